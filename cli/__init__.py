@@ -1,0 +1,1 @@
+"""The `pgjobs` command line: a click group that only delegates."""

@@ -1,0 +1,272 @@
+"""The `pgjobs` command: a click group that only delegates.
+
+Every command resolves its database the same way (``--dsn``, then
+``PGJOBS_DSN``, then ``DATABASE_URL``, else the embedded local cluster) and
+reports a user mistake as one line with the SQLSTATE's hint, never a
+traceback. Exit status: 0 done, 1 the job failed or was canceled (or
+another runtime error), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from pgjobs import db, queries
+from pgjobs.errors import InvalidInput, PgjobsError
+
+DEFAULT_STORAGE = "file://./pgjobs-exports"
+
+
+@dataclass
+class Context:
+    """What every subcommand gets as ``ctx.obj``."""
+
+    dsn_option: str | None
+    storage: str
+    _dsn: str | None = field(default=None, repr=False)
+
+    def dsn(self) -> str:
+        """The resolved DSN (starts the embedded cluster when nothing is configured)."""
+        if self._dsn is None:
+            self._dsn = db.resolve_dsn(self.dsn_option)
+        return self._dsn
+
+    def connect(self, **kwargs: Any) -> Any:
+        return db.connect(self.dsn(), **kwargs)
+
+
+class Group(click.Group):
+    """Turns PgjobsError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgjobsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    """A JSON command-line argument, or a usage error naming it."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}",
+                           hint=f"quote it for the shell, e.g. --{what} '{{\"status\": \"done\"}}'"
+                           ) from None
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dsn", envvar="PGJOBS_DSN", show_envvar=True, default=None,
+              help="PostgreSQL DSN or URL [default: $DATABASE_URL, else the embedded cluster].")
+@click.option("--storage", envvar="PGJOBS_STORAGE", show_envvar=True, default=DEFAULT_STORAGE,
+              show_default=True, help="Where exports go: file://DIR, s3://bucket/prefix, "
+              "gs://..., az://..., memory://.")
+@click.version_option(package_name="pgjobs")
+@click.pass_context
+def main(ctx: click.Context, dsn: str | None, storage: str) -> None:
+    """pgjobs: bulk background jobs (delete, backfill, export) inside PostgreSQL."""
+    ctx.obj = Context(dsn_option=dsn, storage=storage)
+
+
+# --- install --------------------------------------------------------------
+
+
+@main.command()
+@click.pass_obj
+def migrate(obj: Context) -> None:
+    """Apply sql/migrations (yoyo), then re-apply every sql/functions file."""
+    from pgjobs.migrate import migrate as run_migrate
+
+    summary = run_migrate(obj.dsn())
+    applied = summary["migrations_applied"]
+    click.echo(f"migrations applied: {', '.join(applied) if applied else 'none pending'}"  # type: ignore[arg-type]
+               f"; functions applied: {summary['functions_applied']}")
+
+
+@main.command()
+@click.option("--run-every", envvar="PGJOBS_RUN_EVERY", show_envvar=True, type=int,
+              default=None, help="Seconds between runs (pg_cron 1.5+; 1.4 runs each minute).")
+@click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default=None,
+              help="How long finished jobs are kept [default: 24 hours].")
+@click.pass_obj
+def schedule(obj: Context, run_every: int | None, retention: str | None) -> None:
+    """Install the pg_cron jobs that run the engine and prune."""
+    options: dict[str, Any] = {}
+    if run_every is not None:
+        options["run_every"] = run_every
+    if retention is not None:
+        options["retention"] = retention
+    with obj.connect() as conn:
+        result = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb(options)})
+    for job in result["jobs"]:
+        click.echo(f"{job['name']}: {job['schedule']}  {job['command']}")
+    click.echo(f"pg_cron {result['pg_cron']}")
+
+
+@main.command()
+@click.pass_obj
+def unschedule(obj: Context) -> None:
+    """Remove pgjobs' pg_cron jobs."""
+    with obj.connect() as conn:
+        result = db.scalar(conn, queries.UNSCHEDULE)
+    click.echo(f"unscheduled {result['unscheduled']} pg_cron job(s)")
+
+
+# --- observing and controlling ---------------------------------------------
+
+
+def _job_line(job: dict[str, Any]) -> str:
+    total = "?" if job.get("total") is None else str(job["total"])
+    return (f"{job['id']}\t{job['kind']}\t{job['target']}\t{job['scope']}\t{job['status']}"
+            f"\t{job['done']}/{total}")
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="Print the job as one JSON object.")
+@click.pass_obj
+def status(obj: Context, job_id: int, as_json: bool) -> None:
+    """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 still queued or running."""
+    with obj.connect() as conn:
+        job = db.get_job(conn, job_id)
+    if job is None:
+        raise InvalidInput(f"job {job_id} does not exist", sqlstate="P0002",
+                           hint="`pgjobs list` shows the jobs; finished ones are pruned")
+    if as_json:
+        click.echo(json.dumps(job, default=str))
+    else:
+        for key, value in job.items():
+            if value is not None:
+                click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+    sys.exit({"succeeded": 0, "failed": 1, "canceled": 1}.get(job["status"], 3))
+
+
+@main.command(name="list")
+@click.option("--status", "status_", envvar="PGJOBS_STATUS", show_envvar=True,
+              type=click.Choice(["queued", "running", "succeeded", "failed", "canceled"]),
+              default=None, help="Only jobs in this status.")
+@click.option("--limit", envvar="PGJOBS_LIMIT", show_envvar=True, type=click.IntRange(1, 10000),
+              default=50, show_default=True)
+@click.pass_obj
+def list_(obj: Context, status_: str | None, limit: int) -> None:
+    """List jobs, newest first (id, kind, target, scope, status, done/total)."""
+    with obj.connect() as conn:
+        rows = db.rows(conn, queries.LIST_JOBS, {"status": status_, "limit": limit})
+    for job in rows:
+        click.echo(_job_line(job))
+
+
+@main.command()
+@click.argument("job_id", type=int)
+@click.pass_obj
+def cancel(obj: Context, job_id: int) -> None:
+    """Cancel a job: queued at once, running at its next page."""
+    with obj.connect() as conn:
+        changed = db.cancel(conn, job_id)
+        job = db.get_job(conn, job_id)
+    assert job is not None
+    if changed:
+        click.echo(f"job {job_id}: {'canceled' if job['status'] == 'canceled' else 'cancel requested'}")
+    else:
+        click.echo(f"job {job_id} had already finished ({job['status']})")
+
+
+@main.command()
+@click.argument("job_id", type=int, required=False)
+@click.option("--timeout", envvar="PGJOBS_WATCH_TIMEOUT", show_envvar=True, type=float,
+              default=None, help="Stop watching after this many seconds.")
+@click.pass_obj
+def watch(obj: Context, job_id: int | None, timeout: float | None) -> None:
+    """Follow job events (LISTEN pgjobs): one job until it finishes, or all jobs."""
+    from pgjobs.cli.progress import follow
+
+    code = follow(obj.dsn(), job_id, timeout=timeout)
+    sys.exit(code)
+
+
+# --- engine -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--budget", envvar="PGJOBS_BUDGET", show_envvar=True, default="50s",
+              show_default=True, help="Time budget of one run (e.g. 50s, 5m).")
+@click.option("--loop", is_flag=True, envvar="PGJOBS_LOOP", show_envvar=True,
+              help="Run again and again (drives the engine where pg_cron is absent).")
+@click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, type=float, default=1.0,
+              show_default=True, help="With --loop: seconds to wait when there is no work.")
+@click.pass_obj
+def run(obj: Context, budget: str, loop: bool, idle: float) -> None:
+    """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
+    interval = parse_duration(budget)
+    with obj.connect(app="pgjobs run") as conn:
+        while True:
+            started = time.monotonic()
+            db.execute(conn, queries.RUN, {"budget": interval})
+            if not loop:
+                return
+            if time.monotonic() - started < 0.5:  # nothing to do: do not spin
+                time.sleep(idle)
+
+
+@main.command()
+@click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default="24h",
+              show_default=True, help="Delete finished jobs older than this (e.g. 24h, 7d).")
+@click.pass_obj
+def prune(obj: Context, retention: str) -> None:
+    """Rescue expired leases, delete old finished jobs, trim pg_cron history."""
+    with obj.connect() as conn:
+        summary = db.scalar(conn, queries.PRUNE, {"retention": parse_duration(retention)})
+    click.echo(json.dumps(summary, sort_keys=True))
+
+
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> str:
+    """'50s', '5m', '24h', '7d', '250ms' or a PostgreSQL interval, as interval text."""
+    value = text.strip()
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        number = value[: -len(suffix)]
+        if value.endswith(suffix) and number.replace(".", "", 1).isdigit():
+            return f"{number} {_UNITS[suffix]}"
+    if value and value[0].isdigit():
+        return value  # a PostgreSQL interval such as '1 hour 30 minutes'
+    raise InvalidInput(f"invalid duration {text!r}", hint="use e.g. 50s, 5m, 24h or 7d")
+
+
+def _register_subcommands() -> None:
+    from pgjobs.cli.dev import dev
+
+    main.add_command(dev)
+    try:
+        from pgjobs.cli.jobs import backfill, delete
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        main.add_command(delete)
+        main.add_command(backfill)
+    try:
+        from pgjobs.cli.export import export, url, worker
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    else:
+        main.add_command(export)
+        main.add_command(worker)
+        main.add_command(url)
+
+
+_register_subcommands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

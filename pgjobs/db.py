@@ -1,0 +1,161 @@
+"""The connector: the one module that owns psycopg.
+
+Everything the Python side asks of the database goes through the helpers
+here, with statements from :mod:`pgjobs.queries`; database errors leave as
+:class:`pgjobs.errors.PgjobsError`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgjobs import queries
+from pgjobs.errors import from_psycopg
+
+Row = dict[str, Any]
+
+
+def resolve_dsn(explicit: str | None = None, *, start_embedded: bool = True) -> str:
+    """The DSN to use: explicit (``--dsn``/``PGJOBS_DSN``), ``DATABASE_URL``, else the
+    embedded local cluster (started when needed)."""
+    if explicit:
+        return explicit
+    for var in ("PGJOBS_DSN", "DATABASE_URL"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    from pgjobs import embedded
+
+    if start_embedded:
+        return embedded.ensure_dsn()
+    dsn = embedded.dsn_if_running()
+    if dsn is None:
+        from pgjobs.errors import ConnectionFailed
+
+        raise ConnectionFailed(
+            "no database configured and the embedded cluster is not running",
+            hint="pass --dsn, set PGJOBS_DSN or DATABASE_URL, or run `pgjobs dev up`",
+        )
+    return dsn
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise psycopg errors as PgjobsError (one line, SQLSTATE and hint)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise from_psycopg(exc) from exc
+
+
+def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycopg.Connection[Row]:
+    """A dict-row connection, autocommit by default (every pgjobs function is its
+    own transaction)."""
+    with translated():
+        return psycopg.connect(
+            dsn, autocommit=autocommit, row_factory=dict_row, application_name=app
+        )
+
+
+def worker_name(role: str = "worker") -> str:
+    """A name unique to this process and call, used as the lease owner."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def jsonb(value: Any) -> Jsonb:
+    return Jsonb(value)
+
+
+def one(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> Row:
+    with translated():
+        row = conn.execute(sql, params or {}).fetchone()
+    assert row is not None, sql
+    return row
+
+
+def scalar(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> Any:
+    return next(iter(one(conn, sql, params).values()))
+
+
+def rows(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+    with translated():
+        return conn.execute(sql, params or {}).fetchall()
+
+
+def execute(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> None:
+    with translated():
+        conn.execute(sql, params or {})
+
+
+# --- the contract's functions, for the CLI and the poller ------------------
+
+
+def submit(
+    conn: psycopg.Connection[Row],
+    kind: str,
+    target: str,
+    scope: str,
+    payload: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+) -> int:
+    return int(
+        scalar(
+            conn,
+            queries.SUBMIT,
+            {
+                "kind": kind,
+                "target": target,
+                "scope": scope,
+                "payload": Jsonb(payload or {}),
+                "options": Jsonb(options or {}),
+            },
+        )
+    )
+
+
+def get_job(conn: psycopg.Connection[Row], job_id: int) -> Row | None:
+    with translated():
+        return conn.execute(queries.GET_JOB, {"id": job_id}).fetchone()
+
+
+def cancel(conn: psycopg.Connection[Row], job_id: int) -> bool:
+    return bool(scalar(conn, queries.CANCEL, {"id": job_id}))
+
+
+def claim(
+    conn: psycopg.Connection[Row], kinds: list[str], worker: str, lease: str = "30 seconds",
+    limit: int = 1,
+) -> list[Row]:
+    return rows(conn, queries.CLAIM, {"kinds": kinds, "worker": worker, "lease": lease,
+                                      "limit": limit})
+
+
+def heartbeat(
+    conn: psycopg.Connection[Row], job_id: int, worker: str, done: int | None = None,
+    checkpoint: dict[str, Any] | None = None,
+) -> bool:
+    return bool(scalar(conn, queries.HEARTBEAT, {
+        "id": job_id, "worker": worker, "done": done,
+        "checkpoint": None if checkpoint is None else Jsonb(checkpoint)}))
+
+
+def complete(
+    conn: psycopg.Connection[Row], job_id: int, worker: str, result: dict[str, Any] | None = None
+) -> bool:
+    return bool(scalar(conn, queries.COMPLETE, {"id": job_id, "worker": worker,
+                                                "result": Jsonb(result or {})}))
+
+
+def fail(
+    conn: psycopg.Connection[Row], job_id: int, worker: str, error: str, retryable: bool = True
+) -> bool:
+    return bool(scalar(conn, queries.FAIL, {"id": job_id, "worker": worker, "error": error,
+                                            "retryable": retryable}))

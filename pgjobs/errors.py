@@ -1,0 +1,82 @@
+"""The one place where database errors become pgjobs' Python exceptions.
+
+SQL functions raise standard SQLSTATEs with a HINT; psycopg maps each
+SQLSTATE to an exception class. This module turns them into
+:class:`PgjobsError` subclasses that carry a one-line message for users.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class PgjobsError(Exception):
+    """Base class: a failure a user can act on. ``str()`` is one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.hint = hint
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.sqlstate:
+            text = f"{text} [{self.sqlstate}]"
+        if self.hint:
+            text = f"{text} (hint: {self.hint})"
+        return text
+
+
+class InvalidInput(PgjobsError):
+    """Bad arguments: malformed filter, unknown option, wrong type (22023)."""
+
+    exit_code = 2
+
+
+class UndefinedTable(InvalidInput):
+    """The table named does not exist (42P01)."""
+
+
+class NotFound(PgjobsError):
+    """The job or registration does not exist (P0002)."""
+
+
+class Conflict(PgjobsError):
+    """The (target, scope) already has a writing job (55006)."""
+
+
+class NotReady(PgjobsError):
+    """A prerequisite is missing: index, pg_cron... (55000)."""
+
+
+class PermissionDenied(PgjobsError):
+    """The caller lacks a privilege (42501)."""
+
+
+class ConnectionFailed(PgjobsError):
+    """The database cannot be reached."""
+
+
+_BY_SQLSTATE: dict[str, type[PgjobsError]] = {
+    "22023": InvalidInput,
+    "22P02": InvalidInput,
+    "42P01": UndefinedTable,
+    "P0002": NotFound,
+    "55006": Conflict,
+    "55000": NotReady,
+    "42501": PermissionDenied,
+}
+
+
+def from_psycopg(exc: psycopg.Error) -> PgjobsError:
+    """Translate a psycopg error into the matching :class:`PgjobsError`."""
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        return ConnectionFailed(first)
+    diag = exc.diag
+    message = diag.message_primary or str(exc).strip().splitlines()[0]
+    cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
+    return cls(message, sqlstate=exc.sqlstate, hint=diag.message_hint)

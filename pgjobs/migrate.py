@@ -1,0 +1,78 @@
+"""``pgjobs migrate``: yoyo migrations for state, then every function file.
+
+Order of work, under one session-level advisory lock so two concurrent
+runs serialize instead of racing:
+
+1. ``sql/migrations`` through yoyo (its bookkeeping tables live in schema
+   ``pgjobs``, not ``public``);
+2. every file of ``sql/functions`` in name order, in one transaction, so
+   clients never see half of a new version; ``zz_grants.sql`` sorts last.
+"""
+
+from __future__ import annotations
+
+import warnings
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from psycopg.conninfo import conninfo_to_dict
+
+from pgjobs import db, queries
+
+
+def sql_dir() -> Path:
+    """The ``sql/`` folder shipped inside the package (works outside the repo)."""
+    return Path(str(resources.files("pgjobs.sql")))
+
+
+def function_files() -> list[Path]:
+    return sorted((sql_dir() / "functions").glob("*.sql"))
+
+
+def migration_files() -> list[Path]:
+    return sorted((sql_dir() / "migrations").glob("*.sql"))
+
+
+def yoyo_uri(dsn: str) -> str:
+    """A yoyo URI for the psycopg 3 backend, from any libpq DSN or URL."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    dbname = params.pop("dbname", "") or params.get("user", "")
+    params["schema"] = "pgjobs"
+    return f"postgresql+psycopg:///{quote(dbname, safe='')}?{urlencode(params)}"
+
+
+def apply_migrations(dsn: str) -> list[str]:
+    """Apply pending yoyo migrations; return the ids applied."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(yoyo_uri(dsn), migration_table="_yoyo_migration")
+    migrations = read_migrations(str(sql_dir() / "migrations"))
+    with warnings.catch_warnings():
+        # yoyo warns about nested transactions on its autocommit connection.
+        warnings.simplefilter("ignore")
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    applied = [m.id for m in pending]
+    backend.connection.close()
+    return applied
+
+
+def migrate(dsn: str) -> dict[str, object]:
+    """Bring the database to this version of pgjobs. Idempotent; safe concurrently."""
+    conn = db.connect(dsn, app="pgjobs migrate")
+    try:
+        db.execute(conn, queries.MIGRATE_LOCK)
+        try:
+            db.execute(conn, queries.CREATE_SCHEMA)
+            applied = apply_migrations(dsn)
+            files = function_files()
+            with db.translated(), conn.transaction():
+                for path in files:
+                    conn.execute(path.read_text(encoding="utf-8").encode())
+        finally:
+            db.execute(conn, queries.MIGRATE_UNLOCK)
+    finally:
+        conn.close()
+    return {"migrations_applied": applied, "functions_applied": len(files)}

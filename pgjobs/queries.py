@@ -1,0 +1,54 @@
+"""Every SQL statement the Python side sends, as named constants.
+
+Python only calls pgjobs' SQL functions; job logic lives in the database.
+Sections are per area; keep each statement next to its siblings.
+"""
+
+from __future__ import annotations
+
+# --- migrate --------------------------------------------------------------
+
+MIGRATE_LOCK = "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('pgjobs.migrate'))"
+MIGRATE_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgjobs.migrate'))"
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
+
+# --- jobs: submit, observe, control ---------------------------------------
+
+SUBMIT = "SELECT pgjobs.submit(%(kind)s, %(target)s::regclass, %(scope)s, %(payload)s, %(options)s)"
+GET_JOB = """
+SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
+       error, result, priority, created_at, started_at, finished_at, run_at, worker,
+       lease_expires_at, cancel_requested_at
+  FROM pgjobs.jobs WHERE id = %(id)s
+"""
+LIST_JOBS = """
+SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
+       created_at, started_at, finished_at, error
+  FROM pgjobs.jobs
+ WHERE (%(status)s::text IS NULL OR status = %(status)s)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+CANCEL = "SELECT pgjobs.cancel(%(id)s)"
+
+# --- engine -----------------------------------------------------------------
+
+CLAIM = "SELECT * FROM pgjobs.claim(%(kinds)s, %(worker)s, %(lease)s::interval, %(limit)s)"
+HEARTBEAT = "SELECT pgjobs.heartbeat(%(id)s, %(worker)s, %(done)s, %(checkpoint)s)"
+COMPLETE = "SELECT pgjobs.complete(%(id)s, %(worker)s, %(result)s)"
+FAIL = "SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, %(retryable)s)"
+RUN = "CALL pgjobs.run(%(budget)s::interval)"
+RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
+PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
+SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
+UNSCHEDULE = "SELECT pgjobs.unschedule()"
+LISTEN = "LISTEN pgjobs"
+
+# --- embedded dev cluster (pgjobs.embedded) ---------------------------------
+
+EMBEDDED_DATABASE_EXISTS = (
+    "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = %(name)s) AS exists"
+)
+EMBEDDED_CREATE_DATABASE = "CREATE DATABASE pgjobs"
+EMBEDDED_PRELOADED = "SELECT pg_catalog.current_setting('shared_preload_libraries') AS libs"
+EMBEDDED_CREATE_PG_CRON = "CREATE EXTENSION IF NOT EXISTS pg_cron"

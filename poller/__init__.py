@@ -1,0 +1,1 @@
+"""Streams exports between PostgreSQL and object storage."""

@@ -1,0 +1,116 @@
+"""Fixtures: one real PostgreSQL server per test session, pgjobs migrated
+once into a template database, and a fresh copy of it for every test.
+
+Set PGJOBS_TEST_URL (a server URL whose user may CREATE DATABASE) to run the
+suite against an existing server instead of a throwaway one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+
+from pgjobs.migrate import migrate
+
+TEMPLATE = f"pgjobs_template_{os.getpid()}"
+_counter = itertools.count()
+
+
+def with_database(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """URL of the server, connected to its `postgres` database."""
+    url = os.environ.get("PGJOBS_TEST_URL")
+    if url:
+        yield url
+        return
+    from tests.pgcluster import start_test_cluster
+
+    cluster = start_test_cluster()
+    try:
+        yield cluster.url()
+    finally:
+        cluster.stop()
+
+
+def admin_execute(cluster_url: str, *statements: str) -> None:
+    with psycopg.connect(cluster_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def template_dsn(cluster_url: str) -> Iterator[str]:
+    """A database migrated once; every test copies it."""
+    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
+                  f"CREATE DATABASE {TEMPLATE}")
+    dsn = with_database(cluster_url, TEMPLATE)
+    migrate(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS plpgsql_check")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+    yield dsn
+    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+
+
+@pytest.fixture
+def fresh_database(cluster_url: str, template_dsn: str) -> Callable[[], str]:
+    """Factory: a new copy of the migrated template; dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"pgjobs_test_{os.getpid()}_{next(_counter)}"
+        admin_execute(cluster_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        created.append(name)
+        return with_database(cluster_url, name)
+
+    yield make  # type: ignore[misc]
+    for name in created:
+        admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def dsn(fresh_database: Callable[[], str]) -> str:
+    """A freshly migrated database of its own for this test."""
+    return fresh_database()
+
+
+@pytest.fixture
+def make_conn(dsn: str) -> Iterator[Callable[..., psycopg.Connection[Any]]]:
+    """Factory for more connections to the test's database (autocommit, tuples by
+    default; pass row_factory=dict_row for dicts)."""
+    conns: list[psycopg.Connection[Any]] = []
+
+    def make(**kwargs: Any) -> psycopg.Connection[Any]:
+        kwargs.setdefault("autocommit", True)
+        conn = psycopg.connect(dsn, **kwargs)
+        conns.append(conn)
+        return conn
+
+    yield make
+    for conn in conns:
+        conn.close()
+
+
+@pytest.fixture
+def conn(make_conn: Callable[..., psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+    """An autocommit connection (tuple rows) to the test's database."""
+    return make_conn()
+
+
+@pytest.fixture
+def dconn(make_conn: Callable[..., psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
+    """An autocommit connection with dict rows to the test's database."""
+    return make_conn(row_factory=dict_row)

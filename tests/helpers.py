@@ -1,0 +1,70 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import psycopg
+
+
+def make_target(conn: psycopg.Connection[Any], name: str = "items") -> str:
+    """A plain table usable as a job target (generic kinds need no registration)."""
+    conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, scope int NOT NULL)")
+    return name
+
+
+def submit(conn: psycopg.Connection[Any], kind: str = "custom", target: str = "items",
+           scope: str = "1", payload: dict[str, Any] | None = None,
+           options: dict[str, Any] | None = None) -> int:
+    row = conn.execute(
+        "SELECT pgjobs.submit(%s, %s::regclass, %s, %s::jsonb, %s::jsonb)",
+        (kind, target, scope, json.dumps(payload or {}), json.dumps(options or {})),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def claim(conn: psycopg.Connection[Any], worker: str, kinds: list[str] | None = None,
+          limit: int = 1, lease: str = "30 seconds") -> list[int]:
+    rows = conn.execute(
+        "SELECT id FROM pgjobs.claim(%s, %s, %s::interval, %s)",
+        (kinds or ["custom"], worker, lease, limit),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def job(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    row = cur.fetchone()
+    assert row is not None, f"job {job_id} missing"
+    assert cur.description is not None
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def expire_lease(conn: psycopg.Connection[Any], job_id: int) -> None:
+    """Make a running job's lease lapse now (as if its worker hung)."""
+    conn.execute(
+        "UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+        (job_id,),
+    )
+
+
+def drain_notifies(conn: psycopg.Connection[Any], timeout: float = 1.0,
+                   until: Any = None) -> list[dict[str, Any]]:
+    """Collect pgjobs NOTIFY payloads on a LISTENing connection."""
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for n in conn.notifies(timeout=max(0.01, deadline - time.monotonic()), stop_after=1):
+            events.append(json.loads(n.payload))
+            if until is not None and until(events[-1]):
+                return events
+    return events
