@@ -70,7 +70,7 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
             if job["status"] in FINAL:
                 if bar:
                     bar.update(job)
-                elif not quiet:
+                elif not quiet and _line(_as_event(job, job["status"])) != last_plain:
                     click.echo(_line(_as_event(job, job["status"])))
                 if job["status"] != "succeeded" and job.get("error"):
                     click.echo(f"job {job_id} {job['status']}: {job['error']}", err=True)

@@ -52,3 +52,13 @@ EMBEDDED_DATABASE_EXISTS = (
 EMBEDDED_CREATE_DATABASE = "CREATE DATABASE pgjobs"
 EMBEDDED_PRELOADED = "SELECT pg_catalog.current_setting('shared_preload_libraries') AS libs"
 EMBEDDED_CREATE_PG_CRON = "CREATE EXTENSION IF NOT EXISTS pg_cron"
+
+# --- delete / backfill (cli/jobs.py) ------------------------------------------
+
+SUBMIT_DELETE = """
+SELECT pgjobs.submit_delete(%(target)s::regclass, %(scope)s, %(filter)s, %(exclude)s::text[],
+                            %(options)s)
+"""
+SUBMIT_BACKFILL = """
+SELECT pgjobs.submit_backfill(%(target)s::regclass, %(scope)s, %(filter)s, %(set)s, %(options)s)
+"""

@@ -36,8 +36,9 @@ SCALARS: list[Any] = STRINGS + NUMBERS + [True, False, None]
 COMPOUNDS: list[Any] = [[], [1, 2], ["a"], {}, {"k": 1}, {"k": [1, {"z": None}]}]
 DOC_KEYS = ["a", "b", "c", "we'; --"]
 HOSTILE_FIELD = "x'); drop table ftest; --"
-DOC_FIELDS = ["a", "b", "c", "n", "n.a", "n.b", "n.a.z", "zz", "k.l", "a.b", HOSTILE_FIELD,
-              "we'; --", "d$"]
+# Fields that exist in the data come up three times as often as missing ones.
+DOC_FIELDS = ["a", "b", "c", "n", "n.a", "n.b", "we'; --"] * 3 + [
+    "n.a.z", "zz", "k.l", "a.b", HOSTILE_FIELD, "d$"]
 COLUMN_VALUES: dict[str, list[Any]] = {
     "id": list(range(0, 90, 7)),
     "table_id": [1, 2, 3, 4],
@@ -55,7 +56,7 @@ def _doc_value(rnd: random.Random) -> Any:
     return rnd.choice(COMPOUNDS) if rnd.random() < 0.1 else rnd.choice(SCALARS)
 
 
-def make_rows(seed: int = 20240601, count: int = 90) -> list[dict[str, Any]]:
+def make_rows(seed: int = 20240601, count: int = 120) -> list[dict[str, Any]]:
     rnd = random.Random(seed)
     rows = []
     for i in range(count):
@@ -112,8 +113,8 @@ def collation_key(conn: psycopg.Connection[Any], strings: list[str]) -> dict[str
 
 # --- filter strategies ------------------------------------------------------------
 
-json_scalar = st.one_of(st.sampled_from(SCALARS), st.text(ALPHABET, max_size=6),
-                        st.integers(-20, 20))
+_pool = st.sampled_from(SCALARS)
+json_scalar = st.one_of(_pool, _pool, _pool, st.text(ALPHABET, max_size=6), st.integers(-3, 12))
 json_any = st.one_of(json_scalar, st.sampled_from(COMPOUNDS))
 ordered_scalar = st.one_of(st.sampled_from(STRINGS), st.sampled_from(NUMBERS),
                            st.booleans())
@@ -128,7 +129,7 @@ def doc_ops() -> st.SearchStrategy[dict[str, Any]]:
         st.tuples(st.just("$contains"), needle),
         st.tuples(st.just("$exists"), st.booleans()),
     )
-    return st.lists(op, min_size=1, max_size=3).map(dict)
+    return st.lists(op, min_size=1, max_size=2).map(dict)
 
 
 def doc_cond() -> st.SearchStrategy[Any]:
@@ -149,7 +150,7 @@ def col_cond(column: str) -> st.SearchStrategy[Any]:
         st.tuples(st.just("$contains"), needle),
         st.tuples(st.just("$exists"), st.booleans()),
     )
-    ops = st.lists(op, min_size=1, max_size=3).map(dict)
+    ops = st.lists(op, min_size=1, max_size=2).map(dict)
     return st.one_of(nullable, ops, ops.map(lambda o: {"$not": o}))
 
 
@@ -157,7 +158,7 @@ field_entry = st.one_of(
     st.sampled_from(DOC_FIELDS).flatmap(lambda f: doc_cond().map(lambda c: (f, c))),
     st.sampled_from(sorted(COLUMN_VALUES)).flatmap(lambda f: col_cond(f).map(lambda c: (f, c))),
 )
-leaf_node = st.lists(field_entry, max_size=3).map(dict)
+leaf_node = st.lists(field_entry, max_size=2).map(dict)
 
 
 def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:

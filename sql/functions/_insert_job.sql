@@ -5,7 +5,8 @@ CREATE OR REPLACE FUNCTION pgjobs._insert_job(
     p_payload jsonb,
     p_options jsonb,
     p_extra_options text[] DEFAULT '{}',
-    p_predicate text DEFAULT NULL)
+    p_predicate text DEFAULT NULL,
+    p_assignments text DEFAULT NULL)
 RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -117,9 +118,9 @@ BEGIN
     END IF;
 
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
-                             run_at, lease, predicate)
+                             run_at, lease, predicate, assignments)
     VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
-            v_run_at, v_lease, p_predicate)
+            v_run_at, v_lease, p_predicate, p_assignments)
     RETURNING * INTO v_job;
 
     PERFORM pgjobs._notify(v_job, 'submitted');

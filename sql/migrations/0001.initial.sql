@@ -52,6 +52,8 @@ CREATE TABLE pgjobs.jobs (
     -- The compiled row predicate of delete/backfill jobs (scope, cutoff,
     -- filter, exclusions), fixed at submit so the mask and the runner agree.
     predicate            text,
+    -- The compiled SET list of backfill jobs, fixed at submit likewise.
+    assignments          text,
     progress_notified_at timestamptz,
     submitted_by         name        NOT NULL DEFAULT session_user,
     created_at           timestamptz NOT NULL DEFAULT now(),

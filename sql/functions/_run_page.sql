@@ -1,0 +1,153 @@
+CREATE OR REPLACE FUNCTION pgjobs._run_page(p_id bigint, p_worker text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One page of a delete or backfill job, in the caller's transaction (the
+-- caller COMMITs right after, so a page is one short transaction).
+--
+-- A page is a key range of the scope: the next page_size keys after the
+-- cursor, found on the (scope, key) index; the rows of that range that
+-- match the job's predicate are deleted or updated, and the cursor, done
+-- and the lease advance in the same transaction (through heartbeat). A
+-- crash loses at most this page, which the next owner redoes: deleting or
+-- setting the same rows twice changes nothing.
+--
+-- The first call counts the job's rows (total) and stores an empty cursor.
+-- Page size adapts to the page_ms target (default 50 ms) unless page_size
+-- is set. A lock wait beyond lock_timeout retries the page later instead of
+-- failing; other errors go to pgjobs.fail (retryable for transient ones).
+--
+-- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
+-- second runner waits or skips until the page commits; the page's rows.
+-- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'failed' or
+-- 'lost' (not the owner any more: nothing was changed).
+DECLARE
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+    v_after text;
+    v_upper text;
+    v_size integer;
+    v_target_ms integer;
+    v_rows bigint := 0;
+    v_total bigint;
+    v_t0 timestamptz;
+    v_ms double precision;
+    v_range text;
+    v_checkpoint jsonb;
+    v_state text;
+    v_detail text;
+BEGIN
+    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
+       OR v_job.lease_expires_at <= now() THEN
+        RETURN 'lost';
+    END IF;
+    IF v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
+        RETURN 'canceled';
+    END IF;
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
+    IF NOT FOUND THEN
+        PERFORM pgjobs.fail(p_id, p_worker,
+            format('table %s is no longer registered with pgjobs', v_job.target), false);
+        RETURN 'failed';
+    END IF;
+
+    v_size := coalesce((v_job.options ->> 'page_size')::integer,
+                       (v_job.checkpoint ->> 'page_size')::integer, 1000);
+    v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
+
+    BEGIN
+        IF v_job.checkpoint IS NULL THEN
+            -- Before the first page: the denominator for progress and ETA.
+            PERFORM set_config('statement_timeout', '10min', true);
+            EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
+               INTO v_total;
+            UPDATE pgjobs.jobs SET total = v_total WHERE id = p_id;
+            PERFORM pgjobs.heartbeat(p_id, p_worker, 0,
+                jsonb_build_object('after', NULL, 'pages', 0, 'page_size', v_size));
+            RETURN 'more';
+        END IF;
+
+        v_after := v_job.checkpoint ->> 'after';
+        PERFORM set_config('lock_timeout', '200ms', true);
+        PERFORM set_config('statement_timeout', '30s', true);
+        v_t0 := clock_timestamp();
+
+        -- The page's upper bound: the v_size-th key after the cursor, read
+        -- from the (scope, key) index alone. NULL: this is the last page.
+        EXECUTE format('SELECT %1$I::text FROM %2$s WHERE %3$I = %4$s%5$s '
+                       'ORDER BY %1$I OFFSET %6$s LIMIT 1',
+                       v_reg.key_column, v_job.target, v_reg.scope_column,
+                       pgjobs._scope_literal(v_reg, v_job.scope),
+                       CASE WHEN v_after IS NULL THEN ''
+                            ELSE format(' AND %I > %L::%s', v_reg.key_column, v_after,
+                                        v_reg.key_type::text) END,
+                       v_size - 1)
+           INTO v_upper;
+        v_range := concat_ws(' AND ',
+            CASE WHEN v_after IS NOT NULL THEN
+                format('%I > %L::%s', v_reg.key_column, v_after, v_reg.key_type::text) END,
+            CASE WHEN v_upper IS NOT NULL THEN
+                format('%I <= %L::%s', v_reg.key_column, v_upper, v_reg.key_type::text) END,
+            'true');
+
+        IF v_job.kind = 'delete' THEN
+            EXECUTE format('DELETE FROM %s WHERE %s AND (%s)', v_job.target, v_range,
+                           v_job.predicate);
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+        ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+            EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT %I::text FROM %s '
+                           'WHERE %s AND (%s) ORDER BY %I))',
+                           (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
+                           v_job.target, v_reg.key_column, v_job.target, v_range,
+                           v_job.predicate, v_reg.key_column)
+               INTO v_rows;
+        ELSE
+            EXECUTE format('UPDATE %s SET %s WHERE %s AND (%s)', v_job.target,
+                           v_job.assignments, v_range, v_job.predicate);
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+        END IF;
+    EXCEPTION
+        WHEN lock_not_available THEN
+            -- Someone holds locks on rows of this page: keep the lease, try
+            -- the page again shortly; give up (retryably) after ~1000 waits.
+            IF coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) >= 1000 THEN
+                PERFORM pgjobs.fail(p_id, p_worker,
+                    'gave up after 1000 lock waits on one page', true);
+                RETURN 'failed';
+            END IF;
+            PERFORM pgjobs.heartbeat(p_id, p_worker, NULL, v_job.checkpoint
+                || jsonb_build_object('lock_waits',
+                       coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) + 1));
+            RETURN 'retry';
+        WHEN query_canceled OR OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Transient classes retry with backoff; data errors do not.
+            PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
+                                left(v_state, 2) IN ('40', '53', '55', '57', '58', '08'));
+            RETURN 'failed';
+    END;
+
+    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+    IF NOT v_job.options ? 'page_size' THEN
+        v_size := least(50000, greatest(100,
+            (v_size * least(2.0, greatest(0.5, v_target_ms / greatest(v_ms, 1.0))))::integer));
+    END IF;
+    v_checkpoint := jsonb_build_object(
+        'after', coalesce(v_upper, v_after),
+        'pages', coalesce((v_job.checkpoint ->> 'pages')::bigint, 0) + 1,
+        'page_size', v_size,
+        'last_page_ms', round(v_ms::numeric, 1));
+    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
+
+    IF v_upper IS NULL THEN
+        PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
+            CASE v_job.kind WHEN 'delete' THEN 'deleted' ELSE 'updated' END, v_job.done + v_rows,
+            'pages', v_checkpoint -> 'pages'));
+        RETURN 'done';
+    END IF;
+    RETURN 'more';
+END
+$$;

@@ -1,0 +1,37 @@
+CREATE OR REPLACE FUNCTION pgjobs.submit_delete(
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb DEFAULT '{}',
+    p_exclude text[] DEFAULT '{}',
+    p_options jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Submits a delete of the rows of scope p_scope of p_target that match
+-- p_filter, were created at or before now (the cutoff) and whose key is not
+-- in p_exclude. From this moment the read path (pgjobs.mask, visible,
+-- visible_count) hides exactly those rows. Options: the common ones, plus
+-- page_size (rows per page; default adaptive) and page_ms (target page
+-- time, default 50). Everything is validated before anything is written
+-- (22023). Returns the job id.
+DECLARE
+    v_reg pgjobs.target_registry := pgjobs._target(p_target);
+    v_predicate text;
+    v_job pgjobs.jobs;
+BEGIN
+    PERFORM pgjobs._page_options(p_options);
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    v_job := pgjobs._insert_job('delete', p_target, p_scope,
+        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+                           'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
+        p_options, ARRAY['page_size', 'page_ms'], v_predicate);
+    RETURN v_job.id;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.submit_delete(regclass, text, jsonb, text[], jsonb) IS
+'Submits a delete of the rows of the scope matching the filter, created at or before now, '
+'whose key is not in p_exclude; the read mask hides them at once. Options: priority, '
+'max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms. Returns the '
+'job id.';

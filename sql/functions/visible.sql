@@ -1,0 +1,45 @@
+CREATE OR REPLACE FUNCTION pgjobs.visible(
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb DEFAULT '{}',
+    p_after text DEFAULT NULL,
+    p_limit integer DEFAULT 100)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One keyset page of the rows of (p_target, p_scope) that match p_filter
+-- and are not masked by a pending delete, ordered by key, starting after
+-- key p_after, as to_jsonb(row). Walks the (scope, key) index: the cost of
+-- a page does not grow with its position. Raises 22023 for a bad filter,
+-- scope, cursor or limit. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry := pgjobs._target(p_target);
+    v_after text := '';
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
+    END IF;
+    IF p_after IS NOT NULL THEN
+        v_after := format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_reg.key_type::text);
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_after, v_reg.key_type::text);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'after % is not a valid % (key column %)', quote_literal(p_after),
+                v_reg.key_type, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass the key of the last row of the previous page.';
+        END;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) ORDER BY t.%I LIMIT %s',
+        p_target, v_reg.scope_column, pgjobs._scope_literal(v_reg, p_scope), v_after,
+        pgjobs.compile_filter(p_target, coalesce(p_filter, '{}')),
+        pgjobs.mask(p_target, p_scope), v_reg.key_column, p_limit);
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.visible(regclass, text, jsonb, text, integer) IS
+'One keyset page (ordered by key, after key p_after, at most p_limit rows) of the scope''s rows '
+'matching the filter and not masked by a pending delete, as to_jsonb(row).';

@@ -1,0 +1,27 @@
+CREATE OR REPLACE FUNCTION pgjobs.visible_count(
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- How many rows of (p_target, p_scope) match p_filter and are not masked
+-- by a pending delete: the count a reader will see once the deletes end.
+-- Raises 22023 for a bad filter or scope. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry := pgjobs._target(p_target);
+    v_count bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s)',
+        p_target, v_reg.scope_column, pgjobs._scope_literal(v_reg, p_scope),
+        pgjobs.compile_filter(p_target, coalesce(p_filter, '{}')),
+        pgjobs.mask(p_target, p_scope))
+       INTO v_count;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.visible_count(regclass, text, jsonb) IS
+'Counts the scope''s rows matching the filter that are not masked by a pending delete.';
