@@ -229,6 +229,17 @@ def prune(obj: Context, retention: str) -> None:
     click.echo(json.dumps(summary, sort_keys=True))
 
 
+@main.command()
+@click.option("--rows", envvar="DEMO_ROWS", show_envvar=True, type=click.IntRange(1000),
+              default=1_000_000, show_default=True, help="Rows in the demo table.")
+@click.pass_obj
+def demo(obj: Context, rows: int) -> None:
+    """Build a demo shared relation, then delete, backfill and export with live progress."""
+    from pgjobs.demo import run_demo
+
+    run_demo(obj.dsn(), rows, obj.storage)
+
+
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 

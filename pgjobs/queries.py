@@ -62,3 +62,45 @@ SELECT pgjobs.submit_delete(%(target)s::regclass, %(scope)s, %(filter)s, %(exclu
 SUBMIT_BACKFILL = """
 SELECT pgjobs.submit_backfill(%(target)s::regclass, %(scope)s, %(filter)s, %(set)s, %(options)s)
 """
+
+# --- demo (pgjobs/demo.py) ------------------------------------------------------
+
+DEMO_SETUP = """
+CREATE SCHEMA IF NOT EXISTS demo;
+DROP TABLE IF EXISTS demo.user_table_rows;
+CREATE TABLE demo.user_table_rows (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_id   integer NOT NULL,
+    data       jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+# Tenant table 1 holds a quarter of the rows, table 2 a tenth; the rest
+# spread over 198 tables.
+DEMO_FILL = """
+INSERT INTO demo.user_table_rows (table_id, data)
+SELECT CASE WHEN i %% 4 = 0 THEN 1 WHEN i %% 10 = 1 THEN 2 ELSE 3 + (i %% 198) END,
+       jsonb_build_object(
+           'name', 'row ' || i,
+           'status', (ARRAY['active', 'archived', 'draft'])[1 + i %% 3],
+           'amount', (i * 7919) %% 10000 / 100.0,
+           'owner', jsonb_build_object('team', 'team-' || (i %% 12)))
+  FROM generate_series(1, %(rows)s) AS i
+"""
+DEMO_INDEXES = """
+CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE INDEX user_table_rows_table_id_id_idx ON demo.user_table_rows (table_id, id);
+CREATE INDEX user_table_rows_data_idx ON demo.user_table_rows
+    USING gin (table_id, data jsonb_path_ops);
+ANALYZE demo.user_table_rows
+"""
+DEMO_REGISTER = """
+SELECT pgjobs.register_target('demo.user_table_rows', 'id', 'table_id', 'created_at', 'data')
+"""
+DEMO_KEEP = """
+SELECT array_agg(id::text) AS keys FROM (
+    SELECT id FROM demo.user_table_rows
+     WHERE table_id = 1 AND data @> '{"status": "archived"}' ORDER BY id LIMIT 3) k
+"""
+DEMO_RAW_COUNT = "SELECT count(*) AS n FROM demo.user_table_rows WHERE table_id = %(scope)s"
+DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scope)s) AS n"

@@ -1,0 +1,53 @@
+# pgjobs: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check
+PYTEST_ARGS ?=
+
+.PHONY: help demo test deps venv lint bench clean
+
+help: ## Show this help.
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+demo: deps venv ## Run the demo on the embedded cluster: delete, backfill, export of DEMO_ROWS rows.
+	$(BIN)/pgjobs demo
+
+test: deps venv ## Run the test suite against real PostgreSQL (throwaway clusters).
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+deps: ## Install PostgreSQL 15, pg_cron and plpgsql_check (apt, as root) when missing.
+	@missing=""; for p in $(PG_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "note: not root, cannot install:$$missing (pgjobs works without pg_cron: pgjobs run --loop)"; \
+	fi
+
+venv: $(VENV)/.installed ## Create .venv and install pgjobs with its dev extras.
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lint: venv ## ruff and mypy (strict) over the package.
+	$(BIN)/ruff check pgjobs cli poller tests bench
+	$(BIN)/mypy
+
+bench: venv ## Run the benchmarks (small sizes; see bench/*.py --help for the full ones).
+	$(BIN)/python bench/claim.py
+	$(BIN)/python bench/delete.py --rows 500000 --scope-rows 100000
+	$(BIN)/python bench/export.py --rows 200000 --scope-rows 100000
+
+clean: ## Remove the virtualenv and caches.
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
