@@ -6,12 +6,12 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_column_op(
     p_value jsonb)
 RETURNS text
 LANGUAGE plpgsql
-IMMUTABLE
+STABLE
 SET search_path = pg_catalog, pg_temp
 AS $function$
 -- One operator on a column: p_ref is the SQL for the column (or a typed NULL
 -- when the caller test-evaluates), p_type its type as format_type() spells it.
--- Values become %L literals cast to p_type (a JSON string gives its text, other
+-- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
 -- scalars their JSON text; json/jsonb columns take the JSON text itself).
 -- Returns a parenthesised boolean expression; NULL means "not matched".
 DECLARE
@@ -31,10 +31,10 @@ BEGIN
                     USING ERRCODE = '22023';
             END IF;
             -- $ne also matches NULL columns: IS DISTINCT FROM.
-            v_sql := format('(%s %s %L::%s)', p_ref,
+            v_sql := format('(%s %s %s)', p_ref,
                             CASE p_op WHEN '$ne' THEN 'IS DISTINCT FROM' ELSE '=' END,
-                            CASE WHEN v_is_json THEN p_value::text ELSE p_value #>> '{}' END,
-                            p_type);
+                            pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
+                                                       ELSE p_value #>> '{}' END, p_type));
         END IF;
 
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
@@ -43,11 +43,11 @@ BEGIN
                             p_op, p_field, left(p_value::text, 200)
                 USING ERRCODE = '22023';
         END IF;
-        v_sql := format('(%s %s %L::%s)', p_ref,
+        v_sql := format('(%s %s %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
-                        CASE WHEN v_is_json THEN p_value::text ELSE p_value #>> '{}' END,
-                        p_type);
+                        pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
+                                                   ELSE p_value #>> '{}' END, p_type));
 
     ELSIF p_op IN ('$in', '$nin') THEN
         IF jsonb_typeof(p_value) <> 'array' THEN
@@ -68,7 +68,7 @@ BEGIN
                                 'got %', p_op, p_field, p_type, left(v_elem::text, 200)
                     USING ERRCODE = '22023';
             ELSE
-                v_lits := v_lits || format('%L::%s',
+                v_lits := v_lits || pgjobs._typed_literal(
                     CASE WHEN v_is_json THEN v_elem::text ELSE v_elem #>> '{}' END, p_type);
             END IF;
         END LOOP;

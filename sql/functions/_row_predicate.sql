@@ -16,7 +16,8 @@ AS $$
 -- pgjobs.jobs.predicate and used verbatim by the runner's pages and by the
 -- read mask, which therefore cover exactly the same rows.
 -- A `timestamp` (without time zone) created_at column is compared with the
--- cutoff in the submitting session's time zone. Raises 22023 for a bad
+-- cutoff in the submitting session's time zone. Literals are written in
+-- ISO 8601 so the runner's DateStyle cannot change their meaning. Raises 22023 for a bad
 -- scope, filter or exclusion. Locks nothing.
 DECLARE
     v_exclude text;
@@ -35,9 +36,13 @@ BEGIN
             HINT = 'List the keys of the rows to keep.';
     END IF;
     IF cardinality(p_exclude) > 0 THEN
-        v_exclude := format('%L::%s[]', p_exclude, p_reg.key_type::text);
         BEGIN
-            EXECUTE 'SELECT ' || v_exclude;
+            -- Canonical text of each key (see pgjobs._typed_literal).
+            EXECUTE format('SELECT %L::text[]::%s[]', p_exclude, p_reg.key_type::text);
+            EXECUTE format('SELECT array_agg(e #>> ''{}'') FROM jsonb_array_elements('
+                           'to_jsonb(%L::text[]::%s[])) e', p_exclude, p_reg.key_type::text)
+               INTO p_exclude;
+            v_exclude := format('%L::%s[]', p_exclude, p_reg.key_type::text);
         EXCEPTION WHEN data_exception THEN
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
                 p_reg.key_type, p_reg.key_column
@@ -48,8 +53,9 @@ BEGIN
         AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column)
             = 'timestamp'::regtype
-        THEN format('%L::timestamp', p_cutoff::timestamp)
-        ELSE format('%L::timestamptz', p_cutoff) END;
+        THEN format('%L::timestamp', to_char(p_cutoff::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'))
+        ELSE format('%L::timestamptz',
+                    to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) END;
 
     RETURN format('%I = %s AND %I <= %s AND (%s)%s',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),

@@ -58,6 +58,11 @@ BEGIN
                        (v_job.checkpoint ->> 'page_size')::integer, 1000);
     v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
 
+    -- Keys travel through the cursor as text: read and write them in one
+    -- fixed style, whatever the session's (pg_cron's, a client's) settings.
+    PERFORM set_config('datestyle', 'ISO, YMD', true);
+    PERFORM set_config('intervalstyle', 'postgres', true);
+
     BEGIN
         IF v_job.checkpoint IS NULL THEN
             -- Before the first page: the denominator for progress and ETA.
@@ -77,12 +82,15 @@ BEGIN
 
         -- The page's upper bound: the v_size-th key after the cursor, read
         -- from the (scope, key) index alone. NULL: this is the last page.
-        EXECUTE format('SELECT %1$I::text FROM %2$s WHERE %3$I = %4$s%5$s '
-                       'ORDER BY %1$I OFFSET %6$s LIMIT 1',
+        -- ORDER BY names the column qualified: a bare name would bind to
+        -- the text output column and sort numbers as strings, in a sort of
+        -- every remaining row of the scope.
+        EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
+                       'ORDER BY 1 OFFSET %6$s LIMIT 1',
                        v_reg.key_column, v_job.target, v_reg.scope_column,
                        pgjobs._scope_literal(v_reg, v_job.scope),
                        CASE WHEN v_after IS NULL THEN ''
-                            ELSE format(' AND %I > %L::%s', v_reg.key_column, v_after,
+                            ELSE format(' AND t.%I > %L::%s', v_reg.key_column, v_after,
                                         v_reg.key_type::text) END,
                        v_size - 1)
            INTO v_upper;
@@ -98,8 +106,8 @@ BEGIN
                            v_job.predicate);
             GET DIAGNOSTICS v_rows = ROW_COUNT;
         ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
-            EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT %I::text FROM %s '
-                           'WHERE %s AND (%s) ORDER BY %I))',
+            EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
+                           'WHERE %s AND (%s) ORDER BY t.%I))',
                            (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
                            v_job.target, v_reg.key_column, v_job.target, v_range,
                            v_job.predicate, v_reg.key_column)
