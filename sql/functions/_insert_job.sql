@@ -118,9 +118,9 @@ BEGIN
     END IF;
 
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
-                             run_at, lease, predicate, assignments)
+                             run_at, lease, predicate, assignments, submitted_by)
     VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
-            v_run_at, v_lease, p_predicate, p_assignments)
+            v_run_at, v_lease, p_predicate, p_assignments, pgjobs._caller())
     RETURNING * INTO v_job;
 
     PERFORM pgjobs._notify(v_job, 'submitted');

@@ -1,12 +1,15 @@
 CREATE OR REPLACE FUNCTION pgjobs.cancel(p_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Cancels job p_id. Queued: canceled at once. Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.
+-- SECURITY DEFINER for pgjobs_client: the submitter, an admin, or a role
+-- with the privilege the job's kind needs on its target may cancel (42501).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
@@ -16,6 +19,13 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
                    'after the retention period.';
+    END IF;
+    -- Whoever could have submitted the job may cancel it, and admins.
+    IF NOT (pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER')
+            OR pgjobs._caller() = v_job.submitted_by) THEN
+        PERFORM pgjobs._require(v_job.target, CASE v_job.kind
+            WHEN 'delete' THEN 'DELETE' WHEN 'backfill' THEN 'UPDATE' WHEN 'import' THEN 'INSERT'
+            WHEN 'export' THEN 'SELECT' ELSE 'TRUNCATE' END);
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs

@@ -2,6 +2,7 @@ CREATE OR REPLACE FUNCTION pgjobs.mask(p_target regclass, p_scope text)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The read-path mask of (p_target, p_scope): a boolean SQL expression over
@@ -11,8 +12,10 @@ AS $$
 -- stored predicates, the same text the runner's pages use, so a read in
 -- the middle of a job returns what it will return after it. Cancel or
 -- failure ends the job, which lifts its mask from the rows that remain.
+-- SECURITY DEFINER for pgjobs_client; needs SELECT on the target.
 -- Locks nothing.
 BEGIN
+    PERFORM pgjobs._require(p_target, 'SELECT');
     RETURN coalesce((
         SELECT string_agg(format('NOT coalesce((%s), false)', j.predicate), ' AND '
                           ORDER BY j.id)

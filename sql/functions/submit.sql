@@ -6,11 +6,14 @@ CREATE OR REPLACE FUNCTION pgjobs.submit(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Submits a job of any kind that external workers (any language) run
 -- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. Returns the job id.
+-- their own functions, which validate their payload. SECURITY DEFINER for
+-- pgjobs_client; a writing kind (import) needs INSERT on the target.
+-- Returns the job id.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -24,6 +27,9 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
                           p_kind, p_kind);
+    END IF;
+    IF p_kind = 'import' THEN
+        PERFORM pgjobs._require(p_target, 'INSERT');
     END IF;
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
     RETURN v_job.id;

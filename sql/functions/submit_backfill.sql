@@ -6,6 +6,7 @@ CREATE OR REPLACE FUNCTION pgjobs.submit_backfill(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Submits a backfill: for the rows of scope p_scope matching p_filter and
@@ -15,6 +16,7 @@ AS $$
 -- function (regclass, text[]) RETURNS bigint called with each page's keys
 -- instead of p_set, returning the rows it changed. Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
+-- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry := pgjobs._target(p_target);
@@ -23,6 +25,7 @@ DECLARE
     v_handler regprocedure;
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require(p_target, 'UPDATE');
     PERFORM pgjobs._page_options(p_options);
     IF p_filter IS NULL THEN
         RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',

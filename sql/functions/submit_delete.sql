@@ -6,6 +6,7 @@ CREATE OR REPLACE FUNCTION pgjobs.submit_delete(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Submits a delete of the rows of scope p_scope of p_target that match
@@ -14,12 +15,14 @@ AS $$
 -- visible_count) hides exactly those rows. Options: the common ones, plus
 -- page_size (rows per page; default adaptive) and page_ms (target page
 -- time, default 50). Everything is validated before anything is written
--- (22023). Returns the job id.
+-- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
+-- the target (42501). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry := pgjobs._target(p_target);
     v_predicate text;
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require(p_target, 'DELETE');
     PERFORM pgjobs._page_options(p_options);
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
     v_job := pgjobs._insert_job('delete', p_target, p_scope,

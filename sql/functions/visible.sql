@@ -7,17 +7,20 @@ CREATE OR REPLACE FUNCTION pgjobs.visible(
 RETURNS SETOF jsonb
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- One keyset page of the rows of (p_target, p_scope) that match p_filter
 -- and are not masked by a pending delete, ordered by key, starting after
 -- key p_after, as to_jsonb(row). Walks the (scope, key) index: the cost of
 -- a page does not grow with its position. Raises 22023 for a bad filter,
--- scope, cursor or limit. Locks nothing.
+-- scope, cursor or limit. SECURITY DEFINER for pgjobs_client; the caller
+-- needs SELECT on the target (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry := pgjobs._target(p_target);
     v_after text := '';
 BEGIN
+    PERFORM pgjobs._require(p_target, 'SELECT');
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
             USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
