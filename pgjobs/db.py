@@ -85,7 +85,9 @@ def scalar(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | Non
     return next(iter(one(conn, sql, params).values()))
 
 
-def rows(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+def rows(
+    conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None
+) -> list[Row]:
     with translated():
         return conn.execute(sql, params or {}).fetchall()
 

@@ -72,4 +72,5 @@ def test_timestamp_keys_survive_the_cursor_in_any_datestyle(conn: Conn, make_con
     runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
     assert scalar(runner, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
     # Only the excluded key (5 January 2030, written DMY by the submitter) is left.
-    assert scalar(runner, "SELECT array_agg(to_char(at, 'YYYY-MM-DD')) FROM events") == ["2030-01-05"]
+    keys = scalar(runner, "SELECT array_agg(to_char(at, 'YYYY-MM-DD')) FROM events")
+    assert keys == ["2030-01-05"]

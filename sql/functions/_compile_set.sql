@@ -6,18 +6,23 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Compiles a backfill's p_set into an UPDATE's SET list. A key naming a
 -- column gets the JSON value cast to the column's type (JSON null -> NULL;
--- a string is taken as its text; objects and arrays suit json/jsonb
--- columns). Any other key is a field of the document column (dotted path
--- for nesting), merged in: a patch object is built from all such keys and
--- merged recursively into each row's document (missing or non-object
--- parents become objects, other fields are kept; an object value is merged
--- into an existing object, any other value replaces). The key, scope and created_at columns cannot be
--- set. Values are inlined as quoted literals; every cast is tried now, so
--- a bad value raises 22023 at submit, naming the key. Locks nothing.
+-- a string is taken as its text; a json/jsonb column takes the JSON value
+-- itself; a JSON array of scalars suits an array column). Any other key is
+-- a field of the document column (dotted path for nesting), merged in: a
+-- patch object is built from all such keys and merged recursively into
+-- each row's document (missing or non-object parents become objects, other
+-- fields are kept; an object value is merged into an existing object, any
+-- other value replaces). The key, scope and created_at columns, generated
+-- columns and identity-always columns cannot be set. Values are inlined as
+-- quoted literals; every cast is tried now, so a bad value raises 22023 at
+-- submit, naming the key. Locks nothing.
 DECLARE
     v_key text;
     v_value jsonb;
     v_type text;
+    v_base name;
+    v_category "char";
+    v_generated boolean;
     v_literal text;
     v_columns text[] := '{}'::text[];
     v_patch jsonb := '{}'::jsonb;
@@ -39,18 +44,37 @@ BEGIN
                 USING ERRCODE = '22023',
                 HINT = 'Backfill changes data columns and document fields only.';
         END IF;
-        SELECT format_type(a.atttypid, a.atttypmod) INTO v_type
+        SELECT format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory,
+               a.attgenerated <> '' OR a.attidentity = 'a'
+          INTO v_type, v_base, v_category, v_generated
           FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+          JOIN pg_catalog.pg_type bt
+            ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
            AND a.attnum > 0 AND NOT a.attisdropped;
+        IF v_generated THEN
+            RAISE EXCEPTION 'backfill cannot set the generated column "%"', v_key
+                USING ERRCODE = '22023',
+                HINT = 'PostgreSQL computes it; set the columns it is computed from.';
+        END IF;
         IF v_type IS NOT NULL AND v_key IS DISTINCT FROM p_reg.document_column THEN
-            v_literal := CASE
-                WHEN jsonb_typeof(v_value) = 'null' THEN format('NULL::%s', v_type)
-                WHEN jsonb_typeof(v_value) = 'string' THEN format('%L::%s', v_value #>> '{}', v_type)
-                ELSE format('%L::%s', v_value::text, v_type) END;
             BEGIN
+                v_literal := CASE
+                    WHEN jsonb_typeof(v_value) = 'null' THEN format('NULL::%s', v_type)
+                    -- A json/jsonb column takes the JSON value itself ("a" stays a string).
+                    WHEN v_base IN ('json', 'jsonb') THEN format('%L::%s', v_value::text, v_type)
+                    WHEN jsonb_typeof(v_value) = 'string'
+                        THEN format('%L::%s', v_value #>> '{}', v_type)
+                    -- A JSON array for an array column: its elements, as that array.
+                    WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
+                        THEN format('%L::%s', (
+                            SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
+                              FROM jsonb_array_elements_text(v_value)
+                                   WITH ORDINALITY AS e(value, ord)), v_type)
+                    ELSE format('%L::%s', v_value::text, v_type) END;
                 EXECUTE 'SELECT ' || v_literal;
-            EXCEPTION WHEN data_exception OR cannot_coerce THEN
+            EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
                 RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
                     USING ERRCODE = '22023',
                     HINT = format('Give "%s" a value of type %s.', v_key, v_type);

@@ -16,12 +16,7 @@ AS $$
 -- Locks nothing.
 BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
-    RETURN coalesce((
-        SELECT string_agg(format('NOT coalesce((%s), false)', j.predicate), ' AND '
-                          ORDER BY j.id)
-          FROM pgjobs.jobs j
-         WHERE j.target = p_target AND j.scope = p_scope
-           AND j.kind = 'delete' AND j.status IN ('queued', 'running')), 'true');
+    RETURN pgjobs._mask(p_target, p_scope);
 END
 $$;
 

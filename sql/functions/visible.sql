@@ -38,8 +38,9 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) ORDER BY t.%I LIMIT %s',
         p_target, v_reg.scope_column, pgjobs._scope_literal(v_reg, p_scope), v_after,
-        pgjobs.compile_filter(p_target, coalesce(p_filter, '{}')),
-        pgjobs.mask(p_target, p_scope), v_reg.key_column, p_limit);
+        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+             ELSE pgjobs.compile_filter(p_target, p_filter) END,
+        pgjobs._mask(p_target, p_scope), v_reg.key_column, p_limit);
 END
 $$;
 

@@ -19,8 +19,9 @@ BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
     EXECUTE format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s)',
         p_target, v_reg.scope_column, pgjobs._scope_literal(v_reg, p_scope),
-        pgjobs.compile_filter(p_target, coalesce(p_filter, '{}')),
-        pgjobs.mask(p_target, p_scope))
+        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+             ELSE pgjobs.compile_filter(p_target, p_filter) END,
+        pgjobs._mask(p_target, p_scope))
        INTO v_count;
     RETURN v_count;
 END
