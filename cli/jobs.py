@@ -82,7 +82,8 @@ def _finish(obj: Context, job_id: int, wait: bool, run_here: bool) -> None:
 @_common
 @click.option("--filter", "filter_", envvar="PGJOBS_FILTER", show_envvar=True,
               help="Filter as JSON [default: {} = every row of the scope].")
-@click.option("--exclude", multiple=True, help="Key of a row to keep (repeatable).")
+@click.option("--exclude", multiple=True, envvar="PGJOBS_EXCLUDE", show_envvar=True,
+              help="Key of a row to keep (repeatable; in the variable, space-separated).")
 @click.pass_obj
 def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: tuple[str, ...],
            priority: int | None, on_conflict: str | None, page_size: int | None,

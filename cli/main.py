@@ -10,6 +10,7 @@ another runtime error), 2 usage error.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.errors import InvalidInput, PgjobsError
+from pgjobs.errors import InvalidInput, NotFound, PgjobsError
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
@@ -104,7 +105,7 @@ def schedule(obj: Context, run_every: int | None, retention: str | None) -> None
     if run_every is not None:
         options["run_every"] = run_every
     if retention is not None:
-        options["retention"] = retention
+        options["retention"] = parse_duration(retention)
     with obj.connect() as conn:
         result = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb(options)})
     for job in result["jobs"]:
@@ -140,14 +141,15 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     with obj.connect() as conn:
         job = db.get_job(conn, job_id)
     if job is None:
-        raise InvalidInput(f"job {job_id} does not exist", sqlstate="P0002",
-                           hint="`pgjobs list` shows the jobs; finished ones are pruned")
+        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
+                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
     if as_json:
         click.echo(json.dumps(job, default=str))
     else:
         for key, value in job.items():
             if value is not None:
-                click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, dict) else value}")
+                shown = json.dumps(value, default=str) if isinstance(value, dict) else value
+                click.echo(f"{key}: {shown}")
     sys.exit({"succeeded": 0, "failed": 1, "canceled": 1}.get(job["status"], 3))
 
 
@@ -156,7 +158,7 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
               type=click.Choice(["queued", "running", "succeeded", "failed", "canceled"]),
               default=None, help="Only jobs in this status.")
 @click.option("--limit", envvar="PGJOBS_LIMIT", show_envvar=True, type=click.IntRange(1, 10000),
-              default=50, show_default=True)
+              default=50, show_default=True, help="At most this many jobs.")
 @click.pass_obj
 def list_(obj: Context, status_: str | None, limit: int) -> None:
     """List jobs, newest first (id, kind, target, scope, status, done/total)."""
@@ -176,7 +178,8 @@ def cancel(obj: Context, job_id: int) -> None:
         job = db.get_job(conn, job_id)
     assert job is not None
     if changed:
-        click.echo(f"job {job_id}: {'canceled' if job['status'] == 'canceled' else 'cancel requested'}")
+        state = "canceled" if job["status"] == "canceled" else "cancel requested"
+        click.echo(f"job {job_id}: {state}")
     else:
         click.echo(f"job {job_id} had already finished ({job['status']})")
 
@@ -230,7 +233,8 @@ def prune(obj: Context, retention: str) -> None:
 
 
 @main.command()
-@click.option("--rows", envvar="DEMO_ROWS", show_envvar=True, type=click.IntRange(1000),
+@click.option("--rows", envvar=["PGJOBS_DEMO_ROWS", "DEMO_ROWS"], show_envvar=True,
+              type=click.IntRange(1000),
               default=1_000_000, show_default=True, help="Rows in the demo table.")
 @click.pass_obj
 def demo(obj: Context, rows: int) -> None:
@@ -241,18 +245,30 @@ def demo(obj: Context, rows: int) -> None:
 
 
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_NUMBER = r"\d+(?:\.\d+)?"
+_PG_UNIT = (r"(?:microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?"
+            r"|days?|weeks?|months?|mons?|years?|us|ms|s|m|h|d|w|y)")
+_PG_INTERVAL = re.compile(
+    rf"(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?)"
+    rf"(?:\s+(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?))*",
+    re.IGNORECASE)
 
 
 def parse_duration(text: str) -> str:
-    """'50s', '5m', '24h', '7d', '250ms' or a PostgreSQL interval, as interval text."""
+    """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
+    ('1 hour 30 minutes', '1 day 02:00'), as interval text. Anything else is a usage
+    error here, before any connection is made."""
     value = text.strip()
+    if re.fullmatch(_NUMBER, value):
+        return f"{value} seconds"
     for suffix in sorted(_UNITS, key=len, reverse=True):
         number = value[: -len(suffix)]
-        if value.endswith(suffix) and number.replace(".", "", 1).isdigit():
+        if value.endswith(suffix) and re.fullmatch(_NUMBER, number):
             return f"{number} {_UNITS[suffix]}"
-    if value and value[0].isdigit():
-        return value  # a PostgreSQL interval such as '1 hour 30 minutes'
-    raise InvalidInput(f"invalid duration {text!r}", hint="use e.g. 50s, 5m, 24h or 7d")
+    if _PG_INTERVAL.fullmatch(value):
+        return value
+    raise InvalidInput(f"invalid duration {text!r}",
+                       hint="use e.g. 50s, 5m, 24h, 7d or '1 hour 30 minutes'")
 
 
 def _register_subcommands() -> None:

@@ -99,8 +99,14 @@ class _Bar:
     """A rich progress bar: rows, rate, ETA."""
 
     def __init__(self, job: dict[str, Any]) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]job {task.fields[job]}[/] {task.description}"),

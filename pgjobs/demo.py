@@ -58,7 +58,7 @@ def _run_job_in_background(dsn: str, job_id: int) -> threading.Thread:
 
 
 def _follow(console: Console, conn: Any, job_id: int, label: str,
-            midway: Any = None) -> Outcome:
+            midway: Any = None, total: int | None = None) -> Outcome:
     """Draw a progress bar from the job row until the job ends."""
     started = time.monotonic()
     columns = [TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
@@ -71,15 +71,14 @@ def _follow(console: Console, conn: Any, job_id: int, label: str,
             job = db.get_job(conn, job_id)
             assert job is not None
             elapsed = max(time.monotonic() - started, 1e-6)
-            progress.update(task, completed=job["done"], total=job["total"],
+            progress.update(task, completed=job["done"], total=job["total"] or total,
                             rate=f"{job['done'] / elapsed:,.0f}")
-            if not midway_done and job["total"] and job["done"] >= job["total"] * 0.3 \
-                    and job["status"] == "running":
+            if not midway_done and job["done"] > 0 and job["status"] == "running":
                 midway_done = True
                 midway(progress.console)
             if job["status"] in ("succeeded", "failed", "canceled"):
                 break
-            time.sleep(0.1)
+            time.sleep(0.02)
     if job["status"] != "succeeded":
         raise PgjobsError(f"{label}: job {job_id} {job['status']}: {job.get('error')}")
     return Outcome(label, job_id, int(job["done"]), time.monotonic() - started, job["status"])
@@ -143,7 +142,8 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
         _run_job_in_background(dsn, backfill_id)
         outcomes.append(_follow(console, conn, backfill_id, "backfill"))
 
-        outcomes.extend(_export(console, dsn, storage))
+        export_outcome, export_uri = _export(console, dsn, storage)
+        outcomes.append(export_outcome)
     finally:
         conn.close()
 
@@ -154,23 +154,41 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
         table.add_row(o.job, str(o.job_id), f"{o.rows:,}", f"{o.seconds:.2f}",
                       f"{o.rows / max(o.seconds, 1e-6):,.0f}")
     console.print(table)
+    console.print(f"export written to {export_uri}")
     return outcomes
 
 
-def _export(console: Console, dsn: str, storage: str) -> list[Outcome]:
-    """Export tenant table 2 (just backfilled), if the export worker is available."""
-    try:
-        from pgjobs.poller.export import run_export_in_process  # type: ignore[attr-defined]
-    except ImportError:
-        console.print("[yellow]export: not available in this build[/]")
-        return []
-    started = time.monotonic()
-    result = run_export_in_process(dsn, TARGET, "2", {}, {"format": "csv", "gzip": True},
-                                   storage=storage, console=console)
-    outcome = Outcome("export", int(result["job_id"]), int(result["rows"]),
-                      time.monotonic() - started, "succeeded")
-    console.print(f"export written to {result['uri']}")
-    return [outcome]
+def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:
+    """Export tenant table 2 (just backfilled) as gzipped CSV, in this process, as
+    `pgjobs export` does."""
+    from pgjobs.poller.export import Exporter
+
+    with db.connect(dsn, app="pgjobs demo export") as conn:
+        total = int(db.scalar(conn, queries.DEMO_RAW_COUNT, {"scope": "2"}))
+        job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
+            "target": TARGET, "scope": "2", "filter": db.jsonb({}),
+            "options": db.jsonb({"format": "csv", "gzip": True})}))
+        console.print(f"export: table 2 as gzipped CSV to {storage} (job {job_id})")
+        worker = db.worker_name("demo-export")
+        claimed = db.rows(conn, queries.EXPORT_CLAIM_ONE,
+                          {"id": job_id, "worker": worker, "lease": "30 seconds"})
+        if not claimed:
+            raise PgjobsError(f"export job {job_id} was taken by another worker")
+        if not total:
+            raise PgjobsError("table 2 is empty")
+        box: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: box.append(Exporter(dsn, job_id, worker, storage).run()),
+            daemon=True)
+        thread.start()
+        outcome = _follow(console, conn, job_id, "export", total=total)
+        thread.join()
+        job = db.get_job(conn, job_id)
+    assert job is not None
+    result = job["result"] or {}
+    console.print(f"  {result.get('rows'):,} rows, {result.get('bytes'):,} bytes, "
+                  f"sha256 {str(result.get('sha256'))[:16]}...")
+    return outcome, str(result.get("uri"))
 
 
 def default_rows() -> int:

@@ -83,7 +83,7 @@ SELECT CASE WHEN i %% 4 = 0 THEN 1 WHEN i %% 10 = 1 THEN 2 ELSE 3 + (i %% 198) E
        jsonb_build_object(
            'name', 'row ' || i,
            'status', (ARRAY['active', 'archived', 'draft'])[1 + i %% 3],
-           'amount', (i * 7919) %% 10000 / 100.0,
+           'amount', (i::bigint * 7919) %% 10000 / 100.0,
            'owner', jsonb_build_object('team', 'team-' || (i %% 12)))
   FROM generate_series(1, %(rows)s) AS i
 """
@@ -104,3 +104,54 @@ SELECT array_agg(id::text) AS keys FROM (
 """
 DEMO_RAW_COUNT = "SELECT count(*) AS n FROM demo.user_table_rows WHERE table_id = %(scope)s"
 DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scope)s) AS n"
+
+# --- exports (pgjobs.poller, pgjobs export / worker / url) ---------------------
+
+EXPORT_SUBMIT = (
+    "SELECT pgjobs.submit_export(%(target)s::regclass, %(scope)s, %(filter)s, %(options)s) AS id"
+)
+EXPORT_CLAIM = (
+    "SELECT id FROM pgjobs.claim(ARRAY['export'], %(worker)s, %(lease)s::interval, %(limit)s)"
+)
+EXPORT_CLAIM_ONE = "SELECT id FROM pgjobs.claim_export(%(id)s, %(worker)s, %(lease)s::interval)"
+EXPORT_JOB = """
+SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, attempts,
+       max_attempts, worker, extract(epoch FROM lease)::float8 AS lease_seconds, done, total,
+       error, result, cancel_requested_at
+  FROM pgjobs.jobs WHERE id = %(id)s
+"""
+# One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
+# it returns. enable_seqscan off: jsonb predicates are unestimatable and the
+# planner would rather scan every tenant's rows than walk the (scope, key) index.
+EXPORT_CHUNK_SQL = """
+SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', true) AS seqscan
+  FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s) c
+"""
+EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+EXPORT_COUNT = (
+    "SELECT pgjobs.visible_count(%(target)s::regclass, %(scope)s, %(filter)s) AS n"
+)
+EXPORT_ACTIVE_JOBS = """
+SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running')
+"""
+STORAGE_DELETIONS_CLAIM = (
+    "SELECT id, uri, job_id FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval)"
+)
+STORAGE_DELETION_FINISH = "SELECT pgjobs.finish_storage_deletion(%(id)s, %(error)s)"
+
+# --- SQL reference (pgjobs/reference.py) ----------------------------------------
+
+REFERENCE_ROUTINES = """
+SELECT p.proname AS name,
+       format('%s pgjobs.%s(%s)%s',
+              CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
+              pg_get_function_arguments(p.oid),
+              CASE WHEN p.prokind = 'p' THEN ''
+                   ELSE ' RETURNS ' || pg_get_function_result(p.oid) END) AS signature,
+       obj_description(p.oid, 'pg_proc') AS comment,
+       CASE WHEN p.prosecdef THEN 'definer' ELSE 'invoker' END AS security,
+       has_function_privilege('pgjobs_client', p.oid, 'EXECUTE') AS client
+  FROM pg_proc p
+ WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.proname !~ '^_'
+ ORDER BY p.proname, pg_get_function_arguments(p.oid)
+"""

@@ -1,0 +1,316 @@
+"""``pgjobs export``, ``pgjobs worker`` and ``pgjobs url``: exports to object storage.
+
+Only delegates: the SQL functions decide what an export holds
+(``pgjobs.submit_export``, ``pgjobs.export_chunk_sql``), :mod:`pgjobs.poller`
+streams it. See docs/exports.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from pgjobs import db, queries
+from pgjobs.cli.main import Context, parse_json
+from pgjobs.errors import InvalidInput, NotFound, PgjobsError
+from pgjobs.poller import storage
+from pgjobs.poller.export import Exporter, Outcome
+
+FINAL = ("succeeded", "failed", "canceled")
+
+
+def _seconds(text: str, what: str) -> float:
+    """'30s', '5m', '1h', '7d', '250ms' or a bare number of seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
+    if not match:
+        raise InvalidInput(f"invalid {what} {text!r}", hint="use e.g. 30s, 5m, 1h or 7d")
+    unit = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+
+# --- pgjobs export ----------------------------------------------------------------
+
+
+@click.command()
+@click.argument("target")
+@click.option("--scope", required=True, envvar="PGJOBS_SCOPE", show_envvar=True,
+              help="The scope (tenant / logical table) value, as text.")
+@click.option("--filter", "filter_", envvar="PGJOBS_FILTER", show_envvar=True,
+              help="Filter as JSON [default: {} = every row of the scope].")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+              show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
+              help="csv: a header and one column per column; jsonl: one JSON object per line.")
+@click.option("--columns", envvar="PGJOBS_COLUMNS", show_envvar=True,
+              help="Comma-separated columns and/or document fields (a.b) [default: every "
+                   "column].")
+@click.option("--gzip", is_flag=True, envvar="PGJOBS_GZIP", show_envvar=True,
+              help="Compress the object (.gz).")
+@click.option("--to", "to", envvar="PGJOBS_TO", show_envvar=True,
+              help="Destination URI prefix [default: --storage].")
+@click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
+              help="Only submit: print the job id and leave the export to `pgjobs worker`.")
+@click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
+              help="Higher runs first [default: 0].")
+@click.option("--options", "extra", envvar="PGJOBS_OPTIONS", show_envvar=True,
+              help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
+@click.pass_obj
+def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
+           columns: str | None, gzip: bool, to: str | None, detach: bool,
+           priority: int | None, extra: str | None) -> None:
+    """Export the rows of TARGET's scope that match the filter, in key order.
+
+    Rows created after the export is submitted, and rows that a pending delete
+    will remove, are left out. Runs the export in this process (unless
+    --detach), showing progress on stderr, and prints the object's URI as the
+    last line of stdout. Exit 0 done, 1 failed or canceled, 2 usage error.
+    """
+    options: dict[str, Any] = dict(parse_json(extra, "options") or {})
+    if not isinstance(options, dict):
+        raise InvalidInput("--options must be a JSON object", hint='e.g. --options \'{"lease": '
+                           '"1 minute"}\'')
+    options["format"] = fmt
+    if gzip:
+        options["gzip"] = True
+    if columns:
+        options["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
+    if priority is not None:
+        options["priority"] = priority
+    if to:
+        options["destination"] = storage.parse(to).uri  # usage error (2) when malformed
+    if not detach:
+        storage.parse(obj.storage)
+    filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
+
+    with obj.connect() as conn:
+        job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
+            "target": target, "scope": scope, "filter": db.jsonb(filter_value),
+            "options": db.jsonb(options)}))
+    click.echo(f"job {job_id} submitted", err=True)
+    if detach:
+        click.echo(job_id)
+        return
+    _setup_logging()
+    sys.exit(_run_here(obj, job_id, target, scope, filter_value))
+
+
+def _run_here(obj: Context, job_id: int, target: str, scope: str,
+              filter_value: Any) -> int:
+    """Run (and re-run after a retryable failure) the job in this process until it
+    ends; if a worker holds it, follow it instead. Returns the exit status."""
+    dsn = obj.dsn()
+    display = _Display(job_id)
+    threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
+                     daemon=True).start()
+    worker = db.worker_name("export")
+    stop = threading.Event()
+    outcome: Outcome | None = None
+    try:
+        with db.connect(dsn, app="pgjobs export") as conn:
+            while True:
+                claimed = db.rows(conn, queries.EXPORT_CLAIM_ONE,
+                                  {"id": job_id, "worker": worker, "lease": "30 seconds"})
+                if claimed:
+                    outcome = _run_thread(Exporter(dsn, job_id, worker, obj.storage, stop=stop,
+                                                   on_progress=display.progress), display)
+                    if outcome.status in ("retrying", "lost", "released"):
+                        if outcome.error:
+                            display.note(f"job {job_id} {outcome.status}: {outcome.error}")
+                        continue
+                job = db.get_job(conn, job_id)
+                if job is None:
+                    raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
+                if job["status"] in FINAL:
+                    break
+                display.progress(int(job["done"]), None)
+                display.tick()
+                time.sleep(0.5)
+            job = db.get_job(conn, job_id)
+    except KeyboardInterrupt:
+        stop.set()
+        with db.connect(dsn, app="pgjobs export") as conn:
+            db.cancel(conn, job_id)
+        display.close()
+        click.echo(f"job {job_id} canceled", err=True)
+        return 1
+    display.close()
+    assert job is not None
+    if job["status"] == "succeeded":
+        result = job["result"] or {}
+        click.echo(f"job {job_id} succeeded: {result.get('rows')} rows, "
+                   f"{result.get('bytes')} bytes, sha256 {result.get('sha256')}", err=True)
+        click.echo(result.get("uri"))
+        return 0
+    click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
+               err=True)
+    return 1
+
+
+def _run_thread(exporter: Exporter, display: _Display) -> Outcome:
+    """Run the exporter in a thread, keeping the main thread for the display and for
+    Ctrl-C."""
+    box: list[Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(exporter.run()), daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.1)
+            display.tick()
+    except KeyboardInterrupt:
+        exporter.stop.set()
+        thread.join()
+        raise
+    return box[0]
+
+
+class _Display:
+    """Progress on stderr: a rich bar on a terminal (rows, MB/s, ETA), else a plain
+    line every few seconds."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.rows = 0
+        self.bytes = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.bar: Any = None
+        self.task: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn(f"[bold]job {job_id}[/] export"), BarColumn(),
+                                MofNCompleteColumn(), TextColumn("rows"),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("export", total=None, rate="")
+
+    def count_total(self, dsn: str, target: str, scope: str, filter_value: Any) -> None:
+        """The row count for the ETA, computed alongside (an estimate: it ignores the
+        cutoff)."""
+        try:
+            with db.connect(dsn, app="pgjobs export count") as conn:
+                self.total = int(db.scalar(conn, queries.EXPORT_COUNT, {
+                    "target": target, "scope": scope, "filter": db.jsonb(filter_value)}))
+        except (PgjobsError, Exception):  # noqa: BLE001 - the ETA is optional
+            self.total = None
+
+    def progress(self, rows: int, out_bytes: int | None) -> None:
+        self.rows = rows
+        if out_bytes is not None:
+            self.bytes = out_bytes
+
+    def _rate(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        return f"{self.bytes / elapsed / 1e6:.1f} MB/s"
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.rows, total=self.total, rate=self._rate())
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 2.0:
+            self.last_line = now
+            total = f"/{self.total}" if self.total is not None else ""
+            click.echo(f"job {self.job_id}: {self.rows}{total} rows, "
+                       f"{self.bytes / 1e6:.1f} MB, {self._rate()}", err=True)
+
+    def note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line)
+        else:
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.rows,
+                            total=self.total if self.total is not None else self.rows)
+            self.bar.stop()
+            self.bar = None
+
+
+# --- pgjobs worker ----------------------------------------------------------------
+
+
+@click.command()
+@click.option("--concurrency", type=click.IntRange(1, 256), default=1, show_default=True,
+              envvar="PGJOBS_CONCURRENCY", show_envvar=True,
+              help="Exports run at once (one thread and two connections each).")
+@click.option("--once", is_flag=True, envvar="PGJOBS_ONCE", show_envvar=True,
+              help="Exit when no export is left to claim and none is running.")
+@click.option("--lease", default="30s", show_default=True, envvar="PGJOBS_LEASE",
+              show_envvar=True, help="Lease of a claimed job; heartbeats renew it.")
+@click.option("--poll", default="2s", show_default=True, envvar="PGJOBS_POLL", show_envvar=True,
+              help="Poll for jobs this often besides LISTEN.")
+@click.option("--stale-after", default="1h", show_default=True, envvar="PGJOBS_STALE_AFTER",
+              show_envvar=True,
+              help="Remove upload leftovers of finished jobs once this old.")
+@click.pass_obj
+def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
+           stale_after: str) -> None:
+    """Run export jobs (and delete the objects of pruned exports) until SIGTERM.
+
+    On SIGTERM or Ctrl-C it stops claiming, checkpoints the running exports and
+    hands them back for another worker to resume, then exits.
+    """
+    from pgjobs.poller.worker import Worker
+
+    storage.parse(obj.storage)
+    lease_s = _seconds(lease, "lease")
+    if not 1 <= lease_s <= 86400:
+        raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
+    _setup_logging()
+    dsn = obj.dsn()
+    w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
+               poll=_seconds(poll, "poll interval"),
+               stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
+               on_event=lambda line: click.echo(line, err=True))
+    click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}", err=True)
+    failed = w.run()
+    sys.exit(1 if once and failed else 0)
+
+
+# --- pgjobs url -------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("job_id", type=int)
+@click.option("--expires", default="1h", show_default=True, envvar="PGJOBS_URL_EXPIRES",
+              show_envvar=True, help="How long a presigned URL stays valid.")
+@click.pass_obj
+def url(obj: Context, job_id: int, expires: str) -> None:
+    """Print a download URL for a finished export: presigned for object stores, the
+    file's path for file://."""
+    seconds = _seconds(expires, "--expires")
+    if not 1 <= seconds <= 7 * 86400:
+        raise InvalidInput(f"invalid --expires {expires!r}", hint="from 1s to 7d")
+    with obj.connect() as conn:
+        job = db.get_job(conn, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
+                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+    if job["kind"] != "export":
+        raise InvalidInput(f"job {job_id} is a {job['kind']} job, not an export")
+    if job["status"] != "succeeded" or not (job["result"] or {}).get("uri"):
+        raise InvalidInput(f"job {job_id} is {job['status']}: it has no object yet",
+                           hint=f"follow it with `pgjobs watch {job_id}`")
+    click.echo(storage.sign_url(job["result"]["uri"], timedelta(seconds=seconds)))

@@ -1,0 +1,632 @@
+"""The streaming exporter: one export job, from PostgreSQL to object storage.
+
+The database decides what to read: :func:`pgjobs.export_chunk_sql` returns the
+``COPY (...) TO STDOUT`` of one keyset chunk (rows, order, format, mask). This
+module only moves bytes:
+
+* each chunk is read in its own short REPEATABLE READ transaction (no snapshot
+  is held for the whole export) and its bytes appended to the current part;
+* once a part holds ``part_size`` bytes it is handed to an uploader thread,
+  which compresses it (one gzip member per part: concatenated members are a
+  valid gzip file and need no compressor state across a crash), writes it
+  durably (:mod:`pgjobs.poller.storage`), then saves the checkpoint (cursor,
+  rows, bytes, upload state) through ``pgjobs.heartbeat`` - the lease fence;
+* after the last part, a heartbeat records phase ``finalizing`` (from then on
+  the object's bytes are fixed by the checkpoint), the object is made visible
+  and ``pgjobs.complete`` stores the result (uri, rows, bytes, sha256, format).
+
+Part boundaries depend only on the data and the job's ``chunk_rows`` and
+``part_size``, so a worker resuming from a checkpoint writes exactly the bytes
+the first one would have: the final object is byte-identical. A worker whose
+heartbeat returns false stops at once and completes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import re
+import select
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from pgjobs import db, queries
+from pgjobs.errors import ConnectionFailed, PgjobsError
+from pgjobs.poller import storage
+from pgjobs.poller.storage import CannotResume, StorageError
+
+log = logging.getLogger("pgjobs.export")
+
+CHECKPOINT_VERSION = 1
+_RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
+
+
+class LeaseLost(Exception):
+    """The job is no longer ours (lease taken over, job canceled or gone)."""
+
+
+class Stopped(Exception):
+    """The worker is shutting down: hand the job back."""
+
+
+@dataclass
+class Outcome:
+    """How one run of a job ended.
+
+    status: ``succeeded``, ``failed`` (for good), ``retrying`` (failed, queued
+    again), ``canceled``, ``released`` (handed back on shutdown) or ``lost``
+    (another worker owns it now; this one changed nothing).
+    """
+
+    job_id: int
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def object_key(target: str, scope: str, job_id: int, fmt: str, gzip: bool) -> str:
+    """``{target}/{scope}/{job id}.{csv|jsonl}[.gz]``, each part made path-safe."""
+    return (f"{_safe(target)}/{_safe(scope)}/{job_id}.{fmt}"
+            + (".gz" if gzip else ""))
+
+
+def _safe(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._=-]+", "_", text)[:120] or "_"
+    return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned
+
+
+def _delays() -> dict[str, float]:
+    """Testing aid: ``PGJOBS_EXPORT_DELAYS="part=0.2,finalize=5"`` sleeps after each
+    checkpointed part / before making the object visible, so that tests can kill
+    a worker at a chosen point."""
+    spec = os.environ.get("PGJOBS_EXPORT_DELAYS", "")
+    delays: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            delays[name] = float(value)
+        except ValueError:
+            continue
+    return delays
+
+
+def copy_out(conn: psycopg.Connection[Any], sql: str,
+             sink: Callable[[memoryview], Any]) -> int:
+    """Run ``COPY ... TO STDOUT`` and pass each row's bytes to ``sink``; return the
+    row count. Drives libpq directly: psycopg's per-row generator costs about as
+    much as the server's work, this loop a tenth of it. The connection must be
+    idle or inside a transaction; it is left in the same state."""
+    pg = conn.pgconn
+    encoding = conn.info.encoding
+    with conn.lock:
+        pg.send_query(sql.encode(encoding))  # psycopg's pq raises on failure
+        result = _next_result(pg)
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            _drain(pg)
+            raise _error(result, pg, encoding)
+        get = pg.get_copy_data
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                sink(data)
+            elif nbytes == 0:
+                _wait_readable(pg)
+            elif nbytes == -1:
+                break
+            else:
+                raise psycopg.OperationalError(pg.get_error_message(encoding))
+        result = _next_result(pg)
+        _drain(pg)
+        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+            raise _error(result, pg, encoding)
+        status = (result.command_status or b"").split()
+        return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def _wait_readable(pg: Any) -> None:
+    ready, _, _ = select.select([pg.socket], [], [], 60.0)
+    if not ready:
+        raise psycopg.OperationalError("no data from the server for 60 seconds")
+    pg.consume_input()
+
+
+def _next_result(pg: Any) -> Any:
+    while True:
+        pg.consume_input()
+        if not pg.is_busy():
+            return pg.get_result()
+        _wait_readable(pg)
+
+
+def _drain(pg: Any) -> None:
+    while True:
+        try:
+            pg.consume_input()
+        except psycopg.Error:
+            return
+        if pg.is_busy():
+            _wait_readable(pg)
+            continue
+        if pg.get_result() is None:
+            return
+
+
+def _error(result: Any, pg: Any, encoding: str) -> psycopg.Error:
+    if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+        return psycopg.errors.error_from_result(result, encoding=encoding)
+    return psycopg.OperationalError(pg.get_error_message(encoding) or "COPY failed")
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, StorageError):
+        return bool(exc.retryable)
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return str(state).startswith(_RETRYABLE_SQLSTATE_CLASSES)
+    return not isinstance(exc, (ValueError, TypeError, KeyError))
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The session is gone (server restart, network): reconnect, the job goes on."""
+    if isinstance(exc, ConnectionFailed):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state and str(state).startswith(("08", "57P")):
+        return True
+    if isinstance(exc, psycopg.OperationalError) and not state:
+        return True
+    cause = exc.__cause__
+    return bool(isinstance(cause, psycopg.Error) and connection_lost(cause))
+
+
+class _Control:
+    """The job's control connection (heartbeat, complete, fail, release), shared by
+    the reading and uploading threads, reconnecting while our lease may still hold."""
+
+    def __init__(self, dsn: str, job_id: int, worker: str, lease: float):
+        self.dsn = dsn
+        self.job_id = job_id
+        self.worker = worker
+        self.lease = lease
+        self.lock = threading.Lock()
+        self.last_ok = time.monotonic()
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = db.connect(self.dsn, app="pgjobs export")
+        return self.conn
+
+    def call(self, func: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        with self.lock:
+            delay = 0.2
+            while True:
+                try:
+                    return func(self._connection())
+                except (psycopg.Error, PgjobsError) as exc:
+                    if not connection_lost(exc):
+                        raise
+                    self.close()
+                    if time.monotonic() - self.last_ok > self.lease:
+                        raise LeaseLost("lost the database for longer than the lease") from exc
+                    log.warning("job %s: database connection lost (%s); retrying",
+                                self.job_id, str(exc).strip().splitlines()[0] if str(exc) else exc)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    def heartbeat(self, done: int | None = None,
+                  checkpoint: dict[str, Any] | None = None) -> bool:
+        ok = bool(self.call(lambda c: db.heartbeat(c, self.job_id, self.worker, done,
+                                                   checkpoint)))
+        if ok:
+            self.last_ok = time.monotonic()
+        return ok
+
+    def keepalive(self) -> None:
+        if time.monotonic() - self.last_ok > self.lease / 3 and not self.heartbeat():
+            raise LeaseLost("heartbeat refused")
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                self.conn.close()
+            self.conn = None
+
+
+class _Part:
+    """The part being filled: chunk bytes as they come, or (gzip) their compressed
+    form, one gzip member per part. Its size is counted in output bytes, so that
+    parts meet part_size (and S3's 5 MiB minimum) whatever the compression."""
+
+    def __init__(self, gzip: bool):
+        self.data = bytearray()
+        self.raw = 0
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def add(self, chunk: bytearray) -> None:
+        self.raw += len(chunk)
+        if self._compressor is None:
+            self.data += chunk
+        else:
+            self.data += self._compressor.compress(chunk)
+
+    def close(self) -> bytearray:
+        if self._compressor is not None:
+            # The gzip trailer; mtime 0 in the header: deterministic bytes.
+            self.data += self._compressor.flush()
+        return self.data
+
+
+class _Uploader(threading.Thread):
+    """Writes and checkpoints parts while the reader reads the next ones. At most
+    one part waits in the queue: memory stays at a few parts."""
+
+    def __init__(self, exporter: Exporter):
+        super().__init__(name=f"pgjobs-upload-{exporter.job_id}", daemon=True)
+        self.exporter = exporter
+        self.parts: queue.Queue[tuple[bytearray, dict[str, Any]] | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        ex = self.exporter
+        try:
+            while True:
+                item = self.parts.get()
+                if item is None:
+                    return
+                data, mark = item
+                assert ex.upload is not None
+                ex.upload.write_part(data)
+                ex.state["parts"] += 1
+                ex.state["bytes"] += len(data)
+                ex.state["cursor"] = mark["cursor"]
+                ex.state["rows"] = mark["rows"]
+                ex.state["upload"] = ex.upload.state()
+                ex.state["eof"] = mark["eof"]
+                if not ex.control.heartbeat(done=mark["rows"], checkpoint=ex.checkpoint()):
+                    raise LeaseLost("heartbeat refused")
+                if ex.delays.get("part"):
+                    time.sleep(ex.delays["part"])
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            self.error = exc
+            # Unblock a reader waiting on a full queue.
+            while True:
+                try:
+                    self.parts.get_nowait()
+                except queue.Empty:
+                    break
+
+    def put(self, raw: bytearray, mark: dict[str, Any]) -> None:
+        while True:
+            self.check()
+            try:
+                self.parts.put((raw, mark), timeout=0.2)
+                return
+            except queue.Full:
+                self.exporter.control.keepalive()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Wait for every queued part to be written and checkpointed."""
+        while self.is_alive():
+            try:
+                self.parts.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                self.check()
+                self.exporter.control.keepalive()
+        while self.is_alive():
+            self.join(timeout=0.2)
+            if self.is_alive():
+                self.exporter.control.keepalive()
+        self.check()
+
+
+class Exporter:
+    """Runs one claimed export job to its end (or until stopped or fenced off)."""
+
+    def __init__(self, dsn: str, job_id: int, worker: str, storage_uri: str, *,
+                 stop: threading.Event | None = None,
+                 on_progress: Callable[[int, int], None] | None = None):
+        self.dsn = dsn
+        self.job_id = job_id
+        self.worker = worker
+        self.storage_uri = storage_uri
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        self.delays = _delays()
+        self.upload: storage.Upload | None = None
+        self.state: dict[str, Any] = {}
+        self.control = _Control(dsn, job_id, worker, lease=30.0)
+        self._data: psycopg.Connection[Any] | None = None
+
+    # --- the job ----------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        try:
+            job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+            self.control.lease = float(job["lease_seconds"] or 30.0)
+            self.job = job
+            payload = job["payload"]
+            self.format = payload.get("format", "csv")
+            self.gzip = bool(payload.get("gzip"))
+            self.chunk_rows = int(payload.get("chunk_rows") or 50000)
+            self.part_size = int(payload.get("part_size") or 8 * 1024 * 1024)
+            return self._run()
+        except LeaseLost as exc:
+            return self._after_lost(str(exc))
+        except Stopped:
+            return self._release()
+        except BaseException as exc:
+            return self._fail(exc)
+        finally:
+            self.control.close()
+            if self._data is not None:
+                self._data.close()
+
+    def _run(self) -> Outcome:
+        ck = self.job["checkpoint"] or {}
+        if ck.get("v") != CHECKPOINT_VERSION:
+            ck = {}
+        prefix = ck.get("prefix") or self.job["payload"].get("destination") or self.storage_uri
+        if ck.get("uri"):
+            uri = ck["uri"]
+        else:
+            key = object_key(self.job["target"], self.job["scope"], self.job_id, self.format,
+                             self.gzip)
+            uri = storage.object_location(prefix, key).uri
+        self.prefix = storage.parse(prefix).uri
+        self.location = storage.parse(uri)
+        self.staging = storage.staging_path(prefix, self.job_id)
+        self.token = f"a{self.job['attempts']}-{os.urandom(4).hex()}"
+        self.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
+                      "bytes": int(ck.get("bytes", 0)), "parts": int(ck.get("parts", 0)),
+                      "upload": ck.get("upload"), "phase": ck.get("phase", "streaming"),
+                      "eof": bool(ck.get("eof")),
+                      # Which attempt started where: for diagnosis (and the tests).
+                      "history": list(ck.get("history", []))[-20:]}
+        try:
+            self.upload = storage.resume_upload(self.location, self.staging, self.token,
+                                                ck.get("upload"), part_size=self.part_size)
+        except CannotResume as exc:
+            if self.state["phase"] == "finalizing":
+                done = self._already_visible()
+                if done is not None:
+                    return self._complete(*done)
+            log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
+            self._start_over()
+        self.state["history"].append({"token": self.token, "part": self.state["parts"],
+                                      "phase": self.state["phase"]})
+        if self.state["phase"] != "finalizing" and not self.state["eof"]:
+            self._stream()
+        return self._finalize()
+
+    def _start_over(self) -> None:
+        storage.discard_upload(self.location, self.state.get("upload"))
+        self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
+                      "phase": "streaming", "eof": False,
+                      "history": self.state.get("history", [])}
+        self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
+                                            part_size=self.part_size)
+        if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
+            raise LeaseLost("heartbeat refused")
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"v": CHECKPOINT_VERSION, "uri": self.location.uri, "prefix": self.prefix,
+                "format": self.format,
+                "gzip": self.gzip, "chunk_rows": self.chunk_rows, "part_size": self.part_size,
+                **self.state}
+
+    def _stream(self) -> None:
+        cursor: str | None = self.state["cursor"]
+        rows = int(self.state["rows"])
+        sent_parts = int(self.state["parts"])  # counted here: the uploader lags behind
+        raw_bytes = 0
+        uploader = _Uploader(self)
+        uploader.start()
+        part = _Part(self.gzip)
+        chunk = bytearray()
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise Stopped()
+                uploader.check()
+                self.control.keepalive()
+                chunk.clear()
+                count, cursor = self._read_chunk(cursor, chunk)
+                part.add(chunk)
+                raw_bytes += len(chunk)
+                rows += count
+                finished = cursor is None
+                if self.on_progress is not None:
+                    self.on_progress(rows, raw_bytes)
+                # Part boundaries depend only on the data, chunk_rows and part_size:
+                # a resumed export cuts the same parts (the same gzip members).
+                if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
+                    uploader.put(part.close(), {"cursor": cursor, "rows": rows,
+                                                "eof": finished})
+                    sent_parts += 1
+                    part = _Part(self.gzip)
+                if finished:
+                    break
+            uploader.close()
+        except Stopped:
+            # Whole parts already handed over are written and checkpointed first.
+            uploader.close()
+            raise
+        except BaseException:
+            uploader.parts.queue.clear()
+            with contextlib.suppress(Exception):
+                uploader.parts.put_nowait(None)
+            raise
+
+    def _read_chunk(self, cursor: str | None, buffer: bytearray) -> tuple[int, str | None]:
+        """Append one keyset chunk, read in its own REPEATABLE READ transaction, to
+        buffer; return (rows, where the next chunk starts or None at the end). After
+        a lost connection the chunk is read again (while the lease may still hold)."""
+        delay = 0.2
+        start = len(buffer)
+        while True:
+            try:
+                conn = self._data_connection()
+                with conn.transaction():
+                    row = conn.execute(queries.EXPORT_CHUNK_SQL, {
+                        "id": self.job_id, "after": cursor, "limit": self.chunk_rows,
+                    }).fetchone()
+                    assert row is not None
+                    count = copy_out(conn, row["copy_sql"], buffer.extend)
+                return count, row["next_after"]
+            except psycopg.Error as exc:
+                del buffer[start:]
+                if not connection_lost(exc):
+                    raise
+                if self._data is not None:
+                    self._data.close()
+                self._data = None
+                if time.monotonic() - self.control.last_ok > self.control.lease:
+                    raise LeaseLost("lost the database for longer than the lease") from exc
+                if self.stop.is_set():
+                    raise Stopped() from exc
+                log.warning("job %s: database connection lost while reading; retrying",
+                            self.job_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _data_connection(self) -> psycopg.Connection[Any]:
+        if self._data is None or self._data.closed or self._data.broken:
+            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
+                                   application_name="pgjobs export", client_encoding="utf8")
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            self._data = conn
+        return self._data
+
+    def _finalize(self) -> Outcome:
+        assert self.upload is not None
+        self.state["phase"] = "finalizing"
+        if not self.control.heartbeat(done=self.state["rows"], checkpoint=self.checkpoint()):
+            raise LeaseLost("heartbeat refused")
+        if self.delays.get("finalize"):
+            time.sleep(self.delays["finalize"])
+        try:
+            size, sha256 = self.upload.finish()
+        except CannotResume as exc:
+            done = self._already_visible()
+            if done is None:
+                raise StorageError(f"cannot finish {self.location.uri}: {exc}",
+                                   retryable=True) from exc
+            size, sha256 = done
+        if size != self.state["bytes"]:
+            raise StorageError(f"{self.location.uri} holds {size} bytes, the checkpoint "
+                               f"{self.state['bytes']}", retryable=True)
+        return self._complete(size, sha256)
+
+    def _already_visible(self) -> tuple[int, str] | None:
+        """After a crash between making the object visible and completing the job:
+        the object is there with the checkpointed size; hash it."""
+        try:
+            if not storage.exists(self.location.uri):
+                return None
+            size, digest = storage.hash_object(self.location)
+        except (CannotResume, StorageError):
+            return None
+        return (size, digest) if size == self.state["bytes"] else None
+
+    def _complete(self, size: int, sha256: str) -> Outcome:
+        result = {"uri": self.location.uri, "rows": self.state["rows"], "bytes": size,
+                  "sha256": sha256, "format": self.format, "gzip": self.gzip,
+                  "parts": self.state["parts"]}
+        ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))
+        if not ok:
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
+            if not (job and job["status"] == "succeeded" and job["result"]
+                    and job["result"].get("sha256") == sha256):
+                # Fenced off: the new owner finishes from the same checkpoint (same
+                # bytes); leave its staging alone.
+                return Outcome(self.job_id, "lost", error="lease lost before completing")
+        self._discard()  # staged parts, temporary files: the object is complete
+        return Outcome(self.job_id, "succeeded", result=result)
+
+    # --- endings ----------------------------------------------------------------
+
+    def _status(self) -> str | None:
+        try:
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
+        except (LeaseLost, PgjobsError, psycopg.Error):
+            return None
+        return None if job is None else str(job["status"])
+
+    def _after_lost(self, why: str) -> Outcome:
+        status = self._status()
+        if status == "canceled":
+            self._discard()
+            return Outcome(self.job_id, "canceled", error="canceled")
+        log.info("job %s: stopping: %s", self.job_id, why)
+        return Outcome(self.job_id, "lost", error=why)
+
+    def _release(self) -> Outcome:
+        try:
+            ok = self.control.call(lambda c: db.scalar(
+                c, queries.EXPORT_RELEASE, {"id": self.job_id, "worker": self.worker}))
+        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+            return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
+        if not ok:
+            return self._after_lost("release refused")
+        if self._status() == "canceled":
+            self._discard()
+            return Outcome(self.job_id, "canceled")
+        return Outcome(self.job_id, "released")
+
+    def _fail(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return self._release()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+            message = str(db_error(exc))
+        retryable = _retryable(exc)
+        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+            log.exception("job %s: unexpected error", self.job_id)
+        try:
+            ok = self.control.call(lambda c: db.fail(c, self.job_id, self.worker, message,
+                                                     retryable))
+        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+            return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
+        if not ok:
+            return self._after_lost(message)
+        status = self._status()
+        if status in ("failed", "canceled"):
+            self._discard()
+            return Outcome(self.job_id, status, error=message)
+        return Outcome(self.job_id, "retrying", error=message)
+
+    def _discard(self) -> None:
+        """The job ended for good: remove the upload's leftovers (never the object)."""
+        if self.upload is not None:
+            with contextlib.suppress(Exception):
+                self.upload.cleanup()
+        elif getattr(self, "location", None) is not None:
+            with contextlib.suppress(Exception):
+                storage.discard_upload(self.location, self.state.get("upload"))
+
+
+def db_error(exc: psycopg.Error) -> PgjobsError:
+    from pgjobs.errors import from_psycopg
+
+    return from_psycopg(exc)

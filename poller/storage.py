@@ -1,0 +1,775 @@
+"""Object storage for exports: a small interface over obstore (and the local disk).
+
+URIs: ``file://DIR`` (relative paths resolve against the working directory),
+``s3://bucket/prefix`` (the standard ``AWS_*`` variables, including
+``AWS_ENDPOINT_URL``; an ``http://`` endpoint such as MinIO works as is),
+``gs://bucket/prefix``, ``az://container/prefix`` and ``memory://prefix`` (one
+in-process store, for tests).
+
+The one thing obstore does not offer is a multipart upload that another process
+can resume, so an export is written through an :class:`Upload`, durable part by
+part, whose :meth:`Upload.state` is a small JSON document the exporter saves in
+the job's checkpoint; :func:`resume_upload` rebuilds it in any process:
+
+* :class:`LocalUpload` (``file://``): parts are appended to a hidden temporary
+  file next to the object (``.{name}.pgjobs-{token}.tmp``) and fsynced; a new
+  owner copies the checkpointed prefix into its own temporary file (a stale
+  writer keeps scribbling into the old one, which nobody reads), and
+  :meth:`~Upload.finish` renames it into place atomically.
+* :class:`NativeS3Upload` (``s3://`` with static credentials, parts of 5 MiB or
+  more): one S3 multipart upload whose id and part ETags are checkpointed, so
+  any worker continues it (:mod:`pgjobs.poller.s3`); completing it makes the
+  object visible.
+* :class:`StagedUpload` (every other object store): each part is a hidden object
+  under ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``;
+  :meth:`~Upload.finish` streams the parts, in order, into one (internally
+  multipart, atomic) put of the object.
+
+Nothing is visible at the object's key before ``finish``; the bytes of the object
+depend only on the parts listed in the state, so two owners finishing the same
+state write the same object. See docs/exports.md for the reasoning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import obstore
+from obstore.exceptions import NotFoundError
+from obstore.store import MemoryStore, from_url
+
+from pgjobs.errors import InvalidInput, PgjobsError
+from pgjobs.poller import s3
+
+SCHEMES = ("file", "s3", "gs", "az", "memory")
+STAGING = ".pgjobs-staging"
+"""Name of the hidden folder (under the destination prefix) holding staged parts."""
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$")
+_COMPOSE_CHUNK = 8 * 1024 * 1024
+_NOT_FOUND = (FileNotFoundError, NotFoundError)
+
+
+class StorageError(PgjobsError):
+    """Object storage refused or failed. ``retryable`` is False for mistakes that
+    another attempt cannot fix (no such bucket, bad credentials, not writable)."""
+
+    def __init__(self, message: str, *, retryable: bool, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.retryable = retryable
+
+
+class CannotResume(Exception):
+    """The checkpointed upload is gone or damaged: start the export over."""
+
+
+# --- locations -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Location:
+    """An object (or prefix) in some storage: ``store`` + ``path`` inside it, or a
+    local filesystem path for ``file://``."""
+
+    scheme: str
+    base: str  # "s3://bucket", "memory://", "file://"
+    path: str  # key inside the store, or absolute filesystem path for file
+
+    @property
+    def uri(self) -> str:
+        if self.scheme == "file":
+            return "file://" + self.path
+        return f"{self.base}/{self.path}" if self.scheme != "memory" else f"memory:///{self.path}"
+
+
+def parse(uri: str) -> Location:
+    """Parse a storage URI (a prefix or an object). Raises InvalidInput (exit 2)."""
+    hint = "use file://DIR, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix " \
+           "or memory://prefix"
+    if not isinstance(uri, str) or "://" not in uri:
+        raise InvalidInput(f"invalid storage URI {uri!r}", hint=hint)
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    if scheme not in SCHEMES:
+        raise InvalidInput(f"unsupported storage scheme {scheme!r} in {uri!r}", hint=hint)
+    if scheme == "file":
+        if not rest:
+            raise InvalidInput(f"invalid storage URI {uri!r}: no directory", hint=hint)
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost"):]
+        path = os.path.abspath(rest)
+        if rest.endswith("/") and not path.endswith("/"):
+            path += "/"
+        return Location("file", "file://", path)
+    if scheme == "memory":
+        return Location("memory", "memory://", rest.lstrip("/"))
+    parts = urlsplit(uri)
+    if not parts.netloc:
+        raise InvalidInput(f"invalid storage URI {uri!r}: no bucket", hint=hint)
+    return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
+
+
+def object_location(prefix_uri: str, key: str) -> Location:
+    """The object ``key`` under the prefix ``prefix_uri``, which always names a folder
+    (``s3://bucket/exports`` and ``s3://bucket/exports/`` are the same place)."""
+    prefix = parse(prefix_uri)
+    if prefix.scheme == "file":
+        return Location("file", "file://", os.path.join(prefix.path, key))
+    if prefix.path == "" or prefix.path.endswith("/"):
+        return Location(prefix.scheme, prefix.base, prefix.path + key)
+    return Location(prefix.scheme, prefix.base, f"{prefix.path}/{key}")
+
+
+# --- stores --------------------------------------------------------------------
+
+_stores: dict[str, Any] = {}
+_stores_lock = threading.Lock()
+_memory = MemoryStore()
+
+
+def store_for(loc: Location) -> Any:
+    """The obstore store of ``loc`` (cached per bucket). ``file://`` has none."""
+    if loc.scheme == "file":
+        raise ValueError("file:// locations are handled on the local filesystem")
+    if loc.scheme == "memory":
+        return _memory
+    with _stores_lock:
+        store = _stores.get(loc.base)
+        if store is None:
+            kwargs: dict[str, Any] = {}
+            if loc.scheme == "s3":
+                endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+                    "AWS_ENDPOINT_URL")
+                if endpoint:
+                    kwargs["endpoint"] = endpoint
+                    if endpoint.startswith("http://"):
+                        kwargs["client_options"] = {"allow_http": True}
+                region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+                if region:
+                    kwargs["region"] = region
+            try:
+                store = from_url(loc.base, **kwargs)
+            except Exception as exc:  # obstore raises its own types for bad config
+                raise StorageError(f"cannot open {loc.base}: {_one_line(exc)}",
+                                   retryable=False) from exc
+            _stores[loc.base] = store
+        return store
+
+
+def forget_stores() -> None:
+    """Drop cached stores (their configuration was read from the environment)."""
+    with _stores_lock:
+        _stores.clear()
+
+
+def _one_line(exc: BaseException) -> str:
+    # obstore errors carry a multi-line "Debug source:" dump: keep the first line.
+    text = str(exc).split("Debug source:", 1)[0].strip() or type(exc).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
+
+
+_PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                     errno.ENOENT, errno.EEXIST}
+_PERMANENT = re.compile(
+    r"NoSuchBucket|InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|"
+    r"InvalidBucketName|AuthorizationHeaderMalformed|ContainerNotFound|"
+    r"AuthenticationFailed|Missing bucket|credential", re.IGNORECASE)
+
+
+def storage_error(exc: BaseException, what: str) -> StorageError:
+    """Classify an obstore/OS error: configuration mistakes are not retryable."""
+    from obstore import exceptions as oe
+
+    text = _one_line(exc)
+    if isinstance(exc, StorageError):
+        return exc
+    local = isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
+    permanent = local or isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError,
+                                          oe.InvalidPathError, oe.UnknownConfigurationKeyError,
+                                          oe.NotSupportedError)) or bool(_PERMANENT.search(text))
+    hint = None
+    if "/latest/api/token" in text or "/latest/meta-data" in text or "169.254.170.2" in text:
+        # obstore fell back to the instance metadata service: no credentials anywhere.
+        return StorageError(f"{what}: no credentials found ({text[:200]})", retryable=False,
+                            hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where "
+                                 "instance or container credentials exist)")
+    if local:
+        hint = "choose a writable directory with --to or --storage"
+    elif permanent:
+        hint = "check the bucket name and the credentials (AWS_*, GOOGLE_*, AZURE_* variables)"
+    return StorageError(f"{what}: {text}", retryable=not permanent, hint=hint)
+
+
+# --- uploads -------------------------------------------------------------------
+
+
+class Upload:
+    """A resumable upload of one object, written part by part."""
+
+    location: Location
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        """Make ``data`` durable as the next part."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state to checkpoint after ``write_part`` returned."""
+        raise NotImplementedError
+
+    def finish(self) -> tuple[int, str]:
+        """Make the object visible at its key; return (bytes, sha256 hex)."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Remove what the upload left besides the object (best effort)."""
+        raise NotImplementedError
+
+
+class LocalUpload(Upload):
+    """``file://``: one hidden temporary file per owner, fsynced per part, renamed
+    into place at the end. The SHA-256 is computed as bytes go by (and over the
+    inherited prefix on resume)."""
+
+    def __init__(self, location: Location, token: str, state: dict[str, Any] | None):
+        self.location = location
+        directory, name = os.path.split(location.path)
+        self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        try:
+            os.makedirs(directory, exist_ok=True)
+            previous = state.get("tmp") if state else None
+            with open(self._tmp, "wb") as out:
+                if previous and state:
+                    self._inherit(previous, int(state["size"]), out)
+                out.flush()
+                os.fsync(out.fileno())
+        except CannotResume:
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
+            raise
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {directory}") from exc
+
+    def _inherit(self, previous: str, size: int, out: Any) -> None:
+        """Copy the first ``size`` bytes of the previous owner's file."""
+        try:
+            src = open(previous, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise CannotResume(f"{previous} is gone") from None
+        with src:
+            left = size
+            while left:
+                block = src.read(min(left, _COMPOSE_CHUNK))
+                if not block:
+                    raise CannotResume(f"{previous} is shorter than the checkpoint")
+                out.write(block)
+                self._hash.update(block)
+                left -= len(block)
+        self._size = size
+        if previous != self._tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(previous)
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        try:
+            with open(self._tmp, "ab") as out:
+                out.write(data)
+                out.flush()
+                os.fdatasync(out.fileno())
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {self._tmp}") from exc
+        self._hash.update(data)
+        self._size += len(data)
+
+    def state(self) -> dict[str, Any]:
+        return {"tmp": self._tmp, "size": self._size}
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            os.replace(self._tmp, self.location.path)
+            _fsync_dir(os.path.dirname(self.location.path))
+        except OSError as exc:
+            raise storage_error(exc, f"cannot create {self.location.path}") from exc
+        return self._size, self._hash.hexdigest()
+
+    def cleanup(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)
+
+
+def hash_object(location: Location) -> tuple[int, str]:
+    """(bytes, sha256 hex) of an existing object, streamed."""
+    if location.scheme == "file":
+        return _hash_file(location.path)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        result = obstore.get(store_for(location), location.path)
+        for block in result.stream(min_chunk_size=_COMPOSE_CHUNK):
+            digest.update(block)
+            size += len(block)
+    except _NOT_FOUND:
+        raise CannotResume(f"{location.uri} is gone") from None
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {location.uri}") from exc
+    return size, digest.hexdigest()
+
+
+def _hash_file(path: str) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as src:
+            while block := src.read(_COMPOSE_CHUNK):
+                digest.update(block)
+                size += len(block)
+    except FileNotFoundError:
+        raise CannotResume(f"{path} is gone") from None
+    return size, digest.hexdigest()
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagedUpload(Upload):
+    """Object stores: each part is a hidden object; ``finish`` streams them into the
+    object with one multipart put (atomic: nothing is visible before it completes)
+    and computes the SHA-256 on the way."""
+
+    def __init__(self, location: Location, staging: str, token: str,
+                 state: dict[str, Any] | None, *, verify: bool = True):
+        self.location = location
+        self._store = store_for(location)
+        self._staging = (state or {}).get("staging") or staging
+        self._token = token
+        # Runs of consecutive part numbers per owner: [[token, first, last], ...]
+        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
+        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        if state and verify and self._runs:
+            self._verify()
+
+    def _part_path(self, token: str, number: int) -> str:
+        return f"{self._staging}{token}/{number:06d}"
+
+    def _parts(self) -> Iterator[str]:
+        for token, first, last in self._runs:
+            for number in range(first, last + 1):
+                yield self._part_path(token, number)
+
+    def _verify(self) -> None:
+        try:
+            present = {meta["path"] for batch in obstore.list(self._store, self._staging)
+                       for meta in batch}
+        except Exception as exc:
+            raise storage_error(exc, f"cannot list {self._staging}") from exc
+        missing = [p for p in self._parts() if p not in present]
+        if missing:
+            raise CannotResume(f"{len(missing)} staged part(s) are gone, e.g. {missing[0]}")
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        path = self._part_path(self._token, self._next)
+        try:
+            obstore.put(self._store, path, data, use_multipart=len(data) > 64 * 1024 * 1024)
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {self.location.base}/{path}") from exc
+        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
+            self._runs[-1][2] = self._next
+        else:
+            self._runs.append([self._token, self._next, self._next])
+        self._next += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"staging": self._staging, "runs": self._runs}
+
+    def finish(self) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        # obstore drives put()'s iterator from inside its runtime, where another
+        # obstore call would deadlock: a helper thread reads the parts.
+        blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
+        abandon = threading.Event()
+
+        def read_parts() -> None:
+            try:
+                for path in self._parts():
+                    try:
+                        result = obstore.get(self._store, path)
+                    except _NOT_FOUND:
+                        raise CannotResume(f"staged part {path} is gone") from None
+                    for block in result.stream(min_chunk_size=_COMPOSE_CHUNK):
+                        while not abandon.is_set():
+                            try:
+                                blocks.put(bytes(block), timeout=0.5)
+                                break
+                            except queue.Full:
+                                continue
+                        if abandon.is_set():
+                            return
+                blocks.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                blocks.put(exc)
+
+        def stream() -> Iterator[bytes]:
+            nonlocal size
+            while True:
+                item = blocks.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                digest.update(item)
+                size += len(item)
+                yield item
+
+        reader = threading.Thread(target=read_parts, name="pgjobs-compose", daemon=True)
+        reader.start()
+        try:
+            # A failing iterator aborts the multipart upload: nothing becomes visible.
+            obstore.put(self._store, self.location.path, stream(), chunk_size=_COMPOSE_CHUNK,
+                        max_concurrency=4)
+        except CannotResume:
+            raise
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        finally:
+            abandon.set()
+            reader.join(timeout=5)
+        return size, digest.hexdigest()
+
+    def cleanup(self) -> None:
+        delete_prefix(self.location, self._staging)
+
+
+class NativeS3Upload(Upload):
+    """``s3://`` with static credentials and parts of at least 5 MiB: one S3
+    multipart upload, continued across processes. The state holds its upload id
+    and the ETags of the parts written; CompleteMultipartUpload names every ETag,
+    so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
+    computed as parts go by; after a resume (the hash state does not survive a
+    crash) the finished object is read back once to hash it."""
+
+    def __init__(self, location: Location, config: s3.Config, state: dict[str, Any] | None):
+        self.location = location
+        bucket = location.base.split("://", 1)[1]
+        self._client = s3.Client(config, bucket)
+        self._key = location.path
+        self._hash: Any = hashlib.sha256()
+        self._size = 0
+        try:
+            if state and state.get("upload_id"):
+                self._id = str(state["upload_id"])
+                self._etags: list[str] = list(state.get("etags", []))
+                self._empty = bool(state.get("empty"))
+                present = self._client.list_parts(self._key, self._id)
+                if any(present.get(n) != etag for n, etag in enumerate(self._etags, start=1)):
+                    raise CannotResume(f"upload {self._id} lost parts")
+                if self._etags or self._empty:
+                    self._hash = None  # re-read at finish
+            else:
+                self._id = self._client.create(self._key)
+                self._etags = []
+                self._empty = False
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
+            raise storage_error(exc, f"cannot write {location.uri}") from exc
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        if not data and not self._etags:
+            self._empty = True  # S3 refuses an empty multipart object: put it at finish
+            return
+        if len(self._etags) >= s3.MAX_PARTS:
+            raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
+                               retryable=False, hint="export with a larger part_size option")
+        try:
+            etag = self._client.upload_part(self._key, self._id, len(self._etags) + 1, data)
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise CannotResume(f"upload {self._id} is gone") from None
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        self._etags.append(etag)
+        if self._hash is not None:
+            self._hash.update(data)
+        self._size += len(data)
+
+    def state(self) -> dict[str, Any]:
+        return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            if self._empty and not self._etags:
+                self._client.abort(self._key, self._id)
+                obstore.put(store_for(self.location), self._key, b"")
+            else:
+                self._client.complete(self._key, self._id, self._etags)
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise CannotResume(f"upload {self._id} is gone") from None
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        finally:
+            self._client.close()
+        if self._hash is None:
+            return hash_object(self.location)
+        return self._size, self._hash.hexdigest()
+
+    def cleanup(self) -> None:
+        """Abort the upload if it is still open (a finished one is gone already)."""
+        with contextlib.suppress(Exception):
+            self._client.abort(self._key, self._id)
+        self._client.close()
+
+
+def staging_path(prefix_uri: str, job_id: int) -> str:
+    """Where job ``job_id`` stages its parts in an object store: a hidden folder at the
+    top of the destination prefix, so that the stale-upload sweep lists one folder."""
+    return object_location(prefix_uri, f"{STAGING}/{job_id}/").path
+
+
+def resume_upload(location: Location, staging: str, token: str,
+                  state: dict[str, Any] | None, *, part_size: int = 8 << 20) -> Upload:
+    """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
+    from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
+    when that state can no longer be continued.
+
+    ``file://`` writes a temporary file; ``s3://`` a native multipart upload when
+    static credentials are set and parts are at least 5 MiB; other object stores
+    (and S3 otherwise) stage parts under ``staging`` (:func:`staging_path`)."""
+    if location.scheme == "file":
+        return LocalUpload(location, token, state)
+    if state and state.get("upload_id"):
+        config = s3.Config.from_env()
+        if config is None:
+            raise CannotResume("the S3 upload needs AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        return NativeS3Upload(location, config, state)
+    if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
+        config = s3.Config.from_env()
+        if config is not None:
+            return NativeS3Upload(location, config, None)
+    return StagedUpload(location, staging, token, state)
+
+
+def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
+    """Remove what a checkpointed upload left (temporary file, staged parts, an open
+    multipart upload)."""
+    if not state:
+        return
+    if location.scheme == "file":
+        tmp = state.get("tmp")
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return
+    if state.get("upload_id"):
+        config = s3.Config.from_env()
+        if config is not None:
+            client = s3.Client(config, location.base.split("://", 1)[1])
+            with contextlib.suppress(Exception):
+                client.abort(location.path, str(state["upload_id"]))
+            client.close()
+        return
+    staging = state.get("staging")
+    if staging:
+        delete_prefix(location, staging)
+
+
+def delete_prefix(location: Location, prefix: str) -> int:
+    """Delete every object under ``prefix`` in ``location``'s store (best effort)."""
+    store = store_for(location)
+    deleted = 0
+    try:
+        for batch in obstore.list(store, prefix, chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(store, paths)
+                deleted += len(paths)
+    except Exception:  # noqa: BLE001 - best effort; the sweeper retries later
+        pass
+    return deleted
+
+
+# --- single objects ------------------------------------------------------------
+
+
+def delete(uri: str) -> bool:
+    """Delete one object. Returns False when it did not exist."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        try:
+            os.unlink(loc.path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise storage_error(exc, f"cannot delete {uri}") from exc
+        return True
+    store = store_for(loc)
+    try:
+        obstore.head(store, loc.path)
+    except _NOT_FOUND:
+        return False
+    except Exception as exc:
+        raise storage_error(exc, f"cannot delete {uri}") from exc
+    try:
+        obstore.delete(store, loc.path)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot delete {uri}") from exc
+    return True
+
+
+def read(uri: str) -> bytes:
+    """The whole object (tests and small files only)."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        return Path(loc.path).read_bytes()
+    return bytes(obstore.get(store_for(loc), loc.path).bytes())
+
+
+def exists(uri: str) -> bool:
+    loc = parse(uri)
+    if loc.scheme == "file":
+        return os.path.exists(loc.path)
+    try:
+        obstore.head(store_for(loc), loc.path)
+    except _NOT_FOUND:
+        return False
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {uri}") from exc
+    return True
+
+
+def list_paths(prefix_uri: str) -> list[str]:
+    """Every object path under a prefix (tests, diagnostics)."""
+    loc = parse(prefix_uri)
+    if loc.scheme == "file":
+        found: list[str] = []
+        for root, _dirs, files in os.walk(loc.path):
+            found.extend(os.path.join(root, f) for f in files)
+        return sorted(found)
+    return sorted(meta["path"] for batch in obstore.list(store_for(loc), loc.path or None)
+                  for meta in batch)
+
+
+def sign_url(uri: str, expires: timedelta) -> str:
+    """A presigned GET URL for object stores; the local path for ``file://``."""
+    loc = parse(uri)
+    if loc.scheme == "file":
+        return loc.path
+    if loc.scheme == "memory":
+        raise InvalidInput(f"{uri} lives in another process's memory and has no URL",
+                           hint="export to file://, s3://, gs:// or az:// instead")
+    try:
+        return str(obstore.sign(store_for(loc), "GET", loc.path, expires))
+    except Exception as exc:
+        raise storage_error(exc, f"cannot sign a URL for {uri}") from exc
+
+
+# --- stale uploads -------------------------------------------------------------
+
+
+def sweep_stale(prefix_uri: str, is_active: Callable[[list[int]], set[int]],
+                min_age: timedelta = timedelta(hours=1)) -> int:
+    """Remove upload leftovers under ``prefix_uri`` whose job is neither queued nor
+    running and that are older than ``min_age``: staged parts
+    (``{prefix}.pgjobs-staging/{job}/``) and open S3 multipart uploads in object
+    stores, temporary files
+    (``.*.pgjobs-*.tmp``, anywhere below the prefix) on disk. Returns how many files
+    or objects went."""
+    loc = parse(prefix_uri)
+    cutoff = time.time() - min_age.total_seconds()
+    if loc.scheme == "file":
+        return _sweep_local(loc.path, cutoff, is_active)
+    store = store_for(loc)
+    staging = object_location(prefix_uri, f"{STAGING}/").path
+    by_job: dict[int, list[tuple[str, float]]] = {}
+    try:
+        for batch in obstore.list(store, staging, chunk_size=1000):
+            for meta in batch:
+                path = meta["path"]
+                job = path[len(staging):].split("/", 1)[0]
+                if job.isdigit():
+                    by_job.setdefault(int(job), []).append(
+                        (path, meta["last_modified"].timestamp()))
+    except Exception as exc:
+        raise storage_error(exc, f"cannot list {prefix_uri}") from exc
+    uploads: dict[int, list[tuple[str, str, float]]] = {}
+    config = s3.Config.from_env() if loc.scheme == "s3" else None
+    client = s3.Client(config, loc.base.split("://", 1)[1]) if config else None
+    if client is not None:
+        try:
+            for key, upload_id, initiated in client.list_uploads(loc.path):
+                owner = _job_of(key)
+                if owner is not None:
+                    uploads.setdefault(owner, []).append((key, upload_id, initiated))
+        except s3.S3Error as exc:
+            raise storage_error(exc, f"cannot list the multipart uploads of {prefix_uri}") \
+                from exc
+    if not by_job and not uploads:
+        return 0
+    active = is_active(sorted(set(by_job) | set(uploads)))
+    doomed = [path for job, items in by_job.items() if job not in active
+              for path, modified in items if modified < cutoff]
+    for start in range(0, len(doomed), 1000):
+        obstore.delete(store, doomed[start:start + 1000])
+    aborted = 0
+    if client is not None:
+        for owner, opened in uploads.items():
+            for key, upload_id, initiated in opened:
+                if owner not in active and initiated < cutoff:
+                    client.abort(key, upload_id)
+                    aborted += 1
+        client.close()
+    return len(doomed) + aborted
+
+
+def _job_of(key: str) -> int | None:
+    """The job id of an export object key ``.../{job}.{ext}``."""
+    name = key.rsplit("/", 1)[-1]
+    head = name.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _sweep_local(root: str, cutoff: float, is_active: Callable[[list[int]], set[int]]) -> int:
+    """Temporary files carry no job id in their name but sit next to their object
+    ``{job}.{ext}``: the job id is the leading number of the object name."""
+    candidates: list[tuple[int, str]] = []
+    if not os.path.isdir(root):
+        return 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            match = _TMP_RE.match(name)
+            if not match:
+                continue
+            job = match.group("name").split(".", 1)[0]
+            path = os.path.join(directory, name)
+            with contextlib.suppress(OSError):
+                if job.isdigit() and os.path.getmtime(path) < cutoff:
+                    candidates.append((int(job), path))
+    if not candidates:
+        return 0
+    active = is_active(sorted({job for job, _ in candidates}))
+    removed = 0
+    for job, path in candidates:
+        if job not in active:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed += 1
+    return removed

@@ -1,0 +1,239 @@
+"""``pgjobs worker``: claims export jobs and streams them, up to N at once.
+
+The loop LISTENs on channel ``pgjobs`` to wake up when a job is submitted and
+also polls every few seconds, so a missed notification or a dropped connection
+never strands a job; after the database restarts it reconnects and LISTENs
+again. Each claimed job runs in its own thread (:class:`~pgjobs.poller.export.Exporter`).
+
+Between jobs it keeps storage tidy: it deletes the objects that ``pgjobs.prune``
+queued in ``pgjobs.storage_deletions`` and sweeps upload leftovers (staged parts,
+temporary files) of jobs that are no longer queued or running.
+
+SIGTERM or SIGINT: stop claiming; every running export finishes the part in
+flight, checkpoints it and hands its job back (``pgjobs.release``), so another
+worker resumes it at once; the worker exits within seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from pgjobs import db, queries
+from pgjobs.errors import PgjobsError
+from pgjobs.poller import storage
+from pgjobs.poller.export import Exporter, Outcome, connection_lost
+
+log = logging.getLogger("pgjobs.worker")
+
+
+class Worker:
+    """Runs export jobs until stopped (or, with ``once``, until none is left)."""
+
+    def __init__(self, dsn: str, storage_uri: str, *, concurrency: int = 1, once: bool = False,
+                 lease: float = 30.0, poll: float = 2.0, housekeeping: float = 30.0,
+                 stale_after: timedelta = timedelta(hours=1),
+                 on_event: Callable[[str], None] | None = None, name: str | None = None):
+        self.dsn = dsn
+        self.storage_uri = storage_uri
+        self.concurrency = max(1, concurrency)
+        self.once = once
+        self.lease = lease
+        self.poll = poll
+        self.housekeeping_every = housekeeping
+        self.stale_after = stale_after
+        self.on_event = on_event or (lambda line: log.info("%s", line))
+        self.name = name or db.worker_name()
+        self.stop = threading.Event()
+        self.counts: dict[str, int] = {}  # outcome status -> jobs
+        self._running: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._listener: psycopg.Connection[Any] | None = None
+        self._control: psycopg.Connection[Any] | None = None
+        self._next_housekeeping = 0.0
+
+    # --- the loop ----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped; returns the number of jobs that did not succeed."""
+        previous = self._install_signals()
+        try:
+            self._loop()
+        finally:
+            self.stop.set()
+            for thread in list(self._running.values()):
+                thread.join()
+            self._close()
+            self._restore_signals(previous)
+        return self.counts.get("failed", 0) + self.counts.get("canceled", 0)
+
+    def _loop(self) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                self._connect()
+                claimed = self._claim()
+                if time.monotonic() >= self._next_housekeeping:
+                    self.housekeeping()
+                    self._next_housekeeping = time.monotonic() + self.housekeeping_every
+                if self.once and not claimed and not self._running:
+                    return
+                self._wait(0.2 if claimed else self.poll)
+                delay = 0.5
+            except (psycopg.Error, PgjobsError) as exc:
+                if not connection_lost(exc):
+                    raise
+                self._close()
+                self.on_event(f"database unavailable ({_first_line(exc)}); "
+                              f"retrying in {delay:.1f}s")
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _connect(self) -> None:
+        if self._listener is None or self._listener.closed or self._listener.broken:
+            self._listener = db.connect(self.dsn, app="pgjobs worker")
+            db.execute(self._listener, queries.LISTEN)
+        if self._control is None or self._control.closed or self._control.broken:
+            self._control = db.connect(self.dsn, app="pgjobs worker")
+
+    def _close(self) -> None:
+        for conn in (self._listener, self._control):
+            if conn is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    conn.close()
+        self._listener = self._control = None
+
+    def _wait(self, timeout: float) -> None:
+        """Until a notification, a job thread ends, a stop, or the timeout."""
+        assert self._listener is not None
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if self._wake.is_set():
+                self._wake.clear()
+                return
+            with db.translated():
+                for _ in self._listener.notifies(timeout=min(0.25, timeout), stop_after=1):
+                    return
+
+    def _claim(self) -> int:
+        with self._lock:
+            for job_id, thread in list(self._running.items()):
+                if not thread.is_alive():
+                    del self._running[job_id]
+            free = self.concurrency - len(self._running)
+        if free <= 0 or self.stop.is_set():
+            return 0
+        assert self._control is not None
+        rows = db.rows(self._control, queries.EXPORT_CLAIM, {
+            "worker": self.name, "lease": f"{self.lease} seconds", "limit": free})
+        for row in rows:
+            self._start(int(row["id"]))
+        return len(rows)
+
+    def _start(self, job_id: int) -> None:
+        self.on_event(f"job {job_id} export started")
+
+        def work() -> None:
+            try:
+                outcome = Exporter(self.dsn, job_id, self.name, self.storage_uri,
+                                   stop=self.stop).run()
+            except BaseException as exc:  # noqa: BLE001 - never kill the worker
+                log.exception("job %s: worker thread crashed", job_id)
+                outcome = Outcome(job_id, "lost", error=str(exc))
+            with self._lock:
+                self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+            self.on_event(_describe(outcome))
+            self._wake.set()
+
+        thread = threading.Thread(target=work, name=f"pgjobs-export-{job_id}", daemon=True)
+        with self._lock:
+            self._running[job_id] = thread
+        thread.start()
+
+    # --- housekeeping -----------------------------------------------------------
+
+    def housekeeping(self) -> dict[str, int]:
+        """Delete objects of pruned exports, sweep stale upload leftovers."""
+        deleted = self._storage_deletions()
+        swept = 0
+        try:
+            swept = storage.sweep_stale(self.storage_uri, self._active_jobs, self.stale_after)
+        except PgjobsError as exc:
+            self.on_event(f"stale upload sweep failed: {exc}")
+        if deleted or swept:
+            self.on_event(f"housekeeping: {deleted} pruned object(s) deleted, "
+                          f"{swept} stale upload file(s) removed")
+        return {"deleted": deleted, "swept": swept}
+
+    def _active_jobs(self, ids: list[int]) -> set[int]:
+        assert self._control is not None
+        return {int(r["id"]) for r in db.rows(self._control, queries.EXPORT_ACTIVE_JOBS,
+                                             {"ids": ids})}
+
+    def _storage_deletions(self) -> int:
+        assert self._control is not None
+        done = 0
+        while not self.stop.is_set():
+            rows = db.rows(self._control, queries.STORAGE_DELETIONS_CLAIM,
+                           {"limit": 100, "hold": "5 minutes"})
+            if not rows:
+                return done
+            for row in rows:
+                error: str | None = None
+                try:
+                    storage.delete(row["uri"])
+                except PgjobsError as exc:
+                    error = str(exc)
+                db.scalar(self._control, queries.STORAGE_DELETION_FINISH,
+                          {"id": row["id"], "error": error})
+                if error is None:
+                    done += 1
+                else:
+                    self.on_event(f"cannot delete {row['uri']} (job {row['job_id']}): {error}")
+        return done
+
+    # --- signals ----------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            if not self.stop.is_set():
+                self.on_event(f"{signal.Signals(signum).name}: stopping; running jobs are "
+                              "checkpointed and handed back")
+            self.stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.status == "succeeded" and outcome.result:
+        r = outcome.result
+        return (f"job {outcome.job_id} succeeded: {r['rows']} rows, {r['bytes']} bytes "
+                f"-> {r['uri']}")
+    if outcome.error:
+        return f"job {outcome.job_id} {outcome.status}: {outcome.error}"
+    return f"job {outcome.job_id} {outcome.status}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,219 @@
+"""Shared pieces of the export tests: an `items` target with hostile content, a
+real S3 wire protocol (moto's ThreadedMotoServer on 127.0.0.1), references built
+from a plain COPY, and helpers to run exports in-process or in a worker process."""
+
+from __future__ import annotations
+
+import gzip as gzip_module
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.export import Exporter, Outcome
+
+Conn = psycopg.Connection[Any]
+
+NASTY = [
+    "plain",
+    'quote "double" and \'single\'',
+    "back\\slash \\\\ and \\N and \\.",
+    "comma, semicolon; pipe|",
+    "new\nline and\r\ncrlf and \rcr",
+    "tab\there",
+    "unicode: h\u00e9llo \u2713 \U0001f600 \u4e2d\u6587",
+    "\\.",
+    "",
+    "  padded  ",
+    "ctrl \x01 \x02 \x1f",
+    '{"looks": "like json"}',
+    "NULL",
+]
+
+
+def make_items(conn: Conn, rows: int = 300, tenants: int = 3) -> None:
+    """Table `items` (key id, scope tenant, document doc) with `rows` rows spread over
+    `tenants` tenants, created an hour ago, full of values that break naive CSV or
+    JSON writers."""
+    conn.execute("""
+        CREATE TABLE items (
+            id bigint PRIMARY KEY,
+            tenant integer NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+            doc jsonb,
+            note text,
+            amount numeric,
+            js json,
+            noise text)""")
+    conn.execute("CREATE INDEX items_tenant_id_idx ON items (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('items', 'id', 'tenant', 'created_at', 'doc')")
+    add_items(conn, 1, rows, tenants)
+
+
+def add_items(conn: Conn, first: int, count: int, tenants: int = 3,
+              created: str = "now() - interval '1 hour'") -> None:
+    data = []
+    for i in range(first, first + count):
+        nasty = NASTY[i % len(NASTY)]
+        doc = {"kind": "ab"[i % 2], "n": i, "s": nasty, "nested": {"x": i % 5},
+               "arr": [1, "\\", None]}
+        # Poorly compressible, so that gzip parts come out at test sizes too.
+        noise = "".join(hashlib.md5(f"{i}-{k}".encode()).hexdigest() for k in range(8))
+        data.append((i, i % tenants, json.dumps(doc), None if i % 11 == 0 else nasty,
+                     f"{i}.50", '{"raw":\n [1, 2],\t"s": "x\\ny"}', noise))
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO items (id, tenant, created_at, doc, note, amount, js, noise) "
+            f"VALUES (%s, %s, {created}, %s::jsonb, %s, %s::numeric, %s::json, %s)", data)
+
+
+def plain_copy(conn: Conn, select: str, header: bool = True) -> bytes:
+    """The reference: a plain COPY of a SELECT, as CSV."""
+    out = bytearray()
+    with conn.cursor() as cur, cur.copy(
+            f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER {str(header).lower()})") as cp:
+        for block in cp:
+            out += block
+    return bytes(out)
+
+
+def jsonl_reference(conn: Conn, select: str) -> list[dict[str, Any]]:
+    """The reference for jsonl: each row as to_jsonb (parsed), in order."""
+    return [r[0] for r in conn.execute(f"SELECT to_jsonb(r) FROM ({select}) r")]
+
+
+def submit_export(conn: Conn, scope: str = "1", filter_: dict[str, Any] | None = None,
+                  options: dict[str, Any] | None = None, target: str = "items") -> int:
+    row = conn.execute("SELECT pgjobs.submit_export(%s::regclass, %s, %s::jsonb, %s::jsonb)",
+                       (target, scope, json.dumps(filter_ or {}),
+                        json.dumps(options or {}))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def run_export(dsn: str, job_id: int, storage_uri: str, worker: str | None = None,
+               lease: str = "30 seconds") -> Outcome:
+    """Claim job_id and run it in this process."""
+    worker = worker or f"test-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        claimed = conn.execute("SELECT id FROM pgjobs.claim_export(%s, %s, %s::interval)",
+                               (job_id, worker, lease)).fetchall()
+    assert claimed == [(job_id,)], f"job {job_id} was not claimable"
+    return Exporter(dsn, job_id, worker, storage_uri).run()
+
+
+def object_bytes(result: dict[str, Any]) -> bytes:
+    """The object of an export result, checked against its bytes and sha256."""
+    data = storage.read(result["uri"])
+    assert len(data) == result["bytes"]
+    assert hashlib.sha256(data).hexdigest() == result["sha256"]
+    return data
+
+
+def content(result: dict[str, Any]) -> bytes:
+    data = object_bytes(result)
+    return gzip_module.decompress(data) if result.get("gzip") else data
+
+
+def job_row(conn: Conn, job_id: int) -> dict[str, Any]:
+    cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    row = cur.fetchone()
+    assert row is not None and cur.description is not None
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
+             interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def start_worker(dsn: str, storage_uri: str, *args: str, delays: str = "",
+                 env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`pgjobs worker` in its own process (so that it can be SIGKILLed)."""
+    environment = dict(os.environ)
+    environment["PGJOBS_EXPORT_DELAYS"] = delays
+    environment.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, "--storage", storage_uri,
+         "worker", "--poll", "0.2", *args],
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def checkpoint_parts(conn: Conn, job_id: int) -> int:
+    row = conn.execute("SELECT coalesce((checkpoint->>'parts')::int, 0) FROM pgjobs.jobs "
+                       "WHERE id = %s", (job_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
+    """Files or objects under the prefix other than the finished objects in keep."""
+    loc = storage.parse(prefix_uri)
+    found = storage.list_paths(prefix_uri)
+    if loc.scheme != "file":
+        found = [f"{loc.base}/{p}" if loc.scheme != "memory" else f"memory:///{p}"
+                 for p in found]
+    else:
+        found = ["file://" + p for p in found]
+    return [f for f in found if f not in keep]
+
+
+# --- S3 through moto ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """AWS_* variables pointing at the moto server (also seen by worker processes)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    storage.forget_stores()
+    yield s3_endpoint
+    storage.forget_stores()
+
+
+@pytest.fixture
+def bucket(s3_env: str) -> str:
+    """A new bucket; returns its export prefix s3://bucket/exports/."""
+    import boto3
+
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1").create_bucket(Bucket=name)
+    return f"s3://{name}/exports/"
+
+
+@pytest.fixture
+def local_dir(tmp_path: Any) -> str:
+    return f"file://{tmp_path}/exports"

@@ -1,0 +1,257 @@
+"""Exports survive their workers: SIGKILL at several points and another worker
+resumes to a byte-identical object; a stale worker cannot complete; SIGTERM hands
+the job back; a database restart mid-export is ridden out."""
+
+# Fixtures come from tests.export_support, imported by name: pytest sees them as
+# module attributes, and the parameters of the tests below shadow the imports.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs import db
+from pgjobs.migrate import migrate
+from pgjobs.poller import storage
+from pgjobs.poller.export import Exporter, Outcome
+from tests.export_support import (
+    bucket,  # noqa: F401 (fixture)
+    checkpoint_parts,
+    content,
+    job_row,
+    leftovers,
+    local_dir,  # noqa: F401 (fixture)
+    make_items,
+    object_bytes,
+    plain_copy,
+    run_export,
+    s3_endpoint,  # noqa: F401 (fixture)
+    s3_env,  # noqa: F401 (fixture)
+    start_worker,
+    submit_export,
+    wait_for,
+)
+
+Conn = psycopg.Connection[Any]
+# ~1 KB parts of one 5-row chunk each: 60 parts for tenant 1's 300 rows.
+MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
+REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
+
+
+@pytest.fixture
+def items(conn: Conn) -> None:
+    make_items(conn, rows=900)
+
+
+@pytest.fixture(params=["file-csv", "s3-jsonl-gzip"])
+def case(request: pytest.FixtureRequest, conn: Conn) -> tuple[str, dict[str, Any]]:
+    """(destination, options), with the items table made: zlib emits compressed
+    output about every 48 KB of input, so gzip needs more rows to make parts."""
+    if request.param == "file-csv":
+        make_items(conn, rows=900)
+        return str(request.getfixturevalue("local_dir")), {}
+    make_items(conn, rows=3000)
+    return str(request.getfixturevalue("bucket")), {"format": "jsonl", "gzip": True}
+
+
+def uninterrupted(conn: Conn, dsn: str, destination: str, options: dict[str, Any]
+                  ) -> tuple[bytes, int]:
+    """The object (and part count) of the same export run without interruption (the
+    job id is not part of the content)."""
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
+    outcome = run_export(dsn, job_id, destination)
+    assert outcome.result is not None
+    assert outcome.result["parts"] >= 4, "too few parts to interrupt in the middle"
+    return object_bytes(outcome.result), int(outcome.result["parts"])
+
+
+def wait_lease_expired(conn: Conn, job_id: int) -> None:
+    wait_for(lambda: conn.execute(
+        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
+    ).fetchone() == (True,), timeout=20, what="the lease to expire")
+
+
+def finish_with_new_worker(dsn: str, destination: str) -> subprocess.CompletedProcess[str]:
+    worker = start_worker(dsn, destination, "--once")
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    return subprocess.CompletedProcess(worker.args, worker.returncode, out, err)
+
+
+def assert_resumed(conn: Conn, job_id: int, expected: bytes, destination: str) -> None:
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert object_bytes(job["result"]) == expected
+    history = job["checkpoint"]["history"]
+    assert len(history) >= 2 and history[-1]["part"] > 0, history  # continued, not restarted
+    assert leftovers(destination, {job["result"]["uri"], *_other_objects(conn, job_id)}) == []
+
+
+def test_sigkill_mid_stream_then_another_worker_resumes(
+        conn: Conn, dsn: str, case: tuple[str, dict[str, Any]]) -> None:
+    destination, options = case
+    expected, parts = uninterrupted(conn, dsn, destination, options)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
+    first = start_worker(dsn, destination, "--once", "--lease", "2s",
+                         delays=f"part={min(0.3, 3 / parts):.3f}")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= parts // 2, what="half the parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    assert job_row(conn, job_id)["status"] == "running"
+    wait_lease_expired(conn, job_id)
+    finish_with_new_worker(dsn, destination)
+    assert_resumed(conn, job_id, expected, destination)
+    assert job_row(conn, job_id)["attempts"] == 2
+    if options.get("format") != "jsonl":
+        assert expected == plain_copy(conn, REFERENCE)
+
+
+def test_sigkill_while_finalizing_then_another_worker_finishes(
+        conn: Conn, dsn: str, case: tuple[str, dict[str, Any]]) -> None:
+    destination, options = case
+    expected, _ = uninterrupted(conn, dsn, destination, options)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
+    first = start_worker(dsn, destination, "--once", "--lease", "2s", delays="finalize=60")
+    try:
+        wait_for(lambda: (job_row(conn, job_id)["checkpoint"] or {}).get("phase")
+                 == "finalizing", what="the finalizing phase")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    wait_lease_expired(conn, job_id)
+    finish_with_new_worker(dsn, destination)
+    assert_resumed(conn, job_id, expected, destination)
+
+
+class _CrashAfterVisible(Exporter):
+    """Makes the object visible, then 'dies' before completing the job."""
+
+    def _complete(self, size: int, sha256: str) -> Outcome:
+        return Outcome(self.job_id, "lost", error="simulated crash")
+
+
+def test_crash_between_visible_object_and_complete(
+        conn: Conn, dsn: str, case: tuple[str, dict[str, Any]]) -> None:
+    destination, options = case
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
+    conn.execute("SELECT pgjobs.claim_export(%s, 'crasher', '1 second')", (job_id,))
+    _CrashAfterVisible(dsn, job_id, "crasher", destination).run()
+    uri = job_row(conn, job_id)["checkpoint"]["uri"]
+    visible = storage.read(uri)
+    wait_lease_expired(conn, job_id)
+    finish_with_new_worker(dsn, destination)
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded"
+    assert object_bytes(job["result"]) == visible
+    assert leftovers(destination, {uri}) == []
+
+
+def test_a_stale_worker_cannot_complete_or_overwrite(
+        conn: Conn, dsn: str, items: None, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected, _ = uninterrupted(conn, dsn, bucket, {})
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    conn.execute("SELECT pgjobs.claim_export(%s, 'stale', '30 seconds')", (job_id,))
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
+    stale = Exporter(dsn, job_id, "stale", bucket)
+    box: list[Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(stale.run()))
+    thread.start()
+    wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
+    # The stale worker hangs past its lease; another worker takes the job over.
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (job_id,))
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "")
+    with psycopg.connect(dsn, autocommit=True) as other:
+        claimed = other.execute("SELECT id FROM pgjobs.claim(ARRAY['export'], 'fresh')")
+        assert claimed.fetchall() == [(job_id,)]
+    fresh = Exporter(dsn, job_id, "fresh", bucket).run()
+    thread.join(timeout=30)
+    assert fresh.status == "succeeded"
+    assert box and box[0].status == "lost"
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded" and job["worker"] == "fresh"
+    assert object_bytes(job["result"]) == expected
+    # Late calls of the stale worker change nothing.
+    with db.connect(dsn) as late:
+        assert not db.complete(late, job_id, "stale", {"uri": "bogus"})
+        assert not db.heartbeat(late, job_id, "stale", 1, {"bogus": True})
+    assert job_row(conn, job_id)["result"] == job["result"]
+    assert leftovers(bucket, {job["result"]["uri"], *_other_objects(conn, job_id)}) == []
+
+
+def _other_objects(conn: Conn, job_id: int) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT result->>'uri' FROM pgjobs.jobs WHERE id <> %s AND result ? 'uri'", (job_id,))}
+
+
+def test_sigterm_checkpoints_releases_and_exits(
+        conn: Conn, dsn: str, items: None, local_dir: str) -> None:
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    worker = start_worker(dsn, local_dir, delays="part=0.05")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
+        sent = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=15)
+        assert time.monotonic() - sent < 15
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    job = job_row(conn, job_id)
+    assert job["status"] == "queued" and job["attempts"] == 0 and job["worker"] is not None
+    assert job["checkpoint"]["parts"] >= 3
+    # No lease to wait for: the next worker takes it at once and continues.
+    finish_with_new_worker(dsn, local_dir)
+    assert_resumed(conn, job_id, plain_copy(conn, REFERENCE), local_dir)
+
+
+# --- a real database restart ----------------------------------------------------------
+
+
+@pytest.fixture
+def restartable() -> Iterator[Any]:
+    """A cluster of its own, for a test that restarts it."""
+    from tests.pgcluster import start_test_cluster
+
+    cluster = start_test_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_database_restart_mid_export(restartable: Any, local_dir: str) -> None:
+    dsn = restartable.url()
+    migrate(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        make_items(conn, rows=900)
+        job_id = submit_export(conn, "1", {}, MANY_PARTS)
+        expected = plain_copy(conn, REFERENCE)
+    worker = start_worker(dsn, local_dir, "--once", "--lease", "60s", delays="part=0.05")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            wait_for(lambda: checkpoint_parts(conn, job_id) >= 5, what="five parts")
+        restartable.terminate()
+        time.sleep(1.0)
+        restartable.start()
+        out, err = worker.communicate(timeout=90)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", (job["error"], err)
+    assert job["attempts"] == 1  # the same attempt rode it out
+    assert content(job["result"]) == expected

@@ -1,0 +1,119 @@
+"""Exports to S3 through one native multipart upload (parts of 5 MiB and more,
+static credentials), continued across processes, on moto's S3 server."""
+
+# Fixtures come from tests.export_support, imported by name: pytest sees them as
+# module attributes, and the parameters of the tests below shadow the imports.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import s3, storage
+from pgjobs.poller.worker import Worker
+from tests.export_support import (
+    bucket,  # noqa: F401 (fixture)
+    checkpoint_parts,
+    job_row,
+    leftovers,
+    object_bytes,
+    plain_copy,
+    run_export,
+    s3_endpoint,  # noqa: F401 (fixture)
+    s3_env,  # noqa: F401 (fixture)
+    start_worker,
+    submit_export,
+    wait_for,
+)
+
+Conn = psycopg.Connection[Any]
+NATIVE = {"part_size": s3.MIN_PART, "chunk_rows": 40}
+REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
+
+
+@pytest.fixture
+def big(conn: Conn) -> None:
+    """About 17 MB in tenant 1 (~20 KB rows): four parts of 5 MiB."""
+    conn.execute("CREATE TABLE big (id int, tenant int, created_at timestamptz NOT NULL "
+                 "DEFAULT now() - interval '1 minute', body text)")
+    conn.execute("CREATE INDEX ON big (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
+    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
+                 "FROM generate_series(1, 1700) g")
+
+
+def open_uploads(prefix: str) -> list[Any]:
+    loc = storage.parse(prefix)
+    config = s3.Config.from_env()
+    assert config is not None
+    client = s3.Client(config, loc.base.split("://", 1)[1])
+    try:
+        return client.list_uploads(loc.path)
+    finally:
+        client.close()
+
+
+def test_native_multipart_export_equals_plain_copy(
+        conn: Conn, dsn: str, big: None, bucket: str) -> None:
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = run_export(dsn, job_id, bucket)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None and outcome.result["parts"] == 4
+    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    assert upload["upload_id"] and len(upload["etags"]) == 4  # the native path
+    assert open_uploads(bucket) == []
+    assert leftovers(bucket, {outcome.result["uri"]}) == []
+
+
+def test_native_multipart_resumes_the_same_upload_after_sigkill(
+        conn: Conn, dsn: str, big: None, bucket: str) -> None:
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=1")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    assert len(open_uploads(bucket)) == 1
+    wait_for(lambda: job_row(conn, job_id)["lease_expires_at"] is not None and conn.execute(
+        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
+    ).fetchone() == (True,), what="the lease to expire")
+    second = start_worker(dsn, bucket, "--once")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    after = job["checkpoint"]["upload"]
+    assert after["upload_id"] == before["upload_id"]
+    assert after["etags"][:len(before["etags"])] == before["etags"]
+    assert open_uploads(bucket) == []
+
+
+def test_sweep_aborts_multipart_uploads_of_ended_jobs(
+        conn: Conn, dsn: str, bucket: str) -> None:
+    conn.execute("CREATE TABLE big (id int, tenant int, created_at timestamptz NOT NULL)")
+    conn.execute("CREATE INDEX ON big (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
+    ended = submit_export(conn, "1", {}, NATIVE, target="big")
+    running = submit_export(conn, "1", {}, NATIVE, target="big")
+    conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() "
+                 "WHERE id = %s", (ended,))
+    loc = storage.parse(bucket)
+    config = s3.Config.from_env()
+    assert config is not None
+    client = s3.Client(config, loc.base.split("://", 1)[1])
+    for job in (ended, running):
+        client.create(f"{loc.path}big/1/{job}.csv")
+    client.close()
+    worker = Worker(dsn, bucket, once=True, stale_after=timedelta(0))
+    worker._connect()
+    assert worker.housekeeping()["swept"] == 1
+    worker._close()
+    assert [key for key, _, _ in open_uploads(bucket)] == [f"{loc.path}big/1/{running}.csv"]
