@@ -114,3 +114,37 @@ def conn(make_conn: Callable[..., psycopg.Connection[Any]]) -> psycopg.Connectio
 def dconn(make_conn: Callable[..., psycopg.Connection[Any]]) -> psycopg.Connection[Any]:
     """An autocommit connection with dict rows to the test's database."""
     return make_conn(row_factory=dict_row)
+
+
+@pytest.fixture(scope="session")
+def cron_dsn(cluster_url: str) -> Iterator[str]:
+    """pg_cron's own database (`cron.database_name`), created and migrated for the
+    session, or a skip when the server cannot give one: pg_cron not preloaded, or
+    that database already exists (a shared server: never take over its database).
+    Tests using it unschedule what they schedule. Dropped at the end (FORCE: the
+    pg_cron launcher stays connected to it)."""
+    from psycopg import sql
+
+    with psycopg.connect(cluster_url, autocommit=True) as admin:
+        preload = admin.execute("SHOW shared_preload_libraries").fetchone()
+        libraries = [lib.strip() for lib in (preload[0] if preload else "").split(",")]
+        if "pg_cron" not in libraries:
+            pytest.skip("pg_cron is not in shared_preload_libraries of the test server")
+        row = admin.execute("SHOW cron.database_name").fetchone()
+        assert row is not None
+        name = str(row[0])
+        exists = admin.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = %s)", (name,)
+        ).fetchone()
+        if exists and exists[0]:
+            pytest.skip(f"cron.database_name {name!r} already exists on the test server; "
+                        "run without PGJOBS_TEST_URL to use a throwaway cluster")
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = with_database(cluster_url, name)
+    try:
+        migrate(dsn)
+        yield dsn
+    finally:
+        with psycopg.connect(cluster_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))

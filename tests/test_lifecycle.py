@@ -369,3 +369,13 @@ def test_run_returns_when_idle(conn: Conn) -> None:
     conn.execute("CALL pgjobs.run('5 seconds')")
     with pytest.raises(errors.InvalidParameterValue):
         conn.execute("CALL pgjobs.run('-1 second')")
+
+
+def test_a_jobs_lease_option_wins_over_the_workers_default(conn: Conn, target: str) -> None:
+    job_id = submit(conn, options={"lease": "5 minutes"})
+    claim(conn, "w", lease="10 seconds")
+    seconds = scalar(conn, "SELECT extract(epoch FROM lease_expires_at - now()) FROM pgjobs.jobs "
+                     "WHERE id = %s", (job_id,))
+    assert 290 <= seconds <= 300
+    conn.execute("SELECT pgjobs.heartbeat(%s, 'w')", (job_id,))
+    assert job(conn, job_id)["lease"].total_seconds() == 300

@@ -33,22 +33,16 @@ BEGIN
             HINT = format('Wait for it, or cancel it; its lease ends at %s.',
                           v_job.lease_expires_at);
     END IF;
-    IF EXISTS (
-        -- The same gate as pgjobs.claim (kept inline there for the planner).
-        SELECT 1 FROM pgjobs.jobs w
-         WHERE w.target = v_job.target AND w.scope = v_job.scope
-           AND w.kind IN ('delete', 'backfill', 'import')
-           AND w.status IN ('queued', 'running')
-           AND w.id <> v_job.id
-           AND (w.status = 'running' OR w.id < v_job.id)) THEN
+    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope, v_job.id) THEN
         RAISE EXCEPTION 'job % must wait: an earlier writing job of % scope % is pending',
             p_id, v_job.target, v_job.scope USING ERRCODE = '55006',
             HINT = 'Writing jobs of one scope run one at a time in submission order; run the '
                    'earlier one first or wait for it.';
     END IF;
     UPDATE pgjobs.jobs j
-       SET status = 'running', worker = p_worker, attempts = j.attempts + 1, lease = p_lease,
-           lease_expires_at = now() + p_lease, heartbeat_at = now(), run_at = now(),
+       SET status = 'running', worker = p_worker, attempts = j.attempts + 1,
+           lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+           lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease), heartbeat_at = now(), run_at = now(),
            started_at = coalesce(j.started_at, now()), updated_at = now()
      WHERE j.id = p_id
     RETURNING j.* INTO v_job;

@@ -13,10 +13,11 @@ AS $$
 -- announces `started`. Claiming and starting are one UPDATE: there is no
 -- moment when a job is "running" without an owner holding a lease.
 --
--- The gate: a writing job (delete, backfill, import) is handed out only
--- when no other writing job of its (target, scope) is running or queued
--- ahead of it, so writes to a scope apply one at a time, in submission
--- order. Exports and custom kinds are never held back.
+-- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
+-- import) is handed out only when no other writing job of its (target,
+-- scope) is running or queued ahead of it, so writes to a scope apply one
+-- at a time, in submission order. Exports and custom kinds are never held
+-- back.
 --
 -- Locks: FOR UPDATE SKIP LOCKED on the rows it takes; concurrent claimers
 -- never wait for each other and never get the same job. Expired leases are
@@ -51,13 +52,7 @@ BEGIN
                AND j.run_at <= now()
                AND j.kind = ANY (p_kinds)
                AND (j.kind <> ALL (ARRAY['delete', 'backfill', 'import'])
-                    OR NOT EXISTS (
-                        SELECT 1 FROM pgjobs.jobs w
-                         WHERE w.target = j.target AND w.scope = j.scope
-                           AND w.kind IN ('delete', 'backfill', 'import')
-                           AND w.status IN ('queued', 'running')
-                           AND w.id <> j.id
-                           AND (w.status = 'running' OR w.id < j.id)))
+                    OR pgjobs._writer_may_start(j.target, j.scope, j.id))
              ORDER BY j.priority DESC, j.id
              LIMIT p_limit
                FOR UPDATE SKIP LOCKED)
@@ -65,8 +60,9 @@ BEGIN
            SET status = 'running',
                worker = p_worker,
                attempts = j.attempts + 1,
-               lease = p_lease,
-               lease_expires_at = now() + p_lease,
+               -- A job's own lease option wins over the worker's default.
+               lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+               lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
                heartbeat_at = now(),
                started_at = coalesce(j.started_at, now()),
                updated_at = now()

@@ -41,8 +41,8 @@ BEGIN
        SET status = 'running',
            worker = p_worker,
            attempts = j.attempts + 1,
-           lease = p_lease,
-           lease_expires_at = now() + p_lease,
+           lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+           lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
            heartbeat_at = now(),
            started_at = coalesce(j.started_at, now()),
            updated_at = now()

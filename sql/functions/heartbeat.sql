@@ -31,7 +31,9 @@ BEGIN
                THEN v_now ELSE j.progress_notified_at END,
            updated_at = now()
      WHERE j.id = p_id
-       AND j.status = 'running'
+       -- The fence. No `status = 'running'`: a lease exists only while running
+       -- (CHECK), and that qual lets the planner prefer jobs_leases_idx over the
+       -- primary key when statistics show few running jobs, scanning them all.
        AND j.worker = p_worker
        AND j.lease_expires_at > now()
        AND j.cancel_requested_at IS NULL
@@ -52,7 +54,7 @@ BEGIN
            finished_at = now(),
            updated_at = now()
      WHERE j.id = p_id
-       AND j.status = 'running'
+       -- The fence, as above.
        AND j.worker = p_worker
        AND j.lease_expires_at > now()
        AND j.cancel_requested_at IS NOT NULL

@@ -19,7 +19,9 @@ BEGIN
            finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
            updated_at = now()
      WHERE j.id = p_id
-       AND j.status = 'running'
+       -- The fence. No `status = 'running'`: a lease exists only while running
+       -- (CHECK), and that qual lets the planner prefer jobs_leases_idx over the
+       -- primary key when statistics show few running jobs, scanning them all.
        AND j.worker = p_worker
        AND j.lease_expires_at > now()
     RETURNING j.* INTO v_job;

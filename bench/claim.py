@@ -1,0 +1,383 @@
+"""Claim throughput and submit->claim latency of pgjobs, against a bare queue.
+
+Run from the repository root:
+
+    python bench/claim.py                      # a throwaway cluster (tests/pgcluster.py)
+    python bench/claim.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
+
+With ``--dsn`` (a server URL whose user may CREATE DATABASE) the benchmark
+creates its own database ``pgjobs_bench_<pid>`` there and drops it at the end.
+
+Throughput: claim+complete cycles per second with 1, 4 and 8 worker threads,
+each on its own connection, draining a queue filled beforehand. The baseline,
+measured in the same run on the same server, is the classic bare queue on a
+plain table (one job per claim):
+
+    UPDATE q SET status = 'running'
+     WHERE id = (SELECT id FROM q WHERE status = 'queued' ORDER BY id LIMIT 1
+                 FOR UPDATE SKIP LOCKED) RETURNING id;
+    UPDATE q SET status = 'done' WHERE id = $1;
+
+pgjobs claims in batches (``pgjobs.claim(..., p_limit => --batch)``) and
+completes each job with ``pgjobs.complete`` (fenced, NOTIFY per event).
+
+Latency: a listener LISTENs on channel ``pgjobs`` and, woken by each
+``submitted`` event, claims (and completes) everything queued, while another
+connection submits jobs one at a time. Latency is ``started_at - created_at``
+of each job, both stamped by the server's clock.
+
+The figures print as a table with ratios; nothing here is a pass/fail test.
+Besides wall-clock rates, each run records CPU time per cycle: of the worker
+connections' server processes (read from /proc, so only when the server runs
+on this machine) and of this client process. On a small machine shared with
+other load the wall-clock ratio swings from run to run; CPU per cycle is the
+steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+
+from pgjobs.migrate import migrate  # noqa: E402
+
+KIND = "bench"
+LATENCY_KIND = "bench_latency"
+
+BASELINE_SETUP = """
+CREATE TABLE bench_q (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    status  text  NOT NULL DEFAULT 'queued',
+    payload jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX bench_q_queued_idx ON bench_q (id) WHERE status = 'queued';
+CREATE TABLE bench_target (id bigint PRIMARY KEY, scope int NOT NULL);
+"""
+BASELINE_FILL = "INSERT INTO bench_q (payload) SELECT '{}' FROM generate_series(1, %s)"
+BASELINE_CLAIM = """
+UPDATE bench_q SET status = 'running'
+ WHERE id = (SELECT id FROM bench_q WHERE status = 'queued' ORDER BY id LIMIT 1
+             FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+BASELINE_DONE = "UPDATE bench_q SET status = 'done' WHERE id = %s"
+
+PGJOBS_FILL = """
+SELECT count(pgjobs.submit(%s, 'bench_target'::regclass, (g %% 100)::text))
+  FROM generate_series(1, %s) g
+"""
+PGJOBS_CLAIM = "SELECT id FROM pgjobs.claim(%s, %s, '30 seconds'::interval, %s)"
+PGJOBS_COMPLETE = "SELECT pgjobs.complete(%s, %s)"
+PGJOBS_SUBMIT = "SELECT pgjobs.submit(%s, 'bench_target'::regclass, '1')"
+LATENCIES = """
+SELECT extract(epoch FROM started_at - created_at) * 1000
+  FROM pgjobs.jobs WHERE kind = %s ORDER BY id
+"""
+
+
+# --- database -------------------------------------------------------------------
+
+
+def with_database(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@contextmanager
+def server(dsn: str | None) -> Iterator[tuple[str, str]]:
+    """(server URL, description): the given server, or a throwaway cluster."""
+    if dsn:
+        yield dsn, "given server"
+        return
+    from tests.pgcluster import start_test_cluster
+
+    cluster = start_test_cluster()
+    try:
+        yield cluster.url(), "a throwaway cluster"
+    finally:
+        cluster.stop()
+
+
+@contextmanager
+def bench_database(server_url: str, keep: bool) -> Iterator[str]:
+    name = f"pgjobs_bench_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = with_database(server_url, name)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(BASELINE_SETUP.encode())
+        yield dsn
+    finally:
+        if not keep:
+            with psycopg.connect(server_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+def reset(dsn: str) -> None:
+    """Empty both queues and vacuum them, so every run starts alike."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE bench_q, pgjobs.jobs RESTART IDENTITY CASCADE")
+        conn.execute("VACUUM ANALYZE bench_q")
+        conn.execute("VACUUM ANALYZE pgjobs.jobs")
+
+
+# --- throughput -----------------------------------------------------------------
+
+
+def baseline_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
+    done = 0
+    while True:
+        row = conn.execute(BASELINE_CLAIM).fetchone()
+        if row is None:
+            return done
+        conn.execute(BASELINE_DONE, (row[0],))
+        done += 1
+
+
+def pgjobs_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
+    done = 0
+    while True:
+        ids = [r[0] for r in conn.execute(PGJOBS_CLAIM, ([KIND], name, batch)).fetchall()]
+        if not ids:
+            return done
+        for job_id in ids:
+            row = conn.execute(PGJOBS_COMPLETE, (job_id, name)).fetchone()
+            assert row is not None and row[0], f"complete({job_id}) was fenced off"
+            done += 1
+
+
+@dataclass
+class Run:
+    """One drained queue: cycles per second, and CPU microseconds per cycle spent by
+    the server backends (None when they are not local processes) and this client."""
+
+    rate: float
+    server_us: float | None
+    client_us: float
+
+
+def backend_cpu(pids: list[int]) -> float | None:
+    """CPU seconds used so far by these local server processes, or None if unreadable."""
+    total = 0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    except (OSError, IndexError, ValueError):
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def drain(dsn: str, workers: int, batch: int,
+          work: Callable[[psycopg.Connection[Any], str, int], int]) -> tuple[int, Run]:
+    """Run `workers` threads of `work` until the queue is empty."""
+    conns = [psycopg.connect(dsn, autocommit=True) for _ in range(workers)]
+    pids = [conn.info.backend_pid for conn in conns]
+    counts = [0] * workers
+    errors: list[BaseException] = []
+    start = threading.Barrier(workers + 1)
+
+    def run(i: int) -> None:
+        try:
+            start.wait()
+            counts[i] = work(conns[i], f"bench:{os.getpid()}:{i}", batch)
+        except BaseException as exc:  # reported after join
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    server_before = backend_cpu(pids)
+    client_before = time.process_time()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    client = time.process_time() - client_before
+    server_after = backend_cpu(pids)
+    for conn in conns:
+        conn.close()
+    if errors:
+        raise errors[0]
+    done = sum(counts)
+    server = (None if server_before is None or server_after is None
+              else (server_after - server_before) * 1e6 / done)
+    return done, Run(done / elapsed, server, client * 1e6 / done)
+
+
+def throughput(dsn: str, side: str, workers: int, jobs: int, batch: int) -> Run:
+    reset(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if side == "baseline":
+            conn.execute(BASELINE_FILL, (jobs,))
+        else:
+            conn.execute(PGJOBS_FILL, (KIND, jobs))
+        conn.execute("VACUUM ANALYZE bench_q")
+        conn.execute("VACUUM ANALYZE pgjobs.jobs")
+    work = baseline_worker if side == "baseline" else pgjobs_worker
+    done, result = drain(dsn, workers, batch, work)
+    if done != jobs:
+        raise AssertionError(f"{side}: {done} of {jobs} jobs processed")
+    return result
+
+
+# --- latency --------------------------------------------------------------------
+
+
+def latency(dsn: str, jobs: int, interval: float, batch: int) -> list[float]:
+    """Submit `jobs` jobs `interval` seconds apart while a LISTENing worker claims
+    them; return each job's submit->claim latency in milliseconds."""
+    reset(dsn)
+    name = f"listener:{os.getpid()}"
+    listen = psycopg.connect(dsn, autocommit=True)
+    work = psycopg.connect(dsn, autocommit=True)
+    listen.execute("LISTEN pgjobs")
+    stop = threading.Event()
+    claimed = [0]
+    errors: list[BaseException] = []
+
+    def claim_all() -> None:
+        while True:
+            ids = [r[0] for r in work.execute(PGJOBS_CLAIM, ([LATENCY_KIND], name, batch))]
+            for job_id in ids:
+                work.execute(PGJOBS_COMPLETE, (job_id, name))
+            claimed[0] += len(ids)
+            if len(ids) < batch:
+                return
+
+    def listener() -> None:
+        try:
+            while not stop.is_set() or claimed[0] < jobs:
+                woken = False
+                # A 1 s timeout doubles as the polling fallback.
+                for note in listen.notifies(timeout=1.0, stop_after=1):
+                    event = json.loads(note.payload)
+                    woken = event["event"] == "submitted" and event["kind"] == LATENCY_KIND
+                if woken or stop.is_set():
+                    claim_all()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=listener)
+    thread.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as submitter:
+            for _ in range(jobs):
+                submitter.execute(PGJOBS_SUBMIT, (LATENCY_KIND,))
+                time.sleep(interval)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        values = [float(r[0]) for r in conn.execute(LATENCIES, (LATENCY_KIND,)) if r[0] is not None]
+    listen.close()
+    work.close()
+    if len(values) != jobs:
+        raise AssertionError(f"latency: {len(values)} of {jobs} jobs claimed")
+    return values
+
+
+def cpu(base: list[Run], ours: list[Run], field: str) -> str:
+    """'baseline / pgjobs' median CPU microseconds per cycle, or '-' when unknown."""
+    values = [[getattr(r, field) for r in runs] for runs in (base, ours)]
+    if any(v is None for side in values for v in side):
+        return "-"
+    return " / ".join(f"{statistics.median(side):.0f}" for side in values)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# --- main -----------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
+                        help="server URL (user may CREATE DATABASE) [env PGJOBS_BENCH_DSN; "
+                             "default: a throwaway cluster]")
+    parser.add_argument("--workers", default="1,4,8",
+                        help="comma-separated worker counts [default: 1,4,8]")
+    parser.add_argument("--jobs", type=int, default=4000,
+                        help="jobs drained per throughput run [default: 4000]")
+    parser.add_argument("--batch", type=int, default=10,
+                        help="pgjobs.claim p_limit (jobs per claim) [default: 10]")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="runs per measurement; the median is shown [default: 5]")
+    parser.add_argument("--latency-jobs", type=int, default=300,
+                        help="jobs submitted for the latency run [default: 300]")
+    parser.add_argument("--latency-interval", type=float, default=0.01,
+                        help="seconds between latency submits [default: 0.01]")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = parser.parse_args(argv)
+    worker_counts = [int(w) for w in args.workers.split(",")]
+
+    with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn:
+        with psycopg.connect(dsn) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            settings = conn.execute(
+                "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name)"
+                "  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchone()
+        print(f"pgjobs claim benchmark: PostgreSQL {version[0] if version else '?'} on {where}"
+              f" ({settings[0] if settings else ''}), {os.cpu_count()} CPUs")
+        print(f"{args.jobs} jobs per run, median of {args.repeat}; pgjobs claims batches of "
+              f"{args.batch}\n")
+        print(f"{'workers':>7}  {'baseline cycles/s':>17}  {'pgjobs cycles/s':>15}  "
+              f"{'pgjobs/baseline':>15}  {'ratio range':>11}  {'server CPU us/cycle':>19}  "
+              f"{'client CPU us/cycle':>19}")
+        for workers in worker_counts:
+            base: list[Run] = []
+            ours: list[Run] = []
+            for _ in range(args.repeat):  # interleaved: drift hits both sides alike
+                base.append(throughput(dsn, "baseline", workers, args.jobs, args.batch))
+                ours.append(throughput(dsn, "pgjobs", workers, args.jobs, args.batch))
+            b = statistics.median(r.rate for r in base)
+            o = statistics.median(r.rate for r in ours)
+            ratios = [x.rate / y.rate for x, y in zip(ours, base, strict=True)]
+            print(f"{workers:>7}  {b:>17,.0f}  {o:>15,.0f}  {o / b:>14.2f}x  "
+                  f"{min(ratios):>5.2f}-{max(ratios):.2f}  {cpu(base, ours, 'server_us'):>19}  "
+                  f"{cpu(base, ours, 'client_us'):>19}", flush=True)
+        print("(CPU columns: baseline / pgjobs, medians; the server's only when it runs on "
+              "this machine)")
+
+        values = latency(dsn, args.latency_jobs, args.latency_interval, args.batch)
+        print(f"\nsubmit -> claim latency, LISTEN-woken worker, {len(values)} jobs submitted "
+              f"{args.latency_interval * 1000:.0f} ms apart:")
+        print(f"  p50 {percentile(values, 50):.1f} ms   p90 {percentile(values, 90):.1f} ms   "
+              f"p99 {percentile(values, 99):.1f} ms   max {max(values):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
