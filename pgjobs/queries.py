@@ -143,7 +143,7 @@ STORAGE_DELETION_FINISH = "SELECT pgjobs.finish_storage_deletion(%(id)s, %(error
 
 REFERENCE_ROUTINES = """
 SELECT p.proname AS name,
-       format('%s pgjobs.%s(%s)%s',
+       format('%%s pgjobs.%%s(%%s)%%s',
               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
               pg_get_function_arguments(p.oid),
               CASE WHEN p.prokind = 'p' THEN ''
@@ -154,4 +154,10 @@ SELECT p.proname AS name,
   FROM pg_proc p
  WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.proname !~ '^_'
  ORDER BY p.proname, pg_get_function_arguments(p.oid)
+"""
+
+# --- doctor (cli/doctor.py) ---------------------------------------------------------
+
+DOCTOR = """
+SELECT check_name, status, target, detail, fix FROM pgjobs.doctor(%(target)s::regclass)
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -58,8 +57,10 @@ def items(conn: Conn) -> str:
 
 def pgjobs_command() -> list[str]:
     """The installed entry point, else the module."""
-    exe = shutil.which("pgjobs")
-    return [exe] if exe else [sys.executable, "-m", "pgjobs.cli.main"]
+    # The entry point installed beside this interpreter (the venv's), never
+    # another installation's found on PATH.
+    exe = Path(sys.executable).parent / "pgjobs"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
 
 
 def run_process(dsn: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
