@@ -273,8 +273,10 @@ def parse_duration(text: str) -> str:
 
 def _register_subcommands() -> None:
     from pgjobs.cli.dev import dev
+    from pgjobs.cli.doctor import doctor
 
     main.add_command(dev)
+    main.add_command(doctor)
     try:
         from pgjobs.cli.jobs import backfill, delete
     except ImportError:  # pragma: no cover - during development only

@@ -128,8 +128,18 @@ def test_prune_trims_pgjobs_cron_history_only(cron: Conn) -> None:
                     " VALUES (%s, 0, current_database(), current_user, 'test', 'succeeded',"
                     " 'test', now() - %s::interval, now() - %s::interval)",
                     (jobid, age, age))
+        # History orphaned by an earlier schedule (its job id is gone) is
+        # recognised by its command.
+        cron.execute(
+            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username,"
+            " command, status, return_message, start_time, end_time)"
+            " VALUES (987654321, 0, current_database(), current_user,"
+            " 'CALL pgjobs.run(''00:00:50'')', 'succeeded', 'orphan',"
+            " now() - interval '2 days', now() - interval '2 days')")
         summary = scalar(cron, "SELECT pgjobs.prune('1 day')")
-        assert summary["cron_runs_trimmed"] == 2
+        assert summary["cron_runs_trimmed"] == 3
+        assert scalar(cron, "SELECT count(*) FROM cron.job_run_details"
+                            " WHERE return_message = 'orphan'") == 0
         left = cron.execute(
             "SELECT jobid, count(*) FROM cron.job_run_details"
             " WHERE command = 'test' GROUP BY jobid").fetchall()

@@ -41,12 +41,15 @@ BEGIN
     IF to_regclass('cron.job_run_details') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
         -- Built with format(): the cron schema exists only where pg_cron does.
+        -- By command as well as by job: schedule() re-creates the cron jobs
+        -- under new ids, and unschedule() drops them, orphaning old history.
         EXECUTE format($q$
             DELETE FROM %1$I.job_run_details d
-             USING %1$I.job c
-             WHERE d.jobid = c.jobid
-               AND c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-               AND d.end_time < now() - $1
+             WHERE d.end_time < now() - $1
+               AND (d.jobid IN (SELECT c.jobid FROM %1$I.job c
+                                 WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
+                    OR d.command LIKE 'CALL pgjobs.run(%%'
+                    OR d.command LIKE 'SELECT pgjobs.prune(%%')
         $q$, 'cron') USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
