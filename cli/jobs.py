@@ -17,7 +17,11 @@ from pgjobs.errors import InvalidInput, PgjobsError
 
 def _options(priority: int | None, on_conflict: str | None, page_size: int | None,
              extra: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = dict(parse_json(extra, "options") or {})
+    parsed = parse_json(extra, "options")
+    if parsed is not None and not isinstance(parsed, dict):
+        raise InvalidInput("--options must be a JSON object",
+                           hint='e.g. --options \'{"max_attempts": 3}\'')
+    options: dict[str, Any] = dict(parsed or {})
     if priority is not None:
         options["priority"] = priority
     if on_conflict is not None:

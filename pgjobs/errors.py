@@ -27,7 +27,9 @@ class PgjobsError(Exception):
             text = f"{text} [{self.sqlstate}]"
         if self.hint:
             text = f"{text} (hint: {self.hint})"
-        return text
+        # One line, whatever the input the message quotes (a scope or a
+        # filter key may hold line breaks).
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class InvalidInput(PgjobsError):
@@ -63,6 +65,7 @@ class ConnectionFailed(PgjobsError):
 _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22023": InvalidInput,
     "22P02": InvalidInput,
+    "22P05": InvalidInput,  # a NUL (\u0000) in JSON text: jsonb cannot store it
     "42P01": UndefinedTable,
     "P0002": NotFound,
     "55006": Conflict,

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from tests.helpers import claim, drain_notifies, make_target, scalar, submit
+from tests.targets import make_rows_target, run_job, run_pages, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
 KEYS = {"id", "kind", "event", "status", "done", "total", "target", "scope"}
@@ -96,3 +97,93 @@ def test_a_stuck_listener_never_fails_a_job(conn: Conn, make_conn: Callable[...,
     assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,))
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
     stuck.rollback()
+
+
+# --- a nearly full queue ----------------------------------------------------------
+# The real queue holds 8 GB, too much to fill in a test, so these tests replace
+# pgjobs._notification_queue_usage (the one place _notify reads the usage) in
+# their own database.
+
+
+def _set_queue_usage(conn: Conn, usage: float) -> None:
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION pgjobs._notification_queue_usage()"
+        " RETURNS double precision LANGUAGE sql VOLATILE"
+        f" SET search_path = pg_catalog, pg_temp AS $$ SELECT {usage}::double precision $$")
+
+
+def _custom_job_with_pages(conn: Conn, observer: Conn) -> int:
+    """submit, claim, 20 heartbeats with done and a checkpoint, complete;
+    each heartbeat's progress is visible to another session at once."""
+    job_id = submit(conn)
+    assert claim(conn, "w") == [job_id]
+    for done in range(1, 21):
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', %s, %s::jsonb)",
+                      (job_id, done, json.dumps({"page": done})))
+        assert observer.execute("SELECT done, checkpoint FROM pgjobs.jobs WHERE id = %s",
+                                (job_id,)).fetchone() == (done, {"page": done})
+    assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,))
+    return job_id
+
+
+def _delete_job(conn: Conn, observer: Conn) -> tuple[int, int]:
+    """A real delete job, one page (one transaction) at a time; returns the job
+    id and how many rows it had to delete."""
+    target = make_rows_target(conn)
+    seed(conn, target, 300)
+    want = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1"
+                        " AND created_at <= now()")
+    job_id = submit_delete(conn, target, "1", options={"page_size": 20})
+    done: list[int] = []
+    run_pages(conn, job_id, each=lambda _state: done.append(
+        scalar(observer, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job_id,))))
+    assert done == sorted(done) and len(set(done)) > 3  # committed page by page
+    return job_id, int(want)
+
+
+def test_a_nearly_full_queue_drops_every_event_and_fails_nothing(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    make_target(conn)
+    listener, observer = make_conn(), make_conn()
+    listener.execute("LISTEN pgjobs")
+    stuck = make_conn(autocommit=False)
+    stuck.execute("LISTEN pgjobs")
+    stuck.commit()
+    stuck.execute("SELECT 1")  # idle in transaction: the queue cannot drain past it
+    _set_queue_usage(conn, 0.95)
+
+    custom = _custom_job_with_pages(conn, observer)
+    delete, rows = _delete_job(conn, observer)
+    run = submit_delete(conn, make_rows_target(conn, "more_rows"), "2")
+    run_job(conn, run)
+
+    assert dict(conn.execute("SELECT id, status FROM pgjobs.jobs").fetchall()) == {
+        custom: "succeeded", delete: "succeeded", run: "succeeded"}
+    assert scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (delete,)) == rows
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1"
+                        " AND created_at <= now() - interval '1 minute'") == 0
+    assert drain_notifies(listener, timeout=0.5) == []
+    stuck.rollback()
+
+
+def test_a_half_full_queue_drops_progress_but_sends_the_rest(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    make_target(conn)
+    listener, observer = make_conn(), make_conn()
+    listener.execute("LISTEN pgjobs")
+    _set_queue_usage(conn, 0.6)
+
+    custom = _custom_job_with_pages(conn, observer)
+    delete, _rows = _delete_job(conn, observer)
+    canceled = submit(conn)
+    conn.execute("SELECT pgjobs.cancel(%s)", (canceled,))
+
+    events = [(e["id"], e["event"]) for e in drain_notifies(
+        listener, until=lambda e: e["id"] == canceled and e["event"] == "canceled")]
+    assert events == [(custom, "submitted"), (custom, "started"), (custom, "succeeded"),
+                      (delete, "submitted"), (delete, "started"), (delete, "succeeded"),
+                      (canceled, "submitted"), (canceled, "canceled")]
+
+
+def test_the_real_usage_function_reads_the_server(conn: Conn) -> None:
+    assert 0 <= scalar(conn, "SELECT pgjobs._notification_queue_usage()") < 0.5

@@ -82,6 +82,20 @@ def test_client_cannot_cancel_another_roles_job_without_the_privilege(
     "CALL pgjobs.run('1 second')",
     "CALL pgjobs.run_job(1)",
     "SELECT pgjobs._insert_job('delete', 'rows', '1', '{}', '{}', '{}', 'true')",
+    "SELECT pgjobs._run_page(1, 'w')",
+    "SELECT pgjobs._claim_id(1, 'w')",
+    "SELECT pgjobs._notify(NULL::pgjobs.jobs, 'x')",
+    "SELECT pgjobs._require_scope('1')",
+    "SELECT pgjobs.release(1, 'w')",
+    "SELECT pgjobs.claim_export(1, 'w')",
+    "SELECT * FROM pgjobs.claim_storage_deletions()",
+    "SELECT pgjobs.finish_storage_deletion(1)",
+    "SELECT pgjobs.export_chunk_sql(1, NULL, 1)",
+    "SELECT pgjobs.unregister_target('rows')",
+    "SELECT pgjobs.unschedule()",
+    "DELETE FROM pgjobs.jobs",
+    "UPDATE pgjobs.target_registry SET options = '{}'",
+    "DELETE FROM pgjobs.storage_deletions",
     "UPDATE pgjobs.jobs SET status = 'failed'",
     "INSERT INTO pgjobs.jobs (kind, target, scope) VALUES ('delete', 'rows', '1')",
 ])
@@ -100,10 +114,56 @@ def test_security_definer_functions_pin_search_path_and_public_has_nothing(conn:
     definers = {r[0] for r in conn.execute("""
         SELECT p.proname FROM pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.prosecdef""")}
-    assert {"submit", "submit_delete", "submit_backfill", "cancel", "mask", "visible",
-            "visible_count"} <= definers
+    assert {"submit", "submit_delete", "submit_backfill", "submit_export", "cancel", "mask",
+            "visible", "visible_count"} <= definers
     public = [r[0] for r in conn.execute("""
         SELECT p.oid::regprocedure::text FROM pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace
            AND has_function_privilege('public', p.oid, 'EXECUTE')""")]
     assert public == []
+
+
+SUBMITS = {
+    "DELETE": "SELECT pgjobs.submit_delete('rows', '1', '{}')",
+    "UPDATE": """SELECT pgjobs.submit_backfill('rows', '1', '{}', '{"x": 1}')""",
+    "SELECT": "SELECT pgjobs.submit_export('rows', '1')",
+    "INSERT": "SELECT pgjobs.submit('import', 'rows', '1')",
+}
+
+
+@pytest.mark.parametrize("privilege", sorted(SUBMITS))
+def test_each_submit_needs_its_privilege_on_the_target(
+        conn: Conn, client: str, privilege: str) -> None:
+    """delete needs DELETE, backfill UPDATE, export SELECT, import INSERT:
+    with every other privilege the submit raises 42501 and writes nothing."""
+    others = sorted({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"} - {privilege})
+    conn.execute(f"REVOKE ALL ON rows FROM {client}")
+    conn.execute(f"GRANT {', '.join(others)} ON rows TO {client}")
+    conn.execute(f"SET ROLE {client}")
+    with pytest.raises(errors.InsufficientPrivilege) as exc:
+        conn.execute(SUBMITS[privilege])
+    assert f"lacks {privilege} on public.rows" in str(exc.value)
+    assert f"GRANT {privilege} ON public.rows TO" in (exc.value.diag.message_hint or "")
+    conn.execute("RESET ROLE")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+    conn.execute(f"GRANT {privilege} ON rows TO {client}")
+    conn.execute(f"SET ROLE {client}")
+    job_id = scalar(conn, SUBMITS[privilege])
+    assert scalar(conn, "SELECT submitted_by FROM pgjobs.jobs WHERE id = %s", (job_id,)) == client
+
+
+def test_client_may_not_touch_what_it_cannot_see(conn: Conn, client: str) -> None:
+    """A table the client has no privilege on at all: every entry point says 42501."""
+    conn.execute("CREATE TABLE secret (id bigint, scope int NOT NULL, created_at timestamptz"
+                 " NOT NULL DEFAULT now()); CREATE INDEX ON secret (scope, id)")
+    conn.execute("SELECT pgjobs.register_target('secret', 'id', 'scope', 'created_at')")
+    conn.execute(f"SET ROLE {client}")
+    for sql in ["SELECT pgjobs.submit_delete('secret', '1')",
+                "SELECT pgjobs.submit_backfill('secret', '1', '{}', '{\"scope\": 2}')",
+                "SELECT pgjobs.submit_export('secret', '1')",
+                "SELECT pgjobs.mask('secret', '1')",
+                "SELECT * FROM pgjobs.visible('secret', '1')",
+                "SELECT pgjobs.visible_count('secret', '1')",
+                "SELECT * FROM secret"]:
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute(sql)

@@ -16,7 +16,8 @@ AS $$
 -- ones (kind-specific keys are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, inserts, and announces
 -- `submitted`. Every check runs before the INSERT: a bad argument writes
--- nothing.
+-- nothing. Every submit passes here, so this is where the session's
+-- pgjobs.allowed_scopes is enforced for submits (42501).
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
@@ -42,6 +43,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'Pass the value of the target''s scope column as text, e.g. ''42''.';
     END IF;
+    PERFORM pgjobs._require_scope(p_scope);
     IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no payload.';

@@ -10,9 +10,10 @@ AS $$
 -- notification queue from draining; once the queue is full, NOTIFY makes
 -- the COMMIT fail. A job must never fail for that, so progress events are
 -- dropped when the queue is half full and every event when it is 90% full:
--- listeners keep polling pgjobs.jobs as their fallback. Locks nothing.
+-- listeners keep polling pgjobs.jobs as their fallback. The usage comes
+-- from pgjobs._notification_queue_usage (tests replace it). Locks nothing.
 DECLARE
-    v_usage double precision := pg_catalog.pg_notification_queue_usage();
+    v_usage double precision := pgjobs._notification_queue_usage();
 BEGIN
     IF v_usage > 0.9 OR (p_event = 'progress' AND v_usage > 0.5) THEN
         RETURN;

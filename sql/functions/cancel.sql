@@ -9,7 +9,8 @@ AS $$
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.
 -- SECURITY DEFINER for pgjobs_client: the submitter, an admin, or a role
--- with the privilege the job's kind needs on its target may cancel (42501).
+-- with the privilege the job's kind needs on its target may cancel (42501),
+-- and only a job of a scope in the session's pgjobs.allowed_scopes, if set.
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
@@ -20,6 +21,7 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
                    'after the retention period.';
     END IF;
+    PERFORM pgjobs._require_scope(v_job.scope);
     -- Whoever could have submitted the job may cancel it, and admins.
     IF NOT (pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER')
             OR pgjobs._caller() = v_job.submitted_by) THEN

@@ -12,10 +12,12 @@ AS $$
 -- stored predicates, the same text the runner's pages use, so a read in
 -- the middle of a job returns what it will return after it. Cancel or
 -- failure ends the job, which lifts its mask from the rows that remain.
--- SECURITY DEFINER for pgjobs_client; needs SELECT on the target.
+-- SECURITY DEFINER for pgjobs_client; needs SELECT on the target and,
+-- when pgjobs.allowed_scopes is set, p_scope in it (42501).
 -- Locks nothing.
 BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
+    PERFORM pgjobs._require_scope(p_scope);
     RETURN pgjobs._mask(p_target, p_scope);
 END
 $$;

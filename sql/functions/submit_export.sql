@@ -5,6 +5,7 @@ CREATE OR REPLACE FUNCTION pgjobs.submit_export(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Submits an export of the rows of scope p_scope of p_target that match
@@ -28,7 +29,8 @@ AS $$
 -- Everything is validated before anything is written (22023). The payload
 -- keeps the filter and the resolved output; the predicate column keeps the
 -- compiled row set (scope, cutoff, filter). Returns the job id.
--- Locks nothing beyond the inserted row.
+-- SECURITY DEFINER for pgjobs_client: the caller needs SELECT on the target
+-- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry := pgjobs._target(p_target);
     v_options jsonb := coalesce(p_options, '{}');
@@ -44,6 +46,7 @@ DECLARE
     v_predicate text;
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require(p_target, 'SELECT');
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
