@@ -59,6 +59,9 @@ def parse_json(value: str | None, what: str) -> Any:
         return None
     try:
         return json.loads(value)
+    except RecursionError:
+        raise InvalidInput(f"{what} nests too deeply to parse",
+                           hint="filters nest at most 16 levels (docs/filters.md)") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}",
                            hint=f"quote it for the shell, e.g. --{what} '{{\"status\": \"done\"}}'"
@@ -294,8 +297,13 @@ def _register_subcommands() -> None:
         main.add_command(url)
 
 
-_register_subcommands()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m pgjobs.cli.main`: run the importable module's group. Registering
+    # here would import the subcommand modules, which import pgjobs.cli.main - a
+    # second copy of this file - whose registration would then find them half
+    # initialised (a circular import).
+    from pgjobs.cli.main import main as _main
+
+    _main()
+else:
+    _register_subcommands()
