@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check
 PYTEST_ARGS ?=
 
-.PHONY: help demo test deps venv lint bench clean
+.PHONY: help demo test deps venv lint bench chaos clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -52,6 +52,9 @@ bench: venv ## Run the benchmarks (small sizes; see bench/*.py --help for the fu
 	$(BIN)/python bench/claim.py
 	$(BIN)/python bench/delete.py --rows 500000 --scope-rows 100000
 	$(BIN)/python bench/export.py --rows 200000 --scope-rows 100000
+
+chaos: venv ## Run the full chaos suite (>= 20 worker kills, >= 5 PostgreSQL restarts; ~10 min).
+	PGJOBS_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv and caches.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
