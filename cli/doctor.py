@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.main import Context
+from pgjobs.cli.common import Context
 
 STATUSES = ("ok", "warn", "fail")
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.main import Context, parse_json
+from pgjobs.cli.common import Context, parse_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome

@@ -10,62 +10,19 @@ another runtime error), 2 usage error.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from pgjobs import db, queries
-from pgjobs.errors import InvalidInput, NotFound, PgjobsError
-
-DEFAULT_STORAGE = "file://./pgjobs-exports"
-
-
-@dataclass
-class Context:
-    """What every subcommand gets as ``ctx.obj``."""
-
-    dsn_option: str | None
-    storage: str
-    _dsn: str | None = field(default=None, repr=False)
-
-    def dsn(self) -> str:
-        """The resolved DSN (starts the embedded cluster when nothing is configured)."""
-        if self._dsn is None:
-            self._dsn = db.resolve_dsn(self.dsn_option)
-        return self._dsn
-
-    def connect(self, **kwargs: Any) -> Any:
-        return db.connect(self.dsn(), **kwargs)
-
-
-class Group(click.Group):
-    """Turns PgjobsError into one line on stderr and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PgjobsError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-
-def parse_json(value: str | None, what: str) -> Any:
-    """A JSON command-line argument, or a usage error naming it."""
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except RecursionError:
-        raise InvalidInput(f"{what} nests too deeply to parse",
-                           hint="filters nest at most 16 levels (docs/filters.md)") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}",
-                           hint=f"quote it for the shell, e.g. --{what} '{{\"status\": \"done\"}}'"
-                           ) from None
+from pgjobs.cli.common import DEFAULT_STORAGE, Context, Group, parse_duration
+from pgjobs.cli.dev import dev
+from pgjobs.cli.doctor import doctor
+from pgjobs.cli.export import export, url, worker
+from pgjobs.cli.jobs import backfill, delete
+from pgjobs.errors import NotFound
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -247,63 +204,14 @@ def demo(obj: Context, rows: int) -> None:
     run_demo(obj.dsn(), rows, obj.storage)
 
 
-_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_NUMBER = r"\d+(?:\.\d+)?"
-_PG_UNIT = (r"(?:microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?"
-            r"|days?|weeks?|months?|mons?|years?|us|ms|s|m|h|d|w|y)")
-_PG_INTERVAL = re.compile(
-    rf"(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?)"
-    rf"(?:\s+(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?))*",
-    re.IGNORECASE)
-
-
-def parse_duration(text: str) -> str:
-    """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
-    ('1 hour 30 minutes', '1 day 02:00'), as interval text. Anything else is a usage
-    error here, before any connection is made."""
-    value = text.strip()
-    if re.fullmatch(_NUMBER, value):
-        return f"{value} seconds"
-    for suffix in sorted(_UNITS, key=len, reverse=True):
-        number = value[: -len(suffix)]
-        if value.endswith(suffix) and re.fullmatch(_NUMBER, number):
-            return f"{number} {_UNITS[suffix]}"
-    if _PG_INTERVAL.fullmatch(value):
-        return value
-    raise InvalidInput(f"invalid duration {text!r}",
-                       hint="use e.g. 50s, 5m, 24h, 7d or '1 hour 30 minutes'")
-
-
-def _register_subcommands() -> None:
-    from pgjobs.cli.dev import dev
-    from pgjobs.cli.doctor import doctor
-
-    main.add_command(dev)
-    main.add_command(doctor)
-    try:
-        from pgjobs.cli.jobs import backfill, delete
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        main.add_command(delete)
-        main.add_command(backfill)
-    try:
-        from pgjobs.cli.export import export, url, worker
-    except ImportError:  # pragma: no cover - during development only
-        pass
-    else:
-        main.add_command(export)
-        main.add_command(worker)
-        main.add_command(url)
+main.add_command(dev)
+main.add_command(doctor)
+main.add_command(delete)
+main.add_command(backfill)
+main.add_command(export)
+main.add_command(worker)
+main.add_command(url)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # `python -m pgjobs.cli.main`: run the importable module's group. Registering
-    # here would import the subcommand modules, which import pgjobs.cli.main - a
-    # second copy of this file - whose registration would then find them half
-    # initialised (a circular import).
-    from pgjobs.cli.main import main as _main
-
-    _main()
-else:
-    _register_subcommands()
+    main()

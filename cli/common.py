@@ -1,0 +1,90 @@
+"""What every `pgjobs` subcommand shares: the context object, the error-
+printing group, and the parsers of JSON and duration arguments. Subcommand
+modules import from here, never from :mod:`pgjobs.cli.main`, so running
+``python -m pgjobs.cli.main`` imports no module twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from pgjobs import db
+from pgjobs.errors import InvalidInput, PgjobsError
+
+DEFAULT_STORAGE = "file://./pgjobs-exports"
+
+
+@dataclass
+class Context:
+    """What every subcommand gets as ``ctx.obj``."""
+
+    dsn_option: str | None
+    storage: str
+    _dsn: str | None = field(default=None, repr=False)
+
+    def dsn(self) -> str:
+        """The resolved DSN (starts the embedded cluster when nothing is configured)."""
+        if self._dsn is None:
+            self._dsn = db.resolve_dsn(self.dsn_option)
+        return self._dsn
+
+    def connect(self, **kwargs: Any) -> Any:
+        return db.connect(self.dsn(), **kwargs)
+
+
+class Group(click.Group):
+    """Turns PgjobsError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgjobsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    """A JSON command-line argument, or a usage error naming it."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except RecursionError:
+        raise InvalidInput(f"{what} nests too deeply to parse",
+                           hint="filters nest at most 16 levels (docs/filters.md)") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}",
+                           hint=f"quote it for the shell, e.g. --{what} '{{\"status\": \"done\"}}'"
+                           ) from None
+
+
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_NUMBER = r"\d+(?:\.\d+)?"
+_PG_UNIT = (r"(?:microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?"
+            r"|days?|weeks?|months?|mons?|years?|us|ms|s|m|h|d|w|y)")
+_PG_INTERVAL = re.compile(
+    rf"(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?)"
+    rf"(?:\s+(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?))*",
+    re.IGNORECASE)
+
+
+def parse_duration(text: str) -> str:
+    """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
+    ('1 hour 30 minutes', '1 day 02:00'), as interval text. Anything else is a usage
+    error here, before any connection is made."""
+    value = text.strip()
+    if re.fullmatch(_NUMBER, value):
+        return f"{value} seconds"
+    for suffix in sorted(_UNITS, key=len, reverse=True):
+        number = value[: -len(suffix)]
+        if value.endswith(suffix) and re.fullmatch(_NUMBER, number):
+            return f"{number} {_UNITS[suffix]}"
+    if _PG_INTERVAL.fullmatch(value):
+        return value
+    raise InvalidInput(f"invalid duration {text!r}",
+                       hint="use e.g. 50s, 5m, 24h, 7d or '1 hour 30 minutes'")
