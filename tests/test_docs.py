@@ -34,3 +34,31 @@ def test_makefile_targets_document_themselves(tmp_path: Any) -> None:
     for target in ("demo", "test", "help"):
         assert any(line.startswith(f"{target}:") and "##" in line
                    for line in makefile.splitlines()), target
+
+
+def test_readme_sql_example_runs(conn: Any) -> None:
+    """The README's ten lines of SQL work as written (pg_cron aside: the test
+    database is not pg_cron's, so schedule() is left out)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```sql\n", 1)[1].split("```", 1)[0]
+    conn.execute("""
+        CREATE TABLE user_table_rows (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, table_id int NOT NULL,
+            data jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON user_table_rows (table_id, id);
+        INSERT INTO user_table_rows (table_id, data)
+        SELECT 42, jsonb_build_object('status', 'archived', 'amount', i)
+          FROM generate_series(1, 20) i;
+    """)
+    statements = [s.strip() for s in block.split(";") if s.strip()]
+    ran = 0
+    for statement in statements:
+        if "pgjobs.schedule()" in statement:
+            continue
+        conn.execute(statement)
+        ran += 1
+    assert ran == len(statements) - 1 >= 6
+    # rows with amount < 10, minus the excluded keys 1001 and 1002 (absent here)
+    row = conn.execute(
+        "SELECT pgjobs.visible_count('user_table_rows', '42')").fetchone()
+    assert row == (11,)

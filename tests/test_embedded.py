@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from pgjobs.cli.dev import EXIT_NOT_RUNNING, dev
 
 from pgjobs import embedded
+from pgjobs.cli.dev import EXIT_NOT_RUNNING, dev
 
 
 @pytest.fixture
