@@ -24,8 +24,10 @@ Measured, each side on the same data in the same run:
 - full-scope delete: ``CALL pgjobs.run_job`` (and the same job driven page by
   page from here, as run_job does, to time every page transaction) against
   one bulk ``DELETE ... WHERE table_id = 1`` committed;
-- filtered delete (document equality, 20% of the scope) against the bulk
-  filtered ``DELETE``;
+- filtered deletes (document equality) against the bulk filtered ``DELETE``:
+  20% of the scope with rows on every heap page of it, and 10% of the scope
+  clustered on a tenth of its pages; each as ``auto`` chooses its strategy,
+  and made to take the other one;
 - the mask while a delete is pending: a ``pgjobs.visible`` page against the
   same unmasked keyset page, and ``pgjobs.visible_count`` against a plain
   ``count(*)`` of the scope;
@@ -62,6 +64,14 @@ SCOPE = "1"
 CHUNK = 100
 STATUSES = ["open", "done", "late", "hold", "void"]  # 20% each: the filtered delete's share
 FILTER = {"status": "late"}
+# The filtered deletes: name -> filter. "status" varies row by row, so a
+# status has rows on every heap page of the scope; "batch" numbers the rows
+# by tenths of the key range, as if imported together, so a batch's rows
+# share a tenth of the scope's pages.
+FILTERS = {
+    "20% on every page": FILTER,
+    "10% clustered": {"batch": 3},
+}
 
 SETUP = f"""
 CREATE EXTENSION IF NOT EXISTS btree_gin;
@@ -82,7 +92,8 @@ SELECT g,
        CASE WHEN ((g - 1) / {CHUNK} * %(scope)s::bigint) %% %(rows)s::bigint < %(scope)s
             THEN 1 ELSE 2 + ((g - 1) / {CHUNK}) %% 49 END,
        jsonb_build_object('status', (ARRAY{STATUSES!r})[1 + g %% 5], 'n', g %% 1000,
-                          'name', 'row ' || g, 'amount', round((g %% 997) * 1.5, 2)),
+                          'name', 'row ' || g, 'amount', round((g %% 997) * 1.5, 2),
+                          'batch', (g - 1) * 10 / %(rows)s::bigint),
        now() - interval '30 days' + g * interval '1 millisecond'
   FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
 """
@@ -155,9 +166,22 @@ def build(conn: Conn, rows: int, scope_rows: int) -> None:
 
 
 def restore(conn: Conn) -> None:
-    """Put back the scope rows a run deleted, vacuum; forget finished jobs."""
-    conn.execute(f"INSERT INTO {TABLE} SELECT s.* FROM bench_scope s "
-                 f"WHERE NOT EXISTS (SELECT FROM {TABLE} t WHERE t.id = s.id)")
+    """Put back the scope rows a run deleted, where they were, and forget
+    finished jobs, so that every run starts from the same table:
+
+    - VACUUM first, so that the rows, re-inserted in key order, fill the
+      space they left. (Appended instead, they end up packed at the end of
+      the table: every run after the first would measure another layout.)
+    - The INSERT commits synchronously: VACUUM marks a page all-visible only
+      once the commit of its rows is flushed, which synchronous_commit=off
+      delays; pages left not all-visible make every index-only scan (a
+      job's page bounds) read the heap as well.
+    """
+    conn.execute(f"VACUUM {TABLE}")
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute(f"INSERT INTO {TABLE} SELECT s.* FROM bench_scope s "
+                     f"WHERE NOT EXISTS (SELECT FROM {TABLE} t WHERE t.id = s.id) ORDER BY s.id")
     conn.execute(f"VACUUM (ANALYZE) {TABLE}")
     conn.execute("DELETE FROM pgjobs.jobs WHERE status <> 'queued'")
     conn.execute("VACUUM pgjobs.jobs")
@@ -196,10 +220,11 @@ def submit(conn: Conn, filter_: dict[str, Any], options: dict[str, Any] | None =
                       (TABLE, SCOPE, json.dumps(filter_), json.dumps(options or {}))))
 
 
-def job_via_call(conn: Conn, filter_: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+def job_via_call(conn: Conn, filter_: dict[str, Any],
+                 options: dict[str, Any] | None = None) -> tuple[float, dict[str, Any]]:
     """CALL pgjobs.run_job: (seconds from submit to done, the job row)."""
     started = time.perf_counter()
-    job_id = submit(conn, filter_)
+    job_id = submit(conn, filter_, options)
     conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
     elapsed = time.perf_counter() - started
     return elapsed, finished(conn, job_id)
@@ -324,12 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn, \
             psycopg.connect(dsn, autocommit=True) as conn:
         version = scalar(conn, "SHOW server_version")
-        settings = scalar(conn, "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), "
+        settings = scalar(conn, "SELECT string_agg(name || '=' || current_setting(name), "
                                 "' ' ORDER BY name) FROM pg_settings WHERE name IN "
                                 "('fsync', 'synchronous_commit', 'shared_buffers', 'work_mem')")
         build(conn, args.rows, args.scope_rows)
         scope_where = f"table_id = {SCOPE} AND created_at <= now()"
-        filter_where = scope_where + f" AND data @> '{json.dumps(FILTER)}'"
 
         bulk: list[float] = []
         call: list[float] = []
@@ -357,18 +381,30 @@ def main(argv: list[str] | None = None) -> int:
         conn.execute(f"CREATE INDEX {TABLE}_doc ON {TABLE} USING gin "
                      "(table_id, data jsonb_path_ops)")
         conn.execute(f"VACUUM (ANALYZE) {TABLE}")
-        fbulk: list[float] = []
-        fcall: list[float] = []
+        # name -> "bulk" / "auto" / "other" -> seconds; name -> auto's strategy
+        filtered: dict[str, dict[str, list[float]]] = {}
+        chosen: dict[str, str] = {}
         for _ in range(args.repeat):
-            seconds, deleted = bulk_delete(conn, filter_where)
-            fbulk.append(seconds)
-            log(f"filtered, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
-            restore(conn)
-            seconds, fjob = job_via_call(conn, FILTER)
-            fcall.append(seconds)
-            log(f"filtered, CALL run_job: {seconds:.3f} s, {fjob['result']}")
-            assert fjob["done"] == deleted
-            restore(conn)
+            for name, filter_ in FILTERS.items():
+                runs = filtered.setdefault(name, {"bulk": [], "auto": [], "other": []})
+                condition = scope_where + f" AND data @> '{json.dumps(filter_)}'"
+                seconds, deleted = bulk_delete(conn, condition)
+                runs["bulk"].append(seconds)
+                log(f"{name}, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
+                restore(conn)
+                seconds, fjob = job_via_call(conn, filter_)
+                runs["auto"].append(seconds)
+                chosen[name] = fjob["checkpoint"]["strategy"]
+                log(f"{name}, CALL run_job: {seconds:.3f} s, {chosen[name]} strategy, "
+                    f"{fjob['result']}")
+                assert fjob["done"] == deleted
+                restore(conn)
+                other = "collect" if chosen[name] == "range" else "range"
+                seconds, ojob = job_via_call(conn, filter_, {"strategy": other})
+                runs["other"].append(seconds)
+                log(f"{name}, CALL run_job, {other} strategy: {seconds:.3f} s, {ojob['result']}")
+                assert ojob["done"] == deleted
+                restore(conn)
 
         mask = mask_overhead(conn)
 
@@ -394,7 +430,11 @@ def main(argv: list[str] | None = None) -> int:
 
     delete_line("full-scope delete: CALL run_job / DELETE", call, bulk, "<= 1.25x")
     delete_line("full-scope delete: pages from client / DELETE", paged, bulk, "(same loop)")
-    delete_line("filtered delete (20%): CALL run_job / DELETE", fcall, fbulk, "<= 1.5x")
+    for name, runs in filtered.items():
+        other = "collect" if chosen[name] == "range" else "range"
+        delete_line(f"filtered, {name}: run_job ({chosen[name]})", runs["auto"], runs["bulk"],
+                    "<= 1.5x")
+        delete_line(f"  the same, strategy {other}", runs["other"], runs["bulk"], "")
     print(line("visible page (100 rows) / keyset page", mask["visible_page"],
                mask["plain_page"], "<= 1.2x", "ms"))
     print(line("client page with mask() / keyset page", mask["client_page"],
