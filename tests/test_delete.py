@@ -572,3 +572,32 @@ def test_cli_bad_input_is_one_line_exit_2(dsn: str, conn: Conn, target: Target,
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+def test_a_mass_delete_refreshes_the_scope_statistics(conn: Any) -> None:
+    """After one tenant's mass delete, stale statistics made the planner walk the
+    primary key across every tenant for a keyset page of the survivors (76 ms
+    instead of 0.7 ms in the load suite). The runner analyzes the target once a
+    fifth of it changed, so reads plan on the (scope, key) index again."""
+    conn.execute("""
+        CREATE TABLE hot (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                          table_id int NOT NULL, created_at timestamptz NOT NULL DEFAULT now())
+        WITH (autovacuum_enabled = false);
+        INSERT INTO hot (table_id)
+        SELECT CASE WHEN i % 4 = 0 THEN 1 ELSE 2 + i % 50 END FROM generate_series(1, 200000) i;
+        CREATE INDEX hot_scope_key ON hot (table_id, id);
+        ANALYZE hot;
+        SELECT pgjobs.register_target('hot', 'id', 'table_id', 'created_at',
+                                      p_options => '{"tune_autovacuum": false}');
+    """)
+    job_id = conn.execute("SELECT pgjobs.submit_delete('hot', '1', '{}', "
+                          "ARRAY(SELECT id::text FROM hot WHERE table_id = 1 LIMIT 300))"
+                          ).fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    # The planner's row count follows the delete (200,000 before; 150,300 after).
+    reltuples = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'hot'").fetchone()
+    assert reltuples is not None and reltuples[0] < 170000
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN SELECT * FROM hot WHERE table_id = 1 AND id > 0 ORDER BY id LIMIT 100"))
+    assert "hot_scope_key" in plan, plan

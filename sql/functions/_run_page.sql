@@ -311,6 +311,9 @@ BEGIN
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
     PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
+    IF v_job.kind = 'delete' THEN
+        PERFORM pgjobs._maybe_analyze(v_job.target, v_reg.scope_column);
+    END IF;
 
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
