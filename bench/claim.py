@@ -51,9 +51,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+
+from _common import server, with_database  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
@@ -92,27 +93,6 @@ SELECT extract(epoch FROM started_at - created_at) * 1000
 
 
 # --- database -------------------------------------------------------------------
-
-
-def with_database(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-@contextmanager
-def server(dsn: str | None) -> Iterator[tuple[str, str]]:
-    """(server URL, description): the given server, or a throwaway cluster."""
-    if dsn:
-        yield dsn, "given server"
-        return
-    from tests.pgcluster import start_test_cluster
-
-    cluster = start_test_cluster()
-    try:
-        yield cluster.url(), "a throwaway cluster"
-    finally:
-        cluster.stop()
 
 
 @contextmanager

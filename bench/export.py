@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+
+from _common import server, with_database  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 from pgjobs.poller.export import Exporter, copy_out  # noqa: E402
@@ -92,27 +93,6 @@ assert out.status == 'succeeded', out
 # the parent's at fork time).
 print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])
 """
-
-
-def with_database(url: str, name: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = name
-    return make_conninfo(**params)
-
-
-@contextmanager
-def server(dsn: str | None) -> Iterator[tuple[str, str]]:
-    """(server URL, description): the given server, or a throwaway cluster."""
-    if dsn:
-        yield dsn, "given server"
-        return
-    from tests.pgcluster import start_test_cluster
-
-    cluster = start_test_cluster()
-    try:
-        yield cluster.url(), "throwaway cluster (fsync off, synchronous_commit off)"
-    finally:
-        cluster.stop()
 
 
 def fill(conn: psycopg.Connection[Any], scope: int, count: int, base: int,

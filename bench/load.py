@@ -57,10 +57,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `tests.pgcluster`
+
+from _common import server, with_database  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
@@ -89,26 +90,6 @@ SELECT CASE WHEN (g / 100) %% 4 = 0 THEN 1 ELSE 2 + (g / 100) %% (%(scopes)s - 1
        now() - interval '1 day'
   FROM generate_series(0, %(rows)s - 1) g
 """
-
-
-def with_database(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-@contextmanager
-def server(dsn: str | None) -> Iterator[tuple[str, str]]:
-    if dsn:
-        yield dsn, "given server"
-        return
-    from tests.pgcluster import start_test_cluster
-
-    cluster = start_test_cluster()
-    try:
-        yield cluster.url(), "throwaway cluster"
-    finally:
-        cluster.stop()
 
 
 @contextmanager
