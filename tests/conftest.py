@@ -14,10 +14,17 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from pgjobs.migrate import migrate
+
+# CI replays the same examples every run (a failure there is reproducible);
+# developers and `PGJOBS_FUZZ_EXAMPLES` runs explore new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TEMPLATE = f"pgjobs_template_{os.getpid()}"
 _counter = itertools.count()

@@ -124,3 +124,17 @@ def test_fresh_database_factory_is_isolated(fresh_database: Callable[[], str]) -
         ca.execute("CREATE TABLE only_here (x int)")
     with psycopg.connect(b) as cb:
         assert cb.execute("SELECT to_regclass('only_here')").fetchone() == (None,)
+
+
+def test_every_raised_error_carries_a_sqlstate_and_a_hint() -> None:
+    """Each RAISE EXCEPTION in sql/functions names a standard SQLSTATE and tells the
+    user what to do next (the fuzz suite found filter errors without a hint)."""
+    missing = []
+    for path in function_files():
+        text = path.read_text()
+        for match in re.finditer(r"RAISE EXCEPTION.*?;[ \t]*\n", text, re.S):
+            statement = match.group(0)
+            if "ERRCODE" not in statement or "HINT" not in statement:
+                line = text[: match.start()].count("\n") + 1
+                missing.append(f"{path.name}:{line}")
+    assert missing == []

@@ -28,7 +28,8 @@ BEGIN
             IF jsonb_typeof(p_value) IN ('object', 'array') AND NOT v_is_json THEN
                 RAISE EXCEPTION 'operator "%" at "%" needs a scalar value for a column of type %, '
                                 'got %', p_op, p_field, p_type, left(p_value::text, 200)
-                    USING ERRCODE = '22023';
+                    USING ERRCODE = '22023',
+                  HINT = 'Compare a column with one value, e.g. {"id": 5}; use $in for several.';
             END IF;
             -- $ne also matches NULL columns: IS DISTINCT FROM.
             v_sql := format('(%s %s %s)', p_ref,
@@ -41,7 +42,8 @@ BEGIN
         IF jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
             RAISE EXCEPTION 'operator "%" at "%" needs a string, number or boolean, got %',
                             p_op, p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'Range operators take one string, number or boolean, e.g. {"amount": {"$gt": 10}}.';
         END IF;
         v_sql := format('(%s %s %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
@@ -66,7 +68,8 @@ BEGIN
             ELSIF jsonb_typeof(v_elem) IN ('object', 'array') AND NOT v_is_json THEN
                 RAISE EXCEPTION 'operator "%" at "%" needs scalar values for a column of type %, '
                                 'got %', p_op, p_field, p_type, left(v_elem::text, 200)
-                    USING ERRCODE = '22023';
+                    USING ERRCODE = '22023',
+                  HINT = 'List one value per element, e.g. {"id": {"$in": [1, 2, 3]}}.';
             ELSE
                 v_lits := v_lits || pgjobs._typed_literal(
                     CASE WHEN v_is_json THEN v_elem::text ELSE v_elem #>> '{}' END, p_type);
@@ -86,7 +89,8 @@ BEGIN
         IF jsonb_typeof(p_value) <> 'string' THEN
             RAISE EXCEPTION 'operator "$contains" at "%" needs a string, got %',
                             p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"name": {"$contains": "smith"}}.';
         END IF;
         v_sql := format('((%s)::text ILIKE %L)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
@@ -96,13 +100,15 @@ BEGIN
         IF jsonb_typeof(p_value) <> 'boolean' THEN
             RAISE EXCEPTION 'operator "$exists" at "%" needs true or false, got %',
                             p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"email": {"$exists": true}}.';
         END IF;
         v_sql := format('(%s IS %sNULL)', p_ref,
                         CASE WHEN (p_value #>> '{}')::boolean THEN 'NOT ' ELSE '' END);
 
     ELSE
-        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023';
+        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023',
+                  HINT = 'Valid field operators: $eq $ne $gt $gte $lt $lte $in $nin $contains $exists $not.';
     END IF;
     RETURN v_sql;
 END

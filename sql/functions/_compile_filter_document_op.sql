@@ -80,7 +80,8 @@ BEGIN
         IF jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
             RAISE EXCEPTION 'operator "%" at "%" needs a string, number or boolean, got %',
                             p_op, p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'Range operators take one string, number or boolean, e.g. {"amount": {"$gt": 10}}.';
         END IF;
         -- Only values of the operand's JSON type compare (numbers with numbers,
         -- strings with strings in the database collation, false < true).
@@ -94,7 +95,8 @@ BEGIN
         IF jsonb_typeof(p_value) <> 'string' THEN
             RAISE EXCEPTION 'operator "$contains" at "%" needs a string, got %',
                             p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"name": {"$contains": "smith"}}.';
         END IF;
         -- Only string values match.
         v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}'') ILIKE %L)',
@@ -106,14 +108,16 @@ BEGIN
         IF jsonb_typeof(p_value) <> 'boolean' THEN
             RAISE EXCEPTION 'operator "$exists" at "%" needs true or false, got %',
                             p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023';
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"email": {"$exists": true}}.';
         END IF;
         -- A field holding JSON null exists.
         v_sql := format('(%s IS %sNULL)', v_ref,
                         CASE WHEN (p_value #>> '{}')::boolean THEN 'NOT ' ELSE '' END);
 
     ELSE
-        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023';
+        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023',
+                  HINT = 'Valid field operators: $eq $ne $gt $gte $lt $lte $in $nin $contains $exists $not.';
     END IF;
     RETURN v_sql;
 END

@@ -39,7 +39,8 @@ DECLARE
         'valid options: tune_autovacuum (boolean, default true)';
 BEGIN
     IF p_target IS NULL THEN
-        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
+                  HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
     PERFORM pg_catalog.pg_advisory_xact_lock(
@@ -51,7 +52,8 @@ BEGIN
      WHERE c.oid = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation with OID % does not exist', p_target::oid
-            USING ERRCODE = '42P01';
+            USING ERRCODE = '42P01',
+                  HINT = 'Check the table name; the table may have been dropped.';
     END IF;
     IF v_relkind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION '% is not a table', p_target
@@ -138,7 +140,8 @@ BEGIN
 
     IF p_key = p_scope THEN
         RAISE EXCEPTION 'the key and scope columns must differ (both are "%")', p_key
-            USING ERRCODE = '22023';
+            USING ERRCODE = '22023',
+                  HINT = 'The scope column partitions the table (e.g. table_id); the key orders rows within a scope (e.g. id).';
     END IF;
 
     -- Options: known keys with the right types only; stored with defaults.

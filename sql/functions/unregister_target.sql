@@ -11,7 +11,8 @@ DECLARE
     v_jobs bigint[];
 BEGIN
     IF p_target IS NULL THEN
-        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023';
+        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
+                  HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
     PERFORM pg_catalog.pg_advisory_xact_lock(
