@@ -17,6 +17,8 @@ i.e. after any job's cutoff, so it must survive every job.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -190,3 +192,56 @@ def visible_keys(conn: Conn, target: Target, scope: str, filter_: dict[str, Any]
         if len(rows) < limit:
             return keys
         after = rows[-1][0]
+
+
+# --- timing and crashes ------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def slow_deletes(conn: Conn, target: Target, seconds: float) -> None:
+    """Make every row deletion of the target sleep, so that pages take time."""
+    conn.execute(f"""
+        CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep({seconds}); RETURN OLD; END $$;
+        CREATE TRIGGER slow BEFORE DELETE ON {target.name}
+            FOR EACH ROW EXECUTE FUNCTION slow_delete();""")
+
+
+def crash_runner_mid_job(conn: Conn, make_conn: Callable[..., Conn], job_id: int,
+                         pages: int) -> dict[str, Any]:
+    """Run the job with CALL pgjobs.run_job on a connection of its own, terminate
+    that backend once `pages` pages committed, and return the job row as the
+    crash left it."""
+    runner = make_conn()
+    pid = runner.info.backend_pid
+    crashed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
+        except psycopg.OperationalError as exc:
+            crashed.append(exc)
+
+    def page_count() -> int:
+        row = conn.execute("SELECT checkpoint FROM pgjobs.jobs WHERE id = %s",
+                           (job_id,)).fetchone()
+        return int(((row[0] if row else None) or {}).get("pages", 0))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_for(lambda: page_count() >= pages)
+    row = conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
+    assert row is not None and row[0]
+    thread.join(timeout=30)
+    assert crashed, "the runner's backend was terminated"
+    cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    assert cur.description is not None
+    found = cur.fetchone()
+    assert found is not None
+    return dict(zip([c.name for c in cur.description], found, strict=True))

@@ -7,8 +7,6 @@ with the read mask checked at every page boundary."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +18,14 @@ from tests.targets import (
     Conn,
     Row,
     Target,
+    crash_runner_mid_job,
     cutoff_of,
     insert_row,
     job_rows,
     make_rows_target,
     run_job,
     seed,
+    slow_deletes,
     snapshot,
     submit_backfill,
     submit_delete,
@@ -58,19 +58,8 @@ def masked_keys(conn: Conn, target: Target, scope: str) -> set[str]:
         f"SELECT id::text FROM {target.name} WHERE table_id = %s AND ({mask})", (scope,))}
 
 
-def slow_deletes(conn: Conn, target: Target, seconds: float) -> None:
-    conn.execute(f"""
-        CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_sleep({seconds}); RETURN OLD; END $$;
-        CREATE TRIGGER slow BEFORE DELETE ON {target.name}
-            FOR EACH ROW EXECUTE FUNCTION slow_delete();""")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 # --- the strategy chosen ----------------------------------------------------------
@@ -273,23 +262,7 @@ def test_crash_mid_job_resumes_from_the_collected_cursor(
     match = lambda r: r["data"]["k"] in (1, 2)  # noqa: E731
     job_id = submit_delete(conn, t, "1", {"k": {"$in": [1, 2]}},
                            options={"page_size": 10, "strategy": "collect"})
-    runner = make_conn()
-    pid = runner.info.backend_pid
-    crashed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
-        except psycopg.OperationalError as exc:
-            crashed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    wait_for(lambda: (job(conn, job_id)["checkpoint"] or {}).get("pages", 0) >= 3)
-    assert scalar(conn, "SELECT pg_terminate_backend(%s)", (pid,))
-    thread.join(timeout=30)
-    assert crashed, "the runner's backend was terminated"
-    at_crash = job(conn, job_id)
+    at_crash = crash_runner_mid_job(conn, make_conn, job_id, pages=3)
     assert at_crash["status"] == "running"
     checkpoint = at_crash["checkpoint"]
     assert checkpoint["strategy"] == "collect" and 0 < checkpoint["after"] < checkpoint["collected"]

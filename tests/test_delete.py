@@ -22,6 +22,7 @@ from tests.targets import (
     Conn,
     Row,
     Target,
+    crash_runner_mid_job,
     cutoff_of,
     insert_row,
     job_rows,
@@ -29,9 +30,11 @@ from tests.targets import (
     run_job,
     run_pages,
     seed,
+    slow_deletes,
     snapshot,
     submit_backfill,
     submit_delete,
+    wait_for,
 )
 
 MakeConn = Callable[..., Conn]
@@ -44,20 +47,8 @@ def target(conn: Conn) -> Target:
     return t
 
 
-def slow_deletes(conn: Conn, target: Target, seconds: float) -> None:
-    """Make every row deletion of the target sleep, so that pages take time."""
-    conn.execute(f"""
-        CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_sleep({seconds}); RETURN OLD; END $$;
-        CREATE TRIGGER slow BEFORE DELETE ON {target.name}
-            FOR EACH ROW EXECUTE FUNCTION slow_delete();""")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 # --- the row set --------------------------------------------------------------
@@ -209,23 +200,7 @@ def test_crash_mid_job_resumes_from_the_cursor(conn: Conn, make_conn: MakeConn,
     before = snapshot(conn, target)
     match = lambda r: r["data"]["k"] != 0  # noqa: E731 - rows stay below the cursor
     job_id = submit_delete(conn, target, "1", {"k": {"$ne": 0}}, options={"page_size": 10})
-    runner = make_conn()
-    pid = runner.info.backend_pid
-    crashed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
-        except psycopg.OperationalError as exc:
-            crashed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    wait_for(lambda: (job(conn, job_id)["checkpoint"] or {}).get("pages", 0) >= 2)
-    assert scalar(conn, "SELECT pg_terminate_backend(%s)", (pid,))
-    thread.join(timeout=30)
-    assert crashed, "the runner's backend was terminated"
-    at_crash = job(conn, job_id)
+    at_crash = crash_runner_mid_job(conn, make_conn, job_id, pages=2)
     assert at_crash["status"] == "running"  # until its lease expires
     assert at_crash["checkpoint"]["after"] is not None
     assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 "
