@@ -50,11 +50,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
 
-from _common import server, with_database  # noqa: E402
+from _common import scratch_database, server  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
@@ -97,22 +96,11 @@ SELECT extract(epoch FROM started_at - created_at) * 1000
 
 @contextmanager
 def bench_database(server_url: str, keep: bool) -> Iterator[str]:
-    name = f"pgjobs_bench_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = with_database(server_url, name)
-    try:
+    with scratch_database(server_url, "pgjobs_bench", keep) as dsn:
         migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(BASELINE_SETUP.encode())
         yield dsn
-    finally:
-        if not keep:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 def reset(dsn: str) -> None:

@@ -51,11 +51,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
 
-from _common import server, with_database  # noqa: E402
+from _common import scratch_database, server  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
@@ -105,20 +104,9 @@ SELECT g,
 
 @contextmanager
 def bench_database(server_url: str, keep: bool) -> Iterator[str]:
-    name = f"pgjobs_bench_delete_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = with_database(server_url, name)
-    try:
+    with scratch_database(server_url, "pgjobs_bench_delete", keep) as dsn:
         migrate(dsn)
         yield dsn
-    finally:
-        if not keep:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 def log(message: str) -> None:

@@ -56,12 +56,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `tests.pgcluster`
 
-from _common import server, with_database  # noqa: E402
+from _common import scratch_database, server  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
@@ -94,19 +93,8 @@ SELECT CASE WHEN (g / 100) %% 4 = 0 THEN 1 ELSE 2 + (g / 100) %% (%(scopes)s - 1
 
 @contextmanager
 def load_database(server_url: str, keep: bool) -> Iterator[str]:
-    name = f"pgjobs_load_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = with_database(server_url, name)
-    try:
+    with scratch_database(server_url, "pgjobs_load", keep) as dsn:
         yield dsn
-    finally:
-        if not keep:
-            with psycopg.connect(server_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)))
 
 
 class Shared:
