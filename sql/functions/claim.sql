@@ -25,17 +25,10 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    IF p_worker IS NULL OR p_worker = '' THEN
-        RAISE EXCEPTION 'worker name must not be empty' USING ERRCODE = '22023',
-            HINT = 'Use a name unique to the process, e.g. host:pid:random.';
-    END IF;
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
         RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
             HINT = 'For example ARRAY[''export''].';
-    END IF;
-    IF p_lease IS NULL OR p_lease < interval '1 second' OR p_lease > interval '1 day' THEN
-        RAISE EXCEPTION 'lease must be from 1 second to 1 day, not %', p_lease
-            USING ERRCODE = '22023', HINT = 'The default is 30 seconds; heartbeat well within it.';
     END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit

@@ -17,14 +17,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    IF p_worker IS NULL OR p_worker = '' THEN
-        RAISE EXCEPTION 'worker name must not be empty' USING ERRCODE = '22023',
-            HINT = 'Use a name unique to the process, e.g. host:pid:random.';
-    END IF;
-    IF p_lease IS NULL OR p_lease < interval '1 second' OR p_lease > interval '1 day' THEN
-        RAISE EXCEPTION 'lease must be from 1 second to 1 day, not %', p_lease
-            USING ERRCODE = '22023', HINT = 'The default is 30 seconds; heartbeat well within it.';
-    END IF;
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',

@@ -35,7 +35,6 @@ DECLARE
     v_reg         pgjobs.target_registry;
     v_relkind     "char";
     v_nsp         name;
-    v_nsp_oid     oid;
     v_rel         name;
     v_key_num     smallint;
     v_scope_num   smallint;
@@ -169,7 +168,7 @@ BEGIN
          ORDER BY r.target::text
     LOOP
         target := v_reg.target::text;
-        SELECT c.relkind, n.nspname, n.oid, c.relname INTO v_relkind, v_nsp, v_nsp_oid, v_rel
+        SELECT c.relkind, n.nspname, c.relname INTO v_relkind, v_nsp, v_rel
           FROM pg_catalog.pg_class c
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
          WHERE c.oid = v_reg.target;
@@ -232,17 +231,7 @@ BEGIN
             fix := format('REINDEX INDEX %s%s;',
                           CASE WHEN v_relkind = 'p' THEN '' ELSE 'CONCURRENTLY ' END, v_index);
         ELSE
-            SELECT s.name INTO v_name
-              FROM (SELECT g.n, CASE WHEN g.n = 0 THEN left(format('%s_%s_%s_idx', v_rel,
-                                              v_reg.scope_column, v_reg.key_column), 63)
-                                     ELSE left(format('%s_%s_%s_idx', v_rel, v_reg.scope_column,
-                                                      v_reg.key_column),
-                                               62 - length(g.n::text)) || g.n::text
-                                END AS name
-                      FROM generate_series(0, 1000) AS g(n)) s
-             WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                                WHERE c.relname = s.name AND c.relnamespace = v_nsp_oid)
-             ORDER BY s.n LIMIT 1;
+            v_name := pgjobs._free_index_name(v_reg.target, ARRAY[v_reg.scope_column, v_reg.key_column]);
             status := 'fail';
             detail := format('no valid btree index leads with (%I, %I): every page of a job '
                              'and every masked read scans the table', v_reg.scope_column,
@@ -276,18 +265,7 @@ BEGIN
                 detail := format('gin index %s on (%I, %I) serves containment filters',
                                  v_index, v_reg.scope_column, v_reg.document_column);
             ELSE
-                SELECT s.name INTO v_name
-                  FROM (SELECT g.n, CASE WHEN g.n = 0 THEN left(format('%s_%s_%s_idx', v_rel,
-                                                  v_reg.scope_column, v_reg.document_column), 63)
-                                         ELSE left(format('%s_%s_%s_idx', v_rel,
-                                                          v_reg.scope_column,
-                                                          v_reg.document_column),
-                                                   62 - length(g.n::text)) || g.n::text
-                                    END AS name
-                          FROM generate_series(0, 1000) AS g(n)) s
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                                    WHERE c.relname = s.name AND c.relnamespace = v_nsp_oid)
-                 ORDER BY s.n LIMIT 1;
+                v_name := pgjobs._free_index_name(v_reg.target, ARRAY[v_reg.scope_column, v_reg.document_column]);
                 status := 'warn';
                 detail := format('no gin index on (%I, %I): document filters read every row '
                                  'of the scope', v_reg.scope_column, v_reg.document_column);

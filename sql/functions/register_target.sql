@@ -33,7 +33,6 @@ DECLARE
     v_options    jsonb;
     v_opt        record;
     v_idx_name   text;
-    v_try        integer := 0;
     v_part       regclass;
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true)';
@@ -179,15 +178,7 @@ BEGIN
            AND (SELECT bool_and(oc.opcdefault) FROM pg_catalog.pg_opclass oc
                  WHERE oc.oid IN (i.indclass[0], i.indclass[1])))
     THEN
-        v_idx_name := left(format('%s_%s_%s_idx', v_rel, p_scope, p_key), 63);
-        WHILE EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                       WHERE c.relname = v_idx_name
-                         AND c.relnamespace = (SELECT c2.relnamespace FROM pg_catalog.pg_class c2
-                                                WHERE c2.oid = p_target)) LOOP
-            v_try := v_try + 1;
-            v_idx_name := left(format('%s_%s_%s_idx', v_rel, p_scope, p_key),
-                               62 - length(v_try::text)) || v_try::text;
-        END LOOP;
+        v_idx_name := pgjobs._free_index_name(p_target, ARRAY[p_scope, p_key]);
         RAISE EXCEPTION 'table % has no btree index leading with (%, %)', p_target, p_scope, p_key
             USING ERRCODE = '55000',
                   HINT = format('%s %I ON %I.%I USING btree (%I, %I);',
