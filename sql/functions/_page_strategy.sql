@@ -73,7 +73,10 @@ BEGIN
     -- the bitmap heap scan (one index, or a BitmapAnd / BitmapOr of them).
     v_node := jsonb_path_query_first(v_plan::jsonb,
                                      'strict $.**?(@."Node Type" == "Bitmap Heap Scan")');
-    v_candidates := (v_node -> 'Plans' -> 0 ->> 'Plan Rows')::double precision;
+    -- (Its outer child: the predicate's sub-selects hang there too, as InitPlans.)
+    v_candidates := (jsonb_path_query_first(v_node,
+        'strict $.Plans[*] ? (@."Parent Relationship" == "Outer")') ->> 'Plan Rows')
+        ::double precision;
     IF v_candidates IS NULL OR v_candidates > 0.6 * v_scope_rows THEN
         RETURN 'range';
     END IF;

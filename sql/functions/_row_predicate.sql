@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION pgjobs._row_predicate(
     p_cutoff timestamptz)
 RETURNS text
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The exact row set of a delete or backfill job, as one SQL boolean over
@@ -15,10 +15,11 @@ AS $$
 -- quoted, typed literals, so the text is self-contained: it is stored in
 -- pgjobs.jobs.predicate and used verbatim by the runner's pages and by the
 -- read mask, which therefore cover exactly the same rows.
--- A `timestamp` (without time zone) created_at column is compared with the
--- cutoff in the submitting session's time zone. Literals are written in
--- ISO 8601 so the runner's DateStyle cannot change their meaning. Raises 22023 for a bad
--- scope, filter or exclusion. Locks nothing.
+-- Which rows count as existing at the cutoff is pgjobs._cutoff_clause's
+-- business (created_at, and the submit's snapshot for rows of transactions
+-- still in progress). Literals are written in ISO 8601 so the runner's
+-- DateStyle cannot change their meaning. Raises 22023 for a bad scope,
+-- filter or exclusion. Locks nothing.
 DECLARE
     v_exclude text;
     v_cutoff text;
@@ -49,17 +50,11 @@ BEGIN
                 USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
         END;
     END IF;
-    v_cutoff := CASE WHEN p_reg.created_at_column IS NOT NULL
-        AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column)
-            = 'timestamp'::regtype
-        THEN format('%L::timestamp', to_char(p_cutoff::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'))
-        ELSE format('%L::timestamptz',
-                    to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) END;
+    v_cutoff := pgjobs._cutoff_clause(p_reg, p_cutoff);
 
-    RETURN format('%I = %s AND %I <= %s AND (%s)%s',
+    RETURN format('%I = %s AND %s AND (%s)%s',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.created_at_column, v_cutoff,
+        v_cutoff,
         pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}')),
         CASE WHEN v_exclude IS NULL THEN ''
              ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);

@@ -35,7 +35,9 @@ DECLARE
     v_idx_name   text;
     v_part       regclass;
     v_valid_options constant text :=
-        'valid options: tune_autovacuum (boolean, default true)';
+        'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
+        'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
+        'time zone created_at is read)';
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
@@ -149,16 +151,32 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_valid_options;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'tune_autovacuum' THEN
+        CASE v_opt.key
+        WHEN 'tune_autovacuum' THEN
+            IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
+                RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
+                    USING ERRCODE = '22023', HINT = v_valid_options;
+            END IF;
+        WHEN 'created_at_time_zone' THEN
+            -- A `timestamp` created_at holds wall-clock time of some zone; the
+            -- cutoff must be written in that zone, not the submitter's.
+            IF jsonb_typeof(v_opt.value) <> 'string'
+               OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z
+                               WHERE z.name = v_opt.value #>> '{}')
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs z
+                                   WHERE z.abbrev = v_opt.value #>> '{}') THEN
+                RAISE EXCEPTION 'option "created_at_time_zone" must be a time zone name, got %',
+                                v_opt.value
+                    USING ERRCODE = '22023',
+                    HINT = 'For example "UTC" or "Europe/Paris" (SELECT name FROM '
+                           'pg_timezone_names lists them).';
+            END IF;
+        ELSE
             RAISE EXCEPTION 'unknown option "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_valid_options;
-        END IF;
-        IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
-            RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
-                USING ERRCODE = '22023', HINT = v_valid_options;
-        END IF;
+        END CASE;
     END LOOP;
-    v_options := '{"tune_autovacuum": true}'::jsonb || p_options;
+    v_options := '{"tune_autovacuum": true, "created_at_time_zone": "UTC"}'::jsonb || p_options;
 
     -- The keyset walk needs a valid, non-partial btree index leading with
     -- (scope, key), with default opclasses so it serves the plain operators.
@@ -226,4 +244,5 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. '
 'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
 'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
-'scale factors to 2%.';
+'scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a '
+'timestamp-without-time-zone created_at column holds.';
