@@ -32,11 +32,15 @@ AS $$
 -- A row updated after the submit by a transaction the submit does not see
 -- counts as written after it, and is kept: the later write wins.
 --
--- xmin is a 32-bit transaction ID. It counts as later than the submit when
--- it lies between the snapshot's xmax and the reader's next ID (both
--- 64-bit; a job lasts far less than 2^31 transactions). A frozen row more
--- than 2^32 transactions old whose raw xmin happens to equal one of those
--- IDs is taken for new: one chance in 2^32 / (IDs used during the job).
+-- xmin is a 32-bit transaction ID, compared through age() (the distance
+-- back from the reader's transaction, or its next ID): a row is later than
+-- the submit when its xmin is no older than the snapshot's xmax, i.e.
+-- 0 <= age(xmin) <= age(xmax) (a frozen row 2^31 or more transactions old
+-- has a negative age, which the mask with 2^32 - 1 turns into a large one);
+-- one age() per row and integer arithmetic (age(xmax) is an InitPlan),
+-- right while a job lasts less than 2^31 transactions. A frozen row more than 2^32
+-- transactions old whose raw xmin happens to fall among the IDs used
+-- during the job is taken for new (one chance in 2^32 / IDs used).
 --
 -- A `timestamp` (without time zone) created_at holds wall-clock time in
 -- the target's registered created_at_time_zone (default UTC), whatever the
@@ -98,14 +102,12 @@ BEGIN
       FROM unnest(v_running) AS u(x);
 
     RETURN format(
-        'coalesce(%1$I <= %2$s, true) AND NOT (((xmin::text::bigint - %3$s + 4294967296) & '
-        '4294967295) < ((SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot()))'
-        '::text::bigint - %4$s)%5$s)',
+        'coalesce(%1$I <= %2$s, true) AND (pg_catalog.age(xmin)::bigint & 4294967295) '
+        '> (SELECT pg_catalog.age(%3$L::xid))%4$s',
         p_reg.created_at_column,
         pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
         v_xmax % 4294967296,
-        v_xmax,
         CASE WHEN cardinality(v_running) = 0 THEN ''
-             ELSE format(' OR xmin::text::bigint = ANY (%L::bigint[])', v_running) END);
+             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END);
 END
 $$;
