@@ -217,7 +217,8 @@ def test_eight_workers_claim_a_thousand_jobs_exactly_once(
             if not ids:
                 return
             for job_id in ids:
-                assert scalar(c, "SELECT pgjobs.complete(%s, %s)", (job_id, f"w{n}"))
+                assert scalar(c, "SELECT pgjobs.complete(%s, %s)",
+                              (job_id, who(c, job_id, f"w{n}")))
             claimed[n].extend(ids)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
