@@ -587,6 +587,7 @@ class Exporter:
         the wrong object, and fail retryably (attempts bound the retries)."""
         message = f"{self.location.uri}: verification failed: {why}"
         log.warning("job %s: %s; the retry rewrites it from scratch", self.job_id, message)
+        upload_state = self.state.get("upload")
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
                       "phase": "streaming", "eof": False,
                       "history": self.state.get("history", [])}
@@ -594,6 +595,8 @@ class Exporter:
             raise LeaseLost("heartbeat refused")
         with contextlib.suppress(Exception):  # best effort: the retry overwrites it
             storage.delete(self.location.uri)
+        with contextlib.suppress(Exception):  # staged parts of the upload: not resumed
+            storage.discard_upload(self.location, upload_state)
         raise StorageError(message, retryable=True)
 
     def _already_visible(self) -> tuple[int, str] | None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import obstore
 import psycopg
 import pytest
 
@@ -245,50 +246,65 @@ def test_worker_never_runs_a_job_twice_after_a_pause_longer_than_the_lease(
 # --- verification before complete --------------------------------------------------------
 
 
-def _truncate_head(path: str) -> None:
-    with open(path, "rb") as f:
-        data = f.read()
-    with open(path, "wb") as f:
-        f.write(data[16 * 1024:] if len(data) > 16 * 1024 else data[len(data) // 2:])
+def _truncate_head(data: bytes) -> bytes | None:
+    return data[16 * 1024:] if len(data) > 16 * 1024 else data[len(data) // 2:]
 
 
-def _flip_byte(path: str) -> None:
-    with open(path, "r+b") as f:
-        f.seek(100)
-        b = f.read(1)
-        f.seek(100)
-        f.write(bytes([b[0] ^ 0x01]))
+def _flip_byte(data: bytes) -> bytes | None:
+    return data[:100] + bytes([data[100] ^ 0x01]) + data[101:]
 
 
-def _append(path: str) -> None:
-    with open(path, "ab") as f:
-        f.write(b"x")
+def _append(data: bytes) -> bytes | None:
+    return data + b"x"
 
 
-def _remove(path: str) -> None:
-    os.unlink(path)
+def _remove(data: bytes) -> bytes | None:
+    return None
 
 
-@pytest.mark.parametrize("tamper", [_truncate_head, _flip_byte, _append, _remove],
+def tamper_with(location: storage.Location, change: Callable[[bytes], bytes | None]) -> None:
+    """Rewrite (or remove) the stored object behind the exporter's back."""
+    if location.scheme == "file":
+        with open(location.path, "rb") as f:
+            changed = change(f.read())
+        if changed is None:
+            os.unlink(location.path)
+        else:
+            with open(location.path, "wb") as f:
+                f.write(changed)
+        return
+    store = storage.store_for(location)
+    changed = change(bytes(obstore.get(store, location.path).bytes()))
+    if changed is None:
+        obstore.delete(store, location.path)
+    else:
+        obstore.put(store, location.path, changed)
+
+
+@pytest.mark.parametrize("change", [_truncate_head, _flip_byte, _append, _remove],
                          ids=["truncate-head", "flip-byte", "append", "remove"])
+@pytest.mark.parametrize("where", ["file", "memory"])
 def test_a_tampered_object_never_completes_and_is_rewritten(
-        conn: Conn, dsn: str, local_dir: str, tamper: Callable[[str], None]) -> None:
+        conn: Conn, dsn: str, local_dir: str, where: str,
+        change: Callable[[bytes], bytes | None]) -> None:
+    destination = local_dir if where == "file" else f"memory:///verify-{os.getpid()}-{id(change)}/"
     make_items(conn, rows=900)
-    reference = submit_export(conn, "1", {}, {"chunk_rows": 50, "part_size": 20000})
-    expected = object_bytes(run_export(dsn, reference, local_dir).result or {})
+    options = {"chunk_rows": 50, "part_size": 20000}
+    reference = submit_export(conn, "1", {}, options)
+    expected = object_bytes(run_export(dsn, reference, destination).result or {})
     assert len(expected) > 20000
-    job_id = submit_export(conn, "1", {}, {"chunk_rows": 50, "part_size": 20000})
+    job_id = submit_export(conn, "1", {}, options)
 
     class Tampered(Exporter):
         """Something changes the object between making it visible and completing."""
 
         def _verify_stored(self, size: int, sha256: str) -> None:
-            tamper(self.location.path)
+            tamper_with(self.location, change)
             super()._verify_stored(size, sha256)
 
     identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'v', '30 seconds')",
                       (job_id,))
-    outcome = Tampered(dsn, job_id, identity, local_dir).run()
+    outcome = Tampered(dsn, job_id, identity, destination).run()
     assert outcome.status == "retrying", outcome
     job = job_row(conn, job_id)
     assert job["status"] == "queued" and job["result"] is None
@@ -299,7 +315,7 @@ def test_a_tampered_object_never_completes_and_is_rewritten(
     assert not storage.exists(job["checkpoint"]["uri"])
 
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
-    retried = run_export(dsn, job_id, local_dir)
+    retried = run_export(dsn, job_id, destination)
     assert retried.status == "succeeded", retried
     job = job_row(conn, job_id)
     assert object_bytes(job["result"]) == expected
@@ -322,7 +338,7 @@ def test_a_wrong_object_found_after_a_crash_is_not_completed(
     CrashBeforeComplete(dsn, job_id, identity, local_dir).run()
     checkpoint = job_row(conn, job_id)["checkpoint"]
     assert checkpoint["phase"] == "finalizing" and checkpoint.get("sha256")
-    _flip_byte(storage.parse(checkpoint["uri"]).path)
+    tamper_with(storage.parse(checkpoint["uri"]), _flip_byte)
     expire_lease(conn, job_id)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome
