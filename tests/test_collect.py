@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import expire_lease, job, scalar
+from tests.helpers import expire_lease, job, scalar, who
 from tests.targets import (
     Conn,
     Row,
@@ -67,7 +67,8 @@ def masked_keys(conn: Conn, target: Target, scope: str) -> set[str]:
 
 def first_call(conn: Conn, job_id: int) -> dict[str, Any]:
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     checkpoint: dict[str, Any] = job(conn, job_id)["checkpoint"]
     return checkpoint
 
@@ -217,7 +218,8 @@ def test_rows_changed_after_the_collection_end_as_the_mask_showed(
             f"AND {condition} ORDER BY id DESC LIMIT 4", (cutoff,))]
 
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"  # collects
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"  # collects
     assert job(conn, job_id)["checkpoint"]["strategy"] == "collect"
 
     # The last collected addresses go stale or stop matching; others start to.
@@ -251,7 +253,7 @@ def test_rows_changed_after_the_collection_end_as_the_mask_showed(
 
     check("collected")
     while True:
-        state = scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,))
+        state = scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, who(conn, job_id, 'w')))
         check(state)
         if state != "more":
             break
@@ -301,10 +303,12 @@ def test_cancel_removes_the_collected_addresses_and_lifts_the_mask(conn: Conn) -
                            options={"page_size": 10, "strategy": "collect"})
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
     for _ in range(3):
-        assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                      (job_id, who(conn, job_id, 'w'))) == "more"
     assert batches(conn, job_id) == 1
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "canceled"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "canceled"
     assert batches(conn, job_id) == 0
     canceled = job(conn, job_id)
     assert canceled["status"] == "canceled" and canceled["done"] == 20
@@ -318,7 +322,8 @@ def test_prune_removes_collected_addresses_with_the_job(conn: Conn) -> None:
     job_id = submit_delete(conn, t, "1", {"k": 2},
                            options={"page_size": 10, "strategy": "collect"})
     first_call(conn, job_id)
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'w', 'operator gave up', false)", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'operator gave up', false)",
+                  (job_id, who(conn, job_id, 'w')))
     assert batches(conn, job_id) == 1  # ended outside the runner: kept until pruned
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' WHERE id = %s",
                  (job_id,))
@@ -338,13 +343,15 @@ def test_lock_wait_retries_a_collected_page(conn: Conn, make_conn: MakeConn) -> 
                            "AND data @> '{\"k\": 2}'")
     holder.execute("SELECT 1 FROM user_table_rows WHERE id = %s FOR UPDATE", (first,))
 
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "retry"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "retry"
     waiting = job(conn, job_id)
     assert (waiting["done"], waiting["checkpoint"]["after"]) == (0, 0)
     assert waiting["checkpoint"]["lock_waits"] == 1
 
     holder.rollback()
-    while scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) in ("more", "retry"):
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                 (job_id, who(conn, job_id, 'w'))) in ("more", "retry"):
         pass
     done = job(conn, job_id)
     assert done["status"] == "succeeded"

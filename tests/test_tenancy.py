@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import scalar
+from tests.helpers import scalar, who
 from tests.targets import Target, make_rows_target, seed
 
 Conn = psycopg.Connection[Any]
@@ -168,8 +168,10 @@ def test_engine_sees_every_job_whatever_the_setting(conn: Conn, admin: str,
         "SELECT id FROM pgjobs.claim('{custom}', 'w', '30 seconds', 10)").fetchall()]
     assert sorted(claimed) == sorted(jobs.values())
     for job_id in claimed:
-        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', 7)", (job_id,)) is True
-        assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,)) is True
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 7)",
+                      (job_id, who(conn, job_id, 'w'))) is True
+        assert scalar(conn, "SELECT pgjobs.complete(%s, %s)",
+                      (job_id, who(conn, job_id, 'w'))) is True
     conn.execute("CALL pgjobs.run('30 seconds')")
     assert dict(conn.execute("SELECT id, status FROM pgjobs.jobs WHERE kind = 'delete'")
                 .fetchall()) == {deletes["2"]: "succeeded", deletes["3"]: "succeeded"}
