@@ -8,6 +8,8 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- The exact row set of a delete or backfill job, as one SQL boolean over
 -- the target's unqualified columns: the scope, created at or before the
@@ -21,6 +23,7 @@ AS $$
 -- scope, filter or exclusion. Locks nothing.
 DECLARE
     v_exclude text;
+    v_key_type text;
     v_cutoff text;
 BEGIN
     IF p_exclude IS NULL THEN
@@ -36,16 +39,17 @@ BEGIN
             HINT = 'List the keys of the rows to keep.';
     END IF;
     IF cardinality(p_exclude) > 0 THEN
+        -- Canonical text of each key, cast to the key column's full type
+        -- (pgjobs._typed_literal, pgjobs._canonical_text).
+        v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
         BEGIN
-            -- Canonical text of each key (see pgjobs._typed_literal).
-            EXECUTE format('SELECT %L::text[]::%s[]', p_exclude, p_reg.key_type::text);
-            EXECUTE format('SELECT array_agg(e #>> ''{}'') FROM jsonb_array_elements('
-                           'to_jsonb(%L::text[]::%s[])) e', p_exclude, p_reg.key_type::text)
+            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e)) '
+                           'FROM unnest(%L::text[]::%s[]) e', p_exclude, v_key_type)
                INTO p_exclude;
-            v_exclude := format('%L::%s[]', p_exclude, p_reg.key_type::text);
+            v_exclude := format('%L::%s[]', p_exclude, v_key_type);
         EXCEPTION WHEN data_exception THEN
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
-                p_reg.key_type, p_reg.key_column
+                v_key_type, p_reg.key_column
                 USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
         END;
     END IF;

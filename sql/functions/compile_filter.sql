@@ -3,6 +3,8 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile a filter (docs/filters.md) into a boolean SQL expression over the
 -- target's unqualified column names, e.g. for
