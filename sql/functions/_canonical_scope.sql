@@ -44,9 +44,8 @@ BEGIN
         RAISE EXCEPTION 'scope % is not a valid % (column %.%)', quote_literal(left(p_scope, 200)),
             v_full, p_reg.target, p_reg.scope_column
             USING ERRCODE = '22023',
-            HINT = format('Pass a value of %s as text, e.g. %L.', v_full,
-                          CASE WHEN v_full IN ('integer', 'bigint', 'smallint')
-                               THEN '42' ELSE 'tenant-1' END);
+            HINT = format('Pass a value of %s as text, exactly as the column can store it '
+                          '(no digits or characters its modifiers would drop).', v_full);
     END IF;
     RETURN v_canonical;
 END
