@@ -154,8 +154,9 @@ def test_each_submit_needs_its_privilege_on_the_target(
 
 def test_client_may_not_touch_what_it_cannot_see(conn: Conn, client: str) -> None:
     """A table the client has no privilege on at all: every entry point says 42501."""
-    conn.execute("CREATE TABLE secret (id bigint NOT NULL, scope int NOT NULL, created_at timestamptz"
-                 " NOT NULL DEFAULT now()); CREATE INDEX ON secret (scope, id)")
+    conn.execute("CREATE TABLE secret (id bigint NOT NULL, scope int NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now()); "
+                 "CREATE INDEX ON secret (scope, id)")
     conn.execute("SELECT pgjobs.register_target('secret', 'id', 'scope', 'created_at')")
     conn.execute(f"SET ROLE {client}")
     for sql in ["SELECT pgjobs.submit_delete('secret', '1')",

@@ -111,11 +111,12 @@ def test_standard_conforming_strings_off_changes_nothing(conn: Conn, make_conn: 
     assert one == "a\\b"
     for filter_value, expected in [(one, [1]), ("a\\\\b", [2]), ("ab", [3])]:
         got = scalar(caller, """SELECT array_agg((r ->> 'id')::int ORDER BY 1)
-                                  FROM pgjobs.visible('b', 'tenant', jsonb_build_object('v', %s::text)) r""",
+                                  FROM pgjobs.visible('b', 'tenant',
+                                                      jsonb_build_object('v', %s::text)) r""",
                      (filter_value,))
         assert got == expected, filter_value
-    job_id = scalar(caller, "SELECT pgjobs.submit_delete('b', 'tenant', jsonb_build_object('v', %s::text))",
-                    (one,))
+    job_id = scalar(caller, "SELECT pgjobs.submit_delete('b', 'tenant', "
+                            "jsonb_build_object('v', %s::text))", (one,))
     run_pages(caller, job_id)
     assert [r[0] for r in conn.execute("SELECT id FROM b ORDER BY id")] == [2, 3, 4]
 
