@@ -11,6 +11,7 @@ and visible, visible_count and mask agree with the final state.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -225,10 +226,33 @@ def test_a_scope_the_type_would_truncate_or_round_is_refused(conn: Conn) -> None
     assert scalar(conn, "SELECT pgjobs.visible_count('t', '1.010')") == 10
 
 
-def test_filters_on_typed_columns_use_the_full_type(conn: Conn) -> None:
-    """compile_filter casts to format_type with modifiers too."""
+def test_filter_values_compare_as_sql_compares_them(conn: Conn) -> None:
+    """A filter value is cast to the column's type without its modifiers, as
+    plain SQL compares `c = 'acme0001x'`: never truncated or rounded into
+    another row's value (nor cast to the bare name, char(1))."""
     conn.execute("""CREATE TABLE t (id bigint NOT NULL, s int NOT NULL, c character(8),
-                                    created_at timestamptz NOT NULL, PRIMARY KEY (s, id))""")
+                                    a numeric(6,2), b bit(4),
+                                    created_at timestamptz NOT NULL, PRIMARY KEY (s, id));
+                    INSERT INTO t VALUES (1, 1, 'acme0001', 1.01, '1010', now()),
+                                         (2, 1, 'a', 1.00, '1000', now());""")
     conn.execute("SELECT pgjobs.register_target('t', 'id', 's', 'created_at')")
-    sql = scalar(conn, """SELECT pgjobs.compile_filter('t', '{"c": "acme0001"}')""")
-    assert "character(8)" in sql
+    cases = [({"c": "acme0001"}, [1]), ({"c": "acme0001x"}, []), ({"c": "a"}, [2]),
+             ({"c": "a   "}, [2]), ({"a": {"$gt": 1.005}}, [1]), ({"a": 1.005}, []),
+             ({"a": "1.0"}, [2]), ({"b": "1010"}, [1]), ({"b": "10100"}, []),
+             ({"b": "1"}, [])]
+    for filter_, expected in cases:
+        got = scalar(conn, """SELECT coalesce(array_agg((v ->> 'id')::int), '{}')
+                                FROM pgjobs.visible('t', '1', %s::jsonb) v""",
+                     (json.dumps(filter_),))
+        assert got == expected, filter_
+        where = scalar(conn, "SELECT pgjobs.compile_filter('t', %s::jsonb)",
+                       (json.dumps(filter_),))
+        assert scalar(conn, "SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM t "
+                            f"WHERE {where}") == expected
+
+
+def test_an_exclusion_the_key_type_would_change_is_refused(conn: Conn) -> None:
+    key_table(conn, "character(8)", "'key' || lpad(g::text, 5, '0')")
+    with pytest.raises(errors.InvalidParameterValue):
+        conn.execute("SELECT pgjobs.submit_delete('t', '1', '{}', ARRAY['key000031'])")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0

@@ -29,10 +29,8 @@ BEGIN
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
                           p_reg.scope_column, v_full);
     END IF;
-    -- The type without its modifiers (typmod -1: 'bpchar', '"bit"', 'numeric').
-    SELECT format_type(a.atttypid, -1) INTO v_loose
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.scope_column;
+    -- The type without its modifiers ('bpchar', '"bit"', 'numeric').
+    v_loose := pgjobs._column_type(p_reg.target, p_reg.scope_column, false);
     BEGIN
         EXECUTE format('SELECT pgjobs._canonical_text(v), v = %L::%s FROM (SELECT %L::%s AS v) s',
                        p_scope, v_loose, p_scope, v_full)

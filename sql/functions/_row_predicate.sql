@@ -24,6 +24,7 @@ AS $$
 DECLARE
     v_exclude text;
     v_key_type text;
+    v_exact boolean;
     v_cutoff text;
 BEGIN
     IF p_exclude IS NULL THEN
@@ -41,17 +42,24 @@ BEGIN
     IF cardinality(p_exclude) > 0 THEN
         -- Canonical text of each key, cast to the key column's full type
         -- (pgjobs._typed_literal, pgjobs._canonical_text).
+        -- A key the column's modifiers would change (a char(8) key
+        -- 'key000031' truncated to 'key00003') is no key of the table.
         v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
         BEGIN
-            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e)) '
-                           'FROM unnest(%L::text[]::%s[]) e', p_exclude, v_key_type)
-               INTO p_exclude;
-            v_exclude := format('%L::%s[]', p_exclude, v_key_type);
+            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
+                           'FROM unnest(%3$L::text[]) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
+               INTO p_exclude, v_exact;
         EXCEPTION WHEN data_exception THEN
+            v_exact := false;
+        END;
+        IF NOT v_exact THEN
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
                 v_key_type, p_reg.key_column
                 USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
-        END;
+        END IF;
+        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
     END IF;
     v_cutoff := CASE WHEN p_reg.created_at_column IS NOT NULL
         AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
