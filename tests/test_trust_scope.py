@@ -207,3 +207,26 @@ def test_fuzz_typed_literals_read_back_exactly(conn: Conn, x: float, digits: str
     stamp = scalar(conn, "SELECT pgjobs._typed_literal(%s, 'timestamptz')",
                    ("2030-01-02 03:04:05.123456+00",))
     assert scalar(conn, f"SELECT {stamp} = timestamptz '2030-01-02 03:04:05.123456+00'") is True
+
+
+def test_the_upgrade_canonicalises_the_scopes_of_pending_jobs(conn: Conn) -> None:
+    """Jobs queued before migration 0008 hold the scope as spelled ('01'):
+    its DO block brings them to the canonical form the mask and gate use."""
+    from pgjobs.migrate import sql_dir
+
+    make_table(conn, "integer", "1", "2")
+    conn.execute("CREATE TABLE c (id bigint NOT NULL, s character(4) NOT NULL, "
+                 "created_at timestamptz NOT NULL, PRIMARY KEY (s, id))")
+    conn.execute("SELECT pgjobs.register_target('c', 'id', 's', 'created_at')")
+    ids = [scalar(conn, "SELECT pgjobs.submit_delete('t', '1')"),
+           scalar(conn, "SELECT pgjobs.submit_delete('c', 'ab')"),
+           scalar(conn, "SELECT pgjobs.submit_delete('t', '2')")]
+    conn.execute("UPDATE pgjobs.jobs SET scope = ' 01' WHERE id = %s", (ids[0],))
+    conn.execute("UPDATE pgjobs.jobs SET scope = 'ab  ' WHERE id = %s", (ids[1],))
+    conn.execute("UPDATE pgjobs.jobs SET scope = '2', status = 'succeeded', "
+                 "finished_at = now() WHERE id = %s", (ids[2],))
+    text = (sql_dir() / "migrations" / "0008.scope_identity.sql").read_text()
+    conn.execute(text[text.index("DO $migrate$"):])  # type: ignore[arg-type]
+    assert [scalar(conn, "SELECT scope FROM pgjobs.jobs WHERE id = %s", (i,))
+            for i in ids] == ["1", "ab", "2"]
+    assert scalar(conn, "SELECT pgjobs.visible_count('t', '1')") == 0
