@@ -178,3 +178,25 @@ def test_a_cursor_that_does_not_advance_fails_the_job(conn: Conn, make_conn: Any
     assert status == "failed"
     assert "does not advance" in error and "double precision" in error and '"k"' not in error
     assert " k " in error
+
+
+def test_an_export_cursor_that_does_not_advance_raises(conn: Conn, make_conn: Any) -> None:
+    """The same forcing for an export's chunks: the chunk after a cursor that
+    prints as '1' would start at '1' again; it raises 55000 instead."""
+    conn.execute("""
+        CREATE TABLE f (k double precision NOT NULL, s int NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                        PRIMARY KEY (s, k));
+        INSERT INTO f (k, s) SELECT 1 + 1e-12 * g, 1 FROM generate_series(1, 20) g;
+        SELECT pgjobs.register_target('f', 'k', 's', 'created_at');""")
+    job_id = scalar(conn, "SELECT pgjobs.submit_export('f', '1')")
+    conn.execute("ALTER FUNCTION pgjobs.export_chunk_sql(bigint, text, integer) "
+                 "RESET extra_float_digits")
+    worker = make_conn()
+    worker.execute("SET extra_float_digits = -15")
+    after = scalar(worker, "SELECT next_after FROM pgjobs.export_chunk_sql(%s, NULL, 3)",
+                   (job_id,))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as exc:
+        worker.execute("SELECT next_after FROM pgjobs.export_chunk_sql(%s, %s, 3)",
+                       (job_id, after))
+    assert "does not advance" in str(exc.value) and "double precision" in str(exc.value)

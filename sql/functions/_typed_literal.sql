@@ -11,9 +11,10 @@ AS $$
 -- (its DateStyle, TimeZone and IntervalStyle: deliberately not pinned
 -- here), and written back by pgjobs._canonical_text, which prints in fixed
 -- settings (ISO 8601, UTC, exact floats) whatever the session's. So 'now'
--- or '01/02/2030' mean what the submitter meant, once, and the stored SQL reads the same in the runner's
--- session (pg_cron's, another client's) as in the submitter's. Raises the
--- cast's own error for a value that is not of p_type. Locks nothing.
+-- or '01/02/2030' mean what the submitter meant, once, and the stored SQL
+-- reads the same in the runner's session (pg_cron's, another client's) as
+-- in the submitter's. Raises the cast's own error for a value that is not
+-- of p_type. Locks nothing.
 DECLARE
     v_canonical text;
 BEGIN

@@ -57,6 +57,7 @@ DECLARE
     v_lower text := '';
     v_upper text := '';
     v_select text;
+    v_advances boolean;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -104,6 +105,21 @@ BEGIN
                    v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
                    v_job.target)
        INTO next_after;
+    IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
+        -- The cursor must move: a key whose text does not read back as the
+        -- same value would return this chunk forever.
+        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+           INTO v_advances;
+        IF NOT coalesce(v_advances, false) THEN
+            RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
+                            'after %',
+                quote_ident(v_reg.key_column), v_key, quote_literal(next_after),
+                quote_literal(p_after)
+                USING ERRCODE = '55000',
+                HINT = 'The key''s text does not read back as the same value: register the '
+                       'table with a key of a type whose text round-trips (bigint, text, uuid).';
+        END IF;
+    END IF;
     IF next_after IS NOT NULL THEN
         v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
