@@ -362,7 +362,9 @@ def test_lock_wait_retries_a_collected_page(conn: Conn, make_conn: MakeConn) -> 
 
 def test_rows_a_trigger_keeps_do_not_hold_the_sweep(conn: Conn) -> None:
     """A BEFORE DELETE trigger that returns NULL keeps some matching rows: the
-    sweep finds them again and again, yet the job ends (as a range job does)."""
+    sweep finds them again and cannot delete them, so the job ends failed, not
+    succeeded (issue 9 item 5: never a success with matching rows left), and
+    never loops."""
     t = make_rows_target(conn)
     seed(conn, t, 1500)
     add_document_index(conn, t)
@@ -376,8 +378,10 @@ def test_rows_a_trigger_keeps_do_not_hold_the_sweep(conn: Conn) -> None:
                            options={"page_size": 10, "strategy": "collect"})
     run_job(conn, job_id)
     done = job(conn, job_id)
-    assert done["status"] == "succeeded", done["error"]
+    assert done["status"] == "failed"
+    assert "trigger or rule" in done["error"] and "not deleted" in done["error"]
     doomed = job_rows(before, "1", done["cutoff"], lambda r: r["data"]["k"] == 2)
     kept = {k for k in doomed if before[k]["n"] == 0}
     assert kept and set(snapshot(conn, t)) == (set(before) - doomed) | kept
     assert done["done"] == len(doomed - kept)
+    assert scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')") == "true"

@@ -144,7 +144,7 @@ def test_upper_bound_follows_key_order_not_text_order(conn: Conn) -> None:
 def test_large_scope_total_is_estimated_then_exact(conn: Conn) -> None:
     """From 100000 rows on, total starts as a block-sample estimate (marked in
     the checkpoint), never trails done, and equals done at the end."""
-    conn.execute("CREATE TABLE big (id bigint, table_id int NOT NULL, "
+    conn.execute("CREATE TABLE big (id bigint NOT NULL, table_id int NOT NULL, "
                  "created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')")
     conn.execute("INSERT INTO big (id, table_id) SELECT g, 1 + g % 2 FROM "
                  "generate_series(1, 220000) g")

@@ -3,6 +3,10 @@ CREATE OR REPLACE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text,
 RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Claims the one job p_id for p_worker (used by run_job), with the same
 -- gate as pgjobs.claim. Returns the job row: running and owned when

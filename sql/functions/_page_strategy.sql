@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- How a job's pages find their rows, decided once at its first call:
 -- 'range' (pages are key ranges of the scope; every row of the range is

@@ -8,6 +8,8 @@ RETURNS text
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- The exact row set of a delete or backfill job, as one SQL boolean over
 -- the target's unqualified columns: the scope, created at or before the
@@ -22,6 +24,8 @@ AS $$
 -- filter or exclusion. Locks nothing.
 DECLARE
     v_exclude text;
+    v_key_type text;
+    v_exact boolean;
     v_cutoff text;
 BEGIN
     IF p_exclude IS NULL THEN
@@ -37,18 +41,26 @@ BEGIN
             HINT = 'List the keys of the rows to keep.';
     END IF;
     IF cardinality(p_exclude) > 0 THEN
+        -- Canonical text of each key, cast to the key column's full type
+        -- (pgjobs._typed_literal, pgjobs._canonical_text).
+        -- A key the column's modifiers would change (a char(8) key
+        -- 'key000031' truncated to 'key00003') is no key of the table.
+        v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
         BEGIN
-            -- Canonical text of each key (see pgjobs._typed_literal).
-            EXECUTE format('SELECT %L::text[]::%s[]', p_exclude, p_reg.key_type::text);
-            EXECUTE format('SELECT array_agg(e #>> ''{}'') FROM jsonb_array_elements('
-                           'to_jsonb(%L::text[]::%s[])) e', p_exclude, p_reg.key_type::text)
-               INTO p_exclude;
-            v_exclude := format('%L::%s[]', p_exclude, p_reg.key_type::text);
+            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
+                           'FROM unnest(%3$L::text[]) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
+               INTO p_exclude, v_exact;
         EXCEPTION WHEN data_exception THEN
-            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
-                p_reg.key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+            v_exact := false;
         END;
+        IF NOT v_exact THEN
+            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
+                v_key_type, p_reg.key_column
+                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+        END IF;
+        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
     END IF;
     v_cutoff := pgjobs._cutoff_clause(p_reg, p_cutoff);
 

@@ -6,6 +6,10 @@ CREATE OR REPLACE FUNCTION pgjobs.claim(
 RETURNS SETOF pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
 -- priority first, then oldest; only jobs whose run_at has come. Each is

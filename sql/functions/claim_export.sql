@@ -5,6 +5,10 @@ CREATE OR REPLACE FUNCTION pgjobs.claim_export(
 RETURNS SETOF pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Claims the one export job p_id for p_worker when it is queued and its
 -- run_at has come, exactly as pgjobs.claim would (lease, attempts, event

@@ -8,6 +8,10 @@ CREATE OR REPLACE FUNCTION pgjobs.register_target(
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Register (or re-register: upsert) a table as a pgjobs target.
 -- Validates the columns and their types, requires a valid btree index leading
@@ -116,9 +120,61 @@ BEGIN
                           HINT = 'The key must be unique within a scope and totally ordered by '
                                  'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
             END IF;
+            -- A NULL key is out of reach of the keyset walk: its row would
+            -- survive a delete reported as succeeded.
+            IF NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
+                RAISE EXCEPTION 'key column "%" of % allows NULL', v_col, p_target
+                    USING ERRCODE = '55000',
+                          HINT = format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
+                                        v_nsp, v_rel, v_col);
+            END IF;
             v_key_num := v_attnum;
             v_key_type := v_type;
         ELSIF v_role = 'scope' THEN
+            -- A scope is one tenant whatever its spelling: pgjobs stores and
+            -- compares it as canonical text (pgjobs._canonical_scope). That
+            -- needs values that are equal only when they are the same value
+            -- (the btree "equalimage" property, as deduplication needs), or
+            -- a type pgjobs._canonical_text brings to one form (numeric,
+            -- floats, interval); and a deterministic collation.
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                         JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                        WHERE a.attrelid = p_target AND a.attnum = v_attnum
+                          AND NOT co.collisdeterministic) THEN
+                RAISE EXCEPTION 'scope column "%" of % has a nondeterministic collation',
+                                v_col, p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'Values such a collation calls equal are different texts, so a '
+                                 'scope would have no one spelling: give the column a '
+                                 'deterministic collation (COLLATE "C"), or scope by a generated '
+                                 'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
+                                 'STORED.';
+            END IF;
+            IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
+                              'interval'::regtype)
+               AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_opclass oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
+                                                  AND ap.amproclefttype = oc.opcintype
+                                                  AND ap.amprocrighttype = oc.opcintype
+                                                  AND ap.amprocnum = 4
+                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
+                                            WHERE am.amname = 'btree')
+                       AND oc.opcdefault
+                       AND (oc.opcintype = v_base
+                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                                        WHERE pc.castsource = v_base
+                                          AND pc.casttarget = oc.opcintype
+                                          AND pc.castmethod = 'b'))) THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'A scope needs a type whose equal values are the same value, so '
+                                 'that each tenant has one spelling: e.g. bigint, integer, text, '
+                                 'uuid, date, numeric.';
+            END IF;
             v_scope_num := v_attnum;
             v_scope_type := v_type;
         ELSIF v_role = 'created_at' THEN
@@ -240,7 +296,7 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jsonb) IS
 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk '
-'column (unique within a scope, totally ordered), p_scope partitions the table into tenants, '
+'column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, '
 'p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. '
 'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
 'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
