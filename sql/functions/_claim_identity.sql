@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE sql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The identity of one claim: the worker's name, '#', 16 hex digits from
 -- gen_random_uuid() (a strong random source). Every claiming path stores it

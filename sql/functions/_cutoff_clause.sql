@@ -4,6 +4,10 @@ RETURNS text
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The part of a job's row set that says "this row existed when the job was
 -- submitted", as one SQL boolean over the target's unqualified columns

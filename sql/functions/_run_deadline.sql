@@ -3,6 +3,10 @@ RETURNS timestamptz
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- When a pgjobs.run call of budget p_budget must stop claiming: now (the
 -- wall clock, not the transaction's start) plus the budget. Raises 22023

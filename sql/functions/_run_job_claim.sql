@@ -3,6 +3,10 @@ RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Claims job p_id for pgjobs.run_job (pgjobs._claim_id: the gate, the
 -- errors P0002, 22023, 55006). Returns the claimed row, whose worker is the

@@ -3,6 +3,10 @@ RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The next job for the pgjobs.run loop: claims one delete or backfill job
 -- for p_worker (pgjobs.claim: gate, lease, `started`), unless p_deadline

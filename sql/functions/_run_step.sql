@@ -4,6 +4,10 @@ RETURNS text
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- One step of the runner procedures (pgjobs.run, pgjobs.run_job), in the
 -- caller's transaction, which COMMITs right after: a short pause when the

@@ -4,6 +4,10 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The instant p_at as a self-contained SQL literal for comparing with a
 -- created_at column: '...Z'::timestamptz, or, for a `timestamp` (without
