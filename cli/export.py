@@ -63,7 +63,8 @@ def _setup_logging() -> None:
 @click.option("--gzip", is_flag=True, envvar="PGJOBS_GZIP", show_envvar=True,
               help="Compress the object (.gz).")
 @click.option("--to", "to", envvar="PGJOBS_TO", show_envvar=True,
-              help="Destination URI prefix [default: --storage].")
+              help="Destination URI prefix, under a prefix an administrator allowed with "
+                   "pgjobs.allow_storage [default: --storage].")
 @click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the export to `pgjobs worker`.")
 @click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
