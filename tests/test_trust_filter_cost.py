@@ -64,6 +64,12 @@ def test_the_issue_filter_on_10000_rows_is_hashed_and_quick(conn: Conn) -> None:
     nin = {"f": {"$nin": [f"v{j}" for j in range(89)] + [7, 8.0]}}
     assert conn.execute("SELECT pgjobs.visible_count('big', '1', %s::jsonb)",
                         (json.dumps(nin),)).fetchone() == (9800,)
+    # The same list written as 998 $or branches of equalities (within the clause cap).
+    branches = {"$or": [{"f": 1000 + i} for i in range(996)] + [{"f": {"$eq": 7}}, {"f": 8}]}
+    expr = compile_filter(conn, branches, target="big")
+    assert expr.count("= ANY (") == 1 and "@>" not in expr
+    assert conn.execute("SELECT pgjobs.visible_count('big', '1', %s::jsonb)",
+                        (json.dumps(branches),)).fetchone() == (200,)
 
 
 @pytest.mark.parametrize("flt", [
@@ -115,8 +121,28 @@ _entry = st.one_of(
     *[st.tuples(st.just(c), st.sampled_from(["$in", "$nin"]), s)
       for c, s in _column_lists.items()],
 ).map(lambda t: {t[0]: {t[1]: t[2]}})
+_scalars = st.one_of(st.sampled_from(SCALARS), st.integers(-3, 12),
+                     st.sampled_from([1.0, 2.50, 10.0, 1e2]))
+
+
+def _or_of_equalities(field: str, values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """{"$or": [{field: v}, {field: {"$eq": v}}, ...]} with other branches mixed in."""
+    branch = st.one_of(values.map(lambda v: {field: v}), values.map(lambda v: {field: {"$eq": v}}))
+    other = st.one_of(_entry, st.sampled_from([{"a": 1}, {"b": {"$gt": 2}}, {"n.a": None},
+                                               {field: {"$ne": 1}}, {"a": [1, 2]}]))
+    return st.tuples(st.lists(branch, min_size=8, max_size=30), st.lists(other, max_size=3)
+                     ).map(lambda t: {"$or": t[0] + t[1]})
+
+
+_or_filters = st.one_of(
+    _doc_field.flatmap(lambda f: _or_of_equalities(f, _scalars)),
+    _or_of_equalities("score", st.one_of(st.sampled_from([-1, 0, 1, 2, 5, 10, 100]), st.none())),
+    _or_of_equalities("name", st.one_of(st.sampled_from(STRINGS), st.none())),
+)
 _big_filters = st.one_of(
     _entry,
+    _or_filters,
+    _or_filters.map(lambda f: {"$not": f}),
     st.lists(_entry, min_size=1, max_size=3).map(lambda es: {"$or": es}),
     _entry.map(lambda e: {"$not": e}),
 )
