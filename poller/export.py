@@ -25,9 +25,11 @@ Memory is bounded whatever a job asks: the worker clamps ``chunk_rows`` and
 and records the effective values in the checkpoint (a resuming worker uses
 those, so its bytes do not change with its own settings); and a chunk is
 bounded by bytes as well as rows: rows stream straight into the part, and a
-chunk whose output passes ``chunk_bytes`` (the larger of part_size and 1 MiB)
-is rolled back and read again with fewer keys, a limit that then holds for
-the rest of the export and is checkpointed too.
+chunk whose output passes ``chunk_bytes`` (part_size, within 1 to 4 MiB) is
+rolled back and read again with fewer keys, a limit that then holds for the
+rest of the export and is checkpointed too. A part is cut after the chunk
+that fills it, so it stays under part_size + chunk_bytes (plus one row), and
+at most three parts are in memory (filling, queued, being written).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ CHECKPOINT_VERSION = 1
 DEFAULT_MAX_CHUNK_ROWS = 50_000
 DEFAULT_MAX_PART_SIZE = 16 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024 * 1024
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
 _STAGE = 256 * 1024  # rows are compressed in batches of about this many bytes
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
 
@@ -467,7 +470,7 @@ class Exporter:
         self.chunk_rows = min(int(payload.get("chunk_rows") or 50000), self.max_chunk_rows)
         self.part_size = min(int(payload.get("part_size") or 8 * 1024 * 1024),
                              self.max_part_size)
-        self.chunk_bytes = max(self.part_size, MIN_CHUNK_BYTES)
+        self.chunk_bytes = min(max(self.part_size, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES)
         self.limit = self.chunk_rows
 
     def _run(self) -> Outcome:
