@@ -167,6 +167,7 @@ def baseline(dsn: str, scope: int, path: str) -> float:
 
 def submit(dsn: str, scope: int, destination: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
         row = conn.execute("SELECT pgjobs.submit_export(%s::regclass, %s, '{}', %s::jsonb)",
                            (TABLE, str(scope), f'{{"destination": "{destination}"}}')
                            ).fetchone()

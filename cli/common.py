@@ -6,8 +6,10 @@ modules import from here, never from :mod:`pgjobs.cli.main`, so running
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +39,46 @@ class Context:
         return db.connect(self.dsn(), **kwargs)
 
 
+def _not_utf8(text: str) -> bool:
+    """Python hands undecodable bytes of argv and the environment over as lone
+    surrogates (surrogateescape); they cannot be sent to PostgreSQL as text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(text: str) -> str:
+    """The text with its undecodable bytes written as \\xNN, for one error line."""
+    return repr(os.fsencode(text))[2:-1]
+
+
+def check_utf8(args: Sequence[str], environ: dict[str, str]) -> str | None:
+    """The error line for the first argument, option value or setting read from the
+    environment (PGJOBS_*, DATABASE_URL) that is not valid UTF-8, else None."""
+    for position, arg in enumerate(args, 1):
+        if _not_utf8(arg):
+            return f"argument {position} ({_shown(arg)}) is not valid UTF-8"
+    for name in sorted(environ):
+        if not (name.startswith("PGJOBS_") or name == "DATABASE_URL"):
+            continue
+        if _not_utf8(name) or _not_utf8(environ[name]):
+            return f"environment variable {_shown(name)} is not valid UTF-8"
+    return None
+
+
 class Group(click.Group):
-    """Turns PgjobsError into one line on stderr and its exit code."""
+    """Turns PgjobsError into one line on stderr and its exit code; refuses input that
+    is not valid UTF-8 before any command sees it."""
+
+    def main(self, args: Sequence[str] | None = None, *extra: Any, **kwargs: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        problem = check_utf8(argv, dict(os.environ))
+        if problem is not None:
+            click.echo(f"error: {problem}", err=True)
+            sys.exit(2)
+        return super().main(argv, *extra, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

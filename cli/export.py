@@ -21,7 +21,12 @@ from pgjobs import db, queries
 from pgjobs.cli.common import Context, parse_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
 from pgjobs.poller import storage
-from pgjobs.poller.export import Exporter, Outcome
+from pgjobs.poller.export import (
+    DEFAULT_MAX_CHUNK_ROWS,
+    DEFAULT_MAX_PART_SIZE,
+    Exporter,
+    Outcome,
+)
 
 FINAL = ("succeeded", "failed", "canceled")
 
@@ -58,7 +63,8 @@ def _setup_logging() -> None:
 @click.option("--gzip", is_flag=True, envvar="PGJOBS_GZIP", show_envvar=True,
               help="Compress the object (.gz).")
 @click.option("--to", "to", envvar="PGJOBS_TO", show_envvar=True,
-              help="Destination URI prefix [default: --storage].")
+              help="Destination URI prefix, under a prefix an administrator allowed with "
+                   "pgjobs.allow_storage [default: --storage].")
 @click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the export to `pgjobs worker`.")
 @click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
@@ -266,9 +272,18 @@ class _Display:
 @click.option("--stale-after", default="1h", show_default=True, envvar="PGJOBS_STALE_AFTER",
               show_envvar=True,
               help="Remove upload leftovers of finished jobs once this old.")
+@click.option("--max-chunk-rows", type=click.IntRange(1, 1_000_000),
+              default=DEFAULT_MAX_CHUNK_ROWS, show_default=True,
+              envvar="PGJOBS_MAX_CHUNK_ROWS", show_envvar=True,
+              help="Largest chunk_rows a job may ask for; larger requests are clamped.")
+@click.option("--max-part-size", type=click.IntRange(1024, 1024 ** 3),
+              default=DEFAULT_MAX_PART_SIZE, show_default=True,
+              envvar="PGJOBS_MAX_PART_SIZE", show_envvar=True,
+              help="Largest part_size (bytes) a job may ask for; larger requests are clamped. "
+                   "A worker holds a few parts per running export in memory.")
 @click.pass_obj
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
-           stale_after: str) -> None:
+           stale_after: str, max_chunk_rows: int, max_part_size: int) -> None:
     """Run export jobs (and delete the objects of pruned exports) until SIGTERM.
 
     On SIGTERM or Ctrl-C it stops claiming, checkpoints the running exports and
@@ -285,7 +300,8 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
                poll=_seconds(poll, "poll interval"),
                stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
-               on_event=lambda line: click.echo(line, err=True))
+               on_event=lambda line: click.echo(line, err=True),
+               max_chunk_rows=max_chunk_rows, max_part_size=max_part_size)
     click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}", err=True)
     failed = w.run()
     sys.exit(1 if once and failed else 0)

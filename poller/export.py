@@ -20,12 +20,24 @@ module only moves bytes:
   reset, the wrong object removed, and the job fails retryably, so the retry
   rewrites the object from scratch.
 
-Part boundaries depend only on the data and the job's ``chunk_rows`` and
-``part_size``, so a worker resuming from a checkpoint writes exactly the bytes
-the first one would have: the final object is byte-identical. Every call is
-fenced on the claim's identity (the ``worker`` of the claimed row, name#token):
-a worker whose heartbeat returns false stops at once and completes nothing,
-even when a later claim of the job carries the same worker name.
+Part boundaries depend only on the data and the job's effective ``chunk_rows``
+and ``part_size``, so a worker resuming from a checkpoint writes exactly the
+bytes the first one would have: the final object is byte-identical. Every call
+is fenced on the claim's identity (the ``worker`` of the claimed row,
+name#token): a worker whose heartbeat returns false stops at once and
+completes nothing, even when a later claim of the job carries the same worker
+name.
+
+Memory is bounded whatever a job asks: the worker clamps ``chunk_rows`` and
+``part_size`` to its own maxima (``--max-chunk-rows``, ``--max-part-size``)
+and records the effective values in the checkpoint (a resuming worker uses
+those, so its bytes do not change with its own settings); and a chunk is
+bounded by bytes as well as rows: rows stream straight into the part, and a
+chunk whose output passes ``chunk_bytes`` (part_size, within 1 to 4 MiB) is
+rolled back and read again with fewer keys, a limit that then holds for the
+rest of the export and is checkpointed too. A part is cut after the chunk
+that fills it, so it stays under part_size + chunk_bytes (plus one row), and
+at most three parts are in memory (filling, queued, being written).
 """
 
 from __future__ import annotations
@@ -54,6 +66,11 @@ from pgjobs.poller.storage import CannotResume, StorageError
 log = logging.getLogger("pgjobs.export")
 
 CHECKPOINT_VERSION = 1
+DEFAULT_MAX_CHUNK_ROWS = 50_000
+DEFAULT_MAX_PART_SIZE = 16 * 1024 * 1024
+MIN_CHUNK_BYTES = 1024 * 1024
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+_STAGE = 256 * 1024  # rows are compressed in batches of about this many bytes
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
 
 
@@ -63,6 +80,14 @@ class LeaseLost(Exception):
 
 class Stopped(Exception):
     """The worker is shutting down: hand the job back."""
+
+
+class _ChunkTooLarge(Exception):
+    """A chunk's output passed chunk_bytes after ``messages`` COPY rows."""
+
+    def __init__(self, messages: int):
+        super().__init__(messages)
+        self.messages = messages
 
 
 @dataclass
@@ -124,7 +149,11 @@ def copy_out(conn: psycopg.Connection[Any], sql: str,
         while True:
             nbytes, data = get(1)
             if nbytes > 0:
-                sink(data)
+                try:
+                    sink(data)
+                except BaseException:
+                    _abandon(pg)
+                    raise
             elif nbytes == 0:
                 _wait_readable(pg)
             elif nbytes == -1:
@@ -137,6 +166,21 @@ def copy_out(conn: psycopg.Connection[Any], sql: str,
             raise _error(result, pg, encoding)
         status = (result.command_status or b"").split()
         return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def _abandon(pg: Any) -> None:
+    """The sink refused a row: cancel the COPY and read to its end, so that the
+    session is usable again (its transaction failed, and rolls back)."""
+    with contextlib.suppress(Exception):
+        pg.get_cancel().cancel()
+    with contextlib.suppress(psycopg.Error):
+        while True:
+            nbytes, _ = pg.get_copy_data(1)
+            if nbytes == 0:
+                _wait_readable(pg)
+            elif nbytes < 0:
+                break
+        _drain(pg)
 
 
 def _wait_readable(pg: Any) -> None:
@@ -259,19 +303,45 @@ class _Part:
         self.data = bytearray()
         self.raw = 0
         self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
+        self._stage = bytearray()  # rows not yet compressed (gzip only)
 
     @property
     def size(self) -> int:
         return len(self.data)
 
-    def add(self, chunk: bytearray) -> None:
-        self.raw += len(chunk)
+    def add(self, row: bytes | bytearray | memoryview) -> None:
+        """One COPY row. Compression runs on batches of rows (_STAGE bytes and
+        each chunk's end, see flush): the batches are a function of the data,
+        so are the compressed bytes."""
+        self.raw += len(row)
         if self._compressor is None:
-            self.data += chunk
-        else:
-            self.data += self._compressor.compress(chunk)
+            self.data += row
+            return
+        self._stage += row
+        if len(self._stage) >= _STAGE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Compress the staged rows (at each chunk's end)."""
+        if self._compressor is not None and self._stage:
+            self.data += self._compressor.compress(self._stage)
+            self._stage.clear()
+
+    def mark(self) -> tuple[int, int, Any]:
+        """Where the current chunk starts (call after flush), for rollback."""
+        return (len(self.data), self.raw,
+                self._compressor.copy() if self._compressor is not None else None)
+
+    def rollback(self, mark: tuple[int, int, Any]) -> None:
+        """Forget everything added since mark: the chunk is read again."""
+        del self.data[mark[0]:]
+        self.raw = mark[1]
+        self._stage.clear()
+        if mark[2] is not None:
+            self._compressor = mark[2].copy()
 
     def close(self) -> bytearray:
+        self.flush()
         if self._compressor is not None:
             # The gzip trailer; mtime 0 in the header: deterministic bytes.
             self.data += self._compressor.flush()
@@ -302,6 +372,7 @@ class _Uploader(threading.Thread):
                 ex.state["bytes"] += len(data)
                 ex.state["cursor"] = mark["cursor"]
                 ex.state["rows"] = mark["rows"]
+                ex.state["limit"] = mark["limit"]
                 ex.state["upload"] = ex.upload.state()
                 ex.state["eof"] = mark["eof"]
                 if not ex.control.heartbeat(done=mark["rows"], checkpoint=ex.checkpoint()):
@@ -352,13 +423,17 @@ class Exporter:
     def __init__(self, dsn: str, job_id: int, worker: str, storage_uri: str, *,
                  stop: threading.Event | None = None,
                  on_progress: Callable[[int, int], None] | None = None,
-                 after: threading.Thread | None = None):
+                 after: threading.Thread | None = None,
+                 max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+                 max_part_size: int = DEFAULT_MAX_PART_SIZE):
         """``worker`` is the claim's identity, the ``worker`` column of the row the
         claim returned (name#token): every heartbeat, complete, fail and release is
         fenced on it. ``after``: a thread of this process still running an earlier,
         fenced-off attempt of the job; this one starts when it has ended."""
         self.dsn = dsn
         self.after = after
+        self.max_chunk_rows = max(1, max_chunk_rows)
+        self.max_part_size = max(1024, max_part_size)
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
@@ -381,8 +456,7 @@ class Exporter:
             payload = job["payload"]
             self.format = payload.get("format", "csv")
             self.gzip = bool(payload.get("gzip"))
-            self.chunk_rows = int(payload.get("chunk_rows") or 50000)
-            self.part_size = int(payload.get("part_size") or 8 * 1024 * 1024)
+            self._grain(payload, job["checkpoint"] or {})
             return self._run()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
@@ -404,6 +478,25 @@ class Exporter:
             self.after.join(timeout=0.2)
             self.control.keepalive()
 
+    def _grain(self, payload: dict[str, Any], ck: dict[str, Any]) -> None:
+        """The effective chunk_rows, part_size, chunk_bytes and current chunk limit:
+        those a checkpoint recorded (the bytes of a resumed export must not
+        depend on this worker's settings), else the job's clamped to this
+        worker's maxima. A checkpoint written before chunk_bytes existed holds
+        unclamped values: they are clamped too (rows and bytes stay the same;
+        gzip member boundaries of the remaining parts may differ)."""
+        if ck.get("v") == CHECKPOINT_VERSION and ck.get("chunk_bytes"):
+            self.chunk_rows = int(ck["chunk_rows"])
+            self.part_size = int(ck["part_size"])
+            self.chunk_bytes = int(ck["chunk_bytes"])
+            self.limit = int(ck.get("limit") or self.chunk_rows)
+            return
+        self.chunk_rows = min(int(payload.get("chunk_rows") or 50000), self.max_chunk_rows)
+        self.part_size = min(int(payload.get("part_size") or 8 * 1024 * 1024),
+                             self.max_part_size)
+        self.chunk_bytes = min(max(self.part_size, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES)
+        self.limit = self.chunk_rows
+
     def _run(self) -> Outcome:
         ck = self.job["checkpoint"] or {}
         if ck.get("v") != CHECKPOINT_VERSION:
@@ -415,6 +508,7 @@ class Exporter:
             key = object_key(self.job["target"], self.job["scope"], self.job_id, self.format,
                              self.gzip)
             uri = storage.object_location(prefix, key).uri
+        self._check_allowed(prefix, uri)
         self.prefix = storage.parse(prefix).uri
         self.location = storage.parse(uri)
         self.staging = storage.staging_path(prefix, self.job_id)
@@ -422,7 +516,7 @@ class Exporter:
         self.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                       "bytes": int(ck.get("bytes", 0)), "parts": int(ck.get("parts", 0)),
                       "upload": ck.get("upload"), "phase": ck.get("phase", "streaming"),
-                      "eof": bool(ck.get("eof")),
+                      "eof": bool(ck.get("eof")), "limit": self.limit,
                       # Which attempt started where: for diagnosis (and the tests).
                       "history": list(ck.get("history", []))[-20:]}
         if ck.get("sha256"):
@@ -444,10 +538,26 @@ class Exporter:
             self._stream()
         return self._finalize()
 
+    def _check_allowed(self, prefix: str, uri: str) -> None:
+        """Write only under this worker's own storage or a prefix of the allow-list,
+        whatever the job row says now (it may have been changed after the submit,
+        or the prefix disallowed since): nothing is created anywhere else."""
+        if prefix == self.storage_uri or storage.within(prefix, self.storage_uri):
+            allowed = True
+        else:
+            allowed = bool(self.control.call(
+                lambda c: db.scalar(c, queries.STORAGE_ALLOWED, {"uri": prefix})))
+        if not allowed or not storage.within(uri, prefix):
+            raise StorageError(
+                f"refusing to write {uri}: outside this worker's storage "
+                f"({self.storage_uri}) and the storage allow-list", retryable=False,
+                hint="an administrator allows a prefix with pgjobs.allow_storage")
+
     def _start_over(self) -> None:
         storage.discard_upload(self.location, self.state.get("upload"))
+        self.limit = self.chunk_rows
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
-                      "phase": "streaming", "eof": False,
+                      "phase": "streaming", "eof": False, "limit": self.limit,
                       "history": self.state.get("history", [])}
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size)
@@ -458,7 +568,7 @@ class Exporter:
         return {"v": CHECKPOINT_VERSION, "uri": self.location.uri, "prefix": self.prefix,
                 "format": self.format,
                 "gzip": self.gzip, "chunk_rows": self.chunk_rows, "part_size": self.part_size,
-                **self.state}
+                "chunk_bytes": self.chunk_bytes, **self.state}
 
     def _stream(self) -> None:
         cursor: str | None = self.state["cursor"]
@@ -468,17 +578,15 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
-        chunk = bytearray()
         try:
             while True:
                 if self.stop.is_set():
                     raise Stopped()
                 uploader.check()
                 self.control.keepalive()
-                chunk.clear()
-                count, cursor = self._read_chunk(cursor, chunk)
-                part.add(chunk)
-                raw_bytes += len(chunk)
+                before = part.raw
+                count, cursor = self._read_chunk(cursor, part)
+                raw_bytes += part.raw - before
                 rows += count
                 finished = cursor is None
                 if self.on_progress is not None:
@@ -487,7 +595,7 @@ class Exporter:
                 # a resumed export cuts the same parts (the same gzip members).
                 if part.size >= self.part_size or (finished and (part.raw or sent_parts == 0)):
                     uploader.put(part.close(), {"cursor": cursor, "rows": rows,
-                                                "eof": finished})
+                                                "eof": finished, "limit": self.limit})
                     sent_parts += 1
                     part = _Part(self.gzip)
                 if finished:
@@ -503,24 +611,44 @@ class Exporter:
                 uploader.parts.put_nowait(None)
             raise
 
-    def _read_chunk(self, cursor: str | None, buffer: bytearray) -> tuple[int, str | None]:
-        """Append one keyset chunk, read in its own REPEATABLE READ transaction, to
-        buffer; return (rows, where the next chunk starts or None at the end). After
-        a lost connection the chunk is read again (while the lease may still hold)."""
+    def _read_chunk(self, cursor: str | None, part: _Part) -> tuple[int, str | None]:
+        """Stream one keyset chunk of up to ``self.limit`` keys, read in its own
+        REPEATABLE READ transaction, into part; return (rows, where the next chunk
+        starts or None at the end). A chunk whose output passes chunk_bytes is
+        rolled back and read again with fewer keys (and so is every later one):
+        memory holds at most about chunk_bytes of it, whatever the rows weigh.
+        After a lost connection the chunk is read again (while the lease may
+        still hold)."""
         delay = 0.2
-        start = len(buffer)
+        start = part.mark()
         while True:
+            taken = 0
+
+            def sink(data: memoryview) -> None:
+                nonlocal taken
+                taken += 1
+                part.add(data)
+                if part.raw - start[1] > self.chunk_bytes and self.limit > 1:
+                    raise _ChunkTooLarge(taken)
+
             try:
                 conn = self._data_connection()
                 with conn.transaction():
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
-                        "id": self.job_id, "after": cursor, "limit": self.chunk_rows,
+                        "id": self.job_id, "after": cursor, "limit": self.limit,
                     }).fetchone()
                     assert row is not None
-                    count = copy_out(conn, row["copy_sql"], buffer.extend)
+                    count = copy_out(conn, row["copy_sql"], sink)
+                part.flush()
                 return count, row["next_after"]
+            except _ChunkTooLarge as big:
+                # The rows before the one that overflowed fit: read that many keys
+                # (at most half as many as before), from the same cursor.
+                part.rollback(start)
+                self.limit = max(1, min(self.limit // 2, big.messages - 1))
+                continue
             except psycopg.Error as exc:
-                del buffer[start:]
+                part.rollback(start)
                 if not connection_lost(exc):
                     raise
                 if self._data is not None:

@@ -58,6 +58,7 @@ SCHEMES = ("file", "s3", "gs", "az", "memory")
 STAGING = ".pgjobs-staging"
 """Name of the hidden folder (under the destination prefix) holding staged parts."""
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$")
+_REFUSED_CHARS = re.compile(r"[\x00-\x1f\x7f\\%?#]")
 _COMPOSE_CHUNK = 8 * 1024 * 1024
 _NOT_FOUND = (FileNotFoundError, NotFoundError)
 
@@ -119,6 +120,41 @@ def parse(uri: str) -> Location:
     if not parts.netloc:
         raise InvalidInput(f"invalid storage URI {uri!r}: no bucket", hint=hint)
     return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
+
+
+def within(uri: str, prefix_uri: str) -> bool:
+    """Whether ``uri`` is ``prefix_uri`` or lies below it on a path-segment boundary
+    (``s3://b/exp`` holds ``s3://b/exp/x``, never ``s3://b/exports`` nor
+    ``s3://b2/exp``). A URI with a ``.`` or ``..`` segment, an empty segment, a
+    %-escape, a query, a backslash or a control character is never within
+    anything: such a URI is refused rather than resolved. The worker checks its
+    own ``--storage`` here; the allow-list is the database's
+    (``pgjobs._storage_allowed``)."""
+    if not isinstance(uri, str) or "://" not in uri or _REFUSED_CHARS.search(uri):
+        return False
+    scheme, rest = uri.split("://", 1)
+    scheme = scheme.lower()
+    if scheme == "file":
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost"):]
+        if not rest.startswith("/"):
+            return False  # relative: it would resolve against the worker's directory
+        path = rest[1:]
+    elif scheme == "memory":
+        path = rest.lstrip("/")
+    else:
+        path = rest.partition("/")[2]
+    path = path[:-1] if path.endswith("/") else path
+    if path and any(s in ("", ".", "..") for s in path.split("/")):
+        return False
+    try:
+        loc, prefix = parse(uri), parse(prefix_uri)
+    except InvalidInput:
+        return False
+    if (loc.scheme, loc.base) != (prefix.scheme, prefix.base):
+        return False
+    path, root = loc.path.rstrip("/"), prefix.path.rstrip("/")
+    return root == "" or path == root or path.startswith(root + "/")
 
 
 def object_location(prefix_uri: str, key: str) -> Location:

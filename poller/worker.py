@@ -30,7 +30,13 @@ import psycopg
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 from pgjobs.poller import storage
-from pgjobs.poller.export import Exporter, Outcome, connection_lost
+from pgjobs.poller.export import (
+    DEFAULT_MAX_CHUNK_ROWS,
+    DEFAULT_MAX_PART_SIZE,
+    Exporter,
+    Outcome,
+    connection_lost,
+)
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -41,8 +47,12 @@ class Worker:
     def __init__(self, dsn: str, storage_uri: str, *, concurrency: int = 1, once: bool = False,
                  lease: float = 30.0, poll: float = 2.0, housekeeping: float = 30.0,
                  stale_after: timedelta = timedelta(hours=1),
-                 on_event: Callable[[str], None] | None = None, name: str | None = None):
+                 on_event: Callable[[str], None] | None = None, name: str | None = None,
+                 max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
+                 max_part_size: int = DEFAULT_MAX_PART_SIZE):
         self.dsn = dsn
+        self.max_chunk_rows = max_chunk_rows
+        self.max_part_size = max_part_size
         self.storage_uri = storage_uri
         self.concurrency = max(1, concurrency)
         self.once = once
@@ -158,7 +168,9 @@ class Worker:
         def work() -> None:
             try:
                 outcome = Exporter(self.dsn, job_id, identity, self.storage_uri,
-                                   stop=self.stop, after=previous).run()
+                                   stop=self.stop, after=previous,
+                                   max_chunk_rows=self.max_chunk_rows,
+                                   max_part_size=self.max_part_size).run()
             except BaseException as exc:  # noqa: BLE001 - never kill the worker
                 log.exception("job %s: worker thread crashed", job_id)
                 outcome = Outcome(job_id, "lost", error=str(exc))

@@ -185,6 +185,7 @@ def test_unwritable_directory_fails_the_job_with_the_reason(
         conn: Conn, dsn: str, items: None, tmp_path: Any) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{blocker}",))
     job_id = submit_export(conn, "1", {}, {"destination": f"file://{blocker}/exports"})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed"
@@ -196,6 +197,7 @@ def test_unwritable_directory_fails_the_job_with_the_reason(
 
 def test_missing_bucket_fails_the_job_and_leaves_nothing(
         conn: Conn, dsn: str, items: None, s3_env: str) -> None:
+    conn.execute("SELECT pgjobs.allow_storage('s3://no-such-bucket')")
     job_id = submit_export(conn, "1", {}, {"destination": "s3://no-such-bucket/x/"})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed", outcome
@@ -211,6 +213,7 @@ def test_missing_credentials_fail_the_job_with_a_clear_error(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
     storage.forget_stores()
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (bucket,))
     job_id = submit_export(conn, "1", {}, {"destination": bucket})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed", outcome
@@ -255,6 +258,7 @@ def test_cancel_stops_at_the_next_part_and_leaves_no_object(
 
 def test_prune_queues_the_object_and_a_worker_deletes_it(
         conn: Conn, dsn: str, items: None, bucket: str, local_dir: str) -> None:
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (bucket,))
     s3_job = submit_export(conn, "1", {}, {"destination": bucket})
     file_job = submit_export(conn, "2", {}, {})
     s3_uri = run_export(dsn, s3_job, bucket).result["uri"]  # type: ignore[index,unused-ignore]
@@ -335,6 +339,7 @@ def test_cli_export_runs_in_process_and_prints_the_uri_last(
 
 def test_cli_detach_then_worker_then_presigned_url(
         conn: Conn, dsn: str, items: None, bucket: str) -> None:
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (bucket,))
     runner = CliRunner()
     result = runner.invoke(main, ["--dsn", dsn, "export", "items", "--scope", "2", "--gzip",
                                   "--to", bucket, "--detach"])
@@ -379,6 +384,7 @@ def test_cli_usage_errors_exit_2_with_one_line(
 def test_cli_failed_export_exits_1(conn: Conn, dsn: str, items: None, tmp_path: Any) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{blocker}",))
     result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", "file:///unused", "export",
                                        "items", "--scope", "1", "--to", f"file://{blocker}/out"])
     assert result.exit_code == 1, result.output

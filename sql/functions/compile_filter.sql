@@ -13,11 +13,16 @@ AS $function$
 -- identifier through %I, so the text is self-contained and injection-proof.
 -- NULL in the result means "not matched". Locks nothing.
 -- Raises 22023 naming the offending key or operator; limits: 64 KiB of filter
--- text, depth 16, 1,000 clauses, 10,000 values per $in/$nin.
+-- text, depth 16, 1,000 clauses, 10,000 values per $in/$nin and 10,000 in
+-- all $in/$nin lists together. These caps bound a filter's cost per row:
+-- a `SET statement_timeout` on a function does not re-arm the timer of the
+-- statement already running, so operators set statement_timeout on client
+-- roles (docs/filters.md, "Limits").
 DECLARE
     v_reg     pgjobs.target_registry;
     v_columns jsonb;
     v_sql     text;
+    v_values  bigint;
 BEGIN
     v_reg := pgjobs._target(p_target);
 
@@ -29,6 +34,20 @@ BEGIN
     IF octet_length(p_filter::text) > 65536 THEN
         RAISE EXCEPTION 'filter is too large: % bytes (the limit is 65536)',
                         octet_length(p_filter::text)
+            USING ERRCODE = '22023',
+                  HINT = 'Split the work into several jobs, or select the rows by a column '
+                         'instead of listing many values.';
+    END IF;
+    -- Every $in / $nin list at any depth (a "$in" key inside a value counts
+    -- too: the cap errs on the safe side).
+    SELECT coalesce(sum(jsonb_array_length(l)), 0) INTO v_values
+      FROM jsonb_path_query(p_filter,
+               'strict $.** ? (@.type() == "object").* ? (@.type() == "object")') o,
+           LATERAL (SELECT o -> '$in' UNION ALL SELECT o -> '$nin') v(l)
+     WHERE jsonb_typeof(l) = 'array';
+    IF v_values > 10000 THEN
+        RAISE EXCEPTION 'filter lists % values in $in / $nin (the limit is 10000 in all)',
+                        v_values
             USING ERRCODE = '22023',
                   HINT = 'Split the work into several jobs, or select the rows by a column '
                          'instead of listing many values.';

@@ -22,8 +22,9 @@ AS $$
 --   columns      array of column names and/or document field paths (a.b.c);
 --                default every column of the table, in table order
 --   gzip         boolean, default false
---   destination  URI prefix (file://, s3://, gs://, az://, memory://);
---                default the worker's storage
+--   destination  URI prefix (file:///abs, s3://, gs://, az://, memory://)
+--                under a prefix of the storage allow-list (pgjobs.allow_storage;
+--                else 42501); default the worker's own storage
 --   chunk_rows   keys per keyset chunk (one short transaction each), 1..1000000,
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
@@ -75,12 +76,23 @@ BEGIN
     IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
         v_destination := v_options ->> 'destination';
         IF jsonb_typeof(v_options -> 'destination') <> 'string'
-           OR v_destination !~ '^(file://.+|memory://.*|(s3|gs|az)://[^/]+(/.*)?)$' THEN
+           OR v_destination !~* '^(file://.+|memory://.*|(s3|gs|az)://[^/]+(/.*)?)$' THEN
             RAISE EXCEPTION 'option "destination" must be a URI prefix with scheme file, s3, gs, '
                             'az or memory, not %', v_options -> 'destination'
                 USING ERRCODE = '22023',
                 HINT = 'For example "s3://bucket/exports/", "file:///var/exports/" or '
                        '"file://./pgjobs-exports".';
+        END IF;
+        -- Clients choose where the worker writes only within what an
+        -- administrator allowed (docs/exports.md, "Where exports may go"); the
+        -- normal form is what is stored, checked and used by the worker.
+        v_destination := pgjobs._normalize_uri(v_destination, '42501');
+        IF NOT pgjobs._storage_allowed(v_destination) THEN
+            RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
+                            quote_literal(v_destination)
+                USING ERRCODE = '42501',
+                HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
+                       'exports''); or leave "destination" out to use the worker''s storage.';
         END IF;
     END IF;
 
@@ -171,5 +183,6 @@ COMMENT ON FUNCTION pgjobs.submit_export(regclass, text, jsonb, jsonb) IS
 'Submits an export of the scope''s rows matching the filter, created at or before now, in key '
 'order (rows masked by pending deletes are left out). Options: format (csv | jsonl), columns '
 '(columns and/or document field paths; default all columns), gzip (boolean), destination (URI '
-'prefix; default the worker''s storage), chunk_rows, part_size, plus priority, max_attempts, '
+'prefix under a prefix allowed by pgjobs.allow_storage, else 42501; default the worker''s '
+'storage), chunk_rows, part_size, plus priority, max_attempts, '
 'run_at, lease. Returns the job id; the result holds uri, rows, bytes, sha256, format.';

@@ -1,0 +1,176 @@
+"""Issue 9, item 16: clients do not set the worker's memory. The worker clamps a
+job's chunk_rows and part_size to its own maxima and records the effective
+values in the checkpoint; a chunk is bounded by bytes as well as rows (rolled
+back and read again with fewer keys when its output passes chunk_bytes); a
+resumed export still writes the same bytes, even under a worker with other
+maxima."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller.export import DEFAULT_MAX_CHUNK_ROWS, DEFAULT_MAX_PART_SIZE, Exporter
+from tests.export_support import (
+    checkpoint_parts,
+    job_row,
+    object_bytes,
+    plain_copy,
+    start_worker,
+    submit_export,
+    wait_for,
+)
+
+Conn = psycopg.Connection[Any]
+GREEDY = {"chunk_rows": 1_000_000, "part_size": 1024 ** 3}
+MiB = 1024 * 1024
+
+
+def make_wide(conn: Conn, rows: int, kb: int) -> None:
+    """Table `wide`: `rows` rows of about `kb` KB of poorly compressible text each."""
+    conn.execute("""
+        CREATE TABLE wide (id bigint PRIMARY KEY, tenant int NOT NULL, body text,
+                           created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour');
+        CREATE INDEX ON wide (tenant, id);
+        SELECT pgjobs.register_target('wide', 'id', 'tenant', 'created_at');
+    """)
+    conn.execute("""
+        INSERT INTO wide (id, tenant, body)
+        SELECT g, 1, (SELECT string_agg(md5(g::text || '-' || i::text), '')
+                        FROM generate_series(1, %s) i)
+          FROM generate_series(1, %s) g""", (kb * 1024 // 32, rows))
+
+
+def run(dsn: str, job_id: int, storage_uri: str, **maxima: int) -> Any:
+    worker = f"test-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT id FROM pgjobs.claim_export(%s, %s, '30 seconds')",
+                         (job_id, worker)).fetchall() == [(job_id,)]
+    return Exporter(dsn, job_id, worker, storage_uri, **maxima).run()
+
+
+def test_greedy_options_are_clamped_and_recorded(conn: Conn, dsn: str, tmp_path: Path) -> None:
+    make_wide(conn, rows=40, kb=4)
+    job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
+    outcome = run(dsn, job_id, f"file://{tmp_path}", max_chunk_rows=7, max_part_size=20_000)
+    assert outcome.status == "succeeded", outcome
+    ck = job_row(conn, job_id)["checkpoint"]
+    assert (ck["chunk_rows"], ck["part_size"], ck["chunk_bytes"]) == (7, 20_000, MiB)
+    assert outcome.result["parts"] >= 6  # ~160 KB cut into parts of about 20 KB
+    assert object_bytes(outcome.result) == plain_copy(
+        conn, "SELECT * FROM wide WHERE tenant = 1 ORDER BY id")
+
+
+def test_defaults_clamp_too(conn: Conn, dsn: str, tmp_path: Path) -> None:
+    make_wide(conn, rows=3, kb=1)
+    job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
+    assert run(dsn, job_id, f"file://{tmp_path}").status == "succeeded"
+    ck = job_row(conn, job_id)["checkpoint"]
+    assert (ck["chunk_rows"], ck["part_size"]) == (DEFAULT_MAX_CHUNK_ROWS, DEFAULT_MAX_PART_SIZE)
+
+
+def test_within_the_maxima_a_job_keeps_its_own_values(conn: Conn, dsn: str,
+                                                      tmp_path: Path) -> None:
+    make_wide(conn, rows=3, kb=1)
+    job_id = submit_export(conn, "1", {}, {"chunk_rows": 2, "part_size": 4096}, target="wide")
+    assert run(dsn, job_id, f"file://{tmp_path}").status == "succeeded"
+    ck = job_row(conn, job_id)["checkpoint"]
+    assert (ck["chunk_rows"], ck["part_size"], ck["limit"]) == (2, 4096, 2)
+
+
+@pytest.mark.parametrize("options", [{}, {"format": "jsonl", "gzip": True}],
+                         ids=["csv", "jsonl-gzip"])
+def test_a_chunk_is_bounded_by_bytes(conn: Conn, dsn: str, tmp_path: Path,
+                                     options: dict[str, Any]) -> None:
+    # 6 MB of rows in what the job asks to be one chunk: read in chunks of ~1 MiB.
+    make_wide(conn, rows=150, kb=40)
+    job_id = submit_export(conn, "1", {}, {**GREEDY, **options}, target="wide")
+    outcome = run(dsn, job_id, f"file://{tmp_path}", max_part_size=1024)
+    assert outcome.status == "succeeded", outcome
+    ck = job_row(conn, job_id)["checkpoint"]
+    assert ck["chunk_bytes"] == MiB and 1 <= ck["limit"] <= 26
+    assert outcome.result["parts"] >= 5
+    if not options:
+        assert object_bytes(outcome.result) == plain_copy(
+            conn, "SELECT * FROM wide WHERE tenant = 1 ORDER BY id")
+
+
+def _peak_rss_kb(dsn: str, storage_uri: str, tmp_path: Path, *args: str) -> int:
+    """Run `pgjobs worker --once` in a process of its own; the peak RSS (KiB) it
+    reached while working, above what its imports left resident: the peak is
+    reset (Linux /proc/self/clear_refs) once every module is loaded, and read
+    back (VmHWM) at exit."""
+    out = tmp_path / f"rss-{uuid.uuid4().hex[:6]}"
+    code = ("import atexit, sys\n"
+            "import obstore, pgjobs.poller.worker, pgjobs.poller.export\n"
+            "from pgjobs.cli.main import main\n"
+            "def peak():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith(('VmHWM', 'VmRSS')):\n"
+            "            yield int(line.split()[1])\n"
+            "base = list(peak())[1]\n"
+            "open('/proc/self/clear_refs', 'w').write('5')\n"
+            "atexit.register(lambda: open(sys.argv[1], 'w').write(str(list(peak())[0] - base)))\n"
+            "main(sys.argv[2:], prog_name='pgjobs')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(out), "--dsn", dsn, "--storage",
+                           storage_uri, "worker", "--once", "--poll", "0.2", *args],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return int(out.read_text())
+
+
+def test_peak_memory_does_not_follow_what_the_job_asks(conn: Conn, dsn: str,
+                                                       tmp_path: Path) -> None:
+    """A job asking for one 1M-row chunk and 1 GiB parts over a ~36 MB export: the
+    worker (maxima 1 MiB parts) stays within a few MB of what a tiny export costs
+    it; unbounded, it held the whole export (twice: chunk and part)."""
+    make_wide(conn, rows=900, kb=40)
+    conn.execute("INSERT INTO wide (id, tenant, body) VALUES (1000000, 2, 'tiny')")
+    storage_uri = f"file://{tmp_path}/out"
+    submit_export(conn, "2", {}, GREEDY, target="wide")
+    small = _peak_rss_kb(dsn, storage_uri, tmp_path, "--max-part-size", str(MiB))
+    job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
+    big = _peak_rss_kb(dsn, storage_uri, tmp_path, "--max-part-size", str(MiB))
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded" and job["result"]["bytes"] > 35 * MiB
+    assert big - small < 20 * 1024, (small, big)
+
+
+def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    make_wide(conn, rows=240, kb=20)  # ~5 MB: ~1 MiB chunks once the limit shrinks
+    options = {**GREEDY, "format": "jsonl", "gzip": True}
+    storage_uri = f"file://{tmp_path}/out"
+    reference = submit_export(conn, "1", {}, options, target="wide")
+    first_run = run(dsn, reference, storage_uri, max_part_size=1024, max_chunk_rows=500)
+    assert first_run.status == "succeeded" and first_run.result["parts"] >= 4
+    expected = object_bytes(first_run.result)
+
+    job_id = submit_export(conn, "1", {}, options, target="wide")
+    first = start_worker(dsn, storage_uri, "--once", "--lease", "2s", "--max-part-size", "1024",
+                         "--max-chunk-rows", "500", delays="part=0.5")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    ck = job_row(conn, job_id)["checkpoint"]
+    assert (ck["chunk_rows"], ck["part_size"], ck["chunk_bytes"]) == (500, 1024, MiB)
+    wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
+                                  "WHERE id = %s", (job_id,)).fetchone() == (True,),
+             timeout=20, what="the lease to expire")
+    second = start_worker(dsn, storage_uri, "--once", "--max-part-size", str(64 * MiB),
+                          "--max-chunk-rows", "3")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["checkpoint"]["history"][-1]["part"] >= 2  # continued, not restarted
+    assert (job["checkpoint"]["chunk_rows"], job["checkpoint"]["part_size"]) == (500, 1024)
+    assert object_bytes(job["result"]) == expected
