@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- The one normal form of a storage URI (a prefix or an object), which the
 -- allow-list stores and compares (pgjobs._storage_allowed): scheme

@@ -3,6 +3,10 @@ RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Whether p_uri (a prefix or an object) lies under a prefix of
 -- pgjobs.storage_allow: equal to it or below it on a path-segment boundary

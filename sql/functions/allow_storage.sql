@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.allow_storage(p_prefix text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Adds p_prefix, normalised (pgjobs._normalize_uri: 22023 if refused), to
 -- the storage allow-list: clients may then name it, or anything below it on

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.disallow_storage(p_prefix text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Removes p_prefix (compared in normal form) from the storage allow-list.
 -- Jobs already submitted under it are refused by the worker when they run.
