@@ -48,11 +48,12 @@ def make_wide(conn: Conn, rows: int, kb: int) -> None:
 
 
 def run(dsn: str, job_id: int, storage_uri: str, **maxima: int) -> Any:
-    worker = f"test-{uuid.uuid4().hex[:8]}"
+    name = f"test-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as c:
-        assert c.execute("SELECT id FROM pgjobs.claim_export(%s, %s, '30 seconds')",
-                         (job_id, worker)).fetchall() == [(job_id,)]
-    return Exporter(dsn, job_id, worker, storage_uri, **maxima).run()
+        claimed = c.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, '30 seconds')",
+                            (job_id, name)).fetchall()
+    assert [r[0] for r in claimed] == [job_id]
+    return Exporter(dsn, job_id, claimed[0][1], storage_uri, **maxima).run()
 
 
 def test_greedy_options_are_clamped_and_recorded(conn: Conn, dsn: str, tmp_path: Path) -> None:
