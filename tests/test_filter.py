@@ -362,7 +362,7 @@ def test_register_target_types(
     row = conn.execute("SELECT key, scope, created_at, document, key_type::text,"
                        " scope_type::text, options FROM pgjobs.targets").fetchone()
     assert row == ("k", "s", "created", document, key_type, scope_type,
-                   {"tune_autovacuum": True})
+                   {"tune_autovacuum": True, "created_at_time_zone": "UTC"})
 
     keys, scopes = KEY_SAMPLES[key_type], SCOPE_SAMPLES[scope_type]
     with conn.cursor() as cur:
@@ -468,7 +468,7 @@ def test_reregister_updates_and_tunes_autovacuum(conn: psycopg.Connection[Any]) 
                        " (SELECT count(*) FROM pgjobs.target_registry) FROM pgjobs.targets"
                        ).fetchone()
     assert before is not None and row is not None
-    assert row[0] is None and row[1] == {"tune_autovacuum": True}
+    assert row[0] is None and row[1] == {"tune_autovacuum": True, "created_at_time_zone": "UTC"}
     assert row[2] == before[0] and row[3] >= before[1] and row[4] == 1
 
 
