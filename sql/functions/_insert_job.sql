@@ -110,7 +110,11 @@ BEGIN
             SELECT 1 FROM pgjobs.jobs w
              WHERE w.target = p_target AND w.scope = p_scope
                AND w.status IN ('queued', 'running')
-               AND w.kind IN ('delete', 'backfill', 'import')) THEN
+               AND w.kind IN ('delete', 'backfill', 'import')
+               -- as in pgjobs._writer_may_start: a writer not yet due that
+               -- never started holds no gate
+               AND NOT (w.status = 'queued' AND w.run_at > now()
+                        AND w.started_at IS NULL)) THEN
             RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

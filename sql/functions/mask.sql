@@ -16,6 +16,7 @@ AS $$
 -- when pgjobs.allowed_scopes is set, p_scope in it (42501).
 -- Locks nothing.
 BEGIN
+    PERFORM pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_scope);
     RETURN pgjobs._mask(p_target, p_scope);

@@ -35,7 +35,8 @@ DECLARE
     v_idx_name   text;
     v_part       regclass;
     v_valid_options constant text :=
-        'valid options: tune_autovacuum (boolean, default true)';
+        'valid options: tune_autovacuum (boolean, default true), ignore_row_security '
+        '(boolean, default false)';
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
@@ -149,7 +150,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_valid_options;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'tune_autovacuum' THEN
+        IF v_opt.key NOT IN ('tune_autovacuum', 'ignore_row_security') THEN
             RAISE EXCEPTION 'unknown option "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_valid_options;
         END IF;
@@ -158,7 +159,7 @@ BEGIN
                 USING ERRCODE = '22023', HINT = v_valid_options;
         END IF;
     END LOOP;
-    v_options := '{"tune_autovacuum": true}'::jsonb || p_options;
+    v_options := '{"tune_autovacuum": true, "ignore_row_security": false}'::jsonb || p_options;
 
     -- The keyset walk needs a valid, non-partial btree index leading with
     -- (scope, key), with default opclasses so it serves the plain operators.
@@ -186,6 +187,10 @@ BEGIN
                                      ELSE 'CREATE INDEX CONCURRENTLY' END,
                                 v_idx_name, v_nsp, v_rel, p_scope, p_key);
     END IF;
+
+    -- Refuse a table whose code (triggers, domain checks, defaults...) would
+    -- run with rights its authors lack (42501; pgjobs._require_trusted).
+    PERFORM pgjobs._require_trusted(p_target);
 
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
@@ -226,4 +231,7 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. '
 'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
 'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
-'scale factors to 2%.';
+'scale factors to 2%; ignore_row_security (boolean, default false) lets clients that a '
+'row-level security policy on the table would confine use pgjobs on it anyway (they are '
+'refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, '
+'defaults...) belongs to a role without the rights of the role registering it.';
