@@ -1,9 +1,10 @@
 CREATE OR REPLACE FUNCTION pgjobs._untrusted_roles(p_target regclass,
                                                    p_as name DEFAULT current_user)
 RETURNS TABLE (role_name text, reason text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
@@ -26,98 +27,106 @@ AS $$
 --   range subtypes, and of the functions and operators those types and the
 --   domains' CHECK constraints depend on.
 -- Not covered: functions called from inside a trusted function's body
--- (their author chose them). Locks nothing.
-WITH RECURSIVE
-rels AS (
-    SELECT p_target::oid AS relid
-    UNION
-    SELECT t.relid::oid FROM pg_catalog.pg_partition_tree(p_target) t
-),
-objs AS (  -- the objects holding the tables' code, and the tables themselves
-    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::oid AS classid, r.relid AS objid
-      FROM rels r
-    UNION
-    SELECT d.classid, d.objid
-      FROM pg_catalog.pg_depend d JOIN rels r ON d.refobjid = r.relid
-     WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+-- (their author chose them). Built-in objects (OID below 16384) belong to
+-- the bootstrap superuser and are not followed. Every step is an index
+-- lookup on a few OIDs: it runs on every call of a client function and
+-- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Locks nothing.
+DECLARE
+    v_rels oid[];
+    v_classes oid[];
+    v_objs oid[];
+    v_types oid[];
+    v_new oid[];
+BEGIN
+    v_rels := ARRAY[p_target::oid] || coalesce(
+        (SELECT array_agg(t.relid::oid) FROM pg_partition_tree(p_target) t
+          WHERE t.relid <> p_target), '{}');
+    -- The objects that hold the tables' code: defaults and generated
+    -- columns, constraints, triggers, policies, rules, indexes.
+    SELECT array_agg(d.classid), array_agg(d.objid) INTO v_classes, v_objs
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
        AND d.deptype IN ('a', 'i', 'S')
-       AND d.classid IN ('pg_catalog.pg_attrdef'::pg_catalog.regclass,
-                         'pg_catalog.pg_constraint'::pg_catalog.regclass,
-                         'pg_catalog.pg_trigger'::pg_catalog.regclass,
-                         'pg_catalog.pg_policy'::pg_catalog.regclass,
-                         'pg_catalog.pg_rewrite'::pg_catalog.regclass,
-                         'pg_catalog.pg_class'::pg_catalog.regclass)
-),
-types AS (
-    SELECT a.atttypid AS typid
-      FROM pg_catalog.pg_attribute a JOIN rels r ON a.attrelid = r.relid
-     WHERE a.attnum > 0 AND NOT a.attisdropped
-    UNION
-    SELECT d.refobjid
-      FROM pg_catalog.pg_depend d JOIN objs o ON d.classid = o.classid AND d.objid = o.objid
-     WHERE d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass
-    UNION
-    SELECT n.typid
-      FROM types t
-      JOIN pg_catalog.pg_type ty ON ty.oid = t.typid
-      CROSS JOIN LATERAL (
-          SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
-          UNION ALL
-          SELECT ty.typelem WHERE ty.typelem <> 0
-          UNION ALL
-          SELECT a.atttypid FROM pg_catalog.pg_attribute a
-           WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
-             AND NOT a.attisdropped
-          UNION ALL
-          SELECT rg.rngsubtype FROM pg_catalog.pg_range rg WHERE rg.rngtypid = ty.oid) n
-),
-code AS (  -- everything whose dependencies name functions or operators
-    SELECT o.classid, o.objid FROM objs o
-    UNION
-    SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::oid, t.typid FROM types t
-    UNION
-    SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass::oid, c.oid
-      FROM pg_catalog.pg_constraint c JOIN types t ON c.contypid = t.typid
-),
-refs AS (
-    SELECT d.refclassid, d.refobjid
-      FROM pg_catalog.pg_depend d JOIN code c ON d.classid = c.classid AND d.objid = c.objid
-     WHERE d.refclassid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
-                            'pg_catalog.pg_operator'::pg_catalog.regclass)
-),
-roles (role_oid, reason) AS (
-    SELECT c.relowner, pg_catalog.format('owns table %s', c.oid::pg_catalog.regclass)
-      FROM pg_catalog.pg_class c JOIN rels r ON c.oid = r.relid
-    UNION ALL
-    SELECT acl.grantee, pg_catalog.format('holds TRIGGER on %s', c.oid::pg_catalog.regclass)
-      FROM pg_catalog.pg_class c JOIN rels r ON c.oid = r.relid
-      CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) acl
-     WHERE acl.privilege_type = 'TRIGGER'
-    UNION ALL
-    SELECT p.proowner, pg_catalog.format('owns function %s, used by %s',
-                                          p.oid::pg_catalog.regprocedure, p_target)
-      FROM refs f JOIN pg_catalog.pg_proc p ON p.oid = f.refobjid
-     WHERE f.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-    UNION ALL
-    SELECT x.owner, pg_catalog.format('owns %s, used by %s', x.what, p_target)
-      FROM refs f JOIN pg_catalog.pg_operator op ON op.oid = f.refobjid
-      CROSS JOIN LATERAL (
-          SELECT op.oprowner AS owner,
-                 pg_catalog.format('operator %s', op.oid::pg_catalog.regoperator) AS what
-          UNION ALL
-          SELECT p.proowner, pg_catalog.format('function %s', p.oid::pg_catalog.regprocedure)
-            FROM pg_catalog.pg_proc p WHERE p.oid = op.oprcode) x
-     WHERE f.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass
-    UNION ALL
-    SELECT ty.typowner, pg_catalog.format('owns type %s, used by %s',
-                                          ty.oid::pg_catalog.regtype, p_target)
-      FROM types t JOIN pg_catalog.pg_type ty ON ty.oid = t.typid
-)
-SELECT DISTINCT ON (1)
-       CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
-            ELSE (SELECT a.rolname::text FROM pg_catalog.pg_roles a WHERE a.oid = r.role_oid) END,
-       r.reason
-  FROM roles r
- WHERE r.role_oid = 0 OR NOT pg_catalog.pg_has_role(r.role_oid, p_as, 'USAGE')
- ORDER BY 1, 2;
+       AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                         'pg_trigger'::regclass, 'pg_policy'::regclass,
+                         'pg_rewrite'::regclass, 'pg_class'::regclass);
+    v_classes := coalesce(v_classes, '{}');
+    v_objs := coalesce(v_objs, '{}');
+    -- The types of the columns and of those objects, then what they are
+    -- made of (domain bases, array elements, composite attributes, range
+    -- subtypes), until nothing new turns up.
+    SELECT array_agg(DISTINCT x.typid) INTO v_new
+      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
+             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.refclassid = 'pg_type'::regclass) x
+     WHERE x.typid >= 16384;
+    v_types := '{}';
+    WHILE cardinality(v_new) > 0 LOOP
+        v_types := v_types || v_new;
+        SELECT array_agg(DISTINCT n.typid) INTO v_new
+          FROM pg_type ty
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
+              UNION ALL
+              SELECT ty.typelem WHERE ty.typelem <> 0
+              UNION ALL
+              SELECT a.atttypid FROM pg_attribute a
+               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
+                 AND NOT a.attisdropped
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
+    END LOOP;
+    -- Their code: the types' own dependencies and their (domain) constraints.
+    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
+      INTO v_classes, v_objs
+      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
+              FROM unnest(v_types) t (typid)
+            UNION ALL
+            SELECT 'pg_constraint'::regclass::oid, c.oid
+              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
+
+    RETURN QUERY
+    WITH refs AS (
+        SELECT d.refclassid, d.refobjid
+          FROM unnest(v_classes, v_objs) o (classid, objid)
+          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    ),
+    roles (role_oid, why) AS (
+        SELECT c.relowner, format('owns table %s', c.oid::regclass)
+          FROM pg_class c WHERE c.oid = ANY (v_rels)
+        UNION ALL
+        SELECT acl.grantee, format('holds TRIGGER on %s', c.oid::regclass)
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type = 'TRIGGER'
+        UNION ALL
+        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
+          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
+         WHERE f.refclassid = 'pg_proc'::regclass
+        UNION ALL
+        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
+          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
+          CROSS JOIN LATERAL (
+              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
+              UNION ALL
+              SELECT p.proowner, format('function %s', p.oid::regprocedure)
+                FROM pg_proc p WHERE p.oid = op.oprcode) x
+         WHERE f.refclassid = 'pg_operator'::regclass
+        UNION ALL
+        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
+          FROM pg_type ty WHERE ty.oid = ANY (v_types)
+    )
+    SELECT DISTINCT ON (1)
+           CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
+                ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
+           r.why
+      FROM roles r
+     WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
+     ORDER BY 1, 2;
+END
 $$;
