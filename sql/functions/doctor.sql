@@ -238,16 +238,16 @@ BEGIN
         END IF;
 
         -- Trust: code of the target's owners runs inside pgjobs, as the
-        -- owner of its client functions and as the runner (here: the caller).
+        -- owner of its client functions (the runner's role is judged when
+        -- it runs: docs/operations.md says to run it as that owner).
         check_name := 'target.trusted';
         fix := NULL;
-        SELECT format('role %s (which %s) lacks the rights of role %s', u.role_name, u.reason,
-                      a.role_as)
+        SELECT format('role %s (which %s) lacks the rights of role %s, which owns pgjobs'' '
+                      'functions', u.role_name, u.reason, a.role_as)
           INTO v_error
           FROM (SELECT p.proowner::regrole::name AS role_as FROM pg_catalog.pg_proc p
-                 WHERE p.oid = 'pgjobs.visible(regclass, text, jsonb, text, integer)'::regprocedure
-                UNION
-                SELECT current_user) a
+                 WHERE p.oid = 'pgjobs.visible(regclass, text, jsonb, text, integer)'
+                               ::regprocedure) a
           CROSS JOIN LATERAL pgjobs._untrusted_roles(v_reg.target, a.role_as) u
          LIMIT 1;
         IF v_error IS NULL THEN
