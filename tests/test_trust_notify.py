@@ -119,7 +119,7 @@ def test_channel_is_canonical_and_secret(conn: Conn, roles: dict[str, str]) -> N
     # Not derivable from what a client knows.
     name = names.pop()
     oid = scalar(conn, "SELECT 'user_table_rows'::regclass::oid")
-    for guess in (f"{oid}:2", f"user_table_rows:2", f":{oid}:2"):
+    for guess in (f"{oid}:2", "user_table_rows:2", f":{oid}:2"):
         digest = scalar(conn, "SELECT encode(sha256(convert_to(%s, 'UTF8')), 'hex')", (guess,))
         assert not name.endswith(digest[:40])
 
@@ -149,3 +149,26 @@ def test_payloads_stay_under_1kb(conn: Conn, make_conn: Callable[..., Conn],
     for listener in (full, shared):
         (n,) = list(listener.notifies(timeout=2, stop_after=1))
         assert len(n.payload.encode()) < 1024
+
+
+def test_watch_follows_the_jobs_channel_when_it_may(
+        conn: Conn, make_conn: Callable[..., Conn], dsn: str, roles: dict[str, str]) -> None:
+    """`pgjobs watch JOB` (cli/progress.py) LISTENs on the job's own channel
+    through pgjobs.db.listen_job_channel when its role may read the target
+    and scope, and keeps to the shared channel otherwise."""
+    from pgjobs import db
+
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '2')")
+    for role, allowed in ((roles["reader"], True), (roles["blind"], False)):
+        watcher = db.connect(dsn, app="pgjobs watch")
+        try:
+            db.execute(watcher, f"SET ROLE {role}")
+            name = db.listen_job_channel(watcher, "public.user_table_rows", "2")
+            assert (name is not None) == allowed
+            if name:
+                conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+                (n,) = list(watcher.notifies(timeout=2, stop_after=1))
+                assert n.channel == name
+                assert json.loads(n.payload)["scope"] == "2"
+        finally:
+            watcher.close()
