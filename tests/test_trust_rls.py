@@ -132,3 +132,29 @@ def test_rls_disabled_again_lets_the_tenant_back(conn: Conn, roles: dict[str, st
     conn.execute("ALTER TABLE user_table_rows DISABLE ROW LEVEL SECURITY")
     conn.execute(f"SET ROLE {roles['tenant']}")
     assert scalar(conn, CALLS["visible_count"], {"scope": "2"}) > 0
+
+
+def test_engine_confined_by_a_policy_is_refused(conn: Conn, roles: dict[str, str]) -> None:
+    """pgjobs' own role subject to the target's policies would delete part of
+    a scope and report success: refused (42501) on every path, the runner's
+    pages too."""
+    engine = f"pgjobs_rls_engine_{PID}"
+    conn.execute(f"DROP ROLE IF EXISTS {engine}")
+    conn.execute(f"CREATE ROLE {engine} NOLOGIN IN ROLE pgjobs_admin")
+    try:
+        conn.execute(f"GRANT SELECT, UPDATE, DELETE ON user_table_rows TO {engine}")
+        conn.execute(f"CREATE POLICY engine ON user_table_rows TO {engine} USING (id % 2 = 0)")
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '2')")
+        conn.execute(f"SET ROLE {engine}")
+        with pytest.raises(errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute("SELECT pgjobs.compile_filter('user_table_rows', '{}')")
+        conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+        conn.execute("RESET ROLE")
+        status, error = conn.execute("SELECT status, error FROM pgjobs.jobs WHERE id = %s",
+                                     (job_id,)).fetchone() or (None, None)
+        assert status == "failed" and "row-level security" in error
+        assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2") > 0
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {engine}")
+        conn.execute(f"DROP ROLE {engine}")
