@@ -255,3 +255,23 @@ def test_untrusted_roles_reports_json_friendly_reasons(conn: Conn, world: dict[s
                    .fetchall())
     assert reasons == {THIRD: "holds TRIGGER on tenant.rows"}
     json.dumps(reasons)
+
+
+def test_inheritance_child_owned_by_another_role_is_refused(conn: Conn) -> None:
+    """A DELETE on a parent reaches its inheritance children (and fires their
+    triggers) as well as its partitions."""
+    _drop_roles(conn)
+    conn.execute(f"CREATE ROLE {OWNER} NOLOGIN")
+    try:
+        conn.execute("""
+            CREATE TABLE base (id bigint NOT NULL, scope int NOT NULL,
+                               created_at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX ON base (scope, id);
+            CREATE TABLE child (extra int) INHERITS (base);
+            SELECT pgjobs.register_target('base', 'id', 'scope', 'created_at');
+        """)
+        conn.execute(f"ALTER TABLE child OWNER TO {OWNER}")
+        with pytest.raises(errors.InsufficientPrivilege, match="owns table public.child"):
+            conn.execute("SELECT pgjobs.submit_delete('base', '1')")
+    finally:
+        _drop_roles(conn)

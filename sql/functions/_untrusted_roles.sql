@@ -14,7 +14,7 @@ AS $$
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition of it:
+-- Covered, for the target and every partition or inheritance child of it:
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
@@ -39,9 +39,13 @@ DECLARE
     v_types oid[];
     v_new oid[];
 BEGIN
-    v_rels := ARRAY[p_target::oid] || coalesce(
-        (SELECT array_agg(t.relid::oid) FROM pg_partition_tree(p_target) t
-          WHERE t.relid <> p_target), '{}');
+    -- The target and every table its statements reach without ONLY:
+    -- partitions and inheritance children, at any depth.
+    WITH RECURSIVE tree (relid) AS (
+        SELECT p_target::oid
+        UNION
+        SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
+    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
     -- The objects that hold the tables' code: defaults and generated
     -- columns, constraints, triggers, policies, rules, indexes.
     SELECT array_agg(d.classid), array_agg(d.objid) INTO v_classes, v_objs
