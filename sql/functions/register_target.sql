@@ -159,7 +159,7 @@ BEGIN
                 USING ERRCODE = '22023', HINT = v_valid_options;
         END IF;
     END LOOP;
-    v_options := '{"tune_autovacuum": true, "ignore_row_security": false}'::jsonb || p_options;
+    v_options := '{"tune_autovacuum": true}'::jsonb || p_options;  -- ignore_row_security: absent is false
 
     -- The keyset walk needs a valid, non-partial btree index leading with
     -- (scope, key), with default opclasses so it serves the plain operators.
