@@ -82,7 +82,7 @@ PGJOBS_FILL = """
 SELECT count(pgjobs.submit(%s, 'bench_target'::regclass, (g %% 100)::text))
   FROM generate_series(1, %s) g
 """
-PGJOBS_CLAIM = "SELECT id FROM pgjobs.claim(%s, %s, '30 seconds'::interval, %s)"
+PGJOBS_CLAIM = "SELECT id, worker FROM pgjobs.claim(%s, %s, '30 seconds'::interval, %s)"
 PGJOBS_COMPLETE = "SELECT pgjobs.complete(%s, %s)"
 PGJOBS_SUBMIT = "SELECT pgjobs.submit(%s, 'bench_target'::regclass, '1')"
 LATENCIES = """
@@ -127,11 +127,11 @@ def baseline_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int
 def pgjobs_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
     done = 0
     while True:
-        ids = [r[0] for r in conn.execute(PGJOBS_CLAIM, ([KIND], name, batch)).fetchall()]
-        if not ids:
+        claimed = conn.execute(PGJOBS_CLAIM, ([KIND], name, batch)).fetchall()
+        if not claimed:
             return done
-        for job_id in ids:
-            row = conn.execute(PGJOBS_COMPLETE, (job_id, name)).fetchone()
+        for job_id, identity in claimed:  # each claim's own identity: the fence
+            row = conn.execute(PGJOBS_COMPLETE, (job_id, identity)).fetchone()
             assert row is not None and row[0], f"complete({job_id}) was fenced off"
             done += 1
 
@@ -229,9 +229,9 @@ def latency(dsn: str, jobs: int, interval: float, batch: int) -> list[float]:
 
     def claim_all() -> None:
         while True:
-            ids = [r[0] for r in work.execute(PGJOBS_CLAIM, ([LATENCY_KIND], name, batch))]
-            for job_id in ids:
-                work.execute(PGJOBS_COMPLETE, (job_id, name))
+            ids = list(work.execute(PGJOBS_CLAIM, ([LATENCY_KIND], name, batch)))
+            for job_id, identity in ids:
+                work.execute(PGJOBS_COMPLETE, (job_id, identity))
             claimed[0] += len(ids)
             if len(ids) < batch:
                 return

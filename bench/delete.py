@@ -204,11 +204,11 @@ def job_via_pages(conn: Conn, filter_: dict[str, Any]) -> tuple[float, list[floa
     call per transaction (autocommit), each timed. (seconds, page ms, job)."""
     started = time.perf_counter()
     job_id = submit(conn, filter_)
-    conn.execute("SELECT pgjobs._claim_id(%s, 'bench')", (job_id,))
+    identity = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'bench')).worker", (job_id,))
     pages: list[float] = []
     while True:
         t0 = time.perf_counter()
-        state = scalar(conn, "SELECT pgjobs._run_page(%s, 'bench')", (job_id,))
+        state = scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, identity))
         pages.append((time.perf_counter() - t0) * 1000)
         if state not in ("more", "retry"):
             break

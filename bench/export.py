@@ -86,8 +86,9 @@ from pgjobs.poller.export import Exporter
 import psycopg
 dsn, job, uri = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with psycopg.connect(dsn, autocommit=True) as c:
-    c.execute("SELECT pgjobs.claim_export(%s, 'bench-child', '60 seconds')", (job,))
-out = Exporter(dsn, job, 'bench-child', uri).run()
+    row = c.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench-child', '60 seconds')",
+                    (job,)).fetchone()
+out = Exporter(dsn, job, row[0], uri).run()
 assert out.status == 'succeeded', out
 # VmHWM: this process's peak resident set (ru_maxrss of a child would include
 # the parent's at fork time).
@@ -178,8 +179,10 @@ def pgjobs_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[s
     started = time.perf_counter()
     job = submit(dsn, scope, destination)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pgjobs.claim_export(%s, 'bench', '60 seconds')", (job,))
-    outcome = Exporter(dsn, job, "bench", destination).run()
+        row = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')",
+                           (job,)).fetchone()
+    assert row is not None
+    outcome = Exporter(dsn, job, row[0], destination).run()
     elapsed = time.perf_counter() - started
     assert outcome.status == "succeeded" and outcome.result, outcome
     return elapsed, outcome.result

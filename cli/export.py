@@ -122,7 +122,9 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                 claimed = db.rows(conn, queries.EXPORT_CLAIM_ONE,
                                   {"id": job_id, "worker": worker, "lease": "30 seconds"})
                 if claimed:
-                    outcome = _run_thread(Exporter(dsn, job_id, worker, obj.storage, stop=stop,
+                    # Each claim has its own identity (name#token): the fence.
+                    identity = str(claimed[0]["worker"])
+                    outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
                                                    on_progress=display.progress), display)
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:

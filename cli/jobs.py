@@ -67,6 +67,7 @@ def _finish(obj: Context, job_id: int, wait: bool, run_here: bool) -> None:
         def run() -> None:
             try:
                 with db.connect(obj.dsn(), app="pgjobs run_job") as conn:
+                    db.execute(conn, queries.RUN_SEARCH_PATH)
                     db.execute(conn, queries.RUN_JOB, {"id": job_id})
             except PgjobsError as exc:
                 errors.append(exc)

@@ -172,6 +172,7 @@ def run(obj: Context, budget: str, loop: bool, idle: float) -> None:
     """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
     interval = parse_duration(budget)
     with obj.connect(app="pgjobs run") as conn:
+        db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
         while True:
             started = time.monotonic()
             db.execute(conn, queries.RUN, {"budget": interval})

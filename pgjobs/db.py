@@ -66,7 +66,8 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
 
 
 def worker_name(role: str = "worker") -> str:
-    """A name unique to this process and call, used as the lease owner."""
+    """A name for this process and call. Each claim appends its own token to it
+    (the job row's ``worker``), and that identity, not this name, owns the lease."""
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 

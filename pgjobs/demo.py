@@ -174,11 +174,12 @@ def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:
                           {"id": job_id, "worker": worker, "lease": "30 seconds"})
         if not claimed:
             raise PgjobsError(f"export job {job_id} was taken by another worker")
+        identity = str(claimed[0]["worker"])  # the claim's own identity: the fence
         if not total:
             raise PgjobsError("table 2 is empty")
         box: list[Any] = []
         thread = threading.Thread(
-            target=lambda: box.append(Exporter(dsn, job_id, worker, storage).run()),
+            target=lambda: box.append(Exporter(dsn, job_id, identity, storage).run()),
             daemon=True)
         thread.start()
         outcome = _follow(console, conn, job_id, "export", total=total)

@@ -26,12 +26,12 @@ def sql_dir() -> Path:
     return Path(str(resources.files("pgjobs.sql")))
 
 
-def function_files() -> list[Path]:
-    return sorted((sql_dir() / "functions").glob("*.sql"))
+def function_files(root: Path | None = None) -> list[Path]:
+    return sorted(((root or sql_dir()) / "functions").glob("*.sql"))
 
 
-def migration_files() -> list[Path]:
-    return sorted((sql_dir() / "migrations").glob("*.sql"))
+def migration_files(root: Path | None = None) -> list[Path]:
+    return sorted(((root or sql_dir()) / "migrations").glob("*.sql"))
 
 
 def yoyo_uri(dsn: str) -> str:
@@ -42,12 +42,12 @@ def yoyo_uri(dsn: str) -> str:
     return f"postgresql+psycopg:///{quote(dbname, safe='')}?{urlencode(params)}"
 
 
-def apply_migrations(dsn: str) -> list[str]:
+def apply_migrations(dsn: str, root: Path | None = None) -> list[str]:
     """Apply pending yoyo migrations; return the ids applied."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_uri(dsn), migration_table="_yoyo_migration")
-    migrations = read_migrations(str(sql_dir() / "migrations"))
+    migrations = read_migrations(str((root or sql_dir()) / "migrations"))
     with warnings.catch_warnings():
         # yoyo warns about nested transactions on its autocommit connection.
         warnings.simplefilter("ignore")
@@ -59,15 +59,17 @@ def apply_migrations(dsn: str) -> list[str]:
     return applied
 
 
-def migrate(dsn: str) -> dict[str, object]:
-    """Bring the database to this version of pgjobs. Idempotent; safe concurrently."""
+def migrate(dsn: str, root: Path | None = None) -> dict[str, object]:
+    """Bring the database to this version of pgjobs (or to the ``sql/`` tree at
+    ``root``: the upgrade test installs the previous release so). Idempotent;
+    safe concurrently."""
     conn = db.connect(dsn, app="pgjobs migrate")
     try:
         db.execute(conn, queries.MIGRATE_LOCK)
         try:
             db.execute(conn, queries.CREATE_SCHEMA)
-            applied = apply_migrations(dsn)
-            files = function_files()
+            applied = apply_migrations(dsn, root)
+            files = function_files(root)
             with db.translated(), conn.transaction():
                 for path in files:
                     conn.execute(path.read_text(encoding="utf-8").encode())

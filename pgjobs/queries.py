@@ -37,6 +37,9 @@ CLAIM = "SELECT * FROM pgjobs.claim(%(kinds)s, %(worker)s, %(lease)s::interval, 
 HEARTBEAT = "SELECT pgjobs.heartbeat(%(id)s, %(worker)s, %(done)s, %(checkpoint)s)"
 COMPLETE = "SELECT pgjobs.complete(%(id)s, %(worker)s, %(result)s)"
 FAIL = "SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, %(retryable)s)"
+# `pgjobs run` pins its session's search_path before calling the engine: the
+# procedures are thin shells, and nothing on a client's path should matter.
+RUN_SEARCH_PATH = "SET search_path = pg_catalog, pg_temp"
 RUN = "CALL pgjobs.run(%(budget)s::interval)"
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
@@ -114,10 +117,15 @@ DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scop
 EXPORT_SUBMIT = (
     "SELECT pgjobs.submit_export(%(target)s::regclass, %(scope)s, %(filter)s, %(options)s) AS id"
 )
+# A claim returns the claim's own identity in `worker` (name#token): every later
+# call for that job passes it back, and is fenced on it.
 EXPORT_CLAIM = (
-    "SELECT id FROM pgjobs.claim(ARRAY['export'], %(worker)s, %(lease)s::interval, %(limit)s)"
+    "SELECT id, worker"
+    "  FROM pgjobs.claim(ARRAY['export'], %(worker)s, %(lease)s::interval, %(limit)s)"
 )
-EXPORT_CLAIM_ONE = "SELECT id FROM pgjobs.claim_export(%(id)s, %(worker)s, %(lease)s::interval)"
+EXPORT_CLAIM_ONE = (
+    "SELECT id, worker FROM pgjobs.claim_export(%(id)s, %(worker)s, %(lease)s::interval)"
+)
 EXPORT_JOB = """
 SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, attempts,
        max_attempts, worker, extract(epoch FROM lease)::float8 AS lease_seconds, done, total,

@@ -12,13 +12,20 @@ module only moves bytes:
   durably (:mod:`pgjobs.poller.storage`), then saves the checkpoint (cursor,
   rows, bytes, upload state) through ``pgjobs.heartbeat`` - the lease fence;
 * after the last part, a heartbeat records phase ``finalizing`` (from then on
-  the object's bytes are fixed by the checkpoint), the object is made visible
-  and ``pgjobs.complete`` stores the result (uri, rows, bytes, sha256, format).
+  the object's bytes are fixed by the checkpoint), the object is made visible,
+  a heartbeat records the SHA-256 of what was written, the object is read back
+  (streamed) and its size and SHA-256 compared with those, and only then does
+  ``pgjobs.complete`` store the result (uri, rows, bytes, sha256, format). A
+  mismatch (a stale writer, a storage fault) never completes: the checkpoint is
+  reset, the wrong object removed, and the job fails retryably, so the retry
+  rewrites the object from scratch.
 
 Part boundaries depend only on the data and the job's ``chunk_rows`` and
 ``part_size``, so a worker resuming from a checkpoint writes exactly the bytes
-the first one would have: the final object is byte-identical. A worker whose
-heartbeat returns false stops at once and completes nothing.
+the first one would have: the final object is byte-identical. Every call is
+fenced on the claim's identity (the ``worker`` of the claimed row, name#token):
+a worker whose heartbeat returns false stops at once and completes nothing,
+even when a later claim of the job carries the same worker name.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import pq
@@ -344,8 +351,14 @@ class Exporter:
 
     def __init__(self, dsn: str, job_id: int, worker: str, storage_uri: str, *,
                  stop: threading.Event | None = None,
-                 on_progress: Callable[[int, int], None] | None = None):
+                 on_progress: Callable[[int, int], None] | None = None,
+                 after: threading.Thread | None = None):
+        """``worker`` is the claim's identity, the ``worker`` column of the row the
+        claim returned (name#token): every heartbeat, complete, fail and release is
+        fenced on it. ``after``: a thread of this process still running an earlier,
+        fenced-off attempt of the job; this one starts when it has ended."""
         self.dsn = dsn
+        self.after = after
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
@@ -361,6 +374,7 @@ class Exporter:
 
     def run(self) -> Outcome:
         try:
+            self._wait_for_previous_attempt()
             job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
             self.control.lease = float(job["lease_seconds"] or 30.0)
             self.job = job
@@ -380,6 +394,15 @@ class Exporter:
             self.control.close()
             if self._data is not None:
                 self._data.close()
+
+    def _wait_for_previous_attempt(self) -> None:
+        """Until the earlier attempt of this process (fenced off: the job has a new
+        identity now) has stopped; keep this claim's lease meanwhile."""
+        while self.after is not None and self.after.is_alive():
+            if self.stop.is_set():
+                raise Stopped()
+            self.after.join(timeout=0.2)
+            self.control.keepalive()
 
     def _run(self) -> Outcome:
         ck = self.job["checkpoint"] or {}
@@ -402,6 +425,9 @@ class Exporter:
                       "eof": bool(ck.get("eof")),
                       # Which attempt started where: for diagnosis (and the tests).
                       "history": list(ck.get("history", []))[-20:]}
+        if ck.get("sha256"):
+            # Checkpointed once the object was written: what it must read back as.
+            self.state["sha256"] = str(ck["sha256"])
         try:
             self.upload = storage.resume_upload(self.location, self.staging, self.token,
                                                 ck.get("upload"), part_size=self.part_size)
@@ -533,21 +559,59 @@ class Exporter:
                 raise StorageError(f"cannot finish {self.location.uri}: {exc}",
                                    retryable=True) from exc
             size, sha256 = done
-        if size != self.state["bytes"]:
-            raise StorageError(f"{self.location.uri} holds {size} bytes, the checkpoint "
-                               f"{self.state['bytes']}", retryable=True)
+        if size != self.state["bytes"] or sha256 != self.state.get("sha256", sha256):
+            self._corrupt(f"the upload wrote {size} bytes (sha256 {sha256}), the checkpoint "
+                          f"says {self.state['bytes']} (sha256 {self.state.get('sha256')})")
+        # What was streamed, fenced: a stale attempt stops here.
+        self.state["sha256"] = sha256
+        if not self.control.heartbeat(done=self.state["rows"], checkpoint=self.checkpoint()):
+            raise LeaseLost("heartbeat refused")
+        self._verify_stored(size, sha256)
         return self._complete(size, sha256)
+
+    def _verify_stored(self, size: int, sha256: str) -> None:
+        """Read the stored object back (streamed) and compare its size and SHA-256
+        with what was streamed and checkpointed; a mismatch never completes."""
+        try:
+            stored_size, stored_sha = storage.hash_object(self.location)
+        except CannotResume as exc:
+            self._corrupt(f"the object is gone after it was written ({exc})")
+        if (stored_size, stored_sha) != (size, sha256):
+            self._corrupt(f"it holds {stored_size} bytes (sha256 {stored_sha}), "
+                          f"{size} (sha256 {sha256}) were written")
+
+    def _corrupt(self, why: str) -> NoReturn:
+        """The object at the key is not what this job streamed (a stale writer, a
+        storage fault). Never complete: while this attempt still holds the lease,
+        reset the checkpoint so the retry rewrites the object from scratch, remove
+        the wrong object, and fail retryably (attempts bound the retries)."""
+        message = f"{self.location.uri}: verification failed: {why}"
+        log.warning("job %s: %s; the retry rewrites it from scratch", self.job_id, message)
+        upload_state = self.state.get("upload")
+        self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
+                      "phase": "streaming", "eof": False,
+                      "history": self.state.get("history", [])}
+        if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
+            raise LeaseLost("heartbeat refused")
+        with contextlib.suppress(Exception):  # best effort: the retry overwrites it
+            storage.delete(self.location.uri)
+        with contextlib.suppress(Exception):  # staged parts of the upload: not resumed
+            storage.discard_upload(self.location, upload_state)
+        raise StorageError(message, retryable=True)
 
     def _already_visible(self) -> tuple[int, str] | None:
         """After a crash between making the object visible and completing the job:
-        the object is there with the checkpointed size; hash it."""
+        the object is there with the checkpointed size (and SHA-256, when the crash
+        came after it was checkpointed); hash it."""
         try:
             if not storage.exists(self.location.uri):
                 return None
             size, digest = storage.hash_object(self.location)
         except (CannotResume, StorageError):
             return None
-        return (size, digest) if size == self.state["bytes"] else None
+        if size != self.state["bytes"] or digest != self.state.get("sha256", digest):
+            return None
+        return size, digest
 
     def _complete(self, size: int, sha256: str) -> Outcome:
         result = {"uri": self.location.uri, "rows": self.state["rows"], "bytes": size,

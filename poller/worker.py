@@ -136,16 +136,29 @@ class Worker:
         rows = db.rows(self._control, queries.EXPORT_CLAIM, {
             "worker": self.name, "lease": f"{self.lease} seconds", "limit": free})
         for row in rows:
-            self._start(int(row["id"]))
+            self._start(int(row["id"]), str(row["worker"]))
         return len(rows)
 
-    def _start(self, job_id: int) -> None:
+    def _start(self, job_id: int, identity: str) -> None:
+        """Run the job claimed as ``identity`` (the worker's name plus the claim's own
+        token: the fence of every call the exporter makes) in a thread.
+
+        After a pause longer than the lease (a stopped process, a long GC) this loop
+        can claim back a job one of its own threads still runs: that claim rescued
+        the job and gave it a new identity, so the old thread is fenced off at its
+        next heartbeat and stops. The new attempt waits for the old thread to end
+        (keeping its own lease alive) before it resumes from the checkpoint: one
+        process never runs a job twice at once."""
         self.on_event(f"job {job_id} export started")
+        with self._lock:
+            previous = self._running.get(job_id)
+        if previous is not None and not previous.is_alive():
+            previous = None
 
         def work() -> None:
             try:
-                outcome = Exporter(self.dsn, job_id, self.name, self.storage_uri,
-                                   stop=self.stop).run()
+                outcome = Exporter(self.dsn, job_id, identity, self.storage_uri,
+                                   stop=self.stop, after=previous).run()
             except BaseException as exc:  # noqa: BLE001 - never kill the worker
                 log.exception("job %s: worker thread crashed", job_id)
                 outcome = Outcome(job_id, "lost", error=str(exc))
@@ -154,7 +167,8 @@ class Worker:
             self.on_event(_describe(outcome))
             self._wake.set()
 
-        thread = threading.Thread(target=work, name=f"pgjobs-export-{job_id}", daemon=True)
+        thread = threading.Thread(target=work, name=f"pgjobs-export-{job_id}-{identity}",
+                                  daemon=True)
         with self._lock:
             self._running[job_id] = thread
         thread.start()

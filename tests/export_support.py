@@ -106,10 +106,10 @@ def run_export(dsn: str, job_id: int, storage_uri: str, worker: str | None = Non
     """Claim job_id and run it in this process."""
     worker = worker or f"test-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        claimed = conn.execute("SELECT id FROM pgjobs.claim_export(%s, %s, %s::interval)",
+        claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, %s::interval)",
                                (job_id, worker, lease)).fetchall()
-    assert claimed == [(job_id,)], f"job {job_id} was not claimable"
-    return Exporter(dsn, job_id, worker, storage_uri).run()
+    assert [r[0] for r in claimed] == [job_id], f"job {job_id} was not claimable"
+    return Exporter(dsn, job_id, claimed[0][1], storage_uri).run()
 
 
 def object_bytes(result: dict[str, Any]) -> bytes:

@@ -68,3 +68,15 @@ def drain_notifies(conn: psycopg.Connection[Any], timeout: float = 1.0,
             if until is not None and until(events[-1]):
                 return events
     return events
+
+
+def who(conn: psycopg.Connection[Any], job_id: int, name: str) -> str:
+    """The identity of the claim of job_id made under worker name `name` (the job
+    row's `worker`, name#token, when its latest claim was by `name`), else `name`
+    itself: the bare name of a caller that never learnt the identity, which every
+    fenced call refuses."""
+    row = conn.execute("SELECT worker FROM pgjobs.jobs WHERE id = %s", (job_id,)).fetchone()
+    worker = row[0] if row else None
+    if worker is not None and str(worker).rsplit("#", 1)[0] == name:
+        return str(worker)
+    return name

@@ -36,6 +36,7 @@ _SERVER_SETTINGS = {
     "cron.use_background_workers": "on",
     "max_worker_processes": "32",
     "max_connections": "200",
+    "max_prepared_transactions": "10",
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",

@@ -166,10 +166,13 @@ def run_pages(conn: Conn, job_id: int, worker: str = "w",
               each: Callable[[str], None] | None = None) -> list[str]:
     """Claim job_id and drive its pages one call (one transaction) at a time,
     calling each(state) after every page; returns the states."""
-    conn.execute("SELECT pgjobs._claim_id(%s, %s)", (job_id, worker))
+    claimed = conn.execute("SELECT (pgjobs._claim_id(%s, %s)).worker",
+                           (job_id, worker)).fetchone()
+    assert claimed is not None
+    identity = claimed[0]  # the claim's own identity, worker#token: the fence
     states: list[str] = []
     while True:
-        row = conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, worker)).fetchone()
+        row = conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, identity)).fetchone()
         assert row is not None
         states.append(row[0])
         if each is not None:

@@ -25,7 +25,7 @@ from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
 from tests.conftest import admin_execute, with_database
-from tests.helpers import claim, job, make_target, scalar, submit
+from tests.helpers import claim, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 
@@ -139,14 +139,16 @@ def test_status_exit_codes_and_json(cli: Callable[..., Result], conn: Conn, item
 
     assert claim(conn, "w1") == [queued]
     assert cli("status", str(queued)).exit_code == 3  # running
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'w1', '{\"rows\": 2}')", (queued,))
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s, '{\"rows\": 2}')",
+                  (queued, who(conn, queued, 'w1')))
     done = cli("status", "--json", str(queued))
     assert done.exit_code == 0
     assert json.loads(done.stdout)["result"] == {"rows": 2}
 
     failing = submit(conn)
     assert claim(conn, "w2") == [failing]
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'w2', 'boom', false)", (failing,))
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'boom', false)",
+                  (failing, who(conn, failing, 'w2')))
     failed = cli("status", str(failing))
     assert failed.exit_code == 1
     assert "error: boom" in failed.stdout
@@ -187,7 +189,7 @@ def test_cancel_queued_running_and_finished(cli: Callable[..., Result], conn: Co
     result = cli("cancel", str(running))
     assert result.stdout.strip() == f"job {running}: cancel requested"
     assert job(conn, running)["cancel_requested_at"] is not None
-    assert not scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w')", (running,))
+    assert not scalar(conn, "SELECT pgjobs.heartbeat(%s, %s)", (running, who(conn, running, 'w')))
 
     again = cli("cancel", str(queued))
     assert again.exit_code == 0
@@ -281,8 +283,8 @@ def test_watch_piped_follows_a_job_to_its_end(dsn: str, conn: Conn, items: str) 
         # event can be missed.
         wait_for_backend(conn, "pgjobs watch", "%FROM pgjobs.jobs%")
         assert claim(conn, "w") == [job_id]
-        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', 3)", (job_id,))
-        assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,))
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 3)", (job_id, who(conn, job_id, 'w')))
+        assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
         out, err = watcher.communicate(timeout=30)
     finally:
         if watcher.poll() is None:

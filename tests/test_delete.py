@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from psycopg import errors
 
 from pgjobs.cli.main import main
-from tests.helpers import expire_lease, job, scalar
+from tests.helpers import expire_lease, job, scalar, who
 from tests.targets import (
     Conn,
     Row,
@@ -144,7 +144,7 @@ def test_upper_bound_follows_key_order_not_text_order(conn: Conn) -> None:
 def test_large_scope_total_is_estimated_then_exact(conn: Conn) -> None:
     """From 100000 rows on, total starts as a block-sample estimate (marked in
     the checkpoint), never trails done, and equals done at the end."""
-    conn.execute("CREATE TABLE big (id bigint, table_id int NOT NULL, "
+    conn.execute("CREATE TABLE big (id bigint NOT NULL, table_id int NOT NULL, "
                  "created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')")
     conn.execute("INSERT INTO big (id, table_id) SELECT g, 1 + g % 2 FROM "
                  "generate_series(1, 220000) g")
@@ -156,11 +156,13 @@ def test_large_scope_total_is_estimated_then_exact(conn: Conn) -> None:
     job_id = scalar(conn, "SELECT pgjobs.submit_delete('big', '1', '{}', '{}', "
                           "'{\"page_size\": 40000}')")
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     first = job(conn, job_id)
     assert first["checkpoint"]["total_estimated"] is True
     assert first["total"] is not None
-    while scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more":
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                 (job_id, who(conn, job_id, 'w'))) == "more":
         page = job(conn, job_id)
         assert page["total"] >= page["done"]
         assert page["checkpoint"]["total_estimated"] is True
@@ -176,21 +178,24 @@ def test_large_scope_total_is_estimated_then_exact(conn: Conn) -> None:
 def test_first_call_counts_then_pages_advance_the_cursor(conn: Conn, target: Target) -> None:
     job_id = submit_delete(conn, target, "2", options={"page_size": 50})
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     counted = job(conn, job_id)
     expected = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2 "
                             "AND created_at <= %s", (counted["cutoff"],))
     assert counted["total"] == expected
     assert counted["done"] == 0
     assert counted["checkpoint"]["after"] is None
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     page = job(conn, job_id)
     assert page["checkpoint"]["pages"] == 1
     assert 0 < page["done"] <= 50
     assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2 AND id <= %s",
                   (int(page["checkpoint"]["after"]),)) == 50 - page["done"]
     # Another worker is fenced off: nothing changes.
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'intruder')", (job_id,)) == "lost"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'intruder'))) == "lost"
     assert job(conn, job_id)["checkpoint"] == page["checkpoint"]
 
 
@@ -248,12 +253,14 @@ def test_lock_wait_retries_the_page_instead_of_failing(conn: Conn, make_conn: Ma
                                                        target: Target) -> None:
     job_id = submit_delete(conn, target, "1", options={"page_size": 10})
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     holder = make_conn(autocommit=False)
     first = scalar(holder, "SELECT min(id) FROM user_table_rows WHERE table_id = 1")
     holder.execute("SELECT 1 FROM user_table_rows WHERE id = %s FOR UPDATE", (first,))
 
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "retry"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "retry"
     waiting = job(conn, job_id)
     assert waiting["status"] == "running"
     assert waiting["done"] == 0
@@ -262,7 +269,8 @@ def test_lock_wait_retries_the_page_instead_of_failing(conn: Conn, make_conn: Ma
     assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE id = %s", (first,)) == 1
 
     holder.rollback()
-    assert scalar(conn, "SELECT pgjobs._run_page(%s, 'w')", (job_id,)) == "more"
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "more"
     assert "lock_waits" not in job(conn, job_id)["checkpoint"]
     run_pages_rest(conn, job_id)
     assert job(conn, job_id)["status"] == "succeeded"
@@ -270,7 +278,8 @@ def test_lock_wait_retries_the_page_instead_of_failing(conn: Conn, make_conn: Ma
 
 
 def run_pages_rest(conn: Conn, job_id: int, worker: str = "w") -> None:
-    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) in ("more", "retry"):
+    identity = who(conn, job_id, worker)
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, identity)) in ("more", "retry"):
         pass
 
 

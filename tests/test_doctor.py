@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.helpers import claim, expire_lease, job, make_target, scalar, submit
+from tests.helpers import claim, expire_lease, job, make_target, scalar, submit, who
 from tests.targets import make_rows_target
 
 Conn = psycopg.Connection[Any]
@@ -290,7 +290,8 @@ def test_running_job_without_heartbeat_is_taken_back(conn: Conn) -> None:
     assert_ok(finding(conn, "jobs.heartbeats"))
     assert job(conn, job_id)["status"] == "queued"
     # The hung worker is fenced off.
-    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'hung-worker')", (job_id,)) is False
+    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s)",
+                  (job_id, who(conn, job_id, 'hung-worker'))) is False
 
 
 def test_old_pending_storage_deletions(conn: Conn) -> None:

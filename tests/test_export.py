@@ -128,20 +128,19 @@ def test_empty_scope_gives_a_header_only_or_an_empty_object(
 
 
 def test_text_and_uuid_keys(conn: Conn, dsn: str, local_dir: str) -> None:
-    conn.execute("CREATE TABLE t (k text, s text NOT NULL, c timestamptz NOT NULL "
+    conn.execute("CREATE TABLE t (k text NOT NULL, s text NOT NULL, c timestamptz NOT NULL "
                  "DEFAULT now() - interval '1 minute', v text)")
     conn.execute("CREATE INDEX ON t (s, k)")
     conn.execute("SELECT pgjobs.register_target('t', 'k', 's', 'c')")
     conn.execute("INSERT INTO t (k, s, v) SELECT 'k' || g || E'\\'\"', 'a b', g::text "
                  "FROM generate_series(1, 55) g")
-    conn.execute("INSERT INTO t (k, s, v) VALUES (NULL, 'a b', 'null key')")
     job_id = submit_export(conn, "a b", {}, {"chunk_rows": 4, "part_size": 1024}, target="t")
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.result is not None
     assert outcome.result["uri"].endswith(f"/t/a_b/{job_id}.csv")
-    # Rows with a NULL key cannot be reached by a keyset walk: documented.
+    # (A key column must be NOT NULL: tests/test_trust_keys.py.)
     assert content(outcome.result) == plain_copy(
-        conn, "SELECT * FROM t WHERE s = 'a b' AND k IS NOT NULL ORDER BY k")
+        conn, "SELECT * FROM t WHERE s = 'a b' ORDER BY k")
 
 
 # --- bad inputs ------------------------------------------------------------------
@@ -161,7 +160,7 @@ def test_text_and_uuid_keys(conn: Conn, dsn: str, local_dir: str) -> None:
 ])
 def test_bad_options_raise_22023_before_anything_is_written(
         conn: Conn, options: dict[str, Any], needle: str) -> None:
-    conn.execute("CREATE TABLE plain (id bigint, tenant int, created_at timestamptz)")
+    conn.execute("CREATE TABLE plain (id bigint NOT NULL, tenant int, created_at timestamptz)")
     conn.execute("CREATE INDEX ON plain (tenant, id)")
     conn.execute("SELECT pgjobs.register_target('plain', 'id', 'tenant', 'created_at')")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=needle):

@@ -39,6 +39,7 @@ from tests.export_support import (
     submit_export,
     wait_for,
 )
+from tests.helpers import scalar
 
 Conn = psycopg.Connection[Any]
 # ~1 KB parts of one 5-row chunk each: 60 parts for tenant 1's 300 rows.
@@ -144,8 +145,9 @@ def test_crash_between_visible_object_and_complete(
         conn: Conn, dsn: str, case: tuple[str, dict[str, Any]]) -> None:
     destination, options = case
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
-    conn.execute("SELECT pgjobs.claim_export(%s, 'crasher', '1 second')", (job_id,))
-    _CrashAfterVisible(dsn, job_id, "crasher", destination).run()
+    crasher = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'crasher', '1 second')",
+                     (job_id,))
+    _CrashAfterVisible(dsn, job_id, crasher, destination).run()
     uri = job_row(conn, job_id)["checkpoint"]["uri"]
     visible = storage.read(uri)
     wait_lease_expired(conn, job_id)
@@ -160,9 +162,10 @@ def test_a_stale_worker_cannot_complete_or_overwrite(
         conn: Conn, dsn: str, items: None, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     expected, _ = uninterrupted(conn, dsn, bucket, {})
     job_id = submit_export(conn, "1", {}, MANY_PARTS)
-    conn.execute("SELECT pgjobs.claim_export(%s, 'stale', '30 seconds')", (job_id,))
+    stale_identity = scalar(
+        conn, "SELECT worker FROM pgjobs.claim_export(%s, 'stale', '30 seconds')", (job_id,))
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
-    stale = Exporter(dsn, job_id, "stale", bucket)
+    stale = Exporter(dsn, job_id, stale_identity, bucket)
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(stale.run()))
     thread.start()
@@ -172,19 +175,21 @@ def test_a_stale_worker_cannot_complete_or_overwrite(
                  "WHERE id = %s", (job_id,))
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "")
     with psycopg.connect(dsn, autocommit=True) as other:
-        claimed = other.execute("SELECT id FROM pgjobs.claim(ARRAY['export'], 'fresh')")
-        assert claimed.fetchall() == [(job_id,)]
-    fresh = Exporter(dsn, job_id, "fresh", bucket).run()
+        claimed = other.execute("SELECT id, worker FROM pgjobs.claim(ARRAY['export'], 'fresh')")
+        rows = claimed.fetchall()
+        assert [r[0] for r in rows] == [job_id]
+    fresh = Exporter(dsn, job_id, rows[0][1], bucket).run()
     thread.join(timeout=30)
     assert fresh.status == "succeeded"
     assert box and box[0].status == "lost"
     job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["worker"] == "fresh"
+    assert job["status"] == "succeeded" and job["worker"] == rows[0][1]
     assert object_bytes(job["result"]) == expected
     # Late calls of the stale worker change nothing.
     with db.connect(dsn) as late:
-        assert not db.complete(late, job_id, "stale", {"uri": "bogus"})
-        assert not db.heartbeat(late, job_id, "stale", 1, {"bogus": True})
+        for late_worker in (stale_identity, "stale", "fresh"):
+            assert not db.complete(late, job_id, late_worker, {"uri": "bogus"})
+            assert not db.heartbeat(late, job_id, late_worker, 1, {"bogus": True})
     assert job_row(conn, job_id)["result"] == job["result"]
     assert leftovers(bucket, {job["result"]["uri"], *_other_objects(conn, job_id)}) == []
 

@@ -38,7 +38,7 @@ REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
 @pytest.fixture
 def big(conn: Conn) -> None:
     """About 17 MB in tenant 1 (~20 KB rows): four parts of 5 MiB."""
-    conn.execute("CREATE TABLE big (id int, tenant int, created_at timestamptz NOT NULL "
+    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
                  "DEFAULT now() - interval '1 minute', body text)")
     conn.execute("CREATE INDEX ON big (tenant, id)")
     conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
@@ -98,7 +98,7 @@ def test_native_multipart_resumes_the_same_upload_after_sigkill(
 
 def test_sweep_aborts_multipart_uploads_of_ended_jobs(
         conn: Conn, dsn: str, bucket: str) -> None:
-    conn.execute("CREATE TABLE big (id int, tenant int, created_at timestamptz NOT NULL)")
+    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL)")
     conn.execute("CREATE INDEX ON big (tenant, id)")
     conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
     ended = submit_export(conn, "1", {}, NATIVE, target="big")

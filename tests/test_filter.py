@@ -313,7 +313,7 @@ def test_limits_are_inclusive(conn: psycopg.Connection[Any]) -> None:
 
 
 def test_unknown_field_without_document(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("CREATE TABLE plain (id bigint, scope int, created_at timestamptz)")
+    conn.execute("CREATE TABLE plain (id bigint NOT NULL, scope int, created_at timestamptz)")
     conn.execute("CREATE INDEX ON plain (scope, id)")
     conn.execute("SELECT pgjobs.register_target('plain', 'id', 'scope', 'created_at')")
     assert compile_filter(conn, {"id": {"$gte": 3}}, "plain") == "(id >= '3'::bigint)"

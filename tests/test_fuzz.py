@@ -33,7 +33,7 @@ from psycopg import errors
 
 from pgjobs.cli.main import main
 from tests.filter_reference import matches
-from tests.helpers import scalar
+from tests.helpers import scalar, who
 from tests.targets import Target, make_rows_target, seed
 
 Conn = psycopg.Connection[Any]
@@ -310,7 +310,8 @@ def test_valid_deletes_match_the_reference(conn: Conn, world: dict[str, Target])
                           (str(scope),)) == len(in_scope - doomed)
             conn.execute("SELECT pgjobs._claim_id(%s, 'fuzz')", (job_id,))
             for _ in range(1000):
-                state = scalar(conn, "SELECT pgjobs._run_page(%s, 'fuzz')", (job_id,))
+                state = scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                               (job_id, who(conn, job_id, 'fuzz')))
                 if state not in ("more", "retry"):
                     break
             assert state == "done", state

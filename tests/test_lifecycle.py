@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, expire_lease, job, make_target, scalar, submit
+from tests.helpers import claim, expire_lease, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 
@@ -34,25 +34,27 @@ def test_submit_claim_heartbeat_complete(conn: Conn, target: str) -> None:
     assert claim(conn, "w1") == [job_id]
     running = job(conn, job_id)
     assert running["status"] == "running"
-    assert running["worker"] == "w1"
+    assert running["worker"].startswith("w1#")  # the claim's own identity
     assert running["attempts"] == 1
     assert running["started_at"] is not None
     assert running["lease_expires_at"] > running["started_at"]
 
-    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w1', 10, '{\"after\": 5}')", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 10, '{\"after\": 5}')",
+                  (job_id, running["worker"]))
     beat = job(conn, job_id)
     assert beat["done"] == 10
     assert beat["checkpoint"] == {"after": 5}
 
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'w1', '{\"rows\": 10}')", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s, '{\"rows\": 10}')",
+                  (job_id, running["worker"]))
     done = job(conn, job_id)
     assert done["status"] == "succeeded"
     assert done["result"] == {"rows": 10}
     assert done["finished_at"] is not None
     assert done["lease_expires_at"] is None
     # Finished: no second completion, no heartbeat.
-    assert not scalar(conn, "SELECT pgjobs.complete(%s, 'w1')", (job_id,))
-    assert not scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w1')", (job_id,))
+    assert not scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w1')))
+    assert not scalar(conn, "SELECT pgjobs.heartbeat(%s, %s)", (job_id, who(conn, job_id, 'w1')))
 
 
 def test_claim_orders_by_priority_then_age_and_respects_run_at(conn: Conn, target: str) -> None:
@@ -76,7 +78,8 @@ def test_retry_with_backoff_then_failed(conn: Conn, target: str) -> None:
     job_id = submit(conn, options={"max_attempts": 3})
     for attempt in (1, 2):
         assert claim(conn, "w") == [job_id]
-        assert scalar(conn, "SELECT pgjobs.fail(%s, 'w', 'boom ' || %s)", (job_id, attempt))
+        assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'boom ' || %s)",
+                      (job_id, who(conn, job_id, 'w'), attempt))
         row = job(conn, job_id)
         assert row["status"] == "queued"
         assert row["error"] == f"boom {attempt}"
@@ -88,7 +91,7 @@ def test_retry_with_backoff_then_failed(conn: Conn, target: str) -> None:
         assert claim(conn, "w") == []  # not before run_at
         conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     assert claim(conn, "w") == [job_id]
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'w', 'final')", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'final')", (job_id, who(conn, job_id, 'w')))
     row = job(conn, job_id)
     assert row["status"] == "failed"
     assert row["error"] == "final"
@@ -99,7 +102,8 @@ def test_retry_with_backoff_then_failed(conn: Conn, target: str) -> None:
 def test_non_retryable_failure_ends_at_once(conn: Conn, target: str) -> None:
     job_id = submit(conn)
     claim(conn, "w")
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'w', 'bad input', false)", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'bad input', false)",
+                  (job_id, who(conn, job_id, 'w')))
     row = job(conn, job_id)
     assert (row["status"], row["error"], row["attempts"]) == ("failed", "bad input", 1)
 
@@ -114,7 +118,8 @@ def test_cancel_queued_running_finished_and_unknown(conn: Conn, target: str) -> 
     assert claim(conn, "w") == [running]
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (running,)) is True
     assert job(conn, running)["status"] == "running"  # owner stops at its next heartbeat
-    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', 7)", (running,)) is False
+    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 7)",
+                  (running, who(conn, running, 'w'))) is False
     row = job(conn, running)
     assert (row["status"], row["done"]) == ("canceled", 7)
 
@@ -137,39 +142,44 @@ def test_cancel_of_a_dead_workers_job_ends_it_at_rescue(conn: Conn, target: str)
 def test_release_returns_the_job_without_counting_an_attempt(conn: Conn, target: str) -> None:
     job_id = submit(conn)
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.heartbeat(%s, 'w', 5, '{\"after\": 5}')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs.release(%s, 'w')", (job_id,))
+    conn.execute("SELECT pgjobs.heartbeat(%s, %s, 5, '{\"after\": 5}')",
+                 (job_id, who(conn, job_id, 'w')))
+    assert scalar(conn, "SELECT pgjobs.release(%s, %s)", (job_id, who(conn, job_id, 'w')))
     row = job(conn, job_id)
     assert (row["status"], row["attempts"], row["checkpoint"]) == ("queued", 0, {"after": 5})
     assert claim(conn, "w2") == [job_id]
-    assert not scalar(conn, "SELECT pgjobs.release(%s, 'w')", (job_id,))  # fenced
+    assert not scalar(conn, "SELECT pgjobs.release(%s, %s)",
+                      (job_id, who(conn, job_id, 'w')))  # fenced
 
 
 def test_fencing_a_rescued_worker_changes_nothing(conn: Conn, target: str) -> None:
     job_id = submit(conn)
     assert claim(conn, "stale") == [job_id]
+    stale = job(conn, job_id)["worker"]
     expire_lease(conn, job_id)
     # Expired but not yet rescued: the stale worker is already fenced off.
-    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'stale', 1)", (job_id,)) is False
+    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 1)", (job_id, stale)) is False
     summary = scalar(conn, "SELECT pgjobs.prune()")
     assert summary["rescued"]["retried"] == 1
     assert job(conn, job_id)["status"] == "queued"
     assert claim(conn, "fresh") == [job_id]
-    conn.execute("SELECT pgjobs.heartbeat(%s, 'fresh', 42, '{\"k\": 1}')", (job_id,))
+    fresh = job(conn, job_id)["worker"]
+    conn.execute("SELECT pgjobs.heartbeat(%s, %s, 42, '{\"k\": 1}')", (job_id, fresh))
     before = job(conn, job_id)
 
-    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'stale', 99, '{\"k\": 2}')", (job_id,)) \
-        is False
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'stale', '{\"rows\": 1}')", (job_id,)) \
-        is False
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'stale', 'x')", (job_id,)) is False
-    assert scalar(conn, "SELECT pgjobs.release(%s, 'stale')", (job_id,)) is False
+    for who_ in (stale, "stale", "fresh"):  # the stale identity, and bare names
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 99, '{\"k\": 2}')",
+                      (job_id, who_)) is False
+        assert scalar(conn, "SELECT pgjobs.complete(%s, %s, '{\"rows\": 1}')",
+                      (job_id, who_)) is False
+        assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'x')", (job_id, who_)) is False
+        assert scalar(conn, "SELECT pgjobs.release(%s, %s)", (job_id, who_)) is False
     after = job(conn, job_id)
     for key in ("status", "worker", "done", "checkpoint", "attempts", "result", "error",
                 "updated_at"):
         assert after[key] == before[key], key
-    assert after["worker"] == "fresh"
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'fresh')", (job_id,)) is True
+    assert after["worker"] == fresh and fresh.startswith("fresh#")
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, fresh)) is True
 
 
 def test_expired_lease_with_attempts_used_up_fails(conn: Conn, target: str) -> None:
@@ -207,7 +217,8 @@ def test_eight_workers_claim_a_thousand_jobs_exactly_once(
             if not ids:
                 return
             for job_id in ids:
-                assert scalar(c, "SELECT pgjobs.complete(%s, %s)", (job_id, f"w{n}"))
+                assert scalar(c, "SELECT pgjobs.complete(%s, %s)",
+                              (job_id, who(c, job_id, f"w{n}")))
             claimed[n].extend(ids)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
@@ -247,7 +258,7 @@ def test_gate_one_writer_per_scope_exports_never_held(
     assert claim(w2, "w2", kinds=["import"], limit=10) == [b1]
     assert claim(w2, "w2", kinds=["import"]) == []
     assert claim(w2, "w2", kinds=["custom"]) == [other_kind]
-    assert scalar(w1, "SELECT pgjobs.complete(%s, 'w1')", (a1,))
+    assert scalar(w1, "SELECT pgjobs.complete(%s, %s)", (a1, who(w1, a1, 'w1')))
     assert claim(w2, "w2", kinds=["import"]) == [a2]
 
 
@@ -268,7 +279,7 @@ def test_writers_of_a_scope_run_in_submission_order_even_after_a_retry(
     a1 = submit(conn, kind="import", scope="A")
     a2 = submit(conn, kind="import", scope="A", options={"priority": 50})
     assert claim(conn, "w", kinds=["import"]) == [a1]
-    conn.execute("SELECT pgjobs.fail(%s, 'w', 'transient')", (a1,))
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'transient')", (a1, who(conn, a1, 'w')))
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (a1,))
     assert claim(conn, "w", kinds=["import"], limit=5) == [a1]
     assert job(conn, a2)["status"] == "queued"
@@ -335,10 +346,10 @@ def test_prune_deletes_old_finished_jobs_and_queues_export_objects(
         conn: Conn, target: str) -> None:
     old = submit(conn)
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.complete(%s, 'w')", (old,))
+    conn.execute("SELECT pgjobs.complete(%s, %s)", (old, who(conn, old, 'w')))
     recent = submit(conn)
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.complete(%s, 'w')", (recent,))
+    conn.execute("SELECT pgjobs.complete(%s, %s)", (recent, who(conn, recent, 'w')))
     queued = submit(conn)
     # An old finished export with an object in storage.
     conn.execute("""
@@ -377,5 +388,5 @@ def test_a_jobs_lease_option_wins_over_the_workers_default(conn: Conn, target: s
     seconds = scalar(conn, "SELECT extract(epoch FROM lease_expires_at - now()) FROM pgjobs.jobs "
                      "WHERE id = %s", (job_id,))
     assert 290 <= seconds <= 300
-    conn.execute("SELECT pgjobs.heartbeat(%s, 'w')", (job_id,))
+    conn.execute("SELECT pgjobs.heartbeat(%s, %s)", (job_id, who(conn, job_id, 'w')))
     assert job(conn, job_id)["lease"].total_seconds() == 300

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import job, scalar
+from tests.helpers import job, scalar, who
 from tests.targets import (
     Conn,
     Row,
@@ -163,9 +163,10 @@ def test_failed_delete_releases_the_remaining_rows(conn: Conn, target: Target) -
     job_id = submit_delete(conn, target, "1", options={"page_size": 50, "max_attempts": 1})
     total_before = visible_count(conn, target, "1")
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    conn.execute("SELECT pgjobs._run_page(%s, 'w')", (job_id,))
-    conn.execute("SELECT pgjobs._run_page(%s, 'w')", (job_id,))
-    assert scalar(conn, "SELECT pgjobs.fail(%s, 'w', 'operator gave up', false)", (job_id,))
+    conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, who(conn, job_id, 'w')))
+    conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, who(conn, job_id, 'w')))
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'operator gave up', false)",
+                  (job_id, who(conn, job_id, 'w')))
     assert job(conn, job_id)["status"] == "failed"
     remaining = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1")
     assert visible_count(conn, target, "1") == remaining > total_before

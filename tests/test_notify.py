@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from tests.helpers import claim, drain_notifies, make_target, scalar, submit
+from tests.helpers import claim, drain_notifies, make_target, scalar, submit, who
 from tests.targets import make_rows_target, run_job, run_pages, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
@@ -33,11 +33,11 @@ def test_event_sequence_and_payload_shape(conn: Conn, make_conn: Callable[..., C
     full.execute(f"LISTEN {job_channel(conn, 'items', 'tenant-7')}")
     job_id = submit(conn, scope="tenant-7")
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.heartbeat(%s, 'w', 5)", (job_id,))
-    conn.execute("SELECT pgjobs.fail(%s, 'w', 'flaky')", (job_id,))
+    conn.execute("SELECT pgjobs.heartbeat(%s, %s, 5)", (job_id, who(conn, job_id, 'w')))
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'flaky')", (job_id, who(conn, job_id, 'w')))
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.complete(%s, 'w')", (job_id,))
+    conn.execute("SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
     events = drain_notifies(listener, until=lambda e: e["event"] == "succeeded")
     assert [e["event"] for e in events] == [
         "submitted", "started", "progress", "retrying", "started", "succeeded"]
@@ -62,7 +62,7 @@ def test_failed_and_canceled_events(conn: Conn, make_conn: Callable[..., Conn]) 
     listener.execute("LISTEN pgjobs")
     a = submit(conn)
     claim(conn, "w")
-    conn.execute("SELECT pgjobs.fail(%s, 'w', 'no', false)", (a,))
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'no', false)", (a, who(conn, a, 'w')))
     b = submit(conn)
     conn.execute("SELECT pgjobs.cancel(%s)", (b,))
     events = [(e["id"], e["event"]) for e in drain_notifies(listener, timeout=0.5)]
@@ -90,8 +90,9 @@ def test_progress_events_are_throttled(conn: Conn, make_conn: Callable[..., Conn
     claim(conn, "w")
     listener.execute("LISTEN pgjobs")
     for done in range(1, 201):
-        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', %s)", (job_id, done))
-    conn.execute("SELECT pgjobs.complete(%s, 'w')", (job_id,))
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, %s)",
+                      (job_id, who(conn, job_id, 'w'), done))
+    conn.execute("SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
     events = drain_notifies(listener, until=lambda e: e["event"] == "succeeded")
     progress = [e for e in events if e["event"] == "progress"]
     # 200 heartbeats in well under a second or two: a handful of events at most.
@@ -109,8 +110,9 @@ def test_a_stuck_listener_never_fails_a_job(conn: Conn, make_conn: Callable[...,
     job_id = submit(conn)
     claim(conn, "w")
     for done in range(50):
-        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', %s)", (job_id, done))
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,))
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, %s)",
+                      (job_id, who(conn, job_id, 'w'), done))
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
     stuck.rollback()
 
@@ -134,11 +136,11 @@ def _custom_job_with_pages(conn: Conn, observer: Conn) -> int:
     job_id = submit(conn)
     assert claim(conn, "w") == [job_id]
     for done in range(1, 21):
-        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, 'w', %s, %s::jsonb)",
-                      (job_id, done, json.dumps({"page": done})))
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, %s, %s::jsonb)",
+                      (job_id, who(conn, job_id, 'w'), done, json.dumps({"page": done})))
         assert observer.execute("SELECT done, checkpoint FROM pgjobs.jobs WHERE id = %s",
                                 (job_id,)).fetchone() == (done, {"page": done})
-    assert scalar(conn, "SELECT pgjobs.complete(%s, 'w')", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
     return job_id
 
 

@@ -85,7 +85,7 @@ def test_client_cannot_cancel_another_roles_job_without_the_privilege(
     "SELECT pgjobs._run_page(1, 'w')",
     "SELECT pgjobs._claim_id(1, 'w')",
     "SELECT pgjobs._notify(NULL::pgjobs.jobs, 'x')",
-    "SELECT pgjobs._require_scope('1')",
+    "SELECT pgjobs._require_scope('rows', '1')",
     "SELECT pgjobs.release(1, 'w')",
     "SELECT pgjobs.claim_export(1, 'w')",
     "SELECT * FROM pgjobs.claim_storage_deletions()",
@@ -154,8 +154,9 @@ def test_each_submit_needs_its_privilege_on_the_target(
 
 def test_client_may_not_touch_what_it_cannot_see(conn: Conn, client: str) -> None:
     """A table the client has no privilege on at all: every entry point says 42501."""
-    conn.execute("CREATE TABLE secret (id bigint, scope int NOT NULL, created_at timestamptz"
-                 " NOT NULL DEFAULT now()); CREATE INDEX ON secret (scope, id)")
+    conn.execute("CREATE TABLE secret (id bigint NOT NULL, scope int NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now()); "
+                 "CREATE INDEX ON secret (scope, id)")
     conn.execute("SELECT pgjobs.register_target('secret', 'id', 'scope', 'created_at')")
     conn.execute(f"SET ROLE {client}")
     for sql in ["SELECT pgjobs.submit_delete('secret', '1')",

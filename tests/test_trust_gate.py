@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, scalar
+from tests.helpers import claim, scalar, who
 from tests.targets import make_rows_target, run_job, seed
 
 Conn = psycopg.Connection[Any]
@@ -71,7 +71,7 @@ def test_a_due_import_holds_the_gate(conn: Conn, inserter: str) -> None:
 def test_a_writer_waiting_for_its_retry_keeps_its_place(conn: Conn, inserter: str) -> None:
     first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
     assert claim(conn, "w", ["import"]) == [first]
-    conn.execute("SELECT pgjobs.fail(%s, 'w', 'flaky')", (first,))
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'flaky')", (first, who(conn, first, "w")))
     status, run_at_future = conn.execute(
         "SELECT status, run_at > now() FROM pgjobs.jobs WHERE id = %s", (first,)).fetchone() \
         or (None, None)

@@ -3,6 +3,10 @@ RETURNS name
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The role a client call acts for. Inside a SECURITY DEFINER function
 -- current_user is the owner, but the `role` setting still holds the

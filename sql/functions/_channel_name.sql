@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The NOTIFY channel carrying the full events of the jobs of (p_target,
 -- p_scope): 'pgjobs_' and 40 hex digits of sha256(secret, target OID,

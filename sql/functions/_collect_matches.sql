@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The first call of a 'collect' delete job (pgjobs._page_strategy): finds
 -- the rows that match the job's predicate now, through the target's indexes

@@ -8,6 +8,10 @@ RETURNS text
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- One operator on a document field at p_path (object keys only: a path never
 -- indexes into arrays). Equality and $in compile to containment

@@ -9,6 +9,8 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile the condition on one field: a literal (equality) or an object of
 -- operators, ANDed. The field is a column of the target when one has that

@@ -8,6 +8,8 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_node(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile one filter object: the AND of its keys, each a field condition or
 -- a logical operator ($and, $or, $not). p_clauses counts the clauses compiled

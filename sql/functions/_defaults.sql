@@ -3,6 +3,10 @@ RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The administrator defaults in force: the built-in ones overlaid with
 -- what pgjobs.set_defaults stored (pgjobs.settings, key 'defaults').

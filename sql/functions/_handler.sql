@@ -3,6 +3,10 @@ RETURNS regprocedure
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Resolves a backfill handler: the schema-qualified name of a function
 -- (regclass, text[]) RETURNS bigint. Only superusers and members of

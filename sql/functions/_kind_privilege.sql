@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The privilege on the target that submitting (or, for anyone but the
 -- submitter and admins, canceling) a job of kind p_kind needs: what the

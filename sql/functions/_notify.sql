@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._notify(p_job pgjobs.jobs, p_event text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Sends one event about p_job: on the shared channel `pgjobs` (every role
 -- that can connect may LISTEN) only {"id", "kind", "event", "status",

@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The one check of the calling role (pgjobs._caller) before a client
 -- function acts on p_target. A client may only ask pgjobs to do what it

@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Refuses (42501) a target whose code pgjobs, running as current_user,
 -- would run with rights its authors do not have (pgjobs._untrusted_roles:

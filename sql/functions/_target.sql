@@ -3,6 +3,10 @@ RETURNS pgjobs.target_registry
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- The registration of p_target, for every function that takes a target or
 -- touches its rows or types: compile_filter, the submits, mask, visible,

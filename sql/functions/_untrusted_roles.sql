@@ -4,6 +4,10 @@ RETURNS TABLE (role_name text, reason text)
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 SET jit = off
 AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as

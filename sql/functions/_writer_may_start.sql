@@ -4,6 +4,10 @@ RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The gate: may writing job p_id of (p_target, p_scope) start now? Only
 -- when no other writing job of the scope is running or queued ahead of it,

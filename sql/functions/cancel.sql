@@ -3,6 +3,10 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Cancels job p_id. Queued: canceled at once. Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
@@ -21,7 +25,7 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
                    'after the retention period.';
     END IF;
-    PERFORM pgjobs._require_scope(v_job.scope);
+    PERFORM pgjobs._require_scope(v_job.target, v_job.scope);
     -- Whoever could have submitted the job may cancel it, and admins.
     IF NOT (pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER')
             OR pgjobs._caller() = v_job.submitted_by) THEN

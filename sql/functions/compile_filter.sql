@@ -3,6 +3,8 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile a filter (docs/filters.md) into a boolean SQL expression over the
 -- target's unqualified column names, e.g. for
@@ -32,8 +34,14 @@ BEGIN
                          'instead of listing many values.';
     END IF;
 
-    -- Column name -> SQL type, as format_type() spells it (safe to inline).
-    SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')
+    -- Column name -> the SQL type its filter values are cast to, as
+    -- format_type() spells it (safe to inline): the column's type without
+    -- its modifiers (typmod -1: 'bpchar', 'numeric', '"bit"'; never the bare
+    -- name 'character', which is char(1)). So a value compares as it would
+    -- in plain SQL (amount > '1.005'): cast to numeric(6,2) it would round
+    -- to 1.01, cast to char(8) 'acme0001x' would truncate to 'acme0001',
+    -- and the filter would cover other rows.
+    SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, -1)), '{}')
       INTO v_columns
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL)
 RETURNS TABLE (check_name text, status text, target text, detail text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Health checks of this database's pgjobs installation, one row per finding:
 -- status 'ok', 'warn' (works, but degraded or will degrade) or 'fail'

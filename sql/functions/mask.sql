@@ -4,6 +4,8 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- The read-path mask of (p_target, p_scope): a boolean SQL expression over
 -- the target's unqualified column names that is false exactly for the rows
@@ -15,10 +17,17 @@ AS $$
 -- SECURITY DEFINER for pgjobs_client; needs SELECT on the target and,
 -- when pgjobs.allowed_scopes is set, p_scope in it (42501).
 -- Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
 BEGIN
     PERFORM pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_scope);
+    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
+    IF FOUND THEN
+        p_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    END IF;
     RETURN pgjobs._mask(p_target, p_scope);
 END
 $$;

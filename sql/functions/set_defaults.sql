@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.set_defaults(p_options jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Stores administrator defaults (pgjobs.settings, key 'defaults') and
 -- returns the defaults now in force (pgjobs._defaults). Keys given are

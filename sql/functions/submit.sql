@@ -8,6 +8,8 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits a job of any kind that external workers (any language) run
 -- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have

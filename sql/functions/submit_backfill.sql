@@ -8,6 +8,8 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits a backfill: for the rows of scope p_scope matching p_filter and
 -- created at or before now (the cutoff), sets what p_set says (columns get

@@ -7,6 +7,8 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits an export of the rows of scope p_scope of p_target that match
 -- p_filter and were created at or before now (the cutoff), in key order,

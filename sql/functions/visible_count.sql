@@ -7,6 +7,8 @@ LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- How many rows of (p_target, p_scope) match p_filter and are not masked
 -- by a pending delete: the count a reader will see once the deletes end.
@@ -15,27 +17,21 @@ AS $$
 -- pgjobs.allowed_scopes is set, p_scope in it (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry := pgjobs._target(p_target);
+    v_canonical text;
     v_query text;
     v_count bigint;
 BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_scope);
-    IF p_scope IS NULL THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023
-    END IF;
-    -- The scope goes in as a typed literal, unchecked: checked only when
-    -- the count fails with a data exception (as in pgjobs.visible).
-    v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %L::%s AND (%s) AND (%s)',
-        p_target, v_reg.scope_column, p_scope, v_reg.scope_type::text,
+    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- The canonical scope (22023 for a bad one): the mask's jobs store it.
+    v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
+    v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s)',
+        p_target, v_reg.scope_column,
+        format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
         CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
-        pgjobs._mask(p_target, p_scope));
-    BEGIN
-        EXECUTE v_query INTO v_count;
-    EXCEPTION WHEN data_exception THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023 for a bad scope
-        RAISE;
-    END;
+        pgjobs._mask(p_target, v_canonical));
+    EXECUTE v_query INTO v_count;
     RETURN v_count;
 END
 $$;

@@ -1,0 +1,296 @@
+"""The runner procedures never resolve a name on the caller's search_path (issue 9,
+item 8).
+
+`pgjobs.run` and `pgjobs.run_job` COMMIT, so they cannot pin `search_path`; a
+function or operator found on the caller's path (pg_cron's, a client's) would
+run with the caller's rights, often a superuser's. They are thin shells over
+pinned functions: only schema-qualified pgjobs.* calls, qualified types,
+COMMIT and IS NULL tests. `pgjobs run` also pins its session's path; the pg_cron
+command cannot (see below) and names only pgjobs.*.
+
+Two kinds of test: a static one over every routine of the schema (procedures
+parsed: no unqualified call, operator or type; functions: search_path pinned),
+and an attack: a role with CREATE on `public` plants shadowing functions and
+operators (same signatures, and more specific overloads such as
+format(text, integer, text)) in `public` and in the caller's `pg_temp`, each
+recording a marker row and trying `ALTER ROLE ... SUPERUSER`; the engine then
+runs under hostile paths and must trigger none of them and finish its jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.helpers import scalar
+from tests.targets import make_rows_target, seed, submit_backfill, submit_delete
+
+Conn = psycopg.Connection[Any]
+
+# name, argument types, result type, what the shadow returns (the real thing, so
+# that a hijacked engine would carry on unnoticed).
+SHADOW_FUNCTIONS: list[tuple[str, str, str, str]] = [
+    ("format", "text, integer, text", "text", "pg_catalog.format($1, $2, $3)"),
+    ("format", "text, text", "text", "pg_catalog.format($1, $2)"),
+    ("format", "text, text, text", "text", "pg_catalog.format($1, $2, $3)"),
+    ("format", "text, bigint", "text", "pg_catalog.format($1, $2)"),
+    ("format", "text", "text", "pg_catalog.format($1)"),
+    ("left", "text, integer", "text", "pg_catalog.left($1, $2)"),
+    ("left", "text, bigint", "text", "pg_catalog.left($1, $2::integer)"),
+    ("md5", "text", "text", "pg_catalog.md5($1)"),
+    ("random", "", "double precision", "pg_catalog.random()"),
+    ("clock_timestamp", "", "timestamptz", "pg_catalog.clock_timestamp()"),
+    ("now", "", "timestamptz", "pg_catalog.now()"),
+    ("pg_backend_pid", "", "integer", "pg_catalog.pg_backend_pid()"),
+    ("pg_sleep", "numeric", "void", "pg_catalog.pg_sleep($1::float8)"),
+    ("pg_sleep", "double precision", "void", "pg_catalog.pg_sleep($1)"),
+    ("set_config", "text, text, boolean", "text", "pg_catalog.set_config($1, $2, $3)"),
+    ("current_setting", "text", "text", "pg_catalog.current_setting($1)"),
+    ("concat_ws", "text, text, text", "text", "pg_catalog.concat_ws($1, $2, $3)"),
+    ("gen_random_uuid", "", "uuid", "pg_catalog.gen_random_uuid()"),
+    ("substr", "text, integer, integer", "text", "pg_catalog.substr($1, $2, $3)"),
+]
+# operator, left type, right type, the real operator, result type
+SHADOW_OPERATORS: list[tuple[str, str, str, str]] = [
+    ("=", "text", "text", "boolean"),
+    ("<>", "text", "text", "boolean"),
+    ("||", "text", "text", "text"),
+    ("=", "bigint", "bigint", "boolean"),
+    ("=", "integer", "integer", "boolean"),
+    ("<>", "integer", "integer", "boolean"),
+    ("+", "integer", "integer", "integer"),
+    ("+", "bigint", "bigint", "bigint"),
+    (">=", "timestamptz", "timestamptz", "boolean"),
+    ("<", "timestamptz", "timestamptz", "boolean"),
+    ("+", "timestamptz", "interval", "timestamptz"),
+    ("<", "interval", "interval", "boolean"),
+    (">", "interval", "interval", "boolean"),
+    ("=", "text", "name", "boolean"),
+    ("=", "name", "text", "boolean"),
+]
+HOSTILE_PATHS = ["public, pg_catalog", '"$user", public', "pg_temp, public, pg_catalog"]
+
+
+def _shadow_body(what: str, returns: str) -> str:
+    """A body that records the hijack, tries to make mallory superuser (it works when
+    the caller is one), then returns the real thing."""
+    return f"""
+BEGIN
+    INSERT INTO public.hijacks (what, by_role) VALUES ({_lit(what)}, current_user);
+    BEGIN
+        EXECUTE 'ALTER ROLE mallory SUPERUSER';
+    EXCEPTION WHEN OTHERS THEN NULL;
+    END;
+    {returns}
+END"""
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def plant(conn: Conn, schema: str) -> None:
+    """Shadowing functions and operators in `schema` (created by the current role)."""
+    for n, (name, args, result, real) in enumerate(SHADOW_FUNCTIONS):
+        returns = f"PERFORM {real}; RETURN;" if result == "void" else f"RETURN {real};"
+        conn.execute(
+            f"CREATE FUNCTION {schema}.{name}({args}) RETURNS {result} LANGUAGE plpgsql "
+            f"AS $b{n}${_shadow_body(f'{schema}.{name}({args})', returns)}$b{n}$")
+    for n, (op, left, right, result) in enumerate(SHADOW_OPERATORS):
+        fn = f"{schema}.shadow_op_{n}"
+        body = _shadow_body(f"{schema}.{op}({left}, {right})",
+                            f"RETURN a OPERATOR(pg_catalog.{op}) b;")
+        conn.execute(
+            f"CREATE FUNCTION {fn}(a {left}, b {right}) RETURNS {result} LANGUAGE plpgsql "
+            f"AS $b${body}$b$")
+        conn.execute(f"CREATE OPERATOR {schema}.{op} (LEFTARG = {left}, RIGHTARG = {right}, "
+                     f"FUNCTION = {fn})")
+
+
+@pytest.fixture
+def hostile(conn: Conn) -> Callable[[], list[tuple[str, str]]]:
+    """Role mallory (CREATE on public, as on clusters before PostgreSQL 15) plants
+    shadows in public; returns a probe listing what hijacks fired."""
+    conn.execute("CREATE TABLE public.hijacks (what text, by_role text)")
+    conn.execute("GRANT INSERT ON public.hijacks TO PUBLIC")
+    exists = scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = 'mallory'")
+    if not exists:
+        conn.execute("CREATE ROLE mallory NOSUPERUSER")
+    conn.execute("ALTER ROLE mallory NOSUPERUSER")
+    conn.execute("GRANT CREATE, USAGE ON SCHEMA public TO mallory")
+    conn.execute("SET ROLE mallory")
+    plant(conn, "public")
+    conn.execute("RESET ROLE")
+
+    def probe() -> list[tuple[str, str]]:
+        return [tuple(r) for r in conn.execute("SELECT what, by_role FROM public.hijacks")]
+
+    return probe
+
+
+def _jobs(conn: Conn) -> tuple[int, int]:
+    t = make_rows_target(conn)
+    seed(conn, t)
+    delete = submit_delete(conn, t, "1", {"k": 1}, options={"page_size": 20})
+    backfill = submit_backfill(conn, t, "2", {}, {"label": "filled"}, options={"page_size": 20})
+    return delete, backfill
+
+
+def _assert_clean(conn: Conn, probe: Callable[[], list[tuple[str, str]]]) -> None:
+    conn.execute("RESET search_path")
+    assert probe() == []
+    assert scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'") is False
+
+
+def _status(conn: Conn, job_id: int) -> str:
+    return str(scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)))
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_run_and_run_job_resolve_nothing_on_a_hostile_path(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]], path: str) -> None:
+    delete, backfill = _jobs(conn)
+    plant(conn, "pg_temp")  # the calling session's own temporary schema too
+    conn.execute(f"SET search_path = {path}")
+    conn.execute("CALL pgjobs.run_job(%s)", (backfill,))
+    conn.execute("CALL pgjobs.run('30 seconds')")
+    # run_job of a finished job, and run with nothing to do, take their paths too.
+    conn.execute("CALL pgjobs.run_job(%s)", (delete,))
+    conn.execute("CALL pgjobs.run('1 second')")
+    _assert_clean(conn, hostile)
+    assert (_status(conn, delete), _status(conn, backfill)) == ("succeeded", "succeeded")
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2 "
+                        "AND label IS DISTINCT FROM 'filled' AND created_at < now()") == 0
+
+
+def test_run_budget_errors_resolve_nothing_on_a_hostile_path(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    conn.execute("SET search_path = public, pg_catalog")
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("CALL pgjobs.run('-1 second')")
+    with pytest.raises(psycopg.errors.NoDataFound):
+        conn.execute("CALL pgjobs.run_job(999999)")
+    _assert_clean(conn, hostile)
+
+
+@pytest.mark.parametrize("path", ["public,pg_catalog", "pg_temp,public,pg_catalog"])
+def test_pgjobs_run_cli_resolves_nothing_on_a_hostile_path(
+        conn: Conn, dsn: str, hostile: Callable[[], list[tuple[str, str]]], path: str) -> None:
+    delete, backfill = _jobs(conn)
+    env = dict(os.environ, PGOPTIONS=f"-c search_path={path}")
+    out = subprocess.run(
+        [sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, "run", "--budget", "20s"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    _assert_clean(conn, hostile)
+    assert (_status(conn, delete), _status(conn, backfill)) == ("succeeded", "succeeded")
+
+
+def test_the_cron_commands_are_single_qualified_statements(cron_dsn: str) -> None:
+    """pg_cron runs a command of several statements as one transaction in which a
+    CALL is not top level (its ExecuteSqlString, and libpq's implicit block), so the
+    procedure could not COMMIT: the command cannot `SET search_path` first. It is
+    one statement naming only pgjobs.* (the shell resolves nothing on the path)."""
+    with psycopg.connect(cron_dsn, autocommit=True) as cron:
+        try:
+            jobs = scalar(cron, "SELECT pgjobs.schedule()")["jobs"]
+        finally:
+            cron.execute("SELECT pgjobs.unschedule()")
+    commands = {j["name"]: j["command"] for j in jobs}
+    assert re.fullmatch(r"CALL pgjobs\.run\('[^';]*'\)", commands["pgjobs.run"])
+    assert re.fullmatch(r"SELECT pgjobs\.prune\('[^';]*'\)", commands["pgjobs.prune"])
+
+
+# --- static: every routine of the schema ---------------------------------------------
+
+_OPERATOR_CHARS = re.compile(r"[+\-*/<>=~!@#%^&|`?]")
+_KEYWORDS_HIDING_OPERATORS = {"in", "between", "like", "ilike", "similar", "distinct",
+                              "any", "all", "some", "overlaps", "case", "foreach", "for",
+                              "while", "perform", "select", "execute", "raise", "return",
+                              "if", "elsif"}
+
+
+def _code_of(body: str) -> str:
+    """The body without comments and string literals."""
+    body = re.sub(r"--[^\n]*", " ", body)
+    body = re.sub(r"/\*.*?\*/", " ", body, flags=re.S)
+    return re.sub(r"'(?:[^']|'')*'", " '' ", body)
+
+
+def shell_violations(body: str) -> list[str]:
+    """What a routine that cannot pin search_path must not contain: an unqualified
+    call, an operator outside OPERATOR(pg_catalog.x), a keyword that implies one, an
+    unqualified type in DECLARE."""
+    code = _code_of(body)
+    problems: list[str] = []
+    for m in re.finditer(r"(?<![.\w])([A-Za-z_]\w*)\s*\(", code):
+        problems.append(f"unqualified call or construct: {m.group(1)}(")
+    for m in re.finditer(r"OPERATOR\s*\(\s*([\w.]+)\s*\)", code, flags=re.I):
+        if not m.group(1).lower().startswith("pg_catalog."):
+            problems.append(f"operator not in pg_catalog: {m.group(0)}")
+    stripped = re.sub(r"OPERATOR\s*\([^)]*\)", " ", code, flags=re.I).replace(":=", " ")
+    for m in _OPERATOR_CHARS.finditer(stripped):
+        problems.append(f"operator character {m.group(0)!r} near "
+                        f"{stripped[max(0, m.start() - 20):m.end() + 20]!r}")
+    for word in re.findall(r"[A-Za-z_]\w*", stripped):
+        if word.lower() in _KEYWORDS_HIDING_OPERATORS:
+            problems.append(f"keyword {word} (implies a lookup or dynamic SQL)")
+    declare = re.search(r"\bDECLARE\b(.*?)\bBEGIN\b", code, flags=re.S | re.I)
+    if declare:
+        for line in declare.group(1).split(";"):
+            words = line.split()
+            if len(words) >= 2 and "." not in words[1]:
+                problems.append(f"unqualified type in DECLARE: {line.strip()}")
+    return problems
+
+
+def test_the_static_check_catches_the_old_bodies() -> None:
+    old = """
+DECLARE
+    v_deadline timestamptz := clock_timestamp() + p_budget;
+    v_worker text := format('run:%s', pg_catalog.pg_backend_pid());
+BEGIN
+    EXIT WHEN pg_catalog.clock_timestamp() >= v_deadline;
+    EXIT WHEN v_state NOT IN ('more', 'retry');
+    IF v_state IS DISTINCT FROM 'running' THEN RETURN; END IF;
+END"""
+    found = " ".join(shell_violations(old))
+    for expected in ("clock_timestamp(", "format(", "'>'", "'+'", "keyword IN",
+                     "keyword DISTINCT", "unqualified type in DECLARE"):
+        assert expected in found, expected
+    assert shell_violations("BEGIN x := a OPERATOR(public.=) b; END")
+    assert not shell_violations("DECLARE v pgjobs.jobs; BEGIN v := pgjobs.f(v.id, NULL); "
+                                "COMMIT; EXIT WHEN v IS NULL; END")
+
+
+def test_every_procedure_is_a_thin_shell(conn: Conn) -> None:
+    procedures = conn.execute(
+        "SELECT p.oid::regprocedure::text, p.prosrc, p.proconfig FROM pg_proc p "
+        "WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.prokind = 'p'").fetchall()
+    assert {p[0] for p in procedures} >= {"pgjobs.run(interval)", "pgjobs.run_job(bigint)"}
+    for name, body, config in procedures:
+        if config and "search_path=pg_catalog, pg_temp" in config:
+            continue  # pinned: may not COMMIT, but resolves nothing on the caller's path
+        assert shell_violations(body) == [], name
+        # Argument types were resolved at creation; they must be the catalog's.
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text, t.typnamespace::regnamespace::text FROM pg_proc p, "
+        "unnest(p.proargtypes) a JOIN pg_type t ON t.oid = a "
+        "WHERE p.pronamespace = 'pgjobs'::regnamespace").fetchall()
+    for name, schema in rows:
+        assert schema in ("pg_catalog", "pgjobs"), (name, schema)
+
+
+def test_every_function_pins_its_search_path(conn: Conn) -> None:
+    unpinned = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        "WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.prokind <> 'p' "
+        "AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)")]
+    assert unpinned == []

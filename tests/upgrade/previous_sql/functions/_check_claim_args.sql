@@ -1,0 +1,19 @@
+CREATE OR REPLACE FUNCTION pgjobs._check_claim_args(p_worker text, p_lease interval)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The arguments every claim takes: a non-empty worker name and a lease from
+-- one second to one day. Raises 22023. Locks nothing.
+BEGIN
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'worker name must not be empty' USING ERRCODE = '22023',
+            HINT = 'Use a name unique to the process, e.g. host:pid:random.';
+    END IF;
+    IF p_lease IS NULL OR p_lease < interval '1 second' OR p_lease > interval '1 day' THEN
+        RAISE EXCEPTION 'lease must be from 1 second to 1 day, not %', p_lease
+            USING ERRCODE = '22023', HINT = 'The default is 30 seconds; heartbeat well within it.';
+    END IF;
+END
+$$;

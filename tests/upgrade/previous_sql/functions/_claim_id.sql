@@ -1,0 +1,52 @@
+CREATE OR REPLACE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text,
+                                            p_lease interval DEFAULT '30 seconds')
+RETURNS pgjobs.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Claims the one job p_id for p_worker (used by run_job), with the same
+-- gate as pgjobs.claim. Returns the job row: running and owned when
+-- claimed, unchanged when it had already finished. Raises P0002 (unknown),
+-- 22023 (not a kind the database runs), 55006 (held by another worker, or
+-- a writing job of its scope must run first). Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    PERFORM pgjobs._rescue_expired();
+    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
+            HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
+    END IF;
+    IF v_job.kind NOT IN ('delete', 'backfill') THEN
+        RAISE EXCEPTION 'job % is a % job; the database runs delete and backfill jobs',
+            p_id, v_job.kind USING ERRCODE = '22023',
+            HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '
+                   'own worker via pgjobs.claim().';
+    END IF;
+    IF v_job.status IN ('succeeded', 'failed', 'canceled') THEN
+        RETURN v_job;
+    END IF;
+    IF v_job.status = 'running' THEN
+        RAISE EXCEPTION 'job % is running on worker %', p_id, v_job.worker
+            USING ERRCODE = '55006',
+            HINT = format('Wait for it, or cancel it; its lease ends at %s.',
+                          v_job.lease_expires_at);
+    END IF;
+    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope, v_job.id) THEN
+        RAISE EXCEPTION 'job % must wait: an earlier writing job of % scope % is pending',
+            p_id, v_job.target, v_job.scope USING ERRCODE = '55006',
+            HINT = 'Writing jobs of one scope run one at a time in submission order; run the '
+                   'earlier one first or wait for it.';
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET status = 'running', worker = p_worker, attempts = j.attempts + 1,
+           lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+           lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease), heartbeat_at = now(), run_at = now(),
+           started_at = coalesce(j.started_at, now()), updated_at = now()
+     WHERE j.id = p_id
+    RETURNING j.* INTO v_job;
+    PERFORM pgjobs._notify(v_job, 'started');
+    RETURN v_job;
+END
+$$;

@@ -1,0 +1,115 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_filter_column_op(
+    p_ref   text,
+    p_type  text,
+    p_field text,
+    p_op    text,
+    p_value jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- One operator on a column: p_ref is the SQL for the column (or a typed NULL
+-- when the caller test-evaluates), p_type its type as format_type() spells it.
+-- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
+-- scalars their JSON text; json/jsonb columns take the JSON text itself).
+-- Returns a parenthesised boolean expression; NULL means "not matched".
+DECLARE
+    v_is_json boolean := p_type = 'jsonb';
+    v_elem    jsonb;
+    v_lits    text[] := '{}'::text[];
+    v_has_null boolean := false;
+    v_sql     text;
+BEGIN
+    IF p_op IN ('$eq', '$ne') THEN
+        IF jsonb_typeof(p_value) = 'null' THEN
+            v_sql := format('(%s IS %sNULL)', p_ref, CASE p_op WHEN '$ne' THEN 'NOT ' ELSE '' END);
+        ELSE
+            IF jsonb_typeof(p_value) IN ('object', 'array') AND NOT v_is_json THEN
+                RAISE EXCEPTION 'operator "%" at "%" needs a scalar value for a column of type %, '
+                                'got %', p_op, p_field, p_type, left(p_value::text, 200)
+                    USING ERRCODE = '22023',
+                  HINT = 'Compare a column with one value, e.g. {"id": 5}; use $in for several.';
+            END IF;
+            -- $ne also matches NULL columns: IS DISTINCT FROM.
+            v_sql := format('(%s %s %s)', p_ref,
+                            CASE p_op WHEN '$ne' THEN 'IS DISTINCT FROM' ELSE '=' END,
+                            pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
+                                                       ELSE p_value #>> '{}' END, p_type));
+        END IF;
+
+    ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
+        IF jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
+            RAISE EXCEPTION 'operator "%" at "%" needs a string, number or boolean, got %',
+                            p_op, p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'Range operators take one string, number or boolean, e.g. {"amount": {"$gt": 10}}.';
+        END IF;
+        v_sql := format('(%s %s %s)', p_ref,
+                        CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
+                                  WHEN '$lt' THEN '<' ELSE '<=' END,
+                        pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
+                                                   ELSE p_value #>> '{}' END, p_type));
+
+    ELSIF p_op IN ('$in', '$nin') THEN
+        IF jsonb_typeof(p_value) <> 'array' THEN
+            RAISE EXCEPTION 'operator "%" at "%" needs an array, got %',
+                            p_op, p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023', HINT = format('e.g. {"%s": {"%s": [1, 2, 3]}}', p_field, p_op);
+        END IF;
+        IF jsonb_array_length(p_value) > 10000 THEN
+            RAISE EXCEPTION 'operator "%" at "%" has % values (the limit is 10000)',
+                            p_op, p_field, jsonb_array_length(p_value)
+                USING ERRCODE = '22023', HINT = 'Split the work into several jobs.';
+        END IF;
+        FOR v_elem IN SELECT x.value FROM jsonb_array_elements(p_value) x LOOP
+            IF jsonb_typeof(v_elem) = 'null' THEN
+                v_has_null := true;
+            ELSIF jsonb_typeof(v_elem) IN ('object', 'array') AND NOT v_is_json THEN
+                RAISE EXCEPTION 'operator "%" at "%" needs scalar values for a column of type %, '
+                                'got %', p_op, p_field, p_type, left(v_elem::text, 200)
+                    USING ERRCODE = '22023',
+                  HINT = 'List one value per element, e.g. {"id": {"$in": [1, 2, 3]}}.';
+            ELSE
+                v_lits := v_lits || pgjobs._typed_literal(
+                    CASE WHEN v_is_json THEN v_elem::text ELSE v_elem #>> '{}' END, p_type);
+            END IF;
+        END LOOP;
+        v_sql := CASE
+                     WHEN cardinality(v_lits) = 0 AND v_has_null THEN format('%s IS NULL', p_ref)
+                     WHEN cardinality(v_lits) = 0 THEN 'false'
+                     WHEN v_has_null THEN format('%s = ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
+                                                 array_to_string(v_lits, ', '), p_ref)
+                     ELSE format('%s = ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
+                 END;
+        v_sql := CASE p_op WHEN '$in' THEN '(' || v_sql || ')'
+                           ELSE '(NOT coalesce((' || v_sql || '), false))' END;
+
+    ELSIF p_op = '$contains' THEN
+        IF jsonb_typeof(p_value) <> 'string' THEN
+            RAISE EXCEPTION 'operator "$contains" at "%" needs a string, got %',
+                            p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"name": {"$contains": "smith"}}.';
+        END IF;
+        v_sql := format('((%s)::text ILIKE %L)', p_ref,
+                        '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
+                                               '%', '\%'), '_', '\_') || '%');
+
+    ELSIF p_op = '$exists' THEN
+        IF jsonb_typeof(p_value) <> 'boolean' THEN
+            RAISE EXCEPTION 'operator "$exists" at "%" needs true or false, got %',
+                            p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"email": {"$exists": true}}.';
+        END IF;
+        v_sql := format('(%s IS %sNULL)', p_ref,
+                        CASE WHEN (p_value #>> '{}')::boolean THEN 'NOT ' ELSE '' END);
+
+    ELSE
+        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023',
+                  HINT = 'Valid field operators: $eq $ne $gt $gte $lt $lte $in $nin $contains $exists $not.';
+    END IF;
+    RETURN v_sql;
+END
+$function$;

@@ -1,0 +1,124 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_filter_document_op(
+    p_document name,
+    p_path     text[],
+    p_field    text,
+    p_op       text,
+    p_value    jsonb)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- One operator on a document field at p_path (object keys only: a path never
+-- indexes into arrays). Equality and $in compile to containment
+-- (`doc @> '{"a":{"b":1}}'`) so a GIN (jsonb_path_ops) index serves them;
+-- objects and arrays are then checked for exact equality. Ranges compare as
+-- jsonb between values of the operand's JSON type only. Returns a
+-- parenthesised boolean expression; NULL means "not matched".
+DECLARE
+    v_ref   text := format('%I', p_document);
+    v_seg   text;
+    v_elem  jsonb;
+    v_parts text[] := '{}'::text[];
+    v_sql   text;
+    v_wrap  jsonb;
+BEGIN
+    FOREACH v_seg IN ARRAY p_path LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    v_ref := '(' || v_ref || ')';
+
+    IF p_op IN ('$eq', '$ne', '$in', '$nin') THEN
+        IF p_op IN ('$in', '$nin') THEN
+            IF jsonb_typeof(p_value) <> 'array' THEN
+                RAISE EXCEPTION 'operator "%" at "%" needs an array, got %',
+                                p_op, p_field, left(p_value::text, 200)
+                    USING ERRCODE = '22023',
+                          HINT = format('e.g. {"%s": {"%s": [1, 2, 3]}}', p_field, p_op);
+            END IF;
+            IF jsonb_array_length(p_value) > 10000 THEN
+                RAISE EXCEPTION 'operator "%" at "%" has % values (the limit is 10000)',
+                                p_op, p_field, jsonb_array_length(p_value)
+                    USING ERRCODE = '22023', HINT = 'Split the work into several jobs.';
+            END IF;
+        END IF;
+
+        FOR v_elem IN
+            SELECT p_value WHERE p_op IN ('$eq', '$ne')
+            UNION ALL
+            SELECT x.value FROM jsonb_array_elements(p_value) x WHERE p_op IN ('$in', '$nin')
+        LOOP
+            IF jsonb_typeof(v_elem) = 'null' THEN
+                -- null matches a missing field or a JSON null.
+                v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)', v_ref, v_ref);
+            ELSE
+                v_wrap := v_elem;
+                FOR v_i IN REVERSE cardinality(p_path) .. 1 LOOP
+                    v_wrap := jsonb_build_object(p_path[v_i], v_wrap);
+                END LOOP;
+                IF jsonb_typeof(v_elem) IN ('object', 'array') THEN
+                    -- Containment alone would accept supersets.
+                    v_parts := v_parts || format('(%I @> %L::jsonb AND %s = %L::jsonb)',
+                                                 p_document, v_wrap, v_ref, v_elem);
+                ELSE
+                    v_parts := v_parts || format('(%I @> %L::jsonb)', p_document, v_wrap);
+                END IF;
+            END IF;
+        END LOOP;
+
+        v_sql := CASE cardinality(v_parts)
+                     WHEN 0 THEN 'false'
+                     WHEN 1 THEN v_parts[1]
+                     ELSE '(' || array_to_string(v_parts, ' OR ') || ')'
+                 END;
+        IF p_op IN ('$ne', '$nin') THEN
+            -- Like MongoDB: a missing field is "not equal" to any value.
+            v_sql := '(NOT coalesce(' || v_sql || ', false))';
+        END IF;
+
+    ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
+        IF jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
+            RAISE EXCEPTION 'operator "%" at "%" needs a string, number or boolean, got %',
+                            p_op, p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'Range operators take one string, number or boolean, e.g. {"amount": {"$gt": 10}}.';
+        END IF;
+        -- Only values of the operand's JSON type compare (numbers with numbers,
+        -- strings with strings in the database collation, false < true).
+        v_sql := format('(jsonb_typeof(%s) = %L AND %s %s %L::jsonb)',
+                        v_ref, jsonb_typeof(p_value), v_ref,
+                        CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
+                                  WHEN '$lt' THEN '<' ELSE '<=' END,
+                        p_value);
+
+    ELSIF p_op = '$contains' THEN
+        IF jsonb_typeof(p_value) <> 'string' THEN
+            RAISE EXCEPTION 'operator "$contains" at "%" needs a string, got %',
+                            p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"name": {"$contains": "smith"}}.';
+        END IF;
+        -- Only string values match.
+        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}'') ILIKE %L)',
+                        v_ref, v_ref,
+                        '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
+                                               '%', '\%'), '_', '\_') || '%');
+
+    ELSIF p_op = '$exists' THEN
+        IF jsonb_typeof(p_value) <> 'boolean' THEN
+            RAISE EXCEPTION 'operator "$exists" at "%" needs true or false, got %',
+                            p_field, left(p_value::text, 200)
+                USING ERRCODE = '22023',
+                  HINT = 'For example {"email": {"$exists": true}}.';
+        END IF;
+        -- A field holding JSON null exists.
+        v_sql := format('(%s IS %sNULL)', v_ref,
+                        CASE WHEN (p_value #>> '{}')::boolean THEN 'NOT ' ELSE '' END);
+
+    ELSE
+        RAISE EXCEPTION 'unknown operator "%" at "%"', p_op, p_field USING ERRCODE = '22023',
+                  HINT = 'Valid field operators: $eq $ne $gt $gte $lt $lte $in $nin $contains $exists $not.';
+    END IF;
+    RETURN v_sql;
+END
+$function$;

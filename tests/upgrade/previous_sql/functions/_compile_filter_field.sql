@@ -1,0 +1,134 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
+    p_field    text,
+    p_cond     jsonb,
+    p_columns  jsonb,
+    p_document name,
+    p_depth    integer,
+    INOUT p_clauses integer,
+    OUT p_sql  text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- Compile the condition on one field: a literal (equality) or an object of
+-- operators, ANDed. The field is a column of the target when one has that
+-- exact name, else a dotted path into the document column. Column clauses are
+-- test-evaluated once on a typed NULL so a bad value or a type without the
+-- operator fails here with 22023, not later inside a job. Locks nothing.
+DECLARE
+    v_type      text;
+    v_ref       text;
+    v_path      text[];
+    v_seg       text;
+    v_is_ops    boolean;
+    v_has_ops   boolean;
+    v_has_plain boolean;
+    v_entry     record;
+    v_sub       text;
+    v_parts     text[] := '{}'::text[];
+    v_ops constant text[] := ARRAY['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin',
+                                   '$contains', '$exists', '$not'];
+    v_ops_hint constant text :=
+        'Valid field operators: $eq $ne $gt $gte $lt $lte $in $nin $contains $exists $not; '
+        'logical operators ($and $or $not) go at the level of field names.';
+BEGIN
+    IF p_depth > 16 THEN
+        RAISE EXCEPTION 'filter nests deeper than 16 levels at "%"', p_field
+            USING ERRCODE = '22023', HINT = 'Flatten the filter.';
+    END IF;
+
+    -- Resolve the field: a column first, else a path in the document.
+    IF p_columns ? p_field THEN
+        v_type := p_columns ->> p_field;
+        IF v_type = 'json' THEN
+            -- json has no equality or ordering; compare it as jsonb.
+            v_ref := format('(%I)::jsonb', p_field);
+            v_type := 'jsonb';
+        ELSE
+            v_ref := format('%I', p_field);
+        END IF;
+    ELSIF p_document IS NULL THEN
+        RAISE EXCEPTION 'unknown field "%": the target has no such column and no document column',
+                        p_field
+            USING ERRCODE = '22023',
+                  HINT = format('Columns: %s.', (SELECT string_agg(k, ', ' ORDER BY k)
+                                                   FROM jsonb_object_keys(p_columns) k));
+    ELSE
+        v_path := string_to_array(p_field, '.');
+        FOREACH v_seg IN ARRAY v_path LOOP
+            IF v_seg = '' THEN
+                RAISE EXCEPTION 'field "%" has an empty path segment', p_field
+                    USING ERRCODE = '22023',
+                          HINT = 'Nested document fields are written a.b.c, without empty parts.';
+            ELSIF left(v_seg, 1) = '$' THEN
+                RAISE EXCEPTION 'unknown operator "%" at "%"', v_seg, p_field
+                    USING ERRCODE = '22023',
+                          HINT = 'Field names must not start with $. ' || v_ops_hint;
+            END IF;
+        END LOOP;
+    END IF;
+
+    -- An object whose keys all start with $ is an operator object; an object
+    -- without any is a literal; a mix is ambiguous.
+    IF jsonb_typeof(p_cond) = 'object' THEN
+        SELECT coalesce(bool_or(left(k, 1) = '$'), false),
+               coalesce(bool_or(left(k, 1) <> '$'), false)
+          INTO v_has_ops, v_has_plain
+          FROM jsonb_object_keys(p_cond) k;
+        IF v_has_ops AND v_has_plain THEN
+            RAISE EXCEPTION 'the condition on "%" mixes operators and field names: %',
+                            p_field, left(p_cond::text, 200)
+                USING ERRCODE = '22023',
+                      HINT = 'Use {"field": {"$gt": 1, "$lt": 5}} for operators, or '
+                             '{"field": {"$eq": {...}}} to compare with an object.';
+        END IF;
+        v_is_ops := v_has_ops;
+    ELSE
+        v_is_ops := false;
+    END IF;
+
+    FOR v_entry IN
+        SELECT e.key, e.value FROM jsonb_each(p_cond) e WHERE v_is_ops
+        UNION ALL
+        SELECT '$eq', p_cond WHERE NOT v_is_ops
+    LOOP
+        IF NOT v_entry.key = ANY (v_ops) THEN
+            RAISE EXCEPTION 'unknown operator "%" at "%"', v_entry.key, p_field
+                USING ERRCODE = '22023', HINT = v_ops_hint;
+        END IF;
+        p_clauses := p_clauses + 1;
+
+        IF v_entry.key = '$not' THEN
+            SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+              FROM pgjobs._compile_filter_field(p_field, v_entry.value, p_columns, p_document,
+                                                p_depth + 1, p_clauses) f;
+            v_sub := '(NOT coalesce(' || v_sub || ', false))';
+        ELSIF v_type IS NOT NULL THEN
+            -- Test-evaluate on a typed NULL: bad casts and missing operators
+            -- surface now, naming the field.
+            BEGIN
+                EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
+                    format('(NULL::%s)', v_type), v_type, p_field, v_entry.key, v_entry.value);
+            EXCEPTION
+                WHEN invalid_parameter_value THEN RAISE;
+                WHEN OTHERS THEN
+                    RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
+                                    p_field, v_type, v_entry.key, SQLERRM
+                        USING ERRCODE = '22023',
+                              HINT = format('Values are cast to the column type %s.', v_type);
+            END;
+            v_sub := pgjobs._compile_filter_column_op(v_ref, v_type, p_field, v_entry.key,
+                                                     v_entry.value);
+        ELSE
+            v_sub := pgjobs._compile_filter_document_op(p_document, v_path, p_field, v_entry.key,
+                                                       v_entry.value);
+        END IF;
+        v_parts := v_parts || v_sub;
+    END LOOP;
+
+    p_sql := CASE cardinality(v_parts)
+                 WHEN 1 THEN v_parts[1]
+                 ELSE '(' || array_to_string(v_parts, ' AND ') || ')'
+             END;
+END
+$function$;

@@ -1,0 +1,108 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_filter_node(
+    p_node     jsonb,
+    p_columns  jsonb,
+    p_document name,
+    p_depth    integer,
+    INOUT p_clauses integer,
+    OUT p_sql  text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- Compile one filter object: the AND of its keys, each a field condition or
+-- a logical operator ($and, $or, $not). p_clauses counts the clauses compiled
+-- so far (limit 1,000); p_depth is this object's nesting level (limit 16).
+-- Locks nothing.
+DECLARE
+    v_entry  record;
+    v_elem   jsonb;
+    v_sub    text;
+    v_subs   text[];
+    v_parts  text[] := '{}'::text[];
+BEGIN
+    IF p_depth > 16 THEN
+        RAISE EXCEPTION 'filter nests deeper than 16 levels'
+            USING ERRCODE = '22023',
+                  HINT = 'Flatten the filter: several keys in one object are ANDed, and $and / '
+                         '$or take many elements.';
+    END IF;
+
+    FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_node) e LOOP
+        IF v_entry.key = '' THEN
+            RAISE EXCEPTION 'empty key in filter'
+                USING ERRCODE = '22023',
+                      HINT = 'A key names a column or a document field (a.b.c for nested fields).';
+        END IF;
+
+        IF v_entry.key IN ('$and', '$or') THEN
+            p_clauses := p_clauses + 1;
+            IF jsonb_typeof(v_entry.value) <> 'array' THEN
+                RAISE EXCEPTION 'operator "%" needs an array of filter objects, got %',
+                                v_entry.key, left(v_entry.value::text, 200)
+                    USING ERRCODE = '22023',
+                          HINT = format('e.g. {"%s": [{"a": 1}, {"b": {"$gt": 2}}]}', v_entry.key);
+            END IF;
+            v_subs := '{}'::text[];
+            FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
+                IF jsonb_typeof(v_elem) <> 'object' THEN
+                    RAISE EXCEPTION 'operator "%" needs an array of filter objects, found %',
+                                    v_entry.key, left(v_elem::text, 200)
+                        USING ERRCODE = '22023',
+                              HINT = format('e.g. {"%s": [{"a": 1}, {"b": {"$gt": 2}}]}',
+                                            v_entry.key);
+                END IF;
+                SELECT n.p_clauses, n.p_sql INTO p_clauses, v_sub
+                  FROM pgjobs._compile_filter_node(v_elem, p_columns, p_document,
+                                                   p_depth + 1, p_clauses) n;
+                v_subs := v_subs || ('(' || v_sub || ')');
+            END LOOP;
+            IF cardinality(v_subs) = 0 THEN
+                -- The neutral element: all of nothing holds, any of nothing does not.
+                v_parts := v_parts || CASE v_entry.key WHEN '$and' THEN 'true' ELSE 'false' END;
+            ELSE
+                v_parts := v_parts || ('(' || array_to_string(v_subs,
+                    CASE v_entry.key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
+            END IF;
+
+        ELSIF v_entry.key = '$not' THEN
+            p_clauses := p_clauses + 1;
+            IF jsonb_typeof(v_entry.value) <> 'object' THEN
+                RAISE EXCEPTION 'operator "$not" needs a filter object, got %',
+                                left(v_entry.value::text, 200)
+                    USING ERRCODE = '22023', HINT = 'e.g. {"$not": {"status": "done"}}';
+            END IF;
+            SELECT n.p_clauses, n.p_sql INTO p_clauses, v_sub
+              FROM pgjobs._compile_filter_node(v_entry.value, p_columns, p_document,
+                                               p_depth + 1, p_clauses) n;
+            -- NULL (unknown) counts as "not matched" before negation, so
+            -- negating never turns a missing field into NULL.
+            v_parts := v_parts || ('(NOT coalesce((' || v_sub || '), false))');
+
+        ELSIF left(v_entry.key, 1) = '$' THEN
+            RAISE EXCEPTION 'unknown operator "%" at the top of a filter object', v_entry.key
+                USING ERRCODE = '22023',
+                      HINT = 'Valid here: $and, $or, $not, or a field name. Field operators '
+                             '($eq $ne $gt $gte $lt $lte $in $nin $contains $exists) go inside a '
+                             'field: {"age": {"$gt": 30}}.';
+
+        ELSE
+            SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+              FROM pgjobs._compile_filter_field(v_entry.key, v_entry.value, p_columns,
+                                                p_document, p_depth, p_clauses) f;
+            v_parts := v_parts || v_sub;
+        END IF;
+
+        IF p_clauses > 1000 THEN
+            RAISE EXCEPTION 'filter has more than 1000 clauses'
+                USING ERRCODE = '22023',
+                      HINT = 'Use $in with a list of values instead of many $or branches.';
+        END IF;
+    END LOOP;
+
+    p_sql := CASE cardinality(v_parts)
+                 WHEN 0 THEN 'true'
+                 WHEN 1 THEN v_parts[1]
+                 ELSE '(' || array_to_string(v_parts, ' AND ') || ')'
+             END;
+END
+$function$;

@@ -1,0 +1,111 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Compiles a backfill's p_set into an UPDATE's SET list. A key naming a
+-- column gets the JSON value cast to the column's type (JSON null -> NULL;
+-- a string is taken as its text; a json/jsonb column takes the JSON value
+-- itself; a JSON array of scalars suits an array column). Any other key is
+-- a field of the document column (dotted path for nesting), merged in: a
+-- patch object is built from all such keys and merged recursively into
+-- each row's document (missing or non-object parents become objects, other
+-- fields are kept; an object value is merged into an existing object, any
+-- other value replaces). The key, scope and created_at columns, generated
+-- columns and identity-always columns cannot be set. Values are inlined as
+-- quoted literals; every cast is tried now, so a bad value raises 22023 at
+-- submit, naming the key. Locks nothing.
+DECLARE
+    v_key text;
+    v_value jsonb;
+    v_type text;
+    v_base name;
+    v_category "char";
+    v_generated boolean;
+    v_literal text;
+    v_columns text[] := '{}'::text[];
+    v_patch jsonb := '{}'::jsonb;
+    v_path text[];
+BEGIN
+    IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
+        RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
+            USING ERRCODE = '22023', HINT = 'For example {"status": "archived"}.';
+    END IF;
+    IF octet_length(p_set::text) > 65536 THEN
+        RAISE EXCEPTION 'set is % bytes; the limit is 65536', octet_length(p_set::text)
+            USING ERRCODE = '22023', HINT = 'Use the handler option for large computed values.';
+    END IF;
+    FOR v_key, v_value IN SELECT s.key, s.value FROM jsonb_each(p_set) s ORDER BY s.key LOOP
+        IF v_key IN (p_reg.key_column, p_reg.scope_column, p_reg.created_at_column) THEN
+            RAISE EXCEPTION 'backfill cannot set the % column "%"',
+                CASE v_key WHEN p_reg.key_column THEN 'key'
+                           WHEN p_reg.scope_column THEN 'scope' ELSE 'created_at' END, v_key
+                USING ERRCODE = '22023',
+                HINT = 'Backfill changes data columns and document fields only.';
+        END IF;
+        SELECT format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory,
+               a.attgenerated <> '' OR a.attidentity = 'a'
+          INTO v_type, v_base, v_category, v_generated
+          FROM pg_catalog.pg_attribute a
+          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+          JOIN pg_catalog.pg_type bt
+            ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+         WHERE a.attrelid = p_reg.target AND a.attname = v_key
+           AND a.attnum > 0 AND NOT a.attisdropped;
+        IF v_generated THEN
+            RAISE EXCEPTION 'backfill cannot set the generated column "%"', v_key
+                USING ERRCODE = '22023',
+                HINT = 'PostgreSQL computes it; set the columns it is computed from.';
+        END IF;
+        IF v_type IS NOT NULL AND v_key IS DISTINCT FROM p_reg.document_column THEN
+            BEGIN
+                v_literal := CASE
+                    WHEN jsonb_typeof(v_value) = 'null' THEN format('NULL::%s', v_type)
+                    -- A json/jsonb column takes the JSON value itself ("a" stays a string).
+                    WHEN v_base IN ('json', 'jsonb') THEN format('%L::%s', v_value::text, v_type)
+                    WHEN jsonb_typeof(v_value) = 'string'
+                        THEN format('%L::%s', v_value #>> '{}', v_type)
+                    -- A JSON array for an array column: its elements, as that array.
+                    WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
+                        THEN format('%L::%s', (
+                            SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
+                              FROM jsonb_array_elements_text(v_value)
+                                   WITH ORDINALITY AS e(value, ord)), v_type)
+                    ELSE format('%L::%s', v_value::text, v_type) END;
+                EXECUTE 'SELECT ' || v_literal;
+            EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
+                RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
+                    USING ERRCODE = '22023',
+                    HINT = format('Give "%s" a value of type %s.', v_key, v_type);
+            END;
+            v_columns := v_columns || format('%I = %s', v_key, v_literal);
+        ELSIF v_key = p_reg.document_column THEN
+            RAISE EXCEPTION 'set: name fields inside the document, not the document column "%"',
+                v_key USING ERRCODE = '22023',
+                HINT = 'For example {"status": "done"} sets the field status of the document.';
+        ELSIF p_reg.document_column IS NULL THEN
+            RAISE EXCEPTION 'set: "%" is not a column of %', v_key, p_reg.target
+                USING ERRCODE = '22023',
+                HINT = 'The target has no document column, so every key must name a column.';
+        ELSE
+            v_path := string_to_array(v_key, '.');
+            IF v_key = '' OR array_position(v_path, '') IS NOT NULL OR cardinality(v_path) > 16 THEN
+                RAISE EXCEPTION 'set: invalid field path "%"', v_key USING ERRCODE = '22023',
+                    HINT = 'Use dotted names such as "address.city", at most 16 levels.';
+            END IF;
+            v_patch := pgjobs._jsonb_merge(v_patch, pgjobs._jsonb_nest(v_path, v_value));
+        END IF;
+    END LOOP;
+    IF v_patch <> '{}' THEN
+        -- Flat patches use the native `||`; nested ones merge recursively.
+        v_columns := v_columns || format(
+            CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(v_patch) e
+                               WHERE jsonb_typeof(e.value) = 'object')
+                 THEN '%1$I = pgjobs._jsonb_merge(coalesce(%1$I, ''{}''::jsonb), %2$L::jsonb)'
+                 ELSE '%1$I = coalesce(%1$I, ''{}''::jsonb) || %2$L::jsonb' END,
+            p_reg.document_column, v_patch::text);
+    END IF;
+    RETURN array_to_string(v_columns, ', ');
+END
+$$;

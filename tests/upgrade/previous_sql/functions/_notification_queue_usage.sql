@@ -1,0 +1,12 @@
+CREATE OR REPLACE FUNCTION pgjobs._notification_queue_usage()
+RETURNS double precision
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- The fraction (0..1) of the shared NOTIFY queue in use, as
+-- pgjobs._notify sees it. A function of its own so that tests can replace
+-- it in their own database to play a nearly full queue (the real one holds
+-- 8 GB and cannot be filled in a test). Locks nothing.
+SELECT pg_catalog.pg_notification_queue_usage();
+$$;

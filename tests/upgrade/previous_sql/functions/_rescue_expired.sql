@@ -1,0 +1,55 @@
+CREATE OR REPLACE FUNCTION pgjobs._rescue_expired()
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Takes back the jobs whose lease expired (their worker died or hung):
+-- canceled when a cancel was requested, failed when attempts are used up,
+-- else queued again at once (the job already waited a whole lease). The
+-- dead worker's later calls are fenced off: it no longer holds the lease.
+--
+-- Locks: the expired rows, SKIP LOCKED, so concurrent claimers never queue
+-- behind each other here. Returns {"retried", "failed", "canceled"}.
+DECLARE
+    v_job pgjobs.jobs;
+    v_retried integer := 0;
+    v_failed integer := 0;
+    v_canceled integer := 0;
+BEGIN
+    FOR v_job IN
+        WITH expired AS (
+            SELECT j.id FROM pgjobs.jobs j
+             WHERE j.status = 'running' AND j.lease_expires_at < now()
+             ORDER BY j.lease_expires_at
+             LIMIT 1000
+               FOR UPDATE SKIP LOCKED)
+        UPDATE pgjobs.jobs j
+           SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                             WHEN j.attempts >= j.max_attempts THEN 'failed'
+                             ELSE 'queued' END,
+               error = format('lease expired: worker %s stopped heartbeating', j.worker),
+               lease_expires_at = NULL,
+               run_at = now(),
+               finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                                   OR j.attempts >= j.max_attempts THEN now() END,
+               updated_at = now()
+          FROM expired
+         WHERE j.id = expired.id
+        RETURNING j.*
+    LOOP
+        CASE v_job.status
+        WHEN 'queued' THEN
+            v_retried := v_retried + 1;
+            PERFORM pgjobs._notify(v_job, 'retrying');
+        WHEN 'failed' THEN
+            v_failed := v_failed + 1;
+            PERFORM pgjobs._notify(v_job, 'failed');
+        ELSE
+            v_canceled := v_canceled + 1;
+            PERFORM pgjobs._notify(v_job, 'canceled');
+        END CASE;
+    END LOOP;
+    RETURN jsonb_build_object('retried', v_retried, 'failed', v_failed,
+                              'canceled', v_canceled);
+END
+$$;

@@ -1,0 +1,327 @@
+CREATE OR REPLACE FUNCTION pgjobs._run_page(p_id bigint, p_worker text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One page of a delete or backfill job, in the caller's transaction (the
+-- caller COMMITs right after, so a page is one short transaction).
+--
+-- Two strategies, chosen at the first call (pgjobs._page_strategy):
+-- * 'range': a page is a key range of the scope, the next page_size keys
+--   after the cursor, found on the (scope, key) index; the rows of that
+--   range that match the job's predicate are deleted or updated.
+-- * 'collect' (deletes whose filter an index narrows): the first call
+--   stores the addresses of the matching rows (pgjobs._collect_matches); a
+--   page deletes the rows at the next page_size addresses that still match
+--   the predicate; when the addresses are used up, sweep pages delete what
+--   still matches (rows updated meanwhile) until one deletes less than a page.
+-- Either way the cursor, done and the lease advance in the same
+-- transaction (through heartbeat). A crash loses at most this page, which
+-- the next owner redoes: deleting or setting the same rows twice changes
+-- nothing.
+--
+-- The first call counts the job's rows (total; 'collect': collects them)
+-- and stores an empty cursor.
+-- Page size adapts to the page_ms target (default 50 ms) unless page_size
+-- is set. A lock wait beyond lock_timeout retries the page later instead of
+-- failing; other errors go to pgjobs.fail (retryable for transient ones).
+--
+-- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
+-- second runner waits or skips until the page commits; the page's rows.
+-- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'failed' or
+-- 'lost' (not the owner any more: nothing was changed).
+DECLARE
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+    v_after text;
+    v_upper text;
+    v_size integer;
+    v_target_ms integer;
+    v_rows bigint := 0;
+    v_total bigint;
+    v_sample_pct numeric;
+    v_estimated boolean;
+    v_t0 timestamptz;
+    v_ms double precision;
+    v_range text;
+    v_scope text;
+    v_indexscan text := current_setting('enable_indexscan');
+    v_seqscan text := current_setting('enable_seqscan');
+    v_bitmapscan text := current_setting('enable_bitmapscan');
+    v_collect boolean;
+    v_pos bigint;
+    v_collected bigint;
+    v_tids tid[];
+    v_batch tid[];
+    v_sweep boolean := false;
+    v_last boolean;
+    v_checkpoint jsonb;
+    v_state text;
+    v_detail text;
+BEGIN
+    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
+       OR v_job.lease_expires_at <= now() THEN
+        RETURN 'lost';
+    END IF;
+    IF v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'canceled';
+    END IF;
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
+    IF NOT FOUND THEN
+        PERFORM pgjobs.fail(p_id, p_worker,
+            format('table %s is no longer registered with pgjobs', v_job.target), false);
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'failed';
+    END IF;
+
+    v_size := coalesce((v_job.options ->> 'page_size')::integer,
+                       (v_job.checkpoint ->> 'page_size')::integer, 1000);
+    v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
+    v_collect := coalesce(v_job.checkpoint ->> 'strategy' = 'collect', false);
+
+    -- Keys travel through the cursor as text: read and write them in one
+    -- fixed style, whatever the session's (pg_cron's, a client's) settings.
+    PERFORM set_config('datestyle', 'ISO, YMD', true);
+    PERFORM set_config('intervalstyle', 'postgres', true);
+
+    BEGIN
+        IF v_job.checkpoint IS NULL THEN
+            PERFORM set_config('statement_timeout', '10min', true);
+            PERFORM set_config('jit', 'off', true);
+            IF pgjobs._page_strategy(v_job, v_reg) = 'collect' THEN
+                -- The matching rows, found once through the index; total is
+                -- exact. The first page gets as many rows as the collection
+                -- read in page_ms (deleting a row at a known address costs
+                -- about what finding it did).
+                v_t0 := clock_timestamp();
+                v_total := pgjobs._collect_matches(v_job);
+                v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+                IF NOT v_job.options ? 'page_size' THEN
+                    v_size := least(50000, greatest(100,
+                        (v_total * v_target_ms / greatest(v_ms, 1.0))::integer));
+                END IF;
+                UPDATE pgjobs.jobs SET total = v_total WHERE id = p_id;
+                PERFORM pgjobs.heartbeat(p_id, p_worker, 0, jsonb_build_object(
+                    'strategy', 'collect', 'after', 0, 'collected', v_total, 'pages', 0,
+                    'page_size', v_size));
+                RETURN 'more';
+            END IF;
+            -- Before the first page: the denominator for progress and ETA.
+            -- Exact for a scope under 100000 rows (counted from the index,
+            -- then the rows, a few ms). A larger scope is estimated from a
+            -- sample of about 2000 heap blocks instead: an exact count would
+            -- read every row of the scope once more, a third of the cost of
+            -- the delete itself. The estimate is marked in the checkpoint,
+            -- raised when done overtakes it and made exact (= done) at the end.
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s t WHERE t.%I = %s LIMIT 100000) s',
+                           v_job.target, v_reg.scope_column,
+                           pgjobs._scope_literal(v_reg, v_job.scope))
+               INTO v_total;
+            SELECT 100.0 * 2000 / greatest(c.relpages, 1) INTO v_sample_pct
+              FROM pg_catalog.pg_class c WHERE c.oid = v_job.target;
+            IF v_total < 100000 OR v_sample_pct >= 10 THEN
+                EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
+                   INTO v_total;
+                v_estimated := false;
+            ELSE
+                EXECUTE format('SELECT count(*) FROM %s TABLESAMPLE SYSTEM (%s) WHERE %s',
+                               v_job.target, v_sample_pct, v_job.predicate)
+                   INTO v_total;
+                v_total := round(v_total * 100.0 / v_sample_pct);
+                v_estimated := true;
+            END IF;
+            UPDATE pgjobs.jobs SET total = v_total WHERE id = p_id;
+            PERFORM pgjobs.heartbeat(p_id, p_worker, 0,
+                jsonb_build_object('strategy', 'range', 'after', NULL, 'pages', 0,
+                                   'page_size', v_size)
+                || CASE WHEN v_estimated THEN '{"total_estimated": true}'::jsonb
+                        ELSE '{}'::jsonb END);
+            RETURN 'more';
+        END IF;
+
+        -- Page statements are short: compiling them with JIT costs more than
+        -- it saves (the planner costs them on the whole scope's statistics).
+        PERFORM set_config('jit', 'off', true);
+        PERFORM set_config('lock_timeout', '200ms', true);
+        PERFORM set_config('statement_timeout', '30s', true);
+        v_t0 := clock_timestamp();
+
+        IF v_collect THEN
+            v_pos := (v_job.checkpoint ->> 'after')::bigint;
+            v_collected := (v_job.checkpoint ->> 'collected')::bigint;
+            IF v_pos < v_collected THEN
+                -- The addresses at positions v_pos + 1 .. v_pos + v_size
+                -- (slices of their batches, concatenated: several times
+                -- faster than unnesting them); the rows there that still
+                -- match are the page. A TID scan (the only scan left
+                -- enabled) fetches just those rows.
+                v_tids := '{}';
+                FOR v_batch IN
+                    SELECT b.tids[greatest(1, v_pos - b.batch * 1000::bigint + 1)
+                                  : least(1000, v_pos + v_size - b.batch * 1000::bigint)]
+                      FROM pgjobs.job_batches b
+                     WHERE b.job_id = p_id
+                       AND b.batch BETWEEN v_pos / 1000 AND (v_pos + v_size - 1) / 1000
+                     ORDER BY b.batch
+                LOOP
+                    v_tids := v_tids || v_batch;
+                END LOOP;
+                PERFORM set_config('enable_seqscan', 'off', true);
+                PERFORM set_config('enable_indexscan', 'off', true);
+                PERFORM set_config('enable_bitmapscan', 'off', true);
+                EXECUTE format('DELETE FROM %s WHERE ctid = ANY ($1) AND coalesce((%s), false)',
+                               v_job.target, v_job.predicate)
+                   USING v_tids;
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+                v_pos := least(v_pos + v_size, v_collected);
+                v_last := false;
+            ELSE
+                -- The sweep: rows that match now but were not at their
+                -- collected address (updated or moved since, updated into
+                -- the filter, inserted with an old created_at). Found
+                -- through the index again (bitmap scans only, whatever the
+                -- planner thinks of the LIMIT): first counted, which may run
+                -- in parallel (a DELETE may not), as there are usually none;
+                -- then deleted a page at a time. The job ends in the
+                -- transaction of a sweep that finds nothing or deletes less
+                -- than a page (rows a trigger keeps are left, as a range job
+                -- leaves them).
+                v_sweep := true;
+                PERFORM set_config('enable_seqscan', 'off', true);
+                PERFORM set_config('enable_indexscan', 'off', true);
+                PERFORM set_config('enable_bitmapscan', 'on', true);
+                EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
+                   INTO v_rows;
+                v_last := v_rows = 0;
+                IF NOT v_last THEN
+                    EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT t.ctid '
+                                   'FROM %1$s t WHERE %2$s LIMIT %3$s)) '
+                                   'AND coalesce((%2$s), false)',
+                                   v_job.target, v_job.predicate, v_size);
+                    GET DIAGNOSTICS v_rows = ROW_COUNT;
+                    v_last := v_rows < v_size;
+                END IF;
+            END IF;
+        ELSE
+            -- The page's upper bound: the v_size-th key after the cursor, read
+            -- from the (scope, key) index alone; NULL: this is the last page.
+            -- ORDER BY names the column qualified: a bare name would bind to the
+            -- text output column and sort numbers as strings, in a sort of the
+            -- rest of the scope.
+            v_after := v_job.checkpoint ->> 'after';
+            v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+            EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
+                           'ORDER BY t.%1$I OFFSET %6$s LIMIT 1',
+                           v_reg.key_column, v_job.target, v_reg.scope_column, v_scope,
+                           CASE WHEN v_after IS NULL THEN ''
+                                ELSE format(' AND t.%I > %L::%s', v_reg.key_column, v_after,
+                                            v_reg.key_type::text) END,
+                           v_size - 1)
+               INTO v_upper;
+            v_last := v_upper IS NULL;
+            v_range := concat_ws(' AND ',
+                format('%I = %s', v_reg.scope_column, v_scope),
+                CASE WHEN v_after IS NOT NULL THEN
+                    format('%I > %L::%s', v_reg.key_column, v_after, v_reg.key_type::text) END,
+                CASE WHEN v_upper IS NOT NULL THEN
+                    format('%I <= %L::%s', v_reg.key_column, v_upper, v_reg.key_type::text) END);
+            -- The page statement reads the range through a bitmap scan of the
+            -- (scope, key) index, in heap order, and evaluates the predicate
+            -- on each row. No plain index scans: one would be costed on the
+            -- correlation of the scope column (poor in a shared relation), so
+            -- the planner would rather walk a key-only index such as the
+            -- primary key over every scope's rows of the key range. And the
+            -- predicate goes in as coalesce(...), which no index matches:
+            -- otherwise the planner ANDs the range with a GIN lookup of the
+            -- filter over the whole scope, which costs as much on every
+            -- page, however small (9x the bulk DELETE on the benchmark).
+            PERFORM set_config('enable_indexscan', 'off', true);
+
+            IF v_job.kind = 'delete' THEN
+                EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
+                               v_job.target, v_range, v_job.predicate);
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+            ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
+                               'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
+                               (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
+                               v_job.target, v_reg.key_column, v_job.target, v_range,
+                               v_job.predicate, v_reg.key_column)
+                   INTO v_rows;
+            ELSE
+                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)',
+                               v_job.target, v_job.assignments, v_range, v_job.predicate);
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
+            END IF;
+        END IF;
+        PERFORM set_config('enable_indexscan', v_indexscan, true);
+        PERFORM set_config('enable_seqscan', v_seqscan, true);
+        PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
+    EXCEPTION
+        WHEN lock_not_available THEN
+            -- Someone holds locks on rows of this page: keep the lease, try
+            -- the page again shortly; give up (retryably) after ~1000 waits.
+            IF coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) >= 1000 THEN
+                PERFORM pgjobs.fail(p_id, p_worker,
+                    'gave up after 1000 lock waits on one page', true);
+                RETURN 'failed';
+            END IF;
+            PERFORM pgjobs.heartbeat(p_id, p_worker, NULL, v_job.checkpoint
+                || jsonb_build_object('lock_waits',
+                       coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) + 1));
+            RETURN 'retry';
+        WHEN query_canceled OR OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Transient classes retry with backoff; data errors do not.
+            PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
+                                left(v_state, 2) IN ('40', '53', '55', '57', '58', '08'));
+            -- Collected addresses serve a retry; a job that ended needs none.
+            DELETE FROM pgjobs.job_batches b
+             WHERE b.job_id = p_id
+               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running'));
+            RETURN 'failed';
+    END;
+
+    v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+    -- A sweep costs an index lookup whatever its size: it says nothing
+    -- about the page size.
+    IF NOT v_job.options ? 'page_size' AND NOT v_sweep THEN
+        v_size := least(50000, greatest(100,
+            (v_size * least(2.0, greatest(0.5, v_target_ms / greatest(v_ms, 1.0))))::integer));
+    END IF;
+    v_checkpoint := jsonb_build_object(
+        'strategy', CASE WHEN v_collect THEN 'collect' ELSE 'range' END,
+        'after', CASE WHEN v_collect THEN to_jsonb(v_pos)
+                      ELSE to_jsonb(coalesce(v_upper, v_after)) END,
+        'pages', coalesce((v_job.checkpoint ->> 'pages')::bigint, 0) + 1,
+        'page_size', v_size,
+        'last_page_ms', round(v_ms::numeric, 1))
+        || CASE WHEN v_collect
+                THEN jsonb_build_object('collected', v_collected) ELSE '{}'::jsonb END
+        || CASE WHEN v_job.checkpoint ? 'total_estimated'
+                THEN jsonb_build_object('total_estimated', true) ELSE '{}'::jsonb END;
+    IF (v_job.checkpoint ? 'total_estimated' OR v_collect)
+       AND (v_last OR v_job.done + v_rows > v_job.total) THEN
+        -- An estimated total never trails done, and is exact at the end; so
+        -- is a collected one (rows updated meanwhile may change the count).
+        UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
+    END IF;
+    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
+    IF v_job.kind = 'delete' THEN
+        PERFORM pgjobs._maybe_analyze(v_job.target, v_reg.scope_column);
+    END IF;
+
+    IF v_last THEN
+        PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
+            CASE v_job.kind WHEN 'delete' THEN 'deleted' ELSE 'updated' END, v_job.done + v_rows,
+            'pages', v_checkpoint -> 'pages'));
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'done';
+    END IF;
+    RETURN 'more';
+END
+$$;

@@ -1,0 +1,75 @@
+CREATE OR REPLACE FUNCTION pgjobs.claim(
+    p_kinds text[],
+    p_worker text,
+    p_lease interval DEFAULT '30 seconds',
+    p_limit integer DEFAULT 1)
+RETURNS SETOF pgjobs.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
+-- priority first, then oldest; only jobs whose run_at has come. Each is
+-- marked running with a lease of p_lease and its attempts incremented, and
+-- announces `started`. Claiming and starting are one UPDATE: there is no
+-- moment when a job is "running" without an owner holding a lease.
+--
+-- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
+-- import) is handed out only when no other writing job of its (target,
+-- scope) is running or queued ahead of it, so writes to a scope apply one
+-- at a time, in submission order. Exports and custom kinds are never held
+-- back.
+--
+-- Locks: FOR UPDATE SKIP LOCKED on the rows it takes; concurrent claimers
+-- never wait for each other and never get the same job. Expired leases are
+-- rescued first (see pgjobs._rescue_expired).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
+    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
+        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
+            HINT = 'For example ARRAY[''export''].';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+    END IF;
+
+    PERFORM pgjobs._rescue_expired();
+
+    FOR v_job IN
+        WITH picked AS (
+            SELECT j.id
+              FROM pgjobs.jobs j
+             WHERE j.status = 'queued'
+               AND j.run_at <= now()
+               AND j.kind = ANY (p_kinds)
+               AND (j.kind <> ALL (ARRAY['delete', 'backfill', 'import'])
+                    OR pgjobs._writer_may_start(j.target, j.scope, j.id))
+             ORDER BY j.priority DESC, j.id
+             LIMIT p_limit
+               FOR UPDATE SKIP LOCKED)
+        UPDATE pgjobs.jobs j
+           SET status = 'running',
+               worker = p_worker,
+               attempts = j.attempts + 1,
+               -- A job's own lease option wins over the worker's default.
+               lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+               lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
+               heartbeat_at = now(),
+               started_at = coalesce(j.started_at, now()),
+               updated_at = now()
+          FROM picked
+         WHERE j.id = picked.id
+        RETURNING j.*
+    LOOP
+        PERFORM pgjobs._notify(v_job, 'started');
+        RETURN NEXT v_job;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.claim(text[], text, interval, integer) IS
+'Claims up to p_limit queued jobs of the given kinds for p_worker (FOR UPDATE SKIP LOCKED), '
+'priority then age, respecting run_at and the one-writer-per-(target, scope) gate. Sets a '
+'lease of p_lease and increments attempts. Returns the claimed rows.';

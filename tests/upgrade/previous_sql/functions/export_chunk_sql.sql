@@ -1,0 +1,140 @@
+CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
+    p_id bigint,
+    p_after text,
+    p_limit integer,
+    OUT copy_sql text,
+    OUT next_after text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- One keyset chunk of export job p_id: the keys of the scope after p_after
+-- (NULL: from the start) up to the p_limit-th one, whatever the filter.
+-- Returns:
+--   copy_sql    the complete `COPY (...) TO STDOUT` of the chunk's rows that
+--               are in the job's row set (scope, cutoff, filter: the stored
+--               predicate) and not masked by a pending delete (pgjobs.mask,
+--               evaluated now), in key order, in the job's format;
+--   next_after  the chunk's upper key, where the next chunk starts; NULL
+--               when this chunk reaches the end of the scope.
+-- Call it and run the COPY in one REPEATABLE READ transaction per chunk:
+-- mask, bound and rows then come from one snapshot, and no snapshot is held
+-- for the whole export.
+--
+-- The bound is an index-only walk of the (scope, key) btree, so a chunk
+-- costs p_limit index entries however selective the filter, and the COPY
+-- streams straight from the index scan (no sort, no materialisation).
+-- Keys compare as ROW(scope, key) as well as plainly: the row comparison is
+-- an index condition of the (scope, key) btree only, so the planner does not
+-- walk the key's own index across every scope; the plain one gives the btree
+-- its start position. (A scope that fits in one chunk has neither bound: its
+-- `scope = ...` condition alone is selective enough.)
+--
+-- Output formats:
+--   csv    a header (first chunk only) and one CSV column per requested
+--          column or document field (fields as text: strings bare, objects
+--          and arrays as JSON), jsonb as JSON text;
+--   jsonl  one JSON object per line, keys in the requested order. It is sent
+--          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
+--          that JSON text never holds raw, so COPY passes it unescaped.
+-- Rows whose key is NULL are never exported (a keyset walk cannot reach
+-- them). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- export, a bad cursor or limit. Locks nothing.
+DECLARE
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+    v_format text;
+    v_name text;
+    v_type regtype;
+    v_expr text;
+    v_list text[] := '{}'::text[];
+    v_scope text;
+    v_key text;
+    v_lower text := '';
+    v_upper text := '';
+    v_select text;
+BEGIN
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
+            HINT = 'Finished jobs are pruned after the retention period.';
+    END IF;
+    IF v_job.kind <> 'export' OR v_job.predicate IS NULL THEN
+        RAISE EXCEPTION 'job % is a % job, not an export', p_id, v_job.kind
+            USING ERRCODE = '22023', HINT = 'Submit exports with pgjobs.submit_export().';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 1000000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'The default, 50000 keys, keeps each transaction short.';
+    END IF;
+    v_reg := pgjobs._target(v_job.target);
+    v_format := coalesce(v_job.payload ->> 'format', 'csv');
+    v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    v_key := v_reg.key_type::text;
+
+    IF p_after IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_after, v_key);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'cursor % is not a valid % (key column %)', quote_literal(p_after),
+                v_reg.key_type, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
+        END;
+        v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
+    END IF;
+
+    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s '
+                   'ORDER BY pgjobs_t.%2$I OFFSET %5$s LIMIT 1',
+                   v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
+                   v_job.target)
+       INTO next_after;
+    IF next_after IS NOT NULL THEN
+        v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
+    END IF;
+
+    FOR v_name IN
+        SELECT c.value FROM jsonb_array_elements_text(v_job.payload -> 'columns') c
+    LOOP
+        IF v_job.payload -> 'document_fields' ? v_name THEN
+            v_expr := format('%I %s %L::text[]', v_reg.document_column,
+                             CASE v_format WHEN 'csv' THEN '#>>' ELSE '#>' END,
+                             string_to_array(v_name, '.'));
+        ELSE
+            -- A column (resolved at submit): if it is gone now, the COPY fails
+            -- with 42703 and so does the job.
+            SELECT a.atttypid::regtype INTO v_type
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_job.target AND a.attname = v_name
+               AND a.attnum > 0 AND NOT a.attisdropped;
+            -- json keeps its input text (raw newlines included): normalise it.
+            v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
+                           THEN format('%I::jsonb', v_name) ELSE format('%I', v_name) END;
+        END IF;
+        v_list := v_list || format('%s AS %I', v_expr, v_name);
+    END LOOP;
+
+    -- ORDER BY the table's key column (qualified: an output alias of the same
+    -- name must not shadow it).
+    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I = %4$s%5$s%6$s AND (%7$s) '
+                       'AND (%8$s) ORDER BY pgjobs_t.%9$I',
+                       array_to_string(v_list, ', '), v_job.target, v_reg.scope_column, v_scope,
+                       v_lower, v_upper, v_job.predicate,
+                       pgjobs.mask(v_job.target, v_job.scope), v_reg.key_column);
+
+    IF v_format = 'jsonl' THEN
+        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
+                           'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
+    ELSE
+        copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,
+                           CASE WHEN p_after IS NULL THEN 'true' ELSE 'false' END);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer) IS
+'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows '
+'(not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: '
+'from the start), in key order and in the job''s format; next_after is where the next chunk '
+'starts (NULL: this is the last one). Run both in one REPEATABLE READ transaction per chunk.';

@@ -1,0 +1,52 @@
+CREATE OR REPLACE FUNCTION pgjobs.fail(
+    p_id bigint,
+    p_worker text,
+    p_error text,
+    p_retryable boolean DEFAULT true)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Records a failed attempt of job p_id. Retryable and attempts left: the
+-- job is queued again after an exponential backoff with jitter (event
+-- `retrying`). Otherwise it ends `failed` with the error kept, or
+-- `canceled` when a cancel was requested meanwhile. Fenced like complete.
+-- Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+    v_event text;
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET status = CASE
+               WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+               WHEN coalesce(p_retryable, true) AND j.attempts < j.max_attempts THEN 'queued'
+               ELSE 'failed' END,
+           error = left(coalesce(p_error, 'unknown error'), 10000),
+           run_at = CASE WHEN coalesce(p_retryable, true) AND j.attempts < j.max_attempts
+                         THEN now() + pgjobs._backoff(j.attempts) ELSE j.run_at END,
+           lease_expires_at = NULL,
+           finished_at = CASE
+               WHEN j.cancel_requested_at IS NOT NULL
+                 OR NOT (coalesce(p_retryable, true) AND j.attempts < j.max_attempts)
+               THEN now() END,
+           updated_at = now()
+     WHERE j.id = p_id
+       -- The fence. No `status = 'running'`: a lease exists only while running
+       -- (CHECK), and that qual lets the planner prefer jobs_leases_idx over the
+       -- primary key when statistics show few running jobs, scanning them all.
+       AND j.worker = p_worker
+       AND j.lease_expires_at > now()
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
+    PERFORM pgjobs._notify(v_job, v_event);
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.fail(bigint, text, text, boolean) IS
+'Records a failed attempt. Retryable with attempts left: queued again after exponential '
+'backoff with jitter; else failed with the error kept (canceled if a cancel was requested). '
+'Returns false and changes nothing unless p_worker holds the current lease.';

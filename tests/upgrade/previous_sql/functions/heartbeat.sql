@@ -1,0 +1,72 @@
+CREATE OR REPLACE FUNCTION pgjobs.heartbeat(
+    p_id bigint,
+    p_worker text,
+    p_done bigint DEFAULT NULL,
+    p_checkpoint jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Extends p_worker's lease on job p_id by the job's lease interval and
+-- records progress (done) and the checkpoint, both optional. Fenced: only
+-- the worker holding an unexpired lease of the running attempt changes
+-- anything. Returns false when the caller must stop now: it lost the lease,
+-- the job is no longer running, or a cancel was requested (the job then
+-- becomes `canceled` here, and the worker just stops).
+--
+-- Progress events are throttled to one per job per 250 ms.
+-- Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET lease_expires_at = now() + j.lease,
+           heartbeat_at = now(),
+           done = coalesce(p_done, j.done),
+           checkpoint = coalesce(p_checkpoint, j.checkpoint),
+           progress_notified_at = CASE
+               WHEN j.progress_notified_at IS NULL
+                 OR j.progress_notified_at <= v_now - interval '250 milliseconds'
+               THEN v_now ELSE j.progress_notified_at END,
+           updated_at = now()
+     WHERE j.id = p_id
+       -- The fence. No `status = 'running'`: a lease exists only while running
+       -- (CHECK), and that qual lets the planner prefer jobs_leases_idx over the
+       -- primary key when statistics show few running jobs, scanning them all.
+       AND j.worker = p_worker
+       AND j.lease_expires_at > now()
+       AND j.cancel_requested_at IS NULL
+    RETURNING j.* INTO v_job;
+
+    IF FOUND THEN
+        IF v_job.progress_notified_at = v_now THEN
+            PERFORM pgjobs._notify(v_job, 'progress');
+        END IF;
+        RETURN true;
+    END IF;
+
+    -- A cancel was requested: the owner learns it here; the job ends.
+    UPDATE pgjobs.jobs j
+       SET status = 'canceled',
+           done = coalesce(p_done, j.done),
+           lease_expires_at = NULL,
+           finished_at = now(),
+           updated_at = now()
+     WHERE j.id = p_id
+       -- The fence, as above.
+       AND j.worker = p_worker
+       AND j.lease_expires_at > now()
+       AND j.cancel_requested_at IS NOT NULL
+    RETURNING j.* INTO v_job;
+    IF FOUND THEN
+        PERFORM pgjobs._notify(v_job, 'canceled');
+    END IF;
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.heartbeat(bigint, text, bigint, jsonb) IS
+'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns '
+'false when the worker must stop now (lease lost or taken over, job not running, or cancel '
+'requested: the job is then canceled). Progress events are throttled.';

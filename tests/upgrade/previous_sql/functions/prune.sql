@@ -1,0 +1,65 @@
+CREATE OR REPLACE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24 hours')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Housekeeping, safe to run at any time and concurrently:
+--   1. rescues jobs whose lease expired (retried, failed or canceled);
+--   2. deletes jobs that finished more than p_retention ago, queueing the
+--      storage objects of pruned exports in pgjobs.storage_deletions for a
+--      worker to delete;
+--   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
+--      cron jobs older than p_retention: it grows without bound otherwise.
+-- Returns a summary: {"rescued": {...}, "deleted", "objects_queued",
+-- "cron_runs_trimmed"}. Locks: the rows it changes or deletes.
+DECLARE
+    v_rescued jsonb;
+    v_deleted bigint;
+    v_objects bigint;
+    v_trimmed bigint := 0;
+BEGIN
+    IF p_retention IS NULL OR p_retention < interval '0' THEN
+        RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
+            USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
+    END IF;
+
+    v_rescued := pgjobs._rescue_expired();
+
+    WITH gone AS (
+        DELETE FROM pgjobs.jobs j
+         WHERE j.finished_at < now() - p_retention
+        RETURNING j.id, j.kind, j.result
+    ), objects AS (
+        INSERT INTO pgjobs.storage_deletions (uri, job_id)
+        SELECT g.result ->> 'uri', g.id FROM gone g
+         WHERE g.kind = 'export' AND g.result ->> 'uri' IS NOT NULL
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
+      INTO v_deleted, v_objects;
+
+    IF to_regclass('cron.job_run_details') IS NOT NULL
+       AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
+        -- Built with format(): the cron schema exists only where pg_cron does.
+        -- By command as well as by job: schedule() re-creates the cron jobs
+        -- under new ids, and unschedule() drops them, orphaning old history.
+        EXECUTE format($q$
+            DELETE FROM %1$I.job_run_details d
+             WHERE d.end_time < now() - $1
+               AND (d.jobid IN (SELECT c.jobid FROM %1$I.job c
+                                 WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
+                    OR d.command LIKE 'CALL pgjobs.run(%%'
+                    OR d.command LIKE 'SELECT pgjobs.prune(%%')
+        $q$, 'cron') USING p_retention;
+        GET DIAGNOSTICS v_trimmed = ROW_COUNT;
+    END IF;
+
+    RETURN jsonb_build_object('rescued', v_rescued, 'deleted', v_deleted,
+                              'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.prune(interval) IS
+'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago '
+'(queueing pruned exports'' objects for deletion by a worker), and trims pg_cron''s run '
+'history of pgjobs'' entries. Returns a jsonb summary.';

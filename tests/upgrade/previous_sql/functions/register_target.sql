@@ -1,0 +1,229 @@
+CREATE OR REPLACE FUNCTION pgjobs.register_target(
+    p_target     regclass,
+    p_key        name,
+    p_scope      name,
+    p_created_at name,
+    p_document   name DEFAULT NULL,
+    p_options    jsonb DEFAULT '{}')
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- Register (or re-register: upsert) a table as a pgjobs target.
+-- Validates the columns and their types, requires a valid btree index leading
+-- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
+-- applies options. Locks: a per-target advisory xact lock (serialises
+-- concurrent registrations of one table) and, with tune_autovacuum, the
+-- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
+DECLARE
+    v_relkind    "char";
+    v_nsp        name;
+    v_rel        name;
+    v_all_cols   text;
+    v_role       text;
+    v_col        name;
+    v_attnum     smallint;
+    v_type       oid;
+    v_base       oid;
+    v_typtype    "char";
+    v_key_num    smallint;
+    v_key_type   oid;
+    v_scope_num  smallint;
+    v_scope_type oid;
+    v_options    jsonb;
+    v_opt        record;
+    v_idx_name   text;
+    v_part       regclass;
+    v_valid_options constant text :=
+        'valid options: tune_autovacuum (boolean, default true)';
+BEGIN
+    IF p_target IS NULL THEN
+        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
+                  HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+
+    SELECT c.relkind, n.nspname, c.relname INTO v_relkind, v_nsp, v_rel
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'relation with OID % does not exist', p_target::oid
+            USING ERRCODE = '42P01',
+                  HINT = 'Check the table name; the table may have been dropped.';
+    END IF;
+    IF v_relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', p_target
+            USING ERRCODE = '22023',
+                  HINT = 'Only ordinary and partitioned tables can be pgjobs targets.';
+    END IF;
+
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO v_all_cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
+
+    -- Each named column: exists, and has a type that fits its role.
+    FOREACH v_role IN ARRAY ARRAY['key', 'scope', 'created_at', 'document'] LOOP
+        v_col := CASE v_role WHEN 'key' THEN p_key WHEN 'scope' THEN p_scope
+                             WHEN 'created_at' THEN p_created_at ELSE p_document END;
+        IF v_col IS NULL THEN
+            CONTINUE WHEN v_role = 'document';
+            RAISE EXCEPTION 'the % column must not be NULL', v_role
+                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
+        END IF;
+
+        SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = p_target AND a.attname = v_col AND a.attnum > 0
+           AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'column "%" (the % column) does not exist in table %',
+                            v_col, v_role, p_target
+                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
+        END IF;
+
+        -- Domains are judged by their base type.
+        v_base := v_type;
+        LOOP
+            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+              INTO v_typtype, v_base
+              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
+            EXIT WHEN v_typtype <> 'd';
+        END LOOP;
+
+        IF v_role = 'key' THEN
+            -- The keyset walk needs a total order that a btree can serve.
+            IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
+               OR v_typtype = 'p'
+               OR NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_opclass oc
+                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
+                                            WHERE am.amname = 'btree')
+                       AND oc.opcdefault
+                       AND (oc.opcintype = v_base
+                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                                        WHERE pc.castsource = v_base
+                                          AND pc.casttarget = oc.opcintype
+                                          AND pc.castmethod = 'b'))) THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the key of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'The key must be unique within a scope and totally ordered by '
+                                 'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
+            END IF;
+            v_key_num := v_attnum;
+            v_key_type := v_type;
+        ELSIF v_role = 'scope' THEN
+            v_scope_num := v_attnum;
+            v_scope_type := v_type;
+        ELSIF v_role = 'created_at' THEN
+            IF v_base NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the created_at column of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'created_at must be timestamptz (or timestamp).';
+            END IF;
+        ELSE
+            IF v_base <> 'jsonb'::regtype THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the document column of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'The document column must be jsonb; pass p_document => NULL '
+                                 'when the table has none.';
+            END IF;
+        END IF;
+    END LOOP;
+
+    IF p_key = p_scope THEN
+        RAISE EXCEPTION 'the key and scope columns must differ (both are "%")', p_key
+            USING ERRCODE = '22023',
+                  HINT = 'The scope column partitions the table (e.g. table_id); the key orders rows within a scope (e.g. id).';
+    END IF;
+
+    -- Options: known keys with the right types only; stored with defaults.
+    IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object, got %', coalesce(p_options::text, 'NULL')
+            USING ERRCODE = '22023', HINT = v_valid_options;
+    END IF;
+    FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
+        IF v_opt.key <> 'tune_autovacuum' THEN
+            RAISE EXCEPTION 'unknown option "%"', v_opt.key
+                USING ERRCODE = '22023', HINT = v_valid_options;
+        END IF;
+        IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
+            RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
+                USING ERRCODE = '22023', HINT = v_valid_options;
+        END IF;
+    END LOOP;
+    v_options := '{"tune_autovacuum": true}'::jsonb || p_options;
+
+    -- The keyset walk needs a valid, non-partial btree index leading with
+    -- (scope, key), with default opclasses so it serves the plain operators.
+    IF NOT EXISTS (
+        SELECT 1
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+          JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+         WHERE i.indrelid = p_target
+           AND am.amname = 'btree'
+           AND i.indisvalid
+           AND i.indisready
+           AND i.indpred IS NULL
+           AND i.indnkeyatts >= 2
+           AND i.indkey[0] = v_scope_num
+           AND i.indkey[1] = v_key_num
+           AND (SELECT bool_and(oc.opcdefault) FROM pg_catalog.pg_opclass oc
+                 WHERE oc.oid IN (i.indclass[0], i.indclass[1])))
+    THEN
+        v_idx_name := pgjobs._free_index_name(p_target, ARRAY[p_scope, p_key]);
+        RAISE EXCEPTION 'table % has no btree index leading with (%, %)', p_target, p_scope, p_key
+            USING ERRCODE = '55000',
+                  HINT = format('%s %I ON %I.%I USING btree (%I, %I);',
+                                CASE WHEN v_relkind = 'p' THEN 'CREATE INDEX'
+                                     ELSE 'CREATE INDEX CONCURRENTLY' END,
+                                v_idx_name, v_nsp, v_rel, p_scope, p_key);
+    END IF;
+
+    -- A mass delete in one tenant should not leave dead tuples that slow
+    -- every tenant's scans until the default 20% threshold is reached.
+    -- Partitioned parents take no storage parameters: tune the leaves.
+    IF (v_options ->> 'tune_autovacuum')::boolean THEN
+        FOR v_part IN
+            SELECT p_target WHERE v_relkind = 'r'
+            UNION ALL
+            SELECT t.relid FROM pg_catalog.pg_partition_tree(p_target) t
+             WHERE v_relkind = 'p' AND t.isleaf
+               AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r'
+        LOOP
+            EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                           'autovacuum_analyze_scale_factor = 0.02)', v_part);
+        END LOOP;
+    END IF;
+
+    INSERT INTO pgjobs.target_registry AS r
+           (target, key_column, scope_column, created_at_column, document_column,
+            key_type, scope_type, options)
+    VALUES (p_target, p_key, p_scope, p_created_at, p_document,
+            v_key_type, v_scope_type, v_options)
+    ON CONFLICT (target) DO UPDATE
+       SET key_column        = excluded.key_column,
+           scope_column      = excluded.scope_column,
+           created_at_column = excluded.created_at_column,
+           document_column   = excluded.document_column,
+           key_type          = excluded.key_type,
+           scope_type        = excluded.scope_type,
+           options           = excluded.options,
+           updated_at        = now();
+END
+$function$;
+
+COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jsonb) IS
+'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk '
+'column (unique within a scope, totally ordered), p_scope partitions the table into tenants, '
+'p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. '
+'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
+'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
+'scale factors to 2%.';

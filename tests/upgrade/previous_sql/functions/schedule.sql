@@ -1,0 +1,84 @@
+CREATE OR REPLACE FUNCTION pgjobs.schedule(p_options jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Installs (or updates) pgjobs' two pg_cron jobs in the current database:
+--   pgjobs.run    CALL pgjobs.run(budget): works delete/backfill pages;
+--   pgjobs.prune  SELECT pgjobs.prune(retention): leases, retention, history.
+-- pg_cron 1.5+ takes second schedules: run every `run_every` seconds
+-- (default 10) with a budget just under it; 1.4 ticks each minute, so run
+-- gets a 50 second budget. Idempotent (replaces by name, under a lock).
+-- Without pg_cron: 55000 with a hint naming `pgjobs run --loop`.
+-- Options: run_every (int seconds, 1..59, pg_cron 1.5+), retention
+-- (interval, default '24 hours'). Returns what was scheduled.
+DECLARE
+    v_version integer[];
+    v_key text;
+    v_run_every integer := 10;
+    v_retention interval := interval '24 hours';
+    v_run_schedule text;
+    v_budget interval;
+    v_run_command text;
+    v_prune_command text;
+BEGIN
+    IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+    FOR v_key IN SELECT jsonb_object_keys(p_options) LOOP
+        IF v_key NOT IN ('run_every', 'retention') THEN
+            RAISE EXCEPTION 'unknown schedule option "%"', v_key USING ERRCODE = '22023',
+                HINT = 'Valid options: run_every (seconds), retention (interval).';
+        END IF;
+    END LOOP;
+    IF p_options ? 'run_every' THEN
+        v_run_every := pgjobs._option_int('run_every', p_options -> 'run_every', 1, 59);
+    END IF;
+    IF p_options ? 'retention' THEN
+        BEGIN
+            v_retention := (p_options ->> 'retention')::interval;
+        EXCEPTION WHEN OTHERS THEN
+            v_retention := NULL;
+        END;
+        IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
+           OR v_retention < interval '0' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval, not %',
+                p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
+        END IF;
+    END IF;
+
+    v_version := pgjobs._cron_version();
+    PERFORM pg_advisory_xact_lock(hashtext('pgjobs.schedule'));
+
+    IF v_version >= ARRAY[1, 5] THEN
+        v_run_schedule := format('%s seconds', v_run_every);
+        v_budget := make_interval(secs => greatest(v_run_every - 1, 1));
+    ELSE
+        v_run_schedule := '* * * * *';
+        v_budget := interval '50 seconds';
+    END IF;
+    v_run_command := format('CALL pgjobs.run(%L)', v_budget);
+    v_prune_command := format('SELECT pgjobs.prune(%L)', v_retention);
+
+    PERFORM pgjobs.unschedule();
+    -- format(): the cron schema exists only where pg_cron does.
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', 'cron')
+        USING 'pgjobs.run', v_run_schedule, v_run_command;
+    EXECUTE format('SELECT %I.schedule($1, $2, $3)', 'cron')
+        USING 'pgjobs.prune', '* * * * *', v_prune_command;
+
+    RETURN jsonb_build_object(
+        'pg_cron', array_to_string(v_version, '.'),
+        'jobs', jsonb_build_array(
+            jsonb_build_object('name', 'pgjobs.run', 'schedule', v_run_schedule,
+                               'command', v_run_command),
+            jsonb_build_object('name', 'pgjobs.prune', 'schedule', '* * * * *',
+                               'command', v_prune_command)));
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.schedule(jsonb) IS
+'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; '
+'second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every '
+'(seconds), retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';

@@ -1,0 +1,46 @@
+CREATE OR REPLACE FUNCTION pgjobs.unregister_target(p_target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+-- Remove the registration of p_target. The table and its data are untouched.
+-- Locks: the per-target advisory xact lock shared with register_target, then
+-- the registry row. Refuses (55006) while jobs of the target are queued or
+-- running; raises P0002 when the table is not registered.
+DECLARE
+    v_jobs bigint[];
+BEGIN
+    IF p_target IS NULL THEN
+        RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
+                  HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
+    END IF;
+
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+
+    PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'target % is not registered', p_target
+            USING ERRCODE = 'P0002',
+                  HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
+    END IF;
+
+    SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
+      FROM pgjobs.jobs j
+     WHERE j.target = p_target AND j.status IN ('queued', 'running');
+    IF v_jobs IS NOT NULL THEN
+        RAISE EXCEPTION 'target % has % queued or running job(s)', p_target,
+                        pg_catalog.cardinality(v_jobs)
+            USING ERRCODE = '55006',
+                  HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
+                                'WHERE id = ANY (%L)) and wait for running ones to stop.',
+                                v_jobs::text);
+    END IF;
+
+    DELETE FROM pgjobs.target_registry r WHERE r.target = p_target;
+END
+$function$;
+
+COMMENT ON FUNCTION pgjobs.unregister_target(regclass) IS
+'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not '
+'registered and 55006 while any of its jobs is queued or running.';

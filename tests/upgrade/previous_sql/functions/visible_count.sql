@@ -1,0 +1,44 @@
+CREATE OR REPLACE FUNCTION pgjobs.visible_count(
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb DEFAULT '{}')
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- How many rows of (p_target, p_scope) match p_filter and are not masked
+-- by a pending delete: the count a reader will see once the deletes end.
+-- Raises 22023 for a bad filter or scope. SECURITY DEFINER for
+-- pgjobs_client; the caller needs SELECT on the target and, when
+-- pgjobs.allowed_scopes is set, p_scope in it (42501). Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry := pgjobs._target(p_target);
+    v_query text;
+    v_count bigint;
+BEGIN
+    PERFORM pgjobs._require(p_target, 'SELECT');
+    PERFORM pgjobs._require_scope(p_scope);
+    IF p_scope IS NULL THEN
+        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023
+    END IF;
+    -- The scope goes in as a typed literal, unchecked: checked only when
+    -- the count fails with a data exception (as in pgjobs.visible).
+    v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %L::%s AND (%s) AND (%s)',
+        p_target, v_reg.scope_column, p_scope, v_reg.scope_type::text,
+        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+             ELSE pgjobs.compile_filter(p_target, p_filter) END,
+        pgjobs._mask(p_target, p_scope));
+    BEGIN
+        EXECUTE v_query INTO v_count;
+    EXCEPTION WHEN data_exception THEN
+        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023 for a bad scope
+        RAISE;
+    END;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.visible_count(regclass, text, jsonb) IS
+'Counts the scope''s rows matching the filter that are not masked by a pending delete.';

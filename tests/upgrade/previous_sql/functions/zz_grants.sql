@@ -1,0 +1,30 @@
+-- Grants, applied last on every migrate (functions are replaced first).
+-- Nothing in schema pgjobs is executable by PUBLIC. pgjobs_client may
+-- submit, cancel, read jobs and use the read path; pgjobs_admin (which is
+-- a member of pgjobs_client) may do everything, including running the
+-- engine. Client functions are listed by name so new overloads follow.
+
+REVOKE ALL ON ALL ROUTINES IN SCHEMA pgjobs FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA pgjobs FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client, pgjobs_admin;
+
+GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgjobs TO pgjobs_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgjobs TO pgjobs_admin;
+
+GRANT SELECT ON pgjobs.jobs, pgjobs.targets TO pgjobs_client;
+
+DO $grants$
+DECLARE
+    v_proc regprocedure;
+BEGIN
+    FOR v_proc IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc p
+         WHERE p.pronamespace = 'pgjobs'::regnamespace
+           AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
+                             'cancel', 'mask', 'visible', 'visible_count')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
+    END LOOP;
+END
+$grants$;
