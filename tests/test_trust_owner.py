@@ -94,6 +94,7 @@ PATHS = {
     "visible": """SELECT count(*) FROM pgjobs.visible('tenant.rows', '1', '{"code": "a"}')""",
     "visible_count": """SELECT pgjobs.visible_count('tenant.rows', '1', '{"code": "a"}')""",
     "mask": "SELECT pgjobs.mask('tenant.rows', '1')",
+    "submit_custom": "SELECT pgjobs.submit('custom', 'tenant.rows', '1')",
     "compile_filter": """SELECT pgjobs.compile_filter('tenant.rows', '{"code": "a"}')""",
 }
 
