@@ -62,6 +62,10 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
     if job is None:
         raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
                        hint="`pgjobs list` shows the jobs; finished ones are pruned")
+    # The shared channel carries id, status and progress only; the job's own
+    # channel (for a role allowed to read its target and scope) carries the
+    # full events. Either wakes the loop; the row is re-read each time.
+    db.listen_job_channel(conn, str(job["target"]), str(job["scope"]))
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = None if quiet or not sys.stdout.isatty() else _Bar(job)
     last_plain = ""

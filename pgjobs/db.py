@@ -98,6 +98,25 @@ def execute(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | No
         conn.execute(sql, params or {})
 
 
+def listen_job_channel(conn: psycopg.Connection[Row], target: str, scope: str) -> str | None:
+    """LISTEN on the channel that carries the full events of (target, scope)'s
+    jobs, when this role may obtain it (pgjobs.channel: SELECT on the target,
+    its scope allowed); returns its name, or None when it may not (the shared
+    channel `pgjobs` still carries every job's id, status and progress)."""
+    from psycopg import sql
+
+    try:
+        row = conn.execute(queries.CHANNEL, {"target": target, "scope": scope}).fetchone()
+    except psycopg.Error:
+        return None
+    if row is None:
+        return None
+    name = str(next(iter(row.values())))
+    with translated():
+        conn.execute(sql.SQL(queries.LISTEN_CHANNEL).format(channel=sql.Identifier(name)))
+    return name
+
+
 # --- the contract's functions, for the CLI and the poller ------------------
 
 

@@ -46,6 +46,10 @@ PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
 LISTEN = "LISTEN pgjobs"
+# A (target, scope)'s own channel, with the full events (pgjobs.channel); the
+# name is an identifier, formatted in by pgjobs.db.listen.
+CHANNEL = "SELECT pgjobs.channel(%(target)s::regclass, %(scope)s)"
+LISTEN_CHANNEL = "LISTEN {channel}"
 
 # --- embedded dev cluster (pgjobs.embedded) ---------------------------------
 

@@ -10,6 +10,7 @@ needs a throwaway cluster: run pytest without PGJOBS_TEST_URL).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,6 +59,42 @@ def runner_session(make_conn: Callable[..., Conn]) -> Conn:
     return make_conn(application_name="pgjobs run")
 
 
+@pytest.fixture
+def engine_owner(conn: Conn) -> Iterator[str]:
+    """The recommended set-up (docs/operations.md): schema pgjobs and its
+    objects, and the targets, owned by one ordinary role, not a superuser
+    (doctor warns with engine.owner otherwise). Tables the test creates
+    afterwards are handed over by the test."""
+    role = f"pgjobs_test_engine_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    conn.execute(f"ALTER SCHEMA pgjobs OWNER TO {role}")
+    statements = [r[0] for r in conn.execute("""
+        SELECT format('ALTER ROUTINE %%s OWNER TO %%I', p.oid::regprocedure, %s::text)
+          FROM pg_proc p WHERE p.pronamespace = 'pgjobs'::regnamespace
+        UNION ALL
+        SELECT format('ALTER TABLE %%s OWNER TO %%I', c.oid::regclass, %s::text)
+          FROM pg_class c
+         WHERE c.relnamespace = 'pgjobs'::regnamespace AND c.relkind IN ('r', 'v')""",
+        (role, role)).fetchall()]
+    for statement in statements:
+        conn.execute(statement)
+    yield role
+    conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
+    conn.execute(f"DROP OWNED BY {role}")
+    conn.execute(f"DROP ROLE {role}")
+
+
+def test_superuser_owned_engine_is_flagged(conn: Conn) -> None:
+    f = finding(conn, "engine.owner")
+    assert f["status"] == "warn"
+    assert "superuser" in f["detail"] and "docs/operations.md" in f["fix"]
+
+
+def test_engine_owned_by_an_ordinary_role_passes(conn: Conn, engine_owner: str) -> None:
+    assert_ok(finding(conn, "engine.owner"))
+
+
 # --- targets ----------------------------------------------------------------------
 
 
@@ -66,7 +103,7 @@ def test_healthy_document_target_passes(conn: Conn) -> None:
     conn.execute("CREATE INDEX ON user_table_rows USING gin (table_id, data jsonb_path_ops)")
     findings = [f for f in doctor(conn, "user_table_rows") if f["target"] is not None]
     assert [f["check_name"] for f in findings] == [
-        "target.key_index", "target.document_index", "target.autovacuum",
+        "target.trusted", "target.key_index", "target.document_index", "target.autovacuum",
         "target.dead_tuples", "jobs.leases", "jobs.heartbeats"]
     for f in findings:
         assert_ok(f)
@@ -321,8 +358,9 @@ def test_cli_piped_lines_and_exit_1_when_something_needs_fixing(
 
 
 def test_cli_exit_0_when_healthy(cli: Callable[..., Result], conn: Conn,
-                                 runner_session: Conn) -> None:
+                                 runner_session: Conn, engine_owner: str) -> None:
     make_rows_target(conn)
+    conn.execute(f"ALTER TABLE user_table_rows OWNER TO {engine_owner}")
     conn.execute("CREATE INDEX ON user_table_rows USING gin (table_id, data jsonb_path_ops)")
     result = cli("user_table_rows")
     assert result.exit_code == 0, result.output
@@ -331,8 +369,9 @@ def test_cli_exit_0_when_healthy(cli: Callable[..., Result], conn: Conn,
 
 
 def test_cli_fail_on_and_json(cli: Callable[..., Result], conn: Conn,
-                              runner_session: Conn) -> None:
+                              runner_session: Conn, engine_owner: str) -> None:
     make_rows_target(conn)  # no gin index: a warning only
+    conn.execute(f"ALTER TABLE user_table_rows OWNER TO {engine_owner}")
     assert cli().exit_code == 1
     assert cli("--fail-on", "fail").exit_code == 0
     result = cli("--json", "user_table_rows")

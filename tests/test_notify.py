@@ -13,13 +13,24 @@ from tests.helpers import claim, drain_notifies, make_target, scalar, submit, wh
 from tests.targets import make_rows_target, run_job, run_pages, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
-KEYS = {"id", "kind", "event", "status", "done", "total", "target", "scope"}
+# The shared channel carries no target or scope (issue 9, item 13; see
+# tests/test_trust_notify.py); a job's own channel (pgjobs.channel) does.
+KEYS = {"id", "kind", "event", "status", "done", "total"}
+FULL_KEYS = KEYS | {"target", "scope"}
+
+
+def job_channel(conn: Conn, target: str, scope: str) -> str:
+    """The per-(target, scope) channel, as pgjobs.channel names it (the target
+    need not be registered for pgjobs._channel_name)."""
+    return str(scalar(conn, "SELECT pgjobs._channel_name(%s::regclass, %s)", (target, scope)))
 
 
 def test_event_sequence_and_payload_shape(conn: Conn, make_conn: Callable[..., Conn]) -> None:
     make_target(conn)
     listener = make_conn()
     listener.execute("LISTEN pgjobs")
+    full = make_conn()
+    full.execute(f"LISTEN {job_channel(conn, 'items', 'tenant-7')}")
     job_id = submit(conn, scope="tenant-7")
     claim(conn, "w")
     conn.execute("SELECT pgjobs.heartbeat(%s, %s, 5)", (job_id, who(conn, job_id, 'w')))
@@ -34,6 +45,10 @@ def test_event_sequence_and_payload_shape(conn: Conn, make_conn: Callable[..., C
         assert set(event) == KEYS
         assert event["id"] == job_id
         assert event["kind"] == "custom"
+    full_events = drain_notifies(full, until=lambda e: e["event"] == "succeeded")
+    assert [{k: e[k] for k in KEYS} for e in full_events] == events
+    for event in full_events:
+        assert set(event) == FULL_KEYS
         assert event["target"] == "public.items"  # always schema-qualified
         assert event["scope"] == "tenant-7"
     assert events[2]["done"] == 5
@@ -59,7 +74,8 @@ def test_payload_stays_under_1kb(conn: Conn, make_conn: Callable[..., Conn]) -> 
     conn.execute('CREATE TABLE "a_table_with_a_rather_long_name_that_goes_on_and_on_xxxxxxx" '
                  "(id int)")
     listener = make_conn()
-    listener.execute("LISTEN pgjobs")
+    listener.execute(f"""LISTEN {job_channel(
+        conn, '"a_table_with_a_rather_long_name_that_goes_on_and_on_xxxxxxx"', "é" * 1000)}""")
     submit(conn, target='"a_table_with_a_rather_long_name_that_goes_on_and_on_xxxxxxx"',
            scope="é" * 1000)
     (n,) = list(listener.notifies(timeout=2, stop_after=1))

@@ -95,7 +95,11 @@ def test_client_reads_only_its_scopes_jobs(conn: Conn, client: str) -> None:
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE scope = '2'") == 0
     conn.execute("SET pgjobs.allowed_scopes = ' 1 , 3 '")
     assert scalar(conn, scopes) == ["1", "3"]
-    conn.execute("SET pgjobs.allowed_scopes = '01'")  # text, not the scope's value
+    # Canonical, as in the functions (pgjobs._scope_allowed, migration 0006):
+    # '01' of an integer scope is tenant 1.
+    conn.execute("SET pgjobs.allowed_scopes = '01'")
+    assert scalar(conn, scopes) == ["1"]
+    conn.execute("SET pgjobs.allowed_scopes = 'x1'")  # not a value of the column
     assert scalar(conn, scopes) == []
     conn.execute("SET pgjobs.allowed_scopes = ''")
     assert scalar(conn, scopes) == ["1", "2", "3"]
@@ -233,6 +237,8 @@ def test_functions_and_policy_agree(conn: Conn, client: str, setting: str | None
     # Custom jobs on a table that is not registered: their scopes are text as
     # given, compared as trimmed text by the functions and the policy alike.
     conn.execute("CREATE TABLE custom_items (id bigint)")
+    # A client sees the jobs of tables it may read (migration 0006).
+    conn.execute(f"GRANT SELECT ON custom_items TO {client}")
     scopes = ["1", "2", "3", "", "tenant-1", "a b", "x'y", "é", "中", " 1"]
     ids = {s: scalar(conn, "SELECT pgjobs.submit('custom', 'custom_items', %s)", (s,))
            for s in scopes}

@@ -31,7 +31,7 @@ PARSE_IN_CALLERS_SESSION = {
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
     "_compile_filter_column_op", "_compile_set", "_row_predicate", "submit_delete",
     "submit_backfill", "submit_export", "submit", "_insert_job", "visible", "visible_count",
-    "mask", "schedule"}
+    "mask", "schedule", "channel"}
 
 
 def test_every_function_pins_the_settings_its_text_depends_on(conn: Conn) -> None:

@@ -23,6 +23,7 @@ DECLARE
     v_bitmapscan text := current_setting('enable_bitmapscan');
     v_count bigint;
 BEGIN
+    PERFORM pgjobs._target(p_job.target);  -- 42501 for an untrusted target
     DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_job.id;
     PERFORM set_config('enable_seqscan', 'off', true);
     PERFORM set_config('enable_indexscan', 'off', true);

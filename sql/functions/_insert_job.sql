@@ -49,8 +49,10 @@ BEGIN
     -- A registered target's scope is stored canonical (one tenant, one
     -- text: the gate, on_conflict and the mask compare it as text); a
     -- custom kind's unregistered table keeps the text as given.
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-    IF FOUND THEN
+    -- (Through pgjobs._target: the cast runs the scope type's code, so an
+    -- untrusted target is refused here too, 42501, for custom kinds as well.)
+    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
+        v_reg := pgjobs._target(p_target);
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
     PERFORM pgjobs._require_scope(p_target, p_scope);
@@ -120,7 +122,11 @@ BEGIN
             SELECT 1 FROM pgjobs.jobs w
              WHERE w.target = p_target AND w.scope = p_scope
                AND w.status IN ('queued', 'running')
-               AND w.kind IN ('delete', 'backfill', 'import')) THEN
+               AND w.kind IN ('delete', 'backfill', 'import')
+               -- as in pgjobs._writer_may_start: a writer not yet due that
+               -- never started holds no gate
+               AND NOT (w.status = 'queued' AND w.run_at > now()
+                        AND w.started_at IS NULL)) THEN
             RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

@@ -86,13 +86,16 @@ BEGIN
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'canceled';
     END IF;
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
-    IF NOT FOUND THEN
-        PERFORM pgjobs.fail(p_id, p_worker,
-            format('table %s is no longer registered with pgjobs', v_job.target), false);
+    -- Unregistered, or untrusted (code of a role without the runner's rights
+    -- would run in this page: pgjobs._require_trusted): the job fails for good.
+    BEGIN
+        v_reg := pgjobs._target(v_job.target);
+    EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
+        PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
-    END IF;
+    END;
     -- The keyset walk cannot reach a NULL key: registration requires NOT
     -- NULL, and this re-checks it (one catalog row) in case it was dropped.
     IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a

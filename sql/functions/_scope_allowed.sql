@@ -2,6 +2,7 @@ CREATE OR REPLACE FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text
 RETURNS boolean
 LANGUAGE plpgsql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -13,7 +14,10 @@ AS $$
 -- allows '1'; an entry that is not a value of the scope column allows
 -- nothing). For a table that is not registered (jobs of custom kinds) the
 -- entries and the scope compare as trimmed text. A NULL or invalid scope is
--- not allowed. Never raises for a bad value. Locks nothing.
+-- not allowed. Never raises for a bad value. SECURITY DEFINER: policy
+-- jobs_client_read on pgjobs.jobs (migration 0006) calls it as the client,
+-- which may not read pgjobs.target_registry; an untrusted target's scopes
+-- compare as text only. Locks nothing.
 DECLARE
     v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
     v_entries text[];
@@ -32,6 +36,11 @@ BEGIN
     END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- Casting runs the scope type's code (a domain's CHECK) as this
+    -- function's owner: only for a trusted target (pgjobs._untrusted_roles).
+    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_target)) THEN
         RETURN false;
     END IF;
     BEGIN

@@ -11,7 +11,12 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The gate: may writing job p_id of (p_target, p_scope) start now? Only
 -- when no other writing job of the scope is running or queued ahead of it,
--- so writes to a scope apply one at a time, in submission order. Used by
+-- so writes to a scope apply one at a time, in submission order. A queued
+-- writer that is not due yet (run_at in the future) and never started
+-- holds nothing: anyone who may submit an import could otherwise hold a
+-- scope's gate until its run_at (say 2100). One that started and waits for
+-- a retry's backoff still holds it, so its successors keep their order.
+-- _insert_job's on_conflict: reject applies the same rule. Used by
 -- pgjobs.claim and pgjobs._claim_id. STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
 -- inline subquery because claim is planned afresh on every call (its LIMIT
@@ -25,6 +30,7 @@ BEGIN
            AND w.kind IN ('delete', 'backfill', 'import')
            AND w.status IN ('queued', 'running')
            AND w.id <> p_id
-           AND (w.status = 'running' OR w.id < p_id));
+           AND (w.status = 'running' OR w.id < p_id)
+           AND NOT (w.status = 'queued' AND w.run_at > now() AND w.started_at IS NULL));
 END
 $$;

@@ -29,9 +29,7 @@ BEGIN
     -- Whoever could have submitted the job may cancel it, and admins.
     IF NOT (pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER')
             OR pgjobs._caller() = v_job.submitted_by) THEN
-        PERFORM pgjobs._require(v_job.target, CASE v_job.kind
-            WHEN 'delete' THEN 'DELETE' WHEN 'backfill' THEN 'UPDATE' WHEN 'import' THEN 'INSERT'
-            WHEN 'export' THEN 'SELECT' ELSE 'TRUNCATE' END);
+        PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs

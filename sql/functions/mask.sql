@@ -20,6 +20,7 @@ AS $$
 DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
+    PERFORM pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.

@@ -41,7 +41,7 @@ DECLARE
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
-        'time zone created_at is read)';
+        'time zone created_at is read), ignore_row_security (boolean, default false)';
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
@@ -227,12 +227,17 @@ BEGIN
                     HINT = 'For example "UTC" or "Europe/Paris" (SELECT name FROM '
                            'pg_timezone_names lists them).';
             END IF;
+        WHEN 'ignore_row_security' THEN
+            IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
+                RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
+                    USING ERRCODE = '22023', HINT = v_valid_options;
+            END IF;
         ELSE
             RAISE EXCEPTION 'unknown option "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_valid_options;
         END CASE;
     END LOOP;
-    v_options := '{"tune_autovacuum": true, "created_at_time_zone": "UTC"}'::jsonb || p_options;
+    v_options := '{"tune_autovacuum": true, "created_at_time_zone": "UTC"}'::jsonb || p_options;  -- ignore_row_security: absent is false
 
     -- The keyset walk needs a valid, non-partial btree index leading with
     -- (scope, key), with default opclasses so it serves the plain operators.
@@ -260,6 +265,10 @@ BEGIN
                                      ELSE 'CREATE INDEX CONCURRENTLY' END,
                                 v_idx_name, v_nsp, v_rel, p_scope, p_key);
     END IF;
+
+    -- Refuse a table whose code (triggers, domain checks, defaults...) would
+    -- run with rights its authors lack (42501; pgjobs._require_trusted).
+    PERFORM pgjobs._require_trusted(p_target);
 
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
@@ -301,4 +310,8 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
 'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
 'scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a '
-'timestamp-without-time-zone created_at column holds.';
+'timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default '
+'false) lets clients that a row-level security policy on the table would confine use pgjobs '
+'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
+'(triggers, column types, defaults...) belongs to a role without the rights of the role '
+'registering it.';

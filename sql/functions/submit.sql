@@ -14,7 +14,8 @@ AS $$
 -- Submits a job of any kind that external workers (any language) run
 -- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
 -- their own functions, which validate their payload. SECURITY DEFINER for
--- pgjobs_client; a writing kind (import) needs INSERT on the target.
+-- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
+-- target: INSERT for an import, UPDATE for any custom kind (42501).
 -- Returns the job id.
 DECLARE
     v_job pgjobs.jobs;
@@ -30,9 +31,7 @@ BEGIN
             HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
                           p_kind, p_kind);
     END IF;
-    IF p_kind = 'import' THEN
-        PERFORM pgjobs._require(p_target, 'INSERT');
-    END IF;
+    PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
     RETURN v_job.id;
 END
@@ -42,4 +41,5 @@ COMMENT ON FUNCTION pgjobs.submit(text, regclass, text, jsonb, jsonb) IS
 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). '
 'Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), '
 'on_conflict (queue | reject), lease (interval, default 30 seconds). The kind "import" is a '
-'writing kind: one per (target, scope) runs at a time. Returns the job id.';
+'writing kind: one per (target, scope) runs at a time. The caller needs INSERT on the target '
+'for an import and UPDATE for any other kind. Returns the job id.';

@@ -22,7 +22,9 @@ BEGIN
           FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
-                             'cancel', 'mask', 'visible', 'visible_count')
+                             'cancel', 'mask', 'visible', 'visible_count', 'channel',
+                             -- policy jobs_client_read (migration 0006) calls it as the client
+                             '_scope_allowed')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
