@@ -36,7 +36,10 @@ DROP POLICY jobs_client_scopes ON pgjobs.jobs;
 CREATE POLICY jobs_client_read ON pgjobs.jobs AS PERMISSIVE FOR SELECT TO pgjobs_client
     USING ((submitted_by = CURRENT_USER
             OR coalesce(pg_catalog.has_table_privilege(target, 'SELECT'), false))
-           AND pgjobs._scope_allowed(target, scope));
+           -- The common case (no tenancy setting) needs no function call per row.
+           AND (coalesce(pg_catalog.btrim(
+                    pg_catalog.current_setting('pgjobs.allowed_scopes', true)), '') = ''
+                OR pgjobs._scope_allowed(target, scope)));
 
 COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS
     'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from, '
