@@ -13,17 +13,33 @@ AS $$
 -- submitted", as one SQL boolean over the target's unqualified columns
 -- and its xmin system column. The promise: a row whose inserting
 -- transaction commits after the submit is never touched by the job nor
--- hidden by its mask, whatever its created_at says.
+-- hidden by its mask.
 --
 -- created_at alone cannot keep it: `DEFAULT now()` is the start of the
 -- inserting transaction, so a transaction that began before the submit and
--- commits after it writes rows dated before the cutoff (and a backdated
--- created_at can be anything). So the submit records which transactions it
--- sees, and a row qualifies when
---   (a) created_at <= cutoff (a NULL created_at is unknown: (b) decides), and
---   (b) the row's current version was written by a transaction the submit
---       sees: not one that was in progress at the submit, not a later one.
--- The in-progress set holds transaction IDs, subtransactions' included
+-- commits after it writes rows dated before the cutoff. A row qualifies when
+--   (a) created_at <= cutoff (a NULL created_at is unknown: xmin decides), and
+--   (b) created_at is older than the horizon: the start of the oldest other
+--       transaction of this database running at the submit. No running
+--       transaction's now() is older, so such a row was not written by one
+--       of them: it was committed before the submit (and may have been
+--       updated since: an update keeps it the job's); or
+--   (c) its current version was written by a transaction the submit's
+--       snapshot sees (or by the submitting transaction itself, at its top
+--       level).
+-- Rows dated at or after the horizon (the only ones a running transaction
+-- can have written with now()/clock_timestamp()) are judged by (c): those
+-- of transactions still running at the submit, or begun later, are spared.
+-- Not distinguishable, and documented (docs/engine.md, "The cutoff"): a
+-- backdated created_at (older than the horizon) written after the submit
+-- reads as an old row updated after it, and is the job's; a row dated after
+-- the horizon, committed before the submit and updated after it, reads as
+-- new, and is spared. The horizon falls back to -infinity (only (c)
+-- decides) when some session's transaction start is hidden from this role
+-- (pg_stat_activity: grant pg_read_all_stats to the role owning pgjobs),
+-- track_activities is off, or a prepared transaction exists here.
+--
+-- (c)'s in-progress set holds transaction IDs, subtransactions' included
 -- (the snapshot functions list top-level IDs only, and a subtransaction's
 -- lock is gone once it is released): every ID below the snapshot's xmax
 -- whose pg_xact_status is 'in progress' just after the snapshot. Such an ID
@@ -33,8 +49,6 @@ AS $$
 -- REPEATABLE READ submit cannot repeat it: 40001, submit again). The
 -- range starts at the snapshot's xmin; the submit raises 55000 while one
 -- transaction holds it back by more than 100,000 IDs.
--- A row updated after the submit by a transaction the submit does not see
--- counts as written after it, and is kept: the later write wins.
 --
 -- xmin is a 32-bit transaction ID, compared through age() (the distance
 -- back from the reader's transaction, or its next ID): a row is later than
@@ -42,9 +56,8 @@ AS $$
 -- 0 <= age(xmin) <= age(xmax) (a frozen row 2^31 or more transactions old
 -- has a negative age, which the mask with 2^32 - 1 turns into a large one);
 -- one age() per row and integer arithmetic (age(xmax) is an InitPlan),
--- right while a job lasts less than 2^31 transactions. A frozen row more than 2^32
--- transactions old whose raw xmin happens to fall among the IDs used
--- during the job is taken for new (one chance in 2^32 / IDs used).
+-- right while a job lasts less than 2^31 transactions. Only rows dated
+-- after the horizon reach this test, so old frozen rows never do.
 --
 -- A `timestamp` (without time zone) created_at holds wall-clock time in
 -- the target's registered created_at_time_zone (default UTC), whatever the
@@ -60,6 +73,8 @@ DECLARE
     v_running bigint[];
     v_xmax bigint;
     v_try integer := 0;
+    v_horizon timestamptz;
+    v_hidden boolean;
 BEGIN
     SELECT a.atttypid = 'timestamp'::regtype
            OR coalesce((SELECT t.typbasetype = 'timestamp'::regtype
@@ -105,13 +120,30 @@ BEGIN
       INTO v_running
       FROM unnest(v_running) AS u(x);
 
+    -- The horizon, read fresh (pg_stat_activity is cached per transaction).
+    PERFORM pg_stat_clear_snapshot();
+    SELECT min(a.xact_start),
+           bool_or(a.state IS NULL AND a.backend_type = 'client backend')
+      INTO v_horizon, v_hidden
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid();
+    IF coalesce(v_hidden, false)
+       OR current_setting('track_activities') <> 'on'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
+                   WHERE x.database = current_database()) THEN
+        v_horizon := '-infinity';
+    END IF;
+    v_horizon := least(coalesce(v_horizon, p_cutoff), p_cutoff);
+
     RETURN format(
-        'coalesce(%1$I <= %2$s, true) AND (pg_catalog.age(xmin)::bigint & 4294967295) '
-        '> (SELECT pg_catalog.age(%3$L::xid))%4$s',
+        'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
+        '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
         p_reg.created_at_column,
         pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
+        pgjobs._time_literal(v_horizon, v_is_timestamp, v_tz),
         v_xmax % 4294967296,
         CASE WHEN cardinality(v_running) = 0 THEN ''
-             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END);
+             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END,
+        v_own % 4294967296);
 END
 $$;
