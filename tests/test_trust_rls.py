@@ -158,3 +158,31 @@ def test_engine_confined_by_a_policy_is_refused(conn: Conn, roles: dict[str, str
         conn.execute("RESET ROLE")
         conn.execute(f"DROP OWNED BY {engine}")
         conn.execute(f"DROP ROLE {engine}")
+
+
+def test_confined_caller_reads_no_other_roles_jobs_nor_the_target(
+        conn: Conn, roles: dict[str, str]) -> None:
+    """The job rows name rows of the target (filters, exclusions, predicates):
+    a role that a policy confines sees none of another role's jobs there, in
+    any scope, nor the target in pgjobs.targets (one rule with _require:
+    pgjobs._row_security_confines)."""
+    secret = scalar(conn, """SELECT pgjobs.submit_delete('user_table_rows', '2',
+                                    '{"label": "ssn 123-45-6789"}')""")
+    mine = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
+    conn.execute(f"SET ROLE {roles['tenant']}")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id IN (%s, %s)",
+                  (secret, mine)) == 0
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.targets") == 0
+    conn.execute("RESET ROLE")
+    # BYPASSRLS is not confined: it reads them, as it reads the table.
+    conn.execute(f"SET ROLE {roles['bypass']}")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id IN (%s, %s)",
+                  (secret, mine)) == 2
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.targets") == 1
+    conn.execute("RESET ROLE")
+    # Opted out by an administrator: the confined role reads them again.
+    conn.execute("""SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id',
+                           'created_at', 'data', '{"ignore_row_security": true}')""")
+    conn.execute(f"SET ROLE {roles['tenant']}")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id IN (%s, %s)",
+                  (secret, mine)) == 2

@@ -29,13 +29,7 @@ BEGIN
             USING ERRCODE = '42501',
             HINT = format('GRANT %s ON %s TO %I;', p_privilege, p_target, v_caller);
     END IF;
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                WHERE c.oid = p_target AND c.relrowsecurity
-                  AND (c.relforcerowsecurity OR NOT pg_has_role(v_caller, c.relowner, 'USAGE')))
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                        WHERE r.rolname = v_caller AND (r.rolsuper OR r.rolbypassrls))
-       AND NOT coalesce((SELECT (g.options ->> 'ignore_row_security')::boolean
-                           FROM pgjobs.target_registry g WHERE g.target = p_target), false) THEN
+    IF pgjobs._row_security_confines(p_target, v_caller) THEN
         RAISE EXCEPTION 'permission denied: row-level security on % applies to role %, and '
                         'pgjobs cannot act under its policies', p_target, v_caller
             USING ERRCODE = '42501',

@@ -24,7 +24,7 @@ BEGIN
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
                              -- policy jobs_client_read (migration 0006) calls it as the client
-                             '_scope_allowed')
+                             '_scope_allowed', '_row_security_confines')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;

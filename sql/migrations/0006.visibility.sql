@@ -1,7 +1,7 @@
 -- pgjobs 0006: who sees what (issue 9, items 12 and 13).
 --
 -- Jobs: a pgjobs_client sees a job only when it submitted it or may read
--- (SELECT) its target, and, when the session sets pgjobs.allowed_scopes,
+-- (SELECT) its target unconfined by row-level security, and, when the session sets pgjobs.allowed_scopes,
 -- only jobs of those scopes, compared canonically by
 -- pgjobs._scope_allowed (the stub below keeps 0004's text comparison until
 -- sql/functions/_scope_allowed.sql replaces it on the same migrate).
@@ -31,11 +31,27 @@ SELECT coalesce(pg_catalog.btrim(
            '\s*,\s*'));
 $$;
 
+-- Stub: sql/functions/_row_security_confines.sql holds the rule (whether a
+-- row-level security policy on the target confines the role) and replaces
+-- this on the same migrate; the policy and the view below only need it to
+-- exist.
+CREATE OR REPLACE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT true;
+$$;
+
 DROP POLICY jobs_client_scopes ON pgjobs.jobs;
 
 CREATE POLICY jobs_client_read ON pgjobs.jobs AS PERMISSIVE FOR SELECT TO pgjobs_client
     USING ((submitted_by = CURRENT_USER
-            OR coalesce(pg_catalog.has_table_privilege(target, 'SELECT'), false))
+            OR (coalesce(pg_catalog.has_table_privilege(target, 'SELECT'), false)
+                -- A role that a policy on the target confines may not read
+                -- other roles' jobs there: their filters name rows it cannot see.
+                AND NOT pgjobs._row_security_confines(target, CURRENT_USER)))
            -- The common case (no tenancy setting) needs no function call per row.
            AND (coalesce(pg_catalog.btrim(
                     pg_catalog.current_setting('pgjobs.allowed_scopes', true)), '') = ''
@@ -60,7 +76,8 @@ SELECT r.target,
   FROM pgjobs.target_registry r
   LEFT JOIN pg_catalog.pg_class c ON c.oid = r.target
  WHERE pg_catalog.pg_has_role('pgjobs_admin', 'USAGE')
-    OR coalesce(pg_catalog.has_table_privilege(r.target, 'SELECT'), false);
+    OR (coalesce(pg_catalog.has_table_privilege(r.target, 'SELECT'), false)
+        AND NOT pgjobs._row_security_confines(r.target, CURRENT_USER));
 
 CREATE TABLE pgjobs.settings (
     key        text        PRIMARY KEY,
