@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, scalar, who
+from tests.helpers import claim, job, scalar, who
 from tests.targets import make_rows_target, run_job, seed
 
 Conn = psycopg.Connection[Any]
@@ -57,15 +57,42 @@ def test_a_far_future_import_does_not_block_later_writers(conn: Conn, inserter: 
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (far,)) == "queued"
 
 
-def test_a_due_import_holds_the_gate(conn: Conn, inserter: str) -> None:
+def test_a_due_import_nobody_claimed_holds_no_gate(conn: Conn, inserter: str) -> None:
+    """A writer an outside worker runs (import) holds the gate only once
+    claimed: an INSERT-only role cannot stall a scope's deletes with a due
+    job that nobody runs (run_at now, in a second, or 2100 alike)."""
     far = _far_import(conn, inserter)
-    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (far,))
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() - interval '1 second' WHERE id = %s",
+                 (far,))
+    delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
+    run_job(conn, delete)
+    assert job(conn, delete)["status"] == "succeeded"
+    conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}',"
+                 """ '{"on_conflict": "reject"}')""")
+
+
+def test_a_claimed_import_holds_the_gate(conn: Conn, inserter: str) -> None:
+    first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
+    assert claim(conn, "w", ["import"]) == [first]
     delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
     with pytest.raises(errors.ObjectInUse):
         run_job(conn, delete)
     with pytest.raises(errors.ObjectInUse):
         conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}',"
                      """ '{"on_conflict": "reject"}')""")
+
+
+def test_a_due_delete_holds_the_gate_for_later_writers(conn: Conn, inserter: str) -> None:
+    first = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
+    later = scalar(conn, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
+                         """'{"n": 5}')""")
+    with pytest.raises(errors.ObjectInUse):
+        run_job(conn, later)
+    with pytest.raises(errors.ObjectInUse):
+        conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}',"
+                     """ '{"on_conflict": "reject"}')""")
+    run_job(conn, first)
+    run_job(conn, later)
 
 
 def test_a_writer_waiting_for_its_retry_keeps_its_place(conn: Conn, inserter: str) -> None:

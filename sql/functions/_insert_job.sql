@@ -123,10 +123,9 @@ BEGIN
              WHERE w.target = p_target AND w.scope = p_scope
                AND w.status IN ('queued', 'running')
                AND w.kind IN ('delete', 'backfill', 'import')
-               -- as in pgjobs._writer_may_start: a writer not yet due that
-               -- never started holds no gate
-               AND NOT (w.status = 'queued' AND w.run_at > now()
-                        AND w.started_at IS NULL)) THEN
+               -- who holds the gate, as in pgjobs._writer_may_start
+               AND (w.status = 'running' OR w.started_at IS NOT NULL
+                    OR (w.kind IN ('delete', 'backfill') AND w.run_at <= now()))) THEN
             RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

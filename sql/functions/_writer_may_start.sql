@@ -31,6 +31,14 @@ BEGIN
            AND w.status IN ('queued', 'running')
            AND w.id <> p_id
            AND (w.status = 'running' OR w.id < p_id)
-           AND NOT (w.status = 'queued' AND w.run_at > now() AND w.started_at IS NULL));
+           -- Who holds the gate: a running writer; a queued one that already
+           -- started (waiting for a retry, or handed back); and a due, queued
+           -- delete or backfill, which the engine itself will run. An
+           -- import (or any writer an outside worker runs) holds it only
+           -- once claimed, so no role that may only INSERT can stall a
+           -- scope's deletes with a job nobody runs. (The same condition is
+           -- in pgjobs._insert_job's on_conflict check.)
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.kind IN ('delete', 'backfill') AND w.run_at <= now())));
 END
 $$;

@@ -99,6 +99,16 @@ BEGIN
             EXIT WHEN v_typtype <> 'd';
         END LOOP;
 
+        IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
+            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its comparison '
+                            'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
+                            v_role, p_target
+                USING ERRCODE = '22023',
+                      HINT = 'pgjobs compares with pg_catalog''s operators only (an extension '
+                             'type such as citext would compare as text). Key or scope by a '
+                             'column of a built-in type, e.g. a generated column '
+                             '(lower(name)::text) with its own index.';
+        END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
