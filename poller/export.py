@@ -10,7 +10,10 @@ module only moves bytes:
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
   durably (:mod:`pgjobs.poller.storage`), then saves the checkpoint (cursor,
-  rows, bytes, upload state) through ``pgjobs.heartbeat`` - the lease fence;
+  rows, bytes, upload state, and the size and SHA-256 of every part written,
+  ``digests``) through ``pgjobs.heartbeat`` - the lease fence. The digests fix
+  what was streamed before anything can become visible: what a resume inherits
+  and what is read back are compared with them, part by part;
 * after the last part, a heartbeat records phase ``finalizing`` (from then on
   the object's bytes are fixed by the checkpoint), the object is made visible,
   a heartbeat records the SHA-256 of what was written, the object is read back
@@ -43,6 +46,7 @@ at most three parts are in memory (filling, queued, being written).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import queue
@@ -61,7 +65,7 @@ from psycopg import pq
 from pgjobs import db, queries
 from pgjobs.errors import ConnectionFailed, PgjobsError
 from pgjobs.poller import storage
-from pgjobs.poller.storage import CannotResume, StorageError
+from pgjobs.poller.storage import CannotResume, Mismatch, StorageError
 
 log = logging.getLogger("pgjobs.export")
 
@@ -367,7 +371,11 @@ class _Uploader(threading.Thread):
                     return
                 data, mark = item
                 assert ex.upload is not None
+                digest = [len(data), hashlib.sha256(data).hexdigest()]
                 ex.upload.write_part(data)
+                # What was streamed, checkpointed with the part: a resume checks what
+                # it inherits, and a read-back what is stored, against these.
+                ex.state["digests"].append(digest)
                 ex.state["parts"] += 1
                 ex.state["bytes"] += len(data)
                 ex.state["cursor"] = mark["cursor"]
@@ -517,14 +525,17 @@ class Exporter:
                       "bytes": int(ck.get("bytes", 0)), "parts": int(ck.get("parts", 0)),
                       "upload": ck.get("upload"), "phase": ck.get("phase", "streaming"),
                       "eof": bool(ck.get("eof")), "limit": self.limit,
+                      "digests": [list(d) for d in ck.get("digests") or []],
                       # Which attempt started where: for diagnosis (and the tests).
                       "history": list(ck.get("history", []))[-20:]}
         if ck.get("sha256"):
             # Checkpointed once the object was written: what it must read back as.
             self.state["sha256"] = str(ck["sha256"])
         try:
+            self._check_digests()
             self.upload = storage.resume_upload(self.location, self.staging, self.token,
-                                                ck.get("upload"), part_size=self.part_size)
+                                                ck.get("upload"), part_size=self.part_size,
+                                                digests=self.state["digests"])
         except CannotResume as exc:
             if self.state["phase"] == "finalizing":
                 done = self._already_visible()
@@ -537,6 +548,16 @@ class Exporter:
         if self.state["phase"] != "finalizing" and not self.state["eof"]:
             self._stream()
         return self._finalize()
+
+    def _check_digests(self) -> None:
+        """A checkpoint must carry one digest per part written (one written before
+        digests existed does not): without them nothing it inherits can be
+        checked, so the export starts over."""
+        digests = self.state["digests"]
+        if (len(digests) != self.state["parts"]
+                or sum(int(d[0]) for d in digests) != self.state["bytes"]):
+            raise CannotResume(f"the checkpoint has {len(digests)} part digests for "
+                               f"{self.state['parts']} parts")
 
     def _check_allowed(self, prefix: str, uri: str) -> None:
         """Write only under this worker's own storage or a prefix of the allow-list,
@@ -557,10 +578,11 @@ class Exporter:
         storage.discard_upload(self.location, self.state.get("upload"))
         self.limit = self.chunk_rows
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
-                      "phase": "streaming", "eof": False, "limit": self.limit,
+                      "phase": "streaming", "eof": False, "limit": self.limit, "digests": [],
                       "history": self.state.get("history", [])}
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
-                                            part_size=self.part_size)
+                                            part_size=self.part_size,
+                                            digests=self.state["digests"])
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
 
@@ -681,6 +703,9 @@ class Exporter:
             time.sleep(self.delays["finalize"])
         try:
             size, sha256 = self.upload.finish()
+        except Mismatch as exc:
+            # Staged parts (or a resumed S3 upload) are not what was streamed.
+            self._corrupt(str(exc))
         except CannotResume as exc:
             done = self._already_visible()
             if done is None:
@@ -701,7 +726,9 @@ class Exporter:
         """Read the stored object back (streamed) and compare its size and SHA-256
         with what was streamed and checkpointed; a mismatch never completes."""
         try:
-            stored_size, stored_sha = storage.hash_object(self.location)
+            stored_size, stored_sha = storage.hash_object(self.location, self.state["digests"])
+        except Mismatch as exc:
+            self._corrupt(f"the object is not what was streamed ({exc})")
         except CannotResume as exc:
             self._corrupt(f"the object is gone after it was written ({exc})")
         if (stored_size, stored_sha) != (size, sha256):
@@ -717,7 +744,7 @@ class Exporter:
         log.warning("job %s: %s; the retry rewrites it from scratch", self.job_id, message)
         upload_state = self.state.get("upload")
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
-                      "phase": "streaming", "eof": False,
+                      "phase": "streaming", "eof": False, "digests": [],
                       "history": self.state.get("history", [])}
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
@@ -729,12 +756,16 @@ class Exporter:
 
     def _already_visible(self) -> tuple[int, str] | None:
         """After a crash between making the object visible and completing the job:
-        the object is there with the checkpointed size (and SHA-256, when the crash
-        came after it was checkpointed); hash it."""
+        the object is there and reads back, part by part, as the digests that were
+        checkpointed with each part (so before it could become visible): anything
+        else, even of the same size, is not accepted."""
+        if self.state["phase"] != "finalizing" or not self.state["digests"]:
+            return None
         try:
+            self._check_digests()
             if not storage.exists(self.location.uri):
                 return None
-            size, digest = storage.hash_object(self.location)
+            size, digest = storage.hash_object(self.location, self.state["digests"])
         except (CannotResume, StorageError):
             return None
         if size != self.state["bytes"] or digest != self.state.get("sha256", digest):

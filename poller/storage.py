@@ -76,6 +76,58 @@ class CannotResume(Exception):
     """The checkpointed upload is gone or damaged: start the export over."""
 
 
+class Mismatch(CannotResume):
+    """Bytes at hand (an inherited temporary file, staged parts, a stored object)
+    differ from the part digests the checkpoint recorded as they were streamed."""
+
+
+class PartDigests:
+    """Checks a stream of bytes against the checkpointed digests of the parts that
+    were streamed, ``[[bytes, sha256 hex], ...]`` in order, and hashes the whole.
+    The digests are recorded as each part is written, so they exist (fenced, in
+    the checkpoint) before anything can become visible and across attempts:
+    whatever a later attempt reads back is compared with what was streamed, not
+    with what the storage says it holds."""
+
+    def __init__(self, digests: list[Any]):
+        self._expected = [(int(size), str(sha)) for size, sha in digests]
+        self._index = 0
+        self._left = self._expected[0][0] if self._expected else 0
+        self._part = hashlib.sha256()
+        self._whole = hashlib.sha256()
+        self.size = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        """Close every part whose bytes are all in (empty parts at once)."""
+        while self._index < len(self._expected) and self._left == 0:
+            if self._part.hexdigest() != self._expected[self._index][1]:
+                raise Mismatch(f"part {self._index + 1} differs from what was streamed")
+            self._index += 1
+            self._part = hashlib.sha256()
+            if self._index < len(self._expected):
+                self._left = self._expected[self._index][0]
+
+    def update(self, block: bytes | bytearray | memoryview) -> None:
+        self._whole.update(block)
+        self.size += len(block)
+        view = memoryview(block)
+        while view:
+            if self._index >= len(self._expected):
+                raise Mismatch("more bytes than were streamed")
+            take = min(self._left, len(view))
+            self._part.update(view[:take])
+            self._left -= take
+            view = view[take:]
+            self._advance()
+
+    def finish(self) -> tuple[int, str]:
+        """(bytes, sha256 hex) of everything, once it all matched."""
+        if self._index < len(self._expected):
+            raise Mismatch(f"fewer bytes than were streamed ({self.size})")
+        return self.size, self._whole.hexdigest()
+
+
 # --- locations -----------------------------------------------------------------
 
 
@@ -278,8 +330,10 @@ class LocalUpload(Upload):
     into place at the end. The SHA-256 is computed as bytes go by (and over the
     inherited prefix on resume)."""
 
-    def __init__(self, location: Location, token: str, state: dict[str, Any] | None):
+    def __init__(self, location: Location, token: str, state: dict[str, Any] | None,
+                 digests: list[Any] | None = None):
         self.location = location
+        self._digests = digests
         directory, name = os.path.split(location.path)
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
         self._hash = hashlib.sha256()
@@ -300,7 +354,12 @@ class LocalUpload(Upload):
             raise storage_error(exc, f"cannot write {directory}") from exc
 
     def _inherit(self, previous: str, size: int, out: Any) -> None:
-        """Copy the first ``size`` bytes of the previous owner's file."""
+        """Copy the first ``size`` bytes of the previous owner's file, checked
+        against the part digests (anyone may have changed that file since)."""
+        if self._digests is None:
+            raise CannotResume("the checkpoint has no part digests to check "
+                               f"{previous} against")
+        check = PartDigests(self._digests)
         try:
             src = open(previous, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -313,7 +372,9 @@ class LocalUpload(Upload):
                     raise CannotResume(f"{previous} is shorter than the checkpoint")
                 out.write(block)
                 self._hash.update(block)
+                check.update(block)
                 left -= len(block)
+        check.finish()
         self._size = size
         if previous != self._tmp:
             with contextlib.suppress(OSError):
@@ -346,34 +407,48 @@ class LocalUpload(Upload):
             os.unlink(self._tmp)
 
 
-def hash_object(location: Location) -> tuple[int, str]:
-    """(bytes, sha256 hex) of an existing object, streamed."""
+def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[int, str]:
+    """(bytes, sha256 hex) of an existing object, streamed. With ``digests`` (the
+    checkpointed ``[[bytes, sha256], ...]`` of the parts streamed), each part's
+    range is checked too: :class:`Mismatch` when the object is not those bytes."""
     if location.scheme == "file":
-        return _hash_file(location.path)
+        return _hash_file(location.path, digests)
     digest = hashlib.sha256()
+    check = PartDigests(digests) if digests is not None else None
     size = 0
     try:
         result = obstore.get(store_for(location), location.path)
         for block in result.stream(min_chunk_size=_COMPOSE_CHUNK):
             digest.update(block)
+            if check is not None:
+                check.update(block)
             size += len(block)
     except _NOT_FOUND:
         raise CannotResume(f"{location.uri} is gone") from None
+    except CannotResume:
+        raise
     except Exception as exc:
         raise storage_error(exc, f"cannot read {location.uri}") from exc
+    if check is not None:
+        check.finish()
     return size, digest.hexdigest()
 
 
-def _hash_file(path: str) -> tuple[int, str]:
+def _hash_file(path: str, digests: list[Any] | None) -> tuple[int, str]:
     digest = hashlib.sha256()
+    check = PartDigests(digests) if digests is not None else None
     size = 0
     try:
         with open(path, "rb") as src:
             while block := src.read(_COMPOSE_CHUNK):
                 digest.update(block)
+                if check is not None:
+                    check.update(block)
                 size += len(block)
     except FileNotFoundError:
         raise CannotResume(f"{path} is gone") from None
+    if check is not None:
+        check.finish()
     return size, digest.hexdigest()
 
 
@@ -391,8 +466,10 @@ class StagedUpload(Upload):
     and computes the SHA-256 on the way."""
 
     def __init__(self, location: Location, staging: str, token: str,
-                 state: dict[str, Any] | None, *, verify: bool = True):
+                 state: dict[str, Any] | None, *, verify: bool = True,
+                 digests: list[Any] | None = None):
         self.location = location
+        self._digests = digests
         self._store = store_for(location)
         self._staging = (state or {}).get("staging") or staging
         self._token = token
@@ -436,7 +513,10 @@ class StagedUpload(Upload):
         return {"staging": self._staging, "runs": self._runs}
 
     def finish(self) -> tuple[int, str]:
+        """Compose the parts into the object; with part digests, each part's bytes
+        are checked on the way and a mismatch aborts the put (nothing visible)."""
         digest = hashlib.sha256()
+        check = PartDigests(self._digests) if self._digests is not None else None
         size = 0
         # obstore drives put()'s iterator from inside its runtime, where another
         # obstore call would deadlock: a helper thread reads the parts.
@@ -468,9 +548,13 @@ class StagedUpload(Upload):
             while True:
                 item = blocks.get()
                 if item is None:
+                    if check is not None:
+                        check.finish()
                     return
                 if isinstance(item, BaseException):
                     raise item
+                if check is not None:
+                    check.update(item)
                 digest.update(item)
                 size += len(item)
                 yield item
@@ -502,8 +586,10 @@ class NativeS3Upload(Upload):
     computed as parts go by; after a resume (the hash state does not survive a
     crash) the finished object is read back once to hash it."""
 
-    def __init__(self, location: Location, config: s3.Config, state: dict[str, Any] | None):
+    def __init__(self, location: Location, config: s3.Config, state: dict[str, Any] | None,
+                 digests: list[Any] | None = None):
         self.location = location
+        self._digests = digests
         bucket = location.base.split("://", 1)[1]
         self._client = s3.Client(config, bucket)
         self._key = location.path
@@ -565,7 +651,9 @@ class NativeS3Upload(Upload):
         finally:
             self._client.close()
         if self._hash is None:
-            return hash_object(self.location)
+            # Resumed: read back, each part checked against the digests of what
+            # every attempt streamed (None: no digests, hash only).
+            return hash_object(self.location, self._digests)
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:
@@ -582,26 +670,33 @@ def staging_path(prefix_uri: str, job_id: int) -> str:
 
 
 def resume_upload(location: Location, staging: str, token: str,
-                  state: dict[str, Any] | None, *, part_size: int = 8 << 20) -> Upload:
+                  state: dict[str, Any] | None, *, part_size: int = 8 << 20,
+                  digests: list[Any] | None = None) -> Upload:
     """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
     from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
     when that state can no longer be continued.
 
     ``file://`` writes a temporary file; ``s3://`` a native multipart upload when
     static credentials are set and parts are at least 5 MiB; other object stores
-    (and S3 otherwise) stage parts under ``staging`` (:func:`staging_path`)."""
+    (and S3 otherwise) stage parts under ``staging`` (:func:`staging_path`).
+
+    ``digests``: the checkpointed ``[[bytes, sha256], ...]`` of the parts already
+    written (the exporter appends one per part it writes through this upload).
+    What a resume inherits is checked against them: a temporary file at once
+    (:class:`Mismatch`), staged parts as ``finish`` composes them (the put
+    aborts), a native S3 upload when it is read back after completing."""
     if location.scheme == "file":
-        return LocalUpload(location, token, state)
+        return LocalUpload(location, token, state, digests)
     if state and state.get("upload_id"):
         config = s3.Config.from_env()
         if config is None:
             raise CannotResume("the S3 upload needs AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-        return NativeS3Upload(location, config, state)
+        return NativeS3Upload(location, config, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
         config = s3.Config.from_env()
         if config is not None:
-            return NativeS3Upload(location, config, None)
-    return StagedUpload(location, staging, token, state)
+            return NativeS3Upload(location, config, None, digests)
+    return StagedUpload(location, staging, token, state, digests=digests)
 
 
 def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
