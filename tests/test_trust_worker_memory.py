@@ -128,10 +128,11 @@ def _peak_rss_kb(dsn: str, storage_uri: str, tmp_path: Path, *args: str) -> int:
 
 def test_peak_memory_does_not_follow_what_the_job_asks(conn: Conn, dsn: str,
                                                        tmp_path: Path) -> None:
-    """A job asking for one 1M-row chunk and 1 GiB parts over a ~36 MB export: the
+    """A job asking for one 1M-row chunk and 1 GiB parts over a ~60 MB export: the
     worker (maxima 1 MiB parts) stays within a few MB of what a tiny export costs
-    it; unbounded, it held the whole export (twice: chunk and part)."""
-    make_wide(conn, rows=900, kb=40)
+    it (measured 6-22 MB above it on a loaded machine); unbounded, it held the
+    whole export (twice: chunk and part)."""
+    make_wide(conn, rows=1500, kb=40)
     conn.execute("INSERT INTO wide (id, tenant, body) VALUES (1000000, 2, 'tiny')")
     storage_uri = f"file://{tmp_path}/out"
     submit_export(conn, "2", {}, GREEDY, target="wide")
@@ -139,8 +140,8 @@ def test_peak_memory_does_not_follow_what_the_job_asks(conn: Conn, dsn: str,
     job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
     big = _peak_rss_kb(dsn, storage_uri, tmp_path, "--max-part-size", str(MiB))
     job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["result"]["bytes"] > 35 * MiB
-    assert big - small < 20 * 1024, (small, big)
+    assert job["status"] == "succeeded" and job["result"]["bytes"] > 58 * MiB
+    assert big - small < 30 * 1024, (small, big)
 
 
 def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
