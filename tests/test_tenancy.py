@@ -206,8 +206,9 @@ def test_a_non_superuser_owner_keeps_working_under_force(conn: Conn, client: str
                   "GRANT SELECT, DELETE ON user_table_rows TO {role}")
     try:
         conn.execute(f"ALTER TABLE pgjobs.jobs OWNER TO {owner}")
-        for fn in ("submit_delete(regclass, text, jsonb, text[], jsonb)", "cancel(bigint)",
-                   "visible_count(regclass, text, jsonb)"):
+        # The SECURITY DEFINER bodies of the client entry points.
+        for fn in ("_submit_delete_as(name, regclass, text, jsonb, text[], jsonb)",
+                   "_cancel_as(name, bigint)", "_visible_count_as(name, regclass, text, jsonb)"):
             conn.execute(f"ALTER FUNCTION pgjobs.{fn} OWNER TO {owner}")
         other = scalar(conn, "SELECT pgjobs.submit('custom', 'user_table_rows', '2')")
         conn.execute(f"SET ROLE {owner}")

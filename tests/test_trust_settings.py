@@ -31,7 +31,8 @@ PARSE_IN_CALLERS_SESSION = {
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
     "_compile_filter_column_op", "_compile_set", "_row_predicate", "submit_delete",
     "submit_backfill", "submit_export", "submit", "_insert_job", "visible", "visible_count",
-    "mask", "schedule", "channel"}
+    "mask", "schedule", "channel", "_submit_as", "_submit_delete_as", "_submit_backfill_as",
+    "_submit_export_as", "_visible_as", "_visible_count_as", "_mask_as", "_channel_as"}
 
 
 def test_every_function_pins_the_settings_its_text_depends_on(conn: Conn) -> None:

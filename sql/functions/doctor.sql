@@ -250,7 +250,7 @@ BEGIN
                       'functions', u.role_name, u.reason, a.role_as)
           INTO v_error
           FROM (SELECT p.proowner::regrole::name AS role_as FROM pg_catalog.pg_proc p
-                 WHERE p.oid = 'pgjobs.visible(regclass, text, jsonb, text, integer)'
+                 WHERE p.oid = 'pgjobs._visible_as(name, regclass, text, jsonb, text, integer)'
                                ::regprocedure) a
           CROSS JOIN LATERAL pgjobs._untrusted_roles(v_reg.target, a.role_as) u
          LIMIT 1;
