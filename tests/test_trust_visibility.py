@@ -125,3 +125,34 @@ def test_allowed_scopes_still_narrow_the_view(conn: Conn, roles: dict[str, str])
     conn.execute("SET pgjobs.allowed_scopes = '1'")
     assert _as(conn, roles["owner"], "SELECT id FROM pgjobs.jobs") == [(jobs["delete"],)]
     assert _as(conn, roles["reader"], "SELECT id FROM pgjobs.jobs") == []
+
+
+def test_cancel_of_a_job_the_caller_cannot_see_is_an_unknown_id(conn: Conn) -> None:
+    """No existence oracle: another role's job on a table the caller cannot
+    read answers P0002 like an id that was never used, naming nothing."""
+    import os
+
+    conn.execute("CREATE TABLE secret_payroll (id bigint PRIMARY KEY, s int NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now())")
+    conn.execute("CREATE INDEX ON secret_payroll (s, id)")
+    conn.execute("SELECT pgjobs.register_target('secret_payroll', 'id', 's', 'created_at')")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('secret_payroll', '1')")
+    role = f"pgjobs_vis_nobody_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    try:
+        conn.execute(f"SET ROLE {role}")
+        messages = []
+        for probe in (job_id, job_id + 1000):
+            with pytest.raises(psycopg.errors.NoDataFound) as info:
+                conn.execute("SELECT pgjobs.cancel(%s)", (probe,))
+            messages.append(((info.value.diag.message_primary or "").replace(str(probe), "N"),
+                             info.value.diag.message_hint))
+        assert messages[0] == messages[1]
+        assert "secret_payroll" not in repr(messages)
+        conn.execute("RESET ROLE")
+        assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "queued"
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")

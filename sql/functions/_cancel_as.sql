@@ -25,8 +25,20 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
-    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
+    -- A job the caller may not see (policy jobs_client_read: not its own, and
+    -- its target unreadable to it or confined by row-level security) does
+    -- not exist for it: the same P0002 as an unknown id, and no row lock, so
+    -- neither the error nor a wait tells it which ids exist or what they touch.
+    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
+    IF FOUND AND NOT (pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER')
+                      OR p_caller = v_job.submitted_by
+                      OR (coalesce(has_table_privilege(p_caller, v_job.target, 'SELECT'), false)
+                          AND NOT pgjobs._row_security_confines(v_job.target, p_caller))) THEN
+        v_job := NULL;
+    ELSIF FOUND THEN
+        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+    END IF;
+    IF v_job.id IS NULL THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
                    'after the retention period.';
