@@ -1,0 +1,106 @@
+"""Regression tests for four defects of the trust work (issue 9, review x1):
+spoofed NOTIFY payloads and `pgjobs watch`, the cost of `$contains`, canonical
+scope text of bytea and of domains, and exports written in pinned settings."""
+
+# Fixtures come from tests.export_support, imported by name.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from tests.export_support import (
+    checkpoint_parts,
+    job_row,
+    local_dir,  # noqa: F401 (fixture)
+    object_bytes,
+    run_export,
+    start_worker,
+    submit_export,
+    wait_for,
+)
+
+Conn = psycopg.Connection[Any]
+
+# --- 4. exports are written in pinned settings ----------------------------------
+
+HOSTILE = [
+    "-c TimeZone=Asia/Kathmandu -c DateStyle=SQL,DMY -c extra_float_digits=0 "
+    "-c IntervalStyle=sql_standard -c bytea_output=escape",
+    "-c TimeZone=America/St_Johns -c DateStyle=German -c extra_float_digits=-15 "
+    "-c IntervalStyle=iso_8601 -c bytea_output=escape -c standard_conforming_strings=off",
+]
+
+
+def _hostile(dsn: str, which: int) -> str:
+    return make_conninfo(dsn, options=HOSTILE[which])
+
+
+def _make_typed(conn: Conn, rows: int = 400) -> None:
+    """Table `typed`: every type whose text depends on a session setting."""
+    conn.execute("""
+        CREATE TABLE typed (
+            id bigint PRIMARY KEY,
+            tenant integer NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+            doc jsonb NOT NULL DEFAULT '{}',
+            ts timestamptz, tsl timestamp, d date, tm timetz, iv interval,
+            f float8, r real, b bytea, arr float8[], note text)""")
+    conn.execute("CREATE INDEX typed_tenant_id_idx ON typed (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('typed', 'id', 'tenant', 'created_at', 'doc')")
+    conn.execute("""
+        INSERT INTO typed (id, tenant, ts, tsl, d, tm, iv, f, r, b, arr, note)
+        SELECT i, 1, timestamptz '2024-02-29 23:45:01.5+00' + i * interval '7 hours 3 min',
+               timestamp '2001-12-31 10:00' + i * interval '1 day',
+               date '1999-01-02' + i, timetz '10:11:12+05:30',
+               i * interval '1 day 3 hours 4.5 seconds' - interval '2 months',
+               1.0 / (i + 3), (i / 7.0)::real, decode(lpad(to_hex(i), 8, '0') || '5c00ff', 'hex'),
+               ARRAY[pi() * i, 1e-300], 'back\\slash ' || i
+          FROM generate_series(1, %s) i""", (rows,))
+
+
+def _export(dsn: str, conn: Conn, options: dict[str, Any], destination: str) -> bytes:
+    job_id = submit_export(conn, "1", {}, options, target="typed")
+    outcome = run_export(dsn, job_id, destination)
+    assert outcome.result is not None
+    return object_bytes(outcome.result)
+
+
+def test_export_under_hostile_settings_equals_plain_export(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    _make_typed(conn)
+    for options in ({}, {"format": "jsonl"}):
+        plain = _export(dsn, conn, options, local_dir)
+        assert b"+00" in plain and b"\\x" in plain  # UTC, hex
+        for which in range(len(HOSTILE)):
+            assert _export(_hostile(dsn, which), conn, options, local_dir) == plain, (
+                options, HOSTILE[which])
+
+
+def test_export_resumed_under_other_hostile_settings_is_byte_identical(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    _make_typed(conn, rows=600)
+    many_parts = {"chunk_rows": 5, "part_size": 1024}
+    expected = _export(dsn, conn, many_parts, local_dir)
+    job_id = submit_export(conn, "1", {}, many_parts, target="typed")
+    first = start_worker(_hostile(dsn, 0), local_dir, "--once", "--lease", "2s",
+                         delays="part=0.05")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 4, what="some parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    assert job_row(conn, job_id)["status"] == "running"
+    wait_for(lambda: conn.execute(
+        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
+    ).fetchone() == (True,), timeout=20, what="the lease to expire")
+    second = start_worker(_hostile(dsn, 1), local_dir, "--once")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert len(job["checkpoint"]["history"]) >= 2  # resumed, not restarted
+    assert object_bytes(job["result"]) == expected
