@@ -7,9 +7,11 @@ scope text of bytea and of domains, and exports written in pinned settings."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.export_support import (
@@ -104,3 +106,84 @@ def test_export_resumed_under_other_hostile_settings_is_byte_identical(
     assert job["status"] == "succeeded", job["error"]
     assert len(job["checkpoint"]["history"]) >= 2  # resumed, not restarted
     assert object_bytes(job["result"]) == expected
+
+
+# --- 2. the cost of $contains ---------------------------------------------------
+
+
+def _make_texts(conn: Conn, rows: int = 0) -> None:
+    conn.execute("""
+        CREATE TABLE texts (id bigint PRIMARY KEY, tenant integer NOT NULL,
+                            created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                            doc jsonb NOT NULL DEFAULT '{}', body text)""")
+    conn.execute("CREATE INDEX texts_tenant_id_idx ON texts (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('texts', 'id', 'tenant', 'created_at', 'doc')")
+    if rows:
+        conn.execute("""INSERT INTO texts (id, tenant, doc, body)
+                        SELECT i, 1, jsonb_build_object('s', repeat('a', 4000)), repeat('a', 4000)
+                          FROM generate_series(1, %s) i""", (rows,))
+
+
+def _compile(conn: Conn, filter_: dict[str, Any]) -> str:
+    row = conn.execute("SELECT pgjobs.compile_filter('texts', %s::jsonb)",
+                       (json.dumps(filter_),)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _contains(n: int, size: int, where: str = "and") -> dict[str, Any]:
+    """n $contains of size bytes each, spread over a column, a document field and
+    nested logical operators."""
+    clauses: list[dict[str, Any]] = []
+    for i in range(n):
+        pattern = (f"{i:04d}" + "é" * size)[:size]
+        while len(pattern.encode()) > size:
+            pattern = pattern[:-1]
+        pattern += "x" * (size - len(pattern.encode()))
+        field = "body" if i % 2 else "s"
+        clause: dict[str, Any] = {field: {"$contains": pattern}}
+        if i % 3 == 0:
+            clause = {"$not": clause}
+        elif i % 3 == 1:
+            clause = {field: {"$not": {"$contains": pattern}}}
+        clauses.append(clause)
+    return {f"${where}": clauses}
+
+
+@pytest.mark.parametrize("where", ["and", "or"])
+def test_contains_operators_are_capped_at_32(conn: Conn, where: str) -> None:
+    _make_texts(conn)
+    assert _compile(conn, _contains(32, 8, where)).count("ILIKE") == 32
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        _compile(conn, _contains(33, 1, where))
+    assert "33 $contains" in str(err.value) and err.value.diag.message_hint
+
+
+def test_contains_operand_bytes_are_capped_at_256(conn: Conn) -> None:
+    _make_texts(conn)
+    _compile(conn, _contains(2, 128))
+    _compile(conn, _contains(32, 8))
+    _compile(conn, {"body": {"$contains": "é" * 128}})  # 256 bytes, 128 characters
+    for too_big in (_contains(2, 129), _contains(32, 9), {"body": {"$contains": "é" * 128 + "x"}},
+                    {"$or": [{"s": {"$contains": "x" * 200}},
+                             {"$and": [{"body": {"$contains": "y" * 57}}]}]}):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+            _compile(conn, too_big)
+        assert "bytes" in str(err.value) and err.value.diag.message_hint
+
+
+def test_submit_and_visible_count_refuse_over_the_cap(conn: Conn) -> None:
+    _make_texts(conn, rows=300)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        conn.execute("SELECT pgjobs.visible_count('texts', '1', %s::jsonb)",
+                     (json.dumps(_contains(999, 4)),))
+    # At the cap, on 4 kB texts whose every pattern nearly matches: it runs.
+    # At the cap, on 4 kB texts that every pattern nearly matches (ILIKE's worst
+    # case: its cost is the text's length times the pattern's): it runs.
+    for worst in ({"$or": [{"body": {"$contains": "a" * 7 + "b"}} for _ in range(16)]
+                   + [{"s": {"$contains": "a" * 7 + "b"}} for _ in range(16)]},
+                  {"s": {"$contains": "a" * 255 + "b"}},
+                  {"body": {"$contains": "a" * 255 + "b"}}):
+        conn.execute("SELECT pgjobs.visible_count('texts', '1', %s::jsonb)",
+                     (json.dumps(worst),)).fetchone()
+
