@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from tests import test_trust_scope as scope_tests
 from tests.export_support import (
     checkpoint_parts,
     job_row,
@@ -24,6 +25,8 @@ from tests.export_support import (
     submit_export,
     wait_for,
 )
+from tests.helpers import scalar
+from tests.test_trust_scope import make_table
 
 Conn = psycopg.Connection[Any]
 
@@ -187,3 +190,102 @@ def test_submit_and_visible_count_refuse_over_the_cap(conn: Conn) -> None:
         conn.execute("SELECT pgjobs.visible_count('texts', '1', %s::jsonb)",
                      (json.dumps(worst),)).fetchone()
 
+
+# --- 3. canonical scope text of bytea and of domains ----------------------------
+
+DOMAINS = """
+    CREATE DOMAIN num_d AS numeric;
+    CREATE DOMAIN num_dd AS num_d;
+    CREATE DOMAIN num62_d AS numeric(6,2);
+    CREATE DOMAIN interval_d AS interval;
+    CREATE DOMAIN bpchar_d AS bpchar;
+    CREATE DOMAIN char4_d AS character(4);
+    CREATE DOMAIN float_d AS double precision;
+    CREATE DOMAIN bytea_d AS bytea;
+"""
+BYTEA = ["\\x01ff", "\\001\\377", "\\x01FF", "\\x01 ff", "\x01\\377"]
+DOMAIN_SPELLINGS: list[tuple[str, list[str], str]] = [
+    ("bytea", BYTEA, "\\x01fe"),
+    ("bytea_d", BYTEA, "\\x01fe"),
+    ("num_d", ["1.5", "1.50", "01.5", "+1.500", "15e-1"], "1.51"),
+    ("num_dd", ["1.5", "1.50", "01.5", "+1.500", "15e-1"], "1.51"),
+    ("num62_d", ["1.5", "1.50", "01.5", "+1.500"], "1.51"),
+    ("interval_d", ["1 day", "24 hours", "1440 minutes", "P1D"], "25 hours"),
+    ("bpchar_d", ["ab", "ab ", "ab   "], "abc"),
+    ("char4_d", ["ab", "ab ", "ab  "], "abc"),
+    ("float_d", ["0", "-0", "0.0", "-0e5"], "1"),
+]
+DOMAIN_IDS = [t for t, _, _ in DOMAIN_SPELLINGS]
+# Sessions whose settings change how values print.
+SESSIONS = [
+    {},
+    {"bytea_output": "escape", "extra_float_digits": "0", "IntervalStyle": "sql_standard"},
+    {"bytea_output": "escape", "IntervalStyle": "iso_8601", "DateStyle": "German",
+     "TimeZone": "Asia/Kathmandu", "extra_float_digits": "-15"},
+]
+
+
+@pytest.fixture
+def domains(conn: Conn) -> None:
+    conn.execute(DOMAINS)
+
+
+def _session(make_conn: Any, settings: dict[str, str]) -> Conn:
+    other: Conn = make_conn()
+    for name, value in settings.items():
+        other.execute("SELECT set_config(%s, %s, false)", (name, value))
+    return other
+
+
+@pytest.mark.parametrize(("scope_type", "spellings", "other"), DOMAIN_SPELLINGS, ids=DOMAIN_IDS)
+def test_bytea_and_domain_scopes_mask_one_tenant_in_every_spelling_and_session(
+        conn: Conn, make_conn: Any, domains: None, scope_type: str, spellings: list[str],
+        other: str) -> None:
+    make_table(conn, scope_type, spellings[0], other)
+    sessions = [_session(make_conn, settings) for settings in SESSIONS]
+    stored = set()
+    for session in sessions:
+        for spelling in spellings:
+            job_id = scalar(session, "SELECT pgjobs.submit_delete('t', %s)", (spelling,))
+            stored.add(scalar(conn, "SELECT scope FROM pgjobs.jobs WHERE id = %s", (job_id,)))
+            # The job masks the tenant in every spelling, read from every session.
+            for check in sessions:
+                for seen in spellings:
+                    assert scalar(check, "SELECT pgjobs.visible_count('t', %s)", (seen,)) == 0
+                assert scalar(check, "SELECT pgjobs.visible_count('t', %s)", (other,)) == 4
+            assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
+    assert len(stored) == 1, stored
+
+
+@pytest.mark.parametrize(("scope_type", "spellings", "other"), DOMAIN_SPELLINGS, ids=DOMAIN_IDS)
+def test_bytea_and_domain_scopes_are_one_tenant_for_on_conflict_and_the_gate(
+        conn: Conn, make_conn: Any, domains: None, scope_type: str, spellings: list[str],
+        other: str) -> None:
+    make_table(conn, scope_type, spellings[0], other)
+    scalar(conn, "SELECT pgjobs.submit_delete('t', %s)", (spellings[0],))
+    for settings in SESSIONS:
+        session = _session(make_conn, settings)
+        for spelling in spellings:
+            with pytest.raises(psycopg.errors.ObjectInUse):
+                session.execute("""SELECT pgjobs.submit_backfill('t', %s, '{}', '{"n": 1}',
+                                                                 '{"on_conflict": "reject"}')""",
+                                (spelling,))
+        session.close()
+    scalar(conn, """SELECT pgjobs.submit_delete('t', %s, '{}', '{}',
+                                                '{"on_conflict": "reject"}')""", (other,))
+
+
+@pytest.mark.parametrize(("scope_type", "spellings", "other"), DOMAIN_SPELLINGS, ids=DOMAIN_IDS)
+def test_bytea_and_domain_scopes_allowed_scopes_see_one_tenant(
+        conn: Conn, domains: None, scope_type: str, spellings: list[str], other: str) -> None:
+    scope_tests.test_allowed_scopes_and_cancel_see_one_tenant(conn, scope_type, spellings, other)
+
+
+@pytest.mark.parametrize("scope_type", ["money", "money_d"])
+def test_money_scopes_are_refused_at_registration(conn: Conn, scope_type: str) -> None:
+    conn.execute("CREATE DOMAIN money_d AS money")
+    conn.execute(f"""CREATE TABLE m (id bigint NOT NULL, s {scope_type} NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (s, id))""")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        conn.execute("SELECT pgjobs.register_target('m', 'id', 's', 'created_at')")
+    assert "lc_monetary" in (err.value.diag.message_hint or "")
