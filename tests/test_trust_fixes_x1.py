@@ -8,6 +8,8 @@ scope text of bytea and of domains, and exports written in pinned settings."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from typing import Any
 
 import psycopg
@@ -25,7 +27,8 @@ from tests.export_support import (
     submit_export,
     wait_for,
 )
-from tests.helpers import scalar
+from tests.helpers import claim, make_target, scalar, submit, who
+from tests.test_cli import pgjobs_command, wait_for_backend
 from tests.test_trust_scope import make_table
 
 Conn = psycopg.Connection[Any]
@@ -289,3 +292,104 @@ def test_money_scopes_are_refused_at_registration(conn: Conn, scope_type: str) -
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
         conn.execute("SELECT pgjobs.register_target('m', 'id', 's', 'created_at')")
     assert "lc_monetary" in (err.value.diag.message_hint or "")
+
+
+# --- 1. spoofed NOTIFY payloads and `pgjobs watch` ------------------------------
+
+
+def _spoofs(job_id: int) -> list[str]:
+    """Payloads any role can send on any channel: not JSON, not objects, objects
+    missing or mistyping the fields, and a well-formed lie about a real job."""
+    lie = {"id": job_id, "kind": "evil", "event": "succeeded", "status": "succeeded",
+           "done": 99, "total": 99, "target": "public.nowhere", "scope": "x"}
+    return ["not json", "", "{}", '{"id":1}', "[1, 2]", '"a string"', "null", "42", "1e400",
+            "[" * 7000, '{"id": "1", "event": "started"}', '{"id": true, "event": "started"}',
+            f'{{"id": {job_id}.0, "event": "started"}}', f'{{"id": {job_id}, "event": 1}}',
+            f'{{"id": {job_id}, "event": "exploded"}}', f'{{"id": {job_id}}}',
+            '{"id": 987654321, "event": "started"}', f'{{"id": -{job_id}, "event": "started"}}',
+            json.dumps(lie), json.dumps({**lie, "event": "progress", "status": "running"})]
+
+
+def _start_watch(dsn: str, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PGJOBS_DSN"] = dsn
+    return subprocess.Popen([*pgjobs_command(), "watch", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _spoof(conn: Conn, channels: list[str], job_id: int) -> None:
+    for channel in channels:
+        for payload in _spoofs(job_id):
+            conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+
+def test_watch_all_ignores_spoofed_payloads_and_prints_the_table(
+        dsn: str, conn: Conn, make_conn: Any) -> None:
+    make_target(conn)
+    job_id = submit(conn)
+    watcher = _start_watch(dsn, "--timeout", "4")
+    try:
+        wait_for_backend(conn, "pgjobs watch", "LISTEN pgjobs")
+        _spoof(make_conn(), ["pgjobs"], job_id)
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, err
+    assert err == ""
+    # One line, from the row (queued, nothing done), whatever the lies said.
+    assert out.splitlines() == [f"job {job_id} custom progress: queued 0/?"]
+
+
+def test_watch_one_job_ignores_spoofed_payloads_and_exits_as_normal(
+        dsn: str, conn: Conn, make_conn: Any) -> None:
+    make_target(conn)
+    job_id = submit(conn)
+    channel = scalar(conn, "SELECT pgjobs._channel_name('items', '1')")
+    watcher = _start_watch(dsn, str(job_id))
+    assert watcher.stdout is not None
+    try:
+        wait_for_backend(conn, "pgjobs watch", "%FROM pgjobs.jobs%")
+        spoofer = make_conn()
+        _spoof(spoofer, ["pgjobs", channel], job_id)
+        # Woken by the lies, the watcher prints the row as it is: queued.
+        assert watcher.stdout.readline() == f"job {job_id} custom progress: queued 0/?\n"
+        assert claim(conn, "w") == [job_id]
+        assert watcher.stdout.readline() == f"job {job_id} custom started: running 0/?\n"
+        _spoof(spoofer, ["pgjobs", channel], job_id)
+        assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 3)", (job_id, who(conn, job_id, "w")))
+        _spoof(spoofer, ["pgjobs", channel], job_id)
+        assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, "w")))
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 0, err
+    assert err == ""
+    # Every line is a state the row had: running 0 or 3 rows done, then succeeded.
+    assert set(out.splitlines()) <= {f"job {job_id} custom progress: running 0/?",
+                                     f"job {job_id} custom progress: running 3/?",
+                                     f"job {job_id} custom succeeded: succeeded 3/3 100%"}
+    assert out.splitlines()[-1] == f"job {job_id} custom succeeded: succeeded 3/3 100%"
+
+
+def test_watch_one_job_canceled_under_spoofed_success_exits_1(
+        dsn: str, conn: Conn, make_conn: Any) -> None:
+    make_target(conn)
+    job_id = submit(conn)
+    watcher = _start_watch(dsn, str(job_id))
+    try:
+        wait_for_backend(conn, "pgjobs watch", "%FROM pgjobs.jobs%")
+        _spoof(make_conn(), ["pgjobs"], job_id)
+        conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+        out, err = watcher.communicate(timeout=30)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.communicate()
+    assert watcher.returncode == 1, err
+    assert "Traceback" not in err
+    assert out.splitlines()[-1] == f"job {job_id} custom canceled: canceled 0/?"
+    assert "succeeded" not in out
