@@ -30,6 +30,37 @@ def _as_event(job: dict[str, Any], event: str) -> dict[str, Any]:
             "scope": job["scope"]}
 
 
+# Events pgjobs._notify sends. Any role can NOTIFY any channel, so a payload
+# is only a wake-up: it is used if it is a JSON object naming a job id and one
+# of these events, and what is printed is the job's row, re-read.
+EVENTS = frozenset({"submitted", "started", "progress", "retrying", "succeeded", "failed",
+                    "canceled"})
+_LIVE_EVENTS = frozenset({"submitted", "started", "progress", "retrying"})
+
+
+def _wakeup(payload: str) -> tuple[int, str] | None:
+    """(job id, event) of a notification payload, or None if it is not one
+    pgjobs could have sent."""
+    try:
+        event = json.loads(payload)
+    except (ValueError, RecursionError):  # not JSON; nested deeper than Python parses
+        return None
+    if not isinstance(event, dict):
+        return None
+    job_id, name = event.get("id"), event.get("event")
+    if type(job_id) is not int or job_id <= 0 or not isinstance(name, str) or name not in EVENTS:
+        return None
+    return job_id, name
+
+
+def _label(job: dict[str, Any], event: str) -> str:
+    """The event to print beside a job's row: its final status once finished,
+    else the notified event if it can describe an unfinished job."""
+    if job["status"] in FINAL:
+        return str(job["status"])
+    return event if event in _LIVE_EVENTS else "progress"
+
+
 def follow(dsn: str, job_id: int | None, *, timeout: float | None = None,
            quiet: bool = False) -> int:
     """Follow one job to its end (returns 0 succeeded, 1 failed/canceled, 3 on
@@ -48,10 +79,27 @@ def follow(dsn: str, job_id: int | None, *, timeout: float | None = None,
 
 def _follow_all(conn: Any, timeout: float | None) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
+    last: dict[int, str] = {}
     while deadline is None or time.monotonic() < deadline:
         wait = 1.0 if deadline is None else max(0.01, min(1.0, deadline - time.monotonic()))
+        # Gathered first (the connection is busy while notifies() runs), one
+        # wake-up per job: its last event.
+        woken: dict[int, str] = {}
         for note in conn.notifies(timeout=wait):
-            click.echo(_line(json.loads(note.payload)))
+            wakeup = _wakeup(note.payload)
+            if wakeup is not None:
+                woken.pop(wakeup[0], None)
+                woken[wakeup[0]] = wakeup[1]
+        for job_id, event in woken.items():
+            job = db.get_job(conn, job_id)
+            if job is None:  # no such job, or not one this role may read
+                continue
+            line = _line(_as_event(job, _label(job, event)))
+            if last.get(job["id"]) != line:
+                if len(last) > 10000:
+                    last.clear()
+                last[job["id"]] = line
+                click.echo(line)
     return 0
 
 
@@ -83,17 +131,20 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
                 return 3
             wait = POLL_SECONDS if deadline is None else max(
                 0.01, min(POLL_SECONDS, deadline - time.monotonic()))
+            event = None
             for note in conn.notifies(timeout=wait, stop_after=1):
-                event = json.loads(note.payload)
-                if event.get("id") == job_id and not bar and not quiet:
-                    line = _line(event)
-                    if line != last_plain:
-                        click.echo(line)
-                        last_plain = line
+                wakeup = _wakeup(note.payload)
+                if wakeup is not None and wakeup[0] == job_id:
+                    event = wakeup[1]
             # Re-read the row: notifications are a hint, the table is the truth.
             job = db.get_job(conn, job_id) or job
             if bar:
                 bar.update(job)
+            elif event is not None and not quiet and job["status"] not in FINAL:
+                line = _line(_as_event(job, _label(job, event)))
+                if line != last_plain:
+                    click.echo(line)
+                    last_plain = line
     finally:
         if bar:
             bar.close()

@@ -144,6 +144,19 @@ SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', 
   FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+# Every setting that changes how a value prints, pinned on the export's data
+# connection whatever the worker's DSN or role defaults say: an export (and a
+# resumed one, under another worker) is written in these settings, byte for byte.
+EXPORT_SESSION_SETTINGS = """
+SELECT pg_catalog.set_config('TimeZone', 'UTC', false),
+       pg_catalog.set_config('DateStyle', 'ISO, YMD', false),
+       pg_catalog.set_config('IntervalStyle', 'postgres', false),
+       pg_catalog.set_config('extra_float_digits', '3', false),
+       pg_catalog.set_config('bytea_output', 'hex', false),
+       pg_catalog.set_config('standard_conforming_strings', 'on', false),
+       pg_catalog.set_config('lc_monetary', 'C', false),
+       pg_catalog.set_config('xmloption', 'content', false)
+"""
 EXPORT_COUNT = (
     "SELECT pgjobs.visible_count(%(target)s::regclass, %(scope)s, %(filter)s) AS n"
 )

@@ -689,6 +689,7 @@ class Exporter:
         if self._data is None or self._data.closed or self._data.broken:
             conn = psycopg.connect(self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
                                    application_name="pgjobs export", client_encoding="utf8")
+            conn.execute(queries.EXPORT_SESSION_SETTINGS)
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             self._data = conn

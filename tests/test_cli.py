@@ -283,6 +283,10 @@ def test_watch_piped_follows_a_job_to_its_end(dsn: str, conn: Conn, items: str) 
         # event can be missed.
         wait_for_backend(conn, "pgjobs watch", "%FROM pgjobs.jobs%")
         assert claim(conn, "w") == [job_id]
+        # The watcher prints the row it re-reads when woken: wait for the
+        # line of the claimed row before the row moves on.
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()
         assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 3)", (job_id, who(conn, job_id, 'w')))
         assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, 'w')))
         out, err = watcher.communicate(timeout=30)
@@ -293,7 +297,7 @@ def test_watch_piped_follows_a_job_to_its_end(dsn: str, conn: Conn, items: str) 
     assert watcher.returncode == 0, err
     assert err == ""
     assert "\x1b[" not in out  # plain lines, no terminal drawing
-    lines = out.splitlines()
+    lines = [first.rstrip("\n"), *out.splitlines()]
     assert lines[0] == f"job {job_id} custom started: running 0/?"
     assert lines[-1] == f"job {job_id} custom succeeded: succeeded 3/3 100%"
     assert all(line.startswith(f"job {job_id} custom ") for line in lines)

@@ -8,6 +8,7 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET TimeZone = 'UTC'
+SET bytea_output = 'hex'
 AS $$
 -- The one text form of a value that pgjobs stores and compares: printed
 -- through to_jsonb (ISO 8601 dates and times) with every setting that
@@ -18,12 +19,23 @@ AS $$
 -- form: numeric loses trailing zeros of its scale (1.0 = 1), -0 is 0,
 -- intervals are justified ('24 hours' = '1 day'),
 -- character(n) loses its padding (a = 'a   ' in character comparisons).
+-- A domain's value is judged by its base type (pg_typeof names the domain),
+-- so a domain over numeric, interval or character prints as its base does;
+-- bytea prints in hex whatever the caller's bytea_output. money is not a
+-- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
 DECLARE
     v_text text := to_jsonb(p_value) #>> '{}';
     v_type regtype := pg_typeof(p_value);
+    v_base oid;
 BEGIN
+    LOOP  -- a domain (over a domain ...) to its base type
+        SELECT t.typbasetype INTO v_base
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        v_type := v_base;
+    END LOOP;
     IF v_type = 'numeric'::regtype AND v_text NOT IN ('NaN', 'Infinity', '-Infinity') THEN
         RETURN trim_scale(v_text::numeric)::text;
     ELSIF v_type IN ('real'::regtype, 'double precision'::regtype) AND v_text = '-0' THEN

@@ -14,7 +14,8 @@ AS $function$
 -- NULL in the result means "not matched". Locks nothing.
 -- Raises 22023 naming the offending key or operator; limits: 64 KiB of filter
 -- text, depth 16, 1,000 clauses, 10,000 values per $in/$nin and 10,000 in
--- all $in/$nin lists together. These caps bound a filter's cost per row:
+-- all $in/$nin lists together, 32 $contains operators of 256 bytes of
+-- operands together. These caps bound a filter's cost per row:
 -- a `SET statement_timeout` on a function does not re-arm the timer of the
 -- statement already running, so operators set statement_timeout on client
 -- roles (docs/filters.md, "Limits").
@@ -23,6 +24,8 @@ DECLARE
     v_columns jsonb;
     v_sql     text;
     v_values  bigint;
+    v_contains bigint;
+    v_contains_bytes bigint;
 BEGIN
     v_reg := pgjobs._target(p_target);
 
@@ -51,6 +54,23 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Split the work into several jobs, or select the rows by a column '
                          'instead of listing many values.';
+    END IF;
+    -- Every $contains at any depth, and its operands' bytes: each is an ILIKE
+    -- over the row's text, whose cost grows with the text and the pattern, and
+    -- unlike $in it cannot be hashed.
+    SELECT count(*), coalesce(sum(octet_length(c #>> '{}')), 0)
+      INTO v_contains, v_contains_bytes
+      FROM jsonb_path_query(p_filter,
+               'strict $.** ? (@.type() == "object").* ? (@.type() == "object")') o,
+           LATERAL (SELECT o -> '$contains') v(c)
+     WHERE c IS NOT NULL;
+    IF v_contains > 32 OR v_contains_bytes > 256 THEN
+        RAISE EXCEPTION 'filter has % $contains operators of % bytes in all '
+                        '(the limits are 32 operators and 256 bytes)',
+                        v_contains, v_contains_bytes
+            USING ERRCODE = '22023',
+                  HINT = 'Use fewer, shorter substrings, or select the rows by an equality '
+                         '($eq / $in) on a column or field instead.';
     END IF;
 
     -- Column name -> the SQL type its filter values are cast to, as

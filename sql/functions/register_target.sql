@@ -161,6 +161,14 @@ BEGIN
                                  'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
                                  'STORED.';
             END IF;
+            IF v_base = 'money'::regtype THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'money reads and prints by the session''s lc_monetary, so a '
+                                 'tenant would have no one spelling: scope by a numeric, '
+                                 'integer or text column.';
+            END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
