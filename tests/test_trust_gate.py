@@ -58,11 +58,11 @@ def test_a_far_future_import_does_not_block_later_writers(conn: Conn, inserter: 
 
 
 def test_a_due_import_nobody_claimed_holds_no_gate(conn: Conn, inserter: str) -> None:
-    """A writer an outside worker runs (import) holds the gate only once
-    claimed: an INSERT-only role cannot stall a scope's deletes with a due
-    job that nobody runs (run_at now, in a second, or 2100 alike)."""
+    """A writer an outside worker runs (import) that no worker claimed within
+    10 minutes of becoming due stops holding the gate: an INSERT-only role
+    cannot stall a scope's deletes with a due job that nobody runs."""
     far = _far_import(conn, inserter)
-    conn.execute("UPDATE pgjobs.jobs SET run_at = now() - interval '1 second' WHERE id = %s",
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() - interval '11 minutes' WHERE id = %s",
                  (far,))
     delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
     run_job(conn, delete)
@@ -145,3 +145,16 @@ def test_kind_privilege_map(conn: Conn) -> None:
         " 'export', 'anything']) k").fetchall()) == {
         "delete": "DELETE", "backfill": "UPDATE", "import": "INSERT", "export": "SELECT",
         "anything": "UPDATE"}
+
+
+def test_a_freshly_due_import_holds_the_gate(conn: Conn, inserter: str) -> None:
+    """Within its first 10 minutes due an import holds its place (a worker may
+    be claiming it in a transaction not yet committed)."""
+    first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
+    delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
+    with pytest.raises(errors.ObjectInUse):
+        run_job(conn, delete)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() - interval '11 minutes' WHERE id = %s",
+                 (first,))
+    run_job(conn, delete)
+    assert job(conn, delete)["status"] == "succeeded"

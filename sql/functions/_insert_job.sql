@@ -125,7 +125,9 @@ BEGIN
                AND w.kind IN ('delete', 'backfill', 'import')
                -- who holds the gate, as in pgjobs._writer_may_start
                AND (w.status = 'running' OR w.started_at IS NOT NULL
-                    OR (w.kind IN ('delete', 'backfill') AND w.run_at <= now()))) THEN
+                    OR (w.run_at <= now()
+                        AND (w.kind IN ('delete', 'backfill')
+                             OR w.run_at > now() - interval '10 minutes')))) THEN
             RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

@@ -32,13 +32,17 @@ BEGIN
            AND w.id <> p_id
            AND (w.status = 'running' OR w.id < p_id)
            -- Who holds the gate: a running writer; a queued one that already
-           -- started (waiting for a retry, or handed back); and a due, queued
-           -- delete or backfill, which the engine itself will run. An
-           -- import (or any writer an outside worker runs) holds it only
-           -- once claimed, so no role that may only INSERT can stall a
-           -- scope's deletes with a job nobody runs. (The same condition is
-           -- in pgjobs._insert_job's on_conflict check.)
+           -- started (waiting for a retry, or handed back); a due, queued
+           -- delete or backfill, which the engine itself will run; and any
+           -- other due writer (an import) for its first 10 minutes due: it
+           -- may be being claimed right now (an uncommitted claim still
+           -- reads as queued), but a job that no worker claims in that time
+           -- stops holding the scope, so no role that may only INSERT can
+           -- stall a scope's deletes with a job nobody runs. (The same
+           -- condition is in pgjobs._insert_job's on_conflict check.)
            AND (w.status = 'running' OR w.started_at IS NOT NULL
-                OR (w.kind IN ('delete', 'backfill') AND w.run_at <= now())));
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes'))));
 END
 $$;
