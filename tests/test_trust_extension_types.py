@@ -63,3 +63,21 @@ def test_built_in_types_behind_domains_and_enums_still_work(conn: Conn) -> None:
     conn.execute("SELECT pgjobs.register_target('fine', 'k', 's', 'created_at')")
     assert conn.execute("""SELECT pgjobs.visible_count('fine', 'acme', '{"m": "ok"}')"""
                         ).fetchone() == (5,)
+
+
+def test_operators_planted_for_built_in_types_do_not_refuse_them(conn: Conn) -> None:
+    """Only types defined outside pg_catalog are judged: an `=` on bigint that
+    some role adds in public changes nothing for pgjobs, which never sees it."""
+    conn.execute("""
+        CREATE FUNCTION public.eq_planted(bigint, bigint) RETURNS boolean
+            LANGUAGE sql IMMUTABLE AS 'SELECT false';
+        CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint,
+                                  FUNCTION = public.eq_planted);
+        CREATE TABLE plain (k bigint NOT NULL, s bigint NOT NULL,
+                            created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON plain (s, k);
+        INSERT INTO plain (k, s) SELECT g, 1 FROM generate_series(1, 4) g;
+    """)
+    conn.execute("SELECT pgjobs.register_target('plain', 'k', 's', 'created_at')")
+    assert conn.execute("""SELECT pgjobs.visible_count('plain', '1', '{"k": 2}')"""
+                        ).fetchone() == (1,)

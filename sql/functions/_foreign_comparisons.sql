@@ -23,8 +23,12 @@ WITH RECURSIVE base(oid, typtype, typbasetype) AS (
       FROM pg_catalog.pg_type t JOIN base b ON t.oid = b.typbasetype
      WHERE b.typtype = 'd')
 SELECT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_operator o, base b
+    SELECT 1 FROM pg_catalog.pg_operator o, base b, pg_catalog.pg_type t
      WHERE b.typtype <> 'd'
+       -- A built-in type compares with pg_catalog's operators whatever
+       -- another schema adds for it (a shadowing `=` planted in public only
+       -- fools sessions that put public first; never pgjobs).
+       AND t.oid = b.oid AND t.typnamespace <> 'pg_catalog'::regnamespace
        AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=')
        AND (o.oprleft = b.oid OR o.oprright = b.oid)
        AND o.oprnamespace <> 'pg_catalog'::regnamespace);
