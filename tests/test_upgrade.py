@@ -70,19 +70,21 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     half_delete = submit("SELECT pgjobs.submit_delete('rows', '2', '{}', '{}', "
                          "'{\"page_size\": 50, \"lease\": \"1 hour\"}')")
     doomed_2 = _keys(conn, "table_id = 2")
-    conn.execute("SELECT pgjobs._claim_id(%s, 'old-runner')", (half_delete,))
+    runner = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old-runner')", (half_delete,))
     for _ in range(4):  # the first call counts, then three pages
-        assert scalar(conn, "SELECT pgjobs._run_page(%s, 'old-runner')", (half_delete,)) == "more"
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (half_delete, runner)) == "more"
     assert 0 < job(conn, half_delete)["done"] < len(doomed_2)
     # Scope 3: a backfill, one page done, its runner still holding the lease.
     backfill = submit("SELECT pgjobs.submit_backfill('rows', '3', '{\"k\": 1}', "
                       "'{\"label\": \"filled\", \"stage\": 2}', '{\"page_size\": 30}')")
     filled_3 = _keys(conn, "table_id = 3 AND data @> '{\"k\": 1}'")
-    conn.execute("SELECT pgjobs._claim_id(%s, 'old-runner-2')", (backfill,))
+    runner_2 = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old-runner-2')",
+                      (backfill,))
     for _ in range(2):
-        assert scalar(conn, "SELECT pgjobs._run_page(%s, 'old-runner-2')", (backfill,)) == "more"
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (backfill, runner_2)) == "more"
     # Scopes 4 and 5: exports, one queued, one claimed by an old worker.
     destination = f"file://{tmp_path}/exports"
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
     export_queued = submit("SELECT pgjobs.submit_export('rows', '4', '{}', %s::jsonb)",
                            json.dumps({"format": "jsonl", "destination": destination}))
     export_claimed = submit("SELECT pgjobs.submit_export('rows', '5', '{\"k\": 3}', %s::jsonb)",

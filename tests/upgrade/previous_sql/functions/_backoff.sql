@@ -3,6 +3,10 @@ RETURNS interval
 LANGUAGE sql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The delay before retry number p_attempts + 1: exponential from one second,
 -- capped at one hour, plus up to 25% random jitter so that jobs failed by

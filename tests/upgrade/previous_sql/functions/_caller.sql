@@ -3,11 +3,18 @@ RETURNS name
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
--- The role a client call acts for. Inside a SECURITY DEFINER function
--- current_user is the owner, but the `role` setting still holds the
--- caller's SET ROLE (as PostgREST-style apps use per request), and
--- session_user the login role otherwise.
-SELECT CASE WHEN current_setting('role') = 'none' THEN session_user
-            ELSE current_setting('role')::name END;
+-- The role a client call acts for: the current_user of its SECURITY
+-- INVOKER entry point (pgjobs.submit_delete, ...), which pgjobs._enter
+-- keeps in pgjobs.caller for the duration of the SECURITY DEFINER internal
+-- (pgjobs._submit_delete_as, ...). Not session_user nor the `role`
+-- setting: code of a less privileged role (its SECURITY DEFINER function,
+-- its index expression during a superuser's ANALYZE) runs with that
+-- role's rights and must ask pgjobs with them. Outside a client call (an
+-- administrator calling an engine function directly) it is current_user.
+SELECT coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
 $$;

@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The arguments every claim takes: a non-empty worker name and a lease from
 -- one second to one day. Raises 22023. Locks nothing.

@@ -3,10 +3,15 @@ CREATE OR REPLACE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text,
 RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Claims the one job p_id for p_worker (used by run_job), with the same
 -- gate as pgjobs.claim. Returns the job row: running and owned when
--- claimed, unchanged when it had already finished. Raises P0002 (unknown),
+-- claimed (its worker is the claim's identity, p_worker#token, that the
+-- caller passes on to pgjobs._run_page), unchanged when it had already finished. Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
 -- a writing job of its scope must run first). Locks: the job row.
 DECLARE
@@ -40,7 +45,7 @@ BEGIN
                    'earlier one first or wait for it.';
     END IF;
     UPDATE pgjobs.jobs j
-       SET status = 'running', worker = p_worker, attempts = j.attempts + 1,
+       SET status = 'running', worker = pgjobs._claim_identity(p_worker), attempts = j.attempts + 1,
            lease = coalesce((j.options ->> 'lease')::interval, p_lease),
            lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease), heartbeat_at = now(), run_at = now(),
            started_at = coalesce(j.started_at, now()), updated_at = now()

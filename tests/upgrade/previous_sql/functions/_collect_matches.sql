@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The first call of a 'collect' delete job (pgjobs._page_strategy): finds
 -- the rows that match the job's predicate now, through the target's indexes
@@ -19,6 +23,7 @@ DECLARE
     v_bitmapscan text := current_setting('enable_bitmapscan');
     v_count bigint;
 BEGIN
+    PERFORM pgjobs._target(p_job.target);  -- 42501 for an untrusted target
     DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_job.id;
     PERFORM set_config('enable_seqscan', 'off', true);
     PERFORM set_config('enable_indexscan', 'off', true);

@@ -8,6 +8,8 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- One operator on a column: p_ref is the SQL for the column (or a typed NULL
 -- when the caller test-evaluates), p_type its type as format_type() spells it.

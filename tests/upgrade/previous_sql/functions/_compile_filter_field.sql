@@ -9,6 +9,8 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile the condition on one field: a literal (equality) or an object of
 -- operators, ANDed. The field is a column of the target when one has that
@@ -40,6 +42,14 @@ BEGIN
     -- Resolve the field: a column first, else a path in the document.
     IF p_columns ? p_field THEN
         v_type := p_columns ->> p_field;
+        IF pgjobs._foreign_comparisons(v_type::regtype) THEN
+            RAISE EXCEPTION 'field "%" is a column of type %, whose comparison operators are not '
+                            'in pg_catalog', p_field, v_type
+                USING ERRCODE = '22023',
+                      HINT = 'pgjobs compares with pg_catalog''s operators only (citext would '
+                             'compare as text, unlike your own queries): filter on a column of '
+                             'a built-in type or a document field instead.';
+        END IF;
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
             v_ref := format('(%I)::jsonb', p_field);

@@ -8,10 +8,18 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_node(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $function$
 -- Compile one filter object: the AND of its keys, each a field condition or
 -- a logical operator ($and, $or, $not). p_clauses counts the clauses compiled
 -- so far (limit 1,000); p_depth is this object's nesting level (limit 16).
+-- An $or of 9 or more branches that each test one and the same field for
+-- equality with a scalar ({"f": v} or {"f": {"$eq": v}}) compiles as that
+-- field's $in of those values, which is hashed (see
+-- pgjobs._compile_filter_document_op): the same rows (OR of equalities is
+-- membership; NULL counts as "not matched" either way), at a cost per row
+-- that does not grow with the branches. Clauses count as written.
 -- Locks nothing.
 DECLARE
     v_entry  record;
@@ -19,6 +27,9 @@ DECLARE
     v_sub    text;
     v_subs   text[];
     v_parts  text[] := '{}'::text[];
+    v_ord    bigint;
+    v_folded bigint[];
+    v_fold   record;
 BEGIN
     IF p_depth > 16 THEN
         RAISE EXCEPTION 'filter nests deeper than 16 levels'
@@ -43,7 +54,42 @@ BEGIN
                           HINT = format('e.g. {"%s": [{"a": 1}, {"b": {"$gt": 2}}]}', v_entry.key);
             END IF;
             v_subs := '{}'::text[];
-            FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
+            v_folded := '{}'::bigint[];
+            IF v_entry.key = '$or' THEN
+                FOR v_fold IN
+                    WITH c AS (
+                        SELECT x.ord, k.key AS field,
+                               CASE WHEN jsonb_typeof(k.value) = 'object' THEN k.value -> '$eq'
+                                    ELSE k.value END AS val
+                          FROM jsonb_array_elements(v_entry.value) WITH ORDINALITY x(elem, ord)
+                          CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(x.elem) = 'object'
+                                                             THEN x.elem ELSE '{}' END) k
+                         WHERE x.elem - k.key = '{}'::jsonb
+                           AND left(k.key, 1) <> '$'
+                           AND CASE WHEN jsonb_typeof(k.value) = 'object'
+                                    THEN k.value ? '$eq' AND k.value - '$eq' = '{}'::jsonb
+                                         AND jsonb_typeof(k.value -> '$eq')
+                                             IN ('string', 'number', 'boolean', 'null')
+                                    ELSE jsonb_typeof(k.value)
+                                         IN ('string', 'number', 'boolean', 'null') END)
+                    SELECT c.field, jsonb_agg(c.val ORDER BY c.ord) AS vals,
+                           array_agg(c.ord) AS ords
+                      FROM c GROUP BY c.field HAVING count(*) >= 9
+                LOOP
+                    SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+                      FROM pgjobs._compile_filter_field(
+                               v_fold.field, jsonb_build_object('$in', v_fold.vals), p_columns,
+                               p_document, p_depth + 1, p_clauses) f;
+                    p_clauses := p_clauses + cardinality(v_fold.ords) - 1;
+                    v_subs := v_subs || ('(' || v_sub || ')');
+                    v_folded := v_folded || v_fold.ords;
+                END LOOP;
+            END IF;
+            FOR v_elem, v_ord IN
+                SELECT x.value, x.ord
+                  FROM jsonb_array_elements(v_entry.value) WITH ORDINALITY x(value, ord)
+            LOOP
+                CONTINUE WHEN v_ord = ANY (v_folded);
                 IF jsonb_typeof(v_elem) <> 'object' THEN
                     RAISE EXCEPTION 'operator "%" needs an array of filter objects, found %',
                                     v_entry.key, left(v_elem::text, 200)

@@ -3,6 +3,8 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Compiles a backfill's p_set into an UPDATE's SET list. A key naming a
 -- column gets the JSON value cast to the column's type (JSON null -> NULL;

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._cron_version()
 RETURNS integer[]
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- pg_cron's version in this database as {major, minor}, installing the
 -- extension when this database is pg_cron's (cron.database_name) and the

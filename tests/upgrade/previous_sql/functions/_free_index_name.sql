@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The name PostgreSQL-style tooling would give an index of p_target on
 -- p_columns (table_col1_col2_idx, cut to 63 bytes), with a number appended

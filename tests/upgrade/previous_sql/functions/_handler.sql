@@ -3,11 +3,15 @@ RETURNS regprocedure
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Resolves a backfill handler: the schema-qualified name of a function
 -- (regclass, text[]) RETURNS bigint. Only superusers and members of
 -- pgjobs_admin may name one, since it runs with the engine's rights; the
--- caller is pgjobs._caller(), as the submit functions are SECURITY DEFINER.
+-- caller is pgjobs._caller() (the role the submit acts for), not current_user.
 -- Raises 42501 or 22023.
 DECLARE
     v_proc regprocedure;

@@ -10,6 +10,8 @@ CREATE OR REPLACE FUNCTION pgjobs._insert_job(
 RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- The one place a job row is written. Validates the common options
 -- (priority, max_attempts, run_at, on_conflict, lease) and rejects unknown
@@ -33,6 +35,7 @@ DECLARE
     v_on_conflict text := 'queue';
     v_lease interval := interval '30 seconds';
     v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -43,7 +46,16 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'Pass the value of the target''s scope column as text, e.g. ''42''.';
     END IF;
-    PERFORM pgjobs._require_scope(p_scope);
+    -- A registered target's scope is stored canonical (one tenant, one
+    -- text: the gate, on_conflict and the mask compare it as text); a
+    -- custom kind's unregistered table keeps the text as given.
+    -- (Through pgjobs._target: the cast runs the scope type's code, so an
+    -- untrusted target is refused here too, 42501, for custom kinds as well.)
+    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
+        v_reg := pgjobs._target(p_target);
+        p_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    END IF;
+    PERFORM pgjobs._require_scope(p_target, p_scope);
     IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no payload.';
@@ -110,7 +122,12 @@ BEGIN
             SELECT 1 FROM pgjobs.jobs w
              WHERE w.target = p_target AND w.scope = p_scope
                AND w.status IN ('queued', 'running')
-               AND w.kind IN ('delete', 'backfill', 'import')) THEN
+               AND w.kind IN ('delete', 'backfill', 'import')
+               -- who holds the gate, as in pgjobs._writer_may_start
+               AND (w.status = 'running' OR w.started_at IS NOT NULL
+                    OR (w.run_at <= now()
+                        AND (w.kind IN ('delete', 'backfill')
+                             OR w.run_at > now() - interval '10 minutes')))) THEN
             RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

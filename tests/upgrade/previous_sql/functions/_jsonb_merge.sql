@@ -3,6 +3,10 @@ RETURNS jsonb
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Recursive merge: where both sides hold an object under a key, merge
 -- them; otherwise the patch's value wins. Used for nested backfill fields.

@@ -3,6 +3,10 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The mask text of (p_target, p_scope), without a privilege check: shared
 -- by pgjobs.mask (which checks) and the read functions (which checked

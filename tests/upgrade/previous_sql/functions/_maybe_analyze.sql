@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._maybe_analyze(p_target regclass, p_scope_colu
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Refreshes the target's row count and scope statistics once a fifth of its
 -- rows (and at least 10,000) changed since the last ANALYZE. After one tenant's mass

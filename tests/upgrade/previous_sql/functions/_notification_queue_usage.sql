@@ -3,6 +3,10 @@ RETURNS double precision
 LANGUAGE sql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The fraction (0..1) of the shared NOTIFY queue in use, as
 -- pgjobs._notify sees it. A function of its own so that tests can replace

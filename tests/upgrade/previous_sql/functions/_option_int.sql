@@ -4,6 +4,10 @@ RETURNS integer
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- An integer option, or 22023 naming the option and its valid range.
 BEGIN

@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Validates the paging options of delete and backfill jobs: page_size
 -- (1..100000 rows, fixed) and page_ms (5..10000, the adaptive target).

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- How a job's pages find their rows, decided once at its first call:
 -- 'range' (pages are key ranges of the scope; every row of the range is
@@ -73,7 +77,10 @@ BEGIN
     -- the bitmap heap scan (one index, or a BitmapAnd / BitmapOr of them).
     v_node := jsonb_path_query_first(v_plan::jsonb,
                                      'strict $.**?(@."Node Type" == "Bitmap Heap Scan")');
-    v_candidates := (v_node -> 'Plans' -> 0 ->> 'Plan Rows')::double precision;
+    -- (Its outer child: the predicate's sub-selects hang there too, as InitPlans.)
+    v_candidates := (jsonb_path_query_first(v_node,
+        'strict $.Plans[*] ? (@."Parent Relationship" == "Outer")') ->> 'Plan Rows')
+        ::double precision;
     IF v_candidates IS NULL OR v_candidates > 0.6 * v_scope_rows THEN
         RETURN 'range';
     END IF;

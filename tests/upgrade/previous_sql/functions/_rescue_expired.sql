@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._rescue_expired()
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Takes back the jobs whose lease expired (their worker died or hung):
 -- canceled when a cancel was requested, failed when attempts are used up,

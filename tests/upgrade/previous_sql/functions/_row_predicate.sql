@@ -6,8 +6,10 @@ CREATE OR REPLACE FUNCTION pgjobs._row_predicate(
     p_cutoff timestamptz)
 RETURNS text
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- The exact row set of a delete or backfill job, as one SQL boolean over
 -- the target's unqualified columns: the scope, created at or before the
@@ -15,12 +17,15 @@ AS $$
 -- quoted, typed literals, so the text is self-contained: it is stored in
 -- pgjobs.jobs.predicate and used verbatim by the runner's pages and by the
 -- read mask, which therefore cover exactly the same rows.
--- A `timestamp` (without time zone) created_at column is compared with the
--- cutoff in the submitting session's time zone. Literals are written in
--- ISO 8601 so the runner's DateStyle cannot change their meaning. Raises 22023 for a bad
--- scope, filter or exclusion. Locks nothing.
+-- Which rows count as existing at the cutoff is pgjobs._cutoff_clause's
+-- business (created_at, and the submit's snapshot for rows of transactions
+-- still in progress). Literals are written in ISO 8601 so the runner's
+-- DateStyle cannot change their meaning. Raises 22023 for a bad scope,
+-- filter or exclusion. Locks nothing.
 DECLARE
     v_exclude text;
+    v_key_type text;
+    v_exact boolean;
     v_cutoff text;
 BEGIN
     IF p_exclude IS NULL THEN
@@ -36,30 +41,32 @@ BEGIN
             HINT = 'List the keys of the rows to keep.';
     END IF;
     IF cardinality(p_exclude) > 0 THEN
+        -- Canonical text of each key, cast to the key column's full type
+        -- (pgjobs._typed_literal, pgjobs._canonical_text).
+        -- A key the column's modifiers would change (a char(8) key
+        -- 'key000031' truncated to 'key00003') is no key of the table.
+        v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
         BEGIN
-            -- Canonical text of each key (see pgjobs._typed_literal).
-            EXECUTE format('SELECT %L::text[]::%s[]', p_exclude, p_reg.key_type::text);
-            EXECUTE format('SELECT array_agg(e #>> ''{}'') FROM jsonb_array_elements('
-                           'to_jsonb(%L::text[]::%s[])) e', p_exclude, p_reg.key_type::text)
-               INTO p_exclude;
-            v_exclude := format('%L::%s[]', p_exclude, p_reg.key_type::text);
+            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
+                           'FROM unnest(%3$L::text[]) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
+               INTO p_exclude, v_exact;
         EXCEPTION WHEN data_exception THEN
-            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
-                p_reg.key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+            v_exact := false;
         END;
+        IF NOT v_exact THEN
+            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
+                v_key_type, p_reg.key_column
+                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+        END IF;
+        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
     END IF;
-    v_cutoff := CASE WHEN p_reg.created_at_column IS NOT NULL
-        AND (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column)
-            = 'timestamp'::regtype
-        THEN format('%L::timestamp', to_char(p_cutoff::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.US'))
-        ELSE format('%L::timestamptz',
-                    to_char(p_cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')) END;
+    v_cutoff := pgjobs._cutoff_clause(p_reg, p_cutoff);
 
-    RETURN format('%I = %s AND %I <= %s AND (%s)%s',
+    RETURN format('%I = %s AND %s AND (%s)%s',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        p_reg.created_at_column, v_cutoff,
+        v_cutoff,
         pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}')),
         CASE WHEN v_exclude IS NULL THEN ''
              ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);

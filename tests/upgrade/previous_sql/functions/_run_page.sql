@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs._run_page(p_id bigint, p_worker text)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- One page of a delete or backfill job, in the caller's transaction (the
 -- caller COMMITs right after, so a page is one short transaction).
@@ -15,6 +19,15 @@ AS $$
 --   page deletes the rows at the next page_size addresses that still match
 --   the predicate; when the addresses are used up, sweep pages delete what
 --   still matches (rows updated meanwhile) until one deletes less than a page.
+-- A delete never ends 'succeeded' with rows of its predicate left: when
+-- the range walk reaches the end of the scope, it checks that nothing
+-- matches any more, and sweeps what does (rows the walk cannot see: a key
+-- that went NULL, a row inserted behind the cursor) as 'collect' does. A
+-- sweep that cannot delete a matching row (a trigger or rule keeps it)
+-- fails the job instead of looping. So does a key column that is no
+-- longer NOT NULL, and a cursor that does not advance (a key whose text
+-- does not read back as the same value): failed, not retried, with the
+-- column and type named.
 -- Either way the cursor, done and the lease advance in the same
 -- transaction (through heartbeat). A crash loses at most this page, which
 -- the next owner redoes: deleting or setting the same rows twice changes
@@ -58,6 +71,10 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    v_key_type text;
+    v_matching bigint;
+    v_advances boolean;
+    v_left boolean := false;
 BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
@@ -69,23 +86,39 @@ BEGIN
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'canceled';
     END IF;
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
-    IF NOT FOUND THEN
+    -- Unregistered, or untrusted (code of a role without the runner's rights
+    -- would run in this page: pgjobs._require_trusted): the job fails for good.
+    BEGIN
+        v_reg := pgjobs._target(v_job.target);
+    EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
+        PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'failed';
+    END;
+    -- The keyset walk cannot reach a NULL key: registration requires NOT
+    -- NULL, and this re-checks it (one catalog row) in case it was dropped.
+    IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = v_job.target AND a.attname = v_reg.key_column
+                        AND NOT a.attisdropped), false) THEN
         PERFORM pgjobs.fail(p_id, p_worker,
-            format('table %s is no longer registered with pgjobs', v_job.target), false);
+            format('key column %I of %s is not NOT NULL (any more): rows with a NULL key '
+                   'cannot be paged; run ALTER TABLE %s ALTER COLUMN %I SET NOT NULL; '
+                   'and submit the job again', v_reg.key_column, v_job.target, v_job.target,
+                   v_reg.key_column), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
     END IF;
+    v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
 
     v_size := coalesce((v_job.options ->> 'page_size')::integer,
                        (v_job.checkpoint ->> 'page_size')::integer, 1000);
     v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
     v_collect := coalesce(v_job.checkpoint ->> 'strategy' = 'collect', false);
 
-    -- Keys travel through the cursor as text: read and write them in one
-    -- fixed style, whatever the session's (pg_cron's, a client's) settings.
-    PERFORM set_config('datestyle', 'ISO, YMD', true);
-    PERFORM set_config('intervalstyle', 'postgres', true);
+    -- Keys travel through the cursor as text: the function's own settings
+    -- (DateStyle, IntervalStyle, extra_float_digits) read and write them in
+    -- one fixed style, whatever the session's (pg_cron's, a client's).
 
     BEGIN
         IF v_job.checkpoint IS NULL THEN
@@ -194,15 +227,27 @@ BEGIN
                 PERFORM set_config('enable_indexscan', 'off', true);
                 PERFORM set_config('enable_bitmapscan', 'on', true);
                 EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
-                   INTO v_rows;
-                v_last := v_rows = 0;
+                   INTO v_matching;
+                v_rows := 0;
+                v_last := v_matching = 0;
                 IF NOT v_last THEN
                     EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT t.ctid '
                                    'FROM %1$s t WHERE %2$s LIMIT %3$s)) '
                                    'AND coalesce((%2$s), false)',
                                    v_job.target, v_job.predicate, v_size);
                     GET DIAGNOSTICS v_rows = ROW_COUNT;
-                    v_last := v_rows < v_size;
+                    IF v_rows = 0 THEN
+                        -- Matching rows that a DELETE leaves (a BEFORE DELETE
+                        -- trigger returning NULL, a rule): the job cannot
+                        -- delete them, and must not report that it did.
+                        PERFORM pgjobs.fail(p_id, p_worker, format(
+                            '%s rows of %s match the job but were not deleted (a trigger or '
+                            'rule on the table keeps them); the job deleted %s rows',
+                            v_matching, v_job.target, v_job.done), false);
+                        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                        RETURN 'failed';
+                    END IF;
+                    v_last := v_rows = v_matching;
                 END IF;
             END IF;
         ELSE
@@ -218,16 +263,30 @@ BEGIN
                            v_reg.key_column, v_job.target, v_reg.scope_column, v_scope,
                            CASE WHEN v_after IS NULL THEN ''
                                 ELSE format(' AND t.%I > %L::%s', v_reg.key_column, v_after,
-                                            v_reg.key_type::text) END,
+                                            v_key_type) END,
                            v_size - 1)
                INTO v_upper;
             v_last := v_upper IS NULL;
+            IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
+                -- The cursor must move: a key whose text does not read back
+                -- as the same value would repeat this page forever.
+                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                   INTO v_advances;
+                IF NOT coalesce(v_advances, false) THEN
+                    PERFORM pgjobs.fail(p_id, p_worker, format(
+                        'the cursor does not advance: key column %I (%s) printed %L after %L; '
+                        'its text does not read back as the same value',
+                        v_reg.key_column, v_key_type, v_upper, v_after), false);
+                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                    RETURN 'failed';
+                END IF;
+            END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),
                 CASE WHEN v_after IS NOT NULL THEN
-                    format('%I > %L::%s', v_reg.key_column, v_after, v_reg.key_type::text) END,
+                    format('%I > %L::%s', v_reg.key_column, v_after, v_key_type) END,
                 CASE WHEN v_upper IS NOT NULL THEN
-                    format('%I <= %L::%s', v_reg.key_column, v_upper, v_reg.key_type::text) END);
+                    format('%I <= %L::%s', v_reg.key_column, v_upper, v_key_type) END);
             -- The page statement reads the range through a bitmap scan of the
             -- (scope, key) index, in heap order, and evaluates the predicate
             -- on each row. No plain index scans: one would be costed on the
@@ -244,6 +303,19 @@ BEGIN
                 EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
                                v_job.target, v_range, v_job.predicate);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
+                IF v_last THEN
+                    -- The end of the scope: does anything still match (a
+                    -- row the walk could not see)? Then sweep, not succeed.
+                    EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %s)',
+                                   v_job.target, v_job.predicate)
+                       INTO v_left;
+                    IF v_left THEN
+                        v_last := false;
+                        v_collect := true;
+                        v_pos := 0;
+                        v_collected := 0;
+                    END IF;
+                END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',

@@ -3,27 +3,15 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
--- The scope as a typed SQL literal ('42'::integer), or 22023 when p_scope
--- is not a value of the scope column's type. Locks nothing.
-DECLARE
-    v_literal text := format('%L::%s', p_scope, p_reg.scope_type::text);
+-- The scope as a typed SQL literal of the scope column's full type
+-- ('42'::integer, 'acme0001'::character(8)), from its canonical text
+-- (pgjobs._canonical_scope), or 22023 when p_scope is not a value of the
+-- column. Locks nothing.
 BEGIN
-    IF p_scope IS NULL THEN
-        RAISE EXCEPTION 'scope must not be null' USING ERRCODE = '22023',
-            HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,
-                          p_reg.scope_column, p_reg.scope_type);
-    END IF;
-    BEGIN
-        EXECUTE 'SELECT ' || v_literal;
-    EXCEPTION WHEN data_exception THEN
-        RAISE EXCEPTION 'scope % is not a valid % (column %.%)', quote_literal(p_scope),
-            p_reg.scope_type, p_reg.target, p_reg.scope_column
-            USING ERRCODE = '22023',
-            HINT = format('Pass a value of %s as text, e.g. %L.', p_reg.scope_type,
-                          CASE WHEN p_reg.scope_type::text IN ('integer', 'bigint', 'smallint')
-                               THEN '42' ELSE 'tenant-1' END);
-    END;
-    RETURN v_literal;
+    RETURN format('%L::%s', pgjobs._canonical_scope(p_reg, p_scope),
+                  pgjobs._column_type(p_reg.target, p_reg.scope_column));
 END
 $$;

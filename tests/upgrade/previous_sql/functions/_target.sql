@@ -3,9 +3,18 @@ RETURNS pgjobs.target_registry
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
--- The registration of p_target, for every function that takes a target.
--- Locks nothing. Raises 22023 when the table is not registered.
+-- The registration of p_target, for every function that takes a target or
+-- touches its rows or types: compile_filter, the submits, mask, visible,
+-- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
+-- the table is not registered, and 42501 when code of a role without the
+-- rights pgjobs runs with here could run inside pgjobs
+-- (pgjobs._require_trusted): the one place every path checks it. Locks
+-- nothing.
 DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
@@ -22,6 +31,7 @@ BEGIN
                   HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
                                 'p_created_at => ..., p_document => ...);', p_target::text);
     END IF;
+    PERFORM pgjobs._require_trusted(p_target);
     RETURN v_reg;
 END
 $function$;

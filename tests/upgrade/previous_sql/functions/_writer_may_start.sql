@@ -4,10 +4,19 @@ RETURNS boolean
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The gate: may writing job p_id of (p_target, p_scope) start now? Only
 -- when no other writing job of the scope is running or queued ahead of it,
--- so writes to a scope apply one at a time, in submission order. Used by
+-- so writes to a scope apply one at a time, in submission order. A queued
+-- writer that is not due yet (run_at in the future) and never started
+-- holds nothing: anyone who may submit an import could otherwise hold a
+-- scope's gate until its run_at (say 2100). One that started and waits for
+-- a retry's backoff still holds it, so its successors keep their order.
+-- _insert_job's on_conflict: reject applies the same rule. Used by
 -- pgjobs.claim and pgjobs._claim_id. STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
 -- inline subquery because claim is planned afresh on every call (its LIMIT
@@ -21,6 +30,19 @@ BEGIN
            AND w.kind IN ('delete', 'backfill', 'import')
            AND w.status IN ('queued', 'running')
            AND w.id <> p_id
-           AND (w.status = 'running' OR w.id < p_id));
+           AND (w.status = 'running' OR w.id < p_id)
+           -- Who holds the gate: a running writer; a queued one that already
+           -- started (waiting for a retry, or handed back); a due, queued
+           -- delete or backfill, which the engine itself will run; and any
+           -- other due writer (an import) for its first 10 minutes due: it
+           -- may be being claimed right now (an uncommitted claim still
+           -- reads as queued), but a job that no worker claims in that time
+           -- stops holding the scope, so no role that may only INSERT can
+           -- stall a scope's deletes with a job nobody runs. (The same
+           -- condition is in pgjobs._insert_job's on_conflict check.)
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes'))));
 END
 $$;

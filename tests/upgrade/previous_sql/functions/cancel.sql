@@ -1,49 +1,26 @@
 CREATE OR REPLACE FUNCTION pgjobs.cancel(p_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Cancels job p_id. Queued: canceled at once. Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.
--- SECURITY DEFINER for pgjobs_client: the submitter, an admin, or a role
+-- For pgjobs_client: the submitter, an admin, or a role
 -- with the privilege the job's kind needs on its target may cancel (42501),
 -- and only a job of a scope in the session's pgjobs.allowed_scopes, if set.
 -- Locks: the job row (waits for a claim or page in flight on it).
-DECLARE
-    v_job pgjobs.jobs;
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._cancel_as checks that role's rights.
 BEGIN
-    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
-            HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
-                   'after the retention period.';
-    END IF;
-    PERFORM pgjobs._require_scope(v_job.scope);
-    -- Whoever could have submitted the job may cancel it, and admins.
-    IF NOT (pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER')
-            OR pgjobs._caller() = v_job.submitted_by) THEN
-        PERFORM pgjobs._require(v_job.target, CASE v_job.kind
-            WHEN 'delete' THEN 'DELETE' WHEN 'backfill' THEN 'UPDATE' WHEN 'import' THEN 'INSERT'
-            WHEN 'export' THEN 'SELECT' ELSE 'TRUNCATE' END);
-    END IF;
-    IF v_job.status = 'queued' THEN
-        UPDATE pgjobs.jobs
-           SET status = 'canceled', cancel_requested_at = now(), finished_at = now(),
-               updated_at = now()
-         WHERE id = p_id
-        RETURNING * INTO v_job;
-        PERFORM pgjobs._notify(v_job, 'canceled');
-        RETURN true;
-    ELSIF v_job.status = 'running' THEN
-        UPDATE pgjobs.jobs
-           SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
-         WHERE id = p_id;
-        RETURN true;
-    END IF;
-    RETURN false;
+    RETURN pgjobs._cancel_as(current_user, p_id);
 END
 $$;
 

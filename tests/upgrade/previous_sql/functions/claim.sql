@@ -6,11 +6,18 @@ CREATE OR REPLACE FUNCTION pgjobs.claim(
 RETURNS SETOF pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
 -- priority first, then oldest; only jobs whose run_at has come. Each is
 -- marked running with a lease of p_lease and its attempts incremented, and
--- announces `started`. Claiming and starting are one UPDATE: there is no
+-- announces `started`. Each claimed row's `worker` is the claim's own
+-- identity, p_worker || '#' || a random token (pgjobs._claim_identity): the
+-- caller passes that value back to heartbeat, complete, fail and release,
+-- which fence on it exactly. Claiming and starting are one UPDATE: there is no
 -- moment when a job is "running" without an owner holding a lease.
 --
 -- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
@@ -51,7 +58,8 @@ BEGIN
                FOR UPDATE SKIP LOCKED)
         UPDATE pgjobs.jobs j
            SET status = 'running',
-               worker = p_worker,
+               -- One identity per claim (row): the fence of every later call.
+               worker = pgjobs._claim_identity(p_worker),
                attempts = j.attempts + 1,
                -- A job's own lease option wins over the worker's default.
                lease = coalesce((j.options ->> 'lease')::interval, p_lease),
@@ -72,4 +80,5 @@ $$;
 COMMENT ON FUNCTION pgjobs.claim(text[], text, interval, integer) IS
 'Claims up to p_limit queued jobs of the given kinds for p_worker (FOR UPDATE SKIP LOCKED), '
 'priority then age, respecting run_at and the one-writer-per-(target, scope) gate. Sets a '
-'lease of p_lease and increments attempts. Returns the claimed rows.';
+'lease of p_lease and increments attempts. Returns the claimed rows; each row''s worker is '
+'the claim''s identity (p_worker#token): pass it back to heartbeat/complete/fail/release.';

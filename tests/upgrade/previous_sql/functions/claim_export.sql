@@ -5,10 +5,14 @@ CREATE OR REPLACE FUNCTION pgjobs.claim_export(
 RETURNS SETOF pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Claims the one export job p_id for p_worker when it is queued and its
 -- run_at has come, exactly as pgjobs.claim would (lease, attempts, event
--- `started`): `pgjobs export` runs the job it just submitted in-process this
+-- `started`, the claim's own identity in `worker`): `pgjobs export` runs the job it just submitted in-process this
 -- way. Returns no row when the job is not claimable right now (a worker
 -- took it first, it is waiting for a retry, or it finished): the caller
 -- then follows it instead. Raises P0002 for an unknown id, 22023 when it is
@@ -32,7 +36,7 @@ BEGIN
 
     UPDATE pgjobs.jobs j
        SET status = 'running',
-           worker = p_worker,
+           worker = pgjobs._claim_identity(p_worker),
            attempts = j.attempts + 1,
            lease = coalesce((j.options ->> 'lease')::interval, p_lease),
            lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),

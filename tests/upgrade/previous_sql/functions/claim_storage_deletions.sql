@@ -4,6 +4,10 @@ CREATE OR REPLACE FUNCTION pgjobs.claim_storage_deletions(
 RETURNS SETOF pgjobs.storage_deletions
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued storage deletions (objects of pruned export
 -- jobs) to the calling worker, oldest first. Each is hidden from other

@@ -5,6 +5,10 @@ CREATE OR REPLACE FUNCTION pgjobs.complete(
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Marks job p_id succeeded with p_result. Fenced: false, and nothing
 -- changed, unless p_worker holds an unexpired lease of the running attempt.

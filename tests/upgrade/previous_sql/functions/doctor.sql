@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL)
 RETURNS TABLE (check_name text, status text, target text, detail text, fix text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Health checks of this database's pgjobs installation, one row per finding:
 -- status 'ok', 'warn' (works, but degraded or will degrade) or 'fail'
@@ -55,7 +59,11 @@ DECLARE
     v_error       text;
 BEGIN
     IF p_target IS NOT NULL THEN
-        PERFORM pgjobs._target(p_target);  -- 22023 with the register_target hint
+        BEGIN
+            PERFORM pgjobs._target(p_target);  -- 22023 with the register_target hint
+        EXCEPTION WHEN insufficient_privilege THEN
+            NULL;  -- untrusted: reported below (target.trusted)
+        END;
     END IF;
 
     -- pg_cron ---------------------------------------------------------------
@@ -161,6 +169,37 @@ BEGIN
         RETURN NEXT;
     END IF;
 
+    -- Engine owner: a superuser-owned engine runs the code of every target
+    -- as a superuser, so every target not owned by a superuser is refused
+    -- (pgjobs._require_trusted), and any mistake in pgjobs is a superuser's.
+    check_name := 'engine.owner';
+    target := NULL;
+    SELECT string_agg(DISTINCT o.rolname, ', ')
+      INTO v_name
+      FROM (SELECT n.nspowner AS owner FROM pg_catalog.pg_namespace n
+             WHERE n.nspname = 'pgjobs'
+            UNION
+            SELECT p.proowner FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'pgjobs'::regnamespace) x
+      JOIN pg_catalog.pg_roles o ON o.oid = x.owner
+     WHERE o.rolsuper;
+    IF v_name IS NULL THEN
+        status := 'ok';
+        detail := 'schema pgjobs and its functions are owned by roles that are not superusers';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := format('schema pgjobs or its functions are owned by superuser %s: pgjobs runs '
+                         'as a superuser and refuses every target a superuser does not own',
+                         v_name);
+        fix := 'CREATE ROLE pgjobs_owner NOLOGIN;  -- then, as a superuser: ALTER SCHEMA '
+               'pgjobs OWNER TO pgjobs_owner, and ALTER TABLE / VIEW / SEQUENCE / FUNCTION '
+               '... OWNER TO pgjobs_owner for every object of schema pgjobs; run `pgjobs run` '
+               '(or pg_cron) as a role with no more rights than the owners of the targets '
+               '(docs/operations.md)';
+    END IF;
+    RETURN NEXT;
+
     -- Targets ---------------------------------------------------------------
     FOR v_reg IN
         SELECT r.* FROM pgjobs.target_registry r
@@ -201,6 +240,32 @@ BEGIN
             RETURN NEXT;
             CONTINUE;
         END IF;
+
+        -- Trust: code of the target's owners runs inside pgjobs, as the
+        -- owner of its client functions (the runner's role is judged when
+        -- it runs: docs/operations.md says to run it as that owner).
+        check_name := 'target.trusted';
+        fix := NULL;
+        SELECT format('role %s (which %s) lacks the rights of role %s, which owns pgjobs'' '
+                      'functions', u.role_name, u.reason, a.role_as)
+          INTO v_error
+          FROM (SELECT p.proowner::regrole::name AS role_as FROM pg_catalog.pg_proc p
+                 WHERE p.oid = 'pgjobs._visible_as(name, regclass, text, jsonb, text, integer)'
+                               ::regprocedure) a
+          CROSS JOIN LATERAL pgjobs._untrusted_roles(v_reg.target, a.role_as) u
+         LIMIT 1;
+        IF v_error IS NULL THEN
+            status := 'ok';
+            detail := 'every role whose code runs inside pgjobs jobs on this table has the '
+                      'rights pgjobs runs with';
+        ELSE
+            status := 'fail';
+            detail := v_error || ': pgjobs refuses this target (42501)';
+            fix := 'Run pgjobs as a role with no more rights than the owners of this table, its '
+                   'triggers, column types and functions (docs/operations.md), or revoke the '
+                   'TRIGGER grant / change the owner named here.';
+        END IF;
+        RETURN NEXT;
 
         -- The (scope, key) btree the keyset walk needs: the test of
         -- register_target, then the same CREATE INDEX statement as its hint.

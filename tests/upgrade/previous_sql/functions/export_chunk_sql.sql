@@ -7,6 +7,10 @@ CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- One keyset chunk of export job p_id: the keys of the scope after p_after
 -- (NULL: from the start) up to the p_limit-th one, whatever the filter.
@@ -37,8 +41,8 @@ AS $$
 --   jsonl  one JSON object per line, keys in the requested order. It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
--- Rows whose key is NULL are never exported (a keyset walk cannot reach
--- them). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- A key column that is no longer NOT NULL raises 55000 (a keyset walk
+-- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
@@ -53,6 +57,7 @@ DECLARE
     v_lower text := '';
     v_upper text := '';
     v_select text;
+    v_advances boolean;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -70,14 +75,25 @@ BEGIN
     v_reg := pgjobs._target(v_job.target);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
-    v_key := v_reg.key_type::text;
+    v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
+    -- A keyset walk cannot reach a NULL key: registration requires NOT
+    -- NULL; refuse to export a part of the rows if it was dropped since.
+    IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = v_job.target AND a.attname = v_reg.key_column
+                        AND NOT a.attisdropped), false) THEN
+        RAISE EXCEPTION 'key column % of % is not NOT NULL (any more)', v_reg.key_column,
+            v_job.target
+            USING ERRCODE = '55000',
+            HINT = format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL; then submit the export '
+                          'again.', v_job.target, v_reg.key_column);
+    END IF;
 
     IF p_after IS NOT NULL THEN
         BEGIN
             EXECUTE format('SELECT %L::%s', p_after, v_key);
         EXCEPTION WHEN data_exception THEN
             RAISE EXCEPTION 'cursor % is not a valid % (key column %)', quote_literal(p_after),
-                v_reg.key_type, v_reg.key_column
+                v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
         END;
         v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
@@ -89,6 +105,21 @@ BEGIN
                    v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
                    v_job.target)
        INTO next_after;
+    IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
+        -- The cursor must move: a key whose text does not read back as the
+        -- same value would return this chunk forever.
+        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+           INTO v_advances;
+        IF NOT coalesce(v_advances, false) THEN
+            RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
+                            'after %',
+                quote_ident(v_reg.key_column), v_key, quote_literal(next_after),
+                quote_literal(p_after)
+                USING ERRCODE = '55000',
+                HINT = 'The key''s text does not read back as the same value: register the '
+                       'table with a key of a type whose text round-trips (bigint, text, uuid).';
+        END IF;
+    END IF;
     IF next_after IS NOT NULL THEN
         v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);

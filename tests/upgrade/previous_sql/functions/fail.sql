@@ -6,6 +6,10 @@ CREATE OR REPLACE FUNCTION pgjobs.fail(
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Records a failed attempt of job p_id. Retryable and attempts left: the
 -- job is queued again after an exponential backoff with jitter (event

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.finish_storage_deletion(p_id bigint, p_error t
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Settles a claimed storage deletion: without p_error the object is gone
 -- (or was already) and the row is deleted; with p_error the row stays,

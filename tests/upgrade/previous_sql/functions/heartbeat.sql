@@ -6,6 +6,10 @@ CREATE OR REPLACE FUNCTION pgjobs.heartbeat(
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Extends p_worker's lease on job p_id by the job's lease interval and
 -- records progress (done) and the checkpoint, both optional. Fenced: only

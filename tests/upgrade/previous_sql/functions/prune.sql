@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24 hours')
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Housekeeping, safe to run at any time and concurrently:
 --   1. rescues jobs whose lease expired (retried, failed or canceled);

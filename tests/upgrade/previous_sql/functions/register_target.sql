@@ -8,6 +8,10 @@ CREATE OR REPLACE FUNCTION pgjobs.register_target(
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $function$
 -- Register (or re-register: upsert) a table as a pgjobs target.
 -- Validates the columns and their types, requires a valid btree index leading
@@ -35,7 +39,9 @@ DECLARE
     v_idx_name   text;
     v_part       regclass;
     v_valid_options constant text :=
-        'valid options: tune_autovacuum (boolean, default true)';
+        'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
+        'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
+        'time zone created_at is read), ignore_row_security (boolean, default false)';
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL' USING ERRCODE = '22023',
@@ -93,6 +99,16 @@ BEGIN
             EXIT WHEN v_typtype <> 'd';
         END LOOP;
 
+        IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
+            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its comparison '
+                            'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
+                            v_role, p_target
+                USING ERRCODE = '22023',
+                      HINT = 'pgjobs compares with pg_catalog''s operators only (an extension '
+                             'type such as citext would compare as text). Key or scope by a '
+                             'column of a built-in type, e.g. a generated column '
+                             '(lower(name)::text) with its own index.';
+        END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
@@ -114,9 +130,69 @@ BEGIN
                           HINT = 'The key must be unique within a scope and totally ordered by '
                                  'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
             END IF;
+            -- A NULL key is out of reach of the keyset walk: its row would
+            -- survive a delete reported as succeeded.
+            IF NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
+                RAISE EXCEPTION 'key column "%" of % allows NULL', v_col, p_target
+                    USING ERRCODE = '55000',
+                          HINT = format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
+                                        v_nsp, v_rel, v_col);
+            END IF;
             v_key_num := v_attnum;
             v_key_type := v_type;
         ELSIF v_role = 'scope' THEN
+            -- A scope is one tenant whatever its spelling: pgjobs stores and
+            -- compares it as canonical text (pgjobs._canonical_scope). That
+            -- needs values that are equal only when they are the same value
+            -- (the btree "equalimage" property, as deduplication needs), or
+            -- a type pgjobs._canonical_text brings to one form (numeric,
+            -- floats, interval); and a deterministic collation.
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                         JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                        WHERE a.attrelid = p_target AND a.attnum = v_attnum
+                          AND NOT co.collisdeterministic) THEN
+                RAISE EXCEPTION 'scope column "%" of % has a nondeterministic collation',
+                                v_col, p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'Values such a collation calls equal are different texts, so a '
+                                 'scope would have no one spelling: give the column a '
+                                 'deterministic collation (COLLATE "C"), or scope by a generated '
+                                 'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
+                                 'STORED.';
+            END IF;
+            IF v_base = 'money'::regtype THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'money reads and prints by the session''s lc_monetary, so a '
+                                 'tenant would have no one spelling: scope by a numeric, '
+                                 'integer or text column.';
+            END IF;
+            IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
+                              'interval'::regtype)
+               AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_opclass oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
+                                                  AND ap.amproclefttype = oc.opcintype
+                                                  AND ap.amprocrighttype = oc.opcintype
+                                                  AND ap.amprocnum = 4
+                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
+                                            WHERE am.amname = 'btree')
+                       AND oc.opcdefault
+                       AND (oc.opcintype = v_base
+                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                                        WHERE pc.castsource = v_base
+                                          AND pc.casttarget = oc.opcintype
+                                          AND pc.castmethod = 'b'))) THEN
+                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
+                                v_col, format_type(v_type, NULL), p_target
+                    USING ERRCODE = '22023',
+                          HINT = 'A scope needs a type whose equal values are the same value, so '
+                                 'that each tenant has one spelling: e.g. bigint, integer, text, '
+                                 'uuid, date, numeric.';
+            END IF;
             v_scope_num := v_attnum;
             v_scope_type := v_type;
         ELSIF v_role = 'created_at' THEN
@@ -149,16 +225,37 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_valid_options;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'tune_autovacuum' THEN
+        CASE v_opt.key
+        WHEN 'tune_autovacuum' THEN
+            IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
+                RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
+                    USING ERRCODE = '22023', HINT = v_valid_options;
+            END IF;
+        WHEN 'created_at_time_zone' THEN
+            -- A `timestamp` created_at holds wall-clock time of some zone; the
+            -- cutoff must be written in that zone, not the submitter's.
+            IF jsonb_typeof(v_opt.value) <> 'string'
+               OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z
+                               WHERE z.name = v_opt.value #>> '{}')
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_abbrevs z
+                                   WHERE z.abbrev = v_opt.value #>> '{}') THEN
+                RAISE EXCEPTION 'option "created_at_time_zone" must be a time zone name, got %',
+                                v_opt.value
+                    USING ERRCODE = '22023',
+                    HINT = 'For example "UTC" or "Europe/Paris" (SELECT name FROM '
+                           'pg_timezone_names lists them).';
+            END IF;
+        WHEN 'ignore_row_security' THEN
+            IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
+                RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
+                    USING ERRCODE = '22023', HINT = v_valid_options;
+            END IF;
+        ELSE
             RAISE EXCEPTION 'unknown option "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_valid_options;
-        END IF;
-        IF jsonb_typeof(v_opt.value) <> 'boolean' THEN
-            RAISE EXCEPTION 'option "%" must be a boolean, got %', v_opt.key, v_opt.value
-                USING ERRCODE = '22023', HINT = v_valid_options;
-        END IF;
+        END CASE;
     END LOOP;
-    v_options := '{"tune_autovacuum": true}'::jsonb || p_options;
+    v_options := '{"tune_autovacuum": true, "created_at_time_zone": "UTC"}'::jsonb || p_options;  -- ignore_row_security: absent is false
 
     -- The keyset walk needs a valid, non-partial btree index leading with
     -- (scope, key), with default opclasses so it serves the plain operators.
@@ -186,6 +283,10 @@ BEGIN
                                      ELSE 'CREATE INDEX CONCURRENTLY' END,
                                 v_idx_name, v_nsp, v_rel, p_scope, p_key);
     END IF;
+
+    -- Refuse a table whose code (triggers, domain checks, defaults...) would
+    -- run with rights its authors lack (42501; pgjobs._require_trusted).
+    PERFORM pgjobs._require_trusted(p_target);
 
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
@@ -222,8 +323,13 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jsonb) IS
 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk '
-'column (unique within a scope, totally ordered), p_scope partitions the table into tenants, '
+'column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, '
 'p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. '
 'Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement '
 'in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum '
-'scale factors to 2%.';
+'scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a '
+'timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default '
+'false) lets clients that a row-level security policy on the table would confine use pgjobs '
+'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
+'(triggers, column types, defaults...) belongs to a role without the rights of the role '
+'registering it.';

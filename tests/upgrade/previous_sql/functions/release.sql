@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.release(p_id bigint, p_worker text)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Hands a running job back to the queue without counting a failure: the
 -- worker is shutting down or its time budget ran out. The checkpoint stays,

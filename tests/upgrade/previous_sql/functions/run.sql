@@ -1,4 +1,4 @@
-CREATE OR REPLACE PROCEDURE pgjobs.run(p_budget interval DEFAULT '50 seconds')
+CREATE OR REPLACE PROCEDURE pgjobs.run(p_budget pg_catalog.interval DEFAULT '50 seconds')
 LANGUAGE plpgsql
 AS $$
 -- The engine's loop, called by pg_cron (or `pgjobs run --loop`): claims
@@ -7,40 +7,31 @@ AS $$
 -- page, so each page is one short transaction and a crash loses at most the
 -- page in flight. A job still unfinished when the budget runs out is
 -- released to the queue with its cursor (no attempt counted) for the next
--- run to resume.
+-- run to resume. Every call fences on the identity the claim returned.
 --
--- No `SET search_path` clause: PostgreSQL forbids COMMIT in a procedure that
--- has one. Every name below is schema-qualified instead.
+-- A thin shell: PostgreSQL forbids COMMIT in a procedure with a `SET
+-- search_path` clause, so this body resolves names on the caller's path
+-- (pg_cron's, a client's). It therefore holds no logic and names nothing
+-- unqualified: only pgjobs.* calls of pinned functions, schema-qualified
+-- types, COMMIT, and IS NULL tests (no function or operator is looked up;
+-- tests/test_trust_search_path.py checks the body).
 DECLARE
-    v_deadline timestamptz := clock_timestamp() + p_budget;
-    v_worker text := format('run:%s:%s', pg_catalog.pg_backend_pid(),
-                            pg_catalog.left(pg_catalog.md5(pg_catalog.random()::text), 6));
-    v_id bigint;
-    v_state text;
+    v_deadline pg_catalog.timestamptz;
+    v_name pg_catalog.text;
+    v_job pgjobs.jobs;
+    v_state pg_catalog.text;
 BEGIN
-    IF p_budget IS NULL OR p_budget < interval '0' OR p_budget > interval '1 day' THEN
-        RAISE EXCEPTION 'budget must be from 0 to 1 day, not %', p_budget
-            USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
-    END IF;
+    v_deadline := pgjobs._run_deadline(p_budget);
+    v_name := pgjobs._runner_name('run');
     LOOP
-        EXIT WHEN pg_catalog.clock_timestamp() >= v_deadline;
-        v_id := NULL;
-        SELECT c.id INTO v_id
-          FROM pgjobs.claim(ARRAY['delete', 'backfill'], v_worker, interval '30 seconds', 1) c;
+        v_job := pgjobs._run_next(v_name, v_deadline);
         COMMIT;
-        EXIT WHEN v_id IS NULL;
+        EXIT WHEN v_job.id IS NULL;
+        v_state := NULL;
         LOOP
-            v_state := pgjobs._run_page(v_id, v_worker);
+            v_state := pgjobs._run_step(v_job.id, v_job.worker, v_deadline, v_state);
             COMMIT;
-            EXIT WHEN v_state NOT IN ('more', 'retry');
-            IF v_state = 'retry' THEN
-                PERFORM pg_catalog.pg_sleep(0.05);
-            END IF;
-            IF pg_catalog.clock_timestamp() >= v_deadline THEN
-                PERFORM pgjobs.release(v_id, v_worker);
-                COMMIT;
-                EXIT;
-            END IF;
+            EXIT WHEN v_state IS NULL;
         END LOOP;
     END LOOP;
 END

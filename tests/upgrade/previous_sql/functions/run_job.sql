@@ -1,31 +1,27 @@
-CREATE OR REPLACE PROCEDURE pgjobs.run_job(p_id bigint)
+CREATE OR REPLACE PROCEDURE pgjobs.run_job(p_id pg_catalog.int8)
 LANGUAGE plpgsql
 AS $$
 -- Runs one delete or backfill job to completion now, in this session: it
 -- claims the job (the gate still applies), then works its pages with one
--- COMMIT per page. A job that already finished is left as it is.
+-- COMMIT per page, fenced on the identity the claim returned. A job that
+-- already finished is left as it is.
 -- Raises P0002 for an unknown id, 22023 for a kind pgjobs does not run
 -- in the database, 55006 when another worker holds it or a writing job of
 -- the same (target, scope) must go first.
--- No `SET search_path` clause (it would forbid COMMIT); names are qualified.
+-- A thin shell, like pgjobs.run (no `SET search_path`: it would forbid
+-- COMMIT): only pgjobs.* calls of pinned functions, qualified types,
+-- COMMIT and IS NULL tests.
 DECLARE
-    v_worker text := format('run_job:%s:%s', pg_catalog.pg_backend_pid(),
-                            pg_catalog.left(pg_catalog.md5(pg_catalog.random()::text), 6));
     v_job pgjobs.jobs;
-    v_state text;
+    v_state pg_catalog.text;
 BEGIN
-    v_job := pgjobs._claim_id(p_id, v_worker);
+    v_job := pgjobs._run_job_claim(p_id);
     COMMIT;
-    IF v_job.status IS DISTINCT FROM 'running' THEN
-        RETURN;  -- already finished
-    END IF;
     LOOP
-        v_state := pgjobs._run_page(p_id, v_worker);
+        EXIT WHEN v_job.id IS NULL;
+        v_state := pgjobs._run_step(v_job.id, v_job.worker, NULL, v_state);
         COMMIT;
-        EXIT WHEN v_state NOT IN ('more', 'retry');
-        IF v_state = 'retry' THEN
-            PERFORM pg_catalog.pg_sleep(0.05);
-        END IF;
+        EXIT WHEN v_state IS NULL;
     END LOOP;
 END
 $$;

@@ -2,6 +2,8 @@ CREATE OR REPLACE FUNCTION pgjobs.schedule(p_options jsonb DEFAULT '{}')
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Installs (or updates) pgjobs' two pg_cron jobs in the current database:
 --   pgjobs.run    CALL pgjobs.run(budget): works delete/backfill pages;

@@ -6,33 +6,22 @@ CREATE OR REPLACE FUNCTION pgjobs.submit(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits a job of any kind that external workers (any language) run
 -- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
 -- their own functions, which validate their payload. SECURITY DEFINER for
--- pgjobs_client; a writing kind (import) needs INSERT on the target.
+-- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
+-- target: INSERT for an import, UPDATE for any custom kind (42501).
 -- Returns the job id.
-DECLARE
-    v_job pgjobs.jobs;
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._submit_as checks that role's rights.
 BEGIN
-    IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
-        RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
-            USING ERRCODE = '22023',
-            HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
-    END IF;
-    IF p_kind IN ('delete', 'backfill', 'export') THEN
-        RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
-            USING ERRCODE = '22023',
-            HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
-                          p_kind, p_kind);
-    END IF;
-    IF p_kind = 'import' THEN
-        PERFORM pgjobs._require(p_target, 'INSERT');
-    END IF;
-    v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
-    RETURN v_job.id;
+    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options);
 END
 $$;
 
@@ -40,4 +29,5 @@ COMMENT ON FUNCTION pgjobs.submit(text, regclass, text, jsonb, jsonb) IS
 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). '
 'Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), '
 'on_conflict (queue | reject), lease (interval, default 30 seconds). The kind "import" is a '
-'writing kind: one per (target, scope) runs at a time. Returns the job id.';
+'writing kind: one per (target, scope) runs at a time. The caller needs INSERT on the target '
+'for an import and UPDATE for any other kind. Returns the job id.';

@@ -6,8 +6,9 @@ CREATE OR REPLACE FUNCTION pgjobs.submit_delete(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits a delete of the rows of scope p_scope of p_target that match
 -- p_filter, were created at or before now (the cutoff) and whose key is not
@@ -17,30 +18,15 @@ AS $$
 -- time, default 50) and strategy (how pages find their rows: 'auto'
 -- default, 'range' or 'collect'; see pgjobs._page_strategy). Everything is
 -- validated before anything is written
--- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
+-- (22023). For pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
-DECLARE
-    v_reg pgjobs.target_registry := pgjobs._target(p_target);
-    v_predicate text;
-    v_job pgjobs.jobs;
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._submit_delete_as checks that role's rights.
 BEGIN
-    PERFORM pgjobs._require(p_target, 'DELETE');
-    PERFORM pgjobs._page_options(p_options);
-    IF p_options ? 'strategy'
-       AND NOT coalesce(p_options ->> 'strategy' = ANY (ARRAY['auto', 'range', 'collect']),
-                        false) THEN
-        RAISE EXCEPTION 'option "strategy" must be "auto", "range" or "collect", not %',
-            p_options -> 'strategy'
-            USING ERRCODE = '22023',
-            HINT = 'Leave it out (auto): pgjobs collects the matching rows first when an index '
-                   'narrows the filter, and walks key ranges otherwise.';
-    END IF;
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
-    v_job := pgjobs._insert_job('delete', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
-                           'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
-        p_options, ARRAY['page_size', 'page_ms', 'strategy'], v_predicate);
-    RETURN v_job.id;
+    RETURN pgjobs._submit_delete_as(current_user,
+        p_target, p_scope, p_filter, p_exclude, p_options);
 END
 $$;
 

@@ -5,8 +5,9 @@ CREATE OR REPLACE FUNCTION pgjobs.submit_export(
     p_options jsonb DEFAULT '{}')
 RETURNS bigint
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- Submits an export of the rows of scope p_scope of p_target that match
 -- p_filter and were created at or before now (the cutoff), in key order,
@@ -20,8 +21,9 @@ AS $$
 --   columns      array of column names and/or document field paths (a.b.c);
 --                default every column of the table, in table order
 --   gzip         boolean, default false
---   destination  URI prefix (file://, s3://, gs://, az://, memory://);
---                default the worker's storage
+--   destination  URI prefix (file:///abs, s3://, gs://, az://, memory://)
+--                under a prefix of the storage allow-list (pgjobs.allow_storage;
+--                else 42501); default the worker's own storage
 --   chunk_rows   keys per keyset chunk (one short transaction each), 1..1000000,
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
@@ -29,139 +31,14 @@ AS $$
 -- Everything is validated before anything is written (22023). The payload
 -- keeps the filter and the resolved output; the predicate column keeps the
 -- compiled row set (scope, cutoff, filter). Returns the job id.
--- SECURITY DEFINER for pgjobs_client: the caller needs SELECT on the target
+-- For pgjobs_client: the caller needs SELECT on the target
 -- (42501). Locks nothing beyond the inserted row.
-DECLARE
-    v_reg pgjobs.target_registry := pgjobs._target(p_target);
-    v_options jsonb := coalesce(p_options, '{}');
-    v_format text := 'csv';
-    v_gzip boolean := false;
-    v_destination text;
-    v_columns jsonb;
-    v_column jsonb;
-    v_name text;
-    v_seg text;
-    v_seen text[] := '{}'::text[];
-    v_fields text[] := '{}'::text[];
-    v_predicate text;
-    v_job pgjobs.jobs;
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._submit_export_as checks that role's rights.
 BEGIN
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
-            HINT = 'Pass ''{}'' for the defaults.';
-    END IF;
-
-    IF v_options ? 'format' THEN
-        IF v_options -> 'format' NOT IN ('"csv"'::jsonb, '"jsonl"'::jsonb) THEN
-            RAISE EXCEPTION 'option "format" must be "csv" or "jsonl", not %', v_options -> 'format'
-                USING ERRCODE = '22023',
-                HINT = '"csv" writes a header and one column per requested column; "jsonl" '
-                       'one JSON object per line.';
-        END IF;
-        v_format := v_options ->> 'format';
-    END IF;
-
-    IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
-    END IF;
-
-    IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
-        v_destination := v_options ->> 'destination';
-        IF jsonb_typeof(v_options -> 'destination') <> 'string'
-           OR v_destination !~ '^(file://.+|memory://.*|(s3|gs|az)://[^/]+(/.*)?)$' THEN
-            RAISE EXCEPTION 'option "destination" must be a URI prefix with scheme file, s3, gs, '
-                            'az or memory, not %', v_options -> 'destination'
-                USING ERRCODE = '22023',
-                HINT = 'For example "s3://bucket/exports/", "file:///var/exports/" or '
-                       '"file://./pgjobs-exports".';
-        END IF;
-    END IF;
-
-    IF v_options ? 'chunk_rows' THEN
-        PERFORM pgjobs._option_int('chunk_rows', v_options -> 'chunk_rows', 1, 1000000);
-    END IF;
-    IF v_options ? 'part_size' THEN
-        PERFORM pgjobs._option_int('part_size', v_options -> 'part_size', 1024, 1073741824);
-    END IF;
-
-    -- The output columns, resolved now (document_fields lists the entries
-    -- that are document paths): a column added, renamed or dropped later does
-    -- not silently turn into a document field; the export fails instead.
-    IF v_options ? 'columns' AND v_options -> 'columns' <> 'null'::jsonb THEN
-        IF jsonb_typeof(v_options -> 'columns') <> 'array'
-           OR jsonb_array_length(v_options -> 'columns') = 0
-           OR jsonb_array_length(v_options -> 'columns') > 1000 THEN
-            RAISE EXCEPTION 'option "columns" must be an array of 1 to 1000 names, not %',
-                            left((v_options -> 'columns')::text, 200)
-                USING ERRCODE = '22023',
-                HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
-        END IF;
-        FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
-            IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN
-                RAISE EXCEPTION 'option "columns" holds % : each entry must be a non-empty string',
-                                v_column
-                    USING ERRCODE = '22023',
-                    HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
-            END IF;
-            v_name := v_column #>> '{}';
-            IF v_name = ANY (v_seen) THEN
-                RAISE EXCEPTION 'option "columns" lists "%" twice', v_name
-                    USING ERRCODE = '22023', HINT = 'List each column once.';
-            END IF;
-            v_seen := v_seen || v_name;
-            CONTINUE WHEN EXISTS (
-                SELECT 1 FROM pg_catalog.pg_attribute a
-                 WHERE a.attrelid = p_target AND a.attname = v_name
-                   AND a.attnum > 0 AND NOT a.attisdropped);
-            IF v_reg.document_column IS NULL THEN
-                RAISE EXCEPTION 'unknown column "%": % has no such column and no document column',
-                                v_name, p_target
-                    USING ERRCODE = '22023',
-                    HINT = format('Columns: %s.', (
-                        SELECT string_agg(a.attname, ', ' ORDER BY a.attnum)
-                          FROM pg_catalog.pg_attribute a
-                         WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped));
-            END IF;
-            v_fields := v_fields || v_name;
-            FOREACH v_seg IN ARRAY string_to_array(v_name, '.') LOOP
-                IF v_seg = '' OR left(v_seg, 1) = '$' THEN
-                    RAISE EXCEPTION 'column "%" is neither a column nor a document field path',
-                                    v_name
-                        USING ERRCODE = '22023',
-                        HINT = 'Document fields are written a.b.c: no empty parts, no leading $.';
-                END IF;
-            END LOOP;
-        END LOOP;
-        v_columns := v_options -> 'columns';
-    ELSE
-        SELECT jsonb_agg(a.attname ORDER BY a.attnum) INTO v_columns
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
-    END IF;
-
-    -- The cutoff is this transaction's now(), which is also what
-    -- pgjobs.jobs.cutoff defaults to for the row inserted below.
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
-
-    v_job := pgjobs._insert_job('export', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
-                           'format', v_format,
-                           'columns', v_columns,
-                           'document_fields', to_jsonb(v_fields),
-                           'gzip', v_gzip,
-                           'destination', v_destination,
-                           'chunk_rows', coalesce((v_options ->> 'chunk_rows')::integer, 50000),
-                           'part_size',
-                           coalesce((v_options ->> 'part_size')::integer, 8388608)),
-        v_options,
-        ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size'],
-        v_predicate);
-    RETURN v_job.id;
+    RETURN pgjobs._submit_export_as(current_user, p_target, p_scope, p_filter, p_options);
 END
 $$;
 
@@ -169,5 +46,6 @@ COMMENT ON FUNCTION pgjobs.submit_export(regclass, text, jsonb, jsonb) IS
 'Submits an export of the scope''s rows matching the filter, created at or before now, in key '
 'order (rows masked by pending deletes are left out). Options: format (csv | jsonl), columns '
 '(columns and/or document field paths; default all columns), gzip (boolean), destination (URI '
-'prefix; default the worker''s storage), chunk_rows, part_size, plus priority, max_attempts, '
+'prefix under a prefix allowed by pgjobs.allow_storage, else 42501; default the worker''s '
+'storage), chunk_rows, part_size, plus priority, max_attempts, '
 'run_at, lease. Returns the job id; the result holds uri, rows, bytes, sha256, format.';

@@ -2,6 +2,10 @@ CREATE OR REPLACE FUNCTION pgjobs.unschedule()
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Removes pgjobs' pg_cron jobs (pgjobs.run, pgjobs.prune) if present.
 -- Without pg_cron there is nothing to remove. Returns {"unscheduled": n}.

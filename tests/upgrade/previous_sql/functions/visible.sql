@@ -7,58 +7,28 @@ CREATE OR REPLACE FUNCTION pgjobs.visible(
 RETURNS SETOF jsonb
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- One keyset page of the rows of (p_target, p_scope) that match p_filter
 -- and are not masked by a pending delete, ordered by key, starting after
 -- key p_after, as to_jsonb(row). Walks the (scope, key) index: the cost of
 -- a page does not grow with its position. Raises 22023 for a bad filter,
--- scope, cursor or limit. SECURITY DEFINER for pgjobs_client; the caller
+-- scope, cursor or limit. For pgjobs_client; the caller
 -- needs SELECT on the target and, when pgjobs.allowed_scopes is set,
 -- p_scope in it (42501). Locks nothing.
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._visible_as checks that role's rights.
 DECLARE
-    v_reg pgjobs.target_registry := pgjobs._target(p_target);
-    v_query text;
+    v_row jsonb;
 BEGIN
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_scope);
-    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
-        RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
-    END IF;
-    IF p_scope IS NULL THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023
-    END IF;
-    -- The scope and the cursor go in as typed literals, unchecked: a value
-    -- that is not of its column's type fails the page's planning with a
-    -- data exception, and only then are they checked one by one for a
-    -- 22023 that names the culprit. Two statements fewer per page.
-    v_query := format(
-        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %L::%s%s AND (%s) AND (%s) ORDER BY t.%I LIMIT %s',
-        p_target, v_reg.scope_column, p_scope, v_reg.scope_type::text,
-        CASE WHEN p_after IS NULL THEN ''
-             ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after,
-                         v_reg.key_type::text) END,
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
-             ELSE pgjobs.compile_filter(p_target, p_filter) END,
-        pgjobs._mask(p_target, p_scope), v_reg.key_column, p_limit);
-    BEGIN
-        RETURN QUERY EXECUTE v_query;
-    EXCEPTION WHEN data_exception THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023 for a bad scope
-        IF p_after IS NOT NULL THEN
-            BEGIN
-                EXECUTE format('SELECT %L::%s', p_after, v_reg.key_type::text);
-            EXCEPTION WHEN data_exception THEN
-                RAISE EXCEPTION 'after % is not a valid % (key column %)', quote_literal(p_after),
-                    v_reg.key_type, v_reg.key_column
-                    USING ERRCODE = '22023',
-                    HINT = 'Pass the key of the last row of the previous page.';
-            END;
-        END IF;
-        RAISE;
-    END;
+    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user,
+        p_target, p_scope, p_filter, p_after, p_limit) LOOP
+        RETURN NEXT v_row;
+    END LOOP;
 END
 $$;
 

@@ -5,38 +5,21 @@ CREATE OR REPLACE FUNCTION pgjobs.visible_count(
 RETURNS bigint
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
 AS $$
 -- How many rows of (p_target, p_scope) match p_filter and are not masked
 -- by a pending delete: the count a reader will see once the deletes end.
 -- Raises 22023 for a bad filter or scope. SECURITY DEFINER for
 -- pgjobs_client; the caller needs SELECT on the target and, when
 -- pgjobs.allowed_scopes is set, p_scope in it (42501). Locks nothing.
-DECLARE
-    v_reg pgjobs.target_registry := pgjobs._target(p_target);
-    v_query text;
-    v_count bigint;
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for (the owner of a SECURITY DEFINER function that calls it, the table
+-- owner in a maintenance command, the SET ROLE role), and the SECURITY
+-- DEFINER pgjobs._visible_count_as checks that role's rights.
 BEGIN
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_scope);
-    IF p_scope IS NULL THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023
-    END IF;
-    -- The scope goes in as a typed literal, unchecked: checked only when
-    -- the count fails with a data exception (as in pgjobs.visible).
-    v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %L::%s AND (%s) AND (%s)',
-        p_target, v_reg.scope_column, p_scope, v_reg.scope_type::text,
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
-             ELSE pgjobs.compile_filter(p_target, p_filter) END,
-        pgjobs._mask(p_target, p_scope));
-    BEGIN
-        EXECUTE v_query INTO v_count;
-    EXCEPTION WHEN data_exception THEN
-        PERFORM pgjobs._scope_literal(v_reg, p_scope);  -- 22023 for a bad scope
-        RAISE;
-    END;
-    RETURN v_count;
+    RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter);
 END
 $$;
 

@@ -1,0 +1,50 @@
+CREATE OR REPLACE FUNCTION pgjobs._canonical_text(p_value anyelement)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET TimeZone = 'UTC'
+SET bytea_output = 'hex'
+AS $$
+-- The one text form of a value that pgjobs stores and compares: printed
+-- through to_jsonb (ISO 8601 dates and times) with every setting that
+-- changes a value's text pinned here (times in UTC, floats exact, ISO
+-- dates, postgres intervals), so that one value prints the same in every
+-- session and its text reads back as the same value in every session.
+-- Values that compare equal but print differently are brought to one
+-- form: numeric loses trailing zeros of its scale (1.0 = 1), -0 is 0,
+-- intervals are justified ('24 hours' = '1 day'),
+-- character(n) loses its padding (a = 'a   ' in character comparisons).
+-- A domain's value is judged by its base type (pg_typeof names the domain),
+-- so a domain over numeric, interval or character prints as its base does;
+-- bytea prints in hex whatever the caller's bytea_output. money is not a
+-- scope (its text depends on lc_monetary; register_target refuses it).
+-- The caller parses the value in its own session (see pgjobs._typed_literal,
+-- pgjobs._canonical_scope). Locks nothing.
+DECLARE
+    v_text text := to_jsonb(p_value) #>> '{}';
+    v_type regtype := pg_typeof(p_value);
+    v_base oid;
+BEGIN
+    LOOP  -- a domain (over a domain ...) to its base type
+        SELECT t.typbasetype INTO v_base
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        v_type := v_base;
+    END LOOP;
+    IF v_type = 'numeric'::regtype AND v_text NOT IN ('NaN', 'Infinity', '-Infinity') THEN
+        RETURN trim_scale(v_text::numeric)::text;
+    ELSIF v_type IN ('real'::regtype, 'double precision'::regtype) AND v_text = '-0' THEN
+        RETURN '0';
+    ELSIF v_type = 'interval'::regtype THEN
+        RETURN justify_interval(v_text::interval)::text;  -- '24 hours' = '1 day'
+    ELSIF v_type = 'character'::regtype THEN
+        RETURN rtrim(v_text, ' ');
+    END IF;
+    RETURN v_text;
+END
+$$;

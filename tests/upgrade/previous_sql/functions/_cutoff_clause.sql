@@ -1,0 +1,149 @@
+CREATE OR REPLACE FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry,
+                                                 p_cutoff timestamptz)
+RETURNS text
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The part of a job's row set that says "this row existed when the job was
+-- submitted", as one SQL boolean over the target's unqualified columns
+-- and its xmin system column. The promise: a row whose inserting
+-- transaction commits after the submit is never touched by the job nor
+-- hidden by its mask.
+--
+-- created_at alone cannot keep it: `DEFAULT now()` is the start of the
+-- inserting transaction, so a transaction that began before the submit and
+-- commits after it writes rows dated before the cutoff. A row qualifies when
+--   (a) created_at <= cutoff (a NULL created_at is unknown: xmin decides), and
+--   (b) created_at is older than the horizon: the start of the oldest other
+--       transaction of this database running at the submit. No running
+--       transaction's now() is older, so such a row was not written by one
+--       of them: it was committed before the submit (and may have been
+--       updated since: an update keeps it the job's); or
+--   (c) its current version was written by a transaction the submit's
+--       snapshot sees (or by the submitting transaction itself, at its top
+--       level).
+-- Rows dated at or after the horizon (the only ones a running transaction
+-- can have written with now()/clock_timestamp()) are judged by (c): those
+-- of transactions still running at the submit, or begun later, are spared.
+-- Not distinguishable, and documented (docs/engine.md, "The cutoff"): a
+-- backdated created_at (older than the horizon) written after the submit
+-- reads as an old row updated after it, and is the job's; a row dated after
+-- the horizon, committed before the submit and updated after it, reads as
+-- new, and is spared. The horizon falls back to -infinity (only (c)
+-- decides) when some session's transaction start is hidden from this role
+-- (pg_stat_activity: grant pg_read_all_stats to the role owning pgjobs),
+-- track_activities is off, or a prepared transaction exists here.
+--
+-- (c)'s in-progress set holds transaction IDs, subtransactions' included
+-- (the snapshot functions list top-level IDs only, and a subtransaction's
+-- lock is gone once it is released): every ID below the snapshot's xmax
+-- whose pg_xact_status is 'in progress' just after the snapshot. Such an ID
+-- was running at the snapshot; one that ran at the snapshot but finished
+-- before the look belongs to a transaction the snapshot lists as running,
+-- so when any of those is no longer running the look is repeated (a
+-- REPEATABLE READ submit cannot repeat it: 40001, submit again). The
+-- range starts at the snapshot's xmin; the submit raises 55000 while one
+-- transaction holds it back by more than 100,000 IDs.
+--
+-- xmin is a 32-bit transaction ID, compared through age() (the distance
+-- back from the reader's transaction, or its next ID): a row is later than
+-- the submit when its xmin is no older than the snapshot's xmax, i.e.
+-- 0 <= age(xmin) <= age(xmax) (a frozen row 2^31 or more transactions old
+-- has a negative age, which the mask with 2^32 - 1 turns into a large one);
+-- one age() per row and integer arithmetic (age(xmax) is an InitPlan),
+-- right while a job lasts less than 2^31 transactions. Only rows dated
+-- after the horizon reach this test, so old frozen rows never do.
+--
+-- A `timestamp` (without time zone) created_at holds wall-clock time in
+-- the target's registered created_at_time_zone (default UTC), whatever the
+-- submitter's TimeZone. Literals are ISO 8601, and the text has no `%`
+-- (clients splice the mask into queries of drivers that use %s
+-- placeholders). Locks nothing.
+DECLARE
+    v_tz text := coalesce(p_reg.options ->> 'created_at_time_zone', 'UTC');
+    v_is_timestamp boolean;
+    v_own bigint := pg_current_xact_id()::text::bigint;
+    v_snapshot pg_snapshot;
+    v_low bigint;
+    v_running bigint[];
+    v_xmax bigint;
+    v_try integer := 0;
+    v_horizon timestamptz;
+    v_hidden boolean;
+BEGIN
+    SELECT a.atttypid = 'timestamp'::regtype
+           OR coalesce((SELECT t.typbasetype = 'timestamp'::regtype
+                          FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), false)
+      INTO v_is_timestamp
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column;
+
+    LOOP
+        v_try := v_try + 1;
+        v_snapshot := pg_current_snapshot();
+        v_low := pg_snapshot_xmin(v_snapshot)::text::bigint;
+        v_xmax := pg_snapshot_xmax(v_snapshot)::text::bigint;
+        IF v_xmax - v_low > 100000 THEN
+            RAISE EXCEPTION 'a transaction has held back % transaction IDs; pgjobs cannot yet '
+                            'tell which rows exist at the submit', v_xmax - v_low
+                USING ERRCODE = '55000',
+                HINT = coalesce((SELECT format('The transaction of pid %s (role %s, open since '
+                                               '%s) is the oldest: end it, then submit again.',
+                                               a.pid, a.usename, a.xact_start)
+                                   FROM pg_catalog.pg_stat_activity a
+                                  WHERE a.backend_xid::text::bigint = v_low % 4294967296
+                                  LIMIT 1),
+                                'End the oldest open transaction (pg_stat_activity), then '
+                                'submit again.');
+        END IF;
+        SELECT coalesce(array_agg(x), '{}') INTO v_running
+          FROM generate_series(v_low, v_xmax - 1) x
+         WHERE x <> v_own AND pg_xact_status(x::text::xid8) = 'in progress';
+        EXIT WHEN NOT EXISTS (
+            SELECT 1 FROM pg_snapshot_xip(v_snapshot) s
+             WHERE s::text::bigint <> ALL (v_running));
+        -- A REPEATABLE READ or SERIALIZABLE submit has one snapshot for its
+        -- whole transaction: looking again cannot help.
+        IF v_try >= 50 OR current_setting('transaction_isolation') <> 'read committed' THEN
+            RAISE EXCEPTION 'could not tell which transactions were running at the submit'
+                USING ERRCODE = '40001',
+                HINT = 'Submit again, in a READ COMMITTED transaction (a transaction that was '
+                       'running at this transaction''s snapshot has ended since).';
+        END IF;
+    END LOOP;
+    SELECT coalesce(array_agg(DISTINCT u.x % 4294967296 ORDER BY u.x % 4294967296), '{}')
+      INTO v_running
+      FROM unnest(v_running) AS u(x);
+
+    -- The horizon, read fresh (pg_stat_activity is cached per transaction).
+    PERFORM pg_stat_clear_snapshot();
+    SELECT min(a.xact_start),
+           bool_or(a.state IS NULL AND a.backend_type = 'client backend')
+      INTO v_horizon, v_hidden
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid();
+    IF coalesce(v_hidden, false)
+       OR current_setting('track_activities') <> 'on'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
+                   WHERE x.database = current_database()) THEN
+        v_horizon := '-infinity';
+    END IF;
+    v_horizon := least(coalesce(v_horizon, p_cutoff), p_cutoff);
+
+    RETURN format(
+        'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
+        '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
+        p_reg.created_at_column,
+        pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
+        pgjobs._time_literal(v_horizon, v_is_timestamp, v_tz),
+        v_xmax % 4294967296,
+        CASE WHEN cardinality(v_running) = 0 THEN ''
+             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END,
+        v_own % 4294967296);
+END
+$$;

@@ -1,0 +1,18 @@
+CREATE OR REPLACE FUNCTION pgjobs._defaults()
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The administrator defaults in force: the built-in ones overlaid with
+-- what pgjobs.set_defaults stored (pgjobs.settings, key 'defaults').
+--   notify_target_scope (boolean, default false): events on the shared
+--   channel `pgjobs` carry the job's target and scope.
+-- Locks nothing.
+SELECT '{"notify_target_scope": false}'::jsonb
+       || coalesce((SELECT s.value FROM pgjobs.settings s WHERE s.key = 'defaults'), '{}');
+$$;

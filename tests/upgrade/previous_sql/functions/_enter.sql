@@ -1,0 +1,52 @@
+CREATE OR REPLACE FUNCTION pgjobs._enter(p_entry text, p_caller name)
+RETURNS name
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The door of every SECURITY DEFINER internal pgjobs._<p_entry>_as: it
+-- returns p_caller, the role the call acts for, only when that internal
+-- was called by its own client entry point pgjobs.<p_entry>, a SECURITY
+-- INVOKER function that passes its current_user (the one role PostgreSQL
+-- itself says the code runs as: the owner of a SECURITY DEFINER function,
+-- the table owner in a maintenance command, the SET ROLE role). Anything
+-- else (a client naming another role, code of any schema calling the
+-- internal) is refused with 42501. Then pgjobs._caller() returns p_caller
+-- for the rest of the internal's call (a transaction-local setting, which
+-- the internal's own SET clauses undo when it returns).
+--
+-- The check reads the call stack: line 1 is this function, line 2 the
+-- internal (it calls this in an assignment: no SQL statement line), line 3
+-- must be the entry point's own PL/pgSQL frame (it calls the internal in a
+-- plain expression). PL/pgSQL prints a function's name as compiled under
+-- the pinned search_path, so schema-qualified; a role cannot create
+-- functions in schema pgjobs, and no other frame's line starts with the
+-- text of a pgjobs frame. The text before the name (translated by
+-- lc_messages) is read off line 1. Locks nothing.
+DECLARE
+    v_ctx text;
+    v_lines text[];
+    v_prefix text;
+BEGIN
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    IF strpos(v_lines[1], 'pgjobs._enter(') > 0 THEN
+        v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._enter(') - 1);
+    END IF;
+    IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
+       OR cardinality(v_lines) < 3
+       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs._' || p_entry || '_as(')
+       OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
+        RAISE EXCEPTION 'permission denied: pgjobs._%_as may only be called by pgjobs.%',
+            p_entry, p_entry
+            USING ERRCODE = '42501',
+            HINT = format('Call pgjobs.%s, not pgjobs._%s_as: it acts for the role that calls it.',
+                          p_entry, p_entry);
+    END IF;
+    PERFORM set_config('pgjobs.caller', p_caller, true);
+    RETURN p_caller;
+END
+$$;

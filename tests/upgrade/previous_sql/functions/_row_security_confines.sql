@@ -1,0 +1,29 @@
+CREATE OR REPLACE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Whether row-level security on p_target confines p_role: the table has RLS
+-- enabled, the role is not a superuser nor BYPASSRLS, it is not the owner
+-- (or FORCE ROW LEVEL SECURITY is set), and no administrator registered the
+-- target with {"ignore_row_security": true}. pgjobs then acts for that role
+-- nowhere on the target (pgjobs._require refuses; policy jobs_client_read
+-- hides its jobs; pgjobs.targets hides it): its functions run as the engine
+-- and could not apply the role's policies. The one place this rule lives.
+-- SECURITY DEFINER: the policy and the view call it as the client, which
+-- may not read pgjobs.target_registry. Locks nothing.
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                WHERE c.oid = p_target AND c.relrowsecurity
+                  AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(p_role, c.relowner,
+                                                                           'USAGE')))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                    WHERE r.rolname = p_role AND (r.rolsuper OR r.rolbypassrls))
+   AND NOT coalesce((SELECT (g.options ->> 'ignore_row_security')::boolean
+                       FROM pgjobs.target_registry g WHERE g.target = p_target), false);
+$$;

@@ -1,0 +1,21 @@
+CREATE OR REPLACE FUNCTION pgjobs._run_deadline(p_budget interval)
+RETURNS timestamptz
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- When a pgjobs.run call of budget p_budget must stop claiming: now (the
+-- wall clock, not the transaction's start) plus the budget. Raises 22023
+-- for a budget outside 0 .. 1 day. Locks nothing.
+BEGIN
+    IF p_budget IS NULL OR p_budget < interval '0' OR p_budget > interval '1 day' THEN
+        RAISE EXCEPTION 'budget must be from 0 to 1 day, not %', p_budget
+            USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
+    END IF;
+    RETURN clock_timestamp() + p_budget;
+END
+$$;

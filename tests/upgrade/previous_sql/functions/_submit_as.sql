@@ -1,0 +1,43 @@
+CREATE OR REPLACE FUNCTION pgjobs._submit_as(
+    p_caller name,
+    p_kind text,
+    p_target regclass,
+    p_scope text,
+    p_payload jsonb,
+    p_options jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.submit, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.submit, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- Submits a job of any kind that external workers (any language) run
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
+-- their own functions, which validate their payload. SECURITY DEFINER for
+-- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
+-- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- Returns the job id.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('submit', p_caller);  -- 42501 for any other caller
+    IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
+            USING ERRCODE = '22023',
+            HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
+    END IF;
+    IF p_kind IN ('delete', 'backfill', 'export') THEN
+        RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
+            USING ERRCODE = '22023',
+            HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
+                          p_kind, p_kind);
+    END IF;
+    PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
+    v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
+    RETURN v_job.id;
+END
+$$;

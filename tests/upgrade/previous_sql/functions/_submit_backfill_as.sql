@@ -1,0 +1,58 @@
+CREATE OR REPLACE FUNCTION pgjobs._submit_backfill_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb,
+    p_set jsonb,
+    p_options jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.submit_backfill, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.submit_backfill, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- Submits a backfill: for the rows of scope p_scope matching p_filter and
+-- created at or before now (the cutoff), sets what p_set says (columns get
+-- the value cast to their type; document fields are merged in). Options:
+-- the common ones, page_size, page_ms, and (admins only) handler: a
+-- function (regclass, text[]) RETURNS bigint called with each page's keys
+-- instead of p_set, returning the rows it changed. Everything is validated
+-- before anything is written (22023; 42501 for a non-admin handler).
+-- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
+-- Returns the job id.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_predicate text;
+    v_assignments text;
+    v_handler regprocedure;
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    PERFORM pgjobs._require(p_target, 'UPDATE');
+    PERFORM pgjobs._page_options(p_options);
+    IF p_filter IS NULL THEN
+        RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' to backfill every row of the scope.';
+    END IF;
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
+    IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
+        v_handler := pgjobs._handler(p_options -> 'handler');
+        IF p_set IS NOT NULL AND p_set <> '{}' THEN
+            RAISE EXCEPTION 'pass either set or the handler option, not both'
+                USING ERRCODE = '22023', HINT = 'A handler computes the new values itself.';
+        END IF;
+    ELSE
+        v_assignments := pgjobs._compile_set(v_reg, p_set);
+    END IF;
+    v_job := pgjobs._insert_job('backfill', p_target, p_scope,
+        jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
+                           'handler', v_handler::text),
+        p_options, ARRAY['page_size', 'page_ms', 'handler'], v_predicate, v_assignments);
+    RETURN v_job.id;
+END
+$$;

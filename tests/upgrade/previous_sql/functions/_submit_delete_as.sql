@@ -1,0 +1,53 @@
+CREATE OR REPLACE FUNCTION pgjobs._submit_delete_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb,
+    p_exclude text[],
+    p_options jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.submit_delete, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.submit_delete, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- Submits a delete of the rows of scope p_scope of p_target that match
+-- p_filter, were created at or before now (the cutoff) and whose key is not
+-- in p_exclude. From this moment the read path (pgjobs.mask, visible,
+-- visible_count) hides exactly those rows. Options: the common ones, plus
+-- page_size (rows per page; default adaptive), page_ms (target page
+-- time, default 50) and strategy (how pages find their rows: 'auto'
+-- default, 'range' or 'collect'; see pgjobs._page_strategy). Everything is
+-- validated before anything is written
+-- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
+-- the target (42501). Returns the job id.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_predicate text;
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    PERFORM pgjobs._require(p_target, 'DELETE');
+    PERFORM pgjobs._page_options(p_options);
+    IF p_options ? 'strategy'
+       AND NOT coalesce(p_options ->> 'strategy' = ANY (ARRAY['auto', 'range', 'collect']),
+                        false) THEN
+        RAISE EXCEPTION 'option "strategy" must be "auto", "range" or "collect", not %',
+            p_options -> 'strategy'
+            USING ERRCODE = '22023',
+            HINT = 'Leave it out (auto): pgjobs collects the matching rows first when an index '
+                   'narrows the filter, and walks key ranges otherwise.';
+    END IF;
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    v_job := pgjobs._insert_job('delete', p_target, p_scope,
+        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+                           'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
+        p_options, ARRAY['page_size', 'page_ms', 'strategy'], v_predicate);
+    RETURN v_job.id;
+END
+$$;

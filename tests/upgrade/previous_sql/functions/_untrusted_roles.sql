@@ -1,0 +1,140 @@
+CREATE OR REPLACE FUNCTION pgjobs._untrusted_roles(p_target regclass,
+                                                   p_as name DEFAULT current_user)
+RETURNS TABLE (role_name text, reason text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET jit = off
+AS $$
+-- Which roles could make their own code run while pgjobs, acting as p_as
+-- (default current_user), reads or writes p_target's rows or evaluates its
+-- types, and lack p_as's rights (pg_has_role(role, p_as, 'USAGE') is
+-- false). Empty: the target is trusted (pgjobs._require_trusted).
+-- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
+-- a SET ROLE to the owner could be undone by the owner's own code, so
+-- pgjobs refuses such targets instead of running their code.
+--
+-- Covered, for the target and every partition or inheritance child of it:
+-- * the table's owner (it may add triggers, rules, defaults, constraints,
+--   policies, indexes at any time);
+-- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * owners of the functions and operators (and the operators' functions)
+--   that its triggers (and their WHEN), rules, defaults and generated
+--   columns, CHECK constraints, index expressions and predicates, and
+--   policies depend on (pg_depend);
+-- * owners of every type its columns (or those objects) use, followed
+--   through domains' base types, array elements, composite attributes and
+--   range subtypes, and of the functions and operators those types and the
+--   domains' CHECK constraints depend on.
+-- Not covered: functions called from inside a trusted function's body
+-- (their author chose them). Built-in objects (OID below 16384) belong to
+-- the bootstrap superuser and are not followed. Every step is an index
+-- lookup on a few OIDs: it runs on every call of a client function and
+-- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Locks nothing.
+DECLARE
+    v_rels oid[];
+    v_classes oid[];
+    v_objs oid[];
+    v_types oid[];
+    v_new oid[];
+BEGIN
+    -- The target and every table its statements reach without ONLY:
+    -- partitions and inheritance children, at any depth.
+    WITH RECURSIVE tree (relid) AS (
+        SELECT p_target::oid
+        UNION
+        SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
+    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
+    -- The objects that hold the tables' code: defaults and generated
+    -- columns, constraints, triggers, policies, rules, indexes.
+    SELECT array_agg(d.classid), array_agg(d.objid) INTO v_classes, v_objs
+      FROM pg_depend d
+     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+       AND d.deptype IN ('a', 'i', 'S')
+       AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                         'pg_trigger'::regclass, 'pg_policy'::regclass,
+                         'pg_rewrite'::regclass, 'pg_class'::regclass);
+    v_classes := coalesce(v_classes, '{}');
+    v_objs := coalesce(v_objs, '{}');
+    -- The types of the columns and of those objects, then what they are
+    -- made of (domain bases, array elements, composite attributes, range
+    -- subtypes), until nothing new turns up.
+    SELECT array_agg(DISTINCT x.typid) INTO v_new
+      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
+             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.refclassid = 'pg_type'::regclass) x
+     WHERE x.typid >= 16384;
+    v_types := '{}';
+    WHILE cardinality(v_new) > 0 LOOP
+        v_types := v_types || v_new;
+        SELECT array_agg(DISTINCT n.typid) INTO v_new
+          FROM pg_type ty
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
+              UNION ALL
+              SELECT ty.typelem WHERE ty.typelem <> 0
+              UNION ALL
+              SELECT a.atttypid FROM pg_attribute a
+               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
+                 AND NOT a.attisdropped
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
+    END LOOP;
+    -- Their code: the types' own dependencies and their (domain) constraints.
+    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
+      INTO v_classes, v_objs
+      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
+              FROM unnest(v_types) t (typid)
+            UNION ALL
+            SELECT 'pg_constraint'::regclass::oid, c.oid
+              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
+
+    RETURN QUERY
+    WITH refs AS (
+        SELECT d.refclassid, d.refobjid
+          FROM unnest(v_classes, v_objs) o (classid, objid)
+          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    ),
+    roles (role_oid, why) AS (
+        SELECT c.relowner, format('owns table %s', c.oid::regclass)
+          FROM pg_class c WHERE c.oid = ANY (v_rels)
+        UNION ALL
+        SELECT acl.grantee, format('holds TRIGGER on %s', c.oid::regclass)
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type = 'TRIGGER'
+        UNION ALL
+        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
+          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
+         WHERE f.refclassid = 'pg_proc'::regclass
+        UNION ALL
+        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
+          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
+          CROSS JOIN LATERAL (
+              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
+              UNION ALL
+              SELECT p.proowner, format('function %s', p.oid::regprocedure)
+                FROM pg_proc p WHERE p.oid = op.oprcode) x
+         WHERE f.refclassid = 'pg_operator'::regclass
+        UNION ALL
+        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
+          FROM pg_type ty WHERE ty.oid = ANY (v_types)
+    )
+    SELECT DISTINCT ON (1)
+           CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
+                ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
+           r.why
+      FROM roles r
+     WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
+     ORDER BY 1, 2;
+END
+$$;

@@ -1,0 +1,76 @@
+CREATE OR REPLACE FUNCTION pgjobs._visible_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb,
+    p_after text,
+    p_limit integer)
+RETURNS jsonb[]
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.visible, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.visible, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- One keyset page of the rows of (p_target, p_scope) that match p_filter
+-- and are not masked by a pending delete, ordered by key, starting after
+-- key p_after, as an array of to_jsonb(row) (pgjobs.visible returns its
+-- elements). Walks the (scope, key) index: the cost of
+-- a page does not grow with its position. Raises 22023 for a bad filter,
+-- scope, cursor or limit. SECURITY DEFINER for pgjobs_client; the caller
+-- needs SELECT on the target and, when pgjobs.allowed_scopes is set,
+-- p_scope in it (42501). Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_scope text;
+    v_key_type text;
+    v_canonical text;
+    v_query text;
+    v_rows jsonb[];
+BEGIN
+    p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    v_key_type := pgjobs._column_type(p_target, v_reg.key_column);
+    PERFORM pgjobs._require(p_target, 'SELECT');
+    PERFORM pgjobs._require_scope(p_target, p_scope);
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
+    END IF;
+    -- The canonical scope (22023 for a bad one): the mask's jobs store it.
+    v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
+    v_scope := format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column));
+    -- The cursor goes in as a literal of the key's full type, unchecked: a
+    -- value that is not of that type fails the page's planning with a data
+    -- exception, and only then is it checked for a 22023 that names it.
+    v_query := format(
+        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) ORDER BY t.%I LIMIT %s',
+        p_target, v_reg.scope_column, v_scope,
+        CASE WHEN p_after IS NULL THEN ''
+             ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
+        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+             ELSE pgjobs.compile_filter(p_target, p_filter) END,
+        pgjobs._mask(p_target, v_canonical), v_reg.key_column,
+        p_limit);
+    BEGIN
+        EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;
+        RETURN v_rows;
+    EXCEPTION WHEN data_exception THEN
+        IF p_after IS NOT NULL THEN
+            BEGIN
+                EXECUTE format('SELECT %L::%s', p_after, v_key_type);
+            EXCEPTION WHEN data_exception THEN
+                RAISE EXCEPTION 'after % is not a valid % (key column %)', quote_literal(p_after),
+                    v_key_type, v_reg.key_column
+                    USING ERRCODE = '22023',
+                    HINT = 'Pass the key of the last row of the previous page.';
+            END;
+        END IF;
+        RAISE;
+    END;
+END
+$$;

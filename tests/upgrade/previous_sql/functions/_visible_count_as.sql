@@ -1,0 +1,43 @@
+CREATE OR REPLACE FUNCTION pgjobs._visible_count_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.visible_count, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.visible_count, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- How many rows of (p_target, p_scope) match p_filter and are not masked
+-- by a pending delete: the count a reader will see once the deletes end.
+-- Raises 22023 for a bad filter or scope. SECURITY DEFINER for
+-- pgjobs_client; the caller needs SELECT on the target and, when
+-- pgjobs.allowed_scopes is set, p_scope in it (42501). Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_canonical text;
+    v_query text;
+    v_count bigint;
+BEGIN
+    p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    PERFORM pgjobs._require(p_target, 'SELECT');
+    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- The canonical scope (22023 for a bad one): the mask's jobs store it.
+    v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
+    v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s)',
+        p_target, v_reg.scope_column,
+        format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
+        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+             ELSE pgjobs.compile_filter(p_target, p_filter) END,
+        pgjobs._mask(p_target, v_canonical));
+    EXECUTE v_query INTO v_count;
+    RETURN v_count;
+END
+$$;

@@ -1,0 +1,50 @@
+CREATE OR REPLACE FUNCTION pgjobs.set_defaults(p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Stores administrator defaults (pgjobs.settings, key 'defaults') and
+-- returns the defaults now in force (pgjobs._defaults). Keys given are
+-- merged into the stored ones; a key set to JSON null goes back to its
+-- built-in default. Known keys:
+--   notify_target_scope (boolean, default false): events on the shared
+--   NOTIFY channel `pgjobs`, which every role that can connect may
+--   LISTEN to, carry the job's target and scope too.
+-- Anything else raises 22023 and stores nothing. For administrators only
+-- (no grant to pgjobs_client). Locks: the settings row.
+DECLARE
+    v_opt record;
+    v_known constant text := 'known defaults: notify_target_scope (boolean)';
+BEGIN
+    IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
+        RAISE EXCEPTION 'defaults must be a JSON object, not %', coalesce(p_options::text, 'NULL')
+            USING ERRCODE = '22023', HINT = v_known;
+    END IF;
+    FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
+        IF v_opt.key <> 'notify_target_scope' THEN
+            RAISE EXCEPTION 'unknown default "%"', v_opt.key
+                USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+        IF jsonb_typeof(v_opt.value) NOT IN ('boolean', 'null') THEN
+            RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
+                v_opt.key, v_opt.value
+                USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+    END LOOP;
+    INSERT INTO pgjobs.settings AS s (key, value)
+    VALUES ('defaults', jsonb_strip_nulls(p_options))
+    ON CONFLICT (key) DO UPDATE
+       SET value = jsonb_strip_nulls(s.value || p_options), updated_at = now();
+    RETURN pgjobs._defaults();
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
+'Stores defaults for every later job and event (an administrator''s call) and returns the '
+'defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared '
+'channel pgjobs carry target and scope only when true). A key set to null goes back to its '
+'default; an unknown key raises 22023.';
