@@ -21,6 +21,7 @@ from pgjobs.cli.common import DEFAULT_STORAGE, Context, Group, parse_duration
 from pgjobs.cli.dev import dev
 from pgjobs.cli.doctor import doctor
 from pgjobs.cli.export import export, url, worker
+from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.errors import NotFound
 
@@ -210,6 +211,7 @@ main.add_command(doctor)
 main.add_command(delete)
 main.add_command(backfill)
 main.add_command(export)
+main.add_command(import_)
 main.add_command(worker)
 main.add_command(url)
 

@@ -190,3 +190,28 @@ SELECT p.proname AS name,
 DOCTOR = """
 SELECT check_name, status, target, detail, fix FROM pgjobs.doctor(%(target)s::regclass)
 """
+
+# --- imports (pgjobs.poller.importer, pgjobs import / worker) -------------------
+
+IMPORT_SUBMIT = (
+    "SELECT pgjobs.submit_import(%(target)s::regclass, %(scope)s, %(source)s, %(options)s) AS id"
+)
+IMPORT_CLAIM_ONE = (
+    "SELECT id, worker FROM pgjobs.claim_import(%(id)s, %(worker)s, %(lease)s::interval)"
+)
+# The worker claims both kinds it runs; `kind` says which runner takes the job.
+WORKER_CLAIM = (
+    "SELECT id, worker, kind FROM pgjobs.claim(ARRAY['export', 'import'], %(worker)s,"
+    " %(lease)s::interval, %(limit)s)"
+)
+# On the import's data connection: checks the fields, creates the staging table,
+# returns the COPY statement of a batch.
+IMPORT_PREPARE = "SELECT pgjobs.import_prepare(%(id)s, %(worker)s, %(fields)s::text[])"
+# In the batch's transaction, right after its COPY: rows, rejects and checkpoint.
+IMPORT_BATCH = """
+SELECT pgjobs.import_batch(%(id)s, %(worker)s, %(fields)s::text[], %(lines)s::bigint[],
+                           %(done)s, %(total)s, %(checkpoint)s, %(rejects)s) AS r
+"""
+IMPORT_REJECTS = """
+SELECT line, reason, record FROM pgjobs.import_rejects WHERE job_id = %(id)s ORDER BY line
+"""

@@ -1,9 +1,10 @@
-"""``pgjobs worker``: claims export jobs and streams them, up to N at once.
+"""``pgjobs worker``: claims export and import jobs and streams them, up to N at once.
 
 The loop LISTENs on channel ``pgjobs`` to wake up when a job is submitted and
 also polls every few seconds, so a missed notification or a dropped connection
 never strands a job; after the database restarts it reconnects and LISTENs
-again. Each claimed job runs in its own thread (:class:`~pgjobs.poller.export.Exporter`).
+again. Each claimed job runs in its own thread (:class:`~pgjobs.poller.export.Exporter`,
+:class:`~pgjobs.poller.importer.Importer`).
 
 Between jobs it keeps storage tidy: it deletes the objects that ``pgjobs.prune``
 queued in ``pgjobs.storage_deletions`` and sweeps upload leftovers (staged parts,
@@ -37,6 +38,7 @@ from pgjobs.poller.export import (
     Outcome,
     connection_lost,
 )
+from pgjobs.poller.importer import Importer
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -143,13 +145,13 @@ class Worker:
         if free <= 0 or self.stop.is_set():
             return 0
         assert self._control is not None
-        rows = db.rows(self._control, queries.EXPORT_CLAIM, {
+        rows = db.rows(self._control, queries.WORKER_CLAIM, {
             "worker": self.name, "lease": f"{self.lease} seconds", "limit": free})
         for row in rows:
-            self._start(int(row["id"]), str(row["worker"]))
+            self._start(int(row["id"]), str(row["worker"]), str(row["kind"]))
         return len(rows)
 
-    def _start(self, job_id: int, identity: str) -> None:
+    def _start(self, job_id: int, identity: str, kind: str = "export") -> None:
         """Run the job claimed as ``identity`` (the worker's name plus the claim's own
         token: the fence of every call the exporter makes) in a thread.
 
@@ -159,7 +161,7 @@ class Worker:
         next heartbeat and stops. The new attempt waits for the old thread to end
         (keeping its own lease alive) before it resumes from the checkpoint: one
         process never runs a job twice at once."""
-        self.on_event(f"job {job_id} export started")
+        self.on_event(f"job {job_id} {kind} started")
         with self._lock:
             previous = self._running.get(job_id)
         if previous is not None and not previous.is_alive():
@@ -167,10 +169,14 @@ class Worker:
 
         def work() -> None:
             try:
-                outcome = Exporter(self.dsn, job_id, identity, self.storage_uri,
-                                   stop=self.stop, after=previous,
-                                   max_chunk_rows=self.max_chunk_rows,
-                                   max_part_size=self.max_part_size).run()
+                if kind == "import":
+                    outcome = Importer(self.dsn, job_id, identity, self.storage_uri,
+                                       stop=self.stop, after=previous).run()
+                else:
+                    outcome = Exporter(self.dsn, job_id, identity, self.storage_uri,
+                                       stop=self.stop, after=previous,
+                                       max_chunk_rows=self.max_chunk_rows,
+                                       max_part_size=self.max_part_size).run()
             except BaseException as exc:  # noqa: BLE001 - never kill the worker
                 log.exception("job %s: worker thread crashed", job_id)
                 outcome = Outcome(job_id, "lost", error=str(exc))
@@ -179,7 +185,7 @@ class Worker:
             self.on_event(_describe(outcome))
             self._wake.set()
 
-        thread = threading.Thread(target=work, name=f"pgjobs-export-{job_id}-{identity}",
+        thread = threading.Thread(target=work, name=f"pgjobs-{kind}-{job_id}-{identity}",
                                   daemon=True)
         with self._lock:
             self._running[job_id] = thread
@@ -251,6 +257,10 @@ class Worker:
 
 
 def _describe(outcome: Outcome) -> str:
+    if outcome.status == "succeeded" and outcome.result and "source" in outcome.result:
+        r = outcome.result
+        return (f"job {outcome.job_id} succeeded: {r['rows']} rows from {r['source']} "
+                f"({r['skipped']} skipped, {r['rejected']} rejected)")
     if outcome.status == "succeeded" and outcome.result:
         r = outcome.result
         return (f"job {outcome.job_id} succeeded: {r['rows']} rows, {r['bytes']} bytes "

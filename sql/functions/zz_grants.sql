@@ -22,12 +22,13 @@ BEGIN
           FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
+                             'submit_import',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
                              '_submit_as', '_submit_delete_as', '_submit_backfill_as',
-                             '_submit_export_as', '_cancel_as', '_mask_as', '_visible_as',
+                             '_submit_export_as', '_submit_import_as', '_cancel_as', '_mask_as', '_visible_as',
                              '_visible_count_as', '_channel_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
                              '_scope_allowed', '_row_security_confines')

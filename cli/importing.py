@@ -1,0 +1,209 @@
+"""``pgjobs import``: stream a CSV or JSONL file into a scope.
+
+Only delegates: ``pgjobs.submit_import`` validates and queues the job,
+:mod:`pgjobs.poller.importer` streams it. See docs/imports.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from pgjobs import db, queries
+from pgjobs.cli.common import Context, parse_json
+from pgjobs.cli.export import FINAL, _setup_logging
+from pgjobs.errors import NotFound
+from pgjobs.poller.export import Outcome
+from pgjobs.poller.importer import Importer
+
+
+def source_uri(source: str) -> str:
+    """A URI as given; a local path as the file:// URI of its absolute path."""
+    if "://" in source:
+        return source
+    return "file://" + os.path.abspath(source)
+
+
+# Operands (target, scope, source) and what they mean (format, on_duplicate) are
+# never read from the environment: a variable left in a shell must not steer an
+# import.
+@click.command("import")
+@click.argument("target")
+@click.argument("source")
+@click.option("--scope", required=True, help="The scope (tenant / logical table) value, as text.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+              help="csv: a header row, then records; jsonl: one JSON object per line "
+                   "[default: from the name, .jsonl/.ndjson else csv].")
+@click.option("--on-duplicate", type=click.Choice(["error", "skip", "update"]),
+              help="What a record whose (scope, key) exists does [default: error].")
+@click.option("--max-rejects", type=click.IntRange(0, 1_000_000),
+              help="Bad records to reject (and list) before failing [default: 0].")
+@click.option("--gzip/--no-gzip", default=None, help="[default: the name ends in .gz]")
+@click.option("--detach", is_flag=True,
+              help="Only submit: print the job id and leave the import to `pgjobs worker`.")
+@click.option("--options", "extra",
+              help="More job options as a JSON object (e.g. batch_ms, priority, lease).")
+@click.pass_obj
+def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
+            on_duplicate: str | None, max_rejects: int | None, gzip: bool | None,
+            detach: bool, extra: str | None) -> None:
+    """Import SOURCE (a URI, or a local path) into TARGET's scope.
+
+    The source must lie under a prefix an administrator allowed
+    (pgjobs.allow_storage). Runs the import in this process (unless --detach),
+    showing progress on stderr, and prints the result as the last line of stdout.
+    Exit 0 done, 1 failed or canceled, 2 usage error.
+    """
+    options: dict[str, Any] = dict(parse_json(extra, "options") or {})
+    if fmt:
+        options["format"] = fmt
+    if on_duplicate:
+        options["on_duplicate"] = on_duplicate
+    if max_rejects is not None:
+        options["max_rejects"] = max_rejects
+    if gzip is not None:
+        options["gzip"] = gzip
+    with obj.connect() as conn:
+        job_id = int(db.scalar(conn, queries.IMPORT_SUBMIT, {
+            "target": target, "scope": scope, "source": source_uri(source),
+            "options": db.jsonb(options)}))
+    click.echo(f"job {job_id} submitted", err=True)
+    if detach:
+        click.echo(job_id)
+        return
+    _setup_logging()
+    sys.exit(_run_here(obj, job_id))
+
+
+def _run_here(obj: Context, job_id: int) -> int:
+    """Run (and re-run after a retryable failure) the job here until it ends; when a
+    worker holds it, or the gate holds it back, follow it instead."""
+    import json
+
+    dsn = obj.dsn()
+    display = _Display(job_id)
+    worker = db.worker_name("import")
+    stop = threading.Event()
+    try:
+        with db.connect(dsn, app="pgjobs import") as conn:
+            while True:
+                claimed = db.rows(conn, queries.IMPORT_CLAIM_ONE,
+                                  {"id": job_id, "worker": worker, "lease": "30 seconds"})
+                if claimed:
+                    importer = Importer(dsn, job_id, str(claimed[0]["worker"]), obj.storage,
+                                        stop=stop, on_progress=display.progress)
+                    outcome = _run_thread(importer, display)
+                    if outcome.status in ("retrying", "lost", "released"):
+                        if outcome.error:
+                            display.note(f"job {job_id} {outcome.status}: {outcome.error}")
+                        continue
+                job = db.get_job(conn, job_id)
+                if job is None:
+                    raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
+                if job["status"] in FINAL:
+                    break
+                display.progress(0, int(job["done"]), job["total"])
+                display.tick()
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        stop.set()
+        with db.connect(dsn, app="pgjobs import") as conn:
+            db.cancel(conn, job_id)
+        display.close()
+        click.echo(f"job {job_id} canceled", err=True)
+        return 1
+    display.close()
+    if job["status"] == "succeeded":
+        result = job["result"] or {}
+        click.echo(f"job {job_id} succeeded: {result.get('rows')} rows, "
+                   f"{result.get('skipped')} skipped, {result.get('rejected')} rejected",
+                   err=True)
+        click.echo(json.dumps(result, sort_keys=True))
+        return 0
+    click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
+               err=True)
+    return 1
+
+
+def _run_thread(importer: Importer, display: _Display) -> Outcome:
+    box: list[Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(importer.run()), daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.1)
+            display.tick()
+    except KeyboardInterrupt:
+        importer.stop.set()
+        thread.join()
+        raise
+    return box[0]
+
+
+class _Display:
+    """Progress on stderr: a rich bar on a terminal (bytes of the source, rows, rate,
+    ETA), else a plain line every few seconds."""
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.rows = 0
+        self.bytes = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.bar: Any = None
+        self.task: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(TextColumn(f"[bold]job {job_id}[/] import"), BarColumn(),
+                                DownloadColumn(), TransferSpeedColumn(),
+                                TextColumn("{task.fields[rows]} rows"), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("import", total=None, rows=0)
+
+    def progress(self, rows: int, read: int, total: int | None) -> None:
+        if rows:
+            self.rows = rows
+        self.bytes = read
+        if total is not None:
+            self.total = int(total)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.bytes, total=self.total, rows=self.rows)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 2.0:
+            self.last_line = now
+            elapsed = max(now - self.started, 1e-6)
+            total = f"/{self.total / 1e6:.1f}" if self.total else ""
+            click.echo(f"job {self.job_id}: {self.rows} records, {self.bytes / 1e6:.1f}"
+                       f"{total} MB, {self.bytes / elapsed / 1e6:.1f} MB/s", err=True)
+
+    def note(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line)
+        else:
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.bytes, total=self.total or self.bytes)
+            self.bar.stop()
+            self.bar = None
+

@@ -1,0 +1,573 @@
+"""The streaming importer: one import job, from object storage into PostgreSQL.
+
+The database decides what a record becomes: ``pgjobs.import_prepare`` checks the
+source's fields and returns the ``COPY ... FROM STDIN`` of the session's staging
+table, ``pgjobs.import_batch`` moves a staged batch into the target and stores
+the checkpoint. This module only moves bytes:
+
+* the source is read from the committed position on (``storage.open_range``:
+  a local file from that offset, an object store in ranged GETs), never whole;
+* it is cut into batches of whole records: a CSV record ends at a newline
+  outside quotes (the parity of ``"`` characters since the record began, which
+  is how PostgreSQL's COPY finds the end of a CSV line too), a JSONL record at
+  every newline;
+* each batch is one transaction: ``COPY`` into the staging table, then
+  ``import_batch`` (the INSERT ... SELECT, the rejects, and the checkpoint: the
+  offset after the batch's last record and the number of lines read), fenced on
+  the claim. A crash loses the uncommitted batch and its position alike: the
+  next owner reads on from the last committed offset, so every record lands
+  exactly once;
+* gzip: a position inside a deflate stream cannot be resumed from, so the
+  checkpoint holds the offset in the *decompressed* stream, and a resumed gzip
+  import decompresses the source from its start, discarding what was committed
+  (cheap next to loading it: about 1 s per 300 MB decompressed, no database
+  work).
+
+CSV records go to COPY as they are (PostgreSQL's CSV rules: an empty unquoted
+field is NULL, ``""`` the empty string; quotes, delimiters and newlines inside
+quotes). A record COPY refuses (wrong field count, invalid UTF-8, an unterminated
+quote) is cut out of the batch and rejected with its line number; JSONL lines are
+parsed here (invalid UTF-8 or JSON, a value that is not an object: rejected) and
+staged as they are. Values that do not cast, constraint violations and
+duplicates are found by ``import_batch``.
+
+Batch size adapts to the job's ``batch_ms`` (default 1 s): the bytes of the next
+batch scale with how long the last one took, within 64 KiB .. 64 MiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+
+from pgjobs import db, queries
+from pgjobs.errors import PgjobsError
+from pgjobs.poller import storage
+from pgjobs.poller.export import (
+    LeaseLost,
+    Outcome,
+    Stopped,
+    _Control,
+    _retryable,
+    connection_lost,
+    db_error,
+    object_key,
+)
+from pgjobs.poller.storage import StorageError
+
+log = logging.getLogger("pgjobs.import")
+
+CHECKPOINT_VERSION = 1
+MIN_BATCH = 64 * 1024
+MAX_BATCH = 64 * 1024 * 1024
+FIRST_BATCH = 1024 * 1024
+MAX_RECORD = 64 * 1024 * 1024
+"""A record longer than this (an unterminated quote, most likely) fails the job."""
+_BOM = b"\xef\xbb\xbf"
+_COPY_LINE = re.compile(r"\bline (\d+)")
+
+
+def _testing() -> dict[str, float]:
+    """Testing aids: ``PGJOBS_IMPORT_DELAYS="batch=0.2,staged=0.2,bytes=65536"`` sleeps
+    after each committed batch / inside each batch's transaction after its COPY, and
+    fixes the batch size, so that tests can kill a worker at a chosen point."""
+    spec = os.environ.get("PGJOBS_IMPORT_DELAYS", "")
+    values: dict[str, float] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, value = item.partition("=")
+        with contextlib.suppress(ValueError):
+            values[name] = float(value)
+    return values
+
+
+class BadSource(PgjobsError):
+    """The source cannot be imported (not retryable)."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message, sqlstate="22023", hint=hint)
+
+
+class _Source:
+    """The decoded bytes of the source from ``offset`` on (gzip: decompressed, the
+    compressed stream read from its start and the first ``offset`` bytes dropped).
+    ``consumed``: bytes of the source itself read so far (for progress)."""
+
+    def __init__(self, uri: str, offset: int, gzip: bool):
+        self.consumed = 0
+        self._gzip = gzip
+        self._skip = offset if gzip else 0
+        self._blocks = storage.open_range(uri, 0 if gzip else offset)
+        self.consumed = 0 if gzip else offset
+
+    def blocks(self) -> Iterator[bytes]:
+        if not self._gzip:
+            for block in self._blocks:
+                self.consumed += len(block)
+                yield block
+            return
+        inflate = zlib.decompressobj(31)
+        for block in self._blocks:
+            self.consumed += len(block)
+            data = block
+            while data:
+                try:
+                    out = inflate.decompress(data, 16 * 1024 * 1024)
+                except zlib.error as exc:
+                    raise BadSource(f"the source is not valid gzip: {exc}",
+                                    hint="set {\"gzip\": false} if it is not compressed") from exc
+                data = inflate.unconsumed_tail
+                if inflate.eof:  # concatenated members: a new one may follow
+                    data = inflate.unused_data + data
+                    inflate = zlib.decompressobj(31)
+                yield from self._emit(out)
+        yield from self._emit(inflate.flush())
+
+    def _emit(self, out: bytes) -> Iterator[bytes]:
+        if self._skip:
+            drop = min(self._skip, len(out))
+            out = out[drop:]
+            self._skip -= drop
+        if out:
+            yield out
+
+
+def csv_records(data: bytes | bytearray | memoryview, final: bool) -> tuple[list[tuple[int, int, int]], int]:
+    """Whole CSV records at the start of ``data``: ``[(start, end, lines), ...]`` (end
+    after the newline; lines: newlines inside the record, itself included) and where
+    the unfinished rest begins. A newline ends a record when the ``"`` characters
+    since the record's start are even. With ``final``, a rest without a newline is
+    the last record."""
+    raw = bytes(data)
+    records: list[tuple[int, int, int]] = []
+    start = 0
+    pos = 0
+    quotes = 0
+    lines = 0
+    find = raw.find
+    while True:
+        nl = find(b"\n", pos)
+        if nl < 0:
+            break
+        quotes += raw.count(b'"', pos, nl)
+        lines += 1
+        pos = nl + 1
+        if quotes % 2 == 0:
+            records.append((start, pos, lines))
+            start = pos
+            quotes = 0
+            lines = 0
+    if final and start < len(raw):
+        records.append((start, len(raw), lines + 1))
+        start = len(raw)
+    return records, start
+
+
+def _blank(record: bytes) -> bool:
+    return record.strip(b"\r\n") == b""
+
+
+class Importer:
+    """Runs one claimed import job to its end (or until stopped or fenced off)."""
+
+    def __init__(self, dsn: str, job_id: int, worker: str, storage_uri: str, *,
+                 stop: threading.Event | None = None,
+                 on_progress: Callable[[int, int, int | None], None] | None = None,
+                 after: threading.Thread | None = None, batch_bytes: int | None = None):
+        """``worker`` is the claim's identity (name#token): every call is fenced on it.
+        ``on_progress(records, bytes, total bytes)`` after each batch. ``batch_bytes``
+        fixes the size of a batch (tests); by default it adapts to batch_ms."""
+        self.dsn = dsn
+        self.job_id = job_id
+        self.worker = worker
+        self.storage_uri = storage_uri
+        self.stop = stop or threading.Event()
+        self.on_progress = on_progress
+        self.after = after
+        self.control = _Control(dsn, job_id, worker, lease=30.0)
+        self._data: psycopg.Connection[Any] | None = None
+        self.totals: dict[str, Any] = {}
+        self.testing = _testing()
+        fixed = batch_bytes or int(self.testing.get("bytes", 0))
+        self.batch_bytes = max(1, fixed) if fixed else None
+
+    # --- the job ----------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        try:
+            while self.after is not None and self.after.is_alive():
+                if self.stop.is_set():
+                    raise Stopped()
+                self.after.join(timeout=0.2)
+                self.control.keepalive()
+            return self._run()
+        except LeaseLost as exc:
+            return self._after_lost(str(exc))
+        except Stopped:
+            return self._release()
+        except BaseException as exc:
+            return self._fail(exc)
+        finally:
+            self.control.close()
+            if self._data is not None:
+                with contextlib.suppress(Exception):
+                    self._data.close()
+
+    def _load(self) -> dict[str, Any]:
+        job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+        if job["status"] != "running" or job["worker"] != self.worker:
+            raise LeaseLost("the job is no longer ours")
+        self.control.lease = float(job["lease_seconds"] or 30.0)
+        return dict(job)
+
+    def _run(self) -> Outcome:
+        delay = 0.2
+        while True:
+            job = self._load()
+            self.job = job
+            payload = job["payload"]
+            self.source = str(payload["source"])
+            self.format = str(payload.get("format", "csv"))
+            self.gzip = bool(payload.get("gzip"))
+            self.batch_ms = int(payload.get("batch_ms") or 1000)
+            self._check_allowed(self.source)
+            try:
+                self._stream(job["checkpoint"] or {})
+                return self._finish()
+            except (psycopg.Error, PgjobsError) as exc:
+                if not connection_lost(exc):
+                    raise
+                # The batch in flight rolled back (or committed: the job row says
+                # which); read on from the committed checkpoint.
+                self._close_data()
+                if time.monotonic() - self.control.last_ok > self.control.lease:
+                    raise LeaseLost("lost the database for longer than the lease") from exc
+                if self.stop.is_set():
+                    raise Stopped() from exc
+                log.warning("job %s: database connection lost; resuming from the checkpoint",
+                            self.job_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _check_allowed(self, uri: str) -> None:
+        """Read only under this worker's own storage or a prefix of the allow-list,
+        whatever the job row says now."""
+        if storage.within(uri, self.storage_uri):
+            return
+        if not self.control.call(lambda c: db.scalar(c, queries.STORAGE_ALLOWED, {"uri": uri})):
+            raise StorageError(
+                f"refusing to read {uri}: outside this worker's storage "
+                f"({self.storage_uri}) and the storage allow-list", retryable=False,
+                hint="an administrator allows a prefix with pgjobs.allow_storage")
+
+    def _data_connection(self) -> psycopg.Connection[Any]:
+        if self._data is None or self._data.closed or self._data.broken:
+            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
+                                   application_name="pgjobs import", client_encoding="utf8")
+            conn.execute(queries.EXPORT_SESSION_SETTINGS)
+            self._data = conn
+        return self._data
+
+    def _close_data(self) -> None:
+        if self._data is not None:
+            with contextlib.suppress(Exception):
+                self._data.close()
+            self._data = None
+
+    # --- streaming --------------------------------------------------------------
+
+    def _stream(self, ck: dict[str, Any]) -> None:
+        if ck.get("v") != CHECKPOINT_VERSION:
+            ck = {}
+        self.total = storage.size(self.source)
+        offset = int(ck.get("offset", 0))
+        line = int(ck.get("line", 0))
+        fields: list[str] | None = ck.get("fields")
+        self.totals = {k: ck.get(k, 0) for k in ("inserted", "updated", "skipped", "rejected",
+                                                  "records")}
+        self.history = list(ck.get("history", []))[-20:]
+        self.history.append({"worker": self.worker, "offset": offset})
+        source = _Source(self.source, offset, self.gzip)
+        blocks = source.blocks()
+        buf = bytearray()
+        eof = False
+
+        def fill(need: int) -> None:
+            nonlocal eof
+            while not eof and len(buf) < need:
+                try:
+                    buf.extend(next(blocks))
+                except StopIteration:
+                    eof = True
+
+        if offset == 0:
+            fill(3)
+            if buf.startswith(_BOM):
+                del buf[:3]
+                offset = 3
+        if self.format == "csv" and fields is None:
+            while True:
+                records, _ = csv_records(buf, eof)
+                if records or eof:
+                    break
+                if len(buf) > MAX_RECORD:
+                    raise BadSource("the header row is longer than 64 MiB")
+                fill(len(buf) + FIRST_BATCH)
+            if not records:
+                raise BadSource(f"{self.source} is empty: a CSV source starts with a header row",
+                                hint="add a header row naming columns or document fields")
+            _, end, lines = records[0]
+            header = bytes(buf[:end]).decode("utf-8", errors="replace")
+            fields = next(csv.reader(io.StringIO(header, newline="")), [])
+            del buf[:end]
+            offset += end
+            line += lines
+        conn = self._data_connection()
+        copy_sql = str(db.scalar(conn, queries.IMPORT_PREPARE, {
+            "id": self.job_id, "worker": self.worker, "fields": fields}))
+        size = self.batch_bytes or FIRST_BATCH
+        while True:
+            if self.stop.is_set():
+                raise Stopped()
+            fill(size)
+            if not buf and eof:
+                return
+            started = time.monotonic()
+            limit = size
+            while True:
+                final = eof and limit >= len(buf)
+                taken, line_after, staged = self._batch(conn, copy_sql, fields,
+                                                        memoryview(buf)[:limit], final, line,
+                                                        offset, source)
+                if taken or limit >= len(buf):
+                    break
+                limit *= 2  # a record longer than the batch: take more
+            if taken == 0:
+                if eof:
+                    return
+                if len(buf) > MAX_RECORD:
+                    raise BadSource(f"line {line + 1}: a record longer than 64 MiB "
+                                    "(an unterminated quote?)",
+                                    hint="fix the source, then pgjobs.retry(id)")
+                fill(len(buf) + size)
+                continue
+            del buf[:taken]
+            offset += taken
+            line = line_after
+            if self.on_progress is not None:
+                self.on_progress(int(self.totals.get("records", 0)), source.consumed, self.total)
+            elapsed = max(time.monotonic() - started, 0.001)
+            if self.testing.get("batch"):
+                time.sleep(self.testing["batch"])
+            if staged and self.batch_bytes is None:
+                size = int(min(max(size * min(2.0, max(0.5, self.batch_ms / 1000 / elapsed)),
+                                   MIN_BATCH), MAX_BATCH))
+
+    def _batch(self, conn: psycopg.Connection[Any], copy_sql: str, fields: list[str] | None,
+               buf: memoryview, eof: bool, line: int, offset: int,
+               source: _Source) -> tuple[int, int, int]:
+        """Stage and commit the whole records at the start of buf. Returns (bytes
+        taken, lines read after them, records staged); (0, ...) when buf holds no
+        whole record yet."""
+        view = bytes(buf)
+        if self.format == "csv":
+            records, taken = csv_records(view, eof)
+        else:
+            cut = view.rfind(b"\n") + 1
+            if eof:
+                cut = len(view)
+            records = []
+            start = 0
+            for piece in view[:cut].split(b"\n") if cut else []:
+                end = start + len(piece) + 1
+                records.append((start, min(end, cut), 1))
+                start = end
+            if records and records[-1][0] >= cut:
+                records.pop()
+            taken = cut
+        if not records:
+            return 0, line, 0
+        good: list[tuple[bytes, int]] = []  # (record bytes, line)
+        rejects: list[dict[str, Any]] = []
+        at = line
+        for start, end, lines in records:
+            record = view[start:end]
+            first = at + 1
+            at += lines
+            if _blank(record):
+                continue
+            if self.format == "jsonl":
+                reason = _jsonl_problem(record)
+                if reason is not None:
+                    rejects.append({"line": first, "reason": reason,
+                                    "record": record.decode("utf-8", "replace")[:65536]})
+                    continue
+                record = record.rstrip(b"\r\n").replace(b"\r", b" ") + b"\n"
+            elif not record.endswith(b"\n"):
+                record += b"\n"
+            good.append((record, first))
+        checkpoint = {"v": CHECKPOINT_VERSION, "offset": offset + taken, "line": at,
+                      "fields": fields, "format": self.format, "gzip": self.gzip,
+                      "source": self.source, "history": self.history}
+        done = source.consumed if self.gzip else offset + taken
+        with conn.transaction():
+            staged = self._copy(conn, copy_sql, good, rejects)
+            if self.testing.get("staged"):
+                time.sleep(self.testing["staged"])
+            result = db.one(conn, queries.IMPORT_BATCH, {
+                "id": self.job_id, "worker": self.worker, "fields": fields,
+                "lines": [first for _, first in staged], "done": done, "total": self.total,
+                "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
+            if result.get("status") != "ok":
+                raise _Lost()
+        self.control.last_ok = time.monotonic()
+        self.totals = {k: result.get(k, 0) for k in ("inserted", "updated", "skipped",
+                                                     "rejected", "records")}
+        return taken, at, len(staged)
+
+    def _copy(self, conn: psycopg.Connection[Any], copy_sql: str,
+              good: list[tuple[bytes, int]],
+              rejects: list[dict[str, Any]]) -> list[tuple[bytes, int]]:
+        """COPY the records into the staging table; a record COPY refuses is cut out
+        and added to rejects (line and COPY's message), the rest staged again.
+        Returns the staged records."""
+        remaining = good
+        staged: list[tuple[bytes, int]] = []
+        while remaining:
+            try:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
+                    cp.write(b"".join(r for r, _ in remaining))
+                staged.extend(remaining)
+                return staged
+            except psycopg.Error as exc:
+                state = getattr(exc, "sqlstate", None) or ""
+                diag = getattr(exc, "diag", None)
+                where = (diag.context if diag is not None else None) or ""
+                match = _COPY_LINE.search(where)
+                if not state.startswith(("22", "23")) or match is None:
+                    raise
+                bad = int(match.group(1)) - 1
+                if bad >= len(remaining):
+                    raise
+                message = (diag.message_primary if diag is not None else None) or str(exc)
+            before, record, after = remaining[:bad], remaining[bad], remaining[bad + 1:]
+            if before:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
+                    cp.write(b"".join(r for r, _ in before))
+                staged.extend(before)
+            rejects.append({"line": record[1], "reason": message,
+                            "record": record[0].decode("utf-8", "replace")[:65536]})
+            remaining = after
+        return staged
+
+    # --- endings ----------------------------------------------------------------
+
+    def _finish(self) -> Outcome:
+        result: dict[str, Any] = {
+            "rows": int(self.totals.get("inserted", 0)) + int(self.totals.get("updated", 0)),
+            "inserted": int(self.totals.get("inserted", 0)),
+            "updated": int(self.totals.get("updated", 0)),
+            "skipped": int(self.totals.get("skipped", 0)),
+            "rejected": int(self.totals.get("rejected", 0)),
+            "records": int(self.totals.get("records", 0)),
+            "bytes": self.total, "source": self.source, "format": self.format,
+            "gzip": self.gzip}
+        if result["rejected"]:
+            result["rejects_uri"] = self._write_rejects()
+        ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))
+        if not ok:
+            return self._after_lost("lease lost before completing")
+        return Outcome(self.job_id, "succeeded", result=result)
+
+    def _write_rejects(self) -> str:
+        """The rejected records, one JSON object per line (line, reason, record), under
+        this worker's storage: {target}/{scope}/{job}.rejects.jsonl."""
+        rows = self.control.call(lambda c: db.rows(c, queries.IMPORT_REJECTS,
+                                                   {"id": self.job_id}))
+        data = "".join(json.dumps({"line": r["line"], "reason": r["reason"],
+                                   "record": r["record"]}, ensure_ascii=False) + "\n"
+                       for r in rows).encode()
+        key = object_key(self.job["target"], self.job["scope"], self.job_id, "rejects.jsonl",
+                         False)
+        uri = storage.object_location(self.storage_uri, key).uri
+        storage.write(uri, data)
+        return uri
+
+    def _status(self) -> str | None:
+        try:
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
+        except (LeaseLost, PgjobsError, psycopg.Error):
+            return None
+        return None if job is None else str(job["status"])
+
+    def _after_lost(self, why: str) -> Outcome:
+        # A cancel request is settled by the heartbeat (the job becomes canceled).
+        with contextlib.suppress(LeaseLost, PgjobsError, psycopg.Error):
+            self.control.heartbeat()
+        if self._status() == "canceled":
+            return Outcome(self.job_id, "canceled", error="canceled")
+        log.info("job %s: stopping: %s", self.job_id, why)
+        return Outcome(self.job_id, "lost", error=why)
+
+    def _release(self) -> Outcome:
+        try:
+            ok = self.control.call(lambda c: db.scalar(
+                c, queries.EXPORT_RELEASE, {"id": self.job_id, "worker": self.worker}))
+        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+            return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
+        if not ok:
+            return self._after_lost("release refused")
+        return Outcome(self.job_id, "released")
+
+    def _fail(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return self._release()
+        if isinstance(exc, _Lost):
+            return self._after_lost("fenced off")
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+            message = str(db_error(exc))
+        retryable = False if isinstance(exc, BadSource) else _retryable(exc)
+        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+            log.exception("job %s: unexpected error", self.job_id)
+        try:
+            ok = self.control.call(lambda c: db.fail(c, self.job_id, self.worker, message,
+                                                     retryable))
+        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+            return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
+        if not ok:
+            return self._after_lost(message)
+        status = self._status()
+        if status in ("failed", "canceled"):
+            return Outcome(self.job_id, status, error=message)
+        return Outcome(self.job_id, "retrying", error=message)
+
+
+class _Lost(Exception):
+    """import_batch found the job no longer ours: the batch rolls back."""
+
+
+def _jsonl_problem(record: bytes) -> str | None:
+    """Why a JSONL line cannot be staged, or None."""
+    try:
+        text = record.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start + 1} of the line"
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"a JSON {type(value).__name__} where an object was expected"
+    return None
