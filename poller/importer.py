@@ -143,7 +143,8 @@ class _Source:
             yield out
 
 
-def csv_records(data: bytes | bytearray | memoryview, final: bool) -> tuple[list[tuple[int, int, int]], int]:
+def csv_records(data: bytes | bytearray | memoryview,
+                final: bool) -> tuple[list[tuple[int, int, int]], int]:
     """Whole CSV records at the start of ``data``: ``[(start, end, lines), ...]`` (end
     after the newline; lines: newlines inside the record, itself included) and where
     the unfinished rest begins. A newline ends a record when the ``"`` characters
