@@ -17,13 +17,12 @@ AS $$
 -- (jsonb_build_object calls, 50 pairs each, joined by ||), so a row costs
 -- no PL/pgSQL call. Locks nothing.
 DECLARE
-    v_heads text[] := '{}';
+    v_heads text[] := '{}'::text[];
     v_head text;
-    v_pairs text[] := '{}';
+    v_pairs text[] := '{}'::text[];
     v_sub_paths text[];
     v_sub_exprs text[];
-    v_parts text[] := '{}';
-    v_i integer;
+    v_parts text[] := '{}'::text[];
     v_segs text[];
 BEGIN
     FOR v_i IN 1 .. cardinality(p_paths) LOOP
@@ -33,8 +32,8 @@ BEGIN
         END IF;
     END LOOP;
     FOREACH v_head IN ARRAY v_heads LOOP
-        v_sub_paths := '{}';
-        v_sub_exprs := '{}';
+        v_sub_paths := '{}'::text[];
+        v_sub_exprs := '{}'::text[];
         FOR v_i IN 1 .. cardinality(p_paths) LOOP
             v_segs := string_to_array(p_paths[v_i], '.');
             IF v_segs[p_depth] = v_head THEN

@@ -32,10 +32,10 @@ DECLARE
     v_csv boolean := p_job.payload ->> 'format' = 'csv';
     v_mode text := p_job.payload ->> 'on_duplicate';
     v_conflict text[];
-    v_columns text[] := '{}';
-    v_values text[] := '{}';
-    v_doc_paths text[] := '{}';
-    v_doc_exprs text[] := '{}';
+    v_columns text[] := '{}'::text[];
+    v_values text[] := '{}'::text[];
+    v_doc_paths text[] := '{}'::text[];
+    v_doc_exprs text[] := '{}'::text[];
     v_doc_base text;
     v_doc_type text;
     v_field text;
@@ -45,10 +45,9 @@ DECLARE
     v_scope_lit text := pgjobs._scope_literal(p_reg, p_job.scope);
     v_identity boolean := false;
     v_att record;
-    v_i integer;
     v_path text;
     v_seg text;
-    v_updates text[] := '{}';
+    v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
 BEGIN

@@ -55,17 +55,19 @@ DECLARE
     v_upd bigint;
     v_staged bigint;
     v_ns bigint[];
-    v_group record;
+    v_fields text[];
+    v_group_ns bigint[];
     v_sql text;
     v_n bigint;
     v_state text;
     v_msg text;
     v_line bigint;
     v_record text;
-    v_worker_rejects jsonb := coalesce(p_rejects, '[]');
-    v_sql_rejects jsonb := '[]';
+    v_worker_rejects jsonb := coalesce(p_rejects, '[]'::jsonb);
+    v_sql_rejects jsonb := '[]'::jsonb;
     v_first jsonb;
     v_over boolean := false;
+    v_stage text := 'pg_temp.pgjobs_import_stage';
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
@@ -80,11 +82,13 @@ BEGIN
     -- Rejects this batch may still take before the job fails.
     v_allowed := greatest(v_max - v_rejected, 0);
 
-    SELECT array_agg(s.n ORDER BY s.n) INTO v_ns FROM pg_temp.pgjobs_import_stage s;
+    -- (The staging table is the session's, made by pgjobs.import_prepare:
+    -- dynamic SQL, as it does not exist when this function is created.)
+    EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
     v_staged := coalesce(cardinality(v_ns), 0);
 
     <<groups>>
-    FOR v_group IN EXECUTE CASE
+    FOR v_fields, v_group_ns IN EXECUTE CASE
         WHEN v_job.payload ->> 'format' = 'csv' THEN
             'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
         ELSE
@@ -101,7 +105,7 @@ BEGIN
         v_sql := NULL;
         BEGIN
             v_sql := pgjobs._import_insert_sql(v_job, v_reg,
-                                               coalesce(v_group.fields, p_fields));
+                                               coalesce(v_fields, p_fields));
         EXCEPTION WHEN invalid_parameter_value THEN
             IF v_job.payload ->> 'format' = 'csv' THEN
                 RAISE;
@@ -110,7 +114,7 @@ BEGIN
         END;
         IF v_sql IS NOT NULL THEN
             BEGIN
-                EXECUTE v_sql INTO v_ins, v_upd USING v_group.ns;
+                EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
                 v_inserted := v_inserted + v_ins;
                 v_updated := v_updated + v_upd;
                 CONTINUE;
@@ -119,7 +123,7 @@ BEGIN
                 NULL;  -- record by record below
             END;
         END IF;
-        FOREACH v_n IN ARRAY coalesce(v_group.ns, v_ns) LOOP
+        FOREACH v_n IN ARRAY coalesce(v_group_ns, v_ns) LOOP
             v_state := NULL;
             IF v_sql IS NULL THEN
                 v_state := '22023';  -- v_msg: this record's keys cannot be mapped
@@ -135,7 +139,7 @@ BEGIN
             END IF;
             CONTINUE WHEN v_state IS NULL;
             v_line := p_lines[array_position(v_ns, v_n)];
-            EXECUTE 'SELECT s::text FROM pg_temp.pgjobs_import_stage s WHERE s.n = $1'
+            EXECUTE format('SELECT s::text FROM %s s WHERE s.n = $1', v_stage)
                INTO v_record USING v_n;
             v_sql_rejects := v_sql_rejects || jsonb_build_object(
                 'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
