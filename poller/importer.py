@@ -150,7 +150,7 @@ def csv_records(data: bytes | bytearray | memoryview,
     the unfinished rest begins. A newline ends a record when the ``"`` characters
     since the record's start are even. With ``final``, a rest without a newline is
     the last record."""
-    raw = bytes(data)
+    raw = data if isinstance(data, bytes) else bytes(data)
     records: list[tuple[int, int, int]] = []
     start = 0
     pos = 0
@@ -399,36 +399,49 @@ class Importer:
             taken = cut
         if not records:
             return 0, line, 0
-        good: list[tuple[bytes, int]] = []  # (record bytes, line)
+        # What goes to COPY: ranges of `data` (start, end, line of the record). CSV
+        # records go as they are (one slice when none is left out); JSONL lines
+        # are checked and rewritten into a buffer of their own.
+        data = view
+        good: list[tuple[int, int, int]] = []
         rejects: list[dict[str, Any]] = []
         at = line
-        for start, end, lines in records:
-            record = view[start:end]
-            first = at + 1
-            at += lines
-            if _blank(record):
-                continue
-            if self.format == "jsonl":
+        if self.format == "csv":
+            for start, end, lines in records:
+                first = at + 1
+                at += lines
+                if end - start <= 2 and _blank(view[start:end]):
+                    continue
+                good.append((start, end, first))
+        else:
+            out = bytearray()
+            for start, end, lines in records:
+                first = at + 1
+                at += lines
+                record = view[start:end]
+                if _blank(record):
+                    continue
                 reason = _jsonl_problem(record)
                 if reason is not None:
                     rejects.append({"line": first, "reason": reason,
                                     "record": record.decode("utf-8", "replace")[:65536]})
                     continue
-                record = record.rstrip(b"\r\n").replace(b"\r", b" ") + b"\n"
-            elif not record.endswith(b"\n"):
-                record += b"\n"
-            good.append((record, first))
+                begin = len(out)
+                out += record.rstrip(b"\r\n").replace(b"\r", b" ")
+                out += b"\n"
+                good.append((begin, len(out), first))
+            data = bytes(out)
         checkpoint = {"v": CHECKPOINT_VERSION, "offset": offset + taken, "line": at,
                       "fields": fields, "format": self.format, "gzip": self.gzip,
                       "source": self.source, "history": self.history}
         done = source.consumed if self.gzip else offset + taken
         with conn.transaction():
-            staged = self._copy(conn, copy_sql, good, rejects)
+            staged = self._copy(conn, copy_sql, data, good, rejects)
             if self.testing.get("staged"):
                 time.sleep(self.testing["staged"])
             result = db.one(conn, queries.IMPORT_BATCH, {
                 "id": self.job_id, "worker": self.worker, "fields": fields,
-                "lines": [first for _, first in staged], "done": done, "total": self.total,
+                "lines": [first for _, _, first in staged], "done": done, "total": self.total,
                 "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
             if result.get("status") != "ok":
                 raise _Lost()
@@ -437,18 +450,29 @@ class Importer:
                                                      "rejected", "records")}
         return taken, at, len(staged)
 
-    def _copy(self, conn: psycopg.Connection[Any], copy_sql: str,
-              good: list[tuple[bytes, int]],
-              rejects: list[dict[str, Any]]) -> list[tuple[bytes, int]]:
-        """COPY the records into the staging table; a record COPY refuses is cut out
-        and added to rejects (line and COPY's message), the rest staged again.
-        Returns the staged records."""
+    def _copy(self, conn: psycopg.Connection[Any], copy_sql: str, data: bytes,
+              good: list[tuple[int, int, int]],
+              rejects: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+        """COPY the records (ranges of data) into the staging table; a record COPY
+        refuses is cut out and added to rejects (its line and COPY's message), the
+        rest staged again. Returns the staged records."""
+
+        def payload(ranges: list[tuple[int, int, int]]) -> bytes:
+            if all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
+                chunk = data[ranges[0][0]:ranges[-1][1]]
+            else:
+                chunk = b"".join(data[s:e] for s, e, _ in ranges)
+            return chunk if chunk.endswith(b"\n") else chunk + b"\n"
+
+        def copy(ranges: list[tuple[int, int, int]]) -> None:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
+                cp.write(payload(ranges))
+
         remaining = good
-        staged: list[tuple[bytes, int]] = []
+        staged: list[tuple[int, int, int]] = []
         while remaining:
             try:
-                with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
-                    cp.write(b"".join(r for r, _ in remaining))
+                copy(remaining)
                 staged.extend(remaining)
                 return staged
             except psycopg.Error as exc:
@@ -462,13 +486,13 @@ class Importer:
                 if bad >= len(remaining):
                     raise
                 message = (diag.message_primary if diag is not None else None) or str(exc)
-            before, record, after = remaining[:bad], remaining[bad], remaining[bad + 1:]
+            before, (start, end, first), after = (remaining[:bad], remaining[bad],
+                                                  remaining[bad + 1:])
             if before:
-                with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
-                    cp.write(b"".join(r for r, _ in before))
+                copy(before)
                 staged.extend(before)
-            rejects.append({"line": record[1], "reason": message,
-                            "record": record[0].decode("utf-8", "replace")[:65536]})
+            rejects.append({"line": first, "reason": message,
+                            "record": data[start:end].decode("utf-8", "replace")[:65536]})
             remaining = after
         return staged
 
