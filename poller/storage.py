@@ -789,11 +789,13 @@ def size(uri: str) -> int:
         raise storage_error(exc, f"cannot read {uri}") from exc
 
 
-def open_range(uri: str, offset: int = 0, block: int = READ_BLOCK) -> Iterator[bytes]:
+def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
-    memory holds one block). Imports read their source through this."""
+    memory holds one block; default READ_BLOCK). Imports read their source through
+    this."""
+    block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
         try:

@@ -1,0 +1,83 @@
+"""Imports from S3 over the real wire protocol (moto's server): ranged reads in
+blocks smaller than the object, gzip, resume after a release, and the rejects
+object written to the worker's S3 storage."""
+
+# Fixtures come from tests.export_support, imported by name (pytest sees them as
+# module attributes); the parameters of the tests below shadow the imports.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+from typing import Any
+
+import obstore
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.importer import Importer
+from tests.export_support import bucket, s3_endpoint, s3_env  # noqa: F401 (fixtures)
+from tests.helpers import job
+from tests.import_support import allow, claim_import, make_people, submit_import
+
+Conn = psycopg.Connection[Any]
+
+
+def put(uri: str, data: bytes) -> None:
+    loc = storage.parse(uri)
+    obstore.put(storage.store_for(loc), loc.path, data)
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_import_from_s3_in_ranged_reads_and_resume(conn: Conn, dsn: str, bucket: str,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   gz: bool) -> None:
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    body = b"name,age\n" + b"".join(f'"n{i}, ""q""",{i % 50}\n'.encode() for i in range(4000))
+    uri = f"{prefix}/in/p.csv" + (".gz" if gz else "")
+    put(uri, gzip.compress(body) if gz else body)
+    monkeypatch.setattr(storage, "READ_BLOCK", 7001)  # many ranged GETs
+    job_id = submit_import(conn, uri, "1", {"max_rejects": 1})
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def progress(records: int, read: int, total: int | None) -> None:
+        seen.append(records)
+        if len(seen) == 2:
+            stop.set()
+
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), bucket, stop=stop,
+                     on_progress=progress, batch_bytes=9000).run()
+    assert first.status == "released", first.error
+    second = Importer(dsn, job_id, claim_import(dsn, job_id), bucket, batch_bytes=20000).run()
+    assert second.status == "succeeded", second.error
+    names = [r[0] for r in conn.execute("SELECT name FROM people ORDER BY age, name")]
+    assert sorted(names) == sorted(f'n{i}, "q"' for i in range(4000))
+    assert job(conn, job_id)["result"]["rows"] == 4000
+
+
+def test_rejects_object_goes_to_the_worker_storage(conn: Conn, dsn: str, bucket: str) -> None:
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    put(f"{prefix}/in/r.jsonl", b'{"name": "a"}\n{"age": "x"}\nnot json\n')
+    job_id = submit_import(conn, f"{prefix}/in/r.jsonl", "1", {"max_rejects": 2})
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), bucket).run()
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.result is not None
+    uri = outcome.result["rejects_uri"]
+    assert uri.startswith(prefix + "/people/1/")
+    lines = [json.loads(x)["line"] for x in storage.read(uri).splitlines()]
+    assert lines == [2, 3]
+
+
+def test_s3_source_outside_the_allow_list_is_refused(conn: Conn, bucket: str) -> None:
+    make_people(conn)
+    allow(conn, bucket.rstrip("/") + "/in")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        submit_import(conn, bucket.rstrip("/") + "/other/p.csv")
