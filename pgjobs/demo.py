@@ -4,7 +4,8 @@ Builds a shared relation shaped like a spreadsheet product's rows
 (``demo.user_table_rows``: DEMO_ROWS rows over 200 tenant tables, jsonb
 data), registers it, then shows with live progress: a filtered "select all
 except these" delete of one tenant table with a masked read in the middle,
-a backfill of a field, and an export, and ends with a summary table.
+a backfill of a field, an export, and the export imported back into a new
+tenant table, and ends with a summary table.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
 
         export_outcome, export_uri = _export(console, dsn, storage)
         outcomes.append(export_outcome)
+        outcomes.append(_import(console, conn, dsn, storage, export_uri))
     finally:
         conn.close()
 
@@ -167,7 +169,10 @@ def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:
         total = int(db.scalar(conn, queries.DEMO_RAW_COUNT, {"scope": "2"}))
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
             "target": TARGET, "scope": "2", "filter": db.jsonb({}),
-            "options": db.jsonb({"format": "csv", "gzip": True})}))
+            # Without the key and the scope: the demo imports the file back into a
+            # new tenant table, whose rows get keys of their own.
+            "options": db.jsonb({"format": "csv", "gzip": True,
+                                 "columns": ["data", "created_at"]})}))
         console.print(f"export: table 2 as gzipped CSV to {storage} (job {job_id})")
         worker = db.worker_name("demo-export")
         claimed = db.rows(conn, queries.EXPORT_CLAIM_ONE,
@@ -190,6 +195,37 @@ def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:
     console.print(f"  {result.get('rows'):,} rows, {result.get('bytes'):,} bytes, "
                   f"sha256 {str(result.get('sha256'))[:16]}...")
     return outcome, str(result.get("uri"))
+
+
+def _import(console: Console, conn: Any, dsn: str, storage: str, uri: str) -> Outcome:
+    """Import the exported file into tenant table 300, in this process, as
+    `pgjobs import` does. The demo is the administrator: it allows the folder of
+    the export as an import source first."""
+    from pgjobs.poller.importer import Importer
+
+    db.execute(conn, queries.DEMO_ALLOW_STORAGE, {"prefix": uri.rsplit("/", 1)[0]})
+    job_id = int(db.scalar(conn, queries.IMPORT_SUBMIT, {
+        "target": TARGET, "scope": "300", "source": uri, "options": db.jsonb({})}))
+    console.print(f"import: {uri} into table 300 (job {job_id})")
+    claimed = db.rows(conn, queries.IMPORT_CLAIM_ONE,
+                      {"id": job_id, "worker": db.worker_name("demo-import"),
+                       "lease": "30 seconds"})
+    if not claimed:
+        raise PgjobsError(f"import job {job_id} was taken by another worker")
+    box: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: box.append(Importer(dsn, job_id, str(claimed[0]["worker"]),
+                                           storage).run()), daemon=True)
+    thread.start()
+    outcome = _follow(console, conn, job_id, "import")
+    thread.join()
+    job = db.get_job(conn, job_id)
+    result = (job or {}).get("result") or {}
+    console.print(f"  {result.get('rows', 0):,} rows imported into table 300 "
+                  f"({result.get('rejected', 0)} rejected)")
+    # done counts bytes of the source for an import: the table shows rows.
+    return Outcome(outcome.job, outcome.job_id, int(result.get("rows", 0)), outcome.seconds,
+                   outcome.status)
 
 
 def default_rows() -> int:

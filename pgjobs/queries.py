@@ -110,6 +110,7 @@ SELECT array_agg(id::text) AS keys FROM (
      WHERE table_id = 1 AND data @> '{"status": "archived"}' ORDER BY id LIMIT 3) k
 """
 DEMO_RAW_COUNT = "SELECT count(*) AS n FROM demo.user_table_rows WHERE table_id = %(scope)s"
+DEMO_ALLOW_STORAGE = "SELECT pgjobs.allow_storage(%(prefix)s)"
 DEMO_VISIBLE_COUNT = "SELECT pgjobs.visible_count('demo.user_table_rows', %(scope)s) AS n"
 
 # --- exports (pgjobs.poller, pgjobs export / worker / url) ---------------------

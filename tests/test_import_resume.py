@@ -171,7 +171,7 @@ def test_sigkill_at_random_points_lands_every_record_once(conn: Conn, dsn: str,
         try:
             # Once this worker committed a batch, kill it a random moment later:
             # between batches or inside one (COPY done, INSERT not committed).
-            wait_for(lambda: records() > before or job(conn, job_id)["status"] == "succeeded",
+            wait_for(lambda b=before: records() > b or job(conn, job_id)["status"] == "succeeded",
                      timeout=60, what="a committed batch")
             time.sleep(rng.uniform(0.0, 0.25))
         finally:
