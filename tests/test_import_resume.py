@@ -11,12 +11,14 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from pgjobs.migrate import migrate
 from pgjobs.poller.importer import Importer
 from tests.export_support import start_worker, wait_for
 from tests.helpers import expire_lease, job, scalar
@@ -198,3 +200,54 @@ def test_sigkill_at_random_points_lands_every_record_once(conn: Conn, dsn: str,
     assert imported(conn) == sorted(names)
     assert row["result"]["rows"] == rows and row["result"]["records"] == rows
     assert len([o for o in offsets if o]) >= 2  # it made progress between kills
+
+
+# --- a real database restart ----------------------------------------------------------
+
+
+@pytest.fixture
+def restartable() -> Iterator[Any]:
+    """A cluster of its own, for a test that restarts it."""
+    from tests.pgcluster import start_test_cluster
+
+    cluster = start_test_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_database_restarts_mid_import(restartable: Any, tmp_path: Path) -> None:
+    """PostgreSQL restarted twice mid-import: the worker reconnects and resumes the
+    same attempt from the committed offset; the table equals the file."""
+    dsn = restartable.url()
+    migrate(dsn)
+    data, names = source(8000)
+    (tmp_path / "r.csv").write_bytes(data)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        make_people(conn)
+        allow(conn, f"file://{tmp_path}")
+        job_id = submit_import(conn, f"file://{tmp_path}/r.csv")
+    worker = start_worker(dsn, f"file://{tmp_path}/store", "--once", "--lease", "60s",
+                          env={"PGJOBS_IMPORT_DELAYS": "bytes=15000,batch=0.05,staged=0.05"})
+    try:
+        for threshold in (1500, 4000):
+            def committed(t: int = threshold) -> bool:
+                with psycopg.connect(dsn, autocommit=True) as c:
+                    ck = job(c, job_id)["checkpoint"] or {}
+                return int(ck.get("records", 0)) >= t
+
+            wait_for(committed, timeout=60, what=f"{threshold} records")
+            restartable.terminate()
+            time.sleep(1.0)
+            restartable.start()
+        out, err = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, err
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded", (row["error"], err)
+        assert row["attempts"] == 1  # the same attempt rode it out
+        assert imported(conn) == sorted(names)
