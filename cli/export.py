@@ -284,9 +284,9 @@ class _Display:
 @click.pass_obj
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
            stale_after: str, max_chunk_rows: int, max_part_size: int) -> None:
-    """Run export jobs (and delete the objects of pruned exports) until SIGTERM.
+    """Run export and import jobs (and delete the objects of pruned exports) until SIGTERM.
 
-    On SIGTERM or Ctrl-C it stops claiming, checkpoints the running exports and
+    On SIGTERM or Ctrl-C it stops claiming, checkpoints the running jobs and
     hands them back for another worker to resume, then exits.
     """
     from pgjobs.poller.worker import Worker

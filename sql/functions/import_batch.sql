@@ -84,8 +84,8 @@ BEGIN
 
     -- (The staging table is the session's, made by pgjobs.import_prepare:
     -- dynamic SQL, as it does not exist when this function is created.)
-    EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
-    v_staged := coalesce(cardinality(v_ns), 0);
+    -- p_lines has one line per staged record.
+    v_staged := coalesce(cardinality(p_lines), 0);
 
     <<groups>>
     FOR v_fields, v_group_ns IN EXECUTE CASE
@@ -122,6 +122,10 @@ BEGIN
                            OR cardinality_violation OR SQLSTATE '428C9' THEN
                 NULL;  -- record by record below
             END;
+        END IF;
+        IF v_ns IS NULL THEN
+            -- Record by record: the staged rows in order (the nth has line p_lines[n]).
+            EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
         END IF;
         FOREACH v_n IN ARRAY coalesce(v_group_ns, v_ns) LOOP
             v_state := NULL;
