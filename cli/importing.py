@@ -29,24 +29,26 @@ def source_uri(source: str) -> str:
     return "file://" + os.path.abspath(source)
 
 
-# Operands (target, scope, source) and what they mean (format, on_duplicate) are
-# never read from the environment: a variable left in a shell must not steer an
-# import.
+# Operands (target, scope, source) and the options that decide what happens to
+# existing rows or bad records (--on-duplicate, --max-rejects) are never read from
+# the environment: a variable left in a shell must not steer an import.
 @click.command("import")
 @click.argument("target")
 @click.argument("source")
 @click.option("--scope", required=True, help="The scope (tenant / logical table) value, as text.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), envvar="PGJOBS_FORMAT",
+              show_envvar=True,
               help="csv: a header row, then records; jsonl: one JSON object per line "
                    "[default: from the name, .jsonl/.ndjson else csv].")
 @click.option("--on-duplicate", type=click.Choice(["error", "skip", "update"]),
               help="What a record whose (scope, key) exists does [default: error].")
 @click.option("--max-rejects", type=click.IntRange(0, 1_000_000),
               help="Bad records to reject (and list) before failing [default: 0].")
-@click.option("--gzip/--no-gzip", default=None, help="[default: the name ends in .gz]")
-@click.option("--detach", is_flag=True,
+@click.option("--gzip/--no-gzip", default=None, envvar="PGJOBS_GZIP", show_envvar=True,
+              help="[default: the name ends in .gz]")
+@click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the import to `pgjobs worker`.")
-@click.option("--options", "extra",
+@click.option("--options", "extra", envvar="PGJOBS_OPTIONS", show_envvar=True,
               help="More job options as a JSON object (e.g. batch_ms, priority, lease).")
 @click.pass_obj
 def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
