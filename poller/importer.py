@@ -152,25 +152,26 @@ def csv_records(data: bytes | bytearray | memoryview,
     the last record."""
     raw = data if isinstance(data, bytes) else bytes(data)
     records: list[tuple[int, int, int]] = []
+    append = records.append
     start = 0
     pos = 0
     quotes = 0
     lines = 0
-    find = raw.find
-    while True:
-        nl = find(b"\n", pos)
-        if nl < 0:
+    pieces = raw.split(b"\n")
+    last = len(pieces) - 1  # the piece after the last newline: unfinished
+    for i, piece in enumerate(pieces):
+        if i == last:
             break
-        quotes += raw.count(b'"', pos, nl)
+        pos += len(piece) + 1
         lines += 1
-        pos = nl + 1
-        if quotes % 2 == 0:
-            records.append((start, pos, lines))
+        quotes += piece.count(b'"')
+        if not quotes & 1:
+            append((start, pos, lines))
             start = pos
             quotes = 0
             lines = 0
     if final and start < len(raw):
-        records.append((start, len(raw), lines + 1))
+        append((start, len(raw), lines + 1))
         start = len(raw)
     return records, start
 
@@ -441,7 +442,8 @@ class Importer:
                 time.sleep(self.testing["staged"])
             result = db.one(conn, queries.IMPORT_BATCH, {
                 "id": self.job_id, "worker": self.worker, "fields": fields,
-                "lines": [first for _, _, first in staged], "done": done, "total": self.total,
+                "lines": ",".join([str(first) for _, _, first in staged]),
+                "done": done, "total": self.total,
                 "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
             if result.get("status") != "ok":
                 raise _Lost()
