@@ -29,9 +29,9 @@ def source_uri(source: str) -> str:
     return "file://" + os.path.abspath(source)
 
 
-# Operands (target, scope, source) and the options that decide what happens to
-# existing rows or bad records (--on-duplicate, --max-rejects) are never read from
-# the environment: a variable left in a shell must not steer an import.
+# Operands (target, scope, source) are never read from the environment: a variable
+# left in a shell must not steer an import (docs/STYLE: options have PGJOBS_*
+# variables, operands none).
 @click.command("import")
 @click.argument("target")
 @click.argument("source")
@@ -41,8 +41,10 @@ def source_uri(source: str) -> str:
               help="csv: a header row, then records; jsonl: one JSON object per line "
                    "[default: from the name, .jsonl/.ndjson else csv].")
 @click.option("--on-duplicate", type=click.Choice(["error", "skip", "update"]),
+              envvar="PGJOBS_ON_DUPLICATE", show_envvar=True,
               help="What a record whose (scope, key) exists does [default: error].")
 @click.option("--max-rejects", type=click.IntRange(0, 1_000_000),
+              envvar="PGJOBS_MAX_REJECTS", show_envvar=True,
               help="Bad records to reject (and list) before failing [default: 0].")
 @click.option("--gzip/--no-gzip", default=None, envvar="PGJOBS_GZIP", show_envvar=True,
               help="[default: the name ends in .gz]")
