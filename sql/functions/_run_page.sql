@@ -382,10 +382,12 @@ BEGIN
         -- is a collected one (rows updated meanwhile may change the count).
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
-    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
     IF v_job.kind = 'delete' THEN
-        PERFORM pgjobs._maybe_analyze(v_job.target, v_reg.scope_column);
+        -- Statistics refreshed a few times per job (its checkpoint says when).
+        v_checkpoint := v_checkpoint
+            || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
     END IF;
+    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
 
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
