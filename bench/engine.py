@@ -32,7 +32,6 @@ import statistics
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +157,7 @@ def latency(dsn: str, wake: bool, samples: int) -> list[float]:
     def connect(**kwargs: Any) -> Any:
         return db.connect(dsn, **kwargs)
 
-    target = (lambda: run_loop(connect, timedelta(seconds=5), True, 1.0, stop)) if wake \
+    target = (lambda: run_loop(connect, "5 seconds", True, 1.0, stop)) if wake \
         else poll_loop
     thread = threading.Thread(target=target, daemon=True)
     thread.start()

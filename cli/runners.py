@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 from pgjobs import db, queries
@@ -39,9 +38,10 @@ def _submitted(conn: Any, timeout: float) -> bool:
                 return True
 
 
-def run_loop(connect: Any, budget: timedelta, loop: bool, idle: float,
+def run_loop(connect: Any, budget: str, loop: bool, idle: float,
              stop: threading.Event | None = None) -> None:
-    """One runner: CALL pgjobs.run(budget) once, or (loop) until stop is set."""
+    """One runner: CALL pgjobs.run(budget) (interval text) once, or (loop)
+    until stop is set."""
     with connect(app="pgjobs run") as conn:
         db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
         if loop:
@@ -55,7 +55,7 @@ def run_loop(connect: Any, budget: timedelta, loop: bool, idle: float,
                 _submitted(conn, idle)
 
 
-def run_runners(connect: Any, budget: timedelta, loop: bool, idle: float, runners: int) -> None:
+def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int) -> None:
     """`runners` runner threads side by side; the first error stops them all
     (each finishes its current CALL) and is raised here."""
     if runners == 1:
