@@ -306,6 +306,13 @@ BEGIN
                 IF v_last THEN
                     -- The end of the scope: does anything still match (a
                     -- row the walk could not see)? Then sweep, not succeed.
+                    -- Through the (scope, key) index only (a bitmap scan: plain
+                    -- index scans are off): the planner, still counting the
+                    -- rows just deleted, would rather read the whole relation
+                    -- for an early hit that never comes (1.1 s against 0.57 s
+                    -- for a 500k-row scope of a 2M-row table, and growing with
+                    -- the relation, not the scope).
+                    PERFORM set_config('enable_seqscan', 'off', true);
                     EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %s)',
                                    v_job.target, v_job.predicate)
                        INTO v_left;
