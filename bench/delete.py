@@ -512,16 +512,16 @@ def report_layout(layout: str, args: argparse.Namespace, out: dict[str, Any]) ->
 
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
     rates = [rows / seconds for rows, seconds in c["budgets"]]
-    # The reference is the first budget that deleted rows (a short budget
-    # may go to the first call's count alone); the last budget ends early
-    # (the job ran out of rows): not a full budget.
-    first = next((i for i, rate in enumerate(rates) if rate > 0), 0)
+    # The reference is the better of the first two budgets (the first also
+    # pays the first call's count, and a short one may do nothing else);
+    # the last budget ends early (the job ran out of rows): not a full one.
+    first = 0 if len(rates) < 3 or rates[0] >= rates[1] else 1
     full = rates[first:-1] if len(rates) > first + 1 else rates[first:]
     later = full[1:] or full
     print(f"\ncliff: whole-scope delete of {c['rows']:,} of {args.cliff_rows:,} rows, "
           f"CALL pgjobs.run('{args.cliff_budget}') x {len(rates)}; ANALYZEs by the job: "
           f"{c['analyzes']}")
-    print(f"  rows/s per budget: first {rates[first]:,.0f}; later budgets median "
+    print(f"  rows/s per budget: first full budget {rates[first]:,.0f}; later budgets median "
           f"{statistics.median(later):,.0f}, min {min(later):,.0f} "
           f"(worst/first {min(later) / rates[first]:.2f}; goal >= 0.5)")
     print(f"  rows/s of each budget: {', '.join(f'{r:,.0f}' for r in rates)}")
