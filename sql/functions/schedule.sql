@@ -27,7 +27,7 @@ DECLARE
     v_key text;
     v_run_every integer := 10;
     v_runners integer := 1;
-    v_jobs jsonb := '[]';
+    v_jobs jsonb := '[]'::jsonb;
     v_name text;
     v_retention interval := interval '24 hours';
     v_run_schedule text;
