@@ -64,6 +64,7 @@ SCOPE = "1"
 CHUNK = 100
 STATUSES = ["open", "done", "late", "hold", "void"]  # 20% each: the filtered delete's share
 FILTER = {"status": "late"}
+SET = {"flag": 1}  # what the backfills set
 # The filtered deletes: name -> filter. "status" varies row by row, so a
 # status has rows on every heap page of the scope; "batch" numbers the rows
 # by tenths of the key range, as if imported together, so a batch's rows
@@ -83,17 +84,22 @@ CREATE TABLE {TABLE} (
 );
 """
 
-# Chunk c of CHUNK rows belongs to tenant 1 when (c * scope) mod rows < scope:
-# a scope/rows share of the chunks, spread evenly over the heap; the other
-# chunks go to 49 other tenants.
+# Interleaved layout: chunk c of CHUNK rows belongs to tenant 1 when
+# (c * scope) mod rows < scope: a scope/rows share of the chunks, spread
+# evenly over the heap; the other chunks go to 49 other tenants. Contiguous
+# layout: tenant 1's rows are the first `scope` rows, together in the heap
+# (a tenant imported at once).
 FILL = f"""
 INSERT INTO {TABLE} (id, table_id, data, created_at)
 SELECT g,
-       CASE WHEN ((g - 1) / {CHUNK} * %(scope)s::bigint) %% %(rows)s::bigint < %(scope)s
+       CASE WHEN %(contiguous)s AND g <= %(scope)s THEN 1
+            WHEN %(contiguous)s THEN 2 + ((g - 1) / {CHUNK}) %% 49
+            WHEN ((g - 1) / {CHUNK} * %(scope)s::bigint) %% %(rows)s::bigint < %(scope)s
             THEN 1 ELSE 2 + ((g - 1) / {CHUNK}) %% 49 END,
        jsonb_build_object('status', (ARRAY{STATUSES!r})[1 + g %% 5], 'n', g %% 1000,
                           'name', 'row ' || g, 'amount', round((g %% 997) * 1.5, 2),
-                          'batch', (g - 1) * 10 / %(rows)s::bigint),
+                          'batch', (g - 1) * 10 / CASE WHEN %(contiguous)s
+                                                       THEN %(scope)s ELSE %(rows)s END::bigint),
        now() - interval '30 days' + g * interval '1 millisecond'
   FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
 """
@@ -113,13 +119,14 @@ def log(message: str) -> None:
     print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
-def build(conn: Conn, rows: int, scope_rows: int) -> None:
+def build(conn: Conn, rows: int, scope_rows: int, layout: str = "interleaved") -> None:
     started = time.monotonic()
     conn.execute(SETUP)
     step = 1_000_000
     for first in range(1, rows + 1, step):
         conn.execute(FILL, {"scope": scope_rows, "rows": rows, "first": first,  # type: ignore[arg-type]
-                            "last": min(rows, first + step - 1)})
+                            "last": min(rows, first + step - 1),
+                            "contiguous": layout == "contiguous"})
     conn.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), {rows})")
     conn.execute(f"CREATE INDEX {TABLE}_scope_key ON {TABLE} (table_id, id)")
     # The copy every run is restored from.
@@ -129,7 +136,7 @@ def build(conn: Conn, rows: int, scope_rows: int) -> None:
     conn.execute("VACUUM (ANALYZE) bench_scope")
     conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', 'created_at', "
                  "'data')")
-    log(f"built {rows:,} rows ({scope_rows:,} in scope {SCOPE}) in "
+    log(f"built {rows:,} rows ({scope_rows:,} in scope {SCOPE}, {layout}) in "
         f"{time.monotonic() - started:.0f} s")
 
 
@@ -286,6 +293,84 @@ def grow(conn: Conn, rows: int, factor: int) -> None:
     log(f"grew to {rows * factor:,} rows in {time.monotonic() - started:.0f} s")
 
 
+def bulk_update(conn: Conn, where: str) -> tuple[float, int]:
+    """One UPDATE setting a document field, committed: (seconds, rows)."""
+    started = time.perf_counter()
+    with conn.transaction():
+        cur = conn.execute(f"UPDATE {TABLE} SET data = data || %s::jsonb "  # type: ignore[arg-type]
+                           f"WHERE {where}", (json.dumps(SET),))
+    return time.perf_counter() - started, cur.rowcount
+
+
+def backfill_via_call(conn: Conn, filter_: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """CALL pgjobs.run_job on a backfill setting SET: (seconds, the job row)."""
+    started = time.perf_counter()
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_backfill(%s, %s, %s::jsonb, %s::jsonb)",
+                        (TABLE, SCOPE, json.dumps(filter_), json.dumps(SET))))
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    elapsed = time.perf_counter() - started
+    return elapsed, finished(conn, job_id)
+
+
+def unset(conn: Conn) -> None:
+    """Undo a backfill (not timed): the scope's rows go and come back."""
+    conn.execute(f"DELETE FROM {TABLE} WHERE table_id = {SCOPE}")
+    restore(conn)
+
+
+CLIFF_TABLE = "cliff_rows"
+
+
+def cliff(conn: Conn, rows: int, budget: str) -> dict[str, Any]:
+    """A whole-scope delete of ~all of a relation (scope 1 is all but every
+    300th row), run as pg_cron runs it: CALL pgjobs.run(budget) until the job
+    ends, each budget's rows/s recorded; and the bulk DELETE of the same rows
+    on the same data."""
+    fill = f"""
+        INSERT INTO {CLIFF_TABLE} (id, table_id, data, created_at)
+        SELECT g, CASE WHEN g % 300 = 0 THEN 2 ELSE 1 END,
+               jsonb_build_object('status', (ARRAY{STATUSES!r})[1 + g % 5], 'n', g % 1000),
+               now() - interval '30 days'
+          FROM generate_series(1, {rows}) g"""
+    conn.execute(f"CREATE TABLE {CLIFF_TABLE} (id bigint PRIMARY KEY, table_id integer NOT NULL, "
+                 "data jsonb NOT NULL, created_at timestamptz NOT NULL)")
+    conn.execute(fill)
+    conn.execute(f"CREATE INDEX {CLIFF_TABLE}_scope_key ON {CLIFF_TABLE} (table_id, id)")
+    conn.execute(f"VACUUM (ANALYZE) {CLIFF_TABLE}")
+    conn.execute(f"SELECT pgjobs.register_target('{CLIFF_TABLE}', 'id', 'table_id', "
+                 "'created_at', 'data')")
+    started = time.perf_counter()
+    with conn.transaction():
+        deleted = conn.execute(f"DELETE FROM {CLIFF_TABLE} WHERE table_id = 1 "
+                               "AND created_at <= now()").rowcount
+    bulk = time.perf_counter() - started
+    conn.execute(f"TRUNCATE {CLIFF_TABLE}")
+    conn.execute(fill)
+    conn.execute(f"VACUUM (ANALYZE) {CLIFF_TABLE}")
+    log(f"cliff: bulk DELETE {bulk:.3f} s, {deleted:,} rows of {rows:,}")
+    started = time.perf_counter()
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete(%s, '1')", (CLIFF_TABLE,)))
+    budgets: list[tuple[int, float]] = []  # (rows, seconds) per CALL
+    done = 0
+    while True:
+        t0 = time.perf_counter()
+        conn.execute("CALL pgjobs.run(%s::interval)", (budget,))
+        seconds = time.perf_counter() - t0
+        status, now_done = conn.execute("SELECT status, done FROM pgjobs.jobs WHERE id = %s",
+                                        (job_id,)).fetchone()  # type: ignore[misc]
+        budgets.append((now_done - done, seconds))
+        done = now_done
+        if status not in ("queued", "running"):
+            break
+    total = time.perf_counter() - started
+    job = finished(conn, job_id)
+    assert job["done"] == deleted, (job["done"], deleted)
+    log(f"cliff: {len(budgets)} budgets of {budget}, {total:.3f} s, "
+        f"analyzes {job['checkpoint'].get('analyzes', '-')}")
+    return {"bulk": bulk, "job": total, "budgets": budgets, "rows": deleted,
+            "analyzes": job["checkpoint"].get("analyzes")}
+
+
 # --- main -----------------------------------------------------------------------
 
 
@@ -293,6 +378,154 @@ def line(name: str, ours: float, theirs: float, goal: str, unit: str = "s") -> s
     fmt = "{:>10.3f}" if unit == "s" else "{:>10.2f}"
     return (f"{name:<46} {fmt.format(ours)} {unit:<2} {fmt.format(theirs)} {unit:<2} "
             f"{ours / theirs:>7.2f}x   {goal}")
+
+
+def measure_layout(conn: Conn, args: argparse.Namespace, layout: str) -> dict[str, Any]:
+    """Every measurement of one layout, on one freshly built relation."""
+    build(conn, args.rows, args.scope_rows, layout)
+    scope_where = f"table_id = {SCOPE} AND created_at <= now()"
+    out: dict[str, Any] = {"bulk": [], "call": [], "paged": [], "page_ms": [], "count_ms": 0.0,
+                           "filtered": {}, "chosen": {}, "backfill": {}, "mask": None,
+                           "bounded": None, "job": {}}
+    for i in range(args.repeat):  # interleaved: drift hits every side alike
+        seconds, deleted = bulk_delete(conn, scope_where)
+        out["bulk"].append(seconds)
+        log(f"{layout}: full scope, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
+        restore(conn)
+        seconds, job = job_via_call(conn, {})
+        out["call"].append(seconds)
+        log(f"{layout}: full scope, CALL run_job: {seconds:.3f} s, {job['result']}")
+        assert job["done"] == deleted
+        restore(conn)
+        if args.quick:
+            continue
+        seconds, pages, job = job_via_pages(conn, {})
+        out["paged"].append(seconds)
+        out["job"] = job
+        if i == 0:
+            out["page_ms"] = pages[1:]  # the first call only counts the rows (timed apart)
+            out["count_ms"] = pages[0]
+        log(f"{layout}: full scope, pages: {seconds:.3f} s, {len(pages) - 1} pages")
+        restore(conn)
+
+    # Backfills (a document field set), whole scope and FILTER's 20%.
+    for _ in range(args.repeat):
+        for name, filter_ in (("whole scope", {}), ("20% on every page", FILTER)):
+            runs = out["backfill"].setdefault(name, {"bulk": [], "job": []})
+            condition = scope_where + (f" AND data @> '{json.dumps(filter_)}'" if filter_ else "")
+            seconds, updated = bulk_update(conn, condition)
+            runs["bulk"].append(seconds)
+            log(f"{layout}: backfill {name}, bulk UPDATE: {seconds:.3f} s, {updated:,} rows")
+            unset(conn)
+            seconds, bjob = backfill_via_call(conn, filter_)
+            runs["job"].append(seconds)
+            log(f"{layout}: backfill {name}, CALL run_job: {seconds:.3f} s, {bjob['result']}")
+            assert bjob["done"] == updated
+            unset(conn)
+
+    conn.execute(f"CREATE INDEX {TABLE}_doc ON {TABLE} USING gin "
+                 "(table_id, data jsonb_path_ops)")
+    conn.execute(f"VACUUM (ANALYZE) {TABLE}")
+    for _ in range(args.repeat):
+        for name, filter_ in FILTERS.items():
+            runs = out["filtered"].setdefault(name, {"bulk": [], "auto": [], "other": []})
+            condition = scope_where + f" AND data @> '{json.dumps(filter_)}'"
+            seconds, deleted = bulk_delete(conn, condition)
+            runs["bulk"].append(seconds)
+            log(f"{layout}: {name}, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
+            restore(conn)
+            seconds, fjob = job_via_call(conn, filter_)
+            runs["auto"].append(seconds)
+            out["chosen"][name] = fjob["checkpoint"]["strategy"]
+            log(f"{layout}: {name}, CALL run_job: {seconds:.3f} s, "
+                f"{out['chosen'][name]} strategy, {fjob['result']}")
+            assert fjob["done"] == deleted
+            restore(conn)
+            if args.quick:
+                continue
+            other = "collect" if out["chosen"][name] == "range" else "range"
+            seconds, ojob = job_via_call(conn, filter_, {"strategy": other})
+            runs["other"].append(seconds)
+            log(f"{layout}: {name}, CALL run_job, {other} strategy: {seconds:.3f} s, "
+                f"{ojob['result']}")
+            assert ojob["done"] == deleted
+            restore(conn)
+
+    if not args.quick:
+        out["mask"] = mask_overhead(conn)
+
+    if args.tenant_bounded:
+        small, _ = job_via_call(conn, {})
+        restore(conn)
+        grow(conn, args.rows, 4)
+        large, _ = job_via_call(conn, {})
+        restore(conn)
+        out["bounded"] = (large, small)
+    return out
+
+
+def report_layout(layout: str, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    med = statistics.median
+    print(f"\n{layout} layout: {args.rows:,} rows, scope of {args.scope_rows:,}"
+          + (f" interleaved in chunks of {CHUNK}" if layout == "interleaved"
+             else " together at the start of the heap")
+          + f"; median of {args.repeat} run(s) (best-of ratio in brackets)")
+    print(f"{'':<46} {'pgjobs':>13} {'plain SQL':>13} {'ratio':>8}   goal")
+
+    def ratio_line(name: str, ours: list[float], theirs: list[float], goal: str) -> None:
+        print(line(name, med(ours), med(theirs), goal)
+              + f"   [{min(ours) / min(theirs):.2f}x]")
+
+    ratio_line("full-scope delete: CALL run_job / DELETE", out["call"], out["bulk"], "<= 1.2x")
+    if out["paged"]:
+        ratio_line("full-scope delete: pages from client / DELETE", out["paged"], out["bulk"],
+                   "(same loop)")
+    for name, runs in out["backfill"].items():
+        ratio_line(f"backfill, {name}: run_job / UPDATE", runs["job"], runs["bulk"], "<= 1.25x")
+    for name, runs in out["filtered"].items():
+        chosen = out["chosen"][name]
+        ratio_line(f"filtered, {name}: run_job ({chosen})", runs["auto"], runs["bulk"],
+                   "<= 1.5x")
+        if runs["other"]:
+            other = "collect" if chosen == "range" else "range"
+            ratio_line(f"  the same, strategy {other}", runs["other"], runs["bulk"], "")
+    mask = out["mask"]
+    if mask is not None:
+        print(line("visible page (100 rows) / keyset page", mask["visible_page"],
+                   mask["plain_page"], "<= 1.2x", "ms"))
+        print(line("client page with mask() / keyset page", mask["client_page"],
+                   mask["plain_page"], "", "ms"))
+        print(line("visible_count / count(*) (index-only)", mask["visible_count"],
+                   mask["plain_count"], "<= 1.5x", "ms"))
+        print(line("visible_count / count(created_at) (reads rows)", mask["visible_count"],
+                   mask["heap_count"], "", "ms"))
+    if out["bounded"] is not None:
+        print(line(f"scope delete at {4 * args.rows:,} rows / at {args.rows:,}",
+                   out["bounded"][0], out["bounded"][1], "<= 1.2x"))
+    page_ms = out["page_ms"]
+    if page_ms:
+        print(f"full-scope job: {len(page_ms)} pages after a {out['count_ms']:.0f} ms count; "
+              f"page transaction p50 {percentile(page_ms, 50):.1f} ms, p99 "
+              f"{percentile(page_ms, 99):.1f} ms, max {max(page_ms):.1f} ms (goal p99 <= 100 ms); "
+              f"final page size {out['job']['checkpoint']['page_size']}")
+
+
+def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
+    rates = [rows / seconds for rows, seconds in c["budgets"]]
+    # The reference is the better of the first two budgets (the first also
+    # pays the first call's count, and a short one may do nothing else);
+    # the last budget ends early (the job ran out of rows): not a full one.
+    first = 0 if len(rates) < 3 or rates[0] >= rates[1] else 1
+    full = rates[first:-1] if len(rates) > first + 1 else rates[first:]
+    later = full[1:] or full
+    print(f"\ncliff: whole-scope delete of {c['rows']:,} of {args.cliff_rows:,} rows, "
+          f"CALL pgjobs.run('{args.cliff_budget}') x {len(rates)}; ANALYZEs by the job: "
+          f"{c['analyzes']}")
+    print(f"  rows/s per budget: first full budget {rates[first]:,.0f}; later budgets median "
+          f"{statistics.median(later):,.0f}, min {min(later):,.0f} "
+          f"(worst/first {min(later) / rates[first]:.2f}; goal >= 0.5)")
+    print(f"  rows/s of each budget: {', '.join(f'{r:,.0f}' for r in rates)}")
+    print(line("  cliff job (all budgets) / bulk DELETE", c["job"], c["bulk"], ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,119 +538,53 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows in the shared relation [default: 5000000]")
     parser.add_argument("--scope-rows", type=int, default=1_000_000,
                         help="rows of the measured scope [default: 1000000]")
+    parser.add_argument("--layouts", default="interleaved,contiguous",
+                        help="comma-separated: interleaved, contiguous "
+                             "[default: interleaved,contiguous]")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each delete; the median is shown [default: 1]")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip the page-by-page run, the other strategy and the mask")
+    parser.add_argument("--cliff-rows", type=int, default=1_000_000,
+                        help="rows of the cliff relation (0: skip the cliff) [default: 1000000]")
+    parser.add_argument("--cliff-budget", default="1 second",
+                        help="the runner budget of the cliff run [default: 1 second]")
     parser.add_argument("--tenant-bounded", action="store_true",
                         help="also grow the relation to 4x --rows and delete the scope again")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     if not 0 < args.scope_rows <= args.rows:
         parser.error("--scope-rows must be from 1 to --rows")
+    layouts = [name.strip() for name in args.layouts.split(",") if name.strip()]
+    if not set(layouts) <= {"interleaved", "contiguous"}:
+        parser.error("--layouts: interleaved and/or contiguous")
 
-    with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn, \
-            psycopg.connect(dsn, autocommit=True) as conn:
-        version = scalar(conn, "SHOW server_version")
-        settings = scalar(conn, "SELECT string_agg(name || '=' || current_setting(name), "
-                                "' ' ORDER BY name) FROM pg_settings WHERE name IN "
-                                "('fsync', 'synchronous_commit', 'shared_buffers', 'work_mem')")
-        build(conn, args.rows, args.scope_rows)
-        scope_where = f"table_id = {SCOPE} AND created_at <= now()"
+    results: dict[str, dict[str, Any]] = {}
+    cliff_result: dict[str, Any] | None = None
+    version = settings = ""
+    settings_query = ("SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) "
+                      "FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', "
+                      "'shared_buffers', 'work_mem')")
+    with server(args.dsn) as (server_url, where):
+        for layout in layouts:
+            with bench_database(server_url, args.keep) as dsn, \
+                    psycopg.connect(dsn, autocommit=True) as conn:
+                version = scalar(conn, "SHOW server_version")
+                settings = scalar(conn, settings_query)
+                results[layout] = measure_layout(conn, args, layout)
+        if args.cliff_rows:
+            with bench_database(server_url, args.keep) as dsn, \
+                    psycopg.connect(dsn, autocommit=True) as conn:
+                version = scalar(conn, "SHOW server_version")
+                settings = scalar(conn, settings_query)
+                cliff_result = cliff(conn, args.cliff_rows, args.cliff_budget)
 
-        bulk: list[float] = []
-        call: list[float] = []
-        paged: list[float] = []
-        page_ms: list[float] = []
-        job: dict[str, Any] = {}
-        for i in range(args.repeat):  # interleaved: drift hits every side alike
-            seconds, deleted = bulk_delete(conn, scope_where)
-            bulk.append(seconds)
-            log(f"full scope, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
-            restore(conn)
-            seconds, job = job_via_call(conn, {})
-            call.append(seconds)
-            log(f"full scope, CALL run_job: {seconds:.3f} s, {job['result']}")
-            assert job["done"] == deleted
-            restore(conn)
-            seconds, pages, job = job_via_pages(conn, {})
-            paged.append(seconds)
-            if i == 0:
-                page_ms = pages[1:]  # the first call only counts the rows (timed apart)
-                count_ms = pages[0]
-            log(f"full scope, pages: {seconds:.3f} s, {len(pages) - 1} pages")
-            restore(conn)
-
-        conn.execute(f"CREATE INDEX {TABLE}_doc ON {TABLE} USING gin "
-                     "(table_id, data jsonb_path_ops)")
-        conn.execute(f"VACUUM (ANALYZE) {TABLE}")
-        # name -> "bulk" / "auto" / "other" -> seconds; name -> auto's strategy
-        filtered: dict[str, dict[str, list[float]]] = {}
-        chosen: dict[str, str] = {}
-        for _ in range(args.repeat):
-            for name, filter_ in FILTERS.items():
-                runs = filtered.setdefault(name, {"bulk": [], "auto": [], "other": []})
-                condition = scope_where + f" AND data @> '{json.dumps(filter_)}'"
-                seconds, deleted = bulk_delete(conn, condition)
-                runs["bulk"].append(seconds)
-                log(f"{name}, bulk DELETE: {seconds:.3f} s, {deleted:,} rows")
-                restore(conn)
-                seconds, fjob = job_via_call(conn, filter_)
-                runs["auto"].append(seconds)
-                chosen[name] = fjob["checkpoint"]["strategy"]
-                log(f"{name}, CALL run_job: {seconds:.3f} s, {chosen[name]} strategy, "
-                    f"{fjob['result']}")
-                assert fjob["done"] == deleted
-                restore(conn)
-                other = "collect" if chosen[name] == "range" else "range"
-                seconds, ojob = job_via_call(conn, filter_, {"strategy": other})
-                runs["other"].append(seconds)
-                log(f"{name}, CALL run_job, {other} strategy: {seconds:.3f} s, {ojob['result']}")
-                assert ojob["done"] == deleted
-                restore(conn)
-
-        mask = mask_overhead(conn)
-
-        bounded: tuple[float, float] | None = None
-        if args.tenant_bounded:
-            small, _ = job_via_call(conn, {})
-            restore(conn)
-            grow(conn, args.rows, 4)
-            large, _ = job_via_call(conn, {})
-            restore(conn)
-            bounded = (large, small)
-
-    med = statistics.median
     print(f"pgjobs delete benchmark: PostgreSQL {version} on {where} ({settings}), "
           f"{os.cpu_count()} CPUs")
-    print(f"{args.rows:,} rows, scope of {args.scope_rows:,} interleaved in chunks of {CHUNK}; "
-          f"deletes: median of {args.repeat} run(s) (best-of ratio in brackets)\n")
-    print(f"{'':<46} {'pgjobs':>13} {'plain SQL':>13} {'ratio':>8}   goal")
-
-    def delete_line(name: str, ours: list[float], theirs: list[float], goal: str) -> None:
-        print(line(name, med(ours), med(theirs), goal)
-              + f"   [{min(ours) / min(theirs):.2f}x]")
-
-    delete_line("full-scope delete: CALL run_job / DELETE", call, bulk, "<= 1.25x")
-    delete_line("full-scope delete: pages from client / DELETE", paged, bulk, "(same loop)")
-    for name, runs in filtered.items():
-        other = "collect" if chosen[name] == "range" else "range"
-        delete_line(f"filtered, {name}: run_job ({chosen[name]})", runs["auto"], runs["bulk"],
-                    "<= 1.5x")
-        delete_line(f"  the same, strategy {other}", runs["other"], runs["bulk"], "")
-    print(line("visible page (100 rows) / keyset page", mask["visible_page"],
-               mask["plain_page"], "<= 1.2x", "ms"))
-    print(line("client page with mask() / keyset page", mask["client_page"],
-               mask["plain_page"], "", "ms"))
-    print(line("visible_count / count(*) (index-only)", mask["visible_count"],
-               mask["plain_count"], "<= 1.5x", "ms"))
-    print(line("visible_count / count(created_at) (reads rows)", mask["visible_count"],
-               mask["heap_count"], "", "ms"))
-    if bounded is not None:
-        print(line(f"scope delete at {4 * args.rows:,} rows / at {args.rows:,}", bounded[0],
-                   bounded[1], "<= 1.2x"))
-    print(f"\nfull-scope job: {len(page_ms)} pages after a {count_ms:.0f} ms count; page "
-          f"transaction p50 {percentile(page_ms, 50):.1f} ms, p99 {percentile(page_ms, 99):.1f} "
-          f"ms, max {max(page_ms):.1f} ms (goal p99 <= 100 ms); final page size "
-          f"{job['checkpoint']['page_size']}")
+    for layout, out in results.items():
+        report_layout(layout, args, out)
+    if cliff_result is not None:
+        report_cliff(args, cliff_result)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -59,12 +58,17 @@ def migrate(obj: Context) -> None:
               default=None, help="Seconds between runs (pg_cron 1.5+; 1.4 runs each minute).")
 @click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default=None,
               help="How long finished jobs are kept [default: 24 hours].")
+@click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True, type=int, default=None,
+              help="pg_cron runner entries side by side (1 to 16) [default: 1].")
 @click.pass_obj
-def schedule(obj: Context, run_every: int | None, retention: str | None) -> None:
+def schedule(obj: Context, run_every: int | None, retention: str | None,
+             runners: int | None) -> None:
     """Install the pg_cron jobs that run the engine and prune."""
     options: dict[str, Any] = {}
     if run_every is not None:
         options["run_every"] = run_every
+    if runners is not None:
+        options["runners"] = runners
     if retention is not None:
         options["retention"] = parse_duration(retention)
     with obj.connect() as conn:
@@ -167,20 +171,18 @@ def watch(obj: Context, job_id: int | None, timeout: float | None) -> None:
 @click.option("--loop", is_flag=True, envvar="PGJOBS_LOOP", show_envvar=True,
               help="Run again and again (drives the engine where pg_cron is absent).")
 @click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, type=float, default=1.0,
-              show_default=True, help="With --loop: seconds to wait when there is no work.")
+              show_default=True, help="With --loop: seconds to wait when there is no work "
+                                      "(a submitted job wakes the loop at once).")
+@click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
+              type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Runners side by side, each with its own connection (jobs of different "
+                   "scopes proceed in parallel).")
 @click.pass_obj
-def run(obj: Context, budget: str, loop: bool, idle: float) -> None:
+def run(obj: Context, budget: str, loop: bool, idle: float, runners: int) -> None:
     """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
-    interval = parse_duration(budget)
-    with obj.connect(app="pgjobs run") as conn:
-        db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
-        while True:
-            started = time.monotonic()
-            db.execute(conn, queries.RUN, {"budget": interval})
-            if not loop:
-                return
-            if time.monotonic() - started < 0.5:  # nothing to do: do not spin
-                time.sleep(idle)
+    from pgjobs.cli.runners import run_runners
+
+    run_runners(obj.connect, parse_duration(budget), loop, idle, runners)
 
 
 @main.command()

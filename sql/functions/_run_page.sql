@@ -306,6 +306,13 @@ BEGIN
                 IF v_last THEN
                     -- The end of the scope: does anything still match (a
                     -- row the walk could not see)? Then sweep, not succeed.
+                    -- Through the (scope, key) index only (a bitmap scan: plain
+                    -- index scans are off): the planner, still counting the
+                    -- rows just deleted, would rather read the whole relation
+                    -- for an early hit that never comes (1.1 s against 0.57 s
+                    -- for a 500k-row scope of a 2M-row table, and growing with
+                    -- the relation, not the scope).
+                    PERFORM set_config('enable_seqscan', 'off', true);
                     EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %s)',
                                    v_job.target, v_job.predicate)
                        INTO v_left;
@@ -382,10 +389,12 @@ BEGIN
         -- is a collected one (rows updated meanwhile may change the count).
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
-    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
     IF v_job.kind = 'delete' THEN
-        PERFORM pgjobs._maybe_analyze(v_job.target, v_reg.scope_column);
+        -- Statistics refreshed a few times per job (its checkpoint says when).
+        v_checkpoint := v_checkpoint
+            || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
     END IF;
+    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
 
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(

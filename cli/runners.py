@@ -1,0 +1,86 @@
+"""`pgjobs run`: the engine loop outside pg_cron, with one or more runners.
+
+Each runner is a thread with its own connection calling ``CALL
+pgjobs.run(budget)`` again and again. Between idle calls it waits on ``LISTEN
+pgjobs`` for a ``submitted`` event (or ``idle`` seconds, whichever comes
+first), so a job submitted while the runners are idle starts at once rather
+than at the next poll. A notification is a wake-up only: any role may NOTIFY
+any channel, so its payload decides nothing but "call again now"; the claim
+reads the table. Runners never take the same job (claim's SKIP LOCKED) nor
+two writers of one scope (the gate); jobs of different scopes run side by
+side.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pgjobs import db, queries
+from pgjobs.cli.progress import _wakeup
+
+IDLE_CALL_SECONDS = 0.5
+"""A CALL that returns sooner found nothing to do: wait before the next."""
+
+
+def _submitted(conn: Any, timeout: float) -> bool:
+    """Wait up to timeout seconds for a notification that reads as a
+    `submitted` event; True if one came (a hint, never trusted further)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        for note in conn.notifies(timeout=left, stop_after=1):
+            wakeup = _wakeup(note.payload)
+            if wakeup is not None and wakeup[1] == "submitted":
+                return True
+
+
+def run_loop(connect: Any, budget: str, loop: bool, idle: float,
+             stop: threading.Event | None = None) -> None:
+    """One runner: CALL pgjobs.run(budget) (interval text) once, or (loop)
+    until stop is set."""
+    with connect(app="pgjobs run") as conn:
+        db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
+        if loop:
+            db.execute(conn, queries.LISTEN)
+        while stop is None or not stop.is_set():
+            started = time.monotonic()
+            db.execute(conn, queries.RUN, {"budget": budget})
+            if not loop:
+                return
+            if time.monotonic() - started < IDLE_CALL_SECONDS:  # nothing to do: do not spin
+                _submitted(conn, idle)
+
+
+def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int) -> None:
+    """`runners` runner threads side by side; the first error stops them all
+    (each finishes its current CALL) and is raised here."""
+    if runners == 1:
+        run_loop(connect, budget, loop, idle)
+        return
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def runner() -> None:
+        try:
+            run_loop(connect, budget, loop, idle, stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=runner, name=f"pgjobs-runner-{i + 1}", daemon=True)
+               for i in range(runners)]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    if errors:
+        raise errors[0]
