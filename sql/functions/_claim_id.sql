@@ -32,6 +32,10 @@ BEGIN
     IF v_job.status IN ('succeeded', 'failed', 'canceled') THEN
         RETURN v_job;
     END IF;
+    IF v_job.status = 'paused' THEN
+        RAISE EXCEPTION 'job % is paused', p_id USING ERRCODE = '55000',
+            HINT = 'Resume it first with pgjobs.resume(id).';
+    END IF;
     IF v_job.status = 'running' THEN
         RAISE EXCEPTION 'job % is running on worker %', p_id, v_job.worker
             USING ERRCODE = '55006',

@@ -10,8 +10,9 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- The gate: may writing job p_id of (p_target, p_scope) start now? Only
--- when no other writing job of the scope is running or queued ahead of it,
--- so writes to a scope apply one at a time, in submission order. A queued
+-- when no other writing job of the scope is running, or queued or paused
+-- ahead of it, so writes to a scope apply one at a time, in submission
+-- order (a retried job's place is its retry: pgjobs.retry sets gate_order). A queued
 -- writer that is not due yet (run_at in the future) and never started
 -- holds nothing: anyone who may submit an import could otherwise hold a
 -- scope's gate until its run_at (say 2100). One that started and waits for
@@ -28,9 +29,12 @@ BEGIN
         SELECT 1 FROM pgjobs.jobs w
          WHERE w.target = p_target AND w.scope = p_scope
            AND w.kind IN ('delete', 'backfill', 'import')
-           AND w.status IN ('queued', 'running')
+           AND w.status IN ('queued', 'running', 'paused')
            AND w.id <> p_id
-           AND (w.status = 'running' OR w.id < p_id)
+           -- Queue order: gate_order (pgjobs.retry's new place), else the id.
+           AND (w.status = 'running'
+                OR coalesce(w.gate_order, w.id)
+                   < coalesce((SELECT me.gate_order FROM pgjobs.jobs me WHERE me.id = p_id), p_id))
            -- Who holds the gate: a running writer; a queued one that already
            -- started (waiting for a retry, or handed back); a due, queued
            -- delete or backfill, which the engine itself will run; and any

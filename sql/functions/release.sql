@@ -9,17 +9,21 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Hands a running job back to the queue without counting a failure: the
 -- worker is shutting down or its time budget ran out. The checkpoint stays,
--- so the next owner resumes from it. A pending cancel ends the job instead.
+-- so the next owner resumes from it. A pending cancel ends the job instead;
+-- a pending pause parks it `paused` (pgjobs.resume queues it again).
 -- Fenced like complete. Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
     UPDATE pgjobs.jobs j
-       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled' ELSE 'queued' END,
+       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                         WHEN j.pause_requested_at IS NOT NULL THEN 'paused'
+                         ELSE 'queued' END,
            attempts = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.attempts
                            ELSE greatest(j.attempts - 1, 0) END,
            run_at = now(),
            lease_expires_at = NULL,
+           pause_requested_at = NULL,
            finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
            updated_at = now()
      WHERE j.id = p_id
@@ -32,8 +36,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF v_job.status = 'canceled' THEN
-        PERFORM pgjobs._notify(v_job, 'canceled');
+    IF v_job.status IN ('canceled', 'paused') THEN
+        PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN true;
 END
