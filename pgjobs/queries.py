@@ -164,7 +164,8 @@ EXPORT_COUNT = (
     "SELECT pgjobs.visible_count(%(target)s::regclass, %(scope)s, %(filter)s) AS n"
 )
 # Jobs whose upload leftovers the stale sweep keeps: a paused export resumes
-# its upload, and so does a failed one that is retried before it is pruned.
+# its upload, and so does a failed one (out of attempts on transient errors:
+# a permanent error discards them) that is retried before it is pruned.
 EXPORT_ACTIVE_JOBS = """
 SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s)
    AND status IN ('queued', 'running', 'paused', 'failed')
