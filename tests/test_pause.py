@@ -506,3 +506,22 @@ def test_paused_jobs_are_never_pruned_and_hold_their_target(conn: Conn, rows: Ta
     assert job(conn, job_id)["status"] == "paused"
     with pytest.raises(errors.ObjectInUse):
         conn.execute("SELECT pgjobs.unregister_target('user_table_rows')")
+
+
+def test_doctor_reports_a_paused_writer_that_holds_others_back(conn: Conn, rows: Target) -> None:
+    def paused_finding() -> dict[str, Any]:
+        found = conn.execute("SELECT status, detail, fix FROM pgjobs.doctor() "
+                             "WHERE check_name = 'jobs.paused'").fetchall()
+        assert len(found) == 1
+        return dict(zip(["status", "detail", "fix"], found[0], strict=True))
+
+    paused = submit_delete(conn, rows, "1")
+    verb(conn, "pause", paused)
+    assert paused_finding()["status"] == "ok"  # nobody waits behind it
+    later = submit_backfill(conn, rows, "1", {}, {"label": "x"})
+    finding = paused_finding()
+    assert finding["status"] == "warn" and str(paused) in finding["detail"]
+    conn.execute(finding["fix"])
+    assert job(conn, paused)["status"] == "queued"
+    assert job(conn, later)["status"] == "queued"
+    assert paused_finding()["status"] == "ok"

@@ -42,7 +42,8 @@ BEGIN
             HINT = format('Wait for it, or cancel it; its lease ends at %s.',
                           v_job.lease_expires_at);
     END IF;
-    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope, v_job.id) THEN
+    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope,
+                                     coalesce(v_job.gate_order, v_job.id)) THEN
         RAISE EXCEPTION 'job % must wait: an earlier writing job of % scope % is pending',
             p_id, v_job.target, v_job.scope USING ERRCODE = '55006',
             HINT = 'Writing jobs of one scope run one at a time in submission order; run the '

@@ -46,6 +46,10 @@ ALTER TABLE pgjobs.jobs ADD CONSTRAINT jobs_status_check
 ALTER TABLE pgjobs.jobs ADD CONSTRAINT jobs_pause_request_check
     CHECK (pause_requested_at IS NULL OR status = 'running');
 
+-- The gate takes the job's place (coalesce(gate_order, id)) instead of its
+-- id: sql/functions/_writer_may_start.sql re-creates it with the new name.
+DROP FUNCTION IF EXISTS pgjobs._writer_may_start(regclass, text, bigint);
+
 DROP INDEX pgjobs.jobs_pending_writers_idx;
 CREATE INDEX jobs_pending_writers_idx ON pgjobs.jobs (target, scope, id)
     WHERE status IN ('queued', 'running', 'paused')
