@@ -16,12 +16,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 
-from _common import scratch_database, server  # type: ignore[import-not-found]
-from pgjobs.migrate import migrate
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+
+from _common import scratch_database, server  # noqa: E402
+
+from pgjobs.migrate import migrate  # noqa: E402
 
 BEFORE = """
 CREATE FUNCTION public.gate_before(p_target regclass, p_scope text, p_id bigint)
@@ -81,7 +86,7 @@ def main() -> int:
             conn.execute("UPDATE pgjobs.jobs SET status = 'paused' WHERE id % 10 = 0")
             conn.execute("VACUUM ANALYZE pgjobs.jobs")
             calls = int(conn.execute("SELECT count(*) FROM pgjobs.jobs "
-                                     "WHERE status = 'queued'").fetchone()[0])  # type: ignore[index]
+                                     "WHERE status = 'queued'").fetchone()[0])
             timings: dict[str, list[float]] = {name: [] for name in GATES}
             for _ in range(args.repeat):  # interleaved: drift hits both alike
                 for name, query in GATES.items():
