@@ -122,6 +122,7 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     worker = db.worker_name("export")
     stop = threading.Event()
     outcome: Outcome | None = None
+    paused_said = False
     try:
         with db.connect(dsn, app="pgjobs export") as conn:
             while True:
@@ -141,6 +142,11 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                     raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
                 if job["status"] in FINAL:
                     break
+                if job["status"] == "paused" and not paused_said:
+                    # Not an end: this command goes on when the job is resumed.
+                    display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
+                                 "continues it here")
+                paused_said = job["status"] == "paused"
                 display.progress(int(job["done"]), None)
                 display.tick()
                 time.sleep(0.5)

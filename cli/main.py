@@ -17,6 +17,7 @@ import click
 
 from pgjobs import db, queries
 from pgjobs.cli.common import DEFAULT_STORAGE, Context, Group, parse_duration
+from pgjobs.cli.control import pause, resume, retry
 from pgjobs.cli.dev import dev
 from pgjobs.cli.doctor import doctor
 from pgjobs.cli.export import export, url, worker
@@ -102,7 +103,7 @@ def _job_line(job: dict[str, Any]) -> str:
               help="Print the job as one JSON object.")
 @click.pass_obj
 def status(obj: Context, job_id: int, as_json: bool) -> None:
-    """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 still queued or running."""
+    """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 queued, running or paused."""
     with obj.connect() as conn:
         job = db.get_job(conn, job_id)
     if job is None:
@@ -120,7 +121,8 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
 
 @main.command(name="list")
 @click.option("--status", "status_", envvar="PGJOBS_STATUS", show_envvar=True,
-              type=click.Choice(["queued", "running", "succeeded", "failed", "canceled"]),
+              type=click.Choice(["queued", "running", "paused", "succeeded", "failed",
+                                 "canceled"]),
               default=None, help="Only jobs in this status.")
 @click.option("--limit", envvar="PGJOBS_LIMIT", show_envvar=True, type=click.IntRange(1, 10000),
               default=50, show_default=True, help="At most this many jobs.")
@@ -216,6 +218,9 @@ main.add_command(export)
 main.add_command(import_)
 main.add_command(worker)
 main.add_command(url)
+main.add_command(pause)
+main.add_command(resume)
+main.add_command(retry)
 
 
 if __name__ == "__main__":  # pragma: no cover

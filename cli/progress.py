@@ -34,8 +34,8 @@ def _as_event(job: dict[str, Any], event: str) -> dict[str, Any]:
 # is only a wake-up: it is used if it is a JSON object naming a job id and one
 # of these events, and what is printed is the job's row, re-read.
 EVENTS = frozenset({"submitted", "started", "progress", "retrying", "succeeded", "failed",
-                    "canceled"})
-_LIVE_EVENTS = frozenset({"submitted", "started", "progress", "retrying"})
+                    "canceled", "paused", "resumed"})
+_LIVE_EVENTS = frozenset({"submitted", "started", "progress", "retrying", "paused", "resumed"})
 
 
 def _wakeup(payload: str) -> tuple[int, str] | None:
@@ -117,8 +117,14 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
     deadline = None if timeout is None else time.monotonic() + timeout
     bar = None if quiet or not sys.stdout.isatty() else _Bar(job)
     last_plain = ""
+    paused_said = False
     try:
         while True:
+            # Paused is not an end: keep following, but say why nothing moves.
+            if job["status"] == "paused" and not paused_said:
+                click.echo(f"job {job_id} is paused: `pgjobs resume {job_id}` continues it",
+                           err=True)
+            paused_said = job["status"] == "paused"
             if job["status"] in FINAL:
                 if bar:
                     bar.update(job)

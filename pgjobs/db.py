@@ -152,6 +152,18 @@ def cancel(conn: psycopg.Connection[Row], job_id: int) -> bool:
     return bool(scalar(conn, queries.CANCEL, {"id": job_id}))
 
 
+def pause(conn: psycopg.Connection[Row], job_id: int) -> bool:
+    return bool(scalar(conn, queries.PAUSE, {"id": job_id}))
+
+
+def resume(conn: psycopg.Connection[Row], job_id: int) -> bool:
+    return bool(scalar(conn, queries.RESUME, {"id": job_id}))
+
+
+def retry(conn: psycopg.Connection[Row], job_id: int) -> bool:
+    return bool(scalar(conn, queries.RETRY, {"id": job_id}))
+
+
 def claim(
     conn: psycopg.Connection[Row], kinds: list[str], worker: str, lease: str = "30 seconds",
     limit: int = 1,

@@ -18,7 +18,7 @@ SUBMIT = "SELECT pgjobs.submit(%(kind)s, %(target)s::regclass, %(scope)s, %(payl
 GET_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, priority, created_at, started_at, finished_at, run_at, worker,
-       lease_expires_at, cancel_requested_at
+       lease_expires_at, cancel_requested_at, pause_requested_at
   FROM pgjobs.jobs WHERE id = %(id)s
 """
 LIST_JOBS = """
@@ -30,6 +30,9 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
  LIMIT %(limit)s
 """
 CANCEL = "SELECT pgjobs.cancel(%(id)s)"
+PAUSE = "SELECT pgjobs.pause(%(id)s)"
+RESUME = "SELECT pgjobs.resume(%(id)s)"
+RETRY = "SELECT pgjobs.retry(%(id)s)"
 
 # --- engine -----------------------------------------------------------------
 
@@ -161,8 +164,12 @@ SELECT pg_catalog.set_config('TimeZone', 'UTC', false),
 EXPORT_COUNT = (
     "SELECT pgjobs.visible_count(%(target)s::regclass, %(scope)s, %(filter)s) AS n"
 )
+# Jobs whose upload leftovers the stale sweep keeps: a paused export resumes
+# its upload, and so does a failed one (out of attempts on transient errors:
+# a permanent error discards them) that is retried before it is pruned.
 EXPORT_ACTIVE_JOBS = """
-SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s) AND status IN ('queued', 'running')
+SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s)
+   AND status IN ('queued', 'running', 'paused', 'failed')
 """
 STORAGE_DELETIONS_CLAIM = (
     "SELECT id, uri, job_id FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval)"

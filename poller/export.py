@@ -99,7 +99,7 @@ class Outcome:
     """How one run of a job ended.
 
     status: ``succeeded``, ``failed`` (for good), ``retrying`` (failed, queued
-    again), ``canceled``, ``released`` (handed back on shutdown) or ``lost``
+    again), ``canceled``, ``paused``, ``released`` (handed back on shutdown) or ``lost``
     (another worker owns it now; this one changed nothing).
     """
 
@@ -802,6 +802,11 @@ class Exporter:
         if status == "canceled":
             self._discard()
             return Outcome(self.job_id, "canceled", error="canceled")
+        if status == "paused":
+            # The heartbeat that refused parked the job with the checkpoint of the
+            # last part written: keep the upload, pgjobs.resume continues it.
+            log.info("job %s: paused", self.job_id)
+            return Outcome(self.job_id, "paused")
         log.info("job %s: stopping: %s", self.job_id, why)
         return Outcome(self.job_id, "lost", error=why)
 
@@ -813,10 +818,11 @@ class Exporter:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if not ok:
             return self._after_lost("release refused")
-        if self._status() == "canceled":
+        status = self._status()
+        if status == "canceled":
             self._discard()
             return Outcome(self.job_id, "canceled")
-        return Outcome(self.job_id, "released")
+        return Outcome(self.job_id, "paused" if status == "paused" else "released")
 
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -835,8 +841,13 @@ class Exporter:
         if not ok:
             return self._after_lost(message)
         status = self._status()
-        if status in ("failed", "canceled"):
+        if status == "canceled" or (status == "failed" and not retryable):
             self._discard()
+        if status in ("failed", "canceled", "paused"):
+            # A job that ran out of attempts on transient errors keeps its upload
+            # until it is pruned (the stale sweep counts it as active):
+            # pgjobs.retry then resumes it. A permanent error, or a cancel,
+            # leaves nothing; a retry of those starts over.
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
 

@@ -104,7 +104,7 @@ def test_healthy_document_target_passes(conn: Conn) -> None:
     findings = [f for f in doctor(conn, "user_table_rows") if f["target"] is not None]
     assert [f["check_name"] for f in findings] == [
         "target.trusted", "target.key_index", "target.document_index", "target.autovacuum",
-        "target.dead_tuples", "jobs.leases", "jobs.heartbeats"]
+        "target.dead_tuples", "jobs.leases", "jobs.heartbeats", "jobs.paused"]
     for f in findings:
         assert_ok(f)
         assert f["target"] == "public.user_table_rows"

@@ -291,9 +291,13 @@ def test_sweep_removes_leftovers_of_jobs_that_ended(
 
     ended = submit_export(conn, "1", {}, SMALL)
     running = submit_export(conn, "2", {}, SMALL)
-    conn.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now() WHERE id = %s",
+    # A failed export's upload serves pgjobs.retry until the job is pruned.
+    failed = submit_export(conn, "0", {}, SMALL)
+    conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() WHERE id = %s",
                  (ended,))
-    for job in (ended, running):
+    conn.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now() WHERE id = %s",
+                 (failed,))
+    for job in (ended, running, failed):
         for prefix in (bucket,):
             loc = storage.object_location(prefix, f".pgjobs-staging/{job}/a1-x/000001")
             store = storage.store_for(loc)
@@ -307,12 +311,14 @@ def test_sweep_removes_leftovers_of_jobs_that_ended(
     worker = Worker(dsn, bucket, once=True, stale_after=timedelta(0))
     worker._connect()
     assert worker.housekeeping()["swept"] == 1
-    assert [p.split("/")[-3] for p in storage.list_paths(bucket)] == [str(running)]
+    assert sorted(p.split("/")[-3] for p in storage.list_paths(bucket)) == \
+        sorted([str(running), str(failed)])
     worker.storage_uri = local_dir
     assert worker.housekeeping()["swept"] == 1
     worker._close()
     remaining = storage.list_paths(local_dir)
-    assert [os.path.basename(p) for p in remaining] == [f".{running}.csv.pgjobs-a1-x.tmp"]
+    assert sorted(os.path.basename(p) for p in remaining) == \
+        sorted([f".{running}.csv.pgjobs-a1-x.tmp", f".{failed}.csv.pgjobs-a1-x.tmp"])
 
 
 # --- the command line --------------------------------------------------------------

@@ -135,7 +135,8 @@ def test_cancel_of_a_dead_workers_job_ends_it_at_rescue(conn: Conn, target: str)
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     expire_lease(conn, job_id)
     summary = scalar(conn, "SELECT pgjobs.prune()")
-    assert summary["rescued"] == {"retried": 0, "failed": 0, "canceled": 1}
+    assert summary["rescued"] == {"retried": 0, "failed": 0, "canceled": 1,
+                                  "paused": 0}
     assert job(conn, job_id)["status"] == "canceled"
 
 

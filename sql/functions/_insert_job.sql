@@ -121,14 +121,14 @@ BEGIN
         IF v_on_conflict = 'reject' AND EXISTS (
             SELECT 1 FROM pgjobs.jobs w
              WHERE w.target = p_target AND w.scope = p_scope
-               AND w.status IN ('queued', 'running')
+               AND w.status IN ('queued', 'running', 'paused')
                AND w.kind IN ('delete', 'backfill', 'import')
                -- who holds the gate, as in pgjobs._writer_may_start
                AND (w.status = 'running' OR w.started_at IS NOT NULL
                     OR (w.run_at <= now()
                         AND (w.kind IN ('delete', 'backfill')
                              OR w.run_at > now() - interval '10 minutes')))) THEN
-            RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
+            RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',
                 HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '

@@ -40,8 +40,9 @@ AS $$
 -- failing; other errors go to pgjobs.fail (retryable for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
--- second runner waits or skips until the page commits; the page's rows.
--- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'failed' or
+-- second runner waits or skips until the page commits (so a pause or cancel
+-- requested meanwhile takes effect after it); the page's rows.
+-- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'paused', 'failed' or
 -- 'lost' (not the owner any more: nothing was changed).
 DECLARE
     v_job pgjobs.jobs;
@@ -85,6 +86,12 @@ BEGIN
         PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'canceled';
+    END IF;
+    IF v_job.pause_requested_at IS NOT NULL THEN
+        -- Ends the attempt paused, cursor and collected addresses kept, the
+        -- attempt not counted, and announces it (pgjobs.heartbeat).
+        PERFORM pgjobs.heartbeat(p_id, p_worker);
+        RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
     -- would run in this page: pgjobs._require_trusted): the job fails for good.
@@ -361,7 +368,7 @@ BEGIN
             DELETE FROM pgjobs.job_batches b
              WHERE b.job_id = p_id
                AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running'));
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
             RETURN 'failed';
     END;
 

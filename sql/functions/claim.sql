@@ -55,7 +55,7 @@ BEGIN
                AND j.run_at <= now()
                AND j.kind = ANY (p_kinds)
                AND (j.kind <> ALL (ARRAY['delete', 'backfill', 'import'])
-                    OR pgjobs._writer_may_start(j.target, j.scope, j.id))
+                    OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
              ORDER BY j.priority DESC, j.queued_at, j.id
              LIMIT p_limit
                FOR UPDATE SKIP LOCKED)

@@ -462,6 +462,32 @@ BEGIN
     END IF;
     RETURN NEXT;
 
+    -- A paused writer keeps its place in its scope's queue: later writers of
+    -- the scope wait until it is resumed or canceled.
+    check_name := 'jobs.paused';
+    fix := NULL;
+    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs p
+     WHERE p.status = 'paused' AND p.kind IN ('delete', 'backfill', 'import')
+       AND (p_target IS NULL OR p.target = p_target)
+       AND EXISTS (SELECT FROM pgjobs.jobs w
+                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
+                      AND w.kind IN ('delete', 'backfill', 'import')
+                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no paused writing job keeps later writers of its scope waiting';
+    ELSE
+        status := 'warn';
+        detail := format('%s paused writing job(s), paused up to %s ago, keep later writers of '
+                         'their scope waiting (ids %s)', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        fix := format('SELECT pgjobs.resume(id) FROM pgjobs.jobs WHERE id = ANY (%L::bigint[]);  '
+                      '-- or pgjobs.cancel(id) to let the scope move on', v_ids);
+    END IF;
+    RETURN NEXT;
+
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
     IF to_regclass('cron.job_run_details') IS NOT NULL

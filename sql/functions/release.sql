@@ -9,7 +9,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Hands a running job back to the queue without counting a failure: the
 -- worker is shutting down or its time budget ran out. The checkpoint stays,
--- so the next owner resumes from it. A pending cancel ends the job instead.
+-- so the next owner resumes from it. A pending cancel ends the job instead;
+-- a pending pause parks it `paused` (pgjobs.resume queues it again).
 -- The job queues anew (queued_at): it goes behind the jobs that waited
 -- while it ran, so a runner's budgets go round the due jobs (pgjobs.claim).
 -- Fenced like complete. Locks: the job row.
@@ -17,12 +18,15 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     UPDATE pgjobs.jobs j
-       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled' ELSE 'queued' END,
+       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                         WHEN j.pause_requested_at IS NOT NULL THEN 'paused'
+                         ELSE 'queued' END,
            attempts = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.attempts
                            ELSE greatest(j.attempts - 1, 0) END,
            run_at = now(),
            queued_at = now(),
            lease_expires_at = NULL,
+           pause_requested_at = NULL,
            finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
            updated_at = now()
      WHERE j.id = p_id
@@ -35,8 +39,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF v_job.status = 'canceled' THEN
-        PERFORM pgjobs._notify(v_job, 'canceled');
+    IF v_job.status IN ('canceled', 'paused') THEN
+        PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN true;
 END
