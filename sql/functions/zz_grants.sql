@@ -30,7 +30,9 @@ BEGIN
                              '_submit_export_as', '_cancel_as', '_mask_as', '_visible_as',
                              '_visible_count_as', '_channel_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
-                             '_scope_allowed', '_row_security_confines')
+                             '_scope_allowed', '_row_security_confines',
+                             -- `pgjobs watch`/`status` read it beside a queued job
+                             '_engine_wait')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
