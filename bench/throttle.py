@@ -17,6 +17,10 @@ Measured in one run, on the same data:
   deleted rows are put back and the table vacuumed between runs (not timed);
   autovacuum is off on the table so that no real signal fires. Goal: median
   ratio <= 1.05.
+- the same checks inside the server, without round trips or page noise:
+  microseconds per ``pgjobs._throttle`` call (a cached health sample, as
+  most pages get; a fresh one, as one page in 0.5 s gets; throttling off),
+  and that cost as a share of the delete's mean page time.
 - resume: a delete held by ``max_xact_age`` (a transaction left open in
   another session); the time from that transaction ending to the job's next
   page committing, seen from a third session polling every 5 ms. Goal <= 2 s.
@@ -27,6 +31,7 @@ Figures print as a table; nothing here is a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import threading
@@ -88,6 +93,34 @@ def timed_delete(conn: psycopg.Connection[Any], options: str) -> tuple[float, in
     return elapsed, done[1], done[2]
 
 
+def check_cost(conn: psycopg.Connection[Any], options: str, fresh: bool) -> float:
+    """Microseconds per pgjobs._throttle call for a running job, measured inside
+    the server (no round trips); fresh: every call takes a new health sample."""
+    row = conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', %s)",
+                       (options,)).fetchone()
+    assert row is not None
+    job_id = row[0]
+    worker = conn.execute("SELECT (pgjobs._claim_id(%s, 'bench')).worker",
+                          (job_id,)).fetchone()[0]  # type: ignore[index]
+    conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, worker))  # the counting step
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(str(d.message_primary)))
+    conn.execute(f"""
+        DO $$
+        DECLARE t timestamptz := clock_timestamp(); r text;
+        BEGIN
+          FOR i IN 1..2000 LOOP
+            {"PERFORM set_config('pgjobs.health', '', false);" if fresh else ""}
+            r := pgjobs._throttle({job_id}, '{worker}', NULL);
+            IF r IS NOT NULL THEN RAISE 'held: %', r; END IF;
+          END LOOP;
+          RAISE NOTICE '%', extract(epoch FROM clock_timestamp() - t) * 1e6 / 2000;
+        END $$""")
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    conn.execute("SELECT pgjobs._run_page(%s, %s)", (job_id, worker))
+    return float(notices[-1])
+
+
 def resume_latency(dsn: str) -> float:
     """Seconds from the signal clearing to the held job's next page."""
     with psycopg.connect(dsn, autocommit=True) as conn, \
@@ -106,7 +139,9 @@ def resume_latency(dsn: str) -> float:
         while not conn.execute("SELECT checkpoint ? 'throttled' FROM pgjobs.jobs WHERE id = %s",
                                (job_id,)).fetchone()[0]:  # type: ignore[index]
             time.sleep(0.005)
-        time.sleep(1.0)  # held for a while
+        # Held for a while; a random while, so the signal clears at any phase
+        # of the runner's 0.25 s polls and 0.5 s samples.
+        time.sleep(1.0 + random.random())
         pages = conn.execute("SELECT (checkpoint ->> 'pages')::int FROM pgjobs.jobs"
                              " WHERE id = %s", (job_id,)).fetchone()[0]  # type: ignore[index]
         idle.rollback()
@@ -142,6 +177,8 @@ def main() -> None:
                     elapsed, done, pages[side] = timed_delete(conn, OFF if side == "off" else ON)
                     times[side].append(elapsed)
                     restore(conn)
+            costs = {"off": check_cost(conn, OFF, False), "on": check_cost(conn, ON, False),
+                     "on, fresh sample": check_cost(conn, ON, True)}
         resumes = [resume_latency(dsn) for _ in range(args.repeat)]
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
     print(f"server: {where}; {args.rows} rows, scope of {done} rows, {args.repeat} runs each")
@@ -152,6 +189,10 @@ def main() -> None:
     ratios = [b / a for a, b in zip(times["off"], times["on"], strict=True)]
     print(f"{'ratio on/off (goal <= 1.05)':<44} {on / off:>10.3f} {min(ratios):>10.3f} "
           f"{max(ratios):>10.3f}")
+    page_ms = statistics.median(times["off"]) * 1000 / max(pages["off"], 1)
+    for label, cost in costs.items():
+        print(f"{'check per page, ' + label:<44} {cost:>8.0f}us "
+              f"({100 * cost / 1000 / page_ms:.2f}% of a {page_ms:.0f} ms page)")
     print(f"{'signal cleared -> next page (goal <= 2 s)':<44} "
           f"{statistics.median(resumes):>9.3f}s {min(resumes):>9.3f}s {max(resumes):>9.3f}s")
 

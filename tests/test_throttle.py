@@ -268,7 +268,6 @@ def test_autovacuum_on_the_target_holds_pages(
     """Real autovacuum, made to crawl on the target (cost limit 1, 100 ms delay),
     then stopped by turning it off for the table (autovacuum cancels itself for
     the lock that needs)."""
-    conn.execute("CREATE TABLE filler AS SELECT g FROM generate_series(1, 200000) g")
     conn.execute(f"""ALTER TABLE {target.name} SET (autovacuum_vacuum_threshold = 0,
         autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_insert_threshold = 0,
         autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_cost_limit = 1,
