@@ -365,3 +365,79 @@ def test_held_job_keeps_its_lease(conn: Conn, make_conn: Callable[..., Conn],
                  (job_id,))
     runner.join(30)
     assert job(conn, job_id)["status"] == "succeeded"
+
+
+def test_import_jobs_take_the_same_options_at_the_shared_place(conn: Conn,
+                                                               target: Target) -> None:
+    """Every writing kind's options pass pgjobs._insert_job, import's included."""
+    insert = ("SELECT (pgjobs._insert_job('import', 'user_table_rows'::regclass, '2', '{}',"
+              " %s::jsonb)).options")
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_wal_rate\": 1000000}')")
+    assert scalar(conn, insert, (json.dumps(GOOD),)) == GOOD
+    assert scalar(conn, insert, ('{"on_conflict": "queue"}',)) == {
+        "on_conflict": "queue", "max_wal_rate": 1000000}
+    for key, value in BAD:
+        with pytest.raises(errors.InvalidParameterValue, match=key):
+            conn.execute(insert, (json.dumps({key: value}),))
+
+
+def test_a_backfill_is_held_and_a_new_spell_sends_a_new_event(
+        conn: Conn, make_conn: Callable[..., Conn], target: Target) -> None:
+    listener = _listen(make_conn)
+    conn.execute(f"""
+        CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE UPDATE ON {target.name}
+            FOR EACH ROW EXECUTE FUNCTION slow_update();""")
+    job_id = submit_backfill(conn, target, "2", {}, {"label": "filled"},
+                             options={"max_xact_age": "200 ms", "page_size": 20})
+    runner = _runner(make_conn, job_id)
+    wait_for(lambda: job(conn, job_id)["done"] > 0)
+    for _spell in range(2):
+        idle = make_conn(autocommit=False)
+        idle.execute("SELECT 1")  # a transaction left open
+        wait_for(lambda: _throttled(conn, job_id) is not None)
+        assert job(conn, job_id)["status"] == "running"
+        done = job(conn, job_id)["done"]
+        idle.rollback()
+        wait_for(lambda: _throttled(conn, job_id) is None
+                 and job(conn, job_id)["done"] > done)  # noqa: B023
+    runner.join(60)
+    assert not runner.is_alive()
+    finished = job(conn, job_id)
+    assert finished["status"] == "succeeded" and finished["attempts"] == 1
+    assert scalar(conn, f"SELECT count(*) FROM {target.name} WHERE table_id = 2"
+                        " AND label IS DISTINCT FROM 'filled'"
+                        " AND created_at <= %s", (cutoff_of(conn, job_id),)) == 0
+    assert _events(listener, job_id, "succeeded").count("throttled") == 2
+
+
+def test_an_owner_without_pg_monitor_cannot_see_replica_lag(
+        conn: Conn, make_conn: Callable[..., Conn], target: Target, standby: Standby) -> None:
+    """The signal is read as pgjobs' owner (SECURITY DEFINER): without
+    pg_read_all_stats the standby's positions are hidden and the job is not
+    held (doctor says so); with pg_monitor it is."""
+    conn.execute("CREATE ROLE lag_blind NOLOGIN")
+    conn.execute("ALTER FUNCTION pgjobs._health() OWNER TO lag_blind")
+    with psycopg.connect(standby.url, autocommit=True) as replica:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            conn.execute("CREATE TABLE ballast AS SELECT g, repeat('x', 200) AS pad"
+                         " FROM generate_series(1, 5000) g")
+            blind = submit_delete(conn, target, "1", options={"max_replica_lag_bytes": 65536})
+            conn.execute("CALL pgjobs.run_job(%s)", (blind,))
+            assert job(conn, blind)["status"] == "succeeded"
+            assert scalar(conn, "SELECT status FROM pgjobs.doctor()"
+                                " WHERE check_name = 'throttle.visibility'") == "warn"
+            conn.execute("GRANT pg_monitor TO lag_blind")
+            seen = submit_delete(conn, target, "2", options={"max_replica_lag_bytes": 65536,
+                                                             "page_size": 50})
+            # a new runner session (a session keeps its sample for 0.5 s)
+            make_conn().execute("CALL pgjobs.run('2 seconds')")
+            held = job(conn, seen)
+            assert held["status"] == "queued" and held["attempts"] == 0
+            assert "replica lag" in held["checkpoint"]["throttled"]["reason"]
+        finally:
+            replica.execute("SELECT pg_wal_replay_resume()")
+    conn.execute("CALL pgjobs.run('30 seconds')")
+    assert job(conn, seen)["status"] == "succeeded"
