@@ -33,7 +33,9 @@ AS $$
 -- page removes checkpoint.throttled (pgjobs._run_page writes the
 -- checkpoint afresh; so does this function when a spell ends).
 --
--- Not held here (NULL: the page decides): a job that is not running, not
+-- Autovacuum counts on the target, its partitions and their TOAST tables.
+-- A limit that is not valid any more (edited in pgjobs.jobs) fails the job
+-- (22023's message; 'failed'). Not held here (NULL: the page decides): a job that is not running, not
 -- p_worker's, being canceled, or not yet started (no checkpoint: its first
 -- step only counts). The pacing state lives in the session setting
 -- pgjobs.pace (a runner procedure is one session).
@@ -45,11 +47,13 @@ DECLARE
     v_mine boolean;
     v_now double precision;
     v_deadline double precision := extract(epoch FROM p_deadline);
-    v_rate bigint;
+    v_rate numeric;
+    v_autovacuum boolean;
+    v_valid text;
     v_delay double precision;
     v_not_before double precision;
-    v_lag_limit bigint;
-    v_wal_limit bigint;
+    v_lag_limit numeric;
+    v_wal_limit numeric;
     v_age_limit double precision;
     v_health jsonb;
     v_reason text;
@@ -68,9 +72,29 @@ BEGIN
     END IF;
     v_now := extract(epoch FROM clock_timestamp());
 
+    -- The limits, checked again: an administrator may have edited them
+    -- (UPDATE pgjobs.jobs SET options = ...). A bad one fails the job, as a
+    -- bad option fails a submit, rather than every runner that claims it.
+    -- (Once per session and value of the options: the session remembers
+    -- their md5 in pgjobs.pace.)
+    v_valid := md5(v_job.options::text);
+    BEGIN
+        IF NOT (v_mine AND v_pace ->> 'valid' = v_valid) THEN
+            PERFORM pgjobs._throttle_options(v_job.options);
+        END IF;
+        v_rate := coalesce((v_job.options ->> 'max_rows_per_second')::numeric, 0);
+        v_delay := coalesce(extract(epoch FROM (v_job.options ->> 'page_delay')::interval), 0);
+        v_lag_limit := coalesce((v_job.options ->> 'max_replica_lag_bytes')::numeric, 268435456);
+        v_wal_limit := coalesce((v_job.options ->> 'max_wal_rate')::numeric, 0);
+        v_age_limit := coalesce(extract(epoch FROM (v_job.options ->> 'max_xact_age')::interval), 0);
+        v_autovacuum := coalesce((v_job.options ->> 'pause_on_autovacuum')::boolean, true);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        GET STACKED DIAGNOSTICS v_reason = MESSAGE_TEXT;
+        PERFORM pgjobs.fail(p_id, p_worker, v_reason, false);
+        RETURN 'failed';
+    END;
+
     -- Rate limit.
-    v_rate := coalesce((v_job.options ->> 'max_rows_per_second')::bigint, 0);
-    v_delay := coalesce(extract(epoch FROM (v_job.options ->> 'page_delay')::interval), 0);
     IF (v_rate > 0 OR v_delay > 0) AND v_mine THEN
         IF v_pace ? 'started' THEN
             -- A page ran since the last call: when may the next one start?
@@ -84,7 +108,7 @@ BEGIN
         END IF;
         IF v_not_before > v_now THEN
             PERFORM set_config('pgjobs.pace', jsonb_build_object(
-                'job', p_id, 'not_before', v_not_before)::text, false);
+                'job', p_id, 'not_before', v_not_before, 'valid', v_valid)::text, false);
             PERFORM pg_sleep(greatest(0, least(v_not_before - v_now, 1.0,
                                                 coalesce(v_deadline - v_now, 1.0))));
             v_now := extract(epoch FROM clock_timestamp());
@@ -95,25 +119,36 @@ BEGIN
         END IF;
     END IF;
     IF v_rate > 0 AND NOT v_job.options ? 'page_size'
-       AND coalesce((v_job.checkpoint ->> 'page_size')::bigint, 1000) > greatest(v_rate, 1) THEN
+       AND coalesce((v_job.checkpoint ->> 'page_size')::bigint, 1000) > v_rate THEN
         UPDATE pgjobs.jobs j
-           SET checkpoint = jsonb_set(j.checkpoint, '{page_size}', to_jsonb(greatest(v_rate, 1)))
+           SET checkpoint = jsonb_set(j.checkpoint, '{page_size}',
+                                      to_jsonb(greatest(trunc(v_rate), 1)::bigint))
          WHERE j.id = p_id AND j.worker = p_worker;
     END IF;
 
     -- Health.
-    v_lag_limit := coalesce((v_job.options ->> 'max_replica_lag_bytes')::bigint, 268435456);
-    v_wal_limit := coalesce((v_job.options ->> 'max_wal_rate')::bigint, 0);
-    v_age_limit := coalesce(extract(epoch FROM (v_job.options ->> 'max_xact_age')::interval), 0);
-    IF v_lag_limit > 0 OR v_wal_limit > 0 OR v_age_limit > 0
-       OR coalesce((v_job.options ->> 'pause_on_autovacuum')::boolean, true) THEN
-        v_health := pgjobs._health();
+    IF v_lag_limit > 0 OR v_wal_limit > 0 OR v_age_limit > 0 OR v_autovacuum THEN
+        -- The session's sample when fresh (what pgjobs._health would return,
+        -- without the call), else a new one.
+        v_health := nullif(current_setting('pgjobs.health', true), '')::jsonb;
+        IF NOT coalesce(v_now - (v_health ->> 'at')::double precision BETWEEN 0 AND 0.5,
+                        false) THEN
+            v_health := pgjobs._health();
+        END IF;
+        -- Autovacuum works on a table's leaves and TOAST tables, under
+        -- their own oids (looked up only while some table is vacuumed).
+        v_autovacuum := v_autovacuum AND jsonb_array_length(v_health -> 'autovacuum') > 0
+            AND EXISTS (
+                SELECT 1 FROM pg_class c
+                 WHERE (c.oid = v_job.target
+                        OR c.oid IN (SELECT t.relid FROM pg_partition_tree(v_job.target) t))
+                   AND (v_health -> 'autovacuum' @> to_jsonb(c.oid::bigint)
+                        OR v_health -> 'autovacuum' @> to_jsonb(c.reltoastrelid::bigint)));
         v_reason := CASE
             WHEN v_lag_limit > 0 AND (v_health ->> 'lag')::numeric > v_lag_limit THEN
                 format('replica lag: %s is %s bytes behind (max_replica_lag_bytes %s)',
                        v_health ->> 'lag_from', v_health ->> 'lag', v_lag_limit)
-            WHEN coalesce((v_job.options ->> 'pause_on_autovacuum')::boolean, true)
-                 AND v_health -> 'autovacuum' @> to_jsonb(v_job.target::oid::bigint) THEN
+            WHEN v_autovacuum THEN
                 format('autovacuum is working on %s (pause_on_autovacuum)', v_job.target)
             WHEN v_wal_limit > 0 AND (v_health ->> 'wal_rate')::numeric > v_wal_limit THEN
                 format('WAL rate: %s bytes/s (max_wal_rate %s)',
@@ -125,8 +160,8 @@ BEGIN
     END IF;
     IF v_reason IS NOT NULL THEN
         PERFORM pgjobs._throttle_hold(v_job, p_worker, v_reason);
-        PERFORM set_config('pgjobs.pace', jsonb_build_object('job', p_id, 'held', true)::text,
-                           false);
+        PERFORM set_config('pgjobs.pace', jsonb_build_object(
+            'job', p_id, 'held', true, 'valid', v_valid)::text, false);
         RETURN 'more';
     END IF;
     IF v_job.checkpoint ? 'throttled' THEN
@@ -135,7 +170,7 @@ BEGIN
     END IF;
     -- The page runs: remember when it started, and done before it.
     PERFORM set_config('pgjobs.pace', jsonb_build_object(
-        'job', p_id, 'started', v_now, 'done', v_job.done)::text, false);
+        'job', p_id, 'started', v_now, 'done', v_job.done, 'valid', v_valid)::text, false);
     RETURN NULL;
 END
 $$;

@@ -13,7 +13,8 @@ AS $$
 -- defaults an administrator stored (pgjobs.set_defaults) filled in for the
 -- keys it does not give: a writing job's options then show the limits it
 -- runs with (built-in defaults, which nobody stored, apply at run time).
--- Other keys pass through unchecked (the caller checks them). Raises 22023
+-- Integer options are stored in integer form. Other keys pass through
+-- unchecked (the caller checks them). Raises 22023
 -- naming the option, with its valid form. Locks nothing.
 --   max_rows_per_second   integer 0 .. 1e9 (0: no limit)
 --   page_delay            interval string, 0 .. 1 hour, between pages
@@ -70,6 +71,9 @@ BEGIN
                                              WHEN 'max_wal_rate' THEN '67108864'
                                              ELSE '268435456' END);
             END IF;
+            -- Stored as an integer (1e3 and 1000.0 read as 1000).
+            p_options := jsonb_set(p_options, ARRAY[v_key],
+                                   to_jsonb((v_value::text)::numeric::bigint));
         END CASE;
     END LOOP;
     SELECT jsonb_object_agg(d.key, d.value) INTO v_stored
