@@ -17,7 +17,8 @@ Measured in one run, on the same data:
   deleted rows are put back and the table vacuumed between runs (not timed);
   autovacuum is off on the table so that no real signal fires; both sides
   use pages of 5000 keys. Goal: ratio <= 1.05. On a busy machine the
-  wall-clock ratio is noisy: the next figure is the steadier one.
+  wall-clock ratio is noisy: the CPU time of the backend that ran the job
+  (read from /proc when the server is local) is the steadier figure.
 - the same checks inside the server, without round trips or page noise:
   microseconds per ``pgjobs._throttle`` call (a cached health sample, as
   most pages get; a fresh one, as one page in 0.5 s gets; throttling off),
@@ -32,6 +33,7 @@ Figures print as a table; nothing here is a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -82,14 +84,32 @@ def restore(conn: psycopg.Connection[Any]) -> None:
     conn.execute("VACUUM ANALYZE user_table_rows")
 
 
-def timed_delete(conn: psycopg.Connection[Any], options: str) -> tuple[float, int, int]:
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) of a local server process, from /proc; None
+    when the server is elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[str, list[float]] = {"off": [], "on": []}
+
+
+def timed_delete(conn: psycopg.Connection[Any], options: str,
+                 side: str | None = None) -> tuple[float, int, int]:
     row = conn.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', %s)",
                        (options,)).fetchone()
     assert row is not None
     job_id = row[0]
+    cpu = cpu_seconds(conn.info.backend_pid)
     started = time.perf_counter()
     conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
     elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(conn.info.backend_pid)
+    if side is not None and cpu is not None and cpu_after is not None:
+        CPU[side].append(cpu_after - cpu)
     done = conn.execute("SELECT status, done, (checkpoint ->> 'pages')::int FROM pgjobs.jobs"
                         " WHERE id = %s", (job_id,)).fetchone()
     assert done is not None and done[0] == "succeeded", done
@@ -177,7 +197,8 @@ def main() -> None:
             restore(conn)
             for i in range(args.repeat):
                 for side in (("off", "on") if i % 2 == 0 else ("on", "off")):
-                    elapsed, done, pages[side] = timed_delete(conn, OFF if side == "off" else ON)
+                    elapsed, done, pages[side] = timed_delete(
+                        conn, OFF if side == "off" else ON, side)
                     times[side].append(elapsed)
                     restore(conn)
             costs = {"off": check_cost(conn, OFF, False), "on": check_cost(conn, ON, False),
@@ -194,6 +215,13 @@ def main() -> None:
           f"{max(ratios):>10.3f}")
     print(f"{'ratio of the fastest runs (least disturbed)':<44} "
           f"{min(times['on']) / min(times['off']):>10.3f}")
+    if CPU["off"] and CPU["on"]:
+        # CPU time of the backend that ran the job: far steadier than wall
+        # clock on a machine that other work shares.
+        print(f"{'runner CPU, throttling off / on':<44} "
+              f"{statistics.median(CPU['off']):>9.3f}s {statistics.median(CPU['on']):>9.3f}s")
+        print(f"{'ratio of runner CPU on/off (goal <= 1.05)':<44} "
+              f"{statistics.median(CPU['on']) / statistics.median(CPU['off']):>10.3f}")
     page_ms = statistics.median(times["off"]) * 1000 / max(pages["off"], 1)
     for label, cost in costs.items():
         print(f"{'check per page, ' + label:<44} {cost:>8.0f}us "
