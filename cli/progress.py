@@ -20,22 +20,35 @@ def _line(event: dict[str, Any]) -> str:
     total = event.get("total")
     done = event.get("done", 0)
     pct = f" {100 * done / total:.0f}%" if total else ""
+    note = f" ({event['note']})" if event.get("note") else ""
     return (f"job {event['id']} {event['kind']} {event['event']}: {event['status']} "
-            f"{done}/{'?' if total is None else total}{pct}")
+            f"{done}/{'?' if total is None else total}{pct}{note}")
+
+
+def note(job: dict[str, Any]) -> str | None:
+    """Why an unfinished job is not moving, as SQL reported it: held by a
+    throttling signal (checkpoint.throttled), or queued until pg_cron's next
+    minute tick (pgjobs._engine_wait)."""
+    throttled = job.get("throttled")
+    if job["status"] not in FINAL and isinstance(throttled, dict):
+        return f"throttled since {throttled.get('since')}: {throttled.get('reason')}"
+    waiting = job.get("waiting")
+    return str(waiting) if waiting else None
 
 
 def _as_event(job: dict[str, Any], event: str) -> dict[str, Any]:
     return {"id": job["id"], "kind": job["kind"], "event": event, "status": job["status"],
             "done": job["done"], "total": job["total"], "target": job["target"],
-            "scope": job["scope"]}
+            "scope": job["scope"], "note": note(job)}
 
 
 # Events pgjobs._notify sends. Any role can NOTIFY any channel, so a payload
 # is only a wake-up: it is used if it is a JSON object naming a job id and one
 # of these events, and what is printed is the job's row, re-read.
-EVENTS = frozenset({"submitted", "started", "progress", "retrying", "succeeded", "failed",
-                    "canceled", "paused", "resumed"})
-_LIVE_EVENTS = frozenset({"submitted", "started", "progress", "retrying", "paused", "resumed"})
+EVENTS = frozenset({"submitted", "started", "progress", "retrying", "throttled", "succeeded",
+                    "failed", "canceled", "paused", "resumed"})
+_LIVE_EVENTS = frozenset({"submitted", "started", "progress", "retrying", "throttled", "paused",
+                          "resumed"})
 
 
 def _wakeup(payload: str) -> tuple[int, str] | None:
@@ -85,8 +98,8 @@ def _follow_all(conn: Any, timeout: float | None) -> int:
         # Gathered first (the connection is busy while notifies() runs), one
         # wake-up per job: its last event.
         woken: dict[int, str] = {}
-        for note in conn.notifies(timeout=wait):
-            wakeup = _wakeup(note.payload)
+        for notice in conn.notifies(timeout=wait):
+            wakeup = _wakeup(notice.payload)
             if wakeup is not None:
                 woken.pop(wakeup[0], None)
                 woken[wakeup[0]] = wakeup[1]
@@ -118,6 +131,7 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
     bar = None if quiet or not sys.stdout.isatty() else _Bar(job)
     last_plain = ""
     paused_said = False
+    last_note: str | None = None
     try:
         while True:
             # Paused is not an end: keep following, but say why nothing moves.
@@ -138,16 +152,21 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
             wait = POLL_SECONDS if deadline is None else max(
                 0.01, min(POLL_SECONDS, deadline - time.monotonic()))
             event = None
-            for note in conn.notifies(timeout=wait, stop_after=1):
-                wakeup = _wakeup(note.payload)
+            for notice in conn.notifies(timeout=wait, stop_after=1):
+                wakeup = _wakeup(notice.payload)
                 if wakeup is not None and wakeup[0] == job_id:
                     event = wakeup[1]
             # Re-read the row: notifications are a hint, the table is the truth.
             job = db.get_job(conn, job_id) or job
             if bar:
                 bar.update(job)
-            elif event is not None and not quiet and job["status"] not in FINAL:
-                line = _line(_as_event(job, _label(job, event)))
+            elif ((event is not None or note(job) != last_note) and not quiet
+                  and job["status"] not in FINAL):
+                # An event, or a new reason for not moving (throttled, waiting
+                # for pg_cron's tick), which may come without an event.
+                line = _line(_as_event(job, _label(
+                    job, event or ("throttled" if job.get("throttled") else "progress"))))
+                last_note = note(job)
                 if line != last_plain:
                     click.echo(line)
                     last_plain = line
@@ -182,8 +201,11 @@ class _Bar:
     def update(self, job: dict[str, Any]) -> None:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = (job["done"] - self.first_done) / elapsed
+        why = note(job)
         self.progress.update(self.task, completed=job["done"], total=job["total"],
-                             description=f"{job['kind']} {job['status']}", rate=f"{rate:,.0f}")
+                             description=f"{job['kind']} {job['status']}"
+                                         + (f" ({why})" if why else ""),
+                             rate=f"{rate:,.0f}")
 
     def close(self) -> None:
         self.progress.stop()

@@ -18,7 +18,10 @@ SUBMIT = "SELECT pgjobs.submit(%(kind)s, %(target)s::regclass, %(scope)s, %(payl
 GET_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, priority, created_at, started_at, finished_at, run_at, worker,
-       lease_expires_at, cancel_requested_at, pause_requested_at
+       lease_expires_at, cancel_requested_at, pause_requested_at,
+       checkpoint -> 'throttled' AS throttled,
+       CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
+            THEN pgjobs._engine_wait() END AS waiting
   FROM pgjobs.jobs WHERE id = %(id)s
 """
 LIST_JOBS = """

@@ -63,11 +63,14 @@ def runner_session(make_conn: Callable[..., Conn]) -> Conn:
 def engine_owner(conn: Conn) -> Iterator[str]:
     """The recommended set-up (docs/operations.md): schema pgjobs and its
     objects, and the targets, owned by one ordinary role, not a superuser
-    (doctor warns with engine.owner otherwise). Tables the test creates
+    (doctor warns with engine.owner otherwise), member of pg_monitor. Tables the test creates
     afterwards are handed over by the test."""
     role = f"pgjobs_test_engine_{os.getpid()}"
     conn.execute(f"DROP ROLE IF EXISTS {role}")
     conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    # pg_monitor: throttling reads replica lag and autovacuum as the owner
+    # (doctor warns with throttle.visibility otherwise)
+    conn.execute(f"GRANT pg_monitor TO {role}")
     conn.execute(f"ALTER SCHEMA pgjobs OWNER TO {role}")
     statements = [r[0] for r in conn.execute("""
         SELECT format('ALTER ROUTINE %%s OWNER TO %%I', p.oid::regprocedure, %s::text)
@@ -104,7 +107,8 @@ def test_healthy_document_target_passes(conn: Conn) -> None:
     findings = [f for f in doctor(conn, "user_table_rows") if f["target"] is not None]
     assert [f["check_name"] for f in findings] == [
         "target.trusted", "target.key_index", "target.document_index", "target.autovacuum",
-        "target.dead_tuples", "jobs.leases", "jobs.heartbeats", "jobs.paused"]
+        "target.dead_tuples", "jobs.leases", "jobs.heartbeats", "jobs.paused", "jobs.throttled",
+        "jobs.queued_age", "workers.listening"]
     for f in findings:
         assert_ok(f)
         assert f["target"] == "public.user_table_rows"

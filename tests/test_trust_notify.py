@@ -21,6 +21,10 @@ from tests.targets import make_rows_target, run_job, seed
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
 SHARED_KEYS = {"id", "kind", "event", "status", "done", "total"}
+# The throttling defaults pgjobs._defaults also returns (tests/test_throttle.py)
+THROTTLE_DEFAULTS = {"max_replica_lag_bytes": 268435456, "pause_on_autovacuum": True,
+                     "max_rows_per_second": None, "page_delay": None, "max_wal_rate": None,
+                     "max_xact_age": None}
 
 
 @pytest.fixture
@@ -65,20 +69,21 @@ def test_shared_channel_carries_no_target_or_scope(
 def test_administrator_may_allow_target_and_scope(
         conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str]) -> None:
     assert scalar(conn, "SELECT pgjobs.set_defaults('{\"notify_target_scope\": true}')") == {
-        "notify_target_scope": True}
+        **THROTTLE_DEFAULTS, "notify_target_scope": True}
     listener = _listen(make_conn, roles["nobody"])
     scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '2')")
     (event,) = drain_notifies(listener, until=lambda e: True)
     assert (event["target"], event["scope"]) == ("public.user_table_rows", "2")
     assert scalar(conn, "SELECT pgjobs.set_defaults('{\"notify_target_scope\": null}')") == {
-        "notify_target_scope": False}
+        **THROTTLE_DEFAULTS, "notify_target_scope": False}
 
 
 @pytest.mark.parametrize("bad", ['{"notify_target_scope": "yes"}', '{"nope": true}', '[]'])
 def test_set_defaults_rejects_unknown_and_mistyped(conn: Conn, bad: str) -> None:
     with pytest.raises(errors.InvalidParameterValue):
         conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (bad,))
-    assert scalar(conn, "SELECT pgjobs._defaults()") == {"notify_target_scope": False}
+    assert scalar(conn, "SELECT pgjobs._defaults()") == {
+        **THROTTLE_DEFAULTS, "notify_target_scope": False}
 
 
 def test_clients_cannot_set_defaults_nor_read_the_secret(conn: Conn,

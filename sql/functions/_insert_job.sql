@@ -14,8 +14,10 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
 -- The one place a job row is written. Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease) and rejects unknown
--- ones (kind-specific keys are listed in p_extra_options and checked by the
+-- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- the throttling ones too, with the administrator's defaults merged in:
+-- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
+-- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, inserts, and announces
 -- `submitted`. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
@@ -68,6 +70,11 @@ BEGIN
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+    -- Writing kinds take the throttling options, defaults merged in.
+    IF p_kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+        p_options := pgjobs._throttle_options(p_options);
+        v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 
     FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP

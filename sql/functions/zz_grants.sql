@@ -33,7 +33,9 @@ BEGIN
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
-                             '_scope_allowed', '_row_security_confines')
+                             '_scope_allowed', '_row_security_confines',
+                             -- `pgjobs watch`/`status` read it beside a queued job
+                             '_engine_wait')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;

@@ -1,0 +1,112 @@
+"""A real streaming standby of the test cluster, for the throttling tests.
+
+``start_standby(primary_url)`` takes a base backup of the primary with
+``pg_basebackup -R`` (which writes ``standby.signal`` and ``primary_conninfo``)
+into a new directory under /tmp and starts a hot standby from it on a free
+port of 127.0.0.1, as the ``postgres`` system user when running as root (as
+tests/pgcluster.py starts the primary). The primary needs nothing special:
+PostgreSQL 15 defaults to ``wal_level = replica`` and ``max_wal_senders = 10``,
+and initdb's pg_hba.conf (``-A trust``) already allows local replication
+connections. ``Standby.stop()`` stops it (immediate) and removes the directory;
+it is also registered at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pgjobs import embedded
+
+# Hot standby refuses to start with fewer of these than the primary has
+# (tests/pgcluster.py raises them).
+_SETTINGS = {
+    "max_connections": "200",
+    "max_worker_processes": "32",
+    "max_prepared_transactions": "10",
+    "fsync": "off",
+    "logging_collector": "off",
+    "hot_standby": "on",
+}
+
+
+@dataclass
+class Standby:
+    base_dir: str
+    port: int
+    url: str
+    _stopped: bool = field(default=False)
+
+    def _pg_ctl(self, *args: str) -> list[str]:
+        return embedded.as_server_user(
+            [str(embedded.find_bindir() / "pg_ctl"), "-D", os.path.join(self.base_dir, "data"),
+             *args])
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        subprocess.run(self._pg_ctl("-m", "immediate", "-w", "stop"), capture_output=True,
+                       timeout=60, check=False)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_standby(primary_url: str) -> Standby:
+    bindir = embedded.find_bindir()
+    base_dir = tempfile.mkdtemp(prefix="pgjobs-standby-", dir="/tmp")
+    os.chmod(base_dir, 0o755)
+    data = os.path.join(base_dir, "data")
+    sockets = os.path.join(base_dir, "sockets")
+    os.makedirs(sockets)
+    if embedded.is_root():
+        shutil.chown(base_dir, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
+        shutil.chown(sockets, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
+    primary = conninfo_to_dict(primary_url)
+    port = _free_port()
+    standby = Standby(base_dir, port, make_conninfo(
+        host="127.0.0.1", port=str(port), user=str(primary.get("user", "postgres")),
+        dbname="postgres"))
+    atexit.register(standby.stop)
+    try:
+        source = make_conninfo(host=str(primary.get("host", "127.0.0.1")),
+                               port=str(primary.get("port", "5432")),
+                               user=str(primary.get("user", "postgres")),
+                               application_name="pgjobs_test_standby")
+        subprocess.run(
+            embedded.as_server_user([str(bindir / "pg_basebackup"), "-R", "-X", "stream",
+                                     "-c", "fast", "-D", data, "-d", source]),
+            check=True, capture_output=True, timeout=300)
+        options = " ".join([f"-p {port}", "-h 127.0.0.1", f"-k {sockets}"]
+                           + [f"-c {k}={v}" for k, v in _SETTINGS.items()])
+        subprocess.run(standby._pg_ctl("-o", options, "-l", os.path.join(base_dir, "log"),
+                                       "-w", "-t", "120", "start"),
+                       check=True, capture_output=True, timeout=180)
+        deadline = time.monotonic() + 60
+        with psycopg.connect(primary_url, autocommit=True) as conn:
+            while not conn.execute(
+                    "SELECT EXISTS (SELECT FROM pg_stat_replication"
+                    " WHERE application_name = 'pgjobs_test_standby'"
+                    " AND state = 'streaming')").fetchone()[0]:  # type: ignore[index]
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the standby does not stream")
+                time.sleep(0.1)
+    except BaseException:
+        standby.stop()
+        raise
+    return standby

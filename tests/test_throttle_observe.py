@@ -1,0 +1,153 @@
+"""Throttled and waiting jobs as `pgjobs status`, `watch` and `doctor` show
+them, and the doctor's checks for work nothing takes (issue 10 items 7-8)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pgjobs.cli.main import main
+from tests.export_support import make_items, submit_export
+from tests.helpers import scalar
+from tests.targets import (
+    Conn,
+    Target,
+    make_rows_target,
+    seed,
+    slow_deletes,
+    submit_delete,
+    wait_for,
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PGJOBS_DSN", "DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def cli(dsn: str) -> Callable[..., Result]:
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(main, ["--dsn", dsn, *args])
+
+    return invoke
+
+
+@pytest.fixture
+def target(conn: Conn) -> Target:
+    t = make_rows_target(conn)
+    seed(conn, t, 900)
+    return t
+
+
+def _findings(conn: Conn) -> dict[str, tuple[str, str, str | None]]:
+    return {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
+        "SELECT check_name, status, detail, fix FROM pgjobs.doctor()"
+        " WHERE check_name NOT LIKE 'target.%'").fetchall()}
+
+
+@pytest.fixture
+def held(conn: Conn, make_conn: Callable[..., Conn], target: Target) -> Any:
+    """A delete held by the WAL rate (limit 1 byte/s) in a runner thread; released
+    (its limit lifted) and finished at teardown."""
+    slow_deletes(conn, target, 0.005)
+    job_id = submit_delete(conn, target, "2", options={"max_wal_rate": 1, "page_size": 20})
+    runner = make_conn()
+    thread = threading.Thread(target=lambda: runner.execute("CALL pgjobs.run_job(%s)",
+                                                            (job_id,)), daemon=True)
+    thread.start()
+    wait_for(lambda: scalar(conn, "SELECT checkpoint ? 'throttled' FROM pgjobs.jobs"
+                                  " WHERE id = %s", (job_id,)))
+    yield job_id
+    conn.execute("UPDATE pgjobs.jobs SET options = options - 'max_wal_rate' WHERE id = %s",
+                 (job_id,))
+    thread.join(60)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+
+
+def test_status_watch_and_doctor_show_a_throttled_job_and_why(
+        conn: Conn, cli: Callable[..., Result], held: int) -> None:
+    status = cli("status", str(held))
+    assert status.exit_code == 3
+    assert "throttled:" in status.stdout and "WAL rate" in status.stdout
+    watched = cli("watch", str(held), "--timeout", "3")
+    assert watched.exit_code == 3
+    assert "throttled since" in watched.stdout and "WAL rate" in watched.stdout
+    state, detail, fix = _findings(conn)["jobs.throttled"]
+    assert state == "warn"
+    assert f"job {held}" in detail and "WAL rate" in detail
+    assert fix is not None and str(held) in fix
+    doctor = cli("doctor")
+    assert "jobs.throttled" in doctor.stdout and "WAL rate" in doctor.stdout
+
+
+def test_doctor_without_throttled_or_stale_work_is_ok(conn: Conn, target: Target) -> None:
+    findings = _findings(conn)
+    for check in ("jobs.throttled", "jobs.queued_age", "workers.listening",
+                  "throttle.visibility"):
+        assert findings[check][0] == "ok", (check, findings[check])
+
+
+def test_doctor_warns_of_jobs_due_long_ago(conn: Conn, target: Target) -> None:
+    job_id = submit_delete(conn, target, "2")
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() - interval '1 hour' WHERE id = %s",
+                 (job_id,))
+    state, detail, fix = _findings(conn)["jobs.queued_age"]
+    assert state == "warn" and str(job_id) in detail
+    assert fix is not None and "pgjobs.schedule()" in fix
+
+
+def test_doctor_warns_of_exports_no_worker_takes(conn: Conn, make_conn: Callable[..., Conn],
+                                                dsn: str) -> None:
+    make_items(conn, rows=10)
+    job_id = submit_export(conn, "1")
+    state, detail, fix = _findings(conn)["workers.listening"]
+    assert state == "warn" and str(job_id) in detail
+    assert fix is not None and "pgjobs worker" in fix
+    worker = make_conn(application_name="pgjobs worker")  # as poller/worker.py connects
+    assert _findings(conn)["workers.listening"][0] == "ok"
+    worker.close()
+
+
+def test_doctor_warns_when_the_owner_cannot_see_the_signals(conn: Conn) -> None:
+    conn.execute("CREATE ROLE blind_owner NOLOGIN")
+    conn.execute("ALTER FUNCTION pgjobs._health() OWNER TO blind_owner")
+    state, detail, fix = _findings(conn)["throttle.visibility"]
+    assert state == "warn" and "pg_monitor" in detail
+    assert fix == "GRANT pg_monitor TO blind_owner;  -- as a superuser"
+    conn.execute("GRANT pg_monitor TO blind_owner")
+    assert _findings(conn)["throttle.visibility"][0] == "ok"
+
+
+def _fake_cron(conn: Conn, schedule: str) -> None:
+    """A stand-in for pg_cron's cron.job in this database (pg_cron lives in its
+    own database in the test cluster), with pgjobs.run on `schedule`."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS cron")
+    conn.execute("CREATE TABLE IF NOT EXISTS cron.job (jobname text, schedule text,"
+                 " command text, database text, active boolean)")
+    conn.execute("DELETE FROM cron.job")
+    conn.execute("INSERT INTO cron.job VALUES ('pgjobs.run', %s, 'CALL pgjobs.run()',"
+                 " current_database(), true)", (schedule,))
+
+
+def test_watch_and_status_explain_the_wait_for_a_minute_tick(
+        conn: Conn, make_conn: Callable[..., Conn], cli: Callable[..., Result],
+        target: Target) -> None:
+    job_id = submit_delete(conn, target, "2")
+    note = "waiting for the engine: next tick within 60 s"
+    assert note not in cli("status", str(job_id)).stdout  # no pg_cron here
+    _fake_cron(conn, "* * * * *")  # pg_cron 1.4: minute schedules only
+    assert f"waiting: {note}" in cli("status", str(job_id)).stdout
+    assert note in cli("watch", str(job_id), "--timeout", "3").stdout
+    _fake_cron(conn, "10 seconds")  # pg_cron 1.5+
+    assert note not in cli("status", str(job_id)).stdout
+    _fake_cron(conn, "* * * * *")
+    make_conn(application_name="pgjobs run")  # `pgjobs run --loop` drives the engine
+    assert note not in cli("status", str(job_id)).stdout
