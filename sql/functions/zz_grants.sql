@@ -29,6 +29,7 @@ BEGIN
                              '_submit_as', '_submit_delete_as', '_submit_backfill_as',
                              '_submit_export_as', '_cancel_as', '_mask_as', '_visible_as',
                              '_visible_count_as', '_channel_as',
+                             'preview', '_preview_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
                              '_scope_allowed', '_row_security_confines')
     LOOP
