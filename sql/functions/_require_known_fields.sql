@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION pgjobs._require_known_fields(
     p_what text DEFAULT 'filter')
 RETURNS void
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION pgjobs._unknown_fields(
     OUT p_complete boolean,
     OUT p_rows_read bigint)
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -28,7 +28,8 @@ AS $$
 -- the paths not seen are returned with p_complete = false: the caller
 -- refuses them (unknown until proven known). An empty scope has no unknown
 -- paths (a job on it changes nothing). p_rows_read: the rows read.
--- Locks nothing.
+-- Sets jit off (and enable_indexscan off around the chunk aggregates) and
+-- restores them. Locks nothing.
 DECLARE
     v_setting text := current_setting('pgjobs.field_check_rows', true);
     v_limit bigint := 1000000;
@@ -45,6 +46,8 @@ DECLARE
     v_path text;
     v_ref text;
     v_seg text;
+    v_jit text := current_setting('jit');
+    v_indexscan text := current_setting('enable_indexscan');
 BEGIN
     p_unknown := '{}';
     p_complete := true;
@@ -60,6 +63,7 @@ BEGIN
     v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
     v_scope := pgjobs._scope_literal(p_reg, p_scope);
 
+    PERFORM set_config('jit', 'off', true);
     LOOP
         v_chunk := least(v_chunk, v_limit - p_rows_read);
         -- The chunk's upper key, from the (scope, key) index alone (NULL:
@@ -86,10 +90,14 @@ BEGIN
             END LOOP;
             v_exprs := v_exprs || format('coalesce(bool_or((%s) IS NOT NULL), false)', v_ref);
         END LOOP;
+        -- A bitmap scan of the range, as pgjobs._run_page reads a page.
+        PERFORM set_config('enable_indexscan', 'off', true);
         EXECUTE format('SELECT count(*), ARRAY[%s] FROM %s t WHERE %s',
                        array_to_string(v_exprs, ', '), p_reg.target, v_range)
            INTO v_rows, v_found;
+        PERFORM set_config('enable_indexscan', v_indexscan, true);
         IF p_rows_read = 0 AND v_rows = 0 THEN
+            PERFORM set_config('jit', v_jit, true);
             RETURN;  -- an empty scope
         END IF;
         p_rows_read := p_rows_read + v_rows;
@@ -103,6 +111,7 @@ BEGIN
         v_after := v_upper;
         v_chunk := least(v_chunk * 10, 100000);
     END LOOP;
+    PERFORM set_config('jit', v_jit, true);
     -- Each once, in the order the caller listed them.
     SELECT coalesce(array_agg(f.p ORDER BY f.o), '{}') INTO p_unknown
       FROM (SELECT u.p, min(u.o) AS o
