@@ -13,7 +13,9 @@ the document. Measured on the same data in the same run (median of
 ``--repeat`` runs after a warm-up):
 
 - ``pgjobs.preview`` of the whole scope, against ``SELECT count(*)`` of the
-  scope;
+  scope (as the planner runs it, in parallel here, and with no parallel
+  workers), and with a 200 ms time limit (counted in key ranges, then
+  estimated);
 - ``pgjobs.preview`` with a document filter (20% of the scope), against
   ``SELECT count(*)`` of the scope's rows matching it;
 - the typo guard: ``submit_delete`` (rolled back) with a filter on a field
@@ -106,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             def q(sql: str, params: Any = None) -> Callable[[], object]:
                 return lambda: conn.execute(sql, params).fetchall()
 
+            def serial(sql: str) -> Callable[[], object]:
+                def run() -> None:
+                    with conn.transaction():
+                        conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                        conn.execute(sql).fetchall()
+                return run
+
             def preview(filter_: dict[str, Any]) -> Callable[[], object]:
                 return q("SELECT pgjobs.preview(%s, '1', %s::jsonb, '{}',"
                          " '{\"time_limit_ms\": 600000}')", (TABLE, json.dumps(filter_)))
@@ -129,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             measures = [
                 ("preview {} vs count(*) of the scope",
                  timed(preview({}), args.repeat),
+                 timed(q(f"SELECT count(*) FROM {TABLE} WHERE table_id = 1"), args.repeat)),
+                ("preview {} vs count(*) of the scope, no parallel workers",
+                 timed(preview({}), args.repeat),
+                 timed(serial(f"SELECT count(*) FROM {TABLE} WHERE table_id = 1"),
+                       args.repeat)),
+                ("preview {}, time_limit_ms 200 (estimate) vs count(*)",
+                 timed(q("SELECT pgjobs.preview(%s, '1', '{}', '{}', '{\"time_limit_ms\": 200}')",
+                         (TABLE,)), args.repeat),
                  timed(q(f"SELECT count(*) FROM {TABLE} WHERE table_id = 1"), args.repeat)),
                 ("preview status=late vs count(*) of its rows",
                  timed(preview(late), args.repeat),
