@@ -135,7 +135,10 @@ BEGIN
     IF NOT v_exact THEN
         -- The keys after v_after, estimated from a sample of the table's
         -- blocks (all of them when the table has fewer than 2000).
-        SELECT greatest(sum(pg_relation_size(p.relid)) / current_setting('block_size')::numeric, 1)
+        -- (pg_partition_tree lists a partitioned table's tree, nothing for a
+        -- plain table.)
+        SELECT greatest(coalesce(sum(pg_relation_size(p.relid)), pg_relation_size(p_reg.target))
+                        / current_setting('block_size')::numeric, 1)
           INTO v_blocks
           FROM pg_partition_tree(p_reg.target) p;
         v_pct := least(100, 100.0 * 2000 / v_blocks);
