@@ -163,7 +163,10 @@ def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
                        as_json)
         sys.exit(0)
     if not yes and _interactive():
-        _confirm(_preview(conn, kind, target, scope, filter_value, exclude, options))
+        shown = _preview(conn, kind, target, scope, filter_value, exclude, options)
+        if shown["unknown_fields"] and options.get("allow_unknown_fields") is not True:
+            return  # the submit refuses them (22023, naming each): nothing to ask
+        _confirm(shown)
 
 
 @click.command()

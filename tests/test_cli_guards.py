@@ -224,6 +224,17 @@ def test_on_a_terminal_yes_flag_skips_the_question(rows: Conn, dsn: str) -> None
     assert child.exitstatus == 0 and len(jobs(rows)) == 1
 
 
+def test_on_a_terminal_unknown_fields_are_refused_without_a_question(rows: Conn,
+                                                                    dsn: str) -> None:
+    child = spawn(dsn, "delete", "user_table_rows", "--scope", "1", "--filter",
+                  '{"stauts": {"$ne": "keep"}}')
+    index = child.expect([r"Submit this", r'"stauts"'])
+    assert index == 1
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2 and jobs(rows) == []
+
+
 def test_on_a_terminal_dry_run_draws_a_table(rows: Conn, dsn: str) -> None:
     child = spawn(dsn, *DELETE, "--dry-run")
     child.expect("preview")
