@@ -20,6 +20,15 @@ from pgjobs.errors import InvalidInput, PgjobsError
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
+OPERANDS = frozenset({"target", "scope", "filter_", "set_", "exclude", "columns", "source",
+                      "extra", "to", "yes", "dry_run"})
+"""Parameter names that are never read from an environment variable: what a command
+acts on (target, scope, filter, set, exclude, columns, source), the job's own options
+and destination (--options, --to), and the guards (--yes, --dry-run). A variable left
+in a shell (PGJOBS_FILTER from an export) must not steer a destructive command; only
+connection and configuration options (--dsn, --storage, ...) read the environment.
+tests/test_cli_guards.py walks every command for it."""
+
 
 @dataclass
 class Context:
@@ -29,10 +38,17 @@ class Context:
     storage: str
     _dsn: str | None = field(default=None, repr=False)
 
-    def dsn(self) -> str:
-        """The resolved DSN (starts the embedded cluster when nothing is configured)."""
+    def dsn(self, *, start_embedded: bool = False) -> str:
+        """The resolved DSN: --dsn, PGJOBS_DSN, DATABASE_URL, else the embedded cluster
+        when it is running (said on stderr). Only ``pgjobs demo`` passes
+        ``start_embedded``; otherwise a stopped cluster stays stopped: exit 2 with a
+        hint (:func:`pgjobs.db.resolve_dsn`)."""
         if self._dsn is None:
-            self._dsn = db.resolve_dsn(self.dsn_option)
+            embedded = db.configured_dsn(self.dsn_option) is None
+            self._dsn = db.resolve_dsn(self.dsn_option, start_embedded=start_embedded)
+            if embedded:
+                click.echo(f"using the embedded cluster {self._dsn} (no --dsn, PGJOBS_DSN or "
+                           "DATABASE_URL)", err=True)
         return self._dsn
 
     def connect(self, **kwargs: Any) -> Any:

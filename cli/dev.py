@@ -53,7 +53,8 @@ def _fail(exc: PgjobsError) -> NoReturn:
 def dev() -> None:
     """Embedded local PostgreSQL (+pg_cron when installed) for development.
 
-    Every pgjobs command uses it when no DSN is given (--dsn, PGJOBS_DSN, DATABASE_URL).
+    With no DSN (--dsn, PGJOBS_DSN, DATABASE_URL), pgjobs commands use it while it is
+    running; only `pgjobs dev up` and `pgjobs demo` start it.
     """
 
 

@@ -50,26 +50,26 @@ def _setup_logging() -> None:
 
 @click.command()
 @click.argument("target")
-@click.option("--scope", required=True, envvar="PGJOBS_SCOPE", show_envvar=True,
+@click.option("--scope", required=True,
               help="The scope (tenant / logical table) value, as text.")
-@click.option("--filter", "filter_", envvar="PGJOBS_FILTER", show_envvar=True,
+@click.option("--filter", "filter_",
               help="Filter as JSON [default: {} = every row of the scope].")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
               show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
               help="csv: a header and one column per column; jsonl: one JSON object per line.")
-@click.option("--columns", envvar="PGJOBS_COLUMNS", show_envvar=True,
+@click.option("--columns",
               help="Comma-separated columns and/or document fields (a.b) [default: every "
                    "column].")
 @click.option("--gzip", is_flag=True, envvar="PGJOBS_GZIP", show_envvar=True,
               help="Compress the object (.gz).")
-@click.option("--to", "to", envvar="PGJOBS_TO", show_envvar=True,
+@click.option("--to", "to",
               help="Destination URI prefix, under a prefix an administrator allowed with "
                    "pgjobs.allow_storage [default: --storage].")
 @click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the export to `pgjobs worker`.")
 @click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
               help="Higher runs first [default: 0].")
-@click.option("--options", "extra", envvar="PGJOBS_OPTIONS", show_envvar=True,
+@click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
 @click.pass_obj
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,

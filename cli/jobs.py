@@ -1,9 +1,19 @@
 """``pgjobs delete`` and ``pgjobs backfill``: submit, then optionally follow
 the job (``--wait``) and run it in this process (``--run``) where neither
-pg_cron nor ``pgjobs run --loop`` drives the engine."""
+pg_cron nor ``pgjobs run --loop`` drives the engine.
+
+Guards: ``--dry-run`` prints ``pgjobs.preview`` and submits nothing; on a
+terminal (stdin and stdout both) the command shows the preview's count and
+sample and asks before it submits, default no (``--yes`` skips the
+question); off a terminal it submits as it always did, so scripts keep
+working. Operands (target, scope, filter, set, exclude, options) and the
+guards' flags are never read from the environment: a variable left in a shell
+must not steer a destructive command (tests/test_cli_guards.py walks every
+command)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from typing import Any
@@ -34,7 +44,7 @@ def _options(priority: int | None, on_conflict: str | None, page_size: int | Non
 def _common(func: Any) -> Any:
     for decorator in reversed([
         click.argument("target"),
-        click.option("--scope", required=True, envvar="PGJOBS_SCOPE", show_envvar=True,
+        click.option("--scope", required=True,
                      help="The scope (tenant / logical table) value, as text."),
         click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
                      help="Higher runs first [default: 0]."),
@@ -43,12 +53,19 @@ def _common(func: Any) -> Any:
                      help="When a writing job of the scope is pending [default: queue]."),
         click.option("--page-size", type=click.IntRange(1, 100000), envvar="PGJOBS_PAGE_SIZE",
                      show_envvar=True, help="Fixed rows per page [default: adaptive]."),
-        click.option("--options", "extra", envvar="PGJOBS_OPTIONS", show_envvar=True,
-                     help="More job options as a JSON object."),
+        click.option("--options", "extra",
+                     help='More job options as a JSON object, e.g. \'{"allow_unknown_fields": '
+                          'true}\'.'),
         click.option("--wait", is_flag=True, envvar="PGJOBS_WAIT", show_envvar=True,
                      help="Follow the job to its end; exit 0 succeeded, 1 failed/canceled."),
         click.option("--run", "run_here", is_flag=True, envvar="PGJOBS_RUN_HERE",
                      show_envvar=True, help="Run the job in this process now (implies --wait)."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print what the job would do (pgjobs.preview) and submit nothing."),
+        click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+                     help="With --dry-run: print the preview as one JSON object."),
+        click.option("--yes", "-y", is_flag=True,
+                     help="Submit without asking (on a terminal the command asks first)."),
     ]):
         func = decorator(func)
     return func
@@ -83,50 +100,128 @@ def _finish(obj: Context, job_id: int, wait: bool, run_here: bool) -> None:
     sys.exit(code)
 
 
+def _interactive() -> bool:
+    """A person is there to answer: stdin and stdout are both terminals."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _preview(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
+             exclude: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    preview_options: dict[str, Any] = {"kind": kind}
+    if "allow_unknown_fields" in options:
+        preview_options["allow_unknown_fields"] = options["allow_unknown_fields"]
+    shown: dict[str, Any] = db.scalar(conn, queries.PREVIEW, {
+        "target": target, "scope": scope, "filter": db.jsonb(filter_value),
+        "exclude": exclude, "options": db.jsonb(preview_options)})
+    return shown
+
+
+def _count(shown: dict[str, Any]) -> str:
+    about = "" if shown["exact"] else "about "
+    return f"{about}{shown['matches']:,} of {shown['scope_rows']:,} rows"
+
+
+def _print_preview(shown: dict[str, Any], as_json: bool) -> None:
+    if as_json or not sys.stdout.isatty():
+        click.echo(json.dumps(shown, sort_keys=True))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pgjobs {shown['kind']} preview (nothing submitted)",
+                  show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("target", f"{shown['target']} scope {shown['scope']}")
+    table.add_row("matches", _count(shown) + ("" if shown["exact"] else
+                                              f" (estimated past {shown['time_limit_ms']} ms)"))
+    table.add_row("sample", ", ".join(shown["sample"]) or "-")
+    table.add_row("unknown fields", ", ".join(shown["unknown_fields"]) or "-")
+    table.add_row("predicate", shown["predicate"])
+    Console().print(table)
+
+
+def _confirm(shown: dict[str, Any]) -> None:
+    """Show the count and sample and ask; 'no' (the default) submits nothing, exit 1."""
+    click.echo(f"{shown['kind']} {_count(shown)} of {shown['target']} scope {shown['scope']}",
+               err=True)
+    if shown["sample"]:
+        click.echo(f"first keys: {', '.join(shown['sample'])}", err=True)
+    if shown["unknown_fields"]:
+        click.echo(f"unknown fields: {', '.join(shown['unknown_fields'])}", err=True)
+    if not click.confirm(f"Submit this {shown['kind']}?", default=False, err=True):
+        click.echo("not submitted", err=True)
+        sys.exit(1)
+
+
+def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
+           exclude: list[str], options: dict[str, Any], dry_run: bool, as_json: bool,
+           yes: bool) -> None:
+    """--dry-run: print the preview and exit 0. On a terminal without --yes: ask."""
+    if dry_run:
+        _print_preview(_preview(conn, kind, target, scope, filter_value, exclude, options),
+                       as_json)
+        sys.exit(0)
+    if not yes and _interactive():
+        shown = _preview(conn, kind, target, scope, filter_value, exclude, options)
+        if shown["unknown_fields"] and options.get("allow_unknown_fields") is not True:
+            return  # the submit refuses them (22023, naming each): nothing to ask
+        _confirm(shown)
+
+
 @click.command()
 @_common
-@click.option("--filter", "filter_", envvar="PGJOBS_FILTER", show_envvar=True,
+@click.option("--filter", "filter_",
               help="Filter as JSON [default: {} = every row of the scope].")
-@click.option("--exclude", multiple=True, envvar="PGJOBS_EXCLUDE", show_envvar=True,
-              help="Key of a row to keep (repeatable; in the variable, space-separated).")
+@click.option("--exclude", multiple=True, help="Key of a row to keep (repeatable).")
 @click.pass_obj
 def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: tuple[str, ...],
            priority: int | None, on_conflict: str | None, page_size: int | None,
-           extra: str | None, wait: bool, run_here: bool) -> None:
+           extra: str | None, wait: bool, run_here: bool, dry_run: bool, as_json: bool,
+           yes: bool) -> None:
     """Delete the rows of TARGET's scope that match the filter, in keyset pages.
 
     Rows created after the job is submitted are never touched; reads through
-    pgjobs.visible/mask stop showing the doomed rows at once. Prints the job id.
+    pgjobs.visible/mask stop showing the doomed rows at once. On a terminal it
+    shows how many rows would go and asks first (--yes skips); --dry-run only
+    shows. Prints the job id.
     """
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
+    options = _options(priority, on_conflict, page_size, extra)
     with obj.connect() as conn:
+        _guard(conn, "delete", target, scope, filter_value, list(exclude), options,
+               dry_run, as_json, yes)
         job_id = int(db.scalar(conn, queries.SUBMIT_DELETE, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
-            "exclude": list(exclude),
-            "options": db.jsonb(_options(priority, on_conflict, page_size, extra))}))
+            "exclude": list(exclude), "options": db.jsonb(options)}))
     _finish(obj, job_id, wait, run_here)
 
 
 @click.command()
 @_common
-@click.option("--filter", "filter_", required=True, envvar="PGJOBS_FILTER", show_envvar=True,
+@click.option("--filter", "filter_", required=True,
               help="Filter as JSON ({} for every row of the scope).")
-@click.option("--set", "set_", required=True, envvar="PGJOBS_SET", show_envvar=True,
+@click.option("--set", "set_", required=True,
               help='What to set, as JSON: {"column": value, "doc.field": value}.')
 @click.pass_obj
 def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
              priority: int | None, on_conflict: str | None, page_size: int | None,
-             extra: str | None, wait: bool, run_here: bool) -> None:
+             extra: str | None, wait: bool, run_here: bool, dry_run: bool, as_json: bool,
+             yes: bool) -> None:
     """Set columns or document fields on the rows of TARGET's scope matching the filter.
 
-    Prints the job id.
+    On a terminal it shows how many rows would change and asks first (--yes
+    skips); --dry-run only shows. Prints the job id.
     """
     set_value = parse_json(set_, "set")
     if not isinstance(set_value, dict):
         raise InvalidInput("--set must be a JSON object", hint='e.g. --set \'{"status": "done"}\'')
+    filter_value = parse_json(filter_, "filter")
+    options = _options(priority, on_conflict, page_size, extra)
     with obj.connect() as conn:
+        _guard(conn, "backfill", target, scope, filter_value, [], options, dry_run,
+               as_json, yes)
         job_id = int(db.scalar(conn, queries.SUBMIT_BACKFILL, {
-            "target": target, "scope": scope, "filter": db.jsonb(parse_json(filter_, "filter")),
-            "set": db.jsonb(set_value),
-            "options": db.jsonb(_options(priority, on_conflict, page_size, extra))}))
+            "target": target, "scope": scope, "filter": db.jsonb(filter_value),
+            "set": db.jsonb(set_value), "options": db.jsonb(options)}))
     _finish(obj, job_id, wait, run_here)

@@ -1,7 +1,9 @@
 """The `pgjobs` command: a click group that only delegates.
 
 Every command resolves its database the same way (``--dsn``, then
-``PGJOBS_DSN``, then ``DATABASE_URL``, else the embedded local cluster) and
+``PGJOBS_DSN``, then ``DATABASE_URL``, else the embedded local cluster when it
+is running, said on stderr; only ``pgjobs dev up`` and ``pgjobs demo`` start
+it, any other command exits 2 with a hint) and
 reports a user mistake as one line with the SQLSTATE's hint, never a
 traceback. Exit status: 0 done, 1 the job failed or was canceled (or
 another runtime error), 2 usage error.
@@ -28,7 +30,8 @@ from pgjobs.errors import NotFound
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dsn", envvar="PGJOBS_DSN", show_envvar=True, default=None,
-              help="PostgreSQL DSN or URL [default: $DATABASE_URL, else the embedded cluster].")
+              help="PostgreSQL DSN or URL [default: $DATABASE_URL, else the embedded cluster "
+                   "if it is running: `pgjobs dev up`].")
 @click.option("--storage", envvar="PGJOBS_STORAGE", show_envvar=True, default=DEFAULT_STORAGE,
               show_default=True, help="Where exports go: file://DIR, s3://bucket/prefix, "
               "gs://..., az://..., memory://.")
@@ -207,7 +210,7 @@ def demo(obj: Context, rows: int) -> None:
     """Build a demo shared relation, then delete, backfill and export with live progress."""
     from pgjobs.demo import run_demo
 
-    run_demo(obj.dsn(), rows, obj.storage)
+    run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 
 main.add_command(dev)

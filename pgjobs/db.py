@@ -23,26 +23,38 @@ from pgjobs.errors import from_psycopg
 Row = dict[str, Any]
 
 
-def resolve_dsn(explicit: str | None = None, *, start_embedded: bool = True) -> str:
-    """The DSN to use: explicit (``--dsn``/``PGJOBS_DSN``), ``DATABASE_URL``, else the
-    embedded local cluster (started when needed)."""
+def configured_dsn(explicit: str | None = None) -> str | None:
+    """The DSN configured for this process: explicit (``--dsn``/``PGJOBS_DSN``), else
+    ``PGJOBS_DSN``, else ``DATABASE_URL``; None when there is none."""
     if explicit:
         return explicit
     for var in ("PGJOBS_DSN", "DATABASE_URL"):
         value = os.environ.get(var)
         if value:
             return value
+    return None
+
+
+def resolve_dsn(explicit: str | None = None, *, start_embedded: bool = False) -> str:
+    """The DSN to use: the configured one (:func:`configured_dsn`), else the embedded
+    local cluster when it is running. Only ``start_embedded`` (``pgjobs demo``) starts
+    it; otherwise a stopped cluster stays stopped and :class:`NoDatabase` (exit 2) says
+    what to do. Callers announce the embedded cluster themselves (the CLI: stderr)."""
+    configured = configured_dsn(explicit)
+    if configured:
+        return configured
     from pgjobs import embedded
 
     if start_embedded:
         return embedded.ensure_dsn()
     dsn = embedded.dsn_if_running()
     if dsn is None:
-        from pgjobs.errors import ConnectionFailed
+        from pgjobs.errors import NoDatabase
 
-        raise ConnectionFailed(
-            "no database configured and the embedded cluster is not running",
-            hint="pass --dsn, set PGJOBS_DSN or DATABASE_URL, or run `pgjobs dev up`",
+        raise NoDatabase(
+            "no database configured (--dsn, PGJOBS_DSN, DATABASE_URL) and the embedded "
+            "cluster is not running",
+            hint="run `pgjobs dev up` to start the embedded cluster, or pass --dsn",
         )
     return dsn
 

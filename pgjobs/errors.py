@@ -62,6 +62,13 @@ class ConnectionFailed(PgjobsError):
     """The database cannot be reached."""
 
 
+class NoDatabase(ConnectionFailed):
+    """No DSN is configured and the embedded cluster is not running: a usage error
+    (exit 2), since only ``pgjobs dev up`` / ``pgjobs demo`` start that cluster."""
+
+    exit_code = 2
+
+
 _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22023": InvalidInput,
     "22P02": InvalidInput,

@@ -75,6 +75,10 @@ SELECT pgjobs.submit_delete(%(target)s::regclass, %(scope)s, %(filter)s, %(exclu
 SUBMIT_BACKFILL = """
 SELECT pgjobs.submit_backfill(%(target)s::regclass, %(scope)s, %(filter)s, %(set)s, %(options)s)
 """
+PREVIEW = """
+SELECT pgjobs.preview(%(target)s::regclass, %(scope)s, %(filter)s, %(exclude)s::text[],
+                      %(options)s)
+"""
 
 # --- demo (pgjobs/demo.py) ------------------------------------------------------
 

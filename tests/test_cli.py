@@ -348,11 +348,15 @@ def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
 
 
 def test_every_option_has_a_pgjobs_env_var_shown_in_help() -> None:
+    # ... except operands and guards, which never read the environment
+    # (pgjobs.cli.common.OPERANDS; tests/test_cli_guards.py checks that side).
+    from pgjobs.cli.common import OPERANDS
+
     runner = CliRunner()
     checked = 0
     for path, command in walk(main):
         options = [p for p in command.params if isinstance(p, click.Option)
-                   and p.name not in ("help", "version")]
+                   and p.name not in ("help", "version") and p.name not in OPERANDS]
         shown = runner.invoke(main, [*path, "--help"], terminal_width=200)
         assert shown.exit_code == 0, (path, shown.output)
         for option in options:

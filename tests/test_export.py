@@ -94,8 +94,11 @@ def test_export_equals_plain_copy_with_filter_cutoff_and_mask(
 
 
 def test_columns_and_document_fields(conn: Conn, dsn: str, items: None, local_dir: str) -> None:
+    # A field no row has is refused unless allowed (tests/test_unknown_fields.py);
+    # allowed, it exports as empty.
     job_id = submit_export(conn, "2", {}, {"columns": ["note", "id", "nested.x", "s", "arr",
-                                                       "missing.field"]})
+                                                       "missing.field"],
+                                           "allow_unknown_fields": True})
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.result is not None
     assert content(outcome.result) == plain_copy(conn, """

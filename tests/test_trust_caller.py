@@ -43,6 +43,7 @@ PROBES = {
     "visible_count": "pgjobs.visible_count('public.secret_hr', '1')::text",
     "mask": "pgjobs.mask('public.secret_hr', '1')",
     "channel": "pgjobs.channel('public.secret_hr', '1')",
+    "preview": "pgjobs.preview('public.secret_hr', '1')::text",
 }
 
 # Each SECURITY DEFINER body, called directly, naming the superuser.
@@ -59,6 +60,7 @@ INTERNALS = {
     "visible_count": "pgjobs._visible_count_as('postgres', 'public.secret_hr', '1', '{}')::text",
     "mask": "pgjobs._mask_as('postgres', 'public.secret_hr', '1')",
     "channel": "pgjobs._channel_as('postgres', 'public.secret_hr', '1')",
+    "preview": "pgjobs._preview_as('postgres', 'public.secret_hr', '1', '{}', '{}', '{}')::text",
 }
 
 

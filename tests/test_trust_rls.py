@@ -31,6 +31,7 @@ CALLS = {
     "submit_backfill": """SELECT pgjobs.submit_backfill('user_table_rows', %(scope)s, '{}',"""
                        """ '{"n": 7}')""",
     "submit_custom": "SELECT pgjobs.submit('custom', 'user_table_rows', %(scope)s)",
+    "preview": "SELECT pgjobs.preview('user_table_rows', %(scope)s)",
 }
 
 

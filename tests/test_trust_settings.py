@@ -32,7 +32,8 @@ PARSE_IN_CALLERS_SESSION = {
     "_compile_filter_column_op", "_compile_set", "_row_predicate", "submit_delete",
     "submit_backfill", "submit_export", "submit", "_insert_job", "visible", "visible_count",
     "mask", "schedule", "channel", "_submit_as", "_submit_delete_as", "_submit_backfill_as",
-    "_submit_export_as", "_visible_as", "_visible_count_as", "_mask_as", "_channel_as"}
+    "_submit_export_as", "_visible_as", "_visible_count_as", "_mask_as", "_channel_as",
+    "_compile_filter", "preview", "_preview_as"}
 
 
 def test_every_function_pins_the_settings_its_text_depends_on(conn: Conn) -> None:

@@ -29,9 +29,11 @@ BEGIN
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
                              '_submit_as', '_submit_delete_as', '_submit_backfill_as',
-                             '_submit_export_as', '_submit_import_as', '_cancel_as', '_mask_as', '_visible_as',
+                             '_submit_export_as', '_submit_import_as', '_cancel_as', '_mask_as',
+                             '_visible_as',
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
+                             'preview', '_preview_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
                              '_scope_allowed', '_row_security_confines',
                              -- `pgjobs watch`/`status` read it beside a queued job

@@ -1,0 +1,244 @@
+"""CLI guards for destructive commands: `--dry-run` (preview, nothing written),
+the terminal confirmation (through a real pseudo-terminal), `--yes`, and
+operands that no environment variable can steer (every command walked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pexpect
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgjobs.cli.common import OPERANDS
+from pgjobs.cli.main import main
+from tests.helpers import scalar
+from tests.targets import make_rows_target, seed
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PGJOBS_DSN", "DATABASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def rows(conn: Conn) -> Conn:
+    seed(conn, make_rows_target(conn), 300)
+    return conn
+
+
+def jobs(conn: Conn) -> list[Any]:
+    return conn.execute("SELECT id, kind, payload FROM pgjobs.jobs ORDER BY id").fetchall()
+
+
+def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from walk(sub, (*path, name))
+
+
+# --- operands never come from the environment ------------------------------------
+
+
+def test_no_operand_of_any_command_reads_the_environment() -> None:
+    checked = 0
+    for path, command in walk(main):
+        assert not (command.context_settings or {}).get("auto_envvar_prefix"), path
+        for param in command.params:
+            where = f"pgjobs {' '.join(path)} {param.name}"
+            if isinstance(param, click.Argument) or param.name in OPERANDS:
+                assert not param.envvar, f"{where} reads {param.envvar}"
+                checked += 1
+    assert checked >= 15
+    # The operands the style guide names are all among those checked.
+    names = {p.name for _, c in walk(main) for p in c.params}
+    assert {"target", "scope", "filter_", "set_", "exclude", "columns"} <= names
+
+
+def test_auto_envvar_prefix_is_not_used_by_the_entry_point(rows: Conn, dsn: str,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    # click's auto_envvar_prefix would read PGJOBS_DELETE_SCOPE and the like.
+    monkeypatch.setenv("PGJOBS_DELETE_SCOPE", "1")
+    monkeypatch.setenv("PGJOBS_DELETE_FILTER", '{"k": 1}')
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows"])
+    assert result.exit_code == 2 and "--scope" in result.output
+    assert jobs(rows) == []
+
+
+ENV = {"PGJOBS_FILTER": '{"k": 1}', "PGJOBS_SCOPE": "2", "PGJOBS_EXCLUDE": "3 6",
+       "PGJOBS_SET": '{"label": "env"}', "PGJOBS_OPTIONS": '{"allow_unknown_fields": true}',
+       "PGJOBS_COLUMNS": "id", "PGJOBS_TO": "file:///tmp/elsewhere", "PGJOBS_YES": "1",
+       "PGJOBS_DRY_RUN": "1", "PGJOBS_SOURCE": "/etc/passwd"}
+
+
+def test_leftover_variables_do_not_steer_a_delete(rows: Conn, dsn: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows",
+                                       "--scope", "1"])
+    assert result.exit_code == 0, result.output
+    [(job_id, kind, payload)] = jobs(rows)
+    assert kind == "delete" and payload == {"filter": {}, "exclude": []}
+    assert scalar(rows, "SELECT scope FROM pgjobs.jobs") == "1"
+    assert scalar(rows, "SELECT options FROM pgjobs.jobs") == {}
+    # And without --scope the variable does not stand in: a usage error.
+    again = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows"])
+    assert again.exit_code == 2 and "--scope" in again.output
+
+
+def test_leftover_variables_do_not_steer_a_backfill_or_export(
+        rows: Conn, dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "backfill", "user_table_rows",
+                                       "--scope", "1", "--filter", "{}", "--set",
+                                       '{"n": 1}'])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["--dsn", dsn, "export", "user_table_rows",
+                                       "--scope", "1", "--detach"])
+    assert result.exit_code == 0, result.output
+    (_, _, backfill), (_, _, export) = jobs(rows)
+    assert backfill["filter"] == {} and backfill["set"] == {"n": 1}
+    assert export["filter"] == {} and export["destination"] is None
+    assert "label" in export["columns"]
+
+
+# --- --dry-run --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["delete", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}', "--exclude", "4"],
+    ["backfill", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}',
+     "--set", '{"n": 0}'],
+])
+def test_dry_run_prints_the_preview_and_writes_nothing(rows: Conn, dsn: str,
+                                                       args: list[str]) -> None:
+    before = scalar(rows, "SELECT md5(string_agg(t::text, ',' ORDER BY id))"
+                          " FROM user_table_rows t")
+    result = CliRunner().invoke(main, ["--dsn", dsn, *args, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    expected = scalar(rows, """SELECT pgjobs.preview('user_table_rows', '1', '{"k": 1}',
+                               %s::text[], %s::jsonb)""",
+                      (["4"] if args[0] == "delete" else [],
+                       json.dumps({"kind": args[0]})))
+    for key in ("matches", "exact", "scope_rows", "sample", "unknown_fields", "kind"):
+        assert shown[key] == expected[key], key
+    assert jobs(rows) == []
+    assert scalar(rows, "SELECT md5(string_agg(t::text, ',' ORDER BY id))"
+                        " FROM user_table_rows t") == before
+
+
+def test_dry_run_names_unknown_fields(rows: Conn, dsn: str) -> None:
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows", "--scope",
+                                       "1", "--filter", '{"stauts": {"$ne": "keep"}}',
+                                       "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["unknown_fields"] == ["stauts"]
+    # ... which the submit itself refuses: one line, exit 2.
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows", "--scope",
+                                       "1", "--filter", '{"stauts": {"$ne": "keep"}}'])
+    assert result.exit_code == 2 and '"stauts"' in result.output
+    assert "allow_unknown_fields" in result.output
+    assert jobs(rows) == []
+
+
+def test_off_a_terminal_a_delete_submits_as_before(rows: Conn, dsn: str) -> None:
+    # CliRunner's stdin and stdout are not terminals: scripts keep working.
+    result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows",
+                                       "--scope", "1", "--filter", '{"k": 2}'])
+    assert result.exit_code == 0, result.output
+    assert len(jobs(rows)) == 1
+
+
+# --- the question, through a pseudo-terminal -----------------------------------------
+
+
+def spawn(dsn: str, *args: str) -> pexpect.spawn:
+    exe = Path(sys.executable).parent / "pgjobs"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
+    return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
+                         timeout=60, dimensions=(50, 200))
+
+
+DELETE = ("delete", "user_table_rows", "--scope", "1", "--filter", '{"k": 3}')
+BACKFILL = ("backfill", "user_table_rows", "--scope", "1", "--filter", '{"k": 3}',
+            "--set", '{"n": 9}')
+
+
+@pytest.mark.parametrize("command", [DELETE, BACKFILL], ids=["delete", "backfill"])
+@pytest.mark.parametrize("answer", ["n", ""])
+def test_on_a_terminal_no_submits_nothing(rows: Conn, dsn: str, command: tuple[str, ...],
+                                          answer: str) -> None:
+    matches = scalar(rows, "SELECT (pgjobs.preview('user_table_rows', '1', '{\"k\": 3}'))"
+                           "->'matches'")
+    child = spawn(dsn, *command)
+    child.expect(rf"{command[0]} {matches} of \d+ rows")
+    child.expect("first keys: ")
+    child.expect(rf"Submit this {command[0]}\? \[y/N\]")
+    child.sendline(answer)  # "" takes the default: no
+    child.expect("not submitted")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert jobs(rows) == []
+
+
+@pytest.mark.parametrize("command", [DELETE, BACKFILL], ids=["delete", "backfill"])
+def test_on_a_terminal_yes_submits(rows: Conn, dsn: str, command: tuple[str, ...]) -> None:
+    child = spawn(dsn, *command)
+    child.expect(rf"Submit this {command[0]}\? \[y/N\]")
+    child.sendline("y")
+    child.expect(r"job (\d+) submitted")
+    job_id = int(child.match.group(1))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert [j[0] for j in jobs(rows)] == [job_id]
+    assert jobs(rows)[0][1] == command[0]
+
+
+def test_on_a_terminal_yes_flag_skips_the_question(rows: Conn, dsn: str) -> None:
+    child = spawn(dsn, *DELETE, "--yes")
+    index = child.expect([r"Submit this", r"job \d+ submitted"])
+    assert index == 1
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and len(jobs(rows)) == 1
+
+
+def test_on_a_terminal_unknown_fields_are_refused_without_a_question(rows: Conn,
+                                                                    dsn: str) -> None:
+    child = spawn(dsn, "delete", "user_table_rows", "--scope", "1", "--filter",
+                  '{"stauts": {"$ne": "keep"}}')
+    index = child.expect([r"Submit this", r'"stauts"'])
+    assert index == 1
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2 and jobs(rows) == []
+
+
+def test_on_a_terminal_dry_run_draws_a_table(rows: Conn, dsn: str) -> None:
+    child = spawn(dsn, *DELETE, "--dry-run")
+    child.expect("preview")
+    child.expect("matches")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and jobs(rows) == []
