@@ -25,7 +25,7 @@ BEGIN
     p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status = 'paused' THEN
-        UPDATE pgjobs.jobs SET status = 'queued', updated_at = now()
+        UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');

@@ -59,7 +59,7 @@ BEGIN
     UPDATE pgjobs.jobs
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
-           run_at = now(), checkpoint = v_checkpoint,
+           run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
            updated_at = now()
      WHERE id = p_id
