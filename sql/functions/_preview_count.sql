@@ -48,12 +48,12 @@ DECLARE
     v_scope_rows bigint := 0;
     v_total bigint := 0;
     v_counted bigint;
-    v_sample text[] := '{}';
+    v_sample text[] := '{}'::text[];
     v_more text[];
     v_exact boolean := true;
     v_blocks numeric;
     v_pct numeric;
-    v_plan jsonb;
+    v_plan json;  -- what EXPLAIN (FORMAT JSON) returns
 BEGIN
     PERFORM set_config('jit', 'off', true);
     -- A scope the planner expects to count within the limit (at a
@@ -62,7 +62,7 @@ BEGIN
     -- sample then comes from the scope's first 100,000 keys.
     EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE %I = %s',
                    p_reg.target, p_reg.scope_column, v_scope) INTO v_plan;
-    IF (v_plan #>> '{0,Plan,Plan Rows}')::numeric <= p_limit_ms * 1000.0 THEN
+    IF (v_plan::jsonb #>> '{0,Plan,Plan Rows}')::numeric <= p_limit_ms * 1000.0 THEN
         EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
                        'FROM %s WHERE %I = %s', p_predicate, p_mask, p_reg.target,
                        p_reg.scope_column, v_scope)
