@@ -36,7 +36,7 @@ AS $$
 -- Autovacuum counts on the target, its partitions and their TOAST tables.
 -- A limit that is not valid any more (edited in pgjobs.jobs) fails the job
 -- (22023's message; 'failed'). Not held here (NULL: the page decides): a job that is not running, not
--- p_worker's, being canceled, or not yet started (no checkpoint: its first
+-- p_worker's, being canceled or paused, or not yet started (no checkpoint: its first
 -- step only counts). The pacing state lives in the session setting
 -- pgjobs.pace (a runner procedure is one session).
 -- Locks: the job row (UPDATE) only when a spell starts, changes reason,
@@ -66,7 +66,8 @@ BEGIN
     END IF;
     SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
-       OR v_job.cancel_requested_at IS NOT NULL OR v_job.checkpoint IS NULL
+       OR v_job.cancel_requested_at IS NOT NULL OR v_job.pause_requested_at IS NOT NULL
+       OR v_job.checkpoint IS NULL
        OR v_job.kind <> ALL (ARRAY['delete', 'backfill', 'import']) THEN
         RETURN NULL;
     END IF;
