@@ -17,7 +17,8 @@ AS $$
 -- Rate limit (options max_rows_per_second, page_delay): the next page
 -- starts no earlier than the previous page's start plus its rows divided by
 -- max_rows_per_second, and no earlier than page_delay after it ended. Pages
--- are capped at max_rows_per_second rows (checkpoint page_size). The wait
+-- are capped at max_rows_per_second rows (checkpoint page_size; an import's
+-- batches keep their size, batch_ms). The wait
 -- is slept here, before anything is locked, at most 1 s per call (so the
 -- runner's deadline and a cancel are seen), within the deadline.
 --
