@@ -93,6 +93,7 @@ def _run_here(obj: Context, job_id: int) -> int:
     display = _Display(job_id)
     worker = db.worker_name("import")
     stop = threading.Event()
+    paused_said = False
     try:
         with db.connect(dsn, app="pgjobs import") as conn:
             while True:
@@ -111,6 +112,12 @@ def _run_here(obj: Context, job_id: int) -> int:
                     raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
                 if job["status"] in FINAL:
                     break
+                if job["status"] == "paused" and not paused_said:
+                    # Not an end (as `pgjobs export`): this command goes on
+                    # when the job is resumed, from the committed offset.
+                    display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
+                                 "continues it here (Ctrl-C cancels it)")
+                paused_said = job["status"] == "paused"
                 display.progress(0, int(job["done"]), job["total"])
                 display.tick()
                 time.sleep(0.5)

@@ -221,6 +221,9 @@ WORKER_CLAIM = (
 )
 # On the import's data connection: checks the fields, creates the staging table,
 # returns the COPY statement of a batch.
+# Before each import batch (the worker's data session keeps the pacing state):
+# NULL = go, 'more' = held (call again), else the job ended (failed).
+IMPORT_THROTTLE = "SELECT pgjobs._throttle(%(id)s, %(worker)s, NULL) AS r"
 IMPORT_PREPARE = "SELECT pgjobs.import_prepare(%(id)s, %(worker)s, %(fields)s::text[])"
 # In the batch's transaction, right after its COPY: rows, rejects and checkpoint.
 # The lines of the staged records go as one comma-separated text (an int list

@@ -216,6 +216,9 @@ class Importer:
             return self._run()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
+        except _Paused:
+            log.info("job %s: paused after its batch; pgjobs.resume continues it", self.job_id)
+            return Outcome(self.job_id, "paused")
         except Stopped:
             return self._release()
         except BaseException as exc:
@@ -345,6 +348,7 @@ class Importer:
             fill(size)
             if not buf and eof:
                 return
+            self._throttle(conn)
             started = time.monotonic()
             limit = size
             while True:
@@ -375,6 +379,22 @@ class Importer:
             if staged and self.batch_bytes is None:
                 size = int(min(max(size * min(2.0, max(0.5, self.batch_ms / 1000 / elapsed)),
                                    MIN_BATCH), MAX_BATCH))
+
+    def _throttle(self, conn: psycopg.Connection[Any]) -> None:
+        """Wait while pgjobs._throttle holds the job (rate limits, health signals:
+        it sleeps, at most about 1 s a call, records checkpoint.throttled and the
+        `throttled` event, and extends the lease). A pause or cancel request lets
+        the batch go: import_batch decides."""
+        while True:
+            held = db.scalar(conn, queries.IMPORT_THROTTLE,
+                             {"id": self.job_id, "worker": self.worker})
+            if held is None:
+                return
+            if held != "more":
+                raise _Lost()  # the job ended there (an invalid limit fails it)
+            self.control.last_ok = time.monotonic()
+            if self.stop.is_set():
+                raise Stopped()
 
     def _batch(self, conn: psycopg.Connection[Any], copy_sql: str, fields: list[str] | None,
                buf: memoryview, eof: bool, line: int, offset: int,
@@ -445,8 +465,10 @@ class Importer:
                 "lines": ",".join([str(first) for _, _, first in staged]),
                 "done": done, "total": self.total,
                 "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
-            if result.get("status") != "ok":
+            if result.get("status") not in ("ok", "paused"):
                 raise _Lost()
+        if result.get("status") == "paused":
+            raise _Paused()  # the batch committed: the job is paused after it
         self.control.last_ok = time.monotonic()
         self.totals = {k: result.get(k, 0) for k in ("inserted", "updated", "skipped",
                                                      "rejected", "records")}
@@ -542,8 +564,11 @@ class Importer:
         # A cancel request is settled by the heartbeat (the job becomes canceled).
         with contextlib.suppress(LeaseLost, PgjobsError, psycopg.Error):
             self.control.heartbeat()
-        if self._status() == "canceled":
-            return Outcome(self.job_id, "canceled", error="canceled")
+        status = self._status()
+        if status in ("canceled", "paused", "failed"):
+            # The heartbeat settled a cancel or a pause; a failed job was
+            # failed by the engine (an invalid limit, pgjobs._throttle).
+            return Outcome(self.job_id, status, error=None if status == "paused" else status)
         log.info("job %s: stopping: %s", self.job_id, why)
         return Outcome(self.job_id, "lost", error=why)
 
@@ -583,6 +608,10 @@ class Importer:
 
 class _Lost(Exception):
     """import_batch found the job no longer ours: the batch rolls back."""
+
+
+class _Paused(Exception):
+    """import_batch committed the batch and paused the job (pgjobs.pause)."""
 
 
 def _jsonl_problem(record: bytes) -> str | None:

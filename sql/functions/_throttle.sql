@@ -8,15 +8,17 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- Called by pgjobs._run_step before each page of a writing job: may the
--- page run now? Returns NULL (run it) or 'more' (not now: the runner
+-- Called by pgjobs._run_step before each page of a writing job, and by
+-- the import worker before each batch (rows: the checkpoint's records):
+-- may the page run now? Returns NULL (run it) or 'more' (not now: the runner
 -- COMMITs and calls again, or releases the job when its deadline
 -- p_deadline, NULL: none, has passed; no attempt is counted).
 --
 -- Rate limit (options max_rows_per_second, page_delay): the next page
 -- starts no earlier than the previous page's start plus its rows divided by
 -- max_rows_per_second, and no earlier than page_delay after it ended. Pages
--- are capped at max_rows_per_second rows (checkpoint page_size). The wait
+-- are capped at max_rows_per_second rows (checkpoint page_size; an import's
+-- batches keep their size, batch_ms). The wait
 -- is slept here, before anything is locked, at most 1 s per call (so the
 -- runner's deadline and a cancel are seen), within the deadline.
 --
@@ -57,6 +59,7 @@ DECLARE
     v_age_limit double precision;
     v_health jsonb;
     v_reason text;
+    v_done bigint;
 BEGIN
     v_mine := coalesce(v_pace ->> 'job' = p_id::text, false);
     IF v_mine AND v_pace ? 'held' THEN
@@ -72,6 +75,11 @@ BEGIN
         RETURN NULL;
     END IF;
     v_now := extract(epoch FROM clock_timestamp());
+    -- Rows so far: an import's done counts bytes of its source, its records
+    -- are in the checkpoint (pgjobs.import_batch).
+    v_done := CASE WHEN v_job.kind = 'import'
+                   THEN coalesce((v_job.checkpoint ->> 'records')::bigint, 0)
+                   ELSE v_job.done END;
 
     -- The limits, checked again: an administrator may have edited them
     -- (UPDATE pgjobs.jobs SET options = ...). A bad one fails the job, as a
@@ -102,7 +110,7 @@ BEGIN
             v_not_before := greatest(v_now + v_delay,
                 (v_pace ->> 'started')::double precision
                 + CASE WHEN v_rate > 0
-                       THEN (v_job.done - (v_pace ->> 'done')::bigint)::double precision / v_rate
+                       THEN (v_done - (v_pace ->> 'done')::bigint)::double precision / v_rate
                        ELSE 0 END);
         ELSE
             v_not_before := (v_pace ->> 'not_before')::double precision;
@@ -119,7 +127,7 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    IF v_rate > 0 AND NOT v_job.options ? 'page_size'
+    IF v_rate > 0 AND NOT v_job.options ? 'page_size' AND v_job.kind <> 'import'
        AND coalesce((v_job.checkpoint ->> 'page_size')::bigint, 1000) > v_rate THEN
         UPDATE pgjobs.jobs j
            SET checkpoint = jsonb_set(j.checkpoint, '{page_size}',
@@ -171,7 +179,7 @@ BEGIN
     END IF;
     -- The page runs: remember when it started, and done before it.
     PERFORM set_config('pgjobs.pace', jsonb_build_object(
-        'job', p_id, 'started', v_now, 'done', v_job.done, 'valid', v_valid)::text, false);
+        'job', p_id, 'started', v_now, 'done', v_done, 'valid', v_valid)::text, false);
     RETURN NULL;
 END
 $$;

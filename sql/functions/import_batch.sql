@@ -26,7 +26,9 @@ AS $$
 -- Fenced on the claim: unless p_worker holds an unexpired lease of the
 -- running job with no cancel requested, nothing is written and the result
 -- is {"status": "lost"} (the caller rolls back and asks pgjobs.heartbeat,
--- which settles a cancel). The job row stays locked FOR UPDATE to the
+-- which settles a cancel). A pause request does not fence: the batch
+-- goes in, the job becomes `paused` with its checkpoint, and the result is
+-- {"status": "paused", ...totals} (the caller commits and stops). The job row stays locked FOR UPDATE to the
 -- commit: a rescue or a new claim waits for the batch and sees its
 -- checkpoint.
 --
@@ -192,6 +194,15 @@ BEGIN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
     IF NOT pgjobs.heartbeat(p_id, p_worker, p_done, v_ck) THEN
+        -- A pause requested while the batch ran (the job row is locked, so
+        -- the request came before this call): the heartbeat has parked the
+        -- job `paused` with this batch's checkpoint. The batch commits with
+        -- it; the worker stops, and pgjobs.resume reads on after the batch.
+        IF v_job.pause_requested_at IS NOT NULL
+           AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
+            RETURN jsonb_build_object('status', 'paused')
+                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history']);
+        END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
