@@ -13,6 +13,8 @@ import pytest
 
 from pgjobs.cli.common import OPERANDS
 from pgjobs.cli.main import main
+from tests.helpers import job, scalar
+from tests.targets import make_rows_target, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
 
@@ -55,3 +57,59 @@ def test_import_ignores_leftover_steering_variables(monkeypatch: pytest.MonkeyPa
     assert ctx.params["on_duplicate"] is None
     assert ctx.params["max_rejects"] is None
     assert ctx.params["extra"] is None
+
+
+# --- throttling: a slow job does not hold a runner that has other work -------
+
+
+@pytest.mark.parametrize("limit", [{"page_delay": "1 hour"}, {"max_rows_per_second": 1}])
+def test_a_rate_limited_job_is_handed_back_while_others_wait(conn: Conn,
+                                                             limit: dict[str, Any]) -> None:
+    """Anyone who may submit picks their own page_delay (up to an hour) and
+    max_rows_per_second (down to 1). A runner that slept through its whole
+    budget on such a job would let one client's slow jobs hold every runner:
+    other scopes' jobs waited a budget per slow job. The runner hands the job
+    back, due when its next page may start, and works on the others."""
+    target = make_rows_target(conn)
+    seed(conn, target, 300)
+    slow = submit_delete(conn, target, "1", options={"page_size": 5, **limit})
+    fast = submit_delete(conn, target, "2", {"k": 0})
+    conn.execute("CALL pgjobs.run('3 seconds')")
+    assert job(conn, fast)["status"] == "succeeded"
+    slow_job = job(conn, slow)
+    assert slow_job["status"] == "queued" and slow_job["attempts"] == 0
+    assert slow_job["done"] > 0  # its first page ran
+    # Due when its next page may start, not now: no runner spins on it.
+    assert scalar(conn, "SELECT run_at > now() FROM pgjobs.jobs WHERE id = %s", (slow,))
+
+
+def test_a_rate_limited_job_alone_keeps_its_runner(conn: Conn) -> None:
+    """With nothing else due, the runner keeps pacing the job itself (it would
+    otherwise wait for the next scheduled run)."""
+    target = make_rows_target(conn)
+    seed(conn, target, 300)
+    slow = submit_delete(conn, target, "1", options={"page_size": 5, "page_delay": "1 s"})
+    conn.execute("CALL pgjobs.run('2500 milliseconds')")
+    assert job(conn, slow)["done"] >= 10  # at least two pages, one runner
+
+
+# --- retry: a resubmission keeps the job's on_conflict ------------------------
+
+
+def test_retry_of_a_reject_job_refuses_while_a_writer_is_pending(conn: Conn) -> None:
+    """A job submitted with {"on_conflict": "reject"} must never queue behind
+    another writer of its scope; its retry is a resubmission and refuses the
+    same way (55006), leaving the job as it was."""
+    target = make_rows_target(conn)
+    seed(conn, target, 60)
+    first = submit_delete(conn, target, "1", {"k": 0}, options={"on_conflict": "reject"})
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (first,))
+    other = submit_delete(conn, target, "1", {"k": 1})
+    with pytest.raises(psycopg.errors.ObjectInUse) as info:
+        conn.execute("SELECT pgjobs.retry(%s)", (first,))
+    assert info.value.diag.message_hint
+    assert job(conn, first)["status"] == "canceled"
+    # Once the scope is free, the retry goes through.
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (other,))
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (first,))
+    assert job(conn, first)["status"] == "queued"
