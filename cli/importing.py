@@ -91,6 +91,7 @@ def _run_here(obj: Context, job_id: int) -> int:
     display = _Display(job_id)
     worker = db.worker_name("import")
     stop = threading.Event()
+    paused_said = False
     try:
         with db.connect(dsn, app="pgjobs import") as conn:
             while True:
@@ -109,6 +110,11 @@ def _run_here(obj: Context, job_id: int) -> int:
                     raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
                 if job["status"] in FINAL:
                     break
+                if job["status"] == "paused" and not paused_said:
+                    # Not an end: this command goes on when the job is resumed.
+                    display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
+                                 "continues it here")
+                paused_said = job["status"] == "paused"
                 display.progress(0, int(job["done"]), job["total"])
                 display.tick()
                 time.sleep(0.5)

@@ -113,3 +113,38 @@ def test_retry_of_a_reject_job_refuses_while_a_writer_is_pending(conn: Conn) -> 
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (other,))
     assert scalar(conn, "SELECT pgjobs.retry(%s)", (first,))
     assert job(conn, first)["status"] == "queued"
+
+
+# --- CLI: a paused import in the foreground says so, and goes on when resumed --
+
+
+def test_foreground_import_says_it_is_paused_and_goes_on(
+        conn: Conn, dsn: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    import time
+
+    from pgjobs.cli.common import Context
+    from pgjobs.cli.importing import _run_here
+    from tests.import_support import allow, make_people, submit_import
+
+    make_people(conn)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    (folder / "a.csv").write_text("id,name\n1,ann\n")
+    job_id = submit_import(conn, f"file://{folder}/a.csv")
+    assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+    box: list[int] = []
+    thread = threading.Thread(target=lambda: box.append(
+        _run_here(Context(dsn, f"file://{folder}/store"), job_id)), daemon=True)
+    thread.start()
+    said = ""
+    for _ in range(100):
+        said += capsys.readouterr().err
+        if "is paused" in said:
+            break
+        time.sleep(0.05)
+    assert f"job {job_id} is paused: `pgjobs resume {job_id}`" in said
+    assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+    thread.join(30)
+    assert box == [0] and job(conn, job_id)["status"] == "succeeded"
