@@ -21,10 +21,11 @@ from pgjobs.errors import InvalidInput, PgjobsError
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
 OPERANDS = frozenset({"target", "scope", "filter_", "set_", "exclude", "columns", "source",
-                      "extra", "to", "yes", "dry_run"})
+                      "extra", "to", "on_duplicate", "max_rejects", "yes", "dry_run"})
 """Parameter names that are never read from an environment variable: what a command
 acts on (target, scope, filter, set, exclude, columns, source), the job's own options
-and destination (--options, --to), and the guards (--yes, --dry-run). A variable left
+and destination (--options, --to), what an import does to existing rows and bad
+records (--on-duplicate, --max-rejects), and the guards (--yes, --dry-run). A variable left
 in a shell (PGJOBS_FILTER from an export) must not steer a destructive command; only
 connection and configuration options (--dsn, --storage, ...) read the environment.
 tests/test_cli_guards.py walks every command for it."""

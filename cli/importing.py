@@ -41,16 +41,14 @@ def source_uri(source: str) -> str:
               help="csv: a header row, then records; jsonl: one JSON object per line "
                    "[default: from the name, .jsonl/.ndjson else csv].")
 @click.option("--on-duplicate", type=click.Choice(["error", "skip", "update"]),
-              envvar="PGJOBS_ON_DUPLICATE", show_envvar=True,
               help="What a record whose (scope, key) exists does [default: error].")
 @click.option("--max-rejects", type=click.IntRange(0, 1_000_000),
-              envvar="PGJOBS_MAX_REJECTS", show_envvar=True,
               help="Bad records to reject (and list) before failing [default: 0].")
 @click.option("--gzip/--no-gzip", default=None, envvar="PGJOBS_GZIP", show_envvar=True,
               help="[default: the name ends in .gz]")
 @click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the import to `pgjobs worker`.")
-@click.option("--options", "extra", envvar="PGJOBS_OPTIONS", show_envvar=True,
+@click.option("--options", "extra",
               help="More job options as a JSON object (e.g. batch_ms, priority, lease).")
 @click.pass_obj
 def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,

@@ -29,6 +29,9 @@ AS $$
 --   index again.
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
+-- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
+--   job unchanged) while another writer of its scope is pending, as its
+--   submission would be.
 -- Raises 55000 for any other state. Locks: the job row; for a writing job
 -- the scope's gate lock (pgjobs._insert_job's).
 DECLARE
@@ -55,6 +58,16 @@ BEGIN
     IF v_job.kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(
             'pgjobs.gate:' || v_job.target::oid::text || ':' || v_job.scope, 0));
+        -- A job submitted with on_conflict: reject never queues behind
+        -- another writer; neither does its retry (a resubmission).
+        IF v_job.options ->> 'on_conflict' = 'reject'
+           AND NOT pgjobs._writer_may_start(v_job.target, v_job.scope, 9223372036854775807) THEN
+            RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
+                v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55006',
+                HINT = format('Retry job %s once that job has ended, or cancel it with '
+                              'pgjobs.cancel(id).', p_id);
+        END IF;
     END IF;
     UPDATE pgjobs.jobs
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,

@@ -12,7 +12,8 @@ AS $$
 -- the import worker before each batch (rows: the checkpoint's records):
 -- may the page run now? Returns NULL (run it) or 'more' (not now: the runner
 -- COMMITs and calls again, or releases the job when its deadline
--- p_deadline, NULL: none, has passed; no attempt is counted).
+-- p_deadline, NULL: none, has passed; no attempt is counted), or
+-- 'released' (handed back, see below; the runner claims other work).
 --
 -- Rate limit (options max_rows_per_second, page_delay): the next page
 -- starts no earlier than the previous page's start plus its rows divided by
@@ -20,7 +21,11 @@ AS $$
 -- are capped at max_rows_per_second rows (checkpoint page_size; an import's
 -- batches keep their size, batch_ms). The wait
 -- is slept here, before anything is locked, at most 1 s per call (so the
--- runner's deadline and a cancel are seen), within the deadline.
+-- runner's deadline and a cancel are seen), within the deadline. A runner
+-- with a budget (p_deadline) does not sleep through a longer wait while
+-- another writing job is due and may start (pgjobs._other_writer_due): the
+-- job is released (no attempt counted) with run_at = when its next page
+-- may start, and the runner moves on.
 --
 -- Health (pgjobs._health, sampled at most every 0.5 s per session): the
 -- page is held while a standby or active slot is further behind than
@@ -118,6 +123,18 @@ BEGIN
         IF v_not_before > v_now THEN
             PERFORM set_config('pgjobs.pace', jsonb_build_object(
                 'job', p_id, 'not_before', v_not_before, 'valid', v_valid)::text, false);
+            -- A wait longer than one call, with another writing job due and
+            -- free to start: hand this one back, due when its next page may
+            -- start (the client chose the limits: one client's slow jobs
+            -- must not hold the runners other scopes wait for).
+            IF v_deadline IS NOT NULL AND v_not_before - v_now > 1.0
+               AND pgjobs._other_writer_due(p_id) THEN
+                IF pgjobs.release(p_id, p_worker) THEN
+                    UPDATE pgjobs.jobs j SET run_at = to_timestamp(v_not_before)
+                     WHERE j.id = p_id AND j.status = 'queued';
+                END IF;
+                RETURN 'released';
+            END IF;
             PERFORM pg_sleep(greatest(0, least(v_not_before - v_now, 1.0,
                                                 coalesce(v_deadline - v_now, 1.0))));
             v_now := extract(epoch FROM clock_timestamp());
