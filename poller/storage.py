@@ -38,6 +38,7 @@ import hashlib
 import os
 import queue
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -789,6 +790,31 @@ def size(uri: str) -> int:
         raise storage_error(exc, f"cannot read {uri}") from exc
 
 
+def _open_regular_file(path: str, uri: str) -> Any:
+    """A local source opened for reading, only when it is what its URI names: a
+    regular file reached without symbolic links. The allow-list judges the URI's
+    text, so a link inside an allowed prefix must not lead the worker outside it;
+    and a FIFO or device (``/dev/zero``) would block or never end."""
+    real = os.path.realpath(path)
+    if real != os.path.normpath(path):
+        raise StorageError(f"cannot read {uri}: its path goes through a symbolic link "
+                           f"(to {real})", retryable=False,
+                           hint=f"Import from the resolved path file://{real}, under a "
+                                "prefix an administrator allowed.")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StorageError(f"cannot read {uri}: it is not a regular file",
+                               retryable=False,
+                               hint="Import from a regular file (not a directory, FIFO "
+                                    "or device).")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
@@ -799,7 +825,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
     loc = parse(uri)
     if loc.scheme == "file":
         try:
-            with open(loc.path, "rb") as f:
+            with _open_regular_file(loc.path, uri) as f:
                 f.seek(offset)
                 while True:
                     data = f.read(block)

@@ -1,0 +1,91 @@
+"""A local import source is read only when it is what its URI names: a regular
+file reached without symbolic links. The allow-list judges the URI's text, so a
+link (in any component) inside an allowed folder must not lead the worker to a
+file outside it, and a FIFO or a device must fail the job, not hang it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.importer import Importer
+from tests.helpers import job, scalar
+from tests.import_support import allow, claim_import, make_people, submit_import
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def folders(conn: Conn, tmp_path: Path) -> tuple[Path, Path]:
+    make_people(conn)
+    allowed = tmp_path / "in"
+    outside = tmp_path / "secret"
+    allowed.mkdir()
+    outside.mkdir()
+    (outside / "people.csv").write_bytes(b"name,age\nmallory,1\n")
+    allow(conn, f"file://{allowed}")
+    return allowed, outside
+
+
+def _run(conn: Conn, dsn: str, allowed: Path, source: Path) -> dict[str, Any]:
+    job_id = submit_import(conn, f"file://{source}")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{allowed}/store").run()
+    return job(conn, job_id)
+
+
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_symbolic_link_inside_the_allowed_folder_is_refused(
+        conn: Conn, dsn: str, folders: tuple[Path, Path], link: str) -> None:
+    allowed, outside = folders
+    if link == "file":
+        source = allowed / "people.csv"
+        source.symlink_to(outside / "people.csv")
+    else:
+        (allowed / "sub").symlink_to(outside)
+        source = allowed / "sub" / "people.csv"
+    row = _run(conn, dsn, allowed, source)
+    assert row["status"] == "failed", row
+    assert "symbolic link" in row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 0
+
+
+def test_a_fifo_fails_the_job_instead_of_hanging(
+        conn: Conn, dsn: str, folders: tuple[Path, Path]) -> None:
+    allowed, _ = folders
+    fifo = allowed / "people.csv"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result.update(_run(conn, dsn, allowed, fifo))
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    if not done.wait(30):
+        # Unblock the reader so the thread ends, then fail.
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("the import blocked on a FIFO")
+    assert result["status"] == "failed" and "not a regular file" in result["error"]
+
+
+@pytest.mark.parametrize("make", ["fifo", "dir", "link"])
+def test_open_range_reads_only_regular_files(tmp_path: Path, make: str) -> None:
+    path = tmp_path / "x"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "dir":
+        path.mkdir()
+    else:
+        (tmp_path / "real").write_bytes(b"a\n")
+        path.symlink_to(tmp_path / "real")
+    with pytest.raises(storage.StorageError) as info:
+        b"".join(storage.open_range(f"file://{path}"))
+    assert info.value.retryable is False
