@@ -119,3 +119,20 @@ def test_a_released_job_of_any_kind_queues_anew(conn: Conn) -> None:
     urgent = submit(conn, options={"priority": 1})
     assert scalar(conn, "SELECT pgjobs.release(%s, %s)", (first, who(conn, first, "w")))
     assert claim(conn, "w", limit=3) == [urgent, second, first]
+
+
+def test_a_job_requeued_after_a_failure_or_a_lapsed_lease_queues_anew(conn: Conn) -> None:
+    """Every way back to `queued` joins the queue at its end: a retryable
+    failure (pgjobs.fail) and a rescued lease (pgjobs._rescue_expired) as much
+    as a release, so a job that keeps failing cannot keep going first."""
+    make_target(conn)
+    first = submit(conn)
+    second = submit(conn)
+    assert claim(conn, "w") == [first]
+    assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'boom')", (first, who(conn, first, "w")))
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (first,))
+    assert claim(conn, "w") == [second]
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (second,))
+    conn.execute("SELECT pgjobs.prune()")
+    assert claim(conn, "w", limit=2) == [first, second]

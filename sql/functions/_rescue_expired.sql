@@ -42,6 +42,7 @@ BEGIN
                error = format('lease expired: worker %s stopped heartbeating', j.worker),
                lease_expires_at = NULL,
                run_at = now(),
+               queued_at = now(),
                finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
                                    OR (j.pause_requested_at IS NULL
                                        AND j.attempts >= j.max_attempts) THEN now() END,

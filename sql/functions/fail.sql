@@ -40,6 +40,7 @@ BEGIN
                          THEN now() + pgjobs._backoff(j.attempts) ELSE j.run_at END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,
+           queued_at = now(),  -- a retry joins the queue at its end (pgjobs.claim)
            finished_at = CASE
                WHEN j.cancel_requested_at IS NOT NULL
                  OR NOT coalesce(p_retryable, true)
