@@ -362,3 +362,21 @@ def test_rate_limit_paces_by_records(conn: Conn, make_conn: Any, dsn: str, folde
               (job_id,))
     held = scalar(c, "SELECT pgjobs._throttle(%s, %s, NULL)", (job_id, worker))
     assert held == (None if records == 1 else "more")
+
+
+def test_a_retried_import_waits_behind_writers_submitted_before_its_retry(
+        conn: Conn, dsn: str, folder: Path) -> None:
+    """Every claim path orders a scope's writers by their place in the gate
+    (gate_order after a retry, else id): `pgjobs import`'s own claim too."""
+    (folder / "p.csv").write_bytes(b"name,age\nann,1\n")
+    imported = submit_import(conn, f"file://{folder}/p.csv")
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (imported,))
+    delete = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}', '{}', "
+                              "'{\"allow_unknown_fields\": true}')"))
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (imported,))
+    with psycopg.connect(dsn, autocommit=True) as other:
+        assert other.execute("SELECT id FROM pgjobs.claim_import(%s, 'w')",
+                             (imported,)).fetchall() == []
+    conn.execute("CALL pgjobs.run_job(%s)", (delete,))
+    assert job(conn, delete)["status"] == "succeeded"
+    claim_import(dsn, imported)

@@ -45,7 +45,8 @@ BEGIN
            updated_at = now()
      WHERE j.id = (SELECT q.id FROM pgjobs.jobs q
                     WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
-                      AND pgjobs._writer_may_start(q.target, q.scope, q.id)
+                      AND pgjobs._writer_may_start(q.target, q.scope,
+                                                   coalesce(q.gate_order, q.id))
                       FOR UPDATE SKIP LOCKED)
     RETURNING j.* INTO v_job;
     IF FOUND THEN
