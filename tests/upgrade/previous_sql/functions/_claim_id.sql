@@ -32,13 +32,18 @@ BEGIN
     IF v_job.status IN ('succeeded', 'failed', 'canceled') THEN
         RETURN v_job;
     END IF;
+    IF v_job.status = 'paused' THEN
+        RAISE EXCEPTION 'job % is paused', p_id USING ERRCODE = '55000',
+            HINT = 'Resume it first with pgjobs.resume(id).';
+    END IF;
     IF v_job.status = 'running' THEN
         RAISE EXCEPTION 'job % is running on worker %', p_id, v_job.worker
             USING ERRCODE = '55006',
             HINT = format('Wait for it, or cancel it; its lease ends at %s.',
                           v_job.lease_expires_at);
     END IF;
-    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope, v_job.id) THEN
+    IF NOT pgjobs._writer_may_start(v_job.target, v_job.scope,
+                                     coalesce(v_job.gate_order, v_job.id)) THEN
         RAISE EXCEPTION 'job % must wait: an earlier writing job of % scope % is pending',
             p_id, v_job.target, v_job.scope USING ERRCODE = '55006',
             HINT = 'Writing jobs of one scope run one at a time in submission order; run the '

@@ -5,6 +5,7 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
     p_document name,
     p_depth    integer,
     INOUT p_clauses integer,
+    INOUT p_paths text[],
     OUT p_sql  text)
 LANGUAGE plpgsql
 STABLE
@@ -16,7 +17,8 @@ AS $function$
 -- operators, ANDed. The field is a column of the target when one has that
 -- exact name, else a dotted path into the document column. Column clauses are
 -- test-evaluated once on a typed NULL so a bad value or a type without the
--- operator fails here with 22023, not later inside a job. Locks nothing.
+-- operator fails here with 22023, not later inside a job. A document path
+-- is appended to p_paths (once). Locks nothing.
 DECLARE
     v_type      text;
     v_ref       text;
@@ -65,6 +67,9 @@ BEGIN
                                                    FROM jsonb_object_keys(p_columns) k));
     ELSE
         v_path := string_to_array(p_field, '.');
+        IF NOT p_field = ANY (coalesce(p_paths, '{}')) THEN
+            p_paths := coalesce(p_paths, '{}') || p_field;
+        END IF;
         FOREACH v_seg IN ARRAY v_path LOOP
             IF v_seg = '' THEN
                 RAISE EXCEPTION 'field "%" has an empty path segment', p_field
@@ -109,9 +114,9 @@ BEGIN
         p_clauses := p_clauses + 1;
 
         IF v_entry.key = '$not' THEN
-            SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+            SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(p_field, v_entry.value, p_columns, p_document,
-                                                p_depth + 1, p_clauses) f;
+                                                p_depth + 1, p_clauses, p_paths) f;
             v_sub := '(NOT coalesce(' || v_sub || ', false))';
         ELSIF v_type IS NOT NULL THEN
             -- Test-evaluate on a typed NULL: bad casts and missing operators

@@ -4,6 +4,7 @@ CREATE OR REPLACE FUNCTION pgjobs._compile_filter_node(
     p_document name,
     p_depth    integer,
     INOUT p_clauses integer,
+    INOUT p_paths text[],
     OUT p_sql  text)
 LANGUAGE plpgsql
 STABLE
@@ -20,7 +21,9 @@ AS $function$
 -- pgjobs._compile_filter_document_op): the same rows (OR of equalities is
 -- membership; NULL counts as "not matched" either way), at a cost per row
 -- that does not grow with the branches. Clauses count as written.
--- Locks nothing.
+-- p_paths gathers every document path the filter resolves (dotted, as
+-- written), at any depth: pgjobs._unknown_fields checks them against the
+-- scope's rows. Locks nothing.
 DECLARE
     v_entry  record;
     v_elem   jsonb;
@@ -76,10 +79,10 @@ BEGIN
                            array_agg(c.ord) AS ords
                       FROM c GROUP BY c.field HAVING count(*) >= 9
                 LOOP
-                    SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+                    SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
                       FROM pgjobs._compile_filter_field(
                                v_fold.field, jsonb_build_object('$in', v_fold.vals), p_columns,
-                               p_document, p_depth + 1, p_clauses) f;
+                               p_document, p_depth + 1, p_clauses, p_paths) f;
                     p_clauses := p_clauses + cardinality(v_fold.ords) - 1;
                     v_subs := v_subs || ('(' || v_sub || ')');
                     v_folded := v_folded || v_fold.ords;
@@ -97,9 +100,9 @@ BEGIN
                               HINT = format('e.g. {"%s": [{"a": 1}, {"b": {"$gt": 2}}]}',
                                             v_entry.key);
                 END IF;
-                SELECT n.p_clauses, n.p_sql INTO p_clauses, v_sub
+                SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
                   FROM pgjobs._compile_filter_node(v_elem, p_columns, p_document,
-                                                   p_depth + 1, p_clauses) n;
+                                                   p_depth + 1, p_clauses, p_paths) n;
                 v_subs := v_subs || ('(' || v_sub || ')');
             END LOOP;
             IF cardinality(v_subs) = 0 THEN
@@ -117,9 +120,9 @@ BEGIN
                                 left(v_entry.value::text, 200)
                     USING ERRCODE = '22023', HINT = 'e.g. {"$not": {"status": "done"}}';
             END IF;
-            SELECT n.p_clauses, n.p_sql INTO p_clauses, v_sub
+            SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_node(v_entry.value, p_columns, p_document,
-                                               p_depth + 1, p_clauses) n;
+                                               p_depth + 1, p_clauses, p_paths) n;
             -- NULL (unknown) counts as "not matched" before negation, so
             -- negating never turns a missing field into NULL.
             v_parts := v_parts || ('(NOT coalesce((' || v_sub || '), false))');
@@ -132,9 +135,9 @@ BEGIN
                              'field: {"age": {"$gt": 30}}.';
 
         ELSE
-            SELECT f.p_clauses, f.p_sql INTO p_clauses, v_sub
+            SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(v_entry.key, v_entry.value, p_columns,
-                                                p_document, p_depth, p_clauses) f;
+                                                p_document, p_depth, p_clauses, p_paths) f;
             v_parts := v_parts || v_sub;
         END IF;
 

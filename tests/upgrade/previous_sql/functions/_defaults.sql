@@ -12,7 +12,12 @@ AS $$
 -- what pgjobs.set_defaults stored (pgjobs.settings, key 'defaults').
 --   notify_target_scope (boolean, default false): events on the shared
 --   channel `pgjobs` carry the job's target and scope.
+-- and the throttling options of writing jobs (pgjobs._throttle_options):
+--   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
+--   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
 -- Locks nothing.
-SELECT '{"notify_target_scope": false}'::jsonb
+SELECT '{"notify_target_scope": false, "max_replica_lag_bytes": 268435456,
+          "pause_on_autovacuum": true, "max_rows_per_second": null, "page_delay": null,
+          "max_wal_rate": null, "max_xact_age": null}'::jsonb
        || coalesce((SELECT s.value FROM pgjobs.settings s WHERE s.key = 'defaults'), '{}');
 $$;

@@ -14,8 +14,10 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
 -- The one place a job row is written. Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease) and rejects unknown
--- ones (kind-specific keys are listed in p_extra_options and checked by the
+-- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- the throttling ones too, with the administrator's defaults merged in:
+-- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
+-- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, inserts, and announces
 -- `submitted`. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
@@ -69,6 +71,11 @@ BEGIN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
+    -- Writing kinds take the throttling options, defaults merged in.
+    IF p_kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+        p_options := pgjobs._throttle_options(p_options);
+        v_allowed := v_allowed || pgjobs._throttle_keys();
+    END IF;
 
     FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP
         IF NOT v_key = ANY (v_allowed) THEN
@@ -121,14 +128,14 @@ BEGIN
         IF v_on_conflict = 'reject' AND EXISTS (
             SELECT 1 FROM pgjobs.jobs w
              WHERE w.target = p_target AND w.scope = p_scope
-               AND w.status IN ('queued', 'running')
+               AND w.status IN ('queued', 'running', 'paused')
                AND w.kind IN ('delete', 'backfill', 'import')
                -- who holds the gate, as in pgjobs._writer_may_start
                AND (w.status = 'running' OR w.started_at IS NOT NULL
                     OR (w.run_at <= now()
                         AND (w.kind IN ('delete', 'backfill')
                              OR w.run_at > now() - interval '10 minutes')))) THEN
-            RAISE EXCEPTION 'a writing job is already queued or running on % scope %',
+            RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',
                 HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '

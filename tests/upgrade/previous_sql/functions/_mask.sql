@@ -10,7 +10,7 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The mask text of (p_target, p_scope), without a privilege check: shared
 -- by pgjobs.mask (which checks) and the read functions (which checked
--- already). One `NOT coalesce((predicate), false)` per queued or running
+-- already). One `NOT coalesce((predicate), false)` per queued, running or paused
 -- delete job of the scope, ANDed in job order; 'true' when none is pending.
 -- Reads pgjobs.jobs through jobs_pending_writers_idx. Locks nothing.
 -- PL/pgSQL rather than SQL only so that the query's plan is cached for the
@@ -23,7 +23,7 @@ BEGIN
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope
-       AND j.kind = 'delete' AND j.status IN ('queued', 'running');
+       AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused');
     RETURN coalesce(v_mask, 'true');
 END
 $$;

@@ -40,8 +40,9 @@ AS $$
 -- failing; other errors go to pgjobs.fail (retryable for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
--- second runner waits or skips until the page commits; the page's rows.
--- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'failed' or
+-- second runner waits or skips until the page commits (so a pause or cancel
+-- requested meanwhile takes effect after it); the page's rows.
+-- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'paused', 'failed' or
 -- 'lost' (not the owner any more: nothing was changed).
 DECLARE
     v_job pgjobs.jobs;
@@ -85,6 +86,12 @@ BEGIN
         PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'canceled';
+    END IF;
+    IF v_job.pause_requested_at IS NOT NULL THEN
+        -- Ends the attempt paused, cursor and collected addresses kept, the
+        -- attempt not counted, and announces it (pgjobs.heartbeat).
+        PERFORM pgjobs.heartbeat(p_id, p_worker);
+        RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
     -- would run in this page: pgjobs._require_trusted): the job fails for good.
@@ -306,6 +313,13 @@ BEGIN
                 IF v_last THEN
                     -- The end of the scope: does anything still match (a
                     -- row the walk could not see)? Then sweep, not succeed.
+                    -- Through the (scope, key) index only (a bitmap scan: plain
+                    -- index scans are off): the planner, still counting the
+                    -- rows just deleted, would rather read the whole relation
+                    -- for an early hit that never comes (1.1 s against 0.57 s
+                    -- for a 500k-row scope of a 2M-row table, and growing with
+                    -- the relation, not the scope).
+                    PERFORM set_config('enable_seqscan', 'off', true);
                     EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %s)',
                                    v_job.target, v_job.predicate)
                        INTO v_left;
@@ -354,7 +368,7 @@ BEGIN
             DELETE FROM pgjobs.job_batches b
              WHERE b.job_id = p_id
                AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running'));
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
             RETURN 'failed';
     END;
 
@@ -382,10 +396,12 @@ BEGIN
         -- is a collected one (rows updated meanwhile may change the count).
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
-    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
     IF v_job.kind = 'delete' THEN
-        PERFORM pgjobs._maybe_analyze(v_job.target, v_reg.scope_column);
+        -- Statistics refreshed a few times per job (its checkpoint says when).
+        v_checkpoint := v_checkpoint
+            || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
     END IF;
+    PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
 
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(

@@ -13,7 +13,8 @@ AS $$
 -- caller's transaction, which COMMITs right after: a short pause when the
 -- previous step was 'retry' (a lock wait; taken before the page locks
 -- anything), one page (pgjobs._run_page, fenced on p_worker, the claim's
--- identity), and, when p_deadline (NULL: none) has passed with work left,
+-- identity) unless pgjobs._throttle holds it (rate limit, health signals:
+-- then 'more' and no page), and, when p_deadline (NULL: none) has passed with work left,
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
@@ -24,7 +25,8 @@ BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
     END IF;
-    v_state := pgjobs._run_page(p_id, p_worker);
+    v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
+                        pgjobs._run_page(p_id, p_worker));
     IF v_state NOT IN ('more', 'retry') THEN
         RETURN NULL;
     END IF;

@@ -20,7 +20,9 @@ AS $$
 -- the value cast to their type; document fields are merged in). Options:
 -- the common ones, page_size, page_ms, and (admins only) handler: a
 -- function (regclass, text[]) RETURNS bigint called with each page's keys
--- instead of p_set, returning the rows it changed. Everything is validated
+-- instead of p_set, returning the rows it changed; allow_unknown_fields
+-- (pgjobs._require_known_fields: the filter's document fields must exist in
+-- the scope unless it is true; set's are created). Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
 -- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
@@ -40,6 +42,9 @@ BEGIN
             HINT = 'Pass ''{}'' to backfill every row of the scope.';
     END IF;
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
+    -- The typo guard on the filter (set creates fields: never checked).
+    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -52,7 +57,8 @@ BEGIN
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
                            'handler', v_handler::text),
-        p_options, ARRAY['page_size', 'page_ms', 'handler'], v_predicate, v_assignments);
+        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'], v_predicate,
+        v_assignments);
     RETURN v_job.id;
 END
 $$;

@@ -21,8 +21,10 @@ AS $$
 -- visible_count) hides exactly those rows. Options: the common ones, plus
 -- page_size (rows per page; default adaptive), page_ms (target page
 -- time, default 50) and strategy (how pages find their rows: 'auto'
--- default, 'range' or 'collect'; see pgjobs._page_strategy). Everything is
--- validated before anything is written
+-- default, 'range' or 'collect'; see pgjobs._page_strategy) and
+-- allow_unknown_fields (a filter naming a document field no row of the
+-- scope has is refused otherwise: pgjobs._require_known_fields). Everything
+-- is validated before anything is written
 -- (22023). SECURITY DEFINER for pgjobs_client: the caller needs DELETE on
 -- the target (42501). Returns the job id.
 DECLARE
@@ -44,10 +46,14 @@ BEGIN
                    'narrows the filter, and walks key ranges otherwise.';
     END IF;
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    -- The typo guard: every document path of the filter is in some row.
+    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', coalesce(p_filter, '{}'),
                            'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
-        p_options, ARRAY['page_size', 'page_ms', 'strategy'], v_predicate);
+        p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
+        v_predicate);
     RETURN v_job.id;
 END
 $$;

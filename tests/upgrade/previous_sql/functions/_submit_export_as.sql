@@ -33,6 +33,9 @@ AS $$
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
 --                1024..1073741824, default 8388608
+--   allow_unknown_fields  boolean, default false: else a document field of
+--                the filter or of columns that no row of the scope has is
+--                refused (pgjobs._require_known_fields)
 -- Everything is validated before anything is written (22023). The payload
 -- keeps the filter and the resolved output; the predicate column keeps the
 -- compiled row set (scope, cutoff, filter). Returns the job id.
@@ -167,6 +170,12 @@ BEGIN
     -- The cutoff is this transaction's now(), which is also what
     -- pgjobs.jobs.cutoff defaults to for the row inserted below.
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
+    -- The typo guard: the filter's document fields, then the document
+    -- fields asked for as columns, each in some row of the scope.
+    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, v_options);
+    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        v_fields, v_options, 'option "columns"');
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', coalesce(p_filter, '{}'),
@@ -179,7 +188,8 @@ BEGIN
                            'part_size',
                            coalesce((v_options ->> 'part_size')::integer, 8388608)),
         v_options,
-        ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size'],
+        ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
+              'allow_unknown_fields'],
         v_predicate);
     RETURN v_job.id;
 END

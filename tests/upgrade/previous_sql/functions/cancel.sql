@@ -7,7 +7,7 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- Cancels job p_id. Queued: canceled at once. Running: a cancel is
+-- Cancels job p_id. Queued or paused: canceled at once. Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.

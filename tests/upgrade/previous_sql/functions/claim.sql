@@ -12,7 +12,10 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
--- priority first, then oldest; only jobs whose run_at has come. Each is
+-- priority first, then the longest queued (queued_at: submitted, or handed
+-- back at the end of a runner's budget by pgjobs.release, so a job that
+-- used up a budget goes behind the jobs that waited meanwhile: round-robin
+-- by budget), then by id; only jobs whose run_at has come. Each is
 -- marked running with a lease of p_lease and its attempts incremented, and
 -- announces `started`. Each claimed row's `worker` is the claim's own
 -- identity, p_worker || '#' || a random token (pgjobs._claim_identity): the
@@ -52,8 +55,8 @@ BEGIN
                AND j.run_at <= now()
                AND j.kind = ANY (p_kinds)
                AND (j.kind <> ALL (ARRAY['delete', 'backfill', 'import'])
-                    OR pgjobs._writer_may_start(j.target, j.scope, j.id))
-             ORDER BY j.priority DESC, j.id
+                    OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
+             ORDER BY j.priority DESC, j.queued_at, j.id
              LIMIT p_limit
                FOR UPDATE SKIP LOCKED)
         UPDATE pgjobs.jobs j
@@ -79,6 +82,7 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.claim(text[], text, interval, integer) IS
 'Claims up to p_limit queued jobs of the given kinds for p_worker (FOR UPDATE SKIP LOCKED), '
-'priority then age, respecting run_at and the one-writer-per-(target, scope) gate. Sets a '
+'priority, then time in the queue (a job handed back at the end of a budget queues anew), '
+'respecting run_at and the one-writer-per-(target, scope) gate. Sets a '
 'lease of p_lease and increments attempts. Returns the claimed rows; each row''s worker is '
 'the claim''s identity (p_worker#token): pass it back to heartbeat/complete/fail/release.';

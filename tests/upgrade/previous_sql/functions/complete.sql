@@ -26,6 +26,7 @@ BEGIN
            error = NULL,
            total = coalesce(j.total, j.done),
            lease_expires_at = NULL,
+           pause_requested_at = NULL,
            finished_at = now(),
            updated_at = now()
      WHERE j.id = p_id

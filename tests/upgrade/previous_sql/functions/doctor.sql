@@ -22,7 +22,12 @@ AS $function$
 --                      factor, dead tuples.
 --   jobs.*             running jobs with an expired lease, running jobs
 --                      without a heartbeat for 15 minutes but a lease still
---                      valid (only p_target's).
+--                      valid, jobs held by throttling (and why), jobs due
+--                      for over 15 minutes but still queued (only p_target's).
+--   throttle.visibility  pgjobs' owner can see replica lag and autovacuum
+--                      (pg_monitor).
+--   workers.listening  queued exports/imports with no `pgjobs worker`
+--                      connected (application_name 'pgjobs worker').
 --   pg_cron.history    pgjobs' rows of cron.job_run_details.
 --   storage.deletions  objects of pruned exports not deleted after a day.
 -- Read-only; locks nothing beyond catalog and table reads. Raises 22023 when
@@ -462,6 +467,127 @@ BEGIN
     END IF;
     RETURN NEXT;
 
+    -- A paused writer keeps its place in its scope's queue: later writers of
+    -- the scope wait until it is resumed or canceled.
+    check_name := 'jobs.paused';
+    fix := NULL;
+    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs p
+     WHERE p.status = 'paused' AND p.kind IN ('delete', 'backfill', 'import')
+       AND (p_target IS NULL OR p.target = p_target)
+       AND EXISTS (SELECT FROM pgjobs.jobs w
+                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
+                      AND w.kind IN ('delete', 'backfill', 'import')
+                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no paused writing job keeps later writers of its scope waiting';
+    ELSE
+        status := 'warn';
+        detail := format('%s paused writing job(s), paused up to %s ago, keep later writers of '
+                         'their scope waiting (ids %s)', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        fix := format('SELECT pgjobs.resume(id) FROM pgjobs.jobs WHERE id = ANY (%L::bigint[]);  '
+                      '-- or pgjobs.cancel(id) to let the scope move on', v_ids);
+    END IF;
+    RETURN NEXT;
+
+    -- Throttling (pgjobs._throttle) -------------------------------------------
+    check_name := 'jobs.throttled';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id),
+           string_agg(format('job %s since %s: %s', j.id,
+                             date_trunc('second', (j.checkpoint #>> '{throttled,since}')::timestamptz),
+                             j.checkpoint #>> '{throttled,reason}'), '; ' ORDER BY j.id)
+      INTO v_ids, v_error
+      FROM pgjobs.jobs j
+     WHERE j.status IN ('queued', 'running') AND j.checkpoint ? 'throttled'
+       AND (p_target IS NULL OR j.target = p_target);
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no job is held by a throttling signal';
+    ELSE
+        status := 'warn';
+        detail := format('%s job(s) held until the signal clears: %s', cardinality(v_ids),
+                         left(v_error, 2000));
+        fix := format('Fix the cause (a lagging standby: SELECT * FROM pg_stat_replication; '
+                      'an inactive consumer of a slot: pg_replication_slots), or raise the '
+                      'limit of these jobs (0 turns a limit off): UPDATE pgjobs.jobs SET options '
+                      '= options || ''{"max_replica_lag_bytes": 1073741824}'' WHERE id = ANY '
+                      '(%L::bigint[]);', v_ids);
+    END IF;
+    RETURN NEXT;
+
+    -- The health signals need the LSNs of pg_stat_replication and the tables
+    -- of pg_stat_progress_vacuum, visible to pg_read_all_stats (pg_monitor).
+    target := NULL;
+    check_name := 'throttle.visibility';
+    fix := NULL;
+    SELECT p.proowner::regrole::text INTO v_name
+      FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._health()'::regprocedure;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                WHERE r.rolname = v_name
+                  AND (r.rolsuper OR pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE'))) THEN
+        status := 'ok';
+        detail := format('%s, which owns pgjobs._health, sees replica lag and autovacuum',
+                         v_name);
+    ELSE
+        status := 'warn';
+        detail := format('%s, which owns pgjobs._health, is not a member of pg_monitor: the '
+                         'replica lag of standbys without a slot, autovacuum and old '
+                         'transactions of other roles are invisible to throttling', v_name);
+        fix := format('GRANT pg_monitor TO %s;  -- as a superuser', v_name);
+    END IF;
+    RETURN NEXT;
+
+    -- Queued work nothing takes --------------------------------------------
+    target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
+    check_name := 'jobs.queued_age';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at)
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs j
+     WHERE j.status = 'queued' AND j.run_at < now() - interval '15 minutes'
+       AND (p_target IS NULL OR j.target = p_target);
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no job has been due for more than 15 minutes';
+    ELSE
+        status := 'warn';
+        detail := format('%s queued job(s) due for up to %s (ids %s): nothing runs them, or a '
+                         'writing job of their scope holds the gate', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        fix := 'SELECT pgjobs.schedule();  -- or: ' || v_loop_fix || current_database()
+               || '; and for exports/imports: pgjobs worker';
+    END IF;
+    RETURN NEXT;
+
+    -- Exports and imports run in `pgjobs worker` (application_name
+    -- 'pgjobs worker', set by poller/worker.py), never in the database.
+    check_name := 'workers.listening';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id) INTO v_ids
+      FROM pgjobs.jobs j
+     WHERE j.status = 'queued' AND j.kind IN ('export', 'import') AND j.run_at <= now()
+       AND (p_target IS NULL OR j.target = p_target);
+    SELECT count(*) INTO v_count
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.datname = current_database() AND a.application_name = 'pgjobs worker';
+    IF v_ids IS NULL OR v_count > 0 THEN
+        status := 'ok';
+        detail := format('%s queued export/import job(s); %s `pgjobs worker` connection(s)',
+                         coalesce(cardinality(v_ids), 0), v_count);
+    ELSE
+        status := 'warn';
+        detail := format('%s export/import job(s) queued (ids %s) and no `pgjobs worker` is '
+                         'connected to this database: nothing runs them', cardinality(v_ids),
+                         array_to_string(v_ids[1:20], ', '));
+        fix := 'pgjobs worker   # with PGJOBS_DSN pointing at database ' || current_database()
+               || ' and the storage credentials';
+    END IF;
+    RETURN NEXT;
+
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
     IF to_regclass('cron.job_run_details') IS NOT NULL
@@ -525,5 +651,8 @@ COMMENT ON FUNCTION pgjobs.doctor(regclass) IS
 'each registered target (or only p_target): table and columns exist, the (scope, key) btree '
 'index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum '
 'scale factor, dead tuples; running jobs with expired leases or no heartbeat for 15 minutes; '
+'jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or '
+'imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals '
+'(pg_monitor); '
 'storage deletions pending over a day. Every finding that is not ok carries in fix the exact '
 'SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';

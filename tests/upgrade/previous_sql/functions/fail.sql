@@ -14,7 +14,10 @@ AS $$
 -- Records a failed attempt of job p_id. Retryable and attempts left: the
 -- job is queued again after an exponential backoff with jitter (event
 -- `retrying`). Otherwise it ends `failed` with the error kept, or
--- `canceled` when a cancel was requested meanwhile. Fenced like complete.
+-- `canceled` when a cancel was requested meanwhile. A retryable failure of
+-- a job whose pause was requested parks it `paused` instead (the worker
+-- stopping for the pause may report it as a failure), without counting the
+-- attempt; a permanent one still fails it. Fenced like complete.
 -- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
@@ -23,15 +26,25 @@ BEGIN
     UPDATE pgjobs.jobs j
        SET status = CASE
                WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+               WHEN j.pause_requested_at IS NOT NULL AND coalesce(p_retryable, true) THEN 'paused'
                WHEN coalesce(p_retryable, true) AND j.attempts < j.max_attempts THEN 'queued'
                ELSE 'failed' END,
            error = left(coalesce(p_error, 'unknown error'), 10000),
-           run_at = CASE WHEN coalesce(p_retryable, true) AND j.attempts < j.max_attempts
+           -- A pause does not count the attempt it interrupted.
+           attempts = CASE
+               WHEN j.cancel_requested_at IS NULL AND j.pause_requested_at IS NOT NULL
+                    AND coalesce(p_retryable, true)
+               THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
+           run_at = CASE WHEN j.pause_requested_at IS NULL AND coalesce(p_retryable, true)
+                              AND j.attempts < j.max_attempts
                          THEN now() + pgjobs._backoff(j.attempts) ELSE j.run_at END,
            lease_expires_at = NULL,
+           pause_requested_at = NULL,
+           queued_at = now(),  -- a retry joins the queue at its end (pgjobs.claim)
            finished_at = CASE
                WHEN j.cancel_requested_at IS NOT NULL
-                 OR NOT (coalesce(p_retryable, true) AND j.attempts < j.max_attempts)
+                 OR NOT coalesce(p_retryable, true)
+                 OR (j.pause_requested_at IS NULL AND j.attempts >= j.max_attempts)
                THEN now() END,
            updated_at = now()
      WHERE j.id = p_id

@@ -16,7 +16,9 @@ AS $$
 -- the worker holding an unexpired lease of the running attempt changes
 -- anything. Returns false when the caller must stop now: it lost the lease,
 -- the job is no longer running, or a cancel was requested (the job then
--- becomes `canceled` here, and the worker just stops).
+-- becomes `canceled` here, and the worker just stops), or a pause (the job
+-- becomes `paused` here, keeping the done and checkpoint passed, and the
+-- worker just stops; pgjobs.resume queues it again).
 --
 -- Progress events are throttled to one per job per 250 ms.
 -- Locks: the job row.
@@ -41,6 +43,7 @@ BEGIN
        AND j.worker = p_worker
        AND j.lease_expires_at > now()
        AND j.cancel_requested_at IS NULL
+       AND j.pause_requested_at IS NULL
     RETURNING j.* INTO v_job;
 
     IF FOUND THEN
@@ -50,21 +53,29 @@ BEGIN
         RETURN true;
     END IF;
 
-    -- A cancel was requested: the owner learns it here; the job ends.
+    -- A cancel or pause was requested: the owner learns it here. A cancel
+    -- ends the job; a pause (when no cancel is pending) parks it `paused`
+    -- with the progress and checkpoint this call reports, without counting
+    -- the attempt, for pgjobs.resume to queue again.
     UPDATE pgjobs.jobs j
-       SET status = 'canceled',
+       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled' ELSE 'paused' END,
            done = coalesce(p_done, j.done),
+           checkpoint = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.checkpoint
+                             ELSE coalesce(p_checkpoint, j.checkpoint) END,
+           attempts = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.attempts
+                           ELSE greatest(j.attempts - 1, 0) END,
            lease_expires_at = NULL,
-           finished_at = now(),
+           pause_requested_at = NULL,
+           finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
            updated_at = now()
      WHERE j.id = p_id
        -- The fence, as above.
        AND j.worker = p_worker
        AND j.lease_expires_at > now()
-       AND j.cancel_requested_at IS NOT NULL
+       AND (j.cancel_requested_at IS NOT NULL OR j.pause_requested_at IS NOT NULL)
     RETURNING j.* INTO v_job;
     IF FOUND THEN
-        PERFORM pgjobs._notify(v_job, 'canceled');
+        PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN false;
 END
@@ -73,4 +84,4 @@ $$;
 COMMENT ON FUNCTION pgjobs.heartbeat(bigint, text, bigint, jsonb) IS
 'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns '
 'false when the worker must stop now (lease lost or taken over, job not running, or cancel '
-'requested: the job is then canceled). Progress events are throttled.';
+'or pause requested: the job is then canceled or paused). Progress events are throttled.';

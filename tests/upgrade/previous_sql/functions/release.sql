@@ -9,17 +9,24 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Hands a running job back to the queue without counting a failure: the
 -- worker is shutting down or its time budget ran out. The checkpoint stays,
--- so the next owner resumes from it. A pending cancel ends the job instead.
+-- so the next owner resumes from it. A pending cancel ends the job instead;
+-- a pending pause parks it `paused` (pgjobs.resume queues it again).
+-- The job queues anew (queued_at): it goes behind the jobs that waited
+-- while it ran, so a runner's budgets go round the due jobs (pgjobs.claim).
 -- Fenced like complete. Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
     UPDATE pgjobs.jobs j
-       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled' ELSE 'queued' END,
+       SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                         WHEN j.pause_requested_at IS NOT NULL THEN 'paused'
+                         ELSE 'queued' END,
            attempts = CASE WHEN j.cancel_requested_at IS NOT NULL THEN j.attempts
                            ELSE greatest(j.attempts - 1, 0) END,
            run_at = now(),
+           queued_at = now(),
            lease_expires_at = NULL,
+           pause_requested_at = NULL,
            finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL THEN now() END,
            updated_at = now()
      WHERE j.id = p_id
@@ -32,8 +39,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF v_job.status = 'canceled' THEN
-        PERFORM pgjobs._notify(v_job, 'canceled');
+    IF v_job.status IN ('canceled', 'paused') THEN
+        PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN true;
 END
@@ -41,4 +48,5 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.release(bigint, text) IS
 'Returns a running job to the queue (worker shutdown, budget spent) without counting the '
-'attempt; the checkpoint is kept. Fenced: false unless p_worker holds the current lease.';
+'attempt; the checkpoint is kept, and the job goes behind the jobs queued meanwhile. '
+'Fenced: false unless p_worker holds the current lease.';

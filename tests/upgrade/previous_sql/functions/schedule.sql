@@ -5,19 +5,30 @@ SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
--- Installs (or updates) pgjobs' two pg_cron jobs in the current database:
+-- Installs (or updates) pgjobs' pg_cron jobs in the current database:
 --   pgjobs.run    CALL pgjobs.run(budget): works delete/backfill pages;
+--   pgjobs.run.2 .. pgjobs.run.N  the same, with option runners N: pg_cron
+--                 runs them side by side, each its own session; claim's
+--                 SKIP LOCKED and the gate keep them off the same job and
+--                 off one scope's writers, so different scopes proceed in
+--                 parallel;
 --   pgjobs.prune  SELECT pgjobs.prune(retention): leases, retention, history.
 -- pg_cron 1.5+ takes second schedules: run every `run_every` seconds
 -- (default 10) with a budget just under it; 1.4 ticks each minute, so run
--- gets a 50 second budget. Idempotent (replaces by name, under a lock).
+-- gets a 50 second budget. Idempotent: everything pgjobs scheduled before
+-- is removed first (pgjobs.unschedule), under a lock, so runners N may go
+-- up or down.
 -- Without pg_cron: 55000 with a hint naming `pgjobs run --loop`.
--- Options: run_every (int seconds, 1..59, pg_cron 1.5+), retention
--- (interval, default '24 hours'). Returns what was scheduled.
+-- Options: run_every (int seconds, 1..59, pg_cron 1.5+), runners (int,
+-- 1..16, default 1), retention (interval, default '24 hours'). Returns what
+-- was scheduled.
 DECLARE
     v_version integer[];
     v_key text;
     v_run_every integer := 10;
+    v_runners integer := 1;
+    v_jobs jsonb := '[]'::jsonb;
+    v_name text;
     v_retention interval := interval '24 hours';
     v_run_schedule text;
     v_budget interval;
@@ -29,13 +40,17 @@ BEGIN
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
     FOR v_key IN SELECT jsonb_object_keys(p_options) LOOP
-        IF v_key NOT IN ('run_every', 'retention') THEN
+        IF v_key NOT IN ('run_every', 'runners', 'retention') THEN
             RAISE EXCEPTION 'unknown schedule option "%"', v_key USING ERRCODE = '22023',
-                HINT = 'Valid options: run_every (seconds), retention (interval).';
+                HINT = 'Valid options: run_every (seconds), runners (1 to 16), retention '
+                       '(interval).';
         END IF;
     END LOOP;
     IF p_options ? 'run_every' THEN
         v_run_every := pgjobs._option_int('run_every', p_options -> 'run_every', 1, 59);
+    END IF;
+    IF p_options ? 'runners' THEN
+        v_runners := pgjobs._option_int('runners', p_options -> 'runners', 1, 16);
     END IF;
     IF p_options ? 'retention' THEN
         BEGIN
@@ -64,17 +79,22 @@ BEGIN
     v_prune_command := format('SELECT pgjobs.prune(%L)', v_retention);
 
     PERFORM pgjobs.unschedule();
-    -- format(): the cron schema exists only where pg_cron does.
-    EXECUTE format('SELECT %I.schedule($1, $2, $3)', 'cron')
-        USING 'pgjobs.run', v_run_schedule, v_run_command;
+    FOR i IN 1 .. v_runners LOOP
+        -- The first runner keeps the name it always had.
+        v_name := CASE WHEN i = 1 THEN 'pgjobs.run' ELSE format('pgjobs.run.%s', i) END;
+        -- format(): the cron schema exists only where pg_cron does.
+        EXECUTE format('SELECT %I.schedule($1, $2, $3)', 'cron')
+            USING v_name, v_run_schedule, v_run_command;
+        v_jobs := v_jobs || jsonb_build_array(jsonb_build_object(
+            'name', v_name, 'schedule', v_run_schedule, 'command', v_run_command));
+    END LOOP;
     EXECUTE format('SELECT %I.schedule($1, $2, $3)', 'cron')
         USING 'pgjobs.prune', '* * * * *', v_prune_command;
 
     RETURN jsonb_build_object(
         'pg_cron', array_to_string(v_version, '.'),
-        'jobs', jsonb_build_array(
-            jsonb_build_object('name', 'pgjobs.run', 'schedule', v_run_schedule,
-                               'command', v_run_command),
+        'runners', v_runners,
+        'jobs', v_jobs || jsonb_build_array(
             jsonb_build_object('name', 'pgjobs.prune', 'schedule', '* * * * *',
                                'command', v_prune_command)));
 END
@@ -83,4 +103,5 @@ $$;
 COMMENT ON FUNCTION pgjobs.schedule(jsonb) IS
 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; '
 'second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every '
-'(seconds), retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';
+'(seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), '
+'retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';

@@ -14,27 +14,37 @@ AS $$
 --   notify_target_scope (boolean, default false): events on the shared
 --   NOTIFY channel `pgjobs`, which every role that can connect may
 --   LISTEN to, carry the job's target and scope too.
+--   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
+--   pause_on_autovacuum, max_xact_age: the throttling options of writing
+--   jobs (pgjobs._throttle_options). They are merged into the options of
+--   each writing job submitted later (a job shows what it runs with; jobs
+--   already submitted keep theirs).
 -- Anything else raises 22023 and stores nothing. For administrators only
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
     v_opt record;
-    v_known constant text := 'known defaults: notify_target_scope (boolean)';
+    v_known constant text := 'known defaults: notify_target_scope (boolean), '
+        || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
+        || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
         RAISE EXCEPTION 'defaults must be a JSON object, not %', coalesce(p_options::text, 'NULL')
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'notify_target_scope' THEN
+        IF v_opt.key <> 'notify_target_scope' AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
-        IF jsonb_typeof(v_opt.value) NOT IN ('boolean', 'null') THEN
+        IF v_opt.key = 'notify_target_scope'
+           AND jsonb_typeof(v_opt.value) NOT IN ('boolean', 'null') THEN
             RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
     END LOOP;
+    -- The throttling options are checked as a job's are (null resets).
+    PERFORM pgjobs._throttle_options(jsonb_strip_nulls(p_options));
     INSERT INTO pgjobs.settings AS s (key, value)
     VALUES ('defaults', jsonb_strip_nulls(p_options))
     ON CONFLICT (key) DO UPDATE
@@ -46,5 +56,8 @@ $$;
 COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'Stores defaults for every later job and event (an administrator''s call) and returns the '
 'defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared '
-'channel pgjobs carry target and scope only when true). A key set to null goes back to its '
-'default; an unknown key raises 22023.';
+'channel pgjobs carry target and scope only when true); the throttling options of writing jobs '
+'max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
+'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
+'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '
+'key or a bad value raises 22023 and stores nothing.';

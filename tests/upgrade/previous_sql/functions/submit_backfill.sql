@@ -32,5 +32,6 @@ COMMENT ON FUNCTION pgjobs.submit_backfill(regclass, text, jsonb, jsonb, jsonb) 
 'Submits a backfill of the rows of the scope matching the filter and created at or before now: '
 'p_set maps columns (value cast to the column type) and document fields (merged in) to JSON '
 'values. Options: priority, max_attempts, run_at, on_conflict, lease, page_size, page_ms, and '
-'for admins handler (a function (regclass, text[]) RETURNS bigint run on each page''s keys). '
-'Returns the job id.';
+'for admins handler (a function (regclass, text[]) RETURNS bigint run on each page''s keys); '
+'allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 '
+'unless true). Returns the job id.';

@@ -34,4 +34,5 @@ COMMENT ON FUNCTION pgjobs.submit_delete(regclass, text, jsonb, text[], jsonb) I
 'Submits a delete of the rows of the scope matching the filter, created at or before now, '
 'whose key is not in p_exclude; the read mask hides them at once. Options: priority, '
 'max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy '
-'(auto | range | collect). Returns the job id.';
+'(auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the '
+'scope has raises 22023 unless true). Returns the job id.';

@@ -47,5 +47,6 @@ COMMENT ON FUNCTION pgjobs.submit_export(regclass, text, jsonb, jsonb) IS
 'order (rows masked by pending deletes are left out). Options: format (csv | jsonl), columns '
 '(columns and/or document field paths; default all columns), gzip (boolean), destination (URI '
 'prefix under a prefix allowed by pgjobs.allow_storage, else 42501; default the worker''s '
-'storage), chunk_rows, part_size, plus priority, max_attempts, '
+'storage), chunk_rows, part_size, allow_unknown_fields (a document field of the filter or of '
+'columns that no row of the scope has raises 22023 unless true), plus priority, max_attempts, '
 'run_at, lease. Returns the job id; the result holds uri, rows, bytes, sha256, format.';

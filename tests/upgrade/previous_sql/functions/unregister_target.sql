@@ -31,9 +31,9 @@ BEGIN
 
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
-     WHERE j.target = p_target AND j.status IN ('queued', 'running');
+     WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
     IF v_jobs IS NOT NULL THEN
-        RAISE EXCEPTION 'target % has % queued or running job(s)', p_target,
+        RAISE EXCEPTION 'target % has % queued, running or paused job(s)', p_target,
                         pg_catalog.cardinality(v_jobs)
             USING ERRCODE = '55006',
                   HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
@@ -47,4 +47,4 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.unregister_target(regclass) IS
 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not '
-'registered and 55006 while any of its jobs is queued or running.';
+'registered and 55006 while any of its jobs is queued, running or paused.';

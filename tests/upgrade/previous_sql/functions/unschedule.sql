@@ -7,7 +7,8 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- Removes pgjobs' pg_cron jobs (pgjobs.run, pgjobs.prune) if present.
+-- Removes pgjobs' pg_cron jobs (pgjobs.run, pgjobs.run.2 .., pgjobs.prune)
+-- if present.
 -- Without pg_cron there is nothing to remove. Returns {"unscheduled": n}.
 DECLARE
     v_count integer := 0;
@@ -16,7 +17,8 @@ BEGIN
         -- format(): the cron schema exists only where pg_cron does.
         EXECUTE format($q$
             SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
-             WHERE jobname IN ('pgjobs.run', 'pgjobs.prune') AND username = current_user
+             WHERE (jobname IN ('pgjobs.run', 'pgjobs.prune') OR jobname ~ '^pgjobs\.run\.[0-9]+$')
+               AND username = current_user
         $q$, 'cron') INTO v_count;
     END IF;
     RETURN jsonb_build_object('unscheduled', v_count);

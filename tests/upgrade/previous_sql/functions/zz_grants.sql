@@ -1,6 +1,6 @@
 -- Grants, applied last on every migrate (functions are replaced first).
 -- Nothing in schema pgjobs is executable by PUBLIC. pgjobs_client may
--- submit, cancel, read jobs and use the read path; pgjobs_admin (which is
+-- submit, cancel, pause, resume, retry, read jobs and use the read path; pgjobs_admin (which is
 -- a member of pgjobs_client) may do everything, including running the
 -- engine. Client functions are listed by name so new overloads follow.
 
@@ -22,15 +22,22 @@ BEGIN
           FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
+                             'submit_import',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
+                             'pause', 'resume', 'retry',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
                              '_submit_as', '_submit_delete_as', '_submit_backfill_as',
-                             '_submit_export_as', '_cancel_as', '_mask_as', '_visible_as',
+                             '_submit_export_as', '_submit_import_as', '_cancel_as', '_mask_as',
+                             '_visible_as',
                              '_visible_count_as', '_channel_as',
+                             '_pause_as', '_resume_as', '_retry_as',
+                             'preview', '_preview_as',
                              -- policy jobs_client_read (migration 0006) calls it as the client
-                             '_scope_allowed', '_row_security_confines')
+                             '_scope_allowed', '_row_security_confines',
+                             -- `pgjobs watch`/`status` read it beside a queued job
+                             '_engine_wait')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;

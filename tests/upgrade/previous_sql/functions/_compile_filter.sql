@@ -1,0 +1,87 @@
+CREATE OR REPLACE FUNCTION pgjobs._compile_filter(
+    p_target regclass,
+    p_filter jsonb,
+    OUT p_sql text,
+    OUT p_paths text[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $function$
+-- The filter compiler behind pgjobs.compile_filter (see its contract there):
+-- p_sql is the boolean SQL expression, p_paths every document path (dotted,
+-- as written, each once, in the order met) that the filter resolves at any
+-- depth: keys naming a column are columns, never paths. One compile gives
+-- both, so the unknown-field check (pgjobs._unknown_fields) sees exactly
+-- the paths the predicate reads. Locks nothing.
+DECLARE
+    v_reg     pgjobs.target_registry;
+    v_columns jsonb;
+    v_values  bigint;
+    v_contains bigint;
+    v_contains_bytes bigint;
+BEGIN
+    v_reg := pgjobs._target(p_target);
+
+    IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
+        RAISE EXCEPTION 'a filter must be a JSON object, got %', coalesce(p_filter::text, 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'Use {} to match every row, e.g. {"status": "done", "age": {"$gt": 30}}.';
+    END IF;
+    IF octet_length(p_filter::text) > 65536 THEN
+        RAISE EXCEPTION 'filter is too large: % bytes (the limit is 65536)',
+                        octet_length(p_filter::text)
+            USING ERRCODE = '22023',
+                  HINT = 'Split the work into several jobs, or select the rows by a column '
+                         'instead of listing many values.';
+    END IF;
+    -- Every $in / $nin list at any depth (a "$in" key inside a value counts
+    -- too: the cap errs on the safe side).
+    SELECT coalesce(sum(jsonb_array_length(l)), 0) INTO v_values
+      FROM jsonb_path_query(p_filter,
+               'strict $.** ? (@.type() == "object").* ? (@.type() == "object")') o,
+           LATERAL (SELECT o -> '$in' UNION ALL SELECT o -> '$nin') v(l)
+     WHERE jsonb_typeof(l) = 'array';
+    IF v_values > 10000 THEN
+        RAISE EXCEPTION 'filter lists % values in $in / $nin (the limit is 10000 in all)',
+                        v_values
+            USING ERRCODE = '22023',
+                  HINT = 'Split the work into several jobs, or select the rows by a column '
+                         'instead of listing many values.';
+    END IF;
+    -- Every $contains at any depth, and its operands' bytes: each is an ILIKE
+    -- over the row's text, whose cost grows with the text and the pattern, and
+    -- unlike $in it cannot be hashed.
+    SELECT count(*), coalesce(sum(octet_length(c #>> '{}')), 0)
+      INTO v_contains, v_contains_bytes
+      FROM jsonb_path_query(p_filter,
+               'strict $.** ? (@.type() == "object").* ? (@.type() == "object")') o,
+           LATERAL (SELECT o -> '$contains') v(c)
+     WHERE c IS NOT NULL;
+    IF v_contains > 32 OR v_contains_bytes > 256 THEN
+        RAISE EXCEPTION 'filter has % $contains operators of % bytes in all '
+                        '(the limits are 32 operators and 256 bytes)',
+                        v_contains, v_contains_bytes
+            USING ERRCODE = '22023',
+                  HINT = 'Use fewer, shorter substrings, or select the rows by an equality '
+                         '($eq / $in) on a column or field instead.';
+    END IF;
+
+    -- Column name -> the SQL type its filter values are cast to, as
+    -- format_type() spells it (safe to inline): the column's type without
+    -- its modifiers (typmod -1: 'bpchar', 'numeric', '"bit"'; never the bare
+    -- name 'character', which is char(1)). So a value compares as it would
+    -- in plain SQL (amount > '1.005'): cast to numeric(6,2) it would round
+    -- to 1.01, cast to char(8) 'acme0001x' would truncate to 'acme0001',
+    -- and the filter would cover other rows.
+    SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, -1)), '{}')
+      INTO v_columns
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
+
+    SELECT n.p_sql, n.p_paths INTO p_sql, p_paths
+      FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column, 1, 0,
+                                       '{}'::text[]) n;
+END
+$function$;

@@ -1,0 +1,45 @@
+CREATE OR REPLACE FUNCTION pgjobs._controlled_job(p_id bigint)
+RETURNS pgjobs.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Who may control a job (cancel, pause, resume, retry): one rule, one place.
+-- Called by the SECURITY DEFINER bodies (pgjobs._cancel_as, _pause_as,
+-- _resume_as, _retry_as) after pgjobs._enter, so every check is of
+-- pgjobs._caller(): the submitter, an admin, or a role with the privilege
+-- the job's kind needs on its target (42501), and only a job of a scope in
+-- the session's pgjobs.allowed_scopes, if set (42501). A job the caller may
+-- not see (policy jobs_client_read) raises P0002 like an unknown id, before
+-- any lock, so neither the error nor a wait tells it which ids exist.
+-- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
+-- a page in flight on it).
+DECLARE
+    v_caller name := pgjobs._caller();
+    v_job pgjobs.jobs;
+BEGIN
+    SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
+    IF FOUND AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
+                      OR v_caller = v_job.submitted_by
+                      OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'), false)
+                          AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
+        v_job := NULL;
+    ELSIF FOUND THEN
+        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+    END IF;
+    IF v_job.id IS NULL THEN
+        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
+            HINT = 'List jobs with SELECT * FROM pgjobs.jobs; finished jobs are pruned '
+                   'after the retention period.';
+    END IF;
+    PERFORM pgjobs._require_scope(v_job.target, v_job.scope);
+    -- Whoever could have submitted the job may control it, and admins.
+    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') OR v_caller = v_job.submitted_by) THEN
+        PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));
+    END IF;
+    RETURN v_job;
+END
+$$;

@@ -1,0 +1,34 @@
+CREATE OR REPLACE FUNCTION pgjobs._engine_wait()
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Why a due delete or backfill job may sit queued for a while, for
+-- `pgjobs watch` and `pgjobs status`: 'waiting for the engine: next tick
+-- within 60 s' when pg_cron runs pgjobs.run on a minute schedule (pg_cron
+-- 1.4 has no second schedules) and no `pgjobs run` session is connected to
+-- this database; else NULL. SECURITY DEFINER (granted to pgjobs_client):
+-- it reads cron.job, and says nothing but this sentence. Locks nothing.
+DECLARE
+    v_schedule text;
+BEGIN
+    IF to_regclass('cron.job') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT c.schedule FROM %I.job c WHERE c.jobname = %L AND c.active '
+                   'AND c.database = current_database() LIMIT 1', 'cron', 'pgjobs.run')
+       INTO v_schedule;
+    IF v_schedule IS NULL OR v_schedule ~ 'second'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'waiting for the engine: next tick within 60 s';
+END
+$$;

@@ -1,0 +1,59 @@
+CREATE OR REPLACE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[],
+                                                        p_depth integer DEFAULT 1)
+RETURNS text
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The SQL expression of the jsonb object an import builds from document
+-- fields: p_paths are dotted paths (a.b.c), p_exprs their jsonb value
+-- expressions, in the same order. Paths sharing a prefix nest into one
+-- object ({"a": {"b": .., "c": ..}}); the caller has refused a path that
+-- is both a value and a prefix of another. Built once per import as text
+-- (jsonb_build_object calls, 50 pairs each, joined by ||), so a row costs
+-- no PL/pgSQL call. Locks nothing.
+DECLARE
+    v_heads text[] := '{}'::text[];
+    v_head text;
+    v_pairs text[] := '{}'::text[];
+    v_sub_paths text[];
+    v_sub_exprs text[];
+    v_parts text[] := '{}'::text[];
+    v_segs text[];
+BEGIN
+    FOR v_i IN 1 .. cardinality(p_paths) LOOP
+        v_head := (string_to_array(p_paths[v_i], '.'))[p_depth];
+        IF NOT v_head = ANY (v_heads) THEN
+            v_heads := v_heads || v_head;
+        END IF;
+    END LOOP;
+    FOREACH v_head IN ARRAY v_heads LOOP
+        v_sub_paths := '{}'::text[];
+        v_sub_exprs := '{}'::text[];
+        FOR v_i IN 1 .. cardinality(p_paths) LOOP
+            v_segs := string_to_array(p_paths[v_i], '.');
+            IF v_segs[p_depth] = v_head THEN
+                IF cardinality(v_segs) = p_depth THEN
+                    v_pairs := v_pairs || format('%L, %s', v_head, p_exprs[v_i]);
+                ELSE
+                    v_sub_paths := v_sub_paths || p_paths[v_i];
+                    v_sub_exprs := v_sub_exprs || p_exprs[v_i];
+                END IF;
+            END IF;
+        END LOOP;
+        IF cardinality(v_sub_paths) > 0 THEN
+            v_pairs := v_pairs || format('%L, %s', v_head,
+                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1));
+        END IF;
+    END LOOP;
+    FOR v_i IN 0 .. (cardinality(v_pairs) - 1) / 50 LOOP
+        v_parts := v_parts || format('jsonb_build_object(%s)',
+            array_to_string(v_pairs[v_i * 50 + 1 : v_i * 50 + 50], ', '));
+    END LOOP;
+    RETURN '(' || array_to_string(v_parts, ' || ') || ')';
+END
+$$;

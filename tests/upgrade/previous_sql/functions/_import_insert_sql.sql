@@ -1,0 +1,215 @@
+CREATE OR REPLACE FUNCTION pgjobs._import_insert_sql(
+    p_job pgjobs.jobs,
+    p_reg pgjobs.target_registry,
+    p_fields text[])
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The one statement that moves staged records of import p_job into its
+-- target: INSERT ... SELECT from pg_temp.pgjobs_import_stage (rows whose n
+-- is in $1, or all when $1 is NULL, in source order), returning how many
+-- rows were inserted and how many updated. p_fields names what each staged
+-- value is (a CSV header; a JSONL record's keys): a column of the target,
+-- else (when the target has a document column) a document field, a dotted
+-- path nesting. CSV values are text (cast to the column's full type; a
+-- document field gets a JSON string); JSONL values are JSON (a column gets
+-- the scalar's text, a json/jsonb column the value, a document field the
+-- value; a JSON array for an array column: an array of its elements'
+-- texts). The scope column is always the job's scope: a record naming
+-- another fails (pgjobs._import_refuse). Columns not named (a missing key
+-- or created_at) take their defaults. on_duplicate skip / update add ON
+-- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
+-- the given columns are overwritten; document fields merged into the
+-- existing document; a key-only index never touches another scope's row).
+-- Raises 22023 for fields that cannot be mapped. Locks nothing.
+DECLARE
+    v_csv boolean := p_job.payload ->> 'format' = 'csv';
+    v_mode text := p_job.payload ->> 'on_duplicate';
+    v_conflict text[];
+    v_columns text[] := '{}'::text[];
+    v_values text[] := '{}'::text[];
+    v_doc_paths text[] := '{}'::text[];
+    v_doc_exprs text[] := '{}'::text[];
+    v_doc_base text;
+    v_doc_type text;
+    v_field text;
+    v_src text;
+    v_type text;
+    v_expr text;
+    v_scope_lit text := pgjobs._scope_literal(p_reg, p_job.scope);
+    v_identity boolean := false;
+    v_att record;
+    v_path text;
+    v_seg text;
+    v_updates text[] := '{}'::text[];
+    v_action text := '';
+    v_col text;
+BEGIN
+    IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
+        RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
+            HINT = 'A CSV source starts with a header row naming columns or document fields.';
+    END IF;
+    FOR v_i IN 1 .. cardinality(p_fields) LOOP
+        v_field := p_fields[v_i];
+        IF v_field IS NULL OR v_field = '' THEN
+            RAISE EXCEPTION 'field % of the source has an empty name', v_i
+                USING ERRCODE = '22023', HINT = 'Name every column of the header.';
+        END IF;
+        IF v_field = ANY (p_fields[1 : v_i - 1]) THEN
+            RAISE EXCEPTION 'the source names field "%" twice', v_field
+                USING ERRCODE = '22023', HINT = 'Name each column or document field once.';
+        END IF;
+        v_src := CASE WHEN v_csv THEN format('s.%I', 'f' || v_i)
+                      ELSE format('(x.j -> %L)', v_field) END;
+        SELECT a.attname, a.attidentity, a.attgenerated,
+               coalesce((SELECT t.typcategory = 'A' FROM pg_catalog.pg_type t
+                          WHERE t.oid = a.atttypid), false) AS is_array
+          INTO v_att
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = p_reg.target AND a.attname = v_field
+           AND a.attnum > 0 AND NOT a.attisdropped;
+        IF FOUND THEN
+            IF v_att.attgenerated <> '' THEN
+                RAISE EXCEPTION 'column "%" of % is generated and cannot be imported', v_field,
+                                p_reg.target
+                    USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
+            END IF;
+            v_identity := v_identity OR v_att.attidentity = 'a';
+            v_type := pgjobs._column_type(p_reg.target, v_field);
+            v_expr := CASE
+                WHEN v_csv THEN format('%s::%s', v_src, v_type)
+                WHEN v_type = 'jsonb' THEN format('nullif(%s, ''null''::jsonb)', v_src)
+                WHEN v_type = 'json' THEN format('nullif(%s, ''null''::jsonb)::json', v_src)
+                -- A JSON array (as exports write array columns) becomes an array;
+                -- a string is read as an array literal ('{a,b}').
+                WHEN v_att.is_array THEN format(
+                    'CASE WHEN jsonb_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
+                    'jsonb_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type)
+                ELSE format('(%s #>> ''{}'')::%s', v_src, v_type) END;
+            IF v_field = p_reg.scope_column THEN
+                v_expr := format(
+                    'CASE WHEN %1$s IS NULL OR %1$s = %2$s THEN %2$s ELSE '
+                    'pgjobs._import_refuse(format(%3$L, %1$s))::%4$s END',
+                    v_expr, v_scope_lit,
+                    'the scope column ' || v_field || ' is %s, not the job''s scope '
+                        || replace(p_job.scope, '%', '%%'),
+                    v_type);
+            END IF;
+            IF v_field = p_reg.document_column THEN
+                v_doc_base := v_expr;
+                v_doc_type := v_type;
+                CONTINUE;
+            END IF;
+            v_columns := v_columns || v_field;
+            v_values := v_values || v_expr;
+            CONTINUE;
+        END IF;
+        IF p_reg.document_column IS NULL THEN
+            RAISE EXCEPTION 'unknown column "%": % has no such column and no document column',
+                            v_field, p_reg.target
+                USING ERRCODE = '22023',
+                HINT = format('Columns: %s.', (
+                    SELECT string_agg(a.attname, ', ' ORDER BY a.attnum)
+                      FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = p_reg.target AND a.attnum > 0
+                       AND NOT a.attisdropped));
+        END IF;
+        FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
+            IF v_seg = '' OR left(v_seg, 1) = '$' THEN
+                RAISE EXCEPTION 'field "%" is neither a column nor a document field path',
+                                v_field
+                    USING ERRCODE = '22023',
+                    HINT = 'Document fields are written a.b.c: no empty parts, no leading $.';
+            END IF;
+        END LOOP;
+        FOREACH v_path IN ARRAY v_doc_paths LOOP
+            IF left(v_path, length(v_field) + 1) = v_field || '.'
+               OR left(v_field, length(v_path) + 1) = v_path || '.' THEN
+                RAISE EXCEPTION 'document fields "%" and "%" overlap', v_path, v_field
+                    USING ERRCODE = '22023',
+                    HINT = 'A field cannot hold a value and nested fields at once.';
+            END IF;
+        END LOOP;
+        v_doc_paths := v_doc_paths || v_field;
+        v_doc_exprs := v_doc_exprs || CASE WHEN v_csv THEN format('to_jsonb(%s)', v_src)
+                                           ELSE v_src END;
+    END LOOP;
+
+    IF cardinality(v_doc_paths) > 0 OR v_doc_base IS NOT NULL THEN
+        v_doc_type := coalesce(v_doc_type,
+                               pgjobs._column_type(p_reg.target, p_reg.document_column));
+        IF cardinality(v_doc_paths) = 0 THEN
+            v_expr := v_doc_base;
+        ELSE
+            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs);
+            IF v_csv THEN
+                -- An empty unquoted CSV field is NULL: the field is left out.
+                v_expr := format('jsonb_strip_nulls(%s)', v_expr);
+            END IF;
+            IF v_doc_base IS NOT NULL THEN
+                v_expr := format('pgjobs._jsonb_merge(coalesce((%s)::jsonb, ''{}''::jsonb), %s)',
+                                 v_doc_base, v_expr);
+            END IF;
+            v_expr := format('(%s)::%s', v_expr, v_doc_type);
+        END IF;
+        v_columns := v_columns || p_reg.document_column::text;
+        v_values := v_values || v_expr;
+    END IF;
+
+    IF NOT p_reg.scope_column = ANY (v_columns) THEN
+        v_columns := v_columns || p_reg.scope_column::text;
+        v_values := v_values || v_scope_lit;
+    END IF;
+
+    IF v_mode IN ('skip', 'update') THEN
+        v_conflict := pgjobs._import_conflict_columns(p_reg);
+        IF v_conflict IS NULL THEN
+            RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_mode,
+                            p_reg.scope_column, p_reg.key_column, p_reg.target
+                USING ERRCODE = '55000',
+                HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_reg.target,
+                              p_reg.scope_column, p_reg.key_column);
+        END IF;
+        IF v_mode = 'update' THEN
+            FOREACH v_col IN ARRAY v_columns LOOP
+                CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
+                    -- Only document fields given: merged into the row's document.
+                    v_updates := v_updates || format(
+                        '%1$I = (pgjobs._jsonb_merge(coalesce(t.%1$I::jsonb, ''{}''::jsonb), '
+                        'EXCLUDED.%1$I::jsonb))::%2$s', v_col, v_doc_type);
+                ELSE
+                    v_updates := v_updates || format('%1$I = EXCLUDED.%1$I', v_col);
+                END IF;
+            END LOOP;
+        END IF;
+        IF cardinality(v_updates) = 0 THEN
+            v_action := format(' ON CONFLICT (%s) DO NOTHING',
+                               (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_conflict) c));
+        ELSE
+            v_action := format(' ON CONFLICT (%s) DO UPDATE SET %s WHERE t.%I = EXCLUDED.%I',
+                               (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_conflict) c),
+                               array_to_string(v_updates, ', '),
+                               p_reg.scope_column, p_reg.scope_column);
+        END IF;
+    END IF;
+
+    RETURN format(
+        'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING (t.xmax::text = ''0'') AS fresh) '
+        'SELECT count(*) FILTER (WHERE w.fresh), count(*) FILTER (WHERE NOT w.fresh) FROM w',
+        p_reg.target,
+        (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
+        CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+        array_to_string(v_values, ', '),
+        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
+        v_action);
+END
+$$;

@@ -1,0 +1,56 @@
+CREATE OR REPLACE FUNCTION pgjobs._pause_as(
+    p_caller name,
+    p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The body of pgjobs.pause, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.pause, its only permitted caller:
+-- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
+-- rule of pgjobs.cancel.
+-- Queued: paused at once (event `paused`). Running: pause_requested_at is
+-- set; the owner honours it after the page in flight (pgjobs._run_page), at
+-- its next heartbeat, release or fail, or pgjobs._rescue_expired when its
+-- lease lapses, and the job becomes paused there (event `paused`).
+-- Returns false when it is paused or a pause is pending already. Raises
+-- 55000 for a finished job or one whose cancel is pending.
+-- Locks: the job row (waits for a claim or page in flight on it).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
+    v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.status = 'queued' THEN
+        UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
+         WHERE id = p_id
+        RETURNING * INTO v_job;
+        PERFORM pgjobs._notify(v_job, 'paused');
+        RETURN true;
+    ELSIF v_job.status = 'running' AND v_job.cancel_requested_at IS NOT NULL THEN
+        RAISE EXCEPTION 'job % is being canceled', p_id USING ERRCODE = '55000',
+            HINT = 'A canceled job stops at its next page; requeue it afterwards with '
+                   'pgjobs.retry(id).';
+    ELSIF v_job.status = 'running' THEN
+        IF v_job.pause_requested_at IS NOT NULL THEN
+            RETURN false;
+        END IF;
+        UPDATE pgjobs.jobs SET pause_requested_at = now(), updated_at = now()
+         WHERE id = p_id;
+        RETURN true;
+    ELSIF v_job.status = 'paused' THEN
+        RETURN false;
+    END IF;
+    RAISE EXCEPTION 'job % has % and cannot be paused', p_id, v_job.status
+        USING ERRCODE = '55000',
+        HINT = CASE WHEN v_job.status = 'succeeded'
+                    THEN 'Only a queued or running job can be paused.'
+                    ELSE 'Only a queued or running job can be paused; requeue this one with '
+                         'pgjobs.retry(id).' END;
+END
+$$;

@@ -1,0 +1,102 @@
+CREATE OR REPLACE FUNCTION pgjobs._preview_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_filter jsonb,
+    p_exclude text[],
+    p_options jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The body of pgjobs.preview, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.preview, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- What a delete (options {"kind": "delete"}, the default) or a backfill
+-- ({"kind": "backfill"}: no exclude) of scope p_scope matching p_filter,
+-- submitted now, would do. Writes nothing. The predicate is compiled by
+-- the very path the submits take (pgjobs._row_predicate, same cutoff: now),
+-- the unknown fields found as the submits find them
+-- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
+-- empty scope has none), and the rows counted by pgjobs._preview_count
+-- (rows a pending delete will remove first are not counted as matches).
+-- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
+-- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
+-- "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
+-- the first chunk boundary past it and the rest is estimated), and
+-- allow_unknown_fields (accepted and validated so a client can pass the
+-- job's options; the preview lists unknown fields either way).
+-- Raises 22023 as the submit would for a bad scope, filter, exclusion or
+-- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
+-- backfill: UPDATE) and SELECT on the target, and the scope in
+-- pgjobs.allowed_scopes when set (42501). Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_options jsonb := coalesce(p_options, '{}');
+    v_kind text := 'delete';
+    v_limit_ms integer := 2000;
+    v_key text;
+    v_scope text;
+    v_predicate text;
+    v_check record;
+BEGIN
+    p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    IF jsonb_typeof(v_options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+    FOR v_key IN SELECT k FROM jsonb_object_keys(v_options) k LOOP
+        IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields']) THEN
+            RAISE EXCEPTION 'unknown option "%" for a preview', v_key
+                USING ERRCODE = '22023',
+                HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields.';
+        END IF;
+    END LOOP;
+    IF v_options ? 'kind' THEN
+        IF v_options -> 'kind' NOT IN ('"delete"'::jsonb, '"backfill"'::jsonb) THEN
+            RAISE EXCEPTION 'option "kind" must be "delete" or "backfill", not %',
+                v_options -> 'kind'
+                USING ERRCODE = '22023', HINT = 'Leave it out to preview a delete.';
+        END IF;
+        v_kind := v_options ->> 'kind';
+    END IF;
+    IF v_options ? 'time_limit_ms' THEN
+        v_limit_ms := pgjobs._option_int('time_limit_ms', v_options -> 'time_limit_ms',
+                                         0, 600000);
+    END IF;
+    IF v_options ? 'allow_unknown_fields'
+       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
+        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
+            v_options -> 'allow_unknown_fields'
+            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
+    END IF;
+    PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
+    PERFORM pgjobs._require(p_target, 'SELECT');
+    IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN
+        RAISE EXCEPTION 'a backfill has no exclude list' USING ERRCODE = '22023',
+            HINT = 'Leave the keys out of the filter instead, e.g. {"$not": {"id": {"$in": [...]}}}.';
+    END IF;
+    v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    PERFORM pgjobs._require_scope(p_target, v_scope);
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, coalesce(p_filter, '{}'), p_exclude,
+                                         now());
+    SELECT * INTO v_check
+      FROM pgjobs._unknown_fields(v_reg, v_scope,
+               (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths);
+    RETURN jsonb_build_object(
+               'kind', v_kind,
+               'target', p_target::text,
+               'scope', v_scope,
+               'predicate', v_predicate,
+               'unknown_fields', to_jsonb(v_check.p_unknown),
+               'unknown_fields_exact', v_check.p_complete,
+               'time_limit_ms', v_limit_ms)
+           || pgjobs._preview_count(v_reg, v_scope, v_predicate,
+                                    pgjobs._mask(p_target, v_scope), v_limit_ms);
+END
+$$;

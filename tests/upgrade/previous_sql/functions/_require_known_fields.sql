@@ -1,0 +1,68 @@
+CREATE OR REPLACE FUNCTION pgjobs._require_known_fields(
+    p_reg pgjobs.target_registry,
+    p_scope text,
+    p_paths text[],
+    p_options jsonb,
+    p_what text DEFAULT 'filter')
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The typo guard of submit_delete, submit_backfill and submit_export: a
+-- document path named by the job (p_paths: its filter's, from the
+-- compiler, and an export's document columns) that no row of scope p_scope
+-- (canonical text) has is refused with 22023 naming it, unless p_options
+-- says {"allow_unknown_fields": true} (validated here: a boolean, 22023
+-- otherwise). A misspelt field would otherwise match nothing or, under
+-- $ne / $nin / $exists: false / null / $not, every row of the scope.
+-- The operator does not matter: `{"x": {"$exists": false}}` on a field no
+-- row has selects the whole scope, which is what the option is for.
+-- Which rows are read, and the bound past which an unseen path counts as
+-- unknown: pgjobs._unknown_fields. The scope is checked against
+-- pgjobs.allowed_scopes first (42501), before any of its rows is read.
+-- Locks nothing.
+DECLARE
+    v_check record;
+    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
+                          THEN p_options -> 'allow_unknown_fields' END;
+BEGIN
+    IF v_allow IS NOT NULL AND jsonb_typeof(v_allow) <> 'boolean' THEN
+        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %', v_allow
+            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
+    END IF;
+    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
+    IF cardinality(v_check.p_unknown) = 0 THEN
+        RETURN;
+    END IF;
+    IF v_check.p_complete THEN
+        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
+            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
+                                            FROM unnest(v_check.p_unknown) u), ', '),
+            quote_literal(p_scope)
+            USING ERRCODE = '22023',
+            HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, '
+                          'in column %I). If the field is meant to be absent, pass the option '
+                          '{"allow_unknown_fields": true}.', p_reg.document_column);
+    END IF;
+    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
+                    'has', p_what,
+        array_to_string(ARRAY(SELECT format('"%s"', u)
+                                FROM unnest(v_check.p_unknown) u), ', '),
+        v_check.p_rows_read, quote_literal(p_scope)
+        USING ERRCODE = '22023',
+        HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in '
+                      'column %I). pgjobs looks for a field in at most 1000000 rows of the '
+                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
+                      'rare, pass the option {"allow_unknown_fields": true}.',
+                      p_reg.document_column);
+END
+$$;

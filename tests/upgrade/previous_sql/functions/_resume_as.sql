@@ -1,0 +1,44 @@
+CREATE OR REPLACE FUNCTION pgjobs._resume_as(
+    p_caller name,
+    p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The body of pgjobs.resume, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.resume, its only permitted caller:
+-- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
+-- rule of pgjobs.cancel.
+-- Paused: queued again (event `resumed`) with its checkpoint, done and
+-- run_at, and with its place in its scope's writer queue (it never left
+-- it). Running with a pause pending: the request is withdrawn and the job
+-- runs on. Raises 55000 for any other state.
+-- Locks: the job row (waits for a claim or page in flight on it).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
+    v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.status = 'paused' THEN
+        UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
+         WHERE id = p_id
+        RETURNING * INTO v_job;
+        PERFORM pgjobs._notify(v_job, 'resumed');
+        RETURN true;
+    ELSIF v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL THEN
+        UPDATE pgjobs.jobs SET pause_requested_at = NULL, updated_at = now()
+         WHERE id = p_id;
+        RETURN true;
+    END IF;
+    RAISE EXCEPTION 'job % has % and is not paused', p_id, v_job.status
+        USING ERRCODE = '55000',
+        HINT = CASE WHEN v_job.status IN ('failed', 'canceled')
+                    THEN 'Requeue a failed or canceled job with pgjobs.retry(id).'
+                    ELSE 'Only a paused job can be resumed (pgjobs.pause(id) pauses one).' END;
+END
+$$;

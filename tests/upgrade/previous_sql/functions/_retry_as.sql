@@ -1,0 +1,83 @@
+CREATE OR REPLACE FUNCTION pgjobs._retry_as(
+    p_caller name,
+    p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The body of pgjobs.retry, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.retry, its only permitted caller:
+-- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
+-- rule of pgjobs.cancel.
+-- Failed or canceled: queued again at once (event `submitted`) from its
+-- checkpoint, attempts 0, error, result, finished_at and started_at
+-- cleared. What it does is what it was submitted to do: its predicate
+-- (filter, exclusions, cutoff) and assignments are kept, so a retried
+-- delete removes exactly the rows it would have (none created since its
+-- submission), and masks them again from now on.
+-- * A writing job takes a new place in its scope's queue (gate_order, from
+--   the id sequence): behind every writer submitted before the retry, as a
+--   resubmission would be; the writers queued meanwhile run first. The
+--   gate's advisory lock orders this with concurrent submissions.
+-- * A 'collect' delete lost its collected addresses when it ended; its
+--   cursor moves to the sweep, which finds what still matches through the
+--   index again.
+-- * An export keeps its checkpoint: the worker resumes its upload when the
+--   staged parts are still there and starts over cleanly otherwise.
+-- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
+--   job unchanged) while another writer of its scope is pending, as its
+--   submission would be.
+-- Raises 55000 for any other state. Locks: the job row; for a writing job
+-- the scope's gate lock (pgjobs._insert_job's).
+DECLARE
+    v_job pgjobs.jobs;
+    v_checkpoint jsonb;
+BEGIN
+    p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
+    v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.status NOT IN ('failed', 'canceled') THEN
+        RAISE EXCEPTION 'job % has % and cannot be retried', p_id, v_job.status
+            USING ERRCODE = '55000',
+            HINT = CASE WHEN v_job.status = 'paused'
+                        THEN 'A paused job continues with pgjobs.resume(id).'
+                        WHEN v_job.status = 'succeeded'
+                        THEN 'It succeeded; submit a new job to do it again.'
+                        ELSE 'Only a failed or canceled job can be retried.' END;
+    END IF;
+    v_checkpoint := v_job.checkpoint - 'lock_waits';
+    IF v_checkpoint ->> 'strategy' = 'collect'
+       AND (v_checkpoint ->> 'after')::bigint < (v_checkpoint ->> 'collected')::bigint
+       AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN
+        v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
+    END IF;
+    IF v_job.kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(
+            'pgjobs.gate:' || v_job.target::oid::text || ':' || v_job.scope, 0));
+        -- A job submitted with on_conflict: reject never queues behind
+        -- another writer; neither does its retry (a resubmission).
+        IF v_job.options ->> 'on_conflict' = 'reject'
+           AND NOT pgjobs._writer_may_start(v_job.target, v_job.scope, 9223372036854775807) THEN
+            RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
+                v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55006',
+                HINT = format('Retry job %s once that job has ended, or cancel it with '
+                              'pgjobs.cancel(id).', p_id);
+        END IF;
+    END IF;
+    UPDATE pgjobs.jobs
+       SET status = 'queued', attempts = 0, error = NULL, result = NULL,
+           finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
+           run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
+           gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
+           updated_at = now()
+     WHERE id = p_id
+    RETURNING * INTO v_job;
+    PERFORM pgjobs._notify(v_job, 'submitted');
+    RETURN true;
+END
+$$;

@@ -1,0 +1,140 @@
+CREATE OR REPLACE FUNCTION pgjobs._submit_import_as(
+    p_caller name,
+    p_target regclass,
+    p_scope text,
+    p_source text,
+    p_options jsonb)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The body of pgjobs.submit_import, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.submit_import, its only permitted caller: pgjobs._enter,
+-- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
+-- Validates, before anything is written: the target (registered, trusted),
+-- INSERT on it (UPDATE too for on_duplicate update; 42501), the source URI
+-- (a supported scheme, under a prefix of the storage allow-list: 42501),
+-- the options (22023), and for on_duplicate skip / update a unique index
+-- pgjobs can name in ON CONFLICT (55000 with the CREATE UNIQUE INDEX
+-- statement). The scope is canonicalised and checked against
+-- pgjobs.allowed_scopes by pgjobs._insert_job, which applies the gate.
+-- Import options (besides the common ones):
+--   format        "csv" (header row) | "jsonl"; default "jsonl" when the
+--                 name ends in .jsonl or .ndjson (before any .gz), else "csv"
+--   gzip          boolean; default true when the name ends in .gz
+--   on_duplicate  "error" (default) | "skip" | "update", on (scope, key)
+--   max_rejects   integer 0..1000000, default 0
+--   batch_ms      target time of one batch in milliseconds, 50..60000,
+--                 default 1000
+-- Locks nothing beyond the inserted row (and the gate's advisory lock).
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_options jsonb := coalesce(p_options, '{}');
+    v_source text;
+    v_name text;
+    v_format text;
+    v_gzip boolean;
+    v_on_duplicate text := 'error';
+    v_max_rejects integer := 0;
+    v_batch_ms integer := 1000;
+    v_conflict text[];
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    v_reg := pgjobs._target(p_target);
+    PERFORM pgjobs._require(p_target, 'INSERT');
+    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+
+    IF v_options ? 'on_duplicate' THEN
+        IF v_options -> 'on_duplicate' NOT IN ('"error"'::jsonb, '"skip"'::jsonb,
+                                                '"update"'::jsonb) THEN
+            RAISE EXCEPTION 'option "on_duplicate" must be "error", "skip" or "update", not %',
+                            v_options -> 'on_duplicate'
+                USING ERRCODE = '22023',
+                HINT = '"error" rejects a record whose (scope, key) exists, "skip" keeps the '
+                       'existing row, "update" overwrites the columns the source gives.';
+        END IF;
+        v_on_duplicate := v_options ->> 'on_duplicate';
+    END IF;
+    IF v_on_duplicate = 'update' THEN
+        PERFORM pgjobs._require(p_target, 'UPDATE');
+    END IF;
+
+    IF p_source IS NULL OR p_source !~* '^(file|s3|gs|az|https|memory)://' THEN
+        RAISE EXCEPTION 'source must be a URI with scheme file, s3, gs, az or https, not %',
+                        coalesce(quote_literal(left(p_source, 200)), 'NULL')
+            USING ERRCODE = '22023',
+            HINT = 'For example ''s3://bucket/imports/rows.csv'' or '
+                   '''file:///var/imports/rows.csv.gz''.';
+    END IF;
+    -- Clients choose what the worker reads only within what an administrator
+    -- allowed (docs/imports.md): a worker never reads an arbitrary server
+    -- file or URL for them. The normal form is stored and used.
+    v_source := pgjobs._normalize_uri(p_source, '42501');
+    IF NOT pgjobs._storage_allowed(v_source) THEN
+        RAISE EXCEPTION 'source % is not under an allowed storage prefix',
+                        quote_literal(v_source)
+            USING ERRCODE = '42501',
+            HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
+                   'imports'').';
+    END IF;
+    v_name := lower(regexp_replace(v_source, '^.*/', ''));
+
+    v_gzip := v_name ~ '\.gz$';
+    IF v_options ? 'gzip' THEN
+        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
+            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
+                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
+        END IF;
+        v_gzip := (v_options ->> 'gzip')::boolean;
+    END IF;
+
+    v_format := CASE WHEN v_name ~ '\.(jsonl|ndjson)(\.gz)?$' THEN 'jsonl' ELSE 'csv' END;
+    IF v_options ? 'format' THEN
+        IF v_options -> 'format' NOT IN ('"csv"'::jsonb, '"jsonl"'::jsonb) THEN
+            RAISE EXCEPTION 'option "format" must be "csv" or "jsonl", not %',
+                            v_options -> 'format'
+                USING ERRCODE = '22023',
+                HINT = '"csv": a header row naming columns or document fields, then one record '
+                       'per row; "jsonl": one JSON object per line.';
+        END IF;
+        v_format := v_options ->> 'format';
+    END IF;
+
+    IF v_options ? 'max_rejects' THEN
+        v_max_rejects := pgjobs._option_int('max_rejects', v_options -> 'max_rejects',
+                                            0, 1000000);
+    END IF;
+    IF v_options ? 'batch_ms' THEN
+        v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
+    END IF;
+
+    v_conflict := pgjobs._import_conflict_columns(v_reg);
+    IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
+        RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
+                        v_reg.scope_column, v_reg.key_column, p_target
+            USING ERRCODE = '55000',
+            HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_target, v_reg.scope_column,
+                          v_reg.key_column);
+    END IF;
+
+    v_job := pgjobs._insert_job('import', p_target, p_scope,
+        jsonb_build_object('source', v_source,
+                           'format', v_format,
+                           'gzip', v_gzip,
+                           'on_duplicate', v_on_duplicate,
+                           'max_rejects', v_max_rejects,
+                           'batch_ms', v_batch_ms),
+        v_options,
+        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms']);
+    RETURN v_job.id;
+END
+$$;

@@ -1,0 +1,216 @@
+CREATE OR REPLACE FUNCTION pgjobs.import_batch(
+    p_id bigint,
+    p_worker text,
+    p_fields text[],
+    p_lines bigint[],
+    p_done bigint,
+    p_total bigint,
+    p_checkpoint jsonb,
+    p_rejects jsonb DEFAULT '[]')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- One batch of import p_id, in the caller's transaction, which has just
+-- COPYed the batch's records into pg_temp.pgjobs_import_stage
+-- (pgjobs.import_prepare) and COMMITs right after: the rows, the rejects
+-- and the checkpoint (p_checkpoint: where the source was read to, set by
+-- the worker; plus the running counts, kept here) commit together, so a
+-- crash loses the batch and its position alike, and the next owner
+-- resumes from the last committed position: every record lands once.
+--
+-- Fenced on the claim: unless p_worker holds an unexpired lease of the
+-- running job with no cancel requested, nothing is written and the result
+-- is {"status": "lost"} (the caller rolls back and asks pgjobs.heartbeat,
+-- which settles a cancel). A pause request does not fence: the batch
+-- goes in, the job becomes `paused` with its checkpoint, and the result is
+-- {"status": "paused", ...totals} (the caller commits and stops). The job row stays locked FOR UPDATE to the
+-- commit: a rescue or a new claim waits for the batch and sees its
+-- checkpoint.
+--
+-- p_lines: the source line of each staged record, in order (for reasons);
+-- p_rejects: records the worker refused before staging them (wrong field
+-- count, invalid UTF-8 or JSON: [{"line", "reason", "record"}]). The batch
+-- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
+-- one per set of keys); when that fails on a bad value or a constraint,
+-- record by record, each in a subtransaction, and the failing ones are
+-- rejected (pgjobs.import_rejects). More rejects than max_rejects raise
+-- the error of the first record beyond max_rejects (in line order),
+-- prefixed with its line number: the batch rolls back
+-- and the job fails with rows of earlier batches in place; a retry resumes
+-- at the checkpoint. Returns {"status": "ok", "inserted", "updated",
+-- "skipped", "rejected", "records"}: the job's running totals.
+DECLARE
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+    v_ck jsonb;
+    v_max integer;
+    v_rejected bigint;
+    v_allowed bigint;
+    v_inserted bigint := 0;
+    v_updated bigint := 0;
+    v_ins bigint;
+    v_upd bigint;
+    v_staged bigint;
+    v_ns bigint[];
+    v_fields text[];
+    v_group_ns bigint[];
+    v_sql text;
+    v_n bigint;
+    v_state text;
+    v_msg text;
+    v_line bigint;
+    v_record text;
+    v_worker_rejects jsonb := coalesce(p_rejects, '[]'::jsonb);
+    v_sql_rejects jsonb := '[]'::jsonb;
+    v_first jsonb;
+    v_over boolean := false;
+    v_stage text := 'pg_temp.pgjobs_import_stage';
+BEGIN
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
+    IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
+       OR v_job.worker IS DISTINCT FROM p_worker OR v_job.lease_expires_at <= now()
+       OR v_job.cancel_requested_at IS NOT NULL THEN
+        RETURN jsonb_build_object('status', 'lost');
+    END IF;
+    v_reg := pgjobs._target(v_job.target);
+    v_ck := coalesce(v_job.checkpoint, '{}');
+    v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
+    v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);
+    -- Rejects this batch may still take before the job fails.
+    v_allowed := greatest(v_max - v_rejected, 0);
+
+    -- (The staging table is the session's, made by pgjobs.import_prepare:
+    -- dynamic SQL, as it does not exist when this function is created.)
+    -- p_lines has one line per staged record.
+    v_staged := coalesce(cardinality(p_lines), 0);
+
+    <<groups>>
+    FOR v_fields, v_group_ns IN EXECUTE CASE
+        WHEN v_job.payload ->> 'format' = 'csv' THEN
+            'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
+        ELSE
+            -- JSONL: one INSERT per set of keys (a missing key takes its default).
+            'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
+               FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
+                                        ORDER BY k) AS keys
+                       FROM pg_temp.pgjobs_import_stage s) g
+              WHERE $1 > 0
+              GROUP BY g.keys
+              ORDER BY min(g.n)' END
+        USING v_staged
+    LOOP
+        v_sql := NULL;
+        BEGIN
+            v_sql := pgjobs._import_insert_sql(v_job, v_reg,
+                                               coalesce(v_fields, p_fields));
+        EXCEPTION WHEN invalid_parameter_value THEN
+            IF v_job.payload ->> 'format' = 'csv' THEN
+                RAISE;
+            END IF;
+            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+        END;
+        IF v_sql IS NOT NULL THEN
+            BEGIN
+                EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
+                v_inserted := v_inserted + v_ins;
+                v_updated := v_updated + v_upd;
+                CONTINUE;
+            EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                           OR cardinality_violation OR SQLSTATE '428C9' THEN
+                NULL;  -- record by record below
+            END;
+        END IF;
+        IF v_ns IS NULL THEN
+            -- Record by record: the staged rows in order (the nth has line p_lines[n]).
+            EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
+        END IF;
+        FOREACH v_n IN ARRAY coalesce(v_group_ns, v_ns) LOOP
+            v_state := NULL;
+            IF v_sql IS NULL THEN
+                v_state := '22023';  -- v_msg: this record's keys cannot be mapped
+            ELSE
+                BEGIN
+                    EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                    v_inserted := v_inserted + v_ins;
+                    v_updated := v_updated + v_upd;
+                EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                               OR cardinality_violation OR SQLSTATE '428C9' THEN
+                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                END;
+            END IF;
+            CONTINUE WHEN v_state IS NULL;
+            v_line := p_lines[array_position(v_ns, v_n)];
+            EXECUTE format('SELECT s::text FROM %s s WHERE s.n = $1', v_stage)
+               INTO v_record USING v_n;
+            v_sql_rejects := v_sql_rejects || jsonb_build_object(
+                'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
+                'record', v_record);
+            -- Records are tried in line order (CSV; JSONL per set of keys), so
+            -- once the rejects up to this line pass the allowance, the one
+            -- that passed it is known: stop here.
+            IF jsonb_array_length(v_sql_rejects) + (
+                   SELECT count(*) FROM jsonb_array_elements(v_worker_rejects) w
+                    WHERE (w.value ->> 'line')::bigint < v_line) > v_allowed
+               AND v_job.payload ->> 'format' = 'csv' THEN
+                v_over := true;
+                EXIT groups;
+            END IF;
+        END LOOP;
+    END LOOP;
+
+    IF v_over OR jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
+                 > v_allowed THEN
+        -- The first reject beyond max_rejects, in line order, fails the job;
+        -- the batch rolls back with it (rows of committed batches stay).
+        SELECT r.value INTO v_first
+          FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
+         ORDER BY (r.value ->> 'line')::bigint
+        OFFSET v_allowed LIMIT 1;
+        RAISE EXCEPTION 'line %: %', v_first ->> 'line', v_first ->> 'reason'
+            USING ERRCODE = coalesce(v_first ->> 'state', '22000'),
+                  HINT = pgjobs._import_reject_hint(v_max);
+    END IF;
+    INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
+    SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
+           left(r.value ->> 'record', 65536)
+      FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
+    ON CONFLICT DO NOTHING;
+
+    v_ck := coalesce(p_checkpoint, '{}') || jsonb_build_object(
+        'inserted', coalesce((v_ck ->> 'inserted')::bigint, 0) + v_inserted,
+        'updated', coalesce((v_ck ->> 'updated')::bigint, 0) + v_updated,
+        'skipped', coalesce((v_ck ->> 'skipped')::bigint, 0)
+                   + (v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects)),
+        'rejected', v_rejected + jsonb_array_length(v_sql_rejects)
+                    + jsonb_array_length(v_worker_rejects),
+        'records', coalesce((v_ck ->> 'records')::bigint, 0) + v_staged
+                   + jsonb_array_length(v_worker_rejects));
+    IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
+        UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
+    END IF;
+    IF NOT pgjobs.heartbeat(p_id, p_worker, p_done, v_ck) THEN
+        -- A pause requested while the batch ran (the job row is locked, so
+        -- the request came before this call): the heartbeat has parked the
+        -- job `paused` with this batch's checkpoint. The batch commits with
+        -- it; the worker stops, and pgjobs.resume reads on after the batch.
+        IF v_job.pause_requested_at IS NOT NULL
+           AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
+            RETURN jsonb_build_object('status', 'paused')
+                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history']);
+        END IF;
+        RAISE EXCEPTION 'job % lost its lease during the batch', p_id
+            USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
+    END IF;
+    RETURN jsonb_build_object('status', 'ok')
+        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history']);
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.import_batch(bigint, text, text[], bigint[], bigint, bigint, jsonb, jsonb) IS
+'For the worker of import job p_id: moves the staged batch into the target and commits, with the '
+'caller''s transaction, its rejects and the checkpoint; fenced on the claim.';

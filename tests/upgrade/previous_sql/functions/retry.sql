@@ -1,0 +1,31 @@
+CREATE OR REPLACE FUNCTION pgjobs.retry(p_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Requeues failed or canceled job p_id from its checkpoint (a delete or
+-- backfill continues after its cursor, an export resumes its upload when
+-- the staged parts are still there), with attempts reset and error,
+-- result and finished_at cleared; announced as `submitted`. Its filter,
+-- cutoff and predicate are those it was submitted with. A writing job
+-- queues behind every writing job of its scope submitted before the retry,
+-- as a new submission would, and a delete masks its rows again. Returns
+-- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
+-- or canceled.
+-- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
+-- Locks: the job row (waits for a claim or page in flight on it).
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for, and the SECURITY DEFINER pgjobs._retry_as checks that role's rights.
+BEGIN
+    RETURN pgjobs._retry_as(current_user, p_id);
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.retry(bigint) IS
+'Requeues a failed or canceled job from its checkpoint with attempts reset (event '
+'submitted); a writing job queues behind the writers of its scope submitted before the '
+'retry. P0002 unknown id; 55000 not failed or canceled.';
