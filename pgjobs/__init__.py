@@ -7,6 +7,3 @@ drives it from the command line and streams exports to object storage.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-
-WRITING_KINDS = ("delete", "backfill", "import")
-"""Kinds gated to one running job per (target, scope)."""

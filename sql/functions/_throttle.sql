@@ -76,7 +76,7 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.cancel_requested_at IS NOT NULL OR v_job.pause_requested_at IS NOT NULL
        OR v_job.checkpoint IS NULL
-       OR v_job.kind <> ALL (ARRAY['delete', 'backfill', 'import']) THEN
+       OR NOT v_job.writes THEN
         RETURN NULL;
     END IF;
     v_now := extract(epoch FROM clock_timestamp());

@@ -29,7 +29,7 @@ BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
          WHERE w.target = p_target AND w.scope = p_scope
-           AND w.kind IN ('delete', 'backfill', 'import')
+           AND w.writes
            AND w.status IN ('queued', 'running', 'paused')
            -- Places are unique (gate_order comes from the id sequence), so this
            -- leaves out the job itself. The caller passes the place rather than

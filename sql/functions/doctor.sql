@@ -474,11 +474,11 @@ BEGIN
     SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
       INTO v_ids, v_oldest
       FROM pgjobs.jobs p
-     WHERE p.status = 'paused' AND p.kind IN ('delete', 'backfill', 'import')
+     WHERE p.status = 'paused' AND p.writes
        AND (p_target IS NULL OR p.target = p_target)
        AND EXISTS (SELECT FROM pgjobs.jobs w
                     WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
-                      AND w.kind IN ('delete', 'backfill', 'import')
+                      AND w.writes
                       AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
     IF v_ids IS NULL THEN
         status := 'ok';

@@ -1,0 +1,167 @@
+""""Writing kind" is defined once (issue 11, structure): the generated column
+pgjobs.jobs.writes (migration 0018). Every rule about writers reads it: the
+gate's partial indexes, the gate itself, claim, submit (throttling options,
+on_conflict), retry, throttling, the mask's index and doctor.
+
+These tests would catch a place that lists the kinds itself: a source scan
+for the list, and a new writing kind made so by changing only the one
+definition, which every writer rule must then apply to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.helpers import claim, job, make_target, scalar, submit, who
+
+Conn = psycopg.Connection[Any]
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATION = ROOT / "sql" / "migrations" / "0018.writing_kind.sql"
+WRITING = {"delete", "backfill", "import"}
+# Landed migrations are never edited; 0018 holds the definition.
+LANDED = {"0001.initial.sql", "0010.pause.sql"}
+
+
+def sources() -> list[Path]:
+    files = sorted((ROOT / "sql" / "functions").glob("*.sql"))
+    files += sorted(p for p in (ROOT / "sql" / "migrations").glob("*.sql")
+                    if p.name not in LANDED and p != MIGRATION)
+    # bench/ is left out: its baselines copy earlier versions on purpose.
+    for package in ("pgjobs", "cli", "poller"):
+        files += sorted((ROOT / package).rglob("*.py"))
+    return files
+
+
+# A bracketed list: ( ... ), [ ... ] or { ... } with no bracket inside.
+LIST = re.compile(r"[(\[{]([^()\[\]{}]*)[)\]}]")
+QUOTED = re.compile(r"""['"]([a-z_]+)['"]""")
+
+
+def test_no_source_lists_the_writing_kinds_itself() -> None:
+    offenders = []
+    for path in sources():
+        text = path.read_text(encoding="utf-8")
+        for match in LIST.finditer(text):
+            if WRITING <= set(QUOTED.findall(match.group(1))):
+                line = text.count("\n", 0, match.start()) + 1
+                offenders.append(f"{path.relative_to(ROOT)}:{line}")
+    assert offenders == [], (
+        "read pgjobs.jobs.writes (or pgjobs._writes(kind) for a kind without a row) "
+        f"instead of listing the writing kinds: {offenders}")
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill", "import", "export", "custom",
+                                  "deleted", "import_x", "x"])
+def test_the_column_and_the_function_agree(conn: Conn, kind: str) -> None:
+    make_target(conn)
+    writes = scalar(conn, "INSERT INTO pgjobs.jobs (kind, target, scope) "
+                          "VALUES (%s, 'items', '1') RETURNING writes", (kind,))
+    assert writes is (kind in WRITING)
+    assert scalar(conn, "SELECT pgjobs._writes(%s)", (kind,)) is (kind in WRITING)
+
+
+def test_the_gate_indexes_are_built_on_the_definition(conn: Conn) -> None:
+    predicates = dict(conn.execute("""
+        SELECT c.relname, pg_get_expr(i.indpred, i.indrelid)
+          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+         WHERE c.relname IN ('jobs_one_writer_idx', 'jobs_pending_writers_idx')""").fetchall())
+    assert set(predicates) == {"jobs_one_writer_idx", "jobs_pending_writers_idx"}
+    for predicate in predicates.values():
+        assert "writes" in predicate and "'import'" not in predicate, predicate
+
+
+def index_scans(conn: Conn, index: str) -> int:
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return int(scalar(conn, "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s",
+                      (index,)))
+
+
+def test_the_gate_and_the_mask_read_the_pending_writers_index(
+        make_conn: Callable[..., Conn]) -> None:
+    """The queries that look for a scope's writers must imply the partial
+    index's predicate (a query on kind alone does not imply `writes`)."""
+    conn = make_conn()
+    make_target(conn)
+    conn.execute("SET enable_seqscan = off")
+    before = index_scans(conn, "jobs_pending_writers_idx")
+    conn.execute("SELECT pgjobs._mask('items'::regclass, '1')")
+    conn.execute("SELECT pgjobs._writer_may_start('items'::regclass, '1', 1)")
+    assert index_scans(conn, "jobs_pending_writers_idx") >= before + 2
+
+
+def redefine(conn: Conn, kinds: list[str]) -> None:
+    """Change the one definition as a later migration would: the column and
+    the indexes built on it, nothing else."""
+    text = MIGRATION.read_text(encoding="utf-8")
+    old = "kind IN ('delete', 'backfill', 'import')"
+    assert text.count(old) == 1
+    listed = ", ".join(f"'{k}'" for k in kinds)
+    conn.execute("ALTER TABLE pgjobs.jobs DROP COLUMN writes")  # drops its indexes too
+    conn.execute(text.replace(old, f"kind IN ({listed})")
+                     .replace("DROP INDEX ", "DROP INDEX IF EXISTS ").encode())
+
+
+@pytest.fixture
+def purge(conn: Conn, make_conn: Callable[..., Conn]) -> Conn:
+    """A database where custom kind 'purge' writes; a fresh session (no
+    plans cached against the old column)."""
+    make_target(conn)
+    redefine(conn, ["delete", "backfill", "import", "purge"])
+    return make_conn()
+
+
+def test_a_new_writing_kind_takes_the_throttling_options(purge: Conn) -> None:
+    purge.execute("""SELECT pgjobs.set_defaults('{"max_rows_per_second": 500}')""")
+    assert job(purge, submit(purge, "purge", scope="2"))["options"] == \
+        job(purge, submit(purge, "import", scope="3"))["options"] == {"max_rows_per_second": 500}
+    assert job(purge, submit(purge, "custom"))["options"] == {}
+    submit(purge, "purge", options={"max_rows_per_second": 10})
+    with pytest.raises(errors.InvalidParameterValue):
+        submit(purge, "custom", options={"max_rows_per_second": 10})
+
+
+def test_a_new_writing_kind_waits_at_its_scopes_gate(purge: Conn) -> None:
+    first = submit(purge, "purge")
+    second = submit(purge, "purge")
+    other_scope = submit(purge, "purge", scope="2")
+    custom = submit(purge, "custom")
+    assert claim(purge, "w1", ["purge"], limit=10) == [first, other_scope]
+    assert claim(purge, "w2", ["purge"], limit=10) == []  # second waits behind first
+    assert claim(purge, "w3", ["custom"]) == [custom]  # not a writer: no gate
+    with pytest.raises(errors.ObjectInUse):
+        submit(purge, "purge", options={"on_conflict": "reject"})
+    # The unique index of the gate: never two running writers of a scope.
+    with pytest.raises(errors.UniqueViolation):
+        purge.execute("UPDATE pgjobs.jobs SET status = 'running', worker = 'x', "
+                      "lease_expires_at = now() + interval '1 minute', started_at = now() "
+                      "WHERE id = %s", (second,))
+    purge.execute("SELECT pgjobs.complete(%s, %s, '{}')", (first, who(purge, first, "w1")))
+    assert claim(purge, "w2", ["purge"]) == [second]
+
+
+def test_a_kind_that_no_longer_writes_passes_the_gate(conn: Conn,
+                                                        make_conn: Callable[..., Conn]) -> None:
+    """The other direction: drop import from the definition, and imports of
+    one scope no longer queue behind each other."""
+    make_target(conn)
+    redefine(conn, ["delete", "backfill"])
+    fresh = make_conn()
+    first = submit(fresh, "import")
+    second = submit(fresh, "import")
+    assert claim(fresh, "w", ["import"], limit=10) == [first, second]
+
+
+def test_doctor_names_a_paused_job_of_a_new_writing_kind(purge: Conn) -> None:
+    paused = submit(purge, "purge")
+    later = submit(purge, "purge")
+    purge.execute("UPDATE pgjobs.jobs SET status = 'paused' WHERE id = %s", (paused,))
+    row = purge.execute("SELECT status, detail FROM pgjobs.doctor() "
+                        "WHERE check_name = 'jobs.paused'").fetchone()
+    assert row is not None and row[0] == "warn" and str(paused) in row[1], (row, later)
