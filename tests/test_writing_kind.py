@@ -165,3 +165,38 @@ def test_doctor_names_a_paused_job_of_a_new_writing_kind(purge: Conn) -> None:
     row = purge.execute("SELECT status, detail FROM pgjobs.doctor() "
                         "WHERE check_name = 'jobs.paused'").fetchone()
     assert row is not None and row[0] == "warn" and str(paused) in row[1], (row, later)
+
+
+# A writer of scope 1 in each state the gate distinguishes (UPDATE applied to it).
+HOLDER_STATES = {
+    "running": "status = 'running', worker = 'x', started_at = now(), "
+               "lease_expires_at = now() + interval '1 minute'",
+    "paused": "status = 'paused', started_at = now()",
+    "queued, due": "run_at = now() - interval '1 minute'",
+    "queued, due long ago": "run_at = now() - interval '1 hour'",
+    "queued, not due": "run_at = now() + interval '1 hour'",
+    "queued, started, waiting for a retry": "started_at = now() - interval '1 minute', "
+                                           "run_at = now() + interval '1 hour'",
+}
+
+
+@pytest.mark.parametrize("kind", ["delete", "import"])
+@pytest.mark.parametrize("state", sorted(HOLDER_STATES))
+def test_on_conflict_reject_refuses_exactly_when_the_gate_would_hold(
+        conn: Conn, kind: str, state: str) -> None:
+    """on_conflict: reject asks the gate itself (pgjobs._writer_may_start),
+    so it refuses a submit exactly when a writer queued last would wait."""
+    make_target(conn)
+    first = submit(conn, "import")
+    conn.execute(f"UPDATE pgjobs.jobs SET kind = %s, {HOLDER_STATES[state]} WHERE id = %s",
+                 (kind, first))
+    try:
+        accepted = submit(conn, "import", options={"on_conflict": "reject"})
+        conn.execute("DELETE FROM pgjobs.jobs WHERE id = %s", (accepted,))
+        refused = False
+    except errors.ObjectInUse:
+        refused = True
+    later = submit(conn, "import")
+    waits = not scalar(conn, "SELECT pgjobs._writer_may_start('items'::regclass, '1', %s)",
+                       (later,))
+    assert refused == waits, (kind, state)
