@@ -14,6 +14,7 @@ DECLARE
     v_old   bigint;
     v_error text;
 BEGIN
+    target := NULL;
     -- Objects of pruned exports, deleted from storage by `pgjobs worker` ------
     check_name := 'storage.deletions';
     fix := NULL;
