@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
+from pgjobs.migrate import function_files
 from tests.helpers import claim, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
@@ -66,6 +67,16 @@ def test_the_column_and_the_function_agree(conn: Conn, kind: str) -> None:
     assert scalar(conn, "SELECT pgjobs._writes(%s)", (kind,)) is (kind in WRITING)
 
 
+def test_the_function_is_compiled_from_the_column(conn: Conn) -> None:
+    expr = scalar(conn, """
+        SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+          JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+         WHERE d.adrelid = 'pgjobs.jobs'::regclass AND a.attname = 'writes'""")
+    body = scalar(conn, "SELECT prosrc FROM pg_proc "
+                        "WHERE oid = 'pgjobs._writes(text)'::regprocedure")
+    assert f"SELECT {expr} FROM (SELECT p_kind AS kind) j;" in body
+
+
 def test_the_gate_indexes_are_built_on_the_definition(conn: Conn) -> None:
     predicates = dict(conn.execute("""
         SELECT c.relname, pg_get_expr(i.indpred, i.indrelid)
@@ -98,7 +109,8 @@ def test_the_gate_and_the_mask_read_the_pending_writers_index(
 
 def redefine(conn: Conn, kinds: list[str]) -> None:
     """Change the one definition as a later migration would: the column and
-    the indexes built on it, nothing else."""
+    the indexes built on it, nothing else; then apply the function files as
+    `pgjobs migrate` does after its migrations."""
     text = MIGRATION.read_text(encoding="utf-8")
     old = "kind IN ('delete', 'backfill', 'import')"
     assert text.count(old) == 1
@@ -106,6 +118,8 @@ def redefine(conn: Conn, kinds: list[str]) -> None:
     conn.execute("ALTER TABLE pgjobs.jobs DROP COLUMN writes")  # drops its indexes too
     conn.execute(text.replace(old, f"kind IN ({listed})")
                      .replace("DROP INDEX ", "DROP INDEX IF EXISTS ").encode())
+    for path in function_files():
+        conn.execute(path.read_text(encoding="utf-8").encode())
 
 
 @pytest.fixture

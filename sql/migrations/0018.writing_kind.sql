@@ -6,7 +6,8 @@
 -- one of them would run beside another writer of its scope.
 -- jobs.writes is now the one definition: every routine reads the column
 -- of its row, the indexes of the gate are built on it, and
--- pgjobs._writes(kind) asks it for a kind that has no row yet. A literal
+-- pgjobs._writes(kind), compiled from its expression on every migrate,
+-- answers for a kind that has no row yet. A literal
 -- expression rather than a function: it costs nothing per claim, and it
 -- can change only here, with the indexes it feeds (a new writing kind is a
 -- migration: drop and re-add the column, then re-create both indexes).
