@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
 
@@ -220,6 +222,34 @@ def throughput(dsn: str, side: str, workers: int, jobs: int, batch: int) -> Run:
     return result
 
 
+def peer_rate(peer_python: str, dsn: str, workers: int, jobs: int, batch: int) -> float:
+    """PgQueuer's drain benchmark (bench/peer_pgqueuer.py) on the same server, run by
+    `peer_python`, a Python with PgQueuer installed."""
+    script = Path(__file__).resolve().parent / "peer_pgqueuer.py"
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    url = (f"postgresql://{info.get('user', '')}"
+           f"{':' + str(info['password']) if info.get('password') else ''}"
+           f"@{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
+    done = subprocess.run([peer_python, str(script), url, str(jobs), str(workers), str(batch)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PgQueuer side failed: {done.stderr.strip()[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["rate"])
+
+
+def peer_available(peer_python: str | None) -> str | None:
+    """The Python to run PgQueuer's side with, or None (then that column is skipped)."""
+    if not peer_python:
+        return None
+    probe = subprocess.run([peer_python, "-c", "import pgqueuer, asyncpg"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        print(f"PgQueuer comparison skipped: {peer_python} cannot import pgqueuer and asyncpg "
+              "(pip install -r bench/requirements-peer.txt)")
+        return None
+    return peer_python
+
+
 # --- latency --------------------------------------------------------------------
 
 
@@ -316,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="jobs submitted for the latency run [default: 300]")
     parser.add_argument("--latency-interval", type=float, default=0.01,
                         help="seconds between latency submits [default: 0.01]")
+    parser.add_argument("--peer-python", default=os.environ.get("PGJOBS_BENCH_PEER_PYTHON"),
+                        help="a Python with PgQueuer installed (bench/requirements-peer.txt): "
+                             "adds PgQueuer's drain benchmark, same server, same workers and "
+                             "batch [env PGJOBS_BENCH_PEER_PYTHON; default: skipped]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",")]
@@ -331,23 +365,34 @@ def main(argv: list[str] | None = None) -> int:
               f" ({settings[0] if settings else ''}), {os.cpu_count()} CPUs")
         print(f"{args.jobs} jobs per run, median of {args.repeat}, runs interleaved; the "
               f"baseline claims one job per UPDATE\n")
+        peer = peer_available(args.peer_python)
         print(f"{'workers':>7}  {'batch':>5}  {'baseline cycles/s':>17}  {'pgjobs cycles/s':>15}  "
               f"{'pgjobs/baseline':>15}  {'ratio range':>11}  {'server CPU us/cycle':>19}  "
-              f"{'client CPU us/cycle':>19}")
+              f"{'client CPU us/cycle':>19}" + ("  pgqueuer jobs/s  pgjobs/pgqueuer"
+                                                if peer else ""))
         for workers in worker_counts:
             for batch in batches:
                 base: list[Run] = []
                 ours: list[Run] = []
-                for _ in range(args.repeat):  # interleaved: drift hits both sides alike
+                theirs: list[float] = []
+                for _ in range(args.repeat):  # interleaved: drift hits all sides alike
                     base.append(throughput(dsn, "baseline", workers, args.jobs, batch))
                     ours.append(throughput(dsn, "pgjobs", workers, args.jobs, batch))
+                    if peer:
+                        theirs.append(peer_rate(peer, dsn, workers, args.jobs, batch))
                 b = statistics.median(r.rate for r in base)
                 o = statistics.median(r.rate for r in ours)
                 ratios = [x.rate / y.rate for x, y in zip(ours, base, strict=True)]
-                print(f"{workers:>7}  {batch:>5}  {b:>17,.0f}  {o:>15,.0f}  {o / b:>14.2f}x  "
-                      f"{min(ratios):>5.2f}-{max(ratios):.2f}  "
-                      f"{cpu(base, ours, 'server_us'):>19}  "
-                      f"{cpu(base, ours, 'client_us'):>19}", flush=True)
+                line = (f"{workers:>7}  {batch:>5}  {b:>17,.0f}  {o:>15,.0f}  {o / b:>14.2f}x  "
+                        f"{min(ratios):>5.2f}-{max(ratios):.2f}  "
+                        f"{cpu(base, ours, 'server_us'):>19}  "
+                        f"{cpu(base, ours, 'client_us'):>19}")
+                if peer:
+                    t = statistics.median(theirs)
+                    pair = [x.rate / y for x, y in zip(ours, theirs, strict=True)]
+                    line += (f"  {t:>15,.0f}  {o / t:>6.2f}x "
+                             f"({min(pair):.2f}-{max(pair):.2f})")
+                print(line, flush=True)
         print("(CPU columns: baseline / pgjobs, medians; the server's only when it runs on "
               "this machine)")
 
