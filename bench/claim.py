@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
 
@@ -84,6 +86,7 @@ SELECT count(pgjobs.submit(%s, 'bench_target'::regclass, (g %% 100)::text))
 """
 PGJOBS_CLAIM = "SELECT id, worker FROM pgjobs.claim(%s, %s, '30 seconds'::interval, %s)"
 PGJOBS_COMPLETE = "SELECT pgjobs.complete(%s, %s)"
+PGJOBS_COMPLETE_MANY = "SELECT count(*) FROM pgjobs.complete_many(%s, %s)"
 PGJOBS_SUBMIT = "SELECT pgjobs.submit(%s, 'bench_target'::regclass, '1')"
 LATENCIES = """
 SELECT extract(epoch FROM started_at - created_at) * 1000
@@ -125,15 +128,22 @@ def baseline_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int
 
 
 def pgjobs_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
+    """Claim a batch, then complete it: one pgjobs.complete per job for a batch of
+    one, else the whole batch in one pgjobs.complete_many (fenced per job)."""
     done = 0
     while True:
         claimed = conn.execute(PGJOBS_CLAIM, ([KIND], name, batch)).fetchall()
         if not claimed:
             return done
-        for job_id, identity in claimed:  # each claim's own identity: the fence
+        if len(claimed) == 1:
+            job_id, identity = claimed[0]  # the claim's own identity: the fence
             row = conn.execute(PGJOBS_COMPLETE, (job_id, identity)).fetchone()
             assert row is not None and row[0], f"complete({job_id}) was fenced off"
-            done += 1
+        else:
+            row = conn.execute(PGJOBS_COMPLETE_MANY, ([c[0] for c in claimed],
+                                                      [c[1] for c in claimed])).fetchone()
+            assert row is not None and row[0] == len(claimed), "complete_many was fenced off"
+        done += len(claimed)
 
 
 @dataclass
@@ -210,6 +220,34 @@ def throughput(dsn: str, side: str, workers: int, jobs: int, batch: int) -> Run:
     if done != jobs:
         raise AssertionError(f"{side}: {done} of {jobs} jobs processed")
     return result
+
+
+def peer_rate(peer_python: str, dsn: str, workers: int, jobs: int, batch: int) -> float:
+    """PgQueuer's drain benchmark (bench/peer_pgqueuer.py) on the same server, run by
+    `peer_python`, a Python with PgQueuer installed."""
+    script = Path(__file__).resolve().parent / "peer_pgqueuer.py"
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    url = (f"postgresql://{info.get('user', '')}"
+           f"{':' + str(info['password']) if info.get('password') else ''}"
+           f"@{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}")
+    done = subprocess.run([peer_python, str(script), url, str(jobs), str(workers), str(batch)],
+                          capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"PgQueuer side failed: {done.stderr.strip()[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["rate"])
+
+
+def peer_available(peer_python: str | None) -> str | None:
+    """The Python to run PgQueuer's side with, or None (then that column is skipped)."""
+    if not peer_python:
+        return None
+    probe = subprocess.run([peer_python, "-c", "import pgqueuer, asyncpg"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        print(f"PgQueuer comparison skipped: {peer_python} cannot import pgqueuer and asyncpg "
+              "(pip install -r bench/requirements-peer.txt)")
+        return None
+    return peer_python
 
 
 # --- latency --------------------------------------------------------------------
@@ -295,21 +333,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
                         help="server URL (user may CREATE DATABASE) [env PGJOBS_BENCH_DSN; "
                              "default: a throwaway cluster]")
-    parser.add_argument("--workers", default="1,4,8",
-                        help="comma-separated worker counts [default: 1,4,8]")
+    parser.add_argument("--workers", default="4",
+                        help="comma-separated worker counts [default: 4]")
     parser.add_argument("--jobs", type=int, default=4000,
                         help="jobs drained per throughput run [default: 4000]")
-    parser.add_argument("--batch", type=int, default=10,
-                        help="pgjobs.claim p_limit (jobs per claim) [default: 10]")
+    parser.add_argument("--batch", default="1,10,50",
+                        help="comma-separated pgjobs.claim p_limit values (jobs per claim) "
+                             "[default: 1,10,50]")
     parser.add_argument("--repeat", type=int, default=5,
                         help="runs per measurement; the median is shown [default: 5]")
     parser.add_argument("--latency-jobs", type=int, default=300,
                         help="jobs submitted for the latency run [default: 300]")
     parser.add_argument("--latency-interval", type=float, default=0.01,
                         help="seconds between latency submits [default: 0.01]")
+    parser.add_argument("--peer-python", default=os.environ.get("PGJOBS_BENCH_PEER_PYTHON"),
+                        help="a Python with PgQueuer installed (bench/requirements-peer.txt): "
+                             "adds PgQueuer's drain benchmark, same server, same workers and "
+                             "batch [env PGJOBS_BENCH_PEER_PYTHON; default: skipped]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",")]
+    batches = [int(b) for b in args.batch.split(",")]
 
     with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn:
         with psycopg.connect(dsn) as conn:
@@ -319,27 +363,40 @@ def main(argv: list[str] | None = None) -> int:
                 "  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchone()
         print(f"pgjobs claim benchmark: PostgreSQL {version[0] if version else '?'} on {where}"
               f" ({settings[0] if settings else ''}), {os.cpu_count()} CPUs")
-        print(f"{args.jobs} jobs per run, median of {args.repeat}; pgjobs claims batches of "
-              f"{args.batch}\n")
-        print(f"{'workers':>7}  {'baseline cycles/s':>17}  {'pgjobs cycles/s':>15}  "
+        print(f"{args.jobs} jobs per run, median of {args.repeat}, runs interleaved; the "
+              f"baseline claims one job per UPDATE\n")
+        peer = peer_available(args.peer_python)
+        print(f"{'workers':>7}  {'batch':>5}  {'baseline cycles/s':>17}  {'pgjobs cycles/s':>15}  "
               f"{'pgjobs/baseline':>15}  {'ratio range':>11}  {'server CPU us/cycle':>19}  "
-              f"{'client CPU us/cycle':>19}")
+              f"{'client CPU us/cycle':>19}" + ("  pgqueuer jobs/s  pgjobs/pgqueuer"
+                                                if peer else ""))
         for workers in worker_counts:
-            base: list[Run] = []
-            ours: list[Run] = []
-            for _ in range(args.repeat):  # interleaved: drift hits both sides alike
-                base.append(throughput(dsn, "baseline", workers, args.jobs, args.batch))
-                ours.append(throughput(dsn, "pgjobs", workers, args.jobs, args.batch))
-            b = statistics.median(r.rate for r in base)
-            o = statistics.median(r.rate for r in ours)
-            ratios = [x.rate / y.rate for x, y in zip(ours, base, strict=True)]
-            print(f"{workers:>7}  {b:>17,.0f}  {o:>15,.0f}  {o / b:>14.2f}x  "
-                  f"{min(ratios):>5.2f}-{max(ratios):.2f}  {cpu(base, ours, 'server_us'):>19}  "
-                  f"{cpu(base, ours, 'client_us'):>19}", flush=True)
+            for batch in batches:
+                base: list[Run] = []
+                ours: list[Run] = []
+                theirs: list[float] = []
+                for _ in range(args.repeat):  # interleaved: drift hits all sides alike
+                    base.append(throughput(dsn, "baseline", workers, args.jobs, batch))
+                    ours.append(throughput(dsn, "pgjobs", workers, args.jobs, batch))
+                    if peer:
+                        theirs.append(peer_rate(peer, dsn, workers, args.jobs, batch))
+                b = statistics.median(r.rate for r in base)
+                o = statistics.median(r.rate for r in ours)
+                ratios = [x.rate / y.rate for x, y in zip(ours, base, strict=True)]
+                line = (f"{workers:>7}  {batch:>5}  {b:>17,.0f}  {o:>15,.0f}  {o / b:>14.2f}x  "
+                        f"{min(ratios):>5.2f}-{max(ratios):.2f}  "
+                        f"{cpu(base, ours, 'server_us'):>19}  "
+                        f"{cpu(base, ours, 'client_us'):>19}")
+                if peer:
+                    t = statistics.median(theirs)
+                    pair = [x.rate / y for x, y in zip(ours, theirs, strict=True)]
+                    line += (f"  {t:>15,.0f}  {o / t:>6.2f}x "
+                             f"({min(pair):.2f}-{max(pair):.2f})")
+                print(line, flush=True)
         print("(CPU columns: baseline / pgjobs, medians; the server's only when it runs on "
               "this machine)")
 
-        values = latency(dsn, args.latency_jobs, args.latency_interval, args.batch)
+        values = latency(dsn, args.latency_jobs, args.latency_interval, batches[0])
         print(f"\nsubmit -> claim latency, LISTEN-woken worker, {len(values)} jobs submitted "
               f"{args.latency_interval * 1000:.0f} ms apart:")
         print(f"  p50 {percentile(values, 50):.1f} ms   p90 {percentile(values, 90):.1f} ms   "

@@ -205,3 +205,25 @@ def fail(
 ) -> bool:
     return bool(scalar(conn, queries.FAIL, {"id": job_id, "worker": worker, "error": error,
                                             "retryable": retryable}))
+
+
+def fail_by_sqlstate(
+    conn: psycopg.Connection[Row], job_id: int, worker: str, error: str,
+    retryable: bool | None, sqlstate: str | None,
+) -> tuple[bool, bool]:
+    """Record a failed attempt; when ``retryable`` is None the database decides from
+    ``sqlstate`` (pgjobs.retryable_sqlstate). Returns (recorded, retryable)."""
+    row = one(conn, queries.FAIL_BY_SQLSTATE, {"id": job_id, "worker": worker, "error": error,
+                                              "retryable": retryable, "sqlstate": sqlstate})
+    return bool(row["recorded"]), bool(row["retryable"])
+
+
+def complete_many(
+    conn: psycopg.Connection[Row], jobs: list[tuple[int, str]],
+    results: list[dict[str, Any]] | None = None,
+) -> set[int]:
+    """Complete a batch of (id, worker) in one statement; returns the ids completed
+    (a job fenced off is left out)."""
+    params = {"ids": [job_id for job_id, _ in jobs], "workers": [w for _, w in jobs],
+              "results": None if results is None else [Jsonb(r) for r in results]}
+    return {int(r["complete_many"]) for r in rows(conn, queries.COMPLETE_MANY, params)}

@@ -43,6 +43,18 @@ CLAIM = "SELECT * FROM pgjobs.claim(%(kinds)s, %(worker)s, %(lease)s::interval, 
 HEARTBEAT = "SELECT pgjobs.heartbeat(%(id)s, %(worker)s, %(done)s, %(checkpoint)s)"
 COMPLETE = "SELECT pgjobs.complete(%(id)s, %(worker)s, %(result)s)"
 FAIL = "SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, %(retryable)s)"
+# A failure whose retry the database decides (pgjobs.retryable_sqlstate, the one
+# policy) unless the caller already knows (%(retryable)s not NULL: a storage
+# error, a bad source). Returns whether the fail was recorded and the decision.
+FAIL_BY_SQLSTATE = """
+WITH decided AS (
+    SELECT coalesce(%(retryable)s::boolean, pgjobs.retryable_sqlstate(%(sqlstate)s::text))
+           AS retryable)
+SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, decided.retryable) AS recorded,
+       decided.retryable
+  FROM decided
+"""
+COMPLETE_MANY = "SELECT * FROM pgjobs.complete_many(%(ids)s, %(workers)s, %(results)s)"
 # `pgjobs run` pins its session's search_path before calling the engine: the
 # procedures are thin shells, and nothing on a client's path should matter.
 RUN_SEARCH_PATH = "SET search_path = pg_catalog, pg_temp"

@@ -75,7 +75,6 @@ DEFAULT_MAX_PART_SIZE = 16 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024 * 1024
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 _STAGE = 256 * 1024  # rows are compressed in batches of about this many bytes
-_RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58", "XX")
 
 
 class LeaseLost(Exception):
@@ -221,13 +220,20 @@ def _error(result: Any, pg: Any, encoding: str) -> psycopg.Error:
     return psycopg.OperationalError(pg.get_error_message(encoding) or "COPY failed")
 
 
-def _retryable(exc: BaseException) -> bool:
+def _retryable(exc: BaseException) -> bool | None:
+    """Whether a failed attempt may be retried, or None when the error carries a
+    SQLSTATE: the database decides those (pgjobs.retryable_sqlstate, the one
+    policy), in the same statement that records the failure (db.fail_by_sqlstate)."""
     if isinstance(exc, StorageError):
         return bool(exc.retryable)
-    state = getattr(exc, "sqlstate", None)
-    if state:
-        return str(state).startswith(_RETRYABLE_SQLSTATE_CLASSES)
+    if _sqlstate(exc):
+        return None
     return not isinstance(exc, (ValueError, TypeError, KeyError))
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    return str(state) if state else None
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -830,12 +836,12 @@ class Exporter:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
             message = str(db_error(exc))
-        retryable = _retryable(exc)
+        decision = _retryable(exc)
         if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
         try:
-            ok = self.control.call(lambda c: db.fail(c, self.job_id, self.worker, message,
-                                                     retryable))
+            ok, retryable = self.control.call(lambda c: db.fail_by_sqlstate(
+                c, self.job_id, self.worker, message, decision, _sqlstate(exc)))
         except (LeaseLost, PgjobsError, psycopg.Error) as err:
             return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
         if not ok:

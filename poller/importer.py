@@ -61,6 +61,7 @@ from pgjobs.poller.export import (
     Stopped,
     _Control,
     _retryable,
+    _sqlstate,
     connection_lost,
     db_error,
     object_key,
@@ -590,12 +591,12 @@ class Importer:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
             message = str(db_error(exc))
-        retryable = False if isinstance(exc, BadSource) else _retryable(exc)
+        decision = False if isinstance(exc, BadSource) else _retryable(exc)
         if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
         try:
-            ok = self.control.call(lambda c: db.fail(c, self.job_id, self.worker, message,
-                                                     retryable))
+            ok, _ = self.control.call(lambda c: db.fail_by_sqlstate(
+                c, self.job_id, self.worker, message, decision, _sqlstate(exc)))
         except (LeaseLost, PgjobsError, psycopg.Error) as err:
             return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
         if not ok:

@@ -363,7 +363,7 @@ BEGIN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
-                                left(v_state, 2) IN ('40', '53', '55', '57', '58', '08'));
+                                pgjobs.retryable_sqlstate(v_state));
             -- Collected addresses serve a retry; a job that ended needs none.
             DELETE FROM pgjobs.job_batches b
              WHERE b.job_id = p_id

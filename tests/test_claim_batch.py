@@ -1,0 +1,293 @@
+"""Claim and complete as one mechanism (issue 11, "Claim against a peer" and the
+structure items): one routine starts an attempt for every claiming path,
+`pgjobs.complete_many` completes a batch fenced per job, the expired-lease
+sweep runs only when a lease has expired, and the retry policy for SQLSTATEs
+is decided in one place that the Python workers ask too."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from pgjobs import db
+from pgjobs.poller.export import _retryable, _sqlstate
+from pgjobs.poller.storage import StorageError
+from tests.export_support import make_items, submit_export
+from tests.helpers import claim, drain_notifies, expire_lease, job, make_target, scalar, submit, who
+from tests.targets import make_rows_target, seed, submit_delete
+
+Conn = psycopg.Connection[Any]
+FUNCTIONS = Path(__file__).resolve().parent.parent / "sql" / "functions"
+
+
+@pytest.fixture
+def target(conn: Conn) -> str:
+    return make_target(conn)
+
+
+def claimed(conn: Conn, kinds: list[str], worker: str, limit: int) -> list[tuple[int, str]]:
+    rows = conn.execute("SELECT id, worker FROM pgjobs.claim(%s, %s, '30 seconds', %s)",
+                        (kinds, worker, limit)).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def complete_many(conn: Conn, pairs: list[tuple[int, str]],
+                  results: list[dict[str, Any]] | None = None) -> list[int]:
+    rows = conn.execute(
+        "SELECT * FROM pgjobs.complete_many(%s, %s, %s::jsonb[])",
+        ([p[0] for p in pairs], [p[1] for p in pairs],
+         None if results is None else [json.dumps(r) for r in results])).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+# --- one routine starts an attempt ---------------------------------------------
+
+
+def test_only_start_attempts_makes_a_job_running() -> None:
+    """Every claiming path goes through pgjobs._start_attempts: no other routine
+    sets status 'running' (the copies had drifted: only _claim_id moved run_at)."""
+    setters = []
+    for path in sorted(FUNCTIONS.glob("*.sql")):
+        text = re.sub(r"--[^\n]*", "", path.read_text())
+        if re.search(r"\bstatus\s*=\s*'running'\s*,", text, re.IGNORECASE):
+            setters.append(path.name)
+    assert setters == ["_start_attempts.sql"]
+    for name in ("claim.sql", "claim_export.sql", "claim_import.sql", "_claim_id.sql"):
+        assert "pgjobs._start_attempts(" in (FUNCTIONS / name).read_text(), name
+
+
+def started_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "lease": row["lease"],
+        "lease_at_heartbeat": row["lease_expires_at"] - row["heartbeat_at"],
+        "run_at_not_after_start": row["run_at"] <= row["heartbeat_at"],
+        "started": row["started_at"] is not None,
+        "identity": bool(re.fullmatch(r"w#[0-9a-f]{16}", row["worker"])),
+    }
+
+
+def test_every_claiming_path_starts_an_attempt_alike(conn: Conn) -> None:
+    """claim, claim_export and _claim_id (run_job) leave the same fields, for a
+    job with its own lease option, including a job started before its run_at."""
+    make_items(conn, rows=30)
+    rows = make_rows_target(conn)
+    seed(conn, rows, 30)
+    options = {"lease": "45 seconds"}
+    custom = submit(conn, kind="export_like", target="items", options=options)
+    export = submit_export(conn, options=options)
+    delete = submit_delete(conn, rows, rows.scope(1), options=options)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() + interval '1 hour' WHERE id = %s",
+                 (delete,))
+
+    assert claim(conn, "w", ["export_like"]) == [custom]
+    assert conn.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')", (export,)).fetchall() \
+        == [(export,)]
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (delete,))
+
+    seen = [started_fields(job(conn, i)) for i in (custom, export, delete)]
+    assert seen[0] == seen[1] == seen[2]
+    assert seen[0]["status"] == "running" and seen[0]["attempts"] == 1
+    assert seen[0]["run_at_not_after_start"] and seen[0]["identity"]
+    assert str(seen[0]["lease"]) in ("0:00:45",)
+
+
+def test_claim_keeps_pick_order_and_announces_each_start(conn: Conn, make_conn: Any,
+                                                         target: str) -> None:
+    listener = make_conn(autocommit=True)
+    listener.execute("LISTEN pgjobs")
+    ids = [submit(conn, options={"priority": p}) for p in (1, 5, 3)]
+    got = claimed(conn, ["custom"], "w", 10)
+    assert [g[0] for g in got] == [ids[1], ids[2], ids[0]]
+    events = drain_notifies(listener, 1.0)
+    started = [e["id"] for e in events if e["event"] == "started"]
+    assert sorted(started) == sorted(ids)
+
+
+# --- complete_many -------------------------------------------------------------
+
+
+def test_complete_many_completes_a_batch_in_one_call(conn: Conn, make_conn: Any,
+                                                    target: str) -> None:
+    listener = make_conn(autocommit=True)
+    listener.execute("LISTEN pgjobs")
+    ids = [submit(conn) for _ in range(5)]
+    pairs = claimed(conn, ["custom"], "w", 5)
+    results = [{"n": i} for i in range(5)]
+    assert complete_many(conn, pairs, results) == sorted(ids)
+    for (job_id, _), result in zip(pairs, results, strict=True):
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded"
+        assert row["result"] == result
+        assert row["lease_expires_at"] is None and row["finished_at"] is not None
+    events = drain_notifies(listener, 1.0)
+    succeeded = sorted(e["id"] for e in events if e["event"] == "succeeded")
+    assert succeeded == sorted(ids)  # the final event of every job is sent
+
+
+def test_complete_many_fences_each_job_on_its_own(conn: Conn, target: str) -> None:
+    """A batch mixing good identities with every kind of stale one completes only
+    the good ones and leaves the others exactly as they were."""
+    ids = [submit(conn) for _ in range(6)]
+    pairs = claimed(conn, ["custom"], "w", 6)
+    good, bare, other, expired, finished, wrong_job = pairs
+    expire_lease(conn, expired[0])
+    assert scalar(conn, "SELECT pgjobs.complete(%s, %s)", finished)
+    before = {i: job(conn, i) for i in ids}
+    batch = [
+        good,
+        (bare[0], "w"),                       # the bare name, not the claim's identity
+        (other[0], "w#0000000000000000"),     # a made-up identity under the same name
+        expired,                              # its lease lapsed
+        finished,                             # no longer running
+        (wrong_job[0], good[1]),              # another job's identity
+    ]
+    assert complete_many(conn, batch) == [good[0]]
+    for job_id in ids:
+        if job_id == good[0]:
+            assert job(conn, job_id)["status"] == "succeeded"
+        else:
+            assert job(conn, job_id) == before[job_id]
+
+
+def test_complete_many_a_stale_attempt_after_a_rescue(conn: Conn, target: str) -> None:
+    job_id = submit(conn)
+    (first,) = claimed(conn, ["custom"], "w", 1)
+    expire_lease(conn, job_id)
+    (second,) = claimed(conn, ["custom"], "w", 1)  # rescued, claimed anew
+    assert second[0] == job_id and second[1] != first[1]
+    assert complete_many(conn, [first]) == []
+    assert job(conn, job_id)["status"] == "running"
+    assert complete_many(conn, [second]) == [job_id]
+
+
+@pytest.mark.parametrize(("ids", "workers", "results"), [
+    ([1, 2], ["w#a"], None),
+    ([1], ["w#a", "w#b"], None),
+    ([1, 2], ["w#a", "w#b"], ['{}']),
+    (None, ["w#a"], None),
+    ([1], None, None),
+])
+def test_complete_many_refuses_arrays_of_different_lengths(
+        conn: Conn, ids: Any, workers: Any, results: Any) -> None:
+    with pytest.raises(errors.InvalidParameterValue) as info:
+        conn.execute("SELECT * FROM pgjobs.complete_many(%s::bigint[], %s::text[], %s::jsonb[])",
+                     (ids, workers, results))
+    assert info.value.diag.message_hint
+
+
+@pytest.mark.parametrize("result", ["[]", "1", '"x"', "null", None])
+def test_complete_many_refuses_a_result_that_is_not_an_object(
+        conn: Conn, target: str, result: str | None) -> None:
+    submit(conn)
+    pairs = claimed(conn, ["custom"], "w", 1)
+    with pytest.raises(errors.InvalidParameterValue):
+        conn.execute("SELECT * FROM pgjobs.complete_many(%s, %s, ARRAY[%s::jsonb])",
+                     ([pairs[0][0]], [pairs[0][1]], result))
+    assert job(conn, pairs[0][0])["status"] == "running"
+
+
+def test_complete_many_of_nothing_is_nothing(conn: Conn) -> None:
+    assert conn.execute("SELECT * FROM pgjobs.complete_many('{}', '{}')").fetchall() == []
+
+
+def test_python_complete_many(dsn: str, target: str, conn: Conn) -> None:
+    ids = [submit(conn) for _ in range(3)]
+    pairs = claimed(conn, ["custom"], "w", 3)
+    with db.connect(dsn) as pconn:
+        done = db.complete_many(pconn, [pairs[0], (pairs[1][0], "w"), pairs[2]])
+    assert done == {ids[0], ids[2]}
+
+
+# --- the expired-lease sweep -----------------------------------------------------
+
+
+def rescue_calls(conn: Conn) -> int:
+    return int(scalar(conn, """
+        SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+         WHERE schemaname = 'pgjobs' AND funcname = '_rescue_expired'"""))
+
+
+def test_claim_sweeps_only_when_a_lease_expired(make_conn: Any, target: str, conn: Conn) -> None:
+    """The sweep is out of the common claim, and still rescues."""
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    tx.execute("SET track_functions = 'pl'")
+    first, second, third = (submit(tx) for _ in range(3))
+    assert claim(tx, "w") == [first]
+    assert claim(tx, "w") == [second]
+    assert rescue_calls(tx) == 0
+    expire_lease(tx, first)
+    assert claim(tx, "w", limit=5) == [first, third]  # rescued, then claimed again
+    assert rescue_calls(tx) == 1
+    assert job(tx, first)["attempts"] == 2
+    tx.rollback()
+
+
+# --- retry policy in one place -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("state", "retry"), [
+    ("40001", True), ("40P01", True), ("53100", True), ("53200", True), ("55P03", True),
+    ("55006", True), ("57014", True), ("57P01", True), ("58030", True), ("08006", True),
+    ("XX000", False), ("XX001", False), ("XX002", False),
+    ("22012", False), ("23505", False), ("42501", False), ("42P01", False), ("P0001", False),
+    ("", False), (None, False), ("40", False), ("xx000", False),
+])
+def test_the_retry_policy(conn: Conn, state: str | None, retry: bool) -> None:
+    assert scalar(conn, "SELECT pgjobs.retryable_sqlstate(%s)", (state,)) is retry
+
+
+def test_python_keeps_no_sqlstate_list_of_its_own() -> None:
+    """A database error's retry is the database's decision; Python decides only
+    what has no SQLSTATE (storage errors, its own bugs)."""
+    assert _retryable(errors.lookup("XX000")()) is None
+    assert _sqlstate(errors.SerializationFailure()) == "40001"
+    assert _retryable(StorageError("x", retryable=True)) is True
+    assert _retryable(StorageError("x", retryable=False)) is False
+    assert _retryable(ValueError("bug")) is False
+    assert _retryable(OSError("reset")) is True
+    root = Path(__file__).resolve().parent.parent
+    for path in [*(root / "poller").glob("*.py"), *(root / "pgjobs").glob("*.py"),
+                 *(root / "cli").glob("*.py")]:
+        text = path.read_text()
+        # (connection_lost's "08"/"57P" decides reconnecting, not retrying)
+        assert not re.search(r"""["'](40|53|55|58|XX)["']""", text), path
+
+
+@pytest.mark.parametrize(("state", "status"), [
+    ("XX000", "failed"), ("XX001", "failed"), ("40001", "queued"), ("57014", "queued"),
+    ("23505", "failed"),
+])
+def test_a_worker_failure_follows_the_policy(dsn: str, conn: Conn, target: str,
+                                             state: str, status: str) -> None:
+    job_id = submit(conn)
+    claim(conn, "w")
+    with db.connect(dsn) as pconn:
+        recorded, retryable = db.fail_by_sqlstate(pconn, job_id, who(conn, job_id, "w"),
+                                                  "boom", None, state)
+    assert recorded and retryable is (status == "queued")
+    assert job(conn, job_id)["status"] == status
+
+
+def test_a_caller_decision_wins_over_the_sqlstate(dsn: str, conn: Conn, target: str) -> None:
+    job_id = submit(conn)
+    claim(conn, "w")
+    with db.connect(dsn) as pconn:
+        recorded, retryable = db.fail_by_sqlstate(pconn, job_id, who(conn, job_id, "w"),
+                                                  "bad source", False, "40001")
+    assert recorded and not retryable
+    assert job(conn, job_id)["status"] == "failed"
+
+
+def test_the_engine_pages_follow_the_policy() -> None:
+    """pgjobs._run_page asks the same function instead of listing classes."""
+    text = (FUNCTIONS / "_run_page.sql").read_text()
+    assert "pgjobs.retryable_sqlstate(v_state)" in text
+    assert not re.search(r"IN \('40'", text)
