@@ -405,3 +405,36 @@ def test_import_lands_in_the_scope_partitions(
     delete = submit_delete(conn, target, scope, {"k": "7"})
     run_job(conn, delete)
     assert job(conn, delete)["done"] == 2  # the future one is after the cutoff
+
+
+def test_import_on_duplicate_where_a_unique_index_can_exist(
+        conn: Conn, dsn: str, layout: str, target: Target, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    first, second = (int(r[0]) for r in conn.execute(
+        f"SELECT id FROM {NAME} WHERE table_id = 2 ORDER BY id LIMIT 2"))
+    source = folder / "dup.csv"
+    source.write_text(f"id,label,created_at\n{first},again,2001-01-01T00:00:00Z\n"
+                      f"{second},again,2001-01-01T00:00:00Z\n"
+                      "900001,fresh,2001-01-01T00:00:00Z\n")
+    if layout != "hash":
+        # Partitioned by created_at (at some level): no unique (scope, key)
+        # index can exist, and the refusal says so instead of giving a
+        # CREATE UNIQUE INDEX that PostgreSQL would refuse.
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+            submit_import(conn, f"file://{source}", "2", {"on_duplicate": "update"},
+                          target=NAME)
+        hint = err.value.diag.message_hint or ""
+        assert "partitioned by a column other than" in hint and "CREATE" not in hint
+        return
+    for mode, inserted, updated in [("skip", 1, 0), ("update", 0, 3)]:
+        job_id = submit_import(conn, f"file://{source}", "2", {"on_duplicate": mode},
+                               target=NAME)
+        outcome = run_import(dsn, job_id, f"file://{folder}/store")
+        assert outcome.status == "succeeded", outcome
+        result = job(conn, job_id)["result"]
+        assert (result["inserted"], result["updated"]) == (inserted, updated), (mode, result)
+    labels = dict(conn.execute(f"SELECT id, label FROM {NAME} WHERE id IN (%s, %s, 900001)",
+                               (first, second)).fetchall())
+    assert labels == {first: "again", second: "again", 900001: "fresh"}

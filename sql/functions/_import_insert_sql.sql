@@ -176,8 +176,7 @@ BEGIN
             RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_mode,
                             p_reg.scope_column, p_reg.key_column, p_reg.target
                 USING ERRCODE = '55000',
-                HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_reg.target,
-                              p_reg.scope_column, p_reg.key_column);
+                HINT = pgjobs._unique_key_hint(p_reg);
         END IF;
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
