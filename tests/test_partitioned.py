@@ -294,17 +294,27 @@ def test_backfill_matches_the_reference_and_pages_are_pruned(
     assert_pruned(statements, scope_leaves(conn, layout, scope))
 
 
-def test_row_moved_across_partitions_by_a_backfill_of_the_created_at(
-        conn: Conn, layout: str, target: Target) -> None:
-    # Rows of scope 1 whose created_at moves them to another partition (RANGE
-    # of created_at) are still updated exactly once, and a later delete of the
-    # scope still finds them.
+@pytest.mark.parametrize("strategy", ["range", "collect"])
+def test_rows_the_application_moved_across_partitions_are_found(
+        conn: Conn, layout: str, target: Target, strategy: str) -> None:
+    # Rows of scope 1 that the application moves to another partition (an
+    # UPDATE of created_at: RANGE of created_at) while a delete of the scope
+    # runs, after its first call (collect: after their addresses were taken)
+    # are still found and deleted.
     before = snapshot(conn, target)
-    conn.execute(f"UPDATE {NAME} SET created_at = created_at - interval '30 days'"
-                 " WHERE table_id = 1 AND n = 0")
-    job_id = submit_delete(conn, target, "1", {"k": 4})
+    job_id = submit_delete(conn, target, "1", {"k": 4},
+                           options={"strategy": strategy, "page_size": 30})
     cutoff = cutoff_of(conn, job_id)
-    run_job(conn, job_id)
+    moved: list[int] = []
+
+    def move(state: str) -> None:
+        if not moved:
+            moved.extend(r[0] for r in conn.execute(
+                f"UPDATE {NAME} SET created_at = created_at - interval '30 days'"
+                " WHERE table_id = 1 AND created_at < now() RETURNING id"))
+
+    run_pages(conn, job_id, each=move)
+    assert len(moved) > 100
     assert job(conn, job_id)["status"] == "succeeded"
     doomed = job_rows(before, "1", cutoff, lambda r: r["data"]["k"] == 4)
     assert set(snapshot(conn, target)) == set(before) - doomed
