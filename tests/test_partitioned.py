@@ -448,3 +448,32 @@ def test_import_on_duplicate_where_a_unique_index_can_exist(
     labels = dict(conn.execute(f"SELECT id, label FROM {NAME} WHERE id IN (%s, %s, 900001)",
                                (first, second)).fetchall())
     assert labels == {first: "again", second: "again", 900001: "fresh"}
+
+
+@pytest.mark.parametrize("layout_", ["list", "hash"])
+def test_another_scopes_partition_locked_exclusively_blocks_nothing(
+        conn: Conn, make_conn: Callable[..., Conn], dsn: str, layout_: str,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pruned partitions are not even locked: with another tenant's partition
+    # held ACCESS EXCLUSIVE (a DDL, a VACUUM FULL of it), every kind on scope
+    # 1 runs to the end, with a lock_timeout that would fail it otherwise.
+    target = make_partitioned(conn, layout_)
+    other = sorted(leaves(conn) - scope_leaves(conn, layout_, "1"))[0]
+    holder = make_conn(autocommit=False)
+    holder.execute(f"LOCK TABLE {other} IN ACCESS EXCLUSIVE MODE")
+    conn.execute("SET lock_timeout = '3s'")
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=3s")  # the export worker's sessions
+    try:
+        assert scalar(conn, "SELECT pgjobs.visible_count(%s::regclass, '1')", (NAME,)) > 0
+        scalar(conn, "SELECT pgjobs.preview(%s::regclass, '1', '{\"k\": 1}')", (NAME,))
+        export = submit_export(conn, "1", {}, {"format": "csv"}, target=NAME)
+        for job_id in [submit_delete(conn, target, "1", {"k": 1}),
+                       submit_delete(conn, target, "1", {"k": 2}, options={"strategy": "collect"}),
+                       submit_backfill(conn, target, "1", {"k": 3}, {"n": 5})]:
+            run_job(conn, job_id)
+            row = job(conn, job_id)
+            assert row["status"] == "succeeded", row["error"]
+        outcome = run_export(dsn, export, f"file://{tmp_path}/exports")
+        assert outcome.status == "succeeded", outcome
+    finally:
+        holder.rollback()

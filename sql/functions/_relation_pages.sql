@@ -12,14 +12,16 @@ AS $$
 -- (pg_class.relpages): of the table itself, or of every partition of a
 -- partitioned table (whose own relpages is 0), for the sample sizes of
 -- the runner's first call (pgjobs._run_page, pgjobs._page_strategy): a
--- partitioned target read as 0 pages would be "sampled" whole. Locks
--- nothing.
-SELECT CASE WHEN c.relkind = 'p'
-            THEN (SELECT coalesce(sum(greatest(l.relpages, 0)), 0)::bigint
-                    FROM pg_catalog.pg_partition_tree(p_target) t
-                    JOIN pg_catalog.pg_class l ON l.oid = t.relid
-                   WHERE t.isleaf)
-            ELSE greatest(c.relpages, 0)::bigint END
-  FROM pg_catalog.pg_class c
- WHERE c.oid = p_target;
+-- partitioned target read as 0 pages would be "sampled" whole. Reads
+-- pg_inherits, not pg_partition_tree, which locks every partition: a job
+-- of one scope must not wait for a lock on another tenant's partition.
+-- Locks nothing.
+WITH RECURSIVE tree (relid) AS (
+    SELECT p_target::oid
+    UNION
+    SELECT i.inhrelid FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid)
+SELECT coalesce(sum(greatest(c.relpages, 0)), 0)::bigint
+  FROM tree t
+  JOIN pg_catalog.pg_class c ON c.oid = t.relid
+ WHERE c.relkind <> 'p';
 $$;
