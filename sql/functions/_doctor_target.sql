@@ -19,6 +19,7 @@ DECLARE
     v_scope_num   smallint;
     v_doc_num     smallint;
     v_index       text;
+    v_usable      boolean;
     v_name        text;
     v_leaves      text[];
     v_factor      float8;
@@ -90,44 +91,25 @@ BEGIN
     END IF;
     RETURN NEXT;
 
-    -- The (scope, key) btree the keyset walk needs: the test of
-    -- register_target, then the same CREATE INDEX statement as its hint.
+    -- The (scope, key) btree the keyset walk needs: register_target's
+    -- test and fix (pgjobs._key_index).
     check_name := 'target.key_index';
-    fix := NULL;
-    SELECT i.indexrelid::regclass::text INTO v_index
-      FROM pg_catalog.pg_index i
-      JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-      JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-     WHERE i.indrelid = p_reg.target AND am.amname = 'btree'
-       AND i.indpred IS NULL AND i.indnkeyatts >= 2
-       AND i.indkey[0] = v_scope_num AND i.indkey[1] = v_key_num
-       AND (SELECT bool_and(oc.opcdefault) FROM pg_catalog.pg_opclass oc
-             WHERE oc.oid IN (i.indclass[0], i.indclass[1]))
-     ORDER BY (i.indisvalid AND i.indisready) DESC, ic.relname
-     LIMIT 1;
-    IF v_index IS NOT NULL AND EXISTS (
-            SELECT 1 FROM pg_catalog.pg_index i
-             WHERE i.indexrelid = v_index::regclass AND i.indisvalid AND i.indisready) THEN
+    SELECT k.key_index::text, k.usable, k.fix INTO v_index, v_usable, fix
+      FROM pgjobs._key_index(p_reg.target, p_reg.scope_column, p_reg.key_column) k;
+    IF v_usable THEN
         status := 'ok';
         detail := format('btree index %s leads with (%I, %I)', v_index,
                          p_reg.scope_column, p_reg.key_column);
     ELSIF v_index IS NOT NULL THEN
         status := 'fail';
         detail := format('btree index %s on (%I, %I) is invalid (a failed CREATE INDEX '
-                         'CONCURRENTLY?): jobs scan the whole table', v_index,
-                         p_reg.scope_column, p_reg.key_column);
-        fix := format('REINDEX INDEX %s%s;',
-                      CASE WHEN v_relkind = 'p' THEN '' ELSE 'CONCURRENTLY ' END, v_index);
+                         'CONCURRENTLY, or a partition without its index?): jobs scan the '
+                         'whole table', v_index, p_reg.scope_column, p_reg.key_column);
     ELSE
-        v_name := pgjobs._free_index_name(p_reg.target, ARRAY[p_reg.scope_column, p_reg.key_column]);
         status := 'fail';
         detail := format('no valid btree index leads with (%I, %I): every page of a job '
                          'and every masked read scans the table', p_reg.scope_column,
                          p_reg.key_column);
-        fix := format('%s %I ON %I.%I USING btree (%I, %I);',
-                      CASE WHEN v_relkind = 'p' THEN 'CREATE INDEX'
-                           ELSE 'CREATE INDEX CONCURRENTLY' END,
-                      v_name, v_nsp, v_rel, p_reg.scope_column, p_reg.key_column);
     END IF;
     RETURN NEXT;
 

@@ -50,6 +50,8 @@ DECLARE
     v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
+    v_returning text := '(t.xmax::text = ''0'') AS fresh';
+    v_fresh text := 'w.fresh';
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -174,8 +176,7 @@ BEGIN
             RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_mode,
                             p_reg.scope_column, p_reg.key_column, p_reg.target
                 USING ERRCODE = '55000',
-                HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_reg.target,
-                              p_reg.scope_column, p_reg.key_column);
+                HINT = pgjobs._unique_key_hint(p_reg);
         END IF;
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
@@ -201,15 +202,33 @@ BEGIN
         END IF;
     END IF;
 
+    -- Inserted or updated: xmax is 0 on a row the statement inserted. A
+    -- partitioned table returns no system column, so there a row returned
+    -- by ON CONFLICT DO UPDATE counts as updated when its conflict columns
+    -- were in the table before the statement (the main query of a WITH
+    -- sees the table as the INSERT found it); without DO UPDATE, every row
+    -- returned was inserted.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = p_reg.target) = 'p' THEN
+        IF cardinality(v_updates) > 0 THEN
+            SELECT string_agg(format('t.%I AS %I', c.col, 'pgjobs_c' || c.ord), ', '),
+                   format('NOT EXISTS (SELECT FROM %s o WHERE %s)', p_reg.target,
+                          string_agg(format('o.%I = w.%I', c.col, 'pgjobs_c' || c.ord), ' AND '))
+              INTO v_returning, v_fresh
+              FROM unnest(v_conflict) WITH ORDINALITY c(col, ord);
+        ELSE
+            v_returning := 'true AS fresh';
+        END IF;
+    END IF;
+
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING (t.xmax::text = ''0'') AS fresh) '
-        'SELECT count(*) FILTER (WHERE w.fresh), count(*) FILTER (WHERE NOT w.fresh) FROM w',
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '
+        'SELECT count(*) FILTER (WHERE %s), count(*) FILTER (WHERE NOT %s) FROM w',
         p_reg.target,
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
         CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-        v_action);
+        v_action, v_returning, v_fresh, v_fresh);
 END
 $$;

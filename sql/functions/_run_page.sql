@@ -160,8 +160,7 @@ BEGIN
                            v_job.target, v_reg.scope_column,
                            pgjobs._scope_literal(v_reg, v_job.scope))
                INTO v_total;
-            SELECT 100.0 * 2000 / greatest(c.relpages, 1) INTO v_sample_pct
-              FROM pg_catalog.pg_class c WHERE c.oid = v_job.target;
+            v_sample_pct := 100.0 * 2000 / greatest(pgjobs._relation_pages(v_job.target), 1);
             IF v_total < 100000 OR v_sample_pct >= 10 THEN
                 EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
                    INTO v_total;
@@ -212,8 +211,13 @@ BEGIN
                 PERFORM set_config('enable_seqscan', 'off', true);
                 PERFORM set_config('enable_indexscan', 'off', true);
                 PERFORM set_config('enable_bitmapscan', 'off', true);
-                EXECUTE format('DELETE FROM %s WHERE ctid = ANY ($1) AND coalesce((%s), false)',
-                               v_job.target, v_job.predicate)
+                -- The scope's equality stands outside coalesce(), so that a
+                -- target partitioned by the scope prunes to its partitions
+                -- (an address names a row of any partition).
+                EXECUTE format('DELETE FROM %s WHERE %I = %s AND ctid = ANY ($1) '
+                               'AND coalesce((%s), false)',
+                               v_job.target, v_reg.scope_column,
+                               pgjobs._scope_literal(v_reg, v_job.scope), v_job.predicate)
                    USING v_tids;
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 v_pos := least(v_pos + v_size, v_collected);

@@ -122,8 +122,7 @@ BEGIN
         RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
                         v_reg.scope_column, v_reg.key_column, p_target
             USING ERRCODE = '55000',
-            HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_target, v_reg.scope_column,
-                          v_reg.key_column);
+            HINT = pgjobs._unique_key_hint(v_reg);
     END IF;
 
     v_job := pgjobs._insert_job('import', p_target, p_scope,
