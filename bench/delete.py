@@ -32,7 +32,11 @@ Measured, each side on the same data in the same run:
   same unmasked keyset page, and ``pgjobs.visible_count`` against a plain
   ``count(*)`` of the scope;
 - ``--tenant-bounded``: the same scope delete after the relation grew to 4x
-  its rows (other tenants only), against its time in the original relation.
+  its rows (other tenants only), against its time in the original relation;
+  ``--full`` runs it at issue 11's size (a 1M-row scope, 5M rows grown to 20M).
+
+The throwaway cluster runs with fsync off (like the test suite's); measure
+with fsync on through ``--dsn`` against a server configured so.
 
 The figures print as a table with ratios; nothing here is a pass/fail test.
 """
@@ -551,8 +555,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the runner budget of the cliff run [default: 1 second]")
     parser.add_argument("--tenant-bounded", action="store_true",
                         help="also grow the relation to 4x --rows and delete the scope again")
+    parser.add_argument("--full", action="store_true",
+                        help="issue 11's tenant-bounded check at full size: --rows 5000000 "
+                             "--scope-rows 1000000 --tenant-bounded (the relation grows to 20M)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
+    if args.full:
+        args.rows, args.scope_rows, args.tenant_bounded = 5_000_000, 1_000_000, True
     if not 0 < args.scope_rows <= args.rows:
         parser.error("--scope-rows must be from 1 to --rows")
     layouts = [name.strip() for name in args.layouts.split(",") if name.strip()]

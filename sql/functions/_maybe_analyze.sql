@@ -13,8 +13,15 @@ AS $$
 -- delete the stale statistics still count the deleted rows, and the planner
 -- then walks the primary key across every tenant to find the scope's few
 -- survivors (a 0.7 ms keyset page became 76 ms); autovacuum catches up only
--- a minute or more later. Only the scope column is analyzed: sampling is the
--- same, but skipping the jsonb statistics makes it several times cheaper.
+-- a minute or more later. Only the scope column is analyzed: skipping the
+-- jsonb statistics makes it several times cheaper. And on a sample of 3000
+-- rows (statistics target 10, unless the column has its own), not 30,000:
+-- ANALYZE reads about one heap page per sampled row, so the default sample
+-- read 30,000 pages of a 2M-row table, 2 s against a 1.2 s bulk DELETE of
+-- the job's 500,000 rows; 3000 pages cost a tenth of that. The planner needs
+-- only the row count and the scope's new share from it. It is a stopgap
+-- until autovacuum analyzes the table at full size: a column-list ANALYZE
+-- does not reset n_mod_since_analyze, so autovacuum's trigger still fires.
 --
 -- The schedule is the job's own, kept in its checkpoint ('analyzes': how
 -- many times it analyzed, 'analyzed_done': its done count then), not the
@@ -37,6 +44,7 @@ DECLARE
     v_since bigint := coalesce((p_job.checkpoint ->> 'analyzed_done')::bigint, 0);
     v_rows double precision;
     v_threshold double precision;
+    v_target text;
     v_kept jsonb := CASE WHEN p_job.checkpoint ? 'analyzed_done'
                          THEN jsonb_build_object('analyzes', v_analyzes,
                                                  'analyzed_done', v_since)
@@ -50,11 +58,15 @@ BEGIN
     IF p_done - v_since < v_threshold THEN
         RETURN v_kept;
     END IF;
+    v_target := current_setting('default_statistics_target');
+    PERFORM set_config('default_statistics_target', least(v_target::integer, 10)::text, true);
     BEGIN
         EXECUTE format('ANALYZE %s (%I)', p_job.target, p_scope_column);
     EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
+        PERFORM set_config('default_statistics_target', v_target, true);
         RETURN v_kept;
     END;
+    PERFORM set_config('default_statistics_target', v_target, true);
     RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done);
 END
 $$;

@@ -1,0 +1,225 @@
+"""The page loop of delete and backfill jobs after issue 11's cuts of a job's
+fixed costs: one loop for `run` and `run_job`, the rows a range walk cannot
+see still swept at the end (now through a plain index scan), the first
+call's total exact for a small job, and the job's ANALYZE on a small sample
+that leaves the session's settings as they were. No timings."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.helpers import job, scalar, who
+
+Conn = Any
+
+
+def _table(conn: Conn, rows: int = 600) -> None:
+    """`r`: keys 1..rows, even keys in scope 1, odd ones in scope 2, created a
+    day ago; a document with k = key % 3."""
+    conn.execute(f"""
+        CREATE TABLE r (id bigint NOT NULL, table_id int NOT NULL, data jsonb NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+        INSERT INTO r (id, table_id, data)
+        SELECT g, 1 + g % 2, jsonb_build_object('k', g % 3) FROM generate_series(1, {rows}) g;
+        CREATE INDEX r_scope_key ON r (table_id, id);
+        ANALYZE r;
+        SELECT pgjobs.register_target('r', 'id', 'table_id', 'created_at', 'data');
+    """)
+
+
+def _keys(conn: Conn, scope: int) -> set[int]:
+    return {r[0] for r in conn.execute("SELECT id FROM r WHERE table_id = %s", (scope,))}
+
+
+def _page(conn: Conn, job_id: int, identity: str) -> str:
+    return str(scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, identity)))
+
+
+# --- one page loop -------------------------------------------------------------------
+
+
+def test_run_and_run_job_share_one_page_loop(conn: Conn) -> None:
+    """Both procedures hand a claimed job to pgjobs._run_claimed; neither pages itself."""
+    bodies = dict(conn.execute(
+        "SELECT p.proname, p.prosrc FROM pg_proc p WHERE p.pronamespace = 'pgjobs'::regnamespace "
+        "AND p.proname IN ('run', 'run_job', '_run_claimed')").fetchall())
+    assert set(bodies) == {"run", "run_job", "_run_claimed"}
+    for name in ("run", "run_job"):
+        code = re.sub(r"--[^\n]*", "", bodies[name])
+        assert "CALL pgjobs._run_claimed(" in code, name
+        assert "_run_step" not in code and "_run_page" not in code, name
+    assert "pgjobs._run_step(" in bodies["_run_claimed"]
+
+
+@pytest.mark.parametrize("runner", ["run", "run_job"])
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_both_runners_finish_a_job_through_the_shared_loop(conn: Conn, runner: str,
+                                                           kind: str) -> None:
+    _table(conn)
+    if kind == "delete":
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{\"k\": 1}', '{}', "
+                              "'{\"page_size\": 25}')")
+    else:
+        job_id = scalar(conn, "SELECT pgjobs.submit_backfill('r', '1', '{\"k\": 1}', "
+                              "'{\"flag\": true}', '{\"page_size\": 25}')")
+    if runner == "run":
+        conn.execute("CALL pgjobs.run('30 seconds')")
+    else:
+        conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded", done
+    matching = {k for k in range(2, 601, 2) if k % 3 == 1}
+    assert done["done"] == len(matching)
+    if kind == "delete":
+        assert _keys(conn, 1) == set(range(2, 601, 2)) - matching
+    else:
+        flagged = {r[0] for r in conn.execute("SELECT id FROM r WHERE data ? 'flag'")}
+        assert flagged == matching
+    assert _keys(conn, 2) == set(range(1, 601, 2))
+    # run_job of the finished job leaves it as it is (nothing claimed, no page).
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+
+
+# --- rows the walk cannot see ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("filter_", [{}, {"k": 1}], ids=["whole scope", "filtered"])
+def test_rows_that_appear_behind_the_cursor_are_swept_at_the_end(conn: Conn,
+                                                                 filter_: dict[str, Any]) -> None:
+    """Every way a matching row can appear behind the cursor mid-job (inserted
+    with an old created_at, moved into the scope, its key moved back) is found
+    by the final check and deleted; a row created after the cutoff survives."""
+    _table(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', %s::jsonb, '{}', "
+                          "'{\"page_size\": 25, \"strategy\": \"range\"}')",
+                    (json.dumps(filter_),))
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    assert _page(conn, job_id, identity) == "more"  # the first call counts
+    for _ in range(8):  # 200 keys of scope 1 walked: the cursor is past key 400
+        assert _page(conn, job_id, identity) == "more"
+    assert int(job(conn, job_id)["checkpoint"]["after"]) >= 400
+    k = 1 if filter_ else 0  # data that matches the filter (k = 1), or anything
+    doc = json.dumps({"k": k})
+    for statement in (
+            "INSERT INTO r (id, table_id, data) VALUES (10001, 1, %(d)s), (-5, 1, %(d)s)",
+            "INSERT INTO r (id, table_id, data, created_at) "
+            "VALUES (-6, 1, %(d)s, now() + interval '1 hour')",
+            "UPDATE r SET table_id = 1, data = %(d)s WHERE id = 101",
+            "UPDATE r SET id = -7, data = %(d)s WHERE id = 598"):
+        conn.execute(statement, {"d": doc})
+    states = []
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        states.append(state)
+    assert state == "done"
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded", done
+    left = _keys(conn, 1)
+    assert {10001, -5, 101, -7} & left == set()  # seen by the walk or swept
+    assert -6 in left  # after the cutoff: not the job's
+    assert all(not filter_ or r[0] != 1 for r in conn.execute(
+        "SELECT (data ->> 'k')::int FROM r WHERE table_id = 1 AND created_at <= now()"))
+    assert done["done"] == done["total"] == done["result"]["deleted"]
+    assert _keys(conn, 2) == set(range(1, 601, 2)) - {101}
+
+
+def test_the_final_check_reads_the_scope_index_in_order(conn: Conn) -> None:
+    """The final check's plan: the (scope, key) index, no sequential scan of the
+    relation, no bitmap (which cannot mark dead entries for later reads)."""
+    _table(conn)
+    body = scalar(conn, "SELECT prosrc FROM pg_proc WHERE oid = "
+                        "'pgjobs._run_page(bigint, text)'::regprocedure")
+    statement = re.search(r"'SELECT EXISTS \(SELECT FROM %1\$s t WHERE %2\$s '\s*"
+                          r"'ORDER BY t\.%3\$I, t\.%4\$I LIMIT 1\)'", body)
+    assert statement is not None
+    conn.execute("DELETE FROM r WHERE table_id = 1")
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+                      "SET LOCAL enable_indexscan = on")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT EXISTS (SELECT FROM r t WHERE table_id = 1 AND created_at <= now() "
+            "ORDER BY t.table_id, t.id LIMIT 1)"))
+    assert "Index Scan using r_scope_key" in plan, plan
+    assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+
+
+# --- the first call's total -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "never analyzed"])
+def test_a_small_job_total_is_exact_whatever_the_statistics_say(conn: Conn,
+                                                                analyzed: bool) -> None:
+    """Under 100000 rows the first call counts: exact, not marked estimated,
+    with fresh statistics, none, or statistics that say the scope is empty."""
+    conn.execute("""
+        CREATE TABLE s (id bigint NOT NULL, table_id int NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')
+        WITH (autovacuum_enabled = false);
+        CREATE INDEX ON s (table_id, id);
+        SELECT pgjobs.register_target('s', 'id', 'table_id', 'created_at');
+    """)
+    if analyzed:
+        conn.execute("ANALYZE s")  # empty: the planner thinks scope 1 has no rows
+    conn.execute("INSERT INTO s (id, table_id) SELECT g, 1 + g % 3 FROM generate_series(1, 3000) g")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('s', '2', '{}', '{}', "
+                          "'{\"page_size\": 400}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    assert _page(conn, job_id, identity) == "more"
+    first = job(conn, job_id)
+    assert first["total"] == 1000
+    assert "total_estimated" not in first["checkpoint"]
+    while _page(conn, job_id, identity) == "more":
+        pass
+    assert job(conn, job_id)["done"] == 1000
+
+
+# --- statistics ---------------------------------------------------------------------
+
+
+def test_the_jobs_analyze_samples_small_and_restores_the_setting(conn: Conn) -> None:
+    """The job's ANALYZE uses statistics target 10 (3000 sampled rows, a
+    tenth of the default's pages), leaves the session's
+    default_statistics_target as it was, and honours a column's own target."""
+    conn.execute("""
+        CREATE TABLE hot (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                          table_id int NOT NULL,
+                          created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')
+        WITH (autovacuum_enabled = false);
+        INSERT INTO hot (table_id) SELECT CASE WHEN i % 2 = 0 THEN 1 ELSE 2 + i % 300 END
+          FROM generate_series(1, 60000) i;
+        CREATE INDEX ON hot (table_id, id);
+        ANALYZE hot;
+        SELECT pgjobs.register_target('hot', 'id', 'table_id', 'created_at',
+                                      p_options => '{"tune_autovacuum": false}');
+    """)
+    conn.execute("SET default_statistics_target = 100")
+
+    def stats_size() -> int:
+        return int(scalar(conn, "SELECT coalesce(cardinality(most_common_vals::text::text[]), 0)"
+                                " + coalesce(cardinality(histogram_bounds::text::text[]), 0) "
+                                "FROM pg_stats WHERE tablename = 'hot' AND attname = 'table_id'"))
+
+    assert stats_size() > 30  # the full-size ANALYZE: 300 tenants, many kept
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('hot', '1', '{}', '{}', "
+                          "'{\"page_size\": 2000}')")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded" and done["checkpoint"]["analyzes"] >= 1
+    assert stats_size() <= 22  # target 10: at most 10 common values and 11 bounds
+    assert scalar(conn, "SHOW default_statistics_target") == "100"
+    # A column with its own target keeps it.
+    conn.execute("ALTER TABLE hot ALTER COLUMN table_id SET STATISTICS 200")
+    conn.execute("INSERT INTO hot (table_id) SELECT CASE WHEN i % 2 = 0 THEN 1 ELSE 2 + i % 300 "
+                 "END FROM generate_series(1, 60000) i")
+    conn.execute("ANALYZE hot")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('hot', '1', '{}', '{}', "
+                          "'{\"page_size\": 2000}')")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["checkpoint"]["analyzes"] >= 1
+    assert stats_size() > 30
