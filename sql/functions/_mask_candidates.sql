@@ -38,6 +38,12 @@ DECLARE
     v_scope_head text;
     v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
 BEGIN
+    -- Most reads find no pending delete: answer them before any other work.
+    IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.target = p_target AND j.scope = p_scope
+                      AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')) THEN
+        RETURN 'true';
+    END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
         RETURN 'true';
