@@ -34,7 +34,7 @@ DECLARE
     v_head text;
     v_horizon text;
     v_tail text;
-    v_parts text[] := '{}';
+    v_parts text[] := '{}'::text[];
     v_scope_head text;
     v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
 BEGIN
