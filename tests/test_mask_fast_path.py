@@ -10,10 +10,12 @@ what the table holds once the jobs ran."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.helpers import scalar
@@ -196,3 +198,36 @@ def test_short_cut_uses_the_created_at_index(conn: Conn) -> None:
     assert "user_table_rows_table_id_created_at_idx" in plan, plan
     assert [r[0] for r in conn.execute(query)] == [int(late)]
     assert visible_keys(conn, t, "1") == [late]
+
+
+def test_client_roles_read_through_the_short_cut_as_the_owner_does(conn: Conn) -> None:
+    """A pgjobs_client role confined by allowed_scopes, on a target with a
+    row-level security policy registered with ignore_row_security, reads the
+    same rows as the owner during a whole-scope delete, and is still refused
+    another scope."""
+    t = build(conn, "bigint", "int", "timestamptz")
+    role = f"pgjobs_fast_reader_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"GRANT SELECT ON user_table_rows TO {role}")
+    conn.execute("ALTER TABLE user_table_rows ENABLE ROW LEVEL SECURITY")
+    conn.execute(f"CREATE POLICY own ON user_table_rows TO {role} USING (table_id = 1)")
+    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', 'created_at',"
+                 " 'data', '{\"ignore_row_security\": true}')")
+    job_id = submit_delete(conn, t, "1", {}, ["3", "6"])
+    late = insert_row(conn, t, "1", n=1)
+    try:
+        owner = reads(conn, t, "1", 7)
+        conn.execute(f"SET ROLE {role}")
+        conn.execute("SET pgjobs.allowed_scopes = '1'")
+        assert reads(conn, t, "1", 7) == owner
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            visible_keys(conn, t, "2")
+    finally:
+        conn.execute("RESET pgjobs.allowed_scopes")
+        conn.execute("RESET ROLE")
+    assert {late, "3", "6"} <= owner["visible"]
+    assert run_pages(conn, job_id)[-1] == "done"
+    assert final_reads(conn, t, "1") == owner
+    conn.execute(f"DROP OWNED BY {role}")
+    conn.execute(f"DROP ROLE {role}")
