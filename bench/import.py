@@ -23,6 +23,10 @@ same run:
   committed with its checkpoint, complete) into another scope, goal <= 1.25x;
 - peak RSS of a process running the import (``--rss``; goal <= 150 MB, flat).
 
+``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
+relation size: both scopes deleted and vacuumed after it) and prints the median
+ratio: the machine may be shared and noisy.
+
 Both load the same records (counted); the figures print with ratios; nothing
 here is a pass/fail test.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +68,7 @@ COPY stage FROM '{{path}}' (FORMAT csv, HEADER true);
 INSERT INTO {TABLE} (data, table_id)
 SELECT jsonb_strip_nulls(jsonb_build_object('name', to_jsonb(f1), 'email', to_jsonb(f2),
                                             'status', to_jsonb(f3), 'score', to_jsonb(f4),
-                                            'city', to_jsonb(f5))), 2
+                                            'city', to_jsonb(f5))), {{scope}}
   FROM stage;
 """
 CHILD = """
@@ -100,6 +105,9 @@ def main() -> None:
     parser.add_argument("--dsn")
     parser.add_argument("--rss", action="store_true", help="also measure a child's peak RSS")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="baseline/import pairs, interleaved; the median ratio is printed "
+                             "(0 with --rss: only the peak RSS)")
     args = parser.parse_args()
 
     with server(args.dsn) as (url, what), scratch_database(url, "pgjobs_bench_import",
@@ -116,29 +124,42 @@ def main() -> None:
             conn.execute(SETUP)
             conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
 
-            started = time.perf_counter()
-            with conn.transaction():
-                for statement in BASELINE.format(path=source).split(";\n"):
-                    if statement.strip():
-                        conn.execute(statement)
-            baseline = time.perf_counter() - started
-            assert count(conn, 2) == args.rows
+            ratios: list[float] = []
+            for rep in range(args.repeat):
+                base_scope, scope = 1000 + rep, 2000 + rep
+                started = time.perf_counter()
+                with conn.transaction():
+                    for statement in BASELINE.format(path=source, scope=base_scope).split(";\n"):
+                        if statement.strip():
+                            conn.execute(statement)
+                baseline = time.perf_counter() - started
+                assert count(conn, base_scope) == args.rows
 
-            job = conn.execute("SELECT pgjobs.submit_import(%s, '1', %s)",
-                               (TABLE, f"file://{source}")).fetchone()
-            assert job is not None
-            started = time.perf_counter()
-            worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
-                                  (job[0],)).fetchone()
-            assert worker is not None
-            outcome = Importer(dsn, int(job[0]), str(worker[0]), f"file://{folder}").run()
-            took = time.perf_counter() - started
-            assert outcome.status == "succeeded", outcome
-            assert count(conn, 1) == args.rows
+                job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s)",
+                                   (TABLE, str(scope), f"file://{source}")).fetchone()
+                assert job is not None
+                started = time.perf_counter()
+                worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
+                                      (job[0],)).fetchone()
+                assert worker is not None
+                outcome = Importer(dsn, int(job[0]), str(worker[0]), f"file://{folder}").run()
+                took = time.perf_counter() - started
+                assert outcome.status == "succeeded", outcome
+                assert count(conn, scope) == args.rows
+                ratios.append(took / baseline)
 
-            print(f"{'baseline COPY + INSERT ... SELECT':40} {baseline:8.2f} s   1.00x")
-            print(f"{'pgjobs import (file://)':40} {took:8.2f} s   {took / baseline:.2f}x"
-                  f"   ({args.rows / took:,.0f} records/s)")
+                print(f"[{rep + 1}/{args.repeat}] {'baseline COPY + INSERT ... SELECT':36} "
+                      f"{baseline:8.2f} s   1.00x")
+                print(f"[{rep + 1}/{args.repeat}] {'pgjobs import (file://)':36} {took:8.2f} s"
+                      f"   {took / baseline:.2f}x   ({args.rows / took:,.0f} records/s)")
+                # Each pair starts from the same relation size.
+                conn.execute(f"DELETE FROM {TABLE} WHERE table_id IN (%s, %s)",
+                             (base_scope, scope))
+                conn.execute(f"VACUUM {TABLE}")
+            if ratios:
+                print(f"median ratio of {args.repeat} interleaved pairs: "
+                      f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, "
+                      f"max {max(ratios):.2f}x)")
             if args.rss:
                 job = conn.execute("SELECT pgjobs.submit_import(%s, '3', %s)",
                                    (TABLE, f"file://{source}")).fetchone()

@@ -248,3 +248,8 @@ SELECT pgjobs.import_batch(%(id)s, %(worker)s, %(fields)s::text[],
 IMPORT_REJECTS = """
 SELECT line, reason, record FROM pgjobs.import_rejects WHERE job_id = %(id)s ORDER BY line
 """
+IMPORT_REJECTS_KEPT = "SELECT EXISTS (SELECT FROM pgjobs.import_rejects WHERE job_id = %(id)s)"
+# As an import fails with rejects kept: its result names the rejects object.
+IMPORT_REJECTS_WRITTEN = (
+    "SELECT pgjobs.import_rejects_written(%(id)s, %(worker)s, %(uri)s) AS r"
+)

@@ -466,8 +466,13 @@ class Importer:
                 "lines": ",".join([str(first) for _, _, first in staged]),
                 "done": done, "total": self.total,
                 "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
-            if result.get("status") not in ("ok", "paused"):
+            if result.get("status") not in ("ok", "paused", "rejected"):
                 raise _Lost()
+        if result.get("status") == "rejected":
+            # Too many rejects: the batch's rows rolled back, its rejects (up to
+            # the record that failed the job) committed; the job fails with it.
+            raise PgjobsError(str(result["error"]), sqlstate=str(result["state"]),
+                              hint=str(result["hint"]))
         if result.get("status") == "paused":
             raise _Paused()  # the batch committed: the job is paused after it
         self.control.last_ok = time.monotonic()
@@ -554,6 +559,21 @@ class Importer:
         storage.write(uri, data)
         return uri
 
+    def _keep_rejects(self) -> None:
+        """As the job fails: when records were rejected, write the rejects object
+        and name it in the job's result (pgjobs.import_rejects_written), as a
+        success does. Best effort: the rejects stay in pgjobs.import_rejects."""
+        try:
+            kept = self.control.call(lambda c: db.scalar(
+                c, queries.IMPORT_REJECTS_KEPT, {"id": self.job_id}))
+            if not kept or not hasattr(self, "job"):
+                return
+            uri = self._write_rejects()
+            self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_WRITTEN, {
+                "id": self.job_id, "worker": self.worker, "uri": uri}))
+        except (LeaseLost, PgjobsError, psycopg.Error, StorageError, OSError) as exc:
+            log.warning("job %s: could not write the rejects object: %s", self.job_id, exc)
+
     def _status(self) -> str | None:
         try:
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
@@ -594,6 +614,7 @@ class Importer:
         decision = False if isinstance(exc, BadSource) else _retryable(exc)
         if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
+        self._keep_rejects()
         try:
             ok, _ = self.control.call(lambda c: db.fail_by_sqlstate(
                 c, self.job_id, self.worker, message, decision, _sqlstate(exc)))

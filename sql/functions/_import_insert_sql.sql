@@ -27,7 +27,9 @@ AS $$
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
 -- existing document; a key-only index never touches another scope's row).
--- Raises 22023 for fields that cannot be mapped. Locks nothing.
+-- Raises 22023 for fields that cannot be mapped, 42501 when the job's
+-- submitter may not INSERT (or UPDATE) one of the columns it writes.
+-- Locks nothing.
 DECLARE
     v_csv boolean := p_job.payload ->> 'format' = 'csv';
     v_mode text := p_job.payload ->> 'on_duplicate';
@@ -52,6 +54,7 @@ DECLARE
     v_col text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
+    v_updated text[] := '{}'::text[];
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -181,6 +184,7 @@ BEGIN
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
                 CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                v_updated := v_updated || v_col;
                 IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
                     -- Only document fields given: merged into the row's document.
                     v_updates := v_updates || format(
@@ -218,6 +222,14 @@ BEGIN
         ELSE
             v_returning := 'true AS fresh';
         END IF;
+    END IF;
+
+    -- The submitter may still write every column this statement writes
+    -- (column-level grants count; a grant revoked since the submit stops
+    -- the job here, before the batch goes in): 42501 naming the column.
+    PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
+    IF cardinality(v_updated) > 0 THEN
+        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
     END IF;
 
     RETURN format(

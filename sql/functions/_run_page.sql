@@ -96,9 +96,11 @@ BEGIN
         RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
-    -- would run in this page: pgjobs._require_trusted): the job fails for good.
+    -- would run in this page: pgjobs._require_trusted), or its submitter no
+    -- longer allowed to do it (pgjobs._require_submitter): the job fails for good.
     BEGIN
         v_reg := pgjobs._target(v_job.target);
+        PERFORM pgjobs._require_submitter(v_job, v_reg);
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
         PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);

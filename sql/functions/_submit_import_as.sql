@@ -47,7 +47,11 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
-    PERFORM pgjobs._require(p_target, 'INSERT');
+    -- INSERT on the scope column (which every import writes); the other
+    -- columns are known once the source is read: the worker checks each
+    -- batch's (pgjobs._import_insert_sql). Column-level grants count.
+    PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'INSERT',
+                                 ARRAY[v_reg.scope_column::text]);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
@@ -65,7 +69,7 @@ BEGIN
         v_on_duplicate := v_options ->> 'on_duplicate';
     END IF;
     IF v_on_duplicate = 'update' THEN
-        PERFORM pgjobs._require(p_target, 'UPDATE');
+        PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'UPDATE', '{}'::text[]);
     END IF;
 
     IF p_source IS NULL OR p_source !~* '^(file|s3|gs|az|https|memory)://' THEN

@@ -1,0 +1,205 @@
+"""`https://` import sources, against a ranged HTTPS server on 127.0.0.1 (a
+throwaway certificate the test trusts through SSL_CERT_FILE): the source is read
+in ranged GETs of one block each, never whole; a stopped import resumes with a
+range starting at its checkpoint; gzip JSONL; a URL outside the allow-list is
+refused at submit and by the worker."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import http.server
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.importer import Importer
+from tests.helpers import job, scalar
+from tests.import_support import allow, claim_import, make_people, submit_import
+
+Conn = psycopg.Connection[Any]
+
+
+class _Ranged(http.server.BaseHTTPRequestHandler):
+    """HEAD and GET (with a byte Range) of the files under `root`; logs each GET's
+    Range header (None for a whole-object GET)."""
+
+    root: Path
+    gets: list[str | None]
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _headers(self, path: Path, code: int, length: int,
+                 extra: tuple[tuple[str, str], ...] = ()) -> None:
+        st = path.stat()
+        self.send_response(code)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Last-Modified", email.utils.formatdate(st.st_mtime, usegmt=True))
+        self.send_header("ETag", f'"{st.st_size}-{st.st_mtime_ns}"')
+        self.send_header("Accept-Ranges", "bytes")
+        for name, value in extra:
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _file(self) -> Path | None:
+        path = self.root / self.path.lstrip("/")
+        return path if path.is_file() else None
+
+    def do_HEAD(self) -> None:
+        path = self._file()
+        if path is None:
+            self.send_error(404)
+            return
+        self._headers(path, 200, path.stat().st_size)
+
+    def do_GET(self) -> None:
+        path = self._file()
+        if path is None:
+            self.send_error(404)
+            return
+        size = path.stat().st_size
+        wanted = self.headers.get("Range")
+        self.gets.append(wanted)
+        data = path.read_bytes()
+        if wanted is None:
+            self._headers(path, 200, size)
+        else:
+            first, _, last = wanted.removeprefix("bytes=").partition("-")
+            start, end = int(first), int(last) if last else size - 1
+            data = data[start:end + 1]
+            self._headers(path, 206, len(data),
+                          (("Content-Range", f"bytes {start}-{end}/{size}"),))
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path, Any]]:
+    """(base URL, folder it serves, the handler class with its `gets` log)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificate")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem"),
+                    "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-addext", "basicConstraints=critical,CA:FALSE"],
+                   check=True, capture_output=True)
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = type("Handler", (_Ranged,), {"root": root, "gets": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tls / "cert.pem"), str(tls / "key.pem"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    # The worker's HTTP client trusts the system roots plus SSL_CERT_FILE.
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls / "cert.pem"))
+    storage.forget_stores()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", root, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        storage.forget_stores()
+
+
+def people_csv(n: int) -> bytes:
+    return b"name,age\n" + b"".join(b"person %d,%d\n" % (i, i) for i in range(n))
+
+
+def run(dsn: str, job_id: int, store: Path, **kw: Any) -> str:
+    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}", **kw).run().status
+
+
+def test_csv_over_https_in_ranged_reads(conn: Conn, dsn: str, tmp_path: Path,
+                                        https: tuple[str, Path, Any],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    base, root, handler = https
+    make_people(conn)
+    (root / "in").mkdir()
+    data = people_csv(3000)
+    (root / "in" / "rows.csv").write_bytes(data)
+    allow(conn, f"{base}/in")
+    monkeypatch.setattr(storage, "READ_BLOCK", 4096)
+    job_id = submit_import(conn, f"{base}/in/rows.csv")
+    assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
+    row = job(conn, job_id)
+    assert row["result"]["rows"] == 3000 and row["result"]["bytes"] == len(data)
+    assert scalar(conn, "SELECT count(DISTINCT name) FROM people WHERE tenant = 1") == 3000
+    assert scalar(conn, "SELECT sum(age) FROM people") == sum(range(3000))
+    # Every read was a ranged GET of at most one block: the object never whole.
+    assert handler.gets and None not in handler.gets
+    spans = [tuple(int(x) for x in g.removeprefix("bytes=").split("-")) for g in handler.gets]
+    assert all(end - start + 1 <= 4096 for start, end in spans)
+    assert len(spans) >= len(data) // 4096
+
+
+def test_a_stopped_https_import_resumes_at_its_checkpoint(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    base, root, handler = https
+    make_people(conn)
+    data = people_csv(2000)
+    (root / "rows.csv").write_bytes(data)
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.csv")
+    stop = threading.Event()
+
+    def stop_after_first(records: int, done: int, total: int | None) -> None:
+        stop.set()
+
+    assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
+               on_progress=stop_after_first) == "released"
+    offset = job(conn, job_id)["checkpoint"]["offset"]
+    assert 0 < offset < len(data)
+    handler.gets.clear()
+    assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
+    assert handler.gets[0] == f"bytes={offset}-{min(offset + 2048, len(data)) - 1}"
+    assert scalar(conn, "SELECT count(*) FROM people") == 2000
+    assert scalar(conn, "SELECT count(DISTINCT name) FROM people") == 2000
+
+
+def test_gzip_jsonl_over_https(conn: Conn, dsn: str, tmp_path: Path,
+                               https: tuple[str, Path, Any]) -> None:
+    base, root, _ = https
+    make_people(conn)
+    lines = b"".join(b'{"name": "j%d", "age": %d, "colour": "c%d"}\n' % (i, i, i)
+                     for i in range(500))
+    (root / "rows.jsonl.gz").write_bytes(gzip.compress(lines))
+    allow(conn, f"{base}/")
+    job_id = submit_import(conn, f"{base}/rows.jsonl.gz")
+    assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE data ->> 'colour' LIKE 'c%'") == 500
+
+
+def test_an_https_source_outside_the_allow_list_is_refused(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any]) -> None:
+    base, root, handler = https
+    make_people(conn)
+    (root / "in").mkdir()
+    (root / "secret.csv").write_bytes(people_csv(1))
+    allow(conn, f"{base}/in")
+    for uri in (f"{base}/secret.csv", f"{base}/in/../secret.csv", f"{base}/inx/a.csv",
+                f"https://localhost:{base.rsplit(':', 1)[1]}/in/a.csv"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            submit_import(conn, uri)
+    # Allowed at submit, disallowed before the worker runs: refused at run time.
+    (root / "in" / "a.csv").write_bytes(people_csv(1))
+    job_id = submit_import(conn, f"{base}/in/a.csv")
+    conn.execute("SELECT pgjobs.disallow_storage(%s)", (f"{base}/in",))
+    assert run(dsn, job_id, tmp_path / "store") == "failed"
+    assert "refusing to read" in job(conn, job_id)["error"]
+    assert handler.gets == []
+    assert scalar(conn, "SELECT count(*) FROM people") == 0

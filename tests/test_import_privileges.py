@@ -1,0 +1,252 @@
+"""The submitter's rights, checked again when a job runs, and column-level grants.
+
+The engine (delete, backfill) and the worker (export, import) act on the target
+with pgjobs' own rights, on behalf of the role that submitted the job. Whatever
+that role lost after the submit (a REVOKE, the role itself, a row-level security
+policy that now confines it) stops the job before it touches a row: failed, not
+retried, with the privilege named. Imports accept column-level INSERT (and, for
+on_duplicate update, UPDATE) grants that cover the columns the source writes, and
+refuse otherwise, naming the column."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller.importer import Importer
+from tests.export_support import run_export
+from tests.helpers import job, scalar
+from tests.import_support import allow, claim_import, make_people, submit_import
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def client(conn: Conn) -> Iterator[str]:
+    """A pgjobs client role with every privilege on `people` (scope 1 holds 5 rows)."""
+    role = f"imp_priv_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    make_people(conn)
+    conn.execute("INSERT INTO people (tenant, name, age) "
+                  "SELECT 1, 'p' || i, i FROM generate_series(1, 5) i")
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
+    yield role
+    conn.execute("RESET ROLE")
+    exists = scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,))
+    if exists:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def src(conn: Conn, tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    return folder
+
+
+def as_role(conn: Conn, role: str, fn: Callable[[], int]) -> int:
+    conn.execute(f"SET ROLE {role}")
+    try:
+        return fn()
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def snapshot(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT id, tenant, name, age FROM people ORDER BY id").fetchall()
+
+
+def run_import(dsn: str, job_id: int, folder: Path, **kw: Any) -> str:
+    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store",
+                    **kw).run().status
+
+
+# --- run-time re-check, every kind the engine or the worker runs --------------------
+
+KINDS = ["delete", "backfill", "export", "import", "import_update"]
+LOSSES = ["revoke", "rls", "drop_role"]
+
+
+def submit(conn: Conn, kind: str, src: Path) -> int:
+    if kind == "delete":
+        sql, args = ("SELECT pgjobs.submit_delete('people', '1')", ())
+    elif kind == "backfill":
+        sql, args = ("SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb)",
+                     (json.dumps({"name": "changed"}),))
+    elif kind == "export":
+        sql, args = ("SELECT pgjobs.submit_export('people', '1')", ())
+    else:
+        path = src / f"{kind}.csv"
+        path.write_bytes(b"id,name\n1,changed\n100,new\n" if kind == "import_update"
+                         else b"name,age\nnew,1\n")
+        options = {"on_duplicate": "update"} if kind == "import_update" else {}
+        return submit_import(conn, f"file://{path}", "1", options)
+    return int(scalar(conn, sql, args))
+
+
+def lose(conn: Conn, role: str, kind: str, loss: str) -> None:
+    privilege = {"delete": "DELETE", "backfill": "UPDATE", "export": "SELECT",
+                 "import": "INSERT", "import_update": "UPDATE"}[kind]
+    if loss == "revoke":
+        conn.execute(f"REVOKE {privilege} ON people FROM {role}")
+    elif loss == "rls":
+        conn.execute("ALTER TABLE people ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY own ON people USING (false)")
+    else:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def run(conn: Conn, dsn: str, kind: str, job_id: int, src: Path) -> None:
+    if kind in ("delete", "backfill"):
+        conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    elif kind == "export":
+        run_export(dsn, job_id, f"file://{src}/store")
+    else:
+        run_import(dsn, job_id, src)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_right_lost_after_submit_fails_the_job_before_it_writes(
+        conn: Conn, dsn: str, client: str, src: Path, kind: str, loss: str) -> None:
+    job_id = as_role(conn, client, lambda: submit(conn, kind, src))
+    before = snapshot(conn)
+    lose(conn, client, kind, loss)
+    run(conn, dsn, kind, job_id, src)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "permission denied" in row["error"] and client in row["error"], row["error"]
+    assert row["attempts"] == 1  # not retried: a retry cannot fix it
+    assert snapshot(conn) == before
+    if kind == "export":
+        assert not list((src / "store").rglob("*.csv*")) if (src / "store").exists() else True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rights_kept_run_as_before(conn: Conn, dsn: str, client: str, src: Path,
+                                   kind: str) -> None:
+    job_id = as_role(conn, client, lambda: submit(conn, kind, src))
+    run(conn, dsn, kind, job_id, src)
+    assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
+
+
+def test_a_grant_revoked_mid_import_stops_it_at_the_next_batch(
+        conn: Conn, dsn: str, make_conn: Callable[..., Conn], client: str, src: Path) -> None:
+    path = src / "big.csv"
+    path.write_bytes(b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(2000)))
+    job_id = as_role(conn, client, lambda: submit_import(conn, f"file://{path}"))
+    admin = make_conn()
+    batches: list[int] = []
+
+    def revoke_after_first(records: int, done: int, total: int | None) -> None:
+        batches.append(records)
+        if len(batches) == 1:
+            admin.execute(f"REVOKE INSERT ON people FROM {client}")
+
+    status = run_import(dsn, job_id, src, batch_bytes=4096, on_progress=revoke_after_first)
+    row = job(conn, job_id)
+    assert status == "failed" and row["status"] == "failed"
+    assert "lacks INSERT" in row["error"]
+    # The first batch stays (committed while the grant held); nothing after it.
+    inserted = scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") - 5
+    assert inserted == batches[0] and 0 < inserted < 2000
+
+
+# --- column-level grants -----------------------------------------------------------
+
+
+@pytest.fixture
+def column_client(conn: Conn, client: str) -> str:
+    """The client with INSERT only on (tenant, name) and UPDATE only on (name)."""
+    conn.execute(f"REVOKE INSERT, UPDATE ON people FROM {client}")
+    conn.execute(f"GRANT INSERT (tenant, name, id) ON people TO {client}")
+    conn.execute(f"GRANT UPDATE (name) ON people TO {client}")
+    return client
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_column_grants_covering_the_source_are_enough(
+        conn: Conn, dsn: str, column_client: str, src: Path, fmt: str) -> None:
+    path = src / f"ok.{fmt}"
+    path.write_bytes(b"name\nx\ny\n" if fmt == "csv" else b'{"name": "x"}\n{"name": "y"}\n')
+    job_id = as_role(conn, column_client, lambda: submit_import(conn, f"file://{path}"))
+    assert run_import(dsn, job_id, src) == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name IN ('x', 'y')") == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_column_not_granted_fails_the_import_naming_it(
+        conn: Conn, dsn: str, column_client: str, src: Path, fmt: str) -> None:
+    path = src / f"bad.{fmt}"
+    path.write_bytes(b"name,age\nx,1\n" if fmt == "csv"
+                     else b'{"name": "x"}\n{"name": "y", "age": 2}\n')
+    before = snapshot(conn)
+    # max_rejects does not turn a missing privilege into a rejected record.
+    job_id = as_role(conn, column_client,
+                     lambda: submit_import(conn, f"file://{path}", "1", {"max_rejects": 10}))
+    assert run_import(dsn, job_id, src) == "failed"
+    row = job(conn, job_id)
+    assert "lacks INSERT on column age of public.people" in row["error"], row["error"]
+    assert row["attempts"] == 1
+    assert snapshot(conn) == before
+
+
+def test_a_document_field_needs_insert_on_the_document_column(
+        conn: Conn, dsn: str, column_client: str, src: Path) -> None:
+    path = src / "doc.csv"
+    path.write_bytes(b"name,colour\nx,red\n")
+    job_id = as_role(conn, column_client, lambda: submit_import(conn, f"file://{path}"))
+    assert run_import(dsn, job_id, src) == "failed"
+    assert "lacks INSERT on column data of public.people" in job(conn, job_id)["error"]
+
+
+def test_on_duplicate_update_needs_update_on_the_columns_it_overwrites(
+        conn: Conn, dsn: str, column_client: str, src: Path) -> None:
+    first = scalar(conn, "SELECT min(id) FROM people WHERE tenant = 1")
+    ok = src / "ok.csv"
+    ok.write_bytes(b"id,name\n%d,renamed\n" % first)
+    job_id = as_role(conn, column_client, lambda: submit_import(
+        conn, f"file://{ok}", "1", {"on_duplicate": "update"}))
+    assert run_import(dsn, job_id, src) == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT name FROM people WHERE id = %s", (first,)) == "renamed"
+
+    conn.execute(f"GRANT INSERT (age) ON people TO {column_client}")
+    bad = src / "bad.csv"
+    bad.write_bytes(b"id,name,age\n%d,again,7\n" % first)
+    before = snapshot(conn)
+    job_id = as_role(conn, column_client, lambda: submit_import(
+        conn, f"file://{bad}", "1", {"on_duplicate": "update"}))
+    assert run_import(dsn, job_id, src) == "failed"
+    assert "lacks UPDATE on column age of public.people" in job(conn, job_id)["error"]
+    assert snapshot(conn) == before
+
+
+def test_submit_needs_insert_on_the_scope_column(conn: Conn, client: str, src: Path) -> None:
+    conn.execute(f"REVOKE INSERT, UPDATE ON people FROM {client}")
+    conn.execute(f"GRANT INSERT (name, age) ON people TO {client}")
+    conn.execute(f"SET ROLE {client}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="column tenant"):
+        submit_import(conn, f"file://{src}/x.csv")
+    conn.execute("RESET ROLE")
+    conn.execute(f"GRANT INSERT (tenant) ON people TO {client}")
+    conn.execute(f"SET ROLE {client}")
+    assert submit_import(conn, f"file://{src}/x.csv") > 0
+    # on_duplicate update needs UPDATE on some column
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="UPDATE"):
+        submit_import(conn, f"file://{src}/x.csv", "2", {"on_duplicate": "update"})
+    conn.execute("RESET ROLE")
+    conn.execute(f"GRANT UPDATE (name) ON people TO {client}")
+    conn.execute(f"SET ROLE {client}")
+    assert submit_import(conn, f"file://{src}/y.csv", "2", {"on_duplicate": "update"}) > 0
+    conn.execute("RESET ROLE")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 2
