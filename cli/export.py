@@ -298,6 +298,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     from pgjobs.poller.worker import Worker
 
     storage.parse(obj.storage)
+    storage.warm_up(obj.storage)
     lease_s = _seconds(lease, "lease")
     if not 1 <= lease_s <= 86400:
         raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
