@@ -137,7 +137,7 @@ def botocore_client() -> Any:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": "path" if endpoint else "auto"},
-            max_pool_connections=16)
+            signature_version="s3v4", max_pool_connections=16)
         client = boto.create_client(
             "s3", region_name=region or boto.get_config_variable("region") or "us-east-1",
             endpoint_url=endpoint, config=config)
