@@ -287,9 +287,15 @@ class _Display:
               envvar="PGJOBS_MAX_PART_SIZE", show_envvar=True,
               help="Largest part_size (bytes) a job may ask for; larger requests are clamped. "
                    "A worker holds a few parts per running export in memory.")
+@click.option("--storage-retry", default="10m", show_default=True,
+              envvar="PGJOBS_STORAGE_RETRY", show_envvar=True,
+              help="Keep retrying a part that storage fails transiently (network, 5xx) this "
+                   "long within one attempt, renewing the lease and keeping the parts "
+                   "written, before the attempt fails.")
 @click.pass_obj
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
-           stale_after: str, max_chunk_rows: int, max_part_size: int) -> None:
+           stale_after: str, max_chunk_rows: int, max_part_size: int,
+           storage_retry: str) -> None:
     """Run export and import jobs (and delete the objects of pruned exports) until SIGTERM.
 
     On SIGTERM or Ctrl-C it stops claiming, checkpoints the running jobs and
@@ -298,6 +304,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     from pgjobs.poller.worker import Worker
 
     storage.parse(obj.storage)
+    storage.warm_up(obj.storage)
     lease_s = _seconds(lease, "lease")
     if not 1 <= lease_s <= 86400:
         raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
@@ -307,7 +314,8 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
                poll=_seconds(poll, "poll interval"),
                stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
                on_event=lambda line: click.echo(line, err=True),
-               max_chunk_rows=max_chunk_rows, max_part_size=max_part_size)
+               max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
+               storage_retry=_seconds(storage_retry, "--storage-retry"))
     click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}", err=True)
     failed = w.run()
     sys.exit(1 if once and failed else 0)

@@ -46,6 +46,7 @@ at most three parts are in memory (filling, queued, being written).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -57,7 +58,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -65,7 +66,9 @@ from psycopg import pq
 from pgjobs import db, queries
 from pgjobs.errors import ConnectionFailed, PgjobsError
 from pgjobs.poller import storage
-from pgjobs.poller.storage import CannotResume, Mismatch, StorageError
+from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
+
+T = TypeVar("T")
 
 log = logging.getLogger("pgjobs.export")
 
@@ -75,6 +78,13 @@ DEFAULT_MAX_PART_SIZE = 16 * 1024 * 1024
 MIN_CHUNK_BYTES = 1024 * 1024
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 _STAGE = 256 * 1024  # rows are compressed in batches of about this many bytes
+DEFAULT_STORAGE_RETRY = 600.0
+"""Seconds a part (or the final complete) keeps being retried within one attempt
+while storage fails transiently (network, 5xx): the lease is renewed meanwhile and
+the parts already written are kept (``--storage-retry``)."""
+RETRY_BACKOFF_MAX = 30.0
+MAX_UPLOAD_RESTARTS = 3
+"""Times one attempt starts over when its upload vanishes mid-stream."""
 
 
 class LeaseLost(Exception):
@@ -378,7 +388,8 @@ class _Uploader(threading.Thread):
                 data, mark = item
                 assert ex.upload is not None
                 digest = [len(data), hashlib.sha256(data).hexdigest()]
-                ex.upload.write_part(data)
+                ex.storage_retry(functools.partial(ex.upload.write_part, data),
+                                 f"part {ex.state['parts'] + 1}")
                 # What was streamed, checkpointed with the part: a resume checks what
                 # it inherits, and a read-back what is stored, against these.
                 ex.state["digests"].append(digest)
@@ -439,7 +450,8 @@ class Exporter:
                  on_progress: Callable[[int, int], None] | None = None,
                  after: threading.Thread | None = None,
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
-                 max_part_size: int = DEFAULT_MAX_PART_SIZE):
+                 max_part_size: int = DEFAULT_MAX_PART_SIZE,
+                 storage_retry: float = DEFAULT_STORAGE_RETRY):
         """``worker`` is the claim's identity, the ``worker`` column of the row the
         claim returned (name#token): every heartbeat, complete, fail and release is
         fenced on it. ``after``: a thread of this process still running an earlier,
@@ -448,6 +460,7 @@ class Exporter:
         self.after = after
         self.max_chunk_rows = max(1, max_chunk_rows)
         self.max_part_size = max(1024, max_part_size)
+        self.storage_retry_seconds = max(0.0, storage_retry)
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
@@ -551,9 +564,53 @@ class Exporter:
             self._start_over()
         self.state["history"].append({"token": self.token, "part": self.state["parts"],
                                       "phase": self.state["phase"]})
-        if self.state["phase"] != "finalizing" and not self.state["eof"]:
-            self._stream()
-        return self._finalize()
+        restarts = 0
+        while True:
+            try:
+                if self.state["phase"] != "finalizing" and not self.state["eof"]:
+                    self._stream()
+                return self._finalize()
+            except UploadLost as exc:
+                # Aborted by a lifecycle rule or by hand: nothing of it can be kept,
+                # but this attempt can write it again at once.
+                restarts += 1
+                if restarts > MAX_UPLOAD_RESTARTS:
+                    raise StorageError(f"cannot write {self.location.uri}: {exc} "
+                                       f"({MAX_UPLOAD_RESTARTS} times in one attempt)",
+                                       retryable=True) from exc
+                log.warning("job %s: %s while writing %s; starting the upload over "
+                            "(restart %s of %s in this attempt)", self.job_id, exc,
+                            self.location.uri, restarts, MAX_UPLOAD_RESTARTS)
+                self._start_over()
+                self.state["history"].append({"token": self.token, "part": 0,
+                                              "phase": "restarted"})
+
+    def storage_retry(self, call: Callable[[], T], what: str) -> T:
+        """``call`` retried while storage fails transiently (network errors, 5xx,
+        throttling; botocore has already retried a few times inside), with
+        exponential backoff up to RETRY_BACKOFF_MAX, for at most
+        ``--storage-retry`` seconds, renewing the lease meanwhile: a long outage
+        keeps the parts already written instead of spending attempts. A permanent
+        error, a stop request or a lost lease ends it at once."""
+        deadline = time.monotonic() + self.storage_retry_seconds
+        delay = 1.0
+        while True:
+            try:
+                return call()
+            except StorageError as exc:
+                left = deadline - time.monotonic()
+                if not exc.retryable or left <= 0:
+                    raise
+                wait = min(delay, left)
+                log.warning("job %s: storage failed writing %s (%s); retrying in %.0fs "
+                            "(for up to %.0fs more)", self.job_id, what, exc, wait, left)
+                end = time.monotonic() + wait
+                while time.monotonic() < end:
+                    if self.stop.is_set():
+                        raise Stopped() from exc
+                    self.control.keepalive()
+                    time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+                delay = min(delay * 2, RETRY_BACKOFF_MAX)
 
     def _check_digests(self) -> None:
         """A checkpoint must carry one digest per part written (one written before
@@ -708,13 +765,16 @@ class Exporter:
             raise LeaseLost("heartbeat refused")
         if self.delays.get("finalize"):
             time.sleep(self.delays["finalize"])
+        upload = self.upload
         try:
-            size, sha256 = self.upload.finish()
+            size, sha256 = self.storage_retry(upload.finish, "the object")
         except Mismatch as exc:
             # Staged parts (or a resumed S3 upload) are not what was streamed.
             self._corrupt(str(exc))
         except CannotResume as exc:
             done = self._already_visible()
+            if done is None and isinstance(exc, UploadLost):
+                raise
             if done is None:
                 raise StorageError(f"cannot finish {self.location.uri}: {exc}",
                                    retryable=True) from exc

@@ -16,10 +16,10 @@ the job's checkpoint; :func:`resume_upload` rebuilds it in any process:
   owner copies the checkpointed prefix into its own temporary file (a stale
   writer keeps scribbling into the old one, which nobody reads), and
   :meth:`~Upload.finish` renames it into place atomically.
-* :class:`NativeS3Upload` (``s3://`` with static credentials, parts of 5 MiB or
-  more): one S3 multipart upload whose id and part ETags are checkpointed, so
-  any worker continues it (:mod:`pgjobs.poller.s3`); completing it makes the
-  object visible.
+* :class:`NativeS3Upload` (``s3://`` with parts of 5 MiB or more): one S3
+  multipart upload, through botocore (:mod:`pgjobs.poller.s3client`, the whole
+  AWS credential chain), whose id and part ETags are checkpointed, so any
+  worker continues it; completing it makes the object visible.
 * :class:`StagedUpload` (every other object store): each part is a hidden object
   under ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``;
   :meth:`~Upload.finish` streams the parts, in order, into one (internally
@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import queue
 import re
@@ -53,8 +54,9 @@ from obstore.exceptions import NotFoundError
 from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError
-from pgjobs.poller import s3
+from pgjobs.poller import s3client as s3
 
+log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
 STAGING = ".pgjobs-staging"
 """Name of the hidden folder (under the destination prefix) holding staged parts."""
@@ -75,6 +77,11 @@ class StorageError(PgjobsError):
 
 class CannotResume(Exception):
     """The checkpointed upload is gone or damaged: start the export over."""
+
+
+class UploadLost(CannotResume):
+    """The upload vanished while parts were being written (S3 answered
+    ``NoSuchUpload``: aborted by a lifecycle rule or by hand): start over now."""
 
 
 class Mismatch(CannotResume):
@@ -239,6 +246,9 @@ def store_for(loc: Location) -> Any:
         if store is None:
             kwargs: dict[str, Any] = {}
             if loc.scheme == "s3":
+                # botocore's credential chain (profiles, SSO, web identity...), the
+                # same as the multipart calls', not obstore's environment-only one.
+                kwargs["credential_provider"] = s3.credential_provider()
                 endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
                     "AWS_ENDPOINT_URL")
                 if endpoint:
@@ -257,10 +267,22 @@ def store_for(loc: Location) -> Any:
         return store
 
 
+def warm_up(uri: str) -> None:
+    """Build what the first S3 call of ``uri`` would build (botocore loads its
+    service model, about a second): a worker does it once at start, not while a
+    freshly claimed job's lease runs. Nothing for other schemes; failures are left
+    for the job to report."""
+    if parse(uri).scheme == "s3":
+        with contextlib.suppress(Exception):
+            s3.botocore_client()
+            s3.session().get_credentials()
+
+
 def forget_stores() -> None:
     """Drop cached stores (their configuration was read from the environment)."""
     with _stores_lock:
         _stores.clear()
+    s3.forget_clients()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -269,6 +291,9 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
 
 
+_CREDENTIALS_HINT = ("give the worker AWS credentials: the AWS_* variables, AWS_PROFILE with "
+                     "~/.aws/credentials or ~/.aws/config (SSO too), web identity, or a "
+                     "container or instance profile")
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                      errno.ENOENT, errno.EEXIST}
 _PERMANENT = re.compile(
@@ -284,6 +309,12 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     text = _one_line(exc)
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, s3.S3Error):
+        return StorageError(f"{what}: {exc}", retryable=exc.retryable,
+                            hint=_CREDENTIALS_HINT if exc.credentials else None)
+    if isinstance(exc.__cause__, s3.S3Error) and exc.__cause__.credentials:
+        return StorageError(f"{what}: {exc.__cause__}", retryable=False,
+                            hint=_CREDENTIALS_HINT)
     local = isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
     permanent = local or isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError,
                                           oe.InvalidPathError, oe.UnknownConfigurationKeyError,
@@ -580,19 +611,18 @@ class StagedUpload(Upload):
 
 
 class NativeS3Upload(Upload):
-    """``s3://`` with static credentials and parts of at least 5 MiB: one S3
-    multipart upload, continued across processes. The state holds its upload id
+    """``s3://`` with parts of at least 5 MiB: one S3 multipart upload, continued
+    across processes. The state holds its upload id
     and the ETags of the parts written; CompleteMultipartUpload names every ETag,
     so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
     computed as parts go by; after a resume (the hash state does not survive a
     crash) the finished object is read back once to hash it."""
 
-    def __init__(self, location: Location, config: s3.Config, state: dict[str, Any] | None,
+    def __init__(self, location: Location, state: dict[str, Any] | None,
                  digests: list[Any] | None = None):
         self.location = location
         self._digests = digests
-        bucket = location.base.split("://", 1)[1]
-        self._client = s3.Client(config, bucket)
+        self._client = s3.Client(location.base.split("://", 1)[1])
         self._key = location.path
         self._hash: Any = hashlib.sha256()
         self._size = 0
@@ -626,7 +656,7 @@ class NativeS3Upload(Upload):
             etag = self._client.upload_part(self._key, self._id, len(self._etags) + 1, data)
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
-                raise CannotResume(f"upload {self._id} is gone") from None
+                raise UploadLost(f"upload {self._id} is gone") from None
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         self._etags.append(etag)
         if self._hash is not None:
@@ -645,12 +675,10 @@ class NativeS3Upload(Upload):
                 self._client.complete(self._key, self._id, self._etags)
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
-                raise CannotResume(f"upload {self._id} is gone") from None
+                raise UploadLost(f"upload {self._id} is gone") from None
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        finally:
-            self._client.close()
         if self._hash is None:
             # Resumed: read back, each part checked against the digests of what
             # every attempt streamed (None: no digests, hash only).
@@ -658,10 +686,82 @@ class NativeS3Upload(Upload):
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:
-        """Abort the upload if it is still open (a finished one is gone already)."""
-        with contextlib.suppress(Exception):
-            self._client.abort(self._key, self._id)
-        self._client.close()
+        """Abort the upload if it is still open (a finished one is gone already);
+        when storage is down, the abort is queued and retried (:func:`abort_later`)."""
+        abort_later(self.location, self._id)
+
+
+class _Aborts(threading.Thread):
+    """Aborts of multipart uploads that failed (storage down), retried with backoff
+    until they succeed or the process ends; the stale-upload sweep
+    (:func:`sweep_stale`) aborts what a process that ended left open."""
+
+    def __init__(self) -> None:
+        super().__init__(name="pgjobs-aborts", daemon=True)
+        self.pending: queue.Queue[tuple[str, str, str, float]] = queue.Queue()
+        self.done = threading.Condition()
+        self.open = 0
+
+    def run(self) -> None:
+        while True:
+            bucket, key, upload_id, delay = self.pending.get()
+            try:
+                s3.Client(bucket).abort(key, upload_id)
+            except s3.S3Error as exc:
+                if exc.retryable:
+                    # Back off in a timer thread: other aborts are not held up.
+                    timer = threading.Timer(delay, self.pending.put, args=(
+                        (bucket, key, upload_id, min(delay * 2, ABORT_BACKOFF_MAX)),))
+                    timer.daemon = True
+                    timer.start()
+                    continue
+                log.warning("cannot abort upload %s of s3://%s/%s: %s", upload_id, bucket, key,
+                            exc)
+            with self.done:
+                self.open -= 1
+                self.done.notify_all()
+
+
+ABORT_BACKOFF_MAX = 60.0
+_aborts: _Aborts | None = None
+_aborts_lock = threading.Lock()
+
+
+def abort_later(location: Location, upload_id: str) -> None:
+    """Abort an S3 multipart upload now if storage answers, else queue the abort:
+    it is retried in the background until it succeeds (an open upload costs
+    storage until it is aborted)."""
+    global _aborts
+    bucket = location.base.split("://", 1)[1]
+    try:
+        s3.Client(bucket).abort(location.path, upload_id)
+        return
+    except s3.S3Error as exc:
+        if not exc.retryable:
+            log.warning("cannot abort upload %s of %s: %s", upload_id, location.uri, exc)
+            return
+        log.warning("cannot abort upload %s of %s now (%s); retrying in the background",
+                    upload_id, location.uri, exc)
+    with _aborts_lock:
+        if _aborts is None or not _aborts.is_alive():
+            _aborts = _Aborts()
+            _aborts.start()
+        with _aborts.done:
+            _aborts.open += 1
+        _aborts.pending.put((bucket, location.path, upload_id, 1.0))
+
+
+def pending_aborts(wait: float = 0.0) -> int:
+    """How many queued aborts have not succeeded yet (after waiting up to ``wait``
+    seconds for them all to)."""
+    aborts = _aborts
+    if aborts is None:
+        return 0
+    deadline = time.monotonic() + wait
+    with aborts.done:
+        while aborts.open and time.monotonic() < deadline:
+            aborts.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return aborts.open
 
 
 def staging_path(prefix_uri: str, job_id: int) -> str:
@@ -678,8 +778,8 @@ def resume_upload(location: Location, staging: str, token: str,
     when that state can no longer be continued.
 
     ``file://`` writes a temporary file; ``s3://`` a native multipart upload when
-    static credentials are set and parts are at least 5 MiB; other object stores
-    (and S3 otherwise) stage parts under ``staging`` (:func:`staging_path`).
+    parts are at least 5 MiB; other object stores (and S3 with smaller parts) stage
+    parts under ``staging`` (:func:`staging_path`).
 
     ``digests``: the checkpointed ``[[bytes, sha256], ...]`` of the parts already
     written (the exporter appends one per part it writes through this upload).
@@ -689,14 +789,9 @@ def resume_upload(location: Location, staging: str, token: str,
     if location.scheme == "file":
         return LocalUpload(location, token, state, digests)
     if state and state.get("upload_id"):
-        config = s3.Config.from_env()
-        if config is None:
-            raise CannotResume("the S3 upload needs AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-        return NativeS3Upload(location, config, state, digests)
+        return NativeS3Upload(location, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
-        config = s3.Config.from_env()
-        if config is not None:
-            return NativeS3Upload(location, config, None, digests)
+        return NativeS3Upload(location, None, digests)
     return StagedUpload(location, staging, token, state, digests=digests)
 
 
@@ -712,12 +807,7 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
                 os.unlink(tmp)
         return
     if state.get("upload_id"):
-        config = s3.Config.from_env()
-        if config is not None:
-            client = s3.Client(config, location.base.split("://", 1)[1])
-            with contextlib.suppress(Exception):
-                client.abort(location.path, str(state["upload_id"]))
-            client.close()
+        abort_later(location, str(state["upload_id"]))
         return
     staging = state.get("staging")
     if staging:
@@ -785,6 +875,8 @@ def size(uri: str) -> int:
     try:
         if loc.scheme == "file":
             return os.path.getsize(loc.path)
+        if loc.scheme == "s3":
+            return s3.Client(loc.base.split("://", 1)[1]).size(loc.path)
         return int(obstore.head(store_for(loc), loc.path)["size"])
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
@@ -834,6 +926,14 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
                     yield data
         except OSError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
+    if loc.scheme == "s3":
+        # botocore: the credential chain and retries of every other S3 call.
+        try:
+            yield from s3.Client(loc.base.split("://", 1)[1]).read_ranges(loc.path, offset,
+                                                                          block)
+        except s3.S3Error as exc:
+            raise storage_error(exc, f"cannot read {uri}") from exc
+        return
     store = store_for(loc)
     total = size(uri)
     while offset < total:
@@ -900,6 +1000,8 @@ def sign_url(uri: str, expires: timedelta) -> str:
         raise InvalidInput(f"{uri} lives in another process's memory and has no URL",
                            hint="export to file://, s3://, gs:// or az:// instead")
     try:
+        if loc.scheme == "s3":
+            return s3.Client(loc.base.split("://", 1)[1]).presign(loc.path, expires)
         return str(obstore.sign(store_for(loc), "GET", loc.path, expires))
     except Exception as exc:
         raise storage_error(exc, f"cannot sign a URL for {uri}") from exc
@@ -934,8 +1036,7 @@ def sweep_stale(prefix_uri: str, is_active: Callable[[list[int]], set[int]],
     except Exception as exc:
         raise storage_error(exc, f"cannot list {prefix_uri}") from exc
     uploads: dict[int, list[tuple[str, str, float]]] = {}
-    config = s3.Config.from_env() if loc.scheme == "s3" else None
-    client = s3.Client(config, loc.base.split("://", 1)[1]) if config else None
+    client = s3.Client(loc.base.split("://", 1)[1]) if loc.scheme == "s3" else None
     if client is not None:
         try:
             for key, upload_id, initiated in client.list_uploads(loc.path):
@@ -959,7 +1060,6 @@ def sweep_stale(prefix_uri: str, is_active: Callable[[list[int]], set[int]],
                 if owner not in active and initiated < cutoff:
                     client.abort(key, upload_id)
                     aborted += 1
-        client.close()
     return len(doomed) + aborted
 
 

@@ -34,6 +34,7 @@ from pgjobs.poller import storage
 from pgjobs.poller.export import (
     DEFAULT_MAX_CHUNK_ROWS,
     DEFAULT_MAX_PART_SIZE,
+    DEFAULT_STORAGE_RETRY,
     Exporter,
     Outcome,
     connection_lost,
@@ -51,8 +52,10 @@ class Worker:
                  stale_after: timedelta = timedelta(hours=1),
                  on_event: Callable[[str], None] | None = None, name: str | None = None,
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
-                 max_part_size: int = DEFAULT_MAX_PART_SIZE):
+                 max_part_size: int = DEFAULT_MAX_PART_SIZE,
+                 storage_retry: float = DEFAULT_STORAGE_RETRY):
         self.dsn = dsn
+        self.storage_retry = storage_retry
         self.max_chunk_rows = max_chunk_rows
         self.max_part_size = max_part_size
         self.storage_uri = storage_uri
@@ -176,7 +179,8 @@ class Worker:
                     outcome = Exporter(self.dsn, job_id, identity, self.storage_uri,
                                        stop=self.stop, after=previous,
                                        max_chunk_rows=self.max_chunk_rows,
-                                       max_part_size=self.max_part_size).run()
+                                       max_part_size=self.max_part_size,
+                                       storage_retry=self.storage_retry).run()
             except BaseException as exc:  # noqa: BLE001 - never kill the worker
                 log.exception("job %s: worker thread crashed", job_id)
                 outcome = Outcome(job_id, "lost", error=str(exc))

@@ -1,5 +1,5 @@
 """Exports to S3 through one native multipart upload (parts of 5 MiB and more,
-static credentials), continued across processes, on moto's S3 server."""
+through botocore), continued across processes, on moto's S3 server."""
 
 # Fixtures come from tests.export_support, imported by name: pytest sees them as
 # module attributes, and the parameters of the tests below shadow the imports.
@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import s3, storage
+from pgjobs.poller import s3client as s3
+from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
 from tests.export_support import (
     bucket,  # noqa: F401 (fixture)
@@ -48,13 +49,7 @@ def big(conn: Conn) -> None:
 
 def open_uploads(prefix: str) -> list[Any]:
     loc = storage.parse(prefix)
-    config = s3.Config.from_env()
-    assert config is not None
-    client = s3.Client(config, loc.base.split("://", 1)[1])
-    try:
-        return client.list_uploads(loc.path)
-    finally:
-        client.close()
+    return s3.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
 
 
 def test_native_multipart_export_equals_plain_copy(
@@ -106,12 +101,9 @@ def test_sweep_aborts_multipart_uploads_of_ended_jobs(
     conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() "
                  "WHERE id = %s", (ended,))
     loc = storage.parse(bucket)
-    config = s3.Config.from_env()
-    assert config is not None
-    client = s3.Client(config, loc.base.split("://", 1)[1])
+    client = s3.Client(loc.base.split("://", 1)[1])
     for job in (ended, running):
         client.create(f"{loc.path}big/1/{job}.csv")
-    client.close()
     worker = Worker(dsn, bucket, once=True, stale_after=timedelta(0))
     worker._connect()
     assert worker.housekeeping()["swept"] == 1

@@ -23,7 +23,8 @@ import obstore
 import psycopg
 import pytest
 
-from pgjobs.poller import s3, storage
+from pgjobs.poller import s3client as s3
+from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import Mismatch, PartDigests
 from tests.export_support import (

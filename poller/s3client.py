@@ -1,0 +1,273 @@
+"""S3 through botocore's low-level client: the multipart calls an export continues
+across processes, ranged reads for imports, presigned URLs.
+
+obstore uploads multipart objects but keeps the upload id and part ETags to
+itself, so an upload cannot be continued by another process. An export
+checkpoints both and continues the same upload after a crash; these are the calls
+it needs (create, upload part, list parts, complete, abort, list uploads).
+
+botocore brings what a hand-written client lacked: the whole credential chain
+(environment, ``AWS_PROFILE`` and the shared credentials/config files, SSO, web
+identity on EKS, container and instance profiles), proxies
+(``HTTPS_PROXY``), a CA bundle (``AWS_CA_BUNDLE``), region redirects and its
+``standard`` retry mode. Checksums are computed and checked only where S3
+requires them (``request_checksum_calculation`` and
+``response_checksum_validation`` = ``when_required``), so S3-compatible stores
+(MinIO, R2, Ceph, moto) that do not know the newer checksum headers keep working.
+It is imported on first use: ``pgjobs --help`` and file exports never load it.
+
+Settings (environment, read when the first client is built):
+``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (path-style addressing then, as
+MinIO needs), ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``PGJOBS_S3_TIMEOUT``
+(seconds a connection may stay silent before the request is retried, default 20),
+``PGJOBS_S3_ATTEMPTS`` (botocore's attempts per call, default 3; the exporter
+retries beyond them, see :mod:`pgjobs.poller.export`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+MIN_PART = 5 * 1024 * 1024
+"""S3 rejects parts below 5 MiB, except the last."""
+MAX_PARTS = 10_000
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_ATTEMPTS = 3
+_RETRY_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
+                "RequestTimeTooSkewed", "OperationAborted", "Throttling",
+                "ThrottlingException", "RequestTimeoutException", "503", "500", "502", "504"}
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+                     "ExpiredToken", "InvalidToken", "AuthorizationHeaderMalformed"}
+
+
+class S3Error(Exception):
+    """One failed S3 call: ``code`` is S3's error code (``NoSuchUpload``...), empty
+    for a network failure; ``retryable`` says whether the same call may succeed
+    later (network, 5xx, throttling), ``credentials`` that no credentials were
+    found or they were refused."""
+
+    def __init__(self, status: int, code: str, message: str, *, retryable: bool | None = None,
+                 credentials: bool = False):
+        super().__init__(f"{code}: {message} (HTTP {status})" if code else
+                         (f"HTTP {status}: {message}" if status else message))
+        self.status = status
+        self.code = code
+        self.credentials = credentials or code in _CREDENTIAL_CODES
+        self.retryable = (status >= 500 or status == 0 or code in _RETRY_CODES) \
+            if retryable is None else retryable
+
+
+_clients: dict[tuple[str | None, str], Any] = {}
+_lock = threading.Lock()
+_session: Any = None
+
+
+def session() -> Any:
+    """The process's botocore session: one credential chain (and one cache of
+    refreshed credentials) for the S3 client and obstore's S3 stores."""
+    global _session
+    with _lock:
+        if _session is None:
+            import botocore.session  # lazily: only S3 work pays for the import
+
+            _session = botocore.session.get_session()
+        return _session
+
+
+def credential_provider() -> Callable[[], dict[str, Any]]:
+    """Credentials for obstore's S3 stores (staged parts, reads, deletes) from the
+    same chain as the client: a store never sees fewer credentials than the
+    multipart calls do. Refreshable credentials (SSO, web identity, instance
+    profiles) are handed out for five minutes at a time; botocore refreshes them."""
+
+    def provide() -> dict[str, Any]:
+        try:
+            creds = session().get_credentials()
+        except Exception as exc:
+            raise _translate(exc) from exc
+        if creds is None:
+            raise S3Error(0, "", "no AWS credentials found (environment, AWS_PROFILE, "
+                          "shared credentials/config files, SSO, web identity, container "
+                          "or instance profile)", retryable=False, credentials=True)
+        frozen = creds.get_frozen_credentials()
+        refreshable = hasattr(creds, "refresh_needed")
+        return {"access_key_id": frozen.access_key, "secret_access_key": frozen.secret_key,
+                "token": frozen.token or None,
+                "expires_at": (datetime.now(timezone.utc) + timedelta(minutes=5))
+                if refreshable else None}
+
+    return provide
+
+
+def _settings() -> tuple[str | None, str]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") \
+        or None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    return endpoint, region
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
+def botocore_client() -> Any:
+    """The process's S3 client for the current settings (botocore clients are
+    thread-safe; credentials refresh themselves)."""
+    endpoint, region = _settings()
+    boto = session()
+    with _lock:
+        client = _clients.get((endpoint, region))
+        if client is not None:
+            return client
+        from botocore.config import Config
+
+        timeout = _float_env("PGJOBS_S3_TIMEOUT", DEFAULT_TIMEOUT)
+        config = Config(
+            connect_timeout=min(timeout, 10.0), read_timeout=timeout,
+            retries={"mode": "standard",
+                     "max_attempts": max(1, int(_float_env("PGJOBS_S3_ATTEMPTS",
+                                                           DEFAULT_ATTEMPTS)))},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            s3={"addressing_style": "path" if endpoint else "auto"},
+            signature_version="s3v4", max_pool_connections=16)
+        client = boto.create_client(
+            "s3", region_name=region or boto.get_config_variable("region") or "us-east-1",
+            endpoint_url=endpoint, config=config)
+        _clients[(endpoint, region)] = client
+        return client
+
+
+def forget_clients() -> None:
+    """Drop cached clients (their settings were read from the environment)."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None
+
+
+def _translate(exc: BaseException) -> S3Error:
+    from botocore import exceptions as be
+
+    if isinstance(exc, be.ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or exc)
+        return S3Error(status or 400, code, message)
+    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError,
+                        be.CredentialRetrievalError, be.ProfileNotFound,
+                        be.UnauthorizedSSOTokenError, be.TokenRetrievalError)):
+        return S3Error(0, "", f"no usable AWS credentials: {exc}", retryable=False,
+                       credentials=True)
+    if isinstance(exc, (be.ParamValidationError, be.InvalidRegionError,
+                        be.InvalidEndpointConfigurationError)):
+        return S3Error(0, "", f"{type(exc).__name__}: {exc}", retryable=False)
+    # Connection refused or reset, timeouts, a truncated response: try again.
+    return S3Error(0, "", f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+class Client:
+    """The S3 calls of one bucket. Every failure is an :class:`S3Error`."""
+
+    def __init__(self, bucket: str):
+        self.bucket = bucket
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            client = botocore_client()
+            return getattr(client, operation)(Bucket=self.bucket, **kwargs)
+        except S3Error:
+            raise
+        except Exception as exc:  # botocore's, urllib3's and socket errors
+            raise _translate(exc) from exc
+
+    def create(self, key: str) -> str:
+        return str(self._call("create_multipart_upload", Key=key)["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int,
+                    data: bytes | bytearray) -> str:
+        reply = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
+                           Body=bytes(data))
+        etag = str(reply.get("ETag") or "")
+        if not etag:
+            raise S3Error(0, "", "no ETag in the UploadPart response")
+        return etag
+
+    def complete(self, key: str, upload_id: str, etags: list[str]) -> None:
+        # botocore turns S3's "200 with an error document" into an error.
+        self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
+                   MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
+                                              for n, etag in enumerate(etags, start=1)]})
+
+    def abort(self, key: str, upload_id: str) -> None:
+        """Abort an upload; one already gone is fine."""
+        try:
+            self._call("abort_multipart_upload", Key=key, UploadId=upload_id)
+        except S3Error as exc:
+            if exc.code not in ("NoSuchUpload", "404"):
+                raise
+
+    def list_parts(self, key: str, upload_id: str) -> dict[int, str]:
+        """{part number: ETag} of an upload (NoSuchUpload when it is gone)."""
+        found: dict[int, str] = {}
+        marker = 0
+        while True:
+            reply = self._call("list_parts", Key=key, UploadId=upload_id,
+                               PartNumberMarker=marker)
+            for part in reply.get("Parts", []):
+                found[int(part["PartNumber"])] = str(part["ETag"])
+            if not reply.get("IsTruncated"):
+                return found
+            marker = int(reply.get("NextPartNumberMarker") or 0)
+
+    def list_uploads(self, prefix: str) -> list[tuple[str, str, float]]:
+        """(key, upload id, initiated epoch) of the bucket's open uploads under prefix."""
+        found: list[tuple[str, str, float]] = []
+        markers: dict[str, str] = {}
+        while True:
+            reply = self._call("list_multipart_uploads", Prefix=prefix, **markers)
+            for upload in reply.get("Uploads", []):
+                found.append((str(upload["Key"]), str(upload["UploadId"]),
+                              upload["Initiated"].timestamp()))
+            if not reply.get("IsTruncated"):
+                return found
+            markers = {"KeyMarker": str(reply.get("NextKeyMarker") or ""),
+                       "UploadIdMarker": str(reply.get("NextUploadIdMarker") or "")}
+
+    def size(self, key: str) -> int:
+        return int(self._call("head_object", Key=key)["ContentLength"])
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{start + length - 1}")
+        try:
+            return bytes(reply["Body"].read())
+        except Exception as exc:  # the body streams after the call returned
+            raise _translate(exc) from exc
+        finally:
+            reply["Body"].close()
+
+    def read_ranges(self, key: str, offset: int, block: int) -> Iterator[bytes]:
+        """The object from ``offset`` to its end, one ranged GET per block."""
+        total = self.size(key)
+        while offset < total:
+            data = self.get_range(key, offset, min(block, total - offset))
+            if not data:
+                raise S3Error(0, "", f"no bytes at offset {offset}")
+            offset += len(data)
+            yield data
+
+    def presign(self, key: str, expires: timedelta) -> str:
+        try:
+            return str(botocore_client().generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=int(expires.total_seconds())))
+        except Exception as exc:
+            raise _translate(exc) from exc

@@ -1,0 +1,126 @@
+"""A fault-injecting HTTP proxy between the worker and moto's S3 server.
+
+Each request is read whole and forwarded on its own upstream connection, so
+every request (not only the first of a kept-alive connection) can be faulted:
+
+* ``down``: the connection is closed without an answer (a storage outage as the
+  client sees it: connection reset / remote end closed);
+* ``lose_upload_on_part``: the first UploadPart with that part number aborts the
+  upload upstream and answers as S3 does, ``404 NoSuchUpload`` (moto answers an
+  unknown upload with a 500);
+* ``silent_on_part``: the first UploadPart with that part number is read and
+  never answered (the connection stays open, no reset).
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_HOP = {"connection", "keep-alive", "expect", "transfer-encoding", "proxy-connection"}
+NO_SUCH_UPLOAD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>'
+                  b"<Message>The specified upload does not exist.</Message></Error>")
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.down = False
+        self.lose_upload_on_part: int | None = None
+        self.silent_on_part: int | None = None
+        self.release = threading.Event()  # ends silent connections at shutdown
+        self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
+        self.lock = threading.Lock()
+
+
+class FaultProxy:
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream).netloc
+        self.faults = Faults()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+            def _handle(self) -> None:
+                proxy.handle(self)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.faults.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, req: BaseHTTPRequestHandler) -> None:
+        f = self.faults
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        query = parse_qs(urlsplit(req.path).query)
+        part = int(query["partNumber"][0]) if "partNumber" in query else None
+        with f.lock:
+            f.seen.append((req.command, urlsplit(req.path).query, f.down))
+            lose = part is not None and part == f.lose_upload_on_part
+            silent = part is not None and part == f.silent_on_part
+            if lose:
+                f.lose_upload_on_part = None
+            if silent:
+                f.silent_on_part = None
+            down = f.down
+        if down:
+            req.close_connection = True
+            return
+        if silent:
+            f.release.wait()
+            req.close_connection = True
+            return
+        if lose:
+            self._forward("DELETE", req.path.split("?")[0] + "?uploadId="
+                          + query["uploadId"][0], {}, b"")
+            self._answer(req, 404, {"Content-Type": "application/xml"}, NO_SUCH_UPLOAD)
+            return
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in _HOP}
+        status, reply_headers, data = self._forward(req.command, req.path, headers, body)
+        self._answer(req, status, reply_headers, data, head=req.command == "HEAD")
+
+    def _forward(self, method: str, path: str, headers: dict[str, str],
+                 body: bytes) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.upstream, timeout=60)
+        try:
+            conn.request(method, path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            reply = {k: v for k, v in response.getheaders() if k.lower() not in _HOP}
+            return response.status, reply, data
+        finally:
+            conn.close()
+
+    def _answer(self, req: BaseHTTPRequestHandler, status: int, headers: dict[str, str],
+                data: bytes, head: bool = False) -> None:
+        req.send_response(status)
+        for key, value in headers.items():
+            if head or key.lower() != "content-length":  # HEAD: the object's length
+                req.send_header(key, value)
+        if not head:
+            req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        if not head:
+            req.wfile.write(data)

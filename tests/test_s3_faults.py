@@ -1,0 +1,280 @@
+"""S3 exports through botocore: credentials from a profile file take the native
+multipart path (and resume across processes), and storage faults injected by a
+proxy between the worker and moto's S3 server (tests/s3_faults.py) end well
+within one attempt: a long outage, an upload lost mid-stream, a connection that
+goes silent mid-part, aborts while storage is down."""
+
+# Fixtures come from tests.export_support, imported by name: pytest sees them as
+# module attributes, and the parameters of the tests below shadow the imports.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import s3client, storage
+from pgjobs.poller.export import Exporter, Outcome
+from tests.export_support import (
+    checkpoint_parts,
+    job_row,
+    leftovers,
+    object_bytes,
+    plain_copy,
+    s3_endpoint,  # noqa: F401 (fixture)
+    start_worker,
+    submit_export,
+    wait_for,
+)
+from tests.s3_faults import FaultProxy
+
+Conn = psycopg.Connection[Any]
+NATIVE = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
+REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
+
+
+@pytest.fixture
+def big(conn: Conn) -> None:
+    """About 17 MB in tenant 1 (~20 KB rows): four parts of 5 MiB."""
+    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
+                 "DEFAULT now() - interval '1 minute', body text)")
+    conn.execute("CREATE INDEX ON big (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
+    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
+                 "FROM generate_series(1, 1700) g")
+
+
+def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "PGJOBS_S3_")):
+            monkeypatch.delenv(name)
+    # Never the developer's own ~/.aws, nor an instance metadata lookup.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+def _new_bucket(endpoint: str) -> str:
+    import boto3
+
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=name)
+    return f"s3://{name}/exports/"
+
+
+def open_uploads(prefix: str) -> list[Any]:
+    loc = storage.parse(prefix)
+    return s3client.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
+
+
+@pytest.fixture
+def profile_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+                   tmp_path: Path) -> Iterator[str]:
+    """Credentials only in a profile of a shared credentials file: no
+    AWS_ACCESS_KEY_ID anywhere in the environment."""
+    _clean_aws_env(monkeypatch, tmp_path)
+    creds = tmp_path / "credentials"
+    creds.write_text("[pgjobs-test]\naws_access_key_id = profilekey\n"
+                     "aws_secret_access_key = profilesecret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_PROFILE", "pgjobs-test")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    storage.forget_stores()
+    yield _new_bucket(s3_endpoint)
+    storage.forget_stores()
+
+
+@pytest.fixture
+def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+          tmp_path: Path) -> Iterator[FaultProxy]:
+    """The worker talks to moto through the fault proxy; botocore retries once
+    per call and waits 2 s on a silent connection, so faults show quickly."""
+    _clean_aws_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    faulty = FaultProxy(s3_endpoint).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", faulty.url)
+    monkeypatch.setenv("PGJOBS_S3_TIMEOUT", "2")
+    monkeypatch.setenv("PGJOBS_S3_ATTEMPTS", "1")
+    storage.forget_stores()
+    yield faulty
+    faulty.stop()
+    storage.forget_stores()
+
+
+def _run(dsn: str, job_id: int, storage_uri: str, lease: str = "30 seconds",
+         storage_retry: float = 120.0) -> Outcome:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, %s::interval)",
+                               (job_id, f"test-{uuid.uuid4().hex[:8]}", lease)).fetchall()
+    assert [r[0] for r in claimed] == [job_id]
+    return Exporter(dsn, job_id, claimed[0][1], storage_uri,
+                    storage_retry=storage_retry).run()
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, list[Outcome]]:
+    result: list[Outcome] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+# --- the credential chain -------------------------------------------------------
+
+
+def test_profile_credentials_take_the_native_path(
+        conn: Conn, dsn: str, big: None, profile_bucket: str) -> None:
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = _run(dsn, job_id, profile_bucket)
+    assert outcome.status == "succeeded", outcome
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    assert upload["upload_id"] and len(upload["etags"]) == 4  # native multipart
+    assert "staging" not in upload and "runs" not in upload
+    # No staged part was ever written, and nothing is left open.
+    assert leftovers(profile_bucket, {(outcome.result or {})["uri"]}) == []
+    assert open_uploads(profile_bucket) == []
+    # A presigned URL is signed with the profile's key.
+    url = storage.sign_url((outcome.result or {})["uri"], timedelta(minutes=5))
+    assert "profilekey" in url
+
+
+def test_profile_credentials_resume_across_processes(
+        conn: Conn, dsn: str, big: None, profile_bucket: str) -> None:
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    first = start_worker(dsn, profile_bucket, "--once", "--lease", "3s", delays="part=1")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    assert before["upload_id"] and len(before["etags"]) >= 2
+    wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
+                                  "WHERE id = %s", (job_id,)).fetchone() == (True,),
+             what="the lease to expire")
+    second = start_worker(dsn, profile_bucket, "--once")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    job = job_row(conn, job_id)
+    assert job["status"] == "succeeded", job["error"]
+    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    after = job["checkpoint"]["upload"]
+    assert after["upload_id"] == before["upload_id"]
+    assert after["etags"][:len(before["etags"])] == before["etags"]
+    assert leftovers(profile_bucket, {job["result"]["uri"]}) == []
+
+
+def test_no_credentials_fails_for_good_with_a_hint(
+        conn: Conn, dsn: str, big: None, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    _clean_aws_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    storage.forget_stores()
+    try:
+        job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+        outcome = _run(dsn, job_id, f"s3://pgjobs-{uuid.uuid4().hex[:12]}/exports/")
+    finally:
+        storage.forget_stores()
+    assert outcome.status == "failed", outcome
+    assert "credentials" in (outcome.error or "")
+    assert job_row(conn, job_id)["attempts"] == 1
+
+
+# --- storage faults -------------------------------------------------------------
+
+
+def test_long_outage_keeps_the_parts_and_the_attempt(
+        conn: Conn, dsn: str, big: None, proxy: FaultProxy,
+        monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> None:
+    bucket = _new_bucket(s3_endpoint)
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.5")
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    thread, result = _in_thread(lambda: _run(dsn, job_id, bucket, lease="2 seconds"))
+    wait_for(lambda: checkpoint_parts(conn, job_id) >= 1, timeout=60, what="a part")
+    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    proxy.faults.down = True
+    # Longer than botocore's own retries and than the lease: the worker keeps
+    # retrying and keeps renewing the lease.
+    wait_for(lambda: sum(1 for _, _, down in proxy.faults.seen if down) >= 3, timeout=30,
+             what="requests during the outage")
+    time.sleep(5)
+    proxy.faults.down = False
+    thread.join(timeout=120)
+    assert result and result[0].status == "succeeded", result
+    job = job_row(conn, job_id)
+    assert job["attempts"] == 1
+    assert job["checkpoint"]["upload"]["upload_id"] == before["upload_id"]
+    assert job["checkpoint"]["upload"]["etags"][:1] == before["etags"][:1]
+    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+
+
+def test_outage_beyond_the_ceiling_fails_the_attempt_retryably(
+        conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str) -> None:
+    bucket = _new_bucket(s3_endpoint)
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    proxy.faults.down = True
+    outcome = _run(dsn, job_id, bucket, storage_retry=3.0)
+    proxy.faults.down = False
+    assert outcome.status == "retrying", outcome
+    assert job_row(conn, job_id)["status"] == "queued"
+
+
+def test_aborts_while_storage_is_down_are_queued_until_they_succeed(
+        proxy: FaultProxy, s3_endpoint: str) -> None:
+    bucket = _new_bucket(s3_endpoint)
+    location = storage.parse(bucket + "big/1/7.csv")
+    client = s3client.Client(location.base.split("://", 1)[1])
+    upload_id = client.create(location.path)
+    proxy.faults.down = True
+    storage.discard_upload(location, {"upload_id": upload_id})
+    assert storage.pending_aborts() == 1
+    time.sleep(1.5)
+    assert storage.pending_aborts() == 1  # still down: still queued
+    proxy.faults.down = False
+    assert storage.pending_aborts(wait=30) == 0
+    assert open_uploads(bucket) == []
+
+
+def test_upload_lost_mid_stream_starts_over_within_the_attempt(
+        conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    bucket = _new_bucket(s3_endpoint)
+    proxy.faults.lose_upload_on_part = 3
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = _run(dsn, job_id, bucket)
+    assert outcome.status == "succeeded", outcome
+    job = job_row(conn, job_id)
+    assert job["attempts"] == 1
+    assert [h["phase"] for h in job["checkpoint"]["history"]] == ["streaming", "restarted"]
+    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    assert open_uploads(bucket) == []
+    lines = [r for r in caplog.records if "starting the upload over" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_silent_connection_does_not_stall_a_part(
+        conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str) -> None:
+    bucket = _new_bucket(s3_endpoint)
+    proxy.faults.silent_on_part = 2
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = _run(dsn, job_id, bucket)
+    assert outcome.status == "succeeded", outcome
+    assert job_row(conn, job_id)["attempts"] == 1
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    part_two = [q for m, q, _ in proxy.faults.seen if m == "PUT" and "partNumber=2&" in q + "&"]
+    assert len(part_two) >= 2  # the silent one, then the retry that went through
