@@ -278,3 +278,18 @@ def test_silent_connection_does_not_stall_a_part(
     assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
     part_two = [q for m, q, _ in proxy.faults.seen if m == "PUT" and "partNumber=2&" in q + "&"]
     assert len(part_two) >= 2  # the silent one, then the retry that went through
+
+
+def test_botocore_is_imported_only_for_s3_work() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom click.testing import CliRunner\n"
+            "from pgjobs.cli.main import main\n"
+            "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+            "from pgjobs.poller import export, storage, worker\n"
+            "storage.warm_up('file:///tmp/x')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('botocore'))[:1])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout
