@@ -41,7 +41,7 @@ BEGIN
     -- Most reads find no pending delete: answer them before any other work.
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
                     WHERE j.target = p_target AND j.scope = p_scope
-                      AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')) THEN
+                      AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')) THEN
         RETURN 'true';
     END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
@@ -55,7 +55,7 @@ BEGIN
         SELECT j.predicate
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
-           AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+           AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
          ORDER BY j.id
     LOOP
         CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
