@@ -1,11 +1,12 @@
 """Imports: what a rejects object's `record` holds.
 
-docs/imports.md promises the record "as read". Records found bad in SQL
-(a value the column's type refuses, a CHECK) are today written as the
-staging row's text, e.g. `(3,bad-int,x,)`: the tests below are strict
-xfails that turn green (and must then lose the marker) once the engine
-keeps each staged record's source text. The mapping-drift defect
-(header matched to the columns again on every batch) has no test here yet.
+A JSONL record is the line as read, whoever refused it. A CSV record the
+database refuses (a value its column's type refuses, a CHECK) is staged as
+its fields, so today its text is the staging row's, e.g. `(2,bad-int,x,)`
+(docs/imports.md says so). The CSV test below is a strict xfail that turns
+green (and must then lose the marker) once the worker passes each staged
+record's source text along. The mapping-drift defect (header matched to
+the columns again on every batch) has no test here yet.
 """
 from __future__ import annotations
 
@@ -64,7 +65,6 @@ def test_csv_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> Non
     assert got[3].rstrip("\r\n") == '"two\nlines",-1,'
 
 
-@NOT_YET
 def test_jsonl_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> None:
     data = b'{"name": "ok"}\n{"age": "old"}\n{"age": -1,  "name": "n"}\n'
     got = rejects_of(conn, dsn, src, "c.jsonl", data)

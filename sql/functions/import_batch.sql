@@ -151,7 +151,11 @@ BEGIN
                 END IF;
                 CONTINUE WHEN v_state IS NULL;
                 v_line := p_lines[array_position(v_ns, v_n)];
-                EXECUTE format('SELECT s::text FROM %s s WHERE s.n = $1', v_stage)
+                -- The record as read: a JSONL line is staged whole (r); a CSV
+                -- record is staged as its fields, so its text is their row form.
+                EXECUTE format('SELECT %s FROM %s s WHERE s.n = $1',
+                               CASE WHEN v_job.payload ->> 'format' = 'csv' THEN 's::text'
+                                    ELSE 's.r' END, v_stage)
                    INTO v_record USING v_n;
                 v_sql_rejects := v_sql_rejects || jsonb_build_object(
                     'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
