@@ -33,6 +33,10 @@ BEGIN
     ELSE
         PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target,
                                      pgjobs._kind_privilege(p_job.kind), NULL);
+        -- A delete or backfill reads the rows it selects: SELECT too, as at submit.
+        IF p_job.kind IN ('delete', 'backfill') THEN
+            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'SELECT', NULL);
+        END IF;
     END IF;
 END
 $$;
