@@ -210,7 +210,9 @@ def bucket(s3_env: str) -> str:
     import boto3
 
     name = f"pgjobs-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1").create_bucket(Bucket=name)
+    # A session of its own: the default one keeps the environment it first saw.
+    boto3.session.Session().client("s3", endpoint_url=s3_env,
+                                   region_name="us-east-1").create_bucket(Bucket=name)
     return f"s3://{name}/exports/"
 
 

@@ -69,9 +69,12 @@ def _new_bucket(endpoint: str) -> str:
     import boto3
 
     name = f"pgjobs-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=name)
+    # A session of its own: boto3's default session keeps the AWS_* files and
+    # profile of the first test that used it, not this test's environment.
+    boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing").create_bucket(Bucket=name)
     return f"s3://{name}/exports/"
 
 
