@@ -1,0 +1,134 @@
+"""Adversarial review r2: an import with on_duplicate needs the rights PostgreSQL
+asks of the same INSERT ... ON CONFLICT run by the submitter itself.
+
+ON CONFLICT DO UPDATE reads the existing row (the conflict columns, the scope
+column its WHERE compares, a document merged into): PostgreSQL refuses it to a
+role without SELECT on those columns, and the job's inserted-vs-updated counts
+would tell such a role which keys exist. pgjobs refuses the same role at submit,
+and fails the job (nothing written) when SELECT is revoked after the submit."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from pgjobs.poller.importer import Importer
+from tests.helpers import job, scalar
+from tests.import_support import allow, claim_import, make_people, submit_import
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def blind(conn: Conn) -> Iterator[str]:
+    """A pgjobs client with INSERT and UPDATE on `people` but no SELECT."""
+    role = f"r2_blind_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    make_people(conn)
+    conn.execute("INSERT INTO people (tenant, name, age) "
+                 "SELECT 1, 'p' || i, i FROM generate_series(1, 5) i")
+    conn.execute(f"GRANT INSERT, UPDATE ON people TO {role}")
+    yield role
+    conn.execute("RESET ROLE")
+    conn.execute(f"DROP OWNED BY {role}")
+    conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.fixture
+def src(conn: Conn, tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    return folder
+
+
+def snapshot(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT id, tenant, name, data FROM people ORDER BY id").fetchall()
+
+
+def test_postgres_itself_refuses_do_update_without_select(conn: Conn, blind: str) -> None:
+    conn.execute(f"SET ROLE {blind}")
+    with pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("INSERT INTO people AS t (id, tenant, name) VALUES (1, 1, 'x') "
+                     "ON CONFLICT (tenant, id) DO UPDATE SET name = EXCLUDED.name")
+    conn.rollback() if not conn.autocommit else None
+    conn.execute("RESET ROLE")
+
+
+@pytest.mark.parametrize("grant", ["", "SELECT (name)"])
+def test_on_duplicate_update_without_select_is_refused_at_submit(
+        conn: Conn, blind: str, src: Path, grant: str) -> None:
+    if grant:
+        conn.execute(f"GRANT {grant} ON people TO {blind}")
+    path = src / "rows.csv"
+    path.write_bytes(b"id,name\n1,changed\n100,new\n")
+    conn.execute(f"SET ROLE {blind}")
+    try:
+        with pytest.raises(errors.InsufficientPrivilege) as raised:
+            submit_import(conn, f"file://{path}", "1", {"on_duplicate": "update"})
+    finally:
+        conn.execute("RESET ROLE")
+    assert "SELECT" in str(raised.value)
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+def test_select_on_the_read_columns_is_enough(conn: Conn, dsn: str, blind: str,
+                                              src: Path) -> None:
+    conn.execute(f"GRANT SELECT (id, tenant) ON people TO {blind}")
+    path = src / "rows.csv"
+    path.write_bytes(b"id,name\n1,changed\n100,new\n")
+    conn.execute(f"SET ROLE {blind}")
+    job_id = submit_import(conn, f"file://{path}", "1", {"on_duplicate": "update"})
+    conn.execute("RESET ROLE")
+    status = Importer(dsn, job_id, claim_import(dsn, job_id),
+                      f"file://{src}/store").run().status
+    assert status == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT name FROM people WHERE id = 1") == "changed"
+
+
+def test_select_revoked_after_submit_fails_the_import_before_it_writes(
+        conn: Conn, dsn: str, blind: str, src: Path) -> None:
+    conn.execute(f"GRANT SELECT ON people TO {blind}")
+    path = src / "rows.csv"
+    path.write_bytes(b"id,name\n1,changed\n100,new\n")
+    conn.execute(f"SET ROLE {blind}")
+    job_id = submit_import(conn, f"file://{path}", "1", {"on_duplicate": "update"})
+    conn.execute("RESET ROLE")
+    before = snapshot(conn)
+    conn.execute(f"REVOKE SELECT ON people FROM {blind}")
+    status = Importer(dsn, job_id, claim_import(dsn, job_id),
+                      f"file://{src}/store").run().status
+    row = job(conn, job_id)
+    assert status == "failed" and row["status"] == "failed", row
+    assert "lacks SELECT" in row["error"] and blind in row["error"], row["error"]
+    assert snapshot(conn) == before
+
+
+def test_merging_into_a_document_needs_select_on_it(conn: Conn, dsn: str, blind: str,
+                                                     src: Path) -> None:
+    conn.execute(f"GRANT SELECT (id, tenant) ON people TO {blind}")
+    # PostgreSQL refuses the merge (it reads t.data) to this role ...
+    conn.execute(f"SET ROLE {blind}")
+    with pytest.raises(errors.InsufficientPrivilege):
+        conn.execute("INSERT INTO people AS t (id, tenant, data) VALUES (1, 1, '{}') "
+                     "ON CONFLICT (tenant, id) DO UPDATE SET data = t.data || EXCLUDED.data")
+    path = src / "doc.csv"
+    path.write_bytes(b"id,color\n1,red\n100,blue\n")
+    job_id = submit_import(conn, f"file://{path}", "1", {"on_duplicate": "update"})
+    conn.execute("RESET ROLE")
+    before = snapshot(conn)
+    # ... and so does pgjobs: the batch's statement names the column.
+    status = Importer(dsn, job_id, claim_import(dsn, job_id),
+                      f"file://{src}/store").run().status
+    row = job(conn, job_id)
+    assert status == "failed" and row["status"] == "failed", row
+    assert "lacks SELECT on column data" in row["error"], row["error"]
+    assert snapshot(conn) == before
+
