@@ -9,6 +9,7 @@ and fails the job (nothing written) when SELECT is revoked after the submit."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from psycopg import errors
 from pgjobs.poller.importer import Importer
 from tests.helpers import job, scalar
 from tests.import_support import allow, claim_import, make_people, submit_import
-from tests.targets import run_job, submit_delete
+from tests.targets import insert_row, make_rows_target, run_job, submit_delete
 from tests.test_partitioned import leaves, make_partitioned, scope_leaves
 
 Conn = psycopg.Connection[Any]
@@ -161,3 +162,42 @@ def test_statistics_refresh_of_a_partitioned_target_reads_only_the_scopes_leaves
         assert (row["checkpoint"] or {}).get("analyzes", 0) >= 1, row["checkpoint"]
     finally:
         holder.rollback()
+
+
+# --- checks that held: the caller's settings, and what a delete leaves ----------------
+
+SETTINGS = ["default_statistics_target", "jit", "lock_timeout", "statement_timeout",
+            "enable_seqscan", "enable_indexscan", "enable_bitmapscan"]
+
+
+@pytest.mark.parametrize("filter_", [{"k": 1}, {}])
+@pytest.mark.parametrize("strategy", ["range", "collect"])
+def test_a_delete_leaves_the_callers_settings_and_only_its_rows(
+        conn: Conn, strategy: str, filter_: dict[str, Any]) -> None:
+    target = make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (table_id, n, data, created_at) "
+                 "SELECT 1 + (g % 3 = 0)::int, g % 7, jsonb_build_object('k', g % 5), "
+                 "now() - interval '1 day' FROM generate_series(1, 40000) g")
+    later = insert_row(conn, target, "1", data={"k": 1})  # moved past the cutoff below
+    conn.execute("SET default_statistics_target = 57; SET jit = on; "
+                 "SET lock_timeout = '7s'; SET statement_timeout = '9min'")
+    before = {s: scalar(conn, f"SELECT current_setting('{s}')") for s in SETTINGS}
+    excluded = scalar(conn, "SELECT min(id)::text FROM user_table_rows "
+                            "WHERE table_id = 1 AND data @> '{\"k\": 1}'")
+    job_id = submit_delete(conn, target, "1", filter_, exclude=[excluded],
+                           options={"strategy": strategy, "page_size": 1000})
+    conn.execute("UPDATE user_table_rows SET created_at = now() + interval '1 hour' "
+                 "WHERE id = %s::bigint", (later,))
+    run_job(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    after = {s: scalar(conn, f"SELECT current_setting('{s}')") for s in SETTINGS}
+    assert after == before
+    left = {str(r[0]) for r in conn.execute(
+        "SELECT id FROM user_table_rows WHERE table_id = 1 AND data @> %s::jsonb",
+        (json.dumps(filter_),))}
+    assert excluded in left and left <= {excluded, later}, left
+    assert row["done"] == row["total"] == row["result"]["deleted"]
+    if not filter_:
+        assert "analyzes" in row["checkpoint"], row["checkpoint"]  # the setting came back
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2") == 13333
