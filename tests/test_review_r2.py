@@ -22,7 +22,7 @@ from psycopg import errors
 
 from pgjobs.poller.importer import Importer
 from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.import_support import allow, claim_import, make_people, run_import, submit_import
 from tests.targets import insert_row, make_rows_target, run_job, submit_delete
 from tests.test_partitioned import leaves, make_partitioned, scope_leaves
 
@@ -201,3 +201,35 @@ def test_a_delete_leaves_the_callers_settings_and_only_its_rows(
     if not filter_:
         assert "analyzes" in row["checkpoint"], row["checkpoint"]  # the setting came back
     assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2") == 13333
+
+
+@pytest.mark.parametrize("mode", ["skip", "update"])
+def test_partitioned_import_counts_match_a_plain_tables(conn: Conn, dsn: str, tmp_path: Path,
+                                                         mode: str) -> None:
+    # Held: a key twice in one batch, a key another scope holds, a key that exists:
+    # the NOT EXISTS count of a partitioned target agrees with xmax on a plain one.
+    results: dict[bool, Any] = {}
+    for part in (False, True):
+        name = "pp" if part else "pl"
+        conn.execute(f"CREATE TABLE {name} (id bigint NOT NULL, tenant int NOT NULL, name text, "
+                     "created_at timestamptz NOT NULL DEFAULT now())"
+                     + (" PARTITION BY LIST (tenant)" if part else ""))
+        if part:
+            conn.execute(f"CREATE TABLE {name}_1 PARTITION OF {name} FOR VALUES IN (1)")
+            conn.execute(f"CREATE TABLE {name}_d PARTITION OF {name} DEFAULT")
+        conn.execute(f"CREATE UNIQUE INDEX ON {name} (tenant, id)")
+        conn.execute(f"SELECT pgjobs.register_target('{name}', 'id', 'tenant', 'created_at')")
+        conn.execute(f"INSERT INTO {name} VALUES (1, 1, 'a'), (2, 2, 'b')")
+        folder = tmp_path / name
+        folder.mkdir()
+        allow(conn, f"file://{folder}")
+        src = folder / "x.csv"
+        src.write_text("id,name\n1,x\n2,y\n3,z\n3,w\n1,v\n")
+        jid = submit_import(conn, f"file://{src}", "1",
+                            {"on_duplicate": mode, "max_rejects": 10}, target=name)
+        run_import(dsn, jid, f"file://{folder}/store")
+        r = job(conn, jid)
+        counts = {k: r["result"].get(k) for k in ("inserted", "updated", "skipped", "rejected")}
+        results[part] = (r["status"], counts, conn.execute(
+            f"SELECT id, tenant, name FROM {name} ORDER BY 1, 2").fetchall())
+    assert results[True] == results[False]
