@@ -230,6 +230,12 @@ BEGIN
     PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
         PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
+        -- DO UPDATE reads the conflict columns, the scope its WHERE compares
+        -- and a document it merges into: SELECT on them, as PostgreSQL asks.
+        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'SELECT',
+            v_conflict || p_reg.scope_column::text
+            || CASE WHEN p_reg.document_column::text = ANY (v_updated) AND v_doc_base IS NULL
+                    THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
     RETURN format(

@@ -29,6 +29,10 @@ BEGIN
         IF p_job.payload ->> 'on_duplicate' = 'update' THEN
             PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'UPDATE',
                                          '{}'::text[]);
+            -- ... and SELECT on the columns ON CONFLICT DO UPDATE reads, as at submit.
+            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'SELECT',
+                coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
+                || p_reg.scope_column::text);
         END IF;
     ELSE
         PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target,

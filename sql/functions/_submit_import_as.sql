@@ -128,6 +128,14 @@ BEGIN
             USING ERRCODE = '55000',
             HINT = pgjobs._unique_key_hint(v_reg);
     END IF;
+    -- ON CONFLICT DO UPDATE reads the existing row (its conflict columns, the
+    -- scope its WHERE compares): PostgreSQL asks SELECT on them of a role
+    -- running it, and the job's updated count would otherwise tell the caller
+    -- which keys exist. pgjobs asks the same (again at run time).
+    IF v_on_duplicate = 'update' THEN
+        PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'SELECT',
+                                     v_conflict || v_reg.scope_column::text);
+    END IF;
 
     v_job := pgjobs._insert_job('import', p_target, p_scope,
         jsonb_build_object('source', v_source,
