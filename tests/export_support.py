@@ -177,6 +177,18 @@ def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
 # --- S3 through moto ------------------------------------------------------------
 
 
+@pytest.fixture
+def big(conn: Conn) -> None:
+    """A target `big` with about 17 MB in tenant 1 (~20 KB rows): four S3 parts
+    of 5 MiB."""
+    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
+                 "DEFAULT now() - interval '1 minute', body text)")
+    conn.execute("CREATE INDEX ON big (tenant, id)")
+    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
+    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
+                 "FROM generate_series(1, 1700) g")
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

@@ -11,12 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-import pytest
 
 from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
 from tests.export_support import (
+    big,  # noqa: F401 (fixture)
     bucket,  # noqa: F401 (fixture)
     checkpoint_parts,
     job_row,
@@ -34,17 +34,6 @@ from tests.export_support import (
 Conn = psycopg.Connection[Any]
 NATIVE = {"part_size": s3.MIN_PART, "chunk_rows": 40}
 REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
-
-
-@pytest.fixture
-def big(conn: Conn) -> None:
-    """About 17 MB in tenant 1 (~20 KB rows): four parts of 5 MiB."""
-    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
-                 "DEFAULT now() - interval '1 minute', body text)")
-    conn.execute("CREATE INDEX ON big (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
-    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
-                 "FROM generate_series(1, 1700) g")
 
 
 def open_uploads(prefix: str) -> list[Any]:

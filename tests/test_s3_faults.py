@@ -24,6 +24,7 @@ import pytest
 from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import Exporter, Outcome
 from tests.export_support import (
+    big,  # noqa: F401 (fixture)
     checkpoint_parts,
     job_row,
     leftovers,
@@ -39,17 +40,6 @@ from tests.s3_faults import FaultProxy
 Conn = psycopg.Connection[Any]
 NATIVE = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
 REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
-
-
-@pytest.fixture
-def big(conn: Conn) -> None:
-    """About 17 MB in tenant 1 (~20 KB rows): four parts of 5 MiB."""
-    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
-                 "DEFAULT now() - interval '1 minute', body text)")
-    conn.execute("CREATE INDEX ON big (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
-    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
-                 "FROM generate_series(1, 1700) g")
 
 
 def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
