@@ -1,6 +1,6 @@
 CREATE OR REPLACE FUNCTION pgjobs._channel_name(p_target regclass, p_scope text)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
@@ -13,8 +13,11 @@ AS $$
 -- scope), the secret being 256 random bits made by migration 0006 that no
 -- client can read. Unguessable without the secret, so only a caller that
 -- pgjobs.channel let through learns it. p_scope must be canonical (the
--- scope as pgjobs.jobs stores it). Locks nothing.
-SELECT 'pgjobs_' || left(encode(sha256(convert_to(
+-- scope as pgjobs.jobs stores it). PL/pgSQL so that its plan is cached for
+-- the session: every event computes it. Locks nothing.
+BEGIN
+    RETURN 'pgjobs_' || left(encode(sha256(convert_to(
            (SELECT s.value #>> '{}' FROM pgjobs.settings s WHERE s.key = 'channel_secret')
            || ':' || p_target::oid::text || ':' || p_scope, 'UTF8')), 'hex'), 40);
+END
 $$;

@@ -49,14 +49,7 @@ BEGIN
             HINT = 'Writing jobs of one scope run one at a time in submission order; run the '
                    'earlier one first or wait for it.';
     END IF;
-    UPDATE pgjobs.jobs j
-       SET status = 'running', worker = pgjobs._claim_identity(p_worker), attempts = j.attempts + 1,
-           lease = coalesce((j.options ->> 'lease')::interval, p_lease),
-           lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease), heartbeat_at = now(), run_at = now(),
-           started_at = coalesce(j.started_at, now()), updated_at = now()
-     WHERE j.id = p_id
-    RETURNING j.* INTO v_job;
-    PERFORM pgjobs._notify(v_job, 'started');
+    SELECT * INTO v_job FROM pgjobs._start_attempts(ARRAY[p_id], p_worker, p_lease);
     RETURN v_job;
 END
 $$;

@@ -16,6 +16,8 @@ AS $function$
 -- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
 -- scalars their JSON text; json/jsonb columns take the JSON text itself).
 -- Returns a parenthesised boolean expression; NULL means "not matched".
+-- The operand's shape is checked before (pgjobs._check_filter_operand);
+-- what is left here is what a value must be for the column's type.
 DECLARE
     v_is_json boolean := p_type = 'jsonb';
     v_elem    jsonb;
@@ -41,12 +43,6 @@ BEGIN
         END IF;
 
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
-        IF jsonb_typeof(p_value) NOT IN ('string', 'number', 'boolean') THEN
-            RAISE EXCEPTION 'operator "%" at "%" needs a string, number or boolean, got %',
-                            p_op, p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023',
-                  HINT = 'Range operators take one string, number or boolean, e.g. {"amount": {"$gt": 10}}.';
-        END IF;
         v_sql := format('(%s %s %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
@@ -54,16 +50,6 @@ BEGIN
                                                    ELSE p_value #>> '{}' END, p_type));
 
     ELSIF p_op IN ('$in', '$nin') THEN
-        IF jsonb_typeof(p_value) <> 'array' THEN
-            RAISE EXCEPTION 'operator "%" at "%" needs an array, got %',
-                            p_op, p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023', HINT = format('e.g. {"%s": {"%s": [1, 2, 3]}}', p_field, p_op);
-        END IF;
-        IF jsonb_array_length(p_value) > 10000 THEN
-            RAISE EXCEPTION 'operator "%" at "%" has % values (the limit is 10000)',
-                            p_op, p_field, jsonb_array_length(p_value)
-                USING ERRCODE = '22023', HINT = 'Split the work into several jobs.';
-        END IF;
         FOR v_elem IN SELECT x.value FROM jsonb_array_elements(p_value) x LOOP
             IF jsonb_typeof(v_elem) = 'null' THEN
                 v_has_null := true;
@@ -88,23 +74,11 @@ BEGIN
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
-        IF jsonb_typeof(p_value) <> 'string' THEN
-            RAISE EXCEPTION 'operator "$contains" at "%" needs a string, got %',
-                            p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023',
-                  HINT = 'For example {"name": {"$contains": "smith"}}.';
-        END IF;
         v_sql := format('((%s)::text ILIKE %L)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 
     ELSIF p_op = '$exists' THEN
-        IF jsonb_typeof(p_value) <> 'boolean' THEN
-            RAISE EXCEPTION 'operator "$exists" at "%" needs true or false, got %',
-                            p_field, left(p_value::text, 200)
-                USING ERRCODE = '22023',
-                  HINT = 'For example {"email": {"$exists": true}}.';
-        END IF;
         v_sql := format('(%s IS %sNULL)', p_ref,
                         CASE WHEN (p_value #>> '{}')::boolean THEN 'NOT ' ELSE '' END);
 

@@ -112,6 +112,10 @@ BEGIN
                 USING ERRCODE = '22023', HINT = v_ops_hint;
         END IF;
         p_clauses := p_clauses + 1;
+        IF v_entry.key <> '$not' THEN
+            -- The operand's shape, the same for a column and a document path.
+            PERFORM pgjobs._check_filter_operand(p_field, v_entry.key, v_entry.value);
+        END IF;
 
         IF v_entry.key = '$not' THEN
             SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub

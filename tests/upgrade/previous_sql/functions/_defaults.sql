@@ -1,6 +1,6 @@
 CREATE OR REPLACE FUNCTION pgjobs._defaults()
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
@@ -15,9 +15,13 @@ AS $$
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
--- Locks nothing.
-SELECT '{"notify_target_scope": false, "max_replica_lag_bytes": 268435456,
+-- PL/pgSQL rather than SQL: its plan is cached for the session (a SQL
+-- function that cannot be inlined is planned on every call, and every event
+-- reads it). Locks nothing.
+BEGIN
+    RETURN '{"notify_target_scope": false, "max_replica_lag_bytes": 268435456,
           "pause_on_autovacuum": true, "max_rows_per_second": null, "page_delay": null,
           "max_wal_rate": null, "max_xact_age": null}'::jsonb
        || coalesce((SELECT s.value FROM pgjobs.settings s WHERE s.key = 'defaults'), '{}');
+END
 $$;

@@ -27,7 +27,9 @@ AS $$
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
 -- existing document; a key-only index never touches another scope's row).
--- Raises 22023 for fields that cannot be mapped. Locks nothing.
+-- Raises 22023 for fields that cannot be mapped, 42501 when the job's
+-- submitter may not INSERT (or UPDATE) one of the columns it writes.
+-- Locks nothing.
 DECLARE
     v_csv boolean := p_job.payload ->> 'format' = 'csv';
     v_mode text := p_job.payload ->> 'on_duplicate';
@@ -50,6 +52,9 @@ DECLARE
     v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
+    v_returning text := '(t.xmax::text = ''0'') AS fresh';
+    v_fresh text := 'w.fresh';
+    v_updated text[] := '{}'::text[];
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -174,12 +179,12 @@ BEGIN
             RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_mode,
                             p_reg.scope_column, p_reg.key_column, p_reg.target
                 USING ERRCODE = '55000',
-                HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_reg.target,
-                              p_reg.scope_column, p_reg.key_column);
+                HINT = pgjobs._unique_key_hint(p_reg);
         END IF;
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
                 CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                v_updated := v_updated || v_col;
                 IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
                     -- Only document fields given: merged into the row's document.
                     v_updates := v_updates || format(
@@ -201,15 +206,47 @@ BEGIN
         END IF;
     END IF;
 
+    -- Inserted or updated: xmax is 0 on a row the statement inserted. A
+    -- partitioned table returns no system column, so there a row returned
+    -- by ON CONFLICT DO UPDATE counts as updated when its conflict columns
+    -- were in the table before the statement (the main query of a WITH
+    -- sees the table as the INSERT found it); without DO UPDATE, every row
+    -- returned was inserted.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = p_reg.target) = 'p' THEN
+        IF cardinality(v_updates) > 0 THEN
+            SELECT string_agg(format('t.%I AS %I', c.col, 'pgjobs_c' || c.ord), ', '),
+                   format('NOT EXISTS (SELECT FROM %s o WHERE %s)', p_reg.target,
+                          string_agg(format('o.%I = w.%I', c.col, 'pgjobs_c' || c.ord), ' AND '))
+              INTO v_returning, v_fresh
+              FROM unnest(v_conflict) WITH ORDINALITY c(col, ord);
+        ELSE
+            v_returning := 'true AS fresh';
+        END IF;
+    END IF;
+
+    -- The submitter may still write every column this statement writes
+    -- (column-level grants count; a grant revoked since the submit stops
+    -- the job here, before the batch goes in): 42501 naming the column.
+    PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
+    IF cardinality(v_updated) > 0 THEN
+        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
+        -- DO UPDATE reads the conflict columns, the scope its WHERE compares
+        -- and a document it merges into: SELECT on them, as PostgreSQL asks.
+        PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'SELECT',
+            v_conflict || p_reg.scope_column::text
+            || CASE WHEN p_reg.document_column::text = ANY (v_updated) AND v_doc_base IS NULL
+                    THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
+    END IF;
+
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING (t.xmax::text = ''0'') AS fresh) '
-        'SELECT count(*) FILTER (WHERE w.fresh), count(*) FILTER (WHERE NOT w.fresh) FROM w',
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '
+        'SELECT count(*) FILTER (WHERE %s), count(*) FILTER (WHERE NOT %s) FROM w',
         p_reg.target,
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
         CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-        v_action);
+        v_action, v_returning, v_fresh, v_fresh);
 END
 $$;

@@ -36,6 +36,7 @@ DECLARE
     v_run_at timestamptz := now();
     v_on_conflict text := 'queue';
     v_lease interval := interval '30 seconds';
+    v_writes boolean := pgjobs._writes(p_kind);
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
 BEGIN
@@ -72,7 +73,7 @@ BEGIN
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
     -- Writing kinds take the throttling options, defaults merged in.
-    IF p_kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+    IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
@@ -122,19 +123,14 @@ BEGIN
         END CASE;
     END LOOP;
 
-    IF p_kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+    IF v_writes THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(
             'pgjobs.gate:' || p_target::oid::text || ':' || p_scope, 0));
-        IF v_on_conflict = 'reject' AND EXISTS (
-            SELECT 1 FROM pgjobs.jobs w
-             WHERE w.target = p_target AND w.scope = p_scope
-               AND w.status IN ('queued', 'running', 'paused')
-               AND w.kind IN ('delete', 'backfill', 'import')
-               -- who holds the gate, as in pgjobs._writer_may_start
-               AND (w.status = 'running' OR w.started_at IS NOT NULL
-                    OR (w.run_at <= now()
-                        AND (w.kind IN ('delete', 'backfill')
-                             OR w.run_at > now() - interval '10 minutes')))) THEN
+        -- Would a writer queued last wait? (The place after every other is
+        -- the largest bigint: then any writer of the scope that holds the
+        -- gate, by the gate's own rule, is ahead of it.)
+        IF v_on_conflict = 'reject' AND NOT pgjobs._writer_may_start(
+                p_target, p_scope, 9223372036854775807) THEN
             RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
                 p_target, p_scope
                 USING ERRCODE = '55006',

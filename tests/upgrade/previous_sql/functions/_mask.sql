@@ -23,7 +23,7 @@ BEGIN
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope
-       AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused');
+       AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused');
     RETURN coalesce(v_mask, 'true');
 END
 $$;

@@ -13,8 +13,16 @@ AS $$
 -- delete the stale statistics still count the deleted rows, and the planner
 -- then walks the primary key across every tenant to find the scope's few
 -- survivors (a 0.7 ms keyset page became 76 ms); autovacuum catches up only
--- a minute or more later. Only the scope column is analyzed: sampling is the
--- same, but skipping the jsonb statistics makes it several times cheaper.
+-- a minute or more later. Only the scope column is analyzed: skipping the
+-- jsonb statistics makes it several times cheaper. And on a sample of 3000
+-- rows (statistics target 10, unless the column has its own), not 30,000:
+-- ANALYZE reads about one heap page per sampled row, so the default sample
+-- read 30,000 pages of a 2M-row table, 2 s against a 1.2 s bulk DELETE of
+-- the job's 500,000 rows; 3000 pages cost a tenth of that. The planner needs
+-- only the row count and the scope's new share from it. It is a stopgap
+-- until autovacuum analyzes the table at full size (of a partitioned
+-- target, the leaves the scope's pages read: see below): a column-list ANALYZE
+-- does not reset n_mod_since_analyze, so autovacuum's trigger still fires.
 --
 -- The schedule is the job's own, kept in its checkpoint ('analyzes': how
 -- many times it analyzed, 'analyzed_done': its done count then), not the
@@ -37,6 +45,9 @@ DECLARE
     v_since bigint := coalesce((p_job.checkpoint ->> 'analyzed_done')::bigint, 0);
     v_rows double precision;
     v_threshold double precision;
+    v_target text;
+    v_plan json;
+    v_leaf text;
     v_kept jsonb := CASE WHEN p_job.checkpoint ? 'analyzed_done'
                          THEN jsonb_build_object('analyzes', v_analyzes,
                                                  'analyzed_done', v_since)
@@ -50,11 +61,34 @@ BEGIN
     IF p_done - v_since < v_threshold THEN
         RETURN v_kept;
     END IF;
+    v_target := current_setting('default_statistics_target');
+    PERFORM set_config('default_statistics_target', least(v_target::integer, 10)::text, true);
     BEGIN
-        EXECUTE format('ANALYZE %s (%I)', p_job.target, p_scope_column);
+        IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = p_job.target) = 'p' THEN
+            -- A partitioned target: ANALYZE of the parent would lock and
+            -- sample every tenant's partition (waiting out lock_timeout on
+            -- one held by a DDL, and skipped every time); the pages are
+            -- pruned to the scope's leaves and planned on their statistics,
+            -- so those are analyzed, found as the pages find them (the plan
+            -- of the scope's equality: pruning locks no other partition).
+            EXECUTE format('EXPLAIN (VERBOSE, FORMAT JSON) SELECT FROM %s t WHERE t.%I = %L',
+                           p_job.target, p_scope_column, p_job.scope)
+               INTO v_plan;
+            FOR v_leaf IN
+                SELECT DISTINCT format('%I.%I', n ->> 'Schema', n ->> 'Relation Name')
+                  FROM jsonb_path_query(v_plan::jsonb,
+                                        'strict $.**?(exists(@."Relation Name"))') n
+            LOOP
+                EXECUTE format('ANALYZE %s (%I)', v_leaf, p_scope_column);
+            END LOOP;
+        ELSE
+            EXECUTE format('ANALYZE %s (%I)', p_job.target, p_scope_column);
+        END IF;
     EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
+        PERFORM set_config('default_statistics_target', v_target, true);
         RETURN v_kept;
     END;
+    PERFORM set_config('default_statistics_target', v_target, true);
     RETURN jsonb_build_object('analyzes', v_analyzes + 1, 'analyzed_done', p_done);
 END
 $$;

@@ -85,8 +85,7 @@ BEGIN
         RETURN 'range';
     END IF;
 
-    SELECT least(100, 100.0 * 1000 / greatest(c.relpages, 1)) INTO v_pct
-      FROM pg_catalog.pg_class c WHERE c.oid = p_job.target;
+    v_pct := least(100, 100.0 * 1000 / greatest(pgjobs._relation_pages(p_job.target), 1));
     FOR v_attempt IN 1..2 LOOP
         EXECUTE format(
             'SELECT count(*), count(*) FILTER (WHERE p.matches > 0), coalesce(sum(p.rows), 0), '
@@ -94,7 +93,7 @@ BEGIN
             '  FROM (SELECT count(*) AS rows, '
             '               count(*) FILTER (WHERE coalesce((%1$s), false)) AS matches '
             '          FROM %2$s t TABLESAMPLE SYSTEM (%3$s) WHERE t.%4$I = %5$s '
-            '         GROUP BY (t.ctid::text::point)[0]) p',
+            '         GROUP BY t.tableoid, (t.ctid::text::point)[0]) p',
             p_job.predicate, p_job.target, v_pct, p_reg.scope_column, v_scope)
            INTO v_scope_pages, v_match_pages, v_scope_rows_sampled, v_matches;
         EXIT WHEN v_scope_pages >= 30 OR v_pct >= 100;

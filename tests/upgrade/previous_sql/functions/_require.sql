@@ -20,22 +20,10 @@ AS $$
 -- confine (row security enabled, and the caller neither superuser nor
 -- BYPASSRLS nor, unless FORCE ROW LEVEL SECURITY is set, the table's
 -- owner) is refused with 42501, unless an administrator registered the
--- target with {"ignore_row_security": true}. Locks nothing.
-DECLARE
-    v_caller name := pgjobs._caller();
+-- target with {"ignore_row_security": true}. The check itself is
+-- pgjobs._require_role, which the worker and the engine repeat for the
+-- submitter when they run the job (pgjobs._require_submitter). Locks nothing.
 BEGIN
-    IF NOT has_table_privilege(v_caller, p_target, p_privilege) THEN
-        RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, p_privilege, p_target
-            USING ERRCODE = '42501',
-            HINT = format('GRANT %s ON %s TO %I;', p_privilege, p_target, v_caller);
-    END IF;
-    IF pgjobs._row_security_confines(p_target, v_caller) THEN
-        RAISE EXCEPTION 'permission denied: row-level security on % applies to role %, and '
-                        'pgjobs cannot act under its policies', p_target, v_caller
-            USING ERRCODE = '42501',
-            HINT = 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
-                   'or, if the policies need not bind pgjobs'' clients, an administrator may '
-                   'register the target with {"ignore_row_security": true}.';
-    END IF;
+    PERFORM pgjobs._require_role(pgjobs._caller(), p_target, p_privilege, NULL);
 END
 $$;

@@ -55,7 +55,7 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
-    IF v_job.kind = ANY (ARRAY['delete', 'backfill', 'import']) THEN
+    IF v_job.writes THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(
             'pgjobs.gate:' || v_job.target::oid::text || ':' || v_job.scope, 0));
         -- A job submitted with on_conflict: reject never queues behind

@@ -55,6 +55,8 @@ DECLARE
     v_total bigint;
     v_sample_pct numeric;
     v_estimated boolean;
+    v_plan json;
+    v_pages bigint;
     v_t0 timestamptz;
     v_ms double precision;
     v_range text;
@@ -94,9 +96,11 @@ BEGIN
         RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
-    -- would run in this page: pgjobs._require_trusted): the job fails for good.
+    -- would run in this page: pgjobs._require_trusted), or its submitter no
+    -- longer allowed to do it (pgjobs._require_submitter): the job fails for good.
     BEGIN
         v_reg := pgjobs._target(v_job.target);
+        PERFORM pgjobs._require_submitter(v_job, v_reg);
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
         PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
@@ -150,28 +154,40 @@ BEGIN
                 RETURN 'more';
             END IF;
             -- Before the first page: the denominator for progress and ETA.
-            -- Exact for a scope under 100000 rows (counted from the index,
-            -- then the rows, a few ms). A larger scope is estimated from a
-            -- sample of about 2000 heap blocks instead: an exact count would
-            -- read every row of the scope once more, a third of the cost of
-            -- the delete itself. The estimate is marked in the checkpoint,
-            -- raised when done overtakes it and made exact (= done) at the end.
-            EXECUTE format('SELECT count(*) FROM (SELECT FROM %s t WHERE t.%I = %s LIMIT 100000) s',
-                           v_job.target, v_reg.scope_column,
-                           pgjobs._scope_literal(v_reg, v_job.scope))
-               INTO v_total;
-            SELECT 100.0 * 2000 / greatest(c.relpages, 1) INTO v_sample_pct
-              FROM pg_catalog.pg_class c WHERE c.oid = v_job.target;
-            IF v_total < 100000 OR v_sample_pct >= 10 THEN
+            -- Exact under 100000 rows: when the planner puts the scope
+            -- under that, the job's rows are counted (at most 100000 read,
+            -- a few ms). A larger job is estimated from a sample of about
+            -- 500 heap blocks instead (10-30 ms): an exact count would read
+            -- every row of the scope once more, a third of the cost of the
+            -- delete itself (and so did the 100000-row index count that used
+            -- to decide: 0.28 s on a 2M-row table); on a table of at most
+            -- 20000 pages it is counted all the same. The estimate is marked
+            -- in the checkpoint, raised when done overtakes it and made
+            -- exact (= done) at the end.
+            v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+            EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s t WHERE t.%I = %s',
+                           v_job.target, v_reg.scope_column, v_scope)
+               INTO v_plan;
+            v_estimated := (v_plan::jsonb -> 0 -> 'Plan' ->> 'Plan Rows')::double precision
+                           >= 100000;
+            IF NOT v_estimated THEN
+                EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %s LIMIT 100000) s',
+                               v_job.target, v_job.predicate)
+                   INTO v_total;
+                v_estimated := v_total >= 100000;
+            END IF;
+            -- A partitioned target's pages are its leaves' (pgjobs._relation_pages).
+            v_pages := pgjobs._relation_pages(v_job.target);
+            IF v_estimated AND v_pages <= 20000 THEN
                 EXECUTE format('SELECT count(*) FROM %s WHERE %s', v_job.target, v_job.predicate)
                    INTO v_total;
                 v_estimated := false;
-            ELSE
+            ELSIF v_estimated THEN
+                v_sample_pct := 100.0 * 500 / v_pages;
                 EXECUTE format('SELECT count(*) FROM %s TABLESAMPLE SYSTEM (%s) WHERE %s',
                                v_job.target, v_sample_pct, v_job.predicate)
                    INTO v_total;
                 v_total := round(v_total * 100.0 / v_sample_pct);
-                v_estimated := true;
             END IF;
             UPDATE pgjobs.jobs SET total = v_total WHERE id = p_id;
             PERFORM pgjobs.heartbeat(p_id, p_worker, 0,
@@ -212,8 +228,13 @@ BEGIN
                 PERFORM set_config('enable_seqscan', 'off', true);
                 PERFORM set_config('enable_indexscan', 'off', true);
                 PERFORM set_config('enable_bitmapscan', 'off', true);
-                EXECUTE format('DELETE FROM %s WHERE ctid = ANY ($1) AND coalesce((%s), false)',
-                               v_job.target, v_job.predicate)
+                -- The scope's equality stands outside coalesce(), so that a
+                -- target partitioned by the scope prunes to its partitions
+                -- (an address names a row of any partition).
+                EXECUTE format('DELETE FROM %s WHERE %I = %s AND ctid = ANY ($1) '
+                               'AND coalesce((%s), false)',
+                               v_job.target, v_reg.scope_column,
+                               pgjobs._scope_literal(v_reg, v_job.scope), v_job.predicate)
                    USING v_tids;
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 v_pos := least(v_pos + v_size, v_collected);
@@ -313,15 +334,24 @@ BEGIN
                 IF v_last THEN
                     -- The end of the scope: does anything still match (a
                     -- row the walk could not see)? Then sweep, not succeed.
-                    -- Through the (scope, key) index only (a bitmap scan: plain
-                    -- index scans are off): the planner, still counting the
-                    -- rows just deleted, would rather read the whole relation
-                    -- for an early hit that never comes (1.1 s against 0.57 s
-                    -- for a 500k-row scope of a 2M-row table, and growing with
-                    -- the relation, not the scope).
+                    -- Through the (scope, key) index only, in its order (a
+                    -- plain index scan: no seqscan, no bitmap): the planner,
+                    -- still counting the rows just deleted, would rather read
+                    -- the whole relation for an early hit that never comes
+                    -- (1.1 s against 0.57 s for a 500k-row scope of a 2M-row
+                    -- table, and growing with the relation, not the scope).
+                    -- A plain index scan also marks the entries of the rows
+                    -- this job deleted dead in the index as it passes them
+                    -- (a bitmap scan cannot), so the reads of the scope that
+                    -- follow skip them instead of visiting each dead row
+                    -- again until vacuum (0.18 s, then 17 ms, on the above).
                     PERFORM set_config('enable_seqscan', 'off', true);
-                    EXECUTE format('SELECT EXISTS (SELECT FROM %s WHERE %s)',
-                                   v_job.target, v_job.predicate)
+                    PERFORM set_config('enable_bitmapscan', 'off', true);
+                    PERFORM set_config('enable_indexscan', 'on', true);
+                    EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s '
+                                   'ORDER BY t.%3$I, t.%4$I LIMIT 1)',
+                                   v_job.target, v_job.predicate, v_reg.scope_column,
+                                   v_reg.key_column)
                        INTO v_left;
                     IF v_left THEN
                         v_last := false;
@@ -363,7 +393,7 @@ BEGIN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
-                                left(v_state, 2) IN ('40', '53', '55', '57', '58', '08'));
+                                pgjobs.retryable_sqlstate(v_state));
             -- Collected addresses serve a retry; a job that ended needs none.
             DELETE FROM pgjobs.job_batches b
              WHERE b.job_id = p_id

@@ -35,6 +35,10 @@ BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'DELETE');
+    -- The job reads the rows it selects (scope, cutoff, filter), as a
+    -- DELETE ... WHERE would: without SELECT the role could not run it
+    -- itself, and the job's count would be an oracle on unreadable data.
+    PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._page_options(p_options);
     IF p_options ? 'strategy'
        AND NOT coalesce(p_options ->> 'strategy' = ANY (ARRAY['auto', 'range', 'collect']),

@@ -47,7 +47,11 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
-    PERFORM pgjobs._require(p_target, 'INSERT');
+    -- INSERT on the scope column (which every import writes); the other
+    -- columns are known once the source is read: the worker checks each
+    -- batch's (pgjobs._import_insert_sql). Column-level grants count.
+    PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'INSERT',
+                                 ARRAY[v_reg.scope_column::text]);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
@@ -65,7 +69,7 @@ BEGIN
         v_on_duplicate := v_options ->> 'on_duplicate';
     END IF;
     IF v_on_duplicate = 'update' THEN
-        PERFORM pgjobs._require(p_target, 'UPDATE');
+        PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'UPDATE', '{}'::text[]);
     END IF;
 
     IF p_source IS NULL OR p_source !~* '^(file|s3|gs|az|https|memory)://' THEN
@@ -122,8 +126,15 @@ BEGIN
         RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
                         v_reg.scope_column, v_reg.key_column, p_target
             USING ERRCODE = '55000',
-            HINT = format('CREATE UNIQUE INDEX ON %s (%I, %I);', p_target, v_reg.scope_column,
-                          v_reg.key_column);
+            HINT = pgjobs._unique_key_hint(v_reg);
+    END IF;
+    -- ON CONFLICT DO UPDATE reads the existing row (its conflict columns, the
+    -- scope its WHERE compares): PostgreSQL asks SELECT on them of a role
+    -- running it, and the job's updated count would otherwise tell the caller
+    -- which keys exist. pgjobs asks the same (again at run time).
+    IF v_on_duplicate = 'update' THEN
+        PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'SELECT',
+                                     v_conflict || v_reg.scope_column::text);
     END IF;
 
     v_job := pgjobs._insert_job('import', p_target, p_scope,

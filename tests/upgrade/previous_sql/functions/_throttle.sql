@@ -76,7 +76,7 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.cancel_requested_at IS NOT NULL OR v_job.pause_requested_at IS NOT NULL
        OR v_job.checkpoint IS NULL
-       OR v_job.kind <> ALL (ARRAY['delete', 'backfill', 'import']) THEN
+       OR NOT v_job.writes THEN
         RETURN NULL;
     END IF;
     v_now := extract(epoch FROM clock_timestamp());
@@ -163,11 +163,17 @@ BEGIN
         END IF;
         -- Autovacuum works on a table's leaves and TOAST tables, under
         -- their own oids (looked up only while some table is vacuumed).
+        -- The leaves from pg_inherits: pg_partition_tree would lock every
+        -- partition, and wait for one that another tenant's DDL holds.
         v_autovacuum := v_autovacuum AND jsonb_array_length(v_health -> 'autovacuum') > 0
             AND EXISTS (
+                WITH RECURSIVE tree (relid) AS (
+                    SELECT v_job.target::oid
+                    UNION
+                    SELECT i.inhrelid FROM tree t
+                      JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid)
                 SELECT 1 FROM pg_class c
-                 WHERE (c.oid = v_job.target
-                        OR c.oid IN (SELECT t.relid FROM pg_partition_tree(v_job.target) t))
+                 WHERE c.oid IN (SELECT t.relid FROM tree t)
                    AND (v_health -> 'autovacuum' @> to_jsonb(c.oid::bigint)
                         OR v_health -> 'autovacuum' @> to_jsonb(c.reltoastrelid::bigint)));
         v_reason := CASE

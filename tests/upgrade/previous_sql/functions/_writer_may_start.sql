@@ -18,8 +18,8 @@ AS $$
 -- holds nothing: anyone who may submit an import could otherwise hold a
 -- scope's gate until its run_at (say 2100). One that started and waits for
 -- a retry's backoff still holds it, so its successors keep their order.
--- _insert_job's on_conflict: reject applies the same rule. Used by
--- pgjobs.claim and pgjobs._claim_id. STABLE: it reads with the caller's
+-- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
+-- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
 -- inline subquery because claim is planned afresh on every call (its LIMIT
 -- is a parameter), and planning the correlated subquery against the jobs
@@ -29,7 +29,7 @@ BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
          WHERE w.target = p_target AND w.scope = p_scope
-           AND w.kind IN ('delete', 'backfill', 'import')
+           AND w.writes
            AND w.status IN ('queued', 'running', 'paused')
            -- Places are unique (gate_order comes from the id sequence), so this
            -- leaves out the job itself. The caller passes the place rather than
@@ -43,8 +43,7 @@ BEGIN
            -- may be being claimed right now (an uncommitted claim still
            -- reads as queued), but a job that no worker claims in that time
            -- stops holding the scope, so no role that may only INSERT can
-           -- stall a scope's deletes with a job nobody runs. (The same
-           -- condition is in pgjobs._insert_job's on_conflict check.)
+           -- stall a scope's deletes with a job nobody runs.
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
                     AND (w.kind IN ('delete', 'backfill')

@@ -20,8 +20,10 @@ AS $$
 -- announces `started`. Each claimed row's `worker` is the claim's own
 -- identity, p_worker || '#' || a random token (pgjobs._claim_identity): the
 -- caller passes that value back to heartbeat, complete, fail and release,
--- which fence on it exactly. Claiming and starting are one UPDATE: there is no
--- moment when a job is "running" without an owner holding a lease.
+-- which fence on it exactly. The rows are locked when picked and started by
+-- pgjobs._start_attempts (the one routine that starts an attempt) in the same
+-- transaction: there is no moment when a job is "running" without an owner
+-- holding a lease.
 --
 -- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
 -- import) is handed out only when no other writing job of its (target,
@@ -31,9 +33,10 @@ AS $$
 --
 -- Locks: FOR UPDATE SKIP LOCKED on the rows it takes; concurrent claimers
 -- never wait for each other and never get the same job. Expired leases are
--- rescued first (see pgjobs._rescue_expired).
+-- rescued first (pgjobs._rescue_expired), when a probe of the leases index
+-- finds one.
 DECLARE
-    v_job pgjobs.jobs;
+    v_ids bigint[];
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
@@ -45,38 +48,30 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
     END IF;
 
-    PERFORM pgjobs._rescue_expired();
+    -- Expired leases are rescued here only when there is one: the probe is one
+    -- look at the low end of jobs_leases_idx, the sweep (a write, and a call)
+    -- stays out of the common claim.
+    IF EXISTS (SELECT FROM pgjobs.jobs e
+                WHERE e.status = 'running' AND e.lease_expires_at < now()) THEN
+        PERFORM pgjobs._rescue_expired();
+    END IF;
 
-    FOR v_job IN
-        WITH picked AS (
-            SELECT j.id
-              FROM pgjobs.jobs j
-             WHERE j.status = 'queued'
-               AND j.run_at <= now()
-               AND j.kind = ANY (p_kinds)
-               AND (j.kind <> ALL (ARRAY['delete', 'backfill', 'import'])
-                    OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
-             ORDER BY j.priority DESC, j.queued_at, j.id
-             LIMIT p_limit
-               FOR UPDATE SKIP LOCKED)
-        UPDATE pgjobs.jobs j
-           SET status = 'running',
-               -- One identity per claim (row): the fence of every later call.
-               worker = pgjobs._claim_identity(p_worker),
-               attempts = j.attempts + 1,
-               -- A job's own lease option wins over the worker's default.
-               lease = coalesce((j.options ->> 'lease')::interval, p_lease),
-               lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
-               heartbeat_at = now(),
-               started_at = coalesce(j.started_at, now()),
-               updated_at = now()
-          FROM picked
-         WHERE j.id = picked.id
-        RETURNING j.*
-    LOOP
-        PERFORM pgjobs._notify(v_job, 'started');
-        RETURN NEXT v_job;
-    END LOOP;
+    -- The pick: one statement, planned once per session (PL/pgSQL caches it).
+    v_ids := ARRAY(
+        SELECT j.id
+          FROM pgjobs.jobs j
+         WHERE j.status = 'queued'
+           AND j.run_at <= now()
+           AND j.kind = ANY (p_kinds)
+           AND (NOT j.writes
+                OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
+         ORDER BY j.priority DESC, j.queued_at, j.id
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_ids) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
 END
 $$;
 

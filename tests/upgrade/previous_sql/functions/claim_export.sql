@@ -34,23 +34,10 @@ BEGIN
 
     PERFORM pgjobs._rescue_expired();
 
-    UPDATE pgjobs.jobs j
-       SET status = 'running',
-           worker = pgjobs._claim_identity(p_worker),
-           attempts = j.attempts + 1,
-           lease = coalesce((j.options ->> 'lease')::interval, p_lease),
-           lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
-           heartbeat_at = now(),
-           started_at = coalesce(j.started_at, now()),
-           updated_at = now()
-     WHERE j.id = (SELECT q.id FROM pgjobs.jobs q
-                    WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
-                      FOR UPDATE SKIP LOCKED)
-    RETURNING j.* INTO v_job;
-    IF FOUND THEN
-        PERFORM pgjobs._notify(v_job, 'started');
-        RETURN NEXT v_job;
-    END IF;
+    RETURN QUERY SELECT * FROM pgjobs._start_attempts(ARRAY(
+        SELECT q.id FROM pgjobs.jobs q
+               WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
+                 FOR UPDATE SKIP LOCKED), p_worker, p_lease);
 END
 $$;
 

@@ -73,6 +73,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'The default, 50000 keys, keeps each transaction short.';
     END IF;
     v_reg := pgjobs._target(v_job.target);
+    PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);

@@ -38,11 +38,13 @@ AS $$
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
 -- one per set of keys); when that fails on a bad value or a constraint,
 -- record by record, each in a subtransaction, and the failing ones are
--- rejected (pgjobs.import_rejects). More rejects than max_rejects raise
--- the error of the first record beyond max_rejects (in line order),
--- prefixed with its line number: the batch rolls back
--- and the job fails with rows of earlier batches in place; a retry resumes
--- at the checkpoint. Returns {"status": "ok", "inserted", "updated",
+-- rejected (pgjobs.import_rejects). More rejects than max_rejects: the
+-- batch's rows roll back (rows of earlier batches stay), its rejects up to
+-- the first beyond max_rejects (in line order) are kept, the checkpoint
+-- does not move, and the result is {"status": "rejected", "error": that
+-- record's line and reason, "state": its SQLSTATE, "hint"}: the caller
+-- commits, writes the rejects object and fails the job (a retry resumes at
+-- the checkpoint). Returns {"status": "ok", "inserted", "updated",
 -- "skipped", "rejected", "records"}: the job's running totals.
 DECLARE
     v_job pgjobs.jobs;
@@ -69,6 +71,7 @@ DECLARE
     v_sql_rejects jsonb := '[]'::jsonb;
     v_first jsonb;
     v_over boolean := false;
+    v_refused boolean := false;
     v_stage text := 'pg_temp.pgjobs_import_stage';
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
@@ -89,91 +92,121 @@ BEGIN
     -- p_lines has one line per staged record.
     v_staged := coalesce(cardinality(p_lines), 0);
 
-    <<groups>>
-    FOR v_fields, v_group_ns IN EXECUTE CASE
-        WHEN v_job.payload ->> 'format' = 'csv' THEN
-            'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
-        ELSE
-            -- JSONL: one INSERT per set of keys (a missing key takes its default).
-            'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
-               FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
-                                        ORDER BY k) AS keys
-                       FROM pg_temp.pgjobs_import_stage s) g
-              WHERE $1 > 0
-              GROUP BY g.keys
-              ORDER BY min(g.n)' END
-        USING v_staged
-    LOOP
-        v_sql := NULL;
-        BEGIN
-            v_sql := pgjobs._import_insert_sql(v_job, v_reg,
-                                               coalesce(v_fields, p_fields));
-        EXCEPTION WHEN invalid_parameter_value THEN
-            IF v_job.payload ->> 'format' = 'csv' THEN
-                RAISE;
-            END IF;
-            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-        END;
-        IF v_sql IS NOT NULL THEN
-            BEGIN
-                EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
-                v_inserted := v_inserted + v_ins;
-                v_updated := v_updated + v_upd;
-                CONTINUE;
-            EXCEPTION WHEN data_exception OR integrity_constraint_violation
-                           OR cardinality_violation OR SQLSTATE '428C9' THEN
-                NULL;  -- record by record below
-            END;
-        END IF;
-        IF v_ns IS NULL THEN
-            -- Record by record: the staged rows in order (the nth has line p_lines[n]).
-            EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
-        END IF;
-        FOREACH v_n IN ARRAY coalesce(v_group_ns, v_ns) LOOP
-            v_state := NULL;
-            IF v_sql IS NULL THEN
-                v_state := '22023';  -- v_msg: this record's keys cannot be mapped
+    -- The batch's rows go in inside a block, so that too many rejects can
+    -- take them back out and still keep the rejects (below).
+    BEGIN
+        <<groups>>
+        FOR v_fields, v_group_ns IN EXECUTE CASE
+            WHEN v_job.payload ->> 'format' = 'csv' THEN
+                'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
             ELSE
+                -- JSONL: one INSERT per set of keys (a missing key takes its default).
+                'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
+                   FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
+                                            ORDER BY k) AS keys
+                           FROM pg_temp.pgjobs_import_stage s) g
+                  WHERE $1 > 0
+                  GROUP BY g.keys
+                  ORDER BY min(g.n)' END
+            USING v_staged
+        LOOP
+            v_sql := NULL;
+            BEGIN
+                v_sql := pgjobs._import_insert_sql(v_job, v_reg,
+                                                   coalesce(v_fields, p_fields));
+            EXCEPTION WHEN invalid_parameter_value THEN
+                IF v_job.payload ->> 'format' = 'csv' THEN
+                    RAISE;
+                END IF;
+                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+            END;
+            IF v_sql IS NOT NULL THEN
                 BEGIN
-                    EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                    EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
+                    CONTINUE;
                 EXCEPTION WHEN data_exception OR integrity_constraint_violation
                                OR cardinality_violation OR SQLSTATE '428C9' THEN
-                    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                    NULL;  -- record by record below
                 END;
             END IF;
-            CONTINUE WHEN v_state IS NULL;
-            v_line := p_lines[array_position(v_ns, v_n)];
-            EXECUTE format('SELECT s::text FROM %s s WHERE s.n = $1', v_stage)
-               INTO v_record USING v_n;
-            v_sql_rejects := v_sql_rejects || jsonb_build_object(
-                'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
-                'record', v_record);
-            -- Records are tried in line order (CSV; JSONL per set of keys), so
-            -- once the rejects up to this line pass the allowance, the one
-            -- that passed it is known: stop here.
-            IF jsonb_array_length(v_sql_rejects) + (
-                   SELECT count(*) FROM jsonb_array_elements(v_worker_rejects) w
-                    WHERE (w.value ->> 'line')::bigint < v_line) > v_allowed
-               AND v_job.payload ->> 'format' = 'csv' THEN
-                v_over := true;
-                EXIT groups;
+            IF v_ns IS NULL THEN
+                -- Record by record: the staged rows in order (the nth has line p_lines[n]).
+                EXECUTE format('SELECT array_agg(s.n ORDER BY s.n) FROM %s s', v_stage) INTO v_ns;
             END IF;
+            FOREACH v_n IN ARRAY coalesce(v_group_ns, v_ns) LOOP
+                v_state := NULL;
+                IF v_sql IS NULL THEN
+                    v_state := '22023';  -- v_msg: this record's keys cannot be mapped
+                ELSE
+                    BEGIN
+                        EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                        v_inserted := v_inserted + v_ins;
+                        v_updated := v_updated + v_upd;
+                    EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                                   OR cardinality_violation OR SQLSTATE '428C9' THEN
+                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                    END;
+                END IF;
+                CONTINUE WHEN v_state IS NULL;
+                v_line := p_lines[array_position(v_ns, v_n)];
+                -- The record as read: a JSONL line is staged whole (r); a CSV
+                -- record is staged as its fields, so its text is their row form.
+                EXECUTE format('SELECT %s FROM %s s WHERE s.n = $1',
+                               CASE WHEN v_job.payload ->> 'format' = 'csv' THEN 's::text'
+                                    ELSE 's.r' END, v_stage)
+                   INTO v_record USING v_n;
+                v_sql_rejects := v_sql_rejects || jsonb_build_object(
+                    'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
+                    'record', v_record);
+                -- Records are tried in line order (CSV; JSONL per set of keys), so
+                -- once the rejects up to this line pass the allowance, the one
+                -- that passed it is known: stop here.
+                IF jsonb_array_length(v_sql_rejects) + (
+                       SELECT count(*) FROM jsonb_array_elements(v_worker_rejects) w
+                        WHERE (w.value ->> 'line')::bigint < v_line) > v_allowed
+                   AND v_job.payload ->> 'format' = 'csv' THEN
+                    v_over := true;
+                    EXIT groups;
+                END IF;
+            END LOOP;
         END LOOP;
-    END LOOP;
 
-    IF v_over OR jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
-                 > v_allowed THEN
-        -- The first reject beyond max_rejects, in line order, fails the job;
-        -- the batch rolls back with it (rows of committed batches stay).
-        SELECT r.value INTO v_first
+        IF v_over OR jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
+                     > v_allowed THEN
+            -- The first reject beyond max_rejects, in line order, fails the job.
+            SELECT r.value INTO v_first
+              FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
+             ORDER BY (r.value ->> 'line')::bigint
+            OFFSET v_allowed LIMIT 1;
+            v_refused := true;
+            RAISE EXCEPTION 'too many rejects' USING ERRCODE = '22000',
+                HINT = 'Rolls the batch''s rows back; handled just below.';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        IF NOT v_refused THEN
+            RAISE;
+        END IF;
+    END;
+    IF v_refused THEN
+        -- The batch's rows are rolled back (rows of committed batches stay);
+        -- its rejects up to the one that failed the job are kept (max_rejects
+        -- above 0), so that
+        -- the rejects object the worker writes as the job fails lists every
+        -- bad record met. The checkpoint does not move: a retry redoes the
+        -- batch (pgjobs.import_prepare forgets rejects past the checkpoint).
+        INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
+        SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
+               left(r.value ->> 'record', 65536)
           FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
-         ORDER BY (r.value ->> 'line')::bigint
-        OFFSET v_allowed LIMIT 1;
-        RAISE EXCEPTION 'line %: %', v_first ->> 'line', v_first ->> 'reason'
-            USING ERRCODE = coalesce(v_first ->> 'state', '22000'),
-                  HINT = pgjobs._import_reject_hint(v_max);
+         WHERE (r.value ->> 'line')::bigint <= (v_first ->> 'line')::bigint
+           AND v_max > 0  -- max_rejects 0: the error names the one bad record
+        ON CONFLICT DO NOTHING;
+        RETURN jsonb_build_object('status', 'rejected',
+            'error', format('line %s: %s', v_first ->> 'line', v_first ->> 'reason'),
+            'state', coalesce(v_first ->> 'state', '22000'),
+            'hint', pgjobs._import_reject_hint(v_max));
     END IF;
     INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
     SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',

@@ -28,7 +28,13 @@ BEGIN
             USING ERRCODE = '55000', HINT = 'Claim the job first (pgjobs.claim).';
     END IF;
     v_reg := pgjobs._target(v_job.target);
+    PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
     v_csv := v_job.payload ->> 'format' = 'csv';
+    -- Rejects past the committed position belong to a batch that did not
+    -- commit (one that failed the job on too many rejects keeps them for
+    -- the rejects object): this attempt reads those records again.
+    DELETE FROM pgjobs.import_rejects r
+     WHERE r.job_id = p_id AND r.line > coalesce((v_job.checkpoint ->> 'line')::bigint, 0);
     IF v_csv THEN
         PERFORM pgjobs._import_insert_sql(v_job, v_reg, p_fields);
     END IF;

@@ -30,13 +30,12 @@ DECLARE
     v_type       oid;
     v_base       oid;
     v_typtype    "char";
-    v_key_num    smallint;
     v_key_type   oid;
-    v_scope_num  smallint;
     v_scope_type oid;
     v_options    jsonb;
     v_opt        record;
-    v_idx_name   text;
+    v_usable     boolean;
+    v_fix        text;
     v_part       regclass;
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
@@ -139,7 +138,6 @@ BEGIN
                           HINT = format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
                                         v_nsp, v_rel, v_col);
             END IF;
-            v_key_num := v_attnum;
             v_key_type := v_type;
         ELSIF v_role = 'scope' THEN
             -- A scope is one tenant whatever its spelling: pgjobs stores and
@@ -193,7 +191,6 @@ BEGIN
                                  'that each tenant has one spelling: e.g. bigint, integer, text, '
                                  'uuid, date, numeric.';
             END IF;
-            v_scope_num := v_attnum;
             v_scope_type := v_type;
         ELSIF v_role = 'created_at' THEN
             IF v_base NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
@@ -258,30 +255,14 @@ BEGIN
     v_options := '{"tune_autovacuum": true, "created_at_time_zone": "UTC"}'::jsonb || p_options;  -- ignore_row_security: absent is false
 
     -- The keyset walk needs a valid, non-partial btree index leading with
-    -- (scope, key), with default opclasses so it serves the plain operators.
-    IF NOT EXISTS (
-        SELECT 1
-          FROM pg_catalog.pg_index i
-          JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-          JOIN pg_catalog.pg_am am ON am.oid = ic.relam
-         WHERE i.indrelid = p_target
-           AND am.amname = 'btree'
-           AND i.indisvalid
-           AND i.indisready
-           AND i.indpred IS NULL
-           AND i.indnkeyatts >= 2
-           AND i.indkey[0] = v_scope_num
-           AND i.indkey[1] = v_key_num
-           AND (SELECT bool_and(oc.opcdefault) FROM pg_catalog.pg_opclass oc
-                 WHERE oc.oid IN (i.indclass[0], i.indclass[1])))
-    THEN
-        v_idx_name := pgjobs._free_index_name(p_target, ARRAY[p_scope, p_key]);
-        RAISE EXCEPTION 'table % has no btree index leading with (%, %)', p_target, p_scope, p_key
-            USING ERRCODE = '55000',
-                  HINT = format('%s %I ON %I.%I USING btree (%I, %I);',
-                                CASE WHEN v_relkind = 'p' THEN 'CREATE INDEX'
-                                     ELSE 'CREATE INDEX CONCURRENTLY' END,
-                                v_idx_name, v_nsp, v_rel, p_scope, p_key);
+    -- (scope, key) (on a partitioned table: a partitioned index, so every
+    -- partition has one): pgjobs._key_index, the test doctor reports too.
+    SELECT k.usable, k.fix INTO v_usable, v_fix
+      FROM pgjobs._key_index(p_target, p_scope, p_key) k;
+    IF NOT v_usable THEN
+        RAISE EXCEPTION 'table % has no valid btree index leading with (%, %)', p_target,
+                        p_scope, p_key
+            USING ERRCODE = '55000', HINT = v_fix;
     END IF;
 
     -- Refuse a table whose code (triggers, domain checks, defaults...) would

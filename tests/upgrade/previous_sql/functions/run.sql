@@ -8,6 +8,7 @@ AS $$
 -- page in flight. A job still unfinished when the budget runs out is
 -- released to the queue with its cursor (no attempt counted) for the next
 -- run to resume. Every call fences on the identity the claim returned.
+-- The pages are pgjobs._run_claimed's loop, the one pgjobs.run_job uses.
 --
 -- A thin shell: PostgreSQL forbids COMMIT in a procedure with a `SET
 -- search_path` clause, so this body resolves names on the caller's path
@@ -19,7 +20,6 @@ DECLARE
     v_deadline pg_catalog.timestamptz;
     v_name pg_catalog.text;
     v_job pgjobs.jobs;
-    v_state pg_catalog.text;
 BEGIN
     v_deadline := pgjobs._run_deadline(p_budget);
     v_name := pgjobs._runner_name('run');
@@ -27,12 +27,7 @@ BEGIN
         v_job := pgjobs._run_next(v_name, v_deadline);
         COMMIT;
         EXIT WHEN v_job.id IS NULL;
-        v_state := NULL;
-        LOOP
-            v_state := pgjobs._run_step(v_job.id, v_job.worker, v_deadline, v_state);
-            COMMIT;
-            EXIT WHEN v_state IS NULL;
-        END LOOP;
+        CALL pgjobs._run_claimed(v_job.id, v_job.worker, v_deadline);
     END LOOP;
 END
 $$;

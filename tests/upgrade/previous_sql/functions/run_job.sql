@@ -3,7 +3,8 @@ LANGUAGE plpgsql
 AS $$
 -- Runs one delete or backfill job to completion now, in this session: it
 -- claims the job (the gate still applies), then works its pages with one
--- COMMIT per page, fenced on the identity the claim returned. A job that
+-- COMMIT per page, fenced on the identity the claim returned (the page
+-- loop is pgjobs._run_claimed, the one pgjobs.run uses). A job that
 -- already finished is left as it is.
 -- Raises P0002 for an unknown id, 22023 for a kind pgjobs does not run
 -- in the database, 55006 when another worker holds it or a writing job of
@@ -13,16 +14,10 @@ AS $$
 -- COMMIT and IS NULL tests.
 DECLARE
     v_job pgjobs.jobs;
-    v_state pg_catalog.text;
 BEGIN
     v_job := pgjobs._run_job_claim(p_id);
     COMMIT;
-    LOOP
-        EXIT WHEN v_job.id IS NULL;
-        v_state := pgjobs._run_step(v_job.id, v_job.worker, NULL, v_state);
-        COMMIT;
-        EXIT WHEN v_state IS NULL;
-    END LOOP;
+    CALL pgjobs._run_claimed(v_job.id, v_job.worker, NULL);
 END
 $$;
 

@@ -1,0 +1,44 @@
+CREATE OR REPLACE FUNCTION pgjobs._doctor_cron_history(p_retention interval, p_prune_sql text)
+RETURNS TABLE (check_name text, status text, target text, detail text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $function$
+-- pgjobs.doctor's pg_cron.history check (no row where pg_cron's history is
+-- not readable here). p_retention and p_prune_sql: the retention and the
+-- prune command this database runs. Read-only.
+DECLARE
+    v_count bigint;
+    v_old   bigint;
+BEGIN
+    -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
+    target := NULL;
+    IF to_regclass('cron.job_run_details') IS NOT NULL
+       AND has_table_privilege('cron.job_run_details', 'SELECT')
+       AND has_table_privilege('cron.job', 'SELECT') THEN
+        check_name := 'pg_cron.history';
+        fix := NULL;
+        EXECUTE format($q$
+            SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
+              FROM %1$I.job_run_details d
+              JOIN %1$I.job c ON c.jobid = d.jobid
+             WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+        $q$, 'cron') INTO v_count, v_old USING p_retention;
+        IF v_count > 10000 AND v_old > 0 THEN
+            status := 'warn';
+            detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '
+                             'older than the retention (%s): they are not being trimmed',
+                             v_count, v_old, p_retention);
+            fix := p_prune_sql;
+        ELSE
+            status := 'ok';
+            detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs (%s '
+                             'older than the retention, %s)', v_count, v_old, p_retention);
+        END IF;
+        RETURN NEXT;
+    END IF;
+END
+$function$;

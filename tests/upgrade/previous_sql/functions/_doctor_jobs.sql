@@ -1,0 +1,118 @@
+CREATE OR REPLACE FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text)
+RETURNS TABLE (check_name text, status text, target text, detail text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $function$
+-- pgjobs.doctor's checks of running and held jobs (only p_target's when
+-- given): expired leases, no heartbeat for 15 minutes but a lease still
+-- valid, paused writers that keep later writers of their scope waiting,
+-- jobs held by throttling (and why). p_prune_sql: the prune command this
+-- database runs (the fix of a lapsed lease). Read-only.
+DECLARE
+    v_ids    bigint[];
+    v_oldest interval;
+    v_error  text;
+BEGIN
+    target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
+
+    check_name := 'jobs.leases';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.lease_expires_at)
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs j
+     WHERE j.status = 'running' AND j.lease_expires_at < now()
+       AND (p_target IS NULL OR j.target = p_target);
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no running job has an expired lease';
+    ELSE
+        status := 'warn';
+        detail := format('%s running job(s) whose worker stopped heartbeating, lease expired '
+                         'up to %s ago (ids %s); a writing one holds its scope''s gate until '
+                         'prune or a claim takes it back', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        fix := p_prune_sql;
+    END IF;
+    RETURN NEXT;
+
+    check_name := 'jobs.heartbeats';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - coalesce(j.heartbeat_at, j.started_at))
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs j
+     WHERE j.status = 'running' AND j.lease_expires_at >= now()
+       AND coalesce(j.heartbeat_at, j.started_at, j.updated_at) < now() - interval '15 minutes'
+       AND (p_target IS NULL OR j.target = p_target);
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'every running job heartbeated in the last 15 minutes';
+    ELSE
+        status := 'warn';
+        detail := format('%s running job(s) without a heartbeat for up to %s but with a lease '
+                         'still valid (ids %s): their worker may hang', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        -- Lapse the lease now, then rescue as for any expired lease: the
+        -- worker is fenced off (its lease is gone) and the job is retried.
+        fix := format('UPDATE pgjobs.jobs SET lease_expires_at = now() - interval ''1 second'' '
+                      'WHERE id = ANY (%L::bigint[]) AND status = ''running''; %s  -- takes '
+                      'them back now; their worker is fenced off', v_ids, p_prune_sql);
+    END IF;
+    RETURN NEXT;
+
+    -- A paused writer keeps its place in its scope's queue: later writers of
+    -- the scope wait until it is resumed or canceled.
+    check_name := 'jobs.paused';
+    fix := NULL;
+    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+      INTO v_ids, v_oldest
+      FROM pgjobs.jobs p
+     WHERE p.status = 'paused' AND p.writes
+       AND (p_target IS NULL OR p.target = p_target)
+       AND EXISTS (SELECT FROM pgjobs.jobs w
+                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
+                      AND w.writes
+                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no paused writing job keeps later writers of its scope waiting';
+    ELSE
+        status := 'warn';
+        detail := format('%s paused writing job(s), paused up to %s ago, keep later writers of '
+                         'their scope waiting (ids %s)', cardinality(v_ids),
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        fix := format('SELECT pgjobs.resume(id) FROM pgjobs.jobs WHERE id = ANY (%L::bigint[]);  '
+                      '-- or pgjobs.cancel(id) to let the scope move on', v_ids);
+    END IF;
+    RETURN NEXT;
+
+    -- Throttling (pgjobs._throttle) -------------------------------------------
+    check_name := 'jobs.throttled';
+    fix := NULL;
+    SELECT array_agg(j.id ORDER BY j.id),
+           string_agg(format('job %s since %s: %s', j.id,
+                             date_trunc('second', (j.checkpoint #>> '{throttled,since}')::timestamptz),
+                             j.checkpoint #>> '{throttled,reason}'), '; ' ORDER BY j.id)
+      INTO v_ids, v_error
+      FROM pgjobs.jobs j
+     WHERE j.status IN ('queued', 'running') AND j.checkpoint ? 'throttled'
+       AND (p_target IS NULL OR j.target = p_target);
+    IF v_ids IS NULL THEN
+        status := 'ok';
+        detail := 'no job is held by a throttling signal';
+    ELSE
+        status := 'warn';
+        detail := format('%s job(s) held until the signal clears: %s', cardinality(v_ids),
+                         left(v_error, 2000));
+        fix := format('Fix the cause (a lagging standby: SELECT * FROM pg_stat_replication; '
+                      'an inactive consumer of a slot: pg_replication_slots), or raise the '
+                      'limit of these jobs (0 turns a limit off): UPDATE pgjobs.jobs SET options '
+                      '= options || ''{"max_replica_lag_bytes": 1073741824}'' WHERE id = ANY '
+                      '(%L::bigint[]);', v_ids);
+    END IF;
+    RETURN NEXT;
+END
+$function$;

@@ -1,0 +1,111 @@
+CREATE OR REPLACE FUNCTION pgjobs._doctor_pg_cron(p_jobs jsonb, p_loop_fix text)
+RETURNS TABLE (check_name text, status text, target text, detail text, fix text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $function$
+-- pgjobs.doctor's pg_cron checks: installed, preloaded, serving this
+-- database, pgjobs scheduled (p_jobs: pgjobs' cron jobs here, from
+-- pgjobs._doctor_cron_jobs). Stops at the first problem (later steps cannot
+-- be judged); when pg_cron cannot drive the engine but a `pgjobs run`
+-- session is connected to this database, that row is ok: the session
+-- drives it. p_loop_fix: the `pgjobs run --loop` command doctor suggests.
+-- Read-only.
+DECLARE
+    v_runners     integer;
+    v_preload     text := current_setting('shared_preload_libraries');
+    v_cron_db     text := current_setting('cron.database_name', true);
+    v_cron_ver    text;
+    v_jobs        jsonb;
+BEGIN
+    SELECT count(*)::integer INTO v_runners
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
+       AND a.pid <> pg_catalog.pg_backend_pid();
+
+    check_name := NULL;
+    target := NULL;
+    fix := NULL;
+    SELECT e.default_version INTO v_cron_ver
+      FROM pg_catalog.pg_available_extensions e WHERE e.name = 'pg_cron';
+    IF v_cron_ver IS NULL THEN
+        check_name := 'pg_cron.installed';
+        detail := 'pg_cron is not installed on this server: nothing runs delete/backfill '
+                  'jobs or prune on its own';
+        fix := p_loop_fix || current_database() || format(
+            '  (or install pg_cron, e.g. apt-get install postgresql-%s-cron, then preload it)',
+            current_setting('server_version_num')::integer / 10000);
+    ELSE
+        RETURN QUERY SELECT 'pg_cron.installed'::text, 'ok'::text, NULL::text,
+            format('pg_cron %s is installed on this server', v_cron_ver), NULL::text;
+        IF v_preload !~ '(^|,)\s*"?(\$libdir/)?pg_cron"?\s*(,|$)' THEN
+            check_name := 'pg_cron.preloaded';
+            detail := format('pg_cron is not in shared_preload_libraries (%L)', v_preload);
+            fix := format('ALTER SYSTEM SET shared_preload_libraries = %L; '
+                          'ALTER SYSTEM SET cron.database_name = %L; -- then restart '
+                          'PostgreSQL and run: SELECT pgjobs.schedule();  (or, without '
+                          'pg_cron: %s%s)',
+                          CASE WHEN btrim(v_preload) = '' THEN 'pg_cron'
+                               ELSE v_preload || ',pg_cron' END,
+                          current_database(), p_loop_fix, current_database());
+        ELSE
+            RETURN QUERY SELECT 'pg_cron.preloaded'::text, 'ok'::text, NULL::text,
+                'pg_cron is in shared_preload_libraries'::text, NULL::text;
+            IF v_cron_db IS DISTINCT FROM current_database() THEN
+                check_name := 'pg_cron.database';
+                detail := format('pg_cron runs jobs only in database %s (cron.database_name), '
+                                 'not in %s', coalesce(v_cron_db, 'postgres'),
+                                 current_database());
+                fix := p_loop_fix || current_database() || format(
+                    '  (or ALTER SYSTEM SET cron.database_name = %L; then restart PostgreSQL '
+                    'and run: SELECT pgjobs.schedule();)', current_database());
+            ELSE
+                RETURN QUERY SELECT 'pg_cron.database'::text, 'ok'::text, NULL::text,
+                    format('pg_cron runs jobs in this database (%s)', v_cron_db), NULL::text;
+                IF to_regclass('cron.job') IS NULL THEN
+                    check_name := 'pg_cron.scheduled';
+                    detail := 'extension pg_cron is not created in this database';
+                    fix := 'SELECT pgjobs.schedule();  -- creates the extension, schedules '
+                           'pgjobs.run and pgjobs.prune';
+                ELSE
+                    v_jobs := coalesce(p_jobs, '{}');
+                    IF NOT (v_jobs ? 'pgjobs.run' AND v_jobs ? 'pgjobs.prune')
+                       OR NOT (v_jobs #>> '{pgjobs.run,active}')::boolean
+                       OR NOT (v_jobs #>> '{pgjobs.prune,active}')::boolean THEN
+                        check_name := 'pg_cron.scheduled';
+                        detail := format('pgjobs is not (fully) scheduled in pg_cron: '
+                                         'pgjobs.run %s, pgjobs.prune %s',
+                                         CASE WHEN NOT v_jobs ? 'pgjobs.run' THEN 'missing'
+                                              WHEN (v_jobs #>> '{pgjobs.run,active}')::boolean
+                                              THEN 'active' ELSE 'inactive' END,
+                                         CASE WHEN NOT v_jobs ? 'pgjobs.prune' THEN 'missing'
+                                              WHEN (v_jobs #>> '{pgjobs.prune,active}')::boolean
+                                              THEN 'active' ELSE 'inactive' END);
+                        fix := 'SELECT pgjobs.schedule();';
+                    ELSE
+                        RETURN QUERY SELECT 'pg_cron.scheduled'::text, 'ok'::text, NULL::text,
+                            format('pg_cron runs pgjobs.run (%s) and pgjobs.prune (%s)',
+                                   v_jobs #>> '{pgjobs.run,schedule}',
+                                   v_jobs #>> '{pgjobs.prune,schedule}'), NULL::text;
+                    END IF;
+                END IF;
+            END IF;
+        END IF;
+    END IF;
+    IF check_name IS NOT NULL THEN
+        IF v_runners > 0 THEN
+            -- Not a problem: the engine is driven from outside.
+            status := 'ok';
+            detail := detail || format('; the engine is driven by %s connected `pgjobs run` '
+                                       'session(s) instead', v_runners);
+            fix := NULL;
+        ELSE
+            status := 'warn';
+        END IF;
+        RETURN NEXT;
+    END IF;
+END
+$function$;

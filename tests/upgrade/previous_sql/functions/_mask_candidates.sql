@@ -1,0 +1,94 @@
+CREATE OR REPLACE FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The read path's short cut past a whole-scope delete. A delete without a
+-- filter dooms every row of its scope that existed at its submit, except
+-- the keys it excludes; a row of the scope the mask lets through is
+-- therefore dated at or after the job's horizon (pgjobs._cutoff_clause:
+-- the horizon is never later than the cutoff), or has no created_at, or
+-- is excluded. This returns that condition, ANDed over the scope's pending
+-- whole-scope deletes, as one SQL boolean over the target's unqualified
+-- columns ('true' when no pending delete narrows the scope):
+--   (created_at >= <horizon> OR created_at IS NULL [OR key = ANY (<excluded>)])
+-- For a row of p_scope the mask (pgjobs._mask) implies it, so a read may
+-- add it next to the mask without changing its result; an index on
+-- (scope, created_at) then finds the few rows that can be visible instead
+-- of walking past every doomed one. It is NOT a mask: for rows of other
+-- scopes it is false.
+-- The literals are taken verbatim from the job's stored predicate
+-- (pgjobs._row_predicate, pgjobs._cutoff_clause), checked piece by piece
+-- against the text those functions write; a predicate of any other shape
+-- (a filter, a horizon of -infinity, a predicate written by another
+-- release) narrows nothing. Canonical p_scope. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_job record;
+    v_rest text;
+    v_head text;
+    v_horizon text;
+    v_tail text;
+    v_parts text[] := '{}'::text[];
+    v_scope_head text;
+    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
+BEGIN
+    -- Most reads find no pending delete: answer them before any other work.
+    IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.target = p_target AND j.scope = p_scope
+                      AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')) THEN
+        RETURN 'true';
+    END IF;
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
+    IF NOT FOUND THEN
+        RETURN 'true';
+    END IF;
+    -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND ("
+    v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
+                           pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
+    FOR v_job IN
+        SELECT j.predicate
+          FROM pgjobs.jobs j
+         WHERE j.target = p_target AND j.scope = p_scope
+           AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+         ORDER BY j.id
+    LOOP
+        CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
+        v_rest := substr(v_job.predicate, length(v_scope_head) + 1);
+        v_head := substring(v_rest FROM v_literal);
+        CONTINUE WHEN v_head IS NULL;
+        v_rest := substr(v_rest, length(v_head) + 1);
+        -- "<created_at> < <horizon> OR (xmin tests)) AND (true)[ AND NOT (<key> = ANY (...))]"
+        v_head := format(', true) AND (%I < ', v_reg.created_at_column);
+        CONTINUE WHEN NOT starts_with(v_rest, v_head);
+        v_rest := substr(v_rest, length(v_head) + 1);
+        v_horizon := substring(v_rest FROM v_literal);
+        CONTINUE WHEN v_horizon IS NULL OR starts_with(v_horizon, '''-infinity''');
+        v_rest := substr(v_rest, length(v_horizon) + 1);
+        v_tail := substring(v_rest FROM
+            '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
+            '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
+            '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
+            ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        CONTINUE WHEN v_tail IS NULL;
+        IF v_tail = '' THEN
+            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+                                         v_reg.created_at_column, v_horizon);
+        ELSIF starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+              AND right(v_tail, 2) = '))' THEN
+            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                                         v_reg.created_at_column, v_horizon,
+                                         substr(v_tail, 11, length(v_tail) - 11));
+        END IF;
+    END LOOP;
+    IF cardinality(v_parts) = 0 THEN
+        RETURN 'true';
+    END IF;
+    RETURN array_to_string(v_parts, ' AND ');
+END
+$$;

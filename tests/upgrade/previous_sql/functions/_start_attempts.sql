@@ -1,0 +1,47 @@
+CREATE OR REPLACE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text,
+                                                  p_lease interval)
+RETURNS SETOF pgjobs.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Starts one attempt of each queued job in p_ids for p_worker: the only
+-- place a job becomes `running`, used by every claiming path (pgjobs.claim,
+-- claim_export, claim_import, pgjobs._claim_id). Each job gets its own claim
+-- identity in `worker` (p_worker#token, pgjobs._claim_identity: the fence of
+-- every later call), attempts + 1, a lease of the job's own `lease` option
+-- or else p_lease, heartbeat_at and updated_at now, started_at on the first
+-- attempt, and run_at no later than now (a job started early by run_job
+-- does not show a future run_at while it runs). Announces `started` for
+-- each (pgjobs._notify_many, one statement). Returns the started rows, in
+-- the order of p_ids (the claim's pick order); ids that are not queued are left alone.
+--
+-- The caller has chosen the jobs (due, the writer gate) and locked their
+-- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
+-- another claimer). Locks: those rows.
+DECLARE
+    v_jobs pgjobs.jobs[];
+BEGIN
+    WITH started AS (
+        UPDATE pgjobs.jobs j
+           SET status = 'running',
+               worker = pgjobs._claim_identity(p_worker),
+               attempts = j.attempts + 1,
+               lease = coalesce((j.options ->> 'lease')::interval, p_lease),
+               lease_expires_at = now() + coalesce((j.options ->> 'lease')::interval, p_lease),
+               heartbeat_at = now(),
+               run_at = least(j.run_at, now()),
+               started_at = coalesce(j.started_at, now()),
+               updated_at = now()
+         WHERE j.id = ANY (p_ids)
+           AND j.status = 'queued'
+        RETURNING j AS job)
+    SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
+      FROM started s;
+    PERFORM pgjobs._notify_many(v_jobs, 'started');
+    RETURN QUERY SELECT * FROM unnest(v_jobs);
+END
+$$;

@@ -1,0 +1,65 @@
+CREATE OR REPLACE FUNCTION pgjobs.complete_many(
+    p_ids bigint[],
+    p_workers text[],
+    p_results jsonb[] DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- pgjobs.complete for a batch, in one statement: job p_ids[i] is marked
+-- succeeded with p_results[i] (default '{}') when p_workers[i] holds the
+-- unexpired lease of its running attempt, exactly the fence of
+-- pgjobs.complete, judged per job. Returns the ids it completed; a job
+-- fenced off (lease lost, taken over, not running) is left out and
+-- unchanged, so the caller compares the ids it sent with the ids returned.
+-- Each completed job announces `succeeded` (pgjobs._notify_many: the
+-- contract's events are per job). Raises 22023 when the arrays differ in
+-- length or a result is not a JSON object. Locks: the completed job rows.
+DECLARE
+    v_jobs pgjobs.jobs[];
+BEGIN
+    IF p_ids IS NULL OR p_workers IS NULL
+       OR cardinality(p_ids) <> cardinality(p_workers)
+       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_ids)) THEN
+        RAISE EXCEPTION 'ids, workers and results must be arrays of one length'
+            USING ERRCODE = '22023',
+            HINT = 'Pass p_ids[i] with the worker its claim returned in p_workers[i] '
+                   '(and p_results[i], or NULL for ''{}'' each).';
+    END IF;
+    IF p_results IS NOT NULL AND EXISTS (
+           SELECT FROM unnest(p_results) r(result)
+            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
+        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
+    END IF;
+    WITH done AS (
+        UPDATE pgjobs.jobs j
+           SET status = 'succeeded',
+               result = coalesce(c.result, '{}'),
+               error = NULL,
+               total = coalesce(j.total, j.done),
+               lease_expires_at = NULL,
+               pause_requested_at = NULL,
+               finished_at = now(),
+               updated_at = now()
+          FROM unnest(p_ids, p_workers, p_results) AS c(id, worker, result)
+         WHERE j.id = c.id
+           -- The fence, per job, as in pgjobs.complete (no status qual: a
+           -- lease exists only while running).
+           AND j.worker = c.worker
+           AND j.lease_expires_at > now()
+        RETURNING j AS job)
+    SELECT array_agg(d.job ORDER BY (d.job).id) INTO v_jobs FROM done d;
+    PERFORM pgjobs._notify_many(v_jobs, 'succeeded');
+    RETURN QUERY SELECT u.id FROM unnest(v_jobs) u;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.complete_many(bigint[], text[], jsonb[]) IS
+'Completes a batch in one statement: p_ids[i] succeeds with p_results[i] (default {}) when '
+'p_workers[i] holds the unexpired lease of its running attempt (fenced per job, as complete). '
+'Returns the ids completed; a fenced-off job is left out and unchanged. One succeeded event per job.';
