@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from pgjobs.poller.tls import permanent_tls_error
+
 MIN_PART = 5 * 1024 * 1024
 """S3 rejects parts below 5 MiB, except the last."""
 MAX_PARTS = 10_000
@@ -48,15 +50,17 @@ class S3Error(Exception):
     """One failed S3 call: ``code`` is S3's error code (``NoSuchUpload``...), empty
     for a network failure; ``retryable`` says whether the same call may succeed
     later (network, 5xx, throttling), ``credentials`` that no credentials were
-    found or they were refused."""
+    found or they were refused, ``tls`` that the server's certificate is not
+    trusted (or it does not speak TLS)."""
 
     def __init__(self, status: int, code: str, message: str, *, retryable: bool | None = None,
-                 credentials: bool = False):
+                 credentials: bool = False, tls: bool = False):
         super().__init__(f"{code}: {message} (HTTP {status})" if code else
                          (f"HTTP {status}: {message}" if status else message))
         self.status = status
         self.code = code
         self.credentials = credentials or code in _CREDENTIAL_CODES
+        self.tls = tls  # a permanent TLS failure (pgjobs.poller.tls)
         self.retryable = (status >= 500 or status == 0 or code in _RETRY_CODES) \
             if retryable is None else retryable
 
@@ -170,6 +174,9 @@ def _translate(exc: BaseException) -> S3Error:
     if isinstance(exc, (be.ParamValidationError, be.InvalidRegionError,
                         be.InvalidEndpointConfigurationError)):
         return S3Error(0, "", f"{type(exc).__name__}: {exc}", retryable=False)
+    tls_problem = permanent_tls_error(exc)
+    if tls_problem is not None:  # an untrusted certificate fails the same way every time
+        return S3Error(0, "", f"TLS: {tls_problem}", retryable=False, tls=True)
     # Connection refused or reset, timeouts, a truncated response: try again.
     return S3Error(0, "", f"{type(exc).__name__}: {exc}", retryable=True)
 

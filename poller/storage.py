@@ -55,6 +55,7 @@ from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError
 from pgjobs.poller import s3client as s3
+from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
 
 log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
@@ -309,9 +310,13 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     text = _one_line(exc)
     if isinstance(exc, StorageError):
         return exc
+    tls_problem = permanent_tls_error(exc)
+    if tls_problem is not None:
+        return StorageError(f"{what}: {tls_problem}", retryable=False, hint=TLS_HINT)
     if isinstance(exc, s3.S3Error):
         return StorageError(f"{what}: {exc}", retryable=exc.retryable,
-                            hint=_CREDENTIALS_HINT if exc.credentials else None)
+                            hint=_CREDENTIALS_HINT if exc.credentials else
+                            TLS_HINT if exc.tls else None)
     if isinstance(exc.__cause__, s3.S3Error) and exc.__cause__.credentials:
         return StorageError(f"{what}: {exc.__cause__}", retryable=False,
                             hint=_CREDENTIALS_HINT)
