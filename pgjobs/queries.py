@@ -239,11 +239,13 @@ IMPORT_THROTTLE = "SELECT pgjobs._throttle(%(id)s, %(worker)s, NULL) AS r"
 IMPORT_PREPARE = "SELECT pgjobs.import_prepare(%(id)s, %(worker)s, %(fields)s::text[])"
 # In the batch's transaction, right after its COPY: rows, rejects and checkpoint.
 # The lines of the staged records go as one comma-separated text (an int list
-# adapts ten times slower).
+# adapts ten times slower); lines and records (CSV source texts) may be NULL:
+# the result is then {"status": "records"} if a record was refused.
 IMPORT_BATCH = """
 SELECT pgjobs.import_batch(%(id)s, %(worker)s, %(fields)s::text[],
                            pg_catalog.string_to_array(%(lines)s, ',')::bigint[],
-                           %(done)s, %(total)s, %(checkpoint)s, %(rejects)s) AS r
+                           %(done)s, %(total)s, %(checkpoint)s, %(rejects)s,
+                           %(records)s::text[]) AS r
 """
 IMPORT_REJECTS = """
 SELECT line, reason, record FROM pgjobs.import_rejects WHERE job_id = %(id)s ORDER BY line

@@ -100,16 +100,29 @@ class BadSource(PgjobsError):
         super().__init__(message, sqlstate="22023", hint=hint)
 
 
+class SourceChanged(PgjobsError):
+    """The source or the target is not what the import began with (55000, not
+    retryable: every attempt would find the same)."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message, sqlstate="55000", hint=hint)
+
+
+_CHANGED_HINT = ("restore the source as it was and pgjobs.retry the job, or cancel it, delete "
+                 "the rows it wrote (its batches are committed) and import the new source "
+                 "as a new job")
+
+
 class _Source:
     """The decoded bytes of the source from ``offset`` on (gzip: decompressed, the
     compressed stream read from its start and the first ``offset`` bytes dropped).
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
-    def __init__(self, uri: str, offset: int, gzip: bool):
+    def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None):
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -175,6 +188,36 @@ def csv_records(data: bytes | bytearray | memoryview,
         append((start, len(raw), lines + 1))
         start = len(raw)
     return records, start
+
+
+def csv_cut(data: bytes, final: bool) -> int:
+    """Where the whole CSV records at the start of ``data`` end (0: none yet): after
+    the last newline outside quotes, found as :func:`csv_records` finds every
+    record end (the ``"`` characters before it are even), but with bytes.count
+    and rfind (C loops) instead of a Python loop per line. With ``final``, the
+    rest is the last record (COPY judges an unterminated quote)."""
+    if final:
+        return len(data)
+    end = data.rfind(b"\n")
+    if end < 0:
+        return 0
+    quotes = data.count(b'"', 0, end)
+    while quotes & 1:
+        before = data.rfind(b"\n", 0, end)
+        if before < 0:
+            return 0
+        quotes -= data.count(b'"', before, end)
+        end = before
+    return end + 1
+
+
+def _maybe_blank(chunk: bytes) -> bool:
+    """Whether ``chunk`` (whole CSV records) may hold a blank record, which COPY
+    would read as a row of NULLs and the importer skips: those batches take the
+    record-by-record path (a blank line inside a quoted value looks alike: that
+    is only slower)."""
+    return (chunk.startswith((b"\n", b"\r")) or b"\n\n" in chunk or b"\n\r\n" in chunk
+            or chunk.endswith(b"\n\r"))
 
 
 def _blank(record: bytes) -> bool:
@@ -300,6 +343,15 @@ class Importer:
         offset = int(ck.get("offset", 0))
         line = int(ck.get("line", 0))
         fields: list[str] | None = ck.get("fields")
+        if ck.get("size") is not None and int(ck["size"]) != self.total:
+            raise SourceChanged(f"{self.source} changed since the import began: "
+                                f"{ck['size']} bytes then, {self.total} now",
+                                hint=_CHANGED_HINT)
+        if fields is not None and offset > 0:
+            header = self._header(_Source(self.source, 0, self.gzip, 64 * 1024).blocks())
+            if header != fields:
+                raise SourceChanged(f"{self.source} changed since the import began: its header "
+                                    f"is {header} now, {fields} then", hint=_CHANGED_HINT)
         self.totals = {k: ck.get(k, 0) for k in ("inserted", "updated", "skipped", "rejected",
                                                   "records")}
         self.history = list(ck.get("history", []))[-20:]
@@ -334,8 +386,7 @@ class Importer:
                 raise BadSource(f"{self.source} is empty: a CSV source starts with a header row",
                                 hint="add a header row naming columns or document fields")
             _, end, lines = records[0]
-            header = bytes(buf[:end]).decode("utf-8", errors="replace")
-            fields = next(csv.reader(io.StringIO(header, newline="")), [])
+            fields = _fields(bytes(buf[:end]))
             del buf[:end]
             offset += end
             line += lines
@@ -381,6 +432,21 @@ class Importer:
                 size = int(min(max(size * min(2.0, max(0.5, self.batch_ms / 1000 / elapsed)),
                                    MIN_BATCH), MAX_BATCH))
 
+    def _header(self, blocks: Iterator[bytes]) -> list[str] | None:
+        """The fields of the source's header row as it is now (None: no header)."""
+        head = b""
+        for block in blocks:
+            head += block
+            if len(head) == len(block) and head.startswith(_BOM):
+                head = head[3:]
+            records, _ = csv_records(head, False)
+            if records:
+                return _fields(head[:records[0][1]])
+            if len(head) > MAX_RECORD:
+                break
+        records, _ = csv_records(head, True)
+        return _fields(head[:records[0][1]]) if records else None
+
     def _throttle(self, conn: psycopg.Connection[Any]) -> None:
         """Wait while pgjobs._throttle holds the job (rate limits, health signals:
         it sleeps, at most about 1 s a call, records checkpoint.throttled and the
@@ -399,75 +465,143 @@ class Importer:
 
     def _batch(self, conn: psycopg.Connection[Any], copy_sql: str, fields: list[str] | None,
                buf: memoryview, eof: bool, line: int, offset: int,
-               source: _Source) -> tuple[int, int, int]:
+               source: _Source) -> tuple[int, int, bool]:
         """Stage and commit the whole records at the start of buf. Returns (bytes
-        taken, lines read after them, records staged); (0, ...) when buf holds no
-        whole record yet."""
+        taken, lines read after them, whether records were staged); (0, ...) when
+        buf holds no whole record yet.
+
+        A CSV batch first goes the fast way: found with C loops (:func:`csv_cut`),
+        COPYed in one piece, and sent to import_batch without its records' lines
+        and texts, which only a record refused there needs (import_batch then asks
+        for them: {"status": "records"}). A batch COPY refuses, or that may hold a
+        blank record, goes record by record (:meth:`_copy`)."""
         view = bytes(buf)
         if self.format == "csv":
-            records, taken = csv_records(view, eof)
-        else:
-            cut = view.rfind(b"\n") + 1
-            if eof:
-                cut = len(view)
-            records = []
-            start = 0
-            for piece in view[:cut].split(b"\n") if cut else []:
-                end = start + len(piece) + 1
-                records.append((start, min(end, cut), 1))
-                start = end
-            if records and records[-1][0] >= cut:
-                records.pop()
-            taken = cut
+            cut = csv_cut(view, eof)
+            if cut == 0:
+                return 0, line, False
+            chunk = view[:cut]
+            at = line + chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+            checkpoint = self._checkpoint(offset + cut, at, fields)
+            done = source.consumed if self.gzip else offset + cut
+            with conn.transaction():
+                if not _maybe_blank(chunk) and self._copy_whole(conn, copy_sql, chunk):
+                    if self.testing.get("staged"):
+                        time.sleep(self.testing["staged"])
+                    result = self._import_batch(conn, fields, None, None, [], done, checkpoint)
+                    if result.get("status") == "records":
+                        records, _ = csv_records(chunk, eof)
+                        staged = self._lines(records, line)
+                        result = self._import_batch(
+                            conn, fields, staged, chunk, [], done, checkpoint)
+                    staged_any = True
+                else:
+                    records, _ = csv_records(chunk, eof)
+                    good = [r for r in self._lines(records, line)
+                            if not (r[1] - r[0] <= 2 and _blank(view[r[0]:r[1]]))]
+                    rejects: list[dict[str, Any]] = []
+                    staged = self._copy(conn, copy_sql, view, good, rejects)
+                    if self.testing.get("staged"):
+                        time.sleep(self.testing["staged"])
+                    result = self._import_batch(conn, fields, staged, view, rejects, done,
+                                                checkpoint)
+                    staged_any = bool(staged)
+            self._settle(result)
+            return cut, at, staged_any
+
+        cut = view.rfind(b"\n") + 1
+        if eof:
+            cut = len(view)
+        records = []
+        start = 0
+        for piece in view[:cut].split(b"\n") if cut else []:
+            end = start + len(piece) + 1
+            records.append((start, min(end, cut), 1))
+            start = end
+        if records and records[-1][0] >= cut:
+            records.pop()
         if not records:
-            return 0, line, 0
-        # What goes to COPY: ranges of `data` (start, end, line of the record). CSV
-        # records go as they are (one slice when none is left out); JSONL lines
-        # are checked and rewritten into a buffer of their own.
-        data = view
+            return 0, line, False
+        # JSONL lines are checked here and rewritten into a buffer of their own.
         good: list[tuple[int, int, int]] = []
-        rejects: list[dict[str, Any]] = []
+        jsonl_rejects: list[dict[str, Any]] = []
+        out = bytearray()
         at = line
-        if self.format == "csv":
-            for start, end, lines in records:
-                first = at + 1
-                at += lines
-                if end - start <= 2 and _blank(view[start:end]):
-                    continue
-                good.append((start, end, first))
-        else:
-            out = bytearray()
-            for start, end, lines in records:
-                first = at + 1
-                at += lines
-                record = view[start:end]
-                if _blank(record):
-                    continue
-                reason = _jsonl_problem(record)
-                if reason is not None:
-                    rejects.append({"line": first, "reason": reason,
-                                    "record": record.decode("utf-8", "replace")[:65536]})
-                    continue
-                begin = len(out)
-                out += record.rstrip(b"\r\n").replace(b"\r", b" ")
-                out += b"\n"
-                good.append((begin, len(out), first))
-            data = bytes(out)
-        checkpoint = {"v": CHECKPOINT_VERSION, "offset": offset + taken, "line": at,
-                      "fields": fields, "format": self.format, "gzip": self.gzip,
-                      "source": self.source, "history": self.history}
-        done = source.consumed if self.gzip else offset + taken
+        for start, end, _ in records:
+            at += 1
+            record = view[start:end]
+            if _blank(record):
+                continue
+            reason = _jsonl_problem(record)
+            if reason is not None:
+                jsonl_rejects.append({"line": at, "reason": reason,
+                                      "record": record.decode("utf-8", "replace")[:65536]})
+                continue
+            begin = len(out)
+            out += record.rstrip(b"\r\n").replace(b"\r", b" ")
+            out += b"\n"
+            good.append((begin, len(out), at))
+        data = bytes(out)
+        checkpoint = self._checkpoint(offset + cut, at, fields)
+        done = source.consumed if self.gzip else offset + cut
         with conn.transaction():
-            staged = self._copy(conn, copy_sql, data, good, rejects)
+            staged = self._copy(conn, copy_sql, data, good, jsonl_rejects)
             if self.testing.get("staged"):
                 time.sleep(self.testing["staged"])
-            result = db.one(conn, queries.IMPORT_BATCH, {
-                "id": self.job_id, "worker": self.worker, "fields": fields,
-                "lines": ",".join([str(first) for _, _, first in staged]),
-                "done": done, "total": self.total,
-                "checkpoint": db.jsonb(checkpoint), "rejects": db.jsonb(rejects)})["r"]
-            if result.get("status") not in ("ok", "paused", "rejected"):
-                raise _Lost()
+            result = self._import_batch(conn, fields, staged, None, jsonl_rejects, done,
+                                        checkpoint)
+        self._settle(result)
+        return cut, at, bool(staged)
+
+    @staticmethod
+    def _lines(records: list[tuple[int, int, int]], line: int) -> list[tuple[int, int, int]]:
+        """(start, end, lines) records -> (start, end, first line) from ``line`` on."""
+        out = []
+        for start, end, lines in records:
+            out.append((start, end, line + 1))
+            line += lines
+        return out
+
+    def _checkpoint(self, offset: int, line: int, fields: list[str] | None) -> dict[str, Any]:
+        return {"v": CHECKPOINT_VERSION, "offset": offset, "line": line, "fields": fields,
+                "format": self.format, "gzip": self.gzip, "source": self.source,
+                "size": self.total, "history": self.history}
+
+    def _copy_whole(self, conn: psycopg.Connection[Any], copy_sql: str, chunk: bytes) -> bool:
+        """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
+                cp.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
+        except psycopg.Error as exc:
+            if str(getattr(exc, "sqlstate", None) or "").startswith(("22", "23")):
+                return False
+            raise
+        return True
+
+    def _import_batch(self, conn: psycopg.Connection[Any], fields: list[str] | None,
+                      staged: list[tuple[int, int, int]] | None, texts: bytes | None,
+                      rejects: list[dict[str, Any]], done: int,
+                      checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """pgjobs.import_batch; ``staged`` (start, end, line) of each staged record
+        in order (None: not sent), ``texts`` the bytes they are ranges of (CSV: sent
+        as the records' source text; None: not sent)."""
+        records = None
+        if texts is not None and staged is not None:
+            records = [texts[a:b].decode("utf-8", "replace")[:65536] for a, b, _ in staged]
+        result: dict[str, Any] = db.one(conn, queries.IMPORT_BATCH, {
+            "id": self.job_id, "worker": self.worker, "fields": fields,
+            "lines": None if staged is None else ",".join([str(n) for _, _, n in staged]),
+            "done": done, "total": self.total, "checkpoint": db.jsonb(checkpoint),
+            "rejects": db.jsonb(rejects), "records": records})["r"]
+        if result.get("status") not in ("ok", "paused", "rejected", "records"):
+            raise _Lost()
+        if result.get("status") == "records" and staged is not None:
+            raise PgjobsError("import_batch asked again for the records it was given",
+                              sqlstate="XX000")
+        return result
+
+    def _settle(self, result: dict[str, Any]) -> None:
+        """After the batch's transaction committed."""
         if result.get("status") == "rejected":
             # Too many rejects: the batch's rows rolled back, its rejects (up to
             # the record that failed the job) committed; the job fails with it.
@@ -478,7 +612,6 @@ class Importer:
         self.control.last_ok = time.monotonic()
         self.totals = {k: result.get(k, 0) for k in ("inserted", "updated", "skipped",
                                                      "rejected", "records")}
-        return taken, at, len(staged)
 
     def _copy(self, conn: psycopg.Connection[Any], copy_sql: str, data: bytes,
               good: list[tuple[int, int, int]],
@@ -611,7 +744,12 @@ class Importer:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
             message = str(db_error(exc))
-        decision = False if isinstance(exc, BadSource) else _retryable(exc)
+        decision = False if isinstance(exc, (BadSource, SourceChanged)) else _retryable(exc)
+        if _sqlstate(exc) == "55000":
+            # The database refused the batch because the import cannot go on as
+            # it began (the target changed: pgjobs._import_insert_sql; no unique
+            # index for on_duplicate): every attempt would be refused alike.
+            decision = False
         if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
         self._keep_rejects()
@@ -626,6 +764,12 @@ class Importer:
         if status in ("failed", "canceled"):
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
+
+
+def _fields(header: bytes) -> list[str]:
+    """The field names of a CSV header row."""
+    text = header.decode("utf-8", errors="replace")
+    return next(csv.reader(io.StringIO(text, newline="")), [])
 
 
 class _Lost(Exception):

@@ -24,10 +24,6 @@ from tests.import_support import allow, claim_import, make_people, submit_import
 
 Conn = psycopg.Connection[Any]
 
-NOT_YET = pytest.mark.xfail(strict=True, reason="rejects keep the staging row's text, "
-                                                 "not the source record (known defect)")
-
-
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
     make_people(conn)
@@ -54,7 +50,6 @@ def test_csv_worker_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> 
     assert list(got) == [3] and "short,2" in got[3]
 
 
-@NOT_YET
 def test_csv_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> None:
     data = (b"name,age,born\n"
             b"bad-int,x,\n"

@@ -55,10 +55,32 @@ DECLARE
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
+    v_then jsonb := p_job.checkpoint -> 'mapping';
+    v_now jsonb;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
             HINT = 'A CSV source starts with a header row naming columns or document fields.';
+    END IF;
+    -- The mapping is decided once, at the import's first batch (stored in
+    -- the checkpoint by pgjobs.import_batch): a later batch or a resume that
+    -- would send a field elsewhere (the target changed) is refused.
+    IF v_then IS NOT NULL THEN
+        v_now := pgjobs._import_mapping(p_reg, p_fields);
+        SELECT format('field "%s" went to %s at the start of the import and would go to %s now',
+                      n.key, v_then ->> n.key, n.value #>> '{}')
+          INTO v_field
+          FROM jsonb_each(v_now) n
+         WHERE v_then ? n.key AND v_then -> n.key IS DISTINCT FROM n.value
+         ORDER BY n.key
+         LIMIT 1;
+        IF v_field IS NOT NULL THEN
+            RAISE EXCEPTION 'import % cannot go on: the target changed since it began: %',
+                            p_job.id, v_field
+                USING ERRCODE = '55000',
+                HINT = 'Restore the column as it was and pgjobs.retry the job, or cancel it, '
+                       'delete the rows it wrote (its batches are committed) and submit it again.';
+        END IF;
     END IF;
     FOR v_i IN 1 .. cardinality(p_fields) LOOP
         v_field := p_fields[v_i];
