@@ -1,16 +1,20 @@
-"""Imports: what a rejects object's `record` holds.
+"""Imports: what a rejects object's `record` holds, and the mapping decided once.
 
-A JSONL record is the line as read, whoever refused it. A CSV record the
-database refuses (a value its column's type refuses, a CHECK) is staged as
-its fields, so today its text is the staging row's, e.g. `(2,bad-int,x,)`
-(docs/imports.md says so). The CSV test below is a strict xfail that turns
-green (and must then lose the marker) once the worker passes each staged
-record's source text along. The mapping-drift defect (header matched to
-the columns again on every batch) has no test here yet.
+Rejects: a record keeps its text as read, whoever refused it (the worker:
+field count, invalid UTF-8 or JSON; the database: a value its column's type
+refuses, a CHECK), CSV or JSONL, on one line or several, in a batch that went
+to COPY whole or record by record.
+
+Mapping: where each source field goes (a column and its type, or a document
+field) is decided at the first batch and kept in the checkpoint. A later batch
+or a resume that would map a field differently (a column added, dropped,
+retyped, renamed), or that finds the source changed (its size, its header),
+fails the job for good with 55000 and a hint; rows of committed batches stay.
 """
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
-from tests.helpers import job
+from tests.helpers import job, scalar
 from tests.import_support import allow, claim_import, make_people, submit_import
 
 Conn = psycopg.Connection[Any]
@@ -60,8 +64,127 @@ def test_csv_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> Non
     assert got[3].rstrip("\r\n") == '"two\nlines",-1,'
 
 
+def test_csv_rejects_keep_the_record_on_the_record_by_record_path(
+        conn: Conn, dsn: str, src: Path) -> None:
+    """A blank line sends the batch record by record; a short record and a bad
+    value beside it keep their text too, and the lines count the blank one."""
+    data = (b"name,age,born\n"
+            b"\n"
+            b"short,2\n"
+            b"bad-date,3,notadate\n"
+            b'"multi\nline",x,\n'
+            b"ok,1,\n")
+    got = rejects_of(conn, dsn, src, "d.csv", data)
+    assert {k: v.rstrip("\r\n") for k, v in got.items()} == {
+        3: "short,2", 4: "bad-date,3,notadate", 5: '"multi\nline",x,'}
+    assert scalar(conn, "SELECT count(*) FROM people") == 1
+
+
 def test_jsonl_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> None:
     data = b'{"name": "ok"}\n{"age": "old"}\n{"age": -1,  "name": "n"}\n'
     got = rejects_of(conn, dsn, src, "c.jsonl", data)
     assert got[2].rstrip("\n") == '{"age": "old"}'
     assert got[3].rstrip("\n") == '{"age": -1,  "name": "n"}'
+
+
+# --- the mapping, decided once -------------------------------------------------
+
+
+def _first_batch_then(conn: Conn, dsn: str, folder: Path, name: str, data: bytes,
+                      change: str | None, *, options: dict[str, Any] | None = None,
+                      rewrite: bytes | None = None) -> tuple[int, Any]:
+    """Import `data` with tiny batches, stop after the first committed batch, run
+    `change` (SQL) and/or rewrite the source, then resume in a new worker."""
+    path = folder / name
+    path.write_bytes(data)
+    job_id = submit_import(conn, f"file://{path}", "1", options)
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store",
+                     stop=stop, batch_bytes=64,
+                     on_progress=lambda *_: stop.set()).run()
+    assert first.status == "released", job(conn, job_id)["error"]
+    assert "mapping" in job(conn, job_id)["checkpoint"]
+    if change:
+        conn.execute(change)
+    if rewrite is not None:
+        path.write_bytes(rewrite)
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    return job_id, outcome
+
+
+def _refused(conn: Conn, job_id: int, outcome: Any, *words: str) -> None:
+    row = job(conn, job_id)
+    assert outcome.status == "failed", (outcome, row["error"])
+    assert row["status"] == "failed", row  # for good: not queued again
+    error = str(row["error"])
+    assert "55000" in error and "hint:" in error, error
+    for word in words:
+        assert word in error, error
+    # The committed first batch stays, nothing after it went in.
+    assert 0 < scalar(conn, "SELECT count(*) FROM people") < 50
+
+
+CSV = b"name,age,colour\n" + b"".join(b"p%d,%d,c%d\n" % (i, i, i) for i in range(50))
+
+
+@pytest.mark.parametrize("change, words", [
+    ("ALTER TABLE people ADD COLUMN colour text", ['"colour"', "document", "column"]),
+    ("ALTER TABLE people ALTER COLUMN age TYPE bigint", ['"age"', "integer", "bigint"]),
+    ("ALTER TABLE people DROP COLUMN age", ['"age"', "document"]),
+    ("ALTER TABLE people RENAME COLUMN age TO years", ['"age"']),
+], ids=["document-field-becomes-column", "column-retyped", "column-dropped",
+        "column-renamed"])
+def test_csv_a_target_changed_mid_import_is_refused(conn: Conn, dsn: str, src: Path,
+                                                    change: str, words: list[str]) -> None:
+    job_id, outcome = _first_batch_then(conn, dsn, src, "m.csv", CSV, change)
+    _refused(conn, job_id, outcome, "target changed", *words)
+
+
+def test_jsonl_a_target_changed_mid_import_is_refused(conn: Conn, dsn: str,
+                                                      src: Path) -> None:
+    data = b"".join(b'{"name": "j%d", "colour": "c%d"}\n' % (i, i) for i in range(50))
+    job_id, outcome = _first_batch_then(conn, dsn, src, "m.jsonl", data,
+                                        "ALTER TABLE people ADD COLUMN colour text")
+    _refused(conn, job_id, outcome, "target changed", '"colour"')
+
+
+def test_jsonl_keys_first_seen_later_are_mapped_then(conn: Conn, dsn: str,
+                                                     src: Path) -> None:
+    """Not a change: a key no earlier batch had is decided when first seen (and
+    kept from then on)."""
+    data = (b"".join(b'{"name": "j%d"}\n' % i for i in range(20))
+            + b"".join(b'{"name": "k%d", "colour": "c%d"}\n' % (i, i) for i in range(20)))
+    job_id, outcome = _first_batch_then(conn, dsn, src, "k.jsonl", data,
+                                        "ALTER TABLE people ADD COLUMN colour text")
+    assert outcome.status == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE colour LIKE 'c%'") == 20
+    assert job(conn, job_id)["checkpoint"]["mapping"]["colour"].startswith("column")
+
+
+def test_an_unrelated_change_to_the_target_is_no_change(conn: Conn, dsn: str,
+                                                        src: Path) -> None:
+    job_id, outcome = _first_batch_then(conn, dsn, src, "u.csv", CSV,
+                                        "ALTER TABLE people ADD COLUMN unrelated text")
+    assert outcome.status == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 50
+
+
+@pytest.mark.parametrize("rewrite", [
+    CSV + b"p50,50,c50\n",                       # grown
+    CSV.replace(b"name,age,colour", b"age,name,colour").replace(b"p1,1,", b"1,p1,"),
+], ids=["size", "header-same-size"])
+def test_a_source_changed_between_attempts_is_refused(conn: Conn, dsn: str, src: Path,
+                                                      rewrite: bytes) -> None:
+    job_id, outcome = _first_batch_then(conn, dsn, src, "s.csv", CSV, None, rewrite=rewrite)
+    _refused(conn, job_id, outcome, "changed since the import began")
+
+
+def test_a_changed_gzip_source_is_refused(conn: Conn, dsn: str, src: Path) -> None:
+    import gzip
+
+    data = gzip.compress(CSV, mtime=0)
+    rewrite = gzip.compress(CSV.replace(b"name,age,colour", b"nome,age,colour"), mtime=0)
+    assert len(rewrite) == len(data)
+    job_id, outcome = _first_batch_then(conn, dsn, src, "g.csv.gz", data, None,
+                                        options={"gzip": True}, rewrite=rewrite)
+    _refused(conn, job_id, outcome, "header")
