@@ -497,10 +497,10 @@ class Importer:
                     staged_any = True
                 else:
                     records, _ = csv_records(chunk, eof)
-                    good = [r for r in self._lines(records, line)
+                    kept = [r for r in self._lines(records, line)
                             if not (r[1] - r[0] <= 2 and _blank(view[r[0]:r[1]]))]
                     rejects: list[dict[str, Any]] = []
-                    staged = self._copy(conn, copy_sql, view, good, rejects)
+                    staged = self._copy(conn, copy_sql, view, kept, rejects)
                     if self.testing.get("staged"):
                         time.sleep(self.testing["staged"])
                     result = self._import_batch(conn, fields, staged, view, rejects, done,
