@@ -376,20 +376,19 @@ class Importer:
                 offset = 3
         if self.format == "csv" and fields is None:
             while True:
-                records, _ = csv_records(buf, eof)
-                if records or eof:
+                end = _first_record_end(buf, eof)
+                if end or eof:
                     break
                 if len(buf) > MAX_RECORD:
                     raise BadSource("the header row is longer than 64 MiB")
                 fill(len(buf) + FIRST_BATCH)
-            if not records:
+            if not end:
                 raise BadSource(f"{self.source} is empty: a CSV source starts with a header row",
                                 hint="add a header row naming columns or document fields")
-            _, end, lines = records[0]
             fields = _fields(bytes(buf[:end]))
+            line += buf.count(b"\n", 0, end) + (0 if buf[end - 1] == 10 else 1)
             del buf[:end]
             offset += end
-            line += lines
         conn = self._data_connection()
         copy_sql = str(db.scalar(conn, queries.IMPORT_PREPARE, {
             "id": self.job_id, "worker": self.worker, "fields": fields}))
@@ -439,13 +438,13 @@ class Importer:
             head += block
             if len(head) == len(block) and head.startswith(_BOM):
                 head = head[3:]
-            records, _ = csv_records(head, False)
-            if records:
-                return _fields(head[:records[0][1]])
+            end = _first_record_end(head, False)
+            if end:
+                return _fields(head[:end])
             if len(head) > MAX_RECORD:
                 break
-        records, _ = csv_records(head, True)
-        return _fields(head[:records[0][1]]) if records else None
+        end = _first_record_end(head, True)
+        return _fields(head[:end]) if end else None
 
     def _throttle(self, conn: psycopg.Connection[Any]) -> None:
         """Wait while pgjobs._throttle holds the job (rate limits, health signals:
@@ -764,6 +763,20 @@ class Importer:
         if status in ("failed", "canceled"):
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
+
+
+def _first_record_end(data: bytes | bytearray, final: bool) -> int:
+    """Where the first CSV record of ``data`` ends (0: not yet): after the first
+    newline with an even count of ``"`` before it (with ``final``, the end of
+    the data). Reads only as far as that record."""
+    at = 0
+    while True:
+        newline = data.find(b"\n", at)
+        if newline < 0:
+            return len(data) if final else 0
+        if not data.count(b'"', 0, newline) & 1:
+            return newline + 1
+        at = newline + 1
 
 
 def _fields(header: bytes) -> list[str]:

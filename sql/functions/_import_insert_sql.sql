@@ -13,8 +13,11 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The one statement that moves staged records of import p_job into its
 -- target: INSERT ... SELECT from pg_temp.pgjobs_import_stage (rows whose n
--- is in $1, or all when $1 is NULL, in source order), returning how many
--- rows were inserted and how many updated. p_fields names what each staged
+-- is in $1, or all when $1 is NULL, in source order). With on_duplicate
+-- update it returns one row: how many rows were inserted and how many
+-- updated (WITH ... RETURNING); otherwise it is the plain INSERT, whose
+-- row count is the rows inserted (pgjobs.import_batch tells them apart by
+-- the leading WITH). p_fields names what each staged
 -- value is (a CSV header; a JSONL record's keys): a column of the target,
 -- else (when the target has a document column) a document field, a dotted
 -- path nesting. CSV values are text (cast to the column's full type; a
@@ -260,6 +263,19 @@ BEGIN
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
+    IF cardinality(v_updates) = 0 THEN
+        -- Every row written is a row inserted: a plain INSERT ... SELECT
+        -- (the caller reads its row count), with no RETURNING to collect.
+        RETURN format(
+            'INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
+            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s',
+            p_reg.target,
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
+            CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+            array_to_string(v_values, ', '),
+            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
+            v_action);
+    END IF;
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
         'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '

@@ -141,7 +141,13 @@ BEGIN
                 v_mapping := v_mapping
                              || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
-                    EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
+                    IF left(v_sql, 5) = 'WITH ' THEN
+                        EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
+                    ELSE  -- no DO UPDATE: the rows written were inserted
+                        EXECUTE v_sql USING v_group_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        v_upd := 0;
+                    END IF;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
                     CONTINUE;
@@ -167,7 +173,13 @@ BEGIN
                     v_state := '22023';  -- v_msg: this record's keys cannot be mapped
                 ELSE
                     BEGIN
-                        EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                        IF left(v_sql, 5) = 'WITH ' THEN
+                            EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                        ELSE
+                            EXECUTE v_sql USING ARRAY[v_n];
+                            GET DIAGNOSTICS v_ins = ROW_COUNT;
+                            v_upd := 0;
+                        END IF;
                         v_inserted := v_inserted + v_ins;
                         v_updated := v_updated + v_upd;
                     EXCEPTION WHEN data_exception OR integrity_constraint_violation
