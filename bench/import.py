@@ -21,6 +21,9 @@ same run:
   scope of its own;
 - ``pgjobs import`` from ``file://`` (submit, claim, stream in batches each
   committed with its checkpoint, complete) into another scope, goal <= 1.25x;
+- with ``--s3``: the same import from ``s3://`` served by moto (its server,
+  in this process, on 127.0.0.1; the source uploaded first, not timed), goal
+  <= 1.5x the same baseline;
 - peak RSS of a process running the import (``--rss``; goal <= 150 MB, flat).
 
 ``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
@@ -99,11 +102,51 @@ def count(conn: psycopg.Connection[object], scope: int) -> int:
     return int(row[0]) if row else 0
 
 
+def start_s3(source: Path) -> str:
+    """A moto S3 server on 127.0.0.1 holding the source; returns its URI."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                       "AWS_REGION": "us-east-1",
+                       "AWS_ENDPOINT_URL": f"http://{host}:{port}"})
+    client = boto3.session.Session().client("s3", endpoint_url=f"http://{host}:{port}",
+                                            region_name="us-east-1")
+    client.create_bucket(Bucket="bench")
+    client.upload_file(str(source), "bench", "in/rows.csv")
+    return "s3://bench/in/rows.csv"
+
+
+def run_import(conn: psycopg.Connection[object], dsn: str, source: str, scope: int,
+               storage_uri: str) -> float:
+    """Submit, claim and run one import in this process; its seconds."""
+    job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s)",
+                       (TABLE, str(scope), source)).fetchone()
+    assert job is not None
+    started = time.perf_counter()
+    worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
+                          (job[0],)).fetchone()
+    assert worker is not None
+    outcome = Importer(dsn, int(job[0]), str(worker[0]), storage_uri).run()
+    assert outcome.status == "succeeded", outcome
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dsn")
     parser.add_argument("--rss", action="store_true", help="also measure a child's peak RSS")
+    parser.add_argument("--s3", action="store_true",
+                        help="also import from s3:// (a moto server started here)")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--repeat", type=int, default=1,
                         help="baseline/import pairs, interleaved; the median ratio is printed "
@@ -120,11 +163,15 @@ def main() -> None:
         size = write_source(source, args.rows)
         os.chmod(source, 0o644)
         print(f"{what}; {args.rows} records, {size / 1e6:.1f} MB CSV")
+        s3_source = start_s3(source) if args.s3 else None
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SETUP)
             conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
 
+            if s3_source is not None:
+                conn.execute("SELECT pgjobs.allow_storage(%s)", (s3_source.rsplit("/", 1)[0],))
             ratios: list[float] = []
+            s3_ratios: list[float] = []
             for rep in range(args.repeat):
                 base_scope, scope = 1000 + rep, 2000 + rep
                 started = time.perf_counter()
@@ -152,6 +199,16 @@ def main() -> None:
                       f"{baseline:8.2f} s   1.00x")
                 print(f"[{rep + 1}/{args.repeat}] {'pgjobs import (file://)':36} {took:8.2f} s"
                       f"   {took / baseline:.2f}x   ({args.rows / took:,.0f} records/s)")
+                if s3_source is not None:
+                    # The same relation size as the file import had.
+                    conn.execute(f"DELETE FROM {TABLE} WHERE table_id = %s", (scope,))
+                    conn.execute(f"VACUUM {TABLE}")
+                    took = run_import(conn, dsn, s3_source, scope, f"file://{folder}")
+                    assert count(conn, scope) == args.rows
+                    s3_ratios.append(took / baseline)
+                    print(f"[{rep + 1}/{args.repeat}] {'pgjobs import (s3://, moto)':36} "
+                          f"{took:8.2f} s   {took / baseline:.2f}x   "
+                          f"({args.rows / took:,.0f} records/s)")
                 # Each pair starts from the same relation size.
                 conn.execute(f"DELETE FROM {TABLE} WHERE table_id IN (%s, %s)",
                              (base_scope, scope))
@@ -160,6 +217,9 @@ def main() -> None:
                 print(f"median ratio of {args.repeat} interleaved pairs: "
                       f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, "
                       f"max {max(ratios):.2f}x)")
+            if s3_ratios:
+                print(f"median s3:// ratio of {args.repeat}: {statistics.median(s3_ratios):.2f}x "
+                      f"(min {min(s3_ratios):.2f}x, max {max(s3_ratios):.2f}x)")
             if args.rss:
                 job = conn.execute("SELECT pgjobs.submit_import(%s, '3', %s)",
                                    (TABLE, f"file://{source}")).fetchone()
