@@ -523,6 +523,7 @@ class Importer:
             return 0, line, False
         # JSONL lines are checked here and rewritten into a buffer of their own.
         good: list[tuple[int, int, int]] = []
+        where: dict[int, tuple[int, int]] = {}  # line -> the record's range in view
         jsonl_rejects: list[dict[str, Any]] = []
         out = bytearray()
         at = line
@@ -537,6 +538,7 @@ class Importer:
                                       "record": record.decode("utf-8", "replace")[:65536]})
                 continue
             begin = len(out)
+            where[at] = (start, end)
             out += record.rstrip(b"\r\n").replace(b"\r", b" ")
             out += b"\n"
             good.append((begin, len(out), at))
@@ -549,6 +551,12 @@ class Importer:
                 time.sleep(self.testing["staged"])
             result = self._import_batch(conn, fields, staged, None, jsonl_rejects, done,
                                         checkpoint)
+            if result.get("status") == "records":
+                # A line refused there: its text as read (the staged copy has
+                # its line end and carriage returns rewritten).
+                originals = [(*where[n], n) for _, _, n in staged]
+                result = self._import_batch(conn, fields, originals, view, jsonl_rejects,
+                                            done, checkpoint)
         self._settle(result)
         return cut, at, bool(staged)
 
@@ -582,8 +590,8 @@ class Importer:
                       rejects: list[dict[str, Any]], done: int,
                       checkpoint: dict[str, Any]) -> dict[str, Any]:
         """pgjobs.import_batch; ``staged`` (start, end, line) of each staged record
-        in order (None: not sent), ``texts`` the bytes they are ranges of (CSV: sent
-        as the records' source text; None: not sent)."""
+        in order (None: not sent), ``texts`` the bytes they are ranges of (sent as
+        the records' source text; None: not sent)."""
         records = None
         if texts is not None and staged is not None:
             records = [texts[a:b].decode("utf-8", "replace")[:65536] for a, b, _ in staged]
@@ -594,7 +602,7 @@ class Importer:
             "rejects": db.jsonb(rejects), "records": records})["r"]
         if result.get("status") not in ("ok", "paused", "rejected", "records"):
             raise _Lost()
-        if result.get("status") == "records" and staged is not None:
+        if result.get("status") == "records" and records is not None:
             raise PgjobsError("import_batch asked again for the records it was given",
                               sqlstate="XX000")
         return result

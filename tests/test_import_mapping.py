@@ -87,6 +87,15 @@ def test_jsonl_sql_rejects_keep_the_record(conn: Conn, dsn: str, src: Path) -> N
     assert got[3].rstrip("\n") == '{"age": -1,  "name": "n"}'
 
 
+def test_jsonl_sql_rejects_keep_crlf_and_carriage_returns(conn: Conn, dsn: str,
+                                                          src: Path) -> None:
+    """The staged copy of a JSONL line has its line end and carriage returns
+    rewritten; the reject keeps the line as read."""
+    data = b'{"name": "ok"}\r\n{"age":\r"old"}\r\n{"age": -1}\r\n'
+    got = rejects_of(conn, dsn, src, "e.jsonl", data)
+    assert got == {2: '{"age":\r"old"}\r\n', 3: '{"age": -1}\r\n'}
+
+
 # --- the mapping, decided once -------------------------------------------------
 
 

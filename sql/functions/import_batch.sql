@@ -34,8 +34,8 @@ AS $$
 -- checkpoint.
 --
 -- p_lines: the source line of each staged record, in order (for reasons);
--- p_records (CSV): the source text of each staged record, in order (for
--- the rejects: a CSV record is staged as its fields). Both are needed only
+-- p_records: the source text of each staged record, in order (for the
+-- rejects: a CSV record is staged as its fields, a JSONL line rewritten). Both are needed only
 -- when a record is refused here, so the worker may leave them NULL: a
 -- batch that then needs them rolls its rows back and returns {"status":
 -- "records"}, and the worker calls again, in the same transaction, with
@@ -83,7 +83,6 @@ DECLARE
     v_refused boolean := false;
     v_need boolean := false;
     v_mapping jsonb := '{}'::jsonb;
-    v_csv boolean;
     v_stage text := 'pg_temp.pgjobs_import_stage';
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
@@ -102,7 +101,6 @@ BEGIN
     -- (The staging table is the session's, made by pgjobs.import_prepare:
     -- dynamic SQL, as it does not exist when this function is created.)
     -- p_lines has one line per staged record.
-    v_csv := v_job.payload ->> 'format' = 'csv';
     IF p_lines IS NULL THEN
         EXECUTE format('SELECT count(*) FROM %s', v_stage) INTO v_staged;
     ELSE
@@ -156,7 +154,7 @@ BEGIN
                     NULL;  -- record by record below
                 END;
             END IF;
-            IF p_lines IS NULL OR (v_csv AND p_records IS NULL) THEN
+            IF p_lines IS NULL OR p_records IS NULL THEN
                 -- A record is refused: its line and text are needed. Undo
                 -- the batch's rows and ask the worker for them.
                 v_need := true;
@@ -189,15 +187,10 @@ BEGIN
                 END IF;
                 CONTINUE WHEN v_state IS NULL;
                 v_line := p_lines[array_position(v_ns, v_n)];
-                -- The record as read: a JSONL line is staged whole (r); a CSV
-                -- record is staged as its fields, so its text comes from the
-                -- worker (p_records).
-                IF v_csv THEN
-                    v_record := p_records[array_position(v_ns, v_n)];
-                ELSE
-                    EXECUTE format('SELECT s.r FROM %s s WHERE s.n = $1', v_stage)
-                       INTO v_record USING v_n;
-                END IF;
+                -- The record as read, from the worker (p_records): a CSV
+                -- record is staged as its fields, a JSONL line with its line
+                -- end and carriage returns rewritten.
+                v_record := p_records[array_position(v_ns, v_n)];
                 v_sql_rejects := v_sql_rejects || jsonb_build_object(
                     'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
                     'record', v_record);
