@@ -348,7 +348,7 @@ class Importer:
                                 f"{ck['size']} bytes then, {self.total} now",
                                 hint=_CHANGED_HINT)
         if fields is not None and offset > 0:
-            header = self._header(_Source(self.source, 0, self.gzip, 64 * 1024).blocks())
+            header = self._header(_Source(self.source, 0, self.gzip, 16 * 1024).blocks())
             if header != fields:
                 raise SourceChanged(f"{self.source} changed since the import began: its header "
                                     f"is {header} now, {fields} then", hint=_CHANGED_HINT)
