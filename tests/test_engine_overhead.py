@@ -287,3 +287,45 @@ def test_within_the_second_the_pages_skip_both_checks(make_conn: Any, conn: Conn
            AND funcname IN ('_untrusted_roles', '_require_submitter')""").fetchall())
     assert calls == {"_untrusted_roles": 1, "_require_submitter": 1}
     tx.rollback()
+
+
+# --- the final check of a filtered delete: bitmap scans ----------------------------
+
+
+@pytest.mark.parametrize("gin", [True, False], ids=["document index", "scope index only"])
+def test_a_filtered_deletes_final_check_still_finds_rows_behind_the_cursor(
+        conn: Conn, gin: bool) -> None:
+    """The filtered job's final check reads the candidates an index hands it
+    (bitmap scans, not the walk of the whole scope): rows that came to match
+    behind the cursor are still found and deleted, whichever index serves."""
+    conn.execute("""
+        CREATE TABLE r (id bigint NOT NULL, table_id int NOT NULL, data jsonb NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day');
+        INSERT INTO r (id, table_id, data)
+        SELECT g, 1 + g % 2, jsonb_build_object('k', g % 3) FROM generate_series(1, 600) g;
+        CREATE INDEX r_scope_key ON r (table_id, id);
+        SELECT pgjobs.register_target('r', 'id', 'table_id', 'created_at', 'data');
+    """)
+    if gin:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gin")
+        conn.execute("CREATE INDEX r_doc ON r USING gin (table_id, data jsonb_path_ops)")
+    conn.execute("ANALYZE r")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{\"k\": 1}', '{}', "
+                          "'{\"page_size\": 25, \"strategy\": \"range\"}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    for _ in range(9):
+        assert _page(conn, job_id, identity) == "more"
+    doc = json.dumps({"k": 1})
+    conn.execute("INSERT INTO r (id, table_id, data) VALUES (-5, 1, %s)", (doc,))
+    conn.execute("UPDATE r SET data = %s WHERE id = 2", (doc,))  # came to match, behind
+    conn.execute("UPDATE r SET id = -7, data = %s WHERE id = 598", (doc,))
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        pass
+    assert state == "done"
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded", done
+    assert scalar(conn, "SELECT count(*) FROM r WHERE table_id = 1 AND data @> %s::jsonb",
+                  (doc,)) == 0
+    assert done["done"] == done["result"]["deleted"] == 100 + 2  # 598 is one of the 100
+    assert scalar(conn, "SELECT count(*) FROM r WHERE table_id = 1") == 300 - 100 - 1

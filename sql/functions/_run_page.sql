@@ -373,14 +373,29 @@ BEGIN
                     -- (a bitmap scan cannot), so the reads of the scope that
                     -- follow skip them instead of visiting each dead row
                     -- again until vacuum (0.18 s, then 17 ms, on the above).
+                    -- A job with a filter checks through bitmap scans instead:
+                    -- the walk above would read every row of the scope again
+                    -- to test the filter on it, where an index that narrows
+                    -- the filter (the btree_gin (scope, document) one) hands
+                    -- over just the candidates (20% of a 250k-row scope: 0.20 s
+                    -- against 0.42-0.55 s); without such an index the bitmap of
+                    -- the (scope, key) index reads what the walk would.
                     PERFORM set_config('enable_seqscan', 'off', true);
-                    PERFORM set_config('enable_bitmapscan', 'off', true);
-                    PERFORM set_config('enable_indexscan', 'on', true);
-                    EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s '
-                                   'ORDER BY t.%3$I, t.%4$I LIMIT 1)',
-                                   v_job.target, v_job.predicate, v_reg.scope_column,
-                                   v_reg.key_column)
-                       INTO v_left;
+                    IF coalesce(v_job.payload -> 'filter', '{}'::jsonb) = '{}'::jsonb THEN
+                        PERFORM set_config('enable_bitmapscan', 'off', true);
+                        PERFORM set_config('enable_indexscan', 'on', true);
+                        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s '
+                                       'ORDER BY t.%3$I, t.%4$I LIMIT 1)',
+                                       v_job.target, v_job.predicate, v_reg.scope_column,
+                                       v_reg.key_column)
+                           INTO v_left;
+                    ELSE
+                        PERFORM set_config('enable_bitmapscan', 'on', true);
+                        PERFORM set_config('enable_indexscan', 'off', true);
+                        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s)',
+                                       v_job.target, v_job.predicate)
+                           INTO v_left;
+                    END IF;
                     IF v_left THEN
                         v_last := false;
                         v_collect := true;
