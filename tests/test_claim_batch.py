@@ -210,9 +210,12 @@ def test_python_complete_many(dsn: str, target: str, conn: Conn) -> None:
 
 
 def rescue_calls(conn: Conn) -> int:
+    """Sweeps run in this transaction: calls of pgjobs._rescue_sweep, the
+    UPDATE that takes expired leases back (pgjobs._rescue_expired, the probe
+    before it, runs on every claim and writes nothing when none expired)."""
     return int(scalar(conn, """
         SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
-         WHERE schemaname = 'pgjobs' AND funcname = '_rescue_expired'"""))
+         WHERE schemaname = 'pgjobs' AND funcname = '_rescue_sweep'"""))
 
 
 def test_claim_sweeps_only_when_a_lease_expired(make_conn: Any, target: str, conn: Conn) -> None:
