@@ -63,9 +63,8 @@ def test_the_static_casts_canonicalise_as_the_general_path(conn: Conn, type_: st
             for call in ("SELECT count(*) FROM pgjobs.visible('plain_t', %s)",
                          "SELECT pgjobs.visible_count('plain_t', %s)",
                          "SELECT pgjobs.mask('plain_t', %s)"):
-                with pytest.raises(psycopg.errors.InvalidParameterValue):
-                    with conn.transaction():
-                        conn.execute(call, (scope,))
+                with pytest.raises(psycopg.errors.InvalidParameterValue), conn.transaction():
+                    conn.execute(call, (scope,))
     assert seen_ok and (seen_error or type_ == "text")
     # A delete stores the canonical scope, and the reads of every spelling
     # of it see its mask.
