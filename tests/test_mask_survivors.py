@@ -201,3 +201,20 @@ def test_old_and_new_deletes_pending_together(conn: Conn) -> None:
     assert during == fast.final_reads(conn, t, "1")
     assert {in_scope[1], "between", "after"} <= set(during["visible"])
     assert not {in_scope[0], in_scope[2]} & set(during["visible"])
+
+
+def test_a_retried_delete_keeps_its_fields(conn: Conn) -> None:
+    """retry reuses the submit's predicate, and so its survivors: a canceled
+    whole-scope delete retried narrows the reads again, as the parse would."""
+    t = fast.build(conn, "bigint", "int", "timestamptz")
+    job_id = submit_delete(conn, t, "1", {}, ["5"], {})
+    fields = survivors(conn, job_id)
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    assert candidates(conn, t, "1") == "true"
+    conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+    assert survivors(conn, job_id) == fields
+    assert candidates(conn, t, "1") != "true"
+    assert candidates(conn, t, "1") == parsed_candidates(conn, t, "1")
+    during = fast.reads(conn, t, "1", 9)
+    assert run_pages(conn, job_id)[-1] == "done"
+    assert during == fast.final_reads(conn, t, "1")
