@@ -29,7 +29,8 @@ OUTPUT = ["DateStyle=ISO, YMD", "IntervalStyle=postgres"]
 PARSE_IN_CALLERS_SESSION = {
     "_typed_literal", "_canonical_scope", "_scope_literal", "_scope_allowed", "_require_scope",
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
-    "_compile_filter_column_op", "_compile_set", "_row_predicate", "submit_delete",
+    "_compile_filter_column_op", "_compile_set", "_row_predicate", "_row_selection",
+    "submit_delete",
     "submit_backfill", "submit_export", "submit", "_insert_job", "visible", "visible_count",
     "mask", "schedule", "channel", "_submit_as", "_submit_delete_as", "_submit_backfill_as",
     "_submit_export_as", "_visible_as", "_visible_count_as", "_mask_as", "_channel_as",
