@@ -77,6 +77,23 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
         )
 
 
+def connect_reader(dsn: str, app: str = "pgjobs export") -> psycopg.Connection[Row]:
+    """An export's data connection (to the primary or, with ``--read-dsn``, a
+    standby): read-only REPEATABLE READ transactions (one per chunk) in the
+    settings every export is printed in. psycopg errors are not translated:
+    the exporter tells a lost connection (read the chunk again) from others."""
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+                           application_name=app, client_encoding="utf8")
+    try:
+        conn.execute(queries.EXPORT_SESSION_SETTINGS)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def worker_name(role: str = "worker") -> str:
     """A name for this process and call. Each claim appends its own token to it
     (the job row's ``worker``), and that identity, not this name, owns the lease."""
