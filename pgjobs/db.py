@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -77,13 +78,17 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
         )
 
 
-def connect_reader(dsn: str, app: str = "pgjobs export") -> psycopg.Connection[Row]:
+def connect_reader(dsn: str, app: str = "pgjobs export",
+                   connect_timeout: int | None = None) -> psycopg.Connection[Row]:
     """An export's data connection (to the primary or, with ``--read-dsn``, a
     standby): read-only REPEATABLE READ transactions (one per chunk) in the
     settings every export is printed in. psycopg errors are not translated:
     the exporter tells a lost connection (read the chunk again) from others."""
+    extra: dict[str, Any] = {}
+    if connect_timeout is not None and "connect_timeout" not in conninfo_to_dict(dsn):
+        extra["connect_timeout"] = connect_timeout
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
-                           application_name=app, client_encoding="utf8")
+                           application_name=app, client_encoding="utf8", **extra)
     try:
         conn.execute(queries.EXPORT_SESSION_SETTINGS)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

@@ -51,6 +51,8 @@ DEFAULT_FALLBACK = "primary"
 PROBE_EVERY = 10.0
 """Seconds between looks at a lagging standby while reading from the primary."""
 _POLL = 0.2
+CONNECT_TIMEOUT = 10  # seconds, unless the read DSN says otherwise
+_WARN_AFTER = 5.0  # a wait this long is logged as a warning (a short one is normal)
 # A standby cancels a query that holds back replay (max_standby_streaming_delay).
 RECOVERY_CONFLICTS = ("40001", "40P01")
 
@@ -110,6 +112,34 @@ def same_server(primary: tuple[str | None, str], other: tuple[str | None, str]) 
     if primary[1] != other[1]:
         return f"it is database {other[1]!r}, the primary's is {primary[1]!r}"
     return None
+
+
+def check_read_dsn(primary_dsn: str, config: ReadConfig) -> None:
+    """At worker start: refuse (InvalidInput, exit 2) a read DSN that reaches
+    another cluster or database; warn when it cannot be reached now (each chunk
+    tries again, and the fallback applies meanwhile)."""
+    from pgjobs.errors import InvalidInput
+
+    try:
+        with db.connect_reader(config.dsn, app="pgjobs worker (standby)",
+                               connect_timeout=CONNECT_TIMEOUT) as conn:
+            other = identity(conn)
+            in_recovery = bool(_one(conn, "SELECT pg_catalog.pg_is_in_recovery() AS r")["r"])
+    except psycopg.Error as exc:
+        log.warning("--read-dsn cannot be reached now (%s); exports read from the primary "
+                    "or wait (--read-fallback %s) until it can",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    config.fallback)
+        return
+    with db.connect_reader(primary_dsn, app="pgjobs worker") as conn:
+        why = same_server(identity(conn), other)
+    if why is not None:
+        raise InvalidInput(f"--read-dsn is not a standby of this database: {why}",
+                           hint="point --read-dsn (PGJOBS_READ_DSN) at a streaming standby "
+                                "of the primary, with the same database name")
+    if not in_recovery:
+        log.warning("--read-dsn is not in recovery (a primary, or a promoted standby): "
+                    "exports read from it")
 
 
 class Reads:
@@ -232,7 +262,8 @@ class Reads:
         try:
             if self._standby is None or self._standby.closed or self._standby.broken:
                 self._close_standby()
-                conn = db.connect_reader(self.config.dsn, app="pgjobs export (standby)")
+                conn = db.connect_reader(self.config.dsn, app="pgjobs export (standby)",
+                                         connect_timeout=CONNECT_TIMEOUT)
                 why = same_server(self._primary_id(), identity(conn))
                 if why is not None:
                     conn.close()
@@ -269,6 +300,7 @@ class Reads:
         if why is None:
             return
         log.info("job %s: waiting for the standby (%s)", self.job_id, why)
+        warned = False
         while True:
             if self.stop.is_set():
                 from pgjobs.poller.export import Stopped
@@ -276,17 +308,17 @@ class Reads:
                 raise Stopped()
             self.control.keepalive()
             waited = time.monotonic() - started
-            if waited >= self.config.max_wait:
-                if self.config.fallback == "primary":
-                    log.warning("job %s: the standby is not ready after %.0fs (%s): reading "
-                                "from the primary", self.job_id, waited, why)
-                    self._on_primary_since = time.monotonic()
-                    self._next_probe = time.monotonic() + PROBE_EVERY
-                    return
-                if time.monotonic() - warned_at >= max(self.config.max_wait, 1.0):
-                    warned_at = time.monotonic()
-                    log.warning("job %s: still waiting for the standby after %.0fs (%s)",
-                                self.job_id, waited, why)
+            if waited >= self.config.max_wait and self.config.fallback == "primary":
+                log.warning("job %s: the standby is not ready after %.0fs (%s): reading "
+                            "from the primary", self.job_id, waited, why)
+                self._on_primary_since = time.monotonic()
+                self._next_probe = time.monotonic() + PROBE_EVERY
+                return
+            if (not warned and waited >= _WARN_AFTER) or (
+                    warned and time.monotonic() - warned_at >= max(self.config.max_wait, 60.0)):
+                warned, warned_at = True, time.monotonic()
+                log.warning("job %s: waiting for the standby for %.0fs (%s)", self.job_id,
+                            waited, why)
             time.sleep(_POLL)
             why = self._state()
             if why is None:
