@@ -300,6 +300,10 @@ class _Display:
               envvar="PGJOBS_READ_MAX_WAIT", show_envvar=True,
               help="How long a chunk waits for the standby to replay far enough (or to "
                    "answer) before --read-fallback applies.")
+@click.option("--read-max-lag", default="60s", show_default=True,
+              envvar="PGJOBS_READ_MAX_LAG", show_envvar=True,
+              help="Read a chunk on the standby only once it has replayed what the primary "
+                   "had written this long ago (bounds how stale a standby read may be).")
 @click.option("--read-fallback", type=click.Choice(list(FALLBACKS)), default=DEFAULT_FALLBACK,
               show_default=True, envvar="PGJOBS_READ_FALLBACK", show_envvar=True,
               help="When the standby is not ready in time: read from the primary (and go "
@@ -308,7 +312,7 @@ class _Display:
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
            stale_after: str, max_chunk_rows: int, max_part_size: int,
            storage_retry: str, read_dsn: str | None, read_max_wait: str,
-           read_fallback: str) -> None:
+           read_max_lag: str, read_fallback: str) -> None:
     """Run export and import jobs (and delete the objects of pruned exports) until SIGTERM.
 
     On SIGTERM or Ctrl-C it stops claiming, checkpoints the running jobs and
@@ -325,7 +329,11 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     dsn = obj.dsn()
     reads = None
     if read_dsn:
-        reads = ReadConfig(read_dsn, _seconds(read_max_wait, "--read-max-wait"), read_fallback)
+        max_lag = _seconds(read_max_lag, "--read-max-lag")
+        if max_lag < 1:
+            raise InvalidInput(f"invalid --read-max-lag {read_max_lag!r}", hint="at least 1s")
+        reads = ReadConfig(read_dsn, _seconds(read_max_wait, "--read-max-wait"), read_fallback,
+                           max_lag)
         check_read_dsn(dsn, reads)
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
                poll=_seconds(poll, "poll interval"),

@@ -276,6 +276,9 @@ SELECT pg_catalog.pg_is_in_recovery() AS standby,
             ELSE false END AS paused,
        EXISTS (SELECT FROM pgjobs.jobs WHERE id = %(id)s) AS job_visible
 """
+# On the control connection (the primary), now and then: how stale a standby
+# read may be is bounded by requiring, later, what the primary had written now.
+READ_PRIMARY_POSITION = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn"
 # Inside a chunk's transaction, after its snapshot: a position no earlier than
 # everything that snapshot sees. The next chunk (in this attempt or a resumed
 # one, on any server) waits until its server has reached it: reads never go

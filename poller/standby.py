@@ -23,6 +23,13 @@ for, up to ``--read-max-wait`` seconds, then ``--read-fallback`` decides:
 keeps waiting (a warning each period). The lease is renewed while waiting,
 and a stop, cancel or pause ends the wait.
 
+However far behind a standby stays once it has served a chunk (replay paused
+after the export began), it never serves snapshots older than
+``--read-max-lag``: the primary's position is sampled every half of it, and
+each sample, once that old, is required too (:meth:`Reads._freshness`). So a
+REVOKE, an RLS policy or a delete on the primary reaches a standby-read export
+within about 1.5 x max_lag, as it reaches a primary-read one at its next chunk.
+
 A read server of another cluster or database (its system identifier or
 database name differs from the primary's) is never read from: it counts as
 unavailable. A query canceled by a recovery conflict on the standby (40001,
@@ -31,6 +38,7 @@ unavailable. A query canceled by a recovery conflict on the standby (40001,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -48,6 +56,9 @@ FALLBACKS = ("primary", "wait")
 DEFAULT_MAX_WAIT = 60.0
 """Seconds a chunk waits for the standby to reach its position (``--read-max-wait``)."""
 DEFAULT_FALLBACK = "primary"
+DEFAULT_MAX_LAG = 60.0
+"""How stale a standby snapshot may be (``--read-max-lag``): a chunk is read only
+on a standby that has replayed what the primary had written this long ago."""
 PROBE_EVERY = 10.0
 """Seconds between looks at a lagging standby while reading from the primary."""
 _POLL = 0.2
@@ -64,6 +75,7 @@ class ReadConfig:
     dsn: str
     max_wait: float = DEFAULT_MAX_WAIT
     fallback: str = DEFAULT_FALLBACK
+    max_lag: float = DEFAULT_MAX_LAG
 
     def __post_init__(self) -> None:
         if self.fallback not in FALLBACKS:
@@ -71,6 +83,8 @@ class ReadConfig:
                              f"not {self.fallback!r}")
         if self.max_wait < 0:
             raise ValueError("read max wait must be at least 0 seconds")
+        if self.max_lag < 1:
+            raise ValueError("read max lag must be at least 1 second")
 
 
 def lsn(text: str | None) -> int:
@@ -169,6 +183,7 @@ class Reads:
         self._next_probe = 0.0
         self._primary_identity: tuple[str | None, str] | None = None
         self._refused: str | None = None
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
         if config is not None:
             submitted = control.call(lambda c: db.scalar(c, queries.READ_SUBMIT_LSN,
                                                          {"id": job_id}))
@@ -184,6 +199,7 @@ class Reads:
         if self.config is None:
             self._using = self._primary_connection()
             return self._using
+        self._freshness()
         if self._on_primary_since is not None:
             # Fallen back: look at the standby now and then, without waiting.
             if time.monotonic() >= self._next_probe:
@@ -235,6 +251,22 @@ class Reads:
             self._primary = None
 
     # --- internals -----------------------------------------------------------
+
+    def _freshness(self) -> None:
+        """Bound how stale a standby read may be, however far the standby stays
+        behind (replay paused after the export began, a broken stream): the
+        primary's WAL insert position is sampled every max_lag/2 seconds, and
+        once a sample is max_lag old, every later chunk needs it. So a chunk's
+        snapshot holds all the primary had written at most ~1.5 x max_lag
+        before, and a REVOKE, RLS policy or delete on the primary reaches a
+        standby-read export within that time (or the fallback applies)."""
+        assert self.config is not None
+        now = time.monotonic()
+        if not self._samples or now - self._samples[-1][0] >= self.config.max_lag / 2:
+            at = self.control.call(lambda c: db.scalar(c, queries.READ_PRIMARY_POSITION))
+            self._samples.append((now, lsn(at)))
+        while self._samples and now - self._samples[0][0] >= self.config.max_lag:
+            self.need = max(self.need, self._samples.popleft()[1])
 
     def _primary_connection(self) -> psycopg.Connection[Any]:
         if self._primary is None or self._primary.closed or self._primary.broken:

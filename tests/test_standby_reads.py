@@ -246,6 +246,24 @@ def test_a_resumed_attempt_never_reads_older_rows_than_the_attempt_before(
     assert job["checkpoint"]["reads"]["primary"] == 0
 
 
+def test_a_standby_that_stops_replaying_mid_export_serves_no_older_than_max_lag(
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        replica: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The standby shows the job and serves the first chunks, then replays
+    # nothing more (the claim already wrote WAL it has not replayed): once the
+    # first sample of the primary's position is max_lag old, the standby is
+    # too stale, and the rest is read from the primary.
+    job_id = submit_export(conn, "1", {}, SMALL)
+    _caught_up(conn, replica)
+    replica.execute("SELECT pg_wal_replay_pause()")
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.4")
+    outcome = _export(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.2, "primary", max_lag=1))
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    assert content(outcome.result) == plain_copy(conn, SELECT_1)
+    reads = _reads(conn, job_id)
+    assert reads["standby"] >= 1 and reads["primary"] >= 1, reads
+
+
 @pytest.mark.parametrize("where", ["another database", "unreachable"])
 def test_a_read_dsn_that_is_not_this_database_is_never_read(
         conn: Conn, dsn: str, items: None, local_dir: str, standby: Standby,  # noqa: F811
@@ -296,6 +314,7 @@ def test_the_worker_reads_from_the_standby_end_to_end(
 @pytest.mark.parametrize(("args", "needle"), [
     (["--read-fallback", "never"], "'never' is not one of"),
     (["--read-max-wait", "soon"], "invalid --read-max-wait"),
+    (["--read-max-lag", "0s"], "invalid --read-max-lag"),
 ])
 def test_bad_read_options_are_usage_errors(dsn: str, local_dir: str, read_dsn: str,  # noqa: F811
                                            args: list[str], needle: str) -> None:
@@ -308,7 +327,8 @@ def test_bad_read_options_are_usage_errors(dsn: str, local_dir: str, read_dsn: s
 def test_read_options_come_from_the_environment_and_show_in_help() -> None:
     result = CliRunner().invoke(main, ["worker", "--help"])
     assert result.exit_code == 0
-    for var in ("PGJOBS_READ_DSN", "PGJOBS_READ_MAX_WAIT", "PGJOBS_READ_FALLBACK"):
+    for var in ("PGJOBS_READ_DSN", "PGJOBS_READ_MAX_WAIT", "PGJOBS_READ_MAX_LAG",
+                "PGJOBS_READ_FALLBACK"):
         assert var in result.output
     with pytest.raises(ValueError, match="read fallback"):
         ReadConfig("host=x", fallback="sometimes")
