@@ -264,6 +264,42 @@ def test_a_standby_that_stops_replaying_mid_export_serves_no_older_than_max_lag(
     assert reads["standby"] >= 1 and reads["primary"] >= 1, reads
 
 
+def test_a_chunk_canceled_by_a_recovery_conflict_is_read_again(
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        standby: Standby, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a standby raises when replay needs what a query holds
+    # (max_standby_streaming_delay): 40001 then 40P01, mid-COPY. The same
+    # SQLSTATE on the primary is the job's error, as before.
+    from pgjobs.poller import export as export_module
+
+    real = export_module.copy_out
+    failures = iter([psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected])
+
+    def flaky(c: Conn, sql: str, sink: Any) -> int:
+        if c.info.port == standby.port:
+            error = next(failures, None)
+            if error is not None:
+                real(c, sql, sink)  # the rows went into the part: they must be rolled back
+                raise error("canceling statement due to conflict with recovery")
+        return real(c, sql, sink)
+
+    monkeypatch.setattr(export_module, "copy_out", flaky)
+    job_id = submit_export(conn, "1", {}, SMALL)
+    outcome = _export(dsn, job_id, local_dir, ReadConfig(read_dsn, 30, "wait"))
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    assert content(outcome.result) == plain_copy(conn, SELECT_1)
+    assert next(failures, None) is None
+    assert job_row(conn, job_id)["attempts"] == 1
+
+    def on_primary(c: Conn, sql: str, sink: Any) -> int:
+        raise psycopg.errors.SerializationFailure("not a standby's conflict")
+
+    monkeypatch.setattr(export_module, "copy_out", on_primary)
+    job_id = submit_export(conn, "1", {}, SMALL)
+    outcome = _export(dsn, job_id, local_dir, None)
+    assert outcome.status in ("retrying", "failed") and "not a standby" in str(outcome.error)
+
+
 @pytest.mark.parametrize("where", ["another database", "unreachable"])
 def test_a_read_dsn_that_is_not_this_database_is_never_read(
         conn: Conn, dsn: str, items: None, local_dir: str, standby: Standby,  # noqa: F811
