@@ -307,7 +307,7 @@ class Reads:
             row = _one(self._standby, queries.READ_READY, {"id": self.job_id})
         except psycopg.Error as exc:
             self._close_standby()
-            return f"cannot reach it ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
+            return f"cannot use it ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
         replayed = lsn(row["replayed"])
         if replayed >= self.need and row["job_visible"]:
             self._standby_at = replayed
