@@ -5,7 +5,9 @@ The database decides what to read: :func:`pgjobs.export_chunk_sql` returns the
 module only moves bytes:
 
 * each chunk is read in its own short REPEATABLE READ transaction (no snapshot
-  is held for the whole export) and its bytes appended to the current part;
+  is held for the whole export), on the primary or, with ``--read-dsn``, on a
+  standby that has replayed past the submit and every earlier chunk
+  (:mod:`pgjobs.poller.standby`), and its bytes appended to the current part;
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
