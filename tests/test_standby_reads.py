@@ -77,10 +77,10 @@ def replica(standby: Standby) -> Iterator[Conn]:
             c.execute("SELECT pg_wal_replay_resume()")
 
 
-def _claim(dsn: str, job_id: int) -> str:
+def _claim(dsn: str, job_id: int, lease: str = "30 seconds") -> str:
     with psycopg.connect(dsn, autocommit=True) as c:
         row = c.execute("SELECT worker FROM pgjobs.claim_export(%s, 'standby-test', "
-                        "'30 seconds')", (job_id,)).fetchone()
+                        "%s::interval)", (job_id, lease)).fetchone()
     assert row is not None, f"job {job_id} was not claimable"
     return str(row[0])
 
@@ -171,9 +171,10 @@ def test_a_delete_run_or_submitted_after_the_export_reads_the_same_on_the_standb
 
 
 def _start(dsn: str, job_id: int, storage_uri: str, reads: ReadConfig,
-           stop: threading.Event | None = None) -> tuple[threading.Thread, list[Outcome]]:
+           stop: threading.Event | None = None,
+           lease: str = "30 seconds") -> tuple[threading.Thread, list[Outcome]]:
     outcomes: list[Outcome] = []
-    worker = _claim(dsn, job_id)
+    worker = _claim(dsn, job_id, lease)
 
     def go() -> None:
         outcomes.append(Exporter(dsn, job_id, worker, storage_uri, reads=reads,
@@ -202,6 +203,29 @@ def test_a_standby_paused_behind_the_submit_is_waited_for(
     assert outcomes[0].result is not None
     assert content(outcomes[0].result) == plain_copy(conn, SELECT_1)
     assert _reads(conn, job_id)["primary"] == 0
+
+
+@pytest.mark.parametrize("how", ["cancel", "pause", "stop"])
+def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        replica: Conn, how: str) -> None:
+    _caught_up(conn, replica)
+    replica.execute("SELECT pg_wal_replay_pause()")
+    job_id = submit_export(conn, "1", {}, SMALL)
+    stop = threading.Event()
+    thread, outcomes = _start(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.2, "wait"),
+                              stop=stop, lease="3 seconds")
+    time.sleep(1.0)
+    assert thread.is_alive()
+    if how == "stop":
+        stop.set()
+    else:
+        conn.execute(f"SELECT pgjobs.{how}(%s)", (job_id,))
+    thread.join(30)
+    assert not thread.is_alive() and outcomes, "the wait did not end"
+    expected = {"cancel": ("canceled", "canceled"), "pause": ("paused", "paused"),
+                "stop": ("released", "queued")}[how]
+    assert (outcomes[0].status, job_row(conn, job_id)["status"]) == expected, outcomes
 
 
 def test_a_standby_paused_past_the_limit_falls_back_to_the_primary(
