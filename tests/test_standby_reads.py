@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pgjobs.cli.main import main
 from pgjobs.errors import InvalidInput
 from pgjobs.poller.export import Exporter, Outcome
-from pgjobs.poller.standby import ReadConfig, check_read_dsn, lsn
+from pgjobs.poller.standby import ReadConfig, check_read_dsn, lsn, lsn_text, same_server
 from pgjobs.poller.worker import Worker
 from tests.conftest import with_database
 from tests.export_support import (
@@ -392,3 +392,16 @@ def test_read_options_come_from_the_environment_and_show_in_help() -> None:
         assert var in result.output
     with pytest.raises(ValueError, match="read fallback"):
         ReadConfig("host=x", fallback="sometimes")
+
+
+def test_which_read_servers_count_as_this_database_and_lsn_arithmetic() -> None:
+    # Another cluster is refused even with the same database name; where
+    # pg_control_system() is not granted (None) the database name decides.
+    assert same_server(("7311", "app"), ("7311", "app")) is None
+    assert "another cluster" in str(same_server(("7311", "app"), ("9999", "app")))
+    assert "database 'postgres'" in str(same_server(("7311", "app"), ("7311", "postgres")))
+    assert same_server((None, "app"), ("9999", "app")) is None
+    assert "database" in str(same_server(("7311", "app"), (None, "other")))
+    for text in ("0/0", "0/16B3748", "16/B374D848", "FFFFFFFF/FFFFFFFF"):
+        assert lsn_text(lsn(text)) == text
+    assert lsn("1/0") > lsn("0/FFFFFFFF") and lsn(None) == 0
