@@ -27,6 +27,7 @@ from pgjobs.poller.export import (
     Exporter,
     Outcome,
 )
+from pgjobs.poller.standby import DEFAULT_FALLBACK, FALLBACKS, ReadConfig, check_read_dsn
 
 FINAL = ("succeeded", "failed", "canceled")
 
@@ -292,10 +293,26 @@ class _Display:
               help="Keep retrying a part that storage fails transiently (network, 5xx) this "
                    "long within one attempt, renewing the lease and keeping the parts "
                    "written, before the attempt fails.")
+@click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
+              help="Read export rows from this streaming standby (job state stays on the "
+                   "primary); each chunk waits until it has replayed past the job's submit.")
+@click.option("--read-max-wait", default="60s", show_default=True,
+              envvar="PGJOBS_READ_MAX_WAIT", show_envvar=True,
+              help="How long a chunk waits for the standby to replay far enough (or to "
+                   "answer) before --read-fallback applies.")
+@click.option("--read-max-lag", default="60s", show_default=True,
+              envvar="PGJOBS_READ_MAX_LAG", show_envvar=True,
+              help="Read a chunk on the standby only once it has replayed what the primary "
+                   "had written this long ago (bounds how stale a standby read may be).")
+@click.option("--read-fallback", type=click.Choice(list(FALLBACKS)), default=DEFAULT_FALLBACK,
+              show_default=True, envvar="PGJOBS_READ_FALLBACK", show_envvar=True,
+              help="When the standby is not ready in time: read from the primary (and go "
+                   "back to the standby once it has caught up), or keep waiting.")
 @click.pass_obj
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
            stale_after: str, max_chunk_rows: int, max_part_size: int,
-           storage_retry: str) -> None:
+           storage_retry: str, read_dsn: str | None, read_max_wait: str,
+           read_max_lag: str, read_fallback: str) -> None:
     """Run export and import jobs (and delete the objects of pruned exports) until SIGTERM.
 
     On SIGTERM or Ctrl-C it stops claiming, checkpoints the running jobs and
@@ -310,13 +327,23 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
         raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
     _setup_logging()
     dsn = obj.dsn()
+    reads = None
+    if read_dsn:
+        max_lag = _seconds(read_max_lag, "--read-max-lag")
+        if max_lag < 1:
+            raise InvalidInput(f"invalid --read-max-lag {read_max_lag!r}", hint="at least 1s")
+        reads = ReadConfig(read_dsn, _seconds(read_max_wait, "--read-max-wait"), read_fallback,
+                           max_lag)
+        check_read_dsn(dsn, reads)
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
                poll=_seconds(poll, "poll interval"),
                stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
                on_event=lambda line: click.echo(line, err=True),
                max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
-               storage_retry=_seconds(storage_retry, "--storage-retry"))
-    click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}", err=True)
+               storage_retry=_seconds(storage_retry, "--storage-retry"), reads=reads)
+    click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}"
+               + (f", export reads from --read-dsn (after {read_max_wait}: {read_fallback})"
+                  if reads else ""), err=True)
     failed = w.run()
     sys.exit(1 if once and failed else 0)
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -75,6 +76,27 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
         return psycopg.connect(
             dsn, autocommit=autocommit, row_factory=dict_row, application_name=app
         )
+
+
+def connect_reader(dsn: str, app: str = "pgjobs export",
+                   connect_timeout: int | None = None) -> psycopg.Connection[Row]:
+    """An export's data connection (to the primary or, with ``--read-dsn``, a
+    standby): read-only REPEATABLE READ transactions (one per chunk) in the
+    settings every export is printed in. psycopg errors are not translated:
+    the exporter tells a lost connection (read the chunk again) from others."""
+    extra: dict[str, Any] = {}
+    if connect_timeout is not None and "connect_timeout" not in conninfo_to_dict(dsn):
+        extra["connect_timeout"] = connect_timeout
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+                           application_name=app, client_encoding="utf8", **extra)
+    try:
+        conn.execute(queries.EXPORT_SESSION_SETTINGS)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def worker_name(role: str = "worker") -> str:

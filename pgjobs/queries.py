@@ -255,3 +255,37 @@ IMPORT_REJECTS_KEPT = "SELECT EXISTS (SELECT FROM pgjobs.import_rejects WHERE jo
 IMPORT_REJECTS_WRITTEN = (
     "SELECT pgjobs.import_rejects_written(%(id)s, %(worker)s, %(uri)s) AS r"
 )
+
+# --- Export reads from a standby (pgjobs/poller/standby.py) ------------------------
+
+# The job's submit position (NULL for jobs submitted before migration 0019).
+READ_SUBMIT_LSN = "SELECT submit_lsn::text AS lsn FROM pgjobs.jobs WHERE id = %(id)s"
+# Which server a data connection reached: its cluster (system identifier) and
+# database, so that a read DSN naming another cluster or database is refused.
+READ_SERVER_IDENTITY = """
+SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) AS system,
+       pg_catalog.current_database()::text AS database
+"""
+# Before a chunk's transaction, on the read connection: how far the server has
+# replayed (a primary: how far it has written), whether replay is paused, and
+# whether the job row is visible there yet (it is once the submit's commit is
+# replayed). The chunk's snapshot, taken later, sees at least this much.
+READ_READY = """
+SELECT pg_catalog.pg_is_in_recovery() AS standby,
+       (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+             ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text AS replayed,
+       CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused()
+            ELSE false END AS paused,
+       EXISTS (SELECT FROM pgjobs.jobs WHERE id = %(id)s) AS job_visible
+"""
+# On the control connection (the primary), now and then: how stale a standby
+# read may be is bounded by requiring, later, what the primary had written now.
+READ_PRIMARY_POSITION = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn"
+# Inside a chunk's transaction, after its snapshot: a position no earlier than
+# everything that snapshot sees. The next chunk (in this attempt or a resumed
+# one, on any server) waits until its server has reached it: reads never go
+# back in time.
+READ_POSITION = """
+SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+             ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text AS lsn
+"""

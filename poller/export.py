@@ -5,7 +5,9 @@ The database decides what to read: :func:`pgjobs.export_chunk_sql` returns the
 module only moves bytes:
 
 * each chunk is read in its own short REPEATABLE READ transaction (no snapshot
-  is held for the whole export) and its bytes appended to the current part;
+  is held for the whole export), on the primary or, with ``--read-dsn``, on a
+  standby that has replayed past the submit and every earlier chunk
+  (:mod:`pgjobs.poller.standby`), and its bytes appended to the current part;
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
@@ -65,7 +67,7 @@ from psycopg import pq
 
 from pgjobs import db, queries
 from pgjobs.errors import ConnectionFailed, PgjobsError
-from pgjobs.poller import storage
+from pgjobs.poller import standby, storage
 from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
 
 T = TypeVar("T")
@@ -451,11 +453,13 @@ class Exporter:
                  after: threading.Thread | None = None,
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
                  max_part_size: int = DEFAULT_MAX_PART_SIZE,
-                 storage_retry: float = DEFAULT_STORAGE_RETRY):
+                 storage_retry: float = DEFAULT_STORAGE_RETRY,
+                 reads: standby.ReadConfig | None = None):
         """``worker`` is the claim's identity, the ``worker`` column of the row the
         claim returned (name#token): every heartbeat, complete, fail and release is
         fenced on it. ``after``: a thread of this process still running an earlier,
-        fenced-off attempt of the job; this one starts when it has ended."""
+        fenced-off attempt of the job; this one starts when it has ended.
+        ``reads``: read the rows from a standby (``--read-dsn``, poller/standby.py)."""
         self.dsn = dsn
         self.after = after
         self.max_chunk_rows = max(1, max_chunk_rows)
@@ -470,7 +474,8 @@ class Exporter:
         self.upload: storage.Upload | None = None
         self.state: dict[str, Any] = {}
         self.control = _Control(dsn, job_id, worker, lease=30.0)
-        self._data: psycopg.Connection[Any] | None = None
+        self.read_config = reads
+        self.reads: standby.Reads | None = None
 
     # --- the job ----------------------------------------------------------------
 
@@ -493,8 +498,8 @@ class Exporter:
             return self._fail(exc)
         finally:
             self.control.close()
-            if self._data is not None:
-                self._data.close()
+            if self.reads is not None:
+                self.reads.close()
 
     def _wait_for_previous_attempt(self) -> None:
         """Until the earlier attempt of this process (fenced off: the job has a new
@@ -653,7 +658,7 @@ class Exporter:
         return {"v": CHECKPOINT_VERSION, "uri": self.location.uri, "prefix": self.prefix,
                 "format": self.format,
                 "gzip": self.gzip, "chunk_rows": self.chunk_rows, "part_size": self.part_size,
-                "chunk_bytes": self.chunk_bytes, **self.state}
+                "chunk_bytes": self.chunk_bytes, **self.state, **self._read_state()}
 
     def _stream(self) -> None:
         cursor: str | None = self.state["cursor"]
@@ -717,12 +722,13 @@ class Exporter:
                     raise _ChunkTooLarge(taken)
 
             try:
-                conn = self._data_connection()
+                conn = self._reader().connection()
                 with conn.transaction():
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
                     }).fetchone()
                     assert row is not None
+                    self._reader().note(conn)
                     count = copy_out(conn, row["copy_sql"], sink)
                 part.flush()
                 return count, row["next_after"]
@@ -734,29 +740,35 @@ class Exporter:
                 continue
             except psycopg.Error as exc:
                 part.rollback(start)
-                if not connection_lost(exc):
+                if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
-                if self._data is not None:
-                    self._data.close()
-                self._data = None
+                self._reader().lost()
                 if time.monotonic() - self.control.last_ok > self.control.lease:
                     raise LeaseLost("lost the database for longer than the lease") from exc
                 if self.stop.is_set():
                     raise Stopped() from exc
-                log.warning("job %s: database connection lost while reading; retrying",
-                            self.job_id)
+                log.warning("job %s: %s while reading; reading the chunk again", self.job_id,
+                            "a recovery conflict on the standby" if not connection_lost(exc)
+                            else "database connection lost")
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _data_connection(self) -> psycopg.Connection[Any]:
-        if self._data is None or self._data.closed or self._data.broken:
-            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
-                                   application_name="pgjobs export", client_encoding="utf8")
-            conn.execute(queries.EXPORT_SESSION_SETTINGS)
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            conn.read_only = True
-            self._data = conn
-        return self._data
+    def _reader(self) -> standby.Reads:
+        """The data connection: the primary, or a standby that has replayed past
+        the submit and every chunk read before (poller/standby.py)."""
+        if self.reads is None:
+            ck = self.job["checkpoint"] or {}
+            self.reads = standby.Reads(self.dsn, self.read_config, self.job_id,
+                                       position=ck.get("read_lsn"), counts=ck.get("reads"),
+                                       control=self.control, stop=self.stop)
+        return self.reads
+
+    def _read_state(self) -> dict[str, Any]:
+        """What the checkpoint keeps of the reads: the position the next chunk must
+        see (its snapshot no older than any chunk's before), chunks per server."""
+        if self.reads is None:
+            return {}
+        return {"read_lsn": self.reads.position, "reads": dict(self.reads.counts)}
 
     def _finalize(self) -> Outcome:
         assert self.upload is not None

@@ -40,6 +40,7 @@ from pgjobs.poller.export import (
     connection_lost,
 )
 from pgjobs.poller.importer import Importer
+from pgjobs.poller.standby import ReadConfig
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -53,8 +54,10 @@ class Worker:
                  on_event: Callable[[str], None] | None = None, name: str | None = None,
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
                  max_part_size: int = DEFAULT_MAX_PART_SIZE,
-                 storage_retry: float = DEFAULT_STORAGE_RETRY):
+                 storage_retry: float = DEFAULT_STORAGE_RETRY,
+                 reads: ReadConfig | None = None):
         self.dsn = dsn
+        self.reads = reads
         self.storage_retry = storage_retry
         self.max_chunk_rows = max_chunk_rows
         self.max_part_size = max_part_size
@@ -180,7 +183,8 @@ class Worker:
                                        stop=self.stop, after=previous,
                                        max_chunk_rows=self.max_chunk_rows,
                                        max_part_size=self.max_part_size,
-                                       storage_retry=self.storage_retry).run()
+                                       storage_retry=self.storage_retry,
+                                       reads=self.reads).run()
             except BaseException as exc:  # noqa: BLE001 - never kill the worker
                 log.exception("job %s: worker thread crashed", job_id)
                 outcome = Outcome(job_id, "lost", error=str(exc))
