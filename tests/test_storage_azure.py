@@ -201,3 +201,5 @@ def test_missing_azure_container_fails_once_with_a_hint(
     row = conn.execute("SELECT status, attempts, error FROM pgjobs.jobs ORDER BY id DESC "
                        "LIMIT 1").fetchone()
     assert row is not None and row[0] == "failed", row  # not retried
+    assert "no-such-container" in row[2] and "Traceback" not in row[2]
+    assert "check the bucket name" in row[2]
