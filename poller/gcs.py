@@ -90,18 +90,18 @@ def _error(exc: BaseException, what: str, *, missing_is_absent: bool) -> BaseExc
     if isinstance(exc, ge.NotFound) and missing_is_absent:
         return FileNotFoundError(f"{what}: not found")
     if isinstance(exc, auth.DefaultCredentialsError):
-        return GcsError(f"{what}: no Google credentials ({exc})", retryable=False,
+        return GcsError(f"no Google credentials ({exc})", retryable=False,
                         credentials=True)
     if isinstance(exc, (ge.Unauthorized, ge.Forbidden)):
-        return GcsError(f"{what}: {exc}", retryable=False, credentials=True)
+        return GcsError(str(exc), retryable=False, credentials=True)
     if isinstance(exc, (ge.ServerError, ge.TooManyRequests, ConnectionError, TimeoutError,
                         auth.TransportError)):
-        return GcsError(f"{what}: {exc}", retryable=True)
+        return GcsError(str(exc), retryable=True)
     import requests
 
     if isinstance(exc, requests.RequestException):
-        return GcsError(f"{what}: {exc}", retryable=True)
-    return GcsError(f"{what}: {exc}", retryable=False)
+        return GcsError(str(exc), retryable=True)
+    return GcsError(str(exc), retryable=False)
 
 
 class Store:

@@ -24,7 +24,11 @@ the job's checkpoint; :func:`resume_upload` rebuilds it in any process:
   client, :mod:`pgjobs.poller.gcs`): each part is a hidden object, checkpointed
   by name; ``finish`` joins them with GCS's server-side compose, so the bytes
   cross the network once.
-* :class:`StagedUpload` (``az://``, S3 with small parts): each part is a hidden object
+* :class:`~pgjobs.poller.azblob.BlockUpload` (``az://`` with an account key or
+  SAS): blocks staged on the blob by id, checkpointed, committed by one block
+  list at ``finish``.
+* :class:`StagedUpload` (``az://`` with other credentials, S3 with small
+  parts): each part is a hidden object
   under ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``;
   :meth:`~Upload.finish` streams the parts, in order, into one (internally
   multipart, atomic) put of the object.
@@ -57,7 +61,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError
-from pgjobs.poller import gcs
+from pgjobs.poller import azblob, gcs
 from pgjobs.poller import s3client as s3
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
@@ -292,6 +296,7 @@ def forget_stores() -> None:
         _stores.clear()
     s3.forget_clients()
     gcs.forget_client()
+    azblob.forget_service()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -324,6 +329,10 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     if isinstance(exc, s3.S3Error):
         return StorageError(f"{what}: {exc}", retryable=exc.retryable,
                             hint=_CREDENTIALS_HINT if exc.credentials else None)
+    if isinstance(exc, azblob.AzureError):
+        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=None if
+                            exc.retryable else "check the container name and the AZURE_* "
+                            "credentials")
     if isinstance(exc, gcs.GcsError):
         hint = _GCS_HINT if exc.credentials else None if exc.retryable else \
             "check the bucket name and that the worker may write to it"
@@ -795,7 +804,8 @@ def resume_upload(location: Location, staging: str, token: str,
 
     ``file://`` writes a temporary file; ``s3://`` a native multipart upload when
     parts are at least 5 MiB; ``gs://`` hidden part objects under ``staging``
-    joined by server-side compose; ``az://`` (and S3 with smaller parts) stages
+    joined by server-side compose; ``az://`` staged blocks committed by a block
+    list (with an account key or SAS); other ``az://`` (and S3 with smaller parts) stages
     parts under ``staging`` (:func:`staging_path`) and streams them into the
     object at the end.
 
@@ -809,6 +819,10 @@ def resume_upload(location: Location, staging: str, token: str,
     if location.scheme == "gs":
         return cast(Upload, gcs.ComposeUpload(location, staging, token, state, digests,
                                               CannotResume))
+    if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
+        if azblob.service() is None:
+            raise CannotResume("staged blocks need an account key or SAS to continue")
+        return cast(Upload, azblob.BlockUpload(location, token, state, digests, CannotResume))
     if state and state.get("upload_id"):
         return NativeS3Upload(location, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:

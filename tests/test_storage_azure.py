@@ -2,11 +2,11 @@
 Azurite started by the suite (tests.cloud_emulators), configured through the
 AZURE_STORAGE_* variables an operator sets.
 
-Azure exports take the staged path (obstore has no cross-process block upload):
-each part is a hidden blob, and finish streams them into one block-blob upload.
-These tests pin that path: byte-identical to a plain COPY, resumed by another
-process after a SIGKILL, nothing left behind, the sweep, presigned URLs, and
-imports in ranged reads with a resume."""
+With an account key (or SAS) an Azure export stages each part as a block of the
+blob itself and commits the block list at the end (poller/azblob.py); with other
+credentials it stages parts as hidden blobs. Both are tested: byte-identical to
+a plain COPY, resumed by another process after a SIGKILL, nothing left behind,
+the sweep, presigned URLs, and imports in ranged reads with a resume."""
 
 # Fixtures are imported by name: pytest sees them as module attributes, and the
 # parameters of the tests below shadow the imports.
@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import requests
 
-from pgjobs.poller import storage
+from pgjobs.poller import azblob, storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.worker import Worker
 from tests.cloud_emulators import az_container, az_env, azurite_endpoint  # noqa: F401
@@ -77,6 +77,22 @@ def test_export_to_azure_is_byte_identical_and_leaves_nothing(
     else:
         assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
     upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    assert upload.get("blocks") and upload.get("runs"), upload  # native blocks
+    assert "staging" not in upload
+    assert leftovers(az_container, {outcome.result["uri"]}) == []
+
+
+def test_without_a_key_or_sas_azure_exports_stage_their_parts(
+        conn: Conn, dsn: str, az_container: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staged path stays for credentials only obstore handles (Azure AD)."""
+    monkeypatch.setattr(azblob, "service", lambda: None)
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    outcome = run_export(dsn, job_id, az_container)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None
+    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    upload = job_row(conn, job_id)["checkpoint"]["upload"]
     assert upload.get("staging") and upload.get("runs"), upload  # the staged path
     assert leftovers(az_container, {outcome.result["uri"]}) == []
 
@@ -97,7 +113,7 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_azure(
         first.kill()
         first.communicate(timeout=10)
     before = job_row(conn, job_id)["checkpoint"]["upload"]
-    assert before["runs"], before
+    assert before["blocks"] and before["runs"], before
     wait_for(lambda: conn.execute(
         "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
     ).fetchone() == (True,), timeout=20, what="the lease to expire")
@@ -110,8 +126,9 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_azure(
     assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)
     history = done["checkpoint"]["history"]
     assert len(history) >= 2 and history[-1]["part"] > 0, history  # continued
-    # The first owner's staged parts were reused, not rewritten.
+    # The first owner's staged blocks were committed, not rewritten.
     assert done["checkpoint"]["upload"]["runs"][0] == before["runs"][0]
+    assert done["checkpoint"]["upload"]["blocks"]
     assert leftovers(az_container, {done["result"]["uri"], *_others(conn, job_id)}) == []
 
 
@@ -202,4 +219,4 @@ def test_missing_azure_container_fails_once_with_a_hint(
                        "LIMIT 1").fetchone()
     assert row is not None and row[0] == "failed", row  # not retried
     assert "no-such-container" in row[2] and "Traceback" not in row[2]
-    assert "check the bucket name" in row[2]
+    assert "ContainerNotFound" in row[2] and "check the container name" in row[2]

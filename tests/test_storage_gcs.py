@@ -202,9 +202,9 @@ def test_missing_gcs_bucket_fails_once_with_a_hint(
     assert "check the bucket name" in row[2]
 
 
-def test_google_client_is_imported_only_for_gcs_work() -> None:
-    """google-cloud-storage is heavy: `pgjobs --help`, file:// and az:// work
-    never load it (nor google.auth)."""
+def test_cloud_clients_are_imported_only_for_their_storage() -> None:
+    """Google's and Azure's clients are heavy: `pgjobs --help` and file:// work
+    never load them (nor google.auth)."""
     import subprocess
     import sys
 
@@ -214,7 +214,7 @@ def test_google_client_is_imported_only_for_gcs_work() -> None:
             "from pgjobs.poller import export, storage, worker\n"
             "storage.warm_up('file:///tmp/x')\n"
             "storage.store_for(storage.parse('gs://b/x'))\n"
-            "print(sorted(m for m in sys.modules if m.startswith('google'))[:1])\n")
+            "print(sorted(m for m in sys.modules if m.startswith(('google', 'azure')))[:1])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]", out.stdout
