@@ -220,3 +220,33 @@ def test_missing_azure_container_fails_once_with_a_hint(
     assert row is not None and row[0] == "failed", row  # not retried
     assert "no-such-container" in row[2] and "Traceback" not in row[2]
     assert "ContainerNotFound" in row[2] and "check the container name" in row[2]
+
+
+def test_lost_blocks_start_the_export_over_byte_identical(
+        conn: Conn, dsn: str, az_container: str) -> None:
+    """Uncommitted blocks can vanish (7 days, or a commit by someone else): the
+    resume finds them missing in Get Block List and starts over, still exact."""
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    first = start_worker(dsn, az_container, "--once", "--lease", "2s", delays="part=0.3")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    loc = storage.parse(job_row(conn, job_id)["checkpoint"]["uri"])
+    blob_path, container = loc.path, loc.base.split("://", 1)[1]
+    blob = azblob.service().get_blob_client(container, blob_path)
+    blob.commit_block_list([])  # discards every uncommitted block
+    blob.delete_blob()
+    wait_for(lambda: conn.execute(
+        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
+    ).fetchone() == (True,), timeout=20, what="the lease to expire")
+    second = start_worker(dsn, az_container, "--once")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    done = job_row(conn, job_id)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"]["uri"].endswith(blob_path)
+    assert done["checkpoint"]["history"][-1]["part"] == 0, done["checkpoint"]["history"]
+    assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)
