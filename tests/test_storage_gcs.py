@@ -228,3 +228,30 @@ def test_more_parts_than_one_compose_takes_are_joined_in_a_tree(
     assert outcome.result is not None and outcome.result["parts"] > 32
     assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
     assert leftovers(gcs_bucket, {outcome.result["uri"]}) == []
+
+
+def test_lost_parts_start_the_export_over_byte_identical(
+        conn: Conn, dsn: str, gcs_bucket: str) -> None:
+    """Part objects deleted under a paused export (a lifecycle rule, by hand): the
+    next owner finds them missing, starts over, and still writes the exact object."""
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    first = start_worker(dsn, gcs_bucket, "--once", "--lease", "2s", delays="part=0.3")
+    try:
+        wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    loc = storage.parse(gcs_bucket)
+    assert storage.delete_prefix(loc, storage.staging_path(gcs_bucket, job_id)) >= 3
+    wait_for(lambda: conn.execute(
+        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
+    ).fetchone() == (True,), timeout=20, what="the lease to expire")
+    second = start_worker(dsn, gcs_bucket, "--once")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    done = job_row(conn, job_id)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["checkpoint"]["history"][-1]["part"] == 0, done["checkpoint"]["history"]
+    assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)
+    assert leftovers(gcs_bucket, {done["result"]["uri"], *_others(conn, job_id)}) == []
