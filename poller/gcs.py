@@ -26,9 +26,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
-import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -36,7 +35,7 @@ import obstore
 
 COMPOSE_MAX = 32
 """Sources per GCS compose request (the service's limit)."""
-_UPLOAD_CHUNK = 8 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads need
+_READ_CHUNK = 8 * 1024 * 1024
 
 
 class GcsError(Exception):
@@ -132,7 +131,7 @@ class _Result:
         except Exception as exc:
             raise _error(exc, self._where, missing_is_absent=True) from exc
 
-    def stream(self, min_chunk_size: int = _UPLOAD_CHUNK) -> Iterator[builtins.bytes]:
+    def stream(self, min_chunk_size: int = _READ_CHUNK) -> Iterator[builtins.bytes]:
         size = int(self._blob.size or 0)
         offset = 0
         while offset < size:
@@ -145,39 +144,6 @@ class _Result:
                 raise GcsError(f"{self._where}: no bytes at offset {offset}", retryable=True)
             offset += len(data)
             yield builtins.bytes(data)
-
-
-class _IterReader(io.RawIOBase):
-    """A readable stream over an iterator of blocks (Google's resumable upload
-    reads fixed-size chunks and asks where it is)."""
-
-    def __init__(self, blocks: Iterable[bytes | bytearray | memoryview]):
-        self._blocks = iter(blocks)
-        self._buffer = b""
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def readinto(self, target: Any) -> int:
-        view = memoryview(target).cast("B")
-        filled = 0
-        while filled < len(view):
-            if not self._buffer:
-                try:
-                    self._buffer = bytes(next(self._blocks))
-                except StopIteration:
-                    break
-                continue
-            take = min(len(view) - filled, len(self._buffer))
-            view[filled:filled + take] = self._buffer[:take]
-            self._buffer = self._buffer[take:]
-            filled += take
-        self._position += filled
-        return filled
 
 
 class _Calls:
@@ -215,17 +181,11 @@ class _Calls:
     def put(self, store: Any, path: str, data: Any, **options: Any) -> Any:
         if not isinstance(store, Store):
             return obstore.put(store, path, data, **options)
-        blob = store.blob(path)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("gs:// objects are written whole (exports compose their parts)")
         try:
-            if isinstance(data, (bytes, bytearray, memoryview)):
-                blob.upload_from_string(bytes(data))
-            else:  # an iterator of blocks: one resumable upload, atomic at its end
-                blob.chunk_size = _UPLOAD_CHUNK
-                blob.upload_from_file(_IterReader(data))
+            store.blob(path).upload_from_string(bytes(data))
         except Exception as exc:
-            cause = _cause_of(exc)
-            if cause is not None:
-                raise cause from exc  # the iterator's own failure (a digest mismatch)
             raise _error(exc, f"gs://{store.bucket_name}/{path}",
                          missing_is_absent=False) from exc
         return None
@@ -258,18 +218,6 @@ class _Calls:
         except Exception as exc:
             raise _error(exc, f"gs://{store.bucket_name}/{path}",
                          missing_is_absent=False) from exc
-
-
-def _cause_of(exc: BaseException) -> BaseException | None:
-    """The exception an upload's source iterator raised, if that is what ended it."""
-    seen = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if type(seen).__name__ in ("CannotResume", "Mismatch"):
-            return seen
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
-    return None
 
 
 def _list(store: Store, prefix: str, page: int) -> Iterator[list[dict[str, Any]]]:
