@@ -20,7 +20,15 @@ the job's checkpoint; :func:`resume_upload` rebuilds it in any process:
   multipart upload, through botocore (:mod:`pgjobs.poller.s3client`, the whole
   AWS credential chain), whose id and part ETags are checkpointed, so any
   worker continues it; completing it makes the object visible.
-* :class:`StagedUpload` (every other object store): each part is a hidden object
+* :class:`~pgjobs.poller.gcs.ComposeUpload` (``gs://``, through Google's own
+  client, :mod:`pgjobs.poller.gcs`): each part is a hidden object, checkpointed
+  by name; ``finish`` joins them with GCS's server-side compose, so the bytes
+  cross the network once.
+* :class:`~pgjobs.poller.azblob.BlockUpload` (``az://`` with an account key or
+  SAS): blocks staged on the blob by id, checkpointed, committed by one block
+  list at ``finish``.
+* :class:`StagedUpload` (``az://`` with other credentials, S3 with small
+  parts): each part is a hidden object
   under ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``;
   :meth:`~Upload.finish` streams the parts, in order, into one (internally
   multipart, atomic) put of the object.
@@ -46,16 +54,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-import obstore
 from obstore.exceptions import NotFoundError
 from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError
+from pgjobs.poller import azblob, gcs
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
+
+obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
 
 log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
@@ -242,6 +252,8 @@ def store_for(loc: Location) -> Any:
         raise ValueError("file:// locations are handled on the local filesystem")
     if loc.scheme == "memory":
         return _memory
+    if loc.scheme == "gs":
+        return gcs.Store(loc.base.split("://", 1)[1])
     with _stores_lock:
         store = _stores.get(loc.base)
         if store is None:
@@ -284,6 +296,8 @@ def forget_stores() -> None:
     with _stores_lock:
         _stores.clear()
     s3.forget_clients()
+    gcs.forget_client()
+    azblob.forget_service()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -295,6 +309,9 @@ def _one_line(exc: BaseException) -> str:
 _CREDENTIALS_HINT = ("give the worker AWS credentials: the AWS_* variables, AWS_PROFILE with "
                      "~/.aws/credentials or ~/.aws/config (SSO too), web identity, or a "
                      "container or instance profile")
+_GCS_HINT = ("give the worker Google credentials: GOOGLE_APPLICATION_CREDENTIALS (a key file), "
+             "gcloud auth application-default login, workload identity or the metadata "
+             "server, with access to the bucket")
 _PERMANENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                      errno.ENOENT, errno.EEXIST}
 _PERMANENT = re.compile(
@@ -317,6 +334,14 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         return StorageError(f"{what}: {exc}", retryable=exc.retryable,
                             hint=_CREDENTIALS_HINT if exc.credentials else
                             TLS_HINT if exc.tls else None)
+    if isinstance(exc, azblob.AzureError):
+        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=None if
+                            exc.retryable else "check the container name and the AZURE_* "
+                            "credentials")
+    if isinstance(exc, gcs.GcsError):
+        hint = _GCS_HINT if exc.credentials else None if exc.retryable else \
+            "check the bucket name and that the worker may write to it"
+        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=hint)
     if isinstance(exc.__cause__, s3.S3Error) and exc.__cause__.credentials:
         return StorageError(f"{what}: {exc.__cause__}", retryable=False,
                             hint=_CREDENTIALS_HINT)
@@ -783,8 +808,11 @@ def resume_upload(location: Location, staging: str, token: str,
     when that state can no longer be continued.
 
     ``file://`` writes a temporary file; ``s3://`` a native multipart upload when
-    parts are at least 5 MiB; other object stores (and S3 with smaller parts) stage
-    parts under ``staging`` (:func:`staging_path`).
+    parts are at least 5 MiB; ``gs://`` hidden part objects under ``staging``
+    joined by server-side compose; ``az://`` staged blocks committed by a block
+    list (with an account key or SAS); other ``az://`` (and S3 with smaller parts) stages
+    parts under ``staging`` (:func:`staging_path`) and streams them into the
+    object at the end.
 
     ``digests``: the checkpointed ``[[bytes, sha256], ...]`` of the parts already
     written (the exporter appends one per part it writes through this upload).
@@ -793,6 +821,13 @@ def resume_upload(location: Location, staging: str, token: str,
     aborts), a native S3 upload when it is read back after completing."""
     if location.scheme == "file":
         return LocalUpload(location, token, state, digests)
+    if location.scheme == "gs":
+        return cast(Upload, gcs.ComposeUpload(location, staging, token, state, digests,
+                                              CannotResume))
+    if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
+        if azblob.service() is None:
+            raise CannotResume("staged blocks need an account key or SAS to continue")
+        return cast(Upload, azblob.BlockUpload(location, token, state, digests, CannotResume))
     if state and state.get("upload_id"):
         return NativeS3Upload(location, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:

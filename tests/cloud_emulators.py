@@ -1,0 +1,207 @@
+"""Azure Blob (Azurite) and Google Cloud Storage (gcp-storage-emulator) servers on
+127.0.0.1, started once per test session, for the gs:// and az:// paths.
+
+Each test that uses them is skipped ONLY when the emulator itself is not
+installed on this machine; CI (``.ci/run``) installs both, so they run there:
+
+* Azurite comes from the npm registry. It is found at ``$PGJOBS_AZURITE`` (the
+  ``azurite-blob`` script), on ``PATH``, or where ``.ci/run`` installs it
+  (``$PGJOBS_NODE_CACHE``, default ``~/.cache/pgjobs/node``, under
+  ``node_modules/.bin``).
+* gcp-storage-emulator is a Python package (the dev extra).
+
+Fixtures point obstore at them through the variables an operator would set
+(``AZURE_STORAGE_*``, ``GOOGLE_SERVICE_ACCOUNT``), so worker processes started
+by a test see the same configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgjobs.poller import storage
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published well-known development key (not a secret).
+AZURITE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+               "KBHBeksoGMGw==")
+
+
+def azurite_binary() -> str | None:
+    """The ``azurite-blob`` script, or None when Azurite is not installed here."""
+    explicit = os.environ.get("PGJOBS_AZURITE")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    found = shutil.which("azurite-blob")
+    if found:
+        return found
+    cache = Path(os.environ.get("PGJOBS_NODE_CACHE")
+                 or Path.home() / ".cache" / "pgjobs" / "node")
+    candidate = cache / "node_modules" / ".bin" / "azurite-blob"
+    return str(candidate) if os.access(candidate, os.X_OK) else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str,
+                    log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: "
+                               f"{log.read_text(errors='replace')[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# --- Azurite ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of an Azurite blob service for this session."""
+    binary = azurite_binary()
+    if binary is None:
+        pytest.skip("Azurite is not installed here (npm install azurite; CI installs it)")
+    workdir = tmp_path_factory.mktemp("azurite")
+    port = _free_port()
+    log = workdir / "azurite.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+             str(workdir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(port, proc, "azurite", log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _azure_create_container(endpoint: str, container: str) -> None:
+    """PUT ?restype=container with a SharedKey signature (obstore cannot create
+    containers; the test needs one per test)."""
+    import requests
+
+    date = formatdate(usegmt=True)
+    headers = {"x-ms-date": date, "x-ms-version": "2021-08-06"}
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+    resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{container}\nrestype:container"
+    to_sign = "PUT\n" + "\n" * 11 + canonical_headers + resource
+    signature = base64.b64encode(hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(),
+                                          hashlib.sha256).digest()).decode()
+    headers["Authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{signature}"
+    response = requests.put(f"{endpoint}/{AZURITE_ACCOUNT}/{container}?restype=container",
+                            headers=headers, timeout=30)
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def az_env(azurite_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """AZURE_* variables pointing at Azurite (seen by worker processes too): the
+    emulator switch plus its account and key, as an operator would set them."""
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "AZURITE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AZURE_STORAGE_USE_EMULATOR", "true")
+    monkeypatch.setenv("AZURITE_BLOB_STORAGE_URL", azurite_endpoint)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY)
+    monkeypatch.setenv("AZURE_ALLOW_HTTP", "true")
+    storage.forget_stores()
+    yield azurite_endpoint
+    storage.forget_stores()
+
+
+@pytest.fixture
+def az_container(az_env: str) -> str:
+    """A new container; returns its export prefix az://container/exports/."""
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    _azure_create_container(az_env, name)
+    return f"az://{name}/exports/"
+
+
+# --- gcp-storage-emulator ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``http://127.0.0.1:PORT`` of gcp-storage-emulator (in memory) for this session."""
+    if importlib.util.find_spec("gcp_storage_emulator") is None:
+        pytest.skip("gcp-storage-emulator is not installed here (it is in the dev extra)")
+    workdir = tmp_path_factory.mktemp("gcs")
+    port = _free_port()
+    log = workdir / "gcs.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+             "--port", str(port), "--in-memory"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(port, proc, "gcp-storage-emulator", log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def gcs_env(gcs_endpoint: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """GOOGLE_* variables pointing at the emulator: obstore's GCS store takes a
+    custom endpoint only from a service-account file (``gcs_base_url``, with
+    ``disable_oauth``)."""
+    for name in list(os.environ):
+        if name.startswith("GOOGLE_"):
+            monkeypatch.delenv(name)
+    account = tmp_path / "gcs-service-account.json"
+    account.write_text(json.dumps({"gcs_base_url": gcs_endpoint, "disable_oauth": True,
+                                   "client_email": "", "private_key": "",
+                                   "private_key_id": ""}))
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT", str(account))
+    monkeypatch.setenv("GOOGLE_ALLOW_HTTP", "true")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    storage.forget_stores()
+    yield gcs_endpoint
+    storage.forget_stores()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_env: str) -> str:
+    """A new bucket (JSON API); returns its export prefix gs://bucket/exports/."""
+    import requests
+
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    response = requests.post(f"{gcs_env}/storage/v1/b", json={"name": name}, timeout=30)
+    assert response.status_code == 200, response.text
+    return f"gs://{name}/exports/"
