@@ -471,6 +471,7 @@ class Exporter:
         self.state: dict[str, Any] = {}
         self.control = _Control(dsn, job_id, worker, lease=30.0)
         self._data: psycopg.Connection[Any] | None = None
+        self.until: str | None = None  # the last key of a part (parallel exports)
 
     # --- the job ----------------------------------------------------------------
 
@@ -484,6 +485,10 @@ class Exporter:
             self.format = payload.get("format", "csv")
             self.gzip = bool(payload.get("gzip"))
             self._grain(payload, job["checkpoint"] or {})
+            if int(payload.get("parallel") or 1) > 1:
+                from pgjobs.poller import parallel
+
+                return parallel.run(self)
             return self._run()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
@@ -721,6 +726,7 @@ class Exporter:
                 with conn.transaction():
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
+                        "until": self.until,
                     }).fetchone()
                     assert row is not None
                     count = copy_out(conn, row["copy_sql"], sink)
