@@ -543,7 +543,7 @@ class Exporter:
         self._check_allowed(prefix, uri)
         self.prefix = storage.parse(prefix).uri
         self.location = storage.parse(uri)
-        self.staging = storage.staging_path(prefix, self.job_id)
+        self.staging = self._staging_path(prefix)
         self.token = f"a{self.job['attempts']}-{os.urandom(4).hex()}"
         self.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                       "bytes": int(ck.get("bytes", 0)), "parts": int(ck.get("parts", 0)),
@@ -589,6 +589,10 @@ class Exporter:
                 self._start_over()
                 self.state["history"].append({"token": self.token, "part": 0,
                                               "phase": "restarted"})
+
+    def _staging_path(self, prefix: str) -> str:
+        """Where this upload stages its parts (object stores): the job's folder."""
+        return storage.staging_path(prefix, self.job_id)
 
     def storage_retry(self, call: Callable[[], T], what: str) -> T:
         """``call`` retried while storage fails transiently (network errors, 5xx,

@@ -134,6 +134,11 @@ class PartExporter(Exporter):
             if self._data is not None:
                 self._data.close()
 
+    def _staging_path(self, prefix: str) -> str:
+        # A folder per part inside the job's (the sweep reads the job id there):
+        # a part that ends cleans up its own staged parts only.
+        return f"{super()._staging_path(prefix)}p{self.part:05d}/"
+
     def _start_over(self) -> None:
         super()._start_over()
         self.state["cursor"] = self.after_key
