@@ -76,7 +76,8 @@ def test_parallel_object_is_the_parallel_1_object(
 def test_parallel_with_a_filter_and_an_empty_scope(conn: Conn, dsn: str, local_dir: str) -> None:
     make_items(conn, rows=90)
     for scope, filter_ in (("1", {"kind": "a"}), ("7", {})):
-        one = run_export(dsn, submit_export(conn, scope, filter_, {**SMALL, "allow_unknown_fields": True}), local_dir)
+        one = run_export(dsn, submit_export(conn, scope, filter_, {
+            **SMALL, "allow_unknown_fields": True}), local_dir)
         many = run_export(dsn, submit_export(conn, scope, filter_, {
             **SMALL, "allow_unknown_fields": True, "parallel": 4}), local_dir)
         assert one.result is not None and many.result is not None, many.error

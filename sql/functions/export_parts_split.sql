@@ -16,7 +16,8 @@ AS $$
 -- by the count of the scope's keys read from the (scope, key) index; a scope
 -- with fewer keys than N gets fewer parts (at least one). Splitting again
 -- returns the parts already made: a resumed job keeps its ranges and their
--- checkpoints. Fenced on the claim: p_worker must hold the job's unexpired
+-- checkpoints (a part that failed for good is queued again, its attempts
+-- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
 -- lease, else 55000 (the caller stops). Reads the target with the caller's
 -- rights after the submitter's run-time check, as export_chunk_sql does.
 -- Locks: the job row.
@@ -39,6 +40,11 @@ BEGIN
             HINT = 'Claim the job first (pgjobs.claim or pgjobs.claim_export); a worker whose '
                    'lease was taken over stops.';
     END IF;
+    -- A job claimed again after a part failed for good (pgjobs.retry): that
+    -- part gets its attempts again and resumes from its checkpoint.
+    UPDATE pgjobs.export_parts p
+       SET status = 'queued', attempts = 0, updated_at = now()
+     WHERE p.job_id = p_id AND p.status = 'failed';
     SELECT count(*)::integer INTO v_parts FROM pgjobs.export_parts p WHERE p.job_id = p_id;
     IF v_parts > 0 OR coalesce((v_job.payload ->> 'parallel')::integer, 1) <= 1 THEN
         RETURN v_parts;
