@@ -105,11 +105,9 @@ class PartExporter(Exporter):
     def run(self) -> Outcome:
         try:
             job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
-            if job is None or job["status"] != "running":
-                raise LeaseLost("the job is not running")
-            where = job["checkpoint"] or {}
-            if not where.get("uri") or not where.get("prefix"):
-                raise LeaseLost("the job's worker has not placed the export yet")
+            where = (job or {}).get("checkpoint") or {}
+            if job is None or job["status"] != "running" or not where.get("uri"):
+                raise Stopped()  # hand the part back
             payload = job["payload"]
             self.format = payload.get("format", "csv")
             self.gzip = bool(payload.get("gzip"))
@@ -166,8 +164,11 @@ class PartExporter(Exporter):
     def _release(self) -> Outcome:
         try:
             status = self._finish("released")
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
         except (LeaseLost, PgjobsError, psycopg.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
+        if job is not None and job["status"] == "canceled":
+            self._discard()  # a canceled export leaves nothing
         return Outcome(self.job_id, "released" if status else "lost")
 
     def _fail(self, exc: BaseException) -> Outcome:
@@ -228,6 +229,13 @@ def help_one(dsn: str, name: str, storage_uri: str, *, lease: float = 30.0,
 def run(ex: Exporter) -> Outcome:
     """Coordinate the claimed parallel export ``ex`` (its job row loaded): place the
     object, split, stream parts side by side, join, verify, complete."""
+    parts = place(ex)
+    return _coordinate(ex, parts)
+
+
+def place(ex: Exporter) -> int:
+    """Decide where the export goes (checkpointed in the job, where every part's
+    worker reads it) and split the job into its parts; return their number."""
     job = ex.job
     ck = job["checkpoint"] or {}
     prefix = ck.get("prefix") or job["payload"].get("destination") or ex.storage_uri
@@ -247,8 +255,12 @@ def run(ex: Exporter) -> Outcome:
                 "format": ex.format, "gzip": ex.gzip, "parallel": True}
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
-    parts = int(ex.control.call(lambda c: db.scalar(
+    return int(ex.control.call(lambda c: db.scalar(
         c, queries.EXPORT_PARTS_SPLIT, {"id": ex.job_id, "worker": ex.worker})))
+
+
+def _coordinate(ex: Exporter, parts: int) -> Outcome:
+    job = ex.job
     want = min(int(job["payload"].get("parallel") or 1), parts)
     name = ex.worker.split("#", 1)[0]
     lease = ex.control.lease
@@ -286,7 +298,8 @@ def run(ex: Exporter) -> Outcome:
                 raise Stopped()
             # A thread per part waiting to be claimed, up to N (a part running
             # elsewhere under an expired lease is claimable too).
-            if len(threads) < want and ("queued" in states or "running" in states):
+            waiting = states.count("queued") + states.count("running") - len(threads)
+            for _ in range(min(want - len(threads), max(waiting, 0))):
                 thread = threading.Thread(target=work, daemon=True,
                                           name=f"pgjobs-export-{ex.job_id}-part")
                 thread.start()
