@@ -158,8 +158,13 @@ class PartExporter(Exporter):
         return None if value is None else str(value)
 
     def _after_lost(self, why: str) -> Outcome:
+        """A part's heartbeat refuses when the part was taken over, and also when its
+        job was canceled or paused: then the part is still ours to hand back
+        (fenced: a part taken over is left alone)."""
         log.info("job %s part %s: stopping: %s", self.job_id, self.part, why)
-        return Outcome(self.job_id, "lost", error=why)
+        released = self._release()
+        return released if released.status != "released" else Outcome(
+            self.job_id, "lost", error=why)
 
     def _release(self) -> Outcome:
         try:
@@ -167,7 +172,7 @@ class PartExporter(Exporter):
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
         except (LeaseLost, PgjobsError, psycopg.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
-        if job is not None and job["status"] == "canceled":
+        if job is not None and (job["status"] == "canceled" or job["cancel_requested_at"]):
             self._discard()  # a canceled export leaves nothing
         return Outcome(self.job_id, "released" if status else "lost")
 
