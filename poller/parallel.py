@@ -260,8 +260,10 @@ def place(ex: Exporter) -> int:
                 "format": ex.format, "gzip": ex.gzip, "parallel": True}
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
-    return int(ex.control.call(lambda c: db.scalar(
+    parts = int(ex.control.call(lambda c: db.scalar(
         c, queries.EXPORT_PARTS_SPLIT, {"id": ex.job_id, "worker": ex.worker})))
+    log.info("job %s: %s parts of the scope's keys", ex.job_id, parts)
+    return parts
 
 
 def _coordinate(ex: Exporter, parts: int) -> Outcome:
@@ -309,9 +311,9 @@ def _coordinate(ex: Exporter, parts: int) -> Outcome:
                                           name=f"pgjobs-export-{ex.job_id}-part")
                 thread.start()
                 threads.append(thread)
-            time.sleep(1.0 if threads else 0.5)
+            time.sleep(0.25)
             # The job's own lease, and how a cancel or pause reaches it.
-            if not ex.control.heartbeat():
+            if time.monotonic() - ex.control.last_ok >= 1.0 and not ex.control.heartbeat():
                 raise LeaseLost("heartbeat refused")
     except BaseException as exc:
         done.set()
@@ -324,6 +326,8 @@ def _coordinate(ex: Exporter, parts: int) -> Outcome:
     done.set()
     for thread in threads:
         thread.join()
+    log.info("job %s: %s parts written; joining them into %s", ex.job_id, len(rows),
+             ex.location.uri)
     return _join(ex, rows)
 
 

@@ -29,6 +29,7 @@ DECLARE
     v_rows bigint;
     v_step bigint;
     v_bounds text[];
+    v_bound text;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j
      WHERE j.id = p_id AND j.kind = 'export' AND j.worker = p_worker
@@ -57,14 +58,24 @@ BEGIN
                    v_job.target, v_reg.scope_column, v_scope)
        INTO v_rows;
     v_step := greatest(ceil(v_rows::numeric / (v_job.payload ->> 'parallel')::integer), 1);
-    -- Every v_step-th key, short of the last: the parts' upper bounds.
-    EXECUTE format('SELECT coalesce(array_agg(s.k ORDER BY s.rn), ''{}'') FROM ('
-                   'SELECT pgjobs_t.%2$I::text AS k, '
-                   'row_number() OVER (ORDER BY pgjobs_t.%2$I) AS rn '
-                   'FROM %4$s pgjobs_t WHERE %1$I = %3$s) s '
-                   'WHERE s.rn OPERATOR(pg_catalog.%%) $1 = 0 AND s.rn < $2',
-                   v_reg.scope_column, v_reg.key_column, v_scope, v_job.target)
-       INTO v_bounds USING v_step, v_rows;
+    -- Every v_step-th key, short of the last: the parts' upper bounds, each
+    -- found v_step keys after the previous one by an index-only walk of the
+    -- (scope, key) btree (ordered by both columns so that the planner takes
+    -- it, and not the key's own index across every scope): one pass in all.
+    v_bounds := '{}'::text[];
+    WHILE (cardinality(v_bounds) + 1) * v_step < v_rows LOOP
+        EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %4$s pgjobs_t WHERE %1$I = %3$s%5$s '
+                       'ORDER BY pgjobs_t.%1$I, pgjobs_t.%2$I OFFSET $1 LIMIT 1',
+                       v_reg.scope_column, v_reg.key_column, v_scope, v_job.target,
+                       CASE WHEN cardinality(v_bounds) = 0 THEN ''
+                            ELSE format(' AND %I > %L::%s', v_reg.key_column,
+                                        v_bounds[cardinality(v_bounds)],
+                                        pgjobs._column_type(v_job.target, v_reg.key_column))
+                       END)
+           INTO v_bound USING v_step - 1;
+        EXIT WHEN v_bound IS NULL;  -- rows deleted since the count
+        v_bounds := v_bounds || v_bound;
+    END LOOP;
 
     INSERT INTO pgjobs.export_parts (job_id, part, after_key, until_key)
     SELECT p_id, b.n::integer,
