@@ -182,7 +182,8 @@ EXPORT_PART_FINISH = """
 SELECT pgjobs.export_part_finish(%(id)s, %(part)s, %(worker)s, %(status)s, %(result)s, %(error)s)
 """
 EXPORT_PARTS = """
-SELECT part, status, attempts, done, result, error
+SELECT part, status, attempts, done, result, error,
+       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"

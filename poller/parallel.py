@@ -62,6 +62,12 @@ ONE_OBJECT_FORMATS = ("csv", "jsonl")
 part under a common prefix (Parquet), all listed in ``result.uris``."""
 
 
+MAX_PART_THREADS = 4
+"""Parts one process streams side by side for one job: each holds up to three
+parts of part_size in memory, so a process stays within its memory bound
+whatever ``parallel`` a client asks; other workers' idle slots take the rest."""
+
+
 def part_key(key: str, part: int) -> str:
     """The object of one part, next to the export's object: ``{job}.partNNNNN.{ext}``
     (the job id stays the leading number, as the stale-upload sweep expects)."""
@@ -268,7 +274,7 @@ def place(ex: Exporter) -> int:
 
 def _coordinate(ex: Exporter, parts: int) -> Outcome:
     job = ex.job
-    want = min(int(job["payload"].get("parallel") or 1), parts)
+    want = min(int(job["payload"].get("parallel") or 1), parts, MAX_PART_THREADS)
     name = ex.worker.split("#", 1)[0]
     lease = ex.control.lease
     done = threading.Event()
@@ -295,6 +301,9 @@ def _coordinate(ex: Exporter, parts: int) -> Outcome:
             threads = [t for t in threads if t.is_alive()]
             rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
             states = [r["status"] for r in rows]
+            if ex.on_progress is not None:  # the rows of every part so far
+                ex.on_progress(sum(int(r["done"]) for r in rows),
+                               sum(int(r["bytes"]) for r in rows))
             failed = [r for r in rows if r["status"] == "failed"]
             if failed:
                 raise StorageError(f"part {failed[0]['part']} of {len(rows)} failed: "

@@ -233,3 +233,52 @@ def test_part_calls_are_fenced(conn: Conn, dsn: str, local_dir: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         conn.execute("SELECT pgjobs.export_part_finish(%s, %s, %s, 'done')",
                      (job_id, part, worker))
+
+
+def test_pause_and_resume_a_parallel_export(conn: Conn, dsn: str, local_dir: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.2")
+    box: list[Outcome] = []
+    thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
+    thread.start()
+    wait_for(lambda: part_progress(conn, job_id) >= 3, what="parts checkpointed")
+    assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+    thread.join(timeout=30)
+    assert box[0].status == "paused"
+    job = job_row(conn, job_id)
+    assert job["status"] == "paused"
+    parts = part_rows(conn, job_id)
+    assert all(p["lease_expires_at"] is None for p in parts)
+    kept = {p["part"]: (p["checkpoint"] or {}).get("parts", 0) for p in parts}
+    assert sum(kept.values()) >= 3
+    assert all(p["attempts"] <= 1 for p in parts)  # a hand-back is not an attempt
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "")
+    assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.result is not None
+    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    for p in part_rows(conn, job_id):
+        if kept[p["part"]] and p["part"] in kept:
+            assert p["checkpoint"]["history"][-1]["part"] >= kept[p["part"]]
+
+
+def test_cli_export_parallel(conn: Conn, dsn: str, local_dir: str) -> None:
+    from click.testing import CliRunner
+
+    from pgjobs.cli.main import main
+
+    make_items(conn, rows=300)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", local_dir, "export", "items",
+                                       "--scope", "1", "--parallel", "2"])
+    assert result.exit_code == 0, result.output
+    uri = result.stdout.strip().splitlines()[-1]
+    job = job_row(conn, int(scalar(conn, "SELECT max(id) FROM pgjobs.jobs")))
+    assert job["payload"]["parallel"] == 2 and job["result"]["uri"] == uri
+    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    assert len(part_rows(conn, job["id"])) == 2
+    bad = CliRunner().invoke(main, ["--dsn", dsn, "export", "items", "--scope", "1",
+                                    "--parallel", "0"])
+    assert bad.exit_code == 2
