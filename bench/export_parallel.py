@@ -18,7 +18,8 @@ Printed per setting: median and best wall time, the speedup against
 ``parallel: 1`` (median over median), the server's CPU time per row (every
 backend of the cluster: the postmaster's own and its reaped children's times,
 plus the live backends', from /proc; needs the server on this machine) and this
-process's CPU time per row. Nothing here is a pass/fail test.
+process's CPU time per row (read once the export's backends have exited).
+Nothing here is a pass/fail test.
 """
 
 from __future__ import annotations
@@ -66,6 +67,26 @@ def server_cpu(postmaster: int) -> float | None:
         if int(stat[1]) == postmaster:  # ppid
             total += int(stat[11]) + int(stat[12])
     return total / TICK
+
+
+def children(postmaster: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            count += int(stat[1]) == postmaster
+    return count
+
+
+def settled(postmaster: int, idle: int) -> None:
+    """Until the backends of the export have exited and been reaped (their CPU time
+    then sits in the postmaster's cutime/cstime), at most 10 s."""
+    deadline = time.monotonic() + 10
+    while children(postmaster) > idle and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def postmaster_pid(dsn: str) -> int | None:
@@ -138,10 +159,13 @@ def run(dsn: str, description: str, args: argparse.Namespace, settings: list[int
     for round_ in range(args.repeat):
         order = settings if round_ % 2 == 0 else list(reversed(settings))
         for n in order:
+            idle = children(postmaster) if postmaster else 0
             before = server_cpu(postmaster) if postmaster else None
             mine = resource.getrusage(resource.RUSAGE_SELF)
             elapsed, result = export(dsn, destination, n)
             after = resource.getrusage(resource.RUSAGE_SELF)
+            if postmaster:
+                settled(postmaster, idle)
             spent = server_cpu(postmaster) if postmaster else None
             if reference is None:
                 reference = result["sha256"]

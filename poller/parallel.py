@@ -354,6 +354,57 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
             storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
 
 
+def _join_files(ex: Exporter, results: list[dict[str, Any]], total_rows: int) -> Outcome:
+    """``file://``: the parts' files are copied into a temporary file by the kernel
+    (copy_file_range), fsynced and renamed into place; one read of the object then
+    checks every part's range against the SHA-256 its part recorded and gives
+    the object's."""
+    path = ex.location.path
+    tmp = os.path.join(os.path.dirname(path),
+                       f".{os.path.basename(path)}.pgjobs-{ex.token}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            for r in results:
+                with open(storage.parse(str(r["uri"])).path, "rb") as src:
+                    left = int(r["bytes"])
+                    while left:
+                        copied = os.copy_file_range(src.fileno(), out.fileno(), left)
+                        if copied == 0:
+                            raise StorageError(f"{r['uri']} is shorter than its part wrote",
+                                               retryable=True)
+                        left -= copied
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise storage.storage_error(exc, f"cannot write {path}") from exc
+    try:
+        size, sha256 = storage.hash_object(ex.location, [[r["bytes"], r["sha256"]]
+                                                         for r in results])
+    except storage.CannotResume as exc:
+        with contextlib.suppress(Exception):
+            storage.delete(ex.location.uri)
+        raise StorageError(f"{ex.location.uri}: the parts are not what they wrote ({exc})",
+                           retryable=True) from exc
+    return _completed(ex, results, total_rows, size, sha256, parts=len(results))
+
+
+def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,
+               sha256: str, parts: int) -> Outcome:
+    result = {"uri": ex.location.uri, "uris": [ex.location.uri], "rows": total_rows,
+              "bytes": size, "sha256": sha256, "format": ex.format, "gzip": ex.gzip,
+              "parts": parts, "parallel_parts": len(results)}
+    ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
+    if not ok:
+        return Outcome(ex.job_id, "lost", error="lease lost before completing")
+    for r in results:
+        with contextlib.suppress(Exception):  # best effort: the object is complete
+            storage.delete(str(r["uri"]))
+    return Outcome(ex.job_id, "succeeded", result=result)
+
+
 def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
     results = [r["result"] for r in rows]
     total_rows = sum(int(r["rows"]) for r in results)
@@ -365,6 +416,8 @@ def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
                   "parts": len(uris)}
         ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
         return Outcome(ex.job_id, "succeeded" if ok else "lost", result=result)
+    if ex.location.scheme == "file":
+        return _join_files(ex, results, total_rows)
     digests: list[Any] = []
     upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
                                    part_size=ex.part_size, digests=digests)
@@ -404,15 +457,6 @@ def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
         raise StorageError(f"{ex.location.uri}: reads back as {stored[0]} bytes (sha256 "
                            f"{stored[1]}), {expected[0]} ({expected[1]}) were written",
                            retryable=True)
-    result = {"uri": ex.location.uri, "uris": [ex.location.uri], "rows": total_rows,
-              "bytes": size, "sha256": sha256, "format": ex.format, "gzip": ex.gzip,
-              "parts": len(digests), "parallel_parts": len(results)}
-    ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
-    if not ok:
-        return Outcome(ex.job_id, "lost", error="lease lost before completing")
     with contextlib.suppress(Exception):
         upload.cleanup()
-    for r in results:
-        with contextlib.suppress(Exception):  # best effort: the object is complete
-            storage.delete(str(r["uri"]))
-    return Outcome(ex.job_id, "succeeded", result=result)
+    return _completed(ex, results, total_rows, size, sha256, parts=len(digests))
