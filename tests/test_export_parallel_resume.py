@@ -282,3 +282,33 @@ def test_cli_export_parallel(conn: Conn, dsn: str, local_dir: str) -> None:
     bad = CliRunner().invoke(main, ["--dsn", dsn, "export", "items", "--scope", "1",
                                     "--parallel", "0"])
     assert bad.exit_code == 2
+
+
+def test_a_part_object_changed_before_the_join_never_completes(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The join checks every part's bytes against the SHA-256 the part recorded:
+    a part object overwritten after its part ended is caught, the job is not
+    completed, and no object is left at the export's key."""
+    make_items(conn, rows=300)
+    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 2})
+    complete = parallel.PartExporter._complete
+
+    def tamper(self: parallel.PartExporter, size: int, sha256: str) -> Outcome:
+        outcome = complete(self, size, sha256)
+        if self.part == 2:
+            path = self.location.path
+            with open(path, "r+b") as f:
+                f.seek(10)
+                byte = f.read(1)
+                f.seek(10)
+                f.write(bytes([byte[0] ^ 1]))
+        return outcome
+
+    monkeypatch.setattr(parallel.PartExporter, "_complete", tamper)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "retrying", outcome
+    job = job_row(conn, job_id)
+    assert job["status"] == "queued" and job["result"] in (None, {})
+    assert "not what they wrote" in job["error"]
+    uri = job["checkpoint"]["uri"]
+    assert leftovers(local_dir, set()) and uri not in leftovers(local_dir, set())
