@@ -19,10 +19,11 @@ refuses once the job has one pending), and once every part has succeeded it
 joins the parts' objects, in key order, into the export's one object (CSV and
 JSONL): its bytes are those a ``parallel: 1`` export writes (the CSV header
 comes with the first part; with gzip, each part is a run of gzip members, so
-the object decompresses to the same bytes). Each part object's SHA-256 is
-checked as it is read, the joined object is read back and checked against
-what was written, and only then is the job completed; the parts' objects are
-removed afterwards. Joining is not checkpointed: a worker killed while joining
+the object decompresses to the same bytes). Every part's bytes are checked
+against the size and SHA-256 the part recorded when it ended (``file://``: in
+the one read-back of the joined object; object stores: as the parts are
+streamed into the new upload, whose object is then read back too), and only
+then is the job completed; the parts' objects are removed afterwards. Joining is not checkpointed: a worker killed while joining
 leaves the parts, and the next attempt joins them again.
 """
 
