@@ -23,8 +23,9 @@ the object decompresses to the same bytes). Every part's bytes are checked
 against the size and SHA-256 the part recorded when it ended (``file://``: in
 the one read-back of the joined object; object stores: as the parts are
 streamed into the new upload, whose object is then read back too), and only
-then is the job completed; the parts' objects are removed afterwards. Joining is not checkpointed: a worker killed while joining
-leaves the parts, and the next attempt joins them again.
+then is the job completed; the parts' objects are removed afterwards. Joining
+is not checkpointed: a worker killed while joining leaves the parts, and the
+next attempt joins them again.
 """
 
 from __future__ import annotations
