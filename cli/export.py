@@ -70,12 +70,17 @@ def _setup_logging() -> None:
               help="Only submit: print the job id and leave the export to `pgjobs worker`.")
 @click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
               help="Higher runs first [default: 0].")
+@click.option("--parallel", type=click.IntRange(1, 64), envvar="PGJOBS_PARALLEL",
+              show_envvar=True,
+              help="Split the scope's keys into up to N parts exported side by side (by this "
+                   "process and idle `pgjobs worker` slots), joined into the one object "
+                   "[default: 1].")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
 @click.pass_obj
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
            columns: str | None, gzip: bool, to: str | None, detach: bool,
-           priority: int | None, extra: str | None) -> None:
+           priority: int | None, parallel: int | None, extra: str | None) -> None:
     """Export the rows of TARGET's scope that match the filter, in key order.
 
     Rows created after the export is submitted, and rows that a pending delete
@@ -94,6 +99,8 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         options["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
     if priority is not None:
         options["priority"] = priority
+    if parallel is not None:
+        options["parallel"] = parallel
     if to:
         options["destination"] = storage.parse(to).uri  # usage error (2) when malformed
     if not detach:

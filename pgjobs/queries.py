@@ -164,9 +164,29 @@ STORAGE_ALLOWED = "SELECT pgjobs._storage_allowed(%(uri)s)"
 # planner would rather scan every tenant's rows than walk the (scope, key) index.
 EXPORT_CHUNK_SQL = """
 SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', true) AS seqscan
-  FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s) c
+  FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+# Parallel exports (option parallel > 1): the parts of one job, each claimed,
+# leased, fenced and checkpointed on its own (poller/parallel.py).
+EXPORT_PARTS_SPLIT = "SELECT pgjobs.export_parts_split(%(id)s, %(worker)s)"
+EXPORT_PART_CLAIM = """
+SELECT job_id, part, after_key, until_key, attempts, worker, checkpoint
+  FROM pgjobs.claim_export_part(%(id)s, %(worker)s, %(lease)s::interval)
+"""
+EXPORT_PART_HEARTBEAT = """
+SELECT pgjobs.export_part_heartbeat(%(id)s, %(part)s, %(worker)s, %(done)s, %(checkpoint)s,
+                                    %(lease)s::interval)
+"""
+EXPORT_PART_FINISH = """
+SELECT pgjobs.export_part_finish(%(id)s, %(part)s, %(worker)s, %(status)s, %(result)s, %(error)s)
+"""
+EXPORT_PARTS = """
+SELECT part, status, attempts, done, result, error,
+       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes
+  FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
+"""
+RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
 # Every setting that changes how a value prints, pinned on the export's data
 # connection whatever the worker's DSN or role defaults say: an export (and a
 # resumed one, under another worker) is written in these settings, byte for byte.

@@ -476,6 +476,7 @@ class Exporter:
         self.control = _Control(dsn, job_id, worker, lease=30.0)
         self.read_config = reads
         self.reads: standby.Reads | None = None
+        self.until: str | None = None  # the last key of a part (parallel exports)
 
     # --- the job ----------------------------------------------------------------
 
@@ -489,6 +490,10 @@ class Exporter:
             self.format = payload.get("format", "csv")
             self.gzip = bool(payload.get("gzip"))
             self._grain(payload, job["checkpoint"] or {})
+            if int(payload.get("parallel") or 1) > 1:
+                from pgjobs.poller import parallel
+
+                return parallel.run(self)
             return self._run()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
@@ -543,7 +548,7 @@ class Exporter:
         self._check_allowed(prefix, uri)
         self.prefix = storage.parse(prefix).uri
         self.location = storage.parse(uri)
-        self.staging = storage.staging_path(prefix, self.job_id)
+        self.staging = self._staging_path(prefix)
         self.token = f"a{self.job['attempts']}-{os.urandom(4).hex()}"
         self.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                       "bytes": int(ck.get("bytes", 0)), "parts": int(ck.get("parts", 0)),
@@ -589,6 +594,10 @@ class Exporter:
                 self._start_over()
                 self.state["history"].append({"token": self.token, "part": 0,
                                               "phase": "restarted"})
+
+    def _staging_path(self, prefix: str) -> str:
+        """Where this upload stages its parts (object stores): the job's folder."""
+        return storage.staging_path(prefix, self.job_id)
 
     def storage_retry(self, call: Callable[[], T], what: str) -> T:
         """``call`` retried while storage fails transiently (network errors, 5xx,
@@ -726,6 +735,7 @@ class Exporter:
                 with conn.transaction():
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
+                        "until": self.until,
                     }).fetchone()
                     assert row is not None
                     self._reader().note(conn)

@@ -73,6 +73,7 @@ class Worker:
         self.stop = threading.Event()
         self.counts: dict[str, int] = {}  # outcome status -> jobs
         self._running: dict[int, threading.Thread] = {}
+        self._helpers = 0  # parts of parallel exports taken by idle slots
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._listener: psycopg.Connection[Any] | None = None
@@ -155,7 +156,45 @@ class Worker:
             "worker": self.name, "lease": f"{self.lease} seconds", "limit": free})
         for row in rows:
             self._start(int(row["id"]), str(row["worker"]), str(row["kind"]))
-        return len(rows)
+        return len(rows) + self._help(free - len(rows))
+
+    def _help(self, free: int) -> int:
+        """Slots left idle take parts of running parallel exports (option parallel,
+        :mod:`pgjobs.poller.parallel`): N workers export one job side by side."""
+        from pgjobs.poller import parallel
+
+        started = 0
+        while started < free and not self.stop.is_set():
+            assert self._control is not None
+            rows = db.rows(self._control, queries.EXPORT_PART_CLAIM, {
+                "id": None, "worker": self.name, "lease": f"{self.lease} seconds"})
+            if not rows:
+                break
+            row = dict(rows[0])
+            started += 1
+            self._helpers += 1
+            slot = -self._helpers  # helper threads share _running with jobs, by negative keys
+
+            def work(row: dict[str, Any] = row) -> None:
+                label = f"job {row['job_id']} part {row['part']}"
+                try:
+                    outcome = parallel.PartExporter(
+                        self.dsn, row, self.storage_uri, lease=self.lease, stop=self.stop,
+                        max_chunk_rows=self.max_chunk_rows, max_part_size=self.max_part_size,
+                        storage_retry=self.storage_retry, reads=self.reads).run()
+                    self.on_event(f"{label} {outcome.status}"
+                                  + (f": {outcome.error}" if outcome.error else ""))
+                except BaseException:  # noqa: BLE001 - never kill the worker
+                    log.exception("%s: worker thread crashed", label)
+                self._wake.set()
+
+            thread = threading.Thread(target=work, daemon=True,
+                                      name=f"pgjobs-export-{row['job_id']}-part{row['part']}")
+            with self._lock:
+                self._running[slot] = thread
+            self.on_event(f"job {row['job_id']} part {row['part']} started")
+            thread.start()
+        return started
 
     def _start(self, job_id: int, identity: str, kind: str = "export") -> None:
         """Run the job claimed as ``identity`` (the worker's name plus the claim's own

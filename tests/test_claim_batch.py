@@ -57,7 +57,11 @@ def test_only_start_attempts_makes_a_job_running() -> None:
         text = re.sub(r"--[^\n]*", "", path.read_text())
         if re.search(r"\bstatus\s*=\s*'running'\s*,", text, re.IGNORECASE):
             setters.append(path.name)
-    assert setters == ["_start_attempts.sql"]
+    # claim_export_part makes a part of a parallel export running (its own table,
+    # pgjobs.export_parts), never a job: it updates no job row at all.
+    assert setters == ["_start_attempts.sql", "claim_export_part.sql"]
+    part_claim = re.sub(r"--[^\n]*", "", (FUNCTIONS / "claim_export_part.sql").read_text())
+    assert not re.search(r"UPDATE\s+pgjobs\.jobs\b", part_claim, re.IGNORECASE)
     for name in ("claim.sql", "claim_export.sql", "claim_import.sql", "_claim_id.sql"):
         assert "pgjobs._start_attempts(" in (FUNCTIONS / name).read_text(), name
 

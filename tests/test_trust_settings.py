@@ -193,7 +193,7 @@ def test_an_export_cursor_that_does_not_advance_raises(conn: Conn, make_conn: An
         INSERT INTO f (k, s) SELECT 1 + 1e-12 * g, 1 FROM generate_series(1, 20) g;
         SELECT pgjobs.register_target('f', 'k', 's', 'created_at');""")
     job_id = scalar(conn, "SELECT pgjobs.submit_export('f', '1')")
-    conn.execute("ALTER FUNCTION pgjobs.export_chunk_sql(bigint, text, integer) "
+    conn.execute("ALTER FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text) "
                  "RESET extra_float_digits")
     worker = make_conn()
     worker.execute("SET extra_float_digits = -15")

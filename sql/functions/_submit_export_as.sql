@@ -33,6 +33,11 @@ AS $$
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
 --                1024..1073741824, default 8388608
+--   parallel     integer 1..64, default 1: the scope's key range is split
+--                into up to that many parts (pgjobs.export_parts) that as many
+--                workers export side by side, each resumable; the parts are
+--                joined, in key order, into the one object a parallel: 1
+--                export writes
 --   allow_unknown_fields  boolean, default false: else a document field of
 --                the filter or of columns that no row of the scope has is
 --                refused (pgjobs._require_known_fields)
@@ -46,6 +51,7 @@ DECLARE
     v_options jsonb := coalesce(p_options, '{}');
     v_format text := 'csv';
     v_gzip boolean := false;
+    v_parallel integer := 1;
     v_destination text;
     v_columns jsonb;
     v_column jsonb;
@@ -62,6 +68,19 @@ BEGIN
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+
+    IF v_options ? 'parallel' THEN
+        v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
+        -- Parquet parts are separate files, which the Parquet writer does not
+        -- make yet: refuse rather than write one file in N workers' time.
+        IF v_parallel > 1
+           AND v_options -> 'format' = '"parquet"'::jsonb THEN
+            RAISE EXCEPTION 'format "parquet" cannot be exported with parallel > 1 yet'
+                USING ERRCODE = '0A000',
+                HINT = 'Submit the Parquet export with "parallel": 1, or export CSV or JSONL in '
+                       'parallel.';
+        END IF;
     END IF;
 
     IF v_options ? 'format' THEN
@@ -186,10 +205,11 @@ BEGIN
                            'destination', v_destination,
                            'chunk_rows', coalesce((v_options ->> 'chunk_rows')::integer, 50000),
                            'part_size',
-                           coalesce((v_options ->> 'part_size')::integer, 8388608)),
+                           coalesce((v_options ->> 'part_size')::integer, 8388608),
+                           'parallel', v_parallel),
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
-              'allow_unknown_fields'],
+              'parallel', 'allow_unknown_fields'],
         v_predicate);
     RETURN v_job.id;
 END

@@ -2,6 +2,7 @@ CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
     p_id bigint,
     p_after text,
     p_limit integer,
+    p_until text DEFAULT NULL,
     OUT copy_sql text,
     OUT next_after text)
 LANGUAGE plpgsql
@@ -13,14 +14,16 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- One keyset chunk of export job p_id: the keys of the scope after p_after
--- (NULL: from the start) up to the p_limit-th one, whatever the filter.
+-- (NULL: from the start) up to the p_limit-th one, whatever the filter,
+-- and never past p_until (NULL: the scope's last key), the upper bound of a
+-- part of a parallel export (pgjobs.export_parts).
 -- Returns:
 --   copy_sql    the complete `COPY (...) TO STDOUT` of the chunk's rows that
 --               are in the job's row set (scope, cutoff, filter: the stored
 --               predicate) and not masked by a pending delete (pgjobs.mask,
 --               evaluated now), in key order, in the job's format;
 --   next_after  the chunk's upper key, where the next chunk starts; NULL
---               when this chunk reaches the end of the scope.
+--               when this chunk reaches the end of the scope (or p_until).
 -- Call it and run the COPY in one REPEATABLE READ transaction per chunk:
 -- mask, bound and rows then come from one snapshot, and no snapshot is held
 -- for the whole export.
@@ -56,6 +59,7 @@ DECLARE
     v_key text;
     v_lower text := '';
     v_upper text := '';
+    v_until text := '';
     v_select text;
     v_advances boolean;
 BEGIN
@@ -101,10 +105,22 @@ BEGIN
                           v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
     END IF;
 
-    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s '
+    IF p_until IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_until, v_key);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'upper bound % is not a valid % (key column %)',
+                quote_literal(p_until), v_key, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
+        END;
+        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
+    END IF;
+
+    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s%7$s '
                    'ORDER BY pgjobs_t.%2$I OFFSET %5$s LIMIT 1',
                    v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
-                   v_job.target)
+                   v_job.target, v_until)
        INTO next_after;
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
@@ -121,7 +137,18 @@ BEGIN
                        'table with a key of a type whose text round-trips (bigint, text, uuid).';
         END IF;
     END IF;
-    IF next_after IS NOT NULL THEN
+    IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
+        -- A chunk that ends exactly on the part's last key ends the part.
+        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+           INTO v_advances;
+        IF v_advances THEN
+            next_after := NULL;
+        END IF;
+    END IF;
+    IF next_after IS NULL THEN
+        -- The last chunk of the scope, or of the part.
+        v_upper := v_until;
+    ELSE
         v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
     END IF;
@@ -165,8 +192,9 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer) IS
+COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text) IS
 'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows '
 '(not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: '
 'from the start), in key order and in the job''s format; next_after is where the next chunk '
-'starts (NULL: this is the last one). Run both in one REPEATABLE READ transaction per chunk.';
+'starts (NULL: this is the last one; p_until, when given, is the last key of a part of a '
+'parallel export). Run both in one REPEATABLE READ transaction per chunk.';

@@ -1,0 +1,470 @@
+"""One export, many workers: the export option ``parallel: N``.
+
+The database splits the job, when its worker first claims it, into up to N
+parts: consecutive key ranges of the scope sized evenly by the (scope, key)
+index (``pgjobs.export_parts_split``). Each part is its own resumable unit,
+exactly as a whole export is (:class:`~pgjobs.poller.export.Exporter`): it is
+claimed with its own lease and identity (``pgjobs.claim_export_part``), streams
+its key range into its own object, checkpoints cursor, upload state and part
+digests with every part through its fenced heartbeat
+(``pgjobs.export_part_heartbeat``), and ends through
+``pgjobs.export_part_finish``: a failed part is retried alone, from its
+checkpoint, while the others go on.
+
+The worker that holds the job (the coordinator) runs up to N parts in threads
+of its own, and any worker with a free slot helps with parts of running jobs
+(:func:`help_one`). The coordinator heartbeats the job every second (so a
+cancel or a pause stops every part within about a second: a part's heartbeat
+refuses once the job has one pending), and once every part has succeeded it
+joins the parts' objects, in key order, into the export's one object (CSV and
+JSONL): its bytes are those a ``parallel: 1`` export writes (the CSV header
+comes with the first part; with gzip, each part is a run of gzip members, so
+the object decompresses to the same bytes). Every part's bytes are checked
+against the size and SHA-256 the part recorded when it ended (``file://``: in
+the one read-back of the joined object; object stores: as the parts are
+streamed into the new upload, whose object is then read back too), and only
+then is the job completed; the parts' objects are removed afterwards. Joining
+is not checkpointed: a worker killed while joining leaves the parts, and the
+next attempt joins them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pgjobs import db, queries
+from pgjobs.errors import PgjobsError
+from pgjobs.poller import storage
+from pgjobs.poller.export import (
+    CHECKPOINT_VERSION,
+    Exporter,
+    LeaseLost,
+    Outcome,
+    Stopped,
+    _Control,
+    _retryable,
+    _sqlstate,
+    object_key,
+)
+from pgjobs.poller.storage import StorageError
+
+log = logging.getLogger("pgjobs.export")
+
+ONE_OBJECT_FORMATS = ("csv", "jsonl")
+"""Formats whose parts are joined into one object; any other keeps one file per
+part under a common prefix (Parquet), all listed in ``result.uris``."""
+
+
+MAX_PART_THREADS = 4
+"""Parts one process streams side by side for one job: each holds up to three
+parts of part_size in memory, so a process stays within its memory bound
+whatever ``parallel`` a client asks; other workers' idle slots take the rest."""
+
+
+def part_key(key: str, part: int) -> str:
+    """The object of one part, next to the export's object: ``{job}.partNNNNN.{ext}``
+    (the job id stays the leading number, as the stale-upload sweep expects)."""
+    head, slash, name = key.rpartition("/")
+    job, _, ext = name.partition(".")
+    return f"{head}{slash}{job}.part{part:05d}.{ext}"
+
+
+class _PartControl(_Control):
+    """The control connection of one part: its heartbeat is the part's, fenced on
+    the part's claim."""
+
+    def __init__(self, dsn: str, job_id: int, part: int, worker: str, lease: float):
+        super().__init__(dsn, job_id, worker, lease)
+        self.part = part
+
+    def heartbeat(self, done: int | None = None,
+                  checkpoint: dict[str, Any] | None = None) -> bool:
+        ok = bool(self.call(lambda c: db.scalar(c, queries.EXPORT_PART_HEARTBEAT, {
+            "id": self.job_id, "part": self.part, "worker": self.worker, "done": done,
+            "checkpoint": None if checkpoint is None else Jsonb(checkpoint),
+            "lease": f"{self.lease} seconds"})))
+        if ok:
+            self.last_ok = time.monotonic()
+        return ok
+
+
+class PartExporter(Exporter):
+    """Streams one claimed part of a parallel export into its own object, resumable
+    and verified as a whole export is; ends the part's claim (never the job)."""
+
+    def __init__(self, dsn: str, row: dict[str, Any], storage_uri: str, *,
+                 lease: float, **kwargs: Any):
+        super().__init__(dsn, int(row["job_id"]), str(row["worker"]), storage_uri, **kwargs)
+        self.part = int(row["part"])
+        self.after_key: str | None = row["after_key"]
+        self.until = row["until_key"]
+        self.row = row
+        self.control = _PartControl(dsn, self.job_id, self.part, self.worker, lease)
+
+    def run(self) -> Outcome:
+        try:
+            job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+            where = (job or {}).get("checkpoint") or {}
+            if job is None or job["status"] != "running" or not where.get("uri"):
+                raise Stopped()  # hand the part back
+            payload = job["payload"]
+            self.format = payload.get("format", "csv")
+            self.gzip = bool(payload.get("gzip"))
+            ck = dict(self.row["checkpoint"] or {})
+            if ck.get("v") != CHECKPOINT_VERSION:
+                ck = {"v": CHECKPOINT_VERSION}
+            ck["prefix"] = where["prefix"]
+            ck["uri"] = _part_uri(where["prefix"], where["uri"], self.part)
+            if not ck.get("eof") and ck.get("cursor") is None:
+                ck["cursor"] = self.after_key  # a fresh part (or one reset to its start)
+            self._grain(payload, ck)
+            self.job = {**job, "checkpoint": ck, "attempts": self.row["attempts"]}
+            return self._run()
+        except LeaseLost as exc:
+            return self._after_lost(str(exc))
+        except Stopped:
+            return self._release()
+        except BaseException as exc:
+            return self._fail(exc)
+        finally:
+            self.control.close()
+            if self.reads is not None:
+                self.reads.close()
+
+    def _staging_path(self, prefix: str) -> str:
+        # A folder per part inside the job's (the sweep reads the job id there):
+        # a part that ends cleans up its own staged parts only.
+        return f"{super()._staging_path(prefix)}p{self.part:05d}/"
+
+    def _start_over(self) -> None:
+        super()._start_over()
+        self.state["cursor"] = self.after_key
+
+    def _verify_stored(self, size: int, sha256: str) -> None:
+        """Not read back here: the join reads every part's object and checks it against
+        the size and SHA-256 this part records (what was streamed), so one read
+        covers both (a whole export reads its object back once too)."""
+
+    def _complete(self, size: int, sha256: str) -> Outcome:
+        result = {"uri": self.location.uri, "rows": self.state["rows"], "bytes": size,
+                  "sha256": sha256, "parts": self.state["parts"]}
+        status = self._finish("succeeded", result=result)
+        if status != "succeeded":
+            return Outcome(self.job_id, "lost", error="lease lost before completing the part")
+        self._discard()  # staged parts, temporary files: the part's object is complete
+        return Outcome(self.job_id, "succeeded", result=result)
+
+    def _finish(self, status: str, *, result: dict[str, Any] | None = None,
+                error: str | None = None) -> str | None:
+        value = self.control.call(lambda c: db.scalar(c, queries.EXPORT_PART_FINISH, {
+            "id": self.job_id, "part": self.part, "worker": self.worker, "status": status,
+            "result": None if result is None else Jsonb(result), "error": error}))
+        return None if value is None else str(value)
+
+    def _after_lost(self, why: str) -> Outcome:
+        """A part's heartbeat refuses when the part was taken over, and also when its
+        job was canceled or paused: then the part is still ours to hand back
+        (fenced: a part taken over is left alone)."""
+        log.info("job %s part %s: stopping: %s", self.job_id, self.part, why)
+        released = self._release()
+        return released if released.status != "released" else Outcome(
+            self.job_id, "lost", error=why)
+
+    def _release(self) -> Outcome:
+        try:
+            status = self._finish("released")
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
+        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+            return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
+        if job is not None and (job["status"] == "canceled" or job["cancel_requested_at"]):
+            self._discard()  # a canceled export leaves nothing
+        return Outcome(self.job_id, "released" if status else "lost")
+
+    def _fail(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return self._release()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        decision = _retryable(exc)
+        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+            log.exception("job %s part %s: unexpected error", self.job_id, self.part)
+        try:
+            if decision is None:
+                decision = bool(self.control.call(lambda c: db.scalar(
+                    c, queries.RETRYABLE_SQLSTATE, {"sqlstate": _sqlstate(exc)})))
+            status = self._finish("retry" if decision else "failed",
+                                  error=f"part {self.part}: {message}")
+        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+            return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
+        if status is None:
+            return self._after_lost(message)
+        if status == "failed":
+            self._discard()
+            return Outcome(self.job_id, "failed", error=message)
+        log.warning("job %s part %s: %s; the part is retried", self.job_id, self.part, message)
+        return Outcome(self.job_id, "retrying", error=message)
+
+
+def _part_uri(prefix: str, uri: str, part: int) -> str:
+    rel = uri[len(storage.parse(prefix).uri):].lstrip("/")
+    return storage.object_location(prefix, part_key(rel, part)).uri
+
+
+def _claim(control: _Control, job_id: int | None, name: str,
+           lease: float) -> dict[str, Any] | None:
+    rows = control.call(lambda c: db.rows(c, queries.EXPORT_PART_CLAIM, {
+        "id": job_id, "worker": name, "lease": f"{lease} seconds"}))
+    return dict(rows[0]) if rows else None
+
+
+def _part_options(ex: Exporter) -> dict[str, Any]:
+    return {"stop": ex.stop, "max_chunk_rows": ex.max_chunk_rows,
+            "max_part_size": ex.max_part_size, "storage_retry": ex.storage_retry_seconds,
+            "reads": ex.read_config}
+
+
+def help_one(dsn: str, name: str, storage_uri: str, *, lease: float = 30.0,
+             stop: threading.Event | None = None, **options: Any) -> Outcome | None:
+    """Claim one part of any running parallel export and stream it; None when there
+    is none to claim (for an idle worker slot)."""
+    control = _Control(dsn, 0, name, lease)
+    try:
+        row = _claim(control, None, name, lease)
+    finally:
+        control.close()
+    if row is None:
+        return None
+    return PartExporter(dsn, row, storage_uri, lease=lease, stop=stop, **options).run()
+
+
+def run(ex: Exporter) -> Outcome:
+    """Coordinate the claimed parallel export ``ex`` (its job row loaded): place the
+    object, split, stream parts side by side, join, verify, complete."""
+    parts = place(ex)
+    return _coordinate(ex, parts)
+
+
+def place(ex: Exporter) -> int:
+    """Decide where the export goes (checkpointed in the job, where every part's
+    worker reads it) and split the job into its parts; return their number."""
+    job = ex.job
+    ck = job["checkpoint"] or {}
+    prefix = ck.get("prefix") or job["payload"].get("destination") or ex.storage_uri
+    if ck.get("uri"):
+        uri = ck["uri"]
+    else:
+        key = object_key(job["target"], job["scope"], ex.job_id, ex.format, ex.gzip)
+        uri = storage.object_location(prefix, key).uri
+    ex._check_allowed(prefix, uri)
+    ex.prefix = storage.parse(prefix).uri
+    ex.location = storage.parse(uri)
+    ex.staging = storage.staging_path(prefix, ex.job_id)
+    ex.token = f"a{job['attempts']}-{os.urandom(4).hex()}"
+    # Where the export goes, checkpointed before any part: every part (in this
+    # process or another) writes next to it.
+    ex.state = {"v": CHECKPOINT_VERSION, "uri": ex.location.uri, "prefix": ex.prefix,
+                "format": ex.format, "gzip": ex.gzip, "parallel": True}
+    if not ex.control.heartbeat(checkpoint=ex.state):
+        raise LeaseLost("heartbeat refused")
+    parts = int(ex.control.call(lambda c: db.scalar(
+        c, queries.EXPORT_PARTS_SPLIT, {"id": ex.job_id, "worker": ex.worker})))
+    log.info("job %s: %s parts of the scope's keys", ex.job_id, parts)
+    return parts
+
+
+def _coordinate(ex: Exporter, parts: int) -> Outcome:
+    job = ex.job
+    want = min(int(job["payload"].get("parallel") or 1), parts, MAX_PART_THREADS)
+    name = ex.worker.split("#", 1)[0]
+    lease = ex.control.lease
+    done = threading.Event()
+    part_stop = threading.Event()
+    outcomes: list[Outcome] = []
+    options = {**_part_options(ex), "stop": part_stop}
+
+    def work() -> None:
+        while not done.is_set() and not ex.stop.is_set():
+            try:
+                row = _claim(ex.control, ex.job_id, name, lease)
+            except (LeaseLost, PgjobsError, psycopg.Error):
+                return
+            if row is None:
+                return
+            outcome = PartExporter(ex.dsn, row, ex.storage_uri, lease=lease, **options).run()
+            outcomes.append(outcome)
+            if outcome.status in ("lost", "released"):
+                return
+
+    threads: list[threading.Thread] = []
+    try:
+        while True:
+            threads = [t for t in threads if t.is_alive()]
+            rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+            states = [r["status"] for r in rows]
+            if ex.on_progress is not None:  # the rows of every part so far
+                ex.on_progress(sum(int(r["done"]) for r in rows),
+                               sum(int(r["bytes"]) for r in rows))
+            failed = [r for r in rows if r["status"] == "failed"]
+            if failed:
+                raise StorageError(f"part {failed[0]['part']} of {len(rows)} failed: "
+                                   f"{failed[0]['error']}", retryable=False)
+            if all(s == "succeeded" for s in states):
+                break
+            if ex.stop.is_set():
+                raise Stopped()
+            # A thread per part waiting to be claimed, up to N (a part running
+            # elsewhere under an expired lease is claimable too).
+            waiting = states.count("queued") + states.count("running") - len(threads)
+            for _ in range(min(want - len(threads), max(waiting, 0))):
+                thread = threading.Thread(target=work, daemon=True,
+                                          name=f"pgjobs-export-{ex.job_id}-part")
+                thread.start()
+                threads.append(thread)
+            time.sleep(0.25)
+            # The job's own lease, and how a cancel or pause reaches it.
+            if time.monotonic() - ex.control.last_ok >= 1.0 and not ex.control.heartbeat():
+                raise LeaseLost("heartbeat refused")
+    except BaseException as exc:
+        done.set()
+        part_stop.set()  # every part of this process checkpoints and hands its part back
+        for thread in threads:
+            thread.join()
+        if isinstance(exc, LeaseLost):
+            _forget_parts_if_canceled(ex, parts)
+        raise
+    done.set()
+    for thread in threads:
+        thread.join()
+    log.info("job %s: %s parts written; joining them into %s", ex.job_id, len(rows),
+             ex.location.uri)
+    return _join(ex, rows)
+
+
+def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
+    """A canceled job leaves nothing: remove its parts' objects (best effort; an
+    upload in flight elsewhere is swept as stale)."""
+    try:
+        job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
+    except (LeaseLost, PgjobsError, psycopg.Error):
+        return
+    if job is None or job["status"] != "canceled":
+        return
+    for part in range(1, parts + 1):
+        with contextlib.suppress(Exception):
+            storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
+
+
+def _join_files(ex: Exporter, results: list[dict[str, Any]], total_rows: int) -> Outcome:
+    """``file://``: the parts' files are copied into a temporary file by the kernel
+    (copy_file_range), fsynced and renamed into place; one read of the object then
+    checks every part's range against the SHA-256 its part recorded and gives
+    the object's."""
+    path = ex.location.path
+    tmp = os.path.join(os.path.dirname(path),
+                       f".{os.path.basename(path)}.pgjobs-{ex.token}.tmp")
+    try:
+        with open(tmp, "wb") as out:
+            for r in results:
+                with open(storage.parse(str(r["uri"])).path, "rb") as src:
+                    left = int(r["bytes"])
+                    while left:
+                        copied = os.copy_file_range(src.fileno(), out.fileno(), left)
+                        if copied == 0:
+                            raise StorageError(f"{r['uri']} is shorter than its part wrote",
+                                               retryable=True)
+                        left -= copied
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise storage.storage_error(exc, f"cannot write {path}") from exc
+    try:
+        size, sha256 = storage.hash_object(ex.location, [[r["bytes"], r["sha256"]]
+                                                         for r in results])
+    except storage.CannotResume as exc:
+        with contextlib.suppress(Exception):
+            storage.delete(ex.location.uri)
+        raise StorageError(f"{ex.location.uri}: the parts are not what they wrote ({exc})",
+                           retryable=True) from exc
+    return _completed(ex, results, total_rows, size, sha256, parts=len(results))
+
+
+def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,
+               sha256: str, parts: int) -> Outcome:
+    result = {"uri": ex.location.uri, "uris": [ex.location.uri], "rows": total_rows,
+              "bytes": size, "sha256": sha256, "format": ex.format, "gzip": ex.gzip,
+              "parts": parts, "parallel_parts": len(results)}
+    ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
+    if not ok:
+        return Outcome(ex.job_id, "lost", error="lease lost before completing")
+    for r in results:
+        with contextlib.suppress(Exception):  # best effort: the object is complete
+            storage.delete(str(r["uri"]))
+    return Outcome(ex.job_id, "succeeded", result=result)
+
+
+def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
+    results = [r["result"] for r in rows]
+    total_rows = sum(int(r["rows"]) for r in results)
+    if ex.format not in ONE_OBJECT_FORMATS:
+        # One file per part under a common prefix (Parquet).
+        uris = [str(r["uri"]) for r in results]
+        result = {"uri": os.path.commonprefix(uris), "uris": uris, "rows": total_rows,
+                  "bytes": sum(int(r["bytes"]) for r in results), "format": ex.format,
+                  "parts": len(uris)}
+        ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
+        return Outcome(ex.job_id, "succeeded" if ok else "lost", result=result)
+    if ex.location.scheme == "file":
+        return _join_files(ex, results, total_rows)
+    digests: list[Any] = []
+    upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
+                                   part_size=ex.part_size, digests=digests)
+    buffer = bytearray()
+    whole = hashlib.sha256()
+
+    def put(data: bytes | bytearray) -> None:
+        digests.append([len(data), hashlib.sha256(data).hexdigest()])
+        ex.storage_retry(lambda: upload.write_part(data), f"part {len(digests)} of the join")
+        ex.control.keepalive()
+
+    for r in results:
+        check = hashlib.sha256()
+        size = 0
+        for block in storage.open_range(str(r["uri"])):
+            check.update(block)
+            whole.update(block)
+            size += len(block)
+            buffer += block
+            while len(buffer) >= ex.part_size:
+                put(bytes(buffer[:ex.part_size]))
+                del buffer[:ex.part_size]
+        if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
+            with contextlib.suppress(Exception):
+                upload.cleanup()
+            raise StorageError(f"{r['uri']} is not what its part wrote ({size} bytes, "
+                               f"expected {r['bytes']})", retryable=True)
+    if buffer or not digests:
+        put(bytes(buffer))
+    size, sha256 = ex.storage_retry(upload.finish, "the object")
+    expected = (sum(int(r["bytes"]) for r in results), whole.hexdigest())
+    if (size, sha256) != expected:
+        raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 {sha256}), "
+                           f"the parts hold {expected[0]} ({expected[1]})", retryable=True)
+    stored = storage.hash_object(ex.location, digests)
+    if stored != expected:
+        raise StorageError(f"{ex.location.uri}: reads back as {stored[0]} bytes (sha256 "
+                           f"{stored[1]}), {expected[0]} ({expected[1]}) were written",
+                           retryable=True)
+    with contextlib.suppress(Exception):
+        upload.cleanup()
+    return _completed(ex, results, total_rows, size, sha256, parts=len(digests))
