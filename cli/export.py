@@ -54,9 +54,12 @@ def _setup_logging() -> None:
               help="The scope (tenant / logical table) value, as text.")
 @click.option("--filter", "filter_",
               help="Filter as JSON [default: {} = every row of the scope].")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
               show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
-              help="csv: a header and one column per column; jsonl: one JSON object per line.")
+              help="csv: a header and one column per column; jsonl: one JSON object per line; "
+                   "parquet: typed columns, files under a folder (needs pgjobs[parquet]; "
+                   "--options '{\"compression\": \"snappy\"}' for snappy, zstd by "
+                   "default).")
 @click.option("--columns",
               help="Comma-separated columns and/or document fields (a.b) [default: every "
                    "column].")

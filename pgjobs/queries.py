@@ -167,6 +167,8 @@ SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', 
   FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+# The Parquet columns of an export and their types, as the database decides them.
+EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # Every setting that changes how a value prints, pinned on the export's data
 # connection whatever the worker's DSN or role defaults say: an export (and a
 # resumed one, under another worker) is written in these settings, byte for byte.
