@@ -20,9 +20,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgjobs.poller import storage
+from pgjobs.poller.worker import Worker
 from tests.export_support import (
+    bucket,  # noqa: F401 (fixture)
     job_row,
     local_dir,  # noqa: F401 (fixture)
+    s3_endpoint,  # noqa: F401 (fixture)
+    s3_env,  # noqa: F401 (fixture)
     run_export,
     start_worker,
     submit_export,
@@ -342,3 +347,49 @@ def test_timestamps_are_utc_instants_whatever_the_session_time_zone(
     assert got == expected
     assert isinstance(got[0][1], datetime) and got[0][1].tzinfo is not None
     assert isinstance(got[0][2], date) and isinstance(got[0][4], time)
+
+
+def test_s3_destination_files_read_back(conn: Conn, dsn: str, typed: None, bucket: str,
+                                        tmp_path: Any) -> None:
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (bucket,))
+    job_id = submit_export(conn, "1", target="typed", options={
+        "format": "parquet", "destination": bucket, "chunk_rows": 30, "part_size": 4096})
+    assert run_export(dsn, job_id, bucket).status == "succeeded"
+    result = job_row(conn, job_id)["result"]
+    assert len(result["uris"]) > 1 and all(u.startswith(result["uri"]) for u in result["uris"])
+    local_uris = []
+    for i, uri in enumerate(result["uris"]):
+        path = tmp_path / f"{i:05d}.parquet"
+        path.write_bytes(storage.read(uri))
+        local_uris.append(f"file://{path}")
+    check_values(conn, {**result, "uris": local_uris})
+
+
+def test_cancel_removes_the_files_and_prune_queues_every_file(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    make_typed(conn, rows=2000)
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
+    options = {"format": "parquet", "chunk_rows": 50, "part_size": 4096}
+    job_id = submit_export(conn, "0", target="typed", options=options)
+    box: list[Any] = []
+    runner = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
+    runner.start()
+    wait_for(lambda: len((job_row(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
+             what="two files")
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    runner.join(timeout=60)
+    assert box and box[0].status == "canceled"
+    assert storage.list_paths(local_dir) == []
+
+    monkeypatch.delenv("PGJOBS_EXPORT_DELAYS")
+    done = submit_export(conn, "1", target="typed", options=options)
+    assert run_export(dsn, done, local_dir).status == "succeeded"
+    uris = job_row(conn, done)["result"]["uris"]
+    assert len(uris) > 1 and all(storage.exists(u) for u in uris)
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
+    summary = conn.execute("SELECT pgjobs.prune('1 day')").fetchone()
+    assert summary is not None and summary[0]["objects_queued"] == len(uris)
+    Worker(dsn, local_dir, once=True, poll=0.1).run()
+    assert not any(storage.exists(u) for u in uris)

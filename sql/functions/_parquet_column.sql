@@ -14,8 +14,9 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The one place that maps a PostgreSQL type to the Parquet (Arrow) type of
 -- an exported column, and to the SQL expression over p_expr that sends its
--- value to the worker inside a JSON line (pgjobs.export_chunk_sql, format
--- parquet). Python reads `arrow` (pgjobs.export_parquet_columns) and never
+-- value to the worker as a CSV field (pgjobs.export_chunk_sql, format
+-- parquet: COPY's CSV is the cheapest form for the server to print and for
+-- pyarrow to parse). Python reads `arrow` (pgjobs.export_parquet_columns) and never
 -- decides a type itself. Domains resolve to their base type.
 --   arrow  int16 int32 int64 float32 float64 bool string json date32
 --          timestamp_utc (timestamptz) timestamp (without time zone) time64
@@ -24,11 +25,11 @@ AS $$
 --   wire   what travels: epoch microseconds for timestamps and times, days
 --          since 1970-01-01 for dates, text for numeric (no float on the
 --          way), 32 hex digits for uuid, hex for bytea, JSON text for
---          json/jsonb; other types print as text (arrow string).
+--          json/jsonb and for lists; other types print as text (arrow
+--          string).
 -- numeric without a declared precision has no fixed decimal type: it is
 -- exported as its exact text (arrow string); declare numeric(p,s) for a
--- decimal column. Multi-dimensional arrays arrive flattened per row only as
--- PostgreSQL prints them: arrays of types outside the list above are lists
+-- decimal column. Arrays of types outside the scalar ones above are lists
 -- of their elements' text. Locks nothing.
 DECLARE
     v_type oid := p_type;
@@ -47,13 +48,14 @@ BEGIN
      WHERE t.oid = v_type AND t.typcategory = 'A';
     IF v_elem IS NOT NULL THEN
         v_inner := pgjobs._parquet_column(v_elem, v_typmod, 'x');
+        -- A list travels as its JSON text (an array of numbers, booleans or,
+        -- for every other element type, the elements' exact text).
         IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
-            wire := p_expr;
+            wire := format('pg_catalog.to_json(%s)::text', p_expr);
         ELSE
-            -- Elements travel as their text: exact for every type.
             arrow := 'list<string>';
-            wire := format('%s::text[]', p_expr);
+            wire := format('pg_catalog.to_json(%s::text[])::text', p_expr);
         END IF;
         RETURN;
     END IF;
@@ -62,10 +64,9 @@ BEGIN
         WHEN 'int4'::regtype THEN arrow := 'int32'; wire := p_expr;
         WHEN 'int8'::regtype THEN arrow := 'int64'; wire := p_expr;
         WHEN 'bool'::regtype THEN arrow := 'bool'; wire := p_expr;
-        -- NaN and infinities print as JSON strings: sent as text, parsed by
-        -- the worker.
-        WHEN 'float4'::regtype THEN arrow := 'float32'; wire := format('%s::text', p_expr);
-        WHEN 'float8'::regtype THEN arrow := 'float64'; wire := format('%s::text', p_expr);
+        -- NaN and infinities included: the worker's CSV parser reads them.
+        WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
+        WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
         WHEN 'date'::regtype THEN
             arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) DATE ''1970-01-01'')',
                                              p_expr);

@@ -41,9 +41,9 @@ AS $$
 --   jsonl  one JSON object per line, keys in the requested order. It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
---   parquet  the same JSON lines, each column in its wire form for the
+--   parquet  CSV without a header, each column in its wire form for the
 --          worker's Parquet writer (pgjobs._parquet_column: epoch
---          microseconds, days, exact text for numeric, ...).
+--          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
 -- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
@@ -167,7 +167,9 @@ BEGIN
                        v_lower, v_upper, v_job.predicate,
                        pgjobs.mask(v_job.target, v_job.scope), v_reg.key_column);
 
-    IF v_format IN ('jsonl', 'parquet') THEN
+    IF v_format = 'parquet' THEN
+        copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
+    ELSIF v_format = 'jsonl' THEN
         copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
