@@ -26,9 +26,9 @@ from tests.export_support import (
     bucket,  # noqa: F401 (fixture)
     job_row,
     local_dir,  # noqa: F401 (fixture)
+    run_export,
     s3_endpoint,  # noqa: F401 (fixture)
     s3_env,  # noqa: F401 (fixture)
-    run_export,
     start_worker,
     submit_export,
     wait_for,
