@@ -393,3 +393,96 @@ def test_cancel_removes_the_files_and_prune_queues_every_file(
     assert summary is not None and summary[0]["objects_queued"] == len(uris)
     Worker(dsn, local_dir, once=True, poll=0.1).run()
     assert not any(storage.exists(u) for u in uris)
+
+
+def test_filter_cutoff_and_pending_delete_mask_apply_as_for_csv(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    make_typed(conn, rows=400)
+    conn.execute("SELECT pgjobs.submit_delete('typed', '0', %s::jsonb)",
+                 (json.dumps({"deep.x": 1}),))  # queued, never run: its rows are masked
+    job_id = submit_export(conn, "0", {"n": {"$gt": 50}}, target="typed",
+                           options={"format": "parquet", "chunk_rows": 40, "part_size": 4096})
+    # Created after the export's cutoff: left out.
+    conn.execute("INSERT INTO typed (id, tenant, created_at, doc) VALUES "
+                 "(100000, 0, now() + interval '1 hour', '{\"n\": 99999}')")
+    assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    result = job_row(conn, job_id)["result"]
+    got = read_arrow(result).column("id").to_pylist()
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM typed WHERE tenant = 0 AND (doc->>'n')::int > 50 "
+        "AND (doc#>>'{deep,x}')::int <> 1 AND id < 100000 ORDER BY id")]
+    assert got == expected and len(got) > 50
+
+
+def test_pause_then_resume_continues_after_the_recorded_files(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    make_typed(conn, rows=2000)
+    monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
+    job_id = submit_export(conn, "0", target="typed",
+                           options={"format": "parquet", "chunk_rows": 50, "part_size": 4096})
+    box: list[Any] = []
+    runner = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
+    runner.start()
+    wait_for(lambda: len((job_row(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
+             what="two files")
+    conn.execute("SELECT pgjobs.pause(%s)", (job_id,))
+    runner.join(timeout=60)
+    assert box and box[0].status == "paused"
+    kept = job_row(conn, job_id)["checkpoint"]["files"]
+    stamps = {f["uri"]: os.stat(local_path(f["uri"])).st_mtime_ns for f in kept}
+    conn.execute("SELECT pgjobs.resume(%s)", (job_id,))
+    monkeypatch.delenv("PGJOBS_EXPORT_DELAYS")
+    assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    result = job_row(conn, job_id)["result"]
+    assert result["uris"][:len(kept)] == list(stamps)
+    assert {u: os.stat(local_path(u)).st_mtime_ns for u in stamps} == stamps
+    check_values(conn, result, scope=0)
+
+
+def test_domains_quoted_names_and_a_text_key(conn: Conn, dsn: str, local_dir: str) -> None:
+    conn.execute("CREATE DOMAIN money2 AS numeric(10,2)")
+    conn.execute("CREATE DOMAIN stamp AS timestamptz")
+    conn.execute('CREATE TABLE "Odd Table" ("Key" text NOT NULL, "the scope" int NOT NULL, '
+                 '"made ""at""" timestamptz NOT NULL DEFAULT now() - interval \'1 day\', '
+                 '"Price" money2, "when" stamp, "grid" int[])')
+    conn.execute('CREATE INDEX ON "Odd Table" ("the scope", "Key")')
+    conn.execute("""SELECT pgjobs.register_target('"Odd Table"', 'Key', 'the scope',
+                                                  'made "at"')""")
+    conn.execute("""INSERT INTO "Odd Table" ("Key", "the scope", "Price", "when", grid)
+                    SELECT 'k' || g, 1, g * 1.25, timestamptz '2001-02-03 04:05:06.789+05'
+                           + g * interval '1 day', CASE WHEN g % 3 = 0 THEN NULL
+                           ELSE ARRAY[g, -g] END
+                      FROM generate_series(1, 50) g""")
+    job_id = submit_export(conn, "1", target='"Odd Table"', options={"format": "parquet"})
+    assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    table = read_arrow(job_row(conn, job_id)["result"])
+    assert table.schema.field("Price").type == pa.decimal128(10, 2)
+    assert table.schema.field("when").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field('made "at"').type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("grid").type == pa.list_(pa.int32())
+    expected = conn.execute('SELECT "Key", "the scope", "made ""at""", "Price", "when", grid '
+                            'FROM "Odd Table" ORDER BY "Key"').fetchall()
+    assert [tuple(r.values()) for r in table.to_pylist()] == expected
+
+
+def test_cli_export_parquet_prints_the_folder_and_url_one_line_per_file(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    from click.testing import CliRunner
+
+    from pgjobs.cli.main import main
+
+    make_typed(conn, rows=600)
+    runner = CliRunner()
+    done = runner.invoke(main, ["--dsn", dsn, "--storage", local_dir, "export", "typed",
+                                "--scope", "0", "--format", "parquet", "--options",
+                                '{"chunk_rows": 50, "part_size": 4096}'])
+    assert done.exit_code == 0, done.output
+    folder = done.stdout.strip().splitlines()[-1]
+    job_id = conn.execute("SELECT max(id) FROM pgjobs.jobs").fetchone()[0]
+    result = job_row(conn, job_id)["result"]
+    assert folder == result["uri"] and len(result["uris"]) > 1
+    urls = runner.invoke(main, ["--dsn", dsn, "--storage", local_dir, "url", str(job_id)])
+    assert urls.exit_code == 0, urls.output
+    assert len(urls.stdout.strip().splitlines()) == len(result["uris"])
