@@ -486,3 +486,28 @@ def test_cli_export_parquet_prints_the_folder_and_url_one_line_per_file(
     urls = runner.invoke(main, ["--dsn", dsn, "--storage", local_dir, "url", str(job_id)])
     assert urls.exit_code == 0, urls.output
     assert len(urls.stdout.strip().splitlines()) == len(result["uris"])
+
+
+def test_a_file_overwritten_before_completion_is_written_again(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgjobs.poller import parquet
+
+    make_typed(conn, rows=1200)
+    job_id = submit_export(conn, "0", target="typed",
+                           options={"format": "parquet", "chunk_rows": 50, "part_size": 4096})
+    original = parquet.ParquetExport._finish
+
+    def overwritten(self: Any) -> Any:
+        # A stale writer's bytes land on the second file after it was recorded.
+        with open(local_path(self.ex.state["files"][1]["uri"]), "wb") as f:
+            f.write(b"PAR1 not what was written")
+        return original(self)
+
+    monkeypatch.setattr(parquet.ParquetExport, "_finish", overwritten)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "retrying" and "verification failed" in (outcome.error or "")
+    assert len(job_row(conn, job_id)["checkpoint"]["files"]) == 1
+    monkeypatch.setattr(parquet.ParquetExport, "_finish", original)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    check_values(conn, job_row(conn, job_id)["result"], scope=0)
