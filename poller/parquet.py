@@ -44,6 +44,7 @@ import hashlib
 import io
 import logging
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -257,10 +258,14 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
     file_rows = 0
 
     def open_file() -> None:
+        # The open file's encoded bytes go to a local temporary file, not to
+        # memory: memory stays flat whatever part_size and the compression ratio.
         nonlocal sink, writer
-        sink = pa.BufferOutputStream()
+        # Closed when the file is done, or by the finally below.
+        sink = tempfile.TemporaryFile(prefix="pgjobs-parquet-")  # noqa: SIM115
         writer = pa.parquet.ParquetWriter(
-            sink, schema.final, compression=None if compression == "none" else compression,
+            pa.PythonFile(sink, mode="w"), schema.final,
+            compression=None if compression == "none" else compression,
             write_statistics=True, store_schema=True)
 
     def flush_group() -> None:
@@ -271,31 +276,37 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
         writer.write_table(group, row_group_size=max(1, group.num_rows))
         pending, pending_bytes = [], 0
 
-    for lines, cursor in chunks:
-        if writer is None:
-            open_file()
-        if lines:
-            table = schema.table(lines)
-            pending.append(table)
-            pending_bytes += table.nbytes
-            file_rows += table.num_rows
-        eof = cursor is None
-        # A row group never holds more Arrow bytes than a file's size either.
-        if pending_bytes >= min(row_group_bytes, file_bytes) or eof:
-            flush_group()
-        if eof or sink.tell() >= file_bytes:
-            flush_group()
-            writer.close()
-            data = sink.getvalue().to_pybytes()
-            writer, sink = None, None
-            if eof and file_rows == 0 and have_files:
-                # The last chunk had no rows after a full file: no empty file.
-                data = b""
-            on_file(FileDone(data, file_rows, cursor, eof))
-            have_files = True
-            file_rows = 0
-        if eof:
-            return
+    try:
+        for lines, cursor in chunks:
+            if writer is None:
+                open_file()
+            if lines:
+                table = schema.table(lines)
+                pending.append(table)
+                pending_bytes += table.nbytes
+                file_rows += table.num_rows
+            eof = cursor is None
+            # A row group never holds more Arrow bytes than a file's size either.
+            if pending_bytes >= min(row_group_bytes, file_bytes) or eof:
+                flush_group()
+            if eof or sink.tell() >= file_bytes:
+                flush_group()
+                writer.close()
+                sink.seek(0)
+                data = sink.read()
+                sink.close()
+                writer, sink = None, None
+                if eof and file_rows == 0 and have_files:
+                    # The last chunk had no rows after a full file: no empty file.
+                    data = b""
+                on_file(FileDone(data, file_rows, cursor, eof))
+                have_files = True
+                file_rows = 0
+            if eof:
+                return
+    finally:
+        if sink is not None:
+            sink.close()  # stopped mid-file: its temporary file goes too
 
 
 # --- the job ------------------------------------------------------------------------
