@@ -17,7 +17,8 @@ Layout: an export is a folder ``{target}/{scope}/{job id}/`` holding
 Parquet file (zstd or snappy by column), closed once its bytes pass the job's
 ``part_size``; its row groups are cut after the chunk that passes
 ``row_group_bytes`` of Arrow data. So memory stays flat: at most one row
-group of Arrow data, one open file's encoded bytes and one chunk.
+group of Arrow data and one chunk; the open file is encoded into a local
+temporary file, read back whole only to be written out.
 
 Resume: a finished file is written whole (a local file through a temporary
 name and a rename; an object store with one PUT), then the checkpoint
