@@ -55,9 +55,12 @@ def _setup_logging() -> None:
               help="The scope (tenant / logical table) value, as text.")
 @click.option("--filter", "filter_",
               help="Filter as JSON [default: {} = every row of the scope].")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv",
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
               show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
-              help="csv: a header and one column per column; jsonl: one JSON object per line.")
+              help="csv: a header and one column per column; jsonl: one JSON object per line; "
+                   "parquet: typed columns, files under a folder (needs pgjobs[parquet]; "
+                   "--options '{\"compression\": \"snappy\"}' for snappy, zstd by "
+                   "default).")
 @click.option("--columns",
               help="Comma-separated columns and/or document fields (a.b) [default: every "
                    "column].")
@@ -365,7 +368,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
 @click.pass_obj
 def url(obj: Context, job_id: int, expires: str) -> None:
     """Print a download URL for a finished export: presigned for object stores, the
-    file's path for file://."""
+    file's path for file://; one line per file of a Parquet export."""
     seconds = _seconds(expires, "--expires")
     if not 1 <= seconds <= 7 * 86400:
         raise InvalidInput(f"invalid --expires {expires!r}", hint="from 1s to 7d")
@@ -379,4 +382,6 @@ def url(obj: Context, job_id: int, expires: str) -> None:
     if job["status"] != "succeeded" or not (job["result"] or {}).get("uri"):
         raise InvalidInput(f"job {job_id} is {job['status']}: it has no object yet",
                            hint=f"follow it with `pgjobs watch {job_id}`")
-    click.echo(storage.sign_url(job["result"]["uri"], timedelta(seconds=seconds)))
+    # An export of several objects (Parquet files) has one URL per object, a line each.
+    for uri in job["result"].get("uris") or [job["result"]["uri"]]:
+        click.echo(storage.sign_url(uri, timedelta(seconds=seconds)))

@@ -58,6 +58,11 @@ class PermissionDenied(PgjobsError):
     """The caller lacks a privilege (42501)."""
 
 
+class MissingExtra(PgjobsError):
+    """An optional dependency is not installed (``pgjobs[parquet]``): no retry on
+    this machine can succeed, the message names the extra to install."""
+
+
 class ConnectionFailed(PgjobsError):
     """The database cannot be reached."""
 

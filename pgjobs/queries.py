@@ -187,6 +187,8 @@ SELECT part, status, attempts, done, result, error,
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
+# The Parquet columns of an export and their types, as the database decides them.
+EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # Every setting that changes how a value prints, pinned on the export's data
 # connection whatever the worker's DSN or role defaults say: an export (and a
 # resumed one, under another worker) is written in these settings, byte for byte.

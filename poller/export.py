@@ -66,7 +66,7 @@ import psycopg
 from psycopg import pq
 
 from pgjobs import db, queries
-from pgjobs.errors import ConnectionFailed, PgjobsError
+from pgjobs.errors import ConnectionFailed, MissingExtra, PgjobsError
 from pgjobs.poller import standby, storage
 from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
 
@@ -238,6 +238,8 @@ def _retryable(exc: BaseException) -> bool | None:
     policy), in the same statement that records the failure (db.fail_by_sqlstate)."""
     if isinstance(exc, StorageError):
         return bool(exc.retryable)
+    if isinstance(exc, MissingExtra):
+        return False
     if _sqlstate(exc):
         return None
     return not isinstance(exc, (ValueError, TypeError, KeyError))
@@ -535,6 +537,10 @@ class Exporter:
         self.limit = self.chunk_rows
 
     def _run(self) -> Outcome:
+        if self.format == "parquet":  # typed files under a folder: its own writer
+            from pgjobs.poller.parquet import ParquetExport
+
+            return ParquetExport(self).run()
         ck = self.job["checkpoint"] or {}
         if ck.get("v") != CHECKPOINT_VERSION:
             ck = {}

@@ -44,6 +44,9 @@ AS $$
 --   jsonl  one JSON object per line, keys in the requested order. It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
+--   parquet  CSV without a header, each column in its wire form for the
+--          worker's Parquet writer (pgjobs._parquet_column: epoch
+--          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
 -- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
@@ -158,8 +161,17 @@ BEGIN
     LOOP
         IF v_job.payload -> 'document_fields' ? v_name THEN
             v_expr := format('%I %s %L::text[]', v_reg.document_column,
-                             CASE v_format WHEN 'csv' THEN '#>>' ELSE '#>' END,
+                             CASE WHEN v_format IN ('csv', 'parquet') THEN '#>>' ELSE '#>' END,
                              string_to_array(v_name, '.'));
+        ELSIF v_format = 'parquet' THEN
+            -- Typed for Parquet by pgjobs._parquet_column, the one mapping
+            -- (pgjobs.export_parquet_columns gives the worker the same types).
+            SELECT (pgjobs._parquet_column(a.atttypid, a.atttypmod, format('%I', v_name))).wire
+              INTO v_expr
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_job.target AND a.attname = v_name
+               AND a.attnum > 0 AND NOT a.attisdropped;
+            v_expr := coalesce(v_expr, format('%I', v_name));  -- gone: the COPY raises 42703
         ELSE
             -- A column (resolved at submit): if it is gone now, the COPY fails
             -- with 42703 and so does the job.
@@ -182,7 +194,9 @@ BEGIN
                        v_lower, v_upper, v_job.predicate,
                        pgjobs.mask(v_job.target, v_job.scope), v_reg.key_column);
 
-    IF v_format = 'jsonl' THEN
+    IF v_format = 'parquet' THEN
+        copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
+    ELSIF v_format = 'jsonl' THEN
         copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
