@@ -54,7 +54,7 @@ def timed(conn: psycopg.Connection[tuple[object, ...]], sql: str, reps: int) -> 
 
 def fill(conn: psycopg.Connection[tuple[object, ...]], jobs: int, shape: str) -> None:
     status, finished, unfinished = SHAPES[shape]
-    conn.execute("TRUNCATE pgjobs.jobs")
+    conn.execute("TRUNCATE pgjobs.jobs CASCADE")
     if status == "queued":
         conn.execute(f"""
             INSERT INTO pgjobs.jobs (kind, target, scope, status)
@@ -102,7 +102,7 @@ def main() -> None:
                     who = "super" if role == "postgres" else "client"
                     print(f"{shape:<20} {who:<8} {base:>12.1f} {cost:>11.1f} "
                           f"{cost / base:>6.2f}", flush=True)
-            conn.execute("TRUNCATE pgjobs.jobs")
+            conn.execute("TRUNCATE pgjobs.jobs CASCADE")
             conn.execute("DROP OWNED BY pgjobs_bench_reader")
             conn.execute("DROP ROLE pgjobs_bench_reader")
 

@@ -15,7 +15,8 @@ AS $$
 --   oldest_queued  {id, age_seconds, run_at} of the queued job due longest
 --                  (run_at <= now()); null when none is due
 --   running        [{id, kind, target, scope, done, total, rows_per_second,
---                  eta_seconds, worker, lease_expires_at, throttled}]:
+--                  eta_seconds, worker, lease_expires_at,
+--                  heartbeat_age_seconds, throttled}]:
 --                  rows/s is done over the time since started_at; eta
 --                  (seconds) needs a total and a rate; at most 100 jobs
 --   throttled      [{id, kind, target, scope, reason, since}] running jobs
@@ -37,39 +38,38 @@ AS $$
 -- nothing.
 WITH active AS MATERIALIZED (
     SELECT j.id, j.kind, j.target, j.scope, j.status, j.done, j.total, j.run_at,
-           j.started_at, j.updated_at, j.worker, j.lease_expires_at,
+           j.started_at, j.updated_at, j.worker, j.lease_expires_at, j.heartbeat_at,
            j.checkpoint -> 'throttled' AS throttled,
            extract(epoch FROM now() - j.started_at) AS ran
       FROM pgjobs.jobs j
      WHERE j.status IN ('queued', 'running', 'paused')
-), recent AS MATERIALIZED (
-    SELECT j.kind, j.status, j.done, j.started_at, j.finished_at
+), spans AS (
+    -- The rows of each job spread evenly over the time it ran [e0, e1] (epoch
+    -- seconds, float8: numeric arithmetic per row would cost more than the
+    -- scan); a window's share is done * overlap / duration, or all of it for
+    -- an instant run ending inside the window. One pass per source.
+    SELECT a.kind, NULL::text AS status, a.done::float8 AS done,
+           date_part('epoch', a.started_at) AS e0,
+           date_part('epoch', CASE WHEN a.status = 'running' THEN now()
+                                   ELSE a.updated_at END) AS e1
+      FROM active a
+     WHERE a.started_at IS NOT NULL AND a.done > 0
+    UNION ALL
+    SELECT j.kind, j.status, j.done::float8,
+           date_part('epoch', coalesce(j.started_at, j.finished_at)),
+           date_part('epoch', j.finished_at)
       FROM pgjobs.jobs j
      WHERE j.finished_at > now() - interval '1 hour'
-), spans AS (
-    -- Each job's rows spread over [started_at, end]: the share inside a
-    -- window is done * overlap / duration (all of it for an instant run).
-    SELECT s.kind, s.done, s.started_at AS t0, s.t1
-      FROM (SELECT a.kind, a.done, a.started_at,
-                   CASE WHEN a.status = 'running' THEN now() ELSE a.updated_at END AS t1
-              FROM active a
-             WHERE a.started_at IS NOT NULL AND a.done > 0
-            UNION ALL
-            SELECT r.kind, r.done, coalesce(r.started_at, r.finished_at), r.finished_at
-              FROM recent r
-             WHERE r.done > 0) s
-), windows AS (
-    SELECT w.kind,
-           round(sum(w.done * CASE WHEN w.t1 <= w.t0 THEN (w.t1 > now() - interval '1 minute')::int
-                                   ELSE greatest(0, extract(epoch FROM
-                                            w.t1 - greatest(w.t0, now() - interval '1 minute')))
-                                        / extract(epoch FROM w.t1 - w.t0) END))::bigint AS last_minute,
-           round(sum(w.done * CASE WHEN w.t1 <= w.t0 THEN (w.t1 > now() - interval '1 hour')::int
-                                   ELSE greatest(0, extract(epoch FROM
-                                            w.t1 - greatest(w.t0, now() - interval '1 hour')))
-                                        / extract(epoch FROM w.t1 - w.t0) END))::bigint AS last_hour
-      FROM spans w
-     GROUP BY w.kind
+), windows AS MATERIALIZED (
+    SELECT w.kind, w.status, count(*) AS n,
+           sum(w.done * CASE WHEN w.e1 <= w.e0 THEN (w.e1 > n.en - 60)::int
+                             ELSE greatest(0, w.e1 - greatest(w.e0, n.en - 60))
+                                  / (w.e1 - w.e0) END) AS last_minute,
+           sum(w.done * CASE WHEN w.e1 <= w.e0 THEN (w.e1 > n.en - 3600)::int
+                             ELSE greatest(0, w.e1 - greatest(w.e0, n.en - 3600))
+                                  / (w.e1 - w.e0) END) AS last_hour
+      FROM spans w, (SELECT date_part('epoch', now()) AS en) n
+     GROUP BY w.kind, w.status
 )
 SELECT jsonb_build_object(
     'at', now(),
@@ -92,6 +92,8 @@ SELECT jsonb_build_object(
                    'eta_seconds', CASE WHEN r.total IS NOT NULL AND r.rate > 0
                                        THEN round(greatest(r.total - r.done, 0) / r.rate, 1) END,
                    'worker', r.worker, 'lease_expires_at', r.lease_expires_at,
+                   'heartbeat_age_seconds', round(extract(epoch FROM
+                       now() - coalesce(r.heartbeat_at, r.started_at)), 3),
                    'throttled', r.throttled) ORDER BY r.id)
           FROM (SELECT a.*, CASE WHEN a.ran > 0 THEN round(a.done / a.ran, 1) END AS rate
                   FROM active a WHERE a.status = 'running'
@@ -116,14 +118,15 @@ SELECT jsonb_build_object(
          WHERE a.status = 'running' AND a.lease_expires_at < now() + interval '10 seconds'),
         '[]'::jsonb),
     'finished_last_hour', coalesce((
-        SELECT jsonb_agg(jsonb_build_object('kind', f.kind, 'status', f.status, 'jobs', f.n)
-                         ORDER BY f.kind, f.status)
-          FROM (SELECT r.kind, r.status, count(*) AS n
-                  FROM recent r GROUP BY r.kind, r.status) f), '[]'::jsonb),
+        SELECT jsonb_agg(jsonb_build_object('kind', w.kind, 'status', w.status, 'jobs', w.n)
+                         ORDER BY w.kind, w.status)
+          FROM windows w WHERE w.status IS NOT NULL), '[]'::jsonb),
     'rows', coalesce((
-        SELECT jsonb_object_agg(w.kind, jsonb_build_object('last_minute', w.last_minute,
-                                                           'last_hour', w.last_hour))
-          FROM windows w), '{}'::jsonb));
+        SELECT jsonb_object_agg(k.kind, jsonb_build_object('last_minute', k.last_minute,
+                                                           'last_hour', k.last_hour))
+          FROM (SELECT w.kind, round(sum(w.last_minute))::bigint AS last_minute,
+                       round(sum(w.last_hour))::bigint AS last_hour
+                  FROM windows w GROUP BY w.kind) k), '{}'::jsonb));
 $$;
 
 COMMENT ON FUNCTION pgjobs.stats() IS
