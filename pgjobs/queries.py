@@ -72,6 +72,7 @@ LISTEN_CHANNEL = "LISTEN {channel}"
 # --- pgjobs ui (ui/): every read runs as the DSN's role, so the row policies of
 # pgjobs.jobs decide what the dashboard shows -----------------------------------
 STATS = "SELECT pgjobs.stats() AS stats"
+UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
 UI_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, created_at, started_at, finished_at, run_at, worker, lease_expires_at,

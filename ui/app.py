@@ -36,7 +36,6 @@ from starlette.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
-    PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -292,7 +291,9 @@ def create_app(settings: Settings) -> Starlette:
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def health(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        """Whether the LISTEN connection is up (503 while it is not)."""
+        up = hub.listening.is_set()
+        return as_json({"listening": up, "browsers": hub.browsers}, 200 if up else 503)
 
     def translated(handler: Any) -> Any:
         async def run(request: Request) -> Response:

@@ -50,8 +50,15 @@ class Hub:
 
     # --- lifecycle ---------------------------------------------------------------
 
+    async def _connect(self) -> db.AsyncConn:
+        """The query connection; its search_path holds only pg_catalog, so targets
+        print schema-qualified (as in pgjobs.stats()) and nothing resolves elsewhere."""
+        conn = await db.connect_async(self.dsn, app="pgjobs ui")
+        await db.rows_async(conn, queries.UI_SEARCH_PATH)
+        return conn
+
     async def start(self) -> None:
-        self._query = await db.connect_async(self.dsn, app="pgjobs ui")
+        self._query = await self._connect()
         self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._relay())]
 
     async def stop(self) -> None:
@@ -74,7 +81,7 @@ class Hub:
         async with self._lock:
             for attempt in (1, 2):
                 if self._query is None or self._query.closed:
-                    self._query = await db.connect_async(self.dsn, app="pgjobs ui")
+                    self._query = await self._connect()
                 try:
                     return await db.rows_async(self._query, sql, params)
                 except ConnectionFailed:

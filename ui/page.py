@@ -152,7 +152,7 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool)
                  f"{e(throttled.get('since'))}</td></tr>")
     blocks = "".join(
         f"<h3>{name}</h3><pre>{e(json.dumps(job.get(name), indent=2, default=str))}</pre>"
-        for name in ("options", "payload", "checkpoint", "result") if job.get(name))
+        for name in ("options", "payload", "checkpoint", "result") if job.get(name) is not None)
     if job.get("predicate"):
         blocks = f"<h3>predicate</h3><pre>{e(job['predicate'])}</pre>" + blocks
     stamps = [(job.get(k), k.replace("_at", "")) for k in
