@@ -81,20 +81,19 @@ def demo_table(conn: Conn, rows: int) -> None:
 
 
 def bar_width(driver: Any, job_id: int) -> float:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.ID, f"job-{job_id}")
-    if not rows:
-        return -1.0
-    style = rows[0].find_element(By.CSS_SELECTOR, ".fill").get_attribute("style") or ""
-    return float(style.split("width:")[1].split("%")[0]) if "width:" in style else 0.0
+    """The row's progress bar width in percent (-1: no row). Read in one script:
+    the page replaces a row when its status changes."""
+    width = driver.execute_script(
+        "const f = document.querySelector('#job-' + arguments[0] + ' .fill');"
+        "return f ? f.style.width : null;", job_id)
+    return -1.0 if width is None else float(str(width).rstrip("%") or 0)
 
 
 def status_of(driver: Any, job_id: int) -> str | None:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.ID, f"job-{job_id}")
-    return rows[0].get_attribute("data-status") if rows else None
+    status = driver.execute_script(
+        "const r = document.getElementById('job-' + arguments[0]);"
+        "return r ? r.dataset.status : null;", job_id)
+    return None if status is None else str(status)
 
 
 def test_progress_moves_to_done_live_and_cancel_works(browser: Any, conn: Conn,

@@ -321,6 +321,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/events", events),
         Route("/metrics", translated(prometheus)),
         Route("/healthz", health),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.hub = hub

@@ -25,6 +25,11 @@ def e(value: Any) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def script_json(text: str) -> str:
+    """JSON text safe inside a <script> element (which HTML does not unescape)."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def iso(value: Any) -> str:
     return value.isoformat(timespec="seconds") if isinstance(value, datetime) else e(value)
 
@@ -132,7 +137,7 @@ def index(jobs: list[dict[str, Any]], stats: dict[str, Any], filters: dict[str, 
 <p id="empty"{' hidden' if jobs else ''}>No jobs to show.</p>
 {more}
 <div id="flash" role="status"></div>
-<script id="config" type="application/json">{e(config)}</script>
+<script id="config" type="application/json">{script_json(config)}</script>
 """)
 
 
@@ -172,7 +177,7 @@ def detail(job: dict[str, Any], timeline: list[dict[str, Any]], read_only: bool)
 {blocks}
 <h3>timeline</h3><ol id="timeline">{events}</ol>
 <div id="flash" role="status"></div>
-<script id="config" type="application/json">{e(config)}</script>
+<script id="config" type="application/json">{script_json(config)}</script>
 """)
 
 
