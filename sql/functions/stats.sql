@@ -36,7 +36,10 @@ AS $$
 -- Cost: only unfinished jobs (jobs_unfinished_idx) and jobs finished in the
 -- last hour (jobs_finished_idx) are read, never the whole table. Locks
 -- nothing.
-WITH active AS MATERIALIZED (
+WITH active AS NOT MATERIALIZED (
+    -- Not materialized: each part below reads the unfinished jobs it needs
+    -- through jobs_unfinished_idx (status first), and a flood of queued jobs
+    -- is never copied into a tuplestore (which spills past work_mem).
     SELECT j.id, j.kind, j.target, j.scope, j.status, j.done, j.total, j.run_at,
            j.started_at, j.updated_at, j.worker, j.lease_expires_at, j.heartbeat_at,
            j.checkpoint -> 'throttled' AS throttled,
