@@ -63,8 +63,10 @@ def test_queue_depth_running_rate_paused_throttled_and_leases(conn: Conn) -> Non
                  "\"since\": \"2026-01-01T00:00:00Z\"}}' WHERE id = %s", (run,))
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (to_pause,)) is True
     s = stats(conn)
-    assert depth(s) == {("custom", "queued", "public.items"): 1, ("custom", "running", "public.items"): 1,
-                        ("custom", "paused", "public.items"): 1, ("custom", "queued", "public.other"): 2}
+    assert depth(s) == {("custom", "queued", "public.items"): 1,
+                        ("custom", "running", "public.items"): 1,
+                        ("custom", "paused", "public.items"): 1,
+                        ("custom", "queued", "public.other"): 2}
     [r] = s["running"]
     assert r["id"] == run and r["done"] == 500 and r["total"] == 1000
     assert 30 <= r["rows_per_second"] <= 50  # 500 rows over ~10 s

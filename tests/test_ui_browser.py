@@ -104,7 +104,7 @@ def test_progress_moves_to_done_live_and_cancel_works(browser: Any, conn: Conn,
     demo_table(conn, 20000)
     with serving(dsn) as base:
         browser.get(base + "/")
-        wait_for(lambda: "live" == browser.find_element(By.ID, "live").text, what="live")
+        wait_for(lambda: browser.find_element(By.ID, "live").text == "live", what="live")
         marker = browser.execute_script("window.__same_page = 42; return window.__same_page")
         assert marker == 42
 

@@ -35,7 +35,6 @@ from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
@@ -165,7 +164,7 @@ def _int(value: str | None, name: str, low: int, high: int) -> int | None:
     if value in (None, ""):
         return None
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)
     except ValueError:
         raise PgjobsError(f"{name} must be an integer", sqlstate="22023") from None
     if not low <= number <= high:

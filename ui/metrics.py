@@ -9,7 +9,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 # name: help. docs/ui.md lists these; tests/test_ui_http.py checks the list is complete.
 METRICS = {
@@ -35,7 +34,9 @@ METRICS = {
 }
 
 
-class _Snapshot(Collector):
+class _Snapshot:
+    """A collector (anything with collect()) over one stats() snapshot."""
+
     def __init__(self, stats: dict[str, Any], counters: dict[str, float]) -> None:
         self.stats = stats
         self.counters = counters
@@ -106,4 +107,4 @@ def render(stats: dict[str, Any], counters: dict[str, Any]) -> bytes:
     """The exposition text of one scrape."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(stats, counters))
-    return generate_latest(registry)
+    return bytes(generate_latest(registry))

@@ -80,7 +80,8 @@ def row(job: dict[str, Any], read_only: bool) -> str:
     if isinstance(throttled, dict):
         note = f'<span class="note">throttled: {e(throttled.get("reason"))}</span>'
     elif job.get("error"):
-        note = f'<span class="note err" title="{e(job["error"])}">{e(str(job["error"])[:80])}</span>'
+        short = e(str(job["error"])[:80])
+        note = f'<span class="note err" title="{e(job["error"])}">{short}</span>'
     return (
         f'<tr id="job-{job["id"]}" data-id="{job["id"]}" data-status="{e(job["status"])}" '
         f'data-kind="{e(job["kind"])}" data-target="{e(job["target"])}" '
