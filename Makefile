@@ -41,11 +41,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: venv ## ruff and mypy (strict) over the package.
-	$(BIN)/ruff check pgjobs cli poller tests bench
+	$(BIN)/ruff check pgjobs cli poller ui tests bench
 	@# mypy reads the package as it installs: cli/ and poller/ under pgjobs/.
 	rm -rf build/typecheck && mkdir -p build/typecheck/pgjobs
 	for f in pgjobs/*.py; do ln -s "$$PWD/$$f" build/typecheck/pgjobs/; done
 	ln -s "$$PWD/cli" build/typecheck/pgjobs/cli && ln -s "$$PWD/poller" build/typecheck/pgjobs/poller
+	ln -s "$$PWD/ui" build/typecheck/pgjobs/ui
 	cd build/typecheck && ../../$(BIN)/mypy --strict --ignore-missing-imports -p pgjobs
 
 bench: venv ## Run the benchmarks (small sizes; see bench/*.py --help for the full ones).

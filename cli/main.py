@@ -25,6 +25,7 @@ from pgjobs.cli.doctor import doctor
 from pgjobs.cli.export import export, url, worker
 from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
+from pgjobs.cli.ui import ui
 from pgjobs.errors import NotFound
 
 
@@ -224,6 +225,7 @@ main.add_command(url)
 main.add_command(pause)
 main.add_command(resume)
 main.add_command(retry)
+main.add_command(ui)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -249,3 +249,38 @@ def complete_many(
     params = {"ids": [job_id for job_id, _ in jobs], "workers": [w for _, w in jobs],
               "results": None if results is None else [Jsonb(r) for r in results]}
     return {int(r["complete_many"]) for r in rows(conn, queries.COMPLETE_MANY, params)}
+
+
+# --- asyncio (the dashboard, ui/) ---------------------------------------------------
+
+AsyncConn = psycopg.AsyncConnection[Row]
+
+
+async def connect_async(dsn: str, *, app: str = "pgjobs ui") -> AsyncConn:
+    """An autocommit dict-row asyncio connection."""
+    with translated():
+        return await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, row_factory=dict_row, application_name=app)
+
+
+async def rows_async(conn: AsyncConn, sql: str, params: dict[str, Any] | None = None
+                     ) -> list[Row]:
+    with translated():
+        cur = await conn.execute(sql, params or {})
+        return await cur.fetchall()
+
+
+async def listen_async(conn: AsyncConn, channel: str = "pgjobs") -> None:
+    """LISTEN on ``channel`` (then read the payloads with :func:`notifies_async`)."""
+    from psycopg import sql
+
+    with translated():
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+
+async def notifies_async(conn: AsyncConn) -> AsyncIterator[str]:
+    """Each NOTIFY payload as it arrives, until the connection fails
+    (:class:`ConnectionFailed`)."""
+    with translated():
+        async for note in conn.notifies():
+            yield note.payload

@@ -157,6 +157,8 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
                       f"{o.rows / max(o.seconds, 1e-6):,.0f}")
     console.print(table)
     console.print(f"export written to {export_uri}")
+    console.print("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
+                  "(pip install 'pgjobs[ui]'), then open http://localhost:8765/")
     return outcomes
 
 

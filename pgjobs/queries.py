@@ -69,6 +69,43 @@ LISTEN = "LISTEN pgjobs"
 CHANNEL = "SELECT pgjobs.channel(%(target)s::regclass, %(scope)s)"
 LISTEN_CHANNEL = "LISTEN {channel}"
 
+# --- pgjobs ui (ui/): every read runs as the DSN's role, so the row policies of
+# pgjobs.jobs decide what the dashboard shows -----------------------------------
+STATS = "SELECT pgjobs.stats() AS stats"
+UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
+UI_JOBS = """
+SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
+       error, result, created_at, started_at, finished_at, run_at, worker, lease_expires_at,
+       cancel_requested_at, pause_requested_at, checkpoint -> 'throttled' AS throttled,
+       extract(epoch FROM now() - started_at)::float8 AS ran_seconds
+  FROM pgjobs.jobs
+ WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
+   AND (%(kind)s::text IS NULL OR kind = %(kind)s::text)
+   AND (%(status)s::text IS NULL OR status = %(status)s::text)
+   AND (%(target)s::text IS NULL OR target::text = %(target)s::text)
+   AND (%(scope)s::text IS NULL OR scope = %(scope)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s
+"""
+UI_JOB = """
+SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
+       error, result, payload, options, checkpoint, predicate, priority, submitted_by,
+       created_at, queued_at, run_at, started_at, heartbeat_at, updated_at, finished_at,
+       worker, lease_expires_at, cancel_requested_at, pause_requested_at,
+       checkpoint -> 'throttled' AS throttled,
+       extract(epoch FROM now() - started_at)::float8 AS ran_seconds
+  FROM pgjobs.jobs
+ WHERE id = %(id)s
+"""
+# The jobs of a batch of NOTIFY events that the DSN's role may see (the rest
+# of the events are dropped), with what a browser needs beside the payload.
+UI_EVENT_JOBS = """
+SELECT id, target::text AS target, scope, created_at,
+       extract(epoch FROM now() - started_at)::float8 AS ran_seconds
+  FROM pgjobs.jobs
+ WHERE id = ANY(%(ids)s::bigint[])
+"""
+
 # --- embedded dev cluster (pgjobs.embedded) ---------------------------------
 
 EMBEDDED_DATABASE_EXISTS = (

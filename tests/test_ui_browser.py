@@ -1,0 +1,164 @@
+"""`pgjobs ui` in a real browser (issue 14): headless Chromium driven by Selenium
+through chromedriver (Debian's `chromium` and `chromium-driver`, installed by
+.ci/run). A delete submitted from SQL appears and its progress bar moves to done
+without a reload; cancel on a slow job cancels it; in --read-only no action is
+offered and a forged POST is refused. Screenshots are saved as artifacts in
+$PGJOBS_ARTIFACTS (default: build/artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.helpers import scalar
+from tests.ui_support import serving
+
+webdriver = pytest.importorskip("selenium.webdriver")
+
+Conn = psycopg.Connection[Any]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(os.environ.get("PGJOBS_ARTIFACTS")
+                 or Path(__file__).resolve().parent.parent / "build" / "artifacts")
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="chromium and chromedriver are not installed (.ci/run installs them)")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.1)
+
+
+def shot(driver: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def demo_table(conn: Conn, rows: int) -> None:
+    conn.execute("""
+        CREATE TABLE user_table_rows (id bigint NOT NULL, table_id int NOT NULL, data jsonb,
+                                      created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON user_table_rows (table_id, id);""")
+    conn.execute("INSERT INTO user_table_rows (id, table_id, data) SELECT i, 1 + i %% 2, "
+                 "jsonb_build_object('n', i) FROM generate_series(1, %s) i", (rows,))
+    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', "
+                 "'created_at', 'data')")
+
+
+def bar_width(driver: Any, job_id: int) -> float:
+    """The row's progress bar width in percent (-1: no row). Read in one script:
+    the page replaces a row when its status changes."""
+    width = driver.execute_script(
+        "const f = document.querySelector('#job-' + arguments[0] + ' .fill');"
+        "return f ? f.style.width : null;", job_id)
+    return -1.0 if width is None else float(str(width).rstrip("%") or 0)
+
+
+def status_of(driver: Any, job_id: int) -> str | None:
+    status = driver.execute_script(
+        "const r = document.getElementById('job-' + arguments[0]);"
+        "return r ? r.dataset.status : null;", job_id)
+    return None if status is None else str(status)
+
+
+def test_progress_moves_to_done_live_and_cancel_works(browser: Any, conn: Conn,
+                                                      make_conn: Callable[..., Conn],
+                                                      dsn: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    demo_table(conn, 20000)
+    with serving(dsn) as base:
+        browser.get(base + "/")
+        wait_for(lambda: browser.find_element(By.ID, "live").text == "live", what="live")
+        marker = browser.execute_script("window.__same_page = 42; return window.__same_page")
+        assert marker == 42
+
+        # A delete submitted from SQL: its row appears, its bar moves, it reaches done.
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', "
+                                  "'{}', '{\"page_size\": 1000, \"page_delay\": \"150 ms\"}')"))
+        wait_for(lambda: status_of(browser, job_id), what="the new job's row")
+        runner = make_conn()
+        widths: list[float] = []
+
+        def run_some() -> bool:
+            runner.execute("CALL pgjobs.run('1 second')")
+            widths.append(bar_width(browser, job_id))
+            return status_of(browser, job_id) == "succeeded"
+
+        wait_for(run_some, timeout=120, what="the delete to succeed in the page")
+        assert any(0 < w < 100 for w in widths), widths  # seen part-way
+        assert bar_width(browser, job_id) == 100.0
+        shot(browser, "ui-delete-succeeded")
+        assert browser.execute_script("return window.__same_page") == 42  # never reloaded
+
+        # Cancel a slow job from the page.
+        slow = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '2', '{}', "
+                                "'{}', '{\"page_size\": 100, \"page_delay\": \"2 s\"}')"))
+        wait_for(lambda: status_of(browser, slow), what="the slow job's row")
+        runner.execute("CALL pgjobs.run('300 ms')")
+        button = wait_for(lambda: browser.find_elements(
+            By.CSS_SELECTOR, f'#job-{slow} button[data-action="cancel"]'), what="cancel button")
+        button[0].click()
+        wait_for(lambda: status_of(browser, slow) == "canceled", what="canceled in the page")
+        assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (slow,)) == "canceled"
+        assert browser.execute_script("return window.__same_page") == 42
+        path = shot(browser, "ui-dashboard")
+        assert path.stat().st_size > 1000
+
+
+def test_read_only_offers_no_action_and_refuses_a_forged_post(browser: Any, conn: Conn,
+                                                              dsn: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    demo_table(conn, 1000)
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')"))
+    with serving(dsn, read_only=True) as base:
+        browser.get(base + "/")
+        wait_for(lambda: status_of(browser, job_id) == "queued", what="the job's row")
+        assert browser.find_elements(By.CSS_SELECTOR, "button.act") == []
+        assert "read-only" in browser.page_source
+        browser.get(base + f"/jobs/{job_id}")
+        assert browser.find_elements(By.CSS_SELECTOR, "button.act") == []
+        # The page's own origin forges the POST the hidden button would have sent.
+        status = browser.execute_async_script("""
+            const done = arguments[arguments.length - 1];
+            fetch('/api/jobs/' + arguments[0] + '/cancel', {method: 'POST',
+                  headers: {'X-Pgjobs-Action': '1'}}).then(r => done(r.status));""", job_id)
+        assert status == 403
+        shot(browser, "ui-read-only")
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "queued"

@@ -1,0 +1,120 @@
+"""Serving the dashboard (pgjobs.ui) inside a test: uvicorn on a free loopback
+port in a thread, plain HTTP and SSE clients over http.client."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(dsn: str, **settings: Any) -> Iterator[str]:
+    """The dashboard for ``dsn`` at the yielded base URL until the block ends."""
+    import uvicorn
+
+    from pgjobs.ui.app import Settings, create_app
+
+    port = free_port()
+    config = uvicorn.Config(create_app(Settings(dsn=dsn, **settings)), host="127.0.0.1",
+                            port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the dashboard did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def request(base: str, method: str, path: str, *, headers: dict[str, str] | None = None,
+            body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        conn.close()
+
+
+def get_json(base: str, path: str, headers: dict[str, str] | None = None) -> Any:
+    status, _, body = request(base, "GET", path, headers=headers)
+    assert status == 200, (path, status, body[:300])
+    return json.loads(body)
+
+
+def post(base: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, _, body = request(base, "POST", path,
+                              headers={"X-Pgjobs-Action": "1"} | (headers or {}))
+    return status, json.loads(body) if body else None
+
+
+class EventStream:
+    """One browser's /events: ``next_event`` returns the next `job` event."""
+
+    def __init__(self, base: str, headers: dict[str, str] | None = None) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=15)
+        self.conn.request("GET", "/events", headers=headers or {})
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+        assert self.response.getheader("content-type", "").startswith("text/event-stream")
+
+    def next_event(self, timeout: float = 30.0) -> dict[str, Any]:
+        data: list[str] = []
+        kind = None
+        deadline = time.monotonic() + timeout  # pings arrive every 15 s: a bound of our own
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no event within the time allowed")
+            line = self.response.fp.readline().decode()
+            if line == "":
+                raise EOFError("the event stream ended")
+            line = line.rstrip("\n")
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data.append(line.split(":", 1)[1].strip())
+            elif line == "" and data:
+                if kind == "job":
+                    event: dict[str, Any] = json.loads("\n".join(data))
+                    return event
+                data, kind = [], None
+
+    def events_until(self, done: Any, limit: int = 200) -> list[dict[str, Any]]:
+        seen = []
+        for _ in range(limit):
+            event = self.next_event()
+            seen.append(event)
+            if done(event):
+                return seen
+        raise AssertionError(f"no final event in {seen}")
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,352 @@
+"""The dashboard's ASGI app (Starlette): routes, access rules and actions.
+
+Access rules, all enforced here on the server:
+
+* Bound to a loopback address without a token, a request must name a
+  loopback host (``Host`` header): a web page elsewhere cannot reach the
+  dashboard through DNS rebinding.
+* With a token (required by the CLI for any other bind address) every
+  request carries it: ``Authorization: Bearer T``, or the cookie that
+  ``/?token=T`` sets (HttpOnly, SameSite=Strict) for browsers.
+* Actions are POSTs with the header ``X-Pgjobs-Action: 1`` (which a form on
+  another site cannot send) and, when the browser sends ``Origin``, a
+  same-origin one; ``--read-only`` refuses them all (403) and renders none.
+* Everything runs as the DSN's role: pgjobs' SQL functions and row policies
+  decide what is seen and what an action may do (their SQLSTATE becomes the
+  HTTP status: P0002 404, 42501 403, 55000 409, others 400).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pgjobs import queries
+from pgjobs.errors import PgjobsError
+from pgjobs.ui import metrics, page
+from pgjobs.ui.hub import Hub
+
+PAGE_SIZE = 50
+MAX_PAGE = 500
+COOKIE = "pgjobs_ui_token"
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+STATUS_BY_SQLSTATE = {"P0002": 404, "42501": 403, "55000": 409, "55006": 409}
+ACTION_SQL = {"cancel": queries.CANCEL, "pause": queries.PAUSE, "resume": queries.RESUME,
+              "retry": queries.RETRY}
+PING_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    dsn: str
+    read_only: bool = False
+    token: str | None = None
+    storage: str | None = None   # the worker storage (file:// downloads are served from it)
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def as_json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, default=_json_default), status_code=status,
+                    media_type="application/json")
+
+
+def error(message: str, status: int, hint: str | None = None,
+          sqlstate: str | None = None) -> Response:
+    body = {"error": message} | ({"hint": hint} if hint else {}) | (
+        {"sqlstate": sqlstate} if sqlstate else {})
+    return as_json(body, status)
+
+
+class Guard:
+    """The access rules above, as ASGI middleware (before any route runs)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        token = self.settings.token
+        if token and request.method == "GET" and "token" in request.query_params:
+            # A browser's first visit: keep the token in a cookie, drop it from the URL.
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = request.url.path + ("?" + urlencode(rest) if rest else "")
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, request: Request) -> Response | None:
+        token = self.settings.token
+        if token:
+            given = request.cookies.get(COOKIE) or request.query_params.get("token") or ""
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error("a token is required", 401,
+                             hint="open /?token=T once, or send 'Authorization: Bearer T'")
+        else:
+            host = request.headers.get("host", "")
+            hostname = urlsplit("//" + host).hostname or ""
+            if not is_loopback(hostname):
+                return error(f"host {host!r} refused", 403,
+                             hint="without --token the dashboard answers only to "
+                                  "localhost / 127.0.0.1")
+        if request.method == "POST":
+            if self.settings.read_only:
+                return error("read-only dashboard: actions are disabled", 403,
+                             hint="restart `pgjobs ui` without --read-only to allow them")
+            if request.headers.get("x-pgjobs-action") != "1":
+                return error("actions need the header X-Pgjobs-Action: 1", 403)
+            origin = request.headers.get("origin")
+            if origin and urlsplit(origin).netloc != request.headers.get("host"):
+                return error("cross-origin action refused", 403)
+        elif request.method not in ("GET", "HEAD"):
+            return error("method not allowed", 405)
+        return None
+
+
+def _filters(request: Request) -> dict[str, str | None]:
+    return {f: (request.query_params.get(f) or None) for f in page.FILTERS}
+
+
+def _int(value: str | None, name: str, low: int, high: int) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise PgjobsError(f"{name} must be an integer", sqlstate="22023") from None
+    if not low <= number <= high:
+        raise PgjobsError(f"{name} must be from {low} to {high}", sqlstate="22023")
+    return number
+
+
+def create_app(settings: Settings) -> Starlette:
+    hub = Hub(settings.dsn)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    async def page_of_jobs(request: Request) -> tuple[list[dict[str, Any]], int | None, bool]:
+        before = _int(request.query_params.get("before"), "before", 1, 2**63 - 1)
+        limit = _int(request.query_params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
+        params: dict[str, Any] = _filters(request) | {"before": before, "limit": limit + 1}
+        jobs = await hub.rows(queries.UI_JOBS, params)
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        return jobs, (jobs[-1]["id"] if more else None), before is None
+
+    async def job_or_none(job_id: int) -> dict[str, Any] | None:
+        found = await hub.rows(queries.UI_JOB, {"id": job_id})
+        return found[0] if found else None
+
+    async def index(request: Request) -> Response:
+        jobs, next_before, first = await page_of_jobs(request)
+        stats = await hub.stats()
+        return HTMLResponse(page.index(jobs, stats, _filters(request), next_before, first,
+                                       settings.read_only))
+
+    async def job_page(request: Request) -> Response:
+        job = await job_or_none(request.path_params["id"])
+        if job is None:
+            return HTMLResponse("<p>No such job (or not yours to see).</p>", 404)
+        return HTMLResponse(page.detail(job, hub.timeline(job["id"]), settings.read_only))
+
+    async def job_row(request: Request) -> Response:
+        job = await job_or_none(request.path_params["id"])
+        if job is None:
+            return HTMLResponse("", 404)
+        return HTMLResponse(page.row(job, settings.read_only))
+
+    async def api_jobs(request: Request) -> Response:
+        jobs, next_before, _ = await page_of_jobs(request)
+        return as_json({"jobs": jobs, "next_before": next_before,
+                        "read_only": settings.read_only})
+
+    async def api_job(request: Request) -> Response:
+        job = await job_or_none(request.path_params["id"])
+        if job is None:
+            return error(f"job {request.path_params['id']} does not exist", 404,
+                         sqlstate="P0002")
+        return as_json(job | {"events": hub.timeline(job["id"])})
+
+    async def api_stats(request: Request) -> Response:
+        return as_json(await hub.stats())
+
+    async def action(request: Request) -> Response:
+        name = request.path_params["action"]
+        if name not in ACTION_SQL:
+            return error(f"unknown action {name!r}", 404,
+                         hint="one of: " + ", ".join(ACTION_SQL))
+        [row] = await hub.rows(ACTION_SQL[name], {"id": request.path_params["id"]})
+        return as_json({"id": request.path_params["id"], "action": name,
+                        "changed": bool(next(iter(row.values())))})
+
+    async def download(request: Request) -> Response:
+        job = await job_or_none(request.path_params["id"])
+        if job is None:
+            return error("no such job", 404, sqlstate="P0002")
+        result = job.get("result") or {}
+        uris = result.get("uris") or ([result["uri"]] if result.get("uri") else [])
+        if job["kind"] != "export" or job["status"] != "succeeded" or not uris:
+            return error(f"job {job['id']} has no object to download", 409)
+        part = _int(request.query_params.get("part"), "part", 0, len(uris) - 1) or 0
+        uri = str(uris[part])
+        if uri.startswith("file://"):
+            return _local_file(uri, settings.storage)
+        from pgjobs.poller import storage
+
+        try:
+            return RedirectResponse(storage.sign_url(uri, timedelta(hours=1)), 307)
+        except PgjobsError as exc:
+            return error(exc.message, 409, hint=exc.hint)
+
+    async def events(request: Request) -> Response:
+        queue = hub.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            import asyncio
+
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), PING_SECONDS)
+                    except asyncio.TimeoutError:
+                        yield ": ping\n\n"
+                        continue
+                    if event is None:  # the server is stopping
+                        return
+                    yield (f"id: {event['seq']}\nevent: job\n"
+                           f"data: {json.dumps(event, default=_json_default)}\n\n")
+            finally:
+                hub.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    async def prometheus(request: Request) -> Response:
+        stats = await hub.stats()
+        counters = {"browsers": hub.browsers, "events": hub.events_forwarded,
+                    "hidden": hub.events_hidden, "reconnects": hub.listen_reconnects}
+        return Response(metrics.render(stats, counters),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def health(request: Request) -> Response:
+        """Whether the LISTEN connection is up (503 while it is not)."""
+        up = hub.listening.is_set()
+        return as_json({"listening": up, "browsers": hub.browsers}, 200 if up else 503)
+
+    def translated(handler: Any) -> Any:
+        async def run(request: Request) -> Response:
+            try:
+                if "id" in request.path_params:
+                    request.path_params["id"] = _int(request.path_params["id"], "job id",
+                                                     1, 2**63 - 1)
+                response: Response = await handler(request)
+                return response
+            except PgjobsError as exc:
+                return error(exc.message, STATUS_BY_SQLSTATE.get(exc.sqlstate or "",
+                                                                 400 if exc.sqlstate else 503),
+                             hint=exc.hint, sqlstate=exc.sqlstate)
+        return run
+
+    routes = [
+        Route("/", translated(index)),
+        Route("/jobs/{id}", translated(job_page)),
+        Route("/jobs/{id}/row", translated(job_row)),
+        Route("/jobs/{id}/download", translated(download)),
+        Route("/api/jobs", translated(api_jobs)),
+        Route("/api/jobs/{id}", translated(api_job)),
+        Route("/api/jobs/{id}/{action}", translated(action), methods=["POST"]),
+        Route("/api/stats", translated(api_stats)),
+        Route("/events", events),
+        Route("/metrics", translated(prometheus)),
+        Route("/healthz", health),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    app.add_middleware(Guard, settings=settings)
+    return app
+
+
+def _local_file(uri: str, storage_uri: str | None) -> Response:
+    """A file:// export, only from under the dashboard's own file:// storage
+    (resolved: a symlink or ``..`` cannot lead out of it)."""
+    from pgjobs.poller import storage
+
+    path = os.path.realpath(storage.parse(uri).path)
+    root = None
+    if storage_uri and storage_uri.lower().startswith("file://"):
+        root = os.path.realpath(storage.parse(storage_uri).path)
+    if root is None or os.path.commonpath([root, path]) != root:
+        return error("this export lives outside the dashboard's --storage", 404,
+                     hint="start `pgjobs ui` with the worker's --storage, or use `pgjobs url`")
+    if not os.path.isfile(path):
+        return error("the export's file is gone", 404)
+    return FileResponse(path, filename=os.path.basename(path))
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the dashboard with uvicorn until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=2)

@@ -1,0 +1,204 @@
+"""The dashboard's two database connections and its event fan-out.
+
+One connection LISTENs on ``pgjobs`` for the whole server; each browser's
+``/events`` stream is an in-memory queue fed from it, so a browser never adds
+a database connection. The events of the shared channel carry no target or
+scope, and every role may LISTEN, so each batch of events is checked against
+``pgjobs.jobs`` as the DSN's role (:data:`queries.UI_EVENT_JOBS`): an event
+reaches browsers only when that role may see its job, exactly as the job row.
+The other connection serves every query of the app, one at a time (a lock):
+dashboards are few and the queries short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import OrderedDict, deque
+from typing import Any
+
+from pgjobs import db, queries
+from pgjobs.errors import ConnectionFailed
+
+log = logging.getLogger("pgjobs.ui")
+
+QUEUE_SIZE = 1000        # events buffered per browser; a slower one misses the oldest
+BATCH_WINDOW = 0.05      # seconds a batch of NOTIFY events waits for more before the check
+TIMELINE_JOBS = 2000     # jobs whose recent events the detail page shows
+TIMELINE_EVENTS = 100    # events kept per job
+
+
+class Hub:
+    """The LISTEN connection, the query connection and the browsers' queues."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._query: db.AsyncConn | None = None
+        self._lock = asyncio.Lock()
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._incoming: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timeline: OrderedDict[int, deque[dict[str, Any]]] = OrderedDict()
+        self.events_forwarded = 0
+        self.events_hidden = 0
+        self.events_dropped = 0
+        self.listen_reconnects = 0
+        self._seq = 0
+        self.listening = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def _connect(self) -> db.AsyncConn:
+        """The query connection; its search_path holds only pg_catalog, so targets
+        print schema-qualified (as in pgjobs.stats()) and nothing resolves elsewhere."""
+        conn = await db.connect_async(self.dsn, app="pgjobs ui")
+        await db.rows_async(conn, queries.UI_SEARCH_PATH)
+        return conn
+
+    async def start(self) -> None:
+        self._query = await self._connect()
+        self._tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._relay())]
+
+    async def stop(self) -> None:
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._query is not None:
+            await self._query.close()
+
+    # --- queries -----------------------------------------------------------------
+
+    async def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[db.Row]:
+        """Run one statement on the query connection as the DSN's role; a broken
+        connection is replaced once, then the error stands."""
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._query is None or self._query.closed:
+                    self._query = await self._connect()
+                try:
+                    return await db.rows_async(self._query, sql, params)
+                except ConnectionFailed:
+                    if attempt == 2:
+                        raise
+                    with contextlib.suppress(Exception):
+                        await self._query.close()
+                    self._query = None
+        raise AssertionError("unreachable")
+
+    async def stats(self) -> dict[str, Any]:
+        [row] = await self.rows(queries.STATS)
+        value: dict[str, Any] = row["stats"]
+        return value
+
+    # --- events --------------------------------------------------------------------
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE_SIZE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._subscribers.discard(queue)
+
+    @property
+    def browsers(self) -> int:
+        return len(self._subscribers)
+
+    def timeline(self, job_id: int) -> list[dict[str, Any]]:
+        return list(self._timeline.get(job_id, ()))
+
+    async def _listen(self) -> None:
+        """Keep one LISTEN connection; on failure reconnect (1 s apart) and tell
+        browsers to resynchronise (events in the gap were lost)."""
+        while True:
+            conn: db.AsyncConn | None = None
+            try:
+                conn = await db.connect_async(self.dsn, app="pgjobs ui listen")
+                await db.listen_async(conn)
+                self.listening.set()
+                async for payload in db.notifies_async(conn):
+                    self._incoming.put_nowait(payload)
+            except asyncio.CancelledError:
+                if conn is not None:
+                    await conn.close()
+                raise
+            except Exception as exc:  # the connection failed: keep serving, retry
+                log.warning("pgjobs ui: LISTEN connection lost (%s); reconnecting", exc)
+                self.listen_reconnects += 1
+                self.listening.clear()
+                self._broadcast({"event": "resync"})
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                await asyncio.sleep(1.0)
+
+    async def _relay(self) -> None:
+        """Batch the raw payloads, keep those of jobs the DSN's role may see, and
+        hand them to every browser in the order they arrived."""
+        while True:
+            batch = [await self._incoming.get()]
+            await asyncio.sleep(BATCH_WINDOW)
+            while not self._incoming.empty():
+                batch.append(self._incoming.get_nowait())
+            events: list[dict[str, Any]] = []
+            for payload in batch:
+                try:
+                    event = json.loads(payload)
+                    int(event["id"])
+                except (ValueError, TypeError, KeyError):
+                    continue
+                events.append(event)
+            if not events:
+                continue
+            try:
+                seen = {r["id"]: r for r in await self.rows(
+                    queries.UI_EVENT_JOBS, {"ids": sorted({int(e["id"]) for e in events})})}
+            except Exception as exc:  # the query connection failed: browsers resync
+                log.warning("pgjobs ui: cannot check events (%s)", exc)
+                self._broadcast({"event": "resync"})
+                continue
+            for event in events:
+                job = seen.get(int(event["id"]))
+                if job is None:  # not this role's to see (or pruned already)
+                    self.events_hidden += 1
+                    continue
+                event["target"] = job["target"]
+                event["scope"] = job["scope"]
+                ran = job["ran_seconds"]
+                done = event.get("done") or 0
+                rate = done / ran if ran and ran > 0 else None
+                event["rows_per_second"] = round(rate, 1) if rate else None
+                total = event.get("total")
+                event["eta_seconds"] = (round(max(total - done, 0) / rate, 1)
+                                        if rate and total is not None else None)
+                self._record(event)
+                self._broadcast(event)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        job_id = int(event["id"])
+        events = self._timeline.pop(job_id, None) or deque(maxlen=TIMELINE_EVENTS)
+        events.append({"event": event.get("event"), "status": event.get("status"),
+                       "done": event.get("done"), "total": event.get("total"),
+                       "seq": self._seq + 1})
+        self._timeline[job_id] = events
+        while len(self._timeline) > TIMELINE_JOBS:
+            self._timeline.popitem(last=False)
+
+    def _broadcast(self, event: dict[str, Any]) -> None:
+        self._seq += 1
+        event = {**event, "seq": self._seq}
+        if event.get("event") != "resync":
+            self.events_forwarded += 1
+        for queue in list(self._subscribers):
+            if queue.full():  # a stalled browser: drop its oldest event
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                self.events_dropped += 1
+            queue.put_nowait(event)
