@@ -94,6 +94,14 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     custom = submit("SELECT pgjobs.submit('thumbnail', 'rows', '6', '{\"file\": \"a.png\"}')")
     assert [r[0] for r in conn.execute(
         "SELECT id FROM pgjobs.claim(ARRAY['thumbnail'], 'ext-worker', '1 hour')")] == [custom]
+    # Scope 7: an import queued under the previous schema; the new one decides its
+    # mapping (stored in the checkpoint since 0015) at its first batch.
+    source = tmp_path / "imports" / "seven.csv"
+    source.parent.mkdir()
+    source.write_text("n,label,k\n" + "".join(f"{i},imported {i},{i % 3}\n"
+                                               for i in range(1, 121)))
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{source.parent}",))
+    imported = submit("SELECT pgjobs.submit_import('rows', '7', %s, '{}')", f"file://{source}")
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
@@ -108,6 +116,11 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                                    "WHERE p.pronamespace = 'pgjobs'::regnamespace")}, \
         "the upgrade left a function of the previous release behind"
     assert result["functions_applied"] == len(function_files())
+
+    # Reads through the mask of deletes submitted before 0016 (no stored survivors):
+    # the new read functions hide exactly their doomed rows, before they run.
+    assert scalar(conn, "SELECT pgjobs.visible_count('rows', '2')") == 0
+    assert scalar(conn, "SELECT pgjobs.visible_count('rows', '1')") == 500 - len(doomed_1)
 
     # The external worker that claimed before the upgrade carries on.
     assert scalar(conn, "SELECT pgjobs.heartbeat(%s, "
@@ -128,7 +141,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     worker = Worker(dsn, destination, once=True, poll=0.1)
     worker.run()
 
-    for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom):
+    for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
+                   imported):
         finished = job(conn, job_id)
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
@@ -145,4 +159,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         assert result_["rows"] == rows
     assert {k: v for k, v in conn.execute(
         "SELECT id, (label, data)::text FROM rows WHERE table_id IN (4, 5, 6)")} == untouched
+    assert sorted(conn.execute("SELECT n, label, data ->> 'k' FROM rows WHERE table_id = 7")
+                  .fetchall()) == [(i, f"imported {i}", str(i % 3)) for i in range(1, 121)]
+    assert job(conn, imported)["result"]["inserted"] == 120
     conn.close()
