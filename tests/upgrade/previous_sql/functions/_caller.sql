@@ -1,6 +1,6 @@
 CREATE OR REPLACE FUNCTION pgjobs._caller()
 RETURNS name
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
@@ -16,5 +16,9 @@ AS $$
 -- its index expression during a superuser's ANALYZE) runs with that
 -- role's rights and must ask pgjobs with them. Outside a client call (an
 -- administrator calling an engine function directly) it is current_user.
-SELECT coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
+-- PL/pgSQL rather than SQL: a SQL function with SET clauses is not
+-- inlined and is planned again on every call (every client call makes one).
+BEGIN
+    RETURN coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
+END
 $$;

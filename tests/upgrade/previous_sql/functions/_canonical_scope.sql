@@ -19,11 +19,38 @@ AS $$
 -- '1.005' rounded) is not a value of the column and is refused, as is
 -- NULL: 22023 with a hint. Locks nothing.
 DECLARE
-    v_full text := pgjobs._column_type(p_reg.target, p_reg.scope_column);
+    v_full text;
     v_loose text;
     v_canonical text;
     v_exact boolean;
+    v_type oid;
+    v_typmod integer;
 BEGIN
+    -- The common scope types (no modifiers, no domain and so no domain
+    -- checks) are cast by static expressions, whose plans are cached: the
+    -- read path canonicalises on every call. Their text form is what the
+    -- general path below prints (pgjobs._canonical_text: to_jsonb of an
+    -- integer, a uuid or a text is its text); a value that does not cast
+    -- goes on to the general path, which raises.
+    SELECT a.atttypid, a.atttypmod INTO v_type, v_typmod
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.scope_column AND a.attnum > 0
+       AND NOT a.attisdropped;
+    IF p_scope IS NOT NULL AND v_typmod = -1
+       AND v_type IN ('integer'::regtype::oid, 'bigint'::regtype::oid,
+                      'smallint'::regtype::oid, 'uuid'::regtype::oid, 'text'::regtype::oid) THEN
+        BEGIN
+            RETURN CASE v_type
+                   WHEN 'integer'::regtype::oid THEN p_scope::integer::text
+                   WHEN 'bigint'::regtype::oid THEN p_scope::bigint::text
+                   WHEN 'smallint'::regtype::oid THEN p_scope::smallint::text
+                   WHEN 'uuid'::regtype::oid THEN p_scope::uuid::text
+                   ELSE p_scope END;
+        EXCEPTION WHEN data_exception THEN
+            NULL;  -- the general path raises the error with its hint
+        END;
+    END IF;
+    v_full := pgjobs._column_type(p_reg.target, p_reg.scope_column);
     IF p_scope IS NULL THEN
         RAISE EXCEPTION 'scope must not be null' USING ERRCODE = '22023',
             HINT = format('Pass a value of %s.%I (%s) as text.', p_reg.target,

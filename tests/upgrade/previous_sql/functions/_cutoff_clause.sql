@@ -1,6 +1,10 @@
-CREATE OR REPLACE FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry,
-                                                 p_cutoff timestamptz)
-RETURNS text
+CREATE OR REPLACE FUNCTION pgjobs._cutoff_clause(
+    p_reg pgjobs.target_registry,
+    p_cutoff timestamptz,
+    OUT clause text,
+    OUT horizon timestamptz,
+    OUT without_zone boolean,
+    OUT time_zone text)
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -63,7 +67,10 @@ AS $$
 -- the target's registered created_at_time_zone (default UTC), whatever the
 -- submitter's TimeZone. Literals are ISO 8601, and the text has no `%`
 -- (clients splice the mask into queries of drivers that use %s
--- placeholders). Locks nothing.
+-- placeholders). Returns the text (clause) and what it was built from:
+-- the horizon, and how its literal is written (pgjobs._time_literal's
+-- without_zone and time_zone), which a delete stores in jobs.survivors.
+-- Locks nothing.
 DECLARE
     v_tz text := coalesce(p_reg.options ->> 'created_at_time_zone', 'UTC');
     v_is_timestamp boolean;
@@ -135,7 +142,10 @@ BEGIN
     END IF;
     v_horizon := least(coalesce(v_horizon, p_cutoff), p_cutoff);
 
-    RETURN format(
+    horizon := v_horizon;
+    without_zone := v_is_timestamp;
+    time_zone := v_tz;
+    clause := format(
         'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
         '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
         p_reg.created_at_column,

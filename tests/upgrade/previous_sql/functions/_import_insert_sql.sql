@@ -13,8 +13,11 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The one statement that moves staged records of import p_job into its
 -- target: INSERT ... SELECT from pg_temp.pgjobs_import_stage (rows whose n
--- is in $1, or all when $1 is NULL, in source order), returning how many
--- rows were inserted and how many updated. p_fields names what each staged
+-- is in $1, or all when $1 is NULL, in source order). With on_duplicate
+-- update it returns one row: how many rows were inserted and how many
+-- updated (WITH ... RETURNING); otherwise it is the plain INSERT, whose
+-- row count is the rows inserted (pgjobs.import_batch tells them apart by
+-- the leading WITH). p_fields names what each staged
 -- value is (a CSV header; a JSONL record's keys): a column of the target,
 -- else (when the target has a document column) a document field, a dotted
 -- path nesting. CSV values are text (cast to the column's full type; a
@@ -55,10 +58,32 @@ DECLARE
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
+    v_then jsonb := p_job.checkpoint -> 'mapping';
+    v_now jsonb;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
             HINT = 'A CSV source starts with a header row naming columns or document fields.';
+    END IF;
+    -- The mapping is decided once, at the import's first batch (stored in
+    -- the checkpoint by pgjobs.import_batch): a later batch or a resume that
+    -- would send a field elsewhere (the target changed) is refused.
+    IF v_then IS NOT NULL THEN
+        v_now := pgjobs._import_mapping(p_reg, p_fields);
+        SELECT format('field "%s" went to %s at the start of the import and would go to %s now',
+                      n.key, v_then ->> n.key, n.value #>> '{}')
+          INTO v_field
+          FROM jsonb_each(v_now) n
+         WHERE v_then ? n.key AND v_then -> n.key IS DISTINCT FROM n.value
+         ORDER BY n.key
+         LIMIT 1;
+        IF v_field IS NOT NULL THEN
+            RAISE EXCEPTION 'import % cannot go on: the target changed since it began: %',
+                            p_job.id, v_field
+                USING ERRCODE = '55000',
+                HINT = 'Restore the column as it was and pgjobs.retry the job, or cancel it, '
+                       'delete the rows it wrote (its batches are committed) and submit it again.';
+        END IF;
     END IF;
     FOR v_i IN 1 .. cardinality(p_fields) LOOP
         v_field := p_fields[v_i];
@@ -238,6 +263,19 @@ BEGIN
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
+    IF cardinality(v_updates) = 0 THEN
+        -- Every row written is a row inserted: a plain INSERT ... SELECT
+        -- (the caller reads its row count), with no RETURNING to collect.
+        RETURN format(
+            'INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
+            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s',
+            p_reg.target,
+            (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
+            CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
+            array_to_string(v_values, ', '),
+            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
+            v_action);
+    END IF;
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
         'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '

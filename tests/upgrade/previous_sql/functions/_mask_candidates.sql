@@ -22,11 +22,15 @@ AS $$
 -- (scope, created_at) then finds the few rows that can be visible instead
 -- of walking past every doomed one. It is NOT a mask: for rows of other
 -- scopes it is false.
--- The literals are taken verbatim from the job's stored predicate
--- (pgjobs._row_predicate, pgjobs._cutoff_clause), checked piece by piece
--- against the text those functions write; a predicate of any other shape
--- (a filter, a horizon of -infinity, a predicate written by another
--- release) narrows nothing. Canonical p_scope. Locks nothing.
+-- It is built from what the submit stored as data (jobs.survivors, from
+-- pgjobs._row_selection): the horizon's literal is written by
+-- pgjobs._time_literal and the excluded keys' by format('%L::<key type>[]'),
+-- as the predicate writes them. A delete with a filter or a horizon of
+-- -infinity narrows nothing. Deletes submitted before jobs.survivors
+-- existed (it is NULL) are read the old way: the literals taken verbatim
+-- from the stored predicate, checked piece by piece against the text
+-- pgjobs._row_predicate and pgjobs._cutoff_clause wrote then; a predicate
+-- of any other shape narrows nothing. Canonical p_scope. Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
     v_job record;
@@ -48,16 +52,41 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 'true';
     END IF;
-    -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND ("
-    v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
-                           pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
     FOR v_job IN
-        SELECT j.predicate
+        SELECT j.predicate, j.survivors
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
          ORDER BY j.id
     LOOP
+        IF v_job.survivors IS NOT NULL THEN
+            v_horizon := v_job.survivors ->> 'horizon';
+            CONTINUE WHEN NOT coalesce((v_job.survivors -> 'whole_scope')::boolean, false)
+                          OR v_horizon IS NULL OR NOT isfinite(v_horizon::timestamptz);
+            v_horizon := pgjobs._time_literal(v_horizon::timestamptz,
+                v_job.survivors ->> 'created_at_type' = 'timestamp',
+                v_job.survivors ->> 'time_zone');
+            -- The columns as the predicate names them (a later
+            -- register_target may name others).
+            IF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
+                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+                                             v_job.survivors ->> 'created_at_column', v_horizon);
+            ELSE
+                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$I = ANY (%4$s))',
+                    v_job.survivors ->> 'created_at_column', v_horizon,
+                    v_job.survivors ->> 'key_column',
+                    format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
+                                                 v_job.survivors -> 'exclude')),
+                           v_job.survivors ->> 'key_type'));
+            END IF;
+            CONTINUE;
+        END IF;
+        -- Submitted before jobs.survivors: parse the stored predicate,
+        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (".
+        IF v_scope_head IS NULL THEN
+            v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
+                                   pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
+        END IF;
         CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
         v_rest := substr(v_job.predicate, length(v_scope_head) + 1);
         v_head := substring(v_rest FROM v_literal);

@@ -35,12 +35,12 @@ BEGIN
                 || p_reg.scope_column::text);
         END IF;
     ELSE
+        -- A delete or backfill reads the rows it selects: SELECT too, as at
+        -- submit (one call for both: this runs before every page).
         PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target,
-                                     pgjobs._kind_privilege(p_job.kind), NULL);
-        -- A delete or backfill reads the rows it selects: SELECT too, as at submit.
-        IF p_job.kind IN ('delete', 'backfill') THEN
-            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'SELECT', NULL);
-        END IF;
+            pgjobs._kind_privilege(p_job.kind)
+            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+            NULL);
     END IF;
 END
 $$;

@@ -7,66 +7,20 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- Takes back the jobs whose lease expired (their worker died or hung):
--- canceled when a cancel was requested, paused (the attempt not counted)
--- when a pause was, failed when attempts are used up,
--- else queued again at once (the job already waited a whole lease). The
--- dead worker's later calls are fenced off: it no longer holds the lease.
---
--- Locks: the expired rows, SKIP LOCKED, so concurrent claimers never queue
--- behind each other here. Returns {"retried", "failed", "canceled", "paused"}.
-DECLARE
-    v_job pgjobs.jobs;
-    v_retried integer := 0;
-    v_failed integer := 0;
-    v_canceled integer := 0;
-    v_paused integer := 0;
+-- Takes back the jobs whose lease expired (pgjobs._rescue_sweep: queued
+-- again, failed, canceled or paused), for every caller: claim,
+-- claim_export, claim_import, run_job's claim (pgjobs._claim_id) and prune.
+-- Most calls find no expired lease, so a probe comes first: one look at the
+-- low end of jobs_leases_idx (about 50 us, no write, no row lock); the
+-- sweep (an UPDATE, events) runs only when the probe finds one, so rescue
+-- stays immediate while the common claim writes nothing here.
+-- Locks: what pgjobs._rescue_sweep locks, only when it runs.
+-- Returns {"retried", "failed", "canceled", "paused"}.
 BEGIN
-    FOR v_job IN
-        WITH expired AS (
-            SELECT j.id FROM pgjobs.jobs j
-             WHERE j.status = 'running' AND j.lease_expires_at < now()
-             ORDER BY j.lease_expires_at
-             LIMIT 1000
-               FOR UPDATE SKIP LOCKED)
-        UPDATE pgjobs.jobs j
-           SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
-                             WHEN j.pause_requested_at IS NOT NULL THEN 'paused'
-                             WHEN j.attempts >= j.max_attempts THEN 'failed'
-                             ELSE 'queued' END,
-               -- A pause does not count the attempt it interrupted.
-               attempts = CASE WHEN j.cancel_requested_at IS NULL
-                                    AND j.pause_requested_at IS NOT NULL
-                               THEN greatest(j.attempts - 1, 0) ELSE j.attempts END,
-               pause_requested_at = NULL,
-               error = format('lease expired: worker %s stopped heartbeating', j.worker),
-               lease_expires_at = NULL,
-               run_at = now(),
-               queued_at = now(),
-               finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
-                                   OR (j.pause_requested_at IS NULL
-                                       AND j.attempts >= j.max_attempts) THEN now() END,
-               updated_at = now()
-          FROM expired
-         WHERE j.id = expired.id
-        RETURNING j.*
-    LOOP
-        CASE v_job.status
-        WHEN 'queued' THEN
-            v_retried := v_retried + 1;
-            PERFORM pgjobs._notify(v_job, 'retrying');
-        WHEN 'failed' THEN
-            v_failed := v_failed + 1;
-            PERFORM pgjobs._notify(v_job, 'failed');
-        WHEN 'paused' THEN
-            v_paused := v_paused + 1;
-            PERFORM pgjobs._notify(v_job, 'paused');
-        ELSE
-            v_canceled := v_canceled + 1;
-            PERFORM pgjobs._notify(v_job, 'canceled');
-        END CASE;
-    END LOOP;
-    RETURN jsonb_build_object('retried', v_retried, 'failed', v_failed,
-                              'canceled', v_canceled, 'paused', v_paused);
+    IF EXISTS (SELECT FROM pgjobs.jobs e
+                WHERE e.status = 'running' AND e.lease_expires_at < now()) THEN
+        RETURN pgjobs._rescue_sweep();
+    END IF;
+    RETURN '{"retried": 0, "failed": 0, "canceled": 0, "paused": 0}'::jsonb;
 END
 $$;

@@ -11,64 +11,15 @@ SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
--- The exact row set of a delete or backfill job, as one SQL boolean over
--- the target's unqualified columns: the scope, created at or before the
--- cutoff, matching the filter, key not excluded. Values are inlined as
--- quoted, typed literals, so the text is self-contained: it is stored in
--- pgjobs.jobs.predicate and used verbatim by the runner's pages and by the
--- read mask, which therefore cover exactly the same rows.
--- Which rows count as existing at the cutoff is pgjobs._cutoff_clause's
--- business (created_at, and the submit's snapshot for rows of transactions
--- still in progress). Literals are written in ISO 8601 so the runner's
--- DateStyle cannot change their meaning. Raises 22023 for a bad scope,
--- filter or exclusion. Locks nothing.
+-- The exact row set of a delete, backfill or export job, as one SQL boolean
+-- over the target's unqualified columns (pgjobs._row_selection's predicate,
+-- where the rules are written down). Raises 22023 for a bad scope, filter
+-- or exclusion. Locks nothing.
 DECLARE
-    v_exclude text;
-    v_key_type text;
-    v_exact boolean;
-    v_cutoff text;
+    v_predicate text;
 BEGIN
-    IF p_exclude IS NULL THEN
-        p_exclude := '{}';
-    END IF;
-    IF cardinality(p_exclude) > 100000 THEN
-        RAISE EXCEPTION 'exclude lists % keys; the limit is 100000', cardinality(p_exclude)
-            USING ERRCODE = '22023',
-            HINT = 'Exclude rows with a filter instead, e.g. {"$not": {...}}.';
-    END IF;
-    IF array_position(p_exclude, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'exclude must not contain null' USING ERRCODE = '22023',
-            HINT = 'List the keys of the rows to keep.';
-    END IF;
-    IF cardinality(p_exclude) > 0 THEN
-        -- Canonical text of each key, cast to the key column's full type
-        -- (pgjobs._typed_literal, pgjobs._canonical_text).
-        -- A key the column's modifiers would change (a char(8) key
-        -- 'key000031' truncated to 'key00003') is no key of the table.
-        v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
-        BEGIN
-            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
-                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest(%3$L::text[]) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
-               INTO p_exclude, v_exact;
-        EXCEPTION WHEN data_exception THEN
-            v_exact := false;
-        END;
-        IF NOT v_exact THEN
-            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
-                v_key_type, p_reg.key_column
-                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
-        END IF;
-        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
-    END IF;
-    v_cutoff := pgjobs._cutoff_clause(p_reg, p_cutoff);
-
-    RETURN format('%I = %s AND %s AND (%s)%s',
-        p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
-        v_cutoff,
-        pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}')),
-        CASE WHEN v_exclude IS NULL THEN ''
-             ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);
+    SELECT s.predicate INTO v_predicate
+      FROM pgjobs._row_selection(p_reg, p_scope, p_filter, p_exclude, p_cutoff) s;
+    RETURN v_predicate;
 END
 $$;

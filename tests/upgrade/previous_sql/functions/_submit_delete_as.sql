@@ -29,7 +29,7 @@ AS $$
 -- the target (42501). Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_predicate text;
+    v_selection record;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
@@ -49,7 +49,8 @@ BEGIN
             HINT = 'Leave it out (auto): pgjobs collects the matching rows first when an index '
                    'narrows the filter, and walks key ranges otherwise.';
     END IF;
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    SELECT s.* INTO v_selection
+      FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
     -- The typo guard: every document path of the filter is in some row.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, p_options);
@@ -57,7 +58,11 @@ BEGIN
         jsonb_build_object('filter', coalesce(p_filter, '{}'),
                            'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
-        v_predicate);
+        v_selection.predicate);
+    -- What the delete can leave of its scope, as data: the read path's
+    -- short cut past it (pgjobs._mask_candidates) is built from this, not
+    -- parsed back out of the predicate's text.
+    UPDATE pgjobs.jobs j SET survivors = v_selection.survivors WHERE j.id = v_job.id;
     RETURN v_job.id;
 END
 $$;

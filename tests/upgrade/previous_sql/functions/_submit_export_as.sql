@@ -22,7 +22,12 @@ AS $$
 -- writer gate.
 --
 -- Export options (besides the common ones):
---   format       "csv" (default, with a header) | "jsonl"
+--   format       "csv" (default, with a header) | "jsonl" | "parquet" (typed
+--                columns, pgjobs._parquet_column; one file per part_size of
+--                output under a prefix listed in result.uris)
+--   compression  parquet only: "zstd" (default) | "snappy" | "none"
+--   row_group_bytes  parquet only: Arrow bytes per row group (the worker's
+--                memory), 1048576..268435456, default 16777216
 --   columns      array of column names and/or document field paths (a.b.c);
 --                default every column of the table, in table order
 --   gzip         boolean, default false
@@ -33,6 +38,11 @@ AS $$
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
 --                1024..1073741824, default 8388608
+--   parallel     integer 1..64, default 1: the scope's key range is split
+--                into up to that many parts (pgjobs.export_parts) that as many
+--                workers export side by side, each resumable; the parts are
+--                joined, in key order, into the one object a parallel: 1
+--                export writes
 --   allow_unknown_fields  boolean, default false: else a document field of
 --                the filter or of columns that no row of the scope has is
 --                refused (pgjobs._require_known_fields)
@@ -46,6 +56,7 @@ DECLARE
     v_options jsonb := coalesce(p_options, '{}');
     v_format text := 'csv';
     v_gzip boolean := false;
+    v_parallel integer := 1;
     v_destination text;
     v_columns jsonb;
     v_column jsonb;
@@ -64,14 +75,55 @@ BEGIN
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
 
+    IF v_options ? 'parallel' THEN
+        v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
+        -- Parquet parts are separate files, which the Parquet writer does not
+        -- make yet: refuse rather than write one file in N workers' time.
+        IF v_parallel > 1
+           AND v_options -> 'format' = '"parquet"'::jsonb THEN
+            RAISE EXCEPTION 'format "parquet" cannot be exported with parallel > 1 yet'
+                USING ERRCODE = '0A000',
+                HINT = 'Submit the Parquet export with "parallel": 1, or export CSV or JSONL in '
+                       'parallel.';
+        END IF;
+    END IF;
+
     IF v_options ? 'format' THEN
-        IF v_options -> 'format' NOT IN ('"csv"'::jsonb, '"jsonl"'::jsonb) THEN
-            RAISE EXCEPTION 'option "format" must be "csv" or "jsonl", not %', v_options -> 'format'
+        IF v_options -> 'format' NOT IN ('"csv"'::jsonb, '"jsonl"'::jsonb, '"parquet"'::jsonb)
+        THEN
+            RAISE EXCEPTION 'option "format" must be "csv", "jsonl" or "parquet", not %',
+                            v_options -> 'format'
                 USING ERRCODE = '22023',
                 HINT = '"csv" writes a header and one column per requested column; "jsonl" '
-                       'one JSON object per line.';
+                       'one JSON object per line; "parquet" typed columns (the worker needs '
+                       'pip install ''pgjobs[parquet]'').';
         END IF;
         v_format := v_options ->> 'format';
+    END IF;
+    -- Parquet's own options; its files are compressed by column, never gzipped.
+    IF v_format = 'parquet' THEN
+        IF v_options ? 'compression' AND v_options -> 'compression' NOT IN
+               ('"zstd"'::jsonb, '"snappy"'::jsonb, '"none"'::jsonb) THEN
+            RAISE EXCEPTION 'option "compression" must be "zstd", "snappy" or "none", not %',
+                            v_options -> 'compression'
+                USING ERRCODE = '22023',
+                HINT = '"zstd" (the default) gives the smallest files; "snappy" is what older '
+                       'readers expect.';
+        END IF;
+        IF v_options ? 'row_group_bytes' THEN
+            PERFORM pgjobs._option_int('row_group_bytes', v_options -> 'row_group_bytes',
+                                       1048576, 268435456);
+        END IF;
+        IF v_options -> 'gzip' = 'true'::jsonb THEN
+            RAISE EXCEPTION 'option "gzip" does not apply to format "parquet"'
+                USING ERRCODE = '22023',
+                HINT = 'Parquet compresses each column: use {"compression": "zstd"} or "snappy".';
+        END IF;
+    ELSIF v_options ? 'compression' OR v_options ? 'row_group_bytes' THEN
+        RAISE EXCEPTION 'options "compression" and "row_group_bytes" apply to format "parquet" '
+                        'only'
+            USING ERRCODE = '22023',
+            HINT = 'For a compressed CSV or JSONL export use {"gzip": true}.';
     END IF;
 
     IF v_options ? 'gzip' THEN
@@ -186,10 +238,16 @@ BEGIN
                            'destination', v_destination,
                            'chunk_rows', coalesce((v_options ->> 'chunk_rows')::integer, 50000),
                            'part_size',
-                           coalesce((v_options ->> 'part_size')::integer, 8388608)),
+                           coalesce((v_options ->> 'part_size')::integer, 8388608),
+                           'parallel', v_parallel)
+        -- Parquet: its compression and row group bound (bytes of Arrow data).
+        || CASE WHEN v_format = 'parquet' THEN jsonb_build_object(
+               'compression', coalesce(v_options ->> 'compression', 'zstd'),
+               'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
+           ELSE '{}'::jsonb END,
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
-              'allow_unknown_fields'],
+              'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate);
     RETURN v_job.id;
 END

@@ -32,6 +32,7 @@ DECLARE
     v_scope text;
     v_key_type text;
     v_canonical text;
+    v_mask text;
     v_query text;
     v_rows jsonb[];
 BEGIN
@@ -46,6 +47,7 @@ BEGIN
     END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
+    v_mask := pgjobs._mask(p_target, v_canonical);
     v_scope := format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column));
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
@@ -58,8 +60,9 @@ BEGIN
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
         CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
-        pgjobs._mask_candidates(p_target, v_canonical),
-        pgjobs._mask(p_target, v_canonical), v_reg.key_column,
+        -- (no pending delete, no short cut to look for)
+        CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
+        v_mask, v_reg.key_column,
         p_limit);
     BEGIN
         EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;

@@ -22,6 +22,7 @@ AS $$
 DECLARE
     v_reg pgjobs.target_registry;
     v_canonical text;
+    v_mask text;
     v_query text;
     v_count bigint;
 BEGIN
@@ -31,14 +32,16 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
+    v_mask := pgjobs._mask(p_target, v_canonical);
     -- pgjobs._mask_candidates: implied by the mask, indexable (see _visible_as).
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
         format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
         CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
-        pgjobs._mask_candidates(p_target, v_canonical),
-        pgjobs._mask(p_target, v_canonical));
+        -- (no pending delete, no short cut to look for)
+        CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
+        v_mask);
     EXECUTE v_query INTO v_count;
     RETURN v_count;
 END

@@ -33,8 +33,8 @@ AS $$
 --
 -- Locks: FOR UPDATE SKIP LOCKED on the rows it takes; concurrent claimers
 -- never wait for each other and never get the same job. Expired leases are
--- rescued first (pgjobs._rescue_expired), when a probe of the leases index
--- finds one.
+-- rescued first (pgjobs._rescue_expired: its probe of the leases index
+-- writes nothing when none has expired).
 DECLARE
     v_ids bigint[];
 BEGIN
@@ -48,13 +48,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
     END IF;
 
-    -- Expired leases are rescued here only when there is one: the probe is one
-    -- look at the low end of jobs_leases_idx, the sweep (a write, and a call)
-    -- stays out of the common claim.
-    IF EXISTS (SELECT FROM pgjobs.jobs e
-                WHERE e.status = 'running' AND e.lease_expires_at < now()) THEN
-        PERFORM pgjobs._rescue_expired();
-    END IF;
+    -- Expired leases first (a probe; the sweep only when one expired).
+    PERFORM pgjobs._rescue_expired();
 
     -- The pick: one statement, planned once per session (PL/pgSQL caches it).
     v_ids := ARRAY(

@@ -2,6 +2,7 @@ CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
     p_id bigint,
     p_after text,
     p_limit integer,
+    p_until text DEFAULT NULL,
     OUT copy_sql text,
     OUT next_after text)
 LANGUAGE plpgsql
@@ -13,14 +14,16 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- One keyset chunk of export job p_id: the keys of the scope after p_after
--- (NULL: from the start) up to the p_limit-th one, whatever the filter.
+-- (NULL: from the start) up to the p_limit-th one, whatever the filter,
+-- and never past p_until (NULL: the scope's last key), the upper bound of a
+-- part of a parallel export (pgjobs.export_parts).
 -- Returns:
 --   copy_sql    the complete `COPY (...) TO STDOUT` of the chunk's rows that
 --               are in the job's row set (scope, cutoff, filter: the stored
 --               predicate) and not masked by a pending delete (pgjobs.mask,
 --               evaluated now), in key order, in the job's format;
 --   next_after  the chunk's upper key, where the next chunk starts; NULL
---               when this chunk reaches the end of the scope.
+--               when this chunk reaches the end of the scope (or p_until).
 -- Call it and run the COPY in one REPEATABLE READ transaction per chunk:
 -- mask, bound and rows then come from one snapshot, and no snapshot is held
 -- for the whole export.
@@ -41,6 +44,9 @@ AS $$
 --   jsonl  one JSON object per line, keys in the requested order. It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
+--   parquet  CSV without a header, each column in its wire form for the
+--          worker's Parquet writer (pgjobs._parquet_column: epoch
+--          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
 -- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
@@ -56,6 +62,7 @@ DECLARE
     v_key text;
     v_lower text := '';
     v_upper text := '';
+    v_until text := '';
     v_select text;
     v_advances boolean;
 BEGIN
@@ -101,10 +108,22 @@ BEGIN
                           v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
     END IF;
 
-    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s '
+    IF p_until IS NOT NULL THEN
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_until, v_key);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'upper bound % is not a valid % (key column %)',
+                quote_literal(p_until), v_key, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
+        END;
+        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
+    END IF;
+
+    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s%7$s '
                    'ORDER BY pgjobs_t.%2$I OFFSET %5$s LIMIT 1',
                    v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
-                   v_job.target)
+                   v_job.target, v_until)
        INTO next_after;
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
@@ -121,7 +140,18 @@ BEGIN
                        'table with a key of a type whose text round-trips (bigint, text, uuid).';
         END IF;
     END IF;
-    IF next_after IS NOT NULL THEN
+    IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
+        -- A chunk that ends exactly on the part's last key ends the part.
+        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+           INTO v_advances;
+        IF v_advances THEN
+            next_after := NULL;
+        END IF;
+    END IF;
+    IF next_after IS NULL THEN
+        -- The last chunk of the scope, or of the part.
+        v_upper := v_until;
+    ELSE
         v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
     END IF;
@@ -131,8 +161,17 @@ BEGIN
     LOOP
         IF v_job.payload -> 'document_fields' ? v_name THEN
             v_expr := format('%I %s %L::text[]', v_reg.document_column,
-                             CASE v_format WHEN 'csv' THEN '#>>' ELSE '#>' END,
+                             CASE WHEN v_format IN ('csv', 'parquet') THEN '#>>' ELSE '#>' END,
                              string_to_array(v_name, '.'));
+        ELSIF v_format = 'parquet' THEN
+            -- Typed for Parquet by pgjobs._parquet_column, the one mapping
+            -- (pgjobs.export_parquet_columns gives the worker the same types).
+            SELECT (pgjobs._parquet_column(a.atttypid, a.atttypmod, format('%I', v_name))).wire
+              INTO v_expr
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_job.target AND a.attname = v_name
+               AND a.attnum > 0 AND NOT a.attisdropped;
+            v_expr := coalesce(v_expr, format('%I', v_name));  -- gone: the COPY raises 42703
         ELSE
             -- A column (resolved at submit): if it is gone now, the COPY fails
             -- with 42703 and so does the job.
@@ -155,7 +194,9 @@ BEGIN
                        v_lower, v_upper, v_job.predicate,
                        pgjobs.mask(v_job.target, v_job.scope), v_reg.key_column);
 
-    IF v_format = 'jsonl' THEN
+    IF v_format = 'parquet' THEN
+        copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
+    ELSIF v_format = 'jsonl' THEN
         copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
@@ -165,8 +206,9 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer) IS
+COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text) IS
 'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows '
 '(not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: '
 'from the start), in key order and in the job''s format; next_after is where the next chunk '
-'starts (NULL: this is the last one). Run both in one REPEATABLE READ transaction per chunk.';
+'starts (NULL: this is the last one; p_until, when given, is the last key of a part of a '
+'parallel export). Run both in one REPEATABLE READ transaction per chunk.';

@@ -6,7 +6,8 @@ CREATE OR REPLACE FUNCTION pgjobs.import_batch(
     p_done bigint,
     p_total bigint,
     p_checkpoint jsonb,
-    p_rejects jsonb DEFAULT '[]')
+    p_rejects jsonb DEFAULT '[]',
+    p_records text[] DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -33,8 +34,16 @@ AS $$
 -- checkpoint.
 --
 -- p_lines: the source line of each staged record, in order (for reasons);
--- p_rejects: records the worker refused before staging them (wrong field
--- count, invalid UTF-8 or JSON: [{"line", "reason", "record"}]). The batch
+-- p_records: the source text of each staged record, in order (for the
+-- rejects: a CSV record is staged as its fields, a JSONL line rewritten). Both are needed only
+-- when a record is refused here, so the worker may leave them NULL: a
+-- batch that then needs them rolls its rows back and returns {"status":
+-- "records"}, and the worker calls again, in the same transaction, with
+-- them. p_rejects: records the worker refused before staging them (wrong
+-- field count, invalid UTF-8 or JSON: [{"line", "reason", "record"}]).
+-- The first batch stores in the checkpoint ("mapping") where each field
+-- goes (pgjobs._import_mapping); later batches must map alike
+-- (pgjobs._import_insert_sql: 55000). The batch
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
 -- one per set of keys); when that fails on a bad value or a constraint,
 -- record by record, each in a subtransaction, and the failing ones are
@@ -72,6 +81,8 @@ DECLARE
     v_first jsonb;
     v_over boolean := false;
     v_refused boolean := false;
+    v_need boolean := false;
+    v_mapping jsonb := '{}'::jsonb;
     v_stage text := 'pg_temp.pgjobs_import_stage';
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
@@ -90,7 +101,11 @@ BEGIN
     -- (The staging table is the session's, made by pgjobs.import_prepare:
     -- dynamic SQL, as it does not exist when this function is created.)
     -- p_lines has one line per staged record.
-    v_staged := coalesce(cardinality(p_lines), 0);
+    IF p_lines IS NULL THEN
+        EXECUTE format('SELECT count(*) FROM %s', v_stage) INTO v_staged;
+    ELSE
+        v_staged := cardinality(p_lines);
+    END IF;
 
     -- The batch's rows go in inside a block, so that too many rejects can
     -- take them back out and still keep the rejects (below).
@@ -121,8 +136,16 @@ BEGIN
                 GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
             END;
             IF v_sql IS NOT NULL THEN
+                v_mapping := v_mapping
+                             || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
-                    EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
+                    IF left(v_sql, 5) = 'WITH ' THEN
+                        EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
+                    ELSE  -- no DO UPDATE: the rows written were inserted
+                        EXECUTE v_sql USING v_group_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        v_upd := 0;
+                    END IF;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
                     CONTINUE;
@@ -130,6 +153,13 @@ BEGIN
                                OR cardinality_violation OR SQLSTATE '428C9' THEN
                     NULL;  -- record by record below
                 END;
+            END IF;
+            IF p_lines IS NULL OR p_records IS NULL THEN
+                -- A record is refused: its line and text are needed. Undo
+                -- the batch's rows and ask the worker for them.
+                v_need := true;
+                RAISE EXCEPTION 'records needed' USING ERRCODE = '22000',
+                    HINT = 'Rolls the batch''s rows back; handled just below.';
             END IF;
             IF v_ns IS NULL THEN
                 -- Record by record: the staged rows in order (the nth has line p_lines[n]).
@@ -141,7 +171,13 @@ BEGIN
                     v_state := '22023';  -- v_msg: this record's keys cannot be mapped
                 ELSE
                     BEGIN
-                        EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                        IF left(v_sql, 5) = 'WITH ' THEN
+                            EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
+                        ELSE
+                            EXECUTE v_sql USING ARRAY[v_n];
+                            GET DIAGNOSTICS v_ins = ROW_COUNT;
+                            v_upd := 0;
+                        END IF;
                         v_inserted := v_inserted + v_ins;
                         v_updated := v_updated + v_upd;
                     EXCEPTION WHEN data_exception OR integrity_constraint_violation
@@ -151,12 +187,10 @@ BEGIN
                 END IF;
                 CONTINUE WHEN v_state IS NULL;
                 v_line := p_lines[array_position(v_ns, v_n)];
-                -- The record as read: a JSONL line is staged whole (r); a CSV
-                -- record is staged as its fields, so its text is their row form.
-                EXECUTE format('SELECT %s FROM %s s WHERE s.n = $1',
-                               CASE WHEN v_job.payload ->> 'format' = 'csv' THEN 's::text'
-                                    ELSE 's.r' END, v_stage)
-                   INTO v_record USING v_n;
+                -- The record as read, from the worker (p_records): a CSV
+                -- record is staged as its fields, a JSONL line with its line
+                -- end and carriage returns rewritten.
+                v_record := p_records[array_position(v_ns, v_n)];
                 v_sql_rejects := v_sql_rejects || jsonb_build_object(
                     'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
                     'record', v_record);
@@ -185,10 +219,13 @@ BEGIN
                 HINT = 'Rolls the batch''s rows back; handled just below.';
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        IF NOT v_refused THEN
+        IF NOT (v_refused OR v_need) THEN
             RAISE;
         END IF;
     END;
+    IF v_need THEN
+        RETURN jsonb_build_object('status', 'records');
+    END IF;
     IF v_refused THEN
         -- The batch's rows are rolled back (rows of committed batches stay);
         -- its rejects up to the one that failed the job are kept (max_rejects
@@ -222,7 +259,8 @@ BEGIN
         'rejected', v_rejected + jsonb_array_length(v_sql_rejects)
                     + jsonb_array_length(v_worker_rejects),
         'records', coalesce((v_ck ->> 'records')::bigint, 0) + v_staged
-                   + jsonb_array_length(v_worker_rejects));
+                   + jsonb_array_length(v_worker_rejects),
+        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping);
     IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
@@ -234,16 +272,17 @@ BEGIN
         IF v_job.pause_requested_at IS NOT NULL
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
-                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history']);
+                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
-        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history']);
+        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs.import_batch(bigint, text, text[], bigint[], bigint, bigint, jsonb, jsonb) IS
+COMMENT ON FUNCTION pgjobs.import_batch(bigint, text, text[], bigint[], bigint, bigint, jsonb, jsonb,
+                                        text[]) IS
 'For the worker of import job p_id: moves the staged batch into the target and commits, with the '
 'caller''s transaction, its rejects and the checkpoint; fenced on the claim.';

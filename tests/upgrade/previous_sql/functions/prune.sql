@@ -34,9 +34,18 @@ BEGIN
          WHERE j.finished_at < now() - p_retention
         RETURNING j.id, j.kind, j.result
     ), objects AS (
+        -- Every object written: result.uris when the export wrote several
+        -- (Parquet files), else its one object.
         INSERT INTO pgjobs.storage_deletions (uri, job_id)
-        SELECT g.result ->> 'uri', g.id FROM gone g
-         WHERE g.kind = 'export' AND g.result ->> 'uri' IS NOT NULL
+        SELECT o.uri, g.id
+          FROM gone g
+         CROSS JOIN LATERAL (
+               SELECT u.value AS uri
+                 FROM jsonb_array_elements_text(
+                          CASE WHEN jsonb_typeof(g.result -> 'uris') = 'array'
+                               THEN g.result -> 'uris'
+                               ELSE jsonb_build_array(g.result -> 'uri') END) u) o
+         WHERE g.kind = 'export' AND o.uri IS NOT NULL
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)

@@ -17,7 +17,7 @@ AS $$
 -- writer gate.
 --
 -- Export options (besides the common ones):
---   format       "csv" (default, with a header) | "jsonl"
+--   format       "csv" (default, with a header) | "jsonl" | "parquet"
 --   columns      array of column names and/or document field paths (a.b.c);
 --                default every column of the table, in table order
 --   gzip         boolean, default false
@@ -44,9 +44,11 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.submit_export(regclass, text, jsonb, jsonb) IS
 'Submits an export of the scope''s rows matching the filter, created at or before now, in key '
-'order (rows masked by pending deletes are left out). Options: format (csv | jsonl), columns '
+'order (rows masked by pending deletes are left out). Options: format (csv | jsonl | parquet; '
+'parquet takes compression zstd | snappy | none and row_group_bytes), columns '
 '(columns and/or document field paths; default all columns), gzip (boolean), destination (URI '
 'prefix under a prefix allowed by pgjobs.allow_storage, else 42501; default the worker''s '
 'storage), chunk_rows, part_size, allow_unknown_fields (a document field of the filter or of '
 'columns that no row of the scope has raises 22023 unless true), plus priority, max_attempts, '
-'run_at, lease. Returns the job id; the result holds uri, rows, bytes, sha256, format.';
+'run_at, lease. Returns the job id; the result holds uri, rows, bytes, sha256, format (and uris '
+'for parquet: one file per part).';

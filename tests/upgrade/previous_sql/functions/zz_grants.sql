@@ -24,7 +24,7 @@ BEGIN
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
                              'submit_import',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
-                             'pause', 'resume', 'retry',
+                             'pause', 'resume', 'retry', 'stats',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)

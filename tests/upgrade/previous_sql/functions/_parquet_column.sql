@@ -1,0 +1,114 @@
+CREATE OR REPLACE FUNCTION pgjobs._parquet_column(
+    p_type oid,
+    p_typmod integer,
+    p_expr text,
+    OUT arrow text,
+    OUT wire text)
+LANGUAGE plpgsql
+IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The one place that maps a PostgreSQL type to the Parquet (Arrow) type of
+-- an exported column, and to the SQL expression over p_expr that sends its
+-- value to the worker as a CSV field (pgjobs.export_chunk_sql, format
+-- parquet: COPY's CSV is the cheapest form for the server to print and for
+-- pyarrow to parse). Python reads `arrow` (pgjobs.export_parquet_columns) and never
+-- decides a type itself. Domains resolve to their base type.
+--   arrow  int16 int32 int64 float32 float64 bool string json date32
+--          timestamp_utc (timestamptz) timestamp (without time zone) time64
+--          uuid binary decimal128(p,s) decimal256(p,s), or list<T> of the
+--          scalar ones among those;
+--   wire   what travels: epoch microseconds for timestamps and times, days
+--          since 1970-01-01 for dates, text for numeric (no float on the
+--          way), 32 hex digits for uuid, hex for bytea, JSON text for
+--          json/jsonb and for lists; other types print as text (arrow
+--          string).
+-- numeric without a declared precision has no fixed decimal type: it is
+-- exported as its exact text (arrow string); declare numeric(p,s) for a
+-- decimal column. Arrays of types outside the scalar ones above are lists
+-- of their elements' text. Locks nothing.
+DECLARE
+    v_type oid := p_type;
+    v_typmod integer := p_typmod;
+    v_elem oid;
+    v_inner record;
+    v_precision integer;
+    v_scale integer;
+BEGIN
+    -- Domains: the base type and its modifier.
+    WHILE (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = v_type) = 'd' LOOP
+        SELECT t.typbasetype, t.typtypmod INTO v_type, v_typmod
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    END LOOP;
+    SELECT nullif(t.typelem, 0) INTO v_elem FROM pg_catalog.pg_type t
+     WHERE t.oid = v_type AND t.typcategory = 'A';
+    IF v_elem IS NOT NULL THEN
+        v_inner := pgjobs._parquet_column(v_elem, v_typmod, 'x');
+        -- A list travels as its JSON text (an array of numbers, booleans or,
+        -- for every other element type, the elements' exact text).
+        IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
+            arrow := format('list<%s>', v_inner.arrow);
+            wire := format('pg_catalog.to_json(%s)::text', p_expr);
+        ELSE
+            arrow := 'list<string>';
+            wire := format('pg_catalog.to_json(%s::text[])::text', p_expr);
+        END IF;
+        RETURN;
+    END IF;
+    CASE v_type
+        WHEN 'int2'::regtype THEN arrow := 'int16'; wire := p_expr;
+        WHEN 'int4'::regtype THEN arrow := 'int32'; wire := p_expr;
+        WHEN 'int8'::regtype THEN arrow := 'int64'; wire := p_expr;
+        WHEN 'bool'::regtype THEN arrow := 'bool'; wire := p_expr;
+        -- NaN and infinities included: the worker's CSV parser reads them.
+        WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
+        WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
+        WHEN 'date'::regtype THEN
+            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) DATE ''1970-01-01'')',
+                                             p_expr);
+        WHEN 'timestamptz'::regtype THEN
+            arrow := 'timestamp_utc';
+            wire := format('(pg_catalog.extract(''epoch'', %s::timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+        WHEN 'timestamp'::regtype THEN
+            arrow := 'timestamp';
+            wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
+                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+        WHEN 'time'::regtype THEN
+            arrow := 'time64';
+            wire := format('(pg_catalog.extract(''epoch'', %s::time) '
+                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+        WHEN 'uuid'::regtype THEN
+            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::text, ''-'', '''')', p_expr);
+        WHEN 'bytea'::regtype THEN
+            arrow := 'binary'; wire := format('pg_catalog.encode(%s, ''hex'')', p_expr);
+        -- char(n) keeps its padding, as COPY prints it (::text would trim it).
+        WHEN 'bpchar'::regtype THEN arrow := 'string'; wire := p_expr;
+        WHEN 'json'::regtype, 'jsonb'::regtype THEN
+            arrow := 'json'; wire := format('%s::text', p_expr);
+        WHEN 'numeric'::regtype THEN
+            IF v_typmod >= 4 THEN
+                v_precision := ((v_typmod - 4) >> 16) & 65535;
+                v_scale := (v_typmod - 4) & 65535;
+                IF v_scale > 1023 THEN  -- a negative scale (PostgreSQL 15+)
+                    v_scale := v_scale - 2048;
+                END IF;
+            END IF;
+            IF v_precision IS NULL OR v_scale < 0 OR v_scale > v_precision
+               OR v_precision > 76 THEN
+                arrow := 'string';
+            ELSE
+                arrow := format('%s(%s,%s)',
+                                CASE WHEN v_precision > 38 THEN 'decimal256' ELSE 'decimal128' END,
+                                v_precision, v_scale);
+            END IF;
+            wire := format('%s::text', p_expr);
+        ELSE
+            arrow := 'string'; wire := format('%s::text', p_expr);
+    END CASE;
+END
+$$;

@@ -1,0 +1,95 @@
+CREATE OR REPLACE FUNCTION pgjobs._row_selection(
+    p_reg pgjobs.target_registry,
+    p_scope text,
+    p_filter jsonb,
+    p_exclude text[],
+    p_cutoff timestamptz,
+    OUT predicate text,
+    OUT survivors jsonb)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The exact row set of a delete or backfill job, as one SQL boolean over
+-- the target's unqualified columns: the scope, created at or before the
+-- cutoff, matching the filter, key not excluded. Values are inlined as
+-- quoted, typed literals, so the text is self-contained: it is stored in
+-- pgjobs.jobs.predicate and used verbatim by the runner's pages and by the
+-- read mask, which therefore cover exactly the same rows.
+-- Which rows count as existing at the cutoff is pgjobs._cutoff_clause's
+-- business (created_at, and the submit's snapshot for rows of transactions
+-- still in progress). Literals are written in ISO 8601 so the runner's
+-- DateStyle cannot change their meaning. Raises 22023 for a bad scope,
+-- filter or exclusion. Locks nothing.
+-- Returns the text (predicate) and, as data, what of the scope the row set
+-- leaves (survivors, stored in jobs.survivors by a delete): whether it has
+-- no filter (whole_scope), the created_at column, the cutoff's horizon and
+-- how its literal is written, and the excluded keys (canonical text) with
+-- the key column and its type: the columns as the predicate names them,
+-- whatever a later register_target changes. For a whole-scope row set, a row of the scope outside it is dated
+-- at or after the horizon, or undated, or excluded (pgjobs._mask_candidates
+-- builds that condition from these fields, so it matches this text).
+DECLARE
+    v_exclude text;
+    v_key_type text;
+    v_exact boolean;
+    v_cutoff record;
+    v_filter text;
+BEGIN
+    IF p_exclude IS NULL THEN
+        p_exclude := '{}';
+    END IF;
+    IF cardinality(p_exclude) > 100000 THEN
+        RAISE EXCEPTION 'exclude lists % keys; the limit is 100000', cardinality(p_exclude)
+            USING ERRCODE = '22023',
+            HINT = 'Exclude rows with a filter instead, e.g. {"$not": {...}}.';
+    END IF;
+    IF array_position(p_exclude, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'exclude must not contain null' USING ERRCODE = '22023',
+            HINT = 'List the keys of the rows to keep.';
+    END IF;
+    IF cardinality(p_exclude) > 0 THEN
+        -- Canonical text of each key, cast to the key column's full type
+        -- (pgjobs._typed_literal, pgjobs._canonical_text).
+        -- A key the column's modifiers would change (a char(8) key
+        -- 'key000031' truncated to 'key00003') is no key of the table.
+        v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
+        BEGIN
+            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+                           'coalesce(bool_and(e::%1$s = e::%2$s), true) '
+                           'FROM unnest(%3$L::text[]) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
+               INTO p_exclude, v_exact;
+        EXCEPTION WHEN data_exception THEN
+            v_exact := false;
+        END;
+        IF NOT v_exact THEN
+            RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
+                v_key_type, p_reg.key_column
+                USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
+        END IF;
+        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
+    END IF;
+    SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
+    v_filter := pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}'));
+
+    predicate := format('%I = %s AND %s AND (%s)%s',
+        p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        v_cutoff.clause,
+        v_filter,
+        CASE WHEN v_exclude IS NULL THEN ''
+             ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);
+    survivors := jsonb_build_object(
+        'whole_scope', v_filter = 'true',
+        'created_at_column', p_reg.created_at_column,
+        'horizon', v_cutoff.horizon,
+        'created_at_type', CASE WHEN v_cutoff.without_zone THEN 'timestamp'
+                                ELSE 'timestamptz' END,
+        'time_zone', v_cutoff.time_zone,
+        'key_column', p_reg.key_column,
+        'key_type', v_key_type,
+        'exclude', to_jsonb(p_exclude));
+END
+$$;

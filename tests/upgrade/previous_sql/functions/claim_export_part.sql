@@ -1,0 +1,61 @@
+CREATE OR REPLACE FUNCTION pgjobs.claim_export_part(
+    p_id bigint,
+    p_worker text,
+    p_lease interval DEFAULT '30 seconds')
+RETURNS SETOF pgjobs.export_parts
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Claims one part of a running parallel export for p_worker: of job p_id,
+-- or of any running export when p_id is NULL (an idle worker helping). A
+-- part is claimable when it is queued, or running under an expired lease
+-- (its worker died: the part resumes from its checkpoint). The claim counts
+-- an attempt of the part; a part whose lease expired on its last attempt
+-- (the job's max_attempts) fails instead, and the job's worker then fails
+-- the job. The returned row's worker is the claim's own identity
+-- (name#token): every later call for the part passes it back and is fenced
+-- on it. Nothing is claimed from a job with a cancel or pause pending.
+-- Locks: the claimed part (SKIP LOCKED: never waits for another claim).
+DECLARE
+    v_part pgjobs.export_parts;
+BEGIN
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
+    -- Expired leases on their last attempt fail (they are not handed out).
+    UPDATE pgjobs.export_parts p
+       SET status = 'failed', lease_expires_at = NULL, updated_at = now(),
+           error = coalesce(p.error, 'the worker exporting this part stopped answering')
+      FROM pgjobs.jobs j
+     WHERE j.id = p.job_id AND (p_id IS NULL OR p.job_id = p_id)
+       AND p.status = 'running' AND p.lease_expires_at <= now()
+       AND p.attempts >= j.max_attempts;
+
+    SELECT p.* INTO v_part
+      FROM pgjobs.export_parts p
+      JOIN pgjobs.jobs j ON j.id = p.job_id
+     WHERE (p_id IS NULL OR p.job_id = p_id)
+       AND j.status = 'running' AND j.kind = 'export'
+       AND j.cancel_requested_at IS NULL AND j.pause_requested_at IS NULL
+       AND (p.status = 'queued' OR (p.status = 'running' AND p.lease_expires_at <= now()))
+     ORDER BY p.job_id, p.part
+     LIMIT 1
+       FOR UPDATE OF p SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    UPDATE pgjobs.export_parts p
+       SET status = 'running', attempts = p.attempts + 1,
+           worker = pgjobs._claim_identity(p_worker),
+           lease_expires_at = now() + p_lease, updated_at = now()
+     WHERE p.job_id = v_part.job_id AND p.part = v_part.part
+    RETURNING p.*;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.claim_export_part(bigint, text, interval) IS
+'Claims one queued (or lease-expired) part of the running parallel export p_id (any, when NULL) '
+'for p_worker; the row''s worker is the claim''s identity that later calls are fenced on.';

@@ -1,0 +1,91 @@
+CREATE OR REPLACE FUNCTION pgjobs.export_parts_split(
+    p_id bigint,
+    p_worker text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Splits export job p_id, submitted with parallel: N > 1, into its parts
+-- (pgjobs.export_parts) the first time the job is claimed, and returns how
+-- many parts it has (0 for a job exported whole: parallel 1). The parts are
+-- consecutive key ranges (after_key, until_key] of the scope, sized evenly
+-- by the count of the scope's keys read from the (scope, key) index; a scope
+-- with fewer keys than N gets fewer parts (at least one). Splitting again
+-- returns the parts already made: a resumed job keeps its ranges and their
+-- checkpoints (a part that failed for good is queued again, its attempts
+-- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
+-- lease, else 55000 (the caller stops). Reads the target with the caller's
+-- rights after the submitter's run-time check, as export_chunk_sql does.
+-- Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+    v_parts integer;
+    v_scope text;
+    v_rows bigint;
+    v_step bigint;
+    v_bounds text[];
+    v_bound text;
+BEGIN
+    SELECT j.* INTO v_job FROM pgjobs.jobs j
+     WHERE j.id = p_id AND j.kind = 'export' AND j.worker = p_worker
+       AND j.lease_expires_at > now()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not an export running under %', p_id, p_worker
+            USING ERRCODE = '55000',
+            HINT = 'Claim the job first (pgjobs.claim or pgjobs.claim_export); a worker whose '
+                   'lease was taken over stops.';
+    END IF;
+    -- A job claimed again after a part failed for good (pgjobs.retry): that
+    -- part gets its attempts again and resumes from its checkpoint.
+    UPDATE pgjobs.export_parts p
+       SET status = 'queued', attempts = 0, updated_at = now()
+     WHERE p.job_id = p_id AND p.status = 'failed';
+    SELECT count(*)::integer INTO v_parts FROM pgjobs.export_parts p WHERE p.job_id = p_id;
+    IF v_parts > 0 OR coalesce((v_job.payload ->> 'parallel')::integer, 1) <= 1 THEN
+        RETURN v_parts;
+    END IF;
+
+    v_reg := pgjobs._target(v_job.target);
+    PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+    v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    EXECUTE format('SELECT count(*) FROM %s pgjobs_t WHERE %I = %s',
+                   v_job.target, v_reg.scope_column, v_scope)
+       INTO v_rows;
+    v_step := greatest(ceil(v_rows::numeric / (v_job.payload ->> 'parallel')::integer), 1);
+    -- Every v_step-th key, short of the last: the parts' upper bounds, each
+    -- found v_step keys after the previous one by an index-only walk of the
+    -- (scope, key) btree (ordered by both columns so that the planner takes
+    -- it, and not the key's own index across every scope): one pass in all.
+    v_bounds := '{}'::text[];
+    WHILE (cardinality(v_bounds) + 1) * v_step < v_rows LOOP
+        EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %4$s pgjobs_t WHERE %1$I = %3$s%5$s '
+                       'ORDER BY pgjobs_t.%1$I, pgjobs_t.%2$I OFFSET $1 LIMIT 1',
+                       v_reg.scope_column, v_reg.key_column, v_scope, v_job.target,
+                       CASE WHEN cardinality(v_bounds) = 0 THEN ''
+                            ELSE format(' AND %I > %L::%s', v_reg.key_column,
+                                        v_bounds[cardinality(v_bounds)],
+                                        pgjobs._column_type(v_job.target, v_reg.key_column))
+                       END)
+           INTO v_bound USING v_step - 1;
+        EXIT WHEN v_bound IS NULL;  -- rows deleted since the count
+        v_bounds := v_bounds || v_bound;
+    END LOOP;
+
+    INSERT INTO pgjobs.export_parts (job_id, part, after_key, until_key)
+    SELECT p_id, b.n::integer,
+           CASE WHEN b.n > 1 THEN v_bounds[b.n - 1] END,
+           CASE WHEN b.n <= cardinality(v_bounds) THEN v_bounds[b.n] END
+      FROM generate_series(1, cardinality(v_bounds) + 1) AS b(n);
+    RETURN cardinality(v_bounds) + 1;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.export_parts_split(bigint, text) IS
+'Splits a claimed export submitted with parallel > 1 into key ranges of its scope sized evenly '
+'(pgjobs.export_parts), once; returns the number of parts (0: exported whole).';
