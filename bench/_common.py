@@ -15,7 +15,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # `tests.pgcluster`
+    sys.path.insert(0, str(ROOT))  # `tests.support.pgcluster`
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -30,7 +30,7 @@ def server(dsn: str | None) -> Iterator[tuple[str, str]]:
     if dsn:
         yield dsn, "given server"
         return
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:

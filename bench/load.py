@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python bench/load.py                  # 180 s on a throwaway cluster (tests/pgcluster.py)
+    python bench/load.py                  # 180 s, throwaway cluster (tests/support/pgcluster.py)
     python bench/load.py --seconds 30     # a quick run
     python bench/load.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
 
@@ -58,7 +58,7 @@ from typing import Any
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `tests.pgcluster`
+sys.path.insert(0, str(ROOT))  # `tests.support.pgcluster`
 
 from _common import scratch_database, server  # noqa: E402
 

@@ -7,7 +7,7 @@ Run from the repository root:
     python bench/standby.py --rows 200000 --repeat 3     # quick
 
 It starts a throwaway cluster (as the test suite does) and a hot standby of
-it (``pg_basebackup -R``, tests/standby.py), builds bench/export.py's
+it (``pg_basebackup -R``, tests/support/standby.py), builds bench/export.py's
 relation, waits until the standby has replayed it, then alternates exports
 of the same scope to ``file://``: one reading from the primary, one reading
 from the standby (job state stays on the primary either way). Both run on
@@ -42,7 +42,7 @@ from export import SETUP, TABLE, baseline, fill, sha256_file  # noqa: E402
 from pgjobs.migrate import migrate  # noqa: E402
 from pgjobs.poller.export import Exporter  # noqa: E402
 from pgjobs.poller.standby import ReadConfig  # noqa: E402
-from tests.standby import start_standby  # noqa: E402
+from tests.support.standby import start_standby  # noqa: E402
 
 
 def blocks(dsn: str) -> int:

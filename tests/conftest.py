@@ -1,8 +1,10 @@
 """Fixtures: one real PostgreSQL server per test session, pgjobs migrated
 once into a template database, and a fresh copy of it for every test.
 
-Set PGJOBS_TEST_URL (a server URL whose user may CREATE DATABASE) to run the
-suite against an existing server instead of a throwaway one.
+Helpers live in tests/support/ (`from tests.support import who, job, scalar,
+wait_for, build_target, ...`). Set PGJOBS_TEST_URL (a server URL whose user may
+CREATE DATABASE) to run the suite against an existing server instead of a
+throwaway one.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 from hypothesis import settings
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from pgjobs.migrate import migrate
+from tests.support.databases import admin_execute, with_database
+
+# The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
+# are requested by name in any test; never import a fixture.
+pytest_plugins = ("tests.support.storage",)
 
 # CI replays the same examples every run (a failure there is reproducible);
 # developers and `PGJOBS_FUZZ_EXAMPLES` runs explore new ones.
@@ -30,12 +36,6 @@ TEMPLATE = f"pgjobs_template_{os.getpid()}"
 _counter = itertools.count()
 
 
-def with_database(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """URL of the server, connected to its `postgres` database."""
@@ -43,19 +43,13 @@ def cluster_url() -> Iterator[str]:
     if url:
         yield url
         return
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:
         yield cluster.url()
     finally:
         cluster.stop()
-
-
-def admin_execute(cluster_url: str, *statements: str) -> None:
-    with psycopg.connect(cluster_url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

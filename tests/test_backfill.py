@@ -14,17 +14,18 @@ from typing import Any
 import pytest
 from psycopg import errors
 
-from tests.helpers import job, scalar
-from tests.targets import (
+from tests.support import (
     Conn,
     Row,
     Target,
     cutoff_of,
     insert_row,
+    job,
     job_rows,
     make_rows_target,
     run_job,
     run_pages,
+    scalar,
     seed,
     snapshot,
     submit_backfill,

@@ -18,9 +18,21 @@ from psycopg import errors
 from pgjobs import db
 from pgjobs.poller.export import _retryable, _sqlstate
 from pgjobs.poller.storage import StorageError
-from tests.export_support import make_items, submit_export
-from tests.helpers import claim, drain_notifies, expire_lease, job, make_target, scalar, submit, who
-from tests.targets import make_rows_target, seed, submit_delete
+from tests.support import (
+    claim,
+    drain_notifies,
+    expire_lease,
+    job,
+    make_items,
+    make_rows_target,
+    make_target,
+    scalar,
+    seed,
+    submit,
+    submit_delete,
+    submit_export,
+    who,
+)
 
 Conn = psycopg.Connection[Any]
 FUNCTIONS = Path(__file__).resolve().parent.parent / "sql" / "functions"

@@ -24,8 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.conftest import admin_execute, with_database
-from tests.helpers import claim, job, make_target, scalar, submit, who
+from tests.support import admin_execute, claim, job, make_target, scalar, submit, who, with_database
 
 Conn = psycopg.Connection[Any]
 

@@ -19,8 +19,7 @@ from click.testing import CliRunner
 
 from pgjobs.cli.common import OPERANDS
 from pgjobs.cli.main import main
-from tests.helpers import scalar
-from tests.targets import make_rows_target, seed
+from tests.support import make_rows_target, scalar, seed
 
 Conn = psycopg.Connection[Any]
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.helpers import claim, job, make_target, scalar, submit
+from tests.support import claim, job, make_target, scalar, submit
 
 Conn = psycopg.Connection[Any]
 

@@ -13,23 +13,26 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import expire_lease, job, scalar, who
-from tests.targets import (
+from tests.support import (
     Conn,
     Row,
     Target,
     crash_runner_mid_job,
     cutoff_of,
+    expire_lease,
     insert_row,
+    job,
     job_rows,
     make_rows_target,
     run_job,
+    scalar,
     seed,
     slow_deletes,
     snapshot,
     submit_backfill,
     submit_delete,
     visible_keys,
+    who,
 )
 
 MakeConn = Callable[..., Conn]

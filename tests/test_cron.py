@@ -11,14 +11,13 @@ without PGJOBS_TEST_URL) and skip with the reason otherwise.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.helpers import scalar
+from tests.support import scalar, wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -54,22 +53,11 @@ def cron_jobs(conn: Conn) -> dict[str, dict[str, Any]]:
     return {row[1]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
 
 
-def wait_for(what: str, seconds: float, probe: Any, interval: float = 0.5) -> Any:
-    """Poll probe() until it returns something truthy; fail naming `what`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {seconds:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def wait_for_launcher(conn: Conn) -> None:
-    wait_for("the pg_cron launcher to connect to this database", LAUNCHER_SECONDS, lambda: scalar(
+    wait_for(lambda: scalar(
         conn, "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-              " WHERE backend_type = 'pg_cron launcher' AND datname = current_database()"))
+              " WHERE backend_type = 'pg_cron launcher' AND datname = current_database()"),
+        LAUNCHER_SECONDS, "the pg_cron launcher to connect to this database", interval=0.5)
 
 
 def test_schedule_is_idempotent_and_unschedule_removes_the_jobs(cron: Conn) -> None:
@@ -178,7 +166,8 @@ def test_pg_cron_fires_run_and_the_delete_job_succeeds(cron: Conn) -> None:
         assert row is not None
         return row if row[0] in ("succeeded", "failed", "canceled") else None
 
-    status, error = wait_for(f"pg_cron to run delete job {job_id}", TICK_SECONDS, finished)
+    status, error = wait_for(finished, TICK_SECONDS, f"pg_cron to run delete job {job_id}",
+                             interval=0.5)
     assert (status, error) == ("succeeded", None)
     assert cron.execute("SELECT table_id, count(*) FROM user_table_rows"
                         " GROUP BY 1 ORDER BY 1").fetchall() == [(1, 100), (2, 300)]
@@ -186,9 +175,10 @@ def test_pg_cron_fires_run_and_the_delete_job_succeeds(cron: Conn) -> None:
     assert worker.startswith("run:")  # claimed by pgjobs.run, i.e. by pg_cron's CALL
 
     # pg_cron records the CALL as succeeded once the procedure returns.
-    wait_for("cron.job_run_details to record the run", 30, lambda: scalar(
+    wait_for(lambda: scalar(
         cron, "SELECT count(*) FROM cron.job_run_details WHERE jobid = %s"
-              " AND status = 'succeeded'", (run_jobid,)))
+              " AND status = 'succeeded'", (run_jobid,)),
+        30, "cron.job_run_details to record the run", interval=0.5)
 
     # Age pgjobs' history: prune trims it (pg_cron's own prune keeps 30 days).
     cron.execute("UPDATE cron.job_run_details SET end_time = now() - interval '2 days'"

@@ -17,24 +17,27 @@ from click.testing import CliRunner
 from psycopg import errors
 
 from pgjobs.cli.main import main
-from tests.helpers import expire_lease, job, scalar, who
-from tests.targets import (
+from tests.support import (
     Conn,
     Row,
     Target,
     crash_runner_mid_job,
     cutoff_of,
+    expire_lease,
     insert_row,
+    job,
     job_rows,
     make_rows_target,
     run_job,
     run_pages,
+    scalar,
     seed,
     slow_deletes,
     snapshot,
     submit_backfill,
     submit_delete,
     wait_for,
+    who,
 )
 
 MakeConn = Callable[..., Conn]

@@ -20,8 +20,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.helpers import claim, expire_lease, job, make_target, scalar, submit, who
-from tests.targets import make_rows_target
+from tests.support import (
+    claim,
+    expire_lease,
+    job,
+    make_rows_target,
+    make_target,
+    scalar,
+    submit,
+    who,
+)
 
 Conn = psycopg.Connection[Any]
 Finding = dict[str, Any]

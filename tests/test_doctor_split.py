@@ -13,8 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import claim, expire_lease, make_target, submit
-from tests.targets import make_rows_target, seed
+from tests.support import claim, expire_lease, make_rows_target, make_target, seed, submit
 
 Conn = psycopg.Connection[Any]
 BEFORE = Path(__file__).resolve().parent / "upgrade" / "previous_sql" / "functions" / "doctor.sql"

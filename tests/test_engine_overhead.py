@@ -12,10 +12,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.export_support import make_items, submit_export
-from tests.helpers import claim, expire_lease, job, scalar, submit, who
-from tests.import_support import allow, make_people, submit_import
-from tests.targets import make_rows_target, seed, submit_delete
+from tests.support import (
+    allow,
+    claim,
+    expire_lease,
+    job,
+    make_items,
+    make_people,
+    make_rows_target,
+    scalar,
+    seed,
+    submit,
+    submit_delete,
+    submit_export,
+    submit_import,
+    who,
+)
 
 Conn = psycopg.Connection[Any]
 

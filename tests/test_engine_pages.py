@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import job, scalar, who
+from tests.support import job, scalar, who
 
 Conn = Any
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import job, scalar
+from tests.support import job, scalar
 
 Conn = Any
 

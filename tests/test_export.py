@@ -1,10 +1,6 @@
 """Exports: content against a plain COPY, formats, gzip, file:// and S3 (moto),
 bad inputs, cancel, prune's orphans, and the command line."""
 
-# Fixtures come from tests.export_support, imported by name: pytest sees them as
-# module attributes, and the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import gzip
@@ -21,20 +17,16 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.export_support import (
+from tests.support import (
     add_items,
-    bucket,  # noqa: F401 (fixture)
     content,
-    job_row,
+    job,
     jsonl_reference,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
     submit_export,
 )
 
@@ -88,9 +80,9 @@ def test_export_equals_plain_copy_with_filter_cutoff_and_mask(
         # One gzip member per part: still one valid gzip file.
         assert object_bytes(result)[:2] == b"\x1f\x8b"
     assert leftovers(destination, {result["uri"]}) == []
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["done"] == result["rows"]
-    assert job["result"] == result
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded" and row["done"] == result["rows"]
+    assert row["result"] == result
 
 
 def test_columns_and_document_fields(conn: Conn, dsn: str, items: None, local_dir: str) -> None:
@@ -192,9 +184,9 @@ def test_unwritable_directory_fails_the_job_with_the_reason(
     job_id = submit_export(conn, "1", {}, {"destination": f"file://{blocker}/exports"})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed"
-    job = job_row(conn, job_id)
-    assert job["status"] == "failed" and job["attempts"] == 1
-    assert "cannot write" in job["error"] and str(blocker) in job["error"]
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and row["attempts"] == 1
+    assert "cannot write" in row["error"] and str(blocker) in row["error"]
     assert blocker.read_text() == "not a directory"
 
 
@@ -204,8 +196,8 @@ def test_missing_bucket_fails_the_job_and_leaves_nothing(
     job_id = submit_export(conn, "1", {}, {"destination": "s3://no-such-bucket/x/"})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed", outcome
-    job = job_row(conn, job_id)
-    assert job["status"] == "failed" and "NoSuchBucket" in job["error"]
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and "NoSuchBucket" in row["error"]
 
 
 def test_missing_credentials_fail_the_job_with_a_clear_error(
@@ -220,9 +212,9 @@ def test_missing_credentials_fail_the_job_with_a_clear_error(
     job_id = submit_export(conn, "1", {}, {"destination": bucket})
     outcome = run_export(dsn, job_id, "file:///unused")
     assert outcome.status == "failed", outcome
-    job = job_row(conn, job_id)
-    assert job["status"] == "failed"
-    assert "credentials" in job["error"], job["error"]
+    row = job(conn, job_id)
+    assert row["status"] == "failed"
+    assert "credentials" in row["error"], row["error"]
 
 
 def test_a_vanished_column_fails_the_job_for_good(conn: Conn, dsn: str, items: None,
@@ -233,7 +225,7 @@ def test_a_vanished_column_fails_the_job_for_good(conn: Conn, dsn: str, items: N
     # A column of the export vanished: not something a retry fixes.
     assert outcome.status == "failed" and "note" in (outcome.error or "")
     conn.execute("ALTER TABLE items RENAME COLUMN note2 TO note")
-    assert job_row(conn, job_id)["status"] == "failed"
+    assert job(conn, job_id)["status"] == "failed"
     assert leftovers(local_dir, set()) == []
 
 
@@ -249,13 +241,13 @@ def test_cancel_stops_at_the_next_part_and_leaves_no_object(
     box: list[Any] = []
     runner = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, bucket)))
     runner.start()
-    from tests.export_support import checkpoint_parts, wait_for
+    from tests.support import checkpoint_parts, wait_for
 
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     runner.join(timeout=30)
     assert box and box[0].status == "canceled"
-    assert job_row(conn, job_id)["status"] == "canceled"
+    assert job(conn, job_id)["status"] == "canceled"
     assert storage.list_paths(bucket) == []
 
 
@@ -300,14 +292,14 @@ def test_sweep_removes_leftovers_of_jobs_that_ended(
                  (ended,))
     conn.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now() WHERE id = %s",
                  (failed,))
-    for job in (ended, running, failed):
+    for row in (ended, running, failed):
         for prefix in (bucket,):
-            loc = storage.object_location(prefix, f".pgjobs-staging/{job}/a1-x/000001")
+            loc = storage.object_location(prefix, f".pgjobs-staging/{row}/a1-x/000001")
             store = storage.store_for(loc)
             import obstore
 
             obstore.put(store, loc.path, hashlib.sha256(b"x").digest())
-        tmp = storage.parse(local_dir).path + f"/items/1/.{job}.csv.pgjobs-a1-x.tmp"
+        tmp = storage.parse(local_dir).path + f"/items/1/.{row}.csv.pgjobs-a1-x.tmp"
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(b"partial")
@@ -354,13 +346,13 @@ def test_cli_detach_then_worker_then_presigned_url(
                                   "--to", bucket, "--detach"])
     assert result.exit_code == 0, result.output
     job_id = int(result.stdout.strip().splitlines()[-1])
-    assert job_row(conn, job_id)["status"] == "queued"
+    assert job(conn, job_id)["status"] == "queued"
 
     result = runner.invoke(main, ["--dsn", dsn, "--storage", "file:///unused", "worker",
                                   "--once", "--poll", "0.1"])
     assert result.exit_code == 0, result.output
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded"
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded"
 
     result = runner.invoke(main, ["--dsn", dsn, "url", str(job_id), "--expires", "10m"])
     assert result.exit_code == 0, result.output
@@ -368,7 +360,7 @@ def test_cli_detach_then_worker_then_presigned_url(
     assert link.startswith("http://127.0.0.1") and "X-Amz-Signature" in link
     with urllib.request.urlopen(link, timeout=10) as response:  # noqa: S310 - local moto
         body = response.read()
-    assert body == object_bytes(job["result"])
+    assert body == object_bytes(row["result"])
     assert gzip.decompress(body) == plain_copy(
         conn, "SELECT * FROM items WHERE tenant = 2 ORDER BY id")
 

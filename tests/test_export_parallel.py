@@ -2,7 +2,6 @@
 into parts, each claimed, leased, fenced and checkpointed on its own; CSV and
 JSONL come out as one object byte-identical to a `parallel: 1` export."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -12,18 +11,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
+from tests.support import (
     content,
-    job_row,
+    job,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
     submit_export,
 )
 
@@ -67,8 +62,8 @@ def test_parallel_object_is_the_parallel_1_object(
     assert all(p["status"] == "succeeded" for p in got)
     # Sized evenly: 200 keys in N ranges.
     assert max(p["done"] for p in got) - min(p["done"] for p in got) <= 1
-    job = job_row(conn, job_id)
-    assert job["done"] == 200 and job["status"] == "succeeded"
+    row = job(conn, job_id)
+    assert row["done"] == 200 and row["status"] == "succeeded"
     # The parts' objects are gone: only the two exports are left.
     assert leftovers(local_dir, {one.result["uri"], many.result["uri"]}) == []
 
@@ -94,8 +89,8 @@ def test_parallel_option_is_validated(conn: Conn) -> None:
         submit_export(conn, "1", {}, {"format": "parquet", "parallel": 2})
     assert err.value.diag.message_hint
     job_id = submit_export(conn, "1", {}, {"parallel": 3})
-    assert job_row(conn, job_id)["payload"]["parallel"] == 3
-    assert job_row(conn, submit_export(conn, "1", {}, {}))["payload"]["parallel"] == 1
+    assert job(conn, job_id)["payload"]["parallel"] == 3
+    assert job(conn, submit_export(conn, "1", {}, {}))["payload"]["parallel"] == 1
 
 
 def test_parallel_on_s3_is_one_object(conn: Conn, dsn: str, bucket: str) -> None:

@@ -2,7 +2,6 @@
 failed part, another worker process helping; the one object is always the one a
 `parallel: 1` export writes, with the right SHA-256."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -15,22 +14,18 @@ import pytest
 from pgjobs.poller import parallel
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
-    job_row,
+from tests.support import (
+    job,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
+    scalar,
     start_worker,
     submit_export,
     wait_for,
 )
-from tests.helpers import scalar
 
 Conn = psycopg.Connection[Any]
 MANY = {"chunk_rows": 5, "part_size": 1024}
@@ -73,17 +68,17 @@ def test_sigkill_mid_parallel_export_then_another_worker_finishes(
     second = start_worker(dsn, local_dir, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == expected  # bytes and sha256
-    assert job["done"] == job["result"]["rows"] == 300
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == expected  # bytes and sha256
+    assert row["done"] == row["result"]["rows"] == 300
     for p in part_rows(conn, job_id):
         assert p["status"] == "succeeded"
         history = p["checkpoint"]["history"]
         if before[p["part"]]:
             # Continued from its checkpoint, not restarted.
             assert len(history) >= 2 and history[-1]["part"] == before[p["part"]], history
-    assert leftovers(local_dir, {job["result"]["uri"]}) == []
+    assert leftovers(local_dir, {row["result"]["uri"]}) == []
 
 
 def test_sigkill_mid_parallel_export_on_s3(conn: Conn, dsn: str, bucket: str) -> None:
@@ -102,9 +97,9 @@ def test_sigkill_mid_parallel_export_on_s3(conn: Conn, dsn: str, bucket: str) ->
     second = start_worker(dsn, bucket, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == object_bytes(one.result)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == object_bytes(one.result)
 
 
 def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: str) -> None:
@@ -115,7 +110,7 @@ def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: s
     identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'coordinator', "
                       "'5 minutes')", (job_id,))
     coordinator = Exporter(dsn, job_id, identity, local_dir)
-    coordinator.job = job_row(conn, job_id)
+    coordinator.job = job(conn, job_id)
     coordinator.control.lease = 300.0
     coordinator.format, coordinator.gzip = "csv", False
     coordinator._grain(coordinator.job["payload"], {})
@@ -130,7 +125,7 @@ def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: s
     assert [p["status"] for p in parts] == ["succeeded"] * 3
     assert not any(p["worker"].startswith("coordinator#") for p in parts)
     assert len({p["worker"] for p in parts}) == 3  # a claim identity per part
-    assert job_row(conn, job_id)["done"] == 200  # the job's progress sums its parts'
+    assert job(conn, job_id)["done"] == 200  # the job's progress sums its parts'
     outcome = Exporter(dsn, job_id, identity, local_dir).run()
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
@@ -150,7 +145,7 @@ def test_cancel_stops_every_part(conn: Conn, dsn: str, local_dir: str,
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert box[0].status == "canceled"
-    assert job_row(conn, job_id)["status"] == "canceled"
+    assert job(conn, job_id)["status"] == "canceled"
     parts = part_rows(conn, job_id)
     assert all(p["lease_expires_at"] is None for p in parts)
     assert any(p["status"] != "succeeded" for p in parts)
@@ -179,8 +174,8 @@ def test_a_failed_part_is_retried_alone(conn: Conn, dsn: str, local_dir: str,
     assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
     attempts = {p["part"]: p["attempts"] for p in part_rows(conn, job_id)}
     assert attempts == {1: 1, 2: 2, 3: 1}
-    job = job_row(conn, job_id)
-    assert job["attempts"] == 1  # the job itself was not retried
+    row = job(conn, job_id)
+    assert row["attempts"] == 1  # the job itself was not retried
 
 
 def test_a_part_failing_for_good_fails_the_job_and_retry_resumes(
@@ -195,8 +190,8 @@ def test_a_part_failing_for_good_fails_the_job_and_retry_resumes(
         patch.setattr(parallel.PartExporter, "_finalize", broken)
         outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "failed"
-    job = job_row(conn, job_id)
-    assert job["status"] == "failed" and "refused for good" in job["error"]
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and "refused for good" in row["error"]
     assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,))
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
@@ -224,7 +219,7 @@ def test_part_calls_are_fenced(conn: Conn, dsn: str, local_dir: str) -> None:
                       (job_id, part, stale)) is None
     assert scalar(conn, "SELECT pgjobs.export_part_heartbeat(%s, %s, %s, 5)",
                   (job_id, part, worker)) is True
-    assert job_row(conn, job_id)["done"] == 5
+    assert job(conn, job_id)["done"] == 5
     # A pause pending on the job: the part's heartbeat refuses, nothing more is claimed.
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
     assert scalar(conn, "SELECT pgjobs.export_part_heartbeat(%s, %s, %s)",
@@ -247,8 +242,8 @@ def test_pause_and_resume_a_parallel_export(conn: Conn, dsn: str, local_dir: str
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
     thread.join(timeout=30)
     assert box[0].status == "paused"
-    job = job_row(conn, job_id)
-    assert job["status"] == "paused"
+    row = job(conn, job_id)
+    assert row["status"] == "paused"
     parts = part_rows(conn, job_id)
     assert all(p["lease_expires_at"] is None for p in parts)
     kept = {p["part"]: (p["checkpoint"] or {}).get("parts", 0) for p in parts}
@@ -275,10 +270,10 @@ def test_cli_export_parallel(conn: Conn, dsn: str, local_dir: str) -> None:
                                        "--scope", "1", "--parallel", "2"])
     assert result.exit_code == 0, result.output
     uri = result.stdout.strip().splitlines()[-1]
-    job = job_row(conn, int(scalar(conn, "SELECT max(id) FROM pgjobs.jobs")))
-    assert job["payload"]["parallel"] == 2 and job["result"]["uri"] == uri
-    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
-    assert len(part_rows(conn, job["id"])) == 2
+    row = job(conn, int(scalar(conn, "SELECT max(id) FROM pgjobs.jobs")))
+    assert row["payload"]["parallel"] == 2 and row["result"]["uri"] == uri
+    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert len(part_rows(conn, row["id"])) == 2
     bad = CliRunner().invoke(main, ["--dsn", dsn, "export", "items", "--scope", "1",
                                     "--parallel", "0"])
     assert bad.exit_code == 2
@@ -307,8 +302,8 @@ def test_a_part_object_changed_before_the_join_never_completes(
     monkeypatch.setattr(parallel.PartExporter, "_complete", tamper)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "retrying", outcome
-    job = job_row(conn, job_id)
-    assert job["status"] == "queued" and job["result"] in (None, {})
-    assert "not what they wrote" in job["error"]
-    uri = job["checkpoint"]["uri"]
+    row = job(conn, job_id)
+    assert row["status"] == "queued" and row["result"] in (None, {})
+    assert "not what they wrote" in row["error"]
+    uri = row["checkpoint"]["uri"]
     assert leftovers(local_dir, set()) and uri not in leftovers(local_dir, set())

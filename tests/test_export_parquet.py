@@ -3,7 +3,6 @@ types compared with the source rows; options validated at submit; files cut by
 size and resumed at file boundaries (in-process and after a SIGKILL); a worker
 without pyarrow fails the job naming the extra."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -22,17 +21,7 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
-    job_row,
-    local_dir,  # noqa: F401 (fixture)
-    run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
-    start_worker,
-    submit_export,
-    wait_for,
-)
+from tests.support import job, run_export, start_worker, submit_export, wait_for
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -201,7 +190,7 @@ def test_parquet_types_and_values_read_back_with_pyarrow_and_duckdb(
                            options={"format": "parquet", "compression": compression})
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert result["format"] == "parquet" and result["uri"].endswith("/")
     assert len(result["uris"]) == 1 and result["uris"][0].startswith(result["uri"])
     meta = pq.ParquetFile(local_path(result["uris"][0])).metadata
@@ -217,7 +206,7 @@ def test_files_cut_by_size_resume_at_file_boundaries_and_hash(
     job_id = submit_export(conn, "0", target="typed", options=options)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert len(result["uris"]) > 3
     import hashlib
     whole = hashlib.sha256()
@@ -243,7 +232,7 @@ def test_options_are_validated_at_submit(conn: Conn, typed: None) -> None:
             submit_export(conn, "1", target="typed", options=options)
         assert info.value.diag.message_hint, options
     job_id = submit_export(conn, "1", target="typed", options={"format": "parquet"})
-    payload = job_row(conn, job_id)["payload"]
+    payload = job(conn, job_id)["payload"]
     assert payload["compression"] == "zstd" and payload["row_group_bytes"] == 16777216
 
 
@@ -252,7 +241,7 @@ def test_document_fields_listed_in_columns_become_a_struct(
     job_id = submit_export(conn, "1", target="typed", options={
         "format": "parquet", "columns": ["id", "kind", "price", "deep.x", "n"]})
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     table = read_arrow(result)
     assert table.schema.names == ["id", "doc", "price"]
     assert table.schema.field("doc").type == pa.struct(
@@ -272,7 +261,7 @@ def test_empty_scope_gives_one_empty_file_with_the_schema(
         conn: Conn, dsn: str, typed: None, local_dir: str) -> None:
     job_id = submit_export(conn, "7", target="typed", options={"format": "parquet"})
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert result["rows"] == 0 and len(result["uris"]) == 1
     table = read_arrow(result)
     assert table.num_rows == 0 and table.schema.field("price").type == pa.decimal128(12, 3)
@@ -286,7 +275,7 @@ def test_a_worker_without_pyarrow_fails_the_job_naming_the_extra(
     job_id = submit_export(conn, "1", target="typed", options={"format": "parquet"})
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "failed"
-    row = job_row(conn, job_id)
+    row = job(conn, job_id)
     assert row["status"] == "failed" and row["attempts"] == 1
     assert "pgjobs[parquet]" in row["error"]
 
@@ -298,14 +287,14 @@ def test_sigkill_mid_export_then_another_worker_resumes_to_the_same_rows(
     job_id = submit_export(conn, "0", target="typed", options=options)
     first = start_worker(dsn, local_dir, delays="part=0.3")
     try:
-        wait_for(lambda: len((job_row(conn, job_id)["checkpoint"] or {}).get("files") or [])
+        wait_for(lambda: len((job(conn, job_id)["checkpoint"] or {}).get("files") or [])
                  >= 2, timeout=60, what="two files checkpointed")
         first.send_signal(signal.SIGKILL)
     finally:
         if first.poll() is None:
             first.kill()
         first.communicate(timeout=30)  # reaps it and closes its pipes
-    recorded = job_row(conn, job_id)["checkpoint"]["files"]
+    recorded = job(conn, job_id)["checkpoint"]["files"]
     written = len(recorded)
     stamps = {f["uri"]: os.stat(local_path(f["uri"])).st_mtime_ns for f in recorded}
     wait_for(lambda: conn.execute(
@@ -318,7 +307,7 @@ def test_sigkill_mid_export_then_another_worker_resumes_to_the_same_rows(
         if second.poll() is None:
             second.kill()
             second.communicate(timeout=30)
-    row = job_row(conn, job_id)
+    row = job(conn, job_id)
     assert row["status"] == "succeeded", (row["error"], err)
     result = row["result"]
     assert len(result["uris"]) > written
@@ -340,7 +329,7 @@ def test_timestamps_are_utc_instants_whatever_the_session_time_zone(
                                                                  "columns": ["id", "created_at",
                                                                              "d", "ts", "t"]})
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    table = read_arrow(job_row(conn, job_id)["result"])
+    table = read_arrow(job(conn, job_id)["result"])
     expected = conn.execute("SELECT id, created_at, d, ts, t FROM typed WHERE tenant = 1 "
                             "ORDER BY id").fetchall()
     got = [tuple(r.values()) for r in table.to_pylist()]
@@ -355,7 +344,7 @@ def test_s3_destination_files_read_back(conn: Conn, dsn: str, typed: None, bucke
     job_id = submit_export(conn, "1", target="typed", options={
         "format": "parquet", "destination": bucket, "chunk_rows": 30, "part_size": 4096})
     assert run_export(dsn, job_id, bucket).status == "succeeded"
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert len(result["uris"]) > 1 and all(u.startswith(result["uri"]) for u in result["uris"])
     local_uris = []
     for i, uri in enumerate(result["uris"]):
@@ -376,7 +365,7 @@ def test_cancel_removes_the_files_and_prune_queues_every_file(
     box: list[Any] = []
     runner = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
     runner.start()
-    wait_for(lambda: len((job_row(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
+    wait_for(lambda: len((job(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
              what="two files")
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     runner.join(timeout=60)
@@ -386,7 +375,7 @@ def test_cancel_removes_the_files_and_prune_queues_every_file(
     monkeypatch.delenv("PGJOBS_EXPORT_DELAYS")
     done = submit_export(conn, "1", target="typed", options=options)
     assert run_export(dsn, done, local_dir).status == "succeeded"
-    uris = job_row(conn, done)["result"]["uris"]
+    uris = job(conn, done)["result"]["uris"]
     assert len(uris) > 1 and all(storage.exists(u) for u in uris)
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
     summary = conn.execute("SELECT pgjobs.prune('1 day')").fetchone()
@@ -406,7 +395,7 @@ def test_filter_cutoff_and_pending_delete_mask_apply_as_for_csv(
     conn.execute("INSERT INTO typed (id, tenant, created_at, doc) VALUES "
                  "(100000, 0, now() + interval '1 hour', '{\"n\": 99999}')")
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     got = read_arrow(result).column("id").to_pylist()
     expected = [r[0] for r in conn.execute(
         "SELECT id FROM typed WHERE tenant = 0 AND (doc->>'n')::int > 50 "
@@ -425,17 +414,17 @@ def test_pause_then_resume_continues_after_the_recorded_files(
     box: list[Any] = []
     runner = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
     runner.start()
-    wait_for(lambda: len((job_row(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
+    wait_for(lambda: len((job(conn, job_id)["checkpoint"] or {}).get("files") or []) >= 2,
              what="two files")
     conn.execute("SELECT pgjobs.pause(%s)", (job_id,))
     runner.join(timeout=60)
     assert box and box[0].status == "paused"
-    kept = job_row(conn, job_id)["checkpoint"]["files"]
+    kept = job(conn, job_id)["checkpoint"]["files"]
     stamps = {f["uri"]: os.stat(local_path(f["uri"])).st_mtime_ns for f in kept}
     conn.execute("SELECT pgjobs.resume(%s)", (job_id,))
     monkeypatch.delenv("PGJOBS_EXPORT_DELAYS")
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert result["uris"][:len(kept)] == list(stamps)
     assert {u: os.stat(local_path(u)).st_mtime_ns for u in stamps} == stamps
     check_values(conn, result, scope=0)
@@ -457,7 +446,7 @@ def test_domains_quoted_names_and_a_text_key(conn: Conn, dsn: str, local_dir: st
                       FROM generate_series(1, 50) g""")
     job_id = submit_export(conn, "1", target='"Odd Table"', options={"format": "parquet"})
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    table = read_arrow(job_row(conn, job_id)["result"])
+    table = read_arrow(job(conn, job_id)["result"])
     assert table.schema.field("Price").type == pa.decimal128(10, 2)
     assert table.schema.field("when").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field('made "at"').type == pa.timestamp("us", tz="UTC")
@@ -481,7 +470,7 @@ def test_cli_export_parquet_prints_the_folder_and_url_one_line_per_file(
     assert done.exit_code == 0, done.output
     folder = done.stdout.strip().splitlines()[-1]
     job_id = conn.execute("SELECT max(id) FROM pgjobs.jobs").fetchone()[0]
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert folder == result["uri"] and len(result["uris"]) > 1
     urls = runner.invoke(main, ["--dsn", dsn, "--storage", local_dir, "url", str(job_id)])
     assert urls.exit_code == 0, urls.output
@@ -506,8 +495,8 @@ def test_a_file_overwritten_before_completion_is_written_again(
     monkeypatch.setattr(parquet.ParquetExport, "_finish", overwritten)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "retrying" and "verification failed" in (outcome.error or "")
-    assert len(job_row(conn, job_id)["checkpoint"]["files"]) == 1
+    assert len(job(conn, job_id)["checkpoint"]["files"]) == 1
     monkeypatch.setattr(parquet.ParquetExport, "_finish", original)
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    check_values(conn, job_row(conn, job_id)["result"], scope=0)
+    check_values(conn, job(conn, job_id)["result"], scope=0)

@@ -2,10 +2,6 @@
 resumes to a byte-identical object; a stale worker cannot complete; SIGTERM hands
 the job back; a database restart mid-export is ridden out."""
 
-# Fixtures come from tests.export_support, imported by name: pytest sees them as
-# module attributes, and the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import signal
@@ -22,24 +18,20 @@ from pgjobs import db
 from pgjobs.migrate import migrate
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
+from tests.support import (
     checkpoint_parts,
     content,
-    job_row,
+    job,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
+    scalar,
     start_worker,
     submit_export,
     wait_for,
 )
-from tests.helpers import scalar
 
 Conn = psycopg.Connection[Any]
 # ~1 KB parts of one 5-row chunk each: 60 parts for tenant 1's 300 rows.
@@ -88,12 +80,12 @@ def finish_with_new_worker(dsn: str, destination: str) -> subprocess.CompletedPr
 
 
 def assert_resumed(conn: Conn, job_id: int, expected: bytes, destination: str) -> None:
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == expected
-    history = job["checkpoint"]["history"]
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == expected
+    history = row["checkpoint"]["history"]
     assert len(history) >= 2 and history[-1]["part"] > 0, history  # continued, not restarted
-    assert leftovers(destination, {job["result"]["uri"], *_other_objects(conn, job_id)}) == []
+    assert leftovers(destination, {row["result"]["uri"], *_other_objects(conn, job_id)}) == []
 
 
 def test_sigkill_mid_stream_then_another_worker_resumes(
@@ -108,11 +100,11 @@ def test_sigkill_mid_stream_then_another_worker_resumes(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    assert job_row(conn, job_id)["status"] == "running"
+    assert job(conn, job_id)["status"] == "running"
     wait_lease_expired(conn, job_id)
     finish_with_new_worker(dsn, destination)
     assert_resumed(conn, job_id, expected, destination)
-    assert job_row(conn, job_id)["attempts"] == 2
+    assert job(conn, job_id)["attempts"] == 2
     if options.get("format") != "jsonl":
         assert expected == plain_copy(conn, REFERENCE)
 
@@ -124,7 +116,7 @@ def test_sigkill_while_finalizing_then_another_worker_finishes(
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options})
     first = start_worker(dsn, destination, "--once", "--lease", "2s", delays="finalize=60")
     try:
-        wait_for(lambda: (job_row(conn, job_id)["checkpoint"] or {}).get("phase")
+        wait_for(lambda: (job(conn, job_id)["checkpoint"] or {}).get("phase")
                  == "finalizing", what="the finalizing phase")
     finally:
         first.kill()
@@ -148,13 +140,13 @@ def test_crash_between_visible_object_and_complete(
     crasher = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'crasher', '1 second')",
                      (job_id,))
     _CrashAfterVisible(dsn, job_id, crasher, destination).run()
-    uri = job_row(conn, job_id)["checkpoint"]["uri"]
+    uri = job(conn, job_id)["checkpoint"]["uri"]
     visible = storage.read(uri)
     wait_lease_expired(conn, job_id)
     finish_with_new_worker(dsn, destination)
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded"
-    assert object_bytes(job["result"]) == visible
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded"
+    assert object_bytes(row["result"]) == visible
     assert leftovers(destination, {uri}) == []
 
 
@@ -182,16 +174,16 @@ def test_a_stale_worker_cannot_complete_or_overwrite(
     thread.join(timeout=30)
     assert fresh.status == "succeeded"
     assert box and box[0].status == "lost"
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["worker"] == rows[0][1]
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded" and row["worker"] == rows[0][1]
+    assert object_bytes(row["result"]) == expected
     # Late calls of the stale worker change nothing.
     with db.connect(dsn) as late:
         for late_worker in (stale_identity, "stale", "fresh"):
             assert not db.complete(late, job_id, late_worker, {"uri": "bogus"})
             assert not db.heartbeat(late, job_id, late_worker, 1, {"bogus": True})
-    assert job_row(conn, job_id)["result"] == job["result"]
-    assert leftovers(bucket, {job["result"]["uri"], *_other_objects(conn, job_id)}) == []
+    assert job(conn, job_id)["result"] == row["result"]
+    assert leftovers(bucket, {row["result"]["uri"], *_other_objects(conn, job_id)}) == []
 
 
 def _other_objects(conn: Conn, job_id: int) -> set[str]:
@@ -213,9 +205,9 @@ def test_sigterm_checkpoints_releases_and_exits(
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "queued" and job["attempts"] == 0 and job["worker"] is not None
-    assert job["checkpoint"]["parts"] >= 3
+    row = job(conn, job_id)
+    assert row["status"] == "queued" and row["attempts"] == 0 and row["worker"] is not None
+    assert row["checkpoint"]["parts"] >= 3
     # No lease to wait for: the next worker takes it at once and continues.
     finish_with_new_worker(dsn, local_dir)
     assert_resumed(conn, job_id, plain_copy(conn, REFERENCE), local_dir)
@@ -227,7 +219,7 @@ def test_sigterm_checkpoints_releases_and_exits(
 @pytest.fixture
 def restartable() -> Iterator[Any]:
     """A cluster of its own, for a test that restarts it."""
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:
@@ -256,7 +248,7 @@ def test_database_restart_mid_export(restartable: Any, local_dir: str) -> None:
             worker.kill()
     assert worker.returncode == 0, err
     with psycopg.connect(dsn, autocommit=True) as conn:
-        job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", (job["error"], err)
-    assert job["attempts"] == 1  # the same attempt rode it out
-    assert content(job["result"]) == expected
+        row = job(conn, job_id)
+    assert row["status"] == "succeeded", (row["error"], err)
+    assert row["attempts"] == 1  # the same attempt rode it out
+    assert content(row["result"]) == expected

@@ -1,10 +1,6 @@
 """Exports to S3 through one native multipart upload (parts of 5 MiB and more,
 through botocore), continued across processes, on moto's S3 server."""
 
-# Fixtures come from tests.export_support, imported by name: pytest sees them as
-# module attributes, and the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,17 +11,13 @@ import psycopg
 from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.export_support import (
-    big,  # noqa: F401 (fixture)
-    bucket,  # noqa: F401 (fixture)
+from tests.support import (
     checkpoint_parts,
-    job_row,
+    job,
     leftovers,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
     start_worker,
     submit_export,
     wait_for,
@@ -48,7 +40,7 @@ def test_native_multipart_export_equals_plain_copy(
     assert outcome.status == "succeeded", outcome
     assert outcome.result is not None and outcome.result["parts"] == 4
     assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
-    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload["upload_id"] and len(upload["etags"]) == 4  # the native path
     assert open_uploads(bucket) == []
     assert leftovers(bucket, {outcome.result["uri"]}) == []
@@ -63,18 +55,18 @@ def test_native_multipart_resumes_the_same_upload_after_sigkill(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    before = job(conn, job_id)["checkpoint"]["upload"]
     assert len(open_uploads(bucket)) == 1
-    wait_for(lambda: job_row(conn, job_id)["lease_expires_at"] is not None and conn.execute(
+    wait_for(lambda: job(conn, job_id)["lease_expires_at"] is not None and conn.execute(
         "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
     ).fetchone() == (True,), what="the lease to expire")
     second = start_worker(dsn, bucket, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
-    after = job["checkpoint"]["upload"]
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    after = row["checkpoint"]["upload"]
     assert after["upload_id"] == before["upload_id"]
     assert after["etags"][:len(before["etags"])] == before["etags"]
     assert open_uploads(bucket) == []
@@ -91,8 +83,8 @@ def test_sweep_aborts_multipart_uploads_of_ended_jobs(
                  "WHERE id = %s", (ended,))
     loc = storage.parse(bucket)
     client = s3.Client(loc.base.split("://", 1)[1])
-    for job in (ended, running):
-        client.create(f"{loc.path}big/1/{job}.csv")
+    for row in (ended, running):
+        client.create(f"{loc.path}big/1/{row}.csv")
     worker = Worker(dsn, bucket, once=True, stale_after=timedelta(0))
     worker._connect()
     assert worker.housekeeping()["swept"] == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.helpers import claim, job, make_target, scalar, submit, who
+from tests.support import claim, job, make_target, scalar, submit, who
 
 Conn = Any
 

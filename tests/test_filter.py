@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
-from tests.filter_reference import matches
+from tests.support.filter_reference import matches
 
 FUZZ_EXAMPLES = int(os.environ.get("PGJOBS_FUZZ_EXAMPLES", "200"))
 

@@ -1,7 +1,7 @@
 """Fuzzing the client surface: random and hostile filters, options, scopes,
 exclusion lists, payloads and CLI arguments.
 
-- Valid input behaves like the Python reference (tests/filter_reference.py):
+- Valid input behaves like the Python reference (tests/support/filter_reference.py):
   the read path hides, and the delete engine deletes, exactly the reference
   row set (scope, cutoff, filter, exclusions).
 - Invalid input raises 22023 (or a documented code: 42P01 unknown table,
@@ -32,9 +32,8 @@ from hypothesis import strategies as st
 from psycopg import errors
 
 from pgjobs.cli.main import main
-from tests.filter_reference import matches
-from tests.helpers import scalar, who
-from tests.targets import Target, make_rows_target, seed
+from tests.support import Target, make_rows_target, scalar, seed, who
+from tests.support.filter_reference import matches
 
 Conn = psycopg.Connection[Any]
 # Megabyte examples: let hypothesis report a failure without tripping on its size.

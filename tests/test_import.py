@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer, csv_records
-from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import allow, claim_import, job, make_people, scalar, submit_import
 
 Conn = psycopg.Connection[Any]
 
@@ -371,7 +370,7 @@ def test_import_waits_for_a_running_delete(conn: Conn, dsn: str, src: Path) -> N
 
 
 def test_round_trip_through_an_export(conn: Conn, dsn: str, src: Path) -> None:
-    from tests.export_support import run_export, submit_export
+    from tests.support import run_export, submit_export
 
     conn.execute("""INSERT INTO people (tenant, name, age, born, active, tags, score, data)
                     SELECT 1, CASE WHEN i % 7 = 0 THEN NULL WHEN i % 5 = 0 THEN ''

@@ -19,9 +19,17 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
-from tests.export_support import start_worker, wait_for
-from tests.helpers import drain_notifies, job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import (
+    allow,
+    claim_import,
+    drain_notifies,
+    job,
+    make_people,
+    scalar,
+    start_worker,
+    submit_import,
+    wait_for,
+)
 
 Conn = psycopg.Connection[Any]
 

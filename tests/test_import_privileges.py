@@ -21,9 +21,7 @@ import psycopg
 import pytest
 
 from pgjobs.poller.importer import Importer
-from tests.export_support import run_export
-from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import allow, claim_import, job, make_people, run_export, scalar, submit_import
 
 Conn = psycopg.Connection[Any]
 

@@ -16,8 +16,7 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
-from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import allow, claim_import, job, make_people, scalar, submit_import
 
 Conn = psycopg.Connection[Any]
 

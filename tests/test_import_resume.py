@@ -20,9 +20,17 @@ import pytest
 
 from pgjobs.migrate import migrate
 from pgjobs.poller.importer import Importer
-from tests.export_support import start_worker, wait_for
-from tests.helpers import expire_lease, job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import (
+    allow,
+    claim_import,
+    expire_lease,
+    job,
+    make_people,
+    scalar,
+    start_worker,
+    submit_import,
+    wait_for,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -208,7 +216,7 @@ def test_sigkill_at_random_points_lands_every_record_once(conn: Conn, dsn: str,
 @pytest.fixture
 def restartable() -> Iterator[Any]:
     """A cluster of its own, for a test that restarts it."""
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:

@@ -2,10 +2,6 @@
 blocks smaller than the object, gzip, resume after a release, and the rejects
 object written to the worker's S3 storage."""
 
-# Fixtures come from tests.export_support, imported by name (pytest sees them as
-# module attributes); the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import gzip
@@ -19,9 +15,7 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
-from tests.export_support import bucket, s3_endpoint, s3_env  # noqa: F401 (fixtures)
-from tests.helpers import job
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import allow, claim_import, job, make_people, submit_import
 
 Conn = psycopg.Connection[Any]
 

@@ -29,8 +29,7 @@ from pgjobs.poller import s3client, storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.storage import StorageError
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
-from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, submit_import
+from tests.support import allow, claim_import, job, make_people, scalar, submit_import
 from tests.test_import_https import _Ranged
 
 Conn = psycopg.Connection[Any]

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, expire_lease, job, make_target, scalar, submit, who
+from tests.support import claim, expire_lease, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from tests.helpers import scalar
+from tests.support import scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -11,21 +11,23 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import job, scalar, who
-from tests.targets import (
+from tests.support import (
     Conn,
     Row,
     Target,
     cutoff_of,
     insert_row,
+    job,
     job_rows,
     make_rows_target,
     run_pages,
+    scalar,
     seed,
     snapshot,
     submit_backfill,
     submit_delete,
     visible_keys,
+    who,
 )
 
 

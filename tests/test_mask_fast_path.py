@@ -18,13 +18,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.targets import (
+from tests.support import (
     Conn,
     Target,
     insert_row,
     make_rows_target,
     run_pages,
+    scalar,
     seed,
     submit_delete,
     visible_keys,

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 import tests.test_mask_fast_path as fast
-from tests.helpers import scalar
-from tests.targets import (
+from tests.support import (
     Conn,
     Target,
     insert_row,
     make_rows_target,
     run_pages,
+    scalar,
     seed,
     submit_delete,
     visible_keys,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pgjobs.migrate import function_files, migrate
-from tests.conftest import admin_execute, with_database
+from tests.support import admin_execute, with_database
 
 Conn = psycopg.Connection[Any]
 

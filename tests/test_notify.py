@@ -9,8 +9,19 @@ from typing import Any
 
 import psycopg
 
-from tests.helpers import claim, drain_notifies, make_target, scalar, submit, who
-from tests.targets import make_rows_target, run_job, run_pages, seed, submit_delete
+from tests.support import (
+    claim,
+    drain_notifies,
+    make_rows_target,
+    make_target,
+    run_job,
+    run_pages,
+    scalar,
+    seed,
+    submit,
+    submit_delete,
+    who,
+)
 
 Conn = psycopg.Connection[Any]
 # The shared channel carries no target or scope (issue 9, item 13; see

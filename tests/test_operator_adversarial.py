@@ -13,8 +13,7 @@ import pytest
 
 from pgjobs.cli.common import OPERANDS
 from pgjobs.cli.main import main
-from tests.helpers import job, scalar
-from tests.targets import make_rows_target, seed, submit_delete
+from tests.support import job, make_rows_target, scalar, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
 
@@ -125,7 +124,7 @@ def test_foreground_import_says_it_is_paused_and_goes_on(
 
     from pgjobs.cli.common import Context
     from pgjobs.cli.importing import _run_here
-    from tests.import_support import allow, make_people, submit_import
+    from tests.support import allow, make_people, submit_import
 
     make_people(conn)
     folder = tmp_path / "in"

@@ -17,19 +17,25 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.export_support import content, plain_copy, run_export, submit_export
-from tests.helpers import job, scalar
-from tests.import_support import allow, run_import, submit_import
-from tests.targets import (
+from tests.support import (
     Target,
+    allow,
+    content,
     cutoff_of,
+    job,
     job_rows,
+    plain_copy,
+    run_export,
+    run_import,
     run_job,
     run_pages,
+    scalar,
     seed,
     snapshot,
     submit_backfill,
     submit_delete,
+    submit_export,
+    submit_import,
     visible_keys,
 )
 
@@ -39,7 +45,7 @@ NAME = "user_table_rows"
 
 
 def make_partitioned(conn: Conn, layout: str) -> Target:
-    """user_table_rows (the shape of tests.targets) partitioned per `layout`,
+    """user_table_rows (the shape of make_rows_target) partitioned per `layout`,
     with a partitioned (table_id, id) index, registered, seeded with 900 rows
     over scopes 1..3 (every 23rd created an hour in the future)."""
     conn.execute(f"""

@@ -16,17 +16,23 @@ from typing import Any
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, drain_notifies, expire_lease, job, make_target, scalar, submit
-from tests.targets import (
+from tests.support import (
     Conn,
     Target,
+    claim,
     cutoff_of,
+    drain_notifies,
+    expire_lease,
     insert_row,
+    job,
     job_rows,
     make_rows_target,
+    make_target,
     run_job,
+    scalar,
     seed,
     snapshot,
+    submit,
     submit_backfill,
     submit_delete,
     wait_for,

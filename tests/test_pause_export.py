@@ -5,10 +5,6 @@ resumes its upload when it failed on transient errors (the staged parts are
 kept until the job is pruned) and starts over cleanly when they are gone
 (a permanent error or a cancel discards them)."""
 
-# Fixtures come from tests.export_support, imported by name: pytest sees them as
-# module attributes, and the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import threading
@@ -19,22 +15,18 @@ import pytest
 
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
+from tests.support import (
     checkpoint_parts,
-    job_row,
+    job,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
+    scalar,
     submit_export,
     wait_for,
 )
-from tests.helpers import scalar
 
 Conn = psycopg.Connection[Any]
 MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
@@ -67,17 +59,17 @@ def claim_export(conn: Conn, job_id: int, worker: str = "w1") -> str:
 
 def finished(conn: Conn, job_id: int, expected: bytes, destination: str, *,
              resumed: bool) -> None:
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == expected
-    history = job["checkpoint"]["history"]
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == expected
+    history = row["checkpoint"]["history"]
     if resumed:  # the last attempt continued from a part, not from the start
         assert len(history) >= 2 and history[-1]["part"] > 0, history
     else:
         assert history[-1]["part"] == 0, history
     others = {r[0] for r in conn.execute(
         "SELECT result->>'uri' FROM pgjobs.jobs WHERE id <> %s AND result ? 'uri'", (job_id,))}
-    assert leftovers(destination, {job["result"]["uri"], *others}) == []
+    assert leftovers(destination, {row["result"]["uri"], *others}) == []
 
 
 def test_pause_a_running_export_then_resume_byte_identical(
@@ -96,7 +88,7 @@ def test_pause_a_running_export_then_resume_byte_identical(
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
     worker.join(60)
     assert [o.status for o in box] == ["paused"]
-    paused = job_row(conn, job_id)
+    paused = job(conn, job_id)
     assert paused["status"] == "paused" and paused["attempts"] == 0
     assert 2 <= checkpoint_parts(conn, job_id) < parts
     # Never handed out while paused, by either claim.
@@ -106,7 +98,7 @@ def test_pause_a_running_export_then_resume_byte_identical(
     assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
     assert run_export(dsn, job_id, destination).status == "succeeded"
     finished(conn, job_id, expected, destination, resumed=True)
-    assert job_row(conn, job_id)["attempts"] == 1
+    assert job(conn, job_id)["attempts"] == 1
     if not options:
         assert expected == plain_copy(conn, REFERENCE)
 
@@ -133,9 +125,9 @@ def test_retry_of_a_failed_export(conn: Conn, dsn: str, case: tuple[str, dict[st
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, **options, "max_attempts": 1})
     outcome = failure(dsn, job_id, claim_export(conn, job_id), destination).run()
     assert outcome.status == "failed", outcome
-    assert job_row(conn, job_id)["status"] == "failed"
+    assert job(conn, job_id)["status"] == "failed"
     assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
-    retried = job_row(conn, job_id)
+    retried = job(conn, job_id)
     assert (retried["status"], retried["attempts"], retried["error"]) == ("queued", 0, None)
     assert run_export(dsn, job_id, destination).status == "succeeded"
     # Out of attempts on a transient error: the upload was kept and is resumed.

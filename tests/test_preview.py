@@ -12,8 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.targets import make_rows_target, run_pages, seed
+from tests.support import make_rows_target, run_pages, scalar, seed
 
 Conn = psycopg.Connection[Any]
 

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
+from tests.support import scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -15,8 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import expire_lease, job, make_target, scalar, submit
-from tests.targets import run_job
+from tests.support import expire_lease, job, make_target, run_job, scalar, submit
 
 Conn = psycopg.Connection[Any]
 

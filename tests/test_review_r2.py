@@ -21,9 +21,19 @@ import pytest
 from psycopg import errors
 
 from pgjobs.poller.importer import Importer
-from tests.helpers import job, scalar
-from tests.import_support import allow, claim_import, make_people, run_import, submit_import
-from tests.targets import insert_row, make_rows_target, run_job, submit_delete
+from tests.support import (
+    allow,
+    claim_import,
+    insert_row,
+    job,
+    make_people,
+    make_rows_target,
+    run_import,
+    run_job,
+    scalar,
+    submit_delete,
+    submit_import,
+)
 from tests.test_partitioned import leaves, make_partitioned, scope_leaves
 
 Conn = psycopg.Connection[Any]

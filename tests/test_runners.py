@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.test_cron import TICK_SECONDS, cron_jobs, wait_for, wait_for_launcher
+from tests.support import scalar, wait_for
+from tests.test_cron import TICK_SECONDS, cron_jobs, wait_for_launcher
 
 Conn = psycopg.Connection[Any]
 
@@ -106,8 +106,9 @@ def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(cron
     wait_for_launcher(cron)
     scalar(cron, "SELECT pgjobs.schedule('{\"runners\": 2}')")
     first, other, second = _delete(cron, 1), _delete(cron, 2), _delete(cron, 1, page_size=200)
-    wait_for("pg_cron's two runners to finish three jobs", TICK_SECONDS + 30, lambda: scalar(
-        cron, "SELECT count(*) = 3 FROM pgjobs.jobs WHERE status = 'succeeded'"))
+    wait_for(lambda: scalar(
+        cron, "SELECT count(*) = 3 FROM pgjobs.jobs WHERE status = 'succeeded'"),
+        TICK_SECONDS + 30, "pg_cron's two runners to finish three jobs", interval=0.5)
     spans = _spans(cron, [first, other, second])
     assert _overlap(spans[first], spans[other]), spans
     assert spans[first][2] != spans[other][2]  # two runner sessions

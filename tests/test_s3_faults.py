@@ -1,12 +1,8 @@
 """S3 exports through botocore: credentials from a profile file take the native
 multipart path (and resume across processes), and storage faults injected by a
-proxy between the worker and moto's S3 server (tests/s3_faults.py) end well
+proxy between the worker and moto's S3 server (tests/support/s3_faults.py) end well
 within one attempt: a long outage, an upload lost mid-stream, a connection that
 goes silent mid-part, aborts while storage is down."""
-
-# Fixtures come from tests.export_support, imported by name: pytest sees them as
-# module attributes, and the parameters of the tests below shadow the imports.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -23,19 +19,17 @@ import pytest
 
 from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import Exporter, Outcome
-from tests.export_support import (
-    big,  # noqa: F401 (fixture)
+from tests.support import (
     checkpoint_parts,
-    job_row,
+    job,
     leftovers,
     object_bytes,
     plain_copy,
-    s3_endpoint,  # noqa: F401 (fixture)
     start_worker,
     submit_export,
     wait_for,
 )
-from tests.s3_faults import FaultProxy
+from tests.support.s3_faults import FaultProxy
 
 Conn = psycopg.Connection[Any]
 NATIVE = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
@@ -134,7 +128,7 @@ def test_profile_credentials_take_the_native_path(
     outcome = _run(dsn, job_id, profile_bucket)
     assert outcome.status == "succeeded", outcome
     assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
-    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload["upload_id"] and len(upload["etags"]) == 4  # native multipart
     assert "staging" not in upload and "runs" not in upload
     # No staged part was ever written, and nothing is left open.
@@ -154,7 +148,7 @@ def test_profile_credentials_resume_across_processes(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    before = job(conn, job_id)["checkpoint"]["upload"]
     assert before["upload_id"] and len(before["etags"]) >= 2
     wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
                                   "WHERE id = %s", (job_id,)).fetchone() == (True,),
@@ -162,13 +156,13 @@ def test_profile_credentials_resume_across_processes(
     second = start_worker(dsn, profile_bucket, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
-    after = job["checkpoint"]["upload"]
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    after = row["checkpoint"]["upload"]
     assert after["upload_id"] == before["upload_id"]
     assert after["etags"][:len(before["etags"])] == before["etags"]
-    assert leftovers(profile_bucket, {job["result"]["uri"]}) == []
+    assert leftovers(profile_bucket, {row["result"]["uri"]}) == []
 
 
 def test_no_credentials_fails_for_good_with_a_hint(
@@ -184,7 +178,7 @@ def test_no_credentials_fails_for_good_with_a_hint(
         storage.forget_stores()
     assert outcome.status == "failed", outcome
     assert "credentials" in (outcome.error or "")
-    assert job_row(conn, job_id)["attempts"] == 1
+    assert job(conn, job_id)["attempts"] == 1
 
 
 # --- storage faults -------------------------------------------------------------
@@ -198,7 +192,7 @@ def test_long_outage_keeps_the_parts_and_the_attempt(
     job_id = submit_export(conn, "1", {}, NATIVE, target="big")
     thread, result = _in_thread(lambda: _run(dsn, job_id, bucket, lease="2 seconds"))
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 1, timeout=60, what="a part")
-    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    before = job(conn, job_id)["checkpoint"]["upload"]
     proxy.faults.down = True
     # Longer than botocore's own retries and than the lease: the worker keeps
     # retrying and keeps renewing the lease.
@@ -208,11 +202,11 @@ def test_long_outage_keeps_the_parts_and_the_attempt(
     proxy.faults.down = False
     thread.join(timeout=120)
     assert result and result[0].status == "succeeded", result
-    job = job_row(conn, job_id)
-    assert job["attempts"] == 1
-    assert job["checkpoint"]["upload"]["upload_id"] == before["upload_id"]
-    assert job["checkpoint"]["upload"]["etags"][:1] == before["etags"][:1]
-    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    row = job(conn, job_id)
+    assert row["attempts"] == 1
+    assert row["checkpoint"]["upload"]["upload_id"] == before["upload_id"]
+    assert row["checkpoint"]["upload"]["etags"][:1] == before["etags"][:1]
+    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
 
 
 def test_outage_beyond_the_ceiling_fails_the_attempt_retryably(
@@ -223,7 +217,7 @@ def test_outage_beyond_the_ceiling_fails_the_attempt_retryably(
     outcome = _run(dsn, job_id, bucket, storage_retry=3.0)
     proxy.faults.down = False
     assert outcome.status == "retrying", outcome
-    assert job_row(conn, job_id)["status"] == "queued"
+    assert job(conn, job_id)["status"] == "queued"
 
 
 def test_aborts_while_storage_is_down_are_queued_until_they_succeed(
@@ -250,10 +244,10 @@ def test_upload_lost_mid_stream_starts_over_within_the_attempt(
     job_id = submit_export(conn, "1", {}, NATIVE, target="big")
     outcome = _run(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
-    job = job_row(conn, job_id)
-    assert job["attempts"] == 1
-    assert [h["phase"] for h in job["checkpoint"]["history"]] == ["streaming", "restarted"]
-    assert object_bytes(job["result"]) == plain_copy(conn, REFERENCE)
+    row = job(conn, job_id)
+    assert row["attempts"] == 1
+    assert [h["phase"] for h in row["checkpoint"]["history"]] == ["streaming", "restarted"]
+    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
     assert open_uploads(bucket) == []
     lines = [r for r in caplog.records if "starting the upload over" in r.getMessage()]
     assert len(lines) == 1 and lines[0].exc_info is None
@@ -267,7 +261,7 @@ def test_silent_connection_does_not_stall_a_part(
     job_id = submit_export(conn, "1", {}, NATIVE, target="big")
     outcome = _run(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
-    assert job_row(conn, job_id)["attempts"] == 1
+    assert job(conn, job_id)["attempts"] == 1
     assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
     part_two = [q for m, q, _ in proxy.faults.seen if m == "PUT" and "partNumber=2&" in q + "&"]
     assert len(part_two) >= 2  # the silent one, then the retry that went through

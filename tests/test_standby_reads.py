@@ -29,17 +29,16 @@ from pgjobs.errors import InvalidInput
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.standby import ReadConfig, check_read_dsn, lsn, lsn_text, same_server
 from pgjobs.poller.worker import Worker
-from tests.conftest import with_database
-from tests.export_support import (
+from tests.support import (
     add_items,
     content,
-    job_row,
-    local_dir,  # noqa: F401 - fixture
+    job,
     make_items,
     plain_copy,
     submit_export,
+    with_database,
 )
-from tests.standby import Standby, start_standby
+from tests.support.standby import Standby, start_standby
 
 Conn = psycopg.Connection[Any]
 SMALL = {"chunk_rows": 17, "part_size": 2048}
@@ -90,7 +89,7 @@ def _export(dsn: str, job_id: int, storage_uri: str, reads: ReadConfig | None) -
 
 
 def _reads(conn: Conn, job_id: int) -> dict[str, int]:
-    return dict(job_row(conn, job_id)["checkpoint"]["reads"])
+    return dict(job(conn, job_id)["checkpoint"]["reads"])
 
 
 def _caught_up(conn: Conn, replica: Conn) -> None:
@@ -119,7 +118,7 @@ def test_every_submit_records_its_wal_position(conn: Conn, items: None) -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_standby_export_is_byte_identical_to_a_primary_export(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         fmt: str) -> None:
     # A pending delete masks kind "b"; the filter keeps nested.x < 4; rows added
     # after the submit are outside the cutoff. Both exports see all of it.
@@ -144,12 +143,12 @@ def test_a_standby_export_is_byte_identical_to_a_primary_export(
     assert reads["standby"] >= 5 and reads["primary"] == 0, reads
     assert _reads(conn, on_primary)["standby"] == 0
     # The checkpoint's position is no earlier than the submit.
-    job = job_row(conn, on_standby)
-    assert lsn(job["checkpoint"]["read_lsn"]) >= lsn(str(job["submit_lsn"]))
+    row = job(conn, on_standby)
+    assert lsn(row["checkpoint"]["read_lsn"]) >= lsn(str(row["submit_lsn"]))
 
 
 def test_a_delete_run_or_submitted_after_the_export_reads_the_same_on_the_standby(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn) -> None:
     # Submitted after the exports: a pending delete of kind "a" (its mask is in a
     # jobs row, replicated like the rows), and a delete of tenant 1's id <= 30
@@ -186,7 +185,7 @@ def _start(dsn: str, job_id: int, storage_uri: str, reads: ReadConfig,
 
 
 def test_a_standby_paused_behind_the_submit_is_waited_for(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, caplog: pytest.LogCaptureFixture) -> None:
     _caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
@@ -194,9 +193,9 @@ def test_a_standby_paused_behind_the_submit_is_waited_for(
     thread, outcomes = _start(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.3, "wait"))
     time.sleep(2.0)
     # Nothing read: the standby has not replayed the submit.
-    job = job_row(conn, job_id)
-    assert thread.is_alive() and job["status"] == "running" and job["done"] == 0
-    assert not (job["checkpoint"] or {}).get("reads")
+    row = job(conn, job_id)
+    assert thread.is_alive() and row["status"] == "running" and row["done"] == 0
+    assert not (row["checkpoint"] or {}).get("reads")
     replica.execute("SELECT pg_wal_replay_resume()")
     thread.join(60)
     assert not thread.is_alive() and outcomes[0].status == "succeeded", outcomes
@@ -207,7 +206,7 @@ def test_a_standby_paused_behind_the_submit_is_waited_for(
 
 @pytest.mark.parametrize("how", ["cancel", "pause", "stop"])
 def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, how: str) -> None:
     _caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
@@ -225,11 +224,11 @@ def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
     assert not thread.is_alive() and outcomes, "the wait did not end"
     expected = {"cancel": ("canceled", "canceled"), "pause": ("paused", "paused"),
                 "stop": ("released", "queued")}[how]
-    assert (outcomes[0].status, job_row(conn, job_id)["status"]) == expected, outcomes
+    assert (outcomes[0].status, job(conn, job_id)["status"]) == expected, outcomes
 
 
 def test_a_standby_paused_past_the_limit_falls_back_to_the_primary(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, caplog: pytest.LogCaptureFixture) -> None:
     _caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
@@ -244,7 +243,7 @@ def test_a_standby_paused_past_the_limit_falls_back_to_the_primary(
 
 
 def test_a_resumed_attempt_never_reads_older_rows_than_the_attempt_before(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn) -> None:
     # The standby has replayed the submit, then stops; an earlier attempt read
     # from the primary later on (its checkpoint holds that position): the
@@ -259,19 +258,19 @@ def test_a_resumed_attempt_never_reads_older_rows_than_the_attempt_before(
                  "WHERE id = %s", (ahead[0], job_id))
     thread, outcomes = _start(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.3, "wait"))
     time.sleep(1.5)
-    assert thread.is_alive() and job_row(conn, job_id)["done"] == 0
+    assert thread.is_alive() and job(conn, job_id)["done"] == 0
     replica.execute("SELECT pg_wal_replay_resume()")
     thread.join(60)
     assert outcomes and outcomes[0].status == "succeeded", outcomes
     assert outcomes[0].result is not None
     assert content(outcomes[0].result) == plain_copy(conn, SELECT_1)
-    job = job_row(conn, job_id)
-    assert lsn(job["checkpoint"]["read_lsn"]) >= lsn(ahead[0])
-    assert job["checkpoint"]["reads"]["primary"] == 0
+    row = job(conn, job_id)
+    assert lsn(row["checkpoint"]["read_lsn"]) >= lsn(ahead[0])
+    assert row["checkpoint"]["reads"]["primary"] == 0
 
 
 def test_a_standby_that_stops_replaying_mid_export_serves_no_older_than_max_lag(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
     # The standby shows the job and serves the first chunks, then replays
     # nothing more (the claim already wrote WAL it has not replayed): once the
@@ -289,7 +288,7 @@ def test_a_standby_that_stops_replaying_mid_export_serves_no_older_than_max_lag(
 
 
 def test_a_chunk_canceled_by_a_recovery_conflict_is_read_again(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         standby: Standby, monkeypatch: pytest.MonkeyPatch) -> None:
     # What a standby raises when replay needs what a query holds
     # (max_standby_streaming_delay): 40001 then 40P01, mid-COPY. The same
@@ -313,7 +312,7 @@ def test_a_chunk_canceled_by_a_recovery_conflict_is_read_again(
     assert outcome.status == "succeeded" and outcome.result is not None, outcome
     assert content(outcome.result) == plain_copy(conn, SELECT_1)
     assert next(failures, None) is None
-    assert job_row(conn, job_id)["attempts"] == 1
+    assert job(conn, job_id)["attempts"] == 1
 
     def on_primary(c: Conn, sql: str, sink: Any) -> int:
         raise psycopg.errors.SerializationFailure("not a standby's conflict")
@@ -326,7 +325,7 @@ def test_a_chunk_canceled_by_a_recovery_conflict_is_read_again(
 
 @pytest.mark.parametrize("where", ["another database", "unreachable"])
 def test_a_read_dsn_that_is_not_this_database_is_never_read(
-        conn: Conn, dsn: str, items: None, local_dir: str, standby: Standby,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, standby: Standby,
         where: str) -> None:
     if where == "another database":
         other = with_database(standby.url, "postgres")  # the same cluster, not this db
@@ -350,7 +349,7 @@ def test_a_read_dsn_that_is_not_this_database_is_never_read(
 
 
 def test_the_worker_reads_from_the_standby_end_to_end(
-        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,  # noqa: F811
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn) -> None:
     ids = [submit_export(conn, scope, {}, SMALL) for scope in ("0", "1", "2")]
     result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", local_dir, "worker", "--once",
@@ -359,16 +358,16 @@ def test_the_worker_reads_from_the_standby_end_to_end(
     assert result.exit_code == 0, result.output
     assert "export reads from --read-dsn" in result.stderr
     for scope, job_id in zip(("0", "1", "2"), ids, strict=True):
-        job = job_row(conn, job_id)
-        assert job["status"] == "succeeded", job
-        assert content(job["result"]) == plain_copy(
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded", row
+        assert content(row["result"]) == plain_copy(
             conn, f"SELECT * FROM items WHERE tenant = {scope} AND id <= 300 ORDER BY id")
-        assert job["checkpoint"]["reads"]["primary"] == 0
+        assert row["checkpoint"]["reads"]["primary"] == 0
     # The Worker class takes the same configuration.
     job_id = submit_export(conn, "1", {}, SMALL)
     w = Worker(dsn, local_dir, once=True, poll=0.1, reads=ReadConfig(read_dsn, 30, "wait"))
     assert w.run() == 0
-    assert job_row(conn, job_id)["checkpoint"]["reads"]["standby"] > 0
+    assert job(conn, job_id)["checkpoint"]["reads"]["standby"] > 0
 
 
 @pytest.mark.parametrize(("args", "needle"), [
@@ -376,7 +375,7 @@ def test_the_worker_reads_from_the_standby_end_to_end(
     (["--read-max-wait", "soon"], "invalid --read-max-wait"),
     (["--read-max-lag", "0s"], "invalid --read-max-lag"),
 ])
-def test_bad_read_options_are_usage_errors(dsn: str, local_dir: str, read_dsn: str,  # noqa: F811
+def test_bad_read_options_are_usage_errors(dsn: str, local_dir: str, read_dsn: str,
                                            args: list[str], needle: str) -> None:
     result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", local_dir, "worker", "--once",
                                        "--read-dsn", read_dsn, *args])

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import claim, make_target, scalar, submit
+from tests.support import claim, make_target, scalar, submit
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

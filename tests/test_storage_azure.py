@@ -1,5 +1,5 @@
 """az:// for real: exports and imports over the Azure Blob wire protocol, against
-Azurite started by the suite (tests.cloud_emulators), configured through the
+Azurite started by the suite (tests/support/storage.py), configured through the
 AZURE_STORAGE_* variables an operator sets.
 
 With an account key (or SAS) an Azure export stages each part as a block of the
@@ -10,7 +10,6 @@ the sweep, presigned URLs, and imports in ranged reads with a resume."""
 
 # Fixtures are imported by name: pytest sees them as module attributes, and the
 # parameters of the tests below shadow the imports.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -28,22 +27,23 @@ import requests
 from pgjobs.poller import azblob, storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.worker import Worker
-from tests.cloud_emulators import az_container, az_env, azurite_endpoint  # noqa: F401
-from tests.export_support import (
+from tests.support import (
+    allow,
     checkpoint_parts,
+    claim_import,
     content,
-    job_row,
+    job,
     leftovers,
     make_items,
+    make_people,
     object_bytes,
     plain_copy,
     run_export,
     start_worker,
     submit_export,
+    submit_import,
     wait_for,
 )
-from tests.helpers import job
-from tests.import_support import allow, claim_import, make_people, submit_import
 
 Conn = psycopg.Connection[Any]
 MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
@@ -76,7 +76,7 @@ def test_export_to_azure_is_byte_identical_and_leaves_nothing(
             "SELECT id FROM items WHERE tenant = 1 ORDER BY id")]
     else:
         assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
-    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload.get("blocks") and upload.get("runs"), upload  # native blocks
     assert "staging" not in upload
     assert leftovers(az_container, {outcome.result["uri"]}) == []
@@ -92,7 +92,7 @@ def test_without_a_key_or_sas_azure_exports_stage_their_parts(
     assert outcome.status == "succeeded", outcome
     assert outcome.result is not None
     assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
-    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload.get("staging") and upload.get("runs"), upload  # the staged path
     assert leftovers(az_container, {outcome.result["uri"]}) == []
 
@@ -112,7 +112,7 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_azure(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    before = job(conn, job_id)["checkpoint"]["upload"]
     assert before["blocks"] and before["runs"], before
     wait_for(lambda: conn.execute(
         "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
@@ -120,7 +120,7 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_azure(
     second = start_worker(dsn, az_container, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    done = job_row(conn, job_id)
+    done = job(conn, job_id)
     assert done["status"] == "succeeded", done["error"]
     assert object_bytes(done["result"]) == object_bytes(expected.result)
     assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)
@@ -234,7 +234,7 @@ def test_lost_blocks_start_the_export_over_byte_identical(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    loc = storage.parse(job_row(conn, job_id)["checkpoint"]["uri"])
+    loc = storage.parse(job(conn, job_id)["checkpoint"]["uri"])
     blob_path, container = loc.path, loc.base.split("://", 1)[1]
     blob = azblob.service().get_blob_client(container, blob_path)
     blob.commit_block_list([])  # discards every uncommitted block
@@ -245,7 +245,7 @@ def test_lost_blocks_start_the_export_over_byte_identical(
     second = start_worker(dsn, az_container, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    done = job_row(conn, job_id)
+    done = job(conn, job_id)
     assert done["status"] == "succeeded", done["error"]
     assert done["result"]["uri"].endswith(blob_path)
     assert done["checkpoint"]["history"][-1]["part"] == 0, done["checkpoint"]["history"]

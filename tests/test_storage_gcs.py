@@ -1,5 +1,5 @@
 """gs:// for real: exports and imports over the GCS JSON API, against
-gcp-storage-emulator started by the suite (tests.cloud_emulators), reached through
+gcp-storage-emulator started by the suite (tests/support/storage.py), reached through
 STORAGE_EMULATOR_HOST as Google's client reads it.
 
 GCS exports write each part as a hidden object and join them with server-side
@@ -9,7 +9,6 @@ ranged reads with a resume."""
 
 # Fixtures are imported by name: pytest sees them as module attributes, and the
 # parameters of the tests below shadow the imports.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -25,22 +24,23 @@ import pytest
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.worker import Worker
-from tests.cloud_emulators import gcs_bucket, gcs_endpoint, gcs_env  # noqa: F401
-from tests.export_support import (
+from tests.support import (
+    allow,
     checkpoint_parts,
+    claim_import,
     content,
-    job_row,
+    job,
     leftovers,
     make_items,
+    make_people,
     object_bytes,
     plain_copy,
     run_export,
     start_worker,
     submit_export,
+    submit_import,
     wait_for,
 )
-from tests.helpers import job
-from tests.import_support import allow, claim_import, make_people, submit_import
 
 Conn = psycopg.Connection[Any]
 MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
@@ -72,7 +72,7 @@ def test_export_to_gcs_is_byte_identical_and_leaves_nothing(
             "SELECT id FROM items WHERE tenant = 1 ORDER BY id")]
     else:
         assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
-    upload = job_row(conn, job_id)["checkpoint"]["upload"]
+    upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload.get("staging") and upload.get("runs"), upload  # parts by name
     assert leftovers(gcs_bucket, {outcome.result["uri"]}) == []
 
@@ -92,7 +92,7 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_gcs(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    before = job_row(conn, job_id)["checkpoint"]["upload"]
+    before = job(conn, job_id)["checkpoint"]["upload"]
     assert before["runs"], before
     wait_for(lambda: conn.execute(
         "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
@@ -100,7 +100,7 @@ def test_sigkill_mid_stream_then_another_worker_resumes_on_gcs(
     second = start_worker(dsn, gcs_bucket, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    done = job_row(conn, job_id)
+    done = job(conn, job_id)
     assert done["status"] == "succeeded", done["error"]
     assert object_bytes(done["result"]) == object_bytes(expected.result)
     assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)
@@ -250,7 +250,7 @@ def test_lost_parts_start_the_export_over_byte_identical(
     second = start_worker(dsn, gcs_bucket, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    done = job_row(conn, job_id)
+    done = job(conn, job_id)
     assert done["status"] == "succeeded", done["error"]
     assert done["checkpoint"]["history"][-1]["part"] == 0, done["checkpoint"]["history"]
     assert object_bytes(done["result"]) == plain_copy(conn, REFERENCE)

@@ -13,8 +13,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import scalar, who
-from tests.targets import Target, make_rows_target, seed
+from tests.support import Target, make_rows_target, scalar, seed, who
 
 Conn = psycopg.Connection[Any]
 

@@ -17,14 +17,15 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import drain_notifies, job, scalar
-from tests.standby import Standby, start_standby
-from tests.targets import (
+from tests.support import (
     Conn,
     Target,
     cutoff_of,
+    drain_notifies,
+    job,
     job_rows,
     make_rows_target,
+    scalar,
     seed,
     slow_deletes,
     snapshot,
@@ -32,6 +33,7 @@ from tests.targets import (
     submit_delete,
     wait_for,
 )
+from tests.support.standby import Standby, start_standby
 
 BUILT_IN = {"notify_target_scope": False, "max_replica_lag_bytes": 268435456,
             "pause_on_autovacuum": True, "max_rows_per_second": None, "page_delay": None,

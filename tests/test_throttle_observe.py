@@ -11,15 +11,16 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.export_support import make_items, submit_export
-from tests.helpers import scalar
-from tests.targets import (
+from tests.support import (
     Conn,
     Target,
+    make_items,
     make_rows_target,
+    scalar,
     seed,
     slow_deletes,
     submit_delete,
+    submit_export,
     wait_for,
 )
 

@@ -20,8 +20,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import job, scalar
-from tests.targets import Target, make_rows_target, seed, snapshot, submit_delete, visible_keys
+from tests.support import (
+    Target,
+    job,
+    make_rows_target,
+    scalar,
+    seed,
+    snapshot,
+    submit_delete,
+    visible_keys,
+)
 
 Conn = psycopg.Connection[Any]
 MakeConn = Callable[..., Conn]

@@ -9,7 +9,6 @@ never runs one job twice at once, even when its own loop claims back a job
 after a pause longer than the lease. An export reads its object back and
 compares size and SHA-256 with what it streamed before it completes.
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -29,18 +28,23 @@ from pgjobs import db
 from pgjobs.poller import storage
 from pgjobs.poller import worker as worker_module
 from pgjobs.poller.export import Exporter, Outcome
-from tests.export_support import (
+from tests.support import (
     checkpoint_parts,
-    job_row,
-    local_dir,  # noqa: F401 (fixture)
+    claim,
+    expire_lease,
+    job,
     make_items,
+    make_rows_target,
+    make_target,
     object_bytes,
     run_export,
+    scalar,
+    seed,
+    submit,
+    submit_delete,
     submit_export,
     wait_for,
 )
-from tests.helpers import claim, expire_lease, make_target, scalar, submit
-from tests.targets import make_rows_target, seed, submit_delete
 
 Conn = psycopg.Connection[Any]
 MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
@@ -111,7 +115,7 @@ def test_a_stale_attempt_under_the_same_name_changes_nothing(conn: Conn) -> None
     assert fresh != stale
     assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 20, '{\"after\": 20}')",
                   (job_id, fresh))
-    before = job_row(conn, job_id)
+    before = job(conn, job_id)
 
     for caller in (stale, "w", stale.upper(), stale + " ", fresh.split("#")[0] + "#"):
         # A regressed checkpoint from the stale attempt is refused.
@@ -122,7 +126,7 @@ def test_a_stale_attempt_under_the_same_name_changes_nothing(conn: Conn) -> None
         assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'stale', false)",
                       (job_id, caller)) is False
         assert scalar(conn, "SELECT pgjobs.release(%s, %s)", (job_id, caller)) is False
-    after = job_row(conn, job_id)
+    after = job(conn, job_id)
     for key in ("status", "worker", "done", "checkpoint", "attempts", "result", "error",
                 "updated_at", "lease_expires_at"):
         assert after[key] == before[key], key
@@ -140,15 +144,15 @@ def test_a_stale_runner_page_is_lost_under_the_same_name(conn: Conn) -> None:
     expire_lease(conn, job_id)
     fresh = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'runner')).worker", (job_id,))
     assert fresh != stale
-    before = job_row(conn, job_id)
+    before = job(conn, job_id)
     rows_before = scalar(conn, "SELECT count(*) FROM user_table_rows")
     assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, stale)) == "lost"
     assert scalar(conn, "SELECT pgjobs._run_page(%s, 'runner')", (job_id,)) == "lost"
     assert scalar(conn, "SELECT count(*) FROM user_table_rows") == rows_before
-    assert job_row(conn, job_id)["checkpoint"] == before["checkpoint"]
+    assert job(conn, job_id)["checkpoint"] == before["checkpoint"]
     while scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, fresh)) in ("more", "retry"):
         pass
-    assert job_row(conn, job_id)["status"] == "succeeded"
+    assert job(conn, job_id)["status"] == "succeeded"
 
 
 def test_a_stale_export_under_the_same_name_cannot_checkpoint_or_complete(
@@ -169,7 +173,7 @@ def test_a_stale_export_under_the_same_name_cannot_checkpoint_or_complete(
     thread = threading.Thread(target=lambda: box.append(stale.run()))
     thread.start()
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
-    checkpoint = job_row(conn, job_id)["checkpoint"]
+    checkpoint = job(conn, job_id)["checkpoint"]
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "")
     expire_lease(conn, job_id)
     fresh_identity = scalar(
@@ -179,16 +183,16 @@ def test_a_stale_export_under_the_same_name_cannot_checkpoint_or_complete(
     thread.join(timeout=30)
     assert fresh.status == "succeeded", fresh
     assert box and box[0].status == "lost", box
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["worker"] == fresh_identity
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded" and row["worker"] == fresh_identity
+    assert object_bytes(row["result"]) == expected
     # The stale attempt's late calls, with a regressed checkpoint, change nothing.
     with db.connect(dsn) as late:
         for caller in (stale_identity, "host:1"):
             assert not db.heartbeat(late, job_id, caller, 1, checkpoint)
             assert not db.complete(late, job_id, caller, {"uri": "bogus"})
             assert not db.fail(late, job_id, caller, "stale", False)
-    assert job_row(conn, job_id)["result"] == job["result"]
+    assert job(conn, job_id)["result"] == row["result"]
 
 
 # --- pgjobs worker --concurrency 2 after a pause longer than the lease ------------------
@@ -229,18 +233,18 @@ def test_worker_never_runs_a_job_twice_after_a_pause_longer_than_the_lease(
         # the first attempt still sleeps.
         wait_for(lambda: identity_of(conn, job_id) != first, timeout=10,
                  what="the loop to claim the job back")
-        wait_for(lambda: job_row(conn, job_id)["status"] == "succeeded", timeout=60,
+        wait_for(lambda: job(conn, job_id)["status"] == "succeeded", timeout=60,
                  what="the job to succeed")
     finally:
         runner.join(timeout=60)
     assert not runner.is_alive()
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
     attempts = sorted((start, end, who_) for who_, start, end in runs)
     assert len(attempts) == 2, attempts
     assert len({a[2] for a in attempts}) == 2, "two attempts shared an identity"
     assert attempts[0][1] <= attempts[1][0], f"attempts overlapped: {attempts}"
-    assert job["worker"] == attempts[1][2]
+    assert row["worker"] == attempts[1][2]
 
 
 # --- verification before complete --------------------------------------------------------
@@ -306,20 +310,20 @@ def test_a_tampered_object_never_completes_and_is_rewritten(
                       (job_id,))
     outcome = Tampered(dsn, job_id, identity, destination).run()
     assert outcome.status == "retrying", outcome
-    job = job_row(conn, job_id)
-    assert job["status"] == "queued" and job["result"] is None
-    assert "verification failed" in job["error"]
+    row = job(conn, job_id)
+    assert row["status"] == "queued" and row["result"] is None
+    assert "verification failed" in row["error"]
     # The retry starts from scratch: the checkpoint no longer vouches for the object.
-    assert job["checkpoint"]["bytes"] == 0 and job["checkpoint"]["cursor"] is None
-    assert job["checkpoint"]["phase"] == "streaming"
-    assert not storage.exists(job["checkpoint"]["uri"])
+    assert row["checkpoint"]["bytes"] == 0 and row["checkpoint"]["cursor"] is None
+    assert row["checkpoint"]["phase"] == "streaming"
+    assert not storage.exists(row["checkpoint"]["uri"])
 
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     retried = run_export(dsn, job_id, destination)
     assert retried.status == "succeeded", retried
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["result"]["sha256"] == hashlib.sha256(expected).hexdigest()
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["result"]["sha256"] == hashlib.sha256(expected).hexdigest()
 
 
 def test_a_wrong_object_found_after_a_crash_is_not_completed(
@@ -336,15 +340,15 @@ def test_a_wrong_object_found_after_a_crash_is_not_completed(
     identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'c', '30 seconds')",
                       (job_id,))
     CrashBeforeComplete(dsn, job_id, identity, local_dir).run()
-    checkpoint = job_row(conn, job_id)["checkpoint"]
+    checkpoint = job(conn, job_id)["checkpoint"]
     assert checkpoint["phase"] == "finalizing" and checkpoint.get("sha256")
     tamper_with(storage.parse(checkpoint["uri"]), _flip_byte)
     expire_lease(conn, job_id)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome
-    job = job_row(conn, job_id)
+    row = job(conn, job_id)
     # Rewritten from scratch, byte for byte what was first streamed (the bytes depend
     # only on the data and the options), not the changed object.
-    object_bytes(job["result"])
-    assert job["result"]["sha256"] == checkpoint["sha256"]
-    assert job["checkpoint"]["history"][-1]["part"] == 0
+    object_bytes(row["result"])
+    assert row["result"]["sha256"] == checkpoint["sha256"]
+    assert row["checkpoint"]["history"][-1]["part"] == 0

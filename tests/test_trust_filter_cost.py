@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.filter_reference import matches
+from tests.support.filter_reference import matches
 from tests.test_filter import (
     COLUMNS,
     COMPOUNDS,

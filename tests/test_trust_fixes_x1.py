@@ -2,9 +2,6 @@
 spoofed NOTIFY payloads and `pgjobs watch`, the cost of `$contains`, canonical
 scope text of bytea and of domains, and exports written in pinned settings."""
 
-# Fixtures come from tests.export_support, imported by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -17,17 +14,20 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests import test_trust_scope as scope_tests
-from tests.export_support import (
+from tests.support import (
     checkpoint_parts,
-    job_row,
-    local_dir,  # noqa: F401 (fixture)
+    claim,
+    job,
+    make_target,
     object_bytes,
     run_export,
+    scalar,
     start_worker,
+    submit,
     submit_export,
     wait_for,
+    who,
 )
-from tests.helpers import claim, make_target, scalar, submit, who
 from tests.test_cli import pgjobs_command, wait_for_backend
 from tests.test_trust_scope import make_table
 
@@ -101,17 +101,17 @@ def test_export_resumed_under_other_hostile_settings_is_byte_identical(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    assert job_row(conn, job_id)["status"] == "running"
+    assert job(conn, job_id)["status"] == "running"
     wait_for(lambda: conn.execute(
         "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
     ).fetchone() == (True,), timeout=20, what="the lease to expire")
     second = start_worker(_hostile(dsn, 1), local_dir, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert len(job["checkpoint"]["history"]) >= 2  # resumed, not restarted
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert len(row["checkpoint"]["history"]) >= 2  # resumed, not restarted
+    assert object_bytes(row["result"]) == expected
 
 
 # --- 2. the cost of $contains ---------------------------------------------------

@@ -10,7 +10,6 @@
 * a checkpoint without digests (written before they existed) is not resumed
   blindly: the export starts over and ends byte-identical.
 """
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -27,18 +26,15 @@ from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import Mismatch, PartDigests
-from tests.export_support import (
-    bucket,  # noqa: F401 (fixture)
-    job_row,
-    local_dir,  # noqa: F401 (fixture)
+from tests.support import (
+    expire_lease,
+    job,
     make_items,
     object_bytes,
     run_export,
-    s3_endpoint,  # noqa: F401 (fixture)
-    s3_env,  # noqa: F401 (fixture)
+    scalar,
     submit_export,
 )
-from tests.helpers import expire_lease, scalar
 
 Conn = psycopg.Connection[Any]
 MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
@@ -104,7 +100,7 @@ def test_a_same_size_change_after_a_crash_at_visibility_is_rewritten(
     expected = reference(conn, dsn, destination)
     job_id = submit_export(conn, "1", {}, MANY_PARTS)
     CrashAfterVisible(dsn, job_id, claim(conn, job_id, "crash"), destination).run()
-    checkpoint = job_row(conn, job_id)["checkpoint"]
+    checkpoint = job(conn, job_id)["checkpoint"]
     # What was streamed is in the checkpoint before the object could be seen.
     assert checkpoint["phase"] == "finalizing" and not checkpoint.get("sha256")
     digests = checkpoint["digests"]
@@ -118,9 +114,9 @@ def test_a_same_size_change_after_a_crash_at_visibility_is_rewritten(
     expire_lease(conn, job_id)
     outcome = run_export(dsn, job_id, destination)
     assert outcome.status == "succeeded", outcome
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["result"]["sha256"] == hashlib.sha256(expected).hexdigest()
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["result"]["sha256"] == hashlib.sha256(expected).hexdigest()
 
 
 def test_an_untouched_object_after_a_crash_at_visibility_is_accepted(
@@ -133,9 +129,9 @@ def test_an_untouched_object_after_a_crash_at_visibility_is_accepted(
     expire_lease(conn, job_id)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert len(job["checkpoint"]["history"]) == 1, "the object was rewritten"
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert len(row["checkpoint"]["history"]) == 1, "the object was rewritten"
 
 
 # --- B: a resume inherits what was streamed, or nothing -------------------------------
@@ -159,7 +155,7 @@ def stopped_part_way(conn: Conn, dsn: str, destination: str) -> tuple[int, dict[
     outcome = StopAfter(dsn, job_id, claim(conn, job_id, "stop"), destination,
                         stop=threading.Event()).run()
     assert outcome.status == "released", outcome
-    checkpoint = job_row(conn, job_id)["checkpoint"]
+    checkpoint = job(conn, job_id)["checkpoint"]
     assert checkpoint["parts"] >= 3 and checkpoint["phase"] == "streaming"
     assert len(checkpoint["digests"]) == checkpoint["parts"]
     return job_id, checkpoint
@@ -197,10 +193,10 @@ def test_an_altered_temporary_file_is_not_inherited(
 
     outcomes = finish(conn, dsn, job_id, local_dir)
     assert [o.status for o in outcomes] == ["succeeded"], outcomes
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
     # Started over: nothing of the altered file was kept.
-    assert job["checkpoint"]["history"][-1]["part"] == 0
+    assert row["checkpoint"]["history"][-1]["part"] == 0
     assert not os.path.exists(tmp)
 
 
@@ -223,9 +219,9 @@ def test_an_altered_staged_part_never_reaches_the_object(
     # the retry rewrites everything.
     assert [o.status for o in outcomes] == ["retrying", "succeeded"], outcomes
     assert "verification failed" in (outcomes[0].error or "")
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["checkpoint"]["history"][-1]["part"] == 0
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["checkpoint"]["history"][-1]["part"] == 0
 
 
 @pytest.mark.parametrize("where", ["file", "memory"])
@@ -237,10 +233,10 @@ def test_an_untouched_resume_continues_byte_identical(
     job_id, checkpoint = stopped_part_way(conn, dsn, destination)
     outcomes = finish(conn, dsn, job_id, destination)
     assert [o.status for o in outcomes] == ["succeeded"], outcomes
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["checkpoint"]["history"][-1]["part"] == checkpoint["parts"]  # continued
-    assert len(job["checkpoint"]["digests"]) == job["result"]["parts"]
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["checkpoint"]["history"][-1]["part"] == checkpoint["parts"]  # continued
+    assert len(row["checkpoint"]["digests"]) == row["result"]["parts"]
 
 
 @pytest.mark.parametrize("where", ["file", "memory"])
@@ -263,9 +259,9 @@ def test_a_checkpoint_without_matching_digests_starts_over(
                  (psycopg.types.json.Jsonb(checkpoint), job_id))
     outcomes = finish(conn, dsn, job_id, destination)
     assert [o.status for o in outcomes] == ["succeeded"], outcomes
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["checkpoint"]["history"][-1]["part"] == 0
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["checkpoint"]["history"][-1]["part"] == 0
 
 
 # --- the checker itself ---------------------------------------------------------------
@@ -326,7 +322,7 @@ def test_a_resumed_native_s3_upload_is_checked_against_what_was_streamed(
     stopper = StopAfter(dsn, job_id, claim(conn, job_id, "stop"), bucket, stop=threading.Event())
     stopper.chunks = 9  # past the first 5 MiB part
     assert stopper.run().status == "released"
-    checkpoint = job_row(conn, job_id)["checkpoint"]
+    checkpoint = job(conn, job_id)["checkpoint"]
     assert checkpoint["upload"].get("upload_id") and checkpoint["parts"] >= 1
     assert len(checkpoint["digests"]) == checkpoint["parts"]
     if damage != "none":
@@ -337,10 +333,10 @@ def test_a_resumed_native_s3_upload_is_checked_against_what_was_streamed(
     outcomes = finish(conn, dsn, job_id, bucket)
     if damage == "none":
         assert [o.status for o in outcomes] == ["succeeded"], outcomes
-        assert job_row(conn, job_id)["checkpoint"]["history"][-1]["part"] == checkpoint["parts"]
+        assert job(conn, job_id)["checkpoint"]["history"][-1]["part"] == checkpoint["parts"]
     else:
         assert [o.status for o in outcomes] == ["retrying", "succeeded"], outcomes
         assert "verification failed" in (outcomes[0].error or "")
-    job = job_row(conn, job_id)
-    assert object_bytes(job["result"]) == expected
-    assert job["result"]["sha256"] == hashlib.sha256(expected).hexdigest()
+    row = job(conn, job_id)
+    assert object_bytes(row["result"]) == expected
+    assert row["result"]["sha256"] == hashlib.sha256(expected).hexdigest()

@@ -14,8 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import claim, job, scalar, who
-from tests.targets import make_rows_target, run_job, seed
+from tests.support import claim, job, make_rows_target, run_job, scalar, seed, who
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

@@ -15,8 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import drain_notifies, scalar
-from tests.targets import make_rows_target, run_job, seed
+from tests.support import drain_notifies, make_rows_target, run_job, scalar, seed
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

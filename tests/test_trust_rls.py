@@ -15,8 +15,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import scalar
-from tests.targets import make_rows_target, seed
+from tests.support import make_rows_target, scalar, seed
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

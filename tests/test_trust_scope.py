@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
-from tests.helpers import claim, scalar
+from tests.support import claim, scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -29,8 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.targets import make_rows_target, seed, submit_backfill, submit_delete
+from tests.support import make_rows_target, scalar, seed, submit_backfill, submit_delete
 
 Conn = psycopg.Connection[Any]
 

@@ -17,8 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.targets import run_pages
+from tests.support import run_pages, scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -18,7 +18,7 @@ import pytest
 from psycopg import errors
 
 from pgjobs.poller import storage
-from tests.export_support import job_row, make_items, run_export, submit_export
+from tests.support import job, make_items, run_export, submit_export
 
 Conn = psycopg.Connection[Any]
 
@@ -130,7 +130,7 @@ def test_allowed_prefixes_and_below_are_accepted_in_normal_form(
     conn.execute(f"SET ROLE {client}")
     job_id = submit_export(conn, "1", {}, {"destination": destination})
     conn.execute("RESET ROLE")
-    stored = job_row(conn, job_id)["payload"]["destination"]
+    stored = job(conn, job_id)["payload"]["destination"]
     assert stored == stored.rstrip("/") and stored.startswith(("s3://", "memory:///"))
 
 
@@ -198,7 +198,7 @@ def test_disallow_removes_and_the_worker_then_refuses_queued_jobs(
     conn.execute("SELECT pgjobs.disallow_storage(%s)", (f"file://{allowed}/",))
     outcome = run_export(dsn, job_id, f"file://{tmp_path}/own")
     assert outcome.status == "failed" and "allow-list" in (outcome.error or "")
-    assert job_row(conn, job_id)["status"] == "failed"
+    assert job(conn, job_id)["status"] == "failed"
     assert not allowed.exists() and not (tmp_path / "own").exists()
     conn.execute(f"SET ROLE {client}")
     with pytest.raises(errors.InsufficientPrivilege):

@@ -18,8 +18,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import scalar
-from tests.targets import run_pages
+from tests.support import run_pages, scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
+from tests.support import scalar
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

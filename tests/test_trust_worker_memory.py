@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from pgjobs.poller.export import DEFAULT_MAX_CHUNK_ROWS, DEFAULT_MAX_PART_SIZE, Exporter
-from tests.export_support import (
+from tests.support import (
     checkpoint_parts,
-    job_row,
+    job,
     object_bytes,
     plain_copy,
     start_worker,
@@ -61,7 +61,7 @@ def test_greedy_options_are_clamped_and_recorded(conn: Conn, dsn: str, tmp_path:
     job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
     outcome = run(dsn, job_id, f"file://{tmp_path}", max_chunk_rows=7, max_part_size=20_000)
     assert outcome.status == "succeeded", outcome
-    ck = job_row(conn, job_id)["checkpoint"]
+    ck = job(conn, job_id)["checkpoint"]
     assert (ck["chunk_rows"], ck["part_size"], ck["chunk_bytes"]) == (7, 20_000, MiB)
     assert outcome.result["parts"] >= 6  # ~160 KB cut into parts of about 20 KB
     assert object_bytes(outcome.result) == plain_copy(
@@ -72,7 +72,7 @@ def test_defaults_clamp_too(conn: Conn, dsn: str, tmp_path: Path) -> None:
     make_wide(conn, rows=3, kb=1)
     job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
     assert run(dsn, job_id, f"file://{tmp_path}").status == "succeeded"
-    ck = job_row(conn, job_id)["checkpoint"]
+    ck = job(conn, job_id)["checkpoint"]
     assert (ck["chunk_rows"], ck["part_size"]) == (DEFAULT_MAX_CHUNK_ROWS, DEFAULT_MAX_PART_SIZE)
 
 
@@ -81,7 +81,7 @@ def test_within_the_maxima_a_job_keeps_its_own_values(conn: Conn, dsn: str,
     make_wide(conn, rows=3, kb=1)
     job_id = submit_export(conn, "1", {}, {"chunk_rows": 2, "part_size": 4096}, target="wide")
     assert run(dsn, job_id, f"file://{tmp_path}").status == "succeeded"
-    ck = job_row(conn, job_id)["checkpoint"]
+    ck = job(conn, job_id)["checkpoint"]
     assert (ck["chunk_rows"], ck["part_size"], ck["limit"]) == (2, 4096, 2)
 
 
@@ -94,7 +94,7 @@ def test_a_chunk_is_bounded_by_bytes(conn: Conn, dsn: str, tmp_path: Path,
     job_id = submit_export(conn, "1", {}, {**GREEDY, **options}, target="wide")
     outcome = run(dsn, job_id, f"file://{tmp_path}", max_part_size=1024)
     assert outcome.status == "succeeded", outcome
-    ck = job_row(conn, job_id)["checkpoint"]
+    ck = job(conn, job_id)["checkpoint"]
     assert ck["chunk_bytes"] == MiB and 1 <= ck["limit"] <= 26
     assert outcome.result["parts"] >= 5
     if not options:
@@ -139,8 +139,8 @@ def test_peak_memory_does_not_follow_what_the_job_asks(conn: Conn, dsn: str,
     small = _peak_rss_kb(dsn, storage_uri, tmp_path, "--max-part-size", str(MiB))
     job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
     big = _peak_rss_kb(dsn, storage_uri, tmp_path, "--max-part-size", str(MiB))
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded" and job["result"]["bytes"] > 58 * MiB
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded" and row["result"]["bytes"] > 58 * MiB
     assert big - small < 30 * 1024, (small, big)
 
 
@@ -162,7 +162,7 @@ def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
     finally:
         first.kill()
         first.communicate(timeout=10)
-    ck = job_row(conn, job_id)["checkpoint"]
+    ck = job(conn, job_id)["checkpoint"]
     assert (ck["chunk_rows"], ck["part_size"], ck["chunk_bytes"]) == (500, 1024, MiB)
     wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
                                   "WHERE id = %s", (job_id,)).fetchone() == (True,),
@@ -171,8 +171,8 @@ def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
                           "--max-chunk-rows", "3")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert job["checkpoint"]["history"][-1]["part"] >= 2  # continued, not restarted
-    assert (job["checkpoint"]["chunk_rows"], job["checkpoint"]["part_size"]) == (500, 1024)
-    assert object_bytes(job["result"]) == expected
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["checkpoint"]["history"][-1]["part"] >= 2  # continued, not restarted
+    assert (row["checkpoint"]["chunk_rows"], row["checkpoint"]["part_size"]) == (500, 1024)
+    assert object_bytes(row["result"]) == expected

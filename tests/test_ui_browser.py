@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.ui_support import serving
+from tests.support import scalar, wait_for
+from tests.support.ui import serving
 
 webdriver = pytest.importorskip("selenium.webdriver")
 
@@ -49,17 +48,6 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        time.sleep(0.1)
 
 
 def shot(driver: Any, name: str) -> Path:

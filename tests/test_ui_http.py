@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.helpers import claim, make_target, scalar, submit, who
-from tests.ui_support import EventStream, get_json, post, request, serving
+from tests.support import claim, make_target, scalar, submit, who
+from tests.support.ui import EventStream, get_json, post, request, serving
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

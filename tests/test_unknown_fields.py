@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import scalar
-from tests.targets import Target, insert_row, make_rows_target, seed
+from tests.support import Target, insert_row, make_rows_target, scalar, seed
 
 Conn = psycopg.Connection[Any]
 

@@ -21,8 +21,7 @@ import psycopg
 from pgjobs.migrate import function_files, migrate
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.conftest import admin_execute, with_database
-from tests.helpers import job, scalar
+from tests.support import admin_execute, job, scalar, with_database
 
 Conn = psycopg.Connection[Any]
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"

@@ -19,7 +19,7 @@ import pytest
 from psycopg import errors
 
 from pgjobs.migrate import function_files
-from tests.helpers import claim, job, make_target, scalar, submit, who
+from tests.support import claim, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 ROOT = Path(__file__).resolve().parent.parent

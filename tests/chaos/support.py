@@ -92,15 +92,5 @@ def immediate_restart(cluster: Any, down: float = 0.5) -> None:
     cluster.start()
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except psycopg.OperationalError:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+RESTARTS = (psycopg.OperationalError,)
+"""What `wait_for(..., tolerate=RESTARTS)` polls through: the server restarting."""

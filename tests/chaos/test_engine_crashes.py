@@ -24,17 +24,21 @@ import psycopg
 import pytest
 
 from pgjobs.migrate import migrate
-from tests.chaos.support import Runner, immediate_restart, record, rng, scaled, wait_for
-from tests.export_support import plain_copy, start_worker, submit_export
-from tests.targets import (
+from tests.chaos.support import RESTARTS, Runner, immediate_restart, record, rng, scaled
+from tests.support import (
     Row,
     Target,
     cutoff_of,
+    job,
     job_rows,
     make_rows_target,
+    plain_copy,
     snapshot,
+    start_worker,
     submit_backfill,
     submit_delete,
+    submit_export,
+    wait_for,
 )
 
 Conn = psycopg.Connection[Any]
@@ -45,7 +49,7 @@ EXPORT_GRAIN = {"chunk_rows": 20, "part_size": 2048}
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A cluster of its own: the test shuts it down."""
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:
@@ -135,7 +139,7 @@ def _terminate_backends(dsn: str) -> int:
 
 def _connect(dsn: str) -> Conn:
     conn: Conn = wait_for(lambda: psycopg.connect(dsn, autocommit=True), timeout=60,
-                          what="the server to accept connections")
+                          what="the server to accept connections", tolerate=RESTARTS)
     return conn
 
 
@@ -208,7 +212,7 @@ def test_faults_in_the_middle_of_deletes_backfills_and_exports(
             with _connect(dsn) as conn:
                 try:
                     wait_for(lambda c=conn, j=jobs: _round_over(c, j, worker),
-                             timeout=120, what="every job of the round to end")
+                             timeout=120, what="every job of the round to end", tolerate=RESTARTS)
                 except AssertionError:
                     _dump(conn, jobs, worker)
                     raise
@@ -246,7 +250,8 @@ def _wait_progress(dsn: str, jobs: dict[str, int], worker: Any) -> None:
     with _connect(dsn) as conn:
         first = dict(conn.execute("SELECT id, done FROM pgjobs.jobs WHERE id = ANY(%s)",
                                   (list(jobs.values()),)).fetchall())
-    wait_for(lambda: progressed(first), timeout=120, what="progress", interval=0.05)
+    wait_for(lambda: progressed(first), timeout=120, what="progress", interval=0.05,
+             tolerate=RESTARTS)
 
 
 def _round_over(conn: Conn, jobs: dict[str, int], worker: Any) -> bool:
@@ -278,19 +283,11 @@ def _states(dsn: str, jobs: dict[str, int]) -> dict[str, str]:
                                          (job_id,)).fetchone() or ("?", 0)]}
 
 
-def _job(conn: Conn, job_id: int) -> dict[str, Any]:
-    cur = conn.execute("SELECT status, done, error, attempts, result FROM pgjobs.jobs "
-                       "WHERE id = %s", (job_id,))
-    row = cur.fetchone()
-    assert row is not None and cur.description is not None
-    return dict(zip([c.name for c in cur.description], row, strict=True))
-
-
 def _verify(conn: Conn, target: Target, jobs: dict[str, int], scopes: dict[str, int],
             before: dict[str, Row], exclude: list[str], acked: dict[int, set[str]]) -> None:
     for kind, job_id in jobs.items():
-        job = _job(conn, job_id)
-        assert job["status"] == "succeeded", (kind, job)
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded", (kind, row)
     after = snapshot(conn, target)
 
     def in_scope(rows: dict[str, Row], scope: int) -> set[str]:
@@ -310,7 +307,7 @@ def _verify(conn: Conn, target: Target, jobs: dict[str, int], scopes: dict[str, 
         spared = in_scope(before, scope) - doomed
         assert spared <= left, f"{kind}: rows outside filter/cutoff/exclusions were deleted"
         assert acked[scope] <= left, f"{kind}: rows inserted during the job were deleted"
-        assert _job(conn, jobs[kind])["done"] == len(doomed), kind
+        assert job(conn, jobs[kind])["done"] == len(doomed), kind
 
     check_delete("delete", lambda r: r["data"]["k"] != 0, exclude)
     check_delete("collect", lambda r: r["data"]["k"] == 1, [])
@@ -322,7 +319,7 @@ def _verify(conn: Conn, target: Target, jobs: dict[str, int], scopes: dict[str, 
                              (int(handler_scope),)).fetchall())
     wrong = {k: v for k, v in hits.items() if v != (1 if k in covered else 0)}
     assert not wrong, f"handler counts off (row: count): {dict(list(wrong.items())[:10])}"
-    assert _job(conn, jobs["handler"])["done"] == len(covered)
+    assert job(conn, jobs["handler"])["done"] == len(covered)
 
     set_scope = str(scopes["set"])
     covered = job_rows(before, set_scope, cutoff_of(conn, jobs["set"]),
@@ -334,14 +331,14 @@ def _verify(conn: Conn, target: Target, jobs: dict[str, int], scopes: dict[str, 
             assert row["label"] == "backfilled" and row["data"]["status"] == "x", row
         else:
             assert row == before[key], row
-    assert _job(conn, jobs["set"])["done"] == len(covered)
+    assert job(conn, jobs["set"])["done"] == len(covered)
 
-    export = _job(conn, jobs["export"])
-    from tests.export_support import object_bytes
+    export = job(conn, jobs["export"])
+    from tests.support import object_bytes
 
     cutoff = cutoff_of(conn, jobs["export"]).isoformat()
     reference = plain_copy(conn, f"SELECT * FROM rows WHERE table_id = {scopes['export']} "
                                  f"AND created_at <= '{cutoff}' ORDER BY id")
     assert object_bytes(export["result"]) == reference
-    print(f"verified: {json.dumps({k: _job(conn, j)['attempts'] for k, j in jobs.items()})}"
+    print(f"verified: {json.dumps({k: job(conn, j)['attempts'] for k, j in jobs.items()})}"
           " attempts")

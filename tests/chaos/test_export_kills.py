@@ -3,7 +3,6 @@ part and its checkpoint, while finalizing): every export still ends
 ``succeeded`` with an object byte-identical to an uninterrupted run and to a
 reference COPY, its sha256 right, and no upload leftovers once swept."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -18,17 +17,17 @@ import psycopg
 import pytest
 
 from pgjobs.poller.worker import Worker
-from tests.chaos.support import FULL, record, rng, scaled, wait_for
-from tests.export_support import (
+from tests.chaos.support import FULL, RESTARTS, record, rng, scaled
+from tests.support import (
     jsonl_reference,
     leftovers,
-    local_dir,  # noqa: F401 (fixture)
     make_items,
     object_bytes,
     plain_copy,
     run_export,
     start_worker,
     submit_export,
+    wait_for,
 )
 
 Conn = psycopg.Connection[Any]
@@ -126,7 +125,7 @@ def test_sigkill_workers_at_random_moments(conn: Conn, dsn: str, local_dir: str)
             wait_for(lambda ids=list(round_jobs): conn.execute(
                 "SELECT bool_and(status NOT IN ('queued', 'running')) FROM pgjobs.jobs "
                 "WHERE id = ANY(%s)", (ids,)).fetchone() == (True,),
-                timeout=180, what="every export of the round to end")
+                timeout=180, what="every export of the round to end", tolerate=RESTARTS)
             for job_id, (v, tenant) in round_jobs.items():
                 status, result, error = conn.execute(
                     "SELECT status, result, error FROM pgjobs.jobs WHERE id = %s",

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 
 from pgjobs.migrate import migrate
-from tests.chaos.support import immediate_restart, record, rng, scaled, wait_for
-from tests.export_support import start_worker
-from tests.import_support import allow, make_people, submit_import
+from tests.chaos.support import RESTARTS, immediate_restart, record, rng, scaled
+from tests.support import allow, make_people, start_worker, submit_import, wait_for
 from tests.test_import_resume import source
 
 Conn = psycopg.Connection[Any]
@@ -28,7 +27,7 @@ Conn = psycopg.Connection[Any]
 @pytest.fixture
 def cluster() -> Iterator[Any]:
     """A cluster of its own: the test shuts it down."""
-    from tests.pgcluster import start_test_cluster
+    from tests.support.pgcluster import start_test_cluster
 
     cluster = start_test_cluster()
     try:
@@ -70,14 +69,14 @@ def test_import_survives_kills_and_immediate_restarts(cluster: Any, tmp_path: Pa
         try:
             wait_for(lambda b=before: _records(dsn, job_id)[1] > b
                      or _records(dsn, job_id)[0] == "succeeded",
-                     timeout=90, what="a committed batch")
+                     timeout=90, what="a committed batch", tolerate=RESTARTS)
             time.sleep(random_.uniform(0.0, 0.2))
             if restarts < 2 and kills in (1, 3):
                 immediate_restart(cluster, down=random_.uniform(0.2, 1.0))
                 restarts += 1
                 # The worker rides it out; let it commit again before it dies.
                 wait_for(lambda: _records(dsn, job_id)[1] > 0, timeout=90,
-                         what="progress after the restart")
+                         what="progress after the restart", tolerate=RESTARTS)
                 time.sleep(random_.uniform(0.2, 0.6))
         finally:
             worker.send_signal(signal.SIGKILL)
@@ -86,7 +85,7 @@ def test_import_survives_kills_and_immediate_restarts(cluster: Any, tmp_path: Pa
     worker = start_worker(dsn, f"file://{tmp_path}/store")
     try:
         wait_for(lambda: _records(dsn, job_id)[0] in ("succeeded", "failed"), timeout=300,
-                 what="the import to finish")
+                 what="the import to finish", tolerate=RESTARTS)
     finally:
         worker.terminate()
         worker.communicate()

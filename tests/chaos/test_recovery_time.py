@@ -4,7 +4,6 @@ SIGKILLed; another worker, polling as usual, takes the job over once the lease
 new owner; goal <= 60 s) is printed and written to bench/results/chaos.json; the
 test only asserts that the job recovers and finishes."""
 
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -14,16 +13,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.chaos.support import record, wait_for
-from tests.export_support import (
+from tests.chaos.support import record
+from tests.support import (
     checkpoint_parts,
-    job_row,
-    local_dir,  # noqa: F401 (fixture)
+    job,
     make_items,
     object_bytes,
     plain_copy,
     start_worker,
     submit_export,
+    wait_for,
 )
 
 Conn = psycopg.Connection[Any]
@@ -40,7 +39,7 @@ def test_dead_worker_recovery_time_under_the_default_lease(
     second: Any = None
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
-        owner = job_row(conn, job_id)["worker"]
+        owner = job(conn, job_id)["worker"]
         # The rescuer is already running and idle, polling every 2 s (the default).
         second = start_worker(dsn, local_dir, "--poll", "2")
         time.sleep(1.0)
@@ -57,19 +56,19 @@ def test_dead_worker_recovery_time_under_the_default_lease(
             "WHERE id = %s", (owner, job_id)).fetchone() == (True,), timeout=120,
             what="another owner")
         recovered = time.monotonic() - killed
-        wait_for(lambda: job_row(conn, job_id)["status"] in ("succeeded", "failed"),
+        wait_for(lambda: job(conn, job_id)["status"] in ("succeeded", "failed"),
                  timeout=120, what="the export to end")
     finally:
         for w in (first, second):
             if w is not None and w.poll() is None:
                 w.terminate()
                 w.communicate(timeout=30)
-    job = job_row(conn, job_id)
-    assert job["status"] == "succeeded", job["error"]
-    assert job["attempts"] == 2
-    assert object_bytes(job["result"]) == plain_copy(
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["attempts"] == 2
+    assert object_bytes(row["result"]) == plain_copy(
         conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
     record("dead_worker_recovery", {
-        "lease_s": float(job["lease"].total_seconds()) if job.get("lease") else 30.0,
+        "lease_s": float(row["lease"].total_seconds()) if row.get("lease") else 30.0,
         "lease_left_at_kill_s": round(float(lease_left[0]), 2) if lease_left else None,
         "kill_to_running_again_s": round(recovered, 2), "goal_s": 60})

@@ -1,4 +1,5 @@
-"""Small helpers shared by the tests."""
+"""Job-level helpers: submit and claim a generic job, read a job row, read one
+value, identify a claim (`who`), expire a lease, collect NOTIFY payloads."""
 
 from __future__ import annotations
 
@@ -7,12 +8,6 @@ import time
 from typing import Any
 
 import psycopg
-
-
-def make_target(conn: psycopg.Connection[Any], name: str = "items") -> str:
-    """A plain table usable as a job target (generic kinds need no registration)."""
-    conn.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, scope int NOT NULL)")
-    return name
 
 
 def submit(conn: psycopg.Connection[Any], kind: str = "custom", target: str = "items",
@@ -36,6 +31,8 @@ def claim(conn: psycopg.Connection[Any], worker: str, kinds: list[str] | None = 
 
 
 def job(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    """The job row (every column of pgjobs.jobs) as a dict: the suite's one
+    job-row reader."""
     cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
     row = cur.fetchone()
     assert row is not None, f"job {job_id} missing"

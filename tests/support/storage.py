@@ -1,5 +1,14 @@
-"""Azure Blob (Azurite) and Google Cloud Storage (gcp-storage-emulator) servers on
-127.0.0.1, started once per test session, for the gs:// and az:// paths.
+"""The storage fixtures, registered for every test by tests/conftest.py
+(`pytest_plugins`): request them by name, never import them.
+
+* `local_dir`: a file:// export prefix in the test's tmp_path.
+* `s3_endpoint` / `s3_env` / `bucket`: a real S3 wire protocol (moto's
+  ThreadedMotoServer on 127.0.0.1, once per session), AWS_* variables pointing at
+  it, a new bucket per test; `big`: a target large enough for multipart parts.
+* `azurite_endpoint` / `az_env` / `az_container` and `gcs_endpoint` / `gcs_env` /
+  `gcs_bucket`: Azure Blob (Azurite) and Google Cloud Storage
+  (gcp-storage-emulator) servers on 127.0.0.1, started once per test session,
+  for the az:// and gs:// paths.
 
 Each test that uses them is skipped ONLY when the emulator itself is not
 installed on this machine; CI (``.ci/run``) installs both, so they run there:
@@ -22,6 +31,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import socket
@@ -34,9 +44,11 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from pgjobs.poller import storage
+from tests.support.targets import build_target
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published well-known development key (not a secret).
@@ -205,3 +217,60 @@ def gcs_bucket(gcs_env: str) -> str:
     response = requests.post(f"{gcs_env}/storage/v1/b", json={"name": name}, timeout=30)
     assert response.status_code == 200, response.text
     return f"gs://{name}/exports/"
+
+
+# --- S3 through moto ------------------------------------------------------------
+
+
+@pytest.fixture
+def big(conn: psycopg.Connection[Any]) -> None:
+    """A target `big` with about 17 MB in tenant 1 (~20 KB rows): four S3 parts
+    of 5 MiB."""
+    build_target(conn, "big", "id int NOT NULL, tenant int, created_at timestamptz NOT NULL"
+                 " DEFAULT now() - interval '1 minute', body text", scope="tenant")
+    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
+                 "FROM generate_series(1, 1700) g")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """AWS_* variables pointing at the moto server (also seen by worker processes)."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    storage.forget_stores()
+    yield s3_endpoint
+    storage.forget_stores()
+
+
+@pytest.fixture
+def bucket(s3_env: str) -> str:
+    """A new bucket; returns its export prefix s3://bucket/exports/."""
+    import boto3
+
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    # A session of its own: the default one keeps the environment it first saw.
+    boto3.session.Session().client("s3", endpoint_url=s3_env,
+                                   region_name="us-east-1").create_bucket(Bucket=name)
+    return f"s3://{name}/exports/"
+
+
+@pytest.fixture
+def local_dir(tmp_path: Any) -> str:
+    return f"file://{tmp_path}/exports"

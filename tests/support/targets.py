@@ -1,5 +1,9 @@
-"""A `user_table_rows`-like shared relation for the delete, backfill and mask
-tests, and a plain Python reference for the row set of a job.
+"""Targets: `build_target`, the one way a test makes a table pgjobs works on
+(create, index, register), the shapes built with it (`make_target`: a plain
+table for generic kinds; `make_rows_target`: a `user_table_rows`-like shared
+relation for the delete, backfill and mask tests; exports.make_items and
+imports.make_people build theirs with it too), and a plain Python reference for
+the row set of a job.
 
 Every table made here has the same shape, whatever the key and scope types:
 
@@ -18,13 +22,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+
+from tests.support.jobs import job
+from tests.support.waiting import wait_for
 
 Conn = psycopg.Connection[Any]
 Row = dict[str, Any]
@@ -57,21 +63,43 @@ class Target:
         return base if self.scope_type == "int" else f"'tenant-' || ({base})"
 
 
+def build_target(conn: Conn, name: str, columns: str, *, key: str = "id",
+                 scope: str = "scope", created_at: str = "created_at",
+                 document: str | None = None, index: str | None = "plain",
+                 index_name: str | None = None, register: bool = True,
+                 options: dict[str, Any] | None = None) -> str:
+    """CREATE TABLE name (columns); the btree (scope, key) index register_target
+    requires (index "plain" or "unique"; None: no index); then register it with
+    the given key, scope, created_at and document columns and options. Returns
+    the name. Every shared target shape is built here."""
+    conn.execute(f"CREATE TABLE {name} ({columns})")
+    if index is not None:
+        assert index in ("plain", "unique"), index
+        conn.execute(f"CREATE {'UNIQUE ' if index == 'unique' else ''}INDEX"
+                     f" {index_name or ''} ON {name} ({scope}, {key})")
+    if register:
+        conn.execute("SELECT pgjobs.register_target(%s::regclass, %s, %s, %s, %s, %s::jsonb)",
+                     (name, key, scope, created_at, document, json.dumps(options or {})))
+    return name
+
+
+def make_target(conn: Conn, name: str = "items") -> str:
+    """A plain table usable as a job target (generic kinds need no registration)."""
+    return build_target(conn, name, "id bigint PRIMARY KEY, scope int NOT NULL",
+                        index=None, register=False)
+
+
 def make_rows_target(conn: Conn, name: str = "user_table_rows", *, key_type: str = "bigint",
                      scope_type: str = "int", document: bool = True,
                      register: bool = True) -> Target:
-    conn.execute(f"""
-        CREATE TABLE {name} (
+    build_target(conn, name, f"""
             id {KEY_DEFS[key_type]},
             table_id {SCOPE_DEFS[scope_type]} NOT NULL,
             n integer,
             label text,
             {"data jsonb," if document else ""}
-            created_at timestamptz NOT NULL DEFAULT now())""")
-    conn.execute(f"CREATE INDEX ON {name} (table_id, id)")
-    if register:
-        conn.execute("SELECT pgjobs.register_target(%s::regclass, 'id', 'table_id', 'created_at',"
-                     " %s)", (name, "data" if document else None))
+            created_at timestamptz NOT NULL DEFAULT now()""",
+                 scope="table_id", document="data" if document else None, register=register)
     return Target(name, key_type, scope_type, document)
 
 
@@ -132,9 +160,7 @@ def job_rows(before: dict[str, Row], scope: str, cutoff: datetime,
 
 
 def cutoff_of(conn: Conn, job_id: int) -> datetime:
-    row = conn.execute("SELECT cutoff FROM pgjobs.jobs WHERE id = %s", (job_id,)).fetchone()
-    assert row is not None
-    value: datetime = row[0]
+    value: datetime = job(conn, job_id)["cutoff"]
     return value
 
 
@@ -197,14 +223,7 @@ def visible_keys(conn: Conn, target: Target, scope: str, filter_: dict[str, Any]
         after = rows[-1][0]
 
 
-# --- timing and crashes ------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
+# --- slow pages and crashes ------------------------------------------------------------
 
 
 def slow_deletes(conn: Conn, target: Target, seconds: float) -> None:
@@ -243,8 +262,4 @@ def crash_runner_mid_job(conn: Conn, make_conn: Callable[..., Conn], job_id: int
     assert row is not None and row[0]
     thread.join(timeout=30)
     assert crashed, "the runner's backend was terminated"
-    cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
-    assert cur.description is not None
-    found = cur.fetchone()
-    assert found is not None
-    return dict(zip([c.name for c in cur.description], found, strict=True))
+    return job(conn, job_id)

@@ -4,7 +4,7 @@
 ``pg_basebackup -R`` (which writes ``standby.signal`` and ``primary_conninfo``)
 into a new directory under /tmp and starts a hot standby from it on a free
 port of 127.0.0.1, as the ``postgres`` system user when running as root (as
-tests/pgcluster.py starts the primary). The primary needs nothing special:
+tests/support/pgcluster.py starts the primary). The primary needs nothing special:
 PostgreSQL 15 defaults to ``wal_level = replica`` and ``max_wal_senders = 10``,
 and initdb's pg_hba.conf (``-A trust``) already allows local replication
 connections. ``Standby.stop()`` stops it (immediate) and removes the directory;
@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pgjobs import embedded
 
 # Hot standby refuses to start with fewer of these than the primary has
-# (tests/pgcluster.py raises them).
+# (tests/support/pgcluster.py raises them).
 _SETTINGS = {
     "max_connections": "200",
     "max_worker_processes": "32",

@@ -1,26 +1,24 @@
-"""Shared pieces of the export tests: an `items` target with hostile content, a
-real S3 wire protocol (moto's ThreadedMotoServer on 127.0.0.1), references built
-from a plain COPY, and helpers to run exports in-process or in a worker process."""
+"""Shared pieces of the export tests: an `items` target with hostile content,
+references built from a plain COPY, and helpers to run exports in-process or in
+a worker process. The storage fixtures (S3 through moto, Azurite, GCS, a local
+directory) are in tests/support/storage.py."""
 
 from __future__ import annotations
 
 import gzip as gzip_module
 import hashlib
 import json
-import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.export import Exporter, Outcome
+from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
 
@@ -45,8 +43,7 @@ def make_items(conn: Conn, rows: int = 300, tenants: int = 3) -> None:
     """Table `items` (key id, scope tenant, document doc) with `rows` rows spread over
     `tenants` tenants, created an hour ago, full of values that break naive CSV or
     JSON writers."""
-    conn.execute("""
-        CREATE TABLE items (
+    build_target(conn, "items", """
             id bigint PRIMARY KEY,
             tenant integer NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
@@ -54,9 +51,7 @@ def make_items(conn: Conn, rows: int = 300, tenants: int = 3) -> None:
             note text,
             amount numeric,
             js json,
-            noise text)""")
-    conn.execute("CREATE INDEX items_tenant_id_idx ON items (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('items', 'id', 'tenant', 'created_at', 'doc')")
+            noise text""", scope="tenant", document="doc", index_name="items_tenant_id_idx")
     add_items(conn, 1, rows, tenants)
 
 
@@ -125,25 +120,6 @@ def content(result: dict[str, Any]) -> bytes:
     return gzip_module.decompress(data) if result.get("gzip") else data
 
 
-def job_row(conn: Conn, job_id: int) -> dict[str, Any]:
-    cur = conn.execute("SELECT * FROM pgjobs.jobs WHERE id = %s", (job_id,))
-    row = cur.fetchone()
-    assert row is not None and cur.description is not None
-    return dict(zip([c.name for c in cur.description], row, strict=True))
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition",
-             interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 def start_worker(dsn: str, storage_uri: str, *args: str, delays: str = "",
                  env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """`pgjobs worker` in its own process (so that it can be SIGKILLed)."""
@@ -172,62 +148,3 @@ def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
     else:
         found = ["file://" + p for p in found]
     return [f for f in found if f not in keep]
-
-
-# --- S3 through moto ------------------------------------------------------------
-
-
-@pytest.fixture
-def big(conn: Conn) -> None:
-    """A target `big` with about 17 MB in tenant 1 (~20 KB rows): four S3 parts
-    of 5 MiB."""
-    conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL "
-                 "DEFAULT now() - interval '1 minute', body text)")
-    conn.execute("CREATE INDEX ON big (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
-    conn.execute("INSERT INTO big (id, tenant, body) SELECT g, g % 2, repeat(md5(g::text), 600) "
-                 "FROM generate_series(1, 1700) g")
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """AWS_* variables pointing at the moto server (also seen by worker processes)."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
-    storage.forget_stores()
-    yield s3_endpoint
-    storage.forget_stores()
-
-
-@pytest.fixture
-def bucket(s3_env: str) -> str:
-    """A new bucket; returns its export prefix s3://bucket/exports/."""
-    import boto3
-
-    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
-    # A session of its own: the default one keeps the environment it first saw.
-    boto3.session.Session().client("s3", endpoint_url=s3_env,
-                                   region_name="us-east-1").create_bucket(Bucket=name)
-    return f"s3://{name}/exports/"
-
-
-@pytest.fixture
-def local_dir(tmp_path: Any) -> str:
-    return f"file://{tmp_path}/exports"

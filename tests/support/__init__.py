@@ -1,0 +1,77 @@
+"""What tests share, in one package. Import helpers from here:
+
+    from tests.support import who, job, scalar, wait_for, make_rows_target, ...
+
+Modules (import a name from the package; the modules only say where it lives):
+
+* jobs       submit / claim a generic job, `job` (the one job-row reader),
+             `scalar`, `who` (a claim's identity), expire_lease, drain_notifies
+* waiting    `wait_for`, the one polling loop
+* targets    `build_target` (the one way to make a target: table, index,
+             register) and its shapes: make_target, make_rows_target (+ seed,
+             snapshot, the reference row set, delete/backfill/visible drivers)
+* exports    the hostile `items` target (make_items), plain-COPY references,
+             in-process and worker-process exports
+* imports    the `people` target (make_people), in-process imports
+* databases  with_database, admin_execute (a server's other databases)
+* storage    FIXTURES only (local_dir, s3_env, bucket, big, az_container,
+             gcs_bucket, ...): registered by tests/conftest.py; request them by
+             name, never import them
+* not re-exported here (import the module): pgcluster, standby (servers),
+  s3_faults (a fault-injecting S3 proxy), filter_reference (the Python filter
+  evaluator), ui (skips when the dashboard extra is missing)
+"""
+
+from __future__ import annotations
+
+from tests.support.databases import admin_execute, with_database
+from tests.support.exports import (
+    NASTY,
+    add_items,
+    checkpoint_parts,
+    content,
+    jsonl_reference,
+    leftovers,
+    make_items,
+    object_bytes,
+    plain_copy,
+    run_export,
+    start_worker,
+    submit_export,
+)
+from tests.support.imports import allow, claim_import, make_people, run_import, submit_import
+from tests.support.jobs import claim, drain_notifies, expire_lease, job, scalar, submit, who
+from tests.support.targets import (
+    KEY_DEFS,
+    SCOPE_DEFS,
+    Conn,
+    Row,
+    Target,
+    build_target,
+    crash_runner_mid_job,
+    cutoff_of,
+    insert_row,
+    job_rows,
+    make_rows_target,
+    make_target,
+    run_job,
+    run_pages,
+    seed,
+    slow_deletes,
+    snapshot,
+    submit_backfill,
+    submit_delete,
+    visible_keys,
+)
+from tests.support.waiting import wait_for
+
+__all__ = [
+    "Conn", "KEY_DEFS", "NASTY", "SCOPE_DEFS", "Row", "Target", "add_items", "admin_execute",
+    "allow", "build_target", "checkpoint_parts", "claim", "claim_import", "content",
+    "crash_runner_mid_job", "cutoff_of", "drain_notifies", "expire_lease", "insert_row", "job",
+    "job_rows", "jsonl_reference", "leftovers", "make_items", "make_people", "make_rows_target",
+    "make_target", "object_bytes", "plain_copy", "run_export", "run_import", "run_job",
+    "run_pages", "scalar", "seed", "slow_deletes", "snapshot", "start_worker", "submit",
+    "submit_backfill", "submit_delete", "submit_export", "submit_import", "visible_keys",
+    "wait_for", "who", "with_database",
+]
