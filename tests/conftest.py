@@ -9,7 +9,6 @@ throwaway one.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,7 +19,7 @@ from hypothesis import settings
 from psycopg.rows import dict_row
 
 from pgjobs.migrate import migrate
-from tests.support.databases import admin_execute, with_database
+from tests.support.databases import admin_execute, database_name, empty_database, with_database
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
@@ -32,8 +31,7 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-TEMPLATE = f"pgjobs_template_{os.getpid()}"
-_counter = itertools.count()
+TEMPLATE = database_name("template")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +70,7 @@ def fresh_database(cluster_url: str, template_dsn: str) -> Callable[[], str]:
     created: list[str] = []
 
     def make() -> str:
-        name = f"pgjobs_test_{os.getpid()}_{next(_counter)}"
+        name = database_name("test")
         admin_execute(cluster_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         created.append(name)
         return with_database(cluster_url, name)
@@ -80,6 +78,13 @@ def fresh_database(cluster_url: str, template_dsn: str) -> Callable[[], str]:
     yield make  # type: ignore[misc]
     for name in created:
         admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def empty_dsn(cluster_url: str) -> Iterator[str]:
+    """A new empty database of its own (pgjobs not installed: migrate it yourself)."""
+    with empty_database(cluster_url, "empty") as url:
+        yield url
 
 
 @pytest.fixture

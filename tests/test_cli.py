@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.support import admin_execute, claim, job, make_target, scalar, submit, who, with_database
+from tests.support import claim, job, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 
@@ -95,13 +95,9 @@ def wait_for_backend(conn: Conn, app: str, query_like: str, seconds: float = 20)
 
 
 @pytest.fixture
-def bare_dsn(cluster_url: str) -> Iterator[str]:
+def bare_dsn(empty_dsn: str) -> str:
     """An empty database (pgjobs not installed)."""
-    name = f"pgjobs_cli_bare_{os.getpid()}"
-    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                  f"CREATE DATABASE {name}")
-    yield with_database(cluster_url, name)
-    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return empty_dsn
 
 
 def test_migrate_twice(bare_dsn: str) -> None:

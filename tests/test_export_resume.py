@@ -197,10 +197,11 @@ def test_sigterm_checkpoints_releases_and_exits(
     worker = start_worker(dsn, local_dir, delays="part=0.05")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 3, what="three parts")
-        sent = time.monotonic()
         worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=15)
-        assert time.monotonic() - sent < 15
+        try:
+            _, err = worker.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker did not exit after SIGTERM")
     finally:
         if worker.poll() is None:
             worker.kill()

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
+from tests.support import job, scalar
 from tests.support.filter_reference import matches
 
 FUZZ_EXAMPLES = int(os.environ.get("PGJOBS_FUZZ_EXAMPLES", "200"))
@@ -302,14 +303,53 @@ def test_malformed_filter_raises_22023(
     assert info.value.diag.sqlstate == "22023"
 
 
-def test_limits_are_inclusive(conn: psycopg.Connection[Any]) -> None:
-    create_fixture(conn, [])
-    nested: dict[str, Any] = {"a": 1}
-    for _ in range(15):
-        nested = {"$not": nested}
-    compile_filter(conn, nested)
-    compile_filter(conn, {"a": {"$in": list(range(10_000))}})
-    compile_filter(conn, {"$or": [{"a": i} for i in range(999)]})
+def _nested_not(levels: int) -> dict[str, Any]:
+    """A filter `levels` objects deep: {"$not": {"$not": ... {"score": 1}}}."""
+    flt: dict[str, Any] = {"score": 1}
+    for _ in range(levels - 1):
+        flt = {"$not": flt}
+    return flt
+
+
+def _sized(octets: int) -> dict[str, Any]:
+    """{"name": "xx..."} whose canonical jsonb text is exactly `octets` bytes."""
+    return {"name": "x" * (octets - len(json.dumps({"name": ""})))}
+
+
+# (at the limit, one past it, the refusal): each documented limit is inclusive.
+LIMITS = {
+    "depth 16": (_nested_not(16), _nested_not(17), "deeper than 16"),
+    "1000 clauses": ({"$or": [{"score": i} for i in range(999)]},  # 999 + the $or
+                     {"$or": [{"score": i} for i in range(1000)]}, "more than 1000 clauses"),
+    "1000 fields": ({f"f{i}": i for i in range(1000)}, {f"f{i}": i for i in range(1001)},
+                    "more than 1000 clauses"),
+    "10000 values": ({"score": {"$in": list(range(10_000))}},
+                     {"score": {"$in": list(range(10_001))}}, "the limit is 10000"),
+    "10000 values in all": ({"score": {"$in": list(range(5_000))},
+                             "id": {"$nin": list(range(-5_000, 0))}},
+                            {"score": {"$in": list(range(5_000))},
+                             "id": {"$nin": list(range(-5_001, 0))}}, "the limit is 10000"),
+    "64 KiB": (_sized(65_536), _sized(65_537), "the limit is 65536"),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(LIMITS))
+def test_limits_are_inclusive(conn: psycopg.Connection[Any], limit: str) -> None:
+    """A filter exactly at a limit compiles and selects what the reference says;
+    one step past it is refused with 22023 naming the limit."""
+    at, past, refusal = LIMITS[limit]
+    rows = make_rows(count=40)
+    create_fixture(conn, rows)
+    if limit == "64 KiB":
+        assert scalar(conn, "SELECT octet_length(%s::jsonb::text)", (json.dumps(at),)) == 65_536
+    expr = compile_filter(conn, at)
+    got = [r[0] for r in conn.execute(f"SELECT id FROM ftest WHERE {expr} ORDER BY id")]
+    ranks = collation_key(conn, STRINGS + [r["name"] for r in rows if r["name"] is not None])
+    want = [r["id"] for r in rows if matches(r, at, COLUMNS, "data", str_key=ranks.__getitem__)]
+    assert got == want
+    with pytest.raises(errors.InvalidParameterValue, match=refusal) as info:
+        compile_filter(conn, past)
+    assert info.value.diag.sqlstate == "22023"
 
 
 def test_unknown_field_without_document(conn: psycopg.Connection[Any]) -> None:
@@ -446,10 +486,28 @@ def test_register_target_rejects_unfit_index(conn: psycopg.Connection[Any], inde
     assert "USING btree (tenant, id)" in (info.value.diag.message_hint or "")
 
 
-def test_register_target_accepts_longer_index(conn: psycopg.Connection[Any]) -> None:
+@pytest.mark.parametrize(
+    "index",
+    [
+        "CREATE UNIQUE INDEX ON t (tenant, id, created)",   # a longer unique index
+        "CREATE INDEX ON t (tenant, id) INCLUDE (created)",  # covering columns
+        "CREATE INDEX ON t (tenant, id DESC, created)",      # another order, more columns
+    ],
+)
+def test_register_target_accepts_longer_index(conn: psycopg.Connection[Any], index: str) -> None:
+    """An index leading with (scope, key) and more after it is enough: the target
+    registers and a job's page walk runs on it (to success, done counted)."""
     conn.execute("CREATE TABLE t (id bigint NOT NULL, tenant int NOT NULL, created timestamptz)")
-    conn.execute("CREATE UNIQUE INDEX ON t (tenant, id, created)")
+    conn.execute(index)
     conn.execute("SELECT pgjobs.register_target('t', 'id', 'tenant', 'created')")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.targets WHERE target = 't'::regclass") == 1
+    conn.execute("INSERT INTO t SELECT g, g % 2, now() - interval '1 day'"
+                 " FROM generate_series(1, 50) g")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('t', '1', '{}', '{}', '{}')")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert (job(conn, job_id)["status"], job(conn, job_id)["done"]) == ("succeeded", 25)
+    assert scalar(conn, "SELECT count(*) FROM t WHERE tenant = 1") == 0
+    assert scalar(conn, "SELECT count(*) FROM t WHERE tenant = 0") == 25
 
 
 def test_reregister_updates_and_tunes_autovacuum(conn: psycopg.Connection[Any]) -> None:

@@ -13,7 +13,20 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import claim, expire_lease, job, make_target, scalar, submit, who
+from tests.support import (
+    claim,
+    expire_lease,
+    job,
+    make_items,
+    make_rows_target,
+    make_target,
+    scalar,
+    seed,
+    submit,
+    submit_delete,
+    submit_export,
+    who,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -377,8 +390,52 @@ def test_schedule_without_pg_cron_here_names_the_alternative(conn: Conn) -> None
     assert scalar(conn, "SELECT pgjobs.unschedule()") == {"unscheduled": 0}
 
 
-def test_run_returns_when_idle(conn: Conn) -> None:
-    conn.execute("CALL pgjobs.run('5 seconds')")
+def _run_returns(make_conn: Callable[..., Conn], budget: str = "1 hour") -> None:
+    """CALL pgjobs.run(budget) on a connection of its own; fail unless it returns
+    within 60 s (a bound, far below the budget: a run that waited its budget
+    fails here, and is cancelled so that the test ends)."""
+    runner = make_conn()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.execute("CALL pgjobs.run(%s::interval)", (budget,))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        make_conn().execute("SELECT pg_cancel_backend(%s)", (runner.info.backend_pid,))
+        thread.join(30)
+        pytest.fail(f"CALL pgjobs.run('{budget}') did not return when idle")
+    assert not failed, failed
+
+
+def test_run_returns_when_idle(conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """pgjobs.run returns as soon as nothing is left that it may claim, however
+    long its budget: on an empty queue, after finishing the work there was, and
+    with only jobs that are not its to run (a worker's export, a delete another
+    runner holds under a live lease)."""
+    _run_returns(make_conn)  # an empty queue
+
+    rows = make_rows_target(conn)
+    seed(conn, rows, 60)
+    done = submit_delete(conn, rows, "1")
+    _run_returns(make_conn)  # works through the queue, then returns
+    assert job(conn, done)["status"] == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1"
+                        " AND created_at <= now()") == 0
+
+    make_items(conn, rows=30)
+    export = submit_export(conn, "1")
+    held = submit_delete(conn, rows, "2")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'another-runner', '1 hour')", (held,))
+    _run_returns(make_conn)
+    assert job(conn, export)["status"] == "queued"
+    assert job(conn, held)["status"] == "running"
+    assert str(job(conn, held)["worker"]).startswith("another-runner#")
     with pytest.raises(errors.InvalidParameterValue):
         conn.execute("CALL pgjobs.run('-1 second')")
 

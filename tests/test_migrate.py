@@ -10,21 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from pgjobs.migrate import function_files, migrate
-from tests.support import admin_execute, with_database
 
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture
-def empty_dsn(cluster_url: str) -> Any:
-    name = "pgjobs_empty_migrate"
-    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                  f"CREATE DATABASE {name}")
-    yield with_database(cluster_url, name)
-    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_migrate_twice_in_a_row(empty_dsn: str) -> None:

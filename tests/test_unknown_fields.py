@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import Target, insert_row, make_rows_target, scalar, seed
+from tests.support import Target, insert_row, job, make_rows_target, scalar, seed
 
 Conn = psycopg.Connection[Any]
 
@@ -35,6 +35,13 @@ def submit(conn: Conn, kind: str, scope: str, filter_: dict[str, Any],
                           (scope, json.dumps(filter_), opts)))
     return int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', %s, %s::jsonb,"
                             " %s::jsonb)", (scope, json.dumps(filter_), opts)))
+
+
+def _queued(conn: Conn, job_id: int, kind: str) -> Any:
+    """The filter of job_id, checked to be a queued job of `kind`."""
+    row = job(conn, job_id)
+    assert (row["kind"], row["status"]) == (kind, "queued"), row
+    return row["payload"]["filter"]
 
 
 @pytest.fixture
@@ -116,7 +123,8 @@ def test_every_unknown_path_is_named(rows: Conn, kind: str) -> None:
 ])
 def test_known_fields_and_columns_pass(rows: Conn, filter_: dict[str, Any]) -> None:
     for kind in KINDS:
-        submit(rows, kind, "1", filter_)
+        job_id = submit(rows, kind, "1", filter_)
+        assert _queued(rows, job_id, kind) == filter_
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -130,7 +138,8 @@ def test_a_field_of_another_scope_only_is_unknown(rows: Conn, kind: str) -> None
 def test_an_empty_scope_refuses_nothing(rows: Conn, kind: str) -> None:
     # A job on a scope without rows changes nothing (rows inserted after the
     # submit are never the job's), so nothing is refused there.
-    submit(rows, kind, "99", {"stauts": {"$ne": "keep"}})
+    job_id = submit(rows, kind, "99", {"stauts": {"$ne": "keep"}})
+    assert _queued(rows, job_id, kind) == {"stauts": {"$ne": "keep"}}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -162,8 +171,18 @@ def test_other_kinds_reject_the_option(rows: Conn) -> None:
 
 
 def test_set_creates_fields_and_is_not_checked(rows: Conn) -> None:
-    scalar(rows, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{\"k\": 1}',"
-                 " '{\"brand_new.field\": 1}')")
+    job_id = scalar(rows, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{\"k\": 1}',"
+                          " '{\"brand_new.field\": 1}')")
+    assert _queued(rows, job_id, "backfill") == {"k": 1}
+    # ... and the job creates the field on exactly the rows of its filter.
+    rows.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert scalar(rows, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1"
+                        " AND data -> 'brand_new' ->> 'field' = '1'") == scalar(
+        rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1"
+              " AND data @> '{\"k\": 1}' AND created_at <= now()")
+    assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE data ? 'brand_new'"
+                        " AND NOT (table_id = 1 AND data @> '{\"k\": 1}')") == 0
 
 
 def test_allowed_scopes_are_checked_before_any_row_is_read(rows: Conn) -> None:
@@ -222,5 +241,9 @@ def test_compile_filter_paths(rows: Conn) -> None:
 
 def test_inserted_row_makes_a_field_known(rows: Conn) -> None:
     target = Target("user_table_rows", "bigint", "int", True)
+    for kind in KINDS:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match='"fresh"'):
+            submit(rows, kind, "3", {"fresh": 1})
     insert_row(rows, target, "3", data={"fresh": 1})
-    submit(rows, "delete", "3", {"fresh": 1})
+    for kind in KINDS:
+        assert _queued(rows, submit(rows, kind, "3", {"fresh": 1}), kind) == {"fresh": 1}

@@ -21,7 +21,7 @@ import psycopg
 from pgjobs.migrate import function_files, migrate
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.support import admin_execute, job, scalar, with_database
+from tests.support import empty_database, job, scalar
 
 Conn = psycopg.Connection[Any]
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
@@ -33,14 +33,8 @@ def _keys(conn: Conn, where: str) -> set[int]:
 
 def test_a_live_install_of_the_previous_release_upgrades_and_finishes_every_job(
         cluster_url: str, tmp_path: Path) -> None:
-    name = "pgjobs_upgrade_test"
-    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-                  f"CREATE DATABASE {name}")
-    dsn = with_database(cluster_url, name)
-    try:
+    with empty_database(cluster_url, "upgrade") as dsn:
         _upgrade_and_finish(dsn, tmp_path)
-    finally:
-        admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:

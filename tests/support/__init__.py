@@ -13,7 +13,8 @@ Modules (import a name from the package; the modules only say where it lives):
 * exports    the hostile `items` target (make_items), plain-COPY references,
              in-process and worker-process exports
 * imports    the `people` target (make_people), in-process imports
-* databases  with_database, admin_execute (a server's other databases)
+* databases  database_name (with the process id: every database the suite
+             makes), empty_database, with_database, admin_execute
 * storage    FIXTURES only (local_dir, s3_env, bucket, big, az_container,
              gcs_bucket, ...): registered by tests/conftest.py; request them by
              name, never import them
@@ -24,7 +25,12 @@ Modules (import a name from the package; the modules only say where it lives):
 
 from __future__ import annotations
 
-from tests.support.databases import admin_execute, with_database
+from tests.support.databases import (
+    admin_execute,
+    database_name,
+    empty_database,
+    with_database,
+)
 from tests.support.exports import (
     NASTY,
     add_items,
@@ -66,12 +72,12 @@ from tests.support.targets import (
 from tests.support.waiting import wait_for
 
 __all__ = [
-    "Conn", "KEY_DEFS", "NASTY", "SCOPE_DEFS", "Row", "Target", "add_items", "admin_execute",
+    "Conn", "KEY_DEFS", "NASTY", "Row", "SCOPE_DEFS", "Target", "add_items", "admin_execute",
     "allow", "build_target", "checkpoint_parts", "claim", "claim_import", "content",
-    "crash_runner_mid_job", "cutoff_of", "drain_notifies", "expire_lease", "insert_row", "job",
-    "job_rows", "jsonl_reference", "leftovers", "make_items", "make_people", "make_rows_target",
-    "make_target", "object_bytes", "plain_copy", "run_export", "run_import", "run_job",
-    "run_pages", "scalar", "seed", "slow_deletes", "snapshot", "start_worker", "submit",
-    "submit_backfill", "submit_delete", "submit_export", "submit_import", "visible_keys",
-    "wait_for", "who", "with_database",
+    "crash_runner_mid_job", "cutoff_of", "database_name", "drain_notifies", "empty_database",
+    "expire_lease", "insert_row", "job", "job_rows", "jsonl_reference", "leftovers", "make_items",
+    "make_people", "make_rows_target", "make_target", "object_bytes", "plain_copy", "run_export",
+    "run_import", "run_job", "run_pages", "scalar", "seed", "slow_deletes", "snapshot",
+    "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
+    "visible_keys", "wait_for", "who", "with_database",
 ]

@@ -1,0 +1,120 @@
+"""The test suite's own structure (issue 15): one support package, one of each
+helper, fixtures requested by name, and every database the suite makes named
+with the process id, so that two runs sharing a server (PGJOBS_TEST_URL, xdist
+workers) never drop each other's databases."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.support import database_name, wait_for
+
+TESTS = Path(__file__).resolve().parent
+SOURCES = sorted(p for p in TESTS.rglob("*.py")
+                 if "upgrade" not in p.parts and p.name != "test_support.py")
+FIXTURES = {"local_dir", "s3_endpoint", "s3_env", "bucket", "big", "azurite_endpoint", "az_env",
+            "az_container", "gcs_endpoint", "gcs_env", "gcs_bucket"}
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(TESTS.parent))
+
+
+def fixed_database_names(source: str) -> list[int]:
+    """Lines building a CREATE/DROP DATABASE statement whose name is not made
+    by database_name(): a literal name, or a variable assigned anything else."""
+    tree = ast.parse(source)
+    named = {target.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+             and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
+             and node.value.func.id == "database_name"
+             for target in node.targets if isinstance(target, ast.Name)}
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts = node.values
+            for i, part in enumerate(parts[:-1]):
+                if (isinstance(part, ast.Constant) and isinstance(part.value, str)
+                        and part.value.rstrip().endswith(("CREATE DATABASE", "EXISTS"))
+                        and "DATABASE" in part.value):
+                    value = parts[i + 1]
+                    if not (isinstance(value, ast.FormattedValue)
+                            and isinstance(value.value, ast.Name) and value.value.id in named):
+                        bad.append(node.lineno)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(
+                r"(CREATE|DROP) DATABASE (IF EXISTS )?(?!IF EXISTS)[A-Za-z_]", node.value):
+            bad.append(node.lineno)
+    return bad
+
+
+def test_the_checker_finds_a_fixed_database_name() -> None:
+    """The check below can fail: the shapes test_migrate and test_upgrade had."""
+    assert fixed_database_names('''
+def f(url):
+    name = "pgjobs_empty_migrate"
+    admin_execute(url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+                  f"CREATE DATABASE {name}")
+''') == [4, 5]
+    assert fixed_database_names('x = "CREATE DATABASE pgjobs_fixed"') == [1]
+    assert fixed_database_names('name = f"pgjobs_{os.getpid()}"\n'
+                                'q = f"CREATE DATABASE {name}"') == [2]
+    assert fixed_database_names('name = database_name("x")\n'
+                                'q = f"CREATE DATABASE {name} TEMPLATE {t}"') == []
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_name)
+def test_every_database_the_suite_makes_is_named_by_database_name(path: Path) -> None:
+    assert fixed_database_names(path.read_text()) == [], _name(path)
+
+
+def test_database_names_carry_the_process_id_and_never_repeat() -> None:
+    names = [database_name("x") for _ in range(3)]
+    assert len(set(names)) == 3
+    assert all(n.startswith(f"pgjobs_x_{os.getpid()}_") for n in names)
+
+
+def test_one_of_each_helper_lives_in_tests_support() -> None:
+    """No test module defines its own wait_for or job-row reader, or imports a
+    fixture (storage fixtures are registered once, by conftest's pytest_plugins)."""
+    found = []
+    for path in SOURCES:
+        if "support" in path.relative_to(TESTS).parts[:1]:
+            continue
+        source = path.read_text()
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name in (
+                    "wait_for", "job_row", "_job", "wait_until"):
+                found.append(f"{_name(path)}:{node.lineno} defines {node.name}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests"):
+                for alias in node.names:
+                    if alias.name in FIXTURES:
+                        found.append(f"{_name(path)}:{node.lineno} imports fixture {alias.name}")
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and "SELECT * FROM pgjobs.jobs WHERE id" in node.value):
+                found.append(f"{_name(path)}:{node.lineno} reads a job row (use job())")
+        if "noqa: F811" in source:
+            found.append(f"{_name(path)} suppresses F811 (a fixture imported?)")
+    assert found == []
+
+
+def test_wait_for_returns_the_value_and_names_what_it_waited_for() -> None:
+    calls = iter([0, None, "ready"])
+    assert wait_for(lambda: next(calls), timeout=5, interval=0) == "ready"
+    with pytest.raises(AssertionError, match="waiting for the moon"):
+        wait_for(lambda: False, timeout=0, what="the moon")
+    flaky = iter([ConnectionError(), 7])
+
+    def probe() -> int:
+        value = next(flaky)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    assert wait_for(probe, timeout=5, interval=0, tolerate=(ConnectionError,)) == 7
+    with pytest.raises(ConnectionError):
+        wait_for(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=5)
