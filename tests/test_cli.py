@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from tests.support import claim, job, make_target, scalar, submit, who
+from tests.support import claim, job, make_target, scalar, submit, wait_for, who
 
 Conn = psycopg.Connection[Any]
 
@@ -80,15 +79,11 @@ def assert_one_line_error(stderr: str, *fragments: str) -> None:
 
 def wait_for_backend(conn: Conn, app: str, query_like: str, seconds: float = 20) -> None:
     """Wait until a session named `app` sits idle after a statement like `query_like`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if scalar(conn, "SELECT count(*) FROM pg_catalog.pg_stat_activity"
-                        " WHERE application_name = %s AND state = 'idle' AND query LIKE %s"
-                        "   AND datname = current_database()",
-                  (app, query_like)):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"no idle '{app}' session after {query_like!r} within {seconds} s")
+    wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+                                  " WHERE application_name = %s AND state = 'idle'"
+                                  " AND query LIKE %s AND datname = current_database()",
+                            (app, query_like)),
+             seconds, f"an idle '{app}' session after {query_like!r}")
 
 
 # --- install -------------------------------------------------------------------

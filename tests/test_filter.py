@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
-from tests.support import job, scalar
+from tests.support import build_target, job, scalar
 from tests.support.filter_reference import matches
 
 FUZZ_EXAMPLES = int(os.environ.get("PGJOBS_FUZZ_EXAMPLES", "200"))
@@ -83,12 +83,10 @@ def make_rows(seed: int = 20240601, count: int = 120) -> list[dict[str, Any]]:
 
 
 def create_fixture(conn: psycopg.Connection[Any], rows: list[dict[str, Any]]) -> None:
-    conn.execute("""
-        CREATE TABLE ftest (id bigint PRIMARY KEY, table_id integer NOT NULL, name text,
-                            score integer, active boolean,
-                            created_at timestamptz NOT NULL DEFAULT now(), data jsonb)""")
-    conn.execute("CREATE INDEX ftest_table_id_id_idx ON ftest (table_id, id)")
-    conn.execute("SELECT pgjobs.register_target('ftest', 'id', 'table_id', 'created_at', 'data')")
+    build_target(conn, "ftest", """id bigint PRIMARY KEY, table_id integer NOT NULL, name text,
+                 score integer, active boolean,
+                 created_at timestamptz NOT NULL DEFAULT now(), data jsonb""",
+                 scope="table_id", document="data", index_name="ftest_table_id_id_idx")
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO ftest (id, table_id, name, score, active, data)"

@@ -8,21 +8,18 @@ from typing import Any
 
 import psycopg
 
-from tests.support import scalar
+from tests.support import build_target, scalar
 
 Conn = psycopg.Connection[Any]
 
 
 def make_rows(conn: Conn) -> None:
+    build_target(conn, "rows", "id bigint PRIMARY KEY, scope int NOT NULL, due timestamptz,"
+                 " created_at timestamptz NOT NULL DEFAULT now()")
     conn.execute("""
-        CREATE TABLE rows (id bigint PRIMARY KEY, scope int NOT NULL,
-                           due timestamptz, created_at timestamptz NOT NULL DEFAULT now());
-        CREATE INDEX ON rows (scope, id);
         INSERT INTO rows (id, scope, due)
         SELECT i, 1, timestamptz '2030-04-03 00:00:00+00' + (i - 50) * interval '1 hour'
-          FROM generate_series(1, 100) i;
-        SELECT pgjobs.register_target('rows', 'id', 'scope', 'created_at');
-    """)
+          FROM generate_series(1, 100) i""")
 
 
 def test_filter_values_are_canonical_whatever_the_datestyle(conn: Conn) -> None:

@@ -134,12 +134,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> str:
 
 
 def _wait_done(conn: Conn, ids: list[int], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = ANY (%s) "
-                       "AND status IN ('queued', 'running')", (ids,)):
-        assert time.monotonic() < deadline, conn.execute(
-            "SELECT id, status, done, worker FROM pgjobs.jobs").fetchall()
-        time.sleep(0.1)
+    wait_for(lambda: not scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = ANY (%s)"
+                                      " AND status IN ('queued', 'running')", (ids,)),
+             seconds, f"jobs {ids} to end", interval=0.1)
 
 
 def test_run_loop_with_two_runners(dsn: str, conn: Conn) -> None:

@@ -15,6 +15,7 @@ from psycopg.conninfo import make_conninfo
 
 from tests import test_trust_scope as scope_tests
 from tests.support import (
+    build_target,
     checkpoint_parts,
     claim,
     job,
@@ -49,16 +50,14 @@ def _hostile(dsn: str, which: int) -> str:
 
 def _make_typed(conn: Conn, rows: int = 400) -> None:
     """Table `typed`: every type whose text depends on a session setting."""
-    conn.execute("""
-        CREATE TABLE typed (
+    build_target(conn, "typed", """
             id bigint PRIMARY KEY,
             tenant integer NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
             doc jsonb NOT NULL DEFAULT '{}',
             ts timestamptz, tsl timestamp, d date, tm timetz, iv interval,
-            f float8, r real, b bytea, arr float8[], note text)""")
-    conn.execute("CREATE INDEX typed_tenant_id_idx ON typed (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('typed', 'id', 'tenant', 'created_at', 'doc')")
+            f float8, r real, b bytea, arr float8[], note text""",
+                 scope="tenant", document="doc", index_name="typed_tenant_id_idx")
     conn.execute("""
         INSERT INTO typed (id, tenant, ts, tsl, d, tm, iv, f, r, b, arr, note)
         SELECT i, 1, timestamptz '2024-02-29 23:45:01.5+00' + i * interval '7 hours 3 min',
@@ -118,12 +117,10 @@ def test_export_resumed_under_other_hostile_settings_is_byte_identical(
 
 
 def _make_texts(conn: Conn, rows: int = 0) -> None:
-    conn.execute("""
-        CREATE TABLE texts (id bigint PRIMARY KEY, tenant integer NOT NULL,
-                            created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
-                            doc jsonb NOT NULL DEFAULT '{}', body text)""")
-    conn.execute("CREATE INDEX texts_tenant_id_idx ON texts (tenant, id)")
-    conn.execute("SELECT pgjobs.register_target('texts', 'id', 'tenant', 'created_at', 'doc')")
+    build_target(conn, "texts", """id bigint PRIMARY KEY, tenant integer NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                 doc jsonb NOT NULL DEFAULT '{}', body text""",
+                 scope="tenant", document="doc", index_name="texts_tenant_id_idx")
     if rows:
         conn.execute("""INSERT INTO texts (id, tenant, doc, body)
                         SELECT i, 1, jsonb_build_object('s', repeat('a', 4000)), repeat('a', 4000)

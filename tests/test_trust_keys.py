@@ -18,19 +18,16 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import run_pages, scalar
+from tests.support import build_target, run_pages, scalar
 
 Conn = psycopg.Connection[Any]
 
 
 def make_table(conn: Conn, rows: int = 40) -> None:
-    conn.execute(f"""
-        CREATE TABLE k (id bigint NOT NULL, s int NOT NULL, n int,
-                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour');
-        CREATE UNIQUE INDEX ON k (s, id);
-        INSERT INTO k (id, s, n) SELECT g, s, g FROM generate_series(1, {rows}) g,
-                                                  generate_series(1, 2) s;
-        SELECT pgjobs.register_target('k', 'id', 's', 'created_at');""")
+    build_target(conn, "k", "id bigint NOT NULL, s int NOT NULL, n int, created_at timestamptz"
+                 " NOT NULL DEFAULT now() - interval '1 hour'", scope="s", index="unique")
+    conn.execute("INSERT INTO k (id, s, n) SELECT g, s, g FROM generate_series(1, %s) g,"
+                 " generate_series(1, 2) s", (rows,))
 
 
 def status(conn: Conn, job_id: int) -> tuple[str, str | None, int]:

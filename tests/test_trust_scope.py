@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import errors
 
-from tests.support import claim, scalar
+from tests.support import build_target, claim, scalar
 
 Conn = psycopg.Connection[Any]
 
@@ -42,13 +42,11 @@ IDS = [t for t, _, _ in SPELLINGS]
 
 
 def make_table(conn: Conn, scope_type: str, one: str, other: str) -> None:
-    conn.execute(f"""
-        CREATE TABLE t (id bigint NOT NULL, s {scope_type} NOT NULL, n int,
-                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
-                        PRIMARY KEY (s, id))""")
+    build_target(conn, "t", f"""id bigint NOT NULL, s {scope_type} NOT NULL, n int,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                 PRIMARY KEY (s, id)""", scope="s", index=None)
     conn.execute("INSERT INTO t (id, s) SELECT g, %s FROM generate_series(1, 6) g", (one,))
     conn.execute("INSERT INTO t (id, s) SELECT g, %s FROM generate_series(1, 4) g", (other,))
-    conn.execute("SELECT pgjobs.register_target('t', 'id', 's', 'created_at')")
 
 
 @pytest.mark.parametrize(("scope_type", "spellings", "other"), SPELLINGS, ids=IDS)

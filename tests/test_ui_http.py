@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.support import claim, make_target, scalar, submit, who
+from tests.support import claim, make_target, scalar, submit, wait_for, who
 from tests.support.ui import EventStream, get_json, post, request, serving
 
 Conn = psycopg.Connection[Any]
@@ -26,10 +25,8 @@ TOKEN = "t0ken-for-the-dashboard-tests"
 
 
 def wait_listening(base: str, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 15
-    while request(base, "GET", "/healthz", headers=headers)[0] != 200:
-        assert time.monotonic() < deadline, "the LISTEN connection never came up"
-        time.sleep(0.05)
+    wait_for(lambda: request(base, "GET", "/healthz", headers=headers)[0] == 200, 15,
+             "the LISTEN connection to come up")
 
 
 def ui_connections(conn: Conn) -> int:

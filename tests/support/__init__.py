@@ -18,9 +18,9 @@ Modules (import a name from the package; the modules only say where it lives):
 * storage    FIXTURES only (local_dir, s3_env, bucket, big, az_container,
              gcs_bucket, ...): registered by tests/conftest.py; request them by
              name, never import them
-* not re-exported here (import the module): pgcluster, standby (servers),
-  s3_faults (a fault-injecting S3 proxy), filter_reference (the Python filter
-  evaluator), ui (skips when the dashboard extra is missing)
+* not re-exported here (import the module): pgcluster and standby (servers),
+  net (free_port), s3_faults (a fault-injecting S3 proxy), filter_reference
+  (the Python filter evaluator), ui (skips when the dashboard extra is missing)
 """
 
 from __future__ import annotations

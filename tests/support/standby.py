@@ -25,6 +25,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgjobs import embedded
+from tests.support.net import free_port
 
 # Hot standby refuses to start with fewer of these than the primary has
 # (tests/support/pgcluster.py raises them).
@@ -59,14 +60,6 @@ class Standby:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_standby(primary_url: str) -> Standby:
     bindir = embedded.find_bindir()
     base_dir = tempfile.mkdtemp(prefix="pgjobs-standby-", dir="/tmp")
@@ -78,7 +71,7 @@ def start_standby(primary_url: str) -> Standby:
         shutil.chown(base_dir, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
         shutil.chown(sockets, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
     primary = conninfo_to_dict(primary_url)
-    port = _free_port()
+    port = free_port()
     standby = Standby(base_dir, port, make_conninfo(
         host="127.0.0.1", port=str(port), user=str(primary.get("user", "postgres")),
         dbname="postgres"))

@@ -48,6 +48,7 @@ import psycopg
 import pytest
 
 from pgjobs.poller import storage
+from tests.support.net import free_port
 from tests.support.targets import build_target
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -68,12 +69,6 @@ def azurite_binary() -> str | None:
                  or Path.home() / ".cache" / "pgjobs" / "node")
     candidate = cache / "node_modules" / ".bin" / "azurite-blob"
     return str(candidate) if os.access(candidate, os.X_OK) else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str,
@@ -109,7 +104,7 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.skip("Azurite is not installed here (npm install azurite; CI installs it)")
     workdir = tmp_path_factory.mktemp("azurite")
-    port = _free_port()
+    port = free_port()
     log = workdir / "azurite.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -175,7 +170,7 @@ def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if importlib.util.find_spec("gcp_storage_emulator") is None:
         pytest.skip("gcp-storage-emulator is not installed here (it is in the dev extra)")
     workdir = tmp_path_factory.mktemp("gcs")
-    port = _free_port()
+    port = free_port()
     log = workdir / "gcs.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
