@@ -294,3 +294,24 @@ def test_without_opentelemetry_spans_are_nothing(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(builtins, "__import__", no_otel)
     with observe.span("pgjobs.claim", job_id=1) as current:
         assert current is None
+
+
+def test_no_worker_metric_reuses_a_dashboard_name() -> None:
+    """A name means one thing wherever it is scraped: the worker's counters and the
+    dashboard's database view never share one."""
+    pytest.importorskip("prometheus_client")
+    from pgjobs.ui.metrics import METRICS as DASHBOARD
+
+    worker = {observe.PREFIX + name + ("_total" if kind == "counter" else "")
+              for name, (kind, _, _) in observe.METRICS.items()}
+    served = {line.split()[2] for line in observe_text().splitlines()
+              if line.startswith("# TYPE")}
+    assert served == worker
+    assert not worker & set(DASHBOARD)
+    assert all(n.startswith("pgjobs_worker_") for n in worker)
+
+
+def observe_text() -> str:
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest(observe.registry())).decode()
