@@ -347,7 +347,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     lease_s = _seconds(lease, "lease")
     if not 1 <= lease_s <= 86400:
         raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
-    observe.setup_logging(log_format)
+    click.get_current_context().with_resource(observe.logs_to_stderr(log_format))
     dsn = obj.dsn()
     reads = None
     if read_dsn:

@@ -219,24 +219,27 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def setup_logging(fmt: str = "text", level: int = logging.INFO) -> logging.Handler:
-    """Log pgjobs' records (level and up) to stderr in format fmt, with time and
-    level; returns the handler. In a process whose root logger has no handler
-    (the CLI) the handler goes there, so warnings of the libraries pgjobs uses
-    get the same format; otherwise (embedded, tests) on the ``pgjobs`` logger
-    only. Calling it again replaces the handler it installed before."""
+@contextlib.contextmanager
+def logs_to_stderr(fmt: str = "text", level: int = logging.INFO) -> Iterator[logging.Handler]:
+    """While the block runs, log pgjobs' records (level and up) to stderr in
+    format fmt, with time and level. In a process whose root logger has no
+    handler (the CLI) the handler goes there, so warnings of the libraries
+    pgjobs uses get the same format; otherwise (embedded, tests) on the
+    ``pgjobs`` logger only. Afterwards the loggers are as they were."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r}; one of: {', '.join(FORMATS)}")
     root, ours = logging.getLogger(), logging.getLogger("pgjobs")
-    for logger in (root, ours):
-        for old in [h for h in logger.handlers if getattr(h, "pgjobs", False)]:
-            logger.removeHandler(old)
     handler = _Stderr()
-    handler.pgjobs = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    owner = root if not root.handlers else ours
+    previous = ours.level
     ours.setLevel(level)
-    (root if not root.handlers else ours).addHandler(handler)
-    return handler
+    owner.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        owner.removeHandler(handler)
+        ours.setLevel(previous)
 
 
 # --- traces ------------------------------------------------------------------------------

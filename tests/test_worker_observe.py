@@ -165,7 +165,12 @@ def test_json_logs_carry_iso_time_level_and_the_job_id(conn: Conn, items: None,
 def test_text_logs_carry_iso_time_and_level(conn: Conn, items: None,
                                            local_dir: str) -> None:  # noqa: F811
     job_id = submit_export(conn, "1", {}, MANY)
+    ours, root = logging.getLogger("pgjobs"), logging.getLogger()
+    before = (ours.level, list(ours.handlers), list(root.handlers))
     lines = run_worker_cli(conn.info.dsn, local_dir)
+    # The command leaves the process's logging as it found it (an embedding
+    # program, or the next command run in this process, keeps its own).
+    assert (ours.level, list(ours.handlers), list(root.handlers)) == before
     assert lines
     for line in lines:
         stamp, level, message = line.split(" ", 2)
