@@ -248,22 +248,39 @@ def logs_to_stderr(fmt: str = "text", level: int = logging.INFO) -> Iterator[log
 def use_tracer_provider(provider: Any) -> None:
     """Record spans with this OpenTelemetry tracer provider instead of the global
     one (None: the global one again). For tests and embedding."""
-    global _tracer_provider
+    global _tracer_provider, _tracer_cache
     _tracer_provider = provider
+    _tracer_cache = None
+
+
+_tracer_cache: tuple[Any, Any] | None = None
 
 
 def _tracer() -> Any:
-    try:
-        from opentelemetry import trace
-    except ImportError:
+    """The pgjobs tracer, or None: without opentelemetry-api, or while no SDK
+    has set a tracer provider (then a span would record nothing, and the API's
+    no-op spans cost about as much as a small query's client side)."""
+    global _tracer_cache
+    if _tracer_cache is None:
+        try:
+            from opentelemetry import trace
+        except ImportError:
+            _tracer_cache = (None, None)
+        else:
+            _tracer_cache = (trace, trace.get_tracer("pgjobs",
+                                                     tracer_provider=_tracer_provider))
+    trace, tracer = _tracer_cache
+    if trace is None or (_tracer_provider is None and isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider)):
         return None
-    return trace.get_tracer("pgjobs", tracer_provider=_tracer_provider)
+    return tracer
 
 
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[Any]:
     """An OpenTelemetry span (attributes prefixed ``pgjobs.``), or nothing
-    without opentelemetry-api. An exception marks the span as an error."""
+    without opentelemetry-api or a tracer provider. An exception marks the
+    span as an error."""
     tracer = _tracer()
     if tracer is None:
         yield None

@@ -297,8 +297,22 @@ def test_without_opentelemetry_spans_are_nothing(monkeypatch: pytest.MonkeyPatch
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_otel)
-    with observe.span("pgjobs.claim", job_id=1) as current:
+    observe.use_tracer_provider(None)  # forget the tracer made before
+    try:
+        with observe.span("pgjobs.claim", job_id=1) as current:
+            assert current is None
+        assert observe._tracer_cache == (None, None)
+    finally:
+        monkeypatch.undo()
+        observe.use_tracer_provider(None)
+
+
+def test_with_the_api_but_no_sdk_spans_are_skipped_until_a_provider_is_set(
+        spans: Any) -> None:
+    observe.use_tracer_provider(None)  # the global provider: the API's no-op proxy
+    with observe.span("pgjobs.claim") as current:
         assert current is None
+    assert spans.get_finished_spans() == ()
 
 
 def test_no_worker_metric_reuses_a_dashboard_name() -> None:
