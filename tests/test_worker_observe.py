@@ -334,3 +334,26 @@ def observe_text() -> str:
     from prometheus_client import generate_latest
 
     return bytes(generate_latest(observe.registry())).decode()
+
+
+def test_import_batches_count_their_records_and_run_in_chunk_spans(
+        conn: Conn, tmp_path: Any, spans: Any) -> None:
+    from pgjobs.poller.importer import Importer
+    from tests.import_support import allow, claim_import, make_people, submit_import
+
+    make_people(conn, document=False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    source = folder / "people.csv"
+    source.write_text("name,age\n" + "".join(f"p{i},{i % 90}\n" for i in range(500)))
+    job_id = submit_import(conn, f"file://{source}")
+    before = (observe.value("rows", kind="import"), observe.value("chunks", kind="import"))
+    outcome = Importer(conn.info.dsn, job_id, claim_import(conn.info.dsn, job_id),
+                       f"file://{folder}/store", batch_bytes=1000).run()
+    assert outcome.status == "succeeded", outcome
+    assert observe.value("rows", kind="import") - before[0] == 500
+    batches = observe.value("chunks", kind="import") - before[1]
+    assert batches >= 3  # 1000-byte batches of a ~4 KB file
+    chunks = [s for s in spans.get_finished_spans() if s.name == "pgjobs.chunk"]
+    assert chunks and all(s.attributes["pgjobs.job_id"] == job_id for s in chunks)
