@@ -244,3 +244,43 @@ def test_the_token_redirect_stays_on_the_server(conn: Conn, dsn: str, path: str)
         location = headers["location"]
         assert location.startswith("/") and not location.startswith(("//", "/\\")), location
         assert location.endswith("?kind=x")
+
+
+def test_download_never_leaves_the_storage_whatever_the_spelling(
+        conn: Conn, dsn: str, tmp_path: Any) -> None:
+    make_target(conn, "items")
+    storage = tmp_path / "exports"
+    storage.mkdir()
+    (storage / "a.csv").write_text("id\n1\n")
+    secret = tmp_path / "exports-sibling" / "b.csv"  # shares the storage's name as a prefix
+    secret.parent.mkdir()
+    secret.write_text("secret\n")
+    (storage / "link.csv").symlink_to(secret)
+    (storage / "dir").symlink_to(secret.parent)
+    spellings = {
+        "symlink": f"file://{storage}/link.csv",
+        "symlinked folder": f"file://{storage}/dir/b.csv",
+        "sibling prefix": f"file://{secret}",
+        "encoded dots": f"file://{storage}/%2e%2e/exports-sibling/b.csv",
+        "double slash dots": f"file://{storage}//../exports-sibling/b.csv",
+        "host part": f"file://localhost{secret}",
+    }
+    ids = {}
+    for name, uri in spellings.items():
+        ids[name] = submit(conn, "export_like", "items")
+        conn.execute("UPDATE pgjobs.jobs SET kind = 'export', status = 'succeeded', "
+                     "finished_at = now(), result = %s WHERE id = %s",
+                     (json.dumps({"uri": uri, "rows": 1}), ids[name]))
+    parts = submit(conn, "export_like", "items")
+    conn.execute("UPDATE pgjobs.jobs SET kind = 'export', status = 'succeeded', "
+                 "finished_at = now(), result = %s WHERE id = %s",
+                 (json.dumps({"uris": [f"file://{storage}/a.csv", f"file://{secret}"],
+                              "rows": 2}), parts))
+    with serving(dsn, storage=f"file://{storage}") as base:
+        for name, job_id in ids.items():
+            status, _, body = request(base, "GET", f"/jobs/{job_id}/download")
+            assert status in (400, 404, 409) and b"secret" not in body, (name, status, body)
+        assert request(base, "GET", f"/jobs/{parts}/download?part=0")[2] == b"id\n1\n"
+        for part in ("1", "-1", "2", "99999999999999999999", "0x1", "1.0"):
+            status, _, body = request(base, "GET", f"/jobs/{parts}/download?part={part}")
+            assert status != 200 and b"secret" not in body, (part, status)
