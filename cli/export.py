@@ -20,7 +20,7 @@ import click
 from pgjobs import db, queries
 from pgjobs.cli.common import Context, parse_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
-from pgjobs.poller import storage
+from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
     DEFAULT_MAX_CHUNK_ROWS,
     DEFAULT_MAX_PART_SIZE,
@@ -318,11 +318,23 @@ class _Display:
               show_default=True, envvar="PGJOBS_READ_FALLBACK", show_envvar=True,
               help="When the standby is not ready in time: read from the primary (and go "
                    "back to the standby once it has caught up), or keep waiting.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), envvar="PGJOBS_METRICS_PORT",
+              show_envvar=True,
+              help="Serve Prometheus metrics (pgjobs_worker_*) on http://HOST:PORT/metrics "
+                   "(needs prometheus-client: pgjobs[observe]).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              envvar="PGJOBS_METRICS_HOST", show_envvar=True,
+              help="Address the metrics endpoint binds.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, envvar="PGJOBS_LOG_FORMAT", show_envvar=True,
+              help="Log lines on stderr: text, or one JSON object a line; both carry an "
+                   "ISO 8601 UTC time, the level and the job id.")
 @click.pass_obj
 def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
            stale_after: str, max_chunk_rows: int, max_part_size: int,
            storage_retry: str, read_dsn: str | None, read_max_wait: str,
-           read_max_lag: str, read_fallback: str) -> None:
+           read_max_lag: str, read_fallback: str, metrics_port: int | None,
+           metrics_host: str, log_format: str) -> None:
     """Run export and import jobs (and delete the objects of pruned exports) until SIGTERM.
 
     On SIGTERM or Ctrl-C it stops claiming, checkpoints the running jobs and
@@ -335,7 +347,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     lease_s = _seconds(lease, "lease")
     if not 1 <= lease_s <= 86400:
         raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
-    _setup_logging()
+    click.get_current_context().with_resource(observe.logs_to_stderr(log_format))
     dsn = obj.dsn()
     reads = None
     if read_dsn:
@@ -348,13 +360,19 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
                poll=_seconds(poll, "poll interval"),
                stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
-               on_event=lambda line: click.echo(line, err=True),
                max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
                storage_retry=_seconds(storage_retry, "--storage-retry"), reads=reads)
-    click.echo(f"worker {w.name}: concurrency {concurrency}, storage {obj.storage}"
-               + (f", export reads from --read-dsn (after {read_max_wait}: {read_fallback})"
-                  if reads else ""), err=True)
-    failed = w.run()
+    metrics = observe.start_metrics(metrics_port, metrics_host) if metrics_port else None
+    logging.getLogger("pgjobs.worker").info(
+        "worker %s: concurrency %s, storage %s%s%s", w.name, concurrency, obj.storage,
+        f", export reads from --read-dsn (after {read_max_wait}: {read_fallback})"
+        if reads else "",
+        f", metrics on http://{metrics_host}:{metrics_port}/metrics" if metrics else "")
+    try:
+        failed = w.run()
+    finally:
+        if metrics is not None:
+            metrics.shutdown()
     sys.exit(1 if once and failed else 0)
 
 

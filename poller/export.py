@@ -67,7 +67,7 @@ from psycopg import pq
 
 from pgjobs import db, queries
 from pgjobs.errors import ConnectionFailed, MissingExtra, PgjobsError
-from pgjobs.poller import standby, storage
+from pgjobs.poller import observe, standby, storage
 from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
 
 T = TypeVar("T")
@@ -292,8 +292,10 @@ class _Control:
                     if not connection_lost(exc):
                         raise
                     self.close()
+                    observe.count("errors", kind="database")
                     if time.monotonic() - self.last_ok > self.lease:
                         raise LeaseLost("lost the database for longer than the lease") from exc
+                    observe.count("reconnects")
                     log.warning("job %s: database connection lost (%s); retrying",
                                 self.job_id, str(exc).strip().splitlines()[0] if str(exc) else exc)
                     time.sleep(delay)
@@ -394,6 +396,7 @@ class _Uploader(threading.Thread):
                 digest = [len(data), hashlib.sha256(data).hexdigest()]
                 ex.storage_retry(functools.partial(ex.upload.write_part, data),
                                  f"part {ex.state['parts'] + 1}")
+                observe.uploaded(len(data))
                 # What was streamed, checkpointed with the part: a resume checks what
                 # it inherits, and a read-back what is stored, against these.
                 ex.state["digests"].append(digest)
@@ -605,6 +608,7 @@ class Exporter:
         """Where this upload stages its parts (object stores): the job's folder."""
         return storage.staging_path(prefix, self.job_id)
 
+    @observe.traced("pgjobs.upload", args=("what",))
     def storage_retry(self, call: Callable[[], T], what: str) -> T:
         """``call`` retried while storage fails transiently (network errors, 5xx,
         throttling; botocore has already retried a few times inside), with
@@ -618,6 +622,7 @@ class Exporter:
             try:
                 return call()
             except StorageError as exc:
+                observe.count("errors", kind="storage")
                 left = deadline - time.monotonic()
                 if not exc.retryable or left <= 0:
                     raise
@@ -716,6 +721,7 @@ class Exporter:
                 uploader.parts.put_nowait(None)
             raise
 
+    @observe.traced("pgjobs.chunk", kind="export")
     def _read_chunk(self, cursor: str | None, part: _Part) -> tuple[int, str | None]:
         """Stream one keyset chunk of up to ``self.limit`` keys, read in its own
         REPEATABLE READ transaction, into part; return (rows, where the next chunk
@@ -759,6 +765,7 @@ class Exporter:
                 if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
                 self._reader().lost()
+                observe.count("errors", kind="database")
                 if time.monotonic() - self.control.last_ok > self.control.lease:
                     raise LeaseLost("lost the database for longer than the lease") from exc
                 if self.stop.is_set():

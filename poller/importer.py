@@ -54,7 +54,7 @@ import psycopg
 
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
-from pgjobs.poller import storage
+from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
     LeaseLost,
     Outcome,
@@ -300,6 +300,7 @@ class Importer:
                 # The batch in flight rolled back (or committed: the job row says
                 # which); read on from the committed checkpoint.
                 self._close_data()
+                observe.count("errors", kind="database")
                 if time.monotonic() - self.control.last_ok > self.control.lease:
                     raise LeaseLost("lost the database for longer than the lease") from exc
                 if self.stop.is_set():
@@ -462,6 +463,7 @@ class Importer:
             if self.stop.is_set():
                 raise Stopped()
 
+    @observe.traced("pgjobs.chunk")
     def _batch(self, conn: psycopg.Connection[Any], copy_sql: str, fields: list[str] | None,
                buf: memoryview, eof: bool, line: int, offset: int,
                source: _Source) -> tuple[int, int, bool]:
@@ -617,6 +619,7 @@ class Importer:
         if result.get("status") == "paused":
             raise _Paused()  # the batch committed: the job is paused after it
         self.control.last_ok = time.monotonic()
+        observe.imported(self.totals, result)
         self.totals = {k: result.get(k, 0) for k in ("inserted", "updated", "skipped",
                                                      "rejected", "records")}
 

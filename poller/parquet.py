@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgjobs import db, queries
 from pgjobs.errors import MissingExtra
-from pgjobs.poller import storage
+from pgjobs.poller import observe, storage
 
 if TYPE_CHECKING:
     from pgjobs.poller.export import Exporter, Outcome
@@ -404,6 +404,7 @@ class ParquetExport:
             number = len(ex.state["files"])
             uri = f"{self.folder}part-{number:05d}.parquet"
             ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
+            observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),
                                       "sha256": hashlib.sha256(done.data).hexdigest(),
                                       "cursor": done.cursor})

@@ -30,7 +30,7 @@ import psycopg
 
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
-from pgjobs.poller import storage
+from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
     DEFAULT_MAX_CHUNK_ROWS,
     DEFAULT_MAX_PART_SIZE,
@@ -112,6 +112,8 @@ class Worker:
                 if not connection_lost(exc):
                     raise
                 self._close()
+                observe.count("errors", kind="database")
+                observe.count("reconnects")
                 self.on_event(f"database unavailable ({_first_line(exc)}); "
                               f"retrying in {delay:.1f}s")
                 self.stop.wait(delay)
@@ -143,6 +145,7 @@ class Worker:
                 for _ in self._listener.notifies(timeout=min(0.25, timeout), stop_after=1):
                     return
 
+    @observe.traced("pgjobs.claim")
     def _claim(self) -> int:
         with self._lock:
             for job_id, thread in list(self._running.items()):
@@ -154,6 +157,7 @@ class Worker:
         assert self._control is not None
         rows = db.rows(self._control, queries.WORKER_CLAIM, {
             "worker": self.name, "lease": f"{self.lease} seconds", "limit": free})
+        observe.count("jobs_claimed", len(rows))
         for row in rows:
             self._start(int(row["id"]), str(row["worker"]), str(row["kind"]))
         return len(rows) + self._help(free - len(rows))
@@ -177,6 +181,8 @@ class Worker:
 
             def work(row: dict[str, Any] = row) -> None:
                 label = f"job {row['job_id']} part {row['part']}"
+                observe.bind_job(row["job_id"])
+                outcome: Outcome | None = None
                 try:
                     outcome = parallel.PartExporter(
                         self.dsn, row, self.storage_uri, lease=self.lease, stop=self.stop,
@@ -186,6 +192,7 @@ class Worker:
                                   + (f": {outcome.error}" if outcome.error else ""))
                 except BaseException:  # noqa: BLE001 - never kill the worker
                     log.exception("%s: worker thread crashed", label)
+                observe.finished(outcome.status if outcome is not None else "lost")
                 self._wake.set()
 
             thread = threading.Thread(target=work, daemon=True,
@@ -213,6 +220,7 @@ class Worker:
             previous = None
 
         def work() -> None:
+            observe.bind_job(job_id)
             try:
                 if kind == "import":
                     outcome = Importer(self.dsn, job_id, identity, self.storage_uri,
@@ -230,6 +238,7 @@ class Worker:
             with self._lock:
                 self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
             self.on_event(_describe(outcome))
+            observe.finished(outcome.status)
             self._wake.set()
 
         thread = threading.Thread(target=work, name=f"pgjobs-{kind}-{job_id}-{identity}",

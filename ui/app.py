@@ -18,6 +18,8 @@ Access rules, all enforced here on the server:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
 import os
@@ -40,7 +42,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgjobs import queries
 from pgjobs.errors import PgjobsError
@@ -55,6 +57,21 @@ STATUS_BY_SQLSTATE = {"P0002": 404, "42501": 403, "55000": 409, "55006": 409}
 ACTION_SQL = {"cancel": queries.CANCEL, "pause": queries.PAUSE, "resume": queries.RESUME,
               "retry": queries.RETRY}
 PING_SECONDS = 15.0
+# Sent with every response. The page's one script is allowed by its hash, so
+# markup that slipped through escaping could not run script; no other site may
+# frame the page (a framed dashboard would let a page elsewhere trick a click
+# on cancel); forms and fetches stay on this origin; no Referer carries a URL.
+CSP = ("default-src 'none'; script-src 'sha256-"
+       + base64.b64encode(hashlib.sha256(page.SCRIPT.encode()).digest()).decode()
+       + "'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        send = _with_security_headers(send)
         refusal = self._refusal(request)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -117,7 +135,9 @@ class Guard:
         if token and request.method == "GET" and "token" in request.query_params:
             # A browser's first visit: keep the token in a cookie, drop it from the URL.
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-            target = request.url.path + ("?" + urlencode(rest) if rest else "")
+            # Always a path on this server: "//evil.example" would leave it.
+            target = "/" + request.url.path.lstrip("/\\") + (
+                "?" + urlencode(rest) if rest else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             await response(scope, receive, send)
@@ -153,6 +173,18 @@ class Guard:
         elif request.method not in ("GET", "HEAD"):
             return error("method not allowed", 405)
         return None
+
+
+def _with_security_headers(send: Send) -> Send:
+    """``send`` adding :data:`SECURITY_HEADERS` a response did not set itself."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            names = {k.lower() for k, _ in headers}
+            message["headers"] = headers + [(k, v) for k, v in SECURITY_HEADERS
+                                            if k not in names]
+        await send(message)
+    return sending
 
 
 def _filters(request: Request) -> dict[str, str | None]:
@@ -284,7 +316,7 @@ def create_app(settings: Settings) -> Starlette:
     async def prometheus(request: Request) -> Response:
         stats = await hub.stats()
         counters = {"browsers": hub.browsers, "events": hub.events_forwarded,
-                    "hidden": hub.events_hidden, "reconnects": hub.listen_reconnects}
+                    "reconnects": hub.listen_reconnects}
         return Response(metrics.render(stats, counters),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

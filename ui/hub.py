@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -28,6 +29,37 @@ QUEUE_SIZE = 1000        # events buffered per browser; a slower one misses the 
 BATCH_WINDOW = 0.05      # seconds a batch of NOTIFY events waits for more before the check
 TIMELINE_JOBS = 2000     # jobs whose recent events the detail page shows
 TIMELINE_EVENTS = 100    # events kept per job
+WORD = re.compile(r"[a-z][a-z_]{0,31}")  # an event or status name as pgjobs sends them
+
+
+def clean_event(payload: str) -> dict[str, Any] | None:
+    """The fields of a ``pgjobs`` NOTIFY payload a browser may receive, typed, or
+    None when it is not one. Any role that can connect may NOTIFY the shared
+    channel, so a payload is untrusted input: only the id, event, status, done
+    and total of the contract pass (names as pgjobs writes them, counts as
+    integers); the kind, target and scope come from the job row itself."""
+    try:
+        raw = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    event: dict[str, Any] = {}
+    job_id = raw.get("id")
+    if type(job_id) is not int or not 0 < job_id < 2**63:
+        return None
+    event["id"] = job_id
+    for name in ("event", "status"):
+        value = raw.get(name)
+        if not isinstance(value, str) or not WORD.fullmatch(value):
+            return None
+        event[name] = value
+    for name in ("done", "total"):
+        value = raw.get(name)
+        if value is not None and (type(value) is not int or not 0 <= value < 2**63):
+            return None
+        event[name] = value
+    return event
 
 
 class Hub:
@@ -42,7 +74,6 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._timeline: OrderedDict[int, deque[dict[str, Any]]] = OrderedDict()
         self.events_forwarded = 0
-        self.events_hidden = 0
         self.events_dropped = 0
         self.listen_reconnects = 0
         self._seq = 0
@@ -147,28 +178,21 @@ class Hub:
             await asyncio.sleep(BATCH_WINDOW)
             while not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())
-            events: list[dict[str, Any]] = []
-            for payload in batch:
-                try:
-                    event = json.loads(payload)
-                    int(event["id"])
-                except (ValueError, TypeError, KeyError):
-                    continue
-                events.append(event)
+            events = [e for e in map(clean_event, batch) if e is not None]
             if not events:
                 continue
             try:
                 seen = {r["id"]: r for r in await self.rows(
-                    queries.UI_EVENT_JOBS, {"ids": sorted({int(e["id"]) for e in events})})}
+                    queries.UI_EVENT_JOBS, {"ids": sorted({e["id"] for e in events})})}
             except Exception as exc:  # the query connection failed: browsers resync
                 log.warning("pgjobs ui: cannot check events (%s)", exc)
                 self._broadcast({"event": "resync"})
                 continue
             for event in events:
-                job = seen.get(int(event["id"]))
-                if job is None:  # not this role's to see (or pruned already)
-                    self.events_hidden += 1
+                job = seen.get(event["id"])
+                if job is None:  # not this role's to see (or pruned already): not counted
                     continue
+                event["kind"] = job["kind"]
                 event["target"] = job["target"]
                 event["scope"] = job["scope"]
                 ran = job["ran_seconds"]

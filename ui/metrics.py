@@ -28,8 +28,6 @@ METRICS = {
                                            "jobs it runs.",
     "pgjobs_ui_browsers": "Browsers connected to /events.",
     "pgjobs_ui_events_total": "NOTIFY events the dashboard forwarded to browsers.",
-    "pgjobs_ui_events_hidden_total": "NOTIFY events about jobs the dashboard's role may not "
-                                     "see (not forwarded).",
     "pgjobs_ui_listen_reconnects_total": "Times the LISTEN connection was re-established.",
 }
 
@@ -98,7 +96,6 @@ class _Snapshot:
         yield GaugeMetricFamily("pgjobs_ui_browsers", METRICS["pgjobs_ui_browsers"],
                                 value=self.counters["browsers"])
         for name, key in (("pgjobs_ui_events", "events"),
-                          ("pgjobs_ui_events_hidden", "hidden"),
                           ("pgjobs_ui_listen_reconnects", "reconnects")):
             yield CounterMetricFamily(name, METRICS[name + "_total"], value=self.counters[key])
 
