@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import claim, make_target, scalar, submit, who
-from tests.ui_support import EventStream, request, serving
+from tests.support import claim, make_target, scalar, submit, who
+from tests.support.ui import EventStream, request, serving
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

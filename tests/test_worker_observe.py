@@ -23,10 +23,9 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.poller import observe
 from pgjobs.poller.worker import Worker
-from tests.export_support import (
+from tests.support import (
     content,
-    job_row,
-    local_dir,  # noqa: F401 - fixture
+    job,
     make_items,
     plain_copy,
     start_worker,
@@ -67,7 +66,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def test_metrics_are_served_while_an_export_runs(conn: Conn, items: None,
-                                                 local_dir: str) -> None:  # noqa: F811
+                                                 local_dir: str) -> None:
     port = free_port()
     job_id = submit_export(conn, "1", {}, MANY)
     dsn = conn.info.dsn
@@ -77,11 +76,11 @@ def test_metrics_are_served_while_an_export_runs(conn: Conn, items: None,
         during = wait_for(lambda: (lambda s: s if s.get(
             "pgjobs_worker_parts_uploaded_total", 0) >= 2 else None)(_try_scrape(port)),
             what="parts counted while the export runs")
-        assert job_row(conn, job_id)["status"] == "running"
+        assert job(conn, job_id)["status"] == "running"
         assert during["pgjobs_worker_tasks_running"] == 1
         assert during["pgjobs_worker_jobs_claimed_total"] == 1
         assert during['pgjobs_worker_chunks_total{kind="export"}'] >= 1
-        wait_for(lambda: job_row(conn, job_id)["status"] == "succeeded", what="export done")
+        wait_for(lambda: job(conn, job_id)["status"] == "succeeded", what="export done")
         after = wait_for(lambda: (lambda s: s if s.get(
             'pgjobs_worker_jobs_finished_total{status="succeeded"}') == 1 else None)(
             scrape(port)), what="the outcome counted")
@@ -89,12 +88,12 @@ def test_metrics_are_served_while_an_export_runs(conn: Conn, items: None,
     finally:
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     assert content(result) == plain_copy(
         conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
     # The counters agree with what the export reports.
     assert after["pgjobs_worker_bytes_uploaded_total"] == result["bytes"]
-    assert after["pgjobs_worker_parts_uploaded_total"] == job_row(
+    assert after["pgjobs_worker_parts_uploaded_total"] == job(
         conn, job_id)["checkpoint"]["parts"]
     assert after['pgjobs_worker_rows_total{kind="export"}'] == result["rows"]
     assert after['pgjobs_worker_chunks_total{kind="export"}'] >= result["rows"] // 7
@@ -115,7 +114,7 @@ def _try_scrape(port: int) -> dict[str, float]:
 
 
 def test_metrics_bind_loopback_and_a_taken_port_is_a_usage_error(
-        dsn: str, local_dir: str) -> None:  # noqa: F811
+        dsn: str, local_dir: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -140,7 +139,7 @@ def run_worker_cli(dsn: str, storage: str, *args: str) -> list[str]:
 
 
 def test_json_logs_carry_iso_time_level_and_the_job_id(conn: Conn, items: None,
-                                                      local_dir: str) -> None:  # noqa: F811
+                                                      local_dir: str) -> None:
     good = submit_export(conn, "1", {}, MANY)
     bad = submit_export(conn, "2", {}, MANY)
     conn.execute("UPDATE pgjobs.jobs SET payload = payload || '{\"columns\": [\"nope\"]}' "
@@ -154,16 +153,16 @@ def test_json_logs_carry_iso_time_level_and_the_job_id(conn: Conn, items: None,
         mentioned = re.match(r"job (\d+)\b", entry["message"])
         if mentioned:
             assert entry["job_id"] == int(mentioned.group(1)), entry
-    about = {job: [e for e in entries if e.get("job_id") == job] for job in (good, bad)}
+    about = {row: [e for e in entries if e.get("job_id") == row] for row in (good, bad)}
     assert any("succeeded" in e["message"] for e in about[good])
     assert any(e["message"].startswith(f"job {bad} failed") for e in about[bad]), about[bad]
     # The banner says which worker this is; lines of no job carry no job_id.
     assert any(e["message"].startswith("worker ") and "job_id" not in e for e in entries)
-    assert job_row(conn, good)["status"] == "succeeded"
+    assert job(conn, good)["status"] == "succeeded"
 
 
 def test_text_logs_carry_iso_time_and_level(conn: Conn, items: None,
-                                           local_dir: str) -> None:  # noqa: F811
+                                           local_dir: str) -> None:
     job_id = submit_export(conn, "1", {}, MANY)
     ours, root = logging.getLogger("pgjobs"), logging.getLogger()
     before = (ours.level, list(ours.handlers), list(root.handlers))
@@ -217,7 +216,7 @@ def test_a_job_thread_names_its_job_on_lines_that_do_not() -> None:
     assert observe.value("errors", kind="job") >= 1
 
 
-def test_database_losses_count_as_errors_and_reconnects(local_dir: str) -> None:  # noqa: F811
+def test_database_losses_count_as_errors_and_reconnects(local_dir: str) -> None:
     before = observe.value("reconnects"), observe.value("errors", kind="database")
     w = Worker("host=127.0.0.1 port=1 dbname=x connect_timeout=1", local_dir, poll=0.1)
     w.on_event = lambda line: None
@@ -247,13 +246,13 @@ def spans() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_spans_around_claim_chunk_and_upload(conn: Conn, items: None, local_dir: str,  # noqa: F811
+def test_spans_around_claim_chunk_and_upload(conn: Conn, items: None, local_dir: str,
                                              spans: Any, fmt: str) -> None:
     if fmt == "parquet":
         pytest.importorskip("pyarrow")
     job_id = submit_export(conn, "1", {}, MANY | {"format": fmt})
     assert Worker(conn.info.dsn, local_dir, once=True, poll=0.1).run() == 0
-    result = job_row(conn, job_id)["result"]
+    result = job(conn, job_id)["result"]
     finished = spans.get_finished_spans()
     by_name: dict[str, list[Any]] = {}
     for s in finished:
@@ -339,7 +338,7 @@ def observe_text() -> str:
 def test_import_batches_count_their_records_and_run_in_chunk_spans(
         conn: Conn, tmp_path: Any, spans: Any) -> None:
     from pgjobs.poller.importer import Importer
-    from tests.import_support import allow, claim_import, make_people, submit_import
+    from tests.support import allow, claim_import, make_people, submit_import
 
     make_people(conn, document=False)
     folder = tmp_path / "in"
