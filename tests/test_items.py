@@ -312,3 +312,20 @@ def test_options_priority_lease_and_max_attempts(conn: Conn, target: str) -> Non
                         " FROM pgjobs.job_items WHERE id = %s", (item,))
     assert job(conn, high)["max_attempts"] == 7
     assert claim_items(conn, "w")[0][1] == low
+
+
+def test_item_heartbeat_keeps_the_job_alive_for_doctor(conn: Conn, target: str) -> None:
+    job_id = submit_items(conn, ["slow"])
+    [(item, _, _, w)] = claim_items(conn, "w")
+    conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() - interval '20 minutes'"
+                 " WHERE id = %s", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.heartbeat_item(%s, %s)", (item, w)) is True
+    assert scalar(conn, "SELECT heartbeat_at > now() - interval '1 minute' FROM pgjobs.jobs"
+                        " WHERE id = %s",
+                  (job_id,))
+    # A stale claim refreshes nothing.
+    conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() - interval '20 minutes'"
+                 " WHERE id = %s", (job_id,))
+    assert scalar(conn, "SELECT pgjobs.heartbeat_item(%s, %s)", (item, w + "x")) is False
+    assert scalar(conn, "SELECT heartbeat_at < now() - interval '10 minutes'"
+                        " FROM pgjobs.jobs WHERE id = %s", (job_id,))

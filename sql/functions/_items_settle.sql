@@ -38,8 +38,14 @@ BEGIN
     IF NOT FOUND OR v_job.status NOT IN ('queued', 'running', 'paused') THEN
         RETURN;
     END IF;
-    IF NOT EXISTS (SELECT FROM pgjobs.job_items i
-                    WHERE i.job_id = p_id AND i.status = 'queued')
+    -- done counts the finished items and total all of them, both kept under
+    -- the job row's lock (here, pgjobs._items_add, pgjobs._items_retry), so
+    -- done = total says the job is over without reading its items (a scan
+    -- whose cost would grow with the job); the items are read once, then,
+    -- to make sure.
+    IF v_job.done >= v_job.total
+       AND NOT EXISTS (SELECT FROM pgjobs.job_items i
+                        WHERE i.job_id = p_id AND i.status = 'queued')
        AND NOT EXISTS (SELECT FROM pgjobs.job_items i
                         WHERE i.job_id = p_id AND i.status = 'running') THEN
         v_result := pgjobs._items_result(p_id);

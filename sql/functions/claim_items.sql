@@ -13,12 +13,13 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
 -- p_worker: jobs by priority (higher first), then submission; within a job
--- by item id (array order), only items whose run_at (retry backoff) has
--- come, of jobs that are queued or running and due (run_at). Each item is
--- marked running with its own claim identity in worker (p_worker#token,
--- pgjobs._claim_identity), attempts + 1 and a lease of the job's lease
--- option or else p_lease; the caller passes worker back to heartbeat_item,
--- complete_item and fail_item, which fence on it. A queued job becomes
+-- the items due first (run_at: array order, and a retry after its backoff
+-- behind the items due before it), then by id, of jobs that are queued or
+-- running and due (run_at). Each item is marked running with its own
+-- claim identity in worker (p_worker#token, pgjobs._claim_identity),
+-- attempts + 1 and a lease of the job's lease option or else p_lease; the
+-- caller passes worker back to heartbeat_item, complete_item and
+-- fail_item, which fence on it. A queued job becomes
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
 -- a transaction advisory lock of the job, count what is out and take no
@@ -28,7 +29,6 @@ AS $$
 -- a queued job it starts (SKIP LOCKED too).
 DECLARE
     v_job pgjobs.jobs;
-    v_started pgjobs.jobs;
     v_left integer := p_limit;
     v_cap integer;
     v_count integer;
@@ -66,34 +66,17 @@ BEGIN
             CONTINUE WHEN v_cap <= 0;
         END IF;
         IF v_job.status = 'queued' THEN
-            -- Started before its items are taken (the job row, then items),
-            -- unless another transaction holds the job row: a claimer
-            -- starting it too (it will be running), or a cancel or pause
-            -- (whose item updates wait for the items taken here and then
-            -- apply to them: their workers learn it at their next call).
-            -- SKIP LOCKED: claimers never wait for each other.
-            UPDATE pgjobs.jobs j
-               SET status = 'running',
-                   worker = pgjobs._claim_identity('pgjobs.items'),
-                   -- The job's own lease is a placeholder: nobody holds the
-                   -- job, its items are leased (finite: clients read it).
-                   lease_expires_at = '9999-12-31 00:00:00+00',
-                   heartbeat_at = now(),
-                   started_at = coalesce(j.started_at, now()),
-                   updated_at = now()
-             WHERE j.id = (SELECT q.id FROM pgjobs.jobs q
-                            WHERE q.id = v_job.id AND q.status = 'queued'
-                              FOR NO KEY UPDATE SKIP LOCKED)
-            RETURNING j.* INTO v_started;
-            IF FOUND THEN
-                PERFORM pgjobs._notify(v_started, 'started');
-            END IF;
+            PERFORM pgjobs._items_start(v_job.id);  -- SKIP LOCKED: never waits
         END IF;
         RETURN QUERY
         WITH picked AS (
             SELECT i.id FROM pgjobs.job_items i
              WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
-             ORDER BY i.id
+             -- The order of job_items_queued_idx (job_id, run_at, id), which
+             -- the primary key cannot give: the plan walks only the job's
+             -- queued items, never the key over the items already claimed
+             -- (a cost that would grow with the job).
+             ORDER BY i.run_at, i.id
              LIMIT v_cap
                FOR UPDATE SKIP LOCKED)
         UPDATE pgjobs.job_items i

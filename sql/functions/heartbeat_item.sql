@@ -13,11 +13,19 @@ AS $$
 -- with it), or the job is paused: the item then goes back to the queue
 -- without counting the attempt, for pgjobs.resume to hand out again.
 -- Fenced: only the holder of the item's unexpired lease changes anything.
--- Locks: the item row.
+-- Locks: the item row (and, once a minute, the job row before it).
 DECLARE
     v_item pgjobs.job_items;
     v_paused boolean;
 BEGIN
+    -- The job's heartbeat_at says its workers are alive (pgjobs.doctor and
+    -- the dashboard read it): refreshed at most once a minute, before the
+    -- item row is locked (the lock order: the job row, then its items).
+    UPDATE pgjobs.jobs j SET heartbeat_at = now()
+     WHERE j.id = (SELECT i.job_id FROM pgjobs.job_items i
+                    WHERE i.id = p_item AND i.worker = p_worker AND i.lease_expires_at > now())
+       AND j.status = 'running'
+       AND j.heartbeat_at < now() - interval '1 minute';
     SELECT i.* INTO v_item FROM pgjobs.job_items i
      WHERE i.id = p_item
        -- The fence (a lease exists only while running: CHECK).

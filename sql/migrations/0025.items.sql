@@ -44,8 +44,12 @@ COMMENT ON TABLE pgjobs.job_items IS
 'The items of fan-out jobs (pgjobs.submit_items): one payload each, claimed, leased, fenced, '
 'retried and rescued on its own. Written only through pgjobs functions.';
 
--- claim_items: a job's queued items in the order they are handed out.
-CREATE INDEX job_items_queued_idx ON pgjobs.job_items (job_id, id) WHERE status = 'queued';
+-- claim_items: a job's queued items in the order they are handed out (due
+-- first: array order, a retry after its backoff behind the items due
+-- before it). An order the primary key cannot give, so the pick never walks
+-- the key over the items already claimed.
+CREATE INDEX job_items_queued_idx ON pgjobs.job_items (job_id, run_at, id)
+    WHERE status = 'queued';
 -- The concurrency cap and the end of a job: its items out now.
 CREATE INDEX job_items_running_idx ON pgjobs.job_items (job_id) WHERE status = 'running';
 -- Lease rescue.
