@@ -70,10 +70,17 @@ def test_only_start_attempts_makes_a_job_running() -> None:
         if re.search(r"\bstatus\s*=\s*'running'\s*,", text, re.IGNORECASE):
             setters.append(path.name)
     # claim_export_part makes a part of a parallel export running (its own table,
-    # pgjobs.export_parts), never a job: it updates no job row at all.
-    assert setters == ["_start_attempts.sql", "claim_export_part.sql"]
-    part_claim = re.sub(r"--[^\n]*", "", (FUNCTIONS / "claim_export_part.sql").read_text())
-    assert not re.search(r"UPDATE\s+pgjobs\.jobs\b", part_claim, re.IGNORECASE)
+    # pgjobs.export_parts), never a job: it updates no job row at all; so does
+    # claim_items with the items of a fan-out job (pgjobs.job_items).
+    # _items_start starts a fan-out job, which is never an attempt (its items are
+    # the work): it updates only a fan-out job's row.
+    assert setters == ["_items_start.sql", "_start_attempts.sql", "claim_export_part.sql",
+                       "claim_items.sql"]
+    for name in ("claim_export_part.sql", "claim_items.sql"):
+        part_claim = re.sub(r"--[^\n]*", "", (FUNCTIONS / name).read_text())
+        assert not re.search(r"UPDATE\s+pgjobs\.jobs\b", part_claim, re.IGNORECASE), name
+    start = re.sub(r"--[^\n]*", "", (FUNCTIONS / "_items_start.sql").read_text())
+    assert re.search(r"q\.fanout AND q\.status = 'queued'", start)
     for name in ("claim.sql", "claim_export.sql", "claim_import.sql", "_claim_id.sql"):
         assert "pgjobs._start_attempts(" in (FUNCTIONS / name).read_text(), name
 
