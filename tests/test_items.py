@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import job, make_target, scalar
+from tests.support import job, make_target, scalar
 
 Conn = psycopg.Connection[Any]
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import make_target, scalar
+from tests.support import make_target, scalar
 
 Conn = psycopg.Connection[Any]
 
