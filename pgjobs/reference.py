@@ -1,11 +1,12 @@
 """The SQL reference (docs/sql.md), generated from the database itself:
 every public routine of schema pgjobs with its signature and its
 COMMENT ON FUNCTION. ``python -m pgjobs.reference --dsn DSN > docs/sql.md``
-regenerates it; a test fails when the file is out of date."""
+(or ``PGJOBS_DSN`` set) regenerates it; a test fails when the file is out of date."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from pgjobs import db, queries
@@ -31,9 +32,11 @@ def render(conn: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dsn", default=None)
+    default = os.environ.get("PGJOBS_DSN")
+    parser.add_argument("--dsn", default=default, required=default is None,
+                        help="the migrated database (default: PGJOBS_DSN)")
     args = parser.parse_args()
-    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+    with db.connect(args.dsn) as conn:
         print(render(conn), end="")
 
 
