@@ -23,6 +23,8 @@ DECLARE
 BEGIN
     v_deadline := pgjobs._run_deadline(p_budget);
     v_name := pgjobs._runner_name('run');
+    -- What pgjobs.doctor sees of a pg_cron in another database.
+    PERFORM pgjobs._engine_seen('run');
     LOOP
         v_job := pgjobs._run_next(v_name, v_deadline);
         COMMIT;
