@@ -170,7 +170,7 @@ def test_cron_schedule_in_database_recipe_is_accepted(
     """docs/operations.md's recipe, verbatim but for the job names: pg_cron in its own
     database runs pgjobs.run and pgjobs.prune in this one; doctor here says ok."""
     database = conn.info.dbname
-    for name, command in (("managed-test.run", "CALL pgjobs.run('5 seconds')"),
+    for name, command in (("managed-test.run", "CALL pgjobs.run()"),
                           ("managed-test.prune", "SELECT pgjobs.prune()")):
         cron_elsewhere.execute("SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
                                (name, command, database))
