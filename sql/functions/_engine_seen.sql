@@ -1,5 +1,5 @@
 CREATE OR REPLACE FUNCTION pgjobs._engine_seen(p_what text)
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
@@ -15,7 +15,7 @@ AS $$
 -- managed services), this note is all pgjobs.doctor can see of it. Writes at
 -- most once per 5 seconds per kind, and never waits: a runner that finds
 -- the row locked (another runner noting the same) skips. Locks: that row,
--- until the caller's transaction ends.
+-- until the caller's transaction ends. Returns whether it wrote the note.
 DECLARE
     v_backend text;
     v_app     text;
@@ -31,14 +31,14 @@ BEGIN
        FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         IF EXISTS (SELECT FROM pgjobs.settings s WHERE s.key = 'engine_seen') THEN
-            RETURN;  -- noted within 5 s, or being noted by another runner now
+            RETURN false;  -- noted within 5 s, or being noted by another runner now
         END IF;
         INSERT INTO pgjobs.settings AS s (key, value)
         VALUES ('engine_seen', '{}')
         ON CONFLICT (key) DO NOTHING;
         PERFORM FROM pgjobs.settings s WHERE s.key = 'engine_seen' FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
-            RETURN;
+            RETURN false;
         END IF;
     END IF;
     SELECT a.backend_type, a.application_name INTO v_backend, v_app
@@ -51,5 +51,6 @@ BEGIN
                                                     current_setting('application_name')))),
            updated_at = now()
      WHERE s.key = 'engine_seen';
+    RETURN true;
 END
 $$;

@@ -21,10 +21,9 @@ DECLARE
     v_name pg_catalog.text;
     v_job pgjobs.jobs;
 BEGIN
-    v_deadline := pgjobs._run_deadline(p_budget);
+    -- Notes the run for pgjobs.doctor (pgjobs._engine_seen), then the deadline.
+    v_deadline := pgjobs._run_start(p_budget);
     v_name := pgjobs._runner_name('run');
-    -- What pgjobs.doctor sees of a pg_cron in another database.
-    PERFORM pgjobs._engine_seen('run');
     LOOP
         v_job := pgjobs._run_next(v_name, v_deadline);
         COMMIT;
