@@ -1876,13 +1876,17 @@ CREATE FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) RETURNS
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- pgjobs.doctor's checks of running and held jobs (only p_target's when
--- given): expired leases, no heartbeat for 15 minutes but a lease still
--- valid, paused writers that keep later writers of their scope waiting,
+-- given): expired leases, overdue heartbeats under a lease still valid
+-- (no heartbeat for over half the lease, and at least a minute: with the
+-- default 30 s lease the lease expires first and jobs.leases reports it;
+-- with a long one a dead worker would hold its job, and a writer its
+-- scope's gate, until it expires), paused writers that keep later writers of their scope waiting,
 -- jobs held by throttling (and why). p_prune_sql: the prune command this
 -- database runs (the fix of a lapsed lease). Read-only.
 DECLARE
     v_ids    bigint[];
     v_oldest interval;
+    v_left   interval;
     v_error  text;
 BEGIN
     target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
@@ -1909,20 +1913,26 @@ BEGIN
 
     check_name := 'jobs.heartbeats';
     fix := NULL;
-    SELECT array_agg(j.id ORDER BY j.id), max(now() - coalesce(j.heartbeat_at, j.started_at))
-      INTO v_ids, v_oldest
+    SELECT array_agg(j.id ORDER BY j.id),
+           max(now() - coalesce(j.heartbeat_at, j.started_at, j.updated_at)),
+           max(j.lease_expires_at - now())
+      INTO v_ids, v_oldest, v_left
       FROM pgjobs.jobs j
      WHERE j.status = 'running' AND j.lease_expires_at >= now()
-       AND coalesce(j.heartbeat_at, j.started_at, j.updated_at) < now() - interval '15 minutes'
+       AND coalesce(j.heartbeat_at, j.started_at, j.updated_at)
+           < now() - greatest(j.lease / 2, interval '1 minute')
        AND (p_target IS NULL OR j.target = p_target);
     IF v_ids IS NULL THEN
         status := 'ok';
-        detail := 'every running job heartbeated in the last 15 minutes';
+        detail := 'no running job has gone over half its lease (and a minute) without a '
+                  'heartbeat';
     ELSE
         status := 'warn';
-        detail := format('%s running job(s) without a heartbeat for up to %s but with a lease '
-                         'still valid (ids %s): their worker may hang', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        detail := format('%s running job(s) without a heartbeat for up to %s, over half their '
+                         'lease, which still holds them for up to %s (ids %s): their worker '
+                         'may hang or have died', cardinality(v_ids),
+                         date_trunc('second', v_oldest), date_trunc('second', v_left),
+                         array_to_string(v_ids[1:20], ', '));
         -- Lapse the lease now, then rescue as for any expired lease: the
         -- worker is fenced off (its lease is gone) and the job is retried.
         fix := format('UPDATE pgjobs.jobs SET lease_expires_at = now() - interval ''1 second'' '
@@ -2004,14 +2014,22 @@ CREATE FUNCTION pgjobs._doctor_pg_cron(p_jobs jsonb, p_loop_fix text) RETURNS TA
 -- pgjobs._doctor_cron_jobs). Stops at the first problem (later steps cannot
 -- be judged); when pg_cron cannot drive the engine but a `pgjobs run`
 -- session is connected to this database, that row is ok: the session
--- drives it. p_loop_fix: the `pgjobs run --loop` command doctor suggests.
--- Read-only.
+-- drives it. Likewise when pg_cron runs pgjobs here from its own database
+-- (cron.schedule_in_database, the managed-service recipe): its catalog is
+-- not readable from here, so the evidence is what pgjobs.run and
+-- pgjobs.prune note when they run (pgjobs._engine_seen): both run by a
+-- pg_cron session within the last 3 minutes is ok; only one of them is a
+-- warn naming the missing schedule. p_loop_fix: the `pgjobs run --loop`
+-- command doctor suggests. Read-only.
 DECLARE
     v_runners     integer;
     v_preload     text := current_setting('shared_preload_libraries');
     v_cron_db     text := current_setting('cron.database_name', true);
     v_cron_ver    text;
     v_jobs        jsonb;
+    v_seen        jsonb;
+    v_cron_run    boolean;
+    v_cron_prune  boolean;
 BEGIN
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
@@ -2088,12 +2106,44 @@ BEGIN
         END IF;
     END IF;
     IF check_name IS NOT NULL THEN
+        -- pgjobs.run / pgjobs.prune run here by pg_cron (from another database).
+        SELECT s.value INTO v_seen FROM pgjobs.settings s WHERE s.key = 'engine_seen';
+        SELECT coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'run'), false),
+               coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'prune'), false)
+          INTO v_cron_run, v_cron_prune
+          FROM (SELECT w.what,
+                       (v_seen #>> ARRAY[w.what, 'at'])::timestamptz > now() - interval '3 minutes'
+                       AND 'pg_cron' IN (v_seen #>> ARRAY[w.what, 'backend_type'],
+                                         v_seen #>> ARRAY[w.what, 'application_name']) AS ran
+                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k;
         IF v_runners > 0 THEN
             -- Not a problem: the engine is driven from outside.
             status := 'ok';
             detail := detail || format('; the engine is driven by %s connected `pgjobs run` '
                                        'session(s) instead', v_runners);
             fix := NULL;
+        ELSIF v_cron_run AND v_cron_prune THEN
+            status := 'ok';
+            detail := detail || format(
+                '; pg_cron runs pgjobs here from another database (cron.schedule_in_database): '
+                'pgjobs.run last ran %s ago, pgjobs.prune %s ago',
+                date_trunc('second', now() - (v_seen #>> '{run,at}')::timestamptz),
+                date_trunc('second', now() - (v_seen #>> '{prune,at}')::timestamptz));
+            fix := NULL;
+        ELSIF v_cron_run OR v_cron_prune THEN
+            status := 'warn';
+            detail := detail || format(
+                '; pg_cron runs %s here from another database but not %s',
+                CASE WHEN v_cron_run THEN 'pgjobs.run' ELSE 'pgjobs.prune' END,
+                CASE WHEN v_cron_run THEN 'pgjobs.prune' ELSE 'pgjobs.run' END);
+            fix := format('-- in database %s (cron.database_name): SELECT '
+                          'cron.schedule_in_database(%L, %L, %L, %L);',
+                          coalesce(v_cron_db, 'postgres'),
+                          CASE WHEN v_cron_run THEN 'pgjobs.prune' ELSE 'pgjobs.run' END,
+                          '* * * * *',
+                          CASE WHEN v_cron_run THEN 'SELECT pgjobs.prune()'
+                               ELSE 'CALL pgjobs.run()' END,
+                          current_database());
         ELSE
             status := 'warn';
         END IF;
@@ -2497,6 +2547,68 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._doctor_throttle_visibility() OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_seen(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_seen(p_what text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Notes that pgjobs.run or pgjobs.prune (p_what: 'run' or 'prune') ran in
+-- this database, when and under what kind of session: pgjobs.settings key
+-- 'engine_seen' = {"run": {"at", "backend_type", "application_name"},
+-- "prune": {...}}. pg_cron's catalog lives in one database only: where it
+-- runs pgjobs from another one (cron.schedule_in_database, the recipe of
+-- managed services), this note is all pgjobs.doctor can see of it. Writes at
+-- most once per 5 seconds per kind, and never waits: a runner that finds
+-- the row locked (another runner noting the same) skips. Locks: that row,
+-- until the caller's transaction ends. Returns whether it wrote the note.
+DECLARE
+    v_backend text;
+    v_app     text;
+BEGIN
+    IF p_what IS NULL OR p_what NOT IN ('run', 'prune') THEN
+        RAISE EXCEPTION 'pgjobs._engine_seen: unknown kind of run %', p_what
+            USING ERRCODE = '22023', HINT = 'Pass ''run'' or ''prune''.';
+    END IF;
+    PERFORM FROM pgjobs.settings s
+     WHERE s.key = 'engine_seen'
+       AND coalesce((s.value #>> ARRAY[p_what, 'at'])::timestamptz, '-infinity')
+           < now() - interval '5 seconds'
+       FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM pgjobs.settings s WHERE s.key = 'engine_seen') THEN
+            RETURN false;  -- noted within 5 s, or being noted by another runner now
+        END IF;
+        INSERT INTO pgjobs.settings AS s (key, value)
+        VALUES ('engine_seen', '{}')
+        ON CONFLICT (key) DO NOTHING;
+        PERFORM FROM pgjobs.settings s WHERE s.key = 'engine_seen' FOR UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+    END IF;
+    SELECT a.backend_type, a.application_name INTO v_backend, v_app
+      FROM pg_catalog.pg_stat_activity a
+     WHERE a.pid = pg_catalog.pg_backend_pid();
+    UPDATE pgjobs.settings s
+       SET value = s.value || jsonb_build_object(p_what, jsonb_build_object(
+                       'at', now(), 'backend_type', v_backend,
+                       'application_name', coalesce(nullif(v_app, ''),
+                                                    current_setting('application_name')))),
+           updated_at = now()
+     WHERE s.key = 'engine_seen';
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_seen(p_what text) OWNER TO SUPERUSER;
 
 --
 -- Name: _engine_wait(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -6193,6 +6305,32 @@ $_$;
 ALTER FUNCTION pgjobs._run_page(p_id bigint, p_worker text) OWNER TO SUPERUSER;
 
 --
+-- Name: _run_start(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._run_start(p_budget interval) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The start of one pgjobs.run call: notes that the engine ran here
+-- (pgjobs._engine_seen, what pgjobs.doctor sees of a pg_cron scheduling
+-- pgjobs from another database) and returns the call's deadline
+-- (pgjobs._run_deadline: 22023 for a bad budget). pgjobs.run is a thin
+-- shell that may only assign results of pinned functions, hence one
+-- function for both. Locks: the note's settings row, briefly (never waits).
+BEGIN
+    PERFORM pgjobs._engine_seen('run');
+    RETURN pgjobs._run_deadline(p_budget);
+END
+$$;
+
+ALTER FUNCTION pgjobs._run_start(p_budget interval) OWNER TO SUPERUSER;
+
+--
 -- Name: _run_step(bigint, text, timestamp with time zone, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8658,8 +8796,8 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --                      btree_gin (scope, document) index, autovacuum scale
 --                      factor, dead tuples.
 --   jobs.*             running jobs with an expired lease, running jobs
---                      without a heartbeat for 15 minutes but a lease still
---                      valid, jobs held by throttling (and why), jobs due
+--                      without a heartbeat for over half their lease (and a
+--                      minute) but a lease still valid, jobs held by throttling (and why), jobs due
 --                      for over 15 minutes but still queued (only p_target's).
 --   throttle.visibility  pgjobs' owner can see replica lag and autovacuum
 --                      (pg_monitor).
@@ -8718,7 +8856,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for 15 minutes; jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_sql(bigint, text, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9975,6 +10113,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 
+    PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
 
     WITH gone AS (
@@ -10530,7 +10669,8 @@ DECLARE
     v_name pg_catalog.text;
     v_job pgjobs.jobs;
 BEGIN
-    v_deadline := pgjobs._run_deadline(p_budget);
+    -- Notes the run for pgjobs.doctor (pgjobs._engine_seen), then the deadline.
+    v_deadline := pgjobs._run_start(p_budget);
     v_name := pgjobs._runner_name('run');
     LOOP
         v_job := pgjobs._run_next(v_name, v_deadline);
@@ -11863,6 +12003,13 @@ REVOKE ALL ON FUNCTION pgjobs._doctor_throttle_visibility() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._doctor_throttle_visibility() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _engine_seen(p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_seen(p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_seen(p_what text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _engine_wait(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12239,6 +12386,13 @@ GRANT ALL ON FUNCTION pgjobs._run_next(p_worker text, p_deadline timestamp with 
 
 REVOKE ALL ON FUNCTION pgjobs._run_page(p_id bigint, p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._run_page(p_id bigint, p_worker text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _run_start(p_budget interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._run_start(p_budget interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._run_start(p_budget interval) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _run_step(p_id bigint, p_worker text, p_deadline timestamp with time zone, p_previous text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
