@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PG_PACKAGES := postgresql-15 postgresql-15-cron postgresql-15-plpgsql-check
 PYTEST_ARGS ?=
 
-.PHONY: help demo test deps venv lint bench chaos clean
+.PHONY: help demo test deps venv lint bench chaos schema clean
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -34,10 +34,15 @@ deps: ## Install PostgreSQL 15, pg_cron and plpgsql_check (apt, as root) when mi
 
 venv: $(VENV)/.installed ## Create .venv and install pgjobs with its dev extras.
 
+# pip through `python -m pip`: it always installs into this venv, whatever the
+# shebang of $(BIN)/pip says (a venv copied from elsewhere keeps its old one).
+# setuptools prints an informational "Editable installation" banner for every
+# editable install that maps packages the way pyproject.toml does (cli/ as
+# pgjobs.cli): that notice alone is silenced, every other warning still shows.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --upgrade pip
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
 lint: venv ## ruff and mypy (strict) over the package.
@@ -54,8 +59,11 @@ bench: venv ## Run the benchmarks (small sizes; see bench/*.py --help for the fu
 	$(BIN)/python bench/delete.py --rows 500000 --scope-rows 100000
 	$(BIN)/python bench/export.py --rows 200000 --scope-rows 100000
 
-chaos: venv ## Run the full chaos suite (>= 20 worker kills, >= 5 PostgreSQL restarts; ~10 min).
+chaos: venv ## Run the full chaos suite (>= 20 worker kills, >= 5 PostgreSQL restarts; time and figures: docs/RELIABILITY.md).
 	PGJOBS_CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
+
+schema: venv ## Regenerate sql/schema.sql (pg_dump of a freshly migrated throwaway database).
+	PGJOBS_WRITE_SCHEMA=1 $(BIN)/python -m pytest -q tests/test_schema_sql.py
 
 clean: ## Remove the virtualenv and caches.
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

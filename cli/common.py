@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from pgjobs import db
+from pgjobs.cli.dsn import configured_dsn, resolve_dsn
 from pgjobs.errors import InvalidInput, PgjobsError
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
@@ -43,10 +44,10 @@ class Context:
         """The resolved DSN: --dsn, PGJOBS_DSN, DATABASE_URL, else the embedded cluster
         when it is running (said on stderr). Only ``pgjobs demo`` passes
         ``start_embedded``; otherwise a stopped cluster stays stopped: exit 2 with a
-        hint (:func:`pgjobs.db.resolve_dsn`)."""
+        hint (:func:`pgjobs.cli.dsn.resolve_dsn`)."""
         if self._dsn is None:
-            embedded = db.configured_dsn(self.dsn_option) is None
-            self._dsn = db.resolve_dsn(self.dsn_option, start_embedded=start_embedded)
+            embedded = configured_dsn(self.dsn_option) is None
+            self._dsn = resolve_dsn(self.dsn_option, start_embedded=start_embedded)
             if embedded:
                 click.echo(f"using the embedded cluster {self._dsn} (no --dsn, PGJOBS_DSN or "
                            "DATABASE_URL)", err=True)

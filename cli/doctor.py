@@ -82,12 +82,13 @@ def doctor(obj: Context, target: str | None, fail_on: str, as_json: bool) -> Non
     the exact SQL or command that fixes each finding.
 
     Checks: pg_cron installed, preloaded, serving this database and running
-    pgjobs (or a connected `pgjobs run` session driving the engine); per target
+    pgjobs (or a connected `pgjobs run` session driving the engine, or pg_cron running
+    it from its own database with cron.schedule_in_database); per target
     the table and its columns, the (scope, key) btree index, a btree_gin
     (scope, document jsonb_path_ops) index for document filters, the autovacuum
-    scale factor and dead tuples; running jobs with an expired lease or no
-    heartbeat for 15 minutes; pg_cron's run history of pgjobs; objects of pruned
-    exports not deleted from storage after a day.
+    scale factor and dead tuples; running jobs with an expired lease, or with
+    no heartbeat for over half their lease (and a minute); pg_cron's run history
+    of pgjobs; objects of pruned exports not deleted from storage after a day.
 
     Exit status: 0 nothing to fix, 1 something needs fixing (any warn or fail;
     with --fail-on fail, only a fail), 2 TARGET is unknown or not registered.

@@ -58,7 +58,7 @@ def _setup_logging() -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "parquet"]), default="csv",
               show_default=True, envvar="PGJOBS_FORMAT", show_envvar=True,
               help="csv: a header and one column per column; jsonl: one JSON object per line; "
-                   "parquet: typed columns, files under a folder (needs pgjobs[parquet]; "
+                   "parquet: typed columns, files under a folder (needs pgjobs-engine[parquet]; "
                    "--options '{\"compression\": \"snappy\"}' for snappy, zstd by "
                    "default).")
 @click.option("--columns",

@@ -209,7 +209,7 @@ def prune(obj: Context, retention: str) -> None:
 @click.pass_obj
 def demo(obj: Context, rows: int) -> None:
     """Build a demo shared relation, then delete, backfill and export with live progress."""
-    from pgjobs.demo import run_demo
+    from pgjobs.cli.demo import run_demo
 
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 

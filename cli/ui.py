@@ -1,4 +1,4 @@
-"""`pgjobs ui`: serve the web dashboard (pgjobs.ui; the optional extra pgjobs[ui])."""
+"""`pgjobs ui`: serve the web dashboard (pgjobs.ui; the optional extra pgjobs-engine[ui])."""
 
 from __future__ import annotations
 

@@ -24,42 +24,6 @@ from pgjobs.errors import from_psycopg
 Row = dict[str, Any]
 
 
-def configured_dsn(explicit: str | None = None) -> str | None:
-    """The DSN configured for this process: explicit (``--dsn``/``PGJOBS_DSN``), else
-    ``PGJOBS_DSN``, else ``DATABASE_URL``; None when there is none."""
-    if explicit:
-        return explicit
-    for var in ("PGJOBS_DSN", "DATABASE_URL"):
-        value = os.environ.get(var)
-        if value:
-            return value
-    return None
-
-
-def resolve_dsn(explicit: str | None = None, *, start_embedded: bool = False) -> str:
-    """The DSN to use: the configured one (:func:`configured_dsn`), else the embedded
-    local cluster when it is running. Only ``start_embedded`` (``pgjobs demo``) starts
-    it; otherwise a stopped cluster stays stopped and :class:`NoDatabase` (exit 2) says
-    what to do. Callers announce the embedded cluster themselves (the CLI: stderr)."""
-    configured = configured_dsn(explicit)
-    if configured:
-        return configured
-    from pgjobs import embedded
-
-    if start_embedded:
-        return embedded.ensure_dsn()
-    dsn = embedded.dsn_if_running()
-    if dsn is None:
-        from pgjobs.errors import NoDatabase
-
-        raise NoDatabase(
-            "no database configured (--dsn, PGJOBS_DSN, DATABASE_URL) and the embedded "
-            "cluster is not running",
-            hint="run `pgjobs dev up` to start the embedded cluster, or pass --dsn",
-        )
-    return dsn
-
-
 @contextmanager
 def translated() -> Iterator[None]:
     """Re-raise psycopg errors as PgjobsError (one line, SQLSTATE and hint)."""
@@ -154,29 +118,6 @@ def listen_job_channel(conn: psycopg.Connection[Row], target: str, scope: str) -
 # --- the contract's functions, for the CLI and the poller ------------------
 
 
-def submit(
-    conn: psycopg.Connection[Row],
-    kind: str,
-    target: str,
-    scope: str,
-    payload: dict[str, Any] | None = None,
-    options: dict[str, Any] | None = None,
-) -> int:
-    return int(
-        scalar(
-            conn,
-            queries.SUBMIT,
-            {
-                "kind": kind,
-                "target": target,
-                "scope": scope,
-                "payload": Jsonb(payload or {}),
-                "options": Jsonb(options or {}),
-            },
-        )
-    )
-
-
 def get_job(conn: psycopg.Connection[Row], job_id: int) -> Row | None:
     with translated():
         return conn.execute(queries.GET_JOB, {"id": job_id}).fetchone()
@@ -196,14 +137,6 @@ def resume(conn: psycopg.Connection[Row], job_id: int) -> bool:
 
 def retry(conn: psycopg.Connection[Row], job_id: int) -> bool:
     return bool(scalar(conn, queries.RETRY, {"id": job_id}))
-
-
-def claim(
-    conn: psycopg.Connection[Row], kinds: list[str], worker: str, lease: str = "30 seconds",
-    limit: int = 1,
-) -> list[Row]:
-    return rows(conn, queries.CLAIM, {"kinds": kinds, "worker": worker, "lease": lease,
-                                      "limit": limit})
 
 
 def heartbeat(

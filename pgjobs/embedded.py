@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 
 SERVER_USER_AS_ROOT = "postgres"
@@ -464,8 +465,6 @@ def up() -> str:
 
 
 def _create_database(port: int, cron: bool) -> None:
-    from pgjobs import db, queries
-
     with db.connect(dsn_for(port, "postgres"), app="pgjobs-dev") as conn:
         if not db.scalar(conn, queries.EMBEDDED_DATABASE_EXISTS, {"name": DATABASE}):
             db.execute(conn, queries.EMBEDDED_CREATE_DATABASE)
@@ -514,8 +513,6 @@ def status() -> dict[str, Any]:
         cron_available = None
     preloaded: bool | None = None
     if running:
-        from pgjobs import db, queries
-
         with (
             contextlib.suppress(PgjobsError),
             db.connect(dsn_for(running[1], "postgres"), app="pgjobs-dev") as conn,

@@ -59,7 +59,7 @@ class PermissionDenied(PgjobsError):
 
 
 class MissingExtra(PgjobsError):
-    """An optional dependency is not installed (``pgjobs[parquet]``): no retry on
+    """An optional dependency is not installed (``pgjobs-engine[parquet]``): no retry on
     this machine can succeed, the message names the extra to install."""
 
 

@@ -68,7 +68,8 @@ def migrate(dsn: str, root: Path | None = None) -> dict[str, object]:
         db.execute(conn, queries.MIGRATE_LOCK)
         try:
             db.execute(conn, queries.CREATE_SCHEMA)
-            applied = apply_migrations(dsn, root)
+            with db.translated():  # yoyo's own connection: one line with the SQLSTATE too
+                applied = apply_migrations(dsn, root)
             files = function_files(root)
             with db.translated(), conn.transaction():
                 for path in files:

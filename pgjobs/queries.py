@@ -14,7 +14,6 @@ CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 
 # --- jobs: submit, observe, control ---------------------------------------
 
-SUBMIT = "SELECT pgjobs.submit(%(kind)s, %(target)s::regclass, %(scope)s, %(payload)s, %(options)s)"
 GET_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, priority, created_at, started_at, finished_at, run_at, worker,
@@ -39,7 +38,6 @@ RETRY = "SELECT pgjobs.retry(%(id)s)"
 
 # --- engine -----------------------------------------------------------------
 
-CLAIM = "SELECT * FROM pgjobs.claim(%(kinds)s, %(worker)s, %(lease)s::interval, %(limit)s)"
 HEARTBEAT = "SELECT pgjobs.heartbeat(%(id)s, %(worker)s, %(done)s, %(checkpoint)s)"
 COMPLETE = "SELECT pgjobs.complete(%(id)s, %(worker)s, %(result)s)"
 FAIL = "SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, %(retryable)s)"
@@ -129,7 +127,7 @@ SELECT pgjobs.preview(%(target)s::regclass, %(scope)s, %(filter)s, %(exclude)s::
                       %(options)s)
 """
 
-# --- demo (pgjobs/demo.py) ------------------------------------------------------
+# --- demo (cli/demo.py) ------------------------------------------------------
 
 DEMO_SETUP = """
 CREATE SCHEMA IF NOT EXISTS demo;
@@ -179,10 +177,6 @@ EXPORT_SUBMIT = (
 )
 # A claim returns the claim's own identity in `worker` (name#token): every later
 # call for that job passes it back, and is fenced on it.
-EXPORT_CLAIM = (
-    "SELECT id, worker"
-    "  FROM pgjobs.claim(ARRAY['export'], %(worker)s, %(lease)s::interval, %(limit)s)"
-)
 EXPORT_CLAIM_ONE = (
     "SELECT id, worker FROM pgjobs.claim_export(%(id)s, %(worker)s, %(lease)s::interval)"
 )

@@ -1,11 +1,12 @@
 """The SQL reference (docs/sql.md), generated from the database itself:
 every public routine of schema pgjobs with its signature and its
 COMMENT ON FUNCTION. ``python -m pgjobs.reference --dsn DSN > docs/sql.md``
-regenerates it; a test fails when the file is out of date."""
+(or ``PGJOBS_DSN`` set) regenerates it; a test fails when the file is out of date."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from pgjobs import db, queries
@@ -17,6 +18,17 @@ edit by hand. Every routine lives in schema `pgjobs`; routines whose names
 start with `_` are private and not listed. Errors use standard SQLSTATEs:
 `22023` bad argument, `42P01` unknown table, `42501` missing privilege,
 `55000` prerequisite missing, `55006` gate conflict, `P0002` unknown job.
+
+**Why scopes (and excluded keys) are `text`.** One set of functions serves
+every registered table, and each table's scope and key columns have their
+own types (integer, uuid, `char(8)`, a domain...). SQL has no parameter
+type that adapts per table, so values travel as text and each entry point
+casts them to the column's full type, read from the catalog at each call,
+and stores the canonical spelling: for an integer scope `'01'` and `'1'` are
+one tenant, and a value the column cannot hold is refused (`22023`). Pass
+the value as text (`'42'`, or `42::text` from a typed variable);
+docs/engine.md, "Types, spellings and settings", has the rules. Job
+statuses and NOTIFY events are listed in docs/events.md.
 """
 
 
@@ -31,9 +43,11 @@ def render(conn: Any) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dsn", default=None)
+    default = os.environ.get("PGJOBS_DSN")
+    parser.add_argument("--dsn", default=default, required=default is None,
+                        help="the migrated database (default: PGJOBS_DSN)")
     args = parser.parse_args()
-    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+    with db.connect(args.dsn) as conn:
         print(render(conn), end="")
 
 

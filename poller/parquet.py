@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgjobs.export")
 
-EXTRA = "pip install 'pgjobs[parquet]'"
+EXTRA = "pip install 'pgjobs-engine[parquet]'"
 DEFAULT_ROW_GROUP_BYTES = 16 * 1024 * 1024
 MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
 """The worker's own ceiling on a row group's Arrow bytes, whatever a job asks."""

@@ -293,7 +293,7 @@ def test_running_job_without_heartbeat_is_taken_back(conn: Conn) -> None:
     job_id = submit(conn, options={"lease": "1 hour"})
     assert claim(conn, "hung-worker") == [job_id]
     assert_ok(finding(conn, "jobs.heartbeats"))
-    conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() - interval '20 minutes'"
+    conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() - interval '40 minutes'"
                  " WHERE id = %s", (job_id,))
     f = finding(conn, "jobs.heartbeats")
     assert f["status"] == "warn"

@@ -277,7 +277,7 @@ def test_a_worker_without_pyarrow_fails_the_job_naming_the_extra(
     assert outcome.status == "failed"
     row = job(conn, job_id)
     assert row["status"] == "failed" and row["attempts"] == 1
-    assert "pgjobs[parquet]" in row["error"]
+    assert "pgjobs-engine[parquet]" in row["error"]
 
 
 def test_sigkill_mid_export_then_another_worker_resumes_to_the_same_rows(

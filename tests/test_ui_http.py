@@ -292,7 +292,7 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch, dsn: str) -> No
     monkeypatch.setattr(importlib.util, "find_spec", hidden)
     result = CliRunner().invoke(main, ["--dsn", dsn, "ui"])
     assert result.exit_code == 2
-    assert "starlette" in result.output and "pgjobs[ui]" in result.output
+    assert "starlette" in result.output and "pgjobs-engine[ui]" in result.output
 
 
 def test_metrics_are_prometheus_text_prefixed_pgjobs(conn: Conn, dsn: str) -> None:

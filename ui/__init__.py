@@ -7,7 +7,7 @@ connections whatever the number of browsers: one LISTENs on ``pgjobs`` and
 feeds every browser's ``/events`` stream (:mod:`pgjobs.ui.hub`), the other
 serves the pages, the JSON API, ``/metrics`` and the actions.
 
-The packages come with the optional extra ``pgjobs[ui]``.
+The packages come with the optional extra ``pgjobs-engine[ui]``.
 """
 
 from __future__ import annotations
@@ -25,4 +25,4 @@ def require_extra() -> None:
     if missing:
         raise InvalidInput(
             f"pgjobs ui needs {', '.join(missing)}, which are not installed",
-            hint="pip install 'pgjobs[ui]'")
+            hint="pip install 'pgjobs-engine[ui]'")

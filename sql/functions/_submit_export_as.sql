@@ -96,7 +96,7 @@ BEGIN
                 USING ERRCODE = '22023',
                 HINT = '"csv" writes a header and one column per requested column; "jsonl" '
                        'one JSON object per line; "parquet" typed columns (the worker needs '
-                       'pip install ''pgjobs[parquet]'').';
+                       'pip install ''pgjobs-engine[parquet]'').';
         END IF;
         v_format := v_options ->> 'format';
     END IF;

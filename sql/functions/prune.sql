@@ -29,6 +29,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 
+    PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
 

@@ -158,7 +158,7 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
     console.print(table)
     console.print(f"export written to {export_uri}")
     console.print("next: watch the jobs live in the dashboard: [bold]pgjobs ui[/] "
-                  "(pip install 'pgjobs\\[ui]'), then open http://localhost:8765/")
+                  "(pip install 'pgjobs-engine\\[ui]'), then open http://localhost:8765/")
     return outcomes
 
 

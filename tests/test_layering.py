@@ -1,0 +1,132 @@
+"""The package's layout reads like its architecture: imports run one way,
+sql -> core (pgjobs/) -> poller/ -> ui/ -> cli/, and the core holds no dead
+code (every SQL constant is sent, every connector helper is called).
+
+Static checks over the source files: they catch a new upward import (the
+demo importing the poller from the core, the connector importing the
+embedded cluster) or a constant left behind when its caller went.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Source folder -> (installed package, layer). A module may import its own layer
+# and the ones below it, never one above.
+LAYERS = {"pgjobs": ("pgjobs", 0), "poller": ("pgjobs.poller", 1), "ui": ("pgjobs.ui", 2),
+          "cli": ("pgjobs.cli", 3)}
+CALLERS = ("pgjobs", "poller", "ui", "cli", "tests", "bench", "docs")
+
+
+def _layer_of(module: str) -> int | None:
+    best: tuple[int, int] | None = None  # (len of the matched prefix, layer)
+    for package, layer in LAYERS.values():
+        if (module == package or module.startswith(package + ".")) and (
+                best is None or len(package) > best[0]):
+            best = (len(package), layer)
+    return None if best is None else best[1]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).glob("*.py"))
+
+
+@pytest.mark.parametrize("folder", sorted(LAYERS))
+def test_imports_run_one_way(folder: str) -> None:
+    own = LAYERS[folder][1]
+    upward = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+              for path in _sources(folder) for line, module in _imports(path)
+              if (_layer_of(module) or 0) > own]
+    assert not upward, upward
+
+
+def test_the_layer_rule_sees_each_spelling() -> None:
+    """The checker itself: each way of naming an upper layer is seen."""
+    assert _layer_of("pgjobs.poller.export") == 1 and _layer_of("pgjobs.poller") == 1
+    assert _layer_of("pgjobs.cli.demo") == 3 and _layer_of("pgjobs.ui") == 2
+    assert _layer_of("pgjobs.db") == 0 and _layer_of("pgjobs") == 0
+    assert _layer_of("psycopg") is None and _layer_of("pgjobs_other") is None
+
+
+def test_core_modules_import_no_cycle() -> None:
+    """Within the core, no two modules import each other, directly or through others
+    (db.py and embedded.py did: the DSN is now resolved in cli/dsn.py)."""
+    modules = {p.stem for p in _sources("pgjobs")}
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    for path in _sources("pgjobs"):
+        for _, name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "pgjobs" and len(parts) > 1 and parts[1] in modules:
+                edges[path.stem].add(parts[1])
+    edges = {m: {t for t in targets if t != m} for m, targets in edges.items()}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or reaches(nxt, goal, seen | {nxt})
+                   for nxt in edges[start] - seen)
+
+    cycles = sorted(m for m in modules if reaches(m, m, set()))
+    assert not cycles, cycles
+
+
+def _uses(name: str, *, outside: Path) -> bool:
+    pattern = re.compile(rf"\b{re.escape(name)}\b")
+    for folder in CALLERS:
+        for path in (ROOT / folder).rglob("*.py"):
+            if path != outside and pattern.search(path.read_text()):
+                return True
+    return False
+
+
+def test_every_sql_constant_is_sent() -> None:
+    path = ROOT / "pgjobs" / "queries.py"
+    names = [t.id for node in ast.parse(path.read_text()).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+    assert len(names) > 50
+    dead = [name for name in names if not _uses(name, outside=path)]
+    assert not dead, f"constants of pgjobs/queries.py nothing sends: {dead}"
+
+
+def test_every_connector_helper_is_called() -> None:
+    path = ROOT / "pgjobs" / "db.py"
+    names = [node.name for node in ast.parse(path.read_text()).body
+             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+             and not node.name.startswith("_")]
+    assert "connect" in names
+    dead = [name for name in names
+            if not _uses(f"db.{name}", outside=path) and not _uses(f"import {name}", outside=path)]
+    assert not dead, f"helpers of pgjobs/db.py nothing calls: {dead}"
+
+
+def test_declared_dependencies_are_imported() -> None:
+    """Every runtime dependency of pyproject.toml is imported somewhere in the package
+    (psycopg-pool was declared and never imported)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    import_names = {"google-cloud-storage": "google.cloud",
+                    "azure-storage-blob": "azure.storage.blob",
+                    "yoyo-migrations": "yoyo"}
+    unused = []
+    for requirement in declared:
+        dist = re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower()
+        module = import_names.get(dist, dist.replace("-", "_"))
+        pattern = re.compile(rf"^\s*(from|import)\s+{re.escape(module)}\b", re.M)
+        if not any(pattern.search(p.read_text()) for folder in ("pgjobs", "poller", "ui", "cli")
+                   for p in (ROOT / folder).glob("*.py")):
+            unused.append(dist)
+    assert not unused, unused
