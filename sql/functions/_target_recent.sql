@@ -1,4 +1,5 @@
-CREATE OR REPLACE FUNCTION pgjobs._target_recent(p_target regclass)
+CREATE OR REPLACE FUNCTION pgjobs._target_recent(p_target regclass,
+                                                 p_keep boolean DEFAULT true)
 RETURNS pgjobs.target_registry
 LANGUAGE plpgsql
 STABLE
@@ -13,8 +14,10 @@ AS $$
 -- errors, but the trust verdict (pgjobs._require_trusted, 0.7-1.5 ms: more
 -- than a 100-row page) is taken from this session when it reached it as
 -- current_user less than 1 s ago (pgjobs._verdict_fresh), and kept after a
--- full check (pgjobs._verdict_keep). Registration itself is read every
--- time: an unregistered target is refused at once. A change that makes the
+-- full check (pgjobs._verdict_keep) unless p_keep is false: the filter
+-- compiler uses a read's verdict but starts none, so a submit (which
+-- checks in full through pgjobs._target) opens no window. Registration
+-- itself is read every time: an unregistered target is refused at once. A change that makes the
 -- target untrusted (owner, TRIGGER grant, a function, operator or type its
 -- code uses, role membership, row-level security on pgjobs' role) is seen
 -- by this session's reads within 1 s, by any other session at once; the
@@ -31,7 +34,9 @@ BEGIN
         END IF;
     END IF;
     v_reg := pgjobs._target(p_target);  -- 22023, 42501: the full check
-    PERFORM pgjobs._verdict_keep('trusted_' || p_target::oid::text, p_target::oid::text, v_at);
+    IF p_keep THEN
+        PERFORM pgjobs._verdict_keep('trusted_' || p_target::oid::text, p_target::oid::text, v_at);
+    END IF;
     RETURN v_reg;
 END
 $$;
