@@ -207,9 +207,9 @@ def test_partition_owned_by_another_role_is_refused(
         # At once in a session without a read verdict; in this one (its read
         # above keeps a verdict for 1 s: pgjobs._target_recent) once the
         # window has passed. Submits always check in full.
-        with make_conn() as other:
-            with pytest.raises(errors.InsufficientPrivilege, match="owns table public.parts_2"):
-                other.execute("SELECT pgjobs.visible_count('parts', '1')")
+        with make_conn() as other, \
+                pytest.raises(errors.InsufficientPrivilege, match="owns table public.parts_2"):
+            other.execute("SELECT pgjobs.visible_count('parts', '1')")
         with pytest.raises(errors.InsufficientPrivilege, match="owns table public.parts_2"):
             conn.execute("SELECT pgjobs.submit_delete('parts', '1')")
         time.sleep(max(0.0, 1.05 - (time.monotonic() - changed_at)))
