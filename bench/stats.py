@@ -6,8 +6,9 @@ Run from the repository root:
     python bench/stats.py --jobs 100000 --dsn postgresql://postgres@127.0.0.1:5432/postgres
 
 Three shapes of the same table size, each timed as the superuser (row policies
-bypassed) and as a pgjobs_client role with SELECT on the target (the policy
-jobs_client_read evaluated per row read):
+bypassed), as a pgjobs_client role with SELECT on the target (the policy
+jobs_client_read applied to every row read) and as that client in a session
+with ``pgjobs.allowed_scopes`` set to one of the 500 scopes (tenancy):
 
 * ``mostly finished``: all but 200 jobs finished more than an hour ago (the
   common case: prune keeps a day of history);
@@ -16,8 +17,12 @@ jobs_client_read evaluated per row read):
 * ``all queued``: every job unfinished (a flood).
 
 The baseline, measured in the same run, is ``SELECT count(*) FROM pgjobs.jobs``
-(one pass over the whole table). Figures are medians of --reps runs; the
-machine may be shared, so read the ratios, not the milliseconds.
+(one pass over the whole table) under the same role; the last column is that
+count against the superuser's, which is what the row policy costs. Figures are
+medians of --reps runs; the machine may be shared, so read the ratios, not the
+milliseconds. Since migration 0024 the policy decides confinement once per
+statement (pgjobs._confined_targets); before it, a client's count(*) over
+100k jobs took seconds.
 """
 
 from __future__ import annotations
@@ -85,7 +90,8 @@ def main() -> None:
     with server(args.dsn) as (url, where), scratch_database(url, "pgjobs_bench_stats") as dsn:
         migrate(dsn)
         print(f"pgjobs.stats() on {args.jobs} jobs; {where}; median of {args.reps}")
-        print(f"{'shape':<20} {'as':<8} {'count(*) ms':>12} {'stats() ms':>11} {'ratio':>6}")
+        print(f"{'shape':<20} {'as':<8} {'count(*) ms':>12} {'stats() ms':>11} {'ratio':>6} "
+              f"{'count vs super':>15}")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, scope int)")
             conn.execute("DROP ROLE IF EXISTS pgjobs_bench_reader")
@@ -93,15 +99,21 @@ def main() -> None:
             conn.execute("GRANT SELECT ON items TO pgjobs_bench_reader")
             for shape in SHAPES:
                 fill(conn, args.jobs, shape)
-                for role in ("postgres", "pgjobs_bench_reader"):
+                superuser = 0.0
+                for who, role, scopes in (("super", "postgres", ""),
+                                          ("client", "pgjobs_bench_reader", ""),
+                                          ("tenant", "pgjobs_bench_reader", "7")):
                     conn.execute(f"SET ROLE {role}")
+                    conn.execute("SELECT set_config('pgjobs.allowed_scopes', %s, false)",
+                                 (scopes,))
                     timed(conn, "SELECT pgjobs.stats()", 2)  # warm
                     base = timed(conn, "SELECT count(*) FROM pgjobs.jobs", args.reps)
                     cost = timed(conn, "SELECT pgjobs.stats()", args.reps)
                     conn.execute("RESET ROLE")
-                    who = "super" if role == "postgres" else "client"
+                    conn.execute("RESET pgjobs.allowed_scopes")
+                    superuser = superuser or base
                     print(f"{shape:<20} {who:<8} {base:>12.1f} {cost:>11.1f} "
-                          f"{cost / base:>6.2f}", flush=True)
+                          f"{cost / base:>6.2f} {base / superuser:>14.2f}x", flush=True)
             conn.execute("TRUNCATE pgjobs.jobs CASCADE")
             conn.execute("DROP OWNED BY pgjobs_bench_reader")
             conn.execute("DROP ROLE pgjobs_bench_reader")

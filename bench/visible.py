@@ -26,6 +26,13 @@ every measure alike; p50 and p99 of the client's round trip:
    splices the mask runs) -- the goal is a p99 <= 50 ms;
 3. the same delete running, after ``--pages`` pages of it: both again.
 
+On a shared, loaded machine round trips are mostly waiting; so with no
+delete pending the server CPU time of the reading backend (utime + stime from
+/proc, when the server runs on this machine) is also measured per call, in
+blocks of 50, for the unmasked page, ``pgjobs.visible`` and ``pgjobs.visible``
+with its 1 s trust verdict thrown away before every call (the full trust
+check each read made before migration 0024's session verdicts).
+
 Nothing here is a pass/fail test.
 """
 
@@ -110,6 +117,29 @@ def measure(conn: Conn, reads: int, total: int,
     return times
 
 
+def server_cpu(conn: Conn, total: int, blocks: int,
+               queries: dict[str, Callable[[int], object]]) -> dict[str, float] | None:
+    """Server CPU seconds per call of each query (None: the server is not local)."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    stat = Path(f"/proc/{row[0] if row else 0}/stat")
+    if not stat.exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    spent = dict.fromkeys(queries, 0.0)
+    for _ in range(blocks):
+        for name, run in queries.items():
+            started = used()
+            for _ in range(50):
+                run(random.randrange(total))
+            spent[name] += used() - started
+    return {name: cpu / (blocks * 50) for name, cpu in spent.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
@@ -146,6 +176,20 @@ def main(argv: list[str] | None = None) -> int:
 
             report.append(("no delete pending", measure(conn, args.reads, total, {
                 "visible": visible, "unmasked keyset page": plain}), "unmasked keyset page"))
+            slot = conn.execute("SELECT 'pgjobs.verified_trusted_' || %s::regclass::oid",
+                                (TABLE,)).fetchone()
+
+            def visible_full_check(after: int) -> object:
+                conn.execute("SELECT set_config(%s, '', false)", (slot[0] if slot else "",))
+                return visible(after)
+
+            def reset_only(after: int) -> object:
+                return conn.execute("SELECT set_config(%s, '', false)",
+                                    (slot[0] if slot else "",)).fetchall()
+
+            cpu = server_cpu(conn, total, max(1, args.reads // 50), {
+                "unmasked keyset page": plain, "visible": visible,
+                "visible, full trust check": visible_full_check, "(reset alone)": reset_only})
 
             conn.execute(f"SELECT pgjobs.submit_delete('{TABLE}', '1', '{{}}', '{{}}',"
                          " '{\"page_size\": 2000}')")
@@ -186,6 +230,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{situation:<48} {name:<22} {pct(series, 0.5):>6.2f}ms "
                   f"{pct(series, 0.99):>6.2f}ms {ratio}")
             situation = ""
+    if cpu is not None:
+        base = cpu["unmasked keyset page"]
+        print("server CPU per call, no delete pending (the reset's own cost subtracted):")
+        for name, seconds in cpu.items():
+            if name == "(reset alone)":
+                continue
+            if name == "visible, full trust check":
+                seconds -= cpu["(reset alone)"]
+            print(f"  {name:<28} {seconds * 1000:6.3f}ms {seconds / base:6.2f}x")
     return 0
 
 

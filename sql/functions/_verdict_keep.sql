@@ -1,0 +1,28 @@
+CREATE OR REPLACE FUNCTION pgjobs._verdict_keep(p_slot text, p_key text,
+                                                p_at double precision)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Keeps a passing verdict on p_key, reached as current_user by a check
+-- that started at p_at (epoch seconds: the window counts from the start of
+-- the check, never from its end), in the session setting
+-- pgjobs.verified_<p_slot>, sealed (pgjobs._verdict_mac) so that only
+-- pgjobs can write one pgjobs._verdict_fresh accepts. Session-level, not
+-- transaction-local, so the next read's transaction can use it; a rollback
+-- of this transaction discards it. One value per slot: a new verdict
+-- replaces the slot's last. Keeps nothing when current_user may not read
+-- the secret. Locks nothing.
+DECLARE
+    v_at text := round(p_at::numeric, 6)::text;
+    v_mac text := pgjobs._verdict_mac(p_key, v_at);
+BEGIN
+    IF v_mac IS NOT NULL THEN
+        PERFORM set_config('pgjobs.verified_' || p_slot, v_at || '/' || v_mac, false);
+    END IF;
+END
+$$;
