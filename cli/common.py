@@ -112,6 +112,11 @@ class Group(click.Group):
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             usage_error(exc)
+        except KeyboardInterrupt:
+            # Ctrl-C outside a wait (while connecting, submitting): one line and
+            # 130, as a waiting command's detach, never click's "Aborted!" (1).
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 def usage_error(exc: click.ClickException) -> NoReturn:
@@ -122,7 +127,11 @@ def usage_error(exc: click.ClickException) -> NoReturn:
         exc.show()
         sys.exit(exc.exit_code)
     ctx = getattr(exc, "ctx", None)
-    where = ctx.command_path if ctx is not None else "pgjobs"
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the root is `pgjobs`, however run
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(["pgjobs", *names])
     message = " ".join(exc.format_message().split())  # one line, whatever it quotes
     click.echo(f"error: {message} (hint: see `{where} --help`)", err=True)
     sys.exit(exc.exit_code)
@@ -147,10 +156,10 @@ def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> di
     """``--options``: a JSON object, checked as parsed (before any conversion, so
     ``true`` or ``[["a", 1]]`` is a usage error, not a traceback nor an object).
     The one parser of every command's --options."""
-    parsed = parse_json(value, "options")
-    if parsed is None:
+    if value is None:
         return {}
-    if not isinstance(parsed, dict):
+    parsed = parse_json(value, "options")
+    if not isinstance(parsed, dict):  # null, true, 1, "x", [...] alike
         raise InvalidInput(f"--options must be a JSON object, not {type(parsed).__name__}",
                            hint=f"e.g. --options '{example}'")
     return dict(parsed)

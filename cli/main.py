@@ -247,9 +247,9 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
 @click.pass_obj
 def prune(obj: Context, retention: str) -> None:
     """Rescue expired leases, delete old finished jobs, trim pg_cron history."""
+    interval = parse_duration(retention, "--retention")  # a usage error before connecting
     with obj.connect() as conn:
-        summary = db.scalar(conn, queries.PRUNE,
-                            {"retention": parse_duration(retention, "--retention")})
+        summary = db.scalar(conn, queries.PRUNE, {"retention": interval})
     click.echo(json.dumps(summary, sort_keys=True))
 
 
