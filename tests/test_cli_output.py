@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs.cli.main import main
-from pgjobs.cli.output import human_bytes, human_age, iso, rows_per_second, to_json
+from pgjobs.cli.output import human_age, human_bytes, iso, rows_per_second, to_json
 from pgjobs.cli.progress import _as_event, _line
 from tests.helpers import claim, make_target, scalar, submit, who
 from tests.targets import make_rows_target, seed
