@@ -7,6 +7,7 @@ streams it. See docs/exports.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -132,16 +133,22 @@ def print_submitted(obj: Context, job_id: int, as_json: bool) -> None:
         click.echo(to_json(db.get_job(conn, job_id)))
 
 
-def hand_back(job_id: int, display: Any, stop: threading.Event) -> int:
+def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
+              identity: str | None) -> int:
     """Ctrl-C in `pgjobs export` or `pgjobs import`: the job is not canceled.
     If this process was running it, its thread has stopped (``stop``): the
     part or batch in flight is checkpointed and the job handed back
-    (pgjobs.release) for `pgjobs worker` to resume; if a worker was running
-    it, it goes on. Says how to follow or cancel it; exit 130, as every
-    waiting command."""
+    (pgjobs.release) for `pgjobs worker` to resume. The release is made here
+    too, fenced on this process's claim (``identity``), for an interrupt that
+    came before the thread ran (a no-op when the thread released it). If a
+    worker was running it, it goes on. Says how to follow or cancel it; exit
+    130, as every waiting command."""
     stop.set()
     display.close()
-    detached(job_id, ran_here=bool(display.running))
+    if identity is not None:
+        with contextlib.suppress(PgjobsError), db.connect(dsn, app="pgjobs release") as conn:
+            db.scalar(conn, queries.EXPORT_RELEASE, {"id": job_id, "worker": identity})
+    detached(job_id, ran_here=identity is not None)
     return EXIT_INTERRUPTED
 
 
@@ -155,6 +162,7 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     worker = db.worker_name("export")
     stop = threading.Event()
     outcome: Outcome | None = None
+    identity: str | None = None  # this process's claim while it holds one
     paused_said = False
     try:
         with db.connect(dsn, app="pgjobs export") as conn:
@@ -164,10 +172,9 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                 if claimed:
                     # Each claim has its own identity (name#token): the fence.
                     identity = str(claimed[0]["worker"])
-                    display.running = True
                     outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
                                                    on_progress=display.progress), display)
-                    display.running = False
+                    identity = None  # the exporter released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
@@ -187,7 +194,7 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                 time.sleep(0.5)
             job = db.get_job(conn, job_id)
     except KeyboardInterrupt:
-        return hand_back(job_id, display, stop)
+        return hand_back(dsn, job_id, display, stop, identity)
     display.close()
     assert job is not None
     if as_json:
@@ -230,7 +237,6 @@ class _Display:
         self.job_id = job_id
         self.quiet = quiet
         self.show = not (quiet or no_progress)
-        self.running = False  # this process runs the job now (else it waits for a worker)
         self.rows = 0
         self.bytes = 0
         self.total: int | None = None

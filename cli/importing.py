@@ -98,6 +98,7 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
     dsn = obj.dsn()
     worker = db.worker_name("import")
     stop = threading.Event()
+    identity: str | None = None  # this process's claim while it holds one
     paused_said = False
     try:
         with db.connect(dsn, app="pgjobs import") as conn:
@@ -105,11 +106,11 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
                 claimed = db.rows(conn, queries.IMPORT_CLAIM_ONE,
                                   {"id": job_id, "worker": worker, "lease": "30 seconds"})
                 if claimed:
-                    importer = Importer(dsn, job_id, str(claimed[0]["worker"]), obj.storage,
+                    identity = str(claimed[0]["worker"])  # this claim's fence
+                    importer = Importer(dsn, job_id, identity, obj.storage,
                                         stop=stop, on_progress=display.progress)
-                    display.running = True
                     outcome = _run_thread(importer, display)
-                    display.running = False
+                    identity = None  # the importer released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
@@ -129,7 +130,7 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
                 display.tick()
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        return hand_back(job_id, display, stop)
+        return hand_back(dsn, job_id, display, stop, identity)
     display.close()
     if as_json:
         click.echo(to_json(job))
@@ -169,7 +170,6 @@ class _Display:
         self.job_id = job_id
         self.quiet = quiet
         self.show = not (quiet or no_progress)
-        self.running = False  # this process runs the job now (else it waits for a worker)
         self.rows = 0
         self.bytes = 0
         self.total: int | None = None

@@ -106,7 +106,7 @@ def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> N
     wait_until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
     interrupt(child, job_id, ran_here=True)
     row = job(rows, job_id)
-    assert row["cancel_requested_at"] is None and row["status"] == "queued", row
+    assert row["cancel_requested_at"] is None and row["status"] == "queued", (row, output)
     assert 0 < row["done"] < row["total"]
     assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1") > 0
 
@@ -139,9 +139,10 @@ def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: An
     finally:
         locker.execute("ROLLBACK")
     child.expect(rf"interrupted: job {job_id} was handed back")
+    output = child.before
     child.expect(rf"cancel it: pgjobs cancel {job_id}")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130, (child.exitstatus, child.before)
     row = job(rows, job_id)
-    assert row["cancel_requested_at"] is None and row["status"] == "queued", row
+    assert row["cancel_requested_at"] is None and row["status"] == "queued", (row, output)
