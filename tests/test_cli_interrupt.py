@@ -106,7 +106,7 @@ def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> N
     wait_until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
     interrupt(child, job_id, ran_here=True)
     row = job(rows, job_id)
-    assert row["cancel_requested_at"] is None and row["status"] == "queued", (row, output)
+    assert row["cancel_requested_at"] is None and row["status"] == "queued", row
     assert 0 < row["done"] < row["total"]
     assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1") > 0
 
