@@ -32,7 +32,7 @@ from pgjobs.cli.doctor import doctor
 from pgjobs.cli.export import export, url, worker
 from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
-from pgjobs.cli.output import age, text, to_json
+from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
 from pgjobs.errors import NotFound
 
@@ -250,7 +250,7 @@ def prune(obj: Context, retention: str) -> None:
     interval = parse_duration(retention, "--retention")  # a usage error before connecting
     with obj.connect() as conn:
         summary = db.scalar(conn, queries.PRUNE, {"retention": interval})
-    click.echo(json.dumps(summary, sort_keys=True))
+    click.echo(json.dumps(iso(summary), sort_keys=True))
 
 
 @main.command()

@@ -147,6 +147,21 @@ def test_watch_json_lines(cli: Callable[..., Result], conn: Conn) -> None:
     assert ISO_T.fullmatch(event["finished_at"])
 
 
+def test_a_throttled_note_prints_its_time_with_a_t(cli: Callable[..., Result],
+                                                   conn: Conn) -> None:
+    job_id = running_job(conn)
+    conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_build_object('throttled',"
+                 " jsonb_build_object('reason', 'replica lag', 'since', to_jsonb(now())))"
+                 " WHERE id = %s", (job_id,))
+    result = cli("watch", str(job_id), "--timeout", "0.5")
+    assert result.exit_code == 3, result.output
+    assert "throttled since " in result.stdout and "replica lag" in result.stdout
+    assert_iso_timestamps(result.stdout)
+    as_json = cli("watch", str(job_id), "--timeout", "0.5", "--json")
+    event = json.loads(as_json.stdout.splitlines()[0])
+    assert ISO_T.search(event["note"]) and not SPACED.search(as_json.stdout)
+
+
 def test_dev_status_json(cli: Callable[..., Result], tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["dev", "status", "--json", "--home", str(tmp_path)])
     assert result.exit_code == 3, result.output  # nothing runs there
