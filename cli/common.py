@@ -11,7 +11,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -98,12 +98,44 @@ class Group(click.Group):
             sys.exit(2)
         return super().main(argv, *extra, **kwargs)
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            usage_error(exc)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PgjobsError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            usage_error(exc)
+        except KeyboardInterrupt:
+            # Ctrl-C outside a wait (while connecting, submitting): one line and
+            # 130, as a waiting command's detach, never click's "Aborted!" (1).
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+def usage_error(exc: click.ClickException) -> NoReturn:
+    """Click's own errors (an unknown option, a missing --scope, a bad choice) in
+    the documented form: one line ``error: MESSAGE (hint: ...)`` on stderr, exit 2
+    for a usage error. ``pgjobs`` or ``pgjobs dev`` alone still print their help."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # click 8.2+: a group called bare
+        exc.show()
+        sys.exit(exc.exit_code)
+    ctx = getattr(exc, "ctx", None)
+    names: list[str] = []
+    while ctx is not None and ctx.parent is not None:  # the root is `pgjobs`, however run
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(["pgjobs", *names])
+    message = " ".join(exc.format_message().split())  # one line, whatever it quotes
+    click.echo(f"error: {message} (hint: see `{where} --help`)", err=True)
+    sys.exit(exc.exit_code)
 
 
 def parse_json(value: str | None, what: str) -> Any:
@@ -121,17 +153,55 @@ def parse_json(value: str | None, what: str) -> Any:
                            ) from None
 
 
+def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> dict[str, Any]:
+    """``--options``: a JSON object, checked as parsed (before any conversion, so
+    ``true`` or ``[["a", 1]]`` is a usage error, not a traceback nor an object).
+    The one parser of every command's --options."""
+    if value is None:
+        return {}
+    parsed = parse_json(value, "options")
+    if not isinstance(parsed, dict):  # null, true, 1, "x", [...] alike
+        raise InvalidInput(f"--options must be a JSON object, not {type(parsed).__name__}",
+                           hint=f"e.g. --options '{example}'")
+    return dict(parsed)
+
+
+# One grammar for every duration option (--budget, --lease, --expires, --retention,
+# --timeout, ...): a number of seconds, a number with a short unit (50s, 5m, 24h,
+# 7d, 250ms) or a PostgreSQL interval ('1 hour 30 minutes', '1 day 02:00').
+# parse_duration gives the interval text SQL takes; duration_seconds the seconds
+# Python waits; both accept exactly the same spellings.
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _NUMBER = r"\d+(?:\.\d+)?"
 _PG_UNIT = (r"(?:microseconds?|milliseconds?|seconds?|secs?|minutes?|mins?|hours?|hrs?"
             r"|days?|weeks?|months?|mons?|years?|us|ms|s|m|h|d|w|y)")
+_CLOCK = r"\d+:\d{2}(?::\d{2}(?:\.\d+)?)?"
 _PG_INTERVAL = re.compile(
-    rf"(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?)"
-    rf"(?:\s+(?:{_NUMBER}\s*{_PG_UNIT}|\d+:\d{{2}}(?::\d{{2}}(?:\.\d+)?)?))*",
+    rf"(?:{_NUMBER}\s*{_PG_UNIT}|{_CLOCK})(?:\s+(?:{_NUMBER}\s*{_PG_UNIT}|{_CLOCK}))*",
     re.IGNORECASE)
+_PART = re.compile(rf"(?P<number>{_NUMBER})\s*(?P<unit>{_PG_UNIT})|(?P<clock>{_CLOCK})",
+                   re.IGNORECASE)
 
 
-def parse_duration(text: str) -> str:
+def _unit_seconds(unit: str) -> float:
+    unit = unit.lower()
+    if unit in ("m", "min", "mins", "minute", "minutes"):
+        return 60.0
+    if unit in ("mon", "mons", "month", "months"):
+        return 2592000.0
+    if unit in ("us", "microsecond", "microseconds"):
+        return 1e-6
+    if unit in ("ms", "millisecond", "milliseconds"):
+        return 1e-3
+    return {"s": 1.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31557600.0}[unit[0]]
+
+
+def _invalid_duration(text: str, what: str) -> InvalidInput:
+    return InvalidInput(f"invalid {what} {text!r}",
+                        hint="use e.g. 30s, 5m, 24h, 7d or '1 hour 30 minutes'")
+
+
+def parse_duration(text: str, what: str = "duration") -> str:
     """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
     ('1 hour 30 minutes', '1 day 02:00'), as interval text. Anything else is a usage
     error here, before any connection is made."""
@@ -144,5 +214,50 @@ def parse_duration(text: str) -> str:
             return f"{number} {_UNITS[suffix]}"
     if _PG_INTERVAL.fullmatch(value):
         return value
-    raise InvalidInput(f"invalid duration {text!r}",
-                       hint="use e.g. 50s, 5m, 24h, 7d or '1 hour 30 minutes'")
+    raise _invalid_duration(text, what)
+
+
+def duration_seconds(text: str, what: str = "duration", *, minimum: float | None = None,
+                     maximum: float | None = None) -> float:
+    """The same spellings as :func:`parse_duration`, as seconds (a month counts 30
+    days, a year 365.25, as PostgreSQL's epoch of an interval does); outside
+    [minimum, maximum] is a usage error naming the option."""
+    value = parse_duration(text, what)
+    if re.fullmatch(rf"{_NUMBER} seconds", value):
+        seconds = float(value.split()[0])
+    else:
+        seconds = 0.0
+        for part in _PART.finditer(value):
+            if part.group("clock"):
+                fields = [float(f) for f in part.group("clock").split(":")]
+                seconds += fields[0] * 3600 + fields[1] * 60 + (fields[2] if len(fields) > 2
+                                                                 else 0.0)
+            else:
+                seconds += float(part.group("number")) * _unit_seconds(part.group("unit"))
+    low = minimum is not None and seconds < minimum
+    high = maximum is not None and seconds > maximum
+    if low or high:
+        raise InvalidInput(f"invalid {what} {text!r}: {_range(minimum, maximum)}",
+                           hint="use e.g. 30s, 5m, 24h, 7d or '1 hour 30 minutes'")
+    return seconds
+
+
+def _range(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"from {minimum:g}s to {maximum:g}s"
+    if minimum is not None:
+        return f"at least {minimum:g}s"
+    return f"at most {maximum:g}s"
+
+
+def progress_options(func: Any) -> Any:
+    """``--quiet`` / ``--no-progress``, the same on every command that waits for a
+    job or submits one (they are configuration, so they have PGJOBS_* variables)."""
+    func = click.option("--no-progress", is_flag=True, envvar="PGJOBS_NO_PROGRESS",
+                        show_envvar=True,
+                        help="No progress bar or progress lines (notes and the result "
+                             "still print).")(func)
+    func = click.option("--quiet", "-q", is_flag=True, envvar="PGJOBS_QUIET", show_envvar=True,
+                        help="Print only the result (stdout) and errors: no progress, no "
+                             "notes on stderr.")(func)
+    return func

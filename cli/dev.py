@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pgjobs import embedded
+from pgjobs.cli.output import iso, to_json
 from pgjobs.errors import PgjobsError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,15 +82,21 @@ def down() -> None:
 
 @dev.command()
 @_home_option
-def status() -> None:
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="Print the cluster's state as one JSON object.")
+def status(as_json: bool) -> None:
     """Show the local cluster. Exit 0 when running, 3 when not."""
     try:
         info = embedded.status()
     except PgjobsError as exc:
         _fail(exc)
+    if as_json:
+        click.echo(to_json(info))
+        click.get_current_context().exit(0 if info["running"] else EXIT_NOT_RUNNING)
     width = max(len(key) for key in info)
     for key, value in info.items():
-        shown = "-" if value is None else str(value).lower() if isinstance(value, bool) else value
+        shown = "-" if value is None else str(value).lower() if isinstance(value, bool) else iso(
+            value)
         click.echo(f"{key:<{width}}  {shown}")
     click.get_current_context().exit(0 if info["running"] else EXIT_NOT_RUNNING)
 

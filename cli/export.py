@@ -7,8 +7,8 @@ streams it. See docs/exports.md.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
 import sys
 import threading
 import time
@@ -18,7 +18,14 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_json
+from pgjobs.cli.common import (
+    Context,
+    duration_seconds,
+    parse_json,
+    parse_options,
+    progress_options,
+)
+from pgjobs.cli.output import EXIT_INTERRUPTED, detached, human_bytes, to_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
 from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
@@ -30,15 +37,6 @@ from pgjobs.poller.export import (
 from pgjobs.poller.standby import DEFAULT_FALLBACK, FALLBACKS, ReadConfig, check_read_dsn
 
 FINAL = ("succeeded", "failed", "canceled")
-
-
-def _seconds(text: str, what: str) -> float:
-    """'30s', '5m', '1h', '7d', '250ms' or a bare number of seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", text)
-    if not match:
-        raise InvalidInput(f"invalid {what} {text!r}", hint="use e.g. 30s, 5m, 1h or 7d")
-    unit = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return float(match.group(1)) * unit
 
 
 def _setup_logging() -> None:
@@ -80,10 +78,15 @@ def _setup_logging() -> None:
                    "[default: 1].")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="Print the job as one JSON object (with --detach: as submitted; else as "
+                   "it ended) instead of its id or the object URI.")
+@progress_options
 @click.pass_obj
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
            columns: str | None, gzip: bool, to: str | None, detach: bool,
-           priority: int | None, parallel: int | None, extra: str | None) -> None:
+           priority: int | None, parallel: int | None, extra: str | None, as_json: bool,
+           quiet: bool, no_progress: bool) -> None:
     """Export the rows of TARGET's scope that match the filter, in key order.
 
     Rows created after the export is submitted, and rows that a pending delete
@@ -91,10 +94,7 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     --detach), showing progress on stderr, and prints the object's URI as the
     last line of stdout. Exit 0 done, 1 failed or canceled, 2 usage error.
     """
-    options: dict[str, Any] = dict(parse_json(extra, "options") or {})
-    if not isinstance(options, dict):
-        raise InvalidInput("--options must be a JSON object", hint='e.g. --options \'{"lease": '
-                           '"1 minute"}\'')
+    options = parse_options(extra, '{"lease": "1 minute"}')
     options["format"] = fmt
     if gzip:
         options["gzip"] = True
@@ -114,25 +114,55 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "options": db.jsonb(options)}))
-    click.echo(f"job {job_id} submitted", err=True)
+    if not quiet:
+        click.echo(f"job {job_id} submitted", err=True)
     if detach:
-        click.echo(job_id)
+        print_submitted(obj, job_id, as_json)
         return
     _setup_logging()
-    sys.exit(_run_here(obj, job_id, target, scope, filter_value))
+    display = _Display(job_id, quiet=quiet, no_progress=no_progress)
+    sys.exit(_run_here(obj, job_id, target, scope, filter_value, display, as_json))
+
+
+def print_submitted(obj: Context, job_id: int, as_json: bool) -> None:
+    """A submit command's stdout: the job id, or (--json) the job as JSON."""
+    if not as_json:
+        click.echo(job_id)
+        return
+    with obj.connect() as conn:
+        click.echo(to_json(db.get_job(conn, job_id)))
+
+
+def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
+              identity: str | None) -> int:
+    """Ctrl-C in `pgjobs export` or `pgjobs import`: the job is not canceled.
+    If this process was running it, its thread has stopped (``stop``): the
+    part or batch in flight is checkpointed and the job handed back
+    (pgjobs.release) for `pgjobs worker` to resume. The release is made here
+    too, fenced on this process's claim (``identity``), for an interrupt that
+    came before the thread ran (a no-op when the thread released it). If a
+    worker was running it, it goes on. Says how to follow or cancel it; exit
+    130, as every waiting command."""
+    stop.set()
+    display.close()
+    if identity is not None:
+        with contextlib.suppress(PgjobsError), db.connect(dsn, app="pgjobs release") as conn:
+            db.scalar(conn, queries.EXPORT_RELEASE, {"id": job_id, "worker": identity})
+    detached(job_id, ran_here=identity is not None)
+    return EXIT_INTERRUPTED
 
 
 def _run_here(obj: Context, job_id: int, target: str, scope: str,
-              filter_value: Any) -> int:
+              filter_value: Any, display: _Display, as_json: bool) -> int:
     """Run (and re-run after a retryable failure) the job in this process until it
     ends; if a worker holds it, follow it instead. Returns the exit status."""
     dsn = obj.dsn()
-    display = _Display(job_id)
     threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
                      daemon=True).start()
     worker = db.worker_name("export")
     stop = threading.Event()
     outcome: Outcome | None = None
+    identity: str | None = None  # this process's claim while it holds one
     paused_said = False
     try:
         with db.connect(dsn, app="pgjobs export") as conn:
@@ -144,6 +174,7 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                     identity = str(claimed[0]["worker"])
                     outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
                                                    on_progress=display.progress), display)
+                    identity = None  # the exporter released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
@@ -163,19 +194,17 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                 time.sleep(0.5)
             job = db.get_job(conn, job_id)
     except KeyboardInterrupt:
-        stop.set()
-        with db.connect(dsn, app="pgjobs export") as conn:
-            db.cancel(conn, job_id)
-        display.close()
-        click.echo(f"job {job_id} canceled", err=True)
-        return 1
+        return hand_back(dsn, job_id, display, stop, identity)
     display.close()
     assert job is not None
+    if as_json:
+        click.echo(to_json(job))
     if job["status"] == "succeeded":
         result = job["result"] or {}
-        click.echo(f"job {job_id} succeeded: {result.get('rows')} rows, "
-                   f"{result.get('bytes')} bytes, sha256 {result.get('sha256')}", err=True)
-        click.echo(result.get("uri"))
+        display.note(f"job {job_id} succeeded: {result.get('rows') or 0:,} rows, "
+                     f"{human_bytes(result.get('bytes') or 0)}, sha256 {result.get('sha256')}")
+        if not as_json:
+            click.echo(result.get("uri"))
         return 0
     click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
                err=True)
@@ -200,11 +229,14 @@ def _run_thread(exporter: Exporter, display: _Display) -> Outcome:
 
 
 class _Display:
-    """Progress on stderr: a rich bar on a terminal (rows, MB/s, ETA), else a plain
-    line every few seconds."""
+    """Progress on stderr: a rich bar on a terminal (rows, size, MB/s, ETA), else a
+    plain line every few seconds; nothing with --no-progress (notes stay) or
+    --quiet (notes go too)."""
 
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, *, quiet: bool = False, no_progress: bool = False):
         self.job_id = job_id
+        self.quiet = quiet
+        self.show = not (quiet or no_progress)
         self.rows = 0
         self.bytes = 0
         self.total: int | None = None
@@ -212,7 +244,7 @@ class _Display:
         self.last_line = 0.0
         self.bar: Any = None
         self.task: Any = None
-        if sys.stderr.isatty():
+        if self.show and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -245,21 +277,23 @@ class _Display:
             self.bytes = out_bytes
 
     def _rate(self) -> str:
+        # This process started the job (or resumed it): time since then.
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return f"{self.bytes / elapsed / 1e6:.1f} MB/s"
+        return f"{human_bytes(self.bytes)}, {self.bytes / elapsed / 1e6:.1f} MB/s"
 
     def tick(self) -> None:
         if self.bar is not None:
             self.bar.update(self.task, completed=self.rows, total=self.total, rate=self._rate())
             return
         now = time.monotonic()
-        if now - self.last_line >= 2.0:
+        if self.show and now - self.last_line >= 2.0:
             self.last_line = now
-            total = f"/{self.total}" if self.total is not None else ""
-            click.echo(f"job {self.job_id}: {self.rows}{total} rows, "
-                       f"{self.bytes / 1e6:.1f} MB, {self._rate()}", err=True)
+            total = f"/{self.total:,}" if self.total is not None else ""
+            click.echo(f"job {self.job_id}: {self.rows:,}{total} rows, {self._rate()}", err=True)
 
     def note(self, line: str) -> None:
+        if self.quiet:
+            return
         if self.bar is not None:
             self.bar.console.print(line)
         else:
@@ -344,24 +378,20 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
 
     storage.parse(obj.storage)
     storage.warm_up(obj.storage)
-    lease_s = _seconds(lease, "lease")
-    if not 1 <= lease_s <= 86400:
-        raise InvalidInput(f"invalid lease {lease!r}", hint="from 1s to 1d")
+    lease_s = duration_seconds(lease, "--lease", minimum=1, maximum=86400)
     click.get_current_context().with_resource(observe.logs_to_stderr(log_format))
     dsn = obj.dsn()
     reads = None
     if read_dsn:
-        max_lag = _seconds(read_max_lag, "--read-max-lag")
-        if max_lag < 1:
-            raise InvalidInput(f"invalid --read-max-lag {read_max_lag!r}", hint="at least 1s")
-        reads = ReadConfig(read_dsn, _seconds(read_max_wait, "--read-max-wait"), read_fallback,
-                           max_lag)
+        max_lag = duration_seconds(read_max_lag, "--read-max-lag", minimum=1)
+        reads = ReadConfig(read_dsn, duration_seconds(read_max_wait, "--read-max-wait"),
+                           read_fallback, max_lag)
         check_read_dsn(dsn, reads)
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
-               poll=_seconds(poll, "poll interval"),
-               stale_after=timedelta(seconds=_seconds(stale_after, "--stale-after")),
+               poll=duration_seconds(poll, "--poll"),
+               stale_after=timedelta(seconds=duration_seconds(stale_after, "--stale-after")),
                max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
-               storage_retry=_seconds(storage_retry, "--storage-retry"), reads=reads)
+               storage_retry=duration_seconds(storage_retry, "--storage-retry"), reads=reads)
     metrics = observe.start_metrics(metrics_port, metrics_host) if metrics_port else None
     logging.getLogger("pgjobs.worker").info(
         "worker %s: concurrency %s, storage %s%s%s", w.name, concurrency, obj.storage,
@@ -387,9 +417,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
 def url(obj: Context, job_id: int, expires: str) -> None:
     """Print a download URL for a finished export: presigned for object stores, the
     file's path for file://; one line per file of a Parquet export."""
-    seconds = _seconds(expires, "--expires")
-    if not 1 <= seconds <= 7 * 86400:
-        raise InvalidInput(f"invalid --expires {expires!r}", hint="from 1s to 7d")
+    seconds = duration_seconds(expires, "--expires", minimum=1, maximum=7 * 86400)
     with obj.connect() as conn:
         job = db.get_job(conn, job_id)
     if job is None:

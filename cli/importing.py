@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_json
-from pgjobs.cli.export import FINAL, _setup_logging
+from pgjobs.cli.common import Context, parse_options, progress_options
+from pgjobs.cli.export import FINAL, _setup_logging, hand_back, print_submitted
+from pgjobs.cli.output import human_bytes, to_json
 from pgjobs.errors import NotFound
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
@@ -50,10 +51,15 @@ def source_uri(source: str) -> str:
               help="Only submit: print the job id and leave the import to `pgjobs worker`.")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. batch_ms, priority, lease).")
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="Print the job as one JSON object (with --detach: as submitted; else as "
+                   "it ended) instead of its id or result.")
+@progress_options
 @click.pass_obj
 def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
             on_duplicate: str | None, max_rejects: int | None, gzip: bool | None,
-            detach: bool, extra: str | None) -> None:
+            detach: bool, extra: str | None, as_json: bool, quiet: bool,
+            no_progress: bool) -> None:
     """Import SOURCE (a URI, or a local path) into TARGET's scope.
 
     The source must lie under a prefix an administrator allowed
@@ -61,7 +67,7 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     showing progress on stderr, and prints the result as the last line of stdout.
     Exit 0 done, 1 failed or canceled, 2 usage error.
     """
-    options: dict[str, Any] = dict(parse_json(extra, "options") or {})
+    options: dict[str, Any] = parse_options(extra, '{"batch_ms": 500}')
     if fmt:
         options["format"] = fmt
     if on_duplicate:
@@ -74,23 +80,25 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
         job_id = int(db.scalar(conn, queries.IMPORT_SUBMIT, {
             "target": target, "scope": scope, "source": source_uri(source),
             "options": db.jsonb(options)}))
-    click.echo(f"job {job_id} submitted", err=True)
+    if not quiet:
+        click.echo(f"job {job_id} submitted", err=True)
     if detach:
-        click.echo(job_id)
+        print_submitted(obj, job_id, as_json)
         return
     _setup_logging()
-    sys.exit(_run_here(obj, job_id))
+    sys.exit(_run_here(obj, job_id, _Display(job_id, quiet=quiet, no_progress=no_progress),
+                       as_json))
 
 
-def _run_here(obj: Context, job_id: int) -> int:
+def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> int:
     """Run (and re-run after a retryable failure) the job here until it ends; when a
     worker holds it, or the gate holds it back, follow it instead."""
     import json
 
     dsn = obj.dsn()
-    display = _Display(job_id)
     worker = db.worker_name("import")
     stop = threading.Event()
+    identity: str | None = None  # this process's claim while it holds one
     paused_said = False
     try:
         with db.connect(dsn, app="pgjobs import") as conn:
@@ -98,9 +106,11 @@ def _run_here(obj: Context, job_id: int) -> int:
                 claimed = db.rows(conn, queries.IMPORT_CLAIM_ONE,
                                   {"id": job_id, "worker": worker, "lease": "30 seconds"})
                 if claimed:
-                    importer = Importer(dsn, job_id, str(claimed[0]["worker"]), obj.storage,
+                    identity = str(claimed[0]["worker"])  # this claim's fence
+                    importer = Importer(dsn, job_id, identity, obj.storage,
                                         stop=stop, on_progress=display.progress)
                     outcome = _run_thread(importer, display)
+                    identity = None  # the importer released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
@@ -114,25 +124,22 @@ def _run_here(obj: Context, job_id: int) -> int:
                     # Not an end (as `pgjobs export`): this command goes on
                     # when the job is resumed, from the committed offset.
                     display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
-                                 "continues it here (Ctrl-C cancels it)")
+                                 "continues it here (Ctrl-C detaches)")
                 paused_said = job["status"] == "paused"
                 display.progress(0, int(job["done"]), job["total"])
                 display.tick()
                 time.sleep(0.5)
     except KeyboardInterrupt:
-        stop.set()
-        with db.connect(dsn, app="pgjobs import") as conn:
-            db.cancel(conn, job_id)
-        display.close()
-        click.echo(f"job {job_id} canceled", err=True)
-        return 1
+        return hand_back(dsn, job_id, display, stop, identity)
     display.close()
+    if as_json:
+        click.echo(to_json(job))
     if job["status"] == "succeeded":
         result = job["result"] or {}
-        click.echo(f"job {job_id} succeeded: {result.get('rows')} rows, "
-                   f"{result.get('skipped')} skipped, {result.get('rejected')} rejected",
-                   err=True)
-        click.echo(json.dumps(result, sort_keys=True))
+        display.note(f"job {job_id} succeeded: {result.get('rows')} rows, "
+                     f"{result.get('skipped')} skipped, {result.get('rejected')} rejected")
+        if not as_json:
+            click.echo(json.dumps(result, sort_keys=True))
         return 0
     click.echo(f"error: job {job_id} {job['status']}: {job.get('error') or 'canceled'}",
                err=True)
@@ -156,10 +163,13 @@ def _run_thread(importer: Importer, display: _Display) -> Outcome:
 
 class _Display:
     """Progress on stderr: a rich bar on a terminal (bytes of the source, rows, rate,
-    ETA), else a plain line every few seconds."""
+    ETA), else a plain line every few seconds; nothing with --no-progress (notes
+    stay) or --quiet (notes go too)."""
 
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, *, quiet: bool = False, no_progress: bool = False):
         self.job_id = job_id
+        self.quiet = quiet
+        self.show = not (quiet or no_progress)
         self.rows = 0
         self.bytes = 0
         self.total: int | None = None
@@ -167,7 +177,7 @@ class _Display:
         self.last_line = 0.0
         self.bar: Any = None
         self.task: Any = None
-        if sys.stderr.isatty():
+        if self.show and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -197,14 +207,16 @@ class _Display:
             self.bar.update(self.task, completed=self.bytes, total=self.total, rows=self.rows)
             return
         now = time.monotonic()
-        if now - self.last_line >= 2.0:
+        if self.show and now - self.last_line >= 2.0:
             self.last_line = now
             elapsed = max(now - self.started, 1e-6)
-            total = f"/{self.total / 1e6:.1f}" if self.total else ""
-            click.echo(f"job {self.job_id}: {self.rows} records, {self.bytes / 1e6:.1f}"
-                       f"{total} MB, {self.bytes / elapsed / 1e6:.1f} MB/s", err=True)
+            total = f" of {human_bytes(self.total)}" if self.total else ""
+            click.echo(f"job {self.job_id}: {self.rows:,} records, {human_bytes(self.bytes)}"
+                       f"{total}, {self.bytes / elapsed / 1e6:.1f} MB/s", err=True)
 
     def note(self, line: str) -> None:
+        if self.quiet:
+            return
         if self.bar is not None:
             self.bar.console.print(line)
         else:

@@ -13,25 +13,24 @@ command)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_json
+from pgjobs.cli.common import Context, parse_json, parse_options, progress_options
+from pgjobs.cli.output import EXIT_INTERRUPTED, detached, to_json
 from pgjobs.errors import InvalidInput, PgjobsError
 
 
 def _options(priority: int | None, on_conflict: str | None, page_size: int | None,
              extra: str | None) -> dict[str, Any]:
-    parsed = parse_json(extra, "options")
-    if parsed is not None and not isinstance(parsed, dict):
-        raise InvalidInput("--options must be a JSON object",
-                           hint='e.g. --options \'{"max_attempts": 3}\'')
-    options: dict[str, Any] = dict(parsed or {})
+    options = parse_options(extra)
     if priority is not None:
         options["priority"] = priority
     if on_conflict is not None:
@@ -42,6 +41,7 @@ def _options(priority: int | None, on_conflict: str | None, page_size: int | Non
 
 
 def _common(func: Any) -> Any:
+    func = progress_options(func)
     for decorator in reversed([
         click.argument("target"),
         click.option("--scope", required=True,
@@ -63,7 +63,8 @@ def _common(func: Any) -> Any:
         click.option("--dry-run", is_flag=True,
                      help="Print what the job would do (pgjobs.preview) and submit nothing."),
         click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
-                     help="With --dry-run: print the preview as one JSON object."),
+                     help="Print the job (after --wait: as it ended) as one JSON object "
+                          "instead of its id; with --dry-run, the preview."),
         click.option("--yes", "-y", is_flag=True,
                      help="Submit without asking (on a terminal the command asks first)."),
     ]):
@@ -71,19 +72,27 @@ def _common(func: Any) -> Any:
     return func
 
 
-def _finish(obj: Context, job_id: int, wait: bool, run_here: bool) -> None:
-    click.echo(f"job {job_id} submitted", err=True)
+def _finish(obj: Context, job_id: int, wait: bool, run_here: bool, as_json: bool = False,
+            quiet: bool = False, no_progress: bool = False) -> None:
+    """After the submit: print the job id (or the job as JSON) on stdout; with
+    --wait / --run, follow it first with progress on stderr. Ctrl-C detaches
+    (exit 130): the job goes on, and the lines say how to follow or cancel it;
+    with --run, the page in flight is rolled back and the job handed back."""
+    if not quiet:
+        click.echo(f"job {job_id} submitted", err=True)
     if not (wait or run_here):
-        click.echo(job_id)
+        _print_job(obj, job_id, as_json)
         return
     from pgjobs.cli.progress import follow
 
     errors: list[PgjobsError] = []
     runner = None
+    running: list[Any] = []
     if run_here:
         def run() -> None:
             try:
                 with db.connect(obj.dsn(), app="pgjobs run_job") as conn:
+                    running.append(conn)
                     db.execute(conn, queries.RUN_SEARCH_PATH)
                     db.execute(conn, queries.RUN_JOB, {"id": job_id})
             except PgjobsError as exc:
@@ -91,13 +100,49 @@ def _finish(obj: Context, job_id: int, wait: bool, run_here: bool) -> None:
 
         runner = threading.Thread(target=run, daemon=True)
         runner.start()
-    code = follow(obj.dsn(), job_id)
+    code = follow(obj.dsn(), job_id, quiet=quiet, no_progress=no_progress, to_stderr=True,
+                  say_detached=runner is None)
+    if code == EXIT_INTERRUPTED:
+        if runner is not None:
+            _stop_running(obj, job_id, runner, running)
+        detached(job_id, ran_here=runner is not None)
+        sys.exit(code)
     if runner is not None:
         runner.join()
     if errors:
         raise errors[0]
-    click.echo(job_id)
+    _print_job(obj, job_id, as_json)
     sys.exit(code)
+
+
+def _print_job(obj: Context, job_id: int, as_json: bool) -> None:
+    if not as_json:
+        click.echo(job_id)
+        return
+    with obj.connect() as conn:
+        job = db.get_job(conn, job_id)
+    click.echo(to_json(job))
+
+
+def _stop_running(obj: Context, job_id: int, runner: threading.Thread,
+                  running: list[Any]) -> None:
+    """Ctrl-C under --run: cancel the page in flight (it rolls back: each page is
+    its own transaction) and hand the job back while this process still holds
+    its lease, so a runner or pg_cron resumes it from its last committed page."""
+    for conn in running:
+        with contextlib.suppress(Exception):  # the connection may be gone already
+            conn.cancel_safe()
+    runner.join(timeout=10)
+    try:
+        with obj.connect() as conn:
+            job = db.get_job(conn, job_id)
+            lease = None if job is None else job.get("lease_expires_at")
+            # Only a lease that has not run out is still this process's claim.
+            if (job is not None and job["status"] == "running" and lease is not None
+                    and lease > datetime.now(timezone.utc) + timedelta(seconds=2)):
+                db.scalar(conn, queries.EXPORT_RELEASE, {"id": job_id, "worker": job["worker"]})
+    except PgjobsError:
+        pass  # the lease runs out and the job is rescued as any stopped runner's
 
 
 def _interactive() -> bool:
@@ -178,7 +223,7 @@ def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
 def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: tuple[str, ...],
            priority: int | None, on_conflict: str | None, page_size: int | None,
            extra: str | None, wait: bool, run_here: bool, dry_run: bool, as_json: bool,
-           yes: bool) -> None:
+           yes: bool, quiet: bool, no_progress: bool) -> None:
     """Delete the rows of TARGET's scope that match the filter, in keyset pages.
 
     Rows created after the job is submitted are never touched; reads through
@@ -194,7 +239,7 @@ def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: 
         job_id = int(db.scalar(conn, queries.SUBMIT_DELETE, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "exclude": list(exclude), "options": db.jsonb(options)}))
-    _finish(obj, job_id, wait, run_here)
+    _finish(obj, job_id, wait, run_here, as_json, quiet, no_progress)
 
 
 @click.command()
@@ -207,7 +252,7 @@ def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: 
 def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
              priority: int | None, on_conflict: str | None, page_size: int | None,
              extra: str | None, wait: bool, run_here: bool, dry_run: bool, as_json: bool,
-             yes: bool) -> None:
+             yes: bool, quiet: bool, no_progress: bool) -> None:
     """Set columns or document fields on the rows of TARGET's scope matching the filter.
 
     On a terminal it shows how many rows would change and asks first (--yes
@@ -224,4 +269,4 @@ def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
         job_id = int(db.scalar(conn, queries.SUBMIT_BACKFILL, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "set": db.jsonb(set_value), "options": db.jsonb(options)}))
-    _finish(obj, job_id, wait, run_here)
+    _finish(obj, job_id, wait, run_here, as_json, quiet, no_progress)

@@ -18,13 +18,21 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import DEFAULT_STORAGE, Context, Group, parse_duration
+from pgjobs.cli.common import (
+    DEFAULT_STORAGE,
+    Context,
+    Group,
+    duration_seconds,
+    parse_duration,
+    progress_options,
+)
 from pgjobs.cli.control import pause, resume, retry
 from pgjobs.cli.dev import dev
 from pgjobs.cli.doctor import doctor
 from pgjobs.cli.export import export, url, worker
 from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
+from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
 from pgjobs.errors import NotFound
 
@@ -75,7 +83,7 @@ def schedule(obj: Context, run_every: int | None, retention: str | None,
     if runners is not None:
         options["runners"] = runners
     if retention is not None:
-        options["retention"] = parse_duration(retention)
+        options["retention"] = parse_duration(retention, "--retention")
     with obj.connect() as conn:
         result = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb(options)})
     for job in result["jobs"]:
@@ -101,25 +109,41 @@ def _job_line(job: dict[str, Any]) -> str:
             f"\t{job['done']}/{total}")
 
 
+_LIST_COLUMNS = ("ID", "KIND", "TARGET", "SCOPE", "STATUS", "DONE/TOTAL", "AGE")
+
+
+def _list_table(rows: list[dict[str, Any]]) -> list[str]:
+    """`list` on a terminal: a header, aligned columns, and each job's age."""
+    table = [list(_LIST_COLUMNS)]
+    for job in rows:
+        table.append([*_job_line(job).split("\t"), age(job)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(_LIST_COLUMNS))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            .rstrip()
+            for row in table]
+
+
 @main.command()
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
               help="Print the job as one JSON object.")
 @click.pass_obj
 def status(obj: Context, job_id: int, as_json: bool) -> None:
-    """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 queued, running or paused."""
+    """Show one job. Exit 0 succeeded, 1 failed or canceled, 3 queued, running or paused.
+
+    Timestamps are ISO 8601 (2026-11-30T11:52:57.026401+00:00), in text and JSON.
+    """
     with obj.connect() as conn:
         job = db.get_job(conn, job_id)
     if job is None:
         raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
                        hint="`pgjobs list` shows the jobs; finished ones are pruned")
     if as_json:
-        click.echo(json.dumps(job, default=str))
+        click.echo(to_json(job))
     else:
         for key, value in job.items():
             if value is not None:
-                shown = json.dumps(value, default=str) if isinstance(value, dict) else value
-                click.echo(f"{key}: {shown}")
+                click.echo(f"{key}: {text(value)}")
     sys.exit({"succeeded": 0, "failed": 1, "canceled": 1}.get(job["status"], 3))
 
 
@@ -130,13 +154,26 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
               default=None, help="Only jobs in this status.")
 @click.option("--limit", envvar="PGJOBS_LIMIT", show_envvar=True, type=click.IntRange(1, 10000),
               default=50, show_default=True, help="At most this many jobs.")
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="One JSON object per job and line (JSON lines), newest first.")
 @click.pass_obj
-def list_(obj: Context, status_: str | None, limit: int) -> None:
-    """List jobs, newest first (id, kind, target, scope, status, done/total)."""
+def list_(obj: Context, status_: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first (id, kind, target, scope, status, done/total).
+
+    On a terminal: a header and each job's age; piped: tab-separated lines
+    without a header; --json: JSON lines.
+    """
     with obj.connect() as conn:
         rows = db.rows(conn, queries.LIST_JOBS, {"status": status_, "limit": limit})
-    for job in rows:
-        click.echo(_job_line(job))
+    if as_json:
+        for job in rows:
+            click.echo(to_json(job))
+    elif sys.stdout.isatty():
+        for line in _list_table(rows):
+            click.echo(line)
+    else:
+        for job in rows:
+            click.echo(_job_line(job))
 
 
 @main.command()
@@ -157,14 +194,25 @@ def cancel(obj: Context, job_id: int) -> None:
 
 @main.command()
 @click.argument("job_id", type=int, required=False)
-@click.option("--timeout", envvar="PGJOBS_WATCH_TIMEOUT", show_envvar=True, type=float,
-              default=None, help="Stop watching after this many seconds.")
+@click.option("--timeout", envvar="PGJOBS_WATCH_TIMEOUT", show_envvar=True, default=None,
+              help="Stop watching after this long (e.g. 30s, 5m) [default: never].")
+@click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
+              help="One JSON object per event (JSON lines): the job's row, its event, "
+                   "note and rows_per_second.")
+@progress_options
 @click.pass_obj
-def watch(obj: Context, job_id: int | None, timeout: float | None) -> None:
-    """Follow job events (LISTEN pgjobs): one job until it finishes, or all jobs."""
+def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, quiet: bool,
+          no_progress: bool) -> None:
+    """Follow job events (LISTEN pgjobs): one job until it finishes, or all jobs.
+
+    Following one job: exit 0 succeeded, 1 failed or canceled, 3 at --timeout.
+    Ctrl-C stops watching (exit 130); the job goes on.
+    """
     from pgjobs.cli.progress import follow
 
-    code = follow(obj.dsn(), job_id, timeout=timeout)
+    seconds = None if timeout is None else duration_seconds(timeout, "--timeout", minimum=0)
+    code = follow(obj.dsn(), job_id, timeout=seconds, quiet=quiet, no_progress=no_progress,
+                  as_json=as_json)
     sys.exit(code)
 
 
@@ -176,19 +224,21 @@ def watch(obj: Context, job_id: int | None, timeout: float | None) -> None:
               show_default=True, help="Time budget of one run (e.g. 50s, 5m).")
 @click.option("--loop", is_flag=True, envvar="PGJOBS_LOOP", show_envvar=True,
               help="Run again and again (drives the engine where pg_cron is absent).")
-@click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, type=float, default=1.0,
-              show_default=True, help="With --loop: seconds to wait when there is no work "
+@click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, default="1s",
+              show_default=True, help="With --loop: how long to wait when there is no work "
                                       "(a submitted job wakes the loop at once).")
 @click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
               type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runners side by side, each with its own connection (jobs of different "
                    "scopes proceed in parallel).")
 @click.pass_obj
-def run(obj: Context, budget: str, loop: bool, idle: float, runners: int) -> None:
+def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
     """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
     from pgjobs.cli.runners import run_runners
 
-    run_runners(obj.connect, parse_duration(budget), loop, idle, runners)
+    interval = parse_duration(budget, "--budget")
+    idle_seconds = duration_seconds(idle, "--idle", minimum=0)
+    run_runners(obj.connect, interval, loop, idle_seconds, runners)
 
 
 @main.command()
@@ -197,9 +247,10 @@ def run(obj: Context, budget: str, loop: bool, idle: float, runners: int) -> Non
 @click.pass_obj
 def prune(obj: Context, retention: str) -> None:
     """Rescue expired leases, delete old finished jobs, trim pg_cron history."""
+    interval = parse_duration(retention, "--retention")  # a usage error before connecting
     with obj.connect() as conn:
-        summary = db.scalar(conn, queries.PRUNE, {"retention": parse_duration(retention)})
-    click.echo(json.dumps(summary, sort_keys=True))
+        summary = db.scalar(conn, queries.PRUNE, {"retention": interval})
+    click.echo(json.dumps(iso(summary), sort_keys=True))
 
 
 @main.command()

@@ -11,18 +11,29 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
+from pgjobs.cli.output import EXIT_INTERRUPTED, detached, rows_per_second, to_json
 
 FINAL = {"succeeded": 0, "failed": 1, "canceled": 1}
 POLL_SECONDS = 2.0
 
 
 def _line(event: dict[str, Any]) -> str:
+    """``job 7 delete progress: running 500/1000 50%``; an event that only
+    repeats the status is said once (``job 7 delete succeeded 1000/1000 100%``)."""
     total = event.get("total")
     done = event.get("done", 0)
     pct = f" {100 * done / total:.0f}%" if total else ""
     note = f" ({event['note']})" if event.get("note") else ""
-    return (f"job {event['id']} {event['kind']} {event['event']}: {event['status']} "
+    what = (event["status"] if event["event"] == event["status"]
+            else f"{event['event']}: {event['status']}")
+    return (f"job {event['id']} {event['kind']} {what} "
             f"{done}/{'?' if total is None else total}{pct}{note}")
+
+
+def _json_event(job: dict[str, Any], event: str) -> str:
+    """`watch --json`: the job's row with the event, the note and the rate."""
+    return to_json({"event": event, **job, "note": note(job),
+                    "rows_per_second": rows_per_second(job)})
 
 
 def note(job: dict[str, Any]) -> str | None:
@@ -75,22 +86,58 @@ def _label(job: dict[str, Any], event: str) -> str:
 
 
 def follow(dsn: str, job_id: int | None, *, timeout: float | None = None,
-           quiet: bool = False) -> int:
+           quiet: bool = False, no_progress: bool = False, as_json: bool = False,
+           to_stderr: bool = False, say_detached: bool = True) -> int:
     """Follow one job to its end (returns 0 succeeded, 1 failed/canceled, 3 on
-    timeout), or every job's events until timeout or Ctrl-C (returns 0)."""
+    timeout), or every job's events until timeout (returns 0). Ctrl-C returns
+    130: following one job, it says how to follow or cancel the job, which goes
+    on (``say_detached``; a caller that ran the job itself says it instead).
+
+    `watch` prints its lines (JSON lines with ``as_json``) on stdout: they are
+    its output. A submit command's ``--wait`` passes ``to_stderr``: its progress
+    goes to stderr, stdout keeps the job id. On a terminal (stderr, and stdout
+    too for `watch`) progress is a bar on stderr. ``no_progress`` drops the bar
+    and progress lines, ``quiet`` the notes too (a failed job's error and Ctrl-C's
+    lines still print)."""
     conn = db.connect(dsn, app="pgjobs watch")
     try:
         db.execute(conn, queries.LISTEN)
         if job_id is None:
-            return _follow_all(conn, timeout)
-        return _follow_one(conn, job_id, timeout, quiet)
+            return _follow_all(conn, timeout, as_json)
+        out = _Out(quiet=quiet, no_progress=no_progress, as_json=as_json, to_stderr=to_stderr)
+        return _follow_one(conn, job_id, timeout, out)
     except KeyboardInterrupt:
-        return 130
+        if job_id is not None and say_detached:
+            detached(job_id)
+        return EXIT_INTERRUPTED
     finally:
         conn.close()
 
 
-def _follow_all(conn: Any, timeout: float | None) -> int:
+class _Out:
+    """Where `follow` prints: progress lines (stdout for `watch`, stderr for a
+    submit command's --wait), notes (stderr), and whether a bar is drawn."""
+
+    def __init__(self, *, quiet: bool, no_progress: bool, as_json: bool, to_stderr: bool):
+        self.quiet = quiet
+        self.progress = not (quiet or no_progress)
+        self.as_json = as_json and not to_stderr
+        self.to_stderr = to_stderr
+        terminal = sys.stderr.isatty() and (to_stderr or sys.stdout.isatty())
+        self.bar_wanted = self.progress and terminal and not self.as_json
+
+    def line(self, job: dict[str, Any], event: str) -> str:
+        return _json_event(job, event) if self.as_json else _line(_as_event(job, event))
+
+    def emit(self, text: str) -> None:
+        click.echo(text, err=self.to_stderr)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text, err=True)
+
+
+def _follow_all(conn: Any, timeout: float | None, as_json: bool = False) -> int:
     deadline = None if timeout is None else time.monotonic() + timeout
     last: dict[int, str] = {}
     while deadline is None or time.monotonic() < deadline:
@@ -107,16 +154,17 @@ def _follow_all(conn: Any, timeout: float | None) -> int:
             job = db.get_job(conn, job_id)
             if job is None:  # no such job, or not one this role may read
                 continue
-            line = _line(_as_event(job, _label(job, event)))
+            label = _label(job, event)
+            line = _line(_as_event(job, label))  # the dedup key, whatever is printed
             if last.get(job["id"]) != line:
                 if len(last) > 10000:
                     last.clear()
                 last[job["id"]] = line
-                click.echo(line)
+                click.echo(_json_event(job, label) if as_json else line)
     return 0
 
 
-def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> int:
+def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int:
     from pgjobs.errors import NotFound
 
     job = db.get_job(conn, job_id)
@@ -128,7 +176,7 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
     # full events. Either wakes the loop; the row is re-read each time.
     db.listen_job_channel(conn, str(job["target"]), str(job["scope"]))
     deadline = None if timeout is None else time.monotonic() + timeout
-    bar = None if quiet or not sys.stdout.isatty() else _Bar(job)
+    bar = _Bar(job) if out.bar_wanted else None
     last_plain = ""
     paused_said = False
     last_note: str | None = None
@@ -136,14 +184,13 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
         while True:
             # Paused is not an end: keep following, but say why nothing moves.
             if job["status"] == "paused" and not paused_said:
-                click.echo(f"job {job_id} is paused: `pgjobs resume {job_id}` continues it",
-                           err=True)
+                out.note(f"job {job_id} is paused: `pgjobs resume {job_id}` continues it")
             paused_said = job["status"] == "paused"
             if job["status"] in FINAL:
                 if bar:
                     bar.update(job)
-                elif not quiet and _line(_as_event(job, job["status"])) != last_plain:
-                    click.echo(_line(_as_event(job, job["status"])))
+                elif out.progress and _line(_as_event(job, job["status"])) != last_plain:
+                    out.emit(out.line(job, job["status"]))
                 if job["status"] != "succeeded" and job.get("error"):
                     click.echo(f"job {job_id} {job['status']}: {job['error']}", err=True)
                 return FINAL[job["status"]]
@@ -160,15 +207,16 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
             job = db.get_job(conn, job_id) or job
             if bar:
                 bar.update(job)
-            elif ((event is not None or note(job) != last_note) and not quiet
+            elif ((event is not None or note(job) != last_note) and out.progress
                   and job["status"] not in FINAL):
                 # An event, or a new reason for not moving (throttled, waiting
                 # for pg_cron's tick), which may come without an event.
-                line = _line(_as_event(job, _label(
-                    job, event or ("throttled" if job.get("throttled") else "progress"))))
+                label = _label(job, event or ("throttled" if job.get("throttled")
+                                              else "progress"))
+                line = _line(_as_event(job, label))
                 last_note = note(job)
                 if line != last_plain:
-                    click.echo(line)
+                    out.emit(out.line(job, label))
                     last_plain = line
     finally:
         if bar:
@@ -176,9 +224,10 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, quiet: bool) -> i
 
 
 class _Bar:
-    """A rich progress bar: rows, rate, ETA."""
+    """A rich progress bar on stderr: rows, rate since the job started, ETA."""
 
     def __init__(self, job: dict[str, Any]) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -191,21 +240,20 @@ class _Bar:
         self.progress = Progress(
             TextColumn("[bold]job {task.fields[job]}[/] {task.description}"),
             BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} rows/s"),
-            TimeElapsedColumn(), TimeRemainingColumn())
+            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task(job["status"], total=job["total"],
                                            job=job["id"], rate="-")
-        self.started = time.monotonic()
-        self.first_done = job["done"]
 
     def update(self, job: dict[str, Any]) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = (job["done"] - self.first_done) / elapsed
+        # From the job's started_at, not from when this command began following
+        # (nor from created_at: time spent queued is not time spent working).
+        rate = rows_per_second(job)
         why = note(job)
         self.progress.update(self.task, completed=job["done"], total=job["total"],
                              description=f"{job['kind']} {job['status']}"
                                          + (f" ({why})" if why else ""),
-                             rate=f"{rate:,.0f}")
+                             rate="-" if rate is None else f"{rate:,.0f}")
 
     def close(self) -> None:
         self.progress.stop()

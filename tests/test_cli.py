@@ -248,7 +248,7 @@ def test_run_with_budget_works_a_delete_job(cli: Callable[..., Result], conn: Co
 def test_bad_budget_is_a_usage_error(cli: Callable[..., Result], budget: str) -> None:
     result = cli("run", "--budget", budget)
     assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "invalid duration")
+    assert_one_line_error(result.stderr, "invalid --budget")
 
 
 def test_schedule_without_pg_cron_names_the_alternative(cli: Callable[..., Result],
@@ -289,7 +289,7 @@ def test_watch_piped_follows_a_job_to_its_end(dsn: str, conn: Conn, items: str) 
     assert "\x1b[" not in out  # plain lines, no terminal drawing
     lines = [first.rstrip("\n"), *out.splitlines()]
     assert lines[0] == f"job {job_id} custom started: running 0/?"
-    assert lines[-1] == f"job {job_id} custom succeeded: succeeded 3/3 100%"
+    assert lines[-1] == f"job {job_id} custom succeeded 3/3 100%"
     assert all(line.startswith(f"job {job_id} custom ") for line in lines)
 
 
@@ -300,7 +300,7 @@ def test_watch_one_job_exit_codes(cli: Callable[..., Result], conn: Conn, items:
     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
     canceled = cli("watch", str(job_id))
     assert canceled.exit_code == 1
-    assert canceled.stdout.strip() == f"job {job_id} custom canceled: canceled 0/?"
+    assert canceled.stdout.strip() == f"job {job_id} custom canceled 0/?"
 
 
 def test_watch_all_jobs_until_timeout(cli: Callable[..., Result], dsn: str, conn: Conn,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import job, scalar
+from tests.support import job, scalar
 
 Conn = Any
 ROWS = 24000  # per scope; two scopes

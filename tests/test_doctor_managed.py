@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import claim, make_target, scalar, submit, who
+from tests.support import claim, make_target, scalar, submit, who
 
 Conn = psycopg.Connection[Any]
 PG_CRON_ROWS = ("pg_cron.installed", "pg_cron.preloaded", "pg_cron.database",

@@ -556,14 +556,14 @@ def test_unregister_target(conn: psycopg.Connection[Any]) -> None:
     with pytest.raises(errors.NoDataFound):
         conn.execute("SELECT pgjobs.unregister_target('t')")
     conn.execute("SELECT pgjobs.register_target('t', 'id', 'tenant', 'created', 'doc')")
-    job = conn.execute("INSERT INTO pgjobs.jobs (kind, target, scope) VALUES"
+    row = conn.execute("INSERT INTO pgjobs.jobs (kind, target, scope) VALUES"
                        " ('delete', 't', '1') RETURNING id").fetchone()
-    assert job is not None
+    assert row is not None
     with pytest.raises(errors.ObjectInUse) as info:
         conn.execute("SELECT pgjobs.unregister_target('t')")
     assert "cancel" in (info.value.diag.message_hint or "").lower()
     conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now()"
-                 " WHERE id = %s", job)
+                 " WHERE id = %s", row)
     conn.execute("SELECT pgjobs.unregister_target('t')")
     assert conn.execute("SELECT count(*) FROM pgjobs.targets").fetchone() == (0,)
     with pytest.raises(errors.InvalidParameterValue, match="not registered"):

@@ -17,7 +17,7 @@ from psycopg import sql
 
 from pgjobs.errors import PgjobsError
 from pgjobs.migrate import migrate
-from tests.conftest import with_database
+from tests.support import with_database
 
 Make = Callable[[str, str], str]
 

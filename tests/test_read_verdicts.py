@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.helpers import scalar
+from tests.support import scalar
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()

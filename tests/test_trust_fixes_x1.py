@@ -368,8 +368,8 @@ def test_watch_one_job_ignores_spoofed_payloads_and_exits_as_normal(
     # Every line is a state the row had: running 0 or 3 rows done, then succeeded.
     assert set(out.splitlines()) <= {f"job {job_id} custom progress: running 0/?",
                                      f"job {job_id} custom progress: running 3/?",
-                                     f"job {job_id} custom succeeded: succeeded 3/3 100%"}
-    assert out.splitlines()[-1] == f"job {job_id} custom succeeded: succeeded 3/3 100%"
+                                     f"job {job_id} custom succeeded 3/3 100%"}
+    assert out.splitlines()[-1] == f"job {job_id} custom succeeded 3/3 100%"
 
 
 def test_watch_one_job_canceled_under_spoofed_success_exits_1(
@@ -388,5 +388,5 @@ def test_watch_one_job_canceled_under_spoofed_success_exits_1(
             watcher.communicate()
     assert watcher.returncode == 1, err
     assert "Traceback" not in err
-    assert out.splitlines()[-1] == f"job {job_id} custom canceled: canceled 0/?"
+    assert out.splitlines()[-1] == f"job {job_id} custom canceled 0/?"
     assert "succeeded" not in out

@@ -1,0 +1,147 @@
+"""Issue 15, the command line: Ctrl-C behaves the same in every waiting command.
+
+Through a real pseudo-terminal (pexpect sends the terminal's interrupt
+character): `delete`/`backfill --wait`, `--run`, `watch JOB`, `export` and
+`import` (run in process) all detach instead of canceling: the job goes on
+(or, when this process ran it, is handed back at its last checkpoint), three
+lines on stderr say so and how to follow it and cancel it, exit 130.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import psycopg
+import pytest
+
+from tests.support import job, make_rows_target, scalar, seed
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture
+def rows(conn: Conn) -> Conn:
+    seed(conn, make_rows_target(conn), 300)
+    return conn
+
+
+def spawn(dsn: str, *args: str) -> pexpect.spawn:
+    exe = Path(sys.executable).parent / "pgjobs"
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    env.update(PGJOBS_DSN=dsn, COLUMNS="200", TERM="dumb")
+    return pexpect.spawn(command[0], [*command[1:], *args], env=env, encoding="utf-8",
+                         timeout=60, dimensions=(50, 200))
+
+
+def wait_until(conn: Conn, sql: str, params: Any = None, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not scalar(conn, sql, params):
+        assert time.monotonic() < deadline, sql
+        time.sleep(0.05)
+
+
+def listening(conn: Conn, job_id: int) -> None:
+    """The follower has read the job after its LISTENs: it is waiting."""
+    wait_until(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
+                     " WHERE application_name = 'pgjobs watch' AND state = 'idle'"
+                     "   AND query LIKE 'LISTEN%%' AND datname = current_database()")
+    del job_id
+
+
+def interrupt(child: pexpect.spawn, job_id: int, *, ran_here: bool) -> None:
+    child.sendintr()
+    if ran_here:
+        child.expect(rf"interrupted: job {job_id} was handed back and continues where it "
+                     "stopped")
+    else:
+        child.expect(rf"interrupted: detached from job {job_id}, which goes on")
+    child.expect(rf"follow it: pgjobs watch {job_id}")
+    child.expect(rf"cancel it: pgjobs cancel {job_id}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert "Traceback" not in (child.before or "")
+    assert child.exitstatus == 130, (child.exitstatus, child.signalstatus)
+
+
+def submitted(child: pexpect.spawn) -> int:
+    child.expect(r"job (\d+) submitted")
+    return int(child.match.group(1))
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("delete", ()), ("backfill", ("--set", '{"n": 9}'))])
+def test_wait_detaches_and_the_job_goes_on(rows: Conn, dsn: str, kind: str,
+                                           extra: tuple[str, ...]) -> None:
+    child = spawn(dsn, kind, "user_table_rows", "--scope", "1", "--filter", "{}", *extra,
+                  "--yes", "--wait")
+    job_id = submitted(child)
+    listening(rows, job_id)
+    interrupt(child, job_id, ran_here=False)
+    row = job(rows, job_id)
+    assert row["status"] == "queued" and row["cancel_requested_at"] is None
+
+
+def test_watch_detaches_and_the_job_goes_on(rows: Conn, dsn: str) -> None:
+    job_id = int(scalar(rows, "SELECT pgjobs.submit_delete('user_table_rows', '1')"))
+    child = spawn(dsn, "watch", str(job_id))
+    listening(rows, job_id)
+    interrupt(child, job_id, ran_here=False)
+    row = job(rows, job_id)
+    assert row["status"] == "queued" and row["cancel_requested_at"] is None
+
+
+def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> None:
+    # 10 rows a page, at most 20 rows a second: about 5 s for the scope's ~100 rows.
+    child = spawn(dsn, "delete", "user_table_rows", "--scope", "1", "--yes", "--run",
+                  "--page-size", "10", "--options", '{"max_rows_per_second": 20}')
+    job_id = submitted(child)
+    wait_until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    interrupt(child, job_id, ran_here=True)
+    row = job(rows, job_id)
+    assert row["cancel_requested_at"] is None and row["status"] == "queued", row
+    assert 0 < row["done"] < row["total"]
+    assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1") > 0
+
+
+@pytest.mark.parametrize("kind", ["export", "import"])
+def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: Any,
+                                             tmp_path: Path, kind: str) -> None:
+    """The job runs here and is stuck on a lock when Ctrl-C comes: it is handed
+    back (queued, not canceled) once its statement returns."""
+    rows.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{tmp_path}/",))
+    source = tmp_path / "in.csv"
+    source.write_text("id,n\n" + "".join(f"{100000 + i},{i}\n" for i in range(50)))
+    locker = make_conn()
+    locker.execute("BEGIN")
+    if kind == "export":
+        args: tuple[str, ...] = ("export", "user_table_rows", "--scope", "1")
+    else:
+        args = ("import", "user_table_rows", str(source), "--scope", "1")
+    locker.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
+    try:
+        child = spawn(dsn, "--storage", f"file://{tmp_path}/out", *args)
+        job_id = submitted(child)
+        wait_until(rows, "SELECT status = 'running' FROM pgjobs.jobs WHERE id = %s",
+                   (job_id,))
+        wait_until(rows, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
+                         " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
+                         "   AND datname = current_database()")
+        child.sendintr()
+        time.sleep(0.5)
+    finally:
+        locker.execute("ROLLBACK")
+    child.expect(rf"interrupted: job {job_id} was handed back")
+    output = child.before
+    child.expect(rf"cancel it: pgjobs cancel {job_id}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130, (child.exitstatus, child.before)
+    row = job(rows, job_id)
+    assert row["cancel_requested_at"] is None and row["status"] == "queued", (row, output)

@@ -1,0 +1,300 @@
+"""Issue 15, the command line: usage errors, --options and durations behave the
+same in every command, before any connection is made.
+
+- Click's own usage errors (unknown option, missing option, bad choice, bad
+  number, unknown command, extra argument) print the documented one line
+  ``error: MESSAGE (hint: see `pgjobs CMD --help`)`` and exit 2, for every
+  command of the tree (walked, so a new command is covered too).
+- ``--options`` is checked as parsed: anything but a JSON object is a usage
+  error on every command that takes it (never a traceback, never ``dict()`` of
+  a list of pairs).
+- One duration parser: every duration option accepts the same spellings
+  (``1 minute`` included) and refuses the same ones, naming the option; the
+  seconds Python computes equal PostgreSQL's for the interval SQL is given.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from pgjobs.cli.common import duration_seconds, parse_duration
+from pgjobs.cli.main import main
+
+Conn = psycopg.Connection[Any]
+
+# Nothing listens here: a command that got past its arguments fails to connect
+# (exit 1, "error: ..."), which tells "accepted" from "refused" (exit 2).
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in list(os.environ):
+        if var.startswith("PGJOBS_") or var == "DATABASE_URL":
+            monkeypatch.delenv(var, raising=False)
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, ["--dsn", UNREACHABLE, *args])
+
+
+def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], click.Command]]:
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from walk(sub, (*path, name))
+    else:
+        yield path, command
+
+
+COMMANDS = [path for path, _ in walk(main)]
+
+
+def assert_usage_line(result: Result, *fragments: str) -> None:
+    """Exit 2 and exactly one line on stderr, in the documented form."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert not result.stderr.startswith("Usage:"), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    assert "(hint: see `pgjobs" in lines[0] and "--help`)" in lines[0], result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+
+
+# --- click's usage errors -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_unknown_option_is_one_error_line_exit_2(path: tuple[str, ...]) -> None:
+    result = invoke(*path, "--no-such-option")
+    assert_usage_line(result, "No such option",
+                      f"see `pgjobs {' '.join(path)} --help`")
+
+
+@pytest.mark.parametrize("path", [p for p, c in walk(main)
+                                  if any(isinstance(x, click.Argument) and x.required
+                                         for x in c.params)], ids=" ".join)
+def test_missing_argument_is_one_error_line_exit_2(path: tuple[str, ...]) -> None:
+    assert_usage_line(invoke(*path), "Missing argument")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("delete", "t"), "Missing option '--scope'"),
+    (("backfill", "t", "--scope", "1", "--filter", "{}"), "Missing option '--set'"),
+    (("export", "t"), "Missing option '--scope'"),
+    (("import", "t", "f.csv"), "Missing option '--scope'"),
+    (("list", "--status", "nonsense"), "Invalid value for '--status'"),
+    (("list", "--limit", "0"), "Invalid value for '--limit'"),
+    (("status", "abc"), "Invalid value for 'JOB_ID'"),
+    (("export", "t", "--scope", "1", "--format", "xml"), "Invalid value for '--format'"),
+    (("worker", "--concurrency", "many"), "Invalid value for '--concurrency'"),
+    (("no-such-command",), "No such command 'no-such-command'"),
+    (("dev", "sideways"), "No such command 'sideways'"),
+    (("cancel", "1", "2"), "Got unexpected extra argument (2)"),
+    (("--no-such-global",), "No such option"),
+])
+def test_usage_errors_of_every_kind(args: tuple[str, ...], fragment: str) -> None:
+    assert_usage_line(invoke(*args), fragment)
+
+
+def test_a_usage_error_quoting_a_line_break_stays_one_line() -> None:
+    assert_usage_line(invoke("list", "--status", "a\nb"), "Invalid value for '--status'")
+
+
+def test_bare_groups_still_print_their_help() -> None:
+    for args in ([], ["dev"]):
+        result = CliRunner().invoke(main, args)
+        assert "Usage:" in result.output and "Commands:" in result.output, result.output
+        assert not result.output.startswith("error:")
+
+
+def pgjobs_command() -> list[str]:
+    exe = Path(sys.executable).parent / "pgjobs"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pgjobs.cli.main"]
+
+
+def test_a_real_process_prints_the_same_line() -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("PGJOBS_") or k == "DATABASE_URL")}
+    proc = subprocess.run([*pgjobs_command(), "--dsn", UNREACHABLE, "delete", "t", "--bogus"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "error: No such option '--bogus'. (hint: see `pgjobs delete --help`)"]
+
+
+# --- --options ----------------------------------------------------------------------
+
+
+OPTIONS_COMMANDS = {
+    "delete": ("delete", "t", "--scope", "1", "--yes"),
+    "backfill": ("backfill", "t", "--scope", "1", "--filter", "{}", "--set", '{"a": 1}',
+                 "--yes"),
+    "export": ("export", "t", "--scope", "1", "--detach"),
+    "import": ("import", "t", "/tmp/x.csv", "--scope", "1", "--detach"),
+}
+NOT_OBJECTS = ["true", "false", "null", "1", "1.5", '"x"', "[]", '[["a", 1]]', '[["a", 1], '
+               '["b", 2]]']
+
+
+def test_every_command_with_options_is_covered() -> None:
+    takes = {" ".join(p) for p, c in walk(main) if any(x.name == "extra" for x in c.params)}
+    assert takes == set(OPTIONS_COMMANDS)
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS_COMMANDS))
+@pytest.mark.parametrize("value", NOT_OBJECTS)
+def test_options_that_are_not_an_object_are_refused(command: str, value: str) -> None:
+    result = invoke(*OPTIONS_COMMANDS[command], "--options", value)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output and result.exception is None or isinstance(
+        result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --options must be a JSON object"), (
+        result.stderr)
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS_COMMANDS))
+def test_an_object_passes_the_options_check(command: str) -> None:
+    # Past the check, the command tries to connect: exit 1, a connection error.
+    result = invoke(*OPTIONS_COMMANDS[command], "--options", '{"priority": 1}')
+    assert result.exit_code == 1, result.output
+    assert "--options" not in result.stderr
+
+
+# --- durations ----------------------------------------------------------------------
+
+
+DURATION_OPTIONS = {
+    "run --budget": ("run", "--budget"),
+    "run --idle": ("run", "--loop", "--idle"),
+    "prune --retention": ("prune", "--retention"),
+    "schedule --retention": ("schedule", "--retention"),
+    "watch --timeout": ("watch", "1", "--timeout"),
+    "url --expires": ("url", "1", "--expires"),
+    "worker --lease": ("worker", "--once", "--lease"),
+    "worker --poll": ("worker", "--once", "--poll"),
+    "worker --stale-after": ("worker", "--once", "--stale-after"),
+    "worker --storage-retry": ("worker", "--once", "--storage-retry"),
+    "worker --read-max-wait": ("worker", "--once", "--read-dsn", UNREACHABLE,
+                               "--read-max-wait"),
+    "worker --read-max-lag": ("worker", "--once", "--read-dsn", UNREACHABLE,
+                              "--read-max-lag"),
+}
+GOOD = ["1 minute", "90s", "5m", "1h", "1.5", "2 minutes 30 seconds", "1 hour 30 minutes",
+        "01:30", "250ms", "1d", "1 day"]
+BAD = ["banana", "", "-5s", "5x", "1 fortnight", "1 minute ago", "5 m s"]
+LIMITED = {"url --expires": 7 * 86400, "worker --lease": 86400}
+
+
+def test_every_duration_option_is_covered() -> None:
+    """An option whose help gives an example duration is in DURATION_OPTIONS."""
+    found = set()
+    for path, command in walk(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.type == click.STRING and any(
+                    f"--{word}" in param.opts for word in (
+                        "budget", "idle", "retention", "timeout", "expires", "lease",
+                        "poll", "stale-after", "storage-retry", "read-max-wait",
+                        "read-max-lag")):
+                found.add(f"{' '.join(path)} {param.opts[0]}")
+    assert found - {"doctor --timeout"} <= set(DURATION_OPTIONS), found
+    assert set(DURATION_OPTIONS) <= found
+
+
+class FakeWorker:
+    """Stands in for pgjobs.poller.worker.Worker: records what the command gave it
+    (the seconds each duration option became) and finds no work."""
+
+    seen: dict[str, Any] = {}
+
+    def __init__(self, dsn: str, storage_uri: str, **kwargs: Any) -> None:
+        FakeWorker.seen = dict(kwargs)
+        self.name = "fake"
+
+    def run(self) -> bool:
+        return False
+
+
+@pytest.fixture
+def fake_worker(monkeypatch: pytest.MonkeyPatch) -> type[FakeWorker]:
+    import pgjobs.cli.export
+    import pgjobs.poller.worker
+
+    monkeypatch.setattr(pgjobs.poller.worker, "Worker", FakeWorker)
+    monkeypatch.setattr(pgjobs.cli.export, "check_read_dsn", lambda *args: None)
+    FakeWorker.seen = {}
+    return FakeWorker
+
+
+@pytest.mark.parametrize("option", sorted(DURATION_OPTIONS))
+@pytest.mark.parametrize("value", GOOD)
+def test_every_duration_option_takes_every_spelling(option: str, value: str,
+                                                    fake_worker: type[FakeWorker]) -> None:
+    seconds = duration_seconds(value)
+    if option in LIMITED and seconds > LIMITED[option]:
+        pytest.skip("over the option's bound")
+    if option in ("worker --read-max-lag", "worker --lease", "url --expires") and seconds < 1:
+        pytest.skip("under the option's bound")
+    result = invoke(*DURATION_OPTIONS[option], value)
+    assert "invalid" not in result.stderr, (option, value, result.stderr)
+    if option.startswith("worker "):
+        assert result.exit_code == 0, (option, value, result.output)
+        seen = fake_worker.seen
+        got = {"--lease": seen["lease"], "--poll": seen["poll"],
+               "--stale-after": seen["stale_after"].total_seconds(),
+               "--storage-retry": seen["storage_retry"],
+               "--read-max-wait": getattr(seen["reads"], "max_wait", None),
+               "--read-max-lag": getattr(seen["reads"], "max_lag", None)}[option.split()[1]]
+        assert got == pytest.approx(seconds), (option, value, seen)
+    else:
+        assert result.exit_code == 1, (option, value, result.output)  # then: cannot connect
+
+
+@pytest.mark.parametrize("option", sorted(DURATION_OPTIONS))
+@pytest.mark.parametrize("value", BAD)
+def test_every_duration_option_refuses_the_same_spellings(option: str, value: str) -> None:
+    result = invoke(*DURATION_OPTIONS[option], value)
+    assert result.exit_code == 2, (option, value, result.output)
+    name = DURATION_OPTIONS[option][-1]
+    assert result.stderr.splitlines() == [
+        f"error: invalid {name} {value!r} (hint: use e.g. 30s, 5m, 24h, 7d or "
+        "'1 hour 30 minutes')"], result.stderr
+
+
+@pytest.mark.parametrize("option, value", [("url --expires", "8d"), ("url --expires", "0s"),
+                                           ("worker --lease", "2 days"),
+                                           ("worker --lease", "500ms"),
+                                           ("worker --read-max-lag", "0.5")])
+def test_bounded_duration_options_name_their_bounds(option: str, value: str) -> None:
+    result = invoke(*DURATION_OPTIONS[option], value)
+    assert result.exit_code == 2, result.output
+    assert f"invalid {DURATION_OPTIONS[option][-1]} {value!r}: " in result.stderr
+
+
+SPELLINGS = [*GOOD, "7d", "24h", "3 weeks", "1 mon", "2 months", "1 year", "1 y",
+             "10 mins", "3 secs", "2 hrs", "500 milliseconds", "5 us", "1 day 02:00",
+             "1:02:03.5", "0.25 hours", "1 week 2 days", "42"]
+
+
+def test_python_seconds_equal_postgresql_seconds(conn: Conn) -> None:
+    """What Python waits and what SQL is given are the same length of time."""
+    for text in SPELLINGS:
+        interval = parse_duration(text)
+        pg = conn.execute("SELECT extract(epoch FROM %s::interval)::float8",
+                          (interval,)).fetchone()
+        assert pg is not None
+        assert duration_seconds(text) == pytest.approx(pg[0]), (text, interval)
