@@ -220,7 +220,7 @@ SELECT pgjobs.export_part_finish(%(id)s, %(part)s, %(worker)s, %(status)s, %(res
 """
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
-       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes
+       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes, checkpoint -> 'files' AS files
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
