@@ -744,7 +744,7 @@ class Exporter:
                         "until": self.until,
                     }).fetchone()
                     assert row is not None
-                    self._reader().note(conn)
+                    self._reader().note(conn, row["lsn"])
                     count = copy_out(conn, row["copy_sql"], sink)
                 part.flush()
                 return count, row["next_after"]

@@ -1,0 +1,66 @@
+"""What an export sends per chunk on its data connection: one statement (the
+chunk's COPY text, its cursor and its read position together) then the COPY,
+whether it reads the primary or a standby: no second round trip per chunk
+(the read position used to be its own query). The position still lands in the
+checkpoint, never going backwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs import db, queries
+from pgjobs.poller.standby import lsn
+from tests.export_support import (
+    job_row,
+    local_dir,  # noqa: F401 (fixture)
+    make_items,
+    object_bytes,
+    plain_copy,
+    run_export,
+    submit_export,
+)
+
+Conn = psycopg.Connection[Any]
+
+
+@pytest.mark.parametrize("options", [
+    {"chunk_rows": 7, "part_size": 1024},
+    {"chunk_rows": 7, "part_size": 1024, "parallel": 2},
+    {"chunk_rows": 7, "part_size": 4096, "format": "parquet"},
+], ids=["csv", "parallel", "parquet"])
+def test_one_statement_per_chunk_on_the_data_connection(
+        conn: Conn, dsn: str, local_dir: str, options: dict[str, Any],  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if options.get("format") == "parquet":
+        pytest.importorskip("pyarrow")
+    make_items(conn, rows=600)
+    sent: list[str] = []
+
+    class Counting(psycopg.Cursor[Any]):
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(str(query))
+            return super().execute(query, *args, **kwargs)
+
+    connect = db.connect_reader
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        c = connect(*args, **kwargs)
+        c.cursor_factory = Counting
+        return c
+
+    monkeypatch.setattr(db, "connect_reader", counted)
+    job_id = submit_export(conn, "1", {}, options)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    chunks = sent.count(queries.EXPORT_CHUNK_SQL)
+    assert chunks >= 200 // 7
+    assert [q for q in sent if q != queries.EXPORT_CHUNK_SQL] == []
+    job = job_row(conn, job_id)
+    if options.get("format") is None and not options.get("parallel"):
+        assert object_bytes(job["result"]) == plain_copy(
+            conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
+        # The read position is still recorded, and is past the submit.
+        assert lsn(job["checkpoint"]["read_lsn"]) >= lsn(str(job["submit_lsn"]))
