@@ -80,10 +80,14 @@ def _setup_logging() -> None:
                    "[default: 1].")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
+@click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
+              help="Read the rows from this streaming standby, as `pgjobs worker --read-dsn` "
+                   "does (its default wait, lag and fallback: 60s, 60s, primary).")
 @click.pass_obj
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
            columns: str | None, gzip: bool, to: str | None, detach: bool,
-           priority: int | None, parallel: int | None, extra: str | None) -> None:
+           priority: int | None, parallel: int | None, extra: str | None,
+           read_dsn: str | None) -> None:
     """Export the rows of TARGET's scope that match the filter, in key order.
 
     Rows created after the export is submitted, and rows that a pending delete
@@ -109,6 +113,9 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if not detach:
         storage.parse(obj.storage)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
+    reads = ReadConfig(read_dsn) if read_dsn and not detach else None
+    if reads is not None:
+        check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
     with obj.connect() as conn:
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
@@ -119,11 +126,11 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         click.echo(job_id)
         return
     _setup_logging()
-    sys.exit(_run_here(obj, job_id, target, scope, filter_value))
+    sys.exit(_run_here(obj, job_id, target, scope, filter_value, reads))
 
 
 def _run_here(obj: Context, job_id: int, target: str, scope: str,
-              filter_value: Any) -> int:
+              filter_value: Any, reads: ReadConfig | None = None) -> int:
     """Run (and re-run after a retryable failure) the job in this process until it
     ends; if a worker holds it, follow it instead. Returns the exit status."""
     dsn = obj.dsn()
@@ -143,7 +150,8 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                     # Each claim has its own identity (name#token): the fence.
                     identity = str(claimed[0]["worker"])
                     outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
-                                                   on_progress=display.progress), display)
+                                                   on_progress=display.progress, reads=reads),
+                                          display)
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
