@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
 import tempfile
@@ -164,7 +163,8 @@ class Schema:
         """One chunk's CSV lines as a table of the final schema."""
         pa = self.pa
         parsed = pa.csv.read_csv(
-            io.BytesIO(lines),
+            # Read in place (no copy of the chunk: its bytes are not changed meanwhile).
+            pa.BufferReader(pa.py_buffer(lines)),
             read_options=pa.csv.ReadOptions(use_threads=False, column_names=self.wire.names,
                                             block_size=max(len(lines) + 1, 1 << 20)),
             parse_options=pa.csv.ParseOptions(newlines_in_values=True),
@@ -284,6 +284,10 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
         group = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
         writer.write_table(group, row_group_size=max(1, group.num_rows))
         pending, pending_bytes = [], 0
+        del group
+        # Hand the row group's Arrow memory back (the pool keeps freed pages
+        # otherwise, and peak RSS would carry them into the next row group).
+        pa.default_memory_pool().release_unused()
 
     try:
         for lines, cursor in chunks:
@@ -294,6 +298,9 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
                 pending.append(table)
                 pending_bytes += table.nbytes
                 file_rows += table.num_rows
+                del table
+            # The chunk's text is parsed: drop it before the next chunk is read.
+            lines = b""
             eof = cursor is None
             # A row group never holds more Arrow bytes than a file's size either.
             if pending_bytes >= min(row_group_bytes, file_bytes) or eof:
@@ -309,6 +316,7 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
                     # The last chunk had no rows after a full file: no empty file.
                     data = b""
                 on_file(FileDone(data, file_rows, cursor, eof))
+                data = b""  # written: not kept while the next file fills
                 have_files = True
                 file_rows = 0
             if eof:
@@ -431,7 +439,7 @@ class ParquetExport:
             rows += count
             if ex.on_progress is not None:
                 ex.on_progress(rows, part.raw)
-            yield bytes(part.data), cursor
+            yield part.data, cursor
             if cursor is None:
                 return
 
