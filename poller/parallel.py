@@ -49,6 +49,7 @@ from pgjobs.poller.export import (
     Exporter,
     LeaseLost,
     Outcome,
+    Settings,
     Stopped,
     _Control,
     _retryable,
@@ -110,40 +111,30 @@ class PartExporter(Exporter):
         self.row = row
         self.control = _PartControl(dsn, self.job_id, self.part, self.worker, lease)
 
-    def run(self) -> Outcome:
-        try:
-            job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
-            where = (job or {}).get("checkpoint") or {}
-            if job is None or job["status"] != "running" or not where.get("uri"):
-                raise Stopped()  # hand the part back
-            payload = job["payload"]
-            self.format = payload.get("format", "csv")
-            self.gzip = bool(payload.get("gzip"))
-            ck = dict(self.row["checkpoint"] or {})
-            if ck.get("v") != CHECKPOINT_VERSION:
-                ck = {"v": CHECKPOINT_VERSION}
-            ck["prefix"] = where["prefix"]
-            if self.format == "parquet":
-                # The part's files go into the export's folder (ParquetPart).
-                ck["format"] = "parquet"
-                ck["uri"] = where["uri"]
-            else:
-                ck["uri"] = _part_uri(where["prefix"], where["uri"], self.part)
-            if not ck.get("eof") and ck.get("cursor") is None:
-                ck["cursor"] = self.after_key  # a fresh part (or one reset to its start)
-            self._grain(payload, ck)
-            self.job = {**job, "checkpoint": ck, "attempts": self.row["attempts"]}
-            return self._run()
-        except LeaseLost as exc:
-            return self._after_lost(str(exc))
-        except Stopped:
-            return self._release()
-        except BaseException as exc:
-            return self._fail(exc)
-        finally:
-            self.control.close()
-            if self.reads is not None:
-                self.reads.close()
+    def _start(self) -> Outcome:
+        """The part's own start; Exporter.run ends it (released, lost or failed)."""
+        job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+        where = (job or {}).get("checkpoint") or {}
+        if job is None or job["status"] != "running" or not where.get("uri"):
+            raise Stopped()  # hand the part back
+        self.settings = Settings.of(job["payload"])
+        self.format = self.settings.format
+        self.gzip = self.settings.gzip
+        ck = dict(self.row["checkpoint"] or {})
+        if ck.get("v") != CHECKPOINT_VERSION:
+            ck = {"v": CHECKPOINT_VERSION}
+        ck["prefix"] = where["prefix"]
+        if self.format == "parquet":
+            # The part's files go into the export's folder (ParquetPart).
+            ck["format"] = "parquet"
+            ck["uri"] = where["uri"]
+        else:
+            ck["uri"] = _part_uri(where["prefix"], where["uri"], self.part)
+        if not ck.get("eof") and ck.get("cursor") is None:
+            ck["cursor"] = self.after_key  # a fresh part (or one reset to its start)
+        self._grain(ck)
+        self.job = {**job, "checkpoint": ck, "attempts": self.row["attempts"]}
+        return self._run()
 
     def _run(self) -> Outcome:
         if self.format == "parquet":
@@ -317,8 +308,7 @@ def place(ex: Exporter) -> int:
 
 
 def _coordinate(ex: Exporter, parts: int) -> Outcome:
-    job = ex.job
-    want = min(int(job["payload"].get("parallel") or 1), parts, MAX_PART_THREADS)
+    want = min(ex.settings.parallel, parts, MAX_PART_THREADS)
     name = ex.worker.split("#", 1)[0]
     lease = ex.control.lease
     done = threading.Event()
@@ -470,7 +460,7 @@ def _join_parquet(ex: Exporter, results: list[dict[str, Any]], total_rows: int) 
     result = {"uri": ex.location.uri, "uris": [str(f["uri"]) for f in files],
               "rows": total_rows, "bytes": sum(int(f["bytes"]) for f in files),
               "sha256": sha256, "format": "parquet",
-              "compression": str(ex.job["payload"].get("compression") or "zstd"),
+              "compression": ex.settings.compression,
               "gzip": False, "parts": len(files), "parallel_parts": len(results)}
     ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
     return Outcome(ex.job_id, "succeeded" if ok else "lost", result=result)

@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgjobs.export")
 
 EXTRA = "pip install 'pgjobs[parquet]'"
-DEFAULT_ROW_GROUP_BYTES = 16 * 1024 * 1024
 MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
 """The worker's own ceiling on a row group's Arrow bytes, whatever a job asks."""
 _READ_BLOCK = 4 * 1024 * 1024
@@ -404,9 +403,10 @@ class ParquetExport:
         ex._check_allowed(prefix, self.file_uri(0))
         ex.prefix = storage.parse(prefix).uri
         ex.location = storage.parse(self.folder)
-        self.compression = str(payload.get("compression") or "zstd")
-        self.row_group_bytes = min(int(ck.get("row_group_bytes") or payload.get(
-            "row_group_bytes") or DEFAULT_ROW_GROUP_BYTES), MAX_ROW_GROUP_BYTES)
+        self.compression = str(ex.settings.compression)
+        self.row_group_bytes = min(int(ck.get("row_group_bytes")
+                                       or ex.settings.row_group_bytes or MAX_ROW_GROUP_BYTES),
+                                   MAX_ROW_GROUP_BYTES)
         ex.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                     "bytes": int(ck.get("bytes", 0)), "files": list(ck.get("files") or []),
                     "phase": ck.get("phase", "streaming"), "eof": bool(ck.get("eof")),

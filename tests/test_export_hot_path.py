@@ -64,3 +64,32 @@ def test_one_statement_per_chunk_on_the_data_connection(
             conn, "SELECT * FROM items WHERE tenant = 1 ORDER BY id")
         # The read position is still recorded, and is past the submit.
         assert lsn(job["checkpoint"]["read_lsn"]) >= lsn(str(job["submit_lsn"]))
+
+
+def test_export_settings_are_read_from_the_payload_the_submit_wrote(conn: Conn) -> None:
+    """One place decides an export's defaults: the submit writes every setting into
+    the payload and the worker reads them there, with no second set of defaults
+    (a payload missing one is refused, never filled in)."""
+    from pgjobs.poller.export import Settings
+
+    make_items(conn, rows=30)
+    for options in ({}, {"format": "jsonl", "gzip": True, "chunk_rows": 9, "part_size": 5000,
+                         "parallel": 3},
+                    {"format": "parquet"}, {"format": "parquet", "compression": "snappy",
+                                            "row_group_bytes": 2097152}):
+        payload = job_row(conn, submit_export(conn, "1", {}, options))["payload"]
+        got = Settings.of(payload)
+        assert got.format == payload["format"] == options.get("format", "csv")
+        assert (got.gzip, got.chunk_rows, got.part_size, got.parallel) == (
+            payload["gzip"], payload["chunk_rows"], payload["part_size"], payload["parallel"])
+        for key in ("chunk_rows", "part_size", "parallel", "gzip"):
+            if key in options:
+                assert payload[key] == options[key]
+        if got.format == "parquet":
+            assert (got.compression, got.row_group_bytes) == (
+                payload["compression"], payload["row_group_bytes"])
+        else:
+            assert got.compression is None and got.row_group_bytes is None
+        for missing in ("format", "chunk_rows", "part_size", "parallel", "gzip"):
+            with pytest.raises(ValueError, match="was not written by pgjobs.submit_export"):
+                Settings.of({k: v for k, v in payload.items() if k != missing})
