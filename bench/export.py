@@ -165,12 +165,34 @@ def baseline(dsn: str, scope: int, path: str) -> float:
         return time.perf_counter() - started
 
 
-def submit(dsn: str, scope: int, destination: str) -> int:
+def prepare(dsn: str, rows: int, rss_rows: int) -> int:
+    """Migrate, create and fill the relation (scope 1: `rows` rows interleaved with as
+    many others; scope 3: `rss_rows` rows), index and register it; its row count.
+    Shared by every export benchmark."""
+    migrate(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SETUP)
+        inserted = fill(conn, 1, rows, 0)
+        if rss_rows:
+            fill(conn, 3, rss_rows, inserted, others=False)
+        conn.execute(f"CREATE INDEX ON {TABLE} (table_id, id)")
+        conn.execute(f"VACUUM ANALYZE {TABLE}")
+        conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
+                     "'created_at', 'data')")
+        total = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+    assert total is not None
+    return int(total[0])
+
+
+def submit(dsn: str, scope: int, destination: str,
+           options: dict[str, Any] | None = None) -> int:
+    import json
+
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
         row = conn.execute("SELECT pgjobs.submit_export(%s::regclass, %s, '{}', %s::jsonb)",
-                           (TABLE, str(scope), f'{{"destination": "{destination}"}}')
-                           ).fetchone()
+                           (TABLE, str(scope), json.dumps({"destination": destination,
+                                                           **(options or {})}))).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -189,9 +211,10 @@ def pgjobs_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[s
     return elapsed, outcome.result
 
 
-def peak_rss(dsn: str, scope: int, destination: str) -> tuple[float, int]:
+def peak_rss(dsn: str, scope: int, destination: str,
+             options: dict[str, Any] | None = None) -> tuple[float, int]:
     """(MB, rows): peak resident set of a fresh process running one export."""
-    job = submit(dsn, scope, destination)
+    job = submit(dsn, scope, destination, options)
     done = subprocess.run([sys.executable, "-c", CHILD, dsn, str(job), destination],
                           cwd=str(Path(__file__).resolve().parent.parent), check=True,
                           capture_output=True, text=True)
@@ -232,21 +255,10 @@ def main() -> None:
 
 
 def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> None:
-    migrate(dsn)
     print(f"server: {description}")
     started = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SETUP)
-        inserted = fill(conn, 1, args.rows, 0)
-        if args.rss_rows:
-            fill(conn, 3, args.rss_rows, inserted, others=False)
-        conn.execute(f"CREATE INDEX ON {TABLE} (table_id, id)")
-        conn.execute(f"VACUUM ANALYZE {TABLE}")
-        conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
-                     "'created_at', 'data')")
-        total = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
-    assert total is not None
-    print(f"setup: {total[0]:,} rows in {time.perf_counter() - started:.1f}s")
+    total = prepare(dsn, args.rows, args.rss_rows)
+    print(f"setup: {total:,} rows in {time.perf_counter() - started:.1f}s")
 
     base_file = os.path.join(workdir, "baseline.csv")
     base = min(baseline(dsn, 1, base_file) for _ in range(args.repeat))

@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,35 +36,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import server, with_database  # noqa: E402
-from export import SETUP, TABLE, fill  # noqa: E402
+from export import peak_rss, prepare, submit  # noqa: E402
 
-from pgjobs.migrate import migrate  # noqa: E402
 from pgjobs.poller.export import Exporter  # noqa: E402
-
-CHILD = """
-import sys
-from pgjobs.poller.export import Exporter
-import psycopg
-dsn, job, uri = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with psycopg.connect(dsn, autocommit=True) as c:
-    row = c.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench-child', '60 seconds')",
-                    (job,)).fetchone()
-out = Exporter(dsn, job, row[0], uri).run()
-assert out.status == 'succeeded', out
-print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])
-"""
-
-
-def submit(dsn: str, scope: int, destination: str, options: dict[str, Any]) -> int:
-    import json
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
-        row = conn.execute("SELECT pgjobs.submit_export(%s::regclass, %s, '{}', %s::jsonb)",
-                           (TABLE, str(scope), json.dumps({"destination": destination,
-                                                           **options}))).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def export(dsn: str, scope: int, destination: str,
@@ -100,18 +73,6 @@ def remove(result: dict[str, Any]) -> None:
         os.unlink(local(uri))
 
 
-def peak_rss(dsn: str, scope: int, destination: str) -> tuple[float, int]:
-    job = submit(dsn, scope, destination, {"format": "parquet"})
-    done = subprocess.run([sys.executable, "-c", CHILD, dsn, str(job), destination],
-                          cwd=str(Path(__file__).resolve().parent.parent), check=True,
-                          capture_output=True, text=True)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT (result->>'rows')::bigint FROM pgjobs.jobs WHERE id = %s",
-                            (job,)).fetchone()
-    assert rows is not None
-    return int(done.stdout.split()[-1]) / 1024, int(rows[0])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", help="server URL whose user may CREATE DATABASE "
@@ -137,17 +98,8 @@ def main() -> None:
 
 
 def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> None:
-    migrate(dsn)
     print(f"server: {description}")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SETUP)
-        inserted = fill(conn, 1, args.rows, 0)
-        if args.rss_rows:
-            fill(conn, 3, args.rss_rows, inserted, others=False)
-        conn.execute(f"CREATE INDEX ON {TABLE} (table_id, id)")
-        conn.execute(f"VACUUM ANALYZE {TABLE}")
-        conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
-                     "'created_at', 'data')")
+    prepare(dsn, args.rows, args.rss_rows)
     dest = f"file://{workdir}/exports"
     csv_times: list[float] = []
     pq_times: list[float] = []
@@ -186,9 +138,9 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
     print(f"  sizes: csv {sizes['csv'] / 1e6:.1f} MB, csv gzip {sizes['csv gzip'] / 1e6:.1f} MB, "
           f"parquet zstd {sizes['parquet'] / 1e6:.1f} MB in {sizes['parquet files']} files, "
           f"parquet snappy {sizes['parquet snappy'] / 1e6:.1f} MB")
-    rss = [peak_rss(dsn, 1, dest)]
+    rss = [peak_rss(dsn, 1, dest, {"format": "parquet"})]
     if args.rss_rows:
-        rss.append(peak_rss(dsn, 3, dest))
+        rss.append(peak_rss(dsn, 3, dest, {"format": "parquet"}))
     for megabytes, rows in rss:
         print(f"  peak RSS exporting {rows:>11,} rows as parquet: {megabytes:6.0f} MB"
               "  (goal <= 150 MB, flat in row count)")

@@ -78,6 +78,9 @@ def _setup_logging() -> None:
                    "[default: 1].")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
+@click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
+              help="Read the rows from this streaming standby, as `pgjobs worker --read-dsn` "
+                   "does (its default wait, lag and fallback: 60s, 60s, primary).")
 @click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
               help="Print the job as one JSON object (with --detach: as submitted; else as "
                    "it ended) instead of its id or the object URI.")
@@ -85,8 +88,8 @@ def _setup_logging() -> None:
 @click.pass_obj
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
            columns: str | None, gzip: bool, to: str | None, detach: bool,
-           priority: int | None, parallel: int | None, extra: str | None, as_json: bool,
-           quiet: bool, no_progress: bool) -> None:
+           priority: int | None, parallel: int | None, extra: str | None, read_dsn: str | None,
+           as_json: bool, quiet: bool, no_progress: bool) -> None:
     """Export the rows of TARGET's scope that match the filter, in key order.
 
     Rows created after the export is submitted, and rows that a pending delete
@@ -109,6 +112,9 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if not detach:
         storage.parse(obj.storage)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
+    reads = ReadConfig(read_dsn) if read_dsn and not detach else None
+    if reads is not None:
+        check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
     with obj.connect() as conn:
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
@@ -121,7 +127,7 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         return
     _setup_logging()
     display = _Display(job_id, quiet=quiet, no_progress=no_progress)
-    sys.exit(_run_here(obj, job_id, target, scope, filter_value, display, as_json))
+    sys.exit(_run_here(obj, job_id, target, scope, filter_value, display, as_json, reads))
 
 
 def print_submitted(obj: Context, job_id: int, as_json: bool) -> None:
@@ -153,7 +159,8 @@ def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
 
 
 def _run_here(obj: Context, job_id: int, target: str, scope: str,
-              filter_value: Any, display: _Display, as_json: bool) -> int:
+              filter_value: Any, display: _Display, as_json: bool,
+              reads: ReadConfig | None = None) -> int:
     """Run (and re-run after a retryable failure) the job in this process until it
     ends; if a worker holds it, follow it instead. Returns the exit status."""
     dsn = obj.dsn()
@@ -173,7 +180,8 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                     # Each claim has its own identity (name#token): the fence.
                     identity = str(claimed[0]["worker"])
                     outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
-                                                   on_progress=display.progress), display)
+                                                   on_progress=display.progress, reads=reads),
+                                          display)
                     identity = None  # the exporter released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:

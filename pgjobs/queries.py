@@ -193,8 +193,14 @@ STORAGE_ALLOWED = "SELECT pgjobs._storage_allowed(%(uri)s)"
 # One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
 # it returns. enable_seqscan off: jsonb predicates are unestimatable and the
 # planner would rather scan every tenant's rows than walk the (scope, key) index.
+# Its `lsn`, taken in the same statement after the chunk's snapshot, is a position
+# no earlier than everything that snapshot sees: the next chunk (in this attempt or
+# a resumed one, on any server) waits until its server has reached it, so reads
+# never go back in time (poller/standby.py); no extra round trip per chunk.
 EXPORT_CHUNK_SQL = """
-SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', true) AS seqscan
+SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', true) AS seqscan,
+       (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
+             ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text AS lsn
   FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
@@ -214,7 +220,7 @@ SELECT pgjobs.export_part_finish(%(id)s, %(part)s, %(worker)s, %(status)s, %(res
 """
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
-       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes
+       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes, checkpoint -> 'files' AS files
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
@@ -334,11 +340,3 @@ SELECT pg_catalog.pg_is_in_recovery() AS standby,
 # On the control connection (the primary), now and then: how stale a standby
 # read may be is bounded by requiring, later, what the primary had written now.
 READ_PRIMARY_POSITION = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text AS lsn"
-# Inside a chunk's transaction, after its snapshot: a position no earlier than
-# everything that snapshot sees. The next chunk (in this attempt or a resumed
-# one, on any server) waits until its server has reached it: reads never go
-# back in time.
-READ_POSITION = """
-SELECT (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
-             ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text AS lsn
-"""

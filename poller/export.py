@@ -120,6 +120,35 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Settings:
+    """An export's settings, read from its payload, where the submit
+    (``pgjobs._submit_export_as``) stored every one, defaults included: SQL
+    decides the defaults, in one place, and the worker never has a second set.
+    A payload without them is not one the submit wrote: the job fails for good."""
+
+    format: str
+    gzip: bool
+    chunk_rows: int
+    part_size: int
+    parallel: int
+    compression: str | None  # parquet only
+    row_group_bytes: int | None  # parquet only
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> Settings:
+        try:
+            fmt = str(payload["format"])
+            parquet = fmt == "parquet"
+            return cls(fmt, bool(payload["gzip"]), int(payload["chunk_rows"]),
+                       int(payload["part_size"]), int(payload["parallel"]),
+                       str(payload["compression"]) if parquet else None,
+                       int(payload["row_group_bytes"]) if parquet else None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the export's payload lacks its settings ({exc}): it was not "
+                             "written by pgjobs.submit_export") from exc
+
+
 def object_key(target: str, scope: str, job_id: int, fmt: str, gzip: bool) -> str:
     """``{target}/{scope}/{job id}.{csv|jsonl}[.gz]``, each part made path-safe."""
     return (f"{_safe(target)}/{_safe(scope)}/{job_id}.{fmt}"
@@ -486,20 +515,10 @@ class Exporter:
     # --- the job ----------------------------------------------------------------
 
     def run(self) -> Outcome:
+        """Run the claimed job (a part, in PartExporter) to its end. Every way it
+        can end goes through here: fenced off, stopped, or failed."""
         try:
-            self._wait_for_previous_attempt()
-            job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
-            self.control.lease = float(job["lease_seconds"] or 30.0)
-            self.job = job
-            payload = job["payload"]
-            self.format = payload.get("format", "csv")
-            self.gzip = bool(payload.get("gzip"))
-            self._grain(payload, job["checkpoint"] or {})
-            if int(payload.get("parallel") or 1) > 1:
-                from pgjobs.poller import parallel
-
-                return parallel.run(self)
-            return self._run()
+            return self._start()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
         except Stopped:
@@ -511,6 +530,21 @@ class Exporter:
             if self.reads is not None:
                 self.reads.close()
 
+    def _start(self) -> Outcome:
+        self._wait_for_previous_attempt()
+        job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+        self.control.lease = float(job["lease_seconds"] or 30.0)
+        self.job = job
+        self.settings = Settings.of(job["payload"])
+        self.format = self.settings.format
+        self.gzip = self.settings.gzip
+        self._grain(job["checkpoint"] or {})
+        if self.settings.parallel > 1:
+            from pgjobs.poller import parallel
+
+            return parallel.run(self)
+        return self._run()
+
     def _wait_for_previous_attempt(self) -> None:
         """Until the earlier attempt of this process (fenced off: the job has a new
         identity now) has stopped; keep this claim's lease meanwhile."""
@@ -520,7 +554,7 @@ class Exporter:
             self.after.join(timeout=0.2)
             self.control.keepalive()
 
-    def _grain(self, payload: dict[str, Any], ck: dict[str, Any]) -> None:
+    def _grain(self, ck: dict[str, Any]) -> None:
         """The effective chunk_rows, part_size, chunk_bytes and current chunk limit:
         those a checkpoint recorded (the bytes of a resumed export must not
         depend on this worker's settings), else the job's clamped to this
@@ -533,9 +567,8 @@ class Exporter:
             self.chunk_bytes = int(ck["chunk_bytes"])
             self.limit = int(ck.get("limit") or self.chunk_rows)
             return
-        self.chunk_rows = min(int(payload.get("chunk_rows") or 50000), self.max_chunk_rows)
-        self.part_size = min(int(payload.get("part_size") or 8 * 1024 * 1024),
-                             self.max_part_size)
+        self.chunk_rows = min(self.settings.chunk_rows, self.max_chunk_rows)
+        self.part_size = min(self.settings.part_size, self.max_part_size)
         self.chunk_bytes = min(max(self.part_size, MIN_CHUNK_BYTES), MAX_CHUNK_BYTES)
         self.limit = self.chunk_rows
 
@@ -750,7 +783,7 @@ class Exporter:
                         "until": self.until,
                     }).fetchone()
                     assert row is not None
-                    self._reader().note(conn)
+                    self._reader().note(conn, row["lsn"])
                     count = copy_out(conn, row["copy_sql"], sink)
                 part.flush()
                 return count, row["next_after"]

@@ -43,12 +43,13 @@ from psycopg.types.json import Jsonb
 
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
-from pgjobs.poller import storage
+from pgjobs.poller import parquet, storage
 from pgjobs.poller.export import (
     CHECKPOINT_VERSION,
     Exporter,
     LeaseLost,
     Outcome,
+    Settings,
     Stopped,
     _Control,
     _retryable,
@@ -60,8 +61,8 @@ from pgjobs.poller.storage import StorageError
 log = logging.getLogger("pgjobs.export")
 
 ONE_OBJECT_FORMATS = ("csv", "jsonl")
-"""Formats whose parts are joined into one object; any other keeps one file per
-part under a common prefix (Parquet), all listed in ``result.uris``."""
+"""Formats whose parts are joined into one object; Parquet keeps each part's files
+in the export's folder, all listed in ``result.uris`` in key order."""
 
 
 MAX_PART_THREADS = 4
@@ -110,35 +111,35 @@ class PartExporter(Exporter):
         self.row = row
         self.control = _PartControl(dsn, self.job_id, self.part, self.worker, lease)
 
-    def run(self) -> Outcome:
-        try:
-            job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
-            where = (job or {}).get("checkpoint") or {}
-            if job is None or job["status"] != "running" or not where.get("uri"):
-                raise Stopped()  # hand the part back
-            payload = job["payload"]
-            self.format = payload.get("format", "csv")
-            self.gzip = bool(payload.get("gzip"))
-            ck = dict(self.row["checkpoint"] or {})
-            if ck.get("v") != CHECKPOINT_VERSION:
-                ck = {"v": CHECKPOINT_VERSION}
-            ck["prefix"] = where["prefix"]
+    def _start(self) -> Outcome:
+        """The part's own start; Exporter.run ends it (released, lost or failed)."""
+        job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
+        where = (job or {}).get("checkpoint") or {}
+        if job is None or job["status"] != "running" or not where.get("uri"):
+            raise Stopped()  # hand the part back
+        self.settings = Settings.of(job["payload"])
+        self.format = self.settings.format
+        self.gzip = self.settings.gzip
+        ck = dict(self.row["checkpoint"] or {})
+        if ck.get("v") != CHECKPOINT_VERSION:
+            ck = {"v": CHECKPOINT_VERSION}
+        ck["prefix"] = where["prefix"]
+        if self.format == "parquet":
+            # The part's files go into the export's folder (ParquetPart).
+            ck["format"] = "parquet"
+            ck["uri"] = where["uri"]
+        else:
             ck["uri"] = _part_uri(where["prefix"], where["uri"], self.part)
-            if not ck.get("eof") and ck.get("cursor") is None:
-                ck["cursor"] = self.after_key  # a fresh part (or one reset to its start)
-            self._grain(payload, ck)
-            self.job = {**job, "checkpoint": ck, "attempts": self.row["attempts"]}
-            return self._run()
-        except LeaseLost as exc:
-            return self._after_lost(str(exc))
-        except Stopped:
-            return self._release()
-        except BaseException as exc:
-            return self._fail(exc)
-        finally:
-            self.control.close()
-            if self.reads is not None:
-                self.reads.close()
+        if not ck.get("eof") and ck.get("cursor") is None:
+            ck["cursor"] = self.after_key  # a fresh part (or one reset to its start)
+        self._grain(ck)
+        self.job = {**job, "checkpoint": ck, "attempts": self.row["attempts"]}
+        return self._run()
+
+    def _run(self) -> Outcome:
+        if self.format == "parquet":
+            return ParquetPart(self).run()
+        return super()._run()
 
     def _staging_path(self, prefix: str) -> str:
         # A folder per part inside the job's (the sweep reads the job id there):
@@ -213,6 +214,30 @@ class PartExporter(Exporter):
         return Outcome(self.job_id, "retrying", error=message)
 
 
+class ParquetPart(parquet.ParquetExport):
+    """One part of a parallel Parquet export: its files are the export's files of
+    its key range, ``part-PPPPP-NNNNN.parquet`` in the export's folder (so the
+    folder's files sort in key order), written, checkpointed, resumed and read
+    back as a whole export's are; it ends its part, recording its files for the
+    coordinator, which lists every part's files in ``result.uris``."""
+
+    def __init__(self, ex: PartExporter):
+        super().__init__(ex)
+        self.part_ex = ex
+        self.start = ex.after_key
+
+    def file_uri(self, number: int) -> str:
+        return f"{self.folder}part-{self.part_ex.part:05d}-{number:05d}.parquet"
+
+    def _complete(self, result: dict[str, Any]) -> Outcome:
+        ex = self.part_ex
+        result = {**result, "files": ex.state["files"]}
+        status = ex._finish("succeeded", result=result)
+        if status != "succeeded":
+            return Outcome(ex.job_id, "lost", error="lease lost before completing the part")
+        return Outcome(ex.job_id, "succeeded", result=result)
+
+
 def _part_uri(prefix: str, uri: str, part: int) -> str:
     rel = uri[len(storage.parse(prefix).uri):].lstrip("/")
     return storage.object_location(prefix, part_key(rel, part)).uri
@@ -260,6 +285,8 @@ def place(ex: Exporter) -> int:
     prefix = ck.get("prefix") or job["payload"].get("destination") or ex.storage_uri
     if ck.get("uri"):
         uri = ck["uri"]
+    elif ex.format == "parquet":  # a folder: each part writes its own files into it
+        uri = parquet.folder_uri(prefix, job["target"], job["scope"], ex.job_id)
     else:
         key = object_key(job["target"], job["scope"], ex.job_id, ex.format, ex.gzip)
         uri = storage.object_location(prefix, key).uri
@@ -281,8 +308,7 @@ def place(ex: Exporter) -> int:
 
 
 def _coordinate(ex: Exporter, parts: int) -> Outcome:
-    job = ex.job
-    want = min(int(job["payload"].get("parallel") or 1), parts, MAX_PART_THREADS)
+    want = min(ex.settings.parallel, parts, MAX_PART_THREADS)
     name = ex.worker.split("#", 1)[0]
     lease = ex.control.lease
     done = threading.Event()
@@ -357,6 +383,13 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
         return
     if job is None or job["status"] != "canceled":
         return
+    if ex.format == "parquet":
+        rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+        for row in rows:
+            for f in row["files"] or []:
+                with contextlib.suppress(Exception):
+                    storage.delete(str(f["uri"]))
+        return
     for part in range(1, parts + 1):
         with contextlib.suppress(Exception):
             storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
@@ -413,17 +446,31 @@ def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, siz
     return Outcome(ex.job_id, "succeeded", result=result)
 
 
+def _join_parquet(ex: Exporter, results: list[dict[str, Any]], total_rows: int) -> Outcome:
+    """Parquet: the parts' files stay where they are, in the export's folder; every
+    one is read back against what its part recorded (the SHA-256 of them all, in
+    key order, is the result's, as for ``parallel: 1``), then the job completes
+    listing them in ``result.uris``. A file that changed since its part ended
+    fails the attempt retryably, as a CSV part does in the join."""
+    files = [f for r in results for f in r["files"]]
+    sha256, bad = parquet.read_back(files)
+    if bad is not None:
+        raise StorageError(f"{files[bad[0]]['uri']}: verification failed: {bad[1]}",
+                           retryable=True)
+    result = {"uri": ex.location.uri, "uris": [str(f["uri"]) for f in files],
+              "rows": total_rows, "bytes": sum(int(f["bytes"]) for f in files),
+              "sha256": sha256, "format": "parquet",
+              "compression": ex.settings.compression,
+              "gzip": False, "parts": len(files), "parallel_parts": len(results)}
+    ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
+    return Outcome(ex.job_id, "succeeded" if ok else "lost", result=result)
+
+
 def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
     results = [r["result"] for r in rows]
     total_rows = sum(int(r["rows"]) for r in results)
     if ex.format not in ONE_OBJECT_FORMATS:
-        # One file per part under a common prefix (Parquet).
-        uris = [str(r["uri"]) for r in results]
-        result = {"uri": os.path.commonprefix(uris), "uris": uris, "rows": total_rows,
-                  "bytes": sum(int(r["bytes"]) for r in results), "format": ex.format,
-                  "parts": len(uris)}
-        ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
-        return Outcome(ex.job_id, "succeeded" if ok else "lost", result=result)
+        return _join_parquet(ex, results, total_rows)
     if ex.location.scheme == "file":
         return _join_files(ex, results, total_rows)
     digests: list[Any] = []

@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import logging
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pgjobs import db, queries
 from pgjobs.errors import MissingExtra
@@ -61,10 +60,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgjobs.export")
 
 EXTRA = "pip install 'pgjobs-engine[parquet]'"
-DEFAULT_ROW_GROUP_BYTES = 16 * 1024 * 1024
 MAX_ROW_GROUP_BYTES = 64 * 1024 * 1024
 """The worker's own ceiling on a row group's Arrow bytes, whatever a job asks."""
 _READ_BLOCK = 4 * 1024 * 1024
+
+
+def folder_uri(prefix: str, target: str, scope: str, job_id: int) -> str:
+    """The folder of a Parquet export's files: ``{prefix}/{target}/{scope}/{job id}/``."""
+    from pgjobs.poller.export import object_key
+
+    key = object_key(target, scope, job_id, "parquet", False)
+    return storage.object_location(prefix, key[:-len(".parquet")]).uri.rstrip("/") + "/"
 
 
 def load_pyarrow() -> Any:
@@ -156,7 +162,8 @@ class Schema:
         """One chunk's CSV lines as a table of the final schema."""
         pa = self.pa
         parsed = pa.csv.read_csv(
-            io.BytesIO(lines),
+            # Read in place (no copy of the chunk: its bytes are not changed meanwhile).
+            pa.BufferReader(pa.py_buffer(lines)),
             read_options=pa.csv.ReadOptions(use_threads=False, column_names=self.wire.names,
                                             block_size=max(len(lines) + 1, 1 << 20)),
             parse_options=pa.csv.ParseOptions(newlines_in_values=True),
@@ -276,6 +283,10 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
         group = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
         writer.write_table(group, row_group_size=max(1, group.num_rows))
         pending, pending_bytes = [], 0
+        del group
+        # Hand the row group's Arrow memory back (the pool keeps freed pages
+        # otherwise, and peak RSS would carry them into the next row group).
+        pa.default_memory_pool().release_unused()
 
     try:
         for lines, cursor in chunks:
@@ -286,6 +297,9 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
                 pending.append(table)
                 pending_bytes += table.nbytes
                 file_rows += table.num_rows
+                del table
+            # The chunk's text is parsed: drop it before the next chunk is read.
+            lines = b""
             eof = cursor is None
             # A row group never holds more Arrow bytes than a file's size either.
             if pending_bytes >= min(row_group_bytes, file_bytes) or eof:
@@ -301,6 +315,7 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
                     # The last chunk had no rows after a full file: no empty file.
                     data = b""
                 on_file(FileDone(data, file_rows, cursor, eof))
+                data = b""  # written: not kept while the next file fills
                 have_files = True
                 file_rows = 0
             if eof:
@@ -308,6 +323,27 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
     finally:
         if sink is not None:
             sink.close()  # stopped mid-file: its temporary file goes too
+
+
+def read_back(files: list[dict[str, Any]]) -> tuple[str, tuple[int, str] | None]:
+    """Read every recorded file back, in order: the SHA-256 of their bytes one after
+    the other, and the first file that is not what was written (its index and
+    why), or None."""
+    whole = hashlib.sha256()
+    for i, f in enumerate(files):
+        one = hashlib.sha256()
+        size = 0
+        try:
+            for block in storage.open_range(f["uri"], 0, _READ_BLOCK):
+                one.update(block)
+                whole.update(block)
+                size += len(block)
+        except (storage.StorageError, storage.CannotResume, OSError) as exc:
+            return whole.hexdigest(), (i, f"cannot read it back ({exc})")
+        if (size, one.hexdigest()) != (f["bytes"], f["sha256"]):
+            return whole.hexdigest(), (i, f"it holds {size} bytes (sha256 {one.hexdigest()}), "
+                                          f"{f['bytes']} (sha256 {f['sha256']}) were written")
+    return whole.hexdigest(), None
 
 
 # --- the job ------------------------------------------------------------------------
@@ -328,10 +364,21 @@ class _Files(storage.Upload):
 
 class ParquetExport:
     """Runs a claimed Parquet export with the exporter's connections, fence,
-    storage retries and endings (:class:`pgjobs.poller.export.Exporter`)."""
+    storage retries and endings (:class:`pgjobs.poller.export.Exporter`).
+
+    A part of a parallel export is written by a subclass
+    (:class:`pgjobs.poller.parallel.ParquetPart`): it names its files after its
+    part, starts at its part's first key and ends its part, not the job."""
+
+    start: str | None = None
+    """Where the keyset walk starts: the scope's first key (a part: after its lower bound)."""
 
     def __init__(self, ex: Exporter):
         self.ex = ex
+
+    def file_uri(self, number: int) -> str:
+        """The URI of the export's file ``number`` (from 0, in key order)."""
+        return f"{self.folder}part-{number:05d}.parquet"
 
     def checkpoint(self) -> dict[str, Any]:
         ex = self.ex
@@ -341,7 +388,7 @@ class ParquetExport:
                 **ex.state}
 
     def run(self) -> Outcome:
-        from pgjobs.poller.export import LeaseLost, object_key
+        from pgjobs.poller.export import LeaseLost
 
         ex = self.ex
         pa = load_pyarrow()
@@ -351,15 +398,15 @@ class ParquetExport:
         if ck.get("v") != 1 or ck.get("format") != "parquet":
             ck = {}
         prefix = ck.get("prefix") or payload.get("destination") or ex.storage_uri
-        key = object_key(job["target"], job["scope"], ex.job_id, "parquet", False)
-        folder = ck.get("uri") or storage.object_location(prefix, key[:-len(".parquet")]).uri
+        folder = ck.get("uri") or folder_uri(prefix, job["target"], job["scope"], ex.job_id)
         self.folder = folder.rstrip("/") + "/"
-        ex._check_allowed(prefix, self.folder + "part-00000.parquet")
+        ex._check_allowed(prefix, self.file_uri(0))
         ex.prefix = storage.parse(prefix).uri
         ex.location = storage.parse(self.folder)
-        self.compression = str(payload.get("compression") or "zstd")
-        self.row_group_bytes = min(int(ck.get("row_group_bytes") or payload.get(
-            "row_group_bytes") or DEFAULT_ROW_GROUP_BYTES), MAX_ROW_GROUP_BYTES)
+        self.compression = str(ex.settings.compression)
+        self.row_group_bytes = min(int(ck.get("row_group_bytes")
+                                       or ex.settings.row_group_bytes or MAX_ROW_GROUP_BYTES),
+                                   MAX_ROW_GROUP_BYTES)
         ex.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                     "bytes": int(ck.get("bytes", 0)), "files": list(ck.get("files") or []),
                     "phase": ck.get("phase", "streaming"), "eof": bool(ck.get("eof")),
@@ -392,7 +439,7 @@ class ParquetExport:
             rows += count
             if ex.on_progress is not None:
                 ex.on_progress(rows, part.raw)
-            yield bytes(part.data), cursor
+            yield part.data, cursor
             if cursor is None:
                 return
 
@@ -402,7 +449,7 @@ class ParquetExport:
         ex = self.ex
         if done.data:
             number = len(ex.state["files"])
-            uri = f"{self.folder}part-{number:05d}.parquet"
+            uri = self.file_uri(number)
             ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
             observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),
@@ -419,29 +466,23 @@ class ParquetExport:
             time.sleep(ex.delays["part"])
 
     def _finish(self) -> Outcome:
-        from pgjobs.poller.export import LeaseLost, Outcome
-
         ex = self.ex
         files = ex.state["files"]
-        whole = hashlib.sha256()
-        for i, f in enumerate(files):
-            one = hashlib.sha256()
-            size = 0
-            try:
-                for block in storage.open_range(f["uri"], 0, _READ_BLOCK):
-                    one.update(block)
-                    whole.update(block)
-                    size += len(block)
-            except (storage.StorageError, storage.CannotResume, OSError) as exc:
-                self._drop_from(i, f"cannot read it back ({exc})")
-            if (size, one.hexdigest()) != (f["bytes"], f["sha256"]):
-                self._drop_from(i, f"it holds {size} bytes (sha256 {one.hexdigest()}), "
-                                   f"{f['bytes']} (sha256 {f['sha256']}) were written")
-        sha256 = whole.hexdigest()
+        sha256, bad = read_back(files)
+        if bad is not None:
+            self._drop_from(*bad)
         result = {"uri": self.folder, "uris": [f["uri"] for f in files],
                   "rows": ex.state["rows"], "bytes": ex.state["bytes"], "sha256": sha256,
                   "format": "parquet", "compression": self.compression, "gzip": False,
                   "parts": len(files)}
+        return self._complete(result)
+
+    def _complete(self, result: dict[str, Any]) -> Outcome:
+        """Every file read back as written: complete the job (fenced)."""
+        from pgjobs.poller.export import LeaseLost, Outcome
+
+        ex = self.ex
+        sha256 = result["sha256"]
         ok = ex.control.call(lambda c: db.complete(c, ex.job_id, ex.worker, result))
         if not ok:
             job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
@@ -450,7 +491,7 @@ class ParquetExport:
                 raise LeaseLost("lease lost before completing")
         return Outcome(ex.job_id, "succeeded", result=result)
 
-    def _drop_from(self, index: int, why: str) -> None:
+    def _drop_from(self, index: int, why: str) -> NoReturn:
         """File ``index`` is not what was written: forget it and those after it (the
         retry writes them again from the cursor before it), fail retryably."""
         from pgjobs.poller.export import LeaseLost
@@ -461,7 +502,7 @@ class ParquetExport:
         kept = files[:index]
         ex.state.update({"files": kept, "rows": sum(int(f["rows"]) for f in kept),
                          "bytes": sum(int(f["bytes"]) for f in kept),
-                         "cursor": kept[-1]["cursor"] if kept else None, "eof": False,
+                         "cursor": kept[-1]["cursor"] if kept else self.start, "eof": False,
                          "phase": "streaming", "limit": ex.chunk_rows})
         if not ex.control.heartbeat(done=ex.state["rows"], checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")

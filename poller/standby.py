@@ -13,7 +13,8 @@ jobs rows, hence their masks) alike.
 How: the job row carries the WAL insert position of its submit
 (``jobs.submit_lsn``, taken in the submit's transaction after its cutoff
 snapshot); each chunk, inside its transaction, records a position no earlier
-than its snapshot (``READ_POSITION``), kept in memory and in the checkpoint
+than its snapshot (the ``lsn`` of ``EXPORT_CHUNK_SQL``, in the chunk's own
+first statement), kept in memory and in the checkpoint
 (``read_lsn``). Before a chunk's transaction the read server must have
 replayed past the larger of the two and must show the job row (so the
 submit's own commit is there too); a standby that is not there yet is waited
@@ -159,8 +160,8 @@ def check_read_dsn(primary_dsn: str, config: ReadConfig) -> None:
 class Reads:
     """The data connection of one export attempt (see the module's docstring).
 
-    ``connection()`` before each chunk's transaction; ``note(conn)`` inside it,
-    after the chunk's first statement; ``lost()`` after an error that loses
+    ``connection()`` before each chunk's transaction; ``note(conn, lsn)`` with the
+    position its first statement returned; ``lost()`` after an error that loses
     the connection or the chunk; ``close()`` at the end. ``position`` is what
     the checkpoint records; ``counts`` how many chunks each server served."""
 
@@ -217,9 +218,10 @@ class Reads:
         assert self._using is not None
         return self._using
 
-    def note(self, conn: psycopg.Connection[Any]) -> None:
-        """Inside the chunk's transaction (after its snapshot): its position."""
-        at = lsn(_one(conn, queries.READ_POSITION)["lsn"])
+    def note(self, conn: psycopg.Connection[Any], position: str | None) -> None:
+        """The chunk's position, taken inside its transaction after its snapshot (in
+        the chunk's own first statement, ``EXPORT_CHUNK_SQL``: no round trip)."""
+        at = lsn(position)
         self.need = max(self.need, at)
         if conn is self._standby:
             self._standby_at = max(self._standby_at, at)

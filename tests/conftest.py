@@ -23,7 +23,7 @@ from tests.support.databases import admin_execute, database_name, empty_database
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
-pytest_plugins = ("tests.support.storage",)
+pytest_plugins = ("tests.support.storage", "tests.support.standby")
 
 # CI replays the same examples every run (a failure there is reproducible);
 # developers and `PGJOBS_FUZZ_EXAMPLES` runs explore new ones.

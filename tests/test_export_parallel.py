@@ -85,9 +85,9 @@ def test_parallel_option_is_validated(conn: Conn) -> None:
         with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
             submit_export(conn, "1", {}, {"parallel": bad})
         assert "parallel" in str(err.value)
-    with pytest.raises(psycopg.errors.FeatureNotSupported) as err:
-        submit_export(conn, "1", {}, {"format": "parquet", "parallel": 2})
-    assert err.value.diag.message_hint
+    # Parquet in parallel: accepted (tests/test_export_parquet_parallel.py).
+    parquet = submit_export(conn, "1", {}, {"format": "parquet", "parallel": 2})
+    assert job(conn, parquet)["payload"]["parallel"] == 2
     job_id = submit_export(conn, "1", {}, {"parallel": 3})
     assert job(conn, job_id)["payload"]["parallel"] == 3
     assert job(conn, submit_export(conn, "1", {}, {}))["payload"]["parallel"] == 1

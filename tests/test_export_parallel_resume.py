@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pgjobs.poller import parallel
-from pgjobs.poller.export import Exporter, Outcome
+from pgjobs.poller.export import Exporter, Outcome, Settings
 from pgjobs.poller.storage import StorageError
 from tests.support import (
     job,
@@ -112,8 +112,9 @@ def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: s
     coordinator = Exporter(dsn, job_id, identity, local_dir)
     coordinator.job = job(conn, job_id)
     coordinator.control.lease = 300.0
+    coordinator.settings = Settings.of(coordinator.job["payload"])
     coordinator.format, coordinator.gzip = "csv", False
-    coordinator._grain(coordinator.job["payload"], {})
+    coordinator._grain({})
     try:
         assert parallel.place(coordinator) == 3
     finally:

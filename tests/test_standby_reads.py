@@ -16,13 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from pgjobs.cli.main import main
 from pgjobs.errors import InvalidInput
@@ -38,42 +37,16 @@ from tests.support import (
     submit_export,
     with_database,
 )
-from tests.support.standby import Standby, start_standby
+from tests.support.standby import Standby
 
 Conn = psycopg.Connection[Any]
 SMALL = {"chunk_rows": 17, "part_size": 2048}
 SELECT_1 = "SELECT * FROM items WHERE tenant = 1 AND id <= 300 ORDER BY id"
 
 
-@pytest.fixture(scope="module")
-def standby(cluster_url: str) -> Iterator[Standby]:
-    s = start_standby(cluster_url)
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture
 def items(conn: Conn) -> None:
     make_items(conn)
-
-
-@pytest.fixture
-def read_dsn(dsn: str, standby: Standby) -> str:
-    """The test's database on the standby."""
-    return with_database(standby.url, str(conninfo_to_dict(dsn)["dbname"]))
-
-
-@pytest.fixture
-def replica(standby: Standby) -> Iterator[Conn]:
-    """A superuser session on the standby; replay is resumed at the end whatever
-    the test did."""
-    with psycopg.connect(standby.url, autocommit=True) as c:
-        try:
-            yield c
-        finally:
-            c.execute("SELECT pg_wal_replay_resume()")
 
 
 def _claim(dsn: str, job_id: int, lease: str = "30 seconds") -> str:

@@ -19,13 +19,19 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgjobs import embedded
+from tests.support.databases import with_database
 from tests.support.net import free_port
+
+Conn = psycopg.Connection[Any]
 
 # Hot standby refuses to start with fewer of these than the primary has
 # (tests/support/pgcluster.py raises them).
@@ -103,3 +109,32 @@ def start_standby(primary_url: str) -> Standby:
         standby.stop()
         raise
     return standby
+
+
+# Fixtures (registered by tests/conftest.py: request them by name) --------------
+
+
+@pytest.fixture(scope="module")
+def standby(cluster_url: str) -> Iterator[Standby]:
+    s = start_standby(cluster_url)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def read_dsn(dsn: str, standby: Standby) -> str:
+    """The test's database on the standby."""
+    return with_database(standby.url, str(conninfo_to_dict(dsn)["dbname"]))
+
+
+@pytest.fixture
+def replica(standby: Standby) -> Iterator[Conn]:
+    """A superuser session on the standby; replay is resumed at the end whatever
+    the test did."""
+    with psycopg.connect(standby.url, autocommit=True) as c:
+        try:
+            yield c
+        finally:
+            c.execute("SELECT pg_wal_replay_resume()")
