@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python bench/claim.py                      # a throwaway cluster (tests/pgcluster.py)
+    python bench/claim.py                      # a throwaway cluster (tests/support/pgcluster.py)
     python bench/claim.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
 
 With ``--dsn`` (a server URL whose user may CREATE DATABASE) the benchmark
@@ -53,7 +53,7 @@ from typing import Any
 import psycopg
 import psycopg.conninfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
 from _common import scratch_database, server  # noqa: E402
 

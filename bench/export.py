@@ -47,7 +47,7 @@ from typing import Any
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
 from _common import server, with_database  # noqa: E402
 

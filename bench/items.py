@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python bench/items.py                      # a throwaway cluster (tests/pgcluster.py)
+    python bench/items.py                      # a throwaway cluster (tests/support/pgcluster.py)
     python bench/items.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
 
 One fan-out job of --items items (pgjobs.submit_items) is drained by --workers

@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python bench/stats.py                  # a throwaway cluster (tests/pgcluster.py)
+    python bench/stats.py                  # a throwaway cluster (tests/support/pgcluster.py)
     python bench/stats.py --jobs 100000 --dsn postgresql://postgres@127.0.0.1:5432/postgres
 
 Three shapes of the same table size, each timed as the superuser (row policies
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
 from _common import scratch_database, server  # noqa: E402
 

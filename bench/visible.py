@@ -49,7 +49,7 @@ from typing import Any
 
 import psycopg
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.pgcluster`
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
 from _common import scratch_database, server  # noqa: E402
 

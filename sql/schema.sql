@@ -16,6 +16,111 @@ CREATE SCHEMA pgjobs;
 ALTER SCHEMA pgjobs OWNER TO SUPERUSER;
 
 --
+-- Name: _add_items_as(name, bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs.add_items, run as pgjobs' owner for the role p_caller
+-- (the current_user of pgjobs.add_items, its only permitted caller:
+-- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
+-- rule of pgjobs.cancel. The job row is locked first, so the items land
+-- either before its last item finishes (the job then waits for them) or
+-- not at all (55000: it has finished). Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('add_items', p_caller);  -- 42501 for any other caller
+    v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF NOT v_job.fanout THEN
+        RAISE EXCEPTION 'job % is not a fan-out job', p_id USING ERRCODE = '22023',
+            HINT = 'Items belong to jobs submitted with pgjobs.submit_items().';
+    END IF;
+    IF v_job.status NOT IN ('queued', 'running', 'paused') THEN
+        RAISE EXCEPTION 'job % has % and takes no more items', p_id, v_job.status
+            USING ERRCODE = '55000',
+            HINT = 'Submit the items as a new job with pgjobs.submit_items().';
+    END IF;
+    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
+        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = '22023',
+            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}]''.';
+    END IF;
+    RETURN pgjobs._items_add(p_id, p_items);
+END
+$$;
+
+ALTER FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _allowed_scope_keys(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._allowed_scope_keys() RETURNS text[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The jobs a session with pgjobs.allowed_scopes set may see, as keys
+-- '<target oid>:<scope>' to compare with each job row's: for every
+-- registered target and every entry of the setting that is a value of its
+-- scope column, the entry's canonical text (pgjobs._canonical_scope, the
+-- form in which every submit stores a registered target's scope). Entries
+-- that are not values of a target's scope column allow nothing there; an
+-- untrusted target (pgjobs._untrusted_roles: casting would run its types'
+-- code as pgjobs) gets no keys, its jobs compare as text only (policy
+-- jobs_client_read's verbatim test), as in pgjobs._scope_allowed, the
+-- per-scope form of the same rule. Empty when the setting is unset or
+-- empty. Policy jobs_client_read (migration 0024) calls it once per
+-- statement (an InitPlan) instead of pgjobs._scope_allowed per row: 7 s for
+-- a tenant's count(*) over 100k jobs before. The trust verdict is taken
+-- from this session when under 1 s old (pgjobs._verdict_fresh), the read
+-- path's window. SECURITY DEFINER: the policy calls it as the client, which may
+-- not read pgjobs.target_registry. Locks nothing.
+DECLARE
+    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
+    v_entries text[];
+    v_entry text;
+    v_reg pgjobs.target_registry;
+    v_keys text[] := '{}'::text[];
+    v_at double precision;
+    v_slot text;
+BEGIN
+    IF v_setting = '' THEN
+        RETURN v_keys;
+    END IF;
+    v_entries := regexp_split_to_array(v_setting, '\s*,\s*');
+    FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
+        -- Its own slot: this verdict is _untrusted_roles' alone (the read
+        -- path's, 'trusted_', also covers row security on pgjobs' role).
+        v_slot := 'roles_' || v_reg.target::oid::text;
+        IF NOT pgjobs._verdict_fresh(v_slot, v_reg.target::oid::text) THEN
+            v_at := extract(epoch FROM clock_timestamp());
+            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(v_reg.target));
+            PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
+        END IF;
+        FOREACH v_entry IN ARRAY v_entries LOOP
+            BEGIN
+                v_keys := v_keys || (v_reg.target::oid::text || ':'
+                                     || pgjobs._canonical_scope(v_reg, v_entry));
+            EXCEPTION WHEN invalid_parameter_value THEN
+                NULL;  -- not a value of the scope column: allows nothing
+            END;
+        END LOOP;
+    END LOOP;
+    RETURN v_keys;
+END
+$$;
+
+ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
+
+--
 -- Name: _backoff(integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -93,6 +198,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.fanout THEN
+        RETURN pgjobs._items_cancel(p_id);  -- the job and its items, at once
+    END IF;
     -- A queued or paused job has no owner to tell: it ends here.
     IF v_job.status IN ('queued', 'paused') THEN
         UPDATE pgjobs.jobs
@@ -472,6 +580,7 @@ CREATE TABLE pgjobs.jobs (
     writes boolean GENERATED ALWAYS AS ((kind = ANY (ARRAY['delete'::text, 'backfill'::text, 'import'::text]))) STORED,
     survivors jsonb,
     submit_lsn pg_lsn DEFAULT pg_current_wal_insert_lsn(),
+    fanout boolean DEFAULT false NOT NULL,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -624,13 +733,15 @@ CREATE FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) RETURNS bigint
 -- so a stale address (the row was updated, moved or deleted since) never
 -- deletes a row the job does not cover, nor lets one survive.
 -- Returns how many rows it collected. Locks nothing in the target.
+-- Trust: its only caller, pgjobs._run_page, has just checked the target
+-- and the submitter in full (the first call of every attempt always
+-- does), in this transaction; a second check here cost another 2-10 ms.
 DECLARE
     v_seqscan text := current_setting('enable_seqscan');
     v_indexscan text := current_setting('enable_indexscan');
     v_bitmapscan text := current_setting('enable_bitmapscan');
     v_count bigint;
 BEGIN
-    PERFORM pgjobs._target(p_job.target);  -- 42501 for an untrusted target
     DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_job.id;
     PERFORM set_config('enable_seqscan', 'off', true);
     PERFORM set_config('enable_indexscan', 'off', true);
@@ -726,7 +837,7 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
 BEGIN
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
 
     IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
         RAISE EXCEPTION 'a filter must be a JSON object, got %', coalesce(p_filter::text, 'NULL')
@@ -1424,6 +1535,40 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _confined_targets(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._confined_targets(p_role name) RETURNS regclass[]
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The tables on which row-level security confines p_role
+-- (pgjobs._row_security_confines, the one place that rule lives, asked of
+-- each table with row security enabled: only those can confine anyone), as
+-- one array. Policy jobs_client_read on pgjobs.jobs (migration 0024) calls
+-- it once per statement, as an InitPlan, and compares each job's target
+-- with it, instead of calling pgjobs._row_security_confines once per job
+-- row (12 s for a client's count(*) over 100k jobs). Costs one pass over
+-- pg_class's rows (no index on relrowsecurity), a fraction of a
+-- millisecond in a database of a few thousand relations. SECURITY DEFINER:
+-- the policy calls it as the client, which may not read
+-- pgjobs.target_registry (ignore_row_security). Locks nothing.
+BEGIN
+    RETURN ARRAY(SELECT c.oid::regclass
+                   FROM pg_catalog.pg_class c
+                  WHERE c.relrowsecurity
+                    AND pgjobs._row_security_confines(c.oid::regclass, p_role)
+                  ORDER BY c.oid);
+END
+$$;
+
+ALTER FUNCTION pgjobs._confined_targets(p_role name) OWNER TO SUPERUSER;
 
 --
 -- Name: _controlled_job(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3573,6 +3718,410 @@ $$;
 ALTER FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
 
 --
+-- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Inserts one queued item of fan-out job p_id per element of the JSON
+-- array p_items, in array order (item ids ascend with it: the claim
+-- order), and adds their number to the job's total. The caller has checked
+-- the job and the array and holds the job row. Returns the number added.
+-- Locks: the job row (already the caller's).
+DECLARE
+    v_count integer;
+BEGIN
+    INSERT INTO pgjobs.job_items (job_id, payload)
+    SELECT p_id, e.value
+      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
+     ORDER BY e.n;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count, updated_at = now()
+     WHERE id = p_id;
+    RETURN v_count;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_cancel(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_cancel(p_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.cancel of fan-out job p_id (pgjobs._cancel_as, which checked the
+-- caller and holds the job row): queued, paused or running, the job and
+-- every item not finished end canceled at once. A worker holding an item
+-- learns it at its next heartbeat_item or complete_item (false: the item is
+-- no longer running). The result counts the items (pgjobs._items_result).
+-- Returns false when the job had already finished. Locks: the job row
+-- (the caller's), then its unfinished items.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    UPDATE pgjobs.job_items i
+       SET status = 'canceled', lease_expires_at = NULL, finished_at = now(), updated_at = now()
+     WHERE i.job_id = p_id AND i.status IN ('queued', 'running');
+    UPDATE pgjobs.jobs j
+       SET status = 'canceled', cancel_requested_at = now(), finished_at = now(),
+           lease_expires_at = NULL, pause_requested_at = NULL,
+           result = pgjobs._items_result(p_id), updated_at = now()
+     WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused')
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgjobs._notify(v_job, 'canceled');
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_cancel(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_lock_job(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The job of item p_item when p_worker holds the item's unexpired lease
+-- (else NULL, nothing locked), with the job row locked: the lock order of
+-- fan-out jobs is the job row, then its items (migration 0025), and every
+-- call that ends an item settles its job. The caller checks the fence
+-- again as it changes the item. Locks: the job row (FOR NO KEY UPDATE).
+DECLARE
+    v_job_id bigint;
+BEGIN
+    SELECT i.job_id INTO v_job_id FROM pgjobs.job_items i
+     WHERE i.id = p_item AND i.worker = p_worker AND i.lease_expires_at > now();
+    IF v_job_id IS NOT NULL THEN
+        PERFORM FROM pgjobs.jobs j WHERE j.id = v_job_id FOR NO KEY UPDATE;
+    END IF;
+    RETURN v_job_id;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_pause(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_pause(p_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.pause of running fan-out job p_id (pgjobs._pause_as, which checked
+-- the caller and holds the job row): paused at once (event paused). No item
+-- is handed out while it is paused; the items out finish (complete_item,
+-- fail_item) or come back to the queue at their next heartbeat_item, the
+-- attempt not counted. pgjobs.resume queues the job again. Locks: the job
+-- row (the caller's).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET status = 'paused', lease_expires_at = NULL, pause_requested_at = NULL,
+           updated_at = now()
+     WHERE j.id = p_id AND j.status = 'running'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgjobs._notify(v_job, 'paused');
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_pause(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_rescue(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_rescue() RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Takes back the items whose lease expired (their worker died or hung):
+-- queued again at once (the item already waited a whole lease) while its
+-- job's max_attempts allow, else failed for good and its job settled
+-- (pgjobs._items_settle). Called by pgjobs.claim_items and pgjobs.prune.
+-- A probe of job_items_leases_idx comes first and writes nothing when no
+-- lease expired. Per job, the job row is locked before its items (the lock
+-- order of fan-out jobs); the items SKIP LOCKED, so concurrent claimers
+-- never queue behind each other here. The dead worker's later calls are
+-- fenced off. Returns {"retried", "failed"}.
+DECLARE
+    v_job_id bigint;
+    v_row record;
+    v_retried integer := 0;
+    v_failed integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgjobs.job_items e
+                    WHERE e.status = 'running' AND e.lease_expires_at < now()) THEN
+        RETURN jsonb_build_object('retried', 0, 'failed', 0);
+    END IF;
+    FOR v_job_id IN
+        SELECT DISTINCT e.job_id FROM pgjobs.job_items e
+         WHERE e.status = 'running' AND e.lease_expires_at < now()
+         ORDER BY e.job_id
+         LIMIT 100
+    LOOP
+        PERFORM FROM pgjobs.jobs j WHERE j.id = v_job_id FOR NO KEY UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;  -- busy: the next claimer takes these
+        WITH expired AS (
+            SELECT e.id FROM pgjobs.job_items e
+             WHERE e.job_id = v_job_id AND e.status = 'running'
+               AND e.lease_expires_at < now()
+             LIMIT 1000
+               FOR UPDATE SKIP LOCKED),
+        changed AS (
+            UPDATE pgjobs.job_items i
+               SET status = CASE WHEN i.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+                   error = format('lease expired: worker %s stopped heartbeating', i.worker),
+                   lease_expires_at = NULL,
+                   run_at = now(),
+                   finished_at = CASE WHEN i.attempts >= j.max_attempts THEN now() END,
+                   updated_at = now()
+              FROM expired, pgjobs.jobs j
+             WHERE i.id = expired.id AND j.id = i.job_id
+            RETURNING i.id, i.status, i.error)
+        SELECT count(*) FILTER (WHERE r.status = 'queued') AS retried,
+               count(*) FILTER (WHERE r.status = 'failed') AS failed,
+               min(format('item %s: %s', r.id, r.error)) FILTER (WHERE r.status = 'failed')
+                   AS error
+          INTO v_row
+          FROM changed r;
+        v_retried := v_retried + v_row.retried;
+        v_failed := v_failed + v_row.failed;
+        IF v_row.failed > 0 THEN
+            PERFORM pgjobs._items_settle(v_job_id, v_row.failed::integer, v_row.error);
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('retried', v_retried, 'failed', v_failed);
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_rescue() OWNER TO SUPERUSER;
+
+--
+-- Name: _items_result(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_result(p_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The result of fan-out job p_id, from its items: {"items", "succeeded",
+-- "failed", "canceled", "errors"}, errors being the first five items that
+-- failed for good, in the order they failed, as {"item", "error"} (each
+-- error cut to 500 characters). Locks nothing.
+DECLARE
+    v_result jsonb;
+BEGIN
+    SELECT jsonb_build_object(
+               'items', count(*),
+               'succeeded', count(*) FILTER (WHERE i.status = 'succeeded'),
+               'failed', count(*) FILTER (WHERE i.status = 'failed'),
+               'canceled', count(*) FILTER (WHERE i.status = 'canceled'))
+      INTO v_result
+      FROM pgjobs.job_items i
+     WHERE i.job_id = p_id;
+    RETURN v_result || jsonb_build_object('errors', (
+        SELECT coalesce(jsonb_agg(jsonb_build_object('item', e.id, 'error', left(e.error, 500))
+                                  ORDER BY e.finished_at, e.id), '[]'::jsonb)
+          FROM (SELECT i.id, i.error, i.finished_at FROM pgjobs.job_items i
+                 WHERE i.job_id = p_id AND i.status = 'failed'
+                 ORDER BY i.finished_at, i.id
+                 LIMIT 5) e));
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_result(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_retry(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_retry(p_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The items' side of pgjobs.retry of fan-out job p_id (pgjobs._retry_as,
+-- which checked the caller, holds the job row and then queues the job):
+-- only the items that failed (and, of a canceled job, those canceled) are
+-- queued again with attempts reset; the succeeded ones stay done. The job's
+-- done counts its finished items again (the succeeded ones). Locks: the job row (the
+-- caller's), then those items.
+BEGIN
+    UPDATE pgjobs.job_items i
+       SET status = 'queued', attempts = 0, error = NULL, result = NULL,
+           run_at = now(), finished_at = NULL, updated_at = now()
+     WHERE i.job_id = p_id AND i.status IN ('failed', 'canceled');
+    UPDATE pgjobs.jobs j
+       SET done = (SELECT count(*) FROM pgjobs.job_items i
+                    WHERE i.job_id = p_id AND i.status IN ('succeeded', 'failed'))
+     WHERE j.id = p_id;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_retry(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_settle(bigint, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_settle(p_id bigint, p_finished integer, p_error text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The parent's side of items that just finished (succeeded, or failed for
+-- good) in the caller's transaction: done grows by p_finished, the first
+-- error of an item failed for good is kept in error (p_error), and when no
+-- item is queued or running any more the job ends: succeeded when every
+-- item succeeded, else failed, with result pgjobs._items_result (event
+-- succeeded or failed); otherwise a progress event, throttled to one per
+-- job per 250 ms as heartbeat's. The one place a fan-out job ends by its
+-- items. The UPDATE of the job row comes first: it waits for any other
+-- transaction settling items of this job, so the check of what is left
+-- that follows (a new snapshot) sees their items finished: the last two
+-- items finishing at once end the job exactly once. Locks: the job row.
+DECLARE
+    v_job pgjobs.jobs;
+    v_now timestamptz := clock_timestamp();
+    v_result jsonb;
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET done = j.done + p_finished,
+           error = coalesce(j.error, p_error),
+           heartbeat_at = now(),
+           progress_notified_at = CASE
+               WHEN j.progress_notified_at IS NULL
+                 OR j.progress_notified_at <= v_now - interval '250 milliseconds'
+               THEN v_now ELSE j.progress_notified_at END,
+           updated_at = now()
+     WHERE j.id = p_id AND j.fanout
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND OR v_job.status NOT IN ('queued', 'running', 'paused') THEN
+        RETURN;
+    END IF;
+    -- done counts the finished items and total all of them, both kept under
+    -- the job row's lock (here, pgjobs._items_add, pgjobs._items_retry), so
+    -- done = total says the job is over without reading its items (a scan
+    -- whose cost would grow with the job); the items are read once, then,
+    -- to make sure.
+    IF v_job.done >= v_job.total
+       AND NOT EXISTS (SELECT FROM pgjobs.job_items i
+                        WHERE i.job_id = p_id AND i.status = 'queued')
+       AND NOT EXISTS (SELECT FROM pgjobs.job_items i
+                        WHERE i.job_id = p_id AND i.status = 'running') THEN
+        v_result := pgjobs._items_result(p_id);
+        UPDATE pgjobs.jobs j
+           SET status = CASE WHEN (v_result ->> 'failed')::bigint > 0 THEN 'failed'
+                             ELSE 'succeeded' END,
+               result = v_result,
+               lease_expires_at = NULL,
+               pause_requested_at = NULL,
+               finished_at = now(),
+               updated_at = now()
+         WHERE j.id = p_id
+        RETURNING j.* INTO v_job;
+        PERFORM pgjobs._notify(v_job, v_job.status);
+    ELSIF v_job.progress_notified_at = v_now THEN
+        PERFORM pgjobs._notify(v_job, 'progress');
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_settle(p_id bigint, p_finished integer, p_error text) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_start(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_start(p_id bigint) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Starts queued fan-out job p_id at the claim of its first items
+-- (pgjobs.claim_items): running, started_at, event started. No attempt
+-- starts (that is pgjobs._start_attempts, for jobs that are themselves
+-- work): nobody holds a fan-out job, its items are leased, so its worker
+-- and lease are placeholders (a lease far in the future, finite because
+-- clients read it; pgjobs._rescue_expired never takes it back).
+-- Called before the items are taken (the lock order: the job row, then its
+-- items), and skipped when another transaction holds the job row: a
+-- claimer starting it too (it will be running), or a cancel or pause
+-- (whose item updates wait for the items being taken and then apply to
+-- them: their workers learn it at their next call). Claimers never wait
+-- for each other. Locks: the job row (SKIP LOCKED).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET status = 'running',
+           worker = pgjobs._claim_identity('pgjobs.items'),
+           lease_expires_at = '9999-12-31 00:00:00+00',
+           heartbeat_at = now(),
+           started_at = coalesce(j.started_at, now()),
+           updated_at = now()
+     WHERE j.id = (SELECT q.id FROM pgjobs.jobs q
+                    WHERE q.id = p_id AND q.fanout AND q.status = 'queued'
+                      FOR NO KEY UPDATE SKIP LOCKED)
+    RETURNING j.* INTO v_job;
+    IF FOUND THEN
+        PERFORM pgjobs._notify(v_job, 'started');
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_start(p_id bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3834,7 +4383,7 @@ DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
-    PERFORM pgjobs._target(p_target);
+    PERFORM pgjobs._target_recent(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.
@@ -4415,8 +4964,9 @@ CREATE FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs.target_reg
 --      scans as the collection is, hands the heap at most 60% of the
 --      scope's rows (e.g. through the btree_gin (scope, document
 --      jsonb_path_ops) index for document equality); and, measured on a
---      sample of about 1000 heap pages (10-20 ms; ten times more if that
---      holds fewer than 30 of the scope's pages; still too few: 'range'):
+--      sample of about 300 heap pages (3-10 ms; if that holds fewer than 30
+--      of the scope's pages, once more, as many pages as should hold 45 of
+--      them, at most 10,000; still too few: 'range'):
 --   2. at most 30% of the scope's rows match; and
 --   3. the matching rows sit on at most 60% of the scope's pages, or their
 --      pages would fill at most a quarter of shared_buffers; and
@@ -4435,6 +4985,7 @@ DECLARE
     v_candidates double precision;
     v_pct numeric;
     v_scope_pages bigint;
+    v_rel_pages bigint;
     v_match_pages bigint;
     v_scope_rows_sampled bigint;
     v_matches double precision;
@@ -4473,7 +5024,12 @@ BEGIN
         RETURN 'range';
     END IF;
 
-    v_pct := least(100, 100.0 * 1000 / greatest(pgjobs._relation_pages(p_job.target), 1));
+    -- The sample was 1000 pages: 50-120 ms of random reads on a busy
+    -- machine, a third of a 50k-row bulk DELETE, for thresholds that 30
+    -- pages of the scope decide as well (issue 11: the fixed cost of a
+    -- filtered job's first call).
+    v_rel_pages := greatest(pgjobs._relation_pages(p_job.target), 1);
+    v_pct := least(100, 100.0 * 300 / v_rel_pages);
     FOR v_attempt IN 1..2 LOOP
         EXECUTE format(
             'SELECT count(*), count(*) FILTER (WHERE p.matches > 0), coalesce(sum(p.rows), 0), '
@@ -4485,7 +5041,8 @@ BEGIN
             p_job.predicate, p_job.target, v_pct, p_reg.scope_column, v_scope)
            INTO v_scope_pages, v_match_pages, v_scope_rows_sampled, v_matches;
         EXIT WHEN v_scope_pages >= 30 OR v_pct >= 100;
-        v_pct := least(100, v_pct * 10);
+        v_pct := least(100, 100.0 * 10000 / v_rel_pages,
+                       v_pct * greatest(3.0, 45.0 / greatest(v_scope_pages, 1)));
     END LOOP;
     RETURN CASE WHEN v_scope_pages >= 30
                      AND v_matches <= 0.3 * v_scope_rows_sampled
@@ -4642,6 +5199,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.fanout AND v_job.status = 'running' THEN
+        RETURN pgjobs._items_pause(p_id);  -- no owner to tell: paused at once
+    END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
          WHERE id = p_id
@@ -4716,7 +5276,7 @@ DECLARE
     v_check record;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     IF jsonb_typeof(v_options) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
@@ -5492,6 +6052,9 @@ BEGIN
                         THEN 'It succeeded; submit a new job to do it again.'
                         ELSE 'Only a failed or canceled job can be retried.' END;
     END IF;
+    IF v_job.fanout THEN
+        PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
+    END IF;
     v_checkpoint := v_job.checkpoint - 'lock_waits';
     IF v_checkpoint ->> 'strategy' = 'collect'
        AND (v_checkpoint ->> 'after')::bigint < (v_checkpoint ->> 'collected')::bigint
@@ -6068,7 +6631,12 @@ BEGIN
                 -- The scope's equality stands outside coalesce(), so that a
                 -- target partitioned by the scope prunes to its partitions
                 -- (an address names a row of any partition).
-                EXECUTE format('DELETE FROM %s WHERE %I = %s AND ctid = ANY ($1) '
+                -- The addresses reach the TID scan through a sub-select (an
+                -- InitPlan parameter), not as the array itself: handed the
+                -- array, the planner estimates `ctid = ANY` element by
+                -- element, 30-60 ms of planning for a page of 17,000
+                -- addresses (a quarter of the page; issue 11).
+                EXECUTE format('DELETE FROM %s WHERE %I = %s AND ctid = ANY ((SELECT $1)::tid[]) '
                                'AND coalesce((%s), false)',
                                v_job.target, v_reg.scope_column,
                                pgjobs._scope_literal(v_reg, v_job.scope), v_job.predicate)
@@ -6782,9 +7350,10 @@ CREATE FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_sco
 --                1024..1073741824, default 8388608
 --   parallel     integer 1..64, default 1: the scope's key range is split
 --                into up to that many parts (pgjobs.export_parts) that as many
---                workers export side by side, each resumable; the parts are
---                joined, in key order, into the one object a parallel: 1
---                export writes
+--                workers export side by side, each resumable; CSV and JSONL
+--                parts are joined, in key order, into the one object a
+--                parallel: 1 export writes; Parquet parts stay files of their
+--                own under the export's folder (result.uris, in key order)
 --   allow_unknown_fields  boolean, default false: else a document field of
 --                the filter or of columns that no row of the scope has is
 --                refused (pgjobs._require_known_fields)
@@ -6819,15 +7388,6 @@ BEGIN
 
     IF v_options ? 'parallel' THEN
         v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
-        -- Parquet parts are separate files, which the Parquet writer does not
-        -- make yet: refuse rather than write one file in N workers' time.
-        IF v_parallel > 1
-           AND v_options -> 'format' = '"parquet"'::jsonb THEN
-            RAISE EXCEPTION 'format "parquet" cannot be exported with parallel > 1 yet'
-                USING ERRCODE = '0A000',
-                HINT = 'Submit the Parquet export with "parallel": 1, or export CSV or JSONL in '
-                       'parallel.';
-        END IF;
     END IF;
 
     IF v_options ? 'format' THEN
@@ -7149,6 +7709,63 @@ $_$;
 ALTER FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_scope text, p_source text, p_options jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _submit_items_as(name, text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The body of pgjobs.submit_items, run as pgjobs' owner for the role
+-- p_caller (the current_user of pgjobs.submit_items, its only permitted
+-- caller: pgjobs._enter, 42501 otherwise); every check is of p_caller.
+-- The parent is written by pgjobs._insert_job (common options, scope
+-- canonicalised, allowed_scopes, event submitted) with the kind-specific
+-- option concurrency, then marked fanout; the items by pgjobs._items_add.
+-- Kinds pgjobs runs itself (delete, backfill, export, import) are refused
+-- (22023): their work is rows of the target, not items. Everything is
+-- checked before anything is written. Returns the parent's id.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    p_caller := pgjobs._enter('submit_items', p_caller);  -- 42501 for any other caller
+    IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
+            USING ERRCODE = '22023',
+            HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
+    END IF;
+    IF p_kind IN ('delete', 'backfill', 'export', 'import') OR pgjobs._writes(p_kind) THEN
+        RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
+            USING ERRCODE = '22023',
+            HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
+                          'your own, e.g. ''thumbnail''.', p_kind);
+    END IF;
+    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' OR jsonb_array_length(p_items) = 0 THEN
+        RAISE EXCEPTION 'items must be a non-empty JSON array'
+            USING ERRCODE = '22023',
+            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}, {"doc": 2}]''; append more '
+                   'later with pgjobs.add_items(job, items).';
+    END IF;
+    IF p_options IS NOT NULL AND jsonb_typeof(p_options) = 'object'
+       AND p_options ? 'concurrency' THEN
+        PERFORM pgjobs._option_int('concurrency', p_options -> 'concurrency', 1, 1000000);
+    END IF;
+    PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
+    v_job := pgjobs._insert_job(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
+                                ARRAY['concurrency']);
+    UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
+    PERFORM pgjobs._items_add(v_job.id, p_items);
+    RETURN v_job.id;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7189,6 +7806,52 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._target(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: _target_recent(regclass, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean DEFAULT true) RETURNS pgjobs.target_registry
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs._target for the hot read paths (visible, visible_count, mask,
+-- compile_filter, export chunks): the same registration and the same
+-- errors, but the trust verdict (pgjobs._require_trusted, 0.7-1.5 ms: more
+-- than a 100-row page) is taken from this session when it reached it as
+-- current_user less than 1 s ago (pgjobs._verdict_fresh), and kept after a
+-- full check (pgjobs._verdict_keep) unless p_keep is false: the filter
+-- compiler uses a read's verdict but starts none, so a submit (which
+-- checks in full through pgjobs._target) opens no window. Registration
+-- itself is read every time: an unregistered target is refused at once. A change that makes the
+-- target untrusted (owner, TRIGGER grant, a function, operator or type its
+-- code uses, role membership, row-level security on pgjobs' role) is seen
+-- by this session's reads within 1 s, by any other session at once; the
+-- runner's pages use the same window. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_at double precision := extract(epoch FROM clock_timestamp());
+BEGIN
+    IF p_target IS NOT NULL
+       AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
+        SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
+        IF FOUND THEN
+            RETURN v_reg;
+        END IF;
+    END IF;
+    v_reg := pgjobs._target(p_target);  -- 22023, 42501: the full check
+    IF p_keep THEN
+        PERFORM pgjobs._verdict_keep('trusted_' || p_target::oid::text, p_target::oid::text, v_at);
+    END IF;
+    RETURN v_reg;
+END
+$$;
+
+ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _throttle(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7935,6 +8598,125 @@ $$;
 ALTER FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
 
 --
+-- Name: _verdict_fresh(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._verdict_fresh(p_slot text, p_key text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Whether this session holds a passing verdict on p_key, reached as
+-- current_user less than 1 s ago (pgjobs._verdict_keep wrote it into the
+-- session setting pgjobs.verified_<p_slot>). The read path and export
+-- chunks run on such a verdict instead of repeating checks that cost more
+-- than the read itself (pgjobs._target_recent, pgjobs.export_chunk_sql):
+-- the same 1 s window the runner's pages use (pgjobs._run_page), so a
+-- change that makes a target untrusted or takes a submitter's privilege
+-- away stops reads and chunks within 1 s, and at once in any other session.
+-- The value is '<epoch seconds>/<seal>'; a value that is not well formed,
+-- is dated in the future or 1 s or more ago, or whose seal
+-- (pgjobs._verdict_mac) does not match this key, role, backend and time is
+-- no verdict: the caller checks in full. Locks nothing.
+DECLARE
+    v_value text := current_setting('pgjobs.verified_' || p_slot, true);
+    v_now double precision := extract(epoch FROM clock_timestamp());
+    v_at text;
+    v_mac text;
+BEGIN
+    IF v_value IS NULL OR v_value !~ '^[0-9]{1,12}\.[0-9]{6}/[0-9a-f]{64}$' THEN
+        RETURN false;
+    END IF;
+    v_at := split_part(v_value, '/', 1);
+    IF NOT v_at::double precision BETWEEN v_now - 1.0 AND v_now THEN
+        RETURN false;
+    END IF;
+    v_mac := pgjobs._verdict_mac(p_key, v_at);
+    -- Compared as hashes: the time a comparison takes says nothing of the seal.
+    RETURN v_mac IS NOT NULL
+       AND sha256(convert_to(v_mac, 'UTF8')) = sha256(convert_to(split_part(v_value, '/', 2), 'UTF8'));
+END
+$_$;
+
+ALTER FUNCTION pgjobs._verdict_fresh(p_slot text, p_key text) OWNER TO SUPERUSER;
+
+--
+-- Name: _verdict_keep(text, text, double precision); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double precision) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Keeps a passing verdict on p_key, reached as current_user by a check
+-- that started at p_at (epoch seconds: the window counts from the start of
+-- the check, never from its end), in the session setting
+-- pgjobs.verified_<p_slot>, sealed (pgjobs._verdict_mac) so that only
+-- pgjobs can write one pgjobs._verdict_fresh accepts. Session-level, not
+-- transaction-local, so the next read's transaction can use it; a rollback
+-- of this transaction discards it. One value per slot: a new verdict
+-- replaces the slot's last. Keeps nothing when current_user may not read
+-- the secret. Locks nothing.
+DECLARE
+    v_at text := round(p_at::numeric, 6)::text;
+    v_mac text := pgjobs._verdict_mac(p_key, v_at);
+BEGIN
+    IF v_mac IS NOT NULL THEN
+        PERFORM set_config('pgjobs.verified_' || p_slot, v_at || '/' || v_mac, false);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double precision) OWNER TO SUPERUSER;
+
+--
+-- Name: _verdict_mac(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._verdict_mac(p_key text, p_at text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The seal of a verdict kept in a session setting (pgjobs._verdict_fresh):
+-- 64 hex digits of a nested sha256 over the engine's secret (migration
+-- 0006's channel_secret, which no client can read), the verdict's key, the
+-- role it was reached as (current_user), this backend's pid and the time
+-- p_at. Anyone can SET a pgjobs.* setting; without the secret nobody can
+-- make a seal that matches, so a forged, edited or copied (other session,
+-- other role, other key, other time) value is no verdict. Nested (an outer
+-- hash over the secret and the inner hash), so the inner input cannot be
+-- extended. NULL when current_user may not read pgjobs.settings (no verdict
+-- is kept then). Locks nothing.
+DECLARE
+    v_secret text;
+BEGIN
+    IF NOT has_table_privilege('pgjobs.settings', 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.value #>> '{}' INTO v_secret FROM pgjobs.settings s WHERE s.key = 'channel_secret';
+    IF v_secret IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN encode(sha256(convert_to('pgjobs verdict:' || v_secret || ':' || encode(sha256(
+               convert_to(concat_ws('/', 'pgjobs verdict', v_secret, p_key, current_user,
+                                    pg_backend_pid(), p_at), 'UTF8')), 'hex'), 'UTF8')), 'hex');
+END
+$$;
+
+ALTER FUNCTION pgjobs._verdict_mac(p_key text, p_at text) OWNER TO SUPERUSER;
+
+--
 -- Name: _visible_as(name, regclass, text, jsonb, text, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7968,7 +8750,7 @@ DECLARE
     v_rows jsonb[];
 BEGIN
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     v_key_type := pgjobs._column_type(p_target, v_reg.key_column);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
@@ -8042,7 +8824,7 @@ DECLARE
     v_count bigint;
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
@@ -8143,6 +8925,37 @@ SELECT (kind = ANY (ARRAY['delete'::text, 'backfill'::text, 'import'::text])) FR
 $$;
 
 ALTER FUNCTION pgjobs._writes(p_kind text) OWNER TO SUPERUSER;
+
+--
+-- Name: add_items(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Appends the elements of the JSON array p_items as items of fan-out job
+-- p_id while it is open (queued, running or paused); its total grows by
+-- as many. Returns the number added.
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for, and the SECURITY DEFINER pgjobs._add_items_as checks that role's
+-- rights (the rule of pgjobs.cancel: pgjobs._controlled_job).
+BEGIN
+    RETURN pgjobs._add_items_as(current_user, p_id, p_items);
+END
+$$;
+
+ALTER FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION add_items(p_id bigint, p_items jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) IS 'Appends items (a JSON array, one payload per element) to an open fan-out job; its total grows by as many. P0002 unknown id; 22023 not a fan-out job; 55000 the job has finished. Returns the number of items added.';
 
 --
 -- Name: allow_storage(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8307,6 +9120,7 @@ BEGIN
          WHERE j.status = 'queued'
            AND j.run_at <= now()
            AND j.kind = ANY (p_kinds)
+           AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
            AND (NOT j.writes
                 OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
          ORDER BY j.priority DESC, j.queued_at, j.id
@@ -8528,6 +9342,149 @@ ALTER FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval)
 COMMENT ON FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval) IS 'Claims the import job p_id (when the writer gate lets it start) for p_worker if it is queued and due (as pgjobs.claim would: lease, attempts, event started); returns no row when it is not claimable now.';
 
 --
+-- Name: job_items; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.job_items (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    payload jsonb NOT NULL,
+    status text DEFAULT 'queued'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    worker text,
+    lease interval,
+    lease_expires_at timestamp with time zone,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    result jsonb,
+    error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT job_items_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
+    CONSTRAINT job_items_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
+    CONSTRAINT job_items_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT job_items_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'succeeded'::text, 'failed'::text, 'canceled'::text])))
+)
+WITH (autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_threshold='1000', fillfactor='80');
+
+ALTER TABLE ONLY pgjobs.job_items FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE pgjobs.job_items OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE job_items; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.job_items IS 'The items of fan-out jobs (pgjobs.submit_items): one payload each, claimed, leased, fenced, retried and rescued on its own. Written only through pgjobs functions.';
+
+--
+-- Name: claim_items(text[], text, interval, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interval DEFAULT '00:00:30'::interval, p_limit integer DEFAULT 1) RETURNS SETOF pgjobs.job_items
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Hands up to p_limit queued items of fan-out jobs of the given kinds to
+-- p_worker: jobs by priority (higher first), then submission; within a job
+-- the items due first (run_at: array order, and a retry after its backoff
+-- behind the items due before it), then by id, of jobs that are queued or
+-- running and due (run_at). Each item is marked running with its own
+-- claim identity in worker (p_worker#token, pgjobs._claim_identity),
+-- attempts + 1 and a lease of the job's lease option or else p_lease; the
+-- caller passes worker back to heartbeat_item, complete_item and
+-- fail_item, which fence on it. A queued job becomes
+-- running at its first claim (event started). A job's option concurrency
+-- caps its items out at once across every worker: its claimers serialize on
+-- a transaction advisory lock of the job, count what is out and take no
+-- more than the rest. Expired item leases are rescued first.
+-- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
+-- never wait for each other and never get the same item); the job row of
+-- a queued job it starts (SKIP LOCKED too).
+DECLARE
+    v_job pgjobs.jobs;
+    v_left integer := p_limit;
+    v_cap integer;
+    v_count integer;
+    v_concurrency integer;
+    v_lease interval;
+BEGIN
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
+    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
+        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
+            HINT = 'For example ARRAY[''thumbnail''].';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+    END IF;
+
+    PERFORM pgjobs._items_rescue();
+
+    FOR v_job IN
+        SELECT j.* FROM pgjobs.jobs j
+         WHERE j.fanout
+           AND j.status IN ('queued', 'running')
+           AND j.kind = ANY (p_kinds)
+           AND j.run_at <= now()
+         ORDER BY j.priority DESC, j.id
+    LOOP
+        v_cap := v_left;
+        v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
+        v_concurrency := (v_job.options ->> 'concurrency')::integer;
+        IF v_concurrency IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || v_job.id, 0));
+            v_cap := least(v_cap, v_concurrency - (
+                SELECT count(*) FROM pgjobs.job_items i
+                 WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
+            CONTINUE WHEN v_cap <= 0;
+        END IF;
+        IF v_job.status = 'queued' THEN
+            PERFORM pgjobs._items_start(v_job.id);  -- SKIP LOCKED: never waits
+        END IF;
+        RETURN QUERY
+        WITH picked AS (
+            SELECT i.id FROM pgjobs.job_items i
+             WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
+             -- The order of job_items_queued_idx (job_id, run_at, id), which
+             -- the primary key cannot give: the plan walks only the job's
+             -- queued items, never the key over the items already claimed
+             -- (a cost that would grow with the job).
+             ORDER BY i.run_at, i.id
+             LIMIT v_cap
+               FOR UPDATE SKIP LOCKED)
+        UPDATE pgjobs.job_items i
+           SET status = 'running',
+               attempts = i.attempts + 1,
+               worker = pgjobs._claim_identity(p_worker),
+               lease = v_lease,
+               lease_expires_at = now() + v_lease,
+               started_at = coalesce(i.started_at, now()),
+               updated_at = now()
+          FROM picked
+         WHERE i.id = picked.id
+        RETURNING i.*;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        v_left := v_left - v_count;
+        EXIT WHEN v_left <= 0;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer) IS 'Claims up to p_limit queued items of fan-out jobs of the given kinds for p_worker (FOR UPDATE SKIP LOCKED), job priority first, then submission, then item order, respecting each job''s concurrency option. Sets a lease (the job''s lease option, else p_lease) and increments attempts. Each returned row''s worker is the claim''s identity (p_worker#token): pass it back to heartbeat_item/complete_item/fail_item.';
+
+--
 -- Name: storage_deletions; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8672,6 +9629,127 @@ ALTER FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb) OWNER
 --
 
 COMMENT ON FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb) IS 'Marks a running job succeeded with p_result. Returns false and changes nothing unless p_worker holds the unexpired lease of the current attempt.';
+
+--
+-- Name: complete_item(bigint, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.complete_item(p_item bigint, p_worker text, p_result jsonb DEFAULT '{}'::jsonb) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Marks item p_item succeeded with p_result and settles its job
+-- (pgjobs._items_settle: done + 1; the job ends when this was its last
+-- item). Fenced: false, and nothing changed, unless p_worker (the worker
+-- its claim returned) holds the item's unexpired lease; an item of a job
+-- canceled meanwhile is no longer running, so its worker learns it here.
+-- Locks: the job row, then the item row.
+DECLARE
+    v_job_id bigint;
+BEGIN
+    IF p_result IS NULL OR jsonb_typeof(p_result) <> 'object' THEN
+        RAISE EXCEPTION 'result must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no result.';
+    END IF;
+    v_job_id := pgjobs._items_lock_job(p_item, p_worker);
+    IF v_job_id IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE pgjobs.job_items i
+       SET status = 'succeeded', result = p_result, error = NULL,
+           lease_expires_at = NULL, finished_at = now(), updated_at = now()
+     WHERE i.id = p_item
+       -- The fence (a lease exists only while running: CHECK).
+       AND i.worker = p_worker
+       AND i.lease_expires_at > now();
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pgjobs._items_settle(v_job_id, 1);
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.complete_item(p_item bigint, p_worker text, p_result jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION complete_item(p_item bigint, p_worker text, p_result jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.complete_item(p_item bigint, p_worker text, p_result jsonb) IS 'Marks a running item succeeded with p_result; its job''s done grows by one and the job ends with its last item. Returns false and changes nothing unless p_worker holds the item''s unexpired lease (a canceled job''s items are no longer running).';
+
+--
+-- Name: complete_items(bigint[], text[], jsonb[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_results jsonb[] DEFAULT NULL::jsonb[]) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.complete_item for a batch: item p_items[i] succeeds with
+-- p_results[i] (default '{}') when p_workers[i] holds its unexpired lease,
+-- judged per item. Returns the ids it completed; a fenced-off item is left
+-- out and unchanged. Each job touched is settled once (pgjobs._items_settle)
+-- with its count. Raises 22023 when the arrays differ in length or a result
+-- is not a JSON object. Locks: the jobs' rows (in id order), then the items.
+DECLARE
+    v_done record;
+BEGIN
+    IF p_items IS NULL OR p_workers IS NULL
+       OR cardinality(p_items) <> cardinality(p_workers)
+       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_items)) THEN
+        RAISE EXCEPTION 'items, workers and results must be arrays of one length'
+            USING ERRCODE = '22023',
+            HINT = 'Pass p_items[i] with the worker its claim returned in p_workers[i] '
+                   '(and p_results[i], or NULL for ''{}'' each).';
+    END IF;
+    IF p_results IS NOT NULL AND EXISTS (
+           SELECT FROM unnest(p_results) r(result)
+            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
+        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
+    END IF;
+    -- The jobs first, in id order (the lock order of fan-out jobs).
+    PERFORM FROM pgjobs.jobs j
+     WHERE j.id IN (SELECT i.job_id FROM pgjobs.job_items i
+                     WHERE i.id = ANY (p_items) AND i.status = 'running')
+     ORDER BY j.id
+       FOR NO KEY UPDATE;
+    FOR v_done IN
+        WITH done AS (
+            UPDATE pgjobs.job_items i
+               SET status = 'succeeded', result = coalesce(c.result, '{}'), error = NULL,
+                   lease_expires_at = NULL, finished_at = now(), updated_at = now()
+              FROM unnest(p_items, p_workers, p_results) AS c(id, worker, result)
+             WHERE i.id = c.id
+               -- The fence, per item, as in pgjobs.complete_item.
+               AND i.worker = c.worker
+               AND i.lease_expires_at > now()
+            RETURNING i.id, i.job_id)
+        SELECT d.job_id, array_agg(d.id ORDER BY d.id) AS ids
+          FROM done d GROUP BY d.job_id ORDER BY d.job_id
+    LOOP
+        PERFORM pgjobs._items_settle(v_done.job_id, cardinality(v_done.ids));
+        RETURN QUERY SELECT unnest(v_done.ids);
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_results jsonb[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION complete_items(p_items bigint[], p_workers text[], p_results jsonb[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_results jsonb[]) IS 'Completes a batch of items: p_items[i] succeeds with p_results[i] (default {}) when p_workers[i] holds its unexpired lease (fenced per item, as complete_item). Returns the ids completed; a fenced-off item is left out and unchanged.';
 
 --
 -- Name: complete_many(bigint[], text[], jsonb[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8922,6 +10000,8 @@ DECLARE
     v_until text := '';
     v_select text;
     v_advances boolean;
+    v_at double precision;
+    v_verdict text;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -8936,8 +10016,22 @@ BEGIN
         RAISE EXCEPTION 'limit must be from 1 to 1000000, not %', p_limit
             USING ERRCODE = '22023', HINT = 'The default, 50000 keys, keeps each transaction short.';
     END IF;
-    v_reg := pgjobs._target(v_job.target);
-    PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+    -- The target's trust and the submitter's rights: checked in full at the
+    -- first chunk a session asks for, then again at the first chunk that
+    -- starts 1 s or more after the last check, as the runner's pages do
+    -- (pgjobs._run_page): at 50,000 keys a chunk, the checks cost more than
+    -- many chunks' planning. A grant revoked, a role dropped, row-level
+    -- security turned on or a target made untrusted stops the export within
+    -- 1 s of chunks. The verdict is sealed in the session
+    -- (pgjobs._verdict_fresh), keyed to the job, its target, kind and
+    -- submitter.
+    v_at := extract(epoch FROM clock_timestamp());
+    v_reg := pgjobs._target_recent(v_job.target);
+    v_verdict := concat_ws('/', v_job.id, v_job.target::oid, v_job.kind, v_job.submitted_by);
+    IF NOT pgjobs._verdict_fresh('submitter', v_verdict) THEN
+        PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+        PERFORM pgjobs._verdict_keep('submitter', v_verdict, v_at);
+    END IF;
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
@@ -9434,6 +10528,69 @@ ALTER FUNCTION pgjobs.fail(p_id bigint, p_worker text, p_error text, p_retryable
 COMMENT ON FUNCTION pgjobs.fail(p_id bigint, p_worker text, p_error text, p_retryable boolean) IS 'Records a failed attempt. Retryable with attempts left: queued again after exponential backoff with jitter; else failed with the error kept (canceled if a cancel was requested). Returns false and changes nothing unless p_worker holds the current lease.';
 
 --
+-- Name: fail_item(bigint, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean DEFAULT true) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Records a failed attempt of item p_item. Retryable with attempts left
+-- (the job's max_attempts): the item is queued again after exponential
+-- backoff with jitter (pgjobs._backoff), the other items carrying on.
+-- Otherwise it fails for good: its job's done grows by one and keeps the
+-- first such error, and the job, when this was its last item, ends failed
+-- (pgjobs._items_settle). Fenced like complete_item. Locks: the job row,
+-- then the item row.
+DECLARE
+    v_job_id bigint;
+    v_item pgjobs.job_items;
+BEGIN
+    v_job_id := pgjobs._items_lock_job(p_item, p_worker);
+    IF v_job_id IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE pgjobs.job_items i
+       SET status = CASE WHEN coalesce(p_retryable, true) AND i.attempts < j.max_attempts
+                         THEN 'queued' ELSE 'failed' END,
+           run_at = CASE WHEN coalesce(p_retryable, true) AND i.attempts < j.max_attempts
+                         THEN now() + pgjobs._backoff(i.attempts) ELSE i.run_at END,
+           finished_at = CASE WHEN coalesce(p_retryable, true) AND i.attempts < j.max_attempts
+                              THEN NULL ELSE now() END,
+           error = left(coalesce(p_error, 'unknown error'), 10000),
+           lease_expires_at = NULL,
+           updated_at = now()
+      FROM pgjobs.jobs j
+     WHERE i.id = p_item
+       AND j.id = i.job_id
+       -- The fence (a lease exists only while running: CHECK).
+       AND i.worker = p_worker
+       AND i.lease_expires_at > now()
+    RETURNING i.* INTO v_item;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_item.status = 'failed' THEN
+        PERFORM pgjobs._items_settle(v_job_id, 1,
+                                     format('item %s: %s', v_item.id, left(v_item.error, 1000)));
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean) IS 'Records a failed attempt of an item. Retryable with attempts left (the job''s max_attempts): queued again after exponential backoff with jitter; else failed for good (the job fails once its other items have finished). Returns false and changes nothing unless p_worker holds the item''s unexpired lease.';
+
+--
 -- Name: finish_storage_deletion(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9560,6 +10717,69 @@ ALTER FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_che
 --
 
 COMMENT ON FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb) IS 'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns false when the worker must stop now (lease lost or taken over, job not running, or cancel or pause requested: the job is then canceled or paused). Progress events are throttled.';
+
+--
+-- Name: heartbeat_item(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.heartbeat_item(p_item bigint, p_worker text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Extends p_worker's lease on item p_item by the item's lease. Returns
+-- false when the worker must stop now: it lost the lease (expired and
+-- rescued, or taken over), the job was canceled (its items are canceled
+-- with it), or the job is paused: the item then goes back to the queue
+-- without counting the attempt, for pgjobs.resume to hand out again.
+-- Fenced: only the holder of the item's unexpired lease changes anything.
+-- Locks: the item row (and, once a minute, the job row before it).
+DECLARE
+    v_item pgjobs.job_items;
+    v_paused boolean;
+BEGIN
+    -- The job's heartbeat_at says its workers are alive (pgjobs.doctor and
+    -- the dashboard read it): refreshed at most once a minute, before the
+    -- item row is locked (the lock order: the job row, then its items).
+    UPDATE pgjobs.jobs j SET heartbeat_at = now()
+     WHERE j.id = (SELECT i.job_id FROM pgjobs.job_items i
+                    WHERE i.id = p_item AND i.worker = p_worker AND i.lease_expires_at > now())
+       AND j.status = 'running'
+       AND j.heartbeat_at < now() - interval '1 minute';
+    SELECT i.* INTO v_item FROM pgjobs.job_items i
+     WHERE i.id = p_item
+       -- The fence (a lease exists only while running: CHECK).
+       AND i.worker = p_worker
+       AND i.lease_expires_at > now()
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    SELECT j.status = 'paused' INTO v_paused FROM pgjobs.jobs j WHERE j.id = v_item.job_id;
+    IF v_paused THEN
+        UPDATE pgjobs.job_items i
+           SET status = 'queued', attempts = greatest(i.attempts - 1, 0),
+               lease_expires_at = NULL, run_at = now(), updated_at = now()
+         WHERE i.id = p_item;
+        RETURN false;
+    END IF;
+    UPDATE pgjobs.job_items i
+       SET lease_expires_at = now() + coalesce(i.lease, interval '30 seconds'), updated_at = now()
+     WHERE i.id = p_item;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.heartbeat_item(p_item bigint, p_worker text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION heartbeat_item(p_item bigint, p_worker text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.heartbeat_item(p_item bigint, p_worker text) IS 'Extends the lease of a running item owned by p_worker. Returns false when the worker must stop now: lease lost or taken over, job canceled, or job paused (the item is then queued again, the attempt not counted).';
 
 --
 -- Name: import_batch(bigint, text, text[], bigint[], bigint, bigint, jsonb, jsonb, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10094,16 +11314,18 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
     SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- Housekeeping, safe to run at any time and concurrently:
---   1. rescues jobs whose lease expired (retried, failed or canceled);
+--   1. rescues jobs whose lease expired (retried, failed or canceled), and
+--      fan-out items likewise (pgjobs._items_rescue);
 --   2. deletes jobs that finished more than p_retention ago, queueing the
 --      storage objects of pruned exports in pgjobs.storage_deletions for a
 --      worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
--- Returns a summary: {"rescued": {...}, "deleted", "objects_queued",
+-- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
 -- "cron_runs_trimmed"}. Locks: the rows it changes or deletes.
 DECLARE
     v_rescued jsonb;
+    v_items jsonb;
     v_deleted bigint;
     v_objects bigint;
     v_trimmed bigint := 0;
@@ -10115,6 +11337,7 @@ BEGIN
 
     PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
+    v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
 
     WITH gone AS (
         DELETE FROM pgjobs.jobs j
@@ -10154,7 +11377,8 @@ BEGIN
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
-    RETURN jsonb_build_object('rescued', v_rescued, 'deleted', v_deleted,
+    RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
+                              'deleted', v_deleted,
                               'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
 END
 $_$;
@@ -10941,8 +12165,11 @@ CREATE FUNCTION pgjobs.stats() RETURNS jsonb
 -- sees the jobs it submitted and those of targets it may read, within
 -- pgjobs.allowed_scopes) decide what it counts, exactly as for job rows.
 -- Cost: only unfinished jobs (jobs_unfinished_idx) and jobs finished in the
--- last hour (jobs_finished_idx) are read, never the whole table. Locks
--- nothing.
+-- last hour (jobs_finished_idx) are read, never the whole table; the oldest
+-- due queued job is the first entry of jobs_queued_run_at_idx (migration
+-- 0024), not a sort of every queued job. For a client the row policy's
+-- lists (confined targets, allowed scopes) are made once per statement.
+-- Locks nothing.
 WITH active AS NOT MATERIALIZED (
     -- Not materialized: each part below reads the unfinished jobs it needs
     -- through jobs_unfinished_idx (status first), and a flood of queued jobs
@@ -11240,6 +12467,38 @@ ALTER FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source te
 COMMENT ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) IS 'Submits an import of p_source (file://, s3://, gs://, az://, https:// under a prefix allowed by pgjobs.allow_storage, else 42501) into the scope. Options: format (csv with a header | jsonl; default from the name), gzip (default: the name ends in .gz), on_duplicate (error | skip | update, on (scope, key)), max_rejects (default 0), plus priority, max_attempts, run_at, on_conflict, lease. The caller needs INSERT (and UPDATE for update) on the target. Returns the job id; the result holds rows, inserted, updated, bytes, skipped, rejected (and rejects_uri).';
 
 --
+-- Name: submit_items(text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb DEFAULT '{}'::jsonb) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Submits a fan-out job: one parent job of kind p_kind on (p_target,
+-- p_scope) and one item per element of the JSON array p_items (the element
+-- is the item's payload), for external workers to claim one by one with
+-- pgjobs.claim_items. Returns the parent job's id.
+-- SECURITY INVOKER on purpose: current_user here is the role the call acts
+-- for, and the SECURITY DEFINER pgjobs._submit_items_as checks that role's
+-- rights (the privilege a custom kind needs on the target, allowed_scopes).
+BEGIN
+    RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options);
+END
+$$;
+
+ALTER FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) IS 'Submits a fan-out job: one job of kind p_kind whose items (one per element of the JSON array p_items, the element being the payload) external workers claim with claim_items. Options: concurrency (the most items out at once across workers), priority, max_attempts (per item), lease, run_at. The parent''s total is its item count, done its finished items. The caller needs UPDATE on the target. Returns the job id.';
+
+--
 -- Name: unregister_target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11486,6 +12745,19 @@ ALTER TABLE pgjobs.job_batches OWNER TO SUPERUSER;
 COMMENT ON TABLE pgjobs.job_batches IS 'Addresses (ctid) of the rows a running selective delete job collected at its start, 1000 per batch. Written and read only by the runner (pgjobs._run_page).';
 
 --
+-- Name: job_items_id_seq; Type: SEQUENCE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE pgjobs.job_items ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgjobs.job_items_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: jobs_id_seq; Type: SEQUENCE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11624,6 +12896,13 @@ ALTER TABLE ONLY pgjobs.job_batches
     ADD CONSTRAINT job_batches_pkey PRIMARY KEY (job_id, batch);
 
 --
+-- Name: job_items job_items_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.job_items
+    ADD CONSTRAINT job_items_pkey PRIMARY KEY (id);
+
+--
 -- Name: jobs jobs_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11666,6 +12945,30 @@ ALTER TABLE ONLY pgjobs.yoyo_lock
     ADD CONSTRAINT yoyo_lock_pkey PRIMARY KEY (locked);
 
 --
+-- Name: job_items_job_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX job_items_job_idx ON pgjobs.job_items USING btree (job_id, status);
+
+--
+-- Name: job_items_leases_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX job_items_leases_idx ON pgjobs.job_items USING btree (lease_expires_at) WHERE (status = 'running'::text);
+
+--
+-- Name: job_items_queued_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX job_items_queued_idx ON pgjobs.job_items USING btree (job_id, run_at, id) WHERE (status = 'queued'::text);
+
+--
+-- Name: job_items_running_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX job_items_running_idx ON pgjobs.job_items USING btree (job_id) WHERE (status = 'running'::text);
+
+--
 -- Name: jobs_finished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11696,6 +12999,12 @@ CREATE INDEX jobs_pending_writers_idx ON pgjobs.jobs USING btree (target, scope,
 CREATE INDEX jobs_queued_idx ON pgjobs.jobs USING btree (priority DESC, queued_at, id) WHERE (status = 'queued'::text);
 
 --
+-- Name: jobs_queued_run_at_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHERE (status = 'queued'::text);
+
+--
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11723,6 +13032,49 @@ ALTER TABLE ONLY pgjobs.job_batches
     ADD CONSTRAINT job_batches_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgjobs.jobs(id) ON DELETE CASCADE;
 
 --
+-- Name: job_items job_items_job_id_fkey; Type: FK CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.job_items
+    ADD CONSTRAINT job_items_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgjobs.jobs(id) ON DELETE CASCADE;
+
+--
+-- Name: job_items; Type: ROW SECURITY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE pgjobs.job_items ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: job_items job_items_admin; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_items_admin ON pgjobs.job_items TO pgjobs_admin USING (true) WITH CHECK (true);
+
+--
+-- Name: job_items job_items_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_items_client_read ON pgjobs.job_items FOR SELECT TO pgjobs_client USING ((EXISTS ( SELECT
+   FROM pgjobs.jobs j
+  WHERE (j.id = job_items.job_id))));
+
+--
+-- Name: POLICY job_items_client_read ON job_items; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON POLICY job_items_client_read ON pgjobs.job_items IS 'A pgjobs_client sees the items of the jobs it may see in pgjobs.jobs.';
+
+--
+-- Name: job_items job_items_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_items_owner ON pgjobs.job_items USING (( SELECT pg_has_role(c.relowner, 'USAGE'::text) AS pg_has_role
+   FROM pg_class c
+  WHERE (c.oid = ('pgjobs.job_items'::regclass)::oid))) WITH CHECK (( SELECT pg_has_role(c.relowner, 'USAGE'::text) AS pg_has_role
+   FROM pg_class c
+  WHERE (c.oid = ('pgjobs.job_items'::regclass)::oid)));
+
+--
 -- Name: jobs; Type: ROW SECURITY; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11738,13 +13090,13 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 -- Name: jobs jobs_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING ((((submitted_by = CURRENT_USER) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND (NOT pgjobs._row_security_confines(target, CURRENT_USER)))) AND ((COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text) OR pgjobs._scope_allowed(target, scope))));
+CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING ((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT regexp_split_to_array(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), '\s*,\s*'::text) AS regexp_split_to_array)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from, and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
+COMMENT ON POLICY jobs_client_read ON pgjobs.jobs IS 'A pgjobs_client sees the jobs it submitted and the jobs of targets it may SELECT from (unconfined by their row-level security), and, when the pgjobs.allowed_scopes setting is set, only those of the listed scopes.';
 
 --
 -- Name: jobs jobs_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
@@ -11762,6 +13114,22 @@ CREATE POLICY jobs_owner ON pgjobs.jobs USING (( SELECT pg_has_role(c.relowner, 
 
 GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client;
 GRANT USAGE ON SCHEMA pgjobs TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _add_items_as(p_caller name, p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _allowed_scope_keys(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._allowed_scope_keys() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _backoff(p_attempts integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -11910,6 +13278,14 @@ GRANT ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb,
 
 REVOKE ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _confined_targets(p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._confined_targets(p_role name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _controlled_job(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12107,6 +13483,69 @@ GRANT ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_cancel(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_cancel(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_cancel(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_lock_job(p_item bigint, p_worker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_pause(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_pause(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_pause(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_rescue(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_rescue() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_rescue() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_result(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_result(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_result(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_retry(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_retry(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_retry(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_settle(p_id bigint, p_finished integer, p_error text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_settle(p_id bigint, p_finished integer, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_settle(p_id bigint, p_finished integer, p_error text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_start(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_start(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_start(p_id bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12478,11 +13917,26 @@ GRANT ALL ON FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass,
 GRANT ALL ON FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_scope text, p_source text, p_options jsonb) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._target(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._target(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _target_recent(p_target regclass, p_keep boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _throttle(p_id bigint, p_worker text, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12548,6 +14002,27 @@ REVOKE ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) FRO
 GRANT ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _verdict_fresh(p_slot text, p_key text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._verdict_fresh(p_slot text, p_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._verdict_fresh(p_slot text, p_key text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _verdict_keep(p_slot text, p_key text, p_at double precision); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double precision) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _verdict_mac(p_key text, p_at text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12576,6 +14051,14 @@ GRANT ALL ON FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, 
 
 REVOKE ALL ON FUNCTION pgjobs._writes(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._writes(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION add_items(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) TO pgjobs_client;
 
 --
 -- Name: FUNCTION allow_storage(p_prefix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12635,6 +14118,20 @@ REVOKE ALL ON FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease i
 GRANT ALL ON FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval) TO pgjobs_admin;
 
 --
+-- Name: TABLE job_items; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.job_items TO pgjobs_admin;
+GRANT SELECT ON TABLE pgjobs.job_items TO pgjobs_client;
+
+--
+-- Name: FUNCTION claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interval, p_limit integer) TO pgjobs_admin;
+
+--
 -- Name: TABLE storage_deletions; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12660,6 +14157,20 @@ GRANT ALL ON FUNCTION pgjobs.compile_filter(p_target regclass, p_filter jsonb) T
 
 REVOKE ALL ON FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION complete_item(p_item bigint, p_worker text, p_result jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.complete_item(p_item bigint, p_worker text, p_result jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.complete_item(p_item bigint, p_worker text, p_result jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION complete_items(p_items bigint[], p_workers text[], p_results jsonb[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_results jsonb[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_results jsonb[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION complete_many(p_ids bigint[], p_workers text[], p_results jsonb[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12725,6 +14236,13 @@ REVOKE ALL ON FUNCTION pgjobs.fail(p_id bigint, p_worker text, p_error text, p_r
 GRANT ALL ON FUNCTION pgjobs.fail(p_id bigint, p_worker text, p_error text, p_retryable boolean) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_retryable boolean) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION finish_storage_deletion(p_id bigint, p_error text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12737,6 +14255,13 @@ GRANT ALL ON FUNCTION pgjobs.finish_storage_deletion(p_id bigint, p_error text) 
 
 REVOKE ALL ON FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION heartbeat_item(p_item bigint, p_worker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.heartbeat_item(p_item bigint, p_worker text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.heartbeat_item(p_item bigint, p_worker text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION import_batch(p_id bigint, p_worker text, p_fields text[], p_lines bigint[], p_done bigint, p_total bigint, p_checkpoint jsonb, p_rejects jsonb, p_records text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -12902,6 +14427,14 @@ GRANT ALL ON FUNCTION pgjobs.submit_export(p_target regclass, p_scope text, p_fi
 REVOKE ALL ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) TO pgjobs_client;
+
+--
+-- Name: FUNCTION submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_client;
 
 --
 -- Name: FUNCTION unregister_target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
