@@ -4,8 +4,9 @@ and half done to this version, and every job then finishes exactly.
 
 The previous release's own functions start the work: a delete claimed and
 three pages in, a backfill one page in, a queued delete with a filter and
-exclusions, a queued and a claimed export, and a custom job an external
-worker holds. Then this checkout migrates, the old runners "die" (their
+exclusions, a queued and a claimed export, a parallel export split into its
+parts with one part claimed, a queued Parquet export, a queued import, and a
+custom job an external worker holds. Then this checkout migrates, the old runners "die" (their
 leases lapse), and this version's engine and worker finish everything.
 """
 
@@ -25,6 +26,11 @@ from tests.support import empty_database, job, scalar
 
 Conn = psycopg.Connection[Any]
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
+
+
+def _csv_rows(data: bytes) -> int:
+    """Rows of a CSV export: its lines after the header."""
+    return len(data.decode().splitlines()) - 1
 
 
 def _keys(conn: Conn, where: str) -> set[int]:
@@ -95,9 +101,25 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                                                for i in range(1, 121)))
     conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{source.parent}",))
     imported = submit("SELECT pgjobs.submit_import('rows', '7', %s, '{}')", f"file://{source}")
+    # Scope 8: a parallel export, split into its parts by the previous release's
+    # worker, one part claimed by it (then it dies); scope 9: a Parquet export, queued.
+    conn.execute("INSERT INTO rows (table_id, n, label) "
+                 "SELECT 8, g, 'eight ' || g FROM generate_series(1, 400) g")
+    parallel = submit("SELECT pgjobs.submit_export('rows', '8', '{}', %s::jsonb)",
+                      json.dumps({"destination": destination, "parallel": 2,
+                                  "chunk_rows": 50, "lease": "1 hour"}))
+    old_worker = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'old-worker-2', "
+                              "'1 hour')", (parallel,))
+    assert scalar(conn, "SELECT pgjobs.export_parts_split(%s, %s)", (parallel, old_worker)) == 2
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.claim_export_part(%s, 'old-part-worker', "
+                        "'1 hour')", (parallel,)) == 1
+    parquet = submit("SELECT pgjobs.submit_export('rows', '9', '{}', %s::jsonb)",
+                     json.dumps({"destination": destination, "format": "parquet"}))
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
+    exported_8 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 8")
+    exported_9 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 9")
     untouched = {k: v for k, v in conn.execute(
         "SELECT id, (label, data)::text FROM rows WHERE table_id IN (4, 5, 6)")}
 
@@ -124,6 +146,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     # The old runners and worker are gone: their leases lapse.
     conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
                  "WHERE status = 'running'")
+    conn.execute("UPDATE pgjobs.export_parts SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE status = 'running'")
     conn.execute("SELECT pgjobs.prune()")
     for _ in range(20):
         conn.execute("CALL pgjobs.run('10 seconds')")
@@ -135,7 +159,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     worker.run()
 
     for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
-                   imported):
+                   imported, parallel, parquet):
         finished = job(conn, job_id)
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
@@ -145,7 +169,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert _keys(conn, "label = 'filled'") == filled_3
     assert _keys(conn, "data @> '{\"stage\": 2}'") == filled_3
     assert job(conn, backfill)["done"] == len(filled_3)
-    for job_id, rows in ((export_queued, exported_4), (export_claimed, exported_5)):
+    for job_id, rows in ((export_queued, exported_4), (export_claimed, exported_5),
+                         (parallel, exported_8)):
         result_ = job(conn, job_id)["result"]
         data = storage.read(result_["uri"])
         assert hashlib.sha256(data).hexdigest() == result_["sha256"]
@@ -155,4 +180,6 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert sorted(conn.execute("SELECT n, label, data ->> 'k' FROM rows WHERE table_id = 7")
                   .fetchall()) == [(i, f"imported {i}", str(i % 3)) for i in range(1, 121)]
     assert job(conn, imported)["result"]["inserted"] == 120
+    assert _csv_rows(storage.read(job(conn, parallel)["result"]["uri"])) == exported_8
+    assert job(conn, parquet)["result"]["rows"] == exported_9
     conn.close()
