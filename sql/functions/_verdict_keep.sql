@@ -19,7 +19,8 @@ AS $$
 -- the secret. Locks nothing.
 DECLARE
     v_at text := round(p_at::numeric, 6)::text;
-    v_mac text := pgjobs._verdict_mac(p_key, v_at);
+    -- Sealed with its slot (pgjobs._verdict_fresh checks the same pair).
+    v_mac text := pgjobs._verdict_mac(jsonb_build_array(p_slot, p_key)::text, v_at);
 BEGIN
     IF v_mac IS NOT NULL THEN
         PERFORM set_config('pgjobs.verified_' || p_slot, v_at || '/' || v_mac, false);
