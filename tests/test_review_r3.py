@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -203,3 +204,55 @@ def test_a_tenants_scope_verdict_does_not_pass_as_a_read_verdict(
             ASSERT NOT pgjobs._verdict_fresh('trusted_{oid}', '{oid}'),
                 'a tenancy verdict passed as a read verdict';
         END $$""")
+
+
+# --- 4. a claim that waited hands out nothing of a job paused meanwhile
+
+def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(call())
+        except BaseException as exc:  # surfaced by the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def _waits_for_a_lock(watch: Conn, pid: int) -> bool:
+    for _ in range(200):
+        if scalar(watch, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity"
+                         " WHERE pid = %s", (pid,)):
+            return True
+        watch.execute("SELECT pg_sleep(0.05)")
+    return False
+
+
+@pytest.mark.parametrize("started", [True, False])
+@pytest.mark.parametrize("control", ["pause", "cancel"])
+def test_a_claim_that_waited_sees_the_job_as_it_is_now(make_conn: Any, started: bool,
+                                                       control: str) -> None:
+    """claim_items reads the jobs to serve, then (option concurrency) waits
+    for the job's other claimers: a pause or cancel committed during that
+    wait must hold for the items it then picks."""
+    a, b, watch = make_conn(), make_conn(), make_conn()
+    make_target(a)
+    job_id = scalar(a, "SELECT pgjobs.submit_items('doc', 'items', '1', '[1, 2, 3]',"
+                       " '{\"concurrency\": 2}')")
+    claim = "SELECT id FROM pgjobs.claim_items(ARRAY['doc'], %s, '30 seconds', 1)"
+    if started:
+        assert len(a.execute(claim, ("w1",)).fetchall()) == 1
+    a.execute("BEGIN")  # another claimer of this job, in flight
+    a.execute("SELECT pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || %s, 0))",
+              (job_id,))
+    thread, out = _in_thread(lambda: b.execute(claim, ("w2",)).fetchall())
+    assert _waits_for_a_lock(watch, b.info.backend_pid)
+    assert scalar(watch, f"SELECT pgjobs.{control}(%s)", (job_id,)) is True
+    a.execute("COMMIT")
+    thread.join(timeout=30)
+    assert out == [[]]
+    assert scalar(watch, "SELECT count(*) FROM pgjobs.job_items"
+                         " WHERE job_id = %s AND worker LIKE 'w2#%%'", (job_id,)) == 0
