@@ -256,3 +256,39 @@ def test_a_claim_that_waited_sees_the_job_as_it_is_now(make_conn: Any, started: 
     assert out == [[]]
     assert scalar(watch, "SELECT count(*) FROM pgjobs.job_items"
                          " WHERE job_id = %s AND worker LIKE 'w2#%%'", (job_id,)) == 0
+
+
+# --- 5. an item ends once, whatever a careless worker sends
+
+def test_an_item_is_counted_once_whatever_the_worker_sends(conn: Conn) -> None:
+    make_target(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit_items('doc', 'items', '1', '[1, 2, 3, 4]')")
+    rows = conn.execute("SELECT id, worker FROM pgjobs.claim_items(ARRAY['doc'], 'w',"
+                        " '30 seconds', 4)").fetchall()
+    (one, w1), (two, w2), (three, w3), (four, w4) = sorted(rows)
+    done = "SELECT done FROM pgjobs.jobs WHERE id = %s"
+    # The same item twice in one batch, and a wrong identity beside it.
+    assert [r[0] for r in conn.execute(
+        "SELECT * FROM pgjobs.complete_items(%s, %s)",
+        ([one, one, two], [w1, w1, w1])).fetchall()] == [one]
+    assert scalar(conn, done, (job_id,)) == 1
+    # Twice over, by every way in.
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (one, w1)) is False
+    assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'x', false)", (one, w1)) is False
+    assert conn.execute("SELECT * FROM pgjobs.complete_items(%s, %s)",
+                        ([one], [w1])).fetchall() == []
+    # The name without the claim's token, another claim's token, NULL.
+    for worker in ("w", w3, None):
+        assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (two, worker)) is False
+        assert scalar(conn, "SELECT pgjobs.heartbeat_item(%s, %s)", (two, worker)) is False
+    # Failed for good, then completed: the failure stands.
+    assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'x', false)", (three, w3)) is True
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (three, w3)) is False
+    assert scalar(conn, done, (job_id,)) == 2
+    # A retryable failure queues it again: the old identity no longer holds it.
+    assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'x')", (four, w4)) is True
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (four, w4)) is False
+    assert scalar(conn, done, (job_id,)) == 2
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (two, w2)) is True
+    assert scalar(conn, done, (job_id,)) == 3
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "running"
