@@ -292,3 +292,35 @@ def test_an_item_is_counted_once_whatever_the_worker_sends(conn: Conn) -> None:
     assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (two, w2)) is True
     assert scalar(conn, done, (job_id,)) == 3
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "running"
+
+
+# --- 6. a verdict reached on an old snapshot is as old as its snapshot
+
+@pytest.mark.parametrize("isolation", ["REPEATABLE READ", "SERIALIZABLE"])
+def test_a_verdict_reached_on_an_old_snapshot_is_not_fresh(make_conn: Any,
+                                                           isolation: str) -> None:
+    """A full check in a REPEATABLE READ transaction reads the catalogs as of
+    its snapshot: the verdict it keeps must count from then, or a session
+    could hold a snapshot from before a target was made untrusted, check
+    once more, commit, and read on the stale verdict after the change."""
+    reader, other = make_conn(), make_conn()
+    make_rows_target(other)
+    stranger = f"pgjobs_r3_snap_{PID}"
+    other.execute(f"DROP ROLE IF EXISTS {stranger}")
+    other.execute(f"CREATE ROLE {stranger} NOLOGIN")
+    read = "SELECT count(*) FROM pgjobs.visible('user_table_rows', '1')"
+    try:
+        reader.execute(f"BEGIN ISOLATION LEVEL {isolation}")
+        reader.execute("SELECT 1")  # the snapshot
+        other.execute(f"ALTER TABLE user_table_rows OWNER TO {stranger}")
+        assert other.execute("SELECT * FROM pgjobs._untrusted_roles('user_table_rows')"
+                             ).fetchall()
+        other.execute("SELECT pg_sleep(1.05)")  # longer ago than any verdict lasts
+        reader.execute(read).fetchall()  # the old snapshot's view (not this review's)
+        reader.execute("COMMIT")
+        with pytest.raises(errors.InsufficientPrivilege):
+            reader.execute(read).fetchall()
+    finally:
+        reader.rollback()
+        other.execute(f"REASSIGN OWNED BY {stranger} TO CURRENT_USER")
+        other.execute(f"DROP ROLE {stranger}")
