@@ -11,6 +11,12 @@ careless worker.
 3. A verdict (pgjobs._verdict_keep) is valid only in the slot it was kept in:
    a value copied from one slot to another (the tenancy slot 'roles_', which
    checks less, into the read path's 'trusted_') is no verdict.
+4. A claim that waited for a job's other claimers (option concurrency) hands
+   out nothing of a job paused or canceled while it waited.
+5. An item ends once, whatever a careless worker sends (a regression test:
+   it held before the review).
+6. A verdict reached on an old snapshot (REPEATABLE READ, SERIALIZABLE)
+   counts from that snapshot, not from the check.
 """
 
 from __future__ import annotations
