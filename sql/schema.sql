@@ -30,9 +30,10 @@ CREATE FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) 
 -- The body of pgjobs.add_items, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.add_items, its only permitted caller:
 -- pgjobs._enter, 42501 otherwise). Who may: pgjobs._controlled_job, the
--- rule of pgjobs.cancel. The job row is locked first, so the items land
--- either before its last item finishes (the job then waits for them) or
--- not at all (55000: it has finished). Locks: the job row.
+-- rule of pgjobs.cancel, and what a submit of the job would need now. The
+-- job row is locked first, so the items land either before its last item
+-- finishes (the job then waits for them) or not at all (55000: it has
+-- finished). Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -42,6 +43,15 @@ BEGIN
         RAISE EXCEPTION 'job % is not a fan-out job', p_id USING ERRCODE = '22023',
             HINT = 'Items belong to jobs submitted with pgjobs.submit_items().';
     END IF;
+    -- Items are new work, not control of the job: the checks of
+    -- pgjobs.submit_items, now and whoever submitted it (a submitter whose
+    -- UPDATE was revoked may still cancel its job, not grow it; a target
+    -- made untrusted since takes no more work). allowed_scopes:
+    -- pgjobs._controlled_job.
+    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = v_job.target) THEN
+        PERFORM pgjobs._target(v_job.target);  -- 42501: no longer trusted
+    END IF;
+    PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));  -- 42501
     IF v_job.status NOT IN ('queued', 'running', 'paused') THEN
         RAISE EXCEPTION 'job % has % and takes no more items', p_id, v_job.status
             USING ERRCODE = '55000',
@@ -3732,11 +3742,31 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- Inserts one queued item of fan-out job p_id per element of the JSON
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
--- the job and the array and holds the job row. Returns the number added.
+-- the job and the array and holds the job row. Raises 22023 for an
+-- element over 1 MiB (nothing added). Returns the number added.
 -- Locks: the job row (already the caller's).
 DECLARE
     v_count integer;
+    v_index bigint;
+    v_size integer;
 BEGIN
+    -- Every payload's limit (pgjobs._insert_job's), per item: the array as
+    -- a whole may be larger. Its text is measured once; the elements only
+    -- when it is over the limit.
+    IF octet_length(p_items::text) > 1048576 THEN
+        SELECT e.n, octet_length(e.value::text) INTO v_index, v_size
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
+         WHERE octet_length(e.value::text) > 1048576
+         ORDER BY e.n
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'item % of the array is % bytes; the limit is 1 MiB per item',
+                v_index, v_size
+                USING ERRCODE = '22023',
+                      HINT = 'Keep large inputs in a table or object storage and pass a '
+                             'reference in the item.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
@@ -8619,7 +8649,7 @@ CREATE FUNCTION pgjobs._verdict_fresh(p_slot text, p_key text) RETURNS boolean
 -- away stops reads and chunks within 1 s, and at once in any other session.
 -- The value is '<epoch seconds>/<seal>'; a value that is not well formed,
 -- is dated in the future or 1 s or more ago, or whose seal
--- (pgjobs._verdict_mac) does not match this key, role, backend and time is
+-- (pgjobs._verdict_mac) does not match this slot, key, role, backend and time is
 -- no verdict: the caller checks in full. Locks nothing.
 DECLARE
     v_value text := current_setting('pgjobs.verified_' || p_slot, true);
@@ -8634,7 +8664,10 @@ BEGIN
     IF NOT v_at::double precision BETWEEN v_now - 1.0 AND v_now THEN
         RETURN false;
     END IF;
-    v_mac := pgjobs._verdict_mac(p_key, v_at);
+    -- The slot is sealed with the key: slots check different things (the
+    -- tenancy slot 'roles_<oid>' less than the read path's 'trusted_<oid>'),
+    -- and a session can read and copy its own settings from one to another.
+    v_mac := pgjobs._verdict_mac(jsonb_build_array(p_slot, p_key)::text, v_at);
     -- Compared as hashes: the time a comparison takes says nothing of the seal.
     RETURN v_mac IS NOT NULL
        AND sha256(convert_to(v_mac, 'UTF8')) = sha256(convert_to(split_part(v_value, '/', 2), 'UTF8'));
@@ -8657,16 +8690,27 @@ CREATE FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double precis
     AS $$
 -- Keeps a passing verdict on p_key, reached as current_user by a check
 -- that started at p_at (epoch seconds: the window counts from the start of
--- the check, never from its end), in the session setting
--- pgjobs.verified_<p_slot>, sealed (pgjobs._verdict_mac) so that only
+-- the check, never from its end, and from its snapshot's when older), in
+-- the session setting pgjobs.verified_<p_slot>, sealed (pgjobs._verdict_mac) so that only
 -- pgjobs can write one pgjobs._verdict_fresh accepts. Session-level, not
 -- transaction-local, so the next read's transaction can use it; a rollback
 -- of this transaction discards it. One value per slot: a new verdict
 -- replaces the slot's last. Keeps nothing when current_user may not read
 -- the secret. Locks nothing.
 DECLARE
-    v_at text := round(p_at::numeric, 6)::text;
-    v_mac text := pgjobs._verdict_mac(p_key, v_at);
+    -- The check read the catalogs through a snapshot that may be older than
+    -- p_at: the statement's in READ COMMITTED (a STABLE caller sees what its
+    -- statement saw when it started), the transaction's in REPEATABLE READ
+    -- and SERIALIZABLE (a session could hold a snapshot from before a
+    -- change, check once more and commit). Each snapshot is taken no earlier
+    -- than that statement's or transaction's start, so the window counts
+    -- from there when that is earlier: never from after what the check saw.
+    v_at text := round(least(p_at, extract(epoch FROM CASE
+                     WHEN current_setting('transaction_isolation') = 'read committed'
+                     THEN statement_timestamp() ELSE transaction_timestamp() END))::numeric,
+                     6)::text;
+    -- Sealed with its slot (pgjobs._verdict_fresh checks the same pair).
+    v_mac text := pgjobs._verdict_mac(jsonb_build_array(p_slot, p_key)::text, v_at);
 BEGIN
     IF v_mac IS NOT NULL THEN
         PERFORM set_config('pgjobs.verified_' || p_slot, v_at || '/' || v_mac, false);
@@ -8690,14 +8734,16 @@ CREATE FUNCTION pgjobs._verdict_mac(p_key text, p_at text) RETURNS text
     AS $$
 -- The seal of a verdict kept in a session setting (pgjobs._verdict_fresh):
 -- 64 hex digits of a nested sha256 over the engine's secret (migration
--- 0006's channel_secret, which no client can read), the verdict's key, the
--- role it was reached as (current_user), this backend's pid and the time
--- p_at. Anyone can SET a pgjobs.* setting; without the secret nobody can
--- make a seal that matches, so a forged, edited or copied (other session,
--- other role, other key, other time) value is no verdict. Nested (an outer
--- hash over the secret and the inner hash), so the inner input cannot be
--- extended. NULL when current_user may not read pgjobs.settings (no verdict
--- is kept then). Locks nothing.
+-- 0006's channel_secret, which no client can read), the verdict's key
+-- (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
+-- the verdict is about, so a seal is good in its own slot only), the role
+-- it was reached as (current_user), this backend's pid and the time p_at.
+-- Anyone can SET a pgjobs.* setting; without the secret nobody can make a
+-- seal that matches, so a forged, edited or copied (other session, other
+-- role, other key, other slot, other time) value is no verdict. Nested (an
+-- outer hash over the secret and the inner hash), so the inner input cannot
+-- be extended. NULL when current_user may not read pgjobs.settings (no
+-- verdict is kept then). Locks nothing.
 DECLARE
     v_secret text;
 BEGIN
@@ -8708,9 +8754,13 @@ BEGIN
     IF v_secret IS NULL THEN
         RETURN NULL;
     END IF;
+    -- The inner input is a JSON array, not a joined string: no field can
+    -- borrow another's characters (a key ending in '/x' against a role
+    -- 'x/...'), so equal inputs mean equal fields.
     RETURN encode(sha256(convert_to('pgjobs verdict:' || v_secret || ':' || encode(sha256(
-               convert_to(concat_ws('/', 'pgjobs verdict', v_secret, p_key, current_user,
-                                    pg_backend_pid(), p_at), 'UTF8')), 'hex'), 'UTF8')), 'hex');
+               convert_to(jsonb_build_array('pgjobs verdict', v_secret, p_key, current_user,
+                                            pg_backend_pid(), p_at)::text, 'UTF8')),
+               'hex'), 'UTF8')), 'hex');
 END
 $$;
 
@@ -8943,7 +8993,8 @@ CREATE FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) RETURNS integer
 -- as many. Returns the number added.
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._add_items_as checks that role's
--- rights (the rule of pgjobs.cancel: pgjobs._controlled_job).
+-- rights (the rule of pgjobs.cancel: pgjobs._controlled_job, and the
+-- privilege pgjobs.submit_items needs, held now).
 BEGIN
     RETURN pgjobs._add_items_as(current_user, p_id, p_items);
 END
@@ -8955,7 +9006,7 @@ ALTER FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION add_items(p_id bigint, p_items jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) IS 'Appends items (a JSON array, one payload per element) to an open fan-out job; its total grows by as many. P0002 unknown id; 22023 not a fan-out job; 55000 the job has finished. Returns the number of items added.';
+COMMENT ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) IS 'Appends items (a JSON array, one payload per element) to an open fan-out job; its total grows by as many. The caller needs what submit_items needs, at the time of the call, even for its own job. P0002 unknown id; 42501 no privilege; 22023 not a fan-out job; 55000 the job has finished. Returns the number of items added.';
 
 --
 -- Name: allow_storage(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9451,6 +9502,12 @@ BEGIN
         WITH picked AS (
             SELECT i.id FROM pgjobs.job_items i
              WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
+               -- The job as it is now, not as the loop read it: this call
+               -- may have waited (the concurrency lock above) while a pause
+               -- committed, which leaves the items queued (a cancel ends
+               -- them). One probe of the job's key per statement.
+               AND EXISTS (SELECT FROM pgjobs.jobs j
+                            WHERE j.id = v_job.id AND j.status IN ('queued', 'running'))
              -- The order of job_items_queued_idx (job_id, run_at, id), which
              -- the primary key cannot give: the plan walks only the job's
              -- queued items, never the key over the items already claimed

@@ -107,10 +107,14 @@ def test_a_read_keeps_a_sealed_verdict(conn: Conn) -> None:
     value = scalar(conn, f"SELECT current_setting('{_slot(conn, 't_seal')}')")
     at, mac = value.split("/")
     assert len(mac) == 64 and abs(float(at) - time.time()) < 60
-    assert scalar(conn, "SELECT pgjobs._verdict_mac(%s, %s)",
-                  (str(scalar(conn, "SELECT 't_seal'::regclass::oid")), at)) == mac
-    for other in (("0", at), (str(scalar(conn, "SELECT 't_seal'::regclass::oid")), at + "1")):
-        assert scalar(conn, "SELECT pgjobs._verdict_mac(%s, %s)", other) != mac
+    # The key sealed is the slot and what the verdict is about (review r3:
+    # a seal good in one slot must not pass in another).
+    oid = str(scalar(conn, "SELECT 't_seal'::regclass::oid"))
+    sealed = "SELECT pgjobs._verdict_mac(jsonb_build_array(%s::text, %s::text)::text, %s)"
+    assert scalar(conn, sealed, (f"trusted_{oid}", oid, at)) == mac
+    for other in ((f"trusted_{oid}", "0", at), (f"trusted_{oid}", oid, at + "1"),
+                  (f"roles_{oid}", oid, at)):
+        assert scalar(conn, sealed, other) != mac
 
 
 @pytest.mark.parametrize("how", sorted(UNTRUST))

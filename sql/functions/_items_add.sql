@@ -10,11 +10,31 @@ AS $$
 -- Inserts one queued item of fan-out job p_id per element of the JSON
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
--- the job and the array and holds the job row. Returns the number added.
+-- the job and the array and holds the job row. Raises 22023 for an
+-- element over 1 MiB (nothing added). Returns the number added.
 -- Locks: the job row (already the caller's).
 DECLARE
     v_count integer;
+    v_index bigint;
+    v_size integer;
 BEGIN
+    -- Every payload's limit (pgjobs._insert_job's), per item: the array as
+    -- a whole may be larger. Its text is measured once; the elements only
+    -- when it is over the limit.
+    IF octet_length(p_items::text) > 1048576 THEN
+        SELECT e.n, octet_length(e.value::text) INTO v_index, v_size
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
+         WHERE octet_length(e.value::text) > 1048576
+         ORDER BY e.n
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'item % of the array is % bytes; the limit is 1 MiB per item',
+                v_index, v_size
+                USING ERRCODE = '22023',
+                      HINT = 'Keep large inputs in a table or object storage and pass a '
+                             'reference in the item.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)

@@ -18,7 +18,7 @@ AS $$
 -- away stops reads and chunks within 1 s, and at once in any other session.
 -- The value is '<epoch seconds>/<seal>'; a value that is not well formed,
 -- is dated in the future or 1 s or more ago, or whose seal
--- (pgjobs._verdict_mac) does not match this key, role, backend and time is
+-- (pgjobs._verdict_mac) does not match this slot, key, role, backend and time is
 -- no verdict: the caller checks in full. Locks nothing.
 DECLARE
     v_value text := current_setting('pgjobs.verified_' || p_slot, true);
@@ -33,7 +33,10 @@ BEGIN
     IF NOT v_at::double precision BETWEEN v_now - 1.0 AND v_now THEN
         RETURN false;
     END IF;
-    v_mac := pgjobs._verdict_mac(p_key, v_at);
+    -- The slot is sealed with the key: slots check different things (the
+    -- tenancy slot 'roles_<oid>' less than the read path's 'trusted_<oid>'),
+    -- and a session can read and copy its own settings from one to another.
+    v_mac := pgjobs._verdict_mac(jsonb_build_array(p_slot, p_key)::text, v_at);
     -- Compared as hashes: the time a comparison takes says nothing of the seal.
     RETURN v_mac IS NOT NULL
        AND sha256(convert_to(v_mac, 'UTF8')) = sha256(convert_to(split_part(v_value, '/', 2), 'UTF8'));

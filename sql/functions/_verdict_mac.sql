@@ -10,14 +10,16 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The seal of a verdict kept in a session setting (pgjobs._verdict_fresh):
 -- 64 hex digits of a nested sha256 over the engine's secret (migration
--- 0006's channel_secret, which no client can read), the verdict's key, the
--- role it was reached as (current_user), this backend's pid and the time
--- p_at. Anyone can SET a pgjobs.* setting; without the secret nobody can
--- make a seal that matches, so a forged, edited or copied (other session,
--- other role, other key, other time) value is no verdict. Nested (an outer
--- hash over the secret and the inner hash), so the inner input cannot be
--- extended. NULL when current_user may not read pgjobs.settings (no verdict
--- is kept then). Locks nothing.
+-- 0006's channel_secret, which no client can read), the verdict's key
+-- (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
+-- the verdict is about, so a seal is good in its own slot only), the role
+-- it was reached as (current_user), this backend's pid and the time p_at.
+-- Anyone can SET a pgjobs.* setting; without the secret nobody can make a
+-- seal that matches, so a forged, edited or copied (other session, other
+-- role, other key, other slot, other time) value is no verdict. Nested (an
+-- outer hash over the secret and the inner hash), so the inner input cannot
+-- be extended. NULL when current_user may not read pgjobs.settings (no
+-- verdict is kept then). Locks nothing.
 DECLARE
     v_secret text;
 BEGIN
@@ -28,8 +30,12 @@ BEGIN
     IF v_secret IS NULL THEN
         RETURN NULL;
     END IF;
+    -- The inner input is a JSON array, not a joined string: no field can
+    -- borrow another's characters (a key ending in '/x' against a role
+    -- 'x/...'), so equal inputs mean equal fields.
     RETURN encode(sha256(convert_to('pgjobs verdict:' || v_secret || ':' || encode(sha256(
-               convert_to(concat_ws('/', 'pgjobs verdict', v_secret, p_key, current_user,
-                                    pg_backend_pid(), p_at), 'UTF8')), 'hex'), 'UTF8')), 'hex');
+               convert_to(jsonb_build_array('pgjobs verdict', v_secret, p_key, current_user,
+                                            pg_backend_pid(), p_at)::text, 'UTF8')),
+               'hex'), 'UTF8')), 'hex');
 END
 $$;

@@ -12,7 +12,8 @@ AS $$
 -- as many. Returns the number added.
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._add_items_as checks that role's
--- rights (the rule of pgjobs.cancel: pgjobs._controlled_job).
+-- rights (the rule of pgjobs.cancel: pgjobs._controlled_job, and the
+-- privilege pgjobs.submit_items needs, held now).
 BEGIN
     RETURN pgjobs._add_items_as(current_user, p_id, p_items);
 END
@@ -20,5 +21,6 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.add_items(bigint, jsonb) IS
 'Appends items (a JSON array, one payload per element) to an open fan-out job; its total grows '
-'by as many. P0002 unknown id; 22023 not a fan-out job; 55000 the job has finished. Returns '
-'the number of items added.';
+'by as many. The caller needs what submit_items needs, at the time of the call, even for its '
+'own job. P0002 unknown id; 42501 no privilege; 22023 not a fan-out job; 55000 the job has '
+'finished. Returns the number of items added.';

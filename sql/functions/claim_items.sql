@@ -72,6 +72,12 @@ BEGIN
         WITH picked AS (
             SELECT i.id FROM pgjobs.job_items i
              WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
+               -- The job as it is now, not as the loop read it: this call
+               -- may have waited (the concurrency lock above) while a pause
+               -- committed, which leaves the items queued (a cancel ends
+               -- them). One probe of the job's key per statement.
+               AND EXISTS (SELECT FROM pgjobs.jobs j
+                            WHERE j.id = v_job.id AND j.status IN ('queued', 'running'))
              -- The order of job_items_queued_idx (job_id, run_at, id), which
              -- the primary key cannot give: the plan walks only the job's
              -- queued items, never the key over the items already claimed
