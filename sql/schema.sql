@@ -3588,13 +3588,42 @@ CREATE FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text,
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $$
--- The one place a job row is written. Validates the common options
+-- Writes a job row (pgjobs._insert_job_row: every check, the gate) and
+-- announces it: event `submitted`. Every submit passes here except
+-- pgjobs.submit_items, which announces its job after counting its items.
+-- (No DateStyle pinned: the options are parsed in the caller's settings,
+-- as pgjobs._insert_job_row does.) Locks: those of pgjobs._insert_job_row.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, p_payload, p_options,
+                                    p_extra_options, p_predicate, p_assignments);
+    PERFORM pgjobs._notify(v_job, 'submitted');
+    RETURN v_job;
+END
+$$;
+
+ALTER FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
+
+--
+-- Name: _insert_job_row(text, regclass, text, jsonb, jsonb, text[], text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[] DEFAULT '{}'::text[], p_predicate text DEFAULT NULL::text, p_assignments text DEFAULT NULL::text) RETURNS pgjobs.jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The one place a job row is written (pgjobs._insert_job announces it;
+-- pgjobs._submit_items_as announces it once its items are counted, so the
+-- `submitted` event carries the total). Validates the common options
 -- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
--- caller), applies the gate for writing kinds, inserts, and announces
--- `submitted`. Every check runs before the INSERT: a bad argument writes
+-- caller), applies the gate for writing kinds and inserts; it sends no
+-- event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
@@ -3719,13 +3748,11 @@ BEGIN
     VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
             v_run_at, v_lease, p_predicate, p_assignments, pgjobs._caller())
     RETURNING * INTO v_job;
-
-    PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN v_job;
 END
 $$;
 
-ALTER FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7753,9 +7780,10 @@ CREATE FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target reg
 -- The body of pgjobs.submit_items, run as pgjobs' owner for the role
 -- p_caller (the current_user of pgjobs.submit_items, its only permitted
 -- caller: pgjobs._enter, 42501 otherwise); every check is of p_caller.
--- The parent is written by pgjobs._insert_job (common options, scope
--- canonicalised, allowed_scopes, event submitted) with the kind-specific
--- option concurrency, then marked fanout; the items by pgjobs._items_add.
+-- The parent is written by pgjobs._insert_job_row (common options, scope
+-- canonicalised, allowed_scopes) with the kind-specific option concurrency,
+-- then marked fanout; the items by pgjobs._items_add; only then is the job
+-- announced (event submitted), so the event carries its total.
 -- Kinds pgjobs runs itself (delete, backfill, export, import) are refused
 -- (22023): their work is rows of the target, not items. Everything is
 -- checked before anything is written. Returns the parent's id.
@@ -7785,10 +7813,12 @@ BEGIN
         PERFORM pgjobs._option_int('concurrency', p_options -> 'concurrency', 1, 1000000);
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
-    v_job := pgjobs._insert_job(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
-                                ARRAY['concurrency']);
+    v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
+                                    ARRAY['concurrency']);
     UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
     PERFORM pgjobs._items_add(v_job.id, p_items);
+    SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
+    PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN v_job.id;
 END
 $_$;
@@ -13540,6 +13570,13 @@ GRANT ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -31,7 +31,8 @@ PARSE_IN_CALLERS_SESSION = {
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
     "_compile_filter_column_op", "_compile_set", "_row_predicate", "_row_selection",
     "submit_delete",
-    "submit_backfill", "submit_export", "submit", "_insert_job", "visible", "visible_count",
+    "submit_backfill", "submit_export", "submit", "_insert_job", "_insert_job_row", "visible",
+    "visible_count",
     "mask", "schedule", "channel", "_submit_as", "_submit_delete_as", "_submit_backfill_as",
     "_submit_export_as", "_visible_as", "_visible_count_as", "_mask_as", "_channel_as",
     "_compile_filter", "preview", "_preview_as"}

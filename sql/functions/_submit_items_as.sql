@@ -17,9 +17,10 @@ AS $$
 -- The body of pgjobs.submit_items, run as pgjobs' owner for the role
 -- p_caller (the current_user of pgjobs.submit_items, its only permitted
 -- caller: pgjobs._enter, 42501 otherwise); every check is of p_caller.
--- The parent is written by pgjobs._insert_job (common options, scope
--- canonicalised, allowed_scopes, event submitted) with the kind-specific
--- option concurrency, then marked fanout; the items by pgjobs._items_add.
+-- The parent is written by pgjobs._insert_job_row (common options, scope
+-- canonicalised, allowed_scopes) with the kind-specific option concurrency,
+-- then marked fanout; the items by pgjobs._items_add; only then is the job
+-- announced (event submitted), so the event carries its total.
 -- Kinds pgjobs runs itself (delete, backfill, export, import) are refused
 -- (22023): their work is rows of the target, not items. Everything is
 -- checked before anything is written. Returns the parent's id.
@@ -49,10 +50,12 @@ BEGIN
         PERFORM pgjobs._option_int('concurrency', p_options -> 'concurrency', 1, 1000000);
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
-    v_job := pgjobs._insert_job(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
-                                ARRAY['concurrency']);
+    v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, '{}'::jsonb, p_options,
+                                    ARRAY['concurrency']);
     UPDATE pgjobs.jobs SET fanout = true, total = 0 WHERE id = v_job.id;
     PERFORM pgjobs._items_add(v_job.id, p_items);
+    SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
+    PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN v_job.id;
 END
 $$;
