@@ -28,6 +28,8 @@ import os
 import threading
 from typing import Any
 
+from pgjobs.poller.upload import add_to_runs, load_runs, run_parts
+
 log = logging.getLogger("pgjobs.storage")
 MAX_BLOCKS = 50_000
 _EMULATOR_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
@@ -144,8 +146,7 @@ class BlockUpload:
         self._blob = service().get_blob_client(container, location.path)
         self._token = token
         self._digests = digests
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        self._runs, self._next = load_runs(state)
         self._hash: Any = hashlib.sha256() if not self._runs else None
         self._size = 0
         if self._runs:
@@ -163,8 +164,7 @@ class BlockUpload:
                                     "are gone")
 
     def _ids(self) -> list[str]:
-        return [block_id(token, n) for token, first, last in self._runs
-                for n in range(first, last + 1)]
+        return [block_id(token, n) for token, n in run_parts(self._runs)]
 
     def write_part(self, data: bytes | bytearray) -> None:
         if self._next > MAX_BLOCKS:
@@ -175,10 +175,7 @@ class BlockUpload:
                                    length=len(data))
         except Exception as exc:
             raise _fail(exc, f"cannot write {self.location.uri}") from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
+        add_to_runs(self._runs, self._token, self._next)
         self._next += 1
         if self._hash is not None:
             self._hash.update(data)

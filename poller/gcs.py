@@ -33,6 +33,8 @@ from typing import Any
 
 import obstore
 
+from pgjobs.poller.upload import add_to_runs, load_runs, run_parts
+
 COMPOSE_MAX = 32
 """Sources per GCS compose request (the service's limit)."""
 _READ_CHUNK = 8 * 1024 * 1024
@@ -285,8 +287,7 @@ class ComposeUpload:
         self._store = Store(location.base.split("://", 1)[1])
         self._staging = (state or {}).get("staging") or staging
         self._token = token
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        self._runs, self._next = load_runs(state)
         self._digests = digests
         self._hash: Any = hashlib.sha256() if not self._runs else None
         self._size = 0
@@ -304,8 +305,7 @@ class ComposeUpload:
         return f"{self._staging}{token}/{number:06d}"
 
     def _parts(self) -> list[str]:
-        return [self._part_path(token, n) for token, first, last in self._runs
-                for n in range(first, last + 1)]
+        return [self._part_path(token, n) for token, n in run_parts(self._runs)]
 
     def write_part(self, data: bytes | bytearray) -> None:
         path = self._part_path(self._token, self._next)
@@ -314,10 +314,7 @@ class ComposeUpload:
         except GcsError as exc:
             raise _storage_error(exc, f"cannot write gs://{self._store.bucket_name}/{path}") \
                 from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
+        add_to_runs(self._runs, self._token, self._next)
         self._next += 1
         if self._hash is not None:
             self._hash.update(data)

@@ -15,6 +15,7 @@ This module depends on nothing else in pgjobs at run time, so every kind (and
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a type only: storage re-exports this module's names
@@ -103,3 +104,31 @@ class Upload:
         """Remove what the upload left besides the object (best effort)."""
         raise NotImplementedError
 
+
+
+# --- parts kept as runs ----------------------------------------------------------
+# The kinds that keep each part under a name of its own (staged objects, GCS
+# part objects, Azure blocks) checkpoint which parts they hold as runs of
+# consecutive numbers per owner, ``[[token, first, last], ...]``: an owner
+# numbers its parts on from the last run, so a resumed upload never reuses a name.
+
+
+def load_runs(state: dict[str, Any] | None) -> tuple[list[list[Any]], int]:
+    """The runs checkpointed in ``state`` and the number of the next part."""
+    runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
+    return runs, (runs[-1][2] + 1) if runs else 1
+
+
+def run_parts(runs: list[list[Any]]) -> Iterator[tuple[str, int]]:
+    """(owner token, part number) of every part held, in the object's order."""
+    for token, first, last in runs:
+        for number in range(first, last + 1):
+            yield token, number
+
+
+def add_to_runs(runs: list[list[Any]], token: str, number: int) -> None:
+    """Record part ``number``, just written by ``token``, in ``runs``."""
+    if runs and runs[-1][0] == token and runs[-1][2] == number - 1:
+        runs[-1][2] = number
+    else:
+        runs.append([token, number, number])

@@ -25,7 +25,14 @@ from pgjobs.poller.storage import (
     storage_error,
     store_for,
 )
-from pgjobs.poller.upload import CannotResume, PartDigests, Upload
+from pgjobs.poller.upload import (
+    CannotResume,
+    PartDigests,
+    Upload,
+    add_to_runs,
+    load_runs,
+    run_parts,
+)
 
 
 class StagedUpload(Upload):
@@ -41,9 +48,7 @@ class StagedUpload(Upload):
         self._store = store_for(location)
         self._staging = (state or {}).get("staging") or staging
         self._token = token
-        # Runs of consecutive part numbers per owner: [[token, first, last], ...]
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        self._runs, self._next = load_runs(state)
         if state and verify and self._runs:
             self._verify()
 
@@ -51,9 +56,8 @@ class StagedUpload(Upload):
         return f"{self._staging}{token}/{number:06d}"
 
     def _parts(self) -> Iterator[str]:
-        for token, first, last in self._runs:
-            for number in range(first, last + 1):
-                yield self._part_path(token, number)
+        for token, number in run_parts(self._runs):
+            yield self._part_path(token, number)
 
     def _verify(self) -> None:
         try:
@@ -71,10 +75,7 @@ class StagedUpload(Upload):
             obstore.put(self._store, path, data, use_multipart=len(data) > 64 * 1024 * 1024)
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.base}/{path}") from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
+        add_to_runs(self._runs, self._token, self._next)
         self._next += 1
 
     def state(self) -> dict[str, Any]:
