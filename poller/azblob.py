@@ -28,7 +28,7 @@ import os
 import threading
 from typing import Any
 
-from pgjobs.poller.upload import add_to_runs, load_runs, run_parts
+from pgjobs.poller.upload import CannotResume, Upload, add_to_runs, load_runs, run_parts
 
 log = logging.getLogger("pgjobs.storage")
 MAX_BLOCKS = 50_000
@@ -133,14 +133,14 @@ def block_id(token: str, number: int) -> str:
     return base64.b64encode(digest.encode()).decode()
 
 
-class BlockUpload:
+class BlockUpload(Upload):
     """One block blob built from staged blocks; see the module docstring. The
     SHA-256 is computed as parts go by; after a resume (the hash state does not
     survive a crash) the committed blob is read back once, each part's range
     checked against the checkpointed digests."""
 
     def __init__(self, location: Any, token: str, state: dict[str, Any] | None,
-                 digests: list[Any] | None, cannot_resume: type[Exception]):
+                 digests: list[Any] | None):
         self.location = location
         container = location.base.split("://", 1)[1]
         self._blob = service().get_blob_client(container, location.path)
@@ -154,13 +154,13 @@ class BlockUpload:
                 _, uncommitted = self._blob.get_block_list("uncommitted")
             except Exception as exc:
                 if _error(exc).code == "BlobNotFound":
-                    raise cannot_resume(f"the staged blocks of {location.uri} are gone") \
+                    raise CannotResume(f"the staged blocks of {location.uri} are gone") \
                         from None
                 raise _fail(exc, f"cannot list the blocks of {location.uri}") from exc
             present = {b.id for b in uncommitted}
             missing = [i for i in self._ids() if i not in present]
             if missing:
-                raise cannot_resume(f"{len(missing)} staged block(s) of {location.uri} "
+                raise CannotResume(f"{len(missing)} staged block(s) of {location.uri} "
                                     "are gone")
 
     def _ids(self) -> list[str]:

@@ -33,7 +33,14 @@ from typing import Any
 
 import obstore
 
-from pgjobs.poller.upload import add_to_runs, load_runs, run_parts
+from pgjobs.poller.upload import (
+    CannotResume,
+    Upload,
+    add_to_runs,
+    load_runs,
+    require_parts,
+    run_parts,
+)
 
 COMPOSE_MAX = 32
 """Sources per GCS compose request (the service's limit)."""
@@ -273,7 +280,7 @@ def _storage_error(exc: GcsError, what: str) -> Exception:
     return storage.storage_error(exc, what)
 
 
-class ComposeUpload:
+class ComposeUpload(Upload):
     """``gs://``: each part a hidden object ``{staging}{token}/{n}``, joined by
     ``compose`` at ``finish``. The state is the staged path's (``staging`` and
     ``runs`` of part numbers per owner), so the checkpoint format is shared. The
@@ -281,8 +288,7 @@ class ComposeUpload:
     read back once, each part's range checked against the checkpointed digests."""
 
     def __init__(self, location: Any, staging: str, token: str,
-                 state: dict[str, Any] | None, digests: list[Any] | None,
-                 cannot_resume: type[Exception]):
+                 state: dict[str, Any] | None, digests: list[Any] | None):
         self.location = location
         self._store = Store(location.base.split("://", 1)[1])
         self._staging = (state or {}).get("staging") or staging
@@ -297,9 +303,7 @@ class ComposeUpload:
                            for m in batch}
             except GcsError as exc:
                 raise _storage_error(exc, f"cannot list {self._staging}") from exc
-            missing = [p for p in self._parts() if p not in present]
-            if missing:
-                raise cannot_resume(f"{len(missing)} staged part(s) are gone, e.g. {missing[0]}")
+            require_parts(self._parts(), present, "staged part(s)")
 
     def _part_path(self, token: str, number: int) -> str:
         return f"{self._staging}{token}/{number:06d}"
@@ -332,9 +336,7 @@ class ComposeUpload:
                 compose(self._store, parts, self.location.path,
                         f"{self._staging}{self._token}/")
         except FileNotFoundError as exc:
-            from pgjobs.poller import storage
-
-            raise storage.CannotResume(f"a staged part of {self.location.uri} is gone") \
+            raise CannotResume(f"a staged part of {self.location.uri} is gone") \
                 from exc
         except GcsError as exc:
             raise _storage_error(exc, f"cannot write {self.location.uri}") from exc

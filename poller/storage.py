@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from obstore.exceptions import NotFoundError
@@ -389,12 +389,11 @@ def resume_upload(location: Location, staging: str, token: str,
     if location.scheme == "file":
         return upload_file.LocalUpload(location, token, state, digests)
     if location.scheme == "gs":
-        return cast(Upload, gcs.ComposeUpload(location, staging, token, state, digests,
-                                              CannotResume))
+        return gcs.ComposeUpload(location, staging, token, state, digests)
     if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
         if azblob.service() is None:
             raise CannotResume("staged blocks need an account key or SAS to continue")
-        return cast(Upload, azblob.BlockUpload(location, token, state, digests, CannotResume))
+        return azblob.BlockUpload(location, token, state, digests)
     if state and state.get("upload_id"):
         return upload_s3.NativeS3Upload(location, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:

@@ -15,7 +15,7 @@ This module depends on nothing else in pgjobs at run time, so every kind (and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a type only: storage re-exports this module's names
@@ -132,3 +132,11 @@ def add_to_runs(runs: list[list[Any]], token: str, number: int) -> None:
         runs[-1][2] = number
     else:
         runs.append([token, number, number])
+
+
+def require_parts(parts: Iterable[str], present: set[str], what: str) -> None:
+    """:class:`CannotResume` unless every part the checkpoint lists is ``present``
+    (parts can vanish under a paused export: a lifecycle rule, by hand)."""
+    missing = [p for p in parts if p not in present]
+    if missing:
+        raise CannotResume(f"{len(missing)} {what} are gone, e.g. {missing[0]}")

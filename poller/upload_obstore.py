@@ -31,6 +31,7 @@ from pgjobs.poller.upload import (
     Upload,
     add_to_runs,
     load_runs,
+    require_parts,
     run_parts,
 )
 
@@ -65,9 +66,7 @@ class StagedUpload(Upload):
                        for meta in batch}
         except Exception as exc:
             raise storage_error(exc, f"cannot list {self._staging}") from exc
-        missing = [p for p in self._parts() if p not in present]
-        if missing:
-            raise CannotResume(f"{len(missing)} staged part(s) are gone, e.g. {missing[0]}")
+        require_parts(self._parts(), present, "staged part(s)")
 
     def write_part(self, data: bytes | bytearray) -> None:
         path = self._part_path(self._token, self._next)
