@@ -22,8 +22,8 @@ can resume, so an export is written through an :class:`~pgjobs.poller.upload.Upl
   bytes cross the network once.
 * :class:`~pgjobs.poller.azblob.BlockUpload` (``az://`` with an account key or
   SAS): blocks staged on the blob by id, committed by one block list.
-* :mod:`~pgjobs.poller.upload_obstore` (``az://`` with other credentials, S3 with
-  small parts): hidden part objects under
+* :mod:`~pgjobs.poller.upload_obstore` (``az://`` with other credentials,
+  ``memory://``, S3 with small parts): hidden part objects under
   ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``, streamed in order
   into one (internally multipart, atomic) put of the object.
 
