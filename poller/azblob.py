@@ -28,6 +28,8 @@ import os
 import threading
 from typing import Any
 
+from pgjobs.poller.upload import CannotResume, Upload, add_to_runs, load_runs, run_parts
+
 log = logging.getLogger("pgjobs.storage")
 MAX_BLOCKS = 50_000
 _EMULATOR_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
@@ -131,21 +133,20 @@ def block_id(token: str, number: int) -> str:
     return base64.b64encode(digest.encode()).decode()
 
 
-class BlockUpload:
+class BlockUpload(Upload):
     """One block blob built from staged blocks; see the module docstring. The
     SHA-256 is computed as parts go by; after a resume (the hash state does not
     survive a crash) the committed blob is read back once, each part's range
     checked against the checkpointed digests."""
 
     def __init__(self, location: Any, token: str, state: dict[str, Any] | None,
-                 digests: list[Any] | None, cannot_resume: type[Exception]):
+                 digests: list[Any] | None):
         self.location = location
         container = location.base.split("://", 1)[1]
         self._blob = service().get_blob_client(container, location.path)
         self._token = token
         self._digests = digests
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        self._runs, self._next = load_runs(state)
         self._hash: Any = hashlib.sha256() if not self._runs else None
         self._size = 0
         if self._runs:
@@ -153,18 +154,17 @@ class BlockUpload:
                 _, uncommitted = self._blob.get_block_list("uncommitted")
             except Exception as exc:
                 if _error(exc).code == "BlobNotFound":
-                    raise cannot_resume(f"the staged blocks of {location.uri} are gone") \
+                    raise CannotResume(f"the staged blocks of {location.uri} are gone") \
                         from None
                 raise _fail(exc, f"cannot list the blocks of {location.uri}") from exc
             present = {b.id for b in uncommitted}
             missing = [i for i in self._ids() if i not in present]
             if missing:
-                raise cannot_resume(f"{len(missing)} staged block(s) of {location.uri} "
+                raise CannotResume(f"{len(missing)} staged block(s) of {location.uri} "
                                     "are gone")
 
     def _ids(self) -> list[str]:
-        return [block_id(token, n) for token, first, last in self._runs
-                for n in range(first, last + 1)]
+        return [block_id(token, n) for token, n in run_parts(self._runs)]
 
     def write_part(self, data: bytes | bytearray) -> None:
         if self._next > MAX_BLOCKS:
@@ -175,10 +175,7 @@ class BlockUpload:
                                    length=len(data))
         except Exception as exc:
             raise _fail(exc, f"cannot write {self.location.uri}") from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
+        add_to_runs(self._runs, self._token, self._next)
         self._next += 1
         if self._hash is not None:
             self._hash.update(data)

@@ -33,6 +33,15 @@ from typing import Any
 
 import obstore
 
+from pgjobs.poller.upload import (
+    CannotResume,
+    Upload,
+    add_to_runs,
+    load_runs,
+    require_parts,
+    run_parts,
+)
+
 COMPOSE_MAX = 32
 """Sources per GCS compose request (the service's limit)."""
 _READ_CHUNK = 8 * 1024 * 1024
@@ -271,7 +280,7 @@ def _storage_error(exc: GcsError, what: str) -> Exception:
     return storage.storage_error(exc, what)
 
 
-class ComposeUpload:
+class ComposeUpload(Upload):
     """``gs://``: each part a hidden object ``{staging}{token}/{n}``, joined by
     ``compose`` at ``finish``. The state is the staged path's (``staging`` and
     ``runs`` of part numbers per owner), so the checkpoint format is shared. The
@@ -279,14 +288,12 @@ class ComposeUpload:
     read back once, each part's range checked against the checkpointed digests."""
 
     def __init__(self, location: Any, staging: str, token: str,
-                 state: dict[str, Any] | None, digests: list[Any] | None,
-                 cannot_resume: type[Exception]):
+                 state: dict[str, Any] | None, digests: list[Any] | None):
         self.location = location
         self._store = Store(location.base.split("://", 1)[1])
         self._staging = (state or {}).get("staging") or staging
         self._token = token
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
+        self._runs, self._next = load_runs(state)
         self._digests = digests
         self._hash: Any = hashlib.sha256() if not self._runs else None
         self._size = 0
@@ -296,16 +303,13 @@ class ComposeUpload:
                            for m in batch}
             except GcsError as exc:
                 raise _storage_error(exc, f"cannot list {self._staging}") from exc
-            missing = [p for p in self._parts() if p not in present]
-            if missing:
-                raise cannot_resume(f"{len(missing)} staged part(s) are gone, e.g. {missing[0]}")
+            require_parts(self._parts(), present, "staged part(s)")
 
     def _part_path(self, token: str, number: int) -> str:
         return f"{self._staging}{token}/{number:06d}"
 
     def _parts(self) -> list[str]:
-        return [self._part_path(token, n) for token, first, last in self._runs
-                for n in range(first, last + 1)]
+        return [self._part_path(token, n) for token, n in run_parts(self._runs)]
 
     def write_part(self, data: bytes | bytearray) -> None:
         path = self._part_path(self._token, self._next)
@@ -314,10 +318,7 @@ class ComposeUpload:
         except GcsError as exc:
             raise _storage_error(exc, f"cannot write gs://{self._store.bucket_name}/{path}") \
                 from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
+        add_to_runs(self._runs, self._token, self._next)
         self._next += 1
         if self._hash is not None:
             self._hash.update(data)
@@ -335,9 +336,7 @@ class ComposeUpload:
                 compose(self._store, parts, self.location.path,
                         f"{self._staging}{self._token}/")
         except FileNotFoundError as exc:
-            from pgjobs.poller import storage
-
-            raise storage.CannotResume(f"a staged part of {self.location.uri} is gone") \
+            raise CannotResume(f"a staged part of {self.location.uri} is gone") \
                 from exc
         except GcsError as exc:
             raise _storage_error(exc, f"cannot write {self.location.uri}") from exc

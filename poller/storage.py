@@ -7,31 +7,28 @@ URIs: ``file://DIR`` (relative paths resolve against the working directory),
 in-process store, for tests).
 
 The one thing obstore does not offer is a multipart upload that another process
-can resume, so an export is written through an :class:`Upload`, durable part by
-part, whose :meth:`Upload.state` is a small JSON document the exporter saves in
-the job's checkpoint; :func:`resume_upload` rebuilds it in any process:
+can resume, so an export is written through an :class:`~pgjobs.poller.upload.Upload`
+(the protocol, in :mod:`pgjobs.poller.upload`), durable part by part, whose
+``state()`` is a small JSON document the exporter saves in the job's checkpoint;
+:func:`resume_upload` picks the kind for the URI and rebuilds it in any process:
 
-* :class:`LocalUpload` (``file://``): parts are appended to a hidden temporary
-  file next to the object (``.{name}.pgjobs-{token}.tmp``) and fsynced; a new
-  owner copies the checkpointed prefix into its own temporary file (a stale
-  writer keeps scribbling into the old one, which nobody reads), and
-  :meth:`~Upload.finish` renames it into place atomically.
-* :class:`NativeS3Upload` (``s3://`` with parts of 5 MiB or more): one S3
-  multipart upload, through botocore (:mod:`pgjobs.poller.s3client`, the whole
-  AWS credential chain), whose id and part ETags are checkpointed, so any
-  worker continues it; completing it makes the object visible.
+* :mod:`~pgjobs.poller.upload_file` (``file://``): a hidden temporary file next
+  to the object, fsynced per part, renamed into place atomically at the end.
+* :mod:`~pgjobs.poller.upload_s3` (``s3://`` with parts of 5 MiB or more): one S3
+  multipart upload through botocore (the whole AWS credential chain), its id
+  and part ETags checkpointed; aborts are retried while storage is down.
 * :class:`~pgjobs.poller.gcs.ComposeUpload` (``gs://``, through Google's own
-  client, :mod:`pgjobs.poller.gcs`): each part is a hidden object, checkpointed
-  by name; ``finish`` joins them with GCS's server-side compose, so the bytes
-  cross the network once.
+  client): hidden part objects joined by GCS's server-side compose, so the
+  bytes cross the network once.
 * :class:`~pgjobs.poller.azblob.BlockUpload` (``az://`` with an account key or
-  SAS): blocks staged on the blob by id, checkpointed, committed by one block
-  list at ``finish``.
-* :class:`StagedUpload` (``az://`` with other credentials, S3 with small
-  parts): each part is a hidden object
-  under ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``;
-  :meth:`~Upload.finish` streams the parts, in order, into one (internally
-  multipart, atomic) put of the object.
+  SAS): blocks staged on the blob by id, committed by one block list.
+* :mod:`~pgjobs.poller.upload_obstore` (``az://`` with other credentials,
+  ``memory://``, S3 with small parts): hidden part objects under
+  ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``, streamed in order
+  into one (internally multipart, atomic) put of the object.
+
+The upload kinds build on this module (locations, stores, errors), so it imports
+them only when an upload is made, never at import time.
 
 Nothing is visible at the object's key before ``finish``; the bytes of the object
 depend only on the parts listed in the state, so two owners finishing the same
@@ -45,7 +42,6 @@ import errno
 import hashlib
 import logging
 import os
-import queue
 import re
 import stat
 import threading
@@ -54,7 +50,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from obstore.exceptions import NotFoundError
@@ -64,6 +60,11 @@ from pgjobs.errors import InvalidInput, PgjobsError
 from pgjobs.poller import azblob, gcs
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
+from pgjobs.poller.upload import CannotResume as CannotResume
+from pgjobs.poller.upload import Mismatch as Mismatch
+from pgjobs.poller.upload import PartDigests as PartDigests
+from pgjobs.poller.upload import Upload as Upload
+from pgjobs.poller.upload import UploadLost as UploadLost
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
 
@@ -73,8 +74,8 @@ STAGING = ".pgjobs-staging"
 """Name of the hidden folder (under the destination prefix) holding staged parts."""
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$")
 _REFUSED_CHARS = re.compile(r"[\x00-\x1f\x7f\\%?#]")
-_COMPOSE_CHUNK = 8 * 1024 * 1024
-_NOT_FOUND = (FileNotFoundError, NotFoundError)
+COMPOSE_CHUNK = 8 * 1024 * 1024
+NOT_FOUND = (FileNotFoundError, NotFoundError)
 
 
 class StorageError(PgjobsError):
@@ -84,67 +85,6 @@ class StorageError(PgjobsError):
     def __init__(self, message: str, *, retryable: bool, hint: str | None = None):
         super().__init__(message, hint=hint)
         self.retryable = retryable
-
-
-class CannotResume(Exception):
-    """The checkpointed upload is gone or damaged: start the export over."""
-
-
-class UploadLost(CannotResume):
-    """The upload vanished while parts were being written (S3 answered
-    ``NoSuchUpload``: aborted by a lifecycle rule or by hand): start over now."""
-
-
-class Mismatch(CannotResume):
-    """Bytes at hand (an inherited temporary file, staged parts, a stored object)
-    differ from the part digests the checkpoint recorded as they were streamed."""
-
-
-class PartDigests:
-    """Checks a stream of bytes against the checkpointed digests of the parts that
-    were streamed, ``[[bytes, sha256 hex], ...]`` in order, and hashes the whole.
-    The digests are recorded as each part is written, so they exist (fenced, in
-    the checkpoint) before anything can become visible and across attempts:
-    whatever a later attempt reads back is compared with what was streamed, not
-    with what the storage says it holds."""
-
-    def __init__(self, digests: list[Any]):
-        self._expected = [(int(size), str(sha)) for size, sha in digests]
-        self._index = 0
-        self._left = self._expected[0][0] if self._expected else 0
-        self._part = hashlib.sha256()
-        self._whole = hashlib.sha256()
-        self.size = 0
-        self._advance()
-
-    def _advance(self) -> None:
-        """Close every part whose bytes are all in (empty parts at once)."""
-        while self._index < len(self._expected) and self._left == 0:
-            if self._part.hexdigest() != self._expected[self._index][1]:
-                raise Mismatch(f"part {self._index + 1} differs from what was streamed")
-            self._index += 1
-            self._part = hashlib.sha256()
-            if self._index < len(self._expected):
-                self._left = self._expected[self._index][0]
-
-    def update(self, block: bytes | bytearray | memoryview) -> None:
-        self._whole.update(block)
-        self.size += len(block)
-        view = memoryview(block)
-        while view:
-            if self._index >= len(self._expected):
-                raise Mismatch("more bytes than were streamed")
-            take = min(self._left, len(view))
-            self._part.update(view[:take])
-            self._left -= take
-            view = view[take:]
-            self._advance()
-
-    def finish(self) -> tuple[int, str]:
-        """(bytes, sha256 hex) of everything, once it all matched."""
-        if self._index < len(self._expected):
-            raise Mismatch(f"fewer bytes than were streamed ({self.size})")
-        return self.size, self._whole.hexdigest()
 
 
 # --- locations -----------------------------------------------------------------
@@ -365,110 +305,6 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
 # --- uploads -------------------------------------------------------------------
 
 
-class Upload:
-    """A resumable upload of one object, written part by part."""
-
-    location: Location
-
-    def write_part(self, data: bytes | bytearray) -> None:
-        """Make ``data`` durable as the next part."""
-        raise NotImplementedError
-
-    def state(self) -> dict[str, Any]:
-        """JSON-able state to checkpoint after ``write_part`` returned."""
-        raise NotImplementedError
-
-    def finish(self) -> tuple[int, str]:
-        """Make the object visible at its key; return (bytes, sha256 hex)."""
-        raise NotImplementedError
-
-    def cleanup(self) -> None:
-        """Remove what the upload left besides the object (best effort)."""
-        raise NotImplementedError
-
-
-class LocalUpload(Upload):
-    """``file://``: one hidden temporary file per owner, fsynced per part, renamed
-    into place at the end. The SHA-256 is computed as bytes go by (and over the
-    inherited prefix on resume)."""
-
-    def __init__(self, location: Location, token: str, state: dict[str, Any] | None,
-                 digests: list[Any] | None = None):
-        self.location = location
-        self._digests = digests
-        directory, name = os.path.split(location.path)
-        self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
-        self._hash = hashlib.sha256()
-        self._size = 0
-        try:
-            os.makedirs(directory, exist_ok=True)
-            previous = state.get("tmp") if state else None
-            with open(self._tmp, "wb") as out:
-                if previous and state:
-                    self._inherit(previous, int(state["size"]), out)
-                out.flush()
-                os.fsync(out.fileno())
-        except CannotResume:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
-            raise
-        except OSError as exc:
-            raise storage_error(exc, f"cannot write {directory}") from exc
-
-    def _inherit(self, previous: str, size: int, out: Any) -> None:
-        """Copy the first ``size`` bytes of the previous owner's file, checked
-        against the part digests (anyone may have changed that file since)."""
-        if self._digests is None:
-            raise CannotResume("the checkpoint has no part digests to check "
-                               f"{previous} against")
-        check = PartDigests(self._digests)
-        try:
-            src = open(previous, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise CannotResume(f"{previous} is gone") from None
-        with src:
-            left = size
-            while left:
-                block = src.read(min(left, _COMPOSE_CHUNK))
-                if not block:
-                    raise CannotResume(f"{previous} is shorter than the checkpoint")
-                out.write(block)
-                self._hash.update(block)
-                check.update(block)
-                left -= len(block)
-        check.finish()
-        self._size = size
-        if previous != self._tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(previous)
-
-    def write_part(self, data: bytes | bytearray) -> None:
-        try:
-            with open(self._tmp, "ab") as out:
-                out.write(data)
-                out.flush()
-                os.fdatasync(out.fileno())
-        except OSError as exc:
-            raise storage_error(exc, f"cannot write {self._tmp}") from exc
-        self._hash.update(data)
-        self._size += len(data)
-
-    def state(self) -> dict[str, Any]:
-        return {"tmp": self._tmp, "size": self._size}
-
-    def finish(self) -> tuple[int, str]:
-        try:
-            os.replace(self._tmp, self.location.path)
-            _fsync_dir(os.path.dirname(self.location.path))
-        except OSError as exc:
-            raise storage_error(exc, f"cannot create {self.location.path}") from exc
-        return self._size, self._hash.hexdigest()
-
-    def cleanup(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
-
-
 def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[int, str]:
     """(bytes, sha256 hex) of an existing object, streamed. With ``digests`` (the
     checkpointed ``[[bytes, sha256], ...]`` of the parts streamed), each part's
@@ -480,12 +316,12 @@ def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[i
     size = 0
     try:
         result = obstore.get(store_for(location), location.path)
-        for block in result.stream(min_chunk_size=_COMPOSE_CHUNK):
+        for block in result.stream(min_chunk_size=COMPOSE_CHUNK):
             digest.update(block)
             if check is not None:
                 check.update(block)
             size += len(block)
-    except _NOT_FOUND:
+    except NOT_FOUND:
         raise CannotResume(f"{location.uri} is gone") from None
     except CannotResume:
         raise
@@ -502,7 +338,7 @@ def _hash_file(path: str, digests: list[Any] | None) -> tuple[int, str]:
     size = 0
     try:
         with open(path, "rb") as src:
-            while block := src.read(_COMPOSE_CHUNK):
+            while block := src.read(COMPOSE_CHUNK):
                 digest.update(block)
                 if check is not None:
                     check.update(block)
@@ -514,284 +350,13 @@ def _hash_file(path: str, digests: list[Any] | None) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class StagedUpload(Upload):
-    """Object stores: each part is a hidden object; ``finish`` streams them into the
-    object with one multipart put (atomic: nothing is visible before it completes)
-    and computes the SHA-256 on the way."""
-
-    def __init__(self, location: Location, staging: str, token: str,
-                 state: dict[str, Any] | None, *, verify: bool = True,
-                 digests: list[Any] | None = None):
-        self.location = location
-        self._digests = digests
-        self._store = store_for(location)
-        self._staging = (state or {}).get("staging") or staging
-        self._token = token
-        # Runs of consecutive part numbers per owner: [[token, first, last], ...]
-        self._runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
-        self._next = (self._runs[-1][2] + 1) if self._runs else 1
-        if state and verify and self._runs:
-            self._verify()
-
-    def _part_path(self, token: str, number: int) -> str:
-        return f"{self._staging}{token}/{number:06d}"
-
-    def _parts(self) -> Iterator[str]:
-        for token, first, last in self._runs:
-            for number in range(first, last + 1):
-                yield self._part_path(token, number)
-
-    def _verify(self) -> None:
-        try:
-            present = {meta["path"] for batch in obstore.list(self._store, self._staging)
-                       for meta in batch}
-        except Exception as exc:
-            raise storage_error(exc, f"cannot list {self._staging}") from exc
-        missing = [p for p in self._parts() if p not in present]
-        if missing:
-            raise CannotResume(f"{len(missing)} staged part(s) are gone, e.g. {missing[0]}")
-
-    def write_part(self, data: bytes | bytearray) -> None:
-        path = self._part_path(self._token, self._next)
-        try:
-            obstore.put(self._store, path, data, use_multipart=len(data) > 64 * 1024 * 1024)
-        except Exception as exc:
-            raise storage_error(exc, f"cannot write {self.location.base}/{path}") from exc
-        if self._runs and self._runs[-1][0] == self._token and self._runs[-1][2] == self._next - 1:
-            self._runs[-1][2] = self._next
-        else:
-            self._runs.append([self._token, self._next, self._next])
-        self._next += 1
-
-    def state(self) -> dict[str, Any]:
-        return {"staging": self._staging, "runs": self._runs}
-
-    def finish(self) -> tuple[int, str]:
-        """Compose the parts into the object; with part digests, each part's bytes
-        are checked on the way and a mismatch aborts the put (nothing visible)."""
-        digest = hashlib.sha256()
-        check = PartDigests(self._digests) if self._digests is not None else None
-        size = 0
-        # obstore drives put()'s iterator from inside its runtime, where another
-        # obstore call would deadlock: a helper thread reads the parts.
-        blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
-        abandon = threading.Event()
-
-        def read_parts() -> None:
-            try:
-                for path in self._parts():
-                    try:
-                        result = obstore.get(self._store, path)
-                    except _NOT_FOUND:
-                        raise CannotResume(f"staged part {path} is gone") from None
-                    for block in result.stream(min_chunk_size=_COMPOSE_CHUNK):
-                        while not abandon.is_set():
-                            try:
-                                blocks.put(bytes(block), timeout=0.5)
-                                break
-                            except queue.Full:
-                                continue
-                        if abandon.is_set():
-                            return
-                blocks.put(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                blocks.put(exc)
-
-        def stream() -> Iterator[bytes]:
-            nonlocal size
-            while True:
-                item = blocks.get()
-                if item is None:
-                    if check is not None:
-                        check.finish()
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                if check is not None:
-                    check.update(item)
-                digest.update(item)
-                size += len(item)
-                yield item
-
-        reader = threading.Thread(target=read_parts, name="pgjobs-compose", daemon=True)
-        reader.start()
-        try:
-            # A failing iterator aborts the multipart upload: nothing becomes visible.
-            obstore.put(self._store, self.location.path, stream(), chunk_size=_COMPOSE_CHUNK,
-                        max_concurrency=4)
-        except CannotResume:
-            raise
-        except Exception as exc:
-            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        finally:
-            abandon.set()
-            reader.join(timeout=5)
-        return size, digest.hexdigest()
-
-    def cleanup(self) -> None:
-        delete_prefix(self.location, self._staging)
-
-
-class NativeS3Upload(Upload):
-    """``s3://`` with parts of at least 5 MiB: one S3 multipart upload, continued
-    across processes. The state holds its upload id
-    and the ETags of the parts written; CompleteMultipartUpload names every ETag,
-    so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
-    computed as parts go by; after a resume (the hash state does not survive a
-    crash) the finished object is read back once to hash it."""
-
-    def __init__(self, location: Location, state: dict[str, Any] | None,
-                 digests: list[Any] | None = None):
-        self.location = location
-        self._digests = digests
-        self._client = s3.Client(location.base.split("://", 1)[1])
-        self._key = location.path
-        self._hash: Any = hashlib.sha256()
-        self._size = 0
-        try:
-            if state and state.get("upload_id"):
-                self._id = str(state["upload_id"])
-                self._etags: list[str] = list(state.get("etags", []))
-                self._empty = bool(state.get("empty"))
-                present = self._client.list_parts(self._key, self._id)
-                if any(present.get(n) != etag for n, etag in enumerate(self._etags, start=1)):
-                    raise CannotResume(f"upload {self._id} lost parts")
-                if self._etags or self._empty:
-                    self._hash = None  # re-read at finish
-            else:
-                self._id = self._client.create(self._key)
-                self._etags = []
-                self._empty = False
-        except s3.S3Error as exc:
-            if exc.code == "NoSuchUpload":
-                raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
-            raise storage_error(exc, f"cannot write {location.uri}") from exc
-
-    def write_part(self, data: bytes | bytearray) -> None:
-        if not data and not self._etags:
-            self._empty = True  # S3 refuses an empty multipart object: put it at finish
-            return
-        if len(self._etags) >= s3.MAX_PARTS:
-            raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
-                               retryable=False, hint="export with a larger part_size option")
-        try:
-            etag = self._client.upload_part(self._key, self._id, len(self._etags) + 1, data)
-        except s3.S3Error as exc:
-            if exc.code == "NoSuchUpload":
-                raise UploadLost(f"upload {self._id} is gone") from None
-            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        self._etags.append(etag)
-        if self._hash is not None:
-            self._hash.update(data)
-        self._size += len(data)
-
-    def state(self) -> dict[str, Any]:
-        return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}
-
-    def finish(self) -> tuple[int, str]:
-        try:
-            if self._empty and not self._etags:
-                self._client.abort(self._key, self._id)
-                obstore.put(store_for(self.location), self._key, b"")
-            else:
-                self._client.complete(self._key, self._id, self._etags)
-        except s3.S3Error as exc:
-            if exc.code == "NoSuchUpload":
-                raise UploadLost(f"upload {self._id} is gone") from None
-            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        except Exception as exc:
-            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        if self._hash is None:
-            # Resumed: read back, each part checked against the digests of what
-            # every attempt streamed (None: no digests, hash only).
-            return hash_object(self.location, self._digests)
-        return self._size, self._hash.hexdigest()
-
-    def cleanup(self) -> None:
-        """Abort the upload if it is still open (a finished one is gone already);
-        when storage is down, the abort is queued and retried (:func:`abort_later`)."""
-        abort_later(self.location, self._id)
-
-
-class _Aborts(threading.Thread):
-    """Aborts of multipart uploads that failed (storage down), retried with backoff
-    until they succeed or the process ends; the stale-upload sweep
-    (:func:`sweep_stale`) aborts what a process that ended left open."""
-
-    def __init__(self) -> None:
-        super().__init__(name="pgjobs-aborts", daemon=True)
-        self.pending: queue.Queue[tuple[str, str, str, float]] = queue.Queue()
-        self.done = threading.Condition()
-        self.open = 0
-
-    def run(self) -> None:
-        while True:
-            bucket, key, upload_id, delay = self.pending.get()
-            try:
-                s3.Client(bucket).abort(key, upload_id)
-            except s3.S3Error as exc:
-                if exc.retryable:
-                    # Back off in a timer thread: other aborts are not held up.
-                    timer = threading.Timer(delay, self.pending.put, args=(
-                        (bucket, key, upload_id, min(delay * 2, ABORT_BACKOFF_MAX)),))
-                    timer.daemon = True
-                    timer.start()
-                    continue
-                log.warning("cannot abort upload %s of s3://%s/%s: %s", upload_id, bucket, key,
-                            exc)
-            with self.done:
-                self.open -= 1
-                self.done.notify_all()
-
-
-ABORT_BACKOFF_MAX = 60.0
-_aborts: _Aborts | None = None
-_aborts_lock = threading.Lock()
-
-
-def abort_later(location: Location, upload_id: str) -> None:
-    """Abort an S3 multipart upload now if storage answers, else queue the abort:
-    it is retried in the background until it succeeds (an open upload costs
-    storage until it is aborted)."""
-    global _aborts
-    bucket = location.base.split("://", 1)[1]
-    try:
-        s3.Client(bucket).abort(location.path, upload_id)
-        return
-    except s3.S3Error as exc:
-        if not exc.retryable:
-            log.warning("cannot abort upload %s of %s: %s", upload_id, location.uri, exc)
-            return
-        log.warning("cannot abort upload %s of %s now (%s); retrying in the background",
-                    upload_id, location.uri, exc)
-    with _aborts_lock:
-        if _aborts is None or not _aborts.is_alive():
-            _aborts = _Aborts()
-            _aborts.start()
-        with _aborts.done:
-            _aborts.open += 1
-        _aborts.pending.put((bucket, location.path, upload_id, 1.0))
-
-
 def pending_aborts(wait: float = 0.0) -> int:
-    """How many queued aborts have not succeeded yet (after waiting up to ``wait``
-    seconds for them all to)."""
-    aborts = _aborts
-    if aborts is None:
-        return 0
-    deadline = time.monotonic() + wait
-    with aborts.done:
-        while aborts.open and time.monotonic() < deadline:
-            aborts.done.wait(timeout=max(0.0, deadline - time.monotonic()))
-        return aborts.open
+    """How many queued aborts of S3 multipart uploads have not succeeded yet (after
+    waiting up to ``wait`` seconds for them all to); see
+    :func:`pgjobs.poller.upload_s3.abort_later`."""
+    from pgjobs.poller import upload_s3  # it imports this module
+
+    return upload_s3.pending_aborts(wait)
 
 
 def staging_path(prefix_uri: str, job_id: int) -> str:
@@ -819,20 +384,21 @@ def resume_upload(location: Location, staging: str, token: str,
     What a resume inherits is checked against them: a temporary file at once
     (:class:`Mismatch`), staged parts as ``finish`` composes them (the put
     aborts), a native S3 upload when it is read back after completing."""
+    from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
+
     if location.scheme == "file":
-        return LocalUpload(location, token, state, digests)
+        return upload_file.LocalUpload(location, token, state, digests)
     if location.scheme == "gs":
-        return cast(Upload, gcs.ComposeUpload(location, staging, token, state, digests,
-                                              CannotResume))
+        return gcs.ComposeUpload(location, staging, token, state, digests)
     if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
         if azblob.service() is None:
             raise CannotResume("staged blocks need an account key or SAS to continue")
-        return cast(Upload, azblob.BlockUpload(location, token, state, digests, CannotResume))
+        return azblob.BlockUpload(location, token, state, digests)
     if state and state.get("upload_id"):
-        return NativeS3Upload(location, state, digests)
+        return upload_s3.NativeS3Upload(location, state, digests)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
-        return NativeS3Upload(location, None, digests)
-    return StagedUpload(location, staging, token, state, digests=digests)
+        return upload_s3.NativeS3Upload(location, None, digests)
+    return upload_obstore.StagedUpload(location, staging, token, state, digests=digests)
 
 
 def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
@@ -847,7 +413,9 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
                 os.unlink(tmp)
         return
     if state.get("upload_id"):
-        abort_later(location, str(state["upload_id"]))
+        from pgjobs.poller import upload_s3  # it imports this module
+
+        upload_s3.abort_later(location, str(state["upload_id"]))
         return
     staging = state.get("staging")
     if staging:
@@ -886,7 +454,7 @@ def delete(uri: str) -> bool:
     store = store_for(loc)
     try:
         obstore.head(store, loc.path)
-    except _NOT_FOUND:
+    except NOT_FOUND:
         return False
     except Exception as exc:
         raise storage_error(exc, f"cannot delete {uri}") from exc
@@ -1012,7 +580,7 @@ def exists(uri: str) -> bool:
         return os.path.exists(loc.path)
     try:
         obstore.head(store_for(loc), loc.path)
-    except _NOT_FOUND:
+    except NOT_FOUND:
         return False
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc

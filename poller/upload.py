@@ -1,0 +1,142 @@
+"""The upload protocol every storage kind implements, and the errors of a resume.
+
+An export writes its object through an :class:`Upload`, durable part by part,
+whose :meth:`Upload.state` is a small JSON document the exporter saves in the
+job's checkpoint; :func:`pgjobs.poller.storage.resume_upload` picks the kind for
+a URI and rebuilds the upload from that state in any process. The kinds:
+:mod:`~pgjobs.poller.upload_file` (``file://``), :mod:`~pgjobs.poller.upload_s3`
+(S3 multipart), :mod:`~pgjobs.poller.upload_obstore` (staged part objects),
+:mod:`~pgjobs.poller.gcs` (compose) and :mod:`~pgjobs.poller.azblob` (blocks).
+
+This module depends on nothing else in pgjobs at run time, so every kind (and
+:mod:`~pgjobs.poller.storage`, which re-exports these names) can build on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a type only: storage re-exports this module's names
+    from pgjobs.poller.storage import Location
+
+
+class CannotResume(Exception):
+    """The checkpointed upload is gone or damaged: start the export over."""
+
+
+class UploadLost(CannotResume):
+    """The upload vanished while parts were being written (S3 answered
+    ``NoSuchUpload``: aborted by a lifecycle rule or by hand): start over now."""
+
+
+class Mismatch(CannotResume):
+    """Bytes at hand (an inherited temporary file, staged parts, a stored object)
+    differ from the part digests the checkpoint recorded as they were streamed."""
+
+
+class PartDigests:
+    """Checks a stream of bytes against the checkpointed digests of the parts that
+    were streamed, ``[[bytes, sha256 hex], ...]`` in order, and hashes the whole.
+    The digests are recorded as each part is written, so they exist (fenced, in
+    the checkpoint) before anything can become visible and across attempts:
+    whatever a later attempt reads back is compared with what was streamed, not
+    with what the storage says it holds."""
+
+    def __init__(self, digests: list[Any]):
+        self._expected = [(int(size), str(sha)) for size, sha in digests]
+        self._index = 0
+        self._left = self._expected[0][0] if self._expected else 0
+        self._part = hashlib.sha256()
+        self._whole = hashlib.sha256()
+        self.size = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        """Close every part whose bytes are all in (empty parts at once)."""
+        while self._index < len(self._expected) and self._left == 0:
+            if self._part.hexdigest() != self._expected[self._index][1]:
+                raise Mismatch(f"part {self._index + 1} differs from what was streamed")
+            self._index += 1
+            self._part = hashlib.sha256()
+            if self._index < len(self._expected):
+                self._left = self._expected[self._index][0]
+
+    def update(self, block: bytes | bytearray | memoryview) -> None:
+        self._whole.update(block)
+        self.size += len(block)
+        view = memoryview(block)
+        while view:
+            if self._index >= len(self._expected):
+                raise Mismatch("more bytes than were streamed")
+            take = min(self._left, len(view))
+            self._part.update(view[:take])
+            self._left -= take
+            view = view[take:]
+            self._advance()
+
+    def finish(self) -> tuple[int, str]:
+        """(bytes, sha256 hex) of everything, once it all matched."""
+        if self._index < len(self._expected):
+            raise Mismatch(f"fewer bytes than were streamed ({self.size})")
+        return self.size, self._whole.hexdigest()
+
+
+class Upload:
+    """A resumable upload of one object, written part by part."""
+
+    location: Location
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        """Make ``data`` durable as the next part."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """JSON-able state to checkpoint after ``write_part`` returned."""
+        raise NotImplementedError
+
+    def finish(self) -> tuple[int, str]:
+        """Make the object visible at its key; return (bytes, sha256 hex)."""
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Remove what the upload left besides the object (best effort)."""
+        raise NotImplementedError
+
+
+
+# --- parts kept as runs ----------------------------------------------------------
+# The kinds that keep each part under a name of its own (staged objects, GCS
+# part objects, Azure blocks) checkpoint which parts they hold as runs of
+# consecutive numbers per owner, ``[[token, first, last], ...]``: an owner
+# numbers its parts on from the last run, so a resumed upload never reuses a name.
+
+
+def load_runs(state: dict[str, Any] | None) -> tuple[list[list[Any]], int]:
+    """The runs checkpointed in ``state`` and the number of the next part."""
+    runs: list[list[Any]] = [list(r) for r in (state or {}).get("runs", [])]
+    return runs, (runs[-1][2] + 1) if runs else 1
+
+
+def run_parts(runs: list[list[Any]]) -> Iterator[tuple[str, int]]:
+    """(owner token, part number) of every part held, in the object's order."""
+    for token, first, last in runs:
+        for number in range(first, last + 1):
+            yield token, number
+
+
+def add_to_runs(runs: list[list[Any]], token: str, number: int) -> None:
+    """Record part ``number``, just written by ``token``, in ``runs``."""
+    if runs and runs[-1][0] == token and runs[-1][2] == number - 1:
+        runs[-1][2] = number
+    else:
+        runs.append([token, number, number])
+
+
+def require_parts(parts: Iterable[str], present: set[str], what: str) -> None:
+    """:class:`CannotResume` unless every part the checkpoint lists is ``present``
+    (parts can vanish under a paused export: a lifecycle rule, by hand)."""
+    missing = [p for p in parts if p not in present]
+    if missing:
+        raise CannotResume(f"{len(missing)} {what} are gone, e.g. {missing[0]}")

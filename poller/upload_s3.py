@@ -1,0 +1,178 @@
+"""``s3://`` uploads: one S3 multipart upload, continued across processes.
+
+Through botocore (:mod:`pgjobs.poller.s3client`, the whole AWS credential
+chain). The upload id and the part ETags are checkpointed, so any worker
+continues it; completing it makes the object visible. Aborts that fail while
+storage is down are queued and retried in the background (:func:`abort_later`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from pgjobs.poller import s3client as s3
+from pgjobs.poller.gcs import calls as obstore  # as storage uses it: gs:// via Google
+from pgjobs.poller.storage import Location, StorageError, hash_object, storage_error, store_for
+from pgjobs.poller.upload import CannotResume, Upload, UploadLost
+
+log = logging.getLogger("pgjobs.storage")
+
+
+class NativeS3Upload(Upload):
+    """``s3://`` with parts of at least 5 MiB: one S3 multipart upload, continued
+    across processes. The state holds its upload id
+    and the ETags of the parts written; CompleteMultipartUpload names every ETag,
+    so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
+    computed as parts go by; after a resume (the hash state does not survive a
+    crash) the finished object is read back once to hash it."""
+
+    def __init__(self, location: Location, state: dict[str, Any] | None,
+                 digests: list[Any] | None = None):
+        self.location = location
+        self._digests = digests
+        self._client = s3.Client(location.base.split("://", 1)[1])
+        self._key = location.path
+        self._hash: Any = hashlib.sha256()
+        self._size = 0
+        try:
+            if state and state.get("upload_id"):
+                self._id = str(state["upload_id"])
+                self._etags: list[str] = list(state.get("etags", []))
+                self._empty = bool(state.get("empty"))
+                present = self._client.list_parts(self._key, self._id)
+                if any(present.get(n) != etag for n, etag in enumerate(self._etags, start=1)):
+                    raise CannotResume(f"upload {self._id} lost parts")
+                if self._etags or self._empty:
+                    self._hash = None  # re-read at finish
+            else:
+                self._id = self._client.create(self._key)
+                self._etags = []
+                self._empty = False
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
+            raise storage_error(exc, f"cannot write {location.uri}") from exc
+
+    def write_part(self, data: bytes | bytearray) -> None:
+        if not data and not self._etags:
+            self._empty = True  # S3 refuses an empty multipart object: put it at finish
+            return
+        if len(self._etags) >= s3.MAX_PARTS:
+            raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
+                               retryable=False, hint="export with a larger part_size option")
+        try:
+            etag = self._client.upload_part(self._key, self._id, len(self._etags) + 1, data)
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise UploadLost(f"upload {self._id} is gone") from None
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        self._etags.append(etag)
+        if self._hash is not None:
+            self._hash.update(data)
+        self._size += len(data)
+
+    def state(self) -> dict[str, Any]:
+        return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}
+
+    def finish(self) -> tuple[int, str]:
+        try:
+            if self._empty and not self._etags:
+                self._client.abort(self._key, self._id)
+                obstore.put(store_for(self.location), self._key, b"")
+            else:
+                self._client.complete(self._key, self._id, self._etags)
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise UploadLost(f"upload {self._id} is gone") from None
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        if self._hash is None:
+            # Resumed: read back, each part checked against the digests of what
+            # every attempt streamed (None: no digests, hash only).
+            return hash_object(self.location, self._digests)
+        return self._size, self._hash.hexdigest()
+
+    def cleanup(self) -> None:
+        """Abort the upload if it is still open (a finished one is gone already);
+        when storage is down, the abort is queued and retried (:func:`abort_later`)."""
+        abort_later(self.location, self._id)
+
+
+class _Aborts(threading.Thread):
+    """Aborts of multipart uploads that failed (storage down), retried with backoff
+    until they succeed or the process ends; the stale-upload sweep
+    (:func:`sweep_stale`) aborts what a process that ended left open."""
+
+    def __init__(self) -> None:
+        super().__init__(name="pgjobs-aborts", daemon=True)
+        self.pending: queue.Queue[tuple[str, str, str, float]] = queue.Queue()
+        self.done = threading.Condition()
+        self.open = 0
+
+    def run(self) -> None:
+        while True:
+            bucket, key, upload_id, delay = self.pending.get()
+            try:
+                s3.Client(bucket).abort(key, upload_id)
+            except s3.S3Error as exc:
+                if exc.retryable:
+                    # Back off in a timer thread: other aborts are not held up.
+                    timer = threading.Timer(delay, self.pending.put, args=(
+                        (bucket, key, upload_id, min(delay * 2, ABORT_BACKOFF_MAX)),))
+                    timer.daemon = True
+                    timer.start()
+                    continue
+                log.warning("cannot abort upload %s of s3://%s/%s: %s", upload_id, bucket, key,
+                            exc)
+            with self.done:
+                self.open -= 1
+                self.done.notify_all()
+
+
+ABORT_BACKOFF_MAX = 60.0
+_aborts: _Aborts | None = None
+_aborts_lock = threading.Lock()
+
+
+def abort_later(location: Location, upload_id: str) -> None:
+    """Abort an S3 multipart upload now if storage answers, else queue the abort:
+    it is retried in the background until it succeeds (an open upload costs
+    storage until it is aborted)."""
+    global _aborts
+    bucket = location.base.split("://", 1)[1]
+    try:
+        s3.Client(bucket).abort(location.path, upload_id)
+        return
+    except s3.S3Error as exc:
+        if not exc.retryable:
+            log.warning("cannot abort upload %s of %s: %s", upload_id, location.uri, exc)
+            return
+        log.warning("cannot abort upload %s of %s now (%s); retrying in the background",
+                    upload_id, location.uri, exc)
+    with _aborts_lock:
+        if _aborts is None or not _aborts.is_alive():
+            _aborts = _Aborts()
+            _aborts.start()
+        with _aborts.done:
+            _aborts.open += 1
+        _aborts.pending.put((bucket, location.path, upload_id, 1.0))
+
+
+def pending_aborts(wait: float = 0.0) -> int:
+    """How many queued aborts have not succeeded yet (after waiting up to ``wait``
+    seconds for them all to)."""
+    aborts = _aborts
+    if aborts is None:
+        return 0
+    deadline = time.monotonic() + wait
+    with aborts.done:
+        while aborts.open and time.monotonic() < deadline:
+            aborts.done.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return aborts.open
+
