@@ -123,7 +123,7 @@ def test_foreground_import_says_it_is_paused_and_goes_on(
     import time
 
     from pgjobs.cli.common import Context
-    from pgjobs.cli.importing import _run_here
+    from pgjobs.cli.importing import _Display, _run_here
     from tests.support import allow, make_people, submit_import
 
     make_people(conn)
@@ -135,7 +135,8 @@ def test_foreground_import_says_it_is_paused_and_goes_on(
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
     box: list[int] = []
     thread = threading.Thread(target=lambda: box.append(
-        _run_here(Context(dsn, f"file://{folder}/store"), job_id)), daemon=True)
+        _run_here(Context(dsn, f"file://{folder}/store"), job_id, _Display(job_id), False)),
+        daemon=True)
     thread.start()
     said = ""
     for _ in range(100):
