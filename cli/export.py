@@ -363,7 +363,7 @@ class _Display:
 @click.option("--metrics-port", type=click.IntRange(1, 65535), envvar="PGJOBS_METRICS_PORT",
               show_envvar=True,
               help="Serve Prometheus metrics (pgjobs_worker_*) on http://HOST:PORT/metrics "
-                   "(needs prometheus-client: pgjobs[observe]).")
+                   "(needs prometheus-client: pgjobs-engine[observe]).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               envvar="PGJOBS_METRICS_HOST", show_envvar=True,
               help="Address the metrics endpoint binds.")

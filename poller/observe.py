@@ -125,7 +125,8 @@ def start_metrics(port: int, host: str = "127.0.0.1") -> Any:
         from prometheus_client import start_http_server
     except ImportError:
         raise MissingExtra("--metrics-port needs prometheus-client",
-                           hint="pip install 'pgjobs-engine[observe]' (or prometheus-client)") from None
+                           hint="pip install 'pgjobs-engine[observe]' "
+                                "(or prometheus-client)") from None
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry())
     except OSError as exc:
