@@ -2270,7 +2270,11 @@ BEGIN
                        (v_seen #>> ARRAY[w.what, 'at'])::timestamptz > now() - interval '3 minutes'
                        AND 'pg_cron' IN (v_seen #>> ARRAY[w.what, 'backend_type'],
                                          v_seen #>> ARRAY[w.what, 'application_name']) AS ran
-                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k;
+                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k
+         -- Evidence only where pg_cron cannot schedule here: when it runs in this
+         -- database, its catalog (cron.job) says what is scheduled now, and a run
+         -- noted before an unschedule is not a schedule.
+         WHERE check_name = 'pg_cron.database';
         IF v_runners > 0 THEN
             -- Not a problem: the engine is driven from outside.
             status := 'ok';
@@ -7796,7 +7800,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind IN ('delete', 'backfill', 'export', 'import') OR pgjobs._writes(p_kind) THEN
+    IF p_kind = 'export' OR pgjobs._writes(p_kind) THEN  -- the built-in kinds
         RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
             USING ERRCODE = '22023',
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '

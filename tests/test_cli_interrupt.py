@@ -19,7 +19,7 @@ import pexpect
 import psycopg
 import pytest
 
-from tests.support import job, make_rows_target, scalar, seed
+from tests.support import job, make_rows_target, scalar, seed, wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -40,16 +40,14 @@ def spawn(dsn: str, *args: str) -> pexpect.spawn:
                          timeout=60, dimensions=(50, 200))
 
 
-def wait_until(conn: Conn, sql: str, params: Any = None, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not scalar(conn, sql, params):
-        assert time.monotonic() < deadline, sql
-        time.sleep(0.05)
+def until(conn: Conn, sql: str, params: Any = None) -> None:
+    """Wait (tests.support.wait_for) until the query returns true."""
+    wait_for(lambda: scalar(conn, sql, params), 30, sql)
 
 
 def listening(conn: Conn, job_id: int) -> None:
     """The follower has read the job after its LISTENs: it is waiting."""
-    wait_until(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
+    until(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
                      " WHERE application_name = 'pgjobs watch' AND state = 'idle'"
                      "   AND query LIKE 'LISTEN%%' AND datname = current_database()")
     del job_id
@@ -102,7 +100,7 @@ def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> N
     child = spawn(dsn, "delete", "user_table_rows", "--scope", "1", "--yes", "--run",
                   "--page-size", "10", "--options", '{"max_rows_per_second": 20}')
     job_id = submitted(child)
-    wait_until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
     interrupt(child, job_id, ran_here=True)
     row = job(rows, job_id)
     assert row["cancel_requested_at"] is None and row["status"] == "queued", row
@@ -128,9 +126,9 @@ def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: An
     try:
         child = spawn(dsn, "--storage", f"file://{tmp_path}/out", *args)
         job_id = submitted(child)
-        wait_until(rows, "SELECT status = 'running' FROM pgjobs.jobs WHERE id = %s",
+        until(rows, "SELECT status = 'running' FROM pgjobs.jobs WHERE id = %s",
                    (job_id,))
-        wait_until(rows, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
+        until(rows, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
                          " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
                          "   AND datname = current_database()")
         child.sendintr()

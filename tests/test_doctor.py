@@ -454,3 +454,23 @@ def test_pg_cron_history_not_trimmed(cron: Conn) -> None:
     assert finding(cron, "pg_cron.scheduled")["status"] == "warn"  # prune inactive
     apply_fix(cron, f["fix"])
     assert_ok(finding(cron, "pg_cron.history"))
+
+
+def test_an_unschedule_in_pg_crons_own_database_is_seen_despite_recent_runs(cron: Conn) -> None:
+    """pg_cron ran pgjobs here a moment ago, then pgjobs was unscheduled: doctor
+    trusts cron.job, not the note of past runs (evidence counts only where pg_cron
+    cannot schedule here: the managed-service recipe)."""
+    cron.execute("""
+        INSERT INTO pgjobs.settings (key, value) VALUES ('engine_seen', jsonb_build_object(
+            'run', jsonb_build_object('at', now(), 'backend_type', 'pg_cron'),
+            'prune', jsonb_build_object('at', now(), 'backend_type', 'pg_cron')))
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""")
+    try:
+        for unscheduled in ("pgjobs.run", "pgjobs.prune"):
+            cron.execute("SELECT cron.unschedule(%s)", (unscheduled,))
+            f = finding(cron, "pg_cron.scheduled")
+            assert (f["status"], f["fix"]) == ("warn", "SELECT pgjobs.schedule();"), unscheduled
+            apply_fix(cron, f["fix"])
+            assert_ok(finding(cron, "pg_cron.scheduled"))
+    finally:
+        cron.execute("DELETE FROM pgjobs.settings WHERE key = 'engine_seen'")

@@ -113,7 +113,11 @@ BEGIN
                        (v_seen #>> ARRAY[w.what, 'at'])::timestamptz > now() - interval '3 minutes'
                        AND 'pg_cron' IN (v_seen #>> ARRAY[w.what, 'backend_type'],
                                          v_seen #>> ARRAY[w.what, 'application_name']) AS ran
-                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k;
+                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k
+         -- Evidence only where pg_cron cannot schedule here: when it runs in this
+         -- database, its catalog (cron.job) says what is scheduled now, and a run
+         -- noted before an unschedule is not a schedule.
+         WHERE check_name = 'pg_cron.database';
         IF v_runners > 0 THEN
             -- Not a problem: the engine is driven from outside.
             status := 'ok';
