@@ -48,8 +48,8 @@ def until(conn: Conn, sql: str, params: Any = None) -> None:
 def listening(conn: Conn, job_id: int) -> None:
     """The follower has read the job after its LISTENs: it is waiting."""
     until(conn, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
-                     " WHERE application_name = 'pgjobs watch' AND state = 'idle'"
-                     "   AND query LIKE 'LISTEN%%' AND datname = current_database()")
+                " WHERE application_name = 'pgjobs watch' AND state = 'idle'"
+                "   AND query LIKE 'LISTEN%%' AND datname = current_database()")
     del job_id
 
 
@@ -127,10 +127,10 @@ def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: An
         child = spawn(dsn, "--storage", f"file://{tmp_path}/out", *args)
         job_id = submitted(child)
         until(rows, "SELECT status = 'running' FROM pgjobs.jobs WHERE id = %s",
-                   (job_id,))
+              (job_id,))
         until(rows, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
-                         " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
-                         "   AND datname = current_database()")
+                    " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
+                    "   AND datname = current_database()")
         child.sendintr()
         time.sleep(0.5)
     finally:
