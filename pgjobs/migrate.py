@@ -48,15 +48,16 @@ def apply_migrations(dsn: str, root: Path | None = None) -> list[str]:
 
     backend = get_backend(yoyo_uri(dsn), migration_table="_yoyo_migration")
     migrations = read_migrations(str((root or sql_dir()) / "migrations"))
-    with warnings.catch_warnings():
-        # yoyo warns about nested transactions on its autocommit connection.
-        warnings.simplefilter("ignore")
-        with backend.lock():
-            pending = backend.to_apply(migrations)
-            backend.apply_migrations(pending)
-    applied = [m.id for m in pending]
-    backend.connection.close()
-    return applied
+    try:
+        with warnings.catch_warnings():
+            # yoyo warns about nested transactions on its autocommit connection.
+            warnings.simplefilter("ignore")
+            with backend.lock():
+                pending = backend.to_apply(migrations)
+                backend.apply_migrations(pending)
+    finally:
+        backend.connection.close()  # also when a migration is refused
+    return [m.id for m in pending]
 
 
 def migrate(dsn: str, root: Path | None = None) -> dict[str, object]:

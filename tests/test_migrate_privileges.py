@@ -53,6 +53,14 @@ def database_for(cluster_url: str) -> Iterator[Make]:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+def sessions_on(dsn: str) -> int:
+    """Sessions of other backends connected to the DSN's database."""
+    with psycopg.connect(dsn) as conn:
+        row: Any = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname ="
+                                " current_database() AND pid <> pg_backend_pid()").fetchone()
+    return int(row[0])
+
+
 def owner_of_schema(dsn: str) -> tuple[str, bool]:
     with psycopg.connect(dsn) as conn:
         row: Any = conn.execute(
@@ -84,6 +92,7 @@ def test_without_create_on_the_database_migrate_is_refused(database_for: Make) -
     with pytest.raises(PgjobsError) as caught:
         migrate(dsn)
     assert caught.value.sqlstate == "42501"
+    assert sessions_on(dsn) == 0, "a refused migrate left a connection open"
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regnamespace('pgjobs')").fetchone() == (None,)
 
@@ -98,6 +107,7 @@ def test_without_createrole_granting_the_roles_is_refused(database_for: Make,
     with pytest.raises(PgjobsError) as caught:
         migrate(dsn)
     assert caught.value.sqlstate == "42501"
+    assert sessions_on(dsn) == 0, "a refused migrate left a connection open"
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('pgjobs.jobs')").fetchone() == (None,)
         role = conn.info.user
