@@ -22,7 +22,7 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
 BEGIN
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
 
     IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
         RAISE EXCEPTION 'a filter must be a JSON object, got %', coalesce(p_filter::text, 'NULL')

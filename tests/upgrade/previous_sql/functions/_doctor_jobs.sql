@@ -8,13 +8,17 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
 -- pgjobs.doctor's checks of running and held jobs (only p_target's when
--- given): expired leases, no heartbeat for 15 minutes but a lease still
--- valid, paused writers that keep later writers of their scope waiting,
+-- given): expired leases, overdue heartbeats under a lease still valid
+-- (no heartbeat for over half the lease, and at least a minute: with the
+-- default 30 s lease the lease expires first and jobs.leases reports it;
+-- with a long one a dead worker would hold its job, and a writer its
+-- scope's gate, until it expires), paused writers that keep later writers of their scope waiting,
 -- jobs held by throttling (and why). p_prune_sql: the prune command this
 -- database runs (the fix of a lapsed lease). Read-only.
 DECLARE
     v_ids    bigint[];
     v_oldest interval;
+    v_left   interval;
     v_error  text;
 BEGIN
     target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
@@ -41,20 +45,26 @@ BEGIN
 
     check_name := 'jobs.heartbeats';
     fix := NULL;
-    SELECT array_agg(j.id ORDER BY j.id), max(now() - coalesce(j.heartbeat_at, j.started_at))
-      INTO v_ids, v_oldest
+    SELECT array_agg(j.id ORDER BY j.id),
+           max(now() - coalesce(j.heartbeat_at, j.started_at, j.updated_at)),
+           max(j.lease_expires_at - now())
+      INTO v_ids, v_oldest, v_left
       FROM pgjobs.jobs j
      WHERE j.status = 'running' AND j.lease_expires_at >= now()
-       AND coalesce(j.heartbeat_at, j.started_at, j.updated_at) < now() - interval '15 minutes'
+       AND coalesce(j.heartbeat_at, j.started_at, j.updated_at)
+           < now() - greatest(j.lease / 2, interval '1 minute')
        AND (p_target IS NULL OR j.target = p_target);
     IF v_ids IS NULL THEN
         status := 'ok';
-        detail := 'every running job heartbeated in the last 15 minutes';
+        detail := 'no running job has gone over half its lease (and a minute) without a '
+                  'heartbeat';
     ELSE
         status := 'warn';
-        detail := format('%s running job(s) without a heartbeat for up to %s but with a lease '
-                         'still valid (ids %s): their worker may hang', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+        detail := format('%s running job(s) without a heartbeat for up to %s, over half their '
+                         'lease, which still holds them for up to %s (ids %s): their worker '
+                         'may hang or have died', cardinality(v_ids),
+                         date_trunc('second', v_oldest), date_trunc('second', v_left),
+                         array_to_string(v_ids[1:20], ', '));
         -- Lapse the lease now, then rescue as for any expired lease: the
         -- worker is fenced off (its lease is gone) and the job is retried.
         fix := format('UPDATE pgjobs.jobs SET lease_expires_at = now() - interval ''1 second'' '

@@ -12,14 +12,22 @@ AS $function$
 -- pgjobs._doctor_cron_jobs). Stops at the first problem (later steps cannot
 -- be judged); when pg_cron cannot drive the engine but a `pgjobs run`
 -- session is connected to this database, that row is ok: the session
--- drives it. p_loop_fix: the `pgjobs run --loop` command doctor suggests.
--- Read-only.
+-- drives it. Likewise when pg_cron runs pgjobs here from its own database
+-- (cron.schedule_in_database, the managed-service recipe): its catalog is
+-- not readable from here, so the evidence is what pgjobs.run and
+-- pgjobs.prune note when they run (pgjobs._engine_seen): both run by a
+-- pg_cron session within the last 3 minutes is ok; only one of them is a
+-- warn naming the missing schedule. p_loop_fix: the `pgjobs run --loop`
+-- command doctor suggests. Read-only.
 DECLARE
     v_runners     integer;
     v_preload     text := current_setting('shared_preload_libraries');
     v_cron_db     text := current_setting('cron.database_name', true);
     v_cron_ver    text;
     v_jobs        jsonb;
+    v_seen        jsonb;
+    v_cron_run    boolean;
+    v_cron_prune  boolean;
 BEGIN
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
@@ -96,12 +104,48 @@ BEGIN
         END IF;
     END IF;
     IF check_name IS NOT NULL THEN
+        -- pgjobs.run / pgjobs.prune run here by pg_cron (from another database).
+        SELECT s.value INTO v_seen FROM pgjobs.settings s WHERE s.key = 'engine_seen';
+        SELECT coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'run'), false),
+               coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'prune'), false)
+          INTO v_cron_run, v_cron_prune
+          FROM (SELECT w.what,
+                       (v_seen #>> ARRAY[w.what, 'at'])::timestamptz > now() - interval '3 minutes'
+                       AND 'pg_cron' IN (v_seen #>> ARRAY[w.what, 'backend_type'],
+                                         v_seen #>> ARRAY[w.what, 'application_name']) AS ran
+                  FROM unnest(ARRAY['run', 'prune']) AS w(what)) k
+         -- Evidence only where pg_cron cannot schedule here: when it runs in this
+         -- database, its catalog (cron.job) says what is scheduled now, and a run
+         -- noted before an unschedule is not a schedule.
+         WHERE check_name = 'pg_cron.database';
         IF v_runners > 0 THEN
             -- Not a problem: the engine is driven from outside.
             status := 'ok';
             detail := detail || format('; the engine is driven by %s connected `pgjobs run` '
                                        'session(s) instead', v_runners);
             fix := NULL;
+        ELSIF v_cron_run AND v_cron_prune THEN
+            status := 'ok';
+            detail := detail || format(
+                '; pg_cron runs pgjobs here from another database (cron.schedule_in_database): '
+                'pgjobs.run last ran %s ago, pgjobs.prune %s ago',
+                date_trunc('second', now() - (v_seen #>> '{run,at}')::timestamptz),
+                date_trunc('second', now() - (v_seen #>> '{prune,at}')::timestamptz));
+            fix := NULL;
+        ELSIF v_cron_run OR v_cron_prune THEN
+            status := 'warn';
+            detail := detail || format(
+                '; pg_cron runs %s here from another database but not %s',
+                CASE WHEN v_cron_run THEN 'pgjobs.run' ELSE 'pgjobs.prune' END,
+                CASE WHEN v_cron_run THEN 'pgjobs.prune' ELSE 'pgjobs.run' END);
+            fix := format('-- in database %s (cron.database_name): SELECT '
+                          'cron.schedule_in_database(%L, %L, %L, %L);',
+                          coalesce(v_cron_db, 'postgres'),
+                          CASE WHEN v_cron_run THEN 'pgjobs.prune' ELSE 'pgjobs.run' END,
+                          '* * * * *',
+                          CASE WHEN v_cron_run THEN 'SELECT pgjobs.prune()'
+                               ELSE 'CALL pgjobs.run()' END,
+                          current_database());
         ELSE
             status := 'warn';
         END IF;

@@ -27,7 +27,7 @@ DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
-    PERFORM pgjobs._target(p_target);
+    PERFORM pgjobs._target_recent(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.

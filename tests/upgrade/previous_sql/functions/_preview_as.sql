@@ -45,7 +45,7 @@ DECLARE
     v_check record;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     IF jsonb_typeof(v_options) <> 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';

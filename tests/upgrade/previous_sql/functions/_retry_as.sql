@@ -49,6 +49,9 @@ BEGIN
                         THEN 'It succeeded; submit a new job to do it again.'
                         ELSE 'Only a failed or canceled job can be retried.' END;
     END IF;
+    IF v_job.fanout THEN
+        PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
+    END IF;
     v_checkpoint := v_job.checkpoint - 'lock_waits';
     IF v_checkpoint ->> 'strategy' = 'collect'
        AND (v_checkpoint ->> 'after')::bigint < (v_checkpoint ->> 'collected')::bigint

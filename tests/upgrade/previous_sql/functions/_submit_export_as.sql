@@ -40,9 +40,10 @@ AS $$
 --                1024..1073741824, default 8388608
 --   parallel     integer 1..64, default 1: the scope's key range is split
 --                into up to that many parts (pgjobs.export_parts) that as many
---                workers export side by side, each resumable; the parts are
---                joined, in key order, into the one object a parallel: 1
---                export writes
+--                workers export side by side, each resumable; CSV and JSONL
+--                parts are joined, in key order, into the one object a
+--                parallel: 1 export writes; Parquet parts stay files of their
+--                own under the export's folder (result.uris, in key order)
 --   allow_unknown_fields  boolean, default false: else a document field of
 --                the filter or of columns that no row of the scope has is
 --                refused (pgjobs._require_known_fields)
@@ -77,15 +78,6 @@ BEGIN
 
     IF v_options ? 'parallel' THEN
         v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
-        -- Parquet parts are separate files, which the Parquet writer does not
-        -- make yet: refuse rather than write one file in N workers' time.
-        IF v_parallel > 1
-           AND v_options -> 'format' = '"parquet"'::jsonb THEN
-            RAISE EXCEPTION 'format "parquet" cannot be exported with parallel > 1 yet'
-                USING ERRCODE = '0A000',
-                HINT = 'Submit the Parquet export with "parallel": 1, or export CSV or JSONL in '
-                       'parallel.';
-        END IF;
     END IF;
 
     IF v_options ? 'format' THEN
@@ -96,7 +88,7 @@ BEGIN
                 USING ERRCODE = '22023',
                 HINT = '"csv" writes a header and one column per requested column; "jsonl" '
                        'one JSON object per line; "parquet" typed columns (the worker needs '
-                       'pip install ''pgjobs[parquet]'').';
+                       'pip install ''pgjobs-engine[parquet]'').';
         END IF;
         v_format := v_options ->> 'format';
     END IF;

@@ -37,7 +37,7 @@ DECLARE
     v_rows jsonb[];
 BEGIN
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     v_key_type := pgjobs._column_type(p_target, v_reg.key_column);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);

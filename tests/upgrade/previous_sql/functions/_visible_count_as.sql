@@ -27,7 +27,7 @@ DECLARE
     v_count bigint;
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target(p_target);
+    v_reg := pgjobs._target_recent(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.

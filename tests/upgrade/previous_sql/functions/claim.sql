@@ -58,6 +58,7 @@ BEGIN
          WHERE j.status = 'queued'
            AND j.run_at <= now()
            AND j.kind = ANY (p_kinds)
+           AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
            AND (NOT j.writes
                 OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
          ORDER BY j.priority DESC, j.queued_at, j.id

@@ -21,8 +21,8 @@ AS $function$
 --                      btree_gin (scope, document) index, autovacuum scale
 --                      factor, dead tuples.
 --   jobs.*             running jobs with an expired lease, running jobs
---                      without a heartbeat for 15 minutes but a lease still
---                      valid, jobs held by throttling (and why), jobs due
+--                      without a heartbeat for over half their lease (and a
+--                      minute) but a lease still valid, jobs held by throttling (and why), jobs due
 --                      for over 15 minutes but still queued (only p_target's).
 --   throttle.visibility  pgjobs' owner can see replica lag and autovacuum
 --                      (pg_monitor).
@@ -77,10 +77,12 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.doctor(regclass) IS
 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): '
-'pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size), '
+'pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; '
+'ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), '
 'each registered target (or only p_target): table and columns exist, the (scope, key) btree '
 'index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum '
-'scale factor, dead tuples; running jobs with expired leases or no heartbeat for 15 minutes; '
+'scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half '
+'their lease (and a minute); '
 'jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or '
 'imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals '
 '(pg_monitor); '

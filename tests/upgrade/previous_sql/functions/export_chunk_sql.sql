@@ -65,6 +65,8 @@ DECLARE
     v_until text := '';
     v_select text;
     v_advances boolean;
+    v_at double precision;
+    v_verdict text;
 BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -79,8 +81,22 @@ BEGIN
         RAISE EXCEPTION 'limit must be from 1 to 1000000, not %', p_limit
             USING ERRCODE = '22023', HINT = 'The default, 50000 keys, keeps each transaction short.';
     END IF;
-    v_reg := pgjobs._target(v_job.target);
-    PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+    -- The target's trust and the submitter's rights: checked in full at the
+    -- first chunk a session asks for, then again at the first chunk that
+    -- starts 1 s or more after the last check, as the runner's pages do
+    -- (pgjobs._run_page): at 50,000 keys a chunk, the checks cost more than
+    -- many chunks' planning. A grant revoked, a role dropped, row-level
+    -- security turned on or a target made untrusted stops the export within
+    -- 1 s of chunks. The verdict is sealed in the session
+    -- (pgjobs._verdict_fresh), keyed to the job, its target, kind and
+    -- submitter.
+    v_at := extract(epoch FROM clock_timestamp());
+    v_reg := pgjobs._target_recent(v_job.target);
+    v_verdict := concat_ws('/', v_job.id, v_job.target::oid, v_job.kind, v_job.submitted_by);
+    IF NOT pgjobs._verdict_fresh('submitter', v_verdict) THEN
+        PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+        PERFORM pgjobs._verdict_keep('submitter', v_verdict, v_at);
+    END IF;
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);

@@ -8,16 +8,18 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Housekeeping, safe to run at any time and concurrently:
---   1. rescues jobs whose lease expired (retried, failed or canceled);
+--   1. rescues jobs whose lease expired (retried, failed or canceled), and
+--      fan-out items likewise (pgjobs._items_rescue);
 --   2. deletes jobs that finished more than p_retention ago, queueing the
 --      storage objects of pruned exports in pgjobs.storage_deletions for a
 --      worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
--- Returns a summary: {"rescued": {...}, "deleted", "objects_queued",
+-- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
 -- "cron_runs_trimmed"}. Locks: the rows it changes or deletes.
 DECLARE
     v_rescued jsonb;
+    v_items jsonb;
     v_deleted bigint;
     v_objects bigint;
     v_trimmed bigint := 0;
@@ -27,7 +29,9 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 
+    PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
+    v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
 
     WITH gone AS (
         DELETE FROM pgjobs.jobs j
@@ -67,7 +71,8 @@ BEGIN
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
-    RETURN jsonb_build_object('rescued', v_rescued, 'deleted', v_deleted,
+    RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
+                              'deleted', v_deleted,
                               'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
 END
 $$;

@@ -21,7 +21,8 @@ DECLARE
     v_name pg_catalog.text;
     v_job pgjobs.jobs;
 BEGIN
-    v_deadline := pgjobs._run_deadline(p_budget);
+    -- Notes the run for pgjobs.doctor (pgjobs._engine_seen), then the deadline.
+    v_deadline := pgjobs._run_start(p_budget);
     v_name := pgjobs._runner_name('run');
     LOOP
         v_job := pgjobs._run_next(v_name, v_deadline);

@@ -34,8 +34,11 @@ AS $$
 -- sees the jobs it submitted and those of targets it may read, within
 -- pgjobs.allowed_scopes) decide what it counts, exactly as for job rows.
 -- Cost: only unfinished jobs (jobs_unfinished_idx) and jobs finished in the
--- last hour (jobs_finished_idx) are read, never the whole table. Locks
--- nothing.
+-- last hour (jobs_finished_idx) are read, never the whole table; the oldest
+-- due queued job is the first entry of jobs_queued_run_at_idx (migration
+-- 0024), not a sort of every queued job. For a client the row policy's
+-- lists (confined targets, allowed scopes) are made once per statement.
+-- Locks nothing.
 WITH active AS NOT MATERIALIZED (
     -- Not materialized: each part below reads the unfinished jobs it needs
     -- through jobs_unfinished_idx (status first), and a flood of queued jobs

@@ -11,7 +11,7 @@ GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client, pgjobs_admin;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgjobs TO pgjobs_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgjobs TO pgjobs_admin;
 
-GRANT SELECT ON pgjobs.jobs, pgjobs.targets TO pgjobs_client;
+GRANT SELECT ON pgjobs.jobs, pgjobs.targets, pgjobs.job_items TO pgjobs_client;
 
 DO $grants$
 DECLARE
@@ -22,20 +22,22 @@ BEGIN
           FROM pg_catalog.pg_proc p
          WHERE p.pronamespace = 'pgjobs'::regnamespace
            AND p.proname IN ('submit', 'submit_delete', 'submit_backfill', 'submit_export',
-                             'submit_import',
+                             'submit_import', 'submit_items', 'add_items',
                              'cancel', 'mask', 'visible', 'visible_count', 'channel',
                              'pause', 'resume', 'retry', 'stats',
                              -- ... and their SECURITY DEFINER bodies, which the
                              -- entry points call as the client (pgjobs._enter
                              -- refuses any other caller)
                              '_submit_as', '_submit_delete_as', '_submit_backfill_as',
-                             '_submit_export_as', '_submit_import_as', '_cancel_as', '_mask_as',
+                             '_submit_export_as', '_submit_import_as', '_submit_items_as',
+                             '_add_items_as', '_cancel_as', '_mask_as',
                              '_visible_as',
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
                              'preview', '_preview_as',
-                             -- policy jobs_client_read (migration 0006) calls it as the client
-                             '_scope_allowed', '_row_security_confines',
+                             -- policy jobs_client_read (migrations 0006, 0024) calls them as the client
+                             '_scope_allowed', '_row_security_confines', '_confined_targets',
+                             '_allowed_scope_keys',
                              -- `pgjobs watch`/`status` read it beside a queued job
                              '_engine_wait')
     LOOP

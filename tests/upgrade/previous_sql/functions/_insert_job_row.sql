@@ -1,0 +1,151 @@
+CREATE OR REPLACE FUNCTION pgjobs._insert_job_row(
+    p_kind text,
+    p_target regclass,
+    p_scope text,
+    p_payload jsonb,
+    p_options jsonb,
+    p_extra_options text[] DEFAULT '{}',
+    p_predicate text DEFAULT NULL,
+    p_assignments text DEFAULT NULL)
+RETURNS pgjobs.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+AS $$
+-- The one place a job row is written (pgjobs._insert_job announces it;
+-- pgjobs._submit_items_as announces it once its items are counted, so the
+-- `submitted` event carries the total). Validates the common options
+-- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- the throttling ones too, with the administrator's defaults merged in:
+-- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
+-- are listed in p_extra_options and checked by the
+-- caller), applies the gate for writing kinds and inserts; it sends no
+-- event. Every check runs before the INSERT: a bad argument writes
+-- nothing. Every submit passes here, so this is where the session's
+-- pgjobs.allowed_scopes is enforced for submits (42501).
+--
+-- Locks: for writing kinds a transaction-level advisory lock on
+-- (target, scope), so that two `on_conflict: reject` submits cannot both
+-- pass the check.
+DECLARE
+    v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
+                        || p_extra_options;
+    v_key text;
+    v_value jsonb;
+    v_priority integer := 0;
+    v_max_attempts integer := 5;
+    v_run_at timestamptz := now();
+    v_on_conflict text := 'queue';
+    v_lease interval := interval '30 seconds';
+    v_writes boolean := pgjobs._writes(p_kind);
+    v_job pgjobs.jobs;
+    v_reg pgjobs.target_registry;
+BEGIN
+    IF p_target IS NULL THEN
+        RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the table as a regclass, e.g. ''public.user_table_rows''.';
+    END IF;
+    IF p_scope IS NULL OR length(p_scope) > 1000 THEN
+        RAISE EXCEPTION 'scope must be a non-null text of at most 1000 characters'
+            USING ERRCODE = '22023',
+            HINT = 'Pass the value of the target''s scope column as text, e.g. ''42''.';
+    END IF;
+    -- A registered target's scope is stored canonical (one tenant, one
+    -- text: the gate, on_conflict and the mask compare it as text); a
+    -- custom kind's unregistered table keeps the text as given.
+    -- (Through pgjobs._target: the cast runs the scope type's code, so an
+    -- untrusted target is refused here too, 42501, for custom kinds as well.)
+    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
+        v_reg := pgjobs._target(p_target);
+        p_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    END IF;
+    PERFORM pgjobs._require_scope(p_target, p_scope);
+    IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no payload.';
+    END IF;
+    IF octet_length(p_payload::text) > 1048576 THEN
+        RAISE EXCEPTION 'payload is % bytes; the limit is 1 MiB', octet_length(p_payload::text)
+            USING ERRCODE = '22023',
+            HINT = 'Keep large inputs in a table or object storage and pass a reference.';
+    END IF;
+    IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for the defaults.';
+    END IF;
+    -- Writing kinds take the throttling options, defaults merged in.
+    IF v_writes THEN
+        p_options := pgjobs._throttle_options(p_options);
+        v_allowed := v_allowed || pgjobs._throttle_keys();
+    END IF;
+
+    FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP
+        IF NOT v_key = ANY (v_allowed) THEN
+            RAISE EXCEPTION 'unknown option "%" for a % job', v_key, p_kind
+                USING ERRCODE = '22023',
+                HINT = format('Valid options: %s.', array_to_string(v_allowed, ', '));
+        END IF;
+        CASE v_key
+        WHEN 'priority' THEN
+            v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
+        WHEN 'max_attempts' THEN
+            v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
+        WHEN 'run_at' THEN
+            BEGIN
+                v_run_at := (v_value #>> '{}')::timestamptz;
+            EXCEPTION WHEN OTHERS THEN
+                v_run_at := NULL;
+            END;
+            IF jsonb_typeof(v_value) <> 'string' OR v_run_at IS NULL THEN
+                RAISE EXCEPTION 'option "run_at" must be a timestamp, not %', v_value
+                    USING ERRCODE = '22023',
+                    HINT = 'Use an ISO 8601 string such as "2030-01-01T00:00:00Z".';
+            END IF;
+        WHEN 'on_conflict' THEN
+            IF v_value NOT IN ('"queue"'::jsonb, '"reject"'::jsonb) THEN
+                RAISE EXCEPTION 'option "on_conflict" must be "queue" or "reject", not %', v_value
+                    USING ERRCODE = '22023',
+                    HINT = '"queue" waits behind the running writer; "reject" raises 55006.';
+            END IF;
+            v_on_conflict := v_value #>> '{}';
+        WHEN 'lease' THEN
+            BEGIN
+                v_lease := (v_value #>> '{}')::interval;
+            EXCEPTION WHEN OTHERS THEN
+                v_lease := NULL;
+            END;
+            IF jsonb_typeof(v_value) <> 'string' OR v_lease IS NULL
+               OR v_lease < interval '1 second' OR v_lease > interval '1 day' THEN
+                RAISE EXCEPTION 'option "lease" must be an interval from 1 second to 1 day, not %',
+                    v_value USING ERRCODE = '22023', HINT = 'For example "30 seconds".';
+            END IF;
+        ELSE
+            NULL;  -- a kind-specific option, checked by the caller
+        END CASE;
+    END LOOP;
+
+    IF v_writes THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(
+            'pgjobs.gate:' || p_target::oid::text || ':' || p_scope, 0));
+        -- Would a writer queued last wait? (The place after every other is
+        -- the largest bigint: then any writer of the scope that holds the
+        -- gate, by the gate's own rule, is ahead of it.)
+        IF v_on_conflict = 'reject' AND NOT pgjobs._writer_may_start(
+                p_target, p_scope, 9223372036854775807) THEN
+            RAISE EXCEPTION 'a writing job is already queued, running or paused on % scope %',
+                p_target, p_scope
+                USING ERRCODE = '55006',
+                HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '
+                       'with {"on_conflict": "queue"} to run after it.';
+        END IF;
+    END IF;
+
+    INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
+                             run_at, lease, predicate, assignments, submitted_by)
+    VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
+            v_run_at, v_lease, p_predicate, p_assignments, pgjobs._caller())
+    RETURNING * INTO v_job;
+    RETURN v_job;
+END
+$$;

@@ -1,0 +1,47 @@
+CREATE OR REPLACE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Inserts one queued item of fan-out job p_id per element of the JSON
+-- array p_items, in array order (item ids ascend with it: the claim
+-- order), and adds their number to the job's total. The caller has checked
+-- the job and the array and holds the job row. Raises 22023 for an
+-- element over 1 MiB (nothing added). Returns the number added.
+-- Locks: the job row (already the caller's).
+DECLARE
+    v_count integer;
+    v_index bigint;
+    v_size integer;
+BEGIN
+    -- Every payload's limit (pgjobs._insert_job's), per item: the array as
+    -- a whole may be larger. Its text is measured once; the elements only
+    -- when it is over the limit.
+    IF octet_length(p_items::text) > 1048576 THEN
+        SELECT e.n, octet_length(e.value::text) INTO v_index, v_size
+          FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
+         WHERE octet_length(e.value::text) > 1048576
+         ORDER BY e.n
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'item % of the array is % bytes; the limit is 1 MiB per item',
+                v_index, v_size
+                USING ERRCODE = '22023',
+                      HINT = 'Keep large inputs in a table or object storage and pass a '
+                             'reference in the item.';
+        END IF;
+    END IF;
+    INSERT INTO pgjobs.job_items (job_id, payload)
+    SELECT p_id, e.value
+      FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
+     ORDER BY e.n;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count, updated_at = now()
+     WHERE id = p_id;
+    RETURN v_count;
+END
+$$;

@@ -1,0 +1,111 @@
+CREATE OR REPLACE FUNCTION pgjobs.claim_items(
+    p_kinds text[],
+    p_worker text,
+    p_lease interval DEFAULT '30 seconds',
+    p_limit integer DEFAULT 1)
+RETURNS SETOF pgjobs.job_items
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Hands up to p_limit queued items of fan-out jobs of the given kinds to
+-- p_worker: jobs by priority (higher first), then submission; within a job
+-- the items due first (run_at: array order, and a retry after its backoff
+-- behind the items due before it), then by id, of jobs that are queued or
+-- running and due (run_at). Each item is marked running with its own
+-- claim identity in worker (p_worker#token, pgjobs._claim_identity),
+-- attempts + 1 and a lease of the job's lease option or else p_lease; the
+-- caller passes worker back to heartbeat_item, complete_item and
+-- fail_item, which fence on it. A queued job becomes
+-- running at its first claim (event started). A job's option concurrency
+-- caps its items out at once across every worker: its claimers serialize on
+-- a transaction advisory lock of the job, count what is out and take no
+-- more than the rest. Expired item leases are rescued first.
+-- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
+-- never wait for each other and never get the same item); the job row of
+-- a queued job it starts (SKIP LOCKED too).
+DECLARE
+    v_job pgjobs.jobs;
+    v_left integer := p_limit;
+    v_cap integer;
+    v_count integer;
+    v_concurrency integer;
+    v_lease interval;
+BEGIN
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
+    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
+        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
+            HINT = 'For example ARRAY[''thumbnail''].';
+    END IF;
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
+            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+    END IF;
+
+    PERFORM pgjobs._items_rescue();
+
+    FOR v_job IN
+        SELECT j.* FROM pgjobs.jobs j
+         WHERE j.fanout
+           AND j.status IN ('queued', 'running')
+           AND j.kind = ANY (p_kinds)
+           AND j.run_at <= now()
+         ORDER BY j.priority DESC, j.id
+    LOOP
+        v_cap := v_left;
+        v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
+        v_concurrency := (v_job.options ->> 'concurrency')::integer;
+        IF v_concurrency IS NOT NULL THEN
+            PERFORM pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || v_job.id, 0));
+            v_cap := least(v_cap, v_concurrency - (
+                SELECT count(*) FROM pgjobs.job_items i
+                 WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
+            CONTINUE WHEN v_cap <= 0;
+        END IF;
+        IF v_job.status = 'queued' THEN
+            PERFORM pgjobs._items_start(v_job.id);  -- SKIP LOCKED: never waits
+        END IF;
+        RETURN QUERY
+        WITH picked AS (
+            SELECT i.id FROM pgjobs.job_items i
+             WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
+               -- The job as it is now, not as the loop read it: this call
+               -- may have waited (the concurrency lock above) while a pause
+               -- committed, which leaves the items queued (a cancel ends
+               -- them). One probe of the job's key per statement.
+               AND EXISTS (SELECT FROM pgjobs.jobs j
+                            WHERE j.id = v_job.id AND j.status IN ('queued', 'running'))
+             -- The order of job_items_queued_idx (job_id, run_at, id), which
+             -- the primary key cannot give: the plan walks only the job's
+             -- queued items, never the key over the items already claimed
+             -- (a cost that would grow with the job).
+             ORDER BY i.run_at, i.id
+             LIMIT v_cap
+               FOR UPDATE SKIP LOCKED)
+        UPDATE pgjobs.job_items i
+           SET status = 'running',
+               attempts = i.attempts + 1,
+               worker = pgjobs._claim_identity(p_worker),
+               lease = v_lease,
+               lease_expires_at = now() + v_lease,
+               started_at = coalesce(i.started_at, now()),
+               updated_at = now()
+          FROM picked
+         WHERE i.id = picked.id
+        RETURNING i.*;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        v_left := v_left - v_count;
+        EXIT WHEN v_left <= 0;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.claim_items(text[], text, interval, integer) IS
+'Claims up to p_limit queued items of fan-out jobs of the given kinds for p_worker (FOR UPDATE '
+'SKIP LOCKED), job priority first, then submission, then item order, respecting each job''s '
+'concurrency option. Sets a lease (the job''s lease option, else p_lease) and increments '
+'attempts. Each returned row''s worker is the claim''s identity (p_worker#token): pass it back '
+'to heartbeat_item/complete_item/fail_item.';

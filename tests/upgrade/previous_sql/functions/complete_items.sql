@@ -1,0 +1,65 @@
+CREATE OR REPLACE FUNCTION pgjobs.complete_items(
+    p_items bigint[],
+    p_workers text[],
+    p_results jsonb[] DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- pgjobs.complete_item for a batch: item p_items[i] succeeds with
+-- p_results[i] (default '{}') when p_workers[i] holds its unexpired lease,
+-- judged per item. Returns the ids it completed; a fenced-off item is left
+-- out and unchanged. Each job touched is settled once (pgjobs._items_settle)
+-- with its count. Raises 22023 when the arrays differ in length or a result
+-- is not a JSON object. Locks: the jobs' rows (in id order), then the items.
+DECLARE
+    v_done record;
+BEGIN
+    IF p_items IS NULL OR p_workers IS NULL
+       OR cardinality(p_items) <> cardinality(p_workers)
+       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_items)) THEN
+        RAISE EXCEPTION 'items, workers and results must be arrays of one length'
+            USING ERRCODE = '22023',
+            HINT = 'Pass p_items[i] with the worker its claim returned in p_workers[i] '
+                   '(and p_results[i], or NULL for ''{}'' each).';
+    END IF;
+    IF p_results IS NOT NULL AND EXISTS (
+           SELECT FROM unnest(p_results) r(result)
+            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
+        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
+    END IF;
+    -- The jobs first, in id order (the lock order of fan-out jobs).
+    PERFORM FROM pgjobs.jobs j
+     WHERE j.id IN (SELECT i.job_id FROM pgjobs.job_items i
+                     WHERE i.id = ANY (p_items) AND i.status = 'running')
+     ORDER BY j.id
+       FOR NO KEY UPDATE;
+    FOR v_done IN
+        WITH done AS (
+            UPDATE pgjobs.job_items i
+               SET status = 'succeeded', result = coalesce(c.result, '{}'), error = NULL,
+                   lease_expires_at = NULL, finished_at = now(), updated_at = now()
+              FROM unnest(p_items, p_workers, p_results) AS c(id, worker, result)
+             WHERE i.id = c.id
+               -- The fence, per item, as in pgjobs.complete_item.
+               AND i.worker = c.worker
+               AND i.lease_expires_at > now()
+            RETURNING i.id, i.job_id)
+        SELECT d.job_id, array_agg(d.id ORDER BY d.id) AS ids
+          FROM done d GROUP BY d.job_id ORDER BY d.job_id
+    LOOP
+        PERFORM pgjobs._items_settle(v_done.job_id, cardinality(v_done.ids));
+        RETURN QUERY SELECT unnest(v_done.ids);
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs.complete_items(bigint[], text[], jsonb[]) IS
+'Completes a batch of items: p_items[i] succeeds with p_results[i] (default {}) when '
+'p_workers[i] holds its unexpired lease (fenced per item, as complete_item). Returns the ids '
+'completed; a fenced-off item is left out and unchanged.';
