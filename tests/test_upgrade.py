@@ -5,9 +5,11 @@ and half done to this version, and every job then finishes exactly.
 The previous release's own functions start the work: a delete claimed and
 three pages in, a backfill one page in, a queued delete with a filter and
 exclusions, a queued and a claimed export, a parallel export split into its
-parts with one part claimed, a queued Parquet export, a queued import, and a
-custom job an external worker holds. Then this checkout migrates, the old runners "die" (their
-leases lapse), and this version's engine and worker finish everything.
+parts with one part claimed, a queued Parquet export, a queued import, a
+custom job an external worker holds, and a fan-out job with items done, failed
+once, held by a worker that dies, and never claimed. Then this checkout
+migrates, the old runners "die" (their leases lapse), and this version's
+engine and worker finish everything.
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                         "'1 hour')", (parallel,)) == 1
     parquet = submit("SELECT pgjobs.submit_export('rows', '9', '{}', %s::jsonb)",
                      json.dumps({"destination": destination, "format": "parquet"}))
+    # Scope 10: a fan-out job of six items: one done and one failed once by the old
+    # release's worker, one held by it when it dies, three never claimed.
+    fanout = submit("SELECT pgjobs.submit_items('extract', 'rows', '10', %s::jsonb, "
+                    "'{\"max_attempts\": 3}')", json.dumps([{"doc": i} for i in range(6)]))
+    held = conn.execute("SELECT id, worker FROM pgjobs.claim_items(ARRAY['extract'], "
+                        "'old-item-worker', '1 hour', 3)").fetchall()
+    assert len(held) == 3
+    (done_item, done_token), (failed_item, failed_token), _ = held
+    assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s, '{\"doc\": \"old\"}')",
+                  (done_item, done_token))
+    assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'flaky', true)",
+                  (failed_item, failed_token))
+    assert job(conn, fanout)["done"] == 1
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
@@ -157,9 +172,23 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE status = 'queued'")
     worker = Worker(dsn, destination, once=True, poll=0.1)
     worker.run()
+    # The fan-out job: its items' leases lapse too, the failed one's backoff is over,
+    # one more item is added through the new release, and a new worker does the rest.
+    conn.execute("UPDATE pgjobs.job_items SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE status = 'running'")
+    conn.execute("UPDATE pgjobs.job_items SET run_at = now() WHERE status = 'queued'")
+    assert scalar(conn, "SELECT pgjobs.add_items(%s, '[{\"doc\": 6}]')", (fanout,)) == 1
+    for _ in range(10):
+        batch = conn.execute("SELECT id, worker, payload FROM pgjobs.claim_items("
+                             "ARRAY['extract'], 'new-item-worker', '1 hour', 4)").fetchall()
+        if not batch:
+            break
+        for item, token, payload in batch:
+            assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s, %s::jsonb)",
+                          (item, token, json.dumps(payload)))
 
     for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
-                   imported, parallel, parquet):
+                   imported, parallel, parquet, fanout):
         finished = job(conn, job_id)
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
@@ -182,4 +211,13 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert job(conn, imported)["result"]["inserted"] == 120
     assert _csv_rows(storage.read(job(conn, parallel)["result"]["uri"])) == exported_8
     assert job(conn, parquet)["result"]["rows"] == exported_9
+    assert (job(conn, fanout)["total"], job(conn, fanout)["done"]) == (7, 7)
+    items = {r[0]: r[1:] for r in conn.execute(
+        "SELECT id, payload, status, result, attempts FROM pgjobs.job_items WHERE job_id = %s",
+        (fanout,))}
+    assert sorted(p["doc"] for p, *_ in items.values()) == list(range(7))
+    assert items.pop(done_item)[1:] == ("succeeded", {"doc": "old"}, 1)  # done exactly once
+    assert items[failed_item][3] == 2  # its failed attempt counted
+    assert all(status == "succeeded" and result == payload
+               for payload, status, result, _ in items.values())
     conn.close()
