@@ -20,37 +20,36 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import allow, job, make_people, scalar, submit_import
+from tests.support import (
+    LOSSES,
+    allowed_folder,
+    drop_client,
+    job,
+    lose_right,
+    people_client,
+    scalar,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
 KINDS = ["delete", "backfill", "export", "import", "import_update", "custom", "fanout"]
 PRIVILEGE = {"delete": "DELETE", "backfill": "UPDATE", "export": "SELECT", "import": "INSERT",
              "import_update": "UPDATE", "custom": "UPDATE", "fanout": "UPDATE"}
-LOSSES = ["revoke", "rls", "drop_role"]
 VERBS = ["retry", "resume"]
 
 
 @pytest.fixture
 def client(conn: Conn) -> Iterator[str]:
     """A pgjobs client role with every privilege on `people`."""
-    role = f"requeue_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
-    make_people(conn)
-    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
+    role = people_client(conn, "requeue")
     yield role
-    conn.execute("RESET ROLE")
-    if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)):
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    drop_client(conn, role)
 
 
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    allow(conn, f"file://{folder}")
-    return folder
+    return allowed_folder(conn, tmp_path)
 
 
 def submit(conn: Conn, kind: str, src: Path) -> int:
@@ -87,14 +86,7 @@ def stopped(conn: Conn, role: str, kind: str, verb: str, src: Path) -> int:
 
 
 def lose(conn: Conn, role: str, kind: str, loss: str) -> None:
-    if loss == "revoke":
-        conn.execute(f"REVOKE {PRIVILEGE[kind]} ON people FROM {role}")
-    elif loss == "rls":
-        conn.execute("ALTER TABLE people ENABLE ROW LEVEL SECURITY")
-        conn.execute("CREATE POLICY own ON people USING (false)")
-    else:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    lose_right(conn, role, PRIVILEGE[kind], loss)
 
 
 def give_back(conn: Conn, role: str, kind: str, loss: str) -> None:
