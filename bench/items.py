@@ -29,6 +29,7 @@ import argparse
 import os
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,42 @@ COMPLETE = "SELECT pgjobs.complete_item(%s, %s)"
 COMPLETE_MANY = "SELECT count(*) FROM pgjobs.complete_items(%s, %s)"
 
 
-def items_worker(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
-    done = 0
-    while True:
-        claimed = conn.execute(CLAIM, ([KIND], name, batch)).fetchall()
-        if not claimed:
-            return done
-        if len(claimed) == 1:
-            item, identity = claimed[0]
-            row = conn.execute(COMPLETE, (item, identity)).fetchone()
-            assert row is not None and row[0], f"complete_item({item}) was fenced off"
-        else:
-            row = conn.execute(COMPLETE_MANY, ([c[0] for c in claimed],
-                                               [c[1] for c in claimed])).fetchone()
-            assert row is not None and row[0] == len(claimed), "complete_items fenced off"
-        done += len(claimed)
+Worker = Callable[[psycopg.Connection[Any], str, int], int]
+
+
+def items_worker_with(complete: str) -> Worker:
+    """A worker that claims a batch, then completes it: `complete` (called with the
+    item and its claim's identity, true when done) per item for a batch of one, else
+    one pgjobs.complete_items for the batch."""
+    def work(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
+        done = 0
+        while True:
+            claimed = conn.execute(CLAIM, ([KIND], name, batch)).fetchall()
+            if not claimed:
+                return done
+            if len(claimed) == 1:
+                item, identity = claimed[0]
+                row = conn.execute(complete, (item, identity)).fetchone()
+                assert row is not None and row[0], f"completion of item {item} was fenced off"
+            else:
+                row = conn.execute(COMPLETE_MANY, ([c[0] for c in claimed],
+                                                   [c[1] for c in claimed])).fetchone()
+                assert row is not None and row[0] == len(claimed), "complete_items fenced off"
+            done += len(claimed)
+    return work
+
+
+items_worker = items_worker_with(COMPLETE)
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    """The command line every fan-out bench starts from: its summary and --dsn."""
+    result = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
+                        help="server URL (user may CREATE DATABASE) [env PGJOBS_BENCH_DSN; "
+                             "default: a throwaway cluster]")
+    return result
 
 
 def reset(dsn: str) -> None:
@@ -104,17 +126,13 @@ def throughput(dsn: str, side: str, workers: int, items: int, batch: int) -> Run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
-                        help="server URL (user may CREATE DATABASE) [env PGJOBS_BENCH_DSN; "
-                             "default: a throwaway cluster]")
-    parser.add_argument("--workers", default="4", help="comma-separated worker counts [4]")
-    parser.add_argument("--items", type=int, default=4000, help="items per run [4000]")
-    parser.add_argument("--batch", default="1,10", help="comma-separated batch sizes [1,10]")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement [5]")
-    parser.add_argument("--keep", action="store_true", help="keep the bench database")
-    args = parser.parse_args(argv)
+    options = parser(__doc__)
+    options.add_argument("--workers", default="4", help="comma-separated worker counts [4]")
+    options.add_argument("--items", type=int, default=4000, help="items per run [4000]")
+    options.add_argument("--batch", default="1,10", help="comma-separated batch sizes [1,10]")
+    options.add_argument("--repeat", type=int, default=5, help="runs per measurement [5]")
+    options.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = options.parse_args(argv)
 
     with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn:
         print(f"pgjobs fan-out items benchmark on {where}, {os.cpu_count()} CPUs; "

@@ -19,12 +19,10 @@ shared and noisy: read the range.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
@@ -32,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import server  # noqa: E402
 from claim import bench_database, drain  # noqa: E402
-from items import CLAIM, COMPLETE, FILL, KIND, reset  # noqa: E402
+from items import COMPLETE, FILL, KIND, items_worker_with, parser, reset  # noqa: E402
 
 # The reference: complete_item's item UPDATE and fence, the same pinned
 # settings (their cost per call is part of every pgjobs function), no parent.
@@ -53,42 +51,24 @@ $$"""
 SIDES = {"pgjobs": COMPLETE, "reference": "SELECT public.bench_complete_item_only(%s, %s)"}
 
 
-def worker(complete: str) -> Any:
-    def work(conn: psycopg.Connection[Any], name: str, batch: int) -> int:
-        done = 0
-        while True:
-            claimed = conn.execute(CLAIM, ([KIND], name, batch)).fetchall()
-            if not claimed:
-                return done
-            for item, identity in claimed:
-                row = conn.execute(complete, (item, identity)).fetchone()
-                assert row is not None and row[0], f"completion of item {item} fenced off"
-            done += len(claimed)
-    return work
-
-
 def rate(dsn: str, side: str, workers: int, items: int) -> float:
     reset(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(FILL, (KIND, items))
         conn.execute("VACUUM ANALYZE pgjobs.job_items")
-    done, run = drain(dsn, workers, 1, worker(SIDES[side]))
+    done, run = drain(dsn, workers, 1, items_worker_with(SIDES[side]))
     if done != items:
         raise AssertionError(f"{side}: {done} of {items} items completed")
     return run.rate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"),
-                        help="server URL (user may CREATE DATABASE) [env PGJOBS_BENCH_DSN; "
-                             "default: a throwaway cluster]")
-    parser.add_argument("--workers", default="1,4", help="comma-separated worker counts [1,4]")
-    parser.add_argument("--items", type=int, default=3000, help="items per run [3000]")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement [3]")
-    parser.add_argument("--keep", action="store_true", help="keep the bench database")
-    args = parser.parse_args(argv)
+    options = parser(__doc__)
+    options.add_argument("--workers", default="1,4", help="comma-separated worker counts [1,4]")
+    options.add_argument("--items", type=int, default=3000, help="items per run [3000]")
+    options.add_argument("--repeat", type=int, default=3, help="runs per measurement [3]")
+    options.add_argument("--keep", action="store_true", help="keep the bench database")
+    args = options.parse_args(argv)
 
     with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -17,17 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 from rich.table import Table
 
 from pgjobs import db, queries
+from pgjobs.cli.progress import bar_columns
 from pgjobs.errors import Conflict, NotReady, PgjobsError
 
 TARGET = "demo.user_table_rows"
@@ -62,11 +56,8 @@ def _follow(console: Console, conn: Any, job_id: int, label: str,
             midway: Any = None, total: int | None = None) -> Outcome:
     """Draw a progress bar from the job row until the job ends."""
     started = time.monotonic()
-    columns = [TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(),
-               TimeRemainingColumn()]
     midway_done = midway is None
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*bar_columns(f"[bold]{label}[/]"), console=console, transient=False) as progress:
         task = progress.add_task(label, total=None, rate="-")
         while True:
             job = db.get_job(conn, job_id)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pgjobs import db, queries
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, rows_per_second, to_json
+
+if TYPE_CHECKING:
+    from rich.progress import ProgressColumn
 
 FINAL = {"succeeded": 0, "failed": 1, "canceled": 1}
 POLL_SECONDS = 2.0
@@ -223,24 +226,32 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
             bar.close()
 
 
+def bar_columns(title: str) -> list[ProgressColumn]:
+    """The columns of every job's bar (this module's and `pgjobs demo`'s): `title`
+    (a rich markup template), the bar, done/total, the task's `rate` field in rows/s,
+    elapsed and remaining time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return [TextColumn(title), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(), TimeRemainingColumn()]
+
+
 class _Bar:
     """A rich progress bar on stderr: rows, rate since the job started, ETA."""
 
     def __init__(self, job: dict[str, Any]) -> None:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import Progress
 
         self.progress = Progress(
-            TextColumn("[bold]job {task.fields[job]}[/] {task.description}"),
-            BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} rows/s"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True))
+            *bar_columns("[bold]job {task.fields[job]}[/] {task.description}"),
+            console=Console(stderr=True))
         self.progress.start()
         self.task = self.progress.add_task(job["status"], total=job["total"],
                                            job=job["id"], rate="-")

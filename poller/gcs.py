@@ -38,7 +38,7 @@ from pgjobs.poller.upload import (
     Upload,
     add_to_runs,
     load_runs,
-    require_parts,
+    require_staged,
     run_parts,
 )
 
@@ -298,12 +298,9 @@ class ComposeUpload(Upload):
         self._hash: Any = hashlib.sha256() if not self._runs else None
         self._size = 0
         if self._runs:
-            try:
-                present = {m["path"] for batch in calls.list(self._store, self._staging)
-                           for m in batch}
-            except GcsError as exc:
-                raise _storage_error(exc, f"cannot list {self._staging}") from exc
-            require_parts(self._parts(), present, "staged part(s)")
+            require_staged(self._parts(), self._staging,
+                           lambda: calls.list(self._store, self._staging), GcsError,
+                           _storage_error)
 
     def _part_path(self, token: str, number: int) -> str:
         return f"{self._staging}{token}/{number:06d}"

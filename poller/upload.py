@@ -15,7 +15,7 @@ This module depends on nothing else in pgjobs at run time, so every kind (and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a type only: storage re-exports this module's names
@@ -140,3 +140,18 @@ def require_parts(parts: Iterable[str], present: set[str], what: str) -> None:
     missing = [p for p in parts if p not in present]
     if missing:
         raise CannotResume(f"{len(missing)} {what} are gone, e.g. {missing[0]}")
+
+
+def require_staged(parts: Iterable[str], staging: str,
+                   listing: Callable[[], Iterable[Iterable[Mapping[str, Any]]]],
+                   catch: type[Exception],
+                   to_error: Callable[[Any, str], Exception]) -> None:
+    """On resume, :func:`require_parts` against what ``listing()`` finds under
+    ``staging`` (pages of object metadata, each with its ``path``). An error of type
+    ``catch`` while listing is raised as ``to_error(exc, "cannot list ...")``: each
+    store maps its own errors."""
+    try:
+        present = {meta["path"] for page in listing() for meta in page}
+    except catch as exc:
+        raise to_error(exc, f"cannot list {staging}") from exc
+    require_parts(parts, present, "staged part(s)")

@@ -31,7 +31,7 @@ from pgjobs.poller.upload import (
     Upload,
     add_to_runs,
     load_runs,
-    require_parts,
+    require_staged,
     run_parts,
 )
 
@@ -61,12 +61,8 @@ class StagedUpload(Upload):
             yield self._part_path(token, number)
 
     def _verify(self) -> None:
-        try:
-            present = {meta["path"] for batch in obstore.list(self._store, self._staging)
-                       for meta in batch}
-        except Exception as exc:
-            raise storage_error(exc, f"cannot list {self._staging}") from exc
-        require_parts(self._parts(), present, "staged part(s)")
+        require_staged(self._parts(), self._staging,
+                       lambda: obstore.list(self._store, self._staging), Exception, storage_error)
 
     def write_part(self, data: bytes | bytearray) -> None:
         path = self._part_path(self._token, self._next)

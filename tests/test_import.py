@@ -17,7 +17,15 @@ from click.testing import CliRunner
 from pgjobs.cli.main import main
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer, csv_records
-from tests.support import allow, claim_import, job, make_people, scalar, submit_import
+from tests.support import (
+    allow,
+    allowed_folder,
+    claim_import,
+    job,
+    make_people,
+    scalar,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -36,10 +44,7 @@ def _people(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
     """An allowed folder for sources (and the worker's storage below it)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    allow(conn, f"file://{folder}")
-    return folder
+    return allowed_folder(conn, tmp_path)
 
 
 def people(conn: Conn, tenant: int = 1) -> list[dict[str, Any]]:

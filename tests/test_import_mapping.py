@@ -23,17 +23,21 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, make_people, scalar, submit_import
+from tests.support import (
+    allowed_folder,
+    claim_import,
+    job,
+    make_people,
+    scalar,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
     make_people(conn)
-    folder = tmp_path / "in"
-    folder.mkdir()
-    allow(conn, f"file://{folder}")
-    return folder
+    return allowed_folder(conn, tmp_path)
 
 
 def rejects_of(conn: Conn, dsn: str, folder: Path, name: str, data: bytes) -> dict[int, str]:

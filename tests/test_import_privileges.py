@@ -11,8 +11,6 @@ refuse otherwise, naming the column."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,18 @@ import psycopg
 import pytest
 
 from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, make_people, run_export, scalar, submit_import
+from tests.support import (
+    LOSSES,
+    allowed_folder,
+    claim_import,
+    drop_client,
+    job,
+    lose_right,
+    people_client,
+    run_export,
+    scalar,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -29,26 +38,16 @@ Conn = psycopg.Connection[Any]
 @pytest.fixture
 def client(conn: Conn) -> Iterator[str]:
     """A pgjobs client role with every privilege on `people` (scope 1 holds 5 rows)."""
-    role = f"imp_priv_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
-    make_people(conn)
+    role = people_client(conn, "imp_priv")
     conn.execute("INSERT INTO people (tenant, name, age) "
                   "SELECT 1, 'p' || i, i FROM generate_series(1, 5) i")
-    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
     yield role
-    conn.execute("RESET ROLE")
-    exists = scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,))
-    if exists:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    drop_client(conn, role)
 
 
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    allow(conn, f"file://{folder}")
-    return folder
+    return allowed_folder(conn, tmp_path)
 
 
 def as_role(conn: Conn, role: str, fn: Callable[[], int]) -> int:
@@ -71,7 +70,6 @@ def run_import(dsn: str, job_id: int, folder: Path, **kw: Any) -> str:
 # --- run-time re-check, every kind the engine or the worker runs --------------------
 
 KINDS = ["delete", "backfill", "export", "import", "import_update"]
-LOSSES = ["revoke", "rls", "drop_role"]
 
 
 def submit(conn: Conn, kind: str, src: Path) -> int:
@@ -94,14 +92,7 @@ def submit(conn: Conn, kind: str, src: Path) -> int:
 def lose(conn: Conn, role: str, kind: str, loss: str) -> None:
     privilege = {"delete": "DELETE", "backfill": "UPDATE", "export": "SELECT",
                  "import": "INSERT", "import_update": "UPDATE"}[kind]
-    if loss == "revoke":
-        conn.execute(f"REVOKE {privilege} ON people FROM {role}")
-    elif loss == "rls":
-        conn.execute("ALTER TABLE people ENABLE ROW LEVEL SECURITY")
-        conn.execute("CREATE POLICY own ON people USING (false)")
-    else:
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+    lose_right(conn, role, privilege, loss)
 
 
 def run(conn: Conn, dsn: str, kind: str, job_id: int, src: Path) -> None:

@@ -23,6 +23,7 @@ from psycopg import errors
 from pgjobs.poller.importer import Importer
 from tests.support import (
     allow,
+    allowed_folder,
     claim_import,
     insert_row,
     job,
@@ -56,10 +57,7 @@ def blind(conn: Conn) -> Iterator[str]:
 
 @pytest.fixture
 def src(conn: Conn, tmp_path: Path) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    allow(conn, f"file://{folder}")
-    return folder
+    return allowed_folder(conn, tmp_path)
 
 
 def snapshot(conn: Conn) -> list[tuple[Any, ...]]:

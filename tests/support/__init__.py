@@ -45,7 +45,18 @@ from tests.support.exports import (
     start_worker,
     submit_export,
 )
-from tests.support.imports import allow, claim_import, make_people, run_import, submit_import
+from tests.support.imports import (
+    LOSSES,
+    allow,
+    allowed_folder,
+    claim_import,
+    drop_client,
+    lose_right,
+    make_people,
+    people_client,
+    run_import,
+    submit_import,
+)
 from tests.support.jobs import claim, drain_notifies, expire_lease, job, scalar, submit, who
 from tests.support.targets import (
     KEY_DEFS,
@@ -80,4 +91,5 @@ __all__ = [
     "run_import", "run_job", "run_pages", "scalar", "seed", "slow_deletes", "snapshot",
     "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
     "visible_keys", "wait_for", "who", "with_database",
+    "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
 ]

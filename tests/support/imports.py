@@ -4,7 +4,9 @@ local prefix, and a way to run an import in this process."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -36,6 +38,49 @@ def make_people(conn: Conn, unique: bool = True, document: bool = True) -> None:
 
 def allow(conn: Conn, prefix: str) -> None:
     conn.execute("SELECT pgjobs.allow_storage(%s)", (prefix,))
+
+
+def allowed_folder(conn: Conn, tmp_path: Path) -> Path:
+    """`tmp_path`/in, allowed as a file:// source (and a worker's storage below it)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    return folder
+
+
+def people_client(conn: Conn, prefix: str) -> str:
+    """`people` (make_people) and a new pgjobs client role, named `prefix` with the
+    process id, with SELECT, INSERT, UPDATE and DELETE on it."""
+    role = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    make_people(conn)
+    conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
+    return role
+
+
+LOSSES = ["revoke", "rls", "drop_role"]
+
+
+def lose_right(conn: Conn, role: str, privilege: str, loss: str) -> None:
+    """`role` loses `privilege` on `people` after a submit, one of LOSSES ways: a
+    REVOKE, a row-level security policy that now confines it, or the role dropped."""
+    if loss == "revoke":
+        conn.execute(f"REVOKE {privilege} ON people FROM {role}")
+    elif loss == "rls":
+        conn.execute("ALTER TABLE people ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY own ON people USING (false)")
+    else:
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+
+
+def drop_client(conn: Conn, role: str) -> None:
+    """Back to the session's role, and `role` gone with what it owns (if a test has
+    not dropped it already)."""
+    conn.execute("RESET ROLE")
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
 
 
 def submit_import(conn: Conn, source: str, scope: str = "1",
