@@ -118,6 +118,26 @@ def listen_job_channel(conn: psycopg.Connection[Row], target: str, scope: str) -
     return name
 
 
+def listener(dsn: str, app: str = "pgjobs worker") -> psycopg.Connection[Row]:
+    """A connection LISTENing on the shared channel ``pgjobs`` (a worker's wake-up:
+    a submit, a resume, a released lease)."""
+    conn = connect(dsn, app=app)
+    try:
+        execute(conn, queries.LISTEN)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
+    """Whether a notification arrived on ``conn`` within ``timeout`` seconds."""
+    with translated():
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            return True
+    return False
+
+
 # --- the export's data connection: COPY out, and what a lost session looks like ---
 
 

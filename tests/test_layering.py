@@ -134,7 +134,7 @@ def test_declared_dependencies_are_imported() -> None:
 
 # Modules that may import psycopg, each with why. The connector (pgjobs/db.py)
 # owns psycopg; the rest are what issue 13 item 7 has still to move there (the
-# exporter's data and control connections, the importer's, the worker's LISTEN),
+# exporter's control connection, the importer's data connection, the standby's),
 # listed so that no other module starts importing it.
 PSYCOPG_ALLOWED = {
     "pgjobs/db.py": "the connector: the one module that owns psycopg",
@@ -145,7 +145,8 @@ PSYCOPG_ALLOWED = {
     "poller/importer.py": "not moved yet: the import's data connection and COPY FROM",
     "poller/parallel.py": "not moved yet: catches psycopg.Error around part attempts",
     "poller/standby.py": "not moved yet: the standby's data connections and errors",
-    "poller/worker.py": "not moved yet: the worker's LISTEN and control connections",
+    "poller/worker.py": "not moved yet: the types of its connections and the psycopg.Error "
+                        "its loop catches (its LISTEN is db.listener / db.notified)",
 }
 
 
