@@ -14,7 +14,11 @@ order flipped every other pair) on this shared, noisy machine:
   the ratio Parquet / CSV per pair (goal <= 2x) and its median;
 - the sizes of the CSV object and of the Parquet files;
 - the peak RSS (VmHWM) of a fresh process exporting the scope as Parquet, and a
-  ``--rss-rows`` scope (goal <= 150 MB, flat in the row count).
+  ``--rss-rows`` scope (goal <= 150 MB, flat in the row count);
+- with ``--rss-parallel``, only: the peak RSS of a fresh process exporting the
+  scope as ``parallel: 1`` and ``parallel: 2`` (both parts in that process),
+  against a process that only imports pyarrow and the exporter (the baseline),
+  ``--repeat`` times each.
 
 Every Parquet export is read back (row count and key sum) with pyarrow.
 """
@@ -36,7 +40,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import server, with_database  # noqa: E402
-from export import peak_rss, prepare, submit  # noqa: E402
+from export import CHILD, peak_rss, prepare, submit  # noqa: E402
 
 from pgjobs.poller.export import Exporter  # noqa: E402
 
@@ -81,6 +85,9 @@ def main() -> None:
     parser.add_argument("--rss-rows", type=int, default=3_000_000,
                         help="rows of the scope for the second peak RSS run (0: skip)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved pairs")
+    parser.add_argument("--rss-parallel", action="store_true",
+                        help="only the peak RSS of parallel 1 and 2 against an imports-only "
+                             "process")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="pgjobs-bench-parquet-")
     with server(args.dsn) as url:
@@ -97,10 +104,43 @@ def main() -> None:
                 admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+IMPORTS_ONLY = """
+import pyarrow, pyarrow.compute, pyarrow.csv, pyarrow.json, pyarrow.parquet
+import psycopg
+from pgjobs.poller.export import Exporter
+print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])
+"""
+
+
+def rss_parallel(dsn: str, dest: str, repeat: int) -> None:
+    """Peak RSS of one process running a Parquet export of 1 and of 2 parts."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    seen: dict[str, list[float]] = {"imports only": [], "parallel 1": [], "parallel 2": []}
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, "-c", IMPORTS_ONLY], cwd=root, check=True,
+                              capture_output=True, text=True)
+        seen["imports only"].append(int(done.stdout.split()[-1]) / 1024)
+        for parallel in (1, 2):
+            job = submit(dsn, 1, dest, {"format": "parquet", "parallel": parallel})
+            done = subprocess.run([sys.executable, "-c", CHILD, dsn, str(job), dest], cwd=root,
+                                  check=True, capture_output=True, text=True)
+            seen[f"parallel {parallel}"].append(int(done.stdout.split()[-1]) / 1024)
+    base = statistics.median(seen["imports only"])
+    for label, values in seen.items():
+        print(f"  peak RSS {label:12s}: median {statistics.median(values):5.0f} MB, max "
+              f"{max(values):5.0f} MB, {statistics.median(values) - base:+5.0f} MB over the "
+              "imports-only process (goal <= 150 MB)")
+
+
 def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> None:
     print(f"server: {description}")
-    prepare(dsn, args.rows, args.rss_rows)
+    prepare(dsn, args.rows, 0 if args.rss_parallel else args.rss_rows)
     dest = f"file://{workdir}/exports"
+    if args.rss_parallel:
+        rss_parallel(dsn, dest, args.repeat)
+        return
     csv_times: list[float] = []
     pq_times: list[float] = []
     ratios: list[float] = []

@@ -34,7 +34,14 @@ from pgjobs.poller.export import (
     Exporter,
     Outcome,
 )
-from pgjobs.poller.standby import DEFAULT_FALLBACK, FALLBACKS, ReadConfig, check_read_dsn
+from pgjobs.poller.standby import (
+    DEFAULT_FALLBACK,
+    DEFAULT_MAX_LAG,
+    DEFAULT_MAX_WAIT,
+    FALLBACKS,
+    ReadConfig,
+    check_read_dsn,
+)
 
 FINAL = ("succeeded", "failed", "canceled")
 
@@ -42,6 +49,53 @@ FINAL = ("succeeded", "failed", "canceled")
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+
+# --- standby reads: the same options on `pgjobs export` and `pgjobs worker` ----------
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def read_options(func: Any) -> Any:
+    """``--read-dsn``, ``--read-max-wait``, ``--read-max-lag`` and ``--read-fallback``
+    (PGJOBS_READ_*), defined once for every command that runs exports, with the
+    poller's defaults (poller/standby.py); :func:`read_config` turns them into its
+    :class:`ReadConfig`. tests/test_standby_options.py checks the commands agree."""
+    options = [
+        click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
+                     help="Read export rows from this streaming standby (job state stays on "
+                          "the primary); each chunk waits until it has replayed past the "
+                          "job's submit."),
+        click.option("--read-max-wait", default=_seconds(DEFAULT_MAX_WAIT), show_default=True,
+                     envvar="PGJOBS_READ_MAX_WAIT", show_envvar=True,
+                     help="How long a chunk waits for the standby to replay far enough (or "
+                          "to answer) before --read-fallback applies."),
+        click.option("--read-max-lag", default=_seconds(DEFAULT_MAX_LAG), show_default=True,
+                     envvar="PGJOBS_READ_MAX_LAG", show_envvar=True,
+                     help="Read a chunk on the standby only once it has replayed what the "
+                          "primary had written this long ago (bounds how stale a standby "
+                          "read may be)."),
+        click.option("--read-fallback", type=click.Choice(list(FALLBACKS)),
+                     default=DEFAULT_FALLBACK, show_default=True,
+                     envvar="PGJOBS_READ_FALLBACK", show_envvar=True,
+                     help="When the standby is not ready in time: read from the primary (and "
+                          "go back to the standby once it has caught up), or keep waiting."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
+                read_fallback: str) -> ReadConfig | None:
+    """The poller's standby settings from :func:`read_options`' values (None without
+    --read-dsn); a malformed duration is a usage error (exit 2)."""
+    if not read_dsn:
+        return None
+    return ReadConfig(read_dsn, duration_seconds(read_max_wait, "--read-max-wait"),
+                      read_fallback, duration_seconds(read_max_lag, "--read-max-lag", minimum=1))
 
 
 # --- pgjobs export ----------------------------------------------------------------
@@ -78,9 +132,7 @@ def _setup_logging() -> None:
                    "[default: 1].")
 @click.option("--options", "extra",
               help="More job options as a JSON object (e.g. chunk_rows, part_size, lease).")
-@click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
-              help="Read the rows from this streaming standby, as `pgjobs worker --read-dsn` "
-                   "does (its default wait, lag and fallback: 60s, 60s, primary).")
+@read_options
 @click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
               help="Print the job as one JSON object (with --detach: as submitted; else as "
                    "it ended) instead of its id or the object URI.")
@@ -89,6 +141,7 @@ def _setup_logging() -> None:
 def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
            columns: str | None, gzip: bool, to: str | None, detach: bool,
            priority: int | None, parallel: int | None, extra: str | None, read_dsn: str | None,
+           read_max_wait: str, read_max_lag: str, read_fallback: str,
            as_json: bool, quiet: bool, no_progress: bool) -> None:
     """Export the rows of TARGET's scope that match the filter, in key order.
 
@@ -112,7 +165,9 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if not detach:
         storage.parse(obj.storage)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
-    reads = ReadConfig(read_dsn) if read_dsn and not detach else None
+    reads = read_config(read_dsn, read_max_wait, read_max_lag, read_fallback)
+    if detach:
+        reads = None  # a worker runs it, with its own --read-dsn
     if reads is not None:
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
@@ -345,21 +400,7 @@ class _Display:
               help="Keep retrying a part that storage fails transiently (network, 5xx) this "
                    "long within one attempt, renewing the lease and keeping the parts "
                    "written, before the attempt fails.")
-@click.option("--read-dsn", envvar="PGJOBS_READ_DSN", show_envvar=True,
-              help="Read export rows from this streaming standby (job state stays on the "
-                   "primary); each chunk waits until it has replayed past the job's submit.")
-@click.option("--read-max-wait", default="60s", show_default=True,
-              envvar="PGJOBS_READ_MAX_WAIT", show_envvar=True,
-              help="How long a chunk waits for the standby to replay far enough (or to "
-                   "answer) before --read-fallback applies.")
-@click.option("--read-max-lag", default="60s", show_default=True,
-              envvar="PGJOBS_READ_MAX_LAG", show_envvar=True,
-              help="Read a chunk on the standby only once it has replayed what the primary "
-                   "had written this long ago (bounds how stale a standby read may be).")
-@click.option("--read-fallback", type=click.Choice(list(FALLBACKS)), default=DEFAULT_FALLBACK,
-              show_default=True, envvar="PGJOBS_READ_FALLBACK", show_envvar=True,
-              help="When the standby is not ready in time: read from the primary (and go "
-                   "back to the standby once it has caught up), or keep waiting.")
+@read_options
 @click.option("--metrics-port", type=click.IntRange(1, 65535), envvar="PGJOBS_METRICS_PORT",
               show_envvar=True,
               help="Serve Prometheus metrics (pgjobs_worker_*) on http://HOST:PORT/metrics "
@@ -389,11 +430,8 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     lease_s = duration_seconds(lease, "--lease", minimum=1, maximum=86400)
     click.get_current_context().with_resource(observe.logs_to_stderr(log_format))
     dsn = obj.dsn()
-    reads = None
-    if read_dsn:
-        max_lag = duration_seconds(read_max_lag, "--read-max-lag", minimum=1)
-        reads = ReadConfig(read_dsn, duration_seconds(read_max_wait, "--read-max-wait"),
-                           read_fallback, max_lag)
+    reads = read_config(read_dsn, read_max_wait, read_max_lag, read_fallback)
+    if reads is not None:
         check_read_dsn(dsn, reads)
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
                poll=duration_seconds(poll, "--poll"),

@@ -7,19 +7,22 @@ here, with statements from :mod:`pgjobs.queries`; database errors leave as
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgjobs import queries
-from pgjobs.errors import from_psycopg
+from pgjobs.errors import ConnectionFailed, from_psycopg
 
 Row = dict[str, Any]
 
@@ -113,6 +116,129 @@ def listen_job_channel(conn: psycopg.Connection[Row], target: str, scope: str) -
     with translated():
         conn.execute(sql.SQL(queries.LISTEN_CHANNEL).format(channel=sql.Identifier(name)))
     return name
+
+
+def listener(dsn: str, app: str = "pgjobs worker") -> psycopg.Connection[Row]:
+    """A connection LISTENing on the shared channel ``pgjobs`` (a worker's wake-up:
+    a submit, a resume, a released lease)."""
+    conn = connect(dsn, app=app)
+    try:
+        execute(conn, queries.LISTEN)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
+    """Whether a notification arrived on ``conn`` within ``timeout`` seconds."""
+    with translated():
+        for _ in conn.notifies(timeout=timeout, stop_after=1):
+            return True
+    return False
+
+
+# --- the export's data connection: COPY out, and what a lost session looks like ---
+
+
+def copy_out(conn: psycopg.Connection[Row], sql: str,
+             sink: Callable[[memoryview], Any]) -> int:
+    """Run ``COPY ... TO STDOUT`` and pass each row's bytes to ``sink``; return the
+    row count. Drives libpq directly: psycopg's per-row generator costs about as
+    much as the server's work, this loop a tenth of it. The connection must be
+    idle or inside a transaction; it is left in the same state."""
+    pg = conn.pgconn
+    encoding = conn.info.encoding
+    with conn.lock:
+        pg.send_query(sql.encode(encoding))  # psycopg's pq raises on failure
+        result = _next_result(pg)
+        if result is None or result.status != pq.ExecStatus.COPY_OUT:
+            _drain(pg)
+            raise _error(result, pg, encoding)
+        get = pg.get_copy_data
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                try:
+                    sink(data)
+                except BaseException:
+                    _abandon(pg)
+                    raise
+            elif nbytes == 0:
+                _wait_readable(pg)
+            elif nbytes == -1:
+                break
+            else:
+                raise psycopg.OperationalError(pg.get_error_message(encoding))
+        result = _next_result(pg)
+        _drain(pg)
+        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+            raise _error(result, pg, encoding)
+        status = (result.command_status or b"").split()
+        return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def _abandon(pg: Any) -> None:
+    """The sink refused a row: cancel the COPY and read to its end, so that the
+    session is usable again (its transaction failed, and rolls back)."""
+    with contextlib.suppress(Exception):
+        pg.get_cancel().cancel()
+    with contextlib.suppress(psycopg.Error):
+        while True:
+            nbytes, _ = pg.get_copy_data(1)
+            if nbytes == 0:
+                _wait_readable(pg)
+            elif nbytes < 0:
+                break
+        _drain(pg)
+
+
+def _wait_readable(pg: Any) -> None:
+    ready, _, _ = select.select([pg.socket], [], [], 60.0)
+    if not ready:
+        raise psycopg.OperationalError("no data from the server for 60 seconds")
+    pg.consume_input()
+
+
+def _next_result(pg: Any) -> Any:
+    while True:
+        pg.consume_input()
+        if not pg.is_busy():
+            return pg.get_result()
+        _wait_readable(pg)
+
+
+def _drain(pg: Any) -> None:
+    while True:
+        try:
+            pg.consume_input()
+        except psycopg.Error:
+            return
+        if pg.is_busy():
+            _wait_readable(pg)
+            continue
+        if pg.get_result() is None:
+            return
+
+
+def _error(result: Any, pg: Any, encoding: str) -> psycopg.Error:
+    if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
+        return psycopg.errors.error_from_result(result, encoding=encoding)
+    return psycopg.OperationalError(pg.get_error_message(encoding) or "COPY failed")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The session is gone (server restart, network): reconnect, the job goes on."""
+    if isinstance(exc, ConnectionFailed):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state and str(state).startswith(("08", "57P")):
+        return True
+    if isinstance(exc, psycopg.OperationalError) and not state:
+        return True
+    cause = exc.__cause__
+    return bool(isinstance(cause, psycopg.Error) and connection_lost(cause))
+
 
 
 # --- the contract's functions, for the CLI and the poller ------------------

@@ -54,7 +54,6 @@ import logging
 import os
 import queue
 import re
-import select
 import threading
 import time
 import zlib
@@ -63,10 +62,14 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import psycopg
-from psycopg import pq
 
 from pgjobs import db, queries
-from pgjobs.errors import ConnectionFailed, MissingExtra, PgjobsError
+
+# The COPY loop and the connection-loss test live in the connector (pgjobs/db.py);
+# named here too for the poller modules and benchmarks that import them from here.
+from pgjobs.db import connection_lost as connection_lost
+from pgjobs.db import copy_out as copy_out
+from pgjobs.errors import MissingExtra, PgjobsError
 from pgjobs.poller import observe, standby, storage
 from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
 
@@ -175,92 +178,6 @@ def _delays() -> dict[str, float]:
     return delays
 
 
-def copy_out(conn: psycopg.Connection[Any], sql: str,
-             sink: Callable[[memoryview], Any]) -> int:
-    """Run ``COPY ... TO STDOUT`` and pass each row's bytes to ``sink``; return the
-    row count. Drives libpq directly: psycopg's per-row generator costs about as
-    much as the server's work, this loop a tenth of it. The connection must be
-    idle or inside a transaction; it is left in the same state."""
-    pg = conn.pgconn
-    encoding = conn.info.encoding
-    with conn.lock:
-        pg.send_query(sql.encode(encoding))  # psycopg's pq raises on failure
-        result = _next_result(pg)
-        if result is None or result.status != pq.ExecStatus.COPY_OUT:
-            _drain(pg)
-            raise _error(result, pg, encoding)
-        get = pg.get_copy_data
-        while True:
-            nbytes, data = get(1)
-            if nbytes > 0:
-                try:
-                    sink(data)
-                except BaseException:
-                    _abandon(pg)
-                    raise
-            elif nbytes == 0:
-                _wait_readable(pg)
-            elif nbytes == -1:
-                break
-            else:
-                raise psycopg.OperationalError(pg.get_error_message(encoding))
-        result = _next_result(pg)
-        _drain(pg)
-        if result is None or result.status != pq.ExecStatus.COMMAND_OK:
-            raise _error(result, pg, encoding)
-        status = (result.command_status or b"").split()
-        return int(status[-1]) if status and status[-1].isdigit() else 0
-
-
-def _abandon(pg: Any) -> None:
-    """The sink refused a row: cancel the COPY and read to its end, so that the
-    session is usable again (its transaction failed, and rolls back)."""
-    with contextlib.suppress(Exception):
-        pg.get_cancel().cancel()
-    with contextlib.suppress(psycopg.Error):
-        while True:
-            nbytes, _ = pg.get_copy_data(1)
-            if nbytes == 0:
-                _wait_readable(pg)
-            elif nbytes < 0:
-                break
-        _drain(pg)
-
-
-def _wait_readable(pg: Any) -> None:
-    ready, _, _ = select.select([pg.socket], [], [], 60.0)
-    if not ready:
-        raise psycopg.OperationalError("no data from the server for 60 seconds")
-    pg.consume_input()
-
-
-def _next_result(pg: Any) -> Any:
-    while True:
-        pg.consume_input()
-        if not pg.is_busy():
-            return pg.get_result()
-        _wait_readable(pg)
-
-
-def _drain(pg: Any) -> None:
-    while True:
-        try:
-            pg.consume_input()
-        except psycopg.Error:
-            return
-        if pg.is_busy():
-            _wait_readable(pg)
-            continue
-        if pg.get_result() is None:
-            return
-
-
-def _error(result: Any, pg: Any, encoding: str) -> psycopg.Error:
-    if result is not None and result.status == pq.ExecStatus.FATAL_ERROR:
-        return psycopg.errors.error_from_result(result, encoding=encoding)
-    return psycopg.OperationalError(pg.get_error_message(encoding) or "COPY failed")
-
-
 def _retryable(exc: BaseException) -> bool | None:
     """Whether a failed attempt may be retried, or None when the error carries a
     SQLSTATE: the database decides those (pgjobs.retryable_sqlstate, the one
@@ -277,19 +194,6 @@ def _retryable(exc: BaseException) -> bool | None:
 def _sqlstate(exc: BaseException) -> str | None:
     state = getattr(exc, "sqlstate", None)
     return str(state) if state else None
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """The session is gone (server restart, network): reconnect, the job goes on."""
-    if isinstance(exc, ConnectionFailed):
-        return True
-    state = getattr(exc, "sqlstate", None)
-    if state and str(state).startswith(("08", "57P")):
-        return True
-    if isinstance(exc, psycopg.OperationalError) and not state:
-        return True
-    cause = exc.__cause__
-    return bool(isinstance(cause, psycopg.Error) and connection_lost(cause))
 
 
 class _Control:

@@ -121,8 +121,7 @@ class Worker:
 
     def _connect(self) -> None:
         if self._listener is None or self._listener.closed or self._listener.broken:
-            self._listener = db.connect(self.dsn, app="pgjobs worker")
-            db.execute(self._listener, queries.LISTEN)
+            self._listener = db.listener(self.dsn, app="pgjobs worker")
         if self._control is None or self._control.closed or self._control.broken:
             self._control = db.connect(self.dsn, app="pgjobs worker")
 
@@ -141,9 +140,8 @@ class Worker:
             if self._wake.is_set():
                 self._wake.clear()
                 return
-            with db.translated():
-                for _ in self._listener.notifies(timeout=min(0.25, timeout), stop_after=1):
-                    return
+            if db.notified(self._listener, min(0.25, timeout)):
+                return
 
     @observe.traced("pgjobs.claim")
     def _claim(self) -> int:

@@ -130,3 +130,57 @@ def test_declared_dependencies_are_imported() -> None:
                    for p in (ROOT / folder).glob("*.py")):
             unused.append(dist)
     assert not unused, unused
+
+
+# Modules that may import psycopg, each with why. The connector (pgjobs/db.py)
+# owns psycopg; the rest are what issue 13 item 7 has still to move there (the
+# exporter's control connection, the importer's data connection, the standby's),
+# listed so that no other module starts importing it.
+PSYCOPG_ALLOWED = {
+    "pgjobs/db.py": "the connector: the one module that owns psycopg",
+    "pgjobs/errors.py": "maps psycopg's exception classes to PgjobsError, in one place",
+    "pgjobs/migrate.py": "hands yoyo a psycopg URL (psycopg.conninfo parses the DSN)",
+    "poller/export.py": "not moved yet: the control connection (_Control) and the "
+                        "psycopg.Error classes its attempt loop catches",
+    "poller/importer.py": "not moved yet: the import's data connection and COPY FROM",
+    "poller/parallel.py": "not moved yet: catches psycopg.Error around part attempts",
+    "poller/standby.py": "not moved yet: the standby's data connections and errors",
+    "poller/worker.py": "not moved yet: the types of its connections and the psycopg.Error "
+                        "its loop catches (its LISTEN is db.listener / db.notified)",
+}
+
+
+def _imports_psycopg(path: Path) -> bool:
+    return any(module == "psycopg" or module.startswith("psycopg.")
+               for _, module in _imports(path))
+
+
+def test_psycopg_is_imported_only_where_allowed() -> None:
+    importing = {str(path.relative_to(ROOT)) for folder in LAYERS for path in _sources(folder)
+                 if _imports_psycopg(path)}
+    assert importing <= set(PSYCOPG_ALLOWED), sorted(importing - set(PSYCOPG_ALLOWED))
+    # An exception whose module no longer imports psycopg is struck off the list.
+    stale = set(PSYCOPG_ALLOWED) - importing
+    assert not stale, f"no longer import psycopg, remove from PSYCOPG_ALLOWED: {sorted(stale)}"
+
+
+def test_the_psycopg_rule_sees_each_spelling(tmp_path: Path) -> None:
+    for source in ("import psycopg", "from psycopg import pq", "import psycopg.rows",
+                   "from psycopg.conninfo import conninfo_to_dict",
+                   "def f():\n    from psycopg import sql\n"):
+        (tmp_path / "m.py").write_text(source)
+        assert _imports_psycopg(tmp_path / "m.py"), source
+    (tmp_path / "m.py").write_text("import psycopg_pool_other\nfrom pgjobs import db\n")
+    assert not _imports_psycopg(tmp_path / "m.py")
+
+
+def test_the_copy_loop_and_the_connection_loss_test_live_in_the_connector() -> None:
+    """Issue 13 item 7, done so far: the exporter's COPY loop and the connection-loss
+    test are the connector's (poller/export.py only names them)."""
+    from pgjobs import db
+    from pgjobs.poller import export
+
+    assert export.copy_out is db.copy_out and export.connection_lost is db.connection_lost
+    source = (ROOT / "poller" / "export.py").read_text()
+    assert "def copy_out" not in source and "def connection_lost" not in source
+    assert "pgconn" not in source and "select.select" not in source

@@ -37,7 +37,7 @@ from tests.support import (
     submit_export,
     with_database,
 )
-from tests.support.standby import Standby
+from tests.support.standby import Standby, caught_up
 
 Conn = psycopg.Connection[Any]
 SMALL = {"chunk_rows": 17, "part_size": 2048}
@@ -63,17 +63,6 @@ def _export(dsn: str, job_id: int, storage_uri: str, reads: ReadConfig | None) -
 
 def _reads(conn: Conn, job_id: int) -> dict[str, int]:
     return dict(job(conn, job_id)["checkpoint"]["reads"])
-
-
-def _caught_up(conn: Conn, replica: Conn) -> None:
-    """Until the standby has replayed everything the primary has written now."""
-    target = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
-    assert target is not None
-    deadline = time.monotonic() + 60
-    while replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
-                          (target[0],)).fetchone() != (True,):
-        assert time.monotonic() < deadline, "the standby does not catch up"
-        time.sleep(0.05)
 
 
 def test_every_submit_records_its_wal_position(conn: Conn, items: None) -> None:
@@ -131,7 +120,7 @@ def test_a_delete_run_or_submitted_after_the_export_reads_the_same_on_the_standb
     conn.execute("""SELECT pgjobs.submit_delete('items', '1', '{"id": {"$lte": 30}}')""")
     conn.execute("CALL pgjobs.run('10 seconds')")
     conn.execute("""SELECT pgjobs.submit_delete('items', '1', '{"kind": "a"}')""")
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
 
     reference = _export(dsn, on_primary, local_dir, None)
     outcome = _export(dsn, on_standby, local_dir, ReadConfig(read_dsn, 30, "wait"))
@@ -160,7 +149,7 @@ def _start(dsn: str, job_id: int, storage_uri: str, reads: ReadConfig,
 def test_a_standby_paused_behind_the_submit_is_waited_for(
         conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, caplog: pytest.LogCaptureFixture) -> None:
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     job_id = submit_export(conn, "1", {}, SMALL)
     thread, outcomes = _start(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.3, "wait"))
@@ -181,7 +170,7 @@ def test_a_standby_paused_behind_the_submit_is_waited_for(
 def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
         conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, how: str) -> None:
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     job_id = submit_export(conn, "1", {}, SMALL)
     stop = threading.Event()
@@ -203,7 +192,7 @@ def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
 def test_a_standby_paused_past_the_limit_falls_back_to_the_primary(
         conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
         replica: Conn, caplog: pytest.LogCaptureFixture) -> None:
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     job_id = submit_export(conn, "1", {}, SMALL)
     with caplog.at_level(logging.WARNING, logger="pgjobs.export"):
@@ -222,7 +211,7 @@ def test_a_resumed_attempt_never_reads_older_rows_than_the_attempt_before(
     # from the primary later on (its checkpoint holds that position): the
     # standby must reach that position before it serves the resumed attempt.
     job_id = submit_export(conn, "1", {}, SMALL)
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     add_items(conn, 5001, 20, created="now()")  # WAL the standby does not replay
     ahead = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
@@ -250,7 +239,7 @@ def test_a_standby_that_stops_replaying_mid_export_serves_no_older_than_max_lag(
     # first sample of the primary's position is max_lag old, the standby is
     # too stale, and the rest is read from the primary.
     job_id = submit_export(conn, "1", {}, SMALL)
-    _caught_up(conn, replica)
+    caught_up(conn, replica)
     replica.execute("SELECT pg_wal_replay_pause()")
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.4")
     outcome = _export(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.2, "primary", max_lag=1))

@@ -111,6 +111,18 @@ def start_standby(primary_url: str) -> Standby:
     return standby
 
 
+def caught_up(conn: Conn, replica: Conn, timeout: float = 60) -> None:
+    """Until the standby (``replica``: a session on it) has replayed everything the
+    primary (``conn``) has written now."""
+    target = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    assert target is not None
+    deadline = time.monotonic() + timeout
+    while replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                          (target[0],)).fetchone() != (True,):
+        assert time.monotonic() < deadline, "the standby does not catch up"
+        time.sleep(0.05)
+
+
 # Fixtures (registered by tests/conftest.py: request them by name) --------------
 
 
