@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                              "cluster)")
     parser.add_argument("--rows", type=int, default=500_000, help="rows in the table (5 scopes)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure")
+    parser.add_argument("--submits", type=int, default=0,
+                        help="also time this many more submits without exclusions, alternately")
     args = parser.parse_args(argv)
 
     with server(args.dsn) as (url, where), \
@@ -133,6 +135,18 @@ def main(argv: list[str] | None = None) -> int:
                     record(side, f"visible_count, {label}", timed(
                         lambda conn=conn: conn.execute(
                             "SELECT pgjobs.visible_count('user_table_rows', '1')").fetchone()))
+                    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+
+        for _ in range(args.submits):
+            for side, conn in sides.items():
+                for filter_ in ({}, {"status": 3}):
+                    t0 = time.perf_counter()
+                    job_id = int(conn.execute(
+                        "SELECT pgjobs.submit_delete('user_table_rows', '1', %s::jsonb, '{}',"
+                        " '{\"on_conflict\": \"queue\"}')",
+                        (json.dumps(filter_),)).fetchone()[0])  # type: ignore[index]
+                    record(side, f"submit_delete, filter {json.dumps(filter_)}",
+                           (time.perf_counter() - t0) * 1000)
                     conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
 
         print(f"# bench/exclude.py: {args.rows} rows, scope 1 = {args.rows // 5} rows, "
