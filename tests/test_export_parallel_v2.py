@@ -363,7 +363,12 @@ def client_role(conn: Conn) -> Iterator[str]:
     conn.execute(f"DROP ROLE {role}")
 
 
-def test_the_ceiling_holds_clients_and_administrators(conn: Conn, client_role: str) -> None:
+def test_the_ceiling_holds_clients_and_administrators(conn: Conn, dsn: str,
+                                                      client_role: str) -> None:
+    from click.testing import CliRunner
+
+    from pgjobs.cli.main import main
+
     assert scalar(conn, "SELECT pgjobs.set_defaults('{\"max_parallel\": 4}')")[
         "max_parallel"] == 4
     for role in (client_role, None):
@@ -377,6 +382,10 @@ def test_the_ceiling_holds_clients_and_administrators(conn: Conn, client_role: s
         assert job(conn, submit_export(conn, "1", {}, {"parallel": 4}))["payload"][
             "parallel"] == 4
         conn.execute("RESET ROLE")
+    refused = CliRunner().invoke(main, ["--dsn", dsn, "export", "items", "--scope", "1",
+                                        "--parallel", "5"])
+    assert refused.exit_code == 2 and "max_parallel" in refused.output, refused.output
+    assert "Traceback" not in refused.output
     conn.execute(f"SET ROLE {client_role}")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("SELECT pgjobs.set_defaults('{\"max_parallel\": 64}')")
