@@ -6,6 +6,8 @@ Run from the repository root:
     python bench/export_parallel.py                      # 1M-row scope of a 2M-row relation
     python bench/export_parallel.py --rows 200000 --repeat 2      # quick
     python bench/export_parallel.py --parallel 2 --parallel 4
+    python bench/export_parallel.py --s3 --rows 500000    # to S3 on a local moto server
+    python bench/export_parallel.py --join --rows 500000  # the join alone, before/after
 
 The relation is bench/export.py's (``user_table_rows``, the scope interleaved
 with as many rows of other tenants). Each round runs the export once per
@@ -136,6 +138,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, action="append",
                         help="settings besides 1 (default: 2); repeatable")
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument("--s3", action="store_true",
+                        help="export to S3 on a local moto server (its own process) instead "
+                             "of file://")
     parser.add_argument("--join", action="store_true",
                         help="time the join alone, before/after, file:// and S3 (moto)")
     args = parser.parse_args()
@@ -147,6 +152,20 @@ def main() -> None:
         try:
             if args.join:
                 run_joins(dsn, description, args, workdir)
+            elif args.s3:
+                import boto3
+                from export import moto
+
+                from pgjobs.poller import storage
+
+                with moto() as endpoint:
+                    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                                      AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+                    storage.forget_stores()
+                    boto3.client("s3", endpoint_url=endpoint).create_bucket(
+                        Bucket="pgjobs-bench")
+                    run(dsn, description, args, settings, workdir,
+                        "s3://pgjobs-bench/exports/")
             else:
                 run(dsn, description, args, settings, workdir)
         finally:
@@ -154,7 +173,7 @@ def main() -> None:
 
 
 def run(dsn: str, description: str, args: argparse.Namespace, settings: list[int],
-        workdir: str) -> None:
+        workdir: str, destination: str | None = None) -> None:
     migrate(dsn)
     print(f"server: {description}; {os.cpu_count()} CPUs; load average "
           f"{os.getloadavg()[0]:.1f}")
@@ -165,9 +184,9 @@ def run(dsn: str, description: str, args: argparse.Namespace, settings: list[int
         conn.execute(f"VACUUM ANALYZE {TABLE}")
         conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
                      "'created_at', 'data')")
-        conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{workdir}/",))
+        conn.execute("SELECT pgjobs.allow_storage(%s)", (destination or f"file://{workdir}/",))
     postmaster = postmaster_pid(dsn)
-    destination = f"file://{workdir}/exports"
+    destination = destination or f"file://{workdir}/exports"
     walls: dict[int, list[float]] = {n: [] for n in settings}
     cpus: dict[int, list[float]] = {n: [] for n in settings}
     clients: dict[int, list[float]] = {n: [] for n in settings}
@@ -186,14 +205,17 @@ def run(dsn: str, description: str, args: argparse.Namespace, settings: list[int
             if reference is None:
                 reference = result["sha256"]
             assert result["sha256"] == reference, f"parallel {n} wrote other bytes"
-            os.unlink(result["uri"][len("file://"):])
+            from pgjobs.poller import storage
+
+            storage.delete(result["uri"])
             walls[n].append(elapsed)
             clients[n].append(after.ru_utime + after.ru_stime - mine.ru_utime - mine.ru_stime)
             if before is not None and spent is not None:
                 cpus[n].append(spent - before)
             print(f"  round {round_ + 1}: parallel {n}: {elapsed:.2f}s", flush=True)
     base = statistics.median(walls[1])
-    print(f"\nexport of {args.rows:,} rows to file:// ({args.repeat} rounds, alternating):")
+    print(f"\nexport of {args.rows:,} rows to {destination.split(':')[0]}:// "
+          f"({args.repeat} rounds, alternating):")
     print(f"  {'setting':<12} {'median':>8} {'best':>8} {'speedup':>8} "
           f"{'server CPU/row':>15} {'client CPU/row':>15}")
     for n in settings:
