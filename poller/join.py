@@ -399,14 +399,21 @@ class Join:
         for number, r in enumerate(self.results, start=1):
             check = hashlib.sha256()
             size = 0
-            for block in storage.open_range(str(r["uri"])):
-                check.update(block)
-                whole.update(block)
-                size += len(block)
-                buffer += block
-                while len(buffer) >= ex.part_size:
-                    put(bytes(buffer[:ex.part_size]))
-                    del buffer[:ex.part_size]
+            try:
+                for block in storage.open_range(str(r["uri"])):
+                    check.update(block)
+                    whole.update(block)
+                    size += len(block)
+                    buffer += block
+                    while len(buffer) >= ex.part_size:
+                        put(bytes(buffer[:ex.part_size]))
+                        del buffer[:ex.part_size]
+            except StorageError as exc:
+                if not changed_parts([r], read=False):
+                    raise
+                with contextlib.suppress(Exception):
+                    upload.cleanup()
+                raise PartsChanged([number], f"{r['uri']} is gone ({exc})") from exc
             if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
                 with contextlib.suppress(Exception):
                     upload.cleanup()

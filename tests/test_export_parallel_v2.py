@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import join, parallel
+from pgjobs.poller import join, parallel, storage
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
@@ -61,18 +61,26 @@ def parts_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def stamp(uri: str) -> tuple[Any, ...]:
     """What changes when an object is written again: inode and mtime (file://), the
-    ETag and modification time (S3)."""
+    ETag and modification time (object stores)."""
     if uri.startswith("file://"):
         st = os.stat(uri[len("file://"):])
         return st.st_ino, st.st_mtime_ns, st.st_size
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    head = s3.botocore_client().head_object(Bucket=bucket, Key=key)
-    return head["ETag"], head["LastModified"], head["ContentLength"]
+    if uri.startswith("s3://"):
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        head = s3.botocore_client().head_object(Bucket=bucket, Key=key)
+        return head["ETag"], head["LastModified"], head["ContentLength"]
+    loc = storage.parse(uri)
+    meta = storage.obstore.head(storage.store_for(loc), loc.path)
+    return meta.get("e_tag"), meta["last_modified"], meta["size"]
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", "s3", "gs", "memory"])
 def where(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue("local_dir" if request.param == "file" else "bucket"))
+    """Every kind of join: file:// and S3 (checkpointed), GCS and memory:// (streamed)."""
+    if request.param == "memory":
+        return "memory:///exports/"
+    return str(request.getfixturevalue({"file": "local_dir", "s3": "bucket",
+                                        "gs": "gcs_bucket"}[request.param]))
 
 
 # --- a retry keeps what succeeded -------------------------------------------------
@@ -196,8 +204,6 @@ def test_a_part_object_changed_before_the_join_is_exported_again_alone(
         if not damaged:
             uri = str(self.results[1]["uri"])
             damaged.append(uri)
-            from pgjobs.poller import storage
-
             data = storage.read(uri)
             if damage == "deleted":
                 storage.delete(uri)
@@ -412,3 +418,17 @@ def test_a_ceiling_lowered_after_the_submit_holds_at_the_split(
     assert outcome.result is not None
     assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
     assert len(part_rows(conn, job_id)) == 2
+
+
+@pytest.mark.parametrize("store", ["memory", "gs"])
+def test_other_stores_join_by_streaming(conn: Conn, dsn: str, store: str,
+                                        request: pytest.FixtureRequest) -> None:
+    """GCS, Azure and memory:// stream the parts into the object (not checkpointed):
+    the same bytes as parallel: 1."""
+    where = ("memory:///exports/" if store == "memory"
+             else str(request.getfixturevalue("gcs_bucket")))
+    make_items(conn, rows=300)
+    one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY)), where)
+    many = run_export(dsn, submit_export(conn, "1", {}, {**MANY, "parallel": 2}), where)
+    assert one.result is not None and many.result is not None, many.error
+    assert object_bytes(many.result) == object_bytes(one.result)
