@@ -218,6 +218,9 @@ SELECT pgjobs.export_part_heartbeat(%(id)s, %(part)s, %(worker)s, %(done)s, %(ch
 EXPORT_PART_FINISH = """
 SELECT pgjobs.export_part_finish(%(id)s, %(part)s, %(worker)s, %(status)s, %(result)s, %(error)s)
 """
+EXPORT_PARTS_REDO = """
+SELECT pgjobs.export_parts_redo(%(id)s, %(worker)s, %(parts)s::integer[], %(why)s)
+"""
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
        coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes, checkpoint -> 'files' AS files

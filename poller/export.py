@@ -518,6 +518,13 @@ class Exporter:
                     return self._complete(*done)
             log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
             self._start_over()
+        if self.state["upload"] != self.upload.state():
+            # The upload moved (file://: the prefix is now in this owner's temporary
+            # file, the previous one removed): checkpoint where it is before anything
+            # else can fail, or the next owner finds nothing to continue.
+            self.state["upload"] = self.upload.state()
+            if not self.control.heartbeat(checkpoint=self.checkpoint()):
+                raise LeaseLost("heartbeat refused")
         self.state["history"].append({"token": self.token, "part": self.state["parts"],
                                       "phase": self.state["phase"]})
         restarts = 0

@@ -17,21 +17,24 @@ of its own, and any worker with a free slot helps with parts of running jobs
 cancel or a pause stops every part within about a second: a part's heartbeat
 refuses once the job has one pending), and once every part has succeeded it
 joins the parts' objects, in key order, into the export's one object (CSV and
-JSONL): its bytes are those a ``parallel: 1`` export writes (the CSV header
-comes with the first part; with gzip, each part is a run of gzip members, so
-the object decompresses to the same bytes). Every part's bytes are checked
-against the size and SHA-256 the part recorded when it ended (``file://``: in
-the one read-back of the joined object; object stores: as the parts are
-streamed into the new upload, whose object is then read back too), and only
-then is the job completed; the parts' objects are removed afterwards. Joining
-is not checkpointed: a worker killed while joining leaves the parts, and the
-next attempt joins them again.
+JSONL; :mod:`~pgjobs.poller.join`): its bytes are those a ``parallel: 1`` export
+writes (the CSV header comes with the first part; with gzip, each part is a run
+of gzip members, so the object decompresses to the same bytes). The join is
+checkpointed step by step (S3 copies the part objects server-side), the joined
+object is read back against the size and SHA-256 every part recorded when it
+ended, and only then is the job completed; the parts' objects are removed
+afterwards.
+
+A part that succeeded is never exported again, in this attempt or after
+``pgjobs.retry``, while its object is what it recorded; a part whose object is
+gone or changed (a cancel removed it, someone deleted, truncated or altered it)
+is queued again alone (``pgjobs.export_parts_redo``), found before the parts
+run (by size) or by the join (by content).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -43,7 +46,7 @@ from psycopg.types.json import Jsonb
 
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
-from pgjobs.poller import parquet, storage
+from pgjobs.poller import join, parquet, storage
 from pgjobs.poller.export import (
     CHECKPOINT_VERSION,
     Exporter,
@@ -208,7 +211,10 @@ class PartExporter(Exporter):
         if status is None:
             return self._after_lost(message)
         if status == "failed":
-            self._discard()
+            if not decision:
+                # A permanent error leaves nothing; a part that used its attempts on
+                # transient errors keeps its upload: pgjobs.retry resumes it.
+                self._discard()
             return Outcome(self.job_id, "failed", error=message)
         log.warning("job %s part %s: %s; the part is retried", self.job_id, self.part, message)
         return Outcome(self.job_id, "retrying", error=message)
@@ -270,11 +276,67 @@ def help_one(dsn: str, name: str, storage_uri: str, *, lease: float = 30.0,
     return PartExporter(dsn, row, storage_uri, lease=lease, stop=stop, **options).run()
 
 
+MAX_REDO = 2
+"""Times one attempt queues again parts whose objects changed and joins again."""
+
+
 def run(ex: Exporter) -> Outcome:
     """Coordinate the claimed parallel export ``ex`` (its job row loaded): place the
-    object, split, stream parts side by side, join, verify, complete."""
+    object, split, stream parts side by side, join, verify, complete. A part that
+    succeeded earlier (in this attempt or before a retry) is never exported again
+    while its object is what it recorded; one whose object is gone or changed
+    (a cancel removed it, someone deleted or altered it) is queued again, alone."""
     parts = place(ex)
-    return _coordinate(ex, parts)
+    try:
+        _redo(ex, *_missing(ex))
+        for redo in range(MAX_REDO + 1):
+            rows = _coordinate(ex, parts)
+            try:
+                return _join(ex, rows)
+            except join.PartsChanged as exc:
+                if redo == MAX_REDO:
+                    raise StorageError(str(exc), retryable=True) from exc
+                _redo(ex, exc.parts, exc.why)
+    except LeaseLost:
+        _forget_parts_if_canceled(ex, parts)
+        raise
+    raise AssertionError("unreachable")
+
+
+def _missing(ex: Exporter) -> tuple[list[int], str]:
+    """Succeeded parts whose objects are gone or not their recorded size (one
+    metadata request per object; the join reads them whole)."""
+    rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+    done = [r for r in rows if r["status"] == "succeeded" and r["result"]]
+    if ex.format in ONE_OBJECT_FORMATS:
+        bad = join.changed_parts([r["result"] for r in done], read=False)
+        return [int(done[i - 1]["part"]) for i in bad], "its object is gone or changed"
+    bad_files = []
+    for r in done:
+        for f in r["result"].get("files") or []:
+            try:
+                ok = storage.exists(str(f["uri"])) and storage.size(str(f["uri"])) == int(
+                    f["bytes"])
+            except StorageError:
+                ok = False
+            if not ok:
+                bad_files.append(int(r["part"]))
+                break
+    return bad_files, "its files are gone or changed"
+
+
+def _redo(ex: Exporter, parts: list[int], why: str) -> None:
+    """Queue ``parts`` again from scratch (only those) and forget the join, which
+    held their old bytes."""
+    if not parts:
+        return
+    log.warning("job %s: part(s) %s: %s; exporting them again", ex.job_id,
+                ", ".join(map(str, parts)), why)
+    join.Join(ex, []).discard()
+    if not ex.control.heartbeat(checkpoint=ex.state):
+        raise LeaseLost("heartbeat refused")
+    ex.control.call(lambda c: db.scalar(c, queries.EXPORT_PARTS_REDO, {
+        "id": ex.job_id, "worker": ex.worker, "parts": parts, "why": why}))
 
 
 def place(ex: Exporter) -> int:
@@ -299,6 +361,8 @@ def place(ex: Exporter) -> int:
     # process or another) writes next to it.
     ex.state = {"v": CHECKPOINT_VERSION, "uri": ex.location.uri, "prefix": ex.prefix,
                 "format": ex.format, "gzip": ex.gzip, "parallel": True}
+    if isinstance(ck.get("join"), dict) and ck.get("uri"):
+        ex.state["join"] = ck["join"]  # a join under way: poller/join.py continues it
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
     parts = int(ex.control.call(lambda c: db.scalar(
@@ -307,7 +371,8 @@ def place(ex: Exporter) -> int:
     return parts
 
 
-def _coordinate(ex: Exporter, parts: int) -> Outcome:
+def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
+    """Stream the parts side by side until every one has succeeded; their rows."""
     want = min(ex.settings.parallel, parts, MAX_PART_THREADS)
     name = ex.worker.split("#", 1)[0]
     lease = ex.control.lease
@@ -358,20 +423,18 @@ def _coordinate(ex: Exporter, parts: int) -> Outcome:
             # The job's own lease, and how a cancel or pause reaches it.
             if time.monotonic() - ex.control.last_ok >= 1.0 and not ex.control.heartbeat():
                 raise LeaseLost("heartbeat refused")
-    except BaseException as exc:
+    except BaseException:
         done.set()
         part_stop.set()  # every part of this process checkpoints and hands its part back
         for thread in threads:
             thread.join()
-        if isinstance(exc, LeaseLost):
-            _forget_parts_if_canceled(ex, parts)
         raise
     done.set()
     for thread in threads:
         thread.join()
     log.info("job %s: %s parts written; joining them into %s", ex.job_id, len(rows),
              ex.location.uri)
-    return _join(ex, rows)
+    return [dict(r) for r in rows]
 
 
 def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
@@ -383,6 +446,7 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
         return
     if job is None or job["status"] != "canceled":
         return
+    join.Join(ex, []).discard()  # the join's temporary file or open upload
     if ex.format == "parquet":
         rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
         for row in rows:
@@ -393,43 +457,6 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
     for part in range(1, parts + 1):
         with contextlib.suppress(Exception):
             storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
-
-
-def _join_files(ex: Exporter, results: list[dict[str, Any]], total_rows: int) -> Outcome:
-    """``file://``: the parts' files are copied into a temporary file by the kernel
-    (copy_file_range), fsynced and renamed into place; one read of the object then
-    checks every part's range against the SHA-256 its part recorded and gives
-    the object's."""
-    path = ex.location.path
-    tmp = os.path.join(os.path.dirname(path),
-                       f".{os.path.basename(path)}.pgjobs-{ex.token}.tmp")
-    try:
-        with open(tmp, "wb") as out:
-            for r in results:
-                with open(storage.parse(str(r["uri"])).path, "rb") as src:
-                    left = int(r["bytes"])
-                    while left:
-                        copied = os.copy_file_range(src.fileno(), out.fileno(), left)
-                        if copied == 0:
-                            raise StorageError(f"{r['uri']} is shorter than its part wrote",
-                                               retryable=True)
-                        left -= copied
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise storage.storage_error(exc, f"cannot write {path}") from exc
-    try:
-        size, sha256 = storage.hash_object(ex.location, [[r["bytes"], r["sha256"]]
-                                                         for r in results])
-    except storage.CannotResume as exc:
-        with contextlib.suppress(Exception):
-            storage.delete(ex.location.uri)
-        raise StorageError(f"{ex.location.uri}: the parts are not what they wrote ({exc})",
-                           retryable=True) from exc
-    return _completed(ex, results, total_rows, size, sha256, parts=len(results))
 
 
 def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,
@@ -471,47 +498,5 @@ def _join(ex: Exporter, rows: list[dict[str, Any]]) -> Outcome:
     total_rows = sum(int(r["rows"]) for r in results)
     if ex.format not in ONE_OBJECT_FORMATS:
         return _join_parquet(ex, results, total_rows)
-    if ex.location.scheme == "file":
-        return _join_files(ex, results, total_rows)
-    digests: list[Any] = []
-    upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
-                                   part_size=ex.part_size, digests=digests)
-    buffer = bytearray()
-    whole = hashlib.sha256()
-
-    def put(data: bytes | bytearray) -> None:
-        digests.append([len(data), hashlib.sha256(data).hexdigest()])
-        ex.storage_retry(lambda: upload.write_part(data), f"part {len(digests)} of the join")
-        ex.control.keepalive()
-
-    for r in results:
-        check = hashlib.sha256()
-        size = 0
-        for block in storage.open_range(str(r["uri"])):
-            check.update(block)
-            whole.update(block)
-            size += len(block)
-            buffer += block
-            while len(buffer) >= ex.part_size:
-                put(bytes(buffer[:ex.part_size]))
-                del buffer[:ex.part_size]
-        if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
-            with contextlib.suppress(Exception):
-                upload.cleanup()
-            raise StorageError(f"{r['uri']} is not what its part wrote ({size} bytes, "
-                               f"expected {r['bytes']})", retryable=True)
-    if buffer or not digests:
-        put(bytes(buffer))
-    size, sha256 = ex.storage_retry(upload.finish, "the object")
-    expected = (sum(int(r["bytes"]) for r in results), whole.hexdigest())
-    if (size, sha256) != expected:
-        raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 {sha256}), "
-                           f"the parts hold {expected[0]} ({expected[1]})", retryable=True)
-    stored = storage.hash_object(ex.location, digests)
-    if stored != expected:
-        raise StorageError(f"{ex.location.uri}: reads back as {stored[0]} bytes (sha256 "
-                           f"{stored[1]}), {expected[0]} ({expected[1]}) were written",
-                           retryable=True)
-    with contextlib.suppress(Exception):
-        upload.cleanup()
-    return _completed(ex, results, total_rows, size, sha256, parts=len(digests))
+    size, sha256, pieces = join.Join(ex, results).run()
+    return _completed(ex, results, total_rows, size, sha256, parts=pieces)

@@ -208,6 +208,18 @@ class Client:
             raise S3Error(0, "", "no ETag in the UploadPart response")
         return etag
 
+    def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
+                         start: int, end: int) -> str:
+        """Part ``number`` of the upload copied by S3 from bytes [start, end) of object
+        ``source`` of this bucket (no byte passes through here); its ETag."""
+        reply = self._call("upload_part_copy", Key=key, UploadId=upload_id, PartNumber=number,
+                           CopySource={"Bucket": self.bucket, "Key": source},
+                           CopySourceRange=f"bytes={start}-{end - 1}")
+        etag = str((reply.get("CopyPartResult") or {}).get("ETag") or "")
+        if not etag:
+            raise S3Error(0, "", "no ETag in the UploadPartCopy response")
+        return etag
+
     def complete(self, key: str, upload_id: str, etags: list[str]) -> None:
         # botocore turns S3's "200 with an error document" into an error.
         self._call("complete_multipart_upload", Key=key, UploadId=upload_id,

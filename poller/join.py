@@ -1,0 +1,431 @@
+"""The join of a parallel CSV/JSONL export: its parts' objects, in key order, become
+the export's one object, byte-identical to a ``parallel: 1`` export.
+
+The join is checkpointed in the job (``checkpoint.join``, through the job's fenced
+heartbeat after every step), so a worker killed while joining leaves a join that
+the next owner continues rather than starts over:
+
+* ``s3://``: one multipart upload of the export's key, whose parts S3 copies from
+  the part objects (``UploadPartCopy``: no byte passes through the worker). S3
+  wants every part but the last to be at least 5 MiB, so :func:`plan` copies each
+  part object whole (in ranges of at most 5 GiB) and reads and uploads only what
+  is too small to be a part of its own: a small part object together with the
+  head of the next one, up to 5 MiB. The checkpoint holds the upload id and the
+  ETags of the steps done; the plan depends only on the parts' sizes, so every
+  owner cuts the same steps.
+* ``file://``: the part files are copied by the kernel (``copy_file_range``), in
+  order, at their fixed offsets into ``.{name}.pgjobs-join.tmp`` next to the
+  object, fsynced after each, the bytes joined so far checkpointed; a resumed
+  join cuts the file back to that length and goes on. The file is read back
+  against every part's digest before it is renamed into place.
+* other stores (``gs://``, ``az://``, ``memory://``): the parts are streamed into
+  a new upload of the object, as a whole export's parts are (not checkpointed).
+
+Whatever the store, the finished object is read back once and each part's range
+compared with the size and SHA-256 its part recorded when it ended. A part whose
+object is no longer that (removed, truncated, altered) raises :class:`PartsChanged`
+naming it: the coordinator queues that part again (and only that part) and the
+join starts over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from pgjobs.poller import s3client as s3
+from pgjobs.poller import storage
+from pgjobs.poller.storage import CannotResume, StorageError
+
+if TYPE_CHECKING:
+    from pgjobs.poller.export import Exporter
+
+log = logging.getLogger("pgjobs.export")
+
+MAX_COPY = 5 * 1024 ** 3
+"""The most bytes one UploadPartCopy may copy (S3's limit for a part)."""
+
+Step = list[tuple[int, int, int]]
+"""One part of the joined upload: (part index, start, end) byte ranges of the part
+objects, in order. A step of one range of at least S3's minimum part size is
+copied by S3; any other is read and uploaded."""
+
+
+class PartsChanged(Exception):
+    """Parts (numbered from 1) whose objects are not what they recorded."""
+
+    def __init__(self, parts: list[int], why: str):
+        super().__init__(why)
+        self.parts = parts
+        self.why = why
+
+
+def plan(sizes: list[int], minimum: int = s3.MIN_PART, maximum: int = MAX_COPY) -> list[Step]:
+    """The steps of a multipart upload joining objects of ``sizes`` bytes in order:
+    every step but the last at least ``minimum`` bytes, a copied range at most
+    ``maximum``; as much as possible copied, the rest (small objects, and the
+    head of the object after one) read. Deterministic in ``sizes``."""
+    steps: list[Step] = []
+    pending: Step = []
+    held = 0
+    for index, size in enumerate(sizes):
+        start = 0
+        if pending:  # fill the small step held back with this object's head
+            take = min(minimum - held, size)
+            if take:
+                pending.append((index, 0, take))
+                held += take
+                start = take
+            if held >= minimum:
+                steps.append(pending)
+                pending, held = [], 0
+        rest = size - start
+        if rest == 0:
+            continue
+        if rest >= minimum:
+            count = -(-rest // maximum)
+            bounds = [start + rest * k // count for k in range(count + 1)]
+            steps.extend([[(index, a, b)] for a, b in zip(bounds, bounds[1:], strict=False)])
+        else:
+            pending, held = [(index, start, size)], rest
+    if pending or not steps:
+        steps.append(pending)
+    return steps
+
+
+def copied(step: Step, minimum: int = s3.MIN_PART) -> bool:
+    """Whether S3 copies this step (one range big enough to be a part)."""
+    return len(step) == 1 and step[0][2] - step[0][1] >= minimum
+
+
+def digests_of(results: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[int(r["bytes"]), str(r["sha256"])] for r in results]
+
+
+def changed_parts(results: list[dict[str, Any]], *, read: bool) -> list[int]:
+    """The parts (from 1) whose objects are missing or not their recorded size, and
+    with ``read``, not their recorded SHA-256 (each object read once)."""
+    bad: list[int] = []
+    for number, r in enumerate(results, start=1):
+        uri = str(r["uri"])
+        try:
+            if read:
+                got = storage.hash_object(storage.parse(uri))
+                ok = got == (int(r["bytes"]), str(r["sha256"]))
+            else:
+                ok = storage.exists(uri) and storage.size(uri) == int(r["bytes"])
+        except CannotResume:
+            ok = False
+        if not ok:
+            bad.append(number)
+    return bad
+
+
+class Join:
+    """Joins the parts of the coordinated export ``ex`` (its ``results``, in key
+    order) into ``ex.location``; returns (bytes, sha256, upload parts)."""
+
+    def __init__(self, ex: Exporter, results: list[dict[str, Any]]):
+        self.ex = ex
+        self.results = results
+        self.digests = digests_of(results)
+        self.total = sum(d[0] for d in self.digests)
+        state = ex.state.get("join")
+        self.state: dict[str, Any] = dict(state) if isinstance(state, dict) else {}
+        self.delay = ex.delays.get("join", 0.0)
+
+    def run(self) -> tuple[int, str, int]:
+        scheme = self.ex.location.scheme
+        if scheme == "file":
+            return self._file()
+        if scheme == "s3" and all(storage.parse(str(r["uri"])).base == self.ex.location.base
+                                  for r in self.results):
+            return self._s3()
+        return self._restream()
+
+    # --- the checkpoint -------------------------------------------------------
+
+    def _save(self) -> None:
+        from pgjobs.poller.export import LeaseLost
+
+        self.ex.state["join"] = dict(self.state)
+        if not self.ex.control.heartbeat(checkpoint=self.ex.state):
+            raise LeaseLost("heartbeat refused")
+        if self.delay:
+            time.sleep(self.delay)
+
+    def _resumed(self, kind: str) -> bool:
+        """Whether the checkpoint holds a join of this kind; else a fresh state."""
+        if self.state.get("kind") == kind:
+            self.state.setdefault("history", []).append(
+                {"token": self.ex.token, "done": int(self.state.get("done", 0))})
+            return True
+        self.state = {"kind": kind, "done": 0, "history": [{"token": self.ex.token, "done": 0}]}
+        return False
+
+    def _verify(self, read_back: Any) -> tuple[int, str]:
+        """``read_back()`` hashes the joined bytes against every part's digest; a
+        mismatch names the parts whose objects changed (read again one by one), or
+        else fails the attempt retryably (the join itself went wrong)."""
+        try:
+            size, sha256 = read_back()
+            if size != self.total:
+                raise CannotResume(f"the join holds {size} bytes, the parts {self.total}")
+        except CannotResume as exc:
+            bad = changed_parts(self.results, read=True)
+            self._start_over()
+            why = f"{self.ex.location.uri}: the parts are not what they wrote ({exc})"
+            if bad:
+                raise PartsChanged(bad, why) from exc
+            raise StorageError(why, retryable=True) from exc
+        return size, sha256
+
+    def _start_over(self) -> None:
+        """A join that read back wrong is never resumed nor left visible: remove it
+        and checkpoint that there is none."""
+        self.discard()
+        with contextlib.suppress(Exception):
+            storage.delete(self.ex.location.uri)
+        from pgjobs.poller.export import LeaseLost
+
+        if not self.ex.control.heartbeat(checkpoint=self.ex.state):
+            raise LeaseLost("heartbeat refused")
+
+    def discard(self) -> None:
+        """Remove what the join left (its temporary file or open upload; never a
+        finished object, which a retry overwrites) and forget it."""
+        kind = self.state.get("kind")
+        with contextlib.suppress(Exception):
+            if kind == "file":
+                os.unlink(self._tmp())
+            elif kind == "s3" and self.state.get("upload_id"):
+                from pgjobs.poller import upload_s3
+
+                upload_s3.abort_later(self.ex.location, str(self.state["upload_id"]))
+        self.state = {}
+        self.ex.state.pop("join", None)
+
+    # --- file:// ----------------------------------------------------------------
+
+    def _tmp(self) -> str:
+        path = self.ex.location.path
+        return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.pgjobs-join.tmp")
+
+    def _file(self) -> tuple[int, str, int]:
+        path, tmp = self.ex.location.path, self._tmp()
+        if self._resumed("file") and self.state.get("phase") == "visible":
+            size, sha256 = self._verify(lambda: storage.hash_object(self.ex.location,
+                                                                   self.digests))
+            return size, sha256, len(self.results)
+        done, offset = int(self.state["done"]), int(self.state.get("bytes", 0))
+        try:
+            if done and os.path.exists(tmp) and os.path.getsize(tmp) >= offset:
+                out = os.open(tmp, os.O_WRONLY)
+                os.ftruncate(out, offset)  # what follows the checkpoint is written again
+            else:
+                done, offset = 0, 0
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                for index in range(done, len(self.results)):
+                    r = self.results[index]
+                    left = int(r["bytes"])
+                    with open(storage.parse(str(r["uri"])).path, "rb") as src:
+                        at = 0
+                        while left:
+                            n = os.copy_file_range(src.fileno(), out, left, at, offset)
+                            if n == 0:
+                                raise PartsChanged([index + 1], f"{r['uri']} is shorter "
+                                                   "than its part wrote")
+                            left -= n
+                            at += n
+                            offset += n
+                    os.fsync(out)
+                    self.state.update(done=index + 1, bytes=offset)
+                    self._save()
+            finally:
+                os.close(out)
+        except FileNotFoundError as exc:
+            missing = changed_parts(self.results, read=False)
+            if missing:
+                raise PartsChanged(missing, f"part objects are gone ({exc})") from exc
+            raise storage.storage_error(exc, f"cannot write {path}") from exc
+        except OSError as exc:
+            raise storage.storage_error(exc, f"cannot write {path}") from exc
+        # Read back before it is visible: nothing wrong ever appears at the key.
+        size, sha256 = self._verify(lambda: storage.hash_object(storage.parse(
+            "file://" + tmp), self.digests))
+        try:
+            os.replace(tmp, path)
+            fd = os.open(os.path.dirname(path), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise storage.storage_error(exc, f"cannot write {path}") from exc
+        self.state["phase"] = "visible"
+        self._save()
+        return size, sha256, len(self.results)
+
+    # --- s3:// -----------------------------------------------------------------
+
+    def _s3(self) -> tuple[int, str, int]:
+        loc = self.ex.location
+        client = s3.Client(loc.base.split("://", 1)[1])
+        steps = plan([d[0] for d in self.digests])
+        if self.total == 0:  # S3 refuses an empty multipart object
+            self.ex.storage_retry(lambda: storage.write(loc.uri, b""), "the object")
+            return self._verify(lambda: storage.hash_object(loc, self.digests)) + (1,)
+        resumed = self._resumed("s3")
+        if resumed and self.state.get("phase") != "visible":
+            try:
+                present = client.list_parts(loc.path, str(self.state["upload_id"]))
+                kept = list(self.state.get("etags", []))
+                if any(present.get(n) != e for n, e in enumerate(kept, start=1)):
+                    raise CannotResume(f"upload {self.state['upload_id']} lost parts")
+            except (s3.S3Error, CannotResume) as exc:
+                if isinstance(exc, s3.S3Error) and exc.code != "NoSuchUpload":
+                    raise storage.storage_error(exc, f"cannot write {loc.uri}") from exc
+                log.warning("job %s: cannot continue the join (%s); starting it over",
+                            self.ex.job_id, exc)
+                resumed = False
+        restarts = 0
+        while self.state.get("phase") != "visible":
+            try:
+                if not resumed:
+                    self.discard()
+                    self._resumed("s3")
+                    upload_id = self.ex.storage_retry(lambda: self._s3_call(
+                        lambda: client.create(loc.path)), "the join")
+                    self.state.update(upload_id=upload_id, etags=[], done=0)
+                    self._save()
+                self._s3_steps(client, steps)
+            except storage.UploadLost as exc:
+                # Aborted by a lifecycle rule or by hand: write the join again now.
+                restarts += 1
+                if restarts > 2:
+                    raise StorageError(f"cannot write {loc.uri}: {exc}", retryable=True) from exc
+                log.warning("job %s: %s; starting the join over", self.ex.job_id, exc)
+                resumed = False
+        size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
+        return size, sha256, len(steps)
+
+    def _s3_steps(self, client: s3.Client, steps: list[Step]) -> None:
+        """The steps not checkpointed yet, each checkpointed, then the complete."""
+        loc = self.ex.location
+        upload_id = str(self.state["upload_id"])
+        etags: list[str] = list(self.state["etags"])
+        for number in range(len(etags) + 1, len(steps) + 1):
+            step = steps[number - 1]
+
+            def one(step: Step = step, number: int = number) -> str:
+                return self._s3_step(client, upload_id, number, step)
+
+            etags.append(self.ex.storage_retry(one, f"part {number} of the join"))
+            self.state.update(etags=etags, done=number)
+            self._save()
+        self.ex.storage_retry(lambda: self._s3_call(
+            lambda: client.complete(loc.path, upload_id, etags)), "the object")
+        self.state["phase"] = "visible"
+        self._save()
+
+    def _s3_call(self, call: Any) -> Any:
+        try:
+            return call()
+        except s3.S3Error as exc:
+            if exc.code == "NoSuchUpload":
+                raise storage.UploadLost(f"the join's upload is gone ({exc})") from exc
+            if exc.code in ("NoSuchKey", "404"):
+                missing = changed_parts(self.results, read=False)
+                if missing:
+                    raise PartsChanged(missing, f"part objects are gone ({exc})") from exc
+            raise storage.storage_error(exc, f"cannot write {self.ex.location.uri}") from exc
+
+    def _s3_step(self, client: s3.Client, upload_id: str, number: int, step: Step) -> str:
+        key = self.ex.location.path
+        if copied(step):
+            index, start, end = step[0]
+            source = storage.parse(str(self.results[index]["uri"])).path
+            return str(self._s3_call(lambda: client.upload_part_copy(
+                key, upload_id, number, source, start, end)))
+        data = bytearray()
+        try:
+            for index, start, end in step:
+                got = bytearray()
+                blocks = storage.open_range(str(self.results[index]["uri"]), start,
+                                            block=end - start)
+                for block in blocks:
+                    got += block
+                    if len(got) >= end - start:
+                        break
+                close = getattr(blocks, "close", None)
+                if close is not None:
+                    close()
+                if len(got) < end - start:
+                    raise CannotResume(f"{self.results[index]['uri']} is shorter than its "
+                                       "part wrote")
+                data += got[:end - start]
+        except (StorageError, CannotResume) as exc:
+            missing = changed_parts(self.results, read=False)
+            if missing:
+                raise PartsChanged(missing, f"part objects are gone or shorter ({exc})") \
+                    from exc
+            if isinstance(exc, CannotResume):
+                raise StorageError(str(exc), retryable=True) from exc
+            raise
+        return str(self._s3_call(lambda: client.upload_part(key, upload_id, number, data)))
+
+    # --- other stores ----------------------------------------------------------
+
+    def _restream(self) -> tuple[int, str, int]:
+        """The parts streamed into a new upload of the object (not checkpointed)."""
+        ex = self.ex
+        digests: list[Any] = []
+        upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
+                                       part_size=ex.part_size, digests=digests)
+        buffer = bytearray()
+        whole = hashlib.sha256()
+
+        def put(data: bytes | bytearray) -> None:
+            digests.append([len(data), hashlib.sha256(data).hexdigest()])
+            ex.storage_retry(lambda: upload.write_part(data), f"part {len(digests)} of the join")
+            ex.control.keepalive()
+
+        for number, r in enumerate(self.results, start=1):
+            check = hashlib.sha256()
+            size = 0
+            try:
+                for block in storage.open_range(str(r["uri"])):
+                    check.update(block)
+                    whole.update(block)
+                    size += len(block)
+                    buffer += block
+                    while len(buffer) >= ex.part_size:
+                        put(bytes(buffer[:ex.part_size]))
+                        del buffer[:ex.part_size]
+            except StorageError as exc:
+                if not changed_parts([r], read=False):
+                    raise
+                with contextlib.suppress(Exception):
+                    upload.cleanup()
+                raise PartsChanged([number], f"{r['uri']} is gone ({exc})") from exc
+            if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
+                with contextlib.suppress(Exception):
+                    upload.cleanup()
+                raise PartsChanged([number], f"{r['uri']} is not what its part wrote "
+                                   f"({size} bytes, expected {r['bytes']})")
+        if buffer or not digests:
+            put(bytes(buffer))
+        size, sha256 = ex.storage_retry(upload.finish, "the object")
+        if (size, sha256) != (self.total, whole.hexdigest()):
+            raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 "
+                               f"{sha256}), the parts hold {self.total}", retryable=True)
+        stored = self._verify(lambda: storage.hash_object(ex.location, self.digests))
+        with contextlib.suppress(Exception):
+            upload.cleanup()
+        return stored[0], stored[1], len(digests)
