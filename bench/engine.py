@@ -106,18 +106,31 @@ def fairness(conn: Conn, args: argparse.Namespace) -> dict[str, Any]:
     small = [submit(conn, t) for t in SMALL[:args.small]]
     finished_in: dict[int, int] = {}
     budgets = 1
+    # Per budget after the submission: (seconds, the big job's rows, small
+    # jobs finished): whether a budget went to the big job or to small ones.
+    trace: list[tuple[float, int, int]] = []
+    big_done = int(scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (big,)))
     while pending(conn, [big, *small]):
+        t0 = time.perf_counter()
         conn.execute("CALL pgjobs.run(%s::interval)", (args.budget,))
+        seconds = time.perf_counter() - t0
         budgets += 1
+        ended = 0
         for job_id, status in conn.execute("SELECT id, status FROM pgjobs.jobs "
                                            "WHERE id = ANY (%s)", (small,)):
             if status == "succeeded" and job_id not in finished_in:
                 finished_in[job_id] = budgets - 1  # budgets since their submission
+                ended += 1
+        now_done = int(scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (big,)))
+        trace.append((seconds, now_done - big_done, ended))
+        big_done = now_done
     statuses = {r[0] for r in conn.execute("SELECT status FROM pgjobs.jobs")}
     assert statuses == {"succeeded"}, statuses
     log(f"fairness: big job took {budgets} budgets; small jobs finished in budgets "
         f"{sorted(finished_in.values())}")
-    return {"budgets": budgets, "small": sorted(finished_in.values())}
+    log("fairness: budgets after the submission (seconds, big job's rows, small jobs ended): "
+        + ", ".join(f"({s:.1f}, {b:,}, {e})" for s, b, e in trace[:8]))
+    return {"budgets": budgets, "small": sorted(finished_in.values()), "trace": trace}
 
 
 def runners(dsn: str, n: int, budget: str) -> float:
@@ -232,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         woken = latency(dsn, True, args.samples)
         polled = latency(dsn, False, args.samples)
 
-    print(f"pgjobs engine benchmark: PostgreSQL {version} on {where}, {os.cpu_count()} CPUs")
+    print(f"pgjobs engine benchmark: PostgreSQL {version} on {where}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"\nfairness, 1 runner, budget {args.budget}: a {args.big_rows:,}-row delete queued "
           f"first, then {args.small} deletes of {args.small_rows:,} rows of other tenants")
     print(f"  small jobs finished within {max(fair['small'])} budget(s) of their submission "
           f"(each: {fair['small']}); goal <= 2. The big job took {fair['budgets']} budgets.")
+    print("  the first budgets after the submission (seconds, the big job's rows, small jobs "
+          "ended): " + ", ".join(f"({s:.1f}, {b:,}, {e})" for s, b, e in fair["trace"][:6]))
     print(f"\nrunners: 4 whole-scope deletes of {args.tenant_rows:,} rows each (4 tenants)")
     print(f"  1 runner {one:.2f} s, 2 runners {two:.2f} s: 2 runners take {two / one:.2f}x "
           f"the time of 1 (throughput {one / two:.2f}x)")
