@@ -107,8 +107,9 @@ def fairness(conn: Conn, args: argparse.Namespace) -> dict[str, Any]:
     finished_in: dict[int, int] = {}
     budgets = 1
     # Per budget after the submission: (seconds, the big job's rows, small
-    # jobs finished): whether a budget went to the big job or to small ones.
-    trace: list[tuple[float, int, int]] = []
+    # jobs finished, the big job's throttle reason then): whether a budget
+    # went to the big job, to small ones, or to a hold.
+    trace: list[tuple[float, int, int, str]] = []
     big_done = int(scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (big,)))
     while pending(conn, [big, *small]):
         t0 = time.perf_counter()
@@ -121,15 +122,17 @@ def fairness(conn: Conn, args: argparse.Namespace) -> dict[str, Any]:
             if status == "succeeded" and job_id not in finished_in:
                 finished_in[job_id] = budgets - 1  # budgets since their submission
                 ended += 1
-        now_done = int(scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (big,)))
-        trace.append((seconds, now_done - big_done, ended))
+        now_done, held = conn.execute(
+            "SELECT done, checkpoint -> 'throttled' ->> 'reason' FROM pgjobs.jobs "
+            "WHERE id = %s", (big,)).fetchone()  # type: ignore[misc]
+        trace.append((seconds, now_done - big_done, ended, held or "-"))
         big_done = now_done
     statuses = {r[0] for r in conn.execute("SELECT status FROM pgjobs.jobs")}
     assert statuses == {"succeeded"}, statuses
     log(f"fairness: big job took {budgets} budgets; small jobs finished in budgets "
         f"{sorted(finished_in.values())}")
-    log("fairness: budgets after the submission (seconds, big job's rows, small jobs ended): "
-        + ", ".join(f"({s:.1f}, {b:,}, {e})" for s, b, e in trace[:8]))
+    log("fairness: budgets after the submission (seconds, big job's rows, small jobs ended, "
+        "held by): " + ", ".join(f"({s:.1f}, {b:,}, {e}, {h})" for s, b, e, h in trace))
     return {"budgets": budgets, "small": sorted(finished_in.values()), "trace": trace}
 
 
@@ -252,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  small jobs finished within {max(fair['small'])} budget(s) of their submission "
           f"(each: {fair['small']}); goal <= 2. The big job took {fair['budgets']} budgets.")
     print("  the first budgets after the submission (seconds, the big job's rows, small jobs "
-          "ended): " + ", ".join(f"({s:.1f}, {b:,}, {e})" for s, b, e in fair["trace"][:6]))
+          "ended, the big job held by): "
+          + ", ".join(f"({s:.1f}, {b:,}, {e}, {h})" for s, b, e, h in fair["trace"][:6]))
     print(f"\nrunners: 4 whole-scope deletes of {args.tenant_rows:,} rows each (4 tenants)")
     print(f"  1 runner {one:.2f} s, 2 runners {two:.2f} s: 2 runners take {two / one:.2f}x "
           f"the time of 1 (throughput {one / two:.2f}x)")
