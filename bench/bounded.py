@@ -24,6 +24,7 @@ Nothing here is a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -47,7 +48,7 @@ from delete import (  # noqa: E402
 Conn = psycopg.Connection[Any]
 
 
-def runs(conn: Conn, repeat: int, label: str) -> dict[str, list[float]]:
+def runs(conn: Conn, repeat: int, label: str, options: dict[str, Any]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"bulk": [], "job": []}
     where = f"table_id = {SCOPE} AND created_at <= now()"
     for _ in range(repeat):
@@ -55,9 +56,10 @@ def runs(conn: Conn, repeat: int, label: str) -> dict[str, list[float]]:
         out["bulk"].append(seconds)
         log(f"{label}: bulk DELETE {seconds:.3f} s, {deleted:,} rows")
         restore(conn)
-        seconds, job = job_via_call(conn, {})
+        seconds, job = job_via_call(conn, {}, options)
         out["job"].append(seconds)
-        log(f"{label}: CALL run_job {seconds:.3f} s, {job['result']}")
+        log(f"{label}: CALL run_job {seconds:.3f} s, {job['result']}, "
+            f"throttled: {job['checkpoint'].get('throttled', '-')}")
         assert job["done"] == deleted, (job["done"], deleted)
         restore(conn)
     return out
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", default="interleaved", choices=["interleaved", "contiguous"])
     parser.add_argument("--repeat", type=int, default=2,
                         help="runs of each side at each size [default: 2]")
+    parser.add_argument("--options", type=json.loads, default={},
+                        help="the job's options, a JSON object, e.g. "
+                             "'{\"pause_on_autovacuum\": false}' [default: {}]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     if not 0 < args.scope_rows <= args.rows:
@@ -92,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         version = scalar(conn, "SHOW server_version")
         settings = scalar(conn, settings_query)
         build(conn, args.rows, args.scope_rows, args.layout)
-        small = runs(conn, args.repeat, f"{args.rows:,} rows")
+        small = runs(conn, args.repeat, f"{args.rows:,} rows", args.options)
         started = time.monotonic()
         grow(conn, args.rows, args.factor)
-        large = runs(conn, args.repeat, f"{args.rows * args.factor:,} rows")
+        large = runs(conn, args.repeat, f"{args.rows * args.factor:,} rows", args.options)
         size = scalar(conn, "SELECT pg_size_pretty(pg_total_relation_size('user_table_rows'))")
         log(f"grown and measured in {time.monotonic() - started:.0f} s")
 
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pgjobs tenant-bounded benchmark: PostgreSQL {version} on {where} ({settings}), "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{args.scope_rows:,}-row scope ({args.layout}) in {args.rows:,} rows, then in "
-          f"{big:,} rows ({size}); median of {args.repeat} run(s), best-of in brackets")
+          f"{big:,} rows ({size}), job options {json.dumps(args.options)}; "
+          f"median of {args.repeat} run(s), best-of in brackets")
     for name, key, goal in (("CALL run_job", "job", "goal <= 1.2x"),
                             ("bulk DELETE", "bulk", "(plain SQL, same growth)")):
         print(f"  {name:<13} at {big:>12,}: {med(large[key]):8.3f} s, at {args.rows:>12,}: "
