@@ -518,6 +518,7 @@ class Exporter:
                     return self._complete(*done)
             log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
             self._start_over()
+        assert self.upload is not None  # resumed above, or begun again by _start_over
         if self.state["upload"] != self.upload.state():
             # The upload moved (file://: the prefix is now in this owner's temporary
             # file, the previous one removed): checkpoint where it is before anything

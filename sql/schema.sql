@@ -57,15 +57,42 @@ BEGIN
             USING ERRCODE = '55000',
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
-    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
-        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = '22023',
-            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}]''.';
-    END IF;
+    PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
     RETURN pgjobs._items_add(p_id, p_items);
 END
 $$;
 
 ALTER FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _allowed_scope_entries(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._allowed_scope_entries() RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The entries of the session setting pgjobs.allowed_scopes (a
+-- comma-separated list; blanks around entries dropped), as written: the one
+-- parse of the setting for pgjobs._scope_allowed and
+-- pgjobs._allowed_scope_keys. NULL when it is unset or empty (every scope
+-- allowed). Entries are compared canonically by the callers
+-- (pgjobs._scope_entry). Locks nothing.
+DECLARE
+    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
+BEGIN
+    IF v_setting = '' THEN
+        RETURN NULL;
+    END IF;
+    RETURN regexp_split_to_array(v_setting, '\s*,\s*');
+END
+$$;
+
+ALTER FUNCTION pgjobs._allowed_scope_entries() OWNER TO SUPERUSER;
 
 --
 -- Name: _allowed_scope_keys(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -94,18 +121,17 @@ CREATE FUNCTION pgjobs._allowed_scope_keys() RETURNS text[]
 -- path's window. SECURITY DEFINER: the policy calls it as the client, which may
 -- not read pgjobs.target_registry. Locks nothing.
 DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
-    v_entries text[];
+    v_entries text[] := pgjobs._allowed_scope_entries();
     v_entry text;
+    v_scope text;
     v_reg pgjobs.target_registry;
     v_keys text[] := '{}'::text[];
     v_at double precision;
     v_slot text;
 BEGIN
-    IF v_setting = '' THEN
+    IF v_entries IS NULL THEN
         RETURN v_keys;
     END IF;
-    v_entries := regexp_split_to_array(v_setting, '\s*,\s*');
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         -- Its own slot: this verdict is _untrusted_roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
@@ -116,12 +142,10 @@ BEGIN
             PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
         END IF;
         FOREACH v_entry IN ARRAY v_entries LOOP
-            BEGIN
-                v_keys := v_keys || (v_reg.target::oid::text || ':'
-                                     || pgjobs._canonical_scope(v_reg, v_entry));
-            EXCEPTION WHEN invalid_parameter_value THEN
-                NULL;  -- not a value of the scope column: allows nothing
-            END;
+            v_scope := pgjobs._scope_entry(v_reg, v_entry);
+            IF v_scope IS NOT NULL THEN  -- else not a value of the column: allows nothing
+                v_keys := v_keys || (v_reg.target::oid::text || ':' || v_scope);
+            END IF;
         END LOOP;
     END LOOP;
     RETURN v_keys;
@@ -150,6 +174,43 @@ SELECT pg_catalog.make_interval(secs =>
 $$;
 
 ALTER FUNCTION pgjobs._backoff(p_attempts integer) OWNER TO SUPERUSER;
+
+--
+-- Name: _batch_arrays(text, bigint[], text[], jsonb[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The argument check of a batched completion (pgjobs.complete_many: p_noun
+-- 'ids'; pgjobs.complete_items: 'items'): p_ids[i] goes with p_workers[i]
+-- and p_results[i], so the arrays have one length (p_results may be NULL:
+-- '{}' each), and every result is a JSON object. Raises 22023 naming the
+-- caller's parameter (p_<p_noun>). Locks nothing.
+BEGIN
+    IF p_ids IS NULL OR p_workers IS NULL
+       OR cardinality(p_ids) <> cardinality(p_workers)
+       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_ids)) THEN
+        RAISE EXCEPTION '%, workers and results must be arrays of one length', p_noun
+            USING ERRCODE = '22023',
+            HINT = format('Pass p_%s[i] with the worker its claim returned in p_workers[i] '
+                          '(and p_results[i], or NULL for ''{}'' each).', p_noun);
+    END IF;
+    IF p_results IS NOT NULL AND EXISTS (
+           SELECT FROM unnest(p_results) r(result)
+            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
+        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
+            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -209,7 +270,7 @@ BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
-        RETURN pgjobs._items_cancel(p_id);  -- the job and its items, at once
+        RETURN pgjobs._items_stop(p_id, 'canceled');  -- the job and its items, at once
     END IF;
     -- A queued or paused job has no owner to tell: it ends here.
     IF v_job.status IN ('queued', 'paused') THEN
@@ -825,10 +886,10 @@ $$;
 ALTER FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifiers boolean) OWNER TO SUPERUSER;
 
 --
--- Name: _compile_filter(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _compile_filter(regclass, jsonb, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, OUT p_sql text, OUT p_paths text[]) RETURNS record
+CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry DEFAULT NULL::pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -839,7 +900,10 @@ CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, OUT p_
 -- as written, each once, in the order met) that the filter resolves at any
 -- depth: keys naming a column are columns, never paths. One compile gives
 -- both, so the unknown-field check (pgjobs._unknown_fields) sees exactly
--- the paths the predicate reads. Locks nothing.
+-- the paths the predicate reads. p_reg: the target's registration when
+-- the caller has just looked it up and checked it (pgjobs._target, as a
+-- submit does once for all its steps); otherwise it is looked up here.
+-- Locks nothing.
 DECLARE
     v_reg     pgjobs.target_registry;
     v_columns jsonb;
@@ -847,7 +911,11 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
 BEGIN
-    v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
+    IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
+        v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
+    ELSE
+        v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
+    END IF;
 
     IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
         RAISE EXCEPTION 'a filter must be a JSON object, got %', coalesce(p_filter::text, 'NULL')
@@ -911,7 +979,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, OUT p_sql text, OUT p_paths text[]) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _compile_filter_column_op(text, text, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1862,6 +1930,8 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 -- what pgjobs.set_defaults stored (pgjobs.settings, key 'defaults').
 --   notify_target_scope (boolean, default false): events on the shared
 --   channel `pgjobs` carry the job's target and scope.
+--   max_parallel (integer, only when stored; else 64): the ceiling of an
+--   export's option "parallel" (pgjobs._max_parallel);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -2866,6 +2936,54 @@ $$;
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
 
 --
+-- Name: _exclusion_clause(name, text, text[], bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The condition "the key is one of p_keys" of a delete's exclude list, as
+-- SQL over the target's unqualified key column p_key_column, of the key's
+-- full type p_key_type (format_type); p_keys are canonical text
+-- (pgjobs._canonical_text). The predicate holds NOT (<this>), the read
+-- path's short cut (pgjobs._mask_candidates) ORs it in. Two forms:
+-- * the keys, an array literal: <key> = ANY ('{...}'::<type>[]), compared
+--   with the key column's own equality (and collation). The planner
+--   estimates it one element at a time (a few microseconds each) in every
+--   statement that holds it: 0.2-0.5 s per page and per read at 100,000 keys.
+-- * p_keys NULL and a job: the keys that job's submit stored in
+--   pgjobs.job_exclusions (pgjobs._row_selection decides when: more than
+--   100 keys, of a key type whose text is its identity), probed row by row
+--   on that table's primary key:
+--   EXISTS (SELECT FROM pgjobs.job_exclusions x
+--            WHERE x.job_id = <job> AND x.key = (<key>::text COLLATE "C") OFFSET 0)
+--   (OFFSET 0 keeps the planner from turning it into a hashed sub-plan,
+--   which would read the whole list in every statement: it estimates the
+--   list's rows from statistics that a fresh list is not in yet)
+--   Its text and its planning do not grow with the list, and a row costs
+--   one index probe whatever its length. Only for keys whose ::text is the
+--   canonical text in every session and equal texts are equal keys
+--   (integers, uuid, text and varchar of a deterministic collation).
+-- NULL when p_keys is empty. Locks nothing.
+BEGIN
+    IF p_keys IS NULL AND p_job IS NOT NULL THEN
+        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x WHERE x.job_id = %s '
+                      'AND x.key = (%I::text COLLATE "C") OFFSET 0)', p_job, p_key_column);
+    ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('%I = ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+END
+$$;
+
+ALTER FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _export_parts_done(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3583,10 +3701,10 @@ $$;
 ALTER FUNCTION pgjobs._import_reject_hint(p_max integer) OWNER TO SUPERUSER;
 
 --
--- Name: _insert_job(text, regclass, text, jsonb, jsonb, text[], text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _insert_job(text, regclass, text, jsonb, jsonb, text[], text, text, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[] DEFAULT '{}'::text[], p_predicate text DEFAULT NULL::text, p_assignments text DEFAULT NULL::text) RETURNS pgjobs.jobs
+CREATE FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[] DEFAULT '{}'::text[], p_predicate text DEFAULT NULL::text, p_assignments text DEFAULT NULL::text, p_reg pgjobs.target_registry DEFAULT NULL::pgjobs.target_registry) RETURNS pgjobs.jobs
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -3596,24 +3714,25 @@ CREATE FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text,
 -- announces it: event `submitted`. Every submit passes here except
 -- pgjobs.submit_items, which announces its job after counting its items.
 -- (No DateStyle pinned: the options are parsed in the caller's settings,
--- as pgjobs._insert_job_row does.) Locks: those of pgjobs._insert_job_row.
+-- as pgjobs._insert_job_row does.) p_reg: see pgjobs._insert_job_row.
+-- Locks: those of pgjobs._insert_job_row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
     v_job := pgjobs._insert_job_row(p_kind, p_target, p_scope, p_payload, p_options,
-                                    p_extra_options, p_predicate, p_assignments);
+                                    p_extra_options, p_predicate, p_assignments, p_reg);
     PERFORM pgjobs._notify(v_job, 'submitted');
     RETURN v_job;
 END
 $$;
 
-ALTER FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
 
 --
--- Name: _insert_job_row(text, regclass, text, jsonb, jsonb, text[], text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _insert_job_row(text, regclass, text, jsonb, jsonb, text[], text, text, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[] DEFAULT '{}'::text[], p_predicate text DEFAULT NULL::text, p_assignments text DEFAULT NULL::text) RETURNS pgjobs.jobs
+CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[] DEFAULT '{}'::text[], p_predicate text DEFAULT NULL::text, p_assignments text DEFAULT NULL::text, p_reg pgjobs.target_registry DEFAULT NULL::pgjobs.target_registry) RETURNS pgjobs.jobs
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -3662,7 +3781,12 @@ BEGIN
     -- custom kind's unregistered table keeps the text as given.
     -- (Through pgjobs._target: the cast runs the scope type's code, so an
     -- untrusted target is refused here too, 42501, for custom kinds as well.)
-    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
+    -- (p_reg: the caller looked the target up and checked it with
+    -- pgjobs._target in this call already; not again.)
+    IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
+        v_reg := p_reg;
+        p_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    ELSIF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
         v_reg := pgjobs._target(p_target);
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
@@ -3756,7 +3880,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3812,45 +3936,36 @@ $$;
 ALTER FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
 
 --
--- Name: _items_cancel(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _items_array(jsonb, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._items_cancel(p_id bigint) RETURNS boolean
-    LANGUAGE plpgsql
+CREATE FUNCTION pgjobs._items_array(p_items jsonb, p_submit boolean) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- pgjobs.cancel of fan-out job p_id (pgjobs._cancel_as, which checked the
--- caller and holds the job row): queued, paused or running, the job and
--- every item not finished end canceled at once. A worker holding an item
--- learns it at its next heartbeat_item or complete_item (false: the item is
--- no longer running). The result counts the items (pgjobs._items_result).
--- Returns false when the job had already finished. Locks: the job row
--- (the caller's), then its unfinished items.
-DECLARE
-    v_job pgjobs.jobs;
+-- The items argument of pgjobs.submit_items (p_submit true: a non-empty
+-- JSON array, a job has at least one item) and of pgjobs.add_items (false:
+-- any JSON array, an empty one adds nothing): one element per item.
+-- Raises 22023 otherwise. Each element's size is pgjobs._items_add's
+-- check. Locks nothing.
 BEGIN
-    UPDATE pgjobs.job_items i
-       SET status = 'canceled', lease_expires_at = NULL, finished_at = now(), updated_at = now()
-     WHERE i.job_id = p_id AND i.status IN ('queued', 'running');
-    UPDATE pgjobs.jobs j
-       SET status = 'canceled', cancel_requested_at = now(), finished_at = now(),
-           lease_expires_at = NULL, pause_requested_at = NULL,
-           result = pgjobs._items_result(p_id), updated_at = now()
-     WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused')
-    RETURNING j.* INTO v_job;
-    IF NOT FOUND THEN
-        RETURN false;
+    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array'
+       OR (p_submit AND jsonb_array_length(p_items) = 0) THEN
+        RAISE EXCEPTION 'items must be a %JSON array', CASE WHEN p_submit THEN 'non-empty ' ELSE '' END
+            USING ERRCODE = '22023',
+            HINT = CASE WHEN p_submit
+                        THEN 'Pass one element per item, e.g. ''[{"doc": 1}, {"doc": 2}]''; '
+                             'append more later with pgjobs.add_items(job, items).'
+                        ELSE 'Pass one element per item, e.g. ''[{"doc": 1}]''.' END;
     END IF;
-    PERFORM pgjobs._notify(v_job, 'canceled');
-    RETURN true;
 END
 $$;
 
-ALTER FUNCTION pgjobs._items_cancel(p_id bigint) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._items_array(p_items jsonb, p_submit boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_lock_job(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3882,42 +3997,6 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) OWNER TO SUPERUSER;
-
---
--- Name: _items_pause(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._items_pause(p_id bigint) RETURNS boolean
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    AS $$
--- pgjobs.pause of running fan-out job p_id (pgjobs._pause_as, which checked
--- the caller and holds the job row): paused at once (event paused). No item
--- is handed out while it is paused; the items out finish (complete_item,
--- fail_item) or come back to the queue at their next heartbeat_item, the
--- attempt not counted. pgjobs.resume queues the job again. Locks: the job
--- row (the caller's).
-DECLARE
-    v_job pgjobs.jobs;
-BEGIN
-    UPDATE pgjobs.jobs j
-       SET status = 'paused', lease_expires_at = NULL, pause_requested_at = NULL,
-           updated_at = now()
-     WHERE j.id = p_id AND j.status = 'running'
-    RETURNING j.* INTO v_job;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM pgjobs._notify(v_job, 'paused');
-    RETURN true;
-END
-$$;
-
-ALTER FUNCTION pgjobs._items_pause(p_id bigint) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_rescue(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4181,6 +4260,67 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_start(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _items_stop(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._items_stop(p_id bigint, p_status text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pgjobs.cancel (p_status 'canceled') or pgjobs.pause ('paused') of
+-- fan-out job p_id, at once: no owner to tell, its items are leased one by
+-- one. The caller (pgjobs._cancel_as, pgjobs._pause_as) checked it and
+-- holds the job row. Event: p_status.
+-- * canceled: queued, paused or running, the job and every item not
+--   finished end canceled. A worker holding an item learns it at its next
+--   heartbeat_item or complete_item (false: the item is no longer
+--   running). The result counts the items (pgjobs._items_result).
+-- * paused: a running job; no item is handed out while it is paused; the
+--   items out finish (complete_item, fail_item) or come back to the queue
+--   at their next heartbeat_item, the attempt not counted. pgjobs.resume
+--   queues the job again.
+-- Returns false when the job was in no state to stop (canceled: it had
+-- already finished). Locks: the job row (the caller's), then, to cancel,
+-- its unfinished items.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    IF p_status = 'canceled' THEN
+        UPDATE pgjobs.job_items i
+           SET status = 'canceled', lease_expires_at = NULL, finished_at = now(),
+               updated_at = now()
+         WHERE i.job_id = p_id AND i.status IN ('queued', 'running');
+        UPDATE pgjobs.jobs j
+           SET status = 'canceled', cancel_requested_at = now(), finished_at = now(),
+               lease_expires_at = NULL, pause_requested_at = NULL,
+               result = pgjobs._items_result(p_id), updated_at = now()
+         WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused')
+        RETURNING j.* INTO v_job;
+    ELSIF p_status = 'paused' THEN
+        UPDATE pgjobs.jobs j
+           SET status = 'paused', lease_expires_at = NULL, pause_requested_at = NULL,
+               updated_at = now()
+         WHERE j.id = p_id AND j.status = 'running'
+        RETURNING j.* INTO v_job;
+    ELSE
+        RAISE EXCEPTION 'a fan-out job stops as canceled or paused, not %', p_status
+            USING ERRCODE = '22023', HINT = 'Call pgjobs.cancel(id) or pgjobs.pause(id).';
+    END IF;
+    IF v_job.id IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM pgjobs._notify(v_job, p_status);
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._items_stop(p_id bigint, p_status text) OWNER TO SUPERUSER;
 
 --
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4479,6 +4619,9 @@ CREATE FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) RETURNS
 -- whole-scope deletes, as one SQL boolean over the target's unqualified
 -- columns ('true' when no pending delete narrows the scope):
 --   (created_at >= <horizon> OR created_at IS NULL [OR key = ANY (<excluded>)])
+-- (a list in pgjobs.job_exclusions: OR EXISTS (SELECT FROM
+-- pgjobs.job_exclusions ...), the predicate's own clause,
+-- pgjobs._exclusion_clause; no index serves that arm)
 -- For a row of p_scope the mask (pgjobs._mask) implies it, so a read may
 -- add it next to the mask without changing its result; an index on
 -- (scope, created_at) then finds the few rows that can be visible instead
@@ -4515,7 +4658,7 @@ BEGIN
         RETURN 'true';
     END IF;
     FOR v_job IN
-        SELECT j.predicate, j.survivors
+        SELECT j.id, j.predicate, j.survivors
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
@@ -4530,7 +4673,14 @@ BEGIN
                 v_job.survivors ->> 'time_zone');
             -- The columns as the predicate names them (a later
             -- register_target may name others).
-            IF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
+            IF v_job.survivors ->> 'exclusions' = 'table' THEN
+                -- A long list, probed in pgjobs.job_exclusions by the
+                -- predicate's own clause (pgjobs._exclusion_clause).
+                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                    v_job.survivors ->> 'created_at_column', v_horizon,
+                    pgjobs._exclusion_clause(v_job.survivors ->> 'key_column',
+                        v_job.survivors ->> 'key_type', NULL, v_job.id));
+            ELSIF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
                 v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
                                              v_job.survivors ->> 'created_at_column', v_horizon);
             ELSE
@@ -4570,7 +4720,8 @@ BEGIN
         IF v_tail = '' THEN
             v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
                                          v_reg.created_at_column, v_horizon);
-        ELSIF starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+        ELSIF (starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+               OR starts_with(v_tail, ' AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x '))
               AND right(v_tail, 2) = '))' THEN
             v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
                                          v_reg.created_at_column, v_horizon,
@@ -4585,6 +4736,31 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _max_parallel(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._max_parallel() RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The most parts an export may ask for (option "parallel"): what an
+-- administrator stored with pgjobs.set_defaults('{"max_parallel": N}'), else
+-- 64. The one place that decides it: pgjobs._submit_export_as refuses more
+-- (22023), pgjobs.export_parts_split cuts a job submitted before the
+-- ceiling was lowered into at most this many parts. Locks nothing.
+BEGIN
+    RETURN coalesce((SELECT (s.value ->> 'max_parallel')::integer
+                       FROM pgjobs.settings s WHERE s.key = 'defaults'), 64);
+END
+$$;
+
+ALTER FUNCTION pgjobs._max_parallel() OWNER TO SUPERUSER;
 
 --
 -- Name: _maybe_analyze(pgjobs.jobs, name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5012,14 +5188,18 @@ CREATE FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs.target_reg
 -- pgjobs._collect_matches). Option `strategy` ('auto' default, 'range',
 -- 'collect') decides for delete jobs; backfills always walk ranges.
 --
--- A range job reads every row of the scope once. A collect job reads the
--- matching rows three times (collect, delete, sweep) and looks them up in
--- the index twice: cheaper when few rows match, unless those rows are
--- spread over (nearly) every heap page of the scope and those pages do not
--- stay in shared buffers between the passes; then each pass costs a read
--- of the scope's pages from the OS (on the benchmark, 20% of a 1M-row
--- scope with a match on every page: collect 0.79 s, range 0.70 s; the
--- same on a 100k-row scope, cached: collect 2x faster). So 'auto' collects
+-- A range job reads every row of the scope once and tests the filter on
+-- each. A collect job reads the matching rows three times (collect,
+-- delete, sweep) and looks them up in the index twice: cheaper when few
+-- rows match, even with a match on every heap page of the scope, as long
+-- as those pages stay cached between the passes (shared buffers or the OS
+-- page cache: a re-read from the OS costs a copy, not a disk read). On
+-- bench/delete.py (2M rows, a 500k-row scope, shared_buffers 128MB), 20% of
+-- the scope with a match on every page: collect 580 ms of server CPU,
+-- range 1030-1070 ms (a bulk DELETE 320-440 ms) on the interleaved layout;
+-- 371 against 718 ms on the contiguous one. (The bound used to be a
+-- quarter of shared_buffers: 20% on every page of a 500k-row scope then
+-- walked ranges at 2.3-3x a bulk DELETE; issue 11.) So 'auto' collects
 -- when
 --   1. an index narrows the predicate: the planner, restricted to bitmap
 --      scans as the collection is, hands the heap at most 60% of the
@@ -5030,7 +5210,9 @@ CREATE FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs.target_reg
 --      them, at most 10,000; still too few: 'range'):
 --   2. at most 30% of the scope's rows match; and
 --   3. the matching rows sit on at most 60% of the scope's pages, or their
---      pages would fill at most a quarter of shared_buffers; and
+--      pages would fill at most a quarter of effective_cache_size (the
+--      memory the planner counts on to cache the relation: shared_buffers
+--      and the OS page cache); and
 --   4. at most 5 million rows match: the collection holds their addresses
 --      in memory while it batches them (~30 bytes a row).
 -- A job without a filter walks ranges at once. Locks nothing.
@@ -5109,7 +5291,7 @@ BEGIN
                      AND v_matches <= 0.3 * v_scope_rows_sampled
                      AND (v_match_pages <= 0.6 * v_scope_pages
                           OR v_match_pages * 100 / v_pct * current_setting('block_size')::bigint
-                             <= pg_size_bytes(current_setting('shared_buffers')) / 4)
+                             <= pg_size_bytes(current_setting('effective_cache_size')) / 4)
                      AND v_matches * 100 / v_pct <= 5000000
                 THEN 'collect' ELSE 'range' END;
 END
@@ -5261,7 +5443,7 @@ BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout AND v_job.status = 'running' THEN
-        RETURN pgjobs._items_pause(p_id);  -- no owner to tell: paused at once
+        RETURN pgjobs._items_stop(p_id, 'paused');  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
@@ -5693,6 +5875,54 @@ $_$;
 ALTER FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_requeue(pgjobs.jobs, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What queueing job p_job again needs (pgjobs._retry_as, p_verb
+-- 'retried'; pgjobs._resume_as, 'resumed'): what its submit needed, held
+-- now by the role that submitted it, whoever asks (an admin too): the job
+-- goes on acting with its submitter's rights. A registered target must
+-- still be trusted (pgjobs._target), and the submitter must still hold
+-- the privilege of the job's kind (pgjobs._require_submitter, the check
+-- the engine and the worker repeat as they run delete, backfill, export and
+-- import jobs). Custom kinds and fan-out jobs run outside the engine, so
+-- for them this is the check: a submitter whose UPDATE was revoked may
+-- still cancel its job, not set it going again (as pgjobs.add_items).
+-- Raises 42501 naming the job, with the grant that is missing as hint;
+-- the job is left as it was. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_message text;
+    v_hint text;
+BEGIN
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    IF FOUND THEN
+        v_reg := pgjobs._target(p_job.target);  -- 42501: no longer trusted
+    END IF;
+    PERFORM pgjobs._require_submitter(p_job, v_reg);  -- 42501: a grant revoked since submit
+EXCEPTION WHEN insufficient_privilege THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+    RAISE EXCEPTION 'job % cannot be %: %', p_job.id, p_verb, v_message
+        USING ERRCODE = '42501',
+        HINT = concat_ws(' ', nullif(v_hint, ''),
+                         format('The job acts with the rights of %I, who submitted it; it '
+                                'stays %s (pgjobs.cancel(%s) ends it), or submit it again as a '
+                                'role that holds them.', p_job.submitted_by, p_job.status,
+                                p_job.id));
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_role(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6034,13 +6264,19 @@ CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
 -- Paused: queued again (event `resumed`) with its checkpoint, done and
 -- run_at, and with its place in its scope's writer queue (it never left
 -- it). Running with a pause pending: the request is withdrawn and the job
--- runs on. Raises 55000 for any other state.
+-- runs on. Raises 55000 for any other state, and 42501 when its submitter
+-- no longer holds what the submit needed (pgjobs._require_requeue).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.status = 'paused'
+       OR (v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL) THEN
+        -- What the submit needed, still held by the submitter (42501).
+        PERFORM pgjobs._require_requeue(v_job, 'resumed');
+    END IF;
     IF v_job.status = 'paused' THEN
         UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
          WHERE id = p_id
@@ -6096,8 +6332,9 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 -- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
 --   job unchanged) while another writer of its scope is pending, as its
 --   submission would be.
--- Raises 55000 for any other state. Locks: the job row; for a writing job
--- the scope's gate lock (pgjobs._insert_job's).
+-- Raises 55000 for any other state, and 42501 when its submitter no longer
+-- holds what the submit needed (pgjobs._require_requeue). Locks: the job
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's).
 DECLARE
     v_job pgjobs.jobs;
     v_checkpoint jsonb;
@@ -6113,6 +6350,8 @@ BEGIN
                         THEN 'It succeeded; submit a new job to do it again.'
                         ELSE 'Only a failed or canceled job can be retried.' END;
     END IF;
+    -- What the submit needed, still held by the submitter (42501).
+    PERFORM pgjobs._require_requeue(v_job, 'retried');
     IF v_job.fanout THEN
         PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
     END IF;
@@ -6218,7 +6457,7 @@ ALTER FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) OWN
 -- Name: _row_selection(pgjobs.target_registry, text, jsonb, text[], timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb) RETURNS record
+CREATE FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) RETURNS record
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -6243,12 +6482,26 @@ CREATE FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text
 -- whatever a later register_target changes. For a whole-scope row set, a row of the scope outside it is dated
 -- at or after the horizon, or undated, or excluded (pgjobs._mask_candidates
 -- builds that condition from these fields, so it matches this text).
+-- The exclusion is pgjobs._exclusion_clause's, written here inline (and
+-- the keys in survivors.exclude). A list of more than 100 keys of a key
+-- type whose text is its identity (integers, uuid, text and varchar of a
+-- deterministic collation) goes to pgjobs.job_exclusions instead: then
+-- survivors says "exclusions": "table" and how many keys, and a delete's
+-- submit stores the keys (keys: canonical) and appends the clause that
+-- probes them to head (the predicate without its exclusion); pgjobs.preview
+-- shows the inline form, which selects the same rows.
+-- paths: the filter's document paths (pgjobs._compile_filter), for the
+-- typo guard.
 DECLARE
     v_exclude text;
     v_key_type text;
     v_exact boolean;
     v_cutoff record;
     v_filter text;
+    v_type oid;
+    v_base oid;
+    v_deterministic boolean;
+    v_identity boolean := false;
 BEGIN
     IF p_exclude IS NULL THEN
         p_exclude := '{}';
@@ -6268,12 +6521,33 @@ BEGIN
         -- A key the column's modifiers would change (a char(8) key
         -- 'key000031' truncated to 'key00003') is no key of the table.
         v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
+        -- Is the key's text its identity (pgjobs._exclusion_clause)?
+        SELECT a.atttypid, coalesce(co.collisdeterministic, true)
+          INTO v_type, v_deterministic
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+         WHERE a.attrelid = p_reg.target AND a.attname = p_reg.key_column;
+        LOOP  -- a domain (over a domain ...) to its base type
+            SELECT t.typbasetype INTO v_base
+              FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+            EXIT WHEN NOT FOUND;
+            v_type := v_base;
+        END LOOP;
+        v_identity := v_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+                                 'uuid'::regtype)
+                      OR (v_type IN ('text'::regtype, 'character varying'::regtype)
+                          AND v_deterministic);
+        -- (Such a key's ::text is its canonical text: no call per key, which
+        -- cost seconds for 100,000 keys.)
         BEGIN
-            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+            EXECUTE format('SELECT array_agg(%3$s), '
                            'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest(%3$L::text[]) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
-               INTO p_exclude, v_exact;
+                           'FROM unnest($1) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
+                           format(CASE WHEN v_identity THEN '(e::%s)::text'
+                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+               INTO p_exclude, v_exact
+              USING p_exclude;
         EXCEPTION WHEN data_exception THEN
             v_exact := false;
         END;
@@ -6282,17 +6556,20 @@ BEGIN
                 v_key_type, p_reg.key_column
                 USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
         END IF;
-        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
+        v_exclude := pgjobs._exclusion_clause(p_reg.key_column, v_key_type, p_exclude, NULL);
     END IF;
+    keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
-    v_filter := pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}'));
+    -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    SELECT f.p_sql, f.p_paths INTO v_filter, paths
+      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
 
-    predicate := format('%I = %s AND %s AND (%s)%s',
+    head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         v_cutoff.clause,
-        v_filter,
-        CASE WHEN v_exclude IS NULL THEN ''
-             ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);
+        v_filter);
+    predicate := head || CASE WHEN v_exclude IS NULL THEN ''
+                              ELSE format(' AND NOT (%s)', v_exclude) END;
     survivors := jsonb_build_object(
         'whole_scope', v_filter = 'true',
         'created_at_column', p_reg.created_at_column,
@@ -6303,10 +6580,15 @@ BEGIN
         'key_column', p_reg.key_column,
         'key_type', v_key_type,
         'exclude', to_jsonb(p_exclude));
+    IF cardinality(p_exclude) > 100 AND v_identity THEN
+        survivors := (survivors - 'exclude')
+                     || jsonb_build_object('exclusions', 'table', 'excluded',
+                                           (SELECT count(DISTINCT k) FROM unnest(p_exclude) k));
+    END IF;
 END
 $_$;
 
-ALTER FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _run_claimed(bigint, text, timestamp with time zone); Type: PROCEDURE; Schema: pgjobs; Owner: SUPERUSER
@@ -7044,18 +7326,16 @@ CREATE FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) RETURNS b
 -- which may not read pgjobs.target_registry; an untrusted target's scopes
 -- compare as text only. Locks nothing.
 DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
-    v_entries text[];
+    v_entries text[] := pgjobs._allowed_scope_entries();
     v_reg pgjobs.target_registry;
     v_scope text;
     v_entry text;
 BEGIN
-    IF v_setting = '' THEN
+    IF v_entries IS NULL THEN
         RETURN true;
     ELSIF p_scope IS NULL THEN
         RETURN false;
     END IF;
-    v_entries := regexp_split_to_array(v_setting, '\s*,\s*');
     IF p_scope = ANY (v_entries) THEN
         RETURN true;  -- same text, same canonical scope
     END IF;
@@ -7068,25 +7348,46 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_target)) THEN
         RETURN false;
     END IF;
-    BEGIN
-        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN false;
-    END;
+    v_scope := pgjobs._scope_entry(v_reg, p_scope);
+    IF v_scope IS NULL THEN
+        RETURN false;  -- not a value of the scope column
+    END IF;
     FOREACH v_entry IN ARRAY v_entries LOOP
-        BEGIN
-            IF pgjobs._canonical_scope(v_reg, v_entry) = v_scope THEN
-                RETURN true;
-            END IF;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            NULL;  -- not a value of the scope column: allows nothing
-        END;
+        IF pgjobs._scope_entry(v_reg, v_entry) = v_scope THEN  -- NULL: allows nothing
+            RETURN true;
+        END IF;
     END LOOP;
     RETURN false;
 END
 $$;
 
 ALTER FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_entry(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The canonical scope (pgjobs._canonical_scope) of an entry of
+-- pgjobs.allowed_scopes (or of the scope compared with them) for
+-- registered target p_reg, or NULL when it is not a value of the scope
+-- column: such an entry allows nothing there, and is no error (the setting
+-- lists scopes of many targets). Parsed in the
+-- caller's session, as pgjobs._canonical_scope. The caller has checked
+-- that casting is safe (pgjobs._untrusted_roles). Locks nothing.
+BEGIN
+    RETURN pgjobs._canonical_scope(p_reg, p_entry);
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
 
 --
 -- Name: _scope_literal(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7264,12 +7565,14 @@ CREATE FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_s
 -- Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_predicate text;
+    v_selection record;
     v_assignments text;
     v_handler regprocedure;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
+    -- The target looked up and checked once, and handed down (as in
+    -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'UPDATE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
@@ -7281,10 +7584,11 @@ BEGIN
         RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' to backfill every row of the scope.';
     END IF;
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
+    SELECT s.* INTO v_selection
+      FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
     -- The typo guard on the filter (set creates fields: never checked).
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, p_options);
+        v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -7297,8 +7601,8 @@ BEGIN
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
                            'handler', v_handler::text),
-        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'], v_predicate,
-        v_assignments);
+        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
+        v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
 END
 $$;
@@ -7336,6 +7640,9 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
+    -- The target's registration and trust, checked once here and handed to
+    -- every step below (each used to look it up and check it again: four
+    -- full checks per submit, 40-120 ms under load).
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'DELETE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
@@ -7356,16 +7663,32 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
     -- The typo guard: every document path of the filter is in some row.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, p_options);
+        v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
-                           'exclude', to_jsonb(coalesce(p_exclude, '{}'))),
+        jsonb_build_object('filter', coalesce(p_filter, '{}'))
+        -- The list, or when it goes to pgjobs.job_exclusions (more than 100
+        -- keys) its length: 100,000 keys of 36 characters would not fit
+        -- the payload's 1 MiB.
+        || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
+                THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
+                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
-        v_selection.predicate);
+        v_selection.predicate, NULL, v_reg);
+    -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
+    -- predicate probes it there (pgjobs._exclusion_clause): pages and reads
+    -- plan the same short text whatever the list's length.
+    IF v_selection.survivors ->> 'exclusions' = 'table' THEN
+        INSERT INTO pgjobs.job_exclusions (job_id, key)
+        SELECT DISTINCT v_job.id, k FROM unnest(v_selection.keys) k;
+        v_selection.predicate := v_selection.head || format(' AND NOT (%s)',
+            pgjobs._exclusion_clause(v_reg.key_column, v_selection.survivors ->> 'key_type',
+                                     NULL, v_job.id));
+    END IF;
     -- What the delete can leave of its scope, as data: the read path's
     -- short cut past it (pgjobs._mask_candidates) is built from this, not
     -- parsed back out of the predicate's text.
-    UPDATE pgjobs.jobs j SET survivors = v_selection.survivors WHERE j.id = v_job.id;
+    UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
+     WHERE j.id = v_job.id;
     RETURN v_job.id;
 END
 $$;
@@ -7409,7 +7732,9 @@ CREATE FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_sco
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
 --                1024..1073741824, default 8388608
---   parallel     integer 1..64, default 1: the scope's key range is split
+--   parallel     integer 1..64, default 1, at most pgjobs._max_parallel()
+--                (an administrator's ceiling, set_defaults' max_parallel; else
+--                22023): the scope's key range is split
 --                into up to that many parts (pgjobs.export_parts) that as many
 --                workers export side by side, each resumable; CSV and JSONL
 --                parts are joined, in key order, into the one object a
@@ -7449,6 +7774,16 @@ BEGIN
 
     IF v_options ? 'parallel' THEN
         v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
+        -- The administrator's ceiling (pgjobs.set_defaults), for every submitter:
+        -- each part is one more reader of the database and one more worker slot.
+        IF v_parallel > pgjobs._max_parallel() THEN
+            RAISE EXCEPTION 'option "parallel" is %, above the ceiling of % an administrator set',
+                            v_parallel, pgjobs._max_parallel()
+                USING ERRCODE = '22023',
+                HINT = format('Ask for {"parallel": %s} or fewer; an administrator raises the '
+                              'ceiling with pgjobs.set_defaults(''{"max_parallel": N}'').',
+                              pgjobs._max_parallel());
+        END IF;
     END IF;
 
     IF v_options ? 'format' THEN
@@ -7806,12 +8141,7 @@ BEGIN
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
                           'your own, e.g. ''thumbnail''.', p_kind);
     END IF;
-    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' OR jsonb_array_length(p_items) = 0 THEN
-        RAISE EXCEPTION 'items must be a non-empty JSON array'
-            USING ERRCODE = '22023',
-            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}, {"doc": 2}]''; append more '
-                   'later with pgjobs.add_items(job, items).';
-    END IF;
+    PERFORM pgjobs._items_array(p_items, true);  -- 22023: not a non-empty array
     IF p_options IS NOT NULL AND jsonb_typeof(p_options) = 'object'
        AND p_options ? 'concurrency' THEN
         PERFORM pgjobs._option_int('concurrency', p_options -> 'concurrency', 1, 1000000);
@@ -8832,12 +9162,33 @@ DECLARE
     v_mask text;
     v_query text;
     v_rows jsonb[];
+    v_scope_type text;
 BEGIN
+    -- Fixed cost: every pinned call costs a GUC save and restore, more than
+    -- a row of the page, so the checks below call as few as they can
+    -- without leaving the one place each rule lives (issue 11).
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    v_key_type := pgjobs._column_type(p_target, v_reg.key_column);
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- Both columns' full types in one catalog read (pgjobs._column_type's
+    -- format_type(atttypid, atttypmod)); a column that is gone is left to
+    -- pgjobs._column_type, which raises its 42703 where it did before.
+    SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
+      INTO v_key_type, v_scope_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_key_type IS NULL THEN
+        v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
+    END IF;
+    -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
+    -- the same one check, two pinned calls fewer.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
+    -- pgjobs._scope_allowed allows every scope while pgjobs.allowed_scopes
+    -- is unset or empty (its first test): only a set list is checked.
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+        PERFORM pgjobs._require_scope(p_target, p_scope);
+    END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
             USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
@@ -8845,7 +9196,10 @@ BEGIN
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     v_mask := pgjobs._mask(p_target, v_canonical);
-    v_scope := format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column));
+    IF v_scope_type IS NULL THEN
+        v_scope_type := pgjobs._column_type(p_target, v_reg.scope_column);  -- 42703
+    END IF;
+    v_scope := format('%L::%s', v_canonical, v_scope_type);
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
@@ -8909,8 +9263,12 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
+    -- returned, and the allowed_scopes check only when the list is set.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+        PERFORM pgjobs._require_scope(p_target, p_scope);
+    END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     v_mask := pgjobs._mask(p_target, v_canonical);
@@ -9794,20 +10152,7 @@ CREATE FUNCTION pgjobs.complete_items(p_items bigint[], p_workers text[], p_resu
 DECLARE
     v_done record;
 BEGIN
-    IF p_items IS NULL OR p_workers IS NULL
-       OR cardinality(p_items) <> cardinality(p_workers)
-       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_items)) THEN
-        RAISE EXCEPTION 'items, workers and results must be arrays of one length'
-            USING ERRCODE = '22023',
-            HINT = 'Pass p_items[i] with the worker its claim returned in p_workers[i] '
-                   '(and p_results[i], or NULL for ''{}'' each).';
-    END IF;
-    IF p_results IS NOT NULL AND EXISTS (
-           SELECT FROM unnest(p_results) r(result)
-            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
-        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
-            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
-    END IF;
+    PERFORM pgjobs._batch_arrays('items', p_items, p_workers, p_results);  -- 22023
     -- The jobs first, in id order (the lock order of fan-out jobs).
     PERFORM FROM pgjobs.jobs j
      WHERE j.id IN (SELECT i.job_id FROM pgjobs.job_items i
@@ -9866,20 +10211,7 @@ CREATE FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results
 DECLARE
     v_jobs pgjobs.jobs[];
 BEGIN
-    IF p_ids IS NULL OR p_workers IS NULL
-       OR cardinality(p_ids) <> cardinality(p_workers)
-       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_ids)) THEN
-        RAISE EXCEPTION 'ids, workers and results must be arrays of one length'
-            USING ERRCODE = '22023',
-            HINT = 'Pass p_ids[i] with the worker its claim returned in p_workers[i] '
-                   '(and p_results[i], or NULL for ''{}'' each).';
-    END IF;
-    IF p_results IS NOT NULL AND EXISTS (
-           SELECT FROM unnest(p_results) r(result)
-            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
-        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
-            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
-    END IF;
+    PERFORM pgjobs._batch_arrays('ids', p_ids, p_workers, p_results);  -- 22023
     WITH done AS (
         UPDATE pgjobs.jobs j
            SET status = 'succeeded',
@@ -10450,6 +10782,58 @@ ALTER FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worke
 COMMENT ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) IS 'Extends the lease of a part of a parallel export owned by p_worker and records its done and checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not running, cancel or pause pending).';
 
 --
+-- Name: export_parts_redo(bigint, text, integer[], text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Queues again, from their first key and with a fresh checkpoint, the
+-- succeeded parts p_parts of parallel export p_id whose objects are no
+-- longer what they recorded (removed by a cancel, deleted or altered since):
+-- only those parts are exported again, every other part keeps its object.
+-- Their attempts start over; p_why is kept as their error (why they run
+-- again). Called by the job's worker before or during the join, fenced on
+-- its claim: p_worker must hold the job's unexpired lease, else 55000.
+-- Returns how many parts were queued again. Locks: the job row, then the
+-- parts' rows.
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM FROM pgjobs.jobs j
+     WHERE j.id = p_id AND j.kind = 'export' AND j.worker = p_worker
+       AND j.status = 'running' AND j.lease_expires_at > now()
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % is not an export running under %', p_id, p_worker
+            USING ERRCODE = '55000',
+            HINT = 'Only the worker holding the job''s lease re-queues its parts; a worker '
+                   'whose lease was taken over stops.';
+    END IF;
+    UPDATE pgjobs.export_parts p
+       SET status = 'queued', attempts = 0, checkpoint = NULL, result = NULL, done = 0,
+           error = p_why, worker = NULL, lease_expires_at = NULL, updated_at = now()
+     WHERE p.job_id = p_id AND p.part = ANY (p_parts) AND p.status = 'succeeded';
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    PERFORM pgjobs._export_parts_done(p_id);
+    RETURN v_count;
+END
+$$;
+
+ALTER FUNCTION pgjobs.export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text) IS 'Queues again, from scratch, succeeded parts of a parallel export whose objects are no longer what they recorded (the job''s worker, fenced on its lease); returns how many.';
+
+--
 -- Name: export_parts_split(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10466,7 +10850,8 @@ CREATE FUNCTION pgjobs.export_parts_split(p_id bigint, p_worker text) RETURNS in
 -- many parts it has (0 for a job exported whole: parallel 1). The parts are
 -- consecutive key ranges (after_key, until_key] of the scope, sized evenly
 -- by the count of the scope's keys read from the (scope, key) index; a scope
--- with fewer keys than N gets fewer parts (at least one). Splitting again
+-- with fewer keys than N gets fewer parts (at least one), and no job more
+-- than the administrator's ceiling in force (pgjobs._max_parallel). Splitting again
 -- returns the parts already made: a resumed job keeps its ranges and their
 -- checkpoints (a part that failed for good is queued again, its attempts
 -- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
@@ -10509,7 +10894,10 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM %s pgjobs_t WHERE %I = %s',
                    v_job.target, v_reg.scope_column, v_scope)
        INTO v_rows;
-    v_step := greatest(ceil(v_rows::numeric / (v_job.payload ->> 'parallel')::integer), 1);
+    -- At most the ceiling in force now: an export submitted before an
+    -- administrator lowered it is held to it too (pgjobs._max_parallel).
+    v_step := greatest(ceil(v_rows::numeric / least((v_job.payload ->> 'parallel')::integer,
+                                                   pgjobs._max_parallel())), 1);
     -- Every v_step-th key, short of the last: the parts' upper bounds, each
     -- found v_step keys after the previous one by an index-only walk of the
     -- (scope, key) btree (ordered by both columns so that the planner takes
@@ -11866,7 +12254,8 @@ CREATE FUNCTION pgjobs.resume(p_id bigint) RETURNS boolean
 -- done) and its place in its scope's queue, and announced as `resumed`. A
 -- running job whose pause was requested but not yet honoured just keeps
 -- running. Returns true. Raises P0002 for an unknown id, 55000 for a job
--- that is not paused.
+-- that is not paused, 42501 when its submitter no longer holds what the
+-- submit needed (pgjobs._require_requeue).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -11882,7 +12271,7 @@ ALTER FUNCTION pgjobs.resume(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION resume(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.resume(p_id bigint) IS 'Resumes a paused job: queued again with its cursor and its place in the writer queue of its scope (event resumed). A running job with a pending pause keeps running. P0002 unknown id; 55000 not paused.';
+COMMENT ON FUNCTION pgjobs.resume(p_id bigint) IS 'Resumes a paused job: queued again with its cursor and its place in the writer queue of its scope (event resumed). A running job with a pending pause keeps running. P0002 unknown id; 55000 not paused; 42501 its submitter no longer holds what the submit needed.';
 
 --
 -- Name: retry(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11904,7 +12293,8 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- queues behind every writing job of its scope submitted before the retry,
 -- as a new submission would, and a delete masks its rows again. Returns
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
--- or canceled.
+-- or canceled, 42501 when its submitter no longer holds what the submit
+-- needed (pgjobs._require_requeue).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -11920,7 +12310,7 @@ ALTER FUNCTION pgjobs.retry(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION retry(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled.';
+COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed.';
 
 --
 -- Name: retryable_sqlstate(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -12171,6 +12561,10 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   notify_target_scope (boolean, default false): events on the shared
 --   NOTIFY channel `pgjobs`, which every role that can connect may
 --   LISTEN to, carry the job's target and scope too.
+--   max_parallel (integer 1..64, default 64): a ceiling, not a default: the
+--   most parts (option "parallel") an export may ask for. submit_export
+--   refuses more with 22023, whoever submits; an export submitted before it
+--   was lowered is split into at most this many parts (pgjobs.export_parts_split).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -12181,6 +12575,7 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 DECLARE
     v_opt record;
     v_known constant text := 'known defaults: notify_target_scope (boolean), '
+        || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -12189,7 +12584,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'notify_target_scope' AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel')
+           AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
@@ -12198,6 +12594,9 @@ BEGIN
             RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+        IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -12216,7 +12615,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: stats(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -12836,6 +13235,25 @@ ALTER TABLE pgjobs.job_batches OWNER TO SUPERUSER;
 COMMENT ON TABLE pgjobs.job_batches IS 'Addresses (ctid) of the rows a running selective delete job collected at its start, 1000 per batch. Written and read only by the runner (pgjobs._run_page).';
 
 --
+-- Name: job_exclusions; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.job_exclusions (
+    job_id bigint NOT NULL,
+    key text NOT NULL COLLATE pg_catalog."C"
+);
+
+ALTER TABLE ONLY pgjobs.job_exclusions FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE pgjobs.job_exclusions OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE job_exclusions; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.job_exclusions IS 'The exclude list of a delete longer than 100 keys, one row per key (canonical text); the job''s predicate reads it (pgjobs._exclusion_clause). Deleted with its job.';
+
+--
 -- Name: job_items_id_seq; Type: SEQUENCE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12987,6 +13405,13 @@ ALTER TABLE ONLY pgjobs.job_batches
     ADD CONSTRAINT job_batches_pkey PRIMARY KEY (job_id, batch);
 
 --
+-- Name: job_exclusions job_exclusions_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.job_exclusions
+    ADD CONSTRAINT job_exclusions_pkey PRIMARY KEY (job_id, key);
+
+--
 -- Name: job_items job_items_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13123,11 +13548,54 @@ ALTER TABLE ONLY pgjobs.job_batches
     ADD CONSTRAINT job_batches_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgjobs.jobs(id) ON DELETE CASCADE;
 
 --
+-- Name: job_exclusions job_exclusions_job_id_fkey; Type: FK CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.job_exclusions
+    ADD CONSTRAINT job_exclusions_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgjobs.jobs(id) ON DELETE CASCADE;
+
+--
 -- Name: job_items job_items_job_id_fkey; Type: FK CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
 --
 
 ALTER TABLE ONLY pgjobs.job_items
     ADD CONSTRAINT job_items_job_id_fkey FOREIGN KEY (job_id) REFERENCES pgjobs.jobs(id) ON DELETE CASCADE;
+
+--
+-- Name: job_exclusions; Type: ROW SECURITY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE pgjobs.job_exclusions ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: job_exclusions job_exclusions_admin; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_exclusions_admin ON pgjobs.job_exclusions TO pgjobs_admin USING (true) WITH CHECK (true);
+
+--
+-- Name: job_exclusions job_exclusions_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_exclusions_client_read ON pgjobs.job_exclusions FOR SELECT TO pgjobs_client USING ((EXISTS ( SELECT
+   FROM pgjobs.jobs j
+  WHERE (j.id = job_exclusions.job_id))));
+
+--
+-- Name: POLICY job_exclusions_client_read ON job_exclusions; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON POLICY job_exclusions_client_read ON pgjobs.job_exclusions IS 'A pgjobs_client sees the excluded keys of the jobs it may see in pgjobs.jobs.';
+
+--
+-- Name: job_exclusions job_exclusions_owner; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE POLICY job_exclusions_owner ON pgjobs.job_exclusions USING (( SELECT pg_has_role(c.relowner, 'USAGE'::text) AS pg_has_role
+   FROM pg_class c
+  WHERE (c.oid = ('pgjobs.job_exclusions'::regclass)::oid))) WITH CHECK (( SELECT pg_has_role(c.relowner, 'USAGE'::text) AS pg_has_role
+   FROM pg_class c
+  WHERE (c.oid = ('pgjobs.job_exclusions'::regclass)::oid)));
 
 --
 -- Name: job_items; Type: ROW SECURITY; Schema: pgjobs; Owner: SUPERUSER
@@ -13215,6 +13683,13 @@ GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items j
 GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _allowed_scope_entries(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._allowed_scope_entries() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _allowed_scope_keys(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13228,6 +13703,13 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._backoff(p_attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._backoff(p_attempts integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13329,11 +13811,11 @@ REVOKE ALL ON FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_m
 GRANT ALL ON FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifiers boolean) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, OUT p_sql text, OUT p_paths text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, OUT p_sql text, OUT p_paths text[]) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _compile_filter_column_op(p_ref text, p_type text, p_field text, p_op text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13492,6 +13974,13 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _export_parts_done(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13569,18 +14058,18 @@ REVOKE ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13590,11 +14079,11 @@ REVOKE ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) FROM PUBLIC
 GRANT ALL ON FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _items_cancel(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _items_array(p_items jsonb, p_submit boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._items_cancel(p_id bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._items_cancel(p_id bigint) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._items_array(p_items jsonb, p_submit boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_array(p_items jsonb, p_submit boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_lock_job(p_item bigint, p_worker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13602,13 +14091,6 @@ GRANT ALL ON FUNCTION pgjobs._items_cancel(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._items_lock_job(p_item bigint, p_worker text) TO pgjobs_admin;
-
---
--- Name: FUNCTION _items_pause(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._items_pause(p_id bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._items_pause(p_id bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_rescue(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13644,6 +14126,13 @@ GRANT ALL ON FUNCTION pgjobs._items_settle(p_id bigint, p_finished integer, p_er
 
 REVOKE ALL ON FUNCTION pgjobs._items_start(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._items_start(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _items_stop(p_id bigint, p_status text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13694,6 +14183,13 @@ GRANT ALL ON FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope 
 
 REVOKE ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _max_parallel(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._max_parallel() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._max_parallel() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13810,6 +14306,13 @@ REVOKE ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry
 GRANT ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _require_requeue(p_job pgjobs.jobs, p_verb text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _require_role(p_role name, p_target regclass, p_privilege text, p_columns text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13883,11 +14386,11 @@ GRANT ALL ON FUNCTION pgjobs._row_security_confines(p_target regclass, p_role na
 GRANT ALL ON FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) TO pgjobs_client;
 
 --
--- Name: FUNCTION _row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) TO pgjobs_admin;
 
 --
 -- Name: PROCEDURE _run_claimed(IN p_id bigint, IN p_worker text, IN p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -13952,6 +14455,13 @@ GRANT ALL ON FUNCTION pgjobs._runner_name(p_role text) TO pgjobs_admin;
 REVOKE ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _scope_entry(p_reg pgjobs.target_registry, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _scope_literal(p_reg pgjobs.target_registry, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14320,6 +14830,13 @@ REVOKE ALL ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer,
 GRANT ALL ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.export_parts_redo(p_id bigint, p_worker text, p_parts integer[], p_why text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION export_parts_split(p_id bigint, p_worker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14593,6 +15110,13 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.import_rejects TO pgjobs_admin
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.job_batches TO pgjobs_admin;
+
+--
+-- Name: TABLE job_exclusions; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.job_exclusions TO pgjobs_admin;
+GRANT SELECT ON TABLE pgjobs.job_exclusions TO pgjobs_client;
 
 --
 -- Name: TABLE settings; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
