@@ -193,6 +193,10 @@ DURATION_OPTIONS = {
                                "--read-max-wait"),
     "worker --read-max-lag": ("worker", "--once", "--read-dsn", UNREACHABLE,
                               "--read-max-lag"),
+    "export --read-max-wait": ("export", "items", "--scope", "1", "--read-dsn", UNREACHABLE,
+                               "--read-max-wait"),
+    "export --read-max-lag": ("export", "items", "--scope", "1", "--read-dsn", UNREACHABLE,
+                              "--read-max-lag"),
 }
 GOOD = ["1 minute", "90s", "5m", "1h", "1.5", "2 minutes 30 seconds", "1 hour 30 minutes",
         "01:30", "250ms", "1d", "1 day"]
@@ -247,7 +251,8 @@ def test_every_duration_option_takes_every_spelling(option: str, value: str,
     seconds = duration_seconds(value)
     if option in LIMITED and seconds > LIMITED[option]:
         pytest.skip("over the option's bound")
-    if option in ("worker --read-max-lag", "worker --lease", "url --expires") and seconds < 1:
+    if option in ("worker --read-max-lag", "export --read-max-lag", "worker --lease",
+                  "url --expires") and seconds < 1:
         pytest.skip("under the option's bound")
     result = invoke(*DURATION_OPTIONS[option], value)
     assert "invalid" not in result.stderr, (option, value, result.stderr)
@@ -278,7 +283,8 @@ def test_every_duration_option_refuses_the_same_spellings(option: str, value: st
 @pytest.mark.parametrize("option, value", [("url --expires", "8d"), ("url --expires", "0s"),
                                            ("worker --lease", "2 days"),
                                            ("worker --lease", "500ms"),
-                                           ("worker --read-max-lag", "0.5")])
+                                           ("worker --read-max-lag", "0.5"),
+                                           ("export --read-max-lag", "0.5")])
 def test_bounded_duration_options_name_their_bounds(option: str, value: str) -> None:
     result = invoke(*DURATION_OPTIONS[option], value)
     assert result.exit_code == 2, result.output

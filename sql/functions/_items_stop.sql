@@ -49,7 +49,7 @@ BEGIN
     IF v_job.id IS NULL THEN
         RETURN false;
     END IF;
-    PERFORM pgjobs._notify(v_job, p_status);
+    PERFORM pgjobs._notify(v_job, v_job.status);  -- p_status, as just set
     RETURN true;
 END
 $$;
