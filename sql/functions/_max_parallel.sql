@@ -14,7 +14,6 @@ AS $$
 -- (22023), pgjobs.export_parts_split cuts a job submitted before the
 -- ceiling was lowered into at most this many parts. Locks nothing.
 BEGIN
-    RETURN coalesce((SELECT (s.value ->> 'max_parallel')::integer
-                       FROM pgjobs.settings s WHERE s.key = 'defaults'), 64);
+    RETURN coalesce((pgjobs._defaults() ->> 'max_parallel')::integer, 64);
 END
 $$;
