@@ -68,10 +68,8 @@ BEGIN
                        p_reg.scope_column, v_scope)
            INTO v_scope_rows, v_total;
         IF v_total > 0 THEN
-            EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s '
-                           'ORDER BY t.%1$I OFFSET 99999 LIMIT 1',
-                           p_reg.key_column, p_reg.target, p_reg.scope_column, v_scope)
-               INTO v_upper;
+            v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope,
+                                       p_reg.key_column, '', 99999);
             EXECUTE format('SELECT ARRAY(SELECT pgjobs._canonical_text(t.%1$I) FROM %2$s t '
                            'WHERE t.%3$I = %4$s%5$s AND coalesce((%6$s), false) AND (%7$s) '
                            'ORDER BY t.%1$I LIMIT 10)',
@@ -89,14 +87,11 @@ BEGIN
             'elapsed_ms', round(extract(epoch FROM clock_timestamp() - v_t0) * 1000));
     END IF;
     LOOP
-        EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
-                       'ORDER BY t.%1$I OFFSET %6$s LIMIT 1',
-                       p_reg.key_column, p_reg.target, p_reg.scope_column, v_scope,
-                       CASE WHEN v_after IS NULL THEN ''
-                            ELSE format(' AND t.%I > %L::%s', p_reg.key_column, v_after,
-                                        v_key_type) END,
-                       v_chunk - 1)
-           INTO v_upper;
+        v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope, p_reg.key_column,
+                                   CASE WHEN v_after IS NULL THEN ''
+                                        ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
+                                                    v_after, v_key_type) END,
+                                   v_chunk - 1);
         v_range := concat_ws(' AND ',
             format('%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN
