@@ -309,17 +309,43 @@ def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[i
     """(bytes, sha256 hex) of an existing object, streamed. With ``digests`` (the
     checkpointed ``[[bytes, sha256], ...]`` of the parts streamed), each part's
     range is checked too: :class:`Mismatch` when the object is not those bytes."""
-    if location.scheme == "file":
-        return _hash_file(location.path, digests)
-    digest = hashlib.sha256()
-    check = PartDigests(digests) if digests is not None else None
+    if digests is None:
+        whole = hashlib.sha256()
+        size = _read_object(location, whole.update)
+        return size, whole.hexdigest()
+    check = PartDigests(digests)
+    _read_object(location, check.update)
+    return check.finish(), check.hexdigest()
+
+
+def check_object(location: Location, digests: list[Any]) -> int:
+    """The size of an existing object that holds, part by part, the bytes whose
+    ``digests`` were checkpointed as they were streamed (:class:`Mismatch`
+    otherwise). Each byte is hashed once: an object equal to every streamed part
+    is the streamed bytes, so its SHA-256 is the one computed while streaming
+    (what :func:`hash_object` would hash a second time)."""
+    check = PartDigests(digests, whole=False)
+    _read_object(location, check.update)
+    return check.finish()
+
+
+def _read_object(location: Location, update: Callable[[Any], Any]) -> int:
+    """Stream an existing object's bytes to ``update`` in blocks; its size.
+    CannotResume when it is gone; a Mismatch raised by ``update`` passes."""
     size = 0
+    if location.scheme == "file":
+        try:
+            with open(location.path, "rb") as src:
+                while block := src.read(COMPOSE_CHUNK):
+                    update(block)
+                    size += len(block)
+        except FileNotFoundError:
+            raise CannotResume(f"{location.path} is gone") from None
+        return size
     try:
         result = obstore.get(store_for(location), location.path)
         for block in result.stream(min_chunk_size=COMPOSE_CHUNK):
-            digest.update(block)
-            if check is not None:
-                check.update(block)
+            update(block)
             size += len(block)
     except NOT_FOUND:
         raise CannotResume(f"{location.uri} is gone") from None
@@ -327,27 +353,7 @@ def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[i
         raise
     except Exception as exc:
         raise storage_error(exc, f"cannot read {location.uri}") from exc
-    if check is not None:
-        check.finish()
-    return size, digest.hexdigest()
-
-
-def _hash_file(path: str, digests: list[Any] | None) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    check = PartDigests(digests) if digests is not None else None
-    size = 0
-    try:
-        with open(path, "rb") as src:
-            while block := src.read(COMPOSE_CHUNK):
-                digest.update(block)
-                if check is not None:
-                    check.update(block)
-                size += len(block)
-    except FileNotFoundError:
-        raise CannotResume(f"{path} is gone") from None
-    if check is not None:
-        check.finish()
-    return size, digest.hexdigest()
+    return size
 
 
 def pending_aborts(wait: float = 0.0) -> int:

@@ -38,18 +38,22 @@ class Mismatch(CannotResume):
 
 class PartDigests:
     """Checks a stream of bytes against the checkpointed digests of the parts that
-    were streamed, ``[[bytes, sha256 hex], ...]`` in order, and hashes the whole.
-    The digests are recorded as each part is written, so they exist (fenced, in
-    the checkpoint) before anything can become visible and across attempts:
-    whatever a later attempt reads back is compared with what was streamed, not
-    with what the storage says it holds."""
+    were streamed, ``[[bytes, sha256 hex], ...]`` in order, and (``whole``) hashes
+    the whole. The digests are recorded as each part is written, so they exist
+    (fenced, in the checkpoint) before anything can become visible and across
+    attempts: whatever a later attempt reads back is compared with what was
+    streamed, not with what the storage says it holds.
 
-    def __init__(self, digests: list[Any]):
+    Bytes that match every part are the streamed bytes, so their SHA-256 is the
+    one computed while streaming: a caller that has that digest passes
+    ``whole=False`` and each byte is hashed once, not twice."""
+
+    def __init__(self, digests: list[Any], *, whole: bool = True):
         self._expected = [(int(size), str(sha)) for size, sha in digests]
         self._index = 0
         self._left = self._expected[0][0] if self._expected else 0
         self._part = hashlib.sha256()
-        self._whole = hashlib.sha256()
+        self._whole = hashlib.sha256() if whole else None
         self.size = 0
         self._advance()
 
@@ -64,7 +68,8 @@ class PartDigests:
                 self._left = self._expected[self._index][0]
 
     def update(self, block: bytes | bytearray | memoryview) -> None:
-        self._whole.update(block)
+        if self._whole is not None:
+            self._whole.update(block)
         self.size += len(block)
         view = memoryview(block)
         while view:
@@ -76,11 +81,16 @@ class PartDigests:
             view = view[take:]
             self._advance()
 
-    def finish(self) -> tuple[int, str]:
-        """(bytes, sha256 hex) of everything, once it all matched."""
+    def finish(self) -> int:
+        """The number of bytes, once they all matched."""
         if self._index < len(self._expected):
             raise Mismatch(f"fewer bytes than were streamed ({self.size})")
-        return self.size, self._whole.hexdigest()
+        return self.size
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of everything (``whole=True`` only)."""
+        assert self._whole is not None, "PartDigests(whole=False) hashes parts only"
+        return self._whole.hexdigest()
 
 
 class Upload:

@@ -52,7 +52,7 @@ class LocalUpload(Upload):
         if self._digests is None:
             raise CannotResume("the checkpoint has no part digests to check "
                                f"{previous} against")
-        check = PartDigests(self._digests)
+        check = PartDigests(self._digests, whole=False)  # self._hash is the whole
         try:
             src = open(previous, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:

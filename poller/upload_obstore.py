@@ -80,7 +80,7 @@ class StagedUpload(Upload):
         """Compose the parts into the object; with part digests, each part's bytes
         are checked on the way and a mismatch aborts the put (nothing visible)."""
         digest = hashlib.sha256()
-        check = PartDigests(self._digests) if self._digests is not None else None
+        check = PartDigests(self._digests, whole=False) if self._digests is not None else None
         size = 0
         # obstore drives put()'s iterator from inside its runtime, where another
         # obstore call would deadlock: a helper thread reads the parts.

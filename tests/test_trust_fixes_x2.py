@@ -278,8 +278,14 @@ def test_part_digests_accept_exactly_the_streamed_bytes(blocks: int) -> None:
     check = PartDigests(digests_of(*parts))
     for start in range(0, len(whole), blocks):
         check.update(whole[start:start + blocks])
-    assert check.finish() == (len(whole), hashlib.sha256(whole).hexdigest())
-    assert PartDigests([]).finish() == (0, hashlib.sha256(b"").hexdigest())
+    assert (check.finish(), check.hexdigest()) == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert (PartDigests([]).finish(), PartDigests([]).hexdigest()) == (
+        0, hashlib.sha256(b"").hexdigest())
+    # Parts only: the same check, each byte hashed once.
+    parts_only = PartDigests(digests_of(*parts), whole=False)
+    for start in range(0, len(whole), blocks):
+        parts_only.update(whole[start:start + blocks])
+    assert parts_only.finish() == len(whole)
 
 
 @pytest.mark.parametrize("stored", [
@@ -289,8 +295,9 @@ def test_part_digests_accept_exactly_the_streamed_bytes(blocks: int) -> None:
     b"abcdefghjik",  # two bytes swapped
     b"",
 ], ids=["flipped", "short", "long", "swapped", "empty"])
-def test_part_digests_refuse_anything_else(stored: bytes) -> None:
-    check = PartDigests(digests_of(b"abc", b"defghijk"))
+@pytest.mark.parametrize("whole", [True, False], ids=["whole", "parts-only"])
+def test_part_digests_refuse_anything_else(stored: bytes, whole: bool) -> None:
+    check = PartDigests(digests_of(b"abc", b"defghijk"), whole=whole)
     with pytest.raises(Mismatch):
         check.update(stored)
         check.finish()
