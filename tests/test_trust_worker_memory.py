@@ -16,7 +16,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller.export import DEFAULT_MAX_CHUNK_ROWS, DEFAULT_MAX_PART_SIZE, Exporter
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pgjobs.poller.export import (
+    DEFAULT_MAX_CHUNK_ROWS,
+    DEFAULT_MAX_PART_SIZE,
+    Exporter,
+    _next_limit,
+)
 from tests.support import (
     checkpoint_parts,
     job,
@@ -45,6 +53,16 @@ def make_wide(conn: Conn, rows: int, kb: int) -> None:
         SELECT g, 1, (SELECT string_agg(md5(g::text || '-' || i::text), '')
                         FROM generate_series(1, %s) i)
           FROM generate_series(1, %s) g""", (kb * 1024 // 32, rows))
+
+
+def add_rows(conn: Conn, first: int, rows: int, kb: float) -> None:
+    """`rows` more rows of tenant 1 in `wide` from id `first`, of about `kb` KB each."""
+    conn.execute("""
+        INSERT INTO wide (id, tenant, body)
+        SELECT g, 1, (SELECT string_agg(md5(g::text || '-' || i::text), '')
+                        FROM generate_series(1, %s::integer) i)
+          FROM generate_series(%s::bigint, %s::bigint) g""", (max(int(kb * 1024) // 32, 1), first,
+                                                first + rows - 1))
 
 
 def run(dsn: str, job_id: int, storage_uri: str, **maxima: int) -> Any:
@@ -102,6 +120,52 @@ def test_a_chunk_is_bounded_by_bytes(conn: Conn, dsn: str, tmp_path: Path,
             conn, "SELECT * FROM wide WHERE tenant = 1 ORDER BY id")
 
 
+@given(limit=st.integers(1, 10_000), chunk_rows=st.integers(1, 10_000),
+       chunk_bytes=st.integers(1, 8 * MiB), rows=st.integers(0, 10_000),
+       row_bytes=st.integers(1, 100_000))
+def test_the_next_chunk_limit_fills_chunk_bytes_within_bounds(
+        limit: int, chunk_rows: int, chunk_bytes: int, rows: int, row_bytes: int) -> None:
+    """After a chunk of `rows` rows of `row_bytes` each: never fewer keys than now,
+    never more than chunk_rows or twice as many, and grown only as far as rows of
+    this size fill nine tenths of chunk_bytes."""
+    limit = min(limit, chunk_rows)
+    output = rows * row_bytes
+    following = _next_limit(limit, chunk_rows, chunk_bytes, rows, output)
+    assert limit <= following <= max(limit, min(chunk_rows, 2 * limit))
+    if following > limit:
+        assert following * row_bytes <= chunk_bytes * 9 // 10
+        assert following == min(chunk_rows, 2 * limit) or (
+            (following + 1) * row_bytes > chunk_bytes * 9 // 10)
+
+
+def test_chunks_grow_back_after_wide_rows(conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """30 rows of 40 KB overflow a 1 MiB chunk; the 3,000 rows of 0.5 KB after them
+    are read in chunks that fill it again (about 1,800 keys). A limit that stayed
+    where the wide rows left it (it halved to a dozen keys and held) read them in
+    hundreds of chunks, each a round trip, a transaction and a keyset bound."""
+    make_wide(conn, rows=30, kb=40)
+    add_rows(conn, 31, 3000, 0.5)
+    job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
+    outcome = run(dsn, job_id, f"file://{tmp_path}", max_part_size=1024)
+    assert outcome.status == "succeeded", outcome
+    ck = job(conn, job_id)["checkpoint"]
+    assert ck["chunk_bytes"] == MiB and ck["limit"] >= 1000, ck["limit"]
+    assert object_bytes(outcome.result) == plain_copy(
+        conn, "SELECT * FROM wide WHERE tenant = 1 ORDER BY id")
+
+
+def test_a_uniform_export_is_read_in_chunks_that_fill_chunk_bytes(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """Rows of one size: after the first overflow every chunk holds at least 80% of
+    what fits (the rule halved the limit whenever a chunk landed at the edge)."""
+    make_wide(conn, rows=150, kb=40)
+    job_id = submit_export(conn, "1", {}, GREEDY, target="wide")
+    outcome = run(dsn, job_id, f"file://{tmp_path}", max_part_size=1024)
+    assert outcome.status == "succeeded", outcome
+    row_bytes = outcome.result["bytes"] / 150
+    assert job(conn, job_id)["checkpoint"]["limit"] >= 0.8 * MiB / row_bytes
+
+
 def _peak_rss_kb(dsn: str, storage_uri: str, tmp_path: Path, *args: str) -> int:
     """Run `pgjobs worker --once` in a process of its own; the peak RSS (KiB) it
     reached while working, above what its imports left resident: the peak is
@@ -144,9 +208,12 @@ def test_peak_memory_does_not_follow_what_the_job_asks(conn: Conn, dsn: str,
     assert big - small < 30 * 1024, (small, big)
 
 
+@pytest.mark.parametrize("shrinking", [False, True], ids=["uniform", "wide-then-narrow"])
 def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
-        conn: Conn, dsn: str, tmp_path: Path) -> None:
+        conn: Conn, dsn: str, tmp_path: Path, shrinking: bool) -> None:
     make_wide(conn, rows=240, kb=20)  # ~5 MB: ~1 MiB chunks once the limit shrinks
+    if shrinking:  # then the limit grows again, chunk after chunk: the same on resume
+        add_rows(conn, 241, 4000, 0.5)
     options = {**GREEDY, "format": "jsonl", "gzip": True}
     storage_uri = f"file://{tmp_path}/out"
     reference = submit_export(conn, "1", {}, options, target="wide")
