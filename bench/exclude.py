@@ -6,8 +6,10 @@ Run from the repository root:
     python bench/exclude.py --rows 2000000 --repeat 7
     python bench/exclude.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
 
-Two databases on one server, built alike: "before" migrated with the last
-landed sql/ (tests/upgrade/previous_sql, stop 21), "after" with this tree's.
+Two databases on one server, built alike: "before" migrated with the sql/ of
+--before (default 7d6fb6d, stop 21, the last release without
+pgjobs.job_exclusions; read from this repository's git history), "after"
+with this tree's.
 Each has the same shared table (``user_table_rows``, 5 tenants interleaved in
 chunks of 100 rows). Measured in each, alternately, several times, medians:
 
@@ -29,10 +31,14 @@ figures are medians of --repeat runs taken alternately; read the ratios.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,12 +48,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import scratch_database, server  # noqa: E402
+from _common import ROOT, scratch_database, server  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
 Conn = psycopg.Connection[Any]
-PREVIOUS = Path(__file__).resolve().parent.parent / "tests" / "upgrade" / "previous_sql"
 EXCLUDED = 100_000
 
 
@@ -66,6 +71,15 @@ def build(conn: Conn, rows: int) -> None:
                  " 'created_at', 'data')")
 
 
+def sql_tree(commit: str, into: Path) -> Path:
+    """`sql/` as `commit` had it, extracted under `into`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "sql"],
+                             check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "sql"
+
+
 def timed(run: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     run()
@@ -81,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measure")
     parser.add_argument("--submits", type=int, default=0,
                         help="also time this many more submits without exclusions, alternately")
+    parser.add_argument("--before", default="7d6fb6d",
+                        help="commit whose sql/ the \"before\" database runs (default: stop 21)")
     args = parser.parse_args(argv)
 
-    with server(args.dsn) as (url, where), \
+    with server(args.dsn) as (url, where), tempfile.TemporaryDirectory() as tmp, \
             scratch_database(url, "pgjobs_bench_exclude_before") as before_dsn, \
             scratch_database(url, "pgjobs_bench_exclude_after") as after_dsn:
-        migrate(before_dsn, PREVIOUS)
+        migrate(before_dsn, sql_tree(args.before, Path(tmp)))
         migrate(after_dsn)
         sides: dict[str, Conn] = {}
         for name, dsn in (("before", before_dsn), ("after", after_dsn)):

@@ -54,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import scratch_database, server  # noqa: E402
-from export import SETUP, TABLE, fill  # noqa: E402
+from export import TABLE  # noqa: E402
+from export import prepare as prepare_relation  # noqa: E402
 
-from pgjobs.migrate import migrate  # noqa: E402
 from pgjobs.poller.export import Exporter  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -110,6 +110,17 @@ def postmaster_pid(dsn: str) -> int | None:
         return int(Path(row[0], "postmaster.pid").read_text().split()[0])
     except OSError:
         return None
+
+
+def prepare(dsn: str, description: str, rows: int, *prefixes: str) -> None:
+    """bench/export.py's relation, scope 1 of `rows` rows (its prepare), and the
+    storage prefixes the exports write under allowed; says where it runs."""
+    print(f"server: {description}; {os.cpu_count()} CPUs; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    prepare_relation(dsn, rows, 0)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for prefix in prefixes:
+            conn.execute("SELECT pgjobs.allow_storage(%s)", (prefix,))
 
 
 def export(dsn: str, destination: str, parallel: int) -> tuple[float, dict[str, Any]]:
@@ -174,17 +185,7 @@ def main() -> None:
 
 def run(dsn: str, description: str, args: argparse.Namespace, settings: list[int],
         workdir: str, destination: str | None = None) -> None:
-    migrate(dsn)
-    print(f"server: {description}; {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.1f}")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SETUP)
-        fill(conn, 1, args.rows, 0)
-        conn.execute(f"CREATE INDEX ON {TABLE} (table_id, id)")
-        conn.execute(f"VACUUM ANALYZE {TABLE}")
-        conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
-                     "'created_at', 'data')")
-        conn.execute("SELECT pgjobs.allow_storage(%s)", (destination or f"file://{workdir}/",))
+    prepare(dsn, description, args.rows, destination or f"file://{workdir}/")
     postmaster = postmaster_pid(dsn)
     destination = destination or f"file://{workdir}/exports"
     walls: dict[int, list[float]] = {n: [] for n in settings}
@@ -255,18 +256,7 @@ def run_joins(dsn: str, description: str, args: argparse.Namespace, workdir: str
 
     from pgjobs.poller import join, parallel, storage
 
-    migrate(dsn)
-    print(f"server: {description}; {os.cpu_count()} CPUs; load average "
-          f"{os.getloadavg()[0]:.1f}")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SETUP)
-        fill(conn, 1, args.rows, 0)
-        conn.execute(f"CREATE INDEX ON {TABLE} (table_id, id)")
-        conn.execute(f"VACUUM ANALYZE {TABLE}")
-        conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', "
-                     "'created_at', 'data')")
-        conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{workdir}/",))
-        conn.execute("SELECT pgjobs.allow_storage('s3://pgjobs-bench/')")
+    prepare(dsn, description, args.rows, f"file://{workdir}/", "s3://pgjobs-bench/")
     times: dict[tuple[str, str], list[float]] = {}
     real_join = parallel._join
 

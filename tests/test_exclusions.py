@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from pgjobs.migrate import migrate
 from tests.support import (
     Conn,
     Target,
     cutoff_of,
-    empty_database,
     job,
     job_rows,
     make_rows_target,
@@ -277,79 +274,3 @@ def test_long_lists_of_other_key_types_stay_inline(conn: Conn, key_type: str, sp
     run_pages(conn, job_id)
     assert job(conn, job_id)["status"] == "succeeded"
     assert [r[0] for r in conn.execute("SELECT k::text FROM t WHERE s = 1 ORDER BY k")] == kept
-
-
-PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
-
-
-def test_long_lists_of_deletes_in_flight_move_to_the_table_on_upgrade(cluster_url: str) -> None:
-    """Deletes submitted by the last release (stop 21) with more than 100 keys,
-    queued and half done, move their list to pgjobs.job_exclusions on migrate
-    (0029) and finish exactly; a short list and a key type whose text is not
-    its identity stay inline; a job of another status is left as it was."""
-    with empty_database(cluster_url, "exclusions_upgrade") as dsn:
-        assert migrate(dsn, PREVIOUS)["migrations_applied"]
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("""
-                CREATE TABLE rows (id bigint PRIMARY KEY, table_id int NOT NULL, n int,
-                                   created_at timestamptz NOT NULL DEFAULT now() - interval '1 h');
-                CREATE INDEX ON rows (table_id, id);
-                INSERT INTO rows (id, table_id, n) SELECT g, 1 + g % 4, g % 3
-                  FROM generate_series(1, 4000) g;
-                SELECT pgjobs.register_target('rows', 'id', 'table_id', 'created_at');
-                CREATE TABLE dates (d date NOT NULL, s int NOT NULL,
-                                    created_at timestamptz NOT NULL DEFAULT now() - interval '1 h',
-                                    PRIMARY KEY (s, d));
-                INSERT INTO dates (d, s) SELECT date '2030-01-01' + g, 1
-                  FROM generate_series(1, 300) g;
-                SELECT pgjobs.register_target('dates', 'd', 's', 'created_at');""")
-
-            def keys(where: str) -> set[int]:
-                return {r[0] for r in conn.execute(f"SELECT id FROM rows WHERE {where}")}  # type: ignore[arg-type]
-
-            def submit(target: str, scope: str, filter_: str, exclude: list[str]) -> int:
-                return int(scalar(conn, "SELECT pgjobs.submit_delete(%s, %s, %s::jsonb, %s,"
-                                        " '{\"page_size\": 60, \"on_conflict\": \"queue\"}')",
-                                  (target, scope, filter_, exclude)))
-
-            spare_1 = [str(k) for k in range(1, 4000) if k % 4 == 0][::3]  # scope 1: id % 4 = 0
-            long_1 = spare_1 + [str(-k) for k in range(1, 200)]
-            queued = submit("rows", "1", "{}", long_1)
-            doomed_1 = keys("table_id = 1") - {int(k) for k in spare_1}
-            halfway = submit("rows", "2", '{"n": 1}', [str(-k) for k in range(1, 300)] + ["5"])
-            doomed_2 = keys("table_id = 2 AND n = 1") - {5}
-            worker = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old')", (halfway,))
-            for _ in range(3):
-                assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (halfway, worker)) == "more"
-            short = submit("rows", "3", "{}", ["3", "7"])
-            doomed_3 = keys("table_id = 3") - {3, 7}
-            dates = submit("dates", "1", "{}",
-                           [str(r[0]) for r in conn.execute("SELECT d FROM dates LIMIT 150")])
-            done = submit("rows", "4", "{}", [str(-k) for k in range(1, 200)])
-            conn.execute("SELECT pgjobs.cancel(%s)", (done,))
-            assert job(conn, done)["status"] == "canceled"
-            stored = {r[0]: r[1] for r in conn.execute("SELECT id, predicate FROM pgjobs.jobs")}
-
-            migrate(dsn)
-            after = {r[0]: r[1] for r in conn.execute("SELECT id, predicate FROM pgjobs.jobs")}
-            moved = {r[0]: r[1] for r in conn.execute(
-                "SELECT job_id, count(*) FROM pgjobs.job_exclusions GROUP BY job_id")}
-            assert moved == {queued: len(long_1), halfway: 300}
-            for job_id in (queued, halfway):
-                assert "pgjobs.job_exclusions" in after[job_id]
-                assert after[job_id].startswith(stored[job_id].split(" AND NOT (")[0])
-                assert job(conn, job_id)["survivors"]["exclusions"] == "table"
-            for job_id in (short, dates, done):
-                assert after[job_id] == stored[job_id]
-            # Reads mask exactly the doomed rows, then every job ends exactly.
-            assert scalar(conn, "SELECT pgjobs.visible_count('rows', '1')") == len(spare_1)
-            conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 s'"
-                         " WHERE id = %s", (halfway,))
-            for job_id in (queued, halfway, short, dates):
-                conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
-                assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
-            assert keys("table_id = 1") == {int(k) for k in spare_1}
-            assert not keys("table_id = 2 AND n = 1") & doomed_2 and keys("table_id = 2 AND id = 5")
-            assert not keys("table_id = 3") & doomed_3
-            assert not doomed_1 & keys("true")
-            assert scalar(conn, "SELECT count(*) FROM dates") == 150

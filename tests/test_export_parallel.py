@@ -17,6 +17,7 @@ from tests.support import (
     leftovers,
     make_items,
     object_bytes,
+    part_rows,
     plain_copy,
     run_export,
     submit_export,
@@ -25,14 +26,6 @@ from tests.support import (
 Conn = psycopg.Connection[Any]
 SMALL = {"chunk_rows": 7, "part_size": 1024}
 REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
-
-
-def parts(conn: Conn, job_id: int) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM pgjobs.export_parts WHERE job_id = %s ORDER BY part",
-                       (job_id,))
-    assert cur.description is not None
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 @pytest.mark.parametrize("options", [
@@ -57,7 +50,7 @@ def test_parallel_object_is_the_parallel_1_object(
         assert object_bytes(many.result) == plain_copy(conn, REFERENCE)
     assert many.result["rows"] == one.result["rows"] == 200
     assert many.result["uris"] == [many.result["uri"]]
-    got = parts(conn, job_id)
+    got = part_rows(conn, job_id)
     assert len(got) == parallel
     assert all(p["status"] == "succeeded" for p in got)
     # Sized evenly: 200 keys in N ranges.

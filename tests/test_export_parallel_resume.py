@@ -15,10 +15,13 @@ from pgjobs.poller import parallel
 from pgjobs.poller.export import Exporter, Outcome, Settings
 from pgjobs.poller.storage import StorageError
 from tests.support import (
+    ITEMS_TENANT_1,
+    MANY_PARTS,
     job,
     leftovers,
     make_items,
     object_bytes,
+    part_rows,
     plain_copy,
     run_export,
     scalar,
@@ -28,18 +31,6 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-MANY = {"chunk_rows": 5, "part_size": 1024}
-REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
-
-
-def part_rows(conn: Conn, job_id: int) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM pgjobs.export_parts WHERE job_id = %s ORDER BY part",
-                       (job_id,))
-    assert cur.description is not None
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 EXPIRED = ("SELECT bool_and(lease_expires_at < now()) FROM ("
            "SELECT lease_expires_at FROM pgjobs.jobs WHERE id = %s UNION ALL "
            "SELECT lease_expires_at FROM pgjobs.export_parts WHERE job_id = %s"
@@ -53,8 +44,8 @@ def part_progress(conn: Conn, job_id: int) -> int:
 def test_sigkill_mid_parallel_export_then_another_worker_finishes(
         conn: Conn, dsn: str, local_dir: str) -> None:
     make_items(conn, rows=900)
-    expected = plain_copy(conn, REFERENCE)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    expected = plain_copy(conn, ITEMS_TENANT_1)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     first = start_worker(dsn, local_dir, "--once", "--lease", "2s", delays="part=0.2")
     try:
         wait_for(lambda: part_progress(conn, job_id) >= 6, what="parts checkpointed")
@@ -83,9 +74,9 @@ def test_sigkill_mid_parallel_export_then_another_worker_finishes(
 
 def test_sigkill_mid_parallel_export_on_s3(conn: Conn, dsn: str, bucket: str) -> None:
     make_items(conn, rows=900)
-    one = run_export(dsn, submit_export(conn, "1", {}, {**MANY, "format": "jsonl"}), bucket)
+    one = run_export(dsn, submit_export(conn, "1", {}, {**MANY_PARTS, "format": "jsonl"}), bucket)
     assert one.result is not None
-    job_id = submit_export(conn, "1", {}, {**MANY, "format": "jsonl", "parallel": 2})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "format": "jsonl", "parallel": 2})
     first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=0.2")
     try:
         wait_for(lambda: part_progress(conn, job_id) >= 4, what="parts checkpointed")
@@ -106,7 +97,7 @@ def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: s
     """The job's worker places and splits it; a second `pgjobs worker` process takes
     the parts (idle slots help); the job's worker then joins them."""
     make_items(conn, rows=600)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'coordinator', "
                       "'5 minutes')", (job_id,))
     coordinator = Exporter(dsn, job_id, identity, local_dir)
@@ -130,13 +121,13 @@ def test_another_worker_process_exports_parts(conn: Conn, dsn: str, local_dir: s
     outcome = Exporter(dsn, job_id, identity, local_dir).run()
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
 
 
 def test_cancel_stops_every_part(conn: Conn, dsn: str, local_dir: str,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.2")
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
@@ -158,7 +149,7 @@ def test_cancel_stops_every_part(conn: Conn, dsn: str, local_dir: str,
 def test_a_failed_part_is_retried_alone(conn: Conn, dsn: str, local_dir: str,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=600)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     failures: list[int] = []
     finalize = parallel.PartExporter._finalize
 
@@ -172,7 +163,7 @@ def test_a_failed_part_is_retried_alone(conn: Conn, dsn: str, local_dir: str,
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     attempts = {p["part"]: p["attempts"] for p in part_rows(conn, job_id)}
     assert attempts == {1: 1, 2: 2, 3: 1}
     row = job(conn, job_id)
@@ -182,7 +173,7 @@ def test_a_failed_part_is_retried_alone(conn: Conn, dsn: str, local_dir: str,
 def test_a_part_failing_for_good_fails_the_job_and_retry_resumes(
         conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=300)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 2})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
 
     def broken(self: parallel.PartExporter) -> Outcome:
         raise StorageError("injected: refused for good", retryable=False)
@@ -197,12 +188,12 @@ def test_a_part_failing_for_good_fails_the_job_and_retry_resumes(
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
 
 
 def test_part_calls_are_fenced(conn: Conn, dsn: str, local_dir: str) -> None:
     make_items(conn, rows=60)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 2})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
     identity = scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'c', '1 minute')",
                       (job_id,))
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
@@ -234,7 +225,7 @@ def test_part_calls_are_fenced(conn: Conn, dsn: str, local_dir: str) -> None:
 def test_pause_and_resume_a_parallel_export(conn: Conn, dsn: str, local_dir: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.2")
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
@@ -255,7 +246,7 @@ def test_pause_and_resume_a_parallel_export(conn: Conn, dsn: str, local_dir: str
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     for p in part_rows(conn, job_id):
         if kept[p["part"]] and p["part"] in kept:
             assert p["checkpoint"]["history"][-1]["part"] >= kept[p["part"]]
@@ -273,7 +264,7 @@ def test_cli_export_parallel(conn: Conn, dsn: str, local_dir: str) -> None:
     uri = result.stdout.strip().splitlines()[-1]
     row = job(conn, int(scalar(conn, "SELECT max(id) FROM pgjobs.jobs")))
     assert row["payload"]["parallel"] == 2 and row["result"]["uri"] == uri
-    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert object_bytes(row["result"]) == plain_copy(conn, ITEMS_TENANT_1)
     assert len(part_rows(conn, row["id"])) == 2
     bad = CliRunner().invoke(main, ["--dsn", dsn, "export", "items", "--scope", "1",
                                     "--parallel", "0"])
@@ -286,7 +277,7 @@ def test_a_part_object_changed_before_the_join_never_completes(
     a part object overwritten after its part ended is caught, the job is not
     completed, and no object is left at the export's key."""
     make_items(conn, rows=300)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 2})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
     complete = parallel.PartExporter._complete
 
     def tamper(self: parallel.PartExporter, size: int, sha256: str) -> Outcome:

@@ -20,10 +20,13 @@ from pgjobs.poller import s3client as s3
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
+    ITEMS_TENANT_1,
+    MANY_PARTS,
     job,
     leftovers,
     make_items,
     object_bytes,
+    part_rows,
     plain_copy,
     run_export,
     scalar,
@@ -33,17 +36,7 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-MANY = {"chunk_rows": 5, "part_size": 1024}
-REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
 PID = os.getpid()
-
-
-def part_rows(conn: Conn, job_id: int) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM pgjobs.export_parts WHERE job_id = %s ORDER BY part",
-                       (job_id,))
-    assert cur.description is not None
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def parts_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -89,7 +82,7 @@ def where(request: pytest.FixtureRequest) -> str:
 def test_retry_keeps_the_parts_that_succeeded(conn: Conn, dsn: str, where: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     finalize = parallel.PartExporter._finalize
 
     def part_2_refused(self: parallel.PartExporter) -> Outcome:
@@ -122,7 +115,7 @@ def test_retry_keeps_the_parts_that_succeeded(conn: Conn, dsn: str, where: str,
     outcome = run_export(dsn, job_id, where)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     assert 2 in ran and not set(ran) & set(kept), ran
     assert at_join == stamps  # the parts that had succeeded were not written again
     after = {p["part"]: p for p in part_rows(conn, job_id)}
@@ -136,7 +129,7 @@ def test_a_part_that_used_its_attempts_resumes_on_retry(
     """A part failing on transient errors until its attempts are spent keeps its
     upload, as a whole export does: the retry continues it from its checkpoint."""
     make_items(conn, rows=600)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 2, "max_attempts": 2})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2, "max_attempts": 2})
     finalize = parallel.PartExporter._finalize
 
     def part_2_flaky(self: parallel.PartExporter) -> Outcome:
@@ -158,7 +151,7 @@ def test_a_part_that_used_its_attempts_resumes_on_retry(
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     assert ran == [2]
     history = part_rows(conn, job_id)[1]["checkpoint"]["history"]
     # Continued at its last part, finalizing: not started over from its first row.
@@ -168,7 +161,7 @@ def test_a_part_that_used_its_attempts_resumes_on_retry(
 def test_retry_after_a_cancel_exports_again_what_the_cancel_removed(
         conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
@@ -184,7 +177,7 @@ def test_retry_after_a_cancel_exports_again_what_the_cancel_removed(
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     assert job(conn, job_id)["attempts"] == 1  # found before the join, in this attempt
 
 
@@ -196,7 +189,7 @@ def test_a_part_object_changed_before_the_join_is_exported_again_alone(
     finds it (a missing object at once, a changed one when the object reads back),
     queues part 2 alone again, and the export completes in the same attempt."""
     make_items(conn, rows=600)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     run_join = join.Join.run
     damaged: list[str] = []
 
@@ -218,7 +211,7 @@ def test_a_part_object_changed_before_the_join_is_exported_again_alone(
     outcome = run_export(dsn, job_id, where)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     assert sorted(ran) == [1, 2, 2, 3]
     assert job(conn, job_id)["attempts"] == 1
     assert leftovers(where, {outcome.result["uri"]}) == []
@@ -286,7 +279,7 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
     if store == "file":
         where = str(request.getfixturevalue("local_dir"))
         make_items(conn, rows=900)
-        options: dict[str, Any] = {**MANY, "parallel": 3}
+        options: dict[str, Any] = {**MANY_PARTS, "parallel": 3}
         target = "items"
     else:
         where = str(request.getfixturevalue("bucket"))
@@ -332,7 +325,7 @@ def test_cancel_during_the_join_leaves_nothing(conn: Conn, dsn: str, store: str,
     if store == "file":
         where = str(request.getfixturevalue("local_dir"))
         make_items(conn, rows=600)
-        job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 3})
+        job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     else:
         where = str(request.getfixturevalue("bucket"))
         request.getfixturevalue("big")
@@ -411,12 +404,12 @@ def test_the_ceiling_holds_clients_and_administrators(conn: Conn, dsn: str,
 def test_a_ceiling_lowered_after_the_submit_holds_at_the_split(
         conn: Conn, dsn: str, local_dir: str) -> None:
     make_items(conn, rows=600)
-    job_id = submit_export(conn, "1", {}, {**MANY, "parallel": 8})
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 8})
     conn.execute("SELECT pgjobs.set_defaults('{\"max_parallel\": 2}')")
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert outcome.result is not None
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, ITEMS_TENANT_1)
     assert len(part_rows(conn, job_id)) == 2
 
 
@@ -428,7 +421,7 @@ def test_other_stores_join_by_streaming(conn: Conn, dsn: str, store: str,
     where = ("memory:///exports/" if store == "memory"
              else str(request.getfixturevalue("gcs_bucket")))
     make_items(conn, rows=300)
-    one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY)), where)
-    many = run_export(dsn, submit_export(conn, "1", {}, {**MANY, "parallel": 2}), where)
+    one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY_PARTS)), where)
+    many = run_export(dsn, submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2}), where)
     assert one.result is not None and many.result is not None, many.error
     assert object_bytes(many.result) == object_bytes(one.result)

@@ -19,7 +19,15 @@ from pgjobs.poller import parallel, storage
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
 from pgjobs.poller.worker import Worker
-from tests.support import job, run_export, scalar, start_worker, submit_export, wait_for
+from tests.support import (
+    job,
+    part_rows,
+    run_export,
+    scalar,
+    start_worker,
+    submit_export,
+    wait_for,
+)
 from tests.test_export_parquet import check_values, local_path, make_typed, read_arrow
 
 pytest.importorskip("pyarrow")
@@ -29,14 +37,6 @@ Conn = psycopg.Connection[Any]
 SMALL = {"format": "parquet", "chunk_rows": 100, "part_size": 4096,
          "row_group_bytes": 1048576}
 NAME = re.compile(r"part-(\d{5})-(\d{5})\.parquet$")
-
-
-def part_rows(conn: Conn, job_id: int) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM pgjobs.export_parts WHERE job_id = %s ORDER BY part",
-                       (job_id,))
-    assert cur.description is not None
-    names = [c.name for c in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def files_recorded(conn: Conn, job_id: int) -> int:

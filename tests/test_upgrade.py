@@ -7,7 +7,8 @@ three pages in, a backfill one page in, a queued delete with a filter and
 exclusions, a queued and a claimed export, a parallel export split into its
 parts with one part claimed, a queued Parquet export, a queued import, a
 custom job an external worker holds, and a fan-out job with items done, failed
-once, held by a worker that dies, and never claimed. Then this checkout
+once, held by a worker that dies, and never claimed, and a delete whose long
+exclude list lives in pgjobs.job_exclusions, half done. Then this checkout
 migrates, the old runners "die" (their leases lapse), and this version's
 engine and worker finish everything.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from pgjobs.migrate import function_files, migrate
+from pgjobs.migrate import function_files, migrate, migration_files
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
 from tests.support import empty_database, job, scalar
@@ -95,8 +96,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     custom = submit("SELECT pgjobs.submit('thumbnail', 'rows', '6', '{\"file\": \"a.png\"}')")
     assert [r[0] for r in conn.execute(
         "SELECT id FROM pgjobs.claim(ARRAY['thumbnail'], 'ext-worker', '1 hour')")] == [custom]
-    # Scope 7: an import queued under the previous schema; the new one decides its
-    # mapping (stored in the checkpoint since 0015) at its first batch.
+    # Scope 7: an import queued by the previous release; this one runs it.
     source = tmp_path / "imports" / "seven.csv"
     source.parent.mkdir()
     source.write_text("n,label,k\n" + "".join(f"{i},imported {i},{i % 3}\n"
@@ -130,6 +130,22 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'flaky', true)",
                   (failed_item, failed_token))
     assert job(conn, fanout)["done"] == 1
+    # Scope 11: a delete excluding 150 keys (more than 100: kept in
+    # pgjobs.job_exclusions), two pages done by a runner that dies.
+    conn.execute("INSERT INTO rows (table_id, n, label) "
+                 "SELECT 11, g, 'eleven ' || g FROM generate_series(1, 600) g")
+    spared_11 = set(sorted(_keys(conn, "table_id = 11"))[::4])
+    long_delete = submit("SELECT pgjobs.submit_delete('rows', '11', '{}', %s, "
+                         "'{\"page_size\": 60, \"lease\": \"1 hour\"}')",
+                         [str(k) for k in sorted(spared_11)])
+    doomed_11 = _keys(conn, "table_id = 11") - spared_11
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.job_exclusions WHERE job_id = %s",
+                  (long_delete,)) == len(spared_11) == 150
+    runner_3 = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old-runner-3')",
+                      (long_delete,))
+    for _ in range(3):  # the first call counts, then two pages
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (long_delete, runner_3)) == "more"
+    assert 0 < job(conn, long_delete)["done"] < len(doomed_11)
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
@@ -140,6 +156,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
 
     # The upgrade, while all of that is in flight.
     result = migrate(dsn)
+    assert result["migrations_applied"] == [  # those newer than the previous release
+        p.stem for p in migration_files() if not (PREVIOUS / "migrations" / p.name).exists()]
     assert migrate(dsn)["migrations_applied"] == []  # idempotent afterwards
     assert {p.stem for p in function_files()} >= {
         r[0] for r in conn.execute("SELECT p.proname FROM pg_proc p "
@@ -147,10 +165,11 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         "the upgrade left a function of the previous release behind"
     assert result["functions_applied"] == len(function_files())
 
-    # Reads through the mask of deletes submitted before 0016 (no stored survivors):
-    # the new read functions hide exactly their doomed rows, before they run.
+    # Reads through the mask of the deletes the previous release submitted: this
+    # release's read functions hide exactly their doomed rows, before they run.
     assert scalar(conn, "SELECT pgjobs.visible_count('rows', '2')") == 0
     assert scalar(conn, "SELECT pgjobs.visible_count('rows', '1')") == 500 - len(doomed_1)
+    assert scalar(conn, "SELECT pgjobs.visible_count('rows', '11')") == len(spared_11)
 
     # The external worker that claimed before the upgrade carries on.
     assert scalar(conn, "SELECT pgjobs.heartbeat(%s, "
@@ -188,13 +207,15 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                           (item, token, json.dumps(payload)))
 
     for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
-                   imported, parallel, parquet, fanout):
+                   imported, parallel, parquet, fanout, long_delete):
         finished = job(conn, job_id)
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
     assert scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 1") == 500 - len(doomed_1)
     assert job(conn, queued_delete)["done"] == len(doomed_1)
     assert job(conn, half_delete)["done"] == len(doomed_2)
+    assert _keys(conn, "table_id = 11") == spared_11
+    assert job(conn, long_delete)["done"] == len(doomed_11)
     assert _keys(conn, "label = 'filled'") == filled_3
     assert _keys(conn, "data @> '{\"stage\": 2}'") == filled_3
     assert job(conn, backfill)["done"] == len(filled_3)

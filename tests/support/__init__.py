@@ -11,7 +11,8 @@ Modules (import a name from the package; the modules only say where it lives):
              register) and its shapes: make_target, make_rows_target (+ seed,
              snapshot, the reference row set, delete/backfill/visible drivers)
 * exports    the hostile `items` target (make_items), plain-COPY references,
-             in-process and worker-process exports
+             in-process and worker-process exports, a parallel export's parts
+             (part_rows, MANY_PARTS)
 * imports    the `people` target (make_people), in-process imports
 * databases  database_name (with the process id: every database the suite
              makes), empty_database, with_database, admin_execute
@@ -32,6 +33,8 @@ from tests.support.databases import (
     with_database,
 )
 from tests.support.exports import (
+    ITEMS_TENANT_1,
+    MANY_PARTS,
     NASTY,
     add_items,
     checkpoint_parts,
@@ -40,6 +43,7 @@ from tests.support.exports import (
     leftovers,
     make_items,
     object_bytes,
+    part_rows,
     plain_copy,
     run_export,
     start_worker,
@@ -92,4 +96,5 @@ __all__ = [
     "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
     "visible_keys", "wait_for", "who", "with_database",
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
+    "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
 ]

@@ -38,6 +38,12 @@ NASTY = [
     "NULL",
 ]
 
+# Export options that make a small export many chunks and many multipart parts.
+MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
+# What an export of the items' scope 1 must hold: the SELECT its plain-COPY
+# reference reads.
+ITEMS_TENANT_1 = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
+
 
 def make_items(conn: Conn, rows: int = 300, tenants: int = 3) -> None:
     """Table `items` (key id, scope tenant, document doc) with `rows` rows spread over
@@ -136,6 +142,15 @@ def checkpoint_parts(conn: Conn, job_id: int) -> int:
     row = conn.execute("SELECT coalesce((checkpoint->>'parts')::int, 0) FROM pgjobs.jobs "
                        "WHERE id = %s", (job_id,)).fetchone()
     return int(row[0]) if row else 0
+
+
+def part_rows(conn: Conn, job_id: int) -> list[dict[str, Any]]:
+    """The rows of a parallel export's parts (pgjobs.export_parts), by part."""
+    cur = conn.execute("SELECT * FROM pgjobs.export_parts WHERE job_id = %s ORDER BY part",
+                       (job_id,))
+    assert cur.description is not None
+    names = [c.name for c in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:

@@ -41,10 +41,7 @@ BEGIN
             USING ERRCODE = '55000',
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
-    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' THEN
-        RAISE EXCEPTION 'items must be a JSON array' USING ERRCODE = '22023',
-            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}]''.';
-    END IF;
+    PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
     RETURN pgjobs._items_add(p_id, p_items);
 END
 $$;

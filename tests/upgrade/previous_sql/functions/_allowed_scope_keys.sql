@@ -24,18 +24,17 @@ AS $$
 -- path's window. SECURITY DEFINER: the policy calls it as the client, which may
 -- not read pgjobs.target_registry. Locks nothing.
 DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
-    v_entries text[];
+    v_entries text[] := pgjobs._allowed_scope_entries();
     v_entry text;
+    v_scope text;
     v_reg pgjobs.target_registry;
     v_keys text[] := '{}'::text[];
     v_at double precision;
     v_slot text;
 BEGIN
-    IF v_setting = '' THEN
+    IF v_entries IS NULL THEN
         RETURN v_keys;
     END IF;
-    v_entries := regexp_split_to_array(v_setting, '\s*,\s*');
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         -- Its own slot: this verdict is _untrusted_roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
@@ -46,12 +45,10 @@ BEGIN
             PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
         END IF;
         FOREACH v_entry IN ARRAY v_entries LOOP
-            BEGIN
-                v_keys := v_keys || (v_reg.target::oid::text || ':'
-                                     || pgjobs._canonical_scope(v_reg, v_entry));
-            EXCEPTION WHEN invalid_parameter_value THEN
-                NULL;  -- not a value of the scope column: allows nothing
-            END;
+            v_scope := pgjobs._scope_entry(v_reg, v_entry);
+            IF v_scope IS NOT NULL THEN  -- else not a value of the column: allows nothing
+                v_keys := v_keys || (v_reg.target::oid::text || ':' || v_scope);
+            END IF;
         END LOOP;
     END LOOP;
     RETURN v_keys;

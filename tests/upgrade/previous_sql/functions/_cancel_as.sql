@@ -27,7 +27,7 @@ BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
-        RETURN pgjobs._items_cancel(p_id);  -- the job and its items, at once
+        RETURN pgjobs._items_stop(p_id, 'canceled');  -- the job and its items, at once
     END IF;
     -- A queued or paused job has no owner to tell: it ends here.
     IF v_job.status IN ('queued', 'paused') THEN

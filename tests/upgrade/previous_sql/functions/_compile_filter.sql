@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter(
     p_target regclass,
     p_filter jsonb,
+    p_reg pgjobs.target_registry DEFAULT NULL,
     OUT p_sql text,
     OUT p_paths text[])
 LANGUAGE plpgsql
@@ -14,7 +15,10 @@ AS $function$
 -- as written, each once, in the order met) that the filter resolves at any
 -- depth: keys naming a column are columns, never paths. One compile gives
 -- both, so the unknown-field check (pgjobs._unknown_fields) sees exactly
--- the paths the predicate reads. Locks nothing.
+-- the paths the predicate reads. p_reg: the target's registration when
+-- the caller has just looked it up and checked it (pgjobs._target, as a
+-- submit does once for all its steps); otherwise it is looked up here.
+-- Locks nothing.
 DECLARE
     v_reg     pgjobs.target_registry;
     v_columns jsonb;
@@ -22,7 +26,11 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
 BEGIN
-    v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
+    IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
+        v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
+    ELSE
+        v_reg := pgjobs._target_recent(p_target, false);  -- a read's verdict, if any
+    END IF;
 
     IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
         RAISE EXCEPTION 'a filter must be a JSON object, got %', coalesce(p_filter::text, 'NULL')

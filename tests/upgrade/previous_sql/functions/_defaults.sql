@@ -12,6 +12,8 @@ AS $$
 -- what pgjobs.set_defaults stored (pgjobs.settings, key 'defaults').
 --   notify_target_scope (boolean, default false): events on the shared
 --   channel `pgjobs` carry the job's target and scope.
+--   max_parallel (integer, only when stored; else 64): the ceiling of an
+--   export's option "parallel" (pgjobs._max_parallel);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

@@ -6,7 +6,8 @@ CREATE OR REPLACE FUNCTION pgjobs._insert_job_row(
     p_options jsonb,
     p_extra_options text[] DEFAULT '{}',
     p_predicate text DEFAULT NULL,
-    p_assignments text DEFAULT NULL)
+    p_assignments text DEFAULT NULL,
+    p_reg pgjobs.target_registry DEFAULT NULL)
 RETURNS pgjobs.jobs
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -56,7 +57,12 @@ BEGIN
     -- custom kind's unregistered table keeps the text as given.
     -- (Through pgjobs._target: the cast runs the scope type's code, so an
     -- untrusted target is refused here too, 42501, for custom kinds as well.)
-    IF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
+    -- (p_reg: the caller looked the target up and checked it with
+    -- pgjobs._target in this call already; not again.)
+    IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
+        v_reg := p_reg;
+        p_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    ELSIF EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = p_target) THEN
         v_reg := pgjobs._target(p_target);
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;

@@ -17,6 +17,9 @@ AS $$
 -- whole-scope deletes, as one SQL boolean over the target's unqualified
 -- columns ('true' when no pending delete narrows the scope):
 --   (created_at >= <horizon> OR created_at IS NULL [OR key = ANY (<excluded>)])
+-- (a list in pgjobs.job_exclusions: OR EXISTS (SELECT FROM
+-- pgjobs.job_exclusions ...), the predicate's own clause,
+-- pgjobs._exclusion_clause; no index serves that arm)
 -- For a row of p_scope the mask (pgjobs._mask) implies it, so a read may
 -- add it next to the mask without changing its result; an index on
 -- (scope, created_at) then finds the few rows that can be visible instead
@@ -53,7 +56,7 @@ BEGIN
         RETURN 'true';
     END IF;
     FOR v_job IN
-        SELECT j.predicate, j.survivors
+        SELECT j.id, j.predicate, j.survivors
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
@@ -68,7 +71,14 @@ BEGIN
                 v_job.survivors ->> 'time_zone');
             -- The columns as the predicate names them (a later
             -- register_target may name others).
-            IF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
+            IF v_job.survivors ->> 'exclusions' = 'table' THEN
+                -- A long list, probed in pgjobs.job_exclusions by the
+                -- predicate's own clause (pgjobs._exclusion_clause).
+                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                    v_job.survivors ->> 'created_at_column', v_horizon,
+                    pgjobs._exclusion_clause(v_job.survivors ->> 'key_column',
+                        v_job.survivors ->> 'key_type', NULL, v_job.id));
+            ELSIF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
                 v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
                                              v_job.survivors ->> 'created_at_column', v_horizon);
             ELSE
@@ -108,7 +118,8 @@ BEGIN
         IF v_tail = '' THEN
             v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
                                          v_reg.created_at_column, v_horizon);
-        ELSIF starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+        ELSIF (starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+               OR starts_with(v_tail, ' AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x '))
               AND right(v_tail, 2) = '))' THEN
             v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
                                          v_reg.created_at_column, v_horizon,

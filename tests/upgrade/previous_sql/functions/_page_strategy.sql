@@ -14,14 +14,18 @@ AS $$
 -- pgjobs._collect_matches). Option `strategy` ('auto' default, 'range',
 -- 'collect') decides for delete jobs; backfills always walk ranges.
 --
--- A range job reads every row of the scope once. A collect job reads the
--- matching rows three times (collect, delete, sweep) and looks them up in
--- the index twice: cheaper when few rows match, unless those rows are
--- spread over (nearly) every heap page of the scope and those pages do not
--- stay in shared buffers between the passes; then each pass costs a read
--- of the scope's pages from the OS (on the benchmark, 20% of a 1M-row
--- scope with a match on every page: collect 0.79 s, range 0.70 s; the
--- same on a 100k-row scope, cached: collect 2x faster). So 'auto' collects
+-- A range job reads every row of the scope once and tests the filter on
+-- each. A collect job reads the matching rows three times (collect,
+-- delete, sweep) and looks them up in the index twice: cheaper when few
+-- rows match, even with a match on every heap page of the scope, as long
+-- as those pages stay cached between the passes (shared buffers or the OS
+-- page cache: a re-read from the OS costs a copy, not a disk read). On
+-- bench/delete.py (2M rows, a 500k-row scope, shared_buffers 128MB), 20% of
+-- the scope with a match on every page: collect 580 ms of server CPU,
+-- range 1030-1070 ms (a bulk DELETE 320-440 ms) on the interleaved layout;
+-- 371 against 718 ms on the contiguous one. (The bound used to be a
+-- quarter of shared_buffers: 20% on every page of a 500k-row scope then
+-- walked ranges at 2.3-3x a bulk DELETE; issue 11.) So 'auto' collects
 -- when
 --   1. an index narrows the predicate: the planner, restricted to bitmap
 --      scans as the collection is, hands the heap at most 60% of the
@@ -32,7 +36,9 @@ AS $$
 --      them, at most 10,000; still too few: 'range'):
 --   2. at most 30% of the scope's rows match; and
 --   3. the matching rows sit on at most 60% of the scope's pages, or their
---      pages would fill at most a quarter of shared_buffers; and
+--      pages would fill at most a quarter of effective_cache_size (the
+--      memory the planner counts on to cache the relation: shared_buffers
+--      and the OS page cache); and
 --   4. at most 5 million rows match: the collection holds their addresses
 --      in memory while it batches them (~30 bytes a row).
 -- A job without a filter walks ranges at once. Locks nothing.
@@ -111,7 +117,7 @@ BEGIN
                      AND v_matches <= 0.3 * v_scope_rows_sampled
                      AND (v_match_pages <= 0.6 * v_scope_pages
                           OR v_match_pages * 100 / v_pct * current_setting('block_size')::bigint
-                             <= pg_size_bytes(current_setting('shared_buffers')) / 4)
+                             <= pg_size_bytes(current_setting('effective_cache_size')) / 4)
                      AND v_matches * 100 / v_pct <= 5000000
                 THEN 'collect' ELSE 'range' END;
 END

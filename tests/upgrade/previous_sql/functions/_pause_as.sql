@@ -27,7 +27,7 @@ BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout AND v_job.status = 'running' THEN
-        RETURN pgjobs._items_pause(p_id);  -- no owner to tell: paused at once
+        RETURN pgjobs._items_stop(p_id, 'paused');  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()

@@ -17,13 +17,19 @@ AS $$
 -- Paused: queued again (event `resumed`) with its checkpoint, done and
 -- run_at, and with its place in its scope's writer queue (it never left
 -- it). Running with a pause pending: the request is withdrawn and the job
--- runs on. Raises 55000 for any other state.
+-- runs on. Raises 55000 for any other state, and 42501 when its submitter
+-- no longer holds what the submit needed (pgjobs._require_requeue).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    IF v_job.status = 'paused'
+       OR (v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL) THEN
+        -- What the submit needed, still held by the submitter (42501).
+        PERFORM pgjobs._require_requeue(v_job, 'resumed');
+    END IF;
     IF v_job.status = 'paused' THEN
         UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
          WHERE id = p_id

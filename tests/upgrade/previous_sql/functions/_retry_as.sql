@@ -32,8 +32,9 @@ AS $$
 -- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
 --   job unchanged) while another writer of its scope is pending, as its
 --   submission would be.
--- Raises 55000 for any other state. Locks: the job row; for a writing job
--- the scope's gate lock (pgjobs._insert_job's).
+-- Raises 55000 for any other state, and 42501 when its submitter no longer
+-- holds what the submit needed (pgjobs._require_requeue). Locks: the job
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's).
 DECLARE
     v_job pgjobs.jobs;
     v_checkpoint jsonb;
@@ -49,6 +50,8 @@ BEGIN
                         THEN 'It succeeded; submit a new job to do it again.'
                         ELSE 'Only a failed or canceled job can be retried.' END;
     END IF;
+    -- What the submit needed, still held by the submitter (42501).
+    PERFORM pgjobs._require_requeue(v_job, 'retried');
     IF v_job.fanout THEN
         PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
     END IF;

@@ -5,7 +5,10 @@ CREATE OR REPLACE FUNCTION pgjobs._row_selection(
     p_exclude text[],
     p_cutoff timestamptz,
     OUT predicate text,
-    OUT survivors jsonb)
+    OUT survivors jsonb,
+    OUT head text,
+    OUT keys text[],
+    OUT paths text[])
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -31,12 +34,26 @@ AS $$
 -- whatever a later register_target changes. For a whole-scope row set, a row of the scope outside it is dated
 -- at or after the horizon, or undated, or excluded (pgjobs._mask_candidates
 -- builds that condition from these fields, so it matches this text).
+-- The exclusion is pgjobs._exclusion_clause's, written here inline (and
+-- the keys in survivors.exclude). A list of more than 100 keys of a key
+-- type whose text is its identity (integers, uuid, text and varchar of a
+-- deterministic collation) goes to pgjobs.job_exclusions instead: then
+-- survivors says "exclusions": "table" and how many keys, and a delete's
+-- submit stores the keys (keys: canonical) and appends the clause that
+-- probes them to head (the predicate without its exclusion); pgjobs.preview
+-- shows the inline form, which selects the same rows.
+-- paths: the filter's document paths (pgjobs._compile_filter), for the
+-- typo guard.
 DECLARE
     v_exclude text;
     v_key_type text;
     v_exact boolean;
     v_cutoff record;
     v_filter text;
+    v_type oid;
+    v_base oid;
+    v_deterministic boolean;
+    v_identity boolean := false;
 BEGIN
     IF p_exclude IS NULL THEN
         p_exclude := '{}';
@@ -56,12 +73,33 @@ BEGIN
         -- A key the column's modifiers would change (a char(8) key
         -- 'key000031' truncated to 'key00003') is no key of the table.
         v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
+        -- Is the key's text its identity (pgjobs._exclusion_clause)?
+        SELECT a.atttypid, coalesce(co.collisdeterministic, true)
+          INTO v_type, v_deterministic
+          FROM pg_catalog.pg_attribute a
+          LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+         WHERE a.attrelid = p_reg.target AND a.attname = p_reg.key_column;
+        LOOP  -- a domain (over a domain ...) to its base type
+            SELECT t.typbasetype INTO v_base
+              FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+            EXIT WHEN NOT FOUND;
+            v_type := v_base;
+        END LOOP;
+        v_identity := v_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+                                 'uuid'::regtype)
+                      OR (v_type IN ('text'::regtype, 'character varying'::regtype)
+                          AND v_deterministic);
+        -- (Such a key's ::text is its canonical text: no call per key, which
+        -- cost seconds for 100,000 keys.)
         BEGIN
-            EXECUTE format('SELECT array_agg(pgjobs._canonical_text(e::%1$s)), '
+            EXECUTE format('SELECT array_agg(%3$s), '
                            'coalesce(bool_and(e::%1$s = e::%2$s), true) '
-                           'FROM unnest(%3$L::text[]) e', v_key_type,
-                           pgjobs._column_type(p_reg.target, p_reg.key_column, false), p_exclude)
-               INTO p_exclude, v_exact;
+                           'FROM unnest($1) e', v_key_type,
+                           pgjobs._column_type(p_reg.target, p_reg.key_column, false),
+                           format(CASE WHEN v_identity THEN '(e::%s)::text'
+                                       ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
+               INTO p_exclude, v_exact
+              USING p_exclude;
         EXCEPTION WHEN data_exception THEN
             v_exact := false;
         END;
@@ -70,17 +108,20 @@ BEGIN
                 v_key_type, p_reg.key_column
                 USING ERRCODE = '22023', HINT = 'List keys of the rows to keep, as text.';
         END IF;
-        v_exclude := format('%L::%s[]', p_exclude, v_key_type);
+        v_exclude := pgjobs._exclusion_clause(p_reg.key_column, v_key_type, p_exclude, NULL);
     END IF;
+    keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
-    v_filter := pgjobs.compile_filter(p_reg.target, coalesce(p_filter, '{}'));
+    -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    SELECT f.p_sql, f.p_paths INTO v_filter, paths
+      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
 
-    predicate := format('%I = %s AND %s AND (%s)%s',
+    head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         v_cutoff.clause,
-        v_filter,
-        CASE WHEN v_exclude IS NULL THEN ''
-             ELSE format(' AND NOT (%I = ANY (%s))', p_reg.key_column, v_exclude) END);
+        v_filter);
+    predicate := head || CASE WHEN v_exclude IS NULL THEN ''
+                              ELSE format(' AND NOT (%s)', v_exclude) END;
     survivors := jsonb_build_object(
         'whole_scope', v_filter = 'true',
         'created_at_column', p_reg.created_at_column,
@@ -91,5 +132,10 @@ BEGIN
         'key_column', p_reg.key_column,
         'key_type', v_key_type,
         'exclude', to_jsonb(p_exclude));
+    IF cardinality(p_exclude) > 100 AND v_identity THEN
+        survivors := (survivors - 'exclude')
+                     || jsonb_build_object('exclusions', 'table', 'excluded',
+                                           (SELECT count(DISTINCT k) FROM unnest(p_exclude) k));
+    END IF;
 END
 $$;

@@ -19,18 +19,16 @@ AS $$
 -- which may not read pgjobs.target_registry; an untrusted target's scopes
 -- compare as text only. Locks nothing.
 DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
-    v_entries text[];
+    v_entries text[] := pgjobs._allowed_scope_entries();
     v_reg pgjobs.target_registry;
     v_scope text;
     v_entry text;
 BEGIN
-    IF v_setting = '' THEN
+    IF v_entries IS NULL THEN
         RETURN true;
     ELSIF p_scope IS NULL THEN
         RETURN false;
     END IF;
-    v_entries := regexp_split_to_array(v_setting, '\s*,\s*');
     IF p_scope = ANY (v_entries) THEN
         RETURN true;  -- same text, same canonical scope
     END IF;
@@ -43,19 +41,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_target)) THEN
         RETURN false;
     END IF;
-    BEGIN
-        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN false;
-    END;
+    v_scope := pgjobs._scope_entry(v_reg, p_scope);
+    IF v_scope IS NULL THEN
+        RETURN false;  -- not a value of the scope column
+    END IF;
     FOREACH v_entry IN ARRAY v_entries LOOP
-        BEGIN
-            IF pgjobs._canonical_scope(v_reg, v_entry) = v_scope THEN
-                RETURN true;
-            END IF;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            NULL;  -- not a value of the scope column: allows nothing
-        END;
+        IF pgjobs._scope_entry(v_reg, v_entry) = v_scope THEN  -- NULL: allows nothing
+            RETURN true;
+        END IF;
     END LOOP;
     RETURN false;
 END

@@ -28,12 +28,14 @@ AS $$
 -- Returns the job id.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_predicate text;
+    v_selection record;
     v_assignments text;
     v_handler regprocedure;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
+    -- The target looked up and checked once, and handed down (as in
+    -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'UPDATE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
@@ -45,10 +47,11 @@ BEGIN
         RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' to backfill every row of the scope.';
     END IF;
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
+    SELECT s.* INTO v_selection
+      FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
     -- The typo guard on the filter (set creates fields: never checked).
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, p_options);
+        v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -61,8 +64,8 @@ BEGIN
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
                            'handler', v_handler::text),
-        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'], v_predicate,
-        v_assignments);
+        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
+        v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
 END
 $$;

@@ -38,7 +38,9 @@ AS $$
 --                default 50000
 --   part_size    bytes of output per uploaded part (the checkpoint grain),
 --                1024..1073741824, default 8388608
---   parallel     integer 1..64, default 1: the scope's key range is split
+--   parallel     integer 1..64, default 1, at most pgjobs._max_parallel()
+--                (an administrator's ceiling, set_defaults' max_parallel; else
+--                22023): the scope's key range is split
 --                into up to that many parts (pgjobs.export_parts) that as many
 --                workers export side by side, each resumable; CSV and JSONL
 --                parts are joined, in key order, into the one object a
@@ -78,6 +80,16 @@ BEGIN
 
     IF v_options ? 'parallel' THEN
         v_parallel := pgjobs._option_int('parallel', v_options -> 'parallel', 1, 64);
+        -- The administrator's ceiling (pgjobs.set_defaults), for every submitter:
+        -- each part is one more reader of the database and one more worker slot.
+        IF v_parallel > pgjobs._max_parallel() THEN
+            RAISE EXCEPTION 'option "parallel" is %, above the ceiling of % an administrator set',
+                            v_parallel, pgjobs._max_parallel()
+                USING ERRCODE = '22023',
+                HINT = format('Ask for {"parallel": %s} or fewer; an administrator raises the '
+                              'ceiling with pgjobs.set_defaults(''{"max_parallel": N}'').',
+                              pgjobs._max_parallel());
+        END IF;
     END IF;
 
     IF v_options ? 'format' THEN

@@ -39,12 +39,7 @@ BEGIN
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
                           'your own, e.g. ''thumbnail''.', p_kind);
     END IF;
-    IF p_items IS NULL OR jsonb_typeof(p_items) <> 'array' OR jsonb_array_length(p_items) = 0 THEN
-        RAISE EXCEPTION 'items must be a non-empty JSON array'
-            USING ERRCODE = '22023',
-            HINT = 'Pass one element per item, e.g. ''[{"doc": 1}, {"doc": 2}]''; append more '
-                   'later with pgjobs.add_items(job, items).';
-    END IF;
+    PERFORM pgjobs._items_array(p_items, true);  -- 22023: not a non-empty array
     IF p_options IS NOT NULL AND jsonb_typeof(p_options) = 'object'
        AND p_options ? 'concurrency' THEN
         PERFORM pgjobs._option_int('concurrency', p_options -> 'concurrency', 1, 1000000);

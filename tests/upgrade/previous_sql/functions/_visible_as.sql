@@ -35,12 +35,33 @@ DECLARE
     v_mask text;
     v_query text;
     v_rows jsonb[];
+    v_scope_type text;
 BEGIN
+    -- Fixed cost: every pinned call costs a GUC save and restore, more than
+    -- a row of the page, so the checks below call as few as they can
+    -- without leaving the one place each rule lives (issue 11).
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    v_key_type := pgjobs._column_type(p_target, v_reg.key_column);
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- Both columns' full types in one catalog read (pgjobs._column_type's
+    -- format_type(atttypid, atttypmod)); a column that is gone is left to
+    -- pgjobs._column_type, which raises its 42703 where it did before.
+    SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
+      INTO v_key_type, v_scope_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_key_type IS NULL THEN
+        v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
+    END IF;
+    -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
+    -- the same one check, two pinned calls fewer.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
+    -- pgjobs._scope_allowed allows every scope while pgjobs.allowed_scopes
+    -- is unset or empty (its first test): only a set list is checked.
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+        PERFORM pgjobs._require_scope(p_target, p_scope);
+    END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 10000, not %', p_limit
             USING ERRCODE = '22023', HINT = 'Page through with p_after instead.';
@@ -48,7 +69,10 @@ BEGIN
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     v_mask := pgjobs._mask(p_target, v_canonical);
-    v_scope := format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column));
+    IF v_scope_type IS NULL THEN
+        v_scope_type := pgjobs._column_type(p_target, v_reg.scope_column);  -- 42703
+    END IF;
+    v_scope := format('%L::%s', v_canonical, v_scope_type);
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.

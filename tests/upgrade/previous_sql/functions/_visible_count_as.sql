@@ -28,8 +28,12 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    PERFORM pgjobs._require(p_target, 'SELECT');
-    PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
+    -- returned, and the allowed_scopes check only when the list is set.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
+    IF btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), '')) <> '' THEN
+        PERFORM pgjobs._require_scope(p_target, p_scope);
+    END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     v_mask := pgjobs._mask(p_target, v_canonical);

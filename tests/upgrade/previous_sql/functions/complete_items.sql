@@ -19,20 +19,7 @@ AS $$
 DECLARE
     v_done record;
 BEGIN
-    IF p_items IS NULL OR p_workers IS NULL
-       OR cardinality(p_items) <> cardinality(p_workers)
-       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_items)) THEN
-        RAISE EXCEPTION 'items, workers and results must be arrays of one length'
-            USING ERRCODE = '22023',
-            HINT = 'Pass p_items[i] with the worker its claim returned in p_workers[i] '
-                   '(and p_results[i], or NULL for ''{}'' each).';
-    END IF;
-    IF p_results IS NOT NULL AND EXISTS (
-           SELECT FROM unnest(p_results) r(result)
-            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
-        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
-            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
-    END IF;
+    PERFORM pgjobs._batch_arrays('items', p_items, p_workers, p_results);  -- 22023
     -- The jobs first, in id order (the lock order of fan-out jobs).
     PERFORM FROM pgjobs.jobs j
      WHERE j.id IN (SELECT i.job_id FROM pgjobs.job_items i

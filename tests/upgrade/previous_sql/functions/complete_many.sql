@@ -22,20 +22,7 @@ AS $$
 DECLARE
     v_jobs pgjobs.jobs[];
 BEGIN
-    IF p_ids IS NULL OR p_workers IS NULL
-       OR cardinality(p_ids) <> cardinality(p_workers)
-       OR (p_results IS NOT NULL AND cardinality(p_results) <> cardinality(p_ids)) THEN
-        RAISE EXCEPTION 'ids, workers and results must be arrays of one length'
-            USING ERRCODE = '22023',
-            HINT = 'Pass p_ids[i] with the worker its claim returned in p_workers[i] '
-                   '(and p_results[i], or NULL for ''{}'' each).';
-    END IF;
-    IF p_results IS NOT NULL AND EXISTS (
-           SELECT FROM unnest(p_results) r(result)
-            WHERE r.result IS NULL OR jsonb_typeof(r.result) <> 'object') THEN
-        RAISE EXCEPTION 'every result must be a JSON object' USING ERRCODE = '22023',
-            HINT = 'Pass ''{}'' for no result, or p_results NULL.';
-    END IF;
+    PERFORM pgjobs._batch_arrays('ids', p_ids, p_workers, p_results);  -- 22023
     WITH done AS (
         UPDATE pgjobs.jobs j
            SET status = 'succeeded',

@@ -14,7 +14,8 @@ AS $$
 -- many parts it has (0 for a job exported whole: parallel 1). The parts are
 -- consecutive key ranges (after_key, until_key] of the scope, sized evenly
 -- by the count of the scope's keys read from the (scope, key) index; a scope
--- with fewer keys than N gets fewer parts (at least one). Splitting again
+-- with fewer keys than N gets fewer parts (at least one), and no job more
+-- than the administrator's ceiling in force (pgjobs._max_parallel). Splitting again
 -- returns the parts already made: a resumed job keeps its ranges and their
 -- checkpoints (a part that failed for good is queued again, its attempts
 -- reset: the job was retried). Fenced on the claim: p_worker must hold the job's unexpired
@@ -57,7 +58,10 @@ BEGIN
     EXECUTE format('SELECT count(*) FROM %s pgjobs_t WHERE %I = %s',
                    v_job.target, v_reg.scope_column, v_scope)
        INTO v_rows;
-    v_step := greatest(ceil(v_rows::numeric / (v_job.payload ->> 'parallel')::integer), 1);
+    -- At most the ceiling in force now: an export submitted before an
+    -- administrator lowered it is held to it too (pgjobs._max_parallel).
+    v_step := greatest(ceil(v_rows::numeric / least((v_job.payload ->> 'parallel')::integer,
+                                                   pgjobs._max_parallel())), 1);
     -- Every v_step-th key, short of the last: the parts' upper bounds, each
     -- found v_step keys after the previous one by an index-only walk of the
     -- (scope, key) btree (ordered by both columns so that the planner takes

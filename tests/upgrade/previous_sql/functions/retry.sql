@@ -15,7 +15,8 @@ AS $$
 -- queues behind every writing job of its scope submitted before the retry,
 -- as a new submission would, and a delete masks its rows again. Returns
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
--- or canceled.
+-- or canceled, 42501 when its submitter no longer holds what the submit
+-- needed (pgjobs._require_requeue).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -28,4 +29,5 @@ $$;
 COMMENT ON FUNCTION pgjobs.retry(bigint) IS
 'Requeues a failed or canceled job from its checkpoint with attempts reset (event '
 'submitted); a writing job queues behind the writers of its scope submitted before the '
-'retry. P0002 unknown id; 55000 not failed or canceled.';
+'retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds '
+'what the submit needed.';

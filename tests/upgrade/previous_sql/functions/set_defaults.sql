@@ -14,6 +14,10 @@ AS $$
 --   notify_target_scope (boolean, default false): events on the shared
 --   NOTIFY channel `pgjobs`, which every role that can connect may
 --   LISTEN to, carry the job's target and scope too.
+--   max_parallel (integer 1..64, default 64): a ceiling, not a default: the
+--   most parts (option "parallel") an export may ask for. submit_export
+--   refuses more with 22023, whoever submits; an export submitted before it
+--   was lowered is split into at most this many parts (pgjobs.export_parts_split).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -24,6 +28,7 @@ AS $$
 DECLARE
     v_opt record;
     v_known constant text := 'known defaults: notify_target_scope (boolean), '
+        || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -32,7 +37,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key <> 'notify_target_scope' AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel')
+           AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
@@ -41,6 +47,9 @@ BEGIN
             RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+        IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -56,8 +65,9 @@ $$;
 COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'Stores defaults for every later job and event (an administrator''s call) and returns the '
 'defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared '
-'channel pgjobs carry target and scope only when true); the throttling options of writing jobs '
-'max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
+'channel pgjobs carry target and scope only when true); max_parallel (the most parts an export '
+'may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); '
+'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '
 'key or a bad value raises 22023 and stores nothing.';

@@ -11,7 +11,8 @@ GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client, pgjobs_admin;
 GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgjobs TO pgjobs_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgjobs TO pgjobs_admin;
 
-GRANT SELECT ON pgjobs.jobs, pgjobs.targets, pgjobs.job_items TO pgjobs_client;
+GRANT SELECT ON pgjobs.jobs, pgjobs.targets, pgjobs.job_items, pgjobs.job_exclusions
+    TO pgjobs_client;
 
 DO $grants$
 DECLARE
