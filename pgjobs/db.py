@@ -25,6 +25,12 @@ from pgjobs import queries
 from pgjobs.errors import ConnectionFailed, from_psycopg
 
 Row = dict[str, Any]
+# A connection as the connector opens it (dict rows): the poller's annotations.
+Connection = psycopg.Connection[Row]
+# What psycopg raises, untranslated: PEP 249's Error, the base of every class it
+# raises. The poller catches it where it sorts errors itself (connection_lost,
+# recovery conflicts, the record a COPY refused) rather than as one line.
+Error = psycopg.Error
 
 
 @contextmanager
@@ -64,6 +70,35 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
         conn.close()
         raise
     return conn
+
+
+def connect_writer(dsn: str, app: str = "pgjobs import") -> Connection:
+    """An import's data connection: autocommit (each batch opens its own
+    transaction) in the settings every export is printed in, so that values read
+    back as an export wrote them. psycopg errors are not translated: the importer
+    tells a lost connection (read on from the checkpoint) from others."""
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+                           application_name=app, client_encoding="utf8")
+    try:
+        conn.execute(queries.EXPORT_SESSION_SETTINGS)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def server_identity(conn: Connection) -> tuple[str | None, str]:
+    """(system identifier, database) of the server conn reached; the identifier is
+    None where pg_control_system() is not granted (then only the database counts).
+    Other psycopg errors are not translated: the exporter sorts them."""
+    try:
+        row = conn.execute(queries.READ_SERVER_IDENTITY).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        row = conn.execute(queries.READ_CURRENT_DATABASE).fetchone()
+        assert row is not None
+        return (None, str(row["database"]))
+    assert row is not None
+    return (row["system"], str(row["database"]))
 
 
 def worker_name(role: str = "worker") -> str:
@@ -176,6 +211,15 @@ def copy_out(conn: psycopg.Connection[Row], sql: str,
             raise _error(result, pg, encoding)
         status = (result.command_status or b"").split()
         return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def copy_in(conn: Connection, sql: str, data: bytes) -> None:
+    """Run ``COPY ... FROM STDIN`` with ``data`` (whole records) in a transaction
+    block of its own (a savepoint inside the caller's): every record is staged, or
+    none and the caller's transaction goes on. psycopg errors are not translated:
+    the importer reads the SQLSTATE and the line COPY refused from them."""
+    with conn.transaction(), conn.cursor() as cur, cur.copy(sql) as cp:
+        cp.write(data)
 
 
 def _abandon(pg: Any) -> None:

@@ -328,6 +328,8 @@ READ_SERVER_IDENTITY = """
 SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) AS system,
        pg_catalog.current_database()::text AS database
 """
+# The same without the identifier, where pg_control_system() is not granted.
+READ_CURRENT_DATABASE = "SELECT pg_catalog.current_database()::text AS database"
 # Before a chunk's transaction, on the read connection: how far the server has
 # replayed (a primary: how far it has written), whether replay is paused, and
 # whether the job row is visible there yet (it is once the submit's commit is

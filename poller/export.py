@@ -62,8 +62,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
-import psycopg
-
 from pgjobs import db, queries
 
 # The COPY loop and the connection-loss test live in the connector (pgjobs/db.py);
@@ -214,21 +212,21 @@ class _Control:
         self.lease = lease
         self.lock = threading.Lock()
         self.last_ok = time.monotonic()
-        self.conn: psycopg.Connection[Any] | None = None
+        self.conn: db.Connection | None = None
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _connection(self) -> db.Connection:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
             self.conn = db.connect(self.dsn, app="pgjobs export")
         return self.conn
 
-    def call(self, func: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+    def call(self, func: Callable[[db.Connection], Any]) -> Any:
         with self.lock:
             delay = 0.2
             while True:
                 try:
                     return func(self._connection())
-                except (psycopg.Error, PgjobsError) as exc:
+                except (db.Error, PgjobsError) as exc:
                     if not connection_lost(exc):
                         raise
                     self.close()
@@ -733,7 +731,7 @@ class Exporter:
                 part.rollback(start)
                 self.limit = max(1, min(self.limit - 1, (big.messages - 1) * 9 // 10))
                 continue
-            except psycopg.Error as exc:
+            except db.Error as exc:
                 part.rollback(start)
                 if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
@@ -869,7 +867,7 @@ class Exporter:
     def _status(self) -> str | None:
         try:
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
-        except (LeaseLost, PgjobsError, psycopg.Error):
+        except (LeaseLost, PgjobsError, db.Error):
             return None
         return None if job is None else str(job["status"])
 
@@ -890,7 +888,7 @@ class Exporter:
         try:
             ok = self.control.call(lambda c: db.scalar(
                 c, queries.EXPORT_RELEASE, {"id": self.job_id, "worker": self.worker}))
-        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+        except (LeaseLost, PgjobsError, db.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if not ok:
             return self._after_lost("release refused")
@@ -904,15 +902,15 @@ class Exporter:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return self._release()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+        if isinstance(exc, db.Error) and not isinstance(exc, PgjobsError):
             message = str(db_error(exc))
         decision = _retryable(exc)
-        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+        if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
         try:
             ok, retryable = self.control.call(lambda c: db.fail_by_sqlstate(
                 c, self.job_id, self.worker, message, decision, _sqlstate(exc)))
-        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+        except (LeaseLost, PgjobsError, db.Error) as err:
             return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
         if not ok:
             return self._after_lost(message)
@@ -937,7 +935,7 @@ class Exporter:
                 storage.discard_upload(self.location, self.state.get("upload"))
 
 
-def db_error(exc: psycopg.Error) -> PgjobsError:
+def db_error(exc: db.Error) -> PgjobsError:
     from pgjobs.errors import from_psycopg
 
     return from_psycopg(exc)

@@ -50,8 +50,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import psycopg
-
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 from pgjobs.poller import observe, storage
@@ -242,7 +240,7 @@ class Importer:
         self.on_progress = on_progress
         self.after = after
         self.control = _Control(dsn, job_id, worker, lease=30.0)
-        self._data: psycopg.Connection[Any] | None = None
+        self._data: db.Connection | None = None
         self.totals: dict[str, Any] = {}
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
@@ -294,7 +292,7 @@ class Importer:
             try:
                 self._stream(job["checkpoint"] or {})
                 return self._finish()
-            except (psycopg.Error, PgjobsError) as exc:
+            except (db.Error, PgjobsError) as exc:
                 if not connection_lost(exc):
                     raise
                 # The batch in flight rolled back (or committed: the job row says
@@ -321,12 +319,9 @@ class Importer:
                 f"({self.storage_uri}) and the storage allow-list", retryable=False,
                 hint="an administrator allows a prefix with pgjobs.allow_storage")
 
-    def _data_connection(self) -> psycopg.Connection[Any]:
+    def _data_connection(self) -> db.Connection:
         if self._data is None or self._data.closed or self._data.broken:
-            conn = psycopg.connect(self.dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
-                                   application_name="pgjobs import", client_encoding="utf8")
-            conn.execute(queries.EXPORT_SESSION_SETTINGS)
-            self._data = conn
+            self._data = db.connect_writer(self.dsn, app="pgjobs import")
         return self._data
 
     def _close_data(self) -> None:
@@ -447,7 +442,7 @@ class Importer:
         end = _first_record_end(head, True)
         return _fields(head[:end]) if end else None
 
-    def _throttle(self, conn: psycopg.Connection[Any]) -> None:
+    def _throttle(self, conn: db.Connection) -> None:
         """Wait while pgjobs._throttle holds the job (rate limits, health signals:
         it sleeps, at most about 1 s a call, records checkpoint.throttled and the
         `throttled` event, and extends the lease). A pause or cancel request lets
@@ -464,7 +459,7 @@ class Importer:
                 raise Stopped()
 
     @observe.traced("pgjobs.chunk")
-    def _batch(self, conn: psycopg.Connection[Any], copy_sql: str, fields: list[str] | None,
+    def _batch(self, conn: db.Connection, copy_sql: str, fields: list[str] | None,
                buf: memoryview, eof: bool, line: int, offset: int,
                source: _Source) -> tuple[int, int, bool]:
         """Stage and commit the whole records at the start of buf. Returns (bytes
@@ -576,18 +571,17 @@ class Importer:
                 "format": self.format, "gzip": self.gzip, "source": self.source,
                 "size": self.total, "history": self.history}
 
-    def _copy_whole(self, conn: psycopg.Connection[Any], copy_sql: str, chunk: bytes) -> bool:
+    def _copy_whole(self, conn: db.Connection, copy_sql: str, chunk: bytes) -> bool:
         """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""
         try:
-            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
-                cp.write(chunk if chunk.endswith(b"\n") else chunk + b"\n")
-        except psycopg.Error as exc:
+            db.copy_in(conn, copy_sql, chunk if chunk.endswith(b"\n") else chunk + b"\n")
+        except db.Error as exc:
             if str(getattr(exc, "sqlstate", None) or "").startswith(("22", "23")):
                 return False
             raise
         return True
 
-    def _import_batch(self, conn: psycopg.Connection[Any], fields: list[str] | None,
+    def _import_batch(self, conn: db.Connection, fields: list[str] | None,
                       staged: list[tuple[int, int, int]] | None, texts: bytes | None,
                       rejects: list[dict[str, Any]], done: int,
                       checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -623,7 +617,7 @@ class Importer:
         self.totals = {k: result.get(k, 0) for k in ("inserted", "updated", "skipped",
                                                      "rejected", "records")}
 
-    def _copy(self, conn: psycopg.Connection[Any], copy_sql: str, data: bytes,
+    def _copy(self, conn: db.Connection, copy_sql: str, data: bytes,
               good: list[tuple[int, int, int]],
               rejects: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
         """COPY the records (ranges of data) into the staging table; a record COPY
@@ -638,8 +632,7 @@ class Importer:
             return chunk if chunk.endswith(b"\n") else chunk + b"\n"
 
         def copy(ranges: list[tuple[int, int, int]]) -> None:
-            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as cp:
-                cp.write(payload(ranges))
+            db.copy_in(conn, copy_sql, payload(ranges))
 
         remaining = good
         staged: list[tuple[int, int, int]] = []
@@ -648,7 +641,7 @@ class Importer:
                 copy(remaining)
                 staged.extend(remaining)
                 return staged
-            except psycopg.Error as exc:
+            except db.Error as exc:
                 state = getattr(exc, "sqlstate", None) or ""
                 diag = getattr(exc, "diag", None)
                 where = (diag.context if diag is not None else None) or ""
@@ -714,19 +707,19 @@ class Importer:
             uri = self._write_rejects()
             self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_WRITTEN, {
                 "id": self.job_id, "worker": self.worker, "uri": uri}))
-        except (LeaseLost, PgjobsError, psycopg.Error, StorageError, OSError) as exc:
+        except (LeaseLost, PgjobsError, db.Error, StorageError, OSError) as exc:
             log.warning("job %s: could not write the rejects object: %s", self.job_id, exc)
 
     def _status(self) -> str | None:
         try:
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
-        except (LeaseLost, PgjobsError, psycopg.Error):
+        except (LeaseLost, PgjobsError, db.Error):
             return None
         return None if job is None else str(job["status"])
 
     def _after_lost(self, why: str) -> Outcome:
         # A cancel request is settled by the heartbeat (the job becomes canceled).
-        with contextlib.suppress(LeaseLost, PgjobsError, psycopg.Error):
+        with contextlib.suppress(LeaseLost, PgjobsError, db.Error):
             self.control.heartbeat()
         status = self._status()
         if status in ("canceled", "paused", "failed"):
@@ -740,7 +733,7 @@ class Importer:
         try:
             ok = self.control.call(lambda c: db.scalar(
                 c, queries.EXPORT_RELEASE, {"id": self.job_id, "worker": self.worker}))
-        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+        except (LeaseLost, PgjobsError, db.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if not ok:
             return self._after_lost("release refused")
@@ -752,7 +745,7 @@ class Importer:
         if isinstance(exc, _Lost):
             return self._after_lost("fenced off")
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+        if isinstance(exc, db.Error) and not isinstance(exc, PgjobsError):
             message = str(db_error(exc))
         decision = False if isinstance(exc, (BadSource, SourceChanged)) else _retryable(exc)
         if _sqlstate(exc) == "55000":
@@ -760,13 +753,13 @@ class Importer:
             # it began (the target changed: pgjobs._import_insert_sql; no unique
             # index for on_duplicate): every attempt would be refused alike.
             decision = False
-        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+        if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)
         self._keep_rejects()
         try:
             ok, _ = self.control.call(lambda c: db.fail_by_sqlstate(
                 c, self.job_id, self.worker, message, decision, _sqlstate(exc)))
-        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+        except (LeaseLost, PgjobsError, db.Error) as err:
             return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
         if not ok:
             return self._after_lost(message)

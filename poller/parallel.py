@@ -41,9 +41,6 @@ import threading
 import time
 from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb
-
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 from pgjobs.poller import join, parquet, storage
@@ -94,7 +91,7 @@ class _PartControl(_Control):
                   checkpoint: dict[str, Any] | None = None) -> bool:
         ok = bool(self.call(lambda c: db.scalar(c, queries.EXPORT_PART_HEARTBEAT, {
             "id": self.job_id, "part": self.part, "worker": self.worker, "done": done,
-            "checkpoint": None if checkpoint is None else Jsonb(checkpoint),
+            "checkpoint": None if checkpoint is None else db.jsonb(checkpoint),
             "lease": f"{self.lease} seconds"})))
         if ok:
             self.last_ok = time.monotonic()
@@ -171,7 +168,7 @@ class PartExporter(Exporter):
                 error: str | None = None) -> str | None:
         value = self.control.call(lambda c: db.scalar(c, queries.EXPORT_PART_FINISH, {
             "id": self.job_id, "part": self.part, "worker": self.worker, "status": status,
-            "result": None if result is None else Jsonb(result), "error": error}))
+            "result": None if result is None else db.jsonb(result), "error": error}))
         return None if value is None else str(value)
 
     def _after_lost(self, why: str) -> Outcome:
@@ -187,7 +184,7 @@ class PartExporter(Exporter):
         try:
             status = self._finish("released")
             job = self.control.call(lambda c: db.get_job(c, self.job_id))
-        except (LeaseLost, PgjobsError, psycopg.Error) as exc:
+        except (LeaseLost, PgjobsError, db.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if job is not None and (job["status"] == "canceled" or job["cancel_requested_at"]):
             self._discard()  # a canceled export leaves nothing
@@ -198,7 +195,7 @@ class PartExporter(Exporter):
             return self._release()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         decision = _retryable(exc)
-        if not isinstance(exc, (StorageError, psycopg.Error, PgjobsError)):
+        if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s part %s: unexpected error", self.job_id, self.part)
         try:
             if decision is None:
@@ -206,7 +203,7 @@ class PartExporter(Exporter):
                     c, queries.RETRYABLE_SQLSTATE, {"sqlstate": _sqlstate(exc)})))
             status = self._finish("retry" if decision else "failed",
                                   error=f"part {self.part}: {message}")
-        except (LeaseLost, PgjobsError, psycopg.Error) as err:
+        except (LeaseLost, PgjobsError, db.Error) as err:
             return Outcome(self.job_id, "lost", error=f"{message} (could not record: {err})")
         if status is None:
             return self._after_lost(message)
@@ -385,7 +382,7 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
         while not done.is_set() and not ex.stop.is_set():
             try:
                 row = _claim(ex.control, ex.job_id, name, lease)
-            except (LeaseLost, PgjobsError, psycopg.Error):
+            except (LeaseLost, PgjobsError, db.Error):
                 return
             if row is None:
                 return
@@ -442,7 +439,7 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
     upload in flight elsewhere is swept as stale)."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
-    except (LeaseLost, PgjobsError, psycopg.Error):
+    except (LeaseLost, PgjobsError, db.Error):
         return
     if job is None or job["status"] != "canceled":
         return

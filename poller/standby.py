@@ -47,8 +47,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from pgjobs import db, queries
 
 log = logging.getLogger("pgjobs.export")
@@ -100,18 +98,7 @@ def lsn_text(value: int) -> str:
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
-def identity(conn: psycopg.Connection[Any]) -> tuple[str | None, str]:
-    """(system identifier, database) of the server conn reached; the identifier is
-    None where pg_control_system() is not granted (then only the database counts)."""
-    try:
-        row = _one(conn, queries.READ_SERVER_IDENTITY)
-    except psycopg.errors.InsufficientPrivilege:
-        row = {"system": None,
-               "database": _one(conn, "SELECT pg_catalog.current_database()::text AS d")["d"]}
-    return (row["system"], str(row["database"]))
-
-
-def _one(conn: psycopg.Connection[Any], sql: str,
+def _one(conn: db.Connection, sql: str,
          params: dict[str, Any] | None = None) -> dict[str, Any]:
     """One dict row, psycopg's errors untranslated (the exporter sorts them)."""
     row = conn.execute(sql, params or {}).fetchone()
@@ -138,16 +125,16 @@ def check_read_dsn(primary_dsn: str, config: ReadConfig) -> None:
     try:
         with db.connect_reader(config.dsn, app="pgjobs worker (standby)",
                                connect_timeout=CONNECT_TIMEOUT) as conn:
-            other = identity(conn)
+            other = db.server_identity(conn)
             in_recovery = bool(_one(conn, "SELECT pg_catalog.pg_is_in_recovery() AS r")["r"])
-    except psycopg.Error as exc:
+    except db.Error as exc:
         log.warning("--read-dsn cannot be reached now (%s); exports read from the primary "
                     "or wait (--read-fallback %s) until it can",
                     str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
                     config.fallback)
         return
     with db.connect_reader(primary_dsn, app="pgjobs worker") as conn:
-        why = same_server(identity(conn), other)
+        why = same_server(db.server_identity(conn), other)
     if why is not None:
         raise InvalidInput(f"--read-dsn is not a standby of this database: {why}",
                            hint="point --read-dsn (PGJOBS_READ_DSN) at a streaming standby "
@@ -176,10 +163,10 @@ class Reads:
         self.need = lsn(position)
         self.counts = {"standby": int((counts or {}).get("standby", 0)),
                        "primary": int((counts or {}).get("primary", 0))}
-        self._primary: psycopg.Connection[Any] | None = None
-        self._standby: psycopg.Connection[Any] | None = None
+        self._primary: db.Connection | None = None
+        self._standby: db.Connection | None = None
         self._standby_at = 0  # the standby's position last seen (this connection)
-        self._using: psycopg.Connection[Any] | None = None
+        self._using: db.Connection | None = None
         self._on_primary_since: float | None = None
         self._next_probe = 0.0
         self._primary_identity: tuple[str | None, str] | None = None
@@ -194,7 +181,7 @@ class Reads:
     def position(self) -> str | None:
         return lsn_text(self.need) if self.need else None
 
-    def connection(self) -> psycopg.Connection[Any]:
+    def connection(self) -> db.Connection:
         """The connection the next chunk reads from; its transaction, begun after
         this returns, sees at least ``self.need``."""
         if self.config is None:
@@ -218,7 +205,7 @@ class Reads:
         assert self._using is not None
         return self._using
 
-    def note(self, conn: psycopg.Connection[Any], position: str | None) -> None:
+    def note(self, conn: db.Connection, position: str | None) -> None:
         """The chunk's position, taken inside its transaction after its snapshot (in
         the chunk's own first statement, ``EXPORT_CHUNK_SQL``: no round trip)."""
         at = lsn(position)
@@ -270,7 +257,7 @@ class Reads:
         while self._samples and now - self._samples[0][0] >= self.config.max_lag:
             self.need = max(self.need, self._samples.popleft()[1])
 
-    def _primary_connection(self) -> psycopg.Connection[Any]:
+    def _primary_connection(self) -> db.Connection:
         if self._primary is None or self._primary.closed or self._primary.broken:
             self._primary = db.connect_reader(self.primary_dsn)
         return self._primary
@@ -298,7 +285,7 @@ class Reads:
                 self._close_standby()
                 conn = db.connect_reader(self.config.dsn, app="pgjobs export (standby)",
                                          connect_timeout=CONNECT_TIMEOUT)
-                why = same_server(self._primary_id(), identity(conn))
+                why = same_server(self._primary_id(), db.server_identity(conn))
                 if why is not None:
                     conn.close()
                     if why != self._refused:
@@ -307,7 +294,7 @@ class Reads:
                     return f"the read server is not a copy of this database: {why}"
                 self._standby = conn
             row = _one(self._standby, queries.READ_READY, {"id": self.job_id})
-        except psycopg.Error as exc:
+        except db.Error as exc:
             self._close_standby()
             return f"cannot use it ({str(exc).strip().splitlines()[0] if str(exc) else exc})"
         replayed = lsn(row["replayed"])
@@ -321,7 +308,7 @@ class Reads:
 
     def _primary_id(self) -> tuple[str | None, str]:
         if self._primary_identity is None:
-            self._primary_identity = identity(self._primary_connection())
+            self._primary_identity = db.server_identity(self._primary_connection())
         return self._primary_identity
 
     def _wait_for_standby(self) -> None:

@@ -26,8 +26,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 from pgjobs.poller import observe, storage
@@ -76,8 +74,8 @@ class Worker:
         self._helpers = 0  # parts of parallel exports taken by idle slots
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._listener: psycopg.Connection[Any] | None = None
-        self._control: psycopg.Connection[Any] | None = None
+        self._listener: db.Connection | None = None
+        self._control: db.Connection | None = None
         self._next_housekeeping = 0.0
 
     # --- the loop ----------------------------------------------------------------
@@ -108,7 +106,7 @@ class Worker:
                     return
                 self._wait(0.2 if claimed else self.poll)
                 delay = 0.5
-            except (psycopg.Error, PgjobsError) as exc:
+            except (db.Error, PgjobsError) as exc:
                 if not connection_lost(exc):
                     raise
                 self._close()

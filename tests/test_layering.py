@@ -133,20 +133,12 @@ def test_declared_dependencies_are_imported() -> None:
 
 
 # Modules that may import psycopg, each with why. The connector (pgjobs/db.py)
-# owns psycopg; the rest are what issue 13 item 7 has still to move there (the
-# exporter's control connection, the importer's data connection, the standby's),
-# listed so that no other module starts importing it.
+# owns psycopg; the poller names its connection type and error class through it
+# (db.Connection, db.Error), so no other module starts importing psycopg.
 PSYCOPG_ALLOWED = {
     "pgjobs/db.py": "the connector: the one module that owns psycopg",
     "pgjobs/errors.py": "maps psycopg's exception classes to PgjobsError, in one place",
     "pgjobs/migrate.py": "hands yoyo a psycopg URL (psycopg.conninfo parses the DSN)",
-    "poller/export.py": "not moved yet: the control connection (_Control) and the "
-                        "psycopg.Error classes its attempt loop catches",
-    "poller/importer.py": "not moved yet: the import's data connection and COPY FROM",
-    "poller/parallel.py": "not moved yet: catches psycopg.Error around part attempts",
-    "poller/standby.py": "not moved yet: the standby's data connections and errors",
-    "poller/worker.py": "not moved yet: the types of its connections and the psycopg.Error "
-                        "its loop catches (its LISTEN is db.listener / db.notified)",
 }
 
 
@@ -184,3 +176,25 @@ def test_the_copy_loop_and_the_connection_loss_test_live_in_the_connector() -> N
     source = (ROOT / "poller" / "export.py").read_text()
     assert "def copy_out" not in source and "def connection_lost" not in source
     assert "pgconn" not in source and "select.select" not in source
+
+
+def test_the_poller_connections_copy_in_and_errors_live_in_the_connector() -> None:
+    """Issue 13 item 7, the rest: the importer's data connection and COPY FROM, the
+    standby's identity check, and the type and error class the poller's connections
+    and attempt loops name are the connector's (no poller module imports psycopg)."""
+    import psycopg
+
+    from pgjobs import db
+
+    assert db.Error is psycopg.Error and db.Connection == psycopg.Connection[db.Row]
+    assert callable(db.copy_in) and callable(db.connect_writer)
+    assert callable(db.server_identity)
+    for module in ("export", "importer", "parallel", "standby", "worker"):
+        source = (ROOT / "poller" / f"{module}.py").read_text()
+        assert not _imports_psycopg(ROOT / "poller" / f"{module}.py"), module
+        assert "psycopg." not in source and "Jsonb" not in source, module
+    importer = (ROOT / "poller" / "importer.py").read_text()
+    assert "cur.copy(" not in importer and "db.copy_in(" in importer
+    assert "db.connect_writer(" in importer
+    standby = (ROOT / "poller" / "standby.py").read_text()
+    assert "def identity" not in standby and "db.server_identity(" in standby

@@ -14,8 +14,10 @@ is never read from.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
 from typing import Any
 
 import psycopg
@@ -23,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg.conninfo import make_conninfo
 
+from pgjobs import db
 from pgjobs.cli.main import main
 from pgjobs.errors import InvalidInput
 from pgjobs.poller.export import Exporter, Outcome
@@ -353,6 +356,25 @@ def test_read_options_come_from_the_environment_and_show_in_help() -> None:
         assert var in result.output
     with pytest.raises(ValueError, match="read fallback"):
         ReadConfig("host=x", fallback="sometimes")
+
+
+def test_a_server_identity_is_its_database_where_pg_control_system_is_not_granted(
+        dsn: str, conn: Conn) -> None:
+    """db.server_identity: the cluster's system identifier and the database where
+    pg_control_system() may be called; where it may not (a managed service may
+    revoke it: this test's database only), the database alone."""
+    role = f"no_control_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.execute(f"CREATE ROLE {role} NOLOGIN")
+    conn.execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_control_system() FROM PUBLIC")
+    try:
+        with db.connect(dsn) as session:
+            database = str(db.scalar(session, "SELECT pg_catalog.current_database()::text"))
+            system, name = db.server_identity(session)
+            assert system is not None and system.isdigit() and name == database
+            session.execute(f"SET ROLE {role}")
+            assert db.server_identity(session) == (None, database)
+    finally:
+        conn.execute(f"DROP ROLE {role}")
 
 
 def test_which_read_servers_count_as_this_database_and_lsn_arithmetic() -> None:
