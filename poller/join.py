@@ -23,7 +23,8 @@ the next owner continues rather than starts over:
   intermediate objects under the job's staging folder
   (:func:`~pgjobs.poller.gcs.compose_plan`, deterministic in the parts). The
   checkpoint holds the generation of each object made; a resumed join keeps the
-  calls whose objects are still those generations and makes only the others.
+  calls whose objects are still those generations and makes again only the
+  others that the object still needs.
 * ``az://`` (with an account key or a SAS): each part object's bytes are staged
   as blocks of the object (Put Block) under ids naming the part's SHA-256 and the
   range, then committed in order (Put Block List). A resumed join asks Azure
@@ -439,18 +440,21 @@ class Join:
         """GCS composes the part objects server-side (no byte through the worker),
         in a tree when there are more than 32 (:func:`gcs.compose_plan`). Each call
         is checkpointed with the generation of the object it made; a resumed join
-        keeps the calls whose objects still are those generations and makes only
-        the rest."""
+        makes only the calls :meth:`_gs_todo` finds missing."""
         loc = self.ex.location
         store = gcs.Store(loc.base.split("://", 1)[1])
         steps = gcs.compose_plan([storage.parse(str(r["uri"])).path for r in self.results],
                                  loc.path, self._scratch())
-        made: list[int] = []
+        made: list[int | None] = [None] * len(steps)
         if self._resumed("gs"):
-            made = [int(g) for g in self.state.get("generations", [])][:len(steps)]
-            made = self._gs_kept(store, steps, made)
-        self.state.update(generations=made, done=len(made))
-        for out, sources in steps[len(made):]:
+            kept = list(self.state.get("generations") or [])
+            if len(kept) == len(steps):
+                made = [None if g is None else int(g) for g in kept]
+        todo = self._gs_todo(store, steps, made)
+        self.state.update(generations=made, done=len(steps) - len(todo))
+        for k in todo:
+            out, sources = steps[k]
+
             def one(out: str = out, sources: list[str] = sources) -> int:
                 try:
                     return gcs.compose_one(store, sources, out)
@@ -459,9 +463,9 @@ class Join:
                 except gcs.GcsError as exc:
                     raise storage.storage_error(exc, f"cannot write {loc.uri}") from exc
 
-            made.append(self.ex.storage_retry(one, f"compose {len(made) + 1} of the join"))
+            made[k] = self.ex.storage_retry(one, f"compose {k + 1} of the join")
             self._wrote()
-            self.state.update(generations=made, done=len(made))
+            self.state.update(generations=made, done=int(self.state["done"]) + 1)
             self._save()
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
         with contextlib.suppress(Exception):  # the tree's intermediate objects
@@ -470,27 +474,34 @@ class Join:
         self._save()
         return size, sha256, len(steps)
 
-    def _gs_kept(self, store: gcs.Store, steps: list[tuple[str, list[str]]],
-                 made: list[int]) -> list[int]:
-        """The checkpointed compose calls still standing: all of them when the last
-        one's object is its generation (the intermediates are no longer needed),
-        else the longest run of calls whose objects are theirs."""
-        def now(path: str) -> int | None:
-            try:
-                return gcs.generation(store, path)
-            except gcs.GcsError as exc:
-                raise storage.storage_error(exc, f"cannot read {path}") from exc
+    def _gs_todo(self, store: gcs.Store, steps: list[tuple[str, list[str]]],
+                 made: list[int | None]) -> list[int]:
+        """The compose calls to make, in order: from the object down the tree, a
+        call whose object is still the generation it made stands (and the
+        intermediate objects it was made from are not needed any more); any other
+        is made again, with the intermediate objects it needs. ``made`` loses the
+        generations that no longer stand."""
+        producer = {out: k for k, (out, _) in enumerate(steps)}
+        todo: set[int] = set()
 
-        if len(made) == len(steps) and now(steps[-1][0]) == made[-1]:
-            return made
-        kept = 0
-        while kept < len(made) and kept < len(steps) - 1 and now(steps[kept][0]) == made[kept]:
-            kept += 1
-        if kept < len(made):
-            log.warning("job %s: %s of the join's %s compose calls made objects that are "
-                        "no longer there; making them again", self.ex.job_id,
-                        len(made) - kept, len(made))
-        return made[:kept]
+        def need(k: int) -> None:
+            out, sources = steps[k]
+            if made[k] is not None:
+                try:
+                    if gcs.generation(store, out) == made[k]:
+                        return
+                except gcs.GcsError as exc:
+                    raise storage.storage_error(exc, f"cannot read {out}") from exc
+                log.warning("job %s: the join's compose object %s is gone or changed; "
+                            "making it again", self.ex.job_id, out)
+                made[k] = None
+            todo.add(k)
+            for source in sources:
+                if source in producer:
+                    need(producer[source])
+
+        need(len(steps) - 1)
+        return sorted(todo)
 
     # --- az:// -------------------------------------------------------------------
 

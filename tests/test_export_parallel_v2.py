@@ -355,13 +355,17 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
         assert history[-1]["writes"] == len(committed) - staged, (history, staged)
 
 
+@pytest.mark.parametrize("lost", [False, True], ids=["kept", "lost"])
 @pytest.mark.parametrize("store", ["gs", "az"])
 def test_an_interrupted_join_goes_on_from_its_checkpoint(
-        conn: Conn, dsn: str, store: str, request: pytest.FixtureRequest,
+        conn: Conn, dsn: str, store: str, lost: bool, request: pytest.FixtureRequest,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The attempt dies after two of the join's writes (compose calls in a tree on
     GCS, here of 2 sources a call; staged blocks on Azure); the next attempt makes
-    only the others, and the object is the parallel: 1 export's bytes."""
+    only the others, and the object is the parallel: 1 export's bytes. ``lost``:
+    meanwhile the first write is undone (its intermediate object deleted; the
+    blob committed with the first block only, which drops the second): the next
+    attempt makes that again too, and nothing else it had."""
     where = str(request.getfixturevalue(STORES[store]))
     make_items(conn, rows=600)
     one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY)), where)
@@ -397,6 +401,13 @@ def test_an_interrupted_join_goes_on_from_its_checkpoint(
     assert first.status == "retrying" and "mid-join" in (first.error or ""), first
     assert len(attempts[0]) == 2
     attempts.append([])
+    uri = job(conn, job_id)["checkpoint"]["uri"]
+    if lost and store == "gs":
+        storage.delete(f"{storage.parse(uri).base}/{attempts[0][0]}")
+    if lost and store == "az":
+        blob = azblob.blob_client(storage.parse(uri))
+        azblob.commit(blob, attempts[0][:1], uri)
+        assert blocks(uri) == (attempts[0][:1], set())
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
     ran = parts_run(monkeypatch)
     outcome = run_export(dsn, job_id, where)
@@ -406,16 +417,19 @@ def test_an_interrupted_join_goes_on_from_its_checkpoint(
     assert ran == []  # no part exported again
     history = job(conn, job_id)["checkpoint"]["join"]["history"]
     assert history[-1]["done"] == 2 and history[-1]["writes"] == len(attempts[1]), history
-    uri = outcome.result["uri"]
+    # What the second attempt had to make again: the deleted intermediate object,
+    # the block that Azure dropped.
+    again = (attempts[0][:1] if store == "gs" else attempts[0][1:]) if lost else []
     if store == "gs":
         steps = gcs.compose_plan([f"p{n}" for n in range(5)], "x", "s/", fan_in=2)
         assert len(steps) == 4
-        assert len(attempts[1]) == 2 and attempts[1][-1] == storage.parse(uri).path
-        assert not set(attempts[0]) & set(attempts[1])
+        assert attempts[1][:len(again)] == again
+        assert len(attempts[1]) == 2 + len(again)
+        assert attempts[1][-1] == storage.parse(uri).path
     else:
         committed = blocks(uri)[0]
-        assert not set(attempts[0]) & set(attempts[1])  # no block staged twice
-        assert sorted(attempts[0] + attempts[1]) == sorted(committed)
+        assert sorted(attempts[1]) == sorted(set(committed) - set(attempts[0]) | set(again))
+    assert set(attempts[0]) & set(attempts[1]) == set(again)  # nothing else made twice
     assert leftovers(where, {one.result["uri"], uri}) == []
 
 
