@@ -200,3 +200,68 @@ class BlockUpload(Upload):
     def cleanup(self) -> None:
         """Nothing to remove: uncommitted blocks are discarded by the next commit
         of the blob, or by Azure after 7 days."""
+
+
+# --- the join of a parallel export ---------------------------------------------------
+
+
+def blob_client(location: Any) -> Any:
+    """The blob client of ``location`` (:func:`service` must not be None)."""
+    return service().get_blob_client(location.base.split("://", 1)[1], location.path)
+
+
+def join_blocks(digests: list[Any], block: int) -> list[tuple[int, int, int, str]]:
+    """The blocks joining part objects of these ``[bytes, sha256]``, in order: (part
+    index, start, end, block id), each at most ``block`` bytes. The id names the
+    part's content and the range, so a block staged by any owner under it holds
+    those bytes (while the part object is what it recorded), and a part exported
+    again gets new ids."""
+    blocks = []
+    for index, (size, sha256) in enumerate(digests):
+        for start in range(0, int(size), block):
+            end = min(int(size), start + block)
+            blocks.append((index, start, end, block_id(f"join/{index}/{sha256}/{end}", start)))
+    return blocks
+
+
+def block_lists(blob: Any) -> tuple[list[str], set[str]]:
+    """The blob's committed block ids, in order, and its uncommitted ones (none of
+    either when there is no blob)."""
+    try:
+        committed, uncommitted = blob.get_block_list("all")
+    except Exception as exc:
+        if _error(exc).code == "BlobNotFound":
+            return [], set()
+        raise _fail(exc, f"cannot list the blocks of {blob.url}") from exc
+    return [b.id for b in committed], {b.id for b in uncommitted}
+
+
+def stage(blob: Any, block: str, data: bytes | bytearray, what: str) -> None:
+    try:
+        blob.stage_block(block, bytes(data), length=len(data))
+    except Exception as exc:
+        raise _fail(exc, f"cannot write {what}") from exc
+
+
+def commit(blob: Any, blocks: list[str], what: str) -> None:
+    from azure.storage.blob import BlobBlock
+
+    try:
+        blob.commit_block_list([BlobBlock(block_id=i) for i in blocks])
+    except Exception as exc:
+        raise _fail(exc, f"cannot write {what}") from exc
+
+
+def purge_uncommitted(blob: Any) -> None:
+    """Drop the blocks staged on a blob that has none committed (a join given up):
+    Azure removes uncommitted blocks only with the blob, and a blob that was
+    never committed cannot be deleted, so commit it empty and delete it. A
+    committed blob is left alone (its next commit drops them)."""
+    committed, uncommitted = block_lists(blob)
+    if committed or not uncommitted:
+        return
+    commit(blob, [], blob.url)
+    try:
+        blob.delete_blob()
+    except Exception as exc:
+        raise _fail(exc, f"cannot delete {blob.url}") from exc

@@ -252,26 +252,59 @@ calls = _Calls()
 # --- exports --------------------------------------------------------------------
 
 
-def compose(store: Store, sources: list[str], target: str, scratch: str) -> None:
-    """Make ``target`` the concatenation of ``sources`` (in order), server-side.
-    More than COMPOSE_MAX sources are joined in groups into objects under
-    ``scratch`` first; only the last call writes ``target``."""
+def compose_plan(sources: list[str], target: str, scratch: str,
+                 fan_in: int | None = None) -> list[tuple[str, list[str]]]:
+    """The compose calls that make ``target`` the concatenation of ``sources``, in
+    order: (the object each makes, its sources). More than ``fan_in`` sources are
+    joined in groups into objects under ``scratch`` first (a group of one is
+    passed on as it is); only the last call writes ``target``. ``fan_in`` is
+    COMPOSE_MAX unless given. Deterministic in
+    its arguments, so any process cuts the same calls and names the same objects."""
+    fan_in = fan_in or COMPOSE_MAX
+    steps: list[tuple[str, list[str]]] = []
+    names, level = list(sources), 0
+    while len(names) > fan_in:
+        grouped = []
+        for start in range(0, len(names), fan_in):
+            group = names[start:start + fan_in]
+            if len(group) == 1:
+                grouped.append(group[0])
+                continue
+            name = f"{scratch}compose-{level}-{start // fan_in:06d}"
+            steps.append((name, group))
+            grouped.append(name)
+        names, level = grouped, level + 1
+    steps.append((target, names))
+    return steps
+
+
+def compose_one(store: Store, sources: list[str], target: str) -> int:
+    """One compose call; the generation of the object it made."""
     bucket = client().bucket(store.bucket_name)
-    level = 0
-    names = list(sources)
+    blob = bucket.blob(target)
     try:
-        while len(names) > COMPOSE_MAX:
-            grouped = []
-            for start in range(0, len(names), COMPOSE_MAX):
-                name = f"{scratch}compose-{level}-{start // COMPOSE_MAX:06d}"
-                bucket.blob(name).compose([bucket.blob(n) for n in
-                                           names[start:start + COMPOSE_MAX]])
-                grouped.append(name)
-            names, level = grouped, level + 1
-        bucket.blob(target).compose([bucket.blob(n) for n in names])
+        blob.compose([bucket.blob(n) for n in sources])
     except Exception as exc:
         raise _error(exc, f"gs://{store.bucket_name}/{target}", missing_is_absent=True) \
             from exc
+    return int(blob.generation or 0)
+
+
+def generation(store: Store, path: str) -> int | None:
+    """The generation of the object at ``path``, None when there is none."""
+    try:
+        blob = client().bucket(store.bucket_name).get_blob(path)
+    except Exception as exc:
+        raise _error(exc, f"gs://{store.bucket_name}/{path}", missing_is_absent=False) \
+            from exc
+    return None if blob is None else int(blob.generation or 0)
+
+
+def compose(store: Store, sources: list[str], target: str, scratch: str) -> None:
+    """Make ``target`` the concatenation of ``sources`` (in order), server-side,
+    through :func:`compose_plan`."""
+    for made, group in compose_plan(sources, target, scratch):
+        compose_one(store, group, made)
 
 
 def _storage_error(exc: GcsError, what: str) -> Exception:

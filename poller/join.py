@@ -18,8 +18,27 @@ the next owner continues rather than starts over:
   object, fsynced after each, the bytes joined so far checkpointed; a resumed
   join cuts the file back to that length and goes on. The file is read back
   against every part's digest before it is renamed into place.
-* other stores (``gs://``, ``az://``, ``memory://``): the parts are streamed into
-  a new upload of the object, as a whole export's parts are (not checkpointed).
+* ``gs://``: GCS composes the part objects server-side (no byte passes through
+  the worker), 32 sources a call and a tree of calls beyond that, the
+  intermediate objects under the job's staging folder
+  (:func:`~pgjobs.poller.gcs.compose_plan`, deterministic in the parts). The
+  checkpoint holds the generation of each object made; a resumed join keeps the
+  calls whose objects are still those generations and makes again only the
+  others that the object still needs.
+* ``az://`` (with an account key or a SAS): each part object's bytes are staged
+  as blocks of the object (Put Block) under ids naming the part's SHA-256 and the
+  range, then committed in order (Put Block List). A resumed join asks Azure
+  which blocks the blob holds (Get Block List) and stages only the others; one
+  killed after the commit only reads the object back. Put Block From URL would
+  spare the worker the bytes, but Azurite (the suite's emulator) does not
+  implement it, so it is not used.
+* ``memory://`` (process-local: nothing outlives the worker to resume) and
+  ``az://`` through obstore's other credentials: the parts are streamed into a new
+  upload of the object, as a whole export's parts are (not checkpointed).
+
+Each owner counts the writes it makes to the store (compose calls, staged blocks)
+in its ``history`` entry of the checkpoint (``writes``): what a resumed join did
+again.
 
 Whatever the store, the finished object is read back once and each part's range
 compared with the size and SHA-256 its part recorded when it ended. A part whose
@@ -37,8 +56,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from pgjobs.poller import azblob, gcs, storage
 from pgjobs.poller import s3client as s3
-from pgjobs.poller import storage
 from pgjobs.poller.storage import CannotResume, StorageError
 
 if TYPE_CHECKING:
@@ -142,9 +161,14 @@ class Join:
         scheme = self.ex.location.scheme
         if scheme == "file":
             return self._file()
-        if scheme == "s3" and all(storage.parse(str(r["uri"])).base == self.ex.location.base
-                                  for r in self.results):
+        together = all(storage.parse(str(r["uri"])).base == self.ex.location.base
+                       for r in self.results)
+        if scheme == "s3" and together:
             return self._s3()
+        if scheme == "gs" and together:
+            return self._gs()
+        if scheme == "az" and azblob.service() is not None:
+            return self._az()
         return self._restream()
 
     # --- the checkpoint -------------------------------------------------------
@@ -166,6 +190,12 @@ class Join:
             return True
         self.state = {"kind": kind, "done": 0, "history": [{"token": self.ex.token, "done": 0}]}
         return False
+
+    def _wrote(self) -> None:
+        """Count one write to the store (a block staged, a compose) by this owner, in
+        its entry of the checkpoint's history: what a resumed join did again."""
+        mine = self.state["history"][-1]
+        mine["writes"] = int(mine.get("writes", 0)) + 1
 
     def _verify(self, read_back: Any) -> tuple[int, str]:
         """``read_back()`` hashes the joined bytes against every part's digest; a
@@ -206,6 +236,10 @@ class Join:
                 from pgjobs.poller import upload_s3
 
                 upload_s3.abort_later(self.ex.location, str(self.state["upload_id"]))
+            elif kind == "gs":
+                storage.delete_prefix(self.ex.location, self._scratch())
+            elif kind == "az" and azblob.service() is not None:
+                azblob.purge_uncommitted(azblob.blob_client(self.ex.location))
         self.state = {}
         self.ex.state.pop("join", None)
 
@@ -353,6 +387,12 @@ class Join:
             source = storage.parse(str(self.results[index]["uri"])).path
             return str(self._s3_call(lambda: client.upload_part_copy(
                 key, upload_id, number, source, start, end)))
+        data = self._read(step)
+        return str(self._s3_call(lambda: client.upload_part(key, upload_id, number, data)))
+
+    def _read(self, step: Step) -> bytearray:
+        """The bytes of ``step``'s ranges of the part objects, read through the
+        worker; a part object gone or too short raises PartsChanged."""
         data = bytearray()
         try:
             for index, start, end in step:
@@ -378,7 +418,131 @@ class Join:
             if isinstance(exc, CannotResume):
                 raise StorageError(str(exc), retryable=True) from exc
             raise
-        return str(self._s3_call(lambda: client.upload_part(key, upload_id, number, data)))
+        return data
+
+    def _gone(self, exc: BaseException) -> BaseException:
+        """A source of a compose was missing: PartsChanged naming the part objects
+        that are gone, else (an intermediate object of the tree went) a retryable
+        error: the next attempt makes that object again."""
+        missing = changed_parts(self.results, read=False)
+        if missing:
+            return PartsChanged(missing, f"part objects are gone ({exc})")
+        return StorageError(f"cannot write {self.ex.location.uri}: {exc}", retryable=True)
+
+    # --- gs:// -------------------------------------------------------------------
+
+    def _scratch(self) -> str:
+        """Where the compose tree's intermediate objects go: the job's staging
+        folder, which the stale-upload sweep lists."""
+        return f"{self.ex.staging}join/"
+
+    def _gs(self) -> tuple[int, str, int]:
+        """GCS composes the part objects server-side (no byte through the worker),
+        in a tree when there are more than 32 (:func:`gcs.compose_plan`). Each call
+        is checkpointed with the generation of the object it made; a resumed join
+        makes only the calls :meth:`_gs_todo` finds missing."""
+        loc = self.ex.location
+        store = gcs.Store(loc.base.split("://", 1)[1])
+        steps = gcs.compose_plan([storage.parse(str(r["uri"])).path for r in self.results],
+                                 loc.path, self._scratch())
+        made: list[int | None] = [None] * len(steps)
+        if self._resumed("gs"):
+            kept = list(self.state.get("generations") or [])
+            if len(kept) == len(steps):
+                made = [None if g is None else int(g) for g in kept]
+        todo = self._gs_todo(store, steps, made)
+        self.state.update(generations=made, done=len(steps) - len(todo))
+        for k in todo:
+            out, sources = steps[k]
+
+            def one(out: str = out, sources: list[str] = sources) -> int:
+                try:
+                    return gcs.compose_one(store, sources, out)
+                except FileNotFoundError as exc:
+                    raise self._gone(exc) from exc
+                except gcs.GcsError as exc:
+                    raise storage.storage_error(exc, f"cannot write {loc.uri}") from exc
+
+            made[k] = self.ex.storage_retry(one, f"compose {k + 1} of the join")
+            self._wrote()
+            self.state.update(generations=made, done=int(self.state["done"]) + 1)
+            self._save()
+        size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
+        with contextlib.suppress(Exception):  # the tree's intermediate objects
+            storage.delete_prefix(loc, self._scratch())
+        self.state["phase"] = "visible"
+        self._save()
+        return size, sha256, len(steps)
+
+    def _gs_todo(self, store: gcs.Store, steps: list[tuple[str, list[str]]],
+                 made: list[int | None]) -> list[int]:
+        """The compose calls to make, in order: from the object down the tree, a
+        call whose object is still the generation it made stands (and the
+        intermediate objects it was made from are not needed any more); any other
+        is made again, with the intermediate objects it needs. ``made`` loses the
+        generations that no longer stand."""
+        producer = {out: k for k, (out, _) in enumerate(steps)}
+        todo: set[int] = set()
+
+        def need(k: int) -> None:
+            out, sources = steps[k]
+            if made[k] is not None:
+                try:
+                    if gcs.generation(store, out) == made[k]:
+                        return
+                except gcs.GcsError as exc:
+                    raise storage.storage_error(exc, f"cannot read {out}") from exc
+                log.warning("job %s: the join's compose object %s is gone or changed; "
+                            "making it again", self.ex.job_id, out)
+                made[k] = None
+            todo.add(k)
+            for source in sources:
+                if source in producer:
+                    need(producer[source])
+
+        need(len(steps) - 1)
+        return sorted(todo)
+
+    # --- az:// -------------------------------------------------------------------
+
+    def _az(self) -> tuple[int, str, int]:
+        """Azure stages each part object's bytes as blocks of the object (Put
+        Block, ids naming the part's content and range, :func:`azblob.join_blocks`)
+        and commits them in order (Put Block List). A resumed join asks Azure which
+        blocks it holds (Get Block List) and stages only the others; a join killed
+        after its commit only reads the object back."""
+        loc = self.ex.location
+        blob = azblob.blob_client(loc)
+        resumed = self._resumed("az")
+        if not resumed or not self.state.get("block"):
+            # Fixed for the life of the join (it names the blocks): the export's
+            # part size, larger when Azure's 50,000 blocks would not hold the object
+            # (each part object's last block may be short: one more per part).
+            room = azblob.MAX_BLOCKS - len(self.digests)
+            self.state["block"] = max(int(self.ex.part_size), -(-self.total // room), 1)
+        blocks = azblob.join_blocks(self.digests, int(self.state["block"]))
+        ids = [b[3] for b in blocks]
+        committed, staged = self.ex.storage_retry(lambda: azblob.block_lists(blob),
+                                                  "the join's blocks")
+        if committed != ids or not resumed:
+            present = staged | set(committed)  # a commit names either kind by id
+            for number, (index, start, end, block) in enumerate(blocks, start=1):
+                if block in present:  # staged before, by this join or an earlier owner
+                    continue
+                data = self._read([(index, start, end)])
+
+                def one(block: str = block, data: bytearray = data) -> None:
+                    azblob.stage(blob, block, data, loc.uri)
+
+                self.ex.storage_retry(one, f"block {number} of the join")
+                self._wrote()
+                self.state["done"] = number
+                self._save()
+            self.ex.storage_retry(lambda: azblob.commit(blob, ids, loc.uri), "the object")
+        size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
+        self.state.update(done=len(blocks), phase="visible")
+        self._save()
+        return size, sha256, len(blocks)
 
     # --- other stores ----------------------------------------------------------
 

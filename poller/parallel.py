@@ -20,7 +20,7 @@ joins the parts' objects, in key order, into the export's one object (CSV and
 JSONL; :mod:`~pgjobs.poller.join`): its bytes are those a ``parallel: 1`` export
 writes (the CSV header comes with the first part; with gzip, each part is a run
 of gzip members, so the object decompresses to the same bytes). The join is
-checkpointed step by step (S3 copies the part objects server-side), the joined
+checkpointed step by step (S3 and GCS copy the part objects server-side), the joined
 object is read back against the size and SHA-256 every part recorded when it
 ended, and only then is the job completed; the parts' objects are removed
 afterwards.
@@ -454,6 +454,8 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
     for part in range(1, parts + 1):
         with contextlib.suppress(Exception):
             storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
+    with contextlib.suppress(Exception):  # a join that had made it: not completed
+        storage.delete(ex.location.uri)
 
 
 def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,

@@ -1,8 +1,10 @@
 """Parallel exports, second round: a retry keeps the parts that succeeded (their
 objects untouched) and exports again only those that did not, or whose objects
-are gone or changed; the join is checkpointed (a SIGKILL mid-join resumes it,
-byte-identical), copies part objects server-side on S3, and a cancel during it
-leaves nothing; an administrator's ceiling on `parallel` holds every submitter."""
+are gone or changed; the join is checkpointed on file://, S3, GCS and Azure (a
+SIGKILL mid-join resumes it, byte-identical, without writing again what was
+joined), copies part objects server-side on S3 (UploadPartCopy) and GCS
+(compose), and a cancel during it leaves nothing; an administrator's ceiling on
+`parallel` holds every submitter."""
 
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import join, parallel, storage
+from pgjobs.poller import azblob, gcs, join, parallel, storage
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
@@ -67,13 +69,27 @@ def stamp(uri: str) -> tuple[Any, ...]:
     return meta.get("e_tag"), meta["last_modified"], meta["size"]
 
 
-@pytest.fixture(params=["file", "s3", "gs", "memory"])
+STORES = {"file": "local_dir", "s3": "bucket", "gs": "gcs_bucket", "az": "az_container"}
+
+
+@pytest.fixture(params=["file", "s3", "gs", "az", "memory"])
 def where(request: pytest.FixtureRequest) -> str:
-    """Every kind of join: file:// and S3 (checkpointed), GCS and memory:// (streamed)."""
+    """Every kind of join: file://, S3, GCS and Azure (checkpointed), memory://
+    (streamed)."""
     if request.param == "memory":
         return "memory:///exports/"
-    return str(request.getfixturevalue({"file": "local_dir", "s3": "bucket",
-                                        "gs": "gcs_bucket"}[request.param]))
+    return str(request.getfixturevalue(STORES[request.param]))
+
+
+def generation(uri: str) -> int | None:
+    """The GCS generation of the object at ``uri`` (None: no object)."""
+    loc = storage.parse(uri)
+    return gcs.generation(gcs.Store(loc.base.split("://", 1)[1]), loc.path)
+
+
+def blocks(uri: str) -> tuple[list[str], set[str]]:
+    """The Azure blob's committed block ids and its uncommitted ones."""
+    return azblob.block_lists(azblob.blob_client(storage.parse(uri)))
 
 
 # --- a retry keeps what succeeded -------------------------------------------------
@@ -273,19 +289,18 @@ def test_s3_join_copies_the_parts_server_side(conn: Conn, dsn: str, bucket: str,
     assert leftovers(bucket, {one.result["uri"], many.result["uri"]}) == []
 
 
-@pytest.mark.parametrize("store", ["file", "s3"])
+@pytest.mark.parametrize("store", ["file", "s3", "gs", "az"])
 def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
                                      request: pytest.FixtureRequest) -> None:
-    if store == "file":
-        where = str(request.getfixturevalue("local_dir"))
-        make_items(conn, rows=900)
-        options: dict[str, Any] = {**MANY_PARTS, "parallel": 3}
-        target = "items"
-    else:
-        where = str(request.getfixturevalue("bucket"))
+    where = str(request.getfixturevalue(STORES[store]))
+    if store == "s3":
         request.getfixturevalue("big")
-        options = {"parallel": 3}
+        options: dict[str, Any] = {"parallel": 3}
         target = "big"
+    else:
+        make_items(conn, rows=900)
+        options = {**MANY_PARTS, "parallel": 3}
+        target = "items"
     one = run_export(dsn, submit_export(conn, "1", {}, {}, target=target), where)
     assert one.result is not None
     job_id = submit_export(conn, "1", {}, options, target=target)
@@ -302,6 +317,13 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
         first.communicate(timeout=10)
     done_before = joined()
     parts_before = [(p["attempts"], p["result"]) for p in part_rows(conn, job_id)]
+    uri = job(conn, job_id)["checkpoint"]["uri"]
+    if store == "gs":  # three parts: one compose, done before the kill
+        composed = generation(uri)
+        assert composed is not None
+    if store == "az":  # what the killed worker staged, checkpointed or not
+        staged = len(blocks(uri)[1])
+        assert staged >= done_before
     wait_for(lambda: scalar(conn, "SELECT lease_expires_at < now() FROM pgjobs.jobs "
                             "WHERE id = %s", (job_id,)), timeout=20, what="the lease to expire")
     second = start_worker(dsn, where, "--once")
@@ -313,23 +335,108 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
     history = row["checkpoint"]["join"]["history"]
     # The new owner went on from the steps checkpointed, not from the start.
     assert len(history) >= 2 and history[-1]["done"] == done_before >= 1, history
-    # and exported no part again.
+    # and exported no part again,
     assert [(p["attempts"], p["result"]) for p in part_rows(conn, job_id)] == parts_before
     assert leftovers(where, {one.result["uri"], row["result"]["uri"]}) == []
+    # nor wrote again what the killed worker had joined:
+    if store == "gs":  # no compose: the object is the one composed before the kill
+        assert history[-1].get("writes", 0) == 0, history
+        assert generation(uri) == composed
+    if store == "az":  # only the blocks Azure did not hold yet
+        committed = blocks(uri)[0]
+        assert len(committed) > staged
+        assert history[-1]["writes"] == len(committed) - staged, (history, staged)
 
 
-@pytest.mark.parametrize("store", ["file", "s3"])
+@pytest.mark.parametrize("lost", [False, True], ids=["kept", "lost"])
+@pytest.mark.parametrize("store", ["gs", "az"])
+def test_an_interrupted_join_goes_on_from_its_checkpoint(
+        conn: Conn, dsn: str, store: str, lost: bool, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attempt dies after two of the join's writes (compose calls in a tree on
+    GCS, here of 2 sources a call; staged blocks on Azure); the next attempt makes
+    only the others, and the object is the parallel: 1 export's bytes. ``lost``:
+    meanwhile the first write is undone (its intermediate object deleted; the
+    blob committed with the first block only, which drops the second): the next
+    attempt makes that again too, and nothing else it had."""
+    where = str(request.getfixturevalue(STORES[store]))
+    make_items(conn, rows=600)
+    one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY_PARTS)), where)
+    assert one.result is not None
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 5})
+    attempts: list[list[str]] = [[]]  # what each attempt of the join wrote
+
+    def note(what: str) -> None:
+        if len(attempts) == 1 and len(attempts[0]) == 2:
+            raise RuntimeError("injected: the worker stops mid-join")
+        attempts[-1].append(what)
+
+    if store == "gs":
+        monkeypatch.setattr(gcs, "COMPOSE_MAX", 2)  # 5 parts: 4 calls, the last the object
+        compose_one = gcs.compose_one
+
+        def spy_compose(bucket: gcs.Store, sources: list[str], target: str) -> int:
+            name = target.rsplit("/", 1)[-1]
+            if "/join/" in target or (".part" not in name and "compose-" not in name):
+                note(target)  # the join's, not a part's own upload
+            return compose_one(bucket, sources, target)
+
+        monkeypatch.setattr(gcs, "compose_one", spy_compose)
+    else:
+        stage = azblob.stage
+
+        def spy_stage(blob: Any, block: str, data: bytes | bytearray, what: str) -> None:
+            note(block)
+            stage(blob, block, data, what)
+
+        monkeypatch.setattr(azblob, "stage", spy_stage)
+    first = run_export(dsn, job_id, where)
+    assert first.status == "retrying" and "mid-join" in (first.error or ""), first
+    assert len(attempts[0]) == 2
+    attempts.append([])
+    uri = job(conn, job_id)["checkpoint"]["uri"]
+    if lost and store == "gs":
+        storage.delete(f"{storage.parse(uri).base}/{attempts[0][0]}")
+    if lost and store == "az":
+        blob = azblob.blob_client(storage.parse(uri))
+        azblob.commit(blob, attempts[0][:1], uri)
+        assert blocks(uri) == (attempts[0][:1], set())
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    ran = parts_run(monkeypatch)
+    outcome = run_export(dsn, job_id, where)
+    assert outcome.status == "succeeded", outcome.error
+    assert outcome.result is not None
+    assert object_bytes(outcome.result) == object_bytes(one.result)
+    assert ran == []  # no part exported again
+    history = job(conn, job_id)["checkpoint"]["join"]["history"]
+    assert history[-1]["done"] == 2 and history[-1]["writes"] == len(attempts[1]), history
+    # What the second attempt had to make again: the deleted intermediate object,
+    # the block that Azure dropped.
+    again = (attempts[0][:1] if store == "gs" else attempts[0][1:]) if lost else []
+    if store == "gs":
+        steps = gcs.compose_plan([f"p{n}" for n in range(5)], "x", "s/", fan_in=2)
+        assert len(steps) == 4
+        assert attempts[1][:len(again)] == again
+        assert len(attempts[1]) == 2 + len(again)
+        assert attempts[1][-1] == storage.parse(uri).path
+    else:
+        committed = blocks(uri)[0]
+        assert sorted(attempts[1]) == sorted(set(committed) - set(attempts[0]) | set(again))
+    assert set(attempts[0]) & set(attempts[1]) == set(again)  # nothing else made twice
+    assert leftovers(where, {one.result["uri"], uri}) == []
+
+
+@pytest.mark.parametrize("store", ["file", "s3", "gs", "az"])
 def test_cancel_during_the_join_leaves_nothing(conn: Conn, dsn: str, store: str,
                                                request: pytest.FixtureRequest,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    if store == "file":
-        where = str(request.getfixturevalue("local_dir"))
-        make_items(conn, rows=600)
-        job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
-    else:
-        where = str(request.getfixturevalue("bucket"))
+    where = str(request.getfixturevalue(STORES[store]))
+    if store == "s3":
         request.getfixturevalue("big")
         job_id = submit_export(conn, "1", {}, {"parallel": 3}, target="big")
+    else:
+        make_items(conn, rows=600)
+        job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "join=1")
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, where)))
@@ -344,6 +451,8 @@ def test_cancel_during_the_join_leaves_nothing(conn: Conn, dsn: str, store: str,
     assert leftovers(where, set()) == []  # no object, no join file, no part objects
     if store == "s3":
         assert s3.Client(where.split("/")[2]).list_uploads("") == []
+    if store == "az":  # nor blocks staged on the object's blob
+        assert blocks(str(job(conn, job_id)["checkpoint"]["uri"])) == ([], set())
 
 
 # --- the administrator's ceiling --------------------------------------------------
@@ -413,13 +522,10 @@ def test_a_ceiling_lowered_after_the_submit_holds_at_the_split(
     assert len(part_rows(conn, job_id)) == 2
 
 
-@pytest.mark.parametrize("store", ["memory", "gs"])
-def test_other_stores_join_by_streaming(conn: Conn, dsn: str, store: str,
-                                        request: pytest.FixtureRequest) -> None:
-    """GCS, Azure and memory:// stream the parts into the object (not checkpointed):
-    the same bytes as parallel: 1."""
-    where = ("memory:///exports/" if store == "memory"
-             else str(request.getfixturevalue("gcs_bucket")))
+def test_memory_joins_by_streaming(conn: Conn, dsn: str) -> None:
+    """memory:// is process-local (nothing outlives the worker to resume): the parts
+    are streamed into the object, the same bytes as parallel: 1."""
+    where = "memory:///exports/"
     make_items(conn, rows=300)
     one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY_PARTS)), where)
     many = run_export(dsn, submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2}), where)
