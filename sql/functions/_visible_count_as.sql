@@ -36,7 +36,9 @@ BEGIN
     END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
-    v_mask := pgjobs._mask(p_target, v_canonical);
+    -- The count forms (p_count): a long exclude list is read once into a
+    -- hash table rather than probed once per row of the scope.
+    v_mask := pgjobs._mask(p_target, v_canonical, true);
     -- pgjobs._mask_candidates: implied by the mask, indexable (see _visible_as).
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
@@ -44,7 +46,8 @@ BEGIN
         CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
-        CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
+        CASE WHEN v_mask = 'true' THEN 'true'
+             ELSE pgjobs._mask_candidates(p_target, v_canonical, true) END,
         v_mask);
     EXECUTE v_query INTO v_count;
     RETURN v_count;
