@@ -225,6 +225,11 @@ def test_a_count_reads_a_long_list_once_a_page_probes_it(conn: Conn,
                         f" WHERE table_id = 1 AND ({candidates}) AND ({mask})")[0]["Plan"]
     assert "hashed SubPlan" in json.dumps(plan), plan
     assert [s["Actual Loops"] for s in exclusion_scans(plan)] == [1], plan
+    # The count is costed as if it probed per row (the planner costs the
+    # sub-select's first alternative): it runs without JIT, which compiled
+    # it for longer than it runs.
+    assert "jit=off" in scalar(conn, "SELECT proconfig FROM pg_proc"
+                                     " WHERE oid = 'pgjobs._visible_count_as'::regproc")
     # What the count leaves out, pgjobs.mask (pasted into a client's reads)
     # and the page keep: the per-row probe.
     assert "OFFSET 0" in scalar(conn, "SELECT pgjobs.mask(%s::regclass, '1')", (name,))
