@@ -5,6 +5,7 @@ Run from the repository root:
     python bench/exclude.py                       # 500k rows, a 100k-row scope
     python bench/exclude.py --rows 2000000 --repeat 7
     python bench/exclude.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
+    python bench/exclude.py --sql main=/tmp/main_sql   # a third side: another sql/ tree
 
 Two databases on one server, built alike: "before" migrated with the sql/ of
 --before (default 7d6fb6d, stop 21, the last release without
@@ -21,7 +22,15 @@ chunks of 100 rows). Measured in each, alternately, several times, medians:
   planned and executed, rolled back) for a job without exclusions and for one
   with 100,000; the predicate is the one each release stores;
 - mask: a ``pgjobs.visible`` page (100 rows) and ``pgjobs.visible_count`` of
-  the scope while each of those deletes is pending.
+  the scope while each of those deletes is pending;
+- the same for a whole-scope delete (no filter: "every row of the scope
+  except these keys"), whose reads also take the short cut of
+  ``pgjobs._mask_candidates``.
+
+``--sql LABEL=DIR`` adds a side migrated with the ``sql/`` tree at DIR (for
+example the previous commit's, ``git archive HEAD~1 sql | tar -x -C DIR``),
+measured alternately with the others; the table then also gives
+after/LABEL.
 
 The throwaway cluster runs with fsync off (like the test suite's); use --dsn
 for a server configured otherwise. The machine is shared and noisy: the
@@ -41,6 +50,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +107,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="also time this many more submits without exclusions, alternately")
     parser.add_argument("--before", default="7d6fb6d",
                         help="commit whose sql/ the \"before\" database runs (default: stop 21)")
+    parser.add_argument("--sql", action="append", default=[], metavar="LABEL=DIR",
+                        help="also measure a side migrated with the sql/ tree at DIR")
     args = parser.parse_args(argv)
+    extra = [tuple(spec.split("=", 1)) for spec in args.sql]
+    if any(len(e) != 2 or e[0] in ("before", "after") for e in extra):
+        parser.error("--sql takes LABEL=DIR, LABEL neither 'before' nor 'after'")
 
-    with server(args.dsn) as (url, where), tempfile.TemporaryDirectory() as tmp, \
-            scratch_database(url, "pgjobs_bench_exclude_before") as before_dsn, \
-            scratch_database(url, "pgjobs_bench_exclude_after") as after_dsn:
-        migrate(before_dsn, sql_tree(args.before, Path(tmp)))
-        migrate(after_dsn)
+    with server(args.dsn) as (url, where), ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        trees: dict[str, Path | None] = {"before": sql_tree(args.before, Path(tmp)),
+                                         "after": None}
+        trees.update({label: Path(tree) for label, tree in extra})
         sides: dict[str, Conn] = {}
-        for name, dsn in (("before", before_dsn), ("after", after_dsn)):
+        for name, tree in trees.items():
+            dsn = stack.enter_context(scratch_database(url, f"pgjobs_bench_exclude_{name}"))
+            migrate(dsn, tree)
             sides[name] = psycopg.connect(dsn, autocommit=True)
             build(sides[name], args.rows)
         # Every other key of the scope's first 20,000 keys, the rest keys of
@@ -119,20 +136,23 @@ def main(argv: list[str] | None = None) -> int:
         def record(side: str, what: str, ms: float) -> None:
             results.setdefault((what, side), []).append(ms)
 
-        def submit(conn: Conn, exclusions: list[str]) -> int:
+        def submit(conn: Conn, exclusions: list[str], filter_: dict[str, Any]) -> int:
             return int(conn.execute(
                 "SELECT pgjobs.submit_delete('user_table_rows', '1', %s::jsonb, %s::text[],"
                 " '{\"on_conflict\": \"queue\"}')",
-                (json.dumps({"status": 3}), exclusions)).fetchone()[0])  # type: ignore[index]
+                (json.dumps(filter_), exclusions)).fetchone()[0])  # type: ignore[index]
 
+        cases = [("0 keys", [], {"status": 3}), ("100k keys", exclude, {"status": 3}),
+                 ("100k keys, whole scope", exclude, {})]
         for _ in range(args.repeat):
             for side, conn in sides.items():
-                for label, keys in (("0 keys", []), ("100k keys", exclude)):
+                for label, keys, filter_ in cases:
                     job_id = 0
 
-                    def run(conn: Conn = conn, keys: list[str] = keys) -> None:
+                    def run(conn: Conn = conn, keys: list[str] = keys,
+                            filter_: dict[str, Any] = filter_) -> None:
                         nonlocal job_id
-                        job_id = submit(conn, keys)
+                        job_id = submit(conn, keys, filter_)
                     record(side, f"submit_delete, {label}", timed(run))
                     predicate = conn.execute("SELECT predicate FROM pgjobs.jobs WHERE id = %s",
                                              (job_id,)).fetchone()[0]  # type: ignore[index]
@@ -167,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"# bench/exclude.py: {args.rows} rows, scope 1 = {args.rows // 5} rows, "
               f"{EXCLUDED} excluded keys; {where}; medians of {args.repeat} (ms)")
-        print(f"{'measure':44} {'before':>10} {'after':>10} {'after/before':>13}")
+        others = [label for label in trees if label not in ("before", "after")]
+        print(f"{'measure':56}" + "".join(f" {label:>10}" for label in trees)
+              + "".join(f" {'after/' + label:>13}" for label in ["before", *others]))
         for what in dict.fromkeys(w for w, _ in results):
-            b = statistics.median(results[(what, "before")])
-            a = statistics.median(results[(what, "after")])
-            print(f"{what:44} {b:10.1f} {a:10.1f} {a / b:13.2f}")
+            ms = {label: statistics.median(results[(what, label)]) for label in trees}
+            print(f"{what:56}" + "".join(f" {ms[label]:10.1f}" for label in trees)
+                  + "".join(f" {ms['after'] / ms[label]:13.2f}" for label in ["before", *others]))
         for conn in sides.values():
             conn.close()
     return 0

@@ -2936,10 +2936,10 @@ $$;
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
 
 --
--- Name: _exclusion_clause(name, text, text[], bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _exclusion_clause(name, text, text[], bigint, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) RETURNS text
+CREATE FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -2963,17 +2963,38 @@ CREATE FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_k
 --   EXISTS (SELECT FROM pgjobs.job_exclusions x
 --            WHERE x.job_id = <job> AND x.key = (<key>::text COLLATE "C") OFFSET 0)
 --   (OFFSET 0 keeps the planner from turning it into a hashed sub-plan,
---   which would read the whole list in every statement: it estimates the
---   list's rows from statistics that a fresh list is not in yet)
+--   which would read the whole list in every statement: a page or a
+--   visible page reads a few rows, and the planner, which costs the scan
+--   under the LIMIT as if it ran to the end, would hash the list for them)
 --   Its text and its planning do not grow with the list, and a row costs
 --   one index probe whatever its length. Only for keys whose ::text is the
 --   canonical text in every session and equal texts are equal keys
 --   (integers, uuid, text and varchar of a deterministic collation).
+--   A key column named job_id or key would resolve, inside the sub-select,
+--   to the list's own column (every row excluded, or none): the list's
+--   columns are then renamed, x (x_job_id, x_key).
+--   p_count: the form for a statement that reads the whole scope (a count,
+--   pgjobs.visible_count, pgjobs.preview): the same sub-select without
+--   OFFSET 0, so that the planner may read the list once into a hash
+--   table (hashed SubPlan) instead of probing it once per row; it still
+--   probes row by row when it expects few rows, or when it expects the
+--   list not to fit in hash_mem (work_mem * hash_mem_multiplier).
 -- NULL when p_keys is empty. Locks nothing.
+DECLARE
+    v_job text := 'job_id';
+    v_key text := 'key';
 BEGIN
     IF p_keys IS NULL AND p_job IS NOT NULL THEN
-        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x WHERE x.job_id = %s '
-                      'AND x.key = (%I::text COLLATE "C") OFFSET 0)', p_job, p_key_column);
+        IF p_key_column IN ('job_id', 'key') THEN
+            v_job := 'x_job_id';
+            v_key := 'x_key';
+        END IF;
+        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I = %s '
+                      'AND x.%I = (%I::text COLLATE "C")%s)',
+                      CASE WHEN v_job = 'job_id' THEN ''
+                           ELSE format(' (%I, %I)', v_job, v_key) END,
+                      v_job, p_job, v_key, p_key_column,
+                      CASE WHEN p_count THEN '' ELSE ' OFFSET 0' END);
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
@@ -2981,7 +3002,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _export_parts_done(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4524,10 +4545,10 @@ $$;
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
 
 --
--- Name: _mask(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _mask(regclass, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._mask(p_target regclass, p_scope text) RETURNS text
+CREATE FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -4539,6 +4560,13 @@ CREATE FUNCTION pgjobs._mask(p_target regclass, p_scope text) RETURNS text
 -- by pgjobs.mask (which checks) and the read functions (which checked
 -- already). One `NOT coalesce((predicate), false)` per queued, running or paused
 -- delete job of the scope, ANDed in job order; 'true' when none is pending.
+-- p_count: for a statement that reads the whole scope (pgjobs.visible_count,
+-- pgjobs.preview's counts). A predicate that probes its exclude list in
+-- pgjobs.job_exclusions row by row (its tail, byte for byte, is
+-- " AND NOT (<pgjobs._exclusion_clause of the job>)") gets the clause's
+-- count form instead, which the planner may read once into a hash table:
+-- the same rows, without one index probe per row of the scope. Any other
+-- predicate is used as stored.
 -- Reads pgjobs.jobs through jobs_pending_writers_idx. Locks nothing.
 -- PL/pgSQL rather than SQL only so that the query's plan is cached for the
 -- session: a SQL function's body is planned again in every transaction,
@@ -4546,7 +4574,17 @@ CREATE FUNCTION pgjobs._mask(p_target regclass, p_scope text) RETURNS text
 DECLARE
     v_mask text;
 BEGIN
-    SELECT string_agg(format('NOT coalesce((%s), false)', j.predicate), ' AND ' ORDER BY j.id)
+    SELECT string_agg(format('NOT coalesce((%s), false)', coalesce(
+               CASE WHEN p_count AND j.survivors ->> 'exclusions' = 'table' THEN (
+                   SELECT left(j.predicate, -length(p.tail))
+                          || format(' AND NOT (%s)', pgjobs._exclusion_clause(
+                                 j.survivors ->> 'key_column', j.survivors ->> 'key_type',
+                                 NULL, j.id, true))
+                     FROM (SELECT format(' AND NOT (%s)', pgjobs._exclusion_clause(
+                                      j.survivors ->> 'key_column', j.survivors ->> 'key_type',
+                                      NULL, j.id)) AS tail) p
+                    WHERE right(j.predicate, length(p.tail)) = p.tail) END,
+               j.predicate)), ' AND ' ORDER BY j.id)
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope
@@ -4555,7 +4593,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._mask(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _mask_as(name, regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4599,10 +4637,10 @@ $$;
 ALTER FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
--- Name: _mask_candidates(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _mask_candidates(regclass, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) RETURNS text
+CREATE FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -4622,6 +4660,10 @@ CREATE FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) RETURNS
 -- (a list in pgjobs.job_exclusions: OR EXISTS (SELECT FROM
 -- pgjobs.job_exclusions ...), the predicate's own clause,
 -- pgjobs._exclusion_clause; no index serves that arm)
+-- p_count (pgjobs.visible_count): such a job's part is left out. No index
+-- serves it and the mask (pgjobs._mask) tests the same keys, so in a
+-- count it would only read the list a second time; leaving a part out
+-- keeps the condition implied by the mask.
 -- For a row of p_scope the mask (pgjobs._mask) implies it, so a read may
 -- add it next to the mask without changing its result; an index on
 -- (scope, created_at) then finds the few rows that can be visible instead
@@ -4673,6 +4715,7 @@ BEGIN
                 v_job.survivors ->> 'time_zone');
             -- The columns as the predicate names them (a later
             -- register_target may name others).
+            CONTINUE WHEN p_count AND v_job.survivors ->> 'exclusions' = 'table';
             IF v_job.survivors ->> 'exclusions' = 'table' THEN
                 -- A long list, probed in pgjobs.job_exclusions by the
                 -- predicate's own clause (pgjobs._exclusion_clause).
@@ -4735,7 +4778,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _max_parallel(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5531,7 +5574,9 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
 -- empty scope has none), and the rows counted by pgjobs._preview_count
--- (rows a pending delete will remove first are not counted as matches).
+-- (rows a pending delete will remove first are not counted as matches;
+-- the mask's count form, pgjobs._mask: a pending delete's long exclude
+-- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
 -- "counted_rows", "elapsed_ms", "time_limit_ms"}.
@@ -5606,7 +5651,7 @@ BEGIN
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
-                                    pgjobs._mask(p_target, v_scope), v_limit_ms);
+                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms);
 END
 $_$;
 
@@ -5641,6 +5686,11 @@ CREATE FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text
 -- estimated from a TABLESAMPLE SYSTEM of about 2000 blocks of the table,
 -- "exact" becomes false, and "counted_rows" says how many rows were
 -- counted exactly. The sample then holds the matches found so far.
+-- Each count reads the match test as a column of a sub-select (OFFSET 0
+-- keeps it there): an expression in the scan's output is costed as run
+-- once per row of the scan, one in the aggregate's FILTER as run once, so
+-- only the former lets the planner hash a pending delete's long exclude
+-- list (p_mask's count form, pgjobs._mask) instead of probing it per row.
 -- VOLATILE: it reads the clock. Sets jit off (and enable_indexscan off
 -- around the range counts) and restores them. Locks nothing.
 DECLARE
@@ -5674,8 +5724,9 @@ BEGIN
     EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE %I = %s',
                    p_reg.target, p_reg.scope_column, v_scope) INTO v_plan;
     IF (v_plan::jsonb #>> '{0,Plan,Plan Rows}')::numeric <= p_limit_ms * 1000.0 THEN
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %I = %s', p_predicate, p_mask, p_reg.target,
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %I = %s OFFSET 0) s', p_predicate, p_mask, p_reg.target,
                        p_reg.scope_column, v_scope)
            INTO v_scope_rows, v_total;
         IF v_total > 0 THEN
@@ -5713,8 +5764,9 @@ BEGIN
         -- plain index scans: see pgjobs._run_page), the boundary above
         -- through the index alone.
         PERFORM set_config('enable_indexscan', 'off', true);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %s', p_predicate, p_mask, p_reg.target, v_range)
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %s OFFSET 0) s', p_predicate, p_mask, p_reg.target, v_range)
            INTO v_rows, v_matches;
         PERFORM set_config('enable_indexscan', v_indexscan, true);
         v_scope_rows := v_scope_rows + v_rows;
@@ -5748,8 +5800,9 @@ BEGIN
           INTO v_blocks
           FROM pg_partition_tree(p_reg.target) p;
         v_pct := least(100, 100.0 * 2000 / v_blocks);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s',
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s OFFSET 0) s',
                        p_predicate, p_mask, p_reg.target, v_pct, p_reg.scope_column, v_scope,
                        p_reg.key_column, v_after, v_key_type)
            INTO v_rows, v_matches;
@@ -9267,6 +9320,7 @@ CREATE FUNCTION pgjobs._visible_count_as(p_caller name, p_target regclass, p_sco
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET jit TO 'off'
     AS $$
 -- The body of pgjobs.visible_count, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.visible_count, its only permitted caller: pgjobs._enter,
@@ -9276,6 +9330,11 @@ CREATE FUNCTION pgjobs._visible_count_as(p_caller name, p_target regclass, p_sco
 -- Raises 22023 for a bad filter or scope. SECURITY DEFINER for
 -- pgjobs_client; the caller needs SELECT on the target and, when
 -- pgjobs.allowed_scopes is set, p_scope in it (42501). Locks nothing.
+-- jit off, as for pgjobs.preview's counts: a pending delete's sub-select
+-- over pgjobs.job_exclusions is costed as one probe per row even when the
+-- plan hashes it, which put a 100,000-row scope's count past
+-- jit_optimize_above_cost; compiling then took 0.3-0.5 s of a count that
+-- runs in 0.1-0.2 s.
 DECLARE
     v_reg pgjobs.target_registry;
     v_canonical text;
@@ -9293,7 +9352,9 @@ BEGIN
     END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
-    v_mask := pgjobs._mask(p_target, v_canonical);
+    -- The count forms (p_count): a long exclude list is read once into a
+    -- hash table rather than probed once per row of the scope.
+    v_mask := pgjobs._mask(p_target, v_canonical, true);
     -- pgjobs._mask_candidates: implied by the mask, indexable (see _visible_as).
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
@@ -9301,7 +9362,8 @@ BEGIN
         CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
-        CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
+        CASE WHEN v_mask = 'true' THEN 'true'
+             ELSE pgjobs._mask_candidates(p_target, v_canonical, true) END,
         v_mask);
     EXECUTE v_query INTO v_count;
     RETURN v_count;
@@ -13991,11 +14053,11 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _export_parts_done(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14180,11 +14242,11 @@ REVOKE ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _mask(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _mask(p_target regclass, p_scope text, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._mask(p_target regclass, p_scope text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._mask(p_target regclass, p_scope text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _mask_as(p_caller name, p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14195,11 +14257,11 @@ GRANT ALL ON FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope 
 GRANT ALL ON FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope text) TO pgjobs_client;
 
 --
--- Name: FUNCTION _mask_candidates(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _mask_candidates(p_target regclass, p_scope text, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _max_parallel(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

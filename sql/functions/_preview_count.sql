@@ -30,6 +30,11 @@ AS $$
 -- estimated from a TABLESAMPLE SYSTEM of about 2000 blocks of the table,
 -- "exact" becomes false, and "counted_rows" says how many rows were
 -- counted exactly. The sample then holds the matches found so far.
+-- Each count reads the match test as a column of a sub-select (OFFSET 0
+-- keeps it there): an expression in the scan's output is costed as run
+-- once per row of the scan, one in the aggregate's FILTER as run once, so
+-- only the former lets the planner hash a pending delete's long exclude
+-- list (p_mask's count form, pgjobs._mask) instead of probing it per row.
 -- VOLATILE: it reads the clock. Sets jit off (and enable_indexscan off
 -- around the range counts) and restores them. Locks nothing.
 DECLARE
@@ -63,8 +68,9 @@ BEGIN
     EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE %I = %s',
                    p_reg.target, p_reg.scope_column, v_scope) INTO v_plan;
     IF (v_plan::jsonb #>> '{0,Plan,Plan Rows}')::numeric <= p_limit_ms * 1000.0 THEN
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %I = %s', p_predicate, p_mask, p_reg.target,
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %I = %s OFFSET 0) s', p_predicate, p_mask, p_reg.target,
                        p_reg.scope_column, v_scope)
            INTO v_scope_rows, v_total;
         IF v_total > 0 THEN
@@ -102,8 +108,9 @@ BEGIN
         -- plain index scans: see pgjobs._run_page), the boundary above
         -- through the index alone.
         PERFORM set_config('enable_indexscan', 'off', true);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %s', p_predicate, p_mask, p_reg.target, v_range)
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %s OFFSET 0) s', p_predicate, p_mask, p_reg.target, v_range)
            INTO v_rows, v_matches;
         PERFORM set_config('enable_indexscan', v_indexscan, true);
         v_scope_rows := v_scope_rows + v_rows;
@@ -137,8 +144,9 @@ BEGIN
           INTO v_blocks
           FROM pg_partition_tree(p_reg.target) p;
         v_pct := least(100, 100.0 * 2000 / v_blocks);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s',
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s OFFSET 0) s',
                        p_predicate, p_mask, p_reg.target, v_pct, p_reg.scope_column, v_scope,
                        p_reg.key_column, v_after, v_key_type)
            INTO v_rows, v_matches;
