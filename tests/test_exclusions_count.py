@@ -239,10 +239,10 @@ PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
 def test_pending_deletes_keyed_by_key_get_the_renamed_probe_on_upgrade(cluster_url: str) -> None:
-    """Deletes of the last release (stop 21) with a long list on a target
-    keyed by a column named key or job_id: 0029 moves the list to
-    pgjobs.job_exclusions with the clause that resolved the name to the
-    list's own column, and 0031 rewrites that clause; the reads and the
+    """Deletes of the last release (tests/upgrade/previous_sql) with a long list
+    on a target keyed by a column named key or job_id: their lists sit in
+    pgjobs.job_exclusions with the clause that resolved the name to the list's
+    own column (0029), and 0031 rewrites that clause; the reads and the
     delete are then exact. A job that is not pending keeps its predicate."""
     with empty_database(cluster_url, "exclusions_0031") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
