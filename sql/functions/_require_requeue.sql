@@ -40,7 +40,7 @@ EXCEPTION WHEN insufficient_privilege THEN
         HINT = concat_ws(' ', nullif(v_hint, ''),
                          CASE WHEN p_verb = 'started'
                          THEN format('The job acts with the rights of %I, who submitted it, so it '
-                                     'failed rather than start another attempt; once they are '
+                                     'failed instead of starting an attempt; once they are '
                                      'granted back pgjobs.retry(%s) sets it going again, or '
                                      'submit it again as a role that holds them.',
                                      p_job.submitted_by, p_job.id)

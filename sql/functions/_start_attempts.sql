@@ -33,8 +33,8 @@ AS $$
 DECLARE
     v_jobs pgjobs.jobs[];
     v_job pgjobs.jobs;
-    v_ids bigint[] := '{}';
-    v_allowed text[] := '{}';
+    v_ids bigint[] := '{}'::bigint[];
+    v_allowed text[] := '{}'::text[];
     v_key text;
 BEGIN
     FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
