@@ -242,10 +242,51 @@ def test_given_back_the_failed_job_is_retried_and_finishes(conn: Conn, client: s
     assert scalar(conn, "SELECT count(*) FROM people WHERE name = 'changed'") == 5
 
 
-def test_one_check_per_claim_not_per_job_of_the_claim(conn: Conn, client: str,
-                                                      src: Path) -> None:
-    """Jobs of one claim with the same submitter, target and kind share one check;
-    a claim of ten such jobs starts them all."""
-    ids = [submitted(conn, client, "custom", src) for _ in range(10)]
-    claimed = claim_next(conn, "custom")
-    assert sorted(r[0] for r in claimed) == ids
+def checks(tx: Conn) -> int:
+    """Submitter checks made in this transaction (calls of pgjobs._may_start_attempt)."""
+    return int(scalar(tx, """
+        SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+         WHERE schemaname = 'pgjobs' AND funcname = '_may_start_attempt'"""))
+
+
+def test_one_check_per_claim_never_per_page_or_item(make_conn: Any, client: str,
+                                                    src: Path) -> None:
+    """The check costs one call per claim: jobs of one claim with the same
+    submitter, target and kind share it; a job's pages and a claim's items make
+    none."""
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    tx.execute("SET track_functions = 'pl'")
+    ids = [submitted(tx, client, "custom", src) for _ in range(10)]
+    assert sorted(r[0] for r in claim_next(tx, "custom")) == ids
+    assert checks(tx) == 1
+    delete = submitted(tx, client, "delete", src)
+    [(_, worker)] = claim_next(tx, "delete")
+    assert checks(tx) == 2
+    pages = 0
+    while scalar(tx, "SELECT pgjobs._run_page(%s, %s)", (delete, worker)) == "more":
+        pages += 1
+    assert pages >= 5 and checks(tx) == 2
+    fanout = submitted(tx, client, "fanout", src)
+    assert len(claim_next(tx, "fanout")) == 2 and checks(tx) == 3
+    assert claim_next(tx, "fanout") == [] and checks(tx) == 3  # nothing left to hand out
+    assert job(tx, fanout)["status"] == "running"
+    tx.rollback()
+
+
+def test_a_fanout_job_held_elsewhere_hands_nothing_out_and_never_waits(
+        conn: Conn, make_conn: Any, client: str, src: Path) -> None:
+    """Two connections: while another transaction holds the fan-out job's row (a
+    cancel, an item settling), a claimer that finds its submitter lost a right
+    neither waits for it nor hands an item out; the next claim fails the job."""
+    job_id = submitted(conn, client, "fanout", src)
+    lose_right(conn, client, "UPDATE", "revoke")
+    holder = make_conn(autocommit=False)
+    holder.execute("SELECT 1 FROM pgjobs.jobs WHERE id = %s FOR UPDATE", (job_id,))
+    conn.execute("SET lock_timeout = '2s'")  # a wait would fail the claim below
+    assert claim_next(conn, "fanout") == []
+    assert job(conn, job_id)["status"] == "queued"
+    holder.rollback()
+    assert claim_next(conn, "fanout") == []
+    assert job(conn, job_id)["status"] == "failed"
+    assert scalar(conn, "SELECT array_agg(DISTINCT status) FROM pgjobs.job_items "
+                        "WHERE job_id = %s", (job_id,)) == ["canceled"]
