@@ -32,7 +32,8 @@ AS $$
 -- claimed only through this check.
 -- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
 -- never wait for each other and never get the same item); the job row of
--- a queued job it starts (SKIP LOCKED too).
+-- a queued job it starts (SKIP LOCKED too), and of a job it fails (SKIP
+-- LOCKED, then its unfinished items: pgjobs._may_start_attempt).
 DECLARE
     v_job pgjobs.jobs;
     v_left integer := p_limit;
