@@ -711,7 +711,9 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 -- Claims the one job p_id for p_worker (used by run_job), with the same
 -- gate as pgjobs.claim. Returns the job row: running and owned when
 -- claimed (its worker is the claim's identity, p_worker#token, that the
--- caller passes on to pgjobs._run_page), unchanged when it had already finished. Raises P0002 (unknown),
+-- caller passes on to pgjobs._run_page), unchanged when it had already
+-- finished, failed when its submitter lost a right since the submit
+-- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
 -- a writing job of its scope must run first). Locks: the job row.
 DECLARE
@@ -750,6 +752,11 @@ BEGIN
                    'earlier one first or wait for it.';
     END IF;
     SELECT * INTO v_job FROM pgjobs._start_attempts(ARRAY[p_id], p_worker, p_lease);
+    IF NOT FOUND THEN
+        -- Failed instead of started: its submitter lost a right
+        -- (pgjobs._may_start_attempt); the job as it ended.
+        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
+    END IF;
     RETURN v_job;
 END
 $$;
@@ -4805,6 +4812,80 @@ $$;
 ALTER FUNCTION pgjobs._max_parallel() OWNER TO SUPERUSER;
 
 --
+-- Name: _may_start_attempt(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a new attempt of p_job may start: its submitter still holds what
+-- the submit needed (pgjobs._require_requeue, the check retry and resume
+-- make: the role exists, holds the kind's privileges, no row-level
+-- security confines it, a registered target is still trusted). Asked by
+-- the two places work is handed out, once per claim: pgjobs._start_attempts
+-- (every attempt of a job: the first, one after a lease expired, a
+-- retryable failure's backoff, a job handed back at the end of a runner's
+-- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
+-- page or per item row.
+-- When not, the job ends here `failed` (event failed), the error naming
+-- the missing right with the check's hint (pgjobs.retry sets it going
+-- again once the right is back): a fan-out job's unfinished items end
+-- canceled, as at a cancel (a worker holding one gets false from its next
+-- heartbeat_item or complete_item). Returns false then, and the caller
+-- hands nothing of the job out.
+-- Locks: none to say true. To fail a job: its row, which the caller of
+-- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
+-- LOCKED (claimers never wait: when another transaction holds it, nothing
+-- of it is handed out by this claim, and a later claim fails it), then its
+-- unfinished items.
+DECLARE
+    v_job pgjobs.jobs;
+    v_message text;
+    v_hint text;
+BEGIN
+    BEGIN
+        PERFORM pgjobs._require_requeue(p_job, 'started');
+        RETURN true;
+    EXCEPTION WHEN insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+    END;
+    IF p_job.fanout THEN
+        PERFORM FROM pgjobs.jobs j
+          WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
+            FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        UPDATE pgjobs.job_items i
+           SET status = 'canceled', lease_expires_at = NULL, finished_at = now(),
+               updated_at = now()
+         WHERE i.job_id = p_job.id AND i.status IN ('queued', 'running');
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET status = 'failed',
+           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
+           result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
+           lease_expires_at = NULL,
+           pause_requested_at = NULL,
+           finished_at = now(),
+           updated_at = now()
+     WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
+    RETURNING j.* INTO v_job;
+    IF FOUND THEN
+        PERFORM pgjobs._notify(v_job, 'failed');
+    END IF;
+    RETURN false;
+END
+$$;
+
+ALTER FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) OWNER TO SUPERUSER;
+
+--
 -- Name: _maybe_analyze(pgjobs.jobs, name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5970,7 +6051,9 @@ CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS 
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- What queueing job p_job again needs (pgjobs._retry_as, p_verb
--- 'retried'; pgjobs._resume_as, 'resumed'): what its submit needed, held
+-- 'retried'; pgjobs._resume_as, 'resumed'), and starting any attempt of it
+-- or handing out its items (pgjobs._may_start_attempt, 'started', which
+-- fails the job instead): what its submit needed, held
 -- now by the role that submitted it, whoever asks (an admin too): the job
 -- goes on acting with its submitter's rights. A registered target must
 -- still be trusted (pgjobs._target), and the submitter must still hold
@@ -5980,7 +6063,8 @@ CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS 
 -- for them this is the check: a submitter whose UPDATE was revoked may
 -- still cancel its job, not set it going again (as pgjobs.add_items).
 -- Raises 42501 naming the job, with the grant that is missing as hint;
--- the job is left as it was. Locks nothing.
+-- the job is left as it was (the hint for 'started' says what the caller
+-- does: the job fails). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
     v_message text;
@@ -5996,10 +6080,16 @@ EXCEPTION WHEN insufficient_privilege THEN
     RAISE EXCEPTION 'job % cannot be %: %', p_job.id, p_verb, v_message
         USING ERRCODE = '42501',
         HINT = concat_ws(' ', nullif(v_hint, ''),
-                         format('The job acts with the rights of %I, who submitted it; it '
-                                'stays %s (pgjobs.cancel(%s) ends it), or submit it again as a '
-                                'role that holds them.', p_job.submitted_by, p_job.status,
-                                p_job.id));
+                         CASE WHEN p_verb = 'started'
+                         THEN format('The job acts with the rights of %I, who submitted it, so it '
+                                     'failed instead of starting an attempt; once they are '
+                                     'granted back pgjobs.retry(%s) sets it going again, or '
+                                     'submit it again as a role that holds them.',
+                                     p_job.submitted_by, p_job.id)
+                         ELSE format('The job acts with the rights of %I, who submitted it; it '
+                                     'stays %s (pgjobs.cancel(%s) ends it), or submit it again '
+                                     'as a role that holds them.', p_job.submitted_by,
+                                     p_job.status, p_job.id) END);
 END
 $$;
 
@@ -7512,12 +7602,35 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- each (pgjobs._notify_many, one statement). Returns the started rows, in
 -- the order of p_ids (the claim's pick order); ids that are not queued are left alone.
 --
+-- Every attempt starts with its submitter's rights checked, once
+-- (pgjobs._may_start_attempt: what the submit needed, as retry and resume
+-- check it): a job whose submitter lost a right since (a REVOKE, row-level
+-- security, the role dropped, the target no longer trusted) fails here,
+-- before it touches another row, and is not returned; the caller may pick
+-- again. Jobs of one claim that share submitter, target, kind and
+-- on_duplicate share one check.
+--
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows.
 DECLARE
     v_jobs pgjobs.jobs[];
+    v_job pgjobs.jobs;
+    v_ids bigint[] := '{}'::bigint[];
+    v_allowed text[] := '{}'::text[];
+    v_key text;
 BEGIN
+    FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
+    LOOP
+        v_key := format('%s %s %s %s', v_job.submitted_by, v_job.target::oid, v_job.kind,
+                        v_job.payload ->> 'on_duplicate');
+        IF v_key = ANY (v_allowed) THEN
+            v_ids := v_ids || v_job.id;
+        ELSIF pgjobs._may_start_attempt(v_job) THEN
+            v_allowed := v_allowed || v_key;
+            v_ids := v_ids || v_job.id;
+        END IF;
+    END LOOP;
     WITH started AS (
         UPDATE pgjobs.jobs j
            SET status = 'running',
@@ -7529,7 +7642,7 @@ BEGIN
                run_at = least(j.run_at, now()),
                started_at = coalesce(j.started_at, now()),
                updated_at = now()
-         WHERE j.id = ANY (p_ids)
+         WHERE j.id = ANY (v_ids)
            AND j.status = 'queued'
         RETURNING j AS job)
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs
@@ -9612,7 +9725,9 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
 -- which fence on it exactly. The rows are locked when picked and started by
 -- pgjobs._start_attempts (the one routine that starts an attempt) in the same
 -- transaction: there is no moment when a job is "running" without an owner
--- holding a lease.
+-- holding a lease. A job whose submitter no longer holds what the submit
+-- needed fails there instead of starting (event failed), and is not
+-- returned.
 --
 -- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
 -- import) is handed out only when no other writing job of its (target,
@@ -9626,6 +9741,8 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
 -- writes nothing when none has expired).
 DECLARE
     v_ids bigint[];
+    v_left integer := p_limit;
+    v_started integer;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
@@ -9641,22 +9758,30 @@ BEGIN
     PERFORM pgjobs._rescue_expired();
 
     -- The pick: one statement, planned once per session (PL/pgSQL caches it).
-    v_ids := ARRAY(
-        SELECT j.id
-          FROM pgjobs.jobs j
-         WHERE j.status = 'queued'
-           AND j.run_at <= now()
-           AND j.kind = ANY (p_kinds)
-           AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
-           AND (NOT j.writes
-                OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
-         ORDER BY j.priority DESC, j.queued_at, j.id
-         LIMIT p_limit
-           FOR UPDATE SKIP LOCKED);
-    IF cardinality(v_ids) = 0 THEN
-        RETURN;
-    END IF;
-    RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
+    -- Picked again when pgjobs._start_attempts failed some of the jobs
+    -- picked (their submitter lost a right): they are no longer queued, and
+    -- the claimer still gets the due jobs behind them (a run loop would
+    -- otherwise stop its budget at an empty claim).
+    LOOP
+        v_ids := ARRAY(
+            SELECT j.id
+              FROM pgjobs.jobs j
+             WHERE j.status = 'queued'
+               AND j.run_at <= now()
+               AND j.kind = ANY (p_kinds)
+               AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
+               AND (NOT j.writes
+                    OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
+             ORDER BY j.priority DESC, j.queued_at, j.id
+             LIMIT v_left
+               FOR UPDATE SKIP LOCKED);
+        EXIT WHEN cardinality(v_ids) = 0;
+        RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
+        GET DIAGNOSTICS v_started = ROW_COUNT;
+        v_left := v_left - v_started;
+        -- Every job picked started (the queue may hold no more), or enough did.
+        EXIT WHEN v_started = cardinality(v_ids) OR v_left <= 0;
+    END LOOP;
 END
 $$;
 
@@ -9929,10 +10054,17 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
 -- a transaction advisory lock of the job, count what is out and take no
--- more than the rest. Expired item leases are rescued first.
+-- more than the rest. Expired item leases are rescued first. Before the
+-- first item of a job is handed out by a call, its submitter's rights are
+-- checked, once per job per call (pgjobs._may_start_attempt, as every
+-- attempt of a job is): a job whose submitter lost what the submit needed
+-- fails there, its unfinished items canceled, and hands nothing out; a
+-- retried item after its backoff or an item whose lease expired is
+-- claimed only through this check.
 -- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
 -- never wait for each other and never get the same item); the job row of
--- a queued job it starts (SKIP LOCKED too).
+-- a queued job it starts (SKIP LOCKED too), and of a job it fails (SKIP
+-- LOCKED, then its unfinished items: pgjobs._may_start_attempt).
 DECLARE
     v_job pgjobs.jobs;
     v_left integer := p_limit;
@@ -9971,6 +10103,12 @@ BEGIN
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
             CONTINUE WHEN v_cap <= 0;
         END IF;
+        -- Checked only when there is something to hand out (an index probe):
+        -- a job whose items are all out costs nothing here.
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgjobs.job_items i
+                                   WHERE i.job_id = v_job.id AND i.status = 'queued'
+                                     AND i.run_at <= now());
+        CONTINUE WHEN NOT pgjobs._may_start_attempt(v_job);
         IF v_job.status = 'queued' THEN
             PERFORM pgjobs._items_start(v_job.id);  -- SKIP LOCKED: never waits
         END IF;
@@ -14269,6 +14407,13 @@ GRANT ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p
 
 REVOKE ALL ON FUNCTION pgjobs._max_parallel() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._max_parallel() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _may_start_attempt(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -233,8 +233,9 @@ def test_a_change_after_submit_stops_the_job_once_its_verdict_is_a_second_old(
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_every_attempt_starts_with_a_full_check(conn: Conn, roles: None, change: str) -> None:
     """A fresh verdict of an earlier attempt counts for nothing: a new claim
-    (a new identity: a retry, a resume, the next runner budget) checks at its
-    first page."""
+    (a retry, a resume, the next runner budget) checks in full, and now before
+    it starts the attempt (pgjobs._start_attempts): the job fails at the claim,
+    no new identity, and the old one's pages are lost."""
     kind, statements = CHANGES[change]
     job_id = _submit(conn, kind)
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
@@ -245,9 +246,10 @@ def test_every_attempt_starts_with_a_full_check(conn: Conn, roles: None, change:
     for statement in statements.split("; "):
         conn.execute(statement)
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    again = who(conn, job_id, "w")
-    assert again != identity
-    assert _page(conn, job_id, again) == "failed"
+    row = conn.execute("SELECT status, error, worker FROM pgjobs.jobs WHERE id = %s",
+                       (job_id,)).fetchone()
+    assert row is not None and row[0] == "failed" and "cannot be started" in row[1], row
+    assert _page(conn, job_id, identity) == "lost"
     conn.execute("DROP TRIGGER IF EXISTS h2_trg ON rows")
     assert _written(conn, kind) == 5
 

@@ -4,9 +4,11 @@ The engine (delete, backfill) and the worker (export, import) act on the target
 with pgjobs' own rights, on behalf of the role that submitted the job. Whatever
 that role lost after the submit (a REVOKE, the role itself, a row-level security
 policy that now confines it) stops the job before it touches a row: failed, not
-retried, with the privilege named. Imports accept column-level INSERT (and, for
-on_duplicate update, UPDATE) grants that cover the columns the source writes, and
-refuse otherwise, naming the column."""
+retried, with the privilege named (at the claim, which no longer starts the
+attempt: tests/test_requeue_attempts.py; mid-import, at the next batch).
+Imports accept column-level INSERT (and, for on_duplicate update, UPDATE)
+grants that cover the columns the source writes, and refuse otherwise, naming
+the column."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgjobs.poller.export import Exporter
 from pgjobs.poller.importer import Importer
 from tests.support import (
     LOSSES,
@@ -27,7 +30,6 @@ from tests.support import (
     job,
     lose_right,
     people_client,
-    run_export,
     scalar,
     submit_import,
 )
@@ -96,12 +98,18 @@ def lose(conn: Conn, role: str, kind: str, loss: str) -> None:
 
 
 def run(conn: Conn, dsn: str, kind: str, job_id: int, src: Path) -> None:
+    """Runs the job as its runner would: the claim first, which fails a job whose
+    submitter lost a right (then there is nothing to run)."""
     if kind in ("delete", "backfill"):
         conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
-    elif kind == "export":
-        run_export(dsn, job_id, f"file://{src}/store")
-    else:
-        run_import(dsn, job_id, src)
+        return
+    claim = "claim_export" if kind == "export" else "claim_import"
+    claimed = conn.execute(f"SELECT worker FROM pgjobs.{claim}(%s, 'test')",
+                           (job_id,)).fetchall()
+    if not claimed:
+        return
+    runner = Exporter if kind == "export" else Importer
+    runner(dsn, job_id, claimed[0][0], f"file://{src}/store").run()
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -115,7 +123,8 @@ def test_a_right_lost_after_submit_fails_the_job_before_it_writes(
     row = job(conn, job_id)
     assert row["status"] == "failed", row
     assert "permission denied" in row["error"] and client in row["error"], row["error"]
-    assert row["attempts"] == 1  # not retried: a retry cannot fix it
+    assert "cannot be started" in row["error"]  # at the claim
+    assert row["attempts"] == 0  # none started, none retried: a retry cannot fix it
     assert snapshot(conn) == before
     if kind == "export":
         assert not list((src / "store").rglob("*.csv*")) if (src / "store").exists() else True

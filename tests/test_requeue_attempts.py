@@ -1,0 +1,292 @@
+"""Every attempt re-checks the submitter's rights, not only retry and resume.
+
+A job acts with the rights of the role that submitted it. `pgjobs.retry` and
+`pgjobs.resume` check them (tests/test_requeue_privileges.py); so does every
+other way a job is set going again, at the one routine that starts an
+attempt (pgjobs._start_attempts, for pgjobs.claim, claim_export,
+claim_import, run and run_job) and at the claim of a fan-out job's items
+(pgjobs.claim_items), both through pgjobs._may_start_attempt: a job handed
+back at the end of a budget, one whose lease expired, one queued again after
+a retryable failure (an item after its backoff). A job whose submitter lost a
+right mid-job (a REVOKE, row-level security, the role dropped) ends `failed`
+at its next claim, event `failed`, the error naming the role and the hint
+saying what to do, and touches no other row; one whose submitter keeps its
+rights goes on as before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import (
+    LOSSES,
+    allowed_folder,
+    drain_notifies,
+    drop_client,
+    expire_lease,
+    job,
+    lose_right,
+    people_client,
+    scalar,
+)
+from tests.test_requeue_privileges import KINDS, PRIVILEGE, submit
+
+Conn = psycopg.Connection[Any]
+
+# How an attempt ends so that the job is claimed again: handed back at the end
+# of a runner's budget (pgjobs.release; for a fan-out job, an item completed
+# and the next one claimed), its lease expired (the worker died), a retryable
+# failure (queued again after a backoff, here made due at once).
+WAYS = ["budget", "lease", "retryable"]
+# The claim each kind's runner makes: the engine's run loop, the worker's, an
+# external worker's.
+CLAIMED_BY = {"delete": ["delete", "backfill"], "backfill": ["delete", "backfill"],
+              "export": ["export", "import"], "import": ["export", "import"],
+              "import_update": ["export", "import"], "custom": ["thumbnail"]}
+
+
+@pytest.fixture
+def client(conn: Conn) -> Iterator[str]:
+    """A pgjobs client role with every privilege on `people`, which holds rows."""
+    role = people_client(conn, "attempt")
+    conn.execute("INSERT INTO people (id, tenant, name) SELECT g, 1, 'p' || g "
+                 "FROM generate_series(1, 5) g")
+    yield role
+    drop_client(conn, role)
+
+
+@pytest.fixture
+def src(conn: Conn, tmp_path: Path) -> Path:
+    return allowed_folder(conn, tmp_path)
+
+
+def submitted(conn: Conn, role: str, kind: str, src: Path) -> int:
+    conn.execute(f"SET ROLE {role}")
+    try:
+        job_id = submit(conn, kind, src)
+    finally:
+        conn.execute("RESET ROLE")
+    if kind in ("delete", "backfill"):  # pages of one row: the job is mid-way
+        conn.execute("UPDATE pgjobs.jobs SET options = options || '{\"page_size\": 1}' "
+                     "WHERE id = %s", (job_id,))
+    return job_id
+
+
+def claim_next(conn: Conn, kind: str, limit: int = 10) -> list[Any]:
+    """What the runner of `kind` is handed next: jobs (id, worker), or items
+    (id, worker) of a fan-out job."""
+    if kind == "fanout":
+        return conn.execute("SELECT id, worker FROM pgjobs.claim_items(ARRAY['thumbnail'], "
+                            "'w', '30 seconds', %s)", (limit,)).fetchall()
+    return conn.execute("SELECT id, worker FROM pgjobs.claim(%s, 'w', '30 seconds', %s)",
+                        (CLAIMED_BY[kind], limit)).fetchall()
+
+
+def first_attempt(conn: Conn, kind: str, job_id: int) -> tuple[int, str]:
+    """The job's first attempt, under way (a delete or backfill has done pages):
+    the claimed (job or item id, claim identity)."""
+    claimed = claim_next(conn, kind, 1)
+    assert len(claimed) == 1, claimed
+    handle, worker = claimed[0]
+    if kind in ("delete", "backfill"):
+        for _ in range(5):
+            assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) == "more"
+            if job(conn, job_id)["done"]:
+                break
+        assert job(conn, job_id)["done"] == 1
+    return int(handle), str(worker)
+
+
+def end_attempt(conn: Conn, kind: str, job_id: int, handle: int, worker: str, way: str) -> None:
+    """The attempt ends `way`, leaving the job (or its next item) due for a claim."""
+    if kind == "fanout":
+        if way == "budget":  # the job goes on with its next item
+            assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (handle, worker)) is True
+        elif way == "lease":
+            conn.execute("UPDATE pgjobs.job_items SET lease_expires_at = now() - interval "
+                         "'1 second' WHERE id = %s", (handle,))
+        else:
+            assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'transient', true)",
+                          (handle, worker)) is True
+            conn.execute("UPDATE pgjobs.job_items SET run_at = now() WHERE id = %s", (handle,))
+        return
+    if way == "budget":
+        assert scalar(conn, "SELECT pgjobs.release(%s, %s)", (job_id, worker)) is True
+    elif way == "lease":
+        expire_lease(conn, job_id)
+    else:
+        assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'transient', true)",
+                      (job_id, worker)) is True
+        conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+
+
+def rows(conn: Conn) -> Any:
+    return conn.execute("SELECT array_agg(p.* ORDER BY id)::text FROM people p").fetchone()
+
+
+def run_on(conn: Conn, kind: str) -> list[Any]:
+    """The runner of `kind` goes on: the engine's run loop for a delete or backfill
+    (a claim and its pages), else the claim its worker makes."""
+    if kind in ("delete", "backfill"):
+        conn.execute("CALL pgjobs.run('5 seconds')")
+        return []
+    return claim_next(conn, kind)
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_right_lost_mid_job_stops_it_at_its_next_attempt(
+        conn: Conn, make_conn: Any, client: str, src: Path, kind: str, loss: str,
+        way: str) -> None:
+    job_id = submitted(conn, client, kind, src)
+    handle, worker = first_attempt(conn, kind, job_id)
+    lose_right(conn, client, PRIVILEGE[kind], loss)
+    end_attempt(conn, kind, job_id, handle, worker, way)
+    before = rows(conn)
+    listener = make_conn()
+    listener.execute("LISTEN pgjobs")
+
+    assert run_on(conn, kind) == []
+
+    assert rows(conn) == before  # not one more row deleted, updated or inserted
+    row = job(conn, job_id)
+    assert row["status"] == "failed"
+    assert row["finished_at"] is not None and row["lease_expires_at"] is None
+    error = row["error"] or ""
+    assert f"job {job_id} cannot be started" in error
+    assert client in error
+    assert f"pgjobs.retry({job_id})" in error
+    if loss == "revoke":
+        assert PRIVILEGE[kind] in error
+    elif loss == "rls":
+        assert "row-level security" in error
+    else:
+        assert "does not exist" in error
+    events = [e for e in drain_notifies(listener, 1.0, until=lambda e: e["event"] == "failed")
+              if e["id"] == job_id]
+    # (`retrying` first when the claim took back an expired lease)
+    assert [e["event"] for e in events][-1:] == ["failed"] and "started" not in str(events)
+    assert events[-1]["status"] == "failed"
+    if kind == "fanout":  # nothing of it is left to hand out
+        assert scalar(conn, "SELECT count(*) FROM pgjobs.job_items WHERE job_id = %s "
+                            "AND status IN ('queued', 'running')", (job_id,)) == 0
+        assert claim_next(conn, kind) == []
+
+
+@pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_rights_kept_the_next_attempt_runs_as_before(
+        conn: Conn, client: str, src: Path, kind: str, way: str) -> None:
+    job_id = submitted(conn, client, kind, src)
+    handle, worker = first_attempt(conn, kind, job_id)
+    end_attempt(conn, kind, job_id, handle, worker, way)
+    attempts = job(conn, job_id)["attempts"]
+    if kind in ("delete", "backfill"):
+        run_on(conn, kind)
+        row = job(conn, job_id)
+        assert row["status"] == "succeeded", row["error"]
+        assert row["done"] == 5
+        expected = 0 if kind == "delete" else 5
+        assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND "
+                            + ("true" if kind == "delete" else "name = 'changed'")) == expected
+        return
+    claimed = claim_next(conn, kind)
+    if kind == "fanout":  # the other item, and the first again unless it completed
+        assert len(claimed) == (1 if way == "budget" else 2)
+    else:
+        assert len(claimed) == 1
+    row = job(conn, job_id)
+    assert row["status"] == "running"
+    assert "cannot be started" not in (row["error"] or "")
+    if kind != "fanout":
+        assert claimed[0][0] == job_id and row["attempts"] == attempts + 1
+
+
+def test_a_refused_job_does_not_hide_the_jobs_behind_it(conn: Conn, client: str,
+                                                         src: Path) -> None:
+    """The claim picks again past a job it failed: a claim of one still gets one."""
+    lost = submitted(conn, client, "custom", src)
+    other = int(scalar(conn, "SELECT pgjobs.submit('thumbnail', 'people', '2', '{}')"))
+    lose_right(conn, client, "UPDATE", "revoke")
+    assert [r[0] for r in conn.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['thumbnail'], 'w')").fetchall()] == [other]
+    assert job(conn, lost)["status"] == "failed"
+
+
+def test_run_job_of_a_refused_job_ends_it_failed(conn: Conn, client: str, src: Path) -> None:
+    job_id = submitted(conn, client, "delete", src)
+    lose_right(conn, client, "DELETE", "revoke")
+    before = rows(conn)
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert rows(conn) == before
+    assert job(conn, job_id)["status"] == "failed"
+
+
+def test_given_back_the_failed_job_is_retried_and_finishes(conn: Conn, client: str,
+                                                           src: Path) -> None:
+    job_id = submitted(conn, client, "backfill", src)
+    handle, worker = first_attempt(conn, "backfill", job_id)
+    lose_right(conn, client, "UPDATE", "revoke")
+    end_attempt(conn, "backfill", job_id, handle, worker, "budget")
+    run_on(conn, "backfill")
+    assert job(conn, job_id)["status"] == "failed"
+    conn.execute(f"GRANT UPDATE ON people TO {client}")
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
+    run_on(conn, "backfill")
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name = 'changed'") == 5
+
+
+def checks(tx: Conn) -> int:
+    """Submitter checks made in this transaction (calls of pgjobs._may_start_attempt)."""
+    return int(scalar(tx, """
+        SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions
+         WHERE schemaname = 'pgjobs' AND funcname = '_may_start_attempt'"""))
+
+
+def test_one_check_per_claim_never_per_page_or_item(make_conn: Any, client: str,
+                                                    src: Path) -> None:
+    """The check costs one call per claim: jobs of one claim with the same
+    submitter, target and kind share it; a job's pages and a claim's items make
+    none."""
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    tx.execute("SET track_functions = 'pl'")
+    ids = [submitted(tx, client, "custom", src) for _ in range(10)]
+    assert sorted(r[0] for r in claim_next(tx, "custom")) == ids
+    assert checks(tx) == 1
+    delete = submitted(tx, client, "delete", src)
+    [(_, worker)] = claim_next(tx, "delete")
+    assert checks(tx) == 2
+    pages = 0
+    while scalar(tx, "SELECT pgjobs._run_page(%s, %s)", (delete, worker)) == "more":
+        pages += 1
+    assert pages >= 5 and checks(tx) == 2
+    fanout = submitted(tx, client, "fanout", src)
+    assert len(claim_next(tx, "fanout")) == 2 and checks(tx) == 3
+    assert claim_next(tx, "fanout") == [] and checks(tx) == 3  # nothing left to hand out
+    assert job(tx, fanout)["status"] == "running"
+    tx.rollback()
+
+
+def test_a_fanout_job_held_elsewhere_hands_nothing_out_and_never_waits(
+        conn: Conn, make_conn: Any, client: str, src: Path) -> None:
+    """Two connections: while another transaction holds the fan-out job's row (a
+    cancel, an item settling), a claimer that finds its submitter lost a right
+    neither waits for it nor hands an item out; the next claim fails the job."""
+    job_id = submitted(conn, client, "fanout", src)
+    lose_right(conn, client, "UPDATE", "revoke")
+    holder = make_conn(autocommit=False)
+    holder.execute("SELECT 1 FROM pgjobs.jobs WHERE id = %s FOR UPDATE", (job_id,))
+    conn.execute("SET lock_timeout = '2s'")  # a wait would fail the claim below
+    assert claim_next(conn, "fanout") == []
+    assert job(conn, job_id)["status"] == "queued"
+    holder.rollback()
+    assert claim_next(conn, "fanout") == []
+    assert job(conn, job_id)["status"] == "failed"
+    assert scalar(conn, "SELECT array_agg(DISTINCT status) FROM pgjobs.job_items "
+                        "WHERE job_id = %s", (job_id,)) == ["canceled"]
