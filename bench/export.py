@@ -242,7 +242,7 @@ def storage_floor(path: str, bucket: str, key: str, part: int) -> tuple[float, f
     etags: list[str] = []
     with open(path, "rb") as src:
         while data := src.read(part):
-            etags.append(client.upload_part(key, upload_id, len(etags) + 1, data))
+            etags.append(client.upload_part(key, upload_id, len(etags) + 1, data)[0])
     uploaded = time.perf_counter()
     client.complete(key, upload_id, etags)
     completed = time.perf_counter()

@@ -346,9 +346,11 @@ class _Uploader(threading.Thread):
                     return
                 data, mark = item
                 assert ex.upload is not None
-                digest = [len(data), hashlib.sha256(data).hexdigest()]
-                ex.storage_retry(functools.partial(ex.upload.write_part, data),
-                                 f"part {ex.state['parts'] + 1}")
+                sha256 = ex.storage_retry(functools.partial(ex.upload.write_part, data),
+                                          f"part {ex.state['parts'] + 1}")
+                # Hashed once: by the upload on the way when it does (S3 signs the
+                # part with that hash), else here.
+                digest = [len(data), sha256 or hashlib.sha256(data).hexdigest()]
                 observe.uploaded(len(data))
                 # What was streamed, checkpointed with the part: a resume checks what
                 # it inherits, and a read-back what is stored, against these.

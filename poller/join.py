@@ -388,7 +388,7 @@ class Join:
             return str(self._s3_call(lambda: client.upload_part_copy(
                 key, upload_id, number, source, start, end)))
         data = self._read(step)
-        return str(self._s3_call(lambda: client.upload_part(key, upload_id, number, data)))
+        return str(self._s3_call(lambda: client.upload_part(key, upload_id, number, data))[0])
 
     def _read(self, step: Step) -> bytearray:
         """The bytes of ``step``'s ranges of the part objects, read through the
@@ -556,8 +556,9 @@ class Join:
         whole = hashlib.sha256()
 
         def put(data: bytes | bytearray) -> None:
-            digests.append([len(data), hashlib.sha256(data).hexdigest()])
-            ex.storage_retry(lambda: upload.write_part(data), f"part {len(digests)} of the join")
+            sha256 = ex.storage_retry(lambda: upload.write_part(data),
+                                      f"part {len(digests) + 1} of the join")
+            digests.append([len(data), sha256 or hashlib.sha256(data).hexdigest()])
             ex.control.keepalive()
 
         for number, r in enumerate(self.results, start=1):
@@ -570,7 +571,7 @@ class Join:
                     size += len(block)
                     buffer += block
                     while len(buffer) >= ex.part_size:
-                        put(bytes(buffer[:ex.part_size]))
+                        put(buffer[:ex.part_size])  # one copy, a bytearray: sent as it is
                         del buffer[:ex.part_size]
             except StorageError as exc:
                 if not changed_parts([r], read=False):
@@ -584,7 +585,7 @@ class Join:
                 raise PartsChanged([number], f"{r['uri']} is not what its part wrote "
                                    f"({size} bytes, expected {r['bytes']})")
         if buffer or not digests:
-            put(bytes(buffer))
+            put(buffer)
         size, sha256 = ex.storage_retry(upload.finish, "the object")
         if (size, sha256) != (self.total, whole.hexdigest()):
             raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 "

@@ -16,6 +16,12 @@ requires them (``request_checksum_calculation`` and
 (MinIO, R2, Ceph, moto) that do not know the newer checksum headers keep working.
 It is imported on first use: ``pgjobs --help`` and file exports never load it.
 
+A part is sent as it is (no copy) and hashed once: without checksums, SigV4
+signs each part's body with its SHA-256 (S3 checks it), and that hash, taken from
+the signed request just before it is sent, is the part's digest that the export
+checkpoints (:meth:`Client.upload_part`): the exporter does not hash the part a
+second time, and the digest is by construction the hash of the bytes sent.
+
 Settings (environment, read when the first client is built):
 ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` (path-style addressing then, as
 MinIO needs), ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``PGJOBS_S3_TIMEOUT``
@@ -26,7 +32,9 @@ retries beyond them, see :mod:`pgjobs.poller.export`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -145,8 +153,34 @@ def botocore_client() -> Any:
         client = boto.create_client(
             "s3", region_name=region or boto.get_config_variable("region") or "us-east-1",
             endpoint_url=endpoint, config=config)
+        client.meta.events.register("before-send.s3.UploadPart", _payload_hash)
         _clients[(endpoint, region)] = client
         return client
+
+
+_part = threading.local()
+"""The UploadPart this thread is making (:meth:`Client.upload_part`): ``data``, the
+SHA-256 its caller ``expected`` (or None) and the one it was ``sent`` with."""
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _payload_hash(request: Any, **_: Any) -> None:
+    """``before-send`` of UploadPart, the last moment before a byte is sent: note
+    the payload hash botocore signed the part with (``X-Amz-Content-SHA256``,
+    computed from this very body) as the part's SHA-256, or hash the body here when
+    the signature carries none (``UNSIGNED-PAYLOAD``); refuse to send a part whose
+    hash is not the one its caller expected (S3 would refuse it too, a store that
+    does not check would keep it)."""
+    data = getattr(_part, "data", None)
+    if data is None:
+        return
+    value = request.headers.get("X-Amz-Content-SHA256")
+    signed = value.decode() if isinstance(value, bytes) else str(value or "")
+    sent = signed if _HEX_SHA256.fullmatch(signed) else hashlib.sha256(data).hexdigest()
+    if _part.expected is not None and sent != _part.expected:
+        raise S3Error(0, "", f"part {_part.number}: its bytes hash to {sent}, not to the "
+                      f"SHA-256 given with it ({_part.expected}); not sent", retryable=False)
+    _part.sent = sent
 
 
 def forget_clients() -> None:
@@ -199,14 +233,28 @@ class Client:
     def create(self, key: str) -> str:
         return str(self._call("create_multipart_upload", Key=key)["UploadId"])
 
-    def upload_part(self, key: str, upload_id: str, number: int,
-                    data: bytes | bytearray) -> str:
-        reply = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
-                           Body=bytes(data))
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray,
+                    sha256: str | None = None) -> tuple[str, str]:
+        """Upload one part, sent as it is (no copy: a bytearray stays one; botocore
+        wraps bytes in a BytesIO); its (ETag, SHA-256 hex), the hash the request
+        was signed with (see :func:`_payload_hash`). ``sha256``: the digest the
+        caller holds for ``data``; the part is not sent unless it is that."""
+        _part.data, _part.number, _part.expected, _part.sent = data, number, sha256, None
+        try:
+            reply = self._call("upload_part", Key=key, UploadId=upload_id, PartNumber=number,
+                               Body=data)
+            sent = _part.sent
+        finally:
+            _part.data = _part.expected = _part.sent = None
         etag = str(reply.get("ETag") or "")
         if not etag:
             raise S3Error(0, "", "no ETag in the UploadPart response")
-        return etag
+        if sent is None:  # not through before-send (a stubbed client): hash it here
+            sent = hashlib.sha256(data).hexdigest()
+            if sha256 is not None and sent != sha256:
+                raise S3Error(0, "", f"part {number}: its bytes hash to {sent}, not to the "
+                              f"SHA-256 given with it ({sha256})", retryable=False)
+        return etag, str(sent)
 
     def upload_part_copy(self, key: str, upload_id: str, number: int, source: str,
                          start: int, end: int) -> str:

@@ -98,8 +98,10 @@ class Upload:
 
     location: Location
 
-    def write_part(self, data: bytes | bytearray) -> None:
-        """Make ``data`` durable as the next part."""
+    def write_part(self, data: bytes | bytearray) -> str | None:
+        """Make ``data`` durable as the next part. Returns its SHA-256 (hex) when the
+        kind hashed it on the way (S3: the hash the part was signed with), else None
+        and the caller hashes it: each part is hashed once for its digest."""
         raise NotImplementedError
 
     def state(self) -> dict[str, Any]:

@@ -58,15 +58,18 @@ class NativeS3Upload(Upload):
                 raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
             raise storage_error(exc, f"cannot write {location.uri}") from exc
 
-    def write_part(self, data: bytes | bytearray) -> None:
+    def write_part(self, data: bytes | bytearray) -> str | None:
+        """Upload ``data`` as the next part, as it is; its SHA-256, the one its
+        signature carried (see :mod:`pgjobs.poller.s3client`)."""
         if not data and not self._etags:
             self._empty = True  # S3 refuses an empty multipart object: put it at finish
-            return
+            return None
         if len(self._etags) >= s3.MAX_PARTS:
             raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
                                retryable=False, hint="export with a larger part_size option")
         try:
-            etag = self._client.upload_part(self._key, self._id, len(self._etags) + 1, data)
+            etag, sha256 = self._client.upload_part(self._key, self._id, len(self._etags) + 1,
+                                                    data)
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
                 raise UploadLost(f"upload {self._id} is gone") from None
@@ -75,6 +78,7 @@ class NativeS3Upload(Upload):
         if self._hash is not None:
             self._hash.update(data)
         self._size += len(data)
+        return sha256
 
     def state(self) -> dict[str, Any]:
         return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}

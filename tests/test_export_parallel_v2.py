@@ -273,10 +273,10 @@ def test_s3_join_copies_the_parts_server_side(conn: Conn, dsn: str, bucket: str,
         return copy(self, key, upload_id, number, source, start, end)
 
     def count_put(self: s3.Client, key: str, upload_id: str, number: int,
-                  data: bytes | bytearray) -> str:
+                  data: bytes | bytearray, sha256: str | None = None) -> tuple[str, str]:
         if ".part" not in key:
             joined.append(len(data))
-        return put(self, key, upload_id, number, data)
+        return put(self, key, upload_id, number, data, sha256)
 
     monkeypatch.setattr(s3.Client, "upload_part_copy", count_copy)
     monkeypatch.setattr(s3.Client, "upload_part", count_put)
