@@ -1,7 +1,8 @@
 """The S3 export pipeline: the reader fills the next part while the uploader
 thread writes the last one to moto's S3 server. Each part is sent without a copy
 and hashed once, by botocore's SigV4 signature, whose hash is the part's digest in
-the checkpoint (neither the exporter nor botocore hashes it again); a digest given with a
+the checkpoint (neither the exporter nor botocore hashes it again); the read-back
+checks the parts without hashing the whole object again; a digest given with a
 part that is not its bytes' hash stops the part before it is sent (moto, unlike
 S3, does not check); a failure of the background upload surfaces in the attempt
 and the next one continues the same upload; a kill between parts resumes
@@ -217,7 +218,7 @@ def test_each_part_is_sent_as_cut_and_hashed_once_by_its_signature(
     assert [signed for _, signed, _, _ in parts] == [d[1] for d in digests]
     # Sent as cut: the very buffer the reader filled, no copy on the way.
     assert all(body is data for (_, _, _, body), data in zip(parts, cut, strict=True))
-    # Hashed by the signature, once each.
+    # Hashed by the signature, once each (and, see the next test, by nothing else).
     assert len(sent.signer_hashed) == len(cut)
     assert all(hashed is data for hashed, data in zip(sent.signer_hashed, cut, strict=True))
     data = object_bytes(outcome.result or {})
@@ -226,6 +227,22 @@ def test_each_part_is_sent_as_cut_and_hashed_once_by_its_signature(
 
         data = gz.decompress(data)
     assert data == plain_copy(conn, REFERENCE)
+
+
+def test_an_export_hashes_its_bytes_three_times_in_all(
+        conn: Conn, dsn: str, big: None, bucket: str, sent: _Sent) -> None:
+    """Each part's digest (the signature's hash), the whole object's SHA-256 (as
+    the parts are written) and the read-back's check of each part: three passes
+    of SHA-256 over the object's bytes, no more (a second hash of each part, or
+    hashing the whole again on read-back, makes four)."""
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = _run(dsn, job_id, bucket)
+    assert outcome.status == "succeeded", outcome
+    size = int((outcome.result or {})["bytes"])
+    requests = len(sent.requests)
+    # Besides the object's bytes: the signatures' own small inputs (canonical
+    # requests, HMAC keys), far less than one more pass.
+    assert 3 * size <= sent.hashed[0] < 3 * size + requests * 4096, (sent.hashed, size)
 
 
 def test_bytes_and_bytearray_parts_carry_the_hash_of_their_bytes(bucket: str,
@@ -279,6 +296,31 @@ def test_every_request_of_a_join_is_signed_with_its_bodys_hash(
     assert [signed for _, signed, _, _ in sent.requests] == \
         [real for _, _, real, _ in sent.requests]
     assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+
+
+def test_the_read_back_still_refuses_an_object_that_is_not_what_was_streamed(
+        conn: Conn, dsn: str, big: None, bucket: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole object is not hashed again on read-back, the parts are checked:
+    the same number of bytes, one of them changed, never completes."""
+    real_finish = upload_s3.NativeS3Upload.finish
+
+    def finish_then_damage(self: upload_s3.NativeS3Upload) -> tuple[int, str]:
+        done = real_finish(self)
+        data = bytearray(storage.read(self.location.uri))
+        data[len(data) // 2] ^= 1
+        storage.write(self.location.uri, bytes(data))
+        return done
+
+    monkeypatch.setattr(upload_s3.NativeS3Upload, "finish", finish_then_damage)
+    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    outcome = _run(dsn, job_id, bucket)
+    assert outcome.status == "retrying", outcome
+    assert "verification failed" in (outcome.error or "")
+    assert "differs from what was streamed" in (outcome.error or "")
+    row = job(conn, job_id)
+    assert row["result"] is None and row["checkpoint"]["parts"] == 0  # rewritten next
+    assert not storage.exists(row["checkpoint"]["uri"])
 
 
 # --- a failure in the background upload -----------------------------------------
