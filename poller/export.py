@@ -55,6 +55,7 @@ import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 import zlib
@@ -265,7 +266,7 @@ class _Part:
 
     def __init__(self, gzip: bool):
         self.data = bytearray()
-        self.raw = 0
+        self._raw = 0  # gzip only: without, the raw bytes are the part's bytes
         self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if gzip else None
         self._stage = bytearray()  # rows not yet compressed (gzip only)
 
@@ -273,14 +274,25 @@ class _Part:
     def size(self) -> int:
         return len(self.data)
 
+    @property
+    def plain(self) -> bool:
+        """Not compressed: a row's bytes go into ``data`` as they are (and
+        ``data.extend`` may take them without this class: raw is len(data))."""
+        return self._compressor is None
+
+    @property
+    def raw(self) -> int:
+        """Bytes of COPY output added (before compression)."""
+        return len(self.data) if self._compressor is None else self._raw
+
     def add(self, row: bytes | bytearray | memoryview) -> None:
         """One COPY row. Compression runs on batches of rows (_STAGE bytes and
         each chunk's end, see flush): the batches are a function of the data,
         so are the compressed bytes."""
-        self.raw += len(row)
         if self._compressor is None:
             self.data += row
             return
+        self._raw += len(row)
         self._stage += row
         if len(self._stage) >= _STAGE:
             self.flush()
@@ -299,7 +311,7 @@ class _Part:
     def rollback(self, mark: tuple[int, int, Any]) -> None:
         """Forget everything added since mark: the chunk is read again."""
         del self.data[mark[0]:]
-        self.raw = mark[1]
+        self._raw = mark[1]
         self._stage.clear()
         if mark[2] is not None:
             self._compressor = mark[2].copy()
@@ -702,14 +714,24 @@ class Exporter:
         start = part.mark()
         while True:
             taken = 0
-            add = part.add
-            ceiling = start[1] + self.chunk_bytes if self.limit > 1 else None
+            # Past this many raw bytes in the part, the chunk is too large (never
+            # with one key per chunk). The sink runs once per row: it does no more.
+            ceiling = start[1] + self.chunk_bytes if self.limit > 1 else sys.maxsize
 
-            def sink(data: memoryview) -> None:
+            def plain_sink(data: memoryview, extend: Callable[[memoryview], None] =
+                           part.data.extend, buffer: bytearray = part.data,
+                           ceiling: int = ceiling) -> None:
                 nonlocal taken
                 taken += 1
-                add(data)
-                if ceiling is not None and part.raw > ceiling:
+                extend(data)
+                if len(buffer) > ceiling:
+                    raise _ChunkTooLarge(taken)
+
+            def sink(data: memoryview, ceiling: int = ceiling) -> None:
+                nonlocal taken
+                taken += 1
+                part.add(data)
+                if part.raw > ceiling:
                     raise _ChunkTooLarge(taken)
 
             try:
@@ -721,7 +743,8 @@ class Exporter:
                     }).fetchone()
                     assert row is not None
                     self._reader().note(conn, row["lsn"])
-                    count = copy_out(conn, row["copy_sql"], sink)
+                    count = copy_out(conn, row["copy_sql"],
+                                     plain_sink if part.plain else sink)
                 part.flush()
                 self.limit = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
                                          count, part.raw - start[1])
