@@ -241,7 +241,14 @@ def storage_floor(path: str, bucket: str, key: str, part: int) -> tuple[float, f
     upload_id = client.create(key)
     etags: list[str] = []
     with open(path, "rb") as src:
-        while data := src.read(part):
+        while True:
+            # A bytearray, as the exporter's parts are: sent as it is (botocore
+            # would wrap bytes in a BytesIO and send that in small reads).
+            data = bytearray(part)
+            size = src.readinto(data)
+            if not size:
+                break
+            del data[size:]
             etags.append(client.upload_part(key, upload_id, len(etags) + 1, data)[0])
     uploaded = time.perf_counter()
     client.complete(key, upload_id, etags)
