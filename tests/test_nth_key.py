@@ -35,8 +35,9 @@ def keyed(conn: Conn) -> Conn:
         INSERT INTO nk_int SELECT g * 7 % 1009, g % 3 FROM generate_series(1, 1008) g;
         CREATE TABLE nk_text (code text PRIMARY KEY, tenant int NOT NULL);
         CREATE INDEX ON nk_text (tenant, code);
-        INSERT INTO nk_text SELECT 'k' || (g * 13 % 500) || CASE WHEN g % 5 = 0 THEN ' Z' ELSE 'a' END,
-                                   g % 3
+        INSERT INTO nk_text
+        SELECT 'k' || (g * 13 % 500) || CASE WHEN g % 5 = 0 THEN ' Z' ELSE 'a' END,
+               g % 3
           FROM generate_series(1, 499) g;
         ANALYZE nk_int; ANALYZE nk_text;
     """)

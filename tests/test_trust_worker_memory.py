@@ -15,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
