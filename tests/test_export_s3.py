@@ -12,10 +12,13 @@ from pgjobs.poller import s3client as s3
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
 from tests.support import (
+    BIG_TENANT_1,
+    NATIVE_S3,
     checkpoint_parts,
     job,
     leftovers,
     object_bytes,
+    open_uploads,
     plain_copy,
     run_export,
     start_worker,
@@ -24,22 +27,16 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-NATIVE = {"part_size": s3.MIN_PART, "chunk_rows": 40}
-REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
 
-
-def open_uploads(prefix: str) -> list[Any]:
-    loc = storage.parse(prefix)
-    return s3.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
 
 
 def test_native_multipart_export_equals_plain_copy(
         conn: Conn, dsn: str, big: None, bucket: str) -> None:
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     assert outcome.result is not None and outcome.result["parts"] == 4
-    assert object_bytes(outcome.result) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result) == plain_copy(conn, BIG_TENANT_1)
     upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload["upload_id"] and len(upload["etags"]) == 4  # the native path
     assert open_uploads(bucket) == []
@@ -48,7 +45,7 @@ def test_native_multipart_export_equals_plain_copy(
 
 def test_native_multipart_resumes_the_same_upload_after_sigkill(
         conn: Conn, dsn: str, big: None, bucket: str) -> None:
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
@@ -65,7 +62,7 @@ def test_native_multipart_resumes_the_same_upload_after_sigkill(
     assert second.returncode == 0, err
     row = job(conn, job_id)
     assert row["status"] == "succeeded", row["error"]
-    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert object_bytes(row["result"]) == plain_copy(conn, BIG_TENANT_1)
     after = row["checkpoint"]["upload"]
     assert after["upload_id"] == before["upload_id"]
     assert after["etags"][:len(before["etags"])] == before["etags"]
@@ -77,8 +74,8 @@ def test_sweep_aborts_multipart_uploads_of_ended_jobs(
     conn.execute("CREATE TABLE big (id int NOT NULL, tenant int, created_at timestamptz NOT NULL)")
     conn.execute("CREATE INDEX ON big (tenant, id)")
     conn.execute("SELECT pgjobs.register_target('big', 'id', 'tenant', 'created_at')")
-    ended = submit_export(conn, "1", {}, NATIVE, target="big")
-    running = submit_export(conn, "1", {}, NATIVE, target="big")
+    ended = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    running = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', finished_at = now() "
                  "WHERE id = %s", (ended,))
     loc = storage.parse(bucket)

@@ -18,13 +18,18 @@ import psycopg
 import pytest
 
 from pgjobs.poller import s3client, storage
-from pgjobs.poller.export import Exporter, Outcome
+from pgjobs.poller.export import Outcome
 from tests.support import (
+    BIG_TENANT_1,
+    NATIVE_S3,
     checkpoint_parts,
     job,
     leftovers,
+    new_bucket,
     object_bytes,
+    open_uploads,
     plain_copy,
+    run_export,
     start_worker,
     submit_export,
     wait_for,
@@ -32,8 +37,6 @@ from tests.support import (
 from tests.support.s3_faults import FaultProxy
 
 Conn = psycopg.Connection[Any]
-NATIVE = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
-REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
 
 
 def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -49,22 +52,6 @@ def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
 
 
-def _new_bucket(endpoint: str) -> str:
-    import boto3
-
-    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
-    # A session of its own: boto3's default session keeps the AWS_* files and
-    # profile of the first test that used it, not this test's environment.
-    boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing").create_bucket(Bucket=name)
-    return f"s3://{name}/exports/"
-
-
-def open_uploads(prefix: str) -> list[Any]:
-    loc = storage.parse(prefix)
-    return s3client.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
 
 
 @pytest.fixture
@@ -80,7 +67,7 @@ def profile_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("AWS_PROFILE", "pgjobs-test")
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     storage.forget_stores()
-    yield _new_bucket(s3_endpoint)
+    yield new_bucket(s3_endpoint)
     storage.forget_stores()
 
 
@@ -102,15 +89,6 @@ def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
     storage.forget_stores()
 
 
-def _run(dsn: str, job_id: int, storage_uri: str, lease: str = "30 seconds",
-         storage_retry: float = 120.0) -> Outcome:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, %s::interval)",
-                               (job_id, f"test-{uuid.uuid4().hex[:8]}", lease)).fetchall()
-    assert [r[0] for r in claimed] == [job_id]
-    return Exporter(dsn, job_id, claimed[0][1], storage_uri,
-                    storage_retry=storage_retry).run()
-
 
 def _in_thread(call: Any) -> tuple[threading.Thread, list[Outcome]]:
     result: list[Outcome] = []
@@ -124,10 +102,10 @@ def _in_thread(call: Any) -> tuple[threading.Thread, list[Outcome]]:
 
 def test_profile_credentials_take_the_native_path(
         conn: Conn, dsn: str, big: None, profile_bucket: str) -> None:
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, profile_bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, profile_bucket)
     assert outcome.status == "succeeded", outcome
-    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, BIG_TENANT_1)
     upload = job(conn, job_id)["checkpoint"]["upload"]
     assert upload["upload_id"] and len(upload["etags"]) == 4  # native multipart
     assert "staging" not in upload and "runs" not in upload
@@ -141,7 +119,7 @@ def test_profile_credentials_take_the_native_path(
 
 def test_profile_credentials_resume_across_processes(
         conn: Conn, dsn: str, big: None, profile_bucket: str) -> None:
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     first = start_worker(dsn, profile_bucket, "--once", "--lease", "3s", delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
@@ -158,7 +136,7 @@ def test_profile_credentials_resume_across_processes(
     assert second.returncode == 0, err
     row = job(conn, job_id)
     assert row["status"] == "succeeded", row["error"]
-    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert object_bytes(row["result"]) == plain_copy(conn, BIG_TENANT_1)
     after = row["checkpoint"]["upload"]
     assert after["upload_id"] == before["upload_id"]
     assert after["etags"][:len(before["etags"])] == before["etags"]
@@ -172,8 +150,8 @@ def test_no_credentials_fails_for_good_with_a_hint(
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     storage.forget_stores()
     try:
-        job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-        outcome = _run(dsn, job_id, f"s3://pgjobs-{uuid.uuid4().hex[:12]}/exports/")
+        job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+        outcome = run_export(dsn, job_id, f"s3://pgjobs-{uuid.uuid4().hex[:12]}/exports/")
     finally:
         storage.forget_stores()
     assert outcome.status == "failed", outcome
@@ -187,10 +165,10 @@ def test_no_credentials_fails_for_good_with_a_hint(
 def test_long_outage_keeps_the_parts_and_the_attempt(
         conn: Conn, dsn: str, big: None, proxy: FaultProxy,
         monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.5")
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    thread, result = _in_thread(lambda: _run(dsn, job_id, bucket, lease="2 seconds"))
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    thread, result = _in_thread(lambda: run_export(dsn, job_id, bucket, lease="2 seconds"))
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 1, timeout=60, what="a part")
     before = job(conn, job_id)["checkpoint"]["upload"]
     proxy.faults.down = True
@@ -206,15 +184,15 @@ def test_long_outage_keeps_the_parts_and_the_attempt(
     assert row["attempts"] == 1
     assert row["checkpoint"]["upload"]["upload_id"] == before["upload_id"]
     assert row["checkpoint"]["upload"]["etags"][:1] == before["etags"][:1]
-    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert object_bytes(row["result"]) == plain_copy(conn, BIG_TENANT_1)
 
 
 def test_outage_beyond_the_ceiling_fails_the_attempt_retryably(
         conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    bucket = new_bucket(s3_endpoint)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     proxy.faults.down = True
-    outcome = _run(dsn, job_id, bucket, storage_retry=3.0)
+    outcome = run_export(dsn, job_id, bucket, storage_retry=3.0)
     proxy.faults.down = False
     assert outcome.status == "retrying", outcome
     assert job(conn, job_id)["status"] == "queued"
@@ -222,7 +200,7 @@ def test_outage_beyond_the_ceiling_fails_the_attempt_retryably(
 
 def test_aborts_while_storage_is_down_are_queued_until_they_succeed(
         proxy: FaultProxy, s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
     location = storage.parse(bucket + "big/1/7.csv")
     client = s3client.Client(location.base.split("://", 1)[1])
     upload_id = client.create(location.path)
@@ -239,15 +217,15 @@ def test_aborts_while_storage_is_down_are_queued_until_they_succeed(
 def test_upload_lost_mid_stream_starts_over_within_the_attempt(
         conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str,
         caplog: pytest.LogCaptureFixture) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
     proxy.faults.lose_upload_on_part = 3
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     row = job(conn, job_id)
     assert row["attempts"] == 1
     assert [h["phase"] for h in row["checkpoint"]["history"]] == ["streaming", "restarted"]
-    assert object_bytes(row["result"]) == plain_copy(conn, REFERENCE)
+    assert object_bytes(row["result"]) == plain_copy(conn, BIG_TENANT_1)
     assert open_uploads(bucket) == []
     lines = [r for r in caplog.records if "starting the upload over" in r.getMessage()]
     assert len(lines) == 1 and lines[0].exc_info is None
@@ -256,13 +234,13 @@ def test_upload_lost_mid_stream_starts_over_within_the_attempt(
 
 def test_silent_connection_does_not_stall_a_part(
         conn: Conn, dsn: str, big: None, proxy: FaultProxy, s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
+    bucket = new_bucket(s3_endpoint)
     proxy.faults.silent_on_part = 2
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     assert job(conn, job_id)["attempts"] == 1
-    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, BIG_TENANT_1)
     part_two = [q for m, q, _ in proxy.faults.seen if m == "PUT" and "partNumber=2&" in q + "&"]
     assert len(part_two) >= 2  # the silent one, then the retry that went through
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,16 @@ import pytest
 
 from pgjobs.poller import export as export_module
 from pgjobs.poller import s3client, storage, upload_s3
-from pgjobs.poller.export import Exporter, Outcome
 from tests.support import (
+    BIG_TENANT_1,
+    NATIVE_S3,
     checkpoint_parts,
     job,
+    new_bucket,
     object_bytes,
+    open_uploads,
     plain_copy,
+    run_export,
     start_worker,
     submit_export,
     wait_for,
@@ -37,23 +40,8 @@ from tests.support import (
 from tests.support.s3_faults import FaultProxy
 
 Conn = psycopg.Connection[Any]
-NATIVE = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
-REFERENCE = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
 
 
-def open_uploads(prefix: str) -> list[Any]:
-    loc = storage.parse(prefix)
-    return s3client.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
-
-
-def _run(dsn: str, job_id: int, storage_uri: str, storage_retry: float = 120.0) -> Outcome:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, "
-                               "'30 seconds')", (job_id, f"test-{uuid.uuid4().hex[:8]}")
-                               ).fetchall()
-    assert [r[0] for r in claimed] == [job_id]
-    return Exporter(dsn, job_id, claimed[0][1], storage_uri,
-                    storage_retry=storage_retry).run()
 
 
 class _Counted:
@@ -176,15 +164,6 @@ def outage(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
     storage.forget_stores()
 
 
-def _new_bucket(endpoint: str) -> str:
-    import boto3
-
-    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
-    boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing").create_bucket(Bucket=name)
-    return f"s3://{name}/exports/"
-
 
 def _client(uri: str) -> tuple[storage.Location, s3client.Client]:
     loc = storage.parse(uri)
@@ -206,8 +185,8 @@ def test_each_part_is_sent_as_cut_and_hashed_once_by_its_signature(
         return real_write(self, data)
 
     monkeypatch.setattr(upload_s3.NativeS3Upload, "write_part", write)
-    job_id = submit_export(conn, "1", {}, {**NATIVE, "gzip": gzip}, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, {**NATIVE_S3, "gzip": gzip}, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     digests = job(conn, job_id)["checkpoint"]["digests"]
     parts = sent.parts()
@@ -226,7 +205,7 @@ def test_each_part_is_sent_as_cut_and_hashed_once_by_its_signature(
         import gzip as gz
 
         data = gz.decompress(data)
-    assert data == plain_copy(conn, REFERENCE)
+    assert data == plain_copy(conn, BIG_TENANT_1)
 
 
 def test_an_export_hashes_its_bytes_three_times_in_all(
@@ -235,8 +214,8 @@ def test_an_export_hashes_its_bytes_three_times_in_all(
     the parts are written) and the read-back's check of each part: three passes
     of SHA-256 over the object's bytes, no more (a second hash of each part, or
     hashing the whole again on read-back, makes four)."""
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     size = int((outcome.result or {})["bytes"])
     requests = len(sent.requests)
@@ -288,14 +267,14 @@ def test_every_request_of_a_join_is_signed_with_its_bodys_hash(
         conn: Conn, dsn: str, big: None, bucket: str, sent: _Sent) -> None:
     """A parallel export's join on S3: UploadPartCopy (no body) and UploadPart of
     what is too small to copy, each signed with the hash of the body it sends."""
-    job_id = submit_export(conn, "1", {}, {**NATIVE, "parallel": 3}, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, {**NATIVE_S3, "parallel": 3}, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     operations = {operation for operation, _, _, _ in sent.requests}
     assert {"UploadPart", "UploadPartCopy", "CompleteMultipartUpload"} <= operations
     assert [signed for _, signed, _, _ in sent.requests] == \
         [real for _, _, real, _ in sent.requests]
-    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, BIG_TENANT_1)
 
 
 def test_the_read_back_still_refuses_an_object_that_is_not_what_was_streamed(
@@ -313,8 +292,8 @@ def test_the_read_back_still_refuses_an_object_that_is_not_what_was_streamed(
         return done
 
     monkeypatch.setattr(upload_s3.NativeS3Upload, "finish", finish_then_damage)
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "retrying", outcome
     assert "verification failed" in (outcome.error or "")
     assert "differs from what was streamed" in (outcome.error or "")
@@ -328,11 +307,11 @@ def test_the_read_back_still_refuses_an_object_that_is_not_what_was_streamed(
 
 def test_background_upload_failure_surfaces_and_the_retry_continues_the_upload(
         conn: Conn, dsn: str, big: None, outage: _PartOutage, s3_endpoint: str) -> None:
-    bucket = _new_bucket(s3_endpoint)
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
+    bucket = new_bucket(s3_endpoint)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
     # Part 3 fails in the uploader thread while the reader has moved on; storage
     # stays down past the retry ceiling: the attempt ends, retryably.
-    outcome = _run(dsn, job_id, bucket, storage_retry=3.0)
+    outcome = run_export(dsn, job_id, bucket, storage_retry=3.0)
     assert outcome.status == "retrying", outcome
     row = job(conn, job_id)
     assert row["status"] == "queued"
@@ -342,13 +321,13 @@ def test_background_upload_failure_surfaces_and_the_retry_continues_the_upload(
     outage.faults.down = False
     outage.part = 0
     conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))  # backoff
-    again = _run(dsn, job_id, bucket)
+    again = run_export(dsn, job_id, bucket)
     assert again.status == "succeeded", again
     row = job(conn, job_id)
     assert row["checkpoint"]["upload"]["upload_id"] == ck["upload"]["upload_id"]
     assert row["checkpoint"]["upload"]["etags"][:2] == ck["upload"]["etags"]
     data = object_bytes(row["result"])
-    assert data == plain_copy(conn, REFERENCE)
+    assert data == plain_copy(conn, BIG_TENANT_1)
     assert row["result"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert open_uploads(bucket) == []
 
@@ -364,8 +343,8 @@ def test_an_error_of_the_uploader_thread_ends_the_attempt_with_its_message(
         return real(self, data)
 
     monkeypatch.setattr(upload_s3.NativeS3Upload, "write_part", refuse_third)
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "failed", outcome
     assert "part refused by the test" in (outcome.error or "")
     assert job(conn, job_id)["attempts"] == 1
@@ -379,9 +358,9 @@ def test_an_error_of_the_uploader_thread_ends_the_attempt_with_its_message(
 
 def test_kill_between_parts_resumes_byte_identical(
         conn: Conn, dsn: str, big: None, bucket: str) -> None:
-    options = NATIVE  # (gzip: these rows compress into a single part)
+    options = NATIVE_S3  # (gzip: these rows compress into a single part)
     reference_job = submit_export(conn, "1", {}, options, target="big")
-    reference = _run(dsn, reference_job, bucket)
+    reference = run_export(dsn, reference_job, bucket)
     assert reference.status == "succeeded", reference
     job_id = submit_export(conn, "1", {}, options, target="big")
     first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=1")
@@ -440,9 +419,9 @@ def test_reader_never_runs_more_than_two_parts_ahead_of_storage(
 
     monkeypatch.setattr(export_module._Uploader, "put", put)
     monkeypatch.setattr(upload_s3.NativeS3Upload, "write_part", slow_write)
-    job_id = submit_export(conn, "1", {}, NATIVE, target="big")
-    outcome = _run(dsn, job_id, bucket)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
     assert outcome.status == "succeeded", outcome
     assert counts["cut"] == counts["written"] == 4
     assert counts["ahead"] <= 2, counts
-    assert object_bytes(outcome.result or {}) == plain_copy(conn, REFERENCE)
+    assert object_bytes(outcome.result or {}) == plain_copy(conn, BIG_TENANT_1)

@@ -33,16 +33,20 @@ from tests.support.databases import (
     with_database,
 )
 from tests.support.exports import (
+    BIG_TENANT_1,
     ITEMS_TENANT_1,
     MANY_PARTS,
     NASTY,
+    NATIVE_S3,
     add_items,
     checkpoint_parts,
     content,
     jsonl_reference,
     leftovers,
     make_items,
+    new_bucket,
     object_bytes,
+    open_uploads,
     part_rows,
     plain_copy,
     run_export,
@@ -97,4 +101,5 @@ __all__ = [
     "visible_keys", "wait_for", "who", "with_database",
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
+    "BIG_TENANT_1", "NATIVE_S3", "new_bucket", "open_uploads",
 ]

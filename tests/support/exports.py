@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from pgjobs.poller import storage
+from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import Exporter, Outcome
 from tests.support.targets import build_target
 
@@ -43,6 +43,11 @@ MANY_PARTS = {"chunk_rows": 5, "part_size": 1024}
 # What an export of the items' scope 1 must hold: the SELECT its plain-COPY
 # reference reads.
 ITEMS_TENANT_1 = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
+# Export options that take S3's native multipart path with the smallest parts it
+# allows (the `big` fixture's tenant 1 is four of them), and the SELECT of
+# that tenant's plain-COPY reference.
+NATIVE_S3 = {"part_size": s3client.MIN_PART, "chunk_rows": 40}
+BIG_TENANT_1 = "SELECT * FROM big WHERE tenant = 1 ORDER BY id"
 
 
 def make_items(conn: Conn, rows: int = 300, tenants: int = 3) -> None:
@@ -103,14 +108,37 @@ def submit_export(conn: Conn, scope: str = "1", filter_: dict[str, Any] | None =
 
 
 def run_export(dsn: str, job_id: int, storage_uri: str, worker: str | None = None,
-               lease: str = "30 seconds") -> Outcome:
-    """Claim job_id and run it in this process."""
+               lease: str = "30 seconds", storage_retry: float | None = None) -> Outcome:
+    """Claim job_id and run it in this process (``storage_retry``: seconds a part
+    keeps being retried while storage fails, the worker's --storage-retry)."""
     worker = worker or f"test-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, %s::interval)",
                                (job_id, worker, lease)).fetchall()
     assert [r[0] for r in claimed] == [job_id], f"job {job_id} was not claimable"
-    return Exporter(dsn, job_id, claimed[0][1], storage_uri).run()
+    if storage_retry is None:
+        return Exporter(dsn, job_id, claimed[0][1], storage_uri).run()
+    return Exporter(dsn, job_id, claimed[0][1], storage_uri, storage_retry=storage_retry).run()
+
+
+def new_bucket(endpoint: str) -> str:
+    """A new bucket on the S3 server at ``endpoint`` (moto's test credentials, not
+    the environment's); its export prefix s3://bucket/exports/."""
+    import boto3
+
+    name = f"pgjobs-{uuid.uuid4().hex[:12]}"
+    # A session of its own: boto3's default session keeps the AWS_* files and
+    # profile of the first test that used it, not this test's environment.
+    boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing").create_bucket(Bucket=name)
+    return f"s3://{name}/exports/"
+
+
+def open_uploads(prefix: str) -> list[Any]:
+    """The multipart uploads open under an s3:// export prefix."""
+    loc = storage.parse(prefix)
+    return s3client.Client(loc.base.split("://", 1)[1]).list_uploads(loc.path)
 
 
 def object_bytes(result: dict[str, Any]) -> bytes:
