@@ -706,8 +706,10 @@ class Exporter:
         """Stream one keyset chunk of up to ``self.limit`` keys, read in its own
         REPEATABLE READ transaction, into part; return (rows, where the next chunk
         starts or None at the end). A chunk whose output passes chunk_bytes is
-        rolled back and read again with fewer keys (and so is every later one):
-        memory holds at most about chunk_bytes of it, whatever the rows weigh.
+        rolled back and read again with fewer keys, and the next chunk asks for
+        as many keys as fill chunk_bytes at this one's bytes per row
+        (:func:`_next_limit`): memory holds at most about chunk_bytes of a chunk,
+        whatever the rows weigh.
         After a lost connection the chunk is read again (while the lease may
         still hold)."""
         delay = 0.2
