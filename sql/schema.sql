@@ -5220,6 +5220,8 @@ CREATE FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope 
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- The key, as text, of the scope's row p_offset rows into the keyset walk
 -- that p_bounds restricts (' AND ...' conditions on the key, written by the
@@ -5233,7 +5235,9 @@ CREATE FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope 
 -- equal to key order within one scope) so that the planner takes that btree,
 -- not the key's own index across every scope; and the key is cast to text
 -- once, outside the walk, not for each entry the OFFSET passes (the cast in
--- the scan's target list cost a third of the walk). Locks nothing.
+-- the scan's target list cost a third of the walk). The key's text is the
+-- cursor its callers store: the function pins every setting that text
+-- depends on (DateStyle, IntervalStyle, extra_float_digits). Locks nothing.
 DECLARE
     v_key text;
 BEGIN

@@ -11,6 +11,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The key, as text, of the scope's row p_offset rows into the keyset walk
 -- that p_bounds restricts (' AND ...' conditions on the key, written by the
@@ -24,7 +26,9 @@ AS $$
 -- equal to key order within one scope) so that the planner takes that btree,
 -- not the key's own index across every scope; and the key is cast to text
 -- once, outside the walk, not for each entry the OFFSET passes (the cast in
--- the scan's target list cost a third of the walk). Locks nothing.
+-- the scan's target list cost a third of the walk). The key's text is the
+-- cursor its callers store: the function pins every setting that text
+-- depends on (DateStyle, IntervalStyle, extra_float_digits). Locks nothing.
 DECLARE
     v_key text;
 BEGIN
