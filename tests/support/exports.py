@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from pgjobs.poller import s3client, storage
-from pgjobs.poller.export import Exporter, Outcome
+from pgjobs.poller.export import DEFAULT_STORAGE_RETRY, Exporter, Outcome
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -108,7 +108,8 @@ def submit_export(conn: Conn, scope: str = "1", filter_: dict[str, Any] | None =
 
 
 def run_export(dsn: str, job_id: int, storage_uri: str, worker: str | None = None,
-               lease: str = "30 seconds", storage_retry: float | None = None) -> Outcome:
+               lease: str = "30 seconds",
+               storage_retry: float = DEFAULT_STORAGE_RETRY) -> Outcome:
     """Claim job_id and run it in this process (``storage_retry``: seconds a part
     keeps being retried while storage fails, the worker's --storage-retry)."""
     worker = worker or f"test-{uuid.uuid4().hex[:8]}"
@@ -116,8 +117,6 @@ def run_export(dsn: str, job_id: int, storage_uri: str, worker: str | None = Non
         claimed = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, %s, %s::interval)",
                                (job_id, worker, lease)).fetchall()
     assert [r[0] for r in claimed] == [job_id], f"job {job_id} was not claimable"
-    if storage_retry is None:
-        return Exporter(dsn, job_id, claimed[0][1], storage_uri).run()
     return Exporter(dsn, job_id, claimed[0][1], storage_uri, storage_retry=storage_retry).run()
 
 
