@@ -11,7 +11,9 @@ AS $$
 -- Claims the one job p_id for p_worker (used by run_job), with the same
 -- gate as pgjobs.claim. Returns the job row: running and owned when
 -- claimed (its worker is the claim's identity, p_worker#token, that the
--- caller passes on to pgjobs._run_page), unchanged when it had already finished. Raises P0002 (unknown),
+-- caller passes on to pgjobs._run_page), unchanged when it had already
+-- finished, failed when its submitter lost a right since the submit
+-- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
 -- a writing job of its scope must run first). Locks: the job row.
 DECLARE
@@ -50,6 +52,11 @@ BEGIN
                    'earlier one first or wait for it.';
     END IF;
     SELECT * INTO v_job FROM pgjobs._start_attempts(ARRAY[p_id], p_worker, p_lease);
+    IF NOT FOUND THEN
+        -- Failed instead of started: its submitter lost a right
+        -- (pgjobs._may_start_attempt); the job as it ended.
+        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
+    END IF;
     RETURN v_job;
 END
 $$;

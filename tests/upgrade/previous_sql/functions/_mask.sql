@@ -1,4 +1,5 @@
-CREATE OR REPLACE FUNCTION pgjobs._mask(p_target regclass, p_scope text)
+CREATE OR REPLACE FUNCTION pgjobs._mask(p_target regclass, p_scope text,
+                                        p_count boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -12,6 +13,13 @@ AS $$
 -- by pgjobs.mask (which checks) and the read functions (which checked
 -- already). One `NOT coalesce((predicate), false)` per queued, running or paused
 -- delete job of the scope, ANDed in job order; 'true' when none is pending.
+-- p_count: for a statement that reads the whole scope (pgjobs.visible_count,
+-- pgjobs.preview's counts). A predicate that probes its exclude list in
+-- pgjobs.job_exclusions row by row (its tail, byte for byte, is
+-- " AND NOT (<pgjobs._exclusion_clause of the job>)") gets the clause's
+-- count form instead, which the planner may read once into a hash table:
+-- the same rows, without one index probe per row of the scope. Any other
+-- predicate is used as stored.
 -- Reads pgjobs.jobs through jobs_pending_writers_idx. Locks nothing.
 -- PL/pgSQL rather than SQL only so that the query's plan is cached for the
 -- session: a SQL function's body is planned again in every transaction,
@@ -19,7 +27,17 @@ AS $$
 DECLARE
     v_mask text;
 BEGIN
-    SELECT string_agg(format('NOT coalesce((%s), false)', j.predicate), ' AND ' ORDER BY j.id)
+    SELECT string_agg(format('NOT coalesce((%s), false)', coalesce(
+               CASE WHEN p_count AND j.survivors ->> 'exclusions' = 'table' THEN (
+                   SELECT left(j.predicate, -length(p.tail))
+                          || format(' AND NOT (%s)', pgjobs._exclusion_clause(
+                                 j.survivors ->> 'key_column', j.survivors ->> 'key_type',
+                                 NULL, j.id, true))
+                     FROM (SELECT format(' AND NOT (%s)', pgjobs._exclusion_clause(
+                                      j.survivors ->> 'key_column', j.survivors ->> 'key_type',
+                                      NULL, j.id)) AS tail) p
+                    WHERE right(j.predicate, length(p.tail)) = p.tail) END,
+               j.predicate)), ' AND ' ORDER BY j.id)
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope

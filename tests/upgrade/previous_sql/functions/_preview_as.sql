@@ -22,7 +22,9 @@ AS $$
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
 -- empty scope has none), and the rows counted by pgjobs._preview_count
--- (rows a pending delete will remove first are not counted as matches).
+-- (rows a pending delete will remove first are not counted as matches;
+-- the mask's count form, pgjobs._mask: a pending delete's long exclude
+-- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
 -- "counted_rows", "elapsed_ms", "time_limit_ms"}.
@@ -97,6 +99,6 @@ BEGIN
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
-                                    pgjobs._mask(p_target, v_scope), v_limit_ms);
+                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms);
 END
 $$;

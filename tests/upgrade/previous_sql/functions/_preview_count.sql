@@ -30,6 +30,11 @@ AS $$
 -- estimated from a TABLESAMPLE SYSTEM of about 2000 blocks of the table,
 -- "exact" becomes false, and "counted_rows" says how many rows were
 -- counted exactly. The sample then holds the matches found so far.
+-- Each count reads the match test as a column of a sub-select (OFFSET 0
+-- keeps it there): an expression in the scan's output is costed as run
+-- once per row of the scan, one in the aggregate's FILTER as run once, so
+-- only the former lets the planner hash a pending delete's long exclude
+-- list (p_mask's count form, pgjobs._mask) instead of probing it per row.
 -- VOLATILE: it reads the clock. Sets jit off (and enable_indexscan off
 -- around the range counts) and restores them. Locks nothing.
 DECLARE
@@ -63,15 +68,14 @@ BEGIN
     EXECUTE format('EXPLAIN (FORMAT JSON) SELECT FROM %s WHERE %I = %s',
                    p_reg.target, p_reg.scope_column, v_scope) INTO v_plan;
     IF (v_plan::jsonb #>> '{0,Plan,Plan Rows}')::numeric <= p_limit_ms * 1000.0 THEN
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %I = %s', p_predicate, p_mask, p_reg.target,
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %I = %s OFFSET 0) s', p_predicate, p_mask, p_reg.target,
                        p_reg.scope_column, v_scope)
            INTO v_scope_rows, v_total;
         IF v_total > 0 THEN
-            EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s '
-                           'ORDER BY t.%1$I OFFSET 99999 LIMIT 1',
-                           p_reg.key_column, p_reg.target, p_reg.scope_column, v_scope)
-               INTO v_upper;
+            v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope,
+                                       p_reg.key_column, '', 99999);
             EXECUTE format('SELECT ARRAY(SELECT pgjobs._canonical_text(t.%1$I) FROM %2$s t '
                            'WHERE t.%3$I = %4$s%5$s AND coalesce((%6$s), false) AND (%7$s) '
                            'ORDER BY t.%1$I LIMIT 10)',
@@ -89,14 +93,11 @@ BEGIN
             'elapsed_ms', round(extract(epoch FROM clock_timestamp() - v_t0) * 1000));
     END IF;
     LOOP
-        EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
-                       'ORDER BY t.%1$I OFFSET %6$s LIMIT 1',
-                       p_reg.key_column, p_reg.target, p_reg.scope_column, v_scope,
-                       CASE WHEN v_after IS NULL THEN ''
-                            ELSE format(' AND t.%I > %L::%s', p_reg.key_column, v_after,
-                                        v_key_type) END,
-                       v_chunk - 1)
-           INTO v_upper;
+        v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope, p_reg.key_column,
+                                   CASE WHEN v_after IS NULL THEN ''
+                                        ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
+                                                    v_after, v_key_type) END,
+                                   v_chunk - 1);
         v_range := concat_ws(' AND ',
             format('%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN
@@ -107,8 +108,9 @@ BEGIN
         -- plain index scans: see pgjobs._run_page), the boundary above
         -- through the index alone.
         PERFORM set_config('enable_indexscan', 'off', true);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s WHERE %s', p_predicate, p_mask, p_reg.target, v_range)
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s WHERE %s OFFSET 0) s', p_predicate, p_mask, p_reg.target, v_range)
            INTO v_rows, v_matches;
         PERFORM set_config('enable_indexscan', v_indexscan, true);
         v_scope_rows := v_scope_rows + v_rows;
@@ -142,8 +144,9 @@ BEGIN
           INTO v_blocks
           FROM pg_partition_tree(p_reg.target) p;
         v_pct := least(100, 100.0 * 2000 / v_blocks);
-        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE coalesce((%s), false) AND (%s)) '
-                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s',
+        EXECUTE format('SELECT count(*), count(*) FILTER (WHERE s.m) FROM ('
+                       'SELECT coalesce((%s), false) AND (%s) AS m '
+                       'FROM %s TABLESAMPLE SYSTEM (%s) WHERE %I = %s AND %I > %L::%s OFFSET 0) s',
                        p_predicate, p_mask, p_reg.target, v_pct, p_reg.scope_column, v_scope,
                        p_reg.key_column, v_after, v_key_type)
            INTO v_rows, v_matches;

@@ -314,19 +314,14 @@ BEGIN
         ELSE
             -- The page's upper bound: the v_size-th key after the cursor, read
             -- from the (scope, key) index alone; NULL: this is the last page.
-            -- ORDER BY names the column qualified: a bare name would bind to the
-            -- text output column and sort numbers as strings, in a sort of the
-            -- rest of the scope.
             v_after := v_job.checkpoint ->> 'after';
             v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
-            EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
-                           'ORDER BY t.%1$I OFFSET %6$s LIMIT 1',
-                           v_reg.key_column, v_job.target, v_reg.scope_column, v_scope,
-                           CASE WHEN v_after IS NULL THEN ''
-                                ELSE format(' AND t.%I > %L::%s', v_reg.key_column, v_after,
-                                            v_key_type) END,
-                           v_size - 1)
-               INTO v_upper;
+            v_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
+                                       v_reg.key_column,
+                                       CASE WHEN v_after IS NULL THEN ''
+                                            ELSE format(' AND t.%I > %L::%s', v_reg.key_column,
+                                                        v_after, v_key_type) END,
+                                       v_size - 1);
             v_last := v_upper IS NULL;
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back

@@ -19,12 +19,35 @@ AS $$
 -- each (pgjobs._notify_many, one statement). Returns the started rows, in
 -- the order of p_ids (the claim's pick order); ids that are not queued are left alone.
 --
+-- Every attempt starts with its submitter's rights checked, once
+-- (pgjobs._may_start_attempt: what the submit needed, as retry and resume
+-- check it): a job whose submitter lost a right since (a REVOKE, row-level
+-- security, the role dropped, the target no longer trusted) fails here,
+-- before it touches another row, and is not returned; the caller may pick
+-- again. Jobs of one claim that share submitter, target, kind and
+-- on_duplicate share one check.
+--
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows.
 DECLARE
     v_jobs pgjobs.jobs[];
+    v_job pgjobs.jobs;
+    v_ids bigint[] := '{}'::bigint[];
+    v_allowed text[] := '{}'::text[];
+    v_key text;
 BEGIN
+    FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
+    LOOP
+        v_key := format('%s %s %s %s', v_job.submitted_by, v_job.target::oid, v_job.kind,
+                        v_job.payload ->> 'on_duplicate');
+        IF v_key = ANY (v_allowed) THEN
+            v_ids := v_ids || v_job.id;
+        ELSIF pgjobs._may_start_attempt(v_job) THEN
+            v_allowed := v_allowed || v_key;
+            v_ids := v_ids || v_job.id;
+        END IF;
+    END LOOP;
     WITH started AS (
         UPDATE pgjobs.jobs j
            SET status = 'running',
@@ -36,7 +59,7 @@ BEGIN
                run_at = least(j.run_at, now()),
                started_at = coalesce(j.started_at, now()),
                updated_at = now()
-         WHERE j.id = ANY (p_ids)
+         WHERE j.id = ANY (v_ids)
            AND j.status = 'queued'
         RETURNING j AS job)
     SELECT array_agg(s.job ORDER BY array_position(p_ids, (s.job).id)) INTO v_jobs

@@ -68,14 +68,11 @@ BEGIN
         v_chunk := least(v_chunk, v_limit - p_rows_read);
         -- The chunk's upper key, from the (scope, key) index alone (NULL:
         -- the chunk reaches the end of the scope), as pgjobs._run_page pages.
-        EXECUTE format('SELECT t.%1$I::text FROM %2$s t WHERE t.%3$I = %4$s%5$s '
-                       'ORDER BY t.%1$I OFFSET %6$s LIMIT 1',
-                       p_reg.key_column, p_reg.target, p_reg.scope_column, v_scope,
-                       CASE WHEN v_after IS NULL THEN ''
-                            ELSE format(' AND t.%I > %L::%s', p_reg.key_column, v_after,
-                                        v_key_type) END,
-                       v_chunk - 1)
-           INTO v_upper;
+        v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope, p_reg.key_column,
+                                   CASE WHEN v_after IS NULL THEN ''
+                                        ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
+                                                    v_after, v_key_type) END,
+                                   v_chunk - 1);
         v_range := concat_ws(' AND ',
             format('t.%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN

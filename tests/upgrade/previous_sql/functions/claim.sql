@@ -23,7 +23,9 @@ AS $$
 -- which fence on it exactly. The rows are locked when picked and started by
 -- pgjobs._start_attempts (the one routine that starts an attempt) in the same
 -- transaction: there is no moment when a job is "running" without an owner
--- holding a lease.
+-- holding a lease. A job whose submitter no longer holds what the submit
+-- needed fails there instead of starting (event failed), and is not
+-- returned.
 --
 -- The gate (pgjobs._writer_may_start): a writing job (delete, backfill,
 -- import) is handed out only when no other writing job of its (target,
@@ -37,6 +39,8 @@ AS $$
 -- writes nothing when none has expired).
 DECLARE
     v_ids bigint[];
+    v_left integer := p_limit;
+    v_started integer;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
@@ -52,22 +56,30 @@ BEGIN
     PERFORM pgjobs._rescue_expired();
 
     -- The pick: one statement, planned once per session (PL/pgSQL caches it).
-    v_ids := ARRAY(
-        SELECT j.id
-          FROM pgjobs.jobs j
-         WHERE j.status = 'queued'
-           AND j.run_at <= now()
-           AND j.kind = ANY (p_kinds)
-           AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
-           AND (NOT j.writes
-                OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
-         ORDER BY j.priority DESC, j.queued_at, j.id
-         LIMIT p_limit
-           FOR UPDATE SKIP LOCKED);
-    IF cardinality(v_ids) = 0 THEN
-        RETURN;
-    END IF;
-    RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
+    -- Picked again when pgjobs._start_attempts failed some of the jobs
+    -- picked (their submitter lost a right): they are no longer queued, and
+    -- the claimer still gets the due jobs behind them (a run loop would
+    -- otherwise stop its budget at an empty claim).
+    LOOP
+        v_ids := ARRAY(
+            SELECT j.id
+              FROM pgjobs.jobs j
+             WHERE j.status = 'queued'
+               AND j.run_at <= now()
+               AND j.kind = ANY (p_kinds)
+               AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
+               AND (NOT j.writes
+                    OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
+             ORDER BY j.priority DESC, j.queued_at, j.id
+             LIMIT v_left
+               FOR UPDATE SKIP LOCKED);
+        EXIT WHEN cardinality(v_ids) = 0;
+        RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
+        GET DIAGNOSTICS v_started = ROW_COUNT;
+        v_left := v_left - v_started;
+        -- Every job picked started (the queue may hold no more), or enough did.
+        EXIT WHEN v_started = cardinality(v_ids) OR v_left <= 0;
+    END LOOP;
 END
 $$;
 

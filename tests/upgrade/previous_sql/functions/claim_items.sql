@@ -23,10 +23,17 @@ AS $$
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
 -- a transaction advisory lock of the job, count what is out and take no
--- more than the rest. Expired item leases are rescued first.
+-- more than the rest. Expired item leases are rescued first. Before the
+-- first item of a job is handed out by a call, its submitter's rights are
+-- checked, once per job per call (pgjobs._may_start_attempt, as every
+-- attempt of a job is): a job whose submitter lost what the submit needed
+-- fails there, its unfinished items canceled, and hands nothing out; a
+-- retried item after its backoff or an item whose lease expired is
+-- claimed only through this check.
 -- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
 -- never wait for each other and never get the same item); the job row of
--- a queued job it starts (SKIP LOCKED too).
+-- a queued job it starts (SKIP LOCKED too), and of a job it fails (SKIP
+-- LOCKED, then its unfinished items: pgjobs._may_start_attempt).
 DECLARE
     v_job pgjobs.jobs;
     v_left integer := p_limit;
@@ -65,6 +72,12 @@ BEGIN
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
             CONTINUE WHEN v_cap <= 0;
         END IF;
+        -- Checked only when there is something to hand out (an index probe):
+        -- a job whose items are all out costs nothing here.
+        CONTINUE WHEN NOT EXISTS (SELECT FROM pgjobs.job_items i
+                                   WHERE i.job_id = v_job.id AND i.status = 'queued'
+                                     AND i.run_at <= now());
+        CONTINUE WHEN NOT pgjobs._may_start_attempt(v_job);
         IF v_job.status = 'queued' THEN
             PERFORM pgjobs._items_start(v_job.id);  -- SKIP LOCKED: never waits
         END IF;

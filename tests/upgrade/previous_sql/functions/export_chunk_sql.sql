@@ -136,11 +136,8 @@ BEGIN
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
-    EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %6$s pgjobs_t WHERE %1$I = %3$s%4$s%7$s '
-                   'ORDER BY pgjobs_t.%2$I OFFSET %5$s LIMIT 1',
-                   v_reg.scope_column, v_reg.key_column, v_scope, v_lower, p_limit - 1,
-                   v_job.target, v_until)
-       INTO next_after;
+    next_after := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope, v_reg.key_column,
+                                  v_lower || v_until, p_limit - 1);
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.

@@ -68,15 +68,13 @@ BEGIN
     -- it, and not the key's own index across every scope): one pass in all.
     v_bounds := '{}'::text[];
     WHILE (cardinality(v_bounds) + 1) * v_step < v_rows LOOP
-        EXECUTE format('SELECT pgjobs_t.%2$I::text FROM %4$s pgjobs_t WHERE %1$I = %3$s%5$s '
-                       'ORDER BY pgjobs_t.%1$I, pgjobs_t.%2$I OFFSET $1 LIMIT 1',
-                       v_reg.scope_column, v_reg.key_column, v_scope, v_job.target,
-                       CASE WHEN cardinality(v_bounds) = 0 THEN ''
-                            ELSE format(' AND %I > %L::%s', v_reg.key_column,
-                                        v_bounds[cardinality(v_bounds)],
-                                        pgjobs._column_type(v_job.target, v_reg.key_column))
-                       END)
-           INTO v_bound USING v_step - 1;
+        v_bound := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope, v_reg.key_column,
+                                   CASE WHEN cardinality(v_bounds) = 0 THEN ''
+                                        ELSE format(' AND %I > %L::%s', v_reg.key_column,
+                                                    v_bounds[cardinality(v_bounds)],
+                                                    pgjobs._column_type(v_job.target,
+                                                                        v_reg.key_column))
+                                   END, v_step - 1);
         EXIT WHEN v_bound IS NULL;  -- rows deleted since the count
         v_bounds := v_bounds || v_bound;
     END LOOP;

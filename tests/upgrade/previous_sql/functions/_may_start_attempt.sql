@@ -1,0 +1,68 @@
+CREATE OR REPLACE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- Whether a new attempt of p_job may start: its submitter still holds what
+-- the submit needed (pgjobs._require_requeue, the check retry and resume
+-- make: the role exists, holds the kind's privileges, no row-level
+-- security confines it, a registered target is still trusted). Asked by
+-- the two places work is handed out, once per claim: pgjobs._start_attempts
+-- (every attempt of a job: the first, one after a lease expired, a
+-- retryable failure's backoff, a job handed back at the end of a runner's
+-- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
+-- page or per item row.
+-- When not, the job ends here `failed` (event failed), the error naming
+-- the missing right with the check's hint (pgjobs.retry sets it going
+-- again once the right is back): a fan-out job's unfinished items end
+-- canceled, as at a cancel (a worker holding one gets false from its next
+-- heartbeat_item or complete_item). Returns false then, and the caller
+-- hands nothing of the job out.
+-- Locks: none to say true. To fail a job: its row, which the caller of
+-- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
+-- LOCKED (claimers never wait: when another transaction holds it, nothing
+-- of it is handed out by this claim, and a later claim fails it), then its
+-- unfinished items.
+DECLARE
+    v_job pgjobs.jobs;
+    v_message text;
+    v_hint text;
+BEGIN
+    BEGIN
+        PERFORM pgjobs._require_requeue(p_job, 'started');
+        RETURN true;
+    EXCEPTION WHEN insufficient_privilege THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
+    END;
+    IF p_job.fanout THEN
+        PERFORM FROM pgjobs.jobs j
+          WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
+            FOR NO KEY UPDATE SKIP LOCKED;
+        IF NOT FOUND THEN
+            RETURN false;
+        END IF;
+        UPDATE pgjobs.job_items i
+           SET status = 'canceled', lease_expires_at = NULL, finished_at = now(),
+               updated_at = now()
+         WHERE i.job_id = p_job.id AND i.status IN ('queued', 'running');
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET status = 'failed',
+           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
+           result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
+           lease_expires_at = NULL,
+           pause_requested_at = NULL,
+           finished_at = now(),
+           updated_at = now()
+     WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
+    RETURNING j.* INTO v_job;
+    IF FOUND THEN
+        PERFORM pgjobs._notify(v_job, 'failed');
+    END IF;
+    RETURN false;
+END
+$$;
