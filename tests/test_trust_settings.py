@@ -160,15 +160,24 @@ def test_timestamp_and_interval_keys_under_hostile_runner_settings(
     assert scalar(conn, "SELECT count(*) FROM e") == 0
 
 
-# Pages and export chunks find their bound through pgjobs._nth_key, which
-# prints the key: the forcing below unpins it there too.
-NTH_KEY_UNPINNED = ("ALTER FUNCTION pgjobs._nth_key(regclass, name, text, name, text, bigint) "
-                    "RESET extra_float_digits")
+def unpin_everywhere(conn: Conn, setting: str) -> None:
+    """Force what pinning prevents in every routine of schema pgjobs that
+    pins `setting`, not only in the ones known to print a cursor today: a
+    test that named them had to learn that the bound moved into
+    pgjobs._nth_key, and would miss the next routine that prints one."""
+    routines = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        " WHERE p.pronamespace = 'pgjobs'::regnamespace "
+        "   AND EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE %s)",
+        (setting + "=%",))]
+    assert routines, setting
+    for routine in routines:
+        conn.execute(f"ALTER FUNCTION {routine} RESET {setting}")
 
 
 def test_a_cursor_that_does_not_advance_fails_the_job(conn: Conn, make_conn: Any) -> None:
-    """Force what pinning prevents: unpin extra_float_digits from the page
-    function and from the routine that prints its bound (pgjobs._nth_key),
+    """Force what pinning prevents: unpin extra_float_digits from every
+    routine (the page function, the one that prints its bound, any other),
     and print floats with no extra digit at all, so that keys 1 + 1e-12 * g
     all print as '1'. The job fails, naming key and type."""
     conn.execute("""
@@ -177,8 +186,7 @@ def test_a_cursor_that_does_not_advance_fails_the_job(conn: Conn, make_conn: Any
                         PRIMARY KEY (s, k));
         INSERT INTO f (k, s) SELECT 1 + 1e-12 * g, 1 FROM generate_series(1, 20) g;
         SELECT pgjobs.register_target('f', 'k', 's', 'created_at');""")
-    conn.execute("ALTER FUNCTION pgjobs._run_page(bigint, text) RESET extra_float_digits")
-    conn.execute(NTH_KEY_UNPINNED)
+    unpin_everywhere(conn, "extra_float_digits")
     runner = make_conn()
     runner.execute("SET extra_float_digits = -15")
     job_id = scalar(runner, """SELECT pgjobs.submit_delete('f', '1', '{}', '{}',
@@ -202,9 +210,7 @@ def test_an_export_cursor_that_does_not_advance_raises(conn: Conn, make_conn: An
         INSERT INTO f (k, s) SELECT 1 + 1e-12 * g, 1 FROM generate_series(1, 20) g;
         SELECT pgjobs.register_target('f', 'k', 's', 'created_at');""")
     job_id = scalar(conn, "SELECT pgjobs.submit_export('f', '1')")
-    conn.execute("ALTER FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text) "
-                 "RESET extra_float_digits")
-    conn.execute(NTH_KEY_UNPINNED)
+    unpin_everywhere(conn, "extra_float_digits")
     worker = make_conn()
     worker.execute("SET extra_float_digits = -15")
     after = scalar(worker, "SELECT next_after FROM pgjobs.export_chunk_sql(%s, NULL, 3)",
