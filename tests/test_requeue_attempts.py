@@ -15,6 +15,8 @@ rights goes on as before."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,40 @@ def test_given_back_the_failed_job_is_retried_and_finishes(conn: Conn, client: s
     run_on(conn, "backfill")
     assert job(conn, job_id)["status"] == "succeeded"
     assert scalar(conn, "SELECT count(*) FROM people WHERE name = 'changed'") == 5
+
+
+@pytest.mark.parametrize("kind", ["custom", "fanout"])
+def test_an_external_worker_is_not_judged_as_the_engine(conn: Conn, client: str, src: Path,
+                                                        kind: str) -> None:
+    """Trust in a target is judged for the role pgjobs runs as (pgjobs._target): at a
+    claim, the claimer, which runs the jobs pgjobs runs itself (tests/
+    test_trust_owner.py). A custom kind's job or a fan-out job's items go to an
+    external worker acting with its own rights, and pgjobs runs none of the
+    target's code for them: such a worker (a pgjobs_admin member that does not
+    own the target) claiming on a target with row-level security, registered to
+    ignore it, is handed them, and the submitter's jobs are not failed (with a
+    hint blaming the submitter) for the worker's rights."""
+    worker = f"attempt_worker_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    conn.execute(f"CREATE ROLE {worker} NOLOGIN IN ROLE pgjobs_admin")
+    try:
+        conn.execute("ALTER TABLE people ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY everyone ON people USING (true)")
+        conn.execute("SELECT pgjobs.register_target('people', 'id', 'tenant', 'created_at', "
+                     "'data', '{\"ignore_row_security\": true}')")
+        job_id = submitted(conn, client, kind, src)
+        conn.execute(f"SET ROLE {worker}")
+        try:
+            claimed = claim_next(conn, kind)
+        finally:
+            conn.execute("RESET ROLE")
+        row = job(conn, job_id)
+        assert row["status"] == "running", row["error"]
+        assert len(claimed) == (2 if kind == "fanout" else 1)
+        if kind == "custom":
+            assert claimed[0][0] == job_id
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP ROLE {worker}")
 
 
 def checks(tx: Conn) -> int:

@@ -10,7 +10,9 @@ AS $$
 -- Whether a new attempt of p_job may start: its submitter still holds what
 -- the submit needed (pgjobs._require_requeue, the check retry and resume
 -- make: the role exists, holds the kind's privileges, no row-level
--- security confines it, a registered target is still trusted). Asked by
+-- security confines it, a registered target is still trusted by the role
+-- that claims a job pgjobs runs itself: not an external worker's claim of a
+-- custom kind or of fan-out items, which acts with its own rights). Asked by
 -- the two places work is handed out, once per claim: pgjobs._start_attempts
 -- (every attempt of a job: the first, one after a lease expired, a
 -- retryable failure's backoff, a job handed back at the end of a runner's

@@ -14,7 +14,8 @@ AS $$
 -- fails the job instead): what its submit needed, held
 -- now by the role that submitted it, whoever asks (an admin too): the job
 -- goes on acting with its submitter's rights. A registered target must
--- still be trusted (pgjobs._target), and the submitter must still hold
+-- still be trusted (pgjobs._target; at an attempt's start, only for the
+-- jobs pgjobs runs itself, see below), and the submitter must still hold
 -- the privilege of the job's kind (pgjobs._require_submitter, the check
 -- the engine and the worker repeat as they run delete, backfill, export and
 -- import jobs). Custom kinds and fan-out jobs run outside the engine, so
@@ -29,7 +30,18 @@ DECLARE
     v_hint text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
-    IF FOUND THEN
+    -- Trust is judged for current_user (pgjobs._require_trusted): here the
+    -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
+    -- start the role that claims. For a job pgjobs runs itself (an export, a
+    -- writing kind) that is the role that runs it, which judges it again at
+    -- every page and chunk. A custom kind's job or a fan-out job's items go
+    -- to an external worker acting on the target with its own rights, and
+    -- pgjobs runs none of the target's code for them: judged as that worker
+    -- (no owner of any target, say), the submitter's jobs would fail for the
+    -- worker's rights. They are judged where pgjobs evaluates the target's
+    -- code for them: submit, retry, resume, add_items.
+    IF FOUND AND (p_verb <> 'started'
+                  OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes))) THEN
         v_reg := pgjobs._target(p_job.target);  -- 42501: no longer trusted
     END IF;
     PERFORM pgjobs._require_submitter(p_job, v_reg);  -- 42501: a grant revoked since submit
