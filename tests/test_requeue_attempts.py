@@ -15,6 +15,7 @@ rights goes on as before."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -276,6 +277,32 @@ def test_an_external_worker_is_not_judged_as_the_engine(conn: Conn, client: str,
     finally:
         conn.execute("RESET ROLE")
         conn.execute(f"DROP ROLE {worker}")
+
+
+def test_jobs_share_a_check_only_when_it_reads_the_same(conn: Conn, client: str) -> None:
+    """Jobs of one claim share a check only when their submitter, target, kind and
+    on_duplicate are the same: told apart as values, not as one string of them. A
+    role's name may hold spaces and a custom kind's payload any text, so "a", "1 b
+    c" and "a 1 b", "c" must not read as one."""
+    oid = int(scalar(conn, "SELECT 'people'::regclass::oid"))
+    other = f"{client} {oid} thumbnail"  # the client's name and more, a role of its own
+    conn.execute(f'CREATE ROLE "{other}" NOLOGIN IN ROLE pgjobs_client')
+    try:
+        conn.execute(f'GRANT UPDATE ON people TO "{other}"')
+        conn.execute(f"SET ROLE {client}")
+        kept = int(scalar(conn, "SELECT pgjobs.submit('thumbnail', 'people', '1', %s::jsonb)",
+                          (json.dumps({"on_duplicate": f"{oid} thumbnail "}),)))
+        conn.execute(f'SET ROLE "{other}"')
+        lost = int(scalar(conn, "SELECT pgjobs.submit('thumbnail', 'people', '1', '{}')"))
+        conn.execute("RESET ROLE")
+        conn.execute(f'REVOKE UPDATE ON people FROM "{other}"')
+        assert [r[0] for r in claim_next(conn, "custom")] == [kept]
+        row = job(conn, lost)
+        assert row["status"] == "failed" and "lacks UPDATE" in (row["error"] or ""), row
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute(f'DROP OWNED BY "{other}"')
+        conn.execute(f'DROP ROLE "{other}"')
 
 
 def checks(tx: Conn) -> int:
