@@ -273,3 +273,54 @@ def test_pending_deletes_keyed_by_key_get_the_renamed_probe_on_upgrade(cluster_u
                 conn.execute("CALL pgjobs.run_job(%s)", (jobs[k],))
                 assert job(conn, jobs[k])["status"] == "succeeded"
                 assert set(rows_of(conn, name, k, "1")) == left
+
+
+# The probe as 0029's pgjobs._exclusion_clause wrote it (stops 21 and 22), the
+# key column unqualified: named key or job_id, it was the list's own column.
+OLD_PROBE = ("EXISTS (SELECT FROM pgjobs.job_exclusions x WHERE x.job_id = {job} "
+             "AND x.key = ({k}::text COLLATE \"C\") OFFSET 0)")
+
+
+@pytest.mark.parametrize("status", ["canceled", "failed"])
+def test_a_stopped_delete_with_the_old_probe_retried_after_upgrade_keeps_its_keys(
+        cluster_url: str, status: str) -> None:
+    """0031 rewrote the probe of pending deletes only. A delete of stop 21 or 22
+    keyed by a column named key or job_id, with a long list, that had been
+    canceled or had failed kept 0029's clause, and pgjobs.retry queues a job
+    with the predicate it has: retried after the upgrade, keyed by job_id it
+    deleted the very rows it was told to keep (keyed by key, it deleted
+    nothing). Such a job in a stop-23 database (tests/upgrade/previous_sql,
+    after 0031) is made here by putting the old clause back; this checkout's
+    migrate must give it the renamed probe, and the retried delete is exact."""
+    with empty_database(cluster_url, "exclusions_0032") as dsn:
+        assert migrate(dsn, PREVIOUS)["migrations_applied"]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            names = {k: make_table(conn, k, "bigint", 900) for k in ("key", "job_id")}
+            jobs, kept, rows = {}, {}, {}
+            for k, name in names.items():
+                rows[k] = rows_of(conn, name, k, "1")
+                kept[k] = sorted(rows[k])[::3]
+                jobs[k] = submit(conn, name, "1", {}, kept[k] + absent("bigint", 200))
+                if status == "canceled":
+                    conn.execute("SELECT pgjobs.cancel(%s)", (jobs[k],))
+                else:
+                    conn.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now(),"
+                                 " error = 'a page failed' WHERE id = %s", (jobs[k],))
+                predicate = job(conn, jobs[k])["predicate"]
+                head, _, _ = predicate.rpartition(" AND NOT (EXISTS (SELECT FROM")
+                conn.execute("UPDATE pgjobs.jobs SET predicate = %s WHERE id = %s",
+                             (head + " AND NOT (" + OLD_PROBE.format(job=jobs[k], k=k) + ")",
+                              jobs[k]))
+
+            migrate(dsn)
+            for k, name in names.items():
+                assert scalar(conn, "SELECT pgjobs.retry(%s)", (jobs[k],)) is True
+                cutoff = cutoff_of(conn, jobs[k])
+                left = {key for key, (_, created) in rows[k].items()
+                        if created > cutoff or key in set(kept[k])}
+                conn.execute("CALL pgjobs.run_job(%s)", (jobs[k],))
+                assert job(conn, jobs[k])["status"] == "succeeded"
+                remaining = set(rows_of(conn, name, k, "1"))
+                assert (len(remaining), remaining == left) == (len(left), True), k
+                assert job(conn, jobs[k])["predicate"].endswith(
+                    f"x.x_key = ({k}::text COLLATE \"C\") OFFSET 0))")
