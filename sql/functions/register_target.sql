@@ -108,6 +108,19 @@ BEGIN
                              'column of a built-in type, e.g. a generated column '
                              '(lower(name)::text) with its own index.';
         END IF;
+        -- Keys and scopes are stored and compared as text (cursors, scope
+        -- literals), printed under settings every pgjobs routine pins; money
+        -- prints and parses under lc_monetary, a locale a runner may differ
+        -- in, so a cursor printed by one runner may not read back in another.
+        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
+            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
+                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
+                USING ERRCODE = '22023',
+                      HINT = 'pgjobs keeps keys and scopes as text that must read back the '
+                             'same in every session. Key or scope by a column of a built-in '
+                             'type whose text does not depend on the locale, e.g. numeric or '
+                             'bigint (cents).';
+        END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
