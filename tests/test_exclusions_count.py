@@ -238,12 +238,15 @@ def test_a_count_reads_a_long_list_once_a_page_probes_it(conn: Conn,
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
-def test_pending_deletes_keyed_by_key_get_the_renamed_probe_on_upgrade(cluster_url: str) -> None:
+def test_pending_deletes_keyed_by_key_keep_the_renamed_probe_through_upgrade(
+        cluster_url: str) -> None:
     """Deletes of the last release (tests/upgrade/previous_sql) with a long list
     on a target keyed by a column named key or job_id: their lists sit in
-    pgjobs.job_exclusions with the clause that resolved the name to the list's
-    own column (0029), and 0031 rewrites that clause; the reads and the
-    delete are then exact. A job that is not pending keeps its predicate."""
+    pgjobs.job_exclusions behind the renamed probe (0031; the release 0031
+    rewrote is no longer the one upgraded from, so its rewrite itself is not
+    shown here: test_a_stopped_delete_... below shows 0032's), the upgrade
+    leaves it so, and the reads and the delete are then exact. A job that is
+    not pending keeps its predicate."""
     with empty_database(cluster_url, "exclusions_0031") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
         with psycopg.connect(dsn, autocommit=True) as conn:
