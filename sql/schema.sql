@@ -4824,11 +4824,13 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Whether a new attempt of p_job may start: its submitter still holds what
--- the submit needed (pgjobs._require_requeue, the check retry and resume
+-- the submit needed (pgjobs._requeue_problem, the check retry and resume
 -- make: the role exists, holds the kind's privileges, no row-level
 -- security confines it, a registered target is still trusted by the role
 -- that claims a job pgjobs runs itself: not an external worker's claim of a
--- custom kind or of fan-out items, which acts with its own rights). Asked by
+-- custom kind or of fan-out items, which acts with its own rights), taken
+-- as a value rather than caught as an error, so that a claim that passes
+-- opens no subtransaction (an exception block costs one per claim). Asked by
 -- the two places work is handed out, once per claim: pgjobs._start_attempts
 -- (every attempt of a job: the first, one after a lease expired, a
 -- retryable failure's backoff, a job handed back at the end of a runner's
@@ -4847,15 +4849,12 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- unfinished items.
 DECLARE
     v_job pgjobs.jobs;
-    v_message text;
-    v_hint text;
+    v_problem record;
 BEGIN
-    BEGIN
-        PERFORM pgjobs._require_requeue(p_job, 'started');
+    v_problem := pgjobs._requeue_problem(p_job, 'started');
+    IF v_problem.message IS NULL THEN
         RETURN true;
-    EXCEPTION WHEN insufficient_privilege THEN
-        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    END;
+    END IF;
     IF p_job.fanout THEN
         PERFORM FROM pgjobs.jobs j
           WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
@@ -4870,7 +4869,7 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET status = 'failed',
-           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
+           error = left(concat_ws('. ', v_problem.message, nullif(v_problem.hint, '')), 10000),
            result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,
@@ -5943,6 +5942,83 @@ $$;
 ALTER FUNCTION pgjobs._relation_pages(p_target regclass) OWNER TO SUPERUSER;
 
 --
+-- Name: _requeue_problem(pgjobs.jobs, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why job p_job may not go on, in a form that does not raise: the message
+-- and hint of the 42501 that pgjobs._require_requeue raises from it, or
+-- both NULL when it may. What queueing p_job again needs (pgjobs._retry_as,
+-- p_verb 'retried'; pgjobs._resume_as, 'resumed'), and starting any
+-- attempt of it or handing out its items (pgjobs._may_start_attempt,
+-- 'started', which fails the job instead, and so takes the problem as a
+-- value: a claim that passes opens no subtransaction): what its submit
+-- needed, held now by the role that submitted it, whoever asks (an admin
+-- too): the job goes on acting with its submitter's rights. A registered
+-- target must still be trusted (pgjobs._trust_problem, the check of
+-- pgjobs._target; at an attempt's start, only for the jobs pgjobs runs
+-- itself, see below), and the submitter must still hold the privilege of the
+-- job's kind (pgjobs._submitter_problem, the check the engine and the
+-- worker repeat as they run delete, backfill, export and import jobs).
+-- Custom kinds and fan-out jobs run outside the engine, so for them this
+-- is the check: a submitter whose UPDATE was revoked may still cancel its
+-- job, not set it going again (as pgjobs.add_items). The message names the
+-- job and what is missing; the hint is the grant that is missing and what
+-- becomes of the job (for 'started': it fails). Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_problem record;
+BEGIN
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    -- Trust is judged for current_user (pgjobs._trust_problem): here the
+    -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
+    -- start the role that claims. For a job pgjobs runs itself (an export, a
+    -- writing kind) that is the role that runs it, which judges it again at
+    -- every page and chunk. A custom kind's job or a fan-out job's items go
+    -- to an external worker acting on the target with its own rights, and
+    -- pgjobs runs none of the target's code for them: judged as that worker
+    -- (no owner of any target, say), the submitter's jobs would fail for the
+    -- worker's rights. They are judged where pgjobs evaluates the target's
+    -- code for them: submit, retry, resume, add_items.
+    IF FOUND AND (p_verb <> 'started'
+                  OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes))) THEN
+        v_problem := pgjobs._trust_problem(p_job.target);  -- no longer trusted
+        message := v_problem.message;
+        hint := v_problem.hint;
+    END IF;
+    IF message IS NULL THEN
+        v_problem := pgjobs._submitter_problem(p_job, v_reg);  -- a grant revoked since submit
+        message := v_problem.message;
+        hint := v_problem.hint;
+    END IF;
+    IF message IS NULL THEN
+        RETURN;
+    END IF;
+    message := format('job %s cannot be %s: %s', p_job.id, p_verb, message);
+    hint := concat_ws(' ', nullif(hint, ''),
+                      CASE WHEN p_verb = 'started'
+                      THEN format('The job acts with the rights of %I, who submitted it, so it '
+                                  'failed instead of starting an attempt; once they are '
+                                  'granted back pgjobs.retry(%s) sets it going again, or '
+                                  'submit it again as a role that holds them.',
+                                  p_job.submitted_by, p_job.id)
+                      ELSE format('The job acts with the rights of %I, who submitted it; it '
+                                  'stays %s (pgjobs.cancel(%s) ends it), or submit it again '
+                                  'as a role that holds them.', p_job.submitted_by,
+                                  p_job.status, p_job.id) END);
+END
+$$;
+
+ALTER FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
 -- Name: _require(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6057,57 +6133,20 @@ CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS 
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- What queueing job p_job again needs (pgjobs._retry_as, p_verb
--- 'retried'; pgjobs._resume_as, 'resumed'), and starting any attempt of it
--- or handing out its items (pgjobs._may_start_attempt, 'started', which
--- fails the job instead): what its submit needed, held
--- now by the role that submitted it, whoever asks (an admin too): the job
--- goes on acting with its submitter's rights. A registered target must
--- still be trusted (pgjobs._target; at an attempt's start, only for the
--- jobs pgjobs runs itself, see below), and the submitter must still hold
--- the privilege of the job's kind (pgjobs._require_submitter, the check
--- the engine and the worker repeat as they run delete, backfill, export and
--- import jobs). Custom kinds and fan-out jobs run outside the engine, so
--- for them this is the check: a submitter whose UPDATE was revoked may
--- still cancel its job, not set it going again (as pgjobs.add_items).
+-- 'retried'; pgjobs._resume_as, 'resumed'): what its submit needed, held
+-- now by the role that submitted it, whoever asks (an admin too). The
+-- check, and the message and hint, are pgjobs._requeue_problem's (the form
+-- that does not raise, which the claim uses: pgjobs._may_start_attempt).
 -- Raises 42501 naming the job, with the grant that is missing as hint;
--- the job is left as it was (the hint for 'started' says what the caller
--- does: the job fails). Locks nothing.
+-- the job is left as it was. Locks nothing.
 DECLARE
-    v_reg pgjobs.target_registry;
-    v_message text;
-    v_hint text;
+    v_problem record;
 BEGIN
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
-    -- Trust is judged for current_user (pgjobs._require_trusted): here the
-    -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
-    -- start the role that claims. For a job pgjobs runs itself (an export, a
-    -- writing kind) that is the role that runs it, which judges it again at
-    -- every page and chunk. A custom kind's job or a fan-out job's items go
-    -- to an external worker acting on the target with its own rights, and
-    -- pgjobs runs none of the target's code for them: judged as that worker
-    -- (no owner of any target, say), the submitter's jobs would fail for the
-    -- worker's rights. They are judged where pgjobs evaluates the target's
-    -- code for them: submit, retry, resume, add_items.
-    IF FOUND AND (p_verb <> 'started'
-                  OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes))) THEN
-        v_reg := pgjobs._target(p_job.target);  -- 42501: no longer trusted
+    v_problem := pgjobs._requeue_problem(p_job, p_verb);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
-    PERFORM pgjobs._require_submitter(p_job, v_reg);  -- 42501: a grant revoked since submit
-EXCEPTION WHEN insufficient_privilege THEN
-    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    RAISE EXCEPTION 'job % cannot be %: %', p_job.id, p_verb, v_message
-        USING ERRCODE = '42501',
-        HINT = concat_ws(' ', nullif(v_hint, ''),
-                         CASE WHEN p_verb = 'started'
-                         THEN format('The job acts with the rights of %I, who submitted it, so it '
-                                     'failed instead of starting an attempt; once they are '
-                                     'granted back pgjobs.retry(%s) sets it going again, or '
-                                     'submit it again as a role that holds them.',
-                                     p_job.submitted_by, p_job.id)
-                         ELSE format('The job acts with the rights of %I, who submitted it; it '
-                                     'stays %s (pgjobs.cancel(%s) ends it), or submit it again '
-                                     'as a role that holds them.', p_job.submitted_by,
-                                     p_job.status, p_job.id) END);
 END
 $$;
 
@@ -6129,61 +6168,18 @@ CREATE FUNCTION pgjobs._require_role(p_role name, p_target regclass, p_privilege
 -- submit (pgjobs._require, for the caller) and again when the worker or the
 -- engine runs the job (pgjobs._require_submitter, for the role that
 -- submitted it: a grant revoked meanwhile stops the job before it writes).
--- p_privilege: one privilege, or several separated by commas, each of
--- them required (the run-time check of a delete needs DELETE and SELECT:
--- one call, one role lookup and one row-security test per page, not two).
--- p_columns NULL: each privilege on the table; an array: p_privilege on each of
--- those columns (a table-level grant covers them all; column-level grants
--- must cover every one, and the first missing one is named); an empty
--- array: p_privilege on at least one column (what a caller needs before it
--- is known which columns a job writes). A role that no longer exists, a
--- missing privilege and a row-level security policy that would confine the
--- role (pgjobs._row_security_confines) raise 42501. Locks nothing.
+-- What it checks, and the first thing missing it names, is
+-- pgjobs._role_problem's (the form that does not raise: the claim's).
+-- Raises 42501 with that message and hint: a role that no longer exists, a
+-- missing privilege, a row-level security policy that would confine the
+-- role. Locks nothing.
 DECLARE
-    v_col text;
-    v_privilege text;
+    v_problem record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_role) THEN
-        RAISE EXCEPTION 'permission denied: role % does not exist (any more)', p_role
-            USING ERRCODE = '42501',
-            HINT = 'Submit the job again as an existing role.';
-    END IF;
-    FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
-        IF p_columns IS NULL THEN
-            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
-                RAISE EXCEPTION 'permission denied: role % lacks % on %', p_role, v_privilege,
-                                p_target
-                    USING ERRCODE = '42501',
-                    HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
-            END IF;
-        ELSIF cardinality(p_columns) = 0 THEN
-            IF NOT has_any_column_privilege(p_role, p_target, v_privilege) THEN
-                RAISE EXCEPTION 'permission denied: role % lacks % on % (on any of its columns)',
-                                p_role, v_privilege, p_target
-                    USING ERRCODE = '42501',
-                    HINT = format('GRANT %s ON %s TO %I; or grant %s on the columns it may '
-                                  'write, e.g. GRANT %s (col) ON %s TO %I;', v_privilege, p_target,
-                                  p_role, v_privilege, v_privilege, p_target, p_role);
-            END IF;
-        ELSIF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
-            FOREACH v_col IN ARRAY p_columns LOOP
-                IF NOT has_column_privilege(p_role, p_target, v_col, v_privilege) THEN
-                    RAISE EXCEPTION 'permission denied: role % lacks % on column % of %', p_role,
-                                    v_privilege, quote_ident(v_col), p_target
-                        USING ERRCODE = '42501',
-                        HINT = format('GRANT %s (%I) ON %s TO %I; or leave the column out.',
-                                      v_privilege, v_col, p_target, p_role);
-                END IF;
-            END LOOP;
-        END IF;
-    END LOOP;
-    IF pgjobs._row_security_confines(p_target, p_role) THEN
-        RAISE EXCEPTION 'permission denied: row-level security on % applies to role %, and '
-                        'pgjobs cannot act under its policies', p_target, p_role
-            USING ERRCODE = '42501',
-            HINT = 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
-                   'or, if the policies need not bind pgjobs'' clients, an administrator may '
-                   'register the target with {"ignore_row_security": true}.';
+    v_problem := pgjobs._role_problem(p_role, p_target, p_privilege, p_columns);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
 END
 $$;
@@ -6239,30 +6235,16 @@ CREATE FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target
 -- delete or backfill (pgjobs._run_page), every chunk of an export
 -- (pgjobs.export_chunk_sql) and when an import starts (pgjobs.import_prepare;
 -- each batch's statement checks the very columns it writes,
--- pgjobs._import_insert_sql). The privilege is the submit's
--- (pgjobs._kind_privilege); an import needs INSERT on its scope column
--- (column-level grants count) and, with on_duplicate update, UPDATE on some
--- column. Raises 42501 (pgjobs._require_role): the caller fails the job,
--- not retried. Locks nothing.
+-- pgjobs._import_insert_sql). What it checks is pgjobs._submitter_problem's
+-- (the form that does not raise: the claim's). Raises 42501 with its
+-- message and hint: the caller fails the job, not retried. Locks nothing.
+DECLARE
+    v_problem record;
 BEGIN
-    IF p_job.kind = 'import' THEN
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'INSERT',
-                                     ARRAY[p_reg.scope_column::text]);
-        IF p_job.payload ->> 'on_duplicate' = 'update' THEN
-            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'UPDATE',
-                                         '{}'::text[]);
-            -- ... and SELECT on the columns ON CONFLICT DO UPDATE reads, as at submit.
-            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'SELECT',
-                coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
-                || p_reg.scope_column::text);
-        END IF;
-    ELSE
-        -- A delete or backfill reads the rows it selects: SELECT too, as at
-        -- submit (one call for both: this runs before every page).
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target,
-            pgjobs._kind_privilege(p_job.kind)
-            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
-            NULL);
+    v_problem := pgjobs._submitter_problem(p_job, p_reg);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
 END
 $$;
@@ -6281,44 +6263,20 @@ CREATE FUNCTION pgjobs._require_trusted(p_target regclass) RETURNS void
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- Refuses (42501) a target whose code pgjobs, running as current_user,
--- would run with rights its authors do not have (pgjobs._untrusted_roles:
--- owners of the table, its partitions, triggers, defaults, constraints,
--- policies, index expressions, column types and domain checks, and roles
--- holding TRIGGER on it), and a target whose row-level security policies
--- would confine current_user itself (a job would silently miss rows).
--- Called by pgjobs._target, which every function
--- that touches a target's rows or types goes through, and by
--- register_target. Locks nothing.
+-- Refuses (42501) a target pgjobs, running as current_user, must not act
+-- on: one whose code would run with rights its authors do not have, or
+-- whose row-level security policies would confine current_user itself.
+-- The rule, and the message and hint, are pgjobs._trust_problem's (the
+-- form that does not raise: the claim's). Called by pgjobs._target, which
+-- every function that touches a target's rows or types goes through, and
+-- by register_target. Locks nothing.
 DECLARE
-    v_role text;
-    v_reason text;
+    v_problem record;
 BEGIN
-    SELECT u.role_name, u.reason INTO v_role, v_reason
-      FROM pgjobs._untrusted_roles(p_target) u
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pgjobs refuses target %: role % (which %) lacks the rights of role %, '
-                        'which pgjobs runs as here', p_target, v_role, v_reason, current_user
-            USING ERRCODE = '42501',
-            HINT = 'Run pgjobs (own its schema and functions, run its engine) as a role with no '
-                   'more rights than the owners of its targets, e.g. the role that owns them, '
-                   'not a superuser; see docs/operations.md. SELECT * FROM pgjobs.doctor() '
-                   'lists every untrusted target.';
-    END IF;
-    -- pgjobs' own role confined by a policy on the target would see (and
-    -- delete, update, export, count) only part of a scope and call it done.
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                WHERE c.oid = p_target AND c.relrowsecurity
-                  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')))
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                        WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
-        RAISE EXCEPTION 'pgjobs refuses target %: its row-level security policies apply to role '
-                        '%, which pgjobs runs as here, so a job would see only part of a scope',
-                        p_target, current_user
-            USING ERRCODE = '42501',
-            HINT = 'Run pgjobs as the table''s owner (and do not FORCE ROW LEVEL SECURITY on '
-                   'it), or give the role pgjobs runs as BYPASSRLS; see docs/operations.md.';
+    v_problem := pgjobs._trust_problem(p_target);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
 END
 $$;
@@ -6580,6 +6538,85 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _role_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one privilege check of a role acting on p_target through pgjobs, in
+-- a form that does not raise: the first thing p_role lacks, as the message
+-- and hint of the 42501 that pgjobs._require_role raises from it, or both
+-- NULL when p_role may act. pgjobs._require_role (submit, read path, the
+-- runner's pages) raises it; pgjobs._submitter_problem hands it on to the
+-- claim (pgjobs._may_start_attempt), which fails a job on it without an
+-- exception block, so a claim that passes opens no subtransaction.
+-- p_privilege: one privilege, or several separated by commas, each of
+-- them required (the run-time check of a delete needs DELETE and SELECT:
+-- one call, one role lookup and one row-security test per page, not two).
+-- p_columns NULL: each privilege on the table; an array: p_privilege on each of
+-- those columns (a table-level grant covers them all; column-level grants
+-- must cover every one, and the first missing one is named); an empty
+-- array: p_privilege on at least one column (what a caller needs before it
+-- is known which columns a job writes). A role that no longer exists, a
+-- missing privilege and a row-level security policy that would confine the
+-- role (pgjobs._row_security_confines) are problems. Locks nothing.
+DECLARE
+    v_col text;
+    v_privilege text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_role) THEN
+        message := format('permission denied: role %s does not exist (any more)', p_role);
+        hint := 'Submit the job again as an existing role.';
+        RETURN;
+    END IF;
+    FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
+        IF p_columns IS NULL THEN
+            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+                message := format('permission denied: role %s lacks %s on %s', p_role,
+                                  v_privilege, p_target);
+                hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
+                RETURN;
+            END IF;
+        ELSIF cardinality(p_columns) = 0 THEN
+            IF NOT has_any_column_privilege(p_role, p_target, v_privilege) THEN
+                message := format('permission denied: role %s lacks %s on %s (on any of its '
+                                  'columns)', p_role, v_privilege, p_target);
+                hint := format('GRANT %s ON %s TO %I; or grant %s on the columns it may '
+                               'write, e.g. GRANT %s (col) ON %s TO %I;', v_privilege, p_target,
+                               p_role, v_privilege, v_privilege, p_target, p_role);
+                RETURN;
+            END IF;
+        ELSIF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+            FOREACH v_col IN ARRAY p_columns LOOP
+                IF NOT has_column_privilege(p_role, p_target, v_col, v_privilege) THEN
+                    message := format('permission denied: role %s lacks %s on column %s of %s',
+                                      p_role, v_privilege, quote_ident(v_col), p_target);
+                    hint := format('GRANT %s (%I) ON %s TO %I; or leave the column out.',
+                                   v_privilege, v_col, p_target, p_role);
+                    RETURN;
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
+    IF pgjobs._row_security_confines(p_target, p_role) THEN
+        message := format('permission denied: row-level security on %s applies to role %s, '
+                          'and pgjobs cannot act under its policies', p_target, p_role);
+        hint := 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
+                'or, if the policies need not bind pgjobs'' clients, an administrator may '
+                'register the target with {"ignore_row_security": true}.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
 -- Name: _row_predicate(pgjobs.target_registry, text, jsonb, text[], timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8372,6 +8409,58 @@ $_$;
 ALTER FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _submitter_problem(pgjobs.jobs, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What the role that submitted p_job lacks now of what its job needs, in a
+-- form that does not raise: the message and hint of the 42501 that
+-- pgjobs._require_submitter raises from it (pgjobs._role_problem's), or
+-- both NULL when the submitter may go on. The claim
+-- (pgjobs._requeue_problem) fails a job on it without an exception block.
+-- The privilege is the submit's (pgjobs._kind_privilege); a delete or
+-- backfill needs SELECT too (it reads the rows it selects); an import needs
+-- INSERT on its scope column (column-level grants count) and, with
+-- on_duplicate update, UPDATE on some column and SELECT on the columns ON
+-- CONFLICT DO UPDATE reads. Locks nothing.
+DECLARE
+    v_problem record;
+BEGIN
+    IF p_job.kind = 'import' THEN
+        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'INSERT',
+                                          ARRAY[p_reg.scope_column::text]);
+        IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
+            v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'UPDATE',
+                                              '{}'::text[]);
+            IF v_problem.message IS NULL THEN
+                v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'SELECT',
+                    coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
+                    || p_reg.scope_column::text);
+            END IF;
+        END IF;
+    ELSE
+        -- One call for both privileges of a delete or backfill: this runs
+        -- before pages.
+        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target,
+            pgjobs._kind_privilege(p_job.kind)
+            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+            NULL);
+    END IF;
+    message := v_problem.message;
+    hint := v_problem.hint;
+END
+$$;
+
+ALTER FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
 -- Name: _target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8865,6 +8954,64 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) OWNER TO SUPERUSER;
+
+--
+-- Name: _trust_problem(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Why pgjobs, running as current_user, must not act on p_target, in a form
+-- that does not raise: the message and hint of the 42501 that
+-- pgjobs._require_trusted raises from it, or both NULL when the target is
+-- trusted. A target is refused when its code would run with rights its
+-- authors do not have (pgjobs._untrusted_roles: owners of the table, its
+-- partitions, triggers, defaults, constraints, policies, index
+-- expressions, column types and domain checks, and roles holding TRIGGER
+-- on it), and when its row-level security policies would confine
+-- current_user itself (a job would silently miss rows). The claim
+-- (pgjobs._requeue_problem) fails a job on it without an exception block.
+-- Locks nothing.
+DECLARE
+    v_role text;
+    v_reason text;
+BEGIN
+    SELECT u.role_name, u.reason INTO v_role, v_reason
+      FROM pgjobs._untrusted_roles(p_target) u
+     LIMIT 1;
+    IF FOUND THEN
+        message := format('pgjobs refuses target %s: role %s (which %s) lacks the rights of '
+                          'role %s, which pgjobs runs as here', p_target, v_role, v_reason,
+                          current_user);
+        hint := 'Run pgjobs (own its schema and functions, run its engine) as a role with no '
+                'more rights than the owners of its targets, e.g. the role that owns them, '
+                'not a superuser; see docs/operations.md. SELECT * FROM pgjobs.doctor() '
+                'lists every untrusted target.';
+        RETURN;
+    END IF;
+    -- pgjobs' own role confined by a policy on the target would see (and
+    -- delete, update, export, count) only part of a scope and call it done.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                WHERE c.oid = p_target AND c.relrowsecurity
+                  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                        WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
+        message := format('pgjobs refuses target %s: its row-level security policies apply to '
+                          'role %s, which pgjobs runs as here, so a job would see only part of '
+                          'a scope', p_target, current_user);
+        hint := 'Run pgjobs as the table''s owner (and do not FORCE ROW LEVEL SECURITY on '
+                'it), or give the role pgjobs runs as BYPASSRLS; see docs/operations.md.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
 -- Name: _typed_literal(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -12215,6 +12362,19 @@ BEGIN
                              'column of a built-in type, e.g. a generated column '
                              '(lower(name)::text) with its own index.';
         END IF;
+        -- Keys and scopes are stored and compared as text (cursors, scope
+        -- literals), printed under settings every pgjobs routine pins; money
+        -- prints and parses under lc_monetary, a locale a runner may differ
+        -- in, so a cursor printed by one runner may not read back in another.
+        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
+            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
+                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
+                USING ERRCODE = '22023',
+                      HINT = 'pgjobs keeps keys and scopes as text that must read back the '
+                             'same in every session. Key or scope by a column of a built-in '
+                             'type whose text does not depend on the locale, e.g. numeric or '
+                             'bigint (cents).';
+        END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
@@ -14544,6 +14704,13 @@ REVOKE ALL ON FUNCTION pgjobs._relation_pages(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._relation_pages(p_target regclass) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _require(p_target regclass, p_privilege text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14621,6 +14788,13 @@ GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_cl
 REVOKE ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _row_predicate(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14785,6 +14959,13 @@ GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_targ
 GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14832,6 +15013,13 @@ GRANT ALL ON FUNCTION pgjobs._throttle_options(p_options jsonb) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _trust_problem(p_target regclass, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _typed_literal(p_text text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -353,3 +353,93 @@ def test_a_fanout_job_held_elsewhere_hands_nothing_out_and_never_waits(
     assert job(conn, job_id)["status"] == "failed"
     assert scalar(conn, "SELECT array_agg(DISTINCT status) FROM pgjobs.job_items "
                         "WHERE job_id = %s", (job_id,)) == ["canceled"]
+
+
+# --- the check is a value, not a caught error -------------------------------------
+
+
+def called_with_exception_blocks(tx: Conn) -> list[str]:
+    """pgjobs functions called in this transaction whose body holds an exception
+    block: each call of one opens (and releases) a subtransaction."""
+    return [r[0] for r in tx.execute(r"""
+        SELECT p.proname::text FROM pg_stat_xact_user_functions f
+          JOIN pg_catalog.pg_proc p ON p.oid = f.funcid
+         WHERE f.schemaname = 'pgjobs' AND f.calls > 0
+           AND regexp_replace(p.prosrc, '--[^\n]*', '', 'g') ~* '\mEXCEPTION\s+WHEN\M'
+         ORDER BY 1""").fetchall()]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_claim_that_passes_the_check_opens_no_subtransaction(
+        make_conn: Any, client: str, src: Path, kind: str) -> None:
+    """The claim asks pgjobs._requeue_problem, which returns the problem instead
+    of raising it: a submitter who keeps its rights costs the claim no exception
+    block (pgjobs._may_start_attempt caught the check's 42501 in one, and the
+    check caught it in another to rewrite it: two subtransactions a claim)."""
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    job_id = submitted(tx, client, kind, src)
+    tx.execute("SET track_functions = 'pl'")
+    assert claim_next(tx, kind, 1)
+    assert called_with_exception_blocks(tx) == []
+    assert scalar(tx, "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                      "WHERE schemaname = 'pgjobs' AND funcname = '_requeue_problem'") == 1
+    assert job(tx, job_id)["status"] == "running"
+    tx.rollback()
+
+
+def expected_refusal(conn: Conn, role: str, loss: str) -> tuple[str, str]:
+    """What the submitter check says when `role` lost UPDATE on `people` `loss`
+    (LOSSES, and "untrusted": a TRIGGER grant to it makes the target untrusted),
+    the table named as the check's pinned search_path prints it."""
+    if loss == "revoke":
+        return (f"permission denied: role {role} lacks UPDATE on public.people",
+                f"GRANT UPDATE ON public.people TO {role};")
+    if loss == "rls":
+        return (f"permission denied: row-level security on public.people applies to role "
+                f"{role}, and pgjobs cannot act under its policies",
+                "Query the table directly (its policies apply), use a role with BYPASSRLS, "
+                "or, if the policies need not bind pgjobs' clients, an administrator may "
+                'register the target with {"ignore_row_security": true}.')
+    if loss == "drop_role":
+        return (f"permission denied: role {role} does not exist (any more)",
+                "Submit the job again as an existing role.")
+    engine = scalar(conn, "SELECT current_user")
+    return (f"pgjobs refuses target public.people: role {role} (which holds TRIGGER on "
+            f"public.people) lacks the rights of role {engine}, which pgjobs runs as here",
+            "Run pgjobs (own its schema and functions, run its engine) as a role with no "
+            "more rights than the owners of its targets, e.g. the role that owns them, not a "
+            "superuser; see docs/operations.md. SELECT * FROM pgjobs.doctor() lists every "
+            "untrusted target.")
+
+
+@pytest.mark.parametrize("loss", [*LOSSES, "untrusted"])
+def test_a_submitter_that_lost_a_right_fails_word_for_word_as_before(
+        conn: Conn, client: str, src: Path, loss: str) -> None:
+    """The claim's error and retry's 42501 (message and hint) are what the raising
+    check (pgjobs._require_requeue) has always said, for each way to lose a right.
+    A target's trust is judged at a claim only for a job pgjobs runs itself
+    (test_an_external_worker_is_not_judged_as_the_engine): a backfill there."""
+    kind = "backfill" if loss == "untrusted" else "custom"
+    job_id = submitted(conn, client, kind, src)
+    if loss == "untrusted":
+        conn.execute(f"GRANT TRIGGER ON people TO {client}")
+    else:
+        lose_right(conn, client, "UPDATE", loss)
+    message, hint = expected_refusal(conn, client, loss)
+
+    assert claim_next(conn, kind) == []
+    row = job(conn, job_id)
+    assert row["status"] == "failed"
+    assert row["error"] == (
+        f"job {job_id} cannot be started: {message}. {hint} The job acts with the rights "
+        f"of {client}, who submitted it, so it failed instead of starting an attempt; once "
+        f"they are granted back pgjobs.retry({job_id}) sets it going again, or submit it "
+        "again as a role that holds them.")
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as raised:
+        conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+    assert raised.value.diag.message_primary == f"job {job_id} cannot be retried: {message}"
+    assert raised.value.diag.message_hint == (
+        f"{hint} The job acts with the rights of {client}, who submitted it; it stays failed "
+        f"(pgjobs.cancel({job_id}) ends it), or submit it again as a role that holds them.")
+    assert job(conn, job_id)["status"] == "failed"
