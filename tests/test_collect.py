@@ -257,6 +257,48 @@ def test_rows_changed_after_the_collection_end_as_the_mask_showed(
     assert finished["done"] == finished["total"] == len(doomed)
 
 
+def test_a_reused_address_holds_a_row_the_job_does_not_cover(conn: Conn) -> None:
+    """A page deletes the row at a collected address only if it still matches
+    the job: here every collected row is gone, the table vacuumed down to
+    nothing and refilled in the same order, so each collected address holds
+    a new row of the scope: half outside the filter, half matching it but
+    created after the cutoff. The mask shows them all and the job deletes
+    none (without the page's re-check of the predicate it deleted them all)."""
+    t = make_rows_target(conn)
+    seed(conn, t, 600)
+    job_id = submit_delete(conn, t, "1", {"k": 2},
+                           options={"page_size": 7, "strategy": "collect"})
+    first_call(conn, job_id)
+    collected = [r[0] for r in conn.execute(
+        "SELECT unnest(tids)::text FROM pgjobs.job_batches WHERE job_id = %s", (job_id,))]
+    assert len(collected) == job(conn, job_id)["total"] > 20
+
+    conn.execute("CREATE TEMP TABLE saved AS SELECT ctid AS address, * FROM user_table_rows")
+    conn.execute("DELETE FROM user_table_rows")
+    conn.execute("VACUUM user_table_rows")  # truncates it: the addresses are free again
+    conn.execute("""
+        INSERT INTO user_table_rows (id, table_id, n, label, data, created_at)
+        SELECT id, table_id, n, label,
+               CASE WHEN data @> '{"k": 2}' AND id % 2 = 0 THEN data || '{"k": 9}'
+                    ELSE data END,
+               CASE WHEN data @> '{"k": 2}' AND id % 2 = 1 THEN now() ELSE created_at END
+          FROM saved ORDER BY address""")
+    reused = snapshot(conn, t)
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 "
+                        "AND ctid::text = ANY (%s)", (collected,)) == len(collected)
+    assert not job_rows(reused, "1", cutoff_of(conn, job_id), lambda r: r["data"].get("k") == 2)
+    in_scope = {k for k, r in reused.items() if r["table_id"] == "1"}
+    assert visible_count(conn, t, "1") == len(in_scope)
+
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                 (job_id, who(conn, job_id, 'w'))) == "more":
+        pass
+    finished = job(conn, job_id)
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["done"] == finished["result"]["deleted"] == 0
+    assert snapshot(conn, t) == reused
+
+
 def test_crash_mid_job_resumes_from_the_collected_cursor(
         conn: Conn, make_conn: MakeConn) -> None:
     t = make_rows_target(conn)
@@ -333,9 +375,11 @@ def test_lock_wait_retries_a_collected_page(conn: Conn, make_conn: MakeConn) -> 
                            options={"page_size": 10, "strategy": "collect"})
     first_call(conn, job_id)
     holder = make_conn(autocommit=False)
-    first = scalar(holder, "SELECT min(id) FROM user_table_rows WHERE table_id = 1 "
-                           "AND data @> '{\"k\": 2}'")
-    holder.execute("SELECT 1 FROM user_table_rows WHERE id = %s FOR UPDATE", (first,))
+    # A row of the first page: its 10 addresses are the first of batch 0
+    # (which holds the last 1000 addresses, here all of them, in heap order).
+    holder.execute("SELECT 1 FROM user_table_rows WHERE ctid = (SELECT b.tids[10] "
+                   "FROM pgjobs.job_batches b WHERE b.job_id = %s AND b.batch = 0) "
+                   "FOR UPDATE", (job_id,))
 
     assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
                   (job_id, who(conn, job_id, 'w'))) == "retry"

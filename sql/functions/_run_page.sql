@@ -237,7 +237,9 @@ BEGIN
             v_pos := (v_job.checkpoint ->> 'after')::bigint;
             v_collected := (v_job.checkpoint ->> 'collected')::bigint;
             IF v_pos < v_collected THEN
-                -- The addresses at positions v_pos + 1 .. v_pos + v_size
+                -- The addresses at positions v_pos + 1 .. v_pos + v_size,
+                -- a batch of 1000 at a time from the end of the heap back
+                -- (the batches' order: pgjobs._collect_matches says why)
                 -- (slices of their batches, concatenated: several times
                 -- faster than unnesting them); the rows there that still
                 -- match are the page. A TID scan (the only scan left
