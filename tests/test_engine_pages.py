@@ -223,3 +223,88 @@ def test_the_jobs_analyze_samples_small_and_restores_the_setting(conn: Conn) -> 
     conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
     assert job(conn, job_id)["checkpoint"]["analyzes"] >= 1
     assert stats_size() > 30
+
+
+# --- page sizes -------------------------------------------------------------------------
+
+
+def _big(conn: Conn, rows: int) -> None:
+    """`b`: keys 1..rows, every one in scope 1 but each 4th (scope 2)."""
+    conn.execute(f"""
+        CREATE TABLE b (id bigint PRIMARY KEY, table_id int NOT NULL,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 day')
+        WITH (autovacuum_enabled = false);
+        INSERT INTO b (id, table_id)
+        SELECT g, CASE WHEN g % 4 = 0 THEN 2 ELSE 1 END FROM generate_series(1, {rows}) g;
+        CREATE INDEX b_scope_key ON b (table_id, id);
+    """)
+    conn.execute("VACUUM ANALYZE b")
+    conn.execute("SELECT pgjobs.register_target('b', 'id', 'table_id', 'created_at', "
+                 "p_options => '{\"tune_autovacuum\": false}')")
+
+
+def _calls(conn: Conn, job_id: int) -> list[dict[str, Any]]:
+    """The job run call by call, as a runner does (each call its own
+    transaction): the job row after each call."""
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    rows = []
+    while True:
+        state = _page(conn, job_id, identity)
+        rows.append({**job(conn, job_id), "state": state})
+        if state not in ("more", "retry"):
+            return rows
+
+
+def test_the_step_after_the_first_page_goes_by_its_time_not_4x(conn: Conn) -> None:
+    """The first page has 1000 keys; the next is sized from that page's time
+    up to 16x larger, not at most 4x: a job of 7500 keys ends
+    in its second page. (It took three: 1000, 4000, then the rest; the 1000
+    keys would have to take over a second of the 10 s page_ms for a third.)"""
+    _big(conn, 10000)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('b', '1', '{}', '{}', "
+                          "'{\"page_ms\": 10000}')")
+    calls = _calls(conn, job_id)
+    assert [c["state"] for c in calls] == ["more", "more", "done"]
+    first = calls[1]
+    assert first["done"] == 1000 and first["checkpoint"]["pages"] == 1
+    assert first["checkpoint"]["page_size"] > 4 * 1000
+    assert calls[-1]["done"] == 7500 and calls[-1]["result"]["pages"] == 2
+
+
+def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
+    """Every page deletes at most the size the checkpoint held before it, and
+    that size follows the previous page's time: that page's size times
+    page_ms / its time (within the rounding of last_page_ms), kept within
+    0.5x..4x (16x after the first page) and 100..50000 keys. A call that
+    analyzes runs no page."""
+    _big(conn, 80000)  # 60000 rows of scope 1: the job analyzes (a fifth of the table)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('b', '1', '{}', '{}', "
+                          "'{\"page_ms\": 5}')")
+    calls = _calls(conn, job_id)
+    assert calls[-1]["status"] == "succeeded" and calls[-1]["done"] == 60000
+    before = calls[0]  # the first call counts: 1000 keys for the first page
+    assert before["done"] == 0 and before["checkpoint"]["page_size"] == 1000
+    pages = analyzes = 0
+    for after in calls[1:]:
+        cp, prev = after["checkpoint"] if after["state"] == "more" else None, before["checkpoint"]
+        if cp is not None and cp["pages"] == prev["pages"]:  # an ANALYZE, nothing else
+            assert cp["analyzes"] == prev.get("analyzes", 0) + 1
+            assert after["done"] == before["done"] and cp["page_size"] == prev["page_size"]
+            analyzes += 1
+            before = after
+            continue
+        pages += 1
+        assert after["done"] - before["done"] <= prev["page_size"]
+        if cp is None:
+            break
+        if after["done"] - before["done"] == prev["page_size"]:  # a full page
+            size, ms = prev["page_size"], float(cp["last_page_ms"])
+            step = 16 if prev["pages"] == 0 else 4
+            assert 100 <= cp["page_size"] <= 50000
+            ratio = max(0.5, 5 / max(ms - 0.05, 1.0))  # shrinking: at most 2x at once
+            assert cp["page_size"] <= max(100, size * min(step, ratio) + 1)
+            assert cp["page_size"] >= min(50000, size // 2)
+        before = after
+    assert analyzes >= 1 and pages == calls[-1]["result"]["pages"]
+
