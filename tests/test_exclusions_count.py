@@ -238,6 +238,24 @@ def test_a_count_reads_a_long_list_once_a_page_probes_it(conn: Conn,
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
 
 
+def keyed_by_list_columns(conn: Conn) -> tuple[
+        dict[str, str], dict[str, int], dict[str, list[str]],
+        dict[str, dict[str, tuple[int, datetime]]]]:
+    """Targets keyed by a column named key and one named job_id (the list's own
+    column names), 900 rows each, and on each a delete of scope 1 with a long
+    list: every third key kept, plus 200 absent ones. (names, jobs, kept keys,
+    rows before the delete), each by key column name."""
+    names = {k: make_table(conn, k, "bigint", 900) for k in ("key", "job_id")}
+    jobs: dict[str, int] = {}
+    kept: dict[str, list[str]] = {}
+    rows: dict[str, dict[str, tuple[int, datetime]]] = {}
+    for k, name in names.items():
+        rows[k] = rows_of(conn, name, k, "1")
+        kept[k] = sorted(rows[k])[::3]
+        jobs[k] = submit(conn, name, "1", {}, kept[k] + absent("bigint", 200))
+    return names, jobs, kept, rows
+
+
 def test_pending_deletes_keyed_by_key_keep_the_renamed_probe_through_upgrade(
         cluster_url: str) -> None:
     """Deletes of the last release (tests/upgrade/previous_sql) with a long list
@@ -250,12 +268,7 @@ def test_pending_deletes_keyed_by_key_keep_the_renamed_probe_through_upgrade(
     with empty_database(cluster_url, "exclusions_0031") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
         with psycopg.connect(dsn, autocommit=True) as conn:
-            names = {k: make_table(conn, k, "bigint", 900) for k in ("key", "job_id")}
-            jobs, kept, rows = {}, {}, {}
-            for k, name in names.items():
-                rows[k] = rows_of(conn, name, k, "1")
-                kept[k] = sorted(rows[k])[::3]
-                jobs[k] = submit(conn, name, "1", {}, kept[k] + absent("bigint", 200))
+            names, jobs, kept, rows = keyed_by_list_columns(conn)
             done = submit(conn, names["key"], "2", {}, absent("bigint", 150))
             conn.execute("SELECT pgjobs.cancel(%s)", (done,))
             canceled = job(conn, done)["predicate"]
@@ -298,12 +311,8 @@ def test_a_stopped_delete_with_the_old_probe_retried_after_upgrade_keeps_its_key
     with empty_database(cluster_url, "exclusions_0032") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
         with psycopg.connect(dsn, autocommit=True) as conn:
-            names = {k: make_table(conn, k, "bigint", 900) for k in ("key", "job_id")}
-            jobs, kept, rows = {}, {}, {}
-            for k, name in names.items():
-                rows[k] = rows_of(conn, name, k, "1")
-                kept[k] = sorted(rows[k])[::3]
-                jobs[k] = submit(conn, name, "1", {}, kept[k] + absent("bigint", 200))
+            names, jobs, kept, rows = keyed_by_list_columns(conn)
+            for k in names:
                 if status == "canceled":
                     conn.execute("SELECT pgjobs.cancel(%s)", (jobs[k],))
                 else:
