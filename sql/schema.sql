@@ -652,6 +652,7 @@ CREATE TABLE pgjobs.jobs (
     survivors jsonb,
     submit_lsn pg_lsn DEFAULT pg_current_wal_insert_lsn(),
     fanout boolean DEFAULT false NOT NULL,
+    submitted_by_oid oid,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -695,6 +696,12 @@ COMMENT ON COLUMN pgjobs.jobs.survivors IS 'For a delete submitted by this relea
 --
 
 COMMENT ON COLUMN pgjobs.jobs.submit_lsn IS 'The WAL insert position when the job was submitted (NULL for jobs submitted before migration 0019): a worker reading an export from a standby waits until the standby has replayed past it.';
+
+--
+-- Name: COLUMN jobs.submitted_by_oid; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.submitted_by_oid IS 'The oid of the role that submitted the job (NULL for jobs submitted before migration 0033): a role dropped and created again under the same name is not that role.';
 
 --
 -- Name: _claim_id(bigint, text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1693,14 +1700,24 @@ CREATE FUNCTION pgjobs._controlled_job(p_id bigint) RETURNS pgjobs.jobs
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
+    v_submitter boolean;
+    v_found boolean;
 BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
-    IF FOUND AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-                      OR v_caller = v_job.submitted_by
-                      OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'), false)
-                          AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
+    v_found := FOUND;
+    -- The submitter: the very role (by oid since migration 0033), not one
+    -- created again under its name.
+    v_submitter := v_caller = v_job.submitted_by
+                   AND (v_job.submitted_by_oid IS NULL
+                        OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                                      WHERE r.rolname = v_caller));
+    IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
+                        OR v_submitter
+                        OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'),
+                                     false)
+                            AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
         v_job := NULL;
-    ELSIF FOUND THEN
+    ELSIF v_found THEN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     END IF;
     IF v_job.id IS NULL THEN
@@ -1710,7 +1727,7 @@ BEGIN
     END IF;
     PERFORM pgjobs._require_scope(v_job.target, v_job.scope);
     -- Whoever could have submitted the job may control it, and admins.
-    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') OR v_caller = v_job.submitted_by) THEN
+    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') OR v_submitter) THEN
         PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));
     END IF;
     RETURN v_job;
@@ -3625,7 +3642,10 @@ BEGIN
 
     -- The submitter may still write every column this statement writes
     -- (column-level grants count; a grant revoked since the submit stops
-    -- the job here, before the batch goes in): 42501 naming the column.
+    -- the job here, before the batch goes in): 42501 naming the column. And
+    -- it is still the very role that submitted (pgjobs._require_submitter),
+    -- not one created again under its name.
+    PERFORM pgjobs._require_submitter(p_job, p_reg);
     PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
         PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
@@ -3912,10 +3932,15 @@ BEGIN
         END IF;
     END IF;
 
+    -- The submitter by name and by oid: a role dropped and created again
+    -- under the name is not the role that submitted (pgjobs._submitter_problem).
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
-                             run_at, lease, predicate, assignments, submitted_by)
-    VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
-            v_run_at, v_lease, p_predicate, p_assignments, pgjobs._caller())
+                             run_at, lease, predicate, assignments, submitted_by,
+                             submitted_by_oid)
+    SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
+           v_run_at, v_lease, p_predicate, p_assignments, c.caller,
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+      FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
 END
@@ -7737,7 +7762,8 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
-        v_key := jsonb_build_array(v_job.submitted_by, v_job.target::oid, v_job.kind,
+        v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
+                                   v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate')::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
@@ -8490,6 +8516,28 @@ CREATE FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target
 DECLARE
     v_problem record;
 BEGIN
+    -- The very role that submitted (its oid, kept since migration 0033; jobs
+    -- older than that are judged by name): one dropped and created again
+    -- under the name is someone else, and its rights are not the job's.
+    IF p_job.submitted_by_oid IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                        WHERE r.oid = p_job.submitted_by_oid
+                          AND r.rolname = p_job.submitted_by) THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_job.submitted_by) THEN
+            message := format('permission denied: role %s is not the role that submitted '
+                              'the job (that one was dropped or renamed, and this one took '
+                              'its name)', p_job.submitted_by);
+            hint := format('A job acts with the rights of the role that submitted it. If %I '
+                           'should run it, submit it again as %I.', p_job.submitted_by,
+                           p_job.submitted_by);
+            RETURN;
+        ELSE
+            message := format('permission denied: role %s does not exist (any more)',
+                              p_job.submitted_by);
+        END IF;
+        hint := 'Submit the job again as an existing role.';
+        RETURN;
+    END IF;
     IF p_job.kind = 'import' THEN
         v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'INSERT',
                                           ARRAY[p_reg.scope_column::text]);
@@ -14104,7 +14152,9 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 -- Name: jobs jobs_client_read; Type: POLICY; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING ((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT regexp_split_to_array(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), '\s*,\s*'::text) AS regexp_split_to_array)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
+CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) AND ((submitted_by_oid IS NULL) OR (submitted_by_oid = ( SELECT r.oid
+   FROM pg_roles r
+  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT regexp_split_to_array(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), '\s*,\s*'::text) AS regexp_split_to_array)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER

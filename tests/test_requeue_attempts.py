@@ -168,6 +168,8 @@ def test_a_right_lost_mid_job_stops_it_at_its_next_attempt(
         assert PRIVILEGE[kind] in error
     elif loss == "rls":
         assert "row-level security" in error
+    elif loss == "recreated":
+        assert "is not the role that submitted the job" in error
     else:
         assert "does not exist" in error
     events = [e for e in drain_notifies(listener, 1.0, until=lambda e: e["event"] == "failed")
@@ -403,6 +405,11 @@ def expected_refusal(conn: Conn, role: str, loss: str) -> tuple[str, str]:
     if loss == "drop_role":
         return (f"permission denied: role {role} does not exist (any more)",
                 "Submit the job again as an existing role.")
+    if loss == "recreated":
+        return (f"permission denied: role {role} is not the role that submitted the job "
+                "(that one was dropped or renamed, and this one took its name)",
+                f"A job acts with the rights of the role that submitted it. If {role} should "
+                f"run it, submit it again as {role}.")
     engine = scalar(conn, "SELECT current_user")
     return (f"pgjobs refuses target public.people: role {role} (which holds TRIGGER on "
             f"public.people) lacks the rights of role {engine}, which pgjobs runs as here",
@@ -443,3 +450,27 @@ def test_a_submitter_that_lost_a_right_fails_word_for_word_as_before(
         f"{hint} The job acts with the rights of {client}, who submitted it; it stays failed "
         f"(pgjobs.cancel({job_id}) ends it), or submit it again as a role that holds them.")
     assert job(conn, job_id)["status"] == "failed"
+
+
+def test_a_role_created_again_under_the_name_does_not_control_the_job(
+        conn: Conn, client: str, src: Path) -> None:
+    """A role dropped and then created again under its name (with no rights on
+    the target) is not the submitter: it does not see the old role's job
+    (policy jobs_client_read), may not cancel, pause or retry it as its
+    submitter could (P0002, as for any job it may not control), and the job
+    does not run with its rights (LOSSES' "recreated")."""
+    job_id = submitted(conn, client, "delete", src)
+    conn.execute(f"DROP OWNED BY {client}")
+    conn.execute(f"DROP ROLE {client}")
+    conn.execute(f"CREATE ROLE {client} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"SET ROLE {client}")
+    try:
+        assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = %s", (job_id,)) == 0
+        for call in ("cancel", "pause", "retry"):
+            with pytest.raises(psycopg.errors.NoDataFound):
+                conn.execute(f"SELECT pgjobs.{call}(%s)", (job_id,))
+    finally:
+        conn.execute("RESET ROLE")
+    assert job(conn, job_id)["status"] == "queued"
+    assert job(conn, job_id)["submitted_by_oid"] != scalar(
+        conn, "SELECT oid FROM pg_roles WHERE rolname = %s", (client,))

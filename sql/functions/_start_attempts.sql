@@ -42,7 +42,8 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
-        v_key := jsonb_build_array(v_job.submitted_by, v_job.target::oid, v_job.kind,
+        v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
+                                   v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate')::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;

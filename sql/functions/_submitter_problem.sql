@@ -24,6 +24,28 @@ AS $$
 DECLARE
     v_problem record;
 BEGIN
+    -- The very role that submitted (its oid, kept since migration 0033; jobs
+    -- older than that are judged by name): one dropped and created again
+    -- under the name is someone else, and its rights are not the job's.
+    IF p_job.submitted_by_oid IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                        WHERE r.oid = p_job.submitted_by_oid
+                          AND r.rolname = p_job.submitted_by) THEN
+        IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_job.submitted_by) THEN
+            message := format('permission denied: role %s is not the role that submitted '
+                              'the job (that one was dropped or renamed, and this one took '
+                              'its name)', p_job.submitted_by);
+            hint := format('A job acts with the rights of the role that submitted it. If %I '
+                           'should run it, submit it again as %I.', p_job.submitted_by,
+                           p_job.submitted_by);
+            RETURN;
+        ELSE
+            message := format('permission denied: role %s does not exist (any more)',
+                              p_job.submitted_by);
+        END IF;
+        hint := 'Submit the job again as an existing role.';
+        RETURN;
+    END IF;
     IF p_job.kind = 'import' THEN
         v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'INSERT',
                                           ARRAY[p_reg.scope_column::text]);

@@ -58,12 +58,14 @@ def people_client(conn: Conn, prefix: str) -> str:
     return role
 
 
-LOSSES = ["revoke", "rls", "drop_role"]
+LOSSES = ["revoke", "rls", "drop_role", "recreated"]
 
 
 def lose_right(conn: Conn, role: str, privilege: str, loss: str) -> None:
     """`role` loses `privilege` on `people` after a submit, one of LOSSES ways: a
-    REVOKE, a row-level security policy that now confines it, or the role dropped."""
+    REVOKE, a row-level security policy that now confines it, the role dropped,
+    or the role dropped and another created under its name with every right
+    the first had (people_client's): not the role that submitted."""
     if loss == "revoke":
         conn.execute(f"REVOKE {privilege} ON people FROM {role}")
     elif loss == "rls":
@@ -72,6 +74,9 @@ def lose_right(conn: Conn, role: str, privilege: str, loss: str) -> None:
     else:
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+        if loss == "recreated":
+            conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+            conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON people TO {role}")
 
 
 def drop_client(conn: Conn, role: str) -> None:
