@@ -4965,7 +4965,9 @@ CREATE FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_
 -- its session goes idle, after the CALL, so within one budget they lag.)
 -- Called by pgjobs._run_page before each delete page (p_done: the rows
 -- deleted by the pages committed so far); a call that analyzes runs no
--- page, so the ANALYZE has a transaction of its own.
+-- page, so the ANALYZE has a transaction of its own. And after the last
+-- page (p_done: with that page's rows), in its transaction: no call
+-- follows it, and the job must not end on stale statistics.
 -- Never fails the page: a lock wait (autovacuum is analyzing) or a missing
 -- privilege just skips it. Locks: SHARE UPDATE EXCLUSIVE on the target, for
 -- the ANALYZE. Returns the checkpoint fields to carry: analyzes and
@@ -7505,6 +7507,14 @@ BEGIN
                 THEN jsonb_build_object('analyzes', v_job.checkpoint -> 'analyzes',
                                         'analyzed_done', v_job.checkpoint -> 'analyzed_done')
                 ELSE '{}'::jsonb END;
+    -- ... except after the last page, which no call follows: one due then
+    -- runs here, in the last page's transaction, or the job would end with
+    -- the statistics still counting its rows, and the reads after it would
+    -- plan on them (test_a_mass_delete_refreshes_the_scope_statistics).
+    IF v_last AND v_job.kind = 'delete' THEN
+        v_checkpoint := v_checkpoint
+            || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
+    END IF;
     PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
 
     IF v_last THEN
@@ -12469,16 +12479,16 @@ BEGIN
         END IF;
         -- Keys and scopes are stored and compared as text (cursors, scope
         -- literals), printed under settings every pgjobs routine pins; money
-        -- prints and parses under lc_monetary, a locale a runner may differ
-        -- in, so a cursor printed by one runner may not read back in another.
+        -- prints and parses under lc_monetary, a locale a runner or client
+        -- may differ in: a cursor printed by one runner might not read back
+        -- in another, and a tenant would have no one spelling.
         IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
             RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
                             'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
                 USING ERRCODE = '22023',
-                      HINT = 'pgjobs keeps keys and scopes as text that must read back the '
-                             'same in every session. Key or scope by a column of a built-in '
-                             'type whose text does not depend on the locale, e.g. numeric or '
-                             'bigint (cents).';
+                      HINT = 'money reads and prints by the session''s lc_monetary, so a key '
+                             'or a tenant would have no one spelling: key or scope by a '
+                             'numeric, integer or text column (e.g. bigint cents).';
         END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
@@ -12530,14 +12540,6 @@ BEGIN
                                  'deterministic collation (COLLATE "C"), or scope by a generated '
                                  'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
                                  'STORED.';
-            END IF;
-            IF v_base = 'money'::regtype THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'money reads and prints by the session''s lc_monetary, so a '
-                                 'tenant would have no one spelling: scope by a numeric, '
-                                 'integer or text column.';
             END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)

@@ -281,13 +281,19 @@ def test_bytea_and_domain_scopes_allowed_scopes_see_one_tenant(
     scope_tests.test_allowed_scopes_and_cancel_see_one_tenant(conn, scope_type, spellings, other)
 
 
-@pytest.mark.parametrize("scope_type", ["money", "money_d"])
-def test_money_scopes_are_refused_at_registration(conn: Conn, scope_type: str) -> None:
+@pytest.mark.parametrize("money_type", ["money", "money_d"])
+@pytest.mark.parametrize("role", ["scope", "key"])
+def test_money_scopes_and_keys_are_refused_at_registration(conn: Conn, money_type: str,
+                                                           role: str) -> None:
+    """A key's text is the cursor a runner stores and another reads back, as a
+    scope's is the tenant's one spelling; money's follows lc_monetary."""
     conn.execute("CREATE DOMAIN money_d AS money")
-    conn.execute(f"""CREATE TABLE m (id bigint NOT NULL, s {scope_type} NOT NULL,
+    key, scope = (money_type, "int") if role == "key" else ("bigint", money_type)
+    conn.execute(f"""CREATE TABLE m (id {key} NOT NULL, s {scope} NOT NULL,
                      created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (s, id))""")
     with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
         conn.execute("SELECT pgjobs.register_target('m', 'id', 's', 'created_at')")
+    assert f"cannot be the {role} of" in str(err.value)
     assert "lc_monetary" in (err.value.diag.message_hint or "")
 
 

@@ -522,6 +522,14 @@ BEGIN
                 THEN jsonb_build_object('analyzes', v_job.checkpoint -> 'analyzes',
                                         'analyzed_done', v_job.checkpoint -> 'analyzed_done')
                 ELSE '{}'::jsonb END;
+    -- ... except after the last page, which no call follows: one due then
+    -- runs here, in the last page's transaction, or the job would end with
+    -- the statistics still counting its rows, and the reads after it would
+    -- plan on them (test_a_mass_delete_refreshes_the_scope_statistics).
+    IF v_last AND v_job.kind = 'delete' THEN
+        v_checkpoint := v_checkpoint
+            || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
+    END IF;
     PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done + v_rows, v_checkpoint);
 
     IF v_last THEN
