@@ -305,12 +305,16 @@ def test_a_stopped_delete_with_the_old_probe_retried_after_upgrade_keeps_its_key
     canceled or had failed kept 0029's clause, and pgjobs.retry queues a job
     with the predicate it has: retried after the upgrade, keyed by job_id it
     deleted the very rows it was told to keep (keyed by key, it deleted
-    nothing). Such a job in a stop-23 database (tests/upgrade/previous_sql,
-    after 0031) is made here by putting the old clause back; this checkout's
-    migrate must give it the renamed probe, and the retried delete is exact."""
+    nothing). Such a job as a stop-23 database held it (after 0031, before
+    0032) is made here from the last release (tests/upgrade/previous_sql, which
+    has 0032 already) by putting the old clause back and striking 0032 from the
+    migration log; this checkout's migrate must then apply 0032, which gives it
+    the renamed probe, and the retried delete is exact."""
     with empty_database(cluster_url, "exclusions_0032") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
         with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM pgjobs._yoyo_migration"
+                         " WHERE migration_id = '0032.stopped_exclusion_probes'")
             names, jobs, kept, rows = keyed_by_list_columns(conn)
             for k in names:
                 if status == "canceled":
@@ -324,7 +328,7 @@ def test_a_stopped_delete_with_the_old_probe_retried_after_upgrade_keeps_its_key
                              (head + " AND NOT (" + OLD_PROBE.format(job=jobs[k], k=k) + ")",
                               jobs[k]))
 
-            migrate(dsn)
+            assert migrate(dsn)["migrations_applied"] == ["0032.stopped_exclusion_probes"]
             for k, name in names.items():
                 assert scalar(conn, "SELECT pgjobs.retry(%s)", (jobs[k],)) is True
                 cutoff = cutoff_of(conn, jobs[k])

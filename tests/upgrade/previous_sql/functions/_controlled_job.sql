@@ -20,14 +20,24 @@ AS $$
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
+    v_submitter boolean;
+    v_found boolean;
 BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
-    IF FOUND AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-                      OR v_caller = v_job.submitted_by
-                      OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'), false)
-                          AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
+    v_found := FOUND;
+    -- The submitter: the very role (by oid since migration 0033), not one
+    -- created again under its name.
+    v_submitter := v_caller = v_job.submitted_by
+                   AND (v_job.submitted_by_oid IS NULL
+                        OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                                      WHERE r.rolname = v_caller));
+    IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
+                        OR v_submitter
+                        OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'),
+                                     false)
+                            AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
         v_job := NULL;
-    ELSIF FOUND THEN
+    ELSIF v_found THEN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     END IF;
     IF v_job.id IS NULL THEN
@@ -37,7 +47,7 @@ BEGIN
     END IF;
     PERFORM pgjobs._require_scope(v_job.target, v_job.scope);
     -- Whoever could have submitted the job may control it, and admins.
-    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') OR v_caller = v_job.submitted_by) THEN
+    IF NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') OR v_submitter) THEN
         PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));
     END IF;
     RETURN v_job;

@@ -251,7 +251,10 @@ BEGIN
 
     -- The submitter may still write every column this statement writes
     -- (column-level grants count; a grant revoked since the submit stops
-    -- the job here, before the batch goes in): 42501 naming the column.
+    -- the job here, before the batch goes in): 42501 naming the column. And
+    -- it is still the very role that submitted (pgjobs._require_submitter),
+    -- not one created again under its name.
+    PERFORM pgjobs._require_submitter(p_job, p_reg);
     PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
         PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);

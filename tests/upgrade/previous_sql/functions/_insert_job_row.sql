@@ -147,10 +147,15 @@ BEGIN
         END IF;
     END IF;
 
+    -- The submitter by name and by oid: a role dropped and created again
+    -- under the name is not the role that submitted (pgjobs._submitter_problem).
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
-                             run_at, lease, predicate, assignments, submitted_by)
-    VALUES (p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
-            v_run_at, v_lease, p_predicate, p_assignments, pgjobs._caller())
+                             run_at, lease, predicate, assignments, submitted_by,
+                             submitted_by_oid)
+    SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
+           v_run_at, v_lease, p_predicate, p_assignments, c.caller,
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+      FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
 END

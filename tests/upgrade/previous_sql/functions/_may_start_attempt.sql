@@ -8,9 +8,13 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Whether a new attempt of p_job may start: its submitter still holds what
--- the submit needed (pgjobs._require_requeue, the check retry and resume
+-- the submit needed (pgjobs._requeue_problem, the check retry and resume
 -- make: the role exists, holds the kind's privileges, no row-level
--- security confines it, a registered target is still trusted). Asked by
+-- security confines it, a registered target is still trusted by the role
+-- that claims a job pgjobs runs itself: not an external worker's claim of a
+-- custom kind or of fan-out items, which acts with its own rights), taken
+-- as a value rather than caught as an error, so that a claim that passes
+-- opens no subtransaction (an exception block costs one per claim). Asked by
 -- the two places work is handed out, once per claim: pgjobs._start_attempts
 -- (every attempt of a job: the first, one after a lease expired, a
 -- retryable failure's backoff, a job handed back at the end of a runner's
@@ -29,15 +33,12 @@ AS $$
 -- unfinished items.
 DECLARE
     v_job pgjobs.jobs;
-    v_message text;
-    v_hint text;
+    v_problem record;
 BEGIN
-    BEGIN
-        PERFORM pgjobs._require_requeue(p_job, 'started');
+    v_problem := pgjobs._requeue_problem(p_job, 'started');
+    IF v_problem.message IS NULL THEN
         RETURN true;
-    EXCEPTION WHEN insufficient_privilege THEN
-        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_hint = PG_EXCEPTION_HINT;
-    END;
+    END IF;
     IF p_job.fanout THEN
         PERFORM FROM pgjobs.jobs j
           WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
@@ -52,7 +53,7 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET status = 'failed',
-           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
+           error = left(concat_ws('. ', v_problem.message, nullif(v_problem.hint, '')), 10000),
            result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,

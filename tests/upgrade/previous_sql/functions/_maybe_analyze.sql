@@ -35,7 +35,11 @@ AS $$
 -- geometrically, never a per-page cost. (The table's counters could not
 -- serve anyway: a runner's own changes reach pg_stat_user_tables only when
 -- its session goes idle, after the CALL, so within one budget they lag.)
--- Called by the runner after a delete page, in the page's transaction.
+-- Called by pgjobs._run_page before each delete page (p_done: the rows
+-- deleted by the pages committed so far); a call that analyzes runs no
+-- page, so the ANALYZE has a transaction of its own. And after the last
+-- page (p_done: with that page's rows), in its transaction: no call
+-- follows it, and the job must not end on stale statistics.
 -- Never fails the page: a lock wait (autovacuum is analyzing) or a missing
 -- privilege just skips it. Locks: SHARE UPDATE EXCLUSIVE on the target, for
 -- the ANALYZE. Returns the checkpoint fields to carry: analyzes and

@@ -17,30 +17,16 @@ AS $$
 -- delete or backfill (pgjobs._run_page), every chunk of an export
 -- (pgjobs.export_chunk_sql) and when an import starts (pgjobs.import_prepare;
 -- each batch's statement checks the very columns it writes,
--- pgjobs._import_insert_sql). The privilege is the submit's
--- (pgjobs._kind_privilege); an import needs INSERT on its scope column
--- (column-level grants count) and, with on_duplicate update, UPDATE on some
--- column. Raises 42501 (pgjobs._require_role): the caller fails the job,
--- not retried. Locks nothing.
+-- pgjobs._import_insert_sql). What it checks is pgjobs._submitter_problem's
+-- (the form that does not raise: the claim's). Raises 42501 with its
+-- message and hint: the caller fails the job, not retried. Locks nothing.
+DECLARE
+    v_problem record;
 BEGIN
-    IF p_job.kind = 'import' THEN
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'INSERT',
-                                     ARRAY[p_reg.scope_column::text]);
-        IF p_job.payload ->> 'on_duplicate' = 'update' THEN
-            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'UPDATE',
-                                         '{}'::text[]);
-            -- ... and SELECT on the columns ON CONFLICT DO UPDATE reads, as at submit.
-            PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target, 'SELECT',
-                coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
-                || p_reg.scope_column::text);
-        END IF;
-    ELSE
-        -- A delete or backfill reads the rows it selects: SELECT too, as at
-        -- submit (one call for both: this runs before every page).
-        PERFORM pgjobs._require_role(p_job.submitted_by, p_job.target,
-            pgjobs._kind_privilege(p_job.kind)
-            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
-            NULL);
+    v_problem := pgjobs._submitter_problem(p_job, p_reg);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
 END
 $$;

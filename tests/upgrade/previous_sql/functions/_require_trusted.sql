@@ -8,44 +8,20 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- Refuses (42501) a target whose code pgjobs, running as current_user,
--- would run with rights its authors do not have (pgjobs._untrusted_roles:
--- owners of the table, its partitions, triggers, defaults, constraints,
--- policies, index expressions, column types and domain checks, and roles
--- holding TRIGGER on it), and a target whose row-level security policies
--- would confine current_user itself (a job would silently miss rows).
--- Called by pgjobs._target, which every function
--- that touches a target's rows or types goes through, and by
--- register_target. Locks nothing.
+-- Refuses (42501) a target pgjobs, running as current_user, must not act
+-- on: one whose code would run with rights its authors do not have, or
+-- whose row-level security policies would confine current_user itself.
+-- The rule, and the message and hint, are pgjobs._trust_problem's (the
+-- form that does not raise: the claim's). Called by pgjobs._target, which
+-- every function that touches a target's rows or types goes through, and
+-- by register_target. Locks nothing.
 DECLARE
-    v_role text;
-    v_reason text;
+    v_problem record;
 BEGIN
-    SELECT u.role_name, u.reason INTO v_role, v_reason
-      FROM pgjobs._untrusted_roles(p_target) u
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'pgjobs refuses target %: role % (which %) lacks the rights of role %, '
-                        'which pgjobs runs as here', p_target, v_role, v_reason, current_user
-            USING ERRCODE = '42501',
-            HINT = 'Run pgjobs (own its schema and functions, run its engine) as a role with no '
-                   'more rights than the owners of its targets, e.g. the role that owns them, '
-                   'not a superuser; see docs/operations.md. SELECT * FROM pgjobs.doctor() '
-                   'lists every untrusted target.';
-    END IF;
-    -- pgjobs' own role confined by a policy on the target would see (and
-    -- delete, update, export, count) only part of a scope and call it done.
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                WHERE c.oid = p_target AND c.relrowsecurity
-                  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')))
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                        WHERE r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)) THEN
-        RAISE EXCEPTION 'pgjobs refuses target %: its row-level security policies apply to role '
-                        '%, which pgjobs runs as here, so a job would see only part of a scope',
-                        p_target, current_user
-            USING ERRCODE = '42501',
-            HINT = 'Run pgjobs as the table''s owner (and do not FORCE ROW LEVEL SECURITY on '
-                   'it), or give the role pgjobs runs as BYPASSRLS; see docs/operations.md.';
+    v_problem := pgjobs._trust_problem(p_target);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = '42501', HINT = v_problem.hint;
     END IF;
 END
 $$;

@@ -36,8 +36,10 @@ AS $$
 -- The first call counts the job's rows (total; 'collect': collects them)
 -- and stores an empty cursor.
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
--- is set. A lock wait beyond lock_timeout retries the page later instead of
--- failing; other errors go to pgjobs.fail (retryable for transient ones).
+-- is set. A delete's call that runs the job's ANALYZE does only that (see
+-- below) and returns 'more'. A lock wait beyond lock_timeout retries the
+-- page later instead of failing; other errors go to pgjobs.fail (retryable
+-- for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
@@ -153,6 +155,25 @@ BEGIN
     v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
     v_collect := coalesce(v_job.checkpoint ->> 'strategy' = 'collect', false);
 
+    -- A delete refreshes the target's statistics a few times while it
+    -- churns it (pgjobs._maybe_analyze: when, and why). When one is due,
+    -- this call runs just that ANALYZE, in a transaction of its own, and
+    -- the page follows in the next call. It ran after the page, in the
+    -- page's transaction: 50-70 ms of ANALYZE on a 50 ms page made that
+    -- page's transaction the job's longest but the last (120 ms, a 500k-row
+    -- scope of a 2M-row table, fsync on), and it is not a page's cost that
+    -- the page size can adapt to.
+    IF v_job.kind = 'delete' AND v_job.checkpoint IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', '200ms', true);
+        PERFORM set_config('statement_timeout', '30s', true);
+        v_checkpoint := pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done);
+        IF v_checkpoint ->> 'analyzes' IS DISTINCT FROM v_job.checkpoint ->> 'analyzes' THEN
+            PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done,
+                v_job.checkpoint || v_checkpoint || jsonb_build_object('verified', v_verified));
+            RETURN 'more';
+        END IF;
+    END IF;
+
     -- Keys travel through the cursor as text: the function's own settings
     -- (DateStyle, IntervalStyle, extra_float_digits) read and write them in
     -- one fixed style, whatever the session's (pg_cron's, a client's).
@@ -237,7 +258,9 @@ BEGIN
             v_pos := (v_job.checkpoint ->> 'after')::bigint;
             v_collected := (v_job.checkpoint ->> 'collected')::bigint;
             IF v_pos < v_collected THEN
-                -- The addresses at positions v_pos + 1 .. v_pos + v_size
+                -- The addresses at positions v_pos + 1 .. v_pos + v_size,
+                -- a batch of 1000 at a time from the end of the heap back
+                -- (the batches' order: pgjobs._collect_matches says why)
                 -- (slices of their batches, concatenated: several times
                 -- faster than unnesting them); the rows there that still
                 -- match are the page. A TID scan (the only scan left
@@ -446,16 +469,34 @@ BEGIN
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
+    -- The next page's size: this one's, times page_ms / this page's time.
     -- A sweep costs an index lookup whatever its size: it says nothing
-    -- about the page size. A page may grow 4x at once (shrink 2x): the
-    -- first pages are small (1000 keys), and their statements' fixed cost
-    -- makes them look slower per row than they are, so doubling took five
-    -- or six short pages, each with its own transaction and checks, to
-    -- reach page_ms (a whole-scope delete of 250k rows: 6 of its 13 pages).
-    -- The step is proportional, so 4x lands on page_ms, not past it.
+    -- about the page size. A page's time is a fixed part (planning its
+    -- statements, the bound's index walk) plus a part per key, so the
+    -- proportional step lands on page_ms or short of it, never past it,
+    -- as long as the keys ahead cost what these did. They may not (a
+    -- filter that matches further on, a colder part of the heap): so a
+    -- step is at most 4x (and at least 0.5x), and a page at most 50000
+    -- keys. Except the step after a range job's first page, at most 16x:
+    -- that page has 1000 keys (the pessimistic start that keeps a first
+    -- page of a wide or slow table short), and climbing from it at 4x took
+    -- short pages (1000, 4000, 16000, ...), each with its own transaction,
+    -- commit and checks, to reach page_ms (13 pages for a 500k-row scope,
+    -- up to 5 of them the climb). Not more than 16x: a first page of 1-2 ms
+    -- says little about the keys after it, and let through to 50x, the
+    -- job's page p99 rose from 80-133 ms to 124-174 ms (paired runs of
+    -- bench/delete.py, 500k of 2M rows, fsync on). 16000 keys is where the
+    -- 4x climb stood at its third page anyway.
+    -- (A collect job's first page is sized by its
+    -- collection's time instead, and steps as the others.) The first page
+    -- is not made larger from the first call's count: a count reads rows,
+    -- and a delete costs a read plus what no count sees (indexes,
+    -- triggers, WAL), so a rate taken from the count would bound nothing.
     IF NOT v_job.options ? 'page_size' AND NOT v_sweep THEN
         v_size := least(50000, greatest(100,
-            (v_size * least(4.0, greatest(0.5, v_target_ms / greatest(v_ms, 1.0))))::integer));
+            (v_size * least(CASE WHEN (v_job.checkpoint ->> 'pages')::bigint = 0
+                                      AND NOT v_collect THEN 16.0 ELSE 4.0 END,
+                            greatest(0.5, v_target_ms / greatest(v_ms, 1.0))))::integer));
     END IF;
     v_checkpoint := jsonb_build_object(
         'strategy', CASE WHEN v_collect THEN 'collect' ELSE 'range' END,
@@ -475,8 +516,17 @@ BEGIN
         -- is a collected one (rows updated meanwhile may change the count).
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
-    IF v_job.kind = 'delete' THEN
-        -- Statistics refreshed a few times per job (its checkpoint says when).
+    -- The job's ANALYZE schedule (see above), carried over.
+    v_checkpoint := v_checkpoint
+        || CASE WHEN v_job.checkpoint ? 'analyzed_done'
+                THEN jsonb_build_object('analyzes', v_job.checkpoint -> 'analyzes',
+                                        'analyzed_done', v_job.checkpoint -> 'analyzed_done')
+                ELSE '{}'::jsonb END;
+    -- ... except after the last page, which no call follows: one due then
+    -- runs here, in the last page's transaction, or the job would end with
+    -- the statistics still counting its rows, and the reads after it would
+    -- plan on them (test_a_mass_delete_refreshes_the_scope_statistics).
+    IF v_last AND v_job.kind = 'delete' THEN
         v_checkpoint := v_checkpoint
             || pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done + v_rows);
     END IF;

@@ -39,8 +39,12 @@ DECLARE
 BEGIN
     FOR v_job IN SELECT j.* FROM pgjobs.jobs j WHERE j.id = ANY (p_ids) AND j.status = 'queued'
     LOOP
-        v_key := format('%s %s %s %s', v_job.submitted_by, v_job.target::oid, v_job.kind,
-                        v_job.payload ->> 'on_duplicate');
+        -- The values the check reads, as a JSON array: a role's name may hold
+        -- spaces and a custom payload's on_duplicate any text, so joined by
+        -- spaces two different jobs could spell one key.
+        v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
+                                   v_job.target::oid, v_job.kind,
+                                   v_job.payload ->> 'on_duplicate')::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
         ELSIF pgjobs._may_start_attempt(v_job) THEN

@@ -108,6 +108,19 @@ BEGIN
                              'column of a built-in type, e.g. a generated column '
                              '(lower(name)::text) with its own index.';
         END IF;
+        -- Keys and scopes are stored and compared as text (cursors, scope
+        -- literals), printed under settings every pgjobs routine pins; money
+        -- prints and parses under lc_monetary, a locale a runner or client
+        -- may differ in: a cursor printed by one runner might not read back
+        -- in another, and a tenant would have no one spelling.
+        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
+            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
+                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
+                USING ERRCODE = '22023',
+                      HINT = 'money reads and prints by the session''s lc_monetary, so a key '
+                             'or a tenant would have no one spelling: key or scope by a '
+                             'numeric, integer or text column (e.g. bigint cents).';
+        END IF;
         IF v_role = 'key' THEN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
@@ -158,14 +171,6 @@ BEGIN
                                  'deterministic collation (COLLATE "C"), or scope by a generated '
                                  'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
                                  'STORED.';
-            END IF;
-            IF v_base = 'money'::regtype THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'money reads and prints by the session''s lc_monetary, so a '
-                                 'tenant would have no one spelling: scope by a numeric, '
-                                 'integer or text column.';
             END IF;
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
