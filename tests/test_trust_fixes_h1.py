@@ -1,0 +1,79 @@
+"""Regression tests for the trust review h1: a registration judged again as the
+table is at each use, not only as it was at register_target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import build_target, job, run_job, scalar
+
+Conn = psycopg.Connection[Any]
+
+# --- 1. ALTER TABLE after registration --------------------------------------------
+
+# Each change makes a registered column one that register_target refuses: the
+# scope one whose equal values are different tenants' texts (a case-insensitive
+# collation: 'acme' matches 'ACME'; money: a spelling per lc_monetary), a key
+# out of the keyset walk's reach (NULL) or without one text (money).
+ALTERATIONS = {
+    "scope_nondeterministic": "ALTER TABLE reg ALTER COLUMN tenant TYPE text COLLATE ci",
+    "scope_money": "ALTER TABLE reg ALTER COLUMN n TYPE money USING n::numeric::money",
+    "key_nullable": "ALTER TABLE reg ALTER COLUMN id DROP NOT NULL",
+    "key_money": "ALTER TABLE reg ALTER COLUMN id TYPE money USING id::numeric::money",
+}
+
+
+def _reg(conn: Conn, scope: str) -> None:
+    conn.execute("CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', "
+                 "deterministic = false)")
+    build_target(conn, "reg", """id bigint NOT NULL, tenant text COLLATE "C" NOT NULL,
+                 n integer NOT NULL, created_at timestamptz NOT NULL
+                 DEFAULT now() - interval '1 hour'""", scope=scope)
+    conn.execute("""INSERT INTO reg (id, tenant, n)
+                    SELECT g, CASE WHEN g % 2 = 0 THEN 'acme' ELSE 'ACME' END, g % 2
+                      FROM generate_series(1, 20) g""")
+
+
+@pytest.mark.parametrize("change", sorted(ALTERATIONS))
+def test_a_target_altered_after_registration_is_refused_until_registered_again(
+        conn: Conn, change: str) -> None:
+    """register_target's column rule holds at every use: submit, preview, the
+    read path. Before, only registration asked it, and ALTER TABLE afterwards
+    went unseen."""
+    scope = "n" if change == "scope_money" else "tenant"
+    _reg(conn, scope)
+    conn.execute(ALTERATIONS[change])
+    value = "$0.00" if change == "scope_money" else "acme"
+    for sql, args in [
+            ("SELECT pgjobs.submit_delete('reg', %s)", (value,)),
+            ("SELECT pgjobs.submit_export('reg', %s)", (value,)),
+            ("SELECT pgjobs.preview('reg', %s)", (value,)),
+            ("SELECT pgjobs.visible_count('reg', %s)", (value,)),
+            ("SELECT pgjobs.mask('reg', %s)", (value,))]:
+        with pytest.raises(psycopg.errors.Error) as err:
+            conn.execute(sql, args)
+        assert "changed after it was registered" in str(err.value), sql
+        assert "register_target" in (err.value.diag.message_hint or "")
+        conn.rollback()
+    # Registering again applies the same rule, with register_target's error.
+    with pytest.raises(psycopg.errors.Error) as err:
+        conn.execute("SELECT pgjobs.register_target('reg', 'id', %s, 'created_at')", (scope,))
+    assert "changed after" not in str(err.value)
+
+
+def test_a_delete_queued_before_its_scope_collation_changed_spares_the_other_tenant(
+        conn: Conn) -> None:
+    """A scope column given a case-insensitive collation after registration: a
+    delete of tenant 'acme' (submitted before, or by a session whose
+    pgjobs.allowed_scopes is 'acme') deleted tenant 'ACME''s rows too."""
+    _reg(conn, "tenant")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('reg', 'acme')")
+    conn.execute(ALTERATIONS["scope_nondeterministic"])
+    run_job(conn, job_id)
+    assert job(conn, job_id)["status"] == "failed"
+    assert "nondeterministic collation" in job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM reg WHERE tenant COLLATE \"C\" = 'ACME'") == 10
+
