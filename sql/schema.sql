@@ -1737,6 +1737,46 @@ $$;
 ALTER FUNCTION pgjobs._controlled_job(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _cron_relation(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cron_relation(p_name text) RETURNS regclass
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pg_cron's relation cron.<p_name> (job, job_run_details) in this database,
+-- or NULL when there is none: only a relation that is a member of
+-- extension pg_cron counts. Where pg_cron is not created, any role with
+-- CREATE on the database can make a schema cron and, in it, a view or a
+-- table (with triggers, policies or functions in its columns) named job;
+-- code reading or deleting there by name (to_regclass('cron.job')) would
+-- run that role's functions with the rights of whoever called pgjobs:
+-- pgjobs' owner in the SECURITY DEFINER pgjobs._engine_wait (granted to
+-- clients), the engine in prune, an administrator in unschedule and
+-- doctor. Every pgjobs routine that touches pg_cron's tables or
+-- functions asks here first (pgjobs.schedule creates the extension, whose
+-- schema cron then is its own). Locks nothing.
+BEGIN
+    RETURN (SELECT c.oid::regclass
+              FROM pg_catalog.pg_extension e
+              JOIN pg_catalog.pg_depend d
+                ON d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = e.oid
+               AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+              JOIN pg_catalog.pg_class c ON c.oid = d.objid
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE e.extname = 'pg_cron' AND n.nspname = 'cron' AND c.relname = p_name
+               AND c.relkind IN ('r', 'p')
+             LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._cron_relation(p_name text) OWNER TO SUPERUSER;
+
+--
 -- Name: _cron_version(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -2006,7 +2046,8 @@ DECLARE
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'SELECT')
        AND has_table_privilege('cron.job', 'SELECT') THEN
         check_name := 'pg_cron.history';
@@ -2055,7 +2096,7 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
 DECLARE
     v_jobs jsonb;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     -- format(): the cron schema exists only where pg_cron does.
@@ -2337,7 +2378,7 @@ BEGIN
             ELSE
                 RETURN QUERY SELECT 'pg_cron.database'::text, 'ok'::text, NULL::text,
                     format('pg_cron runs jobs in this database (%s)', v_cron_db), NULL::text;
-                IF to_regclass('cron.job') IS NULL THEN
+                IF pgjobs._cron_relation('job') IS NULL THEN
                     check_name := 'pg_cron.scheduled';
                     detail := 'extension pg_cron is not created in this database';
                     fix := 'SELECT pgjobs.schedule();  -- creates the extension, schedules '
@@ -2897,7 +2938,7 @@ CREATE FUNCTION pgjobs._engine_wait() RETURNS text
 DECLARE
     v_schedule text;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     EXECUTE format('SELECT c.schedule FROM %I.job c WHERE c.jobname = %L AND c.active '
@@ -12565,7 +12606,8 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
         -- Built with format(): the cron schema exists only where pg_cron does.
         -- By command as well as by job: schedule() re-creates the cron jobs
@@ -13639,7 +13681,7 @@ CREATE FUNCTION pgjobs.unschedule() RETURNS jsonb
 DECLARE
     v_count integer := 0;
 BEGIN
-    IF to_regclass('cron.job') IS NOT NULL THEN
+    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
         -- format(): the cron schema exists only where pg_cron does.
         EXECUTE format($q$
             SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
@@ -14443,6 +14485,13 @@ GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _cron_relation(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cron_relation(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cron_relation(p_name text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _cron_version(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

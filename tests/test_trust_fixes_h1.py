@@ -3,6 +3,8 @@ table is at each use, not only as it was at register_target."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -11,6 +13,7 @@ import pytest
 from tests.support import build_target, job, run_job, scalar
 
 Conn = psycopg.Connection[Any]
+PID = os.getpid()
 
 # --- 1. ALTER TABLE after registration --------------------------------------------
 
@@ -76,4 +79,60 @@ def test_a_delete_queued_before_its_scope_collation_changed_spares_the_other_ten
     assert job(conn, job_id)["status"] == "failed"
     assert "nondeterministic collation" in job(conn, job_id)["error"]
     assert scalar(conn, "SELECT count(*) FROM reg WHERE tenant COLLATE \"C\" = 'ACME'") == 10
+
+
+# --- 2. a schema named cron where pg_cron is not ------------------------------------
+
+
+@pytest.fixture
+def creator(conn: Conn) -> Iterator[str]:
+    """A client role that may create schemas in the database (no pg_cron here)."""
+    role = f"pgjobs_h1_creator_{PID}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"GRANT CREATE ON DATABASE {conn.info.dbname} TO {role}")
+    yield role
+    conn.execute("RESET ROLE")
+    conn.execute(f"DROP OWNED BY {role} CASCADE")
+    conn.execute(f"DROP ROLE {role}")
+
+
+def test_pgjobs_never_runs_a_look_alike_cron_schema_s_code(conn: Conn, creator: str) -> None:
+    """Without pg_cron, a role that may create schemas made `cron.job` (a view
+    over its own function), `cron.job_run_details` (with its trigger) and
+    `cron.unschedule`: pgjobs read and changed them by name, so the client
+    function pgjobs._engine_wait ran the role's code as pgjobs' owner (a
+    superuser here), and prune, unschedule and doctor as the administrator.
+    Only pg_cron's own relations count."""
+    assert scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") == 0
+    conn.execute(f"SET ROLE {creator}")
+    conn.execute("""
+        CREATE SCHEMA cron;
+        CREATE TABLE cron.seen (who name, what text);
+        GRANT USAGE ON SCHEMA cron TO PUBLIC;
+        GRANT INSERT, SELECT ON cron.seen TO PUBLIC;
+        CREATE FUNCTION cron.note(p_what text) RETURNS text LANGUAGE sql
+            AS $f$ INSERT INTO cron.seen VALUES (current_user, p_what) RETURNING '* * * * *' $f$;
+        CREATE VIEW cron.job AS
+            SELECT 1::bigint AS jobid, cron.note('job') AS schedule,
+                   'pgjobs.run'::text AS jobname, 'x'::text AS command, true AS active,
+                   current_database()::text AS database, current_user::text AS username;
+        CREATE TABLE cron.job_run_details (jobid bigint, end_time timestamptz, command text);
+        INSERT INTO cron.job_run_details VALUES (1, now() - interval '9 days', 'CALL pgjobs.run(1)');
+        CREATE FUNCTION cron.trg() RETURNS trigger LANGUAGE plpgsql
+            AS $f$ BEGIN PERFORM cron.note('trigger'); RETURN OLD; END $f$;
+        CREATE TRIGGER t BEFORE DELETE ON cron.job_run_details
+            FOR EACH ROW EXECUTE FUNCTION cron.trg();
+        CREATE FUNCTION cron.unschedule(bigint) RETURNS boolean LANGUAGE sql
+            AS $f$ SELECT cron.note('unschedule') IS NOT NULL $f$;
+        GRANT SELECT ON cron.job TO PUBLIC;
+        GRANT SELECT, DELETE ON cron.job_run_details TO PUBLIC;
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cron TO PUBLIC""")
+    assert scalar(conn, "SELECT pgjobs._engine_wait()") is None
+    conn.execute("RESET ROLE")
+    conn.execute("SELECT pgjobs.prune()")
+    assert scalar(conn, "SELECT pgjobs.unschedule() ->> 'unscheduled'") == "0"
+    conn.execute("SELECT * FROM pgjobs.doctor()")
+    assert conn.execute("SELECT who, what FROM cron.seen").fetchall() == []
+    assert scalar(conn, "SELECT count(*) FROM cron.job_run_details") == 1
 
