@@ -3225,6 +3225,8 @@ BEGIN
             HINT = 'Name it with its schema, e.g. "public.fill_totals", a function '
                    '(p_target regclass, p_keys text[]) RETURNS bigint.';
     END IF;
+    -- It runs with the engine's rights: its owner must hold them already.
+    PERFORM pgjobs._require_handler_trusted(v_proc);  -- 42501
     RETURN v_proc;
 END
 $$;
@@ -6347,6 +6349,48 @@ $$;
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_handler_trusted(regprocedure); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A backfill handler runs with the rights of the role pgjobs runs as
+-- (current_user): its owner, who may replace its body at any time
+-- (CREATE OR REPLACE FUNCTION), must have those rights already, the rule
+-- pgjobs._untrusted_roles applies to a target's own code. Asked at submit
+-- (pgjobs._handler, as pgjobs' owner) and before every page that calls it
+-- (pgjobs._run_page, as the engine), since the function may change hands
+-- or be replaced in between. Raises 42501. Locks nothing.
+DECLARE
+    v_owner oid;
+BEGIN
+    SELECT p.proowner INTO v_owner FROM pg_catalog.pg_proc p WHERE p.oid = p_handler;
+    IF v_owner IS NULL THEN
+        RAISE EXCEPTION 'backfill handler % does not exist (any more)', p_handler
+            USING ERRCODE = '42883',
+            HINT = 'Submit the backfill again with an existing handler.';
+    END IF;
+    IF NOT pg_has_role(v_owner, current_user, 'USAGE') THEN
+        RAISE EXCEPTION 'pgjobs refuses backfill handler %: its owner % lacks the rights of '
+                        'role %, which pgjobs runs as here', p_handler, v_owner::regrole,
+                        current_user
+            USING ERRCODE = '42501',
+            HINT = 'A handler runs with the engine''s rights and its owner can replace its '
+                   'body: have it owned by the role pgjobs runs as (ALTER FUNCTION ... OWNER '
+                   'TO ...), or by a role with no fewer rights.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_known_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7664,6 +7708,9 @@ BEGIN
                     END IF;
                 END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                -- Its owner may have replaced it or passed it on since the submit.
+                PERFORM pgjobs._require_handler_trusted(
+                    (v_job.payload ->> 'handler')::regprocedure);  -- 42501
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
                                (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
@@ -14951,6 +14998,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_handler_trusted(p_handler regprocedure); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -136,3 +136,34 @@ def test_pgjobs_never_runs_a_look_alike_cron_schema_s_code(conn: Conn, creator: 
     assert conn.execute("SELECT who, what FROM cron.seen").fetchall() == []
     assert scalar(conn, "SELECT count(*) FROM cron.job_run_details") == 1
 
+
+# --- 3. a backfill handler owned by a role with fewer rights -------------------------
+
+
+def test_a_backfill_handler_runs_only_while_its_owner_has_the_engine_s_rights(
+        conn: Conn, creator: str) -> None:
+    """A handler runs with the engine's rights, and its owner can replace its body
+    whenever it likes: one owned by a client role was accepted at submit, and
+    one given to such a role after the submit ran at every page, the rule a
+    target's own code (pgjobs._untrusted_roles) has always had to meet."""
+    build_target(conn, "reg", """id bigint NOT NULL, tenant text NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO reg (id, tenant) SELECT g, 'a' FROM generate_series(1, 5) g")
+    conn.execute("CREATE TABLE seen (who name)")
+    conn.execute("GRANT INSERT ON seen TO PUBLIC")
+    conn.execute("""CREATE FUNCTION public.fill(p regclass, k text[]) RETURNS bigint
+                    LANGUAGE sql AS $f$ INSERT INTO seen VALUES (current_user);
+                                       SELECT cardinality(k)::bigint $f$""")
+    submit = ("SELECT pgjobs.submit_backfill('reg', 'a', '{}', NULL, "
+              """'{"handler": "public.fill"}')""")
+    job_id = scalar(conn, submit)
+    conn.execute(f"ALTER FUNCTION public.fill(regclass, text[]) OWNER TO {creator}")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as err:
+        conn.execute(submit)
+    assert "handler" in str(err.value)
+    conn.rollback()
+    run_job(conn, job_id)
+    assert job(conn, job_id)["status"] == "failed"
+    assert creator in job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM seen") == 0

@@ -427,6 +427,9 @@ BEGIN
                     END IF;
                 END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                -- Its owner may have replaced it or passed it on since the submit.
+                PERFORM pgjobs._require_handler_trusted(
+                    (v_job.payload ->> 'handler')::regprocedure);  -- 42501
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
                                (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
