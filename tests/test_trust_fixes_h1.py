@@ -167,3 +167,58 @@ def test_a_backfill_handler_runs_only_while_its_owner_has_the_engine_s_rights(
     assert job(conn, job_id)["status"] == "failed"
     assert creator in job(conn, job_id)["error"]
     assert scalar(conn, "SELECT count(*) FROM seen") == 0
+
+
+# --- 4. another tenant's job ids, from a session confined to one tenant ------------
+
+
+@pytest.fixture
+def tenant_client(conn: Conn) -> Iterator[str]:
+    """A client that may read, delete and update rows of `reg`, every tenant's."""
+    role = f"pgjobs_h1_tenant_{PID}"
+    conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+    build_target(conn, "reg", """id bigint NOT NULL, tenant text NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO reg (id, tenant) SELECT g, 'a' FROM generate_series(1, 5) g")
+    conn.execute(f"GRANT SELECT, DELETE, UPDATE ON reg TO {role}")
+    yield role
+    conn.execute("RESET ROLE")
+    conn.execute("RESET pgjobs.allowed_scopes")
+    conn.execute(f"DROP OWNED BY {role} CASCADE")
+    conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("verb", ["cancel", "pause", "resume", "retry", "add_items"])
+def test_a_confined_session_cannot_tell_another_tenant_s_job_from_no_job(
+        conn: Conn, tenant_client: str, verb: str) -> None:
+    """A session whose pgjobs.allowed_scopes is one tenant sees no job of another
+    (policy jobs_client_read); controlling one by id raised 42501 naming that
+    tenant's scope instead of P0002, so ids could be probed for other tenants'
+    jobs and their scopes read off the error."""
+    secret = "other-tenant-secret-name"
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('reg', %s, '{}', '{}', "
+                          """'{"run_at": "2100-01-01T00:00:00Z"}')""", (secret,))
+    if verb == "add_items":
+        conn.execute("CREATE TABLE fan (id bigint PRIMARY KEY, tenant text NOT NULL)")
+        conn.execute(f"GRANT SELECT, UPDATE ON fan TO {tenant_client}")
+        job_id = scalar(conn, "SELECT pgjobs.submit_items('thumb', 'fan', %s, '[1]')",
+                        (secret,))
+    elif verb == "resume":
+        conn.execute("SELECT pgjobs.pause(%s)", (job_id,))
+    elif verb == "retry":
+        conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    before = job(conn, job_id)["status"]
+    conn.execute(f"SET ROLE {tenant_client}")
+    conn.execute("SET pgjobs.allowed_scopes = 'a'")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = %s", (job_id,)) == 0
+    call = ("SELECT pgjobs.add_items(%s, '[2]')" if verb == "add_items"
+            else f"SELECT pgjobs.{verb}(%s)")
+    with pytest.raises(psycopg.errors.NoDataFound) as err:
+        conn.execute(call, (job_id,))
+    assert secret not in str(err.value) and secret not in (err.value.diag.message_hint or "")
+    conn.execute("RESET ROLE")
+    conn.execute("RESET pgjobs.allowed_scopes")
+    assert job(conn, job_id)["status"] == before
+
