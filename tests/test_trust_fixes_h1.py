@@ -222,3 +222,24 @@ def test_a_confined_session_cannot_tell_another_tenant_s_job_from_no_job(
     conn.execute("RESET pgjobs.allowed_scopes")
     assert job(conn, job_id)["status"] == before
 
+
+def test_a_dropped_target_does_not_fail_a_confined_session_s_reads_of_jobs(
+        conn: Conn, tenant_client: str) -> None:
+    """A registered table dropped (or its scope column renamed) left its
+    registration behind, and every read of pgjobs.jobs by a session with
+    pgjobs.allowed_scopes set failed with 42703 on it: every tenant's job list,
+    stats and dashboard, for one dropped table."""
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('reg', 'a', '{}', '{}', "
+                          """'{"run_at": "2100-01-01T00:00:00Z"}')""")
+    # Another tenant's job: the policy then needs the allowed (target, scope)
+    # keys, which read every registration.
+    conn.execute("SELECT pgjobs.submit_delete('reg', 'b', '{}', '{}', "
+                 """'{"run_at": "2100-01-01T00:00:00Z"}')""")
+    build_target(conn, "gone", """id bigint NOT NULL, s text NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now()""", scope="s")
+    conn.execute("DROP TABLE gone")
+    conn.execute(f"SET ROLE {tenant_client}")
+    conn.execute("SET pgjobs.allowed_scopes = 'a'")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 1
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
+    assert scalar(conn, "SELECT pgjobs.stats() IS NOT NULL") is True
