@@ -6003,10 +6003,10 @@ $_$;
 ALTER FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) OWNER TO SUPERUSER;
 
 --
--- Name: _registration_problem(regclass, name, name, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _registration_problem(regclass, name, name, name, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) RETURNS record
+CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean DEFAULT false, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -6023,8 +6023,9 @@ CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_sc
 -- read path, pages, chunks, imports) against the registration as stored,
 -- since ALTER TABLE may change a column after registration: a scope
 -- column given a nondeterministic collation (or citext, or money) would
--- make one tenant's scope match another tenant's rows, a key column that
--- allows NULL leaves rows out of reach of the keyset walk. Locks nothing.
+-- make one tenant's scope match another tenant's rows. p_in_use (the
+-- registered target, from pgjobs._target) leaves out the key's NOT NULL,
+-- which pages and export chunks check on their own. Locks nothing.
 DECLARE
     v_all_cols   text;
     v_role       text;
@@ -6126,7 +6127,10 @@ BEGIN
             END IF;
             -- A NULL key is out of reach of the keyset walk: its row would
             -- survive a delete reported as succeeded.
-            IF NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+            -- (p_in_use: a registered target's pages and export chunks check
+            -- this themselves, failing the job with the fix in its error, and
+            -- the read path may go on reading such a table.)
+            IF NOT p_in_use AND NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
                 message := format('key column "%s" of %s allows NULL', v_col, p_target);
                 errcode := '55000';
@@ -6211,7 +6215,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) OWNER TO SUPERUSER;
 
 --
 -- Name: _relation_pages(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8929,7 +8933,8 @@ BEGIN
     END IF;
     SELECT p.message, p.hint, p.errcode INTO v_problem
       FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
-                                        v_reg.created_at_column, v_reg.document_column) p;
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
             USING ERRCODE = v_problem.errcode,
@@ -14984,11 +14989,11 @@ REVOKE ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_sco
 GRANT ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _relation_pages(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -20,11 +20,13 @@ PID = os.getpid()
 # Each change makes a registered column one that register_target refuses: the
 # scope one whose equal values are different tenants' texts (a case-insensitive
 # collation: 'acme' matches 'ACME'; money: a spelling per lc_monetary), a key
-# out of the keyset walk's reach (NULL) or without one text (money).
+# without one text (money) or order (jsonb), a created_at that is no time. (A
+# key that lost NOT NULL fails its jobs at their pages: tests/test_trust_keys.py.)
 ALTERATIONS = {
     "scope_nondeterministic": "ALTER TABLE reg ALTER COLUMN tenant TYPE text COLLATE ci",
     "scope_money": "ALTER TABLE reg ALTER COLUMN n TYPE money USING n::numeric::money",
-    "key_nullable": "ALTER TABLE reg ALTER COLUMN id DROP NOT NULL",
+    "key_json": "ALTER TABLE reg ALTER COLUMN id TYPE jsonb USING to_jsonb(id)",
+    "created_at_text": "ALTER TABLE reg ALTER COLUMN created_at TYPE text",
     "key_money": "ALTER TABLE reg ALTER COLUMN id TYPE money USING id::numeric::money",
 }
 

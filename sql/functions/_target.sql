@@ -39,7 +39,8 @@ BEGIN
     END IF;
     SELECT p.message, p.hint, p.errcode INTO v_problem
       FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
-                                        v_reg.created_at_column, v_reg.document_column) p;
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
             USING ERRCODE = v_problem.errcode,
