@@ -139,8 +139,12 @@ def test_client_cannot_cancel_another_scopes_job(conn: Conn, client: str) -> Non
     jobs = _jobs_by_scope(conn)
     conn.execute(f"SET ROLE {client}")
     conn.execute("SET pgjobs.allowed_scopes = '1,3'")
-    with pytest.raises(errors.InsufficientPrivilege):
+    # As for an unknown id (P0002): the session does not see that job
+    # (policy jobs_client_read), and the error neither says it exists nor
+    # names its scope.
+    with pytest.raises(errors.NoDataFound) as err:
         conn.execute("SELECT pgjobs.cancel(%s)", (jobs["2"],))
+    assert "'2'" not in str(err.value)
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (jobs["3"],)) is True
     conn.execute("RESET ROLE")
     assert dict(conn.execute("SELECT scope, status FROM pgjobs.jobs").fetchall()) == {
