@@ -862,6 +862,39 @@ $_$;
 ALTER FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) OWNER TO SUPERUSER;
 
 --
+-- Name: _column_collate(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._column_collate(p_target regclass, p_column name) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- ' COLLATE "schema"."name"': the collation of column p_column of
+-- p_target, for a comparison of two literals of the column's type that
+-- must order them as the column does; '' for a type without collation.
+-- Two literals cast to the column's type (pgjobs._column_type) compare
+-- under the database's default collation, not the column's: for a key
+-- under an ICU collation ('en-US' orders '-c2' before '_d1', "C" after)
+-- the check that a page's cursor moves forward saw it move back, and
+-- failed the job mid-way. (A comparison with the column itself takes its
+-- collation already.) Locks nothing.
+BEGIN
+    RETURN coalesce((SELECT format(' COLLATE %I.%I', n.nspname, co.collname)
+                       FROM pg_catalog.pg_attribute a
+                       JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                       JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+                      WHERE a.attrelid = p_target AND a.attname = p_column
+                        AND a.attnum > 0 AND NOT a.attisdropped), '');
+END
+$$;
+
+ALTER FUNCTION pgjobs._column_collate(p_target regclass, p_column name) OWNER TO SUPERUSER;
+
+--
 -- Name: _column_type(regclass, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7642,7 +7675,9 @@ BEGIN
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back
                 -- as the same value would repeat this page forever.
-                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                -- (Under the key column's own collation, as the walk orders.)
+                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
+                               pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_advances;
                 IF NOT coalesce(v_advances, false) THEN
                     PERFORM pgjobs.fail(p_id, p_worker, format(
@@ -11334,7 +11369,9 @@ BEGIN
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.
-        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+        -- (Under the key column's own collation, as the walk orders.)
+        EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', next_after, v_key, p_after,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF NOT coalesce(v_advances, false) THEN
             RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
@@ -11348,7 +11385,8 @@ BEGIN
     END IF;
     IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
         -- A chunk that ends exactly on the part's last key ends the part.
-        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+        EXECUTE format('SELECT %1$L::%2$s%4$s >= %3$L::%2$s', next_after, v_key, p_until,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF v_advances THEN
             next_after := NULL;
@@ -14485,6 +14523,13 @@ GRANT ALL ON FUNCTION pgjobs._claim_identity(p_worker text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _column_collate(p_target regclass, p_column name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _column_type(p_target regclass, p_column name, p_modifiers boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

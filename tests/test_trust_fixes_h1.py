@@ -245,3 +245,40 @@ def test_a_dropped_target_does_not_fail_a_confined_session_s_reads_of_jobs(
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 1
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
     assert scalar(conn, "SELECT pgjobs.stats() IS NOT NULL") is True
+
+
+# --- 5. a key under a collation other than the database's --------------------------
+
+
+def test_a_key_under_an_icu_collation_is_walked_in_its_own_order(conn: Conn) -> None:
+    """The check that a page's (or an export chunk's) cursor moves forward
+    compared two key literals under the database's default collation, while
+    the walk orders by the column's: under 'en-US' ('-c2' before '_d1', "C"
+    the other way) a delete failed mid-way, 'the cursor does not advance',
+    having deleted part of what it matched."""
+    conn.execute("CREATE COLLATION en_icu (provider = icu, locale = 'en-US')")
+    build_target(conn, "icu", """k text COLLATE en_icu NOT NULL, tenant int NOT NULL,
+                 v int NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 key="k", scope="tenant", index="unique")
+    conn.execute("""INSERT INTO icu (k, tenant, v)
+                    SELECT (ARRAY['a', 'B', '-c', '_d', 'é', 'E ', ' f', 'Z'])[1 + g % 8] || g,
+                           1, g FROM generate_series(1, 2000) g""")
+    # Every chunk of an export, 50 keys at a time, in the column's order.
+    export_id = scalar(conn, "SELECT pgjobs.submit_export('icu', '1')")
+    after, seen = None, 0
+    while True:
+        copy_sql, after = conn.execute("SELECT copy_sql, next_after FROM "
+                                       "pgjobs.export_chunk_sql(%s, %s, 50)",
+                                       (export_id, after)).fetchone()
+        with conn.cursor().copy(copy_sql) as copy:
+            seen += b"".join(bytes(data) for data in copy).count(b"\n")
+        seen -= copy_sql.endswith("HEADER true)")  # the first chunk's header line
+        if after is None:
+            break
+    assert seen == 2000
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('icu', '1', '{\"v\": {\"$gt\": 5}}', "
+                          "'{}', '{\"page_size\": 50}')")
+    run_job(conn, job_id)
+    assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM icu") == 5

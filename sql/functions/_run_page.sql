@@ -349,7 +349,9 @@ BEGIN
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back
                 -- as the same value would repeat this page forever.
-                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                -- (Under the key column's own collation, as the walk orders.)
+                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
+                               pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_advances;
                 IF NOT coalesce(v_advances, false) THEN
                     PERFORM pgjobs.fail(p_id, p_worker, format(
