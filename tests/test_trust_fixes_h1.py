@@ -120,7 +120,8 @@ def test_pgjobs_never_runs_a_look_alike_cron_schema_s_code(conn: Conn, creator: 
                    'pgjobs.run'::text AS jobname, 'x'::text AS command, true AS active,
                    current_database()::text AS database, current_user::text AS username;
         CREATE TABLE cron.job_run_details (jobid bigint, end_time timestamptz, command text);
-        INSERT INTO cron.job_run_details VALUES (1, now() - interval '9 days', 'CALL pgjobs.run(1)');
+        INSERT INTO cron.job_run_details
+            VALUES (1, now() - interval '9 days', 'CALL pgjobs.run(1)');
         CREATE FUNCTION cron.trg() RETURNS trigger LANGUAGE plpgsql
             AS $f$ BEGIN PERFORM cron.note('trigger'); RETURN OLD; END $f$;
         CREATE TRIGGER t BEFORE DELETE ON cron.job_run_details
