@@ -2696,6 +2696,22 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The registration as the table is now (pgjobs._registration_problem, the
+    -- rule pgjobs._target applies at every use): an ALTER TABLE since.
+    SELECT p.message, p.hint INTO v_error, fix
+      FROM pgjobs._registration_problem(p_reg.target, p_reg.key_column, p_reg.scope_column,
+                                        p_reg.created_at_column, p_reg.document_column,
+                                        true) p;
+    IF v_error IS NOT NULL THEN
+        check_name := 'target.registration';
+        status := 'fail';
+        detail := v_error || ' (the table changed after it was registered: every job and read '
+                  'of it is refused)';
+        fix := fix || ' Then register it again with pgjobs.register_target.';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
     -- Trust: code of the target's owners runs inside pgjobs, as the
     -- owner of its client functions (the runner's role is judged when
     -- it runs: docs/operations.md says to run it as that owner).
@@ -11196,6 +11212,13 @@ BEGIN
             PERFORM pgjobs._target(p_target);  -- 22023 with the register_target hint
         EXCEPTION WHEN insufficient_privilege THEN
             NULL;  -- untrusted: reported below (target.trusted)
+        WHEN invalid_parameter_value OR object_not_in_prerequisite_state THEN
+            -- Registered, but changed since so that register_target would
+            -- refuse it now: reported below (target.registration).
+            IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                            WHERE r.target = p_target) THEN
+                RAISE;
+            END IF;
         END;
     END IF;
     IF (v_jobs #>> '{pgjobs.prune,command}') ~ '^SELECT pgjobs\.prune\(''[^'']*''\)$' THEN

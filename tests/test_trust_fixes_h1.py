@@ -63,6 +63,12 @@ def test_a_target_altered_after_registration_is_refused_until_registered_again(
         assert "changed after it was registered" in str(err.value), sql
         assert "register_target" in (err.value.diag.message_hint or "")
         conn.rollback()
+    # doctor says so, with the fix, instead of failing on it.
+    assert conn.execute("SELECT status, fix FROM pgjobs.doctor('reg')"
+                        " WHERE check_name = 'target.registration'").fetchall() == [
+        ("fail", scalar(conn, "SELECT hint FROM pgjobs._registration_problem("
+                              "'reg', 'id', %s, 'created_at', NULL, true)", (scope,))
+         + " Then register it again with pgjobs.register_target.")]
     # Registering again applies the same rule, with register_target's error.
     with pytest.raises(psycopg.errors.Error) as err:
         conn.execute("SELECT pgjobs.register_target('reg', 'id', %s, 'created_at')", (scope,))
