@@ -862,6 +862,39 @@ $_$;
 ALTER FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) OWNER TO SUPERUSER;
 
 --
+-- Name: _column_collate(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._column_collate(p_target regclass, p_column name) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- ' COLLATE "schema"."name"': the collation of column p_column of
+-- p_target, for a comparison of two literals of the column's type that
+-- must order them as the column does; '' for a type without collation.
+-- Two literals cast to the column's type (pgjobs._column_type) compare
+-- under the database's default collation, not the column's: for a key
+-- under an ICU collation ('en-US' orders '-c2' before '_d1', "C" after)
+-- the check that a page's cursor moves forward saw it move back, and
+-- failed the job mid-way. (A comparison with the column itself takes its
+-- collation already.) Locks nothing.
+BEGIN
+    RETURN coalesce((SELECT format(' COLLATE %I.%I', n.nspname, co.collname)
+                       FROM pg_catalog.pg_attribute a
+                       JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                       JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+                      WHERE a.attrelid = p_target AND a.attname = p_column
+                        AND a.attnum > 0 AND NOT a.attisdropped), '');
+END
+$$;
+
+ALTER FUNCTION pgjobs._column_collate(p_target regclass, p_column name) OWNER TO SUPERUSER;
+
+--
 -- Name: _column_type(regclass, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -1692,7 +1725,8 @@ CREATE FUNCTION pgjobs._controlled_job(p_id bigint) RETURNS pgjobs.jobs
 -- _resume_as, _retry_as) after pgjobs._enter, so every check is of
 -- pgjobs._caller(): the submitter, an admin, or a role with the privilege
 -- the job's kind needs on its target (42501), and only a job of a scope in
--- the session's pgjobs.allowed_scopes, if set (42501). A job the caller may
+-- the session's pgjobs.allowed_scopes, if set (P0002 for a client, as the
+-- policy hides it; 42501 for an admin). A job the caller may
 -- not see (policy jobs_client_read) raises P0002 like an unknown id, before
 -- any lock, so neither the error nor a wait tells it which ids exist.
 -- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
@@ -1711,11 +1745,18 @@ BEGIN
                    AND (v_job.submitted_by_oid IS NULL
                         OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
                                                       WHERE r.rolname = v_caller));
+    -- Visible as policy jobs_client_read has it: the submitter's, or of a
+    -- target the caller may read, and (for a client) of a scope in the
+    -- session's pgjobs.allowed_scopes, if set. A job of another tenant is
+    -- P0002 like an unknown id: a 42501 would say that it exists, and name
+    -- that tenant's scope.
     IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-                        OR v_submitter
-                        OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'),
-                                     false)
-                            AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
+                        OR ((v_submitter
+                             OR (coalesce(has_table_privilege(v_caller, v_job.target,
+                                                              'SELECT'), false)
+                                 AND NOT pgjobs._row_security_confines(v_job.target,
+                                                                       v_caller)))
+                            AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
@@ -1735,6 +1776,46 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._controlled_job(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _cron_relation(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cron_relation(p_name text) RETURNS regclass
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- pg_cron's relation cron.<p_name> (job, job_run_details) in this database,
+-- or NULL when there is none: only a relation that is a member of
+-- extension pg_cron counts. Where pg_cron is not created, any role with
+-- CREATE on the database can make a schema cron and, in it, a view or a
+-- table (with triggers, policies or functions in its columns) named job;
+-- code reading or deleting there by name (to_regclass('cron.job')) would
+-- run that role's functions with the rights of whoever called pgjobs:
+-- pgjobs' owner in the SECURITY DEFINER pgjobs._engine_wait (granted to
+-- clients), the engine in prune, an administrator in unschedule and
+-- doctor. Every pgjobs routine that touches pg_cron's tables or
+-- functions asks here first (pgjobs.schedule creates the extension, whose
+-- schema cron then is its own). Locks nothing.
+BEGIN
+    RETURN (SELECT c.oid::regclass
+              FROM pg_catalog.pg_extension e
+              JOIN pg_catalog.pg_depend d
+                ON d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = e.oid
+               AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+              JOIN pg_catalog.pg_class c ON c.oid = d.objid
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE e.extname = 'pg_cron' AND n.nspname = 'cron' AND c.relname = p_name
+               AND c.relkind IN ('r', 'p')
+             LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._cron_relation(p_name text) OWNER TO SUPERUSER;
 
 --
 -- Name: _cron_version(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -2006,7 +2087,8 @@ DECLARE
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'SELECT')
        AND has_table_privilege('cron.job', 'SELECT') THEN
         check_name := 'pg_cron.history';
@@ -2055,7 +2137,7 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
 DECLARE
     v_jobs jsonb;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     -- format(): the cron schema exists only where pg_cron does.
@@ -2337,7 +2419,7 @@ BEGIN
             ELSE
                 RETURN QUERY SELECT 'pg_cron.database'::text, 'ok'::text, NULL::text,
                     format('pg_cron runs jobs in this database (%s)', v_cron_db), NULL::text;
-                IF to_regclass('cron.job') IS NULL THEN
+                IF pgjobs._cron_relation('job') IS NULL THEN
                     check_name := 'pg_cron.scheduled';
                     detail := 'extension pg_cron is not created in this database';
                     fix := 'SELECT pgjobs.schedule();  -- creates the extension, schedules '
@@ -2610,6 +2692,22 @@ BEGIN
         fix := format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
                       'p_created_at => %L, p_document => ...);  -- with the current '
                       'column names', target, p_reg.created_at_column);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- The registration as the table is now (pgjobs._registration_problem, the
+    -- rule pgjobs._target applies at every use): an ALTER TABLE since.
+    SELECT p.message, p.hint INTO v_error, fix
+      FROM pgjobs._registration_problem(p_reg.target, p_reg.key_column, p_reg.scope_column,
+                                        p_reg.created_at_column, p_reg.document_column,
+                                        true) p;
+    IF v_error IS NOT NULL THEN
+        check_name := 'target.registration';
+        status := 'fail';
+        detail := v_error || ' (the table changed after it was registered: every job and read '
+                  'of it is refused)';
+        fix := fix || ' Then register it again with pgjobs.register_target.';
         RETURN NEXT;
         RETURN;
     END IF;
@@ -2897,7 +2995,7 @@ CREATE FUNCTION pgjobs._engine_wait() RETURNS text
 DECLARE
     v_schedule text;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     EXECUTE format('SELECT c.schedule FROM %I.job c WHERE c.jobname = %L AND c.active '
@@ -3184,6 +3282,8 @@ BEGIN
             HINT = 'Name it with its schema, e.g. "public.fill_totals", a function '
                    '(p_target regclass, p_keys text[]) RETURNS bigint.';
     END IF;
+    -- It runs with the engine's rights: its owner must hold them already.
+    PERFORM pgjobs._require_handler_trusted(v_proc);  -- 42501
     RETURN v_proc;
 END
 $$;
@@ -5952,6 +6052,221 @@ $_$;
 ALTER FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) OWNER TO SUPERUSER;
 
 --
+-- Name: _registration_problem(regclass, name, name, name, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean DEFAULT false, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_target's columns, as they are now, fit the roles a registration
+-- gives them (key, scope, created_at, document): the first misfit as the
+-- message, hint and SQLSTATE of the error register_target raises for it,
+-- or all three NULL. Also the key's and the scope's type oids. One rule,
+-- asked twice: register_target before it writes the registration, and
+-- pgjobs._target (every path that takes a target: submits, preview, the
+-- read path, pages, chunks, imports) against the registration as stored,
+-- since ALTER TABLE may change a column after registration: a scope
+-- column given a nondeterministic collation (or citext, or money) would
+-- make one tenant's scope match another tenant's rows. p_in_use (the
+-- registered target, from pgjobs._target) leaves out the key's NOT NULL,
+-- which pages and export chunks check on their own. Locks nothing.
+DECLARE
+    v_all_cols   text;
+    v_role       text;
+    v_col        name;
+    v_attnum     smallint;
+    v_type       oid;
+    v_base       oid;
+    v_typtype    "char";
+    v_nsp        name;
+    v_rel        name;
+BEGIN
+    SELECT n.nspname, c.relname INTO v_nsp, v_rel
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = p_target;
+    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO v_all_cols
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
+
+    -- Each named column: exists, and has a type that fits its role.
+    FOREACH v_role IN ARRAY ARRAY['key', 'scope', 'created_at', 'document'] LOOP
+        v_col := CASE v_role WHEN 'key' THEN p_key WHEN 'scope' THEN p_scope
+                             WHEN 'created_at' THEN p_created_at ELSE p_document END;
+        IF v_col IS NULL THEN
+            CONTINUE WHEN v_role = 'document';
+            message := format('the %s column must not be NULL', v_role);
+            errcode := '22023';
+            hint := format('Columns of %s: %s.', p_target, v_all_cols);
+            RETURN;
+        END IF;
+
+        SELECT a.attnum, a.atttypid INTO v_attnum, v_type
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = p_target AND a.attname = v_col AND a.attnum > 0
+           AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            message := format('column "%s" (the %s column) does not exist in table %s',
+                            v_col, v_role, p_target);
+            errcode := '22023';
+            hint := format('Columns of %s: %s.', p_target, v_all_cols);
+            RETURN;
+        END IF;
+
+        -- Domains are judged by their base type.
+        v_base := v_type;
+        LOOP
+            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+              INTO v_typtype, v_base
+              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
+            EXIT WHEN v_typtype <> 'd';
+        END LOOP;
+
+        IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
+            message := format('column "%s" of type %s cannot be the %s of %s: its comparison '
+                            'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
+                            v_role, p_target);
+            errcode := '22023';
+            hint := 'pgjobs compares with pg_catalog''s operators only (an extension '
+                             'type such as citext would compare as text). Key or scope by a '
+                             'column of a built-in type, e.g. a generated column '
+                             '(lower(name)::text) with its own index.';
+            RETURN;
+        END IF;
+        -- Keys and scopes are stored and compared as text (cursors, scope
+        -- literals), printed under settings every pgjobs routine pins; money
+        -- prints and parses under lc_monetary, a locale a runner or client
+        -- may differ in: a cursor printed by one runner might not read back
+        -- in another, and a tenant would have no one spelling.
+        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
+            message := format('column "%s" of type %s cannot be the %s of %s: its text depends '
+                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target);
+            errcode := '22023';
+            hint := 'money reads and prints by the session''s lc_monetary, so a key '
+                             'or a tenant would have no one spelling: key or scope by a '
+                             'numeric, integer or text column (e.g. bigint cents).';
+            RETURN;
+        END IF;
+        IF v_role = 'key' THEN
+            -- The keyset walk needs a total order that a btree can serve.
+            IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
+               OR v_typtype = 'p'
+               OR NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_opclass oc
+                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
+                                            WHERE am.amname = 'btree')
+                       AND oc.opcdefault
+                       AND (oc.opcintype = v_base
+                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                                        WHERE pc.castsource = v_base
+                                          AND pc.casttarget = oc.opcintype
+                                          AND pc.castmethod = 'b'))) THEN
+                message := format('column "%s" of type %s cannot be the key of %s',
+                                v_col, format_type(v_type, NULL), p_target);
+                errcode := '22023';
+                hint := 'The key must be unique within a scope and totally ordered by '
+                                 'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
+                RETURN;
+            END IF;
+            -- A NULL key is out of reach of the keyset walk: its row would
+            -- survive a delete reported as succeeded.
+            -- (p_in_use: a registered target's pages and export chunks check
+            -- this themselves, failing the job with the fix in its error, and
+            -- the read path may go on reading such a table.)
+            IF NOT p_in_use AND NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
+                message := format('key column "%s" of %s allows NULL', v_col, p_target);
+                errcode := '55000';
+                hint := format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
+                                        v_nsp, v_rel, v_col);
+                RETURN;
+            END IF;
+            key_type := v_type;
+        ELSIF v_role = 'scope' THEN
+            -- A scope is one tenant whatever its spelling: pgjobs stores and
+            -- compares it as canonical text (pgjobs._canonical_scope). That
+            -- needs values that are equal only when they are the same value
+            -- (the btree "equalimage" property, as deduplication needs), or
+            -- a type pgjobs._canonical_text brings to one form (numeric,
+            -- floats, interval); and a deterministic collation.
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                         JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
+                        WHERE a.attrelid = p_target AND a.attnum = v_attnum
+                          AND NOT co.collisdeterministic) THEN
+                message := format('scope column "%s" of %s has a nondeterministic collation',
+                                v_col, p_target);
+                errcode := '22023';
+                hint := 'Values such a collation calls equal are different texts, so a '
+                                 'scope would have no one spelling: give the column a '
+                                 'deterministic collation (COLLATE "C"), or scope by a generated '
+                                 'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
+                                 'STORED.';
+                RETURN;
+            END IF;
+            IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
+                              'interval'::regtype)
+               AND NOT EXISTS (
+                    SELECT 1 FROM pg_catalog.pg_opclass oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
+                                                  AND ap.amproclefttype = oc.opcintype
+                                                  AND ap.amprocrighttype = oc.opcintype
+                                                  AND ap.amprocnum = 4
+                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
+                                            WHERE am.amname = 'btree')
+                       AND oc.opcdefault
+                       AND (oc.opcintype = v_base
+                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
+                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                                        WHERE pc.castsource = v_base
+                                          AND pc.casttarget = oc.opcintype
+                                          AND pc.castmethod = 'b'))) THEN
+                message := format('column "%s" of type %s cannot be the scope of %s',
+                                v_col, format_type(v_type, NULL), p_target);
+                errcode := '22023';
+                hint := 'A scope needs a type whose equal values are the same value, so '
+                                 'that each tenant has one spelling: e.g. bigint, integer, text, '
+                                 'uuid, date, numeric.';
+                RETURN;
+            END IF;
+            scope_type := v_type;
+        ELSIF v_role = 'created_at' THEN
+            IF v_base NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
+                message := format('column "%s" of type %s cannot be the created_at column of %s',
+                                v_col, format_type(v_type, NULL), p_target);
+                errcode := '22023';
+                hint := 'created_at must be timestamptz (or timestamp).';
+                RETURN;
+            END IF;
+        ELSE
+            IF v_base <> 'jsonb'::regtype THEN
+                message := format('column "%s" of type %s cannot be the document column of %s',
+                                v_col, format_type(v_type, NULL), p_target);
+                errcode := '22023';
+                hint := 'The document column must be jsonb; pass p_document => NULL '
+                                 'when the table has none.';
+                RETURN;
+            END IF;
+        END IF;
+    END LOOP;
+
+    IF p_key = p_scope THEN
+        message := format('the key and scope columns must differ (both are "%s")', p_key);
+        errcode := '22023';
+        hint := 'The scope column partitions the table (e.g. table_id); the key orders rows within a scope (e.g. id).';
+        RETURN;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) OWNER TO SUPERUSER;
+
+--
 -- Name: _relation_pages(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6093,6 +6408,48 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_handler_trusted(regprocedure); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A backfill handler runs with the rights of the role pgjobs runs as
+-- (current_user): its owner, who may replace its body at any time
+-- (CREATE OR REPLACE FUNCTION), must have those rights already, the rule
+-- pgjobs._untrusted_roles applies to a target's own code. Asked at submit
+-- (pgjobs._handler, as pgjobs' owner) and before every page that calls it
+-- (pgjobs._run_page, as the engine), since the function may change hands
+-- or be replaced in between. Raises 42501. Locks nothing.
+DECLARE
+    v_owner oid;
+BEGIN
+    SELECT p.proowner INTO v_owner FROM pg_catalog.pg_proc p WHERE p.oid = p_handler;
+    IF v_owner IS NULL THEN
+        RAISE EXCEPTION 'backfill handler % does not exist (any more)', p_handler
+            USING ERRCODE = '42883',
+            HINT = 'Submit the backfill again with an existing handler.';
+    END IF;
+    IF NOT pg_has_role(v_owner, current_user, 'USAGE') THEN
+        RAISE EXCEPTION 'pgjobs refuses backfill handler %: its owner % lacks the rights of '
+                        'role %, which pgjobs runs as here', p_handler, v_owner::regrole,
+                        current_user
+            USING ERRCODE = '42501',
+            HINT = 'A handler runs with the engine''s rights and its owner can replace its '
+                   'body: have it owned by the role pgjobs runs as (ALTER FUNCTION ... OWNER '
+                   'TO ...), or by a role with no fewer rights.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_known_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7334,7 +7691,9 @@ BEGIN
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back
                 -- as the same value would repeat this page forever.
-                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                -- (Under the key column's own collation, as the walk orders.)
+                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
+                               pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_advances;
                 IF NOT coalesce(v_advances, false) THEN
                     PERFORM pgjobs.fail(p_id, p_worker, format(
@@ -7412,6 +7771,9 @@ BEGIN
                     END IF;
                 END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                -- Its owner may have replaced it or passed it on since the submit.
+                PERFORM pgjobs._require_handler_trusted(
+                    (v_job.payload ->> 'handler')::regprocedure);  -- 42501
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
                                (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
@@ -7694,10 +8056,14 @@ CREATE FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) 
 -- column: such an entry allows nothing there, and is no error (the setting
 -- lists scopes of many targets). Parsed in the
 -- caller's session, as pgjobs._canonical_scope. The caller has checked
--- that casting is safe (pgjobs._untrusted_roles). Locks nothing.
+-- that casting is safe (pgjobs._untrusted_roles). A registration whose
+-- scope column is gone (its table dropped, the column renamed or dropped)
+-- has no values either: NULL, not 42703, or one dropped target would fail
+-- every read of pgjobs.jobs by a session with pgjobs.allowed_scopes set
+-- (policy jobs_client_read asks pgjobs._allowed_scope_keys). Locks nothing.
 BEGIN
     RETURN pgjobs._canonical_scope(p_reg, p_entry);
-EXCEPTION WHEN invalid_parameter_value THEN
+EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
     RETURN NULL;
 END
 $$;
@@ -8592,10 +8958,16 @@ CREATE FUNCTION pgjobs._target(p_target regclass) RETURNS pgjobs.target_registry
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
 -- the table is not registered, and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
--- (pgjobs._require_trusted): the one place every path checks it. Locks
--- nothing.
+-- (pgjobs._require_trusted): the one place every path checks it. The
+-- registered columns are judged again as the table is now
+-- (pgjobs._registration_problem, register_target's own rule): ALTER TABLE
+-- after registration (a scope column given a nondeterministic collation,
+-- say, under which one tenant's scope matches another's rows) is refused
+-- with register_target's error until the target is registered again.
+-- Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
+    v_problem record;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -8609,6 +8981,15 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
                                 'p_created_at => ..., p_document => ...);', p_target::text);
+    END IF;
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
+            USING ERRCODE = v_problem.errcode,
+                  HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
     PERFORM pgjobs._require_trusted(p_target);
     RETURN v_reg;
@@ -10831,6 +11212,13 @@ BEGIN
             PERFORM pgjobs._target(p_target);  -- 22023 with the register_target hint
         EXCEPTION WHEN insufficient_privilege THEN
             NULL;  -- untrusted: reported below (target.trusted)
+        WHEN invalid_parameter_value OR object_not_in_prerequisite_state THEN
+            -- Registered, but changed since so that register_target would
+            -- refuse it now: reported below (target.registration).
+            IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                            WHERE r.target = p_target) THEN
+                RAISE;
+            END IF;
         END;
     END IF;
     IF (v_jobs #>> '{pgjobs.prune,command}') ~ '^SELECT pgjobs\.prune\(''[^'']*''\)$' THEN
@@ -11004,7 +11392,9 @@ BEGIN
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.
-        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+        -- (Under the key column's own collation, as the walk orders.)
+        EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', next_after, v_key, p_after,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF NOT coalesce(v_advances, false) THEN
             RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
@@ -11018,7 +11408,8 @@ BEGIN
     END IF;
     IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
         -- A chunk that ends exactly on the part's last key ends the part.
-        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+        EXECUTE format('SELECT %1$L::%2$s%4$s >= %3$L::%2$s', next_after, v_key, p_until,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF v_advances THEN
             next_after := NULL;
@@ -12340,7 +12731,8 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
         -- Built with format(): the cron schema exists only where pg_cron does.
         -- By command as well as by job: schedule() re-creates the cron jobs
@@ -12390,15 +12782,6 @@ CREATE FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope na
 -- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
 DECLARE
     v_relkind    "char";
-    v_nsp        name;
-    v_rel        name;
-    v_all_cols   text;
-    v_role       text;
-    v_col        name;
-    v_attnum     smallint;
-    v_type       oid;
-    v_base       oid;
-    v_typtype    "char";
     v_key_type   oid;
     v_scope_type oid;
     v_options    jsonb;
@@ -12406,6 +12789,7 @@ DECLARE
     v_usable     boolean;
     v_fix        text;
     v_part       regclass;
+    v_problem    record;
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
@@ -12419,10 +12803,7 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
-    SELECT c.relkind, n.nspname, c.relname INTO v_relkind, v_nsp, v_rel
-      FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_target;
+    SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation with OID % does not exist', p_target::oid
             USING ERRCODE = '42P01',
@@ -12434,161 +12815,17 @@ BEGIN
                   HINT = 'Only ordinary and partitioned tables can be pgjobs targets.';
     END IF;
 
-    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO v_all_cols
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
-
-    -- Each named column: exists, and has a type that fits its role.
-    FOREACH v_role IN ARRAY ARRAY['key', 'scope', 'created_at', 'document'] LOOP
-        v_col := CASE v_role WHEN 'key' THEN p_key WHEN 'scope' THEN p_scope
-                             WHEN 'created_at' THEN p_created_at ELSE p_document END;
-        IF v_col IS NULL THEN
-            CONTINUE WHEN v_role = 'document';
-            RAISE EXCEPTION 'the % column must not be NULL', v_role
-                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
-        END IF;
-
-        SELECT a.attnum, a.atttypid INTO v_attnum, v_type
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = p_target AND a.attname = v_col AND a.attnum > 0
-           AND NOT a.attisdropped;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'column "%" (the % column) does not exist in table %',
-                            v_col, v_role, p_target
-                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
-        END IF;
-
-        -- Domains are judged by their base type.
-        v_base := v_type;
-        LOOP
-            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-              INTO v_typtype, v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
-            EXIT WHEN v_typtype <> 'd';
-        END LOOP;
-
-        IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
-            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its comparison '
-                            'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
-                            v_role, p_target
-                USING ERRCODE = '22023',
-                      HINT = 'pgjobs compares with pg_catalog''s operators only (an extension '
-                             'type such as citext would compare as text). Key or scope by a '
-                             'column of a built-in type, e.g. a generated column '
-                             '(lower(name)::text) with its own index.';
-        END IF;
-        -- Keys and scopes are stored and compared as text (cursors, scope
-        -- literals), printed under settings every pgjobs routine pins; money
-        -- prints and parses under lc_monetary, a locale a runner or client
-        -- may differ in: a cursor printed by one runner might not read back
-        -- in another, and a tenant would have no one spelling.
-        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
-            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
-                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
-                USING ERRCODE = '22023',
-                      HINT = 'money reads and prints by the session''s lc_monetary, so a key '
-                             'or a tenant would have no one spelling: key or scope by a '
-                             'numeric, integer or text column (e.g. bigint cents).';
-        END IF;
-        IF v_role = 'key' THEN
-            -- The keyset walk needs a total order that a btree can serve.
-            IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
-               OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the key of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'The key must be unique within a scope and totally ordered by '
-                                 'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
-            END IF;
-            -- A NULL key is out of reach of the keyset walk: its row would
-            -- survive a delete reported as succeeded.
-            IF NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
-                     WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
-                RAISE EXCEPTION 'key column "%" of % allows NULL', v_col, p_target
-                    USING ERRCODE = '55000',
-                          HINT = format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
-                                        v_nsp, v_rel, v_col);
-            END IF;
-            v_key_type := v_type;
-        ELSIF v_role = 'scope' THEN
-            -- A scope is one tenant whatever its spelling: pgjobs stores and
-            -- compares it as canonical text (pgjobs._canonical_scope). That
-            -- needs values that are equal only when they are the same value
-            -- (the btree "equalimage" property, as deduplication needs), or
-            -- a type pgjobs._canonical_text brings to one form (numeric,
-            -- floats, interval); and a deterministic collation.
-            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                         JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
-                        WHERE a.attrelid = p_target AND a.attnum = v_attnum
-                          AND NOT co.collisdeterministic) THEN
-                RAISE EXCEPTION 'scope column "%" of % has a nondeterministic collation',
-                                v_col, p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'Values such a collation calls equal are different texts, so a '
-                                 'scope would have no one spelling: give the column a '
-                                 'deterministic collation (COLLATE "C"), or scope by a generated '
-                                 'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
-                                 'STORED.';
-            END IF;
-            IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
-                              'interval'::regtype)
-               AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'A scope needs a type whose equal values are the same value, so '
-                                 'that each tenant has one spelling: e.g. bigint, integer, text, '
-                                 'uuid, date, numeric.';
-            END IF;
-            v_scope_type := v_type;
-        ELSIF v_role = 'created_at' THEN
-            IF v_base NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the created_at column of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'created_at must be timestamptz (or timestamp).';
-            END IF;
-        ELSE
-            IF v_base <> 'jsonb'::regtype THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the document column of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'The document column must be jsonb; pass p_document => NULL '
-                                 'when the table has none.';
-            END IF;
-        END IF;
-    END LOOP;
-
-    IF p_key = p_scope THEN
-        RAISE EXCEPTION 'the key and scope columns must differ (both are "%")', p_key
-            USING ERRCODE = '22023',
-                  HINT = 'The scope column partitions the table (e.g. table_id); the key orders rows within a scope (e.g. id).';
+    -- Each named column: exists, and has a type that fits its role (the
+    -- rule pgjobs._target asks again at every use, as the table is then).
+    SELECT p.message, p.hint, p.errcode, p.key_type, p.scope_type
+      INTO v_problem
+      FROM pgjobs._registration_problem(p_target, p_key, p_scope, p_created_at, p_document) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = v_problem.errcode, HINT = v_problem.hint;
     END IF;
+    v_key_type := v_problem.key_type;
+    v_scope_type := v_problem.scope_type;
 
     -- Options: known keys with the right types only; stored with defaults.
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
@@ -13569,7 +13806,7 @@ CREATE FUNCTION pgjobs.unschedule() RETURNS jsonb
 DECLARE
     v_count integer := 0;
 BEGIN
-    IF to_regclass('cron.job') IS NOT NULL THEN
+    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
         -- format(): the cron schema exists only where pg_cron does.
         EXECUTE format($q$
             SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
@@ -14311,6 +14548,13 @@ REVOKE ALL ON FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._collect_matches(p_job pgjobs.jobs) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _column_collate(p_target regclass, p_column name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._column_collate(p_target regclass, p_column name) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _column_type(p_target regclass, p_column name, p_modifiers boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14373,6 +14617,13 @@ GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._controlled_job(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _cron_relation(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cron_relation(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cron_relation(p_name text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _cron_version(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14806,6 +15057,13 @@ REVOKE ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_sco
 GRANT ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _relation_pages(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14825,6 +15083,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_handler_trusted(p_handler regprocedure); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

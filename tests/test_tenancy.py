@@ -139,8 +139,12 @@ def test_client_cannot_cancel_another_scopes_job(conn: Conn, client: str) -> Non
     jobs = _jobs_by_scope(conn)
     conn.execute(f"SET ROLE {client}")
     conn.execute("SET pgjobs.allowed_scopes = '1,3'")
-    with pytest.raises(errors.InsufficientPrivilege):
+    # As for an unknown id (P0002): the session does not see that job
+    # (policy jobs_client_read), and the error neither says it exists nor
+    # names its scope.
+    with pytest.raises(errors.NoDataFound) as err:
         conn.execute("SELECT pgjobs.cancel(%s)", (jobs["2"],))
+    assert "'2'" not in str(err.value)
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (jobs["3"],)) is True
     conn.execute("RESET ROLE")
     assert dict(conn.execute("SELECT scope, status FROM pgjobs.jobs").fetchall()) == {
@@ -218,7 +222,7 @@ def test_a_non_superuser_owner_keeps_working_under_force(conn: Conn, client: str
         assert scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')") == 0
         assert scalar(conn, "SELECT array_agg(id) FROM pgjobs.jobs") == [job_id]
         assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
-        with pytest.raises(errors.InsufficientPrivilege):
+        with pytest.raises(errors.NoDataFound):  # another scope's: as no job at all
             conn.execute("SELECT pgjobs.cancel(%s)", (other,))
         conn.execute("RESET ROLE")
         conn.execute("DROP POLICY jobs_owner ON pgjobs.jobs")

@@ -18,7 +18,7 @@ AS $$
 DECLARE
     v_schedule text;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     EXECUTE format('SELECT c.schedule FROM %I.job c WHERE c.jobname = %L AND c.active '

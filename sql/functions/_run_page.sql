@@ -349,7 +349,9 @@ BEGIN
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back
                 -- as the same value would repeat this page forever.
-                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                -- (Under the key column's own collation, as the walk orders.)
+                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
+                               pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_advances;
                 IF NOT coalesce(v_advances, false) THEN
                     PERFORM pgjobs.fail(p_id, p_worker, format(
@@ -427,6 +429,9 @@ BEGIN
                     END IF;
                 END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                -- Its owner may have replaced it or passed it on since the submit.
+                PERFORM pgjobs._require_handler_trusted(
+                    (v_job.payload ->> 'handler')::regprocedure);  -- 42501
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
                                (v_job.payload ->> 'handler')::regprocedure::oid::regproc,

@@ -13,10 +13,16 @@ AS $function$
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
 -- the table is not registered, and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
--- (pgjobs._require_trusted): the one place every path checks it. Locks
--- nothing.
+-- (pgjobs._require_trusted): the one place every path checks it. The
+-- registered columns are judged again as the table is now
+-- (pgjobs._registration_problem, register_target's own rule): ALTER TABLE
+-- after registration (a scope column given a nondeterministic collation,
+-- say, under which one tenant's scope matches another's rows) is refused
+-- with register_target's error until the target is registered again.
+-- Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
+    v_problem record;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -30,6 +36,15 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
                                 'p_created_at => ..., p_document => ...);', p_target::text);
+    END IF;
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
+            USING ERRCODE = v_problem.errcode,
+                  HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
     PERFORM pgjobs._require_trusted(p_target);
     RETURN v_reg;

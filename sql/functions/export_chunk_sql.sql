@@ -141,7 +141,9 @@ BEGIN
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.
-        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+        -- (Under the key column's own collation, as the walk orders.)
+        EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', next_after, v_key, p_after,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF NOT coalesce(v_advances, false) THEN
             RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
@@ -155,7 +157,8 @@ BEGIN
     END IF;
     IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
         -- A chunk that ends exactly on the part's last key ends the part.
-        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+        EXECUTE format('SELECT %1$L::%2$s%4$s >= %3$L::%2$s', next_after, v_key, p_until,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF v_advances THEN
             next_after := NULL;
