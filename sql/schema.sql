@@ -4565,7 +4565,7 @@ ALTER FUNCTION pgjobs._key_index(p_target regclass, p_scope name, p_key name, OU
 --
 
 CREATE FUNCTION pgjobs._kind_privilege(p_kind text) RETURNS text
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -4578,13 +4578,19 @@ CREATE FUNCTION pgjobs._kind_privilege(p_kind text) RETURNS text
 -- import INSERT, export SELECT; any other (custom) kind UPDATE: its
 -- external worker acts on the target's rows on the submitter's behalf,
 -- and a writing kind holds the scope's gate. The one map, used by
--- pgjobs.submit and pgjobs.cancel. Locks nothing.
-SELECT CASE p_kind
-    WHEN 'delete' THEN 'DELETE'
-    WHEN 'backfill' THEN 'UPDATE'
-    WHEN 'import' THEN 'INSERT'
-    WHEN 'export' THEN 'SELECT'
-    ELSE 'UPDATE' END;
+-- pgjobs.submit and pgjobs.cancel, and by every claim's check of the
+-- submitter (pgjobs._submitter_problem). Locks nothing.
+-- PL/pgSQL rather than SQL: a SQL function with SET clauses is never
+-- inlined and is planned again on every call (tens of microseconds on
+-- every claim); a PL/pgSQL simple expression is not.
+BEGIN
+    RETURN CASE p_kind
+        WHEN 'delete' THEN 'DELETE'
+        WHEN 'backfill' THEN 'UPDATE'
+        WHEN 'import' THEN 'INSERT'
+        WHEN 'export' THEN 'SELECT'
+        ELSE 'UPDATE' END;
+END
 $$;
 
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
@@ -5143,7 +5149,7 @@ ALTER FUNCTION pgjobs._normalize_uri(p_uri text, p_errcode text) OWNER TO SUPERU
 --
 
 CREATE FUNCTION pgjobs._notification_queue_usage() RETURNS double precision
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -5154,7 +5160,11 @@ CREATE FUNCTION pgjobs._notification_queue_usage() RETURNS double precision
 -- pgjobs._notify sees it. A function of its own so that tests can replace
 -- it in their own database to play a nearly full queue (the real one holds
 -- 8 GB and cannot be filled in a test). Locks nothing.
-SELECT pg_catalog.pg_notification_queue_usage();
+-- PL/pgSQL rather than SQL: a SQL function with SET clauses is planned
+-- again on every call, and every event batch asks.
+BEGIN
+    RETURN pg_catalog.pg_notification_queue_usage();
+END
 $$;
 
 ALTER FUNCTION pgjobs._notification_queue_usage() OWNER TO SUPERUSER;
