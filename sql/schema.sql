@@ -3241,6 +3241,80 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _grant_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What p_role, a role known to exist (its caller looked it up:
+-- pgjobs._submitter_identity_problem), lacks of p_privilege on p_target, in
+-- a form that does not raise: the first thing missing, as a message and
+-- hint, or both NULL. The privilege half of pgjobs._role_problem (which
+-- looks the role up first, then asks this), and what
+-- pgjobs._submitter_problem asks once it has checked the submitter's
+-- identity, so that neither looks the role up twice.
+-- p_privilege: one privilege, or several separated by commas, each of
+-- them required (the run-time check of a delete needs DELETE and SELECT:
+-- one call and one row-security test per page, not two).
+-- p_columns NULL: each privilege on the table; an array: p_privilege on each of
+-- those columns (a table-level grant covers them all; column-level grants
+-- must cover every one, and the first missing one is named); an empty
+-- array: p_privilege on at least one column (what a caller needs before it
+-- is known which columns a job writes). A missing privilege and a
+-- row-level security policy that would confine the role
+-- (pgjobs._row_security_confines) are problems. Locks nothing.
+DECLARE
+    v_col text;
+    v_privilege text;
+BEGIN
+    FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
+        IF p_columns IS NULL THEN
+            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+                message := format('permission denied: role %s lacks %s on %s', p_role,
+                                  v_privilege, p_target);
+                hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
+                RETURN;
+            END IF;
+        ELSIF cardinality(p_columns) = 0 THEN
+            IF NOT has_any_column_privilege(p_role, p_target, v_privilege) THEN
+                message := format('permission denied: role %s lacks %s on %s (on any of its '
+                                  'columns)', p_role, v_privilege, p_target);
+                hint := format('GRANT %s ON %s TO %I; or grant %s on the columns it may '
+                               'write, e.g. GRANT %s (col) ON %s TO %I;', v_privilege, p_target,
+                               p_role, v_privilege, v_privilege, p_target, p_role);
+                RETURN;
+            END IF;
+        ELSIF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
+            FOREACH v_col IN ARRAY p_columns LOOP
+                IF NOT has_column_privilege(p_role, p_target, v_col, v_privilege) THEN
+                    message := format('permission denied: role %s lacks %s on column %s of %s',
+                                      p_role, v_privilege, quote_ident(v_col), p_target);
+                    hint := format('GRANT %s (%I) ON %s TO %I; or leave the column out.',
+                                   v_privilege, v_col, p_target, p_role);
+                    RETURN;
+                END IF;
+            END LOOP;
+        END IF;
+    END LOOP;
+    IF pgjobs._row_security_confines(p_target, p_role) THEN
+        message := format('permission denied: row-level security on %s applies to role %s, '
+                          'and pgjobs cannot act under its policies', p_target, p_role);
+        hint := 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
+                'or, if the policies need not bind pgjobs'' clients, an administrator may '
+                'register the target with {"ignore_row_security": true}.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
 -- Name: _handler(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3551,6 +3625,7 @@ DECLARE
     v_updated text[] := '{}'::text[];
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
+    v_problem record;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -3740,12 +3815,18 @@ BEGIN
         END IF;
     END IF;
 
-    -- The submitter may still write every column this statement writes
-    -- (column-level grants count; a grant revoked since the submit stops
-    -- the job here, before the batch goes in): 42501 naming the column. And
-    -- it is still the very role that submitted (pgjobs._require_submitter),
-    -- not one created again under its name.
-    PERFORM pgjobs._require_submitter(p_job, p_reg);
+    -- The submitter is still the very role that submitted, not one created
+    -- again under its name (pgjobs._submitter_identity_problem: identity
+    -- only; the job-wide grants were checked when the import started,
+    -- pgjobs.import_prepare), and may still write every column this
+    -- statement writes (column-level grants count; a grant revoked since
+    -- the submit stops the job here, before the batch goes in): 42501
+    -- naming the column. Those per-column checks cover the job-wide ones
+    -- (the scope column is always among the columns written).
+    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by, p_job.submitted_by_oid);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
+    END IF;
     PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
         PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);
@@ -4665,7 +4746,7 @@ ALTER FUNCTION pgjobs._key_index(p_target regclass, p_scope name, p_key name, OU
 --
 
 CREATE FUNCTION pgjobs._kind_privilege(p_kind text) RETURNS text
-    LANGUAGE sql IMMUTABLE
+    LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -4678,13 +4759,19 @@ CREATE FUNCTION pgjobs._kind_privilege(p_kind text) RETURNS text
 -- import INSERT, export SELECT; any other (custom) kind UPDATE: its
 -- external worker acts on the target's rows on the submitter's behalf,
 -- and a writing kind holds the scope's gate. The one map, used by
--- pgjobs.submit and pgjobs.cancel. Locks nothing.
-SELECT CASE p_kind
-    WHEN 'delete' THEN 'DELETE'
-    WHEN 'backfill' THEN 'UPDATE'
-    WHEN 'import' THEN 'INSERT'
-    WHEN 'export' THEN 'SELECT'
-    ELSE 'UPDATE' END;
+-- pgjobs.submit and pgjobs.cancel, and by every claim's check of the
+-- submitter (pgjobs._submitter_problem). Locks nothing.
+-- PL/pgSQL rather than SQL: a SQL function with SET clauses is never
+-- inlined and is planned again on every call (tens of microseconds on
+-- every claim); a PL/pgSQL simple expression is not.
+BEGIN
+    RETURN CASE p_kind
+        WHEN 'delete' THEN 'DELETE'
+        WHEN 'backfill' THEN 'UPDATE'
+        WHEN 'import' THEN 'INSERT'
+        WHEN 'export' THEN 'SELECT'
+        ELSE 'UPDATE' END;
+END
 $$;
 
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
@@ -5243,7 +5330,7 @@ ALTER FUNCTION pgjobs._normalize_uri(p_uri text, p_errcode text) OWNER TO SUPERU
 --
 
 CREATE FUNCTION pgjobs._notification_queue_usage() RETURNS double precision
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -5254,7 +5341,11 @@ CREATE FUNCTION pgjobs._notification_queue_usage() RETURNS double precision
 -- pgjobs._notify sees it. A function of its own so that tests can replace
 -- it in their own database to play a nearly full queue (the real one holds
 -- 8 GB and cannot be filled in a test). Locks nothing.
-SELECT pg_catalog.pg_notification_queue_usage();
+-- PL/pgSQL rather than SQL: a SQL function with SET clauses is planned
+-- again on every call, and every event batch asks.
+BEGIN
+    RETURN pg_catalog.pg_notification_queue_usage();
+END
 $$;
 
 ALTER FUNCTION pgjobs._notification_queue_usage() OWNER TO SUPERUSER;
@@ -6331,9 +6422,9 @@ CREATE FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT mess
 -- becomes of the job (for 'started': it fails). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
+    v_judge_trust boolean;
     v_problem record;
 BEGIN
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     -- Trust is judged for current_user (pgjobs._trust_problem): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
     -- start the role that claims. For a job pgjobs runs itself (an export, a
@@ -6344,8 +6435,15 @@ BEGIN
     -- (no owner of any target, say), the submitter's jobs would fail for the
     -- worker's rights. They are judged where pgjobs evaluates the target's
     -- code for them: submit, retry, resume, add_items.
-    IF FOUND AND (p_verb <> 'started'
-                  OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes))) THEN
+    v_judge_trust := p_verb <> 'started'
+                     OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes));
+    -- The registry row serves the trust check (a registered target only) and
+    -- an import's grants (its scope column): at the start of an attempt of
+    -- any other job, the common claim of a custom kind, it is not read.
+    IF v_judge_trust OR p_job.kind = 'import' THEN
+        SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    END IF;
+    IF v_judge_trust AND v_reg.target IS NOT NULL THEN
         v_problem := pgjobs._trust_problem(p_job.target);  -- no longer trusted
         message := v_problem.message;
         hint := v_problem.hint;
@@ -6954,63 +7052,19 @@ CREATE FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege
 -- a form that does not raise: the first thing p_role lacks, as the message
 -- and hint of the 42501 that pgjobs._require_role raises from it, or both
 -- NULL when p_role may act. pgjobs._require_role (submit, read path, the
--- runner's pages) raises it; pgjobs._submitter_problem hands it on to the
--- claim (pgjobs._may_start_attempt), which fails a job on it without an
--- exception block, so a claim that passes opens no subtransaction.
--- p_privilege: one privilege, or several separated by commas, each of
--- them required (the run-time check of a delete needs DELETE and SELECT:
--- one call, one role lookup and one row-security test per page, not two).
--- p_columns NULL: each privilege on the table; an array: p_privilege on each of
--- those columns (a table-level grant covers them all; column-level grants
--- must cover every one, and the first missing one is named); an empty
--- array: p_privilege on at least one column (what a caller needs before it
--- is known which columns a job writes). A role that no longer exists, a
--- missing privilege and a row-level security policy that would confine the
--- role (pgjobs._row_security_confines) are problems. Locks nothing.
-DECLARE
-    v_col text;
-    v_privilege text;
+-- columns of an import batch) raises it. A role that no longer exists
+-- (pgjobs._submitter_identity_problem, by name) is the first problem; then
+-- what pgjobs._grant_problem finds (the privileges, each of p_privilege's
+-- comma-separated list, on the table or on p_columns, and row-level
+-- security). The claim and the pages check a job's submitter through
+-- pgjobs._submitter_problem, which looks the role up by oid and name and
+-- asks pgjobs._grant_problem itself. Locks nothing.
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_role) THEN
-        message := format('permission denied: role %s does not exist (any more)', p_role);
-        hint := 'Submit the job again as an existing role.';
-        RETURN;
-    END IF;
-    FOREACH v_privilege IN ARRAY string_to_array(replace(p_privilege, ' ', ''), ',') LOOP
-        IF p_columns IS NULL THEN
-            IF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
-                message := format('permission denied: role %s lacks %s on %s', p_role,
-                                  v_privilege, p_target);
-                hint := format('GRANT %s ON %s TO %I;', v_privilege, p_target, p_role);
-                RETURN;
-            END IF;
-        ELSIF cardinality(p_columns) = 0 THEN
-            IF NOT has_any_column_privilege(p_role, p_target, v_privilege) THEN
-                message := format('permission denied: role %s lacks %s on %s (on any of its '
-                                  'columns)', p_role, v_privilege, p_target);
-                hint := format('GRANT %s ON %s TO %I; or grant %s on the columns it may '
-                               'write, e.g. GRANT %s (col) ON %s TO %I;', v_privilege, p_target,
-                               p_role, v_privilege, v_privilege, p_target, p_role);
-                RETURN;
-            END IF;
-        ELSIF NOT has_table_privilege(p_role, p_target, v_privilege) THEN
-            FOREACH v_col IN ARRAY p_columns LOOP
-                IF NOT has_column_privilege(p_role, p_target, v_col, v_privilege) THEN
-                    message := format('permission denied: role %s lacks %s on column %s of %s',
-                                      p_role, v_privilege, quote_ident(v_col), p_target);
-                    hint := format('GRANT %s (%I) ON %s TO %I; or leave the column out.',
-                                   v_privilege, v_col, p_target, p_role);
-                    RETURN;
-                END IF;
-            END LOOP;
-        END IF;
-    END LOOP;
-    IF pgjobs._row_security_confines(p_target, p_role) THEN
-        message := format('permission denied: row-level security on %s applies to role %s, '
-                          'and pgjobs cannot act under its policies', p_target, p_role);
-        hint := 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
-                'or, if the policies need not bind pgjobs'' clients, an administrator may '
-                'register the target with {"ignore_row_security": true}.';
+    SELECT p.message, p.hint INTO message, hint
+      FROM pgjobs._submitter_identity_problem(p_role, NULL) p;
+    IF message IS NULL THEN
+        SELECT p.message, p.hint INTO message, hint
+          FROM pgjobs._grant_problem(p_role, p_target, p_privilege, p_columns) p;
     END IF;
 END
 $$;
@@ -8868,6 +8922,51 @@ $_$;
 ALTER FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _submitter_identity_problem(name, oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether role p_role is still the role it was, in a form that does not
+-- raise: both NULL when a role of that name exists and, p_oid given, has
+-- that oid; else the message and hint of the 42501 its callers raise. A
+-- role dropped and created again under the name is someone else, and its
+-- rights are not the job's (the oid is kept in pgjobs.jobs since migration
+-- 0033; p_oid NULL judges by name alone: older jobs, and a caller that
+-- only needs the role to exist). Identity only, no privilege: the one
+-- lookup of the role that every check of it makes first
+-- (pgjobs._submitter_problem at claim and page, pgjobs._role_problem at
+-- submit and read), and all that an import batch adds to the grants its
+-- own statement checks column by column (pgjobs._import_insert_sql).
+-- One syscache lookup (to_regrole), no query to plan. Locks nothing.
+DECLARE
+    v_oid oid := to_regrole(quote_ident(p_role));
+BEGIN
+    IF v_oid IS NOT NULL AND (p_oid IS NULL OR v_oid = p_oid) THEN
+        RETURN;
+    END IF;
+    IF v_oid IS NOT NULL THEN
+        message := format('permission denied: role %s is not the role that submitted '
+                          'the job (that one was dropped or renamed, and this one took '
+                          'its name)', p_role);
+        hint := format('A job acts with the rights of the role that submitted it. If %I '
+                       'should run it, submit it again as %I.', p_role, p_role);
+        RETURN;
+    END IF;
+    message := format('permission denied: role %s does not exist (any more)', p_role);
+    hint := 'Submit the job again as an existing role.';
+END
+$$;
+
+ALTER FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
 -- Name: _submitter_problem(pgjobs.jobs, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8881,9 +8980,11 @@ CREATE FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target
     AS $$
 -- What the role that submitted p_job lacks now of what its job needs, in a
 -- form that does not raise: the message and hint of the 42501 that
--- pgjobs._require_submitter raises from it (pgjobs._role_problem's), or
--- both NULL when the submitter may go on. The claim
--- (pgjobs._requeue_problem) fails a job on it without an exception block.
+-- pgjobs._require_submitter raises from it, or both NULL when the
+-- submitter may go on. The claim (pgjobs._requeue_problem) fails a job on
+-- it without an exception block. First the very role that submitted
+-- (pgjobs._submitter_identity_problem: its oid and name, one lookup), then
+-- its grants (pgjobs._grant_problem, which does not look it up again).
 -- The privilege is the submit's (pgjobs._kind_privilege); a delete or
 -- backfill needs SELECT too (it reads the rows it selects); an import needs
 -- INSERT on its scope column (column-level grants count) and, with
@@ -8892,47 +8993,32 @@ CREATE FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target
 DECLARE
     v_problem record;
 BEGIN
-    -- The very role that submitted (its oid, kept since migration 0033; jobs
-    -- older than that are judged by name): one dropped and created again
-    -- under the name is someone else, and its rights are not the job's.
-    IF p_job.submitted_by_oid IS NOT NULL
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-                        WHERE r.oid = p_job.submitted_by_oid
-                          AND r.rolname = p_job.submitted_by) THEN
-        IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_job.submitted_by) THEN
-            message := format('permission denied: role %s is not the role that submitted '
-                              'the job (that one was dropped or renamed, and this one took '
-                              'its name)', p_job.submitted_by);
-            hint := format('A job acts with the rights of the role that submitted it. If %I '
-                           'should run it, submit it again as %I.', p_job.submitted_by,
-                           p_job.submitted_by);
-            RETURN;
-        ELSE
-            message := format('permission denied: role %s does not exist (any more)',
-                              p_job.submitted_by);
-        END IF;
-        hint := 'Submit the job again as an existing role.';
-        RETURN;
-    END IF;
-    IF p_job.kind = 'import' THEN
-        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'INSERT',
-                                          ARRAY[p_reg.scope_column::text]);
-        IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
-            v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'UPDATE',
-                                              '{}'::text[]);
-            IF v_problem.message IS NULL THEN
-                v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'SELECT',
-                    coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
-                    || p_reg.scope_column::text);
+    -- The very role that submitted (jobs older than migration 0033 have no
+    -- oid and are judged by name): one dropped and created again under the
+    -- name is someone else, and its rights are not the job's.
+    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by,
+                                                    p_job.submitted_by_oid);
+    IF v_problem.message IS NULL THEN
+        IF p_job.kind = 'import' THEN
+            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'INSERT',
+                                               ARRAY[p_reg.scope_column::text]);
+            IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
+                v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'UPDATE',
+                                                   '{}'::text[]);
+                IF v_problem.message IS NULL THEN
+                    v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                        'SELECT', coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
+                                  || p_reg.scope_column::text);
+                END IF;
             END IF;
+        ELSE
+            -- One call for both privileges of a delete or backfill: this runs
+            -- before pages.
+            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                pgjobs._kind_privilege(p_job.kind)
+                || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+                NULL);
         END IF;
-    ELSE
-        -- One call for both privileges of a delete or backfill: this runs
-        -- before pages.
-        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target,
-            pgjobs._kind_privilege(p_job.kind)
-            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
-            NULL);
     END IF;
     message := v_problem.message;
     hint := v_problem.hint;
@@ -14760,6 +14846,13 @@ REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _handler(p_name jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15331,6 +15424,13 @@ GRANT ALL ON FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass,
 REVOKE ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid, OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

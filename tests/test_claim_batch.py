@@ -256,6 +256,34 @@ def test_claim_sweeps_only_when_a_lease_expired(make_conn: Any, target: str, con
     tx.rollback()
 
 
+def calls(conn: Conn) -> dict[str, int]:
+    """Calls of each pgjobs function so far in this transaction (track_functions)."""
+    rows = conn.execute("""
+        SELECT funcname, sum(calls) FROM pg_stat_xact_user_functions
+         WHERE schemaname = 'pgjobs' GROUP BY funcname""").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def test_a_claim_checks_one_submitter_once_and_looks_it_up_once(make_conn: Any,
+                                                                target: str) -> None:
+    """Jobs of one claim that share submitter, target and kind share one check
+    of the submitter (pgjobs._start_attempts), whatever their scopes; and that
+    check looks the role up once (pgjobs._submitter_identity_problem, by oid
+    and name), never again by name (pgjobs._role_problem)."""
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    tx.execute("SET track_functions = 'pl'")
+    ids = [submit(tx, scope=str(s)) for s in range(1, 6)]
+    before = calls(tx)
+    assert claim(tx, "w", limit=5) == ids
+    after = calls(tx)
+    ran = {f: after.get(f, 0) - before.get(f, 0) for f in after}
+    assert ran.get("_may_start_attempt") == 1
+    assert ran.get("_submitter_identity_problem") == 1
+    assert ran.get("_grant_problem") == 1
+    assert ran.get("_role_problem", 0) == 0
+    tx.rollback()
+
+
 # --- retry policy in one place -----------------------------------------------------
 
 
