@@ -129,23 +129,31 @@ def test_rows_that_appear_behind_the_cursor_are_swept_at_the_end(conn: Conn,
 
 
 def test_the_final_check_reads_the_scope_index_in_order(conn: Conn) -> None:
-    """The final check's plan: the (scope, key) index, no sequential scan of the
-    relation, no bitmap (which cannot mark dead entries for later reads)."""
+    """The end-of-scope check's plan: the (scope, key) index, in its order, no
+    sequential scan of the relation, no bitmap (which cannot mark dead entries
+    for later reads), and not the primary key, whatever its costs: the scope
+    goes in as a one-element ANY and the predicate inside coalesce(), so no
+    equality lets another index deliver the order."""
     _table(conn)
+    conn.execute("ALTER TABLE r ADD PRIMARY KEY (id)")
     body = scalar(conn, "SELECT prosrc FROM pg_proc WHERE oid = "
                         "'pgjobs._run_page(bigint, text)'::regprocedure")
-    statement = re.search(r"'SELECT EXISTS \(SELECT FROM %1\$s t WHERE %2\$s '\s*"
-                          r"'ORDER BY t\.%3\$I, t\.%4\$I LIMIT 1\)'", body)
+    statement = re.search(r"'SELECT coalesce\(\(SELECT true FROM %1\$s t WHERE t\.%3\$I = ANY "
+                          r"\(ARRAY\[%5\$s\]\) '\s*'AND coalesce\(\(%2\$s\), false\) "
+                          r"ORDER BY t\.%3\$I, t\.%4\$I LIMIT 1\), false\)'", body)
     assert statement is not None
     conn.execute("DELETE FROM r WHERE table_id = 1")
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
-                      "SET LOCAL enable_indexscan = on")
-        plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT EXISTS (SELECT FROM r t WHERE table_id = 1 AND created_at <= now() "
-            "ORDER BY t.table_id, t.id LIMIT 1)"))
-    assert "Index Scan using r_scope_key" in plan, plan
-    assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+    for key_range in ("", " AND t.id > 100 AND t.id <= 300"):
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+                         "SET LOCAL enable_indexscan = on; SET LOCAL enable_sort = off; "
+                         "SET LOCAL enable_incremental_sort = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN SELECT coalesce((SELECT true FROM r t WHERE t.table_id = ANY (ARRAY[1])"
+                f"{key_range} AND coalesce((table_id = 1 AND created_at <= now()), false) "
+                "ORDER BY t.table_id, t.id LIMIT 1), false)"))
+        assert "Index Scan using r_scope_key" in plan, plan
+        assert "Seq Scan" not in plan and "Bitmap" not in plan and "Sort" not in plan, plan
 
 
 # --- the first call's total -----------------------------------------------------------
@@ -265,11 +273,13 @@ def test_the_step_after_the_first_page_goes_by_its_time_not_4x(conn: Conn) -> No
     job_id = scalar(conn, "SELECT pgjobs.submit_delete('b', '1', '{}', '{}', "
                           "'{\"page_ms\": 10000}')")
     calls = _calls(conn, job_id)
-    assert [c["state"] for c in calls] == ["more", "more", "done"]
     first = calls[1]
     assert first["done"] == 1000 and first["checkpoint"]["pages"] == 1
     assert first["checkpoint"]["page_size"] > 4 * 1000
-    assert calls[-1]["done"] == 7500 and calls[-1]["result"]["pages"] == 2
+    assert calls[2]["done"] == 7500 and calls[2]["checkpoint"]["pages"] == 2
+    # The calls after the walk are the end-of-scope check's: no page among them.
+    assert all(c["done"] == 7500 and c["checkpoint"]["pages"] == 2 for c in calls[3:])
+    assert calls[-1]["state"] == "done" and calls[-1]["result"]["pages"] == 2
 
 
 def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
@@ -288,6 +298,11 @@ def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
     pages = analyzes = 0
     for after in calls[1:]:
         cp, prev = after["checkpoint"] if after["state"] == "more" else None, before["checkpoint"]
+        if "check_after" in prev:  # a call of the end-of-scope check: no page
+            assert after["done"] == before["done"]
+            assert cp is None or cp["pages"] == prev["pages"]
+            before = after
+            continue
         if cp is not None and cp["pages"] == prev["pages"]:  # an ANALYZE, nothing else
             assert cp["analyzes"] == prev.get("analyzes", 0) + 1
             assert after["done"] == before["done"] and cp["page_size"] == prev["page_size"]
