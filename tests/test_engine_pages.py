@@ -129,23 +129,31 @@ def test_rows_that_appear_behind_the_cursor_are_swept_at_the_end(conn: Conn,
 
 
 def test_the_final_check_reads_the_scope_index_in_order(conn: Conn) -> None:
-    """The final check's plan: the (scope, key) index, no sequential scan of the
-    relation, no bitmap (which cannot mark dead entries for later reads)."""
+    """The end-of-scope check's plan: the (scope, key) index, in its order, no
+    sequential scan of the relation, no bitmap (which cannot mark dead entries
+    for later reads), and not the primary key, whatever its costs: the scope
+    goes in as a one-element ANY and the predicate inside coalesce(), so no
+    equality lets another index deliver the order."""
     _table(conn)
+    conn.execute("ALTER TABLE r ADD PRIMARY KEY (id)")
     body = scalar(conn, "SELECT prosrc FROM pg_proc WHERE oid = "
                         "'pgjobs._run_page(bigint, text)'::regprocedure")
-    statement = re.search(r"'SELECT EXISTS \(SELECT FROM %1\$s t WHERE %2\$s '\s*"
-                          r"'ORDER BY t\.%3\$I, t\.%4\$I LIMIT 1\)'", body)
+    statement = re.search(r"'SELECT coalesce\(\(SELECT true FROM %1\$s t WHERE t\.%3\$I = ANY "
+                          r"\(ARRAY\[%5\$s\]\) '\s*'AND coalesce\(\(%2\$s\), false\) "
+                          r"ORDER BY t\.%3\$I, t\.%4\$I LIMIT 1\), false\)'", body)
     assert statement is not None
     conn.execute("DELETE FROM r WHERE table_id = 1")
-    with conn.transaction():
-        conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
-                      "SET LOCAL enable_indexscan = on")
-        plan = "\n".join(r[0] for r in conn.execute(
-            "EXPLAIN SELECT EXISTS (SELECT FROM r t WHERE table_id = 1 AND created_at <= now() "
-            "ORDER BY t.table_id, t.id LIMIT 1)"))
-    assert "Index Scan using r_scope_key" in plan, plan
-    assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+    for key_range in ("", " AND t.id > 100 AND t.id <= 300"):
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+                         "SET LOCAL enable_indexscan = on; SET LOCAL enable_sort = off; "
+                         "SET LOCAL enable_incremental_sort = off")
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN SELECT coalesce((SELECT true FROM r t WHERE t.table_id = ANY (ARRAY[1])"
+                f"{key_range} AND coalesce((table_id = 1 AND created_at <= now()), false) "
+                "ORDER BY t.table_id, t.id LIMIT 1), false)"))
+        assert "Index Scan using r_scope_key" in plan, plan
+        assert "Seq Scan" not in plan and "Bitmap" not in plan and "Sort" not in plan, plan
 
 
 # --- the first call's total -----------------------------------------------------------
@@ -265,11 +273,13 @@ def test_the_step_after_the_first_page_goes_by_its_time_not_4x(conn: Conn) -> No
     job_id = scalar(conn, "SELECT pgjobs.submit_delete('b', '1', '{}', '{}', "
                           "'{\"page_ms\": 10000}')")
     calls = _calls(conn, job_id)
-    assert [c["state"] for c in calls] == ["more", "more", "done"]
     first = calls[1]
     assert first["done"] == 1000 and first["checkpoint"]["pages"] == 1
     assert first["checkpoint"]["page_size"] > 4 * 1000
-    assert calls[-1]["done"] == 7500 and calls[-1]["result"]["pages"] == 2
+    assert calls[2]["done"] == 7500 and calls[2]["checkpoint"]["pages"] == 2
+    # The calls after the walk are the end-of-scope check's: no page among them.
+    assert all(c["done"] == 7500 and c["checkpoint"]["pages"] == 2 for c in calls[3:])
+    assert calls[-1]["state"] == "done" and calls[-1]["result"]["pages"] == 2
 
 
 def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
@@ -288,6 +298,11 @@ def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
     pages = analyzes = 0
     for after in calls[1:]:
         cp, prev = after["checkpoint"] if after["state"] == "more" else None, before["checkpoint"]
+        if "check_after" in prev:  # a call of the end-of-scope check: no page
+            assert after["done"] == before["done"]
+            assert cp is None or cp["pages"] == prev["pages"]
+            before = after
+            continue
         if cp is not None and cp["pages"] == prev["pages"]:  # an ANALYZE, nothing else
             assert cp["analyzes"] == prev.get("analyzes", 0) + 1
             assert after["done"] == before["done"] and cp["page_size"] == prev["page_size"]
@@ -308,3 +323,135 @@ def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
         before = after
     assert analyzes >= 1 and pages == calls[-1]["result"]["pages"]
 
+
+
+# --- the end-of-scope check -------------------------------------------------------------
+
+
+def _until(conn: Conn, job_id: int, identity: str, done: Any) -> dict[str, Any]:
+    """Run calls until done(checkpoint) holds; the job row then."""
+    for _ in range(1000):
+        assert _page(conn, job_id, identity) == "more"
+        row = job(conn, job_id)
+        if done(row["checkpoint"]):
+            return row
+    raise AssertionError("the condition never held")
+
+
+def _check_step(checkpoint: dict[str, Any]) -> bool:
+    """Mid-way through the check: past two segments, not yet at the end."""
+    return checkpoint.get("check_next") is not None and checkpoint["check_next"] >= 2
+
+
+def test_the_end_of_scope_check_runs_in_bounded_calls_of_its_own(conn: Conn) -> None:
+    """After the last page, the check of a range delete walks the scope a
+    segment of the walk per call (its own transaction, no page counted), each
+    at most 4 pages' keys (page_size 50: 200), then looks at the whole scope
+    once: bounded by what the job deleted, not a walk of every dead entry of
+    the scope in the last page's transaction (issue 11)."""
+    _table(conn, 2000)  # 1000 keys in scope 1
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 50}')")
+    calls = _calls(conn, job_id)
+    assert calls[-1]["state"] == "done" and calls[-1]["status"] == "succeeded"
+    assert calls[-1]["done"] == calls[-1]["result"]["deleted"] == 1000
+    assert calls[-1]["result"]["pages"] == 21  # the 21st finds no key after the cursor
+    walked = next(i for i, c in enumerate(calls) if "check_after" in c["checkpoint"])
+    assert calls[walked]["done"] == 1000 and calls[walked]["checkpoint"]["pages"] == 21
+    spans = calls[walked]["checkpoint"]["check_spans"] + [calls[walked]["checkpoint"]["check_span"]]
+    assert sum(spans) == 21 * 50 and max(spans) <= 4 * 50
+    steps = [c["checkpoint"] for c in calls[walked + 1:] if c["state"] == "more"]
+    assert len(steps) >= 1000 // 200
+    assert all(0 < step["check_keys"] <= 4 * 50 for step in steps)
+    assert [step["check_steps"] for step in steps] == list(range(1, len(steps) + 1))
+    assert all(step["pages"] == 21 for step in steps)
+    assert _keys(conn, 1) == set()
+
+
+@pytest.mark.parametrize("filter_", [{}, {"k": 1}], ids=["whole scope", "filtered"])
+def test_rows_that_appear_while_the_check_is_mid_way_are_deleted(conn: Conn,
+                                                                filter_: dict[str, int]) -> None:
+    """Rows of the job that appear behind the walk's cursor while the check is
+    mid-way are deleted, whether ahead of the check's cursor (its segment
+    finds it) or behind it (the whole-scope look at the end finds it, and
+    the sweep deletes it); the job does not end before the check covered
+    the whole scope, and done, total and the result agree."""
+    _table(conn, 2000)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', %s::jsonb, '{}', "
+                          "'{\"page_size\": 50, \"strategy\": \"range\"}')",
+                    (json.dumps(filter_),))
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    if filter_:  # a filtered job checks at its last page, as before
+        _until(conn, job_id, identity, lambda cp: cp.get("after") is not None)
+    else:
+        mid = _until(conn, job_id, identity, _check_step)["checkpoint"]
+        assert int(mid["check_after"]) < 1501  # the check is behind key 1501
+    doc = json.dumps({"k": 1})
+    conn.execute("INSERT INTO r (id, table_id, data) VALUES (-3, 1, %s)", (doc,))
+    conn.execute("UPDATE r SET table_id = 1, data = %s WHERE id = 1501", (doc,))
+    conn.execute("INSERT INTO r (id, table_id, data, created_at) "
+                 "VALUES (-4, 1, %s, now() + interval '1 hour')", (doc,))
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        pass
+    assert state == "done"
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded"
+    left = _keys(conn, 1)
+    assert {-3, 1501} & left == set()
+    assert -4 in left  # after the cutoff: not the job's
+    assert done["done"] == done["total"] == done["result"]["deleted"]
+    assert done["done"] == (1000 if not filter_ else 333) + 2
+
+
+def test_a_job_walked_partly_by_the_previous_release_still_ends_exact(conn: Conn) -> None:
+    """A job that walked part of its scope under a release without the check's
+    segments (its checkpoint has none) records them from its cursor on; its
+    check covers the part before in one step, and every row is found, a row
+    inserted behind the cursor included."""
+    _table(conn, 2000)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 50}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    for _ in range(7):  # the first call, then 6 pages: 300 keys
+        assert _page(conn, job_id, identity) == "more"
+    conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint - "
+                 "'{check_bounds,check_spans,check_span}'::text[] WHERE id = %s", (job_id,))
+    cursor = job(conn, job_id)["checkpoint"]["after"]
+    conn.execute("INSERT INTO r (id, table_id, data) VALUES (-3, 1, '{}'), (301, 1, '{}')")
+    walked = _until(conn, job_id, identity, lambda cp: "check_after" in cp)["checkpoint"]
+    assert walked["check_bounds"][0] == cursor and walked["check_spans"][0] is None
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        pass
+    assert state == "done"
+    done = job(conn, job_id)
+    assert _keys(conn, 1) == set()
+    assert done["done"] == done["total"] == done["result"]["deleted"] == 1002
+
+
+def test_a_pause_mid_check_keeps_it_and_a_stale_runner_changes_nothing(conn: Conn) -> None:
+    """The check's calls are fenced like pages: a pause requested mid-check
+    ends the attempt paused with the check's cursor kept, the resumed job
+    goes on from it; the previous attempt's runner is 'lost'."""
+    _table(conn, 2000)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 50}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    mid = _until(conn, job_id, identity, _check_step)["checkpoint"]
+    assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+    assert _page(conn, job_id, identity) == "paused"
+    paused = job(conn, job_id)
+    assert paused["status"] == "paused"
+    assert paused["checkpoint"]["check_after"] == mid["check_after"]
+    assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w2')", (job_id,))
+    second = who(conn, job_id, "w2")
+    assert _page(conn, job_id, identity) == "lost"
+    assert job(conn, job_id)["checkpoint"]["check_after"] == mid["check_after"]
+    steps = []
+    while (state := _page(conn, job_id, second)) in ("more", "retry"):
+        steps.append(job(conn, job_id)["checkpoint"].get("check_steps"))
+    assert state == "done" and steps[0] == mid["check_steps"] + 1
+    assert job(conn, job_id)["result"]["deleted"] == 1000 and _keys(conn, 1) == set()

@@ -65,3 +65,34 @@ def test_the_nth_key_is_what_each_walk_returned(keyed: Conn, table: tuple[str, s
     new = keyed.execute("SELECT pgjobs._nth_key(%s::regclass, 'tenant', %s, %s, %s, %s)",
                         (name, f"'{tenant}'::integer", key, bounds, offset)).fetchone()
     assert new == ((old[0] if old else None),)
+
+
+def test_the_walk_takes_the_scope_key_index_whatever_the_costs_say(conn: Conn) -> None:
+    """Never vacuumed (no page all-visible), the scope column interleaved in
+    chunks and the key in heap order: costed, the primary key walked across
+    every scope looks cheaper than the (scope, key) btree, and a plain
+    `scope = ...` let the planner take it (issue 11: 23 ms instead of 1-2 ms
+    for a 5000-key page bound after the job's ANALYZE). The bound must walk
+    the (scope, key) index all the same: counted by the index scans this
+    transaction started."""
+    conn.execute("""
+        CREATE TABLE nk_pk (id bigint PRIMARY KEY, tenant int NOT NULL, pad text);
+        CREATE INDEX nk_pk_scope ON nk_pk (tenant, id);
+        INSERT INTO nk_pk SELECT g, (g / 100) % 4, repeat('x', 50)
+          FROM generate_series(1, 100000) g;
+        ANALYZE nk_pk;
+    """)
+    for bounds in ("", " AND t.id > '1000'::bigint"):
+        count = ("SELECT pg_stat_get_xact_numscans('nk_pk_pkey'::regclass), "
+                 "pg_stat_get_xact_numscans('nk_pk_scope'::regclass)")
+        with conn.transaction():  # (pending counts: they add up until flushed)
+            before = conn.execute(count).fetchone()
+            key = conn.execute("SELECT pgjobs._nth_key('nk_pk', 'tenant', '1::integer', 'id', "
+                               "%s, 4999)", (bounds,)).fetchone()
+            after = conn.execute(count).fetchone()
+        assert before is not None and after is not None
+        scans = (after[0] - before[0], after[1] - before[1])
+        expected = conn.execute(f"SELECT id::text FROM nk_pk t WHERE tenant = 1{bounds} "
+                                "ORDER BY t.id OFFSET 4999 LIMIT 1").fetchone()
+        assert key == expected
+        assert scans == (0, 1), bounds
