@@ -82,7 +82,10 @@ def test_the_walk_takes_the_scope_key_index_whatever_the_costs_say(conn: Conn) -
           FROM generate_series(1, 100000) g;
         ANALYZE nk_pk;
     """)
-    for bounds in ("", " AND t.id > '1000'::bigint"):
+    # A bound inside the histogram, not in its first or last bucket: there the
+    # planner reads the true extreme of id from an index (a scan it counts),
+    # and whether 1000 fell in the first bucket depended on ANALYZE's sample.
+    for bounds in ("", " AND t.id > '50000'::bigint"):
         count = ("SELECT pg_stat_get_xact_numscans('nk_pk_pkey'::regclass), "
                  "pg_stat_get_xact_numscans('nk_pk_scope'::regclass)")
         with conn.transaction():  # (pending counts: they add up until flushed)
