@@ -201,7 +201,12 @@ EXPORT_CHUNK_SQL = """
 SELECT c.copy_sql, c.next_after, pg_catalog.set_config('enable_seqscan', 'off', true) AS seqscan,
        (CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn()
              ELSE pg_catalog.pg_current_wal_insert_lsn() END)::text AS lsn
-  FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
+  FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s, %(next)s) c
+"""
+# The next chunk's bound alone, walked ahead on the control connection while a
+# chunk streams (poller/export.py, _Ahead); passed back as p_next above.
+EXPORT_CHUNK_BOUND = """
+SELECT c.next_after FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
 # Parallel exports (option parallel > 1): the parts of one job, each claimed,

@@ -8,6 +8,9 @@ module only moves bytes:
   is held for the whole export), on the primary or, with ``--read-dsn``, on a
   standby that has replayed past the submit and every earlier chunk
   (:mod:`pgjobs.poller.standby`), and its bytes appended to the current part;
+  the next chunk's keyset bound is walked meanwhile on the control connection
+  (:class:`_Ahead`), so the chunk's transaction does not walk its keys before
+  its COPY starts;
 * once a part holds ``part_size`` bytes it is handed to an uploader thread,
   which compresses it (one gzip member per part: concatenated members are a
   valid gzip file and need no compressor state across a crash), writes it
@@ -339,6 +342,63 @@ def _next_limit(limit: int, chunk_rows: int, chunk_bytes: int, rows: int,
     return max(limit, min(chunk_rows, 2 * limit, fits))
 
 
+class _Ahead:
+    """The next chunk's keyset bound, walked on the job's control connection while
+    the current chunk streams on the data connection: the walk (an index-only scan
+    of as many keys as the chunk has) then runs on a second backend beside the
+    COPY, instead of before it in the chunk's transaction. The bound is the same
+    function of the data as one walked in the chunk (``limit`` keys after
+    ``after``), so the chunks, parts and bytes do not change; a bound that does not
+    come (an error, another limit) only means the chunk walks its own."""
+
+    def __init__(self, walk: Callable[[str, int], str | None], stop: threading.Event):
+        self._walk = walk
+        self._stop = stop
+        self._key: tuple[str, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._box: list[str | None] = []
+
+    def start(self, after: str, limit: int) -> None:
+        """Walk ``limit`` keys after ``after`` in the background."""
+        box: list[str | None] = []
+
+        def run() -> None:
+            with contextlib.suppress(Exception):  # the chunk then walks its own bound
+                box.append(self._walk(after, limit))
+
+        self._key, self._box = (after, limit), box
+        self._thread = threading.Thread(target=run, name="pgjobs-bound", daemon=True)
+        self._thread.start()
+
+    def take(self, after: str | None, limit: int) -> str | None:
+        """The ``limit``-th key after ``after`` when a walk from there is ahead (or
+        None: the chunk walks its bound itself). A walk of fewer keys is
+        continued from where it stopped: only the difference is walked now."""
+        key, thread, box = self._key, self._thread, self._box
+        self._key, self._thread = None, None
+        if key is None or thread is None or after is None or key[0] != after:
+            return None
+        while thread.is_alive():  # a few ms: it ran beside the previous chunk
+            if self._stop.is_set():
+                return None
+            thread.join(timeout=0.2)
+        ahead = key[1]
+        if not box or box[0] is None or limit < ahead:
+            return None
+        if limit == ahead:
+            return box[0]
+        try:
+            return self._walk(box[0], limit - ahead)
+        except Exception:  # noqa: BLE001 - the chunk walks its own bound
+            return None
+
+    def wait(self) -> None:
+        """Let a walk still running end (it uses the control connection)."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 class _Uploader(threading.Thread):
     """Writes and checkpoints parts while the reader reads the next ones. At most
     one part waits in the queue: memory stays at a few parts."""
@@ -449,6 +509,7 @@ class Exporter:
         self.read_config = reads
         self.reads: standby.Reads | None = None
         self.until: str | None = None  # the last key of a part (parallel exports)
+        self.ahead: _Ahead | None = None  # bounds walked ahead (reads from the primary)
 
     # --- the job ----------------------------------------------------------------
 
@@ -668,6 +729,10 @@ class Exporter:
         uploader = _Uploader(self)
         uploader.start()
         part = _Part(self.gzip)
+        if self.read_config is None:
+            # A standby's chunks wait for its replay; their bounds are walked
+            # there, in the chunk (poller/standby.py).
+            self.ahead = _Ahead(self._walk_bound, self.stop)
         try:
             while True:
                 if self.stop.is_set():
@@ -700,6 +765,17 @@ class Exporter:
             with contextlib.suppress(Exception):
                 uploader.parts.put_nowait(None)
             raise
+        finally:
+            if self.ahead is not None:
+                self.ahead.wait()
+                self.ahead = None
+
+    def _walk_bound(self, after: str, limit: int) -> str | None:
+        """The ``limit``-th key of the scope after ``after`` (None: fewer are left),
+        walked on the control connection, by the function that walks it in a chunk."""
+        bound = self.control.call(lambda c: db.scalar(c, queries.EXPORT_CHUNK_BOUND, {
+            "id": self.job_id, "after": after, "limit": limit, "until": self.until}))
+        return None if bound is None else str(bound)
 
     @observe.traced("pgjobs.chunk", kind="export")
     def _read_chunk(self, cursor: str | None, part: _Part) -> tuple[int, str | None]:
@@ -714,6 +790,7 @@ class Exporter:
         still hold)."""
         delay = 0.2
         start = part.mark()
+        ahead = self.ahead.take(cursor, self.limit) if self.ahead is not None else None
         while True:
             taken = 0
             # Past this many raw bytes in the part, the chunk is too large (never
@@ -741,10 +818,12 @@ class Exporter:
                 with conn.transaction():
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
-                        "until": self.until,
+                        "until": self.until, "next": ahead,
                     }).fetchone()
                     assert row is not None
                     self._reader().note(conn, row["lsn"])
+                    if self.ahead is not None and row["next_after"] is not None:
+                        self.ahead.start(row["next_after"], self.limit)
                     count = copy_out(conn, row["copy_sql"],
                                      plain_sink if part.plain else sink)
                 part.flush()
@@ -756,10 +835,12 @@ class Exporter:
                 # that many keys from the same cursor (rows of like size then fit
                 # with room to spare, instead of overflowing again at the edge).
                 part.rollback(start)
+                ahead = None  # walked for the old limit: this chunk walks its own
                 self.limit = max(1, min(self.limit - 1, (big.messages - 1) * 9 // 10))
                 continue
             except db.Error as exc:
                 part.rollback(start)
+                ahead = None
                 if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
                 self._reader().lost()

@@ -11528,10 +11528,10 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
--- Name: export_chunk_sql(bigint, text, integer, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: export_chunk_sql(bigint, text, integer, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text DEFAULT NULL::text, OUT copy_sql text, OUT next_after text) RETURNS record
+CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text DEFAULT NULL::text, p_next text DEFAULT NULL::text, OUT copy_sql text, OUT next_after text) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -11551,8 +11551,12 @@ CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integ
 --   next_after  the chunk's upper key, where the next chunk starts; NULL
 --               when this chunk reaches the end of the scope (or p_until).
 -- Call it and run the COPY in one REPEATABLE READ transaction per chunk:
--- mask, bound and rows then come from one snapshot, and no snapshot is held
--- for the whole export.
+-- mask and rows then come from one snapshot, and no snapshot is held for
+-- the whole export. p_next: the bound (next_after) an earlier call with the
+-- same p_id, p_after, p_limit and p_until returned, which the worker walked
+-- ahead while the previous chunk streamed; it is used as it is (checked to
+-- advance), and the mask, the privilege checks and the rows stay this
+-- call's.
 --
 -- The bound is an index-only walk of the (scope, key) btree, so a chunk
 -- costs p_limit index entries however selective the filter, and the COPY
@@ -11662,8 +11666,26 @@ BEGIN
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
-    next_after := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope, v_reg.key_column,
-                                  v_lower || v_until, p_limit - 1);
+    IF p_next IS NULL THEN
+        next_after := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
+                                      v_reg.key_column, v_lower || v_until, p_limit - 1);
+    ELSE
+        -- The bound a worker walked ahead, on its control connection, while the
+        -- previous chunk streamed: next_after of this very call for the same
+        -- p_after, p_limit and p_until (the walk is an index-only scan of p_limit
+        -- keys, as long again as a chunk's rows to walk twice). Any bound that
+        -- advances only cuts the key range differently, never loses a key: it
+        -- is checked to read as a key and to advance below, and a chunk too
+        -- large for the worker's memory is rolled back there.
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_next, v_key);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'bound % is not a valid % (key column %)', quote_literal(p_next),
+                v_key, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass next_after of this chunk, walked ahead.';
+        END;
+        next_after := p_next;
+    END IF;
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.
@@ -11748,13 +11770,13 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text) IS 'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows (not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: from the start), in key order and in the job''s format; next_after is where the next chunk starts (NULL: this is the last one; p_until, when given, is the last key of a part of a parallel export). Run both in one REPEATABLE READ transaction per chunk.';
+COMMENT ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text) IS 'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows (not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: from the start), in key order and in the job''s format; next_after is where the next chunk starts (NULL: this is the last one; p_until, when given, is the last key of a part of a parallel export; p_next, when given, is next_after as an earlier call with the same arguments returned it, and the keys are not walked again). Run both in one REPEATABLE READ transaction per chunk.';
 
 --
 -- Name: export_parquet_columns(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15905,11 +15927,11 @@ REVOKE ALL ON FUNCTION pgjobs.doctor(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.doctor(p_target regclass) TO pgjobs_admin;
 
 --
--- Name: FUNCTION export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, OUT copy_sql text, OUT next_after text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integer, p_until text, p_next text, OUT copy_sql text, OUT next_after text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION export_parquet_columns(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
