@@ -163,6 +163,15 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         r[0] for r in conn.execute("SELECT p.proname FROM pg_proc p "
                                    "WHERE p.pronamespace = 'pgjobs'::regnamespace")}, \
         "the upgrade left a function of the previous release behind"
+    # ... nor a signature: an argument added to a function must replace the
+    # old one, in the transaction that creates it (a worker of the previous
+    # release may call it meanwhile; export_chunk_sql's p_next).
+    signatures = ("SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p "
+                  "WHERE p.pronamespace = 'pgjobs'::regnamespace")
+    with empty_database(dsn, "upgrade_fresh") as fresh_dsn:
+        migrate(fresh_dsn)
+        with psycopg.connect(fresh_dsn) as fresh:
+            assert scalar(conn, signatures) == scalar(fresh, signatures)
     assert result["functions_applied"] == len(function_files())
 
     # Reads through the mask of the deletes the previous release submitted: this

@@ -1,3 +1,12 @@
+-- The four-argument version of releases before p_next: gone in the same
+-- transaction that creates this one (pgjobs migrate applies every function
+-- file in one), so a worker never finds neither. A caller that passes four
+-- arguments, a worker of the previous release, gets this one with p_next
+-- NULL: the chunks it always got. (A migration dropping it would leave, until
+-- the function files commit, a moment in which an export chunk gets 42883
+-- and its job fails for good: 42 is no class to retry.)
+DROP FUNCTION IF EXISTS pgjobs.export_chunk_sql(bigint, text, integer, text);
+
 CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
     p_id bigint,
     p_after text,
