@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
@@ -127,28 +128,40 @@ def test_doctor_warns_when_the_owner_cannot_see_the_signals(conn: Conn) -> None:
     assert _findings(conn)["throttle.visibility"][0] == "ok"
 
 
-def _fake_cron(conn: Conn, schedule: str) -> None:
-    """A stand-in for pg_cron's cron.job in this database (pg_cron lives in its
-    own database in the test cluster), with pgjobs.run on `schedule`."""
-    conn.execute("CREATE SCHEMA IF NOT EXISTS cron")
-    conn.execute("CREATE TABLE IF NOT EXISTS cron.job (jobname text, schedule text,"
-                 " command text, database text, active boolean)")
-    conn.execute("DELETE FROM cron.job")
-    conn.execute("INSERT INTO cron.job VALUES ('pgjobs.run', %s, 'CALL pgjobs.run()',"
-                 " current_database(), true)", (schedule,))
+def _schedule(conn: Conn, schedule: str) -> None:
+    """pgjobs.run on `schedule` in pg_cron's own cron.job (pgjobs reads pg_cron's
+    table only, never a look-alike), running nothing: the jobs stay queued."""
+    conn.execute("UPDATE cron.job SET schedule = %s, command = 'SELECT 1'"
+                 " WHERE jobname = 'pgjobs.run'", (schedule,))
 
 
-def test_watch_and_status_explain_the_wait_for_a_minute_tick(
-        conn: Conn, make_conn: Callable[..., Conn], cli: Callable[..., Result],
-        target: Target) -> None:
-    job_id = submit_delete(conn, target, "2")
-    note = "waiting for the engine: next tick within 60 s"
-    assert note not in cli("status", str(job_id)).stdout  # no pg_cron here
-    _fake_cron(conn, "* * * * *")  # pg_cron 1.4: minute schedules only
-    assert f"waiting: {note}" in cli("status", str(job_id)).stdout
-    assert note in cli("watch", str(job_id), "--timeout", "3").stdout
-    _fake_cron(conn, "10 seconds")  # pg_cron 1.5+
-    assert note not in cli("status", str(job_id)).stdout
-    _fake_cron(conn, "* * * * *")
-    make_conn(application_name="pgjobs run")  # `pgjobs run --loop` drives the engine
-    assert note not in cli("status", str(job_id)).stdout
+def test_watch_and_status_explain_the_wait_for_a_minute_tick(cron_dsn: str) -> None:
+    conn = psycopg.connect(cron_dsn, autocommit=True)
+    runner = CliRunner()
+
+    def cli(*args: str) -> Result:
+        return runner.invoke(main, ["--dsn", cron_dsn, *args])
+
+    try:
+        target = make_rows_target(conn, "tick_rows")
+        seed(conn, target, 90)
+        job_id = submit_delete(conn, target, "2")
+        note = "waiting for the engine: next tick within 60 s"
+        assert note not in cli("status", str(job_id)).stdout  # nothing scheduled yet
+        with conn.transaction():  # pg_cron never sees pgjobs.run's own command
+            conn.execute("SELECT pgjobs.schedule()")
+            _schedule(conn, "* * * * *")  # pg_cron 1.4: minute schedules only
+        assert f"waiting: {note}" in cli("status", str(job_id)).stdout
+        assert note in cli("watch", str(job_id), "--timeout", "3").stdout
+        _schedule(conn, "10 seconds")  # pg_cron 1.5+
+        assert note not in cli("status", str(job_id)).stdout
+        _schedule(conn, "* * * * *")
+        # `pgjobs run --loop` drives the engine
+        with psycopg.connect(cron_dsn, autocommit=True, application_name="pgjobs run"):
+            assert note not in cli("status", str(job_id)).stdout
+        assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "queued"
+    finally:
+        conn.execute("SELECT pgjobs.unschedule()")
+        conn.execute("DELETE FROM pgjobs.jobs")
+        conn.execute("DROP TABLE IF EXISTS tick_rows")
+        conn.close()

@@ -89,6 +89,51 @@ def test_a_delete_queued_before_its_scope_collation_changed_spares_the_other_ten
     assert scalar(conn, "SELECT count(*) FROM reg WHERE tenant COLLATE \"C\" = 'ACME'") == 10
 
 
+
+@pytest.mark.parametrize("call", [
+    "SELECT pgjobs.submit_delete('reg', 'acme')",
+    "SELECT pgjobs.submit_backfill('reg', 'acme', '{}', '{\"n\": 1}')",
+    "SELECT pgjobs.submit_export('reg', 'acme')",
+    "SELECT pgjobs.preview('reg', 'acme')",
+    "SELECT pgjobs.visible('reg', 'acme')",
+    "SELECT pgjobs.visible_count('reg', 'acme')",
+    "SELECT pgjobs.mask('reg', 'acme')",
+    "SELECT pgjobs.channel('reg', 'acme')",
+])
+def test_a_role_without_privilege_learns_nothing_of_an_altered_target(
+        conn: Conn, call: str) -> None:
+    """The registration re-check names the table's columns and types (its hint
+    lists them). A client role with no privilege on the table must be refused
+    as on a sound table (42501), and learn none of that: the checks keep their
+    order. A role with a privilege is told what changed."""
+    _reg(conn, "tenant")
+    conn.execute("ALTER TABLE reg ALTER COLUMN tenant TYPE text COLLATE ci")
+    stranger, reader = f"h1_stranger_{PID}", f"h1_reader_{PID}"
+    try:
+        for role in (stranger, reader):
+            conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
+        conn.execute(f"GRANT SELECT (id) ON reg TO {reader}")
+        conn.commit()
+        for role, refused in ((stranger, True), (reader, False)):
+            conn.execute(f"SET ROLE {role}")
+            with pytest.raises(psycopg.errors.Error) as err:
+                conn.execute(call)
+            conn.rollback()
+            text = f"{err.value} {err.value.diag.message_hint or ''}"
+            if refused:
+                assert isinstance(err.value, psycopg.errors.InsufficientPrivilege), text
+                assert "tenant" not in text and "collation" not in text, text
+            else:
+                assert "changed after it was registered" in text, text
+    finally:
+        conn.rollback()
+        conn.execute("RESET ROLE")
+        conn.execute("DROP TABLE reg")
+        conn.execute("DROP COLLATION ci")
+        for role in (stranger, reader):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.commit()
+
 # --- 2. a schema named cron where pg_cron is not ------------------------------------
 
 

@@ -23,6 +23,7 @@ AS $function$
 DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
+    v_caller name;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -42,6 +43,19 @@ BEGIN
                                         v_reg.created_at_column, v_reg.document_column,
                                         true) p;
     IF v_problem.message IS NOT NULL THEN
+        -- Told only to a role that may use the table: the problem names its
+        -- columns and types, the hint lists them. Any other role (the caller
+        -- of a client call, pgjobs._caller) learns what it learns from the
+        -- privilege check that comes after this one on a sound table, so the
+        -- checks keep their order: no privilege, nothing about the columns.
+        v_caller := pgjobs._caller();
+        IF NOT has_any_column_privilege(v_caller, p_target, 'SELECT, INSERT, UPDATE, REFERENCES')
+           AND NOT has_table_privilege(v_caller, p_target, 'DELETE, TRUNCATE') THEN
+            RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
+                USING ERRCODE = '42501',
+                      HINT = 'Ask the owner of the table for the privilege the job or read '
+                             'needs (SELECT, DELETE, UPDATE or INSERT).';
+        END IF;
         RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
             USING ERRCODE = v_problem.errcode,
                   HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
