@@ -15,7 +15,15 @@ import pytest
 
 from pgjobs import db, queries
 from pgjobs.poller.export import Exporter, _Ahead
-from tests.support import job, make_items, object_bytes, plain_copy, run_export, submit_export
+from tests.support import (
+    job,
+    make_items,
+    object_bytes,
+    plain_copy,
+    reader_statements,
+    run_export,
+    submit_export,
+)
 
 Conn = psycopg.Connection[Any]
 REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
@@ -33,26 +41,12 @@ def chunk(conn: Conn, job_id: int, after: str | None, limit: int,
 def test_every_bound_walked_ahead_is_the_bound_the_chunk_walks(
         conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=600)
-    calls: list[dict[str, Any]] = []
-
-    class Recording(psycopg.Cursor[Any]):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            if query == queries.EXPORT_CHUNK_SQL:
-                calls.append(dict(params))
-            return super().execute(query, params, **kwargs)
-
-    connect = db.connect_reader
-
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        c = connect(*args, **kwargs)
-        c.cursor_factory = Recording
-        return c
-
-    monkeypatch.setattr(db, "connect_reader", recorded)
+    sent = reader_statements(monkeypatch)
     job_id = submit_export(conn, "1", {}, SMALL)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
     assert object_bytes(job(conn, job_id)["result"]) == plain_copy(conn, REFERENCE)
+    calls = [dict(params) for query, params in sent if query == queries.EXPORT_CHUNK_SQL]
     ahead = [c for c in calls if c["next"] is not None]
     # Every chunk but the first (nothing streams before it) and the last (no
     # limit-th key is left: it walks the rest itself) had its bound walked ahead.

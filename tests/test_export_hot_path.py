@@ -11,9 +11,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs import db, queries
+from pgjobs import queries
 from pgjobs.poller.standby import lsn
-from tests.support import job, make_items, object_bytes, plain_copy, run_export, submit_export
+from tests.support import (
+    job,
+    make_items,
+    object_bytes,
+    plain_copy,
+    reader_statements,
+    run_export,
+    submit_export,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -29,24 +37,11 @@ def test_one_statement_per_chunk_on_the_data_connection(
     if options.get("format") == "parquet":
         pytest.importorskip("pyarrow")
     make_items(conn, rows=600)
-    sent: list[str] = []
-
-    class Counting(psycopg.Cursor[Any]):
-        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-            sent.append(str(query))
-            return super().execute(query, *args, **kwargs)
-
-    connect = db.connect_reader
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        c = connect(*args, **kwargs)
-        c.cursor_factory = Counting
-        return c
-
-    monkeypatch.setattr(db, "connect_reader", counted)
+    log = reader_statements(monkeypatch)
     job_id = submit_export(conn, "1", {}, options)
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.status == "succeeded", outcome.error
+    sent = [query for query, _ in log]
     chunks = sent.count(queries.EXPORT_CHUNK_SQL)
     assert chunks >= 200 // 7
     assert [q for q in sent if q != queries.EXPORT_CHUNK_SQL] == []

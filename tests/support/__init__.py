@@ -49,6 +49,7 @@ from tests.support.exports import (
     open_uploads,
     part_rows,
     plain_copy,
+    reader_statements,
     run_export,
     start_worker,
     submit_export,
@@ -101,5 +102,5 @@ __all__ = [
     "visible_keys", "wait_for", "who", "with_database",
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
-    "BIG_TENANT_1", "NATIVE_S3", "new_bucket", "open_uploads",
+    "BIG_TENANT_1", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
 ]

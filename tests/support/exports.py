@@ -15,7 +15,9 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
+from pgjobs import db
 from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import DEFAULT_STORAGE_RETRY, Exporter, Outcome
 from tests.support.targets import build_target
@@ -190,3 +192,25 @@ def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
     else:
         found = ["file://" + p for p in found]
     return [f for f in found if f not in keep]
+
+
+def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Every statement (text, params) sent through a cursor of the connections
+    the exporter reads with (db.connect_reader: the chunks' COPY and their
+    statements), in order, for the rest of the test."""
+    sent: list[tuple[str, Any]] = []
+
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            sent.append((str(query), params))
+            return super().execute(query, params, **kwargs)
+
+    connect = db.connect_reader
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        c = connect(*args, **kwargs)
+        c.cursor_factory = Recording
+        return c
+
+    monkeypatch.setattr(db, "connect_reader", recorded)
+    return sent
