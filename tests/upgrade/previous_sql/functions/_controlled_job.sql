@@ -12,7 +12,8 @@ AS $$
 -- _resume_as, _retry_as) after pgjobs._enter, so every check is of
 -- pgjobs._caller(): the submitter, an admin, or a role with the privilege
 -- the job's kind needs on its target (42501), and only a job of a scope in
--- the session's pgjobs.allowed_scopes, if set (42501). A job the caller may
+-- the session's pgjobs.allowed_scopes, if set (P0002 for a client, as the
+-- policy hides it; 42501 for an admin). A job the caller may
 -- not see (policy jobs_client_read) raises P0002 like an unknown id, before
 -- any lock, so neither the error nor a wait tells it which ids exist.
 -- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
@@ -31,11 +32,18 @@ BEGIN
                    AND (v_job.submitted_by_oid IS NULL
                         OR v_job.submitted_by_oid = (SELECT r.oid FROM pg_catalog.pg_roles r
                                                       WHERE r.rolname = v_caller));
+    -- Visible as policy jobs_client_read has it: the submitter's, or of a
+    -- target the caller may read, and (for a client) of a scope in the
+    -- session's pgjobs.allowed_scopes, if set. A job of another tenant is
+    -- P0002 like an unknown id: a 42501 would say that it exists, and name
+    -- that tenant's scope.
     IF v_found AND NOT (pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER')
-                        OR v_submitter
-                        OR (coalesce(has_table_privilege(v_caller, v_job.target, 'SELECT'),
-                                     false)
-                            AND NOT pgjobs._row_security_confines(v_job.target, v_caller))) THEN
+                        OR ((v_submitter
+                             OR (coalesce(has_table_privilege(v_caller, v_job.target,
+                                                              'SELECT'), false)
+                                 AND NOT pgjobs._row_security_confines(v_job.target,
+                                                                       v_caller)))
+                            AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;

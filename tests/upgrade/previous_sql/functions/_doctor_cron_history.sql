@@ -16,7 +16,8 @@ DECLARE
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'SELECT')
        AND has_table_privilege('cron.job', 'SELECT') THEN
         check_name := 'pg_cron.history';

@@ -16,7 +16,7 @@ AS $function$
 DECLARE
     v_jobs jsonb;
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
         RETURN NULL;
     END IF;
     -- format(): the cron schema exists only where pg_cron does.

@@ -73,7 +73,7 @@ BEGIN
             ELSE
                 RETURN QUERY SELECT 'pg_cron.database'::text, 'ok'::text, NULL::text,
                     format('pg_cron runs jobs in this database (%s)', v_cron_db), NULL::text;
-                IF to_regclass('cron.job') IS NULL THEN
+                IF pgjobs._cron_relation('job') IS NULL THEN
                     check_name := 'pg_cron.scheduled';
                     detail := 'extension pg_cron is not created in this database';
                     fix := 'SELECT pgjobs.schedule();  -- creates the extension, schedules '

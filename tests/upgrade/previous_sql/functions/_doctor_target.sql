@@ -65,6 +65,22 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The registration as the table is now (pgjobs._registration_problem, the
+    -- rule pgjobs._target applies at every use): an ALTER TABLE since.
+    SELECT p.message, p.hint INTO v_error, fix
+      FROM pgjobs._registration_problem(p_reg.target, p_reg.key_column, p_reg.scope_column,
+                                        p_reg.created_at_column, p_reg.document_column,
+                                        true) p;
+    IF v_error IS NOT NULL THEN
+        check_name := 'target.registration';
+        status := 'fail';
+        detail := v_error || ' (the table changed after it was registered: every job and read '
+                  'of it is refused)';
+        fix := fix || ' Then register it again with pgjobs.register_target.';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
     -- Trust: code of the target's owners runs inside pgjobs, as the
     -- owner of its client functions (the runner's role is judged when
     -- it runs: docs/operations.md says to run it as that owner).

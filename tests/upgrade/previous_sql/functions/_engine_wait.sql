@@ -17,12 +17,14 @@ AS $$
 -- it reads cron.job, and says nothing but this sentence. Locks nothing.
 DECLARE
     v_schedule text;
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
 BEGIN
-    IF to_regclass('cron.job') IS NULL THEN
+    IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    EXECUTE format('SELECT c.schedule FROM %I.job c WHERE c.jobname = %L AND c.active '
-                   'AND c.database = current_database() LIMIT 1', 'cron', 'pgjobs.run')
+    -- The very relation just found (by oid), not whatever the name reads as.
+    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
+                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
        INTO v_schedule;
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a

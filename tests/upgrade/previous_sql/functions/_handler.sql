@@ -38,6 +38,8 @@ BEGIN
             HINT = 'Name it with its schema, e.g. "public.fill_totals", a function '
                    '(p_target regclass, p_keys text[]) RETURNS bigint.';
     END IF;
+    -- It runs with the engine's rights: its owner must hold them already.
+    PERFORM pgjobs._require_handler_trusted(v_proc);  -- 42501
     RETURN v_proc;
 END
 $$;

@@ -60,6 +60,7 @@ DECLARE
     v_updated text[] := '{}'::text[];
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
+    v_problem record;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -249,12 +250,18 @@ BEGIN
         END IF;
     END IF;
 
-    -- The submitter may still write every column this statement writes
-    -- (column-level grants count; a grant revoked since the submit stops
-    -- the job here, before the batch goes in): 42501 naming the column. And
-    -- it is still the very role that submitted (pgjobs._require_submitter),
-    -- not one created again under its name.
-    PERFORM pgjobs._require_submitter(p_job, p_reg);
+    -- The submitter is still the very role that submitted, not one created
+    -- again under its name (pgjobs._submitter_identity_problem: identity
+    -- only; the job-wide grants were checked when the import started,
+    -- pgjobs.import_prepare), and may still write every column this
+    -- statement writes (column-level grants count; a grant revoked since
+    -- the submit stops the job here, before the batch goes in): 42501
+    -- naming the column. Those per-column checks cover the job-wide ones
+    -- (the scope column is always among the columns written).
+    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by, p_job.submitted_by_oid);
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
+    END IF;
     PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'INSERT', v_columns);
     IF cardinality(v_updated) > 0 THEN
         PERFORM pgjobs._require_role(p_job.submitted_by, p_reg.target, 'UPDATE', v_updated);

@@ -31,9 +31,9 @@ AS $$
 -- becomes of the job (for 'started': it fails). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
+    v_judge_trust boolean;
     v_problem record;
 BEGIN
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     -- Trust is judged for current_user (pgjobs._trust_problem): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
     -- start the role that claims. For a job pgjobs runs itself (an export, a
@@ -44,8 +44,15 @@ BEGIN
     -- (no owner of any target, say), the submitter's jobs would fail for the
     -- worker's rights. They are judged where pgjobs evaluates the target's
     -- code for them: submit, retry, resume, add_items.
-    IF FOUND AND (p_verb <> 'started'
-                  OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes))) THEN
+    v_judge_trust := p_verb <> 'started'
+                     OR (NOT p_job.fanout AND (p_job.kind = 'export' OR p_job.writes));
+    -- The registry row serves the trust check (a registered target only) and
+    -- an import's grants (its scope column): at the start of an attempt of
+    -- any other job, the common claim of a custom kind, it is not read.
+    IF v_judge_trust OR p_job.kind = 'import' THEN
+        SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    END IF;
+    IF v_judge_trust AND v_reg.target IS NOT NULL THEN
         v_problem := pgjobs._trust_problem(p_job.target);  -- no longer trusted
         message := v_problem.message;
         hint := v_problem.hint;

@@ -21,8 +21,10 @@ AS $$
 --   still matches (rows updated meanwhile) until one deletes less than a page.
 -- A delete never ends 'succeeded' with rows of its predicate left: when
 -- the range walk reaches the end of the scope, it checks that nothing
--- matches any more, and sweeps what does (rows the walk cannot see: a key
--- that went NULL, a row inserted behind the cursor) as 'collect' does. A
+-- matches any more (in calls of their own, a segment of the walk each,
+-- then the whole scope at once: see the last page below), and deletes or
+-- sweeps what does (rows the walk cannot see: a key that went NULL, a row
+-- inserted behind the cursor) as 'collect' does. A
 -- sweep that cannot delete a matching row (a trigger or rule keeps it)
 -- fails the job instead of looping. So does a key column that is no
 -- longer NOT NULL, and a cursor that does not advance (a key whose text
@@ -82,6 +84,19 @@ DECLARE
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
+    v_filtered boolean;
+    v_budget integer;
+    v_check jsonb := '{}'::jsonb;
+    v_bounds jsonb;
+    v_spans jsonb;
+    v_span bigint;
+    v_next integer;
+    v_segment_upper text;
+    v_check_after text;
+    v_check_upper text;
+    v_checking boolean := false;
+    v_sort text := current_setting('enable_sort');
+    v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
@@ -149,11 +164,20 @@ BEGIN
         RETURN 'failed';
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
+    v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;
 
     v_size := coalesce((v_job.options ->> 'page_size')::integer,
                        (v_job.checkpoint ->> 'page_size')::integer, 1000);
     v_target_ms := coalesce((v_job.options ->> 'page_ms')::integer, 50);
     v_collect := coalesce(v_job.checkpoint ->> 'strategy' = 'collect', false);
+    -- The most keys one call of the end-of-scope check walks (below): up to
+    -- 4 pages' keys and 100,000, as walking a deleted row's entry (and
+    -- visiting the row) costs about half of deleting it, and each call has
+    -- its fixed cost and commit (at most 50,000: a call per page of a
+    -- 500k-row scope, 2M rows, fsync on; the job took 1.9x a bulk DELETE
+    -- instead of 1.4x in alternating runs; its check calls were no slower
+    -- than its pages).
+    v_budget := greatest(v_size, least(100000, 4 * v_size));
 
     -- A delete refreshes the target's statistics a few times while it
     -- churns it (pgjobs._maybe_analyze: when, and why). When one is due,
@@ -334,6 +358,111 @@ BEGIN
                     v_last := v_rows = v_matching;
                 END IF;
             END IF;
+        ELSIF v_job.checkpoint ? 'check_after' THEN
+            -- A call of the end-of-scope check of an unfiltered range delete
+            -- (see the last page below): one segment of the walk, or a stretch
+            -- of at most v_budget keys of it, from the check's cursor
+            -- (check_after, NULL: the start of the scope); or, once the
+            -- segments are all covered (check_next NULL), the whole scope in
+            -- one snapshot. The settings make every read here a plain index
+            -- scan of the (scope, key) index in its order (the scope as a
+            -- one-element ANY and the predicate inside coalesce(): no
+            -- equality that would let another index deliver key order; see
+            -- pgjobs._nth_key).
+            v_checking := true;
+            v_after := v_job.checkpoint ->> 'after';
+            v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+            v_bounds := v_job.checkpoint -> 'check_bounds';
+            v_spans := v_job.checkpoint -> 'check_spans';
+            v_next := (v_job.checkpoint ->> 'check_next')::integer;
+            v_check_after := v_job.checkpoint ->> 'check_after';
+            PERFORM set_config('enable_seqscan', 'off', true);
+            PERFORM set_config('enable_bitmapscan', 'off', true);
+            PERFORM set_config('enable_indexscan', 'on', true);
+            PERFORM set_config('enable_sort', 'off', true);
+            PERFORM set_config('enable_incremental_sort', 'off', true);
+            IF v_next IS NULL THEN
+                -- Every segment checked, each in its own snapshot: a row
+                -- inserted behind the check's cursor meanwhile was missed.
+                -- So, as the one check in the last page's transaction did
+                -- before, the whole scope in one snapshot, which now costs
+                -- little: the segments' walks marked the entries of the rows
+                -- the job deleted dead, and this scan skips them in the
+                -- index without visiting their rows. Something left: sweep.
+                EXECUTE format('SELECT coalesce((SELECT true FROM %1$s t WHERE t.%3$I = ANY (ARRAY[%5$s]) '
+                               'AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1), false)',
+                               v_job.target, v_job.predicate, v_reg.scope_column,
+                               v_reg.key_column, v_scope)
+                   INTO v_left;
+                v_last := NOT v_left;
+                IF v_left THEN
+                    v_collect := true;
+                    v_pos := 0;
+                    v_collected := 0;
+                END IF;
+                v_check := jsonb_build_object('check_steps',
+                    coalesce((v_job.checkpoint ->> 'check_steps')::integer, 0) + 1);
+            ELSE
+                -- The segment's upper end (NULL: the tail, past the walk's
+                -- last recorded bound), and the step's: the v_budget-th key
+                -- of it, if it holds more (rows inserted meanwhile). The walk
+                -- to it is index-only, and visits the row of each entry whose
+                -- heap page is not all-visible, as those of the deleted rows
+                -- are: it marks their entries dead as it passes them (as any
+                -- index scan does), at most the segment's keys, so every read
+                -- of the scope after it (the next statement included) skips
+                -- them.
+                v_segment_upper := CASE WHEN v_next < jsonb_array_length(v_bounds)
+                                        THEN v_bounds ->> v_next END;
+                v_check_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
+                    v_reg.key_column,
+                    concat(CASE WHEN v_check_after IS NOT NULL THEN
+                                    format(' AND t.%I > %L::%s', v_reg.key_column,
+                                           v_check_after, v_key_type) END,
+                           CASE WHEN v_segment_upper IS NOT NULL THEN
+                                    format(' AND t.%I <= %L::%s', v_reg.key_column,
+                                           v_segment_upper, v_key_type) END),
+                    v_budget - 1);
+                v_check := jsonb_build_object('check_keys',
+                    CASE WHEN v_next < jsonb_array_length(v_bounds) THEN v_spans -> v_next
+                         ELSE v_job.checkpoint -> 'check_span' END);
+                IF v_check_upper IS NULL THEN
+                    v_check_upper := v_segment_upper;
+                    v_next := v_next + 1;
+                END IF;
+                v_range := concat_ws(' AND ',
+                    CASE WHEN v_check_after IS NOT NULL THEN
+                        format('t.%I > %L::%s', v_reg.key_column, v_check_after, v_key_type) END,
+                    CASE WHEN v_check_upper IS NOT NULL THEN
+                        format('t.%I <= %L::%s', v_reg.key_column, v_check_upper, v_key_type) END);
+                EXECUTE format('SELECT coalesce((SELECT true FROM %1$s t WHERE t.%3$I = ANY (ARRAY[%5$s]) '
+                               '%6$s AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1), false)',
+                               v_job.target, v_job.predicate, v_reg.scope_column,
+                               v_reg.key_column, v_scope,
+                               CASE WHEN v_range <> '' THEN 'AND ' || v_range END)
+                   INTO v_left;
+                IF v_left THEN
+                    -- Rows the walk could not see: deleted as a page deletes.
+                    PERFORM set_config('enable_seqscan', v_seqscan, true);
+                    PERFORM set_config('enable_bitmapscan', 'on', true);
+                    PERFORM set_config('enable_indexscan', 'off', true);
+                    EXECUTE format('DELETE FROM %s t WHERE t.%I = %s%s AND coalesce((%s), false)',
+                                   v_job.target, v_reg.scope_column, v_scope,
+                                   CASE WHEN v_range <> '' THEN ' AND ' || v_range END,
+                                   v_job.predicate);
+                    GET DIAGNOSTICS v_rows = ROW_COUNT;
+                END IF;
+                v_check := v_check || jsonb_build_object(
+                    'check_after', v_check_upper,
+                    -- Past the end of the scope: the whole-scope look is next.
+                    'check_next', CASE WHEN v_check_upper IS NOT NULL THEN v_next END,
+                    'check_steps', coalesce((v_job.checkpoint ->> 'check_steps')::integer, 0) + 1,
+                    'check_bounds', v_bounds, 'check_spans', v_spans,
+                    'check_span', v_job.checkpoint -> 'check_span');
+                v_last := false;
+            END IF;
+            PERFORM set_config('enable_sort', v_sort, true);
+            PERFORM set_config('enable_incremental_sort', v_incremental_sort, true);
         ELSE
             -- The page's upper bound: the v_size-th key after the cursor, read
             -- from the (scope, key) index alone; NULL: this is the last page.
@@ -349,7 +478,9 @@ BEGIN
             IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
                 -- The cursor must move: a key whose text does not read back
                 -- as the same value would repeat this page forever.
-                EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', v_upper, v_key_type, v_after)
+                -- (Under the key column's own collation, as the walk orders.)
+                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
+                               pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_advances;
                 IF NOT coalesce(v_advances, false) THEN
                     PERFORM pgjobs.fail(p_id, p_worker, format(
@@ -382,43 +513,85 @@ BEGIN
                 EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
                                v_job.target, v_range, v_job.predicate);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-                IF v_last THEN
-                    -- The end of the scope: does anything still match (a
-                    -- row the walk could not see)? Then sweep, not succeed.
-                    -- Through the (scope, key) index only, in its order (a
-                    -- plain index scan: no seqscan, no bitmap): the planner,
-                    -- still counting the rows just deleted, would rather read
-                    -- the whole relation for an early hit that never comes
-                    -- (1.1 s against 0.57 s for a 500k-row scope of a 2M-row
-                    -- table, and growing with the relation, not the scope).
-                    -- A plain index scan also marks the entries of the rows
-                    -- this job deleted dead in the index as it passes them
-                    -- (a bitmap scan cannot), so the reads of the scope that
-                    -- follow skip them instead of visiting each dead row
-                    -- again until vacuum (0.18 s, then 17 ms, on the above).
-                    -- A job with a filter checks through bitmap scans instead:
-                    -- the walk above would read every row of the scope again
-                    -- to test the filter on it, where an index that narrows
-                    -- the filter (the btree_gin (scope, document) one) hands
-                    -- over just the candidates (20% of a 250k-row scope: 0.20 s
-                    -- against 0.42-0.55 s); without such an index the bitmap of
-                    -- the (scope, key) index reads what the walk would.
-                    PERFORM set_config('enable_seqscan', 'off', true);
-                    IF coalesce(v_job.payload -> 'filter', '{}'::jsonb) = '{}'::jsonb THEN
-                        PERFORM set_config('enable_bitmapscan', 'off', true);
-                        PERFORM set_config('enable_indexscan', 'on', true);
-                        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s '
-                                       'ORDER BY t.%3$I, t.%4$I LIMIT 1)',
-                                       v_job.target, v_job.predicate, v_reg.scope_column,
-                                       v_reg.key_column)
-                           INTO v_left;
-                    ELSE
-                        PERFORM set_config('enable_bitmapscan', 'on', true);
-                        PERFORM set_config('enable_indexscan', 'off', true);
-                        EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s)',
-                                       v_job.target, v_job.predicate)
-                           INTO v_left;
+                IF NOT v_filtered THEN
+                    -- The segments of the walk, for the end-of-scope check:
+                    -- runs of consecutive pages of at most v_budget keys in
+                    -- all (a page of more is one alone), each closed at a
+                    -- page's cursor (check_bounds) with its keys
+                    -- (check_spans); check_span: the keys since the last
+                    -- bound. A job that walked part of its scope under a
+                    -- release without them starts with one segment up to its
+                    -- cursor, of unknown size.
+                    v_bounds := coalesce(v_job.checkpoint -> 'check_bounds',
+                        CASE WHEN v_after IS NULL THEN '[]'::jsonb
+                             ELSE jsonb_build_array(v_after) END);
+                    v_spans := coalesce(v_job.checkpoint -> 'check_spans',
+                        CASE WHEN v_after IS NULL THEN '[]'::jsonb
+                             ELSE '[null]'::jsonb END);
+                    v_span := coalesce((v_job.checkpoint ->> 'check_span')::bigint, 0);
+                    IF v_span > 0 AND v_span + v_size > v_budget THEN
+                        v_bounds := v_bounds || to_jsonb(v_after);
+                        v_spans := v_spans || to_jsonb(v_span);
+                        v_span := 0;
                     END IF;
+                    v_check := jsonb_build_object('check_bounds', v_bounds, 'check_spans', v_spans,
+                                                  'check_span', v_span + v_size);
+                END IF;
+                IF v_last AND NOT v_filtered AND v_after IS NULL THEN
+                    -- The scope in one page (at most its 1000 keys, or
+                    -- page_size): checked here, as the whole-scope look of
+                    -- the check below, in this page's transaction.
+                    PERFORM set_config('enable_seqscan', 'off', true);
+                    PERFORM set_config('enable_bitmapscan', 'off', true);
+                    PERFORM set_config('enable_indexscan', 'on', true);
+                    PERFORM set_config('enable_sort', 'off', true);
+                    PERFORM set_config('enable_incremental_sort', 'off', true);
+                    EXECUTE format('SELECT coalesce((SELECT true FROM %1$s t WHERE t.%3$I = ANY (ARRAY[%5$s]) '
+                                   'AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1), false)',
+                                   v_job.target, v_job.predicate, v_reg.scope_column,
+                                   v_reg.key_column, v_scope)
+                       INTO v_left;
+                    PERFORM set_config('enable_sort', v_sort, true);
+                    PERFORM set_config('enable_incremental_sort', v_incremental_sort, true);
+                    IF v_left THEN
+                        v_last := false;
+                        v_collect := true;
+                        v_pos := 0;
+                        v_collected := 0;
+                    END IF;
+                ELSIF v_last AND NOT v_filtered THEN
+                    -- The end of the scope: does anything still match (a row
+                    -- the walk could not see: inserted behind the cursor)?
+                    -- Then delete it, not succeed. Checked in calls of their
+                    -- own that follow (above), a segment of the walk each,
+                    -- not here: one look at the whole scope, in this page's
+                    -- transaction, walked every entry of the rows the job
+                    -- had just deleted (each visiting its dead row) and made
+                    -- this the job's longest page (0.15-0.18 s for a
+                    -- 500k-row scope of a 2M-row table, fsync on; issue 11).
+                    -- Walked through a plain index scan of the (scope, key)
+                    -- index, the check marks those entries dead in the index
+                    -- as it passes them (a bitmap scan cannot), so the reads
+                    -- of the scope that follow skip them instead of visiting
+                    -- each dead row again until vacuum.
+                    v_last := false;
+                    v_check := v_check || jsonb_build_object(
+                        'check_after', NULL, 'check_next', 0, 'check_steps', 0);
+                ELSIF v_last THEN
+                    -- A job with a filter checks at its last page, through
+                    -- bitmap scans: the walk above would read every row of the
+                    -- scope again to test the filter on it, where an index
+                    -- that narrows the filter (the btree_gin (scope, document)
+                    -- one) hands over just the candidates (20% of a 250k-row
+                    -- scope: 0.20 s against 0.42-0.55 s); without such an
+                    -- index the bitmap of the (scope, key) index reads what
+                    -- the walk would. Something left: sweep.
+                    PERFORM set_config('enable_seqscan', 'off', true);
+                    PERFORM set_config('enable_bitmapscan', 'on', true);
+                    PERFORM set_config('enable_indexscan', 'off', true);
+                    EXECUTE format('SELECT EXISTS (SELECT FROM %1$s t WHERE %2$s)',
+                                   v_job.target, v_job.predicate)
+                       INTO v_left;
                     IF v_left THEN
                         v_last := false;
                         v_collect := true;
@@ -427,6 +600,9 @@ BEGIN
                     END IF;
                 END IF;
             ELSIF v_job.payload ->> 'handler' IS NOT NULL THEN
+                -- Its owner may have replaced it or passed it on since the submit.
+                PERFORM pgjobs._require_handler_trusted(
+                    (v_job.payload ->> 'handler')::regprocedure);  -- 42501
                 EXECUTE format('SELECT %s(%L::regclass, ARRAY(SELECT t.%I::text FROM %s t '
                                'WHERE %s AND coalesce((%s), false) ORDER BY t.%I))',
                                (v_job.payload ->> 'handler')::regprocedure::oid::regproc,
@@ -492,7 +668,7 @@ BEGIN
     -- is not made larger from the first call's count: a count reads rows,
     -- and a delete costs a read plus what no count sees (indexes,
     -- triggers, WAL), so a rate taken from the count would bound nothing.
-    IF NOT v_job.options ? 'page_size' AND NOT v_sweep THEN
+    IF NOT v_job.options ? 'page_size' AND NOT v_sweep AND NOT v_checking THEN
         v_size := least(50000, greatest(100,
             (v_size * least(CASE WHEN (v_job.checkpoint ->> 'pages')::bigint = 0
                                       AND NOT v_collect THEN 16.0 ELSE 4.0 END,
@@ -502,18 +678,21 @@ BEGIN
         'strategy', CASE WHEN v_collect THEN 'collect' ELSE 'range' END,
         'after', CASE WHEN v_collect THEN to_jsonb(v_pos)
                       ELSE to_jsonb(coalesce(v_upper, v_after)) END,
-        'pages', coalesce((v_job.checkpoint ->> 'pages')::bigint, 0) + 1,
+        'pages', coalesce((v_job.checkpoint ->> 'pages')::bigint, 0)
+                 + CASE WHEN v_checking THEN 0 ELSE 1 END,
         'page_size', v_size,
         'last_page_ms', round(v_ms::numeric, 1),
         'verified', v_verified)
         || CASE WHEN v_collect
                 THEN jsonb_build_object('collected', v_collected) ELSE '{}'::jsonb END
         || CASE WHEN v_job.checkpoint ? 'total_estimated'
-                THEN jsonb_build_object('total_estimated', true) ELSE '{}'::jsonb END;
-    IF (v_job.checkpoint ? 'total_estimated' OR v_collect)
+                THEN jsonb_build_object('total_estimated', true) ELSE '{}'::jsonb END
+        || CASE WHEN v_collect THEN '{}'::jsonb ELSE v_check END;
+    IF (v_job.checkpoint ? 'total_estimated' OR v_collect OR v_checking)
        AND (v_last OR v_job.done + v_rows > v_job.total) THEN
         -- An estimated total never trails done, and is exact at the end; so
-        -- is a collected one (rows updated meanwhile may change the count).
+        -- is a collected one (rows updated meanwhile may change the count),
+        -- and one the end-of-scope check added rows to.
         UPDATE pgjobs.jobs SET total = v_job.done + v_rows WHERE id = p_id;
     END IF;
     -- The job's ANALYZE schedule (see above), carried over.

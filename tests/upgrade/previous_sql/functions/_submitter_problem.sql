@@ -13,9 +13,11 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- What the role that submitted p_job lacks now of what its job needs, in a
 -- form that does not raise: the message and hint of the 42501 that
--- pgjobs._require_submitter raises from it (pgjobs._role_problem's), or
--- both NULL when the submitter may go on. The claim
--- (pgjobs._requeue_problem) fails a job on it without an exception block.
+-- pgjobs._require_submitter raises from it, or both NULL when the
+-- submitter may go on. The claim (pgjobs._requeue_problem) fails a job on
+-- it without an exception block. First the very role that submitted
+-- (pgjobs._submitter_identity_problem: its oid and name, one lookup), then
+-- its grants (pgjobs._grant_problem, which does not look it up again).
 -- The privilege is the submit's (pgjobs._kind_privilege); a delete or
 -- backfill needs SELECT too (it reads the rows it selects); an import needs
 -- INSERT on its scope column (column-level grants count) and, with
@@ -24,47 +26,32 @@ AS $$
 DECLARE
     v_problem record;
 BEGIN
-    -- The very role that submitted (its oid, kept since migration 0033; jobs
-    -- older than that are judged by name): one dropped and created again
-    -- under the name is someone else, and its rights are not the job's.
-    IF p_job.submitted_by_oid IS NOT NULL
-       AND NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
-                        WHERE r.oid = p_job.submitted_by_oid
-                          AND r.rolname = p_job.submitted_by) THEN
-        IF EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = p_job.submitted_by) THEN
-            message := format('permission denied: role %s is not the role that submitted '
-                              'the job (that one was dropped or renamed, and this one took '
-                              'its name)', p_job.submitted_by);
-            hint := format('A job acts with the rights of the role that submitted it. If %I '
-                           'should run it, submit it again as %I.', p_job.submitted_by,
-                           p_job.submitted_by);
-            RETURN;
-        ELSE
-            message := format('permission denied: role %s does not exist (any more)',
-                              p_job.submitted_by);
-        END IF;
-        hint := 'Submit the job again as an existing role.';
-        RETURN;
-    END IF;
-    IF p_job.kind = 'import' THEN
-        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'INSERT',
-                                          ARRAY[p_reg.scope_column::text]);
-        IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
-            v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'UPDATE',
-                                              '{}'::text[]);
-            IF v_problem.message IS NULL THEN
-                v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target, 'SELECT',
-                    coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
-                    || p_reg.scope_column::text);
+    -- The very role that submitted (jobs older than migration 0033 have no
+    -- oid and are judged by name): one dropped and created again under the
+    -- name is someone else, and its rights are not the job's.
+    v_problem := pgjobs._submitter_identity_problem(p_job.submitted_by,
+                                                    p_job.submitted_by_oid);
+    IF v_problem.message IS NULL THEN
+        IF p_job.kind = 'import' THEN
+            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'INSERT',
+                                               ARRAY[p_reg.scope_column::text]);
+            IF v_problem.message IS NULL AND p_job.payload ->> 'on_duplicate' = 'update' THEN
+                v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target, 'UPDATE',
+                                                   '{}'::text[]);
+                IF v_problem.message IS NULL THEN
+                    v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                        'SELECT', coalesce(pgjobs._import_conflict_columns(p_reg), '{}'::text[])
+                                  || p_reg.scope_column::text);
+                END IF;
             END IF;
+        ELSE
+            -- One call for both privileges of a delete or backfill: this runs
+            -- before pages.
+            v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
+                pgjobs._kind_privilege(p_job.kind)
+                || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+                NULL);
         END IF;
-    ELSE
-        -- One call for both privileges of a delete or backfill: this runs
-        -- before pages.
-        v_problem := pgjobs._role_problem(p_job.submitted_by, p_job.target,
-            pgjobs._kind_privilege(p_job.kind)
-            || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
-            NULL);
     END IF;
     message := v_problem.message;
     hint := v_problem.hint;

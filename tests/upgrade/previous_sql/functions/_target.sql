@@ -13,10 +13,17 @@ AS $function$
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
 -- the table is not registered, and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
--- (pgjobs._require_trusted): the one place every path checks it. Locks
--- nothing.
+-- (pgjobs._require_trusted): the one place every path checks it. The
+-- registered columns are judged again as the table is now
+-- (pgjobs._registration_problem, register_target's own rule): ALTER TABLE
+-- after registration (a scope column given a nondeterministic collation,
+-- say, under which one tenant's scope matches another's rows) is refused
+-- with register_target's error until the target is registered again.
+-- Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
+    v_problem record;
+    v_caller name;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -30,6 +37,28 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
                                 'p_created_at => ..., p_document => ...);', p_target::text);
+    END IF;
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
+    IF v_problem.message IS NOT NULL THEN
+        -- Told only to a role that may use the table: the problem names its
+        -- columns and types, the hint lists them. Any other role (the caller
+        -- of a client call, pgjobs._caller) learns what it learns from the
+        -- privilege check that comes after this one on a sound table, so the
+        -- checks keep their order: no privilege, nothing about the columns.
+        v_caller := pgjobs._caller();
+        IF NOT has_any_column_privilege(v_caller, p_target, 'SELECT, INSERT, UPDATE, REFERENCES')
+           AND NOT has_table_privilege(v_caller, p_target, 'DELETE, TRUNCATE') THEN
+            RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
+                USING ERRCODE = '42501',
+                      HINT = 'Ask the owner of the table for the privilege the job or read '
+                             'needs (SELECT, DELETE, UPDATE or INSERT).';
+        END IF;
+        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
+            USING ERRCODE = v_problem.errcode,
+                  HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
     END IF;
     PERFORM pgjobs._require_trusted(p_target);
     RETURN v_reg;

@@ -50,6 +50,13 @@ BEGIN
             PERFORM pgjobs._target(p_target);  -- 22023 with the register_target hint
         EXCEPTION WHEN insufficient_privilege THEN
             NULL;  -- untrusted: reported below (target.trusted)
+        WHEN invalid_parameter_value OR object_not_in_prerequisite_state THEN
+            -- Registered, but changed since so that register_target would
+            -- refuse it now: reported below (target.registration).
+            IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                            WHERE r.target = p_target) THEN
+                RAISE;
+            END IF;
         END;
     END IF;
     IF (v_jobs #>> '{pgjobs.prune,command}') ~ '^SELECT pgjobs\.prune\(''[^'']*''\)$' THEN

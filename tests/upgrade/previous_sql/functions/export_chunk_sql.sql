@@ -1,8 +1,18 @@
+-- The four-argument version of releases before p_next: gone in the same
+-- transaction that creates this one (pgjobs migrate applies every function
+-- file in one), so a worker never finds neither. A caller that passes four
+-- arguments, a worker of the previous release, gets this one with p_next
+-- NULL: the chunks it always got. (A migration dropping it would leave, until
+-- the function files commit, a moment in which an export chunk gets 42883
+-- and its job fails for good: 42 is no class to retry.)
+DROP FUNCTION IF EXISTS pgjobs.export_chunk_sql(bigint, text, integer, text);
+
 CREATE OR REPLACE FUNCTION pgjobs.export_chunk_sql(
     p_id bigint,
     p_after text,
     p_limit integer,
     p_until text DEFAULT NULL,
+    p_next text DEFAULT NULL,
     OUT copy_sql text,
     OUT next_after text)
 LANGUAGE plpgsql
@@ -25,8 +35,12 @@ AS $$
 --   next_after  the chunk's upper key, where the next chunk starts; NULL
 --               when this chunk reaches the end of the scope (or p_until).
 -- Call it and run the COPY in one REPEATABLE READ transaction per chunk:
--- mask, bound and rows then come from one snapshot, and no snapshot is held
--- for the whole export.
+-- mask and rows then come from one snapshot, and no snapshot is held for
+-- the whole export. p_next: the bound (next_after) an earlier call with the
+-- same p_id, p_after, p_limit and p_until returned, which the worker walked
+-- ahead while the previous chunk streamed; it is used as it is (checked to
+-- advance), and the mask, the privilege checks and the rows stay this
+-- call's.
 --
 -- The bound is an index-only walk of the (scope, key) btree, so a chunk
 -- costs p_limit index entries however selective the filter, and the COPY
@@ -136,12 +150,32 @@ BEGIN
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
-    next_after := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope, v_reg.key_column,
-                                  v_lower || v_until, p_limit - 1);
+    IF p_next IS NULL THEN
+        next_after := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
+                                      v_reg.key_column, v_lower || v_until, p_limit - 1);
+    ELSE
+        -- The bound a worker walked ahead, on its control connection, while the
+        -- previous chunk streamed: next_after of this very call for the same
+        -- p_after, p_limit and p_until (the walk is an index-only scan of p_limit
+        -- keys, as long again as a chunk's rows to walk twice). Any bound that
+        -- advances only cuts the key range differently, never loses a key: it
+        -- is checked to read as a key and to advance below, and a chunk too
+        -- large for the worker's memory is rolled back there.
+        BEGIN
+            EXECUTE format('SELECT %L::%s', p_next, v_key);
+        EXCEPTION WHEN data_exception THEN
+            RAISE EXCEPTION 'bound % is not a valid % (key column %)', quote_literal(p_next),
+                v_key, v_reg.key_column
+                USING ERRCODE = '22023', HINT = 'Pass next_after of this chunk, walked ahead.';
+        END;
+        next_after := p_next;
+    END IF;
     IF next_after IS NOT NULL AND p_after IS NOT NULL THEN
         -- The cursor must move: a key whose text does not read back as the
         -- same value would return this chunk forever.
-        EXECUTE format('SELECT %1$L::%2$s > %3$L::%2$s', next_after, v_key, p_after)
+        -- (Under the key column's own collation, as the walk orders.)
+        EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', next_after, v_key, p_after,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF NOT coalesce(v_advances, false) THEN
             RAISE EXCEPTION 'the export cursor does not advance: key column % (%) printed % '
@@ -155,7 +189,8 @@ BEGIN
     END IF;
     IF next_after IS NOT NULL AND p_until IS NOT NULL THEN
         -- A chunk that ends exactly on the part's last key ends the part.
-        EXECUTE format('SELECT %1$L::%2$s >= %3$L::%2$s', next_after, v_key, p_until)
+        EXECUTE format('SELECT %1$L::%2$s%4$s >= %3$L::%2$s', next_after, v_key, p_until,
+                       pgjobs._column_collate(v_job.target, v_reg.key_column))
            INTO v_advances;
         IF v_advances THEN
             next_after := NULL;
@@ -219,9 +254,11 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text) IS
+COMMENT ON FUNCTION pgjobs.export_chunk_sql(bigint, text, integer, text, text) IS
 'One keyset chunk of an export job: copy_sql is the COPY ... TO STDOUT of the job''s rows '
 '(not masked by pending deletes) among the next p_limit keys of the scope after p_after (NULL: '
 'from the start), in key order and in the job''s format; next_after is where the next chunk '
 'starts (NULL: this is the last one; p_until, when given, is the last key of a part of a '
-'parallel export). Run both in one REPEATABLE READ transaction per chunk.';
+'parallel export; p_next, when given, is next_after as an earlier call with the same '
+'arguments returned it, and the keys are not walked again). Run both in one REPEATABLE READ '
+'transaction per chunk.';

@@ -55,7 +55,8 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF to_regclass('cron.job_run_details') IS NOT NULL
+    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
+       AND pgjobs._cron_relation('job') IS NOT NULL
        AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
         -- Built with format(): the cron schema exists only where pg_cron does.
         -- By command as well as by job: schedule() re-creates the cron jobs

@@ -21,15 +21,6 @@ AS $function$
 -- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
 DECLARE
     v_relkind    "char";
-    v_nsp        name;
-    v_rel        name;
-    v_all_cols   text;
-    v_role       text;
-    v_col        name;
-    v_attnum     smallint;
-    v_type       oid;
-    v_base       oid;
-    v_typtype    "char";
     v_key_type   oid;
     v_scope_type oid;
     v_options    jsonb;
@@ -37,6 +28,7 @@ DECLARE
     v_usable     boolean;
     v_fix        text;
     v_part       regclass;
+    v_problem    record;
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
@@ -50,10 +42,7 @@ BEGIN
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
-    SELECT c.relkind, n.nspname, c.relname INTO v_relkind, v_nsp, v_rel
-      FROM pg_catalog.pg_class c
-      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.oid = p_target;
+    SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'relation with OID % does not exist', p_target::oid
             USING ERRCODE = '42P01',
@@ -65,161 +54,17 @@ BEGIN
                   HINT = 'Only ordinary and partitioned tables can be pgjobs targets.';
     END IF;
 
-    SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) INTO v_all_cols
-      FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
-
-    -- Each named column: exists, and has a type that fits its role.
-    FOREACH v_role IN ARRAY ARRAY['key', 'scope', 'created_at', 'document'] LOOP
-        v_col := CASE v_role WHEN 'key' THEN p_key WHEN 'scope' THEN p_scope
-                             WHEN 'created_at' THEN p_created_at ELSE p_document END;
-        IF v_col IS NULL THEN
-            CONTINUE WHEN v_role = 'document';
-            RAISE EXCEPTION 'the % column must not be NULL', v_role
-                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
-        END IF;
-
-        SELECT a.attnum, a.atttypid INTO v_attnum, v_type
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = p_target AND a.attname = v_col AND a.attnum > 0
-           AND NOT a.attisdropped;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'column "%" (the % column) does not exist in table %',
-                            v_col, v_role, p_target
-                USING ERRCODE = '22023', HINT = format('Columns of %s: %s.', p_target, v_all_cols);
-        END IF;
-
-        -- Domains are judged by their base type.
-        v_base := v_type;
-        LOOP
-            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-              INTO v_typtype, v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
-            EXIT WHEN v_typtype <> 'd';
-        END LOOP;
-
-        IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
-            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its comparison '
-                            'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
-                            v_role, p_target
-                USING ERRCODE = '22023',
-                      HINT = 'pgjobs compares with pg_catalog''s operators only (an extension '
-                             'type such as citext would compare as text). Key or scope by a '
-                             'column of a built-in type, e.g. a generated column '
-                             '(lower(name)::text) with its own index.';
-        END IF;
-        -- Keys and scopes are stored and compared as text (cursors, scope
-        -- literals), printed under settings every pgjobs routine pins; money
-        -- prints and parses under lc_monetary, a locale a runner or client
-        -- may differ in: a cursor printed by one runner might not read back
-        -- in another, and a tenant would have no one spelling.
-        IF v_role IN ('key', 'scope') AND v_base = 'money'::regtype THEN
-            RAISE EXCEPTION 'column "%" of type % cannot be the % of %: its text depends '
-                            'on lc_monetary', v_col, format_type(v_type, NULL), v_role, p_target
-                USING ERRCODE = '22023',
-                      HINT = 'money reads and prints by the session''s lc_monetary, so a key '
-                             'or a tenant would have no one spelling: key or scope by a '
-                             'numeric, integer or text column (e.g. bigint cents).';
-        END IF;
-        IF v_role = 'key' THEN
-            -- The keyset walk needs a total order that a btree can serve.
-            IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
-               OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the key of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'The key must be unique within a scope and totally ordered by '
-                                 'a btree: e.g. bigint, integer, text, uuid, timestamptz.';
-            END IF;
-            -- A NULL key is out of reach of the keyset walk: its row would
-            -- survive a delete reported as succeeded.
-            IF NOT (SELECT a.attnotnull FROM pg_catalog.pg_attribute a
-                     WHERE a.attrelid = p_target AND a.attnum = v_attnum) THEN
-                RAISE EXCEPTION 'key column "%" of % allows NULL', v_col, p_target
-                    USING ERRCODE = '55000',
-                          HINT = format('ALTER TABLE %I.%I ALTER COLUMN %I SET NOT NULL;',
-                                        v_nsp, v_rel, v_col);
-            END IF;
-            v_key_type := v_type;
-        ELSIF v_role = 'scope' THEN
-            -- A scope is one tenant whatever its spelling: pgjobs stores and
-            -- compares it as canonical text (pgjobs._canonical_scope). That
-            -- needs values that are equal only when they are the same value
-            -- (the btree "equalimage" property, as deduplication needs), or
-            -- a type pgjobs._canonical_text brings to one form (numeric,
-            -- floats, interval); and a deterministic collation.
-            IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-                         JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
-                        WHERE a.attrelid = p_target AND a.attnum = v_attnum
-                          AND NOT co.collisdeterministic) THEN
-                RAISE EXCEPTION 'scope column "%" of % has a nondeterministic collation',
-                                v_col, p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'Values such a collation calls equal are different texts, so a '
-                                 'scope would have no one spelling: give the column a '
-                                 'deterministic collation (COLLATE "C"), or scope by a generated '
-                                 'column, e.g. scope_key text GENERATED ALWAYS AS (lower(scope)) '
-                                 'STORED.';
-            END IF;
-            IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
-                              'interval'::regtype)
-               AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the scope of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'A scope needs a type whose equal values are the same value, so '
-                                 'that each tenant has one spelling: e.g. bigint, integer, text, '
-                                 'uuid, date, numeric.';
-            END IF;
-            v_scope_type := v_type;
-        ELSIF v_role = 'created_at' THEN
-            IF v_base NOT IN ('timestamptz'::regtype, 'timestamp'::regtype) THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the created_at column of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'created_at must be timestamptz (or timestamp).';
-            END IF;
-        ELSE
-            IF v_base <> 'jsonb'::regtype THEN
-                RAISE EXCEPTION 'column "%" of type % cannot be the document column of %',
-                                v_col, format_type(v_type, NULL), p_target
-                    USING ERRCODE = '22023',
-                          HINT = 'The document column must be jsonb; pass p_document => NULL '
-                                 'when the table has none.';
-            END IF;
-        END IF;
-    END LOOP;
-
-    IF p_key = p_scope THEN
-        RAISE EXCEPTION 'the key and scope columns must differ (both are "%")', p_key
-            USING ERRCODE = '22023',
-                  HINT = 'The scope column partitions the table (e.g. table_id); the key orders rows within a scope (e.g. id).';
+    -- Each named column: exists, and has a type that fits its role (the
+    -- rule pgjobs._target asks again at every use, as the table is then).
+    SELECT p.message, p.hint, p.errcode, p.key_type, p.scope_type
+      INTO v_problem
+      FROM pgjobs._registration_problem(p_target, p_key, p_scope, p_created_at, p_document) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = v_problem.errcode, HINT = v_problem.hint;
     END IF;
+    v_key_type := v_problem.key_type;
+    v_scope_type := v_problem.scope_type;
 
     -- Options: known keys with the right types only; stored with defaults.
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN

@@ -13,7 +13,7 @@ AS $$
 DECLARE
     v_count integer := 0;
 BEGIN
-    IF to_regclass('cron.job') IS NOT NULL THEN
+    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
         -- format(): the cron schema exists only where pg_cron does.
         EXECUTE format($q$
             SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
