@@ -76,19 +76,16 @@ CREATE FUNCTION pgjobs._allowed_scope_entries() RETURNS text[]
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The entries of the session setting pgjobs.allowed_scopes (a
--- comma-separated list; blanks around entries dropped), as written: the one
--- parse of the setting for pgjobs._scope_allowed and
--- pgjobs._allowed_scope_keys. NULL when it is unset or empty (every scope
--- allowed). Entries are compared canonically by the callers
--- (pgjobs._scope_entry). Locks nothing.
-DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
+-- The entries of the session setting pgjobs.allowed_scopes, as written
+-- (pgjobs._allowed_scopes_parse: a comma-separated list, blanks around
+-- entries dropped, an entry in double quotes taken literally): what
+-- pgjobs._scope_allowed, pgjobs._allowed_scope_keys and policy
+-- jobs_client_read (migration 0034) compare scopes with. NULL when it is
+-- unset or empty (every scope allowed); '{}' (nothing allowed) when it is
+-- malformed, which pgjobs._require_scope reports. Entries are compared
+-- canonically by the callers (pgjobs._scope_entry). Locks nothing.
 BEGIN
-    IF v_setting = '' THEN
-        RETURN NULL;
-    END IF;
-    RETURN regexp_split_to_array(v_setting, '\s*,\s*');
+    RETURN (pgjobs._allowed_scopes_parse(current_setting('pgjobs.allowed_scopes', true))).entries;
 END
 $$;
 
@@ -153,6 +150,96 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
+
+--
+-- Name: _allowed_scopes_parse(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one parse of a pgjobs.allowed_scopes value (through
+-- pgjobs._allowed_scope_entries; pgjobs._require_scope reports problem).
+-- A comma-separated list. An unquoted entry is read as it always was: the
+-- list's outer spaces and the blanks around each comma dropped, the rest
+-- kept as written (a '"' after its first character included). An entry
+-- whose first non-blank character is '"' is quoted, CSV style: everything
+-- up to the closing '"' is the scope, commas and blanks included, '""'
+-- standing for one '"'; only blanks may follow it before the next comma.
+-- entries is NULL for an unset or blank list (no restriction). A malformed
+-- list (a quote left open, text after a closing quote) is never read
+-- leniently: entries '{}' (allows nothing) and problem says what is wrong,
+-- since a partial reading of a value built from a tenant's name could allow
+-- another tenant. Without any '"' the split is today's regexp, unchanged.
+-- pgjobs.allowed_scopes_literal writes lists this reads back. Locks nothing.
+DECLARE
+    v_rest text := btrim(coalesce(p_list, ''));
+    v_entry text;
+    v_at integer;
+    v_first boolean := true;
+BEGIN
+    IF v_rest = '' THEN
+        RETURN;  -- entries NULL: no restriction
+    END IF;
+    IF strpos(v_rest, '"') = 0 THEN
+        entries := regexp_split_to_array(v_rest, '\s*,\s*');
+        RETURN;
+    END IF;
+    entries := '{}'::text[];
+    LOOP
+        IF v_rest ~ '^\s*"' THEN
+            v_rest := substr(v_rest, strpos(v_rest, '"') + 1);
+            v_entry := '';
+            LOOP
+                v_at := strpos(v_rest, '"');
+                IF v_at = 0 THEN
+                    problem := format('entry %s opens a quote that is never closed',
+                                      coalesce(array_length(entries, 1), 0) + 1);
+                    entries := '{}'::text[];
+                    RETURN;
+                END IF;
+                v_entry := v_entry || left(v_rest, v_at - 1);
+                v_rest := substr(v_rest, v_at + 1);
+                EXIT WHEN left(v_rest, 1) <> '"';
+                v_entry := v_entry || '"';  -- '""': one quote, still inside
+                v_rest := substr(v_rest, 2);
+            END LOOP;
+            v_rest := regexp_replace(v_rest, '^\s+', '');
+            IF v_rest <> '' AND left(v_rest, 1) <> ',' THEN
+                problem := format('entry %s has text after its closing quote: %s',
+                                  coalesce(array_length(entries, 1), 0) + 1,
+                                  quote_literal(left(v_rest, 40)));
+                entries := '{}'::text[];
+                RETURN;
+            END IF;
+        ELSE
+            -- Unquoted: as regexp_split_to_array(list, '\s*,\s*') reads it.
+            IF NOT v_first THEN
+                v_rest := regexp_replace(v_rest, '^\s+', '');
+            END IF;
+            v_at := strpos(v_rest, ',');
+            IF v_at = 0 THEN
+                v_entry := v_rest;
+                v_rest := '';
+            ELSE
+                v_entry := regexp_replace(left(v_rest, v_at - 1), '\s+$', '');
+                v_rest := substr(v_rest, v_at);
+            END IF;
+        END IF;
+        entries := entries || v_entry;
+        EXIT WHEN v_rest = '';
+        v_rest := substr(v_rest, 2);  -- the comma
+        v_first := false;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) OWNER TO SUPERUSER;
 
 --
 -- Name: _backoff(integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -6711,14 +6798,30 @@ CREATE FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) RETURNS v
     SET extra_float_digits TO '3'
     AS $$
 -- Tenancy: when the session setting pgjobs.allowed_scopes is set (a
--- comma-separated list; unset or empty means no restriction), a client
+-- comma-separated list, pgjobs._allowed_scopes_parse; unset or empty means
+-- no restriction, malformed allows nothing and is reported), a client
 -- function may only act on those scopes. Called by every submit (through
 -- pgjobs._insert_job), by cancel with the job's scope, and by the read path
 -- (mask, visible, visible_count). Scopes compare canonicalised with the
 -- target's scope type (pgjobs._scope_allowed). Raises 42501 with a hint.
 -- Locks nothing.
+DECLARE
+    v_problem text;
 BEGIN
     IF NOT pgjobs._scope_allowed(p_target, p_scope) THEN
+        -- A malformed list allows nothing (pgjobs._allowed_scopes_parse):
+        -- say so, rather than blame the scope.
+        v_problem := (pgjobs._allowed_scopes_parse(
+            current_setting('pgjobs.allowed_scopes', true))).problem;
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied: pgjobs.allowed_scopes is malformed (%), so it allows no scope',
+                v_problem
+                USING ERRCODE = '42501',
+                HINT = 'Entries are separated by commas; an entry in double quotes is taken '
+                       'literally (commas and spaces in it kept, "" for a quote), and nothing but '
+                       'blanks may follow its closing quote. Build the list with '
+                       'pgjobs.allowed_scopes_literal(ARRAY[...]).';
+        END IF;
         RAISE EXCEPTION 'permission denied: scope % is not in pgjobs.allowed_scopes',
             coalesce(quote_literal(left(p_scope, 200)), 'NULL')
             USING ERRCODE = '42501',
@@ -10582,6 +10685,49 @@ ALTER FUNCTION pgjobs.allow_storage(p_prefix text) OWNER TO SUPERUSER;
 --
 
 COMMENT ON FUNCTION pgjobs.allow_storage(p_prefix text) IS 'Administrators only: allow clients to name this storage prefix (or anything below it, on a path-segment boundary) as an export destination. The prefix is normalised; dot segments, %-escapes and relative file paths are refused (22023). Idempotent.';
+
+--
+-- Name: allowed_scopes_literal(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A value for pgjobs.allowed_scopes that allows exactly p_scopes, whatever
+-- they contain: every scope in double quotes, a '"' in it doubled, so that
+-- pgjobs._allowed_scopes_parse reads each back as one entry (a tenant named
+-- 'x,acme' does not allow 'acme'). An application builds the setting with
+-- it instead of joining raw values with commas. NULL, an empty array or a
+-- NULL element raise 22023: an empty setting means no restriction at all,
+-- the opposite of what an empty list of scopes asks for. Locks nothing.
+BEGIN
+    IF p_scopes IS NULL OR cardinality(p_scopes) = 0 THEN
+        RAISE EXCEPTION 'allowed_scopes_literal needs at least one scope'
+            USING ERRCODE = '22023',
+            HINT = 'An empty pgjobs.allowed_scopes means no restriction; a request that may act '
+                   'on no scope should not call pgjobs at all.';
+    END IF;
+    IF array_position(p_scopes, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'allowed_scopes_literal: scope % is NULL', array_position(p_scopes, NULL)
+            USING ERRCODE = '22023', HINT = 'A NULL scope cannot be allowed; leave it out.';
+    END IF;
+    RETURN (SELECT string_agg('"' || replace(s.scope, '"', '""') || '"', ',' ORDER BY s.n)
+              FROM unnest(p_scopes) WITH ORDINALITY AS s(scope, n));
+END
+$$;
+
+ALTER FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION allowed_scopes_literal(p_scopes text[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) IS 'A value for the pgjobs.allowed_scopes setting that allows exactly the given scopes, each one quoted ("x,acme" is one scope, not x and acme; a " inside is doubled). Use it instead of joining raw values with commas: SELECT set_config(''pgjobs.allowed_scopes'', pgjobs.allowed_scopes_literal(ARRAY[$1]), true). An empty array or a NULL scope raises 22023 (an empty setting would mean no restriction).';
 
 --
 -- Name: cancel(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -14706,7 +14852,7 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 
 CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) AND ((submitted_by_oid IS NULL) OR (submitted_by_oid = ( SELECT r.oid
    FROM pg_roles r
-  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT regexp_split_to_array(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), '\s*,\s*'::text) AS regexp_split_to_array)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
+  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
@@ -14745,6 +14891,7 @@ GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items j
 
 REVOKE ALL ON FUNCTION pgjobs._allowed_scope_entries() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _allowed_scope_keys(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14753,6 +14900,14 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_admin;
 REVOKE ALL ON FUNCTION pgjobs._allowed_scope_keys() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_client;
+
+--
+-- Name: FUNCTION _allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _backoff(p_attempts integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -15815,6 +15970,14 @@ GRANT ALL ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) TO pgjobs_cli
 
 REVOKE ALL ON FUNCTION pgjobs.allow_storage(p_prefix text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.allow_storage(p_prefix text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION allowed_scopes_literal(p_scopes text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) TO pgjobs_client;
 
 --
 -- Name: FUNCTION cancel(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
