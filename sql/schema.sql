@@ -300,6 +300,41 @@ $$;
 ALTER FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _btree_opclasses(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._btree_opclasses(p_base regtype) RETURNS TABLE(opclass oid, family oid, intype oid)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The default btree operator classes that order values of p_base (a base
+-- type: callers resolve domains first), as an index or ORDER BY on such a
+-- column would pick them: the type's own, anyenum's for an enum, or that of
+-- a type it is binary-coercible to (varchar uses text's). Empty when no
+-- btree orders the type. One lookup for pgjobs._registration_problem's key
+-- rule (some class) and scope rule (one with an equalimage support
+-- function). Locks nothing.
+SELECT oc.oid, oc.opcfamily, oc.opcintype
+  FROM pg_catalog.pg_opclass oc
+  JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+ WHERE oc.opcdefault
+   AND (oc.opcintype = p_base
+        OR (oc.opcintype = 'anyenum'::regtype
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                         WHERE t.oid = p_base AND t.typtype = 'e'))
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                    WHERE pc.castsource = p_base
+                      AND pc.casttarget = oc.opcintype
+                      AND pc.castmethod = 'b'));
+$$;
+
+ALTER FUNCTION pgjobs._btree_opclasses(p_base regtype) OWNER TO SUPERUSER;
+
+--
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6351,17 +6386,7 @@ BEGIN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
                OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+               OR NOT EXISTS (SELECT 1 FROM pgjobs._btree_opclasses(v_base)) THEN
                 message := format('column "%s" of type %s cannot be the key of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -6407,20 +6432,12 @@ BEGIN
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+                    -- ... whose btree family has an equalimage function (4).
+                    SELECT 1 FROM pgjobs._btree_opclasses(v_base) oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.family
+                                                  AND ap.amproclefttype = oc.intype
+                                                  AND ap.amprocrighttype = oc.intype
+                                                  AND ap.amprocnum = 4) THEN
                 message := format('column "%s" of type %s cannot be the scope of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -14922,6 +14939,13 @@ GRANT ALL ON FUNCTION pgjobs._backoff(p_attempts integer) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _btree_opclasses(p_base regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
