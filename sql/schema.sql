@@ -1922,7 +1922,9 @@ CREATE FUNCTION pgjobs._cron_relation(p_name text) RETURNS regclass
 -- clients), the engine in prune, an administrator in unschedule and
 -- doctor. Every pgjobs routine that touches pg_cron's tables or
 -- functions asks here first (pgjobs.schedule creates the extension, whose
--- schema cron then is its own). Locks nothing.
+-- schema cron then is its own), and reads the relation returned, spliced
+-- with format('%s', regclass), never cron.<name> by name: one idiom, and
+-- what is read is what was checked. Locks nothing.
 BEGIN
     RETURN (SELECT c.oid::regclass
               FROM pg_catalog.pg_extension e
@@ -2206,21 +2208,22 @@ CREATE FUNCTION pgjobs._doctor_cron_history(p_retention interval, p_prune_sql te
 DECLARE
     v_count bigint;
     v_old   bigint;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs  regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs  regclass := pgjobs._cron_relation('job');
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'SELECT')
-       AND has_table_privilege('cron.job', 'SELECT') THEN
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
-              FROM %1$I.job_run_details d
-              JOIN %1$I.job c ON c.jobid = d.jobid
+              FROM %s d
+              JOIN %s c ON c.jobid = d.jobid
              WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, 'cron') INTO v_count, v_old USING p_retention;
+        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '
@@ -2258,19 +2261,19 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
 -- retention are what the fixes and the history check refer to. Read-only.
 DECLARE
     v_jobs jsonb;
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
+    IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    -- format(): the cron schema exists only where pg_cron does.
     EXECUTE format($q$
         SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
                    'schedule', c.schedule, 'command', c.command,
                    'active', c.active))
-          FROM %I.job c
+          FROM %s c
          WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
            AND c.database = current_database()
-    $q$, 'cron') INTO v_jobs;
+    $q$, v_job) INTO v_jobs;
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END
@@ -13175,6 +13178,9 @@ DECLARE
     v_deleted bigint;
     v_objects bigint;
     v_trimmed bigint := 0;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
     IF p_retention IS NULL OR p_retention < interval '0' THEN
         RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
@@ -13207,20 +13213,18 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
-        -- Built with format(): the cron schema exists only where pg_cron does.
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'DELETE') THEN
         -- By command as well as by job: schedule() re-creates the cron jobs
         -- under new ids, and unschedule() drops them, orphaning old history.
         EXECUTE format($q$
-            DELETE FROM %1$I.job_run_details d
+            DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %1$I.job c
+               AND (d.jobid IN (SELECT c.jobid FROM %s c
                                  WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
                     OR d.command LIKE 'CALL pgjobs.run(%%'
                     OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, 'cron') USING p_retention;
+        $q$, v_runs, v_jobs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
@@ -14281,14 +14285,17 @@ CREATE FUNCTION pgjobs.unschedule() RETURNS jsonb
 -- Without pg_cron there is nothing to remove. Returns {"unscheduled": n}.
 DECLARE
     v_count integer := 0;
+    v_jobs regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
-        -- format(): the cron schema exists only where pg_cron does.
+    IF v_jobs IS NOT NULL THEN
+        -- format(): the cron schema (and cron.unschedule) exists only where
+        -- pg_cron does.
         EXECUTE format($q$
-            SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
-             WHERE (jobname IN ('pgjobs.run', 'pgjobs.prune') OR jobname ~ '^pgjobs\.run\.[0-9]+$')
-               AND username = current_user
-        $q$, 'cron') INTO v_count;
+            SELECT count(%I.unschedule(c.jobid))::integer FROM %s c
+             WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+                    OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
+               AND c.username = current_user
+        $q$, 'cron', v_jobs) INTO v_count;
     END IF;
     RETURN jsonb_build_object('unscheduled', v_count);
 END
