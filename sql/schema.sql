@@ -76,19 +76,16 @@ CREATE FUNCTION pgjobs._allowed_scope_entries() RETURNS text[]
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The entries of the session setting pgjobs.allowed_scopes (a
--- comma-separated list; blanks around entries dropped), as written: the one
--- parse of the setting for pgjobs._scope_allowed and
--- pgjobs._allowed_scope_keys. NULL when it is unset or empty (every scope
--- allowed). Entries are compared canonically by the callers
--- (pgjobs._scope_entry). Locks nothing.
-DECLARE
-    v_setting text := btrim(coalesce(current_setting('pgjobs.allowed_scopes', true), ''));
+-- The entries of the session setting pgjobs.allowed_scopes, as written
+-- (pgjobs._allowed_scopes_parse: a comma-separated list, blanks around
+-- entries dropped, an entry in double quotes taken literally): what
+-- pgjobs._scope_allowed, pgjobs._allowed_scope_keys and policy
+-- jobs_client_read (migration 0034) compare scopes with. NULL when it is
+-- unset or empty (every scope allowed); '{}' (nothing allowed) when it is
+-- malformed, which pgjobs._require_scope reports. Entries are compared
+-- canonically by the callers (pgjobs._scope_entry). Locks nothing.
 BEGIN
-    IF v_setting = '' THEN
-        RETURN NULL;
-    END IF;
-    RETURN regexp_split_to_array(v_setting, '\s*,\s*');
+    RETURN (pgjobs._allowed_scopes_parse(current_setting('pgjobs.allowed_scopes', true))).entries;
 END
 $$;
 
@@ -155,6 +152,96 @@ $$;
 ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
 
 --
+-- Name: _allowed_scopes_parse(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) RETURNS record
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one parse of a pgjobs.allowed_scopes value (through
+-- pgjobs._allowed_scope_entries; pgjobs._require_scope reports problem).
+-- A comma-separated list. An unquoted entry is read as it always was: the
+-- list's outer spaces and the blanks around each comma dropped, the rest
+-- kept as written (a '"' after its first character included). An entry
+-- whose first non-blank character is '"' is quoted, CSV style: everything
+-- up to the closing '"' is the scope, commas and blanks included, '""'
+-- standing for one '"'; only blanks may follow it before the next comma.
+-- entries is NULL for an unset or blank list (no restriction). A malformed
+-- list (a quote left open, text after a closing quote) is never read
+-- leniently: entries '{}' (allows nothing) and problem says what is wrong,
+-- since a partial reading of a value built from a tenant's name could allow
+-- another tenant. Without any '"' the split is today's regexp, unchanged.
+-- pgjobs.allowed_scopes_literal writes lists this reads back. Locks nothing.
+DECLARE
+    v_rest text := btrim(coalesce(p_list, ''));
+    v_entry text;
+    v_at integer;
+    v_first boolean := true;
+BEGIN
+    IF v_rest = '' THEN
+        RETURN;  -- entries NULL: no restriction
+    END IF;
+    IF strpos(v_rest, '"') = 0 THEN
+        entries := regexp_split_to_array(v_rest, '\s*,\s*');
+        RETURN;
+    END IF;
+    entries := '{}'::text[];
+    LOOP
+        IF v_rest ~ '^\s*"' THEN
+            v_rest := substr(v_rest, strpos(v_rest, '"') + 1);
+            v_entry := '';
+            LOOP
+                v_at := strpos(v_rest, '"');
+                IF v_at = 0 THEN
+                    problem := format('entry %s opens a quote that is never closed',
+                                      coalesce(array_length(entries, 1), 0) + 1);
+                    entries := '{}'::text[];
+                    RETURN;
+                END IF;
+                v_entry := v_entry || left(v_rest, v_at - 1);
+                v_rest := substr(v_rest, v_at + 1);
+                EXIT WHEN left(v_rest, 1) <> '"';
+                v_entry := v_entry || '"';  -- '""': one quote, still inside
+                v_rest := substr(v_rest, 2);
+            END LOOP;
+            v_rest := regexp_replace(v_rest, '^\s+', '');
+            IF v_rest <> '' AND left(v_rest, 1) <> ',' THEN
+                problem := format('entry %s has text after its closing quote: %s',
+                                  coalesce(array_length(entries, 1), 0) + 1,
+                                  quote_literal(left(v_rest, 40)));
+                entries := '{}'::text[];
+                RETURN;
+            END IF;
+        ELSE
+            -- Unquoted: as regexp_split_to_array(list, '\s*,\s*') reads it.
+            IF NOT v_first THEN
+                v_rest := regexp_replace(v_rest, '^\s+', '');
+            END IF;
+            v_at := strpos(v_rest, ',');
+            IF v_at = 0 THEN
+                v_entry := v_rest;
+                v_rest := '';
+            ELSE
+                v_entry := regexp_replace(left(v_rest, v_at - 1), '\s+$', '');
+                v_rest := substr(v_rest, v_at);
+            END IF;
+        END IF;
+        entries := entries || v_entry;
+        EXIT WHEN v_rest = '';
+        v_rest := substr(v_rest, 2);  -- the comma
+        v_first := false;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) OWNER TO SUPERUSER;
+
+--
 -- Name: _backoff(integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -211,6 +298,41 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _btree_opclasses(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._btree_opclasses(p_base regtype) RETURNS TABLE(opclass oid, family oid, intype oid)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The default btree operator classes that order values of p_base (a base
+-- type: callers resolve domains first), as an index or ORDER BY on such a
+-- column would pick them: the type's own, anyenum's for an enum, or that of
+-- a type it is binary-coercible to (varchar uses text's). Empty when no
+-- btree orders the type. One lookup for pgjobs._registration_problem's key
+-- rule (some class) and scope rule (one with an equalimage support
+-- function). Locks nothing.
+SELECT oc.oid, oc.opcfamily, oc.opcintype
+  FROM pg_catalog.pg_opclass oc
+  JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+ WHERE oc.opcdefault
+   AND (oc.opcintype = p_base
+        OR (oc.opcintype = 'anyenum'::regtype
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                         WHERE t.oid = p_base AND t.typtype = 'e'))
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
+                    WHERE pc.castsource = p_base
+                      AND pc.casttarget = oc.opcintype
+                      AND pc.castmethod = 'b'));
+$$;
+
+ALTER FUNCTION pgjobs._btree_opclasses(p_base regtype) OWNER TO SUPERUSER;
 
 --
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1800,7 +1922,9 @@ CREATE FUNCTION pgjobs._cron_relation(p_name text) RETURNS regclass
 -- clients), the engine in prune, an administrator in unschedule and
 -- doctor. Every pgjobs routine that touches pg_cron's tables or
 -- functions asks here first (pgjobs.schedule creates the extension, whose
--- schema cron then is its own). Locks nothing.
+-- schema cron then is its own), and reads the relation returned, spliced
+-- with format('%s', regclass), never cron.<name> by name: one idiom, and
+-- what is read is what was checked. Locks nothing.
 BEGIN
     RETURN (SELECT c.oid::regclass
               FROM pg_catalog.pg_extension e
@@ -2084,21 +2208,22 @@ CREATE FUNCTION pgjobs._doctor_cron_history(p_retention interval, p_prune_sql te
 DECLARE
     v_count bigint;
     v_old   bigint;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs  regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs  regclass := pgjobs._cron_relation('job');
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'SELECT')
-       AND has_table_privilege('cron.job', 'SELECT') THEN
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
-              FROM %1$I.job_run_details d
-              JOIN %1$I.job c ON c.jobid = d.jobid
+              FROM %s d
+              JOIN %s c ON c.jobid = d.jobid
              WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, 'cron') INTO v_count, v_old USING p_retention;
+        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '
@@ -2136,19 +2261,19 @@ CREATE FUNCTION pgjobs._doctor_cron_jobs() RETURNS jsonb
 -- retention are what the fixes and the history check refer to. Read-only.
 DECLARE
     v_jobs jsonb;
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
+    IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    -- format(): the cron schema exists only where pg_cron does.
     EXECUTE format($q$
         SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
                    'schedule', c.schedule, 'command', c.command,
                    'active', c.active))
-          FROM %I.job c
+          FROM %s c
          WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
            AND c.database = current_database()
-    $q$, 'cron') INTO v_jobs;
+    $q$, v_job) INTO v_jobs;
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END
@@ -6264,17 +6389,7 @@ BEGIN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
                OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+               OR NOT EXISTS (SELECT 1 FROM pgjobs._btree_opclasses(v_base)) THEN
                 message := format('column "%s" of type %s cannot be the key of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -6320,20 +6435,12 @@ BEGIN
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+                    -- ... whose btree family has an equalimage function (4).
+                    SELECT 1 FROM pgjobs._btree_opclasses(v_base) oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.family
+                                                  AND ap.amproclefttype = oc.intype
+                                                  AND ap.amprocrighttype = oc.intype
+                                                  AND ap.amprocnum = 4) THEN
                 message := format('column "%s" of type %s cannot be the scope of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -6711,14 +6818,30 @@ CREATE FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) RETURNS v
     SET extra_float_digits TO '3'
     AS $$
 -- Tenancy: when the session setting pgjobs.allowed_scopes is set (a
--- comma-separated list; unset or empty means no restriction), a client
+-- comma-separated list, pgjobs._allowed_scopes_parse; unset or empty means
+-- no restriction, malformed allows nothing and is reported), a client
 -- function may only act on those scopes. Called by every submit (through
 -- pgjobs._insert_job), by cancel with the job's scope, and by the read path
 -- (mask, visible, visible_count). Scopes compare canonicalised with the
 -- target's scope type (pgjobs._scope_allowed). Raises 42501 with a hint.
 -- Locks nothing.
+DECLARE
+    v_problem text;
 BEGIN
     IF NOT pgjobs._scope_allowed(p_target, p_scope) THEN
+        -- A malformed list allows nothing (pgjobs._allowed_scopes_parse):
+        -- say so, rather than blame the scope.
+        v_problem := (pgjobs._allowed_scopes_parse(
+            current_setting('pgjobs.allowed_scopes', true))).problem;
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied: pgjobs.allowed_scopes is malformed (%), so it allows no scope',
+                v_problem
+                USING ERRCODE = '42501',
+                HINT = 'Entries are separated by commas; an entry in double quotes is taken '
+                       'literally (commas and spaces in it kept, "" for a quote), and nothing but '
+                       'blanks may follow its closing quote. Build the list with '
+                       'pgjobs.allowed_scopes_literal(ARRAY[...]).';
+        END IF;
         RAISE EXCEPTION 'permission denied: scope % is not in pgjobs.allowed_scopes',
             coalesce(quote_literal(left(p_scope, 200)), 'NULL')
             USING ERRCODE = '42501',
@@ -9241,7 +9364,11 @@ CREATE FUNCTION pgjobs._target(p_target regclass) RETURNS pgjobs.target_registry
 -- after registration (a scope column given a nondeterministic collation,
 -- say, under which one tenant's scope matches another's rows) is refused
 -- with register_target's error until the target is registered again.
--- Locks nothing.
+-- Not cached on the columns' (attnum, atttypid, attcollation): the verdict
+-- also reads operators, operator classes, casts and types (an `=` for an
+-- enum scope created in another schema refuses the target, and leaves
+-- pg_attribute as it was); the hot read path uses pgjobs._target_recent's
+-- 1 s window instead. Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
@@ -10582,6 +10709,49 @@ ALTER FUNCTION pgjobs.allow_storage(p_prefix text) OWNER TO SUPERUSER;
 --
 
 COMMENT ON FUNCTION pgjobs.allow_storage(p_prefix text) IS 'Administrators only: allow clients to name this storage prefix (or anything below it, on a path-segment boundary) as an export destination. The prefix is normalised; dot segments, %-escapes and relative file paths are refused (22023). Idempotent.';
+
+--
+-- Name: allowed_scopes_literal(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A value for pgjobs.allowed_scopes that allows exactly p_scopes, whatever
+-- they contain: every scope in double quotes, a '"' in it doubled, so that
+-- pgjobs._allowed_scopes_parse reads each back as one entry (a tenant named
+-- 'x,acme' does not allow 'acme'). An application builds the setting with
+-- it instead of joining raw values with commas. NULL, an empty array or a
+-- NULL element raise 22023: an empty setting means no restriction at all,
+-- the opposite of what an empty list of scopes asks for. Locks nothing.
+BEGIN
+    IF p_scopes IS NULL OR cardinality(p_scopes) = 0 THEN
+        RAISE EXCEPTION 'allowed_scopes_literal needs at least one scope'
+            USING ERRCODE = '22023',
+            HINT = 'An empty pgjobs.allowed_scopes means no restriction; a request that may act '
+                   'on no scope should not call pgjobs at all.';
+    END IF;
+    IF array_position(p_scopes, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'allowed_scopes_literal: scope % is NULL', array_position(p_scopes, NULL)
+            USING ERRCODE = '22023', HINT = 'A NULL scope cannot be allowed; leave it out.';
+    END IF;
+    RETURN (SELECT string_agg('"' || replace(s.scope, '"', '""') || '"', ',' ORDER BY s.n)
+              FROM unnest(p_scopes) WITH ORDINALITY AS s(scope, n));
+END
+$$;
+
+ALTER FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION allowed_scopes_literal(p_scopes text[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) IS 'A value for the pgjobs.allowed_scopes setting that allows exactly the given scopes, each one quoted ("x,acme" is one scope, not x and acme; a " inside is doubled). Use it instead of joining raw values with commas: SELECT set_config(''pgjobs.allowed_scopes'', pgjobs.allowed_scopes_literal(ARRAY[$1]), true). An empty array or a NULL scope raises 22023 (an empty setting would mean no restriction).';
 
 --
 -- Name: cancel(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13012,6 +13182,9 @@ DECLARE
     v_deleted bigint;
     v_objects bigint;
     v_trimmed bigint := 0;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
     IF p_retention IS NULL OR p_retention < interval '0' THEN
         RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
@@ -13044,20 +13217,18 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
-        -- Built with format(): the cron schema exists only where pg_cron does.
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'DELETE') THEN
         -- By command as well as by job: schedule() re-creates the cron jobs
         -- under new ids, and unschedule() drops them, orphaning old history.
         EXECUTE format($q$
-            DELETE FROM %1$I.job_run_details d
+            DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %1$I.job c
+               AND (d.jobid IN (SELECT c.jobid FROM %s c
                                  WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
                     OR d.command LIKE 'CALL pgjobs.run(%%'
                     OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, 'cron') USING p_retention;
+        $q$, v_runs, v_jobs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
@@ -14118,14 +14289,17 @@ CREATE FUNCTION pgjobs.unschedule() RETURNS jsonb
 -- Without pg_cron there is nothing to remove. Returns {"unscheduled": n}.
 DECLARE
     v_count integer := 0;
+    v_jobs regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
-        -- format(): the cron schema exists only where pg_cron does.
+    IF v_jobs IS NOT NULL THEN
+        -- format(): the cron schema (and cron.unschedule) exists only where
+        -- pg_cron does.
         EXECUTE format($q$
-            SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
-             WHERE (jobname IN ('pgjobs.run', 'pgjobs.prune') OR jobname ~ '^pgjobs\.run\.[0-9]+$')
-               AND username = current_user
-        $q$, 'cron') INTO v_count;
+            SELECT count(%I.unschedule(c.jobid))::integer FROM %s c
+             WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+                    OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
+               AND c.username = current_user
+        $q$, 'cron', v_jobs) INTO v_count;
     END IF;
     RETURN jsonb_build_object('unscheduled', v_count);
 END
@@ -14706,7 +14880,7 @@ CREATE POLICY jobs_admin ON pgjobs.jobs TO pgjobs_admin USING (true) WITH CHECK 
 
 CREATE POLICY jobs_client_read ON pgjobs.jobs FOR SELECT TO pgjobs_client USING (((((submitted_by = ( SELECT CURRENT_USER AS "current_user")) AND ((submitted_by_oid IS NULL) OR (submitted_by_oid = ( SELECT r.oid
    FROM pg_roles r
-  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT regexp_split_to_array(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), '\s*,\s*'::text) AS regexp_split_to_array)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
+  WHERE (r.rolname = CURRENT_USER))))) OR (COALESCE(has_table_privilege((target)::oid, 'SELECT'::text), false) AND ((target)::oid <> ALL ((( SELECT pgjobs._confined_targets(CURRENT_USER) AS _confined_targets))::oid[])))) AND (( SELECT (COALESCE(btrim(current_setting('pgjobs.allowed_scopes'::text, true)), ''::text) = ''::text)) OR (scope = ANY (( SELECT pgjobs._allowed_scope_entries() AS _allowed_scope_entries)::text[])) OR (((((target)::oid)::text || ':'::text) || scope) = ANY (( SELECT pgjobs._allowed_scope_keys() AS _allowed_scope_keys)::text[])))));
 
 --
 -- Name: POLICY jobs_client_read ON jobs; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
@@ -14745,6 +14919,7 @@ GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items j
 
 REVOKE ALL ON FUNCTION pgjobs._allowed_scope_entries() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _allowed_scope_keys(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14753,6 +14928,14 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_admin;
 REVOKE ALL ON FUNCTION pgjobs._allowed_scope_keys() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_client;
+
+--
+-- Name: FUNCTION _allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _backoff(p_attempts integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -14767,6 +14950,13 @@ GRANT ALL ON FUNCTION pgjobs._backoff(p_attempts integer) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _btree_opclasses(p_base regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -15815,6 +16005,14 @@ GRANT ALL ON FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) TO pgjobs_cli
 
 REVOKE ALL ON FUNCTION pgjobs.allow_storage(p_prefix text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.allow_storage(p_prefix text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION allowed_scopes_literal(p_scopes text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs.allowed_scopes_literal(p_scopes text[]) TO pgjobs_client;
 
 --
 -- Name: FUNCTION cancel(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

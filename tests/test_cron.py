@@ -11,7 +11,9 @@ without PGJOBS_TEST_URL) and skip with the reason otherwise.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -191,3 +193,28 @@ def test_pg_cron_fires_run_and_the_delete_job_succeeds(cron: Conn) -> None:
     assert scalar(cron, "SELECT count(*) FROM cron.job_run_details"
                         " WHERE jobid = %s AND end_time < now() - interval '1 day'",
                   (run_jobid,)) == 0
+
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "sql" / "functions"
+# pg_cron's tables named in code rather than taken from pgjobs._cron_relation.
+BY_NAME = re.compile(r"%(?:\d+\$)?I\.job|'cron\.job(?:_run_details)?'"
+                     r"|(?:FROM|JOIN|UPDATE|INTO)\s+cron\.", re.IGNORECASE)
+
+
+def test_pg_cron_tables_are_read_only_as_cron_relation_found_them() -> None:
+    """One idiom: every routine that reads pg_cron's tables splices the
+    regclass pgjobs._cron_relation returned (format('%s', ...)), and asks
+    has_table_privilege of it, never of cron.<name> (the relation checked
+    is the relation read). The look-alike case itself:
+    tests/test_trust_fixes_h1.py."""
+    readers = []
+    for path in sorted(FUNCTIONS.glob("*.sql")):
+        code = "\n".join(line.split("--")[0] for line in path.read_text().splitlines())
+        assert not BY_NAME.search(code), path.name
+        if "_cron_relation(" in code and path.stem != "_cron_relation":
+            readers.append(path.stem)
+    assert {"_engine_wait", "prune", "unschedule", "_doctor_cron_jobs",
+            "_doctor_cron_history"} <= set(readers)
+    for sample in ("FROM %1$I.job_run_details d", "has_table_privilege('cron.job', 'SELECT')",
+                   "FROM %I.job c", "JOIN cron.job c"):
+        assert BY_NAME.search(sample), sample

@@ -111,17 +111,7 @@ BEGIN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
                OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+               OR NOT EXISTS (SELECT 1 FROM pgjobs._btree_opclasses(v_base)) THEN
                 message := format('column "%s" of type %s cannot be the key of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -167,20 +157,12 @@ BEGIN
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+                    -- ... whose btree family has an equalimage function (4).
+                    SELECT 1 FROM pgjobs._btree_opclasses(v_base) oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.family
+                                                  AND ap.amproclefttype = oc.intype
+                                                  AND ap.amprocrighttype = oc.intype
+                                                  AND ap.amprocnum = 4) THEN
                 message := format('column "%s" of type %s cannot be the scope of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
