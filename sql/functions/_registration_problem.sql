@@ -82,6 +82,21 @@ BEGIN
             EXIT WHEN v_typtype <> 'd';
         END LOOP;
 
+        -- A domain over an enum has no = or < of its own: the enum's are
+        -- polymorphic (anyenum), which PostgreSQL does not match to a domain,
+        -- so neither pgjobs nor the application's own WHERE could compare it
+        -- with a value ("operator does not exist: d = d").
+        IF v_role IN ('key', 'scope') AND v_type <> v_base AND v_typtype = 'e' THEN
+            message := format('column "%s" of type %s cannot be the %s of %s: it is a domain '
+                            'over the enum %s, which PostgreSQL cannot compare', v_col,
+                            format_type(v_type, NULL), v_role, p_target,
+                            format_type(v_base, NULL));
+            errcode := '22023';
+            hint := format('Give the column the enum type itself (ALTER TABLE %I.%I ALTER '
+                           'COLUMN %I TYPE %s), or key or scope by a text column.',
+                           v_nsp, v_rel, v_col, format_type(v_base, NULL));
+            RETURN;
+        END IF;
         IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
             message := format('column "%s" of type %s cannot be the %s of %s: its comparison '
                             'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
