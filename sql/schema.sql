@@ -8348,6 +8348,7 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Starts one attempt of each queued job in p_ids for p_worker: the only
 -- place a job becomes `running`, used by every claiming path (pgjobs.claim,
@@ -8371,6 +8372,10 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows.
+--
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
+-- one id looked cheaper than the generic one, so both statements were
+-- planned again at every claim of one job, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
     v_job pgjobs.jobs;
@@ -10464,10 +10469,11 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
 -- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
--- inline subquery because claim is planned afresh on every call (its LIMIT
--- is a parameter), and planning the correlated subquery against the jobs
--- table's partial indexes cost about 0.2 ms a claim; this query is planned
--- once per session. Locks nothing.
+-- inline subquery because claim was planned afresh on every call (its LIMIT
+-- is a parameter; its plan is generic now, see pgjobs.claim, but
+-- pgjobs._claim_id and _insert_job ask too), and planning the correlated
+-- subquery against the jobs table's partial indexes cost about 0.2 ms a
+-- claim; this query is planned once per session. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -10667,6 +10673,7 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
 -- priority first, then the longest queued (queued_at: submitted, or handed
@@ -10694,6 +10701,17 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
 -- never wait for each other and never get the same job. Expired leases are
 -- rescued first (pgjobs._rescue_expired: its probe of the leases index
 -- writes nothing when none has expired).
+--
+-- Plans: generic (plan_cache_mode, here and in pgjobs._start_attempts and
+-- pgjobs.complete_many). PL/pgSQL otherwise keeps re-planning a statement
+-- whose custom plan looks cheaper than its generic one, which is the case
+-- for every statement of a claim of one job (LIMIT 1, an array of one id):
+-- the pick and the start's two statements were planned on every claim, and
+-- planning was about a quarter of a claim's server time, while the generic
+-- plans are the same index scans (the pick walks jobs_queued_idx in its
+-- order and stops at the LIMIT whatever its value; ids go through
+-- jobs_pkey). Functions this one calls inherit the setting; their
+-- statements are lookups by key or have no parameters.
 DECLARE
     v_ids bigint[];
     v_left integer := p_limit;
@@ -11375,6 +11393,7 @@ CREATE FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- pgjobs.complete for a batch, in one statement: job p_ids[i] is marked
 -- succeeded with p_results[i] (default '{}') when p_workers[i] holds the
@@ -11385,6 +11404,9 @@ CREATE FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results
 -- Each completed job announces `succeeded` (pgjobs._notify_many: the
 -- contract's events are per job). Raises 22023 when the arrays differ in
 -- length or a result is not a JSON object. Locks: the completed job rows.
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for a
+-- batch of one looked cheaper than the generic one, so the UPDATE was
+-- planned again at every pgjobs.complete, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
 BEGIN
