@@ -505,20 +505,54 @@ CREATE FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) RETURNS te
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The NOTIFY channel carrying the full events of the jobs of (p_target,
--- p_scope): 'pgjobs_' and 40 hex digits of sha256(secret, target OID,
--- scope), the secret being 256 random bits made by migration 0006 that no
--- client can read. Unguessable without the secret, so only a caller that
--- pgjobs.channel let through learns it. p_scope must be canonical (the
--- scope as pgjobs.jobs stores it). PL/pgSQL so that its plan is cached for
--- the session: every event computes it. Locks nothing.
+-- p_scope): pgjobs._channel_names of that one pair, where the name is made
+-- (sha256 of a secret no client can read, the target's OID and the scope).
+-- p_scope must be canonical (the scope as pgjobs.jobs stores it). Used by
+-- pgjobs.channel; pgjobs._notify_many names a batch's channels at once.
+-- Locks nothing.
 BEGIN
-    RETURN 'pgjobs_' || left(encode(sha256(convert_to(
-           (SELECT s.value #>> '{}' FROM pgjobs.settings s WHERE s.key = 'channel_secret')
-           || ':' || p_target::oid::text || ':' || p_scope, 'UTF8')), 'hex'), 40);
+    RETURN (pgjobs._channel_names(ARRAY[p_target], ARRAY[p_scope]))[1];
 END
 $$;
 
 ALTER FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _channel_names(regclass[], text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The NOTIFY channels carrying the full events of the jobs of (p_targets[i],
+-- p_scopes[i]), in that order: 'pgjobs_' and 40 hex digits of
+-- sha256(secret, target OID, scope), the secret being 256 random bits made
+-- by migration 0006 that no client can read. Unguessable without the
+-- secret, so only a caller that pgjobs.channel let through learns one. The
+-- scopes must be canonical (as pgjobs.jobs stores them); a NULL target or
+-- scope, or no secret, gives NULL. The one place the name is made:
+-- pgjobs._channel_name is this for one pair, and pgjobs._notify_many names
+-- the channels of a whole batch of events with one call, so the secret is
+-- read once per batch rather than once per job (a call and a lookup that
+-- were most of what naming cost). One statement, its plan cached for the
+-- session. Locks nothing.
+BEGIN
+    RETURN ARRAY(
+        SELECT 'pgjobs_' || left(encode(sha256(convert_to(
+                   (s.value #>> '{}') || ':' || u.target::oid::text || ':' || u.scope,
+                   'UTF8')), 'hex'), 40)
+          FROM unnest(p_targets, p_scopes) WITH ORDINALITY AS u(target, scope, n)
+          LEFT JOIN pgjobs.settings s ON s.key = 'channel_secret'
+         ORDER BY u.n);
+END
+$$;
+
+ALTER FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _check_claim_args(text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5396,7 +5430,8 @@ CREATE FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) RETURNS 
 -- 200 characters. The one place events are built: pgjobs._notify sends one
 -- through it. The contract's events are per job, so n jobs make n events on
 -- each channel; a batch reads the queue usage and the defaults once and
--- computes each run of one (target, scope)'s channel name once.
+-- names every job's channel with one call (pgjobs._channel_names: one read
+-- of the secret, not a call and a lookup per job).
 --
 -- A listener that is slow or stuck inside a transaction keeps the shared
 -- notification queue from draining; once the queue is full, NOTIFY makes
@@ -5409,9 +5444,10 @@ DECLARE
     v_shared_full boolean;
     v_job pgjobs.jobs;
     v_full jsonb;
-    v_target regclass;
-    v_scope text;
-    v_channel text;
+    v_targets regclass[] := '{}';
+    v_scopes text[] := '{}';
+    v_channels text[];
+    v_i integer := 0;
 BEGIN
     IF p_jobs IS NULL OR cardinality(p_jobs) = 0 THEN
         RETURN;
@@ -5422,6 +5458,12 @@ BEGIN
     END IF;
     v_shared_full := coalesce((pgjobs._defaults() ->> 'notify_target_scope')::boolean, false);
     FOREACH v_job IN ARRAY p_jobs LOOP
+        v_targets := v_targets || v_job.target;
+        v_scopes := v_scopes || v_job.scope;
+    END LOOP;
+    v_channels := pgjobs._channel_names(v_targets, v_scopes);
+    FOREACH v_job IN ARRAY p_jobs LOOP
+        v_i := v_i + 1;
         v_full := jsonb_build_object(
             'id', v_job.id,
             'kind', v_job.kind,
@@ -5433,13 +5475,8 @@ BEGIN
             'scope', left(v_job.scope, 200));
         PERFORM pg_notify('pgjobs', (CASE WHEN v_shared_full THEN v_full
                                           ELSE v_full - 'target' - 'scope' END)::text);
-        IF v_target IS DISTINCT FROM v_job.target OR v_scope IS DISTINCT FROM v_job.scope THEN
-            v_target := v_job.target;
-            v_scope := v_job.scope;
-            v_channel := pgjobs._channel_name(v_target, v_scope);
-        END IF;
-        IF v_channel IS NOT NULL THEN
-            PERFORM pg_notify(v_channel, v_full::text);
+        IF v_channels[v_i] IS NOT NULL THEN
+            PERFORM pg_notify(v_channels[v_i], v_full::text);
         END IF;
     END LOOP;
 END
@@ -14839,6 +14876,13 @@ GRANT ALL ON FUNCTION pgjobs._channel_as(p_caller name, p_target regclass, p_sco
 
 REVOKE ALL ON FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _channel_names(p_targets regclass[], p_scopes text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _check_claim_args(p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
