@@ -31,8 +31,8 @@ DECLARE
     v_shared_full boolean;
     v_job pgjobs.jobs;
     v_full jsonb;
-    v_targets regclass[] := '{}';
-    v_scopes text[] := '{}';
+    v_targets regclass[] := '{}'::regclass[];
+    v_scopes text[] := '{}'::text[];
     v_channels text[];
     v_i integer := 0;
 BEGIN
