@@ -26,6 +26,11 @@ Latency: a listener LISTENs on channel ``pgjobs`` and, woken by each
 connection submits jobs one at a time. Latency is ``started_at - created_at``
 of each job, both stamped by the server's clock.
 
+A change to the SQL is measured against another version side by side:
+``--against /path/to/main/sql`` migrates that ``sql/`` directory into a second
+database of the same server and drains it in every round too, the two
+versions taking turns going first, so load drift hits both alike.
+
 The figures print as a table with ratios; nothing here is a pass/fail test.
 Besides wall-clock rates, each run records CPU time per cycle: of the worker
 connections' server processes (read from /proc, so only when the server runs
@@ -45,7 +50,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,9 +103,12 @@ SELECT extract(epoch FROM started_at - created_at) * 1000
 
 
 @contextmanager
-def bench_database(server_url: str, keep: bool) -> Iterator[str]:
-    with scratch_database(server_url, "pgjobs_bench", keep) as dsn:
-        migrate(dsn)
+def bench_database(server_url: str, keep: bool, prefix: str = "pgjobs_bench",
+                   root: Path | None = None) -> Iterator[str]:
+    """A scratch database with pgjobs migrated from `root` (a `sql/` directory;
+    default this tree's) and the bare queue's table."""
+    with scratch_database(server_url, prefix, keep) as dsn:
+        migrate(dsn, root)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(BASELINE_SETUP.encode())
         yield dsn
@@ -350,12 +358,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="a Python with PgQueuer installed (bench/requirements-peer.txt): "
                              "adds PgQueuer's drain benchmark, same server, same workers and "
                              "batch [env PGJOBS_BENCH_PEER_PYTHON; default: skipped]")
+    parser.add_argument("--against", type=Path, metavar="SQL_DIR",
+                        help="the sql/ directory of another pgjobs version (say a checkout "
+                             "of main): its claim and complete run in a second database of "
+                             "the same server, alternated with this tree's in every round, "
+                             "and the line adds its cycles/s, server CPU and pgjobs/other "
+                             "[default: none]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     worker_counts = [int(w) for w in args.workers.split(",")]
     batches = [int(b) for b in args.batch.split(",")]
 
-    with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn:
+    with server(args.dsn) as (server_url, where), bench_database(server_url, args.keep) as dsn, \
+            (bench_database(server_url, args.keep, "pgjobs_bench_other", args.against)
+             if args.against else nullcontext(None)) as other:
         with psycopg.connect(dsn) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             settings = conn.execute(
@@ -369,15 +385,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'workers':>7}  {'batch':>5}  {'baseline cycles/s':>17}  {'pgjobs cycles/s':>15}  "
               f"{'pgjobs/baseline':>15}  {'ratio range':>11}  {'server CPU us/cycle':>19}  "
               f"{'client CPU us/cycle':>19}" + ("  pgqueuer jobs/s  pgjobs/pgqueuer"
-                                                if peer else ""))
+                                                if peer else "")
+              + ("  other cycles/s  other server us  pgjobs/other" if other else ""))
         for workers in worker_counts:
             for batch in batches:
                 base: list[Run] = []
                 ours: list[Run] = []
                 theirs: list[float] = []
-                for _ in range(args.repeat):  # interleaved: drift hits all sides alike
+                olds: list[Run] = []
+                for i in range(args.repeat):  # interleaved: drift hits all sides alike
                     base.append(throughput(dsn, "baseline", workers, args.jobs, batch))
+                    if other and i % 2:  # the versions take turns going first
+                        olds.append(throughput(other, "pgjobs", workers, args.jobs, batch))
                     ours.append(throughput(dsn, "pgjobs", workers, args.jobs, batch))
+                    if other and not i % 2:
+                        olds.append(throughput(other, "pgjobs", workers, args.jobs, batch))
                     if peer:
                         theirs.append(peer_rate(peer, dsn, workers, args.jobs, batch))
                 b = statistics.median(r.rate for r in base)
@@ -392,6 +414,14 @@ def main(argv: list[str] | None = None) -> int:
                     pair = [x.rate / y for x, y in zip(ours, theirs, strict=True)]
                     line += (f"  {t:>15,.0f}  {o / t:>6.2f}x "
                              f"({min(pair):.2f}-{max(pair):.2f})")
+                if other:
+                    d = statistics.median(r.rate for r in olds)
+                    mine = [x.rate / y.rate for x, y in zip(ours, olds, strict=True)]
+                    servers = [r.server_us for r in olds]
+                    server_us = ("-" if any(s is None for s in servers)
+                                 else f"{statistics.median(s for s in servers if s):.0f}")
+                    line += (f"  {d:>14,.0f}  {server_us:>15}  {o / d:>6.2f}x "
+                             f"({min(mine):.2f}-{max(mine):.2f})")
                 print(line, flush=True)
         print("(CPU columns: baseline / pgjobs, medians; the server's only when it runs on "
               "this machine)")

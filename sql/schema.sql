@@ -627,20 +627,57 @@ CREATE FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) RETURNS te
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The NOTIFY channel carrying the full events of the jobs of (p_target,
--- p_scope): 'pgjobs_' and 40 hex digits of sha256(secret, target OID,
--- scope), the secret being 256 random bits made by migration 0006 that no
--- client can read. Unguessable without the secret, so only a caller that
--- pgjobs.channel let through learns it. p_scope must be canonical (the
--- scope as pgjobs.jobs stores it). PL/pgSQL so that its plan is cached for
--- the session: every event computes it. Locks nothing.
+-- p_scope): pgjobs._channel_names of that one pair, where the name is made
+-- (sha256 of a secret no client can read, the target's OID and the scope).
+-- p_scope must be canonical (the scope as pgjobs.jobs stores it). Used by
+-- pgjobs.channel; pgjobs._notify_many names a batch's channels at once.
+-- Locks nothing.
 BEGIN
-    RETURN 'pgjobs_' || left(encode(sha256(convert_to(
-           (SELECT s.value #>> '{}' FROM pgjobs.settings s WHERE s.key = 'channel_secret')
-           || ':' || p_target::oid::text || ':' || p_scope, 'UTF8')), 'hex'), 40);
+    RETURN (pgjobs._channel_names(ARRAY[p_target], ARRAY[p_scope]))[1];
 END
 $$;
 
 ALTER FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _channel_names(regclass[], text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The NOTIFY channels carrying the full events of the jobs of (p_targets[i],
+-- p_scopes[i]), in that order: 'pgjobs_' and 40 hex digits of
+-- sha256(secret, target OID, scope), the secret being 256 random bits made
+-- by migration 0006 that no client can read. Unguessable without the
+-- secret, so only a caller that pgjobs.channel let through learns one. The
+-- scopes must be canonical (as pgjobs.jobs stores them); a NULL target or
+-- scope, or no secret, gives NULL. The one place the name is made:
+-- pgjobs._channel_name is this for one pair, and pgjobs._notify_many names
+-- the channels of a whole batch of events with one call, so the secret is
+-- read once per batch rather than once per job (a call and a lookup that
+-- were most of what naming cost). One lookup, then a simple expression
+-- per pair (no statement to start per job). Locks nothing.
+DECLARE
+    v_secret text := (SELECT s.value #>> '{}' FROM pgjobs.settings s
+                       WHERE s.key = 'channel_secret');
+    v_names text[] := '{}'::text[];
+BEGIN
+    FOR i IN 1 .. coalesce(cardinality(p_targets), 0) LOOP
+        v_names[i] := 'pgjobs_' || left(encode(sha256(convert_to(
+                          v_secret || ':' || p_targets[i]::oid::text || ':' || p_scopes[i],
+                          'UTF8')), 'hex'), 40);
+    END LOOP;
+    RETURN v_names;
+END
+$$;
+
+ALTER FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _check_claim_args(text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5521,7 +5558,8 @@ CREATE FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) RETURNS 
 -- 200 characters. The one place events are built: pgjobs._notify sends one
 -- through it. The contract's events are per job, so n jobs make n events on
 -- each channel; a batch reads the queue usage and the defaults once and
--- computes each run of one (target, scope)'s channel name once.
+-- names every job's channel with one call (pgjobs._channel_names: one read
+-- of the secret, not a call and a lookup per job).
 --
 -- A listener that is slow or stuck inside a transaction keeps the shared
 -- notification queue from draining; once the queue is full, NOTIFY makes
@@ -5534,9 +5572,10 @@ DECLARE
     v_shared_full boolean;
     v_job pgjobs.jobs;
     v_full jsonb;
-    v_target regclass;
-    v_scope text;
-    v_channel text;
+    v_targets regclass[] := '{}'::regclass[];
+    v_scopes text[] := '{}'::text[];
+    v_channels text[];
+    v_i integer := 0;
 BEGIN
     IF p_jobs IS NULL OR cardinality(p_jobs) = 0 THEN
         RETURN;
@@ -5547,6 +5586,12 @@ BEGIN
     END IF;
     v_shared_full := coalesce((pgjobs._defaults() ->> 'notify_target_scope')::boolean, false);
     FOREACH v_job IN ARRAY p_jobs LOOP
+        v_targets := v_targets || v_job.target;
+        v_scopes := v_scopes || v_job.scope;
+    END LOOP;
+    v_channels := pgjobs._channel_names(v_targets, v_scopes);
+    FOREACH v_job IN ARRAY p_jobs LOOP
+        v_i := v_i + 1;
         v_full := jsonb_build_object(
             'id', v_job.id,
             'kind', v_job.kind,
@@ -5558,13 +5603,8 @@ BEGIN
             'scope', left(v_job.scope, 200));
         PERFORM pg_notify('pgjobs', (CASE WHEN v_shared_full THEN v_full
                                           ELSE v_full - 'target' - 'scope' END)::text);
-        IF v_target IS DISTINCT FROM v_job.target OR v_scope IS DISTINCT FROM v_job.scope THEN
-            v_target := v_job.target;
-            v_scope := v_job.scope;
-            v_channel := pgjobs._channel_name(v_target, v_scope);
-        END IF;
-        IF v_channel IS NOT NULL THEN
-            PERFORM pg_notify(v_channel, v_full::text);
+        IF v_channels[v_i] IS NOT NULL THEN
+            PERFORM pg_notify(v_channels[v_i], v_full::text);
         END IF;
     END LOOP;
 END
@@ -8486,6 +8526,7 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Starts one attempt of each queued job in p_ids for p_worker: the only
 -- place a job becomes `running`, used by every claiming path (pgjobs.claim,
@@ -8509,6 +8550,10 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows.
+--
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
+-- one id looked cheaper than the generic one, so both statements were
+-- planned again at every claim of one job, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
     v_job pgjobs.jobs;
@@ -10606,10 +10651,11 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
 -- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
--- inline subquery because claim is planned afresh on every call (its LIMIT
--- is a parameter), and planning the correlated subquery against the jobs
--- table's partial indexes cost about 0.2 ms a claim; this query is planned
--- once per session. Locks nothing.
+-- inline subquery because claim was planned afresh on every call (its LIMIT
+-- is a parameter; its plan is generic now, see pgjobs.claim, but
+-- pgjobs._claim_id and _insert_job ask too), and planning the correlated
+-- subquery against the jobs table's partial indexes cost about 0.2 ms a
+-- claim; this query is planned once per session. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -10852,6 +10898,7 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Hands up to p_limit queued jobs of the given kinds to p_worker, highest
 -- priority first, then the longest queued (queued_at: submitted, or handed
@@ -10879,6 +10926,17 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
 -- never wait for each other and never get the same job. Expired leases are
 -- rescued first (pgjobs._rescue_expired: its probe of the leases index
 -- writes nothing when none has expired).
+--
+-- Plans: generic (plan_cache_mode, here and in pgjobs._start_attempts and
+-- pgjobs.complete_many). PL/pgSQL otherwise keeps re-planning a statement
+-- whose custom plan looks cheaper than its generic one, which is the case
+-- for every statement of a claim of one job (LIMIT 1, an array of one id):
+-- the pick and the start's two statements were planned on every claim, and
+-- planning was about a quarter of a claim's server time, while the generic
+-- plans are the same index scans (the pick walks jobs_queued_idx in its
+-- order and stops at the LIMIT whatever its value; ids go through
+-- jobs_pkey). Functions this one calls inherit the setting; their
+-- statements are lookups by key or have no parameters.
 DECLARE
     v_ids bigint[];
     v_left integer := p_limit;
@@ -11560,6 +11618,7 @@ CREATE FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- pgjobs.complete for a batch, in one statement: job p_ids[i] is marked
 -- succeeded with p_results[i] (default '{}') when p_workers[i] holds the
@@ -11570,6 +11629,9 @@ CREATE FUNCTION pgjobs.complete_many(p_ids bigint[], p_workers text[], p_results
 -- Each completed job announces `succeeded` (pgjobs._notify_many: the
 -- contract's events are per job). Raises 22023 when the arrays differ in
 -- length or a result is not a JSON object. Locks: the completed job rows.
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for a
+-- batch of one looked cheaper than the generic one, so the UPDATE was
+-- planned again at every pgjobs.complete, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
 BEGIN
@@ -15022,6 +15084,13 @@ GRANT ALL ON FUNCTION pgjobs._channel_as(p_caller name, p_target regclass, p_sco
 
 REVOKE ALL ON FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._channel_name(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _channel_names(p_targets regclass[], p_scopes text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _check_claim_args(p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -229,6 +229,73 @@ def test_python_complete_many(dsn: str, target: str, conn: Conn) -> None:
     assert done == {ids[0], ids[2]}
 
 
+# --- plans ------------------------------------------------------------------------
+
+
+def plans_of_jobs(conn: Conn, run: Any) -> int:
+    """How many statements reading or writing pgjobs.jobs the server planned
+    while `run(conn)` ran: debug_print_plan logs every plan it makes, nested
+    PL/pgSQL statements too, and client_min_messages brings the log here."""
+    relid = int(scalar(conn, "SELECT 'pgjobs.jobs'::regclass::oid"))
+    planned: list[str] = []
+
+    def seen(diag: Any) -> None:
+        if diag.message_primary == "plan:" and re.search(rf":relid {relid}\b",
+                                                       diag.message_detail or ""):
+            planned.append(diag.message_detail)
+
+    conn.add_notice_handler(seen)
+    conn.execute("SET debug_print_plan = on")
+    conn.execute("SET client_min_messages = log")
+    try:
+        run(conn)
+    finally:
+        conn.execute("RESET client_min_messages")
+        conn.execute("RESET debug_print_plan")
+        conn.remove_notice_handler(seen)
+    return len(planned)
+
+
+def test_claim_and_complete_plan_their_statements_once_per_session(conn: Conn,
+                                                                  target: str) -> None:
+    """A claim of one job and its complete plan nothing once the session has
+    planned them (plan_cache_mode: PL/pgSQL kept re-planning the pick, the
+    start and the completion at every call of one job, about a quarter of a
+    claim's server time), and the generic plans still honour each call's
+    limit and the pick order, for a batch of one and a batch of several."""
+    # A queue of some size, analyzed, as in production: on a table of a few
+    # rows every plan is a seq scan, generic or custom alike.
+    conn.execute("""SELECT count(pgjobs.submit('other', 'items'::regclass, (g % 50)::text))
+                      FROM generate_series(1, 2000) g""")
+    conn.execute("ANALYZE pgjobs.jobs")
+    ids = [submit(conn, options={"priority": i % 3}) for i in range(40)]
+    order = sorted(ids, key=lambda i: (-(ids.index(i) % 3), i))
+
+    def cycle(c: Conn, limit: int) -> list[int]:
+        pairs = claimed(c, ["custom"], "w", limit)
+        if len(pairs) == 1:
+            assert scalar(c, "SELECT pgjobs.complete(%s, %s)", pairs[0])
+        else:
+            assert complete_many(c, pairs) == sorted(p[0] for p in pairs)
+        return [p[0] for p in pairs]
+
+    got = [i for _ in range(8) for i in cycle(conn, 1)]  # the session's first plans
+    assert plans_of_jobs(conn, lambda c: got.extend(
+        i for _ in range(10) for i in cycle(c, 1))) == 0
+    assert plans_of_jobs(conn, lambda c: got.extend(
+        i for limit in (3, 1, 5, 1) for i in cycle(c, limit))) == 0
+    assert got == order[:len(got)] and len(got) == 28
+
+
+def test_claim_and_complete_ask_for_generic_plans() -> None:
+    """The setting the test above relies on, where it is set: in the functions
+    whose statements take a limit or an array of ids (a function's SET clause
+    holds for the functions it calls, whose statements are lookups by key)."""
+    for name in ("claim.sql", "_start_attempts.sql", "complete_many.sql"):
+        text = (FUNCTIONS / name).read_text()
+        assert "SET plan_cache_mode = force_generic_plan" in text, name
+
+
 # --- the expired-lease sweep -----------------------------------------------------
 
 

@@ -216,3 +216,39 @@ def test_a_half_full_queue_drops_progress_but_sends_the_rest(
 
 def test_the_real_usage_function_reads_the_server(conn: Conn) -> None:
     assert 0 <= scalar(conn, "SELECT pgjobs._notification_queue_usage()") < 0.5
+
+
+def test_a_batch_names_every_jobs_channel_at_once(conn: Conn,
+                                                  make_conn: Callable[..., Conn]) -> None:
+    """The events of a batch go to each job's own channel, scopes interleaved
+    as a claim picks them, and the batch names those channels with one call
+    (pgjobs._channel_names reads the secret once, not a call and a lookup per
+    job): a claim of five jobs, then their completion, make one call each."""
+    make_target(conn)
+    scopes = ["a", "b", "a", "c", "b"]
+    listeners = {}
+    for scope in sorted(set(scopes)):
+        listeners[scope] = make_conn()
+        listeners[scope].execute(f"LISTEN {job_channel(conn, 'items', scope)}")
+    ids = [submit(conn, scope=s) for s in scopes]
+    tx = make_conn(autocommit=False)  # one transaction: pg_stat_xact_* counts its calls
+    tx.execute("SET track_functions = 'pl'")
+    pairs = tx.execute("SELECT id, worker FROM pgjobs.claim('{custom}', 'w', '30 s', 5)").fetchall()
+    assert [p[0] for p in pairs] == ids
+    done = tx.execute("SELECT * FROM pgjobs.complete_many(%s, %s)",
+                      ([p[0] for p in pairs], [p[1] for p in pairs])).fetchall()
+    assert len(done) == 5
+    calls = dict(tx.execute("""
+        SELECT funcname, calls FROM pg_stat_xact_user_functions
+         WHERE schemaname = 'pgjobs'
+           AND funcname IN ('_notify_many', '_channel_names', '_channel_name')""").fetchall())
+    tx.commit()
+    assert calls == {"_notify_many": 2, "_channel_names": 2}
+    for scope, listener in listeners.items():
+        mine = [i for i, s in zip(ids, scopes, strict=True) if s == scope]
+        events = drain_notifies(listener, timeout=5.0,
+                                until=lambda e, last=mine[-1]: (e["id"], e["event"])
+                                == (last, "succeeded"))
+        assert [(e["id"], e["event"]) for e in events] == [
+            (i, event) for event in ("submitted", "started", "succeeded") for i in mine]
+        assert {e["scope"] for e in events} == {scope}

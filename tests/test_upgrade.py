@@ -166,7 +166,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     # ... nor a signature: an argument added to a function must replace the
     # old one, in the transaction that creates it (a worker of the previous
     # release may call it meanwhile; export_chunk_sql's p_next).
-    signatures = ("SELECT array_agg(p.oid::regprocedure::text ORDER BY 1) FROM pg_proc p "
+    signatures = ("SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid::regprocedure::text) "
+                  "FROM pg_proc p "
                   "WHERE p.pronamespace = 'pgjobs'::regnamespace")
     with empty_database(dsn, "upgrade_fresh") as fresh_dsn:
         migrate(fresh_dsn)
