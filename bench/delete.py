@@ -5,6 +5,8 @@ Run from the repository root:
     python bench/delete.py                     # 5M rows, a 1M-row scope, throwaway cluster
     python bench/delete.py --rows 500000 --scope-rows 100000
     python bench/delete.py --dsn postgresql://postgres@127.0.0.1:5499/postgres
+    python bench/delete.py --dsn ... --compare-sql ../main/sql --rows 2000000 \
+        --scope-rows 500000 --repeat 4      # another sql/ tree against this one
 
 With ``--dsn`` (a server URL whose user may CREATE DATABASE) the benchmark
 creates its own database ``pgjobs_bench_delete_<pid>`` there and drops it at
@@ -35,6 +37,15 @@ Measured, each side on the same data in the same run:
   its rows (other tenants only), against its time in the original relation;
   ``--full`` runs it at issue 11's size (a 1M-row scope, 5M rows grown to 20M).
 
+``--compare-sql DIR`` measures only the whole-scope delete, of DIR's ``sql/``
+tree (A: another checkout's, say main's) against this checkout's (B): each
+in its own database on the one server, the same relation built in both,
+rounds alternating A B, B A, ... so that drift on a busy machine hits both
+alike. Each round and side: a bulk ``DELETE`` of the scope, then the job
+driven page by page (every call timed). It prints page p50/p99/max over all
+calls after the first, the median job and bulk times, and the median of the
+rounds' job/bulk ratios, with the load average at the start and end.
+
 The throwaway cluster runs with fsync off (like the test suite's); measure
 with fsync on through ``--dsn`` against a server configured so.
 
@@ -50,7 +61,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -547,6 +558,53 @@ def report_layout(layout: str, args: argparse.Namespace, out: dict[str, Any]) ->
               f"final page size {out['job']['checkpoint']['page_size']}")
 
 
+def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
+    """The whole-scope delete under two sql/ trees, alternating rounds (see
+    the module's docstring); prints one line per side."""
+    roots = {"A " + str(args.compare_sql): args.compare_sql,
+             "B this checkout": Path(__file__).resolve().parent.parent / "sql"}
+    load = os.getloadavg()[0]
+    where = f"table_id = {SCOPE} AND created_at <= now()"
+    with ExitStack() as stack:
+        conns: dict[str, Conn] = {}
+        for side, root in roots.items():
+            dsn = stack.enter_context(scratch_database(server_url, "pgjobs_bench_cmp_" + side[0],
+                                                       args.keep))
+            migrate(dsn, root)
+            conn = stack.enter_context(psycopg.connect(dsn, autocommit=True))
+            build(conn, args.rows, args.scope_rows, layout)
+            conns[side] = conn
+        runs: dict[str, dict[str, list[float]]] = {
+            side: {"pages": [], "job": [], "bulk": []} for side in conns}
+        for round_ in range(args.repeat):
+            order = list(conns.items())
+            for side, conn in (order if round_ % 2 == 0 else order[::-1]):
+                seconds, deleted = bulk_delete(conn, where)
+                restore(conn)
+                job_seconds, pages, job = job_via_pages(conn, {})
+                assert job["done"] == deleted, (job["done"], deleted)
+                restore(conn)
+                runs[side]["bulk"].append(seconds)
+                runs[side]["job"].append(job_seconds)
+                runs[side]["pages"] += pages[1:]  # the first call counts (no page)
+                log(f"{layout} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
+                    f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x), {len(pages) - 1} "
+                    f"calls ({job['checkpoint'].get('check_steps', 0)} of them the end-of-scope "
+                    f"check), max {max(pages[1:]):.1f} ms")
+    med = statistics.median
+    print(f"\n{layout} layout, whole-scope delete: {args.rows:,} rows, scope of "
+          f"{args.scope_rows:,}, {args.repeat} alternating rounds; load average "
+          f"{load:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(f"  {'sql/':<34} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'job s':>6} {'bulk s':>6} {'ratio':>6}")
+    for side, v in runs.items():
+        pages = v["pages"]
+        ratio = med(j / b for j, b in zip(v["job"], v["bulk"], strict=True))
+        print(f"  {side[:34]:<34} {len(pages) / args.repeat:>5.1f} "
+              f"{percentile(pages, 50):>7.1f} {percentile(pages, 99):>7.1f} {max(pages):>7.1f} "
+              f"{med(v['job']):>6.3f} {med(v['bulk']):>6.3f} {ratio:>5.2f}x")
+
+
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
     rates = [rows / seconds for rows, seconds in c["budgets"]]
     # The reference is the better of the first two budgets (the first also
@@ -593,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="issue 11's tenant-bounded check at full size: --rows 5000000 "
                              "--scope-rows 1000000 --tenant-bounded (the relation grows to 20M)")
+    parser.add_argument("--compare-sql", type=Path, metavar="DIR",
+                        help="only the whole-scope delete, DIR's sql/ tree against this "
+                             "checkout's, alternating rounds (--repeat of them)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     if args.full:
@@ -602,6 +663,17 @@ def main(argv: list[str] | None = None) -> int:
     layouts = [name.strip() for name in args.layouts.split(",") if name.strip()]
     if not set(layouts) <= {"interleaved", "contiguous"}:
         parser.error("--layouts: interleaved and/or contiguous")
+
+    if args.compare_sql is not None:
+        if not (args.compare_sql / "migrations").is_dir():
+            parser.error(f"--compare-sql: {args.compare_sql} holds no migrations/ "
+                         "(give a sql/ tree)")
+        with server(args.dsn) as (server_url, where):
+            print(f"pgjobs delete benchmark, sql/ compared, on {where}; {os.cpu_count()} CPUs",
+                  flush=True)
+            for layout in layouts:
+                compare_sql(server_url, args, layout)
+        return 0
 
     results: dict[str, dict[str, Any]] = {}
     cliff_result: dict[str, Any] | None = None
