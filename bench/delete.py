@@ -43,7 +43,8 @@ in its own database on the one server, the same relation built in both,
 rounds alternating A B, B A, ... so that drift on a busy machine hits both
 alike. Each round and side: a bulk ``DELETE`` of the scope, then the job
 driven page by page (every call timed). It prints page p50/p99/max over all
-calls after the first, the median job and bulk times, and the median of the
+calls after the first, the median time of the end-of-scope check's calls
+(the job's last ones), the median job and bulk times, and the median of the
 rounds' job/bulk ratios, with the load average at the start and end.
 
 The throwaway cluster runs with fsync off (like the test suite's); measure
@@ -575,7 +576,7 @@ def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
             build(conn, args.rows, args.scope_rows, layout)
             conns[side] = conn
         runs: dict[str, dict[str, list[float]]] = {
-            side: {"pages": [], "job": [], "bulk": []} for side in conns}
+            side: {"pages": [], "job": [], "bulk": [], "check": []} for side in conns}
         for round_ in range(args.repeat):
             order = list(conns.items())
             for side, conn in (order if round_ % 2 == 0 else order[::-1]):
@@ -587,22 +588,27 @@ def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
                 runs[side]["bulk"].append(seconds)
                 runs[side]["job"].append(job_seconds)
                 runs[side]["pages"] += pages[1:]  # the first call counts (no page)
+                # The end-of-scope check's calls are the job's last ones.
+                checks = pages[len(pages) - job["checkpoint"].get("check_steps", 0):]
+                runs[side]["check"].append(sum(checks))
                 log(f"{layout} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
                     f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x), {len(pages) - 1} "
-                    f"calls ({job['checkpoint'].get('check_steps', 0)} of them the end-of-scope "
-                    f"check), max {max(pages[1:]):.1f} ms")
+                    f"calls, max {max(pages[1:]):.1f} ms; the end-of-scope check "
+                    f"{sum(checks):.0f} ms in {len(checks)} calls "
+                    f"({', '.join(f'{ms:.0f}' for ms in checks)})")
     med = statistics.median
     print(f"\n{layout} layout, whole-scope delete: {args.rows:,} rows, scope of "
           f"{args.scope_rows:,}, {args.repeat} alternating rounds; load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"  {'sql/':<34} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'job s':>6} {'bulk s':>6} {'ratio':>6}")
+          f"{'check ms':>8} {'job s':>6} {'bulk s':>6} {'ratio':>6}")
     for side, v in runs.items():
         pages = v["pages"]
         ratio = med(j / b for j, b in zip(v["job"], v["bulk"], strict=True))
         print(f"  {side[:34]:<34} {len(pages) / args.repeat:>5.1f} "
               f"{percentile(pages, 50):>7.1f} {percentile(pages, 99):>7.1f} {max(pages):>7.1f} "
-              f"{med(v['job']):>6.3f} {med(v['bulk']):>6.3f} {ratio:>5.2f}x")
+              f"{med(v['check']):>8.0f} {med(v['job']):>6.3f} {med(v['bulk']):>6.3f} "
+              f"{ratio:>5.2f}x")
 
 
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
