@@ -31,7 +31,8 @@ Measured in the same run, best of ``--repeat``:
 - with ``--profile FILE``: the S3 export once more under cProfile, every thread
   of the exporting process (reader and uploader), stats written to FILE;
 - peak RSS of a process exporting the ``--rows`` scope and one of ``--rss-rows``
-  rows (goal <= 150 MB, flat in the row count).
+  rows (goal <= 150 MB, flat in the row count), and of one exporting the
+  ``--rows`` scope to S3 (its read-back holds buffers of its own).
 
 Every export's SHA-256 is checked against the baseline file: same bytes.
 The figures print as a table with ratios; nothing here is a pass/fail test.
@@ -242,14 +243,15 @@ def part_size(dsn: str, job: int) -> int:
 def storage_floor(path: str, bucket: str, key: str, part: int) -> tuple[float, float, float]:
     """(parts, complete, read-back) seconds: the file's bytes uploaded in parts of
     ``part`` bytes through the exporter's own botocore client (same settings), one
-    part after another, completed, then read back and hashed as an export's
-    verification does. No database: what moto costs by itself."""
+    part after another, completed, then read back and checked part by part as an
+    export's verification does. No database: what moto costs by itself."""
     from pgjobs.poller import s3client, storage
 
     client = s3client.Client(bucket)
     started = time.perf_counter()
     upload_id = client.create(key)
     etags: list[str] = []
+    digests: list[list[Any]] = []
     with open(path, "rb") as src:
         while True:
             # A bytearray, as the exporter's parts are: sent as it is (botocore
@@ -259,11 +261,13 @@ def storage_floor(path: str, bucket: str, key: str, part: int) -> tuple[float, f
             if not size:
                 break
             del data[size:]
-            etags.append(client.upload_part(key, upload_id, len(etags) + 1, data)[0])
+            etag, sha256 = client.upload_part(key, upload_id, len(etags) + 1, data)
+            etags.append(etag)
+            digests.append([size, sha256])
     uploaded = time.perf_counter()
     client.complete(key, upload_id, etags)
     completed = time.perf_counter()
-    storage.hash_object(storage.parse(f"s3://{bucket}/{key}"))
+    storage.check_object(storage.parse(f"s3://{bucket}/{key}"), digests)
     return uploaded - started, completed - uploaded, time.perf_counter() - completed
 
 
@@ -362,6 +366,7 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
     results.append(("pgjobs export -> file://", min(times), "goal <= 1.1x"))
 
     floor: tuple[float, float, float] | None = None
+    s3_rss: tuple[float, int] | None = None
     if not args.no_s3:
         import boto3
 
@@ -379,6 +384,7 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
                 floors.append(storage_floor(base_file, "pgjobs-bench", f"floor/{n}.csv", part))
             results.append(("pgjobs export -> s3 (local moto)", min(times), "goal <= 1.3x"))
             floor = min(floors, key=lambda f: f[0] + f[1])
+            s3_rss = peak_rss(dsn, 1, "s3://pgjobs-bench/exports/")
             if args.profile:
                 seconds = profile_export(dsn, 1, "s3://pgjobs-bench/exports/", args.profile)
                 print(f"profiled S3 export: {seconds:.2f}s, stats in {args.profile}")
@@ -403,6 +409,9 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
               "(reading, then uploading: no overlap)")
     print("  every export's sha256 equals the baseline file's")
 
+    if s3_rss is not None:
+        print(f"  peak RSS exporting {s3_rss[1]:>11,} rows to S3: {s3_rss[0]:6.0f} MB"
+              "  (goal <= 150 MB)")
     rss = [peak_rss(dsn, 1, file_dest)]
     if args.rss_rows:
         rss.append(peak_rss(dsn, 3, file_dest))

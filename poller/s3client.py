@@ -27,7 +27,9 @@ Settings (environment, read when the first client is built):
 MinIO needs), ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``PGJOBS_S3_TIMEOUT``
 (seconds a connection may stay silent before the request is retried, default 20),
 ``PGJOBS_S3_ATTEMPTS`` (botocore's attempts per call, default 3; the exporter
-retries beyond them, see :mod:`pgjobs.poller.export`).
+retries beyond them, see :mod:`pgjobs.poller.export`), ``PGJOBS_S3_READ_STREAMS``
+(ranged GETs at once when an export reads back what it stored, see
+:func:`read_streams`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ MIN_PART = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_ATTEMPTS = 3
+DEFAULT_READ_STREAMS = 4
 _RETRY_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
                 "RequestTimeTooSkewed", "OperationAborted", "Throttling",
                 "ThrottlingException", "RequestTimeoutException", "503", "500", "502", "504"}
@@ -129,6 +132,19 @@ def _float_env(name: str, default: float) -> float:
         return default
 
 
+def read_streams() -> int:
+    """How many ranged GETs at once read an export's object back
+    (``PGJOBS_S3_READ_STREAMS``). By default :data:`DEFAULT_READ_STREAMS` on AWS,
+    where a ranged GET costs the bytes it returns and one connection's bandwidth
+    is the limit; one where an endpoint is set (``AWS_ENDPOINT_URL_S3``/
+    ``AWS_ENDPOINT_URL``), since what a range costs there is the store's own:
+    moto reads the whole object for each ranged GET, so there streams multiply
+    the work instead of dividing the wait."""
+    endpoint, _ = _settings()
+    default = 1 if endpoint else DEFAULT_READ_STREAMS
+    return max(1, int(_float_env("PGJOBS_S3_READ_STREAMS", default)))
+
+
 def botocore_client() -> Any:
     """The process's S3 client for the current settings (botocore clients are
     thread-safe; credentials refresh themselves)."""
@@ -162,6 +178,7 @@ _part = threading.local()
 """The UploadPart this thread is making (:meth:`Client.upload_part`): ``data``, the
 SHA-256 its caller ``expected`` (or None) and the one it was ``sent`` with."""
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 def _payload_hash(request: Any, **_: Any) -> None:
@@ -320,6 +337,26 @@ class Client:
             raise _translate(exc) from exc
         finally:
             reply["Body"].close()
+
+    def open_range(self, key: str, start: int, end: int) -> tuple[tuple[int, int, int] | None,
+                                                                   Any]:
+        """A ranged GET of bytes [start, end) of ``key``: (first, last, size) as
+        the reply's ``Content-Range`` states them (None when it has none: the
+        store sent the whole object), and the body, to read with
+        :meth:`read_into` and close."""
+        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{end - 1}")
+        stated = _CONTENT_RANGE.fullmatch(str(reply.get("ContentRange") or "").strip())
+        return (None if stated is None else
+                (int(stated[1]), int(stated[2]), int(stated[3]))), reply["Body"]
+
+    @staticmethod
+    def read_into(body: Any, buffer: memoryview) -> int:
+        """Read the next bytes of a reply's body (:meth:`open_range`) into
+        ``buffer``; how many (0 at its end)."""
+        try:
+            return int(body.readinto(buffer))
+        except Exception as exc:  # the body streams after the call returned
+            raise _translate(exc) from exc
 
     def read_ranges(self, key: str, offset: int, block: int) -> Iterator[bytes]:
         """The object from ``offset`` to its end, one ranged GET per block."""

@@ -42,6 +42,7 @@ import errno
 import hashlib
 import logging
 import os
+import queue
 import re
 import stat
 import threading
@@ -323,29 +324,109 @@ def check_object(location: Location, digests: list[Any]) -> int:
     ``digests`` were checkpointed as they were streamed (:class:`Mismatch`
     otherwise). Each byte is hashed once: an object equal to every streamed part
     is the streamed bytes, so its SHA-256 is the one computed while streaming
-    (what :func:`hash_object` would hash a second time)."""
-    if location.scheme == "file" and len(digests) > 1:
-        return _check_file(location.path, digests)
+    (what :func:`hash_object` would hash a second time).
+
+    ``file://`` and ``s3://`` objects are read back in contiguous runs of parts on
+    threads of their own (:func:`_check_spans`); other stores in one stream."""
+    expected = [(int(size), str(sha)) for size, sha in digests]
+    total = sum(size for size, _ in expected)
+    if location.scheme == "file" and len(expected) > 1:
+        return _check_file(location.path, expected, total)
+    if location.scheme == "s3" and total > 0:
+        with contextlib.suppress(_NoRanges):
+            return _check_s3(location, expected, total)
     check = PartDigests(digests, whole=False)
     _read_object(location, check.update)
     return check.finish()
 
 
 _READ_BACK_BLOCK = 1024 * 1024
-"""Each read-back thread's buffer: the two add no more than 2 MiB to an export's
-peak memory (one stream read 8 MiB blocks)."""
+"""Each read-back thread's buffer: the threads add no more than a few MiB to an
+export's peak memory (one stream read 8 MiB blocks)."""
+
+S3_STREAM_MIN = 32 * 1024 * 1024
+"""The fewest bytes one ranged GET of the read-back covers: a small object is one GET."""
 
 
-def _check_file(path: str, digests: list[Any]) -> int:
-    """:func:`check_object` of a local file, read back in two halves at once: the
-    parts of each half (contiguous, about half the bytes) are read and hashed by a
-    thread of their own (reads and hashlib release the GIL), each against its
-    digest, and the file holds exactly their bytes, before and after. The same
-    check as one stream, done on two cores where there are two: a read-back is
-    the tail of an export, with nothing else left to overlap it."""
-    expected = [(int(size), str(sha)) for size, sha in digests]
+def _spans(expected: list[tuple[int, str]], streams: int) -> list[range]:
+    """The parts cut into at most ``streams`` runs of consecutive parts with about
+    as many bytes each (a run is never empty; empty parts ride along)."""
     total = sum(size for size, _ in expected)
+    runs: list[range] = []
+    first, done = 0, 0
+    for index, (size, _) in enumerate(expected):
+        done += size
+        if len(runs) + 1 < streams and done >= total * (len(runs) + 1) // streams \
+                and index + 1 < len(expected):
+            runs.append(range(first, index + 1))
+            first = index + 1
+    runs.append(range(first, len(expected)))
+    return runs
+
+
+class _NoRanges(Exception):
+    """The store answered a ranged GET with the whole object: read it as one stream."""
+
+
+def _check_spans(expected: list[tuple[int, str]], runs: list[range],
+                 read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+    """Check each run of parts on a thread of its own (reads and hashlib release
+    the GIL), every part against its digest. ``read(start, end, buffer)`` yields
+    the bytes [start, end) of the object in blocks (views of ``buffer``), exactly
+    those: it raises :class:`Mismatch` where the object holds fewer. The first
+    error of any run is raised once every thread has stopped."""
     starts = [sum(size for size, _ in expected[:i]) for i in range(len(expected))]
+    errors: list[BaseException] = []
+    failed = threading.Event()
+
+    def check(parts: range) -> None:
+        buffer = memoryview(bytearray(_READ_BACK_BLOCK))
+        index, left, digest = parts[0], expected[parts[0]][0], hashlib.sha256()
+
+        def close() -> None:  # every part of the run whose bytes are all in
+            nonlocal index, left, digest
+            while left == 0 and index <= parts[-1]:
+                if digest.hexdigest() != expected[index][1]:
+                    raise Mismatch(f"part {index + 1} differs from what was streamed")
+                index += 1
+                digest = hashlib.sha256()
+                left = expected[index][0] if index <= parts[-1] else 0
+
+        try:
+            close()
+            end = starts[parts[-1]] + expected[parts[-1]][0]
+            for block in read(starts[parts[0]], end, buffer):
+                while block:
+                    if failed.is_set():
+                        return
+                    if index > parts[-1]:
+                        raise Mismatch("more bytes than were streamed")
+                    take = min(left, len(block))
+                    digest.update(block[:take])
+                    block, left = block[take:], left - take
+                    close()
+            if index <= parts[-1]:
+                raise Mismatch("fewer bytes than were streamed")
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller
+            errors.append(exc)
+            failed.set()
+
+    threads = [threading.Thread(target=check, args=(run,), name="pgjobs-read-back",
+                                daemon=True) for run in runs[1:]]
+    for thread in threads:
+        thread.start()
+    check(runs[0])
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
+    """:func:`check_object` of a local file, read back in two halves at once
+    (:func:`_check_spans`), and the file holds exactly their bytes, before and
+    after. The same check as one stream, done on two cores where there are two: a
+    read-back is the tail of an export, with nothing else left to overlap it."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -358,42 +439,111 @@ def _check_file(path: str, digests: list[Any]) -> int:
         if size < total:
             raise Mismatch(f"fewer bytes than were streamed ({size})")
 
-    def check(parts: range, errors: list[BaseException]) -> None:
-        block = memoryview(bytearray(_READ_BACK_BLOCK))
-        try:
-            for index in parts:
-                size, sha = expected[index]
-                digest = hashlib.sha256()
-                offset, left = starts[index], size
-                while left:
-                    got = os.preadv(fd, [block[:min(left, len(block))]], offset)
-                    if got <= 0:
-                        raise Mismatch("fewer bytes than were streamed")
-                    digest.update(block[:got])
-                    offset += got
-                    left -= got
-                if digest.hexdigest() != sha:
-                    raise Mismatch(f"part {index + 1} differs from what was streamed")
-        except BaseException as exc:  # noqa: BLE001 - raised by the caller
-            errors.append(exc)
+    def read(start: int, end: int, buffer: memoryview) -> Iterator[memoryview]:
+        while start < end:
+            got = os.preadv(fd, [buffer[:min(end - start, len(buffer))]], start)
+            if got <= 0:
+                raise Mismatch("fewer bytes than were streamed")
+            start += got
+            yield buffer[:got]
 
     try:
         same_size()
-        half = next((i for i, start in enumerate(starts) if start >= total // 2),
-                    len(expected) - 1) or 1
-        errors: list[BaseException] = []
-        other = threading.Thread(target=check, args=(range(half, len(expected)), errors),
-                                 name="pgjobs-read-back", daemon=True)
-        other.start()
-        check(range(half), errors)
-        other.join()
-        if errors:
-            raise errors[0]
+        _check_spans(expected, _spans(expected, 2), read)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc
     finally:
         os.close(fd)
+    return total
+
+
+_READ_AHEAD = 2
+"""Blocks a read-back stream receives ahead of the one being hashed."""
+
+
+def _read_ahead(fill: Callable[[memoryview], int], length: int,
+                buffer: memoryview) -> Iterator[memoryview]:
+    """``length`` bytes of a reply, in blocks: ``fill(view)`` reads the next
+    bytes into ``view`` (how many; 0 at the end). A thread receives the next
+    blocks (at most :data:`_READ_AHEAD`, in buffers as large as ``buffer``) while
+    the caller hashes this one: on one stream the socket and SHA-256 (both
+    without the GIL) overlap instead of taking turns. A block is the caller's
+    until it asks for the next."""
+    free: queue.Queue[memoryview] = queue.Queue()
+    free.put(buffer)
+    for _ in range(_READ_AHEAD):
+        free.put(memoryview(bytearray(len(buffer))))
+    filled: queue.Queue[tuple[memoryview, int] | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+
+    def receive() -> None:
+        left = length
+        try:
+            while left > 0:
+                block = free.get()
+                if stop.is_set():
+                    return
+                got = fill(block[:min(left, len(block))])
+                if got <= 0:
+                    raise s3.S3Error(0, "", f"the reply ended {left} bytes early")
+                left -= got
+                filled.put((block, got))
+            filled.put(None)
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller
+            filled.put(exc)
+
+    receiver = threading.Thread(target=receive, name="pgjobs-read-ahead", daemon=True)
+    receiver.start()
+    try:
+        while (item := filled.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            block, got = item
+            yield block[:got]
+            free.put(block)
+    finally:
+        stop.set()
+        free.put(buffer[:0])  # wakes a receiver waiting for a buffer
+        receiver.join()  # it ends after the block it is reading, if any
+
+
+def _check_s3(location: Location, expected: list[tuple[int, str]], total: int) -> int:
+    """:func:`check_object` of an S3 object: runs of consecutive parts of at
+    least :data:`S3_STREAM_MIN` bytes, at most :func:`s3client.read_streams
+    <pgjobs.poller.s3client.read_streams>` of them,
+    each read by one ranged GET on a thread of its own and checked part by part
+    (:func:`_check_spans`). Each reply states the object's size (its
+    ``Content-Range``): every one must be the bytes checkpointed, so a missing or
+    an extra tail fails as surely as a changed byte. Each stream receives ahead
+    of its hashing (:func:`_read_ahead`). Memory: three blocks a stream.
+    :class:`_NoRanges` when the store ignores ranges."""
+    client = s3.Client(location.base.split("://", 1)[1])
+    streams = max(1, min(s3.read_streams(), total // S3_STREAM_MIN))
+
+    def read(start: int, end: int, buffer: memoryview) -> Iterator[memoryview]:
+        stated, body = client.open_range(location.path, start, end)
+        try:
+            if stated is None:
+                raise _NoRanges()
+            first, last, size = stated
+            if size > total:
+                raise Mismatch("more bytes than were streamed")
+            if size < total or (first, last + 1) != (start, end):
+                raise Mismatch(f"fewer bytes than were streamed ({size})")
+            yield from _read_ahead(lambda view: client.read_into(body, view), end - start,
+                                   buffer)
+        finally:
+            body.close()
+
+    try:
+        _check_spans(expected, _spans(expected, streams), read)
+    except s3.S3Error as exc:
+        if exc.code in ("NoSuchKey", "404"):
+            raise CannotResume(f"{location.uri} is gone") from None
+        if exc.code == "InvalidRange":  # the object ends before a run starts
+            raise Mismatch("fewer bytes than were streamed") from None
+        raise storage_error(exc, f"cannot read {location.uri}") from exc
     return total
 
 

@@ -39,6 +39,7 @@ class NativeS3Upload(Upload):
         self._key = location.path
         self._hash: Any = hashlib.sha256()
         self._size = 0
+        self._completed = False  # finish completed it: nothing is left to abort
         try:
             if state and state.get("upload_id"):
                 self._id = str(state["upload_id"])
@@ -90,6 +91,7 @@ class NativeS3Upload(Upload):
                 obstore.put(store_for(self.location), self._key, b"")
             else:
                 self._client.complete(self._key, self._id, self._etags)
+            self._completed = True
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
                 raise UploadLost(f"upload {self._id} is gone") from None
@@ -103,9 +105,12 @@ class NativeS3Upload(Upload):
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:
-        """Abort the upload if it is still open (a finished one is gone already);
-        when storage is down, the abort is queued and retried (:func:`abort_later`)."""
-        abort_later(self.location, self._id)
+        """Abort the upload if it is still open; when storage is down, the abort is
+        queued and retried (:func:`abort_later`). One that ``finish`` completed (or
+        aborted, to put an empty object) is gone already: no request, the tail of a
+        successful export waits for none."""
+        if not self._completed:
+            abort_later(self.location, self._id)
 
 
 class _Aborts(threading.Thread):

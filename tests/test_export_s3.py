@@ -87,3 +87,22 @@ def test_sweep_aborts_multipart_uploads_of_ended_jobs(
     assert worker.housekeeping()["swept"] == 1
     worker._close()
     assert [key for key, _, _ in open_uploads(bucket)] == [f"{loc.path}big/1/{running}.csv"]
+
+
+def test_a_completed_upload_is_not_aborted_after_the_export(
+        conn: Conn, dsn: str, big: None, bucket: str, monkeypatch: Any) -> None:
+    """CompleteMultipartUpload ends the upload: the tail of a successful export
+    sends no AbortMultipartUpload after it (one more round trip for nothing)."""
+    aborted: list[str] = []
+    abort = s3.Client.abort
+
+    def record(self: s3.Client, key: str, upload_id: str) -> None:
+        aborted.append(upload_id)
+        abort(self, key, upload_id)
+
+    monkeypatch.setattr(s3.Client, "abort", record)
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    outcome = run_export(dsn, job_id, bucket)
+    assert outcome.status == "succeeded", outcome
+    assert aborted == []
+    assert open_uploads(bucket) == []
