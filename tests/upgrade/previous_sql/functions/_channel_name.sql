@@ -9,15 +9,12 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- The NOTIFY channel carrying the full events of the jobs of (p_target,
--- p_scope): 'pgjobs_' and 40 hex digits of sha256(secret, target OID,
--- scope), the secret being 256 random bits made by migration 0006 that no
--- client can read. Unguessable without the secret, so only a caller that
--- pgjobs.channel let through learns it. p_scope must be canonical (the
--- scope as pgjobs.jobs stores it). PL/pgSQL so that its plan is cached for
--- the session: every event computes it. Locks nothing.
+-- p_scope): pgjobs._channel_names of that one pair, where the name is made
+-- (sha256 of a secret no client can read, the target's OID and the scope).
+-- p_scope must be canonical (the scope as pgjobs.jobs stores it). Used by
+-- pgjobs.channel; pgjobs._notify_many names a batch's channels at once.
+-- Locks nothing.
 BEGIN
-    RETURN 'pgjobs_' || left(encode(sha256(convert_to(
-           (SELECT s.value #>> '{}' FROM pgjobs.settings s WHERE s.key = 'channel_secret')
-           || ':' || p_target::oid::text || ':' || p_scope, 'UTF8')), 'hex'), 40);
+    RETURN (pgjobs._channel_names(ARRAY[p_target], ARRAY[p_scope]))[1];
 END
 $$;

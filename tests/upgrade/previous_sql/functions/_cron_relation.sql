@@ -19,7 +19,9 @@ AS $$
 -- clients), the engine in prune, an administrator in unschedule and
 -- doctor. Every pgjobs routine that touches pg_cron's tables or
 -- functions asks here first (pgjobs.schedule creates the extension, whose
--- schema cron then is its own). Locks nothing.
+-- schema cron then is its own), and reads the relation returned, spliced
+-- with format('%s', regclass), never cron.<name> by name: one idiom, and
+-- what is read is what was checked. Locks nothing.
 BEGIN
     RETURN (SELECT c.oid::regclass
               FROM pg_catalog.pg_extension e

@@ -13,21 +13,22 @@ AS $function$
 DECLARE
     v_count bigint;
     v_old   bigint;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs  regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs  regclass := pgjobs._cron_relation('job');
 BEGIN
     -- pg_cron's run history of pgjobs' jobs (prune trims it) -----------------
     target := NULL;
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's own
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'SELECT')
-       AND has_table_privilege('cron.job', 'SELECT') THEN
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'SELECT') AND has_table_privilege(v_jobs, 'SELECT') THEN
         check_name := 'pg_cron.history';
         fix := NULL;
         EXECUTE format($q$
             SELECT count(*), count(*) FILTER (WHERE d.end_time < now() - $1)
-              FROM %1$I.job_run_details d
-              JOIN %1$I.job c ON c.jobid = d.jobid
+              FROM %s d
+              JOIN %s c ON c.jobid = d.jobid
              WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
-        $q$, 'cron') INTO v_count, v_old USING p_retention;
+        $q$, v_runs, v_jobs) INTO v_count, v_old USING p_retention;
         IF v_count > 10000 AND v_old > 0 THEN
             status := 'warn';
             detail := format('cron.job_run_details holds %s rows of pgjobs'' cron jobs, %s '

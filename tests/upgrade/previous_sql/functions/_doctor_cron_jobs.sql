@@ -15,19 +15,19 @@ AS $function$
 -- retention are what the fixes and the history check refer to. Read-only.
 DECLARE
     v_jobs jsonb;
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NULL THEN  -- pg_cron's own, not a look-alike
+    IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
-    -- format(): the cron schema exists only where pg_cron does.
     EXECUTE format($q$
         SELECT jsonb_object_agg(c.jobname, jsonb_build_object(
                    'schedule', c.schedule, 'command', c.command,
                    'active', c.active))
-          FROM %I.job c
+          FROM %s c
          WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune')
            AND c.database = current_database()
-    $q$, 'cron') INTO v_jobs;
+    $q$, v_job) INTO v_jobs;
     v_jobs := coalesce(v_jobs, '{}');
     RETURN v_jobs;
 END

@@ -17,7 +17,8 @@ AS $$
 -- 200 characters. The one place events are built: pgjobs._notify sends one
 -- through it. The contract's events are per job, so n jobs make n events on
 -- each channel; a batch reads the queue usage and the defaults once and
--- computes each run of one (target, scope)'s channel name once.
+-- names every job's channel with one call (pgjobs._channel_names: one read
+-- of the secret, not a call and a lookup per job).
 --
 -- A listener that is slow or stuck inside a transaction keeps the shared
 -- notification queue from draining; once the queue is full, NOTIFY makes
@@ -30,9 +31,10 @@ DECLARE
     v_shared_full boolean;
     v_job pgjobs.jobs;
     v_full jsonb;
-    v_target regclass;
-    v_scope text;
-    v_channel text;
+    v_targets regclass[] := '{}'::regclass[];
+    v_scopes text[] := '{}'::text[];
+    v_channels text[];
+    v_i integer := 0;
 BEGIN
     IF p_jobs IS NULL OR cardinality(p_jobs) = 0 THEN
         RETURN;
@@ -43,6 +45,12 @@ BEGIN
     END IF;
     v_shared_full := coalesce((pgjobs._defaults() ->> 'notify_target_scope')::boolean, false);
     FOREACH v_job IN ARRAY p_jobs LOOP
+        v_targets := v_targets || v_job.target;
+        v_scopes := v_scopes || v_job.scope;
+    END LOOP;
+    v_channels := pgjobs._channel_names(v_targets, v_scopes);
+    FOREACH v_job IN ARRAY p_jobs LOOP
+        v_i := v_i + 1;
         v_full := jsonb_build_object(
             'id', v_job.id,
             'kind', v_job.kind,
@@ -54,13 +62,8 @@ BEGIN
             'scope', left(v_job.scope, 200));
         PERFORM pg_notify('pgjobs', (CASE WHEN v_shared_full THEN v_full
                                           ELSE v_full - 'target' - 'scope' END)::text);
-        IF v_target IS DISTINCT FROM v_job.target OR v_scope IS DISTINCT FROM v_job.scope THEN
-            v_target := v_job.target;
-            v_scope := v_job.scope;
-            v_channel := pgjobs._channel_name(v_target, v_scope);
-        END IF;
-        IF v_channel IS NOT NULL THEN
-            PERFORM pg_notify(v_channel, v_full::text);
+        IF v_channels[v_i] IS NOT NULL THEN
+            PERFORM pg_notify(v_channels[v_i], v_full::text);
         END IF;
     END LOOP;
 END

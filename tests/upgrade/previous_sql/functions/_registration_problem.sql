@@ -82,6 +82,21 @@ BEGIN
             EXIT WHEN v_typtype <> 'd';
         END LOOP;
 
+        -- A domain over an enum has no = or < of its own: the enum's are
+        -- polymorphic (anyenum), which PostgreSQL does not match to a domain,
+        -- so neither pgjobs nor the application's own WHERE could compare it
+        -- with a value ("operator does not exist: d = d").
+        IF v_role IN ('key', 'scope') AND v_type <> v_base AND v_typtype = 'e' THEN
+            message := format('column "%s" of type %s cannot be the %s of %s: it is a domain '
+                            'over the enum %s, which PostgreSQL cannot compare', v_col,
+                            format_type(v_type, NULL), v_role, p_target,
+                            format_type(v_base, NULL));
+            errcode := '22023';
+            hint := format('Give the column the enum type itself (ALTER TABLE %I.%I ALTER '
+                           'COLUMN %I TYPE %s), or key or scope by a text column.',
+                           v_nsp, v_rel, v_col, format_type(v_base, NULL));
+            RETURN;
+        END IF;
         IF v_role IN ('key', 'scope') AND pgjobs._foreign_comparisons(v_type) THEN
             message := format('column "%s" of type %s cannot be the %s of %s: its comparison '
                             'operators are not in pg_catalog', v_col, format_type(v_type, NULL),
@@ -111,17 +126,7 @@ BEGIN
             -- The keyset walk needs a total order that a btree can serve.
             IF v_base IN ('json'::regtype, 'jsonb'::regtype, 'xml'::regtype)
                OR v_typtype = 'p'
-               OR NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+               OR NOT EXISTS (SELECT 1 FROM pgjobs._btree_opclasses(v_base)) THEN
                 message := format('column "%s" of type %s cannot be the key of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';
@@ -167,20 +172,12 @@ BEGIN
             IF v_base NOT IN ('numeric'::regtype, 'real'::regtype, 'double precision'::regtype,
                               'interval'::regtype)
                AND NOT EXISTS (
-                    SELECT 1 FROM pg_catalog.pg_opclass oc
-                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.opcfamily
-                                                  AND ap.amproclefttype = oc.opcintype
-                                                  AND ap.amprocrighttype = oc.opcintype
-                                                  AND ap.amprocnum = 4
-                     WHERE oc.opcmethod = (SELECT am.oid FROM pg_catalog.pg_am am
-                                            WHERE am.amname = 'btree')
-                       AND oc.opcdefault
-                       AND (oc.opcintype = v_base
-                            OR (v_typtype = 'e' AND oc.opcintype = 'anyenum'::regtype)
-                            OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
-                                        WHERE pc.castsource = v_base
-                                          AND pc.casttarget = oc.opcintype
-                                          AND pc.castmethod = 'b'))) THEN
+                    -- ... whose btree family has an equalimage function (4).
+                    SELECT 1 FROM pgjobs._btree_opclasses(v_base) oc
+                      JOIN pg_catalog.pg_amproc ap ON ap.amprocfamily = oc.family
+                                                  AND ap.amproclefttype = oc.intype
+                                                  AND ap.amprocrighttype = oc.intype
+                                                  AND ap.amprocnum = 4) THEN
                 message := format('column "%s" of type %s cannot be the scope of %s',
                                 v_col, format_type(v_type, NULL), p_target);
                 errcode := '22023';

@@ -7,6 +7,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- Starts one attempt of each queued job in p_ids for p_worker: the only
 -- place a job becomes `running`, used by every claiming path (pgjobs.claim,
@@ -30,6 +31,10 @@ AS $$
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
 -- another claimer). Locks: those rows.
+--
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for
+-- one id looked cheaper than the generic one, so both statements were
+-- planned again at every claim of one job, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
     v_job pgjobs.jobs;

@@ -19,7 +19,11 @@ AS $function$
 -- after registration (a scope column given a nondeterministic collation,
 -- say, under which one tenant's scope matches another's rows) is refused
 -- with register_target's error until the target is registered again.
--- Locks nothing.
+-- Not cached on the columns' (attnum, atttypid, attcollation): the verdict
+-- also reads operators, operator classes, casts and types (an `=` for an
+-- enum scope created in another schema refuses the target, and leaves
+-- pg_attribute as it was); the hot read path uses pgjobs._target_recent's
+-- 1 s window instead. Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;

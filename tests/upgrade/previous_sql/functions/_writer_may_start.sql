@@ -21,10 +21,11 @@ AS $$
 -- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
 -- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
--- inline subquery because claim is planned afresh on every call (its LIMIT
--- is a parameter), and planning the correlated subquery against the jobs
--- table's partial indexes cost about 0.2 ms a claim; this query is planned
--- once per session. Locks nothing.
+-- inline subquery because claim was planned afresh on every call (its LIMIT
+-- is a parameter; its plan is generic now, see pgjobs.claim, but
+-- pgjobs._claim_id and _insert_job ask too), and planning the correlated
+-- subquery against the jobs table's partial indexes cost about 0.2 ms a
+-- claim; this query is planned once per session. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w

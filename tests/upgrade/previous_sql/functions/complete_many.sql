@@ -9,6 +9,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- pgjobs.complete for a batch, in one statement: job p_ids[i] is marked
 -- succeeded with p_results[i] (default '{}') when p_workers[i] holds the
@@ -19,6 +20,9 @@ AS $$
 -- Each completed job announces `succeeded` (pgjobs._notify_many: the
 -- contract's events are per job). Raises 22023 when the arrays differ in
 -- length or a result is not a JSON object. Locks: the completed job rows.
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan for a
+-- batch of one looked cheaper than the generic one, so the UPDATE was
+-- planned again at every pgjobs.complete, for the same jobs_pkey scan.
 DECLARE
     v_jobs pgjobs.jobs[];
 BEGIN

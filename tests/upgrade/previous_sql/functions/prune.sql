@@ -23,6 +23,9 @@ DECLARE
     v_deleted bigint;
     v_objects bigint;
     v_trimmed bigint := 0;
+    -- pg_cron's own relations, read as found (by oid), never by name.
+    v_runs regclass := pgjobs._cron_relation('job_run_details');
+    v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
     IF p_retention IS NULL OR p_retention < interval '0' THEN
         RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
@@ -55,20 +58,18 @@ BEGIN
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
       INTO v_deleted, v_objects;
 
-    IF pgjobs._cron_relation('job_run_details') IS NOT NULL  -- pg_cron's, not a look-alike
-       AND pgjobs._cron_relation('job') IS NOT NULL
-       AND has_table_privilege('cron.job_run_details', 'DELETE') THEN
-        -- Built with format(): the cron schema exists only where pg_cron does.
+    IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
+       AND has_table_privilege(v_runs, 'DELETE') THEN
         -- By command as well as by job: schedule() re-creates the cron jobs
         -- under new ids, and unschedule() drops them, orphaning old history.
         EXECUTE format($q$
-            DELETE FROM %1$I.job_run_details d
+            DELETE FROM %s d
              WHERE d.end_time < now() - $1
-               AND (d.jobid IN (SELECT c.jobid FROM %1$I.job c
+               AND (d.jobid IN (SELECT c.jobid FROM %s c
                                  WHERE c.jobname IN ('pgjobs.run', 'pgjobs.prune'))
                     OR d.command LIKE 'CALL pgjobs.run(%%'
                     OR d.command LIKE 'SELECT pgjobs.prune(%%')
-        $q$, 'cron') USING p_retention;
+        $q$, v_runs, v_jobs) USING p_retention;
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 

@@ -12,14 +12,17 @@ AS $$
 -- Without pg_cron there is nothing to remove. Returns {"unscheduled": n}.
 DECLARE
     v_count integer := 0;
+    v_jobs regclass := pgjobs._cron_relation('job');  -- pg_cron's own, read by oid
 BEGIN
-    IF pgjobs._cron_relation('job') IS NOT NULL THEN  -- pg_cron's own, not a look-alike
-        -- format(): the cron schema exists only where pg_cron does.
+    IF v_jobs IS NOT NULL THEN
+        -- format(): the cron schema (and cron.unschedule) exists only where
+        -- pg_cron does.
         EXECUTE format($q$
-            SELECT count(%1$I.unschedule(jobid))::integer FROM %1$I.job
-             WHERE (jobname IN ('pgjobs.run', 'pgjobs.prune') OR jobname ~ '^pgjobs\.run\.[0-9]+$')
-               AND username = current_user
-        $q$, 'cron') INTO v_count;
+            SELECT count(%I.unschedule(c.jobid))::integer FROM %s c
+             WHERE (c.jobname IN ('pgjobs.run', 'pgjobs.prune')
+                    OR c.jobname ~ '^pgjobs\.run\.[0-9]+$')
+               AND c.username = current_user
+        $q$, 'cron', v_jobs) INTO v_count;
     END IF;
     RETURN jsonb_build_object('unscheduled', v_count);
 END

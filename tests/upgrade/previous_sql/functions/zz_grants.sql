@@ -36,9 +36,11 @@ BEGIN
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
                              'preview', '_preview_as',
-                             -- policy jobs_client_read (migrations 0006, 0024) calls them as the client
+                             -- policy jobs_client_read (migrations 0006, 0024, 0034) calls them as the client
                              '_scope_allowed', '_row_security_confines', '_confined_targets',
-                             '_allowed_scope_keys',
+                             '_allowed_scope_keys', '_allowed_scope_entries', '_allowed_scopes_parse',
+                             -- builds a pgjobs.allowed_scopes value
+                             'allowed_scopes_literal',
                              -- `pgjobs watch`/`status` read it beside a queued job
                              '_engine_wait')
     LOOP
