@@ -350,6 +350,36 @@ def test_gcs_more_parts_than_one_compose_takes_are_joined_in_a_tree(
     assert leftovers(gcs_bucket, {outcome.result["uri"]}) == []
 
 
+@pytest.mark.parametrize("parts", [1, 32, 33, 1024, 1025, 33 * 32 + 1, 40_000])
+def test_gcs_compose_plan_joins_any_number_of_parts_in_order(parts: int) -> None:
+    """GCS composes at most 32 sources a call and no longer caps a composite's
+    components (the old limit was 1,024), so an export of any part count, 8 GiB
+    and more at the default part_size, is one tree of calls: each call takes 1-32
+    sources that exist by then, every scratch object is made once under the
+    scratch prefix, only the last call writes the target, and the leaves read in
+    call order are exactly the parts in order."""
+    from pgjobs.poller import gcs
+
+    sources = [f"part/{n:06d}" for n in range(parts)]
+    steps = gcs.compose_plan(sources, "target", "scratch/")
+    made = [name for name, _ in steps]
+    assert made[-1] == "target" and "target" not in made[:-1]
+    assert len(set(made)) == len(made)
+    assert all(name.startswith("scratch/") for name in made[:-1])
+    existing = set(sources)
+    for name, group in steps:
+        assert 1 <= len(group) <= gcs.COMPOSE_MAX
+        assert set(group) <= existing, f"{name} composes an object not made yet"
+        existing.add(name)
+    recipe = dict(steps)
+
+    def leaves(name: str) -> list[str]:
+        return [leaf for part in recipe[name]
+                for leaf in (leaves(part) if part in recipe else [part])]
+
+    assert leaves("target") == sources
+
+
 # --- neither: the clients stay unloaded ---------------------------------------
 
 
