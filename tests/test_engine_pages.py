@@ -282,6 +282,53 @@ def test_the_step_after_the_first_page_goes_by_its_time_not_4x(conn: Conn) -> No
     assert calls[-1]["state"] == "done" and calls[-1]["result"]["pages"] == 2
 
 
+@pytest.mark.parametrize("behind", [False, True], ids=["quiet", "a row behind the cursor"])
+def test_a_scope_of_two_pages_is_checked_in_its_last_page(conn: Conn, behind: bool) -> None:
+    """A whole-scope delete whose rows fit in two pages' keys (150 keys,
+    page_size 100) runs the end-of-scope look in its last page's transaction:
+    three calls (count, two pages), no calls of the check's own. A matching
+    row that appeared behind the cursor meanwhile is still found there and
+    swept, and a row created after the cutoff is still left."""
+    _table(conn, 300)  # 150 keys in scope 1
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 100}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    states = [_page(conn, job_id, identity), _page(conn, job_id, identity)]
+    assert states == ["more", "more"] and job(conn, job_id)["done"] == 100
+    if behind:
+        conn.execute("INSERT INTO r (id, table_id, data) VALUES (-5, 1, '{}')")
+        conn.execute("INSERT INTO r (id, table_id, data, created_at) "
+                     "VALUES (-6, 1, '{}', now() + interval '1 hour')")
+    checkpoints = []
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        states.append(state)
+        checkpoints.append(job(conn, job_id)["checkpoint"])
+    assert state == "done"
+    assert not any("check_after" in cp for cp in checkpoints)  # no check calls
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded", done
+    assert _keys(conn, 1) == ({-6} if behind else set())
+    assert done["done"] == done["total"] == done["result"]["deleted"] == 150 + behind
+    assert done["result"]["pages"] == 2 + behind  # the sweep is a page
+    if not behind:
+        assert len(states) == 2  # then the last page: 3 calls in all
+    assert _keys(conn, 2) == set(range(1, 301, 2))
+
+
+def test_a_scope_of_more_than_two_pages_checks_in_calls_of_its_own(conn: Conn) -> None:
+    """The bound of the look in the last page: 201 keys with page_size 100 (two
+    pages' keys and one) take the check's own calls, so no last page walks
+    more than about two pages' worth of dead entries."""
+    _table(conn, 402)  # 201 keys in scope 1
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 100}')")
+    calls = _calls(conn, job_id)
+    assert calls[-1]["state"] == "done" and calls[-1]["done"] == 201
+    assert any("check_after" in c["checkpoint"] for c in calls if c["state"] == "more")
+    assert _keys(conn, 1) == set()
+
+
 def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
     """Every page deletes at most the size the checkpoint held before it, and
     that size follows the previous page's time: that page's size times
