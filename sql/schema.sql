@@ -7613,7 +7613,8 @@ CREATE FUNCTION pgjobs._run_page(p_id bigint, p_worker text) RETURNS text
 -- A delete never ends 'succeeded' with rows of its predicate left: when
 -- the range walk reaches the end of the scope, it checks that nothing
 -- matches any more (in calls of their own, a segment of the walk each,
--- then the whole scope at once: see the last page below), and deletes or
+-- then the whole scope at once; a small scope in its last page: see the
+-- last page below), and deletes or
 -- sweeps what does (rows the walk cannot see: a key that went NULL, a row
 -- inserted behind the cursor) as 'collect' does. A
 -- sweep that cannot delete a matching row (a trigger or rule keeps it)
