@@ -48,7 +48,9 @@ from pgjobs.errors import NotFound
 @click.pass_context
 def main(ctx: click.Context, dsn: str | None, storage: str) -> None:
     """pgjobs: bulk background jobs (delete, backfill, export) inside PostgreSQL."""
-    ctx.obj = Context(dsn_option=dsn, storage=storage)
+    ctx.obj = Context(dsn_option=dsn, storage=storage,
+                      dsn_from_env=ctx.get_parameter_source("dsn")
+                      == click.core.ParameterSource.ENVIRONMENT)
 
 
 # --- install --------------------------------------------------------------

@@ -38,6 +38,11 @@ class InvalidInput(PgjobsError):
     exit_code = 2
 
 
+class InvalidDsn(InvalidInput):
+    """The DSN itself cannot be parsed (``missing "="``, an unknown URI parameter):
+    a usage error, exit 2, raised before any connection is tried."""
+
+
 class UndefinedTable(InvalidInput):
     """The table named does not exist (42P01)."""
 
@@ -84,6 +89,16 @@ _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "55000": NotReady,
     "42501": PermissionDenied,
 }
+
+
+def from_connect(exc: psycopg.Error) -> PgjobsError:
+    """Translate what ``psycopg.connect`` raised: a DSN it cannot parse is a usage
+    error (psycopg raises ProgrammingError for it, before any network call), the
+    rest as :func:`from_psycopg` (unreachable, refused, no such database or role)."""
+    if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
+        return InvalidDsn(f"invalid DSN: {first}")
+    return from_psycopg(exc)
 
 
 def from_psycopg(exc: psycopg.Error) -> PgjobsError:
