@@ -183,3 +183,16 @@ def test_an_import_of_a_missing_file_says_to_check_the_path(cli: Callable[..., R
     result = cli("import", "people", str(folder / "typo.csv"), "--scope", "1", "--quiet")
     line = one_line_error(result, 1, "typo.csv", "No such file", "check the path")
     assert "writable" not in line
+
+
+def test_watch_says_where_the_job_stands_at_its_timeout(cli: Callable[..., Result],
+                                                        conn: Conn) -> None:
+    make_target(conn)
+    job_id = submit(conn)
+    watched = cli("watch", str(job_id), "--timeout", "0.3")
+    assert watched.exit_code == 3, watched.output
+    assert watched.stdout == ""
+    assert watched.stderr.strip() == (f"job {job_id} is still queued at --timeout; it goes on: "
+                                      f"`pgjobs watch {job_id}` follows it again")
+    quiet = cli("watch", str(job_id), "--timeout", "0.3", "--quiet")
+    assert (quiet.exit_code, quiet.stderr) == (3, "")
