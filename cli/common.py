@@ -17,7 +17,7 @@ import click
 
 from pgjobs import db
 from pgjobs.cli.dsn import configured_dsn, resolve_dsn
-from pgjobs.errors import InvalidInput, PgjobsError
+from pgjobs.errors import ConnectionFailed, InvalidDsn, InvalidInput, NoDatabase, PgjobsError
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
@@ -39,6 +39,8 @@ class Context:
     dsn_option: str | None
     storage: str
     _dsn: str | None = field(default=None, repr=False)
+    dsn_from_env: bool = False
+    """--dsn's value came from PGJOBS_DSN, not from the command line."""
 
     def dsn(self, *, start_embedded: bool = False) -> str:
         """The resolved DSN: --dsn, PGJOBS_DSN, DATABASE_URL, else the embedded cluster
@@ -55,6 +57,26 @@ class Context:
 
     def connect(self, **kwargs: Any) -> Any:
         return db.connect(self.dsn(), **kwargs)
+
+    def dsn_source(self) -> str | None:
+        """Where the DSN came from (an error's hint names it, never the DSN, which
+        may hold a password): --dsn, PGJOBS_DSN, DATABASE_URL, or None for the
+        embedded cluster."""
+        if self.dsn_option:
+            return "PGJOBS_DSN" if self.dsn_from_env else "--dsn"
+        return "DATABASE_URL" if configured_dsn(None) else None
+
+    def connection_hint(self, exc: PgjobsError) -> str:
+        """The hint of a DSN that cannot be parsed or a server that cannot be reached."""
+        source = self.dsn_source()
+        if source is None:
+            return ("the embedded cluster did not answer: see `pgjobs dev status`, or set "
+                    "--dsn / PGJOBS_DSN / DATABASE_URL")
+        if isinstance(exc, InvalidDsn):
+            return (f"fix {source}: a URL such as postgresql://USER@HOST:5432/DBNAME, or "
+                    "key=value pairs such as 'host=HOST port=5432 dbname=DBNAME'")
+        return (f"check {source} (postgresql://USER@HOST:5432/DBNAME): is the server up, and "
+                "do that database and role exist?")
 
 
 def _not_utf8(text: str) -> bool:
@@ -109,6 +131,10 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except PgjobsError as exc:
+            connecting = isinstance(exc, (ConnectionFailed, InvalidDsn)) \
+                and not isinstance(exc, NoDatabase)
+            if connecting and exc.hint is None and isinstance(ctx.obj, Context):
+                exc.hint = ctx.obj.connection_hint(exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

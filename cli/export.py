@@ -470,7 +470,9 @@ def url(obj: Context, job_id: int, expires: str) -> None:
         raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
                        hint="`pgjobs list` shows the jobs; finished ones are pruned")
     if job["kind"] != "export":
-        raise InvalidInput(f"job {job_id} is a {job['kind']} job, not an export")
+        raise InvalidInput(f"job {job_id} is a {job['kind']} job, not an export",
+                           hint="`pgjobs list` shows each job's kind; only an export has "
+                                "objects to download")
     if job["status"] != "succeeded" or not (job["result"] or {}).get("uri"):
         raise InvalidInput(f"job {job_id} is {job['status']}: it has no object yet",
                            hint=f"follow it with `pgjobs watch {job_id}`")

@@ -34,7 +34,7 @@ from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
-from pgjobs.errors import NotFound
+from pgjobs.errors import NotFound, PgjobsError
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +48,9 @@ from pgjobs.errors import NotFound
 @click.pass_context
 def main(ctx: click.Context, dsn: str | None, storage: str) -> None:
     """pgjobs: bulk background jobs (delete, backfill, export) inside PostgreSQL."""
-    ctx.obj = Context(dsn_option=dsn, storage=storage)
+    ctx.obj = Context(dsn_option=dsn, storage=storage,
+                      dsn_from_env=ctx.get_parameter_source("dsn")
+                      == click.core.ParameterSource.ENVIRONMENT)
 
 
 # --- install --------------------------------------------------------------
@@ -180,7 +182,11 @@ def list_(obj: Context, status_: str | None, limit: int, as_json: bool) -> None:
 @click.argument("job_id", type=int)
 @click.pass_obj
 def cancel(obj: Context, job_id: int) -> None:
-    """Cancel a job: queued at once, running at its next page."""
+    """Cancel a job: queued at once, running at its next page.
+
+    Exit 0 canceled, cancel requested or already canceled; 1 the job had already
+    succeeded or failed (nothing to cancel) or does not exist.
+    """
     with obj.connect() as conn:
         changed = db.cancel(conn, job_id)
         job = db.get_job(conn, job_id)
@@ -188,7 +194,11 @@ def cancel(obj: Context, job_id: int) -> None:
     if changed:
         state = "canceled" if job["status"] == "canceled" else "cancel requested"
         click.echo(f"job {job_id}: {state}")
-    else:
+    elif job["status"] in ("succeeded", "failed"):
+        # It ran to its end: nothing was canceled, which a script must not miss.
+        raise PgjobsError(f"job {job_id} had already finished ({job['status']}): nothing to "
+                          "cancel", hint=f"`pgjobs status {job_id}` shows how it ended")
+    else:  # canceled already: what was asked holds
         click.echo(f"job {job_id} had already finished ({job['status']})")
 
 

@@ -198,6 +198,13 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
                     click.echo(f"job {job_id} {job['status']}: {job['error']}", err=True)
                 return FINAL[job["status"]]
             if deadline is not None and time.monotonic() >= deadline:
+                # Exit 3 alone would leave a piped `watch` of a job that sent no
+                # event silent: say where the job stands, and that it goes on.
+                if bar:
+                    bar.close()
+                    bar = None
+                out.note(f"job {job_id} is still {job['status']} at --timeout; it goes on: "
+                         f"`pgjobs watch {job_id}` follows it again")
                 return 3
             wait = POLL_SECONDS if deadline is None else max(
                 0.01, min(POLL_SECONDS, deadline - time.monotonic()))

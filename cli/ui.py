@@ -52,6 +52,10 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
                            hint="pass --token (or --token-file, PGJOBS_UI_TOKEN), or bind "
                                 "127.0.0.1")
     dsn = obj.dsn()
+    # Reach the database once before serving: a wrong DSN or a server that is down
+    # is the command's one-line error (exit 1 or 2), not a traceback from the web
+    # server's startup.
+    obj.connect(app="pgjobs ui").close()
     shown = "localhost" if is_loopback(host) else host
     click.echo(f"pgjobs ui: http://{shown}:{port}/" + ("?token=..." if secret else "")
                + (" (read-only)" if read_only else ""), err=True)

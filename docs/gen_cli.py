@@ -37,9 +37,12 @@ EXIT_STATUS = [
     ("0", "Done; for `status`, `watch JOB` and `--wait`: the job succeeded."),
     ("1", "The job failed or was canceled, or the command failed: unknown job (`P0002`), "
           "database unreachable, pg_cron missing (`55000`), a writing job already pending "
-          "with `on_conflict: reject` (`55006`), permission denied (`42501`)."),
-    ("2", "Usage error: unknown option, bad argument or duration, invalid JSON, or arguments "
-          "the database rejects as invalid (`22023`, `42P01`)."),
+          "with `on_conflict: reject` (`55006`), permission denied (`42501`), a verb that "
+          "does not apply to the job's status (`55000`), `cancel` of a job that had "
+          "already succeeded or failed."),
+    ("2", "Usage error: unknown option, bad argument or duration, invalid JSON, a DSN that "
+          "does not parse, or arguments the database rejects as invalid (`22023`, "
+          "`42P01`)."),
     ("3", "`status` and `watch JOB --timeout`: the job is still queued or running; "
           "`dev status`: the embedded cluster is not running."),
     ("130", "`watch` interrupted (Ctrl-C)."),

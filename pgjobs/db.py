@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgjobs import queries
-from pgjobs.errors import ConnectionFailed, from_psycopg
+from pgjobs.errors import ConnectionFailed, from_connect, from_psycopg
 
 Row = dict[str, Any]
 # A connection as the connector opens it (dict rows): the poller's annotations.
@@ -45,10 +45,12 @@ def translated() -> Iterator[None]:
 def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycopg.Connection[Row]:
     """A dict-row connection, autocommit by default (every pgjobs function is its
     own transaction)."""
-    with translated():
+    try:
         return psycopg.connect(
             dsn, autocommit=autocommit, row_factory=dict_row, application_name=app
         )
+    except psycopg.Error as exc:
+        raise from_connect(exc) from exc
 
 
 def connect_reader(dsn: str, app: str = "pgjobs export",
@@ -361,9 +363,11 @@ AsyncConn = psycopg.AsyncConnection[Row]
 
 async def connect_async(dsn: str, *, app: str = "pgjobs ui") -> AsyncConn:
     """An autocommit dict-row asyncio connection."""
-    with translated():
+    try:
         return await psycopg.AsyncConnection.connect(
             dsn, autocommit=True, row_factory=dict_row, application_name=app)
+    except psycopg.Error as exc:
+        raise from_connect(exc) from exc
 
 
 async def rows_async(conn: AsyncConn, sql: str, params: dict[str, Any] | None = None

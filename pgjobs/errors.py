@@ -38,6 +38,11 @@ class InvalidInput(PgjobsError):
     exit_code = 2
 
 
+class InvalidDsn(InvalidInput):
+    """The DSN itself cannot be parsed (``missing "="``, an unknown URI parameter):
+    a usage error, exit 2, raised before any connection is tried."""
+
+
 class UndefinedTable(InvalidInput):
     """The table named does not exist (42P01)."""
 
@@ -86,6 +91,25 @@ _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
 }
 
 
+_DEFAULT_HINTS: dict[str, str] = {
+    # PostgreSQL gives none when a name does not resolve to a table (regclass).
+    "42P01": "check the table's name and schema (e.g. public.items) in this database; "
+             "SELECT * FROM pgjobs.targets lists the registered ones",
+}
+"""The hint of an error PostgreSQL raises without one: every error a user sees
+says what to do next."""
+
+
+def from_connect(exc: psycopg.Error) -> PgjobsError:
+    """Translate what ``psycopg.connect`` raised: a DSN it cannot parse is a usage
+    error (psycopg raises ProgrammingError for it, before any network call), the
+    rest as :func:`from_psycopg` (unreachable, refused, no such database or role)."""
+    if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
+        return InvalidDsn(f"invalid DSN: {first}")
+    return from_psycopg(exc)
+
+
 def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     """Translate a psycopg error into the matching :class:`PgjobsError`."""
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
@@ -94,4 +118,5 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     diag = exc.diag
     message = diag.message_primary or str(exc).strip().splitlines()[0]
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    return cls(message, sqlstate=exc.sqlstate, hint=diag.message_hint)
+    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    return cls(message, sqlstate=exc.sqlstate, hint=hint)

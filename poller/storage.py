@@ -262,9 +262,12 @@ _PERMANENT = re.compile(
 
 
 def storage_error(exc: BaseException, what: str) -> StorageError:
-    """Classify an obstore/OS error: configuration mistakes are not retryable."""
+    """Classify an obstore/OS error: configuration mistakes are not retryable.
+    ``what`` names the operation and the object ("cannot read URI", "cannot write
+    URI", ...): the hint of a read never asks for a writable place."""
     from obstore import exceptions as oe
 
+    reading = what.startswith("cannot read")
     text = _one_line(exc)
     if isinstance(exc, StorageError):
         return exc
@@ -281,7 +284,7 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
                             "credentials")
     if isinstance(exc, gcs.GcsError):
         hint = _GCS_HINT if exc.credentials else None if exc.retryable else \
-            "check the bucket name and that the worker may write to it"
+            f"check the bucket name and that the worker may {'read' if reading else 'write'} it"
         return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=hint)
     if isinstance(exc.__cause__, s3.S3Error) and exc.__cause__.credentials:
         return StorageError(f"{what}: {exc.__cause__}", retryable=False,
@@ -296,7 +299,11 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         return StorageError(f"{what}: no credentials found ({text[:200]})", retryable=False,
                             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where "
                                  "instance or container credentials exist)")
-    if local:
+    if local and reading:
+        # An import's source or an export's object read back: nothing to write.
+        hint = ("check the path: the file must exist on the machine that runs the job, "
+                "readable by the user it runs as")
+    elif local:
         hint = "choose a writable directory with --to or --storage"
     elif permanent:
         hint = "check the bucket name and the credentials (AWS_*, GOOGLE_*, AZURE_* variables)"

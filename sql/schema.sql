@@ -53,7 +53,7 @@ BEGIN
     END IF;
     PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));  -- 42501
     IF v_job.status NOT IN ('queued', 'running', 'paused') THEN
-        RAISE EXCEPTION 'job % has % and takes no more items', p_id, v_job.status
+        RAISE EXCEPTION 'job % (%) takes no more items', p_id, v_job.status
             USING ERRCODE = '55000',
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
@@ -6044,7 +6044,7 @@ BEGIN
     ELSIF v_job.status = 'paused' THEN
         RETURN false;
     END IF;
-    RAISE EXCEPTION 'job % has % and cannot be paused', p_id, v_job.status
+    RAISE EXCEPTION 'job % (%) cannot be paused', p_id, v_job.status
         USING ERRCODE = '55000',
         HINT = CASE WHEN v_job.status = 'succeeded'
                     THEN 'Only a queued or running job can be paused.'
@@ -7129,7 +7129,7 @@ BEGIN
          WHERE id = p_id;
         RETURN true;
     END IF;
-    RAISE EXCEPTION 'job % has % and is not paused', p_id, v_job.status
+    RAISE EXCEPTION 'job % (%) is not paused', p_id, v_job.status
         USING ERRCODE = '55000',
         HINT = CASE WHEN v_job.status IN ('failed', 'canceled')
                     THEN 'Requeue a failed or canceled job with pgjobs.retry(id).'
@@ -7183,7 +7183,7 @@ BEGIN
     p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status NOT IN ('failed', 'canceled') THEN
-        RAISE EXCEPTION 'job % has % and cannot be retried', p_id, v_job.status
+        RAISE EXCEPTION 'job % (%) cannot be retried', p_id, v_job.status
             USING ERRCODE = '55000',
             HINT = CASE WHEN v_job.status = 'paused'
                         THEN 'A paused job continues with pgjobs.resume(id).'
