@@ -154,8 +154,10 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     options["format"] = fmt
     if gzip:
         options["gzip"] = True
-    if columns:
-        options["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
+    if columns is not None:
+        # Every entry as given (stripped): an empty one ('id,,data', '') is a
+        # mistake that the submit refuses with its hint, not one to drop.
+        options["columns"] = [c.strip() for c in columns.split(",")]
     if priority is not None:
         options["priority"] = priority
     if parallel is not None:

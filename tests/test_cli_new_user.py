@@ -196,3 +196,17 @@ def test_watch_says_where_the_job_stands_at_its_timeout(cli: Callable[..., Resul
                                       f"`pgjobs watch {job_id}` follows it again")
     quiet = cli("watch", str(job_id), "--timeout", "0.3", "--quiet")
     assert (quiet.exit_code, quiet.stderr) == (3, "")
+
+
+@pytest.mark.parametrize("columns", ["id,,name", "id,", "", " , "])
+def test_an_empty_entry_in_export_columns_is_refused_not_dropped(cli: Callable[..., Result],
+                                                                  conn: Conn, tmp_path: Path,
+                                                                  columns: str) -> None:
+    """`--columns 'id,,name'` exported id and name as if the typo were not
+    there; the submit now sees the empty entry and refuses it with its hint."""
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    result = cli("export", "people", "--scope", "1", "--columns", columns,
+                 "--to", (folder / "out.csv").as_uri(), "--quiet")
+    one_line_error(result, 2, 'option "columns"', "non-empty string", "(hint: ")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
