@@ -76,6 +76,24 @@ MAX_RECORD = 64 * 1024 * 1024
 """A record longer than this (an unterminated quote, most likely) fails the job."""
 _BOM = b"\xef\xbb\xbf"
 _COPY_LINE = re.compile(r"\bline (\d+)")
+_STAGE_COLUMN = re.compile(r'\bcolumn "f(\d+)"')
+"""COPY names the staging table's columns (f1, f2, ...: import_prepare) in its
+messages; a reject names the header's field instead."""
+
+
+def _field_names(message: str, fields: list[str] | None) -> str:
+    """COPY's message with each staging column ``"fN"`` named as the source
+    names it: ``column "age" (field 2)``."""
+    if not fields:
+        return message
+
+    def name(match: re.Match[str]) -> str:
+        n = int(match.group(1))
+        if not 1 <= n <= len(fields):
+            return match.group(0)
+        return f'column "{fields[n - 1]}" (field {n})'
+
+    return _STAGE_COLUMN.sub(name, message)
 
 
 def _testing() -> dict[str, float]:
@@ -496,7 +514,7 @@ class Importer:
                     kept = [r for r in self._lines(records, line)
                             if not (r[1] - r[0] <= 2 and _blank(view[r[0]:r[1]]))]
                     rejects: list[dict[str, Any]] = []
-                    staged = self._copy(conn, copy_sql, view, kept, rejects)
+                    staged = self._copy(conn, copy_sql, view, kept, rejects, fields)
                     if self.testing.get("staged"):
                         time.sleep(self.testing["staged"])
                     result = self._import_batch(conn, fields, staged, view, rejects, done,
@@ -619,10 +637,12 @@ class Importer:
 
     def _copy(self, conn: db.Connection, copy_sql: str, data: bytes,
               good: list[tuple[int, int, int]],
-              rejects: list[dict[str, Any]]) -> list[tuple[int, int, int]]:
+              rejects: list[dict[str, Any]],
+              fields: list[str] | None = None) -> list[tuple[int, int, int]]:
         """COPY the records (ranges of data) into the staging table; a record COPY
-        refuses is cut out and added to rejects (its line and COPY's message), the
-        rest staged again. Returns the staged records."""
+        refuses is cut out and added to rejects (its line and COPY's message, the
+        CSV header's ``fields`` named in it), the rest staged again. Returns the
+        staged records."""
 
         def payload(ranges: list[tuple[int, int, int]]) -> bytes:
             if all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
@@ -651,7 +671,8 @@ class Importer:
                 bad = int(match.group(1)) - 1
                 if bad >= len(remaining):
                     raise
-                message = (diag.message_primary if diag is not None else None) or str(exc)
+                message = _field_names(
+                    (diag.message_primary if diag is not None else None) or str(exc), fields)
             before, (start, end, first), after = (remaining[:bad], remaining[bad],
                                                   remaining[bad + 1:])
             if before:
