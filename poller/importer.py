@@ -400,6 +400,14 @@ class Importer:
                 raise BadSource(f"{self.source} is empty: a CSV source starts with a header row",
                                 hint="add a header row naming columns or document fields")
             fields = _fields(bytes(buf[:end]))
+            if _json_object(bytes(buf[:end])):
+                # Every field would go to the document under a name such as
+                # '{"name": "x"': one junk row per record instead of an error.
+                raise BadSource(f"{self.source}: the header row is a JSON object, so the "
+                                "source is JSON Lines, not CSV",
+                                hint="import it with --format jsonl (option format: "
+                                     "\"jsonl\"); a CSV source starts with a row of "
+                                     "field names")
             line += buf.count(b"\n", 0, end) + (0 if buf[end - 1] == 10 else 1)
             del buf[:end]
             offset += end
@@ -802,6 +810,17 @@ def _first_record_end(data: bytes | bytearray, final: bool) -> int:
         if not data.count(b'"', 0, newline) & 1:
             return newline + 1
         at = newline + 1
+
+
+def _json_object(record: bytes) -> bool:
+    """The record parses as a JSON object (which no CSV header row of field
+    names does: its first field would start with '{')."""
+    if not record.lstrip().startswith(b"{"):
+        return False
+    try:
+        return isinstance(json.loads(record.decode("utf-8")), dict)
+    except ValueError:
+        return False
 
 
 def _fields(header: bytes) -> list[str]:

@@ -264,6 +264,23 @@ def test_jsonl_bad_records(conn: Conn, dsn: str, src: Path) -> None:
     assert [g["name"] for g in people(conn)] == ["ok", "ok2"]
 
 
+@pytest.mark.parametrize("first", [b'{"name": "a", "age": 1}', b' {"name": "a,b"}\r'])
+def test_json_lines_imported_as_csv_fail_with_a_hint_not_a_junk_row(
+        conn: Conn, dsn: str, src: Path, first: bytes) -> None:
+    """A JSON Lines file imported as CSV (a .csv name, or --format csv) made its
+    first line the header: every field went to the document under a name such
+    as '{"name": "a"' and each later line became a junk row. The header row
+    being a JSON object says which mistake it is."""
+    data = first + b'\n{"name": "b", "age": 2}\n'
+    row = do_import(conn, dsn, src, "wrong.csv", data, options={"format": "csv"})
+    assert row["status"] == "failed" and row["attempts"] == 1, row
+    assert "JSON Lines, not CSV" in row["error"], row["error"]
+    assert people(conn) == []
+    # A CSV header that merely starts with a brace is still a header.
+    ok = do_import(conn, dsn, src, "brace.csv", b'name,"{age}"\nc,3\n')
+    assert ok["status"] == "succeeded", ok["error"]
+
+
 def test_unknown_jsonl_key_without_document_is_rejected(conn: Conn, dsn: str,
                                                         tmp_path: Path) -> None:
     make_people(conn, document=False)
