@@ -3,6 +3,7 @@ and a stuck listener that must never fail a job."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -252,3 +253,28 @@ def test_a_batch_names_every_jobs_channel_at_once(conn: Conn,
         assert [(e["id"], e["event"]) for e in events] == [
             (i, event) for event in ("submitted", "started", "succeeded") for i in mine]
         assert {e["scope"] for e in events} == {scope}
+
+
+def test_a_batch_names_each_pair_as_one_pair_alone(conn: Conn) -> None:
+    """pgjobs._channel_names gives every pair of a batch the name of that pair
+    alone, in the batch's order: pairs repeated and interleaved, a NULL target
+    or scope (NULL), one pair, none. The contract a faster naming must keep."""
+    make_target(conn)
+    conn.execute("CREATE TABLE rows (id bigint)")  # a second target; naming needs no more
+    secret = scalar(conn, "SELECT value #>> '{}' FROM pgjobs.settings WHERE key = 'channel_secret'")
+    oids = {t: int(scalar(conn, "SELECT %s::regclass::oid", (t,))) for t in ("items", "rows")}
+
+    def name(target: str | None, scope: str | None) -> str | None:
+        if target is None or scope is None:
+            return None
+        key = f"{secret}:{oids[target]}:{scope}".encode()
+        return "pgjobs_" + hashlib.sha256(key).hexdigest()[:40]
+
+    pairs: list[tuple[str | None, str | None]] = [
+        ("items", "a"), ("rows", "a"), ("items", "a"), (None, "a"), ("items", "b"),
+        ("items", None), ("rows", "a"), ("items", "a")]
+    for batch in (pairs, pairs[:1], pairs[3:4], []):
+        got = scalar(conn, "SELECT pgjobs._channel_names(%s::regclass[], %s::text[])",
+                     ([t for t, _ in batch], [s for _, s in batch]))
+        assert got == [name(t, s) for t, s in batch]
+    assert scalar(conn, "SELECT pgjobs._channel_names(NULL, NULL)") == []
