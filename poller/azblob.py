@@ -194,7 +194,9 @@ class BlockUpload(Upload):
         if self._hash is None:
             from pgjobs.poller import storage  # read back: the hash did not survive
 
-            return storage.hash_object(self.location, self._digests)
+            done = storage.hash_object(self.location, self._digests)  # and the parts checked
+            self.checked = self._digests
+            return done
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:

@@ -504,6 +504,9 @@ class Exporter:
         self.on_progress = on_progress
         self.delays = _delays()
         self.upload: storage.Upload | None = None
+        # The part digests this attempt read the finished object back against (None:
+        # not read back): _verify_stored does not read it a second time.
+        self.read_back: list[Any] | None = None
         self.state: dict[str, Any] = {}
         self.control = _Control(dsn, job_id, worker, lease=30.0)
         self.read_config = reads
@@ -880,8 +883,10 @@ class Exporter:
         if self.delays.get("finalize"):
             time.sleep(self.delays["finalize"])
         upload = self.upload
+        self.read_back = None
         try:
             size, sha256 = self.storage_retry(upload.finish, "the object")
+            self.read_back = upload.checked
         except Mismatch as exc:
             # Staged parts (or a resumed S3 upload) are not what was streamed.
             self._corrupt(str(exc))
@@ -893,6 +898,7 @@ class Exporter:
                 raise StorageError(f"cannot finish {self.location.uri}: {exc}",
                                    retryable=True) from exc
             size, sha256 = done
+            self.read_back = self.state["digests"]  # read back against them just now
         if size != self.state["bytes"] or sha256 != self.state.get("sha256", sha256):
             self._corrupt(f"the upload wrote {size} bytes (sha256 {sha256}), the checkpoint "
                           f"says {self.state['bytes']} (sha256 {self.state.get('sha256')})")
@@ -908,7 +914,14 @@ class Exporter:
         against the digests checkpointed as the parts were streamed; a mismatch
         never completes. Bytes equal to every streamed part are the streamed
         bytes, whose SHA-256 (``sha256``, computed while streaming from the same
-        parts) is the result's: the read-back hashes each byte once."""
+        parts) is the result's: the read-back hashes each byte once.
+
+        Not read a second time when this attempt has just read the object back
+        against the very digests checkpointed (``read_back``: a resumed upload's
+        ``finish``, which had to hash it, or an object found visible after a
+        crash): a resumed export reads its object back once."""
+        if self.read_back is not None and self.read_back == self.state["digests"]:
+            return
         try:
             stored_size = storage.check_object(self.location, self.state["digests"])
         except Mismatch as exc:

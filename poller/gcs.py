@@ -373,7 +373,9 @@ class ComposeUpload(Upload):
         if self._hash is None:
             from pgjobs.poller import storage  # read back: the hash state did not survive
 
-            return storage.hash_object(self.location, self._digests)
+            done = storage.hash_object(self.location, self._digests)  # and the parts checked
+            self.checked = self._digests
+            return done
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:

@@ -98,6 +98,12 @@ class Upload:
 
     location: Location
 
+    checked: list[Any] | None = None
+    """The part digests ``finish`` checked the finished object against, when it
+    read the object back (a resumed upload whose hash state did not survive: that
+    one read hashes it and checks every part); None when it did not read it. The
+    exporter then does not read the object back a second time."""
+
     def write_part(self, data: bytes | bytearray) -> str | None:
         """Make ``data`` durable as the next part. Returns its SHA-256 (hex) when the
         kind hashed it on the way (S3: the hash the part was signed with), else None

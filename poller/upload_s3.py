@@ -29,7 +29,8 @@ class NativeS3Upload(Upload):
     and the ETags of the parts written; CompleteMultipartUpload names every ETag,
     so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
     computed as parts go by; after a resume (the hash state does not survive a
-    crash) the finished object is read back once to hash it."""
+    crash) the finished object is read back once to hash it, every part checked
+    against its digest on the way (:attr:`Upload.checked`)."""
 
     def __init__(self, location: Location, state: dict[str, Any] | None,
                  digests: list[Any] | None = None):
@@ -99,9 +100,11 @@ class NativeS3Upload(Upload):
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         if self._hash is None:
-            # Resumed: read back, each part checked against the digests of what
-            # every attempt streamed (None: no digests, hash only).
-            return hash_object(self.location, self._digests)
+            # Resumed: read back once, hashed and each part checked against the
+            # digests of what every attempt streamed (None: no digests, hash only).
+            done = hash_object(self.location, self._digests)
+            self.checked = self._digests
+            return done
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:
