@@ -37,7 +37,8 @@ Measured, each side on the same data in the same run:
   its rows (other tenants only), against its time in the original relation;
   ``--full`` runs it at issue 11's size (a 1M-row scope, 5M rows grown to 20M).
 
-``--compare-sql DIR`` measures only the whole-scope delete, of DIR's ``sql/``
+``--compare-sql DIR`` measures only the whole-scope delete (with
+``--filtered-only``: each filtered delete instead), of DIR's ``sql/``
 tree (A: another checkout's, say main's) against this checkout's (B): each
 in its own database on the one server, the same relation built in both,
 rounds alternating A B, B A, ... so that drift on a busy machine hits both
@@ -561,11 +562,10 @@ def report_layout(layout: str, args: argparse.Namespace, out: dict[str, Any]) ->
 
 def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
     """The whole-scope delete under two sql/ trees, alternating rounds (see
-    the module's docstring); prints one line per side."""
+    the module's docstring); prints one line per side. With --filtered-only,
+    each of FILTERS instead (with the btree_gin index), on the same relations."""
     roots = {"A " + str(args.compare_sql): args.compare_sql,
              "B this checkout": Path(__file__).resolve().parent.parent / "sql"}
-    load = os.getloadavg()[0]
-    where = f"table_id = {SCOPE} AND created_at <= now()"
     with ExitStack() as stack:
         conns: dict[str, Conn] = {}
         for side, root in roots.items():
@@ -574,41 +574,61 @@ def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
             migrate(dsn, root)
             conn = stack.enter_context(psycopg.connect(dsn, autocommit=True))
             build(conn, args.rows, args.scope_rows, layout)
+            if args.filtered_only:
+                conn.execute(f"CREATE INDEX {TABLE}_doc ON {TABLE} USING gin "
+                             "(table_id, data jsonb_path_ops)")
+                conn.execute(f"VACUUM (ANALYZE) {TABLE}")
             conns[side] = conn
-        runs: dict[str, dict[str, list[float]]] = {
-            side: {"pages": [], "job": [], "bulk": [], "check": []} for side in conns}
-        for round_ in range(args.repeat):
-            order = list(conns.items())
-            for side, conn in (order if round_ % 2 == 0 else order[::-1]):
-                seconds, deleted = bulk_delete(conn, where)
-                restore(conn)
-                job_seconds, pages, job = job_via_pages(conn, {})
-                assert job["done"] == deleted, (job["done"], deleted)
-                restore(conn)
-                runs[side]["bulk"].append(seconds)
-                runs[side]["job"].append(job_seconds)
-                runs[side]["pages"] += pages[1:]  # the first call counts (no page)
-                # The end-of-scope check's calls are the job's last ones.
-                checks = pages[len(pages) - job["checkpoint"].get("check_steps", 0):]
-                runs[side]["check"].append(sum(checks))
-                log(f"{layout} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
-                    f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x), {len(pages) - 1} "
-                    f"calls, max {max(pages[1:]):.1f} ms; the end-of-scope check "
-                    f"{sum(checks):.0f} ms in {len(checks)} calls "
-                    f"({', '.join(f'{ms:.0f}' for ms in checks)})")
+        shapes = FILTERS if args.filtered_only else {"whole-scope delete": {}}
+        for shape, filter_ in shapes.items():
+            compare_sql_shape(conns, args, layout, shape, filter_)
+
+
+def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: str,
+                      shape: str, filter_: dict[str, Any]) -> None:
+    load = os.getloadavg()[0]
+    where = f"table_id = {SCOPE} AND created_at <= now()" + (
+        f" AND data @> '{json.dumps(filter_)}'" if filter_ else "")
+    runs: dict[str, dict[str, list[float]]] = {
+        side: {"pages": [], "job": [], "bulk": [], "check": [], "last": []} for side in conns}
+    chosen: dict[str, str] = {}
+    for round_ in range(args.repeat):
+        order = list(conns.items())
+        for side, conn in (order if round_ % 2 == 0 else order[::-1]):
+            seconds, deleted = bulk_delete(conn, where)
+            restore(conn)
+            job_seconds, pages, job = job_via_pages(conn, filter_)
+            assert job["done"] == deleted, (job["done"], deleted)
+            chosen[side] = job["checkpoint"]["strategy"]
+            restore(conn)
+            runs[side]["bulk"].append(seconds)
+            runs[side]["job"].append(job_seconds)
+            runs[side]["pages"] += pages[1:]  # the first call counts (no page)
+            # The end-of-scope check's calls are the job's last ones.
+            checks = pages[len(pages) - job["checkpoint"].get("check_steps", 0):]
+            runs[side]["check"].append(sum(checks))
+            # A filtered job's last call: a collect job's sweep, a range
+            # job's last page with its whole-scope check.
+            runs[side]["last"].append(pages[-1])
+            log(f"{layout} {shape} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
+                f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x, {chosen[side]}), "
+                f"{len(pages) - 1} calls, max {max(pages[1:]):.1f} ms; the end-of-scope check "
+                f"{sum(checks):.0f} ms in {len(checks)} calls "
+                f"({', '.join(f'{ms:.0f}' for ms in checks)})")
     med = statistics.median
-    print(f"\n{layout} layout, whole-scope delete: {args.rows:,} rows, scope of "
+    print(f"\n{layout} layout, {shape}: {args.rows:,} rows, scope of "
           f"{args.scope_rows:,}, {args.repeat} alternating rounds; load average "
           f"{load:.1f} -> {os.getloadavg()[0]:.1f}")
     print(f"  {'sql/':<34} {'calls':>5} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-          f"{'check ms':>8} {'job s':>6} {'bulk s':>6} {'ratio':>6}")
+          f"{'check ms':>8} {'last ms':>7} {'job s':>6} {'bulk s':>6} {'ratio':>6}")
     for side, v in runs.items():
         pages = v["pages"]
         ratio = med(j / b for j, b in zip(v["job"], v["bulk"], strict=True))
         print(f"  {side[:34]:<34} {len(pages) / args.repeat:>5.1f} "
               f"{percentile(pages, 50):>7.1f} {percentile(pages, 99):>7.1f} {max(pages):>7.1f} "
-              f"{med(v['check']):>8.0f} {med(v['job']):>6.3f} {med(v['bulk']):>6.3f} "
-              f"{ratio:>5.2f}x")
+              f"{med(v['check']):>8.0f} {med(v['last']):>7.0f} "
+              f"{med(v['job']):>6.3f} {med(v['bulk']):>6.3f} "
+              f"{ratio:>5.2f}x" + (f" ({chosen[side]})" if filter_ else ""), flush=True)
 
 
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
@@ -645,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each delete; the median is shown [default: 1]")
     parser.add_argument("--filtered-only", action="store_true",
-                        help="measure only the filtered deletes (and the mask)")
+                        help="measure only the filtered deletes (and the mask; with "
+                             "--compare-sql: the filtered deletes instead of the whole scope)")
     parser.add_argument("--quick", action="store_true",
                         help="skip the page-by-page run, the other strategy and the mask")
     parser.add_argument("--cliff-rows", type=int, default=1_000_000,
@@ -658,8 +679,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="issue 11's tenant-bounded check at full size: --rows 5000000 "
                              "--scope-rows 1000000 --tenant-bounded (the relation grows to 20M)")
     parser.add_argument("--compare-sql", type=Path, metavar="DIR",
-                        help="only the whole-scope delete, DIR's sql/ tree against this "
-                             "checkout's, alternating rounds (--repeat of them)")
+                        help="only the whole-scope delete (with --filtered-only: the filtered "
+                             "ones), DIR's sql/ tree against this checkout's, alternating "
+                             "rounds (--repeat of them)")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     if args.full:
