@@ -8452,12 +8452,15 @@ BEGIN
     ELSIF p_scope IS NULL THEN
         RETURN false;
     END IF;
-    IF p_scope = ANY (v_entries) THEN
-        RETURN true;  -- same text, same canonical scope
-    END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN p_scope = ANY (v_entries);
+    END IF;
+    -- Same text, same canonical scope: unless the text names a tenant only
+    -- in this session's TimeZone or DateStyle (pgjobs._scope_entry_fixed),
+    -- when the entry allows nothing.
+    IF p_scope = ANY (v_entries) THEN
+        RETURN pgjobs._scope_entry_fixed(v_reg, p_scope);
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as this
     -- function's owner: only for a trusted target (pgjobs._untrusted_roles).
@@ -8494,13 +8497,17 @@ CREATE FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) 
 -- registered target p_reg, or NULL when it is not a value of the scope
 -- column: such an entry allows nothing there, and is no error (the setting
 -- lists scopes of many targets). Parsed in the
--- caller's session, as pgjobs._canonical_scope. The caller has checked
+-- caller's session, as pgjobs._canonical_scope; an entry whose tenant
+-- depends on the session (pgjobs._scope_entry_fixed) is NULL. The caller has checked
 -- that casting is safe (pgjobs._untrusted_roles). A registration whose
 -- scope column is gone (its table dropped, the column renamed or dropped)
 -- has no values either: NULL, not 42703, or one dropped target would fail
 -- every read of pgjobs.jobs by a session with pgjobs.allowed_scopes set
 -- (policy jobs_client_read asks pgjobs._allowed_scope_keys). Locks nothing.
 BEGIN
+    IF NOT pgjobs._scope_entry_fixed(p_reg, p_entry) THEN
+        RETURN NULL;  -- its tenant depends on the session's TimeZone or DateStyle
+    END IF;
     RETURN pgjobs._canonical_scope(p_reg, p_entry);
 EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
     RETURN NULL;
@@ -8508,6 +8515,77 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_entry_fixed(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, MDY'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether entry p_entry of pgjobs.allowed_scopes names one scope of p_reg
+-- in every session. A scope is parsed in the caller's session
+-- (pgjobs._canonical_scope), and so is the list: for a scope column of a
+-- date, time, timestamp or interval type, an entry without its offset
+-- ('2030-01-02 00:00' of a timestamptz), in a DMY / MDY spelling
+-- ('01/02/2030') or relative ('today') names the tenant the session's
+-- TimeZone, DateStyle or IntervalStyle picks, and a request that may set
+-- its own (PostgREST's `Prefer: timezone`) could pick another tenant's.
+-- Such an entry names a tenant nowhere: false. The entry is parsed under
+-- two settings far apart (UTC, MDY, SUPERUSER; UTC+14, DMY, sql_standard:
+-- set_config is local to this call, which the SET clauses restore) and must
+-- give one canonical scope. True for any other scope type, without a parse;
+-- false for a value that is not a scope of p_reg, and for a time-typed scope
+-- of an untrusted target (pgjobs._untrusted_roles), which is not cast.
+-- Locks nothing.
+DECLARE
+    v_type oid;
+    v_base oid;
+    v_near text;
+    v_far text;
+BEGIN
+    SELECT a.atttypid INTO v_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.scope_column AND a.attnum > 0
+       AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RETURN false;  -- the scope column is gone: no scope is a value of it
+    END IF;
+    LOOP  -- a domain (over a domain ...) to its base type
+        SELECT t.typbasetype INTO v_base
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        v_type := v_base;
+    END LOOP;
+    IF v_type NOT IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype,
+                      'timestamp'::regtype, 'timestamptz'::regtype, 'interval'::regtype) THEN
+        RETURN true;
+    END IF;
+    -- Casting runs the scope type's code (a domain's CHECK) as the caller,
+    -- pgjobs' owner in pgjobs._scope_allowed: only for a trusted target.
+    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_reg.target)) THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        v_near := pgjobs._canonical_scope(p_reg, p_entry);
+        PERFORM set_config('TimeZone', 'Etc/GMT-14', true);
+        PERFORM set_config('DateStyle', 'ISO, DMY', true);
+        PERFORM set_config('IntervalStyle', 'sql_standard', true);
+        v_far := pgjobs._canonical_scope(p_reg, p_entry);
+    EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
+        RETURN false;
+    END;
+    RETURN v_near = v_far;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
 
 --
 -- Name: _scope_literal(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15872,6 +15950,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO 
 
 REVOKE ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _scope_literal(p_reg pgjobs.target_registry, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
