@@ -6,7 +6,7 @@ SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET TimeZone = 'UTC'
-SET DateStyle = 'ISO, MDY'
+SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Whether entry p_entry of pgjobs.allowed_scopes names one scope of p_reg
@@ -18,9 +18,9 @@ AS $$
 -- TimeZone, DateStyle or IntervalStyle picks, and a request that may set
 -- its own (PostgREST's `Prefer: timezone`) could pick another tenant's.
 -- Such an entry names a tenant nowhere: false. The entry is parsed under
--- two settings far apart (UTC, MDY, postgres; UTC+14, DMY, sql_standard:
--- set_config is local to this call, which the SET clauses restore) and must
--- give one canonical scope. True for any other scope type, without a parse;
+-- settings far apart (UTC, YMD, postgres; UTC+14, DMY, sql_standard;
+-- UTC-12, MDY: set_config is local to this call, which the SET clauses
+-- restore) and must give one canonical scope. True for any other scope type, without a parse;
 -- false for a value that is not a scope of p_reg, and for a time-typed scope
 -- of an untrusted target (pgjobs._untrusted_roles), which is not cast.
 -- Locks nothing.
@@ -58,6 +58,11 @@ BEGIN
         PERFORM set_config('DateStyle', 'ISO, DMY', true);
         PERFORM set_config('IntervalStyle', 'sql_standard', true);
         v_far := pgjobs._canonical_scope(p_reg, p_entry);
+        IF v_far = v_near THEN
+            PERFORM set_config('TimeZone', 'Etc/GMT+12', true);
+            PERFORM set_config('DateStyle', 'ISO, MDY', true);
+            v_far := pgjobs._canonical_scope(p_reg, p_entry);
+        END IF;
     EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
         RETURN false;
     END;
