@@ -460,8 +460,8 @@ CREATE FUNCTION pgjobs._canonical_scope(p_reg pgjobs.target_registry, p_scope te
 -- TimeZone: deliberately not pinned here), as a comparison in the caller's
 -- own SQL would parse it. A value the column's type modifiers would change
 -- (a char(8) scope 'acme0001x' cast to 'acme0001', a numeric(5,2) scope
--- '1.005' rounded) is not a value of the column and is refused, as is
--- NULL: 22023 with a hint. Locks nothing.
+-- '1.005' rounded) is not a value of the column and is refused, as is one
+-- a domain's CHECK refuses, and NULL: 22023 with a hint. Locks nothing.
 DECLARE
     v_full text;
     v_loose text;
@@ -506,7 +506,12 @@ BEGIN
         EXECUTE format('SELECT pgjobs._canonical_text(v), v = %L::%s FROM (SELECT %L::%s AS v) s',
                        p_scope, v_loose, p_scope, v_full)
            INTO v_canonical, v_exact;
-    EXCEPTION WHEN data_exception THEN
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        -- A value a domain's CHECK (or NOT NULL) refuses (23514, 23502) is
+        -- no more a value of the column than one the type cannot parse:
+        -- 22023 below, and NULL for pgjobs._scope_entry, whose callers
+        -- (the policy on pgjobs.jobs among them) read every entry of
+        -- pgjobs.allowed_scopes for every target.
         v_canonical := NULL;
     END;
     IF v_canonical IS NULL OR NOT coalesce(v_exact, false) THEN
@@ -514,7 +519,8 @@ BEGIN
             v_full, p_reg.target, p_reg.scope_column
             USING ERRCODE = '22023',
             HINT = format('Pass a value of %s as text, exactly as the column can store it '
-                          '(no digits or characters its modifiers would drop).', v_full);
+                          '(no digits or characters its modifiers would drop, nothing a CHECK of its '
+                          'domain refuses).', v_full);
     END IF;
     RETURN v_canonical;
 END
@@ -547,12 +553,15 @@ CREATE FUNCTION pgjobs._canonical_text(p_value anyelement) RETURNS text
 -- character(n) loses its padding (a = 'a   ' in character comparisons).
 -- A domain's value is judged by its base type (pg_typeof names the domain),
 -- so a domain over numeric, interval or character prints as its base does;
--- bytea prints in hex whatever the caller's bytea_output. money is not a
+-- bytea prints in hex whatever the caller's bytea_output. An array, a
+-- composite or an oidvector prints as its type's output ('{1,2}', '(1,x)',
+-- '1 2'), not as the JSON to_jsonb makes of it. money is not a
 -- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
 DECLARE
-    v_text text := to_jsonb(p_value) #>> '{}';
+    v_json jsonb := to_jsonb(p_value);
+    v_text text := v_json #>> '{}';
     v_type regtype := pg_typeof(p_value);
     v_base oid;
 BEGIN
@@ -562,6 +571,13 @@ BEGIN
         EXIT WHEN NOT FOUND;
         v_type := v_base;
     END LOOP;
+    -- An array, a composite or an oidvector: to_jsonb builds JSON ([1, 2],
+    -- {"a": 1}), which does not read back as the value. Its type's own
+    -- output, under the settings pinned here, does.
+    IF jsonb_typeof(v_json) IN ('array', 'object')
+       AND v_type NOT IN ('json'::regtype, 'jsonb'::regtype) THEN
+        RETURN p_value::text;
+    END IF;
     IF v_type = 'numeric'::regtype AND v_text NOT IN ('NaN', 'Infinity', '-Infinity') THEN
         RETURN trim_scale(v_text::numeric)::text;
     ELSIF v_type IN ('real'::regtype, 'double precision'::regtype) AND v_text = '-0' THEN
@@ -7424,8 +7440,8 @@ BEGIN
                                        ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
                INTO p_exclude, v_exact
               USING p_exclude;
-        EXCEPTION WHEN data_exception THEN
-            v_exact := false;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
         END;
         IF NOT v_exact THEN
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',
@@ -8445,12 +8461,15 @@ BEGIN
     ELSIF p_scope IS NULL THEN
         RETURN false;
     END IF;
-    IF p_scope = ANY (v_entries) THEN
-        RETURN true;  -- same text, same canonical scope
-    END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN p_scope = ANY (v_entries);
+    END IF;
+    -- Same text, same canonical scope: unless the text names a tenant only
+    -- in this session's TimeZone or DateStyle (pgjobs._scope_entry_fixed),
+    -- when the entry allows nothing.
+    IF p_scope = ANY (v_entries) THEN
+        RETURN pgjobs._scope_entry_fixed(v_reg, p_scope);
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as this
     -- function's owner: only for a trusted target (pgjobs._untrusted_roles).
@@ -8487,13 +8506,17 @@ CREATE FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) 
 -- registered target p_reg, or NULL when it is not a value of the scope
 -- column: such an entry allows nothing there, and is no error (the setting
 -- lists scopes of many targets). Parsed in the
--- caller's session, as pgjobs._canonical_scope. The caller has checked
+-- caller's session, as pgjobs._canonical_scope; an entry whose tenant
+-- depends on the session (pgjobs._scope_entry_fixed) is NULL. The caller has checked
 -- that casting is safe (pgjobs._untrusted_roles). A registration whose
 -- scope column is gone (its table dropped, the column renamed or dropped)
 -- has no values either: NULL, not 42703, or one dropped target would fail
 -- every read of pgjobs.jobs by a session with pgjobs.allowed_scopes set
 -- (policy jobs_client_read asks pgjobs._allowed_scope_keys). Locks nothing.
 BEGIN
+    IF NOT pgjobs._scope_entry_fixed(p_reg, p_entry) THEN
+        RETURN NULL;  -- its tenant depends on the session's TimeZone or DateStyle
+    END IF;
     RETURN pgjobs._canonical_scope(p_reg, p_entry);
 EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
     RETURN NULL;
@@ -8501,6 +8524,82 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
+
+--
+-- Name: _scope_entry_fixed(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "TimeZone" TO 'UTC'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether entry p_entry of pgjobs.allowed_scopes names one scope of p_reg
+-- in every session. A scope is parsed in the caller's session
+-- (pgjobs._canonical_scope), and so is the list: for a scope column of a
+-- date, time, timestamp or interval type, an entry without its offset
+-- ('2030-01-02 00:00' of a timestamptz), in a DMY / MDY spelling
+-- ('01/02/2030') or relative ('today') names the tenant the session's
+-- TimeZone, DateStyle or IntervalStyle picks, and a request that may set
+-- its own (PostgREST's `Prefer: timezone`) could pick another tenant's.
+-- Such an entry names a tenant nowhere: false. The entry is parsed under
+-- settings far apart (UTC, YMD, SUPERUSER; UTC+14, DMY, sql_standard;
+-- UTC-12, MDY: set_config is local to this call, which the SET clauses
+-- restore) and must give one canonical scope. True for any other scope type, without a parse;
+-- false for a value that is not a scope of p_reg, and for a time-typed scope
+-- of an untrusted target (pgjobs._untrusted_roles), which is not cast.
+-- Locks nothing.
+DECLARE
+    v_type oid;
+    v_base oid;
+    v_near text;
+    v_far text;
+BEGIN
+    SELECT a.atttypid INTO v_type
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.scope_column AND a.attnum > 0
+       AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RETURN false;  -- the scope column is gone: no scope is a value of it
+    END IF;
+    LOOP  -- a domain (over a domain ...) to its base type
+        SELECT t.typbasetype INTO v_base
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        v_type := v_base;
+    END LOOP;
+    IF v_type NOT IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype,
+                      'timestamp'::regtype, 'timestamptz'::regtype, 'interval'::regtype) THEN
+        RETURN true;
+    END IF;
+    -- Casting runs the scope type's code (a domain's CHECK) as the caller,
+    -- pgjobs' owner in pgjobs._scope_allowed: only for a trusted target.
+    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_reg.target)) THEN
+        RETURN false;
+    END IF;
+    BEGIN
+        v_near := pgjobs._canonical_scope(p_reg, p_entry);
+        PERFORM set_config('TimeZone', 'Etc/GMT-14', true);
+        PERFORM set_config('DateStyle', 'ISO, DMY', true);
+        PERFORM set_config('IntervalStyle', 'sql_standard', true);
+        v_far := pgjobs._canonical_scope(p_reg, p_entry);
+        IF v_far = v_near THEN
+            PERFORM set_config('TimeZone', 'Etc/GMT+12', true);
+            PERFORM set_config('DateStyle', 'ISO, MDY', true);
+            v_far := pgjobs._canonical_scope(p_reg, p_entry);
+        END IF;
+    EXCEPTION WHEN invalid_parameter_value OR undefined_column THEN
+        RETURN false;
+    END;
+    RETURN v_near = v_far;
+END
+$$;
+
+ALTER FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) OWNER TO SUPERUSER;
 
 --
 -- Name: _scope_literal(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15880,6 +15979,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO 
 
 REVOKE ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_entry(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _scope_literal(p_reg pgjobs.target_registry, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
