@@ -114,7 +114,7 @@ def _first_batch_then(conn: Conn, dsn: str, folder: Path, name: str, data: bytes
     first = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store",
                      stop=stop, batch_bytes=64,
                      on_progress=lambda *_: stop.set()).run()
-    assert first.status == "released", job(conn, job_id)["error"]
+    assert first.status == "released", (first, job(conn, job_id))
     assert "mapping" in job(conn, job_id)["checkpoint"]
     if change:
         conn.execute(change)

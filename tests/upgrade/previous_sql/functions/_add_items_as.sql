@@ -37,7 +37,7 @@ BEGIN
     END IF;
     PERFORM pgjobs._require(v_job.target, pgjobs._kind_privilege(v_job.kind));  -- 42501
     IF v_job.status NOT IN ('queued', 'running', 'paused') THEN
-        RAISE EXCEPTION 'job % has % and takes no more items', p_id, v_job.status
+        RAISE EXCEPTION 'job % (%) takes no more items', p_id, v_job.status
             USING ERRCODE = '55000',
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;

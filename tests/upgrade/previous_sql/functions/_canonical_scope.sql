@@ -16,8 +16,8 @@ AS $$
 -- TimeZone: deliberately not pinned here), as a comparison in the caller's
 -- own SQL would parse it. A value the column's type modifiers would change
 -- (a char(8) scope 'acme0001x' cast to 'acme0001', a numeric(5,2) scope
--- '1.005' rounded) is not a value of the column and is refused, as is
--- NULL: 22023 with a hint. Locks nothing.
+-- '1.005' rounded) is not a value of the column and is refused, as is one
+-- a domain's CHECK refuses, and NULL: 22023 with a hint. Locks nothing.
 DECLARE
     v_full text;
     v_loose text;
@@ -62,7 +62,12 @@ BEGIN
         EXECUTE format('SELECT pgjobs._canonical_text(v), v = %L::%s FROM (SELECT %L::%s AS v) s',
                        p_scope, v_loose, p_scope, v_full)
            INTO v_canonical, v_exact;
-    EXCEPTION WHEN data_exception THEN
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+        -- A value a domain's CHECK (or NOT NULL) refuses (23514, 23502) is
+        -- no more a value of the column than one the type cannot parse:
+        -- 22023 below, and NULL for pgjobs._scope_entry, whose callers
+        -- (the policy on pgjobs.jobs among them) read every entry of
+        -- pgjobs.allowed_scopes for every target.
         v_canonical := NULL;
     END;
     IF v_canonical IS NULL OR NOT coalesce(v_exact, false) THEN
@@ -70,7 +75,8 @@ BEGIN
             v_full, p_reg.target, p_reg.scope_column
             USING ERRCODE = '22023',
             HINT = format('Pass a value of %s as text, exactly as the column can store it '
-                          '(no digits or characters its modifiers would drop).', v_full);
+                          '(no digits or characters its modifiers would drop, nothing a CHECK of its '
+                          'domain refuses).', v_full);
     END IF;
     RETURN v_canonical;
 END

@@ -21,12 +21,15 @@ AS $$
 -- character(n) loses its padding (a = 'a   ' in character comparisons).
 -- A domain's value is judged by its base type (pg_typeof names the domain),
 -- so a domain over numeric, interval or character prints as its base does;
--- bytea prints in hex whatever the caller's bytea_output. money is not a
+-- bytea prints in hex whatever the caller's bytea_output. An array, a
+-- composite or an oidvector prints as its type's output ('{1,2}', '(1,x)',
+-- '1 2'), not as the JSON to_jsonb makes of it. money is not a
 -- scope (its text depends on lc_monetary; register_target refuses it).
 -- The caller parses the value in its own session (see pgjobs._typed_literal,
 -- pgjobs._canonical_scope). Locks nothing.
 DECLARE
-    v_text text := to_jsonb(p_value) #>> '{}';
+    v_json jsonb := to_jsonb(p_value);
+    v_text text := v_json #>> '{}';
     v_type regtype := pg_typeof(p_value);
     v_base oid;
 BEGIN
@@ -36,6 +39,13 @@ BEGIN
         EXIT WHEN NOT FOUND;
         v_type := v_base;
     END LOOP;
+    -- An array, a composite or an oidvector: to_jsonb builds JSON ([1, 2],
+    -- {"a": 1}), which does not read back as the value. Its type's own
+    -- output, under the settings pinned here, does.
+    IF jsonb_typeof(v_json) IN ('array', 'object')
+       AND v_type NOT IN ('json'::regtype, 'jsonb'::regtype) THEN
+        RETURN p_value::text;
+    END IF;
     IF v_type = 'numeric'::regtype AND v_text NOT IN ('NaN', 'Infinity', '-Infinity') THEN
         RETURN trim_scale(v_text::numeric)::text;
     ELSIF v_type IN ('real'::regtype, 'double precision'::regtype) AND v_text = '-0' THEN

@@ -49,7 +49,7 @@ BEGIN
     ELSIF v_job.status = 'paused' THEN
         RETURN false;
     END IF;
-    RAISE EXCEPTION 'job % has % and cannot be paused', p_id, v_job.status
+    RAISE EXCEPTION 'job % (%) cannot be paused', p_id, v_job.status
         USING ERRCODE = '55000',
         HINT = CASE WHEN v_job.status = 'succeeded'
                     THEN 'Only a queued or running job can be paused.'

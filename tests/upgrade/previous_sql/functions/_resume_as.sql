@@ -41,7 +41,7 @@ BEGIN
          WHERE id = p_id;
         RETURN true;
     END IF;
-    RAISE EXCEPTION 'job % has % and is not paused', p_id, v_job.status
+    RAISE EXCEPTION 'job % (%) is not paused', p_id, v_job.status
         USING ERRCODE = '55000',
         HINT = CASE WHEN v_job.status IN ('failed', 'canceled')
                     THEN 'Requeue a failed or canceled job with pgjobs.retry(id).'

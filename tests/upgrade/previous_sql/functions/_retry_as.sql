@@ -42,7 +42,7 @@ BEGIN
     p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status NOT IN ('failed', 'canceled') THEN
-        RAISE EXCEPTION 'job % has % and cannot be retried', p_id, v_job.status
+        RAISE EXCEPTION 'job % (%) cannot be retried', p_id, v_job.status
             USING ERRCODE = '55000',
             HINT = CASE WHEN v_job.status = 'paused'
                         THEN 'A paused job continues with pgjobs.resume(id).'

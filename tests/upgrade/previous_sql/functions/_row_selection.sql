@@ -100,8 +100,8 @@ BEGIN
                                        ELSE 'pgjobs._canonical_text(e::%s)' END, v_key_type))
                INTO p_exclude, v_exact
               USING p_exclude;
-        EXCEPTION WHEN data_exception THEN
-            v_exact := false;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+            v_exact := false;  -- (23514: a key a CHECK of the key's domain refuses)
         END;
         IF NOT v_exact THEN
             RAISE EXCEPTION 'exclude holds a value that is not a valid % (key column %)',

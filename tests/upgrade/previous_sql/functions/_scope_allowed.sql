@@ -29,12 +29,15 @@ BEGIN
     ELSIF p_scope IS NULL THEN
         RETURN false;
     END IF;
-    IF p_scope = ANY (v_entries) THEN
-        RETURN true;  -- same text, same canonical scope
-    END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN p_scope = ANY (v_entries);
+    END IF;
+    -- Same text, same canonical scope: unless the text names a tenant only
+    -- in this session's TimeZone or DateStyle (pgjobs._scope_entry_fixed),
+    -- when the entry allows nothing.
+    IF p_scope = ANY (v_entries) THEN
+        RETURN pgjobs._scope_entry_fixed(v_reg, p_scope);
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as this
     -- function's owner: only for a trusted target (pgjobs._untrusted_roles).

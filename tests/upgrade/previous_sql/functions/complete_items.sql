@@ -9,6 +9,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- pgjobs.complete_item for a batch: item p_items[i] succeeds with
 -- p_results[i] (default '{}') when p_workers[i] holds its unexpired lease,
@@ -16,6 +17,14 @@ AS $$
 -- out and unchanged. Each job touched is settled once (pgjobs._items_settle)
 -- with its count. Raises 22023 when the arrays differ in length or a result
 -- is not a JSON object. Locks: the jobs' rows (in id order), then the items.
+-- Plans: generic (plan_cache_mode; see pgjobs.claim): a custom plan of the
+-- completing UPDATE for the batch's items, fewer than the 10 a generic plan
+-- assumes of an array, looked cheaper, so it was planned again at every
+-- call, for the same job_items_pkey scan. The lock of the jobs ran its
+-- generic plan already (PL/pgSQL's choice after a session's first five
+-- calls); pgjobs._items_settle and pgjobs._items_result, which inherit the
+-- setting, look items up by their job's key (jobs_pkey, job_items_job_idx,
+-- job_items_running_idx).
 DECLARE
     v_done record;
 BEGIN
