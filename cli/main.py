@@ -69,11 +69,13 @@ def migrate(obj: Context) -> None:
 
 
 @main.command()
-@click.option("--run-every", envvar="PGJOBS_RUN_EVERY", show_envvar=True, type=int,
-              default=None, help="Seconds between runs (pg_cron 1.5+; 1.4 runs each minute).")
+@click.option("--run-every", envvar="PGJOBS_RUN_EVERY", show_envvar=True,
+              type=click.IntRange(1, 59), default=None,
+              help="Seconds between runs, 1 to 59 (pg_cron 1.5+; 1.4 runs each minute).")
 @click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default=None,
               help="How long finished jobs are kept [default: 24 hours].")
-@click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True, type=int, default=None,
+@click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
+              type=click.IntRange(1, 16), default=None,
               help="pg_cron runner entries side by side (1 to 16) [default: 1].")
 @click.pass_obj
 def schedule(obj: Context, run_every: int | None, retention: str | None,

@@ -118,5 +118,21 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     diag = exc.diag
     message = diag.message_primary or str(exc).strip().splitlines()[0]
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    hint = _missing_pgjobs_hint(exc.sqlstate or "", message) or diag.message_hint \
+        or _DEFAULT_HINTS.get(exc.sqlstate or "")
     return cls(message, sqlstate=exc.sqlstate, hint=hint)
+
+
+_NOT_INSTALLED = ("pgjobs is not installed in this database, or is older than this "
+                  "pgjobs: run `pgjobs migrate` here, or point --dsn (PGJOBS_DSN) at "
+                  "the database where it is installed")
+
+
+def _missing_pgjobs_hint(sqlstate: str, message: str) -> str | None:
+    """A missing pgjobs schema, table or function (3F000, 42P01, 42883) means
+    the database has no pgjobs, or an older one, rather than a typo of the
+    user's: PostgreSQL's own hint (none, or "add explicit type casts") does not
+    say what to do."""
+    missing = {"3F000": 'schema "pgjobs" does not exist', "42883": "function pgjobs.",
+               "42P01": 'relation "pgjobs.'}.get(sqlstate)
+    return _NOT_INSTALLED if missing is not None and message.startswith(missing) else None

@@ -5,6 +5,10 @@ stderr with a hint that says what to do next, a non-zero exit, no traceback.
   not answer exit 1; either hint names where the DSN came from (--dsn,
   PGJOBS_DSN, DATABASE_URL), never the DSN (it may hold a password). `pgjobs
   ui` checks the database before it serves.
+- A database without pgjobs, or with an older one (a missing pgjobs schema,
+  table or function), says to run `pgjobs migrate` or check the DSN.
+- `schedule --runners` / `--run-every` out of bounds is a usage error in the
+  options' own terms.
 - A table that does not exist (42P01, which PostgreSQL raises without a hint)
   gets one.
 - Cancel of a job that already succeeded or failed canceled nothing: exit 1.
@@ -31,6 +35,7 @@ from pgjobs.cli.main import main
 from tests.support import (
     allowed_folder,
     claim,
+    empty_database,
     job,
     make_people,
     make_target,
@@ -117,6 +122,35 @@ def test_ui_checks_the_database_before_it_serves() -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
         assert "(hint: " in lines[0] and "PGJOBS_DSN" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("command", [["list"], ["status", "1"], ["schedule"],
+                                     ["delete", "t", "--scope", "1", "--yes"],
+                                     ["export", "t", "--scope", "1"], ["cancel", "1"]])
+def test_a_database_without_pgjobs_says_to_migrate(cluster_url: str,
+                                                   command: list[str]) -> None:
+    """PostgreSQL names the missing schema, table or function without a hint:
+    the user pointed at the wrong database, or has not migrated it."""
+    with empty_database(cluster_url, "h5none") as url:
+        result = CliRunner().invoke(main, ["--dsn", url, *command])
+        one_line_error(result, result.exit_code or 1, "pgjobs", "(hint: ",
+                       "`pgjobs migrate`", "--dsn (PGJOBS_DSN)")
+        assert result.exit_code != 0
+
+
+def test_an_older_pgjobs_says_to_migrate(cli: Callable[..., Result], conn: Conn) -> None:
+    conn.execute("DROP FUNCTION pgjobs.schedule(jsonb)")
+    one_line_error(cli("schedule"), 1, "pgjobs.schedule", "[42883]", "`pgjobs migrate`")
+
+
+@pytest.mark.parametrize("option, bad, bounds", [("--runners", "99", "1<=x<=16"),
+                                                 ("--runners", "0", "1<=x<=16"),
+                                                 ("--run-every", "60", "1<=x<=59")])
+def test_schedule_bounds_are_the_cli_options(cli: Callable[..., Result], option: str,
+                                             bad: str, bounds: str) -> None:
+    """Refused by the CLI, in its own terms: not as the SQL option's JSON hint."""
+    one_line_error(cli("schedule", option, bad), 2, f"'{option}'", bounds,
+                   "(hint: see `pgjobs schedule --help`)")
 
 
 # --- targets, jobs -----------------------------------------------------------------
