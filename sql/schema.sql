@@ -340,6 +340,35 @@ $$;
 ALTER FUNCTION pgjobs._btree_opclasses(p_base regtype) OWNER TO SUPERUSER;
 
 --
+-- Name: _builtin_kind(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._builtin_kind(p_kind text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Is p_kind a kind pgjobs runs itself: delete and backfill (the engine),
+-- export and import (the worker)? Each is submitted only through its own
+-- function (pgjobs.submit_delete, ...), which validates its payload: the
+-- filter, the set, the columns, the storage URI against the allow-list.
+-- The one rule of pgjobs.submit and pgjobs.submit_items, which refuse these
+-- kinds: a client that made an `import` with pgjobs.submit wrote the
+-- payload the worker acts on itself, and its source was never checked
+-- against the allow-list (the worker then read another tenant's export).
+-- Locks nothing.
+BEGIN
+    RETURN p_kind IN ('export', 'import')        -- the worker's (pgjobs worker)
+           OR p_kind IN ('delete', 'backfill');  -- the engine's (pgjobs.run)
+END
+$$;
+
+ALTER FUNCTION pgjobs._builtin_kind(p_kind text) OWNER TO SUPERUSER;
+
+--
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8855,10 +8884,11 @@ CREATE FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass,
 -- (the current_user of pgjobs.submit, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind: delete, backfill, export, import) have their own
+-- functions, which validate their payload: 22023 here. SECURITY DEFINER for
 -- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 DECLARE
     v_job pgjobs.jobs;
@@ -8869,7 +8899,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind IN ('delete', 'backfill', 'export') THEN
+    IF pgjobs._builtin_kind(p_kind) THEN
         RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
             USING ERRCODE = '22023',
             HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
@@ -9479,7 +9509,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind = 'export' OR pgjobs._writes(p_kind) THEN  -- the built-in kinds
+    IF pgjobs._builtin_kind(p_kind) OR pgjobs._writes(p_kind) THEN  -- no gate for items
         RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
             USING ERRCODE = '22023',
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
@@ -14301,10 +14331,10 @@ CREATE FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pa
     SET extra_float_digits TO '3'
     AS $$
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
--- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind) have their own functions, which validate their
+-- payload: 22023 here. The caller needs pgjobs._kind_privilege(p_kind) on
+-- the target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for (the owner of a SECURITY DEFINER function that calls it, the table
@@ -14321,7 +14351,7 @@ ALTER FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pay
 -- Name: FUNCTION submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb) IS 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), on_conflict (queue | reject), lease (interval, default 30 seconds). The kind "import" is a writing kind: one per (target, scope) runs at a time. The caller needs INSERT on the target for an import and UPDATE for any other kind. Returns the job id.';
+COMMENT ON FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb) IS 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), on_conflict (queue | reject), lease (interval, default 30 seconds). The kinds pgjobs runs itself (delete, backfill, export, import) are refused (22023): submit them with their own functions, which validate their payload. The caller needs UPDATE on the target. Returns the job id.';
 
 --
 -- Name: submit_backfill(regclass, text, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15257,6 +15287,13 @@ GRANT ALL ON FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_worker
 
 REVOKE ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _builtin_kind(p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
