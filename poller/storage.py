@@ -40,10 +40,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import http.client
 import logging
 import os
 import queue
 import re
+import ssl
 import stat
 import threading
 import time
@@ -708,9 +710,44 @@ READ_BLOCK = 8 * 1024 * 1024
 """Bytes per ranged read of an object store (one request each)."""
 
 
+def _refuse_redirect(uri: str) -> None:
+    """An ``https://`` source is read only at the URL it names: the counterpart of
+    a ``file://`` source's symbolic links (``_open_regular_file``). The allow-list
+    judges the URI's text, and obstore's HTTP client follows redirects, so a
+    server under an allowed prefix that answers 3xx (an open redirect on it)
+    would lead the worker to any URL, another host's or an internal service's,
+    and import what it says into the client's scope. One HEAD of the URL (as
+    obstore's own size request), redirects not followed, first: a 3xx fails the
+    import for good. It only ever refuses (its TLS is not verified: it trusts
+    nothing it reads); any other failure is left to the read itself, which
+    reports it."""
+    parts = urlsplit(uri)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, timeout=30,
+                                       context=context)
+    try:
+        conn.request("HEAD", parts.path or "/")
+        response = conn.getresponse()
+        status, location = response.status, response.getheader("Location")
+    except (OSError, http.client.HTTPException):
+        return
+    finally:
+        conn.close()
+    if 300 <= status < 400:
+        raise StorageError(
+            f"cannot read {uri}: the server redirects it (HTTP {status}) to "
+            f"{(location or '(no Location)')[:300]}", retryable=False,
+            hint="an import reads only the URL it names, under an allowed prefix: import "
+                 "from the final URL, if an administrator allowed it")
+
+
 def size(uri: str) -> int:
     """The size in bytes of one object (or local file)."""
     loc = parse(uri)
+    if loc.scheme == "https":
+        _refuse_redirect(uri)
     try:
         if loc.scheme == "file":
             return os.path.getsize(loc.path)
@@ -774,7 +811,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
     store = store_for(loc)
-    total = size(uri)
+    total = size(uri)  # an https:// source that redirects is refused here
     while offset < total:
         length = min(block, total - offset)
         try:

@@ -340,6 +340,35 @@ $$;
 ALTER FUNCTION pgjobs._btree_opclasses(p_base regtype) OWNER TO SUPERUSER;
 
 --
+-- Name: _builtin_kind(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._builtin_kind(p_kind text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Is p_kind a kind pgjobs runs itself: delete and backfill (the engine),
+-- export and import (the worker)? Each is submitted only through its own
+-- function (pgjobs.submit_delete, ...), which validates its payload: the
+-- filter, the set, the columns, the storage URI against the allow-list.
+-- The one rule of pgjobs.submit and pgjobs.submit_items, which refuse these
+-- kinds: a client that made an `import` with pgjobs.submit wrote the
+-- payload the worker acts on itself, and its source was never checked
+-- against the allow-list (the worker then read another tenant's export).
+-- Locks nothing.
+BEGIN
+    RETURN p_kind IN ('export', 'import')        -- the worker's (pgjobs worker)
+           OR p_kind IN ('delete', 'backfill');  -- the engine's (pgjobs.run)
+END
+$$;
+
+ALTER FUNCTION pgjobs._builtin_kind(p_kind text) OWNER TO SUPERUSER;
+
+--
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -1755,7 +1784,10 @@ CREATE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) R
 -- each row's document (missing or non-object parents become objects, other
 -- fields are kept; an object value is merged into an existing object, any
 -- other value replaces). The key, scope and created_at columns, generated
--- columns and identity-always columns cannot be set. Values are inlined as
+-- columns and identity-always columns cannot be set, nor a column (or a
+-- document field, when it is the document column) that the key, scope or
+-- created_at column is generated from (pgjobs._generated_from: the row
+-- would move to another scope). Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
 -- submit, naming the key. Locks nothing.
 DECLARE
@@ -1769,6 +1801,10 @@ DECLARE
     v_columns text[] := '{}'::text[];
     v_patch jsonb := '{}'::jsonb;
     v_path text[];
+    v_written text;
+    v_fixed text;
+    v_sources text[];
+    v_fixeds text[];
 BEGIN
     IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
         RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
@@ -1778,6 +1814,11 @@ BEGIN
         RAISE EXCEPTION 'set is % bytes; the limit is 65536', octet_length(p_set::text)
             USING ERRCODE = '22023', HINT = 'Use the handler option for large computed values.';
     END IF;
+    SELECT coalesce(array_agg(g.source ORDER BY g.source, g.generated), '{}'),
+           coalesce(array_agg(g.generated ORDER BY g.source, g.generated), '{}')
+      INTO v_sources, v_fixeds
+      FROM pgjobs._generated_from(p_reg.target, ARRAY[p_reg.key_column::text,
+               p_reg.scope_column::text, p_reg.created_at_column::text]) g;
     FOR v_key, v_value IN SELECT s.key, s.value FROM jsonb_each(p_set) s ORDER BY s.key LOOP
         IF v_key IN (p_reg.key_column, p_reg.scope_column, p_reg.created_at_column) THEN
             RAISE EXCEPTION 'backfill cannot set the % column "%"',
@@ -1795,6 +1836,22 @@ BEGIN
             ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
            AND a.attnum > 0 AND NOT a.attisdropped;
+        -- What the assignment writes: the column, or the document for a field.
+        v_written := CASE WHEN v_type IS NOT NULL THEN v_key
+                          ELSE p_reg.document_column::text END;
+        v_fixed := v_fixeds[array_position(v_sources, v_written)];
+        IF v_fixed IS NOT NULL THEN
+            RAISE EXCEPTION 'backfill cannot set "%": the % column "%" is generated from %',
+                v_key,
+                CASE v_fixed WHEN p_reg.scope_column::text THEN 'scope'
+                             WHEN p_reg.key_column::text THEN 'key' ELSE 'created_at' END,
+                v_fixed,
+                CASE WHEN v_written = v_key THEN 'it'
+                     ELSE format('the document column "%s"', v_written) END
+                USING ERRCODE = '22023',
+                HINT = 'Writing it would move the row to another scope (or change its key or '
+                       'created_at); backfill changes only columns those are not computed from.';
+        END IF;
         IF v_generated THEN
             RAISE EXCEPTION 'backfill cannot set the generated column "%"', v_key
                 USING ERRCODE = '22023',
@@ -3426,6 +3483,52 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _generated_from(regclass, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) RETURNS TABLE(source text, generated text)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The columns that a job writing p_target's rows may not overwrite because
+-- one of p_columns (the scope, the key, ...) is a generated column computed
+-- from them: each (source, generated) pair, in p_target and in every
+-- partition or inheritance child of it (their expressions may differ).
+-- PostgreSQL recomputes a stored generated column from the row's new values,
+-- so writing `name` of a row whose scope is `lower(name)`, or the document
+-- field that a scope `(data->>'tenant')::int` reads, moves the row to
+-- another tenant as surely as writing the scope itself (a refused set
+-- would be no boundary). The one rule of backfill's set
+-- (pgjobs._compile_set) and of an import's on_duplicate update
+-- (pgjobs._import_insert_sql). The sources are the expression's column
+-- dependencies in pg_depend (a whole-row reference, refobjsubid 0, counts
+-- as every column). Locks nothing.
+WITH RECURSIVE tree (relid) AS (
+    SELECT p_target::oid
+    UNION
+    SELECT i.inhrelid FROM tree t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid)
+SELECT DISTINCT s.attname::text, g.attname::text
+  FROM tree t
+  JOIN pg_catalog.pg_attribute g
+    ON g.attrelid = t.relid AND g.attname = ANY (p_columns) AND g.attnum > 0
+   AND NOT g.attisdropped AND g.attgenerated <> ''
+  JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = t.relid AND ad.adnum = g.attnum
+  JOIN pg_catalog.pg_depend d
+    ON d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.objid = ad.oid
+   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = t.relid
+  JOIN pg_catalog.pg_attribute s
+    ON s.attrelid = t.relid AND (s.attnum = d.refobjsubid OR d.refobjsubid = 0)
+   AND s.attnum > 0 AND NOT s.attisdropped AND s.attnum <> g.attnum
+ ORDER BY 1, 2;
+$$;
+
+ALTER FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) OWNER TO SUPERUSER;
+
+--
 -- Name: _grant_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3779,7 +3882,9 @@ CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
--- existing document; a key-only index never touches another scope's row).
+-- existing document; a key-only index never touches another scope's row;
+-- a column the scope or key is generated from is never overwritten:
+-- 22023, pgjobs._generated_from).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -3811,6 +3916,7 @@ DECLARE
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
     v_problem record;
+    v_fixed text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -3960,6 +4066,24 @@ BEGIN
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
                 CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                -- Overwriting a column the scope or the key is generated from
+                -- would move the row to another scope (or key):
+                -- pgjobs._generated_from, the rule of backfill's set too.
+                SELECT g.generated INTO v_fixed
+                  FROM pgjobs._generated_from(p_reg.target, ARRAY[p_reg.scope_column::text,
+                                                                   p_reg.key_column::text]) g
+                 WHERE g.source = v_col
+                 LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION 'import % cannot update column "%": the % column "%" is generated from it',
+                                    p_job.id, v_col,
+                                    CASE v_fixed WHEN p_reg.scope_column::text THEN 'scope'
+                                                 ELSE 'key' END, v_fixed
+                        USING ERRCODE = '22023',
+                        HINT = 'Updating it would move the row to another scope (or change its '
+                               'key): leave it out of the source, or import with on_duplicate '
+                               '"skip" or "error".';
+                END IF;
                 v_updated := v_updated || v_col;
                 IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
                     -- Only document fields given: merged into the row's document.
@@ -8760,10 +8884,11 @@ CREATE FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass,
 -- (the current_user of pgjobs.submit, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind: delete, backfill, export, import) have their own
+-- functions, which validate their payload: 22023 here. SECURITY DEFINER for
 -- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 DECLARE
     v_job pgjobs.jobs;
@@ -8774,7 +8899,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind IN ('delete', 'backfill', 'export') THEN
+    IF pgjobs._builtin_kind(p_kind) THEN
         RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
             USING ERRCODE = '22023',
             HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
@@ -9384,7 +9509,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind = 'export' OR pgjobs._writes(p_kind) THEN  -- the built-in kinds
+    IF pgjobs._builtin_kind(p_kind) OR pgjobs._writes(p_kind) THEN  -- no gate for items
         RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
             USING ERRCODE = '22023',
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
@@ -14206,10 +14331,10 @@ CREATE FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pa
     SET extra_float_digits TO '3'
     AS $$
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
--- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind) have their own functions, which validate their
+-- payload: 22023 here. The caller needs pgjobs._kind_privilege(p_kind) on
+-- the target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for (the owner of a SECURITY DEFINER function that calls it, the table
@@ -14226,7 +14351,7 @@ ALTER FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pay
 -- Name: FUNCTION submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb) IS 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), on_conflict (queue | reject), lease (interval, default 30 seconds). The kind "import" is a writing kind: one per (target, scope) runs at a time. The caller needs INSERT on the target for an import and UPDATE for any other kind. Returns the job id.';
+COMMENT ON FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb) IS 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), on_conflict (queue | reject), lease (interval, default 30 seconds). The kinds pgjobs runs itself (delete, backfill, export, import) are refused (22023): submit them with their own functions, which validate their payload. The caller needs UPDATE on the target. Returns the job id.';
 
 --
 -- Name: submit_backfill(regclass, text, jsonb, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15164,6 +15289,13 @@ REVOKE ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _builtin_kind(p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15473,6 +15605,13 @@ GRANT ALL ON FUNCTION pgjobs._foreign_comparisons(p_type regtype) TO pgjobs_admi
 
 REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _generated_from(p_target regclass, p_columns text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._generated_from(p_target regclass, p_columns text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _grant_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

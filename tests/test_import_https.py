@@ -205,3 +205,38 @@ def test_an_https_source_outside_the_allow_list_is_refused(
     assert "refusing to read" in job(conn, job_id)["error"]
     assert handler.gets == []
     assert scalar(conn, "SELECT count(*) FROM people") == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_an_https_source_that_redirects_outside_the_allow_list_is_refused(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any], status: int) -> None:
+    """The allow-list judges the URL's text, so the worker reads only that URL
+    (as a file:// source is read only without symbolic links): a server under an
+    allowed prefix that redirects (an open redirect on it) would otherwise lead
+    the worker anywhere, and the import would put what it read in the client's
+    scope. Adversarial pass h1: obstore's HTTP client followed the redirect."""
+    base, root, handler = https
+    plain_head, plain_get = handler.do_HEAD, handler.do_GET
+
+    def redirecting(plain: Any) -> Any:
+        def answer(self: Any) -> None:
+            if self.path.startswith("/in/go"):
+                self.send_response(status)
+                self.send_header("Location", f"{base}/secret/data.csv")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            plain(self)
+        return answer
+
+    handler.do_HEAD, handler.do_GET = redirecting(plain_head), redirecting(plain_get)
+    make_people(conn)
+    (root / "in").mkdir()
+    (root / "secret").mkdir()
+    (root / "secret" / "data.csv").write_bytes(b"name,age\nsecret,1\n")
+    allow(conn, f"{base}/in")
+    job_id = submit_import(conn, f"{base}/in/go.csv")
+    assert run(dsn, job_id, tmp_path / "store") == "failed"
+    row = job(conn, job_id)
+    assert f"redirects it (HTTP {status})" in row["error"] and row["attempts"] == 1
+    assert scalar(conn, "SELECT count(*) FROM people") == 0

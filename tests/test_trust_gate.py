@@ -18,6 +18,9 @@ from tests.support import claim, job, make_rows_target, run_job, scalar, seed, w
 
 Conn = psycopg.Connection[Any]
 PID = os.getpid()
+# An import's source (never read here) under an allowed prefix: imports are
+# submitted with pgjobs.submit_import only (pgjobs.submit refuses the kind).
+SOURCE = "file:///pgjobs-gate-src/a.csv"
 
 
 @pytest.fixture
@@ -28,6 +31,7 @@ def inserter(conn: Conn) -> Iterator[str]:
     conn.execute(f"DROP ROLE IF EXISTS {role}")
     conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
     conn.execute(f"GRANT INSERT ON user_table_rows TO {role}")
+    conn.execute("SELECT pgjobs.allow_storage('file:///pgjobs-gate-src')")
     yield role
     conn.execute("RESET ROLE")
     conn.execute(f"DROP OWNED BY {role}")
@@ -36,7 +40,7 @@ def inserter(conn: Conn) -> Iterator[str]:
 
 def _far_import(conn: Conn, role: str) -> int:
     conn.execute(f"SET ROLE {role}")
-    job_id = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1', '{}',"
+    job_id = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}',"
                           """ '{"run_at": "2100-01-01T00:00:00Z"}')""")
     conn.execute("RESET ROLE")
     return int(job_id)
@@ -71,7 +75,7 @@ def test_a_due_import_nobody_claimed_holds_no_gate(conn: Conn, inserter: str) ->
 
 
 def test_a_claimed_import_holds_the_gate(conn: Conn, inserter: str) -> None:
-    first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
+    first = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}')")
     assert claim(conn, "w", ["import"]) == [first]
     delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
     with pytest.raises(errors.ObjectInUse):
@@ -95,7 +99,7 @@ def test_a_due_delete_holds_the_gate_for_later_writers(conn: Conn, inserter: str
 
 
 def test_a_writer_waiting_for_its_retry_keeps_its_place(conn: Conn, inserter: str) -> None:
-    first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
+    first = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}')")
     assert claim(conn, "w", ["import"]) == [first]
     conn.execute("SELECT pgjobs.fail(%s, %s, 'flaky')", (first, who(conn, first, "w")))
     status, run_at_future = conn.execute(
@@ -149,7 +153,7 @@ def test_kind_privilege_map(conn: Conn) -> None:
 def test_a_freshly_due_import_holds_the_gate(conn: Conn, inserter: str) -> None:
     """Within its first 10 minutes due an import holds its place (a worker may
     be claiming it in a transaction not yet committed)."""
-    first = scalar(conn, "SELECT pgjobs.submit('import', 'user_table_rows', '1')")
+    first = scalar(conn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{SOURCE}')")
     delete = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
     with pytest.raises(errors.ObjectInUse):
         run_job(conn, delete)

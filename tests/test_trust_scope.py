@@ -154,7 +154,11 @@ def test_custom_kinds_on_unregistered_tables_keep_their_text(conn: Conn) -> None
 
 def test_custom_kinds_on_registered_tables_store_the_canonical_scope(conn: Conn) -> None:
     make_table(conn, "integer", "1", "2")
-    job_id = scalar(conn, "SELECT pgjobs.submit('import', 't', ' 01 ')")
+    job_id = scalar(conn, "SELECT pgjobs.submit('custom', 't', ' 01 ')")
+    assert scalar(conn, "SELECT scope FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "1"
+    # A writing kind too (pgjobs.submit takes none since they are pgjobs' own:
+    # the one place it passes, pgjobs._insert_job), which the gate then holds.
+    job_id = scalar(conn, "SELECT (pgjobs._insert_job('import', 't', ' 01 ', '{}', '{}')).id")
     assert scalar(conn, "SELECT scope FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "1"
     with pytest.raises(errors.ObjectInUse):
         conn.execute("""SELECT pgjobs.submit_delete('t', '+1', '{}', '{}',

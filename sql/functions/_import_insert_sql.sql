@@ -29,7 +29,9 @@ AS $$
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
--- existing document; a key-only index never touches another scope's row).
+-- existing document; a key-only index never touches another scope's row;
+-- a column the scope or key is generated from is never overwritten:
+-- 22023, pgjobs._generated_from).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -61,6 +63,7 @@ DECLARE
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
     v_problem record;
+    v_fixed text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -210,6 +213,24 @@ BEGIN
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
                 CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                -- Overwriting a column the scope or the key is generated from
+                -- would move the row to another scope (or key):
+                -- pgjobs._generated_from, the rule of backfill's set too.
+                SELECT g.generated INTO v_fixed
+                  FROM pgjobs._generated_from(p_reg.target, ARRAY[p_reg.scope_column::text,
+                                                                   p_reg.key_column::text]) g
+                 WHERE g.source = v_col
+                 LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION 'import % cannot update column "%": the % column "%" is generated from it',
+                                    p_job.id, v_col,
+                                    CASE v_fixed WHEN p_reg.scope_column::text THEN 'scope'
+                                                 ELSE 'key' END, v_fixed
+                        USING ERRCODE = '22023',
+                        HINT = 'Updating it would move the row to another scope (or change its '
+                               'key): leave it out of the source, or import with on_duplicate '
+                               '"skip" or "error".';
+                END IF;
                 v_updated := v_updated || v_col;
                 IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
                     -- Only document fields given: merged into the row's document.
