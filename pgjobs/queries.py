@@ -186,10 +186,11 @@ SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, att
        error, result, cancel_requested_at
   FROM pgjobs.jobs WHERE id = %(id)s
 """
-# Whether a URI lies under the storage allow-list (pgjobs.allow_storage): the
-# worker asks at run time what the submit decided, so a destination changed in
-# the jobs table, or a prefix disallowed since, is refused.
-STORAGE_ALLOWED = "SELECT pgjobs._storage_allowed(%(uri)s)"
+# Whether a URI lies under the storage allow-list (pgjobs.allow_storage) for a
+# job of `scope` (pgjobs.jobs.scope: a per-tenant prefix allows only its own
+# folder): the worker asks at run time what the submit decided, so a
+# destination changed in the jobs table, or a prefix disallowed since, is refused.
+STORAGE_ALLOWED = "SELECT pgjobs._storage_allowed_for(%(uri)s, %(scope)s)"
 # One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
 # it returns. enable_seqscan off: jsonb predicates are unestimatable and the
 # planner would rather scan every tenant's rows than walk the (scope, key) index.

@@ -692,14 +692,16 @@ class Exporter:
                                f"{self.state['parts']} parts")
 
     def _check_allowed(self, prefix: str, uri: str) -> None:
-        """Write only under this worker's own storage or a prefix of the allow-list,
-        whatever the job row says now (it may have been changed after the submit,
-        or the prefix disallowed since): nothing is created anywhere else."""
+        """Write only under this worker's own storage or a prefix of the allow-list
+        (a per-tenant one: the folder of the job's scope), whatever the job row says
+        now (it may have been changed after the submit, or the prefix disallowed
+        since): nothing is created anywhere else."""
         if prefix == self.storage_uri or storage.within(prefix, self.storage_uri):
             allowed = True
         else:
             allowed = bool(self.control.call(
-                lambda c: db.scalar(c, queries.STORAGE_ALLOWED, {"uri": prefix})))
+                lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
+                                    {"uri": prefix, "scope": self.job["scope"]})))
         if not allowed or not storage.within(uri, prefix):
             raise StorageError(
                 f"refusing to write {uri}: outside this worker's storage "

@@ -327,11 +327,14 @@ class Importer:
                 delay = min(delay * 2, 2.0)
 
     def _check_allowed(self, uri: str) -> None:
-        """Read only under a prefix of the allow-list, whatever the job row says now:
-        the rule submit_import applied. Not under this worker's own storage for
-        that alone: it holds every tenant's exports and rejects, and a source
-        there that no allowed prefix covers was never a client's to read."""
-        if not self.control.call(lambda c: db.scalar(c, queries.STORAGE_ALLOWED, {"uri": uri})):
+        """Read only under a prefix of the allow-list (a per-tenant one: the folder
+        of the job's scope), whatever the job row says now: the rule submit_import
+        applied. Not under this worker's own storage for that alone: it holds every
+        tenant's exports and rejects, and a source there that no allowed prefix
+        covers was never a client's to read."""
+        scope = self.job["scope"]
+        if not self.control.call(lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
+                                                      {"uri": uri, "scope": scope})):
             raise StorageError(
                 f"refusing to read {uri}: outside the storage allow-list", retryable=False,
                 hint="an administrator allows a prefix with pgjobs.allow_storage")

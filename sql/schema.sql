@@ -8848,11 +8848,40 @@ CREATE FUNCTION pgjobs._storage_allowed(p_uri text) RETURNS boolean
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- Whether p_uri (a prefix or an object) lies under a prefix of
--- pgjobs.storage_allow: equal to it or below it on a path-segment boundary
--- (s3://b/exp allows s3://b/exp/x, never s3://b/exports nor s3://b2/exp).
--- A URI pgjobs._normalize_uri refuses is not allowed. The submit functions
--- and the worker (at run time) both ask here. Locks nothing.
+-- Whether p_uri lies under a prefix of pgjobs.storage_allow that every
+-- tenant shares (one without `{scope}`): pgjobs._storage_allowed_for
+-- without a scope, which is what a job's checks use (submit and worker
+-- pass the job's scope). Kept for a worker of an earlier release, which
+-- then never reads or writes under a per-tenant prefix. Locks nothing.
+BEGIN
+    RETURN pgjobs._storage_allowed_for(p_uri, NULL);
+END
+$$;
+
+ALTER FUNCTION pgjobs._storage_allowed(p_uri text) OWNER TO SUPERUSER;
+
+--
+-- Name: _storage_allowed_for(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._storage_allowed_for(p_uri text, p_scope text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_uri (a prefix or an object) lies under what a prefix of
+-- pgjobs.storage_allow allows for a job of scope p_scope (its canonical
+-- text, as pgjobs.jobs.scope holds it; NULL: no scope, so only prefixes
+-- without `{scope}` count): equal to it or below it on a path-segment
+-- boundary (s3://b/exp allows s3://b/exp/x, never s3://b/exports nor
+-- s3://b2/exp). A per-tenant prefix (s3://b/t/{scope}) allows only the
+-- folder of p_scope (pgjobs._storage_prefix_for). A URI
+-- pgjobs._normalize_uri refuses is not allowed. The submit functions and
+-- the worker (at run time, with the job's scope) both ask here. Locks
+-- nothing.
 DECLARE
     v_uri text;
 BEGIN
@@ -8862,13 +8891,122 @@ BEGIN
         RETURN false;
     END;
     RETURN EXISTS (
-        SELECT 1 FROM pgjobs.storage_allow a
-         WHERE a.prefix = v_uri
-            OR left(v_uri, length(a.prefix) + 1) = a.prefix || '/');
+        SELECT 1
+          FROM pgjobs.storage_allow a
+         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
+         WHERE p.prefix = v_uri
+            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/');
 END
 $$;
 
-ALTER FUNCTION pgjobs._storage_allowed(p_uri text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._storage_allowed_for(p_uri text, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _storage_prefix_for(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._storage_prefix_for(p_prefix text, p_scope text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What the allow-list prefix p_prefix (normal form) allows for a job of
+-- scope p_scope (canonical text, or NULL when there is no job scope):
+-- p_prefix itself when it holds no `{scope}` (a prefix every tenant
+-- shares); when `{scope}` is exactly one whole path segment of it, p_prefix
+-- with that segment replaced by the scope's safe segment
+-- (pgjobs._storage_scope_segment); NULL, allowing nothing, when the scope
+-- is NULL or not a safe segment, or when `{scope}` appears otherwise
+-- (pgjobs.allow_storage refuses such a prefix; a row written some other
+-- way fails closed). The placeholder means something only here, in the
+-- stored prefix: a client's URI is compared literally. Locks nothing.
+DECLARE
+    v_segment text;
+BEGIN
+    IF strpos(p_prefix, '{scope}') = 0 THEN
+        RETURN p_prefix;
+    END IF;
+    -- Exactly once, and as a whole segment after the scheme's '://'.
+    IF length(p_prefix) - length(replace(p_prefix, '{scope}', '')) <> length('{scope}')
+       OR strpos(p_prefix || '/', '/{scope}/') = 0
+       OR strpos(p_prefix, '://{scope}') > 0 THEN
+        RETURN NULL;
+    END IF;
+    v_segment := pgjobs._storage_scope_segment(p_scope);
+    IF v_segment IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN replace(p_prefix, '{scope}', v_segment);
+END
+$$;
+
+ALTER FUNCTION pgjobs._storage_prefix_for(p_prefix text, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _storage_scope_hint(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._storage_scope_hint(p_scope text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The end of the hint of a submit whose destination or source is not
+-- allowed, for a job of scope p_scope (canonical text; NULL: not a value of
+-- the scope column, nothing to add): which folder a per-tenant prefix
+-- (`{scope}`, pgjobs._storage_prefix_for) allows it, or that it allows
+-- none because the scope's text is not a safe path segment. Says nothing
+-- about which prefixes the allow-list holds. Locks nothing.
+BEGIN
+    IF p_scope IS NULL THEN
+        RETURN '';
+    ELSIF pgjobs._storage_scope_segment(p_scope) IS NULL THEN
+        RETURN format(' Scope %s is not a safe path segment (letters, digits, "_", "-", "." and '
+                      'not starting with "."), so no per-tenant prefix (one with {scope}) allows '
+                      'anything for it.', quote_literal(regexp_replace(left(p_scope, 200), '[[:cntrl:]]', '?', 'g')));
+    END IF;
+    RETURN format(' A per-tenant prefix (one with {scope}) allows this job only its own folder, '
+                  'named %s.', quote_literal(p_scope));
+END
+$$;
+
+ALTER FUNCTION pgjobs._storage_scope_hint(p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _storage_scope_segment(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._storage_scope_segment(p_scope text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The path segment that stands for the scope p_scope (its canonical text,
+-- pgjobs._canonical_scope, as pgjobs.jobs.scope stores it) in a per-tenant
+-- storage prefix (`{scope}`, pgjobs._storage_prefix_for): the text itself
+-- when it is a safe segment, so that the expansion is one-to-one and cannot
+-- leave its folder (letters, digits, '_', '-', '.', not starting with '.',
+-- 1 to 255 characters: no '/', no '..', nothing a store would escape or
+-- normalise); NULL otherwise, and then a per-tenant prefix allows nothing
+-- for that scope. Locks nothing.
+BEGIN
+    IF p_scope ~ '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' AND length(p_scope) <= 255 THEN
+        RETURN p_scope;
+    END IF;
+    RETURN NULL;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._storage_scope_segment(p_scope text) OWNER TO SUPERUSER;
 
 --
 -- Name: _submit_as(name, text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9136,6 +9274,7 @@ DECLARE
     v_seen text[] := '{}'::text[];
     v_fields text[] := '{}'::text[];
     v_predicate text;
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -9220,12 +9359,21 @@ BEGIN
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
         -- normal form is what is stored, checked and used by the worker.
         v_destination := pgjobs._normalize_uri(v_destination, '42501');
-        IF NOT pgjobs._storage_allowed(v_destination) THEN
+        -- A per-tenant prefix allows the folder of the job's scope (canonical
+        -- text); a scope that is not a value of the column is refused later,
+        -- with its own 22023, and meanwhile only shared prefixes count.
+        BEGIN
+            v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            v_scope := NULL;
+        END;
+        IF NOT pgjobs._storage_allowed_for(v_destination, v_scope) THEN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
                 HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.';
+                       'exports''); or leave "destination" out to use the worker''s storage.'
+                       || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;
 
@@ -9369,6 +9517,7 @@ DECLARE
     v_max_rejects integer := 0;
     v_batch_ms integer := 1000;
     v_conflict text[];
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
@@ -9409,12 +9558,20 @@ BEGIN
     -- allowed (docs/imports.md): a worker never reads an arbitrary server
     -- file or URL for them. The normal form is stored and used.
     v_source := pgjobs._normalize_uri(p_source, '42501');
-    IF NOT pgjobs._storage_allowed(v_source) THEN
+    -- A per-tenant prefix allows the folder of the job's scope (canonical
+    -- text); a scope that is not a value of the column is refused later,
+    -- with its own 22023, and meanwhile only shared prefixes count.
+    BEGIN
+        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        v_scope := NULL;
+    END;
+    IF NOT pgjobs._storage_allowed_for(v_source, v_scope) THEN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
             HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                   'imports'').';
+                   'imports'').' || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
@@ -10992,11 +11149,25 @@ CREATE FUNCTION pgjobs.allow_storage(p_prefix text) RETURNS void
     AS $$
 -- Adds p_prefix, normalised (pgjobs._normalize_uri: 22023 if refused), to
 -- the storage allow-list: clients may then name it, or anything below it on
--- a path-segment boundary, as an export destination. Administrators only
--- (not granted to pgjobs_client). Idempotent. Locks the allow-list row.
+-- a path-segment boundary, as an export destination or import source. A
+-- prefix may hold `{scope}` once, as one whole path segment: for a job of
+-- scope S it then allows only that prefix with S's canonical text in place
+-- of the segment (pgjobs._storage_prefix_for); `{scope}` anywhere else, or
+-- twice, is refused (22023). Administrators only (not granted to
+-- pgjobs_client). Idempotent. Locks the allow-list row.
+DECLARE
+    v_prefix text := pgjobs._normalize_uri(p_prefix);
 BEGIN
+    -- 'x' stands for any safe scope: NULL means the placeholder is misplaced.
+    IF pgjobs._storage_prefix_for(v_prefix, 'x') IS NULL THEN
+        RAISE EXCEPTION 'storage prefix % holds {scope} other than once as a whole path segment',
+                        quote_literal(v_prefix)
+            USING ERRCODE = '22023',
+                  HINT = 'Write the placeholder once, as a folder of its own, e.g. '
+                         '''s3://bucket/tenants/{scope}'' or ''file:///srv/imports/{scope}/in''.';
+    END IF;
     INSERT INTO pgjobs.storage_allow (prefix)
-    VALUES (pgjobs._normalize_uri(p_prefix))
+    VALUES (v_prefix)
     ON CONFLICT (prefix) DO NOTHING;
 END
 $$;
@@ -11007,7 +11178,7 @@ ALTER FUNCTION pgjobs.allow_storage(p_prefix text) OWNER TO SUPERUSER;
 -- Name: FUNCTION allow_storage(p_prefix text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.allow_storage(p_prefix text) IS 'Administrators only: allow clients to name this storage prefix (or anything below it, on a path-segment boundary) as an export destination. The prefix is normalised; dot segments, %-escapes and relative file paths are refused (22023). Idempotent.';
+COMMENT ON FUNCTION pgjobs.allow_storage(p_prefix text) IS 'Administrators only: allow clients to name this storage prefix (or anything below it, on a path-segment boundary) as an export destination or import source. The prefix is normalised; dot segments, %-escapes and relative file paths are refused (22023). A per-tenant prefix holds {scope} as one whole path segment (s3://bucket/tenants/{scope}): a job of scope S may then use only that prefix with S''s canonical text in its place, and nothing if that text is not a safe path segment (letters, digits, _ - ., not starting with a dot); {scope} inside a segment or twice is refused (22023). A prefix without {scope} is shared by every tenant. Idempotent.';
 
 --
 -- Name: allowed_scopes_literal(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -16151,6 +16322,34 @@ GRANT ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_le
 
 REVOKE ALL ON FUNCTION pgjobs._storage_allowed(p_uri text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._storage_allowed(p_uri text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _storage_allowed_for(p_uri text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._storage_allowed_for(p_uri text, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._storage_allowed_for(p_uri text, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _storage_prefix_for(p_prefix text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._storage_prefix_for(p_prefix text, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._storage_prefix_for(p_prefix text, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _storage_scope_hint(p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._storage_scope_hint(p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._storage_scope_hint(p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _storage_scope_segment(p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._storage_scope_segment(p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._storage_scope_segment(p_scope text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _submit_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

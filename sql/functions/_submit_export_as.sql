@@ -68,6 +68,7 @@ DECLARE
     v_seen text[] := '{}'::text[];
     v_fields text[] := '{}'::text[];
     v_predicate text;
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -152,12 +153,21 @@ BEGIN
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
         -- normal form is what is stored, checked and used by the worker.
         v_destination := pgjobs._normalize_uri(v_destination, '42501');
-        IF NOT pgjobs._storage_allowed(v_destination) THEN
+        -- A per-tenant prefix allows the folder of the job's scope (canonical
+        -- text); a scope that is not a value of the column is refused later,
+        -- with its own 22023, and meanwhile only shared prefixes count.
+        BEGIN
+            v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            v_scope := NULL;
+        END;
+        IF NOT pgjobs._storage_allowed_for(v_destination, v_scope) THEN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
                 HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.';
+                       'exports''); or leave "destination" out to use the worker''s storage.'
+                       || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;
 

@@ -43,6 +43,7 @@ DECLARE
     v_max_rejects integer := 0;
     v_batch_ms integer := 1000;
     v_conflict text[];
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
@@ -83,12 +84,20 @@ BEGIN
     -- allowed (docs/imports.md): a worker never reads an arbitrary server
     -- file or URL for them. The normal form is stored and used.
     v_source := pgjobs._normalize_uri(p_source, '42501');
-    IF NOT pgjobs._storage_allowed(v_source) THEN
+    -- A per-tenant prefix allows the folder of the job's scope (canonical
+    -- text); a scope that is not a value of the column is refused later,
+    -- with its own 22023, and meanwhile only shared prefixes count.
+    BEGIN
+        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        v_scope := NULL;
+    END;
+    IF NOT pgjobs._storage_allowed_for(v_source, v_scope) THEN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
             HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                   'imports'').';
+                   'imports'').' || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
