@@ -92,6 +92,8 @@ def test_a_confined_backfill_cannot_move_rows_through_a_trigger(conn: Conn, role
     ("INSERT", "error", b"id,name\n10,Acme\n11,GLOBEX\n"),
     ("INSERT", "skip", b"id,name\n10,Acme\n11,GLOBEX\n"),
     ("UPDATE", "update", b"id,name\n10,Acme\n1,GLOBEX\n"),
+    # Moved on insert onto globex's own row 3, which DO UPDATE would overwrite.
+    ("INSERT OR UPDATE", "update", b"id,n,name\n10,1,Acme\n3,1,GLOBEX\n"),
 ])
 def test_a_confined_import_cannot_write_rows_into_another_scope_through_a_trigger(
         conn: Conn, dsn: str, role: str, tmp_path: Path, events: str, on_duplicate: str,
