@@ -3878,7 +3878,9 @@ CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target
 -- the scalar's text, a json/jsonb column the value, a document field the
 -- value; a JSON array for an array column: an array of its elements'
 -- texts). The scope column is always the job's scope: a record naming
--- another fails (pgjobs._import_refuse). Columns not named (a missing key
+-- another fails (pgjobs._import_refuse), and so does one that comes out of
+-- the statement in another scope (a BEFORE trigger computing it:
+-- pgjobs._refuse_scope_move in RETURNING). Columns not named (a missing key
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
@@ -3917,6 +3919,7 @@ DECLARE
     v_now jsonb;
     v_problem record;
     v_fixed text;
+    v_moved text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -4147,29 +4150,39 @@ BEGIN
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
+    -- Every row written must still be in the job's scope: a BEFORE trigger
+    -- that computes the scope from a column of the source would otherwise
+    -- put it in another tenant (pgjobs._refuse_scope_move, 22023: the
+    -- record is rejected). Evaluated for every row returned, called only
+    -- for such a row.
+    v_moved := format('CASE WHEN t.%I IS DISTINCT FROM %s THEN '
+                      'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
+                      p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
+                      p_reg.scope_column);
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
-        -- (the caller reads its row count), with no RETURNING to collect.
+        -- (the caller reads its row count; what it returns is discarded).
         RETURN format(
             'INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s',
+            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s',
             p_reg.target,
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
             CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-            v_action);
+            v_action, v_moved);
     END IF;
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '
-        'SELECT count(*) FILTER (WHERE %s), count(*) FILTER (WHERE NOT %s) FROM w',
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s, %s AS pgjobs_moved) '
+        'SELECT count(*) FILTER (WHERE %s AND pgjobs_moved IS NULL), '
+        'count(*) FILTER (WHERE NOT %s AND pgjobs_moved IS NULL) FROM w',
         p_reg.target,
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
         CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-        v_action, v_returning, v_fresh, v_fresh);
+        v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $_$;
 
@@ -6470,6 +6483,42 @@ $_$;
 ALTER FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) OWNER TO SUPERUSER;
 
 --
+-- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Raises 22023: a row a job wrote for scope p_scope came out of its
+-- statement with another scope (p_moved_to: its scope column as text, NULL
+-- for a NULL). The RETURNING of every client write (backfill's UPDATE, an
+-- import's INSERT) calls it for such a row, so the statement, and with it
+-- the move, is undone. pgjobs._generated_from refuses the columns a
+-- generated scope is computed from before the job runs; a BEFORE trigger
+-- (or a generated column added since the submit) that computes the scope
+-- from a column the job writes is only seen here, in the row it returned.
+-- Otherwise a session confined to one tenant moved that tenant's rows, or
+-- imported rows, into another. An import rejects the record (22023, like a
+-- scope column that names another scope); a backfill fails. Locks nothing.
+BEGIN
+    RAISE EXCEPTION 'a row written for scope % of % came out in scope %',
+                    quote_literal(left(p_scope, 200)), p_target,
+                    coalesce(quote_literal(left(p_moved_to, 200)), 'NULL')
+        USING ERRCODE = '22023',
+        HINT = 'A trigger, rule or generated column of the target computes the scope from a '
+               'column this job writes: a job never moves rows to another scope. Leave that '
+               'column out of the set or the source.';
+END
+$$;
+
+ALTER FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) OWNER TO SUPERUSER;
+
+--
 -- Name: _registration_problem(regclass, name, name, name, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8355,8 +8404,17 @@ BEGIN
                                v_job.predicate, v_reg.key_column)
                    INTO v_rows;
             ELSE
-                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)',
-                               v_job.target, v_job.assignments, v_range, v_job.predicate);
+                -- Every row updated must still be in the job's scope: a
+                -- BEFORE trigger that computes the scope from a column the
+                -- set writes would otherwise move it to another tenant
+                -- (pgjobs._refuse_scope_move, 22023: the page is undone and
+                -- the job fails). The check runs only for such a row.
+                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
+                               'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
+                               'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
+                               v_job.target, v_job.assignments, v_range, v_job.predicate,
+                               v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
+                               v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
             END IF;
         END IF;
@@ -16087,6 +16145,13 @@ GRANT ALL ON FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_sco
 
 REVOKE ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._refuse_scope_move(p_target regclass, p_scope text, p_moved_to text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _registration_problem(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_in_use boolean, OUT message text, OUT hint text, OUT errcode text, OUT key_type oid, OUT scope_type oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

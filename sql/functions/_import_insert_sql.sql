@@ -25,7 +25,9 @@ AS $$
 -- the scalar's text, a json/jsonb column the value, a document field the
 -- value; a JSON array for an array column: an array of its elements'
 -- texts). The scope column is always the job's scope: a record naming
--- another fails (pgjobs._import_refuse). Columns not named (a missing key
+-- another fails (pgjobs._import_refuse), and so does one that comes out of
+-- the statement in another scope (a BEFORE trigger computing it:
+-- pgjobs._refuse_scope_move in RETURNING). Columns not named (a missing key
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
@@ -64,6 +66,7 @@ DECLARE
     v_now jsonb;
     v_problem record;
     v_fixed text;
+    v_moved text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -294,28 +297,38 @@ BEGIN
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
+    -- Every row written must still be in the job's scope: a BEFORE trigger
+    -- that computes the scope from a column of the source would otherwise
+    -- put it in another tenant (pgjobs._refuse_scope_move, 22023: the
+    -- record is rejected). Evaluated for every row returned, called only
+    -- for such a row.
+    v_moved := format('CASE WHEN t.%I IS DISTINCT FROM %s THEN '
+                      'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
+                      p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
+                      p_reg.scope_column);
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
-        -- (the caller reads its row count), with no RETURNING to collect.
+        -- (the caller reads its row count; what it returns is discarded).
         RETURN format(
             'INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s',
+            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s',
             p_reg.target,
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
             CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-            v_action);
+            v_action, v_moved);
     END IF;
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '
-        'SELECT count(*) FILTER (WHERE %s), count(*) FILTER (WHERE NOT %s) FROM w',
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s, %s AS pgjobs_moved) '
+        'SELECT count(*) FILTER (WHERE %s AND pgjobs_moved IS NULL), '
+        'count(*) FILTER (WHERE NOT %s AND pgjobs_moved IS NULL) FROM w',
         p_reg.target,
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
         CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-        v_action, v_returning, v_fresh, v_fresh);
+        v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $$;
