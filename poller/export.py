@@ -372,33 +372,48 @@ class _Ahead:
         self._walk = walk
         self._stop = stop
         self._key: tuple[str, int] | None = None
-        self._thread: threading.Thread | None = None
+        self._done: threading.Event | None = None
         self._box: list[str | None] = []
+        # One thread walks every bound of the export, handed each walk through a
+        # queue: a thread started per chunk made the reader wait for it to start
+        # (Thread.start hands the GIL over and back) before its COPY, 5-10 ms a
+        # chunk, 2-4% of an export of 1M rows in 24 chunks.
+        self._walks: queue.SimpleQueue[
+            tuple[str, int, list[str | None], threading.Event] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def start(self, after: str, limit: int) -> None:
         """Walk ``limit`` keys after ``after`` in the background."""
         box: list[str | None] = []
+        done = threading.Event()
+        self._key, self._box, self._done = (after, limit), box, done
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="pgjobs-bound",
+                                            daemon=True)
+            self._thread.start()
+        self._walks.put((after, limit, box, done))
 
-        def run() -> None:
-            with contextlib.suppress(Exception):  # the chunk then walks its own bound
-                box.append(self._walk(after, limit))
-
-        self._key, self._box = (after, limit), box
-        self._thread = threading.Thread(target=run, name="pgjobs-bound", daemon=True)
-        self._thread.start()
+    def _serve(self) -> None:
+        """The walking thread: each walk handed to it, until wait() ends it."""
+        while (walk := self._walks.get()) is not None:
+            after, limit, box, done = walk
+            try:
+                with contextlib.suppress(Exception):  # the chunk then walks its own bound
+                    box.append(self._walk(after, limit))
+            finally:
+                done.set()
 
     def take(self, after: str | None, limit: int) -> str | None:
         """The ``limit``-th key after ``after`` when a walk from there is ahead (or
         None: the chunk walks its bound itself). A walk of fewer keys is
         continued from where it stopped: only the difference is walked now."""
-        key, thread, box = self._key, self._thread, self._box
-        self._key, self._thread = None, None
-        if key is None or thread is None or after is None or key[0] != after:
+        key, done, box = self._key, self._done, self._box
+        self._key, self._done = None, None
+        if key is None or done is None or after is None or key[0] != after:
             return None
-        while thread.is_alive():  # a few ms: it ran beside the previous chunk
+        while not done.wait(timeout=0.2):  # a few ms: it ran beside the previous chunk
             if self._stop.is_set():
                 return None
-            thread.join(timeout=0.2)
         ahead = key[1]
         if not box or box[0] is None or limit < ahead:
             return None
@@ -410,8 +425,11 @@ class _Ahead:
             return None
 
     def wait(self) -> None:
-        """Let a walk still running end (it uses the control connection)."""
+        """Let a walk still running end (it uses the control connection), and the
+        walking thread with it; nothing walked before is taken after this."""
+        self._key, self._done = None, None
         if self._thread is not None:
+            self._walks.put(None)
             self._thread.join()
             self._thread = None
 

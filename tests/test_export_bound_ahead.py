@@ -141,3 +141,26 @@ def test_a_stop_while_a_bound_is_walked_ahead_resumes_byte_identically(
     assert outcome.status == "succeeded", outcome.error
     assert object_bytes(job(conn, job_id)["result"]) == plain_copy(conn, REFERENCE)
 
+
+
+def test_one_thread_walks_every_bound_of_an_export_and_ends_with_it(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bounds are handed to one walking thread: a thread started per chunk made
+    the reader wait for it to start (Thread.start hands the GIL over and back)
+    before every COPY. The thread ends with the export."""
+    make_items(conn, rows=600)
+    walkers: list[threading.Thread] = []
+    walk = Exporter._walk_bound
+
+    def recorded(self: Exporter, after: str, limit: int) -> str | None:
+        walkers.append(threading.current_thread())  # objects: idents are reused
+        return walk(self, after, limit)
+
+    monkeypatch.setattr(Exporter, "_walk_bound", recorded)
+    job_id = submit_export(conn, "1", {}, SMALL)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    assert object_bytes(job(conn, job_id)["result"]) == plain_copy(conn, REFERENCE)
+    assert len(walkers) >= 200 // 7 - 2
+    assert len({id(t) for t in walkers}) == 1, len({id(t) for t in walkers})
+    assert not walkers[0].is_alive()
