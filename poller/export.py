@@ -387,32 +387,34 @@ class _Ahead:
         box: list[str | None] = []
         done = threading.Event()
         self._key, self._box, self._done = (after, limit), box, done
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name="pgjobs-bound",
-                                            daemon=True)
+        if self._thread is None or not self._thread.is_alive():
+            self._walks = queue.SimpleQueue()  # a dead thread's queue: nobody serves it
+            self._thread = threading.Thread(target=self._serve, args=(self._walks,),
+                                            name="pgjobs-bound", daemon=True)
             self._thread.start()
         self._walks.put((after, limit, box, done))
 
-    def _serve(self) -> None:
+    def _serve(self, walks: queue.SimpleQueue[
+            tuple[str, int, list[str | None], threading.Event] | None]) -> None:
         """The walking thread: each walk handed to it, until wait() ends it."""
-        while (walk := self._walks.get()) is not None:
+        while (walk := walks.get()) is not None:
             after, limit, box, done = walk
-            try:
-                with contextlib.suppress(Exception):  # the chunk then walks its own bound
-                    box.append(self._walk(after, limit))
-            finally:
-                done.set()
+            # Whatever a walk raises, the chunk then walks its own bound, and the
+            # thread stays to serve the walks after it.
+            with contextlib.suppress(BaseException):
+                box.append(self._walk(after, limit))
+            done.set()
 
     def take(self, after: str | None, limit: int) -> str | None:
         """The ``limit``-th key after ``after`` when a walk from there is ahead (or
         None: the chunk walks its bound itself). A walk of fewer keys is
         continued from where it stopped: only the difference is walked now."""
-        key, done, box = self._key, self._done, self._box
+        key, done, box, thread = self._key, self._done, self._box, self._thread
         self._key, self._done = None, None
         if key is None or done is None or after is None or key[0] != after:
             return None
         while not done.wait(timeout=0.2):  # a few ms: it ran beside the previous chunk
-            if self._stop.is_set():
+            if self._stop.is_set() or thread is None or not thread.is_alive():
                 return None
         ahead = key[1]
         if not box or box[0] is None or limit < ahead:

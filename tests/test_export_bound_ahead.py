@@ -90,6 +90,30 @@ def test_a_walk_of_fewer_keys_is_continued_and_a_stale_one_is_not_used() -> None
     broken.start("010", 5)
     assert broken.take("010", 5) is None
 
+    # A walk that raises what `except Exception` lets pass (SystemExit) does not end
+    # the walking thread: the next walk is served and taken (handed to a dead
+    # thread it was never served: without the stop set below, take waited forever).
+    calls: list[str] = []
+
+    def exits_once(after: str, limit: int) -> str | None:
+        calls.append(after)
+        if len(calls) == 1:
+            raise SystemExit
+        return walk(after, limit)
+
+    stop = threading.Event()
+    dying = _Ahead(exits_once, stop)
+    dying.start("010", 5)
+    assert dying.take("010", 5) is None
+    unblock = threading.Timer(30, stop.set)  # a hang fails the assert below instead
+    unblock.start()
+    try:
+        dying.start("020", 5)
+        assert dying.take("020", 5) == "025"
+    finally:
+        unblock.cancel()
+        dying.wait()
+
 
 def test_a_bound_given_is_used_checked_and_leaves_the_mask_to_the_chunk(conn: Conn) -> None:
     make_items(conn, rows=300)
