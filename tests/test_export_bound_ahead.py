@@ -90,6 +90,30 @@ def test_a_walk_of_fewer_keys_is_continued_and_a_stale_one_is_not_used() -> None
     broken.start("010", 5)
     assert broken.take("010", 5) is None
 
+    # A walk that raises what `except Exception` lets pass (SystemExit) does not end
+    # the walking thread: the next walk is served and taken (handed to a dead
+    # thread it was never served: without the stop set below, take waited forever).
+    calls: list[str] = []
+
+    def exits_once(after: str, limit: int) -> str | None:
+        calls.append(after)
+        if len(calls) == 1:
+            raise SystemExit
+        return walk(after, limit)
+
+    stop = threading.Event()
+    dying = _Ahead(exits_once, stop)
+    dying.start("010", 5)
+    assert dying.take("010", 5) is None
+    unblock = threading.Timer(30, stop.set)  # a hang fails the assert below instead
+    unblock.start()
+    try:
+        dying.start("020", 5)
+        assert dying.take("020", 5) == "025"
+    finally:
+        unblock.cancel()
+        dying.wait()
+
 
 def test_a_bound_given_is_used_checked_and_leaves_the_mask_to_the_chunk(conn: Conn) -> None:
     make_items(conn, rows=300)
@@ -141,3 +165,26 @@ def test_a_stop_while_a_bound_is_walked_ahead_resumes_byte_identically(
     assert outcome.status == "succeeded", outcome.error
     assert object_bytes(job(conn, job_id)["result"]) == plain_copy(conn, REFERENCE)
 
+
+
+def test_one_thread_walks_every_bound_of_an_export_and_ends_with_it(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bounds are handed to one walking thread: a thread started per chunk made
+    the reader wait for it to start (Thread.start hands the GIL over and back)
+    before every COPY. The thread ends with the export."""
+    make_items(conn, rows=600)
+    walkers: list[threading.Thread] = []
+    walk = Exporter._walk_bound
+
+    def recorded(self: Exporter, after: str, limit: int) -> str | None:
+        walkers.append(threading.current_thread())  # objects: idents are reused
+        return walk(self, after, limit)
+
+    monkeypatch.setattr(Exporter, "_walk_bound", recorded)
+    job_id = submit_export(conn, "1", {}, SMALL)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    assert object_bytes(job(conn, job_id)["result"]) == plain_copy(conn, REFERENCE)
+    assert len(walkers) >= 200 // 7 - 2
+    assert len({id(t) for t in walkers}) == 1, len({id(t) for t in walkers})
+    assert not walkers[0].is_alive()

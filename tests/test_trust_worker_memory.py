@@ -18,10 +18,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pgjobs import queries
 from pgjobs.poller.export import (
     DEFAULT_MAX_CHUNK_ROWS,
     DEFAULT_MAX_PART_SIZE,
+    FIRST_ROW_BYTES,
     Exporter,
+    _first_limit,
     _next_limit,
 )
 from tests.support import (
@@ -29,6 +32,7 @@ from tests.support import (
     job,
     object_bytes,
     plain_copy,
+    reader_statements,
     start_worker,
     submit_export,
     wait_for,
@@ -135,6 +139,45 @@ def test_the_next_chunk_limit_fills_chunk_bytes_within_bounds(
         assert following * row_bytes <= chunk_bytes * 9 // 10
         assert following == min(chunk_rows, 2 * limit) or (
             (following + 1) * row_bytes > chunk_bytes * 9 // 10)
+
+
+@pytest.mark.parametrize("options", [{}, {"format": "jsonl", "gzip": True}],
+                         ids=["csv", "jsonl-gzip"])
+def test_no_chunk_of_rows_narrower_than_first_row_bytes_is_read_twice(
+        conn: Conn, dsn: str, tmp_path: Path, options: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of about 200 bytes, under the default chunk_rows and a 1 MiB
+    chunk_bytes: the first chunk asks for keys that fill it at FIRST_ROW_BYTES a
+    row, then chunks grow to fill it, and no chunk overflows. The first chunk
+    used to ask for chunk_rows keys (50,000 rows of 200 bytes: 10 MB), was read
+    to 1 MiB, rolled back and read again: every export of rows wider than
+    chunk_bytes / chunk_rows read a chunk_bytes of rows twice."""
+    make_wide(conn, rows=0, kb=1)
+    add_rows(conn, 1, 12_000, 0.2)
+    sent = reader_statements(monkeypatch)
+    job_id = submit_export(conn, "1", {}, options, target="wide")
+    outcome = run(dsn, job_id, f"file://{tmp_path}", max_part_size=1024)
+    assert outcome.status == "succeeded", outcome
+    ck = job(conn, job_id)["checkpoint"]
+    assert (ck["chunk_rows"], ck["chunk_bytes"]) == (DEFAULT_MAX_CHUNK_ROWS, MiB)
+    cursors = [params["after"] for query, params in sent
+               if query == queries.EXPORT_CHUNK_SQL]
+    assert len(cursors) >= 3 and len(set(cursors)) == len(cursors), cursors
+    assert ck["limit"] >= _first_limit(DEFAULT_MAX_CHUNK_ROWS, MiB)
+    if not options:
+        assert ck["limit"] > _first_limit(DEFAULT_MAX_CHUNK_ROWS, MiB)  # grown to fill it
+        assert object_bytes(outcome.result) == plain_copy(
+            conn, "SELECT * FROM wide WHERE tenant = 1 ORDER BY id")
+
+
+def test_the_first_chunk_limit_fills_chunk_bytes_at_first_row_bytes() -> None:
+    for chunk_rows in (1, 7, 1000, 50_000, 1_000_000):
+        for chunk_bytes in (1, MiB, 4 * MiB, 8 * MiB):
+            first = _first_limit(chunk_rows, chunk_bytes)
+            assert 1 <= first <= chunk_rows
+            assert first in (1, chunk_rows) or first * FIRST_ROW_BYTES <= chunk_bytes * 9 // 10
+            assert first == 1 or first == chunk_rows or (
+                (first + 1) * FIRST_ROW_BYTES > chunk_bytes * 9 // 10)
 
 
 def test_chunks_grow_back_after_wide_rows(conn: Conn, dsn: str, tmp_path: Path) -> None:
