@@ -263,6 +263,40 @@ $$;
 ALTER FUNCTION pgjobs._backoff(p_attempts integer) OWNER TO SUPERUSER;
 
 --
+-- Name: _base_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._base_type(p_type regtype) RETURNS regtype
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The type whose values p_type holds: a domain (over a domain ...)
+-- followed down to its base type, any other type itself, NULL for NULL.
+-- The one such walk: every place that judges a value by its base type
+-- (pgjobs._canonical_text, pgjobs._column_type, pgjobs._row_selection,
+-- pgjobs._scope_entry_fixed) calls it. STABLE, not IMMUTABLE: it reads
+-- pg_type. Locks nothing.
+DECLARE
+    v_type regtype := p_type;
+    v_base regtype;
+BEGIN
+    LOOP
+        SELECT t.typbasetype INTO v_base
+          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        v_type := v_base;
+    END LOOP;
+    RETURN v_type;
+END
+$$;
+
+ALTER FUNCTION pgjobs._base_type(p_type regtype) OWNER TO SUPERUSER;
+
+--
 -- Name: _batch_arrays(text, bigint[], text[], jsonb[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -596,15 +630,9 @@ CREATE FUNCTION pgjobs._canonical_text(p_value anyelement) RETURNS text
 DECLARE
     v_json jsonb := to_jsonb(p_value);
     v_text text := v_json #>> '{}';
-    v_type regtype := pg_typeof(p_value);
-    v_base oid;
+    -- A domain's value is judged by its base type.
+    v_type regtype := pgjobs._base_type(pg_typeof(p_value));
 BEGIN
-    LOOP  -- a domain (over a domain ...) to its base type
-        SELECT t.typbasetype INTO v_base
-          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-        EXIT WHEN NOT FOUND;
-        v_type := v_base;
-    END LOOP;
     -- An array, a composite or an oidvector: to_jsonb builds JSON ([1, 2],
     -- {"a": 1}), which does not read back as the value. Its type's own
     -- output, under the settings pinned here, does.
@@ -1128,7 +1156,6 @@ CREATE FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifier
 DECLARE
     v_type oid;
     v_typmod integer;
-    v_typtype "char";
 BEGIN
     SELECT a.atttypid, a.atttypmod INTO v_type, v_typmod
       FROM pg_catalog.pg_attribute a
@@ -1143,12 +1170,7 @@ BEGIN
     IF p_modifiers THEN
         RETURN format_type(v_type, v_typmod);
     END IF;
-    LOOP
-        SELECT t.typtype INTO v_typtype FROM pg_catalog.pg_type t WHERE t.oid = v_type;
-        EXIT WHEN v_typtype <> 'd';
-        SELECT t.typbasetype INTO v_type FROM pg_catalog.pg_type t WHERE t.oid = v_type;
-    END LOOP;
-    RETURN format_type(v_type, -1);
+    RETURN format_type(pgjobs._base_type(v_type), -1);
 END
 $$;
 
@@ -3426,21 +3448,15 @@ CREATE FUNCTION pgjobs._foreign_comparisons(p_type regtype) RETURNS boolean
 -- that splices the mask resolves the type's own: the mask and the pages
 -- would disagree. Such columns cannot be a target's key or scope, nor be
 -- compared in a filter. Locks nothing.
-WITH RECURSIVE base(oid, typtype, typbasetype) AS (
-    SELECT t.oid, t.typtype, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = p_type
-    UNION ALL
-    SELECT t.oid, t.typtype, t.typbasetype
-      FROM pg_catalog.pg_type t JOIN base b ON t.oid = b.typbasetype
-     WHERE b.typtype = 'd')
 SELECT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_operator o, base b, pg_catalog.pg_type t
-     WHERE b.typtype <> 'd'
+    SELECT 1 FROM pg_catalog.pg_type t, pg_catalog.pg_operator o
+     WHERE t.oid = pgjobs._base_type(p_type)
        -- A built-in type compares with pg_catalog's operators whatever
        -- another schema adds for it (a shadowing `=` planted in public only
        -- fools sessions that put public first; never pgjobs).
-       AND t.oid = b.oid AND t.typnamespace <> 'pg_catalog'::regnamespace
+       AND t.typnamespace <> 'pg_catalog'::regnamespace
        AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=')
-       AND (o.oprleft = b.oid OR o.oprright = b.oid)
+       AND (o.oprleft = t.oid OR o.oprright = t.oid)
        AND o.oprnamespace <> 'pg_catalog'::regnamespace);
 $$;
 
@@ -6586,13 +6602,8 @@ BEGIN
         END IF;
 
         -- Domains are judged by their base type.
-        v_base := v_type;
-        LOOP
-            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-              INTO v_typtype, v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
-            EXIT WHEN v_typtype <> 'd';
-        END LOOP;
+        v_base := pgjobs._base_type(v_type);
+        SELECT t.typtype INTO v_typtype FROM pg_catalog.pg_type t WHERE t.oid = v_base;
 
         -- A domain over an enum has no = or < of its own: the enum's are
         -- polymorphic (anyenum), which PostgreSQL does not match to a domain,
@@ -7569,7 +7580,6 @@ DECLARE
     v_cutoff record;
     v_filter text;
     v_type oid;
-    v_base oid;
     v_deterministic boolean;
     v_identity boolean := false;
 BEGIN
@@ -7597,12 +7607,7 @@ BEGIN
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
          WHERE a.attrelid = p_reg.target AND a.attname = p_reg.key_column;
-        LOOP  -- a domain (over a domain ...) to its base type
-            SELECT t.typbasetype INTO v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-            EXIT WHEN NOT FOUND;
-            v_type := v_base;
-        END LOOP;
+        v_type := pgjobs._base_type(v_type);  -- a domain to its base type
         v_identity := v_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
                                  'uuid'::regtype)
                       OR (v_type IN ('text'::regtype, 'character varying'::regtype)
@@ -8742,7 +8747,6 @@ CREATE FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_entry 
 -- Locks nothing.
 DECLARE
     v_type oid;
-    v_base oid;
     v_near text;
     v_far text;
 BEGIN
@@ -8753,12 +8757,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;  -- the scope column is gone: no scope is a value of it
     END IF;
-    LOOP  -- a domain (over a domain ...) to its base type
-        SELECT t.typbasetype INTO v_base
-          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-        EXIT WHEN NOT FOUND;
-        v_type := v_base;
-    END LOOP;
+    v_type := pgjobs._base_type(v_type);  -- a domain to its base type
     IF v_type NOT IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype,
                       'timestamp'::regtype, 'timestamptz'::regtype, 'interval'::regtype) THEN
         RETURN true;
@@ -15502,6 +15501,13 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text
 
 REVOKE ALL ON FUNCTION pgjobs._backoff(p_attempts integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._backoff(p_attempts integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _base_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._base_type(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._base_type(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _batch_arrays(p_noun text, p_ids bigint[], p_workers text[], p_results jsonb[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -51,7 +51,6 @@ DECLARE
     v_cutoff record;
     v_filter text;
     v_type oid;
-    v_base oid;
     v_deterministic boolean;
     v_identity boolean := false;
 BEGIN
@@ -79,12 +78,7 @@ BEGIN
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
          WHERE a.attrelid = p_reg.target AND a.attname = p_reg.key_column;
-        LOOP  -- a domain (over a domain ...) to its base type
-            SELECT t.typbasetype INTO v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-            EXIT WHEN NOT FOUND;
-            v_type := v_base;
-        END LOOP;
+        v_type := pgjobs._base_type(v_type);  -- a domain to its base type
         v_identity := v_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
                                  'uuid'::regtype)
                       OR (v_type IN ('text'::regtype, 'character varying'::regtype)
