@@ -265,22 +265,36 @@ def test_null_created_at_rows_that_existed_are_deleted_new_ones_kept(
 # --- timestamp without time zone (item 3) -------------------------------------------
 
 
-def _make_local(conn: Conn, options: dict[str, Any] | None = None) -> None:
-    conn.execute("""
+# created_at types holding a timestamp without time zone: a domain is judged by
+# its base type, however deep.
+LOCAL_TYPES = {
+    "timestamp": "",
+    "domain": "CREATE DOMAIN local_ts AS timestamp;",
+    "domain-of-domain": "CREATE DOMAIN local_ts0 AS timestamp; "
+                        "CREATE DOMAIN local_ts AS local_ts0 CHECK (VALUE > '2000-01-01');",
+}
+
+
+def _make_local(conn: Conn, options: dict[str, Any] | None = None,
+                kind: str = "timestamp") -> None:
+    conn.execute(LOCAL_TYPES[kind])  # type: ignore[arg-type]
+    column_type = "timestamp" if kind == "timestamp" else "local_ts"
+    conn.execute(f"""
         CREATE TABLE local_rows (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                                  scope int NOT NULL,
-                                 created_at timestamp NOT NULL
+                                 created_at {column_type} NOT NULL
                                      DEFAULT (now() AT TIME ZONE 'UTC'));
         CREATE INDEX ON local_rows (scope, id);
-    """)
+    """)  # type: ignore[arg-type]
     conn.execute("SELECT pgjobs.register_target('local_rows', 'id', 'scope', 'created_at', "
                  "NULL, %s)", (json.dumps(options or {}),))
 
 
+@pytest.mark.parametrize("kind", list(LOCAL_TYPES))
 @pytest.mark.parametrize("submitter_zone", ["Pacific/Kiritimati", "Etc/GMT+12", "UTC"])
 def test_timestamp_created_at_is_read_in_utc_whatever_the_submitter_zone(
-        conn: Conn, make_conn: MakeConn, submitter_zone: str) -> None:
-    _make_local(conn)
+        conn: Conn, make_conn: MakeConn, submitter_zone: str, kind: str) -> None:
+    _make_local(conn, kind=kind)
     # A UTC writer; rows from 2 hours ago to now (UTC wall clock).
     conn.execute("INSERT INTO local_rows (scope, created_at) SELECT 1, (now() AT TIME ZONE 'UTC')"
                  " - g * interval '1 minute' FROM generate_series(0, 120) g")
