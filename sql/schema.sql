@@ -2713,7 +2713,7 @@ BEGIN
     END IF;
     IF check_name IS NOT NULL THEN
         -- pgjobs.run / pgjobs.prune run here by pg_cron (from another database).
-        SELECT s.value INTO v_seen FROM pgjobs.settings s WHERE s.key = 'engine_seen';
+        v_seen := pgjobs._engine_seen_notes();
         SELECT coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'run'), false),
                coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'prune'), false)
           INTO v_cron_run, v_cron_prune
@@ -3188,14 +3188,19 @@ CREATE FUNCTION pgjobs._engine_seen(p_what text) RETURNS boolean
     AS $$
 -- Notes that pgjobs.run or pgjobs.prune (p_what: 'run' or 'prune') ran in
 -- this database, when and under what kind of session: pgjobs.settings key
--- 'engine_seen' = {"run": {"at", "backend_type", "application_name"},
--- "prune": {...}}. pg_cron's catalog lives in one database only: where it
--- runs pgjobs from another one (cron.schedule_in_database, the recipe of
--- managed services), this note is all pgjobs.doctor can see of it. Writes at
--- most once per 5 seconds per kind, and never waits: a runner that finds
--- the row locked (another runner noting the same) skips. Locks: that row,
--- until the caller's transaction ends. Returns whether it wrote the note.
+-- 'engine_seen.<p_what>' = {"at", "backend_type", "application_name"}
+-- (pgjobs._engine_seen_notes reads them). pg_cron's catalog lives in one
+-- database only: where it runs pgjobs from another one
+-- (cron.schedule_in_database, the recipe of managed services), this note is
+-- all pgjobs.doctor can see of it. One row per kind, so run and prune,
+-- scheduled on the same minute, never contend: a row shared by both was
+-- held by whichever came first, and the other skipped its note every
+-- minute. Writes at most once per 5 seconds per kind, and never waits: a
+-- runner that finds its row locked (another runner noting the same kind)
+-- skips. Locks: that row, until the caller's transaction ends. Returns
+-- whether it wrote the note.
 DECLARE
+    v_key     text;
     v_backend text;
     v_app     text;
 BEGIN
@@ -3203,19 +3208,20 @@ BEGIN
         RAISE EXCEPTION 'pgjobs._engine_seen: unknown kind of run %', p_what
             USING ERRCODE = '22023', HINT = 'Pass ''run'' or ''prune''.';
     END IF;
+    v_key := 'engine_seen.' || p_what;
     PERFORM FROM pgjobs.settings s
-     WHERE s.key = 'engine_seen'
-       AND coalesce((s.value #>> ARRAY[p_what, 'at'])::timestamptz, '-infinity')
+     WHERE s.key = v_key
+       AND coalesce((s.value ->> 'at')::timestamptz, '-infinity')
            < now() - interval '5 seconds'
        FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
-        IF EXISTS (SELECT FROM pgjobs.settings s WHERE s.key = 'engine_seen') THEN
+        IF EXISTS (SELECT FROM pgjobs.settings s WHERE s.key = v_key) THEN
             RETURN false;  -- noted within 5 s, or being noted by another runner now
         END IF;
         INSERT INTO pgjobs.settings AS s (key, value)
-        VALUES ('engine_seen', '{}')
+        VALUES (v_key, '{}')
         ON CONFLICT (key) DO NOTHING;
-        PERFORM FROM pgjobs.settings s WHERE s.key = 'engine_seen' FOR UPDATE SKIP LOCKED;
+        PERFORM FROM pgjobs.settings s WHERE s.key = v_key FOR UPDATE SKIP LOCKED;
         IF NOT FOUND THEN
             RETURN false;
         END IF;
@@ -3224,17 +3230,43 @@ BEGIN
       FROM pg_catalog.pg_stat_activity a
      WHERE a.pid = pg_catalog.pg_backend_pid();
     UPDATE pgjobs.settings s
-       SET value = s.value || jsonb_build_object(p_what, jsonb_build_object(
+       SET value = jsonb_build_object(
                        'at', now(), 'backend_type', v_backend,
                        'application_name', coalesce(nullif(v_app, ''),
-                                                    current_setting('application_name')))),
+                                                    current_setting('application_name'))),
            updated_at = now()
-     WHERE s.key = 'engine_seen';
+     WHERE s.key = v_key;
     RETURN true;
 END
 $$;
 
 ALTER FUNCTION pgjobs._engine_seen(p_what text) OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_seen_notes(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_seen_notes() RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What pgjobs._engine_seen noted: {"run": {"at", "backend_type",
+-- "application_name"}, "prune": {...}}, a kind absent until it ran. Also
+-- reads the one row 'engine_seen' of releases before stop 29 (both kinds in
+-- one value), so a doctor right after `pgjobs migrate` still sees the runs
+-- noted before it; a newer note of a kind wins. Locks: none.
+SELECT coalesce((SELECT s.value FROM pgjobs.settings s WHERE s.key = 'engine_seen'), '{}')
+       || coalesce((SELECT jsonb_object_agg(substr(s.key, length('engine_seen.') + 1), s.value)
+                      FROM pgjobs.settings s
+                     WHERE s.key IN ('engine_seen.run', 'engine_seen.prune')
+                       AND s.value ? 'at'), '{}')
+$$;
+
+ALTER FUNCTION pgjobs._engine_seen_notes() OWNER TO SUPERUSER;
 
 --
 -- Name: _engine_wait(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15797,6 +15829,13 @@ GRANT ALL ON FUNCTION pgjobs._doctor_throttle_visibility() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._engine_seen(p_what text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._engine_seen(p_what text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_seen_notes(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_seen_notes() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_seen_notes() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _engine_wait(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -461,9 +461,9 @@ def test_an_unschedule_in_pg_crons_own_database_is_seen_despite_recent_runs(cron
     trusts cron.job, not the note of past runs (evidence counts only where pg_cron
     cannot schedule here: the managed-service recipe)."""
     cron.execute("""
-        INSERT INTO pgjobs.settings (key, value) VALUES ('engine_seen', jsonb_build_object(
-            'run', jsonb_build_object('at', now(), 'backend_type', 'pg_cron'),
-            'prune', jsonb_build_object('at', now(), 'backend_type', 'pg_cron')))
+        INSERT INTO pgjobs.settings (key, value)
+        SELECT 'engine_seen.' || what, jsonb_build_object('at', now(), 'backend_type', 'pg_cron')
+          FROM unnest(ARRAY['run', 'prune']) AS what
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""")
     try:
         for unscheduled in ("pgjobs.run", "pgjobs.prune"):
@@ -473,4 +473,4 @@ def test_an_unschedule_in_pg_crons_own_database_is_seen_despite_recent_runs(cron
             apply_fix(cron, f["fix"])
             assert_ok(finding(cron, "pg_cron.scheduled"))
     finally:
-        cron.execute("DELETE FROM pgjobs.settings WHERE key = 'engine_seen'")
+        cron.execute("DELETE FROM pgjobs.settings WHERE key LIKE 'engine_seen%'")

@@ -42,9 +42,19 @@ def as_session(make_conn: Callable[..., Conn], application_name: str) -> Conn:
 
 
 def age_note(conn: Conn, what: str, interval: str) -> None:
-    conn.execute("UPDATE pgjobs.settings SET value = jsonb_set(value, %s,"
-                 " to_jsonb(now() - %s::interval)) WHERE key = 'engine_seen'",
-                 ([what, "at"], interval))
+    conn.execute("UPDATE pgjobs.settings SET value = jsonb_set(value, '{at}',"
+                 " to_jsonb(now() - %s::interval)) WHERE key = %s",
+                 (interval, f"engine_seen.{what}"))
+
+
+def notes(conn: Conn) -> dict[str, Any]:
+    """What pgjobs.run and pgjobs.prune noted, as doctor reads it."""
+    return scalar(conn, "SELECT pgjobs._engine_seen_notes()")
+
+
+def noted_at(conn: Conn, what: str) -> Any:
+    return scalar(conn, "SELECT updated_at FROM pgjobs.settings WHERE key = %s",
+                  (f"engine_seen.{what}",))
 
 
 @pytest.fixture
@@ -92,7 +102,7 @@ def test_runs_by_other_sessions_or_long_ago_do_not_count(
     other.execute("CALL pgjobs.run('1 second')")
     other.execute("SELECT pgjobs.prune()")
     assert pg_cron_problem(conn)["status"] == "warn"
-    seen = scalar(conn, "SELECT value FROM pgjobs.settings WHERE key = 'engine_seen'")
+    seen = notes(conn)
     assert seen["run"]["application_name"] == "psql"
     assert seen["prune"]["application_name"] == "psql"
 
@@ -115,28 +125,74 @@ def test_the_note_is_written_at_most_every_5_seconds_and_never_waits(
     cron = as_session(make_conn, "pg_cron")
     cron.execute("CALL pgjobs.run('1 second')")
     cron.execute("SELECT pgjobs.prune()")
-    first = scalar(conn, "SELECT updated_at FROM pgjobs.settings WHERE key = 'engine_seen'")
+    first = noted_at(conn, "prune")
     cron.execute("SELECT pgjobs.prune()")
-    assert scalar(conn, "SELECT updated_at FROM pgjobs.settings"
-                        " WHERE key = 'engine_seen'") == first
+    assert noted_at(conn, "prune") == first
 
     # Another runner holds the row (it is noting its own run): prune and run go on
     # without waiting for it, and note nothing.
     age_note(conn, "prune", "10 seconds")
     age_note(conn, "run", "10 seconds")
     holder = make_conn(autocommit=False)
-    holder.execute("SELECT 1 FROM pgjobs.settings WHERE key = 'engine_seen' FOR UPDATE")
+    holder.execute("SELECT 1 FROM pgjobs.settings WHERE key LIKE 'engine_seen.%' FOR UPDATE")
     try:
         cron.execute("SET lock_timeout = '2s'")
         cron.execute("SELECT pgjobs.prune()")
         cron.execute("CALL pgjobs.run('1 second')")
     finally:
         holder.rollback()
-    seen = scalar(conn, "SELECT value FROM pgjobs.settings WHERE key = 'engine_seen'")
+    seen = notes(conn)
     assert scalar(conn, "SELECT %s::timestamptz < now() - interval '9 seconds'",
                   (seen["prune"]["at"],))
     assert scalar(conn, "SELECT %s::timestamptz < now() - interval '9 seconds'",
                   (seen["run"]["at"],))
+
+
+@pytest.mark.parametrize("first", ["run", "prune"])
+def test_run_and_prune_at_the_same_moment_are_both_noted(
+        conn: Conn, make_conn: Callable[..., Conn], first: str) -> None:
+    """pg_cron starts pgjobs.run and pgjobs.prune on the same minute: the one still
+    in its transaction (holding its note) must not cost the other its note, or
+    doctor warns that the other is not scheduled, minute after minute."""
+    other = {"run": "prune", "prune": "run"}[first]
+    for what in ("run", "prune"):
+        age_note(conn, what, "10 seconds")  # past the 5 s write throttle
+    holder = as_session(make_conn, "pg_cron")
+    holder.execute("BEGIN")
+    assert scalar(holder, "SELECT pgjobs._engine_seen(%s)", (first,))
+    try:
+        cron = as_session(make_conn, "pg_cron")
+        cron.execute("SET lock_timeout = '2s'")
+        if other == "run":
+            cron.execute("CALL pgjobs.run('1 second')")
+        else:
+            cron.execute("SELECT pgjobs.prune()")
+    finally:
+        holder.execute("COMMIT")
+    seen = notes(conn)
+    for what in ("run", "prune"):
+        assert scalar(conn, "SELECT %s::timestamptz > now() - interval '9 seconds'",
+                      (seen[what]["at"],)), (what, seen)
+
+
+def test_a_note_of_the_previous_release_is_still_read(conn: Conn) -> None:
+    """Releases before stop 29 kept both notes in one row 'engine_seen': a doctor
+    right after the migrate still sees them; a newer note of a kind wins."""
+    conn.execute("DELETE FROM pgjobs.settings WHERE key LIKE 'engine_seen%'")
+    try:
+        conn.execute("""
+            INSERT INTO pgjobs.settings (key, value) VALUES ('engine_seen', jsonb_build_object(
+                'run', jsonb_build_object('at', now() - interval '1 minute',
+                                          'backend_type', 'pg_cron'),
+                'prune', jsonb_build_object('at', now() - interval '1 minute',
+                                            'backend_type', 'pg_cron')))""")
+        assert set(notes(conn)) == {"run", "prune"}
+        conn.execute("SELECT pgjobs._engine_seen('run')")
+        seen = notes(conn)
+        assert seen["run"]["backend_type"] == "client backend"
+        assert seen["prune"]["backend_type"] == "pg_cron"
+    finally:
+        conn.execute("DELETE FROM pgjobs.settings WHERE key = 'engine_seen'")
 
 
 def test_engine_seen_refuses_an_unknown_kind(conn: Conn) -> None:
@@ -177,9 +233,7 @@ def test_cron_schedule_in_database_recipe_is_accepted(
     deadline = time.monotonic() + 150  # up to two minute ticks of pg_cron 1.4
     seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT value FROM pgjobs.settings"
-                           " WHERE key = 'engine_seen'").fetchone()
-        seen = row[0] if row else {}
+        seen = notes(conn)
         if "run" in seen and "prune" in seen:
             break
         time.sleep(1)
