@@ -124,6 +124,36 @@ def typed(conn: Conn) -> Target:
     return Target("typed", "bigint", "int", True)
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_a_column_typed_as_a_domain_is_set_as_its_base_type(conn: Conn, depth: int) -> None:
+    """A json, jsonb or array column behind a domain (over a domain ...) takes the
+    JSON value as its base type does: a string stays a JSON string, an array fills
+    the array, at every depth of domains."""
+    conn.execute("CREATE DOMAIN doc_0 AS jsonb; CREATE DOMAIN js_0 AS json;"
+                 " CREATE DOMAIN tags_0 AS text[]")
+    for level in range(1, depth):
+        conn.execute(f"CREATE DOMAIN doc_{level} AS doc_{level - 1};"
+                     f" CREATE DOMAIN js_{level} AS js_{level - 1};"
+                     f" CREATE DOMAIN tags_{level} AS tags_{level - 1}")
+    top = depth - 1
+    conn.execute(f"""
+        CREATE TABLE dom (id bigint GENERATED ALWAYS AS IDENTITY, table_id integer NOT NULL,
+                          created_at timestamptz NOT NULL DEFAULT now() - interval '1 minute',
+                          meta doc_{top}, raw js_{top}, tags tags_{top});
+        CREATE INDEX ON dom (table_id, id);
+        SELECT pgjobs.register_target('dom', 'id', 'table_id', 'created_at');
+        INSERT INTO dom (table_id) SELECT 1 + g % 2 FROM generate_series(1, 10) g;""")
+    target = Target("dom", "bigint", "int", False)
+    job_id = submit_backfill(conn, target, "1", {},
+                             {"meta": "just a string", "raw": "also", "tags": ["a", "b,c"]})
+    run_job(conn, job_id)
+    assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
+    rows = conn.execute("SELECT DISTINCT meta::jsonb, raw::text, tags::text[] FROM dom"
+                        " WHERE table_id = 1").fetchall()
+    assert rows == [("just a string", '"also"', ["a", "b,c"])]
+    assert scalar(conn, "SELECT count(*) FROM dom WHERE table_id = 2 AND meta IS NOT NULL") == 0
+
+
 def test_values_are_cast_to_column_types(conn: Conn, typed: Target) -> None:
     set_ = {"i": "42", "num": 12.5, "flag": True, "d": "2024-02-29",
             "ts": "2024-01-01T12:00:00+02:00", "tags": ["a", "b,c", None], "nums": [3, 1],

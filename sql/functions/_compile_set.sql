@@ -62,9 +62,7 @@ BEGIN
                a.attgenerated <> '' OR a.attidentity = 'a'
           INTO v_type, v_base, v_category, v_generated
           FROM pg_catalog.pg_attribute a
-          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-          JOIN pg_catalog.pg_type bt
-            ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+          JOIN pg_catalog.pg_type bt ON bt.oid = pgjobs._base_type(a.atttypid)
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
            AND a.attnum > 0 AND NOT a.attisdropped;
         -- What the assignment writes: the column, or the document for a field.
