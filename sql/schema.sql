@@ -15130,7 +15130,7 @@ ALTER TABLE pgjobs.storage_allow OWNER TO SUPERUSER;
 -- Name: TABLE storage_allow; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON TABLE pgjobs.storage_allow IS 'Storage prefixes (normalised URIs) that a client may name as an export destination. Written by pgjobs.allow_storage / pgjobs.disallow_storage (administrators only).';
+COMMENT ON TABLE pgjobs.storage_allow IS 'Storage prefixes (normalised URIs) that exports may write to and imports may read from: a client may name only these as an export destination or import source, and the workers check every object against them again. A prefix may hold {scope} as a whole path segment, allowing each job only its own tenant''s folder. Written by pgjobs.allow_storage / pgjobs.disallow_storage (administrators only).';
 
 --
 -- Name: storage_deletions_id_seq; Type: SEQUENCE; Schema: pgjobs; Owner: SUPERUSER
