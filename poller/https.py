@@ -19,7 +19,9 @@ connection; one the server closed while idle is opened again once.
 
 TLS is verified as obstore verified it: the system's trust store, plus the CA
 file named by ``SSL_CERT_FILE`` (a private authority), with the host name
-checked. A certificate the worker does not trust reads ``invalid certificate
+checked. ``HTTPS_PROXY`` (an ``http://`` proxy, credentials in its URL if it
+needs them) and ``NO_PROXY`` are honoured as obstore honoured them: the
+connection is a ``CONNECT`` tunnel, TLS still end to end with the server. A certificate the worker does not trust reads ``invalid certificate
 (...)``, as before, with :data:`~pgjobs.poller.tls.TLS_HINT`.
 
 Failures are :class:`HttpsError`; :func:`pgjobs.poller.storage.storage_error`
@@ -30,13 +32,15 @@ a dropped connection are retried by the job.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import re
 import ssl
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment
 
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
 
@@ -107,6 +111,28 @@ def _failure(exc: BaseException) -> HttpsError:
                       retryable=True)
 
 
+def _proxy(host: str) -> tuple[str, int, dict[str, str]] | None:
+    """(host, port, CONNECT headers) of the proxy ``HTTPS_PROXY`` names for
+    ``host``, or None (no proxy, or ``NO_PROXY`` spares the host)."""
+    proxy = getproxies_environment().get("https")
+    if not proxy or proxy_bypass_environment(host):
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise HttpsError(f"HTTPS_PROXY {parts.scheme}://{parts.hostname or ''}: the worker "
+                         "reaches a proxy in plain HTTP only (CONNECT, then TLS with the "
+                         "server)", retryable=False, hint="set HTTPS_PROXY=http://host:port")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise HttpsError("HTTPS_PROXY has an invalid port", retryable=False) from exc
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+    return parts.hostname, port, headers
+
+
 class Source:
     """One ``https://`` object: its size and its bytes by ranges, over one kept-alive
     connection (:meth:`close` it)."""
@@ -120,6 +146,7 @@ class Source:
         self._host = parts.hostname or ""
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._conn: http.client.HTTPSConnection | None = None
+        self._proxy = _proxy(self._host)
 
     def _drop(self, response: http.client.HTTPResponse) -> None:
         """Close an answer not read to its end, and the connection with it."""
@@ -144,8 +171,14 @@ class Source:
         for attempt in (1, 2):
             reused = self._conn is not None and self._conn.sock is not None
             if self._conn is None:
-                self._conn = http.client.HTTPSConnection(self._host, self._port,
-                                                         timeout=TIMEOUT, context=_context())
+                if self._proxy is None:
+                    self._conn = http.client.HTTPSConnection(
+                        self._host, self._port, timeout=TIMEOUT, context=_context())
+                else:
+                    host, port, headers = self._proxy
+                    self._conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT,
+                                                             context=_context())
+                    self._conn.set_tunnel(self._host, self._port, headers=headers)
             try:
                 self._conn.request(method, self._target, headers=headers)
                 return self._conn.getresponse()
