@@ -19,10 +19,11 @@ connection; one the server closed while idle is opened again once.
 
 TLS is verified as obstore verified it: the system's trust store, plus the CA
 file named by ``SSL_CERT_FILE`` (a private authority), with the host name
-checked. ``HTTPS_PROXY`` (an ``http://`` proxy, credentials in its URL if it
-needs them) and ``NO_PROXY`` are honoured as obstore honoured them: the
-connection is a ``CONNECT`` tunnel, TLS still end to end with the server. A certificate the worker does not trust reads ``invalid certificate
-(...)``, as before, with :data:`~pgjobs.poller.tls.TLS_HINT`.
+checked. A certificate the worker does not trust reads ``invalid certificate
+(...)``, as before, with :data:`~pgjobs.poller.tls.TLS_HINT`. ``HTTPS_PROXY``
+(an ``http://`` proxy, credentials in its URL if it needs them) and
+``NO_PROXY`` are honoured as obstore honoured them: the connection is a
+``CONNECT`` tunnel, TLS still end to end with the server.
 
 Failures are :class:`HttpsError`; :func:`pgjobs.poller.storage.storage_error`
 turns them into the ``StorageError`` the importer reports: 3xx, 4xx (but 408,
@@ -40,7 +41,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
+from urllib.request import getproxies_environment, proxy_bypass
 
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
 
@@ -115,7 +116,7 @@ def _proxy(host: str) -> tuple[str, int, dict[str, str]] | None:
     """(host, port, CONNECT headers) of the proxy ``HTTPS_PROXY`` names for
     ``host``, or None (no proxy, or ``NO_PROXY`` spares the host)."""
     proxy = getproxies_environment().get("https")
-    if not proxy or proxy_bypass_environment(host):
+    if not proxy or proxy_bypass(host):  # NO_PROXY (environment first)
         return None
     parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     if parts.scheme.lower() != "http" or not parts.hostname:
