@@ -511,3 +511,23 @@ def test_https_sources_go_through_the_https_proxy(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+@pytest.mark.parametrize("status", [300, 304, 305, 399])
+@pytest.mark.parametrize("on", ["HEAD", "GET"])
+def test_any_3xx_without_a_location_is_refused_too(
+        https: tuple[str, Path, Any], status: int, on: str) -> None:
+    """Not only the five redirects with a Location: every 3xx, on either request."""
+    base, root, handler = https
+    (root / "rows.csv").write_bytes(people_csv(10))
+
+    def answer(self: Any) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    setattr(handler, f"do_{on}", answer)
+    with pytest.raises(storage.StorageError) as caught:
+        list(storage.open_range(f"{base}/rows.csv"))
+    assert not caught.value.retryable
+    assert f"redirects it (HTTP {status}) to (no Location)" in str(caught.value)
