@@ -4,7 +4,9 @@ URIs: ``file://DIR`` (relative paths resolve against the working directory),
 ``s3://bucket/prefix`` (the standard ``AWS_*`` variables, including
 ``AWS_ENDPOINT_URL``; an ``http://`` endpoint such as MinIO works as is),
 ``gs://bucket/prefix``, ``az://container/prefix`` and ``memory://prefix`` (one
-in-process store, for tests).
+in-process store, for tests); ``https://host/path`` for import sources only, read
+by :mod:`~pgjobs.poller.https` (never through obstore, whose HTTP client follows
+redirects).
 
 The one thing obstore does not offer is a multipart upload that another process
 can resume, so an export is written through an :class:`~pgjobs.poller.upload.Upload`
@@ -40,12 +42,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import http.client
 import logging
 import os
 import queue
 import re
-import ssl
 import stat
 import threading
 import time
@@ -60,7 +60,7 @@ from obstore.exceptions import NotFoundError
 from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError
-from pgjobs.poller import azblob, gcs
+from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
 from pgjobs.poller.upload import CannotResume as CannotResume
@@ -193,6 +193,12 @@ def store_for(loc: Location) -> Any:
     """The obstore store of ``loc`` (cached per bucket). ``file://`` has none."""
     if loc.scheme == "file":
         raise ValueError("file:// locations are handled on the local filesystem")
+    if loc.scheme == "https":
+        # obstore's HTTP store follows redirects: https:// sources are read by
+        # pgjobs.poller.https only, and nothing is written there.
+        raise StorageError(f"{loc.uri}: an https:// URI is an import source only, read "
+                           "through pgjobs.poller.https", retryable=False,
+                           hint="export to file://, s3://, gs:// or az://")
     if loc.scheme == "memory":
         return _memory
     if loc.scheme == "gs":
@@ -241,6 +247,7 @@ def forget_stores() -> None:
     s3.forget_clients()
     gcs.forget_client()
     azblob.forget_service()
+    https.forget()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -273,6 +280,8 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     text = _one_line(exc)
     if isinstance(exc, StorageError):
         return exc
+    if isinstance(exc, https.HttpsError):  # its TLS failures worded already
+        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=exc.hint)
     tls_problem = permanent_tls_error(exc)
     if tls_problem is not None:
         return StorageError(f"{what}: {tls_problem}", retryable=False, hint=TLS_HINT)
@@ -703,6 +712,8 @@ def read(uri: str) -> bytes:
     loc = parse(uri)
     if loc.scheme == "file":
         return Path(loc.path).read_bytes()
+    if loc.scheme == "https":
+        return b"".join(open_range(uri))  # ranged GETs that follow no redirect
     return bytes(obstore.get(store_for(loc), loc.path).bytes())
 
 
@@ -710,47 +721,14 @@ READ_BLOCK = 8 * 1024 * 1024
 """Bytes per ranged read of an object store (one request each)."""
 
 
-def _refuse_redirect(uri: str) -> None:
-    """An ``https://`` source is read only at the URL it names: the counterpart of
-    a ``file://`` source's symbolic links (``_open_regular_file``). The allow-list
-    judges the URI's text, and obstore's HTTP client follows redirects, so a
-    server under an allowed prefix that answers 3xx (an open redirect on it)
-    would lead the worker to any URL, another host's or an internal service's,
-    and import what it says into the client's scope. One HEAD of the URL (as
-    obstore's own size request), redirects not followed, first: a 3xx fails the
-    import for good. It only ever refuses (its TLS is not verified: it trusts
-    nothing it reads); any other failure is left to the read itself, which
-    reports it."""
-    parts = urlsplit(uri)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    conn = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, timeout=30,
-                                       context=context)
-    try:
-        conn.request("HEAD", parts.path or "/")
-        response = conn.getresponse()
-        status, location = response.status, response.getheader("Location")
-    except (OSError, http.client.HTTPException):
-        return
-    finally:
-        conn.close()
-    if 300 <= status < 400:
-        raise StorageError(
-            f"cannot read {uri}: the server redirects it (HTTP {status}) to "
-            f"{(location or '(no Location)')[:300]}", retryable=False,
-            hint="an import reads only the URL it names, under an allowed prefix: import "
-                 "from the final URL, if an administrator allowed it")
-
-
 def size(uri: str) -> int:
     """The size in bytes of one object (or local file)."""
     loc = parse(uri)
-    if loc.scheme == "https":
-        _refuse_redirect(uri)
     try:
         if loc.scheme == "file":
             return os.path.getsize(loc.path)
+        if loc.scheme == "https":
+            return https.size(uri)  # a HEAD that follows no redirect
         if loc.scheme == "s3":
             return s3.Client(loc.base.split("://", 1)[1]).size(loc.path)
         return int(obstore.head(store_for(loc), loc.path)["size"])
@@ -810,8 +788,16 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
         except s3.S3Error as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
+    if loc.scheme == "https":
+        # Its own client: no request follows a redirect, each block must come back
+        # as the range asked for (pgjobs.poller.https).
+        try:
+            yield from https.read_ranges(uri, offset, block)
+        except https.HttpsError as exc:
+            raise storage_error(exc, f"cannot read {uri}") from exc
+        return
     store = store_for(loc)
-    total = size(uri)  # an https:// source that redirects is refused here
+    total = size(uri)
     while offset < total:
         length = min(block, total - offset)
         try:
@@ -847,9 +833,16 @@ def exists(uri: str) -> bool:
     if loc.scheme == "file":
         return os.path.exists(loc.path)
     try:
+        if loc.scheme == "https":
+            https.size(uri)
+            return True
         obstore.head(store_for(loc), loc.path)
     except NOT_FOUND:
         return False
+    except https.HttpsError as exc:
+        if exc.status in (404, 410):
+            return False
+        raise storage_error(exc, f"cannot read {uri}") from exc
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
     return True

@@ -6,9 +6,10 @@ host, or a server that does not speak TLS at all fails the same way on every
 try: retrying only delays the failure by the job's whole retry schedule. Both
 HTTP stacks the worker uses are recognised: obstore (rustls: ``InvalidCertificate
 (UnknownIssuer)``, ``InvalidMessage(InvalidContentType)``, a fatal alert) for
-``https://``, ``gs://`` and ``az://``, and botocore (Python's ``ssl``:
-``SSLCertVerificationError``, ``CERTIFICATE_VERIFY_FAILED``,
-``WRONG_VERSION_NUMBER``) for ``s3://``. A TLS failure that is not in this list
+``gs://`` and ``az://``, and Python's ``ssl`` (``SSLCertVerificationError``,
+``CERTIFICATE_VERIFY_FAILED``, ``WRONG_VERSION_NUMBER``) for ``s3://``
+(botocore) and ``https://`` import sources (:mod:`pgjobs.poller.https`, which
+words a refused certificate as rustls did). A TLS failure that is not in this list
 (a reset during the handshake) stays transient.
 """
 
@@ -71,5 +72,7 @@ def permanent_tls_error(exc: BaseException) -> str | None:
         return f"TLS handshake refused ({name})"
     match = _OPENSSL.search(text)
     if match:
+        if match.group(0).upper() == "WRONG_VERSION_NUMBER":  # OpenSSL read "HTTP/1.x ..."
+            return "the server did not answer in TLS (WRONG_VERSION_NUMBER): is it plain HTTP?"
         return match.group(0).strip()
     return None

@@ -126,7 +126,8 @@ def test_plain_http_behind_an_https_url_fails_the_import_for_good(
     server, port = _serve(www, None)
     try:
         base = f"https://127.0.0.1:{port}"
-        _import_fails_for_good(conn, dsn, tmp_path, f"{base}/rows.csv", base, "plain HTTP")
+        _import_fails_for_good(conn, dsn, tmp_path, f"{base}/rows.csv", base, "plain HTTP",
+                               "did not answer in TLS")
     finally:
         server.shutdown()
         server.server_close()

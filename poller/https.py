@@ -1,0 +1,272 @@
+"""``https://`` import sources: the one client that reads them (the standard
+library's ``http.client``), and it never follows a redirect.
+
+The storage allow-list judges a source's URL as text, so the worker reads that
+URL and no other. Every request (the ``HEAD`` that gives the size, each ranged
+``GET``) is sent to it alone, and a 3xx to any of them fails the import for good,
+naming where it pointed: an open redirect on an allowed server would otherwise
+lead the worker to any URL (another host, an internal service) and the import
+would put what it read in the client's scope. obstore's HTTP client, which read
+these sources before, followed redirects on every request, so one ``HEAD``
+judged clean beforehand let a server redirect the ``GET`` s that came after.
+
+The object is read one block per ``GET`` (``Range: bytes=a-b``): the answer must
+be ``206 Partial Content`` stating exactly that ``Content-Range``, of the size the
+``HEAD`` gave, with that many bytes. A server that ignores ranges (``200``, the
+whole object) or answers another range fails the import for good rather than
+have the block read as something it is not. The blocks share one kept-alive
+connection; one the server closed while idle is opened again once.
+
+TLS is verified as obstore verified it: the system's trust store, plus the CA
+file named by ``SSL_CERT_FILE`` (a private authority), with the host name
+checked. A certificate the worker does not trust reads ``invalid certificate
+(...)``, as before, with :data:`~pgjobs.poller.tls.TLS_HINT`. ``HTTPS_PROXY``
+(an ``http://`` proxy, credentials in its URL if it needs them) and
+``NO_PROXY`` are honoured as obstore honoured them: the connection is a
+``CONNECT`` tunnel, TLS still end to end with the server.
+
+Failures are :class:`HttpsError`; :func:`pgjobs.poller.storage.storage_error`
+turns them into the ``StorageError`` the importer reports: 3xx, 4xx (but 408,
+425 and 429), a TLS refusal and a wrong answer are for good; 5xx, a timeout and
+a dropped connection are retried by the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import re
+import ssl
+import threading
+from collections.abc import Iterator
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
+
+from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
+
+TIMEOUT = 30.0
+"""Seconds a connection, a request or a read of its answer may wait."""
+
+REDIRECT_HINT = ("an import reads only the URL it names, under an allowed prefix: import "
+                 "from the final URL, if an administrator allowed it")
+RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so an import "
+              "resumes where it stopped): serve it from a server that answers Range "
+              "requests with 206 Partial Content")
+_RETRY_STATUSES = frozenset({408, 425, 429})
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+)\s*", re.IGNORECASE)
+
+
+class HttpsError(Exception):
+    """An ``https://`` source could not be read. ``status``: the HTTP status that
+    said so (None for a network or TLS failure)."""
+
+    def __init__(self, message: str, *, retryable: bool, hint: str | None = None,
+                 status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.hint = hint
+        self.status = status
+
+
+_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _context() -> ssl.SSLContext:
+    """The TLS settings of every request, built once per ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR``: OpenSSL's default paths (which those variables replace),
+    then the system's bundle again, so a private CA adds to the system's roots
+    rather than replacing them."""
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context()  # verifies the chain and the host name
+            system = ssl.get_default_verify_paths().openssl_cafile
+            if key[0] and os.path.isfile(system):
+                context.load_verify_locations(cafile=system)
+            _contexts[key] = context
+        return context
+
+
+def forget() -> None:
+    """Drop the cached TLS settings (they were read from the environment)."""
+    with _contexts_lock:
+        _contexts.clear()
+
+
+def _failure(exc: BaseException) -> HttpsError:
+    """A network or TLS error as an :class:`HttpsError`."""
+    if isinstance(exc, HttpsError):
+        return exc
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # Worded as obstore (rustls) reported it, which users and the docs know.
+        return HttpsError(f"invalid certificate ({exc.verify_message or exc.reason})",
+                          retryable=False, hint=TLS_HINT)
+    problem = permanent_tls_error(exc)
+    if problem is not None:
+        return HttpsError(problem, retryable=False, hint=TLS_HINT)
+    text = " ".join(str(exc).split())[:300]
+    return HttpsError(f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
+                      retryable=True)
+
+
+def _proxy(host: str) -> tuple[str, int, dict[str, str]] | None:
+    """(host, port, CONNECT headers) of the proxy ``HTTPS_PROXY`` names for
+    ``host``, or None (no proxy, or ``NO_PROXY`` spares the host)."""
+    proxy = getproxies_environment().get("https")
+    if not proxy or proxy_bypass(host):  # NO_PROXY (environment first)
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme.lower() != "http" or not parts.hostname:
+        raise HttpsError(f"HTTPS_PROXY {parts.scheme}://{parts.hostname or ''}: the worker "
+                         "reaches a proxy in plain HTTP only (CONNECT, then TLS with the "
+                         "server)", retryable=False, hint="set HTTPS_PROXY=http://host:port")
+    try:
+        port = parts.port or 80
+    except ValueError as exc:
+        raise HttpsError("HTTPS_PROXY has an invalid port", retryable=False) from exc
+    headers: dict[str, str] = {}
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers["Proxy-Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+    return parts.hostname, port, headers
+
+
+class Source:
+    """One ``https://`` object: its size and its bytes by ranges, over one kept-alive
+    connection (:meth:`close` it)."""
+
+    def __init__(self, uri: str):
+        parts = urlsplit(uri)
+        try:
+            self._port = parts.port or 443
+        except ValueError as exc:
+            raise HttpsError(f"invalid port in {uri}", retryable=False) from exc
+        self._host = parts.hostname or ""
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._conn: http.client.HTTPSConnection | None = None
+        self._proxy = _proxy(self._host)
+
+    def _drop(self, response: http.client.HTTPResponse) -> None:
+        """Close an answer not read to its end, and the connection with it."""
+        response.close()
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+        """Send one request and read its status and headers. A kept-alive connection
+        that fails before answering (the server closed it while idle) is replaced
+        once by a new one; the request is a read, so sending it twice is harmless."""
+        for attempt in (1, 2):
+            reused = self._conn is not None and self._conn.sock is not None
+            if self._conn is None:
+                if self._proxy is None:
+                    self._conn = http.client.HTTPSConnection(
+                        self._host, self._port, timeout=TIMEOUT, context=_context())
+                else:
+                    host, port, headers = self._proxy
+                    self._conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT,
+                                                             context=_context())
+                    self._conn.set_tunnel(self._host, self._port, headers=headers)
+            try:
+                self._conn.request(method, self._target, headers=headers)
+                return self._conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                failure = _failure(exc)
+                if not (reused and attempt == 1 and failure.retryable):
+                    raise failure from exc
+        raise AssertionError("unreachable")
+
+    def _expect(self, response: http.client.HTTPResponse, wanted: int) -> None:
+        """Raise unless ``response`` has the ``wanted`` status; nothing of another
+        answer is read (the connection goes)."""
+        status = response.status
+        if status == wanted:
+            return
+        self._drop(response)
+        if 300 <= status < 400:
+            where = response.getheader("Location") or "(no Location)"
+            raise HttpsError(f"the server redirects it (HTTP {status}) to {where[:300]}",
+                             retryable=False, hint=REDIRECT_HINT, status=status)
+        if wanted == 206 and status == 200:
+            raise HttpsError("the server ignored the byte range asked for: HTTP 200 (the "
+                             "whole object), not 206 Partial Content", retryable=False,
+                             hint=RANGE_HINT, status=status)
+        reason = " ".join(str(response.reason or "").split())[:100]
+        if status in (404, 410):
+            hint = "check the URL: the object must exist on the server"
+        elif status in (401, 403):
+            hint = ("the worker sends no credentials: the server must let anyone with the "
+                    "URL read it")
+        else:
+            hint = None
+        retryable = status >= 500 or status in _RETRY_STATUSES
+        raise HttpsError(f"HTTP {status} {reason}".strip(), retryable=retryable,
+                         hint=None if retryable else hint, status=status)
+
+    def size(self) -> int:
+        """The object's size, from a ``HEAD``'s ``Content-Length``."""
+        response = self._request("HEAD", {})
+        self._expect(response, 200)
+        response.read()  # nothing: the connection is free again
+        length = (response.getheader("Content-Length") or "").strip()
+        if not length.isdigit():
+            raise HttpsError(f"the server states no size for it (HEAD: Content-Length "
+                             f"{length[:40] or 'missing'})", retryable=False,
+                             hint="an https:// source must be a file the server knows the "
+                                  "size of (Content-Length), not a generated stream")
+        return int(length)
+
+    def read(self, start: int, length: int, total: int) -> bytes:
+        """Bytes ``[start, start + length)`` of an object of ``total`` bytes, by one
+        ranged ``GET``: exactly those or an :class:`HttpsError`."""
+        end = start + length - 1
+        response = self._request("GET", {"Range": f"bytes={start}-{end}"})
+        self._expect(response, 206)
+        stated = response.getheader("Content-Range")
+        match = _CONTENT_RANGE.fullmatch(stated or "")
+        if match is None or (int(match[1]), int(match[2]), int(match[3])) != (start, end, total):
+            self._drop(response)
+            raise HttpsError(f"the server answered the byte range {start}-{end} of {total} "
+                             f"with Content-Range {(stated or '(none)')[:100]}",
+                             retryable=False, hint=RANGE_HINT, status=206)
+        try:
+            data = response.read(length + 1)  # one more: a longer answer shows
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(response)
+            raise _failure(exc) from exc
+        if len(data) != length:
+            self._drop(response)
+            raise HttpsError(f"the server sent {len(data)} bytes for the byte range "
+                             f"{start}-{end} ({length} bytes)", retryable=len(data) < length)
+        return data
+
+
+def size(uri: str) -> int:
+    """The size of an ``https://`` object (one ``HEAD``)."""
+    with Source(uri) as source:
+        return source.size()
+
+
+def read_ranges(uri: str, offset: int, block: int) -> Iterator[bytes]:
+    """The object from ``offset`` to its end, one ranged ``GET`` of at most
+    ``block`` bytes each (after a ``HEAD`` for its size)."""
+    with Source(uri) as source:
+        total = source.size()
+        while offset < total:
+            data = source.read(offset, min(block, total - offset), total)
+            offset += len(data)
+            yield data
