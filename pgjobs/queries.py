@@ -55,6 +55,7 @@ SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, decided.retryable) AS recorded
 COMPLETE_MANY = "SELECT * FROM pgjobs.complete_many(%(ids)s, %(workers)s, %(results)s)"
 # `pgjobs run` pins its session's search_path before calling the engine: the
 # procedures are thin shells, and nothing on a client's path should matter.
+# `pgjobs migrate` pins it too: the function files' DO blocks call format().
 RUN_SEARCH_PATH = "SET search_path = pg_catalog, pg_temp"
 RUN = "CALL pgjobs.run(%(budget)s::interval)"
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"

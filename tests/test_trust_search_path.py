@@ -390,3 +390,30 @@ def test_a_mask_read_on_the_default_path_resolves_nothing_elsewhere(
     visible = scalar(conn, f"SELECT count(*) FROM user_table_rows WHERE table_id = 1 AND {mask}")
     _assert_clean(conn, hostile)
     assert visible == scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')")
+
+
+@pytest.mark.parametrize("path", [None, "public,pg_catalog"])
+def test_migrate_resolves_nothing_on_its_own_path(
+        conn: Conn, dsn: str, hostile: Callable[[], list[tuple[str, str]]],
+        path: str | None) -> None:
+    """`pgjobs migrate` runs as pgjobs' owner (often with CREATEROLE), and the
+    DO blocks of its function files (zz_grants.sql, _writes.sql) call
+    format(): on the login's path a format(text, regprocedure) or
+    format(text, text) in `public` is a better match than pg_catalog's
+    format(text, VARIADIC "any"), so a role with CREATE there ran its code as
+    the owner at every migrate. The migrate session now pins
+    `search_path = pg_catalog, pg_temp` (yoyo's already reads `pgjobs`)."""
+    from pgjobs.migrate import migrate
+
+    conn.execute("SET ROLE mallory")
+    body = _shadow_body("public.format(text, regprocedure)",
+                        "RETURN pg_catalog.format(f, p);")
+    conn.execute("CREATE FUNCTION public.format(f text, p regprocedure) RETURNS text "
+                 f"LANGUAGE plpgsql AS $b${body}$b$")
+    conn.execute("RESET ROLE")
+    # None: the server's default path, `"$user", public`.
+    migrate(dsn if path is None else psycopg.conninfo.make_conninfo(
+        dsn, options=f"-c search_path={path}"))
+    _assert_clean(conn, hostile)
+    assert scalar(conn, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgjobs'::regnamespace "
+                        "AND proname = 'submit_delete'") == 1
