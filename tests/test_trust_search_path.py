@@ -368,8 +368,9 @@ def test_an_export_worker_resolves_nothing_on_its_own_path(
         "SELECT id, table_id, n, data ->> 'name' FROM user_table_rows "
         "WHERE table_id = 1 AND data ->> 'name' ILIKE '%%n1%%' AND n >= 1 "
         "AND created_at <= now() AND (data ->> 'k')::int <> 1 ORDER BY id").fetchall()
-    assert [(r["id"], r["table_id"], r["n"], r["name"]) for r in got] == [tuple(r) for r in expected]
     assert expected
+    assert [(r["id"], r["table_id"], r["n"], r["name"]) for r in got] == \
+        [tuple(r) for r in expected]
 
 
 def test_a_mask_read_on_the_default_path_resolves_nothing_elsewhere(
