@@ -66,6 +66,9 @@ def migrate(dsn: str, root: Path | None = None) -> dict[str, object]:
     safe concurrently."""
     conn = db.connect(dsn, app="pgjobs migrate")
     try:
+        # The function files' DO blocks run here, as pgjobs' owner: nothing they
+        # call may resolve on the login's path (yoyo's connection reads `pgjobs`).
+        db.execute(conn, queries.RUN_SEARCH_PATH)
         db.execute(conn, queries.MIGRATE_LOCK)
         try:
             db.execute(conn, queries.CREATE_SCHEMA)

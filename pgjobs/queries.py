@@ -55,6 +55,7 @@ SELECT pgjobs.fail(%(id)s, %(worker)s, %(error)s, decided.retryable) AS recorded
 COMPLETE_MANY = "SELECT * FROM pgjobs.complete_many(%(ids)s, %(workers)s, %(results)s)"
 # `pgjobs run` pins its session's search_path before calling the engine: the
 # procedures are thin shells, and nothing on a client's path should matter.
+# `pgjobs migrate` pins it too: the function files' DO blocks call format().
 RUN_SEARCH_PATH = "SET search_path = pg_catalog, pg_temp"
 RUN = "CALL pgjobs.run(%(budget)s::interval)"
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
@@ -238,8 +239,13 @@ EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # Every setting that changes how a value prints, pinned on the export's data
 # connection whatever the worker's DSN or role defaults say: an export (and a
 # resumed one, under another worker) is written in these settings, byte for byte.
+# And search_path: each chunk's COPY is SQL text pgjobs.export_chunk_sql wrote (the
+# job's predicate, the mask, the columns), run here, on the worker's role, which
+# must resolve no function or operator that another role planted on its login's
+# path (`"$user", public`); pgjobs' functions and `pgjobs run` pin the same path.
 EXPORT_SESSION_SETTINGS = """
-SELECT pg_catalog.set_config('TimeZone', 'UTC', false),
+SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
+       pg_catalog.set_config('TimeZone', 'UTC', false),
        pg_catalog.set_config('DateStyle', 'ISO, YMD', false),
        pg_catalog.set_config('IntervalStyle', 'postgres', false),
        pg_catalog.set_config('extra_float_digits', '3', false),

@@ -19,6 +19,7 @@ runs under hostile paths and must trigger none of them and finish its jobs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -293,3 +294,127 @@ def test_every_function_pins_its_search_path(conn: Conn) -> None:
         "WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.prokind <> 'p' "
         "AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)")]
     assert unpinned == []
+
+
+# Better matches than pg_catalog's for what pgjobs' SQL text leaves to resolution:
+# `x #>> '{}'` (an untyped literal) picks an operator taking text over
+# pg_catalog's text[] wherever one is visible, even with pg_catalog searched first.
+BETTER_MATCHES: list[tuple[str, str, str, str, str]] = [
+    ("#>>", "jsonb", "text", "text", "RETURN a OPERATOR(pg_catalog.#>>) b::text[];"),
+]
+
+
+def plant_better_matches(conn: Conn, schema: str) -> None:
+    for n, (op, left, right, result, real) in enumerate(BETTER_MATCHES):
+        fn = f"{schema}.better_op_{n}"
+        body = _shadow_body(f"{schema}.{op}({left}, {right})", real)
+        conn.execute(f"CREATE FUNCTION {fn}(a {left}, b {right}) RETURNS {result} "
+                     f"LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE OPERATOR {schema}.{op} (LEFTARG = {left}, RIGHTARG = {right}, "
+                     f"FUNCTION = {fn})")
+
+
+# A document filter ($contains compiles to `(data -> 'name') #>> '{}'`), a column
+# filter and a document column: the chunk's COPY carries them all.
+EXPORT_FILTER = {"name": {"$contains": "n1"}, "n": {"$gte": 1}}
+EXPORT_COLUMNS = ["id", "table_id", "n", "name"]
+
+
+@pytest.mark.parametrize("path", [None, "public,pg_catalog"])
+def test_an_export_worker_resolves_nothing_on_its_own_path(
+        conn: Conn, dsn: str, local_dir: str, hostile: Callable[[], list[tuple[str, str]]],
+        path: str | None) -> None:
+    """The worker runs each chunk's COPY, which pgjobs.export_chunk_sql writes
+    (the job's predicate, the mask, the columns), in its own session: on its
+    login's search_path (PostgreSQL's default `"$user", public`, or any other).
+    A role with CREATE on a schema there planted operators that the COPY picked,
+    and they ran as the worker's role (pgjobs_admin, usually pgjobs' owner). The
+    reader session now pins `search_path = pg_catalog, pg_temp`, as `pgjobs run`
+    does."""
+    from pgjobs.poller.export import Exporter
+
+    t = make_rows_target(conn)
+    seed(conn, t)
+    # A column of a domain: pg_catalog has no operator of the domain itself, so
+    # one taking exactly it wins wherever it is visible, first in the path or not.
+    conn.execute("CREATE DOMAIN public.count_of AS integer")
+    conn.execute("ALTER TABLE user_table_rows ALTER COLUMN n TYPE public.count_of")
+    conn.execute("SET ROLE mallory")
+    plant_better_matches(conn, "public")
+    body = _shadow_body("public.>=(count_of, count_of)",
+                        "RETURN a::integer OPERATOR(pg_catalog.>=) b::integer;")
+    conn.execute("CREATE FUNCTION public.count_ge(a public.count_of, b public.count_of) "
+                 f"RETURNS boolean LANGUAGE plpgsql AS $b${body}$b$")
+    conn.execute("CREATE OPERATOR public.>= (LEFTARG = public.count_of, "
+                 "RIGHTARG = public.count_of, FUNCTION = public.count_ge)")
+    conn.execute("RESET ROLE")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', '1', %s, %s)",
+                        (json.dumps(EXPORT_FILTER),
+                         json.dumps({"columns": EXPORT_COLUMNS, "format": "jsonl"}))))
+    # The pending delete's mask is in every chunk too.
+    submit_delete(conn, t, "1", {"k": 1})
+    # None: the server's default path, `"$user", public`.
+    worker_dsn = dsn if path is None else psycopg.conninfo.make_conninfo(
+        dsn, options=f"-c search_path={path}")
+    [(_, worker)] = conn.execute("SELECT id, worker FROM pgjobs.claim_export(%s, 'w', "
+                                 "'30 seconds')", (job_id,)).fetchall()
+    outcome = Exporter(worker_dsn, job_id, worker, local_dir).run()
+    assert outcome.status == "succeeded", outcome
+    _assert_clean(conn, hostile)
+    result = scalar(conn, "SELECT result FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    with open(result["uri"].removeprefix("file://"), encoding="utf-8") as f:
+        got = [json.loads(line) for line in f]
+    expected = conn.execute(
+        "SELECT id, table_id, n, data ->> 'name' FROM user_table_rows "
+        "WHERE table_id = 1 AND data ->> 'name' ILIKE '%%n1%%' AND n >= 1 "
+        "AND created_at <= now() AND (data ->> 'k')::int <> 1 ORDER BY id").fetchall()
+    assert expected
+    assert [(r["id"], r["table_id"], r["n"], r["name"]) for r in got] == \
+        [tuple(r) for r in expected]
+
+
+def test_a_mask_read_on_the_default_path_resolves_nothing_elsewhere(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """pgjobs.mask() is SQL text for the client's own queries, read on the
+    client's path: with pg_catalog searched first (the default), every operator
+    it uses must be an exact match there, never left to an untyped literal that a
+    better overload elsewhere would take."""
+    t = make_rows_target(conn)
+    seed(conn, t)
+    conn.execute("SET ROLE mallory")
+    plant_better_matches(conn, "public")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "1", EXPORT_FILTER)
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')")
+    assert "#>>" in mask
+    conn.execute('SET search_path = "$user", public')
+    visible = scalar(conn, f"SELECT count(*) FROM user_table_rows WHERE table_id = 1 AND {mask}")
+    _assert_clean(conn, hostile)
+    assert visible == scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')")
+
+
+@pytest.mark.parametrize("path", [None, "public,pg_catalog"])
+def test_migrate_resolves_nothing_on_its_own_path(
+        conn: Conn, dsn: str, hostile: Callable[[], list[tuple[str, str]]],
+        path: str | None) -> None:
+    """`pgjobs migrate` runs as pgjobs' owner (often with CREATEROLE), and the
+    DO blocks of its function files (zz_grants.sql, _writes.sql) call
+    format(): on the login's path a format(text, regprocedure) or
+    format(text, text) in `public` is a better match than pg_catalog's
+    format(text, VARIADIC "any"), so a role with CREATE there ran its code as
+    the owner at every migrate. The migrate session now pins
+    `search_path = pg_catalog, pg_temp` (yoyo's already reads `pgjobs`)."""
+    from pgjobs.migrate import migrate
+
+    conn.execute("SET ROLE mallory")
+    body = _shadow_body("public.format(text, regprocedure)",
+                        "RETURN pg_catalog.format(f, p);")
+    conn.execute("CREATE FUNCTION public.format(f text, p regprocedure) RETURNS text "
+                 f"LANGUAGE plpgsql AS $b${body}$b$")
+    conn.execute("RESET ROLE")
+    # None: the server's default path, `"$user", public`.
+    migrate(dsn if path is None else psycopg.conninfo.make_conninfo(
+        dsn, options=f"-c search_path={path}"))
+    _assert_clean(conn, hostile)
+    assert scalar(conn, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgjobs'::regnamespace "
+                        "AND proname = 'submit_delete'") == 1
