@@ -93,7 +93,7 @@ def test_payload_stays_under_1kb(conn: Conn, make_conn: Callable[..., Conn]) -> 
         conn, '"a_table_with_a_rather_long_name_that_goes_on_and_on_xxxxxxx"', "é" * 1000)}""")
     submit(conn, target='"a_table_with_a_rather_long_name_that_goes_on_and_on_xxxxxxx"',
            scope="é" * 1000)
-    (n,) = list(listener.notifies(timeout=2, stop_after=1))
+    (n,) = list(listener.notifies(timeout=30, stop_after=1))
     assert len(n.payload.encode()) < 1024
     assert json.loads(n.payload)["scope"] == "é" * 200
 
