@@ -440,20 +440,23 @@ def test_pg_cron_checks_pass_once_scheduled(cron: Conn) -> None:
 def test_pg_cron_history_not_trimmed(cron: Conn) -> None:
     jobs = dict(cron.execute("SELECT jobname, jobid FROM cron.job"
                              " WHERE jobname LIKE 'pgjobs.%'").fetchall())
-    # pg_cron's own prune run must not trim the rows before doctor sees them.
-    cron.execute("SELECT cron.alter_job(%s, active => false)", (jobs["pgjobs.prune"],))
-    cron.execute(
-        "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command, status,"
-        " return_message, start_time, end_time)"
-        " SELECT %s, 0, current_database(), current_user, 'doctor-test', 'succeeded', 'test',"
-        "        now() - interval '3 days', now() - interval '3 days'"
-        "   FROM generate_series(1, 10001)", (jobs["pgjobs.run"],))
-    f = finding(cron, "pg_cron.history")
-    assert f["status"] == "warn"
-    assert f["fix"] == "SELECT pgjobs.prune('24:00:00');"
-    assert finding(cron, "pg_cron.scheduled")["status"] == "warn"  # prune inactive
-    apply_fix(cron, f["fix"])
-    assert_ok(finding(cron, "pg_cron.history"))
+    # pg_cron's own prune run must not trim the rows before doctor sees them:
+    # deactivating it stops the next ticks, and one transaction hides the rows
+    # from a run a tick started already (the fixture's schedule is moments old).
+    with cron.transaction(force_rollback=True):
+        cron.execute("SELECT cron.alter_job(%s, active => false)", (jobs["pgjobs.prune"],))
+        cron.execute(
+            "INSERT INTO cron.job_run_details (jobid, job_pid, database, username, command,"
+            " status, return_message, start_time, end_time)"
+            " SELECT %s, 0, current_database(), current_user, 'doctor-test', 'succeeded',"
+            "        'test', now() - interval '3 days', now() - interval '3 days'"
+            "   FROM generate_series(1, 10001)", (jobs["pgjobs.run"],))
+        f = finding(cron, "pg_cron.history")
+        assert f["status"] == "warn"
+        assert f["fix"] == "SELECT pgjobs.prune('24:00:00');"
+        assert finding(cron, "pg_cron.scheduled")["status"] == "warn"  # prune inactive
+        apply_fix(cron, f["fix"])
+        assert_ok(finding(cron, "pg_cron.history"))
 
 
 def test_an_unschedule_in_pg_crons_own_database_is_seen_despite_recent_runs(cron: Conn) -> None:

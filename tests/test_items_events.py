@@ -39,7 +39,7 @@ def claim(conn: Conn, n: int) -> list[tuple[int, str]]:
 
 
 def events_of(listener: Conn, job_id: int, until: str) -> list[dict[str, Any]]:
-    got = drain_notifies(listener, timeout=3,
+    got = drain_notifies(listener, timeout=30,
                          until=lambda e: e["id"] == job_id and e["event"] == until)
     return [e for e in got if e["id"] == job_id]
 

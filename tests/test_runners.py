@@ -103,9 +103,12 @@ def test_schedule_installs_n_runners_and_changes_n(cron: Conn) -> None:
 @pytest.mark.slow
 def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(cron: Conn) -> None:
     _tenants(cron, rows=3000)
+    # Queued before the runners are scheduled: a minute tick between the schedule
+    # and the submits would start them on a partial queue (a runner that finds
+    # nothing returns, and the other one ends up running both scopes).
+    first, other, second = _delete(cron, 1), _delete(cron, 2), _delete(cron, 1, page_size=200)
     wait_for_launcher(cron)
     scalar(cron, "SELECT pgjobs.schedule('{\"runners\": 2}')")
-    first, other, second = _delete(cron, 1), _delete(cron, 2), _delete(cron, 1, page_size=200)
     wait_for(lambda: scalar(
         cron, "SELECT count(*) = 3 FROM pgjobs.jobs WHERE status = 'succeeded'"),
         TICK_SECONDS + 30, "pg_cron's two runners to finish three jobs", interval=0.5)

@@ -151,7 +151,7 @@ def test_payloads_stay_under_1kb(conn: Conn, make_conn: Callable[..., Conn],
     shared.execute("LISTEN pgjobs")
     scalar(conn, "SELECT pgjobs.submit('custom', %s::regclass, %s)", (target, "é" * 1000))
     for listener in (full, shared):
-        (n,) = list(listener.notifies(timeout=2, stop_after=1))
+        (n,) = list(listener.notifies(timeout=30, stop_after=1))
         assert len(n.payload.encode()) < 1024
 
 
@@ -171,7 +171,7 @@ def test_watch_follows_the_jobs_channel_when_it_may(
             assert (name is not None) == allowed
             if name:
                 conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
-                (n,) = list(watcher.notifies(timeout=2, stop_after=1))
+                (n,) = list(watcher.notifies(timeout=30, stop_after=1))
                 assert n.channel == name
                 assert json.loads(n.payload)["scope"] == "2"
         finally:

@@ -97,7 +97,13 @@ def submit_import(conn: Conn, source: str, scope: str = "1",
 
 
 def claim_import(dsn: str, job_id: int, worker: str | None = None,
-                 lease: str = "30 seconds") -> str:
+                 lease: str = "1 hour") -> str:
+    """Claim import job_id as `worker`; returns the claim's identity. The lease
+    is one no pause of the test machine outlives: with the engine's 30 s, a
+    stall (or a step of the wall clock) between the claim and the importer's
+    next fenced call lapsed it, and the importer read `lost` where the test
+    meant `released` or `failed`. A test whose lease must lapse says so
+    (expire_lease) or passes its own."""
     worker = worker or f"test-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute("SELECT id, worker FROM pgjobs.claim_import(%s, %s, %s::interval)",

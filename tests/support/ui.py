@@ -1,5 +1,5 @@
-"""Serving the dashboard (pgjobs.ui) inside a test: uvicorn on a free loopback
-port in a thread, plain HTTP and SSE clients over http.client."""
+"""Serving the dashboard (pgjobs.ui) inside a test: uvicorn on a loopback port
+the kernel picks, in a thread, plain HTTP and SSE clients over http.client."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.net import free_port
-
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
@@ -26,9 +24,11 @@ def serving(dsn: str, **settings: Any) -> Iterator[str]:
 
     from pgjobs.ui.app import Settings, create_app
 
-    port = free_port()
+    # Port 0: the kernel picks one as uvicorn binds. A port found free beforehand
+    # (bound and closed) may be taken, by any connection's local end, before
+    # uvicorn binds it.
     config = uvicorn.Config(create_app(Settings(dsn=dsn, **settings)), host="127.0.0.1",
-                            port=port, log_level="warning", lifespan="on",
+                            port=0, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -38,6 +38,7 @@ def serving(dsn: str, **settings: Any) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the dashboard did not start")
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
