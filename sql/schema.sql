@@ -6342,11 +6342,11 @@ BEGIN
     END IF;
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);
     PERFORM pgjobs._require_scope(p_target, v_scope);
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, coalesce(p_filter, '{}'), p_exclude,
-                                         now());
+    -- (A NULL filter raises 22023 there, as the delete it previews would.)
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
     SELECT * INTO v_check
       FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths);
+               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
@@ -7666,8 +7666,10 @@ BEGIN
     keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
     -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    -- A NULL filter is refused there (22023), never read as {}: a client
+    -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
     head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
@@ -9264,7 +9266,7 @@ BEGIN
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'))
+        jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
         -- keys) its length: 100,000 keys of 36 characters would not fit
         -- the payload's 1 MiB.
@@ -9532,12 +9534,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, v_options);
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_fields, v_options, 'option "columns"');
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+        jsonb_build_object('filter', p_filter,
                            'format', v_format,
                            'columns', v_columns,
                            'document_fields', to_jsonb(v_fields),
@@ -11021,7 +11023,8 @@ BEGIN
         p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
@@ -11096,7 +11099,8 @@ BEGIN
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
         format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true'

@@ -85,11 +85,11 @@ BEGIN
     END IF;
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);
     PERFORM pgjobs._require_scope(p_target, v_scope);
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, coalesce(p_filter, '{}'), p_exclude,
-                                         now());
+    -- (A NULL filter raises 22023 there, as the delete it previews would.)
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
     SELECT * INTO v_check
       FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths);
+               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,

@@ -1,0 +1,48 @@
+"""Arguments a new user gets wrong on the first day (reviewer h2): each is
+refused with 22023 and a hint before anything is written, never read as
+something else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import make_rows_target, scalar, seed
+
+Conn = psycopg.Connection[Any]
+
+
+def _refused(conn: Conn, sql: str) -> psycopg.errors.Diagnostic:
+    jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(sql).fetchall()
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
+    assert caught.value.diag.message_hint
+    return caught.value.diag
+
+
+# A NULL filter (a client's unset variable) used to be read as {}: every row
+# of the scope. SQL reads NULL as unknown, and submit_backfill refused it
+# already; a delete of the whole scope must be asked for with {}.
+NULL_FILTER = {
+    "submit_delete": "SELECT pgjobs.submit_delete('user_table_rows', '1', NULL)",
+    "submit_delete exclude": "SELECT pgjobs.submit_delete('user_table_rows', '1', NULL, '{2}')",
+    "submit_export": "SELECT pgjobs.submit_export('user_table_rows', '1', NULL)",
+    "preview": "SELECT pgjobs.preview('user_table_rows', '1', NULL)",
+    "visible": "SELECT * FROM pgjobs.visible('user_table_rows', '1', NULL)",
+    "visible_count": "SELECT pgjobs.visible_count('user_table_rows', '1', NULL)",
+    "submit_backfill": "SELECT pgjobs.submit_backfill('user_table_rows', '1', NULL, '{\"n\": 1}')",
+}
+
+
+@pytest.mark.parametrize("call", sorted(NULL_FILTER))
+def test_a_null_filter_is_refused_not_read_as_every_row(conn: Conn, call: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    diag = _refused(conn, NULL_FILTER[call])
+    assert "filter" in (diag.message_primary or "")
+    assert "{}" in (diag.message_hint or "")
+    # Nothing is masked: a read of the scope still sees all of it.
+    assert scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')") == 10
