@@ -46,3 +46,34 @@ def test_a_null_filter_is_refused_not_read_as_every_row(conn: Conn, call: str) -
     assert "{}" in (diag.message_hint or "")
     # Nothing is masked: a read of the scope still sees all of it.
     assert scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')") == 10
+
+
+# MongoDB's {"$set": {...}} (and its $inc, $unset) used to add a document
+# field named "$set" to every row and leave the fields meant as they were.
+@pytest.mark.parametrize("set_", [
+    '{"$set": {"label2": "x"}}',
+    '{"$unset": {"k": ""}}',
+    '{"$inc": {"k": 1}}',
+    '{"nest.$set": 1}',
+    '{"k": 1, "$set": {"k": 2}}',
+])
+def test_backfill_set_takes_no_operators(conn: Conn, set_: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    diag = _refused(conn, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
+                          f"'{set_}')")
+    assert "$" in (diag.message_primary or "")
+    assert "no operators" in (diag.message_primary or "")
+
+
+def test_a_dollar_column_is_still_set(conn: Conn) -> None:
+    # A column is not a document field: one whose name starts with $ keeps
+    # working (only document paths are operator-like).
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    conn.execute('ALTER TABLE user_table_rows ADD COLUMN "$tag" text')
+    job_id = scalar(conn, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
+                          "'{\"$tag\": \"x\"}')")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows "
+                        "WHERE table_id = 1 AND \"$tag\" = 'x'") > 0
