@@ -4,6 +4,7 @@ something else."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -77,3 +78,32 @@ def test_a_dollar_column_is_still_set(conn: Conn) -> None:
     conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
     assert scalar(conn, "SELECT count(*) FROM user_table_rows "
                         "WHERE table_id = 1 AND \"$tag\" = 'x'") > 0
+
+
+# run_at "infinity" was accepted: a writing job that never comes due holds its
+# scope's gate for good, and pgjobs.stats() (the dashboard, /metrics) failed
+# with 22008 for everyone once such a job was queued.
+SUBMITS = {
+    "delete": "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', %s::jsonb)",
+    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', '{\"n\": 1}', "
+                "%s::jsonb)",
+    "export": "SELECT pgjobs.submit_export('user_table_rows', '1', '{}', %s::jsonb)",
+    "custom": "SELECT pgjobs.submit('thumbnail', 'user_table_rows', '1', '{}', %s::jsonb)",
+    "items": "SELECT pgjobs.submit_items('thumbnail', 'user_table_rows', '1', '[{}]', %s::jsonb)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SUBMITS))
+@pytest.mark.parametrize("when", ["infinity", "-infinity", "Infinity", " -INFINITY "])
+def test_run_at_must_be_finite(conn: Conn, kind: str, when: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(SUBMITS[kind], (json.dumps({"run_at": when}),))
+    assert '"run_at"' in (caught.value.diag.message_primary or "")
+    assert caught.value.diag.message_hint
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
+    assert scalar(conn, "SELECT pgjobs.stats() IS NOT NULL")
+    # A finite run_at still works.
+    conn.execute(SUBMITS[kind], (json.dumps({"run_at": "2030-01-01T00:00:00Z"}),))
