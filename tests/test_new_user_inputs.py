@@ -107,3 +107,40 @@ def test_run_at_must_be_finite(conn: Conn, kind: str, when: str) -> None:
     assert scalar(conn, "SELECT pgjobs.stats() IS NOT NULL")
     # A finite run_at still works.
     conn.execute(SUBMITS[kind], (json.dumps({"run_at": "2030-01-01T00:00:00Z"}),))
+
+
+# An integer option written 5.0 (json.dumps of a Python float) passed the
+# integer check and then failed the cast with 22P02 and no hint; every
+# integer option of every entry point goes through pgjobs._option_int.
+WHOLE = {
+    "priority": "SELECT pgjobs.submit('thumbnail', 'user_table_rows', '1', '{}', %s::jsonb)",
+    "max_attempts": "SELECT pgjobs.submit('thumbnail', 'user_table_rows', '1', '{}', %s::jsonb)",
+    "page_size": "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', %s::jsonb)",
+    "page_ms": "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', '{\"n\": 1}', "
+               "%s::jsonb)",
+    "time_limit_ms": "SELECT pgjobs.preview('user_table_rows', '1', '{}', '{}', %s::jsonb)",
+    "parallel": "SELECT pgjobs.submit_export('user_table_rows', '1', '{}', %s::jsonb)",
+    "chunk_rows": "SELECT pgjobs.submit_export('user_table_rows', '1', '{}', %s::jsonb)",
+    "max_rejects": "SELECT pgjobs.submit_import('user_table_rows', '1', "
+                   "'file:///srv/in/rows.csv', %s::jsonb)",
+    "batch_ms": "SELECT pgjobs.submit_import('user_table_rows', '1', "
+                "'file:///srv/in/rows.csv', %s::jsonb)",
+    "concurrency": "SELECT pgjobs.submit_items('thumbnail', 'user_table_rows', '1', '[{}]', "
+                   "%s::jsonb)",
+    "max_parallel": "SELECT pgjobs.set_defaults(%s::jsonb)",
+    "runners": "SELECT pgjobs.schedule(%s::jsonb)",
+}
+
+
+@pytest.mark.parametrize("option", sorted(WHOLE))
+def test_an_integer_option_written_with_a_decimal_point_is_22023(conn: Conn,
+                                                                 option: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    conn.execute("SELECT pgjobs.allow_storage('file:///srv/in/')")
+    jobs = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(WHOLE[option], (f'{{"{option}": 2.0}}',))
+    assert f'"{option}"' in (caught.value.diag.message_primary or "")
+    assert "decimal point" in (caught.value.diag.message_hint or "")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
