@@ -144,3 +144,37 @@ def test_an_integer_option_written_with_a_decimal_point_is_22023(conn: Conn,
     assert f'"{option}"' in (caught.value.diag.message_primary or "")
     assert "decimal point" in (caught.value.diag.message_hint or "")
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == jobs
+
+
+# The typo guard refused {"data.status": ...} and {"Label": ...} telling the
+# user only to check the spelling; the two commonest slips are named.
+GUESSES = {
+    '{"data.k": 1}': 'write "k", not "data.k"',
+    '{"data.nest.a": {"$ne": 1}}': 'write "nest.a", not "data.nest.a"',
+    '{"Label": "x"}': 'column "label"',
+    '{"$or": [{"k": 1}, {"N": {"$gt": 1}}]}': 'column "n"',
+}
+
+
+@pytest.mark.parametrize("filter_", sorted(GUESSES))
+@pytest.mark.parametrize("call", [
+    "SELECT pgjobs.submit_delete('user_table_rows', '1', %s::jsonb)",
+    "SELECT pgjobs.submit_backfill('user_table_rows', '1', %s::jsonb, '{\"n\": 0}')",
+    "SELECT pgjobs.submit_export('user_table_rows', '1', %s::jsonb)",
+])
+def test_the_typo_guard_names_the_likely_field(conn: Conn, filter_: str, call: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(call, (filter_,))
+    assert GUESSES[filter_] in (caught.value.diag.message_hint or "")
+    assert "allow_unknown_fields" in (caught.value.diag.message_hint or "")
+
+
+def test_the_typo_guard_names_a_column_asked_for_in_another_case(conn: Conn) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute("SELECT pgjobs.submit_export('user_table_rows', '1', '{}', "
+                     "'{\"columns\": [\"id\", \"LABEL\"]}')")
+    assert 'column "label"' in (caught.value.diag.message_hint or "")
