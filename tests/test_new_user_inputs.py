@@ -178,3 +178,35 @@ def test_the_typo_guard_names_a_column_asked_for_in_another_case(conn: Conn) -> 
         conn.execute("SELECT pgjobs.submit_export('user_table_rows', '1', '{}', "
                      "'{\"columns\": [\"id\", \"LABEL\"]}')")
     assert 'column "label"' in (caught.value.diag.message_hint or "")
+
+
+# set creates fields and is not typo-checked; but {"Label": "x"} (meant for the
+# column label) and {"data.k": 1} (meant for the field k) wrote a new document
+# field into every row of the scope and left the meant value as it was.
+@pytest.mark.parametrize(("set_", "guess"), [
+    ('{"Label": "x"}', 'column "label"'),
+    ('{"N": 1}', 'column "n"'),
+    ('{"data.k": 9}', 'write "k", not "data.k"'),
+    ('{"n": 1, "data.nest.a": 9}', 'write "nest.a", not "data.nest.a"'),
+])
+def test_backfill_set_refuses_a_likely_slip(conn: Conn, set_: str, guess: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    diag = _refused(conn, "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
+                          f"'{set_}')")
+    assert "set" in (diag.message_primary or "")
+    assert guess in (diag.message_hint or "")
+    # Meant as written: the option lets it through, and new fields still pass.
+    conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', %s::jsonb, "
+                 "'{\"allow_unknown_fields\": true}')", (set_,))
+    conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '2', '{}', "
+                 "'{\"brand_new\": 1, \"nest.b\": 2}')")
+
+
+def test_backfill_set_of_an_existing_field_in_a_column_s_other_case_passes(conn: Conn) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    conn.execute("""UPDATE user_table_rows SET data = data || '{"Label": "y"}'
+                     WHERE id = (SELECT min(id) FROM user_table_rows WHERE table_id = 1)""")
+    conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
+                 "'{\"Label\": \"x\"}')")
