@@ -210,3 +210,24 @@ def test_backfill_set_of_an_existing_field_in_a_column_s_other_case_passes(conn:
                      WHERE id = (SELECT min(id) FROM user_table_rows WHERE table_id = 1)""")
     conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
                  "'{\"Label\": \"x\"}')")
+
+
+# An outside worker's heartbeat stored done = -5 and a checkpoint "x" (a JSON
+# string), while complete already refused a result that is not an object.
+@pytest.mark.parametrize("args", ["-5, NULL", "NULL, '\"x\"'", "NULL, '[1]'", "1, 'null'"])
+def test_heartbeat_refuses_a_negative_done_or_a_checkpoint_that_is_not_an_object(
+        conn: Conn, args: str) -> None:
+    target = make_rows_target(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit('thumbnail', 'user_table_rows', '1')")
+    worker = scalar(conn, "SELECT worker FROM pgjobs.claim(ARRAY['thumbnail'], 'w')")
+    assert target and worker
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        conn.execute(f"SELECT pgjobs.heartbeat(%s, %s, {args})", (job_id, worker))
+    assert caught.value.diag.message_hint
+    row = conn.execute("SELECT done, checkpoint, status FROM pgjobs.jobs WHERE id = %s",
+                       (job_id,)).fetchone()
+    assert row is not None and row[0] >= 0 and row[2] == "running"
+    assert row[1] is None or isinstance(row[1], dict)
+    # The same worker goes on with good values.
+    assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 3, '{\"cursor\": 3}')",
+                  (job_id, worker))
