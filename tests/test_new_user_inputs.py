@@ -231,3 +231,34 @@ def test_heartbeat_refuses_a_negative_done_or_a_checkpoint_that_is_not_an_object
     # The same worker goes on with good values.
     assert scalar(conn, "SELECT pgjobs.heartbeat(%s, %s, 3, '{\"cursor\": 3}')",
                   (job_id, worker))
+
+
+# disallow_storage of a prefix that is not listed (a typo, or a folder under a
+# listed prefix) removed nothing and said nothing: the administrator believed
+# the access was revoked while the broader prefix still allowed it.
+def _warnings(conn: Conn, sql: str) -> list[str]:
+    seen: list[str] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            seen.append(f"{diag.message_primary} | {diag.message_hint}")
+
+    conn.add_notice_handler(keep)
+    try:
+        conn.execute(sql)
+    finally:
+        conn.remove_notice_handler(keep)
+    return seen
+
+
+def test_disallow_storage_warns_when_access_is_not_revoked(conn: Conn) -> None:
+    conn.execute("SELECT pgjobs.allow_storage('s3://bucket/tenants')")
+    conn.execute("SELECT pgjobs.allow_storage('s3://bucket/other')")
+    typo = _warnings(conn, "SELECT pgjobs.disallow_storage('s3://bucket/tenant')")
+    assert len(typo) == 1 and "nothing removed" in typo[0] and "storage_allow" in typo[0]
+    under = _warnings(conn, "SELECT pgjobs.disallow_storage('s3://bucket/tenants/acme')")
+    assert any("still allowed" in w and "'s3://bucket/tenants'" in w for w in under)
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.storage_allow") == 2
+    # Removing a listed prefix that nothing else covers is silent.
+    assert _warnings(conn, "SELECT pgjobs.disallow_storage('s3://bucket/tenants/')") == []
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.storage_allow") == 1
