@@ -6319,7 +6319,7 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- pgjobs.allowed_scopes when set (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_kind text := 'delete';
     v_limit_ms integer := 2000;
     v_key text;
@@ -6329,7 +6329,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    IF jsonb_typeof(v_options) <> 'object' THEN
+    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
@@ -9421,7 +9421,7 @@ CREATE FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_sco
 -- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_format text := 'csv';
     v_gzip boolean := false;
     v_parallel integer := 1;
@@ -9667,7 +9667,7 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_source text;
     v_name text;
     v_format text;

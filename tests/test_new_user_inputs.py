@@ -262,3 +262,26 @@ def test_disallow_storage_warns_when_access_is_not_revoked(conn: Conn) -> None:
     # Removing a listed prefix that nothing else covers is silent.
     assert _warnings(conn, "SELECT pgjobs.disallow_storage('s3://bucket/tenants/')") == []
     assert scalar(conn, "SELECT count(*) FROM pgjobs.storage_allow") == 1
+
+
+# NULL options: submit, submit_delete, submit_backfill, submit_items,
+# register_target and set_defaults refused them, while submit_export,
+# submit_import and preview read them as {}. One rule: refused.
+NULL_OPTIONS = {
+    "submit_export": "SELECT pgjobs.submit_export('user_table_rows', '1', '{}', NULL)",
+    "submit_import": "SELECT pgjobs.submit_import('user_table_rows', '1', "
+                     "'file:///srv/in/rows.csv', NULL)",
+    "preview": "SELECT pgjobs.preview('user_table_rows', '1', '{}', '{}', NULL)",
+    "submit_delete": "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', NULL)",
+    "submit": "SELECT pgjobs.submit('thumbnail', 'user_table_rows', '1', '{}', NULL)",
+}
+
+
+@pytest.mark.parametrize("call", sorted(NULL_OPTIONS))
+def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) -> None:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    conn.execute("SELECT pgjobs.allow_storage('file:///srv/in/')")
+    diag = _refused(conn, NULL_OPTIONS[call])
+    assert "options must be a JSON object" in (diag.message_primary or "")
+    assert "'{}'" in (diag.message_hint or "")

@@ -38,7 +38,7 @@ AS $$
 -- pgjobs.allowed_scopes when set (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_kind text := 'delete';
     v_limit_ms integer := 2000;
     v_key text;
@@ -48,7 +48,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    IF jsonb_typeof(v_options) <> 'object' THEN
+    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;

@@ -56,7 +56,7 @@ AS $$
 -- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_format text := 'csv';
     v_gzip boolean := false;
     v_parallel integer := 1;

@@ -34,7 +34,7 @@ AS $$
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_source text;
     v_name text;
     v_format text;
