@@ -4068,6 +4068,37 @@ BEGIN
                      WHERE a.attrelid = p_reg.target AND a.attnum > 0
                        AND NOT a.attisdropped));
         END IF;
+        -- A header "Name" for the column name (spreadsheets capitalise), or
+        -- "data.x" for the document's field x, is a slip far more often than
+        -- a new document field: every record's value would land in the
+        -- document and the column meant would take its default. Refused
+        -- unless the job says allow_unknown_fields.
+        IF NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
+            SELECT a.attname INTO v_col
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND lower(a.attname) = lower(v_field)
+             LIMIT 1;
+            IF FOUND OR left(v_field, length(p_reg.document_column) + 1)
+                            = p_reg.document_column || '.' THEN
+                -- (The guess is in the message: a JSONL record's error is
+                -- shown with the rejects' hint in place of this one.)
+                RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
+                                p_reg.target,
+                                CASE WHEN v_col IS NOT NULL
+                                     THEN format('did you mean column "%s"? (names are '
+                                                 'case-sensitive)', v_col)
+                                     ELSE format('fields are relative to column %I, write "%s"',
+                                                 p_reg.document_column,
+                                                 substr(v_field,
+                                                        length(p_reg.document_column) + 2))
+                                END
+                    USING ERRCODE = '22023',
+                    HINT = 'Rename the field in the source; to import it as a document field '
+                           'as written, submit with the option {"allow_unknown_fields": true}.';
+            END IF;
+            v_col := NULL;
+        END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                 RAISE EXCEPTION 'field "%" is neither a column nor a document field path',
@@ -9664,6 +9695,11 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 --   max_rejects   integer 0..1000000, default 0
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
+--   allow_unknown_fields  boolean, default false: import a source field
+--                 named like a column in another case ("Name") or starting
+--                 with the document column ("data.x") as a document field
+--                 (refused otherwise when the first batch maps the source:
+--                 pgjobs._import_insert_sql)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
@@ -9762,6 +9798,12 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
+    IF v_options ? 'allow_unknown_fields'
+       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
+        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
+            v_options -> 'allow_unknown_fields'
+            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
+    END IF;
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -9787,7 +9829,8 @@ BEGIN
                            'max_rejects', v_max_rejects,
                            'batch_ms', v_batch_ms),
         v_options,
-        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms']);
+        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
+              'allow_unknown_fields']);
     RETURN v_job.id;
 END
 $_$;

@@ -285,3 +285,43 @@ def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) ->
     diag = _refused(conn, NULL_OPTIONS[call])
     assert "options must be a JSON object" in (diag.message_primary or "")
     assert "'{}'" in (diag.message_hint or "")
+
+
+# An import whose CSV header says "Name" (spreadsheets capitalise) put every
+# record's name into the document field "Name" and left the column name NULL;
+# "data.age" nested a field "data" in the document.
+@pytest.mark.parametrize(("name", "data", "guess", "stored"), [
+    ("caps.csv", b"Name,age\nann,3\n", 'column "name"', {"Name": "ann"}),
+    ("nested.jsonl", b'{"name": "bo", "data.k": 1}\n', 'write "k"', {"data": {"k": 1}}),
+])
+def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: Any,
+                                               name: str, data: bytes, guess: str,
+                                               stored: dict[str, Any]) -> None:
+    from pgjobs.poller.importer import Importer
+    from tests.support import allowed_folder, claim_import, job, make_people, submit_import
+
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    (folder / name).write_bytes(data)
+    job_id = submit_import(conn, f"file://{folder / name}", "1")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and guess in row["error"], row["error"]
+    if name.endswith(".csv"):  # (a JSONL record's error carries the rejects' hint)
+        assert "allow_unknown_fields" in row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 0
+    # Meant as written: the option imports it as a document field.
+    job_id = submit_import(conn, f"file://{folder / name}", "1", {"allow_unknown_fields": True})
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert conn.execute("SELECT data FROM people").fetchone() == (stored,)
+
+
+def test_import_allow_unknown_fields_is_a_boolean(conn: Conn, tmp_path: Any) -> None:
+    from tests.support import allowed_folder, make_people
+
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    diag = _refused(conn, "SELECT pgjobs.submit_import('people', '1', "
+                          f"'file://{folder}/a.csv', '{{\"allow_unknown_fields\": \"yes\"}}')")
+    assert '"allow_unknown_fields"' in (diag.message_primary or "")
