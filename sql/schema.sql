@@ -4079,8 +4079,8 @@ BEGIN
              WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
                AND lower(a.attname) = lower(v_field)
              LIMIT 1;
-            IF FOUND OR left(v_field, length(p_reg.document_column) + 1)
-                            = p_reg.document_column || '.' THEN
+            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
+                            = lower(p_reg.document_column || '.') THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -7064,10 +7064,12 @@ BEGIN
         RETURN;
     END IF;
     -- The two spellings a new user gets wrong first, named in the hint:
-    -- a path that starts with the document column ("data.status": paths
-    -- are relative to the document), and a column in another case
-    -- ("Label" for label: identifiers are compared exactly).
-    SELECT CASE WHEN left(u, length(p_reg.document_column) + 1) = p_reg.document_column || '.'
+    -- a path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- and a column in another case ("Label" for label: identifiers are
+    -- compared exactly).
+    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
+                     = lower(p_reg.document_column || '.')
                 THEN format('Paths are relative to column %I: write "%s", not "%s". ',
                             p_reg.document_column,
                             substr(u, length(p_reg.document_column) + 2), u)
@@ -7078,7 +7080,8 @@ BEGIN
       LEFT JOIN pg_catalog.pg_attribute a
         ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
        AND lower(a.attname) = lower(x.u)
-     WHERE left(u, length(p_reg.document_column) + 1) = p_reg.document_column || '.'
+     WHERE lower(left(u, length(p_reg.document_column) + 1))
+               = lower(p_reg.document_column || '.')
         OR a.attname IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
@@ -9290,8 +9293,8 @@ BEGIN
                              SELECT 1 FROM pg_catalog.pg_attribute a
                               WHERE a.attrelid = p_target AND a.attnum > 0
                                 AND NOT a.attisdropped AND a.attname = k.key)
-                     AND (left(k.key, length(v_reg.document_column) + 1)
-                              = v_reg.document_column || '.'
+                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
+                              = lower(v_reg.document_column || '.')
                           OR EXISTS (
                              SELECT 1 FROM pg_catalog.pg_attribute a
                               WHERE a.attrelid = p_target AND a.attnum > 0

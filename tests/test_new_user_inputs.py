@@ -150,6 +150,7 @@ def test_an_integer_option_written_with_a_decimal_point_is_22023(conn: Conn,
 # user only to check the spelling; the two commonest slips are named.
 GUESSES = {
     '{"data.k": 1}': 'write "k", not "data.k"',
+    '{"DATA.k": 1}': 'write "k", not "DATA.k"',
     '{"data.nest.a": {"$ne": 1}}': 'write "nest.a", not "data.nest.a"',
     '{"Label": "x"}': 'column "label"',
     '{"$or": [{"k": 1}, {"N": {"$gt": 1}}]}': 'column "n"',
@@ -187,6 +188,7 @@ def test_the_typo_guard_names_a_column_asked_for_in_another_case(conn: Conn) -> 
     ('{"Label": "x"}', 'column "label"'),
     ('{"N": 1}', 'column "n"'),
     ('{"data.k": 9}', 'write "k", not "data.k"'),
+    ('{"Data.k": 9}', 'write "k", not "Data.k"'),
     ('{"n": 1, "data.nest.a": 9}', 'write "nest.a", not "data.nest.a"'),
 ])
 def test_backfill_set_refuses_a_likely_slip(conn: Conn, set_: str, guess: str) -> None:
@@ -293,6 +295,7 @@ def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) ->
 @pytest.mark.parametrize(("name", "data", "guess", "stored"), [
     ("caps.csv", b"Name,age\nann,3\n", 'column "name"', {"Name": "ann"}),
     ("nested.jsonl", b'{"name": "bo", "data.k": 1}\n', 'write "k"', {"data": {"k": 1}}),
+    ("upper.jsonl", b'{"name": "cy", "Data.k": 1}\n', 'write "k"', {"Data": {"k": 1}}),
 ])
 def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: Any,
                                                name: str, data: bytes, guess: str,

@@ -169,8 +169,8 @@ BEGIN
              WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
                AND lower(a.attname) = lower(v_field)
              LIMIT 1;
-            IF FOUND OR left(v_field, length(p_reg.document_column) + 1)
-                            = p_reg.document_column || '.' THEN
+            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
+                            = lower(p_reg.document_column || '.') THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,

@@ -47,10 +47,12 @@ BEGIN
         RETURN;
     END IF;
     -- The two spellings a new user gets wrong first, named in the hint:
-    -- a path that starts with the document column ("data.status": paths
-    -- are relative to the document), and a column in another case
-    -- ("Label" for label: identifiers are compared exactly).
-    SELECT CASE WHEN left(u, length(p_reg.document_column) + 1) = p_reg.document_column || '.'
+    -- a path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- and a column in another case ("Label" for label: identifiers are
+    -- compared exactly).
+    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
+                     = lower(p_reg.document_column || '.')
                 THEN format('Paths are relative to column %I: write "%s", not "%s". ',
                             p_reg.document_column,
                             substr(u, length(p_reg.document_column) + 2), u)
@@ -61,7 +63,8 @@ BEGIN
       LEFT JOIN pg_catalog.pg_attribute a
         ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
        AND lower(a.attname) = lower(x.u)
-     WHERE left(u, length(p_reg.document_column) + 1) = p_reg.document_column || '.'
+     WHERE lower(left(u, length(p_reg.document_column) + 1))
+               = lower(p_reg.document_column || '.')
         OR a.attname IS NOT NULL
      ORDER BY x.n
      LIMIT 1;

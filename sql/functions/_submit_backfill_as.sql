@@ -74,8 +74,8 @@ BEGIN
                              SELECT 1 FROM pg_catalog.pg_attribute a
                               WHERE a.attrelid = p_target AND a.attnum > 0
                                 AND NOT a.attisdropped AND a.attname = k.key)
-                     AND (left(k.key, length(v_reg.document_column) + 1)
-                              = v_reg.document_column || '.'
+                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
+                              = lower(v_reg.document_column || '.')
                           OR EXISTS (
                              SELECT 1 FROM pg_catalog.pg_attribute a
                               WHERE a.attrelid = p_target AND a.attnum > 0
