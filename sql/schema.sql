@@ -4072,8 +4072,11 @@ BEGIN
         -- "data.x" for the document's field x, is a slip far more often than
         -- a new document field: every record's value would land in the
         -- document and the column meant would take its default. Refused
-        -- unless the job says allow_unknown_fields.
-        IF NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
+        -- unless the job says allow_unknown_fields, when a batch first maps
+        -- the field (one the stored mapping holds already keeps its place:
+        -- an import that began before this check goes on as it began).
+        IF NOT coalesce(v_then ? v_field, false)
+           AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
             SELECT a.attname INTO v_col
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped

@@ -328,3 +328,24 @@ def test_import_allow_unknown_fields_is_a_boolean(conn: Conn, tmp_path: Any) -> 
     diag = _refused(conn, "SELECT pgjobs.submit_import('people', '1', "
                           f"'file://{folder}/a.csv', '{{\"allow_unknown_fields\": \"yes\"}}')")
     assert '"allow_unknown_fields"' in (diag.message_primary or "")
+
+
+def test_an_import_that_mapped_such_a_field_before_goes_on(conn: Conn, dsn: str,
+                                                           tmp_path: Any) -> None:
+    """An import begun before the check (its checkpoint maps "Name" to the
+    document already) goes on as it began: the check is made when a field is
+    first mapped, not on every batch."""
+    from pgjobs.poller.importer import Importer
+    from tests.support import allowed_folder, claim_import, job, make_people, submit_import
+
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    (folder / "caps.csv").write_bytes(b"Name,age\nann,3\n")
+    job_id = submit_import(conn, f"file://{folder / 'caps.csv'}", "1")
+    conn.execute("""UPDATE pgjobs.jobs SET checkpoint = jsonb_build_object('mapping',
+                        '{"Name": "document data", "age": "column age integer"}'::jsonb)
+                     WHERE id = %s""", (job_id,))
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert conn.execute("SELECT data, age FROM people").fetchone() == ({"Name": "ann"}, 3)
