@@ -1812,7 +1812,8 @@ CREATE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) R
 -- columns and identity-always columns cannot be set, nor a column (or a
 -- document field, when it is the document column) that the key, scope or
 -- created_at column is generated from (pgjobs._generated_from: the row
--- would move to another scope). Values are inlined as
+-- would move to another scope), nor a field whose name (or a segment of
+-- whose path) starts with $: that is an operator's name. Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
 -- submit, naming the key. Locks nothing.
 DECLARE
@@ -1915,6 +1916,16 @@ BEGIN
             IF v_key = '' OR array_position(v_path, '') IS NOT NULL OR cardinality(v_path) > 16 THEN
                 RAISE EXCEPTION 'set: invalid field path "%"', v_key USING ERRCODE = '22023',
                     HINT = 'Use dotted names such as "address.city", at most 16 levels.';
+            END IF;
+            -- A $ name is an operator in the filter language, never a field
+            -- (a filter cannot name it): {"$set": {"status": "x"}}, written
+            -- as for MongoDB, would otherwise add a field "$set" to every
+            -- row's document and leave status as it was.
+            IF EXISTS (SELECT 1 FROM unnest(v_path) p WHERE left(p, 1) = '$') THEN
+                RAISE EXCEPTION 'set: "%" is not a field name: set takes no operators', v_key
+                    USING ERRCODE = '22023',
+                    HINT = 'Map each column or field straight to its value, e.g. '
+                           '{"status": "archived"}, not {"$set": {"status": "archived"}}.';
             END IF;
             v_patch := pgjobs._jsonb_merge(v_patch, pgjobs._jsonb_nest(v_path, v_value));
         END IF;
@@ -4060,6 +4071,40 @@ BEGIN
                      WHERE a.attrelid = p_reg.target AND a.attnum > 0
                        AND NOT a.attisdropped));
         END IF;
+        -- A header "Name" for the column name (spreadsheets capitalise), or
+        -- "data.x" for the document's field x, is a slip far more often than
+        -- a new document field: every record's value would land in the
+        -- document and the column meant would take its default. Refused
+        -- unless the job says allow_unknown_fields, when a batch first maps
+        -- the field (one the stored mapping holds already keeps its place:
+        -- an import that began before this check goes on as it began).
+        IF NOT coalesce(v_then ? v_field, false)
+           AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
+            SELECT a.attname INTO v_col
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND lower(a.attname) = lower(v_field)
+             LIMIT 1;
+            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
+                            = lower(p_reg.document_column || '.') THEN
+                -- (The guess is in the message: a JSONL record's error is
+                -- shown with the rejects' hint in place of this one.)
+                RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
+                                p_reg.target,
+                                CASE WHEN v_col IS NOT NULL
+                                     THEN format('did you mean column "%s"? (names are '
+                                                 'case-sensitive)', v_col)
+                                     ELSE format('fields are relative to column %I, write "%s"',
+                                                 p_reg.document_column,
+                                                 substr(v_field,
+                                                        length(p_reg.document_column) + 2))
+                                END
+                    USING ERRCODE = '22023',
+                    HINT = 'Rename the field in the source; to import it as a document field '
+                           'as written, submit with the option {"allow_unknown_fields": true}.';
+            END IF;
+            v_col := NULL;
+        END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                 RAISE EXCEPTION 'field "%" is neither a column nor a document field path',
@@ -4440,10 +4485,15 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN
                 v_run_at := NULL;
             END;
-            IF jsonb_typeof(v_value) <> 'string' OR v_run_at IS NULL THEN
-                RAISE EXCEPTION 'option "run_at" must be a timestamp, not %', v_value
+            -- Not 'infinity' nor '-infinity': the job would hold its scope's
+            -- gate forever (or jump every queue), and every age computed from
+            -- run_at (pgjobs.stats, doctor, the dashboard) raises 22008.
+            IF jsonb_typeof(v_value) <> 'string' OR v_run_at IS NULL
+               OR NOT isfinite(v_run_at) THEN
+                RAISE EXCEPTION 'option "run_at" must be a finite timestamp, not %', v_value
                     USING ERRCODE = '22023',
-                    HINT = 'Use an ISO 8601 string such as "2030-01-01T00:00:00Z".';
+                    HINT = 'Use an ISO 8601 string such as "2030-01-01T00:00:00Z"; '
+                           'leave it out to run as soon as possible.';
             END IF;
         WHEN 'on_conflict' THEN
             IF v_value NOT IN ('"queue"'::jsonb, '"reject"'::jsonb) THEN
@@ -5885,19 +5935,27 @@ CREATE FUNCTION pgjobs._option_int(p_name text, p_value jsonb, p_min bigint, p_m
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- An integer option, or 22023 naming the option and its valid range.
+-- Written as an integer: 5.0 (json.dumps of a Python float) is refused
+-- here too, not let through to fail as 22P02 (no hint) at the cast below or
+-- in whatever later reads the stored option as ::integer (a job's pages,
+-- the export's payload, the worker). (1e2 is stored by jsonb as 100.)
+-- Locks nothing.
 BEGIN
     IF jsonb_typeof(p_value) IS DISTINCT FROM 'number'
-       OR (p_value::text)::numeric <> trunc((p_value::text)::numeric)
+       OR p_value::text !~ '^-?[0-9]+$'
        OR (p_value::text)::numeric NOT BETWEEN p_min AND p_max THEN
         RAISE EXCEPTION 'option "%" must be an integer from % to %, not %',
             p_name, p_min, p_max, p_value
-            USING ERRCODE = '22023', HINT = format('For example {"%s": %s}.', p_name, p_min);
+            USING ERRCODE = '22023',
+            HINT = format('For example {"%s": %s}%s.', p_name, p_min,
+                          CASE WHEN jsonb_typeof(p_value) = 'number'
+                               THEN ' (a whole number without a decimal point)' ELSE '' END);
     END IF;
     RETURN (p_value::text)::integer;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._option_int(p_name text, p_value jsonb, p_min bigint, p_max bigint) OWNER TO SUPERUSER;
 
@@ -6298,7 +6356,7 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- pgjobs.allowed_scopes when set (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_kind text := 'delete';
     v_limit_ms integer := 2000;
     v_key text;
@@ -6308,7 +6366,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    IF jsonb_typeof(v_options) <> 'object' THEN
+    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
@@ -6345,11 +6403,11 @@ BEGIN
     END IF;
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);
     PERFORM pgjobs._require_scope(p_target, v_scope);
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, coalesce(p_filter, '{}'), p_exclude,
-                                         now());
+    -- (A NULL filter raises 22023 there, as the delete it previews would.)
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
     SELECT * INTO v_check
       FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths);
+               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
@@ -6990,9 +7048,12 @@ CREATE FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_sco
 -- Which rows are read, and the bound past which an unseen path counts as
 -- unknown: pgjobs._unknown_fields. The scope is checked against
 -- pgjobs.allowed_scopes first (42501), before any of its rows is read.
+-- The hint names the likely meaning of the first path it can guess
+-- (the document column's name as a prefix, a column in another case).
 -- Locks nothing.
 DECLARE
     v_check record;
+    v_guess text;
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
@@ -7008,15 +7069,38 @@ BEGIN
     IF cardinality(v_check.p_unknown) = 0 THEN
         RETURN;
     END IF;
+    -- The two spellings a new user gets wrong first, named in the hint:
+    -- a path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- and a column in another case ("Label" for label: identifiers are
+    -- compared exactly).
+    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
+                     = lower(p_reg.document_column || '.')
+                THEN format('Paths are relative to column %I: write "%s", not "%s". ',
+                            p_reg.document_column,
+                            substr(u, length(p_reg.document_column) + 2), u)
+                ELSE format('Did you mean column "%s"? Names are case-sensitive. ', a.attname)
+           END
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n)
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND lower(a.attname) = lower(x.u)
+     WHERE lower(left(u, length(p_reg.document_column) + 1))
+               = lower(p_reg.document_column || '.')
+        OR a.attname IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
                                             FROM unnest(v_check.p_unknown) u), ', '),
             quote_literal(p_scope)
             USING ERRCODE = '22023',
-            HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, '
-                          'in column %I). If the field is meant to be absent, pass the option '
-                          '{"allow_unknown_fields": true}.', p_reg.document_column);
+            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                          'nested ones a.b.c, in column %I). If the field is meant to be '
+                          'absent, pass the option {"allow_unknown_fields": true}.',
+                          p_reg.document_column);
     END IF;
     RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
                     'has', p_what,
@@ -7024,8 +7108,8 @@ BEGIN
                                 FROM unnest(v_check.p_unknown) u), ', '),
         v_check.p_rows_read, quote_literal(p_scope)
         USING ERRCODE = '22023',
-        HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in '
-                      'column %I). pgjobs looks for a field in at most 1000000 rows of the '
+        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
                       'scope (the pgjobs.field_check_rows setting); if the field is right but '
                       'rare, pass the option {"allow_unknown_fields": true}.',
                       p_reg.document_column);
@@ -7669,8 +7753,10 @@ BEGIN
     keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
     -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    -- A NULL filter is refused there (22023), never read as {}: a client
+    -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
     head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
@@ -9161,7 +9247,9 @@ CREATE FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_s
 -- function (regclass, text[]) RETURNS bigint called with each page's keys
 -- instead of p_set, returning the rows it changed; allow_unknown_fields
 -- (pgjobs._require_known_fields: the filter's document fields must exist in
--- the scope unless it is true; set's are created). Everything is validated
+-- the scope unless it is true; set's are created, except a key that looks
+-- like a slip: a column in another case, or the document column's name as
+-- a path prefix, must exist in some row). Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
 -- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
@@ -9188,7 +9276,7 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set creates fields: never checked).
+    -- The typo guard on the filter (set: below, for its likely slips only).
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
@@ -9199,6 +9287,27 @@ BEGIN
         END IF;
     ELSE
         v_assignments := pgjobs._compile_set(v_reg, p_set);
+        -- set creates fields, so it is not typo-checked as a whole; but a
+        -- key that is a column in another case ("Label") or starts with the
+        -- document column ("data.status") is a slip far more often than a
+        -- new field, and would write the wrong place in every row of the
+        -- scope: such a key must be a path some row has already (or the
+        -- job says allow_unknown_fields).
+        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key)
+                   WHERE NOT EXISTS (
+                             SELECT 1 FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = p_target AND a.attnum > 0
+                                AND NOT a.attisdropped AND a.attname = k.key)
+                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
+                              = lower(v_reg.document_column || '.')
+                          OR EXISTS (
+                             SELECT 1 FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = p_target AND a.attnum > 0
+                                AND NOT a.attisdropped
+                                AND lower(a.attname) = lower(k.key)))
+                   ORDER BY k.key),
+            p_options, 'set');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
@@ -9267,7 +9376,7 @@ BEGIN
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'))
+        jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
         -- keys) its length: 100,000 keys of 36 characters would not fit
         -- the payload's 1 MiB.
@@ -9352,7 +9461,7 @@ CREATE FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_sco
 -- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_format text := 'csv';
     v_gzip boolean := false;
     v_parallel integer := 1;
@@ -9535,12 +9644,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, v_options);
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_fields, v_options, 'option "columns"');
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+        jsonb_build_object('filter', p_filter,
                            'format', v_format,
                            'columns', v_columns,
                            'document_fields', to_jsonb(v_fields),
@@ -9595,10 +9704,15 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 --   max_rejects   integer 0..1000000, default 0
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
+--   allow_unknown_fields  boolean, default false: import a source field
+--                 named like a column in another case ("Name") or starting
+--                 with the document column ("data.x") as a document field
+--                 (refused otherwise when the first batch maps the source:
+--                 pgjobs._import_insert_sql)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_source text;
     v_name text;
     v_format text;
@@ -9693,6 +9807,12 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
+    IF v_options ? 'allow_unknown_fields'
+       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
+        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
+            v_options -> 'allow_unknown_fields'
+            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
+    END IF;
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -9718,7 +9838,8 @@ BEGIN
                            'max_rejects', v_max_rejects,
                            'batch_ms', v_batch_ms),
         v_options,
-        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms']);
+        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
+              'allow_unknown_fields']);
     RETURN v_job.id;
 END
 $_$;
@@ -11024,7 +11145,8 @@ BEGIN
         p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
@@ -11099,7 +11221,8 @@ BEGIN
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
         format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true'
@@ -12195,9 +12318,34 @@ CREATE FUNCTION pgjobs.disallow_storage(p_prefix text) RETURNS void
     AS $$
 -- Removes p_prefix (compared in normal form) from the storage allow-list.
 -- Jobs already submitted under it are refused by the worker when they run.
--- Administrators only. Removing a prefix that is not listed does nothing.
+-- Administrators only. Removing a prefix that is not listed does nothing
+-- (idempotent) but says so in a WARNING, and so does removing one that a
+-- broader listed prefix still covers: an administrator who revokes
+-- s3://b/tenants/acme (or mistypes s3://b/tenant) while s3://b/tenants is
+-- listed would otherwise believe acme's access is gone. Errors: 22023 for
+-- a URI pgjobs._normalize_uri refuses. Locks the allow-list row.
+DECLARE
+    v_prefix text := pgjobs._normalize_uri(p_prefix);
+    v_still text;
 BEGIN
-    DELETE FROM pgjobs.storage_allow WHERE prefix = pgjobs._normalize_uri(p_prefix);
+    DELETE FROM pgjobs.storage_allow WHERE prefix = v_prefix;
+    IF NOT FOUND THEN
+        RAISE WARNING 'storage prefix % was not on the allow-list: nothing removed',
+                      quote_literal(v_prefix)
+            USING HINT = 'SELECT prefix FROM pgjobs.storage_allow lists the allowed prefixes; '
+                         'remove one as it is listed.';
+    END IF;
+    SELECT string_agg(quote_literal(a.prefix), ', ' ORDER BY a.prefix) INTO v_still
+      FROM pgjobs.storage_allow a
+     WHERE v_prefix <> a.prefix
+       AND pgjobs._storage_allowed_for(v_prefix, NULL)
+       AND left(v_prefix, length(rtrim(a.prefix, '/')) + 1) = rtrim(a.prefix, '/') || '/';
+    IF v_still IS NOT NULL THEN
+        RAISE WARNING 'storage prefix % is still allowed: it lies under %',
+                      quote_literal(v_prefix), v_still
+            USING HINT = 'Remove the broader prefix too (and allow what should stay), or use '
+                         'a per-tenant prefix such as ''s3://bucket/tenants/{scope}''.';
+    END IF;
 END
 $$;
 
@@ -12207,7 +12355,7 @@ ALTER FUNCTION pgjobs.disallow_storage(p_prefix text) OWNER TO SUPERUSER;
 -- Name: FUNCTION disallow_storage(p_prefix text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.disallow_storage(p_prefix text) IS 'Administrators only: remove a storage prefix from the allow-list (compared after normalising). Queued and running exports under it are refused by the worker.';
+COMMENT ON FUNCTION pgjobs.disallow_storage(p_prefix text) IS 'Administrators only: remove a storage prefix from the allow-list (compared after normalising). Queued and running exports under it are refused by the worker. A WARNING says when nothing was removed, or when a broader allowed prefix still covers it.';
 
 --
 -- Name: doctor(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13094,11 +13242,25 @@ CREATE FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint DEFAU
 -- worker just stops; pgjobs.resume queues it again).
 --
 -- Progress events are throttled to one per job per 250 ms.
+-- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
+-- object (checked before the fence: a worker's bug, not a lost lease), as
+-- pgjobs.complete refuses a result that is not one: a job showed -5 rows
+-- done, or kept a checkpoint "x" where readers (pgjobs.stats, the
+-- dashboard, retry) look for an object's keys.
 -- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
     v_now timestamptz := clock_timestamp();
 BEGIN
+    IF p_done < 0 THEN
+        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
+            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
+    END IF;
+    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
+        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
+            USING ERRCODE = '22023',
+            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
+    END IF;
     UPDATE pgjobs.jobs j
        SET lease_expires_at = now() + j.lease,
            heartbeat_at = now(),
@@ -13160,7 +13322,7 @@ ALTER FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_che
 -- Name: FUNCTION heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb) IS 'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns false when the worker must stop now (lease lost or taken over, job not running, or cancel or pause requested: the job is then canceled or paused). Progress events are throttled.';
+COMMENT ON FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint, p_checkpoint jsonb) IS 'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns false when the worker must stop now (lease lost or taken over, job not running, or cancel or pause requested: the job is then canceled or paused). Progress events are throttled. A negative p_done or a p_checkpoint that is not a JSON object raises 22023.';
 
 --
 -- Name: heartbeat_item(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

@@ -18,7 +18,8 @@ AS $$
 -- columns and identity-always columns cannot be set, nor a column (or a
 -- document field, when it is the document column) that the key, scope or
 -- created_at column is generated from (pgjobs._generated_from: the row
--- would move to another scope). Values are inlined as
+-- would move to another scope), nor a field whose name (or a segment of
+-- whose path) starts with $: that is an operator's name. Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
 -- submit, naming the key. Locks nothing.
 DECLARE
@@ -121,6 +122,16 @@ BEGIN
             IF v_key = '' OR array_position(v_path, '') IS NOT NULL OR cardinality(v_path) > 16 THEN
                 RAISE EXCEPTION 'set: invalid field path "%"', v_key USING ERRCODE = '22023',
                     HINT = 'Use dotted names such as "address.city", at most 16 levels.';
+            END IF;
+            -- A $ name is an operator in the filter language, never a field
+            -- (a filter cannot name it): {"$set": {"status": "x"}}, written
+            -- as for MongoDB, would otherwise add a field "$set" to every
+            -- row's document and leave status as it was.
+            IF EXISTS (SELECT 1 FROM unnest(v_path) p WHERE left(p, 1) = '$') THEN
+                RAISE EXCEPTION 'set: "%" is not a field name: set takes no operators', v_key
+                    USING ERRCODE = '22023',
+                    HINT = 'Map each column or field straight to its value, e.g. '
+                           '{"status": "archived"}, not {"$set": {"status": "archived"}}.';
             END IF;
             v_patch := pgjobs._jsonb_merge(v_patch, pgjobs._jsonb_nest(v_path, v_value));
         END IF;

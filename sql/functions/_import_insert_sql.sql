@@ -158,6 +158,40 @@ BEGIN
                      WHERE a.attrelid = p_reg.target AND a.attnum > 0
                        AND NOT a.attisdropped));
         END IF;
+        -- A header "Name" for the column name (spreadsheets capitalise), or
+        -- "data.x" for the document's field x, is a slip far more often than
+        -- a new document field: every record's value would land in the
+        -- document and the column meant would take its default. Refused
+        -- unless the job says allow_unknown_fields, when a batch first maps
+        -- the field (one the stored mapping holds already keeps its place:
+        -- an import that began before this check goes on as it began).
+        IF NOT coalesce(v_then ? v_field, false)
+           AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
+            SELECT a.attname INTO v_col
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND lower(a.attname) = lower(v_field)
+             LIMIT 1;
+            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
+                            = lower(p_reg.document_column || '.') THEN
+                -- (The guess is in the message: a JSONL record's error is
+                -- shown with the rejects' hint in place of this one.)
+                RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
+                                p_reg.target,
+                                CASE WHEN v_col IS NOT NULL
+                                     THEN format('did you mean column "%s"? (names are '
+                                                 'case-sensitive)', v_col)
+                                     ELSE format('fields are relative to column %I, write "%s"',
+                                                 p_reg.document_column,
+                                                 substr(v_field,
+                                                        length(p_reg.document_column) + 2))
+                                END
+                    USING ERRCODE = '22023',
+                    HINT = 'Rename the field in the source; to import it as a document field '
+                           'as written, submit with the option {"allow_unknown_fields": true}.';
+            END IF;
+            v_col := NULL;
+        END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                 RAISE EXCEPTION 'field "%" is neither a column nor a document field path',

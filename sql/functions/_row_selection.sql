@@ -107,8 +107,10 @@ BEGIN
     keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
     -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    -- A NULL filter is refused there (22023), never read as {}: a client
+    -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
     head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),

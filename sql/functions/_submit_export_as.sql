@@ -56,7 +56,7 @@ AS $$
 -- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_format text := 'csv';
     v_gzip boolean := false;
     v_parallel integer := 1;
@@ -239,12 +239,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, v_options);
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_fields, v_options, 'option "columns"');
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+        jsonb_build_object('filter', p_filter,
                            'format', v_format,
                            'columns', v_columns,
                            'document_fields', to_jsonb(v_fields),

@@ -31,10 +31,15 @@ AS $$
 --   max_rejects   integer 0..1000000, default 0
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
+--   allow_unknown_fields  boolean, default false: import a source field
+--                 named like a column in another case ("Name") or starting
+--                 with the document column ("data.x") as a document field
+--                 (refused otherwise when the first batch maps the source:
+--                 pgjobs._import_insert_sql)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_source text;
     v_name text;
     v_format text;
@@ -129,6 +134,12 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
+    IF v_options ? 'allow_unknown_fields'
+       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
+        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
+            v_options -> 'allow_unknown_fields'
+            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
+    END IF;
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -154,7 +165,8 @@ BEGIN
                            'max_rejects', v_max_rejects,
                            'batch_ms', v_batch_ms),
         v_options,
-        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms']);
+        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
+              'allow_unknown_fields']);
     RETURN v_job.id;
 END
 $$;
