@@ -5925,6 +5925,33 @@ $_$;
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _option_bool(text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._option_bool(p_name text, p_value jsonb) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A boolean option of a job (gzip, allow_unknown_fields), or 22023 naming
+-- the option: JSON true or false only, not "true" or 1. NULL (the option
+-- absent) is NULL. The one check of every entry point's boolean options,
+-- as pgjobs._option_int is of their integers. Locks nothing.
+BEGIN
+    IF p_value IS NOT NULL AND jsonb_typeof(p_value) <> 'boolean' THEN
+        RAISE EXCEPTION 'option "%" must be a boolean, not %', p_name, p_value
+            USING ERRCODE = '22023', HINT = format('For example {"%s": true}.', p_name);
+    END IF;
+    RETURN (p_value #>> '{}')::boolean;
+END
+$$;
+
+ALTER FUNCTION pgjobs._option_bool(p_name text, p_value jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _option_int(text, jsonb, bigint, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6389,12 +6416,7 @@ BEGIN
         v_limit_ms := pgjobs._option_int('time_limit_ms', v_options -> 'time_limit_ms',
                                          0, 600000);
     END IF;
-    IF v_options ? 'allow_unknown_fields'
-       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
-            v_options -> 'allow_unknown_fields'
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
     PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN
@@ -7057,10 +7079,7 @@ DECLARE
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
-    IF v_allow IS NOT NULL AND jsonb_typeof(v_allow) <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %', v_allow
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
     IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
         RETURN;
     END IF;
@@ -9537,11 +9556,7 @@ BEGIN
     END IF;
 
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
@@ -9781,11 +9796,7 @@ BEGIN
 
     v_gzip := v_name ~ '\.gz$';
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     v_format := CASE WHEN v_name ~ '\.(jsonl|ndjson)(\.gz)?$' THEN 'jsonl' ELSE 'csv' END;
@@ -9807,12 +9818,7 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
-    IF v_options ? 'allow_unknown_fields'
-       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
-            v_options -> 'allow_unknown_fields'
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -16295,6 +16301,13 @@ GRANT ALL ON FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) TO
 
 REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _option_bool(p_name text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._option_bool(p_name text, p_value jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._option_bool(p_name text, p_value jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _option_int(p_name text, p_value jsonb, p_min bigint, p_max bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

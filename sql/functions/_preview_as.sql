@@ -71,12 +71,7 @@ BEGIN
         v_limit_ms := pgjobs._option_int('time_limit_ms', v_options -> 'time_limit_ms',
                                          0, 600000);
     END IF;
-    IF v_options ? 'allow_unknown_fields'
-       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
-            v_options -> 'allow_unknown_fields'
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
     PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN

@@ -34,10 +34,7 @@ DECLARE
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
-    IF v_allow IS NOT NULL AND jsonb_typeof(v_allow) <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %', v_allow
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
     IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
         RETURN;
     END IF;

@@ -132,11 +132,7 @@ BEGIN
     END IF;
 
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN

@@ -108,11 +108,7 @@ BEGIN
 
     v_gzip := v_name ~ '\.gz$';
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     v_format := CASE WHEN v_name ~ '\.(jsonl|ndjson)(\.gz)?$' THEN 'jsonl' ELSE 'csv' END;
@@ -134,12 +130,7 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
-    IF v_options ? 'allow_unknown_fields'
-       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
-            v_options -> 'allow_unknown_fields'
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
