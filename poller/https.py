@@ -176,10 +176,12 @@ class Source:
                     self._conn = http.client.HTTPSConnection(
                         self._host, self._port, timeout=TIMEOUT, context=_context())
                 else:
-                    host, port, headers = self._proxy
+                    # The proxy's own headers (its credentials) go on the CONNECT
+                    # only, never inside the tunnel to the server.
+                    host, port, connect = self._proxy
                     self._conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT,
                                                              context=_context())
-                    self._conn.set_tunnel(self._host, self._port, headers=headers)
+                    self._conn.set_tunnel(self._host, self._port, headers=connect)
             try:
                 self._conn.request(method, self._target, headers=headers)
                 return self._conn.getresponse()

@@ -531,3 +531,43 @@ def test_any_3xx_without_a_location_is_refused_too(
         list(storage.open_range(f"{base}/rows.csv"))
     assert not caught.value.retryable
     assert f"redirects it (HTTP {status}) to (no Location)" in str(caught.value)
+
+
+def test_the_proxy_credentials_never_reach_the_server_and_every_get_keeps_its_range(
+        https: tuple[str, Path, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through HTTPS_PROXY, the proxy's Proxy-Authorization goes on the CONNECT
+    only: the server at the other end of the tunnel (chosen by whoever submits the
+    import) never sees it. And a request sent on a connection opened again (the
+    server dropped the kept-alive one) is the same request: a GET keeps its Range
+    rather than going out with the proxy's headers in place of its own."""
+    base, root, handler = https
+    data = people_csv(3000)
+    (root / "rows.csv").write_bytes(data)
+    handler.protocol_version = "HTTP/1.1"
+    plain_head, plain_get = handler.do_HEAD, handler.do_GET
+    seen: list[tuple[str, str | None]] = []
+
+    def closing(plain: Any) -> Any:
+        def answer(self: Any) -> None:
+            seen.append((self.command, self.headers.get("Proxy-Authorization")))
+            plain(self)
+            self.wfile.flush()
+            self.close_connection = True  # no "Connection: close" was sent
+        return answer
+
+    handler.do_HEAD, handler.do_GET = closing(plain_head), closing(plain_get)
+    proxy_handler = type("Proxy", (_Connect,), {"seen": []})
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), proxy_handler)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://u:secret@127.0.0.1:{proxy.server_address[1]}")
+        assert b"".join(storage.open_range(f"{base}/rows.csv", 0, 4096)) == data
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proxy_handler.seen and all(auth for _, auth in proxy_handler.seen)
+    assert seen and all(auth is None for _, auth in seen), seen
+    assert None not in handler.gets and len(handler.gets) == -(-len(data) // 4096)
