@@ -54,7 +54,8 @@ RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so 
               "resumes where it stopped): serve it from a server that answers Range "
               "requests with 206 Partial Content")
 _RETRY_STATUSES = frozenset({408, 425, 429})
-_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+)\s*", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]+)-([0-9]+)/([0-9]+)\s*", re.IGNORECASE)
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²", which int() refuses
 
 
 class HttpsError(Exception):
@@ -225,7 +226,7 @@ class Source:
         self._expect(response, 200)
         response.read()  # nothing: the connection is free again
         length = (response.getheader("Content-Length") or "").strip()
-        if not length.isdigit():
+        if _DIGITS.fullmatch(length) is None:
             raise HttpsError(f"the server states no size for it (HEAD: Content-Length "
                              f"{length[:40] or 'missing'})", retryable=False,
                              hint="an https:// source must be a file the server knows the "

@@ -571,3 +571,25 @@ def test_the_proxy_credentials_never_reach_the_server_and_every_get_keeps_its_ra
     assert proxy_handler.seen and all(auth for _, auth in proxy_handler.seen)
     assert seen and all(auth is None for _, auth in seen), seen
     assert None not in handler.gets and len(handler.gets) == -(-len(data) // 4096)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1\u00b9", "\u00bd"])
+def test_a_content_length_of_other_digits_is_refused_as_no_size(
+        https: tuple[str, Path, Any], length: str) -> None:
+    """A HEAD's Content-Length must be ASCII digits: "²" passes str.isdigit() but
+    not int(), and escaped the reader as a bare ValueError (the job failed as an
+    unexpected error, with no hint) instead of the refusal every other wrong
+    size gets."""
+    base, root, handler = https
+    (root / "rows.csv").write_bytes(people_csv(10))
+
+    def head(self: Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+
+    handler.do_HEAD = head
+    for read in (lambda uri: list(storage.open_range(uri)), storage.size):
+        with pytest.raises(storage.StorageError) as caught:
+            read(f"{base}/rows.csv")
+        assert not caught.value.retryable and "states no size" in str(caught.value)
