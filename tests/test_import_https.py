@@ -573,6 +573,57 @@ def test_the_proxy_credentials_never_reach_the_server_and_every_get_keeps_its_ra
     assert None not in handler.gets and len(handler.gets) == -(-len(data) // 4096)
 
 
+@pytest.mark.parametrize("on", ["HEAD", "GET"])
+def test_an_https_server_that_answers_a_byte_at_a_time_times_out(
+        https: tuple[str, Path, Any], monkeypatch: pytest.MonkeyPatch, on: str) -> None:
+    """TIMEOUT bounds a whole request, not each read of the socket: a server that
+    sends its headers or its body one byte at a time, each well within TIMEOUT of
+    the last, fails the read (retryably) instead of holding the job, and its
+    worker slot, for as long as it likes."""
+    from pgjobs.poller import https as https_client
+
+    base, root, handler = https
+    data = people_csv(40)
+    (root / "rows.csv").write_bytes(data)
+    monkeypatch.setattr(https_client, "TIMEOUT", 1.0)
+    plain_head = handler.do_HEAD
+    stop = threading.Event()
+
+    def drip(self: Any, chunk: bytes) -> None:
+        with contextlib.suppress(OSError):
+            for i in range(len(chunk)):
+                if stop.wait(0.05):
+                    return
+                self.wfile.write(chunk[i:i + 1])
+                self.wfile.flush()
+
+    def head(self: Any) -> None:
+        if on != "HEAD":
+            plain_head(self)
+            return
+        self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+        drip(self, b"X-Slow: " + b"z" * 100 + b"\r\nContent-Length: %d\r\n\r\n" % len(data))
+
+    def get(self: Any) -> None:
+        first, _, last = self.headers["Range"].removeprefix("bytes=").partition("-")
+        body = data[int(first):int(last) + 1]
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.end_headers()
+        self.wfile.flush()
+        drip(self, body)
+
+    handler.do_HEAD, handler.do_GET = head, get
+    try:
+        with pytest.raises(storage.StorageError) as caught:
+            list(storage.open_range(f"{base}/rows.csv"))
+    finally:
+        stop.set()
+    assert caught.value.retryable
+    assert "no complete answer within 1 s" in str(caught.value), str(caught.value)
+
+
 @pytest.mark.parametrize("length", ["\u00b2", "1\u00b9", "\u00bd"])
 def test_a_content_length_of_other_digits_is_refused_as_no_size(
         https: tuple[str, Path, Any], length: str) -> None:
