@@ -62,6 +62,7 @@ RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so 
               "requests with 206 Partial Content")
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]+)-([0-9]+)/([0-9]+)\s*", re.IGNORECASE)
+_SENDABLE = re.compile(r"[!-~]+")  # a request target sent as it is: visible ASCII
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²", which int() refuses
 
 
@@ -154,6 +155,15 @@ class Source:
             raise HttpsError(f"invalid port in {uri}", retryable=False) from exc
         self._host = parts.hostname or ""
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if _SENDABLE.fullmatch(self._target) is None:
+            # http.client would refuse it with a ValueError (an unexpected error,
+            # retried), and encoding it here would send a URL other than the one
+            # the allow-list judged (a server may decode and normalise it).
+            raise HttpsError("its path is not plain visible ASCII (a space, or a "
+                             "character outside ASCII), which the worker sends only as "
+                             "written", retryable=False,
+                             hint="serve the file under a name of visible ASCII characters "
+                                  "(an import URL holds no %-escape)")
         self._conn: http.client.HTTPSConnection | None = None
         self._proxy = _proxy(self._host)
         self._expired = threading.Event()

@@ -644,3 +644,21 @@ def test_a_content_length_of_other_digits_is_refused_as_no_size(
         with pytest.raises(storage.StorageError) as caught:
             read(f"{base}/rows.csv")
         assert not caught.value.retryable and "states no size" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9.csv", "a b.csv", "\uff0e\uff0e/rows.csv"])
+def test_an_https_path_that_is_not_visible_ascii_fails_for_good(
+        https: tuple[str, Path, Any], name: str) -> None:
+    """The allow-list takes a path with a space or a character outside ASCII
+    (it refuses %-escapes); http.client refuses to send one, with a ValueError
+    the importer took for an unexpected error (storage.size: a retryable one), so
+    the job was retried until out of attempts, with no hint. It fails for good
+    before any request, and the worker never re-encodes the URL into one the
+    allow-list did not judge (fullwidth dots a server might fold into '..')."""
+    base, root, handler = https
+    for read in (lambda uri: list(storage.open_range(uri)), storage.size):
+        with pytest.raises(storage.StorageError) as caught:
+            read(f"{base}/in/{name}")
+        assert not caught.value.retryable and "not plain visible ASCII" in str(caught.value)
+        assert caught.value.hint
+    assert handler.gets == []
