@@ -61,9 +61,13 @@ RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so 
               "resumes where it stopped): serve it from a server that answers Range "
               "requests with 206 Partial Content")
 _RETRY_STATUSES = frozenset({408, 425, 429})
-_CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]+)-([0-9]+)/([0-9]+)\s*", re.IGNORECASE)
+# Sizes and offsets as ASCII digits, at most 18 of them (an exabyte): str.isdigit()
+# also takes "²", and int() refuses both that and more than 4300 digits, with a
+# ValueError that would escape as an unexpected error.
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})\s*",
+                            re.IGNORECASE)
 _SENDABLE = re.compile(r"[!-~]+")  # a request target sent as it is: visible ASCII
-_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also takes "²", which int() refuses
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class HttpsError(Exception):

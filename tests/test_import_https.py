@@ -662,3 +662,32 @@ def test_an_https_path_that_is_not_visible_ascii_fails_for_good(
         assert not caught.value.retryable and "not plain visible ASCII" in str(caught.value)
         assert caught.value.hint
     assert handler.gets == []
+
+
+@pytest.mark.parametrize("on", ["HEAD", "GET"])
+def test_a_size_of_thousands_of_digits_is_refused_not_an_unexpected_error(
+        https: tuple[str, Path, Any], on: str) -> None:
+    """int() refuses a string of more than 4300 digits with a ValueError: a
+    Content-Length (HEAD) or Content-Range (GET) that long escaped the reader as
+    an unexpected error instead of the refusal of any other wrong size."""
+    base, root, handler = https
+    data = people_csv(10)
+    (root / "rows.csv").write_bytes(data)
+    huge = "9" * 5000
+
+    def head(self: Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", huge if on == "HEAD" else str(len(data)))
+        self.end_headers()
+
+    def get(self: Any) -> None:
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{huge}")
+        self.end_headers()
+        self.wfile.write(data)
+
+    handler.do_HEAD, handler.do_GET = head, get
+    with pytest.raises(storage.StorageError) as caught:
+        list(storage.open_range(f"{base}/rows.csv"))
+    assert not caught.value.retryable and caught.value.hint, str(caught.value)
