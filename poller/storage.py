@@ -686,6 +686,7 @@ def delete(uri: str) -> bool:
     """Delete one object. Returns False when it did not exist."""
     loc = parse(uri)
     if loc.scheme == "file":
+        refuse_links(os.path.dirname(loc.path), f"cannot delete {uri}")  # the file: unlinked
         try:
             os.unlink(loc.path)
         except FileNotFoundError:

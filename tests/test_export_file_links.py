@@ -40,3 +40,25 @@ def test_an_export_through_a_symbolic_link_is_refused(conn: Conn, dsn: str, tmp_
     assert list(outside.rglob("*")) == [], list(outside.rglob("*"))
     assert outcome.status == "failed" and row["attempts"] == 1, (outcome, row["error"])
     assert "symbolic link" in row["error"], row["error"]
+
+
+def test_a_deletion_through_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+    """An export's object is deleted (pgjobs.prune, the sweep) at the URI it was
+    written to; a folder of that URI replaced by a link since made the worker
+    delete the file of that name wherever the link pointed."""
+    from pgjobs.poller import storage
+
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside" / "1"
+    allowed.mkdir()
+    outside.mkdir(parents=True)
+    (outside / "7.csv").write_text("someone else's")
+    os.symlink(outside.parent, allowed / "items")
+    with pytest.raises(storage.StorageError) as caught:
+        storage.delete(f"file://{allowed}/items/1/7.csv")
+    assert "symbolic link" in str(caught.value) and not caught.value.retryable
+    assert (outside / "7.csv").read_text() == "someone else's"
+    # A link at the object itself is what is deleted, not what it points to.
+    os.symlink(outside / "7.csv", allowed / "8.csv")
+    assert storage.delete(f"file://{allowed}/8.csv")
+    assert (outside / "7.csv").exists() and not (allowed / "8.csv").exists()
