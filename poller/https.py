@@ -28,15 +28,18 @@ checked. A certificate the worker does not trust reads ``invalid certificate
 Failures are :class:`HttpsError`; :func:`pgjobs.poller.storage.storage_error`
 turns them into the ``StorageError`` the importer reports: 3xx, 4xx (but 408,
 425 and 429), a TLS refusal and a wrong answer are for good; 5xx, a timeout and
-a dropped connection are retried by the job.
+a dropped connection are retried by the job. :data:`TIMEOUT` bounds each whole
+request (connection, headers and body), not each read of the socket.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import os
 import re
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -46,7 +49,11 @@ from urllib.request import getproxies_environment, proxy_bypass
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
 
 TIMEOUT = 30.0
-"""Seconds a connection, a request or a read of its answer may wait."""
+"""Seconds one request may take in all: connecting, sending it, and reading its
+whole answer (status, headers and body). Not per socket operation: a server that
+sends one byte every few seconds would keep each read, and so the job, going
+forever (obstore, which read these sources before, bounded the whole request
+the same way)."""
 
 REDIRECT_HINT = ("an import reads only the URL it names, under an allowed prefix: import "
                  "from the final URL, if an administrator allowed it")
@@ -54,7 +61,13 @@ RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so 
               "resumes where it stopped): serve it from a server that answers Range "
               "requests with 206 Partial Content")
 _RETRY_STATUSES = frozenset({408, 425, 429})
-_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+)\s*", re.IGNORECASE)
+# Sizes and offsets as ASCII digits, at most 18 of them (an exabyte): str.isdigit()
+# also takes "²", and int() refuses both that and more than 4300 digits, with a
+# ValueError that would escape as an unexpected error.
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+([0-9]{1,18})-([0-9]{1,18})/([0-9]{1,18})\s*",
+                            re.IGNORECASE)
+_SENDABLE = re.compile(r"[!-~]+")  # a request target sent as it is: visible ASCII
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class HttpsError(Exception):
@@ -146,8 +159,53 @@ class Source:
             raise HttpsError(f"invalid port in {uri}", retryable=False) from exc
         self._host = parts.hostname or ""
         self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if _SENDABLE.fullmatch(self._target) is None:
+            # http.client would refuse it with a ValueError (an unexpected error,
+            # retried), and encoding it here would send a URL other than the one
+            # the allow-list judged (a server may decode and normalise it).
+            raise HttpsError("its path is not plain visible ASCII (a space, or a "
+                             "character outside ASCII), which the worker sends only as "
+                             "written", retryable=False,
+                             hint="serve the file under a name of visible ASCII characters "
+                                  "(an import URL holds no %-escape)")
         self._conn: http.client.HTTPSConnection | None = None
         self._proxy = _proxy(self._host)
+        self._expired = threading.Event()
+        # The socket the answer being read comes from: http.client lets go of it
+        # (conn.sock is None) as soon as an answer says the connection will close.
+        self._sock: socket.socket | None = None
+
+    def _shut(self) -> None:
+        """The deadline of an exchange passed: shut its socket (the raw one while
+        TLS is being negotiated), so the read that waits in another thread ends."""
+        self._expired.set()
+        conn = self._conn
+        for sock in (conn.sock if conn is not None else None, self._sock):
+            if sock is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def _deadline(self, what: str) -> Iterator[None]:
+        """One whole exchange (``what``: the request) within :data:`TIMEOUT`
+        seconds, or a retryable :class:`HttpsError` and the connection closed."""
+        self._expired.clear()
+        timer = threading.Timer(TIMEOUT, self._shut)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except Exception as exc:
+            if not self._expired.is_set():
+                raise
+            self.close()
+            raise HttpsError(f"{what}: no complete answer within {TIMEOUT:g} s",
+                             retryable=True) from exc
+        finally:
+            timer.cancel()
+            self._sock = None
+        if self._expired.is_set():
+            self.close()  # shut after the answer was read: not to be reused
 
     def _drop(self, response: http.client.HTTPResponse) -> None:
         """Close an answer not read to its end, and the connection with it."""
@@ -176,17 +234,21 @@ class Source:
                     self._conn = http.client.HTTPSConnection(
                         self._host, self._port, timeout=TIMEOUT, context=_context())
                 else:
-                    host, port, headers = self._proxy
+                    # The proxy's own headers (its credentials) go on the CONNECT
+                    # only, never inside the tunnel to the server.
+                    host, port, connect = self._proxy
                     self._conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT,
                                                              context=_context())
-                    self._conn.set_tunnel(self._host, self._port, headers=headers)
+                    self._conn.set_tunnel(self._host, self._port, headers=connect)
             try:
                 self._conn.request(method, self._target, headers=headers)
+                self._sock = self._conn.sock
                 return self._conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 failure = _failure(exc)
-                if not (reused and attempt == 1 and failure.retryable):
+                if not (reused and attempt == 1 and failure.retryable
+                        and not self._expired.is_set()):
                     raise failure from exc
         raise AssertionError("unreachable")
 
@@ -219,11 +281,15 @@ class Source:
 
     def size(self) -> int:
         """The object's size, from a ``HEAD``'s ``Content-Length``."""
+        with self._deadline("HEAD"):
+            return self._size()
+
+    def _size(self) -> int:
         response = self._request("HEAD", {})
         self._expect(response, 200)
         response.read()  # nothing: the connection is free again
         length = (response.getheader("Content-Length") or "").strip()
-        if not length.isdigit():
+        if _DIGITS.fullmatch(length) is None:
             raise HttpsError(f"the server states no size for it (HEAD: Content-Length "
                              f"{length[:40] or 'missing'})", retryable=False,
                              hint="an https:// source must be a file the server knows the "
@@ -233,6 +299,10 @@ class Source:
     def read(self, start: int, length: int, total: int) -> bytes:
         """Bytes ``[start, start + length)`` of an object of ``total`` bytes, by one
         ranged ``GET``: exactly those or an :class:`HttpsError`."""
+        with self._deadline(f"GET of bytes {start}-{start + length - 1}"):
+            return self._read(start, length, total)
+
+    def _read(self, start: int, length: int, total: int) -> bytes:
         end = start + length - 1
         response = self._request("GET", {"Range": f"bytes={start}-{end}"})
         self._expect(response, 206)

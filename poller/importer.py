@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import zlib
@@ -820,15 +821,32 @@ def _json_object(record: bytes) -> bool:
     if not record.lstrip().startswith(b"{"):
         return False
     try:
-        return isinstance(json.loads(record.decode("utf-8")), dict)
+        return isinstance(_json_loads(record.decode("utf-8")), dict)
     except ValueError:
         return False
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads`` of source text, where every way the text can be wrong is a
+    ValueError: a value nested past Python's recursion limit raises
+    RecursionError, which would escape as an unexpected (and retried) error
+    rather than a bad record of the source."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply (arrays and objects more than about "
+                         f"{sys.getrecursionlimit()} levels deep)") from None
 
 
 def _fields(header: bytes) -> list[str]:
     """The field names of a CSV header row."""
     text = header.decode("utf-8", errors="replace")
-    return next(csv.reader(io.StringIO(text, newline="")), [])
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")), [])
+    except csv.Error as exc:  # a field past csv.field_size_limit(): not a ValueError
+        raise BadSource(f"the CSV header row cannot be read: {exc}",
+                        hint="a CSV source starts with a row of field names (columns or "
+                             "document fields), not data") from None
 
 
 class _Lost(Exception):
@@ -846,7 +864,7 @@ def _jsonl_problem(record: bytes) -> str | None:
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8 at byte {exc.start + 1} of the line"
     try:
-        value = json.loads(text)
+        value = _json_loads(text)
     except ValueError as exc:
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):

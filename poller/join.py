@@ -256,14 +256,16 @@ class Join:
                                                                    self.digests))
             return size, sha256, len(self.results)
         done, offset = int(self.state["done"]), int(self.state.get("bytes", 0))
+        storage.refuse_links(tmp, f"cannot write {path}")
         try:
             if done and os.path.exists(tmp) and os.path.getsize(tmp) >= offset:
-                out = os.open(tmp, os.O_WRONLY)
+                out = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW)
                 os.ftruncate(out, offset)  # what follows the checkpoint is written again
             else:
                 done, offset = 0, 0
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                              0o644)
             try:
                 for index in range(done, len(self.results)):
                     r = self.results[index]

@@ -686,6 +686,7 @@ def delete(uri: str) -> bool:
     """Delete one object. Returns False when it did not exist."""
     loc = parse(uri)
     if loc.scheme == "file":
+        refuse_links(os.path.dirname(loc.path), f"cannot delete {uri}")  # the file: unlinked
         try:
             os.unlink(loc.path)
         except FileNotFoundError:
@@ -734,6 +735,34 @@ def size(uri: str) -> int:
         return int(obstore.head(store_for(loc), loc.path)["size"])
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
+
+
+LINK_HINT = ("write to a folder reached without symbolic links: the allow-list judges a "
+             "destination's text, so no link inside it may lead the worker elsewhere")
+
+
+def refuse_links(path: str, what: str) -> None:
+    """Refuse a local path the worker is about to write (an export's object, its
+    temporary file, a folder to create) when it goes through a symbolic link: the
+    deepest part of it that exists must be itself once resolved. The allow-list
+    judges the URI's text, so a link inside an allowed prefix (at the
+    destination, or at a folder of the object key: target, scope) would lead the
+    writes outside it. ``what``: "cannot write URI" or the like."""
+    existing = os.path.normpath(path)
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if os.path.realpath(existing) != existing:
+        raise StorageError(f"{what}: its path goes through a symbolic link", retryable=False,
+                           hint=LINK_HINT)
+
+
+def open_no_link(path: str, flags: int) -> int:
+    """``open()``'s opener for a file the worker writes: never through a link at
+    the file itself (O_NOFOLLOW)."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
 def _open_regular_file(path: str, uri: str) -> Any:
@@ -815,9 +844,10 @@ def write(uri: str, data: bytes) -> None:
     loc = parse(uri)
     try:
         if loc.scheme == "file":
+            refuse_links(loc.path, f"cannot write {uri}")
             os.makedirs(os.path.dirname(loc.path), exist_ok=True)
             tmp = loc.path + ".pgjobs-tmp"
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb", opener=open_no_link) as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())

@@ -14,7 +14,13 @@ import hashlib
 import os
 from typing import Any
 
-from pgjobs.poller.storage import COMPOSE_CHUNK, Location, storage_error
+from pgjobs.poller.storage import (
+    COMPOSE_CHUNK,
+    Location,
+    open_no_link,
+    refuse_links,
+    storage_error,
+)
 from pgjobs.poller.upload import CannotResume, PartDigests, Upload
 
 
@@ -31,10 +37,12 @@ class LocalUpload(Upload):
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
         self._hash = hashlib.sha256()
         self._size = 0
+        refuse_links(self._tmp, f"cannot write {directory}")
         try:
             os.makedirs(directory, exist_ok=True)
+            refuse_links(self._tmp, f"cannot write {directory}")  # one made meanwhile
             previous = state.get("tmp") if state else None
-            with open(self._tmp, "wb") as out:
+            with open(self._tmp, "wb", opener=open_no_link) as out:
                 if previous and state:
                     self._inherit(previous, int(state["size"]), out)
                 out.flush()
@@ -75,7 +83,7 @@ class LocalUpload(Upload):
 
     def write_part(self, data: bytes | bytearray) -> None:
         try:
-            with open(self._tmp, "ab") as out:
+            with open(self._tmp, "ab", opener=open_no_link) as out:
                 out.write(data)
                 out.flush()
                 os.fdatasync(out.fileno())
@@ -88,6 +96,7 @@ class LocalUpload(Upload):
         return {"tmp": self._tmp, "size": self._size}
 
     def finish(self) -> tuple[int, str]:
+        refuse_links(self.location.path, f"cannot create {self.location.path}")
         try:
             os.replace(self._tmp, self.location.path)
             _fsync_dir(os.path.dirname(self.location.path))

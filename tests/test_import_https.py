@@ -531,3 +531,163 @@ def test_any_3xx_without_a_location_is_refused_too(
         list(storage.open_range(f"{base}/rows.csv"))
     assert not caught.value.retryable
     assert f"redirects it (HTTP {status}) to (no Location)" in str(caught.value)
+
+
+def test_the_proxy_credentials_never_reach_the_server_and_every_get_keeps_its_range(
+        https: tuple[str, Path, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through HTTPS_PROXY, the proxy's Proxy-Authorization goes on the CONNECT
+    only: the server at the other end of the tunnel (chosen by whoever submits the
+    import) never sees it. And a request sent on a connection opened again (the
+    server dropped the kept-alive one) is the same request: a GET keeps its Range
+    rather than going out with the proxy's headers in place of its own."""
+    base, root, handler = https
+    data = people_csv(3000)
+    (root / "rows.csv").write_bytes(data)
+    handler.protocol_version = "HTTP/1.1"
+    plain_head, plain_get = handler.do_HEAD, handler.do_GET
+    seen: list[tuple[str, str | None]] = []
+
+    def closing(plain: Any) -> Any:
+        def answer(self: Any) -> None:
+            seen.append((self.command, self.headers.get("Proxy-Authorization")))
+            plain(self)
+            self.wfile.flush()
+            self.close_connection = True  # no "Connection: close" was sent
+        return answer
+
+    handler.do_HEAD, handler.do_GET = closing(plain_head), closing(plain_get)
+    proxy_handler = type("Proxy", (_Connect,), {"seen": []})
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), proxy_handler)
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://u:secret@127.0.0.1:{proxy.server_address[1]}")
+        assert b"".join(storage.open_range(f"{base}/rows.csv", 0, 4096)) == data
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert proxy_handler.seen and all(auth for _, auth in proxy_handler.seen)
+    assert seen and all(auth is None for _, auth in seen), seen
+    assert None not in handler.gets and len(handler.gets) == -(-len(data) // 4096)
+
+
+@pytest.mark.parametrize("on", ["HEAD", "GET"])
+def test_an_https_server_that_answers_a_byte_at_a_time_times_out(
+        https: tuple[str, Path, Any], monkeypatch: pytest.MonkeyPatch, on: str) -> None:
+    """TIMEOUT bounds a whole request, not each read of the socket: a server that
+    sends its headers or its body one byte at a time, each well within TIMEOUT of
+    the last, fails the read (retryably) instead of holding the job, and its
+    worker slot, for as long as it likes."""
+    from pgjobs.poller import https as https_client
+
+    base, root, handler = https
+    data = people_csv(40)
+    (root / "rows.csv").write_bytes(data)
+    monkeypatch.setattr(https_client, "TIMEOUT", 1.0)
+    plain_head = handler.do_HEAD
+    stop = threading.Event()
+
+    def drip(self: Any, chunk: bytes) -> None:
+        with contextlib.suppress(OSError):
+            for i in range(len(chunk)):
+                if stop.wait(0.05):
+                    return
+                self.wfile.write(chunk[i:i + 1])
+                self.wfile.flush()
+
+    def head(self: Any) -> None:
+        if on != "HEAD":
+            plain_head(self)
+            return
+        self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+        drip(self, b"X-Slow: " + b"z" * 100 + b"\r\nContent-Length: %d\r\n\r\n" % len(data))
+
+    def get(self: Any) -> None:
+        first, _, last = self.headers["Range"].removeprefix("bytes=").partition("-")
+        body = data[int(first):int(last) + 1]
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        self.end_headers()
+        self.wfile.flush()
+        drip(self, body)
+
+    handler.do_HEAD, handler.do_GET = head, get
+    try:
+        with pytest.raises(storage.StorageError) as caught:
+            list(storage.open_range(f"{base}/rows.csv"))
+    finally:
+        stop.set()
+    assert caught.value.retryable
+    assert "no complete answer within 1 s" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1\u00b9", "\u00bd"])
+def test_a_content_length_of_other_digits_is_refused_as_no_size(
+        https: tuple[str, Path, Any], length: str) -> None:
+    """A HEAD's Content-Length must be ASCII digits: "²" passes str.isdigit() but
+    not int(), and escaped the reader as a bare ValueError (the job failed as an
+    unexpected error, with no hint) instead of the refusal every other wrong
+    size gets."""
+    base, root, handler = https
+    (root / "rows.csv").write_bytes(people_csv(10))
+
+    def head(self: Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", length)
+        self.end_headers()
+
+    handler.do_HEAD = head
+    for read in (lambda uri: list(storage.open_range(uri)), storage.size):
+        with pytest.raises(storage.StorageError) as caught:
+            read(f"{base}/rows.csv")
+        assert not caught.value.retryable and "states no size" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["caf\u00e9.csv", "a b.csv", "\uff0e\uff0e/rows.csv"])
+def test_an_https_path_that_is_not_visible_ascii_fails_for_good(
+        https: tuple[str, Path, Any], name: str) -> None:
+    """The allow-list takes a path with a space or a character outside ASCII
+    (it refuses %-escapes); http.client refuses to send one, with a ValueError
+    the importer took for an unexpected error (storage.size: a retryable one), so
+    the job was retried until out of attempts, with no hint. It fails for good
+    before any request, and the worker never re-encodes the URL into one the
+    allow-list did not judge (fullwidth dots a server might fold into '..')."""
+    base, root, handler = https
+    for read in (lambda uri: list(storage.open_range(uri)), storage.size):
+        with pytest.raises(storage.StorageError) as caught:
+            read(f"{base}/in/{name}")
+        assert not caught.value.retryable and "not plain visible ASCII" in str(caught.value)
+        assert caught.value.hint
+    assert handler.gets == []
+
+
+@pytest.mark.parametrize("on", ["HEAD", "GET"])
+def test_a_size_of_thousands_of_digits_is_refused_not_an_unexpected_error(
+        https: tuple[str, Path, Any], on: str) -> None:
+    """int() refuses a string of more than 4300 digits with a ValueError: a
+    Content-Length (HEAD) or Content-Range (GET) that long escaped the reader as
+    an unexpected error instead of the refusal of any other wrong size."""
+    base, root, handler = https
+    data = people_csv(10)
+    (root / "rows.csv").write_bytes(data)
+    huge = "9" * 5000
+
+    def head(self: Any) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", huge if on == "HEAD" else str(len(data)))
+        self.end_headers()
+
+    def get(self: Any) -> None:
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{huge}")
+        self.end_headers()
+        self.wfile.write(data)
+
+    handler.do_HEAD, handler.do_GET = head, get
+    with pytest.raises(storage.StorageError) as caught:
+        list(storage.open_range(f"{base}/rows.csv"))
+    assert not caught.value.retryable and caught.value.hint, str(caught.value)
