@@ -11,7 +11,11 @@ AS $$
 -- The default btree operator classes that order values of p_base (a base
 -- type: callers resolve domains first), as an index or ORDER BY on such a
 -- column would pick them: the type's own, anyenum's for an enum, or that of
--- a type it is binary-coercible to (varchar uses text's). Empty when no
+-- a type it is binary-coercible to (varchar uses text's), implicitly, as
+-- PostgreSQL's IsBinaryCoercible requires: xml's cast to text is binary but
+-- for assignment only, so no btree orders xml and no index of it can be
+-- built (text's class made an xml scope pass, then ask for that index).
+-- Empty when no
 -- btree orders the type. One lookup for pgjobs._registration_problem's key
 -- rule (some class) and scope rule (one with an equalimage support
 -- function). Locks nothing.
@@ -26,5 +30,6 @@ SELECT oc.oid, oc.opcfamily, oc.opcintype
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast pc
                     WHERE pc.castsource = p_base
                       AND pc.casttarget = oc.opcintype
-                      AND pc.castmethod = 'b'));
+                      AND pc.castmethod = 'b'
+                      AND pc.castcontext = 'i'));
 $$;

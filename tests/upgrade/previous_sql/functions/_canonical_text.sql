@@ -30,15 +30,9 @@ AS $$
 DECLARE
     v_json jsonb := to_jsonb(p_value);
     v_text text := v_json #>> '{}';
-    v_type regtype := pg_typeof(p_value);
-    v_base oid;
+    -- A domain's value is judged by its base type.
+    v_type regtype := pgjobs._base_type(pg_typeof(p_value));
 BEGIN
-    LOOP  -- a domain (over a domain ...) to its base type
-        SELECT t.typbasetype INTO v_base
-          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-        EXIT WHEN NOT FOUND;
-        v_type := v_base;
-    END LOOP;
     -- An array, a composite or an oidvector: to_jsonb builds JSON ([1, 2],
     -- {"a": 1}), which does not read back as the value. Its type's own
     -- output, under the settings pinned here, does.

@@ -22,7 +22,6 @@ AS $$
 DECLARE
     v_type oid;
     v_typmod integer;
-    v_typtype "char";
 BEGIN
     SELECT a.atttypid, a.atttypmod INTO v_type, v_typmod
       FROM pg_catalog.pg_attribute a
@@ -37,11 +36,6 @@ BEGIN
     IF p_modifiers THEN
         RETURN format_type(v_type, v_typmod);
     END IF;
-    LOOP
-        SELECT t.typtype INTO v_typtype FROM pg_catalog.pg_type t WHERE t.oid = v_type;
-        EXIT WHEN v_typtype <> 'd';
-        SELECT t.typbasetype INTO v_type FROM pg_catalog.pg_type t WHERE t.oid = v_type;
-    END LOOP;
-    RETURN format_type(v_type, -1);
+    RETURN format_type(pgjobs._base_type(v_type), -1);
 END
 $$;

@@ -98,7 +98,10 @@ BEGIN
 
     ELSIF p_op = '$contains' THEN
         -- Only string values match.
-        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}'') ILIKE %L)',
+        -- '{}' typed: an untyped literal would let a #>> (jsonb, text) found
+        -- on the path of a session that reads this text (pgjobs.mask in a
+        -- client's query) win over pg_catalog's (jsonb, text[]).
+        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}''::text[]) ILIKE %L)',
                         v_ref, v_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');

@@ -15,7 +15,11 @@ AS $$
 -- each row's document (missing or non-object parents become objects, other
 -- fields are kept; an object value is merged into an existing object, any
 -- other value replaces). The key, scope and created_at columns, generated
--- columns and identity-always columns cannot be set. Values are inlined as
+-- columns and identity-always columns cannot be set, nor a column (or a
+-- document field, when it is the document column) that the key, scope or
+-- created_at column is generated from (pgjobs._generated_from: the row
+-- would move to another scope), nor a field whose name (or a segment of
+-- whose path) starts with $: that is an operator's name. Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
 -- submit, naming the key. Locks nothing.
 DECLARE
@@ -29,6 +33,10 @@ DECLARE
     v_columns text[] := '{}'::text[];
     v_patch jsonb := '{}'::jsonb;
     v_path text[];
+    v_written text;
+    v_fixed text;
+    v_sources text[];
+    v_fixeds text[];
 BEGIN
     IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
         RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
@@ -38,6 +46,11 @@ BEGIN
         RAISE EXCEPTION 'set is % bytes; the limit is 65536', octet_length(p_set::text)
             USING ERRCODE = '22023', HINT = 'Use the handler option for large computed values.';
     END IF;
+    SELECT coalesce(array_agg(g.source ORDER BY g.source, g.generated), '{}'),
+           coalesce(array_agg(g.generated ORDER BY g.source, g.generated), '{}')
+      INTO v_sources, v_fixeds
+      FROM pgjobs._generated_from(p_reg.target, ARRAY[p_reg.key_column::text,
+               p_reg.scope_column::text, p_reg.created_at_column::text]) g;
     FOR v_key, v_value IN SELECT s.key, s.value FROM jsonb_each(p_set) s ORDER BY s.key LOOP
         IF v_key IN (p_reg.key_column, p_reg.scope_column, p_reg.created_at_column) THEN
             RAISE EXCEPTION 'backfill cannot set the % column "%"',
@@ -50,11 +63,25 @@ BEGIN
                a.attgenerated <> '' OR a.attidentity = 'a'
           INTO v_type, v_base, v_category, v_generated
           FROM pg_catalog.pg_attribute a
-          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-          JOIN pg_catalog.pg_type bt
-            ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+          JOIN pg_catalog.pg_type bt ON bt.oid = pgjobs._base_type(a.atttypid)
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
            AND a.attnum > 0 AND NOT a.attisdropped;
+        -- What the assignment writes: the column, or the document for a field.
+        v_written := CASE WHEN v_type IS NOT NULL THEN v_key
+                          ELSE p_reg.document_column::text END;
+        v_fixed := v_fixeds[array_position(v_sources, v_written)];
+        IF v_fixed IS NOT NULL THEN
+            RAISE EXCEPTION 'backfill cannot set "%": the % column "%" is generated from %',
+                v_key,
+                CASE v_fixed WHEN p_reg.scope_column::text THEN 'scope'
+                             WHEN p_reg.key_column::text THEN 'key' ELSE 'created_at' END,
+                v_fixed,
+                CASE WHEN v_written = v_key THEN 'it'
+                     ELSE format('the document column "%s"', v_written) END
+                USING ERRCODE = '22023',
+                HINT = 'Writing it would move the row to another scope (or change its key or '
+                       'created_at); backfill changes only columns those are not computed from.';
+        END IF;
         IF v_generated THEN
             RAISE EXCEPTION 'backfill cannot set the generated column "%"', v_key
                 USING ERRCODE = '22023',
@@ -95,6 +122,16 @@ BEGIN
             IF v_key = '' OR array_position(v_path, '') IS NOT NULL OR cardinality(v_path) > 16 THEN
                 RAISE EXCEPTION 'set: invalid field path "%"', v_key USING ERRCODE = '22023',
                     HINT = 'Use dotted names such as "address.city", at most 16 levels.';
+            END IF;
+            -- A $ name is an operator in the filter language, never a field
+            -- (a filter cannot name it): {"$set": {"status": "x"}}, written
+            -- as for MongoDB, would otherwise add a field "$set" to every
+            -- row's document and leave status as it was.
+            IF EXISTS (SELECT 1 FROM unnest(v_path) p WHERE left(p, 1) = '$') THEN
+                RAISE EXCEPTION 'set: "%" is not a field name: set takes no operators', v_key
+                    USING ERRCODE = '22023',
+                    HINT = 'Map each column or field straight to its value, e.g. '
+                           '{"status": "archived"}, not {"$set": {"status": "archived"}}.';
             END IF;
             v_patch := pgjobs._jsonb_merge(v_patch, pgjobs._jsonb_nest(v_path, v_value));
         END IF;

@@ -83,9 +83,9 @@ DECLARE
     v_horizon timestamptz;
     v_hidden boolean;
 BEGIN
-    SELECT a.atttypid = 'timestamp'::regtype
-           OR coalesce((SELECT t.typbasetype = 'timestamp'::regtype
-                          FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), false)
+    -- A domain (over a domain ...) is judged by its base type, as the
+    -- registration judged it (pgjobs._registration_problem).
+    SELECT pgjobs._base_type(a.atttypid) = 'timestamp'::regtype
       INTO v_is_timestamp
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_reg.target AND a.attname = p_reg.created_at_column;

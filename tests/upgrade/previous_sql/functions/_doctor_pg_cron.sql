@@ -105,7 +105,7 @@ BEGIN
     END IF;
     IF check_name IS NOT NULL THEN
         -- pgjobs.run / pgjobs.prune run here by pg_cron (from another database).
-        SELECT s.value INTO v_seen FROM pgjobs.settings s WHERE s.key = 'engine_seen';
+        v_seen := pgjobs._engine_seen_notes();
         SELECT coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'run'), false),
                coalesce(bool_or(k.ran) FILTER (WHERE k.what = 'prune'), false)
           INTO v_cron_run, v_cron_prune

@@ -16,20 +16,14 @@ AS $$
 -- that splices the mask resolves the type's own: the mask and the pages
 -- would disagree. Such columns cannot be a target's key or scope, nor be
 -- compared in a filter. Locks nothing.
-WITH RECURSIVE base(oid, typtype, typbasetype) AS (
-    SELECT t.oid, t.typtype, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = p_type
-    UNION ALL
-    SELECT t.oid, t.typtype, t.typbasetype
-      FROM pg_catalog.pg_type t JOIN base b ON t.oid = b.typbasetype
-     WHERE b.typtype = 'd')
 SELECT EXISTS (
-    SELECT 1 FROM pg_catalog.pg_operator o, base b, pg_catalog.pg_type t
-     WHERE b.typtype <> 'd'
+    SELECT 1 FROM pg_catalog.pg_type t, pg_catalog.pg_operator o
+     WHERE t.oid = pgjobs._base_type(p_type)
        -- A built-in type compares with pg_catalog's operators whatever
        -- another schema adds for it (a shadowing `=` planted in public only
        -- fools sessions that put public first; never pgjobs).
-       AND t.oid = b.oid AND t.typnamespace <> 'pg_catalog'::regnamespace
+       AND t.typnamespace <> 'pg_catalog'::regnamespace
        AND o.oprname IN ('=', '<>', '<', '<=', '>', '>=')
-       AND (o.oprleft = b.oid OR o.oprright = b.oid)
+       AND (o.oprleft = t.oid OR o.oprright = t.oid)
        AND o.oprnamespace <> 'pg_catalog'::regnamespace);
 $$;

@@ -25,11 +25,15 @@ AS $$
 -- the scalar's text, a json/jsonb column the value, a document field the
 -- value; a JSON array for an array column: an array of its elements'
 -- texts). The scope column is always the job's scope: a record naming
--- another fails (pgjobs._import_refuse). Columns not named (a missing key
+-- another fails (pgjobs._import_refuse), and so does one that comes out of
+-- the statement in another scope (a BEFORE trigger computing it:
+-- pgjobs._refuse_scope_move in RETURNING). Columns not named (a missing key
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
--- existing document; a key-only index never touches another scope's row).
+-- existing document; a key-only index never touches another scope's row;
+-- a column the scope or key is generated from is never overwritten:
+-- 22023, pgjobs._generated_from).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -61,6 +65,8 @@ DECLARE
     v_then jsonb := p_job.checkpoint -> 'mapping';
     v_now jsonb;
     v_problem record;
+    v_fixed text;
+    v_moved text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -152,6 +158,40 @@ BEGIN
                      WHERE a.attrelid = p_reg.target AND a.attnum > 0
                        AND NOT a.attisdropped));
         END IF;
+        -- A header "Name" for the column name (spreadsheets capitalise), or
+        -- "data.x" for the document's field x, is a slip far more often than
+        -- a new document field: every record's value would land in the
+        -- document and the column meant would take its default. Refused
+        -- unless the job says allow_unknown_fields, when a batch first maps
+        -- the field (one the stored mapping holds already keeps its place:
+        -- an import that began before this check goes on as it began).
+        IF NOT coalesce(v_then ? v_field, false)
+           AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
+            SELECT a.attname INTO v_col
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND lower(a.attname) = lower(v_field)
+             LIMIT 1;
+            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
+                            = lower(p_reg.document_column || '.') THEN
+                -- (The guess is in the message: a JSONL record's error is
+                -- shown with the rejects' hint in place of this one.)
+                RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
+                                p_reg.target,
+                                CASE WHEN v_col IS NOT NULL
+                                     THEN format('did you mean column "%s"? (names are '
+                                                 'case-sensitive)', v_col)
+                                     ELSE format('fields are relative to column %I, write "%s"',
+                                                 p_reg.document_column,
+                                                 substr(v_field,
+                                                        length(p_reg.document_column) + 2))
+                                END
+                    USING ERRCODE = '22023',
+                    HINT = 'Rename the field in the source; to import it as a document field '
+                           'as written, submit with the option {"allow_unknown_fields": true}.';
+            END IF;
+            v_col := NULL;
+        END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                 RAISE EXCEPTION 'field "%" is neither a column nor a document field path',
@@ -210,6 +250,24 @@ BEGIN
         IF v_mode = 'update' THEN
             FOREACH v_col IN ARRAY v_columns LOOP
                 CONTINUE WHEN v_col = ANY (v_conflict) OR v_col = p_reg.scope_column;
+                -- Overwriting a column the scope or the key is generated from
+                -- would move the row to another scope (or key):
+                -- pgjobs._generated_from, the rule of backfill's set too.
+                SELECT g.generated INTO v_fixed
+                  FROM pgjobs._generated_from(p_reg.target, ARRAY[p_reg.scope_column::text,
+                                                                   p_reg.key_column::text]) g
+                 WHERE g.source = v_col
+                 LIMIT 1;
+                IF FOUND THEN
+                    RAISE EXCEPTION 'import % cannot update column "%": the % column "%" is generated from it',
+                                    p_job.id, v_col,
+                                    CASE v_fixed WHEN p_reg.scope_column::text THEN 'scope'
+                                                 ELSE 'key' END, v_fixed
+                        USING ERRCODE = '22023',
+                        HINT = 'Updating it would move the row to another scope (or change its '
+                               'key): leave it out of the source, or import with on_duplicate '
+                               '"skip" or "error".';
+                END IF;
                 v_updated := v_updated || v_col;
                 IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
                     -- Only document fields given: merged into the row's document.
@@ -273,28 +331,38 @@ BEGIN
                     THEN ARRAY[p_reg.document_column::text] ELSE '{}'::text[] END);
     END IF;
 
+    -- Every row written must still be in the job's scope: a BEFORE trigger
+    -- that computes the scope from a column of the source would otherwise
+    -- put it in another tenant (pgjobs._refuse_scope_move, 22023: the
+    -- record is rejected). Evaluated for every row returned, called only
+    -- for such a row.
+    v_moved := format('CASE WHEN t.%I IS DISTINCT FROM %s THEN '
+                      'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
+                      p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
+                      p_reg.scope_column);
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
-        -- (the caller reads its row count), with no RETURNING to collect.
+        -- (the caller reads its row count; what it returns is discarded).
         RETURN format(
             'INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s',
+            'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s',
             p_reg.target,
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
             CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-            v_action);
+            v_action, v_moved);
     END IF;
     RETURN format(
         'WITH w AS (INSERT INTO %s AS t (%s)%s SELECT %s FROM pg_temp.pgjobs_import_stage s%s '
-        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s) '
-        'SELECT count(*) FILTER (WHERE %s), count(*) FILTER (WHERE NOT %s) FROM w',
+        'WHERE ($1 IS NULL OR s.n = ANY ($1)) ORDER BY s.n%s RETURNING %s, %s AS pgjobs_moved) '
+        'SELECT count(*) FILTER (WHERE %s AND pgjobs_moved IS NULL), '
+        'count(*) FILTER (WHERE NOT %s AND pgjobs_moved IS NULL) FROM w',
         p_reg.target,
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
         CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
-        v_action, v_returning, v_fresh, v_fresh);
+        v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $$;

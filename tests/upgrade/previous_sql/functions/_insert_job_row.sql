@@ -103,10 +103,15 @@ BEGIN
             EXCEPTION WHEN OTHERS THEN
                 v_run_at := NULL;
             END;
-            IF jsonb_typeof(v_value) <> 'string' OR v_run_at IS NULL THEN
-                RAISE EXCEPTION 'option "run_at" must be a timestamp, not %', v_value
+            -- Not 'infinity' nor '-infinity': the job would hold its scope's
+            -- gate forever (or jump every queue), and every age computed from
+            -- run_at (pgjobs.stats, doctor, the dashboard) raises 22008.
+            IF jsonb_typeof(v_value) <> 'string' OR v_run_at IS NULL
+               OR NOT isfinite(v_run_at) THEN
+                RAISE EXCEPTION 'option "run_at" must be a finite timestamp, not %', v_value
                     USING ERRCODE = '22023',
-                    HINT = 'Use an ISO 8601 string such as "2030-01-01T00:00:00Z".';
+                    HINT = 'Use an ISO 8601 string such as "2030-01-01T00:00:00Z"; '
+                           'leave it out to run as soon as possible.';
             END IF;
         WHEN 'on_conflict' THEN
             IF v_value NOT IN ('"queue"'::jsonb, '"reject"'::jsonb) THEN

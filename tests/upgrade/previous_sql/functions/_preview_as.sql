@@ -38,7 +38,7 @@ AS $$
 -- pgjobs.allowed_scopes when set (42501). Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_kind text := 'delete';
     v_limit_ms integer := 2000;
     v_key text;
@@ -48,7 +48,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
-    IF jsonb_typeof(v_options) <> 'object' THEN
+    IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
@@ -71,12 +71,7 @@ BEGIN
         v_limit_ms := pgjobs._option_int('time_limit_ms', v_options -> 'time_limit_ms',
                                          0, 600000);
     END IF;
-    IF v_options ? 'allow_unknown_fields'
-       AND jsonb_typeof(v_options -> 'allow_unknown_fields') <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %',
-            v_options -> 'allow_unknown_fields'
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
     PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN
@@ -85,11 +80,11 @@ BEGIN
     END IF;
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);
     PERFORM pgjobs._require_scope(p_target, v_scope);
-    v_predicate := pgjobs._row_predicate(v_reg, p_scope, coalesce(p_filter, '{}'), p_exclude,
-                                         now());
+    -- (A NULL filter raises 22023 there, as the delete it previews would.)
+    v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
     SELECT * INTO v_check
       FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths);
+               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,

@@ -74,13 +74,8 @@ BEGIN
         END IF;
 
         -- Domains are judged by their base type.
-        v_base := v_type;
-        LOOP
-            SELECT t.typtype, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-              INTO v_typtype, v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_base;
-            EXIT WHEN v_typtype <> 'd';
-        END LOOP;
+        v_base := pgjobs._base_type(v_type);
+        SELECT t.typtype INTO v_typtype FROM pg_catalog.pg_type t WHERE t.oid = v_base;
 
         -- A domain over an enum has no = or < of its own: the enum's are
         -- polymorphic (anyenum), which PostgreSQL does not match to a domain,

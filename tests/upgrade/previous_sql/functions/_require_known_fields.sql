@@ -25,16 +25,16 @@ AS $$
 -- Which rows are read, and the bound past which an unseen path counts as
 -- unknown: pgjobs._unknown_fields. The scope is checked against
 -- pgjobs.allowed_scopes first (42501), before any of its rows is read.
+-- The hint names the likely meaning of the first path it can guess
+-- (the document column's name as a prefix, a column in another case).
 -- Locks nothing.
 DECLARE
     v_check record;
+    v_guess text;
     v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
                           THEN p_options -> 'allow_unknown_fields' END;
 BEGIN
-    IF v_allow IS NOT NULL AND jsonb_typeof(v_allow) <> 'boolean' THEN
-        RAISE EXCEPTION 'option "allow_unknown_fields" must be a boolean, not %', v_allow
-            USING ERRCODE = '22023', HINT = 'For example {"allow_unknown_fields": true}.';
-    END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
     IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
         RETURN;
     END IF;
@@ -43,15 +43,38 @@ BEGIN
     IF cardinality(v_check.p_unknown) = 0 THEN
         RETURN;
     END IF;
+    -- The two spellings a new user gets wrong first, named in the hint:
+    -- a path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- and a column in another case ("Label" for label: identifiers are
+    -- compared exactly).
+    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
+                     = lower(p_reg.document_column || '.')
+                THEN format('Paths are relative to column %I: write "%s", not "%s". ',
+                            p_reg.document_column,
+                            substr(u, length(p_reg.document_column) + 2), u)
+                ELSE format('Did you mean column "%s"? Names are case-sensitive. ', a.attname)
+           END
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n)
+      LEFT JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND lower(a.attname) = lower(x.u)
+     WHERE lower(left(u, length(p_reg.document_column) + 1))
+               = lower(p_reg.document_column || '.')
+        OR a.attname IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
                                             FROM unnest(v_check.p_unknown) u), ', '),
             quote_literal(p_scope)
             USING ERRCODE = '22023',
-            HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, '
-                          'in column %I). If the field is meant to be absent, pass the option '
-                          '{"allow_unknown_fields": true}.', p_reg.document_column);
+            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                          'nested ones a.b.c, in column %I). If the field is meant to be '
+                          'absent, pass the option {"allow_unknown_fields": true}.',
+                          p_reg.document_column);
     END IF;
     RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
                     'has', p_what,
@@ -59,8 +82,8 @@ BEGIN
                                 FROM unnest(v_check.p_unknown) u), ', '),
         v_check.p_rows_read, quote_literal(p_scope)
         USING ERRCODE = '22023',
-        HINT = format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in '
-                      'column %I). pgjobs looks for a field in at most 1000000 rows of the '
+        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
                       'scope (the pgjobs.field_check_rows setting); if the field is right but '
                       'rare, pass the option {"allow_unknown_fields": true}.',
                       p_reg.document_column);

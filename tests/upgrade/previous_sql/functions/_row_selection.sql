@@ -51,7 +51,6 @@ DECLARE
     v_cutoff record;
     v_filter text;
     v_type oid;
-    v_base oid;
     v_deterministic boolean;
     v_identity boolean := false;
 BEGIN
@@ -79,12 +78,7 @@ BEGIN
           FROM pg_catalog.pg_attribute a
           LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
          WHERE a.attrelid = p_reg.target AND a.attname = p_reg.key_column;
-        LOOP  -- a domain (over a domain ...) to its base type
-            SELECT t.typbasetype INTO v_base
-              FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-            EXIT WHEN NOT FOUND;
-            v_type := v_base;
-        END LOOP;
+        v_type := pgjobs._base_type(v_type);  -- a domain to its base type
         v_identity := v_type IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
                                  'uuid'::regtype)
                       OR (v_type IN ('text'::regtype, 'character varying'::regtype)
@@ -113,8 +107,10 @@ BEGIN
     keys := p_exclude;
     SELECT c.* INTO v_cutoff FROM pgjobs._cutoff_clause(p_reg, p_cutoff) c;
     -- (p_reg was looked up and checked by the caller: pgjobs._target.)
+    -- A NULL filter is refused there (22023), never read as {}: a client
+    -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, coalesce(p_filter, '{}'), p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
     head := format('%I = %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),

@@ -619,8 +619,17 @@ BEGIN
                                v_job.predicate, v_reg.key_column)
                    INTO v_rows;
             ELSE
-                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)',
-                               v_job.target, v_job.assignments, v_range, v_job.predicate);
+                -- Every row updated must still be in the job's scope: a
+                -- BEFORE trigger that computes the scope from a column the
+                -- set writes would otherwise move it to another tenant
+                -- (pgjobs._refuse_scope_move, 22023: the page is undone and
+                -- the job fails). The check runs only for such a row.
+                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
+                               'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
+                               'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
+                               v_job.target, v_job.assignments, v_range, v_job.predicate,
+                               v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
+                               v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
             END IF;
         END IF;

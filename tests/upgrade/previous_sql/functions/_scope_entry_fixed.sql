@@ -26,7 +26,6 @@ AS $$
 -- Locks nothing.
 DECLARE
     v_type oid;
-    v_base oid;
     v_near text;
     v_far text;
 BEGIN
@@ -37,12 +36,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;  -- the scope column is gone: no scope is a value of it
     END IF;
-    LOOP  -- a domain (over a domain ...) to its base type
-        SELECT t.typbasetype INTO v_base
-          FROM pg_catalog.pg_type t WHERE t.oid = v_type AND t.typtype = 'd';
-        EXIT WHEN NOT FOUND;
-        v_type := v_base;
-    END LOOP;
+    v_type := pgjobs._base_type(v_type);  -- a domain to its base type
     IF v_type NOT IN ('date'::regtype, 'time'::regtype, 'timetz'::regtype,
                       'timestamp'::regtype, 'timestamptz'::regtype, 'interval'::regtype) THEN
         RETURN true;

@@ -16,10 +16,11 @@ AS $$
 -- (the current_user of pgjobs.submit, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind: delete, backfill, export, import) have their own
+-- functions, which validate their payload: 22023 here. SECURITY DEFINER for
 -- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 DECLARE
     v_job pgjobs.jobs;
@@ -30,7 +31,7 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
-    IF p_kind IN ('delete', 'backfill', 'export') THEN
+    IF pgjobs._builtin_kind(p_kind) THEN
         RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
             USING ERRCODE = '22023',
             HINT = format('pgjobs.submit_%s validates the filter and the %s options.',

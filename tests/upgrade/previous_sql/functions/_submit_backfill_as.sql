@@ -22,7 +22,9 @@ AS $$
 -- function (regclass, text[]) RETURNS bigint called with each page's keys
 -- instead of p_set, returning the rows it changed; allow_unknown_fields
 -- (pgjobs._require_known_fields: the filter's document fields must exist in
--- the scope unless it is true; set's are created). Everything is validated
+-- the scope unless it is true; set's are created, except a key that looks
+-- like a slip: a column in another case, or the document column's name as
+-- a path prefix, must exist in some row). Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
 -- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
@@ -49,7 +51,7 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set creates fields: never checked).
+    -- The typo guard on the filter (set: below, for its likely slips only).
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
@@ -60,6 +62,27 @@ BEGIN
         END IF;
     ELSE
         v_assignments := pgjobs._compile_set(v_reg, p_set);
+        -- set creates fields, so it is not typo-checked as a whole; but a
+        -- key that is a column in another case ("Label") or starts with the
+        -- document column ("data.status") is a slip far more often than a
+        -- new field, and would write the wrong place in every row of the
+        -- scope: such a key must be a path some row has already (or the
+        -- job says allow_unknown_fields).
+        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key)
+                   WHERE NOT EXISTS (
+                             SELECT 1 FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = p_target AND a.attnum > 0
+                                AND NOT a.attisdropped AND a.attname = k.key)
+                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
+                              = lower(v_reg.document_column || '.')
+                          OR EXISTS (
+                             SELECT 1 FROM pg_catalog.pg_attribute a
+                              WHERE a.attrelid = p_target AND a.attnum > 0
+                                AND NOT a.attisdropped
+                                AND lower(a.attname) = lower(k.key)))
+                   ORDER BY k.key),
+            p_options, 'set');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),

@@ -58,7 +58,7 @@ BEGIN
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'))
+        jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
         -- keys) its length: 100,000 keys of 36 characters would not fit
         -- the payload's 1 MiB.

@@ -56,7 +56,7 @@ AS $$
 -- (42501). Locks nothing beyond the inserted row.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_format text := 'csv';
     v_gzip boolean := false;
     v_parallel integer := 1;
@@ -68,6 +68,7 @@ DECLARE
     v_seen text[] := '{}'::text[];
     v_fields text[] := '{}'::text[];
     v_predicate text;
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -131,11 +132,7 @@ BEGIN
     END IF;
 
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
@@ -152,12 +149,21 @@ BEGIN
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
         -- normal form is what is stored, checked and used by the worker.
         v_destination := pgjobs._normalize_uri(v_destination, '42501');
-        IF NOT pgjobs._storage_allowed(v_destination) THEN
+        -- A per-tenant prefix allows the folder of the job's scope (canonical
+        -- text); a scope that is not a value of the column is refused later,
+        -- with its own 22023, and meanwhile only shared prefixes count.
+        BEGIN
+            v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+        EXCEPTION WHEN invalid_parameter_value THEN
+            v_scope := NULL;
+        END;
+        IF NOT pgjobs._storage_allowed_for(v_destination, v_scope) THEN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
                 HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.';
+                       'exports''); or leave "destination" out to use the worker''s storage.'
+                       || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;
 
@@ -229,12 +235,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, coalesce(p_filter, '{}'))).p_paths, v_options);
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_fields, v_options, 'option "columns"');
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
-        jsonb_build_object('filter', coalesce(p_filter, '{}'),
+        jsonb_build_object('filter', p_filter,
                            'format', v_format,
                            'columns', v_columns,
                            'document_fields', to_jsonb(v_fields),

@@ -31,10 +31,15 @@ AS $$
 --   max_rejects   integer 0..1000000, default 0
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
+--   allow_unknown_fields  boolean, default false: import a source field
+--                 named like a column in another case ("Name") or starting
+--                 with the document column ("data.x") as a document field
+--                 (refused otherwise when the first batch maps the source:
+--                 pgjobs._import_insert_sql)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
-    v_options jsonb := coalesce(p_options, '{}');
+    v_options jsonb := p_options;  -- NULL is refused below, as every submit does
     v_source text;
     v_name text;
     v_format text;
@@ -43,6 +48,7 @@ DECLARE
     v_max_rejects integer := 0;
     v_batch_ms integer := 1000;
     v_conflict text[];
+    v_scope text;
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
@@ -83,22 +89,26 @@ BEGIN
     -- allowed (docs/imports.md): a worker never reads an arbitrary server
     -- file or URL for them. The normal form is stored and used.
     v_source := pgjobs._normalize_uri(p_source, '42501');
-    IF NOT pgjobs._storage_allowed(v_source) THEN
+    -- A per-tenant prefix allows the folder of the job's scope (canonical
+    -- text); a scope that is not a value of the column is refused later,
+    -- with its own 22023, and meanwhile only shared prefixes count.
+    BEGIN
+        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        v_scope := NULL;
+    END;
+    IF NOT pgjobs._storage_allowed_for(v_source, v_scope) THEN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
             HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                   'imports'').';
+                   'imports'').' || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
     v_gzip := v_name ~ '\.gz$';
     IF v_options ? 'gzip' THEN
-        IF jsonb_typeof(v_options -> 'gzip') <> 'boolean' THEN
-            RAISE EXCEPTION 'option "gzip" must be a boolean, not %', v_options -> 'gzip'
-                USING ERRCODE = '22023', HINT = 'For example {"gzip": true}.';
-        END IF;
-        v_gzip := (v_options ->> 'gzip')::boolean;
+        v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
     v_format := CASE WHEN v_name ~ '\.(jsonl|ndjson)(\.gz)?$' THEN 'jsonl' ELSE 'csv' END;
@@ -120,6 +130,7 @@ BEGIN
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -145,7 +156,8 @@ BEGIN
                            'max_rejects', v_max_rejects,
                            'batch_ms', v_batch_ms),
         v_options,
-        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms']);
+        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
+              'allow_unknown_fields']);
     RETURN v_job.id;
 END
 $$;

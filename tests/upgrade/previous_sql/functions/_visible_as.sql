@@ -82,7 +82,8 @@ BEGIN
         p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,

@@ -49,7 +49,8 @@ BEGIN
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
         format('%L::%s', v_canonical, pgjobs._column_type(p_target, v_reg.scope_column)),
-        CASE WHEN p_filter IS NULL OR p_filter = '{}' THEN 'true'
+        -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
+        CASE WHEN p_filter = '{}' THEN 'true'
              ELSE pgjobs.compile_filter(p_target, p_filter) END,
         -- (no pending delete, no short cut to look for)
         CASE WHEN v_mask = 'true' THEN 'true'

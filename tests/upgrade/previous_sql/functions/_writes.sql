@@ -16,7 +16,7 @@ BEGIN
         RAISE EXCEPTION 'pgjobs.jobs has no generated column writes' USING ERRCODE = '55000',
             HINT = 'Apply the migrations first (pgjobs migrate).';
     END IF;
-    EXECUTE format($create$
+    EXECUTE pg_catalog.format($create$
 CREATE OR REPLACE FUNCTION pgjobs._writes(p_kind text)
 RETURNS boolean
 LANGUAGE sql

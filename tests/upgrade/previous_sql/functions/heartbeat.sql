@@ -21,11 +21,25 @@ AS $$
 -- worker just stops; pgjobs.resume queues it again).
 --
 -- Progress events are throttled to one per job per 250 ms.
+-- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
+-- object (checked before the fence: a worker's bug, not a lost lease), as
+-- pgjobs.complete refuses a result that is not one: a job showed -5 rows
+-- done, or kept a checkpoint "x" where readers (pgjobs.stats, the
+-- dashboard, retry) look for an object's keys.
 -- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
     v_now timestamptz := clock_timestamp();
 BEGIN
+    IF p_done < 0 THEN
+        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
+            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
+    END IF;
+    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
+        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
+            USING ERRCODE = '22023',
+            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
+    END IF;
     UPDATE pgjobs.jobs j
        SET lease_expires_at = now() + j.lease,
            heartbeat_at = now(),
@@ -84,4 +98,5 @@ $$;
 COMMENT ON FUNCTION pgjobs.heartbeat(bigint, text, bigint, jsonb) IS
 'Extends the lease of a running job owned by p_worker and records done and checkpoint. Returns '
 'false when the worker must stop now (lease lost or taken over, job not running, or cancel '
-'or pause requested: the job is then canceled or paused). Progress events are throttled.';
+'or pause requested: the job is then canceled or paused). Progress events are throttled. A '
+'negative p_done or a p_checkpoint that is not a JSON object raises 22023.';

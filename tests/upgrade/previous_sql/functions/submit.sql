@@ -11,10 +11,10 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
 -- Submits a job of any kind that external workers (any language) run
--- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself have
--- their own functions, which validate their payload. SECURITY DEFINER for
--- pgjobs_client; the caller needs pgjobs._kind_privilege(p_kind) on the
--- target: INSERT for an import, UPDATE for any custom kind (42501).
+-- through claim/heartbeat/complete/fail. The kinds pgjobs runs itself
+-- (pgjobs._builtin_kind) have their own functions, which validate their
+-- payload: 22023 here. The caller needs pgjobs._kind_privilege(p_kind) on
+-- the target: UPDATE for any custom kind (42501).
 -- Returns the job id.
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for (the owner of a SECURITY DEFINER function that calls it, the table
@@ -28,6 +28,7 @@ $$;
 COMMENT ON FUNCTION pgjobs.submit(text, regclass, text, jsonb, jsonb) IS
 'Submits a job of a custom kind for external workers (claim/heartbeat/complete/fail). '
 'Options: priority (int, higher first), max_attempts (default 5), run_at (timestamptz), '
-'on_conflict (queue | reject), lease (interval, default 30 seconds). The kind "import" is a '
-'writing kind: one per (target, scope) runs at a time. The caller needs INSERT on the target '
-'for an import and UPDATE for any other kind. Returns the job id.';
+'on_conflict (queue | reject), lease (interval, default 30 seconds). The kinds pgjobs runs '
+'itself (delete, backfill, export, import) are refused (22023): submit them with their own '
+'functions, which validate their payload. The caller needs UPDATE on the target. Returns the '
+'job id.';

@@ -44,7 +44,7 @@ BEGIN
                              -- `pgjobs watch`/`status` read it beside a queued job
                              '_engine_wait')
     LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
 END
 $grants$;
