@@ -537,6 +537,7 @@ class Exporter:
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
+        storage.trust_root(storage_uri)  # the operator's folder: links at or above followed
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.delays = _delays()
@@ -735,10 +736,16 @@ class Exporter:
         since): nothing is created anywhere else."""
         if prefix == self.storage_uri or storage.within(prefix, self.storage_uri):
             allowed = True
+            storage.trust_root(self.storage_uri)
         else:
-            allowed = bool(self.control.call(
-                lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
-                                    {"uri": prefix, "scope": self.job["scope"]})))
+            # The prefix that admitted it (one query, as the yes/no was): a file://
+            # path's trusted root, links at or above it followed (storage.open_folder).
+            root = self.control.call(
+                lambda c: db.scalar(c, queries.STORAGE_ROOT,
+                                    {"uri": prefix, "scope": self.job["scope"]}))
+            allowed = root is not None
+            if allowed:
+                storage.trust_root(str(root))
         if not allowed or not storage.within(uri, prefix):
             raise StorageError(
                 f"refusing to write {uri}: outside this worker's storage "

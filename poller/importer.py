@@ -255,6 +255,7 @@ class Importer:
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
+        storage.trust_root(storage_uri)  # its rejects: links at or above it followed
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.after = after
@@ -334,8 +335,13 @@ class Importer:
         tenant's exports and rejects, and a source there that no allowed prefix
         covers was never a client's to read."""
         scope = self.job["scope"]
-        if not self.control.call(lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
-                                                      {"uri": uri, "scope": scope})):
+        # The prefix that admitted it (one query, as the yes/no was): a file://
+        # source's trusted root, links at or above it followed (storage.open_folder).
+        root = self.control.call(lambda c: db.scalar(c, queries.STORAGE_ROOT,
+                                                      {"uri": uri, "scope": scope}))
+        if root is not None:
+            storage.trust_root(str(root))
+        else:
             raise StorageError(
                 f"refusing to read {uri}: outside the storage allow-list", retryable=False,
                 hint="an administrator allows a prefix with pgjobs.allow_storage")
