@@ -135,11 +135,14 @@ class _Source:
     compressed stream read from its start and the first ``offset`` bytes dropped).
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
-    def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None):
+    def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
+                 total: int | None = None):
+        """``total``: the source's size as the importer read it (one HEAD of an
+        https:// source per attempt: the reader checks each range against it)."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -371,7 +374,8 @@ class Importer:
                                 f"{ck['size']} bytes then, {self.total} now",
                                 hint=_CHANGED_HINT)
         if fields is not None and offset > 0:
-            header = self._header(_Source(self.source, 0, self.gzip, 16 * 1024).blocks())
+            header = self._header(_Source(self.source, 0, self.gzip, 16 * 1024,
+                                          self.total).blocks())
             if header != fields:
                 raise SourceChanged(f"{self.source} changed since the import began: its header "
                                     f"is {header} now, {fields} then", hint=_CHANGED_HINT)
@@ -379,7 +383,7 @@ class Importer:
                                                   "records")}
         self.history = list(ck.get("history", []))[-20:]
         self.history.append({"worker": self.worker, "offset": offset})
-        source = _Source(self.source, offset, self.gzip)
+        source = _Source(self.source, offset, self.gzip, total=self.total)
         blocks = source.blocks()
         buf = bytearray()
         eof = False

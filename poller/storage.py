@@ -898,12 +898,15 @@ def _open_regular_file(path: str, uri: str) -> Any:
         raise
 
 
-def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[bytes]:
+def open_range(uri: str, offset: int = 0, block: int | None = None,
+               total: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
     memory holds one block; default READ_BLOCK). Imports read their source through
-    this."""
+    this. ``total``: the object's size as the caller read it (:func:`size`), so
+    an ``https://`` or obstore read asks no second time (a second answer could
+    differ); None: asked here."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -929,12 +932,13 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
         # Its own client: no request follows a redirect, each block must come back
         # as the range asked for (pgjobs.poller.https).
         try:
-            yield from https.read_ranges(uri, offset, block)
+            yield from https.read_ranges(uri, offset, block, total)
         except https.HttpsError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
     store = store_for(loc)
-    total = size(uri)
+    if total is None:
+        total = size(uri)
     while offset < total:
         length = min(block, total - offset)
         try:
