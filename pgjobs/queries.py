@@ -99,7 +99,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
 # The jobs of a batch of NOTIFY events that the DSN's role may see (the rest
 # of the events are dropped), with what a browser needs beside the payload.
 UI_EVENT_JOBS = """
-SELECT id, kind, target::text AS target, scope, created_at,
+SELECT id, kind, target::text AS target, scope, created_at, status, done, total,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
  WHERE id = ANY(%(ids)s::bigint[])
