@@ -446,7 +446,8 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
     after. The same check as one stream, done on two cores where there are two: a
     read-back is the tail of an export, with nothing else left to overlap it."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # The file that was written, not one a link below the root leads to.
+        fd = open_file(path, os.O_RDONLY, f"cannot read {path}")
     except FileNotFoundError:
         raise CannotResume(f"{path} is gone") from None
 
@@ -571,7 +572,9 @@ def _read_object(location: Location, update: Callable[[Any], Any]) -> int:
     size = 0
     if location.scheme == "file":
         try:
-            with open(location.path, "rb") as src:
+            # The file written, not one a link below the root leads to.
+            with open(open_file(location.path, os.O_RDONLY,
+                                f"cannot read {location.uri}"), "rb") as src:
                 while block := src.read(COMPOSE_CHUNK):
                     update(block)
                     size += len(block)
@@ -726,7 +729,11 @@ def size(uri: str) -> int:
     loc = parse(uri)
     try:
         if loc.scheme == "file":
-            return os.path.getsize(loc.path)
+            fd = open_file(loc.path, os.O_RDONLY | os.O_NONBLOCK, f"cannot read {uri}")
+            try:
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
         if loc.scheme == "https":
             return https.size(uri)  # a HEAD that follows no redirect
         if loc.scheme == "s3":

@@ -167,3 +167,28 @@ def test_a_folder_swapped_for_a_link_after_the_upload_began_is_not_followed(
     with pytest.raises(storage.StorageError):
         upload.finish()
     assert list((outside / "1").iterdir()) == []
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_sizes_and_read_backs_follow_no_link_below_the_root(tmp_path: Path,
+                                                            parts: int) -> None:
+    """An import's total and an export's read-back (one stream, or two halves on
+    threads) open the file by the same walk as the writes: a folder below the
+    root that is a link leads them nowhere else."""
+    import hashlib
+
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    halves = [b"someone else", b"'s file\n"][:parts]
+    (outside / "7.csv").write_bytes(b"".join(halves))
+    os.symlink(outside, allowed / "items")
+    storage.trust_root(f"file://{allowed}")
+    uri = f"file://{allowed}/items/7.csv"
+    digests = [[len(h), hashlib.sha256(h).hexdigest()] for h in halves]
+    for call in (lambda: storage.size(uri),
+                 lambda: storage.check_object(storage.parse(uri), digests)):
+        with pytest.raises(storage.StorageError) as caught:
+            call()
+        assert "symbolic link" in str(caught.value) and not caught.value.retryable
