@@ -258,7 +258,9 @@ class Importer:
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
-        storage.trust_root(storage_uri)  # its rejects: links at or above it followed
+        # Roots this attempt trusts (storage.trust_root), released when it ends:
+        # --storage (its rejects) and the prefix that admitted the source.
+        self.roots: list[str | None] = [storage.trust_root(storage_uri)]
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.after = after
@@ -293,6 +295,8 @@ class Importer:
             if self._data is not None:
                 with contextlib.suppress(Exception):
                     self._data.close()
+            while self.roots:
+                storage.release_root(self.roots.pop())
 
     def _load(self) -> dict[str, Any]:
         job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
@@ -343,7 +347,7 @@ class Importer:
         root = self.control.call(lambda c: db.scalar(c, queries.STORAGE_ROOT,
                                                       {"uri": uri, "scope": scope}))
         if root is not None:
-            storage.trust_root(str(root))
+            self.roots.append(storage.trust_root(str(root)))
         else:
             raise StorageError(
                 f"refusing to read {uri}: outside the storage allow-list", retryable=False,

@@ -748,24 +748,41 @@ LINK_HINT = ("a symbolic link at or above the allowed prefix (or the worker's --
              "so no link the URI's own folders go through may lead the worker elsewhere; "
              "replace the link by a folder, or name the resolved path")
 
-_roots: set[str] = set()
+_roots: dict[str, int] = {}  # trusted root: how many holders trust it now
 _roots_lock = threading.Lock()
 
 
-def trust_root(uri: str) -> None:
-    """Trust the local folder of ``uri`` as a root: symbolic links at or above it
-    are followed (an administrator wrote the allow-list prefix, the operator chose
-    the worker's ``--storage``), any link below it is refused. The worker trusts
-    its ``--storage`` and, once per attempt, the allow-list prefix that admitted
-    a job's ``file://`` URI (``pgjobs._storage_root_for``). Not a ``file://`` URI:
-    nothing to do."""
+def trust_root(uri: str) -> str | None:
+    """Trust the local folder of ``uri`` as a root until :func:`release_root`:
+    symbolic links at or above it are followed (an administrator wrote the
+    allow-list prefix, the operator chose the worker's ``--storage``), any link
+    below it is refused. The worker trusts its ``--storage`` for its lifetime;
+    an attempt trusts the allow-list prefix that admitted its ``file://`` URI
+    (``pgjobs._storage_root_for``, asked once per attempt) while it runs, so a
+    prefix disallowed since is no root of the next. Returns the key to release
+    (None, and nothing trusted, when ``uri`` is not a ``file://`` URI)."""
     try:
         loc = parse(uri)
     except InvalidInput:
+        return None
+    if loc.scheme != "file":
+        return None
+    key = os.path.normpath(loc.path)
+    with _roots_lock:
+        _roots[key] = _roots.get(key, 0) + 1
+    return key
+
+
+def release_root(key: str | None) -> None:
+    """Undo one :func:`trust_root` (its returned key; None: nothing)."""
+    if key is None:
         return
-    if loc.scheme == "file":
-        with _roots_lock:
-            _roots.add(os.path.normpath(loc.path))
+    with _roots_lock:
+        left = _roots.get(key, 0) - 1
+        if left > 0:
+            _roots[key] = left
+        else:
+            _roots.pop(key, None)
 
 
 def root_of(path: str) -> str:

@@ -23,7 +23,7 @@ Conn = psycopg.Connection[Any]
 @pytest.fixture(autouse=True)
 def no_roots(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no trusted root (the process keeps those it met)."""
-    monkeypatch.setattr(storage, "_roots", set())
+    monkeypatch.setattr(storage, "_roots", {})
 
 
 def _linked_data(tmp_path: Path) -> Path:
@@ -106,6 +106,8 @@ def test_a_data_folder_that_is_a_link_above_the_root_works(
     folder = "pgjobs" if root == "storage" else "exports"
     written = [p for p in (tmp_path / "disk1" / "data" / folder).rglob("*") if p.is_file()]
     assert [p.name for p in written] == [os.path.basename(outcome.result["uri"])], written
+    # Trusted for the attempt only: a prefix disallowed since is no root of the next.
+    assert storage.root_of(f"{data}/{folder}/items") == "/"
 
 
 def test_a_link_below_a_linked_root_is_still_refused(conn: Conn, dsn: str,
@@ -136,7 +138,7 @@ def test_prune_deletes_below_a_linked_allowed_prefix(conn: Conn, dsn: str, tmp_p
     assert outcome.status == "succeeded" and outcome.result is not None, outcome
     uri = outcome.result["uri"]
     assert storage.exists(uri)
-    monkeypatch.setattr(storage, "_roots", set())  # another worker process
+    monkeypatch.setattr(storage, "_roots", {})  # another worker process
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
                  "WHERE id = %s", (job_id,))
     conn.execute("SELECT pgjobs.prune('1 day')")

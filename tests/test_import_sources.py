@@ -60,7 +60,7 @@ def test_a_data_folder_that_is_a_link_above_the_allowed_prefix_is_followed(
     made every file:// import fail: the rule judged the whole path. Links at or
     above the allow-list prefix that admitted the source (an administrator wrote
     it) are followed; one below it still is not (the test above)."""
-    monkeypatch.setattr(storage, "_roots", set())
+    monkeypatch.setattr(storage, "_roots", {})
     make_people(conn)
     real = tmp_path / "disk1" / "data"
     (real / "in").mkdir(parents=True)
