@@ -194,3 +194,27 @@ def test_sizes_and_read_backs_follow_no_link_below_the_root(tmp_path: Path,
         with pytest.raises(storage.StorageError) as caught:
             call()
         assert "symbolic link" in str(caught.value) and not caught.value.retryable
+
+
+def test_a_folder_made_and_swapped_for_a_link_before_it_is_opened_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between making a folder and opening it: a link swapped in there
+    is refused by the O_NOFOLLOW open, and nothing is written where it points."""
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if str(path) == "1" or str(path).endswith("/1"):
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(outside, path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    with pytest.raises(storage.StorageError) as caught:
+        storage.write(f"file://{allowed}/items/1/7.csv", b"rows\n")
+    assert "symbolic link" in str(caught.value) and not caught.value.retryable
+    assert list(outside.iterdir()) == []
