@@ -99,7 +99,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
 # The jobs of a batch of NOTIFY events that the DSN's role may see (the rest
 # of the events are dropped), with what a browser needs beside the payload.
 UI_EVENT_JOBS = """
-SELECT id, kind, target::text AS target, scope, created_at,
+SELECT id, kind, target::text AS target, scope, created_at, status, done, total,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
  WHERE id = ANY(%(ids)s::bigint[])
@@ -191,7 +191,14 @@ SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, att
 # job of `scope` (pgjobs.jobs.scope: a per-tenant prefix allows only its own
 # folder): the worker asks at run time what the submit decided, so a
 # destination changed in the jobs table, or a prefix disallowed since, is refused.
-STORAGE_ALLOWED = "SELECT pgjobs._storage_allowed_for(%(uri)s, %(scope)s)"
+# The allow-list prefix admitting a URI for a job's scope (NULL: none, so not
+# allowed: pgjobs._storage_allowed_for's rule), asked once per attempt: a
+# file:// path's trusted root, at and above which symbolic links are followed.
+STORAGE_ROOT = "SELECT pgjobs._storage_root_for(%(uri)s, %(scope)s)"
+# The same for an object queued for deletion (its job may be pruned: its scope
+# read when it is still there).
+STORAGE_DELETION_ROOT = ("SELECT pgjobs._storage_root_for(%(uri)s, "
+                         "(SELECT scope FROM pgjobs.jobs WHERE id = %(job)s))")
 # One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
 # it returns. enable_seqscan off: jsonb predicates are unestimatable and the
 # planner would rather scan every tenant's rows than walk the (scope, key) index.

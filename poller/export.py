@@ -537,6 +537,8 @@ class Exporter:
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
+        # Roots this attempt trusts (storage.trust_root), released when it ends.
+        self.roots: list[str | None] = []
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.delays = _delays()
@@ -568,6 +570,8 @@ class Exporter:
             self.control.close()
             if self.reads is not None:
                 self.reads.close()
+            while self.roots:
+                storage.release_root(self.roots.pop())
 
     def _start(self) -> Outcome:
         self._wait_for_previous_attempt()
@@ -735,10 +739,17 @@ class Exporter:
         since): nothing is created anywhere else."""
         if prefix == self.storage_uri or storage.within(prefix, self.storage_uri):
             allowed = True
+            # The operator's folder: links at or above it followed.
+            self.roots.append(storage.trust_root(self.storage_uri))
         else:
-            allowed = bool(self.control.call(
-                lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
-                                    {"uri": prefix, "scope": self.job["scope"]})))
+            # The prefix that admitted it (one query, as the yes/no was): a file://
+            # path's trusted root, links at or above it followed (storage.open_folder).
+            root = self.control.call(
+                lambda c: db.scalar(c, queries.STORAGE_ROOT,
+                                    {"uri": prefix, "scope": self.job["scope"]}))
+            allowed = root is not None
+            if allowed:
+                self.roots.append(storage.trust_root(str(root)))
         if not allowed or not storage.within(uri, prefix):
             raise StorageError(
                 f"refusing to write {uri}: outside this worker's storage "

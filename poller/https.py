@@ -331,11 +331,16 @@ def size(uri: str) -> int:
         return source.size()
 
 
-def read_ranges(uri: str, offset: int, block: int) -> Iterator[bytes]:
+def read_ranges(uri: str, offset: int, block: int,
+                total: int | None = None) -> Iterator[bytes]:
     """The object from ``offset`` to its end, one ranged ``GET`` of at most
-    ``block`` bytes each (after a ``HEAD`` for its size)."""
+    ``block`` bytes each. ``total``: its size, as the caller's ``HEAD``
+    (:func:`size`) gave it, which every ``Content-Range`` must then state: one
+    ``HEAD`` serves both, and no second one could give another size; None: a
+    ``HEAD`` first."""
     with Source(uri) as source:
-        total = source.size()
+        if total is None:
+            total = source.size()
         while offset < total:
             data = source.read(offset, min(block, total - offset), total)
             offset += len(data)

@@ -135,11 +135,14 @@ class _Source:
     compressed stream read from its start and the first ``offset`` bytes dropped).
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
-    def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None):
+    def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
+                 total: int | None = None):
+        """``total``: the source's size as the importer read it (one HEAD of an
+        https:// source per attempt: the reader checks each range against it)."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -255,6 +258,9 @@ class Importer:
         self.job_id = job_id
         self.worker = worker
         self.storage_uri = storage_uri
+        # Roots this attempt trusts (storage.trust_root), released when it ends:
+        # --storage (its rejects) and the prefix that admitted the source.
+        self.roots: list[str | None] = [storage.trust_root(storage_uri)]
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.after = after
@@ -289,6 +295,8 @@ class Importer:
             if self._data is not None:
                 with contextlib.suppress(Exception):
                     self._data.close()
+            while self.roots:
+                storage.release_root(self.roots.pop())
 
     def _load(self) -> dict[str, Any]:
         job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
@@ -334,8 +342,13 @@ class Importer:
         tenant's exports and rejects, and a source there that no allowed prefix
         covers was never a client's to read."""
         scope = self.job["scope"]
-        if not self.control.call(lambda c: db.scalar(c, queries.STORAGE_ALLOWED,
-                                                      {"uri": uri, "scope": scope})):
+        # The prefix that admitted it (one query, as the yes/no was): a file://
+        # source's trusted root, links at or above it followed (storage.open_folder).
+        root = self.control.call(lambda c: db.scalar(c, queries.STORAGE_ROOT,
+                                                      {"uri": uri, "scope": scope}))
+        if root is not None:
+            self.roots.append(storage.trust_root(str(root)))
+        else:
             raise StorageError(
                 f"refusing to read {uri}: outside the storage allow-list", retryable=False,
                 hint="an administrator allows a prefix with pgjobs.allow_storage")
@@ -365,7 +378,8 @@ class Importer:
                                 f"{ck['size']} bytes then, {self.total} now",
                                 hint=_CHANGED_HINT)
         if fields is not None and offset > 0:
-            header = self._header(_Source(self.source, 0, self.gzip, 16 * 1024).blocks())
+            header = self._header(_Source(self.source, 0, self.gzip, 16 * 1024,
+                                          self.total).blocks())
             if header != fields:
                 raise SourceChanged(f"{self.source} changed since the import began: its header "
                                     f"is {header} now, {fields} then", hint=_CHANGED_HINT)
@@ -373,7 +387,7 @@ class Importer:
                                                   "records")}
         self.history = list(ck.get("history", []))[-20:]
         self.history.append({"worker": self.worker, "offset": offset})
-        source = _Source(self.source, offset, self.gzip)
+        source = _Source(self.source, offset, self.gzip, total=self.total)
         blocks = source.blocks()
         buf = bytearray()
         eof = False

@@ -231,7 +231,7 @@ class Join:
         kind = self.state.get("kind")
         with contextlib.suppress(Exception):
             if kind == "file":
-                os.unlink(self._tmp())
+                storage.unlink_file(self._tmp(), f"cannot delete {self._tmp()}")
             elif kind == "s3" and self.state.get("upload_id"):
                 from pgjobs.poller import upload_s3
 
@@ -256,21 +256,30 @@ class Join:
                                                                    self.digests))
             return size, sha256, len(self.results)
         done, offset = int(self.state["done"]), int(self.state.get("bytes", 0))
-        storage.refuse_links(tmp, f"cannot write {path}")
+        what = f"cannot write {path}"
         try:
-            if done and os.path.exists(tmp) and os.path.getsize(tmp) >= offset:
-                out = os.open(tmp, os.O_WRONLY | os.O_NOFOLLOW)
+            # Folders below the trusted root opened (made) without following a link,
+            # the file with O_NOFOLLOW relative to its folder (storage.open_file).
+            out = -1
+            if done:
+                with contextlib.suppress(FileNotFoundError):
+                    out = storage.open_file(tmp, os.O_WRONLY, what)
+                if out >= 0 and os.fstat(out).st_size < offset:
+                    os.close(out)
+                    out = -1
+            if out >= 0:
                 os.ftruncate(out, offset)  # what follows the checkpoint is written again
             else:
                 done, offset = 0, 0
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
-                              0o644)
+                out = storage.open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, what,
+                                        create_folders=True, mode=0o644)
             try:
                 for index in range(done, len(self.results)):
                     r = self.results[index]
                     left = int(r["bytes"])
-                    with open(storage.parse(str(r["uri"])).path, "rb") as src:
+                    part = storage.parse(str(r["uri"])).path
+                    with open(storage.open_file(part, os.O_RDONLY, f"cannot read {r['uri']}"),
+                              "rb") as src:
                         at = 0
                         while left:
                             n = os.copy_file_range(src.fileno(), out, left, at, offset)
@@ -296,12 +305,7 @@ class Join:
         size, sha256 = self._verify(lambda: storage.hash_object(storage.parse(
             "file://" + tmp), self.digests))
         try:
-            os.replace(tmp, path)
-            fd = os.open(os.path.dirname(path), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            storage.replace_file(tmp, path, what)  # renameat in that folder, fsynced
         except OSError as exc:
             raise storage.storage_error(exc, f"cannot write {path}") from exc
         self.state["phase"] = "visible"

@@ -446,7 +446,8 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
     after. The same check as one stream, done on two cores where there are two: a
     read-back is the tail of an export, with nothing else left to overlap it."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # The file that was written, not one a link below the root leads to.
+        fd = open_file(path, os.O_RDONLY, f"cannot read {path}")
     except FileNotFoundError:
         raise CannotResume(f"{path} is gone") from None
 
@@ -571,7 +572,9 @@ def _read_object(location: Location, update: Callable[[Any], Any]) -> int:
     size = 0
     if location.scheme == "file":
         try:
-            with open(location.path, "rb") as src:
+            # The file written, not one a link below the root leads to.
+            with open(open_file(location.path, os.O_RDONLY,
+                                f"cannot read {location.uri}"), "rb") as src:
                 while block := src.read(COMPOSE_CHUNK):
                     update(block)
                     size += len(block)
@@ -686,9 +689,8 @@ def delete(uri: str) -> bool:
     """Delete one object. Returns False when it did not exist."""
     loc = parse(uri)
     if loc.scheme == "file":
-        refuse_links(os.path.dirname(loc.path), f"cannot delete {uri}")  # the file: unlinked
         try:
-            os.unlink(loc.path)
+            unlink_file(loc.path, f"cannot delete {uri}")  # no link below the root followed
         except FileNotFoundError:
             return False
         except OSError as exc:
@@ -727,7 +729,11 @@ def size(uri: str) -> int:
     loc = parse(uri)
     try:
         if loc.scheme == "file":
-            return os.path.getsize(loc.path)
+            fd = open_file(loc.path, os.O_RDONLY | os.O_NONBLOCK, f"cannot read {uri}")
+            try:
+                return os.fstat(fd).st_size
+            finally:
+                os.close(fd)
         if loc.scheme == "https":
             return https.size(uri)  # a HEAD that follows no redirect
         if loc.scheme == "s3":
@@ -737,46 +743,172 @@ def size(uri: str) -> int:
         raise storage_error(exc, f"cannot read {uri}") from exc
 
 
-LINK_HINT = ("write to a folder reached without symbolic links: the allow-list judges a "
-             "destination's text, so no link inside it may lead the worker elsewhere")
+LINK_HINT = ("a symbolic link at or above the allowed prefix (or the worker's --storage "
+             "folder) is followed, one below it is not: the allow-list judges the URI's text, "
+             "so no link the URI's own folders go through may lead the worker elsewhere; "
+             "replace the link by a folder, or name the resolved path")
+
+_roots: dict[str, int] = {}  # trusted root: how many holders trust it now
+_roots_lock = threading.Lock()
 
 
-def refuse_links(path: str, what: str) -> None:
-    """Refuse a local path the worker is about to write (an export's object, its
-    temporary file, a folder to create) when it goes through a symbolic link: the
-    deepest part of it that exists must be itself once resolved. The allow-list
-    judges the URI's text, so a link inside an allowed prefix (at the
-    destination, or at a folder of the object key: target, scope) would lead the
-    writes outside it. ``what``: "cannot write URI" or the like."""
-    existing = os.path.normpath(path)
-    while not os.path.lexists(existing):
-        parent = os.path.dirname(existing)
-        if parent == existing:
-            break
-        existing = parent
-    if os.path.realpath(existing) != existing:
-        raise StorageError(f"{what}: its path goes through a symbolic link", retryable=False,
-                           hint=LINK_HINT)
+def trust_root(uri: str) -> str | None:
+    """Trust the local folder of ``uri`` as a root until :func:`release_root`:
+    symbolic links at or above it are followed (an administrator wrote the
+    allow-list prefix, the operator chose the worker's ``--storage``), any link
+    below it is refused. The worker trusts its ``--storage`` for its lifetime;
+    an attempt trusts the allow-list prefix that admitted its ``file://`` URI
+    (``pgjobs._storage_root_for``, asked once per attempt) while it runs, so a
+    prefix disallowed since is no root of the next. Returns the key to release
+    (None, and nothing trusted, when ``uri`` is not a ``file://`` URI)."""
+    try:
+        loc = parse(uri)
+    except InvalidInput:
+        return None
+    if loc.scheme != "file":
+        return None
+    key = os.path.normpath(loc.path)
+    with _roots_lock:
+        _roots[key] = _roots.get(key, 0) + 1
+    return key
 
 
-def open_no_link(path: str, flags: int) -> int:
-    """``open()``'s opener for a file the worker writes: never through a link at
-    the file itself (O_NOFOLLOW)."""
-    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
+def release_root(key: str | None) -> None:
+    """Undo one :func:`trust_root` (its returned key; None: nothing)."""
+    if key is None:
+        return
+    with _roots_lock:
+        left = _roots.get(key, 0) - 1
+        if left > 0:
+            _roots[key] = left
+        else:
+            _roots.pop(key, None)
+
+
+def root_of(path: str) -> str:
+    """The longest trusted root ``path`` lies at or below (``/`` when none: then
+    no component of the path may be a link)."""
+    path = os.path.normpath(path)
+    with _roots_lock:
+        roots = [r for r in _roots if path == r or path.startswith(r.rstrip("/") + "/")]
+    return max(roots, key=len, default="/")
+
+
+def _link_refused(what: str) -> StorageError:
+    return StorageError(f"{what}: its path goes through a symbolic link", retryable=False,
+                        hint=LINK_HINT)
+
+
+def _refuse_if_link(name: str, dir_fd: int, what: str, exc: OSError) -> None:
+    """An ``openat`` with O_NOFOLLOW failed: a link there is refused (ELOOP on
+    Linux); any other failure is the caller's."""
+    if exc.errno == errno.ELOOP:
+        raise _link_refused(what) from exc
+    with contextlib.suppress(OSError):
+        if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            raise _link_refused(what) from exc
+
+
+def open_folder(path: str, what: str, *, create: bool = False) -> int:
+    """A descriptor of the local folder ``path``, reached without following a
+    symbolic link below its trusted root (:func:`root_of`; the root itself is
+    resolved once, links at or above it are followed). Each component below the
+    root is opened relative to the previous one with O_NOFOLLOW (``openat``), so
+    a link swapped in between a check and a use is never followed; ``create``
+    makes missing folders the same way (``mkdirat``). FileNotFoundError when a
+    folder is missing and ``create`` is false; StorageError (not retryable) at a
+    link. The caller closes the descriptor."""
+    path = os.path.normpath(path)
+    root = root_of(path)
+    if create and root != "/":
+        os.makedirs(root, exist_ok=True)  # at the root: links followed (trusted)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        rel = os.path.relpath(path, root)
+        for name in ([] if rel == "." else rel.split("/")):
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                try:
+                    child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                    dir_fd=fd)
+                except OSError as exc:
+                    _refuse_if_link(name, fd, what, exc)
+                    raise
+            except OSError as exc:
+                _refuse_if_link(name, fd, what, exc)
+                raise
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _split(path: str) -> tuple[str, str]:
+    directory, name = os.path.split(os.path.normpath(path))
+    if not name:
+        raise StorageError(f"{path} names no file", retryable=False,
+                           hint="name a file below a folder")
+    return directory, name
+
+
+def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
+              mode: int = 0o666) -> int:
+    """``os.open`` of the local file ``path`` (its folders by :func:`open_folder`,
+    the file itself with O_NOFOLLOW relative to its folder): the worker never
+    writes, reads or creates through a symbolic link below the trusted root."""
+    directory, name = _split(path)
+    folder = open_folder(directory, what, create=create_folders)
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)
+    except OSError as exc:
+        _refuse_if_link(name, folder, what, exc)
+        raise
+    finally:
+        os.close(folder)
+
+
+def replace_file(src: str, dst: str, what: str) -> None:
+    """Rename ``src`` to ``dst`` (same folder) relative to the folder's descriptor
+    (``renameat``), then fsync the folder."""
+    directory, src_name = _split(src)
+    dst_directory, dst_name = _split(dst)
+    if directory != dst_directory:
+        raise ValueError(f"{src} and {dst} are in different folders")
+    folder = open_folder(directory, what)
+    try:
+        os.replace(src_name, dst_name, src_dir_fd=folder, dst_dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def unlink_file(path: str, what: str) -> None:
+    """Unlink the local file ``path`` relative to its folder's descriptor
+    (``unlinkat``): a link at the file itself is what goes, never what it points
+    to. FileNotFoundError when it (or a folder of it) does not exist."""
+    directory, name = _split(path)
+    folder = open_folder(directory, what)
+    try:
+        os.unlink(name, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def _open_regular_file(path: str, uri: str) -> Any:
     """A local source opened for reading, only when it is what its URI names: a
-    regular file reached without symbolic links. The allow-list judges the URI's
-    text, so a link inside an allowed prefix must not lead the worker outside it;
-    and a FIFO or device (``/dev/zero``) would block or never end."""
-    real = os.path.realpath(path)
-    if real != os.path.normpath(path):
-        raise StorageError(f"cannot read {uri}: its path goes through a symbolic link "
-                           f"(to {real})", retryable=False,
-                           hint=f"Import from the resolved path file://{real}, under a "
-                                "prefix an administrator allowed.")
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    regular file reached without a symbolic link below its trusted root (the
+    allow-list prefix that admitted it: :func:`open_file`). The allow-list judges
+    the URI's text, so a link inside an allowed prefix must not lead the worker
+    outside it; and a FIFO or device (``/dev/zero``) would block or never end."""
+    fd = open_file(path, os.O_RDONLY | os.O_NONBLOCK, f"cannot read {uri}")
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise StorageError(f"cannot read {uri}: it is not a regular file",
@@ -790,12 +922,15 @@ def _open_regular_file(path: str, uri: str) -> Any:
         raise
 
 
-def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[bytes]:
+def open_range(uri: str, offset: int = 0, block: int | None = None,
+               total: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
     memory holds one block; default READ_BLOCK). Imports read their source through
-    this."""
+    this. ``total``: the object's size as the caller read it (:func:`size`), so
+    an ``https://`` or obstore read asks no second time (a second answer could
+    differ); None: asked here."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -821,12 +956,13 @@ def open_range(uri: str, offset: int = 0, block: int | None = None) -> Iterator[
         # Its own client: no request follows a redirect, each block must come back
         # as the range asked for (pgjobs.poller.https).
         try:
-            yield from https.read_ranges(uri, offset, block)
+            yield from https.read_ranges(uri, offset, block, total)
         except https.HttpsError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
     store = store_for(loc)
-    total = size(uri)
+    if total is None:
+        total = size(uri)
     while offset < total:
         length = min(block, total - offset)
         try:
@@ -844,14 +980,14 @@ def write(uri: str, data: bytes) -> None:
     loc = parse(uri)
     try:
         if loc.scheme == "file":
-            refuse_links(loc.path, f"cannot write {uri}")
-            os.makedirs(os.path.dirname(loc.path), exist_ok=True)
             tmp = loc.path + ".pgjobs-tmp"
-            with open(tmp, "wb", opener=open_no_link) as f:
+            fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f"cannot write {uri}",
+                           create_folders=True)
+            with open(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, loc.path)
+            replace_file(tmp, loc.path, f"cannot write {uri}")
             return
         obstore.put(store_for(loc), loc.path, data)
     except Exception as exc:
@@ -991,7 +1127,7 @@ def _sweep_local(root: str, cutoff: float, is_active: Callable[[list[int]], set[
     removed = 0
     for job, path in candidates:
         if job not in active:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            with contextlib.suppress(OSError, StorageError):
+                unlink_file(path, f"cannot delete {path}")  # below the root: no link followed
                 removed += 1
     return removed

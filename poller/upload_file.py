@@ -17,9 +17,11 @@ from typing import Any
 from pgjobs.poller.storage import (
     COMPOSE_CHUNK,
     Location,
-    open_no_link,
-    refuse_links,
+    StorageError,
+    open_file,
+    replace_file,
     storage_error,
+    unlink_file,
 )
 from pgjobs.poller.upload import CannotResume, PartDigests, Upload
 
@@ -37,19 +39,19 @@ class LocalUpload(Upload):
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
         self._hash = hashlib.sha256()
         self._size = 0
-        refuse_links(self._tmp, f"cannot write {directory}")
         try:
-            os.makedirs(directory, exist_ok=True)
-            refuse_links(self._tmp, f"cannot write {directory}")  # one made meanwhile
+            # Its folders made and opened below the trusted root without following
+            # a link (openat/mkdirat), the file itself with O_NOFOLLOW.
+            fd = open_file(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                           f"cannot write {directory}", create_folders=True)
             previous = state.get("tmp") if state else None
-            with open(self._tmp, "wb", opener=open_no_link) as out:
+            with open(fd, "wb") as out:
                 if previous and state:
                     self._inherit(previous, int(state["size"]), out)
                 out.flush()
                 os.fsync(out.fileno())
         except CannotResume:
-            with contextlib.suppress(OSError):
-                os.unlink(self._tmp)
+            self.cleanup()
             raise
         except OSError as exc:
             raise storage_error(exc, f"cannot write {directory}") from exc
@@ -62,7 +64,8 @@ class LocalUpload(Upload):
                                f"{previous} against")
         check = PartDigests(self._digests, whole=False)  # self._hash is the whole
         try:
-            src = open(previous, "rb")  # noqa: SIM115 - closed below
+            src = open(open_file(previous, os.O_RDONLY,  # noqa: SIM115 - closed below
+                                 f"cannot read {previous}"), "rb")
         except FileNotFoundError:
             raise CannotResume(f"{previous} is gone") from None
         with src:
@@ -79,11 +82,12 @@ class LocalUpload(Upload):
         self._size = size
         if previous != self._tmp:
             with contextlib.suppress(OSError):
-                os.unlink(previous)
+                unlink_file(previous, f"cannot delete {previous}")
 
     def write_part(self, data: bytes | bytearray) -> None:
         try:
-            with open(self._tmp, "ab", opener=open_no_link) as out:
+            with open(open_file(self._tmp, os.O_WRONLY | os.O_APPEND,
+                                f"cannot write {self._tmp}"), "ab") as out:
                 out.write(data)
                 out.flush()
                 os.fdatasync(out.fileno())
@@ -96,23 +100,14 @@ class LocalUpload(Upload):
         return {"tmp": self._tmp, "size": self._size}
 
     def finish(self) -> tuple[int, str]:
-        refuse_links(self.location.path, f"cannot create {self.location.path}")
         try:
-            os.replace(self._tmp, self.location.path)
-            _fsync_dir(os.path.dirname(self.location.path))
+            # renameat in the folder opened without a link below the root; fsynced.
+            replace_file(self._tmp, self.location.path, f"cannot create {self.location.path}")
         except OSError as exc:
             raise storage_error(exc, f"cannot create {self.location.path}") from exc
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        with contextlib.suppress(OSError, StorageError):
+            unlink_file(self._tmp, f"cannot delete {self._tmp}")
 

@@ -60,6 +60,9 @@ class Worker:
         self.max_chunk_rows = max_chunk_rows
         self.max_part_size = max_part_size
         self.storage_uri = storage_uri
+        # The operator's folder, trusted for the worker's lifetime: links at or
+        # above it followed.
+        storage.trust_root(storage_uri)
         self.concurrency = max(1, concurrency)
         self.once = once
         self.lease = lease
@@ -273,10 +276,19 @@ class Worker:
                 return done
             for row in rows:
                 error: str | None = None
+                root: str | None = None
                 try:
+                    if storage.parse(row["uri"]).scheme == "file" and not storage.within(
+                            row["uri"], self.storage_uri):
+                        # The allow-list prefix it was written under: its trusted root.
+                        found = db.scalar(self._control, queries.STORAGE_DELETION_ROOT,
+                                          {"uri": row["uri"], "job": row["job_id"]})
+                        root = storage.trust_root(str(found)) if found is not None else None
                     storage.delete(row["uri"])
                 except PgjobsError as exc:
                     error = str(exc)
+                finally:
+                    storage.release_root(root)
                 db.scalar(self._control, queries.STORAGE_DELETION_FINISH,
                           {"id": row["id"], "error": error})
                 if error is None:

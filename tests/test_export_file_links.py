@@ -1,6 +1,8 @@
 """file:// exports write only where their URI names: a symbolic link inside an
 allowed folder (as import sources already are refused for) must not lead the
-worker's writes outside it."""
+worker's writes outside it. Links at or above the trusted root (the allow-list
+prefix that admitted the URI, or the worker's --storage folder) are the
+operator's and are followed: a data folder that is itself a link works."""
 
 from __future__ import annotations
 
@@ -11,9 +13,25 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import job, make_items, run_export, submit_export
+from pgjobs.poller import storage
+from pgjobs.poller.worker import Worker
+from tests.support import job, make_items, object_bytes, run_export, submit_export
 
 Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(autouse=True)
+def no_roots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no trusted root (the process keeps those it met)."""
+    monkeypatch.setattr(storage, "_roots", {})
+
+
+def _linked_data(tmp_path: Path) -> Path:
+    """`data` -> `disk1/data`: the operator's data folder is itself a link."""
+    real = tmp_path / "disk1" / "data"
+    real.mkdir(parents=True)
+    os.symlink(real, tmp_path / "data")
+    return tmp_path / "data"
 
 
 @pytest.mark.parametrize("link", ["destination", "below"])
@@ -62,3 +80,141 @@ def test_a_deletion_through_a_symbolic_link_is_refused(tmp_path: Path) -> None:
     os.symlink(outside / "7.csv", allowed / "8.csv")
     assert storage.delete(f"file://{allowed}/8.csv")
     assert (outside / "7.csv").exists() and not (allowed / "8.csv").exists()
+
+
+@pytest.mark.parametrize("root", ["allowed", "storage", "parallel"])
+def test_a_data_folder_that_is_a_link_above_the_root_works(
+        conn: Conn, dsn: str, tmp_path: Path, root: str) -> None:
+    """An operator's data folder that is itself a link (`/data -> /mnt/disk1/data`)
+    under an allow-list prefix or the worker's --storage made every export fail:
+    the rule judged the whole path. Links at or above the trusted root are
+    followed; the folders below it (target, scope) are made without links."""
+    make_items(conn)
+    data = _linked_data(tmp_path)
+    options: dict[str, Any] = {}
+    if root != "storage":
+        conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{data}/exports",))
+        options["destination"] = f"file://{data}/exports"
+    if root == "parallel":
+        options.update(parallel=2, chunk_rows=7, part_size=1024)
+    job_id = submit_export(conn, "1", {}, options)
+    outcome = run_export(dsn, job_id, f"file://{data}/pgjobs" if root == "storage"
+                         else "file:///unused")
+    assert outcome.status == "succeeded", (outcome, job(conn, job_id)["error"])
+    assert outcome.result is not None
+    assert object_bytes(outcome.result)
+    folder = "pgjobs" if root == "storage" else "exports"
+    written = [p for p in (tmp_path / "disk1" / "data" / folder).rglob("*") if p.is_file()]
+    assert [p.name for p in written] == [os.path.basename(outcome.result["uri"])], written
+    # Trusted for the attempt only: a prefix disallowed since is no root of the next.
+    assert storage.root_of(f"{data}/{folder}/items") == "/"
+
+
+def test_a_link_below_a_linked_root_is_still_refused(conn: Conn, dsn: str,
+                                                      tmp_path: Path) -> None:
+    """Following the links above the root follows none below it."""
+    make_items(conn)
+    data = _linked_data(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (data / "exports").mkdir()
+    os.symlink(outside, data / "exports" / "items")
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{data}/exports",))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{data}/exports"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    assert list(outside.rglob("*")) == []
+    assert outcome.status == "failed" and "symbolic link" in (job(conn, job_id)["error"] or "")
+
+
+def test_prune_deletes_below_a_linked_allowed_prefix(conn: Conn, dsn: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker deleting a pruned object asks the database which allow-list
+    prefix it lies under: its trusted root, though this process never wrote it."""
+    make_items(conn)
+    data = _linked_data(tmp_path)
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{data}/exports",))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{data}/exports"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    uri = outcome.result["uri"]
+    assert storage.exists(uri)
+    monkeypatch.setattr(storage, "_roots", {})  # another worker process
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
+                 "WHERE id = %s", (job_id,))
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    Worker(dsn, f"file://{tmp_path}/storage", once=True, poll=0.1).run()
+    errors = conn.execute("SELECT last_error FROM pgjobs.storage_deletions").fetchall()
+    assert errors == [] and not storage.exists(uri), errors
+
+
+def test_a_folder_swapped_for_a_link_after_the_upload_began_is_not_followed(
+        tmp_path: Path) -> None:
+    """The check-then-use race: every write, rename and deletion walks the folders
+    below the root again with O_NOFOLLOW (openat), so a folder replaced by a link
+    between the upload's start and a later part (or its rename into place) is
+    refused, never written through."""
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    loc = storage.parse(f"file://{allowed}/items/1/7.csv")
+    upload = storage.resume_upload(loc, "", "a1-x", None, part_size=1024, digests=[])
+    upload.write_part(b"one\n")
+    os.rename(allowed / "items", tmp_path / "moved")
+    os.symlink(outside, allowed / "items")
+    (outside / "1").mkdir()
+    with pytest.raises(storage.StorageError) as caught:
+        upload.write_part(b"two\n")
+    assert "symbolic link" in str(caught.value) and not caught.value.retryable
+    with pytest.raises(storage.StorageError):
+        upload.finish()
+    assert list((outside / "1").iterdir()) == []
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_sizes_and_read_backs_follow_no_link_below_the_root(tmp_path: Path,
+                                                            parts: int) -> None:
+    """An import's total and an export's read-back (one stream, or two halves on
+    threads) open the file by the same walk as the writes: a folder below the
+    root that is a link leads them nowhere else."""
+    import hashlib
+
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    halves = [b"someone else", b"'s file\n"][:parts]
+    (outside / "7.csv").write_bytes(b"".join(halves))
+    os.symlink(outside, allowed / "items")
+    storage.trust_root(f"file://{allowed}")
+    uri = f"file://{allowed}/items/7.csv"
+    digests = [[len(h), hashlib.sha256(h).hexdigest()] for h in halves]
+    for call in (lambda: storage.size(uri),
+                 lambda: storage.check_object(storage.parse(uri), digests)):
+        with pytest.raises(storage.StorageError) as caught:
+            call()
+        assert "symbolic link" in str(caught.value) and not caught.value.retryable
+
+
+def test_a_folder_made_and_swapped_for_a_link_before_it_is_opened_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between making a folder and opening it: a link swapped in there
+    is refused by the O_NOFOLLOW open, and nothing is written where it points."""
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if str(path) == "1" or str(path).endswith("/1"):
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(outside, path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    with pytest.raises(storage.StorageError) as caught:
+        storage.write(f"file://{allowed}/items/1/7.csv", b"rows\n")
+    assert "symbolic link" in str(caught.value) and not caught.value.retryable
+    assert list(outside.iterdir()) == []

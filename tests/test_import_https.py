@@ -32,10 +32,11 @@ Conn = psycopg.Connection[Any]
 
 class _Ranged(http.server.BaseHTTPRequestHandler):
     """HEAD and GET (with a byte Range) of the files under `root`; logs each GET's
-    Range header (None for a whole-object GET)."""
+    Range header (None for a whole-object GET) and each HEAD's path."""
 
     root: Path
     gets: list[str | None]
+    heads: list[str]
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -57,6 +58,7 @@ class _Ranged(http.server.BaseHTTPRequestHandler):
         return path if path.is_file() else None
 
     def do_HEAD(self) -> None:
+        self.heads.append(self.path)
         path = self._file()
         if path is None:
             self.send_error(404)
@@ -98,7 +100,7 @@ def https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
                    check=True, capture_output=True)
     root = tmp_path / "www"
     root.mkdir()
-    handler = type("Handler", (_Ranged,), {"root": root, "gets": []})
+    handler = type("Handler", (_Ranged,), {"root": root, "gets": [], "heads": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(tls / "cert.pem"), str(tls / "key.pem"))
@@ -174,6 +176,31 @@ def test_a_stopped_https_import_resumes_at_its_checkpoint(
     assert handler.gets[1] == f"bytes={offset}-{min(offset + 2048, len(data)) - 1}"
     assert scalar(conn, "SELECT count(*) FROM people") == 2000
     assert scalar(conn, "SELECT count(DISTINCT name) FROM people") == 2000
+
+
+def test_one_head_per_attempt_gives_the_total_and_the_reader_its_size(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The importer's total (progress, the checkpoint's size check) and the
+    reader's Content-Range check came from two HEADs per attempt (three on a
+    resume, which reads the header again): two sizes that could differ. One
+    HEAD now serves them all, its size handed to the reader."""
+    base, root, handler = https
+    make_people(conn)
+    data = people_csv(2000)
+    (root / "rows.csv").write_bytes(data)
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.csv")
+    stop = threading.Event()
+    assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
+               on_progress=lambda *_: stop.set()) == "released"
+    assert handler.heads == ["/rows.csv"]
+    assert 0 < job(conn, job_id)["checkpoint"]["offset"] < len(data)
+    handler.heads.clear()
+    assert run(dsn, job_id, tmp_path / "store") == "succeeded", job(conn, job_id)["error"]
+    assert handler.heads == ["/rows.csv"]  # the resume's header check asked none either
+    assert scalar(conn, "SELECT count(*) FROM people") == 2000
 
 
 def test_gzip_jsonl_over_https(conn: Conn, dsn: str, tmp_path: Path,

@@ -54,6 +54,24 @@ def test_a_symbolic_link_inside_the_allowed_folder_is_refused(
     assert scalar(conn, "SELECT count(*) FROM people") == 0
 
 
+def test_a_data_folder_that_is_a_link_above_the_allowed_prefix_is_followed(
+        conn: Conn, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's data folder that is itself a link (`/data -> /mnt/disk1/data`)
+    made every file:// import fail: the rule judged the whole path. Links at or
+    above the allow-list prefix that admitted the source (an administrator wrote
+    it) are followed; one below it still is not (the test above)."""
+    monkeypatch.setattr(storage, "_roots", {})
+    make_people(conn)
+    real = tmp_path / "disk1" / "data"
+    (real / "in").mkdir(parents=True)
+    (real / "in" / "people.csv").write_bytes(b"name,age\nalice,1\n")
+    (tmp_path / "data").symlink_to(real)
+    allow(conn, f"file://{tmp_path}/data/in")
+    row = _run(conn, dsn, tmp_path / "data" / "in", tmp_path / "data" / "in" / "people.csv")
+    assert row["status"] == "succeeded", row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 1
+
+
 def test_a_fifo_fails_the_job_instead_of_hanging(
         conn: Conn, dsn: str, folders: tuple[Path, Path]) -> None:
     allowed, _ = folders

@@ -133,17 +133,31 @@ def test_events_arrive_in_order_and_browsers_add_no_connection(conn: Conn, dsn: 
         second = EventStream(base)
         third = EventStream(base)
         assert ui_connections(conn) == 2
+        # An event carries the job row's status and done as the dashboard reads
+        # them when it arrives (a NOTIFY is only a wake-up): each step waits for
+        # its event before the next changes the row.
+        seen: list[dict[str, Any]] = []
+
+        def step(event: str) -> None:
+            seen.extend(first.events_until(lambda e: e.get("event") == event))
+
         job_id = submit(conn, "custom", "items", scope="s1")
+        step("submitted")
         claim(conn, "w")
+        step("started")
         conn.execute("UPDATE pgjobs.jobs SET total = 10 WHERE id = %s", (job_id,))
         conn.execute("SELECT pgjobs.heartbeat(%s, %s, 4)", (job_id, who(conn, job_id, "w")))
+        step("progress")
         conn.execute("UPDATE pgjobs.jobs SET progress_notified_at = NULL WHERE id = %s",
                      (job_id,))
         conn.execute("SELECT pgjobs.heartbeat(%s, %s, 8)", (job_id, who(conn, job_id, "w")))
+        step("progress")
         conn.execute("SELECT pgjobs.complete(%s, %s)", (job_id, who(conn, job_id, "w")))
+        step("succeeded")
         streams = []
         for stream in (first, second, third):
-            events = stream.events_until(lambda e: e.get("event") == "succeeded")
+            events = seen if stream is first else stream.events_until(
+                lambda e: e.get("event") == "succeeded")
             streams.append([(e["event"], e["status"], e["done"]) for e in events])
             assert all(e["id"] == job_id and e["target"] == "public.items"
                        and e["scope"] == "s1" for e in events)

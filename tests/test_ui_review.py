@@ -172,8 +172,11 @@ def test_forged_notify_payloads_reach_browsers_only_as_typed_contract_fields(
         for payload in forged:
             text = payload if isinstance(payload, str) else json.dumps(payload)
             conn.execute("SELECT pg_notify('pgjobs', %s)", (text,))
-        # A well-formed forgery with extra fields and a wrong kind/target/scope: the
-        # extras are dropped and the row's own kind, target and scope replace them.
+        # A well-formed forgery with extra fields, a wrong kind/target/scope and
+        # false numbers: the extras are dropped, and the row's own kind, target,
+        # scope, status, done and total replace the payload's (a queued job: no
+        # progress; the event name, which that status does not follow, is
+        # `update`).
         conn.execute("SELECT pg_notify('pgjobs', %s)", (json.dumps(
             {"id": job_id, "kind": "<i>k</i>", "event": "progress", "status": "running",
              "done": 3, "total": 9, "target": "public.other", "scope": "<b>x</b>",
@@ -182,11 +185,45 @@ def test_forged_notify_payloads_reach_browsers_only_as_typed_contract_fields(
         stream.close()
     assert {k: event[k] for k in ("id", "kind", "event", "status", "done", "total",
                                   "target", "scope")} == {
-        "id": job_id, "kind": "custom", "event": "progress", "status": "running",
-        "done": 3, "total": 9, "target": "public.items", "scope": "s1"}
+        "id": job_id, "kind": "custom", "event": "update", "status": "queued",
+        "done": 0, "total": None, "target": "public.items", "scope": "s1"}
     assert set(event) == {"id", "kind", "event", "status", "done", "total", "target",
                           "scope", "rows_per_second", "eta_seconds", "seq"}
     assert event["rows_per_second"] is None and event["seq"] > 0
+
+
+def test_a_forged_event_shows_the_job_rows_truth_not_its_numbers(
+        conn: Conn, dsn: str) -> None:
+    """Any role that can connect may pg_notify a well-formed event about a job
+    the dashboard shows: it wakes the dashboard up, and browsers (the event
+    stream, the job's timeline) get the row's status, done and total, as
+    `pgjobs watch` reads them; a forged `succeeded` of a running job reads
+    `update` with its real status."""
+    make_target(conn, "items")
+    job_id = submit(conn, "custom", "items", scope="s1")
+    claim(conn, "w")
+    conn.execute("UPDATE pgjobs.jobs SET total = 10 WHERE id = %s", (job_id,))
+    conn.execute("SELECT pgjobs.heartbeat(%s, %s, 4)", (job_id, who(conn, job_id, "w")))
+    truth = {"status": "running", "done": 4, "total": 10}
+    with serving(dsn) as base:
+        wait_listening(base)
+        stream = EventStream(base)
+        for forged, name in (({"event": "succeeded", "status": "succeeded", "done": 999,
+                                "total": 999}, "update"),
+                             ({"event": "progress", "status": "running", "done": 9,
+                               "total": 9}, "progress")):
+            conn.execute("SELECT pg_notify('pgjobs', %s)",
+                         (json.dumps({"id": job_id, "kind": "custom", **forged}),))
+            event = stream.next_event()
+            assert event["id"] == job_id
+            assert {k: event[k] for k in truth} == truth, event
+            assert event["event"] == name, event
+        stream.close()
+        status, _, body = request(base, "GET", f"/api/jobs/{job_id}")
+    assert status == 200
+    timeline = json.loads(body)["events"]
+    assert [{k: t[k] for k in truth} for t in timeline] == [truth, truth], timeline
+    assert [t["event"] for t in timeline] == ["update", "progress"]
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@ a database connection. The events of the shared channel carry no target or
 scope, and every role may LISTEN, so each batch of events is checked against
 ``pgjobs.jobs`` as the DSN's role (:data:`queries.UI_EVENT_JOBS`): an event
 reaches browsers only when that role may see its job, exactly as the job row.
+Every role may NOTIFY too, so a payload is only a wake-up: the status, done
+and total browsers get are the row's, read in that same query (as
+``pgjobs watch`` reads them), never the payload's.
 The other connection serves every query of the app, one at a time (a lock):
 dashboards are few and the queries short.
 """
@@ -30,14 +33,24 @@ BATCH_WINDOW = 0.05      # seconds a batch of NOTIFY events waits for more befor
 TIMELINE_JOBS = 2000     # jobs whose recent events the detail page shows
 TIMELINE_EVENTS = 100    # events kept per job
 WORD = re.compile(r"[a-z][a-z_]{0,31}")  # an event or status name as pgjobs sends them
+# The status each event leaves its job in (docs/events.md). A payload's event
+# name is shown only when the row's status is that one: a forged (or stale)
+# `failed` for a running job reads `update`, with the row's status.
+EVENT_STATUS = {"submitted": "queued", "started": "running", "progress": "running",
+                "throttled": "running", "retrying": "queued", "paused": "paused",
+                "resumed": "queued", "succeeded": "succeeded", "failed": "failed",
+                "canceled": "canceled"}
+UPDATE = "update"  # the event name when the payload's does not match the row
 
 
 def clean_event(payload: str) -> dict[str, Any] | None:
-    """The fields of a ``pgjobs`` NOTIFY payload a browser may receive, typed, or
+    """The fields of a ``pgjobs`` NOTIFY payload the relay looks at, typed, or
     None when it is not one. Any role that can connect may NOTIFY the shared
     channel, so a payload is untrusted input: only the id, event, status, done
     and total of the contract pass (names as pgjobs writes them, counts as
-    integers); the kind, target and scope come from the job row itself."""
+    integers), and of those only the id and the event name reach a browser
+    (:meth:`Hub._relay`): the status, done, total, kind, target and scope come
+    from the job row itself."""
     try:
         raw = json.loads(payload)
     except ValueError:
@@ -172,36 +185,44 @@ class Hub:
 
     async def _relay(self) -> None:
         """Batch the raw payloads, keep those of jobs the DSN's role may see, and
-        hand them to every browser in the order they arrived."""
+        hand browsers one event per job and batch, in the order its last payload
+        arrived, carrying the job row's status, done and total (read in the same
+        query that checks visibility): a payload only wakes the relay up, so a
+        forged one cannot show false progress or state."""
         while True:
             batch = [await self._incoming.get()]
             await asyncio.sleep(BATCH_WINDOW)
             while not self._incoming.empty():
                 batch.append(self._incoming.get_nowait())
-            events = [e for e in map(clean_event, batch) if e is not None]
-            if not events:
+            woken: dict[int, list[str]] = {}  # job id: its payloads' event names
+            for payload in filter(None, map(clean_event, batch)):
+                woken[payload["id"]] = woken.pop(payload["id"], []) + [payload["event"]]
+            if not woken:
                 continue
             try:
                 seen = {r["id"]: r for r in await self.rows(
-                    queries.UI_EVENT_JOBS, {"ids": sorted({e["id"] for e in events})})}
+                    queries.UI_EVENT_JOBS, {"ids": sorted(woken)})}
             except Exception as exc:  # the query connection failed: browsers resync
                 log.warning("pgjobs ui: cannot check events (%s)", exc)
                 self._broadcast({"event": "resync"})
                 continue
-            for event in events:
-                job = seen.get(event["id"])
+            for job_id, names in woken.items():
+                job = seen.get(job_id)
                 if job is None:  # not this role's to see (or pruned already): not counted
                     continue
-                event["kind"] = job["kind"]
-                event["target"] = job["target"]
-                event["scope"] = job["scope"]
+                status = job["status"]
+                name = next((n for n in reversed(names) if EVENT_STATUS.get(n) == status),
+                            UPDATE)
+                done, total = int(job["done"] or 0), job["total"]
+                event: dict[str, Any] = {
+                    "id": job_id, "event": name, "status": status, "done": done,
+                    "total": None if total is None else int(total),
+                    "kind": job["kind"], "target": job["target"], "scope": job["scope"]}
                 ran = job["ran_seconds"]
-                done = event.get("done") or 0
                 rate = done / ran if ran and ran > 0 else None
                 event["rows_per_second"] = round(rate, 1) if rate else None
-                total = event.get("total")
-                event["eta_seconds"] = (round(max(total - done, 0) / rate, 1)
-                                        if rate and total is not None else None)
+                event["eta_seconds"] = (round(max(event["total"] - done, 0) / rate, 1)
+                                        if rate and event["total"] is not None else None)
                 self._record(event)
                 self._broadcast(event)
 
