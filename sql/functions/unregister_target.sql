@@ -41,10 +41,14 @@ BEGIN
                                 v_jobs::text);
     END IF;
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     DELETE FROM pgjobs.target_registry r WHERE r.target = p_target;
 END
 $function$;
 
 COMMENT ON FUNCTION pgjobs.unregister_target(regclass) IS
 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not '
-'registered and 55006 while any of its jobs is queued, running or paused.';
+'registered and 55006 while any of its jobs is queued, running or paused. Its failed and canceled '
+'jobs can no longer be retried.';
