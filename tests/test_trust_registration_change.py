@@ -15,12 +15,14 @@ columns is never retried (55000)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support import build_target, job, run_job, scalar
+from tests.support import build_target, job, run_job, scalar, wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -130,3 +132,41 @@ def test_a_job_is_retried_when_only_the_options_changed(conn: Conn) -> None:
     run_job(conn, job_id)
     assert job(conn, job_id)["status"] == "succeeded"
     assert _tenant_rows(conn) == []
+
+
+@pytest.mark.parametrize("change", ["scope", "unregistered"])
+def test_a_submit_racing_a_registration_change_is_refused(
+        conn: Conn, make_conn: Callable[..., Conn], change: str) -> None:
+    """The registration commits while a submit that read the old one is
+    between its checks and its INSERT. Before: the submit returned a job
+    compiled against the old columns, which the new registration (its
+    pending-job check had run before the job existed) then ran under."""
+    _target(conn)
+    admin = make_conn(autocommit=False)
+    client = make_conn()
+    pid = scalar(client, "SELECT pg_backend_pid()")
+    admin.execute("SELECT pgjobs.unregister_target('reg_change')" if change == "unregistered"
+                  else "SELECT pgjobs.register_target('reg_change', 'id', 'other',"
+                       " 'created_at', 'data')")
+    outcome: dict[str, Any] = {}
+
+    def submit() -> None:
+        try:
+            outcome["job"] = scalar(client, "SELECT pgjobs.submit_delete('reg_change', '1')")
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=submit)
+    thread.start()
+    try:
+        # The submit either waits for the registration (its lock) or is done.
+        wait_for(lambda: outcome or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'"
+                  " AND NOT granted", (pid,)), what="the submit to wait or end")
+    finally:
+        admin.commit()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), psycopg.errors.SerializationFailure), outcome
+    assert "submit it again" in (outcome["error"].diag.message_hint or "").lower()
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
