@@ -14153,6 +14153,9 @@ BEGIN
     IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
                   v_old.document_column)
                  IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        -- Marked first: the UPDATE waits for a retry in flight on one of
+        -- them, and the check below then sees that job queued.
+        PERFORM pgjobs._mark_registration_changed(p_target);
         SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -14165,7 +14168,6 @@ BEGIN
                                     'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
                                     'ones to stop; then register it again.', v_jobs::text);
         END IF;
-        PERFORM pgjobs._mark_registration_changed(p_target);
     END IF;
 
     -- Options: known keys with the right types only; stored with defaults.
@@ -15105,6 +15107,11 @@ BEGIN
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it. Marked first:
+    -- the UPDATE waits for a retry in flight on one of them, and the check
+    -- below then sees that job queued.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -15117,9 +15124,6 @@ BEGIN
                                 v_jobs::text);
     END IF;
 
-    -- A registration made later may name other columns: the failed and
-    -- canceled jobs of this one are never retried under it.
-    PERFORM pgjobs._mark_registration_changed(p_target);
     DELETE FROM pgjobs.target_registry r WHERE r.target = p_target;
 END
 $$;

@@ -170,3 +170,46 @@ def test_a_submit_racing_a_registration_change_is_refused(
     assert isinstance(outcome.get("error"), psycopg.errors.SerializationFailure), outcome
     assert "submit it again" in (outcome["error"].diag.message_hint or "").lower()
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+@pytest.mark.parametrize("change", ["scope", "unregistered"])
+def test_a_retry_in_flight_holds_the_registration_back(
+        conn: Conn, make_conn: Callable[..., Conn], change: str) -> None:
+    """A retry has requeued a canceled job and not committed yet when the
+    registration changes. Before: the change's pending-job check ran first
+    and saw the job canceled, its marking then skipped the job the retry
+    had made queued: the job ran under the new columns."""
+    _target(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('reg_change', '1')")
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    retrier = make_conn(autocommit=False)
+    admin = make_conn()
+    pid = scalar(admin, "SELECT pg_backend_pid()")
+    assert scalar(retrier, "SELECT pgjobs.retry(%s)", (job_id,))
+    outcome: dict[str, Any] = {}
+
+    def register() -> None:
+        try:
+            admin.execute("SELECT pgjobs.unregister_target('reg_change')"
+                          if change == "unregistered" else
+                          "SELECT pgjobs.register_target('reg_change', 'id', 'other',"
+                          " 'created_at', 'data')")
+            outcome["done"] = True
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=register)
+    thread.start()
+    try:
+        wait_for(lambda: outcome or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)),
+                 what="the registration to wait or end")
+    finally:
+        retrier.commit()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), psycopg.errors.ObjectInUse), outcome
+    assert job(conn, job_id)["status"] == "queued"
+    assert scalar(conn, "SELECT scope FROM pgjobs.targets"
+                        " WHERE target = 'reg_change'::regclass") == "tenant"
+    assert "registration_changed" not in (job(conn, job_id)["checkpoint"] or {})

@@ -29,6 +29,11 @@ BEGIN
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it. Marked first:
+    -- the UPDATE waits for a retry in flight on one of them, and the check
+    -- below then sees that job queued.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -41,9 +46,6 @@ BEGIN
                                 v_jobs::text);
     END IF;
 
-    -- A registration made later may name other columns: the failed and
-    -- canceled jobs of this one are never retried under it.
-    PERFORM pgjobs._mark_registration_changed(p_target);
     DELETE FROM pgjobs.target_registry r WHERE r.target = p_target;
 END
 $function$;
