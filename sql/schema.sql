@@ -4410,7 +4410,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check.
+-- pass the check; for a registered target its registration lock, shared
+-- (pgjobs.register_target's, exclusive there).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -4531,6 +4532,31 @@ BEGIN
                 USING ERRCODE = '55006',
                 HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '
                        'with {"on_conflict": "queue"} to run after it.';
+        END IF;
+    END IF;
+
+    -- The job was checked and compiled against v_reg's columns. A
+    -- register_target (or unregister_target) that changes them refuses
+    -- while a job of the target is pending, but does not see this one
+    -- until it commits: so the submit holds the target's registration lock
+    -- shared (register_target holds it exclusive) and looks again. A
+    -- registration committed meanwhile fails the submit (40001: submit
+    -- again, it compiles against the new columns).
+    IF v_reg.target IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(
+            hashtext('pgjobs.target:' || p_target::oid::text));
+        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                        WHERE r.target = p_target
+                          AND (r.key_column, r.scope_column, r.created_at_column,
+                               r.document_column)
+                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                                    v_reg.created_at_column,
+                                                    v_reg.document_column)) THEN
+            RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is checked against the registration as it '
+                             'is now.';
         END IF;
     END IF;
 
@@ -5196,6 +5222,38 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
+
+--
+-- Name: _mark_registration_changed(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._mark_registration_changed(p_target regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The registration of p_target is about to change its key, scope,
+-- created_at or document column, or to be removed (pgjobs.register_target,
+-- pgjobs.unregister_target, which refuse while a job of it is queued,
+-- running or paused). Its failed and canceled jobs were compiled against
+-- the old columns (the predicate names the scope column; cursor and
+-- exclusions are keys of the key column): their checkpoint records
+-- registration_changed, and pgjobs._require_requeue refuses to retry them.
+-- Locks: those job rows.
+BEGIN
+    UPDATE pgjobs.jobs j
+       SET checkpoint = coalesce(j.checkpoint, '{}'::jsonb)
+                        || jsonb_build_object('registration_changed', now()),
+           updated_at = now()
+     WHERE j.target = p_target AND j.status IN ('failed', 'canceled')
+       AND NOT coalesce(j.checkpoint ? 'registration_changed', false);
+END
+$$;
+
+ALTER FUNCTION pgjobs._mark_registration_changed(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _mask(regclass, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7155,10 +7213,20 @@ CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS 
 -- check, and the message and hint, are pgjobs._requeue_problem's (the form
 -- that does not raise, which the claim uses: pgjobs._may_start_attempt).
 -- Raises 42501 naming the job, with the grant that is missing as hint;
--- the job is left as it was. Locks nothing.
+-- the job is left as it was. Raises 55000 for a job whose target's
+-- registration changed its columns (or was removed) since the job ended
+-- (pgjobs._mark_registration_changed): compiled against the old columns,
+-- it would run against other ones. Locks nothing.
 DECLARE
     v_problem record;
 BEGIN
+    IF coalesce(p_job.checkpoint ? 'registration_changed', false) THEN
+        RAISE EXCEPTION 'job % cannot be %: the registration of % changed (its key, scope, '
+                        'created_at or document column, or it was unregistered) after the job '
+                        'was submitted', p_job.id, p_verb, p_job.target
+            USING ERRCODE = '55000',
+                  HINT = 'The job was compiled against the old columns; submit it again.';
+    END IF;
     v_problem := pgjobs._requeue_problem(p_job, p_verb);
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message
@@ -14074,6 +14142,8 @@ DECLARE
     v_fix        text;
     v_part       regclass;
     v_problem    record;
+    v_old        pgjobs.target_registry;
+    v_jobs       bigint[];
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
@@ -14110,6 +14180,36 @@ BEGIN
     END IF;
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
+
+    -- A job is compiled against the registration it was submitted under:
+    -- its predicate names the scope column, its cursor and exclusions are
+    -- keys of the key column. Run under other columns, a delete of one
+    -- tenant would report success with most of its rows left, and its
+    -- exclusions would spare other rows than the client listed. So the
+    -- columns do not change under a queued, running or paused job (55006,
+    -- as pgjobs.unregister_target), and a failed or canceled job of the
+    -- old columns is marked so that it is never retried under the new ones
+    -- (pgjobs._require_requeue).
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        -- Marked first: the UPDATE waits for a retry in flight on one of
+        -- them, and the check below then sees that job queued.
+        PERFORM pgjobs._mark_registration_changed(p_target);
+        SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
+          FROM pgjobs.jobs j
+         WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
+        IF v_jobs IS NOT NULL THEN
+            RAISE EXCEPTION 'target % has % queued, running or paused job(s): its key, scope, '
+                            'created_at and document columns cannot change under them',
+                            p_target, pg_catalog.cardinality(v_jobs)
+                USING ERRCODE = '55006',
+                      HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
+                                    'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
+                                    'ones to stop; then register it again.', v_jobs::text);
+        END IF;
+    END IF;
 
     -- Options: known keys with the right types only; stored with defaults.
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
@@ -14203,7 +14303,7 @@ ALTER FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope nam
 -- Name: FUNCTION register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it.';
+COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it. Refuses (55006) to change the key, scope, created_at or document column while a job of the table is queued, running or paused; its failed and canceled jobs can no longer be retried after such a change.';
 
 --
 -- Name: release(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -14336,7 +14436,7 @@ ALTER FUNCTION pgjobs.retry(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION retry(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed.';
+COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted.';
 
 --
 -- Name: retryable_sqlstate(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15048,6 +15148,11 @@ BEGIN
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it. Marked first:
+    -- the UPDATE waits for a retry in flight on one of them, and the check
+    -- below then sees that job queued.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -15070,7 +15175,7 @@ ALTER FUNCTION pgjobs.unregister_target(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION unregister_target(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.unregister_target(p_target regclass) IS 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not registered and 55006 while any of its jobs is queued, running or paused.';
+COMMENT ON FUNCTION pgjobs.unregister_target(p_target regclass) IS 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not registered and 55006 while any of its jobs is queued, running or paused. Its failed and canceled jobs can no longer be retried.';
 
 --
 -- Name: unschedule(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -16264,6 +16369,13 @@ GRANT ALL ON FUNCTION pgjobs._key_index(p_target regclass, p_scope name, p_key n
 
 REVOKE ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _mark_registration_changed(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._mark_registration_changed(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._mark_registration_changed(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _mask(p_target regclass, p_scope text, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -15,7 +15,8 @@ NULL), and both must agree.
 - What narrows nothing: a filter (even one that matches every row), a horizon
   of -infinity (a prepared transaction at the submit), other kinds.
 - The fields name the columns the predicate names: a later register_target
-  that names another created_at column does not change the short cut.
+  that names another created_at column does not change the short cut (it is
+  refused while the delete is pending, since round 30).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 import tests.test_mask_fast_path as fast
@@ -144,18 +146,20 @@ def test_other_kinds_store_nothing(conn: Conn) -> None:
 
 
 def test_the_fields_keep_the_columns_the_predicate_names(conn: Conn) -> None:
-    """Registered again with another created_at column while a delete is
-    pending, the target's short cut still tests the column the job's predicate
-    tests: a row the job spares (a new `created_at`, an old `born`) stays
-    visible."""
+    """Registering the target again with another created_at column while a
+    delete is pending is refused (55006, since round 30: a job runs against
+    the columns it was submitted under; tests/test_trust_registration_change.py);
+    the target's short cut still tests the column the job's predicate tests: a
+    row the job spares (a new `created_at`, an old `born`) stays visible."""
     t = fast.build(conn, "bigint", "int", "timestamptz")
     conn.execute("ALTER TABLE user_table_rows ADD COLUMN born timestamptz")
     conn.execute("UPDATE user_table_rows SET born = '2000-01-01'")
     job_id = submit_delete(conn, t, "1", {}, [], {})
     late = insert_row(conn, t, "1", n=1)
     conn.execute("UPDATE user_table_rows SET born = '2000-01-01' WHERE id = %s", (int(late),))
-    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', 'born',"
-                 " 'data')")
+    with pytest.raises(psycopg.errors.ObjectInUse):
+        conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id',"
+                     " 'born', 'data')")
     assert "created_at >= " in candidates(conn, t, "1")
     during = visible_keys(conn, t, "1")
     assert late in during

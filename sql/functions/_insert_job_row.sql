@@ -28,7 +28,8 @@ AS $$
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check.
+-- pass the check; for a registered target its registration lock, shared
+-- (pgjobs.register_target's, exclusive there).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -149,6 +150,31 @@ BEGIN
                 USING ERRCODE = '55006',
                 HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '
                        'with {"on_conflict": "queue"} to run after it.';
+        END IF;
+    END IF;
+
+    -- The job was checked and compiled against v_reg's columns. A
+    -- register_target (or unregister_target) that changes them refuses
+    -- while a job of the target is pending, but does not see this one
+    -- until it commits: so the submit holds the target's registration lock
+    -- shared (register_target holds it exclusive) and looks again. A
+    -- registration committed meanwhile fails the submit (40001: submit
+    -- again, it compiles against the new columns).
+    IF v_reg.target IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(
+            hashtext('pgjobs.target:' || p_target::oid::text));
+        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                        WHERE r.target = p_target
+                          AND (r.key_column, r.scope_column, r.created_at_column,
+                               r.document_column)
+                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                                    v_reg.created_at_column,
+                                                    v_reg.document_column)) THEN
+            RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is checked against the registration as it '
+                             'is now.';
         END IF;
     END IF;
 

@@ -29,6 +29,8 @@ DECLARE
     v_fix        text;
     v_part       regclass;
     v_problem    record;
+    v_old        pgjobs.target_registry;
+    v_jobs       bigint[];
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
@@ -65,6 +67,36 @@ BEGIN
     END IF;
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
+
+    -- A job is compiled against the registration it was submitted under:
+    -- its predicate names the scope column, its cursor and exclusions are
+    -- keys of the key column. Run under other columns, a delete of one
+    -- tenant would report success with most of its rows left, and its
+    -- exclusions would spare other rows than the client listed. So the
+    -- columns do not change under a queued, running or paused job (55006,
+    -- as pgjobs.unregister_target), and a failed or canceled job of the
+    -- old columns is marked so that it is never retried under the new ones
+    -- (pgjobs._require_requeue).
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        -- Marked first: the UPDATE waits for a retry in flight on one of
+        -- them, and the check below then sees that job queued.
+        PERFORM pgjobs._mark_registration_changed(p_target);
+        SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
+          FROM pgjobs.jobs j
+         WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
+        IF v_jobs IS NOT NULL THEN
+            RAISE EXCEPTION 'target % has % queued, running or paused job(s): its key, scope, '
+                            'created_at and document columns cannot change under them',
+                            p_target, pg_catalog.cardinality(v_jobs)
+                USING ERRCODE = '55006',
+                      HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
+                                    'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
+                                    'ones to stop; then register it again.', v_jobs::text);
+        END IF;
+    END IF;
 
     -- Options: known keys with the right types only; stored with defaults.
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
@@ -163,4 +195,6 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'false) lets clients that a row-level security policy on the table would confine use pgjobs '
 'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
 '(triggers, column types, defaults...) belongs to a role without the rights of the role '
-'registering it.';
+'registering it. Refuses (55006) to change the key, scope, created_at or document column '
+'while a job of the table is queued, running or paused; its failed and canceled jobs can no '
+'longer be retried after such a change.';

@@ -29,6 +29,11 @@ BEGIN
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it. Marked first:
+    -- the UPDATE waits for a retry in flight on one of them, and the check
+    -- below then sees that job queued.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -47,4 +52,5 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.unregister_target(regclass) IS
 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not '
-'registered and 55006 while any of its jobs is queued, running or paused.';
+'registered and 55006 while any of its jobs is queued, running or paused. Its failed and canceled '
+'jobs can no longer be retried.';
