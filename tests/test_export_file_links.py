@@ -15,7 +15,17 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.support import job, make_items, object_bytes, run_export, submit_export
+from tests.support import (
+    job,
+    make_items,
+    make_people,
+    object_bytes,
+    run_export,
+    run_import,
+    scalar,
+    submit_export,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -218,3 +228,35 @@ def test_a_folder_made_and_swapped_for_a_link_before_it_is_opened_is_refused(
         storage.write(f"file://{allowed}/items/1/7.csv", b"rows\n")
     assert "symbolic link" in str(caught.value) and not caught.value.retryable
     assert list(outside.iterdir()) == []
+
+
+def test_a_link_at_or_below_a_tenant_folder_is_refused(conn: Conn, dsn: str,
+                                                        tmp_path: Path) -> None:
+    """A per-tenant prefix (`/data/t/{scope}/exports`): its folders from the
+    scope's on lie in the tenant's own folder, which the tenant may write (a
+    share, an SFTP drop). The trusted root was the expanded prefix, so a link
+    the tenant planted there (`t/1/exports -> t/2/exports`) was followed: tenant
+    1's import read tenant 2's file, its export wrote into tenant 2's folder.
+    The root of such a prefix is the administrator's text before `{scope}`."""
+    make_people(conn)
+    make_items(conn)
+    tenants = tmp_path / "t"
+    (tenants / "2" / "exports").mkdir(parents=True)
+    (tenants / "2" / "exports" / "people.csv").write_bytes(b"name,age\nsecret,1\n")
+    (tenants / "1").mkdir()
+    os.symlink(tenants / "2" / "exports", tenants / "1" / "exports")
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{tenants}/{{scope}}/exports",))
+    assert conn.execute("SELECT pgjobs._storage_root_for(%s, '1')",
+                        (f"file://{tenants}/1/exports/people.csv",)).fetchone() == (
+        f"file://{tenants}",)
+    job_id = submit_import(conn, f"file://{tenants}/1/exports/people.csv", scope="1")
+    outcome = run_import(dsn, job_id, f"file://{tmp_path}/storage")
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and "symbolic link" in (row["error"] or ""), row
+    assert scalar(conn, "SELECT count(*) FROM people") == 0
+    before = sorted(p.name for p in (tenants / "2" / "exports").rglob("*"))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{tenants}/1/exports"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and "symbolic link" in (row["error"] or ""), row
+    assert sorted(p.name for p in (tenants / "2" / "exports").rglob("*")) == before
