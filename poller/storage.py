@@ -859,20 +859,46 @@ def _split(path: str) -> tuple[str, str]:
     return directory, name
 
 
+NOT_REGULAR_HINT = ("the worker reads and writes regular files only: remove the directory, "
+                    "FIFO or device that stands at that name, or name another file")
+
+
+def _not_regular(what: str) -> StorageError:
+    return StorageError(f"{what}: it is not a regular file", retryable=False,
+                        hint=NOT_REGULAR_HINT)
+
+
 def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
               mode: int = 0o666) -> int:
-    """``os.open`` of the local file ``path`` (its folders by :func:`open_folder`,
-    the file itself with O_NOFOLLOW relative to its folder): the worker never
-    writes, reads or creates through a symbolic link below the trusted root."""
+    """``os.open`` of the local regular file ``path`` (its folders by
+    :func:`open_folder`, the file itself with O_NOFOLLOW relative to its
+    folder): the worker never writes, reads or creates through a symbolic link
+    below the trusted root. It is opened with O_NONBLOCK, and anything but a
+    regular file (a FIFO, a device, a directory planted at the name) is refused
+    (StorageError, not retryable) instead of blocking the open, or the reads,
+    for ever; the descriptor is blocking again unless ``flags`` asked for
+    O_NONBLOCK."""
     directory, name = _split(path)
     folder = open_folder(directory, what, create=create_folders)
     try:
-        return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)
+        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=folder)
     except OSError as exc:
         _refuse_if_link(name, folder, what, exc)
+        with contextlib.suppress(OSError):
+            if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                raise _not_regular(what) from exc  # a FIFO with no reader: ENXIO
         raise
     finally:
         os.close(folder)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(what)
+        if not flags & os.O_NONBLOCK:
+            os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def replace_file(src: str, dst: str, what: str) -> None:

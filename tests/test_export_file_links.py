@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import storage
+from pgjobs.poller import storage, upload
 from pgjobs.poller.worker import Worker
 from tests.support import (
     job,
@@ -260,3 +260,65 @@ def test_a_link_at_or_below_a_tenant_folder_is_refused(conn: Conn, dsn: str,
     row = job(conn, job_id)
     assert outcome.status == "failed" and "symbolic link" in (row["error"] or ""), row
     assert sorted(p.name for p in (tenants / "2" / "exports").rglob("*")) == before
+
+
+def _fifo_call(call: Any, fifo: Path) -> BaseException | None:
+    """Run ``call`` on a thread; what it raised. Fails the test (after unblocking
+    the thread: the other end of the FIFO opened) when it is still blocked after
+    30 s."""
+    import threading
+
+    caught: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            caught.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+            try:
+                os.close(os.open(fifo, flags))
+            except OSError:
+                continue
+        thread.join(30)
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return caught[0]
+
+
+@pytest.mark.parametrize("action", ["write", "read-back", "hash", "inherit"])
+def test_a_fifo_where_the_worker_opens_a_file_fails_instead_of_hanging(
+        tmp_path: Path, action: str) -> None:
+    """Every file the worker opens below the root (an import's rejects written
+    through `.pgjobs-tmp`, an export read back or hashed, a previous owner's
+    temporary file inherited) was opened blocking: a FIFO planted at that name
+    (by whoever may write below the root) hung the worker's thread in open()
+    for ever. The shared open refuses anything but a regular file, without
+    blocking."""
+    import hashlib
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    digests = [[4, hashlib.sha256(b"one\n").hexdigest()]]
+    loc = storage.parse(f"file://{allowed}/7.csv")
+    if action == "write":
+        fifo = allowed / "7.csv.pgjobs-tmp"
+        call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
+    elif action == "inherit":
+        fifo = allowed / ".7.csv.pgjobs-old.tmp"
+        call = lambda: storage.resume_upload(  # noqa: E731
+            loc, "", "a2-x", {"tmp": str(fifo), "size": 4}, digests=digests)
+    else:
+        fifo = allowed / "7.csv"
+        call = ((lambda: storage.check_object(loc, digests)) if action == "read-back"
+                else lambda: storage.hash_object(loc))
+    os.mkfifo(fifo)
+    caught = _fifo_call(call, fifo)
+    assert isinstance(caught, storage.StorageError | upload.CannotResume), repr(caught)
+    assert "not a regular file" in str(caught), caught
