@@ -654,8 +654,9 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
     if location.scheme == "file":
         tmp = state.get("tmp")
         if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            # By the walk below the root: no link followed to a file elsewhere.
+            with contextlib.suppress(OSError, StorageError):
+                unlink_file(str(tmp), f"cannot delete {tmp}")
         return
     if state.get("upload_id"):
         from pgjobs.poller import upload_s3  # it imports this module

@@ -322,3 +322,27 @@ def test_a_fifo_where_the_worker_opens_a_file_fails_instead_of_hanging(
     caught = _fifo_call(call, fifo)
     assert isinstance(caught, storage.StorageError | upload.CannotResume), repr(caught)
     assert "not a regular file" in str(caught), caught
+
+
+def test_discarding_an_upload_deletes_nothing_through_a_link(tmp_path: Path) -> None:
+    """An upload given up (an export starting over, or ending for good) removed
+    its checkpointed temporary file with a plain unlink: a folder of it swapped
+    for a link since led the deletion wherever the link pointed. It goes by the
+    same walk as every other deletion below the root."""
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    victim = outside / ".7.csv.pgjobs-a1-x.tmp"
+    victim.write_text("someone else's")
+    os.symlink(outside, allowed / "items")
+    loc = storage.parse(f"file://{allowed}/items/7.csv")
+    storage.discard_upload(loc, {"tmp": f"{allowed}/items/{victim.name}", "size": 0})
+    assert victim.read_text() == "someone else's"
+    # Without a link, the temporary file goes.
+    (allowed / "items").unlink()
+    (allowed / "items").mkdir()
+    (allowed / "items" / victim.name).write_text("ours")
+    storage.discard_upload(loc, {"tmp": f"{allowed}/items/{victim.name}", "size": 0})
+    assert not (allowed / "items" / victim.name).exists()
