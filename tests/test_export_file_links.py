@@ -346,3 +346,28 @@ def test_discarding_an_upload_deletes_nothing_through_a_link(tmp_path: Path) -> 
     (allowed / "items" / victim.name).write_text("ours")
     storage.discard_upload(loc, {"tmp": f"{allowed}/items/{victim.name}", "size": 0})
     assert not (allowed / "items" / victim.name).exists()
+
+
+def test_prune_deletes_below_a_linked_per_tenant_prefix(conn: Conn, dsn: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """pgjobs.prune deletes the job row in the statement that queues its objects:
+    the worker asked the root with the job's scope, always NULL by then, so no
+    per-tenant prefix (`data/t/{scope}`) was a root and every such deletion under
+    a data folder that is a link failed for good. The root of a per-tenant
+    prefix is its text before `{scope}`, which needs no scope to find."""
+    make_items(conn)
+    data = _linked_data(tmp_path)
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{data}/t/{{scope}}",))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{data}/t/1"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    assert outcome.status == "succeeded" and outcome.result is not None, (
+        outcome, job(conn, job_id)["error"])
+    uri = outcome.result["uri"]
+    assert storage.exists(uri)
+    monkeypatch.setattr(storage, "_roots", {})  # another worker process
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
+                 "WHERE id = %s", (job_id,))
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    Worker(dsn, f"file://{tmp_path}/storage", once=True, poll=0.1).run()
+    errors = conn.execute("SELECT last_error FROM pgjobs.storage_deletions").fetchall()
+    assert errors == [] and not storage.exists(uri), errors
