@@ -864,6 +864,11 @@ NOT_REGULAR_HINT = ("the worker reads and writes regular files only: remove the 
                     "FIFO or device that stands at that name, or name another file")
 
 
+HARD_LINK_HINT = ("a file the worker writes must have no other name: remove the hard link "
+                  "that stands at that name (the allow-list judges names, and another name "
+                  "of the file may lie anywhere on the filesystem)")
+
+
 def _not_regular(what: str) -> StorageError:
     return StorageError(f"{what}: it is not a regular file", retryable=False,
                         hint=NOT_REGULAR_HINT)
@@ -878,11 +883,15 @@ def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
     regular file (a FIFO, a device, a directory planted at the name) is refused
     (StorageError, not retryable) instead of blocking the open, or the reads,
     for ever; the descriptor is blocking again unless ``flags`` asked for
-    O_NONBLOCK."""
+    O_NONBLOCK. A file opened to write must have no other hard link (it is
+    truncated, for O_TRUNC, only once that is known)."""
     directory, name = _split(path)
+    writes = flags & (os.O_WRONLY | os.O_RDWR)
     folder = open_folder(directory, what, create=create_folders)
     try:
-        fd = os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK, mode, dir_fd=folder)
+        # O_TRUNC only once the file is known to be the worker's alone (below).
+        fd = os.open(name, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_NONBLOCK, mode,
+                     dir_fd=folder)
     except OSError as exc:
         _refuse_if_link(name, folder, what, exc)
         with contextlib.suppress(OSError):
@@ -892,8 +901,16 @@ def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
     finally:
         os.close(folder)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise _not_regular(what)
+        if writes and st.st_nlink > 1:
+            # A hard link planted at the name: O_NOFOLLOW does not see it, and
+            # the bytes would go to (or truncate) a file that has another name.
+            raise StorageError(f"{what}: the file has {st.st_nlink} hard links",
+                               retryable=False, hint=HARD_LINK_HINT)
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
         if not flags & os.O_NONBLOCK:
             os.set_blocking(fd, True)
         return fd

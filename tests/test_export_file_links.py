@@ -371,3 +371,34 @@ def test_prune_deletes_below_a_linked_per_tenant_prefix(conn: Conn, dsn: str, tm
     Worker(dsn, f"file://{tmp_path}/storage", once=True, poll=0.1).run()
     errors = conn.execute("SELECT last_error FROM pgjobs.storage_deletions").fetchall()
     assert errors == [] and not storage.exists(uri), errors
+
+
+@pytest.mark.parametrize("action", ["write", "append"])
+def test_a_hard_link_where_the_worker_writes_changes_no_other_file(
+        tmp_path: Path, action: str) -> None:
+    """A hard link is no symbolic link, and O_NOFOLLOW does not see it: one planted
+    at a name the worker writes (the rejects' `.pgjobs-tmp`, or an upload's
+    temporary file replaced between parts) made the worker truncate and
+    overwrite, or append to, another file of the filesystem. A file the worker
+    opens to write must have no other name."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    victim = tmp_path / "victim.csv"
+    victim.write_bytes(b"someone else's\n")
+    storage.trust_root(f"file://{allowed}")
+    loc = storage.parse(f"file://{allowed}/7.csv")
+    if action == "write":
+        os.link(victim, allowed / "7.csv.pgjobs-tmp")
+        call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
+    else:
+        upload_ = storage.resume_upload(loc, "", "a1-x", None, digests=[])
+        upload_.write_part(b"one\n")
+        tmp = Path(upload_.state()["tmp"])
+        tmp.unlink()
+        os.link(victim, tmp)
+        call = lambda: upload_.write_part(b"two\n")  # noqa: E731
+    with pytest.raises(storage.StorageError) as caught:
+        call()
+    assert "hard link" in str(caught.value) and not caught.value.retryable, caught.value
+    assert caught.value.hint
+    assert victim.read_bytes() == b"someone else's\n"
