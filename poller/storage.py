@@ -884,13 +884,24 @@ def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
     (StorageError, not retryable) instead of blocking the open, or the reads,
     for ever; the descriptor is blocking again unless ``flags`` asked for
     O_NONBLOCK. A file opened to write must have no other hard link (it is
-    truncated, for O_TRUNC, only once that is known)."""
+    truncated, for O_TRUNC, only once that is known). A file that is a trusted
+    root itself (an allow-list prefix naming one file) is opened by its path:
+    everything on it is at or above the root."""
     directory, name = _split(path)
     writes = flags & (os.O_WRONLY | os.O_RDWR)
-    folder = open_folder(directory, what, create=create_folders)
+    nofollow = os.O_NOFOLLOW
+    if root_of(path) == os.path.normpath(path):
+        # The file is the root itself (an allow-list prefix naming one file): its
+        # folder, and a link at the file, are at or above the root: followed.
+        nofollow = 0
+        if create_folders:
+            os.makedirs(directory, exist_ok=True)
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        folder = open_folder(directory, what, create=create_folders)
     try:
         # O_TRUNC only once the file is known to be the worker's alone (below).
-        fd = os.open(name, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_NONBLOCK, mode,
+        fd = os.open(name, (flags & ~os.O_TRUNC) | nofollow | os.O_NONBLOCK, mode,
                      dir_fd=folder)
     except OSError as exc:
         _refuse_if_link(name, folder, what, exc)
