@@ -202,16 +202,17 @@ STORAGE_ROOT = "SELECT pgjobs._storage_root_for(%(uri)s, %(scope)s)"
 # still only text an administrator wrote, above the URI); the job's scope when
 # the row is there, and NULL (prefixes without `{scope}`), are asked too.
 STORAGE_DELETION_ROOT = """
-SELECT r.root
-  FROM (SELECT (SELECT scope FROM pgjobs.jobs WHERE id = %(job)s)
-        UNION ALL
-        SELECT split_part(substr(%(uri)s, strpos(a.prefix || '/', '/{scope}/') + 1), '/', 1)
-          FROM pgjobs.storage_allow a
-         WHERE strpos(a.prefix, '{scope}') > 0) s(scope)
- CROSS JOIN LATERAL (SELECT pgjobs._storage_root_for(%(uri)s, s.scope)) r(root)
- WHERE r.root IS NOT NULL
- ORDER BY length(r.root) DESC
- LIMIT 1
+SELECT (SELECT r.root
+          FROM (SELECT (SELECT scope FROM pgjobs.jobs WHERE id = %(job)s)
+                UNION ALL
+                SELECT split_part(substr(%(uri)s, strpos(a.prefix || '/', '/{scope}/') + 1),
+                                  '/', 1)
+                  FROM pgjobs.storage_allow a
+                 WHERE strpos(a.prefix, '{scope}') > 0) s(scope)
+         CROSS JOIN LATERAL (SELECT pgjobs._storage_root_for(%(uri)s, s.scope)) r(root)
+         WHERE r.root IS NOT NULL
+         ORDER BY length(r.root) DESC
+         LIMIT 1) AS root
 """
 # One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
 # it returns. enable_seqscan off: jsonb predicates are unestimatable and the
