@@ -195,10 +195,25 @@ SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, att
 # allowed: pgjobs._storage_allowed_for's rule), asked once per attempt: a
 # file:// path's trusted root, at and above which symbolic links are followed.
 STORAGE_ROOT = "SELECT pgjobs._storage_root_for(%(uri)s, %(scope)s)"
-# The same for an object queued for deletion (its job may be pruned: its scope
-# read when it is still there).
-STORAGE_DELETION_ROOT = ("SELECT pgjobs._storage_root_for(%(uri)s, "
-                         "(SELECT scope FROM pgjobs.jobs WHERE id = %(job)s))")
+# The same for an object queued for deletion. pgjobs.prune deletes the job row
+# in the statement that queues its objects, so its scope is mostly gone: a
+# per-tenant prefix's root is its text before `{scope}` whatever the scope, so
+# the folder the object lies in at `{scope}`'s place stands for it (the root is
+# still only text an administrator wrote, above the URI); the job's scope when
+# the row is there, and NULL (prefixes without `{scope}`), are asked too.
+STORAGE_DELETION_ROOT = """
+SELECT (SELECT r.root
+          FROM (SELECT (SELECT scope FROM pgjobs.jobs WHERE id = %(job)s)
+                UNION ALL
+                SELECT split_part(substr(%(uri)s, strpos(a.prefix || '/', '/{scope}/') + 1),
+                                  '/', 1)
+                  FROM pgjobs.storage_allow a
+                 WHERE strpos(a.prefix, '{scope}') > 0) s(scope)
+         CROSS JOIN LATERAL (SELECT pgjobs._storage_root_for(%(uri)s, s.scope)) r(root)
+         WHERE r.root IS NOT NULL
+         ORDER BY length(r.root) DESC
+         LIMIT 1) AS root
+"""
 # One keyset chunk, in its own REPEATABLE READ transaction: this, then the COPY
 # it returns. enable_seqscan off: jsonb predicates are unestimatable and the
 # planner would rather scan every tenant's rows than walk the (scope, key) index.

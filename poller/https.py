@@ -60,6 +60,8 @@ REDIRECT_HINT = ("an import reads only the URL it names, under an allowed prefix
 RANGE_HINT = ("an https:// source is read in byte ranges (one GET per block, so an import "
               "resumes where it stopped): serve it from a server that answers Range "
               "requests with 206 Partial Content")
+CHANGED_HINT = ("an https:// source must stay as it was while it is imported: restore it and "
+                "pgjobs.retry the job, or cancel it and import the new one as a new job")
 _RETRY_STATUSES = frozenset({408, 425, 429})
 # Sizes and offsets as ASCII digits, at most 18 of them (an exabyte): str.isdigit()
 # also takes "²", and int() refuses both that and more than 4300 digits, with a
@@ -308,6 +310,13 @@ class Source:
         self._expect(response, 206)
         stated = response.getheader("Content-Range")
         match = _CONTENT_RANGE.fullmatch(stated or "")
+        if match is not None and (int(match[1]), int(match[2])) == (start, end) \
+                and int(match[3]) != total:
+            # The range asked for, of another size: the source changed since the HEAD.
+            self._drop(response)
+            raise HttpsError(f"the source changed while it was read: {total} bytes at the "
+                             f"HEAD, {int(match[3])} by the Content-Range of bytes "
+                             f"{start}-{end}", retryable=False, hint=CHANGED_HINT, status=206)
         if match is None or (int(match[1]), int(match[2]), int(match[3])) != (start, end, total):
             self._drop(response)
             raise HttpsError(f"the server answered the byte range {start}-{end} of {total} "

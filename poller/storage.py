@@ -654,8 +654,9 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
     if location.scheme == "file":
         tmp = state.get("tmp")
         if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            # By the walk below the root: no link followed to a file elsewhere.
+            with contextlib.suppress(OSError, StorageError):
+                unlink_file(str(tmp), f"cannot delete {tmp}")
         return
     if state.get("upload_id"):
         from pgjobs.poller import upload_s3  # it imports this module
@@ -859,20 +860,74 @@ def _split(path: str) -> tuple[str, str]:
     return directory, name
 
 
+NOT_REGULAR_HINT = ("the worker reads and writes regular files only: remove the directory, "
+                    "FIFO or device that stands at that name, or name another file")
+
+
+HARD_LINK_HINT = ("a file the worker writes must have no other name: remove the hard link "
+                  "that stands at that name (the allow-list judges names, and another name "
+                  "of the file may lie anywhere on the filesystem)")
+
+
+def _not_regular(what: str) -> StorageError:
+    return StorageError(f"{what}: it is not a regular file", retryable=False,
+                        hint=NOT_REGULAR_HINT)
+
+
 def open_file(path: str, flags: int, what: str, *, create_folders: bool = False,
               mode: int = 0o666) -> int:
-    """``os.open`` of the local file ``path`` (its folders by :func:`open_folder`,
-    the file itself with O_NOFOLLOW relative to its folder): the worker never
-    writes, reads or creates through a symbolic link below the trusted root."""
+    """``os.open`` of the local regular file ``path`` (its folders by
+    :func:`open_folder`, the file itself with O_NOFOLLOW relative to its
+    folder): the worker never writes, reads or creates through a symbolic link
+    below the trusted root. It is opened with O_NONBLOCK, and anything but a
+    regular file (a FIFO, a device, a directory planted at the name) is refused
+    (StorageError, not retryable) instead of blocking the open, or the reads,
+    for ever; the descriptor is blocking again unless ``flags`` asked for
+    O_NONBLOCK. A file opened to write must have no other hard link (it is
+    truncated, for O_TRUNC, only once that is known). A file that is a trusted
+    root itself (an allow-list prefix naming one file) is opened by its path:
+    everything on it is at or above the root."""
     directory, name = _split(path)
-    folder = open_folder(directory, what, create=create_folders)
+    writes = flags & (os.O_WRONLY | os.O_RDWR)
+    nofollow = os.O_NOFOLLOW
+    if root_of(path) == os.path.normpath(path):
+        # The file is the root itself (an allow-list prefix naming one file): its
+        # folder, and a link at the file, are at or above the root: followed.
+        nofollow = 0
+        if create_folders:
+            os.makedirs(directory, exist_ok=True)
+        folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        folder = open_folder(directory, what, create=create_folders)
     try:
-        return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)
+        # O_TRUNC only once the file is known to be the worker's alone (below).
+        fd = os.open(name, (flags & ~os.O_TRUNC) | nofollow | os.O_NONBLOCK, mode,
+                     dir_fd=folder)
     except OSError as exc:
         _refuse_if_link(name, folder, what, exc)
+        with contextlib.suppress(OSError):
+            if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+                raise _not_regular(what) from exc  # a FIFO with no reader: ENXIO
         raise
     finally:
         os.close(folder)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(what)
+        if writes and st.st_nlink > 1:
+            # A hard link planted at the name: O_NOFOLLOW does not see it, and
+            # the bytes would go to (or truncate) a file that has another name.
+            raise StorageError(f"{what}: the file has {st.st_nlink} hard links",
+                               retryable=False, hint=HARD_LINK_HINT)
+        if flags & os.O_TRUNC:
+            os.ftruncate(fd, 0)
+        if not flags & os.O_NONBLOCK:
+            os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def replace_file(src: str, dst: str, what: str) -> None:

@@ -9220,14 +9220,18 @@ CREATE FUNCTION pgjobs._storage_root_for(p_uri text, p_scope text) RETURNS text
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The allow-list prefix that admits p_uri for a job of scope p_scope (the
--- longest, when several do; a per-tenant one resolved to the folder of
--- p_scope), in normal form; NULL when none does. The rule is
--- pgjobs._storage_allowed_for's. The worker asks it once per attempt for a
--- file:// URI: that prefix is the trusted root of the path, an
--- administrator wrote it, so a symbolic link at or above it is followed
--- and only a link below it (the part a client or the job's target and
--- scope name) is refused (poller/storage.py). Locks nothing.
+-- The trusted root of p_uri for a job of scope p_scope: of the allow-list
+-- prefixes that admit it (pgjobs._storage_allowed_for's rule), the longest
+-- text an administrator wrote literally: a prefix without `{scope}`
+-- itself, a per-tenant one only its text before the `{scope}` segment
+-- (file:///data/t for file:///data/t/{scope}/in; file:// when `{scope}`
+-- is the first segment), never the folder the scope names nor one below
+-- it, which lie in the tenant's folder and may be the tenant's to write.
+-- NULL when no prefix admits p_uri (not allowed). The worker asks it once
+-- per attempt for a file:// URI: a symbolic link at or above the root is
+-- followed, one below it (at the scope's folder, or a folder the client
+-- or the job's target and scope name) is refused (poller/storage.py).
+-- Locks nothing.
 DECLARE
     v_uri text;
 BEGIN
@@ -9237,12 +9241,16 @@ BEGIN
         RETURN NULL;
     END;
     RETURN (
-        SELECT p.prefix
+        SELECT r.root
           FROM pgjobs.storage_allow a
          CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
+         CROSS JOIN LATERAL (
+               SELECT CASE WHEN strpos(a.prefix, '{scope}') = 0 THEN p.prefix
+                           ELSE left(a.prefix, strpos(a.prefix || '/', '/{scope}/') - 1)
+                      END) r(root)
          WHERE p.prefix = v_uri
             OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/'
-         ORDER BY length(p.prefix) DESC
+         ORDER BY length(r.root) DESC
          LIMIT 1);
 END
 $$;

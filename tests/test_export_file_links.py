@@ -13,9 +13,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import storage
+from pgjobs.poller import storage, upload
 from pgjobs.poller.worker import Worker
-from tests.support import job, make_items, object_bytes, run_export, submit_export
+from tests.support import (
+    job,
+    make_items,
+    make_people,
+    object_bytes,
+    run_export,
+    run_import,
+    scalar,
+    submit_export,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -218,3 +228,177 @@ def test_a_folder_made_and_swapped_for_a_link_before_it_is_opened_is_refused(
         storage.write(f"file://{allowed}/items/1/7.csv", b"rows\n")
     assert "symbolic link" in str(caught.value) and not caught.value.retryable
     assert list(outside.iterdir()) == []
+
+
+def test_a_link_at_or_below_a_tenant_folder_is_refused(conn: Conn, dsn: str,
+                                                        tmp_path: Path) -> None:
+    """A per-tenant prefix (`/data/t/{scope}/exports`): its folders from the
+    scope's on lie in the tenant's own folder, which the tenant may write (a
+    share, an SFTP drop). The trusted root was the expanded prefix, so a link
+    the tenant planted there (`t/1/exports -> t/2/exports`) was followed: tenant
+    1's import read tenant 2's file, its export wrote into tenant 2's folder.
+    The root of such a prefix is the administrator's text before `{scope}`."""
+    make_people(conn)
+    make_items(conn)
+    tenants = tmp_path / "t"
+    (tenants / "2" / "exports").mkdir(parents=True)
+    (tenants / "2" / "exports" / "people.csv").write_bytes(b"name,age\nsecret,1\n")
+    (tenants / "1").mkdir()
+    os.symlink(tenants / "2" / "exports", tenants / "1" / "exports")
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{tenants}/{{scope}}/exports",))
+    assert conn.execute("SELECT pgjobs._storage_root_for(%s, '1')",
+                        (f"file://{tenants}/1/exports/people.csv",)).fetchone() == (
+        f"file://{tenants}",)
+    job_id = submit_import(conn, f"file://{tenants}/1/exports/people.csv", scope="1")
+    outcome = run_import(dsn, job_id, f"file://{tmp_path}/storage")
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and "symbolic link" in (row["error"] or ""), row
+    assert scalar(conn, "SELECT count(*) FROM people") == 0
+    before = sorted(p.name for p in (tenants / "2" / "exports").rglob("*"))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{tenants}/1/exports"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and "symbolic link" in (row["error"] or ""), row
+    assert sorted(p.name for p in (tenants / "2" / "exports").rglob("*")) == before
+
+
+def _fifo_call(call: Any, fifo: Path) -> BaseException | None:
+    """Run ``call`` on a thread; what it raised. Fails the test (after unblocking
+    the thread: the other end of the FIFO opened) when it is still blocked after
+    30 s."""
+    import threading
+
+    caught: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            caught.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            caught.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        for flags in (os.O_RDONLY | os.O_NONBLOCK, os.O_WRONLY | os.O_NONBLOCK):
+            try:
+                os.close(os.open(fifo, flags))
+            except OSError:
+                continue
+        thread.join(30)
+        pytest.fail(f"blocked on the FIFO {fifo}")
+    return caught[0]
+
+
+@pytest.mark.parametrize("action", ["write", "read-back", "hash", "inherit"])
+def test_a_fifo_where_the_worker_opens_a_file_fails_instead_of_hanging(
+        tmp_path: Path, action: str) -> None:
+    """Every file the worker opens below the root (an import's rejects written
+    through `.pgjobs-tmp`, an export read back or hashed, a previous owner's
+    temporary file inherited) was opened blocking: a FIFO planted at that name
+    (by whoever may write below the root) hung the worker's thread in open()
+    for ever. The shared open refuses anything but a regular file, without
+    blocking."""
+    import hashlib
+
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    digests = [[4, hashlib.sha256(b"one\n").hexdigest()]]
+    loc = storage.parse(f"file://{allowed}/7.csv")
+    if action == "write":
+        fifo = allowed / "7.csv.pgjobs-tmp"
+        call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
+    elif action == "inherit":
+        fifo = allowed / ".7.csv.pgjobs-old.tmp"
+        call = lambda: storage.resume_upload(  # noqa: E731
+            loc, "", "a2-x", {"tmp": str(fifo), "size": 4}, digests=digests)
+    else:
+        fifo = allowed / "7.csv"
+        call = ((lambda: storage.check_object(loc, digests)) if action == "read-back"
+                else lambda: storage.hash_object(loc))
+    os.mkfifo(fifo)
+    caught = _fifo_call(call, fifo)
+    assert isinstance(caught, storage.StorageError | upload.CannotResume), repr(caught)
+    assert "not a regular file" in str(caught), caught
+
+
+def test_discarding_an_upload_deletes_nothing_through_a_link(tmp_path: Path) -> None:
+    """An upload given up (an export starting over, or ending for good) removed
+    its checkpointed temporary file with a plain unlink: a folder of it swapped
+    for a link since led the deletion wherever the link pointed. It goes by the
+    same walk as every other deletion below the root."""
+    allowed = tmp_path / "allowed"
+    outside = tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    storage.trust_root(f"file://{allowed}")
+    victim = outside / ".7.csv.pgjobs-a1-x.tmp"
+    victim.write_text("someone else's")
+    os.symlink(outside, allowed / "items")
+    loc = storage.parse(f"file://{allowed}/items/7.csv")
+    storage.discard_upload(loc, {"tmp": f"{allowed}/items/{victim.name}", "size": 0})
+    assert victim.read_text() == "someone else's"
+    # Without a link, the temporary file goes.
+    (allowed / "items").unlink()
+    (allowed / "items").mkdir()
+    (allowed / "items" / victim.name).write_text("ours")
+    storage.discard_upload(loc, {"tmp": f"{allowed}/items/{victim.name}", "size": 0})
+    assert not (allowed / "items" / victim.name).exists()
+
+
+def test_prune_deletes_below_a_linked_per_tenant_prefix(conn: Conn, dsn: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """pgjobs.prune deletes the job row in the statement that queues its objects:
+    the worker asked the root with the job's scope, always NULL by then, so no
+    per-tenant prefix (`data/t/{scope}`) was a root and every such deletion under
+    a data folder that is a link failed for good. The root of a per-tenant
+    prefix is its text before `{scope}`, which needs no scope to find."""
+    make_items(conn)
+    data = _linked_data(tmp_path)
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{data}/t/{{scope}}",))
+    job_id = submit_export(conn, "1", {}, {"destination": f"file://{data}/t/1"})
+    outcome = run_export(dsn, job_id, "file:///unused")
+    assert outcome.status == "succeeded" and outcome.result is not None, (
+        outcome, job(conn, job_id)["error"])
+    uri = outcome.result["uri"]
+    assert storage.exists(uri)
+    monkeypatch.setattr(storage, "_roots", {})  # another worker process
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
+                 "WHERE id = %s", (job_id,))
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    Worker(dsn, f"file://{tmp_path}/storage", once=True, poll=0.1).run()
+    errors = conn.execute("SELECT last_error FROM pgjobs.storage_deletions").fetchall()
+    assert errors == [] and not storage.exists(uri), errors
+
+
+@pytest.mark.parametrize("action", ["write", "append"])
+def test_a_hard_link_where_the_worker_writes_changes_no_other_file(
+        tmp_path: Path, action: str) -> None:
+    """A hard link is no symbolic link, and O_NOFOLLOW does not see it: one planted
+    at a name the worker writes (the rejects' `.pgjobs-tmp`, or an upload's
+    temporary file replaced between parts) made the worker truncate and
+    overwrite, or append to, another file of the filesystem. A file the worker
+    opens to write must have no other name."""
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    victim = tmp_path / "victim.csv"
+    victim.write_bytes(b"someone else's\n")
+    storage.trust_root(f"file://{allowed}")
+    loc = storage.parse(f"file://{allowed}/7.csv")
+    if action == "write":
+        os.link(victim, allowed / "7.csv.pgjobs-tmp")
+        call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
+    else:
+        upload_ = storage.resume_upload(loc, "", "a1-x", None, digests=[])
+        upload_.write_part(b"one\n")
+        tmp = Path(upload_.state()["tmp"])
+        tmp.unlink()
+        os.link(victim, tmp)
+        call = lambda: upload_.write_part(b"two\n")  # noqa: E731
+    with pytest.raises(storage.StorageError) as caught:
+        call()
+    assert "hard link" in str(caught.value) and not caught.value.retryable, caught.value
+    assert caught.value.hint
+    assert victim.read_bytes() == b"someone else's\n"

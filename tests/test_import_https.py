@@ -718,3 +718,22 @@ def test_a_size_of_thousands_of_digits_is_refused_not_an_unexpected_error(
     with pytest.raises(storage.StorageError) as caught:
         list(storage.open_range(f"{base}/rows.csv"))
     assert not caught.value.retryable and caught.value.hint, str(caught.value)
+
+
+def test_a_source_that_changed_size_since_the_head_is_named_so(
+        https: tuple[str, Path, Any]) -> None:
+    """One HEAD per attempt gives the size every range must state. A source that
+    grew (or shrank) after it is caught at the next GET, but was reported as a
+    server that does not answer Range requests (RANGE_HINT): the hint sent the
+    operator after the server instead of the source that changed."""
+    base, root, _ = https
+    data = people_csv(3000)
+    (root / "rows.csv").write_bytes(data)
+    total = storage.size(f"{base}/rows.csv")
+    (root / "rows.csv").write_bytes(data + b"late,1\n")
+    with pytest.raises(storage.StorageError) as caught:
+        list(storage.open_range(f"{base}/rows.csv", 0, 4096, total))
+    assert not caught.value.retryable and "Content-Range" in str(caught.value)
+    assert "changed" in str(caught.value), caught.value
+    assert caught.value.hint and "Range requests" not in caught.value.hint, caught.value.hint
+    assert "retry" in caught.value.hint, caught.value.hint

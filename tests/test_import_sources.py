@@ -106,3 +106,22 @@ def test_open_range_reads_only_regular_files(tmp_path: Path, make: str) -> None:
     with pytest.raises(storage.StorageError) as info:
         b"".join(storage.open_range(f"file://{path}"))
     assert info.value.retryable is False
+
+
+def test_a_source_allowed_by_its_own_name_under_a_linked_data_folder_is_read(
+        conn: Conn, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An allow-list prefix may name the one file a client may import
+    (`file:///data/in/people.csv`): the root is then the file itself, and the
+    walk began at the root of its folder, none, so a data folder that is a link
+    (`/data -> /mnt/disk1/data`) above it failed the import. Links at or above
+    the root are followed there too."""
+    monkeypatch.setattr(storage, "_roots", {})
+    make_people(conn)
+    real = tmp_path / "disk1" / "data"
+    (real / "in").mkdir(parents=True)
+    (real / "in" / "people.csv").write_bytes(b"name,age\nalice,1\n")
+    (tmp_path / "data").symlink_to(real)
+    allow(conn, f"file://{tmp_path}/data/in/people.csv")
+    row = _run(conn, dsn, tmp_path / "data" / "in", tmp_path / "data" / "in" / "people.csv")
+    assert row["status"] == "succeeded", row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 1
