@@ -1286,6 +1286,12 @@ CREATE FUNCTION pgjobs._compile_filter_column_op(p_ref text, p_type text, p_fiel
 -- when the caller test-evaluates), p_type its type as format_type() spells it.
 -- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
 -- scalars their JSON text; json/jsonb columns take the JSON text itself).
+-- Every operator is written OPERATOR(pg_catalog.x): the text is also read
+-- outside pgjobs' pinned path (pgjobs.mask in a client's query), where an
+-- unqualified operator would take one a writable schema holds for the
+-- column's domain (pg_catalog has none of a domain's own, so any such
+-- operator is a better match) or, with that schema first, for any type.
+-- A qualified name still resolves a domain to its base type's operator.
 -- Returns a parenthesised boolean expression; NULL means "not matched".
 -- The operand's shape is checked before (pgjobs._check_filter_operand);
 -- what is left here is what a value must be for the column's type.
@@ -1306,15 +1312,17 @@ BEGIN
                     USING ERRCODE = '22023',
                   HINT = 'Compare a column with one value, e.g. {"id": 5}; use $in for several.';
             END IF;
-            -- $ne also matches NULL columns: IS DISTINCT FROM.
-            v_sql := format('(%s %s %s)', p_ref,
-                            CASE p_op WHEN '$ne' THEN 'IS DISTINCT FROM' ELSE '=' END,
+            -- $ne also matches NULL columns, as IS DISTINCT FROM would; written
+            -- out because IS DISTINCT FROM looks its `=` up on the reader's path.
+            v_sql := format(CASE p_op WHEN '$ne'
+                                 THEN '(%1$s IS NULL OR NOT %1$s OPERATOR(pg_catalog.=) %2$s)'
+                                 ELSE '(%1$s OPERATOR(pg_catalog.=) %2$s)' END, p_ref,
                             pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
                                                        ELSE p_value #>> '{}' END, p_type));
         END IF;
 
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
-        v_sql := format('(%s %s %s)', p_ref,
+        v_sql := format('(%s OPERATOR(pg_catalog.%s) %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
                         pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
@@ -1337,15 +1345,15 @@ BEGIN
         v_sql := CASE
                      WHEN cardinality(v_lits) = 0 AND v_has_null THEN format('%s IS NULL', p_ref)
                      WHEN cardinality(v_lits) = 0 THEN 'false'
-                     WHEN v_has_null THEN format('%s = ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
+                     WHEN v_has_null THEN format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
                                                  array_to_string(v_lits, ', '), p_ref)
-                     ELSE format('%s = ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
+                     ELSE format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
                  END;
         v_sql := CASE p_op WHEN '$in' THEN '(' || v_sql || ')'
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
-        v_sql := format('((%s)::text ILIKE %L)', p_ref,
+        v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 
@@ -1386,7 +1394,9 @@ CREATE FUNCTION pgjobs._compile_filter_document_op(p_document name, p_path text[
 -- agree: a nested scalar is contained only in an equal scalar (numbers
 -- compare as numbers), and `->` on a non-object gives NULL. Ranges compare as
 -- jsonb between values of the operand's JSON type only. Returns a
--- parenthesised boolean expression; NULL means "not matched". The
+-- parenthesised boolean expression; NULL means "not matched". Operators,
+-- functions and types are pg_catalog's, named so (see
+-- pgjobs._compile_filter_column_op: the text is read on other paths). The
 -- operand's shape is checked before (pgjobs._check_filter_operand).
 DECLARE
     v_ref   text := format('%I', p_document);
@@ -1398,7 +1408,7 @@ DECLARE
     v_many  jsonb[] := '{}'::jsonb[];
 BEGIN
     FOREACH v_seg IN ARRAY p_path LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
+        v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
     END LOOP;
     v_ref := '(' || v_ref || ')';
 
@@ -1407,10 +1417,11 @@ BEGIN
             SELECT coalesce(array_agg(x.value), '{}'::jsonb[]) INTO v_many
               FROM jsonb_array_elements(p_value) x WHERE jsonb_typeof(x.value) <> 'null';
             IF cardinality(v_many) >= 9 THEN
-                v_parts := v_parts || format('(%s = ANY (%L::jsonb[]))', v_ref, v_many);
+                v_parts := v_parts || format('(%s OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.jsonb[]))',
+                                             v_ref, v_many);
                 IF jsonb_path_exists(p_value, 'strict $[*] ? (@ == null)') THEN
-                    v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)',
-                                                 v_ref, v_ref);
+                    v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                                 '''null''::pg_catalog.jsonb)', v_ref);
                 END IF;
             END IF;
         END IF;
@@ -1423,7 +1434,8 @@ BEGIN
         LOOP
             IF jsonb_typeof(v_elem) = 'null' THEN
                 -- null matches a missing field or a JSON null.
-                v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)', v_ref, v_ref);
+                v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                             '''null''::pg_catalog.jsonb)', v_ref);
             ELSE
                 v_wrap := v_elem;
                 FOR v_i IN REVERSE cardinality(p_path) .. 1 LOOP
@@ -1431,10 +1443,12 @@ BEGIN
                 END LOOP;
                 IF jsonb_typeof(v_elem) IN ('object', 'array') THEN
                     -- Containment alone would accept supersets.
-                    v_parts := v_parts || format('(%I @> %L::jsonb AND %s = %L::jsonb)',
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb '
+                                                 'AND %s OPERATOR(pg_catalog.=) %L::pg_catalog.jsonb)',
                                                  p_document, v_wrap, v_ref, v_elem);
                 ELSE
-                    v_parts := v_parts || format('(%I @> %L::jsonb)', p_document, v_wrap);
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb)',
+                                                 p_document, v_wrap);
                 END IF;
             END IF;
         END LOOP;
@@ -1452,7 +1466,8 @@ BEGIN
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
         -- Only values of the operand's JSON type compare (numbers with numbers,
         -- strings with strings in the database collation, false < true).
-        v_sql := format('(jsonb_typeof(%s) = %L AND %s %s %L::jsonb)',
+        v_sql := format('(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) %L::pg_catalog.text '
+                        'AND %s OPERATOR(pg_catalog.%s) %L::pg_catalog.jsonb)',
                         v_ref, jsonb_typeof(p_value), v_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
@@ -1463,8 +1478,10 @@ BEGIN
         -- '{}' typed: an untyped literal would let a #>> (jsonb, text) found
         -- on the path of a session that reads this text (pgjobs.mask in a
         -- client's query) win over pg_catalog's (jsonb, text[]).
-        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}''::text[]) ILIKE %L)',
-                        v_ref, v_ref,
+        v_sql := format('(pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) '
+                        '''string''::pg_catalog.text AND (%1$s OPERATOR(pg_catalog.#>>) '
+                        '''{}''::pg_catalog.text[]) OPERATOR(pg_catalog.~~*) %2$L::pg_catalog.text)',
+                        v_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 
@@ -2291,14 +2308,17 @@ BEGIN
     without_zone := v_is_timestamp;
     time_zone := v_tz;
     clause := format(
-        'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
-        '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
+        'coalesce(%1$I OPERATOR(pg_catalog.<=) %2$s, true) AND (%1$I OPERATOR(pg_catalog.<) %3$s '
+        'OR (pg_catalog.age(xmin)::bigint OPERATOR(pg_catalog.&) 4294967295) '
+        'OPERATOR(pg_catalog.>) (SELECT pg_catalog.age(%4$L::pg_catalog.xid))%5$s '
+        'OR xmin OPERATOR(pg_catalog.=) %6$L::pg_catalog.xid)',
         p_reg.created_at_column,
         pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
         pgjobs._time_literal(v_horizon, v_is_timestamp, v_tz),
         v_xmax % 4294967296,
         CASE WHEN cardinality(v_running) = 0 THEN ''
-             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END,
+             ELSE format(' AND NOT xmin OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.xid[])',
+                         v_running) END,
         v_own % 4294967296);
 END
 $_$;
@@ -3432,8 +3452,9 @@ BEGIN
             v_job := 'x_job_id';
             v_key := 'x_key';
         END IF;
-        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I = %s '
-                      'AND x.%I = (%I::text COLLATE "C")%s)',
+        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I '
+                      'OPERATOR(pg_catalog.=) %s AND x.%I OPERATOR(pg_catalog.=) '
+                      '(%I::pg_catalog.text COLLATE "C")%s)',
                       CASE WHEN v_job = 'job_id' THEN ''
                            ELSE format(' (%I, %I)', v_job, v_key) END,
                       v_job, p_job, v_key, p_key_column,
@@ -3441,7 +3462,7 @@ BEGIN
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN format('%I = ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
 END
 $$;
 
@@ -5340,6 +5361,8 @@ DECLARE
     v_tail text;
     v_parts text[] := '{}'::text[];
     v_scope_head text;
+    v_scope_head_op text;
+    v_op boolean;
     v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
 BEGIN
     -- Most reads find no pending delete: answer them before any other work.
@@ -5372,15 +5395,17 @@ BEGIN
             IF v_job.survivors ->> 'exclusions' = 'table' THEN
                 -- A long list, probed in pgjobs.job_exclusions by the
                 -- predicate's own clause (pgjobs._exclusion_clause).
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$s)',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     pgjobs._exclusion_clause(v_job.survivors ->> 'key_column',
                         v_job.survivors ->> 'key_type', NULL, v_job.id));
             ELSIF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                              v_job.survivors ->> 'created_at_column', v_horizon);
             ELSE
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$I = ANY (%4$s))',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$I OPERATOR(pg_catalog.=) ANY (%4$s))',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     v_job.survivors ->> 'key_column',
                     format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
@@ -5390,36 +5415,59 @@ BEGIN
             CONTINUE;
         END IF;
         -- Submitted before jobs.survivors: parse the stored predicate,
-        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (".
+        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (",
+        -- its operators written plainly (as releases before this one did) or
+        -- OPERATOR(pg_catalog.x) (pgjobs._row_selection now): v_op says which.
         IF v_scope_head IS NULL THEN
             v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
                                    pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
+            v_scope_head_op := format('%I OPERATOR(pg_catalog.=) %s AND coalesce(%I '
+                                      'OPERATOR(pg_catalog.<=) ', v_reg.scope_column,
+                                      pgjobs._scope_literal(v_reg, p_scope),
+                                      v_reg.created_at_column);
         END IF;
-        CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
-        v_rest := substr(v_job.predicate, length(v_scope_head) + 1);
+        CONTINUE WHEN v_job.predicate IS NULL;
+        v_op := starts_with(v_job.predicate, v_scope_head_op);
+        CONTINUE WHEN NOT v_op AND NOT starts_with(v_job.predicate, v_scope_head);
+        v_rest := substr(v_job.predicate, length(CASE WHEN v_op THEN v_scope_head_op
+                                                      ELSE v_scope_head END) + 1);
         v_head := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_head IS NULL;
         v_rest := substr(v_rest, length(v_head) + 1);
         -- "<created_at> < <horizon> OR (xmin tests)) AND (true)[ AND NOT (<key> = ANY (...))]"
-        v_head := format(', true) AND (%I < ', v_reg.created_at_column);
+        v_head := format(CASE WHEN v_op THEN ', true) AND (%I OPERATOR(pg_catalog.<) '
+                              ELSE ', true) AND (%I < ' END, v_reg.created_at_column);
         CONTINUE WHEN NOT starts_with(v_rest, v_head);
         v_rest := substr(v_rest, length(v_head) + 1);
         v_horizon := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_horizon IS NULL OR starts_with(v_horizon, '''-infinity''');
         v_rest := substr(v_rest, length(v_horizon) + 1);
-        v_tail := substring(v_rest FROM
-            '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
-            '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
-            '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
-            ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        IF v_op THEN
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint OPERATOR\(pg_catalog\.&\) 4294967295\) '
+                'OPERATOR\(pg_catalog\.>\) \(SELECT pg_catalog\.age\(''[0-9]+''::pg_catalog\.xid\)\)'
+                '(?: AND NOT xmin OPERATOR\(pg_catalog\.=\) ANY '
+                '\(''\{[0-9,]*\}''::pg_catalog\.xid\[\]\))?'
+                ' OR xmin OPERATOR\(pg_catalog\.=\) ''[0-9]+''::pg_catalog\.xid\) AND \(true\)(.*)$');
+        ELSE
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
+                '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
+                '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
+                ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        END IF;
         CONTINUE WHEN v_tail IS NULL;
         IF v_tail = '' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                          v_reg.created_at_column, v_horizon);
-        ELSIF (starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+        ELSIF (starts_with(v_tail, format(CASE WHEN v_op
+                                               THEN ' AND NOT (%I OPERATOR(pg_catalog.=) ANY ('
+                                               ELSE ' AND NOT (%I = ANY (' END,
+                                          v_reg.key_column))
                OR starts_with(v_tail, ' AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x '))
               AND right(v_tail, 2) = '))' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                         'OR %3$s)',
                                          v_reg.created_at_column, v_horizon,
                                          substr(v_tail, 11, length(v_tail) - 11));
         END IF;
@@ -7777,7 +7825,7 @@ BEGIN
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
       FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
-    head := format('%I = %s AND %s AND (%s)',
+    head := format('%I OPERATOR(pg_catalog.=) %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         v_cutoff.clause,
         v_filter);
@@ -12581,7 +12629,8 @@ BEGIN
                 v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
         END;
-        v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
+        v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
     END IF;
 
@@ -12593,7 +12642,8 @@ BEGIN
                 quote_literal(p_until), v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
         END;
-        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
@@ -12647,7 +12697,8 @@ BEGIN
         -- The last chunk of the scope, or of the part.
         v_upper := v_until;
     ELSE
-        v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
     END IF;
 
@@ -12683,7 +12734,8 @@ BEGIN
 
     -- ORDER BY the table's key column (qualified: an output alias of the same
     -- name must not shadow it).
-    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I = %4$s%5$s%6$s AND (%7$s) '
+    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I OPERATOR(pg_catalog.=) %4$s%5$s%6$s '
+                       'AND (%7$s) '
                        'AND (%8$s) ORDER BY pgjobs_t.%9$I',
                        array_to_string(v_list, ', '), v_job.target, v_reg.scope_column, v_scope,
                        v_lower, v_upper, v_job.predicate,
