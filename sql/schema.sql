@@ -2354,6 +2354,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   channel `pgjobs` carry the job's target and scope.
 --   max_parallel (integer, only when stored; else 64): the ceiling of an
 --   export's option "parallel" (pgjobs._max_parallel);
+--   max_client_priority (integer, only when stored; else no ceiling): the
+--   highest option "priority" a submitter that is not an administrator may
+--   give a job (pgjobs._insert_job_row);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -4431,7 +4434,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- The one place a job row is written (pgjobs._insert_job announces it;
 -- pgjobs._submit_items_as announces it once its items are counted, so the
 -- `submitted` event carries the total). Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- (priority, at most the administrator's max_client_priority for
+-- non-administrators; max_attempts, run_at, on_conflict, lease; for writing kinds
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
@@ -4449,6 +4453,7 @@ DECLARE
     v_key text;
     v_value jsonb;
     v_priority integer := 0;
+    v_max_priority integer;
     v_max_attempts integer := 5;
     v_run_at timestamptz := now();
     v_on_conflict text := 'queue';
@@ -4509,6 +4514,20 @@ BEGIN
         CASE v_key
         WHEN 'priority' THEN
             v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
+            -- The administrator's ceiling (set_defaults' max_client_priority)
+            -- for every submitter but administrators: a client's priority
+            -- would otherwise keep every other tenant's jobs waiting.
+            v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+            IF v_priority > v_max_priority
+               AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+                RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                                'set for clients', v_priority, v_max_priority
+                    USING ERRCODE = '22023',
+                    HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                                  'submit above it, or raise the ceiling with '
+                                  'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                                  v_max_priority);
+            END IF;
         WHEN 'max_attempts' THEN
             v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
         WHEN 'run_at' THEN
@@ -14613,6 +14632,11 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   most parts (option "parallel") an export may ask for. submit_export
 --   refuses more with 22023, whoever submits; an export submitted before it
 --   was lowered is split into at most this many parts (pgjobs.export_parts_split).
+--   max_client_priority (integer -1000000..1000000, default none): a
+--   ceiling on option "priority" for submitters who are not administrators
+--   (pgjobs_admin members, superusers): a client above it is refused with
+--   22023 (pgjobs._insert_job_row), so no tenant's jobs jump every other's.
+--   Jobs submitted before it was set keep their priority.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -14624,6 +14648,8 @@ DECLARE
     v_opt record;
     v_known constant text := 'known defaults: notify_target_scope (boolean), '
         || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
+        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
+        || 'non-administrator may give a job), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -14632,7 +14658,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel')
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -14645,6 +14671,9 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
+        END IF;
+        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -14663,7 +14692,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: stats(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
