@@ -859,6 +859,40 @@ $_$;
 ALTER FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _check_progress(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The progress a worker reports with a heartbeat (pgjobs.heartbeat,
+-- pgjobs.export_part_heartbeat): done a count (0 or more) and checkpoint a
+-- JSON object, each NULL to keep the stored one. 22023 otherwise, checked
+-- before any fence (a worker's bug, not a lost lease): a job showed -5 rows
+-- done, or an export's done, the sum of its parts', went below its rows.
+-- One rule for both, so a part cannot report what a job may not. Locks
+-- nothing.
+BEGIN
+    IF p_done < 0 THEN
+        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
+            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
+    END IF;
+    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
+        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
+            USING ERRCODE = '22023',
+            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: jobs; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -2028,14 +2062,19 @@ CREATE FUNCTION pgjobs._controlled_job(p_id bigint) RETURNS pgjobs.jobs
 -- policy hides it; 42501 for an admin). A job the caller may
 -- not see (policy jobs_client_read) raises P0002 like an unknown id, before
 -- any lock, so neither the error nor a wait tells it which ids exist.
--- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
--- a page in flight on it).
+-- A NULL id is a bad argument (22023), not an unknown job: "job <NULL> does
+-- not exist" sent the caller looking for a job. Returns the job row.
+-- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it).
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
     v_submitter boolean;
     v_found boolean;
 BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
+    END IF;
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one
@@ -2835,7 +2874,10 @@ BEGIN
     target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
     check_name := 'jobs.queued_age';
     fix := NULL;
-    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at)
+    -- (An infinite run_at, which older releases accepted, has no
+    -- age: now() - '-infinity' raises 22008. Such a job is listed; the
+    -- oldest age is of the others.)
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at) FILTER (WHERE isfinite(j.run_at))
       INTO v_ids, v_oldest
       FROM pgjobs.jobs j
      WHERE j.status = 'queued' AND j.run_at < now() - interval '15 minutes'
@@ -2847,7 +2889,8 @@ BEGIN
         status := 'warn';
         detail := format('%s queued job(s) due for up to %s (ids %s): nothing runs them, or a '
                          'writing job of their scope holds the gate', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+                         coalesce(date_trunc('second', v_oldest)::text, 'ever'),
+                         array_to_string(v_ids[1:20], ', '));
         fix := 'SELECT pgjobs.schedule();  -- or: ' || p_loop_fix || current_database()
                || '; and for exports/imports: pgjobs worker';
     END IF;
@@ -12954,10 +12997,17 @@ CREATE FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_work
 -- the part's unexpired lease changes anything. Returns false when the part's
 -- worker must stop now: it lost the part, or the job is no longer running or
 -- has a cancel or pause pending (the job's own worker acts on those).
+-- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
+-- object (pgjobs._check_progress, as pgjobs.heartbeat: a part's negative
+-- done lowered the job's, the sum) and for an empty worker name or a lease
+-- outside 1 second to 1 day (pgjobs._check_claim_args, as the part's claim:
+-- a NULL lease dropped the part's lease silently).
 -- Locks: the part row, then the job row (for its done).
 DECLARE
     v_found boolean;
 BEGIN
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);  -- 22023, as the claim's
     UPDATE pgjobs.export_parts p
        SET lease_expires_at = now() + p_lease,
            done = coalesce(p_done, p.done),
@@ -12982,7 +13032,7 @@ ALTER FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worke
 -- Name: FUNCTION export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) IS 'Extends the lease of a part of a parallel export owned by p_worker and records its done and checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not running, cancel or pause pending).';
+COMMENT ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) IS 'Extends the lease of a part of a parallel export owned by p_worker and records its done and checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not running, cancel or pause pending). A negative p_done, a p_checkpoint that is not a JSON object, an empty worker or a lease outside 1 second to 1 day raises 22023.';
 
 --
 -- Name: export_parts_redo(bigint, text, integer[], text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13331,7 +13381,8 @@ CREATE FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint DEFAU
 --
 -- Progress events are throttled to one per job per 250 ms.
 -- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
--- object (checked before the fence: a worker's bug, not a lost lease), as
+-- object (pgjobs._check_progress, before the fence: a worker's bug, not a
+-- lost lease), as
 -- pgjobs.complete refuses a result that is not one: a job showed -5 rows
 -- done, or kept a checkpoint "x" where readers (pgjobs.stats, the
 -- dashboard, retry) look for an object's keys.
@@ -13340,15 +13391,7 @@ DECLARE
     v_job pgjobs.jobs;
     v_now timestamptz := clock_timestamp();
 BEGIN
-    IF p_done < 0 THEN
-        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
-            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
-    END IF;
-    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
-        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
-            USING ERRCODE = '22023',
-            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
-    END IF;
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
     UPDATE pgjobs.jobs j
        SET lease_expires_at = now() + j.lease,
            heartbeat_at = now(),
@@ -14784,8 +14827,12 @@ SELECT jsonb_build_object(
           FROM (SELECT a.kind, a.status, a.target, count(*) AS n
                   FROM active a GROUP BY a.kind, a.status, a.target) q), '[]'::jsonb),
     'oldest_queued', (
+        -- age_seconds null for a run_at of -infinity, which older releases
+        -- accepted: now() - '-infinity' raises 22008, and one such
+        -- row made every stats() call (the dashboard's, /metrics) fail.
         SELECT jsonb_build_object('id', a.id, 'run_at', a.run_at,
-                                  'age_seconds', round(extract(epoch FROM now() - a.run_at), 3))
+                                  'age_seconds', CASE WHEN isfinite(a.run_at) THEN
+                                      round(extract(epoch FROM now() - a.run_at), 3) END)
           FROM active a
          WHERE a.status = 'queued' AND a.run_at <= now()
          ORDER BY a.run_at, a.id LIMIT 1),
@@ -15893,6 +15940,13 @@ GRANT ALL ON FUNCTION pgjobs._check_claim_args(p_worker text, p_lease interval) 
 
 REVOKE ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _check_progress(p_done bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
 -- Name: TABLE jobs; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
