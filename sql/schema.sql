@@ -3551,6 +3551,51 @@ $$;
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _field_slip(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Does field p_field (a name that is not a column of the target as written)
+-- look like a slip rather than a document field? The two spellings a new
+-- user gets wrong first: a column in another case ("Label" for label:
+-- identifiers compare exactly), and the document column's name, in any
+-- case, as a path prefix ("data.status": paths are relative to the
+-- document). column_name: the column p_field names in another case (the
+-- first by position); relative_path: p_field without the document column's
+-- prefix. Both NULL: no slip (and for a column named exactly so). The one
+-- test for backfill's set keys (pgjobs._submit_backfill_as), an import's
+-- fields (pgjobs._import_insert_sql) and the typo guard's hint
+-- (pgjobs._require_known_fields); each words its own message. Locks nothing.
+BEGIN
+    IF p_field IS NULL OR EXISTS (
+            SELECT 1 FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attname = p_field) THEN
+        RETURN;
+    END IF;
+    SELECT a.attname INTO column_name
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND lower(a.attname) = lower(p_field)
+     ORDER BY a.attnum
+     LIMIT 1;
+    IF lower(left(p_field, length(p_reg.document_column) + 1))
+           = lower(p_reg.document_column || '.') THEN
+        relative_path := substr(p_field, length(p_reg.document_column) + 2);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
+
+--
 -- Name: _foreign_comparisons(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4050,6 +4095,7 @@ DECLARE
     v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
+    v_relative text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
@@ -4158,13 +4204,9 @@ BEGIN
         -- an import that began before this check goes on as it began).
         IF NOT coalesce(v_then ? v_field, false)
            AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
-            SELECT a.attname INTO v_col
-              FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-               AND lower(a.attname) = lower(v_field)
-             LIMIT 1;
-            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
-                            = lower(p_reg.document_column || '.') THEN
+            SELECT s.column_name, s.relative_path INTO v_col, v_relative
+              FROM pgjobs._field_slip(p_reg, v_field) s;  -- the one slip test
+            IF v_col IS NOT NULL OR v_relative IS NOT NULL THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -4173,9 +4215,7 @@ BEGIN
                                      THEN format('did you mean column "%s"? (names are '
                                                  'case-sensitive)', v_col)
                                      ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column,
-                                                 substr(v_field,
-                                                        length(p_reg.document_column) + 2))
+                                                 p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
@@ -7214,21 +7254,17 @@ BEGIN
     -- ("data.status", "Data.status": paths are relative to the document),
     -- and a column in another case ("Label" for label: identifiers are
     -- compared exactly).
-    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
-                     = lower(p_reg.document_column || '.')
+    -- (pgjobs._field_slip, the one test of both.)
+    SELECT CASE WHEN s.relative_path IS NOT NULL
                 THEN format('Paths are relative to column %I: write "%s", not "%s". ',
-                            p_reg.document_column,
-                            substr(u, length(p_reg.document_column) + 2), u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ', a.attname)
+                            p_reg.document_column, s.relative_path, x.u)
+                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
+                            s.column_name)
            END
       INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n)
-      LEFT JOIN pg_catalog.pg_attribute a
-        ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(x.u)
-     WHERE lower(left(u, length(p_reg.document_column) + 1))
-               = lower(p_reg.document_column || '.')
-        OR a.attname IS NOT NULL
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           pgjobs._field_slip(p_reg, x.u) s
+     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
     IF v_check.p_complete THEN
@@ -9432,20 +9468,11 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields).
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
         PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key)
-                   WHERE NOT EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped AND a.attname = k.key)
-                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
-                              = lower(v_reg.document_column || '.')
-                          OR EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped
-                                AND lower(a.attname) = lower(k.key)))
+            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
+                         pgjobs._field_slip(v_reg, k.key) s
+                   WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                    ORDER BY k.key),
             p_options, 'set');
     END IF;
@@ -16180,6 +16207,13 @@ GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type tex
 
 REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _foreign_comparisons(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
