@@ -89,3 +89,26 @@ def test_stats_and_doctor_read_rows_with_an_infinite_run_at(conn: Conn, run_at: 
                         "WHERE check_name = 'jobs.queued_age'").fetchall()
     assert rows and rows[0][1] == "warn"
     assert str(due) in rows[0][2]
+
+
+@pytest.mark.parametrize("run_at", ["-infinity", "infinity"])
+def test_the_job_readers_show_an_infinite_run_at_as_none(conn: Conn, run_at: str) -> None:
+    """`pgjobs status` (pgjobs.db.get_job) and the dashboard's lists read
+    run_at into a Python datetime, which holds no infinity: psycopg raised
+    DataError for the row. They read it as None now."""
+    from psycopg.rows import dict_row
+
+    from pgjobs import db, queries
+
+    seed(conn, make_rows_target(conn), 3)
+    odd = scalar(conn, "SELECT pgjobs.submit('custom', 'user_table_rows', '1')")
+    conn.execute("UPDATE pgjobs.jobs SET run_at = %s::timestamptz WHERE id = %s", (run_at, odd))
+    conn.row_factory = dict_row  # type: ignore[assignment]
+    row = db.get_job(conn, odd)
+    assert row is not None and row["id"] == odd and row["run_at"] is None
+    params = {"before": None, "kind": None, "status": None, "target": None, "scope": None,
+              "limit": 10}
+    [listed] = conn.execute(queries.UI_JOBS, params).fetchall()
+    assert listed["run_at"] is None
+    [one] = conn.execute(queries.UI_JOB, {"id": odd}).fetchall()
+    assert one["run_at"] is None and one["status"] == "queued"
