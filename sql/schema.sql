@@ -1596,7 +1596,7 @@ BEGIN
         END IF;
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::jsonb', p_field);
+            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
             v_type := 'jsonb';
         ELSE
             v_ref := format('%I', p_field);
@@ -10770,7 +10770,9 @@ DECLARE
     v_canonical text;
 BEGIN
     IF p_type IN ('json', 'jsonb') THEN
-        RETURN format('%L::%s', p_text, p_type);
+        -- Named with its schema: the text is read on clients' paths too
+        -- (pgjobs.mask), and neither name is a keyword.
+        RETURN format('%L::pg_catalog.%s', p_text, p_type);
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_text, p_type) INTO v_canonical;
     RETURN format('%L::%s', v_canonical, p_type);
