@@ -520,3 +520,32 @@ def test_a_mask_on_domain_columns_resolves_only_pg_catalog_operators(
     assert seen == expected
     assert scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')") == len(expected)
     assert mask.count("OPERATOR(pg_catalog.") > 20
+
+
+def test_a_mask_on_json_columns_names_pg_catalog_jsonb(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """`jsonb` is no keyword: a '...'::jsonb literal in the mask (a json or
+    jsonb column compared in a filter) took a domain named jsonb in a schema
+    searched before pg_catalog, and its CHECK ran as the reader. The compiler
+    names pg_catalog.jsonb."""
+    t = make_rows_target(conn)
+    conn.execute("ALTER TABLE user_table_rows ADD COLUMN meta jsonb, ADD COLUMN raw json")
+    seed(conn, t, 60)
+    conn.execute("UPDATE user_table_rows SET meta = jsonb_build_object('a', id % 2), "
+                 "raw = json_build_object('b', id % 3)")
+    conn.execute("SET ROLE mallory")
+    body = _shadow_body("public.jsonb domain check", "RETURN true;")
+    conn.execute("CREATE FUNCTION public.jsonb_ok(v pg_catalog.jsonb) RETURNS boolean "
+                 f"LANGUAGE plpgsql AS $b${body}$b$")
+    conn.execute("CREATE DOMAIN public.jsonb AS pg_catalog.jsonb CHECK (public.jsonb_ok(VALUE))")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "1", {"$or": [{"meta": {"a": 1}}, {"raw": {"$in": [{"b": 2}]}}]})
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')")
+    conn.execute("SET search_path = public, pg_catalog")
+    seen = scalar(conn, "SELECT count(*) FROM user_table_rows "
+                        f"WHERE table_id OPERATOR(pg_catalog.=) 1 AND {mask}")
+    _assert_clean(conn, hostile)
+    expected = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 AND NOT "
+                            "(created_at <= now() AND (meta = '{\"a\": 1}' "
+                            "OR raw::jsonb = '{\"b\": 2}'))")
+    assert 0 < seen == expected
