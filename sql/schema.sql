@@ -3519,7 +3519,8 @@ BEGIN
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys,
+                  pgjobs._type_sql(p_key_type));
 END
 $$;
 
@@ -5476,7 +5477,7 @@ DECLARE
     v_scope_head text;
     v_scope_head_op text;
     v_op boolean;
-    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
+    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::(?:pg_catalog\.)?timestamp(?:tz)?';
 BEGIN
     -- Most reads find no pending delete: answer them before any other work.
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
@@ -5523,7 +5524,7 @@ BEGIN
                     v_job.survivors ->> 'key_column',
                     format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
                                                  v_job.survivors -> 'exclude')),
-                           v_job.survivors ->> 'key_type'));
+                           pgjobs._type_sql(v_job.survivors ->> 'key_type')));
             END IF;
             CONTINUE;
         END IF;
@@ -9098,7 +9099,7 @@ CREATE FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text
 -- column. Locks nothing.
 BEGIN
     RETURN format('%L::%s', pgjobs._canonical_scope(p_reg, p_scope),
-                  pgjobs._column_type(p_reg.target, p_reg.scope_column));
+                  pgjobs._type_sql(pgjobs._column_type(p_reg.target, p_reg.scope_column)));
 END
 $$;
 
@@ -10669,20 +10670,23 @@ CREATE FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zo
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The instant p_at as a self-contained SQL literal for comparing with a
--- created_at column: '...Z'::timestamptz, or, for a `timestamp` (without
--- time zone) column, the wall-clock time in p_time_zone ('...'::timestamp).
+-- created_at column: '...Z'::pg_catalog.timestamptz, or, for a `timestamp`
+-- (without time zone) column, the wall-clock time in p_time_zone
+-- ('...'::pg_catalog.timestamp: named with its schema, as pgjobs._type_sql
+-- writes types, since the text is read on clients' paths too).
 -- ISO 8601, so no session's DateStyle or TimeZone can change its meaning.
 -- Infinite values stay infinite. Locks nothing.
 BEGIN
     IF NOT isfinite(p_at) THEN
         RETURN format('%L::%s', p_at::text,
-                      CASE WHEN p_without_zone THEN 'timestamp' ELSE 'timestamptz' END);
+                      CASE WHEN p_without_zone THEN 'pg_catalog.timestamp'
+                           ELSE 'pg_catalog.timestamptz' END);
     END IF;
     IF p_without_zone THEN
-        RETURN format('%L::timestamp',
+        RETURN format('%L::pg_catalog.timestamp',
                       to_char(p_at AT TIME ZONE p_time_zone, 'YYYY-MM-DD"T"HH24:MI:SS.US'));
     END IF;
-    RETURN format('%L::timestamptz',
+    RETURN format('%L::pg_catalog.timestamptz',
                   to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 END
 $$;
@@ -10748,6 +10752,43 @@ $$;
 ALTER FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
+-- Name: _type_sql(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._type_sql(p_type text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- A type as format_type() spells it (under pgjobs' pinned path), written so
+-- that it names the same type on any search_path: the text pgjobs generates
+-- (a job's predicate, pgjobs.mask) is also read on clients' paths, where
+-- 'x'::text would take a type or domain named text in a schema searched
+-- before pg_catalog (and run its CHECK). A bare name of a pg_catalog type
+-- (text, uuid, date, timestamptz, "char", with [] for arrays) gets
+-- 'pg_catalog.'; keyword spellings (integer, character varying(10),
+-- timestamp with time zone) always mean pg_catalog's and other schemas'
+-- types are printed qualified already: both are returned as they are.
+-- Locks nothing.
+DECLARE
+    v_name text := substring(p_type FROM '^([a-z_][a-z0-9_]*|"char")(?:\[\])*$');
+BEGIN
+    IF v_name IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                    WHERE t.typnamespace = 'pg_catalog'::regnamespace
+                      AND t.typname = CASE WHEN v_name = '"char"' THEN 'char' ELSE v_name END) THEN
+        RETURN 'pg_catalog.' || p_type;
+    END IF;
+    RETURN p_type;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._type_sql(p_type text) OWNER TO SUPERUSER;
+
+--
 -- Name: _typed_literal(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10775,7 +10816,7 @@ BEGIN
         RETURN format('%L::pg_catalog.%s', p_text, p_type);
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_text, p_type) INTO v_canonical;
-    RETURN format('%L::%s', v_canonical, p_type);
+    RETURN format('%L::%s', v_canonical, pgjobs._type_sql(p_type));  -- any path
 END
 $$;
 
@@ -16936,6 +16977,13 @@ GRANT ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_with
 
 REVOKE ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _type_sql(p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._type_sql(p_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._type_sql(p_type text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _typed_literal(p_text text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

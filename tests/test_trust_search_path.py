@@ -549,3 +549,34 @@ def test_a_mask_on_json_columns_names_pg_catalog_jsonb(
                             "(created_at <= now() AND (meta = '{\"a\": 1}' "
                             "OR raw::jsonb = '{\"b\": 2}'))")
     assert 0 < seen == expected
+
+
+def test_a_mask_names_pg_catalog_types_for_its_literals(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """The literals of the mask ('tenant-1'::text for a text scope, the
+    cutoff's '...'::timestamptz, a text key's exclusions, a filter value) were
+    cast to bare type names that are no keywords: with public searched first,
+    a domain named text or timestamptz there took the cast and its CHECK ran
+    as the reader. They are written pg_catalog.text and so on
+    (pgjobs._type_sql); keyword spellings (integer, bigint) need nothing."""
+    t = make_rows_target(conn, key_type="text", scope_type="text")
+    seed(conn, t, 90)
+    conn.execute("SET ROLE mallory")
+    for name in ("text", "timestamptz"):
+        body = _shadow_body(f"public.{name} domain check", "RETURN true;")
+        conn.execute(f"CREATE FUNCTION public.{name}_ok(v pg_catalog.{name}) RETURNS boolean "
+                     f"LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE DOMAIN public.{name} AS pg_catalog.{name} "
+                     f"CHECK (public.{name}_ok(VALUE))")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "tenant-1", {"$or": [{"label": "label 3"}, {"n": {"$gte": 5}}]},
+                  exclude=["row-6"])
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', 'tenant-1')")
+    conn.execute("SET search_path = public, pg_catalog")
+    seen = [r[0] for r in conn.execute(
+        f"SELECT id FROM user_table_rows WHERE {mask} ORDER BY id")]
+    _assert_clean(conn, hostile)
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM user_table_rows WHERE NOT (table_id = 'tenant-1' AND created_at <= now() "
+        "AND (label = 'label 3' OR n >= 5) AND id <> 'row-6') ORDER BY id")]
+    assert 0 < len(seen) < 90 and seen == expected

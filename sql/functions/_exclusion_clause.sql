@@ -65,6 +65,7 @@ BEGIN
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys,
+                  pgjobs._type_sql(p_key_type));
 END
 $$;

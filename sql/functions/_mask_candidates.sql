@@ -50,7 +50,7 @@ DECLARE
     v_scope_head text;
     v_scope_head_op text;
     v_op boolean;
-    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
+    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::(?:pg_catalog\.)?timestamp(?:tz)?';
 BEGIN
     -- Most reads find no pending delete: answer them before any other work.
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
@@ -97,7 +97,7 @@ BEGIN
                     v_job.survivors ->> 'key_column',
                     format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
                                                  v_job.survivors -> 'exclude')),
-                           v_job.survivors ->> 'key_type'));
+                           pgjobs._type_sql(v_job.survivors ->> 'key_type')));
             END IF;
             CONTINUE;
         END IF;

@@ -24,6 +24,6 @@ BEGIN
         RETURN format('%L::pg_catalog.%s', p_text, p_type);
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_text, p_type) INTO v_canonical;
-    RETURN format('%L::%s', v_canonical, p_type);
+    RETURN format('%L::%s', v_canonical, pgjobs._type_sql(p_type));  -- any path
 END
 $$;
