@@ -14,9 +14,14 @@ CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 
 # --- jobs: submit, observe, control ---------------------------------------
 
+# A run_at of -infinity or infinity (older releases accepted them; no
+# migration rewrites such rows) reads as NULL: Python's datetime holds
+# neither, and psycopg raised DataError for the whole row (pgjobs status,
+# the dashboard's lists).
 GET_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
-       error, result, priority, created_at, started_at, finished_at, run_at, worker,
+       error, result, priority, created_at, started_at, finished_at,
+       CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker,
        lease_expires_at, cancel_requested_at, pause_requested_at,
        checkpoint -> 'throttled' AS throttled,
        CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
@@ -74,7 +79,8 @@ STATS = "SELECT pgjobs.stats() AS stats"
 UI_SEARCH_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false) AS p"
 UI_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
-       error, result, created_at, started_at, finished_at, run_at, worker, lease_expires_at,
+       error, result, created_at, started_at, finished_at,
+       CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker, lease_expires_at,
        cancel_requested_at, pause_requested_at, checkpoint -> 'throttled' AS throttled,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
@@ -89,7 +95,8 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
 UI_JOB = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, payload, options, checkpoint, predicate, priority, submitted_by,
-       created_at, queued_at, run_at, started_at, heartbeat_at, updated_at, finished_at,
+       created_at, queued_at, CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at,
+       started_at, heartbeat_at, updated_at, finished_at,
        worker, lease_expires_at, cancel_requested_at, pause_requested_at,
        checkpoint -> 'throttled' AS throttled,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds

@@ -171,7 +171,12 @@ CREATE FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OU
 -- whose first non-blank character is '"' is quoted, CSV style: everything
 -- up to the closing '"' is the scope, commas and blanks included, '""'
 -- standing for one '"'; only blanks may follow it before the next comma.
--- entries is NULL for an unset or blank list (no restriction). A malformed
+-- An unquoted entry that is empty or only blanks (a leading, trailing or
+-- doubled comma: 'acme,') names no scope and is left out, so it allows
+-- nothing: it once allowed the empty-text tenant, which a list built by
+-- joining values with commas never meant; '""' (quoted) still names it.
+-- entries is NULL for an unset or blank list (no restriction); '{}' (allows
+-- nothing) for a list of empty entries only (','). A malformed
 -- list (a quote left open, text after a closing quote) is never read
 -- leniently: entries '{}' (allows nothing) and problem says what is wrong,
 -- since a partial reading of a value built from a tenant's name could allow
@@ -182,17 +187,21 @@ DECLARE
     v_entry text;
     v_at integer;
     v_first boolean := true;
+    v_quoted boolean;
 BEGIN
     IF v_rest = '' THEN
         RETURN;  -- entries NULL: no restriction
     END IF;
     IF strpos(v_rest, '"') = 0 THEN
-        entries := regexp_split_to_array(v_rest, '\s*,\s*');
+        entries := ARRAY(SELECT e FROM unnest(regexp_split_to_array(v_rest, '\s*,\s*'))
+                                       WITH ORDINALITY AS x(e, n)
+                          WHERE e !~ '^\s*$' ORDER BY n);
         RETURN;
     END IF;
     entries := '{}'::text[];
     LOOP
-        IF v_rest ~ '^\s*"' THEN
+        v_quoted := v_rest ~ '^\s*"';
+        IF v_quoted THEN
             v_rest := substr(v_rest, strpos(v_rest, '"') + 1);
             v_entry := '';
             LOOP
@@ -231,7 +240,9 @@ BEGIN
                 v_rest := substr(v_rest, v_at);
             END IF;
         END IF;
-        entries := entries || v_entry;
+        IF v_quoted OR v_entry !~ '^\s*$' THEN
+            entries := entries || v_entry;
+        END IF;
         EXIT WHEN v_rest = '';
         v_rest := substr(v_rest, 2);  -- the comma
         v_first := false;
@@ -848,6 +859,40 @@ $_$;
 ALTER FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _check_progress(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The progress a worker reports with a heartbeat (pgjobs.heartbeat,
+-- pgjobs.export_part_heartbeat): done a count (0 or more) and checkpoint a
+-- JSON object, each NULL to keep the stored one. 22023 otherwise, checked
+-- before any fence (a worker's bug, not a lost lease): a job showed -5 rows
+-- done, or an export's done, the sum of its parts', went below its rows.
+-- One rule for both, so a part cannot report what a job may not. Locks
+-- nothing.
+BEGIN
+    IF p_done < 0 THEN
+        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
+            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
+    END IF;
+    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
+        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
+            USING ERRCODE = '22023',
+            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: jobs; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -1286,6 +1331,12 @@ CREATE FUNCTION pgjobs._compile_filter_column_op(p_ref text, p_type text, p_fiel
 -- when the caller test-evaluates), p_type its type as format_type() spells it.
 -- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
 -- scalars their JSON text; json/jsonb columns take the JSON text itself).
+-- Every operator is written OPERATOR(pg_catalog.x): the text is also read
+-- outside pgjobs' pinned path (pgjobs.mask in a client's query), where an
+-- unqualified operator would take one a writable schema holds for the
+-- column's domain (pg_catalog has none of a domain's own, so any such
+-- operator is a better match) or, with that schema first, for any type.
+-- A qualified name still resolves a domain to its base type's operator.
 -- Returns a parenthesised boolean expression; NULL means "not matched".
 -- The operand's shape is checked before (pgjobs._check_filter_operand);
 -- what is left here is what a value must be for the column's type.
@@ -1306,15 +1357,17 @@ BEGIN
                     USING ERRCODE = '22023',
                   HINT = 'Compare a column with one value, e.g. {"id": 5}; use $in for several.';
             END IF;
-            -- $ne also matches NULL columns: IS DISTINCT FROM.
-            v_sql := format('(%s %s %s)', p_ref,
-                            CASE p_op WHEN '$ne' THEN 'IS DISTINCT FROM' ELSE '=' END,
+            -- $ne also matches NULL columns, as IS DISTINCT FROM would; written
+            -- out because IS DISTINCT FROM looks its `=` up on the reader's path.
+            v_sql := format(CASE p_op WHEN '$ne'
+                                 THEN '(%1$s IS NULL OR NOT %1$s OPERATOR(pg_catalog.=) %2$s)'
+                                 ELSE '(%1$s OPERATOR(pg_catalog.=) %2$s)' END, p_ref,
                             pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
                                                        ELSE p_value #>> '{}' END, p_type));
         END IF;
 
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
-        v_sql := format('(%s %s %s)', p_ref,
+        v_sql := format('(%s OPERATOR(pg_catalog.%s) %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
                         pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
@@ -1337,15 +1390,15 @@ BEGIN
         v_sql := CASE
                      WHEN cardinality(v_lits) = 0 AND v_has_null THEN format('%s IS NULL', p_ref)
                      WHEN cardinality(v_lits) = 0 THEN 'false'
-                     WHEN v_has_null THEN format('%s = ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
+                     WHEN v_has_null THEN format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
                                                  array_to_string(v_lits, ', '), p_ref)
-                     ELSE format('%s = ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
+                     ELSE format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
                  END;
         v_sql := CASE p_op WHEN '$in' THEN '(' || v_sql || ')'
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
-        v_sql := format('((%s)::text ILIKE %L)', p_ref,
+        v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 
@@ -1386,7 +1439,9 @@ CREATE FUNCTION pgjobs._compile_filter_document_op(p_document name, p_path text[
 -- agree: a nested scalar is contained only in an equal scalar (numbers
 -- compare as numbers), and `->` on a non-object gives NULL. Ranges compare as
 -- jsonb between values of the operand's JSON type only. Returns a
--- parenthesised boolean expression; NULL means "not matched". The
+-- parenthesised boolean expression; NULL means "not matched". Operators,
+-- functions and types are pg_catalog's, named so (see
+-- pgjobs._compile_filter_column_op: the text is read on other paths). The
 -- operand's shape is checked before (pgjobs._check_filter_operand).
 DECLARE
     v_ref   text := format('%I', p_document);
@@ -1398,7 +1453,7 @@ DECLARE
     v_many  jsonb[] := '{}'::jsonb[];
 BEGIN
     FOREACH v_seg IN ARRAY p_path LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
+        v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
     END LOOP;
     v_ref := '(' || v_ref || ')';
 
@@ -1407,10 +1462,11 @@ BEGIN
             SELECT coalesce(array_agg(x.value), '{}'::jsonb[]) INTO v_many
               FROM jsonb_array_elements(p_value) x WHERE jsonb_typeof(x.value) <> 'null';
             IF cardinality(v_many) >= 9 THEN
-                v_parts := v_parts || format('(%s = ANY (%L::jsonb[]))', v_ref, v_many);
+                v_parts := v_parts || format('(%s OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.jsonb[]))',
+                                             v_ref, v_many);
                 IF jsonb_path_exists(p_value, 'strict $[*] ? (@ == null)') THEN
-                    v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)',
-                                                 v_ref, v_ref);
+                    v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                                 '''null''::pg_catalog.jsonb)', v_ref);
                 END IF;
             END IF;
         END IF;
@@ -1423,7 +1479,8 @@ BEGIN
         LOOP
             IF jsonb_typeof(v_elem) = 'null' THEN
                 -- null matches a missing field or a JSON null.
-                v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)', v_ref, v_ref);
+                v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                             '''null''::pg_catalog.jsonb)', v_ref);
             ELSE
                 v_wrap := v_elem;
                 FOR v_i IN REVERSE cardinality(p_path) .. 1 LOOP
@@ -1431,10 +1488,12 @@ BEGIN
                 END LOOP;
                 IF jsonb_typeof(v_elem) IN ('object', 'array') THEN
                     -- Containment alone would accept supersets.
-                    v_parts := v_parts || format('(%I @> %L::jsonb AND %s = %L::jsonb)',
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb '
+                                                 'AND %s OPERATOR(pg_catalog.=) %L::pg_catalog.jsonb)',
                                                  p_document, v_wrap, v_ref, v_elem);
                 ELSE
-                    v_parts := v_parts || format('(%I @> %L::jsonb)', p_document, v_wrap);
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb)',
+                                                 p_document, v_wrap);
                 END IF;
             END IF;
         END LOOP;
@@ -1452,7 +1511,8 @@ BEGIN
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
         -- Only values of the operand's JSON type compare (numbers with numbers,
         -- strings with strings in the database collation, false < true).
-        v_sql := format('(jsonb_typeof(%s) = %L AND %s %s %L::jsonb)',
+        v_sql := format('(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) %L::pg_catalog.text '
+                        'AND %s OPERATOR(pg_catalog.%s) %L::pg_catalog.jsonb)',
                         v_ref, jsonb_typeof(p_value), v_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
@@ -1463,8 +1523,10 @@ BEGIN
         -- '{}' typed: an untyped literal would let a #>> (jsonb, text) found
         -- on the path of a session that reads this text (pgjobs.mask in a
         -- client's query) win over pg_catalog's (jsonb, text[]).
-        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}''::text[]) ILIKE %L)',
-                        v_ref, v_ref,
+        v_sql := format('(pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) '
+                        '''string''::pg_catalog.text AND (%1$s OPERATOR(pg_catalog.#>>) '
+                        '''{}''::pg_catalog.text[]) OPERATOR(pg_catalog.~~*) %2$L::pg_catalog.text)',
+                        v_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 
@@ -1534,7 +1596,7 @@ BEGIN
         END IF;
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::jsonb', p_field);
+            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
             v_type := 'jsonb';
         ELSE
             v_ref := format('%I', p_field);
@@ -2000,14 +2062,19 @@ CREATE FUNCTION pgjobs._controlled_job(p_id bigint) RETURNS pgjobs.jobs
 -- policy hides it; 42501 for an admin). A job the caller may
 -- not see (policy jobs_client_read) raises P0002 like an unknown id, before
 -- any lock, so neither the error nor a wait tells it which ids exist.
--- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
--- a page in flight on it).
+-- A NULL id is a bad argument (22023), not an unknown job: "job <NULL> does
+-- not exist" sent the caller looking for a job. Returns the job row.
+-- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it).
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
     v_submitter boolean;
     v_found boolean;
 BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
+    END IF;
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one
@@ -2291,14 +2358,17 @@ BEGIN
     without_zone := v_is_timestamp;
     time_zone := v_tz;
     clause := format(
-        'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
-        '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
+        'coalesce(%1$I OPERATOR(pg_catalog.<=) %2$s, true) AND (%1$I OPERATOR(pg_catalog.<) %3$s '
+        'OR (pg_catalog.age(xmin)::bigint OPERATOR(pg_catalog.&) 4294967295) '
+        'OPERATOR(pg_catalog.>) (SELECT pg_catalog.age(%4$L::pg_catalog.xid))%5$s '
+        'OR xmin OPERATOR(pg_catalog.=) %6$L::pg_catalog.xid)',
         p_reg.created_at_column,
         pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
         pgjobs._time_literal(v_horizon, v_is_timestamp, v_tz),
         v_xmax % 4294967296,
         CASE WHEN cardinality(v_running) = 0 THEN ''
-             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END,
+             ELSE format(' AND NOT xmin OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.xid[])',
+                         v_running) END,
         v_own % 4294967296);
 END
 $_$;
@@ -2323,6 +2393,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   channel `pgjobs` carry the job's target and scope.
 --   max_parallel (integer, only when stored; else 64): the ceiling of an
 --   export's option "parallel" (pgjobs._max_parallel);
+--   max_client_priority (integer, only when stored; else no ceiling): the
+--   highest option "priority" a submitter that is not an administrator may
+--   give a job (pgjobs._insert_job_row);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -2801,7 +2874,10 @@ BEGIN
     target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
     check_name := 'jobs.queued_age';
     fix := NULL;
-    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at)
+    -- (An infinite run_at, which older releases accepted, has no
+    -- age: now() - '-infinity' raises 22008. Such a job is listed; the
+    -- oldest age is of the others.)
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at) FILTER (WHERE isfinite(j.run_at))
       INTO v_ids, v_oldest
       FROM pgjobs.jobs j
      WHERE j.status = 'queued' AND j.run_at < now() - interval '15 minutes'
@@ -2813,7 +2889,8 @@ BEGIN
         status := 'warn';
         detail := format('%s queued job(s) due for up to %s (ids %s): nothing runs them, or a '
                          'writing job of their scope holds the gate', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+                         coalesce(date_trunc('second', v_oldest)::text, 'ever'),
+                         array_to_string(v_ids[1:20], ', '));
         fix := 'SELECT pgjobs.schedule();  -- or: ' || p_loop_fix || current_database()
                || '; and for exports/imports: pgjobs worker';
     END IF;
@@ -3432,8 +3509,9 @@ BEGIN
             v_job := 'x_job_id';
             v_key := 'x_key';
         END IF;
-        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I = %s '
-                      'AND x.%I = (%I::text COLLATE "C")%s)',
+        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I '
+                      'OPERATOR(pg_catalog.=) %s AND x.%I OPERATOR(pg_catalog.=) '
+                      '(%I::pg_catalog.text COLLATE "C")%s)',
                       CASE WHEN v_job = 'job_id' THEN ''
                            ELSE format(' (%I, %I)', v_job, v_key) END,
                       v_job, p_job, v_key, p_key_column,
@@ -3441,7 +3519,8 @@ BEGIN
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN format('%I = ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys,
+                  pgjobs._type_sql(p_key_type));
 END
 $$;
 
@@ -3471,6 +3550,51 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _field_slip(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Does field p_field (a name that is not a column of the target as written)
+-- look like a slip rather than a document field? The two spellings a new
+-- user gets wrong first: a column in another case ("Label" for label:
+-- identifiers compare exactly), and the document column's name, in any
+-- case, as a path prefix ("data.status": paths are relative to the
+-- document). column_name: the column p_field names in another case (the
+-- first by position); relative_path: p_field without the document column's
+-- prefix. Both NULL: no slip (and for a column named exactly so). The one
+-- test for backfill's set keys (pgjobs._submit_backfill_as), an import's
+-- fields (pgjobs._import_insert_sql) and the typo guard's hint
+-- (pgjobs._require_known_fields); each words its own message. Locks nothing.
+BEGIN
+    IF p_field IS NULL OR EXISTS (
+            SELECT 1 FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attname = p_field) THEN
+        RETURN;
+    END IF;
+    SELECT a.attname INTO column_name
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
+       AND lower(a.attname) = lower(p_field)
+     ORDER BY a.attnum
+     LIMIT 1;
+    IF lower(left(p_field, length(p_reg.document_column) + 1))
+           = lower(p_reg.document_column || '.') THEN
+        relative_path := substr(p_field, length(p_reg.document_column) + 2);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
 
 --
 -- Name: _foreign_comparisons(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3972,6 +4096,7 @@ DECLARE
     v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
+    v_relative text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
@@ -4080,13 +4205,9 @@ BEGIN
         -- an import that began before this check goes on as it began).
         IF NOT coalesce(v_then ? v_field, false)
            AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
-            SELECT a.attname INTO v_col
-              FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-               AND lower(a.attname) = lower(v_field)
-             LIMIT 1;
-            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
-                            = lower(p_reg.document_column || '.') THEN
+            SELECT s.column_name, s.relative_path INTO v_col, v_relative
+              FROM pgjobs._field_slip(p_reg, v_field) s;  -- the one slip test
+            IF v_col IS NOT NULL OR v_relative IS NOT NULL THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -4095,9 +4216,7 @@ BEGIN
                                      THEN format('did you mean column "%s"? (names are '
                                                  'case-sensitive)', v_col)
                                      ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column,
-                                                 substr(v_field,
-                                                        length(p_reg.document_column) + 2))
+                                                 p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
@@ -4399,7 +4518,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- The one place a job row is written (pgjobs._insert_job announces it;
 -- pgjobs._submit_items_as announces it once its items are counted, so the
 -- `submitted` event carries the total). Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- (priority, at most the administrator's max_client_priority for
+-- non-administrators; max_attempts, run_at, on_conflict, lease; for writing kinds
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
@@ -4418,6 +4538,7 @@ DECLARE
     v_key text;
     v_value jsonb;
     v_priority integer := 0;
+    v_max_priority integer;
     v_max_attempts integer := 5;
     v_run_at timestamptz := now();
     v_on_conflict text := 'queue';
@@ -4478,6 +4599,20 @@ BEGIN
         CASE v_key
         WHEN 'priority' THEN
             v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
+            -- The administrator's ceiling (set_defaults' max_client_priority)
+            -- for every submitter but administrators: a client's priority
+            -- would otherwise keep every other tenant's jobs waiting.
+            v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+            IF v_priority > v_max_priority
+               AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+                RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                                'set for clients', v_priority, v_max_priority
+                    USING ERRCODE = '22023',
+                    HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                                  'submit above it, or raise the ceiling with '
+                                  'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                                  v_max_priority);
+            END IF;
         WHEN 'max_attempts' THEN
             v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
         WHEN 'run_at' THEN
@@ -5398,7 +5533,9 @@ DECLARE
     v_tail text;
     v_parts text[] := '{}'::text[];
     v_scope_head text;
-    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
+    v_scope_head_op text;
+    v_op boolean;
+    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::(?:pg_catalog\.)?timestamp(?:tz)?';
 BEGIN
     -- Most reads find no pending delete: answer them before any other work.
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
@@ -5430,54 +5567,79 @@ BEGIN
             IF v_job.survivors ->> 'exclusions' = 'table' THEN
                 -- A long list, probed in pgjobs.job_exclusions by the
                 -- predicate's own clause (pgjobs._exclusion_clause).
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$s)',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     pgjobs._exclusion_clause(v_job.survivors ->> 'key_column',
                         v_job.survivors ->> 'key_type', NULL, v_job.id));
             ELSIF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                              v_job.survivors ->> 'created_at_column', v_horizon);
             ELSE
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$I = ANY (%4$s))',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$I OPERATOR(pg_catalog.=) ANY (%4$s))',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     v_job.survivors ->> 'key_column',
                     format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
                                                  v_job.survivors -> 'exclude')),
-                           v_job.survivors ->> 'key_type'));
+                           pgjobs._type_sql(v_job.survivors ->> 'key_type')));
             END IF;
             CONTINUE;
         END IF;
         -- Submitted before jobs.survivors: parse the stored predicate,
-        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (".
+        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (",
+        -- its operators written plainly (as releases before this one did) or
+        -- OPERATOR(pg_catalog.x) (pgjobs._row_selection now): v_op says which.
         IF v_scope_head IS NULL THEN
             v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
                                    pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
+            v_scope_head_op := format('%I OPERATOR(pg_catalog.=) %s AND coalesce(%I '
+                                      'OPERATOR(pg_catalog.<=) ', v_reg.scope_column,
+                                      pgjobs._scope_literal(v_reg, p_scope),
+                                      v_reg.created_at_column);
         END IF;
-        CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
-        v_rest := substr(v_job.predicate, length(v_scope_head) + 1);
+        CONTINUE WHEN v_job.predicate IS NULL;
+        v_op := starts_with(v_job.predicate, v_scope_head_op);
+        CONTINUE WHEN NOT v_op AND NOT starts_with(v_job.predicate, v_scope_head);
+        v_rest := substr(v_job.predicate, length(CASE WHEN v_op THEN v_scope_head_op
+                                                      ELSE v_scope_head END) + 1);
         v_head := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_head IS NULL;
         v_rest := substr(v_rest, length(v_head) + 1);
         -- "<created_at> < <horizon> OR (xmin tests)) AND (true)[ AND NOT (<key> = ANY (...))]"
-        v_head := format(', true) AND (%I < ', v_reg.created_at_column);
+        v_head := format(CASE WHEN v_op THEN ', true) AND (%I OPERATOR(pg_catalog.<) '
+                              ELSE ', true) AND (%I < ' END, v_reg.created_at_column);
         CONTINUE WHEN NOT starts_with(v_rest, v_head);
         v_rest := substr(v_rest, length(v_head) + 1);
         v_horizon := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_horizon IS NULL OR starts_with(v_horizon, '''-infinity''');
         v_rest := substr(v_rest, length(v_horizon) + 1);
-        v_tail := substring(v_rest FROM
-            '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
-            '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
-            '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
-            ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        IF v_op THEN
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint OPERATOR\(pg_catalog\.&\) 4294967295\) '
+                'OPERATOR\(pg_catalog\.>\) \(SELECT pg_catalog\.age\(''[0-9]+''::pg_catalog\.xid\)\)'
+                '(?: AND NOT xmin OPERATOR\(pg_catalog\.=\) ANY '
+                '\(''\{[0-9,]*\}''::pg_catalog\.xid\[\]\))?'
+                ' OR xmin OPERATOR\(pg_catalog\.=\) ''[0-9]+''::pg_catalog\.xid\) AND \(true\)(.*)$');
+        ELSE
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
+                '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
+                '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
+                ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        END IF;
         CONTINUE WHEN v_tail IS NULL;
         IF v_tail = '' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                          v_reg.created_at_column, v_horizon);
-        ELSIF (starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+        ELSIF (starts_with(v_tail, format(CASE WHEN v_op
+                                               THEN ' AND NOT (%I OPERATOR(pg_catalog.=) ANY ('
+                                               ELSE ' AND NOT (%I = ANY (' END,
+                                          v_reg.key_column))
                OR starts_with(v_tail, ' AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x '))
               AND right(v_tail, 2) = '))' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                         'OR %3$s)',
                                          v_reg.created_at_column, v_horizon,
                                          substr(v_tail, 11, length(v_tail) - 11));
         END IF;
@@ -7151,21 +7313,17 @@ BEGIN
     -- ("data.status", "Data.status": paths are relative to the document),
     -- and a column in another case ("Label" for label: identifiers are
     -- compared exactly).
-    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
-                     = lower(p_reg.document_column || '.')
+    -- (pgjobs._field_slip, the one test of both.)
+    SELECT CASE WHEN s.relative_path IS NOT NULL
                 THEN format('Paths are relative to column %I: write "%s", not "%s". ',
-                            p_reg.document_column,
-                            substr(u, length(p_reg.document_column) + 2), u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ', a.attname)
+                            p_reg.document_column, s.relative_path, x.u)
+                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
+                            s.column_name)
            END
       INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n)
-      LEFT JOIN pg_catalog.pg_attribute a
-        ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(x.u)
-     WHERE lower(left(u, length(p_reg.document_column) + 1))
-               = lower(p_reg.document_column || '.')
-        OR a.attname IS NOT NULL
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           pgjobs._field_slip(p_reg, x.u) s
+     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
     IF v_check.p_complete THEN
@@ -7845,7 +8003,7 @@ BEGIN
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
       FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
-    head := format('%I = %s AND %s AND (%s)',
+    head := format('%I OPERATOR(pg_catalog.=) %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         v_cutoff.clause,
         v_filter);
@@ -9009,7 +9167,7 @@ CREATE FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text
 -- column. Locks nothing.
 BEGIN
     RETURN format('%L::%s', pgjobs._canonical_scope(p_reg, p_scope),
-                  pgjobs._column_type(p_reg.target, p_reg.scope_column));
+                  pgjobs._type_sql(pgjobs._column_type(p_reg.target, p_reg.scope_column)));
 END
 $$;
 
@@ -9428,20 +9586,11 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields).
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
         PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key)
-                   WHERE NOT EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped AND a.attname = k.key)
-                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
-                              = lower(v_reg.document_column || '.')
-                          OR EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped
-                                AND lower(a.attname) = lower(k.key)))
+            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
+                         pgjobs._field_slip(v_reg, k.key) s
+                   WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                    ORDER BY k.key),
             p_options, 'set');
     END IF;
@@ -10638,20 +10787,23 @@ CREATE FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zo
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The instant p_at as a self-contained SQL literal for comparing with a
--- created_at column: '...Z'::timestamptz, or, for a `timestamp` (without
--- time zone) column, the wall-clock time in p_time_zone ('...'::timestamp).
+-- created_at column: '...Z'::pg_catalog.timestamptz, or, for a `timestamp`
+-- (without time zone) column, the wall-clock time in p_time_zone
+-- ('...'::pg_catalog.timestamp: named with its schema, as pgjobs._type_sql
+-- writes types, since the text is read on clients' paths too).
 -- ISO 8601, so no session's DateStyle or TimeZone can change its meaning.
 -- Infinite values stay infinite. Locks nothing.
 BEGIN
     IF NOT isfinite(p_at) THEN
         RETURN format('%L::%s', p_at::text,
-                      CASE WHEN p_without_zone THEN 'timestamp' ELSE 'timestamptz' END);
+                      CASE WHEN p_without_zone THEN 'pg_catalog.timestamp'
+                           ELSE 'pg_catalog.timestamptz' END);
     END IF;
     IF p_without_zone THEN
-        RETURN format('%L::timestamp',
+        RETURN format('%L::pg_catalog.timestamp',
                       to_char(p_at AT TIME ZONE p_time_zone, 'YYYY-MM-DD"T"HH24:MI:SS.US'));
     END IF;
-    RETURN format('%L::timestamptz',
+    RETURN format('%L::pg_catalog.timestamptz',
                   to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 END
 $$;
@@ -10717,6 +10869,43 @@ $$;
 ALTER FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
+-- Name: _type_sql(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._type_sql(p_type text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- A type as format_type() spells it (under pgjobs' pinned path), written so
+-- that it names the same type on any search_path: the text pgjobs generates
+-- (a job's predicate, pgjobs.mask) is also read on clients' paths, where
+-- 'x'::text would take a type or domain named text in a schema searched
+-- before pg_catalog (and run its CHECK). A bare name of a pg_catalog type
+-- (text, uuid, date, timestamptz, "char", with [] for arrays) gets
+-- 'pg_catalog.'; keyword spellings (integer, character varying(10),
+-- timestamp with time zone) always mean pg_catalog's and other schemas'
+-- types are printed qualified already: both are returned as they are.
+-- Locks nothing.
+DECLARE
+    v_name text := substring(p_type FROM '^([a-z_][a-z0-9_]*|"char")(?:\[\])*$');
+BEGIN
+    IF v_name IS NOT NULL
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_type t
+                    WHERE t.typnamespace = 'pg_catalog'::regnamespace
+                      AND t.typname = CASE WHEN v_name = '"char"' THEN 'char' ELSE v_name END) THEN
+        RETURN 'pg_catalog.' || p_type;
+    END IF;
+    RETURN p_type;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._type_sql(p_type text) OWNER TO SUPERUSER;
+
+--
 -- Name: _typed_literal(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10739,10 +10928,12 @@ DECLARE
     v_canonical text;
 BEGIN
     IF p_type IN ('json', 'jsonb') THEN
-        RETURN format('%L::%s', p_text, p_type);
+        -- Named with its schema: the text is read on clients' paths too
+        -- (pgjobs.mask), and neither name is a keyword.
+        RETURN format('%L::pg_catalog.%s', p_text, p_type);
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_text, p_type) INTO v_canonical;
-    RETURN format('%L::%s', v_canonical, p_type);
+    RETURN format('%L::%s', v_canonical, pgjobs._type_sql(p_type));  -- any path
 END
 $$;
 
@@ -12698,7 +12889,8 @@ BEGIN
                 v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
         END;
-        v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
+        v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
     END IF;
 
@@ -12710,7 +12902,8 @@ BEGIN
                 quote_literal(p_until), v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
         END;
-        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
@@ -12764,7 +12957,8 @@ BEGIN
         -- The last chunk of the scope, or of the part.
         v_upper := v_until;
     ELSE
-        v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
     END IF;
 
@@ -12800,7 +12994,8 @@ BEGIN
 
     -- ORDER BY the table's key column (qualified: an output alias of the same
     -- name must not shadow it).
-    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I = %4$s%5$s%6$s AND (%7$s) '
+    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I OPERATOR(pg_catalog.=) %4$s%5$s%6$s '
+                       'AND (%7$s) '
                        'AND (%8$s) ORDER BY pgjobs_t.%9$I',
                        array_to_string(v_list, ', '), v_job.target, v_reg.scope_column, v_scope,
                        v_lower, v_upper, v_job.predicate,
@@ -12989,10 +13184,17 @@ CREATE FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_work
 -- the part's unexpired lease changes anything. Returns false when the part's
 -- worker must stop now: it lost the part, or the job is no longer running or
 -- has a cancel or pause pending (the job's own worker acts on those).
+-- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
+-- object (pgjobs._check_progress, as pgjobs.heartbeat: a part's negative
+-- done lowered the job's, the sum) and for an empty worker name or a lease
+-- outside 1 second to 1 day (pgjobs._check_claim_args, as the part's claim:
+-- a NULL lease dropped the part's lease silently).
 -- Locks: the part row, then the job row (for its done).
 DECLARE
     v_found boolean;
 BEGIN
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);  -- 22023, as the claim's
     UPDATE pgjobs.export_parts p
        SET lease_expires_at = now() + p_lease,
            done = coalesce(p_done, p.done),
@@ -13017,7 +13219,7 @@ ALTER FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worke
 -- Name: FUNCTION export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) IS 'Extends the lease of a part of a parallel export owned by p_worker and records its done and checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not running, cancel or pause pending).';
+COMMENT ON FUNCTION pgjobs.export_part_heartbeat(p_id bigint, p_part integer, p_worker text, p_done bigint, p_checkpoint jsonb, p_lease interval) IS 'Extends the lease of a part of a parallel export owned by p_worker and records its done and checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not running, cancel or pause pending). A negative p_done, a p_checkpoint that is not a JSON object, an empty worker or a lease outside 1 second to 1 day raises 22023.';
 
 --
 -- Name: export_parts_redo(bigint, text, integer[], text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13366,7 +13568,8 @@ CREATE FUNCTION pgjobs.heartbeat(p_id bigint, p_worker text, p_done bigint DEFAU
 --
 -- Progress events are throttled to one per job per 250 ms.
 -- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
--- object (checked before the fence: a worker's bug, not a lost lease), as
+-- object (pgjobs._check_progress, before the fence: a worker's bug, not a
+-- lost lease), as
 -- pgjobs.complete refuses a result that is not one: a job showed -5 rows
 -- done, or kept a checkpoint "x" where readers (pgjobs.stats, the
 -- dashboard, retry) look for an object's keys.
@@ -13375,15 +13578,7 @@ DECLARE
     v_job pgjobs.jobs;
     v_now timestamptz := clock_timestamp();
 BEGIN
-    IF p_done < 0 THEN
-        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
-            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
-    END IF;
-    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
-        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
-            USING ERRCODE = '22023',
-            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
-    END IF;
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
     UPDATE pgjobs.jobs j
        SET lease_expires_at = now() + j.lease,
            heartbeat_at = now(),
@@ -14699,6 +14894,11 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   most parts (option "parallel") an export may ask for. submit_export
 --   refuses more with 22023, whoever submits; an export submitted before it
 --   was lowered is split into at most this many parts (pgjobs.export_parts_split).
+--   max_client_priority (integer -1000000..1000000, default none): a
+--   ceiling on option "priority" for submitters who are not administrators
+--   (pgjobs_admin members, superusers): a client above it is refused with
+--   22023 (pgjobs._insert_job_row), so no tenant's jobs jump every other's.
+--   Jobs submitted before it was set keep their priority.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -14710,6 +14910,8 @@ DECLARE
     v_opt record;
     v_known constant text := 'known defaults: notify_target_scope (boolean), '
         || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
+        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
+        || 'non-administrator may give a job), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -14718,7 +14920,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel')
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -14731,6 +14933,9 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
+        END IF;
+        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -14749,7 +14954,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: stats(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -14841,8 +15046,12 @@ SELECT jsonb_build_object(
           FROM (SELECT a.kind, a.status, a.target, count(*) AS n
                   FROM active a GROUP BY a.kind, a.status, a.target) q), '[]'::jsonb),
     'oldest_queued', (
+        -- age_seconds null for a run_at of -infinity, which older releases
+        -- accepted: now() - '-infinity' raises 22008, and one such
+        -- row made every stats() call (the dashboard's, /metrics) fail.
         SELECT jsonb_build_object('id', a.id, 'run_at', a.run_at,
-                                  'age_seconds', round(extract(epoch FROM now() - a.run_at), 3))
+                                  'age_seconds', CASE WHEN isfinite(a.run_at) THEN
+                                      round(extract(epoch FROM now() - a.run_at), 3) END)
           FROM active a
          WHERE a.status = 'queued' AND a.run_at <= now()
          ORDER BY a.run_at, a.id LIMIT 1),
@@ -15957,6 +16166,13 @@ REVOKE ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_v
 GRANT ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _check_progress(p_done bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
 -- Name: TABLE jobs; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16188,6 +16404,13 @@ GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type tex
 
 REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _foreign_comparisons(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -16922,6 +17145,13 @@ GRANT ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_with
 
 REVOKE ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _type_sql(p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._type_sql(p_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._type_sql(p_type text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _typed_literal(p_text text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -209,12 +209,16 @@ def test_compiled_filter_matches_reference(conn: psycopg.Connection[Any]) -> Non
     ("flt", "expected"),
     [
         ({}, "true"),
-        ({"score": 5}, "(score = '5'::integer)"),
+        ({"score": 5}, "(score OPERATOR(pg_catalog.=) '5'::integer)"),
         ({"score": None}, "(score IS NULL)"),
-        ({"a.b": 1}, """(data @> '{"a": {"b": 1}}'::jsonb)"""),
+        ({"a.b": 1}, """(data OPERATOR(pg_catalog.@>) '{"a": {"b": 1}}'::pg_catalog.jsonb)"""),
         ({"a": {"$gt": 5}},
-         "(jsonb_typeof((data -> 'a')) = 'number' AND (data -> 'a') > '5'::jsonb)"),
-        ({"$not": {"a": 1}}, """(NOT coalesce(((data @> '{"a": 1}'::jsonb)), false))"""),
+         "(pg_catalog.jsonb_typeof((data OPERATOR(pg_catalog.->) 'a'::pg_catalog.text)) "
+         "OPERATOR(pg_catalog.=) 'number'::pg_catalog.text AND (data OPERATOR(pg_catalog.->) "
+         "'a'::pg_catalog.text) OPERATOR(pg_catalog.>) '5'::pg_catalog.jsonb)"),
+        ({"$not": {"a": 1}},
+         """(NOT coalesce(((data OPERATOR(pg_catalog.@>) '{"a": 1}'::pg_catalog.jsonb)), """
+         """false))"""),
     ],
 )
 def test_compiled_text(conn: psycopg.Connection[Any], flt: dict[str, Any], expected: str) -> None:
@@ -354,7 +358,8 @@ def test_unknown_field_without_document(conn: psycopg.Connection[Any]) -> None:
     conn.execute("CREATE TABLE plain (id bigint NOT NULL, scope int, created_at timestamptz)")
     conn.execute("CREATE INDEX ON plain (scope, id)")
     conn.execute("SELECT pgjobs.register_target('plain', 'id', 'scope', 'created_at')")
-    assert compile_filter(conn, {"id": {"$gte": 3}}, "plain") == "(id >= '3'::bigint)"
+    assert compile_filter(conn, {"id": {"$gte": 3}}, "plain") == \
+        "(id OPERATOR(pg_catalog.>=) '3'::bigint)"
     with pytest.raises(errors.InvalidParameterValue, match='unknown field "zz"'):
         compile_filter(conn, {"zz": 1}, "plain")
 

@@ -58,7 +58,10 @@ def parse(conn: Conn, setting: str | None) -> tuple[list[str] | None, str | None
     ('""', [""]),
     ('"a,b,c" , "é,中",x\'y', ["a,b,c", "é,中", "x'y"]),
     ('"a"  ,  b  ,  "c"', ["a", "b", "c"]),
-    ('"a",', ["a", ""]),
+    # An unquoted empty entry names no tenant (it named ''): '""' does.
+    ('"a",', ["a"]),
+    ('"a",,""', ["a", ""]),
+    ('"a", ,\t, ""', ["a", ""]),
     # A quote that does not open an entry is part of it, as it always was.
     ('O"Brien, acme', ['O"Brien', "acme"]),
     ('a "b", c', ['a "b"', "c"]),
@@ -73,9 +76,12 @@ def test_quoted_entries_are_taken_literally(conn: Conn, setting: str,
     "1 ,\t2", "é,中", "x'y", "a\n,\nb", "  tenant-1  ",
 ])
 def test_unquoted_lists_read_as_before(conn: Conn, setting: str) -> None:
-    """Without a quote the list reads exactly as the old split did: `x,acme`
-    unquoted is two entries."""
-    before = scalar(conn, r"SELECT regexp_split_to_array(btrim(%s), '\s*,\s*')", (setting,))
+    """Without a quote the list reads as the old split did (`x,acme` unquoted is
+    two entries), except that an empty or blank entry is left out: `a,`, `,a`
+    and `1,,2` allowed the empty-text tenant too. (Changed deliberately: the
+    reference used to keep those empty entries.)"""
+    before = scalar(conn, r"SELECT ARRAY(SELECT e FROM unnest(regexp_split_to_array("
+                          r"btrim(%s), '\s*,\s*')) e WHERE e !~ '^\s*$')", (setting,))
     assert parse(conn, setting) == (before, None)
     assert parse(conn, "x,acme") == (["x", "acme"], None)
 
@@ -169,6 +175,15 @@ ALLOWS = [
     (" pad ", {"pad"}),                          # unquoted entries are trimmed
     ('"say ""hi""", """"', {'say "hi"', '"'}),
     ('""', {""}),
+    # An unquoted empty entry (a stray comma) allows nothing; only '""' is ''.
+    ("acme,", {"acme"}),
+    (",acme", {"acme"}),
+    ("a,,b", {"a", "b"}),
+    ("a, \t ,b", {"a", "b"}),
+    (",", set()),
+    (" , , ", set()),
+    ('acme,""', {"acme", ""}),
+    ('"acme",', {"acme"}),
     ('"é,中", x\'y', {"é,中", "x'y"}),
 ]
 

@@ -305,7 +305,7 @@ def test_timestamp_created_at_is_read_in_utc_whatever_the_submitter_zone(
     utc_cutoff = scalar(conn, "SELECT to_char(cutoff AT TIME ZONE 'UTC', "
                               "'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM pgjobs.jobs WHERE id = %s",
                         (job_id,))
-    assert f"'{utc_cutoff}'::timestamp" in predicate
+    assert f"'{utc_cutoff}'::pg_catalog.timestamp" in predicate
     # A UTC writer inserts after the submit: spared; every earlier row goes.
     conn.execute("INSERT INTO local_rows (scope) VALUES (1)")
     runner = make_conn()

@@ -418,3 +418,165 @@ def test_migrate_resolves_nothing_on_its_own_path(
     _assert_clean(conn, hostile)
     assert scalar(conn, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'pgjobs'::regnamespace "
                         "AND proname = 'submit_delete'") == 1
+
+
+# Domains over built-in types, and the operators mallory plants for them: pg_catalog
+# holds none of a domain's own, so on ANY path one of these is the exact match an
+# unqualified operator takes. And the built-in operators and functions the generated
+# text uses, for a path that searches public before pg_catalog.
+DOMAINS = {"id": ("key_of", "bigint"), "table_id": ("scope_of", "integer"),
+           "n": ("count_of", "integer"), "label": ("label_of", "text"),
+           "created_at": ("at_of", "timestamptz")}
+DOMAIN_OPERATORS = ["=", "<>", "<", "<=", ">", ">="]
+BUILT_IN_OPERATORS: list[tuple[str, str, str, str]] = [
+    ("->", "jsonb", "text", "jsonb"), ("=", "jsonb", "jsonb", "boolean"),
+    ("@>", "jsonb", "jsonb", "boolean"), (">", "jsonb", "jsonb", "boolean"),
+    ("#>>", "jsonb", "text[]", "text"), ("~~*", "text", "text", "boolean"),
+    ("&", "bigint", "bigint", "bigint"), (">", "bigint", "integer", "boolean"),
+    ("=", "xid", "xid", "boolean"), ("<=", "timestamptz", "timestamptz", "boolean"),
+]
+
+
+def plant_domain_operators(conn: Conn) -> None:
+    n = 0
+    for domain, base in DOMAINS.values():
+        for op in DOMAIN_OPERATORS:
+            n += 1
+            body = _shadow_body(f"public.{op}({domain}, {domain})",
+                                f"RETURN a::{base} OPERATOR(pg_catalog.{op}) b::{base};")
+            conn.execute(f"CREATE FUNCTION public.domain_op_{n}(a public.{domain}, "
+                         f"b public.{domain}) RETURNS boolean LANGUAGE plpgsql "
+                         f"AS $b${body}$b$")
+            conn.execute(f"CREATE OPERATOR public.{op} (LEFTARG = public.{domain}, "
+                         f"RIGHTARG = public.{domain}, FUNCTION = public.domain_op_{n})")
+    for k, (op, left, right, result) in enumerate(BUILT_IN_OPERATORS):
+        body = _shadow_body(f"public.{op}({left}, {right})",
+                            f"RETURN a OPERATOR(pg_catalog.{op}) b;")
+        conn.execute(f"CREATE FUNCTION public.built_in_op_{k}(a {left}, b {right}) "
+                     f"RETURNS {result} LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE OPERATOR public.{op} (LEFTARG = {left}, RIGHTARG = {right}, "
+                     f"FUNCTION = public.built_in_op_{k})")
+    body = _shadow_body("public.jsonb_typeof(jsonb)", "RETURN pg_catalog.jsonb_typeof(j);")
+    conn.execute("CREATE FUNCTION public.jsonb_typeof(j jsonb) RETURNS text LANGUAGE plpgsql "
+                 f"AS $b${body}$b$")
+
+
+def _deleted_by(row: tuple[Any, ...], doomed_cutoff: Any) -> bool:
+    """The two pending deletes' row sets (below), in Python: the reference."""
+    key, n, label, data, created_at = row
+    if created_at > doomed_cutoff:
+        return False
+    first = (n >= 5 or n == 3 or (n != 2 and n < 1) or "7" in label
+             or label in ("label 10", "label 13")
+             or (isinstance(data["nest"]["a"], int) and data["nest"]["a"] > 1)
+             or "n2" in data["name"] or data["k"] in (1, 2, 3, 5, 6, 7, 8, 9, 10))
+    second = n == 6 or (data["k"] == 0 and n == 1)
+    return (first and key not in (3, 15)) or (second and key > 150)
+
+
+@pytest.mark.parametrize("path", [None, "public, pg_catalog"])
+def test_a_mask_on_domain_columns_resolves_only_pg_catalog_operators(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]], path: str | None) -> None:
+    """pgjobs.mask() is SQL text a client splices into its own query, on its own
+    search_path. Its operators were unqualified: on a column of a domain (key,
+    scope, created_at or a filtered column) an operator of that domain in a
+    writable schema was the exact match on any path, and with public searched
+    first every built-in one was too; the planted function ran as the reader.
+    Every operator and function of the generated text is pg_catalog's now,
+    named so (OPERATOR(pg_catalog.=)), which still resolves a domain to its base
+    type's operator: the rows are those plain SQL gives."""
+    t = make_rows_target(conn, register=False)
+    seed(conn, t, 600)
+    conn.execute("ALTER TABLE user_table_rows ALTER COLUMN id DROP IDENTITY")
+    for column, (domain, base) in DOMAINS.items():
+        conn.execute(f"CREATE DOMAIN public.{domain} AS {base}")
+        conn.execute(f"ALTER TABLE user_table_rows ALTER COLUMN {column} TYPE public.{domain}")
+    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', "
+                 "'created_at', 'data')")
+    conn.execute("SET ROLE mallory")
+    plant_domain_operators(conn)
+    plant_better_matches(conn, "public")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "1", {"$or": [
+        {"n": {"$gte": 5}}, {"n": 3}, {"n": {"$ne": 2, "$lt": 1}},
+        {"label": {"$contains": "7"}}, {"label": {"$in": ["label 10", "label 13"]}},
+        {"nest.a": {"$gt": 1}}, {"name": {"$contains": "n2"}},
+        {"k": {"$in": [1, 2, 3, 5, 6, 7, 8, 9, 10]}}]}, exclude=["3", "15"])
+    # More than 100 excluded keys: the probe of pgjobs.job_exclusions.
+    submit_delete(conn, t, "1", {"$or": [{"n": 6}, {"k": 0, "n": 1}]},
+                  exclude=[str(k) for k in range(1, 151)])
+    cutoff = scalar(conn, "SELECT now()")
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')")
+    conn.execute("SET search_path = " + (path or '"$user", public'))
+    seen = [r[0] for r in conn.execute(
+        # (The client's own part of the query is its business: qualified here.)
+        f"SELECT id FROM user_table_rows WHERE table_id OPERATOR(pg_catalog.=) 1 AND {mask} "
+        "ORDER BY id")]
+    _assert_clean(conn, hostile)
+    rows = conn.execute("SELECT id, n, label, data, created_at FROM user_table_rows "
+                        "WHERE table_id = 1 ORDER BY id").fetchall()
+    expected = [r[0] for r in rows if not _deleted_by(r, cutoff)]
+    assert 0 < len(expected) < len(rows)
+    assert seen == expected
+    assert scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')") == len(expected)
+    assert mask.count("OPERATOR(pg_catalog.") > 20
+
+
+def test_a_mask_on_json_columns_names_pg_catalog_jsonb(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """`jsonb` is no keyword: a '...'::jsonb literal in the mask (a json or
+    jsonb column compared in a filter) took a domain named jsonb in a schema
+    searched before pg_catalog, and its CHECK ran as the reader. The compiler
+    names pg_catalog.jsonb."""
+    t = make_rows_target(conn)
+    conn.execute("ALTER TABLE user_table_rows ADD COLUMN meta jsonb, ADD COLUMN raw json")
+    seed(conn, t, 60)
+    conn.execute("UPDATE user_table_rows SET meta = jsonb_build_object('a', id % 2), "
+                 "raw = json_build_object('b', id % 3)")
+    conn.execute("SET ROLE mallory")
+    body = _shadow_body("public.jsonb domain check", "RETURN true;")
+    conn.execute("CREATE FUNCTION public.jsonb_ok(v pg_catalog.jsonb) RETURNS boolean "
+                 f"LANGUAGE plpgsql AS $b${body}$b$")
+    conn.execute("CREATE DOMAIN public.jsonb AS pg_catalog.jsonb CHECK (public.jsonb_ok(VALUE))")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "1", {"$or": [{"meta": {"a": 1}}, {"raw": {"$in": [{"b": 2}]}}]})
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')")
+    conn.execute("SET search_path = public, pg_catalog")
+    seen = scalar(conn, "SELECT count(*) FROM user_table_rows "
+                        f"WHERE table_id OPERATOR(pg_catalog.=) 1 AND {mask}")
+    _assert_clean(conn, hostile)
+    expected = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 AND NOT "
+                            "(created_at <= now() AND (meta = '{\"a\": 1}' "
+                            "OR raw::jsonb = '{\"b\": 2}'))")
+    assert 0 < seen == expected
+
+
+def test_a_mask_names_pg_catalog_types_for_its_literals(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """The literals of the mask ('tenant-1'::text for a text scope, the
+    cutoff's '...'::timestamptz, a text key's exclusions, a filter value) were
+    cast to bare type names that are no keywords: with public searched first,
+    a domain named text or timestamptz there took the cast and its CHECK ran
+    as the reader. They are written pg_catalog.text and so on
+    (pgjobs._type_sql); keyword spellings (integer, bigint) need nothing."""
+    t = make_rows_target(conn, key_type="text", scope_type="text")
+    seed(conn, t, 90)
+    conn.execute("SET ROLE mallory")
+    for name in ("text", "timestamptz"):
+        body = _shadow_body(f"public.{name} domain check", "RETURN true;")
+        conn.execute(f"CREATE FUNCTION public.{name}_ok(v pg_catalog.{name}) RETURNS boolean "
+                     f"LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE DOMAIN public.{name} AS pg_catalog.{name} "
+                     f"CHECK (public.{name}_ok(VALUE))")
+    conn.execute("RESET ROLE")
+    submit_delete(conn, t, "tenant-1", {"$or": [{"label": "label 3"}, {"n": {"$gte": 5}}]},
+                  exclude=["row-6"])
+    mask = scalar(conn, "SELECT pgjobs.mask('user_table_rows', 'tenant-1')")
+    conn.execute("SET search_path = public, pg_catalog")
+    seen = [r[0] for r in conn.execute(
+        f"SELECT id FROM user_table_rows WHERE {mask} ORDER BY id")]
+    _assert_clean(conn, hostile)
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM user_table_rows WHERE NOT (table_id = 'tenant-1' AND created_at <= now() "
+        "AND (label = 'label 3' OR n >= 5) AND id <> 'row-6') ORDER BY id")]
+    assert 0 < len(seen) < 90 and seen == expected

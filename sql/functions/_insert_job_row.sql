@@ -17,7 +17,8 @@ AS $$
 -- The one place a job row is written (pgjobs._insert_job announces it;
 -- pgjobs._submit_items_as announces it once its items are counted, so the
 -- `submitted` event carries the total). Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- (priority, at most the administrator's max_client_priority for
+-- non-administrators; max_attempts, run_at, on_conflict, lease; for writing kinds
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
@@ -36,6 +37,7 @@ DECLARE
     v_key text;
     v_value jsonb;
     v_priority integer := 0;
+    v_max_priority integer;
     v_max_attempts integer := 5;
     v_run_at timestamptz := now();
     v_on_conflict text := 'queue';
@@ -96,6 +98,20 @@ BEGIN
         CASE v_key
         WHEN 'priority' THEN
             v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
+            -- The administrator's ceiling (set_defaults' max_client_priority)
+            -- for every submitter but administrators: a client's priority
+            -- would otherwise keep every other tenant's jobs waiting.
+            v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+            IF v_priority > v_max_priority
+               AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+                RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                                'set for clients', v_priority, v_max_priority
+                    USING ERRCODE = '22023',
+                    HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                                  'submit above it, or raise the ceiling with '
+                                  'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                                  v_max_priority);
+            END IF;
         WHEN 'max_attempts' THEN
             v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
         WHEN 'run_at' THEN

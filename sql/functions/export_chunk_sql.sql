@@ -134,7 +134,8 @@ BEGIN
                 v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
         END;
-        v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
+        v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
     END IF;
 
@@ -146,7 +147,8 @@ BEGIN
                 quote_literal(p_until), v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
         END;
-        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
     END IF;
 
@@ -200,7 +202,8 @@ BEGIN
         -- The last chunk of the scope, or of the part.
         v_upper := v_until;
     ELSE
-        v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
+        v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
                           v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
     END IF;
 
@@ -236,7 +239,8 @@ BEGIN
 
     -- ORDER BY the table's key column (qualified: an output alias of the same
     -- name must not shadow it).
-    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I = %4$s%5$s%6$s AND (%7$s) '
+    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I OPERATOR(pg_catalog.=) %4$s%5$s%6$s '
+                       'AND (%7$s) '
                        'AND (%8$s) ORDER BY pgjobs_t.%9$I',
                        array_to_string(v_list, ', '), v_job.target, v_reg.scope_column, v_scope,
                        v_lower, v_upper, v_job.predicate,
