@@ -213,3 +213,65 @@ def test_a_retry_in_flight_holds_the_registration_back(
     assert scalar(conn, "SELECT scope FROM pgjobs.targets"
                         " WHERE target = 'reg_change'::regclass") == "tenant"
     assert "registration_changed" not in (job(conn, job_id)["checkpoint"] or {})
+
+
+@pytest.mark.parametrize("kind", ["export", "import"])
+def test_a_registration_committed_during_the_checks_refuses_the_submit(
+        conn: Conn, make_conn: Callable[..., Conn], kind: str) -> None:
+    """The registration commits while a submit is past its own read of the
+    registration and before its INSERT (held here at its storage check, which
+    both kinds make between the two). Before: export and import did not hand
+    the registration they had checked and compiled against to
+    pgjobs._insert_job_row, which read it again, saw the new columns, compared
+    them with themselves and let the job in: an export whose predicate names
+    the old scope column, walked under the new one."""
+    _target(conn)
+    conn.execute("SELECT pgjobs.allow_storage('memory://race')")
+    locker = make_conn(autocommit=False)
+    locker.execute("LOCK TABLE pgjobs.storage_allow IN ACCESS EXCLUSIVE MODE")
+    client = make_conn()
+    pid = scalar(client, "SELECT pg_backend_pid()")
+    outcome: dict[str, Any] = {}
+
+    def submit() -> None:
+        try:
+            outcome["job"] = scalar(
+                client,
+                "SELECT pgjobs.submit_export('reg_change', '1', '{}',"
+                " '{\"destination\": \"memory://race/out/\"}')" if kind == "export" else
+                "SELECT pgjobs.submit_import('reg_change', '1', 'memory://race/in.csv')")
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=submit)
+    thread.start()
+    try:
+        wait_for(lambda: outcome or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'relation'"
+                  " AND NOT granted", (pid,)), what="the submit to wait at its storage check")
+        assert not outcome, outcome
+        conn.execute("""SELECT pgjobs.register_target('reg_change', 'id', 'other', 'created_at',
+                        'data', '{"tune_autovacuum": false}')""")
+    finally:
+        locker.rollback()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), psycopg.errors.SerializationFailure), outcome
+    assert "submit it again" in (outcome["error"].diag.message_hint or "").lower()
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+def test_a_compiled_job_row_needs_the_registration_it_was_compiled_against(conn: Conn) -> None:
+    """The class behind export's and import's race: pgjobs._insert_job_row can
+    only compare the registration a job was compiled against with the
+    registry if it is handed that registration. A predicate without one is
+    refused (22023) rather than checked against a registration read later."""
+    _target(conn)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as err:
+        conn.execute("SELECT pgjobs._insert_job('delete', 'reg_change', '1', '{}', '{}', '{}',"
+                     " 'true')")
+    assert "p_reg" in (err.value.diag.message_hint or "")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+    reg = "(SELECT r FROM pgjobs.target_registry r WHERE r.target = 'reg_change'::regclass)"
+    assert scalar(conn, f"SELECT (pgjobs._insert_job('delete', 'reg_change', '1', '{{}}', '{{}}',"
+                        f" '{{}}', 'true', NULL, {reg})).id") is not None
