@@ -14220,7 +14220,10 @@ BEGIN
                 USING ERRCODE = '55006',
                       HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
                                     'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
-                                    'ones to stop; then register it again.', v_jobs::text);
+                                    'ones to stop; then register it again, and submit the '
+                                    'canceled ones again: a job canceled or failed under the '
+                                    'old columns is not retried under the new ones.',
+                                    v_jobs::text);
         END IF;
     END IF;
 
@@ -15174,7 +15177,9 @@ BEGIN
                         pg_catalog.cardinality(v_jobs)
             USING ERRCODE = '55006',
                   HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
-                                'WHERE id = ANY (%L)) and wait for running ones to stop.',
+                                'WHERE id = ANY (%L)) and wait for running ones to stop. '
+                                'A job canceled or failed is not retried once the target is '
+                                'unregistered: submit it again after registering it again.',
                                 v_jobs::text);
     END IF;
 

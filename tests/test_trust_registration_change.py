@@ -275,3 +275,34 @@ def test_a_compiled_job_row_needs_the_registration_it_was_compiled_against(conn:
     reg = "(SELECT r FROM pgjobs.target_registry r WHERE r.target = 'reg_change'::regclass)"
     assert scalar(conn, f"SELECT (pgjobs._insert_job('delete', 'reg_change', '1', '{{}}', '{{}}',"
                         f" '{{}}', 'true', NULL, {reg})).id") is not None
+
+
+@pytest.mark.parametrize("change", ["scope", "unregistered"])
+def test_the_refusal_tells_the_operator_the_whole_way_through(conn: Conn, change: str) -> None:
+    """An operator who must change the columns under a pending job follows
+    the 55006 hint: cancel, register again, and submit again, since the
+    canceled job is not retried under the new columns (55000). Before: the
+    hint stopped at "register it again", and the retry the operator then
+    tried was the first they heard of resubmitting."""
+    _target(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('reg_change', '1')")
+    with pytest.raises(psycopg.errors.ObjectInUse) as err:
+        if change == "unregistered":
+            conn.execute("SELECT pgjobs.unregister_target('reg_change')")
+        else:
+            _register(conn, CHANGES["scope"])
+    hint = err.value.diag.message_hint or ""
+    assert "pgjobs.cancel" in hint, hint
+    assert "submit" in hint and "not retried" in hint, hint
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    if change == "unregistered":
+        conn.execute("SELECT pgjobs.unregister_target('reg_change')")
+    _register(conn, CHANGES["scope"])
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+    again = scalar(conn, "SELECT pgjobs.submit_delete('reg_change', '1')")
+    run_job(conn, again)
+    assert job(conn, again)["status"] == "succeeded"
+    # The new scope column's tenant 1 went, whatever its rows' old tenant.
+    assert scalar(conn, "SELECT count(*) FROM reg_change WHERE other = 1") == 0
+    assert scalar(conn, "SELECT count(*) FROM reg_change") == 40

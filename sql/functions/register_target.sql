@@ -94,7 +94,10 @@ BEGIN
                 USING ERRCODE = '55006',
                       HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
                                     'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
-                                    'ones to stop; then register it again.', v_jobs::text);
+                                    'ones to stop; then register it again, and submit the '
+                                    'canceled ones again: a job canceled or failed under the '
+                                    'old columns is not retried under the new ones.',
+                                    v_jobs::text);
         END IF;
     END IF;
 

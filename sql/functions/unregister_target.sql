@@ -42,7 +42,9 @@ BEGIN
                         pg_catalog.cardinality(v_jobs)
             USING ERRCODE = '55006',
                   HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
-                                'WHERE id = ANY (%L)) and wait for running ones to stop.',
+                                'WHERE id = ANY (%L)) and wait for running ones to stop. '
+                                'A job canceled or failed is not retried once the target is '
+                                'unregistered: submit it again after registering it again.',
                                 v_jobs::text);
     END IF;
 
