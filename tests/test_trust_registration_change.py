@@ -306,3 +306,43 @@ def test_the_refusal_tells_the_operator_the_whole_way_through(conn: Conn, change
     # The new scope column's tenant 1 went, whatever its rows' old tenant.
     assert scalar(conn, "SELECT count(*) FROM reg_change WHERE other = 1") == 0
     assert scalar(conn, "SELECT count(*) FROM reg_change") == 40
+
+
+def test_a_change_of_options_does_not_wait_for_a_submitting_transaction(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """A client's transaction has submitted a job and stays open. Registering
+    the target again with the same columns (new options) changes nothing its
+    job was compiled against: it goes through at once, and other clients'
+    submits on the target go on. Before: it waited on the lock the open
+    submit held (shared) until that transaction ended, and every later submit
+    on the target queued behind it."""
+    _target(conn)
+    client = make_conn(autocommit=False)
+    scalar(client, "SELECT pgjobs.submit_delete('reg_change', '1')")
+    admin = make_conn()
+    pid = scalar(admin, "SELECT pg_backend_pid()")
+    outcome: dict[str, Any] = {}
+
+    def register() -> None:
+        try:
+            admin.execute("""SELECT pgjobs.register_target('reg_change', 'id', 'tenant',
+                             'created_at', 'data', '{"tune_autovacuum": false}')""")
+            outcome["done"] = True
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=register)
+    thread.start()
+    try:
+        wait_for(lambda: outcome or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)),
+                 what="the registration to wait or end")
+        waited = not outcome
+    finally:
+        client.rollback()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert not waited, "the registration waited for the submitting transaction"
+    assert outcome == {"done": True}, outcome
+    assert scalar(conn, "SELECT options ->> 'tune_autovacuum' FROM pgjobs.targets"
+                        " WHERE target = 'reg_change'::regclass") == "false"
