@@ -346,3 +346,47 @@ def test_a_change_of_options_does_not_wait_for_a_submitting_transaction(
     assert outcome == {"done": True}, outcome
     assert scalar(conn, "SELECT options ->> 'tune_autovacuum' FROM pgjobs.targets"
                         " WHERE target = 'reg_change'::regclass") == "false"
+
+
+@pytest.mark.parametrize("first", ["register", "unregister"])
+@pytest.mark.parametrize("columns", ["same", "scope"])
+def test_registrations_and_unregistrations_of_a_table_take_turns(
+        conn: Conn, make_conn: Callable[..., Conn], first: str, columns: str) -> None:
+    """register_target and unregister_target of one table wait for each other
+    (the registrations' own lock, then the registry row, then the submits'
+    lock, in that order in both) and neither deadlocks nor is lost."""
+    _target(conn)
+    sql = {"register": "SELECT pgjobs.register_target('reg_change', %s, %s, %s, %s,"
+                       " '{\"tune_autovacuum\": false}')",
+           "unregister": "SELECT pgjobs.unregister_target('reg_change')"}
+    args = {"register": CHANGES["scope"] if columns == "scope"
+            else ("id", "tenant", "created_at", "data"), "unregister": None}
+    second = "unregister" if first == "register" else "register"
+    holder = make_conn(autocommit=False)
+    holder.execute(sql[first], args[first])
+    other = make_conn()
+    pid = scalar(other, "SELECT pg_backend_pid()")
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            other.execute(sql[second], args[second])
+            outcome["done"] = True
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: outcome or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted", (pid,)),
+                 what="the second to wait or end")
+        assert not outcome, outcome
+    finally:
+        holder.commit()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert outcome == {"done": True}, outcome
+    registered = [r[0] for r in conn.execute(
+        "SELECT scope FROM pgjobs.targets WHERE target = 'reg_change'::regclass").fetchall()]
+    assert registered == ([] if second == "unregister" else [args["register"][1]])
