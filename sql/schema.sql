@@ -4562,7 +4562,19 @@ BEGIN
     -- (Through pgjobs._target: the cast runs the scope type's code, so an
     -- untrusted target is refused here too, 42501, for custom kinds as well.)
     -- (p_reg: the caller looked the target up and checked it with
-    -- pgjobs._target in this call already; not again.)
+    -- pgjobs._target in this call already; not again. It is also the
+    -- registration the caller checked and compiled the job against, which
+    -- the lock below compares with the registry: read again here instead, a
+    -- registration committed between the caller's read and this one would
+    -- pass unseen. So a job that comes with a compiled predicate must come
+    -- with its registration: 22023 otherwise.)
+    IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
+        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
+                        'against', p_kind
+            USING ERRCODE = '22023',
+                  HINT = 'Pass the registration the predicate was compiled from as p_reg '
+                         '(pgjobs._target(target), read before compiling).';
+    END IF;
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
@@ -9948,7 +9960,7 @@ BEGIN
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
-        v_predicate);
+        v_predicate, NULL, v_reg);
     RETURN v_job.id;
 END
 $_$;
@@ -10111,7 +10123,8 @@ BEGIN
                            'batch_ms', v_batch_ms),
         v_options,
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields']);
+              'allow_unknown_fields'],
+        NULL, NULL, v_reg);
     RETURN v_job.id;
 END
 $_$;
@@ -14333,8 +14346,12 @@ CREATE FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope na
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table) and, with tune_autovacuum, the
--- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
+-- concurrent registrations of one table), the registry row, then, when the
+-- columns change or the table is new, the target's registration lock
+-- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- of its failed and canceled jobs (pgjobs._mark_registration_changed);
+-- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
+-- the table.
 DECLARE
     v_relkind    "char";
     v_key_type   oid;
@@ -14357,8 +14374,11 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- Registrations (and unregister_target) of one table, one at a time.
+    -- Not the lock submits take (below): a registration that keeps the
+    -- columns does not wait for them.
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
@@ -14393,9 +14413,22 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
+    -- A submit holds the target's registration lock shared from its last
+    -- look at the registration to its commit (pgjobs._insert_job_row):
+    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- check below then sees, and holds new ones back until this commits.
+    -- Only when the columns change (or the table is new to the registry):
+    -- a change of options alone leaves the jobs as they were compiled, and
+    -- need not wait for a client's transaction that submitted.
     SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                  v_old.document_column)
+    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                     v_old.document_column)
+                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(
+            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    END IF;
+    IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
+                                     v_old.created_at_column, v_old.document_column)
                  IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
         -- Marked first: the UPDATE waits for a retry in flight on one of
         -- them, and the check below then sees that job queued.
@@ -14410,7 +14443,10 @@ BEGIN
                 USING ERRCODE = '55006',
                       HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
                                     'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
-                                    'ones to stop; then register it again.', v_jobs::text);
+                                    'ones to stop; then register it again, and submit the '
+                                    'canceled ones again: a job canceled or failed under the '
+                                    'old columns is not retried under the new ones.',
+                                    v_jobs::text);
         END IF;
     END IF;
 
@@ -15345,7 +15381,8 @@ CREATE FUNCTION pgjobs.unregister_target(p_target regclass) RETURNS void
     AS $$
 -- Remove the registration of p_target. The table and its data are untouched.
 -- Locks: the per-target advisory xact lock shared with register_target, then
--- the registry row. Refuses (55006) while jobs of the target are queued or
+-- the registry row, then the target's registration lock exclusive (submits
+-- hold it shared). Refuses (55006) while jobs of the target are queued or
 -- running; raises P0002 when the table is not registered.
 DECLARE
     v_jobs bigint[];
@@ -15355,8 +15392,11 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- register_target's locks, in its order (a registration that changes
+    -- the columns takes the row, then the submits' lock: taken the other
+    -- way round here, the two would deadlock).
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
     PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     IF NOT FOUND THEN
@@ -15364,6 +15404,10 @@ BEGIN
             USING ERRCODE = 'P0002',
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
+    -- Waits for the submits in flight (pgjobs._insert_job_row holds it
+    -- shared), whose jobs the check below then sees.
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
     -- A registration made later may name other columns: the failed and
     -- canceled jobs of this one are never retried under it. Marked first:
@@ -15378,7 +15422,9 @@ BEGIN
                         pg_catalog.cardinality(v_jobs)
             USING ERRCODE = '55006',
                   HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
-                                'WHERE id = ANY (%L)) and wait for running ones to stop.',
+                                'WHERE id = ANY (%L)) and wait for running ones to stop. '
+                                'A job canceled or failed is not retried once the target is '
+                                'unregistered: submit it again after registering it again.',
                                 v_jobs::text);
     END IF;
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from pgjobs.migrate import function_files, migrate, migration_files
 from pgjobs.poller import storage
@@ -174,6 +175,14 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         with psycopg.connect(fresh_dsn) as fresh:
             assert scalar(conn, signatures) == scalar(fresh, signatures)
     assert result["functions_applied"] == len(function_files())
+
+    # The jobs the previous release queued hold the registration's columns
+    # (55006, nothing changed); registering it again as it was still works.
+    with pytest.raises(psycopg.errors.ObjectInUse):
+        conn.execute("SELECT pgjobs.register_target('rows', 'id', 'n', 'created_at', 'data')")
+    assert scalar(conn, "SELECT scope FROM pgjobs.targets WHERE target = 'rows'::regclass") \
+        == "table_id"
+    conn.execute("SELECT pgjobs.register_target('rows', 'id', 'table_id', 'created_at', 'data')")
 
     # Reads through the mask of the deletes the previous release submitted: this
     # release's read functions hide exactly their doomed rows, before they run.

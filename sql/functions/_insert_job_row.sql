@@ -61,7 +61,19 @@ BEGIN
     -- (Through pgjobs._target: the cast runs the scope type's code, so an
     -- untrusted target is refused here too, 42501, for custom kinds as well.)
     -- (p_reg: the caller looked the target up and checked it with
-    -- pgjobs._target in this call already; not again.)
+    -- pgjobs._target in this call already; not again. It is also the
+    -- registration the caller checked and compiled the job against, which
+    -- the lock below compares with the registry: read again here instead, a
+    -- registration committed between the caller's read and this one would
+    -- pass unseen. So a job that comes with a compiled predicate must come
+    -- with its registration: 22023 otherwise.)
+    IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
+        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
+                        'against', p_kind
+            USING ERRCODE = '22023',
+                  HINT = 'Pass the registration the predicate was compiled from as p_reg '
+                         '(pgjobs._target(target), read before compiling).';
+    END IF;
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);

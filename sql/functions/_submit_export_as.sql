@@ -258,7 +258,7 @@ BEGIN
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
-        v_predicate);
+        v_predicate, NULL, v_reg);
     RETURN v_job.id;
 END
 $$;

@@ -157,7 +157,8 @@ BEGIN
                            'batch_ms', v_batch_ms),
         v_options,
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields']);
+              'allow_unknown_fields'],
+        NULL, NULL, v_reg);
     RETURN v_job.id;
 END
 $$;

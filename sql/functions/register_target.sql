@@ -17,8 +17,12 @@ AS $function$
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table) and, with tune_autovacuum, the
--- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
+-- concurrent registrations of one table), the registry row, then, when the
+-- columns change or the table is new, the target's registration lock
+-- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- of its failed and canceled jobs (pgjobs._mark_registration_changed);
+-- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
+-- the table.
 DECLARE
     v_relkind    "char";
     v_key_type   oid;
@@ -41,8 +45,11 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- Registrations (and unregister_target) of one table, one at a time.
+    -- Not the lock submits take (below): a registration that keeps the
+    -- columns does not wait for them.
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
@@ -77,9 +84,22 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
+    -- A submit holds the target's registration lock shared from its last
+    -- look at the registration to its commit (pgjobs._insert_job_row):
+    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- check below then sees, and holds new ones back until this commits.
+    -- Only when the columns change (or the table is new to the registry):
+    -- a change of options alone leaves the jobs as they were compiled, and
+    -- need not wait for a client's transaction that submitted.
     SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                  v_old.document_column)
+    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                     v_old.document_column)
+                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(
+            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    END IF;
+    IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
+                                     v_old.created_at_column, v_old.document_column)
                  IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
         -- Marked first: the UPDATE waits for a retry in flight on one of
         -- them, and the check below then sees that job queued.
@@ -94,7 +114,10 @@ BEGIN
                 USING ERRCODE = '55006',
                       HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
                                     'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
-                                    'ones to stop; then register it again.', v_jobs::text);
+                                    'ones to stop; then register it again, and submit the '
+                                    'canceled ones again: a job canceled or failed under the '
+                                    'old columns is not retried under the new ones.',
+                                    v_jobs::text);
         END IF;
     END IF;
 
