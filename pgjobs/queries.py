@@ -20,7 +20,13 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
        lease_expires_at, cancel_requested_at, pause_requested_at,
        checkpoint -> 'throttled' AS throttled,
        CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
-            THEN pgjobs._engine_wait() END AS waiting
+            THEN pgjobs._engine_wait()
+            -- "running" alone hides a dead runner or worker (killed, its server
+            -- restarted): say so, and what takes the job back.
+            WHEN status = 'running' AND lease_expires_at < now()
+            THEN 'its lease expired at ' || lease_expires_at::text
+                 || ': the session running it is gone; the next runner or worker takes it'
+                 || ' back from its checkpoint (`pgjobs prune` does at once)' END AS waiting
   FROM pgjobs.jobs WHERE id = %(id)s
 """
 LIST_JOBS = """

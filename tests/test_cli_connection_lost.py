@@ -145,3 +145,23 @@ def test_every_listen_wait_goes_through_the_translation() -> None:
            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
            if ".notifies(" in line]
     assert raw == [], f"use pgjobs.db.notifications (or notifies_async): {raw}"
+
+
+def test_status_says_when_a_running_jobs_session_is_gone(conn: Conn, dsn: str) -> None:
+    """A job whose runner died (SIGKILL, a server restart) stays "running" until its
+    lease is taken back: `status` (and `watch`, through the same note) says its lease
+    expired and what takes it back, instead of a bare "running"."""
+    from tests.support import claim, expire_lease
+
+    make_rows_target(conn)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}')")
+    assert claim(conn, "h4-dead-runner", ["delete"]) == [job_id]
+    live = start(dsn, "status", str(job_id))
+    out, err = live.communicate(timeout=60)
+    assert live.returncode == 3 and "lease expired" not in out, (out, err)
+    expire_lease(conn, job_id)
+    child = start(dsn, "status", str(job_id))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 3, (out, err)
+    assert "status: running" in out, out
+    assert re.search(r"^waiting: its lease expired at .*`pgjobs prune`", out, re.M), out
