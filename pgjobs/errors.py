@@ -78,6 +78,13 @@ class ConnectionLost(ConnectionFailed):
     DSN. Its jobs keep their place; the hint says to run the command again."""
 
 
+class NotInstalled(PgjobsError):
+    """The database has no pgjobs schema, or an older one (a missing schema, table
+    or function of pgjobs: 3F000, 42P01, 42883): the same runtime error, exit 1,
+    whichever object the command happened to reach first (a database that does
+    not exist exits 1 too), never the usage error of a misspelt table."""
+
+
 class NoDatabase(ConnectionFailed):
     """No DSN is configured and the embedded cluster is not running: a usage error
     (exit 2), since only ``pgjobs dev up`` / ``pgjobs demo`` start that cluster."""
@@ -148,9 +155,11 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
         return ConnectionLost(first, sqlstate=exc.sqlstate, hint=LOST_HINT)
     diag = exc.diag
     message = diag.message_primary or str(exc).strip().splitlines()[0]
+    missing = _missing_pgjobs_hint(exc.sqlstate or "", message)
+    if missing is not None:
+        return NotInstalled(message, sqlstate=exc.sqlstate, hint=missing)
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    hint = _missing_pgjobs_hint(exc.sqlstate or "", message) or diag.message_hint \
-        or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
     return cls(message, sqlstate=exc.sqlstate, hint=hint)
 
 
