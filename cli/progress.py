@@ -104,6 +104,7 @@ def follow(dsn: str, job_id: int | None, *, timeout: float | None = None,
     lines still print)."""
     conn = db.connect(dsn, app="pgjobs watch")
     try:
+        db.execute(conn, queries.INSTALLED)
         db.execute(conn, queries.LISTEN)
         if job_id is None:
             return _follow_all(conn, timeout, as_json)

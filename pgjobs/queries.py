@@ -68,6 +68,10 @@ RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
+INSTALLED = "SELECT 1 FROM pgjobs.jobs LIMIT 0"
+"""Raises (NotInstalled, with the migrate hint) in a database without pgjobs: what a
+command that would otherwise only LISTEN (`watch` of every job) runs first, since a
+LISTEN succeeds anywhere and would wait forever."""
 LISTEN = "LISTEN pgjobs"
 # A (target, scope)'s own channel, with the full events (pgjobs.channel); the
 # name is an identifier, formatted in by pgjobs.db.listen.

@@ -6,7 +6,9 @@ mapped to the usage error of a misspelt table: exit 2), `doctor`, `run`,
 `worker` and `export` a function or the schema (3F000: exit 1), for the one
 condition "run `pgjobs migrate` here". Now every missing pgjobs object is
 :class:`pgjobs.errors.NotInstalled`: one line, the migrate hint, exit 1, as a
-database that does not exist exits 1 (docs/command-line.md).
+database that does not exist exits 1 (docs/command-line.md). `watch` of every
+job only LISTENed, which succeeds in any database: it waited forever; it
+checks first now.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 COMMANDS = [("list",), ("status", "1"), ("cancel", "1"), ("pause", "1"), ("retry", "1"),
-            ("doctor",), ("run",), ("prune",),
+            ("doctor",), ("run",), ("prune",), ("watch",), ("watch", "1"),
             ("delete", "t", "--scope", "1", "--filter", "{}", "--yes")]
 
 
