@@ -68,6 +68,16 @@ RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
+HELD_ELSEWHERE = """
+SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,
+       pg_catalog.max(lease_expires_at) AS until
+  FROM pgjobs.jobs
+ WHERE status = 'running' AND kind IN ('delete', 'backfill')
+   AND lease_expires_at >= pg_catalog.now()
+"""
+"""Delete and backfill jobs another session holds under a live lease: what a one-shot
+`pgjobs run` could not take (a runner beside it, or one that died and whose lease
+has not lapsed yet)."""
 INSTALLED = "SELECT 1 FROM pgjobs.jobs LIMIT 0"
 """Raises (NotInstalled, with the migrate hint) in a database without pgjobs: what a
 command that would otherwise only LISTEN (`watch` of every job) runs first, since a

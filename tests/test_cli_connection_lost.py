@@ -165,3 +165,27 @@ def test_status_says_when_a_running_jobs_session_is_gone(conn: Conn, dsn: str) -
     assert child.returncode == 3, (out, err)
     assert "status: running" in out, out
     assert re.search(r"^waiting: its lease expired at .*`pgjobs prune`", out, re.M), out
+
+
+def test_run_says_which_jobs_another_session_holds(conn: Conn, dsn: str) -> None:
+    """`pgjobs run` right after a runner died (its lease not lapsed yet) found
+    nothing it could take and exited 0 in silence: "works until nothing is left"
+    read as "nothing is left". It still exits 0 (another session may well be
+    alive) and names the job and its lease on stderr; with nothing held, nothing."""
+    from tests.support import claim
+
+    target = make_rows_target(conn)
+    seed(conn, target, 60)
+    quiet = start(dsn, "run")
+    out, err = quiet.communicate(timeout=120)
+    assert quiet.returncode == 0 and "still running" not in err, err
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}')")
+    assert claim(conn, "h4-dead-runner", ["delete"], lease="1 hour") == [job_id]
+    child = start(dsn, "run")
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, (out, err)
+    assert "Traceback" not in err, err
+    assert re.search(rf"job\(s\) {job_id} still running in another session, under a lease "
+                     r"until .*`pgjobs doctor`", err), err
+    assert job(conn, job_id)["status"] == "running"
+    del out
