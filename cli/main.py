@@ -251,6 +251,18 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
     interval = parse_duration(budget, "--budget")
     idle_seconds = duration_seconds(idle, "--idle", minimum=0)
     run_runners(obj.connect, interval, loop, idle_seconds, runners)
+    if not loop:
+        # "Works until nothing is left" must not read as "nothing is left" when
+        # a job is held by another session (perhaps a dead one, until its lease
+        # lapses): say which, and when it can be taken.
+        with obj.connect() as conn:
+            db.execute(conn, queries.RUN_SEARCH_PATH)  # as the runner: nothing of the user's
+            held = db.one(conn, queries.HELD_ELSEWHERE)
+        if held["ids"]:
+            click.echo(f"job(s) {held['ids']} still running in another session, under a "
+                       f"lease until {text(held['until'])}: left to it (if that session "
+                       "is gone, `pgjobs run` after the lease takes it back; "
+                       "`pgjobs doctor` shows expired leases)", err=True)
 
 
 @main.command()

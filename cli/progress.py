@@ -104,6 +104,7 @@ def follow(dsn: str, job_id: int | None, *, timeout: float | None = None,
     lines still print)."""
     conn = db.connect(dsn, app="pgjobs watch")
     try:
+        db.execute(conn, queries.INSTALLED)
         db.execute(conn, queries.LISTEN)
         if job_id is None:
             return _follow_all(conn, timeout, as_json)
@@ -148,8 +149,8 @@ def _follow_all(conn: Any, timeout: float | None, as_json: bool = False) -> int:
         # Gathered first (the connection is busy while notifies() runs), one
         # wake-up per job: its last event.
         woken: dict[int, str] = {}
-        for notice in conn.notifies(timeout=wait):
-            wakeup = _wakeup(notice.payload)
+        for payload in db.notifications(conn, wait):
+            wakeup = _wakeup(payload)
             if wakeup is not None:
                 woken.pop(wakeup[0], None)
                 woken[wakeup[0]] = wakeup[1]
@@ -209,8 +210,8 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
             wait = POLL_SECONDS if deadline is None else max(
                 0.01, min(POLL_SECONDS, deadline - time.monotonic()))
             event = None
-            for notice in conn.notifies(timeout=wait, stop_after=1):
-                wakeup = _wakeup(notice.payload)
+            for payload in db.notifications(conn, wait, stop_after=1):
+                wakeup = _wakeup(payload)
                 if wakeup is not None and wakeup[0] == job_id:
                     event = wakeup[1]
             # Re-read the row: notifications are a hint, the table is the truth.

@@ -17,8 +17,11 @@ import threading
 import time
 from typing import Any
 
+import click
+
 from pgjobs import db, queries
 from pgjobs.cli.progress import _wakeup
+from pgjobs.errors import PgjobsError
 
 IDLE_CALL_SECONDS = 0.5
 """A CALL that returns sooner found nothing to do: wait before the next."""
@@ -32,27 +35,61 @@ def _submitted(conn: Any, timeout: float) -> bool:
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        for note in conn.notifies(timeout=left, stop_after=1):
-            wakeup = _wakeup(note.payload)
+        for payload in db.notifications(conn, left, stop_after=1):
+            wakeup = _wakeup(payload)
             if wakeup is not None and wakeup[1] == "submitted":
                 return True
+
+
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+"""With --loop, the waits before each new connection after a lost session (then
+the last one, again and again)."""
 
 
 def run_loop(connect: Any, budget: str, loop: bool, idle: float,
              stop: threading.Event | None = None) -> None:
     """One runner: CALL pgjobs.run(budget) (interval text) once, or (loop)
-    until stop is set."""
-    with connect(app="pgjobs run") as conn:
-        db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
-        if loop:
-            db.execute(conn, queries.LISTEN)
-        while stop is None or not stop.is_set():
-            started = time.monotonic()
-            db.execute(conn, queries.RUN, {"budget": budget})
-            if not loop:
+    until stop is set. With loop, a lost session (server restart, failover,
+    pg_terminate_backend) is not the end: the runner says so on stderr and
+    connects again, as a worker does; its job resumes from its last committed
+    page once the lease lapses. A first connection that fails still fails (a
+    wrong DSN must not loop quietly)."""
+    connected = False
+    attempt = 0
+    while True:
+        try:
+            with connect(app="pgjobs run") as conn:
+                connected = True
+                attempt = 0
+                _run_on(conn, budget, loop, idle, stop)
                 return
-            if time.monotonic() - started < IDLE_CALL_SECONDS:  # nothing to do: do not spin
-                _submitted(conn, idle)
+        except PgjobsError as exc:
+            if not (loop and connected and db.connection_lost(exc)):
+                raise
+            delay = RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)]
+            attempt += 1
+            click.echo(f"database unavailable ({exc.message}); reconnecting in {delay:.1f}s",
+                       err=True)
+            if stop is not None:
+                if stop.wait(delay):
+                    return
+            else:
+                time.sleep(delay)
+
+
+def _run_on(conn: Any, budget: str, loop: bool, idle: float,
+            stop: threading.Event | None) -> None:
+    """CALL pgjobs.run(budget) on one connection, once or (loop) until stop."""
+    db.execute(conn, queries.RUN_SEARCH_PATH)  # nothing on the user's path may matter
+    if loop:
+        db.execute(conn, queries.LISTEN)
+    while stop is None or not stop.is_set():
+        started = time.monotonic()
+        db.execute(conn, queries.RUN, {"budget": budget})
+        if not loop:
+            return
+        if time.monotonic() - started < IDLE_CALL_SECONDS:  # nothing to do: do not spin
+            _submitted(conn, idle)
 
 
 def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int) -> None:

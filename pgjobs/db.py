@@ -169,10 +169,18 @@ def listener(dsn: str, app: str = "pgjobs worker") -> psycopg.Connection[Row]:
 
 def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
     """Whether a notification arrived on ``conn`` within ``timeout`` seconds."""
+    return bool(notifications(conn, timeout, stop_after=1))
+
+
+def notifications(conn: psycopg.Connection[Row], timeout: float,
+                  stop_after: int | None = None) -> list[str]:
+    """The payloads of the notifications that arrive on ``conn`` within ``timeout``
+    seconds (at most ``stop_after`` of them). The one way the CLI waits on LISTEN:
+    a session lost while waiting (server restart, pg_terminate_backend) raises
+    :class:`~pgjobs.errors.ConnectionLost`, one line with a hint, never psycopg's
+    error (tests/test_cli_connection_lost.py)."""
     with translated():
-        for _ in conn.notifies(timeout=timeout, stop_after=1):
-            return True
-    return False
+        return [note.payload for note in conn.notifies(timeout=timeout, stop_after=stop_after)]
 
 
 # --- the export's data connection: COPY out, and what a lost session looks like ---

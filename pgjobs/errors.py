@@ -72,6 +72,19 @@ class ConnectionFailed(PgjobsError):
     """The database cannot be reached."""
 
 
+class ConnectionLost(ConnectionFailed):
+    """An established session ended under a command (server restart or crash,
+    failover, an administrator's pg_terminate_backend, the network): not a wrong
+    DSN. Its jobs keep their place; the hint says to run the command again."""
+
+
+class NotInstalled(PgjobsError):
+    """The database has no pgjobs schema, or an older one (a missing schema, table
+    or function of pgjobs: 3F000, 42P01, 42883): the same runtime error, exit 1,
+    whichever object the command happened to reach first (a database that does
+    not exist exits 1 too), never the usage error of a misspelt table."""
+
+
 class NoDatabase(ConnectionFailed):
     """No DSN is configured and the embedded cluster is not running: a usage error
     (exit 2), since only ``pgjobs dev up`` / ``pgjobs demo`` start that cluster."""
@@ -107,19 +120,46 @@ def from_connect(exc: psycopg.Error) -> PgjobsError:
     if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
         return InvalidDsn(f"invalid DSN: {first}")
+    if isinstance(exc, psycopg.OperationalError):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
+        return ConnectionFailed(first, sqlstate=exc.sqlstate)
     return from_psycopg(exc)
+
+
+LOST_HINT = ("the server ended this session (restart, failover, pg_terminate_backend or "
+             "the network); jobs keep their place: run the command again once the server "
+             "answers (a job this session ran resumes after its lease expires; "
+             "`pgjobs doctor` shows it)")
+"""What to do when a session is lost under a command."""
+
+# libpq's wording of a connection attempt that failed (never a session that
+# ended): a reader or writer connection opened outside :func:`from_connect`
+# keeps the connection hint (check the DSN).
+_CONNECT_FAILURES = ("connection failed", "connection to server at", "connection to server on",
+                     "could not translate host name", "invalid connection option")
+
+# SQLSTATEs of a session ended by the server: admin_shutdown, crash_shutdown
+# and the connection exceptions (08xxx).
+_LOST_STATES = ("57P01", "57P02", "08")
 
 
 def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     """Translate a psycopg error into the matching :class:`PgjobsError`."""
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed"
-        return ConnectionFailed(first)
+        if first.startswith(_CONNECT_FAILURES):
+            return ConnectionFailed(first)
+        return ConnectionLost(first, hint=LOST_HINT)
+    if (exc.sqlstate or "").startswith(_LOST_STATES) and exc.sqlstate != "08P01":
+        first = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+        return ConnectionLost(first, sqlstate=exc.sqlstate, hint=LOST_HINT)
     diag = exc.diag
     message = diag.message_primary or str(exc).strip().splitlines()[0]
+    missing = _missing_pgjobs_hint(exc.sqlstate or "", message)
+    if missing is not None:
+        return NotInstalled(message, sqlstate=exc.sqlstate, hint=missing)
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    hint = _missing_pgjobs_hint(exc.sqlstate or "", message) or diag.message_hint \
-        or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
     return cls(message, sqlstate=exc.sqlstate, hint=hint)
 
 

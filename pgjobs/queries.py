@@ -25,7 +25,13 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
        lease_expires_at, cancel_requested_at, pause_requested_at,
        checkpoint -> 'throttled' AS throttled,
        CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
-            THEN pgjobs._engine_wait() END AS waiting
+            THEN pgjobs._engine_wait()
+            -- "running" alone hides a dead runner or worker (killed, its server
+            -- restarted): say so, and what takes the job back.
+            WHEN status = 'running' AND lease_expires_at < now()
+            THEN 'its lease expired at ' || lease_expires_at::text
+                 || ': the session running it is gone; the next runner or worker takes it'
+                 || ' back from its checkpoint (`pgjobs prune` does at once)' END AS waiting
   FROM pgjobs.jobs WHERE id = %(id)s
 """
 LIST_JOBS = """
@@ -67,6 +73,20 @@ RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
+HELD_ELSEWHERE = """
+SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,
+       pg_catalog.max(lease_expires_at) AS until
+  FROM pgjobs.jobs
+ WHERE status = 'running' AND kind IN ('delete', 'backfill')
+   AND lease_expires_at >= pg_catalog.now()
+"""
+"""Delete and backfill jobs another session holds under a live lease: what a one-shot
+`pgjobs run` could not take (a runner beside it, or one that died and whose lease
+has not lapsed yet)."""
+INSTALLED = "SELECT 1 FROM pgjobs.jobs LIMIT 0"
+"""Raises (NotInstalled, with the migrate hint) in a database without pgjobs: what a
+command that would otherwise only LISTEN (`watch` of every job) runs first, since a
+LISTEN succeeds anywhere and would wait forever."""
 LISTEN = "LISTEN pgjobs"
 # A (target, scope)'s own channel, with the full events (pgjobs.channel); the
 # name is an identifier, formatted in by pgjobs.db.listen.
