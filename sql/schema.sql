@@ -6459,10 +6459,10 @@ BEGIN
         -- for every other element type, the elements' exact text).
         IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
-            wire := format('pg_catalog.to_json(%s)::text', p_expr);
+            wire := format('pg_catalog.to_json(%s)::pg_catalog.text', p_expr);
         ELSE
             arrow := 'list<string>';
-            wire := format('pg_catalog.to_json(%s::text[])::text', p_expr);
+            wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
         END IF;
         RETURN;
     END IF;
@@ -6475,28 +6475,28 @@ BEGIN
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) DATE ''1970-01-01'')',
+            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
                                              p_expr);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
             wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'uuid'::regtype THEN
-            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::text, ''-'', '''')', p_expr);
+            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::pg_catalog.text, ''-'', '''')', p_expr);
         WHEN 'bytea'::regtype THEN
             arrow := 'binary'; wire := format('pg_catalog.encode(%s, ''hex'')', p_expr);
         -- char(n) keeps its padding, as COPY prints it (::text would trim it).
         WHEN 'bpchar'::regtype THEN arrow := 'string'; wire := p_expr;
         WHEN 'json'::regtype, 'jsonb'::regtype THEN
-            arrow := 'json'; wire := format('%s::text', p_expr);
+            arrow := 'json'; wire := format('%s::pg_catalog.text', p_expr);
         WHEN 'numeric'::regtype THEN
             IF v_typmod >= 4 THEN
                 v_precision := ((v_typmod - 4) >> 16) & 65535;
@@ -6513,9 +6513,9 @@ BEGIN
                                 CASE WHEN v_precision > 38 THEN 'decimal256' ELSE 'decimal128' END,
                                 v_precision, v_scale);
             END IF;
-            wire := format('%s::text', p_expr);
+            wire := format('%s::pg_catalog.text', p_expr);
         ELSE
-            arrow := 'string'; wire := format('%s::text', p_expr);
+            arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;
 END
 $$;
@@ -12847,6 +12847,7 @@ DECLARE
     v_list text[] := '{}'::text[];
     v_scope text;
     v_key text;
+    v_key_sql text;
     v_lower text := '';
     v_upper text := '';
     v_until text := '';
@@ -12887,6 +12888,9 @@ BEGIN
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
+    -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
+    -- as the predicate and the mask it carries are, whatever path runs it.
+    v_key_sql := pgjobs._type_sql(v_key);
     -- A keyset walk cannot reach a NULL key: registration requires NOT
     -- NULL; refuse to export a part of the rows if it was dropped since.
     IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a
@@ -12909,7 +12913,7 @@ BEGIN
         END;
         v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key_sql);
     END IF;
 
     IF p_until IS NOT NULL THEN
@@ -12922,7 +12926,7 @@ BEGIN
         END;
         v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key_sql);
     END IF;
 
     IF p_next IS NULL THEN
@@ -12977,14 +12981,15 @@ BEGIN
     ELSE
         v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key_sql);
     END IF;
 
     FOR v_name IN
         SELECT c.value FROM jsonb_array_elements_text(v_job.payload -> 'columns') c
     LOOP
         IF v_job.payload -> 'document_fields' ? v_name THEN
-            v_expr := format('%I %s %L::text[]', v_reg.document_column,
+            v_expr := format('%I OPERATOR(pg_catalog.%s) %L::pg_catalog.text[]',
+                             v_reg.document_column,
                              CASE WHEN v_format IN ('csv', 'parquet') THEN '#>>' ELSE '#>' END,
                              string_to_array(v_name, '.'));
         ELSIF v_format = 'parquet' THEN
@@ -13005,7 +13010,7 @@ BEGIN
                AND a.attnum > 0 AND NOT a.attisdropped;
             -- json keeps its input text (raw newlines included): normalise it.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('%I::jsonb', v_name) ELSE format('%I', v_name) END;
+                           THEN format('%I::pg_catalog.jsonb', v_name) ELSE format('%I', v_name) END;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;
@@ -13022,7 +13027,7 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
-        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
+        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::pg_catalog.text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,
