@@ -1008,6 +1008,7 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._rescue_expired();
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -2071,10 +2072,7 @@ DECLARE
     v_submitter boolean;
     v_found boolean;
 BEGIN
-    IF p_id IS NULL THEN
-        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
-            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
-    END IF;
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one
@@ -7284,6 +7282,34 @@ $$;
 ALTER FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_job_id(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_job_id(p_id bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A NULL job id is a bad argument (22023), not an unknown job: "job <NULL>
+-- does not exist" (P0002) sent the caller looking for a job. The one check
+-- of every function that looks a job up by the id it is given and says
+-- P0002 when there is none: pgjobs._controlled_job (add_items, cancel,
+-- pause, resume, retry), pgjobs._claim_id (pgjobs.run_job), claim_export,
+-- claim_import, export_chunk_sql, export_parquet_columns. Locks nothing.
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_job_id(p_id bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_known_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11968,6 +11994,7 @@ CREATE FUNCTION pgjobs.claim_export(p_id bigint, p_worker text, p_lease interval
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -12116,6 +12143,7 @@ CREATE FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -12856,6 +12884,7 @@ DECLARE
     v_at double precision;
     v_verdict text;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -13075,6 +13104,7 @@ DECLARE
     v_struct text;
     v_out jsonb := '[]'::jsonb;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -16850,6 +16880,13 @@ GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pg
 
 REVOKE ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_job_id(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_job_id(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_job_id(p_id bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
