@@ -1008,6 +1008,7 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._rescue_expired();
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -2071,10 +2072,7 @@ DECLARE
     v_submitter boolean;
     v_found boolean;
 BEGIN
-    IF p_id IS NULL THEN
-        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
-            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
-    END IF;
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one
@@ -4611,20 +4609,6 @@ BEGIN
         CASE v_key
         WHEN 'priority' THEN
             v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
-            -- The administrator's ceiling (set_defaults' max_client_priority)
-            -- for every submitter but administrators: a client's priority
-            -- would otherwise keep every other tenant's jobs waiting.
-            v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
-            IF v_priority > v_max_priority
-               AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
-                RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
-                                'set for clients', v_priority, v_max_priority
-                    USING ERRCODE = '22023',
-                    HINT = format('Submit with {"priority": %s} or lower; an administrator may '
-                                  'submit above it, or raise the ceiling with '
-                                  'pgjobs.set_defaults(''{"max_client_priority": N}'').',
-                                  v_max_priority);
-            END IF;
         WHEN 'max_attempts' THEN
             v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
         WHEN 'run_at' THEN
@@ -4665,6 +4649,25 @@ BEGIN
             NULL;  -- a kind-specific option, checked by the caller
         END CASE;
     END LOOP;
+    -- The administrator's ceiling (set_defaults' max_client_priority) for
+    -- every submitter but administrators: a client's priority would
+    -- otherwise keep every other tenant's jobs waiting. Checked on the
+    -- priority the job gets, given or not: under a negative ceiling a job
+    -- submitted without option "priority" would otherwise run at the
+    -- default 0, above it.
+    v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+    IF v_priority > v_max_priority
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                        'set for clients%', v_priority, v_max_priority,
+                        CASE WHEN p_options ? 'priority' THEN ''
+                             ELSE ' (the default, as the option was not given)' END
+            USING ERRCODE = '22023',
+            HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                          'submit above it, or raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                          v_max_priority);
+    END IF;
 
     IF v_writes THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(
@@ -6454,10 +6457,10 @@ BEGIN
         -- for every other element type, the elements' exact text).
         IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
-            wire := format('pg_catalog.to_json(%s)::text', p_expr);
+            wire := format('pg_catalog.to_json(%s)::pg_catalog.text', p_expr);
         ELSE
             arrow := 'list<string>';
-            wire := format('pg_catalog.to_json(%s::text[])::text', p_expr);
+            wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
         END IF;
         RETURN;
     END IF;
@@ -6470,28 +6473,28 @@ BEGIN
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) DATE ''1970-01-01'')',
+            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
                                              p_expr);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
             wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'uuid'::regtype THEN
-            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::text, ''-'', '''')', p_expr);
+            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::pg_catalog.text, ''-'', '''')', p_expr);
         WHEN 'bytea'::regtype THEN
             arrow := 'binary'; wire := format('pg_catalog.encode(%s, ''hex'')', p_expr);
         -- char(n) keeps its padding, as COPY prints it (::text would trim it).
         WHEN 'bpchar'::regtype THEN arrow := 'string'; wire := p_expr;
         WHEN 'json'::regtype, 'jsonb'::regtype THEN
-            arrow := 'json'; wire := format('%s::text', p_expr);
+            arrow := 'json'; wire := format('%s::pg_catalog.text', p_expr);
         WHEN 'numeric'::regtype THEN
             IF v_typmod >= 4 THEN
                 v_precision := ((v_typmod - 4) >> 16) & 65535;
@@ -6508,9 +6511,9 @@ BEGIN
                                 CASE WHEN v_precision > 38 THEN 'decimal256' ELSE 'decimal128' END,
                                 v_precision, v_scale);
             END IF;
-            wire := format('%s::text', p_expr);
+            wire := format('%s::pg_catalog.text', p_expr);
         ELSE
-            arrow := 'string'; wire := format('%s::text', p_expr);
+            arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;
 END
 $$;
@@ -7277,6 +7280,34 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_job_id(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_job_id(p_id bigint) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A NULL job id is a bad argument (22023), not an unknown job: "job <NULL>
+-- does not exist" (P0002) sent the caller looking for a job. The one check
+-- of every function that looks a job up by the id it is given and says
+-- P0002 when there is none: pgjobs._controlled_job (add_items, cancel,
+-- pause, resume, retry), pgjobs._claim_id (pgjobs.run_job), claim_export,
+-- claim_import, export_chunk_sql, export_parquet_columns. Locks nothing.
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
+            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_job_id(p_id bigint) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_known_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11963,6 +11994,7 @@ CREATE FUNCTION pgjobs.claim_export(p_id bigint, p_worker text, p_lease interval
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -12111,6 +12143,7 @@ CREATE FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
@@ -12842,6 +12875,7 @@ DECLARE
     v_list text[] := '{}'::text[];
     v_scope text;
     v_key text;
+    v_key_sql text;
     v_lower text := '';
     v_upper text := '';
     v_until text := '';
@@ -12850,6 +12884,7 @@ DECLARE
     v_at double precision;
     v_verdict text;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -12882,6 +12917,9 @@ BEGIN
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
+    -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
+    -- as the predicate and the mask it carries are, whatever path runs it.
+    v_key_sql := pgjobs._type_sql(v_key);
     -- A keyset walk cannot reach a NULL key: registration requires NOT
     -- NULL; refuse to export a part of the rows if it was dropped since.
     IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a
@@ -12904,7 +12942,7 @@ BEGIN
         END;
         v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key_sql);
     END IF;
 
     IF p_until IS NOT NULL THEN
@@ -12917,7 +12955,7 @@ BEGIN
         END;
         v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key_sql);
     END IF;
 
     IF p_next IS NULL THEN
@@ -12972,14 +13010,15 @@ BEGIN
     ELSE
         v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
                           'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
+                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key_sql);
     END IF;
 
     FOR v_name IN
         SELECT c.value FROM jsonb_array_elements_text(v_job.payload -> 'columns') c
     LOOP
         IF v_job.payload -> 'document_fields' ? v_name THEN
-            v_expr := format('%I %s %L::text[]', v_reg.document_column,
+            v_expr := format('%I OPERATOR(pg_catalog.%s) %L::pg_catalog.text[]',
+                             v_reg.document_column,
                              CASE WHEN v_format IN ('csv', 'parquet') THEN '#>>' ELSE '#>' END,
                              string_to_array(v_name, '.'));
         ELSIF v_format = 'parquet' THEN
@@ -13000,7 +13039,7 @@ BEGIN
                AND a.attnum > 0 AND NOT a.attisdropped;
             -- json keeps its input text (raw newlines included): normalise it.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('%I::jsonb', v_name) ELSE format('%I', v_name) END;
+                           THEN format('%I::pg_catalog.jsonb', v_name) ELSE format('%I', v_name) END;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;
@@ -13017,7 +13056,7 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
-        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
+        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::pg_catalog.text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,
@@ -13065,6 +13104,7 @@ DECLARE
     v_struct text;
     v_out jsonb := '[]'::jsonb;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -14934,6 +14974,8 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   ceiling on option "priority" for submitters who are not administrators
 --   (pgjobs_admin members, superusers): a client above it is refused with
 --   22023 (pgjobs._insert_job_row), so no tenant's jobs jump every other's.
+--   It holds on the priority a job gets: under a negative ceiling a
+--   client's submit without option "priority" (0) is refused too.
 --   Jobs submitted before it was set keep their priority.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
@@ -16838,6 +16880,13 @@ GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pg
 
 REVOKE ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_handler_trusted(p_handler regprocedure) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_job_id(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_job_id(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_job_id(p_id bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

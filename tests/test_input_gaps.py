@@ -31,6 +31,12 @@ Conn = psycopg.Connection[Any]
     "SELECT pgjobs.pause(NULL)",
     "SELECT pgjobs.resume(NULL)",
     "SELECT pgjobs.retry(NULL)",
+    # A worker's lookups by id too (pgjobs._require_job_id, the one check).
+    "CALL pgjobs.run_job(NULL)",
+    "SELECT * FROM pgjobs.claim_export(NULL, 'w', '30 seconds')",
+    "SELECT * FROM pgjobs.claim_import(NULL, 'w', '30 seconds')",
+    "SELECT * FROM pgjobs.export_chunk_sql(NULL, NULL, 5)",
+    "SELECT pgjobs.export_parquet_columns(NULL)",
 ])
 def test_a_null_job_id_is_a_bad_argument(conn: Conn, call: str) -> None:
     with pytest.raises(errors.InvalidParameterValue, match="job id must not be null") as info:

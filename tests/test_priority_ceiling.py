@@ -126,3 +126,29 @@ def test_clients_may_not_set_the_ceiling(conn: Conn, roles: dict[str, str]) -> N
     with pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT pgjobs.set_defaults('{\"max_client_priority\": 1000000}')")
     conn.execute("RESET ROLE")
+
+
+@pytest.mark.parametrize("call", SUBMITS)
+def test_a_negative_ceiling_holds_when_the_client_gives_no_priority(
+        conn: Conn, roles: dict[str, str], call: str) -> None:
+    # Unless given, a job's priority is 0: under a negative ceiling a client
+    # that left the option out got 0, above the ceiling its "priority": 0
+    # was refused at. The ceiling holds on the priority the job gets.
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_client_priority\": -5}')")
+    conn.execute(f"SET ROLE {roles['client']}")
+    with pytest.raises(errors.InvalidParameterValue) as info, conn.transaction():
+        conn.execute(call, {"options": "{}"})
+    assert "above the ceiling of -5" in str(info.value)
+    assert "the default" in str(info.value)
+    assert '{"priority": -5}' in (info.value.diag.message_hint or "")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+    job_id = _submit(conn, call, -5)
+    assert scalar(conn, "SELECT priority FROM pgjobs.jobs WHERE id = %s", (job_id,)) == -5
+    conn.execute("RESET ROLE")
+    # An administrator leaving it out still gets the default.
+    conn.execute(f"SET ROLE {roles['admin']}")
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    with conn.transaction():
+        job_id = int(scalar(conn, call, {"options": "{}"}))
+    assert scalar(conn, "SELECT priority FROM pgjobs.jobs WHERE id = %s", (job_id,)) == 0
+    conn.execute("RESET ROLE")

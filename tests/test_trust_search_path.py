@@ -580,3 +580,45 @@ def test_a_mask_names_pg_catalog_types_for_its_literals(
         "SELECT id FROM user_table_rows WHERE NOT (table_id = 'tenant-1' AND created_at <= now() "
         "AND (label = 'label 3' OR n >= 5) AND id <> 'row-6') ORDER BY id")]
     assert 0 < len(seen) < 90 and seen == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_an_export_chunk_names_pg_catalog_types_and_operators(
+        conn: Conn, hostile: Callable[[], list[tuple[str, str]]], fmt: str) -> None:
+    """Each chunk's COPY is text pgjobs.export_chunk_sql writes for a worker to
+    run (docs/exports.md): a worker of one's own, not only `pgjobs run`'s
+    pinned reader, runs it on its own path. Its keyset bounds cast to the key
+    column's bare type ('row-5'::text), a document field was `data #>>
+    '{name}'::text[]`, and the Parquet wire expressions cast to text, int8,
+    timestamptz, date: with public searched first, a domain or operator planted
+    there took them. Every name is now pg_catalog's (pgjobs._type_sql for the
+    key's type), as in the predicate and the mask the COPY carries."""
+    t = make_rows_target(conn, key_type="text", scope_type="text")
+    seed(conn, t, 90)
+    conn.execute("SET ROLE mallory")
+    for name in ("text", "timestamptz", "int8", "date", "jsonb"):
+        body = _shadow_body(f"public.{name} domain check", "RETURN true;")
+        conn.execute(f"CREATE FUNCTION public.{name}_ok(v pg_catalog.{name}) RETURNS boolean "
+                     f"LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE DOMAIN public.{name} AS pg_catalog.{name} "
+                     f"CHECK (public.{name}_ok(VALUE))")
+    for n, op in enumerate(("#>>", "#>")):
+        result = "text" if op == "#>>" else "jsonb"
+        body = _shadow_body(f"public.{op}(jsonb, text[])",
+                            f"RETURN a OPERATOR(pg_catalog.{op}) b;")
+        conn.execute(f"CREATE FUNCTION public.doc_op_{n}(a jsonb, b text[]) "
+                     f"RETURNS pg_catalog.{result} LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE OPERATOR public.{op} (LEFTARG = jsonb, RIGHTARG = text[], "
+                     f"FUNCTION = public.doc_op_{n})")
+    conn.execute("RESET ROLE")
+    columns = ["id", "n", "created_at", "name"]
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', 'tenant-1', "
+                              "'{}', %s)", (json.dumps({"columns": columns, "format": fmt}),)))
+    conn.execute("SELECT pgjobs.claim_export(%s, 'w', '30 seconds')", (job_id,))
+    copy_sql = scalar(conn, "SELECT copy_sql FROM pgjobs.export_chunk_sql(%s, %s, 5, %s)",
+                      (job_id, "row-1", "row-60"))
+    conn.execute("SET search_path = public, pg_catalog")
+    with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+        data = b"".join(bytes(chunk) for chunk in copy)
+    _assert_clean(conn, hostile)
+    assert data.count(b"\n") >= 5

@@ -25,10 +25,7 @@ DECLARE
     v_submitter boolean;
     v_found boolean;
 BEGIN
-    IF p_id IS NULL THEN
-        RAISE EXCEPTION 'job id must not be null' USING ERRCODE = '22023',
-            HINT = 'Pass the id a submit returned (SELECT id FROM pgjobs.jobs lists them).';
-    END IF;
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one

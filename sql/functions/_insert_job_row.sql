@@ -110,20 +110,6 @@ BEGIN
         CASE v_key
         WHEN 'priority' THEN
             v_priority := pgjobs._option_int(v_key, v_value, -1000000, 1000000);
-            -- The administrator's ceiling (set_defaults' max_client_priority)
-            -- for every submitter but administrators: a client's priority
-            -- would otherwise keep every other tenant's jobs waiting.
-            v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
-            IF v_priority > v_max_priority
-               AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
-                RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
-                                'set for clients', v_priority, v_max_priority
-                    USING ERRCODE = '22023',
-                    HINT = format('Submit with {"priority": %s} or lower; an administrator may '
-                                  'submit above it, or raise the ceiling with '
-                                  'pgjobs.set_defaults(''{"max_client_priority": N}'').',
-                                  v_max_priority);
-            END IF;
         WHEN 'max_attempts' THEN
             v_max_attempts := pgjobs._option_int(v_key, v_value, 1, 1000);
         WHEN 'run_at' THEN
@@ -164,6 +150,25 @@ BEGIN
             NULL;  -- a kind-specific option, checked by the caller
         END CASE;
     END LOOP;
+    -- The administrator's ceiling (set_defaults' max_client_priority) for
+    -- every submitter but administrators: a client's priority would
+    -- otherwise keep every other tenant's jobs waiting. Checked on the
+    -- priority the job gets, given or not: under a negative ceiling a job
+    -- submitted without option "priority" would otherwise run at the
+    -- default 0, above it.
+    v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+    IF v_priority > v_max_priority
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                        'set for clients%', v_priority, v_max_priority,
+                        CASE WHEN p_options ? 'priority' THEN ''
+                             ELSE ' (the default, as the option was not given)' END
+            USING ERRCODE = '22023',
+            HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                          'submit above it, or raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                          v_max_priority);
+    END IF;
 
     IF v_writes THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(

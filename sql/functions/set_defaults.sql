@@ -22,6 +22,8 @@ AS $$
 --   ceiling on option "priority" for submitters who are not administrators
 --   (pgjobs_admin members, superusers): a client above it is refused with
 --   22023 (pgjobs._insert_job_row), so no tenant's jobs jump every other's.
+--   It holds on the priority a job gets: under a negative ceiling a
+--   client's submit without option "priority" (0) is refused too.
 --   Jobs submitted before it was set keep their priority.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
