@@ -49,7 +49,7 @@ def _certificate(folder: Path, *, ca_as_leaf: bool = False, host: str = "IP:127.
 
 
 def _serve(root: Path, tls: Path | None) -> tuple[http.server.ThreadingHTTPServer, int]:
-    handler = type("Handler", (_Ranged,), {"root": root, "gets": []})
+    handler = type("Handler", (_Ranged,), {"root": root, "gets": [], "heads": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
