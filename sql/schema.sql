@@ -9301,6 +9301,47 @@ $$;
 ALTER FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) OWNER TO SUPERUSER;
 
 --
+-- Name: _storage_admitting(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._storage_admitting(p_uri text, p_scope text) RETURNS TABLE(prefix text, expanded text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The prefixes of pgjobs.storage_allow that admit p_uri (a prefix or an
+-- object) for a job of scope p_scope, each as written (`prefix`) and as it
+-- reads for that scope (`expanded`, pgjobs._storage_prefix_for: a
+-- per-tenant prefix s3://b/t/{scope} is the folder of p_scope only; with
+-- a NULL scope only prefixes without `{scope}` count). A prefix admits a
+-- URI equal to it or below it on a path-segment boundary (s3://b/exp
+-- admits s3://b/exp/x, never s3://b/exports nor s3://b2/exp). A URI
+-- pgjobs._normalize_uri refuses is admitted by none. The one rule behind
+-- pgjobs._storage_allowed_for (whether) and pgjobs._storage_root_for
+-- (under which root). Locks nothing.
+DECLARE
+    v_uri text;
+BEGIN
+    BEGIN
+        v_uri := pgjobs._normalize_uri(p_uri);
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RETURN;
+    END;
+    RETURN QUERY
+        SELECT a.prefix, p.prefix
+          FROM pgjobs.storage_allow a
+         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
+         WHERE p.prefix = v_uri
+            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/';
+END
+$$;
+
+ALTER FUNCTION pgjobs._storage_admitting(p_uri text, p_scope text) OWNER TO SUPERUSER;
+
+--
 -- Name: _storage_allowed(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9343,23 +9384,12 @@ CREATE FUNCTION pgjobs._storage_allowed_for(p_uri text, p_scope text) RETURNS bo
 -- boundary (s3://b/exp allows s3://b/exp/x, never s3://b/exports nor
 -- s3://b2/exp). A per-tenant prefix (s3://b/t/{scope}) allows only the
 -- folder of p_scope (pgjobs._storage_prefix_for). A URI
--- pgjobs._normalize_uri refuses is not allowed. The submit functions and
+-- pgjobs._normalize_uri refuses is not allowed. The rule is
+-- pgjobs._storage_admitting's, which _storage_root_for shares. The submit functions and
 -- the worker (at run time, with the job's scope) both ask here. Locks
 -- nothing.
-DECLARE
-    v_uri text;
 BEGIN
-    BEGIN
-        v_uri := pgjobs._normalize_uri(p_uri);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN false;
-    END;
-    RETURN EXISTS (
-        SELECT 1
-          FROM pgjobs.storage_allow a
-         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
-         WHERE p.prefix = v_uri
-            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/');
+    RETURN EXISTS (SELECT 1 FROM pgjobs._storage_admitting(p_uri, p_scope));
 END
 $$;
 
@@ -9422,7 +9452,8 @@ CREATE FUNCTION pgjobs._storage_root_for(p_uri text, p_scope text) RETURNS text
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The trusted root of p_uri for a job of scope p_scope: of the allow-list
--- prefixes that admit it (pgjobs._storage_allowed_for's rule), the longest
+-- prefixes that admit it (pgjobs._storage_admitting, as for
+-- pgjobs._storage_allowed_for), the longest
 -- text an administrator wrote literally: a prefix without `{scope}`
 -- itself, a per-tenant one only its text before the `{scope}` segment
 -- (file:///data/t for file:///data/t/{scope}/in; file:// when `{scope}`
@@ -9433,24 +9464,14 @@ CREATE FUNCTION pgjobs._storage_root_for(p_uri text, p_scope text) RETURNS text
 -- followed, one below it (at the scope's folder, or a folder the client
 -- or the job's target and scope name) is refused (poller/storage.py).
 -- Locks nothing.
-DECLARE
-    v_uri text;
 BEGIN
-    BEGIN
-        v_uri := pgjobs._normalize_uri(p_uri);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN NULL;
-    END;
     RETURN (
         SELECT r.root
-          FROM pgjobs.storage_allow a
-         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
+          FROM pgjobs._storage_admitting(p_uri, p_scope) a
          CROSS JOIN LATERAL (
-               SELECT CASE WHEN strpos(a.prefix, '{scope}') = 0 THEN p.prefix
+               SELECT CASE WHEN strpos(a.prefix, '{scope}') = 0 THEN a.expanded
                            ELSE left(a.prefix, strpos(a.prefix || '/', '/{scope}/') - 1)
                       END) r(root)
-         WHERE p.prefix = v_uri
-            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/'
          ORDER BY length(r.root) DESC
          LIMIT 1);
 END
@@ -17080,6 +17101,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scop
 
 REVOKE ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _storage_admitting(p_uri text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._storage_admitting(p_uri text, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._storage_admitting(p_uri text, p_scope text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _storage_allowed(p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -9,7 +9,8 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
 -- The trusted root of p_uri for a job of scope p_scope: of the allow-list
--- prefixes that admit it (pgjobs._storage_allowed_for's rule), the longest
+-- prefixes that admit it (pgjobs._storage_admitting, as for
+-- pgjobs._storage_allowed_for), the longest
 -- text an administrator wrote literally: a prefix without `{scope}`
 -- itself, a per-tenant one only its text before the `{scope}` segment
 -- (file:///data/t for file:///data/t/{scope}/in; file:// when `{scope}`
@@ -20,24 +21,14 @@ AS $function$
 -- followed, one below it (at the scope's folder, or a folder the client
 -- or the job's target and scope name) is refused (poller/storage.py).
 -- Locks nothing.
-DECLARE
-    v_uri text;
 BEGIN
-    BEGIN
-        v_uri := pgjobs._normalize_uri(p_uri);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN NULL;
-    END;
     RETURN (
         SELECT r.root
-          FROM pgjobs.storage_allow a
-         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
+          FROM pgjobs._storage_admitting(p_uri, p_scope) a
          CROSS JOIN LATERAL (
-               SELECT CASE WHEN strpos(a.prefix, '{scope}') = 0 THEN p.prefix
+               SELECT CASE WHEN strpos(a.prefix, '{scope}') = 0 THEN a.expanded
                            ELSE left(a.prefix, strpos(a.prefix || '/', '/{scope}/') - 1)
                       END) r(root)
-         WHERE p.prefix = v_uri
-            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/'
          ORDER BY length(r.root) DESC
          LIMIT 1);
 END
