@@ -9894,8 +9894,10 @@ BEGIN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
-                HINT = format('An administrator allows it with pgjobs.allow_storage(%s); or leave '
-                              '"destination" out to use the worker''s storage.',
+                -- the destination itself, not an unrelated example prefix
+                HINT = format('An administrator allows it, for every scope, with '
+                              'pgjobs.allow_storage(%s); or leave "destination" out to use the '
+                              'worker''s storage.',
                               quote_literal(v_destination))
                        || pgjobs._storage_scope_hint(v_scope);
         END IF;
@@ -10100,7 +10102,8 @@ BEGIN
                         quote_literal(v_source)
             USING ERRCODE = '42501',
             -- the source's own folder, not an unrelated example prefix
-            HINT = format('An administrator allows it with pgjobs.allow_storage(%s).',
+            HINT = format('An administrator allows it, for every scope, with '
+                          'pgjobs.allow_storage(%s).',
                           quote_literal(coalesce(substring(v_source FROM '^(.+://[^/]+/.*)/[^/]*$'),
                                                  v_source)))
                    || pgjobs._storage_scope_hint(v_scope);

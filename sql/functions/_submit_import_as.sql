@@ -102,7 +102,8 @@ BEGIN
                         quote_literal(v_source)
             USING ERRCODE = '42501',
             -- the source's own folder, not an unrelated example prefix
-            HINT = format('An administrator allows it with pgjobs.allow_storage(%s).',
+            HINT = format('An administrator allows it, for every scope, with '
+                          'pgjobs.allow_storage(%s).',
                           quote_literal(coalesce(substring(v_source FROM '^(.+://[^/]+/.*)/[^/]*$'),
                                                  v_source)))
                    || pgjobs._storage_scope_hint(v_scope);
