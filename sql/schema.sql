@@ -10104,7 +10104,7 @@ BEGIN
             -- the source's own folder, not an unrelated example prefix
             HINT = format('An administrator allows it, for every scope, with '
                           'pgjobs.allow_storage(%s).',
-                          quote_literal(coalesce(substring(v_source FROM '^(.+://[^/]+/.*)/[^/]*$'),
+                          quote_literal(coalesce(substring(v_source FROM '^([a-z0-9]+://[^/]*/.+)/[^/]*$'),
                                                  v_source)))
                    || pgjobs._storage_scope_hint(v_scope);
     END IF;

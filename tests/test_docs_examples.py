@@ -306,6 +306,8 @@ def test_a_client_role_cannot_run_the_worker_example(conn: Conn) -> None:
     ("import", "s3://uploads/imports/t42.csv.gz"),
     ("import", "https://example.com/data/t.csv"),
     ("import", "file:///t.csv"),
+    ("import", "file:///srv/imports/tenant/t42.csv"),
+    ("import", "s3://uploads/t42.csv"),
 ])
 def test_the_allow_storage_call_a_hint_names_allows_that_uri(
         conn: Conn, kind: str, uri: str) -> None:
@@ -324,4 +326,6 @@ def test_the_allow_storage_call_a_hint_names_allows_that_uri(
     call = re.search(r"pgjobs\.allow_storage\('[^']*'\)", hint)
     assert call, hint
     conn.execute(f"SELECT {call.group(0)}")
+    if kind == "import" and uri.count("/") > 3:  # the source's folder, not the one file
+        assert call.group(0) == f"pgjobs.allow_storage('{uri.rsplit('/', 1)[0]}')"
     assert conn.execute(submit, [uri]).fetchone()[0] > 0  # type: ignore[index]
