@@ -329,3 +329,31 @@ def test_the_allow_storage_call_a_hint_names_allows_that_uri(
     if kind == "import" and uri.count("/") > 3:  # the source's folder, not the one file
         assert call.group(0) == f"pgjobs.allow_storage('{uri.rsplit('/', 1)[0]}')"
     assert conn.execute(submit, [uri]).fetchone()[0] > 0  # type: ignore[index]
+
+
+def test_every_command_line_in_the_docs_names_a_command_and_its_options() -> None:
+    """`pgjobs <command> --option` in the docs' code (blocks and inline)."""
+    commands = _commands(cli_main)
+    global_options = _options(cli_main)
+    seen = 0
+    problems = []
+    for path in DOCS:
+        text = path.read_text()
+        pieces = re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+        for line in (line for piece in pieces for line in piece.splitlines()):
+            line = re.split(r"\s#\s|//", line)[0]
+            m = re.match(r"\s*(?:\$ )?pgjobs((?: --?[a-z][\w-]*(?:[ =](?!-)\S+)?)*) "
+                         r"([a-z][a-z-]*)((?: [a-z][a-z-]*)?)(.*)", line)
+            if not m:
+                continue
+            before, word, sub, rest = m.groups()
+            if (word,) not in commands:
+                problems.append(f"{path.name}: no command `pgjobs {word}`: {line.strip()}")
+                continue
+            seen += 1
+            command = commands.get((word, sub.strip()), commands[(word,)])
+            problems += [f"{path.name}: `pgjobs {word}` has no option {o}: {line.strip()}"
+                         for o in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", before + rest)
+                         if o not in _options(command) | global_options]
+    assert seen >= 50, "the scan found the docs' command lines"
+    assert not problems, "\n".join(problems)
