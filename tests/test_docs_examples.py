@@ -357,3 +357,15 @@ def test_every_command_line_in_the_docs_names_a_command_and_its_options() -> Non
                          if o not in _options(command) | global_options]
     assert seen >= 50, "the scan found the docs' command lines"
     assert not problems, "\n".join(problems)
+
+
+def test_every_doctor_check_is_in_the_operations_table() -> None:
+    """docs/operations.md's doctor table lists every check_name doctor can
+    report, and nothing doctor never reports."""
+    sources = "".join(p.read_text() for p in FUNCTION_FILES
+                      if p.name.startswith(("_doctor", "doctor")))
+    checks = set(re.findall(r"check_name :?= '([a-z_]+\.[a-z_]+)'", sources))
+    section = (ROOT / "docs" / "operations.md").read_text().split("## pgjobs doctor", 1)[1]
+    documented = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)`", section.split("\n## ", 1)[0], re.M))
+    assert len(checks) >= 20
+    assert checks == documented, (checks - documented, documented - checks)
