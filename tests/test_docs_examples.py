@@ -369,3 +369,38 @@ def test_every_doctor_check_is_in_the_operations_table() -> None:
     documented = set(re.findall(r"^\| `([a-z_]+\.[a-z_]+)`", section.split("\n## ", 1)[0], re.M))
     assert len(checks) >= 20
     assert checks == documented, (checks - documented, documented - checks)
+
+
+def test_a_table_owned_by_a_member_registers_as_operations_md_says(conn: Conn) -> None:
+    """operations.md, "Which role should own and run pgjobs": the targets'
+    owners may be members of the role pgjobs runs as. Registering such a
+    table as that role cannot set its autovacuum parameters: the refusal
+    names the option and the way out, and the way out works."""
+    runner, owner = (f"pgjobs_test_doc_{name}_{os.getpid()}" for name in ("runner", "app"))
+    for role in (owner, runner):
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+    conn.execute(f"CREATE ROLE {runner} IN ROLE pgjobs_admin")
+    conn.execute(f"CREATE ROLE {owner} IN ROLE {runner}")
+    try:
+        conn.execute(f"""
+            CREATE TABLE owned (id bigint PRIMARY KEY, scope int NOT NULL,
+                                created_at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX ON owned (scope, id);
+            ALTER TABLE owned OWNER TO {owner};
+            SET ROLE {runner};
+        """)
+        with pytest.raises(errors.InsufficientPrivilege) as refused:
+            conn.execute("SELECT pgjobs.register_target('owned', 'id', 'scope', 'created_at')")
+        assert "tune_autovacuum" in str(refused.value)
+        hint = refused.value.diag.message_hint or ""
+        assert '{"tune_autovacuum": false}' in hint and "ALTER TABLE public.owned SET" in hint
+        conn.execute("SELECT pgjobs.register_target('owned', 'id', 'scope', 'created_at', "
+                     "p_options => '{\"tune_autovacuum\": false}')")
+        conn.execute("RESET ROLE")
+        assert conn.execute("SELECT count(*) FROM pgjobs.targets "
+                            "WHERE target = 'owned'::regclass").fetchone() == (1,)
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP TABLE IF EXISTS owned")
+        for role in (owner, runner):
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
