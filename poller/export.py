@@ -1019,7 +1019,9 @@ class Exporter:
         return size, digest
 
     def _complete(self, size: int, sha256: str) -> Outcome:
-        result = {"uri": self.location.uri, "rows": self.state["rows"], "bytes": size,
+        # uris as the parallel and parquet paths write it (API.md: every object)
+        result = {"uri": self.location.uri, "uris": [self.location.uri],
+                  "rows": self.state["rows"], "bytes": size,
                   "sha256": sha256, "format": self.format, "gzip": self.gzip,
                   "parts": self.state["parts"]}
         ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))

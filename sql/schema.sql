@@ -9915,8 +9915,11 @@ BEGIN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
-                HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.'
+                -- the destination itself, not an unrelated example prefix
+                HINT = format('An administrator allows it, for every scope, with '
+                              'pgjobs.allow_storage(%s); or leave "destination" out to use the '
+                              'worker''s storage.',
+                              quote_literal(v_destination))
                        || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;
@@ -10119,8 +10122,12 @@ BEGIN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
-            HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                   'imports'').' || pgjobs._storage_scope_hint(v_scope);
+            -- the source's own folder, not an unrelated example prefix
+            HINT = format('An administrator allows it, for every scope, with '
+                          'pgjobs.allow_storage(%s).',
+                          quote_literal(coalesce(substring(v_source FROM '^([a-z0-9]+://[^/]*/.+)/[^/]*$'),
+                                                 v_source)))
+                   || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
@@ -14575,8 +14582,20 @@ BEGIN
              WHERE v_relkind = 'p' AND t.isleaf
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r'
         LOOP
-            EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
-                           'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                               'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            EXCEPTION WHEN insufficient_privilege THEN
+                -- a caller whose role the owner is a member of (operations.md,
+                -- "Which role should own and run pgjobs") may register, not ALTER
+                RAISE EXCEPTION 'option "tune_autovacuum" sets the storage parameters of table '
+                                '%, which only its owner may change', v_part
+                    USING ERRCODE = '42501',
+                    HINT = format('Register the table as its owner, or pass '
+                                  '{"tune_autovacuum": false} and have the owner run ALTER '
+                                  'TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                                  'autovacuum_analyze_scale_factor = 0.02);', v_part);
+            END;
         END LOOP;
     END IF;
 

@@ -161,8 +161,11 @@ BEGIN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
-                HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.'
+                -- the destination itself, not an unrelated example prefix
+                HINT = format('An administrator allows it, for every scope, with '
+                              'pgjobs.allow_storage(%s); or leave "destination" out to use the '
+                              'worker''s storage.',
+                              quote_literal(v_destination))
                        || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;

@@ -185,8 +185,20 @@ BEGIN
              WHERE v_relkind = 'p' AND t.isleaf
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r'
         LOOP
-            EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
-                           'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                               'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            EXCEPTION WHEN insufficient_privilege THEN
+                -- a caller whose role the owner is a member of (operations.md,
+                -- "Which role should own and run pgjobs") may register, not ALTER
+                RAISE EXCEPTION 'option "tune_autovacuum" sets the storage parameters of table '
+                                '%, which only its owner may change', v_part
+                    USING ERRCODE = '42501',
+                    HINT = format('Register the table as its owner, or pass '
+                                  '{"tune_autovacuum": false} and have the owner run ALTER '
+                                  'TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                                  'autovacuum_analyze_scale_factor = 0.02);', v_part);
+            END;
         END LOOP;
     END IF;
 
