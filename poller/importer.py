@@ -152,10 +152,12 @@ class _Source:
                 yield block
             return
         inflate = zlib.decompressobj(31)
+        member = False  # a member begun and not yet ended
         for block in self._blocks:
             self.consumed += len(block)
             data = block
             while data:
+                member = True
                 try:
                     out = inflate.decompress(data, 16 * 1024 * 1024)
                 except zlib.error as exc:
@@ -165,8 +167,20 @@ class _Source:
                 if inflate.eof:  # concatenated members: a new one may follow
                     data = inflate.unused_data + data
                     inflate = zlib.decompressobj(31)
+                    member = False
                 yield from self._emit(out)
-        yield from self._emit(inflate.flush())
+        out = inflate.flush()
+        if member and not inflate.eof:
+            # zlib inflates a stream cut short without an error, and a cut at a
+            # flush point even ends at a newline: without this check the import
+            # would succeed with the records before the cut only.
+            raise BadSource(
+                f"the source's gzip stream ends before its end (no gzip trailer after "
+                f"{self.consumed} bytes): the object is cut short",
+                hint="upload the whole object (an upload or copy that did not finish?) and "
+                     "import it as a new job: the rows of this job's committed batches stay, "
+                     "so delete them first or import with on_duplicate: skip")
+        yield from self._emit(out)
 
     def _emit(self, out: bytes) -> Iterator[bytes]:
         if self._skip:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 
 from pgjobs.cli.main import main
 from pgjobs.poller import storage
-from pgjobs.poller.importer import Importer, csv_records
+from pgjobs.poller.importer import BadSource, Importer, _Source, csv_records
 from tests.support import (
     allow,
     allowed_folder,
@@ -179,6 +180,36 @@ def test_gzip_multi_member(conn: Conn, dsn: str, src: Path, fmt: str) -> None:
     assert row["status"] == "succeeded", row["error"]
     assert row["payload"]["gzip"] is True and row["payload"]["format"] == fmt
     assert [g["age"] for g in people(conn)] == list(range(3000))
+
+
+def _cut_gzip(data: bytes) -> bytes:
+    """data gzip-compressed, flushed to a byte boundary after its first half of
+    lines and cut there: the rest of the deflate stream and the gzip trailer
+    are missing, yet what is there inflates without an error, ending at a
+    newline (an upload cut short, or a copy that stopped)."""
+    lines = data.splitlines(keepends=True)
+    half = len(lines) // 2
+    deflate = zlib.compressobj(wbits=31)
+    return deflate.compress(b"".join(lines[:half])) + deflate.flush(zlib.Z_FULL_FLUSH)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_gzip_cut_short_fails_instead_of_succeeding_short(conn: Conn, dsn: str, src: Path,
+                                                           fmt: str) -> None:
+    if fmt == "csv":
+        data = b"name,age\n" + b"".join(f"n{i},{i}\n".encode() for i in range(2000))
+    else:
+        data = b"".join(json.dumps({"name": f"n{i}", "age": i}).encode() + b"\n"
+                        for i in range(2000))
+    cut = _cut_gzip(data)
+    row = do_import(conn, dsn, src, f"cut.{fmt}.gz", cut, batch_bytes=4096)
+    assert row["status"] == "failed", row["result"]
+    assert "gzip" in row["error"] and "ends before" in row["error"], row["error"]
+    assert row["attempts"] == 1  # every attempt would read the same object
+    with pytest.raises(BadSource) as caught:
+        for _ in _Source(f"file://{src}/cut.{fmt}.gz", 0, True).blocks():
+            pass
+    assert caught.value.hint and "whole" in caught.value.hint
 
 
 # --- duplicates ------------------------------------------------------------------------
