@@ -254,6 +254,39 @@ def _maybe_blank(chunk: bytes) -> bool:
             or chunk.endswith(b"\n\r"))
 
 
+def _maybe_marker(chunk: bytes) -> bool:
+    """Whether ``chunk`` (whole CSV records) may hold a record ``\\.`` alone on its
+    line: COPY of PostgreSQL 17 and older reads it as the end of the data and
+    drops the rest of the batch, where CSV (and PostgreSQL 18) reads it as the
+    value ``\\.``. Those batches take the record-by-record path, which quotes
+    such a record (:func:`_staged_record`); a ``\\.`` inside a quoted value
+    looks alike here, and is only slower."""
+    return chunk.startswith(b"\\.") or b"\n\\." in chunk
+
+
+def _staged_record(record: bytes) -> bytes:
+    """A CSV record as COPY is to read it: a record that is ``\\.`` alone (with
+    its line end) quoted, so that COPY reads the value ``\\.`` rather than the
+    end of the data; any other record as it is."""
+    if record.startswith(b"\\.") and record.rstrip(b"\r\n") == b"\\.":
+        return b'"\\."' + record[2:]
+    return record
+
+
+def _terminated(chunk: bytes) -> bytes:
+    """Whole CSV records as COPY is to read them: a last record without a line
+    end (the source's last line) given one in the style of the first record's
+    (CRLF or LF). COPY takes the style from the first line and refuses a line
+    ending otherwise ("unquoted newline found in data"): a CRLF source whose
+    last line had no line end lost its last record."""
+    if chunk.endswith(b"\n"):
+        return chunk
+    if chunk.endswith(b"\r"):
+        return chunk + b"\n"
+    end = _first_record_end(chunk, False)
+    return chunk + (b"\r\n" if end > 1 and chunk[end - 2:end] == b"\r\n" else b"\n")
+
+
 def _blank(record: bytes) -> bool:
     return record.strip(b"\r\n") == b""
 
@@ -538,7 +571,8 @@ class Importer:
             checkpoint = self._checkpoint(offset + cut, at, fields)
             done = source.consumed if self.gzip else offset + cut
             with conn.transaction():
-                if not _maybe_blank(chunk) and self._copy_whole(conn, copy_sql, chunk):
+                if (not _maybe_blank(chunk) and not _maybe_marker(chunk)
+                        and self._copy_whole(conn, copy_sql, chunk)):
                     if self.testing.get("staged"):
                         time.sleep(self.testing["staged"])
                     result = self._import_batch(conn, fields, None, None, [], done, checkpoint)
@@ -631,7 +665,7 @@ class Importer:
     def _copy_whole(self, conn: db.Connection, copy_sql: str, chunk: bytes) -> bool:
         """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""
         try:
-            db.copy_in(conn, copy_sql, chunk if chunk.endswith(b"\n") else chunk + b"\n")
+            db.copy_in(conn, copy_sql, _terminated(chunk))
         except db.Error as exc:
             if str(getattr(exc, "sqlstate", None) or "").startswith(("22", "23")):
                 return False
@@ -684,15 +718,18 @@ class Importer:
         staged records."""
 
         def payload(ranges: list[tuple[int, int, int]]) -> bytes:
-            if all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
+            if marker:
+                chunk = b"".join(_staged_record(data[s:e]) for s, e, _ in ranges)
+            elif all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
                 chunk = data[ranges[0][0]:ranges[-1][1]]
             else:
                 chunk = b"".join(data[s:e] for s, e, _ in ranges)
-            return chunk if chunk.endswith(b"\n") else chunk + b"\n"
+            return _terminated(chunk)
 
         def copy(ranges: list[tuple[int, int, int]]) -> None:
             db.copy_in(conn, copy_sql, payload(ranges))
 
+        marker = _maybe_marker(data)
         remaining = good
         staged: list[tuple[int, int, int]] = []
         while remaining:

@@ -465,3 +465,33 @@ def test_cli_imports_a_local_file(conn: Conn, dsn: str, src: Path) -> None:
     result = CliRunner(env={"PGJOBS_SCOPE": "1"}).invoke(
         main, ["--dsn", dsn, "import", "people", str(path)])
     assert result.exit_code == 2  # --scope never comes from the environment
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_record_that_reads_as_copys_end_marker_is_data(conn: Conn, dsn: str, src: Path,
+                                                         newline: bytes) -> None:
+    """A CSV record `\\.` alone on its line is the value `\\.` (RFC 4180; and so
+    PostgreSQL 18 reads it), but PostgreSQL 17 and older's COPY took it for the
+    end of the data and dropped the rest of the batch: the import succeeded
+    with the records before it only. Quoted, inside a value, it was fine."""
+    lines = [b"name", b"a", b"\\.", b"b", b'"x', b"\\.", b'y"', b"c", b"\\."]
+    row = do_import(conn, dsn, src, "marker.csv", newline.join(lines))
+    assert row["status"] == "succeeded", row["error"]
+    assert [p["name"] for p in people(conn)] == ["a", "\\.", "b", "x\n\\.\ny".replace(
+        "\n", newline.decode()), "c", "\\."]
+    assert row["result"]["rows"] == row["result"]["records"] == 6
+
+
+@pytest.mark.parametrize("body", [b"a,1\r\nb,2", b"a,1\r\n\r\nb,2", b"a,1\r\nb,2\r"])
+def test_crlf_source_whose_last_line_has_no_line_end(conn: Conn, dsn: str, src: Path,
+                                                     body: bytes) -> None:
+    """COPY takes the line-end style from the first line: the newline the importer
+    gave the last record failed a CRLF source (or, with max_rejects, rejected a
+    good record and succeeded short). The blank line takes the record-by-record
+    path."""
+    for scope, options in (("1", {}), ("2", {"max_rejects": 5})):
+        row = do_import(conn, dsn, src, f"crlf{scope}.csv", b"name,age\r\n" + body,
+                        scope=scope, options=options)
+        assert row["status"] == "succeeded", row["error"]
+        assert row["result"]["rejected"] == 0 and row["result"]["rows"] == 2
+        assert [(p["name"], p["age"]) for p in people(conn, int(scope))] == [("a", 1), ("b", 2)]
