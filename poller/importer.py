@@ -287,6 +287,31 @@ def _terminated(chunk: bytes) -> bytes:
     return chunk + (b"\r\n" if end > 1 and chunk[end - 2:end] == b"\r\n" else b"\n")
 
 
+def _copy_line_record(data: bytes, ranges: list[tuple[int, int, int]],
+                      line: int) -> int | None:
+    """Which of the records (ranges of data, COPYed in one payload) COPY's ``line``
+    N is in (None: past them). COPY numbers physical lines: a record spans 1 +
+    the newlines inside its quoted values that COPY counts, which are those
+    equal to the line end's last byte as COPY knows it then (copyfromparse.c,
+    CopyReadLineText): CR in a CRLF stream; LF in an LF stream, except inside
+    the first record, read before COPY knows the style (it compares with CR)."""
+    if not ranges:
+        return None
+    crlf = data[ranges[0][0]:ranges[0][1]].endswith(b"\r\n")
+    newline = b"\r" if crlf else b"\n"
+    at = 1
+    for i, (start, end, _) in enumerate(ranges):
+        record = data[start:end]
+        inside = record.count(newline) - (1 if record.endswith(b"\n") else 0)
+        if i == 0 and not crlf:
+            inside = record.count(b"\r")  # compared with CR: none in an LF stream
+        last = at + max(inside, 0)
+        if line <= last:
+            return i if line >= at else None
+        at = last + 1
+    return None
+
+
 def _blank(record: bytes) -> bool:
     return record.strip(b"\r\n") == b""
 
@@ -744,8 +769,8 @@ class Importer:
                 match = _COPY_LINE.search(where)
                 if not state.startswith(("22", "23")) or match is None:
                     raise
-                bad = int(match.group(1)) - 1
-                if bad >= len(remaining):
+                bad = _copy_line_record(data, remaining, int(match.group(1)))
+                if bad is None:
                     raise
                 message = _field_names(
                     (diag.message_primary if diag is not None else None) or str(exc), fields)

@@ -495,3 +495,24 @@ def test_crlf_source_whose_last_line_has_no_line_end(conn: Conn, dsn: str, src: 
         assert row["status"] == "succeeded", row["error"]
         assert row["result"]["rejected"] == 0 and row["result"]["rows"] == 2
         assert [(p["name"], p["age"]) for p in people(conn, int(scope))] == [("a", 1), ("b", 2)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_bad_record_after_values_with_newlines_is_the_one_rejected(
+        conn: Conn, dsn: str, src: Path, newline: bytes) -> None:
+    """COPY numbers physical lines (a quoted newline counts): the importer took
+    that number for a record's index, cut out a later good record, and failed
+    the job on the bad one it then staged again (naming no line, and the
+    staging column "f2") where max_rejects allowed it."""
+    lines = [b"name,age", b'"a', b'b",1', b'"c', b'd",2', b"bad", b"e,3", b"f,4", b""]
+    data = newline.join(lines)
+    row = do_import(conn, dsn, src, "nl.csv", data, options={"max_rejects": 5})
+    assert row["status"] == "succeeded", row["error"]
+    nl = newline.decode()
+    rejects = [json.loads(x) for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+    assert [p["name"] for p in people(conn)] == [f"a{nl}b", f"c{nl}d", "e", "f"], rejects
+    rejects = [json.loads(x) for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+    assert [(r["line"], r["record"].rstrip()) for r in rejects] == [(6, "bad")], rejects
+    assert '"age" (field 2)' in rejects[0]["reason"], rejects[0]
+    row = do_import(conn, dsn, src, "nl2.csv", data, scope="2")
+    assert row["status"] == "failed" and row["error"].startswith("line 6:"), row["error"]
