@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import zlib
 from pathlib import Path
 from typing import Any
@@ -516,3 +517,38 @@ def test_bad_record_after_values_with_newlines_is_the_one_rejected(
     assert '"age" (field 2)' in rejects[0]["reason"], rejects[0]
     row = do_import(conn, dsn, src, "nl2.csv", data, scope="2")
     assert row["status"] == "failed" and row["error"].startswith("line 6:"), row["error"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_rejects_name_the_bad_records_among_random_multiline_values(
+        conn: Conn, dsn: str, src: Path, newline: bytes) -> None:
+    """Where the bad records fall among values holding newlines (LF, CR, CRLF
+    inside quotes) and `\\.` records, each is the one rejected and every good
+    record is imported once."""
+    rng = random.Random(7 if newline == b"\n" else 8)
+    for scope in range(1, 6):
+        lines = [b"name,age"]
+        good, bad = [], []
+        for i in range(rng.randint(5, 25)):
+            kind = rng.random()
+            if kind < 0.2:
+                bad.append((newline.join(lines) + newline).count(b"\n") + 1)
+                lines.append(b"bad")  # one field: missing data for "age"
+                continue
+            name = rng.choice(["v", "a\nb", "c\rd", "e\r\nf", "\\.", "g,h", 'q"'])
+            if name == "\\." and rng.random() < 0.5:
+                bad.append((newline.join(lines) + newline).count(b"\n") + 1)
+                lines.append(b"\\.")  # a record of one field: rejected too
+                continue
+            quoted = '"' + name.replace('"', '""') + '"'
+            lines.append(f"{quoted},{i}".encode())
+            good.append((name, i))
+        data = newline.join(lines) + newline
+        row = do_import(conn, dsn, src, f"r{scope}.csv", data, scope=str(scope),
+                        options={"max_rejects": 100})
+        assert row["status"] == "succeeded", (data, row["error"])
+        assert [(p["name"], p["age"]) for p in people(conn, scope)] == good, data
+        if bad:
+            rejects = [json.loads(x)
+                       for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+            assert [r["line"] for r in rejects] == bad, data
