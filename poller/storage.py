@@ -992,13 +992,29 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         try:
             with _open_regular_file(loc.path, uri) as f:
                 f.seek(offset)
-                while True:
-                    data = f.read(block)
+                while total is None or offset < total:
+                    data = f.read(block if total is None else min(block, total - offset))
                     if not data:
-                        return
+                        if total is None:
+                            return
+                        break
+                    offset += len(data)
                     yield data
+                if total is not None and (offset != total
+                                          or os.fstat(f.fileno()).st_size != total):
+                    # As an object store's ranged reads, exactly the size the
+                    # caller began with: a file rewritten in place (cp truncates
+                    # it first) or still being written would otherwise end the
+                    # read wherever its end was then, a prefix read as the whole.
+                    raise StorageError(
+                        f"{uri} changed while it was read: {total} bytes when the read "
+                        f"began, {os.fstat(f.fileno()).st_size} now", retryable=False,
+                        hint="write a file elsewhere and rename it into place once complete; "
+                             "then import it again (an import keeps the rows of the batches "
+                             "it committed)")
         except OSError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
+        return
     if loc.scheme == "s3":
         # botocore: the credential chain and retries of every other S3 call.
         try:

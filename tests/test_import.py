@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import zlib
 from pathlib import Path
@@ -552,3 +553,35 @@ def test_rejects_name_the_bad_records_among_random_multiline_values(
             rejects = [json.loads(x)
                        for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
             assert [r["line"] for r in rejects] == bad, data
+
+
+@pytest.mark.parametrize("change", ["cut", "grown"])
+def test_a_local_source_changed_while_it_is_read_fails_the_job(
+        conn: Conn, dsn: str, src: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """A file rewritten in place (`cp` truncates it, then writes) or still being
+    written while the import reads it: the importer read to whatever end the
+    file had then, and succeeded with a prefix of the rows (or more bytes than
+    its result said). It reads the size it began with, exactly, as from an
+    object store, and a different end fails the job."""
+    monkeypatch.setattr(storage, "READ_BLOCK", 16 * 1024)
+    body = b"".join(f"n{i},{i}\n".encode() for i in range(20000))
+    path = src / f"{change}.csv"
+    data = b"name,age\n" + body
+    path.write_bytes(data)
+
+    def changed(records: int, done: int, total: int | None) -> None:
+        if records and not getattr(changed, "once", False):
+            changed.once = True  # type: ignore[attr-defined]
+            if change == "cut":
+                os.truncate(path, data.index(b"\n", len(data) // 4) + 1)  # whole lines
+            else:
+                with path.open("ab") as f:
+                    f.write(b"late,1\n" * 1000)
+
+    job_id = submit_import(conn, f"file://{path}")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store", batch_bytes=4096,
+             on_progress=changed).run()
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row["result"]
+    assert "changed while it was read" in row["error"], row["error"]
+    assert len(people(conn)) < 20000
