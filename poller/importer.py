@@ -152,10 +152,12 @@ class _Source:
                 yield block
             return
         inflate = zlib.decompressobj(31)
+        member = False  # a member begun and not yet ended
         for block in self._blocks:
             self.consumed += len(block)
             data = block
             while data:
+                member = True
                 try:
                     out = inflate.decompress(data, 16 * 1024 * 1024)
                 except zlib.error as exc:
@@ -165,8 +167,20 @@ class _Source:
                 if inflate.eof:  # concatenated members: a new one may follow
                     data = inflate.unused_data + data
                     inflate = zlib.decompressobj(31)
+                    member = False
                 yield from self._emit(out)
-        yield from self._emit(inflate.flush())
+        out = inflate.flush()
+        if member and not inflate.eof:
+            # zlib inflates a stream cut short without an error, and a cut at a
+            # flush point even ends at a newline: without this check the import
+            # would succeed with the records before the cut only.
+            raise BadSource(
+                f"the source's gzip stream ends before its end (no gzip trailer after "
+                f"{self.consumed} bytes): the object is cut short",
+                hint="upload the whole object (an upload or copy that did not finish?) and "
+                     "import it as a new job: the rows of this job's committed batches stay, "
+                     "so delete them first or import with on_duplicate: skip")
+        yield from self._emit(out)
 
     def _emit(self, out: bytes) -> Iterator[bytes]:
         if self._skip:
@@ -238,6 +252,64 @@ def _maybe_blank(chunk: bytes) -> bool:
     is only slower)."""
     return (chunk.startswith((b"\n", b"\r")) or b"\n\n" in chunk or b"\n\r\n" in chunk
             or chunk.endswith(b"\n\r"))
+
+
+def _maybe_marker(chunk: bytes) -> bool:
+    """Whether ``chunk`` (whole CSV records) may hold a record ``\\.`` alone on its
+    line: COPY of PostgreSQL 17 and older reads it as the end of the data and
+    drops the rest of the batch, where CSV (and PostgreSQL 18) reads it as the
+    value ``\\.``. Those batches take the record-by-record path, which quotes
+    such a record (:func:`_staged_record`); a ``\\.`` inside a quoted value
+    looks alike here, and is only slower."""
+    return chunk.startswith(b"\\.") or b"\n\\." in chunk
+
+
+def _staged_record(record: bytes) -> bytes:
+    """A CSV record as COPY is to read it: a record that is ``\\.`` alone (with
+    its line end) quoted, so that COPY reads the value ``\\.`` rather than the
+    end of the data; any other record as it is."""
+    if record.startswith(b"\\.") and record.rstrip(b"\r\n") == b"\\.":
+        return b'"\\."' + record[2:]
+    return record
+
+
+def _terminated(chunk: bytes) -> bytes:
+    """Whole CSV records as COPY is to read them: a last record without a line
+    end (the source's last line) given one in the style of the first record's
+    (CRLF or LF). COPY takes the style from the first line and refuses a line
+    ending otherwise ("unquoted newline found in data"): a CRLF source whose
+    last line had no line end lost its last record."""
+    if chunk.endswith(b"\n"):
+        return chunk
+    if chunk.endswith(b"\r"):
+        return chunk + b"\n"
+    end = _first_record_end(chunk, False)
+    return chunk + (b"\r\n" if end > 1 and chunk[end - 2:end] == b"\r\n" else b"\n")
+
+
+def _copy_line_record(data: bytes, ranges: list[tuple[int, int, int]],
+                      line: int) -> int | None:
+    """Which of the records (ranges of data, COPYed in one payload) COPY's ``line``
+    N is in (None: past them). COPY numbers physical lines: a record spans 1 +
+    the newlines inside its quoted values that COPY counts, which are those
+    equal to the line end's last byte as COPY knows it then (copyfromparse.c,
+    CopyReadLineText): CR in a CRLF stream; LF in an LF stream, except inside
+    the first record, read before COPY knows the style (it compares with CR)."""
+    if not ranges:
+        return None
+    crlf = data[ranges[0][0]:ranges[0][1]].endswith(b"\r\n")
+    newline = b"\r" if crlf else b"\n"
+    at = 1
+    for i, (start, end, _) in enumerate(ranges):
+        record = data[start:end]
+        inside = record.count(newline) - (1 if record.endswith(b"\n") else 0)
+        if i == 0 and not crlf:
+            inside = record.count(b"\r")  # compared with CR: none in an LF stream
+        last = at + max(inside, 0)
+        if line <= last:
+            return i if line >= at else None
+        at = last + 1
+    return None
 
 
 def _blank(record: bytes) -> bool:
@@ -524,7 +596,8 @@ class Importer:
             checkpoint = self._checkpoint(offset + cut, at, fields)
             done = source.consumed if self.gzip else offset + cut
             with conn.transaction():
-                if not _maybe_blank(chunk) and self._copy_whole(conn, copy_sql, chunk):
+                if (not _maybe_blank(chunk) and not _maybe_marker(chunk)
+                        and self._copy_whole(conn, copy_sql, chunk)):
                     if self.testing.get("staged"):
                         time.sleep(self.testing["staged"])
                     result = self._import_batch(conn, fields, None, None, [], done, checkpoint)
@@ -617,7 +690,7 @@ class Importer:
     def _copy_whole(self, conn: db.Connection, copy_sql: str, chunk: bytes) -> bool:
         """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""
         try:
-            db.copy_in(conn, copy_sql, chunk if chunk.endswith(b"\n") else chunk + b"\n")
+            db.copy_in(conn, copy_sql, _terminated(chunk))
         except db.Error as exc:
             if str(getattr(exc, "sqlstate", None) or "").startswith(("22", "23")):
                 return False
@@ -670,15 +743,18 @@ class Importer:
         staged records."""
 
         def payload(ranges: list[tuple[int, int, int]]) -> bytes:
-            if all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
+            if marker:
+                chunk = b"".join(_staged_record(data[s:e]) for s, e, _ in ranges)
+            elif all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1)):
                 chunk = data[ranges[0][0]:ranges[-1][1]]
             else:
                 chunk = b"".join(data[s:e] for s, e, _ in ranges)
-            return chunk if chunk.endswith(b"\n") else chunk + b"\n"
+            return _terminated(chunk)
 
         def copy(ranges: list[tuple[int, int, int]]) -> None:
             db.copy_in(conn, copy_sql, payload(ranges))
 
+        marker = _maybe_marker(data)
         remaining = good
         staged: list[tuple[int, int, int]] = []
         while remaining:
@@ -693,8 +769,8 @@ class Importer:
                 match = _COPY_LINE.search(where)
                 if not state.startswith(("22", "23")) or match is None:
                     raise
-                bad = int(match.group(1)) - 1
-                if bad >= len(remaining):
+                bad = _copy_line_record(data, remaining, int(match.group(1)))
+                if bad is None:
                     raise
                 message = _field_names(
                     (diag.message_primary if diag is not None else None) or str(exc), fields)

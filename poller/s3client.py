@@ -329,8 +329,12 @@ class Client:
     def size(self, key: str) -> int:
         return int(self._call("head_object", Key=key)["ContentLength"])
 
-    def get_range(self, key: str, start: int, length: int) -> bytes:
-        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{start + length - 1}")
+    def get_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
+        """Bytes [start, start + length) of ``key``; with ``etag``, of that version
+        only (If-Match: S3 answers 412 PreconditionFailed once it was replaced)."""
+        match = {} if etag is None else {"IfMatch": etag}
+        reply = self._call("get_object", Key=key, Range=f"bytes={start}-{start + length - 1}",
+                           **match)
         try:
             return bytes(reply["Body"].read())
         except Exception as exc:  # the body streams after the call returned
@@ -358,11 +362,29 @@ class Client:
         except Exception as exc:  # the body streams after the call returned
             raise _translate(exc) from exc
 
-    def read_ranges(self, key: str, offset: int, block: int) -> Iterator[bytes]:
-        """The object from ``offset`` to its end, one ranged GET per block."""
-        total = self.size(key)
-        while offset < total:
-            data = self.get_range(key, offset, min(block, total - offset))
+    def read_ranges(self, key: str, offset: int, block: int,
+                    total: int | None = None) -> Iterator[bytes]:
+        """The object from ``offset`` to its end, one ranged GET per block, every
+        one of the version the read began with (its ETag, If-Match): an object
+        replaced meanwhile, even by one of the same size, is not read on from the
+        new one (that spliced two objects into one). ``total``: the size the
+        caller began with; another size now is a change too. Either raises
+        S3Error ``changed``, not retryable."""
+        head = self._call("head_object", Key=key)
+        size, etag = int(head["ContentLength"]), head.get("ETag")
+        if total is not None and size != total:
+            raise S3Error(412, "PreconditionFailed",
+                          f"{key} changed while it was read: {total} bytes when the read "
+                          f"began, {size} now", retryable=False)
+        while offset < size:
+            try:
+                data = self.get_range(key, offset, min(block, size - offset), etag)
+            except S3Error as exc:
+                if exc.status == 412:
+                    raise S3Error(412, "PreconditionFailed",
+                                  f"{key} changed while it was read (replaced at offset "
+                                  f"{offset})", retryable=False) from exc
+                raise
             if not data:
                 raise S3Error(0, "", f"no bytes at offset {offset}")
             offset += len(data)

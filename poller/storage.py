@@ -270,6 +270,11 @@ _PERMANENT = re.compile(
     r"AuthenticationFailed|Missing bucket|credential", re.IGNORECASE)
 
 
+CHANGED_WHILE_READ_HINT = ("write the object whole before it is read (a file elsewhere, renamed "
+                           "into place once complete), then import it again: an import keeps "
+                           "the rows of the batches it committed")
+
+
 def storage_error(exc: BaseException, what: str) -> StorageError:
     """Classify an obstore/OS error: configuration mistakes are not retryable.
     ``what`` names the operation and the object ("cannot read URI", "cannot write
@@ -288,7 +293,8 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     if isinstance(exc, s3.S3Error):
         return StorageError(f"{what}: {exc}", retryable=exc.retryable,
                             hint=_CREDENTIALS_HINT if exc.credentials else
-                            TLS_HINT if exc.tls else None)
+                            TLS_HINT if exc.tls else
+                            CHANGED_WHILE_READ_HINT if exc.status == 412 else None)
     if isinstance(exc, azblob.AzureError):
         return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=None if
                             exc.retryable else "check the container name and the AZURE_* "
@@ -992,18 +998,32 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         try:
             with _open_regular_file(loc.path, uri) as f:
                 f.seek(offset)
-                while True:
-                    data = f.read(block)
+                while total is None or offset < total:
+                    data = f.read(block if total is None else min(block, total - offset))
                     if not data:
-                        return
+                        if total is None:
+                            return
+                        break
+                    offset += len(data)
                     yield data
+                if total is not None and (offset != total
+                                          or os.fstat(f.fileno()).st_size != total):
+                    # As an object store's ranged reads, exactly the size the
+                    # caller began with: a file rewritten in place (cp truncates
+                    # it first) or still being written would otherwise end the
+                    # read wherever its end was then, a prefix read as the whole.
+                    raise StorageError(
+                        f"{uri} changed while it was read: {total} bytes when the read "
+                        f"began, {os.fstat(f.fileno()).st_size} now", retryable=False,
+                        hint=CHANGED_WHILE_READ_HINT)
         except OSError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
+        return
     if loc.scheme == "s3":
         # botocore: the credential chain and retries of every other S3 call.
         try:
             yield from s3.Client(loc.base.split("://", 1)[1]).read_ranges(loc.path, offset,
-                                                                          block)
+                                                                          block, total)
         except s3.S3Error as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
@@ -1016,12 +1036,35 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
     store = store_for(loc)
-    if total is None:
-        total = size(uri)
+    # Every ranged read of the version the read began with (If-Match on its
+    # ETag), as S3's: an object replaced meanwhile, even by one of the same
+    # size, is not read on from the new one.
+    try:
+        meta = obstore.head(store, loc.path)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {uri}") from exc
+    now, etag = int(meta["size"]), meta.get("e_tag")
+    if total is not None and now != total:
+        raise StorageError(f"{uri} changed while it was read: {total} bytes when the read "
+                           f"began, {now} now", retryable=False, hint=CHANGED_WHILE_READ_HINT)
+    total = now
+    import obstore as obstore_lib
+    from obstore import exceptions as oe
+
+    # (A gs:// store is Google's client, pgjobs.poller.gcs: its size is pinned,
+    # its version not.)
+    pinned = etag if not isinstance(store, gcs.Store) else None
     while offset < total:
         length = min(block, total - offset)
         try:
-            data = bytes(obstore.get_range(store, loc.path, start=offset, length=length))
+            if pinned:
+                data = bytes(obstore_lib.get(store, loc.path, options={
+                    "range": (offset, offset + length), "if_match": pinned}).bytes())
+            else:
+                data = bytes(obstore.get_range(store, loc.path, start=offset, length=length))
+        except oe.PreconditionError as exc:
+            raise StorageError(f"{uri} changed while it was read (replaced at offset {offset})",
+                               retryable=False, hint=CHANGED_WHILE_READ_HINT) from exc
         except Exception as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         if not data:

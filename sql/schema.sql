@@ -9970,6 +9970,16 @@ BEGIN
                          WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped));
             END IF;
             v_fields := v_fields || v_name;
+            -- As pgjobs.export_chunk_sql refuses it: the output would name it
+            -- by an alias PostgreSQL cuts to 63 bytes.
+            IF v_format IN ('csv', 'jsonl') AND octet_length(v_name) > 63 THEN
+                RAISE EXCEPTION 'document field "%..." of option "columns" is longer than 63 '
+                                'bytes: the % output would name it cut short',
+                                left(v_name, 63), v_format
+                    USING ERRCODE = '22023',
+                    HINT = 'Export the whole document column instead (list it in "columns"), '
+                           'or use format parquet, whose columns keep any name.';
+            END IF;
             FOREACH v_seg IN ARRAY string_to_array(v_name, '.') LOOP
                 IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                     RAISE EXCEPTION 'column "%" is neither a column nor a document field path',
@@ -13044,6 +13054,18 @@ BEGIN
     FOR v_name IN
         SELECT c.value FROM jsonb_array_elements_text(v_job.payload -> 'columns') c
     LOOP
+        -- The output names a field by its alias, which PostgreSQL cuts to 63
+        -- bytes: a CSV header or JSON key that is not the field's name (two
+        -- fields sharing 63 bytes would be one key twice). Parquet names its
+        -- columns from the payload. A job submitted before submit_export
+        -- refused such names fails here, for good.
+        IF v_format IN ('csv', 'jsonl') AND octet_length(v_name) > 63 THEN
+            RAISE EXCEPTION 'document field "%..." of option "columns" is longer than 63 bytes: '
+                            'the % output would name it cut short', left(v_name, 63), v_format
+                USING ERRCODE = '22023',
+                HINT = 'Export the whole document column instead (list it in "columns"), or '
+                       'use format parquet, whose columns keep any name.';
+        END IF;
         IF v_job.payload -> 'document_fields' ? v_name THEN
             v_expr := format('%I OPERATOR(pg_catalog.%s) %L::pg_catalog.text[]',
                              v_reg.document_column,

@@ -414,3 +414,29 @@ def test_every_option_has_an_env_var() -> None:
                     and param.name not in OPERANDS:
                 assert param.envvar and str(param.envvar).startswith("PGJOBS_"), param.name
                 assert param.show_envvar, param.name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_document_field_whose_name_postgres_would_cut_short_is_refused(
+        conn: Conn, dsn: str, items: None, local_dir: str, fmt: str) -> None:
+    """A field is named in the output by its column alias, which PostgreSQL cuts
+    to 63 bytes: two fields sharing those became one CSV header name twice and
+    a JSON object with one key twice (a reader keeps one value), and a longer
+    name came back as another field. Refused at submit, and at the chunk for a
+    job queued before."""
+    long = "f" * 70
+    conn.execute("UPDATE items SET doc = doc || jsonb_build_object(%s::text, 1, %s::text, 2) "
+                 "WHERE tenant = 2", (long + "x", long + "y"))
+    columns = ["id", long + "x", long + "y"]
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        submit_export(conn, "2", {}, {"format": fmt, "columns": columns})
+    assert "63 bytes" in str(caught.value) and caught.value.diag.message_hint
+    # a job of the release before: the same payload, written as its submit did
+    job_id = submit_export(conn, "2", {}, {"format": fmt, "columns": ["id", "s"]})
+    conn.execute("UPDATE pgjobs.jobs SET payload = payload || jsonb_build_object("
+                 "'columns', %s::jsonb, 'document_fields', %s::jsonb) WHERE id = %s",
+                 (json.dumps(columns), json.dumps(columns[1:]), job_id))
+    outcome = run_export(dsn, job_id, local_dir)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", (outcome, row["result"])
+    assert "63 bytes" in row["error"] and row["attempts"] == 1, row["error"]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import random
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from click.testing import CliRunner
 
 from pgjobs.cli.main import main
 from pgjobs.poller import storage
-from pgjobs.poller.importer import Importer, csv_records
+from pgjobs.poller.importer import BadSource, Importer, _Source, csv_records
 from tests.support import (
     allow,
     allowed_folder,
@@ -179,6 +182,36 @@ def test_gzip_multi_member(conn: Conn, dsn: str, src: Path, fmt: str) -> None:
     assert row["status"] == "succeeded", row["error"]
     assert row["payload"]["gzip"] is True and row["payload"]["format"] == fmt
     assert [g["age"] for g in people(conn)] == list(range(3000))
+
+
+def _cut_gzip(data: bytes) -> bytes:
+    """data gzip-compressed, flushed to a byte boundary after its first half of
+    lines and cut there: the rest of the deflate stream and the gzip trailer
+    are missing, yet what is there inflates without an error, ending at a
+    newline (an upload cut short, or a copy that stopped)."""
+    lines = data.splitlines(keepends=True)
+    half = len(lines) // 2
+    deflate = zlib.compressobj(wbits=31)
+    return deflate.compress(b"".join(lines[:half])) + deflate.flush(zlib.Z_FULL_FLUSH)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_gzip_cut_short_fails_instead_of_succeeding_short(conn: Conn, dsn: str, src: Path,
+                                                           fmt: str) -> None:
+    if fmt == "csv":
+        data = b"name,age\n" + b"".join(f"n{i},{i}\n".encode() for i in range(2000))
+    else:
+        data = b"".join(json.dumps({"name": f"n{i}", "age": i}).encode() + b"\n"
+                        for i in range(2000))
+    cut = _cut_gzip(data)
+    row = do_import(conn, dsn, src, f"cut.{fmt}.gz", cut, batch_bytes=4096)
+    assert row["status"] == "failed", row["result"]
+    assert "gzip" in row["error"] and "ends before" in row["error"], row["error"]
+    assert row["attempts"] == 1  # every attempt would read the same object
+    with pytest.raises(BadSource) as caught:
+        for _ in _Source(f"file://{src}/cut.{fmt}.gz", 0, True).blocks():
+            pass
+    assert caught.value.hint and "whole" in caught.value.hint
 
 
 # --- duplicates ------------------------------------------------------------------------
@@ -434,3 +467,121 @@ def test_cli_imports_a_local_file(conn: Conn, dsn: str, src: Path) -> None:
     result = CliRunner(env={"PGJOBS_SCOPE": "1"}).invoke(
         main, ["--dsn", dsn, "import", "people", str(path)])
     assert result.exit_code == 2  # --scope never comes from the environment
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_record_that_reads_as_copys_end_marker_is_data(conn: Conn, dsn: str, src: Path,
+                                                         newline: bytes) -> None:
+    """A CSV record `\\.` alone on its line is the value `\\.` (RFC 4180; and so
+    PostgreSQL 18 reads it), but PostgreSQL 17 and older's COPY took it for the
+    end of the data and dropped the rest of the batch: the import succeeded
+    with the records before it only. Quoted, inside a value, it was fine."""
+    lines = [b"name", b"a", b"\\.", b"b", b'"x', b"\\.", b'y"', b"c", b"\\."]
+    row = do_import(conn, dsn, src, "marker.csv", newline.join(lines))
+    assert row["status"] == "succeeded", row["error"]
+    assert [p["name"] for p in people(conn)] == ["a", "\\.", "b", "x\n\\.\ny".replace(
+        "\n", newline.decode()), "c", "\\."]
+    assert row["result"]["rows"] == row["result"]["records"] == 6
+
+
+@pytest.mark.parametrize("body", [b"a,1\r\nb,2", b"a,1\r\n\r\nb,2", b"a,1\r\nb,2\r"])
+def test_crlf_source_whose_last_line_has_no_line_end(conn: Conn, dsn: str, src: Path,
+                                                     body: bytes) -> None:
+    """COPY takes the line-end style from the first line: the newline the importer
+    gave the last record failed a CRLF source (or, with max_rejects, rejected a
+    good record and succeeded short). The blank line takes the record-by-record
+    path."""
+    for scope, options in (("1", {}), ("2", {"max_rejects": 5})):
+        row = do_import(conn, dsn, src, f"crlf{scope}.csv", b"name,age\r\n" + body,
+                        scope=scope, options=options)
+        assert row["status"] == "succeeded", row["error"]
+        assert row["result"]["rejected"] == 0 and row["result"]["rows"] == 2
+        assert [(p["name"], p["age"]) for p in people(conn, int(scope))] == [("a", 1), ("b", 2)]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_bad_record_after_values_with_newlines_is_the_one_rejected(
+        conn: Conn, dsn: str, src: Path, newline: bytes) -> None:
+    """COPY numbers physical lines (a quoted newline counts): the importer took
+    that number for a record's index, cut out a later good record, and failed
+    the job on the bad one it then staged again (naming no line, and the
+    staging column "f2") where max_rejects allowed it."""
+    lines = [b"name,age", b'"a', b'b",1', b'"c', b'd",2', b"bad", b"e,3", b"f,4", b""]
+    data = newline.join(lines)
+    row = do_import(conn, dsn, src, "nl.csv", data, options={"max_rejects": 5})
+    assert row["status"] == "succeeded", row["error"]
+    nl = newline.decode()
+    rejects = [json.loads(x) for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+    assert [p["name"] for p in people(conn)] == [f"a{nl}b", f"c{nl}d", "e", "f"], rejects
+    rejects = [json.loads(x) for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+    assert [(r["line"], r["record"].rstrip()) for r in rejects] == [(6, "bad")], rejects
+    assert '"age" (field 2)' in rejects[0]["reason"], rejects[0]
+    row = do_import(conn, dsn, src, "nl2.csv", data, scope="2")
+    assert row["status"] == "failed" and row["error"].startswith("line 6:"), row["error"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_rejects_name_the_bad_records_among_random_multiline_values(
+        conn: Conn, dsn: str, src: Path, newline: bytes) -> None:
+    """Where the bad records fall among values holding newlines (LF, CR, CRLF
+    inside quotes) and `\\.` records, each is the one rejected and every good
+    record is imported once."""
+    rng = random.Random(7 if newline == b"\n" else 8)
+    for scope in range(1, 6):
+        lines = [b"name,age"]
+        good, bad = [], []
+        for i in range(rng.randint(5, 25)):
+            kind = rng.random()
+            if kind < 0.2:
+                bad.append((newline.join(lines) + newline).count(b"\n") + 1)
+                lines.append(b"bad")  # one field: missing data for "age"
+                continue
+            name = rng.choice(["v", "a\nb", "c\rd", "e\r\nf", "\\.", "g,h", 'q"'])
+            if name == "\\." and rng.random() < 0.5:
+                bad.append((newline.join(lines) + newline).count(b"\n") + 1)
+                lines.append(b"\\.")  # a record of one field: rejected too
+                continue
+            quoted = '"' + name.replace('"', '""') + '"'
+            lines.append(f"{quoted},{i}".encode())
+            good.append((name, i))
+        data = newline.join(lines) + newline
+        row = do_import(conn, dsn, src, f"r{scope}.csv", data, scope=str(scope),
+                        options={"max_rejects": 100})
+        assert row["status"] == "succeeded", (data, row["error"])
+        assert [(p["name"], p["age"]) for p in people(conn, scope)] == good, data
+        if bad:
+            rejects = [json.loads(x)
+                       for x in storage.read(row["result"]["rejects_uri"]).splitlines()]
+            assert [r["line"] for r in rejects] == bad, data
+
+
+@pytest.mark.parametrize("change", ["cut", "grown"])
+def test_a_local_source_changed_while_it_is_read_fails_the_job(
+        conn: Conn, dsn: str, src: Path, monkeypatch: pytest.MonkeyPatch, change: str) -> None:
+    """A file rewritten in place (`cp` truncates it, then writes) or still being
+    written while the import reads it: the importer read to whatever end the
+    file had then, and succeeded with a prefix of the rows (or more bytes than
+    its result said). It reads the size it began with, exactly, as from an
+    object store, and a different end fails the job."""
+    monkeypatch.setattr(storage, "READ_BLOCK", 16 * 1024)
+    body = b"".join(f"n{i},{i}\n".encode() for i in range(20000))
+    path = src / f"{change}.csv"
+    data = b"name,age\n" + body
+    path.write_bytes(data)
+
+    def changed(records: int, done: int, total: int | None) -> None:
+        if records and not getattr(changed, "once", False):
+            changed.once = True  # type: ignore[attr-defined]
+            if change == "cut":
+                os.truncate(path, data.index(b"\n", len(data) // 4) + 1)  # whole lines
+            else:
+                with path.open("ab") as f:
+                    f.write(b"late,1\n" * 1000)
+
+    job_id = submit_import(conn, f"file://{path}")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store", batch_bytes=4096,
+             on_progress=changed).run()
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row["result"]
+    assert "changed while it was read" in row["error"], row["error"]
+    assert len(people(conn)) < 20000

@@ -75,3 +75,54 @@ def test_s3_source_outside_the_allow_list_is_refused(conn: Conn, bucket: str) ->
     allow(conn, bucket.rstrip("/") + "/in")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         submit_import(conn, bucket.rstrip("/") + "/other/p.csv")
+
+
+def test_an_object_replaced_while_it_is_read_fails_the_job(conn: Conn, dsn: str, bucket: str,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Each ranged GET asks for the version the read began with (If-Match on its
+    ETag): an object replaced meanwhile, even by one of the same size, read on
+    from the new one spliced two files into one import that succeeded."""
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    new = old.replace(b"old", b"new")
+    uri = f"{prefix}/in/swap.csv"
+    put(uri, old)
+    monkeypatch.setattr(storage, "READ_BLOCK", 7001)  # many ranged GETs
+
+    def progress(records: int, read: int, total: int | None) -> None:
+        if records and not getattr(progress, "done", False):
+            progress.done = True  # type: ignore[attr-defined]
+            put(uri, new)
+
+    job_id = submit_import(conn, uri)
+    Importer(dsn, job_id, claim_import(dsn, job_id), bucket, on_progress=progress,
+             batch_bytes=9000).run()
+    row = job(conn, job_id)
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert row["status"] == "failed", (row["result"], sorted({n[:3] for n in names}))
+    assert "changed while it was read" in row["error"], row["error"]
+    assert all(n.startswith("old") for n in names)
+
+
+def test_the_shared_reader_pins_an_object_stores_version_and_size() -> None:
+    """storage.open_range, which every import reads its source through, on an
+    obstore store (memory:///, as az://): an object replaced between two ranged
+    reads, by one of the same size, or found at another size than the caller
+    began with, raises a StorageError that is not retried."""
+    uri = "memory:///pin/swap.csv"
+    loc = storage.parse(uri)
+    data = b"x" * 5000
+    obstore.put(storage.store_for(loc), loc.path, data)
+    blocks = storage.open_range(uri, 0, 1000, len(data))
+    assert next(blocks) == data[:1000]
+    obstore.put(storage.store_for(loc), loc.path, b"y" * 5000)
+    with pytest.raises(storage.StorageError) as caught:
+        list(blocks)
+    assert "changed while it was read" in str(caught.value) and not caught.value.retryable
+    assert caught.value.hint
+    with pytest.raises(storage.StorageError) as caught:
+        list(storage.open_range(uri, 0, 1000, 4999))
+    assert "changed while it was read" in str(caught.value) and not caught.value.retryable

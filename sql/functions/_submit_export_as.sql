@@ -216,6 +216,16 @@ BEGIN
                          WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped));
             END IF;
             v_fields := v_fields || v_name;
+            -- As pgjobs.export_chunk_sql refuses it: the output would name it
+            -- by an alias PostgreSQL cuts to 63 bytes.
+            IF v_format IN ('csv', 'jsonl') AND octet_length(v_name) > 63 THEN
+                RAISE EXCEPTION 'document field "%..." of option "columns" is longer than 63 '
+                                'bytes: the % output would name it cut short',
+                                left(v_name, 63), v_format
+                    USING ERRCODE = '22023',
+                    HINT = 'Export the whole document column instead (list it in "columns"), '
+                           'or use format parquet, whose columns keep any name.';
+            END IF;
             FOREACH v_seg IN ARRAY string_to_array(v_name, '.') LOOP
                 IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                     RAISE EXCEPTION 'column "%" is neither a column nor a document field path',
