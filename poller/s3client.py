@@ -329,6 +329,15 @@ class Client:
     def size(self, key: str) -> int:
         return int(self._call("head_object", Key=key)["ContentLength"])
 
+    def head(self, key: str) -> tuple[int, dict[str, str]]:
+        """The size of ``key`` and its version: the ETag and Last-Modified of
+        one HEAD (those it states)."""
+        head = self._call("head_object", Key=key)
+        modified = head.get("LastModified")
+        version = {"etag": str(head.get("ETag") or ""),
+                   "modified": modified.isoformat() if modified is not None else ""}
+        return int(head["ContentLength"]), {k: v for k, v in version.items() if v}
+
     def get_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
         """Bytes [start, start + length) of ``key``; with ``etag``, of that version
         only (If-Match: S3 answers 412 PreconditionFailed once it was replaced)."""

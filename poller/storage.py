@@ -750,6 +750,36 @@ def size(uri: str) -> int:
         raise storage_error(exc, f"cannot read {uri}") from exc
 
 
+def version(uri: str) -> tuple[int, dict[str, Any]]:
+    """The size of one object (or local file) and its version, which another
+    object put in its place, even of the same size, does not share: a local
+    file's device, inode, size and mtime (ns); an object store's ETag and
+    Last-Modified (gs://: its generation too), those it states. An import
+    checkpoints it, so that a resumed attempt does not read on in another
+    object from the offset it reached in the first."""
+    loc = parse(uri)
+    try:
+        if loc.scheme == "file":
+            fd = open_file(loc.path, os.O_RDONLY | os.O_NONBLOCK, f"cannot read {uri}")
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            return st.st_size, {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
+                                "mtime_ns": st.st_mtime_ns}
+        if loc.scheme == "https":
+            return https.head(uri)  # a HEAD that follows no redirect
+        if loc.scheme == "s3":
+            return s3.Client(loc.base.split("://", 1)[1]).head(loc.path)
+        meta = obstore.head(store_for(loc), loc.path)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {uri}") from exc
+    modified = meta.get("last_modified")
+    found = {"etag": meta.get("e_tag"), "generation": meta.get("version"),
+             "modified": modified.isoformat() if modified is not None else None}
+    return int(meta["size"]), {k: str(v) for k, v in found.items() if v}
+
+
 LINK_HINT = ("a symbolic link at or above the allowed prefix (or the worker's --storage "
              "folder) is followed, one below it is not: the allow-list judges the URI's text, "
              "so no link the URI's own folders go through may lead the worker elsewhere; "
