@@ -156,3 +156,32 @@ def test_an_object_replaced_between_attempts_fails_the_job(conn: Conn, dsn: str,
     assert "hint:" in error and "submit a new import" in error, error
     names = [r[0] for r in conn.execute("SELECT name FROM people")]
     assert names and all(n.startswith("old") for n in names)
+
+
+@pytest.mark.parametrize("prefix_fixture", ["az_container", "gcs_bucket"], ids=["az", "gs"])
+def test_an_az_or_gs_object_replaced_between_attempts_fails_the_job(
+        conn: Conn, dsn: str, request: pytest.FixtureRequest, prefix_fixture: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As S3's: the checkpoint keeps the version (ETag, Last-Modified; gs: its
+    generation) the first attempt found, and a resume in an object of the same
+    size and header put in its place fails instead of splicing the two."""
+    bucket = str(request.getfixturevalue(prefix_fixture))
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    uri = f"{prefix}/in/between.csv"
+    storage.write(uri, old)
+    monkeypatch.setattr(storage, "READ_BLOCK", 7001)
+    job_id = submit_import(conn, uri)
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), bucket, stop=stop,
+                     on_progress=lambda *_: stop.set(), batch_bytes=9000).run()
+    assert first.status == "released", first.error
+    storage.write(uri, old.replace(b"old", b"new"))
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), bucket).run()
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and row["status"] == "failed", row["error"]
+    assert "replaced since the import began" in str(row["error"]), row["error"]
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert names and all(n.startswith("old") for n in names)
