@@ -157,13 +157,14 @@ class _Source:
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
-                 total: int | None = None):
+                 total: int | None = None, etag: str | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
-        https:// source per attempt: the reader checks each range against it)."""
+        https:// source per attempt: the reader checks each range against it);
+        ``etag``: the version checkpointed, which an s3:// or obstore read pins."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -492,7 +493,10 @@ class Importer:
                                                   "records")}
         self.history = list(ck.get("history", []))[-20:]
         self.history.append({"worker": self.worker, "offset": offset})
-        source = _Source(self.source, offset, self.gzip, total=self.total)
+        # Read the version checkpointed (found by the HEAD above at the first
+        # attempt), not whichever a second HEAD in the reader would find.
+        source = _Source(self.source, offset, self.gzip, total=self.total,
+                         etag=self.version.get("etag"))
         blocks = source.blocks()
         buf = bytearray()
         eof = False

@@ -1014,14 +1014,16 @@ def _open_regular_file(path: str, uri: str) -> Any:
 
 
 def open_range(uri: str, offset: int = 0, block: int | None = None,
-               total: int | None = None) -> Iterator[bytes]:
+               total: int | None = None, etag: str | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
     memory holds one block; default READ_BLOCK). Imports read their source through
     this. ``total``: the object's size as the caller read it (:func:`size`), so
     an ``https://`` or obstore read asks no second time (a second answer could
-    differ); None: asked here."""
+    differ); None: asked here. ``etag``: the version the caller began with
+    (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match)
+    instead of the one its own HEAD finds."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -1053,7 +1055,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         # botocore: the credential chain and retries of every other S3 call.
         try:
             yield from s3.Client(loc.base.split("://", 1)[1]).read_ranges(loc.path, offset,
-                                                                          block, total)
+                                                                          block, total, etag)
         except s3.S3Error as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
@@ -1073,7 +1075,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         meta = obstore.head(store, loc.path)
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
-    now, etag = int(meta["size"]), meta.get("e_tag")
+    now = int(meta["size"])
     if total is not None and now != total:
         raise StorageError(f"{uri} changed while it was read: {total} bytes when the read "
                            f"began, {now} now", retryable=False, hint=CHANGED_WHILE_READ_HINT)
@@ -1083,7 +1085,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
 
     # (A gs:// store is Google's client, pgjobs.poller.gcs: its size is pinned,
     # its version not.)
-    pinned = etag if not isinstance(store, gcs.Store) else None
+    pinned = (etag or meta.get("e_tag")) if not isinstance(store, gcs.Store) else None
     while offset < total:
         length = min(block, total - offset)
         try:

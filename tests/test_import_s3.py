@@ -185,3 +185,32 @@ def test_an_az_or_gs_object_replaced_between_attempts_fails_the_job(
     assert "replaced since the import began" in str(row["error"]), row["error"]
     names = [r[0] for r in conn.execute("SELECT name FROM people")]
     assert names and all(n.startswith("old") for n in names)
+
+
+def test_the_first_attempt_reads_the_version_it_checkpoints(conn: Conn, dsn: str, bucket: str,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The ETag an attempt checkpoints is the one its reads pin: an object put
+    again between the importer's HEAD and the reader's was read whole from the
+    new one under a checkpoint naming the old, which a resume then compared."""
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    uri = f"{prefix}/in/race.csv"
+    put(uri, old)
+    real = storage.version
+
+    def version_then_replaced(source: str) -> Any:
+        found = real(source)
+        put(uri, old.replace(b"old", b"new"))
+        return found
+
+    monkeypatch.setattr(storage, "version", version_then_replaced)
+    job_id = submit_import(conn, uri)
+    Importer(dsn, job_id, claim_import(dsn, job_id), bucket, batch_bytes=9000).run()
+    row = job(conn, job_id)
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert row["status"] == "failed", (row["checkpoint"].get("version"), names[:1])
+    assert "changed while it was read" in str(row["error"]), row["error"]
+    assert names == []
