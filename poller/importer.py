@@ -157,14 +157,17 @@ class _Source:
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
-                 total: int | None = None, etag: str | None = None):
+                 total: int | None = None, etag: str | None = None,
+                 inode: tuple[int, int] | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
         https:// source per attempt: the reader checks each range against it);
-        ``etag``: the version checkpointed, which an s3:// or obstore read pins."""
+        ``etag``, ``inode``: the version checkpointed, which an s3:// or obstore
+        read pins, a file:// read's file must be."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag,
+                                          inode)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -495,8 +498,10 @@ class Importer:
         self.history.append({"worker": self.worker, "offset": offset})
         # Read the version checkpointed (found by the HEAD above at the first
         # attempt), not whichever a second HEAD in the reader would find.
+        inode = (int(self.version["dev"]), int(self.version["ino"])) \
+            if "dev" in self.version and "ino" in self.version else None
         source = _Source(self.source, offset, self.gzip, total=self.total,
-                         etag=self.version.get("etag"))
+                         etag=self.version.get("etag"), inode=inode)
         blocks = source.blocks()
         buf = bytearray()
         eof = False

@@ -1014,7 +1014,8 @@ def _open_regular_file(path: str, uri: str) -> Any:
 
 
 def open_range(uri: str, offset: int = 0, block: int | None = None,
-               total: int | None = None, etag: str | None = None) -> Iterator[bytes]:
+               total: int | None = None, etag: str | None = None,
+               inode: tuple[int, int] | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
@@ -1023,12 +1024,18 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     an ``https://`` or obstore read asks no second time (a second answer could
     differ); None: asked here. ``etag``: the version the caller began with
     (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match)
-    instead of the one its own HEAD finds."""
+    instead of the one its own HEAD finds; ``inode``: a local file's (device,
+    inode) as :func:`version` found it, which the file opened must be."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
         try:
             with _open_regular_file(loc.path, uri) as f:
+                st = os.fstat(f.fileno())
+                if inode is not None and (st.st_dev, st.st_ino) != tuple(inode):
+                    raise StorageError(f"{uri} changed while it was read: another file "
+                                       "was put in its place", retryable=False,
+                                       hint=CHANGED_WHILE_READ_HINT)
                 f.seek(offset)
                 while total is None or offset < total:
                     data = f.read(block if total is None else min(block, total - offset))

@@ -253,3 +253,28 @@ def test_a_checkpoint_of_the_previous_release_resumes_as_before(conn: Conn, dsn:
     outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
     assert outcome.status == "succeeded", job(conn, job_id)["error"]
     assert scalar(conn, "SELECT count(*) FROM people") == 50
+
+
+def test_the_first_attempt_reads_the_file_it_checkpoints(
+        conn: Conn, dsn: str, src: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader opens the file whose device and inode the attempt
+    checkpointed: one renamed over it between the importer's stat and the
+    reader's open was read whole under a checkpoint naming the other."""
+    path = src / "race.csv"
+    path.write_bytes(CSV)
+    real = storage.version
+
+    def version_then_replaced(source: str) -> Any:
+        found = real(source)
+        (tmp_path / "new.csv").write_bytes(CSV.replace(b"p", b"q"))
+        (tmp_path / "new.csv").replace(path)
+        return found
+
+    monkeypatch.setattr(storage, "version", version_then_replaced)
+    job_id = submit_import(conn, f"file://{path}", "1")
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    row = job(conn, job_id)
+    assert outcome.status == "failed", (outcome, row["checkpoint"])
+    assert "changed while it was read" in str(row["error"]), row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 0
