@@ -185,7 +185,9 @@ class _Calls:
                          missing_is_absent=False) from exc
         if blob is None:
             raise FileNotFoundError(f"gs://{store.bucket_name}/{path}: not found")
-        return {"path": path, "size": int(blob.size or 0), "last_modified": blob.updated}
+        return {"path": path, "size": int(blob.size or 0), "last_modified": blob.updated,
+                "e_tag": blob.etag, "version": None if blob.generation is None
+                else str(blob.generation)}
 
     def put(self, store: Any, path: str, data: Any, **options: Any) -> Any:
         if not isinstance(store, Store):

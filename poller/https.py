@@ -283,10 +283,15 @@ class Source:
 
     def size(self) -> int:
         """The object's size, from a ``HEAD``'s ``Content-Length``."""
+        return self.head()[0]
+
+    def head(self) -> tuple[int, dict[str, str]]:
+        """The object's size (a ``HEAD``'s ``Content-Length``) and version: the
+        ``ETag`` and ``Last-Modified`` it states (those it states)."""
         with self._deadline("HEAD"):
             return self._size()
 
-    def _size(self) -> int:
+    def _size(self) -> tuple[int, dict[str, str]]:
         response = self._request("HEAD", {})
         self._expect(response, 200)
         response.read()  # nothing: the connection is free again
@@ -296,7 +301,9 @@ class Source:
                              f"{length[:40] or 'missing'})", retryable=False,
                              hint="an https:// source must be a file the server knows the "
                                   "size of (Content-Length), not a generated stream")
-        return int(length)
+        version = {name: " ".join(str(response.getheader(header) or "").split())[:200]
+                   for name, header in (("etag", "ETag"), ("modified", "Last-Modified"))}
+        return int(length), {k: v for k, v in version.items() if v}
 
     def read(self, start: int, length: int, total: int) -> bytes:
         """Bytes ``[start, start + length)`` of an object of ``total`` bytes, by one
@@ -338,6 +345,13 @@ def size(uri: str) -> int:
     """The size of an ``https://`` object (one ``HEAD``)."""
     with Source(uri) as source:
         return source.size()
+
+
+def head(uri: str) -> tuple[int, dict[str, str]]:
+    """The size and version (ETag, Last-Modified) of an ``https://`` object (one
+    ``HEAD``)."""
+    with Source(uri) as source:
+        return source.head()
 
 
 def read_ranges(uri: str, offset: int, block: int,

@@ -130,19 +130,44 @@ _CHANGED_HINT = ("restore the source as it was and pgjobs.retry the job, or canc
                  "as a new job")
 
 
+_REPLACED_HINT = ("the source changed since the import began: restore it as it was (an object "
+                  "store's same bytes in one upload: its ETag; a local file: its very inode, "
+                  "not a copy) and pgjobs.retry the job, or submit a new import of the new "
+                  "source; the rows of this job's committed batches stay, so delete them "
+                  "first or import with on_duplicate: skip")
+
+
+def _version_differs(then: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """The part of a source's version (storage.version) that differs between the
+    one checkpointed and the one found now, compared on the parts both state
+    (None: the same). An ETag, where both state one, stands for the content:
+    the Last-Modified of the same bytes uploaded again is not compared."""
+    common = [k for k in then if k in now]
+    if "etag" in common:
+        common = [k for k in common if k != "modified"]
+    for key in common:
+        if str(then[key]) != str(now[key]):
+            return key
+    return None
+
+
 class _Source:
     """The decoded bytes of the source from ``offset`` on (gzip: decompressed, the
     compressed stream read from its start and the first ``offset`` bytes dropped).
     ``consumed``: bytes of the source itself read so far (for progress)."""
 
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
-                 total: int | None = None):
+                 total: int | None = None, etag: str | None = None,
+                 inode: tuple[int, int] | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
-        https:// source per attempt: the reader checks each range against it)."""
+        https:// source per attempt: the reader checks each range against it);
+        ``etag``, ``inode``: the version checkpointed, which an s3:// or obstore
+        read pins, a file:// read's file must be."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
-        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total)
+        self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag,
+                                          inode)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -441,7 +466,7 @@ class Importer:
     def _stream(self, ck: dict[str, Any]) -> None:
         if ck.get("v") != CHECKPOINT_VERSION:
             ck = {}
-        self.total = storage.size(self.source)
+        self.total, now = storage.version(self.source)
         offset = int(ck.get("offset", 0))
         line = int(ck.get("line", 0))
         fields: list[str] | None = ck.get("fields")
@@ -455,11 +480,28 @@ class Importer:
             if header != fields:
                 raise SourceChanged(f"{self.source} changed since the import began: its header "
                                     f"is {header} now, {fields} then", hint=_CHANGED_HINT)
+        # After the header's check, whose message says more.
+        then = ck.get("version")
+        if isinstance(then, dict) and offset > 0:
+            differs = _version_differs(then, now)
+            if differs:
+                raise SourceChanged(f"{self.source} was replaced since the import began "
+                                    f"(its {differs} differs), even if not in size: "
+                                    "the resumed read would go on in another file from the "
+                                    "offset the first reached", hint=_REPLACED_HINT)
+        # The version the first attempt found (a checkpoint of the previous
+        # release has none: the one found now, which later attempts compare).
+        self.version = then if isinstance(then, dict) and offset > 0 else now
         self.totals = {k: ck.get(k, 0) for k in ("inserted", "updated", "skipped", "rejected",
                                                   "records")}
         self.history = list(ck.get("history", []))[-20:]
         self.history.append({"worker": self.worker, "offset": offset})
-        source = _Source(self.source, offset, self.gzip, total=self.total)
+        # Read the version checkpointed (found by the HEAD above at the first
+        # attempt), not whichever a second HEAD in the reader would find.
+        inode = (int(self.version["dev"]), int(self.version["ino"])) \
+            if "dev" in self.version and "ino" in self.version else None
+        source = _Source(self.source, offset, self.gzip, total=self.total,
+                         etag=self.version.get("etag"), inode=inode)
         blocks = source.blocks()
         buf = bytearray()
         eof = False
@@ -685,7 +727,7 @@ class Importer:
     def _checkpoint(self, offset: int, line: int, fields: list[str] | None) -> dict[str, Any]:
         return {"v": CHECKPOINT_VERSION, "offset": offset, "line": line, "fields": fields,
                 "format": self.format, "gzip": self.gzip, "source": self.source,
-                "size": self.total, "history": self.history}
+                "size": self.total, "version": self.version, "history": self.history}
 
     def _copy_whole(self, conn: db.Connection, copy_sql: str, chunk: bytes) -> bool:
         """COPY chunk in one piece; False (nothing staged) when COPY refuses a record."""

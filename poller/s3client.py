@@ -329,6 +329,15 @@ class Client:
     def size(self, key: str) -> int:
         return int(self._call("head_object", Key=key)["ContentLength"])
 
+    def head(self, key: str) -> tuple[int, dict[str, str]]:
+        """The size of ``key`` and its version: the ETag and Last-Modified of
+        one HEAD (those it states)."""
+        head = self._call("head_object", Key=key)
+        modified = head.get("LastModified")
+        version = {"etag": str(head.get("ETag") or ""),
+                   "modified": modified.isoformat() if modified is not None else ""}
+        return int(head["ContentLength"]), {k: v for k, v in version.items() if v}
+
     def get_range(self, key: str, start: int, length: int, etag: str | None = None) -> bytes:
         """Bytes [start, start + length) of ``key``; with ``etag``, of that version
         only (If-Match: S3 answers 412 PreconditionFailed once it was replaced)."""
@@ -363,15 +372,16 @@ class Client:
             raise _translate(exc) from exc
 
     def read_ranges(self, key: str, offset: int, block: int,
-                    total: int | None = None) -> Iterator[bytes]:
+                    total: int | None = None, etag: str | None = None) -> Iterator[bytes]:
         """The object from ``offset`` to its end, one ranged GET per block, every
         one of the version the read began with (its ETag, If-Match): an object
         replaced meanwhile, even by one of the same size, is not read on from the
         new one (that spliced two objects into one). ``total``: the size the
         caller began with; another size now is a change too. Either raises
-        S3Error ``changed``, not retryable."""
+        S3Error ``changed``, not retryable. ``etag``: the version the caller
+        began with (an import's checkpoint), pinned instead of the one found here."""
         head = self._call("head_object", Key=key)
-        size, etag = int(head["ContentLength"]), head.get("ETag")
+        size, etag = int(head["ContentLength"]), etag or head.get("ETag")
         if total is not None and size != total:
             raise S3Error(412, "PreconditionFailed",
                           f"{key} changed while it was read: {total} bytes when the read "

@@ -750,6 +750,36 @@ def size(uri: str) -> int:
         raise storage_error(exc, f"cannot read {uri}") from exc
 
 
+def version(uri: str) -> tuple[int, dict[str, Any]]:
+    """The size of one object (or local file) and its version, which another
+    object put in its place, even of the same size, does not share: a local
+    file's device, inode, size and mtime (ns); an object store's ETag and
+    Last-Modified (gs://: its generation too), those it states. An import
+    checkpoints it, so that a resumed attempt does not read on in another
+    object from the offset it reached in the first."""
+    loc = parse(uri)
+    try:
+        if loc.scheme == "file":
+            fd = open_file(loc.path, os.O_RDONLY | os.O_NONBLOCK, f"cannot read {uri}")
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            return st.st_size, {"dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
+                                "mtime_ns": st.st_mtime_ns}
+        if loc.scheme == "https":
+            return https.head(uri)  # a HEAD that follows no redirect
+        if loc.scheme == "s3":
+            return s3.Client(loc.base.split("://", 1)[1]).head(loc.path)
+        meta = obstore.head(store_for(loc), loc.path)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {uri}") from exc
+    modified = meta.get("last_modified")
+    found = {"etag": meta.get("e_tag"), "generation": meta.get("version"),
+             "modified": modified.isoformat() if modified is not None else None}
+    return int(meta["size"]), {k: str(v) for k, v in found.items() if v}
+
+
 LINK_HINT = ("a symbolic link at or above the allowed prefix (or the worker's --storage "
              "folder) is followed, one below it is not: the allow-list judges the URI's text, "
              "so no link the URI's own folders go through may lead the worker elsewhere; "
@@ -984,19 +1014,28 @@ def _open_regular_file(path: str, uri: str) -> Any:
 
 
 def open_range(uri: str, offset: int = 0, block: int | None = None,
-               total: int | None = None) -> Iterator[bytes]:
+               total: int | None = None, etag: str | None = None,
+               inode: tuple[int, int] | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
     memory holds one block; default READ_BLOCK). Imports read their source through
     this. ``total``: the object's size as the caller read it (:func:`size`), so
     an ``https://`` or obstore read asks no second time (a second answer could
-    differ); None: asked here."""
+    differ); None: asked here. ``etag``: the version the caller began with
+    (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match)
+    instead of the one its own HEAD finds; ``inode``: a local file's (device,
+    inode) as :func:`version` found it, which the file opened must be."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
         try:
             with _open_regular_file(loc.path, uri) as f:
+                st = os.fstat(f.fileno())
+                if inode is not None and (st.st_dev, st.st_ino) != tuple(inode):
+                    raise StorageError(f"{uri} changed while it was read: another file "
+                                       "was put in its place", retryable=False,
+                                       hint=CHANGED_WHILE_READ_HINT)
                 f.seek(offset)
                 while total is None or offset < total:
                     data = f.read(block if total is None else min(block, total - offset))
@@ -1023,7 +1062,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         # botocore: the credential chain and retries of every other S3 call.
         try:
             yield from s3.Client(loc.base.split("://", 1)[1]).read_ranges(loc.path, offset,
-                                                                          block, total)
+                                                                          block, total, etag)
         except s3.S3Error as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return
@@ -1043,7 +1082,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         meta = obstore.head(store, loc.path)
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
-    now, etag = int(meta["size"]), meta.get("e_tag")
+    now = int(meta["size"])
     if total is not None and now != total:
         raise StorageError(f"{uri} changed while it was read: {total} bytes when the read "
                            f"began, {now} now", retryable=False, hint=CHANGED_WHILE_READ_HINT)
@@ -1053,7 +1092,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
 
     # (A gs:// store is Google's client, pgjobs.poller.gcs: its size is pinned,
     # its version not.)
-    pinned = etag if not isinstance(store, gcs.Store) else None
+    pinned = (etag or meta.get("e_tag")) if not isinstance(store, gcs.Store) else None
     while offset < total:
         length = min(block, total - offset)
         try:

@@ -10,6 +10,7 @@ import contextlib
 import email.utils
 import gzip
 import http.server
+import os
 import shutil
 import socket
 import socketserver
@@ -176,6 +177,35 @@ def test_a_stopped_https_import_resumes_at_its_checkpoint(
     assert handler.gets[1] == f"bytes={offset}-{min(offset + 2048, len(data)) - 1}"
     assert scalar(conn, "SELECT count(*) FROM people") == 2000
     assert scalar(conn, "SELECT count(DISTINCT name) FROM people") == 2000
+
+
+def test_an_https_source_whose_etag_changed_between_attempts_is_refused(
+        conn: Conn, dsn: str, tmp_path: Path, https: tuple[str, Path, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint keeps the HEAD's ETag and Last-Modified: a resume that
+    finds another (an object of the same size and header) read on in it from
+    the first's offset, and the job succeeded with rows of both."""
+    base, root, handler = https
+    make_people(conn)
+    data = people_csv(2000)
+    (root / "rows.csv").write_bytes(data)
+    allow(conn, f"{base}/")
+    monkeypatch.setattr(storage, "READ_BLOCK", 2048)
+    job_id = submit_import(conn, f"{base}/rows.csv")
+    stop = threading.Event()
+    assert run(dsn, job_id, tmp_path / "store", stop=stop, batch_bytes=4096,
+               on_progress=lambda *_: stop.set()) == "released"
+    assert job(conn, job_id)["checkpoint"]["version"]["etag"]
+    before = (root / "rows.csv").stat().st_mtime_ns
+    other = data.replace(b"person", b"other ")
+    assert len(other) == len(data)
+    (root / "rows.csv").write_bytes(other)
+    os.utime(root / "rows.csv", ns=(before + 10**9, before + 10**9))  # another ETag
+    assert run(dsn, job_id, tmp_path / "store") == "failed"
+    error = str(job(conn, job_id)["error"])
+    assert "replaced since the import began" in error and "55000" in error, error
+    assert "hint:" in error and "submit a new import" in error, error
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'other%'") == 0
 
 
 def test_one_head_per_attempt_gives_the_total_and_the_reader_its_size(

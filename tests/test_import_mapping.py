@@ -14,6 +14,7 @@ fails the job for good with 55000 and a hint; rows of committed batches stay.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,80 @@ def test_a_changed_gzip_source_is_refused(conn: Conn, dsn: str, src: Path) -> No
     job_id, outcome = _first_batch_then(conn, dsn, src, "g.csv.gz", data, None,
                                         options={"gzip": True}, rewrite=rewrite)
     _refused(conn, job_id, outcome, "header")
+
+
+@pytest.mark.parametrize("how", ["renamed-over", "rewritten-in-place"])
+def test_a_source_replaced_by_one_of_the_same_size_and_header_is_refused(
+        conn: Conn, dsn: str, src: Path, tmp_path: Path, how: str) -> None:
+    """The checkpoint keeps the file's version (device, inode, size, mtime): a
+    resume in another file of the same size and header read on from the first
+    one's offset and the job succeeded with rows of both."""
+    other = CSV.replace(b"p", b"q")
+    assert len(other) == len(CSV)
+    path = src / "r.csv"
+    path.write_bytes(CSV)
+    job_id = submit_import(conn, f"file://{path}", "1")
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store",
+                     stop=stop, batch_bytes=64, on_progress=lambda *_: stop.set()).run()
+    assert first.status == "released", (first, job(conn, job_id))
+    if how == "renamed-over":
+        (tmp_path / "new.csv").write_bytes(other)
+        (tmp_path / "new.csv").replace(path)
+    else:
+        before = path.stat().st_mtime_ns
+        path.write_bytes(other)
+        os.utime(path, ns=(before + 10**9, before + 10**9))  # whatever the clock's grain
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    _refused(conn, job_id, outcome, "replaced since the import began", "submit a new import")
+    assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'q%'") == 0
+
+
+def test_a_checkpoint_of_the_previous_release_resumes_as_before(conn: Conn, dsn: str,
+                                                                src: Path) -> None:
+    """A checkpoint written before versions were kept (none in it) resumes on
+    its size and header alone, and keeps the version found then from now on."""
+    path = src / "legacy.csv"
+    path.write_bytes(CSV)
+    job_id = submit_import(conn, f"file://{path}", "1")
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store",
+                     stop=stop, batch_bytes=64, on_progress=lambda *_: stop.set()).run()
+    assert first.status == "released", (first, job(conn, job_id))
+    conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint - 'version' WHERE id = %s",
+                 (job_id,))
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # touched, not changed
+    stop.clear()
+    second = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store",
+                      stop=stop, batch_bytes=64, on_progress=lambda *_: stop.set()).run()
+    assert second.status == "released", (second, job(conn, job_id))
+    assert job(conn, job_id)["checkpoint"]["version"]["mtime_ns"] == before + 10**9
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    assert outcome.status == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 50
+
+
+def test_the_first_attempt_reads_the_file_it_checkpoints(
+        conn: Conn, dsn: str, src: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader opens the file whose device and inode the attempt
+    checkpointed: one renamed over it between the importer's stat and the
+    reader's open was read whole under a checkpoint naming the other."""
+    path = src / "race.csv"
+    path.write_bytes(CSV)
+    real = storage.version
+
+    def version_then_replaced(source: str) -> Any:
+        found = real(source)
+        (tmp_path / "new.csv").write_bytes(CSV.replace(b"p", b"q"))
+        (tmp_path / "new.csv").replace(path)
+        return found
+
+    monkeypatch.setattr(storage, "version", version_then_replaced)
+    job_id = submit_import(conn, f"file://{path}", "1")
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    row = job(conn, job_id)
+    assert outcome.status == "failed", (outcome, row["checkpoint"])
+    assert "changed while it was read" in str(row["error"]), row["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 0

@@ -126,3 +126,91 @@ def test_the_shared_reader_pins_an_object_stores_version_and_size() -> None:
     with pytest.raises(storage.StorageError) as caught:
         list(storage.open_range(uri, 0, 1000, 4999))
     assert "changed while it was read" in str(caught.value) and not caught.value.retryable
+
+
+def test_an_object_replaced_between_attempts_fails_the_job(conn: Conn, dsn: str, bucket: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The checkpoint keeps the ETag the first attempt's HEAD found: a resume in
+    an object replaced meanwhile by one of the same size and header read on in
+    it from the first one's offset, and the job succeeded with rows of both."""
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    uri = f"{prefix}/in/between.csv"
+    put(uri, old)
+    monkeypatch.setattr(storage, "READ_BLOCK", 7001)
+    job_id = submit_import(conn, uri)
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), bucket, stop=stop,
+                     on_progress=lambda *_: stop.set(), batch_bytes=9000).run()
+    assert first.status == "released", first.error
+    assert job(conn, job_id)["checkpoint"]["version"]["etag"]
+    put(uri, old.replace(b"old", b"new"))
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), bucket).run()
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and row["status"] == "failed", row["error"]
+    error = str(row["error"])
+    assert "replaced since the import began" in error and "55000" in error, error
+    assert "hint:" in error and "submit a new import" in error, error
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert names and all(n.startswith("old") for n in names)
+
+
+@pytest.mark.parametrize("prefix_fixture", ["az_container", "gcs_bucket"], ids=["az", "gs"])
+def test_an_az_or_gs_object_replaced_between_attempts_fails_the_job(
+        conn: Conn, dsn: str, request: pytest.FixtureRequest, prefix_fixture: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As S3's: the checkpoint keeps the version (ETag, Last-Modified; gs: its
+    generation) the first attempt found, and a resume in an object of the same
+    size and header put in its place fails instead of splicing the two."""
+    bucket = str(request.getfixturevalue(prefix_fixture))
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    uri = f"{prefix}/in/between.csv"
+    storage.write(uri, old)
+    monkeypatch.setattr(storage, "READ_BLOCK", 7001)
+    job_id = submit_import(conn, uri)
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), bucket, stop=stop,
+                     on_progress=lambda *_: stop.set(), batch_bytes=9000).run()
+    assert first.status == "released", first.error
+    storage.write(uri, old.replace(b"old", b"new"))
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), bucket).run()
+    row = job(conn, job_id)
+    assert outcome.status == "failed" and row["status"] == "failed", row["error"]
+    assert "replaced since the import began" in str(row["error"]), row["error"]
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert names and all(n.startswith("old") for n in names)
+
+
+def test_the_first_attempt_reads_the_version_it_checkpoints(conn: Conn, dsn: str, bucket: str,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """The ETag an attempt checkpoints is the one its reads pin: an object put
+    again between the importer's HEAD and the reader's was read whole from the
+    new one under a checkpoint naming the old, which a resume then compared."""
+    make_people(conn)
+    prefix = bucket.rstrip("/")
+    allow(conn, prefix)
+    old = b"name,age\n" + b"".join(f"old{i:05},1\n".encode() for i in range(4000))
+    uri = f"{prefix}/in/race.csv"
+    put(uri, old)
+    real = storage.version
+
+    def version_then_replaced(source: str) -> Any:
+        found = real(source)
+        put(uri, old.replace(b"old", b"new"))
+        return found
+
+    monkeypatch.setattr(storage, "version", version_then_replaced)
+    job_id = submit_import(conn, uri)
+    Importer(dsn, job_id, claim_import(dsn, job_id), bucket, batch_bytes=9000).run()
+    row = job(conn, job_id)
+    names = [r[0] for r in conn.execute("SELECT name FROM people")]
+    assert row["status"] == "failed", (row["checkpoint"].get("version"), names[:1])
+    assert "changed while it was read" in str(row["error"]), row["error"]
+    assert names == []
