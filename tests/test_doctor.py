@@ -114,9 +114,9 @@ def test_healthy_document_target_passes(conn: Conn) -> None:
     conn.execute("CREATE INDEX ON user_table_rows USING gin (table_id, data jsonb_path_ops)")
     findings = [f for f in doctor(conn, "user_table_rows") if f["target"] is not None]
     assert [f["check_name"] for f in findings] == [
-        "target.trusted", "target.key_index", "target.document_index", "target.autovacuum",
-        "target.dead_tuples", "jobs.leases", "jobs.heartbeats", "jobs.paused", "jobs.throttled",
-        "jobs.queued_age", "workers.listening"]
+        "target.trusted", "target.grants", "target.key_index", "target.document_index",
+        "target.autovacuum", "target.dead_tuples", "jobs.leases", "jobs.heartbeats",
+        "jobs.paused", "jobs.throttled", "jobs.queued_age", "workers.listening"]
     for f in findings:
         assert_ok(f)
         assert f["target"] == "public.user_table_rows"

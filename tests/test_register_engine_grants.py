@@ -4,7 +4,8 @@ target owned by another, the engine role (the owner of pgjobs' functions,
 which runs the pages, export reads and import inserts) needs its own
 grants on the table. register_target refuses a table the engine cannot
 SELECT, a submit a job whose kind needs a privilege the engine lacks, both
-with 42501 and the GRANT in the hint."""
+with 42501 and the GRANT in the hint; doctor's target.grants warns when a
+registered target lost them."""
 
 from __future__ import annotations
 
@@ -135,3 +136,30 @@ def test_each_writing_kind_is_refused_at_submit_without_its_privilege(
     conn.execute(hint[hint.index("GRANT "):])
     conn.execute(f"SET ROLE {APP}")
     assert scalar(conn, submit) > 0
+
+
+def test_doctor_warns_when_the_engine_lost_its_grants(conn: Conn, owned: None) -> None:
+    conn.execute(f"GRANT SELECT, DELETE ON owned TO {ENGINE}")
+    conn.execute(f"SET ROLE {RUNNER}")
+    conn.execute(REGISTER)
+
+    def grants() -> tuple[Any, ...]:
+        conn.execute("RESET ROLE")  # doctor reads settings a runner may not
+        return conn.execute("SELECT status, detail, fix FROM pgjobs.doctor('owned')"
+                            " WHERE check_name = 'target.grants'").fetchone() or ()
+
+    assert grants()[0] == "ok"
+    conn.execute(f"SET ROLE {APP}")
+    job = scalar(conn, "SELECT pgjobs.submit_delete('owned', '1', '{}')")
+    conn.execute(f"REVOKE DELETE ON owned FROM {ENGINE}")
+    conn.execute(f"SET ROLE {RUNNER}")
+    status, detail, fix = grants()
+    assert status == "warn" and "delete" in detail
+    assert fix == f"As the owner of public.owned: GRANT DELETE ON public.owned TO {ENGINE};"
+    conn.execute(f"SET ROLE {APP}")
+    conn.execute(f"REVOKE SELECT ON owned FROM {ENGINE}")
+    conn.execute(f"GRANT DELETE ON owned TO {ENGINE}")
+    conn.execute(f"SET ROLE {RUNNER}")
+    status, detail, fix = grants()
+    assert status == "warn" and f"GRANT SELECT ON public.owned TO {ENGINE};" in fix
+    assert job
