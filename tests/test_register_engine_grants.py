@@ -163,3 +163,23 @@ def test_doctor_warns_when_the_engine_lost_its_grants(conn: Conn, owned: None) -
     status, detail, fix = grants()
     assert status == "warn" and f"GRANT SELECT ON public.owned TO {ENGINE};" in fix
     assert job
+
+
+def test_export_and_delete_are_refused_at_submit_after_select_is_revoked(
+        conn: Conn, owned: None) -> None:
+    """SELECT revoked after registration: every kind that reads is refused
+    at submit with the GRANT, not queued to fail at its first page."""
+    conn.execute(f"GRANT SELECT, DELETE ON owned TO {ENGINE}")
+    conn.execute(f"SET ROLE {RUNNER}")
+    conn.execute(REGISTER)
+    conn.execute("RESET ROLE")
+    conn.execute(f"REVOKE SELECT ON owned FROM {ENGINE}")
+    conn.execute(f"SET ROLE {APP}")
+    for submit in ("SELECT pgjobs.submit_export('owned', '1')",
+                   "SELECT pgjobs.submit_delete('owned', '1', '{}')",
+                   "SELECT pgjobs.submit_delete('owned', '1', '{\"note\": \"x\"}', '{3}')"):
+        with pytest.raises(errors.InsufficientPrivilege) as refused:
+            conn.execute(submit)
+        hint = refused.value.diag.message_hint or ""
+        assert f"GRANT SELECT ON public.owned TO {ENGINE};" in hint, (submit, hint)
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
