@@ -183,3 +183,26 @@ def test_export_and_delete_are_refused_at_submit_after_select_is_revoked(
         hint = refused.value.diag.message_hint or ""
         assert f"GRANT SELECT ON public.owned TO {ENGINE};" in hint, (submit, hint)
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+
+
+def test_resume_is_refused_after_the_engine_lost_the_kinds_privilege(
+        conn: Conn, owned: None) -> None:
+    """Resume (and retry) queue a job again: refused with the GRANT when
+    the engine lost the privilege the job's kind needs since its submit."""
+    conn.execute(f"GRANT SELECT, DELETE ON owned TO {ENGINE}")
+    conn.execute(f"SET ROLE {RUNNER}")
+    conn.execute(REGISTER)
+    conn.execute(f"SET ROLE {APP}")
+    job = scalar(conn, "SELECT pgjobs.submit_delete('owned', '1', '{}')")
+    conn.execute("SELECT pgjobs.pause(%s)", (job,))
+    conn.execute(f"REVOKE DELETE ON owned FROM {ENGINE}")
+    with pytest.raises(errors.InsufficientPrivilege) as refused:
+        conn.execute("SELECT pgjobs.resume(%s)", (job,))
+    hint = refused.value.diag.message_hint or ""
+    assert f"GRANT DELETE ON public.owned TO {ENGINE};" in hint, hint
+    assert _status(conn, job)[0] == "paused"
+    conn.execute(f"GRANT DELETE ON owned TO {ENGINE}")
+    conn.execute("SELECT pgjobs.resume(%s)", (job,))
+    conn.execute(f"SET ROLE {RUNNER}")
+    conn.execute("CALL pgjobs.run_job(%s)", (job,))
+    assert _status(conn, job) == ("succeeded", None)
