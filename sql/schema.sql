@@ -2988,7 +2988,7 @@ CREATE FUNCTION pgjobs._doctor_target(p_reg pgjobs.target_registry) RETURNS TABL
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- pgjobs.doctor's checks of one registered target: table exists, columns
--- exist, trusted, (scope, key) btree, btree_gin (scope, document) index,
+-- exist, trusted, the engine's grants, (scope, key) btree, btree_gin (scope, document) index,
 -- autovacuum scale factor, dead tuples. Stops after a missing table or
 -- column (the rest cannot be judged). Read-only.
 DECLARE
@@ -3084,6 +3084,35 @@ BEGIN
         fix := 'Run pgjobs as a role with no more rights than the owners of this table, its '
                'triggers, column types and functions (docs/operations.md), or revoke the '
                'TRIGGER grant / change the owner named here.';
+    END IF;
+    RETURN NEXT;
+
+    -- The engine's own grants (pgjobs._engine_grant_problem): SELECT, as
+    -- register_target required, and the privilege of each kind with a job
+    -- queued, running or paused on the table (a REVOKE since: it fails).
+    check_name := 'target.grants';
+    SELECT g.message, g.hint INTO v_error, fix
+      FROM (SELECT NULL::text AS kind, '{}'::jsonb AS payload
+            UNION ALL
+            SELECT DISTINCT j.kind, jsonb_build_object('on_duplicate',
+                                                      j.payload -> 'on_duplicate')
+              FROM pgjobs.jobs j
+             WHERE j.target = p_reg.target AND j.status IN ('queued', 'running', 'paused')) k
+      CROSS JOIN LATERAL pgjobs._engine_grant_problem(
+               p_reg.target, k.kind, k.payload,
+               array_remove(ARRAY[p_reg.key_column, p_reg.scope_column,
+                                  p_reg.created_at_column, p_reg.document_column]::text[],
+                            NULL)) g
+     WHERE g.message IS NOT NULL
+     LIMIT 1;
+    IF v_error IS NULL THEN
+        status := 'ok';
+        detail := format('role %s, which pgjobs runs as, may read the table and run its '
+                         'pending jobs', pgjobs._engine_role());
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := v_error || ' (a grant revoked since it was registered?)';
     END IF;
     RETURN NEXT;
 
@@ -3260,6 +3289,108 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._doctor_throttle_visibility() OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_grant_problem(regclass, text, jsonb, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb DEFAULT '{}'::jsonb, p_columns text[] DEFAULT '{}'::text[], OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What the engine's role (pgjobs._engine_role) lacks on p_target to run
+-- jobs of kind p_kind, in a form that does not raise: a message and a
+-- hint holding the one GRANT that gives everything missing, or both NULL.
+-- A target owned by another role than the engine's is read and written
+-- with the engine's own grants: without them a job is accepted and fails
+-- at its first page with a bare "permission denied for table".
+-- p_kind NULL: what every use of the target needs, SELECT (on p_columns,
+-- the registered columns, or on the table); register_target asks this.
+-- delete SELECT and DELETE, backfill SELECT and UPDATE, export SELECT,
+-- import INSERT (and UPDATE when its payload says on_duplicate "update"):
+-- the submits ask
+-- this (pgjobs._insert_job_row), doctor's target.grants too. A custom
+-- kind: nothing more (its external worker acts on the rows, not pgjobs).
+-- UPDATE and INSERT granted on some columns only pass here: the pages
+-- check the columns a job writes. Locks nothing.
+DECLARE
+    v_role name := pgjobs._engine_role();
+    v_privileges text[];
+    v_privilege text;
+    v_missing text[] := '{}';
+    v_has boolean;
+BEGIN
+    v_privileges := CASE
+        WHEN p_kind IS NULL OR p_kind = 'export' THEN ARRAY['SELECT']
+        WHEN p_kind = 'delete' THEN ARRAY['SELECT', 'DELETE']
+        WHEN p_kind = 'backfill' THEN ARRAY['SELECT', 'UPDATE']
+        WHEN p_kind = 'import' THEN
+            CASE WHEN coalesce(p_payload ->> 'on_duplicate', '') = 'update'
+                 THEN ARRAY['INSERT', 'UPDATE'] ELSE ARRAY['INSERT'] END
+        ELSE '{}'::text[] END;
+    IF v_role IS NULL THEN
+        RETURN;
+    END IF;
+    FOREACH v_privilege IN ARRAY v_privileges LOOP
+        v_has := has_table_privilege(v_role, p_target, v_privilege);
+        IF NOT v_has AND v_privilege = 'SELECT' THEN
+            v_has := CASE WHEN coalesce(cardinality(p_columns), 0) = 0
+                          THEN has_any_column_privilege(v_role, p_target, 'SELECT')
+                          ELSE NOT EXISTS (
+                              SELECT 1 FROM unnest(p_columns) c
+                               WHERE NOT has_column_privilege(v_role, p_target, c, 'SELECT'))
+                     END;
+        ELSIF NOT v_has AND v_privilege IN ('UPDATE', 'INSERT') THEN
+            v_has := has_any_column_privilege(v_role, p_target, v_privilege);
+        END IF;
+        IF NOT v_has THEN
+            v_missing := v_missing || v_privilege;
+        END IF;
+    END LOOP;
+    IF cardinality(v_missing) > 0 THEN
+        message := format('permission denied: role %s, which pgjobs runs as (it owns pgjobs'' '
+                          'functions), lacks %s on %s: %s', v_role,
+                          array_to_string(v_missing, ' and '), p_target,
+                          CASE WHEN p_kind IS NULL THEN 'no job or read of it could run'
+                               ELSE format('a %s job of it would fail', p_kind) END);
+        hint := format('As the owner of %s: GRANT %s ON %s TO %I;', p_target,
+                       array_to_string(v_missing, ', '), p_target, v_role);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_role(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_role() RETURNS name
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The role pgjobs' engine acts on targets as: the owner of its SECURITY
+-- DEFINER client functions (the submits, the read path), whose members
+-- run the pages, export reads and import inserts (docs/operations.md,
+-- "Which role should own and run pgjobs"). Found as doctor's
+-- target.trusted finds it. Locks nothing. (PL/pgSQL: a SQL body would
+-- be checked at creation, before the function it names exists.)
+BEGIN
+    RETURN (SELECT p.proowner::regrole::name FROM pg_catalog.pg_proc p
+             WHERE p.oid = 'pgjobs._visible_as(name, regclass, text, jsonb, text, integer)'
+                           ::regprocedure);
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_role() OWNER TO SUPERUSER;
 
 --
 -- Name: _engine_seen(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4544,6 +4675,7 @@ DECLARE
     v_writes boolean := pgjobs._writes(p_kind);
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
+    v_grant_hint text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -4581,6 +4713,15 @@ BEGIN
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
     PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- The engine's own grants for this kind (pgjobs._engine_grant_problem):
+    -- refused here, not by a bare "permission denied" at its first page.
+    IF v_reg.target IS NOT NULL THEN
+        SELECT p.message, p.hint INTO v_key, v_grant_hint
+          FROM pgjobs._engine_grant_problem(p_target, p_kind, p_payload) p;
+        IF v_key IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_key USING ERRCODE = '42501', HINT = v_grant_hint;
+        END IF;
+    END IF;
     IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no payload.';
@@ -7184,6 +7325,19 @@ BEGIN
         v_problem := pgjobs._submitter_problem(p_job, v_reg);  -- a grant revoked since submit
         message := v_problem.message;
         hint := v_problem.hint;
+    END IF;
+    -- Queued again by retry or resume, a job runs with the engine's own
+    -- grants as well (pgjobs._engine_grant_problem, its submit's check):
+    -- refused here with the GRANT, not failed at its first page. Not at an
+    -- attempt's start: the page itself reports it there.
+    IF message IS NULL AND p_verb <> 'started' AND v_reg.target IS NOT NULL THEN
+        v_problem := pgjobs._engine_grant_problem(p_job.target, p_job.kind, p_job.payload);
+        IF v_problem.message IS NOT NULL THEN
+            message := format('job %s cannot be %s: %s', p_job.id, p_verb, v_problem.message);
+            hint := v_problem.hint || format(' The job stays %s (pgjobs.cancel(%s) ends it).',
+                                             p_job.status, p_job.id);
+            RETURN;
+        END IF;
     END IF;
     IF message IS NULL THEN
         RETURN;
@@ -14593,6 +14747,18 @@ BEGIN
     -- run with rights its authors lack (42501; pgjobs._require_trusted).
     PERFORM pgjobs._require_trusted(p_target);
 
+    -- The engine reads the table with its own grants (pgjobs' owner, not
+    -- the caller): without SELECT every job and read of it would fail at
+    -- its first page with a bare "permission denied". The privilege a
+    -- kind writes with is asked at its submit (pgjobs._insert_job_row), so
+    -- a table only ever exported needs no DELETE granted (42501).
+    SELECT p.message, p.hint INTO v_problem
+      FROM pgjobs._engine_grant_problem(p_target, NULL, '{}',
+               array_remove(ARRAY[p_key, p_scope, p_created_at, p_document]::text[], NULL)) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
+    END IF;
+
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
     -- Partitioned parents take no storage parameters: tune the leaves.
@@ -14644,7 +14810,7 @@ ALTER FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope nam
 -- Name: FUNCTION register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it. Refuses (55006) to change the key, scope, created_at or document column while a job of the table is queued, running or paused; its failed and canceled jobs can no longer be retried after such a change.';
+COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column while a job of the table is queued, running or paused; its failed and canceled jobs can no longer be retried after such a change.';
 
 --
 -- Name: release(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -16511,6 +16677,20 @@ GRANT ALL ON FUNCTION pgjobs._doctor_target(p_reg pgjobs.target_registry) TO pgj
 
 REVOKE ALL ON FUNCTION pgjobs._doctor_throttle_visibility() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._doctor_throttle_visibility() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_role(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_role() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_role() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _engine_seen(p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

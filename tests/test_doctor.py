@@ -114,9 +114,9 @@ def test_healthy_document_target_passes(conn: Conn) -> None:
     conn.execute("CREATE INDEX ON user_table_rows USING gin (table_id, data jsonb_path_ops)")
     findings = [f for f in doctor(conn, "user_table_rows") if f["target"] is not None]
     assert [f["check_name"] for f in findings] == [
-        "target.trusted", "target.key_index", "target.document_index", "target.autovacuum",
-        "target.dead_tuples", "jobs.leases", "jobs.heartbeats", "jobs.paused", "jobs.throttled",
-        "jobs.queued_age", "workers.listening"]
+        "target.trusted", "target.grants", "target.key_index", "target.document_index",
+        "target.autovacuum", "target.dead_tuples", "jobs.leases", "jobs.heartbeats",
+        "jobs.paused", "jobs.throttled", "jobs.queued_age", "workers.listening"]
     for f in findings:
         assert_ok(f)
         assert f["target"] == "public.user_table_rows"
@@ -371,7 +371,12 @@ def test_cli_piped_lines_and_exit_1_when_something_needs_fixing(
 
 def test_cli_exit_0_when_healthy(cli: Callable[..., Result], conn: Conn,
                                  runner_session: Conn, engine_owner: str) -> None:
-    make_rows_target(conn)
+    # registered once pgjobs' owner may read it (register_target refuses
+    # otherwise), then handed to that owner
+    make_rows_target(conn, register=False)
+    conn.execute(f"GRANT SELECT ON user_table_rows TO {engine_owner}")
+    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', "
+                 "'created_at', 'data')")
     conn.execute(f"ALTER TABLE user_table_rows OWNER TO {engine_owner}")
     conn.execute("CREATE INDEX ON user_table_rows USING gin (table_id, data jsonb_path_ops)")
     result = cli("user_table_rows")
@@ -382,7 +387,10 @@ def test_cli_exit_0_when_healthy(cli: Callable[..., Result], conn: Conn,
 
 def test_cli_fail_on_and_json(cli: Callable[..., Result], conn: Conn,
                               runner_session: Conn, engine_owner: str) -> None:
-    make_rows_target(conn)  # no gin index: a warning only
+    make_rows_target(conn, register=False)  # no gin index: a warning only
+    conn.execute(f"GRANT SELECT ON user_table_rows TO {engine_owner}")
+    conn.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id', "
+                 "'created_at', 'data')")
     conn.execute(f"ALTER TABLE user_table_rows OWNER TO {engine_owner}")
     assert cli().exit_code == 1
     assert cli("--fail-on", "fail").exit_code == 0

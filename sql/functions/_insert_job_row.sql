@@ -45,6 +45,7 @@ DECLARE
     v_writes boolean := pgjobs._writes(p_kind);
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
+    v_grant_hint text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -82,6 +83,15 @@ BEGIN
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
     PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- The engine's own grants for this kind (pgjobs._engine_grant_problem):
+    -- refused here, not by a bare "permission denied" at its first page.
+    IF v_reg.target IS NOT NULL THEN
+        SELECT p.message, p.hint INTO v_key, v_grant_hint
+          FROM pgjobs._engine_grant_problem(p_target, p_kind, p_payload) p;
+        IF v_key IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_key USING ERRCODE = '42501', HINT = v_grant_hint;
+        END IF;
+    END IF;
     IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no payload.';

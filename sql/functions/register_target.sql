@@ -174,6 +174,18 @@ BEGIN
     -- run with rights its authors lack (42501; pgjobs._require_trusted).
     PERFORM pgjobs._require_trusted(p_target);
 
+    -- The engine reads the table with its own grants (pgjobs' owner, not
+    -- the caller): without SELECT every job and read of it would fail at
+    -- its first page with a bare "permission denied". The privilege a
+    -- kind writes with is asked at its submit (pgjobs._insert_job_row), so
+    -- a table only ever exported needs no DELETE granted (42501).
+    SELECT p.message, p.hint INTO v_problem
+      FROM pgjobs._engine_grant_problem(p_target, NULL, '{}',
+               array_remove(ARRAY[p_key, p_scope, p_created_at, p_document]::text[], NULL)) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
+    END IF;
+
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
     -- Partitioned parents take no storage parameters: tune the leaves.
@@ -230,6 +242,7 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'false) lets clients that a row-level security policy on the table would confine use pgjobs '
 'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
 '(triggers, column types, defaults...) belongs to a role without the rights of the role '
-'registering it. Refuses (55006) to change the key, scope, created_at or document column '
+'registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the '
+'owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column '
 'while a job of the table is queued, running or paused; its failed and canceled jobs can no '
 'longer be retried after such a change.';
