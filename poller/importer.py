@@ -132,9 +132,11 @@ _CHANGED_HINT = ("restore the source as it was and pgjobs.retry the job, or canc
 
 _REPLACED_HINT = ("the source changed since the import began: restore it as it was (an object "
                   "store's same bytes in one upload: its ETag; a local file: its very inode, "
-                  "not a copy) and pgjobs.retry the job, or submit a new import of the new "
-                  "source; the rows of this job's committed batches stay, so delete them "
-                  "first or import with on_duplicate: skip")
+                  "not a copy), or, if only records past the committed batches changed (a "
+                  "bad record fixed in place), pgjobs.retry the job, which reads on in the "
+                  "source as it is now; or submit a new import of the new source; the rows "
+                  "of this job's committed batches stay, so delete them first or import "
+                  "with on_duplicate: skip")
 
 
 def _version_differs(then: dict[str, Any], now: dict[str, Any]) -> str | None:

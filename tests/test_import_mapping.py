@@ -230,6 +230,34 @@ def test_a_source_replaced_by_one_of_the_same_size_and_header_is_refused(
     assert scalar(conn, "SELECT count(*) FROM people WHERE name LIKE 'q%'") == 0
 
 
+def test_a_retry_after_the_refusal_reads_on_in_the_source_as_it_is(
+        conn: Conn, dsn: str, src: Path, tmp_path: Path) -> None:
+    """pgjobs.retry is the operator's word that the source is as it should be
+    (a bad record fixed in place, docs/imports.md): it forgets the pinned
+    version, so the retried attempt reads on from the committed offset and
+    pins the version it finds; the resume before it was refused."""
+    other = CSV.replace(b"p4", b"q4")
+    assert len(other) == len(CSV)
+    path = src / "fixed.csv"
+    path.write_bytes(CSV)
+    job_id = submit_import(conn, f"file://{path}", "1")
+    stop = threading.Event()
+    first = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store",
+                     stop=stop, batch_bytes=64, on_progress=lambda *_: stop.set()).run()
+    assert first.status == "released", (first, job(conn, job_id))
+    (tmp_path / "new.csv").write_bytes(other)
+    (tmp_path / "new.csv").replace(path)
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    _refused(conn, job_id, outcome, "replaced since the import began", "pgjobs.retry")
+    assert "version" in job(conn, job_id)["checkpoint"]
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
+    assert "version" not in job(conn, job_id)["checkpoint"]
+    outcome = Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+    assert outcome.status == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 50
+    assert job(conn, job_id)["checkpoint"]["version"]["ino"] == path.stat().st_ino
+
+
 def test_a_checkpoint_of_the_previous_release_resumes_as_before(conn: Conn, dsn: str,
                                                                 src: Path) -> None:
     """A checkpoint written before versions were kept (none in it) resumes on
