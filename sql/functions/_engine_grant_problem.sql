@@ -32,7 +32,7 @@ DECLARE
     v_role name := pgjobs._engine_role();
     v_privileges text[];
     v_privilege text;
-    v_missing text[] := '{}';
+    v_missing text[] := '{}'::text[];
     v_has boolean;
 BEGIN
     v_privileges := CASE
