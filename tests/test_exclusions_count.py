@@ -264,7 +264,8 @@ def test_pending_deletes_keyed_by_key_keep_the_renamed_probe_through_upgrade(
     rewrote is no longer the one upgraded from, so its rewrite itself is not
     shown here: test_a_stopped_delete_... below shows 0032's), the upgrade
     leaves it so, and the reads and the delete are then exact. A job that is
-    not pending keeps its predicate."""
+    not pending keeps its predicate. The probe is spelled as the last release
+    compiled it (since stop 30: pg_catalog's operators and types, named)."""
     with empty_database(cluster_url, "exclusions_0031") as dsn:
         assert migrate(dsn, PREVIOUS)["migrations_applied"]
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -279,7 +280,8 @@ def test_pending_deletes_keyed_by_key_keep_the_renamed_probe_through_upgrade(
                 predicate = job(conn, jobs[k])["predicate"]
                 assert predicate.endswith(
                     f" AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x (x_job_id, x_key)"
-                    f" WHERE x.x_job_id = {jobs[k]} AND x.x_key = ({k}::text COLLATE \"C\")"
+                    f" WHERE x.x_job_id OPERATOR(pg_catalog.=) {jobs[k]}"
+                    f" AND x.x_key OPERATOR(pg_catalog.=) ({k}::pg_catalog.text COLLATE \"C\")"
                     f" OFFSET 0))"), predicate
                 cutoff = cutoff_of(conn, jobs[k])
                 left = {key for key, (_, created) in rows[k].items()

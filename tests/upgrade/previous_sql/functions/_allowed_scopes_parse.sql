@@ -16,7 +16,12 @@ AS $$
 -- whose first non-blank character is '"' is quoted, CSV style: everything
 -- up to the closing '"' is the scope, commas and blanks included, '""'
 -- standing for one '"'; only blanks may follow it before the next comma.
--- entries is NULL for an unset or blank list (no restriction). A malformed
+-- An unquoted entry that is empty or only blanks (a leading, trailing or
+-- doubled comma: 'acme,') names no scope and is left out, so it allows
+-- nothing: it once allowed the empty-text tenant, which a list built by
+-- joining values with commas never meant; '""' (quoted) still names it.
+-- entries is NULL for an unset or blank list (no restriction); '{}' (allows
+-- nothing) for a list of empty entries only (','). A malformed
 -- list (a quote left open, text after a closing quote) is never read
 -- leniently: entries '{}' (allows nothing) and problem says what is wrong,
 -- since a partial reading of a value built from a tenant's name could allow
@@ -27,17 +32,21 @@ DECLARE
     v_entry text;
     v_at integer;
     v_first boolean := true;
+    v_quoted boolean;
 BEGIN
     IF v_rest = '' THEN
         RETURN;  -- entries NULL: no restriction
     END IF;
     IF strpos(v_rest, '"') = 0 THEN
-        entries := regexp_split_to_array(v_rest, '\s*,\s*');
+        entries := ARRAY(SELECT e FROM unnest(regexp_split_to_array(v_rest, '\s*,\s*'))
+                                       WITH ORDINALITY AS x(e, n)
+                          WHERE e !~ '^\s*$' ORDER BY n);
         RETURN;
     END IF;
     entries := '{}'::text[];
     LOOP
-        IF v_rest ~ '^\s*"' THEN
+        v_quoted := v_rest ~ '^\s*"';
+        IF v_quoted THEN
             v_rest := substr(v_rest, strpos(v_rest, '"') + 1);
             v_entry := '';
             LOOP
@@ -76,7 +85,9 @@ BEGIN
                 v_rest := substr(v_rest, v_at);
             END IF;
         END IF;
-        entries := entries || v_entry;
+        IF v_quoted OR v_entry !~ '^\s*$' THEN
+            entries := entries || v_entry;
+        END IF;
         EXIT WHEN v_rest = '';
         v_rest := substr(v_rest, 2);  -- the comma
         v_first := false;

@@ -19,6 +19,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._rescue_expired();
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
     IF NOT FOUND THEN

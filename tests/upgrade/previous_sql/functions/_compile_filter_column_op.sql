@@ -15,6 +15,12 @@ AS $function$
 -- when the caller test-evaluates), p_type its type as format_type() spells it.
 -- Values become canonical typed literals (pgjobs._typed_literal) (a JSON string gives its text, other
 -- scalars their JSON text; json/jsonb columns take the JSON text itself).
+-- Every operator is written OPERATOR(pg_catalog.x): the text is also read
+-- outside pgjobs' pinned path (pgjobs.mask in a client's query), where an
+-- unqualified operator would take one a writable schema holds for the
+-- column's domain (pg_catalog has none of a domain's own, so any such
+-- operator is a better match) or, with that schema first, for any type.
+-- A qualified name still resolves a domain to its base type's operator.
 -- Returns a parenthesised boolean expression; NULL means "not matched".
 -- The operand's shape is checked before (pgjobs._check_filter_operand);
 -- what is left here is what a value must be for the column's type.
@@ -35,15 +41,17 @@ BEGIN
                     USING ERRCODE = '22023',
                   HINT = 'Compare a column with one value, e.g. {"id": 5}; use $in for several.';
             END IF;
-            -- $ne also matches NULL columns: IS DISTINCT FROM.
-            v_sql := format('(%s %s %s)', p_ref,
-                            CASE p_op WHEN '$ne' THEN 'IS DISTINCT FROM' ELSE '=' END,
+            -- $ne also matches NULL columns, as IS DISTINCT FROM would; written
+            -- out because IS DISTINCT FROM looks its `=` up on the reader's path.
+            v_sql := format(CASE p_op WHEN '$ne'
+                                 THEN '(%1$s IS NULL OR NOT %1$s OPERATOR(pg_catalog.=) %2$s)'
+                                 ELSE '(%1$s OPERATOR(pg_catalog.=) %2$s)' END, p_ref,
                             pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
                                                        ELSE p_value #>> '{}' END, p_type));
         END IF;
 
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
-        v_sql := format('(%s %s %s)', p_ref,
+        v_sql := format('(%s OPERATOR(pg_catalog.%s) %s)', p_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
                         pgjobs._typed_literal(CASE WHEN v_is_json THEN p_value::text
@@ -66,15 +74,15 @@ BEGIN
         v_sql := CASE
                      WHEN cardinality(v_lits) = 0 AND v_has_null THEN format('%s IS NULL', p_ref)
                      WHEN cardinality(v_lits) = 0 THEN 'false'
-                     WHEN v_has_null THEN format('%s = ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
+                     WHEN v_has_null THEN format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]) OR %s IS NULL', p_ref,
                                                  array_to_string(v_lits, ', '), p_ref)
-                     ELSE format('%s = ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
+                     ELSE format('%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s])', p_ref, array_to_string(v_lits, ', '))
                  END;
         v_sql := CASE p_op WHEN '$in' THEN '(' || v_sql || ')'
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
-        v_sql := format('((%s)::text ILIKE %L)', p_ref,
+        v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 

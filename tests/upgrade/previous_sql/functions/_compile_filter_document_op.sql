@@ -24,7 +24,9 @@ AS $function$
 -- agree: a nested scalar is contained only in an equal scalar (numbers
 -- compare as numbers), and `->` on a non-object gives NULL. Ranges compare as
 -- jsonb between values of the operand's JSON type only. Returns a
--- parenthesised boolean expression; NULL means "not matched". The
+-- parenthesised boolean expression; NULL means "not matched". Operators,
+-- functions and types are pg_catalog's, named so (see
+-- pgjobs._compile_filter_column_op: the text is read on other paths). The
 -- operand's shape is checked before (pgjobs._check_filter_operand).
 DECLARE
     v_ref   text := format('%I', p_document);
@@ -36,7 +38,7 @@ DECLARE
     v_many  jsonb[] := '{}'::jsonb[];
 BEGIN
     FOREACH v_seg IN ARRAY p_path LOOP
-        v_ref := v_ref || format(' -> %L', v_seg);
+        v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
     END LOOP;
     v_ref := '(' || v_ref || ')';
 
@@ -45,10 +47,11 @@ BEGIN
             SELECT coalesce(array_agg(x.value), '{}'::jsonb[]) INTO v_many
               FROM jsonb_array_elements(p_value) x WHERE jsonb_typeof(x.value) <> 'null';
             IF cardinality(v_many) >= 9 THEN
-                v_parts := v_parts || format('(%s = ANY (%L::jsonb[]))', v_ref, v_many);
+                v_parts := v_parts || format('(%s OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.jsonb[]))',
+                                             v_ref, v_many);
                 IF jsonb_path_exists(p_value, 'strict $[*] ? (@ == null)') THEN
-                    v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)',
-                                                 v_ref, v_ref);
+                    v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                                 '''null''::pg_catalog.jsonb)', v_ref);
                 END IF;
             END IF;
         END IF;
@@ -61,7 +64,8 @@ BEGIN
         LOOP
             IF jsonb_typeof(v_elem) = 'null' THEN
                 -- null matches a missing field or a JSON null.
-                v_parts := v_parts || format('(%s IS NULL OR %s = ''null''::jsonb)', v_ref, v_ref);
+                v_parts := v_parts || format('(%1$s IS NULL OR %1$s OPERATOR(pg_catalog.=) '
+                                             '''null''::pg_catalog.jsonb)', v_ref);
             ELSE
                 v_wrap := v_elem;
                 FOR v_i IN REVERSE cardinality(p_path) .. 1 LOOP
@@ -69,10 +73,12 @@ BEGIN
                 END LOOP;
                 IF jsonb_typeof(v_elem) IN ('object', 'array') THEN
                     -- Containment alone would accept supersets.
-                    v_parts := v_parts || format('(%I @> %L::jsonb AND %s = %L::jsonb)',
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb '
+                                                 'AND %s OPERATOR(pg_catalog.=) %L::pg_catalog.jsonb)',
                                                  p_document, v_wrap, v_ref, v_elem);
                 ELSE
-                    v_parts := v_parts || format('(%I @> %L::jsonb)', p_document, v_wrap);
+                    v_parts := v_parts || format('(%I OPERATOR(pg_catalog.@>) %L::pg_catalog.jsonb)',
+                                                 p_document, v_wrap);
                 END IF;
             END IF;
         END LOOP;
@@ -90,7 +96,8 @@ BEGIN
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
         -- Only values of the operand's JSON type compare (numbers with numbers,
         -- strings with strings in the database collation, false < true).
-        v_sql := format('(jsonb_typeof(%s) = %L AND %s %s %L::jsonb)',
+        v_sql := format('(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) %L::pg_catalog.text '
+                        'AND %s OPERATOR(pg_catalog.%s) %L::pg_catalog.jsonb)',
                         v_ref, jsonb_typeof(p_value), v_ref,
                         CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
                                   WHEN '$lt' THEN '<' ELSE '<=' END,
@@ -101,8 +108,10 @@ BEGIN
         -- '{}' typed: an untyped literal would let a #>> (jsonb, text) found
         -- on the path of a session that reads this text (pgjobs.mask in a
         -- client's query) win over pg_catalog's (jsonb, text[]).
-        v_sql := format('(jsonb_typeof(%s) = ''string'' AND (%s #>> ''{}''::text[]) ILIKE %L)',
-                        v_ref, v_ref,
+        v_sql := format('(pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) '
+                        '''string''::pg_catalog.text AND (%1$s OPERATOR(pg_catalog.#>>) '
+                        '''{}''::pg_catalog.text[]) OPERATOR(pg_catalog.~~*) %2$L::pg_catalog.text)',
+                        v_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 

@@ -54,7 +54,7 @@ BEGIN
         END IF;
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::jsonb', p_field);
+            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
             v_type := 'jsonb';
         ELSE
             v_ref := format('%I', p_field);

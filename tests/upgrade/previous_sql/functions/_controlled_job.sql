@@ -16,14 +16,16 @@ AS $$
 -- policy hides it; 42501 for an admin). A job the caller may
 -- not see (policy jobs_client_read) raises P0002 like an unknown id, before
 -- any lock, so neither the error nor a wait tells it which ids exist.
--- Returns the job row. Locks: the job row FOR UPDATE (waits for a claim or
--- a page in flight on it).
+-- A NULL id is a bad argument (22023), not an unknown job: "job <NULL> does
+-- not exist" sent the caller looking for a job. Returns the job row.
+-- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it).
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
     v_submitter boolean;
     v_found boolean;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL
     SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
     v_found := FOUND;
     -- The submitter: the very role (by oid since migration 0033), not one

@@ -146,14 +146,17 @@ BEGIN
     without_zone := v_is_timestamp;
     time_zone := v_tz;
     clause := format(
-        'coalesce(%1$I <= %2$s, true) AND (%1$I < %3$s OR (pg_catalog.age(xmin)::bigint & '
-        '4294967295) > (SELECT pg_catalog.age(%4$L::xid))%5$s OR xmin = %6$L::xid)',
+        'coalesce(%1$I OPERATOR(pg_catalog.<=) %2$s, true) AND (%1$I OPERATOR(pg_catalog.<) %3$s '
+        'OR (pg_catalog.age(xmin)::bigint OPERATOR(pg_catalog.&) 4294967295) '
+        'OPERATOR(pg_catalog.>) (SELECT pg_catalog.age(%4$L::pg_catalog.xid))%5$s '
+        'OR xmin OPERATOR(pg_catalog.=) %6$L::pg_catalog.xid)',
         p_reg.created_at_column,
         pgjobs._time_literal(p_cutoff, v_is_timestamp, v_tz),
         pgjobs._time_literal(v_horizon, v_is_timestamp, v_tz),
         v_xmax % 4294967296,
         CASE WHEN cardinality(v_running) = 0 THEN ''
-             ELSE format(' AND NOT xmin = ANY (%L::xid[])', v_running) END,
+             ELSE format(' AND NOT xmin OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.xid[])',
+                         v_running) END,
         v_own % 4294967296);
 END
 $$;

@@ -14,6 +14,9 @@ AS $$
 --   channel `pgjobs` carry the job's target and scope.
 --   max_parallel (integer, only when stored; else 64): the ceiling of an
 --   export's option "parallel" (pgjobs._max_parallel);
+--   max_client_priority (integer, only when stored; else no ceiling): the
+--   highest option "priority" a submitter that is not an administrator may
+--   give a job (pgjobs._insert_job_row);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

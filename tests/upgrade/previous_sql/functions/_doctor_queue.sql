@@ -20,7 +20,10 @@ BEGIN
     target := CASE WHEN p_target IS NOT NULL THEN p_target::text END;
     check_name := 'jobs.queued_age';
     fix := NULL;
-    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at)
+    -- (An infinite run_at, which older releases accepted, has no
+    -- age: now() - '-infinity' raises 22008. Such a job is listed; the
+    -- oldest age is of the others.)
+    SELECT array_agg(j.id ORDER BY j.id), max(now() - j.run_at) FILTER (WHERE isfinite(j.run_at))
       INTO v_ids, v_oldest
       FROM pgjobs.jobs j
      WHERE j.status = 'queued' AND j.run_at < now() - interval '15 minutes'
@@ -32,7 +35,8 @@ BEGIN
         status := 'warn';
         detail := format('%s queued job(s) due for up to %s (ids %s): nothing runs them, or a '
                          'writing job of their scope holds the gate', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+                         coalesce(date_trunc('second', v_oldest)::text, 'ever'),
+                         array_to_string(v_ids[1:20], ', '));
         fix := 'SELECT pgjobs.schedule();  -- or: ' || p_loop_fix || current_database()
                || '; and for exports/imports: pgjobs worker';
     END IF;

@@ -8,7 +8,7 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
 -- pgjobs.doctor's checks of one registered target: table exists, columns
--- exist, trusted, (scope, key) btree, btree_gin (scope, document) index,
+-- exist, trusted, the engine's grants, (scope, key) btree, btree_gin (scope, document) index,
 -- autovacuum scale factor, dead tuples. Stops after a missing table or
 -- column (the rest cannot be judged). Read-only.
 DECLARE
@@ -104,6 +104,35 @@ BEGIN
         fix := 'Run pgjobs as a role with no more rights than the owners of this table, its '
                'triggers, column types and functions (docs/operations.md), or revoke the '
                'TRIGGER grant / change the owner named here.';
+    END IF;
+    RETURN NEXT;
+
+    -- The engine's own grants (pgjobs._engine_grant_problem): SELECT, as
+    -- register_target required, and the privilege of each kind with a job
+    -- queued, running or paused on the table (a REVOKE since: it fails).
+    check_name := 'target.grants';
+    SELECT g.message, g.hint INTO v_error, fix
+      FROM (SELECT NULL::text AS kind, '{}'::jsonb AS payload
+            UNION ALL
+            SELECT DISTINCT j.kind, jsonb_build_object('on_duplicate',
+                                                      j.payload -> 'on_duplicate')
+              FROM pgjobs.jobs j
+             WHERE j.target = p_reg.target AND j.status IN ('queued', 'running', 'paused')) k
+      CROSS JOIN LATERAL pgjobs._engine_grant_problem(
+               p_reg.target, k.kind, k.payload,
+               array_remove(ARRAY[p_reg.key_column, p_reg.scope_column,
+                                  p_reg.created_at_column, p_reg.document_column]::text[],
+                            NULL)) g
+     WHERE g.message IS NOT NULL
+     LIMIT 1;
+    IF v_error IS NULL THEN
+        status := 'ok';
+        detail := format('role %s, which pgjobs runs as, may read the table and run its '
+                         'pending jobs', pgjobs._engine_role());
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := v_error || ' (a grant revoked since it was registered?)';
     END IF;
     RETURN NEXT;
 

@@ -55,8 +55,9 @@ BEGIN
             v_job := 'x_job_id';
             v_key := 'x_key';
         END IF;
-        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I = %s '
-                      'AND x.%I = (%I::text COLLATE "C")%s)',
+        RETURN format('EXISTS (SELECT FROM pgjobs.job_exclusions x%s WHERE x.%I '
+                      'OPERATOR(pg_catalog.=) %s AND x.%I OPERATOR(pg_catalog.=) '
+                      '(%I::pg_catalog.text COLLATE "C")%s)',
                       CASE WHEN v_job = 'job_id' THEN ''
                            ELSE format(' (%I, %I)', v_job, v_key) END,
                       v_job, p_job, v_key, p_key_column,
@@ -64,6 +65,7 @@ BEGIN
     ELSIF coalesce(cardinality(p_keys), 0) = 0 THEN
         RETURN NULL;
     END IF;
-    RETURN format('%I = ANY (%L::%s[])', p_key_column, p_keys, p_key_type);
+    RETURN format('%I OPERATOR(pg_catalog.=) ANY (%L::%s[])', p_key_column, p_keys,
+                  pgjobs._type_sql(p_key_type));
 END
 $$;

@@ -59,6 +59,7 @@ DECLARE
     v_updates text[] := '{}'::text[];
     v_action text := '';
     v_col text;
+    v_relative text;
     v_returning text := '(t.xmax::text = ''0'') AS fresh';
     v_fresh text := 'w.fresh';
     v_updated text[] := '{}'::text[];
@@ -167,13 +168,9 @@ BEGIN
         -- an import that began before this check goes on as it began).
         IF NOT coalesce(v_then ? v_field, false)
            AND NOT coalesce((p_job.options ->> 'allow_unknown_fields')::boolean, false) THEN
-            SELECT a.attname INTO v_col
-              FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-               AND lower(a.attname) = lower(v_field)
-             LIMIT 1;
-            IF FOUND OR lower(left(v_field, length(p_reg.document_column) + 1))
-                            = lower(p_reg.document_column || '.') THEN
+            SELECT s.column_name, s.relative_path INTO v_col, v_relative
+              FROM pgjobs._field_slip(p_reg, v_field) s;  -- the one slip test
+            IF v_col IS NOT NULL OR v_relative IS NOT NULL THEN
                 -- (The guess is in the message: a JSONL record's error is
                 -- shown with the rejects' hint in place of this one.)
                 RAISE EXCEPTION 'field "%" of the source is not a column of %: %', v_field,
@@ -182,9 +179,7 @@ BEGIN
                                      THEN format('did you mean column "%s"? (names are '
                                                  'case-sensitive)', v_col)
                                      ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column,
-                                                 substr(v_field,
-                                                        length(p_reg.document_column) + 2))
+                                                 p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '

@@ -17,7 +17,8 @@ AS $$
 -- The one place a job row is written (pgjobs._insert_job announces it;
 -- pgjobs._submit_items_as announces it once its items are counted, so the
 -- `submitted` event carries the total). Validates the common options
--- (priority, max_attempts, run_at, on_conflict, lease; for writing kinds
+-- (priority, at most the administrator's max_client_priority for
+-- non-administrators; max_attempts, run_at, on_conflict, lease; for writing kinds
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
@@ -28,13 +29,15 @@ AS $$
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check.
+-- pass the check; for a registered target its registration lock, shared
+-- (pgjobs.register_target's, exclusive there).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
     v_key text;
     v_value jsonb;
     v_priority integer := 0;
+    v_max_priority integer;
     v_max_attempts integer := 5;
     v_run_at timestamptz := now();
     v_on_conflict text := 'queue';
@@ -42,6 +45,7 @@ DECLARE
     v_writes boolean := pgjobs._writes(p_kind);
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
+    v_grant_hint text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -58,7 +62,19 @@ BEGIN
     -- (Through pgjobs._target: the cast runs the scope type's code, so an
     -- untrusted target is refused here too, 42501, for custom kinds as well.)
     -- (p_reg: the caller looked the target up and checked it with
-    -- pgjobs._target in this call already; not again.)
+    -- pgjobs._target in this call already; not again. It is also the
+    -- registration the caller checked and compiled the job against, which
+    -- the lock below compares with the registry: read again here instead, a
+    -- registration committed between the caller's read and this one would
+    -- pass unseen. So a job that comes with a compiled predicate must come
+    -- with its registration: 22023 otherwise.)
+    IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
+        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
+                        'against', p_kind
+            USING ERRCODE = '22023',
+                  HINT = 'Pass the registration the predicate was compiled from as p_reg '
+                         '(pgjobs._target(target), read before compiling).';
+    END IF;
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
@@ -67,6 +83,15 @@ BEGIN
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
     PERFORM pgjobs._require_scope(p_target, p_scope);
+    -- The engine's own grants for this kind (pgjobs._engine_grant_problem):
+    -- refused here, not by a bare "permission denied" at its first page.
+    IF v_reg.target IS NOT NULL THEN
+        SELECT p.message, p.hint INTO v_key, v_grant_hint
+          FROM pgjobs._engine_grant_problem(p_target, p_kind, p_payload) p;
+        IF v_key IS NOT NULL THEN
+            RAISE EXCEPTION '%', v_key USING ERRCODE = '42501', HINT = v_grant_hint;
+        END IF;
+    END IF;
     IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
         RAISE EXCEPTION 'payload must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no payload.';
@@ -135,6 +160,25 @@ BEGIN
             NULL;  -- a kind-specific option, checked by the caller
         END CASE;
     END LOOP;
+    -- The administrator's ceiling (set_defaults' max_client_priority) for
+    -- every submitter but administrators: a client's priority would
+    -- otherwise keep every other tenant's jobs waiting. Checked on the
+    -- priority the job gets, given or not: under a negative ceiling a job
+    -- submitted without option "priority" would otherwise run at the
+    -- default 0, above it.
+    v_max_priority := (pgjobs._defaults() ->> 'max_client_priority')::integer;
+    IF v_priority > v_max_priority
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'option "priority" is %, above the ceiling of % an administrator '
+                        'set for clients%', v_priority, v_max_priority,
+                        CASE WHEN p_options ? 'priority' THEN ''
+                             ELSE ' (the default, as the option was not given)' END
+            USING ERRCODE = '22023',
+            HINT = format('Submit with {"priority": %s} or lower; an administrator may '
+                          'submit above it, or raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_client_priority": N}'').',
+                          v_max_priority);
+    END IF;
 
     IF v_writes THEN
         PERFORM pg_advisory_xact_lock(hashtextextended(
@@ -149,6 +193,31 @@ BEGIN
                 USING ERRCODE = '55006',
                 HINT = 'Wait for it (pgjobs.jobs), cancel it with pgjobs.cancel(id), or submit '
                        'with {"on_conflict": "queue"} to run after it.';
+        END IF;
+    END IF;
+
+    -- The job was checked and compiled against v_reg's columns. A
+    -- register_target (or unregister_target) that changes them refuses
+    -- while a job of the target is pending, but does not see this one
+    -- until it commits: so the submit holds the target's registration lock
+    -- shared (register_target holds it exclusive) and looks again. A
+    -- registration committed meanwhile fails the submit (40001: submit
+    -- again, it compiles against the new columns).
+    IF v_reg.target IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(
+            hashtext('pgjobs.target:' || p_target::oid::text));
+        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
+                        WHERE r.target = p_target
+                          AND (r.key_column, r.scope_column, r.created_at_column,
+                               r.document_column)
+                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                                    v_reg.created_at_column,
+                                                    v_reg.document_column)) THEN
+            RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is checked against the registration as it '
+                             'is now.';
         END IF;
     END IF;
 

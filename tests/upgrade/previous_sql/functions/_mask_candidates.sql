@@ -48,7 +48,9 @@ DECLARE
     v_tail text;
     v_parts text[] := '{}'::text[];
     v_scope_head text;
-    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::timestamp(?:tz)?';
+    v_scope_head_op text;
+    v_op boolean;
+    v_literal constant text := '^''[0-9A-Za-z:.+ -]*''::(?:pg_catalog\.)?timestamp(?:tz)?';
 BEGIN
     -- Most reads find no pending delete: answer them before any other work.
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
@@ -80,54 +82,79 @@ BEGIN
             IF v_job.survivors ->> 'exclusions' = 'table' THEN
                 -- A long list, probed in pgjobs.job_exclusions by the
                 -- predicate's own clause (pgjobs._exclusion_clause).
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$s)',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     pgjobs._exclusion_clause(v_job.survivors ->> 'key_column',
                         v_job.survivors ->> 'key_type', NULL, v_job.id));
             ELSIF jsonb_array_length(v_job.survivors -> 'exclude') = 0 THEN
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                              v_job.survivors ->> 'created_at_column', v_horizon);
             ELSE
-                v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$I = ANY (%4$s))',
+                v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                             'OR %3$I OPERATOR(pg_catalog.=) ANY (%4$s))',
                     v_job.survivors ->> 'created_at_column', v_horizon,
                     v_job.survivors ->> 'key_column',
                     format('%L::%s[]', ARRAY(SELECT jsonb_array_elements_text(
                                                  v_job.survivors -> 'exclude')),
-                           v_job.survivors ->> 'key_type'));
+                           pgjobs._type_sql(v_job.survivors ->> 'key_type')));
             END IF;
             CONTINUE;
         END IF;
         -- Submitted before jobs.survivors: parse the stored predicate,
-        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (".
+        -- "<scope> = <literal> AND coalesce(<created_at> <= <cutoff>, true) AND (",
+        -- its operators written plainly (as releases before this one did) or
+        -- OPERATOR(pg_catalog.x) (pgjobs._row_selection now): v_op says which.
         IF v_scope_head IS NULL THEN
             v_scope_head := format('%I = %s AND coalesce(%I <= ', v_reg.scope_column,
                                    pgjobs._scope_literal(v_reg, p_scope), v_reg.created_at_column);
+            v_scope_head_op := format('%I OPERATOR(pg_catalog.=) %s AND coalesce(%I '
+                                      'OPERATOR(pg_catalog.<=) ', v_reg.scope_column,
+                                      pgjobs._scope_literal(v_reg, p_scope),
+                                      v_reg.created_at_column);
         END IF;
-        CONTINUE WHEN v_job.predicate IS NULL OR NOT starts_with(v_job.predicate, v_scope_head);
-        v_rest := substr(v_job.predicate, length(v_scope_head) + 1);
+        CONTINUE WHEN v_job.predicate IS NULL;
+        v_op := starts_with(v_job.predicate, v_scope_head_op);
+        CONTINUE WHEN NOT v_op AND NOT starts_with(v_job.predicate, v_scope_head);
+        v_rest := substr(v_job.predicate, length(CASE WHEN v_op THEN v_scope_head_op
+                                                      ELSE v_scope_head END) + 1);
         v_head := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_head IS NULL;
         v_rest := substr(v_rest, length(v_head) + 1);
         -- "<created_at> < <horizon> OR (xmin tests)) AND (true)[ AND NOT (<key> = ANY (...))]"
-        v_head := format(', true) AND (%I < ', v_reg.created_at_column);
+        v_head := format(CASE WHEN v_op THEN ', true) AND (%I OPERATOR(pg_catalog.<) '
+                              ELSE ', true) AND (%I < ' END, v_reg.created_at_column);
         CONTINUE WHEN NOT starts_with(v_rest, v_head);
         v_rest := substr(v_rest, length(v_head) + 1);
         v_horizon := substring(v_rest FROM v_literal);
         CONTINUE WHEN v_horizon IS NULL OR starts_with(v_horizon, '''-infinity''');
         v_rest := substr(v_rest, length(v_horizon) + 1);
-        v_tail := substring(v_rest FROM
-            '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
-            '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
-            '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
-            ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        IF v_op THEN
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint OPERATOR\(pg_catalog\.&\) 4294967295\) '
+                'OPERATOR\(pg_catalog\.>\) \(SELECT pg_catalog\.age\(''[0-9]+''::pg_catalog\.xid\)\)'
+                '(?: AND NOT xmin OPERATOR\(pg_catalog\.=\) ANY '
+                '\(''\{[0-9,]*\}''::pg_catalog\.xid\[\]\))?'
+                ' OR xmin OPERATOR\(pg_catalog\.=\) ''[0-9]+''::pg_catalog\.xid\) AND \(true\)(.*)$');
+        ELSE
+            v_tail := substring(v_rest FROM
+                '^ OR \(pg_catalog\.age\(xmin\)::bigint & 4294967295\) > '
+                '\(SELECT pg_catalog\.age\(''[0-9]+''::xid\)\)'
+                '(?: AND NOT xmin = ANY \(''\{[0-9,]*\}''::xid\[\]\))?'
+                ' OR xmin = ''[0-9]+''::xid\) AND \(true\)(.*)$');
+        END IF;
         CONTINUE WHEN v_tail IS NULL;
         IF v_tail = '' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL)',
                                          v_reg.created_at_column, v_horizon);
-        ELSIF (starts_with(v_tail, format(' AND NOT (%I = ANY (', v_reg.key_column))
+        ELSIF (starts_with(v_tail, format(CASE WHEN v_op
+                                               THEN ' AND NOT (%I OPERATOR(pg_catalog.=) ANY ('
+                                               ELSE ' AND NOT (%I = ANY (' END,
+                                          v_reg.key_column))
                OR starts_with(v_tail, ' AND NOT (EXISTS (SELECT FROM pgjobs.job_exclusions x '))
               AND right(v_tail, 2) = '))' THEN
-            v_parts := v_parts || format('(%1$I >= %2$s OR %1$I IS NULL OR %3$s)',
+            v_parts := v_parts || format('(%1$I OPERATOR(pg_catalog.>=) %2$s OR %1$I IS NULL '
+                                         'OR %3$s)',
                                          v_reg.created_at_column, v_horizon,
                                          substr(v_tail, 11, length(v_tail) - 11));
         END IF;

@@ -52,10 +52,10 @@ BEGIN
         -- for every other element type, the elements' exact text).
         IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
-            wire := format('pg_catalog.to_json(%s)::text', p_expr);
+            wire := format('pg_catalog.to_json(%s)::pg_catalog.text', p_expr);
         ELSE
             arrow := 'list<string>';
-            wire := format('pg_catalog.to_json(%s::text[])::text', p_expr);
+            wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
         END IF;
         RETURN;
     END IF;
@@ -68,28 +68,28 @@ BEGIN
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) DATE ''1970-01-01'')',
+            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
                                              p_expr);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
             wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
-                           'OPERATOR(pg_catalog.*) 1000000)::int8', p_expr);
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
         WHEN 'uuid'::regtype THEN
-            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::text, ''-'', '''')', p_expr);
+            arrow := 'uuid'; wire := format('pg_catalog.replace(%s::pg_catalog.text, ''-'', '''')', p_expr);
         WHEN 'bytea'::regtype THEN
             arrow := 'binary'; wire := format('pg_catalog.encode(%s, ''hex'')', p_expr);
         -- char(n) keeps its padding, as COPY prints it (::text would trim it).
         WHEN 'bpchar'::regtype THEN arrow := 'string'; wire := p_expr;
         WHEN 'json'::regtype, 'jsonb'::regtype THEN
-            arrow := 'json'; wire := format('%s::text', p_expr);
+            arrow := 'json'; wire := format('%s::pg_catalog.text', p_expr);
         WHEN 'numeric'::regtype THEN
             IF v_typmod >= 4 THEN
                 v_precision := ((v_typmod - 4) >> 16) & 65535;
@@ -106,9 +106,9 @@ BEGIN
                                 CASE WHEN v_precision > 38 THEN 'decimal256' ELSE 'decimal128' END,
                                 v_precision, v_scale);
             END IF;
-            wire := format('%s::text', p_expr);
+            wire := format('%s::pg_catalog.text', p_expr);
         ELSE
-            arrow := 'string'; wire := format('%s::text', p_expr);
+            arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;
 END
 $$;

@@ -62,6 +62,19 @@ BEGIN
         message := v_problem.message;
         hint := v_problem.hint;
     END IF;
+    -- Queued again by retry or resume, a job runs with the engine's own
+    -- grants as well (pgjobs._engine_grant_problem, its submit's check):
+    -- refused here with the GRANT, not failed at its first page. Not at an
+    -- attempt's start: the page itself reports it there.
+    IF message IS NULL AND p_verb <> 'started' AND v_reg.target IS NOT NULL THEN
+        v_problem := pgjobs._engine_grant_problem(p_job.target, p_job.kind, p_job.payload);
+        IF v_problem.message IS NOT NULL THEN
+            message := format('job %s cannot be %s: %s', p_job.id, p_verb, v_problem.message);
+            hint := v_problem.hint || format(' The job stays %s (pgjobs.cancel(%s) ends it).',
+                                             p_job.status, p_job.id);
+            RETURN;
+        END IF;
+    END IF;
     IF message IS NULL THEN
         RETURN;
     END IF;

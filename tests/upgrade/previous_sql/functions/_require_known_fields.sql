@@ -48,21 +48,17 @@ BEGIN
     -- ("data.status", "Data.status": paths are relative to the document),
     -- and a column in another case ("Label" for label: identifiers are
     -- compared exactly).
-    SELECT CASE WHEN lower(left(u, length(p_reg.document_column) + 1))
-                     = lower(p_reg.document_column || '.')
+    -- (pgjobs._field_slip, the one test of both.)
+    SELECT CASE WHEN s.relative_path IS NOT NULL
                 THEN format('Paths are relative to column %I: write "%s", not "%s". ',
-                            p_reg.document_column,
-                            substr(u, length(p_reg.document_column) + 2), u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ', a.attname)
+                            p_reg.document_column, s.relative_path, x.u)
+                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
+                            s.column_name)
            END
       INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n)
-      LEFT JOIN pg_catalog.pg_attribute a
-        ON a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(x.u)
-     WHERE lower(left(u, length(p_reg.document_column) + 1))
-               = lower(p_reg.document_column || '.')
-        OR a.attname IS NOT NULL
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           pgjobs._field_slip(p_reg, x.u) s
+     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
     IF v_check.p_complete THEN

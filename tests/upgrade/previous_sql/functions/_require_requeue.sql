@@ -14,10 +14,20 @@ AS $$
 -- check, and the message and hint, are pgjobs._requeue_problem's (the form
 -- that does not raise, which the claim uses: pgjobs._may_start_attempt).
 -- Raises 42501 naming the job, with the grant that is missing as hint;
--- the job is left as it was. Locks nothing.
+-- the job is left as it was. Raises 55000 for a job whose target's
+-- registration changed its columns (or was removed) since the job ended
+-- (pgjobs._mark_registration_changed): compiled against the old columns,
+-- it would run against other ones. Locks nothing.
 DECLARE
     v_problem record;
 BEGIN
+    IF coalesce(p_job.checkpoint ? 'registration_changed', false) THEN
+        RAISE EXCEPTION 'job % cannot be %: the registration of % changed (its key, scope, '
+                        'created_at or document column, or it was unregistered) after the job '
+                        'was submitted', p_job.id, p_verb, p_job.target
+            USING ERRCODE = '55000',
+                  HINT = 'The job was compiled against the old columns; submit it again.';
+    END IF;
     v_problem := pgjobs._requeue_problem(p_job, p_verb);
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message

@@ -29,6 +29,11 @@ AS $$
 --   index again.
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
+-- * An import keeps its checkpoint (offset, header, size) but forgets the
+--   source version its first attempt pinned: a retry is how an operator
+--   says the source was fixed in place past the committed batches
+--   (docs/imports.md, Bad records), so the retried attempt pins the
+--   version it finds. A resume after a pause or a lost lease keeps it.
 -- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
 --   job unchanged) while another writer of its scope is pending, as its
 --   submission would be.
@@ -56,6 +61,9 @@ BEGIN
         PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
     END IF;
     v_checkpoint := v_job.checkpoint - 'lock_waits';
+    IF v_job.kind = 'import' THEN
+        v_checkpoint := v_checkpoint - 'version';
+    END IF;
     IF v_checkpoint ->> 'strategy' = 'collect'
        AND (v_checkpoint ->> 'after')::bigint < (v_checkpoint ->> 'collected')::bigint
        AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN

@@ -112,7 +112,7 @@ BEGIN
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
       FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
 
-    head := format('%I = %s AND %s AND (%s)',
+    head := format('%I OPERATOR(pg_catalog.=) %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
         v_cutoff.clause,
         v_filter);

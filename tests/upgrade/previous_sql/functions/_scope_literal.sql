@@ -12,6 +12,6 @@ AS $$
 -- column. Locks nothing.
 BEGIN
     RETURN format('%L::%s', pgjobs._canonical_scope(p_reg, p_scope),
-                  pgjobs._column_type(p_reg.target, p_reg.scope_column));
+                  pgjobs._type_sql(pgjobs._column_type(p_reg.target, p_reg.scope_column)));
 END
 $$;

@@ -15,22 +15,11 @@ AS $function$
 -- boundary (s3://b/exp allows s3://b/exp/x, never s3://b/exports nor
 -- s3://b2/exp). A per-tenant prefix (s3://b/t/{scope}) allows only the
 -- folder of p_scope (pgjobs._storage_prefix_for). A URI
--- pgjobs._normalize_uri refuses is not allowed. The submit functions and
+-- pgjobs._normalize_uri refuses is not allowed. The rule is
+-- pgjobs._storage_admitting's, which _storage_root_for shares. The submit functions and
 -- the worker (at run time, with the job's scope) both ask here. Locks
 -- nothing.
-DECLARE
-    v_uri text;
 BEGIN
-    BEGIN
-        v_uri := pgjobs._normalize_uri(p_uri);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        RETURN false;
-    END;
-    RETURN EXISTS (
-        SELECT 1
-          FROM pgjobs.storage_allow a
-         CROSS JOIN LATERAL pgjobs._storage_prefix_for(a.prefix, p_scope) p(prefix)
-         WHERE p.prefix = v_uri
-            OR left(v_uri, length(p.prefix) + 1) = p.prefix || '/');
+    RETURN EXISTS (SELECT 1 FROM pgjobs._storage_admitting(p_uri, p_scope));
 END
 $function$;

@@ -67,20 +67,11 @@ BEGIN
         -- document column ("data.status") is a slip far more often than a
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
-        -- job says allow_unknown_fields).
+        -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
         PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key)
-                   WHERE NOT EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped AND a.attname = k.key)
-                     AND (lower(left(k.key, length(v_reg.document_column) + 1))
-                              = lower(v_reg.document_column || '.')
-                          OR EXISTS (
-                             SELECT 1 FROM pg_catalog.pg_attribute a
-                              WHERE a.attrelid = p_target AND a.attnum > 0
-                                AND NOT a.attisdropped
-                                AND lower(a.attname) = lower(k.key)))
+            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
+                         pgjobs._field_slip(v_reg, k.key) s
+                   WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                    ORDER BY k.key),
             p_options, 'set');
     END IF;

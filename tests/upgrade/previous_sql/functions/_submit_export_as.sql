@@ -161,8 +161,11 @@ BEGIN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
-                HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                       'exports''); or leave "destination" out to use the worker''s storage.'
+                -- the destination itself, not an unrelated example prefix
+                HINT = format('An administrator allows it, for every scope, with '
+                              'pgjobs.allow_storage(%s); or leave "destination" out to use the '
+                              'worker''s storage.',
+                              quote_literal(v_destination))
                        || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;
@@ -213,6 +216,16 @@ BEGIN
                          WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped));
             END IF;
             v_fields := v_fields || v_name;
+            -- As pgjobs.export_chunk_sql refuses it: the output would name it
+            -- by an alias PostgreSQL cuts to 63 bytes.
+            IF v_format IN ('csv', 'jsonl') AND octet_length(v_name) > 63 THEN
+                RAISE EXCEPTION 'document field "%..." of option "columns" is longer than 63 '
+                                'bytes: the % output would name it cut short',
+                                left(v_name, 63), v_format
+                    USING ERRCODE = '22023',
+                    HINT = 'Export the whole document column instead (list it in "columns"), '
+                           'or use format parquet, whose columns keep any name.';
+            END IF;
             FOREACH v_seg IN ARRAY string_to_array(v_name, '.') LOOP
                 IF v_seg = '' OR left(v_seg, 1) = '$' THEN
                     RAISE EXCEPTION 'column "%" is neither a column nor a document field path',
@@ -258,7 +271,7 @@ BEGIN
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
-        v_predicate);
+        v_predicate, NULL, v_reg);
     RETURN v_job.id;
 END
 $$;

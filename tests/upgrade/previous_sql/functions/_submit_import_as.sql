@@ -101,8 +101,12 @@ BEGIN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
-            HINT = 'An administrator allows a prefix with pgjobs.allow_storage(''s3://bucket/'
-                   'imports'').' || pgjobs._storage_scope_hint(v_scope);
+            -- the source's own folder, not an unrelated example prefix
+            HINT = format('An administrator allows it, for every scope, with '
+                          'pgjobs.allow_storage(%s).',
+                          quote_literal(coalesce(substring(v_source FROM '^([a-z0-9]+://[^/]*/.+)/[^/]*$'),
+                                                 v_source)))
+                   || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
@@ -157,7 +161,8 @@ BEGIN
                            'batch_ms', v_batch_ms),
         v_options,
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields']);
+              'allow_unknown_fields'],
+        NULL, NULL, v_reg);
     RETURN v_job.id;
 END
 $$;

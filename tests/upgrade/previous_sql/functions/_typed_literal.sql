@@ -19,9 +19,11 @@ DECLARE
     v_canonical text;
 BEGIN
     IF p_type IN ('json', 'jsonb') THEN
-        RETURN format('%L::%s', p_text, p_type);
+        -- Named with its schema: the text is read on clients' paths too
+        -- (pgjobs.mask), and neither name is a keyword.
+        RETURN format('%L::pg_catalog.%s', p_text, p_type);
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_text, p_type) INTO v_canonical;
-    RETURN format('%L::%s', v_canonical, p_type);
+    RETURN format('%L::%s', v_canonical, pgjobs._type_sql(p_type));  -- any path
 END
 $$;

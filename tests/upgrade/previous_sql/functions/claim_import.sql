@@ -21,6 +21,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN

@@ -74,6 +74,7 @@ DECLARE
     v_list text[] := '{}'::text[];
     v_scope text;
     v_key text;
+    v_key_sql text;
     v_lower text := '';
     v_upper text := '';
     v_until text := '';
@@ -82,6 +83,7 @@ DECLARE
     v_at double precision;
     v_verdict text;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -114,6 +116,9 @@ BEGIN
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
+    -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
+    -- as the predicate and the mask it carries are, whatever path runs it.
+    v_key_sql := pgjobs._type_sql(v_key);
     -- A keyset walk cannot reach a NULL key: registration requires NOT
     -- NULL; refuse to export a part of the rows if it was dropped since.
     IF NOT coalesce((SELECT a.attnotnull FROM pg_catalog.pg_attribute a
@@ -134,8 +139,9 @@ BEGIN
                 v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass next_after of the previous chunk.';
         END;
-        v_lower := format(' AND %2$I > %4$L::%5$s AND ROW(%1$I, %2$I) > ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key);
+        v_lower := format(' AND %2$I OPERATOR(pg_catalog.>) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.>) ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_after, v_key_sql);
     END IF;
 
     IF p_until IS NOT NULL THEN
@@ -146,8 +152,9 @@ BEGIN
                 quote_literal(p_until), v_key, v_reg.key_column
                 USING ERRCODE = '22023', HINT = 'Pass the until_key of the export''s part.';
         END;
-        v_until := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key);
+        v_until := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, p_until, v_key_sql);
     END IF;
 
     IF p_next IS NULL THEN
@@ -200,15 +207,29 @@ BEGIN
         -- The last chunk of the scope, or of the part.
         v_upper := v_until;
     ELSE
-        v_upper := format(' AND %2$I <= %4$L::%5$s AND ROW(%1$I, %2$I) <= ROW(%3$s, %4$L::%5$s)',
-                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key);
+        v_upper := format(' AND %2$I OPERATOR(pg_catalog.<=) %4$L::%5$s AND ROW(%1$I, %2$I) '
+                          'OPERATOR(pg_catalog.<=) ROW(%3$s, %4$L::%5$s)',
+                          v_reg.scope_column, v_reg.key_column, v_scope, next_after, v_key_sql);
     END IF;
 
     FOR v_name IN
         SELECT c.value FROM jsonb_array_elements_text(v_job.payload -> 'columns') c
     LOOP
+        -- The output names a field by its alias, which PostgreSQL cuts to 63
+        -- bytes: a CSV header or JSON key that is not the field's name (two
+        -- fields sharing 63 bytes would be one key twice). Parquet names its
+        -- columns from the payload. A job submitted before submit_export
+        -- refused such names fails here, for good.
+        IF v_format IN ('csv', 'jsonl') AND octet_length(v_name) > 63 THEN
+            RAISE EXCEPTION 'document field "%..." of option "columns" is longer than 63 bytes: '
+                            'the % output would name it cut short', left(v_name, 63), v_format
+                USING ERRCODE = '22023',
+                HINT = 'Export the whole document column instead (list it in "columns"), or '
+                       'use format parquet, whose columns keep any name.';
+        END IF;
         IF v_job.payload -> 'document_fields' ? v_name THEN
-            v_expr := format('%I %s %L::text[]', v_reg.document_column,
+            v_expr := format('%I OPERATOR(pg_catalog.%s) %L::pg_catalog.text[]',
+                             v_reg.document_column,
                              CASE WHEN v_format IN ('csv', 'parquet') THEN '#>>' ELSE '#>' END,
                              string_to_array(v_name, '.'));
         ELSIF v_format = 'parquet' THEN
@@ -229,14 +250,15 @@ BEGIN
                AND a.attnum > 0 AND NOT a.attisdropped;
             -- json keeps its input text (raw newlines included): normalise it.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('%I::jsonb', v_name) ELSE format('%I', v_name) END;
+                           THEN format('%I::pg_catalog.jsonb', v_name) ELSE format('%I', v_name) END;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;
 
     -- ORDER BY the table's key column (qualified: an output alias of the same
     -- name must not shadow it).
-    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I = %4$s%5$s%6$s AND (%7$s) '
+    v_select := format('SELECT %1$s FROM %2$s pgjobs_t WHERE %3$I OPERATOR(pg_catalog.=) %4$s%5$s%6$s '
+                       'AND (%7$s) '
                        'AND (%8$s) ORDER BY pgjobs_t.%9$I',
                        array_to_string(v_list, ', '), v_job.target, v_reg.scope_column, v_scope,
                        v_lower, v_upper, v_job.predicate,
@@ -245,7 +267,7 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
-        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::text FROM (%s) o) TO STDOUT '
+        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::pg_catalog.text FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,

@@ -27,6 +27,7 @@ DECLARE
     v_struct text;
     v_out jsonb := '[]'::jsonb;
 BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',

@@ -19,10 +19,17 @@ AS $$
 -- the part's unexpired lease changes anything. Returns false when the part's
 -- worker must stop now: it lost the part, or the job is no longer running or
 -- has a cancel or pause pending (the job's own worker acts on those).
+-- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
+-- object (pgjobs._check_progress, as pgjobs.heartbeat: a part's negative
+-- done lowered the job's, the sum) and for an empty worker name or a lease
+-- outside 1 second to 1 day (pgjobs._check_claim_args, as the part's claim:
+-- a NULL lease dropped the part's lease silently).
 -- Locks: the part row, then the job row (for its done).
 DECLARE
     v_found boolean;
 BEGIN
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);  -- 22023, as the claim's
     UPDATE pgjobs.export_parts p
        SET lease_expires_at = now() + p_lease,
            done = coalesce(p_done, p.done),
@@ -44,4 +51,5 @@ $$;
 COMMENT ON FUNCTION pgjobs.export_part_heartbeat(bigint, integer, text, bigint, jsonb, interval) IS
 'Extends the lease of a part of a parallel export owned by p_worker and records its done and '
 'checkpoint (the job''s done is the sum of its parts''). False: stop now (part lost, job not '
-'running, cancel or pause pending).';
+'running, cancel or pause pending). A negative p_done, a p_checkpoint that is not a JSON object, '
+'an empty worker or a lease outside 1 second to 1 day raises 22023.';

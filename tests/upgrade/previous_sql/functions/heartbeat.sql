@@ -22,7 +22,8 @@ AS $$
 --
 -- Progress events are throttled to one per job per 250 ms.
 -- Errors: 22023 for a negative p_done or a p_checkpoint that is not a JSON
--- object (checked before the fence: a worker's bug, not a lost lease), as
+-- object (pgjobs._check_progress, before the fence: a worker's bug, not a
+-- lost lease), as
 -- pgjobs.complete refuses a result that is not one: a job showed -5 rows
 -- done, or kept a checkpoint "x" where readers (pgjobs.stats, the
 -- dashboard, retry) look for an object's keys.
@@ -31,15 +32,7 @@ DECLARE
     v_job pgjobs.jobs;
     v_now timestamptz := clock_timestamp();
 BEGIN
-    IF p_done < 0 THEN
-        RAISE EXCEPTION 'done must be a count of rows or items (0 or more), not %', p_done
-            USING ERRCODE = '22023', HINT = 'Pass NULL to leave the progress as it is.';
-    END IF;
-    IF jsonb_typeof(p_checkpoint) <> 'object' THEN
-        RAISE EXCEPTION 'checkpoint must be a JSON object, not %', p_checkpoint
-            USING ERRCODE = '22023',
-            HINT = 'For example {"cursor": "..."}; pass NULL to keep the stored one.';
-    END IF;
+    PERFORM pgjobs._check_progress(p_done, p_checkpoint);  -- 22023
     UPDATE pgjobs.jobs j
        SET lease_expires_at = now() + j.lease,
            heartbeat_at = now(),

@@ -17,8 +17,12 @@ AS $function$
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table) and, with tune_autovacuum, the
--- ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on the table.
+-- concurrent registrations of one table), the registry row, then, when the
+-- columns change or the table is new, the target's registration lock
+-- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- of its failed and canceled jobs (pgjobs._mark_registration_changed);
+-- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
+-- the table.
 DECLARE
     v_relkind    "char";
     v_key_type   oid;
@@ -29,6 +33,8 @@ DECLARE
     v_fix        text;
     v_part       regclass;
     v_problem    record;
+    v_old        pgjobs.target_registry;
+    v_jobs       bigint[];
     v_valid_options constant text :=
         'valid options: tune_autovacuum (boolean, default true), created_at_time_zone (a time '
         'zone name such as "UTC" or "Europe/Paris", default "UTC": how a timestamp without '
@@ -39,8 +45,11 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- Registrations (and unregister_target) of one table, one at a time.
+    -- Not the lock submits take (below): a registration that keeps the
+    -- columns does not wait for them.
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
@@ -65,6 +74,52 @@ BEGIN
     END IF;
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
+
+    -- A job is compiled against the registration it was submitted under:
+    -- its predicate names the scope column, its cursor and exclusions are
+    -- keys of the key column. Run under other columns, a delete of one
+    -- tenant would report success with most of its rows left, and its
+    -- exclusions would spare other rows than the client listed. So the
+    -- columns do not change under a queued, running or paused job (55006,
+    -- as pgjobs.unregister_target), and a failed or canceled job of the
+    -- old columns is marked so that it is never retried under the new ones
+    -- (pgjobs._require_requeue).
+    -- A submit holds the target's registration lock shared from its last
+    -- look at the registration to its commit (pgjobs._insert_job_row):
+    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- check below then sees, and holds new ones back until this commits.
+    -- Only when the columns change (or the table is new to the registry):
+    -- a change of options alone leaves the jobs as they were compiled, and
+    -- need not wait for a client's transaction that submitted.
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
+    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                     v_old.document_column)
+                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(
+            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    END IF;
+    IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
+                                     v_old.created_at_column, v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        -- Marked first: the UPDATE waits for a retry in flight on one of
+        -- them, and the check below then sees that job queued.
+        PERFORM pgjobs._mark_registration_changed(p_target);
+        SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
+          FROM pgjobs.jobs j
+         WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
+        IF v_jobs IS NOT NULL THEN
+            RAISE EXCEPTION 'target % has % queued, running or paused job(s): its key, scope, '
+                            'created_at and document columns cannot change under them',
+                            p_target, pg_catalog.cardinality(v_jobs)
+                USING ERRCODE = '55006',
+                      HINT = format('Let them finish, or cancel them (SELECT pgjobs.cancel(id) '
+                                    'FROM pgjobs.jobs WHERE id = ANY (%L)) and wait for running '
+                                    'ones to stop; then register it again, and submit the '
+                                    'canceled ones again: a job canceled or failed under the '
+                                    'old columns is not retried under the new ones.',
+                                    v_jobs::text);
+        END IF;
+    END IF;
 
     -- Options: known keys with the right types only; stored with defaults.
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
@@ -119,6 +174,18 @@ BEGIN
     -- run with rights its authors lack (42501; pgjobs._require_trusted).
     PERFORM pgjobs._require_trusted(p_target);
 
+    -- The engine reads the table with its own grants (pgjobs' owner, not
+    -- the caller): without SELECT every job and read of it would fail at
+    -- its first page with a bare "permission denied". The privilege a
+    -- kind writes with is asked at its submit (pgjobs._insert_job_row), so
+    -- a table only ever exported needs no DELETE granted (42501).
+    SELECT p.message, p.hint INTO v_problem
+      FROM pgjobs._engine_grant_problem(p_target, NULL, '{}',
+               array_remove(ARRAY[p_key, p_scope, p_created_at, p_document]::text[], NULL)) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message USING ERRCODE = '42501', HINT = v_problem.hint;
+    END IF;
+
     -- A mass delete in one tenant should not leave dead tuples that slow
     -- every tenant's scans until the default 20% threshold is reached.
     -- Partitioned parents take no storage parameters: tune the leaves.
@@ -130,8 +197,20 @@ BEGIN
              WHERE v_relkind = 'p' AND t.isleaf
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.relid) = 'r'
         LOOP
-            EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
-                           'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            BEGIN
+                EXECUTE format('ALTER TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                               'autovacuum_analyze_scale_factor = 0.02)', v_part);
+            EXCEPTION WHEN insufficient_privilege THEN
+                -- a caller whose role the owner is a member of (operations.md,
+                -- "Which role should own and run pgjobs") may register, not ALTER
+                RAISE EXCEPTION 'option "tune_autovacuum" sets the storage parameters of table '
+                                '%, which only its owner may change', v_part
+                    USING ERRCODE = '42501',
+                    HINT = format('Register the table as its owner, or pass '
+                                  '{"tune_autovacuum": false} and have the owner run ALTER '
+                                  'TABLE %s SET (autovacuum_vacuum_scale_factor = 0.02, '
+                                  'autovacuum_analyze_scale_factor = 0.02);', v_part);
+            END;
         END LOOP;
     END IF;
 
@@ -163,4 +242,7 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'false) lets clients that a row-level security policy on the table would confine use pgjobs '
 'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
 '(triggers, column types, defaults...) belongs to a role without the rights of the role '
-'registering it.';
+'registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the '
+'owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column '
+'while a job of the table is queued, running or paused; its failed and canceled jobs can no '
+'longer be retried after such a change.';

@@ -30,4 +30,5 @@ COMMENT ON FUNCTION pgjobs.retry(bigint) IS
 'Requeues a failed or canceled job from its checkpoint with attempts reset (event '
 'submitted); a writing job queues behind the writers of its scope submitted before the '
 'retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds '
-'what the submit needed.';
+'what the submit needed; 55000 also when the target''s registration changed its columns (or was '
+'removed) since the job was submitted.';

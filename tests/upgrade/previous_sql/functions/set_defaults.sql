@@ -18,6 +18,13 @@ AS $$
 --   most parts (option "parallel") an export may ask for. submit_export
 --   refuses more with 22023, whoever submits; an export submitted before it
 --   was lowered is split into at most this many parts (pgjobs.export_parts_split).
+--   max_client_priority (integer -1000000..1000000, default none): a
+--   ceiling on option "priority" for submitters who are not administrators
+--   (pgjobs_admin members, superusers): a client above it is refused with
+--   22023 (pgjobs._insert_job_row), so no tenant's jobs jump every other's.
+--   It holds on the priority a job gets: under a negative ceiling a
+--   client's submit without option "priority" (0) is refused too.
+--   Jobs submitted before it was set keep their priority.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -29,6 +36,8 @@ DECLARE
     v_opt record;
     v_known constant text := 'known defaults: notify_target_scope (boolean), '
         || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
+        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
+        || 'non-administrator may give a job), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -37,7 +46,7 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel')
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -50,6 +59,9 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
+        END IF;
+        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -67,6 +79,8 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared '
 'channel pgjobs carry target and scope only when true); max_parallel (the most parts an export '
 'may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); '
+'max_client_priority (the highest option priority a submitter who is not an administrator may '
+'give a job, -1000000 to 1000000, default none: above it the submit raises 22023); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '

@@ -86,8 +86,12 @@ SELECT jsonb_build_object(
           FROM (SELECT a.kind, a.status, a.target, count(*) AS n
                   FROM active a GROUP BY a.kind, a.status, a.target) q), '[]'::jsonb),
     'oldest_queued', (
+        -- age_seconds null for a run_at of -infinity, which older releases
+        -- accepted: now() - '-infinity' raises 22008, and one such
+        -- row made every stats() call (the dashboard's, /metrics) fail.
         SELECT jsonb_build_object('id', a.id, 'run_at', a.run_at,
-                                  'age_seconds', round(extract(epoch FROM now() - a.run_at), 3))
+                                  'age_seconds', CASE WHEN isfinite(a.run_at) THEN
+                                      round(extract(epoch FROM now() - a.run_at), 3) END)
           FROM active a
          WHERE a.status = 'queued' AND a.run_at <= now()
          ORDER BY a.run_at, a.id LIMIT 1),

@@ -9,7 +9,8 @@ SET IntervalStyle = 'postgres'
 AS $function$
 -- Remove the registration of p_target. The table and its data are untouched.
 -- Locks: the per-target advisory xact lock shared with register_target, then
--- the registry row. Refuses (55006) while jobs of the target are queued or
+-- the registry row, then the target's registration lock exclusive (submits
+-- hold it shared). Refuses (55006) while jobs of the target are queued or
 -- running; raises P0002 when the table is not registered.
 DECLARE
     v_jobs bigint[];
@@ -19,8 +20,11 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- register_target's locks, in its order (a registration that changes
+    -- the columns takes the row, then the submits' lock: taken the other
+    -- way round here, the two would deadlock).
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
     PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     IF NOT FOUND THEN
@@ -28,7 +32,16 @@ BEGIN
             USING ERRCODE = 'P0002',
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
+    -- Waits for the submits in flight (pgjobs._insert_job_row holds it
+    -- shared), whose jobs the check below then sees.
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
+    -- A registration made later may name other columns: the failed and
+    -- canceled jobs of this one are never retried under it. Marked first:
+    -- the UPDATE waits for a retry in flight on one of them, and the check
+    -- below then sees that job queued.
+    PERFORM pgjobs._mark_registration_changed(p_target);
     SELECT array_agg(j.id ORDER BY j.id) INTO v_jobs
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.status IN ('queued', 'running', 'paused');
@@ -37,7 +50,9 @@ BEGIN
                         pg_catalog.cardinality(v_jobs)
             USING ERRCODE = '55006',
                   HINT = format('Cancel them first (SELECT pgjobs.cancel(id) FROM pgjobs.jobs '
-                                'WHERE id = ANY (%L)) and wait for running ones to stop.',
+                                'WHERE id = ANY (%L)) and wait for running ones to stop. '
+                                'A job canceled or failed is not retried once the target is '
+                                'unregistered: submit it again after registering it again.',
                                 v_jobs::text);
     END IF;
 
@@ -47,4 +62,5 @@ $function$;
 
 COMMENT ON FUNCTION pgjobs.unregister_target(regclass) IS
 'Remove a table''s pgjobs registration (the table itself is untouched). Raises P0002 if it is not '
-'registered and 55006 while any of its jobs is queued, running or paused.';
+'registered and 55006 while any of its jobs is queued, running or paused. Its failed and canceled '
+'jobs can no longer be retried.';
