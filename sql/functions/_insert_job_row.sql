@@ -223,12 +223,16 @@ BEGIN
 
     -- The submitter by name and by oid: a role dropped and created again
     -- under the name is not the role that submitted (pgjobs._submitter_problem).
+    -- A registered target's columns as the job was compiled against them
+    -- (the submit holds the table: pgjobs._hold_target): its pages, chunks
+    -- and batches fail it for good if they change (pgjobs._columns_changed).
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid)
+                             submitted_by_oid, target_columns)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
-           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
+           CASE WHEN v_reg.target IS NOT NULL THEN pgjobs._target_columns(p_target) END
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

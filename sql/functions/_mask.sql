@@ -20,6 +20,8 @@ AS $$
 -- count form instead, which the planner may read once into a hash table:
 -- the same rows, without one index probe per row of the scope. Any other
 -- predicate is used as stored.
+-- A delete whose target's columns changed since its submit is left out
+-- (pgjobs._columns_changed; pgjobs._mask_candidates likewise).
 -- Reads pgjobs.jobs through jobs_pending_writers_idx. Locks nothing.
 -- PL/pgSQL rather than SQL only so that the query's plan is cached for the
 -- session: a SQL function's body is planned again in every transaction,
@@ -41,7 +43,13 @@ BEGIN
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope
-       AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused');
+       AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+       -- A delete whose columns were renamed, dropped or retyped since its
+       -- submit deletes nothing more (its next page fails it:
+       -- pgjobs._columns_changed), and its predicate would test other
+       -- columns: it hides nothing.
+       AND (j.target_columns IS NULL
+            OR (SELECT pgjobs._target_columns(p_target)) @> j.target_columns);
     RETURN coalesce(v_mask, 'true');
 END
 $$;

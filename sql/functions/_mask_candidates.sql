@@ -67,6 +67,9 @@ BEGIN
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+           -- Left out of the mask (pgjobs._mask) when its columns changed.
+           AND (j.target_columns IS NULL
+                OR (SELECT pgjobs._target_columns(p_target)) @> j.target_columns)
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN
