@@ -1236,6 +1236,10 @@ ALTER FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifiers
 CREATE FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
 -- submit; NULL for jobs submitted before migration 0036) is still p_target's
@@ -4134,6 +4138,10 @@ ALTER FUNCTION pgjobs._health() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._hold_target(p_target regclass) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Takes p_target's ACCESS SHARE lock, as any read of it does, to the end of
 -- the transaction: a column renamed, dropped or retyped (ALTER TABLE takes
@@ -7739,6 +7747,10 @@ ALTER FUNCTION pgjobs._require_role(p_role name, p_target regclass, p_privilege 
 CREATE FUNCTION pgjobs._require_same_columns(p_job pgjobs.jobs) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- For an export's chunk and an import's batch: holds the job's target to the
 -- end of the transaction (pgjobs._hold_target) and raises when a column the
@@ -10771,6 +10783,10 @@ ALTER FUNCTION pgjobs._target(p_target regclass) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._target_columns(p_target regclass) RETURNS jsonb
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The columns of p_target as a job is compiled against them: one object per
 -- column (its number n, name, type, type modifier and collation), in column

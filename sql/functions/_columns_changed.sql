@@ -6,6 +6,10 @@ CREATE OR REPLACE FUNCTION pgjobs._columns_changed(
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
 -- submit; NULL for jobs submitted before migration 0036) is still p_target's

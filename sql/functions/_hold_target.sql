@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Takes p_target's ACCESS SHARE lock, as any read of it does, to the end of
 -- the transaction: a column renamed, dropped or retyped (ALTER TABLE takes

@@ -3,6 +3,10 @@ RETURNS void
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- For an export's chunk and an import's batch: holds the job's target to the
 -- end of the transaction (pgjobs._hold_target) and raises when a column the

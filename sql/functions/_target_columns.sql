@@ -3,6 +3,10 @@ RETURNS jsonb
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The columns of p_target as a job is compiled against them: one object per
 -- column (its number n, name, type, type modifier and collation), in column
