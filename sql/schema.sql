@@ -1258,10 +1258,20 @@ BEGIN
     IF p_recorded IS NULL THEN
         RETURN;
     END IF;
-    v_now := pgjobs._target_columns(p_target);
-    IF v_now @> p_recorded THEN
+    -- (The common case in one cached plan, an index probe per column, as
+    -- the read mask tests it: pgjobs._mask.)
+    IF NOT EXISTS (
+           SELECT FROM jsonb_to_recordset(p_recorded)
+                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid)
+            WHERE NOT EXISTS (
+                  SELECT FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = p_target AND a.attnum = c.n
+                     AND a.attname = c.name AND a.atttypid = c.type
+                     AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                     AND NOT a.attisdropped)) THEN
         RETURN;
     END IF;
+    v_now := pgjobs._target_columns(p_target);
     FOR v_was IN SELECT e.value FROM jsonb_array_elements(p_recorded) e LOOP
         CONTINUE WHEN v_now @> jsonb_build_array(v_was);
         SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation INTO v_is
@@ -5699,9 +5709,21 @@ BEGIN
        -- A delete whose columns were renamed, dropped or retyped since its
        -- submit deletes nothing more (its next page fails it:
        -- pgjobs._columns_changed), and its predicate would test other
-       -- columns: it hides nothing.
+       -- columns: it hides nothing. (Spelled out here, as in
+       -- pgjobs._mask_candidates, not a call of pgjobs._columns_changed: a
+       -- call per read cost 0.3 ms, this plan is cached and probes
+       -- pg_attribute's index once per column.)
        AND (j.target_columns IS NULL
-            OR (SELECT pgjobs._target_columns(p_target)) @> j.target_columns);
+            OR NOT EXISTS (
+                SELECT FROM jsonb_to_recordset(j.target_columns)
+                            AS c(n smallint, name name, type oid, typmod integer,
+                                 "collation" oid)
+                 WHERE NOT EXISTS (
+                       SELECT FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = p_target AND a.attnum = c.n
+                          AND a.attname = c.name AND a.atttypid = c.type
+                          AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                          AND NOT a.attisdropped)));
     RETURN coalesce(v_mask, 'true');
 END
 $$;
@@ -5821,7 +5843,16 @@ BEGIN
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
            -- Left out of the mask (pgjobs._mask) when its columns changed.
            AND (j.target_columns IS NULL
-                OR (SELECT pgjobs._target_columns(p_target)) @> j.target_columns)
+                OR NOT EXISTS (
+                    SELECT FROM jsonb_to_recordset(j.target_columns)
+                                AS c(n smallint, name name, type oid, typmod integer,
+                                     "collation" oid)
+                     WHERE NOT EXISTS (
+                           SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = p_target AND a.attnum = c.n
+                              AND a.attname = c.name AND a.atttypid = c.type
+                              AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                              AND NOT a.attisdropped)))
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN
