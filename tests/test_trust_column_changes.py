@@ -206,3 +206,22 @@ def test_reads_stop_hiding_rows_for_a_delete_whose_columns_changed(
     conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
     assert job(conn, job_id)["status"] == "failed"
     assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == rows
+
+
+@pytest.mark.parametrize("verb", ["retry", "resume"])
+def test_a_job_whose_columns_changed_is_not_queued_again(conn: Conn, people: None,
+                                                         verb: str) -> None:
+    """Retried or resumed, it would fail at its first page again: refused, with
+    the change named, and left as it was."""
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+    if verb == "resume":
+        conn.execute("SELECT pgjobs.pause(%s)", (job_id,))
+    else:
+        conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    status = job(conn, job_id)["status"]
+    conn.execute(CHANGES["scope_swapped"][0])
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+        conn.execute(f"SELECT pgjobs.{verb}(%s)", (job_id,))
+    assert "renamed to tenant_old since it was submitted" in str(err.value)
+    assert "submit it again" in (err.value.diag.message_hint or "")
+    assert job(conn, job_id)["status"] == status
