@@ -1247,7 +1247,7 @@ CREATE FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT
 -- changed, for the job's error, and its SQLSTATE (42703 for a column
 -- dropped or renamed, 42804 for one retyped: not retryable, every attempt
 -- would find the same). A column added since is no change (nothing
--- the job compiled names it). The caller holds the table
+-- the job compiled names it). A page, chunk or batch holds the table first
 -- (pgjobs._hold_target), so what this reads stays so to its commit.
 -- Locks nothing.
 DECLARE
@@ -2087,6 +2087,38 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _compiling_against(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._compiling_against(p_target regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Called by a submit (pgjobs._submit_delete_as, _submit_backfill_as,
+-- _submit_export_as, _submit_import_as) before it compiles the job: notes
+-- p_target's columns as they are now (a digest of pgjobs._target_columns)
+-- in the transaction-local setting pgjobs.compiled_columns, which
+-- pgjobs._insert_job_row compares with the columns it records. A column
+-- renamed, dropped or retyped in between fails the submit (40001) rather
+-- than recording columns the job was not compiled against. (Not a lock on
+-- the table: a submit without a filter reads no row of it, and so never
+-- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
+-- caller's function-level settings scope it: the setting reverts when the
+-- submit returns. Locks nothing.
+BEGIN
+    PERFORM set_config('pgjobs.compiled_columns',
+                       p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),
+                       true);
+END
+$$;
+
+ALTER FUNCTION pgjobs._compiling_against(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _confined_targets(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4785,6 +4817,8 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_grant_hint text;
+    v_columns jsonb;
+    v_compiled text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -4962,16 +4996,30 @@ BEGIN
 
     -- The submitter by name and by oid: a role dropped and created again
     -- under the name is not the role that submitted (pgjobs._submitter_problem).
-    -- A registered target's columns as the job was compiled against them
-    -- (the submit holds the table: pgjobs._hold_target): its pages, chunks
-    -- and batches fail it for good if they change (pgjobs._columns_changed).
+    -- A registered target's columns as the job was compiled against them:
+    -- its pages, chunks and batches fail it for good if they change
+    -- (pgjobs._columns_changed). A submit that compiled the job noted them
+    -- before it began (pgjobs._compiling_against): changed since, the job
+    -- was compiled against some other columns than these (40001).
+    IF v_reg.target IS NOT NULL THEN
+        v_columns := pgjobs._target_columns(p_target);
+        v_compiled := coalesce(current_setting('pgjobs.compiled_columns', true), '');
+        IF split_part(v_compiled, ':', 1) = p_target::oid::text
+           AND v_compiled <> p_target::oid::text || ':' || md5(v_columns::text) THEN
+            RAISE EXCEPTION 'the columns of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is compiled against the columns as they '
+                             'are now.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
                              submitted_by_oid, target_columns)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
-           CASE WHEN v_reg.target IS NOT NULL THEN pgjobs._target_columns(p_target) END
+           v_columns
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -9994,9 +10042,9 @@ BEGIN
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
-    -- The table held from here to the commit: the job is compiled against
-    -- its columns as they are now, and records them (pgjobs._target_columns).
-    PERFORM pgjobs._hold_target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'UPDATE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- UPDATE ... WHERE would: without SELECT the role could not run it
@@ -10079,9 +10127,9 @@ BEGIN
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).
     v_reg := pgjobs._target(p_target);
-    -- The table held from here to the commit: the job is compiled against
-    -- its columns as they are now, and records them (pgjobs._target_columns).
-    PERFORM pgjobs._hold_target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'DELETE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- DELETE ... WHERE would: without SELECT the role could not run it
@@ -10205,9 +10253,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
-    -- The table held from here to the commit: the job is compiled against
-    -- its columns as they are now, and records them (pgjobs._target_columns).
-    PERFORM pgjobs._hold_target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
@@ -10465,9 +10513,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
-    -- The table held from here to the commit: the job is compiled against
-    -- its columns as they are now, and records them (pgjobs._target_columns).
-    PERFORM pgjobs._hold_target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     -- INSERT on the scope column (which every import writes); the other
     -- columns are known once the source is read: the worker checks each
     -- batch's (pgjobs._import_insert_sql). Column-level grants count.
@@ -10835,8 +10883,9 @@ CREATE FUNCTION pgjobs._target_columns(p_target regclass) RETURNS jsonb
 -- The columns of p_target as a job is compiled against them: one object per
 -- column (its number n, name, type, type modifier and collation), in column
 -- order. Stored in pgjobs.jobs.target_columns at submit and compared by
--- pgjobs._columns_changed before every page, chunk and batch. Locks nothing
--- (the caller holds the table: pgjobs._hold_target).
+-- pgjobs._columns_changed before every page, chunk and batch (which hold
+-- the table: pgjobs._hold_target); a submit notes them before it compiles
+-- (pgjobs._compiling_against). Locks nothing.
 SELECT coalesce(jsonb_agg(jsonb_build_object('n', a.attnum, 'name', a.attname,
                                              'type', a.atttypid, 'typmod', a.atttypmod,
                                              'collation', a.attcollation)
@@ -16846,6 +16895,13 @@ GRANT ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb,
 
 REVOKE ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _compiling_against(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._compiling_against(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compiling_against(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _confined_targets(p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -225,3 +225,33 @@ def test_a_job_whose_columns_changed_is_not_queued_again(conn: Conn, people: Non
     assert "renamed to tenant_old since it was submitted" in str(err.value)
     assert "submit it again" in (err.value.diag.message_hint or "")
     assert job(conn, job_id)["status"] == status
+
+
+def test_a_column_changed_while_a_job_is_compiled_fails_the_submit(
+        conn: Conn, people: None) -> None:
+    """A submit notes the columns before it compiles the job and compares them
+    with those it records: changed in between (here: in the same transaction,
+    between the note and the insert), the submit fails (40001) instead of
+    recording columns the job was not compiled against. A submit does not
+    lock the table: it goes through while another transaction holds it."""
+    conn.execute("BEGIN")
+    reg = conn.execute("SELECT pgjobs._target('people')").fetchone()
+    conn.execute("SELECT pgjobs._compiling_against('people')")
+    conn.execute(CHANGES["scope_swapped"][0])
+    with pytest.raises(psycopg.errors.SerializationFailure) as err:
+        conn.execute("SELECT pgjobs._insert_job_row('delete', 'people', '1', '{}', '{}', "
+                     "'{}', 'true', NULL, %s)", reg)
+    assert "changed while the job was being submitted" in str(err.value)
+    conn.execute("ROLLBACK")
+
+
+def test_a_submit_does_not_wait_for_a_lock_on_the_table(
+        conn: Conn, people: None, make_conn: Callable[..., Conn]) -> None:
+    locker = make_conn()
+    locker.execute("BEGIN")
+    locker.execute("LOCK TABLE people IN ACCESS EXCLUSIVE MODE")
+    conn.execute("SET lock_timeout = '2s'")
+    try:
+        assert scalar(conn, "SELECT pgjobs.submit_delete('people', '1')") is not None
+    finally:
+        locker.execute("ROLLBACK")

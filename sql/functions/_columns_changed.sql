@@ -17,7 +17,7 @@ AS $$
 -- changed, for the job's error, and its SQLSTATE (42703 for a column
 -- dropped or renamed, 42804 for one retyped: not retryable, every attempt
 -- would find the same). A column added since is no change (nothing
--- the job compiled names it). The caller holds the table
+-- the job compiled names it). A page, chunk or batch holds the table first
 -- (pgjobs._hold_target), so what this reads stays so to its commit.
 -- Locks nothing.
 DECLARE

@@ -11,8 +11,9 @@ AS $$
 -- The columns of p_target as a job is compiled against them: one object per
 -- column (its number n, name, type, type modifier and collation), in column
 -- order. Stored in pgjobs.jobs.target_columns at submit and compared by
--- pgjobs._columns_changed before every page, chunk and batch. Locks nothing
--- (the caller holds the table: pgjobs._hold_target).
+-- pgjobs._columns_changed before every page, chunk and batch (which hold
+-- the table: pgjobs._hold_target); a submit notes them before it compiles
+-- (pgjobs._compiling_against). Locks nothing.
 SELECT coalesce(jsonb_agg(jsonb_build_object('n', a.attnum, 'name', a.attname,
                                              'type', a.atttypid, 'typmod', a.atttypmod,
                                              'collation', a.attcollation)
