@@ -935,6 +935,7 @@ CREATE TABLE pgjobs.jobs (
     submit_lsn pg_lsn DEFAULT pg_current_wal_insert_lsn(),
     fanout boolean DEFAULT false NOT NULL,
     submitted_by_oid oid,
+    target_columns jsonb,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -984,6 +985,12 @@ COMMENT ON COLUMN pgjobs.jobs.submit_lsn IS 'The WAL insert position when the jo
 --
 
 COMMENT ON COLUMN pgjobs.jobs.submitted_by_oid IS 'The oid of the role that submitted the job (NULL for jobs submitted before migration 0033): a role dropped and created again under the same name is not that role.';
+
+--
+-- Name: COLUMN jobs.target_columns; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.target_columns IS 'The target''s columns when the job was submitted (number, name, type, type modifier, collation; NULL for jobs submitted before migration 0036 and for unregistered targets): a job whose columns were renamed, dropped or retyped since fails for good.';
 
 --
 -- Name: _claim_id(bigint, text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1221,6 +1228,79 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifiers boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: _columns_changed(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
+-- submit; NULL for jobs submitted before migration 0036) is still p_target's
+-- column of that number, name, type, type modifier and collation; else what
+-- changed, for the job's error, and its SQLSTATE (42703 for a column
+-- dropped or renamed, 42804 for one retyped: not retryable, every attempt
+-- would find the same). A column added since is no change (nothing
+-- the job compiled names it). A page, chunk or batch holds the table first
+-- (pgjobs._hold_target), so what this reads stays so to its commit.
+-- Locks nothing.
+DECLARE
+    v_now jsonb;
+    v_was jsonb;
+    v_is record;
+BEGIN
+    IF p_recorded IS NULL THEN
+        RETURN;
+    END IF;
+    -- (The common case in one cached plan, an index probe per column, as
+    -- the read mask tests it: pgjobs._mask.)
+    IF NOT EXISTS (
+           SELECT FROM jsonb_to_recordset(p_recorded)
+                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid)
+            WHERE NOT EXISTS (
+                  SELECT FROM pg_catalog.pg_attribute a
+                   WHERE a.attrelid = p_target AND a.attnum = c.n
+                     AND a.attname = c.name AND a.atttypid = c.type
+                     AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                     AND NOT a.attisdropped)) THEN
+        RETURN;
+    END IF;
+    v_now := pgjobs._target_columns(p_target);
+    FOR v_was IN SELECT e.value FROM jsonb_array_elements(p_recorded) e LOOP
+        CONTINUE WHEN v_now @> jsonb_build_array(v_was);
+        SELECT a.attname, a.atttypid, a.atttypmod, a.attcollation INTO v_is
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = p_target AND a.attnum = (v_was ->> 'n')::smallint
+           AND NOT a.attisdropped;
+        errcode := '42703';
+        IF NOT FOUND THEN
+            message := format('column %I of %s was dropped', v_was ->> 'name', p_target);
+        ELSIF v_is.attname <> v_was ->> 'name' THEN
+            message := format('column %I of %s was renamed to %I', v_was ->> 'name', p_target,
+                              v_is.attname);
+        ELSIF v_is.atttypid <> (v_was ->> 'type')::oid
+              OR v_is.atttypmod <> (v_was ->> 'typmod')::integer THEN
+            errcode := '42804';
+            message := format('column %I of %s changed type from %s to %s', v_was ->> 'name',
+                              p_target, format_type((v_was ->> 'type')::oid,
+                                                    (v_was ->> 'typmod')::integer),
+                              format_type(v_is.atttypid, v_is.atttypmod));
+        ELSE
+            errcode := '42804';
+            message := format('column %I of %s changed collation', v_was ->> 'name', p_target);
+        END IF;
+        RETURN;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) OWNER TO SUPERUSER;
 
 --
 -- Name: _compile_filter(regclass, jsonb, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -2007,6 +2087,38 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _compiling_against(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._compiling_against(p_target regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Called by a submit (pgjobs._submit_delete_as, _submit_backfill_as,
+-- _submit_export_as, _submit_import_as) before it compiles the job: notes
+-- p_target's columns as they are now (a digest of pgjobs._target_columns)
+-- in the transaction-local setting pgjobs.compiled_columns, which
+-- pgjobs._insert_job_row compares with the columns it records. A column
+-- renamed, dropped or retyped in between fails the submit (40001) rather
+-- than recording columns the job was not compiled against. (Not a lock on
+-- the table: a submit without a filter reads no row of it, and so never
+-- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
+-- caller's function-level settings scope it: the setting reverts when the
+-- submit returns. Locks nothing.
+BEGIN
+    PERFORM set_config('pgjobs.compiled_columns',
+                       p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),
+                       true);
+END
+$$;
+
+ALTER FUNCTION pgjobs._compiling_against(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _confined_targets(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4062,6 +4174,35 @@ $$;
 ALTER FUNCTION pgjobs._health() OWNER TO SUPERUSER;
 
 --
+-- Name: _hold_target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._hold_target(p_target regclass) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Takes p_target's ACCESS SHARE lock, as any read of it does, to the end of
+-- the transaction: a column renamed, dropped or retyped (ALTER TABLE takes
+-- ACCESS EXCLUSIVE) cannot commit between this call and the statements
+-- after it, so the columns pgjobs._columns_changed compares are the ones
+-- those statements resolve. (A read that returns nothing: it runs in STABLE
+-- callers and on a standby, where LOCK TABLE is not allowed or not wanted.)
+-- Without SELECT on the table the caller learns nothing here: the
+-- statements after it raise 42501 with their own hint.
+BEGIN
+    EXECUTE format('SELECT FROM %s WHERE false', p_target);
+EXCEPTION WHEN insufficient_privilege THEN
+    NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._hold_target(p_target regclass) OWNER TO SUPERUSER;
+
+--
 -- Name: _import_conflict_columns(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4676,6 +4817,8 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_grant_hint text;
+    v_columns jsonb;
+    v_compiled text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -4853,12 +4996,30 @@ BEGIN
 
     -- The submitter by name and by oid: a role dropped and created again
     -- under the name is not the role that submitted (pgjobs._submitter_problem).
+    -- A registered target's columns as the job was compiled against them:
+    -- its pages, chunks and batches fail it for good if they change
+    -- (pgjobs._columns_changed). A submit that compiled the job noted them
+    -- before it began (pgjobs._compiling_against): changed since, the job
+    -- was compiled against some other columns than these (40001).
+    IF v_reg.target IS NOT NULL THEN
+        v_columns := pgjobs._target_columns(p_target);
+        v_compiled := coalesce(current_setting('pgjobs.compiled_columns', true), '');
+        IF split_part(v_compiled, ':', 1) = p_target::oid::text
+           AND v_compiled <> p_target::oid::text || ':' || md5(v_columns::text) THEN
+            RAISE EXCEPTION 'the columns of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is compiled against the columns as they '
+                             'are now.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid)
+                             submitted_by_oid, target_columns)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
-           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
+           v_columns
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -5569,6 +5730,8 @@ CREATE FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean DE
 -- count form instead, which the planner may read once into a hash table:
 -- the same rows, without one index probe per row of the scope. Any other
 -- predicate is used as stored.
+-- A delete whose target's columns changed since its submit is left out
+-- (pgjobs._columns_changed; pgjobs._mask_candidates likewise).
 -- Reads pgjobs.jobs through jobs_pending_writers_idx. Locks nothing.
 -- PL/pgSQL rather than SQL only so that the query's plan is cached for the
 -- session: a SQL function's body is planned again in every transaction,
@@ -5590,7 +5753,25 @@ BEGIN
       INTO v_mask
       FROM pgjobs.jobs j
      WHERE j.target = p_target AND j.scope = p_scope
-       AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused');
+       AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+       -- A delete whose columns were renamed, dropped or retyped since its
+       -- submit deletes nothing more (its next page fails it:
+       -- pgjobs._columns_changed), and its predicate would test other
+       -- columns: it hides nothing. (Spelled out here, as in
+       -- pgjobs._mask_candidates, not a call of pgjobs._columns_changed: a
+       -- call per read cost 0.3 ms, this plan is cached and probes
+       -- pg_attribute's index once per column.)
+       AND (j.target_columns IS NULL
+            OR NOT EXISTS (
+                SELECT FROM jsonb_to_recordset(j.target_columns)
+                            AS c(n smallint, name name, type oid, typmod integer,
+                                 "collation" oid)
+                 WHERE NOT EXISTS (
+                       SELECT FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = p_target AND a.attnum = c.n
+                          AND a.attname = c.name AND a.atttypid = c.type
+                          AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                          AND NOT a.attisdropped)));
     RETURN coalesce(v_mask, 'true');
 END
 $$;
@@ -5708,6 +5889,18 @@ BEGIN
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+           -- Left out of the mask (pgjobs._mask) when its columns changed.
+           AND (j.target_columns IS NULL
+                OR NOT EXISTS (
+                    SELECT FROM jsonb_to_recordset(j.target_columns)
+                                AS c(n smallint, name name, type oid, typmod integer,
+                                     "collation" oid)
+                     WHERE NOT EXISTS (
+                           SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = p_target AND a.attnum = c.n
+                              AND a.attname = c.name AND a.atttypid = c.type
+                              AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                              AND NOT a.attisdropped)))
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN
@@ -7571,14 +7764,27 @@ CREATE FUNCTION pgjobs._require_requeue(p_job pgjobs.jobs, p_verb text) RETURNS 
 -- the job is left as it was. Raises 55000 for a job whose target's
 -- registration changed its columns (or was removed) since the job ended
 -- (pgjobs._mark_registration_changed): compiled against the old columns,
--- it would run against other ones. Locks nothing.
+-- it would run against other ones; likewise for a job whose target's
+-- columns were renamed, dropped or retyped since its submit
+-- (pgjobs._columns_changed). Locks nothing.
 DECLARE
     v_problem record;
+    v_changed text;
 BEGIN
     IF coalesce(p_job.checkpoint ? 'registration_changed', false) THEN
         RAISE EXCEPTION 'job % cannot be %: the registration of % changed (its key, scope, '
                         'created_at or document column, or it was unregistered) after the job '
                         'was submitted', p_job.id, p_verb, p_job.target
+            USING ERRCODE = '55000',
+                  HINT = 'The job was compiled against the old columns; submit it again.';
+    END IF;
+    -- Its target's columns renamed, dropped or retyped since its submit
+    -- (pgjobs._columns_changed): every attempt would fail at its first page.
+    SELECT c.message INTO v_changed
+      FROM pgjobs._columns_changed(p_job.target, p_job.target_columns) c;
+    IF v_changed IS NOT NULL THEN
+        RAISE EXCEPTION 'job % cannot be %: % since it was submitted', p_job.id, p_verb,
+                        v_changed
             USING ERRCODE = '55000',
                   HINT = 'The job was compiled against the old columns; submit it again.';
     END IF;
@@ -7625,6 +7831,44 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_role(p_role name, p_target regclass, p_privilege text, p_columns text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_same_columns(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_same_columns(p_job pgjobs.jobs) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- For an export's chunk and an import's batch: holds the job's target to the
+-- end of the transaction (pgjobs._hold_target) and raises when a column the
+-- job was submitted against was renamed, dropped or retyped since
+-- (pgjobs._columns_changed: 42703 or 42804, which fail the job for good):
+-- its column list, predicate and mapping name the old columns. The runner's
+-- pages make the same check (pgjobs._run_page). Locks: the target, ACCESS
+-- SHARE.
+DECLARE
+    v_changed record;
+BEGIN
+    PERFORM pgjobs._hold_target(p_job.target);
+    SELECT c.message, c.errcode INTO v_changed
+      FROM pgjobs._columns_changed(p_job.target, p_job.target_columns) c;
+    IF v_changed.message IS NOT NULL THEN
+        RAISE EXCEPTION '% since job % was submitted', v_changed.message, p_job.id
+            USING ERRCODE = v_changed.errcode,
+                  HINT = format('The %s job was compiled against the old columns: submit it '
+                                'again%s.', p_job.kind,
+                                CASE p_job.kind WHEN 'import'
+                                     THEN ' (the rows of its committed batches stay)' END);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_same_columns(p_job pgjobs.jobs) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8520,6 +8764,20 @@ BEGIN
                    'cannot be paged; run ALTER TABLE %s ALTER COLUMN %I SET NOT NULL; '
                    'and submit the job again', v_reg.key_column, v_job.target, v_job.target,
                    v_reg.key_column), false);
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'failed';
+    END IF;
+    -- The columns the job was compiled against (its predicate and SET list
+    -- name them): renamed, dropped or retyped since its submit, this page
+    -- would act on other columns, so the job fails for good. The table is
+    -- held from here to the page's commit (pgjobs._hold_target), so no such
+    -- change lands between this check and the page's statements.
+    PERFORM pgjobs._hold_target(v_job.target);
+    v_detail := (pgjobs._columns_changed(v_job.target, v_job.target_columns)).message;
+    IF v_detail IS NOT NULL THEN
+        PERFORM pgjobs.fail(p_id, p_worker,
+            format('%s since job %s was submitted: its row set and changes were compiled '
+                   'against the old columns; submit it again', v_detail, p_id), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
     END IF;
@@ -9784,6 +10042,9 @@ BEGIN
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'UPDATE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- UPDATE ... WHERE would: without SELECT the role could not run it
@@ -9866,6 +10127,9 @@ BEGIN
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'DELETE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- DELETE ... WHERE would: without SELECT the role could not run it
@@ -9989,6 +10253,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
@@ -10246,6 +10513,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     -- INSERT on the scope column (which every import writes); the other
     -- columns are known once the source is read: the worker checks each
     -- batch's (pgjobs._import_insert_sql). Column-level grants count.
@@ -10597,6 +10867,34 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._target(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: _target_columns(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._target_columns(p_target regclass) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The columns of p_target as a job is compiled against them: one object per
+-- column (its number n, name, type, type modifier and collation), in column
+-- order. Stored in pgjobs.jobs.target_columns at submit and compared by
+-- pgjobs._columns_changed before every page, chunk and batch (which hold
+-- the table: pgjobs._hold_target); a submit notes them before it compiles
+-- (pgjobs._compiling_against). Locks nothing.
+SELECT coalesce(jsonb_agg(jsonb_build_object('n', a.attnum, 'name', a.attname,
+                                             'type', a.atttypid, 'typmod', a.atttypmod,
+                                             'collation', a.attcollation)
+                          ORDER BY a.attnum), '[]'::jsonb)
+  FROM pg_catalog.pg_attribute a
+ WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+$$;
+
+ALTER FUNCTION pgjobs._target_columns(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _target_recent(regclass, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13114,6 +13412,12 @@ BEGIN
         PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
         PERFORM pgjobs._verdict_keep('submitter', v_verdict, v_at);
     END IF;
+    -- The columns the export was submitted against (its column list and
+    -- predicate name them): renamed, dropped or retyped since, the chunk
+    -- would read other columns (42703/42804: the job fails for good). The
+    -- table is held to the end of the chunk's transaction, which runs the
+    -- COPY this returns, so none changes in between.
+    PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
@@ -14058,6 +14362,11 @@ BEGIN
         RETURN jsonb_build_object('status', 'lost');
     END IF;
     v_reg := pgjobs._target(v_job.target);
+    -- The columns the job was submitted against (its mapping names them):
+    -- renamed, dropped or retyped since, the batch would go into other
+    -- columns (42703/42804: the job fails for good). Held to the batch's
+    -- commit, so none changes after this check.
+    PERFORM pgjobs._require_same_columns(v_job);
     v_ck := coalesce(v_job.checkpoint, '{}');
     v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);
@@ -16539,6 +16848,13 @@ REVOKE ALL ON FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_m
 GRANT ALL ON FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifiers boolean) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16579,6 +16895,13 @@ GRANT ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb,
 
 REVOKE ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _compiling_against(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._compiling_against(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compiling_against(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _confined_targets(p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -16791,6 +17114,13 @@ GRANT ALL ON FUNCTION pgjobs._handler(p_name jsonb) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._health() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._health() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _hold_target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._hold_target(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._hold_target(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_conflict_columns(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -17160,6 +17490,13 @@ REVOKE ALL ON FUNCTION pgjobs._require_role(p_role name, p_target regclass, p_pr
 GRANT ALL ON FUNCTION pgjobs._require_role(p_role name, p_target regclass, p_privilege text, p_columns text[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _require_same_columns(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_same_columns(p_job pgjobs.jobs) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_same_columns(p_job pgjobs.jobs) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _require_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -17448,6 +17785,13 @@ GRANT ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.
 
 REVOKE ALL ON FUNCTION pgjobs._target(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._target(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _target_columns(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._target_columns(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._target_columns(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _target_recent(p_target regclass, p_keep boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -46,6 +46,8 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_grant_hint text;
+    v_columns jsonb;
+    v_compiled text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -223,12 +225,30 @@ BEGIN
 
     -- The submitter by name and by oid: a role dropped and created again
     -- under the name is not the role that submitted (pgjobs._submitter_problem).
+    -- A registered target's columns as the job was compiled against them:
+    -- its pages, chunks and batches fail it for good if they change
+    -- (pgjobs._columns_changed). A submit that compiled the job noted them
+    -- before it began (pgjobs._compiling_against): changed since, the job
+    -- was compiled against some other columns than these (40001).
+    IF v_reg.target IS NOT NULL THEN
+        v_columns := pgjobs._target_columns(p_target);
+        v_compiled := coalesce(current_setting('pgjobs.compiled_columns', true), '');
+        IF split_part(v_compiled, ':', 1) = p_target::oid::text
+           AND v_compiled <> p_target::oid::text || ':' || md5(v_columns::text) THEN
+            RAISE EXCEPTION 'the columns of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is compiled against the columns as they '
+                             'are now.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid)
+                             submitted_by_oid, target_columns)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
-           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
+           v_columns
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

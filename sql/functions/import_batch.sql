@@ -92,6 +92,11 @@ BEGIN
         RETURN jsonb_build_object('status', 'lost');
     END IF;
     v_reg := pgjobs._target(v_job.target);
+    -- The columns the job was submitted against (its mapping names them):
+    -- renamed, dropped or retyped since, the batch would go into other
+    -- columns (42703/42804: the job fails for good). Held to the batch's
+    -- commit, so none changes after this check.
+    PERFORM pgjobs._require_same_columns(v_job);
     v_ck := coalesce(v_job.checkpoint, '{}');
     v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);

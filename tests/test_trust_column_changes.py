@@ -1,0 +1,257 @@
+"""A job acts on the columns it was submitted against (lead's review, round 31).
+
+A job is compiled at its submit: its predicate names the scope, created_at and
+filter columns, a backfill's SET list and an export's column list name columns,
+an import maps its fields onto columns. All by name. A column renamed (and
+another given its old name), dropped and added again, or retyped while the job
+was pending made it act on other columns: a whole-tenant delete of tenant 1,
+after `tenant` was renamed away and `region` renamed to `tenant`, ended
+`succeeded` having deleted region 1's rows, of every tenant. Now a job records
+its target's columns at submit (pgjobs.jobs.target_columns, migration 0036) and
+every page, export chunk and import batch compares them under a lock that holds
+them to its commit: a job whose columns changed fails for good, naming the
+change, before it touches a row. A column added since changes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller.importer import Importer
+from tests.support import (
+    allowed_folder,
+    claim_import,
+    job,
+    make_people,
+    run_export,
+    scalar,
+    submit_import,
+    who,
+)
+
+Conn = psycopg.Connection[Any]
+
+KINDS = ["delete", "backfill", "export", "import"]
+
+# Each change, as DDL, and what the job's error says of it.
+CHANGES = {
+    # The scope column swapped with another: the predicate's `tenant = 1` would
+    # test region.
+    "scope_swapped": ("ALTER TABLE people RENAME COLUMN tenant TO tenant_old; "
+                      "ALTER TABLE people RENAME COLUMN region TO tenant",
+                      "column tenant of public.people was renamed to tenant_old"),
+    # A written or exported column dropped and added again under its name.
+    "name_recreated": ("ALTER TABLE people DROP COLUMN name; "
+                       "ALTER TABLE people ADD COLUMN name text DEFAULT 'recreated'",
+                       "column name of public.people was dropped"),
+    # A column retyped.
+    "age_retyped": ("ALTER TABLE people ALTER COLUMN age TYPE bigint",
+                    "column age of public.people changed type from integer to bigint"),
+    # The created_at column swapped with another timestamptz column.
+    "created_at_swapped": ("ALTER TABLE people RENAME COLUMN created_at TO created_old; "
+                           "ALTER TABLE people RENAME COLUMN seen_at TO created_at",
+                           "column created_at of public.people was renamed to created_old"),
+}
+
+
+@pytest.fixture
+def people(conn: Conn) -> None:
+    """`people` with a `region` beside `tenant` that differs from it, and a
+    `seen_at` in the future, where created_at is in the past."""
+    make_people(conn)
+    conn.execute("ALTER TABLE people ADD COLUMN region integer NOT NULL DEFAULT 0, "
+                 "ADD COLUMN seen_at timestamptz NOT NULL DEFAULT now() + interval '1 day'")
+    conn.execute("INSERT INTO people (tenant, region, name, age, created_at) "
+                 "SELECT i % 3, (i + 1) % 3, 'p' || i, i, now() - interval '1 hour' "
+                 "FROM generate_series(1, 30) i")
+
+
+def snapshot(conn: Conn) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT to_jsonb(p) - 'name' FROM people p ORDER BY id").fetchall()
+
+
+def submit(conn: Conn, kind: str, src: Path) -> int:
+    if kind == "delete":
+        return int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                          (json.dumps({"age": {"$gte": 0}}),)))
+    if kind == "backfill":
+        return int(scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', %s::jsonb)",
+                          (json.dumps({"age": 7}),)))
+    if kind == "export":
+        return int(scalar(conn, "SELECT pgjobs.submit_export('people', '1', '{}', %s::jsonb)",
+                          (json.dumps({"columns": ["id", "name", "age"]}),)))
+    path = src / "in.csv"
+    path.write_bytes(b"name,age\n" + b"".join(b"n%d,%d\n" % (i, i) for i in range(50)))
+    return submit_import(conn, f"file://{path}")
+
+
+def run(conn: Conn, dsn: str, kind: str, job_id: int, src: Path) -> None:
+    if kind in ("delete", "backfill"):
+        conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    elif kind == "export":
+        run_export(dsn, job_id, f"file://{src}/store")
+    else:
+        Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{src}/store").run()
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_column_changed_under_a_pending_job_fails_it_before_it_touches_a_row(
+        conn: Conn, dsn: str, people: None, tmp_path: Path, kind: str, change: str) -> None:
+    """Before: the delete and the backfill ended succeeded on other rows or
+    columns (scope_swapped: region 1's rows), the export wrote other rows or
+    values, the import put its values into the new columns."""
+    src = allowed_folder(conn, tmp_path)
+    job_id = submit(conn, kind, src)
+    ddl, said = CHANGES[change]
+    conn.execute(ddl)
+    before = snapshot(conn)
+    run(conn, dsn, kind, job_id, src)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert said in row["error"] and f"since job {job_id} was submitted" in row["error"], \
+        row["error"]
+    assert row["attempts"] == 1, row  # for good: every attempt would find the same
+    assert snapshot(conn) == before
+    if kind == "export":
+        assert not [p for p in (src / "store").rglob("*") if p.is_file()] \
+            if (src / "store").exists() else True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_column_added_under_a_pending_job_changes_nothing(
+        conn: Conn, dsn: str, people: None, tmp_path: Path, kind: str) -> None:
+    src = allowed_folder(conn, tmp_path)
+    job_id = submit(conn, kind, src)
+    conn.execute("ALTER TABLE people ADD COLUMN note text")
+    run(conn, dsn, kind, job_id, src)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["target_columns"] is not None
+
+
+def test_a_delete_stops_at_the_page_after_the_change(
+        conn: Conn, people: None, make_conn: Callable[..., Conn]) -> None:
+    """Mid-job: pages committed before the rename stay, the page after it fails
+    the job, and no row of another tenant goes."""
+    conn.execute("INSERT INTO people (tenant, region, name, created_at) "
+                 "SELECT 1, 2, 'q' || i, now() - interval '1 hour' "
+                 "FROM generate_series(1, 3000) i")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}', '{}', "
+                              "'{\"page_size\": 100}')"))
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    worker = who(conn, job_id, "w")
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) == "more"
+    first = scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    others = scalar(conn, "SELECT count(*) FROM people WHERE tenant <> 1")
+    conn.execute(CHANGES["scope_swapped"][0])
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) == "failed"
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and "renamed to tenant_old" in row["error"]
+    assert row["done"] == first
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant_old <> 1") == others
+
+
+def test_a_rename_waits_for_the_page_that_checked_the_columns(
+        conn: Conn, people: None, make_conn: Callable[..., Conn]) -> None:
+    """The check holds the table to the page's commit: a rename issued after it
+    waits (here: times out), so the page's statements resolve the columns the
+    check compared."""
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+    pager = make_conn(autocommit=False)
+    pager.execute("SELECT pgjobs._columns_changed('people'::regclass, "
+                  "(SELECT target_columns FROM pgjobs.jobs WHERE id = %s))", (job_id,))
+    pager.execute("SELECT pgjobs._hold_target('people'::regclass)")
+    other = make_conn()
+    other.execute("SET lock_timeout = '200ms'")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        other.execute("ALTER TABLE people RENAME COLUMN name TO name_old")
+    pager.rollback()
+    other.execute("ALTER TABLE people RENAME COLUMN name TO name_old")  # free again
+
+
+def test_jobs_of_the_previous_release_have_no_columns_and_run_as_before(
+        conn: Conn, people: None) -> None:
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+    conn.execute("UPDATE pgjobs.jobs SET target_columns = NULL WHERE id = %s", (job_id,))
+    conn.execute("ALTER TABLE people ALTER COLUMN age TYPE bigint")
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == 0
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("filtered", [False, True])
+def test_reads_stop_hiding_rows_for_a_delete_whose_columns_changed(
+        conn: Conn, people: None, change: str, filtered: bool) -> None:
+    """The read mask applies a pending delete's predicate to reads: after the
+    change it named other columns (scope_swapped: it hid region 1's rows from
+    tenant 1's reads). Such a delete deletes nothing more (its next page fails
+    it), so it hides nothing: reads show every row of the scope."""
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                        (json.dumps({"age": {"$gte": 0}} if filtered else {}),)))
+    assert scalar(conn, "SELECT pgjobs.visible_count('people', '1')") == 0
+    conn.execute(CHANGES[change][0])
+    rows = scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1")
+    assert rows > 0
+    assert scalar(conn, "SELECT pgjobs.visible_count('people', '1')") == rows
+    assert len(conn.execute("SELECT * FROM pgjobs.visible('people', '1', '{}', NULL, 1000)")
+               .fetchall()) == rows
+    assert scalar(conn, "SELECT pgjobs.mask('people', '1')") == "true"
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "failed"
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == rows
+
+
+@pytest.mark.parametrize("verb", ["retry", "resume"])
+def test_a_job_whose_columns_changed_is_not_queued_again(conn: Conn, people: None,
+                                                         verb: str) -> None:
+    """Retried or resumed, it would fail at its first page again: refused, with
+    the change named, and left as it was."""
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+    if verb == "resume":
+        conn.execute("SELECT pgjobs.pause(%s)", (job_id,))
+    else:
+        conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    status = job(conn, job_id)["status"]
+    conn.execute(CHANGES["scope_swapped"][0])
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as err:
+        conn.execute(f"SELECT pgjobs.{verb}(%s)", (job_id,))
+    assert "renamed to tenant_old since it was submitted" in str(err.value)
+    assert "submit it again" in (err.value.diag.message_hint or "")
+    assert job(conn, job_id)["status"] == status
+
+
+def test_a_column_changed_while_a_job_is_compiled_fails_the_submit(
+        conn: Conn, people: None) -> None:
+    """A submit notes the columns before it compiles the job and compares them
+    with those it records: changed in between (here: in the same transaction,
+    between the note and the insert), the submit fails (40001) instead of
+    recording columns the job was not compiled against. A submit does not
+    lock the table: it goes through while another transaction holds it."""
+    conn.execute("BEGIN")
+    reg = conn.execute("SELECT pgjobs._target('people')").fetchone()
+    conn.execute("SELECT pgjobs._compiling_against('people')")
+    conn.execute(CHANGES["scope_swapped"][0])
+    with pytest.raises(psycopg.errors.SerializationFailure) as err:
+        conn.execute("SELECT pgjobs._insert_job_row('delete', 'people', '1', '{}', '{}', "
+                     "'{}', 'true', NULL, %s)", reg)
+    assert "changed while the job was being submitted" in str(err.value)
+    conn.execute("ROLLBACK")
+
+
+def test_a_submit_does_not_wait_for_a_lock_on_the_table(
+        conn: Conn, people: None, make_conn: Callable[..., Conn]) -> None:
+    locker = make_conn()
+    locker.execute("BEGIN")
+    locker.execute("LOCK TABLE people IN ACCESS EXCLUSIVE MODE")
+    conn.execute("SET lock_timeout = '2s'")
+    try:
+        assert scalar(conn, "SELECT pgjobs.submit_delete('people', '1')") is not None
+    finally:
+        locker.execute("ROLLBACK")
