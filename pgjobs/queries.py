@@ -109,7 +109,8 @@ UI_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, created_at, started_at, finished_at,
        CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker, lease_expires_at,
-       cancel_requested_at, pause_requested_at, checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
+       cancel_requested_at, pause_requested_at,
+       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
  WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
