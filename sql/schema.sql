@@ -4659,8 +4659,9 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check; for a registered target its registration lock, shared
--- (pgjobs.register_target's, exclusive there).
+-- pass the check; for a registered target its registration's row FOR KEY
+-- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
+-- change).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -4829,20 +4830,23 @@ BEGIN
     -- The job was checked and compiled against v_reg's columns. A
     -- register_target (or unregister_target) that changes them refuses
     -- while a job of the target is pending, but does not see this one
-    -- until it commits: so the submit holds the target's registration lock
-    -- shared (register_target holds it exclusive) and looks again. A
-    -- registration committed meanwhile fails the submit (40001: submit
-    -- again, it compiles against the new columns).
+    -- until it commits: so the submit holds the registration's row FOR KEY
+    -- SHARE (register_target takes it FOR UPDATE when the columns change,
+    -- unregister_target deletes it; a change of options alone does not
+    -- wait) and looks again, the lock's wait re-reading the row as it is
+    -- then. A registration committed meanwhile fails the submit (40001:
+    -- submit again, it compiles against the new columns). A row lock, not
+    -- an advisory one: any role may take any advisory lock (a session
+    -- holding this one's key hung every submit on the target), while no
+    -- client may lock pgjobs.target_registry's rows.
     IF v_reg.target IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock_shared(
-            hashtext('pgjobs.target:' || p_target::oid::text));
-        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
-                        WHERE r.target = p_target
-                          AND (r.key_column, r.scope_column, r.created_at_column,
-                               r.document_column)
-                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
-                                                    v_reg.created_at_column,
-                                                    v_reg.document_column)) THEN
+        PERFORM 1 FROM pgjobs.target_registry r
+         WHERE r.target = p_target
+           AND (r.key_column, r.scope_column, r.created_at_column, r.document_column)
+               IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                     v_reg.created_at_column, v_reg.document_column)
+           FOR KEY SHARE;
+        IF NOT FOUND THEN
             RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
                             p_target
                 USING ERRCODE = '40001',
@@ -14629,9 +14633,9 @@ CREATE FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope na
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table), the registry row, then, when the
--- columns change or the table is new, the target's registration lock
--- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- concurrent registrations of one table), the registry row FOR NO KEY
+-- UPDATE, then, when the columns change, FOR UPDATE (submits hold it FOR
+-- KEY SHARE: pgjobs._insert_job_row) and the rows
 -- of its failed and canceled jobs (pgjobs._mark_registration_changed);
 -- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
 -- the table.
@@ -14696,19 +14700,20 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
-    -- A submit holds the target's registration lock shared from its last
+    -- A submit holds the registration's row FOR KEY SHARE from its last
     -- look at the registration to its commit (pgjobs._insert_job_row):
-    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- taken FOR UPDATE, it waits for the submits in flight, whose jobs the
     -- check below then sees, and holds new ones back until this commits.
-    -- Only when the columns change (or the table is new to the registry):
-    -- a change of options alone leaves the jobs as they were compiled, and
-    -- need not wait for a client's transaction that submitted.
-    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                     v_old.document_column)
-                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
-        PERFORM pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    -- Only when the columns change: a change of options alone (FOR NO KEY
+    -- UPDATE, which a key share does not block) leaves the jobs as they
+    -- were compiled, and need not wait for a client's transaction that
+    -- submitted. A table new to the registry has no submits to wait for.
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target
+       FOR NO KEY UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     END IF;
     IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
                                      v_old.created_at_column, v_old.document_column)
@@ -15690,8 +15695,7 @@ CREATE FUNCTION pgjobs.unregister_target(p_target regclass) RETURNS void
     AS $$
 -- Remove the registration of p_target. The table and its data are untouched.
 -- Locks: the per-target advisory xact lock shared with register_target, then
--- the registry row, then the target's registration lock exclusive (submits
--- hold it shared). Refuses (55006) while jobs of the target are queued or
+-- the registry row FOR UPDATE (submits hold it FOR KEY SHARE). Refuses (55006) while jobs of the target are queued or
 -- running; raises P0002 when the table is not registered.
 DECLARE
     v_jobs bigint[];
@@ -15701,22 +15705,19 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
-    -- register_target's locks, in its order (a registration that changes
-    -- the columns takes the row, then the submits' lock: taken the other
-    -- way round here, the two would deadlock).
+    -- register_target's locks, in its order.
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
+    -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
+    -- holds the row FOR KEY SHARE to its commit), whose jobs the check
+    -- below then sees, and holds new ones back.
     PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'target % is not registered', p_target
             USING ERRCODE = 'P0002',
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
-    -- Waits for the submits in flight (pgjobs._insert_job_row holds it
-    -- shared), whose jobs the check below then sees.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
     -- A registration made later may name other columns: the failed and
     -- canceled jobs of this one are never retried under it. Marked first:
