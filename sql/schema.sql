@@ -11433,7 +11433,13 @@ BEGIN
             UNION ALL
             SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
               JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass) x
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
      WHERE x.typid >= 16384;
     v_types := '{}';
     WHILE cardinality(v_new) > 0 LOOP

@@ -196,3 +196,21 @@ def test_a_plain_key_above_a_partition_refuses_nothing(conn: Conn, owner: str) -
     conn.execute(f"ALTER TABLE tenant.rows OWNER TO {owner}")
     assert conn.execute("SELECT * FROM pgjobs._untrusted_roles('tenant.leaf')").fetchall() == []
     conn.execute("SELECT pgjobs.submit_delete('tenant.leaf', '1')")
+
+
+def test_a_typed_tables_row_type_is_not_its_code(conn: Conn, owner: str) -> None:
+    """Following the tables' own dependencies (the partition keys) does not
+    make the owner of a typed table's composite type an author: it cannot
+    change the table (ALTER TYPE ... CASCADE needs the table's ownership), and
+    its attributes' types are judged as the columns' types, as before."""
+    conn.execute("""
+        CREATE TYPE tenant.shape AS (id bigint, scope int, created_at timestamptz, note text);
+        CREATE TABLE tenant.typed OF tenant.shape (
+            id WITH OPTIONS NOT NULL, scope WITH OPTIONS NOT NULL,
+            created_at WITH OPTIONS NOT NULL);
+        CREATE INDEX ON tenant.typed (scope, id);
+        SELECT pgjobs.register_target('tenant.typed', 'id', 'scope', 'created_at');
+    """)
+    conn.execute(f"ALTER TYPE tenant.shape OWNER TO {owner}")
+    assert conn.execute("SELECT * FROM pgjobs._untrusted_roles('tenant.typed')").fetchall() == []
+    conn.execute("SELECT pgjobs.submit_delete('tenant.typed', '1')")
