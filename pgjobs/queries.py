@@ -14,6 +14,14 @@ CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 
 # --- jobs: submit, observe, control ---------------------------------------
 
+# The CLI's and the worker's control sessions keep the login's search_path (a
+# target name such as `user_table_rows` resolves on it), so statements run
+# there name pg_catalog's operator wherever pg_catalog has none taking exactly
+# the operands: `checkpoint -> 'throttled'` compares as (jsonb, jsonb), and an
+# `->(jsonb, jsonb)` that any role with CREATE on `public` planted there is
+# the exact match PostgreSQL picks before pg_catalog's `->(jsonb, text)`
+# (tests/test_trust_search_path.py).
+
 # A run_at of -infinity or infinity (older releases accepted them; no
 # migration rewrites such rows) reads as NULL: Python's datetime holds
 # neither, and psycopg raised DataError for the whole row (pgjobs status,
@@ -23,7 +31,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
        error, result, priority, created_at, started_at, finished_at,
        CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker,
        lease_expires_at, cancel_requested_at, pause_requested_at,
-       checkpoint -> 'throttled' AS throttled,
+       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
        CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
             THEN pgjobs._engine_wait()
             -- "running" alone hides a dead runner or worker (killed, its server
@@ -101,7 +109,8 @@ UI_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, created_at, started_at, finished_at,
        CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker, lease_expires_at,
-       cancel_requested_at, pause_requested_at, checkpoint -> 'throttled' AS throttled,
+       cancel_requested_at, pause_requested_at,
+       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
  WHERE (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
@@ -118,7 +127,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
        created_at, queued_at, CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at,
        started_at, heartbeat_at, updated_at, finished_at,
        worker, lease_expires_at, cancel_requested_at, pause_requested_at,
-       checkpoint -> 'throttled' AS throttled,
+       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
        extract(epoch FROM now() - started_at)::float8 AS ran_seconds
   FROM pgjobs.jobs
  WHERE id = %(id)s
@@ -279,7 +288,8 @@ SELECT pgjobs.export_parts_redo(%(id)s, %(worker)s, %(parts)s::integer[], %(why)
 """
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
-       coalesce((checkpoint ->> 'bytes')::bigint, 0) AS bytes, checkpoint -> 'files' AS files
+       coalesce((checkpoint OPERATOR(pg_catalog.->>) 'bytes')::bigint, 0) AS bytes,
+       checkpoint OPERATOR(pg_catalog.->) 'files' AS files
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
@@ -322,17 +332,20 @@ STORAGE_DELETION_FINISH = "SELECT pgjobs.finish_storage_deletion(%(id)s, %(error
 
 REFERENCE_ROUTINES = """
 SELECT p.proname AS name,
-       format('%%s pgjobs.%%s(%%s)%%s',
+       pg_catalog.format('%%s pgjobs.%%s(%%s)%%s',
               CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.proname,
-              pg_get_function_arguments(p.oid),
+              pg_catalog.pg_get_function_arguments(p.oid),
               CASE WHEN p.prokind = 'p' THEN ''
-                   ELSE ' RETURNS ' || pg_get_function_result(p.oid) END) AS signature,
-       obj_description(p.oid, 'pg_proc') AS comment,
+                   ELSE ' RETURNS ' || pg_catalog.pg_get_function_result(p.oid) END)
+         AS signature,
+       pg_catalog.obj_description(p.oid, 'pg_proc'::pg_catalog.name) AS comment,
        CASE WHEN p.prosecdef THEN 'definer' ELSE 'invoker' END AS security,
-       has_function_privilege('pgjobs_client', p.oid, 'EXECUTE') AS client
-  FROM pg_proc p
- WHERE p.pronamespace = 'pgjobs'::regnamespace AND p.proname !~ '^_'
- ORDER BY p.proname, pg_get_function_arguments(p.oid)
+       pg_catalog.has_function_privilege('pgjobs_client'::pg_catalog.name, p.oid,
+                                         'EXECUTE'::pg_catalog.text) AS client
+  FROM pg_catalog.pg_proc p
+ WHERE p.pronamespace = 'pgjobs'::pg_catalog.regnamespace
+   AND p.proname OPERATOR(pg_catalog.!~) '^_'::pg_catalog.text
+ ORDER BY p.proname, pg_catalog.pg_get_function_arguments(p.oid)
 """
 
 # --- doctor (cli/doctor.py) ---------------------------------------------------------

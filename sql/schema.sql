@@ -4800,8 +4800,9 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check; for a registered target its registration lock, shared
--- (pgjobs.register_target's, exclusive there).
+-- pass the check; for a registered target its registration's row FOR KEY
+-- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
+-- change).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -4972,20 +4973,23 @@ BEGIN
     -- The job was checked and compiled against v_reg's columns. A
     -- register_target (or unregister_target) that changes them refuses
     -- while a job of the target is pending, but does not see this one
-    -- until it commits: so the submit holds the target's registration lock
-    -- shared (register_target holds it exclusive) and looks again. A
-    -- registration committed meanwhile fails the submit (40001: submit
-    -- again, it compiles against the new columns).
+    -- until it commits: so the submit holds the registration's row FOR KEY
+    -- SHARE (register_target takes it FOR UPDATE when the columns change,
+    -- unregister_target deletes it; a change of options alone does not
+    -- wait) and looks again, the lock's wait re-reading the row as it is
+    -- then. A registration committed meanwhile fails the submit (40001:
+    -- submit again, it compiles against the new columns). A row lock, not
+    -- an advisory one: any role may take any advisory lock (a session
+    -- holding this one's key hung every submit on the target), while no
+    -- client may lock pgjobs.target_registry's rows.
     IF v_reg.target IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock_shared(
-            hashtext('pgjobs.target:' || p_target::oid::text));
-        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
-                        WHERE r.target = p_target
-                          AND (r.key_column, r.scope_column, r.created_at_column,
-                               r.document_column)
-                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
-                                                    v_reg.created_at_column,
-                                                    v_reg.document_column)) THEN
+        PERFORM 1 FROM pgjobs.target_registry r
+         WHERE r.target = p_target
+           AND (r.key_column, r.scope_column, r.created_at_column, r.document_column)
+               IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                     v_reg.created_at_column, v_reg.document_column)
+           FOR KEY SHARE;
+        IF NOT FOUND THEN
             RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
                             p_target
                 USING ERRCODE = '40001',
@@ -11660,14 +11664,16 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition or inheritance child of it:
+-- Covered, for the target and every partition or inheritance child of it
+-- (and, for the partition keys, every partitioned table the target is a
+-- partition of):
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
 -- * owners of the functions and operators (and the operators' functions)
 --   that its triggers (and their WHEN), rules, defaults and generated
---   columns, CHECK constraints, index expressions and predicates, and
---   policies depend on (pg_depend);
+--   columns, CHECK constraints, index expressions and predicates,
+--   policies and partition key expressions depend on (pg_depend);
 -- * owners of every type its columns (or those objects) use, followed
 --   through domains' base types, array elements, composite attributes and
 --   range subtypes, and of the functions and operators those types and the
@@ -11693,14 +11699,27 @@ BEGIN
         SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
     SELECT array_agg(t.relid) INTO v_rels FROM tree t;
     -- The objects that hold the tables' code: defaults and generated
-    -- columns, constraints, triggers, policies, rules, indexes.
-    SELECT array_agg(d.classid), array_agg(d.objid) INTO v_classes, v_objs
-      FROM pg_depend d
-     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
-       AND d.deptype IN ('a', 'i', 'S')
-       AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
-                         'pg_trigger'::regclass, 'pg_policy'::regclass,
-                         'pg_rewrite'::regclass, 'pg_class'::regclass);
+    -- columns, constraints, triggers, policies, rules, indexes; and the
+    -- tables themselves, and the partitioned tables the target is a
+    -- partition of (at any level), whose own dependencies are their
+    -- partition keys' expressions: a row written into a partition is
+    -- routed by, or checked against (its partition constraint), every
+    -- ancestor's key, so registering a partition runs its ancestors' key
+    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
+    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
+      FROM (SELECT d.classid, d.objid
+              FROM pg_depend d
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+               AND d.deptype IN ('a', 'i', 'S')
+               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
+            UNION
+            SELECT 'pg_class'::regclass::oid, r.relid
+              FROM unnest(v_rels) r (relid)
+            UNION
+            SELECT 'pg_class'::regclass::oid, a.relid::oid
+              FROM pg_partition_ancestors(p_target) a) x;
     v_classes := coalesce(v_classes, '{}');
     v_objs := coalesce(v_objs, '{}');
     -- The types of the columns and of those objects, then what they are
@@ -11712,7 +11731,13 @@ BEGIN
             UNION ALL
             SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
               JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass) x
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
      WHERE x.typid >= 16384;
     v_types := '{}';
     WHILE cardinality(v_new) > 0 LOOP
@@ -12731,10 +12756,13 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- fail_item, which fence on it. A queued job becomes
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
--- a transaction advisory lock of the job, count what is out and take no
--- more than the rest. Expired item leases are rescued first. Before the
--- first item of a job is handed out by a call, its submitter's rights are
--- checked, once per job per call (pgjobs._may_start_attempt, as every
+-- a transaction advisory lock of the job (keyed with the engine's secret),
+-- count what is out and take no more than the rest; a claimer that finds
+-- that lock taken (by another claimer, or by any session: advisory locks
+-- need no privilege) skips the job in that call instead of waiting.
+-- Expired item leases are rescued first. Before the first item of a job
+-- is handed out by a call, its submitter's rights are checked, once per
+-- job per call (pgjobs._may_start_attempt, as every
 -- attempt of a job is): a job whose submitter lost what the submit needed
 -- fails there, its unfinished items canceled, and hands nothing out; a
 -- retried item after its backoff or an item whose lease expired is
@@ -12755,6 +12783,7 @@ DECLARE
     v_cap integer;
     v_count integer;
     v_concurrency integer;
+    v_secret text;
     v_lease interval;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
@@ -12781,7 +12810,19 @@ BEGIN
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
         v_concurrency := (v_job.options ->> 'concurrency')::integer;
         IF v_concurrency IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || v_job.id, 0));
+            -- Tried, never waited for: any role may take any advisory lock,
+            -- so a claim that waited would hang every worker of the kind
+            -- behind a session holding this one. The key is sealed with the
+            -- engine's secret, which no client can read: a client cannot
+            -- work it out from the job's id. Held by another claimer (or
+            -- anyone): this call skips the job, the next one finds it.
+            IF v_secret IS NULL THEN
+                SELECT s.value #>> '{}' INTO v_secret
+                  FROM pgjobs.settings s WHERE s.key = 'channel_secret';
+                v_secret := coalesce(v_secret, '');
+            END IF;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(
+                'pgjobs.items:' || v_secret || ':' || v_job.id, 0));
             v_cap := least(v_cap, v_concurrency - (
                 SELECT count(*) FROM pgjobs.job_items i
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
@@ -14907,9 +14948,9 @@ CREATE FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope na
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table), the registry row, then, when the
--- columns change or the table is new, the target's registration lock
--- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- concurrent registrations of one table), the registry row FOR NO KEY
+-- UPDATE, then, when the columns change, FOR UPDATE (submits hold it FOR
+-- KEY SHARE: pgjobs._insert_job_row) and the rows
 -- of its failed and canceled jobs (pgjobs._mark_registration_changed);
 -- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
 -- the table.
@@ -14974,19 +15015,20 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
-    -- A submit holds the target's registration lock shared from its last
+    -- A submit holds the registration's row FOR KEY SHARE from its last
     -- look at the registration to its commit (pgjobs._insert_job_row):
-    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- taken FOR UPDATE, it waits for the submits in flight, whose jobs the
     -- check below then sees, and holds new ones back until this commits.
-    -- Only when the columns change (or the table is new to the registry):
-    -- a change of options alone leaves the jobs as they were compiled, and
-    -- need not wait for a client's transaction that submitted.
-    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                     v_old.document_column)
-                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
-        PERFORM pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    -- Only when the columns change: a change of options alone (FOR NO KEY
+    -- UPDATE, which a key share does not block) leaves the jobs as they
+    -- were compiled, and need not wait for a client's transaction that
+    -- submitted. A table new to the registry has no submits to wait for.
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target
+       FOR NO KEY UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     END IF;
     IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
                                      v_old.created_at_column, v_old.document_column)
@@ -15968,8 +16010,7 @@ CREATE FUNCTION pgjobs.unregister_target(p_target regclass) RETURNS void
     AS $$
 -- Remove the registration of p_target. The table and its data are untouched.
 -- Locks: the per-target advisory xact lock shared with register_target, then
--- the registry row, then the target's registration lock exclusive (submits
--- hold it shared). Refuses (55006) while jobs of the target are queued or
+-- the registry row FOR UPDATE (submits hold it FOR KEY SHARE). Refuses (55006) while jobs of the target are queued or
 -- running; raises P0002 when the table is not registered.
 DECLARE
     v_jobs bigint[];
@@ -15979,22 +16020,19 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
-    -- register_target's locks, in its order (a registration that changes
-    -- the columns takes the row, then the submits' lock: taken the other
-    -- way round here, the two would deadlock).
+    -- register_target's locks, in its order.
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
+    -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
+    -- holds the row FOR KEY SHARE to its commit), whose jobs the check
+    -- below then sees, and holds new ones back.
     PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'target % is not registered', p_target
             USING ERRCODE = 'P0002',
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
-    -- Waits for the submits in flight (pgjobs._insert_job_row holds it
-    -- shared), whose jobs the check below then sees.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
     -- A registration made later may name other columns: the failed and
     -- canceled jobs of this one are never retried under it. Marked first:

@@ -159,10 +159,11 @@ def test_a_submit_racing_a_registration_change_is_refused(
     thread = threading.Thread(target=submit)
     thread.start()
     try:
-        # The submit either waits for the registration (its lock) or is done.
+        # The submit either waits for the registration (its row's lock: the
+        # registration's transaction, no longer an advisory lock) or is done.
         wait_for(lambda: outcome or scalar(
-            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'"
-                  " AND NOT granted", (pid,)), what="the submit to wait or end")
+            conn, "SELECT count(*) FROM pg_locks WHERE pid = %s AND NOT granted",
+            (pid,)), what="the submit to wait or end")
     finally:
         admin.commit()
         thread.join(30)

@@ -393,6 +393,73 @@ def test_a_mask_read_on_the_default_path_resolves_nothing_elsewhere(
     assert visible == scalar(conn, "SELECT pgjobs.visible_count('user_table_rows', '1')")
 
 
+# Exact matches for what the Python side's own statements (pgjobs/queries.py)
+# compare, where pg_catalog has none: an untyped literal beside a jsonb is read
+# as jsonb first, a name beside a name as a name; and non-variadic overloads of
+# the catalog functions the SQL reference reads.
+PYTHON_SIDE_OPERATORS: list[tuple[str, str, str, str, str]] = [
+    ("->", "jsonb", "jsonb", "jsonb",
+     "RETURN a OPERATOR(pg_catalog.->) (b OPERATOR(pg_catalog.#>>) '{}'::text[]);"),
+    ("->>", "jsonb", "jsonb", "text",
+     "RETURN a OPERATOR(pg_catalog.->>) (b OPERATOR(pg_catalog.#>>) '{}'::text[]);"),
+    ("?", "jsonb", "jsonb", "boolean",
+     "RETURN a OPERATOR(pg_catalog.?) (b OPERATOR(pg_catalog.#>>) '{}'::text[]);"),
+    ("!~", "name", "name", "boolean", "RETURN a::text OPERATOR(pg_catalog.!~) b::text;"),
+]
+PYTHON_SIDE_FUNCTIONS: list[tuple[str, str, str, str]] = [
+    ("format", "text, text, name, text, text", "text",
+     "pg_catalog.format($1, $2, $3, $4, $5)"),
+    ("obj_description", "oid, text", "text", "pg_catalog.obj_description($1, $2::name)"),
+    ("has_function_privilege", "text, oid, text", "boolean",
+     "pg_catalog.has_function_privilege($1::name, $2, $3)"),
+]
+
+
+def test_the_python_sides_statements_resolve_nothing_on_the_default_path(
+        conn: Conn, make_conn: Callable[..., Conn],
+        hostile: Callable[[], list[tuple[str, str]]]) -> None:
+    """The CLI's sessions (`pgjobs status`, `watch`, `list`) and the worker's
+    control session keep the login's search_path, `"$user", public` by default:
+    a target name given on the command line resolves there. Their own
+    statements must then resolve nothing a role with CREATE on public planted
+    there. Before, `checkpoint -> 'throttled'` (GET_JOB: every status and
+    watch) and `checkpoint ->> 'bytes'` (EXPORT_PARTS: every parallel export's
+    join) took a planted `->(jsonb, jsonb)`, whose operand 'throttled' is no
+    JSON: both failed for every user, and the SQL reference ran the planted
+    `!~(name, name)`, format, obj_description and has_function_privilege as
+    whoever generated it."""
+    from psycopg.rows import dict_row
+
+    from pgjobs import db, queries, reference
+
+    conn.execute("SET ROLE mallory")
+    for n, (op, left, right, result, real) in enumerate(PYTHON_SIDE_OPERATORS):
+        fn = f"public.python_side_op_{n}"
+        body = _shadow_body(f"public.{op}({left}, {right})", real)
+        conn.execute(f"CREATE FUNCTION {fn}(a {left}, b {right}) RETURNS {result} "
+                     f"LANGUAGE plpgsql AS $b${body}$b$")
+        conn.execute(f"CREATE OPERATOR public.{op} (LEFTARG = {left}, RIGHTARG = {right}, "
+                     f"FUNCTION = {fn})")
+    for n, (name, args, result, real) in enumerate(PYTHON_SIDE_FUNCTIONS):
+        conn.execute(
+            f"CREATE FUNCTION public.{name}({args}) RETURNS {result} LANGUAGE plpgsql "
+            f"AS $b{n}${_shadow_body(f'public.{name}({args})', f'RETURN {real};')}$b{n}$")
+    conn.execute("RESET ROLE")
+    delete, _ = _jobs(conn)
+    session = make_conn(row_factory=dict_row)  # the server's default path
+    assert "public" in str(db.scalar(session, "SHOW search_path"))
+
+    job = db.get_job(session, delete)
+    assert job is not None and job["status"] == "queued" and job["throttled"] is None
+    assert [r["id"] for r in db.rows(session, queries.LIST_JOBS,
+                                     {"status": "queued", "limit": 10})] != []
+    assert db.rows(session, queries.EXPORT_PARTS, {"id": delete}) == []
+    assert db.rows(session, queries.EXPORT_ACTIVE_JOBS, {"ids": [delete]}) == [{"id": delete}]
+    db.rows(session, queries.HELD_ELSEWHERE)
+    assert "## `pgjobs.submit_delete`" in reference.render(session)
+    _assert_clean(conn, hostile)
+
+
 @pytest.mark.parametrize("path", [None, "public,pg_catalog"])
 def test_migrate_resolves_nothing_on_its_own_path(
         conn: Conn, dsn: str, hostile: Callable[[], list[tuple[str, str]]],

@@ -29,8 +29,9 @@ AS $$
 --
 -- Locks: for writing kinds a transaction-level advisory lock on
 -- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check; for a registered target its registration lock, shared
--- (pgjobs.register_target's, exclusive there).
+-- pass the check; for a registered target its registration's row FOR KEY
+-- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
+-- change).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -201,20 +202,23 @@ BEGIN
     -- The job was checked and compiled against v_reg's columns. A
     -- register_target (or unregister_target) that changes them refuses
     -- while a job of the target is pending, but does not see this one
-    -- until it commits: so the submit holds the target's registration lock
-    -- shared (register_target holds it exclusive) and looks again. A
-    -- registration committed meanwhile fails the submit (40001: submit
-    -- again, it compiles against the new columns).
+    -- until it commits: so the submit holds the registration's row FOR KEY
+    -- SHARE (register_target takes it FOR UPDATE when the columns change,
+    -- unregister_target deletes it; a change of options alone does not
+    -- wait) and looks again, the lock's wait re-reading the row as it is
+    -- then. A registration committed meanwhile fails the submit (40001:
+    -- submit again, it compiles against the new columns). A row lock, not
+    -- an advisory one: any role may take any advisory lock (a session
+    -- holding this one's key hung every submit on the target), while no
+    -- client may lock pgjobs.target_registry's rows.
     IF v_reg.target IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock_shared(
-            hashtext('pgjobs.target:' || p_target::oid::text));
-        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
-                        WHERE r.target = p_target
-                          AND (r.key_column, r.scope_column, r.created_at_column,
-                               r.document_column)
-                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
-                                                    v_reg.created_at_column,
-                                                    v_reg.document_column)) THEN
+        PERFORM 1 FROM pgjobs.target_registry r
+         WHERE r.target = p_target
+           AND (r.key_column, r.scope_column, r.created_at_column, r.document_column)
+               IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                     v_reg.created_at_column, v_reg.document_column)
+           FOR KEY SHARE;
+        IF NOT FOUND THEN
             RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
                             p_target
                 USING ERRCODE = '40001',

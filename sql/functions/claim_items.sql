@@ -22,10 +22,13 @@ AS $$
 -- fail_item, which fence on it. A queued job becomes
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
--- a transaction advisory lock of the job, count what is out and take no
--- more than the rest. Expired item leases are rescued first. Before the
--- first item of a job is handed out by a call, its submitter's rights are
--- checked, once per job per call (pgjobs._may_start_attempt, as every
+-- a transaction advisory lock of the job (keyed with the engine's secret),
+-- count what is out and take no more than the rest; a claimer that finds
+-- that lock taken (by another claimer, or by any session: advisory locks
+-- need no privilege) skips the job in that call instead of waiting.
+-- Expired item leases are rescued first. Before the first item of a job
+-- is handed out by a call, its submitter's rights are checked, once per
+-- job per call (pgjobs._may_start_attempt, as every
 -- attempt of a job is): a job whose submitter lost what the submit needed
 -- fails there, its unfinished items canceled, and hands nothing out; a
 -- retried item after its backoff or an item whose lease expired is
@@ -46,6 +49,7 @@ DECLARE
     v_cap integer;
     v_count integer;
     v_concurrency integer;
+    v_secret text;
     v_lease interval;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
@@ -72,7 +76,19 @@ BEGIN
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
         v_concurrency := (v_job.options ->> 'concurrency')::integer;
         IF v_concurrency IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || v_job.id, 0));
+            -- Tried, never waited for: any role may take any advisory lock,
+            -- so a claim that waited would hang every worker of the kind
+            -- behind a session holding this one. The key is sealed with the
+            -- engine's secret, which no client can read: a client cannot
+            -- work it out from the job's id. Held by another claimer (or
+            -- anyone): this call skips the job, the next one finds it.
+            IF v_secret IS NULL THEN
+                SELECT s.value #>> '{}' INTO v_secret
+                  FROM pgjobs.settings s WHERE s.key = 'channel_secret';
+                v_secret := coalesce(v_secret, '');
+            END IF;
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(
+                'pgjobs.items:' || v_secret || ':' || v_job.id, 0));
             v_cap := least(v_cap, v_concurrency - (
                 SELECT count(*) FROM pgjobs.job_items i
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);

@@ -17,9 +17,9 @@ AS $function$
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table), the registry row, then, when the
--- columns change or the table is new, the target's registration lock
--- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- concurrent registrations of one table), the registry row FOR NO KEY
+-- UPDATE, then, when the columns change, FOR UPDATE (submits hold it FOR
+-- KEY SHARE: pgjobs._insert_job_row) and the rows
 -- of its failed and canceled jobs (pgjobs._mark_registration_changed);
 -- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
 -- the table.
@@ -84,19 +84,20 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
-    -- A submit holds the target's registration lock shared from its last
+    -- A submit holds the registration's row FOR KEY SHARE from its last
     -- look at the registration to its commit (pgjobs._insert_job_row):
-    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- taken FOR UPDATE, it waits for the submits in flight, whose jobs the
     -- check below then sees, and holds new ones back until this commits.
-    -- Only when the columns change (or the table is new to the registry):
-    -- a change of options alone leaves the jobs as they were compiled, and
-    -- need not wait for a client's transaction that submitted.
-    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                     v_old.document_column)
-                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
-        PERFORM pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    -- Only when the columns change: a change of options alone (FOR NO KEY
+    -- UPDATE, which a key share does not block) leaves the jobs as they
+    -- were compiled, and need not wait for a client's transaction that
+    -- submitted. A table new to the registry has no submits to wait for.
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target
+       FOR NO KEY UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     END IF;
     IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
                                      v_old.created_at_column, v_old.document_column)

@@ -1,0 +1,164 @@
+"""Neither a worker's claim nor a client's submit waits on a lock that any
+role can take.
+
+Advisory locks need no privilege: any session may take any key, and sit on
+it outside any transaction (no idle timeout ends it).
+
+* Submits held the target's registration lock shared, an advisory lock keyed
+  `hashtext('pgjobs.target:' || target oid)`: a session of any role holding
+  that key hung every submit on the target, of every kind and every tenant.
+  They now hold the registration's row FOR KEY SHARE (register_target takes
+  it FOR UPDATE when the columns change, unregister_target deletes it), and
+  no client may lock pgjobs.target_registry's rows.
+* pgjobs.claim_items serializes the claimers of a fan-out job with a
+`concurrency` cap on a transaction advisory lock of the job. Advisory locks
+need no privilege: any role that can connect may take any key. The key was
+`hashtextextended('pgjobs.items:' || job id, 0)`, and the claim waited for
+it, so a client that submitted a capped job (or learnt any capped job's id,
+which every NOTIFY on `pgjobs` carries) and held that lock in an idle
+session hung every worker of the kind in claim_items: no item of any job,
+any tenant's, was handed out until that session let go. The claim now tries
+the lock and skips the job when it is taken, and the key is sealed with the
+engine's secret (pgjobs.settings, which no client reads), so the job's id
+does not name it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import make_rows_target, make_target, scalar
+
+Conn = psycopg.Connection[Any]
+
+CLIENT = f"pgjobs_test_claimlock_{os.getpid()}"
+NOBODY = f"pgjobs_test_nobody_{os.getpid()}"
+
+
+def _submit(conn: Conn, scope: str, items: list[Any], options: dict[str, Any]) -> int:
+    return int(scalar(conn, "SELECT pgjobs.submit_items('thumb', 'items'::regclass, %s, "
+                            "%s::jsonb, %s::jsonb)",
+                      (scope, json.dumps(items), json.dumps(options))))
+
+
+def _claim(conn: Conn, limit: int = 10) -> list[int]:
+    """The job ids of the items one claim hands out, in a claim that would
+    rather fail than wait (lock_timeout) for what it never needs to wait for."""
+    conn.execute("SET lock_timeout = '3s'")
+    return [r[0] for r in conn.execute(
+        "SELECT job_id FROM pgjobs.claim_items(ARRAY['thumb'], 'w', '30 seconds', %s)",
+        (limit,))]
+
+
+# Every submit on a registered target (user_table_rows).
+SUBMITS = {
+    "delete": "SELECT pgjobs.submit_delete('user_table_rows', '1')",
+    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', '{\"n\": 1}')",
+    "export": "SELECT pgjobs.submit_export('user_table_rows', '1')",
+    "custom": "SELECT pgjobs.submit('thumb', 'user_table_rows', '1')",
+    "items": "SELECT pgjobs.submit_items('thumb', 'user_table_rows', '1', '[1]')",
+}
+
+
+@pytest.fixture
+def client(conn: Conn) -> Iterator[str]:
+    make_target(conn)
+    make_rows_target(conn)
+    conn.execute(f"DROP ROLE IF EXISTS {CLIENT}")
+    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(f"DROP ROLE IF EXISTS {NOBODY}")
+    conn.execute(f"CREATE ROLE {NOBODY} NOLOGIN")
+    conn.execute(f"GRANT SELECT, UPDATE ON items TO {CLIENT}")
+    conn.execute(f"GRANT SELECT, UPDATE, DELETE ON user_table_rows TO {CLIENT}")
+    yield CLIENT
+    conn.execute("RESET ROLE")
+    conn.execute(f"DROP OWNED BY {CLIENT}")
+    conn.execute(f"DROP ROLE {CLIENT}")
+    conn.execute(f"DROP ROLE {NOBODY}")
+
+
+# Keys a client can name for a job it knows the id of: the old key, and the
+# same text under other spellings of the same idea.
+GUESSES = [
+    "SELECT pg_advisory_lock(hashtextextended('pgjobs.items:' || %(id)s, 0))",
+    "SELECT pg_advisory_lock(hashtextextended('pgjobs.items:' || %(id)s, 1))",
+    "SELECT pg_advisory_lock(hashtext('pgjobs.items:' || %(id)s))",
+    "SELECT pg_advisory_lock(%(id)s::bigint)",
+]
+
+
+@pytest.mark.parametrize("guess", GUESSES)
+def test_a_client_holding_a_capped_jobs_lock_stalls_no_worker(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, guess: str) -> None:
+    """The client submits a capped job, then holds its lock in a session that
+    does nothing else (not even in a transaction, so no idle timeout ends it).
+    The workers go on handing out every job's items, its own included."""
+    attacker = make_conn()
+    attacker.execute(f"SET ROLE {client}")
+    own = _submit(attacker, "1", ["a", "b"], {"concurrency": 1, "priority": 5})
+    other = _submit(conn, "2", ["x", "y"], {})  # another tenant's, behind it
+    attacker.execute(guess, {"id": own})
+
+    worker = make_conn()
+    got = _claim(worker)
+    assert got.count(own) == 1  # its cap
+    assert got.count(other) == 2
+    assert scalar(attacker, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                            " AND pid = pg_backend_pid()") == 1
+
+
+def test_a_claimer_skips_a_capped_job_another_claimer_holds(
+        conn: Conn, make_conn: Callable[..., Conn], client: str) -> None:
+    """Two workers at once: the one that finds the job's lock taken (the
+    first's claim, not yet committed) hands out the other jobs' items instead
+    of waiting, and the cap holds once the first commits."""
+    capped = _submit(conn, "1", ["a", "b", "c"], {"concurrency": 2, "priority": 5})
+    other = _submit(conn, "2", ["x"], {})
+    first = make_conn()
+    first.execute("BEGIN")
+    assert _claim(first, limit=1) == [capped]
+    second = make_conn()
+    assert _claim(second) == [other]
+    first.execute("COMMIT")
+    assert _claim(second) == [capped]  # its second slot
+    assert _claim(second) == []  # two out: the cap
+
+
+@pytest.mark.parametrize("kind", sorted(SUBMITS))
+def test_a_session_holding_the_old_registration_key_stalls_no_submit(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, kind: str) -> None:
+    """A role with no pgjobs grant at all holds the key the submits took
+    shared; a client's submit of every kind goes through."""
+    nobody = make_conn()
+    nobody.execute(f"SET ROLE {NOBODY}")
+    oid = scalar(conn, "SELECT 'user_table_rows'::regclass::oid")
+    nobody.execute("SELECT pg_advisory_lock(hashtext('pgjobs.target:' || %s))", (oid,))
+    submitter = make_conn()
+    submitter.execute(f"SET ROLE {client}")
+    submitter.execute("SET lock_timeout = '3s'")
+    assert scalar(submitter, SUBMITS[kind]) is not None
+
+
+def test_a_registration_change_still_waits_for_an_open_submit(
+        conn: Conn, make_conn: Callable[..., Conn], client: str) -> None:
+    """The row lock keeps what the advisory lock gave: a change of columns
+    waits for the submitting transaction, a change of options does not."""
+    submitter = make_conn(autocommit=False)
+    submitter.execute(f"SET ROLE {client}")
+    scalar(submitter, SUBMITS["delete"])
+    admin = make_conn()
+    admin.execute("SET lock_timeout = '1s'")
+    admin.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id',"
+                  " 'created_at', 'data', '{\"tune_autovacuum\": false}')")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        admin.execute("SELECT pgjobs.register_target('user_table_rows', 'id', 'table_id',"
+                      " 'created_at')")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        admin.execute("SELECT pgjobs.unregister_target('user_table_rows')")
+    submitter.rollback()
+    admin.execute("SELECT pgjobs.unregister_target('user_table_rows')")
