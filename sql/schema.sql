@@ -4798,8 +4798,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
--- Locks: for writing kinds a transaction-level advisory lock on
--- (target, scope), so that two `on_conflict: reject` submits cannot both
+-- Locks: for writing kinds the row of (target, scope) in
+-- pgjobs.scope_locks (pgjobs._lock_scope), so that two `on_conflict: reject` submits cannot both
 -- pass the check; for a registered target its registration's row FOR KEY
 -- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
 -- change).
@@ -4955,8 +4955,7 @@ BEGIN
     END IF;
 
     IF v_writes THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(
-            'pgjobs.gate:' || p_target::oid::text || ':' || p_scope, 0));
+        PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
@@ -5678,6 +5677,39 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
+
+--
+-- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The gate's lock of (p_target, p_scope), to the end of the transaction:
+-- writing submits (pgjobs._insert_job_row) and retries (pgjobs._retry_as)
+-- of one scope check on_conflict and queue their job one at a time. A row
+-- of pgjobs.scope_locks, made on first use and locked FOR UPDATE, which no
+-- client can lock (it needs UPDATE on the table); it was an advisory lock,
+-- which any role could take and hold, hanging the tenant's submits
+-- (migration 0037). Locks: that row.
+BEGIN
+    LOOP
+        PERFORM FROM pgjobs.scope_locks s
+         WHERE s.target = p_target AND s.scope = p_scope
+           FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO pgjobs.scope_locks (target, scope) VALUES (p_target, p_scope)
+            ON CONFLICT DO NOTHING;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
 -- Name: _mark_registration_changed(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8176,7 +8208,8 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 -- * A writing job takes a new place in its scope's queue (gate_order, from
 --   the id sequence): behind every writer submitted before the retry, as a
 --   resubmission would be; the writers queued meanwhile run first. The
---   gate's advisory lock orders this with concurrent submissions.
+--   scope's gate lock (pgjobs._lock_scope) orders this with concurrent
+--   submissions.
 -- * A 'collect' delete lost its collected addresses when it ended; its
 --   cursor moves to the sweep, which finds what still matches through the
 --   index again.
@@ -8223,8 +8256,7 @@ BEGIN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
     IF v_job.writes THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(
-            'pgjobs.gate:' || v_job.target::oid::text || ':' || v_job.scope, 0));
+        PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).
         IF v_job.options ->> 'on_conflict' = 'reject'
@@ -16302,6 +16334,23 @@ ALTER TABLE pgjobs.jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: scope_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.scope_locks (
+    target regclass NOT NULL,
+    scope text NOT NULL
+);
+
+ALTER TABLE pgjobs.scope_locks OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE scope_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.scope_locks IS 'One row per target and scope that had a writing job: its row lock serialises the writing submits and retries of that scope (pgjobs._lock_scope). Written only through pgjobs functions.';
+
+--
 -- Name: settings; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16446,6 +16495,13 @@ ALTER TABLE ONLY pgjobs.job_items
 
 ALTER TABLE ONLY pgjobs.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+--
+-- Name: scope_locks scope_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.scope_locks
+    ADD CONSTRAINT scope_locks_pkey PRIMARY KEY (target, scope);
 
 --
 -- Name: settings settings_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -17306,6 +17362,13 @@ GRANT ALL ON FUNCTION pgjobs._key_index(p_target regclass, p_scope name, p_key n
 
 REVOKE ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _mark_registration_changed(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -18431,6 +18494,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.job_batches TO pgjobs_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.job_exclusions TO pgjobs_admin;
 GRANT SELECT ON TABLE pgjobs.job_exclusions TO pgjobs_client;
+
+--
+-- Name: TABLE scope_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.scope_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE settings; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -162,3 +162,69 @@ def test_a_registration_change_still_waits_for_an_open_submit(
         admin.execute("SELECT pgjobs.unregister_target('user_table_rows')")
     submitter.rollback()
     admin.execute("SELECT pgjobs.unregister_target('user_table_rows')")
+
+
+# The writing submits and the retry, which take the scope's gate lock.
+GATED = {
+    "delete": SUBMITS["delete"],
+    "backfill": SUBMITS["backfill"],
+    "delete_reject": "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}',"
+                     " '{\"on_conflict\": \"reject\"}')",
+}
+
+
+@pytest.mark.parametrize("kind", [*sorted(GATED), "retry"])
+def test_a_session_holding_the_old_gate_key_stalls_no_writing_submit(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, kind: str) -> None:
+    """A role with no pgjobs grant holds the key a writing submit and a retry
+    took for the tenant's gate (the target's oid and the scope: public facts):
+    they hung until that session let go. They lock a row of
+    pgjobs.scope_locks now, which no client can lock."""
+    retried = None
+    if kind == "retry":
+        retried = int(scalar(conn, SUBMITS["delete"]))
+        conn.execute("SELECT pgjobs.cancel(%s)", (retried,))
+    nobody = make_conn()
+    nobody.execute(f"SET ROLE {NOBODY}")
+    oid = scalar(conn, "SELECT 'user_table_rows'::regclass::oid")
+    nobody.execute("SELECT pg_advisory_lock(hashtextextended('pgjobs.gate:' || %s || ':1', 0))",
+                   (oid,))
+    submitter = make_conn()
+    submitter.execute(f"SET ROLE {client}")
+    submitter.execute("SET lock_timeout = '3s'")
+    if retried is not None:
+        submitter.execute("SELECT pgjobs.retry(%s)", (retried,))
+        assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (retried,)) == "queued"
+    else:
+        assert scalar(submitter, GATED[kind]) is not None
+
+
+@pytest.mark.parametrize("role", ["client", "nobody"])
+def test_no_client_can_lock_a_scopes_gate(conn: Conn, make_conn: Callable[..., Conn],
+                                          client: str, role: str) -> None:
+    scalar(conn, SUBMITS["delete"])  # the scope's row exists
+    other = make_conn()
+    other.execute(f"SET ROLE {client if role == 'client' else NOBODY}")
+    for lock in ("FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            other.execute(f"SELECT FROM pgjobs.scope_locks {lock}")
+
+
+def test_writing_submits_of_one_scope_still_queue_one_at_a_time(
+        conn: Conn, make_conn: Callable[..., Conn], client: str) -> None:
+    """The row lock keeps what the advisory lock gave: a second `reject`
+    submit of the scope waits for the first's transaction and then refuses
+    (55006); another scope's does not wait."""
+    first = make_conn(autocommit=False)
+    first.execute(f"SET ROLE {client}")
+    scalar(first, GATED["delete_reject"])
+    second = make_conn()
+    second.execute(f"SET ROLE {client}")
+    second.execute("SET lock_timeout = '500ms'")
+    with pytest.raises(psycopg.errors.LockNotAvailable):
+        second.execute(GATED["delete_reject"])
+    assert scalar(second, "SELECT pgjobs.submit_delete('user_table_rows', '2')") is not None
+    first.commit()
+    second.execute("SET lock_timeout = '3s'")
+    with pytest.raises(psycopg.errors.ObjectInUse):
+        second.execute(GATED["delete_reject"])

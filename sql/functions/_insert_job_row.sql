@@ -27,8 +27,8 @@ AS $$
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
--- Locks: for writing kinds a transaction-level advisory lock on
--- (target, scope), so that two `on_conflict: reject` submits cannot both
+-- Locks: for writing kinds the row of (target, scope) in
+-- pgjobs.scope_locks (pgjobs._lock_scope), so that two `on_conflict: reject` submits cannot both
 -- pass the check; for a registered target its registration's row FOR KEY
 -- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
 -- change).
@@ -184,8 +184,7 @@ BEGIN
     END IF;
 
     IF v_writes THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(
-            'pgjobs.gate:' || p_target::oid::text || ':' || p_scope, 0));
+        PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
