@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -973,14 +974,33 @@ def _json_loads(text: str) -> Any:
 
 
 def _fields(header: bytes) -> list[str]:
-    """The field names of a CSV header row."""
+    """The field names of a CSV header row: ``header`` is the source's first record
+    as the importer cuts records (up to the first LF outside quotes, or the whole
+    source), and must read as exactly one record. Else what follows the first row
+    in it would be dropped unread and the import succeed without it: a header
+    whose quote never closes takes the whole source in (every record a field
+    name), and one whose line ends with a carriage return alone (classic Mac
+    line ends, which COPY here does not read either) takes in the records up to
+    the first LF."""
     text = header.decode("utf-8", errors="replace")
+    if header.count(b'"') & 1:
+        raise BadSource("the CSV header row has a quote that is never closed: the whole "
+                        "source would be read as the header",
+                        hint="close the quote (a quote inside a quoted field is written "
+                             "twice) and import the file as a new job")
     try:
-        return next(csv.reader(io.StringIO(text, newline="")), [])
+        rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), 2))
     except csv.Error as exc:  # a field past csv.field_size_limit(): not a ValueError
         raise BadSource(f"the CSV header row cannot be read: {exc}",
                         hint="a CSV source starts with a row of field names (columns or "
                              "document fields), not data") from None
+    if len(rows) > 1:
+        raise BadSource("the CSV header row ends with a carriage return alone: lines must "
+                        "end with LF or CRLF, or the records after the header would be read "
+                        "as part of it",
+                        hint="convert the line ends to LF or CRLF (for example with "
+                             "tr '\\r' '\\n'), then import the file as a new job")
+    return rows[0] if rows else []
 
 
 class _Lost(Exception):
