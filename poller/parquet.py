@@ -470,6 +470,13 @@ class ParquetExport:
         if done.data:
             number = len(ex.state["files"])
             uri = self.file_uri(number)
+            # Fenced before the write too, not only after: a file's name is its
+            # position, so a worker that stalled past its lease (between reading
+            # the file's rows and here) would write over the file its successor
+            # wrote and recorded, after that one's read-back, in a succeeded
+            # export. The file is written only under a lease just renewed.
+            if not ex.control.heartbeat():
+                raise LeaseLost("heartbeat refused before writing a file")
             ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
             observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),

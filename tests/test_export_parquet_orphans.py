@@ -121,3 +121,59 @@ def test_files_past_the_last_recorded_one_are_removed_before_completing(
     assert run_export(dsn, job_id, local_dir).status == "succeeded"
     _check_folder(conn, job_id)
     assert not any(os.path.exists(p) for p in stale)
+
+
+def test_a_stale_worker_never_writes_a_file_over_its_successors(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that stalls (a long GC pause, SIGSTOP, a frozen VM) between reading
+    a file's rows and writing the file loses its lease; its successor resumes,
+    writes that file from the rows as they are now and completes. The stale
+    worker, waking up, wrote its file over the successor's (the same name: a
+    file's name is its position) and only then met the fence: the succeeded
+    export's file held rows the export does not (its result's SHA-256 no longer
+    its bytes). A file is written only under a lease checked just before."""
+    import threading
+
+    from pgjobs.poller.export import Exporter
+
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, {**OPTIONS, "lease": "2 seconds"})
+    original = parquet.ParquetExport._file_done
+    stalled, resume = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def file_done(self: parquet.ParquetExport, done: parquet.FileDone) -> None:
+        n = seen[self.ex.worker] = seen.get(self.ex.worker, 0) + 1
+        if n == 2 and len(seen) == 1:  # the first worker, at its second file
+            stalled.set()
+            resume.wait(60)
+        original(self, done)
+
+    monkeypatch.setattr(parquet.ParquetExport, "_file_done", file_done)
+    claimed = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'stale', "
+                           "'2 seconds'::interval)", (job_id,)).fetchone()
+    assert claimed is not None
+    box: list[Any] = []
+    stale = threading.Thread(target=lambda: box.append(
+        Exporter(dsn, job_id, claimed[0], local_dir).run()))
+    stale.start()
+    try:
+        assert stalled.wait(60)
+        # The rows change, the lease lapses, a successor exports them as they are.
+        conn.execute("UPDATE items SET note = 'changed' WHERE tenant = 1")
+        conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                     "WHERE id = %s", (job_id,))
+        assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    finally:
+        resume.set()
+        stale.join(60)
+    assert box and box[0].status == "lost"
+    result = job(conn, job_id)["result"]
+    sha256, bad = parquet.read_back(job(conn, job_id)["checkpoint"]["files"])
+    assert bad is None and sha256 == result["sha256"]
+    # The file the stale worker had recorded before it stalled is kept; every
+    # file after it is the successor's, of the rows as changed.
+    notes = [r for u in result["uris"][1:]
+             for r in pq.read_table(storage.parse(u).path)["note"].to_pylist()]
+    assert notes and set(notes) == {"changed"}
+    _check_folder(conn, job_id)
