@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import decimal
 import io
+import itertools
 import json
 import logging
 import os
@@ -973,14 +975,33 @@ def _json_loads(text: str) -> Any:
 
 
 def _fields(header: bytes) -> list[str]:
-    """The field names of a CSV header row."""
+    """The field names of a CSV header row: ``header`` is the source's first record
+    as the importer cuts records (up to the first LF outside quotes, or the whole
+    source), and must read as exactly one record. Else what follows the first row
+    in it would be dropped unread and the import succeed without it: a header
+    whose quote never closes takes the whole source in (every record a field
+    name), and one whose line ends with a carriage return alone (classic Mac
+    line ends, which COPY here does not read either) takes in the records up to
+    the first LF."""
     text = header.decode("utf-8", errors="replace")
+    if header.count(b'"') & 1:
+        raise BadSource("the CSV header row has a quote that is never closed: the whole "
+                        "source would be read as the header",
+                        hint="close the quote (a quote inside a quoted field is written "
+                             "twice) and import the file as a new job")
     try:
-        return next(csv.reader(io.StringIO(text, newline="")), [])
+        rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), 2))
     except csv.Error as exc:  # a field past csv.field_size_limit(): not a ValueError
         raise BadSource(f"the CSV header row cannot be read: {exc}",
                         hint="a CSV source starts with a row of field names (columns or "
                              "document fields), not data") from None
+    if len(rows) > 1:
+        raise BadSource("the CSV header row ends with a carriage return alone: lines must "
+                        "end with LF or CRLF, or the records after the header would be read "
+                        "as part of it",
+                        hint="convert the line ends to LF or CRLF (for example with "
+                             "tr '\\r' '\\n'), then import the file as a new job")
+    return rows[0] if rows else []
 
 
 class _Lost(Exception):
@@ -991,16 +1012,77 @@ class _Paused(Exception):
     """import_batch committed the batch and paused the job (pgjobs.pause)."""
 
 
+_NUMERIC_DIGITS = 131072
+"""Digits before the decimal point that PostgreSQL's numeric (a jsonb number) holds."""
+_NUMERIC_SCALE = 16383
+"""Digits after the decimal point that it holds."""
+_ESCAPE_REFUSED = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+"""A JSON escape of NUL or of a UTF-16 surrogate in the text (or a false alarm: an
+escaped backslash before ``u0000``): the parsed strings are then checked."""
+_CHARS_REFUSED = re.compile("[\x00\ud800-\udfff]")
+_SUSPECT = re.compile(r"NaN|Infinity|[eE][+-]?[0-9]{4,}|[0-9]{4000,}|\\u(?:0000|[dD][89a-fA-F])")
+"""Text that may hold JSON that Python's json and PostgreSQL's jsonb judge
+differently: only such a line is parsed the slower, exact way."""
+
+
+def _jsonb_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value (PostgreSQL's jsonb refuses it)")
+
+
+def _jsonb_number(text: str) -> None:
+    """A JSON number as PostgreSQL's jsonb reads it (numeric, exact): refused when
+    out of numeric's range, where Python reads it as a float (inf, 0.0) or
+    refuses an integer of more than 4300 digits that jsonb takes."""
+    number = decimal.Decimal(text)
+    scale = -int(number.as_tuple().exponent)
+    if scale > _NUMERIC_SCALE or (not number.is_zero()
+                                  and number.adjusted() + 1 > _NUMERIC_DIGITS):
+        raise ValueError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is out "
+                         "of the range of PostgreSQL's numeric (jsonb refuses it)")
+
+
+def _jsonb_strings(value: Any) -> str | None:
+    """The first string (key or value) in ``value`` that jsonb refuses: one holding
+    NUL (\\u0000) or a lone UTF-16 surrogate (\\ud800), which Python's json reads."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                if _CHARS_REFUSED.search(str(key)):
+                    return str(key)
+                stack.append(inner)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and _CHARS_REFUSED.search(item):
+            return str(item)
+    return None
+
+
 def _jsonl_problem(record: bytes) -> str | None:
-    """Why a JSONL line cannot be staged, or None."""
+    """Why a JSONL line cannot be staged, or None. The JSON PostgreSQL's jsonb
+    reads, not Python's: NaN and Infinity, a number out of numeric's range,
+    \\u0000 and a lone surrogate escape are refused here, as one bad record
+    (rejected and counted under max_rejects), not as an error of the whole
+    batch that failed the job whatever max_rejects said."""
     try:
         text = record.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8 at byte {exc.start + 1} of the line"
+    suspect = _SUSPECT.search(text) is not None
     try:
-        value = _json_loads(text)
+        value = json.loads(text, parse_constant=_jsonb_constant, parse_float=_jsonb_number,
+                           parse_int=_jsonb_number) if suspect else json.loads(text)
+    except RecursionError:
+        return (f"invalid JSON: nested too deeply (arrays and objects more than about "
+                f"{sys.getrecursionlimit()} levels deep)")
     except ValueError as exc:
         return f"invalid JSON: {exc}"
     if not isinstance(value, dict):
         return f"a JSON {type(value).__name__} where an object was expected"
+    if suspect and _ESCAPE_REFUSED.search(text):
+        refused = _jsonb_strings(value)
+        if refused is not None:
+            return ("invalid JSON: a string holding \\u0000 or a lone UTF-16 surrogate, which "
+                    f"PostgreSQL's jsonb refuses: {json.dumps(refused)[:80]}")
     return None

@@ -41,6 +41,7 @@ written with it too.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -365,15 +366,19 @@ def read_back(files: list[dict[str, Any]]) -> tuple[str, tuple[int, str] | None]
 
 class _Files(storage.Upload):
     """The files of the export, as the exporter's upload: on cancel or a permanent
-    failure the exporter's cleanup removes them."""
+    failure the exporter's cleanup removes them, and the files past them that a
+    dead worker wrote without recording (``unrecorded``)."""
 
-    def __init__(self, uris: Callable[[], list[str]]):
+    def __init__(self, uris: Callable[[], list[str]], unrecorded: Callable[[], int]):
         self._uris = uris
+        self._unrecorded = unrecorded
 
     def cleanup(self) -> None:
         for uri in self._uris():
             with contextlib.suppress(Exception):
                 storage.delete(uri)
+        with contextlib.suppress(Exception):
+            self._unrecorded()
 
 
 class ParquetExport:
@@ -425,7 +430,8 @@ class ParquetExport:
                     "bytes": int(ck.get("bytes", 0)), "files": list(ck.get("files") or []),
                     "phase": ck.get("phase", "streaming"), "eof": bool(ck.get("eof")),
                     "limit": ex.limit}
-        ex.upload = _Files(lambda: [f["uri"] for f in ex.state["files"]])
+        ex.upload = _Files(lambda: [f["uri"] for f in ex.state["files"]],
+                           self._remove_unrecorded)
         columns = ex.control.call(lambda c: db.scalar(c, queries.EXPORT_PARQUET_COLUMNS,
                                                        {"id": ex.job_id}))
         schema = Schema(list(columns), pa)
@@ -464,6 +470,13 @@ class ParquetExport:
         if done.data:
             number = len(ex.state["files"])
             uri = self.file_uri(number)
+            # Fenced before the write too, not only after: a file's name is its
+            # position, so a worker that stalled past its lease (between reading
+            # the file's rows and here) would write over the file its successor
+            # wrote and recorded, after that one's read-back, in a succeeded
+            # export. The file is written only under a lease just renewed.
+            if not ex.control.heartbeat():
+                raise LeaseLost("heartbeat refused before writing a file")
             ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
             observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),
@@ -479,9 +492,29 @@ class ParquetExport:
         if ex.delays.get("part"):
             time.sleep(ex.delays["part"])
 
+    def _remove_unrecorded(self) -> int:
+        """Remove the files named after the last recorded one: written by a worker
+        that died before recording them (a successor writes such a file again
+        under its name only when it writes as many files from there: not when
+        the rows after its cursor were deleted or shrank since), or dropped by
+        the read-back with the files after it. The folder must hold the files
+        the result lists and no other: a reader takes it whole (``result.uri``),
+        and pgjobs.prune removes the files recorded. Names are consecutive from
+        the recorded ones on: removed up to the first that is not there.
+        Returns how many went."""
+        ex = self.ex
+        number = len(ex.state["files"])
+        while ex.storage_retry(functools.partial(storage.delete, self.file_uri(number)),
+                               f"file {number}"):
+            log.warning("job %s: removed %s, written by an earlier attempt and not part of "
+                        "the export", ex.job_id, self.file_uri(number))
+            number += 1
+        return number - len(ex.state["files"])
+
     def _finish(self) -> Outcome:
         ex = self.ex
         files = ex.state["files"]
+        self._remove_unrecorded()
         sha256, bad = read_back(files)
         if bad is not None:
             self._drop_from(*bad)

@@ -3768,6 +3768,68 @@ $$;
 ALTER FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _export_objects(bigint, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb) RETURNS SETOF text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The storage objects export p_id wrote, for pgjobs.prune to queue for
+-- deletion, each once: its result's (result.uris, else result.uri: a
+-- succeeded export), and those its checkpoint records (a Parquet export's
+-- files; a whole CSV or JSON Lines export's object, visible once its upload
+-- finished even if the job never completed) and each of its parts records
+-- (pgjobs.export_parts: a part's object, or its Parquet files), whatever
+-- the job's status. A failed or canceled export has no result, yet its
+-- files are there when no worker cleaned up after it (one SIGKILLed, then
+-- canceled or out of attempts by pgjobs._rescue_expired); nothing else
+-- removes them (the worker's sweep takes temporary files and staged parts
+-- only). A folder (a Parquet export's checkpoint.uri, ending in '/') is no
+-- object: never returned. p_result and p_checkpoint are the job's (passed:
+-- prune has deleted the row by then); the parts are read from the caller's
+-- snapshot. Locks nothing.
+    SELECT DISTINCT u.uri
+      FROM (SELECT r.value AS uri
+              FROM jsonb_array_elements_text(
+                       CASE WHEN jsonb_typeof(p_result -> 'uris') = 'array'
+                            THEN p_result -> 'uris'
+                            ELSE jsonb_build_array(p_result -> 'uri') END) r
+            UNION ALL
+            SELECT c.ck ->> 'uri'
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    UNION ALL
+                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             WHERE jsonb_typeof(c.ck) = 'object'
+            UNION ALL
+            SELECT f.value ->> 'uri'
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    UNION ALL
+                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             CROSS JOIN LATERAL jsonb_array_elements(
+                       CASE WHEN jsonb_typeof(c.ck -> 'files') = 'array'
+                            THEN c.ck -> 'files' ELSE '[]'::jsonb END) f
+             WHERE jsonb_typeof(f.value) = 'object') u
+     WHERE u.uri IS NOT NULL AND u.uri <> '' AND right(u.uri, 1) <> '/';
+$$;
+
+ALTER FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb) IS 'The storage objects an export wrote (its result''s, its checkpoint''s and its parts''), for pgjobs.prune to queue for deletion whatever way the export ended.';
+
+--
 -- Name: _export_parts_done(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14888,8 +14950,9 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --   1. rescues jobs whose lease expired (retried, failed or canceled), and
 --      fan-out items likewise (pgjobs._items_rescue);
 --   2. deletes jobs that finished more than p_retention ago, queueing the
---      storage objects of pruned exports in pgjobs.storage_deletions for a
---      worker to delete;
+--      storage objects of pruned exports (every one they wrote: succeeded,
+--      failed or canceled, pgjobs._export_objects) in
+--      pgjobs.storage_deletions for a worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
@@ -14916,20 +14979,21 @@ BEGIN
     WITH gone AS (
         DELETE FROM pgjobs.jobs j
          WHERE j.finished_at < now() - p_retention
-        RETURNING j.id, j.kind, j.result
+        RETURNING j.id, j.kind, j.result, j.checkpoint
     ), objects AS (
-        -- Every object written: result.uris when the export wrote several
-        -- (Parquet files), else its one object.
+        -- Every object the export wrote, whatever way it ended: result.uris
+        -- (or its one result.uri), and every object its checkpoint and its
+        -- parts' record (pgjobs._export_objects). A canceled export or one
+        -- that failed for good without a worker to clean up (SIGKILLed,
+        -- rescued by pgjobs._rescue_expired) has no result, but its Parquet
+        -- files and part objects are there: nothing else ever removes them.
+        -- Read from the statement's snapshot: the parts' rows, which the
+        -- DELETE above cascades to, are still seen.
         INSERT INTO pgjobs.storage_deletions (uri, job_id)
         SELECT o.uri, g.id
           FROM gone g
-         CROSS JOIN LATERAL (
-               SELECT u.value AS uri
-                 FROM jsonb_array_elements_text(
-                          CASE WHEN jsonb_typeof(g.result -> 'uris') = 'array'
-                               THEN g.result -> 'uris'
-                               ELSE jsonb_build_array(g.result -> 'uri') END) u) o
-         WHERE g.kind = 'export' AND o.uri IS NOT NULL
+         CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
+         WHERE g.kind = 'export'
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
@@ -17152,6 +17216,13 @@ GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin
 
 REVOKE ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _export_parts_done(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

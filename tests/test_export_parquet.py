@@ -377,11 +377,19 @@ def test_cancel_removes_the_files_and_prune_queues_every_file(
     assert run_export(dsn, done, local_dir).status == "succeeded"
     uris = job(conn, done)["result"]["uris"]
     assert len(uris) > 1 and all(storage.exists(u) for u in uris)
+    # The canceled job's checkpoint still records the files its worker removed:
+    # prune queues them too (pgjobs._export_objects: every object an export
+    # wrote, whatever way it ended; one already gone counts as deleted).
+    removed = [f["uri"] for f in job(conn, job_id)["checkpoint"]["files"]]
+    assert len(removed) >= 2 and not set(removed) & set(uris)
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
     summary = conn.execute("SELECT pgjobs.prune('1 day')").fetchone()
-    assert summary is not None and summary[0]["objects_queued"] == len(uris)
+    assert summary is not None and summary[0]["objects_queued"] == len(uris) + len(removed)
+    assert sorted(r[0] for r in conn.execute("SELECT uri FROM pgjobs.storage_deletions")) == \
+        sorted(uris + removed)
     Worker(dsn, local_dir, once=True, poll=0.1).run()
     assert not any(storage.exists(u) for u in uris)
+    assert conn.execute("SELECT count(*) FROM pgjobs.storage_deletions").fetchone() == (0,)
 
 
 def test_filter_cutoff_and_pending_delete_mask_apply_as_for_csv(

@@ -220,8 +220,17 @@ def test_cancel_removes_every_parts_files_and_prune_queues_every_file(
     assert run_export(dsn, done, local_dir).status == "succeeded"
     uris = job(conn, done)["result"]["uris"]
     assert len(uris) > 2 and all(storage.exists(u) for u in uris)
+    # The canceled job's parts still record the files its worker removed: prune
+    # queues them too (pgjobs._export_objects: every object an export wrote,
+    # whatever way it ended; one already gone counts as deleted).
+    removed = sorted({str(r[0]) for r in conn.execute(
+        "SELECT f ->> 'uri' FROM pgjobs.export_parts p, "
+        "jsonb_array_elements(p.checkpoint -> 'files') f WHERE p.job_id = %s", (job_id,))})
+    assert len(removed) >= 3 and not set(removed) & set(uris)
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
     summary = scalar(conn, "SELECT pgjobs.prune('1 day')")
-    assert summary["objects_queued"] == len(uris)
+    assert summary["objects_queued"] == len(uris) + len(removed)
+    assert sorted(r[0] for r in conn.execute("SELECT uri FROM pgjobs.storage_deletions")) == \
+        sorted(uris + removed)
     Worker(dsn, local_dir, once=True, poll=0.1).run()
     assert storage.list_paths(local_dir) == []

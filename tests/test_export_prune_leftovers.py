@@ -1,0 +1,137 @@
+"""An export whose worker died (SIGKILL, or fenced off) and that then ended
+without a worker (canceled, or out of attempts: pgjobs.prune's rescue) leaves
+the objects its checkpoint records: Parquet files, the part objects of a
+parallel export. Nothing else removes them (the stale sweep takes temporary
+files and staged parts only), so pgjobs.prune queues every object the pruned
+job's checkpoint and its parts record, not only result.uris; a worker's
+housekeeping then leaves no object of the job behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller import storage
+from pgjobs.poller.worker import Worker
+from tests.support import job, make_items, start_worker, submit_export, wait_for
+
+Conn = psycopg.Connection[Any]
+
+
+def _job_objects(local_dir: str, job_id: int) -> list[str]:
+    """Every file below the storage that belongs to job_id: its object, its part
+    objects, its Parquet folder (temporary files and staged parts included)."""
+    root = storage.parse(local_dir).path
+    found = []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            rel = os.path.relpath(path, root).split(os.sep)
+            ours = any(p == str(job_id) or p.split(".", 1)[0] == str(job_id)
+                       or p.lstrip(".").split(".", 1)[0] == str(job_id) for p in rel)
+            if ours or ".pgjobs-" in name:
+                found.append(path)
+    return sorted(found)
+
+
+def _recorded(conn: Conn, job_id: int) -> int:
+    """Files or part objects job_id's checkpoints record so far."""
+    row = conn.execute("""
+        SELECT coalesce(jsonb_array_length(j.checkpoint -> 'files'), 0)
+             + coalesce((SELECT sum(coalesce(jsonb_array_length(p.checkpoint -> 'files'), 0)
+                                    + CASE WHEN p.status = 'succeeded' THEN 1 ELSE 0 END)
+                           FROM pgjobs.export_parts p WHERE p.job_id = j.id), 0)
+          FROM pgjobs.jobs j WHERE j.id = %s""", (job_id,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _kill_after(conn: Conn, dsn: str, local_dir: str, job_id: int, recorded: int) -> None:
+    worker = start_worker(dsn, local_dir, delays="part=0.3")
+    try:
+        wait_for(lambda: _recorded(conn, job_id) >= recorded, timeout=90,
+                 what=f"{recorded} objects recorded")
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate(timeout=30)
+
+
+def _end_without_worker(conn: Conn, job_id: int, how: str) -> None:
+    """The dead worker's job ends by pgjobs.prune's rescue: canceled (a cancel
+    asked meanwhile) or failed (no attempt left)."""
+    if how == "canceled":
+        conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    else:
+        conn.execute("UPDATE pgjobs.jobs SET max_attempts = attempts WHERE id = %s", (job_id,))
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s AND status = 'running'", (job_id,))
+    conn.execute("UPDATE pgjobs.export_parts SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE job_id = %s AND status = 'running'", (job_id,))
+    conn.execute("SELECT pgjobs.prune()")
+    assert job(conn, job_id)["status"] == how
+
+
+def _prune_and_housekeep(conn: Conn, dsn: str, local_dir: str, job_id: int) -> int:
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' WHERE id = %s",
+                 (job_id,))
+    summary = conn.execute("SELECT pgjobs.prune('1 day')").fetchone()
+    assert summary is not None and summary[0]["deleted"] == 1
+    # The stale sweep too (temporary files, staged parts): any age.
+    from datetime import timedelta
+    Worker(dsn, local_dir, once=True, poll=0.1, stale_after=timedelta(0)).run()
+    return int(summary[0]["objects_queued"])
+
+
+CASES = {
+    "parquet": {"format": "parquet", "chunk_rows": 20, "part_size": 4096},
+    "parquet-parallel": {"format": "parquet", "chunk_rows": 20, "part_size": 4096,
+                         "parallel": 3},
+    "csv-parallel": {"chunk_rows": 20, "part_size": 1024, "parallel": 3},
+    "jsonl-parallel": {"format": "jsonl", "chunk_rows": 20, "part_size": 1024,
+                       "parallel": 3},
+}
+
+
+@pytest.mark.parametrize("how", ["canceled", "failed"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_an_export_ended_after_its_worker_died_leaves_nothing_once_pruned(
+        conn: Conn, dsn: str, local_dir: str, case: str, how: str) -> None:
+    pytest.importorskip("pyarrow")
+    make_items(conn, rows=1500)
+    job_id = submit_export(conn, "1", {}, {**CASES[case], "lease": "2 seconds"})
+    _kill_after(conn, dsn, local_dir, job_id, 2)
+    assert _job_objects(local_dir, job_id), "the dead worker wrote nothing"
+    _end_without_worker(conn, job_id, how)
+    queued = _prune_and_housekeep(conn, dsn, local_dir, job_id)
+    assert queued >= 2
+    assert _job_objects(local_dir, job_id) == []
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_part_objects_a_succeeded_parallel_export_could_not_remove_go_with_it(
+        conn: Conn, dsn: str, local_dir: str, fmt: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator completes, then removes the part objects, best effort: a
+    worker killed in between (here: every removal failing) leaves them next to
+    the export's object, listed nowhere. Pruning the export removes them."""
+    from tests.support import run_export
+
+    make_items(conn, rows=600)
+    job_id = submit_export(conn, "1", {}, {"format": fmt, "chunk_rows": 20, "part_size": 1024,
+                                           "parallel": 3})
+    with monkeypatch.context() as patch:
+        def refuse(uri: str) -> bool:
+            raise storage.StorageError(f"cannot delete {uri}", retryable=True)
+        patch.setattr(storage, "delete", refuse)
+        outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    result = job(conn, job_id)["result"]
+    left = _job_objects(local_dir, job_id)
+    assert len(left) == 4 and storage.parse(result["uri"]).path in left
+    _prune_and_housekeep(conn, dsn, local_dir, job_id)
+    assert _job_objects(local_dir, job_id) == []
