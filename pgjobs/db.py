@@ -53,6 +53,24 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
         raise from_connect(exc) from exc
 
 
+# How long a worker's control statements (heartbeat, complete, fail, release)
+# wait for the job's row: a client that pauses or cancels its own running job
+# in a transaction it leaves open holds that row, and a worker waiting on it
+# for good was a worker lost to every other tenant (`--concurrency 1`).
+JOB_ROW_LOCK_TIMEOUT = "5s"
+
+
+def wait_for_job_rows_at_most(conn: Connection) -> None:
+    """Bound the lock waits of a worker's control connection (JOB_ROW_LOCK_TIMEOUT)."""
+    conn.execute(queries.SET_LOCK_TIMEOUT, {"timeout": JOB_ROW_LOCK_TIMEOUT})
+
+
+def lock_wait_timed_out(exc: BaseException) -> bool:
+    """A statement gave up waiting for a lock (55P03, lock_timeout): psycopg's
+    error, or the PgjobsError translated from it."""
+    return getattr(exc, "sqlstate", None) == "55P03"
+
+
 def connect_reader(dsn: str, app: str = "pgjobs export",
                    connect_timeout: int | None = None) -> psycopg.Connection[Row]:
     """An export's data connection (to the primary or, with ``--read-dsn``, a

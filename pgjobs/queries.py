@@ -302,6 +302,9 @@ EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # job's predicate, the mask, the columns), run here, on the worker's role, which
 # must resolve no function or operator that another role planted on its login's
 # path (`"$user", public`); pgjobs' functions and `pgjobs run` pin the same path.
+# A worker's control connection waits this long for a lock (db.wait_for_job_rows_at_most).
+SET_LOCK_TIMEOUT = "SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, false)"
+
 EXPORT_SESSION_SETTINGS = """
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
        pg_catalog.set_config('TimeZone', 'UTC', false),

@@ -229,6 +229,7 @@ class _Control:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
             self.conn = db.connect(self.dsn, app="pgjobs export")
+            db.wait_for_job_rows_at_most(self.conn)
         return self.conn
 
     def call(self, func: Callable[[db.Connection], Any]) -> Any:
@@ -238,6 +239,13 @@ class _Control:
                 try:
                     return func(self._connection())
                 except (db.Error, PgjobsError) as exc:
+                    if db.lock_wait_timed_out(exc):
+                        # Another transaction holds the job's row (a client's
+                        # pause or cancel left open): the job is left to the
+                        # next claim, and this worker goes on to other jobs.
+                        raise LeaseLost("another transaction holds the job's row "
+                                        "(a pause or cancel not yet committed?); "
+                                        "left for a later claim") from exc
                     if not connection_lost(exc):
                         raise
                     self.close()

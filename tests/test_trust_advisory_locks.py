@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import make_rows_target, make_target, scalar
+from tests.support import make_rows_target, make_target, scalar, who
 
 Conn = psycopg.Connection[Any]
 
@@ -228,3 +228,82 @@ def test_writing_submits_of_one_scope_still_queue_one_at_a_time(
     second.execute("SET lock_timeout = '3s'")
     with pytest.raises(psycopg.errors.ObjectInUse):
         second.execute(GATED["delete_reject"])
+
+
+@pytest.mark.parametrize("control", ["pause", "cancel"])
+def test_a_client_holding_its_running_jobs_row_stalls_no_runner(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, control: str) -> None:
+    """A client pauses (or cancels) its own running job in a transaction it
+    leaves open: that holds the job's row. The runner in the middle of that
+    job waited for the row at its next page, for as long as the client liked,
+    and every other tenant's job behind it with it. It now leaves the job for
+    the call (with a warning) and goes on to the others."""
+    conn.execute("INSERT INTO user_table_rows (table_id, n, created_at) "
+                 "SELECT s, g, now() - interval '1 hour' "
+                 "FROM generate_series(1, 50) g, generate_series(1, 2) s")
+    attacker = make_conn(autocommit=False)
+    attacker.execute(f"SET ROLE {client}")
+    own = int(scalar(attacker, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}',"
+                               " '{\"page_size\": 10}')"))
+    attacker.commit()
+    other = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '2')"))
+    runner = make_conn()
+    runner.execute("SELECT pgjobs._claim_id(%s, 'w')", (own,))
+    worker = who(conn, own, "w")
+    scalar(attacker, f"SELECT pgjobs.{control}(%s)", (own,))  # and the transaction stays open
+    runner.execute("SET statement_timeout = '60s'")
+    runner.execute("CALL pgjobs._run_claimed(%s, %s, now() + interval '5 seconds')",
+                   (own, worker))
+    runner.execute("CALL pgjobs.run('5 seconds')")
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (other,)) == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 2") == 0
+    attacker.rollback()
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (own,)) == "running"
+
+
+@pytest.mark.parametrize("kind", ["export", "import"])
+@pytest.mark.parametrize("control", ["pause", "cancel"])
+def test_a_client_holding_its_running_jobs_row_stalls_no_worker(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, tmp_path: Any,
+        kind: str, control: str) -> None:
+    """The same for an export or import worker (`--concurrency 1`: the one
+    worker of every tenant): its heartbeat, batch or complete waited for the
+    row the client held. It now leaves the job to a later claim ('lost') and
+    is free for the next one."""
+    import threading
+
+    from pgjobs.poller.export import Exporter
+    from pgjobs.poller.importer import Importer
+    from tests.support import allow
+
+    conn.execute("INSERT INTO user_table_rows (table_id, n) "
+                 "SELECT 1, g FROM generate_series(1, 50) g")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    allow(conn, f"file://{tmp_path}")
+    source = tmp_path / "in.csv"
+    source.write_text("n\n" + "".join(f"{i}\n" for i in range(50)))
+    conn.execute(f"GRANT INSERT ON user_table_rows TO {client}")
+    attacker = make_conn(autocommit=False)
+    attacker.execute(f"SET ROLE {client}")
+    if kind == "export":
+        own = int(scalar(attacker, "SELECT pgjobs.submit_export('user_table_rows', '1')"))
+    else:
+        own = int(scalar(attacker, "SELECT pgjobs.submit_import('user_table_rows', '1', %s)",
+                         (f"file://{source}",)))
+    attacker.commit()
+    claim = "claim_export" if kind == "export" else "claim_import"
+    worker = str(scalar(conn, f"SELECT worker FROM pgjobs.{claim}(%s, 'w', '1 hour')", (own,)))
+    scalar(attacker, f"SELECT pgjobs.{control}(%s)", (own,))  # and the transaction stays open
+    runner = Exporter if kind == "export" else Importer
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        runner(conn.info.dsn, own, worker, f"file://{folder}").run()), daemon=True)
+    thread.start()
+    thread.join(120)
+    stuck = thread.is_alive()
+    attacker.rollback()
+    thread.join(60)
+    assert not stuck, "the worker waited for the client's transaction"
+    assert outcome[0].status == "lost", outcome
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (own,)) == "running"
