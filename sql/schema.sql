@@ -1201,7 +1201,8 @@ CREATE FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_modifier
 -- literal pgjobs builds for a target's column is cast to this, never to the
 -- bare type name ('character' is char(1), 'bit' is bit(1)). With
 -- p_modifiers false: the type without modifiers, domains resolved to their
--- base type ('bpchar', '"bit"', 'numeric'), whose cast changes no value:
+-- base type ('bpchar', '"bit"', 'numeric'; an array of a domain to the
+-- array of its base type: pgjobs._loose_type), whose cast changes no value:
 -- comparing a value cast both ways tells whether the column's modifiers
 -- would change it (truncate, pad, round). Read from pg_attribute at each
 -- use, so an ALTER COLUMN ... TYPE after registration is followed. Raises
@@ -1223,7 +1224,7 @@ BEGIN
     IF p_modifiers THEN
         RETURN format_type(v_type, v_typmod);
     END IF;
-    RETURN format_type(pgjobs._base_type(v_type), -1);
+    RETURN format_type(pgjobs._loose_type(v_type), -1);
 END
 $$;
 
@@ -1378,13 +1379,14 @@ BEGIN
                          '($eq / $in) on a column or field instead.';
     END IF;
 
-    -- Column name -> the SQL type its filter values are cast to, as
-    -- format_type() spells it (safe to inline): the column's type without
-    -- its modifiers (typmod -1: 'bpchar', 'numeric', '"bit"'; never the bare
-    -- name 'character', which is char(1)). So a value compares as it would
-    -- in plain SQL (amount > '1.005'): cast to numeric(6,2) it would round
-    -- to 1.01, cast to char(8) 'acme0001x' would truncate to 'acme0001',
-    -- and the filter would cover other rows.
+    -- Column name -> its type without its modifiers, as format_type()
+    -- spells it (safe to inline; typmod -1: 'bpchar', 'numeric', '"bit"';
+    -- never the bare name 'character', which is char(1)); a domain is named
+    -- as such, and pgjobs._compile_filter_field casts values to its base
+    -- type (pgjobs._loose_type). So a value compares as it would in plain
+    -- SQL (amount > '1.005'): cast to numeric(6,2) it would round to 1.01,
+    -- cast to char(8) 'acme0001x' would truncate to 'acme0001', and the
+    -- filter would cover other rows.
     SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, -1)), '{}')
       INTO v_columns
       FROM pg_catalog.pg_attribute a
@@ -1479,6 +1481,20 @@ BEGIN
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
+        -- An ILIKE over col::text: only where that text is the same in
+        -- every session that evaluates the clause (the runner's pages, the
+        -- reads, a client's query around pgjobs.mask): pgjobs._text_is_fixed.
+        IF NOT pgjobs._text_is_fixed(p_type::regtype) THEN
+            RAISE EXCEPTION 'operator "$contains" at "%": a column of type % prints differently '
+                            'in different sessions', p_field, p_type
+                USING ERRCODE = '22023',
+                HINT = 'Its text depends on session settings (TimeZone, DateStyle, '
+                       'IntervalStyle, extra_float_digits, bytea_output...), so the job, its '
+                       'preview and the reads would each match other rows. Compare values '
+                       'instead, e.g. {' || to_json(p_field)::text || ': {"$gte": "2024-01-01", '
+                       '"$lt": "2024-02-01"}}, or use $contains on a text column or a document '
+                       'field.';
+        END IF;
         v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
@@ -1644,7 +1660,9 @@ CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_colum
 -- is appended to p_paths (once). Locks nothing.
 DECLARE
     v_type      text;
+    v_column    text;
     v_ref       text;
+    v_test      text;
     v_path      text[];
     v_seg       text;
     v_is_ops    boolean;
@@ -1666,21 +1684,38 @@ BEGIN
 
     -- Resolve the field: a column first, else a path in the document.
     IF p_columns ? p_field THEN
-        v_type := p_columns ->> p_field;
-        IF pgjobs._foreign_comparisons(v_type::regtype) THEN
+        v_column := p_columns ->> p_field;  -- the column's type (a domain: the domain)
+        IF pgjobs._foreign_comparisons(v_column::regtype) THEN
             RAISE EXCEPTION 'field "%" is a column of type %, whose comparison operators are not '
-                            'in pg_catalog', p_field, v_type
+                            'in pg_catalog', p_field, v_column
                 USING ERRCODE = '22023',
                       HINT = 'pgjobs compares with pg_catalog''s operators only (citext would '
                              'compare as text, unlike your own queries): filter on a column of '
                              'a built-in type or a document field instead.';
         END IF;
+        -- Values are cast to the type without modifiers, a domain's base
+        -- type (pgjobs._loose_type): a cast to a domain over varchar(8)
+        -- truncates 'acme0001x' to 'acme0001', one over numeric(6,2)
+        -- rounds 1.005 to 1.01, and the filter then covers rows that
+        -- plain SQL's code = 'acme0001x' does not.
+        v_type := format_type(pgjobs._loose_type(v_column::regtype), -1);
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
             v_ref := format('(%I)::pg_catalog.jsonb', p_field);
+            v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
             v_type := 'jsonb';
+        ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
+            -- An array of a domain: PostgreSQL compares it with an array of
+            -- the same type only (code8[] = varchar[] does not exist), so
+            -- the column is read as the array of the base type too.
+            v_ref := format('(%I)::%s', p_field, pgjobs._type_sql(v_type));
+            v_test := format('((NULL::%s)::%s)', v_column, pgjobs._type_sql(v_type));
         ELSE
             v_ref := format('%I', p_field);
+            -- The test below evaluates the clause on a NULL of the column's
+            -- own type: an operator that type lacks (a domain over an enum
+            -- has none) fails then, not inside a job.
+            v_test := format('(NULL::%s)', v_column);
         END IF;
     ELSIF p_document IS NULL THEN
         RAISE EXCEPTION 'unknown field "%": the target has no such column and no document column',
@@ -1750,14 +1785,20 @@ BEGIN
             -- surface now, naming the field.
             BEGIN
                 EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
-                    format('(NULL::%s)', v_type), v_type, p_field, v_entry.key, v_entry.value);
+                    v_test, v_type, p_field, v_entry.key, v_entry.value);
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
                 WHEN OTHERS THEN
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
-                                    p_field, v_type, v_entry.key, SQLERRM
+                                    p_field, v_column, v_entry.key, SQLERRM
                         USING ERRCODE = '22023',
-                              HINT = format('Values are cast to the column type %s.', v_type);
+                              HINT = format('Values are cast to %s.',
+                                            CASE WHEN v_type = v_column
+                                                 THEN 'the column type ' || v_type
+                                                 ELSE format('%s (the column type %s, without '
+                                                             'domains and modifiers)', v_type,
+                                                             v_column)
+                                            END);
             END;
             v_sub := pgjobs._compile_filter_column_op(v_ref, v_type, p_field, v_entry.key,
                                                      v_entry.value);
@@ -1967,6 +2008,10 @@ DECLARE
     v_category "char";
     v_generated boolean;
     v_literal text;
+    v_text text;
+    v_fixed_text text;
+    v_loose_text text;
+    v_string boolean;
     v_columns text[] := '{}'::text[];
     v_patch jsonb := '{}'::jsonb;
     v_path text[];
@@ -1997,8 +2042,14 @@ BEGIN
                 HINT = 'Backfill changes data columns and document fields only.';
         END IF;
         SELECT format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory,
-               a.attgenerated <> '' OR a.attidentity = 'a'
-          INTO v_type, v_base, v_category, v_generated
+               a.attgenerated <> '' OR a.attidentity = 'a',
+               -- a string or bit string, or an array of them: types whose
+               -- cast cuts or pads to the column's length
+               coalesce((SELECT et.typcategory IN ('S', 'V') FROM pg_catalog.pg_type et
+                          WHERE et.oid = CASE WHEN bt.typcategory = 'A' AND bt.typelem <> 0
+                                              THEN pgjobs._base_type(bt.typelem)
+                                              ELSE bt.oid END), false)
+          INTO v_type, v_base, v_category, v_generated, v_string
           FROM pg_catalog.pg_attribute a
           JOIN pg_catalog.pg_type bt ON bt.oid = pgjobs._base_type(a.atttypid)
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
@@ -2025,26 +2076,63 @@ BEGIN
                 HINT = 'PostgreSQL computes it; set the columns it is computed from.';
         END IF;
         IF v_type IS NOT NULL AND v_key IS DISTINCT FROM p_reg.document_column THEN
+            -- The value's text: a string's own, a JSON array's elements as
+            -- an array literal (for an array column), else its JSON text.
+            v_text := CASE
+                WHEN jsonb_typeof(v_value) = 'string' THEN v_value #>> '{}'
+                WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
+                    THEN (SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
+                            FROM jsonb_array_elements_text(v_value)
+                                 WITH ORDINALITY AS e(value, ord))
+                ELSE v_value::text END;
+            v_fixed_text := NULL;
+            v_loose_text := NULL;
             BEGIN
-                v_literal := CASE
-                    WHEN jsonb_typeof(v_value) = 'null' THEN format('NULL::%s', v_type)
+                IF jsonb_typeof(v_value) = 'null' THEN
+                    v_literal := format('NULL::%s', pgjobs._type_sql(v_type));
+                ELSIF v_base IN ('json', 'jsonb') THEN
                     -- A json/jsonb column takes the JSON value itself ("a" stays a string).
-                    WHEN v_base IN ('json', 'jsonb') THEN format('%L::%s', v_value::text, v_type)
-                    WHEN jsonb_typeof(v_value) = 'string'
-                        THEN format('%L::%s', v_value #>> '{}', v_type)
-                    -- A JSON array for an array column: its elements, as that array.
-                    WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
-                        THEN format('%L::%s', (
-                            SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
-                              FROM jsonb_array_elements_text(v_value)
-                                   WITH ORDINALITY AS e(value, ord)), v_type)
-                    ELSE format('%L::%s', v_value::text, v_type) END;
-                EXECUTE 'SELECT ' || v_literal;
+                    v_literal := format('%L::%s', v_value::text, pgjobs._type_sql(v_type));
+                    EXECUTE 'SELECT ' || v_literal;
+                ELSE
+                    -- Parsed once, here, in the submitter's session (its
+                    -- TimeZone, DateStyle; 'now' is the submit's), and
+                    -- written in a fixed form (pgjobs._literal_text): the
+                    -- stored text was parsed again by each page, in the
+                    -- runner's session, and a backfill from Asia/Tokyo of
+                    -- {"due": "2024-01-01 00:00"} set midnight UTC on the
+                    -- rows of one runner and midnight in New York on the
+                    -- others'.
+                    -- The text of the value cast to the column's type, and to
+                    -- that type without modifiers (pgjobs._loose_type).
+                    EXECUTE format('SELECT pgjobs._literal_text(%1$L::%2$s), '
+                                   'pgjobs._literal_text(%1$L::%3$s)',
+                                   v_text, v_type, format_type(pgjobs._loose_type(
+                                       (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = p_reg.target AND a.attname = v_key
+                                           AND a.attnum > 0 AND NOT a.attisdropped)), -1))
+                       INTO v_fixed_text, v_loose_text;
+                    v_literal := format('%L::%s', v_fixed_text, pgjobs._type_sql(v_type));
+                END IF;
             EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
                 RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
                     USING ERRCODE = '22023',
                     HINT = format('Give "%s" a value of type %s.', v_key, v_type);
             END;
+            -- A cast to varchar(4) cuts 'abcdef' to 'abcd', to bit(4)
+            -- pads or cuts, where the UPDATE a client writes refuses the
+            -- value ("value too long"): so is it refused here, rather
+            -- than set cut on every row. (Rounding a numeric or a time
+            -- to the column's precision is what UPDATE does too.)
+            IF v_fixed_text IS DISTINCT FROM v_loose_text
+               AND v_string
+               AND rtrim(v_fixed_text, ' ') IS DISTINCT FROM rtrim(v_loose_text, ' ') THEN
+                RAISE EXCEPTION 'set: % does not fit column "%" (%): it would be stored as %',
+                    v_value, v_key, v_type, quote_literal(v_fixed_text)
+                    USING ERRCODE = '22023',
+                    HINT = format('Give "%s" a value of at most the length of %s, as an '
+                                  'UPDATE of the column would require.', v_key, v_type);
+            END IF;
             v_columns := v_columns || format('%I = %s', v_key, v_literal);
         ELSIF v_key = p_reg.document_column THEN
             RAISE EXCEPTION 'set: name fields inside the document, not the document column "%"',
@@ -2404,6 +2492,7 @@ DECLARE
     v_try integer := 0;
     v_horizon timestamptz;
     v_hidden boolean;
+    v_back timestamptz;
 BEGIN
     -- A domain (over a domain ...) is judged by its base type, as the
     -- registration judged it (pgjobs._registration_problem).
@@ -2463,6 +2552,24 @@ BEGIN
         v_horizon := '-infinity';
     END IF;
     v_horizon := least(coalesce(v_horizon, p_cutoff), p_cutoff);
+    -- A wall-clock created_at goes back when its zone leaves summer time:
+    -- at 03:00 CEST Europe/Paris reads 02:00 again, so a row written an
+    -- hour after a submit at 02:50 CEST is dated 02:10, before the horizon,
+    -- and read as old: a nightly purge still running then deleted the
+    -- rows of that hour. So the horizon is moved back below the earliest
+    -- wall-clock time the zone shows in the 3 hours after it (sampled each
+    -- minute, less one minute for a change between samples); such rows
+    -- are then judged by the snapshot, as rows dated after the horizon are.
+    -- Nothing moves when the zone does not go back then.
+    IF v_is_timestamp AND isfinite(v_horizon) THEN
+        SELECT v_horizon - (timezone(v_tz, v_horizon) - min(timezone(v_tz, m.at)))
+               - interval '1 minute'
+          INTO v_back
+          FROM generate_series(v_horizon, v_horizon + interval '3 hours',
+                               interval '1 minute') AS m(at)
+        HAVING min(timezone(v_tz, m.at)) < timezone(v_tz, v_horizon);
+        v_horizon := coalesce(v_back, v_horizon);
+    END IF;
 
     horizon := v_horizon;
     without_zone := v_is_timestamp;
@@ -5741,6 +5848,36 @@ $$;
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
 
 --
+-- Name: _literal_text(anyelement); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._literal_text(p_value anyelement) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET "TimeZone" TO 'UTC'
+    SET bytea_output TO 'hex'
+    AS $$
+-- The value's own text (its type's output, a domain's value as its base
+-- type prints it) under settings pinned here: ISO dates, UTC, SUPERUSER
+-- intervals, exact floats, hex bytea. So text a caller parsed in its own
+-- session ('2024-01-01 00:00' in Asia/Tokyo, '01/02/2024' under a DMY
+-- DateStyle, 'now') becomes the one value it meant, and reads back as that
+-- value in any other session: a runner's, pg_cron's. Unlike
+-- pgjobs._canonical_text it keeps the value as it is (1.50 stays 1.50,
+-- '36 hours' stays 36 hours): it is for values written to a row (a
+-- backfill's set, pgjobs._compile_set), not for comparing. Locks nothing.
+BEGIN
+    RETURN p_value::text;
+END
+$$;
+
+ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
+
+--
 -- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5772,6 +5909,52 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _loose_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._loose_type(p_type regtype) RETURNS regtype
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The type a value of a column of type p_type is cast to when the cast must
+-- not change it: a domain (over a domain ...) is followed to its base type
+-- (pgjobs._base_type), and an array of a domain becomes the array of that
+-- base type; any other type is itself. Printed with format_type(.., -1) it
+-- has no modifiers. A domain carries its base type's modifiers (CREATE
+-- DOMAIN code AS varchar(8): a cast to code truncates 'acme0001x' to
+-- 'acme0001'; a domain over numeric(6,2) rounds 1.005 to 1.01) and its
+-- CHECKs, so a filter value cast to the domain compares another value than
+-- the client wrote: {"code": "acme0001x"} matched the row 'acme0001'.
+-- pgjobs._compile_filter casts filter values to this type, and
+-- pgjobs._column_type(.., false) prints it. NULL for NULL. Locks nothing.
+DECLARE
+    v_base regtype := pgjobs._base_type(p_type);
+    v_elem regtype;
+    v_loose regtype;
+BEGIN
+    SELECT t.typelem INTO v_elem
+      FROM pg_catalog.pg_type t
+     WHERE t.oid = v_base AND t.typcategory = 'A' AND t.typelem <> 0 AND t.typlen = -1;
+    IF v_elem IS NULL THEN
+        RETURN v_base;
+    END IF;
+    v_loose := pgjobs._loose_type(v_elem);
+    IF v_loose = v_elem THEN
+        RETURN v_base;
+    END IF;
+    -- The array type of the element's base type (every base type has one).
+    RETURN coalesce((SELECT t.typarray FROM pg_catalog.pg_type t
+                      WHERE t.oid = v_loose AND t.typarray <> 0)::regtype, v_base);
+END
+$$;
+
+ALTER FUNCTION pgjobs._loose_type(p_type regtype) OWNER TO SUPERUSER;
 
 --
 -- Name: _mark_registration_changed(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7552,6 +7735,78 @@ SELECT coalesce(sum(greatest(c.relpages, 0)), 0)::bigint
 $$;
 
 ALTER FUNCTION pgjobs._relation_pages(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: _relative_problem(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._relative_problem(p_target regclass, OUT message text, OUT hint text, OUT errcode text, OUT relative regclass) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether another registered target holds rows of p_target, or p_target
+-- holds its rows: an ancestor of p_target (a partitioned table p_target
+-- is a partition of, at any depth, or a table it inherits from) or a
+-- descendant. Then the message, hint and SQLSTATE (22023) of the error,
+-- and that table (the first by name); else all NULL.
+-- Each registered table is its own (target, scope) for the gate and the
+-- mask: with a partitioned table and one of its partitions both registered,
+-- a delete queued on the partition was not in pgjobs.mask,
+-- pgjobs.visible or pgjobs.visible_count of the parent (every row it was
+-- about to delete read as visible there), nor the parent's delete in reads
+-- of the partition, and a backfill of the parent ran beside the
+-- partition's delete instead of waiting behind it. register_target
+-- refuses the second registration, and pgjobs._target (every use of a
+-- target) refuses both tables once a registered table is attached under
+-- another (ATTACH PARTITION, ALTER TABLE ... INHERIT), until one is
+-- unregistered. Walks pg_inherits upwards from each registered target and
+-- from p_target: a few rows each. Locks nothing.
+DECLARE
+    v_ancestor boolean;
+BEGIN
+    WITH RECURSIVE up(rel, start) AS (
+        SELECT r.target::oid, r.target::oid FROM pgjobs.target_registry r
+        UNION
+        SELECT p_target::oid, p_target::oid
+        UNION
+        SELECT i.inhparent, up.start
+          FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.rel
+    )
+    SELECT x.rel::regclass, x.ancestor INTO relative, v_ancestor
+      FROM (SELECT up.rel, true AS ancestor        -- a registered table above p_target
+              FROM up
+             WHERE up.start = p_target AND up.rel <> p_target
+               AND EXISTS (SELECT 1 FROM pgjobs.target_registry r WHERE r.target = up.rel)
+            UNION ALL
+            SELECT up.start, false                 -- a registered table below it
+              FROM up
+             WHERE up.rel = p_target AND up.start <> p_target) x
+     ORDER BY x.rel::regclass::text
+     LIMIT 1;
+    IF relative IS NULL THEN
+        RETURN;
+    END IF;
+    message := CASE WHEN v_ancestor
+                    THEN format('table %s is a partition or inheritance child of %s, which is '
+                                'registered with pgjobs', p_target, relative)
+                    ELSE format('table %s holds the rows of %s (a partition or inheritance '
+                                'child of it), which is registered with pgjobs', p_target,
+                                relative) END;
+    errcode := '22023';
+    hint := format('pgjobs queues writers and masks pending deletes per registered table, so a '
+                   'job on one of two registered tables of a tree is not seen by the other''s '
+                   'reads and writers: register one table of the tree (the partitioned parent: '
+                   'a job''s scope keeps its pages to the partitions holding it) and unregister '
+                   'the other, e.g. SELECT pgjobs.unregister_target(%L);',
+                   CASE WHEN v_ancestor THEN p_target ELSE relative END::text);
+END
+$$;
+
+ALTER FUNCTION pgjobs._relative_problem(p_target regclass, OUT message text, OUT hint text, OUT errcode text, OUT relative regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _requeue_problem(pgjobs.jobs, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10963,6 +11218,12 @@ BEGIN
       FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
                                         v_reg.created_at_column, v_reg.document_column,
                                         true) p;
+    IF v_problem.message IS NULL THEN
+        -- Another registered table of its partition or inheritance tree
+        -- (attached since: register_target refuses the second one).
+        SELECT p.message, p.hint, p.errcode INTO v_problem
+          FROM pgjobs._relative_problem(p_target) p;
+    END IF;
     IF v_problem.message IS NOT NULL THEN
         -- Told only to a role that may use the table: the problem names its
         -- columns and types, the hint lists them. Any other role (the caller
@@ -11061,6 +11322,70 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: _text_is_fixed(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._text_is_fixed(p_type regtype) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Whether a value of p_type prints (::text) the same in every session. A
+-- filter's $contains on a column is an ILIKE over `col::text`, and that
+-- text is made wherever the SQL runs: in the runner's page (pg_cron's
+-- session, a worker's), in pgjobs.visible, pgjobs.preview and
+-- pgjobs.visible_count (the caller's session), and in the client's own
+-- query around pgjobs.mask. A timestamptz prints in the session's
+-- TimeZone and DateStyle, a date or timestamp in its DateStyle, an
+-- interval in its IntervalStyle, a float (and the geometric types built on
+-- floats) by extra_float_digits, bytea by bytea_output, money by
+-- lc_monetary, a reg* OID by search_path: for such a type one job would
+-- mask, count and delete different rows in each session (a delete
+-- submitted in UTC with {"ts": {"$contains": "2024-01-02"}} was previewed
+-- at 7 rows, hid all 10 from a reader in Asia/Tokyo and deleted none when
+-- its runner was in America/Los_Angeles). So pgjobs._compile_filter_column_op
+-- refuses $contains on a column of a type this is false for.
+-- True for text types, booleans, integers, oid, numeric, uuid, network
+-- and MAC addresses, bit strings, json, jsonb, pg_lsn and enums; for an
+-- array or a range of such a type; false for anything else (composites,
+-- extension types: unknown, so refused). A domain is judged by its base
+-- type. Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(p_type);
+    v_t record;
+BEGIN
+    SELECT t.typtype, t.typcategory, t.typelem, t.typlen,
+           (SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngtypid = t.oid) AS subtype,
+           (SELECT r.rngsubtype FROM pg_catalog.pg_range r WHERE r.rngmultitypid = t.oid) AS multi
+      INTO v_t
+      FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    IF NOT FOUND THEN
+        RETURN false;
+    ELSIF v_t.typtype = 'e' THEN
+        RETURN true;
+    ELSIF v_t.typtype = 'r' THEN
+        RETURN pgjobs._text_is_fixed(v_t.subtype);
+    ELSIF v_t.typtype = 'm' THEN
+        RETURN pgjobs._text_is_fixed(v_t.multi);
+    ELSIF v_t.typcategory = 'A' AND v_t.typelem <> 0 AND v_t.typlen = -1 THEN
+        RETURN pgjobs._text_is_fixed(v_t.typelem);
+    END IF;
+    RETURN v_type IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype,
+                      'name'::regtype, '"char"'::regtype, 'boolean'::regtype,
+                      'smallint'::regtype, 'integer'::regtype, 'bigint'::regtype,
+                      'oid'::regtype, 'numeric'::regtype, 'uuid'::regtype, 'inet'::regtype,
+                      'cidr'::regtype, 'macaddr'::regtype, 'macaddr8'::regtype,
+                      'bit'::regtype, 'bit varying'::regtype, 'json'::regtype,
+                      'jsonb'::regtype, 'pg_lsn'::regtype);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._text_is_fixed(p_type regtype) OWNER TO SUPERUSER;
 
 --
 -- Name: _throttle(bigint, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15132,6 +15457,15 @@ BEGIN
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
 
+    -- One table of a partition or inheritance tree is registered, not two
+    -- that hold the same rows (pgjobs._registered_relative says why).
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._relative_problem(p_target) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = v_problem.errcode, HINT = v_problem.hint;
+    END IF;
+
     -- A job is compiled against the registration it was submitted under:
     -- its predicate names the scope column, its cursor and exclusions are
     -- keys of the key column. Run under other columns, a delete of one
@@ -15295,7 +15629,7 @@ ALTER FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope nam
 -- Name: FUNCTION register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column while a job of the table is queued, running or paused; its failed and canceled jobs can no longer be retried after such a change.';
+COMMENT ON FUNCTION pgjobs.register_target(p_target regclass, p_key name, p_scope name, p_created_at name, p_document name, p_options jsonb) IS 'Register (or update the registration of) a table as a pgjobs target: p_key is the keyset walk column (unique within a scope, totally ordered, NOT NULL), p_scope partitions the table into tenants, p_created_at is the cutoff column, p_document an optional jsonb column holding filter fields. Requires a btree index leading with (scope, key): raises 55000 with the CREATE INDEX statement in the HINT. Options: tune_autovacuum (boolean, default true) sets the table''s autovacuum scale factors to 2%; created_at_time_zone (default UTC) is the zone whose wall-clock time a timestamp-without-time-zone created_at column holds; ignore_row_security (boolean, default false) lets clients that a row-level security policy on the table would confine use pgjobs on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code (triggers, column types, defaults...) belongs to a role without the rights of the role registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the owner of its functions) may not SELECT. Refuses (22023) a partition or inheritance child of a registered table, or a parent of one: one table of a tree is registered. Refuses (55006) to change the key, scope, created_at or document column while a job of the table is queued, running or paused; its failed and canceled jobs can no longer be retried after such a change.';
 
 --
 -- Name: release(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -17465,11 +17799,25 @@ REVOKE ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _literal_text(p_value anyelement); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _loose_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._loose_type(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._loose_type(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _mark_registration_changed(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -17641,6 +17989,13 @@ GRANT ALL ON FUNCTION pgjobs._registration_problem(p_target regclass, p_key name
 
 REVOKE ALL ON FUNCTION pgjobs._relation_pages(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._relation_pages(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _relative_problem(p_target regclass, OUT message text, OUT hint text, OUT errcode text, OUT relative regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._relative_problem(p_target regclass, OUT message text, OUT hint text, OUT errcode text, OUT relative regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._relative_problem(p_target regclass, OUT message text, OUT hint text, OUT errcode text, OUT relative regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _requeue_problem(p_job pgjobs.jobs, p_verb text, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -18001,6 +18356,13 @@ GRANT ALL ON FUNCTION pgjobs._target_columns(p_target regclass) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _text_is_fixed(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._text_is_fixed(p_type regtype) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._text_is_fixed(p_type regtype) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _throttle(p_id bigint, p_worker text, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

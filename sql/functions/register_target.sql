@@ -75,6 +75,15 @@ BEGIN
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
 
+    -- One table of a partition or inheritance tree is registered, not two
+    -- that hold the same rows (pgjobs._registered_relative says why).
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._relative_problem(p_target) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = v_problem.errcode, HINT = v_problem.hint;
+    END IF;
+
     -- A job is compiled against the registration it was submitted under:
     -- its predicate names the scope column, its cursor and exclusions are
     -- keys of the key column. Run under other columns, a delete of one
@@ -244,6 +253,7 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
 '(triggers, column types, defaults...) belongs to a role without the rights of the role '
 'registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the '
-'owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column '
+'owner of its functions) may not SELECT. Refuses (22023) a partition or inheritance child of a '
+'registered table, or a parent of one: one table of a tree is registered. Refuses (55006) to change the key, scope, created_at or document column '
 'while a job of the table is queued, running or paused; its failed and canceled jobs can no '
 'longer be retried after such a change.';
