@@ -15,6 +15,8 @@ change, before it touches a row. A column added since changes nothing."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,82 @@ def test_a_submit_does_not_wait_for_a_lock_on_the_table(
         assert scalar(conn, "SELECT pgjobs.submit_delete('people', '1')") is not None
     finally:
         locker.execute("ROLLBACK")
+
+
+def _waiting_for_a_lock(conn: Conn, pid: int) -> None:
+    for _ in range(3000):
+        if scalar(conn, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                  (pid,)) == "Lock":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+# A check that waited for the table's lock behind an ALTER TABLE, in a
+# snapshot taken before the ALTER committed: an export chunk (its REPEATABLE
+# READ transaction), an import batch's check (a STABLE function reads with its
+# calling statement's snapshot) and a page run in REPEATABLE READ.
+WAITERS = {
+    "export_chunk": ("REPEATABLE READ",
+                     "SELECT copy_sql FROM pgjobs.export_chunk_sql(%s, NULL, 1000)"),
+    "import_check": ("READ COMMITTED",
+                     "SELECT pgjobs._require_same_columns(j) FROM pgjobs.jobs j WHERE j.id = %s"),
+    "page": ("REPEATABLE READ", "SELECT pgjobs._run_page(%s, %s)"),
+}
+
+
+@pytest.mark.parametrize("change", ["scope_swapped", "name_recreated"])
+@pytest.mark.parametrize("waiter", sorted(WAITERS))
+def test_a_check_that_waited_behind_the_change_does_not_pass_on_an_old_snapshot(
+        conn: Conn, people: None, make_conn: Callable[..., Conn], waiter: str,
+        change: str) -> None:
+    """Before: the chunk, batch or page waited for the ALTER TABLE's lock, then
+    compared the columns as its snapshot (older than the ALTER's commit) still
+    showed them, found no change, and ran statements that resolved the new
+    columns: a chunk behind the tenant/region swap exported region 1's rows as
+    tenant 1's. Now it raises 40001 (retried: the next transaction sees the
+    change and fails the job for good), and nothing is read or written."""
+    isolation, sql = WAITERS[waiter]
+    if waiter == "export_chunk":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_export('people', '1', '{}', %s::jsonb)",
+                            (json.dumps({"columns": ["id", "tenant", "name"]}),)))
+        params: tuple[Any, ...] = (job_id,)
+    elif waiter == "import_check":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        params = (job_id,)
+    else:
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+        params = (job_id, who(conn, job_id, "w"))
+    before = scalar(conn, "SELECT count(*) FROM people")
+    alter = make_conn()
+    alter.execute("BEGIN")
+    alter.execute(CHANGES[change][0])
+    checker = make_conn(autocommit=False)
+    checker.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["result"] = checker.execute(sql, params).fetchone()
+            checker.commit()
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+            checker.rollback()
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    try:
+        _waiting_for_a_lock(conn, checker.info.backend_pid)
+    finally:
+        alter.execute("COMMIT")
+        thread.join()
+    assert isinstance(outcome.get("error"), psycopg.errors.SerializationFailure), outcome
+    assert "changed after this transaction's snapshot" in str(outcome["error"])
+    assert scalar(conn, "SELECT count(*) FROM people") == before
+    # Anew, the check sees the change (a page fails the job for good).
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        if waiter == "page":
+            assert scalar(conn, sql, params) == "failed"
+            raise psycopg.errors.UndefinedColumn(job(conn, job_id)["error"])
+        conn.execute(sql, params)
