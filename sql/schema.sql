@@ -1243,7 +1243,8 @@ CREATE FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT
     AS $$
 -- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
 -- submit; NULL for jobs submitted before migration 0036) is still p_target's
--- column of that number, name, type, type modifier and collation; else what
+-- column of that number, name, type, type modifier and collation (and each
+-- recorded enum label still that value's label); else what
 -- changed, for the job's error, and its SQLSTATE (42703 for a column
 -- dropped or renamed, 42804 for one retyped: not retryable, every attempt
 -- would find the same). A column added since is no change (nothing
@@ -1262,13 +1263,20 @@ BEGIN
     -- the read mask tests it: pgjobs._mask.)
     IF NOT EXISTS (
            SELECT FROM jsonb_to_recordset(p_recorded)
-                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid)
+                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
+                            labels jsonb)
             WHERE NOT EXISTS (
                   SELECT FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = p_target AND a.attnum = c.n
                      AND a.attname = c.name AND a.atttypid = c.type
                      AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                     AND NOT a.attisdropped)) THEN
+                     AND NOT a.attisdropped)
+               OR (c.labels IS NOT NULL
+                   AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                WHERE NOT EXISTS (
+                                      SELECT FROM pg_catalog.pg_enum e
+                                       WHERE e.oid = l.key::oid
+                                         AND e.enumlabel = l.value::name)))) THEN
         RETURN;
     END IF;
     v_now := pgjobs._target_columns(p_target);
@@ -1291,9 +1299,25 @@ BEGIN
                               p_target, format_type((v_was ->> 'type')::oid,
                                                     (v_was ->> 'typmod')::integer),
                               format_type(v_is.atttypid, v_is.atttypmod));
-        ELSE
+        ELSIF v_is.attcollation <> (v_was ->> 'collation')::oid THEN
             errcode := '42804';
             message := format('column %I of %s changed collation', v_was ->> 'name', p_target);
+        ELSE
+            errcode := '42804';
+            message := format('a value of type %s of column %I of %s was renamed',
+                              format_type(v_is.atttypid, NULL), v_was ->> 'name', p_target);
+            SELECT format('value %L of type %s of column %I of %s was renamed to %L',
+                          l.value, e.enumtypid::regtype, v_was ->> 'name', p_target,
+                          e.enumlabel)
+              INTO message
+              FROM jsonb_each_text(v_was -> 'labels') l
+              JOIN pg_catalog.pg_enum e ON e.oid = l.key::oid
+             WHERE e.enumlabel <> l.value::name
+             ORDER BY e.enumsortorder
+             LIMIT 1;
+            message := coalesce(message, format('a value of type %s of column %I of %s was '
+                                                'renamed', format_type(v_is.atttypid, NULL),
+                                                v_was ->> 'name', p_target));
         END IF;
         RETURN;
     END LOOP;
@@ -5903,13 +5927,19 @@ BEGIN
             OR NOT EXISTS (
                 SELECT FROM jsonb_to_recordset(j.target_columns)
                             AS c(n smallint, name name, type oid, typmod integer,
-                                 "collation" oid)
+                                 "collation" oid, labels jsonb)
                  WHERE NOT EXISTS (
                        SELECT FROM pg_catalog.pg_attribute a
                         WHERE a.attrelid = p_target AND a.attnum = c.n
                           AND a.attname = c.name AND a.atttypid = c.type
                           AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                          AND NOT a.attisdropped)));
+                          AND NOT a.attisdropped)
+                   OR (c.labels IS NOT NULL
+                       AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                    WHERE NOT EXISTS (
+                                          SELECT FROM pg_catalog.pg_enum e
+                                           WHERE e.oid = l.key::oid
+                                             AND e.enumlabel = l.value::name)))));
     RETURN coalesce(v_mask, 'true');
 END
 $$;
@@ -6032,13 +6062,19 @@ BEGIN
                 OR NOT EXISTS (
                     SELECT FROM jsonb_to_recordset(j.target_columns)
                                 AS c(n smallint, name name, type oid, typmod integer,
-                                     "collation" oid)
+                                     "collation" oid, labels jsonb)
                      WHERE NOT EXISTS (
                            SELECT FROM pg_catalog.pg_attribute a
                             WHERE a.attrelid = p_target AND a.attnum = c.n
                               AND a.attname = c.name AND a.atttypid = c.type
                               AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                              AND NOT a.attisdropped)))
+                              AND NOT a.attisdropped)
+                       OR (c.labels IS NOT NULL
+                           AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                        WHERE NOT EXISTS (
+                                              SELECT FROM pg_catalog.pg_enum e
+                                               WHERE e.oid = l.key::oid
+                                                 AND e.enumlabel = l.value::name)))))
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN
@@ -11019,16 +11055,36 @@ CREATE FUNCTION pgjobs._target_columns(p_target regclass) RETURNS jsonb
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The columns of p_target as a job is compiled against them: one object per
--- column (its number n, name, type, type modifier and collation), in column
--- order. Stored in pgjobs.jobs.target_columns at submit and compared by
+-- column (its number n, name, type, type modifier and collation, and for a
+-- column of an enum type its labels), in column order. Stored in pgjobs.jobs.target_columns at submit and compared by
 -- pgjobs._columns_changed before every page, chunk and batch (which hold
 -- the table: pgjobs._hold_target); a submit notes them before it compiles
 -- (pgjobs._compiling_against). Locks nothing.
 SELECT coalesce(jsonb_agg(jsonb_build_object('n', a.attnum, 'name', a.attname,
                                              'type', a.atttypid, 'typmod', a.atttypmod,
                                              'collation', a.attcollation)
+                          || CASE WHEN l.labels IS NOT NULL
+                                  THEN jsonb_build_object('labels', l.labels)
+                                  ELSE '{}'::jsonb END
                           ORDER BY a.attnum), '[]'::jsonb)
   FROM pg_catalog.pg_attribute a
+  -- An enum's labels, by their oids: a filter names a value by its label
+  -- (`status = 'active'::mood`), read again at every page, so labels
+  -- renamed under a pending job (one renamed away and another given its
+  -- label) made it act on other rows. The column's type, the base type of
+  -- a domain and an array's element type, to two levels; labels added
+  -- since are no change.
+  CROSS JOIN LATERAL (
+       SELECT jsonb_object_agg(e.oid::text, e.enumlabel) AS labels
+         FROM pg_catalog.pg_enum e
+        WHERE e.enumtypid IN (
+              SELECT u.t
+                FROM pg_catalog.pg_type t1
+                LEFT JOIN pg_catalog.pg_type t2
+                       ON t2.oid IN (t1.typbasetype, t1.typelem)
+                CROSS JOIN LATERAL (VALUES (t1.oid), (t1.typbasetype), (t1.typelem),
+                                           (t2.typbasetype), (t2.typelem)) u(t)
+               WHERE t1.oid = a.atttypid)) l
  WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 

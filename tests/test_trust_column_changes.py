@@ -336,3 +336,65 @@ def test_a_check_that_waited_behind_the_change_does_not_pass_on_an_old_snapshot(
             assert scalar(conn, sql, params) == "failed"
             raise psycopg.errors.UndefinedColumn(job(conn, job_id)["error"])
         conn.execute(sql, params)
+
+
+# A column of an enum type, or of an array of it: the filter names a value by
+# its label, which every page reads again.
+ENUM_COLUMNS = {
+    "enum": "mood",
+    "enum_array": "mood[]",
+}
+
+
+@pytest.fixture
+def moods(conn: Conn, people: None) -> None:
+    conn.execute("CREATE TYPE mood AS ENUM ('calm', 'angry')")
+
+
+@pytest.mark.parametrize("reads", [False, True])
+@pytest.mark.parametrize("column", sorted(ENUM_COLUMNS))
+def test_enum_labels_swapped_under_a_pending_delete_fail_it(
+        conn: Conn, moods: None, column: str, reads: bool) -> None:
+    """Before: after 'angry' was renamed to 'x' and 'calm' to 'angry', the
+    delete of tenant 1's angry rows deleted its calm ones and ended
+    succeeded (shown with two connections' worth of DDL, no lock involved:
+    ALTER TYPE ... RENAME VALUE takes none on the table), and reads hid the
+    calm rows meanwhile. Now the recorded labels
+    (by the values' oids) differ: the job fails for good, naming the value,
+    and reads stop hiding rows for it."""
+    array = column == "enum_array"
+    calm, angry = ("'{calm}'", "'{angry}'") if array else ("'calm'", "'angry'")
+    conn.execute(f"ALTER TABLE people ADD COLUMN m {ENUM_COLUMNS[column]} NOT NULL "
+                 f"DEFAULT {calm}")
+    conn.execute(f"UPDATE people SET m = {angry} WHERE id % 2 = 0")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                        (json.dumps({"m": "{angry}" if array else "angry"}),)))
+    conn.execute("ALTER TYPE mood RENAME VALUE 'angry' TO 'x'")
+    conn.execute("ALTER TYPE mood RENAME VALUE 'calm' TO 'angry'")
+    rows = scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1")
+    if reads:
+        assert scalar(conn, "SELECT pgjobs.visible_count('people', '1')") == rows
+        assert scalar(conn, "SELECT pgjobs.mask('people', '1')") == "true"
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "value 'calm' of type public.mood of column m of public.people was renamed to " \
+        "'angry'" in row["error"], row["error"]
+    assert row["attempts"] == 1
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == rows
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+
+
+def test_an_enum_value_added_under_a_pending_delete_changes_nothing(
+        conn: Conn, moods: None) -> None:
+    conn.execute("ALTER TABLE people ADD COLUMN m mood NOT NULL DEFAULT 'calm'")
+    conn.execute("UPDATE people SET m = 'angry' WHERE id % 2 = 0")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                        (json.dumps({"m": "angry"}),)))
+    conn.execute("ALTER TYPE mood ADD VALUE 'sad'")
+    assert scalar(conn, "SELECT pgjobs.mask('people', '1')") != "true"
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'angry'") == 0
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'calm'") > 0
