@@ -398,3 +398,49 @@ def test_an_enum_value_added_under_a_pending_delete_changes_nothing(
     assert job(conn, job_id)["status"] == "succeeded"
     assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'angry'") == 0
     assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'calm'") > 0
+
+
+@pytest.mark.parametrize("waiter", sorted(WAITERS))
+def test_a_check_that_waited_behind_a_rolled_back_change_goes_on(
+        conn: Conn, people: None, make_conn: Callable[..., Conn], waiter: str) -> None:
+    """The ALTER TABLE it waited for rolled back: its column rows keep the
+    aborted transaction's xmax, which is no change; the chunk, batch check
+    or page goes on."""
+    isolation, sql = WAITERS[waiter]
+    if waiter == "export_chunk":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_export('people', '1', '{}', %s::jsonb)",
+                            (json.dumps({"columns": ["id", "tenant", "name"]}),)))
+        params: tuple[Any, ...] = (job_id,)
+    else:
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        params = (job_id,)
+        if waiter == "page":
+            conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+            params = (job_id, who(conn, job_id, "w"))
+    alter = make_conn()
+    alter.execute("BEGIN")
+    alter.execute(CHANGES["scope_swapped"][0])
+    checker = make_conn(autocommit=False)
+    checker.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["result"] = checker.execute(sql, params).fetchone()
+            checker.commit()
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+            checker.rollback()
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    try:
+        _waiting_for_a_lock(conn, checker.info.backend_pid)
+    finally:
+        alter.execute("ROLLBACK")
+        thread.join()
+    assert "error" not in outcome, outcome
+    assert job(conn, job_id)["status"] != "failed"
+    # The rows the check looked up the commit status of.
+    assert scalar(conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass "
+                        "AND attnum > 0 AND xmax <> '0'::xid") > 0
