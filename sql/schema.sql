@@ -1244,7 +1244,8 @@ CREATE FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT
     AS $$
 -- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
 -- submit; NULL for jobs submitted before migration 0036) is still p_target's
--- column of that number, name, type, type modifier and collation; else what
+-- column of that number, name, type, type modifier and collation (and each
+-- recorded enum label still that value's label); else what
 -- changed, for the job's error, and its SQLSTATE (42703 for a column
 -- dropped or renamed, 42804 for one retyped: not retryable, every attempt
 -- would find the same). A column added since is no change (nothing
@@ -1263,13 +1264,20 @@ BEGIN
     -- the read mask tests it: pgjobs._mask.)
     IF NOT EXISTS (
            SELECT FROM jsonb_to_recordset(p_recorded)
-                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid)
+                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
+                            labels jsonb)
             WHERE NOT EXISTS (
                   SELECT FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = p_target AND a.attnum = c.n
                      AND a.attname = c.name AND a.atttypid = c.type
                      AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                     AND NOT a.attisdropped)) THEN
+                     AND NOT a.attisdropped)
+               OR (c.labels IS NOT NULL
+                   AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                WHERE NOT EXISTS (
+                                      SELECT FROM pg_catalog.pg_enum e
+                                       WHERE e.oid = l.key::oid
+                                         AND e.enumlabel = l.value::name)))) THEN
         RETURN;
     END IF;
     v_now := pgjobs._target_columns(p_target);
@@ -1292,9 +1300,25 @@ BEGIN
                               p_target, format_type((v_was ->> 'type')::oid,
                                                     (v_was ->> 'typmod')::integer),
                               format_type(v_is.atttypid, v_is.atttypmod));
-        ELSE
+        ELSIF v_is.attcollation <> (v_was ->> 'collation')::oid THEN
             errcode := '42804';
             message := format('column %I of %s changed collation', v_was ->> 'name', p_target);
+        ELSE
+            errcode := '42804';
+            message := format('a value of type %s of column %I of %s was renamed',
+                              format_type(v_is.atttypid, NULL), v_was ->> 'name', p_target);
+            SELECT format('value %L of type %s of column %I of %s was renamed to %L',
+                          l.value, e.enumtypid::regtype, v_was ->> 'name', p_target,
+                          e.enumlabel)
+              INTO message
+              FROM jsonb_each_text(v_was -> 'labels') l
+              JOIN pg_catalog.pg_enum e ON e.oid = l.key::oid
+             WHERE e.enumlabel <> l.value::name
+             ORDER BY e.enumsortorder
+             LIMIT 1;
+            message := coalesce(message, format('a value of type %s of column %I of %s was '
+                                                'renamed', format_type(v_is.atttypid, NULL),
+                                                v_was ->> 'name', p_target));
         END IF;
         RETURN;
     END LOOP;
@@ -4362,10 +4386,50 @@ CREATE FUNCTION pgjobs._hold_target(p_target regclass) RETURNS void
 -- callers and on a standby, where LOCK TABLE is not allowed or not wanted.)
 -- Without SELECT on the table the caller learns nothing here: the
 -- statements after it raise 42501 with their own hint.
+--
+-- The lock can come after the caller's snapshot: an export chunk's
+-- REPEATABLE READ transaction took it at its first statement, and a STABLE
+-- caller (pgjobs._require_same_columns) reads with the snapshot of the
+-- statement that called it. Waiting here for an ALTER TABLE, such a caller
+-- read the columns as they were before it (pgjobs._columns_changed saw no
+-- change) while its statements, planned after the wait, resolved the new
+-- ones: a chunk that waited behind a swap of two columns exported the other
+-- column's rows. So this raises 40001 when a column row of p_target that
+-- the snapshot sees was replaced or deleted by a transaction that has
+-- committed (committed after the snapshot, or the snapshot would not see
+-- the old row): a transaction begun anew sees the change, and its check
+-- fails the job for good. An index probe of the table's pg_attribute rows;
+-- the commit status is looked up only for a row with an xmax.
+DECLARE
+    v_next numeric;
 BEGIN
-    EXECUTE format('SELECT FROM %s WHERE false', p_target);
-EXCEPTION WHEN insufficient_privilege THEN
-    NULL;
+    BEGIN
+        EXECUTE format('SELECT FROM %s WHERE false', p_target);
+    EXCEPTION WHEN insufficient_privilege THEN
+        NULL;
+    END;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = p_target AND a.attnum > 0
+                      AND a.xmax OPERATOR(pg_catalog.<>) '0'::xid) THEN
+        RETURN;
+    END IF;
+    -- The 32-bit xmax made a full transaction id next to the snapshot's
+    -- (pg_xact_status needs one): the nearest one, within 2^31 either side.
+    v_next := pg_snapshot_xmax(pg_current_snapshot())::text::numeric;
+    IF EXISTS (
+           SELECT FROM pg_catalog.pg_attribute a,
+                  LATERAL (SELECT (a.xmax::text::numeric - mod(v_next, 4294967296)
+                                   + 6442450944) % 4294967296 - 2147483648 AS d) x
+            WHERE a.attrelid = p_target AND a.attnum > 0
+              AND a.xmax OPERATOR(pg_catalog.<>) '0'::xid
+              AND v_next + x.d >= 3
+              AND pg_xact_status((v_next + x.d)::text::xid8) = 'committed') THEN
+        RAISE EXCEPTION 'the columns of % changed after this transaction''s snapshot was taken',
+                        p_target
+            USING ERRCODE = '40001',
+                  HINT = 'Run it again in a new transaction: it then sees the change (a job '
+                         'whose columns changed fails for good).';
+    END IF;
 END
 $$;
 
@@ -6046,13 +6110,19 @@ BEGIN
             OR NOT EXISTS (
                 SELECT FROM jsonb_to_recordset(j.target_columns)
                             AS c(n smallint, name name, type oid, typmod integer,
-                                 "collation" oid)
+                                 "collation" oid, labels jsonb)
                  WHERE NOT EXISTS (
                        SELECT FROM pg_catalog.pg_attribute a
                         WHERE a.attrelid = p_target AND a.attnum = c.n
                           AND a.attname = c.name AND a.atttypid = c.type
                           AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                          AND NOT a.attisdropped)));
+                          AND NOT a.attisdropped)
+                   OR (c.labels IS NOT NULL
+                       AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                    WHERE NOT EXISTS (
+                                          SELECT FROM pg_catalog.pg_enum e
+                                           WHERE e.oid = l.key::oid
+                                             AND e.enumlabel = l.value::name)))));
     RETURN coalesce(v_mask, 'true');
 END
 $$;
@@ -6175,13 +6245,19 @@ BEGIN
                 OR NOT EXISTS (
                     SELECT FROM jsonb_to_recordset(j.target_columns)
                                 AS c(n smallint, name name, type oid, typmod integer,
-                                     "collation" oid)
+                                     "collation" oid, labels jsonb)
                      WHERE NOT EXISTS (
                            SELECT FROM pg_catalog.pg_attribute a
                             WHERE a.attrelid = p_target AND a.attnum = c.n
                               AND a.attname = c.name AND a.atttypid = c.type
                               AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                              AND NOT a.attisdropped)))
+                              AND NOT a.attisdropped)
+                       OR (c.labels IS NOT NULL
+                           AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                        WHERE NOT EXISTS (
+                                              SELECT FROM pg_catalog.pg_enum e
+                                               WHERE e.oid = l.key::oid
+                                                 AND e.enumlabel = l.value::name)))))
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN
@@ -11262,16 +11338,36 @@ CREATE FUNCTION pgjobs._target_columns(p_target regclass) RETURNS jsonb
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The columns of p_target as a job is compiled against them: one object per
--- column (its number n, name, type, type modifier and collation), in column
--- order. Stored in pgjobs.jobs.target_columns at submit and compared by
+-- column (its number n, name, type, type modifier and collation, and for a
+-- column of an enum type its labels), in column order. Stored in pgjobs.jobs.target_columns at submit and compared by
 -- pgjobs._columns_changed before every page, chunk and batch (which hold
 -- the table: pgjobs._hold_target); a submit notes them before it compiles
 -- (pgjobs._compiling_against). Locks nothing.
 SELECT coalesce(jsonb_agg(jsonb_build_object('n', a.attnum, 'name', a.attname,
                                              'type', a.atttypid, 'typmod', a.atttypmod,
                                              'collation', a.attcollation)
+                          || CASE WHEN l.labels IS NOT NULL
+                                  THEN jsonb_build_object('labels', l.labels)
+                                  ELSE '{}'::jsonb END
                           ORDER BY a.attnum), '[]'::jsonb)
   FROM pg_catalog.pg_attribute a
+  -- An enum's labels, by their oids: a filter names a value by its label
+  -- (`status = 'active'::mood`), read again at every page, so labels
+  -- renamed under a pending job (one renamed away and another given its
+  -- label) made it act on other rows. The column's type, the base type of
+  -- a domain and an array's element type, to two levels; labels added
+  -- since are no change.
+  CROSS JOIN LATERAL (
+       SELECT jsonb_object_agg(e.oid::text, e.enumlabel) AS labels
+         FROM pg_catalog.pg_enum e
+        WHERE e.enumtypid IN (
+              SELECT u.t
+                FROM pg_catalog.pg_type t1
+                LEFT JOIN pg_catalog.pg_type t2
+                       ON t2.oid IN (t1.typbasetype, t1.typelem)
+                CROSS JOIN LATERAL (VALUES (t1.oid), (t1.typbasetype), (t1.typelem),
+                                           (t2.typbasetype), (t2.typelem)) u(t)
+               WHERE t1.oid = a.atttypid)) l
  WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
@@ -13197,10 +13293,10 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- fail_item, which fence on it. A queued job becomes
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
--- a transaction advisory lock of the job (keyed with the engine's secret),
--- count what is out and take no more than the rest; a claimer that finds
--- that lock taken (by another claimer, or by any session: advisory locks
--- need no privilege) skips the job in that call instead of waiting.
+-- the job's row (FOR NO KEY UPDATE, which no client may take), count what
+-- is out and take no more than the rest; a claimer that finds the row
+-- locked (by another claimer, or by a call ending one of the job's items)
+-- skips the job in that call instead of waiting.
 -- Expired item leases are rescued first. Before the first item of a job
 -- is handed out by a call, its submitter's rights are checked, once per
 -- job per call (pgjobs._may_start_attempt, as every
@@ -13210,7 +13306,8 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- claimed only through this check.
 -- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
 -- never wait for each other and never get the same item); the job row of
--- a queued job it starts (SKIP LOCKED too), and of a job it fails (SKIP
+-- a capped job (FOR NO KEY UPDATE SKIP LOCKED) and of a queued job it
+-- starts (SKIP LOCKED too), and of a job it fails (SKIP
 -- LOCKED, then its unfinished items: pgjobs._may_start_attempt).
 -- Plans: custom, unlike pgjobs.claim. The take below is planned at every
 -- call (a custom plan for a small LIMIT looks cheaper), but the generic
@@ -13224,7 +13321,6 @@ DECLARE
     v_cap integer;
     v_count integer;
     v_concurrency integer;
-    v_secret text;
     v_lease interval;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
@@ -13251,19 +13347,19 @@ BEGIN
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
         v_concurrency := (v_job.options ->> 'concurrency')::integer;
         IF v_concurrency IS NOT NULL THEN
-            -- Tried, never waited for: any role may take any advisory lock,
-            -- so a claim that waited would hang every worker of the kind
-            -- behind a session holding this one. The key is sealed with the
-            -- engine's secret, which no client can read: a client cannot
-            -- work it out from the job's id. Held by another claimer (or
-            -- anyone): this call skips the job, the next one finds it.
-            IF v_secret IS NULL THEN
-                SELECT s.value #>> '{}' INTO v_secret
-                  FROM pgjobs.settings s WHERE s.key = 'channel_secret';
-                v_secret := coalesce(v_secret, '');
-            END IF;
-            CONTINUE WHEN NOT pg_try_advisory_xact_lock(hashtextextended(
-                'pgjobs.items:' || v_secret || ':' || v_job.id, 0));
+            -- Tried, never waited for: the job's row, FOR NO KEY UPDATE SKIP
+            -- LOCKED (the fan-out lock order: the job row, then its items;
+            -- pgjobs._items_lock_job). No client can lock it (that needs
+            -- UPDATE on pgjobs.jobs). It was an advisory lock: any role may
+            -- take any advisory lock, and pg_locks shows every session's
+            -- keys to every role, so a client that watched a claim of its
+            -- job read the key (sealed or not, the same at every claim) and
+            -- held it, and every claim skipped the job from then on. Held
+            -- by another claimer (or by a call ending one of its items):
+            -- this call skips the job, the next one finds it.
+            PERFORM FROM pgjobs.jobs j WHERE j.id = v_job.id
+               FOR NO KEY UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
             v_cap := least(v_cap, v_concurrency - (
                 SELECT count(*) FROM pgjobs.job_items i
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
@@ -13282,10 +13378,10 @@ BEGIN
         WITH picked AS (
             SELECT i.id FROM pgjobs.job_items i
              WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
-               -- The job as it is now, not as the loop read it: this call
-               -- may have waited (the concurrency lock above) while a pause
-               -- committed, which leaves the items queued (a cancel ends
-               -- them). One probe of the job's key per statement.
+               -- The job as it is now, not as the loop read it: a pause may
+               -- have committed since the loop's read, which leaves the
+               -- items queued (a cancel ends them). One probe of the job's
+               -- key per statement.
                AND EXISTS (SELECT FROM pgjobs.jobs j
                             WHERE j.id = v_job.id AND j.status IN ('queued', 'running'))
              -- The order of job_items_queued_idx (job_id, run_at, id), which

@@ -17,10 +17,12 @@ need no privilege: any role that can connect may take any key. The key was
 it, so a client that submitted a capped job (or learnt any capped job's id,
 which every NOTIFY on `pgjobs` carries) and held that lock in an idle
 session hung every worker of the kind in claim_items: no item of any job,
-any tenant's, was handed out until that session let go. The claim now tries
-the lock and skips the job when it is taken, and the key is sealed with the
-engine's secret (pgjobs.settings, which no client reads), so the job's id
-does not name it."""
+any tenant's, was handed out until that session let go. The claim then tried
+the lock and skipped the job when it was taken, with the key sealed with the
+engine's secret; but pg_locks shows every session's advisory keys to every
+role, so a client that watched one claim of its job read the key and held it,
+starving that job. The claimers now lock the job's row FOR NO KEY UPDATE
+SKIP LOCKED, which no client may lock."""
 
 from __future__ import annotations
 
@@ -307,3 +309,37 @@ def test_a_client_holding_its_running_jobs_row_stalls_no_worker(
     assert not stuck, "the worker waited for the client's transaction"
     assert outcome[0].status == "lost", outcome
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (own,)) == "running"
+
+
+@pytest.mark.parametrize("hold", ["session", "transaction"])
+def test_a_client_that_saw_a_claimers_lock_cannot_starve_a_capped_job(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, hold: str) -> None:
+    """pg_locks shows every session's locks to every role: a client watching it
+    while a worker claimed its capped job read the sealed advisory key
+    (classid, objid), the same at every claim of that job, then held it; every
+    claim_items skipped the job from then on, and its items were never handed
+    out. The claimers now serialize on the job's row, which no client may
+    lock (FOR UPDATE needs UPDATE on pgjobs.jobs), so nothing a client sees
+    in pg_locks is a lock it can take from them."""
+    attacker = make_conn()
+    attacker.execute(f"SET ROLE {client}")
+    own = _submit(attacker, "1", ["a", "b", "c"], {"concurrency": 2, "priority": 5})
+    worker = make_conn()
+    worker.execute("BEGIN")
+    assert _claim(worker, limit=1) == [own]
+    # Every lock the claim holds that the client may take: advisory ones.
+    keys = [r[0] for r in attacker.execute(
+        "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
+        "WHERE locktype = 'advisory' AND pid = %s", (worker.info.backend_pid,))]
+    worker.execute("COMMIT")
+    if hold == "transaction":
+        attacker.execute("BEGIN")
+    for key in keys:
+        attacker.execute(f"SELECT pg_advisory{'_xact' if hold == 'transaction' else ''}"
+                         "_lock(%s)", (key,))
+    # One item out of two allowed: the next claim takes the second.
+    assert _claim(make_conn()) == [own]
+    if hold == "transaction":
+        attacker.execute("ROLLBACK")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        attacker.execute("SELECT FROM pgjobs.jobs WHERE id = %s FOR NO KEY UPDATE", (own,))

@@ -15,6 +15,8 @@ change, before it touches a row. A column added since changes nothing."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,190 @@ def test_a_submit_does_not_wait_for_a_lock_on_the_table(
         assert scalar(conn, "SELECT pgjobs.submit_delete('people', '1')") is not None
     finally:
         locker.execute("ROLLBACK")
+
+
+def _waiting_for_a_lock(conn: Conn, pid: int) -> None:
+    for _ in range(3000):
+        if scalar(conn, "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                  (pid,)) == "Lock":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+# A check that waited for the table's lock behind an ALTER TABLE, in a
+# snapshot taken before the ALTER committed: an export chunk (its REPEATABLE
+# READ transaction), an import batch's check (a STABLE function reads with its
+# calling statement's snapshot) and a page run in REPEATABLE READ.
+WAITERS = {
+    "export_chunk": ("REPEATABLE READ",
+                     "SELECT copy_sql FROM pgjobs.export_chunk_sql(%s, NULL, 1000)"),
+    "import_check": ("READ COMMITTED",
+                     "SELECT pgjobs._require_same_columns(j) FROM pgjobs.jobs j WHERE j.id = %s"),
+    "page": ("REPEATABLE READ", "SELECT pgjobs._run_page(%s, %s)"),
+}
+
+
+@pytest.mark.parametrize("change", ["scope_swapped", "name_recreated"])
+@pytest.mark.parametrize("waiter", sorted(WAITERS))
+def test_a_check_that_waited_behind_the_change_does_not_pass_on_an_old_snapshot(
+        conn: Conn, people: None, make_conn: Callable[..., Conn], waiter: str,
+        change: str) -> None:
+    """Before: the chunk, batch or page waited for the ALTER TABLE's lock, then
+    compared the columns as its snapshot (older than the ALTER's commit) still
+    showed them, found no change, and ran statements that resolved the new
+    columns: a chunk behind the tenant/region swap exported region 1's rows as
+    tenant 1's. Now it raises 40001 (retried: the next transaction sees the
+    change and fails the job for good), and nothing is read or written."""
+    isolation, sql = WAITERS[waiter]
+    if waiter == "export_chunk":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_export('people', '1', '{}', %s::jsonb)",
+                            (json.dumps({"columns": ["id", "tenant", "name"]}),)))
+        params: tuple[Any, ...] = (job_id,)
+    elif waiter == "import_check":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        params = (job_id,)
+    else:
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+        params = (job_id, who(conn, job_id, "w"))
+    before = scalar(conn, "SELECT count(*) FROM people")
+    alter = make_conn()
+    alter.execute("BEGIN")
+    alter.execute(CHANGES[change][0])
+    checker = make_conn(autocommit=False)
+    checker.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["result"] = checker.execute(sql, params).fetchone()
+            checker.commit()
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+            checker.rollback()
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    try:
+        _waiting_for_a_lock(conn, checker.info.backend_pid)
+    finally:
+        alter.execute("COMMIT")
+        thread.join()
+    assert isinstance(outcome.get("error"), psycopg.errors.SerializationFailure), outcome
+    assert "changed after this transaction's snapshot" in str(outcome["error"])
+    assert scalar(conn, "SELECT count(*) FROM people") == before
+    # Anew, the check sees the change (a page fails the job for good).
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        if waiter == "page":
+            assert scalar(conn, sql, params) == "failed"
+            raise psycopg.errors.UndefinedColumn(job(conn, job_id)["error"])
+        conn.execute(sql, params)
+
+
+# A column of an enum type, or of an array of it: the filter names a value by
+# its label, which every page reads again.
+ENUM_COLUMNS = {
+    "enum": "mood",
+    "enum_array": "mood[]",
+}
+
+
+@pytest.fixture
+def moods(conn: Conn, people: None) -> None:
+    conn.execute("CREATE TYPE mood AS ENUM ('calm', 'angry')")
+
+
+@pytest.mark.parametrize("reads", [False, True])
+@pytest.mark.parametrize("column", sorted(ENUM_COLUMNS))
+def test_enum_labels_swapped_under_a_pending_delete_fail_it(
+        conn: Conn, moods: None, column: str, reads: bool) -> None:
+    """Before: after 'angry' was renamed to 'x' and 'calm' to 'angry', the
+    delete of tenant 1's angry rows deleted its calm ones and ended
+    succeeded (shown with two connections' worth of DDL, no lock involved:
+    ALTER TYPE ... RENAME VALUE takes none on the table), and reads hid the
+    calm rows meanwhile. Now the recorded labels
+    (by the values' oids) differ: the job fails for good, naming the value,
+    and reads stop hiding rows for it."""
+    array = column == "enum_array"
+    calm, angry = ("'{calm}'", "'{angry}'") if array else ("'calm'", "'angry'")
+    conn.execute(f"ALTER TABLE people ADD COLUMN m {ENUM_COLUMNS[column]} NOT NULL "
+                 f"DEFAULT {calm}")
+    conn.execute(f"UPDATE people SET m = {angry} WHERE id % 2 = 0")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                        (json.dumps({"m": "{angry}" if array else "angry"}),)))
+    conn.execute("ALTER TYPE mood RENAME VALUE 'angry' TO 'x'")
+    conn.execute("ALTER TYPE mood RENAME VALUE 'calm' TO 'angry'")
+    rows = scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1")
+    if reads:
+        assert scalar(conn, "SELECT pgjobs.visible_count('people', '1')") == rows
+        assert scalar(conn, "SELECT pgjobs.mask('people', '1')") == "true"
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "value 'calm' of type public.mood of column m of public.people was renamed to " \
+        "'angry'" in row["error"], row["error"]
+    assert row["attempts"] == 1
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1") == rows
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+        conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+
+
+def test_an_enum_value_added_under_a_pending_delete_changes_nothing(
+        conn: Conn, moods: None) -> None:
+    conn.execute("ALTER TABLE people ADD COLUMN m mood NOT NULL DEFAULT 'calm'")
+    conn.execute("UPDATE people SET m = 'angry' WHERE id % 2 = 0")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', %s::jsonb)",
+                        (json.dumps({"m": "angry"}),)))
+    conn.execute("ALTER TYPE mood ADD VALUE 'sad'")
+    assert scalar(conn, "SELECT pgjobs.mask('people', '1')") != "true"
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'angry'") == 0
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 1 AND m = 'calm'") > 0
+
+
+@pytest.mark.parametrize("waiter", sorted(WAITERS))
+def test_a_check_that_waited_behind_a_rolled_back_change_goes_on(
+        conn: Conn, people: None, make_conn: Callable[..., Conn], waiter: str) -> None:
+    """The ALTER TABLE it waited for rolled back: its column rows keep the
+    aborted transaction's xmax, which is no change; the chunk, batch check
+    or page goes on."""
+    isolation, sql = WAITERS[waiter]
+    if waiter == "export_chunk":
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_export('people', '1', '{}', %s::jsonb)",
+                            (json.dumps({"columns": ["id", "tenant", "name"]}),)))
+        params: tuple[Any, ...] = (job_id,)
+    else:
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')"))
+        params = (job_id,)
+        if waiter == "page":
+            conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+            params = (job_id, who(conn, job_id, "w"))
+    alter = make_conn()
+    alter.execute("BEGIN")
+    alter.execute(CHANGES["scope_swapped"][0])
+    checker = make_conn(autocommit=False)
+    checker.execute(f"SET TRANSACTION ISOLATION LEVEL {isolation}")
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["result"] = checker.execute(sql, params).fetchone()
+            checker.commit()
+        except psycopg.Error as exc:
+            outcome["error"] = exc
+            checker.rollback()
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    try:
+        _waiting_for_a_lock(conn, checker.info.backend_pid)
+    finally:
+        alter.execute("ROLLBACK")
+        thread.join()
+    assert "error" not in outcome, outcome
+    assert job(conn, job_id)["status"] != "failed"
+    # The rows the check looked up the commit status of.
+    assert scalar(conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass "
+                        "AND attnum > 0 AND xmax <> '0'::xid") > 0

@@ -13,7 +13,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- message NULL when every column of p_recorded (pgjobs._target_columns at the job's
 -- submit; NULL for jobs submitted before migration 0036) is still p_target's
--- column of that number, name, type, type modifier and collation; else what
+-- column of that number, name, type, type modifier and collation (and each
+-- recorded enum label still that value's label); else what
 -- changed, for the job's error, and its SQLSTATE (42703 for a column
 -- dropped or renamed, 42804 for one retyped: not retryable, every attempt
 -- would find the same). A column added since is no change (nothing
@@ -32,13 +33,20 @@ BEGIN
     -- the read mask tests it: pgjobs._mask.)
     IF NOT EXISTS (
            SELECT FROM jsonb_to_recordset(p_recorded)
-                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid)
+                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
+                            labels jsonb)
             WHERE NOT EXISTS (
                   SELECT FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid = p_target AND a.attnum = c.n
                      AND a.attname = c.name AND a.atttypid = c.type
                      AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                     AND NOT a.attisdropped)) THEN
+                     AND NOT a.attisdropped)
+               OR (c.labels IS NOT NULL
+                   AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                WHERE NOT EXISTS (
+                                      SELECT FROM pg_catalog.pg_enum e
+                                       WHERE e.oid = l.key::oid
+                                         AND e.enumlabel = l.value::name)))) THEN
         RETURN;
     END IF;
     v_now := pgjobs._target_columns(p_target);
@@ -61,9 +69,25 @@ BEGIN
                               p_target, format_type((v_was ->> 'type')::oid,
                                                     (v_was ->> 'typmod')::integer),
                               format_type(v_is.atttypid, v_is.atttypmod));
-        ELSE
+        ELSIF v_is.attcollation <> (v_was ->> 'collation')::oid THEN
             errcode := '42804';
             message := format('column %I of %s changed collation', v_was ->> 'name', p_target);
+        ELSE
+            errcode := '42804';
+            message := format('a value of type %s of column %I of %s was renamed',
+                              format_type(v_is.atttypid, NULL), v_was ->> 'name', p_target);
+            SELECT format('value %L of type %s of column %I of %s was renamed to %L',
+                          l.value, e.enumtypid::regtype, v_was ->> 'name', p_target,
+                          e.enumlabel)
+              INTO message
+              FROM jsonb_each_text(v_was -> 'labels') l
+              JOIN pg_catalog.pg_enum e ON e.oid = l.key::oid
+             WHERE e.enumlabel <> l.value::name
+             ORDER BY e.enumsortorder
+             LIMIT 1;
+            message := coalesce(message, format('a value of type %s of column %I of %s was '
+                                                'renamed', format_type(v_is.atttypid, NULL),
+                                                v_was ->> 'name', p_target));
         END IF;
         RETURN;
     END LOOP;

@@ -55,13 +55,19 @@ BEGIN
             OR NOT EXISTS (
                 SELECT FROM jsonb_to_recordset(j.target_columns)
                             AS c(n smallint, name name, type oid, typmod integer,
-                                 "collation" oid)
+                                 "collation" oid, labels jsonb)
                  WHERE NOT EXISTS (
                        SELECT FROM pg_catalog.pg_attribute a
                         WHERE a.attrelid = p_target AND a.attnum = c.n
                           AND a.attname = c.name AND a.atttypid = c.type
                           AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                          AND NOT a.attisdropped)));
+                          AND NOT a.attisdropped)
+                   OR (c.labels IS NOT NULL
+                       AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                    WHERE NOT EXISTS (
+                                          SELECT FROM pg_catalog.pg_enum e
+                                           WHERE e.oid = l.key::oid
+                                             AND e.enumlabel = l.value::name)))));
     RETURN coalesce(v_mask, 'true');
 END
 $$;
