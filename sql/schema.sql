@@ -1260,24 +1260,8 @@ BEGIN
     IF p_recorded IS NULL THEN
         RETURN;
     END IF;
-    -- (The common case in one cached plan, an index probe per column, as
-    -- the read mask tests it: pgjobs._mask.)
-    IF NOT EXISTS (
-           SELECT FROM jsonb_to_recordset(p_recorded)
-                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
-                            labels jsonb)
-            WHERE NOT EXISTS (
-                  SELECT FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = p_target AND a.attnum = c.n
-                     AND a.attname = c.name AND a.atttypid = c.type
-                     AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                     AND NOT a.attisdropped)
-               OR (c.labels IS NOT NULL
-                   AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
-                                WHERE NOT EXISTS (
-                                      SELECT FROM pg_catalog.pg_enum e
-                                       WHERE e.oid = l.key::oid
-                                         AND e.enumlabel = l.value::name)))) THEN
+    -- (The common case: pgjobs._columns_same, the test the read mask makes.)
+    IF pgjobs._columns_same(p_target, p_recorded) THEN
         RETURN;
     END IF;
     v_now := pgjobs._target_columns(p_target);
@@ -1326,6 +1310,49 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) OWNER TO SUPERUSER;
+
+--
+-- Name: _columns_same(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether every column of p_recorded (pgjobs._target_columns at a job's
+-- submit; NULL: a job submitted before migration 0036, true) is still
+-- p_target's column of that number, name, type, type modifier and
+-- collation, and every enum label it recorded still that value's. The one
+-- test of a job's columns: pgjobs._columns_changed (which then says what
+-- changed), the read mask (pgjobs._mask, pgjobs._mask_candidates). One
+-- index probe of pg_attribute per column (and of pg_enum per label), in a
+-- plan PL/pgSQL keeps for the session: a read pays a few microseconds per
+-- pending delete. Locks nothing.
+BEGIN
+    RETURN p_recorded IS NULL OR NOT EXISTS (
+        SELECT FROM jsonb_to_recordset(p_recorded)
+                    AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
+                         labels jsonb)
+         WHERE NOT EXISTS (
+               SELECT FROM pg_catalog.pg_attribute a
+                WHERE a.attrelid = p_target AND a.attnum = c.n
+                  AND a.attname = c.name AND a.atttypid = c.type
+                  AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                  AND NOT a.attisdropped)
+            OR (c.labels IS NOT NULL
+                AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                             WHERE NOT EXISTS (
+                                   SELECT FROM pg_catalog.pg_enum e
+                                    WHERE e.oid = l.key::oid
+                                      AND e.enumlabel = l.value::name))));
+END
+$$;
+
+ALTER FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _compile_filter(regclass, jsonb, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -6102,10 +6129,10 @@ BEGIN
        -- A delete whose columns were renamed, dropped or retyped since its
        -- submit deletes nothing more (its next page fails it:
        -- pgjobs._columns_changed), and its predicate would test other
-       -- columns: it hides nothing. (Spelled out here, as in
-       -- pgjobs._mask_candidates, not a call of pgjobs._columns_changed: a
-       -- call per read cost 0.3 ms, this plan is cached and probes
-       -- pg_attribute's index once per column.)
+       -- columns: it hides nothing. (pgjobs._columns_same's test, spelled
+       -- out here and in pgjobs._mask_candidates: a call of it per read
+       -- costs 0.1-0.3 ms, its settings; tests/test_trust_column_changes.py
+       -- keeps the three alike.)
        AND (j.target_columns IS NULL
             OR NOT EXISTS (
                 SELECT FROM jsonb_to_recordset(j.target_columns)
@@ -6240,7 +6267,8 @@ BEGIN
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
-           -- Left out of the mask (pgjobs._mask) when its columns changed.
+           -- Left out of the mask (pgjobs._mask) when its columns changed
+           -- (pgjobs._columns_same's test, spelled out as there).
            AND (j.target_columns IS NULL
                 OR NOT EXISTS (
                     SELECT FROM jsonb_to_recordset(j.target_columns)
@@ -17471,6 +17499,13 @@ GRANT ALL ON FUNCTION pgjobs._column_type(p_target regclass, p_column name, p_mo
 
 REVOKE ALL ON FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._columns_changed(p_target regclass, p_recorded jsonb, OUT message text, OUT errcode text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _columns_same(p_target regclass, p_recorded jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

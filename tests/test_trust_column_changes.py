@@ -444,3 +444,25 @@ def test_a_check_that_waited_behind_a_rolled_back_change_goes_on(
     # The rows the check looked up the commit status of.
     assert scalar(conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'people'::regclass "
                         "AND attnum > 0 AND xmax <> '0'::xid") > 0
+
+
+def test_the_read_masks_copies_of_the_column_test_match_the_function() -> None:
+    """pgjobs._mask and pgjobs._mask_candidates spell out pgjobs._columns_same's
+    test (a call per read costs more than the test): the three must be alike,
+    or a read would hide rows by a delete its page check has failed."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "sql" / "functions"
+
+    def body(name: str) -> str:
+        text = (root / f"{name}.sql").read_text()
+        text = re.sub(r"--[^\n]*", "", text)
+        start = text.rindex("NOT EXISTS (", 0, text.index("jsonb_to_recordset"))
+        end = text.index("enumlabel = l.value::name)", start)
+        words = " ".join(text[start:end].split())
+        return words.replace("p_recorded", "RECORDED").replace("j.target_columns", "RECORDED")
+
+    function = body("_columns_same")
+    assert "pg_attribute" in function and "pg_enum" in function
+    assert body("_mask") == function
+    assert body("_mask_candidates") == function

@@ -29,24 +29,8 @@ BEGIN
     IF p_recorded IS NULL THEN
         RETURN;
     END IF;
-    -- (The common case in one cached plan, an index probe per column, as
-    -- the read mask tests it: pgjobs._mask.)
-    IF NOT EXISTS (
-           SELECT FROM jsonb_to_recordset(p_recorded)
-                       AS c(n smallint, name name, type oid, typmod integer, "collation" oid,
-                            labels jsonb)
-            WHERE NOT EXISTS (
-                  SELECT FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid = p_target AND a.attnum = c.n
-                     AND a.attname = c.name AND a.atttypid = c.type
-                     AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
-                     AND NOT a.attisdropped)
-               OR (c.labels IS NOT NULL
-                   AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
-                                WHERE NOT EXISTS (
-                                      SELECT FROM pg_catalog.pg_enum e
-                                       WHERE e.oid = l.key::oid
-                                         AND e.enumlabel = l.value::name)))) THEN
+    -- (The common case: pgjobs._columns_same, the test the read mask makes.)
+    IF pgjobs._columns_same(p_target, p_recorded) THEN
         RETURN;
     END IF;
     v_now := pgjobs._target_columns(p_target);

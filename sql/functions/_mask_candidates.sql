@@ -67,7 +67,8 @@ BEGIN
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
-           -- Left out of the mask (pgjobs._mask) when its columns changed.
+           -- Left out of the mask (pgjobs._mask) when its columns changed
+           -- (pgjobs._columns_same's test, spelled out as there).
            AND (j.target_columns IS NULL
                 OR NOT EXISTS (
                     SELECT FROM jsonb_to_recordset(j.target_columns)
