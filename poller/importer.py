@@ -983,7 +983,22 @@ def _fields(header: bytes) -> list[str]:
     name), and one whose line ends with a carriage return alone (classic Mac
     line ends, which COPY here does not read either) takes in the records up to
     the first LF."""
-    text = header.decode("utf-8", errors="replace")
+    try:
+        # As COPY reads the records after it: UTF-8, or the record is refused. A
+        # header read with bad bytes replaced named a document field "n\ufffdme".
+        text = header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadSource(f"the CSV header row is not UTF-8 (byte {exc.start + 1} of it): "
+                        "its field names cannot be read",
+                        hint="save the file as UTF-8 (for example with iconv -f LATIN1 -t "
+                             "UTF-8, or -f UTF-16 for a spreadsheet's \"Unicode text\"), "
+                             "then import it as a new job") from None
+    if "\x00" in text:
+        # No text value holds NUL: each attempt failed again (a retryable error).
+        raise BadSource("the CSV header row holds a NUL byte: the source is not UTF-8 text "
+                        "(UTF-16 without its byte-order mark?)",
+                        hint="save the file as UTF-8 (for example with iconv -f UTF-16 -t "
+                             "UTF-8), then import it as a new job")
     if header.count(b'"') & 1:
         raise BadSource("the CSV header row has a quote that is never closed: the whole "
                         "source would be read as the header",
