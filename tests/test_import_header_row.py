@@ -51,11 +51,11 @@ BAD_HEADERS = {
     # each attempt as retryable, the job queued again and again.
     "latin1-field": b"name,age,st\xe4dt\n" + b"".join(b"p%d,%d,x\n" % (i, i) for i in range(50)),
     "utf16-bom": "name,age\n".encode("utf-16") + b"".join(
-        ("p%d,%d\n" % (i, i)).encode("utf-16-le") for i in range(50)),
+        f"p{i},{i}\n".encode("utf-16-le") for i in range(50)),
     "utf16-le": "name,age\n".encode("utf-16-le") + b"".join(
-        ("p%d,%d\n" % (i, i)).encode("utf-16-le") for i in range(50)),
+        f"p{i},{i}\n".encode("utf-16-le") for i in range(50)),
     "utf16-be": "name,age\n".encode("utf-16-be") + b"".join(
-        ("p%d,%d\n" % (i, i)).encode("utf-16-be") for i in range(50)),
+        f"p{i},{i}\n".encode("utf-16-be") for i in range(50)),
     "nul-in-name": b"name,age,no\x00te\n" + b"".join(b"p%d,%d,x\n" % (i, i) for i in range(50)),
 }
 
