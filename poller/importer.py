@@ -752,12 +752,18 @@ class Importer:
         the records' source text; None: not sent)."""
         records = None
         if texts is not None and staged is not None:
-            records = [texts[a:b].decode("utf-8", "replace")[:65536] for a, b, _ in staged]
+            records = [_storable(texts[a:b].decode("utf-8", "replace")[:65536])
+                       for a, b, _ in staged]
+        # A rejected record's text as read may hold NUL, which no jsonb or text
+        # value does: storing it failed the batch and the job (22P05) however
+        # many rejects max_rejects allowed.
+        kept = [{k: _storable(v) if isinstance(v, str) else v for k, v in r.items()}
+                for r in rejects]
         result: dict[str, Any] = db.one(conn, queries.IMPORT_BATCH, {
             "id": self.job_id, "worker": self.worker, "fields": fields,
             "lines": None if staged is None else ",".join([str(n) for _, _, n in staged]),
             "done": done, "total": self.total, "checkpoint": db.jsonb(checkpoint),
-            "rejects": db.jsonb(rejects), "records": records})["r"]
+            "rejects": db.jsonb(kept), "records": records})["r"]
         if result.get("status") not in ("ok", "paused", "rejected", "records"):
             raise _Lost()
         if result.get("status") == "records" and records is not None:
@@ -935,6 +941,12 @@ class Importer:
         if status in ("failed", "canceled"):
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
+
+
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL can keep it (text, jsonb): NUL shown as U+FFFD, as
+    bytes that are not UTF-8 are."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _first_record_end(data: bytes | bytearray, final: bool) -> int:
