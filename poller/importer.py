@@ -821,11 +821,20 @@ class Importer:
                 match = _COPY_LINE.search(where)
                 if not state.startswith(("22", "23")) or match is None:
                     raise
-                bad = _copy_line_record(data, remaining, int(match.group(1)))
-                if bad is None:
-                    raise
-                message = _field_names(
-                    (diag.message_primary if diag is not None else None) or str(exc), fields)
+                first_record = data[remaining[0][0]:remaining[0][1]]
+                if state == "22P04" and _lone_cr(first_record):
+                    # COPY took the line end style from the first line, cut at this
+                    # record's carriage return: the CRLF (or LF) of every record
+                    # after it was then "unquoted", its line numbers no record's.
+                    bad = 0
+                    message = "unquoted carriage return found in data"
+                else:
+                    bad = _copy_line_record(data, remaining, int(match.group(1)))
+                    if bad is None:
+                        raise
+                    message = _field_names(
+                        (diag.message_primary if diag is not None else None) or str(exc),
+                        fields)
             before, (start, end, first), after = (remaining[:bad], remaining[bad],
                                                   remaining[bad + 1:])
             if before:
@@ -941,6 +950,17 @@ class Importer:
         if status in ("failed", "canceled"):
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
+
+
+def _lone_cr(record: bytes) -> bool:
+    """The CSV record holds a carriage return outside quotes that no LF follows
+    (a line end of its own to COPY)."""
+    at = record.find(b"\r")
+    while at >= 0:
+        if record[at + 1:at + 2] != b"\n" and not record.count(b'"', 0, at) & 1:
+            return True
+        at = record.find(b"\r", at + 1)
+    return False
 
 
 def _storable(text: str) -> str:
