@@ -829,9 +829,10 @@ class Importer:
                     bad = 0
                     message = "unquoted carriage return found in data"
                 else:
-                    bad = _copy_line_record(data, remaining, int(match.group(1)))
-                    if bad is None:
+                    found = _copy_line_record(data, remaining, int(match.group(1)))
+                    if found is None:
                         raise
+                    bad = found
                     message = _field_names(
                         (diag.message_primary if diag is not None else None) or str(exc),
                         fields)
