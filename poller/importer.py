@@ -752,12 +752,18 @@ class Importer:
         the records' source text; None: not sent)."""
         records = None
         if texts is not None and staged is not None:
-            records = [texts[a:b].decode("utf-8", "replace")[:65536] for a, b, _ in staged]
+            records = [_storable(texts[a:b].decode("utf-8", "replace")[:65536])
+                       for a, b, _ in staged]
+        # A rejected record's text as read may hold NUL, which no jsonb or text
+        # value does: storing it failed the batch and the job (22P05) however
+        # many rejects max_rejects allowed.
+        kept = [{k: _storable(v) if isinstance(v, str) else v for k, v in r.items()}
+                for r in rejects]
         result: dict[str, Any] = db.one(conn, queries.IMPORT_BATCH, {
             "id": self.job_id, "worker": self.worker, "fields": fields,
             "lines": None if staged is None else ",".join([str(n) for _, _, n in staged]),
             "done": done, "total": self.total, "checkpoint": db.jsonb(checkpoint),
-            "rejects": db.jsonb(rejects), "records": records})["r"]
+            "rejects": db.jsonb(kept), "records": records})["r"]
         if result.get("status") not in ("ok", "paused", "rejected", "records"):
             raise _Lost()
         if result.get("status") == "records" and records is not None:
@@ -815,11 +821,21 @@ class Importer:
                 match = _COPY_LINE.search(where)
                 if not state.startswith(("22", "23")) or match is None:
                     raise
-                bad = _copy_line_record(data, remaining, int(match.group(1)))
-                if bad is None:
-                    raise
-                message = _field_names(
-                    (diag.message_primary if diag is not None else None) or str(exc), fields)
+                first_record = data[remaining[0][0]:remaining[0][1]]
+                if state == "22P04" and _lone_cr(first_record):
+                    # COPY took the line end style from the first line, cut at this
+                    # record's carriage return: the CRLF (or LF) of every record
+                    # after it was then "unquoted", its line numbers no record's.
+                    bad = 0
+                    message = "unquoted carriage return found in data"
+                else:
+                    found = _copy_line_record(data, remaining, int(match.group(1)))
+                    if found is None:
+                        raise
+                    bad = found
+                    message = _field_names(
+                        (diag.message_primary if diag is not None else None) or str(exc),
+                        fields)
             before, (start, end, first), after = (remaining[:bad], remaining[bad],
                                                   remaining[bad + 1:])
             if before:
@@ -937,6 +953,23 @@ class Importer:
         return Outcome(self.job_id, "retrying", error=message)
 
 
+def _lone_cr(record: bytes) -> bool:
+    """The CSV record holds a carriage return outside quotes that no LF follows
+    (a line end of its own to COPY)."""
+    at = record.find(b"\r")
+    while at >= 0:
+        if record[at + 1:at + 2] != b"\n" and not record.count(b'"', 0, at) & 1:
+            return True
+        at = record.find(b"\r", at + 1)
+    return False
+
+
+def _storable(text: str) -> str:
+    """``text`` as PostgreSQL can keep it (text, jsonb): NUL shown as U+FFFD, as
+    bytes that are not UTF-8 are."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _first_record_end(data: bytes | bytearray, final: bool) -> int:
     """Where the first CSV record of ``data`` ends (0: not yet): after the first
     newline with an even count of ``"`` before it (with ``final``, the end of
@@ -983,7 +1016,22 @@ def _fields(header: bytes) -> list[str]:
     name), and one whose line ends with a carriage return alone (classic Mac
     line ends, which COPY here does not read either) takes in the records up to
     the first LF."""
-    text = header.decode("utf-8", errors="replace")
+    try:
+        # As COPY reads the records after it: UTF-8, or the record is refused. A
+        # header read with bad bytes replaced named a document field "n\ufffdme".
+        text = header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadSource(f"the CSV header row is not UTF-8 (byte {exc.start + 1} of it): "
+                        "its field names cannot be read",
+                        hint="save the file as UTF-8 (for example with iconv -f LATIN1 -t "
+                             "UTF-8, or -f UTF-16 for a spreadsheet's \"Unicode text\"), "
+                             "then import it as a new job") from None
+    if "\x00" in text:
+        # No text value holds NUL: each attempt failed again (a retryable error).
+        raise BadSource("the CSV header row holds a NUL byte: the source is not UTF-8 text "
+                        "(UTF-16 without its byte-order mark?)",
+                        hint="save the file as UTF-8 (for example with iconv -f UTF-16 -t "
+                             "UTF-8), then import it as a new job")
     if header.count(b'"') & 1:
         raise BadSource("the CSV header row has a quote that is never closed: the whole "
                         "source would be read as the header",
@@ -1016,6 +1064,9 @@ _NUMERIC_DIGITS = 131072
 """Digits before the decimal point that PostgreSQL's numeric (a jsonb number) holds."""
 _NUMERIC_SCALE = 16383
 """Digits after the decimal point that it holds."""
+_NUMERIC_EXPONENT = 1073741823
+"""The bound (INT_MAX / 2) of the exponent numeric reads, whatever the digits: a
+zero's exponent is refused at it too (``0e1073741823``), which Python reads as 0.0."""
 _ESCAPE_REFUSED = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 """A JSON escape of NUL or of a UTF-16 surrogate in the text (or a false alarm: an
 escaped backslash before ``u0000``): the parsed strings are then checked."""
@@ -1033,6 +1084,13 @@ def _jsonb_number(text: str) -> None:
     """A JSON number as PostgreSQL's jsonb reads it (numeric, exact): refused when
     out of numeric's range, where Python reads it as a float (inf, 0.0) or
     refuses an integer of more than 4300 digits that jsonb takes."""
+    _, e, exponent = text.lower().partition("e")
+    if e:
+        digits = exponent.lstrip("+-").lstrip("0")
+        # Read as numeric reads it (strtol): the written exponent, not the value's.
+        if len(digits) > 10 or int(digits or "0") >= _NUMERIC_EXPONENT:
+            raise ValueError(f"the exponent of {text[:40]}{'...' if len(text) > 40 else ''} "
+                             "is out of the range of PostgreSQL's numeric (jsonb refuses it)")
     number = decimal.Decimal(text)
     scale = -int(number.as_tuple().exponent)
     if scale > _NUMERIC_SCALE or (not number.is_zero()

@@ -364,6 +364,10 @@ def read_back(files: list[dict[str, Any]]) -> tuple[str, tuple[int, str] | None]
 # --- the job ------------------------------------------------------------------------
 
 
+_FILE_NUMBER = re.compile(r"([0-9]{5,})\.parquet")
+"""The number in a file name after its writer's stem (``file_uri``)."""
+
+
 class _Files(storage.Upload):
     """The files of the export, as the exporter's upload: on cancel or a permanent
     failure the exporter's cleanup removes them, and the files past them that a
@@ -499,17 +503,29 @@ class ParquetExport:
         the rows after its cursor were deleted or shrank since), or dropped by
         the read-back with the files after it. The folder must hold the files
         the result lists and no other: a reader takes it whole (``result.uri``),
-        and pgjobs.prune removes the files recorded. Names are consecutive from
-        the recorded ones on: removed up to the first that is not there.
-        Returns how many went."""
+        and pgjobs.prune removes the files recorded. The folder is listed: such
+        names need not follow the recorded ones without a gap (a file the
+        read-back found missing, a removal that failed half way), so probing
+        names until the first one not there left the files past a gap. Only
+        this writer's names (``file_uri``: a part's own) numbered past its
+        recorded files go. Returns how many went."""
         ex = self.ex
-        number = len(ex.state["files"])
-        while ex.storage_retry(functools.partial(storage.delete, self.file_uri(number)),
-                               f"file {number}"):
-            log.warning("job %s: removed %s, written by an earlier attempt and not part of "
-                        "the export", ex.job_id, self.file_uri(number))
-            number += 1
-        return number - len(ex.state["files"])
+        first = len(ex.state["files"])
+        stem = self.file_uri(0)[:-len("00000.parquet")]
+        folder = storage.parse(self.folder)
+        paths = ex.storage_retry(functools.partial(storage.list_paths, self.folder),
+                                 "the listing of the export's folder")
+        removed = 0
+        for path in paths:
+            uri = storage.Location(folder.scheme, folder.base, path).uri
+            match = _FILE_NUMBER.fullmatch(uri[len(stem):]) if uri.startswith(stem) else None
+            if match is None or int(match.group(1)) < first:
+                continue
+            if ex.storage_retry(functools.partial(storage.delete, uri), f"file {match.group(1)}"):
+                log.warning("job %s: removed %s, written by an earlier attempt and not part of "
+                            "the export", ex.job_id, uri)
+                removed += 1
+        return removed
 
     def _finish(self) -> Outcome:
         ex = self.ex

@@ -15430,8 +15430,8 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      fan-out items likewise (pgjobs._items_rescue);
 --   2. deletes jobs that finished more than p_retention ago, queueing the
 --      storage objects of pruned exports (every one they wrote: succeeded,
---      failed or canceled, pgjobs._export_objects) in
---      pgjobs.storage_deletions for a worker to delete;
+--      failed or canceled, pgjobs._export_objects) and the rejects object
+--      of pruned imports in pgjobs.storage_deletions for a worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
@@ -15473,6 +15473,13 @@ BEGIN
           FROM gone g
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
+        UNION ALL
+        -- An import's rejects object (result.rejects_uri, succeeded or
+        -- failed): the rejected lines' text, kept until the job is pruned.
+        SELECT g.result ->> 'rejects_uri', g.id
+          FROM gone g
+         WHERE g.kind = 'import' AND jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+           AND g.result ->> 'rejects_uri' <> ''
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
@@ -15505,7 +15512,7 @@ ALTER FUNCTION pgjobs.prune(p_retention interval) OWNER TO SUPERUSER;
 -- Name: FUNCTION prune(p_retention interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago (queueing pruned exports'' objects for deletion by a worker), and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
+COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago (queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
 
 --
 -- Name: register_target(regclass, name, name, name, name, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

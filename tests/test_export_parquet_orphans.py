@@ -177,3 +177,75 @@ def test_a_stale_worker_never_writes_a_file_over_its_successors(
              for r in pq.read_table(storage.parse(u).path)["note"].to_pylist()]
     assert notes and set(notes) == {"changed"}
     _check_folder(conn, job_id)
+
+
+class Stop(KeyboardInterrupt):
+    """The worker stops before the read-back (the job is handed back)."""
+
+
+@pytest.mark.parametrize("change", ["deleted", "masked"])
+def test_files_dropped_by_the_read_back_after_a_missing_one_never_stay(
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    """The read-back finds file 1 missing (removed by hand, a lifecycle rule):
+    it drops files 1.. from the checkpoint and the retry writes them again from
+    file 0's cursor. When the rows after that cursor went meanwhile, the retry
+    writes no file: the removal of unrecorded files stopped at the first name
+    not there (file 1), leaving files 2.. (with rows the export no longer
+    holds) in the succeeded export's folder."""
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, OPTIONS)
+    with monkeypatch.context() as patch:
+        def stop(self: parquet.ParquetExport) -> Any:
+            raise Stop()
+        patch.setattr(parquet.ParquetExport, "_finish", stop)
+        assert run_export(dsn, job_id, local_dir).status == "released"
+    files = job(conn, job_id)["checkpoint"]["files"]
+    assert len(files) >= 4
+    os.remove(storage.parse(files[1]["uri"]).path)
+    after = int(files[0]["cursor"])
+    if change == "deleted":
+        assert conn.execute("DELETE FROM items WHERE tenant = 1 AND id > %s", (after,)).rowcount
+    else:
+        conn.execute("SELECT pgjobs.submit_delete('items', '1', %s::jsonb)",
+                     (json.dumps({"id": {"$gt": after}}),))
+    assert run_export(dsn, job_id, local_dir).status == "retrying"
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome.error
+    _check_folder(conn, job_id, after)
+
+
+@pytest.mark.parametrize("parallel_n", [1, 3])
+def test_unrecorded_files_past_a_gap_in_their_names_are_removed(
+        conn: Conn, dsn: str, local_dir: str, parallel_n: int) -> None:
+    """Files left past the last recorded one need not follow it without a gap
+    (a removal that failed half way, a file missing since): each writer's files
+    numbered past its last recorded one go, whatever their numbers."""
+    make_items(conn, rows=900)
+    options = {**OPTIONS, "parallel": parallel_n}
+    reference = run_export(dsn, submit_export(conn, "1", {}, options), local_dir)
+    assert reference.status == "succeeded" and reference.result is not None
+    job_id = submit_export(conn, "1", {}, options)
+    names = [u.rsplit("/", 1)[1] for u in reference.result["uris"]]
+    folder = storage.parse(reference.result["uri"]).path.rstrip("/").rsplit("/", 1)[0]
+    ours = os.path.join(folder, str(job_id))
+    os.makedirs(ours)
+    stale = []
+    for part in range(1, parallel_n + 1):
+        mine = [n for n in names if parallel_n == 1 or n.startswith(f"part-{part:05d}-")]
+        head = mine[-1].rsplit("-", 1)[0]
+        for extra in (len(mine) + 1, len(mine) + 7, 100000 + len(mine)):
+            stale.append(os.path.join(ours, f"{head}-{extra:05d}.parquet"))
+    # Not this export's files: left alone.
+    others = [os.path.join(ours, n) for n in ("notes.txt", "part-x.parquet")]
+    data = storage.read(reference.result["uris"][0])
+    for path in stale + others:
+        with open(path, "wb") as f:
+            f.write(data)
+    assert run_export(dsn, job_id, local_dir).status == "succeeded"
+    assert not any(os.path.exists(p) for p in stale)
+    assert all(os.path.exists(p) for p in others)
+    for path in others:
+        os.remove(path)
+    _check_folder(conn, job_id)

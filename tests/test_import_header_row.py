@@ -45,6 +45,18 @@ BAD_HEADERS = {
     "cr-then-lf": b"name,age\rp0,0\n" + b"".join(b"p%d,%d\n" % (i, i) for i in range(1, 50)),
     # An unterminated quote in the header: every record became a field name.
     "open-quote": b'name,"age\n' + b"".join(b"p%d,%d\n" % (i, i) for i in range(50)),
+    # Not UTF-8: the header's field names were read with every bad byte replaced
+    # by U+FFFD (a document field "n\ufffdme" imported in every record), and a
+    # NUL in a name (UTF-16 text, as spreadsheets save "Unicode text") failed
+    # each attempt as retryable, the job queued again and again.
+    "latin1-field": b"name,age,st\xe4dt\n" + b"".join(b"p%d,%d,x\n" % (i, i) for i in range(50)),
+    "utf16-bom": "name,age\n".encode("utf-16") + b"".join(
+        f"p{i},{i}\n".encode("utf-16-le") for i in range(50)),
+    "utf16-le": "name,age\n".encode("utf-16-le") + b"".join(
+        f"p{i},{i}\n".encode("utf-16-le") for i in range(50)),
+    "utf16-be": "name,age\n".encode("utf-16-be") + b"".join(
+        f"p{i},{i}\n".encode("utf-16-be") for i in range(50)),
+    "nul-in-name": b"name,age,no\x00te\n" + b"".join(b"p%d,%d,x\n" % (i, i) for i in range(50)),
 }
 
 

@@ -33,6 +33,10 @@ TRICKY = [
     '{"name": "huge", "age": 9, "x": 1e1000000}',
     '{"name": "tiny", "age": 10, "x": 1e-1000000}',
     '{"name": "scale", "age": 11, "x": 0.' + "0" * 16383 + '1}',
+    # A zero's exponent past numeric's bound (INT_MAX / 2), which Python reads as 0.0:
+    '{"name": "zero-huge-exp", "age": 19, "x": 0e1073741823}',
+    '{"name": "-zero-huge-exp", "age": 20, "x": [-0.0E+2147483648]}',
+    '{"name": "zero-long-exp", "age": 21, "x": 0e00000000000000000000001073741824}',
     # Read by both:
     '{"name": "pair", "age": 12, "note": "\\ud83d\\ude00"}',
     '{"name": "escaped", "age": 13, "note": "\\\\u0000"}',
@@ -41,6 +45,8 @@ TRICKY = [
     '{"name": "zero-exp", "age": 16, "x": 0e5000}',
     '{"name": "fine-scale", "age": 17, "x": 0.' + "0" * 16381 + '1}',
     '{"name": "plain", "age": 18, "x": -0.5e-3}',
+    '{"name": "zero-big-exp", "age": 22, "x": 0e1073741822}',
+    '{"name": "zero-long-exp-fine", "age": 23, "x": 0e000000000000000000000012}',
 ]
 
 
