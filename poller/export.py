@@ -180,9 +180,10 @@ def _safe(text: str) -> str:
 
 
 def _delays() -> dict[str, float]:
-    """Testing aid: ``PGJOBS_EXPORT_DELAYS="part=0.2,finalize=5"`` sleeps after each
-    checkpointed part / before making the object visible, so that tests can kill
-    a worker at a chosen point."""
+    """Testing aid: ``PGJOBS_EXPORT_DELAYS="part=0.2,finalize=5,written=5"`` sleeps
+    after each checkpointed part / before making the object visible / after a
+    Parquet file is written and before it is recorded, so that tests can kill a
+    worker at a chosen point."""
     spec = os.environ.get("PGJOBS_EXPORT_DELAYS", "")
     delays: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):

@@ -478,10 +478,16 @@ class ParquetExport:
             # position, so a worker that stalled past its lease (between reading
             # the file's rows and here) would write over the file its successor
             # wrote and recorded, after that one's read-back, in a succeeded
-            # export. The file is written only under a lease just renewed.
-            if not ex.control.heartbeat():
+            # export. The file is written only under a lease just renewed. And
+            # named in the checkpoint before it is written ("writing"): a
+            # worker killed between the write and the record below left a file
+            # no checkpoint named, which pgjobs.prune (pgjobs._export_objects)
+            # could not find once the export was canceled or failed.
+            if not ex.control.heartbeat(checkpoint={**self.checkpoint(), "writing": uri}):
                 raise LeaseLost("heartbeat refused before writing a file")
             ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
+            if ex.delays.get("written"):  # a test kills the worker here
+                time.sleep(ex.delays["written"])
             observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),
                                       "sha256": hashlib.sha256(done.data).hexdigest(),

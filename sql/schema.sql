@@ -3941,8 +3941,10 @@ CREATE FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint
 -- deletion, each once: its result's (result.uris, else result.uri: a
 -- succeeded export), and those its checkpoint records (a Parquet export's
 -- files; a whole CSV or JSON Lines export's object, visible once its upload
--- finished even if the job never completed) and each of its parts records
--- (pgjobs.export_parts: a part's object, or its Parquet files), whatever
+-- finished even if the job never completed; a Parquet file named as being
+-- written, which a worker killed before recording it left) and each of its
+-- parts records (pgjobs.export_parts: a part's object, or its Parquet
+-- files), whatever
 -- the job's status. A failed or canceled export has no result, yet its
 -- files are there when no worker cleaned up after it (one SIGKILLed, then
 -- canceled or out of attempts by pgjobs._rescue_expired); nothing else
@@ -3958,12 +3960,13 @@ CREATE FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint
                             THEN p_result -> 'uris'
                             ELSE jsonb_build_array(p_result -> 'uri') END) r
             UNION ALL
-            SELECT c.ck ->> 'uri'
+            SELECT x.uri
               FROM (SELECT p_checkpoint
                     UNION ALL
                     SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
                     UNION ALL
                     SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             CROSS JOIN LATERAL (VALUES (c.ck ->> 'uri'), (c.ck ->> 'writing')) x(uri)
              WHERE jsonb_typeof(c.ck) = 'object'
             UNION ALL
             SELECT f.value ->> 'uri'
