@@ -1112,12 +1112,21 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         yield data
 
 
+def write_temp_path(path: str) -> str:
+    """The temporary file ``write`` fills before renaming it to ``path`` (on disk):
+    a name the stale sweep knows (``_TMP_RE``), next to the object."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.pgjobs-write.tmp")
+
+
 def write(uri: str, data: bytes) -> None:
     """Write one small object whole (an import's rejects)."""
     loc = parse(uri)
     try:
         if loc.scheme == "file":
-            tmp = loc.path + ".pgjobs-tmp"
+            # A temporary name the stale sweep knows (_TMP_RE, next to the
+            # object): a worker killed mid-write left `{name}.pgjobs-tmp`,
+            # which no sweep or prune removed (a Parquet file's, say).
+            tmp = write_temp_path(loc.path)
             fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f"cannot write {uri}",
                            create_folders=True)
             with open(fd, "wb") as f:
@@ -1188,7 +1197,8 @@ def sweep_stale(prefix_uri: str, is_active: Callable[[list[int]], set[int]],
     running and that are older than ``min_age``: staged parts
     (``{prefix}.pgjobs-staging/{job}/``) and open S3 multipart uploads in object
     stores, temporary files
-    (``.*.pgjobs-*.tmp``, anywhere below the prefix) on disk. Returns how many files
+    (``.*.pgjobs-*.tmp``, anywhere below the prefix, a Parquet file's in its
+    job's folder) on disk. Returns how many files
     or objects went."""
     loc = parse(prefix_uri)
     cutoff = time.time() - min_age.total_seconds()
@@ -1244,7 +1254,8 @@ def _job_of(key: str) -> int | None:
 
 def _sweep_local(root: str, cutoff: float, is_active: Callable[[list[int]], set[int]]) -> int:
     """Temporary files carry no job id in their name but sit next to their object
-    ``{job}.{ext}``: the job id is the leading number of the object name."""
+    ``{job}.{ext}``: the job id is the leading number of the object name, or for
+    a Parquet export's file (``{job}/part-....parquet``) its folder's name."""
     candidates: list[tuple[int, str]] = []
     if not os.path.isdir(root):
         return 0
@@ -1254,6 +1265,8 @@ def _sweep_local(root: str, cutoff: float, is_active: Callable[[list[int]], set[
             if not match:
                 continue
             job = match.group("name").split(".", 1)[0]
+            if not job.isdigit():
+                job = os.path.basename(directory)
             path = os.path.join(directory, name)
             with contextlib.suppress(OSError):
                 if job.isdigit() and os.path.getmtime(path) < cutoff:

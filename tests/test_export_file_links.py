@@ -295,7 +295,7 @@ def _fifo_call(call: Any, fifo: Path) -> BaseException | None:
 def test_a_fifo_where_the_worker_opens_a_file_fails_instead_of_hanging(
         tmp_path: Path, action: str) -> None:
     """Every file the worker opens below the root (an import's rejects written
-    through `.pgjobs-tmp`, an export read back or hashed, a previous owner's
+    through its temporary file, an export read back or hashed, a previous owner's
     temporary file inherited) was opened blocking: a FIFO planted at that name
     (by whoever may write below the root) hung the worker's thread in open()
     for ever. The shared open refuses anything but a regular file, without
@@ -308,7 +308,7 @@ def test_a_fifo_where_the_worker_opens_a_file_fails_instead_of_hanging(
     digests = [[4, hashlib.sha256(b"one\n").hexdigest()]]
     loc = storage.parse(f"file://{allowed}/7.csv")
     if action == "write":
-        fifo = allowed / "7.csv.pgjobs-tmp"
+        fifo = Path(storage.write_temp_path(str(allowed / "7.csv")))
         call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
     elif action == "inherit":
         fifo = allowed / ".7.csv.pgjobs-old.tmp"
@@ -377,7 +377,7 @@ def test_prune_deletes_below_a_linked_per_tenant_prefix(conn: Conn, dsn: str, tm
 def test_a_hard_link_where_the_worker_writes_changes_no_other_file(
         tmp_path: Path, action: str) -> None:
     """A hard link is no symbolic link, and O_NOFOLLOW does not see it: one planted
-    at a name the worker writes (the rejects' `.pgjobs-tmp`, or an upload's
+    at a name the worker writes (the rejects' temporary file, or an upload's
     temporary file replaced between parts) made the worker truncate and
     overwrite, or append to, another file of the filesystem. A file the worker
     opens to write must have no other name."""
@@ -388,7 +388,7 @@ def test_a_hard_link_where_the_worker_writes_changes_no_other_file(
     storage.trust_root(f"file://{allowed}")
     loc = storage.parse(f"file://{allowed}/7.csv")
     if action == "write":
-        os.link(victim, allowed / "7.csv.pgjobs-tmp")
+        os.link(victim, Path(storage.write_temp_path(str(allowed / "7.csv"))))
         call: Any = lambda: storage.write(loc.uri, b"rows\n")  # noqa: E731
     else:
         upload_ = storage.resume_upload(loc, "", "a1-x", None, digests=[])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -160,5 +161,25 @@ def test_a_file_written_but_not_recorded_when_the_worker_died_goes_too(
     unrecorded = [p for p in _job_objects(local_dir, job_id) if p.endswith(".parquet")]
     assert len(unrecorded) > _recorded(conn, job_id)
     _end_without_worker(conn, job_id, how)
+    _prune_and_housekeep(conn, dsn, local_dir, job_id)
+    assert _job_objects(local_dir, job_id) == []
+
+
+def test_a_parquet_files_temporary_file_goes_with_the_stale_sweep(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    """A worker killed while writing a Parquet file on disk left the file's
+    temporary file in the job's folder: named by no checkpoint, and its name
+    (part-....parquet...) held no job id for the stale sweep, so it stayed for
+    good (CI at 5b03823). The sweep takes it by its folder, the job's."""
+    pytest.importorskip("pyarrow")
+    make_items(conn, rows=1500)
+    job_id = submit_export(conn, "1", {}, {**CASES["parquet"], "lease": "2 seconds"})
+    _kill_after(conn, dsn, local_dir, job_id, 1)
+    files = [p for p in _job_objects(local_dir, job_id) if p.endswith(".parquet")]
+    assert files
+    leftover = Path(storage.write_temp_path(os.path.join(os.path.dirname(files[0]),
+                                                         "part-00099.parquet")))
+    leftover.write_bytes(b"half a file")
+    _end_without_worker(conn, job_id, "canceled")
     _prune_and_housekeep(conn, dsn, local_dir, job_id)
     assert _job_objects(local_dir, job_id) == []
