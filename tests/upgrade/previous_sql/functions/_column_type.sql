@@ -14,7 +14,8 @@ AS $$
 -- literal pgjobs builds for a target's column is cast to this, never to the
 -- bare type name ('character' is char(1), 'bit' is bit(1)). With
 -- p_modifiers false: the type without modifiers, domains resolved to their
--- base type ('bpchar', '"bit"', 'numeric'), whose cast changes no value:
+-- base type ('bpchar', '"bit"', 'numeric'; an array of a domain to the
+-- array of its base type: pgjobs._loose_type), whose cast changes no value:
 -- comparing a value cast both ways tells whether the column's modifiers
 -- would change it (truncate, pad, round). Read from pg_attribute at each
 -- use, so an ALTER COLUMN ... TYPE after registration is followed. Raises
@@ -36,6 +37,6 @@ BEGIN
     IF p_modifiers THEN
         RETURN format_type(v_type, v_typmod);
     END IF;
-    RETURN format_type(pgjobs._base_type(v_type), -1);
+    RETURN format_type(pgjobs._loose_type(v_type), -1);
 END
 $$;

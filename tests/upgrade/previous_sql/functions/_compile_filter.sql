@@ -76,13 +76,14 @@ BEGIN
                          '($eq / $in) on a column or field instead.';
     END IF;
 
-    -- Column name -> the SQL type its filter values are cast to, as
-    -- format_type() spells it (safe to inline): the column's type without
-    -- its modifiers (typmod -1: 'bpchar', 'numeric', '"bit"'; never the bare
-    -- name 'character', which is char(1)). So a value compares as it would
-    -- in plain SQL (amount > '1.005'): cast to numeric(6,2) it would round
-    -- to 1.01, cast to char(8) 'acme0001x' would truncate to 'acme0001',
-    -- and the filter would cover other rows.
+    -- Column name -> its type without its modifiers, as format_type()
+    -- spells it (safe to inline; typmod -1: 'bpchar', 'numeric', '"bit"';
+    -- never the bare name 'character', which is char(1)); a domain is named
+    -- as such, and pgjobs._compile_filter_field casts values to its base
+    -- type (pgjobs._loose_type). So a value compares as it would in plain
+    -- SQL (amount > '1.005'): cast to numeric(6,2) it would round to 1.01,
+    -- cast to char(8) 'acme0001x' would truncate to 'acme0001', and the
+    -- filter would cover other rows.
     SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, -1)), '{}')
       INTO v_columns
       FROM pg_catalog.pg_attribute a

@@ -82,6 +82,20 @@ BEGIN
                            ELSE '(NOT coalesce((' || v_sql || '), false))' END;
 
     ELSIF p_op = '$contains' THEN
+        -- An ILIKE over col::text: only where that text is the same in
+        -- every session that evaluates the clause (the runner's pages, the
+        -- reads, a client's query around pgjobs.mask): pgjobs._text_is_fixed.
+        IF NOT pgjobs._text_is_fixed(p_type::regtype) THEN
+            RAISE EXCEPTION 'operator "$contains" at "%": a column of type % prints differently '
+                            'in different sessions', p_field, p_type
+                USING ERRCODE = '22023',
+                HINT = 'Its text depends on session settings (TimeZone, DateStyle, '
+                       'IntervalStyle, extra_float_digits, bytea_output...), so the job, its '
+                       'preview and the reads would each match other rows. Compare values '
+                       'instead, e.g. {' || to_json(p_field)::text || ': {"$gte": "2024-01-01", '
+                       '"$lt": "2024-02-01"}}, or use $contains on a text column or a document '
+                       'field.';
+        END IF;
         v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');

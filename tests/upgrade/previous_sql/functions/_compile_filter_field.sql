@@ -21,7 +21,9 @@ AS $function$
 -- is appended to p_paths (once). Locks nothing.
 DECLARE
     v_type      text;
+    v_column    text;
     v_ref       text;
+    v_test      text;
     v_path      text[];
     v_seg       text;
     v_is_ops    boolean;
@@ -43,21 +45,38 @@ BEGIN
 
     -- Resolve the field: a column first, else a path in the document.
     IF p_columns ? p_field THEN
-        v_type := p_columns ->> p_field;
-        IF pgjobs._foreign_comparisons(v_type::regtype) THEN
+        v_column := p_columns ->> p_field;  -- the column's type (a domain: the domain)
+        IF pgjobs._foreign_comparisons(v_column::regtype) THEN
             RAISE EXCEPTION 'field "%" is a column of type %, whose comparison operators are not '
-                            'in pg_catalog', p_field, v_type
+                            'in pg_catalog', p_field, v_column
                 USING ERRCODE = '22023',
                       HINT = 'pgjobs compares with pg_catalog''s operators only (citext would '
                              'compare as text, unlike your own queries): filter on a column of '
                              'a built-in type or a document field instead.';
         END IF;
+        -- Values are cast to the type without modifiers, a domain's base
+        -- type (pgjobs._loose_type): a cast to a domain over varchar(8)
+        -- truncates 'acme0001x' to 'acme0001', one over numeric(6,2)
+        -- rounds 1.005 to 1.01, and the filter then covers rows that
+        -- plain SQL's code = 'acme0001x' does not.
+        v_type := format_type(pgjobs._loose_type(v_column::regtype), -1);
         IF v_type = 'json' THEN
             -- json has no equality or ordering; compare it as jsonb.
             v_ref := format('(%I)::pg_catalog.jsonb', p_field);
+            v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
             v_type := 'jsonb';
+        ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
+            -- An array of a domain: PostgreSQL compares it with an array of
+            -- the same type only (code8[] = varchar[] does not exist), so
+            -- the column is read as the array of the base type too.
+            v_ref := format('(%I)::%s', p_field, pgjobs._type_sql(v_type));
+            v_test := format('((NULL::%s)::%s)', v_column, pgjobs._type_sql(v_type));
         ELSE
             v_ref := format('%I', p_field);
+            -- The test below evaluates the clause on a NULL of the column's
+            -- own type: an operator that type lacks (a domain over an enum
+            -- has none) fails then, not inside a job.
+            v_test := format('(NULL::%s)', v_column);
         END IF;
     ELSIF p_document IS NULL THEN
         RAISE EXCEPTION 'unknown field "%": the target has no such column and no document column',
@@ -127,14 +146,20 @@ BEGIN
             -- surface now, naming the field.
             BEGIN
                 EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
-                    format('(NULL::%s)', v_type), v_type, p_field, v_entry.key, v_entry.value);
+                    v_test, v_type, p_field, v_entry.key, v_entry.value);
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
                 WHEN OTHERS THEN
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
-                                    p_field, v_type, v_entry.key, SQLERRM
+                                    p_field, v_column, v_entry.key, SQLERRM
                         USING ERRCODE = '22023',
-                              HINT = format('Values are cast to the column type %s.', v_type);
+                              HINT = format('Values are cast to %s.',
+                                            CASE WHEN v_type = v_column
+                                                 THEN 'the column type ' || v_type
+                                                 ELSE format('%s (the column type %s, without '
+                                                             'domains and modifiers)', v_type,
+                                                             v_column)
+                                            END);
             END;
             v_sub := pgjobs._compile_filter_column_op(v_ref, v_type, p_field, v_entry.key,
                                                      v_entry.value);

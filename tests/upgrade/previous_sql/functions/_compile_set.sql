@@ -30,6 +30,10 @@ DECLARE
     v_category "char";
     v_generated boolean;
     v_literal text;
+    v_text text;
+    v_fixed_text text;
+    v_loose_text text;
+    v_string boolean;
     v_columns text[] := '{}'::text[];
     v_patch jsonb := '{}'::jsonb;
     v_path text[];
@@ -60,8 +64,14 @@ BEGIN
                 HINT = 'Backfill changes data columns and document fields only.';
         END IF;
         SELECT format_type(a.atttypid, a.atttypmod), bt.typname, bt.typcategory,
-               a.attgenerated <> '' OR a.attidentity = 'a'
-          INTO v_type, v_base, v_category, v_generated
+               a.attgenerated <> '' OR a.attidentity = 'a',
+               -- a string or bit string, or an array of them: types whose
+               -- cast cuts or pads to the column's length
+               coalesce((SELECT et.typcategory IN ('S', 'V') FROM pg_catalog.pg_type et
+                          WHERE et.oid = CASE WHEN bt.typcategory = 'A' AND bt.typelem <> 0
+                                              THEN pgjobs._base_type(bt.typelem)
+                                              ELSE bt.oid END), false)
+          INTO v_type, v_base, v_category, v_generated, v_string
           FROM pg_catalog.pg_attribute a
           JOIN pg_catalog.pg_type bt ON bt.oid = pgjobs._base_type(a.atttypid)
          WHERE a.attrelid = p_reg.target AND a.attname = v_key
@@ -88,26 +98,63 @@ BEGIN
                 HINT = 'PostgreSQL computes it; set the columns it is computed from.';
         END IF;
         IF v_type IS NOT NULL AND v_key IS DISTINCT FROM p_reg.document_column THEN
+            -- The value's text: a string's own, a JSON array's elements as
+            -- an array literal (for an array column), else its JSON text.
+            v_text := CASE
+                WHEN jsonb_typeof(v_value) = 'string' THEN v_value #>> '{}'
+                WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
+                    THEN (SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
+                            FROM jsonb_array_elements_text(v_value)
+                                 WITH ORDINALITY AS e(value, ord))
+                ELSE v_value::text END;
+            v_fixed_text := NULL;
+            v_loose_text := NULL;
             BEGIN
-                v_literal := CASE
-                    WHEN jsonb_typeof(v_value) = 'null' THEN format('NULL::%s', v_type)
+                IF jsonb_typeof(v_value) = 'null' THEN
+                    v_literal := format('NULL::%s', pgjobs._type_sql(v_type));
+                ELSIF v_base IN ('json', 'jsonb') THEN
                     -- A json/jsonb column takes the JSON value itself ("a" stays a string).
-                    WHEN v_base IN ('json', 'jsonb') THEN format('%L::%s', v_value::text, v_type)
-                    WHEN jsonb_typeof(v_value) = 'string'
-                        THEN format('%L::%s', v_value #>> '{}', v_type)
-                    -- A JSON array for an array column: its elements, as that array.
-                    WHEN jsonb_typeof(v_value) = 'array' AND v_category = 'A'
-                        THEN format('%L::%s', (
-                            SELECT coalesce(array_agg(e.value ORDER BY e.ord), '{}')::text
-                              FROM jsonb_array_elements_text(v_value)
-                                   WITH ORDINALITY AS e(value, ord)), v_type)
-                    ELSE format('%L::%s', v_value::text, v_type) END;
-                EXECUTE 'SELECT ' || v_literal;
+                    v_literal := format('%L::%s', v_value::text, pgjobs._type_sql(v_type));
+                    EXECUTE 'SELECT ' || v_literal;
+                ELSE
+                    -- Parsed once, here, in the submitter's session (its
+                    -- TimeZone, DateStyle; 'now' is the submit's), and
+                    -- written in a fixed form (pgjobs._literal_text): the
+                    -- stored text was parsed again by each page, in the
+                    -- runner's session, and a backfill from Asia/Tokyo of
+                    -- {"due": "2024-01-01 00:00"} set midnight UTC on the
+                    -- rows of one runner and midnight in New York on the
+                    -- others'.
+                    -- The text of the value cast to the column's type, and to
+                    -- that type without modifiers (pgjobs._loose_type).
+                    EXECUTE format('SELECT pgjobs._literal_text(%1$L::%2$s), '
+                                   'pgjobs._literal_text(%1$L::%3$s)',
+                                   v_text, v_type, format_type(pgjobs._loose_type(
+                                       (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = p_reg.target AND a.attname = v_key
+                                           AND a.attnum > 0 AND NOT a.attisdropped)), -1))
+                       INTO v_fixed_text, v_loose_text;
+                    v_literal := format('%L::%s', v_fixed_text, pgjobs._type_sql(v_type));
+                END IF;
             EXCEPTION WHEN data_exception OR cannot_coerce OR integrity_constraint_violation THEN
                 RAISE EXCEPTION 'set: % is not a valid % for column "%"', v_value, v_type, v_key
                     USING ERRCODE = '22023',
                     HINT = format('Give "%s" a value of type %s.', v_key, v_type);
             END;
+            -- A cast to varchar(4) cuts 'abcdef' to 'abcd', to bit(4)
+            -- pads or cuts, where the UPDATE a client writes refuses the
+            -- value ("value too long"): so is it refused here, rather
+            -- than set cut on every row. (Rounding a numeric or a time
+            -- to the column's precision is what UPDATE does too.)
+            IF v_fixed_text IS DISTINCT FROM v_loose_text
+               AND v_string
+               AND rtrim(v_fixed_text, ' ') IS DISTINCT FROM rtrim(v_loose_text, ' ') THEN
+                RAISE EXCEPTION 'set: % does not fit column "%" (%): it would be stored as %',
+                    v_value, v_key, v_type, quote_literal(v_fixed_text)
+                    USING ERRCODE = '22023',
+                    HINT = format('Give "%s" a value of at most the length of %s, as an '
+                                  'UPDATE of the column would require.', v_key, v_type);
+            END IF;
             v_columns := v_columns || format('%I = %s', v_key, v_literal);
         ELSIF v_key = p_reg.document_column THEN
             RAISE EXCEPTION 'set: name fields inside the document, not the document column "%"',

@@ -82,6 +82,7 @@ DECLARE
     v_try integer := 0;
     v_horizon timestamptz;
     v_hidden boolean;
+    v_back timestamptz;
 BEGIN
     -- A domain (over a domain ...) is judged by its base type, as the
     -- registration judged it (pgjobs._registration_problem).
@@ -141,6 +142,24 @@ BEGIN
         v_horizon := '-infinity';
     END IF;
     v_horizon := least(coalesce(v_horizon, p_cutoff), p_cutoff);
+    -- A wall-clock created_at goes back when its zone leaves summer time:
+    -- at 03:00 CEST Europe/Paris reads 02:00 again, so a row written an
+    -- hour after a submit at 02:50 CEST is dated 02:10, before the horizon,
+    -- and read as old: a nightly purge still running then deleted the
+    -- rows of that hour. So the horizon is moved back below the earliest
+    -- wall-clock time the zone shows in the 3 hours after it (sampled each
+    -- minute, less one minute for a change between samples); such rows
+    -- are then judged by the snapshot, as rows dated after the horizon are.
+    -- Nothing moves when the zone does not go back then.
+    IF v_is_timestamp AND isfinite(v_horizon) THEN
+        SELECT v_horizon - (timezone(v_tz, v_horizon) - min(timezone(v_tz, m.at)))
+               - interval '1 minute'
+          INTO v_back
+          FROM generate_series(v_horizon, v_horizon + interval '3 hours',
+                               interval '1 minute') AS m(at)
+        HAVING min(timezone(v_tz, m.at)) < timezone(v_tz, v_horizon);
+        v_horizon := coalesce(v_back, v_horizon);
+    END IF;
 
     horizon := v_horizon;
     without_zone := v_is_timestamp;

@@ -27,10 +27,11 @@ AS $$
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
--- Locks: for writing kinds a transaction-level advisory lock on
--- (target, scope), so that two `on_conflict: reject` submits cannot both
--- pass the check; for a registered target its registration lock, shared
--- (pgjobs.register_target's, exclusive there).
+-- Locks: for writing kinds the row of (target, scope) in
+-- pgjobs.scope_locks (pgjobs._lock_scope), so that two `on_conflict: reject` submits cannot both
+-- pass the check; for a registered target its registration's row FOR KEY
+-- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
+-- change).
 DECLARE
     v_allowed text[] := ARRAY['priority', 'max_attempts', 'run_at', 'on_conflict', 'lease']
                         || p_extra_options;
@@ -46,6 +47,8 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_grant_hint text;
+    v_columns jsonb;
+    v_compiled text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -181,8 +184,7 @@ BEGIN
     END IF;
 
     IF v_writes THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(
-            'pgjobs.gate:' || p_target::oid::text || ':' || p_scope, 0));
+        PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
@@ -199,20 +201,23 @@ BEGIN
     -- The job was checked and compiled against v_reg's columns. A
     -- register_target (or unregister_target) that changes them refuses
     -- while a job of the target is pending, but does not see this one
-    -- until it commits: so the submit holds the target's registration lock
-    -- shared (register_target holds it exclusive) and looks again. A
-    -- registration committed meanwhile fails the submit (40001: submit
-    -- again, it compiles against the new columns).
+    -- until it commits: so the submit holds the registration's row FOR KEY
+    -- SHARE (register_target takes it FOR UPDATE when the columns change,
+    -- unregister_target deletes it; a change of options alone does not
+    -- wait) and looks again, the lock's wait re-reading the row as it is
+    -- then. A registration committed meanwhile fails the submit (40001:
+    -- submit again, it compiles against the new columns). A row lock, not
+    -- an advisory one: any role may take any advisory lock (a session
+    -- holding this one's key hung every submit on the target), while no
+    -- client may lock pgjobs.target_registry's rows.
     IF v_reg.target IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock_shared(
-            hashtext('pgjobs.target:' || p_target::oid::text));
-        IF NOT EXISTS (SELECT 1 FROM pgjobs.target_registry r
-                        WHERE r.target = p_target
-                          AND (r.key_column, r.scope_column, r.created_at_column,
-                               r.document_column)
-                              IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
-                                                    v_reg.created_at_column,
-                                                    v_reg.document_column)) THEN
+        PERFORM 1 FROM pgjobs.target_registry r
+         WHERE r.target = p_target
+           AND (r.key_column, r.scope_column, r.created_at_column, r.document_column)
+               IS NOT DISTINCT FROM (v_reg.key_column, v_reg.scope_column,
+                                     v_reg.created_at_column, v_reg.document_column)
+           FOR KEY SHARE;
+        IF NOT FOUND THEN
             RAISE EXCEPTION 'the registration of % changed while the job was being submitted',
                             p_target
                 USING ERRCODE = '40001',
@@ -223,12 +228,30 @@ BEGIN
 
     -- The submitter by name and by oid: a role dropped and created again
     -- under the name is not the role that submitted (pgjobs._submitter_problem).
+    -- A registered target's columns as the job was compiled against them:
+    -- its pages, chunks and batches fail it for good if they change
+    -- (pgjobs._columns_changed). A submit that compiled the job noted them
+    -- before it began (pgjobs._compiling_against): changed since, the job
+    -- was compiled against some other columns than these (40001).
+    IF v_reg.target IS NOT NULL THEN
+        v_columns := pgjobs._target_columns(p_target);
+        v_compiled := coalesce(current_setting('pgjobs.compiled_columns', true), '');
+        IF split_part(v_compiled, ':', 1) = p_target::oid::text
+           AND v_compiled <> p_target::oid::text || ':' || md5(v_columns::text) THEN
+            RAISE EXCEPTION 'the columns of % changed while the job was being submitted',
+                            p_target
+                USING ERRCODE = '40001',
+                      HINT = 'Submit it again: it is compiled against the columns as they '
+                             'are now.';
+        END IF;
+    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid)
+                             submitted_by_oid, target_columns)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
-           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller)
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
+           v_columns
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

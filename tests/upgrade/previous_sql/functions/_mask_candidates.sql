@@ -67,6 +67,25 @@ BEGIN
           FROM pgjobs.jobs j
          WHERE j.target = p_target AND j.scope = p_scope
            AND j.writes AND j.kind = 'delete' AND j.status IN ('queued', 'running', 'paused')
+           -- Left out of the mask (pgjobs._mask) when its columns changed
+           -- (pgjobs._columns_same's test, spelled out as there).
+           AND (j.target_columns IS NULL
+                OR NOT EXISTS (
+                    SELECT FROM jsonb_to_recordset(j.target_columns)
+                                AS c(n smallint, name name, type oid, typmod integer,
+                                     "collation" oid, labels jsonb)
+                     WHERE NOT EXISTS (
+                           SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = p_target AND a.attnum = c.n
+                              AND a.attname = c.name AND a.atttypid = c.type
+                              AND a.atttypmod = c.typmod AND a.attcollation = c."collation"
+                              AND NOT a.attisdropped)
+                       OR (c.labels IS NOT NULL
+                           AND EXISTS (SELECT FROM jsonb_each_text(c.labels) l
+                                        WHERE NOT EXISTS (
+                                              SELECT FROM pg_catalog.pg_enum e
+                                               WHERE e.oid = l.key::oid
+                                                 AND e.enumlabel = l.value::name)))))
          ORDER BY j.id
     LOOP
         IF v_job.survivors IS NOT NULL THEN

@@ -17,14 +17,27 @@ AS $$
 -- the job is left as it was. Raises 55000 for a job whose target's
 -- registration changed its columns (or was removed) since the job ended
 -- (pgjobs._mark_registration_changed): compiled against the old columns,
--- it would run against other ones. Locks nothing.
+-- it would run against other ones; likewise for a job whose target's
+-- columns were renamed, dropped or retyped since its submit
+-- (pgjobs._columns_changed). Locks nothing.
 DECLARE
     v_problem record;
+    v_changed text;
 BEGIN
     IF coalesce(p_job.checkpoint ? 'registration_changed', false) THEN
         RAISE EXCEPTION 'job % cannot be %: the registration of % changed (its key, scope, '
                         'created_at or document column, or it was unregistered) after the job '
                         'was submitted', p_job.id, p_verb, p_job.target
+            USING ERRCODE = '55000',
+                  HINT = 'The job was compiled against the old columns; submit it again.';
+    END IF;
+    -- Its target's columns renamed, dropped or retyped since its submit
+    -- (pgjobs._columns_changed): every attempt would fail at its first page.
+    SELECT c.message INTO v_changed
+      FROM pgjobs._columns_changed(p_job.target, p_job.target_columns) c;
+    IF v_changed IS NOT NULL THEN
+        RAISE EXCEPTION 'job % cannot be %: % since it was submitted', p_job.id, p_verb,
+                        v_changed
             USING ERRCODE = '55000',
                   HINT = 'The job was compiled against the old columns; submit it again.';
     END IF;

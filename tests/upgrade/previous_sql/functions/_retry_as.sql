@@ -23,7 +23,8 @@ AS $$
 -- * A writing job takes a new place in its scope's queue (gate_order, from
 --   the id sequence): behind every writer submitted before the retry, as a
 --   resubmission would be; the writers queued meanwhile run first. The
---   gate's advisory lock orders this with concurrent submissions.
+--   scope's gate lock (pgjobs._lock_scope) orders this with concurrent
+--   submissions.
 -- * A 'collect' delete lost its collected addresses when it ended; its
 --   cursor moves to the sweep, which finds what still matches through the
 --   index again.
@@ -70,8 +71,7 @@ BEGIN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
     IF v_job.writes THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended(
-            'pgjobs.gate:' || v_job.target::oid::text || ':' || v_job.scope, 0));
+        PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).
         IF v_job.options ->> 'on_conflict' = 'reject'

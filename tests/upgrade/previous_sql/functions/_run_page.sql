@@ -164,6 +164,20 @@ BEGIN
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
     END IF;
+    -- The columns the job was compiled against (its predicate and SET list
+    -- name them): renamed, dropped or retyped since its submit, this page
+    -- would act on other columns, so the job fails for good. The table is
+    -- held from here to the page's commit (pgjobs._hold_target), so no such
+    -- change lands between this check and the page's statements.
+    PERFORM pgjobs._hold_target(v_job.target);
+    v_detail := (pgjobs._columns_changed(v_job.target, v_job.target_columns)).message;
+    IF v_detail IS NOT NULL THEN
+        PERFORM pgjobs.fail(p_id, p_worker,
+            format('%s since job %s was submitted: its row set and changes were compiled '
+                   'against the old columns; submit it again', v_detail, p_id), false);
+        DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+        RETURN 'failed';
+    END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
     v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;
 

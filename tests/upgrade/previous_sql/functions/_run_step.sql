@@ -18,22 +18,44 @@ AS $$
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released). Locks: what pgjobs._run_page locks.
+-- released, or its row held by another transaction for 1 s). Locks: what
+-- pgjobs._run_page locks.
 DECLARE
     v_state text;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
     END IF;
-    v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
-                        pgjobs._run_page(p_id, p_worker));
-    IF v_state NOT IN ('more', 'retry') THEN
+    -- The job's row is the engine's to lock, but a client's open
+    -- transaction may hold it: pgjobs.pause, cancel, resume and retry of
+    -- one's own job update it, and a client that leaves that transaction
+    -- open (BEGIN; SELECT pgjobs.pause(42); and nothing more) held the page's
+    -- FOR UPDATE, and so this runner, and with it every other tenant's
+    -- jobs, for as long as it liked. The step waits for that row at most 1
+    -- s (the page's own statements set their own lock_timeout); then this
+    -- runner leaves the job for this call, with a warning, and goes on to
+    -- others: its lease lapses, and a later claim (SKIP LOCKED) takes it
+    -- once the row is free.
+    PERFORM set_config('lock_timeout', '1s', true);
+    BEGIN
+        v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
+                            pgjobs._run_page(p_id, p_worker));
+        IF v_state NOT IN ('more', 'retry') THEN
+            RETURN NULL;
+        END IF;
+        IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
+            PERFORM set_config('lock_timeout', '1s', true);
+            PERFORM pgjobs.release(p_id, p_worker);
+            RETURN NULL;
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE WARNING 'pgjobs: job % left for now: another transaction holds its row '
+                      '(a pause, cancel, resume or retry not yet committed?)', p_id
+            USING HINT = 'It goes on once that transaction ends and its lease lapses; '
+                         'find it with pg_blocking_pids(), or set '
+                         'idle_in_transaction_session_timeout for client roles.';
         RETURN NULL;
-    END IF;
-    IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
-        PERFORM pgjobs.release(p_id, p_worker);
-        RETURN NULL;
-    END IF;
+    END;
     RETURN v_state;
 END
 $$;

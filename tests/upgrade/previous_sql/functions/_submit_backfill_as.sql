@@ -39,6 +39,9 @@ BEGIN
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'UPDATE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- UPDATE ... WHERE would: without SELECT the role could not run it

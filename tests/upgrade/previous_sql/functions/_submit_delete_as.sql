@@ -37,6 +37,9 @@ BEGIN
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'DELETE');
     -- The job reads the rows it selects (scope, cutoff, filter), as a
     -- DELETE ... WHERE would: without SELECT the role could not run it

@@ -73,6 +73,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',

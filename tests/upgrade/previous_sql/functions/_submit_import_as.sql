@@ -53,6 +53,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target(p_target);
+    -- The columns the job is compiled against, which it records
+    -- (pgjobs._insert_job_row compares them).
+    PERFORM pgjobs._compiling_against(p_target);
     -- INSERT on the scope column (which every import writes); the other
     -- columns are known once the source is read: the worker checks each
     -- batch's (pgjobs._import_insert_sql). Column-level grants count.

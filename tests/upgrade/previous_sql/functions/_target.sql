@@ -46,6 +46,12 @@ BEGIN
       FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
                                         v_reg.created_at_column, v_reg.document_column,
                                         true) p;
+    IF v_problem.message IS NULL THEN
+        -- Another registered table of its partition or inheritance tree
+        -- (attached since: register_target refuses the second one).
+        SELECT p.message, p.hint, p.errcode INTO v_problem
+          FROM pgjobs._relative_problem(p_target) p;
+    END IF;
     IF v_problem.message IS NOT NULL THEN
         -- Told only to a role that may use the table: the problem names its
         -- columns and types, the hint lists them. Any other role (the caller

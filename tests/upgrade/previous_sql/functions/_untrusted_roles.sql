@@ -18,14 +18,16 @@ AS $$
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition or inheritance child of it:
+-- Covered, for the target and every partition or inheritance child of it
+-- (and, for the partition keys, every partitioned table the target is a
+-- partition of):
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
 -- * owners of the functions and operators (and the operators' functions)
 --   that its triggers (and their WHEN), rules, defaults and generated
---   columns, CHECK constraints, index expressions and predicates, and
---   policies depend on (pg_depend);
+--   columns, CHECK constraints, index expressions and predicates,
+--   policies and partition key expressions depend on (pg_depend);
 -- * owners of every type its columns (or those objects) use, followed
 --   through domains' base types, array elements, composite attributes and
 --   range subtypes, and of the functions and operators those types and the
@@ -51,14 +53,27 @@ BEGIN
         SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
     SELECT array_agg(t.relid) INTO v_rels FROM tree t;
     -- The objects that hold the tables' code: defaults and generated
-    -- columns, constraints, triggers, policies, rules, indexes.
-    SELECT array_agg(d.classid), array_agg(d.objid) INTO v_classes, v_objs
-      FROM pg_depend d
-     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
-       AND d.deptype IN ('a', 'i', 'S')
-       AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
-                         'pg_trigger'::regclass, 'pg_policy'::regclass,
-                         'pg_rewrite'::regclass, 'pg_class'::regclass);
+    -- columns, constraints, triggers, policies, rules, indexes; and the
+    -- tables themselves, and the partitioned tables the target is a
+    -- partition of (at any level), whose own dependencies are their
+    -- partition keys' expressions: a row written into a partition is
+    -- routed by, or checked against (its partition constraint), every
+    -- ancestor's key, so registering a partition runs its ancestors' key
+    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
+    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
+      FROM (SELECT d.classid, d.objid
+              FROM pg_depend d
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+               AND d.deptype IN ('a', 'i', 'S')
+               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
+            UNION
+            SELECT 'pg_class'::regclass::oid, r.relid
+              FROM unnest(v_rels) r (relid)
+            UNION
+            SELECT 'pg_class'::regclass::oid, a.relid::oid
+              FROM pg_partition_ancestors(p_target) a) x;
     v_classes := coalesce(v_classes, '{}');
     v_objs := coalesce(v_objs, '{}');
     -- The types of the columns and of those objects, then what they are
@@ -70,7 +85,13 @@ BEGIN
             UNION ALL
             SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
               JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass) x
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
      WHERE x.typid >= 16384;
     v_types := '{}';
     WHILE cardinality(v_new) > 0 LOOP

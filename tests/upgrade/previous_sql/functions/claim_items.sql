@@ -22,17 +22,21 @@ AS $$
 -- fail_item, which fence on it. A queued job becomes
 -- running at its first claim (event started). A job's option concurrency
 -- caps its items out at once across every worker: its claimers serialize on
--- a transaction advisory lock of the job, count what is out and take no
--- more than the rest. Expired item leases are rescued first. Before the
--- first item of a job is handed out by a call, its submitter's rights are
--- checked, once per job per call (pgjobs._may_start_attempt, as every
+-- the job's row (FOR NO KEY UPDATE, which no client may take), count what
+-- is out and take no more than the rest; a claimer that finds the row
+-- locked (by another claimer, or by a call ending one of the job's items)
+-- skips the job in that call instead of waiting.
+-- Expired item leases are rescued first. Before the first item of a job
+-- is handed out by a call, its submitter's rights are checked, once per
+-- job per call (pgjobs._may_start_attempt, as every
 -- attempt of a job is): a job whose submitter lost what the submit needed
 -- fails there, its unfinished items canceled, and hands nothing out; a
 -- retried item after its backoff or an item whose lease expired is
 -- claimed only through this check.
 -- Locks: FOR UPDATE SKIP LOCKED on the items it takes (concurrent claimers
 -- never wait for each other and never get the same item); the job row of
--- a queued job it starts (SKIP LOCKED too), and of a job it fails (SKIP
+-- a capped job (FOR NO KEY UPDATE SKIP LOCKED) and of a queued job it
+-- starts (SKIP LOCKED too), and of a job it fails (SKIP
 -- LOCKED, then its unfinished items: pgjobs._may_start_attempt).
 -- Plans: custom, unlike pgjobs.claim. The take below is planned at every
 -- call (a custom plan for a small LIMIT looks cheaper), but the generic
@@ -72,7 +76,19 @@ BEGIN
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
         v_concurrency := (v_job.options ->> 'concurrency')::integer;
         IF v_concurrency IS NOT NULL THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended('pgjobs.items:' || v_job.id, 0));
+            -- Tried, never waited for: the job's row, FOR NO KEY UPDATE SKIP
+            -- LOCKED (the fan-out lock order: the job row, then its items;
+            -- pgjobs._items_lock_job). No client can lock it (that needs
+            -- UPDATE on pgjobs.jobs). It was an advisory lock: any role may
+            -- take any advisory lock, and pg_locks shows every session's
+            -- keys to every role, so a client that watched a claim of its
+            -- job read the key (sealed or not, the same at every claim) and
+            -- held it, and every claim skipped the job from then on. Held
+            -- by another claimer (or by a call ending one of its items):
+            -- this call skips the job, the next one finds it.
+            PERFORM FROM pgjobs.jobs j WHERE j.id = v_job.id
+               FOR NO KEY UPDATE SKIP LOCKED;
+            CONTINUE WHEN NOT FOUND;
             v_cap := least(v_cap, v_concurrency - (
                 SELECT count(*) FROM pgjobs.job_items i
                  WHERE i.job_id = v_job.id AND i.status = 'running')::integer);
@@ -91,10 +107,10 @@ BEGIN
         WITH picked AS (
             SELECT i.id FROM pgjobs.job_items i
              WHERE i.job_id = v_job.id AND i.status = 'queued' AND i.run_at <= now()
-               -- The job as it is now, not as the loop read it: this call
-               -- may have waited (the concurrency lock above) while a pause
-               -- committed, which leaves the items queued (a cancel ends
-               -- them). One probe of the job's key per statement.
+               -- The job as it is now, not as the loop read it: a pause may
+               -- have committed since the loop's read, which leaves the
+               -- items queued (a cancel ends them). One probe of the job's
+               -- key per statement.
                AND EXISTS (SELECT FROM pgjobs.jobs j
                             WHERE j.id = v_job.id AND j.status IN ('queued', 'running'))
              -- The order of job_items_queued_idx (job_id, run_at, id), which

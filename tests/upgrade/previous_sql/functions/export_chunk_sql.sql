@@ -113,6 +113,12 @@ BEGIN
         PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
         PERFORM pgjobs._verdict_keep('submitter', v_verdict, v_at);
     END IF;
+    -- The columns the export was submitted against (its column list and
+    -- predicate name them): renamed, dropped or retyped since, the chunk
+    -- would read other columns (42703/42804: the job fails for good). The
+    -- table is held to the end of the chunk's transaction, which runs the
+    -- COPY this returns, so none changes in between.
+    PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);

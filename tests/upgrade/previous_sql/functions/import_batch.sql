@@ -84,14 +84,27 @@ DECLARE
     v_need boolean := false;
     v_mapping jsonb := '{}'::jsonb;
     v_stage text := 'pg_temp.pgjobs_import_stage';
+    v_lock_timeout text;
 BEGIN
+    -- The job's row, waited for at most 5 s: a client's pause or cancel of
+    -- its own import left open holds it, and an importer waiting for good
+    -- was lost to every other job (55P03: the worker leaves the job to a
+    -- later claim). The batch's own statements wait as the session says.
+    v_lock_timeout := current_setting('lock_timeout');
+    PERFORM set_config('lock_timeout', '5s', true);
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
        OR v_job.worker IS DISTINCT FROM p_worker OR v_job.lease_expires_at <= now()
        OR v_job.cancel_requested_at IS NOT NULL THEN
         RETURN jsonb_build_object('status', 'lost');
     END IF;
     v_reg := pgjobs._target(v_job.target);
+    -- The columns the job was submitted against (its mapping names them):
+    -- renamed, dropped or retyped since, the batch would go into other
+    -- columns (42703/42804: the job fails for good). Held to the batch's
+    -- commit, so none changes after this check.
+    PERFORM pgjobs._require_same_columns(v_job);
     v_ck := coalesce(v_job.checkpoint, '{}');
     v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);

@@ -11,8 +11,9 @@ AS $$
 --   1. rescues jobs whose lease expired (retried, failed or canceled), and
 --      fan-out items likewise (pgjobs._items_rescue);
 --   2. deletes jobs that finished more than p_retention ago, queueing the
---      storage objects of pruned exports in pgjobs.storage_deletions for a
---      worker to delete;
+--      storage objects of pruned exports (every one they wrote: succeeded,
+--      failed or canceled, pgjobs._export_objects) and the rejects object
+--      of pruned imports in pgjobs.storage_deletions for a worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
@@ -39,20 +40,28 @@ BEGIN
     WITH gone AS (
         DELETE FROM pgjobs.jobs j
          WHERE j.finished_at < now() - p_retention
-        RETURNING j.id, j.kind, j.result
+        RETURNING j.id, j.kind, j.result, j.checkpoint
     ), objects AS (
-        -- Every object written: result.uris when the export wrote several
-        -- (Parquet files), else its one object.
+        -- Every object the export wrote, whatever way it ended: result.uris
+        -- (or its one result.uri), and every object its checkpoint and its
+        -- parts' record (pgjobs._export_objects). A canceled export or one
+        -- that failed for good without a worker to clean up (SIGKILLed,
+        -- rescued by pgjobs._rescue_expired) has no result, but its Parquet
+        -- files and part objects are there: nothing else ever removes them.
+        -- Read from the statement's snapshot: the parts' rows, which the
+        -- DELETE above cascades to, are still seen.
         INSERT INTO pgjobs.storage_deletions (uri, job_id)
         SELECT o.uri, g.id
           FROM gone g
-         CROSS JOIN LATERAL (
-               SELECT u.value AS uri
-                 FROM jsonb_array_elements_text(
-                          CASE WHEN jsonb_typeof(g.result -> 'uris') = 'array'
-                               THEN g.result -> 'uris'
-                               ELSE jsonb_build_array(g.result -> 'uri') END) u) o
-         WHERE g.kind = 'export' AND o.uri IS NOT NULL
+         CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
+         WHERE g.kind = 'export'
+        UNION ALL
+        -- An import's rejects object (result.rejects_uri, succeeded or
+        -- failed): the rejected lines' text, kept until the job is pruned.
+        SELECT g.result ->> 'rejects_uri', g.id
+          FROM gone g
+         WHERE g.kind = 'import' AND jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+           AND g.result ->> 'rejects_uri' <> ''
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
@@ -81,5 +90,5 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.prune(interval) IS
 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago '
-'(queueing pruned exports'' objects for deletion by a worker), and trims pg_cron''s run '
-'history of pgjobs'' entries. Returns a jsonb summary.';
+'(queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), '
+'and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';

@@ -17,9 +17,9 @@ AS $function$
 -- Validates the columns and their types, requires a valid btree index leading
 -- with (scope, key) (55000 with the CREATE INDEX statement in the HINT), then
 -- applies options. Locks: a per-target advisory xact lock (serialises
--- concurrent registrations of one table), the registry row, then, when the
--- columns change or the table is new, the target's registration lock
--- exclusive (submits hold it shared: pgjobs._insert_job_row) and the rows
+-- concurrent registrations of one table), the registry row FOR NO KEY
+-- UPDATE, then, when the columns change, FOR UPDATE (submits hold it FOR
+-- KEY SHARE: pgjobs._insert_job_row) and the rows
 -- of its failed and canceled jobs (pgjobs._mark_registration_changed);
 -- with tune_autovacuum, the ALTER TABLE lock (SHARE UPDATE EXCLUSIVE) on
 -- the table.
@@ -75,6 +75,15 @@ BEGIN
     v_key_type := v_problem.key_type;
     v_scope_type := v_problem.scope_type;
 
+    -- One table of a partition or inheritance tree is registered, not two
+    -- that hold the same rows (pgjobs._registered_relative says why).
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._relative_problem(p_target) p;
+    IF v_problem.message IS NOT NULL THEN
+        RAISE EXCEPTION '%', v_problem.message
+            USING ERRCODE = v_problem.errcode, HINT = v_problem.hint;
+    END IF;
+
     -- A job is compiled against the registration it was submitted under:
     -- its predicate names the scope column, its cursor and exclusions are
     -- keys of the key column. Run under other columns, a delete of one
@@ -84,19 +93,20 @@ BEGIN
     -- as pgjobs.unregister_target), and a failed or canceled job of the
     -- old columns is marked so that it is never retried under the new ones
     -- (pgjobs._require_requeue).
-    -- A submit holds the target's registration lock shared from its last
+    -- A submit holds the registration's row FOR KEY SHARE from its last
     -- look at the registration to its commit (pgjobs._insert_job_row):
-    -- taken exclusive, it waits for the submits in flight, whose jobs the
+    -- taken FOR UPDATE, it waits for the submits in flight, whose jobs the
     -- check below then sees, and holds new ones back until this commits.
-    -- Only when the columns change (or the table is new to the registry):
-    -- a change of options alone leaves the jobs as they were compiled, and
-    -- need not wait for a client's transaction that submitted.
-    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
-    IF NOT FOUND OR (v_old.key_column, v_old.scope_column, v_old.created_at_column,
-                     v_old.document_column)
-                    IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
-        PERFORM pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
+    -- Only when the columns change: a change of options alone (FOR NO KEY
+    -- UPDATE, which a key share does not block) leaves the jobs as they
+    -- were compiled, and need not wait for a client's transaction that
+    -- submitted. A table new to the registry has no submits to wait for.
+    SELECT r.* INTO v_old FROM pgjobs.target_registry r WHERE r.target = p_target
+       FOR NO KEY UPDATE;
+    IF FOUND AND (v_old.key_column, v_old.scope_column, v_old.created_at_column,
+                  v_old.document_column)
+                 IS DISTINCT FROM (p_key, p_scope, p_created_at, p_document) THEN
+        PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     END IF;
     IF v_old.target IS NOT NULL AND (v_old.key_column, v_old.scope_column,
                                      v_old.created_at_column, v_old.document_column)
@@ -243,6 +253,7 @@ COMMENT ON FUNCTION pgjobs.register_target(regclass, name, name, name, name, jso
 'on it anyway (they are refused with 42501 otherwise). Refuses (42501) a table whose code '
 '(triggers, column types, defaults...) belongs to a role without the rights of the role '
 'registering it, and (42501, the GRANT in the HINT) a table the role pgjobs runs as (the '
-'owner of its functions) may not SELECT. Refuses (55006) to change the key, scope, created_at or document column '
+'owner of its functions) may not SELECT. Refuses (22023) a partition or inheritance child of a '
+'registered table, or a parent of one: one table of a tree is registered. Refuses (55006) to change the key, scope, created_at or document column '
 'while a job of the table is queued, running or paused; its failed and canceled jobs can no '
 'longer be retried after such a change.';

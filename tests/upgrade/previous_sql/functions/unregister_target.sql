@@ -9,8 +9,7 @@ SET IntervalStyle = 'postgres'
 AS $function$
 -- Remove the registration of p_target. The table and its data are untouched.
 -- Locks: the per-target advisory xact lock shared with register_target, then
--- the registry row, then the target's registration lock exclusive (submits
--- hold it shared). Refuses (55006) while jobs of the target are queued or
+-- the registry row FOR UPDATE (submits hold it FOR KEY SHARE). Refuses (55006) while jobs of the target are queued or
 -- running; raises P0002 when the table is not registered.
 DECLARE
     v_jobs bigint[];
@@ -20,22 +19,19 @@ BEGIN
                   HINT = 'Pass a table, e.g. ''public.user_table_rows''.';
     END IF;
 
-    -- register_target's locks, in its order (a registration that changes
-    -- the columns takes the row, then the submits' lock: taken the other
-    -- way round here, the two would deadlock).
+    -- register_target's locks, in its order.
     PERFORM pg_catalog.pg_advisory_xact_lock(
         pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
 
+    -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
+    -- holds the row FOR KEY SHARE to its commit), whose jobs the check
+    -- below then sees, and holds new ones back.
     PERFORM 1 FROM pgjobs.target_registry r WHERE r.target = p_target FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'target % is not registered', p_target
             USING ERRCODE = 'P0002',
                   HINT = 'SELECT target FROM pgjobs.targets lists the registered tables.';
     END IF;
-    -- Waits for the submits in flight (pgjobs._insert_job_row holds it
-    -- shared), whose jobs the check below then sees.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.target:' || p_target::oid::text));
 
     -- A registration made later may name other columns: the failed and
     -- canceled jobs of this one are never retried under it. Marked first:

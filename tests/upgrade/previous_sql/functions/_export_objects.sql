@@ -1,0 +1,61 @@
+CREATE OR REPLACE FUNCTION pgjobs._export_objects(
+    p_id bigint,
+    p_result jsonb,
+    p_checkpoint jsonb)
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The storage objects export p_id wrote, for pgjobs.prune to queue for
+-- deletion, each once: its result's (result.uris, else result.uri: a
+-- succeeded export), and those its checkpoint records (a Parquet export's
+-- files; a whole CSV or JSON Lines export's object, visible once its upload
+-- finished even if the job never completed; a Parquet file named as being
+-- written, which a worker killed before recording it left) and each of its
+-- parts records (pgjobs.export_parts: a part's object, or its Parquet
+-- files), whatever
+-- the job's status. A failed or canceled export has no result, yet its
+-- files are there when no worker cleaned up after it (one SIGKILLed, then
+-- canceled or out of attempts by pgjobs._rescue_expired); nothing else
+-- removes them (the worker's sweep takes temporary files and staged parts
+-- only). A folder (a Parquet export's checkpoint.uri, ending in '/') is no
+-- object: never returned. p_result and p_checkpoint are the job's (passed:
+-- prune has deleted the row by then); the parts are read from the caller's
+-- snapshot. Locks nothing.
+    SELECT DISTINCT u.uri
+      FROM (SELECT r.value AS uri
+              FROM jsonb_array_elements_text(
+                       CASE WHEN jsonb_typeof(p_result -> 'uris') = 'array'
+                            THEN p_result -> 'uris'
+                            ELSE jsonb_build_array(p_result -> 'uri') END) r
+            UNION ALL
+            SELECT x.uri
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    UNION ALL
+                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             CROSS JOIN LATERAL (VALUES (c.ck ->> 'uri'), (c.ck ->> 'writing')) x(uri)
+             WHERE jsonb_typeof(c.ck) = 'object'
+            UNION ALL
+            SELECT f.value ->> 'uri'
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    UNION ALL
+                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             CROSS JOIN LATERAL jsonb_array_elements(
+                       CASE WHEN jsonb_typeof(c.ck -> 'files') = 'array'
+                            THEN c.ck -> 'files' ELSE '[]'::jsonb END) f
+             WHERE jsonb_typeof(f.value) = 'object') u
+     WHERE u.uri IS NOT NULL AND u.uri <> '' AND right(u.uri, 1) <> '/';
+$$;
+
+COMMENT ON FUNCTION pgjobs._export_objects(bigint, jsonb, jsonb) IS
+'The storage objects an export wrote (its result''s, its checkpoint''s and its parts''), '
+'for pgjobs.prune to queue for deletion whatever way the export ended.';

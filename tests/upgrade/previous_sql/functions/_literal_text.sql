@@ -1,0 +1,25 @@
+CREATE OR REPLACE FUNCTION pgjobs._literal_text(p_value anyelement)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET TimeZone = 'UTC'
+SET bytea_output = 'hex'
+AS $$
+-- The value's own text (its type's output, a domain's value as its base
+-- type prints it) under settings pinned here: ISO dates, UTC, postgres
+-- intervals, exact floats, hex bytea. So text a caller parsed in its own
+-- session ('2024-01-01 00:00' in Asia/Tokyo, '01/02/2024' under a DMY
+-- DateStyle, 'now') becomes the one value it meant, and reads back as that
+-- value in any other session: a runner's, pg_cron's. Unlike
+-- pgjobs._canonical_text it keeps the value as it is (1.50 stays 1.50,
+-- '36 hours' stays 36 hours): it is for values written to a row (a
+-- backfill's set, pgjobs._compile_set), not for comparing. Locks nothing.
+BEGIN
+    RETURN p_value::text;
+END
+$$;
