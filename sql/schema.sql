@@ -14195,9 +14195,19 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = v_job.target AND a.attname = v_name
                AND a.attnum > 0 AND NOT a.attisdropped;
-            -- json keeps its input text (raw newlines included): normalise it.
+            -- json keeps its input text (raw newlines included): normalise it
+            -- through jsonb. A value jsonb refuses (a \u0000 escape, a lone
+            -- surrogate: json takes any \uXXXX) failed the chunk and the job;
+            -- a value with a \u escape keeps its text instead, its line ends
+            -- made spaces (json text holds CR and LF only between tokens: its
+            -- strings escape them).
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('%I::pg_catalog.jsonb', v_name) ELSE format('%I', v_name) END;
+                           THEN format('CASE WHEN pg_catalog.strpos(%1$I::pg_catalog.text, E''\\u'') '
+                                       'OPERATOR(pg_catalog.>) 0 '
+                                       'THEN pg_catalog.translate(%1$I::pg_catalog.text, '
+                                       'E''\r\n'', ''  '')::pg_catalog.json '
+                                       'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
+                           ELSE format('%I', v_name) END;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;

@@ -440,3 +440,26 @@ def test_a_document_field_whose_name_postgres_would_cut_short_is_refused(
     row = job(conn, job_id)
     assert row["status"] == "failed", (outcome, row["result"])
     assert "63 bytes" in row["error"] and row["attempts"] == 1, row["error"]
+
+
+def test_jsonl_exports_json_values_that_jsonb_refuses(conn: Conn, dsn: str, items: None,
+                                                     local_dir: str) -> None:
+    """A `json` column keeps any \\uXXXX escape (\\u0000, a lone surrogate) that
+    jsonb refuses: the JSONL export normalised every json value through jsonb and
+    failed on them (22P05). Such a value keeps its own text, its raw line ends
+    made spaces; every other value is exported as before (jsonb's form)."""
+    odd = ['{"a": "x\\u0000y",\n "b": 1}', '"\\ud800"', '{"k":\r\n"\\u00e9\\\\u0000"}',
+           '[1,\n2]']
+    conn.execute("DELETE FROM items WHERE tenant = 2")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO items (id, tenant, js) VALUES (%s, 2, %s::json)",
+                        [(10_000 + n, value) for n, value in enumerate(odd)])
+    job_id = submit_export(conn, "2", {}, {"format": "jsonl", "columns": ["id", "js"]})
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None
+    lines = content(outcome.result).splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"id": 10_000 + n, "js": json.loads(value)} for n, value in enumerate(odd)]
+    # The values jsonb takes come out in jsonb's form, as before.
+    assert lines[3] == b'{"id":10003,"js":[1, 2]}'
