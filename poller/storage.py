@@ -75,7 +75,10 @@ log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
 STAGING = ".pgjobs-staging"
 """Name of the hidden folder (under the destination prefix) holding staged parts."""
-_TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$")
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$"
+                     # `write`'s temporary file before stop 32, `{name}.pgjobs-tmp`
+                     # (not hidden), which a worker killed mid-write left for good.
+                     r"|^(?P<old>[^.].*)\.pgjobs-tmp$")
 _REFUSED_CHARS = re.compile(r"[\x00-\x1f\x7f\\%?#]")
 COMPOSE_CHUNK = 8 * 1024 * 1024
 NOT_FOUND = (FileNotFoundError, NotFoundError)
@@ -1264,7 +1267,7 @@ def _sweep_local(root: str, cutoff: float, is_active: Callable[[list[int]], set[
             match = _TMP_RE.match(name)
             if not match:
                 continue
-            job = match.group("name").split(".", 1)[0]
+            job = (match.group("name") or match.group("old")).split(".", 1)[0]
             if not job.isdigit():
                 job = os.path.basename(directory)
             path = os.path.join(directory, name)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +185,39 @@ def test_a_parquet_files_temporary_file_goes_with_the_stale_sweep(
     _end_without_worker(conn, job_id, "canceled")
     _prune_and_housekeep(conn, dsn, local_dir, job_id)
     assert _job_objects(local_dir, job_id) == []
+
+
+@pytest.mark.parametrize("folder", ["", "sub/"])
+def test_the_stale_sweep_takes_the_previous_releases_temporary_files(
+        tmp_path: Path, folder: str) -> None:
+    """Before stop 32, storage.write filled `{name}.pgjobs-tmp` (not hidden) next
+    to the object: a worker killed mid-write left it, and the sweep, which knew
+    only `.{name}.pgjobs-{token}.tmp`, left it for good. It now takes them too,
+    by the same rule: the job's (the object name's leading number, or a Parquet
+    file's folder), ended, and older than the sweep's age; nothing else."""
+    root = tmp_path / "exports"
+    base = root / folder
+    (base / "7").mkdir(parents=True)
+    (base / "9").mkdir(parents=True)
+    (base / "misc").mkdir(parents=True)
+    doomed = [base / "7" / "part-00003.parquet.pgjobs-tmp",  # job 7's Parquet folder
+              base / "8.rejects.csv.pgjobs-tmp"]              # job 8's object
+    kept = [base / "9" / "part-00001.parquet.pgjobs-tmp",    # job 9 is still running
+            base / "misc" / "notes.pgjobs-tmp",               # no job's
+            base / "7" / "part-00004.parquet.pgjobs-tmpx",    # not the pattern
+            base / "7.csv"]                                   # an object
+    for path in doomed + kept:
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    fresh = base / "7" / "part-00005.parquet.pgjobs-tmp"      # younger than the age
+    fresh.write_bytes(b"x")
+    asked: list[int] = []
+
+    def active(jobs: list[int]) -> set[int]:
+        asked.extend(jobs)
+        return {9}
+
+    assert storage.sweep_stale(f"file://{root}", active, timedelta(hours=1)) == len(doomed)
+    assert [p for p in doomed if p.exists()] == []
+    assert [p for p in kept + [fresh] if not p.exists()] == []
+    assert set(asked) <= {7, 8, 9}
