@@ -1093,8 +1093,15 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     import obstore as obstore_lib
     from obstore import exceptions as oe
 
-    # (A gs:// store is Google's client, pgjobs.poller.gcs: its size is pinned,
-    # its version not.)
+    # A gs:// store is Google's client (pgjobs.poller.gcs), whose reads take no
+    # If-Match: its generation is pinned instead. Every write of an object makes
+    # a new generation and none comes back, so a block read between two looks
+    # that both find the generation the read began with is of that object; the
+    # next block's look is the one after this block's.
+    generation = meta.get("version") if isinstance(store, gcs.Store) else None
+    if isinstance(store, gcs.Store) and etag and meta.get("e_tag") != etag:
+        raise StorageError(f"{uri} changed while it was read (replaced before offset {offset})",
+                           retryable=False, hint=CHANGED_WHILE_READ_HINT)
     pinned = (etag or meta.get("e_tag")) if not isinstance(store, gcs.Store) else None
     while offset < total:
         length = min(block, total - offset)
@@ -1111,6 +1118,16 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
             raise storage_error(exc, f"cannot read {uri}") from exc
         if not data:
             raise StorageError(f"cannot read {uri}: no bytes at offset {offset}", retryable=True)
+        if generation is not None:
+            try:
+                now_generation = obstore.head(store, loc.path).get("version")
+            except FileNotFoundError:
+                now_generation = None
+            except Exception as exc:
+                raise storage_error(exc, f"cannot read {uri}") from exc
+            if now_generation != generation:
+                raise StorageError(f"{uri} changed while it was read (replaced at offset "
+                                   f"{offset})", retryable=False, hint=CHANGED_WHILE_READ_HINT)
         offset += len(data)
         yield data
 
