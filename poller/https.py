@@ -305,16 +305,29 @@ class Source:
                    for name, header in (("etag", "ETag"), ("modified", "Last-Modified"))}
         return int(length), {k: v for k, v in version.items() if v}
 
-    def read(self, start: int, length: int, total: int) -> bytes:
+    def read(self, start: int, length: int, total: int,
+             pinned: dict[str, str] | None = None) -> bytes:
         """Bytes ``[start, start + length)`` of an object of ``total`` bytes, by one
-        ranged ``GET``: exactly those or an :class:`HttpsError`."""
+        ranged ``GET``: exactly those or an :class:`HttpsError`. ``pinned``: the
+        version (``etag``, ``modified``) the answer must state where it states
+        one; what it states that ``pinned`` lacks is added to it."""
         with self._deadline(f"GET of bytes {start}-{start + length - 1}"):
-            return self._read(start, length, total)
+            return self._read(start, length, total, {} if pinned is None else pinned)
 
-    def _read(self, start: int, length: int, total: int) -> bytes:
+    def _read(self, start: int, length: int, total: int, pinned: dict[str, str]) -> bytes:
         end = start + length - 1
         response = self._request("GET", {"Range": f"bytes={start}-{end}"})
         self._expect(response, 206)
+        for name, header in (("etag", "ETag"), ("modified", "Last-Modified")):
+            version = " ".join(str(response.getheader(header) or "").split())[:200]
+            if not version:
+                continue
+            if pinned.setdefault(name, version) != version:
+                self._drop(response)
+                raise HttpsError(f"the source changed while it was read: the answer for "
+                                 f"bytes {start}-{end} states {header} {version[:80]}, the read "
+                                 f"began with {pinned[name][:80]}", retryable=False,
+                                 hint=CHANGED_HINT, status=206)
         stated = response.getheader("Content-Range")
         match = _CONTENT_RANGE.fullmatch(stated or "")
         if match is not None and (int(match[1]), int(match[2])) == (start, end) \
@@ -355,16 +368,20 @@ def head(uri: str) -> tuple[int, dict[str, str]]:
 
 
 def read_ranges(uri: str, offset: int, block: int,
-                total: int | None = None) -> Iterator[bytes]:
+                total: int | None = None, etag: str | None = None) -> Iterator[bytes]:
     """The object from ``offset`` to its end, one ranged ``GET`` of at most
     ``block`` bytes each. ``total``: its size, as the caller's ``HEAD``
     (:func:`size`) gave it, which every ``Content-Range`` must then state: one
     ``HEAD`` serves both, and no second one could give another size; None: a
-    ``HEAD`` first."""
+    ``HEAD`` first. ``etag``: the ETag the caller's ``HEAD`` found (:func:`head`).
+    Every answer must state the version the read began with: that ETag, and the
+    ``ETag`` and ``Last-Modified`` of the first answer (those the server states);
+    an object put again meanwhile, even of the same size, is not read on."""
     with Source(uri) as source:
         if total is None:
             total = source.size()
+        pinned: dict[str, str] = {"etag": etag} if etag else {}
         while offset < total:
-            data = source.read(offset, min(block, total - offset), total)
+            data = source.read(offset, min(block, total - offset), total, pinned)
             offset += len(data)
             yield data

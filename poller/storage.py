@@ -1026,8 +1026,9 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     this. ``total``: the object's size as the caller read it (:func:`size`), so
     an ``https://`` or obstore read asks no second time (a second answer could
     differ); None: asked here. ``etag``: the version the caller began with
-    (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match)
-    instead of the one its own HEAD finds; ``inode``: a local file's (device,
+    (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match;
+    ``gs://`` and ``https://``: every answer must be of it) instead of the one its
+    own HEAD finds; ``inode``: a local file's (device,
     inode) as :func:`version` found it, which the file opened must be."""
     block = block or READ_BLOCK
     loc = parse(uri)
@@ -1073,7 +1074,7 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
         # Its own client: no request follows a redirect, each block must come back
         # as the range asked for (pgjobs.poller.https).
         try:
-            yield from https.read_ranges(uri, offset, block, total)
+            yield from https.read_ranges(uri, offset, block, total, etag)
         except https.HttpsError as exc:
             raise storage_error(exc, f"cannot read {uri}") from exc
         return

@@ -767,3 +767,41 @@ def test_a_source_that_changed_size_since_the_head_is_named_so(
     assert "changed" in str(caught.value), caught.value
     assert caught.value.hint and "Range requests" not in caught.value.hint, caught.value.hint
     assert "retry" in caught.value.hint, caught.value.hint
+
+
+@pytest.mark.parametrize("when", ["between blocks", "after the head"])
+def test_an_https_source_put_again_with_the_same_size_is_not_read_on(
+        https: tuple[str, Path, Any], when: str) -> None:
+    """Within an attempt an https:// source was pinned by its size only: a file
+    put again with the same size between two ranged GETs (or between the HEAD
+    that took its version and the first GET) was read on from the new one, and
+    an import spliced two files' records and succeeded. Every answer must now
+    state the version the read began with (ETag, Last-Modified: the HEAD's, or
+    the first answer's)."""
+    base, root, _ = https
+    path = root / "rows.csv"
+    data = people_csv(3000)
+    path.write_bytes(data)
+    total, version = storage.version(f"{base}/rows.csv")
+
+    def put_again() -> None:
+        path.write_bytes(data.replace(b"n", b"m"))
+        later = path.stat().st_mtime_ns + 2 * 10**9
+        os.utime(path, ns=(later, later))
+
+    if when == "between blocks":
+        blocks = storage.open_range(f"{base}/rows.csv", 0, 4096, total)
+        assert next(blocks) == data[:4096]
+    else:
+        put_again()
+        blocks = storage.open_range(f"{base}/rows.csv", 0, 4096, total,
+                                    etag=version["etag"])
+    if when == "between blocks":
+        put_again()
+    with pytest.raises(storage.StorageError) as caught:
+        list(blocks)
+    assert not caught.value.retryable and "changed while it was read" in str(caught.value)
+    assert caught.value.hint and "retry" in caught.value.hint
+    # Unchanged, it reads whole.
+    assert b"".join(storage.open_range(f"{base}/rows.csv", 0, 4096, total)) == \
+        data.replace(b"n", b"m")
