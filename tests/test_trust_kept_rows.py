@@ -1,4 +1,4 @@
-"""A backfill never reports success for rows a trigger kept (adversarial pass hT).
+"""No writing job reports success for rows a trigger kept (adversarial pass hT).
 
 A delete whose rows a BEFORE DELETE trigger or a rule keeps fails, naming
 them (test_trust_keys). A backfill did not: a BEFORE UPDATE row trigger that
@@ -9,17 +9,23 @@ rows set, done = 10, status succeeded). A page now counts (and locks) its
 rows first when the target or any table under it has such a trigger, and
 an UPDATE that sets fewer raises 27000: the page is undone and the job
 fails for good, its error saying how many rows and why.
+
+An import with on_duplicate error had the same hole: a BEFORE INSERT trigger
+returning NULL kept records out, import_batch counted them as `skipped`
+and the job succeeded, though that mode skips nothing ("every record lands
+exactly once"). Such a batch now raises 27000 and the job fails.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support import build_target, job, run_job, run_pages, scalar
+from tests.support import allowed_folder, build_target, job, run_import, run_job, run_pages, scalar
 
 Conn = psycopg.Connection[Any]
 
@@ -127,3 +133,74 @@ def test_triggers_that_keep_no_row_let_the_backfill_succeed(conn: Conn,
     row = job(conn, job_id)
     assert row["status"] == "succeeded", row
     assert row["done"] == 20 == _set(conn)
+
+
+# --- imports ----------------------------------------------------------------------------
+
+CSV = "id,name\n1,a\n2,b\n3,c\n4,d\n6,f\n"
+JSONL = "".join(json.dumps({"id": i, "name": n}) + "\n"
+                for i, n in [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (6, "f")])
+
+
+def _import_target(conn: Conn, trigger: str | None) -> None:
+    build_target(conn, "g", """id bigint NOT NULL, tenant text NOT NULL, name text,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant", index="unique")
+    conn.execute("""CREATE FUNCTION keep3() RETURNS trigger LANGUAGE plpgsql AS
+                    $$BEGIN RETURN CASE WHEN NEW.id % 3 = 0 THEN NULL ELSE NEW END; END$$""")
+    if trigger is not None:
+        conn.execute(trigger)
+
+
+def _import(conn: Conn, dsn: str, tmp_path: Path, name: str, text: str,
+            options: dict[str, Any]) -> dict[str, Any]:
+    folder = allowed_folder(conn, tmp_path)
+    (folder / name).write_text(text)
+    job_id = scalar(conn, "SELECT pgjobs.submit_import('g', 'acme', %s, %s)",
+                    (f"file://{folder}/{name}", json.dumps(options)))
+    run_import(dsn, job_id, f"file://{folder}/store")
+    return job(conn, job_id)
+
+
+@pytest.mark.parametrize(("name", "text"), [("g.csv", CSV), ("g.jsonl", JSONL)])
+@pytest.mark.parametrize("options", [{}, {"on_duplicate": "error", "max_rejects": 5}])
+def test_an_import_whose_records_a_trigger_keeps_fails(conn: Conn, dsn: str, tmp_path: Path,
+                                                       name: str, text: str,
+                                                       options: dict[str, Any]) -> None:
+    _import_target(conn, "CREATE TRIGGER keep3 BEFORE INSERT ON g FOR EACH ROW "
+                         "EXECUTE FUNCTION keep3()")
+    row = _import(conn, dsn, tmp_path, name, text, options)
+    assert row["status"] == "failed", row
+    assert "were not inserted" in row["error"] and "BEFORE INSERT trigger" in row["error"]
+    assert row["attempts"] == 1
+    # The batch was undone: nothing of it landed, nothing was counted.
+    assert scalar(conn, "SELECT count(*) FROM g") == 0
+
+
+@pytest.mark.parametrize("trigger", [
+    None,
+    "CREATE TRIGGER keep3 BEFORE INSERT ON g FOR EACH ROW EXECUTE FUNCTION keep3(); "
+    "ALTER TABLE g DISABLE TRIGGER keep3",
+    # A trigger that lets every record through.
+    "CREATE FUNCTION up() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.name := upper(NEW.name); RETURN NEW; END$$; "
+    "CREATE TRIGGER up BEFORE INSERT ON g FOR EACH ROW EXECUTE FUNCTION up()",
+])
+def test_an_import_no_trigger_keeps_from_lands_every_record(conn: Conn, dsn: str,
+                                                            tmp_path: Path,
+                                                            trigger: str | None) -> None:
+    _import_target(conn, trigger)
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["inserted"] == 5 and row["result"]["skipped"] == 0
+    assert scalar(conn, "SELECT count(*) FROM g") == 5
+
+
+def test_an_import_that_skips_duplicates_still_counts_them(conn: Conn, dsn: str,
+                                                           tmp_path: Path) -> None:
+    """on_duplicate skip skips on purpose: those records are no failure."""
+    _import_target(conn, None)
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (2, 'acme', 'old'), (4, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": "skip"})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["inserted"] == 3 and row["result"]["skipped"] == 2
