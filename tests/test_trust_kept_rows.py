@@ -13,7 +13,9 @@ fails for good, its error saying how many rows and why.
 An import with on_duplicate error had the same hole: a BEFORE INSERT trigger
 returning NULL kept records out, import_batch counted them as `skipped`
 and the job succeeded, though that mode skips nothing ("every record lands
-exactly once"). Such a batch now raises 27000 and the job fails.
+exactly once"); so did on_duplicate update on a (scope, key) unique index,
+with a BEFORE INSERT or UPDATE trigger. Such a batch now raises 27000 and
+the job fails.
 """
 
 from __future__ import annotations
@@ -163,18 +165,34 @@ def _import(conn: Conn, dsn: str, tmp_path: Path, name: str, text: str,
 
 
 @pytest.mark.parametrize(("name", "text"), [("g.csv", CSV), ("g.jsonl", JSONL)])
-@pytest.mark.parametrize("options", [{}, {"on_duplicate": "error", "max_rejects": 5}])
+@pytest.mark.parametrize(("options", "events"), [
+    ({}, "INSERT"),
+    ({"on_duplicate": "error", "max_rejects": 5}, "INSERT"),
+    # update on the (scope, key) index inserts or updates every record.
+    ({"on_duplicate": "update"}, "INSERT"),
+    ({"on_duplicate": "update"}, "UPDATE"),
+])
 def test_an_import_whose_records_a_trigger_keeps_fails(conn: Conn, dsn: str, tmp_path: Path,
                                                        name: str, text: str,
-                                                       options: dict[str, Any]) -> None:
-    _import_target(conn, "CREATE TRIGGER keep3 BEFORE INSERT ON g FOR EACH ROW "
+                                                       options: dict[str, Any],
+                                                       events: str) -> None:
+    _import_target(conn, f"CREATE TRIGGER keep3 BEFORE {events} ON g FOR EACH ROW "
                          "EXECUTE FUNCTION keep3()")
+    before: list[tuple[int, str]] = []
+    if options.get("on_duplicate") == "update":
+        # Rows that the records 3 and 6 update.
+        conn.execute("ALTER TABLE g DISABLE TRIGGER keep3")
+        conn.execute("INSERT INTO g (id, tenant, name) VALUES (3, 'acme', 'old'), "
+                     "(6, 'acme', 'old')")
+        conn.execute("ALTER TABLE g ENABLE TRIGGER keep3")
+        before = [(3, "old"), (6, "old")]
     row = _import(conn, dsn, tmp_path, name, text, options)
     assert row["status"] == "failed", row
-    assert "were not inserted" in row["error"] and "BEFORE INSERT trigger" in row["error"]
+    assert "were not written" in row["error"] and "trigger" in row["error"]
+    assert "27000" in row["error"]
     assert row["attempts"] == 1
-    # The batch was undone: nothing of it landed, nothing was counted.
-    assert scalar(conn, "SELECT count(*) FROM g") == 0
+    # The batch was undone: nothing of it landed.
+    assert conn.execute("SELECT id, name FROM g ORDER BY id").fetchall() == before
 
 
 @pytest.mark.parametrize("trigger", [
@@ -204,3 +222,18 @@ def test_an_import_that_skips_duplicates_still_counts_them(conn: Conn, dsn: str,
     row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": "skip"})
     assert row["status"] == "succeeded", row
     assert row["result"]["inserted"] == 3 and row["result"]["skipped"] == 2
+
+
+def test_an_update_on_a_key_only_index_still_skips_another_scopes_key(conn: Conn, dsn: str,
+                                                                      tmp_path: Path) -> None:
+    """With a key-only unique index, update leaves a key another scope holds
+    alone and counts it skipped, as imports.md says: no failure."""
+    build_target(conn, "g", """id bigint NOT NULL UNIQUE, tenant text NOT NULL, name text,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (2, 'globex', 'theirs'), "
+                 "(4, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": "update"})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["skipped"] == 1 and row["result"]["updated"] == 1
+    assert scalar(conn, "SELECT name FROM g WHERE id = 2") == "theirs"
