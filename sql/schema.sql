@@ -15507,8 +15507,10 @@ DECLARE
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
-    IF p_retention IS NULL OR p_retention < interval '0' THEN
-        RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
+    -- At most 1000 years: now() minus a longer one left the timestamp range
+    -- (22008 "timestamp out of range", no hint, nothing rescued or pruned).
+    IF p_retention IS NULL OR p_retention < interval '0' OR p_retention > interval '1000 years' THEN
+        RAISE EXCEPTION 'retention must be an interval from 0 to 1000 years, not %', p_retention
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 
@@ -16136,9 +16138,11 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             v_retention := NULL;
         END;
+        -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
+        -- longer one would fail at every run.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval, not %',
+           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
                 p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
         END IF;
     END IF;
