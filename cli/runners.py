@@ -29,7 +29,9 @@ IDLE_CALL_SECONDS = 0.5
 
 def _submitted(conn: Any, timeout: float) -> bool:
     """Wait up to timeout seconds for a notification that reads as a
-    `submitted` event; True if one came (a hint, never trusted further)."""
+    `submitted` event; True if one came (a hint, never trusted further). The
+    notifications queued behind it are dropped (db.drain): any role may send
+    a burst of them, and each would be a CALL pgjobs.run."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
@@ -38,6 +40,7 @@ def _submitted(conn: Any, timeout: float) -> bool:
         for payload in db.notifications(conn, left, stop_after=1):
             wakeup = _wakeup(payload)
             if wakeup is not None and wakeup[1] == "submitted":
+                db.drain(conn)
                 return True
 
 

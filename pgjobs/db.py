@@ -11,6 +11,7 @@ import contextlib
 import os
 import select
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -186,8 +187,35 @@ def listener(dsn: str, app: str = "pgjobs worker") -> psycopg.Connection[Row]:
 
 
 def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
-    """Whether a notification arrived on ``conn`` within ``timeout`` seconds."""
-    return bool(notifications(conn, timeout, stop_after=1))
+    """Whether a notification arrived on ``conn`` within ``timeout`` seconds. The
+    ones already queued behind it are dropped (:func:`drain`): a burst is one
+    wake-up."""
+    if not notifications(conn, timeout, stop_after=1):
+        return False
+    drain(conn)
+    return True
+
+
+def drain(conn: psycopg.Connection[Row], quiet: float = 0.02, limit: float = 0.1) -> int:
+    """Drop the notifications queued on ``conn``; how many. A wake-up reads one
+    notification and then drains: every role that can connect may NOTIFY on
+    ``pgjobs`` (``SELECT pg_notify('pgjobs', ...) FROM generate_series(1,
+    100000)``: one statement), and each notification read one by one was one
+    claim (a worker) or one ``CALL pgjobs.run`` (a runner), a hundred thousand
+    engine calls for one statement of a role with no grants.
+    Reads until none has come for ``quiet`` seconds, for at most ``limit``
+    seconds: a steady flood still lets the caller go on (one wake-up per
+    ``limit`` at most)."""
+    dropped = 0
+    deadline = time.monotonic() + limit
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return dropped
+        got = len(notifications(conn, min(quiet, left)))
+        if not got:
+            return dropped
+        dropped += got
 
 
 def notifications(conn: psycopg.Connection[Row], timeout: float,

@@ -9123,7 +9123,9 @@ CREATE FUNCTION pgjobs._run_page(p_id bigint, p_worker text) RETURNS text
 -- sweeps what does (rows the walk cannot see: a key that went NULL, a row
 -- inserted behind the cursor) as 'collect' does. A
 -- sweep that cannot delete a matching row (a trigger or rule keeps it)
--- fails the job instead of looping. So does a key column that is no
+-- fails the job instead of looping. A backfill page that a BEFORE UPDATE
+-- trigger keeps rows out of fails the job too (27000, see the UPDATE
+-- below), rather than report rows set that were not. So does a key column that is no
 -- longer NOT NULL, and a cursor that does not advance (a key whose text
 -- does not read back as the same value): failed, not retried, with the
 -- column and type named.
@@ -9734,6 +9736,30 @@ BEGIN
                 -- set writes would otherwise move it to another tenant
                 -- (pgjobs._refuse_scope_move, 22023: the page is undone and
                 -- the job fails). The check runs only for such a row.
+                -- A BEFORE UPDATE row trigger that returns NULL keeps a row
+                -- out of the UPDATE, which then simply counts one row fewer:
+                -- the job succeeded with rows of its predicate never set
+                -- (a delete fails on such rows; a backfill did not). Where
+                -- the target, or any table under it, has such a trigger,
+                -- the page's rows are counted and locked first, so no other
+                -- writer changes the count before the UPDATE; an UPDATE
+                -- that sets fewer raises 27000 (the page is undone, the job
+                -- fails for good, as a delete does). A table without one
+                -- pays one catalog look per page.
+                v_matching := NULL;
+                IF EXISTS (WITH RECURSIVE tree(rel) AS (
+                               SELECT v_job.target::oid
+                               UNION
+                               SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                 JOIN tree ON i.inhparent = tree.rel)
+                           SELECT FROM pg_catalog.pg_trigger g JOIN tree ON g.tgrelid = tree.rel
+                            WHERE g.tgtype::integer & 19 = 19  -- ROW, BEFORE, UPDATE
+                              AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
+                    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %s '
+                                   'AND coalesce((%s), false) FOR UPDATE) s',
+                                   v_job.target, v_range, v_job.predicate)
+                       INTO v_matching;
+                END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
@@ -9741,6 +9767,16 @@ BEGIN
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
+                IF v_rows < v_matching THEN
+                    RAISE EXCEPTION '% of the % rows of % in this page of the backfill were not '
+                                    'updated (a BEFORE UPDATE trigger on the table returned NULL '
+                                    'for them); the job updated % rows before this page',
+                                    v_matching - v_rows, v_matching, v_job.target, v_job.done
+                        USING ERRCODE = '27000',
+                        HINT = 'A trigger of the target keeps these rows: the job cannot set them '
+                               'and does not report that it did. Change the trigger, or narrow '
+                               'the filter to the rows it lets through, and submit again.';
+                END IF;
             END IF;
         END IF;
         PERFORM set_config('enable_indexscan', v_indexscan, true);
@@ -15180,6 +15216,28 @@ BEGIN
             'state', coalesce(v_first ->> 'state', '22000'),
             'hint', pgjobs._import_reject_hint(v_max));
     END IF;
+    -- With on_duplicate error a staged record is inserted or rejected, and
+    -- with update on a unique index that holds the scope it is inserted,
+    -- updated or rejected: nothing is skipped (only skip, or update on a
+    -- key-only index meeting another scope's key, skips records). One the
+    -- statement left out (a BEFORE INSERT or UPDATE row trigger of the
+    -- target returned NULL for it) did not land, and the job must not
+    -- count it as skipped and succeed ("every record lands exactly once"):
+    -- 27000, the batch undone with the caller's transaction, the job
+    -- failed for good. The index is looked up only then.
+    IF v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects) > 0
+       AND (coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error'
+            OR (v_job.payload ->> 'on_duplicate' = 'update'
+                AND v_reg.scope_column::text = ANY (pgjobs._import_conflict_columns(v_reg)))) THEN
+        RAISE EXCEPTION '% of the % records of this batch of import % were not written (a '
+                        'BEFORE INSERT or UPDATE trigger on % returned NULL for them)',
+                        v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects),
+                        v_staged, p_id, v_job.target
+            USING ERRCODE = '27000',
+            HINT = 'A trigger of the target keeps these records out: the import cannot write them '
+                   'and does not report that it did. Change the trigger, or leave those records '
+                   'out of the source, and submit again.';
+    END IF;
     INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
     SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
            left(r.value ->> 'record', 65536)
@@ -15492,8 +15550,10 @@ DECLARE
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
-    IF p_retention IS NULL OR p_retention < interval '0' THEN
-        RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
+    -- At most 1000 years: now() minus a longer one left the timestamp range
+    -- (22008 "timestamp out of range", no hint, nothing rescued or pruned).
+    IF p_retention IS NULL OR p_retention < interval '0' OR p_retention > interval '1000 years' THEN
+        RAISE EXCEPTION 'retention must be an interval from 0 to 1000 years, not %', p_retention
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 
@@ -16121,9 +16181,11 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             v_retention := NULL;
         END;
+        -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
+        -- longer one would fail at every run.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval, not %',
+           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
                 p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
         END IF;
     END IF;

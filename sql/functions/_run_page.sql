@@ -27,7 +27,9 @@ AS $$
 -- sweeps what does (rows the walk cannot see: a key that went NULL, a row
 -- inserted behind the cursor) as 'collect' does. A
 -- sweep that cannot delete a matching row (a trigger or rule keeps it)
--- fails the job instead of looping. So does a key column that is no
+-- fails the job instead of looping. A backfill page that a BEFORE UPDATE
+-- trigger keeps rows out of fails the job too (27000, see the UPDATE
+-- below), rather than report rows set that were not. So does a key column that is no
 -- longer NOT NULL, and a cursor that does not advance (a key whose text
 -- does not read back as the same value): failed, not retried, with the
 -- column and type named.
@@ -638,6 +640,30 @@ BEGIN
                 -- set writes would otherwise move it to another tenant
                 -- (pgjobs._refuse_scope_move, 22023: the page is undone and
                 -- the job fails). The check runs only for such a row.
+                -- A BEFORE UPDATE row trigger that returns NULL keeps a row
+                -- out of the UPDATE, which then simply counts one row fewer:
+                -- the job succeeded with rows of its predicate never set
+                -- (a delete fails on such rows; a backfill did not). Where
+                -- the target, or any table under it, has such a trigger,
+                -- the page's rows are counted and locked first, so no other
+                -- writer changes the count before the UPDATE; an UPDATE
+                -- that sets fewer raises 27000 (the page is undone, the job
+                -- fails for good, as a delete does). A table without one
+                -- pays one catalog look per page.
+                v_matching := NULL;
+                IF EXISTS (WITH RECURSIVE tree(rel) AS (
+                               SELECT v_job.target::oid
+                               UNION
+                               SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                 JOIN tree ON i.inhparent = tree.rel)
+                           SELECT FROM pg_catalog.pg_trigger g JOIN tree ON g.tgrelid = tree.rel
+                            WHERE g.tgtype::integer & 19 = 19  -- ROW, BEFORE, UPDATE
+                              AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
+                    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %s '
+                                   'AND coalesce((%s), false) FOR UPDATE) s',
+                                   v_job.target, v_range, v_job.predicate)
+                       INTO v_matching;
+                END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
@@ -645,6 +671,16 @@ BEGIN
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
+                IF v_rows < v_matching THEN
+                    RAISE EXCEPTION '% of the % rows of % in this page of the backfill were not '
+                                    'updated (a BEFORE UPDATE trigger on the table returned NULL '
+                                    'for them); the job updated % rows before this page',
+                                    v_matching - v_rows, v_matching, v_job.target, v_job.done
+                        USING ERRCODE = '27000',
+                        HINT = 'A trigger of the target keeps these rows: the job cannot set them '
+                               'and does not report that it did. Change the trigger, or narrow '
+                               'the filter to the rows it lets through, and submit again.';
+                END IF;
             END IF;
         END IF;
         PERFORM set_config('enable_indexscan', v_indexscan, true);

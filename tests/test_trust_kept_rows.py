@@ -1,0 +1,239 @@
+"""No writing job reports success for rows a trigger kept (adversarial pass hT).
+
+A delete whose rows a BEFORE DELETE trigger or a rule keeps fails, naming
+them (test_trust_keys). A backfill did not: a BEFORE UPDATE row trigger that
+returns NULL keeps its row out of the page's UPDATE, which just counts one
+row fewer, and the job ended `succeeded` with those rows never set (found
+with `RETURN CASE WHEN OLD.id % 4 = 0 THEN NULL ELSE NEW END`: 10 of 20
+rows set, done = 10, status succeeded). A page now counts (and locks) its
+rows first when the target or any table under it has such a trigger, and
+an UPDATE that sets fewer raises 27000: the page is undone and the job
+fails for good, its error saying how many rows and why.
+
+An import with on_duplicate error had the same hole: a BEFORE INSERT trigger
+returning NULL kept records out, import_batch counted them as `skipped`
+and the job succeeded, though that mode skips nothing ("every record lands
+exactly once"); so did on_duplicate update on a (scope, key) unique index,
+with a BEFORE INSERT or UPDATE trigger. Such a batch now raises 27000 and
+the job fails.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support import allowed_folder, build_target, job, run_import, run_job, run_pages, scalar
+
+Conn = psycopg.Connection[Any]
+
+KEEP_EVERY_4TH = """CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN RETURN CASE WHEN OLD.id % 4 = 0 THEN NULL ELSE NEW END; END$$"""
+
+
+def _table(conn: Conn, *, partitioned: bool = False) -> None:
+    columns = """id bigint NOT NULL, scope text NOT NULL, status text, n int,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 day'"""
+    if partitioned:
+        conn.execute(f"CREATE TABLE t ({columns}) PARTITION BY LIST (scope)")
+        conn.execute("CREATE TABLE t_a PARTITION OF t FOR VALUES IN ('a')")
+        conn.execute("CREATE TABLE t_b PARTITION OF t FOR VALUES IN ('b')")
+        conn.execute("CREATE INDEX ON t (scope, id)")
+        conn.execute("SELECT pgjobs.register_target('t', 'id', 'scope', 'created_at')")
+    else:
+        build_target(conn, "t", columns)
+    conn.execute("""INSERT INTO t (id, scope, status, n)
+                    SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, 'x', g
+                      FROM generate_series(1, 40) g""")
+
+
+def _backfill(conn: Conn, filter_: dict[str, Any], options: dict[str, Any]) -> int:
+    return int(scalar(conn, "SELECT pgjobs.submit_backfill('t', 'a', %s::jsonb, "
+                            "'{\"status\": \"y\"}', %s::jsonb)",
+                      (json.dumps(filter_), json.dumps(options))))
+
+
+def _set(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM t WHERE scope = 'a' AND status = 'y'"))
+
+
+@pytest.mark.parametrize(("filter_", "options"), [
+    ({}, {}),
+    ({}, {"page_size": 3}),
+    ({"n": {"$gt": 10}}, {"page_size": 4}),
+    ({"status": "x"}, {}),
+])
+def test_a_backfill_whose_rows_a_trigger_keeps_fails(conn: Conn, filter_: dict[str, Any],
+                                                     options: dict[str, Any]) -> None:
+    _table(conn)
+    conn.execute(KEEP_EVERY_4TH)
+    conn.execute("CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION keep()")
+    job_id = _backfill(conn, filter_, options)
+    states = run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert states[-1] == "failed"
+    assert row["status"] == "failed", row
+    assert "not updated" in row["error"] and "BEFORE UPDATE trigger" in row["error"]
+    assert "SQLSTATE 27000" in row["error"]
+    # Not retried: the trigger keeps them on every attempt.
+    assert row["attempts"] == 1
+    # What it reports done is what it set; the failing page was undone.
+    assert row["done"] == _set(conn)
+    assert scalar(conn, "SELECT count(*) FROM t WHERE scope = 'b' AND status = 'y'") == 0
+
+
+def test_a_trigger_on_a_partition_is_seen_from_the_partitioned_target(conn: Conn) -> None:
+    _table(conn, partitioned=True)
+    conn.execute(KEEP_EVERY_4TH)
+    conn.execute("CREATE TRIGGER keep BEFORE UPDATE ON t_a FOR EACH ROW EXECUTE FUNCTION keep()")
+    job_id = _backfill(conn, {}, {"page_size": 5})
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "BEFORE UPDATE trigger" in row["error"]
+    assert row["done"] == _set(conn)
+
+
+def test_run_job_fails_it_too(conn: Conn) -> None:
+    """The engine's own path (CALL pgjobs.run_job) pages through the same check."""
+    _table(conn)
+    conn.execute(KEEP_EVERY_4TH)
+    conn.execute("CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION keep()")
+    job_id = _backfill(conn, {}, {})
+    run_job(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "BEFORE UPDATE trigger" in row["error"]
+
+
+@pytest.mark.parametrize("trigger", [
+    # A trigger that lets every row through (stamps a column) is no reason to fail.
+    ("CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS "
+     "$$BEGIN NEW.n := NEW.n + 1000; RETURN NEW; END$$",
+     "CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION keep()"),
+    # A disabled trigger keeps nothing.
+    (KEEP_EVERY_4TH,
+     "CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION keep(); "
+     "ALTER TABLE t DISABLE TRIGGER keep"),
+    # Nor does one on another event, or a statement trigger.
+    (KEEP_EVERY_4TH,
+     "CREATE TRIGGER keep BEFORE DELETE ON t FOR EACH ROW EXECUTE FUNCTION keep()"),
+    ("CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$",
+     "CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH STATEMENT EXECUTE FUNCTION keep()"),
+])
+def test_triggers_that_keep_no_row_let_the_backfill_succeed(conn: Conn,
+                                                            trigger: tuple[str, str]) -> None:
+    _table(conn)
+    for statement in trigger:
+        conn.execute(statement)
+    job_id = _backfill(conn, {}, {"page_size": 3})
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row
+    assert row["done"] == 20 == _set(conn)
+
+
+# --- imports ----------------------------------------------------------------------------
+
+CSV = "id,name\n1,a\n2,b\n3,c\n4,d\n6,f\n"
+JSONL = "".join(json.dumps({"id": i, "name": n}) + "\n"
+                for i, n in [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (6, "f")])
+
+
+def _import_target(conn: Conn, trigger: str | None) -> None:
+    build_target(conn, "g", """id bigint NOT NULL, tenant text NOT NULL, name text,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant", index="unique")
+    conn.execute("""CREATE FUNCTION keep3() RETURNS trigger LANGUAGE plpgsql AS
+                    $$BEGIN RETURN CASE WHEN NEW.id % 3 = 0 THEN NULL ELSE NEW END; END$$""")
+    if trigger is not None:
+        conn.execute(trigger)
+
+
+def _import(conn: Conn, dsn: str, tmp_path: Path, name: str, text: str,
+            options: dict[str, Any]) -> dict[str, Any]:
+    folder = allowed_folder(conn, tmp_path)
+    (folder / name).write_text(text)
+    job_id = scalar(conn, "SELECT pgjobs.submit_import('g', 'acme', %s, %s)",
+                    (f"file://{folder}/{name}", json.dumps(options)))
+    run_import(dsn, job_id, f"file://{folder}/store")
+    return job(conn, job_id)
+
+
+@pytest.mark.parametrize(("name", "text"), [("g.csv", CSV), ("g.jsonl", JSONL)])
+@pytest.mark.parametrize(("options", "events"), [
+    ({}, "INSERT"),
+    ({"on_duplicate": "error", "max_rejects": 5}, "INSERT"),
+    # update on the (scope, key) index inserts or updates every record.
+    ({"on_duplicate": "update"}, "INSERT"),
+    ({"on_duplicate": "update"}, "UPDATE"),
+])
+def test_an_import_whose_records_a_trigger_keeps_fails(conn: Conn, dsn: str, tmp_path: Path,
+                                                       name: str, text: str,
+                                                       options: dict[str, Any],
+                                                       events: str) -> None:
+    _import_target(conn, f"CREATE TRIGGER keep3 BEFORE {events} ON g FOR EACH ROW "
+                         "EXECUTE FUNCTION keep3()")
+    before: list[tuple[int, str]] = []
+    if options.get("on_duplicate") == "update":
+        # Rows that the records 3 and 6 update.
+        conn.execute("ALTER TABLE g DISABLE TRIGGER keep3")
+        conn.execute("INSERT INTO g (id, tenant, name) VALUES (3, 'acme', 'old'), "
+                     "(6, 'acme', 'old')")
+        conn.execute("ALTER TABLE g ENABLE TRIGGER keep3")
+        before = [(3, "old"), (6, "old")]
+    row = _import(conn, dsn, tmp_path, name, text, options)
+    assert row["status"] == "failed", row
+    assert "were not written" in row["error"] and "trigger" in row["error"]
+    assert "27000" in row["error"]
+    assert row["attempts"] == 1
+    # The batch was undone: nothing of it landed.
+    assert conn.execute("SELECT id, name FROM g ORDER BY id").fetchall() == before
+
+
+@pytest.mark.parametrize("trigger", [
+    None,
+    "CREATE TRIGGER keep3 BEFORE INSERT ON g FOR EACH ROW EXECUTE FUNCTION keep3(); "
+    "ALTER TABLE g DISABLE TRIGGER keep3",
+    # A trigger that lets every record through.
+    "CREATE FUNCTION up() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.name := upper(NEW.name); RETURN NEW; END$$; "
+    "CREATE TRIGGER up BEFORE INSERT ON g FOR EACH ROW EXECUTE FUNCTION up()",
+])
+def test_an_import_no_trigger_keeps_from_lands_every_record(conn: Conn, dsn: str,
+                                                            tmp_path: Path,
+                                                            trigger: str | None) -> None:
+    _import_target(conn, trigger)
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["inserted"] == 5 and row["result"]["skipped"] == 0
+    assert scalar(conn, "SELECT count(*) FROM g") == 5
+
+
+def test_an_import_that_skips_duplicates_still_counts_them(conn: Conn, dsn: str,
+                                                           tmp_path: Path) -> None:
+    """on_duplicate skip skips on purpose: those records are no failure."""
+    _import_target(conn, None)
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (2, 'acme', 'old'), (4, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": "skip"})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["inserted"] == 3 and row["result"]["skipped"] == 2
+
+
+def test_an_update_on_a_key_only_index_still_skips_another_scopes_key(conn: Conn, dsn: str,
+                                                                      tmp_path: Path) -> None:
+    """With a key-only unique index, update leaves a key another scope holds
+    alone and counts it skipped, as imports.md says: no failure."""
+    build_target(conn, "g", """id bigint NOT NULL UNIQUE, tenant text NOT NULL, name text,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour'""",
+                 scope="tenant")
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (2, 'globex', 'theirs'), "
+                 "(4, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": "update"})
+    assert row["status"] == "succeeded", row
+    assert row["result"]["skipped"] == 1 and row["result"]["updated"] == 1
+    assert scalar(conn, "SELECT name FROM g WHERE id = 2") == "theirs"
