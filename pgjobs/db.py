@@ -196,16 +196,17 @@ def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
     return True
 
 
-def drain(conn: psycopg.Connection[Row], quiet: float = 0.02, limit: float = 0.1) -> int:
+def drain(conn: psycopg.Connection[Row], quiet: float = 0.0, limit: float = 0.1) -> int:
     """Drop the notifications queued on ``conn``; how many. A wake-up reads one
     notification and then drains: every role that can connect may NOTIFY on
     ``pgjobs`` (``SELECT pg_notify('pgjobs', ...) FROM generate_series(1,
     100000)``: one statement), and each notification read one by one was one
     claim (a worker) or one ``CALL pgjobs.run`` (a runner), a hundred thousand
     engine calls for one statement of a role with no grants.
-    Reads until none has come for ``quiet`` seconds, for at most ``limit``
-    seconds: a steady flood still lets the caller go on (one wake-up per
-    ``limit`` at most)."""
+    Reads what has arrived until nothing more has (waiting ``quiet`` seconds
+    for more: by default none, so a real wake-up is not delayed), for at most
+    ``limit`` seconds: a steady flood still lets the caller go on (one wake-up
+    per ``limit`` at most)."""
     dropped = 0
     deadline = time.monotonic() + limit
     while True:
