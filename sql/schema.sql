@@ -9084,8 +9084,10 @@ CREATE FUNCTION pgjobs._run_page(p_id bigint, p_worker text) RETURNS text
 --   still matches (rows updated meanwhile) until one deletes less than a page.
 -- A delete never ends 'succeeded' with rows of its predicate left: when
 -- the range walk reaches the end of the scope, it checks that nothing
--- matches any more (in calls of their own, a segment of the walk each,
--- then the whole scope at once; a small scope in its last page: see the
+-- matches any more (each page looks at the keys the pages before it
+-- deleted, then one call looks at the whole scope at once; jobs that began
+-- under the previous release: calls of their own, a segment of the walk
+-- each, then the whole scope; a small scope in its last page: see the
 -- last page below), and deletes or
 -- sweeps what does (rows the walk cannot see: a key that went NULL, a row
 -- inserted behind the cursor) as 'collect' does. A
