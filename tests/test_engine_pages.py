@@ -251,11 +251,13 @@ def _big(conn: Conn, rows: int) -> None:
                  "p_options => '{\"tune_autovacuum\": false}')")
 
 
-def _calls(conn: Conn, job_id: int) -> list[dict[str, Any]]:
+def _calls(conn: Conn, job_id: int, identity: str | None = None) -> list[dict[str, Any]]:
     """The job run call by call, as a runner does (each call its own
-    transaction): the job row after each call."""
-    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
-    identity = who(conn, job_id, "w")
+    transaction): the job row after each call (claimed here, unless the
+    attempt's identity is given)."""
+    if identity is None:
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+        identity = who(conn, job_id, "w")
     rows = []
     while True:
         state = _page(conn, job_id, identity)
@@ -310,7 +312,9 @@ def test_a_scope_of_two_pages_is_checked_in_its_last_page(conn: Conn, behind: bo
     assert done["status"] == "succeeded", done
     assert _keys(conn, 1) == ({-6} if behind else set())
     assert done["done"] == done["total"] == done["result"]["deleted"] == 150 + behind
-    assert done["result"]["pages"] == 2 + behind  # the sweep is a page
+    # The row behind the cursor is deleted by the last page's look at the
+    # keys of the page before it (checked_to), no sweep page after it.
+    assert done["result"]["pages"] == 2
     if not behind:
         assert len(states) == 2  # then the last page: 3 calls in all
     assert _keys(conn, 2) == set(range(1, 301, 2))
@@ -375,6 +379,18 @@ def test_no_page_is_larger_than_the_time_rule_allows(conn: Conn) -> None:
 # --- the end-of-scope check -------------------------------------------------------------
 
 
+def _as_previous_release(conn: Conn, job_id: int, identity: str) -> None:
+    """Run the job's first call and first page, then make its checkpoint what
+    the release before the trailing look (checked_to) wrote: the walk's
+    segments instead. Such a job goes on checking in segments after its last
+    page (the calls of the check's own), which the tests below cover."""
+    assert _page(conn, job_id, identity) == "more"  # the first call counts
+    assert _page(conn, job_id, identity) == "more"  # the first page
+    conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint - 'checked_to' || "
+                 "jsonb_build_object('check_bounds', '[]'::jsonb, 'check_spans', '[]'::jsonb, "
+                 "'check_span', (checkpoint ->> 'page_size')::bigint) WHERE id = %s", (job_id,))
+
+
 def _until(conn: Conn, job_id: int, identity: str, done: Any) -> dict[str, Any]:
     """Run calls until done(checkpoint) holds; the job row then."""
     for _ in range(1000):
@@ -399,7 +415,10 @@ def test_the_end_of_scope_check_runs_in_bounded_calls_of_its_own(conn: Conn) -> 
     _table(conn, 2000)  # 1000 keys in scope 1
     job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
                           "'{\"page_size\": 50}')")
-    calls = _calls(conn, job_id)
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    _as_previous_release(conn, job_id, identity)
+    calls = _calls(conn, job_id, identity)
     assert calls[-1]["state"] == "done" and calls[-1]["status"] == "succeeded"
     assert calls[-1]["done"] == calls[-1]["result"]["deleted"] == 1000
     assert calls[-1]["result"]["pages"] == 21  # the 21st finds no key after the cursor
@@ -429,6 +448,8 @@ def test_rows_that_appear_while_the_check_is_mid_way_are_deleted(conn: Conn,
                     (json.dumps(filter_),))
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
     identity = who(conn, job_id, "w")
+    if not filter_:  # the check's calls of segments: a job of the previous release
+        _as_previous_release(conn, job_id, identity)
     if filter_:  # a filtered job checks at its last page, as before
         _until(conn, job_id, identity, lambda cp: cp.get("after") is not None)
     else:
@@ -464,7 +485,8 @@ def test_a_job_walked_partly_by_the_previous_release_still_ends_exact(conn: Conn
     for _ in range(7):  # the first call, then 6 pages: 300 keys
         assert _page(conn, job_id, identity) == "more"
     conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint - "
-                 "'{check_bounds,check_spans,check_span}'::text[] WHERE id = %s", (job_id,))
+                 "'{check_bounds,check_spans,check_span,checked_to}'::text[] WHERE id = %s",
+                 (job_id,))
     cursor = job(conn, job_id)["checkpoint"]["after"]
     conn.execute("INSERT INTO r (id, table_id, data) VALUES (-3, 1, '{}'), (301, 1, '{}')")
     walked = _until(conn, job_id, identity, lambda cp: "check_after" in cp)["checkpoint"]
@@ -486,6 +508,7 @@ def test_a_pause_mid_check_keeps_it_and_a_stale_runner_changes_nothing(conn: Con
                           "'{\"page_size\": 50}')")
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
     identity = who(conn, job_id, "w")
+    _as_previous_release(conn, job_id, identity)
     mid = _until(conn, job_id, identity, _check_step)["checkpoint"]
     assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
     assert _page(conn, job_id, identity) == "paused"
@@ -502,3 +525,77 @@ def test_a_pause_mid_check_keeps_it_and_a_stale_runner_changes_nothing(conn: Con
         steps.append(job(conn, job_id)["checkpoint"].get("check_steps"))
     assert state == "done" and steps[0] == mid["check_steps"] + 1
     assert job(conn, job_id)["result"]["deleted"] == 1000 and _keys(conn, 1) == set()
+
+
+# --- the end-of-scope check trailing the walk -------------------------------------------
+
+
+def test_each_page_looks_at_the_keys_the_pages_before_it_deleted(conn: Conn) -> None:
+    """A whole-scope delete checks as it walks: every page also looks at the
+    keys from the last look (checked_to) up to its own cursor, so checked_to
+    follows the cursor a page behind, and after the last page one call of
+    the check is left (the whole-scope look), not a call per segment of the
+    walk read back from cold buffers (issue 11)."""
+    _table(conn, 2000)  # 1000 keys in scope 1
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 50}')")
+    calls = _calls(conn, job_id)
+    assert calls[-1]["state"] == "done" and calls[-1]["status"] == "succeeded"
+    assert calls[-1]["done"] == calls[-1]["result"]["deleted"] == calls[-1]["total"] == 1000
+    pages = [(before["checkpoint"], after["checkpoint"])
+             for before, after in zip(calls, calls[1:], strict=False)
+             if after["state"] == "more" and "check_after" not in after["checkpoint"]
+             and after["checkpoint"]["pages"] > before["checkpoint"]["pages"]]
+    assert len(pages) >= 19
+    for before, after in pages:
+        assert "checked_to" in after and "check_bounds" not in after
+        assert after["checked_to"] == before["after"]  # NULL after the first page
+    checks = [c for c in calls[1:] if "check_after" in c["checkpoint"]]
+    assert len(checks) == 1 and checks[0]["checkpoint"]["check_next"] is None
+    assert calls[-1]["result"]["pages"] == 21
+    assert _keys(conn, 1) == set()
+
+
+@pytest.mark.parametrize("pause", [False, True], ids=["one attempt", "paused and resumed"])
+def test_rows_behind_the_cursor_are_found_by_the_next_pages_look(conn: Conn,
+                                                                  pause: bool) -> None:
+    """Rows of the job that appear behind the cursor mid-walk are deleted,
+    whether the pages' looks had passed their keys already (the whole-scope
+    look at the end finds them) or not yet (the next page's look deletes
+    them, in its transaction), across a pause and a new attempt too; a row
+    created after the cutoff is left; done, total and the result agree."""
+    _table(conn, 2000)  # keys 2, 4, ..., 2000 in scope 1
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('r', '1', '{}', '{}', "
+                          "'{\"page_size\": 50}')")
+    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
+    identity = who(conn, job_id, "w")
+    cp = _until(conn, job_id, identity,
+                lambda cp: cp.get("checked_to") is not None and int(cp["after"]) > 500)
+    cp = cp["checkpoint"]
+    looked, cursor = int(cp["checked_to"]), int(cp["after"])
+    assert looked < cursor
+    if pause:
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+        assert _page(conn, job_id, identity) == "paused"
+        assert job(conn, job_id)["checkpoint"]["checked_to"] == cp["checked_to"]
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w2')", (job_id,))
+        identity = who(conn, job_id, "w2")
+    done_before = job(conn, job_id)["done"]
+    conn.execute("INSERT INTO r (id, table_id, data) VALUES (-3, 1, '{}'), (%s, 1, '{}')",
+                 (cursor - 1,))  # looked at already; not yet (an odd key: a new row)
+    conn.execute("UPDATE r SET table_id = 1 WHERE id = %s", (looked + 1,))  # moved into scope
+    conn.execute("INSERT INTO r (id, table_id, data, created_at) "
+                 "VALUES (%s, 1, '{}', now() + interval '1 hour')", (cursor - 3,))
+    assert _page(conn, job_id, identity) == "more"  # the next page
+    after = job(conn, job_id)
+    assert after["checkpoint"]["checked_to"] == cp["after"]
+    assert after["done"] - done_before == 50 + 2  # its keys and the two not looked at yet
+    assert {cursor - 1, looked + 1} & _keys(conn, 1) == set()
+    while (state := _page(conn, job_id, identity)) in ("more", "retry"):
+        pass
+    assert state == "done"
+    done = job(conn, job_id)
+    assert done["status"] == "succeeded", done
+    assert _keys(conn, 1) == {cursor - 3}  # after the cutoff: not the job's
+    assert done["done"] == done["total"] == done["result"]["deleted"] == 1000 + 3
