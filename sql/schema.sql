@@ -65,6 +65,53 @@ $$;
 ALTER FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _advisory_xact_lock(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Takes the transaction advisory lock p_key (pg_advisory_xact_lock) that
+-- serializes p_what (register_target and unregister_target of one table,
+-- pgjobs.schedule), waiting at most the caller's lock_timeout, or 10 s when
+-- it has none. Advisory locks need no privilege: any role that can connect
+-- may take any key, and hold it outside any transaction, where no idle
+-- timeout ends it; these calls waited for such a session forever, saying
+-- nothing. Past the wait this raises 55P03 naming the sessions that hold the
+-- key (pgjobs._lock_holders). The caller's lock_timeout is left as it was.
+-- Locks: p_key, to the end of the transaction.
+DECLARE
+    v_timeout text := current_setting('lock_timeout');
+    v_wait text := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '10s' ELSE v_timeout END;
+    v_holders text;
+BEGIN
+    BEGIN
+        PERFORM set_config('lock_timeout', v_wait, true);
+        PERFORM pg_advisory_xact_lock(p_key);
+    EXCEPTION WHEN lock_not_available THEN
+        v_holders := pgjobs._lock_holders(NULL, p_key);
+        RAISE EXCEPTION 'waited % for the lock that serializes %: %', v_wait, p_what,
+                        coalesce(v_holders || ' holds it',
+                                 'the session that held it let go just now')
+            USING ERRCODE = '55P03',
+                  HINT = CASE WHEN v_holders IS NULL THEN 'Run it again.'
+                         ELSE format('Run it again once that session is done: pgjobs holds the '
+                                     'lock for a moment, but any session may take the key '
+                                     '(pg_advisory_lock(%s)); if it stays, end that session '
+                                     '(SELECT pg_terminate_backend(pid)).', p_key) END;
+    END;
+    PERFORM set_config('lock_timeout', v_timeout, true);
+END
+$$;
+
+ALTER FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) OWNER TO SUPERUSER;
+
+--
 -- Name: _allowed_scope_entries(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5970,6 +6017,54 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
+
+--
+-- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Who holds the lock a pgjobs statement just gave up waiting for, for its
+-- message: the other sessions of this database that hold, granted, the
+-- advisory key p_key (when p_relation is NULL: the one-key form,
+-- pg_advisory_lock(bigint)), or a lock on p_relation in a mode that
+-- conflicts with a page's (SHARE and stronger: ALTER TABLE, LOCK TABLE,
+-- CREATE INDEX, VACUUM FULL). Each as 'pid N (role R, application "A",
+-- state S, MODE)', comma-separated, or NULL when none does (any more).
+-- pg_locks and the pid, role and state columns of pg_stat_activity are
+-- readable by every role. Locks nothing.
+DECLARE
+    v_holders text;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity as it is now
+    SELECT string_agg(format('pid %s (role %s, application %s, %s, %s)', l.pid,
+                             coalesce(a.usename::text, '?'),
+                             coalesce(quote_ident(nullif(a.application_name, '')), 'none'),
+                             coalesce(a.state, 'state unknown'), l.mode),
+                      ', ' ORDER BY l.pid)
+      INTO v_holders
+      FROM pg_catalog.pg_locks l
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE l.granted AND l.pid <> pg_backend_pid()
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                          WHERE d.datname = current_database())
+       AND CASE WHEN p_relation IS NULL
+                THEN l.locktype = 'advisory' AND l.objsubid = 1
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = p_key
+                ELSE l.locktype = 'relation' AND l.relation = p_relation
+                     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                    'AccessExclusiveLock') END;
+    RETURN v_holders;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) OWNER TO SUPERUSER;
 
 --
 -- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15564,8 +15659,10 @@ BEGIN
     -- Registrations (and unregister_target) of one table, one at a time.
     -- Not the lock submits take (below): a registration that keeps the
     -- columns does not wait for them.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    -- Any role may hold that key (pgjobs._advisory_xact_lock): a bounded wait.
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
@@ -16086,7 +16183,7 @@ BEGIN
     END IF;
 
     v_version := pgjobs._cron_version();
-    PERFORM pg_advisory_xact_lock(hashtext('pgjobs.schedule'));
+    PERFORM pgjobs._advisory_xact_lock(hashtext('pgjobs.schedule'), 'pgjobs.schedule calls');
 
     IF v_version >= ARRAY[1, 5] THEN
         v_run_schedule := format('%s seconds', v_run_every);
@@ -16615,8 +16712,9 @@ BEGIN
     END IF;
 
     -- register_target's locks, in its order.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
     -- holds the row FOR KEY SHARE to its commit), whose jobs the check
@@ -17325,6 +17423,13 @@ GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items j
 GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _advisory_xact_lock(p_key bigint, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _allowed_scope_entries(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -17945,6 +18050,13 @@ GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
