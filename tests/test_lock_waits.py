@@ -9,6 +9,11 @@ migrate` (hashtext('pgjobs.migrate')) waited for such a session for good,
 printing nothing: an operator's migrate or registration just hung. They now
 wait at most the caller's lock_timeout (else 10 s; migrate 60 s), then raise
 55P03 naming the holding session's pid and role, with a hint.
+
+A runner that gives up after its 1 s wait for a job's row or table leaves
+the job with a WARNING that says which of the two it waited for (the table:
+pgjobs._hold_target, behind an ALTER TABLE or LOCK TABLE), naming the
+table's holder.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from psycopg.conninfo import make_conninfo
 from cli.main import main
 from pgjobs.errors import PgjobsError
 from pgjobs.migrate import migrate
-from tests.support import make_rows_target, scalar, wait_for
+from tests.support import make_rows_target, scalar, seed, submit_delete, wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -210,3 +215,75 @@ def test_migrate_after_a_killed_migrate_is_not_locked_out(dsn: str, conn: Conn) 
     summary = migrate(dsn)
     assert summary["migrations_applied"] == []
     assert scalar(conn, "SELECT count(*) FROM pgjobs.yoyo_lock") == 0
+
+
+# --- the runner's 1 s wait: which lock ------------------------------------------------
+
+
+def run_job_warnings(make_conn: Callable[..., Conn], job_id: int) -> list[tuple[str, str]]:
+    runner = make_conn()
+    seen: list[tuple[str, str]] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            seen.append((diag.message_primary or "", diag.message_hint or ""))
+
+    runner.add_notice_handler(keep)
+    runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    return seen
+
+
+TABLE_HOLDS = {
+    "lock_table": "LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE",
+    "alter_table": "ALTER TABLE user_table_rows ADD COLUMN extra integer",
+    "rename": "ALTER TABLE user_table_rows RENAME COLUMN label TO title",
+}
+
+
+@pytest.mark.parametrize("hold_sql", sorted(TABLE_HOLDS))
+def test_a_job_left_behind_its_tables_lock_says_so_and_names_the_holder(
+        conn: Conn, make_conn: Callable[..., Conn], hold_sql: str) -> None:
+    """Another transaction holds the target in a mode a page waits for (an
+    ALTER TABLE, LOCK TABLE, CREATE INDEX not yet committed): the runner
+    leaves the job after its 1 s wait with a warning naming the table and
+    the holding session, not 'its row'."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    job_id = submit_delete(conn, target, "1")
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(TABLE_HOLDS[hold_sql])
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    warnings = run_job_warnings(make_conn, job_id)
+    holder.rollback()
+    assert len(warnings) == 1, warnings
+    message, hint = warnings[0]
+    assert f"job {job_id} left for now" in message
+    assert "its table public.user_table_rows" in message and f"pid {pid} (role " in message, message
+    assert "its row" not in message
+    assert "pg_terminate_backend" in hint
+
+
+def test_a_job_left_behind_its_row_says_its_row(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """A client's transaction holds the job's row (a pause not yet
+    committed): the warning says its row, as before."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    job_id = submit_delete(conn, target, "1")
+    runner = make_conn()
+    seen: list[str] = []
+    runner.add_notice_handler(lambda d: seen.append(d.message_primary or "")
+                              if d.severity_nonlocalized == "WARNING" else None)
+    # The first page runs (the claim, the count); then a client pauses in a
+    # transaction it leaves open, and the next step waits for the row.
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"
+    holder = make_conn(autocommit=False)
+    holder.execute("SELECT pgjobs.pause(%s)", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) is None
+    holder.rollback()
+    assert len(seen) == 1, seen
+    assert f"job {job_id} left for now: waited 1 s for its row" in seen[0], seen

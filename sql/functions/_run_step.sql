@@ -18,10 +18,13 @@ AS $$
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released, or its row held by another transaction for 1 s). Locks: what
+-- released, or its row or its table held by another transaction for 1 s:
+-- then a WARNING says which, naming the table's holder). Locks: what
 -- pgjobs._run_page locks.
 DECLARE
     v_state text;
+    v_target regclass;
+    v_holders text;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -49,11 +52,34 @@ BEGIN
             RETURN NULL;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        RAISE WARNING 'pgjobs: job % left for now: another transaction holds its row '
-                      '(a pause, cancel, resume or retry not yet committed?)', p_id
-            USING HINT = 'It goes on once that transaction ends and its lease lapses; '
-                         'find it with pg_blocking_pids(), or set '
-                         'idle_in_transaction_session_timeout for client roles.';
+        -- Which lock: the page waited for the job's row or for its table
+        -- (pgjobs._hold_target: an ALTER TABLE, a LOCK TABLE not yet
+        -- committed). The row is free when this transaction can lock it
+        -- now (it would lock it at its next page anyway); a session holding
+        -- the table in a mode that blocks a page is named.
+        SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+        v_holders := pgjobs._lock_holders(v_target, NULL);
+        IF v_holders IS NOT NULL THEN
+            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its table %, which %',
+                          p_id, v_target, v_holders || ' holds'
+                USING HINT = 'It goes on once that transaction ends (an ALTER TABLE, LOCK TABLE, '
+                             'CREATE INDEX or VACUUM FULL of the table?) and its lease lapses; '
+                             'if it does not end, end it: SELECT pg_terminate_backend(pid).';
+        ELSIF NOT EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id
+                            FOR UPDATE SKIP LOCKED) THEN
+            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row, which another '
+                          'transaction holds (a pause, cancel, resume or retry not yet committed?)',
+                          p_id
+                USING HINT = 'It goes on once that transaction ends and its lease lapses; '
+                             'find it with pg_blocking_pids(), or set '
+                             'idle_in_transaction_session_timeout for client roles.';
+        ELSE
+            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row or its table %, '
+                          'which another transaction held', p_id, v_target
+                USING HINT = 'It goes on at a later claim; if it keeps coming back, look for '
+                             'long transactions in pg_stat_activity that lock the job or the '
+                             'table, and end them.';
+        END IF;
         RETURN NULL;
     END;
     RETURN v_state;
