@@ -315,6 +315,9 @@ EXPORT_CHUNK_BOUND = """
 SELECT c.next_after FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+# What a worker's control statement gave up waiting for (55P03): the job's
+# row or its table, and who holds it (the runner's warning says the same).
+LOCK_WAIT_PROBLEM = "SELECT p.message FROM pgjobs._lock_wait_problem(%(id)s, %(waited)s) p"
 # Parallel exports (option parallel > 1): the parts of one job, each claimed,
 # leased, fenced and checkpointed on its own (poller/parallel.py).
 EXPORT_PARTS_SPLIT = "SELECT pgjobs.export_parts_split(%(id)s, %(worker)s)"

@@ -6100,6 +6100,58 @@ $$;
 ALTER FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_wait_problem(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What job p_id's runner or worker waited p_waited for (text, e.g. '1 s')
+-- when its statement gave up on a lock (55P03): the job's row (a client's
+-- pause, cancel, resume or retry not yet committed) or its target (an
+-- ALTER TABLE, LOCK TABLE, CREATE INDEX not yet committed: pgjobs._hold_target,
+-- an export's key walk), for the one message both say it in: the runner's
+-- WARNING (pgjobs._run_step) and the worker's log line. A session holding
+-- the table in a mode that blocks a page or a read is named
+-- (pgjobs._lock_holders); the row is free when this transaction can lock
+-- it now; else, the holder gone meanwhile, 'its row or its table'.
+-- Locks: the job's row, FOR UPDATE SKIP LOCKED, to the end of the
+-- transaction (the caller's next statement for it locks it anyway).
+DECLARE
+    v_target regclass;
+    v_holders text;
+BEGIN
+    SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+    v_holders := pgjobs._lock_holders(v_target, NULL);
+    IF v_holders IS NOT NULL THEN
+        message := format('waited %s for its table %s, which %s holds', p_waited, v_target,
+                          v_holders);
+        hint := 'It goes on once that transaction ends (an ALTER TABLE, LOCK TABLE, '
+                'CREATE INDEX or VACUUM FULL of the table?) and the job''s lease lapses; '
+                'if it does not end, end it: SELECT pg_terminate_backend(pid).';
+    ELSIF NOT EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE SKIP LOCKED) THEN
+        message := format('waited %s for its row, which another transaction holds (a pause, '
+                          'cancel, resume or retry not yet committed?)', p_waited);
+        hint := 'It goes on once that transaction ends and the job''s lease lapses; find it '
+                'with pg_blocking_pids(), or set idle_in_transaction_session_timeout for '
+                'client roles.';
+    ELSE
+        message := format('waited %s for its row or its table %s, which another transaction '
+                          'held', p_waited, v_target);
+        hint := 'It goes on at a later claim; if it keeps coming back, look for long '
+                'transactions in pg_stat_activity that lock the job or the table, and end them.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
 -- Name: _loose_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9966,8 +10018,7 @@ CREATE FUNCTION pgjobs._run_step(p_id bigint, p_worker text, p_deadline timestam
 -- pgjobs._run_page locks.
 DECLARE
     v_state text;
-    v_target regclass;
-    v_holders text;
+    v_problem record;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -9995,34 +10046,10 @@ BEGIN
             RETURN NULL;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        -- Which lock: the page waited for the job's row or for its table
-        -- (pgjobs._hold_target: an ALTER TABLE, a LOCK TABLE not yet
-        -- committed). The row is free when this transaction can lock it
-        -- now (it would lock it at its next page anyway); a session holding
-        -- the table in a mode that blocks a page is named.
-        SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := pgjobs._lock_holders(v_target, NULL);
-        IF v_holders IS NOT NULL THEN
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its table %, which %',
-                          p_id, v_target, v_holders || ' holds'
-                USING HINT = 'It goes on once that transaction ends (an ALTER TABLE, LOCK TABLE, '
-                             'CREATE INDEX or VACUUM FULL of the table?) and its lease lapses; '
-                             'if it does not end, end it: SELECT pg_terminate_backend(pid).';
-        ELSIF NOT EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id
-                            FOR UPDATE SKIP LOCKED) THEN
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row, which another '
-                          'transaction holds (a pause, cancel, resume or retry not yet committed?)',
-                          p_id
-                USING HINT = 'It goes on once that transaction ends and its lease lapses; '
-                             'find it with pg_blocking_pids(), or set '
-                             'idle_in_transaction_session_timeout for client roles.';
-        ELSE
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row or its table %, '
-                          'which another transaction held', p_id, v_target
-                USING HINT = 'It goes on at a later claim; if it keeps coming back, look for '
-                             'long transactions in pg_stat_activity that lock the job or the '
-                             'table, and end them.';
-        END IF;
+        -- Which lock (the job's row or its table) and who holds it.
+        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
+        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+            USING HINT = v_problem.hint;
         RETURN NULL;
     END;
     RETURN v_state;
@@ -18090,6 +18117,13 @@ GRANT ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) TO
 
 REVOKE ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _loose_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -287,3 +287,53 @@ def test_a_job_left_behind_its_row_says_its_row(
     holder.rollback()
     assert len(seen) == 1, seen
     assert f"job {job_id} left for now: waited 1 s for its row" in seen[0], seen
+
+
+def test_an_export_worker_left_behind_a_lock_says_which(
+        conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any) -> None:
+    """The worker's control statements wait 5 s for a lock, then leave the job
+    ('lost'). Its reason, a fixed 'another transaction holds the job's row',
+    now comes from the SQL the runner's warning uses
+    (pgjobs._lock_wait_problem), which tells the row from the table and names
+    the table's holder."""
+    from pgjobs.poller.export import Exporter
+
+    make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (table_id, n) "
+                 "SELECT 1, g FROM generate_series(1, 50) g")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    own = int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', '1')"))
+    worker = str(scalar(conn, "SELECT worker FROM pgjobs.claim_export(%s, 'w', '1 hour')",
+                        (own,)))
+    holder = make_conn(autocommit=False)
+    holder.execute("SELECT pgjobs.pause(%s)", (own,))  # and the transaction stays open
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        Exporter(conn.info.dsn, own, worker, f"file://{folder}").run()), daemon=True)
+    thread.start()
+    thread.join(120)
+    stuck = thread.is_alive()
+    holder.rollback()
+    thread.join(60)
+    assert not stuck, "the worker waited for the other transaction"
+    assert outcome[0].status == "lost", outcome
+    why = outcome[0].error or ""
+    assert "waited 5s for its row, which another transaction holds" in why, why
+
+
+def test_the_lock_wait_problem_names_a_tables_holder(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """The one description both use, for a table held by an ALTER TABLE not
+    yet committed: the table and the holding session, not the row."""
+    make_rows_target(conn)
+    own = int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', '1')"))
+    holder = make_conn(autocommit=False)
+    holder.execute("ALTER TABLE user_table_rows ADD COLUMN extra integer")
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    row = conn.execute("SELECT message, hint FROM pgjobs._lock_wait_problem(%s, '5s')",
+                       (own,)).fetchone()
+    holder.rollback()
+    assert row is not None
+    assert row[0].startswith(f"waited 5s for its table public.user_table_rows, which pid {pid} ")
+    assert "pg_terminate_backend" in row[1]

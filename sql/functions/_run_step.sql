@@ -23,8 +23,7 @@ AS $$
 -- pgjobs._run_page locks.
 DECLARE
     v_state text;
-    v_target regclass;
-    v_holders text;
+    v_problem record;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -52,34 +51,10 @@ BEGIN
             RETURN NULL;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        -- Which lock: the page waited for the job's row or for its table
-        -- (pgjobs._hold_target: an ALTER TABLE, a LOCK TABLE not yet
-        -- committed). The row is free when this transaction can lock it
-        -- now (it would lock it at its next page anyway); a session holding
-        -- the table in a mode that blocks a page is named.
-        SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := pgjobs._lock_holders(v_target, NULL);
-        IF v_holders IS NOT NULL THEN
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its table %, which %',
-                          p_id, v_target, v_holders || ' holds'
-                USING HINT = 'It goes on once that transaction ends (an ALTER TABLE, LOCK TABLE, '
-                             'CREATE INDEX or VACUUM FULL of the table?) and its lease lapses; '
-                             'if it does not end, end it: SELECT pg_terminate_backend(pid).';
-        ELSIF NOT EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id
-                            FOR UPDATE SKIP LOCKED) THEN
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row, which another '
-                          'transaction holds (a pause, cancel, resume or retry not yet committed?)',
-                          p_id
-                USING HINT = 'It goes on once that transaction ends and its lease lapses; '
-                             'find it with pg_blocking_pids(), or set '
-                             'idle_in_transaction_session_timeout for client roles.';
-        ELSE
-            RAISE WARNING 'pgjobs: job % left for now: waited 1 s for its row or its table %, '
-                          'which another transaction held', p_id, v_target
-                USING HINT = 'It goes on at a later claim; if it keeps coming back, look for '
-                             'long transactions in pg_stat_activity that lock the job or the '
-                             'table, and end them.';
-        END IF;
+        -- Which lock (the job's row or its table) and who holds it.
+        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
+        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+            USING HINT = v_problem.hint;
         RETURN NULL;
     END;
     RETURN v_state;
