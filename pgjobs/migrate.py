@@ -43,7 +43,11 @@ def yoyo_uri(dsn: str) -> str:
 
 
 def apply_migrations(dsn: str, root: Path | None = None) -> list[str]:
-    """Apply pending yoyo migrations; return the ids applied."""
+    """Apply pending yoyo migrations; return the ids applied. Called only under
+    pgjobs' migrate lock (queries.MIGRATE_LOCK), which every release's migrate
+    takes: a row in yoyo's own lock table then belongs to a run that died
+    (SIGKILL, a lost connection) before it deleted it, and is cleared; it
+    failed every later migrate ('Process N has locked this database')."""
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(yoyo_uri(dsn), migration_table="_yoyo_migration")
@@ -52,6 +56,7 @@ def apply_migrations(dsn: str, root: Path | None = None) -> list[str]:
         with warnings.catch_warnings():
             # yoyo warns about nested transactions on its autocommit connection.
             warnings.simplefilter("ignore")
+            backend.break_lock()
             with backend.lock():
                 pending = backend.to_apply(migrations)
                 backend.apply_migrations(pending)

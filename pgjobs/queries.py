@@ -8,7 +8,53 @@ from __future__ import annotations
 
 # --- migrate --------------------------------------------------------------
 
-MIGRATE_LOCK = "SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('pgjobs.migrate'))"
+# The session lock that serializes `pgjobs migrate` runs. Any role may take
+# an advisory key, and hold it outside any transaction (no idle timeout ends
+# it): a migrate waited for such a session forever, printing nothing. It
+# waits at most the session's lock_timeout, or 60 s (a whole first install
+# of another migrate takes a few seconds), then raises 55P03 naming the
+# sessions that hold the key. A DO block, not pgjobs._advisory_xact_lock:
+# before the first install there is no pgjobs function to call (the query
+# is pgjobs._lock_holders' advisory case).
+MIGRATE_LOCK = """
+DO $lock$
+DECLARE
+    v_key bigint := pg_catalog.hashtext('pgjobs.migrate');
+    v_timeout text := pg_catalog.current_setting('lock_timeout');
+    v_wait text := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '60s' ELSE v_timeout END;
+    v_holders text;
+BEGIN
+    PERFORM pg_catalog.set_config('lock_timeout', v_wait, true);
+    PERFORM pg_catalog.pg_advisory_lock(v_key);
+EXCEPTION WHEN lock_not_available THEN
+    PERFORM pg_catalog.pg_stat_clear_snapshot();
+    SELECT pg_catalog.string_agg(pg_catalog.format(
+               'pid %%s (role %%s, application %%s, %%s)', l.pid,
+               coalesce(a.usename::text, '?'),
+               coalesce(pg_catalog.quote_ident(nullif(a.application_name, '')), 'none'),
+               coalesce(a.state, 'state unknown')), ', ' ORDER BY l.pid)
+      INTO v_holders
+      FROM pg_catalog.pg_locks l
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+     WHERE l.granted AND l.locktype OPERATOR(pg_catalog.=) 'advisory'
+       AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+       AND l.objsubid OPERATOR(pg_catalog.=) 1
+       AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+           WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
+       AND ((l.classid::bigint OPERATOR(pg_catalog.<<) 32)
+            OPERATOR(pg_catalog.|) l.objid::bigint) OPERATOR(pg_catalog.=) v_key;
+    RAISE EXCEPTION 'waited %% for the lock that serializes pgjobs migrate runs: %%', v_wait,
+                    coalesce(v_holders OPERATOR(pg_catalog.||) ' holds it',
+                             'the session that held it let go just now')
+        USING ERRCODE = '55P03',
+              HINT = CASE WHEN v_holders IS NULL THEN 'Run pgjobs migrate again.'
+                     ELSE pg_catalog.format(
+                         'Run pgjobs migrate again once that session is done (another pgjobs '
+                         'migrate takes seconds); any session may take the key '
+                         '(pg_advisory_lock(%%s)): if it stays, end that session '
+                         '(SELECT pg_terminate_backend(pid)).', v_key) END;
+END
+$lock$"""
 MIGRATE_UNLOCK = "SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('pgjobs.migrate'))"
 CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 
@@ -269,6 +315,9 @@ EXPORT_CHUNK_BOUND = """
 SELECT c.next_after FROM pgjobs.export_chunk_sql(%(id)s, %(after)s, %(limit)s, %(until)s) c
 """
 EXPORT_RELEASE = "SELECT pgjobs.release(%(id)s, %(worker)s)"
+# What a worker's control statement gave up waiting for (55P03): the job's
+# row or its table, and who holds it (the runner's warning says the same).
+LOCK_WAIT_PROBLEM = "SELECT p.message FROM pgjobs._lock_wait_problem(%(id)s, %(waited)s) p"
 # Parallel exports (option parallel > 1): the parts of one job, each claimed,
 # leased, fenced and checkpointed on its own (poller/parallel.py).
 EXPORT_PARTS_SPLIT = "SELECT pgjobs.export_parts_split(%(id)s, %(worker)s)"

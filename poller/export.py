@@ -233,6 +233,15 @@ class _Control:
             db.wait_for_job_rows_at_most(self.conn)
         return self.conn
 
+    def _lock_wait_problem(self) -> str:
+        """What the statement that gave up (55P03) waited for, as
+        pgjobs._lock_wait_problem says it; a fixed sentence if it cannot."""
+        try:
+            return str(db.scalar(self._connection(), queries.LOCK_WAIT_PROBLEM,
+                                 {"id": self.job_id, "waited": db.JOB_ROW_LOCK_TIMEOUT}))
+        except (db.Error, PgjobsError):
+            return "another transaction holds the job's row or its table"
+
     def call(self, func: Callable[[db.Connection], Any]) -> Any:
         with self.lock:
             delay = 0.2
@@ -242,10 +251,11 @@ class _Control:
                 except (db.Error, PgjobsError) as exc:
                     if db.lock_wait_timed_out(exc):
                         # Another transaction holds the job's row (a client's
-                        # pause or cancel left open): the job is left to the
-                        # next claim, and this worker goes on to other jobs.
-                        raise LeaseLost("another transaction holds the job's row "
-                                        "(a pause or cancel not yet committed?); "
+                        # pause or cancel left open) or its table (an ALTER
+                        # TABLE: an export's key walk reads it): the job is
+                        # left to the next claim, and this worker goes on to
+                        # other jobs. The SQL side says which, and who holds it.
+                        raise LeaseLost(f"{self._lock_wait_problem()}; "
                                         "left for a later claim") from exc
                     if not connection_lost(exc):
                         raise

@@ -65,6 +65,53 @@ $$;
 ALTER FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _advisory_xact_lock(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Takes the transaction advisory lock p_key (pg_advisory_xact_lock) that
+-- serializes p_what (register_target and unregister_target of one table,
+-- pgjobs.schedule), waiting at most the caller's lock_timeout, or 10 s when
+-- it has none. Advisory locks need no privilege: any role that can connect
+-- may take any key, and hold it outside any transaction, where no idle
+-- timeout ends it; these calls waited for such a session forever, saying
+-- nothing. Past the wait this raises 55P03 naming the sessions that hold the
+-- key (pgjobs._lock_holders). The caller's lock_timeout is left as it was.
+-- Locks: p_key, to the end of the transaction.
+DECLARE
+    v_timeout text := current_setting('lock_timeout');
+    v_wait text := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '10s' ELSE v_timeout END;
+    v_holders text;
+BEGIN
+    BEGIN
+        PERFORM set_config('lock_timeout', v_wait, true);
+        PERFORM pg_advisory_xact_lock(p_key);
+    EXCEPTION WHEN lock_not_available THEN
+        v_holders := pgjobs._lock_holders(NULL, p_key);
+        RAISE EXCEPTION 'waited % for the lock that serializes %: %', v_wait, p_what,
+                        coalesce(v_holders || ' holds it',
+                                 'the session that held it let go just now')
+            USING ERRCODE = '55P03',
+                  HINT = CASE WHEN v_holders IS NULL THEN 'Run it again.'
+                         ELSE format('Run it again once that session is done: pgjobs holds the '
+                                     'lock for a moment, but any session may take the key '
+                                     '(pg_advisory_lock(%s)); if it stays, end that session '
+                                     '(SELECT pg_terminate_backend(pid)).', p_key) END;
+    END;
+    PERFORM set_config('lock_timeout', v_timeout, true);
+END
+$$;
+
+ALTER FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) OWNER TO SUPERUSER;
+
+--
 -- Name: _allowed_scope_entries(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5972,6 +6019,54 @@ $$;
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Who holds the lock a pgjobs statement just gave up waiting for, for its
+-- message: the other sessions of this database that hold, granted, the
+-- advisory key p_key (when p_relation is NULL: the one-key form,
+-- pg_advisory_lock(bigint)), or a lock on p_relation in a mode that
+-- conflicts with a page's (SHARE and stronger: ALTER TABLE, LOCK TABLE,
+-- CREATE INDEX, VACUUM FULL). Each as 'pid N (role R, application "A",
+-- state S, MODE)', comma-separated, or NULL when none does (any more).
+-- pg_locks and the pid, role and state columns of pg_stat_activity are
+-- readable by every role. Locks nothing.
+DECLARE
+    v_holders text;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity as it is now
+    SELECT string_agg(format('pid %s (role %s, application %s, %s, %s)', l.pid,
+                             coalesce(a.usename::text, '?'),
+                             coalesce(quote_ident(nullif(a.application_name, '')), 'none'),
+                             coalesce(a.state, 'state unknown'), l.mode),
+                      ', ' ORDER BY l.pid)
+      INTO v_holders
+      FROM pg_catalog.pg_locks l
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE l.granted AND l.pid <> pg_backend_pid()
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                          WHERE d.datname = current_database())
+       AND CASE WHEN p_relation IS NULL
+                THEN l.locktype = 'advisory' AND l.objsubid = 1
+                     AND ((l.classid::bigint << 32) | l.objid::bigint) = p_key
+                ELSE l.locktype = 'relation' AND l.relation = p_relation
+                     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                    'AccessExclusiveLock') END;
+    RETURN v_holders;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6003,6 +6098,58 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _lock_wait_problem(bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What job p_id's runner or worker waited p_waited for (text, e.g. '1 s')
+-- when its statement gave up on a lock (55P03): the job's row (a client's
+-- pause, cancel, resume or retry not yet committed) or its target (an
+-- ALTER TABLE, LOCK TABLE, CREATE INDEX not yet committed: pgjobs._hold_target,
+-- an export's key walk), for the one message both say it in: the runner's
+-- WARNING (pgjobs._run_step) and the worker's log line. A session holding
+-- the table in a mode that blocks a page or a read is named
+-- (pgjobs._lock_holders); the row is free when this transaction can lock
+-- it now; else, the holder gone meanwhile, 'its row or its table'.
+-- Locks: the job's row, FOR UPDATE SKIP LOCKED, to the end of the
+-- transaction (the caller's next statement for it locks it anyway).
+DECLARE
+    v_target regclass;
+    v_holders text;
+BEGIN
+    SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+    v_holders := pgjobs._lock_holders(v_target, NULL);
+    IF v_holders IS NOT NULL THEN
+        message := format('waited %s for its table %s, which %s holds', p_waited, v_target,
+                          v_holders);
+        hint := 'It goes on once that transaction ends (an ALTER TABLE, LOCK TABLE, '
+                'CREATE INDEX or VACUUM FULL of the table?) and the job''s lease lapses; '
+                'if it does not end, end it: SELECT pg_terminate_backend(pid).';
+    ELSIF NOT EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id FOR UPDATE SKIP LOCKED) THEN
+        message := format('waited %s for its row, which another transaction holds (a pause, '
+                          'cancel, resume or retry not yet committed?)', p_waited);
+        hint := 'It goes on once that transaction ends and the job''s lease lapses; find it '
+                'with pg_blocking_pids(), or set idle_in_transaction_session_timeout for '
+                'client roles.';
+    ELSE
+        message := format('waited %s for its row or its table %s, which another transaction '
+                          'held', p_waited, v_target);
+        hint := 'It goes on at a later claim; if it keeps coming back, look for long '
+                'transactions in pg_stat_activity that lock the job or the table, and end them.';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
 -- Name: _loose_type(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10005,10 +10152,12 @@ CREATE FUNCTION pgjobs._run_step(p_id bigint, p_worker text, p_deadline timestam
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released, or its row held by another transaction for 1 s). Locks: what
+-- released, or its row or its table held by another transaction for 1 s:
+-- then a WARNING says which, naming the table's holder). Locks: what
 -- pgjobs._run_page locks.
 DECLARE
     v_state text;
+    v_problem record;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -10036,11 +10185,10 @@ BEGIN
             RETURN NULL;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        RAISE WARNING 'pgjobs: job % left for now: another transaction holds its row '
-                      '(a pause, cancel, resume or retry not yet committed?)', p_id
-            USING HINT = 'It goes on once that transaction ends and its lease lapses; '
-                         'find it with pg_blocking_pids(), or set '
-                         'idle_in_transaction_session_timeout for client roles.';
+        -- Which lock (the job's row or its table) and who holds it.
+        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
+        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+            USING HINT = v_problem.hint;
         RETURN NULL;
     END;
     RETURN v_state;
@@ -15737,8 +15885,10 @@ BEGIN
     -- Registrations (and unregister_target) of one table, one at a time.
     -- Not the lock submits take (below): a registration that keeps the
     -- columns does not wait for them.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    -- Any role may hold that key (pgjobs._advisory_xact_lock): a bounded wait.
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN
@@ -16261,7 +16411,7 @@ BEGIN
     END IF;
 
     v_version := pgjobs._cron_version();
-    PERFORM pg_advisory_xact_lock(hashtext('pgjobs.schedule'));
+    PERFORM pgjobs._advisory_xact_lock(hashtext('pgjobs.schedule'), 'pgjobs.schedule calls');
 
     IF v_version >= ARRAY[1, 5] THEN
         v_run_schedule := format('%s seconds', v_run_every);
@@ -16790,8 +16940,9 @@ BEGIN
     END IF;
 
     -- register_target's locks, in its order.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
     -- holds the row FOR KEY SHARE to its commit), whose jobs the check
@@ -17500,6 +17651,13 @@ GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items j
 GRANT ALL ON FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _advisory_xact_lock(p_key bigint, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._advisory_xact_lock(p_key bigint, p_what text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _allowed_scope_entries(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18122,11 +18280,25 @@ REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._lock_scope(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_wait_problem(p_id bigint, p_waited text, OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _loose_type(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

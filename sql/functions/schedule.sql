@@ -68,7 +68,7 @@ BEGIN
     END IF;
 
     v_version := pgjobs._cron_version();
-    PERFORM pg_advisory_xact_lock(hashtext('pgjobs.schedule'));
+    PERFORM pgjobs._advisory_xact_lock(hashtext('pgjobs.schedule'), 'pgjobs.schedule calls');
 
     IF v_version >= ARRAY[1, 5] THEN
         v_run_schedule := format('%s seconds', v_run_every);
