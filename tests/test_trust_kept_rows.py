@@ -237,3 +237,44 @@ def test_an_update_on_a_key_only_index_still_skips_another_scopes_key(conn: Conn
     assert row["status"] == "succeeded", row
     assert row["result"]["skipped"] == 1 and row["result"]["updated"] == 1
     assert scalar(conn, "SELECT name FROM g WHERE id = 2") == "theirs"
+
+
+# --- a trigger that keeps only rows the write would not change (hR review) --------------
+# PostgreSQL's own suppress_redundant_updates_trigger() returns NULL for an
+# UPDATE that changes nothing: the row already holds what the job writes.
+# Such a row is not "kept": it is as the job would leave it. The 27000 check
+# failed a backfill over rows partly set already, and a re-import with
+# on_duplicate update of records that were already there.
+
+SUPPRESS = ("CREATE TRIGGER same BEFORE UPDATE ON {t} FOR EACH ROW "
+            "EXECUTE FUNCTION suppress_redundant_updates_trigger()")
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+@pytest.mark.parametrize("options", [{}, {"page_size": 3}])
+def test_a_backfill_over_rows_already_set_succeeds_with_a_no_op_suppressing_trigger(
+        conn: Conn, partitioned: bool, options: dict[str, Any]) -> None:
+    _table(conn, partitioned=partitioned)
+    conn.execute("UPDATE t SET status = 'y' WHERE id % 4 = 0")
+    conn.execute(SUPPRESS.format(t="t_a" if partitioned else "t"))
+    job_id = _backfill(conn, {}, options)
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row
+    assert _set(conn) == 20
+    assert scalar(conn, "SELECT count(*) FROM t WHERE scope = 'b' AND status = 'y'") == 0
+
+
+def test_a_trigger_that_keeps_rows_needing_a_change_still_fails_the_backfill(conn: Conn) -> None:
+    """The no-op allowance is no way around the check: a row the trigger
+    keeps that the set would have changed still fails the job."""
+    _table(conn)
+    conn.execute("UPDATE t SET status = 'y' WHERE id % 8 = 0")
+    conn.execute(KEEP_EVERY_4TH)
+    conn.execute("CREATE TRIGGER keep BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION keep()")
+    job_id = _backfill(conn, {}, {"page_size": 40})
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "SQLSTATE 27000" in row["error"]
+    assert _set(conn) == 5  # the rows set before the job; the page undone
