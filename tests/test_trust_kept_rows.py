@@ -278,3 +278,22 @@ def test_a_trigger_that_keeps_rows_needing_a_change_still_fails_the_backfill(con
     assert row["status"] == "failed", row
     assert "SQLSTATE 27000" in row["error"]
     assert _set(conn) == 5  # the rows set before the job; the page undone
+
+
+@pytest.mark.parametrize("rule", [
+    "CREATE RULE keep AS ON UPDATE TO t WHERE old.id % 4 = 0 DO INSTEAD NOTHING",
+    "CREATE RULE keep AS ON UPDATE TO t DO INSTEAD NOTHING",
+    "CREATE RULE keep AS ON UPDATE TO t WHERE old.id % 4 = 0 DO ALSO NOTHING",
+])
+def test_a_backfill_never_succeeds_with_rows_a_rule_keeps(conn: Conn, rule: str) -> None:
+    """A rule on UPDATE: the backfill fails, or sets every row it reports."""
+    _table(conn)
+    conn.execute(rule)
+    job_id = _backfill(conn, {}, {"page_size": 3})
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    if row["status"] == "succeeded":
+        assert _set(conn) == 20 == row["done"], row
+    else:
+        assert row["status"] == "failed", row
+        assert row["done"] == _set(conn), row
