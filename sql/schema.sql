@@ -4466,6 +4466,48 @@ $$;
 ALTER FUNCTION pgjobs._hold_target(p_target regclass) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_after(pgjobs.jobs, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The first import of p_job's scope placed after p_job's submit (a later
+-- import, or an earlier one retried since) that has written rows, or, with
+-- p_pending, that may still write them (queued, running, paused; one that
+-- succeeded counts as written); NULL when none, or when p_job is not a
+-- delete or backfill. Such a job keeps the cutoff of its submit and judges
+-- rows by their created_at, and an import writes the created_at its source
+-- gives: the rows it dated before that cutoff would read as rows that
+-- existed at the submit, deleted or changed, the others spared. Asked by
+-- pgjobs._retry_as (p_pending: refused) and at every attempt's start,
+-- pgjobs._may_start_attempt (written only: a writer that was not due yet
+-- held no place in the gate, pgjobs._writer_may_start, so a later import
+-- may have run first; the job fails). Locks nothing.
+BEGIN
+    IF p_job.kind NOT IN ('delete', 'backfill') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT i.id
+              FROM pgjobs.jobs i
+             WHERE i.target = p_job.target AND i.scope = p_job.scope
+               AND i.kind = 'import'
+               AND coalesce(i.gate_order, i.id) > p_job.id
+               AND (i.done > 0 OR i.status = 'succeeded'
+                    OR (p_pending AND i.status IN ('queued', 'running', 'paused')))
+             ORDER BY i.id
+             LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) OWNER TO SUPERUSER;
+
+--
 -- Name: _import_conflict_columns(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6439,6 +6481,8 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- retryable failure's backoff, a job handed back at the end of a runner's
 -- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
 -- page or per item row.
+-- Nor may the first attempt of a delete or backfill that an import of its
+-- scope submitted after it wrote rows before (pgjobs._import_after).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -6453,9 +6497,34 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
     v_problem record;
+    v_message text;
+    v_hint text;
+    v_import bigint;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
-    IF v_problem.message IS NULL THEN
+    v_message := v_problem.message;
+    v_hint := v_problem.hint;
+    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+        -- A delete or backfill that was not due yet (run_at ahead, or
+        -- paused before it was due) held no place in its scope's gate, so
+        -- an import submitted after it may have written rows first: with
+        -- the cutoff of its submit, the job would delete or change the
+        -- imported rows dated before it (pgjobs._import_after). It fails,
+        -- as its retry would be refused. One that started held the gate
+        -- since (a retry clears started_at): asked at its first attempt.
+        v_import := pgjobs._import_after(p_job, false);
+        IF v_import IS NOT NULL THEN
+            v_message := format('job %s (%s) cannot be started: import job %s of %s scope %s, '
+                                'submitted after it, wrote rows before it started; it keeps the '
+                                'cutoff of its submit (%s) and judges rows by their created_at, '
+                                'so imported rows dated earlier would read as rows that existed '
+                                'then', p_job.id, p_job.kind, v_import, p_job.target::regclass,
+                                p_job.scope, p_job.cutoff);
+            v_hint := format('Submit a new %s for the scope as it is now (it takes the imported '
+                             'rows too).', p_job.kind);
+        END IF;
+    END IF;
+    IF v_message IS NULL THEN
         RETURN true;
     END IF;
     IF p_job.fanout THEN
@@ -6472,7 +6541,7 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET status = 'failed',
-           error = left(concat_ws('. ', v_problem.message, nullif(v_problem.hint, '')), 10000),
+           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
            result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,
@@ -8692,27 +8761,18 @@ BEGIN
         -- changed, the others spared, by the data's dates. Refused while
         -- such an import is pending or has written rows (55000); one that
         -- ended having written none is no matter.
-        IF v_job.kind IN ('delete', 'backfill') THEN
-            SELECT i.id INTO v_import
-              FROM pgjobs.jobs i
-             WHERE i.target = v_job.target AND i.scope = v_job.scope
-               AND i.kind = 'import'
-               AND coalesce(i.gate_order, i.id) > v_job.id
-               AND (i.status IN ('queued', 'running', 'paused', 'succeeded') OR i.done > 0)
-             ORDER BY i.id
-             LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
-                    p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
-                    USING ERRCODE = '55000',
-                    DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
-                                    'rows by their created_at: rows the import wrote with an '
-                                    'earlier created_at would read as rows that existed then.',
-                                    v_job.kind, v_job.cutoff),
-                    HINT = format('Submit a new %s for the scope as it is now (it takes the '
-                                  'imported rows too), or cancel import job %s first if it has '
-                                  'not written rows yet.', v_job.kind, v_import);
-            END IF;
+        v_import := pgjobs._import_after(v_job, true);
+        IF v_import IS NOT NULL THEN
+            RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
+                p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55000',
+                DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
+                                'rows by their created_at: rows the import wrote with an '
+                                'earlier created_at would read as rows that existed then.',
+                                v_job.kind, v_job.cutoff),
+                HINT = format('Submit a new %s for the scope as it is now (it takes the '
+                              'imported rows too), or cancel import job %s first if it has '
+                              'not written rows yet.', v_job.kind, v_import);
         END IF;
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).
@@ -18025,6 +18085,13 @@ GRANT ALL ON FUNCTION pgjobs._health() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._hold_target(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._hold_target(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_after(p_job pgjobs.jobs, p_pending boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_conflict_columns(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
