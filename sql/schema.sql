@@ -5343,6 +5343,10 @@ ALTER FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope te
 CREATE FUNCTION pgjobs._inserts_below(p_target regclass) RETURNS bigint
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The rows inserted so far by this transaction (its subtransactions
 -- included, pg_stat_get_xact_tuples_inserted) into the tables that inherit

@@ -3,6 +3,10 @@ RETURNS bigint
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The rows inserted so far by this transaction (its subtransactions
 -- included, pg_stat_get_xact_tuples_inserted) into the tables that inherit
