@@ -9926,17 +9926,16 @@ BEGIN
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-                IF v_matching > 0 THEN
+                IF v_rows < v_matching THEN
                     -- The rows the UPDATE passed over are those still where
                     -- they were locked (an updated row is a new version, the
                     -- old one dead to this statement). One the set would not
                     -- change is no kept row: it already holds what the job
                     -- writes (PostgreSQL's suppress_redundant_updates_trigger
                     -- returns NULL for exactly those, and failed a backfill
-                    -- over rows partly set before). The others are, however
-                    -- many rows the UPDATE set (a count alone let a kept row
-                    -- hide behind rows inserted since the lock). Which would
-                    -- change: the set applied to a trigger-less copy of them.
+                    -- over rows partly set before). Which would change: the
+                    -- set applied to a trigger-less copy of them. Looked at
+                    -- only when the UPDATE set fewer rows than were locked.
                     EXECUTE format('SELECT count(*) FROM %s t WHERE t.ctid = ANY ($1) '
                                    'AND (t.tableoid::oid, t.ctid) IN (SELECT * FROM unnest($2, $1))',
                                    v_job.target)
@@ -9961,6 +9960,8 @@ BEGIN
                            INTO v_matching;
                         DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
                     END IF;
+                ELSE
+                    v_matching := 0;
                 END IF;
                 IF v_matching > 0 THEN
                     RAISE EXCEPTION '% of the rows of % in this page of the backfill were not '
