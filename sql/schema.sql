@@ -4513,6 +4513,48 @@ $$;
 ALTER FUNCTION pgjobs._hold_target(p_target regclass) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_after(pgjobs.jobs, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The first import of p_job's scope placed after p_job's submit (a later
+-- import, or an earlier one retried since) that has written rows, or, with
+-- p_pending, that may still write them (queued, running, paused; one that
+-- succeeded counts as written); NULL when none, or when p_job is not a
+-- delete or backfill. Such a job keeps the cutoff of its submit and judges
+-- rows by their created_at, and an import writes the created_at its source
+-- gives: the rows it dated before that cutoff would read as rows that
+-- existed at the submit, deleted or changed, the others spared. Asked by
+-- pgjobs._retry_as (p_pending: refused) and at every attempt's start,
+-- pgjobs._may_start_attempt (written only: a writer that was not due yet
+-- held no place in the gate, pgjobs._writer_may_start, so a later import
+-- may have run first; the job fails). Locks nothing.
+BEGIN
+    IF p_job.kind NOT IN ('delete', 'backfill') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT i.id
+              FROM pgjobs.jobs i
+             WHERE i.target = p_job.target AND i.scope = p_job.scope
+               AND i.kind = 'import'
+               AND coalesce(i.gate_order, i.id) > p_job.id
+               AND (i.done > 0 OR i.status = 'succeeded'
+                    OR (p_pending AND i.status IN ('queued', 'running', 'paused')))
+             ORDER BY i.id
+             LIMIT 1);
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) OWNER TO SUPERUSER;
+
+--
 -- Name: _import_conflict_columns(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5340,6 +5382,33 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
+-- Name: _inserts_below(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._inserts_below(p_target regclass) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The rows inserted so far by this transaction (its subtransactions
+-- included, pg_stat_get_xact_tuples_inserted) into the tables that inherit
+-- from p_target, at any depth, not p_target itself: pgjobs.import_batch
+-- reads it before and after each statement, to count the records a BEFORE
+-- INSERT trigger of the target routed into a child. Locks nothing.
+WITH RECURSIVE below(rel) AS (
+    SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = p_target
+    UNION
+    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent = b.rel)
+SELECT coalesce(sum(pg_catalog.pg_stat_get_xact_tuples_inserted(b.rel)), 0)::bigint
+  FROM below b
+$$;
+
+ALTER FUNCTION pgjobs._inserts_below(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -6586,6 +6655,8 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- retryable failure's backoff, a job handed back at the end of a runner's
 -- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
 -- page or per item row.
+-- Nor may the first attempt of a delete or backfill that an import of its
+-- scope submitted after it wrote rows before (pgjobs._import_after).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -6600,9 +6671,34 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
     v_problem record;
+    v_message text;
+    v_hint text;
+    v_import bigint;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
-    IF v_problem.message IS NULL THEN
+    v_message := v_problem.message;
+    v_hint := v_problem.hint;
+    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+        -- A delete or backfill that was not due yet (run_at ahead, or
+        -- paused before it was due) held no place in its scope's gate, so
+        -- an import submitted after it may have written rows first: with
+        -- the cutoff of its submit, the job would delete or change the
+        -- imported rows dated before it (pgjobs._import_after). It fails,
+        -- as its retry would be refused. One that started held the gate
+        -- since (a retry clears started_at): asked at its first attempt.
+        v_import := pgjobs._import_after(p_job, false);
+        IF v_import IS NOT NULL THEN
+            v_message := format('job %s (%s) cannot be started: import job %s of %s scope %s, '
+                                'submitted after it, wrote rows before it started; it keeps the '
+                                'cutoff of its submit (%s) and judges rows by their created_at, '
+                                'so imported rows dated earlier would read as rows that existed '
+                                'then', p_job.id, p_job.kind, v_import, p_job.target::regclass,
+                                p_job.scope, p_job.cutoff);
+            v_hint := format('Submit a new %s for the scope as it is now (it takes the imported '
+                             'rows too).', p_job.kind);
+        END IF;
+    END IF;
+    IF v_message IS NULL THEN
         RETURN true;
     END IF;
     IF p_job.fanout THEN
@@ -6619,7 +6715,7 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET status = 'failed',
-           error = left(concat_ws('. ', v_problem.message, nullif(v_problem.hint, '')), 10000),
+           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
            result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,
@@ -8839,27 +8935,18 @@ BEGIN
         -- changed, the others spared, by the data's dates. Refused while
         -- such an import is pending or has written rows (55000); one that
         -- ended having written none is no matter.
-        IF v_job.kind IN ('delete', 'backfill') THEN
-            SELECT i.id INTO v_import
-              FROM pgjobs.jobs i
-             WHERE i.target = v_job.target AND i.scope = v_job.scope
-               AND i.kind = 'import'
-               AND coalesce(i.gate_order, i.id) > v_job.id
-               AND (i.status IN ('queued', 'running', 'paused', 'succeeded') OR i.done > 0)
-             ORDER BY i.id
-             LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
-                    p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
-                    USING ERRCODE = '55000',
-                    DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
-                                    'rows by their created_at: rows the import wrote with an '
-                                    'earlier created_at would read as rows that existed then.',
-                                    v_job.kind, v_job.cutoff),
-                    HINT = format('Submit a new %s for the scope as it is now (it takes the '
-                                  'imported rows too), or cancel import job %s first if it has '
-                                  'not written rows yet.', v_job.kind, v_import);
-            END IF;
+        v_import := pgjobs._import_after(v_job, true);
+        IF v_import IS NOT NULL THEN
+            RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
+                p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55000',
+                DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
+                                'rows by their created_at: rows the import wrote with an '
+                                'earlier created_at would read as rows that existed then.',
+                                v_job.kind, v_job.cutoff),
+                HINT = format('Submit a new %s for the scope as it is now (it takes the '
+                              'imported rows too), or cancel import job %s first if it has '
+                              'not written rows yet.', v_job.kind, v_import);
         END IF;
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).
@@ -9345,6 +9432,9 @@ DECLARE
     v_checking boolean := false;
     v_trailing boolean := false;
     v_behind bigint;
+    v_locked_oids oid[];
+    v_locked_tids tid[];
+    v_columns text;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -9970,10 +10060,11 @@ BEGIN
                            SELECT FROM pg_catalog.pg_trigger g JOIN tree ON g.tgrelid = tree.rel
                             WHERE g.tgtype::integer & 19 = 19  -- ROW, BEFORE, UPDATE
                               AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
-                    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %s '
+                    EXECUTE format('SELECT count(*), array_agg(s.tableoid), array_agg(s.ctid) '
+                                   'FROM (SELECT tableoid::oid, ctid FROM %s WHERE %s '
                                    'AND coalesce((%s), false) FOR UPDATE) s',
                                    v_job.target, v_range, v_job.predicate)
-                       INTO v_matching;
+                       INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
@@ -9983,10 +10074,47 @@ BEGIN
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 IF v_rows < v_matching THEN
-                    RAISE EXCEPTION '% of the % rows of % in this page of the backfill were not '
+                    -- The rows the UPDATE passed over are those still where
+                    -- they were locked (an updated row is a new version, the
+                    -- old one dead to this statement). One the set would not
+                    -- change is no kept row: it already holds what the job
+                    -- writes (PostgreSQL's suppress_redundant_updates_trigger
+                    -- returns NULL for exactly those, and failed a backfill
+                    -- over rows partly set before). Which would change: the
+                    -- set applied to a trigger-less copy of them. Looked at
+                    -- only when the UPDATE set fewer rows than were locked.
+                    EXECUTE format('SELECT count(*) FROM %s t WHERE t.ctid = ANY ($1) '
+                                   'AND (t.tableoid::oid, t.ctid) IN (SELECT * FROM unnest($2, $1))',
+                                   v_job.target)
+                       USING v_locked_tids, v_locked_oids INTO v_matching;
+                    IF v_matching > 0 THEN
+                        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
+                          INTO v_columns
+                          FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = v_job.target AND a.attnum > 0
+                           AND NOT a.attisdropped;
+                        DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
+                        EXECUTE format('CREATE TEMP TABLE pgjobs_backfill_kept ON COMMIT DROP AS '
+                                       'SELECT %1$s, ROW(%1$s)::text AS pgjobs_before FROM %2$s t '
+                                       'WHERE t.ctid = ANY (%3$L::tid[]) AND (t.tableoid::oid, t.ctid) '
+                                       'IN (SELECT * FROM unnest(%4$L::oid[], %3$L::tid[]))',
+                                       v_columns, v_job.target, v_locked_tids, v_locked_oids);
+                        EXECUTE format('WITH u AS (UPDATE pg_temp.pgjobs_backfill_kept SET %s '
+                                       'RETURNING ROW(%s)::text AS pgjobs_after, pgjobs_before) '
+                                       'SELECT count(*) FROM u '
+                                       'WHERE u.pgjobs_after IS DISTINCT FROM u.pgjobs_before',
+                                       v_job.assignments, v_columns)
+                           INTO v_matching;
+                        DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
+                    END IF;
+                ELSE
+                    v_matching := 0;
+                END IF;
+                IF v_matching > 0 THEN
+                    RAISE EXCEPTION '% of the rows of % in this page of the backfill were not '
                                     'updated (a BEFORE UPDATE trigger on the table returned NULL '
                                     'for them); the job updated % rows before this page',
-                                    v_matching - v_rows, v_matching, v_job.target, v_job.done
+                                    v_matching, v_job.target, v_job.done
                         USING ERRCODE = '27000',
                         HINT = 'A trigger of the target keeps these rows: the job cannot set them '
                                'and does not report that it did. Change the trigger, or narrow '
@@ -14263,6 +14391,7 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_format text;
+    v_raw_json boolean := false;
     v_name text;
     v_type regtype;
     v_expr text;
@@ -14462,6 +14591,19 @@ BEGIN
                                        'E''\r\n'', ''  '')::pg_catalog.json '
                                        'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
                            ELSE format('%I', v_name) END;
+            -- Any other type that may hold json (a domain over json, an
+            -- array or a composite of it, a type with a cast to json) puts
+            -- its text into the line as it is, raw line ends included: the
+            -- record spread over two lines. Such a line has its CR and LF
+            -- made spaces (row_to_json escapes them in every string, so
+            -- they are only ever json's whitespace).
+            IF v_format = 'jsonl' AND v_type IS DISTINCT FROM 'json'::regtype THEN
+                v_raw_json := v_raw_json OR EXISTS (
+                    SELECT FROM pg_catalog.pg_type ty
+                     WHERE ty.oid = v_type
+                       AND NOT (ty.typtype = 'b' AND ty.typcategory <> 'A'
+                                AND ty.typnamespace = 'pg_catalog'::regnamespace));
+            END IF;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;
@@ -14478,8 +14620,13 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
-        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::pg_catalog.text FROM (%s) o) TO STDOUT '
-                           'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
+        copy_sql := format('COPY (SELECT %s FROM (%s) o) TO STDOUT '
+                           'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
+                           CASE WHEN v_raw_json
+                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o)::pg_catalog.text, '
+                                     'E''\r\n'', ''  '')'
+                                ELSE 'pg_catalog.row_to_json(o)::pg_catalog.text' END,
+                           v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,
                            CASE WHEN p_after IS NULL THEN 'true' ELSE 'false' END);
@@ -15242,6 +15389,8 @@ DECLARE
     v_updated bigint := 0;
     v_ins bigint;
     v_upd bigint;
+    v_routed boolean;
+    v_below bigint;
     v_staged bigint;
     v_ns bigint[];
     v_fields text[];
@@ -15282,6 +15431,16 @@ BEGIN
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
     v_ck := coalesce(v_job.checkpoint, '{}');
+    -- A plain table with inheritance children may route its rows to them
+    -- with a BEFORE INSERT trigger that inserts the row there and returns
+    -- NULL (partitioning before PostgreSQL 10): the INSERT counts no row
+    -- for such a record, which landed all the same. The rows inserted into
+    -- the children (pgjobs._inserts_below) during each statement count as
+    -- inserted, so the check below fails only records that landed nowhere.
+    v_routed := EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhparent = v_job.target)
+                AND (SELECT c.relkind FROM pg_catalog.pg_class c
+                      WHERE c.oid = v_job.target) = 'r';
     v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);
     -- Rejects this batch may still take before the job fails.
@@ -15328,12 +15487,16 @@ BEGIN
                 v_mapping := v_mapping
                              || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
+                    v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN
                         EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
                     ELSE  -- no DO UPDATE: the rows written were inserted
                         EXECUTE v_sql USING v_group_ns;
                         GET DIAGNOSTICS v_ins = ROW_COUNT;
                         v_upd := 0;
+                    END IF;
+                    IF v_routed THEN
+                        v_ins := v_ins + pgjobs._inserts_below(v_job.target) - v_below;
                     END IF;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
@@ -15360,12 +15523,16 @@ BEGIN
                     v_state := '22023';  -- v_msg: this record's keys cannot be mapped
                 ELSE
                     BEGIN
+                        v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                         IF left(v_sql, 5) = 'WITH ' THEN
                             EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
                         ELSE
                             EXECUTE v_sql USING ARRAY[v_n];
                             GET DIAGNOSTICS v_ins = ROW_COUNT;
                             v_upd := 0;
+                        END IF;
+                        IF v_routed THEN
+                            v_ins := v_ins + pgjobs._inserts_below(v_job.target) - v_below;
                         END IF;
                         v_inserted := v_inserted + v_ins;
                         v_updated := v_updated + v_upd;
@@ -18126,6 +18293,13 @@ REVOKE ALL ON FUNCTION pgjobs._hold_target(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._hold_target(p_target regclass) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _import_after(p_job pgjobs.jobs, p_pending boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _import_conflict_columns(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18180,6 +18354,13 @@ GRANT ALL ON FUNCTION pgjobs._insert_job(p_kind text, p_target regclass, p_scope
 
 REVOKE ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _inserts_below(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -27,6 +27,7 @@ from tests.support import (
     object_bytes,
     plain_copy,
     run_export,
+    scalar,
     submit_export,
 )
 
@@ -463,3 +464,35 @@ def test_jsonl_exports_json_values_that_jsonb_refuses(conn: Conn, dsn: str, item
         {"id": 10_000 + n, "js": json.loads(value)} for n, value in enumerate(odd)]
     # The values jsonb takes come out in jsonb's form, as before.
     assert lines[3] == b'{"id":10003,"js":[1, 2]}'
+
+
+@pytest.mark.parametrize(("ddl", "value"), [
+    # A domain over json: the same text as json, not caught by its type's name.
+    ("CREATE DOMAIN jdom AS json", '{"a":\n 1, "z": "\\u0000"}'),
+    ("CREATE DOMAIN jdom AS json", '{"a":\r\n 1}'),
+    # An array of json: row_to_json writes each element's own text.
+    ("CREATE DOMAIN jdom AS json[]", '{"{\\"a\\":\n 1}"}'),
+    # A composite type with a json field: row_to_json nests its text too.
+    ("CREATE TYPE jdom AS (j json)", '("{""a"":\n 1}")'),
+])
+def test_jsonl_export_of_json_kinds_keeps_one_record_a_line(conn: Conn, dsn: str, items: None,
+                                                            local_dir: str, ddl: str,
+                                                            value: str) -> None:
+    """Found in the hR review: json keeps raw line ends between its tokens, and
+    only a column of type json itself was normalised; a domain over json, or
+    json[], wrote its raw line ends into the JSONL line, one record spread over
+    two lines (the file no longer parses, or parses as other records)."""
+    conn.execute(ddl)
+    conn.execute("ALTER TABLE items ADD COLUMN jd jdom")
+    conn.execute("DELETE FROM items WHERE tenant = 2")
+    conn.execute("INSERT INTO items (id, tenant, jd) VALUES (10000, 2, %s::jdom)", (value,))
+    job_id = submit_export(conn, "2", {}, {"format": "jsonl", "columns": ["id", "jd"]})
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None
+    lines = content(outcome.result).splitlines()
+    assert len(lines) == 1, lines
+    expected = scalar(conn, "SELECT to_jsonb(jd)::text FROM items WHERE id = 10000") \
+        if "\\u0000" not in value else None
+    if expected is not None:
+        assert json.loads(lines[0]) == {"id": 10000, "jd": json.loads(expected)}

@@ -136,3 +136,57 @@ def test_a_new_delete_after_the_refusal_takes_the_imported_rows(conn: Conn, dsn:
     conn.execute("CALL pgjobs.run_job(%s)", (again,))
     assert job(conn, again)["status"] == "succeeded"
     assert names(conn, 1) == set()
+
+
+# --- the same order without a retry (hR review) -----------------------------------------
+# A delete or backfill not due yet (run_at in the future, or paused before it
+# was due) holds no place in its scope's gate (pgjobs._writer_may_start), so an
+# import submitted after it runs first; the delete then started with the
+# cutoff of its submit and deleted the imported rows its source dated before
+# it. Its first attempt now fails instead (55000, with the retry's hint).
+
+
+def scheduled_writer(conn: Conn, kind: str, paused: bool) -> int:
+    options = '{"run_at": "2999-01-01T00:00:00Z"}'
+    if kind == "delete":
+        job_id = scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}', '{}', %s::jsonb)",
+                        (options,))
+    else:
+        job_id = scalar(conn, "SELECT pgjobs.submit_backfill('people', '1', '{}', "
+                              "'{\"age\": 7}', %s::jsonb)", (options,))
+    if paused:
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+    return int(job_id)
+
+
+@pytest.mark.parametrize("paused", [False, True])
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_scheduled_writer_never_acts_on_rows_an_import_after_it_wrote(
+        conn: Conn, dsn: str, folder: Path, kind: str, paused: bool) -> None:
+    writer = scheduled_writer(conn, kind, paused)
+    imported = new_import(conn, folder)
+    run_import(dsn, imported, folder)  # the gate lets it: the writer is not due
+    if paused:
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (writer,))
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (writer,))
+    conn.execute("CALL pgjobs.run()")
+    row = job(conn, writer)
+    assert row["status"] == "failed", row
+    assert f"import job {imported}" in row["error"] and "Submit a new" in row["error"]
+    assert "imported" in names(conn, 1)
+    assert scalar(conn, "SELECT count(*) FROM people WHERE age = 7") == 0
+    # A new job for the scope as it is now runs.
+    fresh = scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')")
+    conn.execute("CALL pgjobs.run()")
+    assert job(conn, fresh)["status"] == "succeeded"
+
+
+def test_a_scheduled_writer_behind_an_import_that_wrote_nothing_runs(
+        conn: Conn, dsn: str, folder: Path) -> None:
+    writer = scheduled_writer(conn, "delete", False)
+    imported = new_import(conn, folder, scope="2")  # another scope
+    run_import(dsn, imported, folder)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (writer,))
+    conn.execute("CALL pgjobs.run()")
+    assert job(conn, writer)["status"] == "succeeded"
+    assert names(conn, 1) == set()

@@ -83,27 +83,18 @@ BEGIN
         -- changed, the others spared, by the data's dates. Refused while
         -- such an import is pending or has written rows (55000); one that
         -- ended having written none is no matter.
-        IF v_job.kind IN ('delete', 'backfill') THEN
-            SELECT i.id INTO v_import
-              FROM pgjobs.jobs i
-             WHERE i.target = v_job.target AND i.scope = v_job.scope
-               AND i.kind = 'import'
-               AND coalesce(i.gate_order, i.id) > v_job.id
-               AND (i.status IN ('queued', 'running', 'paused', 'succeeded') OR i.done > 0)
-             ORDER BY i.id
-             LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
-                    p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
-                    USING ERRCODE = '55000',
-                    DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
-                                    'rows by their created_at: rows the import wrote with an '
-                                    'earlier created_at would read as rows that existed then.',
-                                    v_job.kind, v_job.cutoff),
-                    HINT = format('Submit a new %s for the scope as it is now (it takes the '
-                                  'imported rows too), or cancel import job %s first if it has '
-                                  'not written rows yet.', v_job.kind, v_import);
-            END IF;
+        v_import := pgjobs._import_after(v_job, true);
+        IF v_import IS NOT NULL THEN
+            RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
+                p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55000',
+                DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
+                                'rows by their created_at: rows the import wrote with an '
+                                'earlier created_at would read as rows that existed then.',
+                                v_job.kind, v_job.cutoff),
+                HINT = format('Submit a new %s for the scope as it is now (it takes the '
+                              'imported rows too), or cancel import job %s first if it has '
+                              'not written rows yet.', v_job.kind, v_import);
         END IF;
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).

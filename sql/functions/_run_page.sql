@@ -102,6 +102,9 @@ DECLARE
     v_checking boolean := false;
     v_trailing boolean := false;
     v_behind bigint;
+    v_locked_oids oid[];
+    v_locked_tids tid[];
+    v_columns text;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -727,10 +730,11 @@ BEGIN
                            SELECT FROM pg_catalog.pg_trigger g JOIN tree ON g.tgrelid = tree.rel
                             WHERE g.tgtype::integer & 19 = 19  -- ROW, BEFORE, UPDATE
                               AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
-                    EXECUTE format('SELECT count(*) FROM (SELECT FROM %s WHERE %s '
+                    EXECUTE format('SELECT count(*), array_agg(s.tableoid), array_agg(s.ctid) '
+                                   'FROM (SELECT tableoid::oid, ctid FROM %s WHERE %s '
                                    'AND coalesce((%s), false) FOR UPDATE) s',
                                    v_job.target, v_range, v_job.predicate)
-                       INTO v_matching;
+                       INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
@@ -740,10 +744,47 @@ BEGIN
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 IF v_rows < v_matching THEN
-                    RAISE EXCEPTION '% of the % rows of % in this page of the backfill were not '
+                    -- The rows the UPDATE passed over are those still where
+                    -- they were locked (an updated row is a new version, the
+                    -- old one dead to this statement). One the set would not
+                    -- change is no kept row: it already holds what the job
+                    -- writes (PostgreSQL's suppress_redundant_updates_trigger
+                    -- returns NULL for exactly those, and failed a backfill
+                    -- over rows partly set before). Which would change: the
+                    -- set applied to a trigger-less copy of them. Looked at
+                    -- only when the UPDATE set fewer rows than were locked.
+                    EXECUTE format('SELECT count(*) FROM %s t WHERE t.ctid = ANY ($1) '
+                                   'AND (t.tableoid::oid, t.ctid) IN (SELECT * FROM unnest($2, $1))',
+                                   v_job.target)
+                       USING v_locked_tids, v_locked_oids INTO v_matching;
+                    IF v_matching > 0 THEN
+                        SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
+                          INTO v_columns
+                          FROM pg_catalog.pg_attribute a
+                         WHERE a.attrelid = v_job.target AND a.attnum > 0
+                           AND NOT a.attisdropped;
+                        DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
+                        EXECUTE format('CREATE TEMP TABLE pgjobs_backfill_kept ON COMMIT DROP AS '
+                                       'SELECT %1$s, ROW(%1$s)::text AS pgjobs_before FROM %2$s t '
+                                       'WHERE t.ctid = ANY (%3$L::tid[]) AND (t.tableoid::oid, t.ctid) '
+                                       'IN (SELECT * FROM unnest(%4$L::oid[], %3$L::tid[]))',
+                                       v_columns, v_job.target, v_locked_tids, v_locked_oids);
+                        EXECUTE format('WITH u AS (UPDATE pg_temp.pgjobs_backfill_kept SET %s '
+                                       'RETURNING ROW(%s)::text AS pgjobs_after, pgjobs_before) '
+                                       'SELECT count(*) FROM u '
+                                       'WHERE u.pgjobs_after IS DISTINCT FROM u.pgjobs_before',
+                                       v_job.assignments, v_columns)
+                           INTO v_matching;
+                        DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
+                    END IF;
+                ELSE
+                    v_matching := 0;
+                END IF;
+                IF v_matching > 0 THEN
+                    RAISE EXCEPTION '% of the rows of % in this page of the backfill were not '
                                     'updated (a BEFORE UPDATE trigger on the table returned NULL '
                                     'for them); the job updated % rows before this page',
-                                    v_matching - v_rows, v_matching, v_job.target, v_job.done
+                                    v_matching, v_job.target, v_job.done
                         USING ERRCODE = '27000',
                         HINT = 'A trigger of the target keeps these rows: the job cannot set them '
                                'and does not report that it did. Change the trigger, or narrow '
