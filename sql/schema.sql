@@ -15601,19 +15601,19 @@ BEGIN
             'state', coalesce(v_first ->> 'state', '22000'),
             'hint', pgjobs._import_reject_hint(v_max));
     END IF;
-    -- With on_duplicate error a staged record is inserted or rejected, and
-    -- with update on a unique index that holds the scope it is inserted,
-    -- updated or rejected: nothing is skipped (only skip, or update on a
-    -- key-only index meeting another scope's key, skips records). One the
-    -- statement left out (a BEFORE INSERT or UPDATE row trigger of the
-    -- target returned NULL for it) did not land, and the job must not
-    -- count it as skipped and succeed ("every record lands exactly once"):
-    -- 27000, the batch undone with the caller's transaction, the job
-    -- failed for good. The index is looked up only then.
+    -- With on_duplicate error a staged record is inserted or rejected:
+    -- nothing is skipped. One the statement left out (a BEFORE INSERT row
+    -- trigger of the target returned NULL for it) did not land, and the job
+    -- must not count it as skipped and succeed ("every record lands exactly
+    -- once"): 27000, the batch undone with the caller's transaction, the
+    -- job failed for good. Not with update: a BEFORE UPDATE trigger that
+    -- returns NULL for an update that changes nothing
+    -- (suppress_redundant_updates_trigger) leaves a record that is already
+    -- there, which a re-import must not fail on, and the statement's counts
+    -- cannot tell it from a record kept out; such records count as skipped
+    -- (docs/imports.md).
     IF v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects) > 0
-       AND (coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error'
-            OR (v_job.payload ->> 'on_duplicate' = 'update'
-                AND v_reg.scope_column::text = ANY (pgjobs._import_conflict_columns(v_reg)))) THEN
+       AND coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error' THEN
         RAISE EXCEPTION '% of the % records of this batch of import % were not written (a '
                         'BEFORE INSERT or UPDATE trigger on % returned NULL for them)',
                         v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects),

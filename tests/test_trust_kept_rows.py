@@ -168,9 +168,6 @@ def _import(conn: Conn, dsn: str, tmp_path: Path, name: str, text: str,
 @pytest.mark.parametrize(("options", "events"), [
     ({}, "INSERT"),
     ({"on_duplicate": "error", "max_rejects": 5}, "INSERT"),
-    # update on the (scope, key) index inserts or updates every record.
-    ({"on_duplicate": "update"}, "INSERT"),
-    ({"on_duplicate": "update"}, "UPDATE"),
 ])
 def test_an_import_whose_records_a_trigger_keeps_fails(conn: Conn, dsn: str, tmp_path: Path,
                                                        name: str, text: str,
@@ -358,3 +355,21 @@ def test_a_routing_trigger_that_drops_records_still_fails_the_import(
     assert row["status"] == "failed", row
     assert "were not written" in row["error"] and "27000" in row["error"]
     assert scalar(conn, "SELECT count(*) FROM g") == 0
+
+
+@pytest.mark.parametrize(("name", "text"), [("g.csv", CSV), ("g.jsonl", JSONL)])
+def test_a_reimport_with_update_of_identical_records_succeeds_with_a_suppressing_trigger(
+        conn: Conn, dsn: str, tmp_path: Path, name: str, text: str) -> None:
+    """on_duplicate update of records already there, on a table with
+    suppress_redundant_updates_trigger(): the trigger returns NULL for the
+    updates that change nothing, and the 27000 check (hT) failed this
+    legitimate re-import. With update, records no statement wrote count as
+    skipped, as before this round (docs/imports.md says a trigger that keeps
+    records out is not caught in that mode)."""
+    _import_target(conn, SUPPRESS.format(t="g"))
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (1, 'acme', 'a'), (3, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, name, text, {"on_duplicate": "update"})
+    assert row["status"] == "succeeded", row
+    assert conn.execute("SELECT id, name FROM g ORDER BY id").fetchall() == [
+        (1, "a"), (2, "b"), (3, "c"), (4, "d"), (6, "f")]
+    assert row["result"]["skipped"] == 1 and row["result"]["updated"] == 1
