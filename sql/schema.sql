@@ -17624,6 +17624,12 @@ CREATE INDEX job_items_running_idx ON pgjobs.job_items USING btree (job_id) WHER
 CREATE INDEX jobs_finished_idx ON pgjobs.jobs USING btree (finished_at) WHERE (finished_at IS NOT NULL);
 
 --
+-- Name: jobs_imports_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_imports_idx ON pgjobs.jobs USING btree (target, scope, id) WHERE (kind = 'import'::text);
+
+--
 -- Name: jobs_leases_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
