@@ -262,6 +262,22 @@ def test_a_backfill_over_rows_already_set_succeeds_with_a_no_op_suppressing_trig
     assert scalar(conn, "SELECT count(*) FROM t WHERE scope = 'b' AND status = 'y'") == 0
 
 
+@pytest.mark.parametrize("column", ["pgjobs_before", "pgjobs_after"])
+def test_the_no_op_look_takes_any_column_name_of_the_target(conn: Conn, column: str) -> None:
+    """The look at the passed-over rows copies them with a column of its
+    own beside the target's: a target with a column of that name
+    (pgjobs_before) failed the backfill, 42701 (hV review)."""
+    _table(conn)
+    conn.execute(f"ALTER TABLE t ADD COLUMN {column} int")
+    conn.execute("UPDATE t SET status = 'y' WHERE id % 4 = 0")
+    conn.execute(SUPPRESS.format(t="t"))
+    job_id = _backfill(conn, {}, {"page_size": 3})
+    run_pages(conn, job_id)
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert _set(conn) == 20
+
+
 def test_a_trigger_that_keeps_rows_needing_a_change_still_fails_the_backfill(conn: Conn) -> None:
     """The no-op allowance is no way around the check: a row the trigger
     keeps that the set would have changed still fails the job."""
