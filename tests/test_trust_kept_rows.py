@@ -451,3 +451,17 @@ def test_records_a_child_keeps_out_of_a_trigger_routed_parent_fail_the_import(
 KEEP_EVERY_3RD_ON = """CREATE FUNCTION keep3() RETURNS trigger LANGUAGE plpgsql AS
         $$BEGIN RETURN CASE WHEN NEW.id % 3 = 0 THEN NULL ELSE NEW END; END$$;
     CREATE TRIGGER keep3 BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION keep3()"""
+
+
+def test_routed_records_uncounted_with_track_counts_off_say_so(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """The routed counts come from the transaction's insert counters, which
+    a session with track_counts off does not keep: the import failed 27000,
+    blaming the trigger for records that landed (hV review). It fails
+    naming the setting, and nothing lands."""
+    _routed_target(conn, "all")
+    conn.execute(f"ALTER DATABASE {conn.info.dbname} SET track_counts = off")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {})
+    assert row["status"] == "failed", row
+    assert "track_counts is off" in row["error"] and "55000" in row["error"], row["error"]
+    assert scalar(conn, "SELECT count(*) FROM g") == 0
