@@ -15657,7 +15657,9 @@ BEGIN
             USING ERRCODE = '27000',
             HINT = 'A trigger of the target keeps these records out: the import cannot write them '
                    'and does not report that it did. Change the trigger, or leave those records '
-                   'out of the source, and submit again.';
+                   'out of the source, and submit again. A trigger that writes a record itself '
+                   '(updates the row already there and returns NULL) needs on_duplicate update '
+                   'or skip, where such records count as skipped.';
     END IF;
     INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
     SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',

@@ -465,3 +465,32 @@ def test_routed_records_uncounted_with_track_counts_off_say_so(
     assert row["status"] == "failed", row
     assert "track_counts is off" in row["error"] and "55000" in row["error"], row["error"]
     assert scalar(conn, "SELECT count(*) FROM g") == 0
+
+
+UPSERT = """CREATE FUNCTION ups() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN
+        UPDATE public.g SET name = NEW.name WHERE tenant = NEW.tenant AND id = NEW.id;
+        IF FOUND THEN RETURN NULL; END IF;
+        RETURN NEW;
+    END$$;
+    CREATE TRIGGER ups BEFORE INSERT ON g FOR EACH ROW EXECUTE FUNCTION ups()"""
+
+
+@pytest.mark.parametrize("mode", ["error", "update"])
+def test_an_upsert_trigger_is_refused_by_error_and_named_in_its_hint(
+        conn: Conn, dsn: str, tmp_path: Path, mode: str) -> None:
+    """A BEFORE INSERT trigger that updates the row already there and
+    returns NULL (an upsert in a trigger): on_duplicate error stays strict
+    (27000, nothing lands), its hint now names the mode that takes such a
+    trigger, which lands every record (hV review)."""
+    _import_target(conn, UPSERT)
+    conn.execute("INSERT INTO g (id, tenant, name) VALUES (3, 'acme', 'old')")
+    row = _import(conn, dsn, tmp_path, "g.csv", CSV, {"on_duplicate": mode})
+    names = conn.execute("SELECT id, name FROM g ORDER BY id").fetchall()
+    if mode == "error":
+        assert row["status"] == "failed", row
+        assert "27000" in row["error"] and "needs on_duplicate update" in row["error"], row
+        assert names == [(3, "old")]
+    else:
+        assert row["status"] == "succeeded", row["error"]
+        assert names == [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (6, "f")]
+        assert row["result"]["inserted"] == 4, row
