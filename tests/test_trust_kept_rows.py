@@ -21,6 +21,7 @@ the job fails.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -494,3 +495,39 @@ def test_an_upsert_trigger_is_refused_by_error_and_named_in_its_hint(
         assert row["status"] == "succeeded", row["error"]
         assert names == [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (6, "f")]
         assert row["result"]["inserted"] == 4, row
+
+
+@pytest.fixture
+def runner_without_temp(conn: Conn) -> Any:
+    """A role of the runner's rights (pgjobs_admin) with UPDATE on t, in a
+    database whose TEMPORARY privilege PUBLIC no longer holds."""
+    name = f"pgjobs_t_notemp_{os.getpid()}"
+    conn.execute(f"DROP ROLE IF EXISTS {name}")
+    conn.execute(f"CREATE ROLE {name} NOLOGIN IN ROLE pgjobs_admin")
+    conn.execute(f"REVOKE TEMPORARY ON DATABASE {conn.info.dbname} FROM PUBLIC")
+    yield name
+    conn.execute("RESET ROLE")
+    conn.execute(f"GRANT TEMPORARY ON DATABASE {conn.info.dbname} TO PUBLIC")
+    conn.execute(f"DROP OWNED BY {name}")
+    conn.execute(f"DROP ROLE {name}")
+
+
+def test_a_runner_without_temp_is_told_to_grant_it(conn: Conn, runner_without_temp: str) -> None:
+    """The no-op look copies the passed-over rows into a temporary table: a
+    runner's role without TEMPORARY failed the backfill with PostgreSQL's
+    bare 'permission denied to create temporary tables' (hV review). It
+    still fails (the rows cannot be judged), saying what to grant."""
+    _table(conn)
+    conn.execute("UPDATE t SET status = 'y' WHERE id % 4 = 0")
+    conn.execute(SUPPRESS.format(t="t"))
+    conn.execute(f"GRANT SELECT, UPDATE ON t TO {runner_without_temp}")
+    job_id = _backfill(conn, {}, {"page_size": 3})
+    conn.execute(f"SET ROLE {runner_without_temp}")
+    run_pages(conn, job_id)
+    conn.execute("RESET ROLE")
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert "42501" in row["error"] and "may not create temporary tables" in row["error"], row
+    assert f"GRANT TEMPORARY ON DATABASE {conn.info.dbname} TO {runner_without_temp}" \
+        in row["error"], row["error"]
+    assert _set(conn) == 10  # the rows set before the job; the page undone

@@ -764,6 +764,22 @@ BEGIN
                           FROM pg_catalog.pg_attribute a
                          WHERE a.attrelid = v_job.target AND a.attnum > 0
                            AND NOT a.attisdropped;
+                        -- The copy is a temporary table: a runner's role
+                        -- without TEMPORARY on the database failed here
+                        -- with PostgreSQL's bare 42501 (hV review).
+                        IF NOT has_database_privilege(current_database(), 'TEMPORARY') THEN
+                            RAISE EXCEPTION 'backfill job % cannot tell whether the % rows a '
+                                            'BEFORE UPDATE trigger of % passed over need the '
+                                            'change: role % may not create temporary tables '
+                                            'in database % (%)', p_id, v_matching, v_job.target,
+                                            current_user, current_database(),
+                                            format('GRANT TEMPORARY ON DATABASE %I TO %I',
+                                                   current_database(), current_user)
+                                USING ERRCODE = '42501',
+                                HINT = format('GRANT TEMPORARY ON DATABASE %I TO %I; then '
+                                              'pgjobs.retry the job (docs/operations.md, Roles).',
+                                              current_database(), current_user);
+                        END IF;
                         -- The copy's own column, for each row's text
                         -- before the set: a name no column of the target
                         -- has (a target column pgjobs_before failed the
