@@ -4526,8 +4526,7 @@ CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETUR
     AS $$
 -- The first import of p_job's scope placed after p_job's submit (a later
 -- import, or an earlier one retried since) that has written rows, or, with
--- p_pending, that may still write them (queued, running, paused; one that
--- succeeded counts as written); NULL when none, or when p_job is not a
+-- p_pending, that may still write them (queued, running, paused); NULL when none, or when p_job is not a
 -- delete or backfill. Such a job keeps the cutoff of its submit and judges
 -- rows by their created_at, and an import writes the created_at its source
 -- gives: the rows it dated before that cutoff would read as rows that
@@ -4535,7 +4534,12 @@ CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETUR
 -- pgjobs._retry_as (p_pending: refused) and at every attempt's start,
 -- pgjobs._may_start_attempt (written only: a writer that was not due yet
 -- held no place in the gate, pgjobs._writer_may_start, so a later import
--- may have run first; the job fails). Locks nothing.
+-- may have run first; the job fails). Written: rows it inserted or
+-- updated, by its running counts (checkpoint) or its result; an import
+-- whose counts are not there (none yet) counts as written once it read
+-- records (done) or succeeded. An import that succeeded writing no row
+-- (an empty source, every record skipped or rejected) failed the job all
+-- the same, its error saying it wrote rows (hV review). Locks nothing.
 BEGIN
     IF p_job.kind NOT IN ('delete', 'backfill') THEN
         RETURN NULL;
@@ -4545,7 +4549,11 @@ BEGIN
              WHERE i.target = p_job.target AND i.scope = p_job.scope
                AND i.kind = 'import'
                AND coalesce(i.gate_order, i.id) > p_job.id
-               AND (i.done > 0 OR i.status = 'succeeded'
+               AND (coalesce(greatest(
+                            (i.checkpoint ->> 'inserted')::bigint
+                            + (i.checkpoint ->> 'updated')::bigint,
+                            (i.result ->> 'inserted')::bigint + (i.result ->> 'updated')::bigint),
+                        CASE WHEN i.done > 0 OR i.status = 'succeeded' THEN 1 ELSE 0 END) > 0
                     OR (p_pending AND i.status IN ('queued', 'running', 'paused')))
              ORDER BY i.id
              LIMIT 1);
@@ -5396,12 +5404,16 @@ CREATE FUNCTION pgjobs._inserts_below(p_target regclass) RETURNS bigint
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The rows inserted so far by this transaction (its subtransactions
--- included, pg_stat_get_xact_tuples_inserted) into the tables that inherit
--- from p_target, at any depth, not p_target itself: pgjobs.import_batch
--- reads it before and after each statement, to count the records a BEFORE
--- INSERT trigger of the target routed into a child. Locks nothing.
+-- included, pg_stat_get_xact_tuples_inserted) into p_target and the tables
+-- that inherit from it, at any depth: pgjobs.import_batch reads it before
+-- and after each statement, to count the records a BEFORE INSERT trigger of
+-- the target routed into a child (the statement counts no row for those).
+-- The target itself is in the sum, as a statement's own count already
+-- holds the rows a DO INSTEAD rule put into a child: the caller takes the
+-- larger of the two, never their sum (which counted each such record
+-- twice). Locks nothing.
 WITH RECURSIVE below(rel) AS (
-    SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = p_target
+    SELECT p_target::oid
     UNION
     SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below b ON i.inhparent = b.rel)
 SELECT coalesce(sum(pg_catalog.pg_stat_get_xact_tuples_inserted(b.rel)), 0)::bigint
@@ -9435,6 +9447,7 @@ DECLARE
     v_locked_oids oid[];
     v_locked_tids tid[];
     v_columns text;
+    v_before name;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -10093,17 +10106,43 @@ BEGIN
                           FROM pg_catalog.pg_attribute a
                          WHERE a.attrelid = v_job.target AND a.attnum > 0
                            AND NOT a.attisdropped;
+                        -- The copy is a temporary table: a runner's role
+                        -- without TEMPORARY on the database failed here
+                        -- with PostgreSQL's bare 42501 (hV review).
+                        IF NOT has_database_privilege(current_database(), 'TEMPORARY') THEN
+                            RAISE EXCEPTION 'backfill job % cannot tell whether the % rows a '
+                                            'BEFORE UPDATE trigger of % passed over need the '
+                                            'change: role % may not create temporary tables '
+                                            'in database % (%)', p_id, v_matching, v_job.target,
+                                            current_user, current_database(),
+                                            format('GRANT TEMPORARY ON DATABASE %I TO %I',
+                                                   current_database(), current_user)
+                                USING ERRCODE = '42501',
+                                HINT = format('GRANT TEMPORARY ON DATABASE %I TO %I; then '
+                                              'pgjobs.retry the job (docs/operations.md, Roles).',
+                                              current_database(), current_user);
+                        END IF;
+                        -- The copy's own column, for each row's text
+                        -- before the set: a name no column of the target
+                        -- has (a target column pgjobs_before failed the
+                        -- copy, 42701: hV review).
+                        v_before := 'pgjobs_before';
+                        WHILE EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = v_job.target AND a.attname = v_before)
+                        LOOP
+                            v_before := v_before || '_';
+                        END LOOP;
                         DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
                         EXECUTE format('CREATE TEMP TABLE pgjobs_backfill_kept ON COMMIT DROP AS '
-                                       'SELECT %1$s, ROW(%1$s)::text AS pgjobs_before FROM %2$s t '
+                                       'SELECT %1$s, ROW(%1$s)::text AS %5$I FROM %2$s t '
                                        'WHERE t.ctid = ANY (%3$L::tid[]) AND (t.tableoid::oid, t.ctid) '
                                        'IN (SELECT * FROM unnest(%4$L::oid[], %3$L::tid[]))',
-                                       v_columns, v_job.target, v_locked_tids, v_locked_oids);
+                                       v_columns, v_job.target, v_locked_tids, v_locked_oids,
+                                       v_before);
                         EXECUTE format('WITH u AS (UPDATE pg_temp.pgjobs_backfill_kept SET %s '
-                                       'RETURNING ROW(%s)::text AS pgjobs_after, pgjobs_before) '
-                                       'SELECT count(*) FROM u '
-                                       'WHERE u.pgjobs_after IS DISTINCT FROM u.pgjobs_before',
-                                       v_job.assignments, v_columns)
+                                       'RETURNING ROW(%s)::text IS DISTINCT FROM %I AS d) '
+                                       'SELECT count(*) FROM u WHERE u.d',
+                                       v_job.assignments, v_columns, v_before)
                            INTO v_matching;
                         DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
                     END IF;
@@ -15435,8 +15474,14 @@ BEGIN
     -- with a BEFORE INSERT trigger that inserts the row there and returns
     -- NULL (partitioning before PostgreSQL 10): the INSERT counts no row
     -- for such a record, which landed all the same. The rows inserted into
-    -- the children (pgjobs._inserts_below) during each statement count as
-    -- inserted, so the check below fails only records that landed nowhere.
+    -- the target and its children (pgjobs._inserts_below) during each
+    -- statement count as inserted when they are more than the statement
+    -- counted, so the check below fails only records that landed nowhere.
+    -- Not added to the statement's count: a DO INSTEAD rule routing into a
+    -- child makes the statement count those rows itself, and the sum
+    -- counted each record twice (5 records: 10 inserted, -5 skipped), which
+    -- hid records a child's trigger kept out (hV review). Never more than
+    -- the statement's records: a statement writes at most one row each.
     v_routed := EXISTS (SELECT FROM pg_catalog.pg_inherits i
                          WHERE i.inhparent = v_job.target)
                 AND (SELECT c.relkind FROM pg_catalog.pg_class c
@@ -15496,7 +15541,9 @@ BEGIN
                         v_upd := 0;
                     END IF;
                     IF v_routed THEN
-                        v_ins := v_ins + pgjobs._inserts_below(v_job.target) - v_below;
+                        v_ins := least(greatest(v_ins,
+                                                pgjobs._inserts_below(v_job.target) - v_below),
+                                       coalesce(cardinality(v_group_ns), v_staged) - v_upd);
                     END IF;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
@@ -15532,7 +15579,9 @@ BEGIN
                             v_upd := 0;
                         END IF;
                         IF v_routed THEN
-                            v_ins := v_ins + pgjobs._inserts_below(v_job.target) - v_below;
+                            v_ins := least(greatest(v_ins,
+                                                    pgjobs._inserts_below(v_job.target)
+                                                    - v_below), 1 - v_upd);
                         END IF;
                         v_inserted := v_inserted + v_ins;
                         v_updated := v_updated + v_upd;
@@ -15614,6 +15663,17 @@ BEGIN
     -- (docs/imports.md).
     IF v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects) > 0
        AND coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error' THEN
+        -- Routed records are counted from the insert counters, which a
+        -- session with track_counts off does not keep: every routed record
+        -- read as kept out, blaming the trigger (hV review). Say so instead.
+        IF v_routed AND NOT current_setting('track_counts')::boolean THEN
+            RAISE EXCEPTION 'import % cannot count the records routed into the tables that '
+                            'inherit from %: track_counts is off in the importer''s session',
+                            p_id, v_job.target
+                USING ERRCODE = '55000',
+                HINT = 'Turn track_counts on for the importer''s role or database (ALTER ROLE '
+                       '... SET track_counts = on; the default is on) and retry the job.';
+        END IF;
         RAISE EXCEPTION '% of the % records of this batch of import % were not written (a '
                         'BEFORE INSERT or UPDATE trigger on % returned NULL for them)',
                         v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects),
@@ -15621,7 +15681,9 @@ BEGIN
             USING ERRCODE = '27000',
             HINT = 'A trigger of the target keeps these records out: the import cannot write them '
                    'and does not report that it did. Change the trigger, or leave those records '
-                   'out of the source, and submit again.';
+                   'out of the source, and submit again. A trigger that writes a record itself '
+                   '(updates the row already there and returns NULL) needs on_duplicate update '
+                   'or skip, where such records count as skipped.';
     END IF;
     INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
     SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',

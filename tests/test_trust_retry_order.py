@@ -190,3 +190,36 @@ def test_a_scheduled_writer_behind_an_import_that_wrote_nothing_runs(
     conn.execute("CALL pgjobs.run()")
     assert job(conn, writer)["status"] == "succeeded"
     assert names(conn, 1) == set()
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_scheduled_writer_behind_an_import_of_its_scope_that_wrote_no_row_runs(
+        conn: Conn, dsn: str, folder: Path, paused: bool) -> None:
+    """An import of the scope submitted after the writer that succeeded
+    without writing a row (an empty source) leaves nothing the writer's
+    cutoff could misjudge: its first attempt failed all the same (hV
+    review: 'succeeded' read as 'wrote rows')."""
+    writer = scheduled_writer(conn, "delete", paused)
+    (folder / "empty.csv").write_text("name,created_at\n")
+    imported = submit_import(conn, f"file://{folder}/empty.csv", "1")
+    run_import(dsn, imported, folder)
+    if paused:
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (writer,))
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (writer,))
+    conn.execute("CALL pgjobs.run()")
+    assert job(conn, writer)["status"] == "succeeded", job(conn, writer)["error"]
+    assert names(conn, 1) == set()
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_retry_behind_an_import_that_wrote_no_row_runs(conn: Conn, dsn: str,
+                                                         folder: Path, kind: str) -> None:
+    """The retry's side of the same look: an import of the scope placed
+    after the writer that succeeded writing nothing refused its retry."""
+    writer = ended_writer(conn, kind)
+    (folder / "empty.csv").write_text("name,created_at\n")
+    imported = submit_import(conn, f"file://{folder}/empty.csv", "1")
+    run_import(dsn, imported, folder)
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (writer,))
+    conn.execute("CALL pgjobs.run()")
+    assert job(conn, writer)["status"] == "succeeded", job(conn, writer)["error"]

@@ -105,6 +105,7 @@ DECLARE
     v_locked_oids oid[];
     v_locked_tids tid[];
     v_columns text;
+    v_before name;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -763,17 +764,43 @@ BEGIN
                           FROM pg_catalog.pg_attribute a
                          WHERE a.attrelid = v_job.target AND a.attnum > 0
                            AND NOT a.attisdropped;
+                        -- The copy is a temporary table: a runner's role
+                        -- without TEMPORARY on the database failed here
+                        -- with PostgreSQL's bare 42501 (hV review).
+                        IF NOT has_database_privilege(current_database(), 'TEMPORARY') THEN
+                            RAISE EXCEPTION 'backfill job % cannot tell whether the % rows a '
+                                            'BEFORE UPDATE trigger of % passed over need the '
+                                            'change: role % may not create temporary tables '
+                                            'in database % (%)', p_id, v_matching, v_job.target,
+                                            current_user, current_database(),
+                                            format('GRANT TEMPORARY ON DATABASE %I TO %I',
+                                                   current_database(), current_user)
+                                USING ERRCODE = '42501',
+                                HINT = format('GRANT TEMPORARY ON DATABASE %I TO %I; then '
+                                              'pgjobs.retry the job (docs/operations.md, Roles).',
+                                              current_database(), current_user);
+                        END IF;
+                        -- The copy's own column, for each row's text
+                        -- before the set: a name no column of the target
+                        -- has (a target column pgjobs_before failed the
+                        -- copy, 42701: hV review).
+                        v_before := 'pgjobs_before';
+                        WHILE EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = v_job.target AND a.attname = v_before)
+                        LOOP
+                            v_before := v_before || '_';
+                        END LOOP;
                         DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
                         EXECUTE format('CREATE TEMP TABLE pgjobs_backfill_kept ON COMMIT DROP AS '
-                                       'SELECT %1$s, ROW(%1$s)::text AS pgjobs_before FROM %2$s t '
+                                       'SELECT %1$s, ROW(%1$s)::text AS %5$I FROM %2$s t '
                                        'WHERE t.ctid = ANY (%3$L::tid[]) AND (t.tableoid::oid, t.ctid) '
                                        'IN (SELECT * FROM unnest(%4$L::oid[], %3$L::tid[]))',
-                                       v_columns, v_job.target, v_locked_tids, v_locked_oids);
+                                       v_columns, v_job.target, v_locked_tids, v_locked_oids,
+                                       v_before);
                         EXECUTE format('WITH u AS (UPDATE pg_temp.pgjobs_backfill_kept SET %s '
-                                       'RETURNING ROW(%s)::text AS pgjobs_after, pgjobs_before) '
-                                       'SELECT count(*) FROM u '
-                                       'WHERE u.pgjobs_after IS DISTINCT FROM u.pgjobs_before',
-                                       v_job.assignments, v_columns)
+                                       'RETURNING ROW(%s)::text IS DISTINCT FROM %I AS d) '
+                                       'SELECT count(*) FROM u WHERE u.d',
+                                       v_job.assignments, v_columns, v_before)
                            INTO v_matching;
                         DROP TABLE IF EXISTS pg_temp.pgjobs_backfill_kept;
                     END IF;
