@@ -20,6 +20,8 @@ AS $$
 -- retryable failure's backoff, a job handed back at the end of a runner's
 -- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
 -- page or per item row.
+-- Nor may the first attempt of a delete or backfill that an import of its
+-- scope submitted after it wrote rows before (pgjobs._import_after).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -34,9 +36,34 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
     v_problem record;
+    v_message text;
+    v_hint text;
+    v_import bigint;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
-    IF v_problem.message IS NULL THEN
+    v_message := v_problem.message;
+    v_hint := v_problem.hint;
+    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+        -- A delete or backfill that was not due yet (run_at ahead, or
+        -- paused before it was due) held no place in its scope's gate, so
+        -- an import submitted after it may have written rows first: with
+        -- the cutoff of its submit, the job would delete or change the
+        -- imported rows dated before it (pgjobs._import_after). It fails,
+        -- as its retry would be refused. One that started held the gate
+        -- since (a retry clears started_at): asked at its first attempt.
+        v_import := pgjobs._import_after(p_job, false);
+        IF v_import IS NOT NULL THEN
+            v_message := format('job %s (%s) cannot be started: import job %s of %s scope %s, '
+                                'submitted after it, wrote rows before it started; it keeps the '
+                                'cutoff of its submit (%s) and judges rows by their created_at, '
+                                'so imported rows dated earlier would read as rows that existed '
+                                'then', p_job.id, p_job.kind, v_import, p_job.target::regclass,
+                                p_job.scope, p_job.cutoff);
+            v_hint := format('Submit a new %s for the scope as it is now (it takes the imported '
+                             'rows too).', p_job.kind);
+        END IF;
+    END IF;
+    IF v_message IS NULL THEN
         RETURN true;
     END IF;
     IF p_job.fanout THEN
@@ -53,7 +80,7 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET status = 'failed',
-           error = left(concat_ws('. ', v_problem.message, nullif(v_problem.hint, '')), 10000),
+           error = left(concat_ws('. ', v_message, nullif(v_hint, '')), 10000),
            result = CASE WHEN j.fanout THEN pgjobs._items_result(j.id) ELSE j.result END,
            lease_expires_at = NULL,
            pause_requested_at = NULL,

@@ -38,12 +38,15 @@ AS $$
 -- * A job submitted with {"on_conflict": "reject"} is refused (55006, the
 --   job unchanged) while another writer of its scope is pending, as its
 --   submission would be.
+-- * A delete or backfill is refused (55000) while an import of its scope
+--   placed after it is pending or has written rows: see below.
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
 -- row; for a writing job the scope's gate lock (pgjobs._insert_job's).
 DECLARE
     v_job pgjobs.jobs;
     v_checkpoint jsonb;
+    v_import bigint;
 BEGIN
     p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
@@ -72,6 +75,27 @@ BEGIN
     END IF;
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
+        -- A delete or backfill retried behind an import of its scope placed
+        -- after its submit (a later import, or an earlier one retried
+        -- since) would judge the imported rows by its old cutoff: those
+        -- whose created_at the source dated before it (any backdated value)
+        -- read as rows that existed at its submit and would be deleted or
+        -- changed, the others spared, by the data's dates. Refused while
+        -- such an import is pending or has written rows (55000); one that
+        -- ended having written none is no matter.
+        v_import := pgjobs._import_after(v_job, true);
+        IF v_import IS NOT NULL THEN
+            RAISE EXCEPTION 'job % (%) cannot be retried: import job % of % scope % came after it',
+                p_id, v_job.kind, v_import, v_job.target::regclass, v_job.scope
+                USING ERRCODE = '55000',
+                DETAIL = format('A retried %s keeps the cutoff of its submit (%s) and judges '
+                                'rows by their created_at: rows the import wrote with an '
+                                'earlier created_at would read as rows that existed then.',
+                                v_job.kind, v_job.cutoff),
+                HINT = format('Submit a new %s for the scope as it is now (it takes the '
+                              'imported rows too), or cancel import job %s first if it has '
+                              'not written rows yet.', v_job.kind, v_import);
+        END IF;
         -- A job submitted with on_conflict: reject never queues behind
         -- another writer; neither does its retry (a resubmission).
         IF v_job.options ->> 'on_conflict' = 'reject'

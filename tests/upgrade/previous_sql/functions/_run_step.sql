@@ -18,10 +18,12 @@ AS $$
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released, or its row held by another transaction for 1 s). Locks: what
+-- released, or its row or its table held by another transaction for 1 s:
+-- then a WARNING says which, naming the table's holder). Locks: what
 -- pgjobs._run_page locks.
 DECLARE
     v_state text;
+    v_problem record;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -49,11 +51,10 @@ BEGIN
             RETURN NULL;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        RAISE WARNING 'pgjobs: job % left for now: another transaction holds its row '
-                      '(a pause, cancel, resume or retry not yet committed?)', p_id
-            USING HINT = 'It goes on once that transaction ends and its lease lapses; '
-                         'find it with pg_blocking_pids(), or set '
-                         'idle_in_transaction_session_timeout for client roles.';
+        -- Which lock (the job's row or its table) and who holds it.
+        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
+        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+            USING HINT = v_problem.hint;
         RETURN NULL;
     END;
     RETURN v_state;

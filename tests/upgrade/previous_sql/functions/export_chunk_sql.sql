@@ -68,6 +68,7 @@ DECLARE
     v_job pgjobs.jobs;
     v_reg pgjobs.target_registry;
     v_format text;
+    v_raw_json boolean := false;
     v_name text;
     v_type regtype;
     v_expr text;
@@ -254,9 +255,32 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = v_job.target AND a.attname = v_name
                AND a.attnum > 0 AND NOT a.attisdropped;
-            -- json keeps its input text (raw newlines included): normalise it.
+            -- json keeps its input text (raw newlines included): normalise it
+            -- through jsonb. A value jsonb refuses (a \u0000 escape, a lone
+            -- surrogate: json takes any \uXXXX) failed the chunk and the job;
+            -- a value with a \u escape keeps its text instead, its line ends
+            -- made spaces (json text holds CR and LF only between tokens: its
+            -- strings escape them).
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('%I::pg_catalog.jsonb', v_name) ELSE format('%I', v_name) END;
+                           THEN format('CASE WHEN pg_catalog.strpos(%1$I::pg_catalog.text, E''\\u'') '
+                                       'OPERATOR(pg_catalog.>) 0 '
+                                       'THEN pg_catalog.translate(%1$I::pg_catalog.text, '
+                                       'E''\r\n'', ''  '')::pg_catalog.json '
+                                       'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
+                           ELSE format('%I', v_name) END;
+            -- Any other type that may hold json (a domain over json, an
+            -- array or a composite of it, a type with a cast to json) puts
+            -- its text into the line as it is, raw line ends included: the
+            -- record spread over two lines. Such a line has its CR and LF
+            -- made spaces (row_to_json escapes them in every string, so
+            -- they are only ever json's whitespace).
+            IF v_format = 'jsonl' AND v_type IS DISTINCT FROM 'json'::regtype THEN
+                v_raw_json := v_raw_json OR EXISTS (
+                    SELECT FROM pg_catalog.pg_type ty
+                     WHERE ty.oid = v_type
+                       AND NOT (ty.typtype = 'b' AND ty.typcategory <> 'A'
+                                AND ty.typnamespace = 'pg_catalog'::regnamespace));
+            END IF;
         END IF;
         v_list := v_list || format('%s AS %I', v_expr, v_name);
     END LOOP;
@@ -273,8 +297,13 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
-        copy_sql := format('COPY (SELECT pg_catalog.row_to_json(o)::pg_catalog.text FROM (%s) o) TO STDOUT '
-                           'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')', v_select);
+        copy_sql := format('COPY (SELECT %s FROM (%s) o) TO STDOUT '
+                           'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
+                           CASE WHEN v_raw_json
+                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o)::pg_catalog.text, '
+                                     'E''\r\n'', ''  '')'
+                                ELSE 'pg_catalog.row_to_json(o)::pg_catalog.text' END,
+                           v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,
                            CASE WHEN p_after IS NULL THEN 'true' ELSE 'false' END);

@@ -66,6 +66,8 @@ DECLARE
     v_updated bigint := 0;
     v_ins bigint;
     v_upd bigint;
+    v_routed boolean;
+    v_below bigint;
     v_staged bigint;
     v_ns bigint[];
     v_fields text[];
@@ -106,6 +108,22 @@ BEGIN
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
     v_ck := coalesce(v_job.checkpoint, '{}');
+    -- A plain table with inheritance children may route its rows to them
+    -- with a BEFORE INSERT trigger that inserts the row there and returns
+    -- NULL (partitioning before PostgreSQL 10): the INSERT counts no row
+    -- for such a record, which landed all the same. The rows inserted into
+    -- the target and its children (pgjobs._inserts_below) during each
+    -- statement count as inserted when they are more than the statement
+    -- counted, so the check below fails only records that landed nowhere.
+    -- Not added to the statement's count: a DO INSTEAD rule routing into a
+    -- child makes the statement count those rows itself, and the sum
+    -- counted each record twice (5 records: 10 inserted, -5 skipped), which
+    -- hid records a child's trigger kept out (hV review). Never more than
+    -- the statement's records: a statement writes at most one row each.
+    v_routed := EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                         WHERE i.inhparent = v_job.target)
+                AND (SELECT c.relkind FROM pg_catalog.pg_class c
+                      WHERE c.oid = v_job.target) = 'r';
     v_max := coalesce((v_job.payload ->> 'max_rejects')::integer, 0);
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);
     -- Rejects this batch may still take before the job fails.
@@ -152,12 +170,18 @@ BEGIN
                 v_mapping := v_mapping
                              || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
+                    v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN
                         EXECUTE v_sql INTO v_ins, v_upd USING v_group_ns;
                     ELSE  -- no DO UPDATE: the rows written were inserted
                         EXECUTE v_sql USING v_group_ns;
                         GET DIAGNOSTICS v_ins = ROW_COUNT;
                         v_upd := 0;
+                    END IF;
+                    IF v_routed THEN
+                        v_ins := least(greatest(v_ins,
+                                                pgjobs._inserts_below(v_job.target) - v_below),
+                                       coalesce(cardinality(v_group_ns), v_staged) - v_upd);
                     END IF;
                     v_inserted := v_inserted + v_ins;
                     v_updated := v_updated + v_upd;
@@ -184,12 +208,18 @@ BEGIN
                     v_state := '22023';  -- v_msg: this record's keys cannot be mapped
                 ELSE
                     BEGIN
+                        v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                         IF left(v_sql, 5) = 'WITH ' THEN
                             EXECUTE v_sql INTO v_ins, v_upd USING ARRAY[v_n];
                         ELSE
                             EXECUTE v_sql USING ARRAY[v_n];
                             GET DIAGNOSTICS v_ins = ROW_COUNT;
                             v_upd := 0;
+                        END IF;
+                        IF v_routed THEN
+                            v_ins := least(greatest(v_ins,
+                                                    pgjobs._inserts_below(v_job.target)
+                                                    - v_below), 1 - v_upd);
                         END IF;
                         v_inserted := v_inserted + v_ins;
                         v_updated := v_updated + v_upd;
@@ -257,6 +287,41 @@ BEGIN
             'error', format('line %s: %s', v_first ->> 'line', v_first ->> 'reason'),
             'state', coalesce(v_first ->> 'state', '22000'),
             'hint', pgjobs._import_reject_hint(v_max));
+    END IF;
+    -- With on_duplicate error a staged record is inserted or rejected:
+    -- nothing is skipped. One the statement left out (a BEFORE INSERT row
+    -- trigger of the target returned NULL for it) did not land, and the job
+    -- must not count it as skipped and succeed ("every record lands exactly
+    -- once"): 27000, the batch undone with the caller's transaction, the
+    -- job failed for good. Not with update: a BEFORE UPDATE trigger that
+    -- returns NULL for an update that changes nothing
+    -- (suppress_redundant_updates_trigger) leaves a record that is already
+    -- there, which a re-import must not fail on, and the statement's counts
+    -- cannot tell it from a record kept out; such records count as skipped
+    -- (docs/imports.md).
+    IF v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects) > 0
+       AND coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error' THEN
+        -- Routed records are counted from the insert counters, which a
+        -- session with track_counts off does not keep: every routed record
+        -- read as kept out, blaming the trigger (hV review). Say so instead.
+        IF v_routed AND NOT current_setting('track_counts')::boolean THEN
+            RAISE EXCEPTION 'import % cannot count the records routed into the tables that '
+                            'inherit from %: track_counts is off in the importer''s session',
+                            p_id, v_job.target
+                USING ERRCODE = '55000',
+                HINT = 'Turn track_counts on for the importer''s role or database (ALTER ROLE '
+                       '... SET track_counts = on; the default is on) and retry the job.';
+        END IF;
+        RAISE EXCEPTION '% of the % records of this batch of import % were not written (a '
+                        'BEFORE INSERT or UPDATE trigger on % returned NULL for them)',
+                        v_staged - v_inserted - v_updated - jsonb_array_length(v_sql_rejects),
+                        v_staged, p_id, v_job.target
+            USING ERRCODE = '27000',
+            HINT = 'A trigger of the target keeps these records out: the import cannot write them '
+                   'and does not report that it did. Change the trigger, or leave those records '
+                   'out of the source, and submit again. A trigger that writes a record itself '
+                   '(updates the row already there and returns NULL) needs on_duplicate update '
+                   'or skip, where such records count as skipped.';
     END IF;
     INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
     SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',

@@ -28,8 +28,10 @@ DECLARE
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
 BEGIN
-    IF p_retention IS NULL OR p_retention < interval '0' THEN
-        RAISE EXCEPTION 'retention must be a non-negative interval, not %', p_retention
+    -- At most 1000 years: now() minus a longer one left the timestamp range
+    -- (22008 "timestamp out of range", no hint, nothing rescued or pruned).
+    IF p_retention IS NULL OR p_retention < interval '0' OR p_retention > interval '1000 years' THEN
+        RAISE EXCEPTION 'retention must be an interval from 0 to 1000 years, not %', p_retention
             USING ERRCODE = '22023', HINT = 'For example ''24 hours''.';
     END IF;
 

@@ -48,8 +48,10 @@ BEGIN
     -- Registrations (and unregister_target) of one table, one at a time.
     -- Not the lock submits take (below): a registration that keeps the
     -- columns does not wait for them.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    -- Any role may hold that key (pgjobs._advisory_xact_lock): a bounded wait.
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     SELECT c.relkind INTO v_relkind FROM pg_catalog.pg_class c WHERE c.oid = p_target;
     IF NOT FOUND THEN

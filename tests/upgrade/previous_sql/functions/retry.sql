@@ -31,4 +31,5 @@ COMMENT ON FUNCTION pgjobs.retry(bigint) IS
 'submitted); a writing job queues behind the writers of its scope submitted before the '
 'retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds '
 'what the submit needed; 55000 also when the target''s registration changed its columns (or was '
-'removed) since the job was submitted.';
+'removed) since the job was submitted; 55000 also for a delete or backfill while an import of '
+'its scope placed after its submit is pending or has written rows.';

@@ -58,15 +58,17 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             v_retention := NULL;
         END;
+        -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
+        -- longer one would fail at every run.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval, not %',
+           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
                 p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
         END IF;
     END IF;
 
     v_version := pgjobs._cron_version();
-    PERFORM pg_advisory_xact_lock(hashtext('pgjobs.schedule'));
+    PERFORM pgjobs._advisory_xact_lock(hashtext('pgjobs.schedule'), 'pgjobs.schedule calls');
 
     IF v_version >= ARRAY[1, 5] THEN
         v_run_schedule := format('%s seconds', v_run_every);

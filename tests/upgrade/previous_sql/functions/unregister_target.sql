@@ -20,8 +20,9 @@ BEGIN
     END IF;
 
     -- register_target's locks, in its order.
-    PERFORM pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text));
+    PERFORM pgjobs._advisory_xact_lock(
+        pg_catalog.hashtext('pgjobs.register:' || p_target::oid::text),
+        format('registrations of %s', p_target));
 
     -- FOR UPDATE waits for the submits in flight (pgjobs._insert_job_row
     -- holds the row FOR KEY SHARE to its commit), whose jobs the check
