@@ -36,13 +36,29 @@ class Outcome:
     status: str
 
 
+def _connect(dsn: str, app: str) -> Any:
+    """A session of the demo, its search_path pinned to pg_catalog, pg_temp: the
+    demo runs as whoever may create its schema (often a superuser), and on the
+    login's path (`"$user", public`) its fill and counts took a function or
+    operator a role with CREATE on public had planted there as a better match
+    (`||(text, integer)`, `=(integer, text)` for an untyped parameter) and ran
+    it with the demo's rights. Every name the demo sends is qualified."""
+    conn = db.connect(dsn, app=app)
+    try:
+        db.execute(conn, queries.PINNED_SEARCH_PATH)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _run_job_in_background(dsn: str, job_id: int) -> threading.Thread:
     """CALL pgjobs.run_job in a thread, so the demo does not wait for pg_cron's
     next tick; a run already started by pg_cron is fine too."""
 
     def work() -> None:
         try:
-            with db.connect(dsn, app="pgjobs demo run_job") as conn:
+            with _connect(dsn, "pgjobs demo run_job") as conn:
                 db.execute(conn, queries.RUN_JOB, {"id": job_id})
         except Conflict:
             pass  # pg_cron's run took it first; we just follow it
@@ -82,7 +98,7 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
     console = console or Console()
     console.print(f"[bold]pgjobs demo[/] on {dsn}")
     migrate(dsn)
-    conn = db.connect(dsn, app="pgjobs demo")
+    conn = _connect(dsn, "pgjobs demo")
     try:
         try:
             schedule = db.scalar(conn, queries.SCHEDULE, {"options": db.jsonb({})})
@@ -114,7 +130,7 @@ def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) 
                       f"(job {delete_id}); table 1 has {before:,} rows")
 
         def masked_read(out: Console) -> None:
-            with db.connect(dsn, app="pgjobs demo reader") as reader:
+            with _connect(dsn, "pgjobs demo reader") as reader:
                 raw = int(db.scalar(reader, queries.DEMO_RAW_COUNT, {"scope": scope}))
                 visible = int(db.scalar(reader, queries.DEMO_VISIBLE_COUNT, {"scope": scope}))
             out.print(f"  mid-job read: {raw:,} rows still stored, pgjobs.visible_count "
@@ -158,7 +174,7 @@ def _export(console: Console, dsn: str, storage: str) -> tuple[Outcome, str]:
     `pgjobs export` does."""
     from pgjobs.poller.export import Exporter
 
-    with db.connect(dsn, app="pgjobs demo export") as conn:
+    with _connect(dsn, "pgjobs demo export") as conn:
         total = int(db.scalar(conn, queries.DEMO_RAW_COUNT, {"scope": "2"}))
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
             "target": TARGET, "scope": "2", "filter": db.jsonb({}),

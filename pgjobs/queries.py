@@ -122,6 +122,8 @@ COMPLETE_MANY = "SELECT * FROM pgjobs.complete_many(%(ids)s, %(workers)s, %(resu
 # procedures are thin shells, and nothing on a client's path should matter.
 # `pgjobs migrate` pins it too: the function files' DO blocks call format().
 RUN_SEARCH_PATH = "SET search_path = pg_catalog, pg_temp"
+# `pgjobs demo` pins every session of its own the same way (pgjobs/cli/demo.py).
+PINNED_SEARCH_PATH = RUN_SEARCH_PATH
 RUN = "CALL pgjobs.run(%(budget)s::interval)"
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
@@ -235,7 +237,7 @@ SELECT CASE WHEN i %% 4 = 0 THEN 1 WHEN i %% 10 = 1 THEN 2 ELSE 3 + (i %% 198) E
   FROM generate_series(1, %(rows)s) AS i
 """
 DEMO_INDEXES = """
-CREATE EXTENSION IF NOT EXISTS btree_gin;
+CREATE EXTENSION IF NOT EXISTS btree_gin SCHEMA demo;
 CREATE INDEX user_table_rows_table_id_id_idx ON demo.user_table_rows (table_id, id);
 CREATE INDEX user_table_rows_data_idx ON demo.user_table_rows
     USING gin (table_id, data jsonb_path_ops);

@@ -329,3 +329,60 @@ def test_item_heartbeat_keeps_the_job_alive_for_doctor(conn: Conn, target: str) 
     assert scalar(conn, "SELECT pgjobs.heartbeat_item(%s, %s)", (item, w + "x")) is False
     assert scalar(conn, "SELECT heartbeat_at < now() - interval '10 minutes'"
                         " FROM pgjobs.jobs WHERE id = %s", (job_id,))
+
+
+# --- turns between fan-out jobs ------------------------------------------------
+
+
+def _drain(conn: Conn, worker: str, limit: int = 1) -> list[int]:
+    """Claim and complete until nothing is left; the job of each item, in claim order."""
+    order: list[int] = []
+    while batch := claim_items(conn, worker, limit=limit):
+        for item, job_id, _, identity in batch:
+            assert complete(conn, item, identity)
+            order.append(job_id)
+    return order
+
+
+def test_a_big_fanout_job_does_not_keep_a_later_one_of_another_scope_waiting(
+        conn: Conn, target: str) -> None:
+    """Taken by submission alone, the first job got every claim until its last
+    item was out: the 10 items of the later job waited for all 60."""
+    big = submit_items(conn, [{"n": i} for i in range(60)], scope="1")
+    assert len(_drain_some(conn, "w", 5)) == 5  # the big job is under way
+    small = submit_items(conn, [{"n": i} for i in range(10)], scope="2")
+    order = _drain(conn, "w")
+    assert sorted(order) == sorted([big] * 55 + [small] * 10)
+    # By turns: the small job's items are all done within its 10 turns and the
+    # big job's 10 between them, not after the big job's last item.
+    assert max(i for i, j in enumerate(order) if j == small) < 21, order
+    assert job(conn, small)["status"] == "succeeded"
+    assert job(conn, big)["status"] == "succeeded"
+
+
+def _drain_some(conn: Conn, worker: str, count: int) -> list[int]:
+    order: list[int] = []
+    for _ in range(count):
+        [(item, job_id, _, identity)] = claim_items(conn, worker)
+        assert complete(conn, item, identity)
+        order.append(job_id)
+    return order
+
+
+@pytest.mark.parametrize("limit", [1, 4])
+def test_fanout_jobs_of_one_priority_take_turns_and_a_higher_one_goes_first(
+        conn: Conn, target: str, limit: int) -> None:
+    """Three tenants' jobs of one priority share the claims (each served within
+    a round of the others'), whatever a claim's batch; a job of a higher
+    priority, submitted last, still gets every claim until it is out."""
+    jobs = [submit_items(conn, [{"n": i} for i in range(24)], scope=str(s)) for s in (1, 2, 3)]
+    urgent = submit_items(conn, [{"n": i} for i in range(6)], {"priority": 5}, scope="4")
+    order = _drain(conn, "w", limit)
+    assert order[:6] == [urgent] * 6
+    rest = order[6:]
+    assert sorted(rest) == sorted(jobs * 24)
+    # Every job's items come spread over the drain: none waits for another to end.
+    for job_id in jobs:
+        seen = [i for i, j in enumerate(rest) if j == job_id]
+        assert seen[0] < 3 * limit, (job_id, rest)
+        assert max(b - a for a, b in zip(seen, seen[1:], strict=False)) <= 3 * limit, rest
