@@ -386,3 +386,19 @@ def test_fanout_jobs_of_one_priority_take_turns_and_a_higher_one_goes_first(
         seen = [i for i, j in enumerate(rest) if j == job_id]
         assert seen[0] < 3 * limit, (job_id, rest)
         assert max(b - a for a, b in zip(seen, seen[1:], strict=False)) <= 3 * limit, rest
+
+
+def test_a_job_not_started_waits_from_when_it_was_queued(conn: Conn, target: str) -> None:
+    """A job's turn before it starts is when it joined the queue: it goes ahead of
+    a job served since, not ahead of one whose items were last served before it
+    was submitted."""
+    served_long_ago = submit_items(conn, [{"n": i} for i in range(3)], scope="1")
+    assert _drain_some(conn, "w", 1) == [served_long_ago]
+    conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() - interval '1 hour'"
+                 " WHERE id = %s", (served_long_ago,))
+    newer = submit_items(conn, [{"n": 0}], scope="2")
+    conn.execute("UPDATE pgjobs.jobs SET queued_at = now() - interval '10 minutes'"
+                 " WHERE id = %s", (newer,))
+    assert _drain_some(conn, "w", 1) == [served_long_ago]  # served 1 hour ago: its turn
+    # ... and the job just served goes behind the one waiting 10 minutes.
+    assert _drain_some(conn, "w", 1) == [newer]

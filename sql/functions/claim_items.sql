@@ -13,10 +13,10 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
 -- p_worker: jobs by priority (higher first), then the job served least
--- recently first (heartbeat_at: NULL until the job starts, then set when
--- it starts and whenever one of its items ends; a fan-out job holds no
--- budget to hand back, so this is its turn in the queue), then
--- submission; within a job
+-- recently first (heartbeat_at, set when the job starts and whenever one
+-- of its items ends; until it starts, when it joined the queue: a fan-out
+-- job holds no budget to hand back, so this is its turn in the queue),
+-- then submission; within a job
 -- the items due first (run_at: array order, and a retry after its backoff
 -- behind the items due before it), then by id, of jobs that are queued or
 -- running and due (run_at). Each item is marked running with its own
@@ -79,8 +79,10 @@ BEGIN
          -- items kept another tenant's job of 10 waiting for all of them.
          -- Least recently served first, among jobs of one priority, gives
          -- each its turn (a worker that ends an item moves that job behind
-         -- the others); priorities still win.
-         ORDER BY j.priority DESC, j.heartbeat_at NULLS FIRST, j.id
+         -- the others); priorities still win. A job not started yet waits
+         -- from when it joined the queue: it goes ahead of a job served
+         -- since, not of one whose items have run longer than it waited.
+         ORDER BY j.priority DESC, coalesce(j.heartbeat_at, j.queued_at), j.id
     LOOP
         v_cap := v_left;
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
