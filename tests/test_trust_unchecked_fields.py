@@ -168,14 +168,15 @@ def test_what_the_guard_lets_through_still_runs(rows: Conn, kind: str) -> None:
     assert "unchecked_fields" not in job(rows, judged)["payload"]
 
 
-def test_one_claim_judges_each_job_on_its_own(rows: Conn) -> None:
+@pytest.mark.parametrize("kind", ["delete", "backfill", "export"])
+def test_one_claim_judges_each_job_on_its_own(rows: Conn, kind: str) -> None:
     # Same submitter, target and kind, two scopes: the first job's check passed
     # and was reused for the second, whose misspelt field it never judged.
-    clean = submit(rows, "delete", {"k": 1}, scope="1")
-    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    clean = submit(rows, kind, {"k": 1}, scope="1")
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
     arrive(rows)
     claimed = [r[0] for r in rows.execute(
-        "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)")]
+        "SELECT id FROM pgjobs.claim(ARRAY[%s], 'w', '30 seconds', 10)", (kind,))]
     assert claimed == [clean]
     failed_on(rows, typo, "stauts")
 
