@@ -12635,18 +12635,36 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- job then reads nothing it could misjudge). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
 -- pgjobs._may_start_attempt, which has checked that the job's target is
--- still registered and trusted. Locks nothing.
+-- still registered and trusted. An error while judging (the claimer may
+-- not read the target, a timeout) is the problem, not the claim's: the job
+-- fails rather than wedging every claim that picks it. Locks nothing.
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
     v_paths text[];
+    v_error text;
+    v_state text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
         RETURN;
     END IF;
     v_paths := ARRAY(SELECT jsonb_array_elements_text(p_job.payload -> 'unchecked_fields'));
-    SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+    -- An error here (the claimer may not read the target, a timeout) would
+    -- fail the claim, and every later one that picks the job: the job fails
+    -- instead, closed, naming it. Only a job with such paths pays the block.
+    BEGIN
+        SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        message := format('job %s (%s) cannot be started: the document fields its submit could '
+                          'not judge (the scope had no rows then) could not be judged at its '
+                          'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
+                          v_state);
+        hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it again with '
+                'the option {"allow_unknown_fields": true} if its fields are right.';
+        RETURN;
+    END;
     IF cardinality(v_check.p_unknown) = 0 THEN
         RETURN;
     END IF;

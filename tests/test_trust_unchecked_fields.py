@@ -225,3 +225,16 @@ def test_an_import_ahead_in_the_gate_no_longer_feeds_a_misspelt_delete(
         conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
         failed_on(conn, job_id, "stauts")
     assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 5 AND age IS NULL") == 5
+
+
+def test_a_check_that_cannot_run_fails_the_job_not_every_claim(rows: Conn) -> None:
+    # The document column dropped under a queued job: judging its paths raises
+    # (42703). Raised from the claim, it failed that claim and every later one
+    # that picked the job; the job fails instead, naming the error.
+    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    rows.execute("ALTER TABLE user_table_rows DROP COLUMN data")
+    assert rows.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)").fetchall() == []
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "42703" in row["error"], row
+    assert "pgjobs.retry" in row["error"]
