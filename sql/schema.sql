@@ -6768,13 +6768,18 @@ BEGIN
         END IF;
     END IF;
     IF v_message IS NULL AND p_job.started_at IS NULL
+       AND p_job.kind IN ('delete', 'backfill', 'export')
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
         -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
         -- may have arrived since (an import ahead of the job in the gate),
         -- and a misspelt field would select every one of them: judged now,
         -- against the scope as it is, before the job reads a row. Every
-        -- first attempt (a retry clears started_at), once.
+        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- whose submit writes the list (and whose target's trust was just
+        -- judged): a custom kind's payload is its client's, and judging
+        -- paths on its target would run that target's code for whoever
+        -- claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
     END IF;
@@ -10705,7 +10710,8 @@ BEGIN
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN v_job.started_at IS NULL
                                              AND (v_job.kind IN ('delete', 'backfill')
-                                                  OR v_job.payload ? 'unchecked_fields')
+                                                  OR (v_job.kind = 'export'
+                                                      AND v_job.payload ? 'unchecked_fields'))
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;

@@ -238,3 +238,14 @@ def test_a_check_that_cannot_run_fails_the_job_not_every_claim(rows: Conn) -> No
     row = job(rows, typo)
     assert row["status"] == "failed" and "42703" in row["error"], row
     assert "pgjobs.retry" in row["error"]
+
+
+def test_a_custom_kinds_payload_cannot_ask_for_the_check(rows: Conn) -> None:
+    # A custom kind's payload is its client's: a list there is no deferred
+    # guard, and the target (its code) is not judged for it at a claim.
+    custom = scalar(rows, "SELECT pgjobs.submit('custom', 'user_table_rows', %s, %s::jsonb)",
+                    (EMPTY, json.dumps({"unchecked_fields": ["stauts"]})))
+    arrive(rows)
+    claimed = [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['custom'], 'w', '30 seconds', 10)")]
+    assert claimed == [custom]

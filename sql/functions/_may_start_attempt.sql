@@ -67,13 +67,18 @@ BEGIN
         END IF;
     END IF;
     IF v_message IS NULL AND p_job.started_at IS NULL
+       AND p_job.kind IN ('delete', 'backfill', 'export')
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
         -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
         -- may have arrived since (an import ahead of the job in the gate),
         -- and a misspelt field would select every one of them: judged now,
         -- against the scope as it is, before the job reads a row. Every
-        -- first attempt (a retry clears started_at), once.
+        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- whose submit writes the list (and whose target's trust was just
+        -- judged): a custom kind's payload is its client's, and judging
+        -- paths on its target would run that target's code for whoever
+        -- claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
     END IF;

@@ -61,7 +61,8 @@ BEGIN
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN v_job.started_at IS NULL
                                              AND (v_job.kind IN ('delete', 'backfill')
-                                                  OR v_job.payload ? 'unchecked_fields')
+                                                  OR (v_job.kind = 'export'
+                                                      AND v_job.payload ? 'unchecked_fields'))
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
