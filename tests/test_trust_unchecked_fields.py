@@ -249,3 +249,15 @@ def test_a_custom_kinds_payload_cannot_ask_for_the_check(rows: Conn) -> None:
     claimed = [r[0] for r in rows.execute(
         "SELECT id FROM pgjobs.claim(ARRAY['custom'], 'w', '30 seconds', 10)")]
     assert claimed == [custom]
+
+
+def test_preview_names_the_paths_a_job_would_judge_at_its_start(rows: Conn) -> None:
+    def preview(scope: str, options: dict[str, Any] | None = None) -> Any:
+        return scalar(rows, "SELECT pgjobs.preview('user_table_rows', %s, %s::jsonb, '{}', "
+                            "%s::jsonb)", (scope, json.dumps({"stauts": {"$ne": "keep"}}),
+                                           json.dumps(options or {})))
+
+    assert preview(EMPTY)["unchecked_fields"] == ["stauts"]
+    assert preview(EMPTY, {"allow_unknown_fields": True})["unchecked_fields"] == []
+    assert preview("1")["unchecked_fields"] == []  # judged now: unknown_fields
+    assert preview("1")["unknown_fields"] == ["stauts"]
