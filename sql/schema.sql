@@ -12637,6 +12637,7 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET lock_timeout TO '1s'
     AS $$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
@@ -12648,7 +12649,12 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- pgjobs._may_start_attempt, which has checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target, a timeout) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it. Locks nothing.
+-- fails rather than wedging every claim that picks it. It reads the target
+-- inside the claim, so it waits at most 1 s (lock_timeout, this function's
+-- own) for the table: a client allowed to delete may LOCK it in a
+-- transaction it leaves open, which held the claim, the runner and every
+-- tenant's jobs behind it; the job fails then (55P03, pgjobs.retry sets it
+-- going again). Locks: the target, ACCESS SHARE (a read).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;

@@ -261,3 +261,24 @@ def test_preview_names_the_paths_a_job_would_judge_at_its_start(rows: Conn) -> N
     assert preview(EMPTY, {"allow_unknown_fields": True})["unchecked_fields"] == []
     assert preview("1")["unchecked_fields"] == []  # judged now: unknown_fields
     assert preview("1")["unknown_fields"] == ["stauts"]
+
+
+def test_a_lock_on_the_target_never_holds_the_claim(rows: Conn, make_conn: Any) -> None:
+    # Judging the paths reads the target inside the claim: a client allowed to
+    # delete may LOCK the table (ACCESS EXCLUSIVE) in a transaction it leaves
+    # open, and the claim, with it the runner and every tenant's jobs behind
+    # it, waited as long as it liked. The check waits a bounded time, then
+    # the job fails (55P03, pgjobs.retry in its error) and the claim goes on.
+    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    holder = make_conn(autocommit=False)
+    holder.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
+    try:
+        claimer = make_conn()
+        claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
+        assert claimer.execute(
+            "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)"
+        ).fetchall() == []
+    finally:
+        holder.rollback()
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "55P03" in row["error"], row
