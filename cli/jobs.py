@@ -182,6 +182,9 @@ def _print_preview(shown: dict[str, Any], as_json: bool) -> None:
                                               f" (estimated past {shown['time_limit_ms']} ms)"))
     table.add_row("sample", ", ".join(shown["sample"]) or "-")
     table.add_row("unknown fields", ", ".join(shown["unknown_fields"]) or "-")
+    if shown.get("unchecked_fields"):
+        table.add_row("judged at start", ", ".join(shown["unchecked_fields"])
+                      + " (the scope has no rows yet)")
     table.add_row("predicate", shown["predicate"])
     Console().print(table)
 
@@ -194,6 +197,9 @@ def _confirm(shown: dict[str, Any]) -> None:
         click.echo(f"first keys: {', '.join(shown['sample'])}", err=True)
     if shown["unknown_fields"]:
         click.echo(f"unknown fields: {', '.join(shown['unknown_fields'])}", err=True)
+    if shown.get("unchecked_fields"):
+        click.echo("the scope has no rows yet: fields judged when the job starts: "
+                   f"{', '.join(shown['unchecked_fields'])}", err=True)
     if not click.confirm(f"Submit this {shown['kind']}?", default=False, err=True):
         click.echo("not submitted", err=True)
         sys.exit(1)

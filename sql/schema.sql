@@ -4108,6 +4108,60 @@ $$;
 ALTER FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) OWNER TO SUPERUSER;
 
 --
+-- Name: _fields_unchecked(pgjobs.target_registry, text, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) RETURNS text[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The document paths p_paths of a job on scope p_scope (canonical text)
+-- that the typo guard (pgjobs._require_known_fields) cannot judge at the
+-- submit because the scope has no row yet, distinct and sorted; NULL when
+-- there is nothing left to judge: no document column, no path, the option
+-- {"allow_unknown_fields": true}, or a scope that has rows (the guard
+-- judged them). An empty scope does not mean the job will change nothing:
+-- a job judges rows by their created_at, and rows dated at or before its
+-- cutoff may arrive before it runs (an import queued ahead of it in the
+-- scope's gate, whose source carries created_at; an application restoring
+-- rows). A misspelt `{"stauts": {"$ne": "keep"}}` would then select every
+-- one of them. The submit stores the list in the job's payload
+-- (unchecked_fields) and the job's first attempt judges it against the
+-- scope as it is then (pgjobs._may_start_attempt). Asked before the
+-- guard's walk: rows leave a scope only through a delete (gated, or the
+-- application's own), so a scope seen with rows here is one the walk
+-- judges. The scope is checked against pgjobs.allowed_scopes first
+-- (42501). One index probe of (scope, key). Locks nothing.
+DECLARE
+    v_paths text[];
+    v_any boolean;
+BEGIN
+    IF p_reg.document_column IS NULL OR p_paths IS NULL
+       OR (jsonb_typeof(p_options) = 'object'
+           AND p_options -> 'allow_unknown_fields' = 'true'::jsonb) THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(DISTINCT p ORDER BY p) INTO v_paths FROM unnest(p_paths) p
+     WHERE p IS NOT NULL;
+    IF v_paths IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Not even a probe of a scope the session may not act on (42501).
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I = %s)', p_reg.target,
+                   p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope))
+       INTO v_any;
+    RETURN CASE WHEN v_any THEN NULL ELSE v_paths END;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _foreign_comparisons(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6668,7 +6722,10 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
--- scope submitted after it wrote rows before (pgjobs._import_after).
+-- scope submitted after it wrote rows before (pgjobs._import_after), nor
+-- the first attempt of a delete, backfill or export submitted on a scope
+-- without rows whose document paths no row of the scope has now
+-- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -6709,6 +6766,22 @@ BEGIN
             v_hint := format('Submit a new %s for the scope as it is now (it takes the imported '
                              'rows too).', p_job.kind);
         END IF;
+    END IF;
+    IF v_message IS NULL AND p_job.started_at IS NULL
+       AND p_job.kind IN ('delete', 'backfill', 'export')
+       AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
+        -- The typo guard the submit could not apply: the scope had no row
+        -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
+        -- may have arrived since (an import ahead of the job in the gate),
+        -- and a misspelt field would select every one of them: judged now,
+        -- against the scope as it is, before the job reads a row. Every
+        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- whose submit writes the list (and whose target's trust was just
+        -- judged): a custom kind's payload is its client's, and judging
+        -- paths on its target would run that target's code for whoever
+        -- claims it.
+        SELECT u.message, u.hint INTO v_message, v_hint
+          FROM pgjobs._unchecked_fields_problem(p_job) u;
     END IF;
     IF v_message IS NULL THEN
         RETURN true;
@@ -7578,13 +7651,15 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- the very path the submits take (pgjobs._row_predicate, same cutoff: now),
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
--- empty scope has none), and the rows counted by pgjobs._preview_count
+-- empty scope has none: its paths are listed in "unchecked_fields", which
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
 -- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
--- "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), and
 -- allow_unknown_fields (accepted and validated so a client can pass the
@@ -7602,6 +7677,7 @@ DECLARE
     v_scope text;
     v_predicate text;
     v_check record;
+    v_paths text[];
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -7639,15 +7715,17 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, v_scope);
     -- (A NULL filter raises 22023 there, as the delete it previews would.)
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
-    SELECT * INTO v_check
-      FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
+    v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
                'scope', v_scope,
                'predicate', v_predicate,
                'unknown_fields', to_jsonb(v_check.p_unknown),
+               -- The scope has no row: the job would judge these at its start.
+               'unchecked_fields', to_jsonb(coalesce(
+                   pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options), '{}')),
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
@@ -10602,7 +10680,10 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- security, the role dropped, the target no longer trusted) fails here,
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
--- on_duplicate share one check.
+-- on_duplicate share one check, except the first attempt of a delete or
+-- backfill, or of a job whose typo guard was deferred, whose check also
+-- reads the job itself (its scope's imports, its unchecked paths): never
+-- shared.
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -10623,9 +10704,20 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
+        -- A first attempt of a delete or backfill, or of a job with a
+        -- deferred typo guard, is also judged on what is its own
+        -- (pgjobs._may_start_attempt: an import of its scope after it, the
+        -- paths its submit could not judge): its key names it, so
+        -- another job of the same submitter, target and kind (another
+        -- scope) never passes on its check.
         v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
                                    v_job.target::oid, v_job.kind,
-                                   v_job.payload ->> 'on_duplicate')::text;
+                                   v_job.payload ->> 'on_duplicate',
+                                   CASE WHEN v_job.started_at IS NULL
+                                             AND (v_job.kind IN ('delete', 'backfill')
+                                                  OR (v_job.kind = 'export'
+                                                      AND v_job.payload ? 'unchecked_fields'))
+                                        THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
         ELSIF pgjobs._may_start_attempt(v_job) THEN
@@ -10972,6 +11064,8 @@ DECLARE
     v_selection record;
     v_assignments text;
     v_handler regprocedure;
+    v_unchecked text[];
+    v_slips text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
@@ -10993,7 +11087,11 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set: below, for its likely slips only).
+    -- The typo guard on the filter (set: below, for its likely slips only);
+    -- on a scope without rows yet, judged at the job's first attempt
+    -- (pgjobs._fields_unchecked, asked before the guard's walk).
+    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        v_selection.paths, p_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
@@ -11010,16 +11108,21 @@ BEGIN
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
         -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
+        v_slips := ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
+                                pgjobs._field_slip(v_reg, k.key) s
+                          WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
+                          ORDER BY k.key);
+        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._fields_unchecked(
+            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options), '{}');
         PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
-                         pgjobs._field_slip(v_reg, k.key) s
-                   WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
-                   ORDER BY k.key),
-            p_options, 'set');
+            v_slips, p_options, 'set');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
-                           'handler', v_handler::text),
+                           'handler', v_handler::text)
+        || CASE WHEN cardinality(v_unchecked) > 0
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
         v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
@@ -11056,6 +11159,7 @@ CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_sco
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
+    v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
@@ -11083,7 +11187,11 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
-    -- The typo guard: every document path of the filter is in some row.
+    -- The typo guard: every document path of the filter is in some row;
+    -- on a scope without rows yet, judged at the job's first attempt
+    -- (pgjobs._fields_unchecked, asked before the guard's walk).
+    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        v_selection.paths, p_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
@@ -11093,7 +11201,10 @@ BEGIN
         -- the payload's 1 MiB.
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
-                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END,
+                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
+        || CASE WHEN v_unchecked IS NOT NULL
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
         v_selection.predicate, NULL, v_reg);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the
@@ -11185,6 +11296,7 @@ DECLARE
     v_fields text[] := '{}'::text[];
     v_predicate text;
     v_scope text;
+    v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -11366,6 +11478,10 @@ BEGIN
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
+    -- On a scope without rows yet they are judged at the job's first
+    -- attempt (pgjobs._fields_unchecked, asked before the guard's walk).
+    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths || v_fields, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
@@ -11386,7 +11502,10 @@ BEGIN
         || CASE WHEN v_format = 'parquet' THEN jsonb_build_object(
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
-           ELSE '{}'::jsonb END,
+           ELSE '{}'::jsonb END
+        || CASE WHEN v_unchecked IS NOT NULL
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
@@ -12506,6 +12625,83 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._typed_literal(p_text text, p_type text) OWNER TO SUPERUSER;
+
+--
+-- Name: _unchecked_fields_problem(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET lock_timeout TO '1s'
+    AS $$
+-- The typo guard of a job whose submit could not apply it, at its first
+-- attempt: the document paths in p_job.payload -> 'unchecked_fields'
+-- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
+-- row of its scope has now, as the message and hint its failure shows; both
+-- NULL when every path is in some row, or the scope still has no row (the
+-- job then reads nothing it could misjudge). The rule and the bound are
+-- pgjobs._unknown_fields', as at a submit. Asked by
+-- pgjobs._may_start_attempt, which has checked that the job's target is
+-- still registered and trusted. An error while judging (the claimer may
+-- not read the target, a timeout) is the problem, not the claim's: the job
+-- fails rather than wedging every claim that picks it. It reads the target
+-- inside the claim, so it waits at most 1 s (lock_timeout, this function's
+-- own) for the table: a client allowed to delete may LOCK it in a
+-- transaction it leaves open, which held the claim, the runner and every
+-- tenant's jobs behind it; the job fails then (55P03, pgjobs.retry sets it
+-- going again). Locks: the target, ACCESS SHARE (a read).
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_check record;
+    v_paths text[];
+    v_error text;
+    v_state text;
+BEGIN
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
+        RETURN;
+    END IF;
+    v_paths := ARRAY(SELECT jsonb_array_elements_text(p_job.payload -> 'unchecked_fields'));
+    -- An error here (the claimer may not read the target, a timeout) would
+    -- fail the claim, and every later one that picks the job: the job fails
+    -- instead, closed, naming it. Only a job with such paths pays the block.
+    BEGIN
+        SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        message := format('job %s (%s) cannot be started: the document fields its submit could '
+                          'not judge (the scope had no rows then) could not be judged at its '
+                          'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
+                          v_state);
+        hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it again with '
+                'the option {"allow_unknown_fields": true} if its fields are right.';
+        RETURN;
+    END;
+    IF cardinality(v_check.p_unknown) = 0 THEN
+        RETURN;
+    END IF;
+    message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
+                      'scope %s has; the scope had no rows when the job was submitted, so its '
+                      'fields are judged at its start, before it reads a row',
+                      p_job.id, p_job.kind,
+                      array_to_string(ARRAY(SELECT format('"%s"', u)
+                                              FROM unnest(v_check.p_unknown) u), ', '),
+                      CASE WHEN v_check.p_complete THEN 'no row'
+                           ELSE format('none of the first %s rows', v_check.p_rows_read) END,
+                      quote_literal(p_job.scope));
+    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
+                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
+                   'the option {"allow_unknown_fields": true}.',
+                   v_reg.document_column, p_job.kind);
+END
+$$;
+
+ALTER FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
 -- Name: _unique_key_hint(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -18324,6 +18520,13 @@ REVOKE ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field 
 GRANT ALL ON FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _foreign_comparisons(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -19168,6 +19371,13 @@ GRANT ALL ON FUNCTION pgjobs._type_sql(p_type text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._typed_literal(p_text text, p_type text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._typed_literal(p_text text, p_type text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _unique_key_hint(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -21,13 +21,15 @@ AS $$
 -- the very path the submits take (pgjobs._row_predicate, same cutoff: now),
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
--- empty scope has none), and the rows counted by pgjobs._preview_count
+-- empty scope has none: its paths are listed in "unchecked_fields", which
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
 -- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
--- "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), and
 -- allow_unknown_fields (accepted and validated so a client can pass the
@@ -45,6 +47,7 @@ DECLARE
     v_scope text;
     v_predicate text;
     v_check record;
+    v_paths text[];
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -82,15 +85,17 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, v_scope);
     -- (A NULL filter raises 22023 there, as the delete it previews would.)
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
-    SELECT * INTO v_check
-      FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
+    v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
                'scope', v_scope,
                'predicate', v_predicate,
                'unknown_fields', to_jsonb(v_check.p_unknown),
+               -- The scope has no row: the job would judge these at its start.
+               'unchecked_fields', to_jsonb(coalesce(
+                   pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options), '{}')),
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,

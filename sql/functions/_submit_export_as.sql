@@ -69,6 +69,7 @@ DECLARE
     v_fields text[] := '{}'::text[];
     v_predicate text;
     v_scope text;
+    v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -250,6 +251,10 @@ BEGIN
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
+    -- On a scope without rows yet they are judged at the job's first
+    -- attempt (pgjobs._fields_unchecked, asked before the guard's walk).
+    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        (pgjobs._compile_filter(p_target, p_filter)).p_paths || v_fields, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
     PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
@@ -270,7 +275,10 @@ BEGIN
         || CASE WHEN v_format = 'parquet' THEN jsonb_build_object(
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
-           ELSE '{}'::jsonb END,
+           ELSE '{}'::jsonb END
+        || CASE WHEN v_unchecked IS NOT NULL
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],

@@ -1,0 +1,74 @@
+CREATE OR REPLACE FUNCTION pgjobs._unchecked_fields_problem(
+    p_job pgjobs.jobs,
+    OUT message text,
+    OUT hint text)
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET lock_timeout = '1s'
+AS $$
+-- The typo guard of a job whose submit could not apply it, at its first
+-- attempt: the document paths in p_job.payload -> 'unchecked_fields'
+-- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
+-- row of its scope has now, as the message and hint its failure shows; both
+-- NULL when every path is in some row, or the scope still has no row (the
+-- job then reads nothing it could misjudge). The rule and the bound are
+-- pgjobs._unknown_fields', as at a submit. Asked by
+-- pgjobs._may_start_attempt, which has checked that the job's target is
+-- still registered and trusted. An error while judging (the claimer may
+-- not read the target, a timeout) is the problem, not the claim's: the job
+-- fails rather than wedging every claim that picks it. It reads the target
+-- inside the claim, so it waits at most 1 s (lock_timeout, this function's
+-- own) for the table: a client allowed to delete may LOCK it in a
+-- transaction it leaves open, which held the claim, the runner and every
+-- tenant's jobs behind it; the job fails then (55P03, pgjobs.retry sets it
+-- going again). Locks: the target, ACCESS SHARE (a read).
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_check record;
+    v_paths text[];
+    v_error text;
+    v_state text;
+BEGIN
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
+    IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
+        RETURN;
+    END IF;
+    v_paths := ARRAY(SELECT jsonb_array_elements_text(p_job.payload -> 'unchecked_fields'));
+    -- An error here (the claimer may not read the target, a timeout) would
+    -- fail the claim, and every later one that picks the job: the job fails
+    -- instead, closed, naming it. Only a job with such paths pays the block.
+    BEGIN
+        SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        message := format('job %s (%s) cannot be started: the document fields its submit could '
+                          'not judge (the scope had no rows then) could not be judged at its '
+                          'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
+                          v_state);
+        hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it again with '
+                'the option {"allow_unknown_fields": true} if its fields are right.';
+        RETURN;
+    END;
+    IF cardinality(v_check.p_unknown) = 0 THEN
+        RETURN;
+    END IF;
+    message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
+                      'scope %s has; the scope had no rows when the job was submitted, so its '
+                      'fields are judged at its start, before it reads a row',
+                      p_job.id, p_job.kind,
+                      array_to_string(ARRAY(SELECT format('"%s"', u)
+                                              FROM unnest(v_check.p_unknown) u), ', '),
+                      CASE WHEN v_check.p_complete THEN 'no row'
+                           ELSE format('none of the first %s rows', v_check.p_rows_read) END,
+                      quote_literal(p_job.scope));
+    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
+                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
+                   'the option {"allow_unknown_fields": true}.',
+                   v_reg.document_column, p_job.kind);
+END
+$$;

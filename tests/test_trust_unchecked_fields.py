@@ -1,0 +1,284 @@
+"""The typo guard on a scope that had no rows at the submit.
+
+The guard refuses a filter naming a document path no row of the scope has,
+because a misspelt `{"stauts": {"$ne": "keep"}}` selects every row. It let an
+empty scope pass ("a job there changes nothing"), but a job judges rows by
+their created_at, and rows dated before its cutoff can reach the scope before
+it runs: an import queued ahead of it in the gate whose source carries
+created_at (found in the hW trust pass), or an application restoring rows. The
+misspelt delete then deleted every imported row and reported success.
+
+Such a job now carries the paths it could not judge (payload
+`unchecked_fields`) and its first attempt judges them against the scope as it
+is then (pgjobs._may_start_attempt): a path no row has fails the job before it
+reads a row. A scope still empty, a path some row has, or the option
+`allow_unknown_fields` run as before. And a claim of several jobs of one
+submitter no longer lets the first job's check stand for the others' own
+(this deferred guard, and the import-after check): pgjobs._start_attempts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgjobs.poller.importer import Importer
+from tests.support import (
+    allow,
+    claim_import,
+    job,
+    make_people,
+    make_rows_target,
+    scalar,
+    seed,
+    submit_import,
+)
+
+Conn = psycopg.Connection[Any]
+
+EMPTY = "99"  # a scope of user_table_rows with no row at the submit
+OLD = "2001-01-01T00:00:00Z"  # before any job's cutoff
+
+# Every shape of a misspelt field that selects rows which lack it.
+TYPOS = [
+    {"stauts": {"$ne": "keep"}},
+    {"stauts": None},
+    {"stauts": {"$exists": False}},
+    {"stauts": {"$nin": ["keep"]}},
+    {"$not": {"stauts": "keep"}},
+    {"$or": [{"stauts": None}, {"k": 99}]},
+    {"$and": [{"k": 1}, {"nest.b": {"$ne": 1}}]},
+    {"k.x": {"$ne": 1}},
+]
+
+
+@pytest.fixture
+def rows(conn: Conn) -> Conn:
+    target = make_rows_target(conn)
+    seed(conn, target, 30)  # scopes 1..3; EMPTY has none
+    return conn
+
+
+def arrive(conn: Conn, scope: str = EMPTY, count: int = 5) -> None:
+    """Rows dated before every job's cutoff reach `scope` (as an import or a
+    restore would write them), with the fields the filters above misspell."""
+    conn.execute("INSERT INTO user_table_rows (table_id, n, label, data, created_at) "
+                 "SELECT %s::int, 1, 'keep', '{\"status\": \"keep\", \"k\": 1, "
+                 "\"nest\": {\"a\": 1}}', %s::timestamptz FROM generate_series(1, %s)",
+                 (scope, OLD, count))
+
+
+def submit(conn: Conn, kind: str, filter_: dict[str, Any], scope: str = EMPTY,
+           options: dict[str, Any] | None = None, set_: dict[str, Any] | None = None) -> int:
+    opts = json.dumps(options or {})
+    if kind == "delete":
+        return int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', %s, %s::jsonb,"
+                                " '{}', %s::jsonb)", (scope, json.dumps(filter_), opts)))
+    if kind == "backfill":
+        return int(scalar(conn, "SELECT pgjobs.submit_backfill('user_table_rows', %s, %s::jsonb,"
+                                " %s::jsonb, %s::jsonb)",
+                          (scope, json.dumps(filter_), json.dumps(set_ or {"label": "changed"}),
+                           opts)))
+    return int(scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', %s, %s::jsonb,"
+                            " %s::jsonb)", (scope, json.dumps(filter_), opts)))
+
+
+def labels(conn: Conn, scope: str = EMPTY) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT label FROM user_table_rows WHERE table_id = %s::int ORDER BY id", (scope,))]
+
+
+def failed_on(conn: Conn, job_id: int, path: str) -> None:
+    row = job(conn, job_id)
+    assert row["status"] == "failed", row
+    assert f'"{path}"' in row["error"] and "allow_unknown_fields" in row["error"], row["error"]
+    assert row["done"] == 0
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("filter_", TYPOS, ids=json.dumps)
+def test_a_misspelt_field_on_a_scope_filled_after_the_submit_fails_the_job(
+        rows: Conn, kind: str, filter_: dict[str, Any]) -> None:
+    job_id = submit(rows, kind, filter_)
+    assert job(rows, job_id)["status"] == "queued"  # the submit still takes it
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    [path] = [p for p in job(rows, job_id)["payload"]["unchecked_fields"]
+              if p not in ("k", "status", "nest.a")]
+    failed_on(rows, job_id, path)
+    assert labels(rows) == ["keep"] * 5  # not one row deleted or changed
+
+
+def test_a_backfill_set_slip_on_a_scope_filled_after_the_submit_fails_the_job(
+        rows: Conn) -> None:
+    # "Label" for the column label: written as a new document field in every row.
+    job_id = submit(rows, "backfill", {}, set_={"Label": "x"})
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    failed_on(rows, job_id, "Label")
+    assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE data ? 'Label'") == 0
+
+
+@pytest.mark.parametrize("options", [{"columns": ["id", "stauts"]}, {}])
+def test_an_export_is_judged_at_its_claim(rows: Conn, options: dict[str, Any]) -> None:
+    filter_ = {} if options else {"stauts": {"$ne": "keep"}}
+    job_id = submit(rows, "export", filter_, options=options)
+    arrive(rows)
+    claimed = rows.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')", (job_id,)).fetchall()
+    assert claimed == []
+    failed_on(rows, job_id, "stauts")
+
+
+def test_the_first_attempt_judges_a_retry_again(rows: Conn) -> None:
+    job_id = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    failed_on(rows, job_id, "stauts")
+    assert scalar(rows, "SELECT pgjobs.retry(%s)", (job_id,))
+    rows.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    failed_on(rows, job_id, "stauts")
+    assert labels(rows) == ["keep"] * 5
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_what_the_guard_lets_through_still_runs(rows: Conn, kind: str) -> None:
+    # Still empty at the start: the job reads nothing, and succeeds.
+    still = submit(rows, kind, {"stauts": {"$ne": "keep"}}, scope="98")
+    rows.execute("CALL pgjobs.run_job(%s)", (still,))
+    assert job(rows, still)["status"] == "succeeded"
+    # A field the rows that arrived have: the job does its work.
+    right = submit(rows, kind, {"status": "keep"})
+    assert job(rows, right)["payload"]["unchecked_fields"] == ["status"]
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (right,))
+    assert (job(rows, right)["status"], job(rows, right)["done"]) == ("succeeded", 5)
+    # The option says the field is meant to be absent: nothing deferred.
+    meant = submit(rows, kind, {"absent": None}, scope="97",
+                   options={"allow_unknown_fields": True})
+    assert "unchecked_fields" not in job(rows, meant)["payload"]
+    arrive(rows, "97", 2)
+    rows.execute("CALL pgjobs.run_job(%s)", (meant,))
+    assert (job(rows, meant)["status"], job(rows, meant)["done"]) == ("succeeded", 2)
+    # A scope with rows was judged at the submit: nothing deferred.
+    judged = submit(rows, kind, {"k": 1}, scope="1")
+    assert "unchecked_fields" not in job(rows, judged)["payload"]
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill", "export"])
+def test_one_claim_judges_each_job_on_its_own(rows: Conn, kind: str) -> None:
+    # Same submitter, target and kind, two scopes: the first job's check passed
+    # and was reused for the second, whose misspelt field it never judged.
+    clean = submit(rows, kind, {"k": 1}, scope="1")
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    claimed = [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY[%s], 'w', '30 seconds', 10)", (kind,))]
+    assert claimed == [clean]
+    failed_on(rows, typo, "stauts")
+
+
+def test_one_claim_judges_each_job_against_imports_on_its_own(conn: Conn, dsn: str,
+                                                              tmp_path: Path) -> None:
+    # The import-after check (pgjobs._import_after) is the job's own too: a
+    # delete not yet due held no place in its scope's gate, an import submitted
+    # after it ran first; claimed beside another delete of the same submitter,
+    # it was started on that one's check.
+    make_people(conn)
+    allow(conn, f"file://{tmp_path}")
+    clean = scalar(conn, "SELECT pgjobs.submit_delete('people', '1', '{}')")
+    later = scalar(conn, "SELECT pgjobs.submit_delete('people', '2', '{}', '{}', "
+                         "'{\"run_at\": \"2999-01-01T00:00:00Z\"}')")
+    (tmp_path / "in.csv").write_text(f"name,created_at\nimported,{OLD}\n")
+    imported = submit_import(conn, f"file://{tmp_path}/in.csv", "2")
+    outcome = Importer(dsn, imported, claim_import(dsn, imported),
+                       f"file://{tmp_path}/store").run()
+    assert outcome.status == "succeeded", outcome
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (later,))  # now due
+    claimed = [r[0] for r in conn.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)")]
+    assert claimed == [clean]
+    assert job(conn, later)["status"] == "failed"
+    assert f"import job {imported}" in job(conn, later)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 2") == 1
+
+
+def test_an_import_ahead_in_the_gate_no_longer_feeds_a_misspelt_delete(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    # The way pgjobs itself fills an empty scope before a delete behind it runs.
+    make_people(conn)
+    allow(conn, f"file://{tmp_path}")
+    (tmp_path / "in.csv").write_text(
+        "name,status,created_at\n" + "".join(f"p{i},keep,{OLD}\n" for i in range(5)))
+    imported = submit_import(conn, f"file://{tmp_path}/in.csv", "5")
+    delete = scalar(conn, "SELECT pgjobs.submit_delete('people', '5', %s::jsonb)",
+                    (json.dumps({"stauts": {"$ne": "keep"}}),))
+    backfill = scalar(conn, "SELECT pgjobs.submit_backfill('people', '5', %s::jsonb, "
+                            "'{\"age\": 7}')", (json.dumps({"stauts": None}),))
+    outcome = Importer(dsn, imported, claim_import(dsn, imported),
+                       f"file://{tmp_path}/store").run()
+    assert outcome.status == "succeeded", outcome
+    for job_id in (delete, backfill):
+        conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+        failed_on(conn, job_id, "stauts")
+    assert scalar(conn, "SELECT count(*) FROM people WHERE tenant = 5 AND age IS NULL") == 5
+
+
+def test_a_check_that_cannot_run_fails_the_job_not_every_claim(rows: Conn) -> None:
+    # The document column dropped under a queued job: judging its paths raises
+    # (42703). Raised from the claim, it failed that claim and every later one
+    # that picked the job; the job fails instead, naming the error.
+    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    rows.execute("ALTER TABLE user_table_rows DROP COLUMN data")
+    assert rows.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)").fetchall() == []
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "42703" in row["error"], row
+    assert "pgjobs.retry" in row["error"]
+
+
+def test_a_custom_kinds_payload_cannot_ask_for_the_check(rows: Conn) -> None:
+    # A custom kind's payload is its client's: a list there is no deferred
+    # guard, and the target (its code) is not judged for it at a claim.
+    custom = scalar(rows, "SELECT pgjobs.submit('custom', 'user_table_rows', %s, %s::jsonb)",
+                    (EMPTY, json.dumps({"unchecked_fields": ["stauts"]})))
+    arrive(rows)
+    claimed = [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(ARRAY['custom'], 'w', '30 seconds', 10)")]
+    assert claimed == [custom]
+
+
+def test_preview_names_the_paths_a_job_would_judge_at_its_start(rows: Conn) -> None:
+    def preview(scope: str, options: dict[str, Any] | None = None) -> Any:
+        return scalar(rows, "SELECT pgjobs.preview('user_table_rows', %s, %s::jsonb, '{}', "
+                            "%s::jsonb)", (scope, json.dumps({"stauts": {"$ne": "keep"}}),
+                                           json.dumps(options or {})))
+
+    assert preview(EMPTY)["unchecked_fields"] == ["stauts"]
+    assert preview(EMPTY, {"allow_unknown_fields": True})["unchecked_fields"] == []
+    assert preview("1")["unchecked_fields"] == []  # judged now: unknown_fields
+    assert preview("1")["unknown_fields"] == ["stauts"]
+
+
+def test_a_lock_on_the_target_never_holds_the_claim(rows: Conn, make_conn: Any) -> None:
+    # Judging the paths reads the target inside the claim: a client allowed to
+    # delete may LOCK the table (ACCESS EXCLUSIVE) in a transaction it leaves
+    # open, and the claim, with it the runner and every tenant's jobs behind
+    # it, waited as long as it liked. The check waits a bounded time, then
+    # the job fails (55P03, pgjobs.retry in its error) and the claim goes on.
+    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    holder = make_conn(autocommit=False)
+    holder.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
+    try:
+        claimer = make_conn()
+        claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
+        assert claimer.execute(
+            "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)"
+        ).fetchall() == []
+    finally:
+        holder.rollback()
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "55P03" in row["error"], row
