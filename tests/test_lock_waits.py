@@ -337,3 +337,114 @@ def test_the_lock_wait_problem_names_a_tables_holder(
     assert row is not None
     assert row[0].startswith(f"waited 5s for its table public.user_table_rows, which pid {pid} ")
     assert "pg_terminate_backend" in row[1]
+
+
+# --- the worker's data statements: an export's chunk, an import's batch -----------------
+
+WORKER_KINDS = {
+    "export": ("SELECT pgjobs.submit_export('user_table_rows', '1')", "claim_export"),
+    "export_parquet": ("SELECT pgjobs.submit_export('user_table_rows', '1', '{}',"
+                       " '{\"format\": \"parquet\"}')", "claim_export"),
+    "import": ("SELECT pgjobs.submit_import('user_table_rows', '1', %(source)s)",
+               "claim_import"),
+}
+
+
+def start_worker_behind_a_table_lock(conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+                                     kind: str, hold_sql: str
+                                     ) -> tuple[int, int, Conn, threading.Thread, list[Any]]:
+    """A claimed export or import of user_table_rows' scope 1 (50 rows, or a
+    50-record source), its worker started in a thread while another
+    transaction holds the table (hold_sql, left open). Returns the job, the
+    holder's pid, the holder, the thread and the box of its outcome."""
+    from pgjobs.poller.export import Exporter
+    from pgjobs.poller.importer import Importer
+    from tests.support import allow
+
+    make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (table_id, n) "
+                 "SELECT 1, g FROM generate_series(1, 50) g")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    allow(conn, f"file://{tmp_path}")
+    source = tmp_path / "in.csv"
+    source.write_text("n\n" + "".join(f"{i}\n" for i in range(1000, 1050)))
+    submit, claim = WORKER_KINDS[kind]
+    job_id = int(scalar(conn, submit, {"source": f"file://{source}"}))
+    worker = str(scalar(conn, f"SELECT worker FROM pgjobs.{claim}(%s, 'w', '30 seconds')",
+                        (job_id,)))
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(hold_sql)
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    runner = Importer if kind == "import" else Exporter
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        runner(conn.info.dsn, job_id, worker, f"file://{folder}").run()), daemon=True)
+    thread.start()
+    return job_id, pid, holder, thread, outcome
+
+
+@pytest.mark.parametrize("hold_sql", sorted(TABLE_HOLDS))
+@pytest.mark.parametrize("kind", sorted(WORKER_KINDS))
+def test_a_worker_behind_its_tables_lock_says_who_holds_it_and_goes_on(
+        conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+        caplog: pytest.LogCaptureFixture, kind: str, hold_sql: str) -> None:
+    """An export's chunk read and an import's batch waited without limit
+    behind an ALTER TABLE or LOCK TABLE not yet committed on their table,
+    saying nothing (the job `running`, its worker's slot lost). Each now
+    gives up after 5 s, logs what it waited for and who holds it (the
+    runner's words: pgjobs._lock_wait_problem) with what to do, keeps the
+    lease and tries again: once the holder lets go, the job finishes with
+    every row."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pgjobs")
+    job_id, pid, holder, thread, outcome = start_worker_behind_a_table_lock(
+        conn, make_conn, tmp_path, kind, TABLE_HOLDS[hold_sql])
+    try:
+        said = wait_for(lambda: [r.getMessage() for r in list(caplog.records)
+                                 if f"job {job_id}: waited" in r.getMessage()],
+                        timeout=60, what="the worker's lock-wait warning")
+    finally:
+        holder.rollback()
+    thread.join(120)
+    assert not thread.is_alive()
+    message = said[0]
+    assert f"waited 5s for its table public.user_table_rows, which pid {pid} (role " in message
+    assert "application squatter" in message and "pg_terminate_backend" in message, message
+    assert outcome[0].status == "succeeded", outcome
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    if kind == "import":
+        assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE n >= 1000") == 50
+    else:
+        assert outcome[0].result["rows"] == 50
+
+
+@pytest.mark.parametrize("kind", sorted(WORKER_KINDS))
+def test_a_cancel_ends_a_worker_held_behind_its_tables_lock(
+        conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+        caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """The operator cancels the job while its worker waits behind the
+    table's lock: the worker renews its lease between two waits, so the
+    cancel ends the attempt (`canceled`) while the holder still holds the
+    table, and the worker is free; it used to wait on with the job
+    `running` until the holder let go."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pgjobs")
+    job_id, _, holder, thread, outcome = start_worker_behind_a_table_lock(
+        conn, make_conn, tmp_path, kind, TABLE_HOLDS["alter_table"])
+    try:
+        wait_for(lambda: any(f"job {job_id}: waited" in r.getMessage()
+                             for r in list(caplog.records)),
+                 timeout=60, what="the worker's lock-wait warning")
+        assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
+        thread.join(60)
+        stuck = thread.is_alive()
+    finally:
+        holder.rollback()
+    thread.join(60)
+    assert not stuck, "the worker waited for the holder after the cancel"
+    assert outcome[0].status == "canceled", outcome
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "canceled"
