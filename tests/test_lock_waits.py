@@ -448,3 +448,74 @@ def test_a_cancel_ends_a_worker_held_behind_its_tables_lock(
     assert not stuck, "the worker waited for the holder after the cancel"
     assert outcome[0].status == "canceled", outcome
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "canceled"
+
+
+# --- the runner's page: its 200 ms waits, said ------------------------------------------
+
+PAGE_HOLDS = {
+    "create_index": ("CREATE INDEX ON user_table_rows (n)", "table"),
+    "lock_table_share": ("LOCK TABLE user_table_rows IN SHARE MODE", "table"),
+    "rows_for_update": ("SELECT FROM user_table_rows WHERE table_id = 1 FOR UPDATE", "rows"),
+}
+
+
+def page_warnings(runner: Conn) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            seen.append((diag.message_primary or "", diag.message_hint or ""))
+
+    runner.add_notice_handler(keep)
+    return seen
+
+
+@pytest.mark.parametrize("hold", sorted(PAGE_HOLDS))
+def test_a_page_waiting_for_a_lock_says_for_what_and_who_holds_it(
+        conn: Conn, make_conn: Callable[..., Conn], hold: str) -> None:
+    """A page behind a lock that does not block the job's table read (a
+    CREATE INDEX or LOCK TABLE ... SHARE not yet committed, an application's
+    rows locked FOR UPDATE) gives up after 200 ms and is tried again, up to
+    1000 times: that went on silently, and the failure after the last wait
+    said 'gave up after 1000 lock waits on one page', neither what nor who.
+    The first wait (and every 100th) now warns naming the table's holding
+    session, or the page's rows; the failure says the same."""
+    hold_sql, what = PAGE_HOLDS[hold]
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    job_id = submit_delete(conn, target, "1")
+    runner = make_conn()
+    seen = page_warnings(runner)
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"  # the count
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(hold_sql)
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    try:
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                      (job_id, identity)) == "retry"
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'retry')",
+                      (job_id, identity)) == "retry"
+        # The last wait allowed: the attempt fails, saying for what.
+        conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint"
+                     " || '{\"lock_waits\": 1000}' WHERE id = %s", (job_id,))
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'retry')",
+                      (job_id, identity)) is None
+    finally:
+        holder.rollback()
+    assert len(seen) == 1, seen  # the first wait, not the second
+    message, hint = seen[0]
+    assert f"job {job_id} waits for a lock (wait 1 of at most 1000 on this page)" in message
+    if what == "table":
+        expected = f"its table public.user_table_rows, which pid {pid} (role "
+    else:
+        expected = "rows of public.user_table_rows in its page, which another transaction holds"
+    assert expected in message, message
+    assert "pg_terminate_backend" in hint, hint
+    status, error = conn.execute("SELECT status, error FROM pgjobs.jobs WHERE id = %s",
+                                 (job_id,)).fetchone() or (None, None)
+    assert status == "queued", status  # retryable: the next attempt waits again
+    assert error.startswith("gave up after 1000 lock waits on one page: it waited for ")
+    assert expected in error, error
