@@ -519,3 +519,78 @@ def test_a_page_waiting_for_a_lock_says_for_what_and_who_holds_it(
     assert status == "queued", status  # retryable: the next attempt waits again
     assert error.startswith("gave up after 1000 lock waits on one page: it waited for ")
     assert expected in error, error
+
+
+# --- an operator's preview ------------------------------------------------------------
+
+PREVIEW = "SELECT pgjobs.preview('user_table_rows', '1', '{}', '{}', %s::jsonb)"
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("hold_sql", sorted(TABLE_HOLDS))
+def test_a_preview_behind_its_tables_lock_fails_naming_the_holder(
+        conn: Conn, make_conn: Callable[..., Conn], hold_sql: str, kind: str) -> None:
+    """A preview of a table another transaction holds (an ALTER TABLE, LOCK
+    TABLE not yet committed) waited for as long as that transaction, past
+    its own time limit, printing nothing: it now waits at most the
+    caller's lock_timeout, then fails with 55P03 naming the holder, and
+    leaves lock_timeout as it was."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(TABLE_HOLDS[hold_sql])
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    role = str(scalar(holder, "SELECT session_user"))
+    operator = make_conn()
+    operator.execute("SET lock_timeout = '1s'")
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            operator.execute(PREVIEW, (f'{{"kind": "{kind}"}}',))
+    finally:
+        holder.rollback()
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith("waited 1s for table public.user_table_rows: "), message
+    assert f"pid {pid} (role {role}, application squatter" in message, message
+    assert "pg_terminate_backend" in (caught.value.diag.message_hint or "")
+    assert scalar(operator, "SHOW lock_timeout") == "1s"
+    assert scalar(operator, PREVIEW, ('{}',))["matches"] > 0  # and it reads once let go
+
+
+def test_a_preview_without_lock_timeout_still_stops_waiting(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """No lock_timeout at all (the default): 10 s, then 55P03; lock_timeout
+    stays 0 for the rest of the caller's session."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute(TABLE_HOLDS["alter_table"])
+    operator = make_conn()
+    operator.execute("SET statement_timeout = '30s'")  # 57014, not 55P03, if it waited on
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            operator.execute(PREVIEW, ('{}',))
+    finally:
+        holder.rollback()
+    assert "waited 10s for table public.user_table_rows" in (
+        caught.value.diag.message_primary or "")
+    assert scalar(operator, "SHOW lock_timeout") == "0"
+
+
+def test_the_cli_dry_run_behind_a_tables_lock_exits_1_with_one_line(
+        dsn: str, conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """`pgjobs delete --dry-run` (the preview `pgjobs delete` asks with on a
+    terminal): one line naming the holder, exit 1, no traceback."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute(TABLE_HOLDS["lock_table"])
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    try:
+        result = CliRunner().invoke(main, ["--dsn", with_lock_timeout(dsn, "1s"), "delete",
+                                           "user_table_rows", "--scope", "1", "--dry-run"])
+    finally:
+        holder.rollback()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f"pid {pid} (role " in result.output and "[55P03]" in result.output, result.output
