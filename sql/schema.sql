@@ -10264,6 +10264,17 @@ BEGIN
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Which statement_timeout: the job's error said only 'canceling
+            -- statement due to statement timeout', and operators looked at
+            -- the page's 30 s when their role's or database's setting, which
+            -- times the whole CALL, had ended it (pgjobs._run_deadline).
+            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
+                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
+                            'for a first call) or, if shorter, the one of the session running '
+                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
+                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
+                            '= 0)';
+            END IF;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
                                 pgjobs.retryable_sqlstate(v_state));

@@ -96,3 +96,20 @@ def test_a_run_within_its_statement_timeout_is_not_cut(
     seen = run_with(make_conn, timeout, "1 second")
     assert seen == []
     assert scalar(conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job_id,)) is None
+
+
+def test_a_page_a_statement_timeout_ends_says_which_setting(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """run_job has no budget to cut: a session statement_timeout still ends
+    its page, which fails the attempt (retryably), and the job's error now
+    says which settings end a page and what to set; it said only
+    'canceling statement due to statement timeout'."""
+    job_id = slow_delete(conn)
+    runner = make_conn()
+    runner.execute("SET statement_timeout = '1s'")
+    runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    status, error = conn.execute("SELECT status, error FROM pgjobs.jobs WHERE id = %s",
+                                 (job_id,)).fetchone() or (None, None)
+    assert status == "queued", status  # retried with backoff
+    assert error.startswith("canceling statement due to statement timeout: "), error
+    assert "ALTER ROLE ... SET statement_timeout = 0" in error and "(SQLSTATE 57014)" in error
