@@ -270,10 +270,18 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
               show_default=True, help="Delete finished jobs older than this (e.g. 24h, 7d).")
 @click.pass_obj
 def prune(obj: Context, retention: str) -> None:
-    """Rescue expired leases, delete old finished jobs, trim pg_cron history."""
+    """Rescue expired leases, delete old finished jobs, trim pg_cron history.
+
+    Deletes in transactions of at most 10,000 jobs (pgjobs.prune's batch), one
+    after the other until none is left; the counts are the sums."""
     interval = parse_duration(retention, "--retention")  # a usage error before connecting
     with obj.connect() as conn:
         summary = db.scalar(conn, queries.PRUNE, {"retention": interval})
+        while summary.get("more"):
+            more = db.scalar(conn, queries.PRUNE, {"retention": interval})
+            for key in ("deleted", "objects_queued", "cron_runs_trimmed"):
+                summary[key] = int(summary.get(key) or 0) + int(more.get(key) or 0)
+            summary["more"] = more.get("more")
     click.echo(json.dumps(iso(summary), sort_keys=True))
 
 

@@ -54,15 +54,18 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
         raise from_connect(exc) from exc
 
 
-# How long a worker's control statements (heartbeat, complete, fail, release)
-# wait for the job's row: a client that pauses or cancels its own running job
-# in a transaction it leaves open holds that row, and a worker waiting on it
-# for good was a worker lost to every other tenant (`--concurrency 1`).
+# How long a worker's statements wait for a lock: its control statements
+# (heartbeat, complete, fail, release) for the job's row, which a client that
+# pauses or cancels its own running job in a transaction it leaves open holds,
+# and its data statements (an export's chunk, an import's batch) for the job's
+# table, which an ALTER TABLE, LOCK TABLE or CREATE INDEX not yet committed
+# holds. A worker waiting on either for good was a worker lost to every other
+# tenant (`--concurrency 1`), and its job neither moved nor said why.
 JOB_ROW_LOCK_TIMEOUT = "5s"
 
 
 def wait_for_job_rows_at_most(conn: Connection) -> None:
-    """Bound the lock waits of a worker's control connection (JOB_ROW_LOCK_TIMEOUT)."""
+    """Bound the lock waits of a worker's connection (JOB_ROW_LOCK_TIMEOUT)."""
     conn.execute(queries.SET_LOCK_TIMEOUT, {"timeout": JOB_ROW_LOCK_TIMEOUT})
 
 
@@ -76,8 +79,10 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
                    connect_timeout: int | None = None) -> psycopg.Connection[Row]:
     """An export's data connection (to the primary or, with ``--read-dsn``, a
     standby): read-only REPEATABLE READ transactions (one per chunk) in the
-    settings every export is printed in. psycopg errors are not translated:
-    the exporter tells a lost connection (read the chunk again) from others."""
+    settings every export is printed in, waiting at most JOB_ROW_LOCK_TIMEOUT
+    for a lock (the exporter reads the chunk again, saying who held it).
+    psycopg errors are not translated: the exporter tells a lost connection
+    (read the chunk again) from others."""
     extra: dict[str, Any] = {}
     if connect_timeout is not None and "connect_timeout" not in conninfo_to_dict(dsn):
         extra["connect_timeout"] = connect_timeout
@@ -85,6 +90,7 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
                            application_name=app, client_encoding="utf8", **extra)
     try:
         conn.execute(queries.EXPORT_SESSION_SETTINGS)
+        wait_for_job_rows_at_most(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
     except BaseException:
@@ -96,12 +102,15 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
 def connect_writer(dsn: str, app: str = "pgjobs import") -> Connection:
     """An import's data connection: autocommit (each batch opens its own
     transaction) in the settings every export is printed in, so that values read
-    back as an export wrote them. psycopg errors are not translated: the importer
-    tells a lost connection (read on from the checkpoint) from others."""
+    back as an export wrote them, waiting at most JOB_ROW_LOCK_TIMEOUT for a lock
+    (the importer resumes from the checkpoint, saying who held it). psycopg
+    errors are not translated: the importer tells a lost connection (read on
+    from the checkpoint) from others."""
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
                            application_name=app, client_encoding="utf8")
     try:
         conn.execute(queries.EXPORT_SESSION_SETTINGS)
+        wait_for_job_rows_at_most(conn)
     except BaseException:
         conn.close()
         raise

@@ -106,6 +106,9 @@ the parts already written are kept (``--storage-retry``)."""
 RETRY_BACKOFF_MAX = 30.0
 MAX_UPLOAD_RESTARTS = 3
 """Times one attempt starts over when its upload vanishes mid-stream."""
+LOCK_RETRY_SECONDS = 1
+"""Seconds before a chunk or batch that gave up waiting for a lock
+(db.JOB_ROW_LOCK_TIMEOUT) is tried again."""
 
 
 class LeaseLost(Exception):
@@ -241,6 +244,22 @@ class _Control:
                                  {"id": self.job_id, "waited": db.JOB_ROW_LOCK_TIMEOUT}))
         except (db.Error, PgjobsError):
             return "another transaction holds the job's row or its table"
+
+    def lock_waited(self, exc: BaseException, again: str) -> None:
+        """A data statement (an export's chunk, an import's batch) gave up
+        waiting for a lock (55P03: the data connection's JOB_ROW_LOCK_TIMEOUT)
+        and rolled back, losing nothing. It waited without limit behind an ALTER
+        TABLE, LOCK TABLE or CREATE INDEX not yet committed, silently; now it
+        says what it waited for and who holds it (pgjobs._lock_wait_problem, the
+        words of the runner's warning), renews the lease (a cancel or pause
+        requested meanwhile ends the attempt here), and the caller tries again
+        (``again`` says how)."""
+        observe.count("errors", kind="lock")
+        log.warning("job %s: %s; %s in %s s (if that transaction does not end, end it: "
+                    "SELECT pg_terminate_backend(pid))", self.job_id, self._lock_wait_problem(),
+                    again, LOCK_RETRY_SECONDS)
+        if not self.heartbeat():
+            raise LeaseLost("heartbeat refused") from exc
 
     def call(self, func: Callable[[db.Connection], Any]) -> Any:
         with self.lock:
@@ -913,6 +932,14 @@ class Exporter:
             except db.Error as exc:
                 part.rollback(start)
                 ahead = None
+                if db.lock_wait_timed_out(exc):
+                    # Behind a lock on the table (an ALTER TABLE not yet
+                    # committed): said, the lease kept, the chunk read again.
+                    if self.stop.is_set():
+                        raise Stopped() from exc
+                    self.control.lock_waited(exc, "reading the chunk again")
+                    self.stop.wait(LOCK_RETRY_SECONDS)
+                    continue
                 if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
                 self._reader().lost()

@@ -57,6 +57,7 @@ from pgjobs import db, queries
 from pgjobs.errors import PgjobsError
 from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
+    LOCK_RETRY_SECONDS,
     LeaseLost,
     Outcome,
     Stopped,
@@ -421,6 +422,15 @@ class Importer:
                 self._stream(job["checkpoint"] or {})
                 return self._finish()
             except (db.Error, PgjobsError) as exc:
+                if db.lock_wait_timed_out(exc):
+                    # Behind a lock on the target (an ALTER TABLE not yet
+                    # committed), the batch rolled back: said, the lease
+                    # kept, and read on from the committed checkpoint.
+                    if self.stop.is_set():
+                        raise Stopped() from exc
+                    self.control.lock_waited(exc, "resuming from the checkpoint")
+                    self.stop.wait(LOCK_RETRY_SECONDS)
+                    continue
                 if not connection_lost(exc):
                     raise
                 # The batch in flight rolled back (or committed: the job row says

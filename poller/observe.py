@@ -49,7 +49,8 @@ METRICS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "parts_uploaded": ("counter", "Parts (and Parquet files) written to storage.", ()),
     "bytes_uploaded": ("counter", "Bytes of the parts and files written to storage.", ()),
     "errors": ("counter", "Errors met: storage (a failed storage call, retried or not), "
-                          "database (a lost connection), job (an attempt that failed).",
+                          "database (a lost connection), lock (a chunk or batch that gave up "
+                          "waiting for a lock, tried again), job (an attempt that failed).",
                ("kind",)),
     "reconnects": ("counter", "Times a lost database connection was opened again.", ()),
 }

@@ -7667,7 +7667,14 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
--- pgjobs.allowed_scopes when set (42501). Locks nothing.
+-- pgjobs.allowed_scopes when set (42501).
+-- Locks: the target in ACCESS SHARE mode, as any read of it, to the end of
+-- the caller's transaction, waited for at most the caller's lock_timeout,
+-- or 10 s when none is set: the count's time limit never covered that
+-- wait, and a preview (and the `pgjobs delete` that asks with it) behind
+-- an ALTER TABLE, LOCK TABLE or VACUUM FULL not yet committed hung for as
+-- long as that transaction, printing nothing. Past the wait this raises
+-- 55P03 naming the holding session (pgjobs._lock_holders).
 DECLARE
     v_reg pgjobs.target_registry;
     v_options jsonb := p_options;  -- NULL is refused below, as every submit does
@@ -7678,6 +7685,9 @@ DECLARE
     v_predicate text;
     v_check record;
     v_paths text[];
+    v_timeout text := current_setting('lock_timeout');
+    v_wait text;
+    v_holders text;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -7715,6 +7725,21 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, v_scope);
     -- (A NULL filter raises 22023 there, as the delete it previews would.)
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    v_wait := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '10s' ELSE v_timeout END;
+    BEGIN
+        PERFORM set_config('lock_timeout', v_wait, true);
+        PERFORM pgjobs._hold_target(p_target);
+    EXCEPTION WHEN lock_not_available THEN
+        v_holders := pgjobs._lock_holders(p_target, NULL);
+        RAISE EXCEPTION 'waited % for table %: %', v_wait, p_target,
+                        coalesce(v_holders || ' holds it',
+                                 'the session that held it let go just now')
+            USING ERRCODE = '55P03',
+                  HINT = 'Preview again once that transaction ends (an ALTER TABLE, LOCK TABLE '
+                         'or VACUUM FULL not yet committed?); if it does not end, end it: '
+                         'SELECT pg_terminate_backend(pid).';
+    END;
+    PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
     RETURN jsonb_build_object(
@@ -9339,14 +9364,50 @@ CREATE FUNCTION pgjobs._run_deadline(p_budget interval) RETURNS timestamp with t
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- When a pgjobs.run call of budget p_budget must stop claiming: now (the
--- wall clock, not the transaction's start) plus the budget. Raises 22023
--- for a budget outside 0 .. 1 day. Locks nothing.
+-- wall clock, not the transaction's start) plus the budget, or earlier
+-- when the session's statement_timeout would end the call first. Raises
+-- 22023 for a budget outside 0 .. 1 day. Locks nothing.
+--
+-- statement_timeout times the whole CALL, COMMITs and all (a page's own
+-- SET of it does not re-arm the timer): with one of 30 s on the engine's
+-- role or database, each pg_cron `CALL pgjobs.run('50 seconds')` was
+-- canceled 30 s in, in the middle of a page, and that page failed its
+-- job's attempt (57014, retried with backoff): a job longer than 30 s of
+-- pages failed for good after max_attempts runs, half done. The deadline
+-- now falls before the timer (by a fifth of it, at most 5 s: pages take
+-- page_ms, 50 ms), so the run releases its job with the cursor, counting
+-- no attempt, and a WARNING says why and what to set.
+DECLARE
+    v_deadline timestamptz;
+    v_timeout_ms bigint;
+    v_limit timestamptz;
 BEGIN
     IF p_budget IS NULL OR p_budget < interval '0' OR p_budget > interval '1 day' THEN
         RAISE EXCEPTION 'budget must be from 0 to 1 day, not %', p_budget
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
-    RETURN clock_timestamp() + p_budget;
+    v_deadline := clock_timestamp() + p_budget;
+    SELECT s.setting::bigint INTO v_timeout_ms
+      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
+    IF v_timeout_ms > 0 THEN
+        v_limit := statement_timestamp()
+                   + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000))
+                                           / 1000.0);
+        IF v_limit < v_deadline THEN
+            RAISE WARNING 'pgjobs.run: budget % cut to % s: this session''s statement_timeout '
+                          '(%) would cancel the call, and the page in flight with it, which '
+                          'fails that job''s attempt', p_budget,
+                          round(greatest(extract(epoch FROM v_limit - clock_timestamp()), 0),
+                                1),
+                          current_setting('statement_timeout')
+                USING HINT = format('Set no statement_timeout for the role the engine runs as '
+                                    '(pg_cron runs a job as its owner): ALTER ROLE %I SET '
+                                    'statement_timeout = 0; keep it on client roles.',
+                                    session_user);
+            v_deadline := v_limit;
+        END IF;
+    END IF;
+    RETURN v_deadline;
 END
 $$;
 
@@ -9465,8 +9526,11 @@ CREATE FUNCTION pgjobs._run_page(p_id bigint, p_worker text) RETURNS text
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
 -- is set. A delete's call that runs the job's ANALYZE does only that (see
 -- below) and returns 'more'. A lock wait beyond lock_timeout retries the
--- page later instead of failing; other errors go to pgjobs.fail (retryable
--- for transient ones).
+-- page later instead of failing, with a WARNING at the first wait and every
+-- 100th naming what it waits for (its table and the session holding it,
+-- pgjobs._lock_holders, or rows of its page) and, after 1000, fails the
+-- attempt saying the same; other errors go to pgjobs.fail (retryable for
+-- transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
@@ -9503,6 +9567,8 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    v_waits integer;
+    v_holders text;
     v_key_type text;
     v_matching bigint;
     v_advances boolean;
@@ -10244,19 +10310,49 @@ BEGIN
         PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
     EXCEPTION
         WHEN lock_not_available THEN
-            -- Someone holds locks on rows of this page: keep the lease, try
-            -- the page again shortly; give up (retryably) after ~1000 waits.
-            IF coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) >= 1000 THEN
+            -- Someone holds locks on rows of this page, or the table (a
+            -- CREATE INDEX, an ALTER TABLE not yet committed): keep the
+            -- lease, try the page again shortly; give up (retryably) after
+            -- ~1000 waits. The waits were silent, and the failure said
+            -- neither what nor who: the holder is named here, as the
+            -- runner's 'left for now' warning names it.
+            v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
+            v_holders := pgjobs._lock_holders(v_job.target, NULL);
+            v_detail := CASE WHEN v_holders IS NOT NULL
+                             THEN format('its table %s, which %s holds', v_job.target, v_holders)
+                             ELSE format('rows of %s in its page, which another transaction '
+                                         'holds (an UPDATE, DELETE or SELECT ... FOR UPDATE '
+                                         'not yet committed?)', v_job.target) END;
+            IF v_waits >= 1000 THEN
                 PERFORM pgjobs.fail(p_id, p_worker,
-                    'gave up after 1000 lock waits on one page', true);
+                    format('gave up after 1000 lock waits on one page: it waited for %s',
+                           v_detail), true);
                 RETURN 'failed';
             END IF;
+            IF v_waits % 100 = 0 THEN
+                RAISE WARNING 'pgjobs: job % waits for a lock (wait % of at most 1000 on this '
+                              'page): %', p_id, v_waits + 1, v_detail
+                    USING HINT = 'The page is tried again every 0.25 s or so and the job goes '
+                                 'on once that transaction ends; if it does not, end it: '
+                                 'SELECT pg_terminate_backend(pid) (a row''s holder: look '
+                                 'for a long transaction in pg_stat_activity).';
+            END IF;
             PERFORM pgjobs.heartbeat(p_id, p_worker, NULL, v_job.checkpoint
-                || jsonb_build_object('lock_waits',
-                       coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) + 1));
+                || jsonb_build_object('lock_waits', v_waits + 1));
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Which statement_timeout: the job's error said only 'canceling
+            -- statement due to statement timeout', and operators looked at
+            -- the page's 30 s when their role's or database's setting, which
+            -- times the whole CALL, had ended it (pgjobs._run_deadline).
+            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
+                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
+                            'for a first call) or, if shorter, the one of the session running '
+                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
+                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
+                            '= 0)';
+            END IF;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
                                 pgjobs.retryable_sqlstate(v_state));
@@ -16203,18 +16299,26 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 -- Housekeeping, safe to run at any time and concurrently:
 --   1. rescues jobs whose lease expired (retried, failed or canceled), and
 --      fan-out items likewise (pgjobs._items_rescue);
---   2. deletes jobs that finished more than p_retention ago, queueing the
+--   2. deletes jobs that finished more than p_retention ago, the oldest
+--      10,000 a call (each call is one transaction: a backlog of millions
+--      in one DELETE ran for minutes, held back vacuum, and under a
+--      statement_timeout was canceled at every call, pruning nothing ever
+--      again; "more": true says jobs past the retention are left for the
+--      next call, which `pgjobs prune` makes at once), queueing the
 --      storage objects of pruned exports (every one they wrote: succeeded,
 --      failed or canceled, pgjobs._export_objects) and the rejects object
 --      of pruned imports in pgjobs.storage_deletions for a worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
--- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
--- "cron_runs_trimmed"}. Locks: the rows it changes or deletes.
+-- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
+-- "objects_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- deletes; a finished job's row another transaction holds (a retry in
+-- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
     v_rescued jsonb;
     v_items jsonb;
     v_deleted bigint;
+    v_batch constant integer := 10000;
     v_objects bigint;
     v_trimmed bigint := 0;
     -- pg_cron's own relations, read as found (by oid), never by name.
@@ -16232,9 +16336,16 @@ BEGIN
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
 
-    WITH gone AS (
+    WITH doomed AS (
+        SELECT d.id FROM pgjobs.jobs d
+         WHERE d.finished_at < now() - p_retention
+         ORDER BY d.finished_at
+         LIMIT v_batch
+           FOR UPDATE SKIP LOCKED
+    ), gone AS (
         DELETE FROM pgjobs.jobs j
-         WHERE j.finished_at < now() - p_retention
+         USING doomed
+         WHERE j.id = doomed.id
         RETURNING j.id, j.kind, j.result, j.checkpoint
     ), objects AS (
         -- Every object the export wrote, whatever way it ended: result.uris
@@ -16278,7 +16389,7 @@ BEGIN
     END IF;
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
-                              'deleted', v_deleted,
+                              'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
 END
 $_$;
@@ -16289,7 +16400,7 @@ ALTER FUNCTION pgjobs.prune(p_retention interval) OWNER TO SUPERUSER;
 -- Name: FUNCTION prune(p_retention interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago (queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
+COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
 
 --
 -- Name: register_target(regclass, name, name, name, name, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

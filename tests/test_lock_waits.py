@@ -337,3 +337,260 @@ def test_the_lock_wait_problem_names_a_tables_holder(
     assert row is not None
     assert row[0].startswith(f"waited 5s for its table public.user_table_rows, which pid {pid} ")
     assert "pg_terminate_backend" in row[1]
+
+
+# --- the worker's data statements: an export's chunk, an import's batch -----------------
+
+WORKER_KINDS = {
+    "export": ("SELECT pgjobs.submit_export('user_table_rows', '1')", "claim_export"),
+    "export_parquet": ("SELECT pgjobs.submit_export('user_table_rows', '1', '{}',"
+                       " '{\"format\": \"parquet\"}')", "claim_export"),
+    "import": ("SELECT pgjobs.submit_import('user_table_rows', '1', %(source)s)",
+               "claim_import"),
+}
+
+
+def start_worker_behind_a_table_lock(conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+                                     kind: str, hold_sql: str
+                                     ) -> tuple[int, int, Conn, threading.Thread, list[Any]]:
+    """A claimed export or import of user_table_rows' scope 1 (50 rows, or a
+    50-record source), its worker started in a thread while another
+    transaction holds the table (hold_sql, left open). Returns the job, the
+    holder's pid, the holder, the thread and the box of its outcome."""
+    from pgjobs.poller.export import Exporter
+    from pgjobs.poller.importer import Importer
+    from tests.support import allow
+
+    make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (table_id, n) "
+                 "SELECT 1, g FROM generate_series(1, 50) g")
+    folder = tmp_path / "store"
+    folder.mkdir()
+    allow(conn, f"file://{tmp_path}")
+    source = tmp_path / "in.csv"
+    source.write_text("n\n" + "".join(f"{i}\n" for i in range(1000, 1050)))
+    submit, claim = WORKER_KINDS[kind]
+    job_id = int(scalar(conn, submit, {"source": f"file://{source}"}))
+    worker = str(scalar(conn, f"SELECT worker FROM pgjobs.{claim}(%s, 'w', '30 seconds')",
+                        (job_id,)))
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(hold_sql)
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    runner = Importer if kind == "import" else Exporter
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        runner(conn.info.dsn, job_id, worker, f"file://{folder}").run()), daemon=True)
+    thread.start()
+    return job_id, pid, holder, thread, outcome
+
+
+@pytest.mark.parametrize("hold_sql", sorted(TABLE_HOLDS))
+@pytest.mark.parametrize("kind", sorted(WORKER_KINDS))
+def test_a_worker_behind_its_tables_lock_says_who_holds_it_and_goes_on(
+        conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+        caplog: pytest.LogCaptureFixture, kind: str, hold_sql: str) -> None:
+    """An export's chunk read and an import's batch waited without limit
+    behind an ALTER TABLE or LOCK TABLE not yet committed on their table,
+    saying nothing (the job `running`, its worker's slot lost). Each now
+    gives up after 5 s, logs what it waited for and who holds it (the
+    runner's words: pgjobs._lock_wait_problem) with what to do, keeps the
+    lease and tries again: once the holder lets go, the job finishes with
+    every row."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pgjobs")
+    job_id, pid, holder, thread, outcome = start_worker_behind_a_table_lock(
+        conn, make_conn, tmp_path, kind, TABLE_HOLDS[hold_sql])
+    try:
+        said = wait_for(lambda: [r.getMessage() for r in list(caplog.records)
+                                 if f"job {job_id}: waited" in r.getMessage()],
+                        timeout=60, what="the worker's lock-wait warning")
+    finally:
+        holder.rollback()
+    thread.join(120)
+    assert not thread.is_alive()
+    message = said[0]
+    assert f"waited 5s for its table public.user_table_rows, which pid {pid} (role " in message
+    assert "application squatter" in message and "pg_terminate_backend" in message, message
+    assert outcome[0].status == "succeeded", outcome
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    if kind == "import":
+        assert scalar(conn, "SELECT count(*) FROM user_table_rows WHERE n >= 1000") == 50
+    else:
+        assert outcome[0].result["rows"] == 50
+
+
+@pytest.mark.parametrize("kind", sorted(WORKER_KINDS))
+def test_a_cancel_ends_a_worker_held_behind_its_tables_lock(
+        conn: Conn, make_conn: Callable[..., Conn], tmp_path: Any,
+        caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """The operator cancels the job while its worker waits behind the
+    table's lock: the worker renews its lease between two waits, so the
+    cancel ends the attempt (`canceled`) while the holder still holds the
+    table, and the worker is free; it used to wait on with the job
+    `running` until the holder let go."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="pgjobs")
+    job_id, _, holder, thread, outcome = start_worker_behind_a_table_lock(
+        conn, make_conn, tmp_path, kind, TABLE_HOLDS["alter_table"])
+    try:
+        wait_for(lambda: any(f"job {job_id}: waited" in r.getMessage()
+                             for r in list(caplog.records)),
+                 timeout=60, what="the worker's lock-wait warning")
+        assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
+        thread.join(60)
+        stuck = thread.is_alive()
+    finally:
+        holder.rollback()
+    thread.join(60)
+    assert not stuck, "the worker waited for the holder after the cancel"
+    assert outcome[0].status == "canceled", outcome
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "canceled"
+
+
+# --- the runner's page: its 200 ms waits, said ------------------------------------------
+
+PAGE_HOLDS = {
+    "create_index": ("CREATE INDEX ON user_table_rows (n)", "table"),
+    "lock_table_share": ("LOCK TABLE user_table_rows IN SHARE MODE", "table"),
+    "rows_for_update": ("SELECT FROM user_table_rows WHERE table_id = 1 FOR UPDATE", "rows"),
+}
+
+
+def page_warnings(runner: Conn) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            seen.append((diag.message_primary or "", diag.message_hint or ""))
+
+    runner.add_notice_handler(keep)
+    return seen
+
+
+@pytest.mark.parametrize("hold", sorted(PAGE_HOLDS))
+def test_a_page_waiting_for_a_lock_says_for_what_and_who_holds_it(
+        conn: Conn, make_conn: Callable[..., Conn], hold: str) -> None:
+    """A page behind a lock that does not block the job's table read (a
+    CREATE INDEX or LOCK TABLE ... SHARE not yet committed, an application's
+    rows locked FOR UPDATE) gives up after 200 ms and is tried again, up to
+    1000 times: that went on silently, and the failure after the last wait
+    said 'gave up after 1000 lock waits on one page', neither what nor who.
+    The first wait (and every 100th) now warns naming the table's holding
+    session, or the page's rows; the failure says the same."""
+    hold_sql, what = PAGE_HOLDS[hold]
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    job_id = submit_delete(conn, target, "1")
+    runner = make_conn()
+    seen = page_warnings(runner)
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"  # the count
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(hold_sql)
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    try:
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                      (job_id, identity)) == "retry"
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'retry')",
+                      (job_id, identity)) == "retry"
+        # The last wait allowed: the attempt fails, saying for what.
+        conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint"
+                     " || '{\"lock_waits\": 1000}' WHERE id = %s", (job_id,))
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'retry')",
+                      (job_id, identity)) is None
+    finally:
+        holder.rollback()
+    assert len(seen) == 1, seen  # the first wait, not the second
+    message, hint = seen[0]
+    assert f"job {job_id} waits for a lock (wait 1 of at most 1000 on this page)" in message
+    if what == "table":
+        expected = f"its table public.user_table_rows, which pid {pid} (role "
+    else:
+        expected = "rows of public.user_table_rows in its page, which another transaction holds"
+    assert expected in message, message
+    assert "pg_terminate_backend" in hint, hint
+    status, error = conn.execute("SELECT status, error FROM pgjobs.jobs WHERE id = %s",
+                                 (job_id,)).fetchone() or (None, None)
+    assert status == "queued", status  # retryable: the next attempt waits again
+    assert error.startswith("gave up after 1000 lock waits on one page: it waited for ")
+    assert expected in error, error
+
+
+# --- an operator's preview ------------------------------------------------------------
+
+PREVIEW = "SELECT pgjobs.preview('user_table_rows', '1', '{}', '{}', %s::jsonb)"
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("hold_sql", sorted(TABLE_HOLDS))
+def test_a_preview_behind_its_tables_lock_fails_naming_the_holder(
+        conn: Conn, make_conn: Callable[..., Conn], hold_sql: str, kind: str) -> None:
+    """A preview of a table another transaction holds (an ALTER TABLE, LOCK
+    TABLE not yet committed) waited for as long as that transaction, past
+    its own time limit, printing nothing: it now waits at most the
+    caller's lock_timeout, then fails with 55P03 naming the holder, and
+    leaves lock_timeout as it was."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(TABLE_HOLDS[hold_sql])
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    role = str(scalar(holder, "SELECT session_user"))
+    operator = make_conn()
+    operator.execute("SET lock_timeout = '1s'")
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            operator.execute(PREVIEW, (f'{{"kind": "{kind}"}}',))
+    finally:
+        holder.rollback()
+    message = caught.value.diag.message_primary or ""
+    assert message.startswith("waited 1s for table public.user_table_rows: "), message
+    assert f"pid {pid} (role {role}, application squatter" in message, message
+    assert "pg_terminate_backend" in (caught.value.diag.message_hint or "")
+    assert scalar(operator, "SHOW lock_timeout") == "1s"
+    assert scalar(operator, PREVIEW, ('{}',))["matches"] > 0  # and it reads once let go
+
+
+def test_a_preview_without_lock_timeout_still_stops_waiting(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """No lock_timeout at all (the default): 10 s, then 55P03; lock_timeout
+    stays 0 for the rest of the caller's session."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute(TABLE_HOLDS["alter_table"])
+    operator = make_conn()
+    operator.execute("SET statement_timeout = '30s'")  # 57014, not 55P03, if it waited on
+    try:
+        with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
+            operator.execute(PREVIEW, ('{}',))
+    finally:
+        holder.rollback()
+    assert "waited 10s for table public.user_table_rows" in (
+        caught.value.diag.message_primary or "")
+    assert scalar(operator, "SHOW lock_timeout") == "0"
+
+
+def test_the_cli_dry_run_behind_a_tables_lock_exits_1_with_one_line(
+        dsn: str, conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """`pgjobs delete --dry-run` (the preview `pgjobs delete` asks with on a
+    terminal): one line naming the holder, exit 1, no traceback."""
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    holder = make_conn(autocommit=False)
+    holder.execute(TABLE_HOLDS["lock_table"])
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    try:
+        result = CliRunner().invoke(main, ["--dsn", with_lock_timeout(dsn, "1s"), "delete",
+                                           "user_table_rows", "--scope", "1", "--dry-run"])
+    finally:
+        holder.rollback()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert f"pid {pid} (role " in result.output and "[55P03]" in result.output, result.output

@@ -37,7 +37,14 @@ AS $$
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
--- pgjobs.allowed_scopes when set (42501). Locks nothing.
+-- pgjobs.allowed_scopes when set (42501).
+-- Locks: the target in ACCESS SHARE mode, as any read of it, to the end of
+-- the caller's transaction, waited for at most the caller's lock_timeout,
+-- or 10 s when none is set: the count's time limit never covered that
+-- wait, and a preview (and the `pgjobs delete` that asks with it) behind
+-- an ALTER TABLE, LOCK TABLE or VACUUM FULL not yet committed hung for as
+-- long as that transaction, printing nothing. Past the wait this raises
+-- 55P03 naming the holding session (pgjobs._lock_holders).
 DECLARE
     v_reg pgjobs.target_registry;
     v_options jsonb := p_options;  -- NULL is refused below, as every submit does
@@ -48,6 +55,9 @@ DECLARE
     v_predicate text;
     v_check record;
     v_paths text[];
+    v_timeout text := current_setting('lock_timeout');
+    v_wait text;
+    v_holders text;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -85,6 +95,21 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, v_scope);
     -- (A NULL filter raises 22023 there, as the delete it previews would.)
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
+    v_wait := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '10s' ELSE v_timeout END;
+    BEGIN
+        PERFORM set_config('lock_timeout', v_wait, true);
+        PERFORM pgjobs._hold_target(p_target);
+    EXCEPTION WHEN lock_not_available THEN
+        v_holders := pgjobs._lock_holders(p_target, NULL);
+        RAISE EXCEPTION 'waited % for table %: %', v_wait, p_target,
+                        coalesce(v_holders || ' holds it',
+                                 'the session that held it let go just now')
+            USING ERRCODE = '55P03',
+                  HINT = 'Preview again once that transaction ends (an ALTER TABLE, LOCK TABLE '
+                         'or VACUUM FULL not yet committed?); if it does not end, end it: '
+                         'SELECT pg_terminate_backend(pid).';
+    END;
+    PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
     RETURN jsonb_build_object(

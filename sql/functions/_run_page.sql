@@ -45,8 +45,11 @@ AS $$
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
 -- is set. A delete's call that runs the job's ANALYZE does only that (see
 -- below) and returns 'more'. A lock wait beyond lock_timeout retries the
--- page later instead of failing; other errors go to pgjobs.fail (retryable
--- for transient ones).
+-- page later instead of failing, with a WARNING at the first wait and every
+-- 100th naming what it waits for (its table and the session holding it,
+-- pgjobs._lock_holders, or rows of its page) and, after 1000, fails the
+-- attempt saying the same; other errors go to pgjobs.fail (retryable for
+-- transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
@@ -83,6 +86,8 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    v_waits integer;
+    v_holders text;
     v_key_type text;
     v_matching bigint;
     v_advances boolean;
@@ -824,19 +829,49 @@ BEGIN
         PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
     EXCEPTION
         WHEN lock_not_available THEN
-            -- Someone holds locks on rows of this page: keep the lease, try
-            -- the page again shortly; give up (retryably) after ~1000 waits.
-            IF coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) >= 1000 THEN
+            -- Someone holds locks on rows of this page, or the table (a
+            -- CREATE INDEX, an ALTER TABLE not yet committed): keep the
+            -- lease, try the page again shortly; give up (retryably) after
+            -- ~1000 waits. The waits were silent, and the failure said
+            -- neither what nor who: the holder is named here, as the
+            -- runner's 'left for now' warning names it.
+            v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
+            v_holders := pgjobs._lock_holders(v_job.target, NULL);
+            v_detail := CASE WHEN v_holders IS NOT NULL
+                             THEN format('its table %s, which %s holds', v_job.target, v_holders)
+                             ELSE format('rows of %s in its page, which another transaction '
+                                         'holds (an UPDATE, DELETE or SELECT ... FOR UPDATE '
+                                         'not yet committed?)', v_job.target) END;
+            IF v_waits >= 1000 THEN
                 PERFORM pgjobs.fail(p_id, p_worker,
-                    'gave up after 1000 lock waits on one page', true);
+                    format('gave up after 1000 lock waits on one page: it waited for %s',
+                           v_detail), true);
                 RETURN 'failed';
             END IF;
+            IF v_waits % 100 = 0 THEN
+                RAISE WARNING 'pgjobs: job % waits for a lock (wait % of at most 1000 on this '
+                              'page): %', p_id, v_waits + 1, v_detail
+                    USING HINT = 'The page is tried again every 0.25 s or so and the job goes '
+                                 'on once that transaction ends; if it does not, end it: '
+                                 'SELECT pg_terminate_backend(pid) (a row''s holder: look '
+                                 'for a long transaction in pg_stat_activity).';
+            END IF;
             PERFORM pgjobs.heartbeat(p_id, p_worker, NULL, v_job.checkpoint
-                || jsonb_build_object('lock_waits',
-                       coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) + 1));
+                || jsonb_build_object('lock_waits', v_waits + 1));
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Which statement_timeout: the job's error said only 'canceling
+            -- statement due to statement timeout', and operators looked at
+            -- the page's 30 s when their role's or database's setting, which
+            -- times the whole CALL, had ended it (pgjobs._run_deadline).
+            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
+                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
+                            'for a first call) or, if shorter, the one of the session running '
+                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
+                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
+                            '= 0)';
+            END IF;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
                                 pgjobs.retryable_sqlstate(v_state));
