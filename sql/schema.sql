@@ -13966,7 +13966,7 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
 -- p_worker: jobs by priority (higher first), then the job served least
 -- recently first (heartbeat_at, set when the job starts and whenever one
--- of its items ends; until it starts, when it joined the queue: a fan-out
+-- of its items ends, a retried failure too; until it starts, when it joined the queue: a fan-out
 -- job holds no budget to hand back, so this is its turn in the queue),
 -- then submission; within a job
 -- the items due first (run_at: array order, and a retry after its backoff
@@ -15330,8 +15330,9 @@ CREATE FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_r
 -- backoff with jitter (pgjobs._backoff), the other items carrying on.
 -- Otherwise it fails for good: its job's done grows by one and keeps the
 -- first such error, and the job, when this was its last item, ends failed
--- (pgjobs._items_settle). Fenced like complete_item. Locks: the job row,
--- then the item row.
+-- (pgjobs._items_settle). Either way the job's heartbeat_at moves to now:
+-- its turn at pgjobs.claim_items is served. Fenced like complete_item.
+-- Locks: the job row, then the item row.
 DECLARE
     v_job_id bigint;
     v_item pgjobs.job_items;
@@ -15363,6 +15364,13 @@ BEGIN
     IF v_item.status = 'failed' THEN
         PERFORM pgjobs._items_settle(v_job_id, 1,
                                      format('item %s: %s', v_item.id, left(v_item.error, 1000)));
+    ELSE
+        -- An attempt that ended is a turn served (pgjobs.claim_items takes the
+        -- job served least recently first): left as it was, a job whose items
+        -- fail at once and retry (a tenant's API down) stayed first and took
+        -- every claim until each of its items was in backoff. The job's row
+        -- is this transaction's already (pgjobs._items_lock_job).
+        UPDATE pgjobs.jobs j SET heartbeat_at = now() WHERE j.id = v_job_id;
     END IF;
     RETURN true;
 END
