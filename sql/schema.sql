@@ -6792,16 +6792,14 @@ BEGIN
         -- judged): a custom kind's payload is its client's, and judging
         -- paths on its target would run that target's code for whoever
         -- claims it.
-        -- Its target held past the check's 1 s wait (55P03): not now, and
-        -- not the job's fault. It stays queued, its place in the gate kept,
-        -- for a later claim (this one's caller moves on); the subtransaction
-        -- is paid only by such jobs.
-        BEGIN
-            SELECT u.message, u.hint INTO v_message, v_hint
-              FROM pgjobs._unchecked_fields_problem(p_job) u;
-        EXCEPTION WHEN lock_not_available THEN
+        SELECT u.message, u.hint INTO v_message, v_hint
+          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        IF v_message IS NULL AND v_hint IS NOT NULL THEN
+            -- Its target held past the check's 1 s wait: not now, and not
+            -- the job's fault. It stays queued, its place in the gate kept,
+            -- for a later claim (this one's caller moves on).
             RETURN false;
-        END;
+        END IF;
     END IF;
     IF v_message IS NULL THEN
         RETURN true;
@@ -12664,7 +12662,8 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
 -- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge). The rule and the bound are
+-- job then reads nothing it could misjudge); only a hint when the target
+-- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
 -- pgjobs._may_start_attempt, which has checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
@@ -12673,10 +12672,10 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- inside the claim, so it waits at most 1 s (lock_timeout, this function's
 -- own) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
--- tenant's jobs behind it. Past that wait it raises 55P03 for its caller
--- to leave the job queued: a lock says nothing about the job, and failing
--- it let any client that may LOCK a shared table fail every other
--- tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
+-- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
+-- no message, not now: its caller leaves the job queued. A lock says
+-- nothing about the job, and failing it let any client that may LOCK a
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
@@ -12697,7 +12696,9 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 1 s (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
-        RAISE;
+        hint := format('Its table %s is locked by another transaction; a later claim judges '
+                       'the job once it ends.', p_job.target::regclass);
+        RETURN;
     WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         message := format('job %s (%s) cannot be started: the document fields its submit could '

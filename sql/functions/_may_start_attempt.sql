@@ -81,16 +81,14 @@ BEGIN
         -- judged): a custom kind's payload is its client's, and judging
         -- paths on its target would run that target's code for whoever
         -- claims it.
-        -- Its target held past the check's 1 s wait (55P03): not now, and
-        -- not the job's fault. It stays queued, its place in the gate kept,
-        -- for a later claim (this one's caller moves on); the subtransaction
-        -- is paid only by such jobs.
-        BEGIN
-            SELECT u.message, u.hint INTO v_message, v_hint
-              FROM pgjobs._unchecked_fields_problem(p_job) u;
-        EXCEPTION WHEN lock_not_available THEN
+        SELECT u.message, u.hint INTO v_message, v_hint
+          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        IF v_message IS NULL AND v_hint IS NOT NULL THEN
+            -- Its target held past the check's 1 s wait: not now, and not
+            -- the job's fault. It stays queued, its place in the gate kept,
+            -- for a later claim (this one's caller moves on).
             RETURN false;
-        END;
+        END IF;
     END IF;
     IF v_message IS NULL THEN
         RETURN true;

@@ -16,7 +16,8 @@ AS $$
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
 -- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge). The rule and the bound are
+-- job then reads nothing it could misjudge); only a hint when the target
+-- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
 -- pgjobs._may_start_attempt, which has checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
@@ -25,10 +26,10 @@ AS $$
 -- inside the claim, so it waits at most 1 s (lock_timeout, this function's
 -- own) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
--- tenant's jobs behind it. Past that wait it raises 55P03 for its caller
--- to leave the job queued: a lock says nothing about the job, and failing
--- it let any client that may LOCK a shared table fail every other
--- tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
+-- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
+-- no message, not now: its caller leaves the job queued. A lock says
+-- nothing about the job, and failing it let any client that may LOCK a
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
@@ -49,7 +50,9 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 1 s (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
-        RAISE;
+        hint := format('Its table %s is locked by another transaction; a later claim judges '
+                       'the job once it ends.', p_job.target::regclass);
+        RETURN;
     WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
