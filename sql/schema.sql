@@ -1103,7 +1103,7 @@ BEGIN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
         IF v_job.status = 'queued' THEN
             -- Left queued: its deferred typo guard could not read the target
-            -- within 1 s (pgjobs._unchecked_fields_problem).
+            -- within 200 ms (pgjobs._unchecked_fields_problem).
             RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
                 p_id, v_job.target USING ERRCODE = '55P03',
                 HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '
@@ -6742,7 +6742,7 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- canceled, as at a cancel (a worker holding one gets false from its next
 -- heartbeat_item or complete_item). Returns false then, and the caller
 -- hands nothing of the job out. Returns false too, changing nothing, when
--- the deferred typo guard could not get its target within 1 s: the job
+-- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked).
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
@@ -6795,7 +6795,7 @@ BEGIN
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
-            -- Its target held past the check's 1 s wait: not now, and not
+            -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,
             -- for a later claim (this one's caller moves on).
             RETURN false;
@@ -12655,7 +12655,7 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    SET lock_timeout TO '1s'
+    SET lock_timeout TO '200ms'
     AS $$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
@@ -12669,8 +12669,8 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 1 s (lock_timeout, this function's
--- own) for the table: a client allowed to delete may LOCK it in a
+-- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
@@ -12694,7 +12694,7 @@ BEGIN
     BEGIN
         SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
     EXCEPTION WHEN lock_not_available THEN
-        -- The table held past 1 s (an ALTER TABLE, a client's LOCK TABLE):
+        -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
         hint := format('Its table %s is locked by another transaction; a later claim judges '
                        'the job once it ends.', p_job.target::regclass);
@@ -16815,7 +16815,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 if its table stays locked past the 1 s its first attempt''s deferred typo guard waits (the job stays queued).';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 if its table stays locked past the 200 ms its first attempt''s deferred typo guard waits (the job stays queued).';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

@@ -60,7 +60,7 @@ BEGIN
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
         IF v_job.status = 'queued' THEN
             -- Left queued: its deferred typo guard could not read the target
-            -- within 1 s (pgjobs._unchecked_fields_problem).
+            -- within 200 ms (pgjobs._unchecked_fields_problem).
             RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
                 p_id, v_job.target USING ERRCODE = '55P03',
                 HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '

@@ -31,7 +31,7 @@ AS $$
 -- canceled, as at a cancel (a worker holding one gets false from its next
 -- heartbeat_item or complete_item). Returns false then, and the caller
 -- hands nothing of the job out. Returns false too, changing nothing, when
--- the deferred typo guard could not get its target within 1 s: the job
+-- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked).
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
@@ -84,7 +84,7 @@ BEGIN
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
-            -- Its target held past the check's 1 s wait: not now, and not
+            -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,
             -- for a later claim (this one's caller moves on).
             RETURN false;

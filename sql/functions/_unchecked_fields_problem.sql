@@ -9,7 +9,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
-SET lock_timeout = '1s'
+SET lock_timeout = '200ms'
 AS $$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
@@ -23,8 +23,8 @@ AS $$
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 1 s (lock_timeout, this function's
--- own) for the table: a client allowed to delete may LOCK it in a
+-- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
@@ -48,7 +48,7 @@ BEGIN
     BEGIN
         SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
     EXCEPTION WHEN lock_not_available THEN
-        -- The table held past 1 s (an ALTER TABLE, a client's LOCK TABLE):
+        -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
         hint := format('Its table %s is locked by another transaction; a later claim judges '
                        'the job once it ends.', p_job.target::regclass);
