@@ -329,3 +329,24 @@ def test_a_lock_on_a_shared_target_fails_no_tenants_job(rows: Conn, make_conn: A
         "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))]
     assert again == [right]
     assert job(rows, right)["status"] == "running"
+
+
+def test_a_job_left_queued_by_a_lock_keeps_its_place_in_the_gate(rows: Conn,
+                                                                 make_conn: Any) -> None:
+    # Left queued, not failed and not put off: a later writer of its scope
+    # still waits behind it, and it runs first once the table is free.
+    first = submit(rows, "delete", {"status": "gone"}, scope="97")  # no rows yet
+    arrive(rows, "97")
+    later = submit(rows, "backfill", {"status": "keep"}, scope="97")  # judged at the submit
+    holder = make_conn(autocommit=False)
+    holder.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
+    try:
+        claimer = make_conn()
+        claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
+        assert claimer.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', 'backfill'], 'w',"
+                               " '30 seconds', 10)").fetchall() == []
+    finally:
+        holder.rollback()
+    assert [job(rows, j)["status"] for j in (first, later)] == ["queued", "queued"]
+    assert [r[0] for r in rows.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', "
+                                       "'backfill'], 'w', '30 seconds', 10)")] == [first]
