@@ -1058,7 +1058,8 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 -- finished, failed when its submitter lost a right since the submit
 -- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
--- a writing job of its scope must run first). Locks: the job row.
+-- a writing job of its scope must run first), 55P03 (its target locked past
+-- the wait of its deferred typo guard: the job stays queued). Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -1100,6 +1101,15 @@ BEGIN
         -- Failed instead of started: its submitter lost a right
         -- (pgjobs._may_start_attempt); the job as it ended.
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
+        IF v_job.status = 'queued' THEN
+            -- Left queued: its deferred typo guard could not read the target
+            -- within 200 ms (pgjobs._unchecked_fields_problem).
+            RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
+                p_id, v_job.target USING ERRCODE = '55P03',
+                HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '
+                       'or VACUUM FULL of the table?); find it with pg_blocking_pids(). '
+                       'pgjobs run picks the job up on its own.';
+        END IF;
     END IF;
     RETURN v_job;
 END
@@ -6731,7 +6741,9 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- again once the right is back): a fan-out job's unfinished items end
 -- canceled, as at a cancel (a worker holding one gets false from its next
 -- heartbeat_item or complete_item). Returns false then, and the caller
--- hands nothing of the job out.
+-- hands nothing of the job out. Returns false too, changing nothing, when
+-- the deferred typo guard could not get its target within 200 ms: the job
+-- stays queued (a caller that picks again leaves out what it picked).
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -6782,6 +6794,12 @@ BEGIN
         -- claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
+        IF v_message IS NULL AND v_hint IS NOT NULL THEN
+            -- Its target held past the check's 200 ms wait: not now, and not
+            -- the job's fault. It stays queued, its place in the gate kept,
+            -- for a later claim (this one's caller moves on).
+            RETURN false;
+        END IF;
     END IF;
     IF v_message IS NULL THEN
         RETURN true;
@@ -12749,24 +12767,27 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    SET lock_timeout TO '1s'
+    SET lock_timeout TO '200ms'
     AS $$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
 -- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge). The rule and the bound are
+-- job then reads nothing it could misjudge); only a hint when the target
+-- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
 -- pgjobs._may_start_attempt, which has checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
--- not read the target, a timeout) is the problem, not the claim's: the job
+-- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 1 s (lock_timeout, this function's
--- own) for the table: a client allowed to delete may LOCK it in a
+-- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
--- tenant's jobs behind it; the job fails then (55P03, pgjobs.retry sets it
--- going again). Locks: the target, ACCESS SHARE (a read).
+-- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
+-- no message, not now: its caller leaves the job queued. A lock says
+-- nothing about the job, and failing it let any client that may LOCK a
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
@@ -12779,12 +12800,18 @@ BEGIN
         RETURN;
     END IF;
     v_paths := ARRAY(SELECT jsonb_array_elements_text(p_job.payload -> 'unchecked_fields'));
-    -- An error here (the claimer may not read the target, a timeout) would
+    -- An error here (the claimer may not read the target) would
     -- fail the claim, and every later one that picks the job: the job fails
     -- instead, closed, naming it. Only a job with such paths pays the block.
     BEGIN
         SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available THEN
+        -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
+        -- nothing is wrong with the job; its caller leaves it queued.
+        hint := format('Its table %s is locked by another transaction; a later claim judges '
+                       'the job once it ends.', p_job.target::regclass);
+        RETURN;
+    WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
                           'not judge (the scope had no rows then) could not be judged at its '
@@ -13772,6 +13799,7 @@ CREATE FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval DEF
 -- statements are lookups by key or have no parameters.
 DECLARE
     v_ids bigint[];
+    v_picked bigint[] := '{}'::bigint[];
     v_left integer := p_limit;
     v_started integer;
 BEGIN
@@ -13790,7 +13818,8 @@ BEGIN
 
     -- The pick: one statement, planned once per session (PL/pgSQL caches it).
     -- Picked again when pgjobs._start_attempts failed some of the jobs
-    -- picked (their submitter lost a right): they are no longer queued, and
+    -- picked (their submitter lost a right, or one is left queued for a
+    -- later claim: pgjobs._may_start_attempt), never the same job twice;
     -- the claimer still gets the due jobs behind them (a run loop would
     -- otherwise stop its budget at an empty claim).
     LOOP
@@ -13801,12 +13830,17 @@ BEGIN
                AND j.run_at <= now()
                AND j.kind = ANY (p_kinds)
                AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
+               -- Not one this call picked: a job left queued (its target
+               -- held past the deferred typo guard's wait) was picked again
+               -- and again, and the claim never ended.
+               AND j.id <> ALL (v_picked)
                AND (NOT j.writes
                     OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
              ORDER BY j.priority DESC, j.queued_at, j.id
              LIMIT v_left
                FOR UPDATE SKIP LOCKED);
         EXIT WHEN cardinality(v_ids) = 0;
+        v_picked := v_picked || v_ids;
         RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
         GET DIAGNOSTICS v_started = ROW_COUNT;
         v_left := v_left - v_started;
@@ -14078,7 +14112,7 @@ CREATE FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease interv
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
 -- p_worker: jobs by priority (higher first), then the job served least
 -- recently first (heartbeat_at, set when the job starts and whenever one
--- of its items ends; until it starts, when it joined the queue: a fan-out
+-- of its items ends, a retried failure too; until it starts, when it joined the queue: a fan-out
 -- job holds no budget to hand back, so this is its turn in the queue),
 -- then submission; within a job
 -- the items due first (run_at: array order, and a retry after its backoff
@@ -15442,8 +15476,9 @@ CREATE FUNCTION pgjobs.fail_item(p_item bigint, p_worker text, p_error text, p_r
 -- backoff with jitter (pgjobs._backoff), the other items carrying on.
 -- Otherwise it fails for good: its job's done grows by one and keeps the
 -- first such error, and the job, when this was its last item, ends failed
--- (pgjobs._items_settle). Fenced like complete_item. Locks: the job row,
--- then the item row.
+-- (pgjobs._items_settle). Either way the job's heartbeat_at moves to now:
+-- its turn at pgjobs.claim_items is served. Fenced like complete_item.
+-- Locks: the job row, then the item row.
 DECLARE
     v_job_id bigint;
     v_item pgjobs.job_items;
@@ -15475,6 +15510,13 @@ BEGIN
     IF v_item.status = 'failed' THEN
         PERFORM pgjobs._items_settle(v_job_id, 1,
                                      format('item %s: %s', v_item.id, left(v_item.error, 1000)));
+    ELSE
+        -- An attempt that ended is a turn served (pgjobs.claim_items takes the
+        -- job served least recently first): left as it was, a job whose items
+        -- fail at once and retry (a tenant's API down) stayed first and took
+        -- every claim until each of its items was in backoff. The job's row
+        -- is this transaction's already (pgjobs._items_lock_job).
+        UPDATE pgjobs.jobs j SET heartbeat_at = now() WHERE j.id = v_job_id;
     END IF;
     RETURN true;
 END
@@ -16900,7 +16942,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 if its table stays locked past the 200 ms its first attempt''s deferred typo guard waits (the job stays queued).';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

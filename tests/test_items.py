@@ -402,3 +402,27 @@ def test_a_job_not_started_waits_from_when_it_was_queued(conn: Conn, target: str
     assert _drain_some(conn, "w", 1) == [served_long_ago]  # served 1 hour ago: its turn
     # ... and the job just served goes behind the one waiting 10 minutes.
     assert _drain_some(conn, "w", 1) == [newer]
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+def test_a_job_whose_items_fail_takes_turns_too(conn: Conn, target: str,
+                                                 retryable: bool) -> None:
+    """Every ended attempt is a turn served, a failure as much as a success: a
+    job whose items failed at once and were retried (a tenant's API down) kept
+    its old place, and took every claim until each of its items was in backoff,
+    while another tenant's job of 10 waited."""
+    failing = submit_items(conn, [{"n": i} for i in range(40)],
+                           {"max_attempts": 5}, scope="1")
+    assert len(_drain_some(conn, "w", 2)) == 2  # under way
+    small = submit_items(conn, [{"n": i} for i in range(10)], scope="2")
+    order: list[int] = []
+    while batch := claim_items(conn, "w"):
+        for item, job_id, _, identity in batch:
+            if job_id == failing:
+                assert fail(conn, item, identity, retryable=retryable)
+            else:
+                assert complete(conn, item, identity)
+            order.append(job_id)
+    assert sorted(order) == sorted([failing] * 38 + [small] * 10)
+    assert max(i for i, j in enumerate(order) if j == small) < 21, order
+    assert job(conn, small)["status"] == "succeeded"

@@ -30,7 +30,9 @@ AS $$
 -- again once the right is back): a fan-out job's unfinished items end
 -- canceled, as at a cancel (a worker holding one gets false from its next
 -- heartbeat_item or complete_item). Returns false then, and the caller
--- hands nothing of the job out.
+-- hands nothing of the job out. Returns false too, changing nothing, when
+-- the deferred typo guard could not get its target within 200 ms: the job
+-- stays queued (a caller that picks again leaves out what it picked).
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -81,6 +83,12 @@ BEGIN
         -- claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
+        IF v_message IS NULL AND v_hint IS NOT NULL THEN
+            -- Its target held past the check's 200 ms wait: not now, and not
+            -- the job's fault. It stays queued, its place in the gate kept,
+            -- for a later claim (this one's caller moves on).
+            RETURN false;
+        END IF;
     END IF;
     IF v_message IS NULL THEN
         RETURN true;

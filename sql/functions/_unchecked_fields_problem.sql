@@ -9,24 +9,27 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
-SET lock_timeout = '1s'
+SET lock_timeout = '200ms'
 AS $$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
 -- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge). The rule and the bound are
+-- job then reads nothing it could misjudge); only a hint when the target
+-- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
 -- pgjobs._may_start_attempt, which has checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
--- not read the target, a timeout) is the problem, not the claim's: the job
+-- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 1 s (lock_timeout, this function's
--- own) for the table: a client allowed to delete may LOCK it in a
+-- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
--- tenant's jobs behind it; the job fails then (55P03, pgjobs.retry sets it
--- going again). Locks: the target, ACCESS SHARE (a read).
+-- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
+-- no message, not now: its caller leaves the job queued. A lock says
+-- nothing about the job, and failing it let any client that may LOCK a
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
@@ -39,12 +42,18 @@ BEGIN
         RETURN;
     END IF;
     v_paths := ARRAY(SELECT jsonb_array_elements_text(p_job.payload -> 'unchecked_fields'));
-    -- An error here (the claimer may not read the target, a timeout) would
+    -- An error here (the claimer may not read the target) would
     -- fail the claim, and every later one that picks the job: the job fails
     -- instead, closed, naming it. Only a job with such paths pays the block.
     BEGIN
         SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN lock_not_available THEN
+        -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
+        -- nothing is wrong with the job; its caller leaves it queued.
+        hint := format('Its table %s is locked by another transaction; a later claim judges '
+                       'the job once it ends.', p_job.target::regclass);
+        RETURN;
+    WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
                           'not judge (the scope had no rows then) could not be judged at its '

@@ -14,7 +14,7 @@ AS $$
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
 -- p_worker: jobs by priority (higher first), then the job served least
 -- recently first (heartbeat_at, set when the job starts and whenever one
--- of its items ends; until it starts, when it joined the queue: a fan-out
+-- of its items ends, a retried failure too; until it starts, when it joined the queue: a fan-out
 -- job holds no budget to hand back, so this is its turn in the queue),
 -- then submission; within a job
 -- the items due first (run_at: array order, and a retry after its backoff
