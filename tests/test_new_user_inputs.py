@@ -154,6 +154,10 @@ GUESSES = {
     '{"data.nest.a": {"$ne": 1}}': 'write "nest.a", not "data.nest.a"',
     '{"Label": "x"}': 'column "label"',
     '{"$or": [{"k": 1}, {"N": {"$gt": 1}}]}': 'column "n"',
+    # white space around a name (hX pass): the hint names what was meant
+    '{" n": 1}': 'column "n"',
+    '{"k ": 1}': 'write "k", not "k "',
+    '{"nest. a": 1}': 'write "nest.a", not "nest. a"',
 }
 
 
@@ -190,6 +194,9 @@ def test_the_typo_guard_names_a_column_asked_for_in_another_case(conn: Conn) -> 
     ('{"data.k": 9}', 'write "k", not "data.k"'),
     ('{"Data.k": 9}', 'write "k", not "Data.k"'),
     ('{"n": 1, "data.nest.a": 9}', 'write "nest.a", not "data.nest.a"'),
+    ('{" label": "x"}', 'column "label"'),
+    ('{"label\u00a0": "x"}', 'column "label"'),
+    ('{" k": 9}', 'write "k", not " k"'),
 ])
 def test_backfill_set_refuses_a_likely_slip(conn: Conn, set_: str, guess: str) -> None:
     target = make_rows_target(conn)
@@ -296,6 +303,15 @@ def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) ->
     ("caps.csv", b"Name,age\nann,3\n", 'column "name"', {"Name": "ann"}),
     ("nested.jsonl", b'{"name": "bo", "data.k": 1}\n', 'write "k"', {"data": {"k": 1}}),
     ("upper.jsonl", b'{"name": "cy", "Data.k": 1}\n', 'write "k"', {"Data": {"k": 1}}),
+    # A header "name, age" (a space after the comma) put every age into the
+    # document field " age" and left the column NULL, and the job succeeded
+    # (hX pass); so did "age " and a no-break space from a spreadsheet.
+    ("spaced.csv", b"name, age\nann,3\n", 'column "age"', {" age": "3"}),
+    ("trailing.csv", b"name,age \nann,3\n", 'column "age"', {"age ": "3"}),
+    ("nbsp.csv", "name,\u00a0age\nann,3\n".encode(), 'column "age"', {"\u00a0age": "3"}),
+    ("quoted.csv", b'"name"," Age "\nann,3\n', 'column "age"', {" Age ": "3"}),
+    ("spaced.jsonl", b'{"name": "bo", " age": 3}\n', 'column "age"', {" age": 3}),
+    ("field.jsonl", b'{"name": "bo", "k ": 1}\n', 'write "k"', {"k ": 1}),
 ])
 def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: Any,
                                                name: str, data: bytes, guess: str,

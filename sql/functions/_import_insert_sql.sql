@@ -177,9 +177,11 @@ BEGIN
                                 p_reg.target,
                                 CASE WHEN v_col IS NOT NULL
                                      THEN format('did you mean column "%s"? (names are '
-                                                 'case-sensitive)', v_col)
-                                     ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column, v_relative)
+                                                 'compared exactly: case and white space '
+                                                 'around a name count)', v_col)
+                                     ELSE format('fields are relative to column %I, and white '
+                                                 'space around a name is part of it: write '
+                                                 '"%s"', p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
