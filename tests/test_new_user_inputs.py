@@ -312,6 +312,14 @@ def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) ->
     ("quoted.csv", b'"name"," Age "\nann,3\n', 'column "age"', {" Age ": "3"}),
     ("spaced.jsonl", b'{"name": "bo", " age": 3}\n', 'column "age"', {" age": 3}),
     ("field.jsonl", b'{"name": "bo", "k ": 1}\n', 'write "k"', {"k ": 1}),
+    # A CSV saved with another separator (";" where the decimal mark is a
+    # comma, a tab, "|") read as one field per line: every record went whole
+    # into the document field "name;age", every column kept its default, and
+    # the import succeeded (hX pass).
+    ("semi.csv", b"name;age\nann;3\n", 'separated by ";"', {"name;age": "ann;3"}),
+    ("tab.csv", b"name\tage\nann\t3\n", "separated by tabs", {"name\tage": "ann\t3"}),
+    ("pipe.csv", b"title|status\nx|y\n", 'separated by "|"', {"title|status": "x|y"}),
+    ("mixed.csv", b"name,k;n\nann,1;2\n", 'separated by ";"', {"k;n": "1;2"}),
 ])
 def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: Any,
                                                name: str, data: bytes, guess: str,
@@ -334,6 +342,24 @@ def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: A
     Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
     assert job(conn, job_id)["status"] == "succeeded"
     assert conn.execute("SELECT data FROM people").fetchone() == (stored,)
+
+
+def test_a_separator_in_a_name_is_the_csv_header_s_slip_only(conn: Conn, dsn: str,
+                                                             tmp_path: Any) -> None:
+    """A JSONL key holding ";" is what the record says (no separator to get
+    wrong), and so is a CSV field name with a separator but one name (";x")."""
+    from pgjobs.poller.importer import Importer
+    from tests.support import allowed_folder, claim_import, job, make_people, submit_import
+
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    for scope, (name, data) in enumerate([("k.jsonl", b'{"name": "bo", "a;b": 1}\n'),
+                                          ("one.csv", b'name,";x",y|\nann,1,2\n')], 1):
+        (folder / name).write_bytes(data)
+        job_id = submit_import(conn, f"file://{folder / name}", str(scope))
+        Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+        assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 2
 
 
 def test_import_allow_unknown_fields_is_a_boolean(conn: Conn, tmp_path: Any) -> None:
