@@ -7441,7 +7441,7 @@ CREATE FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- The one place that maps a PostgreSQL type to the Parquet (Arrow) type of
 -- an exported column, and to the SQL expression over p_expr that sends its
 -- value to the worker as a CSV field (pgjobs.export_chunk_sql, format
@@ -7497,17 +7497,30 @@ BEGIN
         -- NaN and infinities included: the worker's CSV parser reads them.
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
+        -- Parquet dates and timestamps hold no infinity: such a value fails
+        -- the export naming its column (pgjobs._parquet_refuse), not with
+        -- "cannot subtract infinite dates" or "cannot convert infinity to
+        -- bigint" and no hint (hX pass).
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
-                                             p_expr);
+            arrow := 'date32';
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int4 '
+                           'ELSE (%1$s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date) END',
+                           p_expr, p_expr, arrow);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, 'timestamp');
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamp) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, arrow);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
@@ -7537,13 +7550,55 @@ BEGIN
                                 v_precision, v_scale);
             END IF;
             wire := format('%s::pg_catalog.text', p_expr);
+            IF arrow <> 'string' THEN  -- a decimal holds no NaN
+                wire := format('CASE WHEN %1$s OPERATOR(pg_catalog.=) ''NaN''::pg_catalog.numeric '
+                               'THEN pgjobs._parquet_refuse(%2$L, ''NaN'', %3$L) ELSE %4$s END',
+                               p_expr, p_expr, arrow, wire);
+            END IF;
         ELSE
             arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) OWNER TO SUPERUSER;
+
+--
+-- Name: _parquet_refuse(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Raises for a value a Parquet column of type p_arrow cannot hold: an
+-- infinite date or timestamp (22008), NaN in a decimal column (22003). A
+-- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
+-- calls it in place of the value, so the export fails naming the column,
+-- the value and what to do, rather than with the conversion's own words
+-- ("cannot subtract infinite dates", pyarrow's "not a valid decimal128").
+-- Never returns. VOLATILE: its arguments may all be constants ('NaN'), and
+-- an IMMUTABLE call of constants is run when the query is planned, failing
+-- every chunk whether a row holds the value or not. Locks nothing.
+BEGIN
+    RAISE EXCEPTION 'column % holds %, which a Parquet % column cannot store', p_column,
+                    p_value, p_arrow
+        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003' ELSE '22008' END,
+        HINT = format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
+                      'leave those rows out with a filter such as {"%s": {"$ne": "%s"}}%s.',
+                      p_value, p_column, p_value,
+                      CASE WHEN p_arrow LIKE 'decimal%'
+                           THEN ', or make the column numeric without a precision (a Parquet '
+                                'string)'
+                           ELSE '' END);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) OWNER TO SUPERUSER;
 
 --
 -- Name: _pause_as(name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -18774,6 +18829,13 @@ GRANT ALL ON FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs.targ
 
 REVOKE ALL ON FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _parquet_refuse(p_column text, p_value text, p_arrow text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _pause_as(p_caller name, p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
