@@ -160,7 +160,9 @@ def usage_error(exc: click.ClickException) -> NoReturn:
         ctx = ctx.parent
     where = " ".join(["pgjobs", *names])
     message = " ".join(exc.format_message().split())  # one line, whatever it quotes
-    click.echo(f"error: {message} (hint: see `{where} --help`)", err=True)
+    # 22023 as every bad argument: a script reads the same bracket whichever
+    # side refused the input.
+    click.echo(f"error: {message} [22023] (hint: see `{where} --help`)", err=True)
     sys.exit(exc.exit_code)
 
 

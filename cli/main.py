@@ -34,7 +34,7 @@ from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
-from pgjobs.errors import NotFound, PgjobsError
+from pgjobs.errors import InvalidInput, NotFound, NotReady
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -187,7 +187,7 @@ def cancel(obj: Context, job_id: int) -> None:
     """Cancel a job: queued at once, running at its next page.
 
     Exit 0 canceled, cancel requested or already canceled; 1 the job had already
-    succeeded or failed (nothing to cancel) or does not exist.
+    succeeded or failed (nothing to cancel: 55000) or does not exist (P0002).
     """
     with obj.connect() as conn:
         changed = db.cancel(conn, job_id)
@@ -198,8 +198,8 @@ def cancel(obj: Context, job_id: int) -> None:
         click.echo(f"job {job_id}: {state}")
     elif job["status"] in ("succeeded", "failed"):
         # It ran to its end: nothing was canceled, which a script must not miss.
-        raise PgjobsError(f"job {job_id} had already finished ({job['status']}): nothing to "
-                          "cancel", hint=f"`pgjobs status {job_id}` shows how it ended")
+        raise NotReady(f"job {job_id} had already finished ({job['status']}): nothing to "
+                       "cancel", hint=f"`pgjobs status {job_id}` shows how it ended")
     else:  # canceled already: what was asked holds
         click.echo(f"job {job_id} had already finished ({job['status']})")
 
@@ -233,7 +233,8 @@ def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, 
 
 @main.command()
 @click.option("--budget", envvar="PGJOBS_BUDGET", show_envvar=True, default="50s",
-              show_default=True, help="Time budget of one run (e.g. 50s, 5m).")
+              show_default=True, help="Time budget of one run (e.g. 50s, 5m; more than 0, at most "
+                   "1 day).")
 @click.option("--loop", is_flag=True, envvar="PGJOBS_LOOP", show_envvar=True,
               help="Run again and again (drives the engine where pg_cron is absent).")
 @click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, default="1s",
@@ -249,6 +250,10 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
     from pgjobs.cli.runners import run_runners
 
     interval = parse_duration(budget, "--budget")
+    if duration_seconds(budget, "--budget", maximum=86400) <= 0:
+        # A run of no time claims nothing: exit 0 would read as "no work left".
+        raise InvalidInput(f"invalid --budget {budget!r}: a run needs more than 0s (at most "
+                           "1 day)", hint="use e.g. --budget 50s (the default), 5m or 1h")
     idle_seconds = duration_seconds(idle, "--idle", minimum=0)
     run_runners(obj.connect, interval, loop, idle_seconds, runners)
     if not loop:

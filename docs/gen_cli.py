@@ -39,10 +39,10 @@ EXIT_STATUS = [
           "database unreachable, pg_cron missing (`55000`), a writing job already pending "
           "with `on_conflict: reject` (`55006`), permission denied (`42501`), a verb that "
           "does not apply to the job's status (`55000`), `cancel` of a job that had "
-          "already succeeded or failed."),
-    ("2", "Usage error: unknown option, bad argument or duration, invalid JSON, a DSN that "
-          "does not parse, or arguments the database rejects as invalid (`22023`, "
-          "`42P01`)."),
+          "already succeeded or failed (`55000`)."),
+    ("2", "Usage error (`22023`): unknown option, bad argument or duration (`run "
+          "--budget 0s` included), invalid JSON, a DSN that does not parse, or arguments "
+          "the database rejects as invalid (`22023`, `42P01`)."),
     ("3", "`status` and `watch JOB --timeout`: the job is still queued or running; "
           "`dev status`: the embedded cluster is not running."),
     ("130", "`watch` interrupted (Ctrl-C)."),

@@ -14,11 +14,14 @@ class PgjobsError(Exception):
     """Base class: a failure a user can act on. ``str()`` is one line."""
 
     exit_code = 1
+    default_sqlstate: str | None = None
+    """The SQLSTATE an error of this class raised in Python (not by the database)
+    carries: every error a user sees names one, as the database's do."""
 
     def __init__(self, message: str, *, sqlstate: str | None = None, hint: str | None = None):
         super().__init__(message)
         self.message = message
-        self.sqlstate = sqlstate
+        self.sqlstate = sqlstate if sqlstate is not None else self.default_sqlstate
         self.hint = hint
 
     def __str__(self) -> str:
@@ -36,31 +39,44 @@ class InvalidInput(PgjobsError):
     """Bad arguments: malformed filter, unknown option, wrong type (22023)."""
 
     exit_code = 2
+    default_sqlstate: str | None = "22023"
 
 
 class InvalidDsn(InvalidInput):
     """The DSN itself cannot be parsed (``missing "="``, an unknown URI parameter):
     a usage error, exit 2, raised before any connection is tried."""
 
+    default_sqlstate = None  # libpq's own complaint, before any server says anything
+
 
 class UndefinedTable(InvalidInput):
     """The table named does not exist (42P01)."""
+
+    default_sqlstate: str | None = "42P01"
 
 
 class NotFound(PgjobsError):
     """The job or registration does not exist (P0002)."""
 
+    default_sqlstate: str | None = "P0002"
+
 
 class Conflict(PgjobsError):
     """The (target, scope) already has a writing job (55006)."""
+
+    default_sqlstate: str | None = "55006"
 
 
 class NotReady(PgjobsError):
     """A prerequisite is missing: index, pg_cron... (55000)."""
 
+    default_sqlstate: str | None = "55000"
+
 
 class PermissionDenied(PgjobsError):
     """The caller lacks a privilege (42501)."""
+
+    default_sqlstate: str | None = "42501"
 
 
 class MissingExtra(PgjobsError):

@@ -4085,16 +4085,30 @@ CREATE FUNCTION pgjobs._field_slip(p_reg pgjobs.target_registry, p_field text, O
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Does field p_field (a name that is not a column of the target as written)
--- look like a slip rather than a document field? The two spellings a new
--- user gets wrong first: a column in another case ("Label" for label:
--- identifiers compare exactly), and the document column's name, in any
--- case, as a path prefix ("data.status": paths are relative to the
--- document). column_name: the column p_field names in another case (the
--- first by position); relative_path: p_field without the document column's
--- prefix. Both NULL: no slip (and for a column named exactly so). The one
--- test for backfill's set keys (pgjobs._submit_backfill_as), an import's
--- fields (pgjobs._import_insert_sql) and the typo guard's hint
+-- look like a slip rather than a document field? The spellings a new user
+-- gets wrong first: a column in another case ("Label" for label:
+-- identifiers compare exactly), a name with white space around it or
+-- around a part of its path (" age" from a CSV header "name, age", "age "
+-- from a spreadsheet cell, "owner. team": the space becomes part of the
+-- name, so the value would land in a document field of that name and the
+-- column keep its default), and the document column's name, in any case,
+-- as a path prefix ("data.status": paths are relative to the document).
+-- column_name: the column p_field names once its case and surrounding
+-- white space are set aside (the first by position); relative_path: the
+-- path p_field means in the document (without the document column's
+-- prefix, and without the white space around its parts) when that is not
+-- p_field itself. Both NULL: no slip (and for a column named exactly so).
+-- The one test for backfill's set keys (pgjobs._submit_backfill_as), an
+-- import's fields (pgjobs._import_insert_sql) and the typo guard's hint
 -- (pgjobs._require_known_fields); each words its own message. Locks nothing.
+DECLARE
+    -- White space a spreadsheet or a hand-typed header leaves around a name:
+    -- ASCII's, and (in a UTF-8 database) the no-break space, the zero-width
+    -- space and a byte-order mark that was not at the start of the file.
+    v_space text := ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
+                    || CASE WHEN getdatabaseencoding() = 'UTF8'
+                            THEN chr(160) || chr(8203) || chr(65279) ELSE '' END;
+    v_name text;
 BEGIN
     IF p_field IS NULL OR EXISTS (
             SELECT 1 FROM pg_catalog.pg_attribute a
@@ -4102,15 +4116,21 @@ BEGIN
                AND a.attname = p_field) THEN
         RETURN;
     END IF;
+    v_name := array_to_string(ARRAY(SELECT btrim(part.p, v_space)
+                                      FROM unnest(string_to_array(p_field, '.'))
+                                           WITH ORDINALITY AS part(p, n)
+                                     ORDER BY part.n), '.');
     SELECT a.attname INTO column_name
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(p_field)
+       AND lower(a.attname) = lower(v_name)
      ORDER BY a.attnum
      LIMIT 1;
-    IF lower(left(p_field, length(p_reg.document_column) + 1))
+    IF lower(left(v_name, length(p_reg.document_column) + 1))
            = lower(p_reg.document_column || '.') THEN
-        relative_path := substr(p_field, length(p_reg.document_column) + 2);
+        relative_path := substr(v_name, length(p_reg.document_column) + 2);
+    ELSIF column_name IS NULL AND v_name <> p_field AND p_reg.document_column IS NOT NULL THEN
+        relative_path := v_name;
     END IF;
 END
 $$;
@@ -4908,15 +4928,43 @@ BEGIN
                                 p_reg.target,
                                 CASE WHEN v_col IS NOT NULL
                                      THEN format('did you mean column "%s"? (names are '
-                                                 'case-sensitive)', v_col)
-                                     ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column, v_relative)
+                                                 'compared exactly: case and white space '
+                                                 'around a name count)', v_col)
+                                     ELSE format('fields are relative to column %I, and white '
+                                                 'space around a name is part of it: write '
+                                                 '"%s"', p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
                            'as written, submit with the option {"allow_unknown_fields": true}.';
             END IF;
             v_col := NULL;
+            -- A CSV saved with another separator (";" is a spreadsheet's
+            -- default where the decimal mark is a comma; a tab, "|") reads
+            -- as one field per line: its header one name "name;age", every
+            -- record one value of it, all landing in one document field while
+            -- every column kept its default. A name holding a separator
+            -- between two names is that, far more often than a field so named.
+            IF v_csv THEN
+                SELECT d.sep INTO v_col
+                  FROM unnest(ARRAY[';', chr(9), '|']) WITH ORDINALITY AS d(sep, n)
+                 WHERE (SELECT count(*) FROM unnest(string_to_array(v_field, d.sep)) part(p)
+                         WHERE btrim(part.p) <> '') > 1
+                 ORDER BY d.n
+                 LIMIT 1;
+                IF v_col IS NOT NULL THEN
+                    RAISE EXCEPTION 'field "%" of the CSV header holds % between names: the '
+                                    'source looks separated by %, and pgjobs reads CSV '
+                                    'separated by commas', replace(v_field, chr(9), '\t'),
+                                    CASE v_col WHEN chr(9) THEN 'a tab' ELSE '"' || v_col || '"' END,
+                                    CASE v_col WHEN chr(9) THEN 'tabs' ELSE '"' || v_col || '"' END
+                        USING ERRCODE = '22023',
+                        HINT = 'Save the file as comma-separated CSV (a spreadsheet''s "CSV '
+                               '(comma delimited)"), then import it as a new job; to import '
+                               'the field as a document field as written, submit with the '
+                               'option {"allow_unknown_fields": true}.';
+                END IF;
+            END IF;
         END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN
@@ -7484,7 +7532,7 @@ CREATE FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- The one place that maps a PostgreSQL type to the Parquet (Arrow) type of
 -- an exported column, and to the SQL expression over p_expr that sends its
 -- value to the worker as a CSV field (pgjobs.export_chunk_sql, format
@@ -7540,17 +7588,30 @@ BEGIN
         -- NaN and infinities included: the worker's CSV parser reads them.
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
+        -- Parquet dates and timestamps hold no infinity: such a value fails
+        -- the export naming its column (pgjobs._parquet_refuse), not with
+        -- "cannot subtract infinite dates" or "cannot convert infinity to
+        -- bigint" and no hint (hX pass).
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
-                                             p_expr);
+            arrow := 'date32';
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int4 '
+                           'ELSE (%1$s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date) END',
+                           p_expr, p_expr, arrow);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, 'timestamp');
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamp) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, arrow);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
@@ -7580,13 +7641,55 @@ BEGIN
                                 v_precision, v_scale);
             END IF;
             wire := format('%s::pg_catalog.text', p_expr);
+            IF arrow <> 'string' THEN  -- a decimal holds no NaN
+                wire := format('CASE WHEN %1$s OPERATOR(pg_catalog.=) ''NaN''::pg_catalog.numeric '
+                               'THEN pgjobs._parquet_refuse(%2$L, ''NaN'', %3$L) ELSE %4$s END',
+                               p_expr, p_expr, arrow, wire);
+            END IF;
         ELSE
             arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) OWNER TO SUPERUSER;
+
+--
+-- Name: _parquet_refuse(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Raises for a value a Parquet column of type p_arrow cannot hold: an
+-- infinite date or timestamp (22008), NaN in a decimal column (22003). A
+-- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
+-- calls it in place of the value, so the export fails naming the column,
+-- the value and what to do, rather than with the conversion's own words
+-- ("cannot subtract infinite dates", pyarrow's "not a valid decimal128").
+-- Never returns. VOLATILE: its arguments may all be constants ('NaN'), and
+-- an IMMUTABLE call of constants is run when the query is planned, failing
+-- every chunk whether a row holds the value or not. Locks nothing.
+BEGIN
+    RAISE EXCEPTION 'column % holds %, which a Parquet % column cannot store', p_column,
+                    p_value, p_arrow
+        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003' ELSE '22008' END,
+        HINT = format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
+                      'leave those rows out with a filter such as {"%s": {"$ne": "%s"}}%s.',
+                      p_value, p_column, p_value,
+                      CASE WHEN p_arrow LIKE 'decimal%'
+                           THEN ', or make the column numeric without a precision (a Parquet '
+                                'string)'
+                           ELSE '' END);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) OWNER TO SUPERUSER;
 
 --
 -- Name: _pause_as(name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8534,17 +8637,18 @@ BEGIN
     IF cardinality(v_check.p_unknown) = 0 THEN
         RETURN;
     END IF;
-    -- The two spellings a new user gets wrong first, named in the hint:
-    -- a path that starts with the document column's name in any case
+    -- The spellings a new user gets wrong first, named in the hint: a
+    -- path that starts with the document column's name in any case
     -- ("data.status", "Data.status": paths are relative to the document),
-    -- and a column in another case ("Label" for label: identifiers are
-    -- compared exactly).
+    -- a column in another case ("Label" for label: identifiers are
+    -- compared exactly), and a name with white space around it (" label").
     -- (pgjobs._field_slip, the one test of both.)
     SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I: write "%s", not "%s". ',
+                THEN format('Paths are relative to column %I, and white space around a name '
+                            'is part of it: write "%s", not "%s". ',
                             p_reg.document_column, s.relative_path, x.u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
-                            s.column_name)
+                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
+                            'white space around a name count). ', s.column_name)
            END
       INTO v_guess
       FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
@@ -9384,7 +9488,9 @@ CREATE FUNCTION pgjobs._run_deadline(p_budget interval) RETURNS timestamp with t
 -- When a pgjobs.run call of budget p_budget must stop claiming: now (the
 -- wall clock, not the transaction's start) plus the budget, or earlier
 -- when the session's statement_timeout would end the call first. Raises
--- 22023 for a budget outside 0 .. 1 day. Locks nothing.
+-- 22023 for a budget that is not more than 0 and at most 1 day: a run of
+-- no time claims nothing, and returning as if there were no work would
+-- hide that. Locks nothing.
 --
 -- statement_timeout times the whole CALL, COMMITs and all (a page's own
 -- SET of it does not re-arm the timer): with one of 30 s on the engine's
@@ -9400,8 +9506,8 @@ DECLARE
     v_timeout_ms bigint;
     v_limit timestamptz;
 BEGIN
-    IF p_budget IS NULL OR p_budget < interval '0' OR p_budget > interval '1 day' THEN
-        RAISE EXCEPTION 'budget must be from 0 to 1 day, not %', p_budget
+    IF p_budget IS NULL OR p_budget <= interval '0' OR p_budget > interval '1 day' THEN
+        RAISE EXCEPTION 'budget must be more than 0 and at most 1 day, not %', p_budget
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
     v_deadline := clock_timestamp() + p_budget;
@@ -15769,7 +15875,8 @@ CREATE FUNCTION pgjobs.import_batch(p_id bigint, p_worker text, p_fields text[],
 -- goes (pgjobs._import_mapping); later batches must map alike
 -- (pgjobs._import_insert_sql: 55000). The batch
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
--- one per set of keys); when that fails on a bad value or a constraint,
+-- one per set of keys, and one per record for records of one key that
+-- name different sets, in line order); when that fails on a bad value or a constraint,
 -- record by record, each in a subtransaction, and the failing ones are
 -- rejected (pgjobs.import_rejects). More rejects than max_rejects: the
 -- batch's rows roll back (rows of earlier batches stay), its rejects up to
@@ -15811,6 +15918,7 @@ DECLARE
     v_mapping jsonb := '{}'::jsonb;
     v_stage text := 'pg_temp.pgjobs_import_stage';
     v_lock_timeout text;
+    v_statements jsonb := '{}'::jsonb;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -15870,29 +15978,68 @@ BEGIN
             WHEN v_job.payload ->> 'format' = 'csv' THEN
                 'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
             ELSE
-                -- JSONL: one INSERT per set of keys (a missing key takes its default).
-                'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
-                   FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
-                                            ORDER BY k) AS keys
-                           FROM pg_temp.pgjobs_import_stage s) g
+                -- JSONL: one INSERT per set of keys (a missing key takes its
+                -- default), the sets in the order they are first met. Records
+                -- of one key that name different sets are the exception:
+                -- each goes in alone, in line order. Else {"id": 1, "name":
+                -- "a"}, {"id": 1, "name": "b", "age": 3}, {"id": 1, "name":
+                -- "c"} with on_duplicate update ended as line 2 said, not as
+                -- the last line did, skip kept a record other than the first,
+                -- and error rejected the wrong line (hX pass). A key is
+                -- compared as its text, numbers by value and other text
+                -- without case, spaces, braces or hyphens (uuids): a spelling
+                -- that compares equal when it is not only sends a record
+                -- alone. Records without the key get new keys: none meets
+                -- another.
+                'SELECT c.keys AS fields, array_agg(c.n ORDER BY c.n) AS ns
+                   FROM (SELECT g.n, g.keys,
+                                g.k IS NOT NULL
+                                AND min(g.keys) OVER (PARTITION BY g.k)
+                                    IS DISTINCT FROM max(g.keys) OVER (PARTITION BY g.k)
+                                AS alone
+                           FROM (SELECT s.n,
+                                        ARRAY(SELECT k FROM jsonb_object_keys(j.r) k
+                                               ORDER BY k) AS keys,
+                                        CASE
+                                            WHEN jsonb_typeof(j.r -> $2) = ''number''
+                                                THEN trim_scale((j.r -> $2)::numeric)::text
+                                            WHEN length(j.r ->> $2) <= 1000
+                                                 AND j.r ->> $2
+                                                     ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
+                                                THEN trim_scale(btrim(j.r ->> $2)::numeric)::text
+                                            ELSE lower(regexp_replace(j.r ->> $2,
+                                                                      ''[\s{}-]'', '''', ''g''))
+                                        END AS k
+                                   FROM pg_temp.pgjobs_import_stage s,
+                                        LATERAL (SELECT s.r::jsonb AS r) j) g) c
                   WHERE $1 > 0
-                  GROUP BY g.keys
-                  ORDER BY min(g.n)' END
-            USING v_staged
+                  GROUP BY c.keys, CASE WHEN c.alone THEN c.n END
+                  ORDER BY min(c.n)' END
+            USING v_staged, v_reg.key_column::text
         LOOP
-            v_sql := NULL;
-            BEGIN
-                v_sql := pgjobs._import_insert_sql(v_job, v_reg,
-                                                   coalesce(v_fields, p_fields));
-            EXCEPTION WHEN invalid_parameter_value THEN
-                IF v_job.payload ->> 'format' = 'csv' THEN
-                    RAISE;
+            -- A set of keys met again in the batch (records of one key that
+            -- go in alone, above) reuses its statement and mapping.
+            v_sql := v_statements ->> to_jsonb(v_fields)::text;
+            IF v_sql IS NULL THEN
+                BEGIN
+                    v_sql := pgjobs._import_insert_sql(v_job, v_reg,
+                                                       coalesce(v_fields, p_fields));
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    IF v_job.payload ->> 'format' = 'csv' THEN
+                        RAISE;
+                    END IF;
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                END;
+                IF v_sql IS NOT NULL THEN
+                    v_mapping := v_mapping
+                                 || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
+                    IF v_fields IS NOT NULL THEN  -- (CSV: one statement a batch)
+                        v_statements := v_statements
+                                        || jsonb_build_object(to_jsonb(v_fields)::text, v_sql);
+                    END IF;
                 END IF;
-                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-            END;
+            END IF;
             IF v_sql IS NOT NULL THEN
-                v_mapping := v_mapping
-                             || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
                     v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN
@@ -19066,6 +19213,13 @@ GRANT ALL ON FUNCTION pgjobs._page_strategy(p_job pgjobs.jobs, p_reg pgjobs.targ
 
 REVOKE ALL ON FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text, OUT arrow text, OUT wire text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _parquet_refuse(p_column text, p_value text, p_arrow text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _pause_as(p_caller name, p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -133,7 +133,7 @@ def test_a_real_process_prints_the_same_line() -> None:
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "error: No such option '--bogus'. (hint: see `pgjobs delete --help`)"]
+        "error: No such option '--bogus'. [22023] (hint: see `pgjobs delete --help`)"]
 
 
 # --- --options ----------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_every_duration_option_refuses_the_same_spellings(option: str, value: st
     assert result.exit_code == 2, (option, value, result.output)
     name = DURATION_OPTIONS[option][-1]
     assert result.stderr.splitlines() == [
-        f"error: invalid {name} {value!r} (hint: use e.g. 30s, 5m, 24h, 7d or "
+        f"error: invalid {name} {value!r} [22023] (hint: use e.g. 30s, 5m, 24h, 7d or "
         "'1 hour 30 minutes')"], result.stderr
 
 

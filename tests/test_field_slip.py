@@ -1,8 +1,9 @@
 """One slip test for field names (pgjobs._field_slip).
 
-A name that is a column in another case ("Name" for name) or starts with the
-document column's name ("data.k", "Data.k") is far more often a slip than a
-new document field. The test was written three times: backfill's set keys
+A name that is a column in another case ("Name" for name), has white space
+around it or a part of its path (" age" from a CSV header "name, age"), or
+starts with the document column's name ("data.k", "Data.k") is far more often
+a slip than a new document field. The test was written three times: backfill's set keys
 (pgjobs._submit_backfill_as), an import's fields (pgjobs._import_insert_sql)
 and the typo guard's hint (pgjobs._require_known_fields). One function now
 decides for all three; each words its own message as before
@@ -35,6 +36,19 @@ CASES: dict[str, tuple[str | None, str | None]] = {
     "nme": (None, None),         # a new document field: no slip
     "datak": (None, None),
     "k.data": (None, None),
+    # White space around a name (a CSV header "name, age", a spreadsheet cell
+    # "age "): the value went to a document field " age" and the column kept
+    # its default, the import succeeded (found in the hX pass).
+    " age": ("age", None),
+    "age ": ("age", None),
+    "\tName\r": ("name", None),
+    "\u00a0age": ("age", None),          # a no-break space
+    "\u200bage\ufeff": ("age", None),    # zero-width space, a stray byte-order mark
+    " data.k": (None, "k"),
+    "Data . k": (None, "k"),
+    " k": (None, "k"),
+    "nest. a": (None, "nest.a"),
+    "a b": (None, None),                 # white space inside a name is the user's
 }
 
 

@@ -154,6 +154,10 @@ GUESSES = {
     '{"data.nest.a": {"$ne": 1}}': 'write "nest.a", not "data.nest.a"',
     '{"Label": "x"}': 'column "label"',
     '{"$or": [{"k": 1}, {"N": {"$gt": 1}}]}': 'column "n"',
+    # white space around a name (hX pass): the hint names what was meant
+    '{" n": 1}': 'column "n"',
+    '{"k ": 1}': 'write "k", not "k "',
+    '{"nest. a": 1}': 'write "nest.a", not "nest. a"',
 }
 
 
@@ -190,6 +194,9 @@ def test_the_typo_guard_names_a_column_asked_for_in_another_case(conn: Conn) -> 
     ('{"data.k": 9}', 'write "k", not "data.k"'),
     ('{"Data.k": 9}', 'write "k", not "Data.k"'),
     ('{"n": 1, "data.nest.a": 9}', 'write "nest.a", not "data.nest.a"'),
+    ('{" label": "x"}', 'column "label"'),
+    ('{"label\u00a0": "x"}', 'column "label"'),
+    ('{" k": 9}', 'write "k", not " k"'),
 ])
 def test_backfill_set_refuses_a_likely_slip(conn: Conn, set_: str, guess: str) -> None:
     target = make_rows_target(conn)
@@ -296,6 +303,23 @@ def test_null_options_are_refused_by_every_entry_point(conn: Conn, call: str) ->
     ("caps.csv", b"Name,age\nann,3\n", 'column "name"', {"Name": "ann"}),
     ("nested.jsonl", b'{"name": "bo", "data.k": 1}\n', 'write "k"', {"data": {"k": 1}}),
     ("upper.jsonl", b'{"name": "cy", "Data.k": 1}\n', 'write "k"', {"Data": {"k": 1}}),
+    # A header "name, age" (a space after the comma) put every age into the
+    # document field " age" and left the column NULL, and the job succeeded
+    # (hX pass); so did "age " and a no-break space from a spreadsheet.
+    ("spaced.csv", b"name, age\nann,3\n", 'column "age"', {" age": "3"}),
+    ("trailing.csv", b"name,age \nann,3\n", 'column "age"', {"age ": "3"}),
+    ("nbsp.csv", "name,\u00a0age\nann,3\n".encode(), 'column "age"', {"\u00a0age": "3"}),
+    ("quoted.csv", b'"name"," Age "\nann,3\n', 'column "age"', {" Age ": "3"}),
+    ("spaced.jsonl", b'{"name": "bo", " age": 3}\n', 'column "age"', {" age": 3}),
+    ("field.jsonl", b'{"name": "bo", "k ": 1}\n', 'write "k"', {"k ": 1}),
+    # A CSV saved with another separator (";" where the decimal mark is a
+    # comma, a tab, "|") read as one field per line: every record went whole
+    # into the document field "name;age", every column kept its default, and
+    # the import succeeded (hX pass).
+    ("semi.csv", b"name;age\nann;3\n", 'separated by ";"', {"name;age": "ann;3"}),
+    ("tab.csv", b"name\tage\nann\t3\n", "separated by tabs", {"name\tage": "ann\t3"}),
+    ("pipe.csv", b"title|status\nx|y\n", 'separated by "|"', {"title|status": "x|y"}),
+    ("mixed.csv", b"name,k;n\nann,1;2\n", 'separated by ";"', {"k;n": "1;2"}),
 ])
 def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: Any,
                                                name: str, data: bytes, guess: str,
@@ -318,6 +342,24 @@ def test_import_refuses_a_field_that_is_a_slip(conn: Conn, dsn: str, tmp_path: A
     Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
     assert job(conn, job_id)["status"] == "succeeded"
     assert conn.execute("SELECT data FROM people").fetchone() == (stored,)
+
+
+def test_a_separator_in_a_name_is_the_csv_header_s_slip_only(conn: Conn, dsn: str,
+                                                             tmp_path: Any) -> None:
+    """A JSONL key holding ";" is what the record says (no separator to get
+    wrong), and so is a CSV field name with a separator but one name (";x")."""
+    from pgjobs.poller.importer import Importer
+    from tests.support import allowed_folder, claim_import, job, make_people, submit_import
+
+    make_people(conn)
+    folder = allowed_folder(conn, tmp_path)
+    for scope, (name, data) in enumerate([("k.jsonl", b'{"name": "bo", "a;b": 1}\n'),
+                                          ("one.csv", b'name,";x",y|\nann,1,2\n')], 1):
+        (folder / name).write_bytes(data)
+        job_id = submit_import(conn, f"file://{folder / name}", str(scope))
+        Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+        assert job(conn, job_id)["status"] == "succeeded", job(conn, job_id)["error"]
+    assert scalar(conn, "SELECT count(*) FROM people") == 2
 
 
 def test_import_allow_unknown_fields_is_a_boolean(conn: Conn, tmp_path: Any) -> None:

@@ -43,17 +43,18 @@ BEGIN
     IF cardinality(v_check.p_unknown) = 0 THEN
         RETURN;
     END IF;
-    -- The two spellings a new user gets wrong first, named in the hint:
-    -- a path that starts with the document column's name in any case
+    -- The spellings a new user gets wrong first, named in the hint: a
+    -- path that starts with the document column's name in any case
     -- ("data.status", "Data.status": paths are relative to the document),
-    -- and a column in another case ("Label" for label: identifiers are
-    -- compared exactly).
+    -- a column in another case ("Label" for label: identifiers are
+    -- compared exactly), and a name with white space around it (" label").
     -- (pgjobs._field_slip, the one test of both.)
     SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I: write "%s", not "%s". ',
+                THEN format('Paths are relative to column %I, and white space around a name '
+                            'is part of it: write "%s", not "%s". ',
                             p_reg.document_column, s.relative_path, x.u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
-                            s.column_name)
+                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
+                            'white space around a name count). ', s.column_name)
            END
       INTO v_guess
       FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),

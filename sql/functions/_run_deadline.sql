@@ -11,7 +11,9 @@ AS $$
 -- When a pgjobs.run call of budget p_budget must stop claiming: now (the
 -- wall clock, not the transaction's start) plus the budget, or earlier
 -- when the session's statement_timeout would end the call first. Raises
--- 22023 for a budget outside 0 .. 1 day. Locks nothing.
+-- 22023 for a budget that is not more than 0 and at most 1 day: a run of
+-- no time claims nothing, and returning as if there were no work would
+-- hide that. Locks nothing.
 --
 -- statement_timeout times the whole CALL, COMMITs and all (a page's own
 -- SET of it does not re-arm the timer): with one of 30 s on the engine's
@@ -27,8 +29,8 @@ DECLARE
     v_timeout_ms bigint;
     v_limit timestamptz;
 BEGIN
-    IF p_budget IS NULL OR p_budget < interval '0' OR p_budget > interval '1 day' THEN
-        RAISE EXCEPTION 'budget must be from 0 to 1 day, not %', p_budget
+    IF p_budget IS NULL OR p_budget <= interval '0' OR p_budget > interval '1 day' THEN
+        RAISE EXCEPTION 'budget must be more than 0 and at most 1 day, not %', p_budget
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
     v_deadline := clock_timestamp() + p_budget;

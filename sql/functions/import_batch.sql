@@ -45,7 +45,8 @@ AS $$
 -- goes (pgjobs._import_mapping); later batches must map alike
 -- (pgjobs._import_insert_sql: 55000). The batch
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
--- one per set of keys); when that fails on a bad value or a constraint,
+-- one per set of keys, and one per record for records of one key that
+-- name different sets, in line order); when that fails on a bad value or a constraint,
 -- record by record, each in a subtransaction, and the failing ones are
 -- rejected (pgjobs.import_rejects). More rejects than max_rejects: the
 -- batch's rows roll back (rows of earlier batches stay), its rejects up to
@@ -87,6 +88,7 @@ DECLARE
     v_mapping jsonb := '{}'::jsonb;
     v_stage text := 'pg_temp.pgjobs_import_stage';
     v_lock_timeout text;
+    v_statements jsonb := '{}'::jsonb;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -146,29 +148,68 @@ BEGIN
             WHEN v_job.payload ->> 'format' = 'csv' THEN
                 'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
             ELSE
-                -- JSONL: one INSERT per set of keys (a missing key takes its default).
-                'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
-                   FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
-                                            ORDER BY k) AS keys
-                           FROM pg_temp.pgjobs_import_stage s) g
+                -- JSONL: one INSERT per set of keys (a missing key takes its
+                -- default), the sets in the order they are first met. Records
+                -- of one key that name different sets are the exception:
+                -- each goes in alone, in line order. Else {"id": 1, "name":
+                -- "a"}, {"id": 1, "name": "b", "age": 3}, {"id": 1, "name":
+                -- "c"} with on_duplicate update ended as line 2 said, not as
+                -- the last line did, skip kept a record other than the first,
+                -- and error rejected the wrong line (hX pass). A key is
+                -- compared as its text, numbers by value and other text
+                -- without case, spaces, braces or hyphens (uuids): a spelling
+                -- that compares equal when it is not only sends a record
+                -- alone. Records without the key get new keys: none meets
+                -- another.
+                'SELECT c.keys AS fields, array_agg(c.n ORDER BY c.n) AS ns
+                   FROM (SELECT g.n, g.keys,
+                                g.k IS NOT NULL
+                                AND min(g.keys) OVER (PARTITION BY g.k)
+                                    IS DISTINCT FROM max(g.keys) OVER (PARTITION BY g.k)
+                                AS alone
+                           FROM (SELECT s.n,
+                                        ARRAY(SELECT k FROM jsonb_object_keys(j.r) k
+                                               ORDER BY k) AS keys,
+                                        CASE
+                                            WHEN jsonb_typeof(j.r -> $2) = ''number''
+                                                THEN trim_scale((j.r -> $2)::numeric)::text
+                                            WHEN length(j.r ->> $2) <= 1000
+                                                 AND j.r ->> $2
+                                                     ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
+                                                THEN trim_scale(btrim(j.r ->> $2)::numeric)::text
+                                            ELSE lower(regexp_replace(j.r ->> $2,
+                                                                      ''[\s{}-]'', '''', ''g''))
+                                        END AS k
+                                   FROM pg_temp.pgjobs_import_stage s,
+                                        LATERAL (SELECT s.r::jsonb AS r) j) g) c
                   WHERE $1 > 0
-                  GROUP BY g.keys
-                  ORDER BY min(g.n)' END
-            USING v_staged
+                  GROUP BY c.keys, CASE WHEN c.alone THEN c.n END
+                  ORDER BY min(c.n)' END
+            USING v_staged, v_reg.key_column::text
         LOOP
-            v_sql := NULL;
-            BEGIN
-                v_sql := pgjobs._import_insert_sql(v_job, v_reg,
-                                                   coalesce(v_fields, p_fields));
-            EXCEPTION WHEN invalid_parameter_value THEN
-                IF v_job.payload ->> 'format' = 'csv' THEN
-                    RAISE;
+            -- A set of keys met again in the batch (records of one key that
+            -- go in alone, above) reuses its statement and mapping.
+            v_sql := v_statements ->> to_jsonb(v_fields)::text;
+            IF v_sql IS NULL THEN
+                BEGIN
+                    v_sql := pgjobs._import_insert_sql(v_job, v_reg,
+                                                       coalesce(v_fields, p_fields));
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    IF v_job.payload ->> 'format' = 'csv' THEN
+                        RAISE;
+                    END IF;
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                END;
+                IF v_sql IS NOT NULL THEN
+                    v_mapping := v_mapping
+                                 || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
+                    IF v_fields IS NOT NULL THEN  -- (CSV: one statement a batch)
+                        v_statements := v_statements
+                                        || jsonb_build_object(to_jsonb(v_fields)::text, v_sql);
+                    END IF;
                 END IF;
-                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-            END;
+            END IF;
             IF v_sql IS NOT NULL THEN
-                v_mapping := v_mapping
-                             || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
                     v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN
