@@ -4159,12 +4159,12 @@ CREATE FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope t
 -- cutoff may arrive before it runs (an import queued ahead of it in the
 -- scope's gate, whose source carries created_at; an application restoring
 -- rows). A misspelt `{"stauts": {"$ne": "keep"}}` would then select every
--- one of them. The submit stores the list in the job's payload
--- (unchecked_fields) and the job's first attempt judges it against the
--- scope as it is then (pgjobs._may_start_attempt). Asked before the
--- guard's walk: rows leave a scope only through a delete (gated, or the
--- application's own), so a scope seen with rows here is one the walk
--- judges. The scope is checked against pgjobs.allowed_scopes first
+-- one of them. pgjobs.preview reports the list (what a job submitted now
+-- would defer). The submits do not ask this: a probe before the guard's
+-- walk let a scope emptied between the two looks (an application's own
+-- DELETE) pass as neither judged nor deferred; they take the list from the
+-- walk that judged (pgjobs._judge_fields). The scope is checked against
+-- pgjobs.allowed_scopes first
 -- (42501). One index probe of (scope, key). Locks nothing.
 DECLARE
     v_paths text[];
@@ -6030,6 +6030,109 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _judge_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text DEFAULT 'filter'::text) RETURNS text[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The typo guard of submit_delete, submit_backfill and submit_export, in
+-- one look at the scope: a document path named by the job (p_paths: its
+-- filter's, from the compiler, an export's document columns, a backfill's
+-- slipped set keys) that no row of scope p_scope (canonical text) has is
+-- refused with 22023 naming it, unless p_options says
+-- {"allow_unknown_fields": true} (validated here: a boolean, 22023
+-- otherwise). A misspelt field would otherwise match nothing or, under
+-- $ne / $nin / $exists: false / null / $not, every row of the scope.
+-- The operator does not matter: `{"x": {"$exists": false}}` on a field no
+-- row has selects the whole scope, which is what the option is for.
+-- Returns the paths it could not judge because the walk read no row of the
+-- scope (distinct, sorted; the submit stores them as the job's
+-- unchecked_fields, judged when the job starts: pgjobs._unchecked_fields_problem),
+-- NULL otherwise. Judged and deferred on the same walk: a submit that
+-- first asked whether the scope had rows (pgjobs._fields_unchecked) and then
+-- walked it let a scope emptied between the two looks (an application's
+-- DELETE committing in between) pass as neither judged nor deferred, and
+-- rows refilled later were read unjudged.
+-- Which rows are read, and the bound past which an unseen path counts as
+-- unknown: pgjobs._unknown_fields. The scope is checked against
+-- pgjobs.allowed_scopes first (42501), before any of its rows is read.
+-- The hint names the likely meaning of the first path it can guess
+-- (the document column's name as a prefix, a column in another case).
+-- Locks nothing.
+DECLARE
+    v_check record;
+    v_guess text;
+    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
+                          THEN p_options -> 'allow_unknown_fields' END;
+BEGIN
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
+    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0
+       OR p_reg.document_column IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
+    IF v_check.p_rows_read = 0 THEN
+        -- Nothing to judge them by: deferred to the job's start.
+        RETURN (SELECT array_agg(DISTINCT p ORDER BY p) FROM unnest(p_paths) p
+                 WHERE p IS NOT NULL);
+    END IF;
+    IF cardinality(v_check.p_unknown) = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The spellings a new user gets wrong first, named in the hint: a
+    -- path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- a column in another case ("Label" for label: identifiers are
+    -- compared exactly), and a name with white space around it (" label").
+    -- (pgjobs._field_slip, the one test of both.)
+    SELECT CASE WHEN s.relative_path IS NOT NULL
+                THEN format('Paths are relative to column %I, and white space around a name '
+                            'is part of it: write "%s", not "%s". ',
+                            p_reg.document_column, s.relative_path, x.u)
+                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
+                            'white space around a name count). ', s.column_name)
+           END
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           pgjobs._field_slip(p_reg, x.u) s
+     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    IF v_check.p_complete THEN
+        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
+            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
+                                            FROM unnest(v_check.p_unknown) u), ', '),
+            quote_literal(p_scope)
+            USING ERRCODE = '22023',
+            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                          'nested ones a.b.c, in column %I). If the field is meant to be '
+                          'absent, pass the option {"allow_unknown_fields": true}.',
+                          p_reg.document_column);
+    END IF;
+    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
+                    'has', p_what,
+        array_to_string(ARRAY(SELECT format('"%s"', u)
+                                FROM unnest(v_check.p_unknown) u), ', '),
+        v_check.p_rows_read, quote_literal(p_scope)
+        USING ERRCODE = '22023',
+        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
+                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
+                      'rare, pass the option {"allow_unknown_fields": true}.',
+                      p_reg.document_column);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
 --
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8606,80 +8709,17 @@ CREATE FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_sco
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $_$
--- The typo guard of submit_delete, submit_backfill and submit_export: a
--- document path named by the job (p_paths: its filter's, from the
--- compiler, and an export's document columns) that no row of scope p_scope
--- (canonical text) has is refused with 22023 naming it, unless p_options
--- says {"allow_unknown_fields": true} (validated here: a boolean, 22023
--- otherwise). A misspelt field would otherwise match nothing or, under
--- $ne / $nin / $exists: false / null / $not, every row of the scope.
--- The operator does not matter: `{"x": {"$exists": false}}` on a field no
--- row has selects the whole scope, which is what the option is for.
--- Which rows are read, and the bound past which an unseen path counts as
--- unknown: pgjobs._unknown_fields. The scope is checked against
--- pgjobs.allowed_scopes first (42501), before any of its rows is read.
--- The hint names the likely meaning of the first path it can guess
--- (the document column's name as a prefix, a column in another case).
--- Locks nothing.
-DECLARE
-    v_check record;
-    v_guess text;
-    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
-                          THEN p_options -> 'allow_unknown_fields' END;
+    AS $$
+-- The typo guard (pgjobs._judge_fields) for a caller that has nowhere to
+-- defer to: a path no row of scope p_scope has is refused with 22023
+-- naming it (p_what: what named it), unless p_options says
+-- {"allow_unknown_fields": true}; a scope without rows passes. The three
+-- submits call pgjobs._judge_fields itself, which also returns the paths an
+-- empty scope leaves to the job's start. Locks nothing.
 BEGIN
-    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
-    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
-    IF cardinality(v_check.p_unknown) = 0 THEN
-        RETURN;
-    END IF;
-    -- The spellings a new user gets wrong first, named in the hint: a
-    -- path that starts with the document column's name in any case
-    -- ("data.status", "Data.status": paths are relative to the document),
-    -- a column in another case ("Label" for label: identifiers are
-    -- compared exactly), and a name with white space around it (" label").
-    -- (pgjobs._field_slip, the one test of both.)
-    SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I, and white space around a name '
-                            'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, s.relative_path, x.u)
-                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', s.column_name)
-           END
-      INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
-           pgjobs._field_slip(p_reg, x.u) s
-     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
-     ORDER BY x.n
-     LIMIT 1;
-    IF v_check.p_complete THEN
-        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
-            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
-                                            FROM unnest(v_check.p_unknown) u), ', '),
-            quote_literal(p_scope)
-            USING ERRCODE = '22023',
-            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                          'nested ones a.b.c, in column %I). If the field is meant to be '
-                          'absent, pass the option {"allow_unknown_fields": true}.',
-                          p_reg.document_column);
-    END IF;
-    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
-                    'has', p_what,
-        array_to_string(ARRAY(SELECT format('"%s"', u)
-                                FROM unnest(v_check.p_unknown) u), ', '),
-        v_check.p_rows_read, quote_literal(p_scope)
-        USING ERRCODE = '22023',
-        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
-                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
-                      'rare, pass the option {"allow_unknown_fields": true}.',
-                      p_reg.document_column);
+    PERFORM pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options, p_what);
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
@@ -11309,10 +11349,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
     -- The typo guard on the filter (set: below, for its likely slips only);
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
@@ -11332,10 +11370,8 @@ BEGIN
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                           ORDER BY k.key);
-        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._fields_unchecked(
-            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options), '{}');
-        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            v_slips, p_options, 'set');
+        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
+            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
@@ -11409,10 +11445,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
     -- The typo guard: every document path of the filter is in some row;
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
@@ -11422,7 +11456,7 @@ BEGIN
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
                 ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
@@ -11699,13 +11733,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths || v_fields, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_fields, v_options, 'option "columns"');
+    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
+        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
+        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', p_filter,
@@ -11723,7 +11756,7 @@ BEGIN
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
            ELSE '{}'::jsonb END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,
@@ -19065,6 +19098,13 @@ GRANT ALL ON FUNCTION pgjobs._jsonb_merge(p_base jsonb, p_patch jsonb) TO pgjobs
 
 REVOKE ALL ON FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -350,3 +350,26 @@ def test_a_job_left_queued_by_a_lock_keeps_its_place_in_the_gate(rows: Conn,
     assert [job(rows, j)["status"] for j in (first, later)] == ["queued", "queued"]
     assert [r[0] for r in rows.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', "
                                        "'backfill'], 'w', '30 seconds', 10)")] == [first]
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill", "export"])
+def test_the_submit_defers_on_the_look_that_judged(rows: Conn, kind: str) -> None:
+    # The submit asked "does the scope have rows?" (one look) and then walked
+    # the scope for the paths (a second look). An application emptying the
+    # scope between the two left a job neither judged nor deferred, and rows
+    # refilled later were read unjudged. Here the first look is made to see
+    # rows the walk does not (as a concurrent DELETE committed between them).
+    rows.execute("CREATE OR REPLACE FUNCTION pgjobs._fields_unchecked(p_reg "
+                 "pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) "
+                 "RETURNS text[] LANGUAGE sql AS 'SELECT NULL::text[]'")
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    assert job(rows, typo)["payload"]["unchecked_fields"] == ["stauts"]
+    arrive(rows)
+    if kind == "export":
+        assert rows.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')",
+                            (typo,)).fetchall() == []
+    else:
+        rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    failed_on(rows, typo, "stauts")
+    assert labels(rows) == ["keep"] * 5
+
