@@ -6884,8 +6884,9 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
 -- scope submitted after it wrote rows before (pgjobs._import_after), nor
--- the first attempt of a delete, backfill or export submitted on a scope
--- without rows whose document paths no row of the scope has now
+-- an attempt of a delete, backfill or export submitted on a scope
+-- without rows whose document paths no row of the scope has now, asked
+-- until one judgment against rows clears them
 -- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
@@ -6930,15 +6931,18 @@ BEGIN
                              'rows too).', p_job.kind);
         END IF;
     END IF;
-    IF v_message IS NULL AND p_job.started_at IS NULL
+    IF v_message IS NULL
        AND p_job.kind IN ('delete', 'backfill', 'export')
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
-        -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
+        -- then (pgjobs._judge_fields). Rows dated before the cutoff
         -- may have arrived since (an import ahead of the job in the gate),
         -- and a misspelt field would select every one of them: judged now,
         -- against the scope as it is, before the job reads a row. Every
-        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- attempt until a judgment against rows clears the list: it was
+        -- asked at the first attempt only, so a scope still empty then
+        -- counted as judged, and an attempt after a crash (or the rest of
+        -- the first, pgjobs._run_page) read rows that came later unjudged. Only the kinds
         -- whose submit writes the list (and whose target's trust was just
         -- judged): a custom kind's payload is its client's, and judging
         -- paths on its target would run that target's code for whoever
@@ -9756,6 +9760,7 @@ DECLARE
     v_locked_tids tid[];
     v_columns text;
     v_before name;
+    v_unjudged record;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -9837,6 +9842,24 @@ BEGIN
                    'against the old columns; submit it again', v_detail, p_id), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
+    END IF;
+    -- The deferred typo guard while it is pending (payload unchecked_fields:
+    -- the scope had no row at the submit, nor at any judgment since), in
+    -- this page's transaction, the table held, before the page reads a row.
+    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
+    -- a claim on a scope still empty let rows that came after it (a restore
+    -- while the job ran, or after its runner died) be read unjudged. A
+    -- scope still empty costs one probe of (scope, key); the first judgment
+    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
+    -- job judged at its claim pays nothing here.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        IF v_unjudged.message IS NOT NULL THEN
+            PERFORM pgjobs.fail(p_id, p_worker,
+                concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
+            DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+            RETURN 'failed';
+        END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
     v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;
@@ -10941,9 +10964,9 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or of a job whose typo guard was deferred, whose check also
--- reads the job itself (its scope's imports, its unchecked paths): never
--- shared.
+-- backfill, or any attempt of a job whose deferred typo guard is still
+-- pending (payload unchecked_fields), whose check also reads the job itself
+-- (its scope's imports, its unchecked paths): never shared.
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -10973,10 +10996,10 @@ BEGIN
         v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
-                                   CASE WHEN v_job.started_at IS NULL
-                                             AND (v_job.kind IN ('delete', 'backfill')
-                                                  OR (v_job.kind = 'export'
-                                                      AND v_job.payload ? 'unchecked_fields'))
+                                   CASE WHEN (v_job.started_at IS NULL
+                                              AND v_job.kind IN ('delete', 'backfill'))
+                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                                 AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
@@ -12912,11 +12935,15 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
--- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge); only a hint when the target
+-- NULL when every path is in some row (the list is then removed from the
+-- job's payload, in the caller's transaction: judged once, for good), or the
+-- scope still has no row (the list stays: the job's next claim or page
+-- judges it again, so neither a crash after this transaction nor rows that
+-- arrive later skip it); only a hint when the target
 -- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt, which has checked that the job's target is
+-- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
+-- which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
@@ -12926,7 +12953,8 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
@@ -12961,6 +12989,13 @@ BEGIN
         RETURN;
     END;
     IF cardinality(v_check.p_unknown) = 0 THEN
+        IF v_check.p_rows_read > 0 THEN
+            -- Judged against rows, every path in one: the job is cleared, in
+            -- the transaction that judged it. A scope still empty leaves the
+            -- list in place, for the next claim or page to judge.
+            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields'
+             WHERE j.id = p_job.id;
+        END IF;
         RETURN;
     END IF;
     message := format('job %s (%s) cannot be started: it names document field %s, which %s of '

@@ -352,6 +352,57 @@ def test_a_job_left_queued_by_a_lock_keeps_its_place_in_the_gate(rows: Conn,
                                        "'backfill'], 'w', '30 seconds', 10)")] == [first]
 
 
+def expire(conn: Conn, job_id: int) -> None:
+    """The runner that claimed `job_id` died (its lease ran out)."""
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (job_id,))
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("filter_", TYPOS[:4], ids=json.dumps)
+def test_a_first_attempt_on_a_still_empty_scope_leaves_the_check_pending(
+        rows: Conn, kind: str, filter_: dict[str, Any]) -> None:
+    # The deferred guard ran once, at the first claim, and took an empty scope
+    # as judged: the claim committed (started_at set), the runner died before
+    # a page, rows dated before the cutoff arrived, and the next attempt (no
+    # longer a first one) read them all unjudged.
+    typo = submit(rows, kind, filter_)
+    claimed = [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))]
+    assert claimed == [typo]
+    expire(rows, typo)
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    [path] = [p for p in job(rows, typo)["payload"]["unchecked_fields"]
+              if p not in ("k", "status", "nest.a")]
+    failed_on(rows, typo, path)
+    assert labels(rows) == ["keep"] * 5
+
+
+def test_an_export_claimed_on_a_still_empty_scope_is_judged_again(rows: Conn) -> None:
+    typo = submit(rows, "export", {"stauts": {"$ne": "keep"}})
+    assert [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim_export(%s, 'w')", (typo,))] == [typo]
+    expire(rows, typo)
+    arrive(rows)
+    assert rows.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')", (typo,)).fetchall() == []
+    failed_on(rows, typo, "stauts")
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_check_passed_on_rows_is_not_paid_again(rows: Conn, kind: str) -> None:
+    # Judged against rows that have the field: the job is cleared, and a
+    # later attempt (after a lost lease) does not walk the scope again.
+    right = submit(rows, kind, {"status": "keep"})
+    arrive(rows)
+    assert [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))] == [right]
+    assert "unchecked_fields" not in job(rows, right)["payload"]
+    expire(rows, right)
+    rows.execute("CALL pgjobs.run_job(%s)", (right,))
+    assert (job(rows, right)["status"], job(rows, right)["done"]) == ("succeeded", 5)
+
+
 @pytest.mark.parametrize("kind", ["delete", "backfill", "export"])
 def test_the_submit_defers_on_the_look_that_judged(rows: Conn, kind: str) -> None:
     # The submit asked "does the scope have rows?" (one look) and then walked
@@ -373,3 +424,18 @@ def test_the_submit_defers_on_the_look_that_judged(rows: Conn, kind: str) -> Non
     failed_on(rows, typo, "stauts")
     assert labels(rows) == ["keep"] * 5
 
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_rows_that_arrive_after_the_claim_are_judged_at_the_first_page(
+        rows: Conn, kind: str) -> None:
+    # The claim judged an empty scope; rows dated before the cutoff came
+    # between the claim and the first page (a restore while the job ran).
+    # The page judges what is still pending, before it reads a row.
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    [(claimed, worker)] = rows.execute(
+        "SELECT id, worker FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],)).fetchall()
+    assert claimed == typo
+    arrive(rows)
+    rows.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (typo, worker))
+    failed_on(rows, typo, "stauts")
+    assert labels(rows) == ["keep"] * 5
