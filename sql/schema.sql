@@ -4073,6 +4073,149 @@ $$;
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _field_fold(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_fold(p_name text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A field name as a reader sees it, for pgjobs._field_guess: lower case,
+-- without white space around it, and (in a UTF-8 database) in Unicode NFKC
+-- (full-width letters as ASCII, a decomposed accent composed) without
+-- zero-width and other invisible format characters (U+00AD, U+200B-U+200F,
+-- U+2060-U+2064, U+FEFF). Two names that fold alike look alike. Locks nothing.
+DECLARE
+    v_name text := p_name;
+BEGIN
+    IF v_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF getdatabaseencoding() = 'UTF8' THEN
+        v_name := regexp_replace(normalize(v_name, NFKC),
+                                 '[' || chr(173) || chr(8203) || '-' || chr(8207) || chr(8288)
+                                 || '-' || chr(8292) || chr(65279) || ']', '', 'g');
+    END IF;
+    RETURN lower(btrim(v_name, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
+                               || CASE WHEN getdatabaseencoding() = 'UTF8'
+                                       THEN chr(160) ELSE '' END));
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_fold(p_name text) OWNER TO SUPERUSER;
+
+--
+-- Name: _field_guess(pgjobs.target_registry, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The typo guard's hint sentence naming the document path that p_path, a
+-- path no row of scope p_scope (canonical text) has, probably means, and
+-- p_path as written (characters outside printable ASCII as <U+XXXX>);
+-- NULL when no path is close. Candidates: the keys found at p_path's parent in the scope's first
+-- 1,000 rows in key order (the (scope, key) index; the guard's walk read
+-- them already). Compared after folding what a reader cannot see or tell
+-- apart: case, Unicode compatibility forms and composition (NFKC: a
+-- full-width "ｓtatus", a decomposed "café"), zero-width and other format
+-- characters, white space around the name. The folded names equal, or at
+-- most one edit apart (two for names of 8 or more characters; a swap of
+-- two neighbours is one edit: "stauts"), the closest wins, then the first
+-- in sort order. Asked only on the way to an error. Locks nothing beyond
+-- the read (ACCESS SHARE on the target).
+DECLARE
+    v_parts text[] := string_to_array(p_path, '.');
+    v_ref text;
+    v_seg text;
+    v_keys text[];
+    v_key text;
+    v_want text;
+    v_have text;
+    v_best text;
+    v_best_cost integer;
+    v_cost integer;
+    v_limit integer;
+    v_prev integer[];
+    v_row integer[];
+    v_older integer[];
+BEGIN
+    IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
+    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    EXECUTE format(
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
+        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
+        'ELSE ''{}''::jsonb END) AS k(k)',
+        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column)
+       INTO v_keys;
+    v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
+    v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
+    FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP
+        v_have := pgjobs._field_fold(v_key);
+        CONTINUE WHEN abs(length(v_have) - length(v_want)) > v_limit;
+        IF v_have = v_want THEN
+            v_cost := 0;
+        ELSE
+            -- Edit distance with swaps of neighbours (optimal string alignment).
+            v_older := NULL;
+            v_prev := ARRAY(SELECT generate_series(0, length(v_have)));
+            FOR i IN 1 .. length(v_want) LOOP
+                v_row := ARRAY[i];
+                FOR j IN 1 .. length(v_have) LOOP
+                    v_cost := least(v_prev[j + 1] + 1, v_row[j] + 1,
+                                    v_prev[j] + CASE WHEN substr(v_want, i, 1) = substr(v_have, j, 1)
+                                                     THEN 0 ELSE 1 END);
+                    IF i > 1 AND j > 1 AND substr(v_want, i, 1) = substr(v_have, j - 1, 1)
+                       AND substr(v_want, i - 1, 1) = substr(v_have, j, 1) THEN
+                        v_cost := least(v_cost, v_older[j - 1] + 1);
+                    END IF;
+                    v_row := v_row || v_cost;
+                END LOOP;
+                v_older := v_prev;
+                v_prev := v_row;
+            END LOOP;
+            v_cost := v_prev[length(v_have) + 1];
+            CONTINUE WHEN v_cost > v_limit OR v_limit = 0;
+        END IF;
+        IF v_best_cost IS NULL OR v_cost < v_best_cost THEN
+            v_best := v_key;
+            v_best_cost := v_cost;
+        END IF;
+    END LOOP;
+    IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
+        RETURN NULL;
+    END IF;
+    -- The name as written, each character outside printable ASCII shown as
+    -- its code point: "sta<U+200B>tus" and "status" look the same in print.
+    RETURN format('Did you mean document field "%s", not "%s"? ',
+                  array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 THEN c.ch
+                                          ELSE format('<U+%s>',
+                                                      upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
+                                     END, '' ORDER BY c.n)
+                     FROM regexp_split_to_table(p_path, '') WITH ORDINALITY AS c(ch, n)));
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
+
+--
 -- Name: _field_slip(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6065,7 +6208,8 @@ CREATE FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text,
 -- unknown: pgjobs._unknown_fields. The scope is checked against
 -- pgjobs.allowed_scopes first (42501), before any of its rows is read.
 -- The hint names the likely meaning of the first path it can guess
--- (the document column's name as a prefix, a column in another case).
+-- (the document column's name as a prefix, a column in another case, a
+-- field of the scope's rows one slip away: pgjobs._field_guess).
 -- Locks nothing.
 DECLARE
     v_check record;
@@ -6107,6 +6251,20 @@ BEGIN
      WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
+    -- Else a document field of the scope's rows that the path is one slip
+    -- from: another case, a full-width or decomposed letter, an invisible
+    -- character, a swap or a wrong letter ("stauts" for "status"):
+    -- pgjobs._field_guess, the one guess of the guard at a submit and at a
+    -- job's start.
+    IF v_guess IS NULL THEN
+        SELECT g.guess
+          INTO v_guess
+          FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+               LATERAL (SELECT pgjobs._field_guess(p_reg, p_scope, x.u) AS guess) g
+         WHERE g.guess IS NOT NULL
+         ORDER BY x.n
+         LIMIT 1;
+    END IF;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
@@ -12961,6 +13119,7 @@ DECLARE
     v_paths text[];
     v_error text;
     v_state text;
+    v_guess text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
@@ -13007,9 +13166,17 @@ BEGIN
                       CASE WHEN v_check.p_complete THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
-    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
-                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
-                   'the option {"allow_unknown_fields": true}.',
+    -- The field it probably meant, as the submit's refusal names it.
+    SELECT g.guess
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
+     WHERE g.guess IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    hint := coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                   'nested ones a.b.c, in column %I) and submit a new %s; if the field is meant '
+                   'to be absent, submit it with the option {"allow_unknown_fields": true}.',
                    v_reg.document_column, p_job.kind);
 END
 $$;
@@ -18923,6 +19090,20 @@ GRANT ALL ON FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_chec
 
 REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_fold(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_fold(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_fold(p_name text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -35,7 +35,8 @@ AS $$
 -- unknown: pgjobs._unknown_fields. The scope is checked against
 -- pgjobs.allowed_scopes first (42501), before any of its rows is read.
 -- The hint names the likely meaning of the first path it can guess
--- (the document column's name as a prefix, a column in another case).
+-- (the document column's name as a prefix, a column in another case, a
+-- field of the scope's rows one slip away: pgjobs._field_guess).
 -- Locks nothing.
 DECLARE
     v_check record;
@@ -77,6 +78,20 @@ BEGIN
      WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
      ORDER BY x.n
      LIMIT 1;
+    -- Else a document field of the scope's rows that the path is one slip
+    -- from: another case, a full-width or decomposed letter, an invisible
+    -- character, a swap or a wrong letter ("stauts" for "status"):
+    -- pgjobs._field_guess, the one guess of the guard at a submit and at a
+    -- job's start.
+    IF v_guess IS NULL THEN
+        SELECT g.guess
+          INTO v_guess
+          FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+               LATERAL (SELECT pgjobs._field_guess(p_reg, p_scope, x.u) AS guess) g
+         WHERE g.guess IS NOT NULL
+         ORDER BY x.n
+         LIMIT 1;
+    END IF;
     IF v_check.p_complete THEN
         RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
             p_what, array_to_string(ARRAY(SELECT format('"%s"', u)

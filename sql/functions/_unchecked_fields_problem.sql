@@ -41,6 +41,7 @@ DECLARE
     v_paths text[];
     v_error text;
     v_state text;
+    v_guess text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
@@ -87,9 +88,17 @@ BEGIN
                       CASE WHEN v_check.p_complete THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
-    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
-                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
-                   'the option {"allow_unknown_fields": true}.',
+    -- The field it probably meant, as the submit's refusal names it.
+    SELECT g.guess
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
+     WHERE g.guess IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    hint := coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                   'nested ones a.b.c, in column %I) and submit a new %s; if the field is meant '
+                   'to be absent, submit it with the option {"allow_unknown_fields": true}.',
                    v_reg.document_column, p_job.kind);
 END
 $$;
