@@ -15,6 +15,13 @@ reads a row. A scope still empty, a path some row has, or the option
 `allow_unknown_fields` run as before. And a claim of several jobs of one
 submitter no longer lets the first job's check stand for the others' own
 (this deferred guard, and the import-after check): pgjobs._start_attempts.
+
+The list stays until a judgment meets rows (found in the h3 trust pass): a
+first claim on a scope still empty counted as judged, so rows that came after
+it (before a later attempt, or before the first page) were read unjudged.
+Every claim and every page of a delete or backfill judges a pending list; a
+judgment against rows clears it. And the submit judges or defers on the walk
+that reads the scope, not on a probe before it (pgjobs._judge_fields).
 """
 
 from __future__ import annotations
