@@ -4073,6 +4073,149 @@ $$;
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _field_fold(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_fold(p_name text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A field name as a reader sees it, for pgjobs._field_guess: lower case,
+-- without white space around it, and (in a UTF-8 database) in Unicode NFKC
+-- (full-width letters as ASCII, a decomposed accent composed) without
+-- zero-width and other invisible format characters (U+00AD, U+200B-U+200F,
+-- U+2060-U+2064, U+FEFF). Two names that fold alike look alike. Locks nothing.
+DECLARE
+    v_name text := p_name;
+BEGIN
+    IF v_name IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF getdatabaseencoding() = 'UTF8' THEN
+        v_name := regexp_replace(normalize(v_name, NFKC),
+                                 '[' || chr(173) || chr(8203) || '-' || chr(8207) || chr(8288)
+                                 || '-' || chr(8292) || chr(65279) || ']', '', 'g');
+    END IF;
+    RETURN lower(btrim(v_name, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
+                               || CASE WHEN getdatabaseencoding() = 'UTF8'
+                                       THEN chr(160) ELSE '' END));
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_fold(p_name text) OWNER TO SUPERUSER;
+
+--
+-- Name: _field_guess(pgjobs.target_registry, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The typo guard's hint sentence naming the document path that p_path, a
+-- path no row of scope p_scope (canonical text) has, probably means, and
+-- p_path as written (characters outside printable ASCII as <U+XXXX>);
+-- NULL when no path is close. Candidates: the keys found at p_path's parent in the scope's first
+-- 1,000 rows in key order (the (scope, key) index; the guard's walk read
+-- them already). Compared after folding what a reader cannot see or tell
+-- apart: case, Unicode compatibility forms and composition (NFKC: a
+-- full-width "ｓtatus", a decomposed "café"), zero-width and other format
+-- characters, white space around the name. The folded names equal, or at
+-- most one edit apart (two for names of 8 or more characters; a swap of
+-- two neighbours is one edit: "stauts"), the closest wins, then the first
+-- in sort order. Asked only on the way to an error. Locks nothing beyond
+-- the read (ACCESS SHARE on the target).
+DECLARE
+    v_parts text[] := string_to_array(p_path, '.');
+    v_ref text;
+    v_seg text;
+    v_keys text[];
+    v_key text;
+    v_want text;
+    v_have text;
+    v_best text;
+    v_best_cost integer;
+    v_cost integer;
+    v_limit integer;
+    v_prev integer[];
+    v_row integer[];
+    v_older integer[];
+BEGIN
+    IF p_reg.document_column IS NULL OR p_path IS NULL OR cardinality(v_parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_ref := format('(t.%I)::pg_catalog.jsonb', p_reg.document_column);
+    FOREACH v_seg IN ARRAY v_parts[1:cardinality(v_parts) - 1] LOOP
+        v_ref := v_ref || format(' -> %L', v_seg);
+    END LOOP;
+    EXECUTE format(
+        'SELECT array_agg(DISTINCT k.k ORDER BY k.k) FROM (SELECT %s AS d FROM %s t '
+        'WHERE t.%I = %s ORDER BY t.%I LIMIT 1000) s, '
+        'LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof(s.d) = ''object'' THEN s.d '
+        'ELSE ''{}''::jsonb END) AS k(k)',
+        v_ref, p_reg.target, p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
+        p_reg.key_column)
+       INTO v_keys;
+    v_want := pgjobs._field_fold(v_parts[cardinality(v_parts)]);
+    v_limit := CASE WHEN length(v_want) >= 8 THEN 2 WHEN length(v_want) >= 3 THEN 1 ELSE 0 END;
+    FOREACH v_key IN ARRAY coalesce(v_keys[1:500], '{}') LOOP
+        v_have := pgjobs._field_fold(v_key);
+        CONTINUE WHEN abs(length(v_have) - length(v_want)) > v_limit;
+        IF v_have = v_want THEN
+            v_cost := 0;
+        ELSE
+            -- Edit distance with swaps of neighbours (optimal string alignment).
+            v_older := NULL;
+            v_prev := ARRAY(SELECT generate_series(0, length(v_have)));
+            FOR i IN 1 .. length(v_want) LOOP
+                v_row := ARRAY[i];
+                FOR j IN 1 .. length(v_have) LOOP
+                    v_cost := least(v_prev[j + 1] + 1, v_row[j] + 1,
+                                    v_prev[j] + CASE WHEN substr(v_want, i, 1) = substr(v_have, j, 1)
+                                                     THEN 0 ELSE 1 END);
+                    IF i > 1 AND j > 1 AND substr(v_want, i, 1) = substr(v_have, j - 1, 1)
+                       AND substr(v_want, i - 1, 1) = substr(v_have, j, 1) THEN
+                        v_cost := least(v_cost, v_older[j - 1] + 1);
+                    END IF;
+                    v_row := v_row || v_cost;
+                END LOOP;
+                v_older := v_prev;
+                v_prev := v_row;
+            END LOOP;
+            v_cost := v_prev[length(v_have) + 1];
+            CONTINUE WHEN v_cost > v_limit OR v_limit = 0;
+        END IF;
+        IF v_best_cost IS NULL OR v_cost < v_best_cost THEN
+            v_best := v_key;
+            v_best_cost := v_cost;
+        END IF;
+    END LOOP;
+    IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
+        RETURN NULL;
+    END IF;
+    -- The name as written, each character outside printable ASCII shown as
+    -- its code point: "sta<U+200B>tus" and "status" look the same in print.
+    RETURN format('Did you mean document field "%s", not "%s"? ',
+                  array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 THEN c.ch
+                                          ELSE format('<U+%s>',
+                                                      upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
+                                     END, '' ORDER BY c.n)
+                     FROM regexp_split_to_table(p_path, '') WITH ORDINALITY AS c(ch, n)));
+END
+$$;
+
+ALTER FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) OWNER TO SUPERUSER;
+
+--
 -- Name: _field_slip(pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4159,12 +4302,12 @@ CREATE FUNCTION pgjobs._fields_unchecked(p_reg pgjobs.target_registry, p_scope t
 -- cutoff may arrive before it runs (an import queued ahead of it in the
 -- scope's gate, whose source carries created_at; an application restoring
 -- rows). A misspelt `{"stauts": {"$ne": "keep"}}` would then select every
--- one of them. The submit stores the list in the job's payload
--- (unchecked_fields) and the job's first attempt judges it against the
--- scope as it is then (pgjobs._may_start_attempt). Asked before the
--- guard's walk: rows leave a scope only through a delete (gated, or the
--- application's own), so a scope seen with rows here is one the walk
--- judges. The scope is checked against pgjobs.allowed_scopes first
+-- one of them. pgjobs.preview reports the list (what a job submitted now
+-- would defer). The submits do not ask this: a probe before the guard's
+-- walk let a scope emptied between the two looks (an application's own
+-- DELETE) pass as neither judged nor deferred; they take the list from the
+-- walk that judged (pgjobs._judge_fields). The scope is checked against
+-- pgjobs.allowed_scopes first
 -- (42501). One index probe of (scope, key). Locks nothing.
 DECLARE
     v_paths text[];
@@ -6032,6 +6175,124 @@ $$;
 ALTER FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _judge_fields(pgjobs.target_registry, text, text[], jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text DEFAULT 'filter'::text) RETURNS text[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The typo guard of submit_delete, submit_backfill and submit_export, in
+-- one look at the scope: a document path named by the job (p_paths: its
+-- filter's, from the compiler, an export's document columns, a backfill's
+-- slipped set keys) that no row of scope p_scope (canonical text) has is
+-- refused with 22023 naming it, unless p_options says
+-- {"allow_unknown_fields": true} (validated here: a boolean, 22023
+-- otherwise). A misspelt field would otherwise match nothing or, under
+-- $ne / $nin / $exists: false / null / $not, every row of the scope.
+-- The operator does not matter: `{"x": {"$exists": false}}` on a field no
+-- row has selects the whole scope, which is what the option is for.
+-- Returns the paths it could not judge because the walk read no row of the
+-- scope (distinct, sorted; the submit stores them as the job's
+-- unchecked_fields, judged when the job starts: pgjobs._unchecked_fields_problem),
+-- NULL otherwise. Judged and deferred on the same walk: a submit that
+-- first asked whether the scope had rows (pgjobs._fields_unchecked) and then
+-- walked it let a scope emptied between the two looks (an application's
+-- DELETE committing in between) pass as neither judged nor deferred, and
+-- rows refilled later were read unjudged.
+-- Which rows are read, and the bound past which an unseen path counts as
+-- unknown: pgjobs._unknown_fields. The scope is checked against
+-- pgjobs.allowed_scopes first (42501), before any of its rows is read.
+-- The hint names the likely meaning of the first path it can guess
+-- (the document column's name as a prefix, a column in another case, a
+-- field of the scope's rows one slip away: pgjobs._field_guess).
+-- Locks nothing.
+DECLARE
+    v_check record;
+    v_guess text;
+    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
+                          THEN p_options -> 'allow_unknown_fields' END;
+BEGIN
+    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
+    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0
+       OR p_reg.document_column IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
+    IF v_check.p_rows_read = 0 THEN
+        -- Nothing to judge them by: deferred to the job's start.
+        RETURN (SELECT array_agg(DISTINCT p ORDER BY p) FROM unnest(p_paths) p
+                 WHERE p IS NOT NULL);
+    END IF;
+    IF cardinality(v_check.p_unknown) = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- The spellings a new user gets wrong first, named in the hint: a
+    -- path that starts with the document column's name in any case
+    -- ("data.status", "Data.status": paths are relative to the document),
+    -- a column in another case ("Label" for label: identifiers are
+    -- compared exactly), and a name with white space around it (" label").
+    -- (pgjobs._field_slip, the one test of both.)
+    SELECT CASE WHEN s.relative_path IS NOT NULL
+                THEN format('Paths are relative to column %I, and white space around a name '
+                            'is part of it: write "%s", not "%s". ',
+                            p_reg.document_column, s.relative_path, x.u)
+                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
+                            'white space around a name count). ', s.column_name)
+           END
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           pgjobs._field_slip(p_reg, x.u) s
+     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    -- Else a document field of the scope's rows that the path is one slip
+    -- from: another case, a full-width or decomposed letter, an invisible
+    -- character, a swap or a wrong letter ("stauts" for "status"):
+    -- pgjobs._field_guess, the one guess of the guard at a submit and at a
+    -- job's start.
+    IF v_guess IS NULL THEN
+        SELECT g.guess
+          INTO v_guess
+          FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+               LATERAL (SELECT pgjobs._field_guess(p_reg, p_scope, x.u) AS guess) g
+         WHERE g.guess IS NOT NULL
+         ORDER BY x.n
+         LIMIT 1;
+    END IF;
+    IF v_check.p_complete THEN
+        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
+            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
+                                            FROM unnest(v_check.p_unknown) u), ', '),
+            quote_literal(p_scope)
+            USING ERRCODE = '22023',
+            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                          'nested ones a.b.c, in column %I). If the field is meant to be '
+                          'absent, pass the option {"allow_unknown_fields": true}.',
+                          p_reg.document_column);
+    END IF;
+    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
+                    'has', p_what,
+        array_to_string(ARRAY(SELECT format('"%s"', u)
+                                FROM unnest(v_check.p_unknown) u), ', '),
+        v_check.p_rows_read, quote_literal(p_scope)
+        USING ERRCODE = '22023',
+        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
+                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
+                      'rare, pass the option {"allow_unknown_fields": true}.',
+                      p_reg.document_column);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
+
+--
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -6781,8 +7042,9 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
 -- scope submitted after it wrote rows before (pgjobs._import_after), nor
--- the first attempt of a delete, backfill or export submitted on a scope
--- without rows whose document paths no row of the scope has now
+-- an attempt of a delete, backfill or export submitted on a scope
+-- without rows whose document paths no row of the scope has now, asked
+-- until one judgment against rows clears them
 -- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
@@ -6827,15 +7089,18 @@ BEGIN
                              'rows too).', p_job.kind);
         END IF;
     END IF;
-    IF v_message IS NULL AND p_job.started_at IS NULL
+    IF v_message IS NULL
        AND p_job.kind IN ('delete', 'backfill', 'export')
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
-        -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
+        -- then (pgjobs._judge_fields). Rows dated before the cutoff
         -- may have arrived since (an import ahead of the job in the gate),
         -- and a misspelt field would select every one of them: judged now,
         -- against the scope as it is, before the job reads a row. Every
-        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- attempt until a judgment against rows clears the list: it was
+        -- asked at the first attempt only, so a scope still empty then
+        -- counted as judged, and an attempt after a crash (or the rest of
+        -- the first, pgjobs._run_page) read rows that came later unjudged. Only the kinds
         -- whose submit writes the list (and whose target's trust was just
         -- judged): a custom kind's payload is its client's, and judging
         -- paths on its target would run that target's code for whoever
@@ -8606,80 +8871,17 @@ CREATE FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_sco
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $_$
--- The typo guard of submit_delete, submit_backfill and submit_export: a
--- document path named by the job (p_paths: its filter's, from the
--- compiler, and an export's document columns) that no row of scope p_scope
--- (canonical text) has is refused with 22023 naming it, unless p_options
--- says {"allow_unknown_fields": true} (validated here: a boolean, 22023
--- otherwise). A misspelt field would otherwise match nothing or, under
--- $ne / $nin / $exists: false / null / $not, every row of the scope.
--- The operator does not matter: `{"x": {"$exists": false}}` on a field no
--- row has selects the whole scope, which is what the option is for.
--- Which rows are read, and the bound past which an unseen path counts as
--- unknown: pgjobs._unknown_fields. The scope is checked against
--- pgjobs.allowed_scopes first (42501), before any of its rows is read.
--- The hint names the likely meaning of the first path it can guess
--- (the document column's name as a prefix, a column in another case).
--- Locks nothing.
-DECLARE
-    v_check record;
-    v_guess text;
-    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
-                          THEN p_options -> 'allow_unknown_fields' END;
+    AS $$
+-- The typo guard (pgjobs._judge_fields) for a caller that has nowhere to
+-- defer to: a path no row of scope p_scope has is refused with 22023
+-- naming it (p_what: what named it), unless p_options says
+-- {"allow_unknown_fields": true}; a scope without rows passes. The three
+-- submits call pgjobs._judge_fields itself, which also returns the paths an
+-- empty scope leaves to the job's start. Locks nothing.
 BEGIN
-    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
-    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
-    IF cardinality(v_check.p_unknown) = 0 THEN
-        RETURN;
-    END IF;
-    -- The spellings a new user gets wrong first, named in the hint: a
-    -- path that starts with the document column's name in any case
-    -- ("data.status", "Data.status": paths are relative to the document),
-    -- a column in another case ("Label" for label: identifiers are
-    -- compared exactly), and a name with white space around it (" label").
-    -- (pgjobs._field_slip, the one test of both.)
-    SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I, and white space around a name '
-                            'is part of it: write "%s", not "%s". ',
-                            p_reg.document_column, s.relative_path, x.u)
-                ELSE format('Did you mean column "%s"? Names are compared exactly (case and '
-                            'white space around a name count). ', s.column_name)
-           END
-      INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
-           pgjobs._field_slip(p_reg, x.u) s
-     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
-     ORDER BY x.n
-     LIMIT 1;
-    IF v_check.p_complete THEN
-        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
-            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
-                                            FROM unnest(v_check.p_unknown) u), ', '),
-            quote_literal(p_scope)
-            USING ERRCODE = '22023',
-            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                          'nested ones a.b.c, in column %I). If the field is meant to be '
-                          'absent, pass the option {"allow_unknown_fields": true}.',
-                          p_reg.document_column);
-    END IF;
-    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
-                    'has', p_what,
-        array_to_string(ARRAY(SELECT format('"%s"', u)
-                                FROM unnest(v_check.p_unknown) u), ', '),
-        v_check.p_rows_read, quote_literal(p_scope)
-        USING ERRCODE = '22023',
-        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
-                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
-                      'rare, pass the option {"allow_unknown_fields": true}.',
-                      p_reg.document_column);
+    PERFORM pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options, p_what);
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
@@ -9716,6 +9918,7 @@ DECLARE
     v_locked_tids tid[];
     v_columns text;
     v_before name;
+    v_unjudged record;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -9797,6 +10000,24 @@ BEGIN
                    'against the old columns; submit it again', v_detail, p_id), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
+    END IF;
+    -- The deferred typo guard while it is pending (payload unchecked_fields:
+    -- the scope had no row at the submit, nor at any judgment since), in
+    -- this page's transaction, the table held, before the page reads a row.
+    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
+    -- a claim on a scope still empty let rows that came after it (a restore
+    -- while the job ran, or after its runner died) be read unjudged. A
+    -- scope still empty costs one probe of (scope, key); the first judgment
+    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
+    -- job judged at its claim pays nothing here.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        IF v_unjudged.message IS NOT NULL THEN
+            PERFORM pgjobs.fail(p_id, p_worker,
+                concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
+            DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+            RETURN 'failed';
+        END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
     v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;
@@ -10901,9 +11122,9 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or of a job whose typo guard was deferred, whose check also
--- reads the job itself (its scope's imports, its unchecked paths): never
--- shared.
+-- backfill, or any attempt of a job whose deferred typo guard is still
+-- pending (payload unchecked_fields), whose check also reads the job itself
+-- (its scope's imports, its unchecked paths): never shared.
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -10933,10 +11154,10 @@ BEGIN
         v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
-                                   CASE WHEN v_job.started_at IS NULL
-                                             AND (v_job.kind IN ('delete', 'backfill')
-                                                  OR (v_job.kind = 'export'
-                                                      AND v_job.payload ? 'unchecked_fields'))
+                                   CASE WHEN (v_job.started_at IS NULL
+                                              AND v_job.kind IN ('delete', 'backfill'))
+                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                                 AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
@@ -11309,10 +11530,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
     -- The typo guard on the filter (set: below, for its likely slips only);
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
@@ -11332,10 +11551,8 @@ BEGIN
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                           ORDER BY k.key);
-        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._fields_unchecked(
-            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options), '{}');
-        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            v_slips, p_options, 'set');
+        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
+            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
@@ -11409,10 +11626,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
     -- The typo guard: every document path of the filter is in some row;
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
@@ -11422,7 +11637,7 @@ BEGIN
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
                 ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
@@ -11699,13 +11914,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths || v_fields, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_fields, v_options, 'option "columns"');
+    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
+        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
+        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', p_filter,
@@ -11723,7 +11937,7 @@ BEGIN
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
            ELSE '{}'::jsonb END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,
@@ -12879,11 +13093,15 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
--- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge); only a hint when the target
+-- NULL when every path is in some row (the list is then removed from the
+-- job's payload, in the caller's transaction: judged once, for good), or the
+-- scope still has no row (the list stays: the job's next claim or page
+-- judges it again, so neither a crash after this transaction nor rows that
+-- arrive later skip it); only a hint when the target
 -- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt, which has checked that the job's target is
+-- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
+-- which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
@@ -12893,13 +13111,15 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
     v_paths text[];
     v_error text;
     v_state text;
+    v_guess text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
@@ -12928,6 +13148,13 @@ BEGIN
         RETURN;
     END;
     IF cardinality(v_check.p_unknown) = 0 THEN
+        IF v_check.p_rows_read > 0 THEN
+            -- Judged against rows, every path in one: the job is cleared, in
+            -- the transaction that judged it. A scope still empty leaves the
+            -- list in place, for the next claim or page to judge.
+            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields'
+             WHERE j.id = p_job.id;
+        END IF;
         RETURN;
     END IF;
     message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
@@ -12939,9 +13166,17 @@ BEGIN
                       CASE WHEN v_check.p_complete THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
-    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
-                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
-                   'the option {"allow_unknown_fields": true}.',
+    -- The field it probably meant, as the submit's refusal names it.
+    SELECT g.guess
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
+     WHERE g.guess IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    hint := coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                   'nested ones a.b.c, in column %I) and submit a new %s; if the field is meant '
+                   'to be absent, submit it with the option {"allow_unknown_fields": true}.',
                    v_reg.document_column, p_job.kind);
 END
 $$;
@@ -18857,6 +19092,20 @@ REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _field_fold(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_fold(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_fold(p_name text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry, p_scope text, p_path text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _field_slip(p_reg pgjobs.target_registry, p_field text, OUT column_name name, OUT relative_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -19065,6 +19314,13 @@ GRANT ALL ON FUNCTION pgjobs._jsonb_merge(p_base jsonb, p_patch jsonb) TO pgjobs
 
 REVOKE ALL ON FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -86,8 +86,11 @@ def test_every_consumer_asks_the_one_function(conn: Conn) -> None:
     bodies = dict(conn.execute(
         "SELECT p.proname::text, p.prosrc FROM pg_proc p "
         "WHERE p.pronamespace = 'pgjobs'::regnamespace").fetchall())
-    for name in ("_submit_backfill_as", "_import_insert_sql", "_require_known_fields"):
+    # The typo guard's hint moved from _require_known_fields into
+    # _judge_fields (the guard in one walk), which the former now calls.
+    for name in ("_submit_backfill_as", "_import_insert_sql", "_judge_fields"):
         assert "pgjobs._field_slip(" in bodies[name], name
+    assert "pgjobs._judge_fields(" in bodies["_require_known_fields"]
     copies = [name for name, body in bodies.items()
               if name != "_field_slip" and ("lower(p_reg.document_column || '.')" in body
                                             or "lower(v_reg.document_column || '.')" in body)]

@@ -15,6 +15,13 @@ reads a row. A scope still empty, a path some row has, or the option
 `allow_unknown_fields` run as before. And a claim of several jobs of one
 submitter no longer lets the first job's check stand for the others' own
 (this deferred guard, and the import-after check): pgjobs._start_attempts.
+
+The list stays until a judgment meets rows (found in the h3 trust pass): a
+first claim on a scope still empty counted as judged, so rows that came after
+it (before a later attempt, or before the first page) were read unjudged.
+Every claim and every page of a delete or backfill judges a pending list; a
+judgment against rows clears it. And the submit judges or defers on the walk
+that reads the scope, not on a probe before it (pgjobs._judge_fields).
 """
 
 from __future__ import annotations
@@ -350,3 +357,95 @@ def test_a_job_left_queued_by_a_lock_keeps_its_place_in_the_gate(rows: Conn,
     assert [job(rows, j)["status"] for j in (first, later)] == ["queued", "queued"]
     assert [r[0] for r in rows.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', "
                                        "'backfill'], 'w', '30 seconds', 10)")] == [first]
+
+
+def expire(conn: Conn, job_id: int) -> None:
+    """The runner that claimed `job_id` died (its lease ran out)."""
+    conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE id = %s", (job_id,))
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("filter_", TYPOS, ids=json.dumps)
+def test_a_first_attempt_on_a_still_empty_scope_leaves_the_check_pending(
+        rows: Conn, kind: str, filter_: dict[str, Any]) -> None:
+    # The deferred guard ran once, at the first claim, and took an empty scope
+    # as judged: the claim committed (started_at set), the runner died before
+    # a page, rows dated before the cutoff arrived, and the next attempt (no
+    # longer a first one) read them all unjudged.
+    typo = submit(rows, kind, filter_)
+    claimed = [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))]
+    assert claimed == [typo]
+    expire(rows, typo)
+    arrive(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    [path] = [p for p in job(rows, typo)["payload"]["unchecked_fields"]
+              if p not in ("k", "status", "nest.a")]
+    failed_on(rows, typo, path)
+    assert labels(rows) == ["keep"] * 5
+
+
+def test_an_export_claimed_on_a_still_empty_scope_is_judged_again(rows: Conn) -> None:
+    typo = submit(rows, "export", {"stauts": {"$ne": "keep"}})
+    assert [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim_export(%s, 'w')", (typo,))] == [typo]
+    expire(rows, typo)
+    arrive(rows)
+    assert rows.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')", (typo,)).fetchall() == []
+    failed_on(rows, typo, "stauts")
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_check_passed_on_rows_is_not_paid_again(rows: Conn, kind: str) -> None:
+    # Judged against rows that have the field: the job is cleared, and a
+    # later attempt (after a lost lease) does not walk the scope again.
+    right = submit(rows, kind, {"status": "keep"})
+    arrive(rows)
+    assert [r[0] for r in rows.execute(
+        "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))] == [right]
+    assert "unchecked_fields" not in job(rows, right)["payload"]
+    expire(rows, right)
+    rows.execute("CALL pgjobs.run_job(%s)", (right,))
+    assert (job(rows, right)["status"], job(rows, right)["done"]) == ("succeeded", 5)
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill", "export"])
+def test_the_submit_defers_on_the_look_that_judged(rows: Conn, kind: str) -> None:
+    # The submit asked "does the scope have rows?" (one look) and then walked
+    # the scope for the paths (a second look). An application emptying the
+    # scope between the two left a job neither judged nor deferred, and rows
+    # refilled later were read unjudged. Here the first look is made to see
+    # rows the walk does not (as a concurrent DELETE committed between them).
+    rows.execute("CREATE OR REPLACE FUNCTION pgjobs._fields_unchecked(p_reg "
+                 "pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb) "
+                 "RETURNS text[] LANGUAGE sql AS 'SELECT NULL::text[]'")
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    assert job(rows, typo)["payload"]["unchecked_fields"] == ["stauts"]
+    arrive(rows)
+    if kind == "export":
+        assert rows.execute("SELECT id FROM pgjobs.claim_export(%s, 'w')",
+                            (typo,)).fetchall() == []
+    else:
+        rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    failed_on(rows, typo, "stauts")
+    assert labels(rows) == ["keep"] * 5
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("filter_", TYPOS, ids=json.dumps)
+def test_rows_that_arrive_after_the_claim_are_judged_at_the_first_page(
+        rows: Conn, kind: str, filter_: dict[str, Any]) -> None:
+    # The claim judged an empty scope; rows dated before the cutoff came
+    # between the claim and the first page (a restore while the job ran).
+    # The page judges what is still pending, before it reads a row.
+    typo = submit(rows, kind, filter_)
+    [(claimed, worker)] = rows.execute(
+        "SELECT id, worker FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],)).fetchall()
+    assert claimed == typo
+    arrive(rows)
+    rows.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (typo, worker))
+    [path] = [p for p in job(rows, typo)["payload"]["unchecked_fields"]
+              if p not in ("k", "status", "nest.a")]
+    failed_on(rows, typo, path)
+    assert labels(rows) == ["keep"] * 5

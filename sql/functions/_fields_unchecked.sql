@@ -22,12 +22,12 @@ AS $$
 -- cutoff may arrive before it runs (an import queued ahead of it in the
 -- scope's gate, whose source carries created_at; an application restoring
 -- rows). A misspelt `{"stauts": {"$ne": "keep"}}` would then select every
--- one of them. The submit stores the list in the job's payload
--- (unchecked_fields) and the job's first attempt judges it against the
--- scope as it is then (pgjobs._may_start_attempt). Asked before the
--- guard's walk: rows leave a scope only through a delete (gated, or the
--- application's own), so a scope seen with rows here is one the walk
--- judges. The scope is checked against pgjobs.allowed_scopes first
+-- one of them. pgjobs.preview reports the list (what a job submitted now
+-- would defer). The submits do not ask this: a probe before the guard's
+-- walk let a scope emptied between the two looks (an application's own
+-- DELETE) pass as neither judged nor deferred; they take the list from the
+-- walk that judged (pgjobs._judge_fields). The scope is checked against
+-- pgjobs.allowed_scopes first
 -- (42501). One index probe of (scope, key). Locks nothing.
 DECLARE
     v_paths text[];

@@ -22,8 +22,9 @@ AS $$
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
 -- scope submitted after it wrote rows before (pgjobs._import_after), nor
--- the first attempt of a delete, backfill or export submitted on a scope
--- without rows whose document paths no row of the scope has now
+-- an attempt of a delete, backfill or export submitted on a scope
+-- without rows whose document paths no row of the scope has now, asked
+-- until one judgment against rows clears them
 -- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
@@ -68,15 +69,18 @@ BEGIN
                              'rows too).', p_job.kind);
         END IF;
     END IF;
-    IF v_message IS NULL AND p_job.started_at IS NULL
+    IF v_message IS NULL
        AND p_job.kind IN ('delete', 'backfill', 'export')
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
-        -- then (pgjobs._fields_unchecked). Rows dated before the cutoff
+        -- then (pgjobs._judge_fields). Rows dated before the cutoff
         -- may have arrived since (an import ahead of the job in the gate),
         -- and a misspelt field would select every one of them: judged now,
         -- against the scope as it is, before the job reads a row. Every
-        -- first attempt (a retry clears started_at), once. Only the kinds
+        -- attempt until a judgment against rows clears the list: it was
+        -- asked at the first attempt only, so a scope still empty then
+        -- counted as judged, and an attempt after a crash (or the rest of
+        -- the first, pgjobs._run_page) read rows that came later unjudged. Only the kinds
         -- whose submit writes the list (and whose target's trust was just
         -- judged): a custom kind's payload is its client's, and judging
         -- paths on its target would run that target's code for whoever

@@ -111,6 +111,7 @@ DECLARE
     v_locked_tids tid[];
     v_columns text;
     v_before name;
+    v_unjudged record;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -192,6 +193,24 @@ BEGIN
                    'against the old columns; submit it again', v_detail, p_id), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
+    END IF;
+    -- The deferred typo guard while it is pending (payload unchecked_fields:
+    -- the scope had no row at the submit, nor at any judgment since), in
+    -- this page's transaction, the table held, before the page reads a row.
+    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
+    -- a claim on a scope still empty let rows that came after it (a restore
+    -- while the job ran, or after its runner died) be read unjudged. A
+    -- scope still empty costs one probe of (scope, key); the first judgment
+    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
+    -- job judged at its claim pays nothing here.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        IF v_unjudged.message IS NOT NULL THEN
+            PERFORM pgjobs.fail(p_id, p_worker,
+                concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
+            DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+            RETURN 'failed';
+        END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
     v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;

@@ -27,9 +27,9 @@ AS $$
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or of a job whose typo guard was deferred, whose check also
--- reads the job itself (its scope's imports, its unchecked paths): never
--- shared.
+-- backfill, or any attempt of a job whose deferred typo guard is still
+-- pending (payload unchecked_fields), whose check also reads the job itself
+-- (its scope's imports, its unchecked paths): never shared.
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -59,10 +59,10 @@ BEGIN
         v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
-                                   CASE WHEN v_job.started_at IS NULL
-                                             AND (v_job.kind IN ('delete', 'backfill')
-                                                  OR (v_job.kind = 'export'
-                                                      AND v_job.payload ? 'unchecked_fields'))
+                                   CASE WHEN (v_job.started_at IS NULL
+                                              AND v_job.kind IN ('delete', 'backfill'))
+                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                                 AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;

@@ -58,10 +58,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
     -- The typo guard on the filter (set: below, for its likely slips only);
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
@@ -81,10 +79,8 @@ BEGIN
                                 pgjobs._field_slip(v_reg, k.key) s
                           WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
                           ORDER BY k.key);
-        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._fields_unchecked(
-            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options), '{}');
-        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            v_slips, p_options, 'set');
+        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
+            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),

@@ -60,10 +60,8 @@ BEGIN
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
     -- The typo guard: every document path of the filter is in some row;
     -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
@@ -73,7 +71,7 @@ BEGIN
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
                 ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],

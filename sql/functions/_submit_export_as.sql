@@ -252,13 +252,12 @@ BEGIN
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
     -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._fields_unchecked, asked before the guard's walk).
-    v_unchecked := pgjobs._fields_unchecked(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths || v_fields, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_fields, v_options, 'option "columns"');
+    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
+        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
+        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', p_filter,
@@ -276,7 +275,7 @@ BEGIN
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
            ELSE '{}'::jsonb END
-        || CASE WHEN v_unchecked IS NOT NULL
+        || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,

@@ -15,11 +15,15 @@ AS $$
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
 -- row of its scope has now, as the message and hint its failure shows; both
--- NULL when every path is in some row, or the scope still has no row (the
--- job then reads nothing it could misjudge); only a hint when the target
+-- NULL when every path is in some row (the list is then removed from the
+-- job's payload, in the caller's transaction: judged once, for good), or the
+-- scope still has no row (the list stays: the job's next claim or page
+-- judges it again, so neither a crash after this transaction nor rows that
+-- arrive later skip it); only a hint when the target
 -- could not be read in time (below: judge it at a later claim). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt, which has checked that the job's target is
+-- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
+-- which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
@@ -29,13 +33,15 @@ AS $$
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read).
+-- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
     v_paths text[];
     v_error text;
     v_state text;
+    v_guess text;
 BEGIN
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     IF NOT FOUND OR jsonb_typeof(p_job.payload -> 'unchecked_fields') IS DISTINCT FROM 'array' THEN
@@ -64,6 +70,13 @@ BEGIN
         RETURN;
     END;
     IF cardinality(v_check.p_unknown) = 0 THEN
+        IF v_check.p_rows_read > 0 THEN
+            -- Judged against rows, every path in one: the job is cleared, in
+            -- the transaction that judged it. A scope still empty leaves the
+            -- list in place, for the next claim or page to judge.
+            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields'
+             WHERE j.id = p_job.id;
+        END IF;
         RETURN;
     END IF;
     message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
@@ -75,9 +88,17 @@ BEGIN
                       CASE WHEN v_check.p_complete THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
-    hint := format('Check the spelling (fields are case-sensitive, nested ones a.b.c, in column '
-                   '%I) and submit a new %s; if the field is meant to be absent, submit it with '
-                   'the option {"allow_unknown_fields": true}.',
+    -- The field it probably meant, as the submit's refusal names it.
+    SELECT g.guess
+      INTO v_guess
+      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+           LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
+     WHERE g.guess IS NOT NULL
+     ORDER BY x.n
+     LIMIT 1;
+    hint := coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
+                   'nested ones a.b.c, in column %I) and submit a new %s; if the field is meant '
+                   'to be absent, submit it with the option {"allow_unknown_fields": true}.',
                    v_reg.document_column, p_job.kind);
 END
 $$;
