@@ -235,21 +235,29 @@ def test_the_scopes_next_writer_does_not_overtake_a_job_handed_back(
 @pytest.mark.parametrize("kind", KINDS)
 def test_cancel_and_pause_act_on_a_job_waiting_for_its_table(
         conn: Conn, make_conn: Callable[..., Conn], kind: str, verb: str) -> None:
-    """Both while the runner waits on the table (the call returns; the job
-    ends canceled or paused, not queued) and while it is handed back."""
+    """While a step waits for the table (the holder came after the claim's
+    first step) the verb waits at most for that step, and the job ends
+    canceled or paused, lease released; while it is handed back the verbs
+    act at once."""
     target = make_rows_target(conn)
     seed(conn, target, 120)
     job_id = submit(conn, kind, target)
-    holder, pid = hold(make_conn, HOLDS["alter_table"])
     runner = make_conn()
+    warnings_of(runner)
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"  # the first call: the count
+    holder, pid = hold(make_conn, HOLDS["alter_table"])
     try:
-        # Waiting: the runner's page is queued on the table's lock.
-        thread = threading.Thread(target=lambda: runner.execute("CALL pgjobs.run('30 seconds')"),
-                                  daemon=True)
+        thread = threading.Thread(target=lambda: runner.execute(
+            "SELECT pgjobs._run_step(%s, %s, NULL, 'more')", (job_id, identity)), daemon=True)
         thread.start()
-        wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_locks WHERE NOT granted"
-                                      " AND relation = 'user_table_rows'::regclass") > 0,
-                 timeout=60, what="the runner waiting for the table")
+        # The step's wait for the table (or, if this look came too late, its
+        # hand-back after it: the verb acts on the job either way).
+        wait_for(lambda: not thread.is_alive() or scalar(
+            conn, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                  " AND relation = 'user_table_rows'::regclass") > 0,
+                 timeout=60, what="the step waiting for the table")
         assert scalar(conn, f"SELECT pgjobs.{verb}(%s)", (job_id,)) is True
         thread.join(120)
         assert not thread.is_alive()
@@ -259,9 +267,10 @@ def test_cancel_and_pause_act_on_a_job_waiting_for_its_table(
         if verb == "pause":
             assert state["attempts"] == 0, state
             assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
+            due_now(conn, job_id)
             runner.execute("CALL pgjobs.run('5 seconds')")
             assert_handed_back(conn, job_id, pid)
-            # Handed back: the verb acts at once too.
+            # Handed back: the verbs act at once.
             assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
             assert row(conn, job_id)["status"] == "paused"
             assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True

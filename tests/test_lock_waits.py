@@ -460,8 +460,10 @@ PAGE_HOLDS = {
 # handed back now (test_a_page_behind_its_tables_share_lock_is_handed_back,
 # tests/test_lock_handback.py).
 PAGE_TABLE_HOLDS = {
-    "create_index": "CREATE INDEX ON user_table_rows (n)",
-    "lock_table_share": "LOCK TABLE user_table_rows IN SHARE MODE",
+    "create_index": ("CREATE INDEX ON user_table_rows (n)", "200 ms"),
+    "lock_table_share": ("LOCK TABLE user_table_rows IN SHARE MODE", "200 ms"),
+    # The table's read waits (pgjobs._hold_target, the step's 1 s).
+    "alter_table": ("ALTER TABLE user_table_rows ADD COLUMN extra integer", "1 s"),
 }
 
 
@@ -534,7 +536,11 @@ def test_a_page_behind_its_tables_share_lock_is_handed_back(
     gives up after 200 ms and the step hands the job back at once (queued,
     the attempt not counted, due later) with a warning naming the table's
     holder, instead of retrying the page (the runner's whole budget) and
-    failing the attempt after 1000 waits."""
+    failing the attempt after 1000 waits. An ALTER TABLE: after the step's
+    1 s wait for the table, where the job was left with its lease held.
+    (Taken between two steps of one claim: a claim's first step finds the
+    holder in pg_locks and waits for nothing, tests/test_lock_handback.py.)"""
+    hold_sql, waited = PAGE_TABLE_HOLDS[hold]
     target = make_rows_target(conn)
     seed(conn, target, 30)
     job_id = submit_delete(conn, target, "1")
@@ -545,7 +551,7 @@ def test_a_page_behind_its_tables_share_lock_is_handed_back(
                   (job_id, identity)) == "more"  # the count
     holder = make_conn(autocommit=False)
     holder.execute("SET application_name = 'squatter'")
-    holder.execute(PAGE_TABLE_HOLDS[hold])
+    holder.execute(hold_sql)
     pid = int(scalar(holder, "SELECT pg_backend_pid()"))
     try:
         assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'more')",
@@ -560,7 +566,7 @@ def test_a_page_behind_its_tables_share_lock_is_handed_back(
     assert f"its table public.user_table_rows, which pid {pid} (role " in state[5], state
     assert len(seen) == 1, seen
     message, hint = seen[0]
-    assert message.startswith(f"pgjobs: job {job_id} left for now: waited 200 ms for its table "
+    assert message.startswith(f"pgjobs: job {job_id} left for now: waited {waited} for its table "
                               f"public.user_table_rows, which pid {pid} (role "), message
     assert "pg_terminate_backend" in hint, hint
 

@@ -12,11 +12,11 @@ AS $$
 -- Job p_id (held by p_worker, the claim's identity) cannot have its table:
 -- another session holds it in a mode a page cannot work under (p_holders,
 -- pgjobs._lock_holders' words: an ALTER TABLE, LOCK TABLE, CREATE INDEX or
--- VACUUM FULL not yet committed), after a wait of p_waited (text, '1 s';
--- NULL: not waited, the holder seen still there). A migration may hold a
--- table for minutes or hours, and the job used to keep its lease until it
--- lapsed, counting a failed attempt each time, until it failed 'lease
--- expired'. Instead it is handed back now (pgjobs.release: lease released,
+-- VACUUM FULL not yet committed), after a wait of p_waited (text, '1 s',
+-- '200 ms'; NULL: not waited, the holder seen in pg_locks before the
+-- page). A migration may hold a table for minutes or hours, and the job
+-- used to keep its lease until it lapsed, counting a failed attempt each
+-- time, until it failed 'lease expired'. Instead it is handed back now (pgjobs.release: lease released,
 -- the attempt not counted, cursor kept; a pending cancel or pause takes
 -- effect), due again after a short back-off (2, 4, 8, then every 15 s while
 -- the holder stays), so runners do not re-claim it in a loop and the jobs
@@ -74,7 +74,7 @@ BEGIN
     END IF;
     IF p_warn OR v_before IS NULL OR v_before ->> 'holders' IS DISTINCT FROM p_holders THEN
         v_reason := CASE WHEN p_waited IS NULL
-                         THEN format('its table %s is still held by %s', v_job.target,
+                         THEN format('its table %s is held by %s', v_job.target,
                                      p_holders)
                          ELSE format('waited %s for its table %s, which %s holds', p_waited,
                                      v_job.target, p_holders) END;
