@@ -6260,6 +6260,53 @@ $$;
 ALTER FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_queued(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_queued(p_relation regclass) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The other sessions of this database whose request for p_relation, in a
+-- mode that conflicts with a page's (SHARE and stronger), is queued, not
+-- granted: an ALTER TABLE waiting behind a long query holds up every later
+-- request for the table, a page's included, as long as it waits, and
+-- pgjobs._lock_holders (granted locks only) finds nobody. Each as 'pid N
+-- (role R, application "A", state S, MODE requested, queued behind pid M,
+-- ...)', comma-separated, or NULL when none is queued (any more), for
+-- pgjobs._run_step's hand-back. Locks nothing.
+DECLARE
+    v_queued text;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity as it is now
+    SELECT string_agg(format('pid %s (role %s, application %s, %s, %s requested, queued '
+                             'behind %s)', l.pid, coalesce(a.usename::text, '?'),
+                             coalesce(quote_ident(nullif(a.application_name, '')), 'none'),
+                             coalesce(a.state, 'state unknown'), l.mode,
+                             coalesce((SELECT string_agg('pid ' || b, ', ')
+                                         FROM unnest(pg_blocking_pids(l.pid)) b),
+                                      'nobody any more')),
+                      ', ' ORDER BY l.pid)
+      INTO v_queued
+      FROM pg_catalog.pg_locks l
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+       AND l.locktype = 'relation' AND l.relation = p_relation
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                          WHERE d.datname = current_database())
+       AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                      'AccessExclusiveLock');
+    RETURN v_queued;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_queued(p_relation regclass) OWNER TO SUPERUSER;
+
+--
 -- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10661,14 +10708,18 @@ BEGIN
     -- until it lapsed, a failed attempt each time, until it failed 'lease
     -- expired'. At the first step of every claim the holder is looked up
     -- first (pg_locks, about 0.1 ms): while one is there the job goes back
-    -- at once, without a wait (20 jobs of scopes of one table held by a
+    -- at once, without a wait. A request of such a mode queued for the
+    -- table (an ALTER TABLE waiting behind a long query: every later
+    -- request waits behind it) counts as a holder (pgjobs._lock_queued).
+    -- (20 jobs of scopes of one table held by a
     -- migration cost a runner 20 s of 1 s waits before they all were
     -- handed back; 0.08 s a round after).
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
         IF p_previous IS NULL THEN
             SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-            v_holders := pgjobs._lock_holders(v_target, NULL);
+            v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                                  pgjobs._lock_queued(v_target));
         END IF;
         IF v_holders IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
@@ -10691,7 +10742,8 @@ BEGIN
     END;
     IF v_holders IS NULL THEN
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := pgjobs._lock_holders(v_target, NULL);
+        v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                              pgjobs._lock_queued(v_target));
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
@@ -19239,6 +19291,13 @@ GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _lock_queued(p_relation regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_queued(p_relation regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_queued(p_relation regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -357,3 +357,44 @@ def test_the_run_loop_cli_waits_out_a_migration_and_finishes_the_job(
     assert state["status"] == "succeeded" and state["attempts"] == 1, state
     assert state["done"] == want and state["throttled"] is None, (state, want)
     assert pid > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_alter_table_queued_behind_a_long_query_hands_the_job_back_too(
+        conn: Conn, make_conn: Callable[..., Conn], kind: str) -> None:
+    """An ALTER TABLE waiting for a long query (which holds the table only
+    ACCESS SHARE) holds up every later request for the table, the page's
+    too, and no session holds a lock that conflicts with the page: the job
+    was left with its lease held ('its row or its table'). The queued
+    request counts as a holder: handed back, the reason naming the ALTER's
+    session and whom it waits behind; once both end, the job finishes."""
+    target = make_rows_target(conn)
+    seed(conn, target, 120)
+    job_id = submit(conn, kind, target)
+    want = expected_rows(conn, job_id)
+    reader = make_conn(autocommit=False)
+    reader.execute("SELECT count(*) FROM user_table_rows")  # and the transaction stays open
+    reader_pid = int(scalar(reader, "SELECT pg_backend_pid()"))
+    migrator = make_conn()
+    migrator.execute("SET application_name = 'migration'")
+    alter_pid = int(scalar(migrator, "SELECT pg_backend_pid()"))
+    thread = threading.Thread(target=lambda: migrator.execute(HOLDS["alter_table"]), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                      " AND pid = %s", (alter_pid,)) > 0,
+                 timeout=60, what="the ALTER TABLE queued behind the reader")
+        runner = make_conn()
+        warnings_of(runner)
+        runner.execute("CALL pgjobs.run('5 seconds')")
+        state = assert_handed_back(conn, job_id, alter_pid)
+        assert f"queued behind pid {reader_pid}" in state["throttled"]["reason"], state
+    finally:
+        reader.rollback()
+    thread.join(60)
+    assert not thread.is_alive()
+    due_now(conn, job_id)
+    make_conn().execute("CALL pgjobs.run('30 seconds')")
+    state = row(conn, job_id)
+    assert state["status"] == "succeeded" and state["attempts"] == 1, state
+    assert state["done"] == want, (state, want)

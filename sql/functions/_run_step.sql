@@ -51,14 +51,18 @@ BEGIN
     -- until it lapsed, a failed attempt each time, until it failed 'lease
     -- expired'. At the first step of every claim the holder is looked up
     -- first (pg_locks, about 0.1 ms): while one is there the job goes back
-    -- at once, without a wait (20 jobs of scopes of one table held by a
+    -- at once, without a wait. A request of such a mode queued for the
+    -- table (an ALTER TABLE waiting behind a long query: every later
+    -- request waits behind it) counts as a holder (pgjobs._lock_queued).
+    -- (20 jobs of scopes of one table held by a
     -- migration cost a runner 20 s of 1 s waits before they all were
     -- handed back; 0.08 s a round after).
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
         IF p_previous IS NULL THEN
             SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-            v_holders := pgjobs._lock_holders(v_target, NULL);
+            v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                                  pgjobs._lock_queued(v_target));
         END IF;
         IF v_holders IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
@@ -81,7 +85,8 @@ BEGIN
     END;
     IF v_holders IS NULL THEN
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := pgjobs._lock_holders(v_target, NULL);
+        v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                              pgjobs._lock_queued(v_target));
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
