@@ -6521,6 +6521,53 @@ $$;
 ALTER FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_queued(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_queued(p_relation regclass) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The other sessions of this database whose request for p_relation, in a
+-- mode that conflicts with a page's (SHARE and stronger), is queued, not
+-- granted: an ALTER TABLE waiting behind a long query holds up every later
+-- request for the table, a page's included, as long as it waits, and
+-- pgjobs._lock_holders (granted locks only) finds nobody. Each as 'pid N
+-- (role R, application "A", state S, MODE requested, queued behind pid M,
+-- ...)', comma-separated, or NULL when none is queued (any more), for
+-- pgjobs._run_step's hand-back. Locks nothing.
+DECLARE
+    v_queued text;
+BEGIN
+    PERFORM pg_stat_clear_snapshot();  -- pg_stat_activity as it is now
+    SELECT string_agg(format('pid %s (role %s, application %s, %s, %s requested, queued '
+                             'behind %s)', l.pid, coalesce(a.usename::text, '?'),
+                             coalesce(quote_ident(nullif(a.application_name, '')), 'none'),
+                             coalesce(a.state, 'state unknown'), l.mode,
+                             coalesce((SELECT string_agg('pid ' || b, ', ')
+                                         FROM unnest(pg_blocking_pids(l.pid)) b),
+                                      'nobody any more')),
+                      ', ' ORDER BY l.pid)
+      INTO v_queued
+      FROM pg_catalog.pg_locks l
+      LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+     WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+       AND l.locktype = 'relation' AND l.relation = p_relation
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                          WHERE d.datname = current_database())
+       AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                      'AccessExclusiveLock');
+    RETURN v_queued;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_queued(p_relation regclass) OWNER TO SUPERUSER;
+
+--
 -- Name: _lock_scope(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9851,17 +9898,19 @@ CREATE FUNCTION pgjobs._run_page(p_id bigint, p_worker text) RETURNS text
 -- and stores an empty cursor.
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
 -- is set. A delete's call that runs the job's ANALYZE does only that (see
--- below) and returns 'more'. A lock wait beyond lock_timeout retries the
--- page later instead of failing, with a WARNING at the first wait and every
--- 100th naming what it waits for (its table and the session holding it,
--- pgjobs._lock_holders, or rows of its page) and, after 1000, fails the
--- attempt saying the same; other errors go to pgjobs.fail (retryable for
--- transient ones).
+-- below) and returns 'more'. A lock wait beyond lock_timeout on the table
+-- itself (a session holds it in a mode that blocks the page's writes,
+-- pgjobs._lock_holders) returns 'blocked', nothing changed: the caller
+-- hands the job back (pgjobs._run_step). One on rows of the page retries
+-- the page later instead of failing, with a WARNING at the first wait and
+-- every 100th naming the rows and, after 1000, fails the attempt saying
+-- the same; other errors go to pgjobs.fail (retryable for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
 -- requested meanwhile takes effect after it); the page's rows.
--- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'paused', 'failed' or
+-- Returns 'more', 'retry' (lock wait on rows), 'blocked' (on the table), 'done',
+-- 'canceled', 'paused', 'failed' or
 -- 'lost' (not the owner any more: nothing was changed).
 DECLARE
     v_job pgjobs.jobs;
@@ -9926,6 +9975,11 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.lease_expires_at <= now() THEN
         RETURN 'lost';
+    END IF;
+    -- A job handed back before its first call (its table held: pgjobs._table_hand_back)
+    -- has a checkpoint that holds only that note: its first call is still to come.
+    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+        v_job.checkpoint := NULL;
     END IF;
     IF v_job.cancel_requested_at IS NOT NULL THEN
         PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
@@ -10655,19 +10709,23 @@ BEGIN
         PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
     EXCEPTION
         WHEN lock_not_available THEN
-            -- Someone holds locks on rows of this page, or the table (a
-            -- CREATE INDEX, an ALTER TABLE not yet committed): keep the
-            -- lease, try the page again shortly; give up (retryably) after
-            -- ~1000 waits. The waits were silent, and the failure said
-            -- neither what nor who: the holder is named here, as the
-            -- runner's 'left for now' warning names it.
+            -- Someone holds locks on rows of this page: keep the lease, try
+            -- the page again shortly; give up (retryably) after ~1000 waits.
+            -- The waits were silent, and the failure said neither what nor
+            -- who: they are named here.
             v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
             v_holders := pgjobs._lock_holders(v_job.target, NULL);
-            v_detail := CASE WHEN v_holders IS NOT NULL
-                             THEN format('its table %s, which %s holds', v_job.target, v_holders)
-                             ELSE format('rows of %s in its page, which another transaction '
-                                         'holds (an UPDATE, DELETE or SELECT ... FOR UPDATE '
-                                         'not yet committed?)', v_job.target) END;
+            IF v_holders IS NOT NULL THEN
+                -- The table itself is held (a LOCK TABLE ... SHARE, a CREATE
+                -- INDEX not yet committed): as long as its holder likes, so
+                -- the caller hands the job back (pgjobs._table_hand_back)
+                -- rather than retry the page for its whole budget and fail
+                -- the attempt after 1000 waits. Nothing of the page is kept.
+                RETURN 'blocked';
+            END IF;
+            v_detail := format('rows of %s in its page, which another transaction holds (an '
+                               'UPDATE, DELETE or SELECT ... FOR UPDATE not yet committed?)',
+                               v_job.target);
             IF v_waits >= 1000 THEN
                 PERFORM pgjobs.fail(p_id, p_worker,
                     format('gave up after 1000 lock waits on one page: it waited for %s',
@@ -10838,12 +10896,15 @@ CREATE FUNCTION pgjobs._run_step(p_id bigint, p_worker text, p_deadline timestam
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released, or its row or its table held by another transaction for 1 s:
--- then a WARNING says which, naming the table's holder). Locks: what
--- pgjobs._run_page locks.
+-- released; its table held by another session: handed back, see below; its
+-- row held by another transaction for 1 s: then a WARNING says so).
+-- Locks: what pgjobs._run_page locks.
 DECLARE
     v_state text;
     v_problem record;
+    v_target regclass;
+    v_holders text;
+    v_waited text;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -10858,26 +10919,69 @@ BEGIN
     -- runner leaves the job for this call, with a warning, and goes on to
     -- others: its lease lapses, and a later claim (SKIP LOCKED) takes it
     -- once the row is free.
+    -- The same 1 s bounds the wait for the job's table (pgjobs._hold_target),
+    -- and a page's statements give up on it after their own 200 ms: a
+    -- session holding the table (a migration's ALTER TABLE, a LOCK TABLE,
+    -- CREATE INDEX or VACUUM FULL not yet committed) may hold it for hours.
+    -- Then the job is handed back (pgjobs._table_hand_back: no attempt
+    -- counted, its place in the scope kept, due again a few seconds later,
+    -- the holder named in checkpoint.throttled); it used to keep its lease
+    -- until it lapsed, a failed attempt each time, until it failed 'lease
+    -- expired'. At the first step of every claim the holder is looked up
+    -- first (pg_locks, about 0.1 ms): while one is there the job goes back
+    -- at once, without a wait. A request of such a mode queued for the
+    -- table (an ALTER TABLE waiting behind a long query: every later
+    -- request waits behind it) counts as a holder (pgjobs._lock_queued).
+    -- (20 jobs of scopes of one table held by a
+    -- migration cost a runner 20 s of 1 s waits before they all were
+    -- handed back; 0.08 s a round after).
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
-        v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
-                            pgjobs._run_page(p_id, p_worker));
-        IF v_state NOT IN ('more', 'retry') THEN
-            RETURN NULL;
+        IF p_previous IS NULL THEN
+            SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+            v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                                  pgjobs._lock_queued(v_target));
         END IF;
-        IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
-            PERFORM set_config('lock_timeout', '1s', true);
-            PERFORM pgjobs.release(p_id, p_worker);
-            RETURN NULL;
+        IF v_holders IS NULL THEN
+            v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
+                                pgjobs._run_page(p_id, p_worker));
+            IF v_state = 'blocked' THEN
+                -- A page statement gave up on the table (its holders, below).
+                v_waited := '200 ms';
+            ELSIF v_state NOT IN ('more', 'retry') THEN
+                RETURN NULL;
+            ELSIF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
+                PERFORM set_config('lock_timeout', '1s', true);
+                PERFORM pgjobs.release(p_id, p_worker);
+                RETURN NULL;
+            ELSE
+                RETURN v_state;
+            END IF;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        -- Which lock (the job's row or its table) and who holds it.
-        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
-        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
-            USING HINT = v_problem.hint;
-        RETURN NULL;
+        v_waited := '1 s';
     END;
-    RETURN v_state;
+    IF v_holders IS NULL THEN
+        SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+        v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
+                              pgjobs._lock_queued(v_target));
+    END IF;
+    IF v_holders IS NOT NULL THEN
+        BEGIN
+            PERFORM pgjobs._table_hand_back(p_id, p_worker, v_holders, v_waited,
+                                            p_deadline IS NULL);
+            RETURN NULL;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- its row held too: as below
+        END;
+    ELSIF v_state = 'blocked' THEN
+        RETURN 'retry';  -- the holder has gone meanwhile: the page again
+    END IF;
+    -- Which lock (the job's row, or its table) and who holds it.
+    SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, coalesce(v_waited, '1 s'));
+    RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+        USING HINT = v_problem.hint;
+    RETURN NULL;
 END
 $$;
 
@@ -12297,6 +12401,100 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: _table_hand_back(bigint, text, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Job p_id (held by p_worker, the claim's identity) cannot have its table:
+-- another session holds it in a mode a page cannot work under (p_holders,
+-- pgjobs._lock_holders' words: an ALTER TABLE, LOCK TABLE, CREATE INDEX or
+-- VACUUM FULL not yet committed), after a wait of p_waited (text, '1 s',
+-- '200 ms'; NULL: not waited, the holder seen in pg_locks before the
+-- page). A migration may hold a table for minutes or hours, and the job
+-- used to keep its lease until it lapsed, counting a failed attempt each
+-- time, until it failed 'lease expired'. Instead it is handed back now (pgjobs.release: lease released,
+-- the attempt not counted, cursor kept; a pending cancel or pause takes
+-- effect), due again after a short back-off (2, 4, 8, then every 15 s while
+-- the holder stays), so runners do not re-claim it in a loop and the jobs
+-- of other tables go on. Its place in its scope's gate is kept: it started,
+-- so pgjobs._writer_may_start keeps later writers of the scope behind it.
+-- It shows as waiting: checkpoint.throttled = {"reason" (the table, the
+-- holding sessions, what to do), "since" (the spell's start), "holders",
+-- "handbacks", "until"}, what `pgjobs status`, stats and doctor show for
+-- throttling; a spell's first hand-back sends the `throttled` event and a
+-- WARNING, as does one whose holders changed, and every one when p_warn
+-- (pgjobs.run_job: its caller learns why it returned). The first page
+-- after the holder ends writes the checkpoint afresh (pgjobs._run_page).
+-- Returns false, changing nothing, when p_worker no longer holds the job.
+-- Locks: the job's row (the caller's lock_timeout applies).
+DECLARE
+    v_job pgjobs.jobs;
+    v_before jsonb;
+    v_handbacks integer;
+    v_until timestamptz;
+    v_pid text;
+    v_reason text;
+BEGIN
+    SELECT j.checkpoint -> 'throttled' INTO v_before FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF NOT coalesce(v_before ? 'holders', false) THEN
+        v_before := NULL;  -- not a lock wait's: a new spell
+    END IF;
+    IF NOT pgjobs.release(p_id, p_worker) THEN
+        RETURN false;
+    END IF;
+    v_handbacks := coalesce((v_before ->> 'handbacks')::integer, 0) + 1;
+    v_until := now() + make_interval(secs => least(15, 2 ^ least(v_handbacks, 4)));
+    v_pid := substring(p_holders FROM '^pid ([0-9]+)');
+    UPDATE pgjobs.jobs j
+       SET run_at = v_until,
+           checkpoint = coalesce(j.checkpoint, '{}'::jsonb) || jsonb_build_object('throttled',
+               jsonb_build_object(
+                   'reason', format('waits for its table %s, which %s holds (an ALTER TABLE, '
+                                    'LOCK TABLE, CREATE INDEX or VACUUM FULL not yet '
+                                    'committed?); it goes on by itself once that transaction '
+                                    'ends, nothing lost; to end it: SELECT '
+                                    'pg_terminate_backend(%s)', j.target, p_holders,
+                                    coalesce(v_pid, 'pid')),
+                   'since', coalesce(v_before -> 'since', to_jsonb(now())),
+                   'holders', p_holders,
+                   'handbacks', v_handbacks,
+                   'until', v_until)),
+           updated_at = now()
+     WHERE j.id = p_id AND j.status = 'queued'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN true;  -- canceled or paused by the release: its own event was sent
+    END IF;
+    IF v_before IS NULL THEN
+        PERFORM pgjobs._notify(v_job, 'throttled');
+    END IF;
+    IF p_warn OR v_before IS NULL OR v_before ->> 'holders' IS DISTINCT FROM p_holders THEN
+        v_reason := CASE WHEN p_waited IS NULL
+                         THEN format('its table %s is held by %s', v_job.target,
+                                     p_holders)
+                         ELSE format('waited %s for its table %s, which %s holds', p_waited,
+                                     v_job.target, p_holders) END;
+        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_reason
+            USING HINT = format('The job is handed back (no attempt counted, its place in its '
+                                'scope kept) and tried again from %s; it goes on by itself once '
+                                'that transaction commits or rolls back. If it does not end, '
+                                'end it: SELECT pg_terminate_backend(%s).', v_until,
+                                coalesce(v_pid, 'pid'));
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19351,6 +19549,13 @@ REVOKE ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) F
 GRANT ALL ON FUNCTION pgjobs._lock_holders(p_relation regclass, p_key bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _lock_queued(p_relation regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_queued(p_relation regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_queued(p_relation regclass) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _lock_scope(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -19894,6 +20099,13 @@ GRANT ALL ON FUNCTION pgjobs._submitter_identity_problem(p_role name, p_oid oid,
 
 REVOKE ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.target_registry, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

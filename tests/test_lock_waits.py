@@ -453,9 +453,17 @@ def test_a_cancel_ends_a_worker_held_behind_its_tables_lock(
 # --- the runner's page: its 200 ms waits, said ------------------------------------------
 
 PAGE_HOLDS = {
-    "create_index": ("CREATE INDEX ON user_table_rows (n)", "table"),
-    "lock_table_share": ("LOCK TABLE user_table_rows IN SHARE MODE", "table"),
     "rows_for_update": ("SELECT FROM user_table_rows WHERE table_id = 1 FOR UPDATE", "rows"),
+}
+# A page behind its table's lock (these two, which let the job read the table
+# but not write it) was retried like one behind rows, up to 1000 times; it is
+# handed back now (test_a_page_behind_its_tables_share_lock_is_handed_back,
+# tests/test_lock_handback.py).
+PAGE_TABLE_HOLDS = {
+    "create_index": ("CREATE INDEX ON user_table_rows (n)", "200 ms"),
+    "lock_table_share": ("LOCK TABLE user_table_rows IN SHARE MODE", "200 ms"),
+    # The table's read waits (pgjobs._hold_target, the step's 1 s).
+    "alter_table": ("ALTER TABLE user_table_rows ADD COLUMN extra integer", "1 s"),
 }
 
 
@@ -519,6 +527,48 @@ def test_a_page_waiting_for_a_lock_says_for_what_and_who_holds_it(
     assert status == "queued", status  # retryable: the next attempt waits again
     assert error.startswith("gave up after 1000 lock waits on one page: it waited for ")
     assert expected in error, error
+
+
+@pytest.mark.parametrize("hold", sorted(PAGE_TABLE_HOLDS))
+def test_a_page_behind_its_tables_share_lock_is_handed_back(
+        conn: Conn, make_conn: Callable[..., Conn], hold: str) -> None:
+    """A CREATE INDEX or LOCK TABLE ... SHARE not yet committed: the page
+    gives up after 200 ms and the step hands the job back at once (queued,
+    the attempt not counted, due later) with a warning naming the table's
+    holder, instead of retrying the page (the runner's whole budget) and
+    failing the attempt after 1000 waits. An ALTER TABLE: after the step's
+    1 s wait for the table, where the job was left with its lease held.
+    (Taken between two steps of one claim: a claim's first step finds the
+    holder in pg_locks and waits for nothing, tests/test_lock_handback.py.)"""
+    hold_sql, waited = PAGE_TABLE_HOLDS[hold]
+    target = make_rows_target(conn)
+    seed(conn, target, 30)
+    job_id = submit_delete(conn, target, "1")
+    runner = make_conn()
+    seen = page_warnings(runner)
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"  # the count
+    holder = make_conn(autocommit=False)
+    holder.execute("SET application_name = 'squatter'")
+    holder.execute(hold_sql)
+    pid = int(scalar(holder, "SELECT pg_backend_pid()"))
+    try:
+        assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, 'more')",
+                      (job_id, identity)) is None
+        state = conn.execute("SELECT status, attempts, lease_expires_at, run_at > now(), error,"
+                             " checkpoint -> 'throttled' ->> 'reason' FROM pgjobs.jobs"
+                             " WHERE id = %s", (job_id,)).fetchone()
+    finally:
+        holder.rollback()
+    assert state is not None
+    assert state[:5] == ("queued", 0, None, True, None), state
+    assert f"its table public.user_table_rows, which pid {pid} (role " in state[5], state
+    assert len(seen) == 1, seen
+    message, hint = seen[0]
+    assert message.startswith(f"pgjobs: job {job_id} left for now: waited {waited} for its table "
+                              f"public.user_table_rows, which pid {pid} (role "), message
+    assert "pg_terminate_backend" in hint, hint
 
 
 # --- an operator's preview ------------------------------------------------------------

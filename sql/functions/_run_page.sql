@@ -44,17 +44,19 @@ AS $$
 -- and stores an empty cursor.
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
 -- is set. A delete's call that runs the job's ANALYZE does only that (see
--- below) and returns 'more'. A lock wait beyond lock_timeout retries the
--- page later instead of failing, with a WARNING at the first wait and every
--- 100th naming what it waits for (its table and the session holding it,
--- pgjobs._lock_holders, or rows of its page) and, after 1000, fails the
--- attempt saying the same; other errors go to pgjobs.fail (retryable for
--- transient ones).
+-- below) and returns 'more'. A lock wait beyond lock_timeout on the table
+-- itself (a session holds it in a mode that blocks the page's writes,
+-- pgjobs._lock_holders) returns 'blocked', nothing changed: the caller
+-- hands the job back (pgjobs._run_step). One on rows of the page retries
+-- the page later instead of failing, with a WARNING at the first wait and
+-- every 100th naming the rows and, after 1000, fails the attempt saying
+-- the same; other errors go to pgjobs.fail (retryable for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
 -- requested meanwhile takes effect after it); the page's rows.
--- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'paused', 'failed' or
+-- Returns 'more', 'retry' (lock wait on rows), 'blocked' (on the table), 'done',
+-- 'canceled', 'paused', 'failed' or
 -- 'lost' (not the owner any more: nothing was changed).
 DECLARE
     v_job pgjobs.jobs;
@@ -119,6 +121,11 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.lease_expires_at <= now() THEN
         RETURN 'lost';
+    END IF;
+    -- A job handed back before its first call (its table held: pgjobs._table_hand_back)
+    -- has a checkpoint that holds only that note: its first call is still to come.
+    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+        v_job.checkpoint := NULL;
     END IF;
     IF v_job.cancel_requested_at IS NOT NULL THEN
         PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
@@ -848,19 +855,23 @@ BEGIN
         PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
     EXCEPTION
         WHEN lock_not_available THEN
-            -- Someone holds locks on rows of this page, or the table (a
-            -- CREATE INDEX, an ALTER TABLE not yet committed): keep the
-            -- lease, try the page again shortly; give up (retryably) after
-            -- ~1000 waits. The waits were silent, and the failure said
-            -- neither what nor who: the holder is named here, as the
-            -- runner's 'left for now' warning names it.
+            -- Someone holds locks on rows of this page: keep the lease, try
+            -- the page again shortly; give up (retryably) after ~1000 waits.
+            -- The waits were silent, and the failure said neither what nor
+            -- who: they are named here.
             v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
             v_holders := pgjobs._lock_holders(v_job.target, NULL);
-            v_detail := CASE WHEN v_holders IS NOT NULL
-                             THEN format('its table %s, which %s holds', v_job.target, v_holders)
-                             ELSE format('rows of %s in its page, which another transaction '
-                                         'holds (an UPDATE, DELETE or SELECT ... FOR UPDATE '
-                                         'not yet committed?)', v_job.target) END;
+            IF v_holders IS NOT NULL THEN
+                -- The table itself is held (a LOCK TABLE ... SHARE, a CREATE
+                -- INDEX not yet committed): as long as its holder likes, so
+                -- the caller hands the job back (pgjobs._table_hand_back)
+                -- rather than retry the page for its whole budget and fail
+                -- the attempt after 1000 waits. Nothing of the page is kept.
+                RETURN 'blocked';
+            END IF;
+            v_detail := format('rows of %s in its page, which another transaction holds (an '
+                               'UPDATE, DELETE or SELECT ... FOR UPDATE not yet committed?)',
+                               v_job.target);
             IF v_waits >= 1000 THEN
                 PERFORM pgjobs.fail(p_id, p_worker,
                     format('gave up after 1000 lock waits on one page: it waited for %s',
