@@ -9,10 +9,11 @@ import ast
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import database_name, wait_for
+from tests.support import database_name, drain_notifies, wait_for
 
 TESTS = Path(__file__).resolve().parent
 SOURCES = sorted(p for p in TESTS.rglob("*.py")
@@ -118,3 +119,15 @@ def test_wait_for_returns_the_value_and_names_what_it_waited_for() -> None:
     assert wait_for(probe, timeout=5, interval=0, tolerate=(ConnectionError,)) == 7
     with pytest.raises(ConnectionError):
         wait_for(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=5)
+
+
+def test_drain_notifies_has_what_was_sent_before_it_without_a_wait(make_conn: Any) -> None:
+    """Events a test's own statements sent are all there, with no timeout to
+    guess: a wait of 0.2 s "for the submitted event" let it through late on a
+    loaded machine (tests/test_pause.py), and a second wait then saw it."""
+    listener, sender = make_conn(), make_conn()
+    listener.execute("LISTEN pgjobs")
+    sender.execute("""SELECT pg_notify('pgjobs', '{"id": ' || g || '}')
+                      FROM generate_series(1, 3) g""")
+    assert [e["id"] for e in drain_notifies(listener, timeout=0)] == [1, 2, 3]
+    assert drain_notifies(listener, timeout=0) == []
