@@ -121,6 +121,18 @@ def test_wait_for_returns_the_value_and_names_what_it_waited_for() -> None:
         wait_for(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=5)
 
 
+def test_no_property_test_has_a_deadline() -> None:
+    """Hypothesis' default deadline (200 ms) fails an example that a loaded
+    machine paused once ("Unreliable test timings"): the suite's profiles have
+    none, so a @given without settings of its own has none either (CI's
+    profile included)."""
+    from hypothesis import settings
+
+    assert settings().deadline is None
+    assert settings.get_profile("ci").deadline is None
+    assert settings.get_profile("ci").derandomize
+
+
 def test_drain_notifies_has_what_was_sent_before_it_without_a_wait(make_conn: Any) -> None:
     """Events a test's own statements sent are all there, with no timeout to
     guess: a wait of 0.2 s "for the submitted event" let it through late on a
