@@ -143,3 +143,20 @@ def test_drain_notifies_has_what_was_sent_before_it_without_a_wait(make_conn: An
                       FROM generate_series(1, 3) g""")
     assert [e["id"] for e in drain_notifies(listener, timeout=0)] == [1, 2, 3]
     assert drain_notifies(listener, timeout=0) == []
+
+
+def test_chaos_draws_the_same_schedule_in_every_ci_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI replays one schedule of kills and faults per chaos test, as it replays
+    hypothesis' examples; an explicit PGJOBS_CHAOS_SEED still wins, and outside
+    CI each run draws a new one."""
+    from tests.chaos.support import rng
+
+    monkeypatch.delenv("PGJOBS_CHAOS_SEED", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert rng("export_kills").random() == rng("export_kills").random()
+    assert rng("export_kills").random() != rng("import_kills").random()
+    monkeypatch.setenv("PGJOBS_CHAOS_SEED", "7")
+    assert rng("export_kills").random() == rng("import_kills").random()
+    monkeypatch.delenv("PGJOBS_CHAOS_SEED")
+    monkeypatch.delenv("CI")
+    assert rng("export_kills").random() != rng("export_kills").random()
