@@ -160,3 +160,31 @@ def test_chaos_draws_the_same_schedule_in_every_ci_run(monkeypatch: pytest.Monke
     monkeypatch.delenv("PGJOBS_CHAOS_SEED")
     monkeypatch.delenv("CI")
     assert rng("export_kills").random() != rng("export_kills").random()
+
+
+def test_an_emulator_whose_port_was_taken_meanwhile_starts_on_another(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_port finds a port free now; another program may bind it before the
+    emulator does (a test cluster, a client's ephemeral port). Then the emulator
+    exits, and a connection to the port reaches the other program: the fixture
+    took that for its emulator. It starts the emulator on another port."""
+    import socket
+    import sys
+
+    from tests.support import net, storage
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1], net.free_port()])
+    monkeypatch.setattr(storage, "free_port", lambda: next(ports))
+    server = ("import socket, sys, time; s = socket.socket(); "
+              "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)")
+    proc, port = storage._serve(lambda port: [sys.executable, "-c", server, str(port)],
+                                "a server", tmp_path / "log")
+    try:
+        assert port != taken.getsockname()[1]
+        assert storage._listens(proc.pid, port)
+    finally:
+        storage._stop(proc)
+        taken.close()
