@@ -188,3 +188,28 @@ def test_an_emulator_whose_port_was_taken_meanwhile_starts_on_another(
     finally:
         storage._stop(proc)
         taken.close()
+
+
+def test_a_standby_whose_port_was_taken_meanwhile_starts_on_another(
+        cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the emulators: the standby's server found its port taken at bind
+    time, exited, and every standby test of the module failed."""
+    import socket
+
+    import psycopg
+
+    from tests.support import net, standby
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1], net.free_port()])
+    monkeypatch.setattr(standby, "free_port", lambda: next(ports))
+    server = standby.start_standby(cluster_url)
+    try:
+        assert server.port != taken.getsockname()[1]
+        with psycopg.connect(server.url, autocommit=True) as replica:
+            assert replica.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    finally:
+        server.stop()
+        taken.close()
