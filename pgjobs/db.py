@@ -205,36 +205,34 @@ def notified(conn: psycopg.Connection[Row], timeout: float) -> bool:
     return True
 
 
-DRAIN_QUIET_SECONDS = 0.02
-"""How long a wake-up waits for more of a burst before it goes on. The server
-sends a burst in pieces (each a send buffer's worth, 8 kB) about a millisecond
-apart: with no wait at all, 2,000 notifications in one statement were up to 6
-wake-ups within 3 ms (tests/test_trust_notify_flood.py failed on a quiet CI
-machine). A real wake-up is 20 ms later at most."""
-
-
-def drain(conn: psycopg.Connection[Row], quiet: float = DRAIN_QUIET_SECONDS,
-          limit: float = 0.1) -> int:
+def drain(conn: psycopg.Connection[Row], limit: float = 0.1) -> int:
     """Drop the notifications queued on ``conn``; how many. A wake-up reads one
     notification and then drains: every role that can connect may NOTIFY on
     ``pgjobs`` (``SELECT pg_notify('pgjobs', ...) FROM generate_series(1,
     100000)``: one statement), and each notification read one by one was one
     claim (a worker) or one ``CALL pgjobs.run`` (a runner), a hundred thousand
     engine calls for one statement of a role with no grants.
-    Reads what has arrived until nothing more has for ``quiet`` seconds (the
-    rest of a burst comes in pieces: :data:`DRAIN_QUIET_SECONDS`), for at most
-    ``limit`` seconds: a steady flood still lets the caller go on (one wake-up
-    per ``limit`` at most)."""
+
+    Drops what came before the reply to a statement that does nothing
+    (:data:`~pgjobs.queries.ROUND_TRIP`), again until one brings nothing new,
+    for at most ``limit`` seconds: a steady flood still lets the caller go on
+    (one wake-up per ``limit`` at most). The server sends every notification
+    committed before a statement ahead of its reply, so a burst is read whole
+    however many pieces it reaches the socket in and however late each comes.
+    Reading only what had arrived, or waiting 20 ms for more, made the count
+    of wake-ups a matter of scheduling: the server sends a burst in pieces of
+    its 8 kB send buffer, each as soon as it is given the CPU (a loaded CI
+    machine: six wake-ups for one statement).
+    ``conn`` must be an autocommit connection (a listener is), idle."""
     dropped = 0
     deadline = time.monotonic() + limit
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return dropped
-        got = len(notifications(conn, min(quiet, left)))
-        if not got:
-            return dropped
+        with translated():
+            conn.execute(queries.ROUND_TRIP)
+        got = len(notifications(conn, 0))
         dropped += got
+        if not got or time.monotonic() >= deadline:
+            return dropped
 
 
 def notifications(conn: psycopg.Connection[Row], timeout: float,

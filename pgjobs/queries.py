@@ -148,6 +148,9 @@ LISTEN = "LISTEN pgjobs"
 # name is an identifier, formatted in by pgjobs.db.listen.
 CHANNEL = "SELECT pgjobs.channel(%(target)s::regclass, %(scope)s)"
 LISTEN_CHANNEL = "LISTEN {channel}"
+# A statement that does nothing, sent for its reply: the server sends every
+# notification committed before it ahead of that reply (pgjobs.db.drain).
+ROUND_TRIP = "SELECT"
 
 # --- pgjobs ui (ui/): every read runs as the DSN's role, so the row policies of
 # pgjobs.jobs decide what the dashboard shows -----------------------------------

@@ -96,9 +96,11 @@ def test_watch_detaches_and_the_job_goes_on(rows: Conn, dsn: str) -> None:
 
 
 def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> None:
-    # 10 rows a page, at most 20 rows a second: about 5 s for the scope's ~100 rows.
+    # 10 rows a page, at most 5 rows a second: about 20 s for the scope's ~100
+    # rows, which the Ctrl-C ends after the first page or two. At 20 rows a
+    # second a machine that took 5 s to deliver the Ctrl-C saw the job end.
     child = spawn(dsn, "delete", "user_table_rows", "--scope", "1", "--yes", "--run",
-                  "--page-size", "10", "--options", '{"max_rows_per_second": 20}')
+                  "--page-size", "10", "--options", '{"max_rows_per_second": 5}')
     job_id = submitted(child)
     until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
     interrupt(child, job_id, ran_here=True)

@@ -43,8 +43,10 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 
 
 def blocked(watch: Conn, pid: int) -> bool:
-    """Wait (up to 10 s) until backend `pid` waits for a lock; False if it never does."""
-    for _ in range(200):
+    """Wait (up to 60 s: a thread's first statement on a loaded machine may take
+    seconds to reach the server) until backend `pid` waits for a lock; False if
+    it never does."""
+    for _ in range(1200):
         if scalar(watch, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity"
                          " WHERE pid = %s", (pid,)):
             return True

@@ -13,7 +13,7 @@ import pytest
 
 from pgjobs.cli.common import OPERANDS
 from pgjobs.cli.main import main
-from tests.support import job, make_rows_target, scalar, seed, submit_delete
+from tests.support import job, make_rows_target, scalar, seed, submit_delete, wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -120,7 +120,6 @@ def test_retry_of_a_reject_job_refuses_while_a_writer_is_pending(conn: Conn) -> 
 def test_foreground_import_says_it_is_paused_and_goes_on(
         conn: Conn, dsn: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import threading
-    import time
 
     from pgjobs.cli.common import Context
     from pgjobs.cli.importing import _Display, _run_here
@@ -138,13 +137,12 @@ def test_foreground_import_says_it_is_paused_and_goes_on(
         _run_here(Context(dsn, f"file://{folder}/store"), job_id, _Display(job_id), False)),
         daemon=True)
     thread.start()
-    said = ""
-    for _ in range(100):
-        said += capsys.readouterr().err
-        if "is paused" in said:
-            break
-        time.sleep(0.05)
-    assert f"job {job_id} is paused: `pgjobs resume {job_id}`" in said
+    # Until the note, not for a fixed 5 s: on a loaded machine the thread's
+    # connection and first look at the job alone took longer.
+    said: list[str] = []
+    wait_for(lambda: said.append(capsys.readouterr().err) or "is paused" in "".join(said),
+             what="the paused note")
+    assert f"job {job_id} is paused: `pgjobs resume {job_id}`" in "".join(said)
     assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
     thread.join(30)
     assert box == [0] and job(conn, job_id)["status"] == "succeeded"

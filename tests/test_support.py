@@ -9,10 +9,11 @@ import ast
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support import database_name, wait_for
+from tests.support import database_name, drain_notifies, wait_for
 
 TESTS = Path(__file__).resolve().parent
 SOURCES = sorted(p for p in TESTS.rglob("*.py")
@@ -118,3 +119,97 @@ def test_wait_for_returns_the_value_and_names_what_it_waited_for() -> None:
     assert wait_for(probe, timeout=5, interval=0, tolerate=(ConnectionError,)) == 7
     with pytest.raises(ConnectionError):
         wait_for(lambda: (_ for _ in ()).throw(ConnectionError()), timeout=5)
+
+
+def test_no_property_test_has_a_deadline() -> None:
+    """Hypothesis' default deadline (200 ms) fails an example that a loaded
+    machine paused once ("Unreliable test timings"): the suite's profiles have
+    none, so a @given without settings of its own has none either (CI's
+    profile included)."""
+    from hypothesis import settings
+
+    assert settings().deadline is None
+    assert settings.get_profile("ci").deadline is None
+    assert settings.get_profile("ci").derandomize
+
+
+def test_drain_notifies_has_what_was_sent_before_it_without_a_wait(make_conn: Any) -> None:
+    """Events a test's own statements sent are all there, with no timeout to
+    guess: a wait of 0.2 s "for the submitted event" let it through late on a
+    loaded machine (tests/test_pause.py), and a second wait then saw it."""
+    listener, sender = make_conn(), make_conn()
+    listener.execute("LISTEN pgjobs")
+    sender.execute("""SELECT pg_notify('pgjobs', '{"id": ' || g || '}')
+                      FROM generate_series(1, 3) g""")
+    assert [e["id"] for e in drain_notifies(listener, timeout=0)] == [1, 2, 3]
+    assert drain_notifies(listener, timeout=0) == []
+
+
+def test_chaos_draws_the_same_schedule_in_every_ci_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI replays one schedule of kills and faults per chaos test, as it replays
+    hypothesis' examples; an explicit PGJOBS_CHAOS_SEED still wins, and outside
+    CI each run draws a new one."""
+    from tests.chaos.support import rng
+
+    monkeypatch.delenv("PGJOBS_CHAOS_SEED", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert rng("export_kills").random() == rng("export_kills").random()
+    assert rng("export_kills").random() != rng("import_kills").random()
+    monkeypatch.setenv("PGJOBS_CHAOS_SEED", "7")
+    assert rng("export_kills").random() == rng("import_kills").random()
+    monkeypatch.delenv("PGJOBS_CHAOS_SEED")
+    monkeypatch.delenv("CI")
+    assert rng("export_kills").random() != rng("export_kills").random()
+
+
+def test_an_emulator_whose_port_was_taken_meanwhile_starts_on_another(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_port finds a port free now; another program may bind it before the
+    emulator does (a test cluster, a client's ephemeral port). Then the emulator
+    exits, and a connection to the port reaches the other program: the fixture
+    took that for its emulator. It starts the emulator on another port."""
+    import socket
+    import sys
+
+    from tests.support import net, storage
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1], net.free_port()])
+    monkeypatch.setattr(storage, "free_port", lambda: next(ports))
+    server = ("import socket, sys, time; s = socket.socket(); "
+              "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)")
+    proc, port = storage._serve(lambda port: [sys.executable, "-c", server, str(port)],
+                                "a server", tmp_path / "log")
+    try:
+        assert port != taken.getsockname()[1]
+        assert storage._listens(proc.pid, port)
+    finally:
+        storage._stop(proc)
+        taken.close()
+
+
+def test_a_standby_whose_port_was_taken_meanwhile_starts_on_another(
+        cluster_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the emulators: the standby's server found its port taken at bind
+    time, exited, and every standby test of the module failed."""
+    import socket
+
+    import psycopg
+
+    from tests.support import net, standby
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1], net.free_port()])
+    monkeypatch.setattr(standby, "free_port", lambda: next(ports))
+    server = standby.start_standby(cluster_url)
+    try:
+        assert server.port != taken.getsockname()[1]
+        with psycopg.connect(server.url, autocommit=True) as replica:
+            assert replica.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    finally:
+        server.stop()
+        taken.close()

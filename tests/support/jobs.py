@@ -63,8 +63,19 @@ def expire_lease(conn: psycopg.Connection[Any], job_id: int) -> None:
 
 def drain_notifies(conn: psycopg.Connection[Any], timeout: float = 1.0,
                    until: Any = None) -> list[dict[str, Any]]:
-    """Collect pgjobs NOTIFY payloads on a LISTENing connection."""
+    """Collect pgjobs NOTIFY payloads on a LISTENing connection: every one sent
+    before the call, then those that come within `timeout` seconds, until one
+    satisfies `until`. A round trip first: the server sends every notification
+    committed before a statement ahead of its reply, so what the test already
+    did is all there, however loaded the machine (a timeout alone once let a
+    late event through, or cut one off)."""
     events: list[dict[str, Any]] = []
+    if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("SELECT")
+    for n in conn.notifies(timeout=0):
+        events.append(json.loads(n.payload))
+        if until is not None and until(events[-1]):
+            return events
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for n in conn.notifies(timeout=max(0.01, deadline - time.monotonic()), stop_after=1):

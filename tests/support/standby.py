@@ -77,10 +77,8 @@ def start_standby(primary_url: str) -> Standby:
         shutil.chown(base_dir, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
         shutil.chown(sockets, embedded.SERVER_USER_AS_ROOT, embedded.SERVER_USER_AS_ROOT)
     primary = conninfo_to_dict(primary_url)
-    port = free_port()
-    standby = Standby(base_dir, port, make_conninfo(
-        host="127.0.0.1", port=str(port), user=str(primary.get("user", "postgres")),
-        dbname="postgres"))
+    user = str(primary.get("user", "postgres"))
+    standby = Standby(base_dir, 0, "")
     atexit.register(standby.stop)
     try:
         source = make_conninfo(host=str(primary.get("host", "127.0.0.1")),
@@ -91,11 +89,27 @@ def start_standby(primary_url: str) -> Standby:
             embedded.as_server_user([str(bindir / "pg_basebackup"), "-R", "-X", "stream",
                                      "-c", "fast", "-D", data, "-d", source]),
             check=True, capture_output=True, timeout=300)
-        options = " ".join([f"-p {port}", "-h 127.0.0.1", f"-k {sockets}"]
-                           + [f"-c {k}={v}" for k, v in _SETTINGS.items()])
-        subprocess.run(standby._pg_ctl("-o", options, "-l", os.path.join(base_dir, "log"),
-                                       "-w", "-t", "120", "start"),
-                       check=True, capture_output=True, timeout=180)
+        log = os.path.join(base_dir, "log")
+        for attempt in range(5):
+            # A port found free is free only until another program binds it
+            # (a test cluster, a client's ephemeral port): the server then
+            # says so in its log and exits, and another port is tried.
+            standby.port = free_port()
+            standby.url = make_conninfo(host="127.0.0.1", port=str(standby.port), user=user,
+                                        dbname="postgres")
+            options = " ".join([f"-p {standby.port}", "-h 127.0.0.1", f"-k {sockets}"]
+                               + [f"-c {k}={v}" for k, v in _SETTINGS.items()])
+            logged = os.path.getsize(log) if os.path.exists(log) else 0
+            started = subprocess.run(standby._pg_ctl("-o", options, "-l", log, "-w", "-t", "120",
+                                                     "start"),
+                                     capture_output=True, timeout=180)
+            if started.returncode == 0:
+                break
+            with open(log, errors="replace") as text:
+                text.seek(logged)
+                taken = "could not bind" in text.read()
+            if not taken or attempt == 4:
+                started.check_returncode()
         deadline = time.monotonic() + 60
         with psycopg.connect(primary_url, autocommit=True) as conn:
             while not conn.execute(

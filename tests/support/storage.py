@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -71,18 +71,67 @@ def azurite_binary() -> str | None:
     return str(candidate) if os.access(candidate, os.X_OK) else None
 
 
+class _Exited(RuntimeError):
+    """The server exited before it listened (its port taken meanwhile, say)."""
+
+
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (Linux's
+    /proc); None where /proc cannot tell."""
+    try:
+        fds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in table:
+        fields = line.split()
+        if (fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
+                and f"socket:[{fields[9]}]" in fds):
+            return True
+    return False
+
+
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], what: str,
                     log: Path, timeout: float = 60.0) -> None:
+    """Until ``proc`` itself listens on ``port``: a connection that succeeds
+    may reach another program that took the port first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: "
-                               f"{log.read_text(errors='replace')[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
+            raise _Exited(f"{what} exited with {proc.returncode}: "
+                          f"{log.read_text(errors='replace')[-2000:]}")
+        ours = _listens(proc.pid, port)
+        if ours:
+            return
+        if ours is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout} s")
+
+
+def _serve(command: Callable[[int], list[str]], what: str,
+           log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server on a free port, and on another if it exits first: a port
+    found free is only free until some other program binds it (a test cluster,
+    a client's ephemeral port) before this server does. The server's log goes
+    to ``log``."""
+    for attempt in range(5):
+        port = free_port()
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            _wait_listening(port, proc, what, log)
+        except _Exited:
+            if attempt == 4:
+                raise
+            continue
+        except BaseException:
+            _stop(proc)
+            raise
+        return proc, port
+    raise AssertionError("unreachable")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -104,15 +153,11 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.skip("Azurite is not installed here (npm install azurite; CI installs it)")
     workdir = tmp_path_factory.mktemp("azurite")
-    port = free_port()
-    log = workdir / "azurite.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
-             str(workdir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-            stdout=out, stderr=subprocess.STDOUT)
+    proc, port = _serve(lambda port: [
+        binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+        str(workdir), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        "azurite", workdir / "azurite.log")
     try:
-        _wait_listening(port, proc, "azurite", log)
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
@@ -170,14 +215,10 @@ def gcs_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if importlib.util.find_spec("gcp_storage_emulator") is None:
         pytest.skip("gcp-storage-emulator is not installed here (it is in the dev extra)")
     workdir = tmp_path_factory.mktemp("gcs")
-    port = free_port()
-    log = workdir / "gcs.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--in-memory"], stdout=out, stderr=subprocess.STDOUT)
+    proc, port = _serve(lambda port: [
+        sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+        "--port", str(port), "--in-memory"], "gcp-storage-emulator", workdir / "gcs.log")
     try:
-        _wait_listening(port, proc, "gcp-storage-emulator", log)
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
