@@ -4201,11 +4201,23 @@ BEGIN
     IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
         RETURN NULL;
     END IF;
-    -- The name as written, each character outside printable ASCII shown as
-    -- its code point: "sta<U+200B>tus" and "status" look the same in print.
+    -- Both names, the one meant and the one written, each character outside
+    -- printable ASCII (and the quote that delimits them) shown as its code
+    -- point: "sta<U+200B>tus" and "status" look the same in print. The name
+    -- meant comes from the rows: printed raw, a key with an invisible
+    -- character read exactly like the name written, and one with a newline
+    -- or quote could write lines of its own into the hint.
     RETURN format('Did you mean document field "%s", not "%s"? ',
-                  array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
-                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 THEN c.ch
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
+                                          THEN c.ch
+                                          ELSE format('<U+%s>',
+                                                      upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
+                                     END, '' ORDER BY c.n)
+                     FROM regexp_split_to_table(
+                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                              '') WITH ORDINALITY AS c(ch, n)),
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
+                                          THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)
@@ -10714,10 +10726,11 @@ BEGIN
             -- The waits were silent, and the failure said neither what nor
             -- who: they are named here.
             v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
-            v_holders := pgjobs._lock_holders(v_job.target, NULL);
+            v_holders := pgjobs._table_holders(v_job.target, true);
             IF v_holders IS NOT NULL THEN
                 -- The table itself is held (a LOCK TABLE ... SHARE, a CREATE
-                -- INDEX not yet committed): as long as its holder likes, so
+                -- INDEX not yet committed; or one of its partitions, or such
+                -- a request is queued): as long as its holder likes, so
                 -- the caller hands the job back (pgjobs._table_hand_back)
                 -- rather than retry the page for its whole budget and fail
                 -- the attempt after 1000 waits. Nothing of the page is kept.
@@ -10939,8 +10952,7 @@ BEGIN
     BEGIN
         IF p_previous IS NULL THEN
             SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-            v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
-                                  pgjobs._lock_queued(v_target));
+            v_holders := pgjobs._table_holders(v_target, false);
         END IF;
         IF v_holders IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
@@ -10962,9 +10974,9 @@ BEGIN
         v_waited := '1 s';
     END;
     IF v_holders IS NULL THEN
+        -- After a wait: a partition held counts too (pgjobs._table_holders).
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
-                              pgjobs._lock_queued(v_target));
+        v_holders := pgjobs._table_holders(v_target, true);
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
@@ -12497,6 +12509,67 @@ $$;
 ALTER FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _table_holders(regclass, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._table_holders(p_target regclass, p_partitions boolean) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Who keeps a page of a job on p_target from its table: the sessions that
+-- hold p_target in a mode that conflicts with a page's
+-- (pgjobs._lock_holders), else those whose request of such a mode is queued
+-- (pgjobs._lock_queued); with p_partitions, else the same on any partition
+-- of p_target at any depth (named: '... (on its partition P)'). NULL when
+-- none. p_partitions is for a look-up after a page actually waited: a
+-- page's statements lock the leaves they touch, so a CREATE INDEX, LOCK
+-- TABLE or ALTER TABLE of one leaf held the page while the parent's
+-- look-up found nobody, and the page was retried like one behind rows (the
+-- runner's whole budget, the attempt failed after 1000 waits). A claim's
+-- look-up before any wait leaves the partitions out: a leaf held may be one
+-- the job's scope does not touch. The leaves from pg_inherits, whose look-up
+-- locks nothing (pg_partition_tree would wait for a leaf being altered).
+-- Locks nothing.
+DECLARE
+    v_holders text;
+    v_rel oid;
+BEGIN
+    v_holders := coalesce(pgjobs._lock_holders(p_target, NULL), pgjobs._lock_queued(p_target));
+    IF v_holders IS NOT NULL OR NOT p_partitions THEN
+        RETURN v_holders;
+    END IF;
+    FOR v_rel IN
+        WITH RECURSIVE tree (relid) AS (
+            SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = p_target
+            UNION
+            SELECT i.inhrelid FROM tree t
+              JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid)
+        SELECT DISTINCT l.relation FROM pg_catalog.pg_locks l
+         WHERE l.locktype = 'relation' AND l.pid <> pg_backend_pid()
+           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = current_database())
+           AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                          'AccessExclusiveLock')
+           AND l.relation IN (SELECT t.relid FROM tree t)
+         ORDER BY l.relation
+    LOOP
+        v_holders := coalesce(pgjobs._lock_holders(v_rel::regclass, NULL),
+                              pgjobs._lock_queued(v_rel::regclass));
+        IF v_holders IS NOT NULL THEN
+            RETURN format('%s (on its partition %s)', v_holders, v_rel::regclass);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._table_holders(p_target regclass, p_partitions boolean) OWNER TO SUPERUSER;
+
+--
 -- Name: _target(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12812,6 +12885,14 @@ BEGIN
             coalesce(v_deadline - extract(epoch FROM clock_timestamp()), 0.25))));
     END IF;
     SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
+    -- A job handed back before its first page (its table held:
+    -- pgjobs._table_hand_back) has a checkpoint that holds only that note:
+    -- not started, as pgjobs._run_page reads it. Taken for a started job,
+    -- a rate limit's page_size went into it here, and the first page then
+    -- took {"page_size"} for a cursor: no count (total NULL), no strategy.
+    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+        v_job.checkpoint := NULL;
+    END IF;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.cancel_requested_at IS NOT NULL OR v_job.pause_requested_at IS NOT NULL
        OR v_job.checkpoint IS NULL
@@ -20106,6 +20187,13 @@ GRANT ALL ON FUNCTION pgjobs._submitter_problem(p_job pgjobs.jobs, p_reg pgjobs.
 
 REVOKE ALL ON FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._table_hand_back(p_id bigint, p_worker text, p_holders text, p_waited text, p_warn boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _table_holders(p_target regclass, p_partitions boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._table_holders(p_target regclass, p_partitions boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._table_holders(p_target regclass, p_partitions boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _target(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

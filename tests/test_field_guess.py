@@ -46,6 +46,11 @@ SLIPS = [
 ]
 
 
+def plain(name: str) -> str:
+    """A name as a hint prints it: outside printable ASCII (and the quote), code points."""
+    return "".join(c if " " <= c <= "~" and c != '"' else f"<U+{ord(c):04X}>" for c in name)
+
+
 @pytest.fixture
 def rows(conn: Conn) -> Conn:
     make_rows_target(conn)
@@ -76,7 +81,7 @@ def test_the_hint_names_the_field_meant(rows: Conn, kind: str, written: str, mea
     for filter_ in ({written: {"$ne": "keep"}},
                     {"$or": [{"status": "gone"}, {"$not": {written: None}}]}):
         hint = refusal(rows, kind, filter_).diag.message_hint or ""
-        assert f'Did you mean document field "{meant}", not "{shown}"?' in hint, hint
+        assert f'Did you mean document field "{plain(meant)}", not "{shown}"?' in hint, hint
         assert "allow_unknown_fields" in hint
 
 
@@ -106,3 +111,27 @@ def test_a_deferred_check_names_the_field_meant(rows: Conn) -> None:
     assert row["status"] == "failed", row
     assert 'Did you mean document field "status", not "sta<U+200B>tus"?' in row["error"]
     assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 7") == 1
+
+
+# (a key of the rows, how the hint must show it): the name meant comes from
+# the rows, and was printed raw: a key with an invisible character read exactly
+# like the name written ('Did you mean "status", not "status"?'), and a newline
+# or a quote in one wrote lines or quotes of its own into the hint.
+ROW_KEYS = [
+    ("sta\u200btus", "sta<U+200B>tus", "status"),
+    ("stat\nus", "stat<U+000A>us", "statxus"),
+    ('sta"tus', "sta<U+0022>tus", "status"),
+    ("stat\u001bus", "stat<U+001B>us", "statxus"),
+]
+
+
+@pytest.mark.parametrize(("key", "shown", "written"), ROW_KEYS, ids=[k[1] for k in ROW_KEYS])
+def test_the_field_meant_is_shown_as_plainly_as_the_one_written(
+        conn: Conn, key: str, shown: str, written: str) -> None:
+    make_rows_target(conn)
+    conn.execute("INSERT INTO user_table_rows (table_id, n, label, data) "
+                 "SELECT 1, g, 'x', jsonb_build_object(%s::text, 1) FROM generate_series(1, 5) g",
+                 (key,))
+    hint = refusal(conn, "delete", {written: 1}).diag.message_hint or ""
+    assert f'Did you mean document field "{shown}", not "{written}"?' in hint, hint
+    assert "\n" not in hint and "\u200b" not in hint and "\u001b" not in hint, hint

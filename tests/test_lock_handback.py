@@ -398,3 +398,100 @@ def test_an_alter_table_queued_behind_a_long_query_hands_the_job_back_too(
     state = row(conn, job_id)
     assert state["status"] == "succeeded" and state["attempts"] == 1, state
     assert state["done"] == want, (state, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_rate_limited_job_handed_back_before_its_first_page_still_counts_its_rows(
+        conn: Conn, make_conn: Callable[..., Conn], kind: str) -> None:
+    """A job handed back at its claim's look-up, before its first page, has a
+    checkpoint that holds only the note. pgjobs._throttle took that for a
+    started job: with max_rows_per_second it wrote page_size into it, and the
+    first page then took {"page_size"} for a cursor: no count (total stayed
+    NULL: no progress, no ETA), no strategy chosen. The first step after the
+    holder ends counts the rows as any first step does."""
+    target = make_rows_target(conn)
+    seed(conn, target, 6000)
+    options = {"max_rows_per_second": 500}
+    if kind == "delete":
+        job_id = submit_delete(conn, target, "1", options=options)
+    else:
+        job_id = submit_backfill(conn, target, "1", {}, {"label": "set"}, options)
+    want = expected_rows(conn, job_id)
+    holder, pid = hold(make_conn, HOLDS["share"])
+    runner = make_conn()
+    warnings_of(runner)
+    try:
+        runner.execute("CALL pgjobs.run('5 seconds')")
+        assert_handed_back(conn, job_id, pid)
+        due_now(conn, job_id)
+    finally:
+        holder.rollback()
+    identity = scalar(runner, "SELECT (pgjobs._claim_id(%s, 'w')).worker", (job_id,))
+    assert scalar(runner, "SELECT pgjobs._run_step(%s, %s, NULL, NULL)",
+                  (job_id, identity)) == "more"
+    got = conn.execute("SELECT done, total, checkpoint FROM pgjobs.jobs WHERE id = %s",
+                       (job_id,)).fetchone()
+    assert got is not None
+    done, total, checkpoint = got
+    assert done == 0 and total == want, got  # the first step counts, nothing else
+    assert checkpoint.get("strategy") in ("range", "collect") and "throttled" not in checkpoint, got
+
+
+PARTITION_HOLDS = {
+    "create_index": "CREATE INDEX ON {leaf} (n)",
+    "lock_share": "LOCK TABLE {leaf} IN SHARE MODE",
+    "alter_table": "ALTER TABLE {leaf} ADD CONSTRAINT c CHECK (n > -1) NOT VALID",
+}
+
+
+@pytest.mark.parametrize("hold_name", sorted(PARTITION_HOLDS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_job_behind_a_partition_of_its_table_is_handed_back(
+        conn: Conn, make_conn: Callable[..., Conn], kind: str, hold_name: str) -> None:
+    """A partitioned target whose leaf holding the scope another session
+    holds (an operator's CREATE INDEX or ALTER TABLE on one partition): the
+    page waits on the leaf, and the look-up on the parent found nobody, so
+    the page was retried like one behind rows: the runner's whole budget
+    each run, the holder unnamed, the attempt failed after 1000 waits. It is
+    handed back like a job behind the table itself, the leaf and the holder
+    named; it finishes once the holder ends."""
+    from tests.test_partitioned import make_partitioned
+
+    target = make_partitioned(conn, "hash")
+    leaf = scalar(conn, "SELECT tableoid::regclass::text FROM user_table_rows"
+                        " WHERE table_id = 1 LIMIT 1")
+    job_id = submit(conn, kind, target)
+    want = expected_rows(conn, job_id)
+    holder, pid = hold(make_conn, PARTITION_HOLDS[hold_name].format(leaf=leaf))
+    runner = make_conn()
+    seen = warnings_of(runner)
+    try:
+        runner.execute("CALL pgjobs.run('60 seconds')")  # returns at the hand-back
+        state = assert_handed_back(conn, job_id, pid)
+        assert f"(on its partition public.{leaf})" in state["throttled"]["reason"], state
+        assert seen and f"pid {pid} (role " in seen[0][0], seen
+    finally:
+        holder.rollback()
+    due_now(conn, job_id)
+    runner.execute("CALL pgjobs.run('30 seconds')")
+    state = row(conn, job_id)
+    assert state["status"] == "succeeded" and state["attempts"] == 1, state
+    assert state["done"] == want and state["throttled"] is None, (state, want)
+
+
+def test_a_partition_held_that_the_scope_does_not_touch_holds_nothing(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """The other side: a leaf of another scope held (LIST by scope) does not
+    hand the job back; it runs to the end."""
+    from tests.test_partitioned import make_partitioned
+
+    target = make_partitioned(conn, "list")
+    job_id = submit(conn, "delete", target)
+    want = expected_rows(conn, job_id)
+    holder, _ = hold(make_conn, "LOCK TABLE rows_2 IN ACCESS EXCLUSIVE MODE")
+    try:
+        make_conn().execute("CALL pgjobs.run('30 seconds')")
+        state = row(conn, job_id)
+    finally:
+        holder.rollback()
+    assert state["status"] == "succeeded" and state["done"] == want, state

@@ -92,11 +92,23 @@ BEGIN
     IF v_best IS NULL OR v_best = v_parts[cardinality(v_parts)] THEN
         RETURN NULL;
     END IF;
-    -- The name as written, each character outside printable ASCII shown as
-    -- its code point: "sta<U+200B>tus" and "status" look the same in print.
+    -- Both names, the one meant and the one written, each character outside
+    -- printable ASCII (and the quote that delimits them) shown as its code
+    -- point: "sta<U+200B>tus" and "status" look the same in print. The name
+    -- meant comes from the rows: printed raw, a key with an invisible
+    -- character read exactly like the name written, and one with a newline
+    -- or quote could write lines of its own into the hint.
     RETURN format('Did you mean document field "%s", not "%s"? ',
-                  array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
-                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 THEN c.ch
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
+                                          THEN c.ch
+                                          ELSE format('<U+%s>',
+                                                      upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
+                                     END, '' ORDER BY c.n)
+                     FROM regexp_split_to_table(
+                              array_to_string(v_parts[1:cardinality(v_parts) - 1] || v_best, '.'),
+                              '') WITH ORDINALITY AS c(ch, n)),
+                  (SELECT string_agg(CASE WHEN ascii(c.ch) BETWEEN 32 AND 126 AND c.ch <> '"'
+                                          THEN c.ch
                                           ELSE format('<U+%s>',
                                                       upper(lpad(to_hex(ascii(c.ch)), 4, '0')))
                                      END, '' ORDER BY c.n)

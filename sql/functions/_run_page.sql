@@ -860,10 +860,11 @@ BEGIN
             -- The waits were silent, and the failure said neither what nor
             -- who: they are named here.
             v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
-            v_holders := pgjobs._lock_holders(v_job.target, NULL);
+            v_holders := pgjobs._table_holders(v_job.target, true);
             IF v_holders IS NOT NULL THEN
                 -- The table itself is held (a LOCK TABLE ... SHARE, a CREATE
-                -- INDEX not yet committed): as long as its holder likes, so
+                -- INDEX not yet committed; or one of its partitions, or such
+                -- a request is queued): as long as its holder likes, so
                 -- the caller hands the job back (pgjobs._table_hand_back)
                 -- rather than retry the page for its whole budget and fail
                 -- the attempt after 1000 waits. Nothing of the page is kept.

@@ -61,8 +61,7 @@ BEGIN
     BEGIN
         IF p_previous IS NULL THEN
             SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-            v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
-                                  pgjobs._lock_queued(v_target));
+            v_holders := pgjobs._table_holders(v_target, false);
         END IF;
         IF v_holders IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
@@ -84,9 +83,9 @@ BEGIN
         v_waited := '1 s';
     END;
     IF v_holders IS NULL THEN
+        -- After a wait: a partition held counts too (pgjobs._table_holders).
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
-        v_holders := coalesce(pgjobs._lock_holders(v_target, NULL),
-                              pgjobs._lock_queued(v_target));
+        v_holders := pgjobs._table_holders(v_target, true);
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
