@@ -54,6 +54,26 @@ def parts_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return ran
 
 
+def parts_wait_after_the_first(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """From now on, every part but the first to start waits (60 s at most) for
+    the event returned: a test's step that must find the export running."""
+    go_on = threading.Event()
+    lock = threading.Lock()
+    started: list[int] = []
+    start = parallel.PartExporter._start
+
+    def held(self: parallel.PartExporter) -> Outcome:
+        with lock:
+            first = not started
+            started.append(self.part)
+        if not first:
+            go_on.wait(60)
+        return start(self)
+
+    monkeypatch.setattr(parallel.PartExporter, "_start", held)
+    return go_on
+
+
 def stamp(uri: str) -> tuple[Any, ...]:
     """What changes when an object is written again: inode and mtime (file://), the
     ETag and modification time (object stores)."""
@@ -179,12 +199,19 @@ def test_retry_after_a_cancel_exports_again_what_the_cancel_removed(
     make_items(conn, rows=900)
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.1")
+    # The parts after the first wait for the cancel: the export must still be
+    # running when it comes. Slow parts alone left that to scheduling, and on
+    # a loaded CI machine the whole export ended first (cancel returned false).
+    canceled = parts_wait_after_the_first(monkeypatch)
     box: list[Outcome] = []
     thread = threading.Thread(target=lambda: box.append(run_export(dsn, job_id, local_dir)))
     thread.start()
-    wait_for(lambda: any(p["status"] == "succeeded" for p in part_rows(conn, job_id)),
-             what="a part to succeed")
-    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
+    try:
+        wait_for(lambda: any(p["status"] == "succeeded" for p in part_rows(conn, job_id)),
+                 what="a part to succeed")
+        assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
+    finally:
+        canceled.set()
     thread.join(timeout=60)
     assert box[0].status == "canceled"
     assert leftovers(local_dir, set()) == []  # the succeeded part's object went too
