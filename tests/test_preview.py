@@ -69,11 +69,28 @@ def test_preview_is_what_the_delete_does(rows: Conn, filter_: dict[str, Any],
 
 
 def test_the_predicate_is_the_one_a_submit_stores(rows: Conn) -> None:
-    with rows.transaction():
-        seen = preview(rows, "01", {"k": {"$in": [1, 2]}}, ["5"])
-        job_id = scalar(rows, """SELECT pgjobs.submit_delete('user_table_rows', '01',
-                                 '{"k": {"$in": [1, 2]}}', '{5}')""")
-        stored = scalar(rows, "SELECT predicate FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    """"Submitted now" is one snapshot: the predicate's cutoff names the
+    snapshot's next transaction ID and its running ones, and transaction IDs
+    are the cluster's, so in READ COMMITTED any commit anywhere between the
+    two statements (a pg_cron tick of another database) moves them. A
+    REPEATABLE READ transaction gives the preview and the submit the same
+    snapshot; it refuses with 40001 (and the hint to submit again) when a
+    transaction of that snapshot ended between them, and then the pair is
+    taken again."""
+    for attempt in range(20):
+        try:
+            with rows.transaction():
+                rows.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                seen = preview(rows, "01", {"k": {"$in": [1, 2]}}, ["5"])
+                job_id = scalar(rows, """SELECT pgjobs.submit_delete('user_table_rows', '01',
+                                         '{"k": {"$in": [1, 2]}}', '{5}')""")
+                stored = scalar(rows, "SELECT predicate FROM pgjobs.jobs WHERE id = %s",
+                                (job_id,))
+            break
+        except psycopg.errors.SerializationFailure:
+            continue
+    else:
+        pytest.fail("20 REPEATABLE READ attempts in a row refused with 40001")
     assert seen["predicate"] == stored
     assert seen["scope"] == "1" and seen["kind"] == "delete"
 
