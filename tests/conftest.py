@@ -4,7 +4,9 @@ once into a template database, and a fresh copy of it for every test.
 Helpers live in tests/support/ (`from tests.support import who, job, scalar,
 wait_for, build_target, ...`). Set PGJOBS_TEST_URL (a server URL whose user may
 CREATE DATABASE) to run the suite against an existing server instead of a
-throwaway one.
+throwaway one. Set PGJOBS_TEST_NOISE=1 to run it beside transaction-ID burning,
+ANALYZE/VACUUM of the test databases and busy cores (tests/support/noise.py):
+the way to find tests that pass only on a quiet machine.
 """
 
 from __future__ import annotations
@@ -53,6 +55,21 @@ def cluster_url() -> Iterator[str]:
         yield cluster.url()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_noise(request: pytest.FixtureRequest) -> Iterator[None]:
+    """PGJOBS_TEST_NOISE: the noise of a busy machine and cluster for the whole
+    session (tests/support/noise.py); nothing when unset (and no server
+    started for it)."""
+    from tests.support.noise import kinds, noise
+
+    wanted = kinds(os.environ.get("PGJOBS_TEST_NOISE"))
+    if not wanted:
+        yield
+        return
+    with noise(request.getfixturevalue("cluster_url"), wanted):
+        yield
 
 
 @pytest.fixture(scope="session")
