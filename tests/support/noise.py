@@ -12,8 +12,8 @@ in thousands of runs. ``PGJOBS_TEST_NOISE`` makes it happen all the time:
 * ``xids``: a session of the ``postgres`` database commits a transaction with
   an ID (``SELECT txid_current()``) in a loop;
 * ``analyze``: a session goes round every test database (``pgjobs_test_*``),
-  running ``ANALYZE`` and ``VACUUM`` of the whole database, one transaction a
-  time, as autovacuum would;
+  running ``ANALYZE`` and ``VACUUM`` of each table autovacuum may process
+  (not those with ``autovacuum_enabled = false``), as autovacuum would;
 * ``cpu``: two processes spinning on the cores.
 
 ``PGJOBS_TEST_NOISE=1`` (or ``all``) starts all three; a comma list starts
@@ -81,6 +81,18 @@ def _burn_xids(cluster_url: str) -> object:
     return step
 
 
+_TABLES = """
+SELECT c.oid::regclass::text
+  FROM pg_catalog.pg_class c
+ WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+   AND coalesce((SELECT o.option_value FROM pg_catalog.pg_options_to_table(c.reloptions) o
+                  WHERE o.option_name = 'autovacuum_enabled'), 'on')::boolean
+ ORDER BY random()
+"""
+"""What autovacuum may ANALYZE and VACUUM: every table but temporary ones and
+those a test set `autovacuum_enabled = false` on (it says nobody else does)."""
+
+
 def _analyze_databases(cluster_url: str) -> object:
     def step(stop: threading.Event) -> None:
         with psycopg.connect(cluster_url, autocommit=True) as admin:
@@ -93,11 +105,16 @@ def _analyze_databases(cluster_url: str) -> object:
             try:
                 with psycopg.connect(with_database(cluster_url, name), autocommit=True,
                                      connect_timeout=5) as conn:
-                    conn.execute("SET lock_timeout = '200ms'")
-                    conn.execute("ANALYZE")
-                    conn.execute("VACUUM")
+                    tables = ", ".join(table for table, in conn.execute(_TABLES).fetchall())
+                    # One statement over every table, as vacuumdb or an
+                    # autovacuum worker's round: pg_stat_activity shows one
+                    # transaction from its start to its end (the horizon of
+                    # pgjobs._cutoff_clause), and each table analyzed and
+                    # vacuumed in its own transaction meanwhile.
+                    conn.execute(f"ANALYZE (SKIP_LOCKED) {tables}")  # type: ignore[arg-type]
+                    conn.execute(f"VACUUM (SKIP_LOCKED) {tables}")  # type: ignore[arg-type]
             except psycopg.Error:
-                continue  # dropped meanwhile, or a table locked: the next one
+                continue  # the database was dropped meanwhile: the next one
         stop.wait(0.02)
     return step
 
