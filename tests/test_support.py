@@ -213,3 +213,40 @@ def test_a_standby_whose_port_was_taken_meanwhile_starts_on_another(
     finally:
         server.stop()
         taken.close()
+
+
+@pytest.mark.parametrize("holder", ["a socket", "another cluster"])
+def test_a_test_cluster_whose_port_was_taken_meanwhile_starts_on_another(
+        cluster_url: str, monkeypatch: pytest.MonkeyPatch, holder: str) -> None:
+    """The throwaway cluster's port is found free, then bound by the server a
+    moment later: another test run's cluster on the machine may take it first.
+    The server exited (the whole session failed to start), or, while it was
+    still starting, the other cluster answered on the port and was taken for
+    it. It starts on another port, and is its own."""
+    import socket
+
+    import psycopg
+    import testing.common.database
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.support import net
+    from tests.support.pgcluster import start_test_cluster
+
+    taken = socket.socket()
+    if holder == "a socket":
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+    else:
+        port = int(conninfo_to_dict(cluster_url)["port"])
+    ports = iter([port, net.free_port()])
+    monkeypatch.setattr(testing.common.database, "get_unused_port", lambda: next(ports))
+    cluster = start_test_cluster()
+    try:
+        assert cluster.settings["port"] != port
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        assert row is not None and row[0].startswith(cluster.base_dir)
+    finally:
+        cluster.stop()
+        taken.close()
