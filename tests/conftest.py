@@ -12,6 +12,7 @@ the way to find tests that pass only on a quiet machine.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +40,7 @@ settings.register_profile("ci", parent=settings.get_profile("pgjobs"), derandomi
 settings.load_profile("ci" if os.environ.get("CI") else "pgjobs")
 
 TEMPLATE = database_name("template")
+_BODY_THREADS = pytest.StashKey[set[threading.Thread]]()
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +72,30 @@ def session_noise(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     with noise(request.getfixturevalue("cluster_url"), wanted):
         yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """PGJOBS_TEST_NOISE=threads: note the threads the test body starts."""
+    before = set(threading.enumerate())
+    try:
+        return (yield)
+    finally:
+        item.stash[_BODY_THREADS] = set(threading.enumerate()) - before
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """... and fail it when one is still alive after its teardown."""
+    result = yield
+    from tests.support.noise import kinds, leftover_threads
+
+    started = item.stash.get(_BODY_THREADS, set())
+    if started and "threads" in kinds(os.environ.get("PGJOBS_TEST_NOISE")):
+        left = leftover_threads(started)
+        if left:
+            pytest.fail(f"threads the test started are still alive after its teardown: {left}")
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -250,3 +250,35 @@ def test_a_test_cluster_whose_port_was_taken_meanwhile_starts_on_another(
     finally:
         cluster.stop()
         taken.close()
+
+
+def test_the_noise_switch_names_its_kinds() -> None:
+    """PGJOBS_TEST_NOISE: off unless set; 1 is every kind; a typo is an error,
+    never a quiet run without noise."""
+    from tests.support.noise import KINDS, kinds
+
+    assert kinds(None) == kinds("") == kinds("0") == set()
+    assert kinds("1") == kinds("all") == set(KINDS)
+    assert kinds("xids, analyze") == {"xids", "analyze"}
+    with pytest.raises(ValueError, match="xid"):
+        kinds("xid")
+
+
+def test_a_thread_left_running_by_a_test_is_named() -> None:
+    """PGJOBS_TEST_NOISE=threads: a thread of a test body still alive after
+    its teardown is noise for the next test (its commits move the cluster's
+    transaction IDs); one that ends within the grace is not."""
+    import threading
+
+    from tests.support.noise import leftover_threads
+
+    stop = threading.Event()
+    left = threading.Thread(target=stop.wait, name="left-running", daemon=True)
+    ending = threading.Thread(target=lambda: None, name="ending")
+    left.start()
+    ending.start()
+    try:
+        assert leftover_threads({left, ending}, grace=0.5) == ["left-running"]
+    finally:
+        stop.set()
+        left.join()

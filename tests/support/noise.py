@@ -14,9 +14,11 @@ in thousands of runs. ``PGJOBS_TEST_NOISE`` makes it happen all the time:
 * ``analyze``: a session goes round every test database (``pgjobs_test_*``),
   running ``ANALYZE`` and ``VACUUM`` of each table autovacuum may process
   (not those with ``autovacuum_enabled = false``), as autovacuum would;
-* ``cpu``: two processes spinning on the cores.
+* ``cpu``: two processes spinning on the cores;
+* ``threads``: a test whose body started a thread still alive 10 s after its
+  teardown fails (a leftover worker of one test is noise for the next).
 
-``PGJOBS_TEST_NOISE=1`` (or ``all``) starts all three; a comma list starts
+``PGJOBS_TEST_NOISE=1`` (or ``all``) starts all four; a comma list starts
 some (``xids,analyze``). Off by default.
 """
 
@@ -26,6 +28,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,7 +36,7 @@ import psycopg
 
 from tests.support.databases import with_database
 
-KINDS = ("xids", "analyze", "cpu")
+KINDS = ("xids", "analyze", "cpu", "threads")
 CPU_SPINNERS = 2
 
 
@@ -143,3 +146,14 @@ def noise(cluster_url: str, wanted: set[str]) -> Iterator[list[_Loop]]:
         for spinner in spinners:
             spinner.kill()
             spinner.wait()
+
+
+def leftover_threads(started: set[threading.Thread], grace: float = 10.0) -> list[str]:
+    """Threads a test body started that are still alive after its teardown,
+    given `grace` seconds to end (a thread still running a job or a statement
+    of an earlier test is noise for the next test: its commits move the
+    cluster's transaction IDs, its job takes runners)."""
+    deadline = time.monotonic() + grace
+    for thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sorted(thread.name for thread in started if thread.is_alive())
