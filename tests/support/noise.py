@@ -85,15 +85,20 @@ def _burn_xids(cluster_url: str) -> object:
 
 
 _TABLES = """
-SELECT c.oid::regclass::text
+SELECT c.oid::regclass::text,
+       NOT EXISTS (SELECT FROM pg_catalog.pg_options_to_table(c.reloptions) o
+                    WHERE o.option_name IN ('autovacuum_vacuum_threshold',
+                                            'autovacuum_vacuum_insert_threshold'))
   FROM pg_catalog.pg_class c
  WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
    AND coalesce((SELECT o.option_value FROM pg_catalog.pg_options_to_table(c.reloptions) o
                   WHERE o.option_name = 'autovacuum_enabled'), 'on')::boolean
  ORDER BY random()
 """
-"""What autovacuum may ANALYZE and VACUUM: every table but temporary ones and
-those a test set `autovacuum_enabled = false` on (it says nobody else does)."""
+"""What autovacuum may ANALYZE: every table but temporary ones and those a test
+set `autovacuum_enabled = false` on (it says nobody else does); and whether
+to VACUUM it too: not a table whose vacuum thresholds a test set (it waits
+for autovacuum's own VACUUM there, which a VACUUM of the noise pre-empts)."""
 
 
 def _analyze_databases(cluster_url: str) -> object:
@@ -108,14 +113,16 @@ def _analyze_databases(cluster_url: str) -> object:
             try:
                 with psycopg.connect(with_database(cluster_url, name), autocommit=True,
                                      connect_timeout=5) as conn:
-                    tables = ", ".join(table for table, in conn.execute(_TABLES).fetchall())
+                    found = conn.execute(_TABLES).fetchall()
+                    tables = ", ".join(table for table, _ in found)
+                    vacuumed = ", ".join(table for table, vacuum in found if vacuum)
                     # One statement over every table, as vacuumdb or an
                     # autovacuum worker's round: pg_stat_activity shows one
                     # transaction from its start to its end (the horizon of
                     # pgjobs._cutoff_clause), and each table analyzed and
                     # vacuumed in its own transaction meanwhile.
                     conn.execute(f"ANALYZE (SKIP_LOCKED) {tables}")  # type: ignore[arg-type]
-                    conn.execute(f"VACUUM (SKIP_LOCKED) {tables}")  # type: ignore[arg-type]
+                    conn.execute(f"VACUUM (SKIP_LOCKED) {vacuumed}")  # type: ignore[arg-type]
             except psycopg.Error:
                 continue  # the database was dropped meanwhile: the next one
         stop.wait(0.02)
