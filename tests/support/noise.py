@@ -13,7 +13,8 @@ in thousands of runs. ``PGJOBS_TEST_NOISE`` makes it happen all the time:
   an ID (``SELECT txid_current()``) in a loop;
 * ``analyze``: a session goes round every test database (``pgjobs_test_*``),
   running ``ANALYZE`` and ``VACUUM`` of each table autovacuum may process
-  (not those with ``autovacuum_enabled = false``), as autovacuum would;
+  (not those with ``autovacuum_enabled = false``; no ``VACUUM`` where a test
+  set the vacuum thresholds to bring autovacuum itself), as autovacuum would;
 * ``cpu``: two processes spinning on the cores;
 * ``threads``: a test whose body started a thread still alive 10 s after its
   teardown fails (a leftover worker of one test is noise for the next).
