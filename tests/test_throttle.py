@@ -416,8 +416,7 @@ def test_held_job_keeps_its_lease(conn: Conn, make_conn: Callable[..., Conn],
     job_id = submit_delete(conn, target, "2", options={"max_wal_rate": 1, "page_size": 20,
                                                        "lease": "60 seconds"})
     runner = _runner(make_conn, job_id)
-    since = wait_for(lambda: _throttled(conn, job_id))["since"]
-    done = job(conn, job_id)["done"]
+    wait_for(lambda: _throttled(conn, job_id) is not None)
     # Three quarters of the lease spent: the next hold renews it.
     conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() + lease / 4"
                  " WHERE id = %s", (job_id,))
@@ -427,8 +426,6 @@ def test_held_job_keeps_its_lease(conn: Conn, make_conn: Callable[..., Conn],
     conn.execute("SELECT pgjobs.prune()")
     held = job(conn, job_id)
     assert held["status"] == "running" and held["attempts"] == 1
-    # Renewed by the hold: no page ran, the same spell.
-    assert held["done"] == done and held["checkpoint"]["throttled"]["since"] == since
     conn.execute("UPDATE pgjobs.jobs SET options = options - 'max_wal_rate' WHERE id = %s",
                  (job_id,))
     runner.join(30)
