@@ -4,12 +4,15 @@ once into a template database, and a fresh copy of it for every test.
 Helpers live in tests/support/ (`from tests.support import who, job, scalar,
 wait_for, build_target, ...`). Set PGJOBS_TEST_URL (a server URL whose user may
 CREATE DATABASE) to run the suite against an existing server instead of a
-throwaway one.
+throwaway one. Set PGJOBS_TEST_NOISE=1 to run it beside transaction-ID burning,
+ANALYZE/VACUUM of the test databases and busy cores (tests/support/noise.py):
+the way to find tests that pass only on a quiet machine.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +40,7 @@ settings.register_profile("ci", parent=settings.get_profile("pgjobs"), derandomi
 settings.load_profile("ci" if os.environ.get("CI") else "pgjobs")
 
 TEMPLATE = database_name("template")
+_BODY_THREADS = pytest.StashKey[set[threading.Thread]]()
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +57,45 @@ def cluster_url() -> Iterator[str]:
         yield cluster.url()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_noise(request: pytest.FixtureRequest) -> Iterator[None]:
+    """PGJOBS_TEST_NOISE: the noise of a busy machine and cluster for the whole
+    session (tests/support/noise.py); nothing when unset (and no server
+    started for it)."""
+    from tests.support.noise import kinds, noise
+
+    wanted = kinds(os.environ.get("PGJOBS_TEST_NOISE"))
+    if not wanted:
+        yield
+        return
+    with noise(request.getfixturevalue("cluster_url"), wanted):
+        yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """PGJOBS_TEST_NOISE=threads: note the threads the test body starts."""
+    before = set(threading.enumerate())
+    try:
+        return (yield)
+    finally:
+        item.stash[_BODY_THREADS] = set(threading.enumerate()) - before
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """... and fail it when one is still alive after its teardown."""
+    result = yield
+    from tests.support.noise import kinds, leftover_threads
+
+    started = item.stash.get(_BODY_THREADS, set())
+    if started and "threads" in kinds(os.environ.get("PGJOBS_TEST_NOISE")):
+        left = leftover_threads(started)
+        if left:
+            pytest.fail(f"threads the test started are still alive after its teardown: {left}")
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import job, make_target, scalar
+from tests.support import drain_notifies, job, make_target, scalar
 
 Conn = psycopg.Connection[Any]
 
@@ -68,7 +68,7 @@ def test_last_two_items_finishing_at_once_end_the_job_once(make_conn: Any) -> No
     assert out == [True]
     parent = job(watch, job_id)
     assert (parent["status"], parent["done"]) == ("succeeded", 2)
-    finals = [json.loads(n.payload)["event"] for n in watch.notifies(timeout=0.5)]
+    finals = [e["event"] for e in drain_notifies(watch)]
     assert finals.count("succeeded") == 1
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from tests.support import job, make_target, scalar
+from tests.support import drain_notifies, job, make_target, scalar
 
 Conn = psycopg.Connection[Any]
 
@@ -129,7 +129,7 @@ def test_eight_workers_twenty_thousand_items_exact(dsn: str, conn: Conn) -> None
     assert stored == outcome
     assert scalar(conn, "SELECT count(*) FROM pgjobs.job_items WHERE attempts > 3") == 0
     # Events: progress (throttled) and exactly one final event; none per item.
-    events = [json.loads(n.payload) for n in conn.notifies(timeout=1.0, stop_after=100_000)]
+    events = drain_notifies(conn)
     mine = [e for e in events if e["id"] == job_id]
     assert [e["event"] for e in mine if e["event"] not in ("progress",)] == ["started",
                                                                               "failed"]

@@ -213,3 +213,91 @@ def test_a_standby_whose_port_was_taken_meanwhile_starts_on_another(
     finally:
         server.stop()
         taken.close()
+
+
+@pytest.mark.parametrize("holder", ["a socket", "another cluster"])
+def test_a_test_cluster_whose_port_was_taken_meanwhile_starts_on_another(
+        cluster_url: str, monkeypatch: pytest.MonkeyPatch, holder: str) -> None:
+    """The throwaway cluster's port is found free, then bound by the server a
+    moment later: another test run's cluster on the machine may take it first.
+    The server exited (the whole session failed to start), or, while it was
+    still starting, the other cluster answered on the port and was taken for
+    it. It starts on another port, and is its own."""
+    import socket
+
+    import psycopg
+    import testing.common.database
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.support import net
+    from tests.support.pgcluster import start_test_cluster
+
+    taken = socket.socket()
+    if holder == "a socket":
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+    else:
+        port = int(conninfo_to_dict(cluster_url)["port"])
+    ports = iter([port, net.free_port()])
+    monkeypatch.setattr(testing.common.database, "get_unused_port", lambda: next(ports))
+    cluster = start_test_cluster()
+    try:
+        assert cluster.settings["port"] != port
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        assert row is not None and row[0].startswith(cluster.base_dir)
+    finally:
+        cluster.stop()
+        taken.close()
+
+
+def test_the_noise_switch_names_its_kinds() -> None:
+    """PGJOBS_TEST_NOISE: off unless set; 1 is every kind; a typo is an error,
+    never a quiet run without noise."""
+    from tests.support.noise import KINDS, kinds
+
+    assert kinds(None) == kinds("") == kinds("0") == set()
+    assert kinds("1") == kinds("all") == set(KINDS)
+    assert kinds("xids, analyze") == {"xids", "analyze"}
+    with pytest.raises(ValueError, match="xid"):
+        kinds("xid")
+
+
+def test_a_thread_left_running_by_a_test_is_named() -> None:
+    """PGJOBS_TEST_NOISE=threads: a thread of a test body still alive after
+    its teardown is noise for the next test (its commits move the cluster's
+    transaction IDs); one that ends within the grace is not."""
+    import threading
+
+    from tests.support.noise import leftover_threads
+
+    stop = threading.Event()
+    left = threading.Thread(target=stop.wait, name="left-running", daemon=True)
+    ending = threading.Thread(target=lambda: None, name="ending")
+    left.start()
+    ending.start()
+    try:
+        assert leftover_threads({left, ending}, grace=0.5) == ["left-running"]
+    finally:
+        stop.set()
+        left.join()
+
+
+def test_events_are_read_after_a_round_trip() -> None:
+    """A test reads the events it counts with drain_notifies (a round trip
+    first, so everything its statements sent is there), or waits for one
+    event (`stop_after=1`); reading `notifies(timeout=...)` alone counted what
+    had arrived by then, and a loaded machine delivers late (d4e14b1)."""
+    found = []
+    for path in SOURCES:
+        if "support" in path.relative_to(TESTS).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "notifies"):
+                stop_after = [k.value for k in node.keywords if k.arg == "stop_after"]
+                if not (stop_after and isinstance(stop_after[0], ast.Constant)
+                        and stop_after[0].value == 1):
+                    found.append(f"{_name(path)}:{node.lineno} counts notifies() within a timeout")
+    assert found == []

@@ -5,6 +5,12 @@ on 127.0.0.1 (free port, own socket directory) tuned for tests (no fsync) with
 pg_cron preloaded when installed, and removes it at ``stop()`` or at interpreter
 exit, whichever comes first.
 
+A port found free is free only at that moment: another test run's cluster (two
+engineers, or CI, on one machine) can bind it before this server does. The
+server then exits ("Address already in use") and is started again on another
+port; and it is taken as up only when the server answering on the port is this
+one (its data directory), never another cluster that holds the port.
+
 PostgreSQL refuses to run as root. testing.postgresql runs ``initdb`` and
 ``postgres`` itself, so as root it is handed two generated wrapper scripts that
 give the base directory to the ``postgres`` system user and exec the real binary
@@ -23,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import testing.postgresql
 
 from pgjobs import embedded
@@ -44,6 +51,8 @@ _SERVER_SETTINGS = {
 """``postgres -c`` settings: values must not contain spaces (testing.postgresql splits
 ``postgres_args`` on whitespace)."""
 _INITDB_ARGS = "-U postgres -A trust -E UTF8 --no-locale --no-sync"
+PORT_TRIES = 5
+"""Starts on a new port when the one found free was bound by someone else first."""
 
 
 class TestCluster(testing.postgresql.Postgresql):  # type: ignore[misc]
@@ -55,6 +64,7 @@ class TestCluster(testing.postgresql.Postgresql):  # type: ignore[misc]
     def __init__(self, *, owns_base_dir: bool, wrapper_dir: str | None, **kwargs: Any):
         self._owns_base_dir = owns_base_dir
         self._wrapper_dir = wrapper_dir
+        self._starting = False
         super().__init__(**kwargs)
 
     def initialize(self) -> None:
@@ -62,6 +72,37 @@ class TestCluster(testing.postgresql.Postgresql):  # type: ignore[misc]
         # We created base_dir ourselves (so wrappers could name it); let the base
         # class remove it on cleanup as if it had made it.
         self._use_tmpdir = self._owns_base_dir
+
+    def start(self) -> None:
+        """Start the server; again on another port while the port it was given
+        was taken before the server bound it."""
+        owns = self._use_tmpdir
+        # A failed try must not remove the cluster, nor the wrappers.
+        self._use_tmpdir, self._starting = False, True
+        try:
+            for attempt in range(PORT_TRIES):
+                try:
+                    super().start()
+                    return
+                except RuntimeError:
+                    if attempt + 1 == PORT_TRIES or not _lost_its_port(self.read_bootlog()):
+                        raise
+                    self.settings["port"] = None  # prestart() finds another
+        finally:
+            self._use_tmpdir, self._starting = owns, False
+
+    def is_server_available(self) -> bool:
+        """Up when the server answering on the port is this one: another
+        cluster holding the port (trust authentication too) answers as well,
+        while this server is still starting, then failing to bind it."""
+        try:
+            with psycopg.connect(host="127.0.0.1", port=self.settings["port"], user="postgres",
+                                 dbname="template1", connect_timeout=5) as conn:
+                row = conn.execute("SHOW data_directory").fetchone()
+        except psycopg.Error:
+            return False
+        ours = os.path.realpath(os.path.join(self.base_dir, "data"))
+        return row is not None and os.path.realpath(str(row[0])) == ours
 
     def url(self, **kwargs: Any) -> str:
         kwargs.setdefault("database", "postgres")
@@ -73,9 +114,14 @@ class TestCluster(testing.postgresql.Postgresql):  # type: ignore[misc]
 
     def cleanup(self) -> None:
         super().cleanup()
-        if self.child_process is None and self._wrapper_dir:
+        if self.child_process is None and self._wrapper_dir and not self._starting:
             shutil.rmtree(self._wrapper_dir, ignore_errors=True)
             self._wrapper_dir = None
+
+
+def _lost_its_port(bootlog: str) -> bool:
+    """Whether the server exited because its port was taken."""
+    return "Address already in use" in bootlog or "could not create any TCP/IP sockets" in bootlog
 
 
 def _wrapper(directory: str, name: str, binary: Path, base_dir: str) -> str:
