@@ -1058,8 +1058,9 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 -- finished, failed when its submitter lost a right since the submit
 -- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
--- a writing job of its scope must run first), 55P03 (its target locked past
--- the wait of its deferred typo guard: the job stays queued). Locks: the job row.
+-- a writing job of its scope must run first). Reads nothing of the target:
+-- a deferred typo guard is the job's first page's (pgjobs._run_page).
+-- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -1101,15 +1102,6 @@ BEGIN
         -- Failed instead of started: its submitter lost a right
         -- (pgjobs._may_start_attempt); the job as it ended.
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
-        IF v_job.status = 'queued' THEN
-            -- Left queued: its deferred typo guard could not read the target
-            -- within 200 ms (pgjobs._unchecked_fields_problem).
-            RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
-                p_id, v_job.target USING ERRCODE = '55P03',
-                HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '
-                       'or VACUUM FULL of the table?); find it with pg_blocking_pids(). '
-                       'pgjobs run picks the job up on its own.';
-        END IF;
     END IF;
     RETURN v_job;
 END
@@ -7101,10 +7093,15 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
 -- scope submitted after it wrote rows before (pgjobs._import_after), nor
--- an attempt of a delete, backfill or export submitted on a scope
--- without rows whose document paths no row of the scope has now, asked
--- until one judgment against rows clears them
--- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
+-- an attempt of an export submitted on a scope without rows whose document
+-- paths no row of the scope has now, asked until one judgment against rows
+-- clears them (pgjobs._unchecked_fields_problem: the typo guard, deferred).
+-- A delete's or backfill's deferred guard is not judged here but by its
+-- page (pgjobs._run_page), before the page reads a row: judged inside the
+-- claim, a missing path on a 1M-row scope walked the whole bound (0.3-1 s a
+-- job) while the claim held every job row it had picked and its runner, and
+-- a claim that failed one job picked the next and judged that too (one
+-- claim of limit 1 took 3.4 s over 5 such jobs: bench/typo_guard.py).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -7112,7 +7109,8 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- heartbeat_item or complete_item). Returns false then, and the caller
 -- hands nothing of the job out. Returns false too, changing nothing, when
 -- the deferred typo guard could not get its target within 200 ms: the job
--- stays queued (a caller that picks again leaves out what it picked).
+-- stays queued (a caller that picks again leaves out what it picked): an
+-- export only.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -7149,21 +7147,20 @@ BEGIN
         END IF;
     END IF;
     IF v_message IS NULL
-       AND p_job.kind IN ('delete', 'backfill', 'export')
+       AND p_job.kind = 'export'
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
         -- then (pgjobs._judge_fields). Rows dated before the cutoff
-        -- may have arrived since (an import ahead of the job in the gate),
-        -- and a misspelt field would select every one of them: judged now,
-        -- against the scope as it is, before the job reads a row. Every
-        -- attempt until a judgment against rows clears the list: it was
-        -- asked at the first attempt only, so a scope still empty then
-        -- counted as judged, and an attempt after a crash (or the rest of
-        -- the first, pgjobs._run_page) read rows that came later unjudged. Only the kinds
-        -- whose submit writes the list (and whose target's trust was just
-        -- judged): a custom kind's payload is its client's, and judging
-        -- paths on its target would run that target's code for whoever
-        -- claims it.
+        -- may have arrived since, and a misspelt field would select every
+        -- one of them: judged now, against the scope as it is, before the
+        -- export reads a row (its worker reads chunks with no page of the
+        -- engine's in between). Every attempt until a judgment against
+        -- rows clears the list: it was asked at the first attempt only, so
+        -- a scope still empty then counted as judged. A delete or backfill
+        -- is judged by its page instead (above). Only the kind whose submit
+        -- writes the list (and whose target's trust was just judged): a
+        -- custom kind's payload is its client's, and judging paths on its
+        -- target would run that target's code for whoever claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
@@ -10070,12 +10067,18 @@ BEGIN
     -- The deferred typo guard while it is pending (payload unchecked_fields:
     -- the scope had no row at the submit, nor at any judgment since), in
     -- this page's transaction, the table held, before the page reads a row.
-    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
-    -- a claim on a scope still empty let rows that came after it (a restore
-    -- while the job ran, or after its runner died) be read unjudged. A
-    -- scope still empty costs one probe of (scope, key); the first judgment
-    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
-    -- job judged at its claim pays nothing here.
+    -- Only here: the claim leaves it to the page (pgjobs._may_start_attempt),
+    -- as a missing path on a large scope walks pgjobs.field_check_rows rows
+    -- (0.3-1 s at 1M) and the claim held every job it had picked, and its
+    -- runner, that long. Judged at every page until a judgment against
+    -- rows clears the list (pgjobs._unchecked_fields_problem), so rows that
+    -- come after an attempt began on a scope still empty (a restore while
+    -- the job ran, or after its runner died) are judged too; a scope still
+    -- empty costs one probe of (scope, key). A walk that could not read the
+    -- target within its 200 ms (an index of it held: the table's own
+    -- holders were looked for before this page, pgjobs._run_step) returns
+    -- 'blocked', nothing read or changed: it used to go on with the page,
+    -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
         SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
         IF v_unjudged.message IS NOT NULL THEN
@@ -10083,6 +10086,8 @@ BEGIN
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
             DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
             RETURN 'failed';
+        ELSIF v_unjudged.hint IS NOT NULL THEN
+            RETURN 'blocked';
         END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
@@ -11238,9 +11243,10 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or any attempt of a job whose deferred typo guard is still
+-- backfill, or any attempt of an export whose deferred typo guard is still
 -- pending (payload unchecked_fields), whose check also reads the job itself
--- (its scope's imports, its unchecked paths): never shared.
+-- (its scope's imports, its unchecked paths): never shared. (A delete's or
+-- backfill's deferred guard is its first page's: pgjobs._run_page.)
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -11261,7 +11267,7 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
-        -- A first attempt of a delete or backfill, or of a job with a
+        -- A first attempt of a delete or backfill, or of an export with a
         -- deferred typo guard, is also judged on what is its own
         -- (pgjobs._may_start_attempt: an import of its scope after it, the
         -- paths its submit could not judge): its key names it, so
@@ -11272,7 +11278,7 @@ BEGIN
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
                                               AND v_job.kind IN ('delete', 'backfill'))
-                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                             OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
@@ -13377,20 +13383,22 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- scope still has no row (the list stays: the job's next claim or page
 -- judges it again, so neither a crash after this transaction nor rows that
 -- arrive later skip it); only a hint when the target
--- could not be read in time (below: judge it at a later claim). The rule and the bound are
+-- could not be read in time (below: judge it later). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
--- which have checked that the job's target is
+-- pgjobs._may_start_attempt (at the claim of an export) and
+-- pgjobs._run_page (at a page of a delete or backfill: their claim does
+-- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- shared table fail every other tenant's job on a new scope. (A page returns
+-- 'blocked' then, nothing read.) Locks: the target, ACCESS SHARE (a read);
 -- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
@@ -17631,7 +17639,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 if its table stays locked past the 200 ms its first attempt''s deferred typo guard waits (the job stays queued).';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

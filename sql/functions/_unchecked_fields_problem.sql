@@ -20,20 +20,22 @@ AS $$
 -- scope still has no row (the list stays: the job's next claim or page
 -- judges it again, so neither a crash after this transaction nor rows that
 -- arrive later skip it); only a hint when the target
--- could not be read in time (below: judge it at a later claim). The rule and the bound are
+-- could not be read in time (below: judge it later). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
--- which have checked that the job's target is
+-- pgjobs._may_start_attempt (at the claim of an export) and
+-- pgjobs._run_page (at a page of a delete or backfill: their claim does
+-- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- shared table fail every other tenant's job on a new scope. (A page returns
+-- 'blocked' then, nothing read.) Locks: the target, ACCESS SHARE (a read);
 -- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
