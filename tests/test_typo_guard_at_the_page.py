@@ -14,11 +14,15 @@ path fails the job before any row changes, however the job was claimed,
 paused, handed back or re-claimed. An export keeps its check at the claim
 (its worker reads chunks with no engine page in between).
 
+The walk itself is bounded per page: 100,000 rows a call, the place kept in
+the payload (`unchecked_walk`), pages that change nothing until it ends; one
+page walked it whole (0.4-1.1 s at 1M rows, the job's row and table held).
+
 And a page whose judgment could not read the target (its 200 ms lock wait)
 went on with the page, the paths unjudged: it now returns 'blocked'.
 
 Synchronised on locks and state, never on time: a hook around
-pgjobs._unknown_fields (the walk) counts its calls and can wait on an
+pgjobs._unknown_fields_from (the walk) counts its calls and can wait on an
 advisory lock the test holds.
 """
 
@@ -39,7 +43,7 @@ Conn = psycopg.Connection[Any]
 EMPTY = "99"
 OLD = "2001-01-01T00:00:00Z"
 GATE = 4242  # the advisory lock the hooked walk takes when asked to
-SIGNATURE = "pgjobs.target_registry, text, text[]"
+SIGNATURE = "pgjobs.target_registry, text, text[], text, bigint, bigint"
 TYPOS = [
     {"stauts": {"$ne": "keep"}},
     {"stauts": None},
@@ -55,12 +59,12 @@ def rows(conn: Conn) -> Iterator[Conn]:
     seed(conn, target, 30)
     # The walk, hooked: counts its calls in the session (test.walks) and,
     # while test.gate is on, first waits for advisory lock GATE.
-    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields({SIGNATURE}) "
+    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
                  "RENAME TO _unknown_fields_walk")
     conn.execute(f"""
-        CREATE FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope text,
-            p_paths text[], OUT p_unknown text[], OUT p_complete boolean,
-            OUT p_rows_read bigint)
+        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
+            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
+            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
         LANGUAGE plpgsql AS $$
         BEGIN
             PERFORM set_config('test.walks', (coalesce(nullif(current_setting('test.walks',
@@ -68,8 +72,9 @@ def rows(conn: Conn) -> Iterator[Conn]:
             IF current_setting('test.gate', true) = 'on' THEN
                 PERFORM pg_advisory_xact_lock({GATE});
             END IF;
-            SELECT * INTO p_unknown, p_complete, p_rows_read
-              FROM pgjobs._unknown_fields_walk(p_reg, p_scope, p_paths);
+            SELECT * INTO p_missing, p_rows_read, p_last, p_state
+              FROM pgjobs._unknown_fields_walk(p_reg, p_scope, p_paths, p_after, p_read,
+                                               p_budget);
         END $$""")
     yield conn
 
@@ -194,9 +199,10 @@ def test_a_judgment_that_cannot_read_the_table_reads_no_row(rows: Conn, kind: st
     # unjudged, and the page after its first deleted or changed every row.
     typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
     arrive(rows)
-    rows.execute("""CREATE OR REPLACE FUNCTION pgjobs._unknown_fields(p_reg
-        pgjobs.target_registry, p_scope text, p_paths text[], OUT p_unknown text[],
-        OUT p_complete boolean, OUT p_rows_read bigint) LANGUAGE plpgsql AS $$
+    rows.execute("""CREATE OR REPLACE FUNCTION pgjobs._unknown_fields_from(p_reg
+        pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint,
+        p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text,
+        OUT p_state text) LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'held' USING ERRCODE = '55P03'; END $$""")
     [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
                                (kind,)).fetchall()
@@ -264,3 +270,75 @@ def test_a_judgment_in_progress_holds_no_other_jobs_claim(rows: Conn, make_conn:
     assert "error" not in outcome, outcome
     assert outcome["page"] == "failed"
     untouched(rows, typo)
+
+
+BIG = 250_000  # rows: a walk of more than two pages' 100,000
+
+
+def fill(conn: Conn, count: int = BIG, last: str = "{}") -> None:
+    """`count` rows of scope EMPTY without the misspelt field (the last one's
+    document: `last`), dated before every job's cutoff."""
+    conn.execute("INSERT INTO user_table_rows (table_id, n, label, data, created_at) "
+                 "SELECT %s::int, 1, 'keep', CASE WHEN g = %s THEN %s::jsonb "
+                 "ELSE '{\"status\": \"keep\"}' END, %s::timestamptz "
+                 "FROM generate_series(1, %s) g", (EMPTY, count, last, OLD, count))
+    conn.execute("ANALYZE user_table_rows")
+
+
+def unchanged(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s::int "
+                            "AND label = 'keep'", (EMPTY,)))
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_long_walk_is_spread_over_pages_that_change_nothing(rows: Conn, kind: str) -> None:
+    # The whole walk in one page: 0.4-1.1 s on a 1M-row scope, the job's row
+    # and table held all along (bench/typo_guard.py).
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}}, options={"page_size": 50_000})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    states, walked = [], []
+    while (state := scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker))) == "more":
+        states.append(state)
+        walked.append(job(rows, typo)["payload"]["unchecked_walk"]["rows"])
+        assert unchanged(rows) == BIG and job(rows, typo)["checkpoint"] is None
+    assert state == "failed" and len(states) == 2, states
+    assert walked == sorted(walked) and walked[0] <= 200_000 and walked[-1] < BIG, walked
+    row = job(rows, typo)
+    assert row["done"] == 0 and '"stauts"' in row["error"], row
+    assert unchanged(rows) == BIG
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_path_the_walk_meets_late_clears_the_job_which_then_runs(rows: Conn,
+                                                                   kind: str) -> None:
+    right = submit(rows, kind, {"rare": 1}, options={"page_size": 50_000})
+    fill(rows, last='{"rare": 1}')
+    rows.execute("CALL pgjobs.run_job(%s)", (right,))
+    row = job(rows, right)
+    assert (row["status"], row["done"]) == ("succeeded", 1), row
+    assert "unchecked_fields" not in row["payload"] and "unchecked_walk" not in row["payload"]
+    assert unchanged(rows) == BIG - 1
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_walk_paused_or_handed_back_goes_on_where_it_was(rows: Conn, kind: str) -> None:
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}}, options={"page_size": 50_000})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "more"
+    first = job(rows, typo)["payload"]["unchecked_walk"]
+    rows.execute("SELECT pgjobs.pause(%s)", (typo,))
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "paused"
+    rows.execute("SELECT pgjobs.resume(%s)", (typo,))
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "more"
+    assert job(rows, typo)["payload"]["unchecked_walk"]["rows"] > first["rows"]
+    assert scalar(rows, "SELECT pgjobs.release(%s, %s)", (typo, worker)) is True
+    rows.execute("CALL pgjobs.run('1 minute')")
+    row = job(rows, typo)
+    assert row["status"] == "failed" and row["done"] == 0 and '"stauts"' in row["error"], row
+    assert unchanged(rows) == BIG

@@ -211,7 +211,9 @@ BEGIN
     -- rows clears the list (pgjobs._unchecked_fields_problem), so rows that
     -- come after an attempt began on a scope still empty (a restore while
     -- the job ran, or after its runner died) are judged too; a scope still
-    -- empty costs one probe of (scope, key). A walk that could not read the
+    -- empty costs one probe of (scope, key). A call walks at most 100,000
+    -- rows (pgjobs._unchecked_fields_problem) and returns 'more' while the
+    -- walk goes on, having read no row for the page. A walk that could not read the
     -- target within its 200 ms (an index of it held: the table's own
     -- holders were looked for before this page, pgjobs._run_step) returns
     -- 'blocked', nothing read or changed: it used to go on with the page,
@@ -225,6 +227,10 @@ BEGIN
             RETURN 'failed';
         ELSIF v_unjudged.hint IS NOT NULL THEN
             RETURN 'blocked';
+        ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
+            -- The walk read its 100,000 rows for this call and goes on at the
+            -- next (the place kept in the payload): no page before it ends.
+            RETURN 'more';
         END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);

@@ -40,6 +40,8 @@ AS $$
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
+    v_walk jsonb;
+    v_unknown text[];
     v_paths text[];
     v_error text;
     v_state text;
@@ -54,7 +56,19 @@ BEGIN
     -- fail the claim, and every later one that picks the job: the job fails
     -- instead, closed, naming it. Only a job with such paths pays the block.
     BEGIN
-        SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+        -- A delete's or backfill's page walks at most 100,000 rows a call,
+        -- the place reached kept in the payload (unchecked_walk: {"after",
+        -- "rows"}) for its next page: a missing path on a 1M-row scope made
+        -- one page of 0.4-1.1 s, holding the job's row (a cancel or pause
+        -- waited) and its table (an ALTER TABLE queued behind it held every
+        -- later reader). An export's claim walks it whole, as before.
+        v_walk := p_job.payload -> 'unchecked_walk';
+        SELECT * INTO v_check
+          FROM pgjobs._unknown_fields_from(v_reg, p_job.scope, v_paths,
+                   CASE WHEN jsonb_typeof(v_walk) = 'object' THEN v_walk ->> 'after' END,
+                   CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
+                        THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
+                   CASE WHEN p_job.kind IN ('delete', 'backfill') THEN 100000 END);
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
@@ -71,29 +85,46 @@ BEGIN
                 'the option {"allow_unknown_fields": true} if its fields are right.';
         RETURN;
     END;
-    IF cardinality(v_check.p_unknown) = 0 THEN
+    IF v_check.p_state = 'budget' THEN
+        -- Not judged yet: the paths still unseen and the place reached, for
+        -- the next page (which reads no row before the walk ends).
+        UPDATE pgjobs.jobs j
+           SET payload = j.payload || jsonb_build_object(
+                   'unchecked_fields', to_jsonb(ARRAY(
+                       SELECT u.p FROM unnest(v_paths) WITH ORDINALITY AS u(p, o)
+                        WHERE u.p = ANY (v_check.p_missing) ORDER BY u.o)),
+                   'unchecked_walk', jsonb_build_object('after', v_check.p_last,
+                                                        'rows', v_check.p_rows_read))
+         WHERE j.id = p_job.id;
+        RETURN;
+    END IF;
+    IF v_check.p_state = 'seen' OR v_check.p_rows_read = 0 THEN
         IF v_check.p_rows_read > 0 THEN
             -- Judged against rows, every path in one: the job is cleared, in
             -- the transaction that judged it. A scope still empty leaves the
             -- list in place, for the next claim or page to judge.
-            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields'
+            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields' - 'unchecked_walk'
              WHERE j.id = p_job.id;
         END IF;
         RETURN;
     END IF;
+    -- Unseen at the end of the scope or past the bound: unknown, each once,
+    -- in the order the job lists them.
+    v_unknown := ARRAY(SELECT u.p FROM unnest(v_paths) WITH ORDINALITY AS u(p, o)
+                        WHERE u.p = ANY (v_check.p_missing) ORDER BY u.o);
     message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
                       'scope %s has; the scope had no rows when the job was submitted, so its '
                       'fields are judged at its start, before it reads a row',
                       p_job.id, p_job.kind,
                       array_to_string(ARRAY(SELECT format('"%s"', u)
-                                              FROM unnest(v_check.p_unknown) u), ', '),
-                      CASE WHEN v_check.p_complete THEN 'no row'
+                                              FROM unnest(v_unknown) u), ', '),
+                      CASE WHEN v_check.p_state <> 'bound' THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
     -- The field it probably meant, as the submit's refusal names it.
     SELECT g.guess
       INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+      FROM unnest(v_unknown) WITH ORDINALITY AS x(u, n),
            LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
      WHERE g.guess IS NOT NULL
      ORDER BY x.n
