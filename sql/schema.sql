@@ -13477,6 +13477,12 @@ BEGIN
         END IF;
         RETURN;
     END IF;
+    -- Judged, and failed: the walk's place goes, so that a retry (the rows
+    -- fixed meanwhile) walks the scope from its start again rather than
+    -- from where this walk ended.
+    IF p_job.payload ? 'unchecked_walk' THEN
+        UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_walk' WHERE j.id = p_job.id;
+    END IF;
     -- Unseen at the end of the scope or past the bound: unknown, each once,
     -- in the order the job lists them.
     v_unknown := ARRAY(SELECT u.p FROM unnest(v_paths) WITH ORDINALITY AS u(p, o)

@@ -342,3 +342,20 @@ def test_a_walk_paused_or_handed_back_goes_on_where_it_was(rows: Conn, kind: str
     row = job(rows, typo)
     assert row["status"] == "failed" and row["done"] == 0 and '"stauts"' in row["error"], row
     assert unchanged(rows) == BIG
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_retry_after_the_rows_were_fixed_walks_from_the_start(rows: Conn, kind: str) -> None:
+    # The failed walk's place stayed in the payload, and the retry's walk went
+    # on from there: the field added to the scope's first row was never read.
+    typo = submit(rows, kind, {"stauts": "x"}, options={"page_size": 50_000})
+    fill(rows)
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    assert job(rows, typo)["status"] == "failed"
+    assert "unchecked_walk" not in job(rows, typo)["payload"]
+    rows.execute("UPDATE user_table_rows SET data = '{\"stauts\": \"x\"}' WHERE id = "
+                 "(SELECT min(id) FROM user_table_rows WHERE table_id = %s::int)", (EMPTY,))
+    rows.execute("SELECT pgjobs.retry(%s)", (typo,))
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    row = job(rows, typo)
+    assert (row["status"], row["done"]) == ("succeeded", 1), row
