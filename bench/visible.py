@@ -18,7 +18,10 @@ every measure alike; p50 and p99 of the client's round trip:
 
 1. no delete pending: ``pgjobs.visible`` against the unmasked keyset page
    (``SELECT to_jsonb(t) ... WHERE table_id = 1 AND id > $1 ORDER BY id
-   LIMIT 100``, prepared by psycopg) -- the goal is <= 1.2x;
+   LIMIT 100``, prepared by psycopg) -- the goal is <= 1.2x; and the floor
+   of any function that builds the page per call: the same text as
+   ``pgjobs.visible`` runs, through ``EXECUTE`` in a pinned PL/pgSQL
+   function with no check at all (``dynamic page, no checks``);
 2. a whole-scope delete of the scope queued (no runner), with ``--new`` rows
    inserted into the scope after its submit (the rows a reader still sees):
    ``pgjobs.visible``, and the masked query pgjobs ran before the short cut
@@ -79,6 +82,23 @@ SELECT g,
 """
 
 PLAIN = f"SELECT to_jsonb(t) FROM {TABLE} t WHERE table_id = 1 AND id > %s ORDER BY id LIMIT 100"
+# What pgjobs._visible_as runs with no delete pending, built and planned per
+# call as there, and nothing else: the floor of a page built per call.
+DYNAMIC_SETUP = f"""
+CREATE FUNCTION public.bench_dynamic_page(p_after text) RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_rows jsonb[];
+    v_row jsonb;
+BEGIN
+    EXECUTE format('SELECT ARRAY(SELECT to_jsonb(t) FROM public.{TABLE} t WHERE t.table_id = '
+                   '%L::integer AND t.id > %L::bigint AND (true) AND (true) AND (true) '
+                   'ORDER BY t.id LIMIT 100)', '1', p_after) INTO v_rows;
+    FOREACH v_row IN ARRAY v_rows LOOP
+        RETURN NEXT v_row;
+    END LOOP;
+END $$"""
+DYNAMIC = "SELECT public.bench_dynamic_page(%s::text)"
 VISIBLE = f"SELECT pgjobs.visible('{TABLE}', '1', '{{}}', %s::text, 100)"
 
 
@@ -174,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                        f" AND ({mask[0]}) ORDER BY id LIMIT 100")
                 return conn.execute(sql.encode(), (after,)).fetchall()
 
+            conn.execute(DYNAMIC_SETUP)
+
+            def dynamic(after: int) -> object:
+                return conn.execute(DYNAMIC, (str(after),)).fetchall()
+
             report.append(("no delete pending", measure(conn, args.reads, total, {
-                "visible": visible, "unmasked keyset page": plain}), "unmasked keyset page"))
+                "visible": visible, "dynamic page, no checks": dynamic,
+                "unmasked keyset page": plain}), "unmasked keyset page"))
             slot = conn.execute("SELECT 'pgjobs.verified_trusted_' || %s::regclass::oid",
                                 (TABLE,)).fetchone()
 
@@ -189,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cpu = server_cpu(conn, total, max(1, args.reads // 50), {
                 "unmasked keyset page": plain, "visible": visible,
+                "dynamic page, no checks": dynamic,
                 "visible, full trust check": visible_full_check, "(reset alone)": reset_only})
 
             conn.execute(f"SELECT pgjobs.submit_delete('{TABLE}', '1', '{{}}', '{{}}',"

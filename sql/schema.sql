@@ -1058,8 +1058,9 @@ CREATE FUNCTION pgjobs._claim_id(p_id bigint, p_worker text, p_lease interval DE
 -- finished, failed when its submitter lost a right since the submit
 -- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
--- a writing job of its scope must run first), 55P03 (its target locked past
--- the wait of its deferred typo guard: the job stays queued). Locks: the job row.
+-- a writing job of its scope must run first). Reads nothing of the target:
+-- a deferred typo guard is the job's first page's (pgjobs._run_page).
+-- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -1101,15 +1102,6 @@ BEGIN
         -- Failed instead of started: its submitter lost a right
         -- (pgjobs._may_start_attempt); the job as it ended.
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
-        IF v_job.status = 'queued' THEN
-            -- Left queued: its deferred typo guard could not read the target
-            -- within 200 ms (pgjobs._unchecked_fields_problem).
-            RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
-                p_id, v_job.target USING ERRCODE = '55P03',
-                HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '
-                       'or VACUUM FULL of the table?); find it with pg_blocking_pids(). '
-                       'pgjobs run picks the job up on its own.';
-        END IF;
     END IF;
     RETURN v_job;
 END
@@ -7110,10 +7102,15 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
 -- scope submitted after it wrote rows before (pgjobs._import_after), nor
--- an attempt of a delete, backfill or export submitted on a scope
--- without rows whose document paths no row of the scope has now, asked
--- until one judgment against rows clears them
--- (pgjobs._unchecked_fields_problem: the typo guard, deferred).
+-- an attempt of an export submitted on a scope without rows whose document
+-- paths no row of the scope has now, asked until one judgment against rows
+-- clears them (pgjobs._unchecked_fields_problem: the typo guard, deferred).
+-- A delete's or backfill's deferred guard is not judged here but by its
+-- page (pgjobs._run_page), before the page reads a row: judged inside the
+-- claim, a missing path on a 1M-row scope walked the whole bound (0.3-1 s a
+-- job) while the claim held every job row it had picked and its runner, and
+-- a claim that failed one job picked the next and judged that too (one
+-- claim of limit 1 took 3.4 s over 5 such jobs: bench/typo_guard.py).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
@@ -7121,7 +7118,8 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- heartbeat_item or complete_item). Returns false then, and the caller
 -- hands nothing of the job out. Returns false too, changing nothing, when
 -- the deferred typo guard could not get its target within 200 ms: the job
--- stays queued (a caller that picks again leaves out what it picked).
+-- stays queued (a caller that picks again leaves out what it picked): an
+-- export only.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -7158,21 +7156,20 @@ BEGIN
         END IF;
     END IF;
     IF v_message IS NULL
-       AND p_job.kind IN ('delete', 'backfill', 'export')
+       AND p_job.kind = 'export'
        AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
         -- The typo guard the submit could not apply: the scope had no row
         -- then (pgjobs._judge_fields). Rows dated before the cutoff
-        -- may have arrived since (an import ahead of the job in the gate),
-        -- and a misspelt field would select every one of them: judged now,
-        -- against the scope as it is, before the job reads a row. Every
-        -- attempt until a judgment against rows clears the list: it was
-        -- asked at the first attempt only, so a scope still empty then
-        -- counted as judged, and an attempt after a crash (or the rest of
-        -- the first, pgjobs._run_page) read rows that came later unjudged. Only the kinds
-        -- whose submit writes the list (and whose target's trust was just
-        -- judged): a custom kind's payload is its client's, and judging
-        -- paths on its target would run that target's code for whoever
-        -- claims it.
+        -- may have arrived since, and a misspelt field would select every
+        -- one of them: judged now, against the scope as it is, before the
+        -- export reads a row (its worker reads chunks with no page of the
+        -- engine's in between). Every attempt until a judgment against
+        -- rows clears the list: it was asked at the first attempt only, so
+        -- a scope still empty then counted as judged. A delete or backfill
+        -- is judged by its page instead (above). Only the kind whose submit
+        -- writes the list (and whose target's trust was just judged): a
+        -- custom kind's payload is its client's, and judging paths on its
+        -- target would run that target's code for whoever claims it.
         SELECT u.message, u.hint INTO v_message, v_hint
           FROM pgjobs._unchecked_fields_problem(p_job) u;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
@@ -10079,12 +10076,20 @@ BEGIN
     -- The deferred typo guard while it is pending (payload unchecked_fields:
     -- the scope had no row at the submit, nor at any judgment since), in
     -- this page's transaction, the table held, before the page reads a row.
-    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
-    -- a claim on a scope still empty let rows that came after it (a restore
-    -- while the job ran, or after its runner died) be read unjudged. A
-    -- scope still empty costs one probe of (scope, key); the first judgment
-    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
-    -- job judged at its claim pays nothing here.
+    -- Only here: the claim leaves it to the page (pgjobs._may_start_attempt),
+    -- as a missing path on a large scope walks pgjobs.field_check_rows rows
+    -- (0.3-1 s at 1M) and the claim held every job it had picked, and its
+    -- runner, that long. Judged at every page until a judgment against
+    -- rows clears the list (pgjobs._unchecked_fields_problem), so rows that
+    -- come after an attempt began on a scope still empty (a restore while
+    -- the job ran, or after its runner died) are judged too; a scope still
+    -- empty costs one probe of (scope, key). A call walks at most 100,000
+    -- rows (pgjobs._unchecked_fields_problem) and returns 'more' while the
+    -- walk goes on, having read no row for the page. A walk that could not read the
+    -- target within its 200 ms (an index of it held: the table's own
+    -- holders were looked for before this page, pgjobs._run_step) returns
+    -- 'blocked', nothing read or changed: it used to go on with the page,
+    -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
         SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
         IF v_unjudged.message IS NOT NULL THEN
@@ -10092,6 +10097,12 @@ BEGIN
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
             DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
             RETURN 'failed';
+        ELSIF v_unjudged.hint IS NOT NULL THEN
+            RETURN 'blocked';
+        ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
+            -- The walk read its 100,000 rows for this call and goes on at the
+            -- next (the place kept in the payload): no page before it ends.
+            RETURN 'more';
         END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
@@ -11247,9 +11258,10 @@ CREATE FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease in
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or any attempt of a job whose deferred typo guard is still
+-- backfill, or any attempt of an export whose deferred typo guard is still
 -- pending (payload unchecked_fields), whose check also reads the job itself
--- (its scope's imports, its unchecked paths): never shared.
+-- (its scope's imports, its unchecked paths): never shared. (A delete's or
+-- backfill's deferred guard is its first page's: pgjobs._run_page.)
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -11270,7 +11282,7 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
-        -- A first attempt of a delete or backfill, or of a job with a
+        -- A first attempt of a delete or backfill, or of an export with a
         -- deferred typo guard, is also judged on what is its own
         -- (pgjobs._may_start_attempt: an import of its scope after it, the
         -- paths its submit could not judge): its key names it, so
@@ -11281,7 +11293,7 @@ BEGIN
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
                                               AND v_job.kind IN ('delete', 'backfill'))
-                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                             OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
@@ -13386,24 +13398,28 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- scope still has no row (the list stays: the job's next claim or page
 -- judges it again, so neither a crash after this transaction nor rows that
 -- arrive later skip it); only a hint when the target
--- could not be read in time (below: judge it at a later claim). The rule and the bound are
+-- could not be read in time (below: judge it later). The rule and the bound are
 -- pgjobs._unknown_fields', as at a submit. Asked by
--- pgjobs._may_start_attempt (at a claim) and pgjobs._run_page (at a page),
--- which have checked that the job's target is
+-- pgjobs._may_start_attempt (at the claim of an export) and
+-- pgjobs._run_page (at a page of a delete or backfill: their claim does
+-- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
 -- fails rather than wedging every claim that picks it. It reads the target
--- inside the claim, so it waits at most 200 ms (lock_timeout, this
+-- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
 -- tenant's jobs behind it. Past that wait (55P03) it returns a hint and
 -- no message, not now: its caller leaves the job queued. A lock says
 -- nothing about the job, and failing it let any client that may LOCK a
--- shared table fail every other tenant's job on a new scope. Locks: the target, ACCESS SHARE (a read);
+-- shared table fail every other tenant's job on a new scope. (A page returns
+-- 'blocked' then, nothing read.) Locks: the target, ACCESS SHARE (a read);
 -- the job's row, to clear the list (its callers hold it already).
 DECLARE
     v_reg pgjobs.target_registry;
     v_check record;
+    v_walk jsonb;
+    v_unknown text[];
     v_paths text[];
     v_error text;
     v_state text;
@@ -13418,7 +13434,19 @@ BEGIN
     -- fail the claim, and every later one that picks the job: the job fails
     -- instead, closed, naming it. Only a job with such paths pays the block.
     BEGIN
-        SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, p_job.scope, v_paths);
+        -- A delete's or backfill's page walks at most 100,000 rows a call,
+        -- the place reached kept in the payload (unchecked_walk: {"after",
+        -- "rows"}) for its next page: a missing path on a 1M-row scope made
+        -- one page of 0.4-1.1 s, holding the job's row (a cancel or pause
+        -- waited) and its table (an ALTER TABLE queued behind it held every
+        -- later reader). An export's claim walks it whole, as before.
+        v_walk := p_job.payload -> 'unchecked_walk';
+        SELECT * INTO v_check
+          FROM pgjobs._unknown_fields_from(v_reg, p_job.scope, v_paths,
+                   CASE WHEN jsonb_typeof(v_walk) = 'object' THEN v_walk ->> 'after' END,
+                   CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
+                        THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
+                   CASE WHEN p_job.kind IN ('delete', 'backfill') THEN 100000 END);
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
@@ -13435,29 +13463,52 @@ BEGIN
                 'the option {"allow_unknown_fields": true} if its fields are right.';
         RETURN;
     END;
-    IF cardinality(v_check.p_unknown) = 0 THEN
+    IF v_check.p_state = 'budget' THEN
+        -- Not judged yet: the paths still unseen and the place reached, for
+        -- the next page (which reads no row before the walk ends).
+        UPDATE pgjobs.jobs j
+           SET payload = j.payload || jsonb_build_object(
+                   'unchecked_fields', to_jsonb(ARRAY(
+                       SELECT u.p FROM unnest(v_paths) WITH ORDINALITY AS u(p, o)
+                        WHERE u.p = ANY (v_check.p_missing) ORDER BY u.o)),
+                   'unchecked_walk', jsonb_build_object('after', v_check.p_last,
+                                                        'rows', v_check.p_rows_read))
+         WHERE j.id = p_job.id;
+        RETURN;
+    END IF;
+    IF v_check.p_state = 'seen' OR v_check.p_rows_read = 0 THEN
         IF v_check.p_rows_read > 0 THEN
             -- Judged against rows, every path in one: the job is cleared, in
             -- the transaction that judged it. A scope still empty leaves the
             -- list in place, for the next claim or page to judge.
-            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields'
+            UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_fields' - 'unchecked_walk'
              WHERE j.id = p_job.id;
         END IF;
         RETURN;
     END IF;
+    -- Judged, and failed: the walk's place goes, so that a retry (the rows
+    -- fixed meanwhile) walks the scope from its start again rather than
+    -- from where this walk ended.
+    IF p_job.payload ? 'unchecked_walk' THEN
+        UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_walk' WHERE j.id = p_job.id;
+    END IF;
+    -- Unseen at the end of the scope or past the bound: unknown, each once,
+    -- in the order the job lists them.
+    v_unknown := ARRAY(SELECT u.p FROM unnest(v_paths) WITH ORDINALITY AS u(p, o)
+                        WHERE u.p = ANY (v_check.p_missing) ORDER BY u.o);
     message := format('job %s (%s) cannot be started: it names document field %s, which %s of '
                       'scope %s has; the scope had no rows when the job was submitted, so its '
                       'fields are judged at its start, before it reads a row',
                       p_job.id, p_job.kind,
                       array_to_string(ARRAY(SELECT format('"%s"', u)
-                                              FROM unnest(v_check.p_unknown) u), ', '),
-                      CASE WHEN v_check.p_complete THEN 'no row'
+                                              FROM unnest(v_unknown) u), ', '),
+                      CASE WHEN v_check.p_state <> 'bound' THEN 'no row'
                            ELSE format('none of the first %s rows', v_check.p_rows_read) END,
                       quote_literal(p_job.scope));
     -- The field it probably meant, as the submit's refusal names it.
     SELECT g.guess
       INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
+      FROM unnest(v_unknown) WITH ORDINALITY AS x(u, n),
            LATERAL (SELECT pgjobs._field_guess(v_reg, p_job.scope, x.u) AS guess) g
      WHERE g.guess IS NOT NULL
      ORDER BY x.n
@@ -13522,53 +13573,112 @@ CREATE FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope tex
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $_$
+    AS $$
 -- Which of the document paths p_paths (dotted, as a filter or an export's
 -- columns write them) no row of scope p_scope (canonical text) of the
 -- target has. A row has a path when `doc -> 'a' -> 'b'` is not SQL NULL:
 -- a field holding JSON null exists, and a path never indexes into an
 -- array, exactly as the filter compiler reads it.
 --
--- Cost, bounded: the scope is read in key order on the (scope, key) index,
--- in chunks of 1,000, 10,000, then 100,000 rows, each chunk one aggregate
--- over the paths still missing; the walk stops as soon as every path has
--- been seen (a field that most rows have costs one chunk of 1,000 rows), at
--- the end of the scope, or after pgjobs.field_check_rows rows (a session
--- setting; default and maximum 1,000,000; minimum 1,000). Past that bound
--- the paths not seen are returned with p_complete = false: the caller
--- refuses them (unknown until proven known). An empty scope has no unknown
--- paths (a job on it changes nothing). p_rows_read: the rows read.
+-- Cost, bounded: the walk is pgjobs._unknown_fields_from's (the one walk,
+-- also resumed page by page by a delete's deferred guard): the scope is
+-- read in key order on the (scope, key) index, in chunks of 1,000, 10,000,
+-- then 100,000 rows, each chunk one aggregate over the paths still missing;
+-- the walk stops as soon as every path has been seen (a field that most
+-- rows have costs one chunk of 1,000 rows), at the end of the scope, or
+-- after pgjobs.field_check_rows rows (a session setting; default and
+-- maximum 1,000,000; minimum 1,000). Past that bound the paths not seen are
+-- returned with p_complete = false: the caller refuses them (unknown until
+-- proven known). An empty scope has no unknown paths (a job on it changes
+-- nothing). p_rows_read: the rows read. Locks nothing.
+DECLARE
+    v_walk record;
+BEGIN
+    SELECT * INTO v_walk FROM pgjobs._unknown_fields_from(p_reg, p_scope, p_paths, NULL, 0, NULL);
+    p_rows_read := v_walk.p_rows_read;
+    p_complete := v_walk.p_state <> 'bound';
+    IF p_rows_read = 0 THEN
+        p_unknown := '{}';  -- an empty scope
+        RETURN;
+    END IF;
+    -- Each once, in the order the caller listed them.
+    SELECT coalesce(array_agg(f.p ORDER BY f.o), '{}') INTO p_unknown
+      FROM (SELECT u.p, min(u.o) AS o
+              FROM unnest(p_paths) WITH ORDINALITY AS u(p, o)
+             WHERE u.p = ANY (v_walk.p_missing) GROUP BY u.p) f;
+END
+$$;
+
+ALTER FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], OUT p_unknown text[], OUT p_complete boolean, OUT p_rows_read bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _unknown_fields_from(pgjobs.target_registry, text, text[], text, bigint, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text) RETURNS record
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The walk of pgjobs._unknown_fields (the typo guard's look at a scope),
+-- resumable: reads scope p_scope (canonical text) of the target in key
+-- order after key p_after (text; NULL: from the start), p_read rows having
+-- been read by the walk's earlier calls, and looks for the document paths
+-- p_paths (dotted; the ones still unseen). A row has a path when
+-- `doc -> 'a' -> 'b'` is not SQL NULL, as the filter compiler reads it.
+--
+-- Chunks of 1,000, 10,000, then 100,000 rows on the (scope, key) index (a
+-- bitmap scan each, as pgjobs._run_page reads a page), each one aggregate
+-- over the paths still missing. Stops, saying why in p_state:
+--   'seen'   every path was seen;
+--   'end'    the scope ended (p_rows_read 0 with p_after NULL: it is empty);
+--   'bound'  p_rows_read reached pgjobs.field_check_rows (a session
+--            setting; default and maximum 1,000,000, minimum 1,000): the
+--            paths not seen count as unknown (unknown until proven known);
+--   'budget' this call read p_budget rows or more (NULL: no budget) with the
+--            scope not ended: call again with p_after = p_last and p_read =
+--            p_rows_read.
+-- p_missing: the paths not seen (distinct, sorted). p_last: the last key
+-- read, as text (the function's fixed DateStyle and float digits).
+-- Rows inserted behind the walk after a call are not read by the next: a
+-- path only they have counts as unknown, never the other way round.
 -- Sets jit off (and enable_indexscan off around the chunk aggregates) and
 -- restores them. Locks nothing.
 DECLARE
     v_setting text := current_setting('pgjobs.field_check_rows', true);
     v_limit bigint := 1000000;
     v_chunk bigint := 1000;
+    v_read bigint := 0;
     v_key_type text;
     v_scope text;
-    v_after text;
     v_upper text;
     v_range text;
     v_exprs text[];
     v_found boolean[];
     v_rows bigint;
-    v_missing text[];
     v_path text;
     v_ref text;
     v_seg text;
     v_jit text := current_setting('jit');
     v_indexscan text := current_setting('enable_indexscan');
 BEGIN
-    p_unknown := '{}';
-    p_complete := true;
-    p_rows_read := 0;
-    SELECT coalesce(array_agg(DISTINCT p ORDER BY p), '{}') INTO v_missing
+    p_rows_read := coalesce(p_read, 0);
+    p_last := p_after;
+    SELECT coalesce(array_agg(DISTINCT p ORDER BY p), '{}') INTO p_missing
       FROM unnest(p_paths) p WHERE p IS NOT NULL;
-    IF cardinality(v_missing) = 0 OR p_reg.document_column IS NULL THEN
+    IF cardinality(p_missing) = 0 OR p_reg.document_column IS NULL THEN
+        p_state := 'seen';
         RETURN;
     END IF;
     IF v_setting ~ '^\s*\d{1,10}\s*$' THEN
         v_limit := least(greatest(v_setting::bigint, 1000), 1000000);
+    END IF;
+    IF p_rows_read >= v_limit THEN
+        p_state := 'bound';
+        RETURN;
     END IF;
     v_key_type := pgjobs._column_type(p_reg.target, p_reg.key_column);
     v_scope := pgjobs._scope_literal(p_reg, p_scope);
@@ -13579,18 +13689,18 @@ BEGIN
         -- The chunk's upper key, from the (scope, key) index alone (NULL:
         -- the chunk reaches the end of the scope), as pgjobs._run_page pages.
         v_upper := pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope, p_reg.key_column,
-                                   CASE WHEN v_after IS NULL THEN ''
+                                   CASE WHEN p_last IS NULL THEN ''
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
-                                                    v_after, v_key_type) END,
+                                                    p_last, v_key_type) END,
                                    v_chunk - 1);
         v_range := concat_ws(' AND ',
             format('t.%I = %s', p_reg.scope_column, v_scope),
-            CASE WHEN v_after IS NOT NULL THEN
-                format('t.%I > %L::%s', p_reg.key_column, v_after, v_key_type) END,
+            CASE WHEN p_last IS NOT NULL THEN
+                format('t.%I > %L::%s', p_reg.key_column, p_last, v_key_type) END,
             CASE WHEN v_upper IS NOT NULL THEN
                 format('t.%I <= %L::%s', p_reg.key_column, v_upper, v_key_type) END);
         v_exprs := '{}';
-        FOREACH v_path IN ARRAY v_missing LOOP
+        FOREACH v_path IN ARRAY p_missing LOOP
             v_ref := format('t.%I', p_reg.document_column);
             FOREACH v_seg IN ARRAY string_to_array(v_path, '.') LOOP
                 v_ref := v_ref || format(' -> %L', v_seg);
@@ -13603,31 +13713,28 @@ BEGIN
                        array_to_string(v_exprs, ', '), p_reg.target, v_range)
            INTO v_rows, v_found;
         PERFORM set_config('enable_indexscan', v_indexscan, true);
-        IF p_rows_read = 0 AND v_rows = 0 THEN
-            PERFORM set_config('jit', v_jit, true);
-            RETURN;  -- an empty scope
-        END IF;
         p_rows_read := p_rows_read + v_rows;
-        SELECT coalesce(array_agg(m.path ORDER BY m.path), '{}') INTO v_missing
-          FROM unnest(v_missing, v_found) AS m(path, found) WHERE NOT m.found;
-        EXIT WHEN cardinality(v_missing) = 0 OR v_upper IS NULL;
-        IF p_rows_read >= v_limit THEN
-            p_complete := false;
-            EXIT;
+        v_read := v_read + v_rows;
+        SELECT coalesce(array_agg(m.path ORDER BY m.path), '{}') INTO p_missing
+          FROM unnest(p_missing, v_found) AS m(path, found) WHERE NOT m.found;
+        IF cardinality(p_missing) = 0 THEN
+            p_state := 'seen';
+        ELSIF v_upper IS NULL THEN
+            p_state := 'end';
+        ELSIF p_rows_read >= v_limit THEN
+            p_state := 'bound';
+        ELSIF v_read >= p_budget THEN
+            p_state := 'budget';
         END IF;
-        v_after := v_upper;
+        p_last := coalesce(v_upper, p_last);
+        EXIT WHEN p_state IS NOT NULL;
         v_chunk := least(v_chunk * 10, 100000);
     END LOOP;
     PERFORM set_config('jit', v_jit, true);
-    -- Each once, in the order the caller listed them.
-    SELECT coalesce(array_agg(f.p ORDER BY f.o), '{}') INTO p_unknown
-      FROM (SELECT u.p, min(u.o) AS o
-              FROM unnest(p_paths) WITH ORDINALITY AS u(p, o)
-             WHERE u.p = ANY (v_missing) GROUP BY u.p) f;
 END
 $_$;
 
-ALTER FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], OUT p_unknown text[], OUT p_complete boolean, OUT p_rows_read bigint) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text) OWNER TO SUPERUSER;
 
 --
 -- Name: _untrusted_roles(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -17640,7 +17747,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 if its table stays locked past the 200 ms its first attempt''s deferred typo guard waits (the job stays queued).';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20308,6 +20415,13 @@ GRANT ALL ON FUNCTION pgjobs._unique_key_hint(p_reg pgjobs.target_registry) TO p
 
 REVOKE ALL ON FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], OUT p_unknown text[], OUT p_complete boolean, OUT p_rows_read bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._unknown_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], OUT p_unknown text[], OUT p_complete boolean, OUT p_rows_read bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _unknown_fields_from(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint, OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _untrusted_roles(p_target regclass, p_as name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -19,9 +19,12 @@ submitter no longer lets the first job's check stand for the others' own
 The list stays until a judgment meets rows (found in the h3 trust pass): a
 first claim on a scope still empty counted as judged, so rows that came after
 it (before a later attempt, or before the first page) were read unjudged.
-Every claim and every page of a delete or backfill judges a pending list; a
-judgment against rows clears it. And the submit judges or defers on the walk
-that reads the scope, not on a probe before it (pgjobs._judge_fields).
+Every claim of an export and every page of a delete or backfill judges a
+pending list; a judgment against rows clears it. A delete's or backfill's
+claim no longer judges (tests/test_typo_guard_at_the_page.py): on a large
+scope lacking the path the walk held the claim for up to a second. And the
+submit judges or defers on the walk that reads the scope, not on a probe
+before it (pgjobs._judge_fields).
 """
 
 from __future__ import annotations
@@ -179,12 +182,20 @@ def test_what_the_guard_lets_through_still_runs(rows: Conn, kind: str) -> None:
 def test_one_claim_judges_each_job_on_its_own(rows: Conn, kind: str) -> None:
     # Same submitter, target and kind, two scopes: the first job's check passed
     # and was reused for the second, whose misspelt field it never judged.
+    # (A delete or backfill is judged at its page, changed on purpose: both
+    # are claimed, and the misspelt one fails at its first page.)
     clean = submit(rows, kind, {"k": 1}, scope="1")
     typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
     arrive(rows)
-    claimed = [r[0] for r in rows.execute(
-        "SELECT id FROM pgjobs.claim(ARRAY[%s], 'w', '30 seconds', 10)", (kind,))]
-    assert claimed == [clean]
+    claimed = dict(rows.execute(
+        "SELECT id, worker FROM pgjobs.claim(ARRAY[%s], 'w', '30 seconds', 10)",
+        (kind,)).fetchall())
+    if kind == "export":
+        assert list(claimed) == [clean]
+    else:
+        assert list(claimed) == [clean, typo]
+        rows.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (typo, claimed[typo]))
+        assert labels(rows) == ["keep"] * 5
     failed_on(rows, typo, "stauts")
 
 
@@ -237,14 +248,26 @@ def test_an_import_ahead_in_the_gate_no_longer_feeds_a_misspelt_delete(
 def test_a_check_that_cannot_run_fails_the_job_not_every_claim(rows: Conn) -> None:
     # The document column dropped under a queued job: judging its paths raises
     # (42703). Raised from the claim, it failed that claim and every later one
-    # that picked the job; the job fails instead, naming the error.
-    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    # that picked the job; the job fails instead, naming the error. (An export:
+    # a delete's claim no longer judges, changed on purpose; its page fails it
+    # on the dropped column, below.)
+    typo = submit(rows, "export", {"stauts": {"$ne": "keep"}})
     rows.execute("ALTER TABLE user_table_rows DROP COLUMN data")
     assert rows.execute(
-        "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)").fetchall() == []
+        "SELECT id FROM pgjobs.claim(ARRAY['export'], 'w', '30 seconds', 10)").fetchall() == []
     row = job(rows, typo)
     assert row["status"] == "failed" and "42703" in row["error"], row
     assert "pgjobs.retry" in row["error"]
+
+
+def test_a_delete_whose_document_column_went_fails_at_its_page(rows: Conn) -> None:
+    typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+    rows.execute("ALTER TABLE user_table_rows DROP COLUMN data")
+    [(worker,)] = rows.execute(
+        "SELECT worker FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)").fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "failed"
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "data" in row["error"] and row["done"] == 0, row
 
 
 def test_a_custom_kinds_payload_cannot_ask_for_the_check(rows: Conn) -> None:
@@ -279,20 +302,25 @@ def test_a_lock_on_the_target_never_holds_the_claim(rows: Conn, make_conn: Any) 
     # on. It used to fail the job (55P03 in its error): a lock says nothing
     # about the job, and any client that may LOCK a shared table failed every
     # other tenant's job on a new scope that way (changed on purpose: the
-    # job's status after the locked claim was asserted `failed`).
+    # job's status after the locked claim was asserted `failed`). A delete's
+    # claim no longer reads the target at all (changed on purpose: it was left
+    # queued by the claim); its page, under the lock, hands it back.
     typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
     holder = make_conn(autocommit=False)
     holder.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
     try:
         claimer = make_conn()
         claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
-        assert claimer.execute(
-            "SELECT id FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)"
-        ).fetchall() == []
+        [(claimed, worker)] = claimer.execute(
+            "SELECT id, worker FROM pgjobs.claim(ARRAY['delete'], 'w', '30 seconds', 10)"
+        ).fetchall()
+        assert claimed == typo
+        claimer.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (typo, worker))
     finally:
         holder.rollback()
     row = job(rows, typo)
-    assert row["status"] == "queued" and row["started_at"] is None, row
+    assert row["status"] == "queued" and row["done"] == 0, row
+    assert row["payload"]["unchecked_fields"] == ["stauts"]
     # Judged once the table is free: rows came, none has the path.
     arrive(rows)
     rows.execute("CALL pgjobs.run_job(%s)", (typo,))
@@ -318,20 +346,26 @@ def test_a_lock_on_a_shared_target_fails_no_tenants_job(rows: Conn, make_conn: A
     try:
         claimer = make_conn()
         claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
-        claimed = [r[0] for r in claimer.execute(
-            "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))]
+        claimed = dict(claimer.execute(
+            "SELECT id, worker FROM pgjobs.claim(%s, 'w', '30 seconds', 10)",
+            ([kind],)).fetchall())
         if kind != "export":
-            with pytest.raises(psycopg.errors.LockNotAvailable) as caught:
-                claimer.execute("CALL pgjobs.run_job(%s)", (right,))
-            assert caught.value.diag.message_hint and "once" in caught.value.diag.message_hint
+            # Changed on purpose: the claim of a delete or backfill reads
+            # nothing of the table, so both are claimed; the page under the
+            # lock hands the job back (pgjobs._table_hand_back), unjudged.
+            claimer.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (right, claimed[right]))
         else:
             assert claimer.execute("SELECT * FROM pgjobs.claim_export(%s, 'w')",
                                    (right,)).fetchall() == []
     finally:
         holder.rollback()
-    assert claimed == [other]
+    assert list(claimed) == ([other] if kind == "export" else [right, other])
     row = job(rows, right)
-    assert row["status"] == "queued" and row["started_at"] is None, row
+    assert row["status"] == "queued" and row["done"] == 0, row
+    if kind == "export":
+        assert row["started_at"] is None, row
+    else:
+        rows.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (right,))  # back-off
     again = [r[0] for r in rows.execute(
         "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))]
     assert again == [right]
@@ -345,16 +379,22 @@ def test_a_job_left_queued_by_a_lock_keeps_its_place_in_the_gate(rows: Conn,
     first = submit(rows, "delete", {"status": "gone"}, scope="97")  # no rows yet
     arrive(rows, "97")
     later = submit(rows, "backfill", {"status": "keep"}, scope="97")  # judged at the submit
+    # (Changed on purpose: the claim hands the job out, reading nothing of the
+    # table, and its page under the lock hands it back.)
     holder = make_conn(autocommit=False)
     holder.execute("LOCK TABLE user_table_rows IN ACCESS EXCLUSIVE MODE")
     try:
         claimer = make_conn()
         claimer.execute("SET statement_timeout = '60s'")  # the hang, as a failure
-        assert claimer.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', 'backfill'], 'w',"
-                               " '30 seconds', 10)").fetchall() == []
+        [(claimed, worker)] = claimer.execute(
+            "SELECT id, worker FROM pgjobs.claim(ARRAY['delete', 'backfill'], 'w',"
+            " '30 seconds', 10)").fetchall()
+        assert claimed == first
+        claimer.execute("CALL pgjobs._run_claimed(%s, %s, NULL)", (first, worker))
     finally:
         holder.rollback()
     assert [job(rows, j)["status"] for j in (first, later)] == ["queued", "queued"]
+    rows.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (first,))  # back-off
     assert [r[0] for r in rows.execute("SELECT id FROM pgjobs.claim(ARRAY['delete', "
                                        "'backfill'], 'w', '30 seconds', 10)")] == [first]
 
@@ -400,10 +440,13 @@ def test_an_export_claimed_on_a_still_empty_scope_is_judged_again(rows: Conn) ->
 def test_a_check_passed_on_rows_is_not_paid_again(rows: Conn, kind: str) -> None:
     # Judged against rows that have the field: the job is cleared, and a
     # later attempt (after a lost lease) does not walk the scope again.
+    # (Cleared by the first page now, not the claim: changed on purpose.)
     right = submit(rows, kind, {"status": "keep"})
     arrive(rows)
-    assert [r[0] for r in rows.execute(
-        "SELECT id FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],))] == [right]
+    [(claimed, worker)] = rows.execute(
+        "SELECT id, worker FROM pgjobs.claim(%s, 'w', '30 seconds', 10)", ([kind],)).fetchall()
+    assert claimed == right
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (right, worker)) == "more"
     assert "unchecked_fields" not in job(rows, right)["payload"]
     expire(rows, right)
     rows.execute("CALL pgjobs.run_job(%s)", (right,))

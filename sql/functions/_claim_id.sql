@@ -15,8 +15,9 @@ AS $$
 -- finished, failed when its submitter lost a right since the submit
 -- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
--- a writing job of its scope must run first), 55P03 (its target locked past
--- the wait of its deferred typo guard: the job stays queued). Locks: the job row.
+-- a writing job of its scope must run first). Reads nothing of the target:
+-- a deferred typo guard is the job's first page's (pgjobs._run_page).
+-- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
@@ -58,15 +59,6 @@ BEGIN
         -- Failed instead of started: its submitter lost a right
         -- (pgjobs._may_start_attempt); the job as it ended.
         SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id;
-        IF v_job.status = 'queued' THEN
-            -- Left queued: its deferred typo guard could not read the target
-            -- within 200 ms (pgjobs._unchecked_fields_problem).
-            RAISE EXCEPTION 'job % must wait: its table % is locked by another transaction',
-                p_id, v_job.target USING ERRCODE = '55P03',
-                HINT = 'Run it again once that transaction ends (an ALTER TABLE, LOCK TABLE '
-                       'or VACUUM FULL of the table?); find it with pg_blocking_pids(). '
-                       'pgjobs run picks the job up on its own.';
-        END IF;
     END IF;
     RETURN v_job;
 END

@@ -204,12 +204,20 @@ BEGIN
     -- The deferred typo guard while it is pending (payload unchecked_fields:
     -- the scope had no row at the submit, nor at any judgment since), in
     -- this page's transaction, the table held, before the page reads a row.
-    -- The claim judged it too (pgjobs._may_start_attempt), but only there:
-    -- a claim on a scope still empty let rows that came after it (a restore
-    -- while the job ran, or after its runner died) be read unjudged. A
-    -- scope still empty costs one probe of (scope, key); the first judgment
-    -- against rows clears the list (pgjobs._unchecked_fields_problem), so a
-    -- job judged at its claim pays nothing here.
+    -- Only here: the claim leaves it to the page (pgjobs._may_start_attempt),
+    -- as a missing path on a large scope walks pgjobs.field_check_rows rows
+    -- (0.3-1 s at 1M) and the claim held every job it had picked, and its
+    -- runner, that long. Judged at every page until a judgment against
+    -- rows clears the list (pgjobs._unchecked_fields_problem), so rows that
+    -- come after an attempt began on a scope still empty (a restore while
+    -- the job ran, or after its runner died) are judged too; a scope still
+    -- empty costs one probe of (scope, key). A call walks at most 100,000
+    -- rows (pgjobs._unchecked_fields_problem) and returns 'more' while the
+    -- walk goes on, having read no row for the page. A walk that could not read the
+    -- target within its 200 ms (an index of it held: the table's own
+    -- holders were looked for before this page, pgjobs._run_step) returns
+    -- 'blocked', nothing read or changed: it used to go on with the page,
+    -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
         SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
         IF v_unjudged.message IS NOT NULL THEN
@@ -217,6 +225,12 @@ BEGIN
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
             DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
             RETURN 'failed';
+        ELSIF v_unjudged.hint IS NOT NULL THEN
+            RETURN 'blocked';
+        ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
+            -- The walk read its 100,000 rows for this call and goes on at the
+            -- next (the place kept in the payload): no page before it ends.
+            RETURN 'more';
         END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);

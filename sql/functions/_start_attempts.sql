@@ -27,9 +27,10 @@ AS $$
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
 -- on_duplicate share one check, except the first attempt of a delete or
--- backfill, or any attempt of a job whose deferred typo guard is still
+-- backfill, or any attempt of an export whose deferred typo guard is still
 -- pending (payload unchecked_fields), whose check also reads the job itself
--- (its scope's imports, its unchecked paths): never shared.
+-- (its scope's imports, its unchecked paths): never shared. (A delete's or
+-- backfill's deferred guard is its first page's: pgjobs._run_page.)
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -50,7 +51,7 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
-        -- A first attempt of a delete or backfill, or of a job with a
+        -- A first attempt of a delete or backfill, or of an export with a
         -- deferred typo guard, is also judged on what is its own
         -- (pgjobs._may_start_attempt: an import of its scope after it, the
         -- paths its submit could not judge): its key names it, so
@@ -61,7 +62,7 @@ BEGIN
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
                                               AND v_job.kind IN ('delete', 'backfill'))
-                                             OR (v_job.kind IN ('delete', 'backfill', 'export')
+                                             OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN

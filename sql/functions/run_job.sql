@@ -23,6 +23,4 @@ $$;
 
 COMMENT ON PROCEDURE pgjobs.run_job(bigint) IS
 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown '
-'id; 55006 if another worker holds it or an earlier writing job of its scope is pending; 55P03 '
-'if its table stays locked past the 200 ms its first attempt''s deferred typo guard waits (the '
-'job stays queued).';
+'id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
