@@ -77,7 +77,7 @@ def test_the_predicate_is_the_one_a_submit_stores(rows: Conn) -> None:
     snapshot; it refuses with 40001 (and the hint to submit again) when a
     transaction of that snapshot ended between them, and then the pair is
     taken again."""
-    for attempt in range(20):
+    for _attempt in range(20):
         try:
             with rows.transaction():
                 rows.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
