@@ -30,6 +30,9 @@ Measured in the same run, best of ``--repeat``:
   (an export verifies what it stored by reading it back) prints on the same row;
 - with ``--profile FILE``: the S3 export once more under cProfile, every thread
   of the exporting process (reader and uploader), stats written to FILE;
+- the CPU seconds this process spent in each timed run (median; every thread of
+  an export), beside each row: on a machine whose cores are busy, wall time
+  follows the CPU spent, and this figure moves less with the load;
 - peak RSS of a process exporting the ``--rows`` scope and one of ``--rss-rows``
   rows (goal <= 150 MB, flat in the row count), and of one exporting the
   ``--rows`` scope to S3 (its read-back holds buffers of its own).
@@ -45,6 +48,7 @@ import hashlib
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +69,10 @@ from pgjobs.poller.export import DEFAULT_MAX_PART_SIZE, Exporter, copy_out  # no
 
 TABLE = "user_table_rows"
 CHUNK = 100
+# This process's CPU seconds (every thread: the export's reader, part writer and
+# bound walker) of each timed run, by kind: on a machine whose cores are busy,
+# wall time follows the CPU spent, and this figure moves less with the load.
+CPU: dict[str, list[float]] = {}
 
 SETUP = f"""
 CREATE TABLE {TABLE} (
@@ -166,11 +174,12 @@ def baseline(dsn: str, scope: int, path: str) -> float:
                 out.write(buffer)
                 buffer.clear()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         copy_out(conn, f"COPY (SELECT * FROM {TABLE} WHERE table_id = {scope} ORDER BY id) "
                        "TO STDOUT WITH (FORMAT csv, HEADER true)", sink)
         out.write(buffer)
         out.flush()
+        CPU.setdefault("copy", []).append(time.process_time() - cpu)
         return time.perf_counter() - started
 
 
@@ -218,7 +227,7 @@ def submit(dsn: str, scope: int, destination: str,
 
 def pgjobs_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[str, Any]]:
     """Submit, claim and run one export in this process; (seconds, result)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     job = submit(dsn, scope, destination)
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')",
@@ -226,6 +235,7 @@ def pgjobs_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[s
     assert row is not None
     outcome = Exporter(dsn, job, row[0], destination).run()
     elapsed = time.perf_counter() - started
+    CPU.setdefault(destination.split(":", 1)[0], []).append(time.process_time() - cpu)
     assert outcome.status == "succeeded" and outcome.result, outcome
     return elapsed, outcome.result
 
@@ -355,7 +365,7 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
     size = os.path.getsize(base_file)
     base_sha = sha256_file(base_file)
 
-    results: list[tuple[str, float, str]] = []
+    results: list[tuple[str, float, str, float]] = []
     file_dest = f"file://{workdir}/exports"
     times = []
     for _ in range(args.repeat):
@@ -363,7 +373,8 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
         assert result["sha256"] == base_sha, "file export differs from the plain COPY"
         os.unlink(result["uri"][len("file://"):])
         times.append(elapsed)
-    results.append(("pgjobs export -> file://", min(times), "goal <= 1.1x"))
+    results.append(("pgjobs export -> file://", min(times), "goal <= 1.1x",
+                    statistics.median(CPU["file"])))
 
     floor: tuple[float, float, float] | None = None
     s3_rss: tuple[float, int] | None = None
@@ -382,7 +393,8 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
                 times.append(elapsed)
                 part = part_size(dsn, int(result["uri"].rsplit("/", 1)[1].split(".")[0]))
                 floors.append(storage_floor(base_file, "pgjobs-bench", f"floor/{n}.csv", part))
-            results.append(("pgjobs export -> s3 (local moto)", min(times), "goal <= 1.3x"))
+            results.append(("pgjobs export -> s3 (local moto)", min(times), "goal <= 1.3x",
+                            statistics.median(CPU["s3"])))
             floor = min(floors, key=lambda f: f[0] + f[1])
             s3_rss = peak_rss(dsn, 1, "s3://pgjobs-bench/exports/")
             if args.profile:
@@ -394,10 +406,11 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
           f"{size / args.rows:.0f} B/row) from a {2 * args.rows:,}-row relation, "
           f"best of {args.repeat}:")
     print(f"  {'plain COPY -> local file (baseline)':<38} {base:7.2f}s "
-          f"{size / base / 1e6:7.1f} MB/s   1.00x")
-    for label, seconds, goal in results:
+          f"{size / base / 1e6:7.1f} MB/s   1.00x  (client CPU "
+          f"{statistics.median(CPU['copy']):.2f}s)")
+    for label, seconds, goal, cpu in results:
         print(f"  {label:<38} {seconds:7.2f}s {size / seconds / 1e6:7.1f} MB/s "
-              f"{seconds / base:6.2f}x  ({goal})")
+              f"{seconds / base:6.2f}x  ({goal}; client CPU {cpu:.2f}s)")
     if floor is not None:
         parts, complete, readback = floor
         upload = parts + complete

@@ -279,11 +279,42 @@ def copy_out(conn: psycopg.Connection[Row], sql: str,
             else:
                 raise psycopg.OperationalError(pg.get_error_message(encoding))
         result = _next_result(pg)
-        _drain(pg)
         if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+            _drain(pg)
             raise _error(result, pg, encoding)
         status = (result.command_status or b"").split()
+        # Statements sent after the COPY in the same query (the chunk's COMMIT,
+        # queries.COPY_THEN_COMMIT): each must succeed too.
+        while (after := _next_result(pg)) is not None:
+            if after.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+                _drain(pg)
+                raise _error(after, pg, encoding)
         return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def begin_chunk(conn: psycopg.Connection[Row]) -> None:
+    """Open an export chunk's REPEATABLE READ, read-only transaction (its snapshot
+    is taken by its first statement). It ends with the chunk's COPY, which
+    commits in the same round trip (queries.COPY_THEN_COMMIT), or, on any error,
+    with :func:`end_chunk`. psycopg errors are not translated."""
+    pg = conn.pgconn
+    encoding = conn.info.encoding
+    with conn.lock:
+        pg.send_query(queries.CHUNK_BEGIN.encode(encoding))
+        result = _next_result(pg)
+        _drain(pg)
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        raise _error(result, pg, encoding)
+
+
+def end_chunk(conn: psycopg.Connection[Row]) -> None:
+    """Roll back a chunk's transaction that did not commit (its COPY failed, was
+    abandoned, or never ran), so that the connection is idle again; nothing when
+    it is idle or broken already (the caller sorts the error it is handling)."""
+    if conn.closed or conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.rollback()
 
 
 def copy_in(conn: Connection, sql: str, data: bytes) -> None:

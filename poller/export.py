@@ -906,7 +906,10 @@ class Exporter:
 
             try:
                 conn = self._reader().connection()
-                with conn.transaction():
+                try:
+                    # The COPY commits in its own round trip (pgjobs/queries.py,
+                    # COPY_THEN_COMMIT).
+                    db.begin_chunk(conn)
                     row = conn.execute(queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
                         "until": self.until, "next": ahead,
@@ -915,8 +918,11 @@ class Exporter:
                     self._reader().note(conn, row["lsn"])
                     if self.ahead is not None and row["next_after"] is not None:
                         self.ahead.start(row["next_after"], self.limit)
-                    count = copy_out(conn, row["copy_sql"],
+                    count = copy_out(conn, queries.COPY_THEN_COMMIT.format(copy=row["copy_sql"]),
                                      plain_sink if part.plain else sink)
+                except BaseException:
+                    db.end_chunk(conn)
+                    raise
                 part.flush()
                 self.limit = _next_limit(self.limit, self.chunk_rows, self.chunk_bytes,
                                          count, part.raw - start[1])
