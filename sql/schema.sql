@@ -9384,6 +9384,8 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 -- * A 'collect' delete lost its collected addresses when it ended; its
 --   cursor moves to the sweep, which finds what still matches through the
 --   index again.
+-- * A delete or backfill whose deferred typo guard was walking its scope
+--   (payload unchecked_walk) walks it again from its start.
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
 -- * An import keeps its checkpoint (offset, header, size) but forgets the
@@ -9463,8 +9465,14 @@ BEGIN
                               'pgjobs.cancel(id).', p_id);
         END IF;
     END IF;
+    -- The deferred typo guard's walk (payload unchecked_walk) starts again
+    -- from the scope's start: its place was reached before the job ended
+    -- (canceled, or failed by anything but the walk's own verdict), and
+    -- the rows behind it may have been fixed since; resumed from there, the
+    -- retry never read them and failed on a field its scope now has.
     UPDATE pgjobs.jobs
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
+           payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
@@ -10102,6 +10110,10 @@ BEGIN
         ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
             -- The walk read its 100,000 rows for this call and goes on at the
             -- next (the place kept in the payload): no page before it ends.
+            -- The lease is extended as a page's is (done unchanged): a walk
+            -- of field_check_rows rows is ten such calls, and ran on the
+            -- claim's lease alone, lost mid-walk on a slow scope.
+            PERFORM pgjobs.heartbeat(p_id, p_worker);
             RETURN 'more';
         END IF;
     END IF;

@@ -359,3 +359,69 @@ def test_a_retry_after_the_rows_were_fixed_walks_from_the_start(rows: Conn, kind
     rows.execute("CALL pgjobs.run_job(%s)", (typo,))
     row = job(rows, typo)
     assert (row["status"], row["done"]) == ("succeeded", 1), row
+
+
+def _cancel_mid_walk(conn: Conn, job_id: int, worker: str) -> None:
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) == "canceled"
+
+
+def _fail_mid_walk(conn: Conn, job_id: int, worker: str) -> None:
+    # Any failure that is not the walk's own verdict: a runner's error, a lease
+    # lost for the last time, an unregistration fixed since.
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'runner died', false)", (job_id, worker))
+
+
+ENDS: dict[str, Callable[[Conn, int, str], None]] = {
+    "canceled": _cancel_mid_walk, "failed otherwise": _fail_mid_walk}
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("end", list(ENDS))
+def test_a_retry_of_a_job_ended_mid_walk_walks_from_the_start(rows: Conn, kind: str,
+                                                                end: str) -> None:
+    # 8b0259b dropped the walk's place when the walk itself failed the job; a
+    # job canceled or failed for another reason mid-walk kept it, and its retry
+    # went on from there: the rows before it (fixed meanwhile) were never read,
+    # and the retried job failed on a field its scope now has.
+    typo = submit(rows, kind, {"stauts": "x"}, options={"page_size": 50_000})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "more"
+    assert "unchecked_walk" in job(rows, typo)["payload"]
+    ENDS[end](rows, typo, worker)
+    rows.execute("UPDATE user_table_rows SET data = '{\"stauts\": \"x\"}' WHERE id = "
+                 "(SELECT min(id) FROM user_table_rows WHERE table_id = %s::int)", (EMPTY,))
+    rows.execute("SELECT pgjobs.retry(%s)", (typo,))
+    assert "unchecked_walk" not in job(rows, typo)["payload"]
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    row = job(rows, typo)
+    assert (row["status"], row["done"]) == ("succeeded", 1), row
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_every_page_of_a_walk_extends_the_lease(rows: Conn, kind: str) -> None:
+    # A page that only walks (returns 'more', no row read for the page) did not
+    # call pgjobs.heartbeat: a walk of pgjobs.field_check_rows rows spread over
+    # ten pages ran on the claim's lease alone, and a slow scope (large
+    # documents, cold cache) lost it mid-walk, an attempt counted each time.
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}},
+                  options={"page_size": 50_000, "lease": "1 hour"})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    pages = 0
+    while True:
+        # The lease nearly spent (no clock involved: set, then read back).
+        rows.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() + interval '1 minute'"
+                     " WHERE id = %s", (typo,))
+        state = scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker))
+        if state != "more":
+            break
+        pages += 1
+        assert scalar(rows, "SELECT lease_expires_at > now() + interval '30 minutes' "
+                            "FROM pgjobs.jobs WHERE id = %s", (typo,)) is True, pages
+        assert job(rows, typo)["done"] == 0
+    assert state == "failed" and pages == 2, (state, pages)
+    assert unchanged(rows) == BIG

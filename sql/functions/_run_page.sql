@@ -230,6 +230,10 @@ BEGIN
         ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
             -- The walk read its 100,000 rows for this call and goes on at the
             -- next (the place kept in the payload): no page before it ends.
+            -- The lease is extended as a page's is (done unchanged): a walk
+            -- of field_check_rows rows is ten such calls, and ran on the
+            -- claim's lease alone, lost mid-walk on a slow scope.
+            PERFORM pgjobs.heartbeat(p_id, p_worker);
             RETURN 'more';
         END IF;
     END IF;
