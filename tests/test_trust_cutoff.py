@@ -479,3 +479,31 @@ def test_a_repeatable_read_submit_spares_a_transaction_that_ended_after_its_snap
             f"SELECT id::text FROM {t.name} WHERE table_id = 1 AND {mask}")}  # type: ignore[str-format]
         conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
         assert _late_keys(conn, t) == late
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_a_writer_that_turned_track_activities_off_keeps_its_rows(
+        conn: Conn, make_conn: MakeConn, scenario: str) -> None:
+    """A session that turned track_activities off (a superuser's SET, or one
+    granted SET on it) shows state 'disabled' and no xact_start in
+    pg_stat_activity: the horizon, the oldest xact_start, did not count its
+    transaction, and rows it wrote before the submit (dated at its start,
+    older than that horizon) were the job's by (b) although it committed
+    after the submit. The horizon is -infinity then, as for a hidden one."""
+    t = _make(conn)
+    before, after = SCENARIOS[scenario]
+    writer = make_conn(autocommit=False)
+    writer.execute("SET track_activities = off")
+    writer.commit()
+    _run_writer(writer, before, t)
+    conn.execute("INSERT INTO elsewhere VALUES (0)")
+    job_id = submit_delete(conn, t, "1")
+    _run_writer(writer, after, t)
+    writer.commit()
+    late = _late_keys(conn, t)
+    assert len(late) == 1
+    predicate = job(conn, job_id)["predicate"]
+    assert scalar(conn, f"SELECT count(*) FROM {t.name} WHERE n = 4242 AND {predicate}") == 0  # type: ignore[str-format]
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+    assert _late_keys(conn, t) == late
