@@ -414,7 +414,7 @@ def test_every_page_of_a_walk_extends_the_lease(rows: Conn, kind: str) -> None:
     pages = 0
     while True:
         # The lease nearly spent (no clock involved: set, then read back).
-        rows.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() + interval '1 minute'"
+        rows.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() + interval '10 minutes'"
                      " WHERE id = %s", (typo,))
         state = scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker))
         if state != "more":
