@@ -10114,7 +10114,23 @@ BEGIN
     -- 'blocked', nothing read or changed: it used to go on with the page,
     -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
-        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        BEGIN
+            SELECT u.message, u.hint INTO v_unjudged
+              FROM pgjobs._unchecked_fields_problem(v_job) u;
+        EXCEPTION WHEN OTHERS THEN
+            -- A transient error of the walk (the only kind it raises): the
+            -- attempt fails and the job is retried with backoff, as a page's.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            PERFORM pgjobs.fail(p_id, p_worker,
+                format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
+                       v_state),
+                pgjobs.retryable_sqlstate(v_state));
+            DELETE FROM pgjobs.job_batches b
+             WHERE b.job_id = p_id
+               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
+            RETURN 'failed';
+        END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
@@ -13432,7 +13448,9 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it. It reads the target
+-- fails rather than wedging every claim that picks it; at a page, a
+-- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
+-- retry the job. It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -13482,6 +13500,13 @@ BEGIN
         RETURN;
     WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
+        -- deadlock, an I/O error) says nothing about the job: a page's walk
+        -- raises it, and pgjobs._run_page retries the job as it retries a
+        -- page's own error of that SQLSTATE. It failed the job for good.
+        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+            RAISE;
+        END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
                           'not judge (the scope had no rows then) could not be judged at its '
                           'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,

@@ -425,3 +425,55 @@ def test_every_page_of_a_walk_extends_the_lease(rows: Conn, kind: str) -> None:
         assert job(rows, typo)["done"] == 0
     assert state == "failed" and pages == 2, (state, pages)
     assert unchanged(rows) == BIG
+
+
+def _hook_raising(conn: Conn, sqlstate: str) -> None:
+    """The hooked walk raises `sqlstate` (a hook over the fixture's hook)."""
+    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
+                 "RENAME TO _unknown_fields_hooked")
+    conn.execute(f"""
+        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
+            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
+            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the walk met a transient error' USING ERRCODE = '{sqlstate}';
+        END $$""")
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "58030", "55006"])
+def test_a_transient_error_in_the_walk_retries_the_job(rows: Conn, kind: str,
+                                                        sqlstate: str) -> None:
+    # The walk's errors all failed the job for good (its EXCEPTION WHEN OTHERS,
+    # meant for a claimer that may not read the target): an out-of-memory, a
+    # deadlock or an I/O error of one page ended a job that a page's own error
+    # of the same SQLSTATE retries (pgjobs.retryable_sqlstate, the one policy).
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    _hook_raising(rows, sqlstate)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "failed"
+    row = job(rows, typo)
+    assert row["status"] == "queued" and sqlstate in row["error"], row
+    assert row["payload"]["unchecked_fields"] == ["stauts"], row
+    assert unchanged_rows(rows) == 5
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_walk_the_claimer_may_not_run_still_fails_for_good(rows: Conn, kind: str) -> None:
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    _hook_raising(rows, "42501")
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "failed"
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "42501" in row["error"], row
+    assert "allow_unknown_fields" in row["error"], row
+
+
+def unchanged_rows(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s::int "
+                            "AND label = 'keep'", (EMPTY,)))
