@@ -2551,7 +2551,9 @@ CREATE FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry, p_cutoff tim
 -- new, and is spared. The horizon falls back to -infinity (only (c)
 -- decides) when some session's transaction start is hidden from this role
 -- (pg_stat_activity: grant pg_read_all_stats to the role owning pgjobs),
--- track_activities is off, or a prepared transaction exists here.
+-- track_activities is off (here, or in another session of this database:
+-- its state 'disabled'), a prepared transaction exists here, or the
+-- submit is REPEATABLE READ or SERIALIZABLE (its snapshot precedes the read).
 --
 -- (c)'s in-progress set holds transaction IDs, subtransactions' included
 -- (the snapshot functions list top-level IDs only, and a subtransaction's
@@ -2611,12 +2613,25 @@ BEGIN
     -- begins after this read began after the submit's now(): its rows are
     -- dated at or after the horizon, and (c) judges them.
     PERFORM pg_stat_clear_snapshot();
+    -- A session that turned track_activities off shows state 'disabled'
+    -- and no xact_start however old its transaction: as hidden as one of a
+    -- role this one may not see (its rows written before the submit were
+    -- older than a horizon that did not count it, and the job's).
     SELECT min(a.xact_start),
-           bool_or(a.state IS NULL AND a.backend_type = 'client backend')
+           bool_or((a.state IS NULL AND a.backend_type = 'client backend')
+                   OR a.state = 'disabled')
       INTO v_horizon, v_hidden
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid();
+    -- A REPEATABLE READ or SERIALIZABLE submit's snapshot is its
+    -- transaction's, taken by its first statement, before this read: a
+    -- transaction running then with no ID yet (so in no running list) that
+    -- wrote and committed before this read is not counted, and its rows,
+    -- dated at its start, read as older than the horizon although the
+    -- snapshot never saw them (tests/test_trust_cutoff.py). Only the
+    -- snapshot decides for such a submit.
     IF coalesce(v_hidden, false)
+       OR current_setting('transaction_isolation') <> 'read committed'
        OR current_setting('track_activities') <> 'on'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts x
                    WHERE x.database = current_database()) THEN
@@ -9384,6 +9399,8 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 -- * A 'collect' delete lost its collected addresses when it ended; its
 --   cursor moves to the sweep, which finds what still matches through the
 --   index again.
+-- * A delete or backfill whose deferred typo guard was walking its scope
+--   (payload unchecked_walk) walks it again from its start.
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
 -- * An import keeps its checkpoint (offset, header, size) but forgets the
@@ -9463,8 +9480,14 @@ BEGIN
                               'pgjobs.cancel(id).', p_id);
         END IF;
     END IF;
+    -- The deferred typo guard's walk (payload unchecked_walk) starts again
+    -- from the scope's start: its place was reached before the job ended
+    -- (canceled, or failed by anything but the walk's own verdict), and
+    -- the rows behind it may have been fixed since; resumed from there, the
+    -- retry never read them and failed on a field its scope now has.
     UPDATE pgjobs.jobs
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
+           payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
@@ -10091,7 +10114,23 @@ BEGIN
     -- 'blocked', nothing read or changed: it used to go on with the page,
     -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
-        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        BEGIN
+            SELECT u.message, u.hint INTO v_unjudged
+              FROM pgjobs._unchecked_fields_problem(v_job) u;
+        EXCEPTION WHEN OTHERS THEN
+            -- A transient error of the walk (the only kind it raises): the
+            -- attempt fails and the job is retried with backoff, as a page's.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            PERFORM pgjobs.fail(p_id, p_worker,
+                format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
+                       v_state),
+                pgjobs.retryable_sqlstate(v_state));
+            DELETE FROM pgjobs.job_batches b
+             WHERE b.job_id = p_id
+               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
+            RETURN 'failed';
+        END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
@@ -10102,6 +10141,10 @@ BEGIN
         ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
             -- The walk read its 100,000 rows for this call and goes on at the
             -- next (the place kept in the payload): no page before it ends.
+            -- The lease is extended as a page's is (done unchanged): a walk
+            -- of field_check_rows rows is ten such calls, and ran on the
+            -- claim's lease alone, lost mid-walk on a slow scope.
+            PERFORM pgjobs.heartbeat(p_id, p_worker);
             RETURN 'more';
         END IF;
     END IF;
@@ -13405,7 +13448,9 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it. It reads the target
+-- fails rather than wedging every claim that picks it; at a page, a
+-- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
+-- retry the job. It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -13455,6 +13500,13 @@ BEGIN
         RETURN;
     WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
+        -- deadlock, an I/O error) says nothing about the job: a page's walk
+        -- raises it, and pgjobs._run_page retries the job as it retries a
+        -- page's own error of that SQLSTATE. It failed the job for good.
+        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+            RAISE;
+        END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
                           'not judge (the scope had no rows then) could not be judged at its '
                           'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,

@@ -359,3 +359,121 @@ def test_a_retry_after_the_rows_were_fixed_walks_from_the_start(rows: Conn, kind
     rows.execute("CALL pgjobs.run_job(%s)", (typo,))
     row = job(rows, typo)
     assert (row["status"], row["done"]) == ("succeeded", 1), row
+
+
+def _cancel_mid_walk(conn: Conn, job_id: int, worker: str) -> None:
+    conn.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) == "canceled"
+
+
+def _fail_mid_walk(conn: Conn, job_id: int, worker: str) -> None:
+    # Any failure that is not the walk's own verdict: a runner's error, a lease
+    # lost for the last time, an unregistration fixed since.
+    conn.execute("SELECT pgjobs.fail(%s, %s, 'runner died', false)", (job_id, worker))
+
+
+ENDS: dict[str, Callable[[Conn, int, str], None]] = {
+    "canceled": _cancel_mid_walk, "failed otherwise": _fail_mid_walk}
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("end", list(ENDS))
+def test_a_retry_of_a_job_ended_mid_walk_walks_from_the_start(rows: Conn, kind: str,
+                                                                end: str) -> None:
+    # 8b0259b dropped the walk's place when the walk itself failed the job; a
+    # job canceled or failed for another reason mid-walk kept it, and its retry
+    # went on from there: the rows before it (fixed meanwhile) were never read,
+    # and the retried job failed on a field its scope now has.
+    typo = submit(rows, kind, {"stauts": "x"}, options={"page_size": 50_000})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "more"
+    assert "unchecked_walk" in job(rows, typo)["payload"]
+    ENDS[end](rows, typo, worker)
+    rows.execute("UPDATE user_table_rows SET data = '{\"stauts\": \"x\"}' WHERE id = "
+                 "(SELECT min(id) FROM user_table_rows WHERE table_id = %s::int)", (EMPTY,))
+    rows.execute("SELECT pgjobs.retry(%s)", (typo,))
+    assert "unchecked_walk" not in job(rows, typo)["payload"]
+    rows.execute("CALL pgjobs.run_job(%s)", (typo,))
+    row = job(rows, typo)
+    assert (row["status"], row["done"]) == ("succeeded", 1), row
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_every_page_of_a_walk_extends_the_lease(rows: Conn, kind: str) -> None:
+    # A page that only walks (returns 'more', no row read for the page) did not
+    # call pgjobs.heartbeat: a walk of pgjobs.field_check_rows rows spread over
+    # ten pages ran on the claim's lease alone, and a slow scope (large
+    # documents, cold cache) lost it mid-walk, an attempt counted each time.
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}},
+                  options={"page_size": 50_000, "lease": "1 hour"})
+    fill(rows)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    pages = 0
+    while True:
+        # The lease nearly spent (no clock involved: set, then read back).
+        rows.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() + interval '10 minutes'"
+                     " WHERE id = %s", (typo,))
+        state = scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker))
+        if state != "more":
+            break
+        pages += 1
+        assert scalar(rows, "SELECT lease_expires_at > now() + interval '30 minutes' "
+                            "FROM pgjobs.jobs WHERE id = %s", (typo,)) is True, pages
+        assert job(rows, typo)["done"] == 0
+    assert state == "failed" and pages == 2, (state, pages)
+    assert unchanged(rows) == BIG
+
+
+def _hook_raising(conn: Conn, sqlstate: str) -> None:
+    """The hooked walk raises `sqlstate` (a hook over the fixture's hook)."""
+    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
+                 "RENAME TO _unknown_fields_hooked")
+    conn.execute(f"""
+        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
+            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
+            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the walk met a transient error' USING ERRCODE = '{sqlstate}';
+        END $$""")
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "58030", "55006"])
+def test_a_transient_error_in_the_walk_retries_the_job(rows: Conn, kind: str,
+                                                        sqlstate: str) -> None:
+    # The walk's errors all failed the job for good (its EXCEPTION WHEN OTHERS,
+    # meant for a claimer that may not read the target): an out-of-memory, a
+    # deadlock or an I/O error of one page ended a job that a page's own error
+    # of the same SQLSTATE retries (pgjobs.retryable_sqlstate, the one policy).
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    _hook_raising(rows, sqlstate)
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "failed"
+    row = job(rows, typo)
+    assert row["status"] == "queued" and sqlstate in row["error"], row
+    assert row["payload"]["unchecked_fields"] == ["stauts"], row
+    assert unchanged_rows(rows) == 5
+
+
+@pytest.mark.parametrize("kind", ["delete", "backfill"])
+def test_a_walk_the_claimer_may_not_run_still_fails_for_good(rows: Conn, kind: str) -> None:
+    typo = submit(rows, kind, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    _hook_raising(rows, "42501")
+    [(worker,)] = rows.execute("SELECT worker FROM pgjobs.claim(ARRAY[%s], 'w')",
+                               (kind,)).fetchall()
+    assert scalar(rows, "SELECT pgjobs._run_page(%s, %s)", (typo, worker)) == "failed"
+    row = job(rows, typo)
+    assert row["status"] == "failed" and "42501" in row["error"], row
+    assert "allow_unknown_fields" in row["error"], row
+
+
+def unchanged_rows(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s::int "
+                            "AND label = 'keep'", (EMPTY,)))

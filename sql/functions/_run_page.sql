@@ -219,7 +219,23 @@ BEGIN
     -- 'blocked', nothing read or changed: it used to go on with the page,
     -- the paths unjudged.
     IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
-        SELECT u.message, u.hint INTO v_unjudged FROM pgjobs._unchecked_fields_problem(v_job) u;
+        BEGIN
+            SELECT u.message, u.hint INTO v_unjudged
+              FROM pgjobs._unchecked_fields_problem(v_job) u;
+        EXCEPTION WHEN OTHERS THEN
+            -- A transient error of the walk (the only kind it raises): the
+            -- attempt fails and the job is retried with backoff, as a page's.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            PERFORM pgjobs.fail(p_id, p_worker,
+                format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
+                       v_state),
+                pgjobs.retryable_sqlstate(v_state));
+            DELETE FROM pgjobs.job_batches b
+             WHERE b.job_id = p_id
+               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
+            RETURN 'failed';
+        END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
                 concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
@@ -230,6 +246,10 @@ BEGIN
         ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
             -- The walk read its 100,000 rows for this call and goes on at the
             -- next (the place kept in the payload): no page before it ends.
+            -- The lease is extended as a page's is (done unchanged): a walk
+            -- of field_check_rows rows is ten such calls, and ran on the
+            -- claim's lease alone, lost mid-walk on a slow scope.
+            PERFORM pgjobs.heartbeat(p_id, p_worker);
             RETURN 'more';
         END IF;
     END IF;

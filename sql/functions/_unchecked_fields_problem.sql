@@ -27,7 +27,9 @@ AS $$
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it. It reads the target
+-- fails rather than wedging every claim that picks it; at a page, a
+-- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
+-- retry the job. It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -77,6 +79,13 @@ BEGIN
         RETURN;
     WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
+        -- deadlock, an I/O error) says nothing about the job: a page's walk
+        -- raises it, and pgjobs._run_page retries the job as it retries a
+        -- page's own error of that SQLSTATE. It failed the job for good.
+        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+            RAISE;
+        END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
                           'not judge (the scope had no rows then) could not be judged at its '
                           'start either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
