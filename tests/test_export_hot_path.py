@@ -6,6 +6,7 @@ checkpoint, never going backwards."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import psycopg
@@ -89,11 +90,16 @@ def _traced_readers(monkeypatch: pytest.MonkeyPatch, path: Any) -> list[Any]:
 
     connect = db.connect_reader
     files: list[Any] = []
+    naming = threading.Lock()
 
     def traced(*args: Any, **kwargs: Any) -> Any:
         c = connect(*args, **kwargs)
-        files.append(open(path / f"trace-{len(files)}", "w"))  # noqa: SIM115 - closed by the test
-        c.pgconn.trace(files[-1].fileno())
+        # A parallel export's workers connect side by side: each file is named
+        # and appended under the lock, else two connections trace into one file.
+        with naming:
+            handle = open(path / f"trace-{len(files)}", "w")  # noqa: SIM115 - closed by the test
+            files.append(handle)
+        c.pgconn.trace(handle.fileno())
         c.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
         return c
 
