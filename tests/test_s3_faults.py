@@ -169,15 +169,21 @@ def test_long_outage_keeps_the_parts_and_the_attempt(
     bucket = new_bucket(s3_endpoint)
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.5")
     job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
-    thread, result = _in_thread(lambda: run_export(dsn, job_id, bucket, lease="2 seconds"))
+    # A lease no stall of a loaded machine lapses (heartbeats come every third
+    # of it, so a stall of two thirds of it can lapse it); the outage outlasts
+    # it all the same.
+    thread, result = _in_thread(lambda: run_export(dsn, job_id, bucket, lease="10 seconds"))
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 1, timeout=60, what="a part")
     before = job(conn, job_id)["checkpoint"]["upload"]
     proxy.faults.down = True
-    # Longer than botocore's own retries and than the lease: the worker keeps
-    # retrying and keeps renewing the lease.
+    held = job(conn, job_id)["lease_expires_at"]
+    # Longer than botocore's own retries and than the lease held when storage
+    # went down: the worker keeps retrying and keeps renewing the lease.
     wait_for(lambda: sum(1 for _, _, down in proxy.faults.seen if down) >= 3, timeout=30,
              what="requests during the outage")
-    time.sleep(5)
+    wait_for(lambda: scalar(conn, "SELECT heartbeat_at > %s FROM pgjobs.jobs WHERE id = %s",
+                            (held, job_id)), timeout=60,
+             what="a heartbeat, during the outage, past the lease held when it began")
     proxy.faults.down = False
     thread.join(timeout=120)
     assert result and result[0].status == "succeeded", result
