@@ -16,7 +16,9 @@ from pgjobs.poller.export import Exporter, Outcome, Settings
 from pgjobs.poller.storage import StorageError
 from tests.support import (
     ITEMS_TENANT_1,
+    LONG_LEASE,
     MANY_PARTS,
+    expire_leases,
     job,
     leftovers,
     make_items,
@@ -31,10 +33,6 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-EXPIRED = ("SELECT bool_and(lease_expires_at < now()) FROM ("
-           "SELECT lease_expires_at FROM pgjobs.jobs WHERE id = %s UNION ALL "
-           "SELECT lease_expires_at FROM pgjobs.export_parts WHERE job_id = %s"
-           ") l WHERE lease_expires_at IS NOT NULL")
 
 
 def part_progress(conn: Conn, job_id: int) -> int:
@@ -46,7 +44,7 @@ def test_sigkill_mid_parallel_export_then_another_worker_finishes(
     make_items(conn, rows=900)
     expected = plain_copy(conn, ITEMS_TENANT_1)
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 3})
-    first = start_worker(dsn, local_dir, "--once", "--lease", "2s", delays="part=0.2")
+    first = start_worker(dsn, local_dir, "--once", "--lease", LONG_LEASE, delays="part=0.2")
     try:
         wait_for(lambda: part_progress(conn, job_id) >= 6, what="parts checkpointed")
     finally:
@@ -54,8 +52,7 @@ def test_sigkill_mid_parallel_export_then_another_worker_finishes(
         first.communicate(timeout=10)
     before = {p["part"]: (p["checkpoint"] or {}).get("parts", 0) for p in part_rows(conn, job_id)}
     assert len(before) == 3 and sum(before.values()) >= 6
-    wait_for(lambda: scalar(conn, EXPIRED, (job_id, job_id)) is not False,
-             timeout=20, what="every lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, local_dir, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
@@ -77,14 +74,13 @@ def test_sigkill_mid_parallel_export_on_s3(conn: Conn, dsn: str, bucket: str) ->
     one = run_export(dsn, submit_export(conn, "1", {}, {**MANY_PARTS, "format": "jsonl"}), bucket)
     assert one.result is not None
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "format": "jsonl", "parallel": 2})
-    first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=0.2")
+    first = start_worker(dsn, bucket, "--once", "--lease", LONG_LEASE, delays="part=0.2")
     try:
         wait_for(lambda: part_progress(conn, job_id) >= 4, what="parts checkpointed")
     finally:
         first.kill()
         first.communicate(timeout=10)
-    wait_for(lambda: scalar(conn, "SELECT lease_expires_at < now() FROM pgjobs.jobs "
-                            "WHERE id = %s", (job_id,)), timeout=20, what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, bucket, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err

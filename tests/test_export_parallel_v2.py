@@ -23,7 +23,9 @@ from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
     ITEMS_TENANT_1,
+    LONG_LEASE,
     MANY_PARTS,
+    expire_leases,
     job,
     leftovers,
     make_items,
@@ -336,7 +338,7 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
         ck = job(conn, job_id)["checkpoint"] or {}
         return int((ck.get("join") or {}).get("done", 0))
 
-    first = start_worker(dsn, where, "--once", "--lease", "2s", delays="join=3")
+    first = start_worker(dsn, where, "--once", "--lease", LONG_LEASE, delays="join=3")
     try:
         wait_for(lambda: joined() >= 1, timeout=120, what="a step of the join checkpointed")
     finally:
@@ -351,8 +353,7 @@ def test_sigkill_mid_join_resumes_it(conn: Conn, dsn: str, store: str,
     if store == "az":  # what the killed worker staged, checkpointed or not
         staged = len(blocks(uri)[1])
         assert staged >= done_before
-    wait_for(lambda: scalar(conn, "SELECT lease_expires_at < now() FROM pgjobs.jobs "
-                            "WHERE id = %s", (job_id,)), timeout=20, what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, where, "--once")
     _, err = second.communicate(timeout=180)
     assert second.returncode == 0, err

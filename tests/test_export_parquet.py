@@ -21,7 +21,7 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
-from tests.support import job, run_export, start_worker, submit_export, wait_for
+from tests.support import expire_leases, job, run_export, start_worker, submit_export, wait_for
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -283,7 +283,7 @@ def test_a_worker_without_pyarrow_fails_the_job_naming_the_extra(
 def test_sigkill_mid_export_then_another_worker_resumes_to_the_same_rows(
         conn: Conn, dsn: str, local_dir: str) -> None:
     make_typed(conn, rows=3000)
-    options = {"format": "parquet", "chunk_rows": 100, "part_size": 4096, "lease": "2 seconds"}
+    options = {"format": "parquet", "chunk_rows": 100, "part_size": 4096, "lease": "60 seconds"}
     job_id = submit_export(conn, "0", target="typed", options=options)
     first = start_worker(dsn, local_dir, delays="part=0.3")
     try:
@@ -297,9 +297,7 @@ def test_sigkill_mid_export_then_another_worker_resumes_to_the_same_rows(
     recorded = job(conn, job_id)["checkpoint"]["files"]
     written = len(recorded)
     stamps = {f["uri"]: os.stat(local_path(f["uri"])).st_mtime_ns for f in recorded}
-    wait_for(lambda: conn.execute(
-        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s",
-        (job_id,)).fetchone()[0], timeout=30, what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, local_dir, "--once")
     try:
         _, err = second.communicate(timeout=120)

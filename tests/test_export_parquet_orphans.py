@@ -137,7 +137,7 @@ def test_a_stale_worker_never_writes_a_file_over_its_successors(
     from pgjobs.poller.export import Exporter
 
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**OPTIONS, "lease": "2 seconds"})
+    job_id = submit_export(conn, "1", {}, {**OPTIONS, "lease": "60 seconds"})
     original = parquet.ParquetExport._file_done
     stalled, resume = threading.Event(), threading.Event()
     seen: dict[str, int] = {}
@@ -150,8 +150,10 @@ def test_a_stale_worker_never_writes_a_file_over_its_successors(
         original(self, done)
 
     monkeypatch.setattr(parquet.ParquetExport, "_file_done", file_done)
+    # A long lease: it lapses when the test says so, not in a stall of the
+    # loaded machine before the worker reaches the stall the test makes.
     claimed = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'stale', "
-                           "'2 seconds'::interval)", (job_id,)).fetchone()
+                           "'60 seconds'::interval)", (job_id,)).fetchone()
     assert claimed is not None
     box: list[Any] = []
     stale = threading.Thread(target=lambda: box.append(

@@ -20,6 +20,8 @@ from pgjobs.poller.export import Outcome
 from pgjobs.poller.storage import StorageError
 from pgjobs.poller.worker import Worker
 from tests.support import (
+    LONG_LEASE,
+    expire_leases,
     job,
     part_rows,
     run_export,
@@ -130,7 +132,7 @@ def test_sigkill_mid_parallel_parquet_then_another_worker_finishes(
         conn: Conn, dsn: str, local_dir: str) -> None:
     make_typed(conn, rows=3000)
     job_id = submit_export(conn, "0", target="typed", options={**SMALL, "parallel": 3})
-    first = start_worker(dsn, local_dir, "--once", "--lease", "2s", delays="part=0.3")
+    first = start_worker(dsn, local_dir, "--once", "--lease", LONG_LEASE, delays="part=0.3")
     try:
         wait_for(lambda: files_recorded(conn, job_id) >= 4, timeout=60,
                  what="files checkpointed")
@@ -141,11 +143,7 @@ def test_sigkill_mid_parallel_parquet_then_another_worker_finishes(
               for p in part_rows(conn, job_id)}
     stamps = {u: os.stat(local_path(u)).st_mtime_ns for files in before.values() for u in files}
     assert len(stamps) >= 4
-    wait_for(lambda: scalar(conn, (
-        "SELECT bool_and(lease_expires_at < now()) FROM (SELECT lease_expires_at FROM "
-        "pgjobs.jobs WHERE id = %s UNION ALL SELECT lease_expires_at FROM "
-        "pgjobs.export_parts WHERE job_id = %s) l WHERE lease_expires_at IS NOT NULL"),
-        (job_id, job_id)) is not False, timeout=20, what="every lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, local_dir, "--once")
     _, err = second.communicate(timeout=180)
     assert second.returncode == 0, err

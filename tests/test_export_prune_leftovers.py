@@ -106,7 +106,7 @@ def test_an_export_ended_after_its_worker_died_leaves_nothing_once_pruned(
         conn: Conn, dsn: str, local_dir: str, case: str, how: str) -> None:
     pytest.importorskip("pyarrow")
     make_items(conn, rows=1500)
-    job_id = submit_export(conn, "1", {}, {**CASES[case], "lease": "2 seconds"})
+    job_id = submit_export(conn, "1", {}, {**CASES[case], "lease": "60 seconds"})
     _kill_after(conn, dsn, local_dir, job_id, 2)
     assert _job_objects(local_dir, job_id), "the dead worker wrote nothing"
     _end_without_worker(conn, job_id, how)
@@ -149,7 +149,7 @@ def test_a_file_written_but_not_recorded_when_the_worker_died_goes_too(
     file it is writing before it writes it, so prune finds it as well."""
     pytest.importorskip("pyarrow")
     make_items(conn, rows=1500)
-    job_id = submit_export(conn, "1", {}, {**CASES[case], "lease": "2 seconds"})
+    job_id = submit_export(conn, "1", {}, {**CASES[case], "lease": "60 seconds"})
     worker = start_worker(dsn, local_dir, delays="written=30")
     try:
         wait_for(lambda: len([p for p in _job_objects(local_dir, job_id)
@@ -175,7 +175,7 @@ def test_a_parquet_files_temporary_file_goes_with_the_stale_sweep(
     good (CI at 5b03823). The sweep takes it by its folder, the job's."""
     pytest.importorskip("pyarrow")
     make_items(conn, rows=1500)
-    job_id = submit_export(conn, "1", {}, {**CASES["parquet"], "lease": "2 seconds"})
+    job_id = submit_export(conn, "1", {}, {**CASES["parquet"], "lease": "60 seconds"})
     _kill_after(conn, dsn, local_dir, job_id, 1)
     files = [p for p in _job_objects(local_dir, job_id) if p.endswith(".parquet")]
     assert files

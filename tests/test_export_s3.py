@@ -13,8 +13,10 @@ from pgjobs.poller import storage
 from pgjobs.poller.worker import Worker
 from tests.support import (
     BIG_TENANT_1,
+    LONG_LEASE,
     NATIVE_S3,
     checkpoint_parts,
+    expire_leases,
     job,
     leftovers,
     object_bytes,
@@ -46,7 +48,7 @@ def test_native_multipart_export_equals_plain_copy(
 def test_native_multipart_resumes_the_same_upload_after_sigkill(
         conn: Conn, dsn: str, big: None, bucket: str) -> None:
     job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
-    first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=1")
+    first = start_worker(dsn, bucket, "--once", "--lease", LONG_LEASE, delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
     finally:
@@ -54,9 +56,7 @@ def test_native_multipart_resumes_the_same_upload_after_sigkill(
         first.communicate(timeout=10)
     before = job(conn, job_id)["checkpoint"]["upload"]
     assert len(open_uploads(bucket)) == 1
-    wait_for(lambda: job(conn, job_id)["lease_expires_at"] is not None and conn.execute(
-        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
-    ).fetchone() == (True,), what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, bucket, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err

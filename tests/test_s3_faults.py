@@ -21,8 +21,10 @@ from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import Outcome
 from tests.support import (
     BIG_TENANT_1,
+    LONG_LEASE,
     NATIVE_S3,
     checkpoint_parts,
+    expire_leases,
     job,
     leftovers,
     new_bucket,
@@ -30,6 +32,7 @@ from tests.support import (
     open_uploads,
     plain_copy,
     run_export,
+    scalar,
     start_worker,
     submit_export,
     wait_for,
@@ -120,7 +123,7 @@ def test_profile_credentials_take_the_native_path(
 def test_profile_credentials_resume_across_processes(
         conn: Conn, dsn: str, big: None, profile_bucket: str) -> None:
     job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
-    first = start_worker(dsn, profile_bucket, "--once", "--lease", "3s", delays="part=1")
+    first = start_worker(dsn, profile_bucket, "--once", "--lease", LONG_LEASE, delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
     finally:
@@ -128,9 +131,7 @@ def test_profile_credentials_resume_across_processes(
         first.communicate(timeout=10)
     before = job(conn, job_id)["checkpoint"]["upload"]
     assert before["upload_id"] and len(before["etags"]) >= 2
-    wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
-                                  "WHERE id = %s", (job_id,)).fetchone() == (True,),
-             what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, profile_bucket, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
@@ -168,15 +169,21 @@ def test_long_outage_keeps_the_parts_and_the_attempt(
     bucket = new_bucket(s3_endpoint)
     monkeypatch.setenv("PGJOBS_EXPORT_DELAYS", "part=0.5")
     job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
-    thread, result = _in_thread(lambda: run_export(dsn, job_id, bucket, lease="2 seconds"))
+    # A lease no stall of a loaded machine lapses (heartbeats come every third
+    # of it, so a stall of two thirds of it can lapse it); the outage outlasts
+    # it all the same.
+    thread, result = _in_thread(lambda: run_export(dsn, job_id, bucket, lease="10 seconds"))
     wait_for(lambda: checkpoint_parts(conn, job_id) >= 1, timeout=60, what="a part")
     before = job(conn, job_id)["checkpoint"]["upload"]
     proxy.faults.down = True
-    # Longer than botocore's own retries and than the lease: the worker keeps
-    # retrying and keeps renewing the lease.
+    held = job(conn, job_id)["lease_expires_at"]
+    # Longer than botocore's own retries and than the lease held when storage
+    # went down: the worker keeps retrying and keeps renewing the lease.
     wait_for(lambda: sum(1 for _, _, down in proxy.faults.seen if down) >= 3, timeout=30,
              what="requests during the outage")
-    time.sleep(5)
+    wait_for(lambda: scalar(conn, "SELECT heartbeat_at > %s FROM pgjobs.jobs WHERE id = %s",
+                            (held, job_id)), timeout=60,
+             what="a heartbeat, during the outage, past the lease held when it began")
     proxy.faults.down = False
     thread.join(timeout=120)
     assert result and result[0].status == "succeeded", result

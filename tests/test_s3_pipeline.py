@@ -25,8 +25,10 @@ from pgjobs.poller import export as export_module
 from pgjobs.poller import s3client, storage, upload_s3
 from tests.support import (
     BIG_TENANT_1,
+    LONG_LEASE,
     NATIVE_S3,
     checkpoint_parts,
+    expire_leases,
     job,
     new_bucket,
     object_bytes,
@@ -363,16 +365,14 @@ def test_kill_between_parts_resumes_byte_identical(
     reference = run_export(dsn, reference_job, bucket)
     assert reference.status == "succeeded", reference
     job_id = submit_export(conn, "1", {}, options, target="big")
-    first = start_worker(dsn, bucket, "--once", "--lease", "2s", delays="part=1")
+    first = start_worker(dsn, bucket, "--once", "--lease", LONG_LEASE, delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
     finally:
         first.kill()
         first.communicate(timeout=10)
     before = job(conn, job_id)["checkpoint"]
-    wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
-                                  "WHERE id = %s", (job_id,)).fetchone() == (True,),
-             what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, bucket, "--once")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 0, err

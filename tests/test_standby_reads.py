@@ -178,7 +178,7 @@ def test_cancel_pause_and_stop_end_a_wait_for_the_standby(
     job_id = submit_export(conn, "1", {}, SMALL)
     stop = threading.Event()
     thread, outcomes = _start(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.2, "wait"),
-                              stop=stop, lease="3 seconds")
+                              stop=stop, lease="15 seconds")
     time.sleep(1.0)
     assert thread.is_alive()
     if how == "stop":

@@ -36,10 +36,12 @@ from pgjobs.poller import azblob, storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.worker import Worker
 from tests.support import (
+    LONG_LEASE,
     allow,
     checkpoint_parts,
     claim_import,
     content,
+    expire_leases,
     job,
     leftovers,
     make_items,
@@ -101,16 +103,12 @@ def _others(conn: Conn, job_id: int) -> set[str]:
         "SELECT result->>'uri' FROM pgjobs.jobs WHERE id <> %s AND result ? 'uri'", (job_id,))}
 
 
-def _wait_lease_expired(conn: Conn, job_id: int) -> None:
-    wait_for(lambda: conn.execute(
-        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
-    ).fetchone() == (True,), timeout=20, what="the lease to expire")
-
-
 def _kill_after_parts(dsn: str, prefix: str, conn: Conn, job_id: int, parts: int,
                       delay: float) -> None:
-    """A worker that writes at least ``parts`` parts of ``job_id`` and is SIGKILLed."""
-    first = start_worker(dsn, prefix, "--once", "--lease", "2s", delays=f"part={delay:.3f}")
+    """A worker that writes at least ``parts`` parts of ``job_id`` and is SIGKILLed;
+    its lease lapses once it is gone (_second_worker_finishes)."""
+    first = start_worker(dsn, prefix, "--once", "--lease", LONG_LEASE,
+                         delays=f"part={delay:.3f}")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= parts, what=f"{parts} parts")
     finally:
@@ -119,7 +117,7 @@ def _kill_after_parts(dsn: str, prefix: str, conn: Conn, job_id: int, parts: int
 
 
 def _second_worker_finishes(dsn: str, prefix: str, conn: Conn, job_id: int) -> dict[str, Any]:
-    _wait_lease_expired(conn, job_id)
+    expire_leases(conn, job_id)
     second = start_worker(dsn, prefix, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err

@@ -301,3 +301,28 @@ def test_events_are_read_after_a_round_trip() -> None:
                         and stop_after[0].value == 1):
                     found.append(f"{_name(path)}:{node.lineno} counts notifies() within a timeout")
     assert found == []
+
+
+def short_worker_leases(source: str) -> list[int]:
+    """Lines starting a `pgjobs worker` with a --lease under 30 s. A test that
+    kills a worker gives it LONG_LEASE and lapses its leases once it is gone
+    (expire_leases): a lease of 2 s lapsed while the worker lived whenever the
+    loaded machine stalled it or its backend past two thirds of it (heartbeats
+    come every third), and a worker's rescues counted attempts until the job
+    failed. A test of a lapse lapses it by hand, as expire_lease does."""
+    return [source.count("\n", 0, m.start()) + 1
+            for m in re.finditer(r'"--lease",\s*"(\d+(?:\.\d+)?)s"', source)
+            if float(m.group(1)) < 30]
+
+
+def test_the_checker_finds_a_short_worker_lease() -> None:
+    assert short_worker_leases('w = start_worker(dsn, uri, "--once", "--lease", "2s",\n'
+                               '                 delays="part=0.2")\n'
+                               'x = start_worker(dsn, uri, "--lease",\n    "3s")') == [1, 3]
+    assert short_worker_leases('start_worker(dsn, uri, "--lease", LONG_LEASE)\n'
+                               'start_worker(dsn, uri, "--lease", "60s")') == []
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_name)
+def test_no_worker_a_test_starts_has_a_short_lease(path: Path) -> None:
+    assert short_worker_leases(path.read_text()) == [], _name(path)

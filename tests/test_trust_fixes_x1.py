@@ -15,9 +15,11 @@ from psycopg.conninfo import make_conninfo
 
 from tests import test_trust_scope as scope_tests
 from tests.support import (
+    LONG_LEASE,
     build_target,
     checkpoint_parts,
     claim,
+    expire_leases,
     job,
     make_target,
     object_bytes,
@@ -93,7 +95,7 @@ def test_export_resumed_under_other_hostile_settings_is_byte_identical(
     many_parts = {"chunk_rows": 5, "part_size": 1024}
     expected = _export(dsn, conn, many_parts, local_dir)
     job_id = submit_export(conn, "1", {}, many_parts, target="typed")
-    first = start_worker(_hostile(dsn, 0), local_dir, "--once", "--lease", "2s",
+    first = start_worker(_hostile(dsn, 0), local_dir, "--once", "--lease", LONG_LEASE,
                          delays="part=0.05")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 4, what="some parts")
@@ -101,9 +103,7 @@ def test_export_resumed_under_other_hostile_settings_is_byte_identical(
         first.kill()
         first.communicate(timeout=10)
     assert job(conn, job_id)["status"] == "running"
-    wait_for(lambda: conn.execute(
-        "SELECT lease_expires_at < now() FROM pgjobs.jobs WHERE id = %s", (job_id,)
-    ).fetchone() == (True,), timeout=20, what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(_hostile(dsn, 1), local_dir, "--once")
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0, err

@@ -28,7 +28,9 @@ from pgjobs.poller.export import (
     _next_limit,
 )
 from tests.support import (
+    LONG_LEASE,
     checkpoint_parts,
+    expire_leases,
     job,
     object_bytes,
     plain_copy,
@@ -264,8 +266,9 @@ def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
     expected = object_bytes(first_run.result)
 
     job_id = submit_export(conn, "1", {}, options, target="wide")
-    first = start_worker(dsn, storage_uri, "--once", "--lease", "2s", "--max-part-size", "1024",
-                         "--max-chunk-rows", "500", delays="part=0.5")
+    first = start_worker(dsn, storage_uri, "--once", "--lease", LONG_LEASE,
+                         "--max-part-size", "1024", "--max-chunk-rows", "500",
+                         delays="part=0.5")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, what="two parts")
     finally:
@@ -273,9 +276,7 @@ def test_resume_is_byte_identical_under_a_worker_with_other_maxima(
         first.communicate(timeout=10)
     ck = job(conn, job_id)["checkpoint"]
     assert (ck["chunk_rows"], ck["part_size"], ck["chunk_bytes"]) == (500, 1024, MiB)
-    wait_for(lambda: conn.execute("SELECT lease_expires_at < now() FROM pgjobs.jobs "
-                                  "WHERE id = %s", (job_id,)).fetchone() == (True,),
-             timeout=20, what="the lease to expire")
+    expire_leases(conn, job_id)
     second = start_worker(dsn, storage_uri, "--once", "--max-part-size", str(64 * MiB),
                           "--max-chunk-rows", "3")
     _, err = second.communicate(timeout=120)

@@ -12,7 +12,8 @@ Modules (import a name from the package; the modules only say where it lives):
              snapshot, the reference row set, delete/backfill/visible drivers)
 * exports    the hostile `items` target (make_items), plain-COPY references,
              in-process and worker-process exports, a parallel export's parts
-             (part_rows, MANY_PARTS)
+             (part_rows, MANY_PARTS), a killed worker's leases lapsed
+             (LONG_LEASE, expire_leases)
 * imports    the `people` target (make_people), in-process imports
 * databases  database_name (with the process id: every database the suite
              makes), empty_database, with_database, admin_execute
@@ -35,12 +36,14 @@ from tests.support.databases import (
 from tests.support.exports import (
     BIG_TENANT_1,
     ITEMS_TENANT_1,
+    LONG_LEASE,
     MANY_PARTS,
     NASTY,
     NATIVE_S3,
     add_items,
     checkpoint_parts,
     content,
+    expire_leases,
     jsonl_reference,
     leftovers,
     make_items,
@@ -95,12 +98,13 @@ __all__ = [
     "Conn", "KEY_DEFS", "NASTY", "Row", "SCOPE_DEFS", "Target", "add_items", "admin_execute",
     "allow", "build_target", "checkpoint_parts", "claim", "claim_import", "content",
     "crash_runner_mid_job", "cutoff_of", "database_name", "drain_notifies", "empty_database",
-    "expire_lease", "insert_row", "job", "job_rows", "jsonl_reference", "leftovers", "make_items",
+    "expire_lease", "expire_leases", "insert_row", "job", "job_rows", "jsonl_reference",
+    "leftovers", "make_items",
     "make_people", "make_rows_target", "make_target", "object_bytes", "plain_copy", "run_export",
     "run_import", "run_job", "run_pages", "scalar", "seed", "slow_deletes", "snapshot",
     "start_worker", "submit", "submit_backfill", "submit_delete", "submit_export", "submit_import",
     "visible_keys", "wait_for", "who", "with_database",
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
-    "BIG_TENANT_1", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
+    "BIG_TENANT_1", "LONG_LEASE", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
 ]

@@ -20,7 +20,9 @@ import pytest
 from pgjobs import db
 from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import DEFAULT_STORAGE_RETRY, Exporter, Outcome
+from tests.support.jobs import expire_lease, scalar
 from tests.support.targets import build_target
+from tests.support.waiting import wait_for
 
 Conn = psycopg.Connection[Any]
 
@@ -165,6 +167,27 @@ def start_worker(dsn: str, storage_uri: str, *args: str, delays: str = "",
         [sys.executable, "-m", "pgjobs.cli.main", "--dsn", dsn, "--storage", storage_uri,
          "worker", "--poll", "0.2", *args],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# A lease for a worker a test kills: no stall of a loaded machine (a worker or
+# its backend paused 2 s and more) lapses it while the worker lives.
+LONG_LEASE = "60s"
+
+
+def expire_leases(conn: Conn, job_id: int) -> None:
+    """Make the lease of job_id and those of its export parts lapse now, once the
+    worker that held them is killed and reaped: the takeover a test wants, with
+    none while the worker lives. First its sessions have left the server: a
+    statement it sent before the SIGKILL runs to its end (a part's claim would
+    lease that part anew after this)."""
+    wait_for(lambda: scalar(conn, (
+        "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() "
+        "AND (application_name = 'pgjobs' OR application_name LIKE 'pgjobs %')")),
+        what="the killed worker's sessions to end")
+    expire_lease(conn, job_id)
+    conn.execute("UPDATE pgjobs.export_parts SET lease_expires_at = now() - interval '1 second' "
+                 "WHERE job_id = %s AND lease_expires_at IS NOT NULL", (job_id,))
 
 
 def checkpoint_parts(conn: Conn, job_id: int) -> int:
