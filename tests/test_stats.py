@@ -56,27 +56,30 @@ def test_queue_depth_running_rate_paused_throttled_and_leases(conn: Conn) -> Non
     [run] = claim(conn, "w1#1")
     assert run in queued
     to_pause = next(i for i in queued if i != run)
-    conn.execute("UPDATE pgjobs.jobs SET done = 500, total = 1000, "
-                 "started_at = now() - interval '10 seconds', "
-                 "lease_expires_at = now() + interval '3 seconds', "
-                 "checkpoint = '{\"throttled\": {\"reason\": \"replica_lag\", "
-                 "\"since\": \"2026-01-01T00:00:00Z\"}}' WHERE id = %s", (run,))
-    assert scalar(conn, "SELECT pgjobs.pause(%s)", (to_pause,)) is True
-    s = stats(conn)
-    assert depth(s) == {("custom", "queued", "public.items"): 1,
-                        ("custom", "running", "public.items"): 1,
-                        ("custom", "paused", "public.items"): 1,
-                        ("custom", "queued", "public.other"): 2}
-    [r] = s["running"]
-    assert r["id"] == run and r["done"] == 500 and r["total"] == 1000
-    assert 30 <= r["rows_per_second"] <= 50  # 500 rows over ~10 s
-    assert 5 <= r["eta_seconds"] <= 17
-    assert r["throttled"]["reason"] == "replica_lag"
-    assert [(t["id"], t["reason"]) for t in s["throttled"]] == [(run, "replica_lag")]
-    assert [p["id"] for p in s["paused"]] == [to_pause]
-    assert [x["id"] for x in s["leases_expiring"]] == [run]
-    assert s["rows"]["custom"]["last_minute"] >= 499  # all of it ran in the last 10 s
-    assert s["rows"]["custom"]["last_hour"] == 500
+    # The rates are read against the UPDATE's now(): one transaction, so a pause
+    # of the machine between the two statements cannot move them.
+    with conn.transaction():
+        conn.execute("UPDATE pgjobs.jobs SET done = 500, total = 1000, "
+                     "started_at = now() - interval '10 seconds', "
+                     "lease_expires_at = now() + interval '3 seconds', "
+                     "checkpoint = '{\"throttled\": {\"reason\": \"replica_lag\", "
+                     "\"since\": \"2026-01-01T00:00:00Z\"}}' WHERE id = %s", (run,))
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (to_pause,)) is True
+        s = stats(conn)
+        assert depth(s) == {("custom", "queued", "public.items"): 1,
+                            ("custom", "running", "public.items"): 1,
+                            ("custom", "paused", "public.items"): 1,
+                            ("custom", "queued", "public.other"): 2}
+        [r] = s["running"]
+        assert r["id"] == run and r["done"] == 500 and r["total"] == 1000
+        assert 30 <= r["rows_per_second"] <= 50  # 500 rows over ~10 s
+        assert 5 <= r["eta_seconds"] <= 17
+        assert r["throttled"]["reason"] == "replica_lag"
+        assert [(t["id"], t["reason"]) for t in s["throttled"]] == [(run, "replica_lag")]
+        assert [p["id"] for p in s["paused"]] == [to_pause]
+        assert [x["id"] for x in s["leases_expiring"]] == [run]
+        assert s["rows"]["custom"]["last_minute"] >= 499  # all of it ran in the last 10 s
+        assert s["rows"]["custom"]["last_hour"] == 500
 
 
 def test_rows_in_a_window_are_the_share_of_each_job_that_ran_in_it(conn: Conn) -> None:
@@ -85,19 +88,22 @@ def test_rows_in_a_window_are_the_share_of_each_job_that_ran_in_it(conn: Conn) -
     old = submit(conn, "custom", "items")
     [got] = claim(conn, "w#1")
     assert got == old
-    conn.execute("UPDATE pgjobs.jobs SET status = 'succeeded', done = 7200, "
-                 "lease_expires_at = NULL, started_at = now() - interval '2 hours', "
-                 "finished_at = now() WHERE id = %s", (old,))
-    # A job that finished two hours ago counts nowhere.
-    gone = submit(conn, "custom", "items")
-    conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', done = 99, "
-                 "started_at = now() - interval '3 hours', finished_at = now() - interval "
-                 "'2 hours' WHERE id = %s", (gone,))
-    s = stats(conn)
-    assert s["rows"]["custom"]["last_hour"] == 3600
-    assert 59 <= s["rows"]["custom"]["last_minute"] <= 61
-    assert s["finished_last_hour"] == [{"kind": "custom", "status": "succeeded", "jobs": 1}]
-    assert s["queue"] == []
+    # The windows are read against the UPDATEs' now() (one transaction): a pause
+    # of the machine after the UPDATE moved "the last minute" past the job's end.
+    with conn.transaction():
+        conn.execute("UPDATE pgjobs.jobs SET status = 'succeeded', done = 7200, "
+                     "lease_expires_at = NULL, started_at = now() - interval '2 hours', "
+                     "finished_at = now() WHERE id = %s", (old,))
+        # A job that finished two hours ago counts nowhere.
+        gone = submit(conn, "custom", "items")
+        conn.execute("UPDATE pgjobs.jobs SET status = 'canceled', done = 99, "
+                     "started_at = now() - interval '3 hours', finished_at = now() - interval "
+                     "'2 hours' WHERE id = %s", (gone,))
+        s = stats(conn)
+        assert s["rows"]["custom"]["last_hour"] == 3600
+        assert 59 <= s["rows"]["custom"]["last_minute"] <= 61
+        assert s["finished_last_hour"] == [{"kind": "custom", "status": "succeeded", "jobs": 1}]
+        assert s["queue"] == []
 
 
 @pytest.fixture
