@@ -15,7 +15,9 @@ AS $$
 -- finished, failed when its submitter lost a right since the submit
 -- (pgjobs._start_attempts). Raises P0002 (unknown),
 -- 22023 (not a kind the database runs), 55006 (held by another worker, or
--- a writing job of its scope must run first). Locks: the job row.
+-- a writing job of its scope must run first). Reads nothing of the target:
+-- a deferred typo guard is the job's first page's (pgjobs._run_page).
+-- Locks: the job row.
 DECLARE
     v_job pgjobs.jobs;
 BEGIN

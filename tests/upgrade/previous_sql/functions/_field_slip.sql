@@ -12,16 +12,30 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Does field p_field (a name that is not a column of the target as written)
--- look like a slip rather than a document field? The two spellings a new
--- user gets wrong first: a column in another case ("Label" for label:
--- identifiers compare exactly), and the document column's name, in any
--- case, as a path prefix ("data.status": paths are relative to the
--- document). column_name: the column p_field names in another case (the
--- first by position); relative_path: p_field without the document column's
--- prefix. Both NULL: no slip (and for a column named exactly so). The one
--- test for backfill's set keys (pgjobs._submit_backfill_as), an import's
--- fields (pgjobs._import_insert_sql) and the typo guard's hint
+-- look like a slip rather than a document field? The spellings a new user
+-- gets wrong first: a column in another case ("Label" for label:
+-- identifiers compare exactly), a name with white space around it or
+-- around a part of its path (" age" from a CSV header "name, age", "age "
+-- from a spreadsheet cell, "owner. team": the space becomes part of the
+-- name, so the value would land in a document field of that name and the
+-- column keep its default), and the document column's name, in any case,
+-- as a path prefix ("data.status": paths are relative to the document).
+-- column_name: the column p_field names once its case and surrounding
+-- white space are set aside (the first by position); relative_path: the
+-- path p_field means in the document (without the document column's
+-- prefix, and without the white space around its parts) when that is not
+-- p_field itself. Both NULL: no slip (and for a column named exactly so).
+-- The one test for backfill's set keys (pgjobs._submit_backfill_as), an
+-- import's fields (pgjobs._import_insert_sql) and the typo guard's hint
 -- (pgjobs._require_known_fields); each words its own message. Locks nothing.
+DECLARE
+    -- White space a spreadsheet or a hand-typed header leaves around a name:
+    -- ASCII's, and (in a UTF-8 database) the no-break space, the zero-width
+    -- space and a byte-order mark that was not at the start of the file.
+    v_space text := ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)
+                    || CASE WHEN getdatabaseencoding() = 'UTF8'
+                            THEN chr(160) || chr(8203) || chr(65279) ELSE '' END;
+    v_name text;
 BEGIN
     IF p_field IS NULL OR EXISTS (
             SELECT 1 FROM pg_catalog.pg_attribute a
@@ -29,15 +43,21 @@ BEGIN
                AND a.attname = p_field) THEN
         RETURN;
     END IF;
+    v_name := array_to_string(ARRAY(SELECT btrim(part.p, v_space)
+                                      FROM unnest(string_to_array(p_field, '.'))
+                                           WITH ORDINALITY AS part(p, n)
+                                     ORDER BY part.n), '.');
     SELECT a.attname INTO column_name
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped
-       AND lower(a.attname) = lower(p_field)
+       AND lower(a.attname) = lower(v_name)
      ORDER BY a.attnum
      LIMIT 1;
-    IF lower(left(p_field, length(p_reg.document_column) + 1))
+    IF lower(left(v_name, length(p_reg.document_column) + 1))
            = lower(p_reg.document_column || '.') THEN
-        relative_path := substr(p_field, length(p_reg.document_column) + 2);
+        relative_path := substr(v_name, length(p_reg.document_column) + 2);
+    ELSIF column_name IS NULL AND v_name <> p_field AND p_reg.document_column IS NOT NULL THEN
+        relative_path := v_name;
     END IF;
 END
 $$;

@@ -177,15 +177,43 @@ BEGIN
                                 p_reg.target,
                                 CASE WHEN v_col IS NOT NULL
                                      THEN format('did you mean column "%s"? (names are '
-                                                 'case-sensitive)', v_col)
-                                     ELSE format('fields are relative to column %I, write "%s"',
-                                                 p_reg.document_column, v_relative)
+                                                 'compared exactly: case and white space '
+                                                 'around a name count)', v_col)
+                                     ELSE format('fields are relative to column %I, and white '
+                                                 'space around a name is part of it: write '
+                                                 '"%s"', p_reg.document_column, v_relative)
                                 END
                     USING ERRCODE = '22023',
                     HINT = 'Rename the field in the source; to import it as a document field '
                            'as written, submit with the option {"allow_unknown_fields": true}.';
             END IF;
             v_col := NULL;
+            -- A CSV saved with another separator (";" is a spreadsheet's
+            -- default where the decimal mark is a comma; a tab, "|") reads
+            -- as one field per line: its header one name "name;age", every
+            -- record one value of it, all landing in one document field while
+            -- every column kept its default. A name holding a separator
+            -- between two names is that, far more often than a field so named.
+            IF v_csv THEN
+                SELECT d.sep INTO v_col
+                  FROM unnest(ARRAY[';', chr(9), '|']) WITH ORDINALITY AS d(sep, n)
+                 WHERE (SELECT count(*) FROM unnest(string_to_array(v_field, d.sep)) part(p)
+                         WHERE btrim(part.p) <> '') > 1
+                 ORDER BY d.n
+                 LIMIT 1;
+                IF v_col IS NOT NULL THEN
+                    RAISE EXCEPTION 'field "%" of the CSV header holds % between names: the '
+                                    'source looks separated by %, and pgjobs reads CSV '
+                                    'separated by commas', replace(v_field, chr(9), '\t'),
+                                    CASE v_col WHEN chr(9) THEN 'a tab' ELSE '"' || v_col || '"' END,
+                                    CASE v_col WHEN chr(9) THEN 'tabs' ELSE '"' || v_col || '"' END
+                        USING ERRCODE = '22023',
+                        HINT = 'Save the file as comma-separated CSV (a spreadsheet''s "CSV '
+                               '(comma delimited)"), then import it as a new job; to import '
+                               'the field as a document field as written, submit with the '
+                               'option {"allow_unknown_fields": true}.';
+                END IF;
+            END IF;
         END IF;
         FOREACH v_seg IN ARRAY string_to_array(v_field, '.') LOOP
             IF v_seg = '' OR left(v_seg, 1) = '$' THEN

@@ -21,13 +21,25 @@ AS $$
 -- budget) and pgjobs.claim_items (the items of a fan-out job). Never per
 -- page or per item row.
 -- Nor may the first attempt of a delete or backfill that an import of its
--- scope submitted after it wrote rows before (pgjobs._import_after).
+-- scope submitted after it wrote rows before (pgjobs._import_after), nor
+-- an attempt of an export submitted on a scope without rows whose document
+-- paths no row of the scope has now, asked until one judgment against rows
+-- clears them (pgjobs._unchecked_fields_problem: the typo guard, deferred).
+-- A delete's or backfill's deferred guard is not judged here but by its
+-- page (pgjobs._run_page), before the page reads a row: judged inside the
+-- claim, a missing path on a 1M-row scope walked the whole bound (0.3-1 s a
+-- job) while the claim held every job row it had picked and its runner, and
+-- a claim that failed one job picked the next and judged that too (one
+-- claim of limit 1 took 3.4 s over 5 such jobs: bench/typo_guard.py).
 -- When not, the job ends here `failed` (event failed), the error naming
 -- the missing right with the check's hint (pgjobs.retry sets it going
 -- again once the right is back): a fan-out job's unfinished items end
 -- canceled, as at a cancel (a worker holding one gets false from its next
 -- heartbeat_item or complete_item). Returns false then, and the caller
--- hands nothing of the job out.
+-- hands nothing of the job out. Returns false too, changing nothing, when
+-- the deferred typo guard could not get its target within 200 ms: the job
+-- stays queued (a caller that picks again leaves out what it picked): an
+-- export only.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -61,6 +73,30 @@ BEGIN
                                 p_job.scope, p_job.cutoff);
             v_hint := format('Submit a new %s for the scope as it is now (it takes the imported '
                              'rows too).', p_job.kind);
+        END IF;
+    END IF;
+    IF v_message IS NULL
+       AND p_job.kind = 'export'
+       AND jsonb_typeof(p_job.payload -> 'unchecked_fields') = 'array' THEN
+        -- The typo guard the submit could not apply: the scope had no row
+        -- then (pgjobs._judge_fields). Rows dated before the cutoff
+        -- may have arrived since, and a misspelt field would select every
+        -- one of them: judged now, against the scope as it is, before the
+        -- export reads a row (its worker reads chunks with no page of the
+        -- engine's in between). Every attempt until a judgment against
+        -- rows clears the list: it was asked at the first attempt only, so
+        -- a scope still empty then counted as judged. A delete or backfill
+        -- is judged by its page instead (above). Only the kind whose submit
+        -- writes the list (and whose target's trust was just judged): a
+        -- custom kind's payload is its client's, and judging paths on its
+        -- target would run that target's code for whoever claims it.
+        SELECT u.message, u.hint INTO v_message, v_hint
+          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        IF v_message IS NULL AND v_hint IS NOT NULL THEN
+            -- Its target held past the check's 200 ms wait: not now, and not
+            -- the job's fault. It stays queued, its place in the gate kept,
+            -- for a later claim (this one's caller moves on).
+            RETURN false;
         END IF;
     END IF;
     IF v_message IS NULL THEN

@@ -67,17 +67,30 @@ BEGIN
         -- NaN and infinities included: the worker's CSV parser reads them.
         WHEN 'float4'::regtype THEN arrow := 'float32'; wire := p_expr;
         WHEN 'float8'::regtype THEN arrow := 'float64'; wire := p_expr;
+        -- Parquet dates and timestamps hold no infinity: such a value fails
+        -- the export naming its column (pgjobs._parquet_refuse), not with
+        -- "cannot subtract infinite dates" or "cannot convert infinity to
+        -- bigint" and no hint (hX pass).
         WHEN 'date'::regtype THEN
-            arrow := 'date32'; wire := format('(%s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date)',
-                                             p_expr);
+            arrow := 'date32';
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int4 '
+                           'ELSE (%1$s OPERATOR(pg_catalog.-) ''1970-01-01''::pg_catalog.date) END',
+                           p_expr, p_expr, arrow);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('(pg_catalog.extract(''epoch'', %s::pg_catalog.timestamptz) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamptz) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, 'timestamp');
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
-            wire := format('(pg_catalog.extract(''epoch'', %s::timestamp) '
-                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8', p_expr);
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) THEN '
+                           'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
+                           'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamp) '
+                           'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
+                           p_expr, p_expr, arrow);
         WHEN 'time'::regtype THEN
             arrow := 'time64';
             wire := format('(pg_catalog.extract(''epoch'', %s::time) '
@@ -107,6 +120,11 @@ BEGIN
                                 v_precision, v_scale);
             END IF;
             wire := format('%s::pg_catalog.text', p_expr);
+            IF arrow <> 'string' THEN  -- a decimal holds no NaN
+                wire := format('CASE WHEN %1$s OPERATOR(pg_catalog.=) ''NaN''::pg_catalog.numeric '
+                               'THEN pgjobs._parquet_refuse(%2$L, ''NaN'', %3$L) ELSE %4$s END',
+                               p_expr, p_expr, arrow, wire);
+            END IF;
         ELSE
             arrow := 'string'; wire := format('%s::pg_catalog.text', p_expr);
     END CASE;

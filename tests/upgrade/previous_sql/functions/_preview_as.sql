@@ -21,13 +21,15 @@ AS $$
 -- the very path the submits take (pgjobs._row_predicate, same cutoff: now),
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
--- empty scope has none), and the rows counted by pgjobs._preview_count
+-- empty scope has none: its paths are listed in "unchecked_fields", which
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
 -- list is hashed, not probed per row).
 -- Returns {"kind", "target", "scope" (canonical), "predicate", "matches",
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
--- "counted_rows", "elapsed_ms", "time_limit_ms"}.
+-- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), and
 -- allow_unknown_fields (accepted and validated so a client can pass the
@@ -35,7 +37,14 @@ AS $$
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
--- pgjobs.allowed_scopes when set (42501). Locks nothing.
+-- pgjobs.allowed_scopes when set (42501).
+-- Locks: the target in ACCESS SHARE mode, as any read of it, to the end of
+-- the caller's transaction, waited for at most the caller's lock_timeout,
+-- or 10 s when none is set: the count's time limit never covered that
+-- wait, and a preview (and the `pgjobs delete` that asks with it) behind
+-- an ALTER TABLE, LOCK TABLE or VACUUM FULL not yet committed hung for as
+-- long as that transaction, printing nothing. Past the wait this raises
+-- 55P03 naming the holding session (pgjobs._lock_holders).
 DECLARE
     v_reg pgjobs.target_registry;
     v_options jsonb := p_options;  -- NULL is refused below, as every submit does
@@ -45,6 +54,10 @@ DECLARE
     v_scope text;
     v_predicate text;
     v_check record;
+    v_paths text[];
+    v_timeout text := current_setting('lock_timeout');
+    v_wait text;
+    v_holders text;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -82,15 +95,32 @@ BEGIN
     PERFORM pgjobs._require_scope(p_target, v_scope);
     -- (A NULL filter raises 22023 there, as the delete it previews would.)
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, p_exclude, now());
-    SELECT * INTO v_check
-      FROM pgjobs._unknown_fields(v_reg, v_scope,
-               (pgjobs._compile_filter(p_target, p_filter)).p_paths);
+    v_wait := CASE WHEN v_timeout IN ('0', '0ms', '0s') THEN '10s' ELSE v_timeout END;
+    BEGIN
+        PERFORM set_config('lock_timeout', v_wait, true);
+        PERFORM pgjobs._hold_target(p_target);
+    EXCEPTION WHEN lock_not_available THEN
+        v_holders := pgjobs._lock_holders(p_target, NULL);
+        RAISE EXCEPTION 'waited % for table %: %', v_wait, p_target,
+                        coalesce(v_holders || ' holds it',
+                                 'the session that held it let go just now')
+            USING ERRCODE = '55P03',
+                  HINT = 'Preview again once that transaction ends (an ALTER TABLE, LOCK TABLE '
+                         'or VACUUM FULL not yet committed?); if it does not end, end it: '
+                         'SELECT pg_terminate_backend(pid).';
+    END;
+    PERFORM set_config('lock_timeout', v_timeout, true);
+    v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
+    SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
                'scope', v_scope,
                'predicate', v_predicate,
                'unknown_fields', to_jsonb(v_check.p_unknown),
+               -- The scope has no row: the job would judge these at its start.
+               'unchecked_fields', to_jsonb(coalesce(
+                   pgjobs._fields_unchecked(v_reg, v_scope, v_paths, v_options), '{}')),
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,

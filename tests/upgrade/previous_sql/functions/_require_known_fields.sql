@@ -13,75 +13,13 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- The typo guard of submit_delete, submit_backfill and submit_export: a
--- document path named by the job (p_paths: its filter's, from the
--- compiler, and an export's document columns) that no row of scope p_scope
--- (canonical text) has is refused with 22023 naming it, unless p_options
--- says {"allow_unknown_fields": true} (validated here: a boolean, 22023
--- otherwise). A misspelt field would otherwise match nothing or, under
--- $ne / $nin / $exists: false / null / $not, every row of the scope.
--- The operator does not matter: `{"x": {"$exists": false}}` on a field no
--- row has selects the whole scope, which is what the option is for.
--- Which rows are read, and the bound past which an unseen path counts as
--- unknown: pgjobs._unknown_fields. The scope is checked against
--- pgjobs.allowed_scopes first (42501), before any of its rows is read.
--- The hint names the likely meaning of the first path it can guess
--- (the document column's name as a prefix, a column in another case).
--- Locks nothing.
-DECLARE
-    v_check record;
-    v_guess text;
-    v_allow jsonb := CASE WHEN jsonb_typeof(p_options) = 'object'
-                          THEN p_options -> 'allow_unknown_fields' END;
+-- The typo guard (pgjobs._judge_fields) for a caller that has nowhere to
+-- defer to: a path no row of scope p_scope has is refused with 22023
+-- naming it (p_what: what named it), unless p_options says
+-- {"allow_unknown_fields": true}; a scope without rows passes. The three
+-- submits call pgjobs._judge_fields itself, which also returns the paths an
+-- empty scope leaves to the job's start. Locks nothing.
 BEGIN
-    PERFORM pgjobs._option_bool('allow_unknown_fields', v_allow);
-    IF v_allow = 'true'::jsonb OR cardinality(coalesce(p_paths, '{}')) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM pgjobs._require_scope(p_reg.target, p_scope);
-    SELECT * INTO v_check FROM pgjobs._unknown_fields(p_reg, p_scope, p_paths);
-    IF cardinality(v_check.p_unknown) = 0 THEN
-        RETURN;
-    END IF;
-    -- The two spellings a new user gets wrong first, named in the hint:
-    -- a path that starts with the document column's name in any case
-    -- ("data.status", "Data.status": paths are relative to the document),
-    -- and a column in another case ("Label" for label: identifiers are
-    -- compared exactly).
-    -- (pgjobs._field_slip, the one test of both.)
-    SELECT CASE WHEN s.relative_path IS NOT NULL
-                THEN format('Paths are relative to column %I: write "%s", not "%s". ',
-                            p_reg.document_column, s.relative_path, x.u)
-                ELSE format('Did you mean column "%s"? Names are case-sensitive. ',
-                            s.column_name)
-           END
-      INTO v_guess
-      FROM unnest(v_check.p_unknown) WITH ORDINALITY AS x(u, n),
-           pgjobs._field_slip(p_reg, x.u) s
-     WHERE s.relative_path IS NOT NULL OR s.column_name IS NOT NULL
-     ORDER BY x.n
-     LIMIT 1;
-    IF v_check.p_complete THEN
-        RAISE EXCEPTION 'the % names document field %, which no row of scope % has',
-            p_what, array_to_string(ARRAY(SELECT format('"%s"', u)
-                                            FROM unnest(v_check.p_unknown) u), ', '),
-            quote_literal(p_scope)
-            USING ERRCODE = '22023',
-            HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                          'nested ones a.b.c, in column %I). If the field is meant to be '
-                          'absent, pass the option {"allow_unknown_fields": true}.',
-                          p_reg.document_column);
-    END IF;
-    RAISE EXCEPTION 'the % names document field %, which none of the first % rows of scope % '
-                    'has', p_what,
-        array_to_string(ARRAY(SELECT format('"%s"', u)
-                                FROM unnest(v_check.p_unknown) u), ', '),
-        v_check.p_rows_read, quote_literal(p_scope)
-        USING ERRCODE = '22023',
-        HINT = coalesce(v_guess, '') || format('Check the spelling (fields are case-sensitive, '
-                      'nested ones a.b.c, in column %I). pgjobs looks for a field in at most 1000000 rows of the '
-                      'scope (the pgjobs.field_check_rows setting); if the field is right but '
-                      'rare, pass the option {"allow_unknown_fields": true}.',
-                      p_reg.document_column);
+    PERFORM pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options, p_what);
 END
 $$;

@@ -28,6 +28,8 @@ AS $$
 -- * A 'collect' delete lost its collected addresses when it ended; its
 --   cursor moves to the sweep, which finds what still matches through the
 --   index again.
+-- * A delete or backfill whose deferred typo guard was walking its scope
+--   (payload unchecked_walk) walks it again from its start.
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
 -- * An import keeps its checkpoint (offset, header, size) but forgets the
@@ -107,8 +109,14 @@ BEGIN
                               'pgjobs.cancel(id).', p_id);
         END IF;
     END IF;
+    -- The deferred typo guard's walk (payload unchecked_walk) starts again
+    -- from the scope's start: its place was reached before the job ended
+    -- (canceled, or failed by anything but the walk's own verdict), and
+    -- the rows behind it may have been fixed since; resumed from there, the
+    -- retry never read them and failed on a field its scope now has.
     UPDATE pgjobs.jobs
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
+           payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),

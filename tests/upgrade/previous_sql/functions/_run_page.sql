@@ -44,14 +44,19 @@ AS $$
 -- and stores an empty cursor.
 -- Page size adapts to the page_ms target (default 50 ms) unless page_size
 -- is set. A delete's call that runs the job's ANALYZE does only that (see
--- below) and returns 'more'. A lock wait beyond lock_timeout retries the
--- page later instead of failing; other errors go to pgjobs.fail (retryable
--- for transient ones).
+-- below) and returns 'more'. A lock wait beyond lock_timeout on the table
+-- itself (a session holds it in a mode that blocks the page's writes,
+-- pgjobs._lock_holders) returns 'blocked', nothing changed: the caller
+-- hands the job back (pgjobs._run_step). One on rows of the page retries
+-- the page later instead of failing, with a WARNING at the first wait and
+-- every 100th naming the rows and, after 1000, fails the attempt saying
+-- the same; other errors go to pgjobs.fail (retryable for transient ones).
 --
 -- Locks: the job row FOR UPDATE for the whole page, so a cancel, rescue or
 -- second runner waits or skips until the page commits (so a pause or cancel
 -- requested meanwhile takes effect after it); the page's rows.
--- Returns 'more', 'retry' (lock wait), 'done', 'canceled', 'paused', 'failed' or
+-- Returns 'more', 'retry' (lock wait on rows), 'blocked' (on the table), 'done',
+-- 'canceled', 'paused', 'failed' or
 -- 'lost' (not the owner any more: nothing was changed).
 DECLARE
     v_job pgjobs.jobs;
@@ -83,6 +88,8 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    v_waits integer;
+    v_holders text;
     v_key_type text;
     v_matching bigint;
     v_advances boolean;
@@ -106,6 +113,7 @@ DECLARE
     v_locked_tids tid[];
     v_columns text;
     v_before name;
+    v_unjudged record;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -113,6 +121,11 @@ BEGIN
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.lease_expires_at <= now() THEN
         RETURN 'lost';
+    END IF;
+    -- A job handed back before its first call (its table held: pgjobs._table_hand_back)
+    -- has a checkpoint that holds only that note: its first call is still to come.
+    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+        v_job.checkpoint := NULL;
     END IF;
     IF v_job.cancel_requested_at IS NOT NULL THEN
         PERFORM pgjobs.heartbeat(p_id, p_worker);  -- ends the job canceled, announces it
@@ -187,6 +200,58 @@ BEGIN
                    'against the old columns; submit it again', v_detail, p_id), false);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'failed';
+    END IF;
+    -- The deferred typo guard while it is pending (payload unchecked_fields:
+    -- the scope had no row at the submit, nor at any judgment since), in
+    -- this page's transaction, the table held, before the page reads a row.
+    -- Only here: the claim leaves it to the page (pgjobs._may_start_attempt),
+    -- as a missing path on a large scope walks pgjobs.field_check_rows rows
+    -- (0.3-1 s at 1M) and the claim held every job it had picked, and its
+    -- runner, that long. Judged at every page until a judgment against
+    -- rows clears the list (pgjobs._unchecked_fields_problem), so rows that
+    -- come after an attempt began on a scope still empty (a restore while
+    -- the job ran, or after its runner died) are judged too; a scope still
+    -- empty costs one probe of (scope, key). A call walks at most 100,000
+    -- rows (pgjobs._unchecked_fields_problem) and returns 'more' while the
+    -- walk goes on, having read no row for the page. A walk that could not read the
+    -- target within its 200 ms (an index of it held: the table's own
+    -- holders were looked for before this page, pgjobs._run_step) returns
+    -- 'blocked', nothing read or changed: it used to go on with the page,
+    -- the paths unjudged.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        BEGIN
+            SELECT u.message, u.hint INTO v_unjudged
+              FROM pgjobs._unchecked_fields_problem(v_job) u;
+        EXCEPTION WHEN OTHERS THEN
+            -- A transient error of the walk (the only kind it raises): the
+            -- attempt fails and the job is retried with backoff, as a page's.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            PERFORM pgjobs.fail(p_id, p_worker,
+                format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
+                       v_state),
+                pgjobs.retryable_sqlstate(v_state));
+            DELETE FROM pgjobs.job_batches b
+             WHERE b.job_id = p_id
+               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
+            RETURN 'failed';
+        END;
+        IF v_unjudged.message IS NOT NULL THEN
+            PERFORM pgjobs.fail(p_id, p_worker,
+                concat_ws('. ', v_unjudged.message, v_unjudged.hint), false);
+            DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+            RETURN 'failed';
+        ELSIF v_unjudged.hint IS NOT NULL THEN
+            RETURN 'blocked';
+        ELSIF (SELECT j.payload ? 'unchecked_walk' FROM pgjobs.jobs j WHERE j.id = p_id) THEN
+            -- The walk read its 100,000 rows for this call and goes on at the
+            -- next (the place kept in the payload): no page before it ends.
+            -- The lease is extended as a page's is (done unchanged): a walk
+            -- of field_check_rows rows is ten such calls, and ran on the
+            -- claim's lease alone, lost mid-walk on a slow scope.
+            PERFORM pgjobs.heartbeat(p_id, p_worker);
+            RETURN 'more';
+        END IF;
     END IF;
     v_key_type := pgjobs._column_type(v_job.target, v_reg.key_column);
     v_filtered := coalesce(v_job.payload -> 'filter', '{}'::jsonb) <> '{}'::jsonb;
@@ -826,17 +891,52 @@ BEGIN
         WHEN lock_not_available THEN
             -- Someone holds locks on rows of this page: keep the lease, try
             -- the page again shortly; give up (retryably) after ~1000 waits.
-            IF coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) >= 1000 THEN
+            -- The waits were silent, and the failure said neither what nor
+            -- who: they are named here.
+            v_waits := coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0);
+            v_holders := pgjobs._table_holders(v_job.target, true);
+            IF v_holders IS NOT NULL THEN
+                -- The table itself is held (a LOCK TABLE ... SHARE, a CREATE
+                -- INDEX not yet committed; or one of its partitions, or such
+                -- a request is queued): as long as its holder likes, so
+                -- the caller hands the job back (pgjobs._table_hand_back)
+                -- rather than retry the page for its whole budget and fail
+                -- the attempt after 1000 waits. Nothing of the page is kept.
+                RETURN 'blocked';
+            END IF;
+            v_detail := format('rows of %s in its page, which another transaction holds (an '
+                               'UPDATE, DELETE or SELECT ... FOR UPDATE not yet committed?)',
+                               v_job.target);
+            IF v_waits >= 1000 THEN
                 PERFORM pgjobs.fail(p_id, p_worker,
-                    'gave up after 1000 lock waits on one page', true);
+                    format('gave up after 1000 lock waits on one page: it waited for %s',
+                           v_detail), true);
                 RETURN 'failed';
             END IF;
+            IF v_waits % 100 = 0 THEN
+                RAISE WARNING 'pgjobs: job % waits for a lock (wait % of at most 1000 on this '
+                              'page): %', p_id, v_waits + 1, v_detail
+                    USING HINT = 'The page is tried again every 0.25 s or so and the job goes '
+                                 'on once that transaction ends; if it does not, end it: '
+                                 'SELECT pg_terminate_backend(pid) (a row''s holder: look '
+                                 'for a long transaction in pg_stat_activity).';
+            END IF;
             PERFORM pgjobs.heartbeat(p_id, p_worker, NULL, v_job.checkpoint
-                || jsonb_build_object('lock_waits',
-                       coalesce((v_job.checkpoint ->> 'lock_waits')::integer, 0) + 1));
+                || jsonb_build_object('lock_waits', v_waits + 1));
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- Which statement_timeout: the job's error said only 'canceling
+            -- statement due to statement timeout', and operators looked at
+            -- the page's 30 s when their role's or database's setting, which
+            -- times the whole CALL, had ended it (pgjobs._run_deadline).
+            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
+                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
+                            'for a first call) or, if shorter, the one of the session running '
+                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
+                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
+                            '= 0)';
+            END IF;
             -- Transient classes retry with backoff; data errors do not.
             PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
                                 pgjobs.retryable_sqlstate(v_state));

@@ -18,12 +18,15 @@ AS $$
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released, or its row or its table held by another transaction for 1 s:
--- then a WARNING says which, naming the table's holder). Locks: what
--- pgjobs._run_page locks.
+-- released; its table held by another session: handed back, see below; its
+-- row held by another transaction for 1 s: then a WARNING says so).
+-- Locks: what pgjobs._run_page locks.
 DECLARE
     v_state text;
     v_problem record;
+    v_target regclass;
+    v_holders text;
+    v_waited text;
 BEGIN
     IF p_previous = 'retry' THEN
         PERFORM pg_sleep(0.05);
@@ -38,25 +41,67 @@ BEGIN
     -- runner leaves the job for this call, with a warning, and goes on to
     -- others: its lease lapses, and a later claim (SKIP LOCKED) takes it
     -- once the row is free.
+    -- The same 1 s bounds the wait for the job's table (pgjobs._hold_target),
+    -- and a page's statements give up on it after their own 200 ms: a
+    -- session holding the table (a migration's ALTER TABLE, a LOCK TABLE,
+    -- CREATE INDEX or VACUUM FULL not yet committed) may hold it for hours.
+    -- Then the job is handed back (pgjobs._table_hand_back: no attempt
+    -- counted, its place in the scope kept, due again a few seconds later,
+    -- the holder named in checkpoint.throttled); it used to keep its lease
+    -- until it lapsed, a failed attempt each time, until it failed 'lease
+    -- expired'. At the first step of every claim the holder is looked up
+    -- first (pg_locks, about 0.1 ms): while one is there the job goes back
+    -- at once, without a wait. A request of such a mode queued for the
+    -- table (an ALTER TABLE waiting behind a long query: every later
+    -- request waits behind it) counts as a holder (pgjobs._lock_queued).
+    -- (20 jobs of scopes of one table held by a
+    -- migration cost a runner 20 s of 1 s waits before they all were
+    -- handed back; 0.08 s a round after).
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
-        v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
-                            pgjobs._run_page(p_id, p_worker));
-        IF v_state NOT IN ('more', 'retry') THEN
-            RETURN NULL;
+        IF p_previous IS NULL THEN
+            SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+            v_holders := pgjobs._table_holders(v_target, false);
         END IF;
-        IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
-            PERFORM set_config('lock_timeout', '1s', true);
-            PERFORM pgjobs.release(p_id, p_worker);
-            RETURN NULL;
+        IF v_holders IS NULL THEN
+            v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
+                                pgjobs._run_page(p_id, p_worker));
+            IF v_state = 'blocked' THEN
+                -- A page statement gave up on the table (its holders, below).
+                v_waited := '200 ms';
+            ELSIF v_state NOT IN ('more', 'retry') THEN
+                RETURN NULL;
+            ELSIF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline THEN
+                PERFORM set_config('lock_timeout', '1s', true);
+                PERFORM pgjobs.release(p_id, p_worker);
+                RETURN NULL;
+            ELSE
+                RETURN v_state;
+            END IF;
         END IF;
     EXCEPTION WHEN lock_not_available THEN
-        -- Which lock (the job's row or its table) and who holds it.
-        SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, '1 s');
-        RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
-            USING HINT = v_problem.hint;
-        RETURN NULL;
+        v_waited := '1 s';
     END;
-    RETURN v_state;
+    IF v_holders IS NULL THEN
+        -- After a wait: a partition held counts too (pgjobs._table_holders).
+        SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+        v_holders := pgjobs._table_holders(v_target, true);
+    END IF;
+    IF v_holders IS NOT NULL THEN
+        BEGIN
+            PERFORM pgjobs._table_hand_back(p_id, p_worker, v_holders, v_waited,
+                                            p_deadline IS NULL);
+            RETURN NULL;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- its row held too: as below
+        END;
+    ELSIF v_state = 'blocked' THEN
+        RETURN 'retry';  -- the holder has gone meanwhile: the page again
+    END IF;
+    -- Which lock (the job's row, or its table) and who holds it.
+    SELECT * INTO v_problem FROM pgjobs._lock_wait_problem(p_id, coalesce(v_waited, '1 s'));
+    RAISE WARNING 'pgjobs: job % left for now: %', p_id, v_problem.message
+        USING HINT = v_problem.hint;
+    RETURN NULL;
 END
 $$;

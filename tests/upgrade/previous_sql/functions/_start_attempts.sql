@@ -26,7 +26,11 @@ AS $$
 -- security, the role dropped, the target no longer trusted) fails here,
 -- before it touches another row, and is not returned; the caller may pick
 -- again. Jobs of one claim that share submitter, target, kind and
--- on_duplicate share one check.
+-- on_duplicate share one check, except the first attempt of a delete or
+-- backfill, or any attempt of an export whose deferred typo guard is still
+-- pending (payload unchecked_fields), whose check also reads the job itself
+-- (its scope's imports, its unchecked paths): never shared. (A delete's or
+-- backfill's deferred guard is its first page's: pgjobs._run_page.)
 --
 -- The caller has chosen the jobs (due, the writer gate) and locked their
 -- rows in this transaction (FOR UPDATE, or SKIP LOCKED to never wait for
@@ -47,9 +51,20 @@ BEGIN
         -- The values the check reads, as a JSON array: a role's name may hold
         -- spaces and a custom payload's on_duplicate any text, so joined by
         -- spaces two different jobs could spell one key.
+        -- A first attempt of a delete or backfill, or of an export with a
+        -- deferred typo guard, is also judged on what is its own
+        -- (pgjobs._may_start_attempt: an import of its scope after it, the
+        -- paths its submit could not judge): its key names it, so
+        -- another job of the same submitter, target and kind (another
+        -- scope) never passes on its check.
         v_key := jsonb_build_array(v_job.submitted_by, v_job.submitted_by_oid,
                                    v_job.target::oid, v_job.kind,
-                                   v_job.payload ->> 'on_duplicate')::text;
+                                   v_job.payload ->> 'on_duplicate',
+                                   CASE WHEN (v_job.started_at IS NULL
+                                              AND v_job.kind IN ('delete', 'backfill'))
+                                             OR (v_job.kind = 'export'
+                                                 AND v_job.payload ? 'unchecked_fields')
+                                        THEN v_job.id END)::text;
         IF v_key = ANY (v_allowed) THEN
             v_ids := v_ids || v_job.id;
         ELSIF pgjobs._may_start_attempt(v_job) THEN

@@ -33,6 +33,8 @@ DECLARE
     v_selection record;
     v_assignments text;
     v_handler regprocedure;
+    v_unchecked text[];
+    v_slips text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
@@ -54,8 +56,10 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set: below, for its likely slips only).
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- The typo guard on the filter (set: below, for its likely slips only);
+    -- on a scope without rows yet, judged at the job's first attempt
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
@@ -71,16 +75,19 @@ BEGIN
         -- new field, and would write the wrong place in every row of the
         -- scope: such a key must be a path some row has already (or the
         -- job says allow_unknown_fields). The slip test: pgjobs._field_slip.
-        PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-            ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
-                         pgjobs._field_slip(v_reg, k.key) s
-                   WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
-                   ORDER BY k.key),
-            p_options, 'set');
+        v_slips := ARRAY(SELECT k.key FROM jsonb_object_keys(p_set) AS k(key),
+                                pgjobs._field_slip(v_reg, k.key) s
+                          WHERE s.column_name IS NOT NULL OR s.relative_path IS NOT NULL
+                          ORDER BY k.key);
+        v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
+            v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
-                           'handler', v_handler::text),
+                           'handler', v_handler::text)
+        || CASE WHEN cardinality(v_unchecked) > 0
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
         v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;

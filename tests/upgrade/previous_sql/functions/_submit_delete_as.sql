@@ -30,6 +30,7 @@ AS $$
 DECLARE
     v_reg pgjobs.target_registry;
     v_selection record;
+    v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
@@ -57,8 +58,10 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
-    -- The typo guard: every document path of the filter is in some row.
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+    -- The typo guard: every document path of the filter is in some row;
+    -- on a scope without rows yet, judged at the job's first attempt
+    -- (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
@@ -67,7 +70,10 @@ BEGIN
         -- the payload's 1 MiB.
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
-                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END,
+                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
+        || CASE WHEN cardinality(v_unchecked) > 0
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         p_options, ARRAY['page_size', 'page_ms', 'strategy', 'allow_unknown_fields'],
         v_selection.predicate, NULL, v_reg);
     -- A long exclude list is stored once, in pgjobs.job_exclusions, and the

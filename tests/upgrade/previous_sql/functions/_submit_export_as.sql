@@ -69,6 +69,7 @@ DECLARE
     v_fields text[] := '{}'::text[];
     v_predicate text;
     v_scope text;
+    v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
@@ -250,10 +251,13 @@ BEGIN
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
     -- The typo guard: the filter's document fields, then the document
     -- fields asked for as columns, each in some row of the scope.
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options);
-    PERFORM pgjobs._require_known_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_fields, v_options, 'option "columns"');
+    -- On a scope without rows yet they are judged at the job's first
+    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
+        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                     (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
+        || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                        v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
 
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', p_filter,
@@ -270,11 +274,30 @@ BEGIN
         || CASE WHEN v_format = 'parquet' THEN jsonb_build_object(
                'compression', coalesce(v_options ->> 'compression', 'zstd'),
                'row_group_bytes', coalesce((v_options ->> 'row_group_bytes')::integer, 16777216))
-           ELSE '{}'::jsonb END,
+           ELSE '{}'::jsonb END
+        || CASE WHEN cardinality(v_unchecked) > 0
+                THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
+                ELSE '{}'::jsonb END,
         v_options,
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
+    -- Turns between tenants. An export runs to its end once claimed (no
+    -- budget hands it back), and claims go by priority, then queued_at: a
+    -- tenant that queued fifty exports held every worker slot until the
+    -- fifty were done, and another tenant's export waited behind them all.
+    -- An export submitted while exports of its (target, scope) are due and
+    -- pending queues an hour after the latest of them: a tenant's k-th
+    -- pending export comes after the first ones of every tenant that queued
+    -- within those hours, and alone in the queue it still goes at once.
+    UPDATE pgjobs.jobs j
+       SET queued_at = t.turn
+      FROM (SELECT max(p.queued_at) + interval '1 hour' AS turn
+              FROM pgjobs.jobs p
+             WHERE p.status IN ('queued', 'running') AND p.kind = 'export'
+               AND p.target = v_job.target AND p.scope = v_job.scope
+               AND p.run_at <= now() AND p.id <> v_job.id) t
+     WHERE j.id = v_job.id AND t.turn > j.queued_at;
     RETURN v_job.id;
 END
 $$;

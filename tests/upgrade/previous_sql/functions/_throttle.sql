@@ -73,6 +73,14 @@ BEGIN
             coalesce(v_deadline - extract(epoch FROM clock_timestamp()), 0.25))));
     END IF;
     SELECT * INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
+    -- A job handed back before its first page (its table held:
+    -- pgjobs._table_hand_back) has a checkpoint that holds only that note:
+    -- not started, as pgjobs._run_page reads it. Taken for a started job,
+    -- a rate limit's page_size went into it here, and the first page then
+    -- took {"page_size"} for a cursor: no count (total NULL), no strategy.
+    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+        v_job.checkpoint := NULL;
+    END IF;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker
        OR v_job.cancel_requested_at IS NOT NULL OR v_job.pause_requested_at IS NOT NULL
        OR v_job.checkpoint IS NULL

@@ -51,6 +51,7 @@ AS $$
 -- statements are lookups by key or have no parameters.
 DECLARE
     v_ids bigint[];
+    v_picked bigint[] := '{}'::bigint[];
     v_left integer := p_limit;
     v_started integer;
 BEGIN
@@ -69,7 +70,8 @@ BEGIN
 
     -- The pick: one statement, planned once per session (PL/pgSQL caches it).
     -- Picked again when pgjobs._start_attempts failed some of the jobs
-    -- picked (their submitter lost a right): they are no longer queued, and
+    -- picked (their submitter lost a right, or one is left queued for a
+    -- later claim: pgjobs._may_start_attempt), never the same job twice;
     -- the claimer still gets the due jobs behind them (a run loop would
     -- otherwise stop its budget at an empty claim).
     LOOP
@@ -80,12 +82,17 @@ BEGIN
                AND j.run_at <= now()
                AND j.kind = ANY (p_kinds)
                AND NOT j.fanout  -- its items are the work (pgjobs.claim_items)
+               -- Not one this call picked: a job left queued (its target
+               -- held past the deferred typo guard's wait) was picked again
+               -- and again, and the claim never ended.
+               AND j.id <> ALL (v_picked)
                AND (NOT j.writes
                     OR pgjobs._writer_may_start(j.target, j.scope, coalesce(j.gate_order, j.id)))
              ORDER BY j.priority DESC, j.queued_at, j.id
              LIMIT v_left
                FOR UPDATE SKIP LOCKED);
         EXIT WHEN cardinality(v_ids) = 0;
+        v_picked := v_picked || v_ids;
         RETURN QUERY SELECT * FROM pgjobs._start_attempts(v_ids, p_worker, p_lease);
         GET DIAGNOSTICS v_started = ROW_COUNT;
         v_left := v_left - v_started;

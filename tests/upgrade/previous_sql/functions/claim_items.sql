@@ -12,7 +12,11 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Hands up to p_limit queued items of fan-out jobs of the given kinds to
--- p_worker: jobs by priority (higher first), then submission; within a job
+-- p_worker: jobs by priority (higher first), then the job served least
+-- recently first (heartbeat_at, set when the job starts and whenever one
+-- of its items ends, a retried failure too; until it starts, when it joined the queue: a fan-out
+-- job holds no budget to hand back, so this is its turn in the queue),
+-- then submission; within a job
 -- the items due first (run_at: array order, and a retry after its backoff
 -- behind the items due before it), then by id, of jobs that are queued or
 -- running and due (run_at). Each item is marked running with its own
@@ -70,7 +74,15 @@ BEGIN
            AND j.status IN ('queued', 'running')
            AND j.kind = ANY (p_kinds)
            AND j.run_at <= now()
-         ORDER BY j.priority DESC, j.id
+         -- Taken by submission alone, the first fan-out job of a priority
+         -- got every claim until its last item was out: a job of 100,000
+         -- items kept another tenant's job of 10 waiting for all of them.
+         -- Least recently served first, among jobs of one priority, gives
+         -- each its turn (a worker that ends an item moves that job behind
+         -- the others); priorities still win. A job not started yet waits
+         -- from when it joined the queue: it goes ahead of a job served
+         -- since, not of one whose items have run longer than it waited.
+         ORDER BY j.priority DESC, coalesce(j.heartbeat_at, j.queued_at), j.id
     LOOP
         v_cap := v_left;
         v_lease := coalesce((v_job.options ->> 'lease')::interval, p_lease);
@@ -140,7 +152,8 @@ $$;
 
 COMMENT ON FUNCTION pgjobs.claim_items(text[], text, interval, integer) IS
 'Claims up to p_limit queued items of fan-out jobs of the given kinds for p_worker (FOR UPDATE '
-'SKIP LOCKED), job priority first, then submission, then item order, respecting each job''s '
+'SKIP LOCKED), job priority first, then the job served least recently (a turn for every job '
+'of a priority), then submission, then item order, respecting each job''s '
 'concurrency option. Sets a lease (the job''s lease option, else p_lease) and increments '
 'attempts. Each returned row''s worker is the claim''s identity (p_worker#token): pass it back '
 'to heartbeat_item/complete_item/fail_item.';

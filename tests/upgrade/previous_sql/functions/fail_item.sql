@@ -16,8 +16,9 @@ AS $$
 -- backoff with jitter (pgjobs._backoff), the other items carrying on.
 -- Otherwise it fails for good: its job's done grows by one and keeps the
 -- first such error, and the job, when this was its last item, ends failed
--- (pgjobs._items_settle). Fenced like complete_item. Locks: the job row,
--- then the item row.
+-- (pgjobs._items_settle). Either way the job's heartbeat_at moves to now:
+-- its turn at pgjobs.claim_items is served. Fenced like complete_item.
+-- Locks: the job row, then the item row.
 DECLARE
     v_job_id bigint;
     v_item pgjobs.job_items;
@@ -49,6 +50,13 @@ BEGIN
     IF v_item.status = 'failed' THEN
         PERFORM pgjobs._items_settle(v_job_id, 1,
                                      format('item %s: %s', v_item.id, left(v_item.error, 1000)));
+    ELSE
+        -- An attempt that ended is a turn served (pgjobs.claim_items takes the
+        -- job served least recently first): left as it was, a job whose items
+        -- fail at once and retry (a tenant's API down) stayed first and took
+        -- every claim until each of its items was in backoff. The job's row
+        -- is this transaction's already (pgjobs._items_lock_job).
+        UPDATE pgjobs.jobs j SET heartbeat_at = now() WHERE j.id = v_job_id;
     END IF;
     RETURN true;
 END

@@ -45,7 +45,8 @@ AS $$
 -- goes (pgjobs._import_mapping); later batches must map alike
 -- (pgjobs._import_insert_sql: 55000). The batch
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
--- one per set of keys); when that fails on a bad value or a constraint,
+-- one per set of keys, and one per record for records of one key that
+-- name different sets, in line order); when that fails on a bad value or a constraint,
 -- record by record, each in a subtransaction, and the failing ones are
 -- rejected (pgjobs.import_rejects). More rejects than max_rejects: the
 -- batch's rows roll back (rows of earlier batches stay), its rejects up to
@@ -72,6 +73,8 @@ DECLARE
     v_ns bigint[];
     v_fields text[];
     v_group_ns bigint[];
+    v_groups jsonb;
+    v_group jsonb;
     v_sql text;
     v_n bigint;
     v_state text;
@@ -87,6 +90,7 @@ DECLARE
     v_mapping jsonb := '{}'::jsonb;
     v_stage text := 'pg_temp.pgjobs_import_stage';
     v_lock_timeout text;
+    v_statements jsonb := '{}'::jsonb;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -141,34 +145,99 @@ BEGIN
     -- The batch's rows go in inside a block, so that too many rejects can
     -- take them back out and still keep the rejects (below).
     BEGIN
+        -- The batch's groups, [[fields, ns], ...] in the order they go in.
+        -- CSV: the whole batch at once.
+        -- JSONL: one INSERT per set of keys (a missing key takes its
+        -- default), the sets in the order they are first met. Records
+        -- of one key that name different sets are the exception:
+        -- each goes in alone, in line order. Else {"id": 1, "name":
+        -- "a"}, {"id": 1, "name": "b", "age": 3}, {"id": 1, "name":
+        -- "c"} with on_duplicate update ended as line 2 said, not as
+        -- the last line did, skip kept a record other than the first,
+        -- and error rejected the wrong line (hX pass). A key is
+        -- compared as its text, numbers by value and other text
+        -- without case, spaces, braces or hyphens (uuids): a spelling
+        -- that compares equal when it is not only sends a record
+        -- alone. Records without the key get new keys: none meets
+        -- another.
+        -- Records of one key can name different sets only when the batch
+        -- holds several: a batch of one set (a file whose records all
+        -- name the same fields, the common case) is grouped without the
+        -- key look, which cost about 0.9 s per 100,000 records.
+        IF v_job.payload ->> 'format' = 'csv' THEN
+            v_groups := CASE WHEN v_staged > 0 THEN '[[null, null]]'::jsonb ELSE '[]'::jsonb END;
+        ELSE
+            -- (format: the staging table, v_stage, is the session's own.)
+            EXECUTE format('SELECT coalesce(jsonb_agg(jsonb_build_array(g.keys, g.ns) ORDER BY g.first),
+                                     ''[]'')
+                       FROM (SELECT t.keys, array_agg(t.n ORDER BY t.n) AS ns, min(t.n) AS first
+                               FROM (SELECT s.n,
+                                            ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
+                                                   ORDER BY k) AS keys
+                                       FROM %s s) t
+                              GROUP BY t.keys) g', v_stage) INTO v_groups;
+            IF jsonb_array_length(v_groups) > 1 THEN
+                EXECUTE format('WITH g AS (
+                             SELECT s.n,
+                                    ARRAY(SELECT k FROM jsonb_object_keys(j.r) k ORDER BY k)
+                                        AS keys,
+                                    CASE
+                                      WHEN jsonb_typeof(j.r -> $1) = ''number''
+                                        THEN trim_scale((j.r -> $1)::numeric)::text
+                                      WHEN length(j.r ->> $1) <= 1000
+                                           AND j.r ->> $1 ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
+                                        THEN trim_scale(btrim(j.r ->> $1)::numeric)::text
+                                      ELSE lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
+                                                                ''g''))
+                                    END AS k
+                               FROM %s s,
+                                    LATERAL (SELECT s.r::jsonb AS r) j),
+                         -- The keys that records of different sets share.
+                         shared AS (
+                             SELECT d.k FROM g d WHERE d.k IS NOT NULL GROUP BY d.k
+                             HAVING min(d.keys) IS DISTINCT FROM max(d.keys))
+                         SELECT coalesce(jsonb_agg(jsonb_build_array(x.keys, x.ns)
+                                                   ORDER BY x.first), ''[]'')
+                           FROM (SELECT g.keys, array_agg(g.n ORDER BY g.n) AS ns,
+                                        min(g.n) AS first
+                                   FROM g LEFT JOIN shared ON shared.k = g.k
+                                  GROUP BY g.keys,
+                                           CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
+                               v_stage)
+                   INTO v_groups USING v_reg.key_column::text;
+            END IF;
+        END IF;
         <<groups>>
-        FOR v_fields, v_group_ns IN EXECUTE CASE
-            WHEN v_job.payload ->> 'format' = 'csv' THEN
-                'SELECT NULL::text[] AS fields, NULL::bigint[] AS ns WHERE $1 > 0'
-            ELSE
-                -- JSONL: one INSERT per set of keys (a missing key takes its default).
-                'SELECT g.keys AS fields, array_agg(g.n ORDER BY g.n) AS ns
-                   FROM (SELECT s.n, ARRAY(SELECT k FROM jsonb_object_keys(s.r::jsonb) k
-                                            ORDER BY k) AS keys
-                           FROM pg_temp.pgjobs_import_stage s) g
-                  WHERE $1 > 0
-                  GROUP BY g.keys
-                  ORDER BY min(g.n)' END
-            USING v_staged
-        LOOP
-            v_sql := NULL;
-            BEGIN
-                v_sql := pgjobs._import_insert_sql(v_job, v_reg,
-                                                   coalesce(v_fields, p_fields));
-            EXCEPTION WHEN invalid_parameter_value THEN
-                IF v_job.payload ->> 'format' = 'csv' THEN
-                    RAISE;
+        FOR v_group IN SELECT g.value FROM jsonb_array_elements(v_groups) g LOOP
+            v_fields := CASE WHEN jsonb_typeof(v_group -> 0) = 'array' THEN ARRAY(
+                SELECT e.v FROM jsonb_array_elements_text(v_group -> 0) WITH ORDINALITY e (v, i)
+                 ORDER BY e.i) END;
+            v_group_ns := CASE WHEN jsonb_typeof(v_group -> 1) = 'array' THEN ARRAY(
+                SELECT e.v::bigint FROM jsonb_array_elements_text(v_group -> 1) WITH ORDINALITY e (v, i)
+                 ORDER BY e.i) END;
+            -- A set of keys met again in the batch (records of one key that
+            -- go in alone, above) reuses its statement and mapping.
+            v_sql := v_statements ->> to_jsonb(v_fields)::text;
+            IF v_sql IS NULL THEN
+                BEGIN
+                    v_sql := pgjobs._import_insert_sql(v_job, v_reg,
+                                                       coalesce(v_fields, p_fields));
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    IF v_job.payload ->> 'format' = 'csv' THEN
+                        RAISE;
+                    END IF;
+                    GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+                END;
+                IF v_sql IS NOT NULL THEN
+                    v_mapping := v_mapping
+                                 || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
+                    IF v_fields IS NOT NULL THEN  -- (CSV: one statement a batch)
+                        v_statements := v_statements
+                                        || jsonb_build_object(to_jsonb(v_fields)::text, v_sql);
+                    END IF;
                 END IF;
-                GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-            END;
+            END IF;
             IF v_sql IS NOT NULL THEN
-                v_mapping := v_mapping
-                             || pgjobs._import_mapping(v_reg, coalesce(v_fields, p_fields));
                 BEGIN
                     v_below := CASE WHEN v_routed THEN pgjobs._inserts_below(v_job.target) END;
                     IF left(v_sql, 5) = 'WITH ' THEN

@@ -10,18 +10,26 @@ AS $$
 -- Housekeeping, safe to run at any time and concurrently:
 --   1. rescues jobs whose lease expired (retried, failed or canceled), and
 --      fan-out items likewise (pgjobs._items_rescue);
---   2. deletes jobs that finished more than p_retention ago, queueing the
+--   2. deletes jobs that finished more than p_retention ago, the oldest
+--      10,000 a call (each call is one transaction: a backlog of millions
+--      in one DELETE ran for minutes, held back vacuum, and under a
+--      statement_timeout was canceled at every call, pruning nothing ever
+--      again; "more": true says jobs past the retention are left for the
+--      next call, which `pgjobs prune` makes at once), queueing the
 --      storage objects of pruned exports (every one they wrote: succeeded,
 --      failed or canceled, pgjobs._export_objects) and the rejects object
 --      of pruned imports in pgjobs.storage_deletions for a worker to delete;
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
--- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "objects_queued",
--- "cron_runs_trimmed"}. Locks: the rows it changes or deletes.
+-- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
+-- "objects_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- deletes; a finished job's row another transaction holds (a retry in
+-- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
     v_rescued jsonb;
     v_items jsonb;
     v_deleted bigint;
+    v_batch constant integer := 10000;
     v_objects bigint;
     v_trimmed bigint := 0;
     -- pg_cron's own relations, read as found (by oid), never by name.
@@ -39,9 +47,16 @@ BEGIN
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
 
-    WITH gone AS (
+    WITH doomed AS (
+        SELECT d.id FROM pgjobs.jobs d
+         WHERE d.finished_at < now() - p_retention
+         ORDER BY d.finished_at
+         LIMIT v_batch
+           FOR UPDATE SKIP LOCKED
+    ), gone AS (
         DELETE FROM pgjobs.jobs j
-         WHERE j.finished_at < now() - p_retention
+         USING doomed
+         WHERE j.id = doomed.id
         RETURNING j.id, j.kind, j.result, j.checkpoint
     ), objects AS (
         -- Every object the export wrote, whatever way it ended: result.uris
@@ -85,12 +100,13 @@ BEGIN
     END IF;
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
-                              'deleted', v_deleted,
+                              'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
 END
 $$;
 
 COMMENT ON FUNCTION pgjobs.prune(interval) IS
-'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago '
-'(queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), '
+'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, '
+'10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
+'objects and imports'' rejects objects for deletion by a worker), '
 'and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
