@@ -41,31 +41,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
-from _common import scratch_database, server  # noqa: E402
+from _common import TABLE, create_rows_table, fill_interleaved, scratch_database, server  # noqa: E402,E501
 
 from pgjobs.migrate import migrate  # noqa: E402
 
 Conn = psycopg.Connection[Any]
-TABLE = "user_table_rows"
-
-SETUP = f"""
-CREATE TABLE {TABLE} (
-    id         bigint PRIMARY KEY,
-    table_id   integer     NOT NULL,
-    data       jsonb       NOT NULL,
-    created_at timestamptz NOT NULL
-)"""
-
-# Chunks of 100 rows alternate between tenant 1 and tenants 2..50.
-FILL = f"""
-INSERT INTO {TABLE} (id, table_id, data, created_at)
-SELECT g,
-       CASE WHEN ((g - 1) / 100) %% 2 = 0 THEN 1 ELSE 2 + ((g - 1) / 200) %% 49 END,
-       jsonb_build_object('status', (ARRAY['open', 'done', 'late', 'hold', 'void'])[1 + g %% 5],
-                          'n', g %% 1000, 'name', 'row ' || g),
-       now() - interval '30 days' + g * interval '1 millisecond'
-  FROM generate_series(%(first)s::bigint, %(last)s::bigint) g
-"""
 
 
 def timed(run: Callable[[], object], repeat: int) -> float:
@@ -79,10 +59,8 @@ def timed(run: Callable[[], object], repeat: int) -> float:
 
 
 def build(conn: Conn, rows: int) -> None:
-    conn.execute(SETUP)
-    total = 2 * rows
-    for first in range(1, total + 1, 1_000_000):
-        conn.execute(FILL, {"first": first, "last": min(total, first + 999_999)})
+    create_rows_table(conn, identity=False)
+    fill_interleaved(conn, rows)
     conn.execute(f"CREATE INDEX {TABLE}_scope_key ON {TABLE} (table_id, id)")
     conn.execute(f"VACUUM (ANALYZE) {TABLE}")
     conn.execute(f"SELECT pgjobs.register_target('{TABLE}', 'id', 'table_id', 'created_at',"
