@@ -15,9 +15,16 @@ from typing import Any, NoReturn
 
 import click
 
-from pgjobs import db
+from pgjobs import db, queries
 from pgjobs.cli.dsn import configured_dsn, resolve_dsn
-from pgjobs.errors import ConnectionFailed, InvalidDsn, InvalidInput, NoDatabase, PgjobsError
+from pgjobs.errors import (
+    ConnectionFailed,
+    InvalidDsn,
+    InvalidInput,
+    NoDatabase,
+    PermissionDenied,
+    PgjobsError,
+)
 
 DEFAULT_STORAGE = "file://./pgjobs-exports"
 
@@ -164,6 +171,22 @@ def usage_error(exc: click.ClickException) -> NoReturn:
     # side refused the input.
     click.echo(f"error: {message} [22023] (hint: see `{where} --help`)", err=True)
     sys.exit(exc.exit_code)
+
+
+def require_in_process(conn: db.Connection, claim: str, kind: str) -> None:
+    """Refuse, before anything is submitted, an export or import the CLI would run in
+    its own process for a role that may not claim it (``claim``: the claim
+    function's signature; pgjobs_client may not). The submit went through before
+    and the claim failed, so the command exited 1 with PostgreSQL's bare
+    ``permission denied for function claim_export`` while the job it had queued
+    stayed queued for a worker: a second try queued a second job."""
+    if not db.scalar(conn, queries.MAY_EXECUTE, {"function": claim}):
+        raise PermissionDenied(
+            f"this role may not run the {kind} in this process: it lacks EXECUTE on "
+            f"{claim}, an administrator's function (pgjobs_admin); nothing was submitted",
+            hint="add --detach to submit it for `pgjobs worker` (which runs as a member of "
+                 "pgjobs_admin), or connect as a member of pgjobs_admin (see "
+                 'docs/operations.md, "Roles")')
 
 
 def parse_json(value: str | None, what: str) -> Any:

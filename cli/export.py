@@ -24,6 +24,7 @@ from pgjobs.cli.common import (
     parse_json,
     parse_options,
     progress_options,
+    require_in_process,
 )
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, human_bytes, to_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
@@ -174,6 +175,8 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
     with obj.connect() as conn:
+        if not detach:
+            require_in_process(conn, "pgjobs.claim_export(bigint,text,interval)", "export")
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "options": db.jsonb(options)}))

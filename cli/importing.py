@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_options, progress_options
+from pgjobs.cli.common import Context, parse_options, progress_options, require_in_process
 from pgjobs.cli.export import FINAL, _setup_logging, hand_back, print_submitted
 from pgjobs.cli.output import human_bytes, to_json
 from pgjobs.errors import NotFound
@@ -77,6 +77,8 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     if gzip is not None:
         options["gzip"] = gzip
     with obj.connect() as conn:
+        if not detach:
+            require_in_process(conn, "pgjobs.claim_import(bigint,text,interval)", "import")
         job_id = int(db.scalar(conn, queries.IMPORT_SUBMIT, {
             "target": target, "scope": scope, "source": source_uri(source),
             "options": db.jsonb(options)}))

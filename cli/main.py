@@ -296,9 +296,22 @@ def prune(obj: Context, retention: str) -> None:
               default=1_000_000, show_default=True, help="Rows in the demo table.")
 @click.pass_obj
 def demo(obj: Context, rows: int) -> None:
-    """Build a demo shared relation, then delete, backfill and export with live progress."""
+    """Build a demo shared relation, then delete, backfill and export with live progress.
+
+    Runs on the embedded cluster (started if needed), or on the database --dsn
+    names on the command line: it migrates pgjobs there, schedules pg_cron,
+    and drops and refills demo.user_table_rows, so a PGJOBS_DSN or
+    DATABASE_URL left in the environment does not choose that database.
+    """
     from pgjobs.cli.demo import run_demo
 
+    source = obj.dsn_source()
+    if source in ("PGJOBS_DSN", "DATABASE_URL"):
+        raise InvalidInput(
+            f"pgjobs demo does not run on the database {source} names: it migrates pgjobs "
+            "there, schedules pg_cron and drops and refills demo.user_table_rows",
+            hint=f"pass --dsn on the command line to run it on that database, or unset "
+                 f"{source} to run it on the embedded cluster (`pgjobs dev up`'s)")
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 

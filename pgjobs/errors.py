@@ -175,8 +175,38 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     if missing is not None:
         return NotInstalled(message, sqlstate=exc.sqlstate, hint=missing)
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    hint = (diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
+            or _privilege_hint(exc.sqlstate or "", message))
     return cls(message, sqlstate=exc.sqlstate, hint=hint)
+
+
+_ROLES_DOC = 'docs/operations.md, "Roles"'
+
+
+def _privilege_hint(sqlstate: str, message: str) -> str | None:
+    """The hint of a privilege PostgreSQL itself refused (42501 without a hint):
+    the role a command connects as is not a member of pgjobs' roles, or only of
+    pgjobs_client where an administrator's function is called (the engine, a
+    worker, prune, schedule, doctor, an export or import run in this process).
+    pgjobs' own refusals carry their hint; these are the ACL checks of
+    PostgreSQL (``permission denied for schema pgjobs``, ``... for function
+    claim``), which name no role to grant."""
+    if sqlstate != "42501":
+        return None
+    if message == "permission denied for schema pgjobs":
+        return ("the role this command connects as is in neither pgjobs_client nor "
+                "pgjobs_admin: an administrator runs GRANT pgjobs_client TO <role>; (submit, "
+                "follow and control jobs) or GRANT pgjobs_admin TO <role>; (also run the "
+                f"engine and workers), see {_ROLES_DOC}")
+    for kind in ("function", "procedure"):
+        prefix = f"permission denied for {kind} "
+        if message.startswith(prefix):
+            name = message[len(prefix):]
+            return (f"{name} is for administrators (pgjobs_admin), which the role this "
+                    "command connects as is not: connect as a member of pgjobs_admin, or have "
+                    f"one run it (GRANT pgjobs_admin TO <role>;), see {_ROLES_DOC}")
+    return ("the role this command connects as lacks that privilege: an administrator grants "
+            f"it, or connect as a role that has it (see {_ROLES_DOC})")
 
 
 _NOT_INSTALLED = ("pgjobs is not installed in this database, or is older than this "

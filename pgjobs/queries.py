@@ -268,6 +268,14 @@ EXPORT_SUBMIT = (
 EXPORT_CLAIM_ONE = (
     "SELECT id, worker FROM pgjobs.claim_export(%(id)s, %(worker)s, %(lease)s::interval)"
 )
+# Whether this session may call a pgjobs function, by its signature (true when
+# it does not exist: the call itself then says what is missing). An export or
+# import run in the CLI's own process claims its job, an administrator's call.
+MAY_EXECUTE = """
+SELECT coalesce(pg_catalog.has_function_privilege(
+                    pg_catalog.to_regprocedure(%(function)s::pg_catalog.text),
+                    'EXECUTE'), true) AS allowed
+"""
 EXPORT_JOB = """
 SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, attempts,
        max_attempts, worker, extract(epoch FROM lease)::float8 AS lease_seconds, done, total,

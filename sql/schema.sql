@@ -9206,6 +9206,96 @@ $$;
 ALTER FUNCTION pgjobs._require_trusted(p_target regclass) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_value_types(pgjobs.target_registry, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_value_types(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_options jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The typo guard's twin for values (a delete's and a backfill's submit): a
+-- comparison that matches every row whose value is of another JSON type
+-- (pgjobs._risky_comparisons: {"amount": {"$ne": "3"}}, {"tags": {"$nin":
+-- ["a"]}} on arrays) is refused with 22023 when rows of scope p_scope
+-- (canonical) hold the path but none holds a value of the operand's type
+-- there: written "3" for 3, the filter would take every row that has the
+-- field, as a misspelt field takes every row. Reads at most
+-- pgjobs.field_check_rows rows (as the typo guard; default 1,000,000) per
+-- path and type, and stops at the first row of the type. A path no row
+-- has is the typo guard's (pgjobs._judge_fields: refused, or deferred on
+-- an empty scope); {"allow_unknown_fields": true} lets both through.
+-- Locks nothing.
+DECLARE
+    v_setting text := current_setting('pgjobs.field_check_rows', true);
+    v_limit bigint := 1000000;
+    v_columns jsonb;
+    v_check record;
+    v_ref text;
+    v_seg text;
+    v_rows text;
+    v_has_path boolean;
+    v_has_type boolean;
+    v_held text[];
+BEGIN
+    IF p_reg.document_column IS NULL
+       OR coalesce(pgjobs._option_bool('allow_unknown_fields',
+                                       p_options -> 'allow_unknown_fields'), false) THEN
+        RETURN;
+    END IF;
+    IF v_setting ~ '^\s*\d{1,10}\s*$' THEN
+        v_limit := least(greatest(v_setting::bigint, 1000), 1000000);
+    END IF;
+    SELECT coalesce(jsonb_object_agg(a.attname, true), '{}') INTO v_columns
+      FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
+    FOR v_check IN
+        SELECT r.path, array_agg(DISTINCT r.json_type ORDER BY r.json_type) AS types
+          FROM pgjobs._risky_comparisons(p_filter, v_columns) r
+         GROUP BY r.path ORDER BY r.path
+    LOOP
+        v_ref := 's.d';
+        FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
+            v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
+        END LOOP;
+        v_rows := format('(SELECT t.%I AS d FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
+                         'LIMIT %s) s', p_reg.document_column, p_reg.target, p_reg.scope_column,
+                         pgjobs._scope_literal(p_reg, p_scope), v_limit);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE (%s) IS NOT NULL)', v_rows, v_ref)
+           INTO v_has_path;
+        CONTINUE WHEN NOT v_has_path;
+        FOR i IN 1 .. cardinality(v_check.types) LOOP
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE pg_catalog.jsonb_typeof(%s) '
+                           'OPERATOR(pg_catalog.=) %L::pg_catalog.text)',
+                           v_rows, v_ref, v_check.types[i])
+               INTO v_has_type;
+            IF NOT v_has_type THEN
+                EXECUTE format('SELECT array_agg(DISTINCT pg_catalog.jsonb_typeof(%1$s) '
+                               'ORDER BY pg_catalog.jsonb_typeof(%1$s)) FROM %2$s '
+                               'WHERE (%1$s) IS NOT NULL', v_ref, v_rows)
+                   INTO v_held;
+                RAISE EXCEPTION 'filter compares document field "%" with a % value, and no row '
+                                'of scope % holds a % there (they hold: %)', v_check.path,
+                                v_check.types[i], p_scope, v_check.types[i],
+                                array_to_string(v_held, ', ')
+                    USING ERRCODE = '22023',
+                    HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
+                                  'no row that has the field, so the job would take all of '
+                                  'them. Write the value as the field holds it (3, not "3"; an '
+                                  'array for an array), or pass {"allow_unknown_fields": true} '
+                                  'if rows of type %s are meant.', v_check.types[i]);
+            END IF;
+        END LOOP;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._require_value_types(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_options jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _rescue_expired(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9500,6 +9590,86 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _risky_comparisons(jsonb, jsonb, boolean, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean DEFAULT false, p_field text DEFAULT NULL::text) RETURNS TABLE(path text, json_type text)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The comparisons of a filter (already compiled: pgjobs._compile_filter
+-- has checked its shape) on document paths that match every row whose
+-- value at the path is of another JSON type than the operand's: $ne and
+-- $nin, and $eq, $in, ranges and $contains under a $not (a field's or a
+-- filter's; two cancel). {"amount": {"$ne": "3"}} on numbers excludes no
+-- row that has the field, as a misspelt field excludes none. One row per
+-- (path, operand type): string, number, boolean, object or array (null
+-- operands test presence, not a type). p_columns: the target's columns (a
+-- key naming one is a column, never a path, as the compiler resolves it).
+-- p_field: the field whose condition p_filter is (NULL: p_filter is a
+-- filter object). pgjobs._require_value_types judges them. Locks nothing.
+DECLARE
+    v_entry record;
+    v_elem jsonb;
+    v_is_ops boolean;
+BEGIN
+    IF jsonb_typeof(p_filter) IS DISTINCT FROM 'object' AND p_field IS NULL THEN
+        RETURN;
+    END IF;
+    IF p_field IS NULL THEN
+        FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_filter) e LOOP
+            IF v_entry.key IN ('$and', '$or') AND jsonb_typeof(v_entry.value) = 'array' THEN
+                FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
+                    RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_elem, p_columns,
+                                                                         p_negated);
+                END LOOP;
+            ELSIF v_entry.key = '$not' THEN
+                RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
+                                                                     NOT p_negated);
+            ELSIF left(v_entry.key, 1) <> '$' AND NOT p_columns ? v_entry.key THEN
+                RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
+                                                                     p_negated, v_entry.key);
+            END IF;
+        END LOOP;
+        RETURN;
+    END IF;
+    -- A field's condition: an operator object (every key starts with $), else
+    -- a literal compared for equality.
+    v_is_ops := jsonb_typeof(p_filter) = 'object'
+                AND EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k)
+                AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k
+                                 WHERE left(k, 1) <> '$');
+    FOR v_entry IN
+        SELECT e.key, e.value FROM jsonb_each(p_filter) e WHERE v_is_ops
+        UNION ALL
+        SELECT '$eq', p_filter WHERE NOT v_is_ops
+    LOOP
+        IF v_entry.key = '$not' THEN
+            RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
+                                                                 NOT p_negated, p_field);
+        ELSIF (v_entry.key IN ('$eq', '$gt', '$gte', '$lt', '$lte', '$contains') AND p_negated)
+              OR (v_entry.key = '$ne' AND NOT p_negated) THEN
+            IF jsonb_typeof(v_entry.value) <> 'null' THEN
+                path := p_field;
+                json_type := jsonb_typeof(v_entry.value);
+                RETURN NEXT;
+            END IF;
+        ELSIF (v_entry.key = '$in' AND p_negated) OR (v_entry.key = '$nin' AND NOT p_negated) THEN
+            RETURN QUERY SELECT DISTINCT p_field, jsonb_typeof(x.value)
+                           FROM jsonb_array_elements(v_entry.value) x
+                          WHERE jsonb_typeof(x.value) <> 'null';
+        END IF;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) OWNER TO SUPERUSER;
 
 --
 -- Name: _role_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11663,7 +11833,7 @@ CREATE FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_s
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
-    AS $$
+    AS $_$
 -- The body of pgjobs.submit_backfill, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.submit_backfill, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
@@ -11713,6 +11883,10 @@ BEGIN
     -- (pgjobs._judge_fields: judged or deferred on one walk).
     v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
+    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
+    -- holds at the path excludes no row (pgjobs._require_value_types).
+    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                        p_filter, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -11744,7 +11918,7 @@ BEGIN
         v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_set jsonb, p_options jsonb) OWNER TO SUPERUSER;
 
@@ -11757,7 +11931,7 @@ CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_sco
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
-    AS $$
+    AS $_$
 -- The body of pgjobs.submit_delete, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.submit_delete, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
@@ -11809,6 +11983,10 @@ BEGIN
     -- (pgjobs._judge_fields: judged or deferred on one walk).
     v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
+    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
+    -- holds at the path excludes no row (pgjobs._require_value_types).
+    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                        p_filter, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
@@ -11839,7 +12017,7 @@ BEGIN
      WHERE j.id = v_job.id;
     RETURN v_job.id;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) OWNER TO SUPERUSER;
 
@@ -15759,18 +15937,17 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = v_job.target AND a.attname = v_name
                AND a.attnum > 0 AND NOT a.attisdropped;
-            -- json keeps its input text (raw newlines included): normalise it
-            -- through jsonb. A value jsonb refuses (a \u0000 escape, a lone
-            -- surrogate: json takes any \uXXXX) failed the chunk and the job;
-            -- a value with a \u escape keeps its text instead, its line ends
-            -- made spaces (json text holds CR and LF only between tokens: its
-            -- strings escape them).
+            -- json keeps its input text, raw line ends included, which would
+            -- split the JSONL line: they are made spaces (json text holds CR
+            -- and LF only between tokens: its strings escape them), and the
+            -- text is otherwise kept as stored, as csv and parquet keep it.
+            -- Through jsonb (what this did before) a value lost the members a
+            -- later duplicate key replaces ({"a":1,"a":2} came out {"a": 2}),
+            -- its key order and number spellings, and one jsonb refuses (a
+            -- \u0000 escape, a lone surrogate) failed the chunk.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('CASE WHEN pg_catalog.strpos(%1$I::pg_catalog.text, E''\\u'') '
-                                       'OPERATOR(pg_catalog.>) 0 '
-                                       'THEN pg_catalog.translate(%1$I::pg_catalog.text, '
-                                       'E''\r\n'', ''  '')::pg_catalog.json '
-                                       'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
+                           THEN format('pg_catalog.translate(%1$I::pg_catalog.text, '
+                                       'E''\r\n'', ''  '')::pg_catalog.json', v_name)
                            ELSE format('%I', v_name) END;
             -- Any other type that may hold json (a domain over json, an
             -- array or a composite of it, a type with a cast to json) puts
@@ -20088,6 +20265,13 @@ REVOKE ALL ON FUNCTION pgjobs._require_trusted(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_trusted(p_target regclass) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _require_value_types(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_value_types(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_value_types(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_options jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _rescue_expired(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20116,6 +20300,13 @@ GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_cl
 REVOKE ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -12,12 +12,18 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from pgjobs import embedded
 from pgjobs.cli.main import main
+from tests.support import scalar
+
+Conn = psycopg.Connection[Any]
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
 
 # Every command that needs a database, with arguments it would accept.
 COMMANDS = [
@@ -88,3 +94,29 @@ def test_demo_starts_the_cluster(home: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert embedded.dsn_if_running() is not None
     assert (home / "data" / "PG_VERSION").exists()
+
+
+@pytest.mark.parametrize("variable", ["PGJOBS_DSN", "DATABASE_URL"])
+def test_demo_never_builds_in_a_database_the_environment_names(
+        home: Path, monkeypatch: pytest.MonkeyPatch, dsn: str, conn: Conn,
+        variable: str) -> None:
+    """Found by the h4 adversarial pass: `make demo` ("the demo on the embedded
+    cluster") with DATABASE_URL left in the shell, as an application's developer
+    has it, migrated pgjobs into that database, scheduled pg_cron there, dropped
+    and refilled demo.user_table_rows with a million rows and ran its jobs. A
+    database named only by the environment is refused (exit 2), nothing written
+    and no cluster started; --dsn on the command line still names one."""
+    monkeypatch.setenv(variable, dsn)
+    result = CliRunner().invoke(main, ["demo", "--rows", "1000"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    line = result.stderr.strip()
+    assert line.startswith("error: pgjobs demo does not run on the database") and "\n" not in line
+    assert variable in line and "(hint: pass --dsn" in line, line
+    assert scalar(conn, "SELECT count(*) FROM pg_namespace WHERE nspname = 'demo'") == 0
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
+    assert embedded.dsn_if_running() is None
+    # --dsn on the command line is asked for by name: not refused (this one
+    # cannot be reached, so the demo stops at its connection, exit 1).
+    explicit = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "demo", "--rows", "1000"])
+    assert explicit.exit_code == 1 and "does not run on" not in explicit.stderr, explicit.output

@@ -448,7 +448,8 @@ def test_jsonl_exports_json_values_that_jsonb_refuses(conn: Conn, dsn: str, item
     """A `json` column keeps any \\uXXXX escape (\\u0000, a lone surrogate) that
     jsonb refuses: the JSONL export normalised every json value through jsonb and
     failed on them (22P05). Such a value keeps its own text, its raw line ends
-    made spaces; every other value is exported as before (jsonb's form)."""
+    made spaces, as every json value now does
+    (test_jsonl_keeps_the_text_of_a_json_column)."""
     odd = ['{"a": "x\\u0000y",\n "b": 1}', '"\\ud800"', '{"k":\r\n"\\u00e9\\\\u0000"}',
            '[1,\n2]']
     conn.execute("DELETE FROM items WHERE tenant = 2")
@@ -462,8 +463,36 @@ def test_jsonl_exports_json_values_that_jsonb_refuses(conn: Conn, dsn: str, item
     lines = content(outcome.result).splitlines()
     assert [json.loads(line) for line in lines] == [
         {"id": 10_000 + n, "js": json.loads(value)} for n, value in enumerate(odd)]
-    # The values jsonb takes come out in jsonb's form, as before.
+    # A value jsonb takes keeps its text too, its raw line end made a space.
     assert lines[3] == b'{"id":10003,"js":[1, 2]}'
+
+
+def test_jsonl_keeps_the_text_of_a_json_column(conn: Conn, dsn: str, items: None,
+                                               local_dir: str) -> None:
+    """Found by the h4 adversarial pass: the JSONL export read each `json` value
+    through jsonb, so a value with a duplicate key lost a member (`{"a":1,"a":2}`
+    came out `{"a": 2}`, at any depth), its keys were sorted and its numbers
+    respelt (`1e2` as `100`), while csv and parquet export the stored text, and
+    the job succeeded. Each value is now its stored text, its raw line ends made
+    spaces (JSON holds them only between tokens)."""
+    values = ['{"a":1,"a":2}', '{"z": 1, "a": {"k": "x", "k": "y"}}', '[1e2, 1.50, -0, 1E-3]',
+              '{"b":\r\n 1,\n"b": 2}', '"plain"', ' 7 ', '{"t":\ttrue}', '{}']
+    conn.execute("DELETE FROM items WHERE tenant = 2")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO items (id, tenant, js) VALUES (%s, 2, %s::json)",
+                        [(10_000 + n, value) for n, value in enumerate(values)])
+    for gz in (False, True):
+        job_id = submit_export(conn, "2", {}, {"format": "jsonl", "gzip": gz,
+                                               "columns": ["id", "js"], "chunk_rows": 3})
+        outcome = run_export(dsn, job_id, local_dir)
+        assert outcome.status == "succeeded", outcome
+        assert outcome.result is not None and outcome.result["rows"] == len(values)
+        lines = content(outcome.result).split(b"\n")
+        assert lines[-1] == b""
+        assert lines[:-1] == [
+            b'{"id":%d,"js":%s}' % (10_000 + n,
+                                   value.replace("\r", " ").replace("\n", " ").encode())
+            for n, value in enumerate(values)]
 
 
 @pytest.mark.parametrize(("ddl", "value"), [

@@ -255,18 +255,17 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = v_job.target AND a.attname = v_name
                AND a.attnum > 0 AND NOT a.attisdropped;
-            -- json keeps its input text (raw newlines included): normalise it
-            -- through jsonb. A value jsonb refuses (a \u0000 escape, a lone
-            -- surrogate: json takes any \uXXXX) failed the chunk and the job;
-            -- a value with a \u escape keeps its text instead, its line ends
-            -- made spaces (json text holds CR and LF only between tokens: its
-            -- strings escape them).
+            -- json keeps its input text, raw line ends included, which would
+            -- split the JSONL line: they are made spaces (json text holds CR
+            -- and LF only between tokens: its strings escape them), and the
+            -- text is otherwise kept as stored, as csv and parquet keep it.
+            -- Through jsonb (what this did before) a value lost the members a
+            -- later duplicate key replaces ({"a":1,"a":2} came out {"a": 2}),
+            -- its key order and number spellings, and one jsonb refuses (a
+            -- \u0000 escape, a lone surrogate) failed the chunk.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('CASE WHEN pg_catalog.strpos(%1$I::pg_catalog.text, E''\\u'') '
-                                       'OPERATOR(pg_catalog.>) 0 '
-                                       'THEN pg_catalog.translate(%1$I::pg_catalog.text, '
-                                       'E''\r\n'', ''  '')::pg_catalog.json '
-                                       'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
+                           THEN format('pg_catalog.translate(%1$I::pg_catalog.text, '
+                                       'E''\r\n'', ''  '')::pg_catalog.json', v_name)
                            ELSE format('%I', v_name) END;
             -- Any other type that may hold json (a domain over json, an
             -- array or a composite of it, a type with a cast to json) puts
