@@ -4089,6 +4089,40 @@ $$;
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _fail_attempt(bigint, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Ends the attempt of delete or backfill job p_id (held by p_worker, the
+-- claim's identity) on an error of SQLSTATE p_state that a page caught
+-- (p_error: what the job's error says): pgjobs.fail, retried with backoff
+-- when the class is transient (pgjobs.retryable_sqlstate, the one policy),
+-- failed for good otherwise. A collect job's addresses (job_batches) serve
+-- a retry and stay while the job may run again (queued, running, paused);
+-- a job that ended needs none. The one ending of a page's error and of the
+-- typo guard's walk's (pgjobs._run_page), which used to be written out in
+-- both. Fenced as pgjobs.fail is (a caller that lost the lease changes
+-- nothing). Locks: the job row. Returns 'failed', what the page returns.
+BEGIN
+    PERFORM pgjobs.fail(p_id, p_worker, p_error, pgjobs.retryable_sqlstate(p_state));
+    DELETE FROM pgjobs.job_batches b
+     WHERE b.job_id = p_id
+       AND NOT EXISTS (SELECT FROM pgjobs.jobs j
+                        WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
+    RETURN 'failed';
+END
+$$;
+
+ALTER FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) OWNER TO SUPERUSER;
+
+--
 -- Name: _field_fold(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10291,15 +10325,10 @@ BEGIN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
-            PERFORM pgjobs.fail(p_id, p_worker,
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                pgjobs.retryable_sqlstate(v_state));
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+                v_state);
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -11003,14 +11032,9 @@ BEGIN
                             '= 0)';
             END IF;
             -- Transient classes retry with backoff; data errors do not.
-            PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
-                                pgjobs.retryable_sqlstate(v_state));
             -- Collected addresses serve a retry; a job that ended needs none.
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
@@ -19714,6 +19738,13 @@ GRANT ALL ON FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_chec
 
 REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _fail_attempt(p_id bigint, p_worker text, p_error text, p_state text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _field_fold(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

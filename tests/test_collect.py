@@ -423,3 +423,32 @@ def test_rows_a_trigger_keeps_do_not_hold_the_sweep(conn: Conn) -> None:
     assert kept and set(snapshot(conn, t)) == (set(before) - doomed) | kept
     assert done["done"] == len(doomed - kept)
     assert scalar(conn, "SELECT pgjobs.mask('user_table_rows', '1')") == "true"
+
+
+@pytest.mark.parametrize(("sqlstate", "status", "kept"), [
+    ("40P01", "queued", True),    # transient (pgjobs.retryable_sqlstate): retried
+    ("22012", "failed", False),   # a data error: failed for good
+])
+def test_a_page_error_keeps_the_addresses_only_for_a_retry(conn: Conn, sqlstate: str,
+                                                           status: str, kept: bool) -> None:
+    """A page's caught error ends the attempt through pgjobs._fail_attempt:
+    the collected addresses stay while the job may run again (the retry
+    resumes at its cursor) and go when it ended."""
+    t = make_rows_target(conn)
+    seed(conn, t, 1500)
+    add_document_index(conn, t)
+    job_id = submit_delete(conn, t, "1", {"k": 2},
+                           options={"page_size": 10, "strategy": "collect"})
+    first_call(conn, job_id)
+    assert batches(conn, job_id) == 1
+    conn.execute(f"""
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = '{sqlstate}'; END $$;
+        CREATE TRIGGER refuse BEFORE DELETE ON user_table_rows
+            FOR EACH ROW EXECUTE FUNCTION refuse();""")
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)",
+                  (job_id, who(conn, job_id, 'w'))) == "failed"
+    row = job(conn, job_id)
+    assert row["status"] == status and f"SQLSTATE {sqlstate}" in row["error"], row
+    assert row["done"] == 0 and row["checkpoint"]["after"] == 0, row
+    assert batches(conn, job_id) == (1 if kept else 0)

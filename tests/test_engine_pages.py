@@ -55,6 +55,22 @@ def test_run_and_run_job_share_one_page_loop(conn: Conn) -> None:
     assert "pgjobs._run_step(" in bodies["_run_claimed"]
 
 
+def test_a_caught_error_ends_the_attempt_in_one_place(conn: Conn) -> None:
+    """Which SQLSTATEs retry, and which collected addresses a failed attempt
+    keeps, are written once (pgjobs._fail_attempt): the typo guard's walk's
+    error ending was a copy of the page's own, to be kept in step by hand."""
+    bodies = dict(conn.execute(
+        "SELECT p.proname::text, regexp_replace(p.prosrc, '--[^\n]*', '', 'g') "
+        "FROM pg_proc p WHERE p.pronamespace = 'pgjobs'::regnamespace").fetchall())
+    pairing = sorted(name for name, code in bodies.items()
+                     if "pgjobs.fail(" in code and "retryable_sqlstate(" in code)
+    assert pairing == ["_fail_attempt"], pairing
+    keeping = sorted(name for name, code in bodies.items()
+                     if re.search(r"job_batches\s+b\s+WHERE[^;]*NOT\s+EXISTS", code))
+    assert keeping == ["_fail_attempt"], keeping
+    assert bodies["_run_page"].count("pgjobs._fail_attempt(") == 2
+
+
 @pytest.mark.parametrize("runner", ["run", "run_job"])
 @pytest.mark.parametrize("kind", ["delete", "backfill"])
 def test_both_runners_finish_a_job_through_the_shared_loop(conn: Conn, runner: str,

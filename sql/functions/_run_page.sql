@@ -226,15 +226,10 @@ BEGIN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
-            PERFORM pgjobs.fail(p_id, p_worker,
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                pgjobs.retryable_sqlstate(v_state));
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+                v_state);
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -938,14 +933,9 @@ BEGIN
                             '= 0)';
             END IF;
             -- Transient classes retry with backoff; data errors do not.
-            PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
-                                pgjobs.retryable_sqlstate(v_state));
             -- Collected addresses serve a retry; a job that ended needs none.
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
