@@ -42,9 +42,20 @@ SMALL = {"chunk_rows": 7, "part_size": 1024}
 UPLOADS = {"file": upload_file.LocalUpload, "s3": upload_s3.NativeS3Upload}
 
 
+_BEFORE: set[threading.Thread] = set()
+
+
+@pytest.fixture(autouse=True)
+def _threads_before() -> None:
+    """The threads alive when the test starts (an earlier test's are not its)."""
+    _BEFORE.clear()
+    _BEFORE.update(threading.enumerate())
+
+
 def _pipeline_threads() -> list[str]:
-    """The exporter's own threads alive now (uploader, bound walker)."""
-    return sorted(t.name for t in threading.enumerate()
+    """The exporter's own threads (uploader, bound walker) this test started that
+    are alive now."""
+    return sorted(t.name for t in set(threading.enumerate()) - _BEFORE
                   if t.is_alive() and t.name.startswith(("pgjobs-upload-", "pgjobs-bound")))
 
 
