@@ -935,14 +935,13 @@ class Exporter:
             try:
                 conn = self._reader().connection()
                 try:
-                    # The COPY commits in its own round trip (pgjobs/queries.py,
+                    # Two round trips a chunk: the BEGIN travels with the chunk's
+                    # statement, the COMMIT with its COPY (pgjobs/queries.py,
                     # COPY_THEN_COMMIT).
-                    db.begin_chunk(conn)
-                    row = conn.execute(queries.EXPORT_CHUNK_SQL, {
+                    row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
                         "until": self.until, "next": ahead,
-                    }).fetchone()
-                    assert row is not None
+                    })
                     self._reader().note(conn, row["lsn"])
                     if self.ahead is not None and row["next_after"] is not None:
                         self.ahead.start(row["next_after"], self.limit)
