@@ -207,10 +207,8 @@ def test_the_reader_failing_while_a_part_is_retried_ends_the_retries(
 
     monkeypatch.setattr(Exporter, "_read_chunk", read_chunk)
     job_id = submit_export(conn, "1", {}, options, target=target)
-    started = time.monotonic()
     outcome = run_export(dsn, job_id, uri)  # --storage-retry: 10 minutes
-    assert _pipeline_threads() == []
-    assert time.monotonic() - started < 60  # not the storage retry's 10 minutes
+    assert _pipeline_threads() == []  # no retry goes on after the attempt
     assert outcome.status == "failed", outcome
     assert "the reader failed (the test)" in (outcome.error or "")
     events = list(timeline.events)
@@ -251,7 +249,7 @@ def test_a_part_refused_while_the_next_is_read_fails_the_attempt(
     after = chunks.count(True)
     per_part = 1 if kind == "s3" else 150  # chunks a part holds, at most
     assert after <= 2 * per_part, chunks
-    assert ("start", 3) not in timeline.events or kind == "file"
+    assert ("start", 3) not in timeline.events  # nothing sent after the refusal
     _nothing_left(kind, uri)
 
 
