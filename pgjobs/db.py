@@ -292,19 +292,34 @@ def copy_out(conn: psycopg.Connection[Row], sql: str,
         return int(status[-1]) if status and status[-1].isdigit() else 0
 
 
-def begin_chunk(conn: psycopg.Connection[Row]) -> None:
-    """Open an export chunk's REPEATABLE READ, read-only transaction (its snapshot
-    is taken by its first statement). It ends with the chunk's COPY, which
-    commits in the same round trip (queries.COPY_THEN_COMMIT), or, on any error,
-    with :func:`end_chunk`. psycopg errors are not translated."""
+def begin_chunk(conn: psycopg.Connection[Row], sql: str,
+                params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Open an export chunk's REPEATABLE READ, read-only transaction and run its
+    first statement ``sql`` (which takes the snapshot), in one round trip: the
+    BEGIN and the statement travel as one query, the parameters bound as
+    literals (``ClientCursor.mogrify``, under the data connection's
+    standard_conforming_strings). Returns the statement's first row (text
+    values, None for NULL). The transaction ends with the chunk's COPY, which
+    commits in the same round trip (queries.COPY_THEN_COMMIT), or, on any
+    error, with :func:`end_chunk`. psycopg errors are not translated."""
+    text = f"{queries.CHUNK_BEGIN}; {psycopg.ClientCursor(conn).mogrify(sql, params)}"
     pg = conn.pgconn
     encoding = conn.info.encoding
     with conn.lock:
-        pg.send_query(queries.CHUNK_BEGIN.encode(encoding))
+        pg.send_query(text.encode(encoding))
+        begun = _next_result(pg)
+        if begun is None or begun.status != pq.ExecStatus.COMMAND_OK:
+            _drain(pg)
+            raise _error(begun, pg, encoding)
         result = _next_result(pg)
         _drain(pg)
-    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+    if result is None or result.status != pq.ExecStatus.TUPLES_OK:
         raise _error(result, pg, encoding)
+    if result.ntuples < 1:
+        raise psycopg.ProgrammingError(f"the chunk's statement returned no row: {sql.strip()}")
+    return {result.fname(i).decode(encoding): (None if (value := result.get_value(0, i)) is None
+                                                else value.decode(encoding))
+            for i in range(result.nfields)}
 
 
 def end_chunk(conn: psycopg.Connection[Row]) -> None:

@@ -183,10 +183,11 @@ def _safe(text: str) -> str:
 
 
 def _delays() -> dict[str, float]:
-    """Testing aid: ``PGJOBS_EXPORT_DELAYS="part=0.2,finalize=5,written=5"`` sleeps
-    after each checkpointed part / before making the object visible / after a
-    Parquet file is written and before it is recorded, so that tests can kill a
-    worker at a chosen point."""
+    """Testing aid: ``PGJOBS_EXPORT_DELAYS="part=0.2,uploaded=2,finalize=5,written=5"``
+    sleeps after each checkpointed part / after each part is written and before
+    it is checkpointed / before making the object visible / after a Parquet file
+    is written and before it is recorded, so that tests can kill a worker at a
+    chosen point."""
     spec = os.environ.get("PGJOBS_EXPORT_DELAYS", "")
     delays: dict[str, float] = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
@@ -476,25 +477,39 @@ class _Ahead:
 
 class _Uploader(threading.Thread):
     """Writes and checkpoints parts while the reader reads the next ones. At most
-    one part waits in the queue: memory stays at a few parts."""
+    one part waits in the queue: memory stays at a few parts.
+
+    It never outlives the stream that started it (:meth:`abandon`, called when
+    the stream ends whichever way): a part in flight when the reader gives up
+    (a cancel, a lost lease, an error) is let land, but neither retried nor
+    checkpointed, and the thread has ended before the exporter records the
+    outcome and removes the upload, so no part is sent after the abort or the
+    unlink that removes the upload, and no heartbeat reopens the control
+    connection after the attempt closed it."""
 
     def __init__(self, exporter: Exporter):
         super().__init__(name=f"pgjobs-upload-{exporter.job_id}", daemon=True)
         self.exporter = exporter
         self.parts: queue.Queue[tuple[bytearray, dict[str, Any]] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        self.abandoned = threading.Event()
 
     def run(self) -> None:
         ex = self.exporter
         try:
             while True:
                 item = self.parts.get()
-                if item is None:
+                if item is None or self.abandoned.is_set():
                     return
                 data, mark = item
                 assert ex.upload is not None
                 sha256 = ex.storage_retry(functools.partial(ex.upload.write_part, data),
-                                          f"part {ex.state['parts'] + 1}")
+                                          f"part {ex.state['parts'] + 1}",
+                                          cancel=self.abandoned)
+                if self.abandoned.is_set():
+                    return  # the reader gave up: no checkpoint, no heartbeat
+                if ex.delays.get("uploaded"):  # a test kills the worker here
+                    time.sleep(ex.delays["uploaded"])
                 # Hashed once: by the upload on the way when it does (S3 signs the
                 # part with that hash), else here.
                 digest = [len(data), sha256 or hashlib.sha256(data).hexdigest()]
@@ -549,6 +564,18 @@ class _Uploader(threading.Thread):
             if self.is_alive():
                 self.exporter.control.keepalive()
         self.check()
+
+    def abandon(self) -> None:
+        """End the thread without writing what is queued, and wait for it: a part
+        in flight lands (a request cannot be taken back halfway) but is neither
+        retried nor checkpointed. Nothing when the thread has ended already."""
+        self.abandoned.set()
+        with contextlib.suppress(queue.Empty):
+            self.parts.get_nowait()
+        with contextlib.suppress(queue.Full):
+            self.parts.put_nowait(None)
+        if self.is_alive():
+            self.join()
 
 
 class Exporter:
@@ -732,13 +759,15 @@ class Exporter:
         return storage.staging_path(prefix, self.job_id)
 
     @observe.traced("pgjobs.upload", args=("what",))
-    def storage_retry(self, call: Callable[[], T], what: str) -> T:
+    def storage_retry(self, call: Callable[[], T], what: str, *,
+                      cancel: threading.Event | None = None) -> T:
         """``call`` retried while storage fails transiently (network errors, 5xx,
         throttling; botocore has already retried a few times inside), with
         exponential backoff up to RETRY_BACKOFF_MAX, for at most
         ``--storage-retry`` seconds, renewing the lease meanwhile: a long outage
         keeps the parts already written instead of spending attempts. A permanent
-        error, a stop request or a lost lease ends it at once."""
+        error, a stop request, ``cancel`` (the caller gave up: no more tries and
+        no lease renewed for it) or a lost lease ends it at once."""
         deadline = time.monotonic() + self.storage_retry_seconds
         delay = 1.0
         while True:
@@ -754,7 +783,7 @@ class Exporter:
                             "(for up to %.0fs more)", self.job_id, what, exc, wait, left)
                 end = time.monotonic() + wait
                 while time.monotonic() < end:
-                    if self.stop.is_set():
+                    if self.stop.is_set() or (cancel is not None and cancel.is_set()):
                         raise Stopped() from exc
                     self.control.keepalive()
                     time.sleep(min(0.2, max(0.0, end - time.monotonic())))
@@ -851,12 +880,11 @@ class Exporter:
             # Whole parts already handed over are written and checkpointed first.
             uploader.close()
             raise
-        except BaseException:
-            uploader.parts.queue.clear()
-            with contextlib.suppress(Exception):
-                uploader.parts.put_nowait(None)
-            raise
         finally:
+            # However the stream ends (a cancel, a lost lease, an error of the
+            # reader or the uploader), the uploader has ended before the attempt
+            # records its outcome or removes the upload.
+            uploader.abandon()
             if self.ahead is not None:
                 self.ahead.wait()
                 self.ahead = None
@@ -907,14 +935,13 @@ class Exporter:
             try:
                 conn = self._reader().connection()
                 try:
-                    # The COPY commits in its own round trip (pgjobs/queries.py,
+                    # Two round trips a chunk: the BEGIN travels with the chunk's
+                    # statement, the COMMIT with its COPY (pgjobs/queries.py,
                     # COPY_THEN_COMMIT).
-                    db.begin_chunk(conn)
-                    row = conn.execute(queries.EXPORT_CHUNK_SQL, {
+                    row = db.begin_chunk(conn, queries.EXPORT_CHUNK_SQL, {
                         "id": self.job_id, "after": cursor, "limit": self.limit,
                         "until": self.until, "next": ahead,
-                    }).fetchone()
-                    assert row is not None
+                    })
                     self._reader().note(conn, row["lsn"])
                     if self.ahead is not None and row["next_after"] is not None:
                         self.ahead.start(row["next_after"], self.limit)

@@ -107,6 +107,22 @@ def _traced_readers(monkeypatch: pytest.MonkeyPatch, path: Any) -> list[Any]:
     return files
 
 
+def _waits(path: str) -> list[str]:
+    """What the client sent that waits for an answer, in a libpq protocol trace:
+    each Query's text (a text's line breaks are printed raw: the lines after a
+    message's own belong to it) and each Sync."""
+    records: list[list[str]] = []
+    with open(path) as trace:
+        for line in trace:
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) > 2 and fields[0] in ("F", "B") and fields[1].isdigit():
+                records.append(fields)
+            elif records:
+                records[-1][-1] += "\n" + line.rstrip("\n")
+    return [f[3].strip() if f[2] == "Query" and len(f) > 3 else f[2] for f in records
+            if f[0] == "F" and f[2] in ("Query", "Sync")]
+
+
 @pytest.mark.parametrize("options", [
     {"chunk_rows": 7, "part_size": 1024},
     {"chunk_rows": 7, "part_size": 1024, "gzip": True},
@@ -116,10 +132,12 @@ def _traced_readers(monkeypatch: pytest.MonkeyPatch, path: Any) -> list[Any]:
 def test_a_chunk_commits_with_its_copy(
         conn: Conn, dsn: str, local_dir: str, options: dict[str, Any],
         monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """A chunk's transaction ends in the round trip of its COPY (the COMMIT sent
-    in the same query), never in a round trip of its own: what the client sends
-    on a data connection is, per chunk, the BEGIN, the chunk's statement, and
-    the COPY with its COMMIT. Every COPY commits; nothing is left open."""
+    """A chunk is two round trips: its transaction begins in the round trip of
+    its statement (the BEGIN sent in the same query) and ends in the round trip
+    of its COPY (the COMMIT sent in the same query), never in a round trip of
+    its own: what the client sends on a data connection is, per chunk, the
+    BEGIN with the chunk's statement, then the COPY with its COMMIT. Every COPY
+    commits; nothing is left open."""
     if options.get("format") == "parquet":
         pytest.importorskip("pyarrow")
     make_items(conn, rows=600)
@@ -130,24 +148,35 @@ def test_a_chunk_commits_with_its_copy(
     sent: list[str] = []  # what the client sent that waits for an answer
     for handle in files:
         handle.close()
-        with open(handle.name) as trace:
-            for line in trace:
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) > 2 and fields[0] == "F" and fields[2] in ("Query", "Sync"):
-                    sent.append(fields[3].strip() if len(fields) > 3 and fields[2] == "Query"
-                                else fields[2])
+        sent += _waits(handle.name)
     copies = [s for s in sent if s.startswith('"COPY ')]
     assert len(copies) >= 200 // 7
     # Each COPY carries its chunk's COMMIT; no COMMIT (nor ROLLBACK) travels alone.
     assert all(s.endswith('; COMMIT"') for s in copies), copies[:3]
     assert not [s for s in sent if "COMMIT" in s and not s.startswith('"COPY ')]
     assert not [s for s in sent if "ROLLBACK" in s]
-    # Per chunk: BEGIN, its statement (extended protocol: Syncs; psycopg prepares
-    # it once per connection, one Sync more), then the COPY: nothing else.
-    queries_only = [s for s in sent if s != "Sync"]
-    begins = [i for i, s in enumerate(queries_only) if s == f'"{queries.CHUNK_BEGIN}"']
+    # Per chunk: one query holding the BEGIN and the chunk's statement (simple
+    # protocol, its parameters as literals), then the COPY: nothing else, and no
+    # BEGIN travels alone. (Until issue 13's second round the BEGIN was a round
+    # trip of its own, and the statement another, through the extended protocol.)
+    assert f'"{queries.CHUNK_BEGIN}"' not in sent
+    begins = [i for i, s in enumerate(sent) if s.startswith(f'"{queries.CHUNK_BEGIN}; ')]
     assert len(begins) == len(copies)
-    assert all(queries_only[i + 1].startswith('"COPY ') for i in begins)
+    assert all("pgjobs.export_chunk_sql(" in sent[i] for i in begins)
+    assert all(sent[i + 1].startswith('"COPY ') for i in begins)
+    # From the first chunk on, the data connection sends nothing but the chunks'
+    # two queries, alternating (no Sync: no statement through the extended
+    # protocol, whose Parse/Bind/Execute wait for their Sync's answer).
+    for handle in files:
+        waits = _waits(handle.name)
+        first = next((i for i, q in enumerate(waits) if q.startswith(f'"{queries.CHUNK_BEGIN}; ')),
+                     None)
+        if first is None:
+            continue
+        chunks = waits[first:]
+        assert len(chunks) % 2 == 0, chunks[-3:]
+        assert all(q.startswith(f'"{queries.CHUNK_BEGIN}; ') for q in chunks[0::2])
+        assert all(q.startswith('"COPY ') and q.endswith('; COMMIT"') for q in chunks[1::2])
 
 
 @pytest.mark.parametrize("after", ["SELECT 1 / 0", "COMMIT; SELECT 1 / 0"])
@@ -159,14 +188,14 @@ def test_a_statement_sent_after_the_copy_that_fails_raises(dsn: str, after: str)
 
     with db.connect_reader(dsn) as c:
         rows: list[bytes] = []
-        db.begin_chunk(c)
+        assert db.begin_chunk(c, "SELECT 1 AS one") == {"one": "1"}
         with pytest.raises(psycopg.errors.DivisionByZero):
             db.copy_out(c, f"COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT; {after}",
                         lambda data: rows.append(bytes(data)))
         assert rows == [b"1\n", b"2\n", b"3\n"]
         db.end_chunk(c)
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        db.begin_chunk(c)
+        db.begin_chunk(c, "SELECT 1 AS one")
         assert db.copy_out(c, queries.COPY_THEN_COMMIT.format(
             copy="COPY (SELECT 1) TO STDOUT"), lambda data: None) == 1
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
@@ -186,19 +215,41 @@ def test_a_chunk_that_fails_leaves_its_connection_idle(dsn: str, failure: str) -
         raise Refused()
 
     with db.connect_reader(dsn) as c:
-        db.begin_chunk(c)
         with pytest.raises((Refused, psycopg.Error)):
+            if failure == "statement":  # after its BEGIN, in the same query
+                db.begin_chunk(c, "SELECT 1 / 0 AS x")
+            db.begin_chunk(c, "SELECT 1 AS one")
             if failure == "sink":
                 db.copy_out(c, queries.COPY_THEN_COMMIT.format(
                     copy="COPY (SELECT g FROM generate_series(1, 100000) g) TO STDOUT"), refuse)
-            elif failure == "copy":
+            else:
                 db.copy_out(c, queries.COPY_THEN_COMMIT.format(
                     copy="COPY (SELECT 1 / 0) TO STDOUT"), lambda data: None)
-            else:
-                c.execute("SELECT 1 / 0")
         db.end_chunk(c)
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        db.begin_chunk(c)
-        assert c.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+        assert db.begin_chunk(c, "SELECT 1 AS one") == {"one": "1"}
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         db.end_chunk(c)
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_chunk_begins_with_its_statement_in_one_query(dsn: str) -> None:
+    """db.begin_chunk sends the BEGIN and the chunk's first statement as one
+    query, its parameters bound as literals: the transaction is the chunk's
+    (repeatable read, read only, its snapshot taken by that statement), values
+    of any text come back as they went (quotes, backslashes, semicolons), NULL
+    as None."""
+    from pgjobs import db
+
+    hostile = "o'k \\ \\x E'x' $$ ;-- COMMIT; \u00e9"
+    with db.connect_reader(dsn) as c:
+        row = db.begin_chunk(c, "SELECT %(k)s::text AS k, %(n)s::text AS n, %(i)s::bigint AS i, "
+                                "pg_catalog.current_setting('transaction_isolation') AS iso, "
+                                "pg_catalog.current_setting('transaction_read_only') AS ro",
+                             {"k": hostile, "n": None, "i": 2**40})
+        assert row == {"k": hostile, "n": None, "i": str(2**40), "iso": "repeatable read",
+                       "ro": "on"}
+        assert c.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert db.copy_out(c, queries.COPY_THEN_COMMIT.format(
+            copy="COPY (SELECT 1) TO STDOUT"), lambda data: None) == 1
         assert c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE

@@ -219,8 +219,9 @@ def leftovers(prefix_uri: str, keep: set[str]) -> list[str]:
 
 def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """Every statement (text, params) sent through a cursor of the connections
-    the exporter reads with (db.connect_reader: the chunks' COPY and their
-    statements), in order, for the rest of the test."""
+    the exporter reads with (db.connect_reader), and each chunk's first
+    statement (sent with its BEGIN by db.begin_chunk), in order, for the rest of
+    the test."""
     sent: list[tuple[str, Any]] = []
 
     class Recording(psycopg.Cursor[Any]):
@@ -229,11 +230,17 @@ def reader_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
             return super().execute(query, params, **kwargs)
 
     connect = db.connect_reader
+    begin = db.begin_chunk
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         c = connect(*args, **kwargs)
         c.cursor_factory = Recording
         return c
 
+    def begin_recorded(conn: Any, sql: str, params: Any = None) -> Any:
+        sent.append((sql, params))
+        return begin(conn, sql, params)
+
     monkeypatch.setattr(db, "connect_reader", recorded)
+    monkeypatch.setattr(db, "begin_chunk", begin_recorded)
     return sent
