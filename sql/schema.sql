@@ -7147,7 +7147,10 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- hands nothing of the job out. Returns false too, changing nothing, when
 -- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked): an
--- export only.
+-- export only. And false when that guard's walk met a transient error
+-- (pgjobs.retryable_sqlstate): the attempt is counted as failed, the job
+-- queued again after a backoff (event retrying), or failed once its
+-- attempts are spent.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -7159,6 +7162,8 @@ DECLARE
     v_message text;
     v_hint text;
     v_import bigint;
+    v_state text;
+    v_error text;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
@@ -7198,8 +7203,41 @@ BEGIN
         -- writes the list (and whose target's trust was just judged): a
         -- custom kind's payload is its client's, and judging paths on its
         -- target would run that target's code for whoever claims it.
-        SELECT u.message, u.hint INTO v_message, v_hint
-          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        BEGIN
+            SELECT u.message, u.hint INTO v_message, v_hint
+              FROM pgjobs._unchecked_fields_problem(p_job) u;
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
+            -- A transient error of the walk (the only kind it raises: out of
+            -- memory, a deadlock, a statement canceled, an I/O error) fails
+            -- this attempt only, as it does at a delete's page: the attempt
+            -- is counted and the job queued again after a backoff (event
+            -- retrying), its list kept; failed once its attempts are spent.
+            -- It failed the export for good.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            UPDATE pgjobs.jobs j
+               SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                                 WHEN j.attempts + 1 < j.max_attempts THEN 'queued'
+                                 ELSE 'failed' END,
+                   attempts = j.attempts + 1,
+                   error = left(format('export job %s: the typo guard''s walk of the scope at '
+                                       'its claim: %s (SQLSTATE %s)', j.id, v_error, v_state),
+                                10000),
+                   run_at = CASE WHEN j.cancel_requested_at IS NULL
+                                      AND j.attempts + 1 < j.max_attempts
+                                 THEN now() + pgjobs._backoff(j.attempts + 1) ELSE j.run_at END,
+                   queued_at = now(),
+                   finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                                           OR j.attempts + 1 >= j.max_attempts
+                                      THEN now() END,
+                   updated_at = now()
+             WHERE j.id = p_job.id AND j.status = 'queued'
+            RETURNING j.* INTO v_job;
+            IF FOUND THEN
+                PERFORM pgjobs._notify(v_job, CASE v_job.status WHEN 'queued' THEN 'retrying'
+                                                                ELSE v_job.status END);
+            END IF;
+            RETURN false;
+        END;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
             -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,
@@ -10130,7 +10168,7 @@ BEGIN
         BEGIN
             SELECT u.message, u.hint INTO v_unjudged
               FROM pgjobs._unchecked_fields_problem(v_job) u;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
@@ -13461,9 +13499,9 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it; at a page, a
--- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
--- retry the job. It reads the target
+-- fails rather than wedging every claim that picks it; a transient one
+-- (pgjobs.retryable_sqlstate) is raised, for the page or the claim to fail
+-- the attempt only (the job retried). It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -13511,13 +13549,18 @@ BEGIN
         hint := format('Its table %s is locked by another transaction; a later claim judges '
                        'the job once it ends.', p_job.target::regclass);
         RETURN;
-    WHEN OTHERS THEN
+    WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
-        -- deadlock, an I/O error) says nothing about the job: a page's walk
-        -- raises it, and pgjobs._run_page retries the job as it retries a
-        -- page's own error of that SQLSTATE. It failed the job for good.
-        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+        -- deadlock, a statement canceled, an I/O error) says nothing about
+        -- the job: raised, for the caller to fail the attempt only, the job
+        -- retried with backoff as a page's own error of that SQLSTATE is
+        -- (pgjobs._run_page at a delete's or backfill's page,
+        -- pgjobs._may_start_attempt at an export's claim). It failed the job
+        -- for good (an export's still did). (query_canceled is not one of
+        -- OTHERS: it used to leave the whole claim or page, and an export's
+        -- claim that met one failed every claim that picked the job.)
+        IF pgjobs.retryable_sqlstate(v_state) THEN
             RAISE;
         END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
@@ -15579,7 +15622,8 @@ CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integ
 --          worker's Parquet writer (pgjobs._parquet_column: epoch
 --          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
--- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- cannot reach NULL keys); so does a scope with rows while the job's typo
+-- guard is still pending (payload unchecked_fields: below). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
@@ -15639,6 +15683,31 @@ BEGIN
     PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    -- The typo guard of an export submitted on a scope with no rows is its
+    -- claim's (pgjobs._may_start_attempt), which leaves the paths pending
+    -- while the scope is still empty there. Rows that reach the scope
+    -- between that claim and a chunk (a restore, an import carrying
+    -- created_at) were exported unjudged: a misspelt {"stauts": {"$ne":
+    -- "keep"}} took the whole scope. So while the paths are pending, a chunk
+    -- that would read a row (in its own snapshot, the one its COPY reads)
+    -- ends the attempt instead (55000, retried: the job's next claim judges
+    -- them against the rows). A scope still empty reads nothing. One probe
+    -- of (scope, key), only while the list is pending.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       v_job.target, v_reg.scope_column, v_scope)
+           INTO v_advances;
+        IF v_advances THEN
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
+                            'document fields % were to be judged, and has rows now', p_id,
+                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
+                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+                USING ERRCODE = '55000',
+                HINT = 'Nothing to do: the attempt ends and the job is retried; its next claim '
+                       'judges the fields against the rows (submit with the option '
+                       '{"allow_unknown_fields": true} if they are meant to be absent).';
+        END IF;
+    END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
     -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
     -- as the predicate and the mask it carries are, whatever path runs it.

@@ -222,7 +222,7 @@ BEGIN
         BEGIN
             SELECT u.message, u.hint INTO v_unjudged
               FROM pgjobs._unchecked_fields_problem(v_job) u;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
