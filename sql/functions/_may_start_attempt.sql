@@ -56,6 +56,7 @@ DECLARE
     v_import bigint;
     v_state text;
     v_error text;
+    v_event text;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
@@ -125,8 +126,8 @@ BEGIN
              WHERE j.id = p_job.id AND j.status = 'queued'
             RETURNING j.* INTO v_job;
             IF FOUND THEN
-                PERFORM pgjobs._notify(v_job, CASE v_job.status WHEN 'queued' THEN 'retrying'
-                                                                ELSE v_job.status END);
+                v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
+                PERFORM pgjobs._notify(v_job, v_event);
             END IF;
             RETURN false;
         END;
