@@ -2512,6 +2512,52 @@ $$;
 ALTER FUNCTION pgjobs._cron_version() OWNER TO SUPERUSER;
 
 --
+-- Name: _cursor_stuck(regclass, name, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one check that a keyset walk's cursor moves: whether p_upper, the
+-- bound a walk found after cursor p_after (both the key's text, as
+-- pgjobs._nth_key prints it; p_key_type the key column's type,
+-- pgjobs._column_type), reads back as a key past p_after, under the key
+-- column's own collation (as the walk orders, pgjobs._column_collate).
+-- NULL when it does, or when either is NULL (a walk's first step, or its
+-- last); else the problem, naming the key column and its type. A key whose
+-- text does not read back as the same value (a setting the text depends on
+-- left unpinned, a type whose output loses precision) prints a bound that
+-- reads back as the cursor itself or below it: the walk's next step starts
+-- there again, and repeats it, forever when the step reads no row. Asked
+-- by a delete's or backfill's page (pgjobs._run_page: the job fails), the
+-- typo guard's walk (pgjobs._unknown_fields_from) and a preview's count
+-- (pgjobs._preview_count), which raise it. Locks nothing.
+DECLARE
+    v_advances boolean;
+BEGIN
+    IF p_upper IS NULL OR p_after IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', p_upper, p_key_type, p_after,
+                   pgjobs._column_collate(p_target, p_key_column))
+       INTO v_advances;
+    IF coalesce(v_advances, false) THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('the cursor does not advance: key column %I (%s) printed %L after %L; its '
+                  'text does not read back as the same value', p_key_column, p_key_type,
+                  p_upper, p_after);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) OWNER TO SUPERUSER;
+
+--
 -- Name: _cutoff_clause(pgjobs.target_registry, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8336,6 +8382,7 @@ DECLARE
     v_blocks numeric;
     v_pct numeric;
     v_plan json;  -- what EXPLAIN (FORMAT JSON) returns
+    v_stuck text;
 BEGIN
     PERFORM set_config('jit', 'off', true);
     -- A scope the planner expects to count within the limit (at a
@@ -8375,6 +8422,17 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     v_after, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck): a bound that reads
+        -- back as the cursor counted the same rows again until the deadline.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, v_after,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the preview''s count of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid).';
+        END IF;
         v_range := concat_ws(' AND ',
             format('%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN
@@ -10039,7 +10097,6 @@ DECLARE
     v_holders text;
     v_key_type text;
     v_matching bigint;
-    v_advances boolean;
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
@@ -10512,21 +10569,15 @@ BEGIN
                                                         v_after, v_key_type) END,
                                        v_size - 1);
             v_last := v_upper IS NULL;
-            IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
-                -- The cursor must move: a key whose text does not read back
-                -- as the same value would repeat this page forever.
-                -- (Under the key column's own collation, as the walk orders.)
-                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
-                               pgjobs._column_collate(v_job.target, v_reg.key_column))
-                   INTO v_advances;
-                IF NOT coalesce(v_advances, false) THEN
-                    PERFORM pgjobs.fail(p_id, p_worker, format(
-                        'the cursor does not advance: key column %I (%s) printed %L after %L; '
-                        'its text does not read back as the same value',
-                        v_reg.key_column, v_key_type, v_upper, v_after), false);
-                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
-                    RETURN 'failed';
-                END IF;
+            -- The cursor must move: a key whose text does not read back as
+            -- the same value would repeat this page forever (the one check
+            -- of every keyset walk, pgjobs._cursor_stuck).
+            v_detail := pgjobs._cursor_stuck(v_job.target, v_reg.key_column, v_key_type,
+                                             v_after, v_upper);
+            IF v_detail IS NOT NULL THEN
+                PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
+                DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                RETURN 'failed';
             END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),
@@ -13754,6 +13805,8 @@ CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scop
 -- read, as text (the function's fixed DateStyle and float digits).
 -- Rows inserted behind the walk after a call are not read by the next: a
 -- path only they have counts as unknown, never the other way round.
+-- A bound that does not read back past the cursor (pgjobs._cursor_stuck)
+-- raises 22000 naming the key column and type.
 -- Sets jit off (and enable_indexscan off around the chunk aggregates) and
 -- restores them. Locks nothing.
 DECLARE
@@ -13771,6 +13824,7 @@ DECLARE
     v_path text;
     v_ref text;
     v_seg text;
+    v_stuck text;
     v_jit text := current_setting('jit');
     v_indexscan text := current_setting('enable_indexscan');
 BEGIN
@@ -13802,6 +13856,20 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     p_last, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck, as a page's): a key
+        -- whose text does not read back as itself printed a bound the next
+        -- chunk started from again, and a chunk of no row after it repeated
+        -- forever, inside a submit, a claim or a page.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, p_last,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid); or pass the option '
+                       '{"allow_unknown_fields": true}, which skips the walk.';
+        END IF;
         v_range := concat_ws(' AND ',
             format('t.%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN p_last IS NOT NULL THEN
@@ -19479,6 +19547,13 @@ GRANT ALL ON FUNCTION pgjobs._cron_relation(p_name text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._cron_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._cron_version() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _cutoff_clause(p_reg pgjobs.target_registry, p_cutoff timestamp with time zone, OUT clause text, OUT horizon timestamp with time zone, OUT without_zone boolean, OUT time_zone text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
