@@ -203,3 +203,24 @@ def test_fields_judged_at_the_claim_let_the_chunks_read(
     outcome = Exporter(dsn, right, worker, local_dir).run()
     assert outcome.status == "succeeded", outcome
     assert job(rows, right)["done"] == 5
+
+
+@pytest.mark.parametrize(("sqlstate", "status"), [("XX000", "failed"), ("53200", "queued")])
+def test_an_error_after_the_walk_is_judged_by_its_sqlstate(
+        rows: Conn, sqlstate: str, status: str) -> None:
+    # The walk found the path missing; naming the likely field reads the scope
+    # again, outside the walk's own handler. Its error escaped the claim (which
+    # failed, and every claim that picked the job after it); now it is the
+    # job's: failed for good, or the attempt retried when transient.
+    typo = submit(rows, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    rows.execute(f"""
+        CREATE OR REPLACE FUNCTION pgjobs._field_guess(p_reg pgjobs.target_registry,
+            p_scope text, p_path text) RETURNS text LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the guess met an error' USING ERRCODE = '{sqlstate}';
+        END $$""")
+    assert rows.execute(CLAIMS["claim_export"], (typo,)).fetchall() == []
+    row = job(rows, typo)
+    assert row["status"] == status and f"SQLSTATE {sqlstate}" in row["error"], row
+    assert rows.execute(CLAIMS["claim"], (typo,)).fetchall() == []  # claims go on
