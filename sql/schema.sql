@@ -9914,11 +9914,11 @@ CREATE FUNCTION pgjobs._run_deadline(p_budget interval) RETURNS timestamp with t
 -- job's attempt (57014, retried with backoff): a job longer than 30 s of
 -- pages failed for good after max_attempts runs, half done. The deadline
 -- now falls before the timer (by a fifth of it, at most 5 s: pages take
--- page_ms, 50 ms), so the run releases its job with the cursor, counting
--- no attempt, and a WARNING says why and what to set.
+-- page_ms, 50 ms; pgjobs._timeout_deadline, which pgjobs.run_job uses too),
+-- so the run releases its job with the cursor, counting no attempt, and a
+-- WARNING says why and what to set.
 DECLARE
     v_deadline timestamptz;
-    v_timeout_ms bigint;
     v_limit timestamptz;
 BEGIN
     IF p_budget IS NULL OR p_budget <= interval '0' OR p_budget > interval '1 day' THEN
@@ -9926,12 +9926,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
     v_deadline := clock_timestamp() + p_budget;
-    SELECT s.setting::bigint INTO v_timeout_ms
-      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
-    IF v_timeout_ms > 0 THEN
-        v_limit := statement_timestamp()
-                   + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000))
-                                           / 1000.0);
+    v_limit := pgjobs._timeout_deadline();  -- NULL: no statement_timeout
+    IF v_limit IS NOT NULL THEN
         IF v_limit < v_deadline THEN
             RAISE WARNING 'pgjobs.run: budget % cut to % s: this session''s statement_timeout '
                           '(%) would cancel the call, and the page in flight with it, which '
@@ -9980,6 +9976,46 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._run_job_claim(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _run_job_end(pgjobs.jobs, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) RETURNS pgjobs.jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- After pgjobs.run_job's page loop: the job p_job (as its claim returned
+-- it; NULL id: nothing was claimed) as the call leaves it. When the loop
+-- stopped at p_deadline (pgjobs._timeout_deadline: the session's
+-- statement_timeout would have canceled the call) and handed the job back
+-- (pgjobs.release, under the claim's identity: queued with its cursor, due
+-- at once, no attempt counted), a WARNING says so, why, and what to set.
+-- Locks nothing.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_job.id;
+    IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline
+       AND v_job.worker = p_job.worker AND v_job.status = 'queued' THEN
+        RAISE WARNING 'pgjobs.run_job: job % handed back with its cursor, not done: this '
+                      'session''s statement_timeout (%) would cancel the call, and the page in '
+                      'flight with it, which fails the job''s attempt', v_job.id,
+                      current_setting('statement_timeout')
+            USING HINT = format('CALL pgjobs.run_job(%s) again to go on (pgjobs.run takes it '
+                                'too); run jobs in a session without statement_timeout: SET '
+                                'statement_timeout = 0, or ALTER ROLE %I SET statement_timeout '
+                                '= 0.', v_job.id, session_user);
+    END IF;
+    RETURN v_job;
+END
+$$;
+
+ALTER FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) OWNER TO SUPERUSER;
 
 --
 -- Name: _run_next(text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -13407,6 +13443,41 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) OWNER TO SUPERUSER;
+
+--
+-- Name: _timeout_deadline(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._timeout_deadline() RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- When a runner procedure (pgjobs.run, pgjobs.run_job) must hand its job
+-- back because the session's statement_timeout, which times the whole
+-- CALL (COMMITs and all: a page's own SET of it does not re-arm the
+-- timer), would otherwise cancel the page in flight: a fifth of the
+-- timeout (at most 5 s: pages take page_ms, 50 ms) before the timer,
+-- counted from the CALL's start (statement_timestamp()). NULL when the
+-- session has no statement_timeout. The one reading of the setting for
+-- both (pgjobs._run_deadline cuts a run's budget to it). Locks nothing.
+DECLARE
+    v_timeout_ms bigint;
+BEGIN
+    SELECT s.setting::bigint INTO v_timeout_ms
+      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
+    IF coalesce(v_timeout_ms, 0) <= 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN statement_timestamp()
+           + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000)) / 1000.0);
+END
+$$;
+
+ALTER FUNCTION pgjobs._timeout_deadline() OWNER TO SUPERUSER;
 
 --
 -- Name: _trust_problem(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -17947,15 +18018,25 @@ CREATE PROCEDURE pgjobs.run_job(IN p_id bigint)
 -- Raises P0002 for an unknown id, 22023 for a kind pgjobs does not run
 -- in the database, 55006 when another worker holds it or a writing job of
 -- the same (target, scope) must go first.
+-- The session's statement_timeout, which times the whole CALL, is its
+-- budget (pgjobs._timeout_deadline): the call hands the job back with its
+-- cursor before the timer (pgjobs.release: queued, due at once, no
+-- attempt counted) and returns with a WARNING saying so
+-- (pgjobs._run_job_end); the timer used to cancel the page in flight,
+-- which failed the job's attempt (retried after a backoff, failed for
+-- good after max_attempts calls). No statement_timeout: no deadline.
 -- A thin shell, like pgjobs.run (no `SET search_path`: it would forbid
 -- COMMIT): only pgjobs.* calls of pinned functions, qualified types,
 -- COMMIT and IS NULL tests.
 DECLARE
     v_job pgjobs.jobs;
+    v_deadline pg_catalog.timestamptz;
 BEGIN
+    v_deadline := pgjobs._timeout_deadline();
     v_job := pgjobs._run_job_claim(p_id);
     COMMIT;
-    CALL pgjobs._run_claimed(v_job.id, v_job.worker, NULL);
+    CALL pgjobs._run_claimed(v_job.id, v_job.worker, v_deadline);
+    v_job := pgjobs._run_job_end(v_job, v_deadline);
 END
 $$;
 
@@ -17965,7 +18046,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page; under a session statement_timeout, hands it back with its cursor before the timer (a WARNING says so). P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20341,6 +20422,13 @@ REVOKE ALL ON FUNCTION pgjobs._run_job_claim(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._run_job_claim(p_id bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _run_next(p_worker text, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20598,6 +20686,13 @@ GRANT ALL ON FUNCTION pgjobs._throttle_options(p_options jsonb) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _timeout_deadline(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._timeout_deadline() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._timeout_deadline() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _trust_problem(p_target regclass, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
