@@ -178,6 +178,8 @@ def test_a_pg_cron_background_worker_of_another_role_keeps_its_rows(
         # at the top of a minute).
         wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a"
                                       " USING (pid) WHERE l.locktype = 'advisory'"
+                                      " AND l.database = (SELECT oid FROM pg_database"
+                                      " WHERE datname = current_database())"
                                       " AND l.objid = %s AND NOT l.granted"
                                       " AND a.backend_type <> 'client backend'", (GATE,)),
                  150, "pg_cron's background worker to wait on the lock", interval=0.5)

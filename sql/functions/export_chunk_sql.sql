@@ -143,9 +143,11 @@ BEGIN
                 array_to_string(ARRAY(SELECT format('"%s"', f) FROM
                     jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
                 USING ERRCODE = '55000',
-                HINT = 'Nothing to do: the attempt ends and the job is retried; its next claim '
-                       'judges the fields against the rows (submit with the option '
-                       '{"allow_unknown_fields": true} if they are meant to be absent).';
+                HINT = format('The attempt ends and the job is retried; its next claim judges '
+                              'the fields against the rows (a parallel export''s part fails the '
+                              'job instead: pgjobs.retry(%s) then). Submit with the option '
+                              '{"allow_unknown_fields": true} if they are meant to be absent.',
+                              p_id);
         END IF;
     END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
