@@ -2512,6 +2512,52 @@ $$;
 ALTER FUNCTION pgjobs._cron_version() OWNER TO SUPERUSER;
 
 --
+-- Name: _cursor_stuck(regclass, name, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one check that a keyset walk's cursor moves: whether p_upper, the
+-- bound a walk found after cursor p_after (both the key's text, as
+-- pgjobs._nth_key prints it; p_key_type the key column's type,
+-- pgjobs._column_type), reads back as a key past p_after, under the key
+-- column's own collation (as the walk orders, pgjobs._column_collate).
+-- NULL when it does, or when either is NULL (a walk's first step, or its
+-- last); else the problem, naming the key column and its type. A key whose
+-- text does not read back as the same value (a setting the text depends on
+-- left unpinned, a type whose output loses precision) prints a bound that
+-- reads back as the cursor itself or below it: the walk's next step starts
+-- there again, and repeats it, forever when the step reads no row. Asked
+-- by a delete's or backfill's page (pgjobs._run_page: the job fails), the
+-- typo guard's walk (pgjobs._unknown_fields_from) and a preview's count
+-- (pgjobs._preview_count), which raise it. Locks nothing.
+DECLARE
+    v_advances boolean;
+BEGIN
+    IF p_upper IS NULL OR p_after IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', p_upper, p_key_type, p_after,
+                   pgjobs._column_collate(p_target, p_key_column))
+       INTO v_advances;
+    IF coalesce(v_advances, false) THEN
+        RETURN NULL;
+    END IF;
+    RETURN format('the cursor does not advance: key column %I (%s) printed %L after %L; its '
+                  'text does not read back as the same value', p_key_column, p_key_type,
+                  p_upper, p_after);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) OWNER TO SUPERUSER;
+
+--
 -- Name: _cutoff_clause(pgjobs.target_registry, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -2550,7 +2596,8 @@ CREATE FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry, p_cutoff tim
 -- the horizon, committed before the submit and updated after it, reads as
 -- new, and is spared. The horizon falls back to -infinity (only (c)
 -- decides) when some session's transaction start is hidden from this role
--- (pg_stat_activity: grant pg_read_all_stats to the role owning pgjobs),
+-- (pg_stat_activity: a session, client or background worker, of a role it
+-- may not read; grant pg_read_all_stats to the role owning pgjobs),
 -- track_activities is off (here, or in another session of this database:
 -- its state 'disabled'), a prepared transaction exists here, or the
 -- submit is REPEATABLE READ or SERIALIZABLE (its snapshot precedes the read).
@@ -2617,9 +2664,21 @@ BEGIN
     -- and no xact_start however old its transaction: as hidden as one of a
     -- role this one may not see (its rows written before the submit were
     -- older than a horizon that did not count it, and the job's).
+    -- Hidden by role: PostgreSQL shows such a row with its query
+    -- '<insufficient privilege>' and every column but pid, the database and
+    -- the role NULL, backend_type too: the test that was here (state NULL
+    -- and backend_type 'client backend') never matched one, and a client of
+    -- another role, or a background worker writing as one (pg_cron's
+    -- workers, a logical replication apply worker, any extension's), was
+    -- left out of the horizon. Any session with a role counts: client
+    -- backends, walsenders and background workers have one; autovacuum
+    -- workers, which write no row of a table, have none. (A client
+    -- backend still starting up, state NULL, counts as before.)
     SELECT min(a.xact_start),
            bool_or((a.state IS NULL AND a.backend_type = 'client backend')
-                   OR a.state = 'disabled')
+                   OR a.state = 'disabled'
+                   OR (a.state IS NULL AND a.usesysid IS NOT NULL
+                       AND a.query = '<insufficient privilege>'))
       INTO v_horizon, v_hidden
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid();
@@ -3624,7 +3683,10 @@ BEGIN
         status := 'warn';
         detail := format('%s, which owns pgjobs._health, is not a member of pg_monitor: the '
                          'replica lag of standbys without a slot, autovacuum and old '
-                         'transactions of other roles are invisible to throttling', v_name);
+                         'transactions of other roles are invisible to throttling, and a '
+                         'submit''s cutoff horizon is -infinity while a session of another '
+                         'role is open in the database (rows updated after the submit are '
+                         'then spared)', v_name);
         fix := format('GRANT pg_monitor TO %s;  -- as a superuser', v_name);
     END IF;
     RETURN NEXT;
@@ -7168,7 +7230,10 @@ CREATE FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) RETURNS boolean
 -- hands nothing of the job out. Returns false too, changing nothing, when
 -- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked): an
--- export only.
+-- export only. And false when that guard's walk met a transient error
+-- (pgjobs.retryable_sqlstate): the attempt is counted as failed, the job
+-- queued again after a backoff (event retrying), or failed once its
+-- attempts are spent.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -7180,6 +7245,9 @@ DECLARE
     v_message text;
     v_hint text;
     v_import bigint;
+    v_state text;
+    v_error text;
+    v_event text;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
@@ -7219,8 +7287,53 @@ BEGIN
         -- writes the list (and whose target's trust was just judged): a
         -- custom kind's payload is its client's, and judging paths on its
         -- target would run that target's code for whoever claims it.
-        SELECT u.message, u.hint INTO v_message, v_hint
-          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        BEGIN
+            SELECT u.message, u.hint INTO v_message, v_hint
+              FROM pgjobs._unchecked_fields_problem(p_job) u;
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
+            -- A transient error of the walk (the only kind the walk raises:
+            -- out of memory, a deadlock, a statement canceled, an I/O error)
+            -- fails this attempt only, as it does at a delete's page: the
+            -- attempt is counted and the job queued again after a backoff
+            -- (event retrying), its list kept; failed once its attempts are
+            -- spent. It failed the export for good. Any other error raised
+            -- after the walk (naming the likely field reads the scope again)
+            -- fails the job, as the walk's own do, rather than every claim.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            IF NOT pgjobs.retryable_sqlstate(v_state) THEN
+                v_message := format('job %s (%s) cannot be started: the document fields its '
+                                    'submit could not judge could not be judged at its start '
+                                    'either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
+                                    v_state);
+                v_hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it '
+                          'again with the option {"allow_unknown_fields": true} if its fields '
+                          'are right.';
+            ELSE
+                UPDATE pgjobs.jobs j
+                   SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
+                                     WHEN j.attempts + 1 < j.max_attempts THEN 'queued'
+                                     ELSE 'failed' END,
+                       attempts = j.attempts + 1,
+                       error = left(format('export job %s: the typo guard''s walk of the scope at '
+                                           'its claim: %s (SQLSTATE %s)', j.id, v_error, v_state),
+                                    10000),
+                       run_at = CASE WHEN j.cancel_requested_at IS NULL
+                                          AND j.attempts + 1 < j.max_attempts
+                                     THEN now() + pgjobs._backoff(j.attempts + 1) ELSE j.run_at END,
+                       queued_at = now(),
+                       finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                                               OR j.attempts + 1 >= j.max_attempts
+                                          THEN now() END,
+                       updated_at = now()
+                 WHERE j.id = p_job.id AND j.status = 'queued'
+                RETURNING j.* INTO v_job;
+                IF FOUND THEN
+                    v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
+                    PERFORM pgjobs._notify(v_job, v_event);
+                END IF;
+                RETURN false;
+            END IF;
+        END;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
             -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,
@@ -8318,6 +8431,7 @@ DECLARE
     v_blocks numeric;
     v_pct numeric;
     v_plan json;  -- what EXPLAIN (FORMAT JSON) returns
+    v_stuck text;
 BEGIN
     PERFORM set_config('jit', 'off', true);
     -- A scope the planner expects to count within the limit (at a
@@ -8357,6 +8471,17 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     v_after, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck): a bound that reads
+        -- back as the cursor counted the same rows again until the deadline.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, v_after,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the preview''s count of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid).';
+        END IF;
         v_range := concat_ws(' AND ',
             format('%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN
@@ -9993,11 +10118,11 @@ CREATE FUNCTION pgjobs._run_deadline(p_budget interval) RETURNS timestamp with t
 -- job's attempt (57014, retried with backoff): a job longer than 30 s of
 -- pages failed for good after max_attempts runs, half done. The deadline
 -- now falls before the timer (by a fifth of it, at most 5 s: pages take
--- page_ms, 50 ms), so the run releases its job with the cursor, counting
--- no attempt, and a WARNING says why and what to set.
+-- page_ms, 50 ms; pgjobs._timeout_deadline, which pgjobs.run_job uses too),
+-- so the run releases its job with the cursor, counting no attempt, and a
+-- WARNING says why and what to set.
 DECLARE
     v_deadline timestamptz;
-    v_timeout_ms bigint;
     v_limit timestamptz;
 BEGIN
     IF p_budget IS NULL OR p_budget <= interval '0' OR p_budget > interval '1 day' THEN
@@ -10005,12 +10130,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
     v_deadline := clock_timestamp() + p_budget;
-    SELECT s.setting::bigint INTO v_timeout_ms
-      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
-    IF v_timeout_ms > 0 THEN
-        v_limit := statement_timestamp()
-                   + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000))
-                                           / 1000.0);
+    v_limit := pgjobs._timeout_deadline();  -- NULL: no statement_timeout
+    IF v_limit IS NOT NULL THEN
         IF v_limit < v_deadline THEN
             RAISE WARNING 'pgjobs.run: budget % cut to % s: this session''s statement_timeout '
                           '(%) would cancel the call, and the page in flight with it, which '
@@ -10059,6 +10180,46 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._run_job_claim(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _run_job_end(pgjobs.jobs, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) RETURNS pgjobs.jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- After pgjobs.run_job's page loop: the job p_job (as its claim returned
+-- it; NULL id: nothing was claimed) as the call leaves it. When the loop
+-- stopped at p_deadline (pgjobs._timeout_deadline: the session's
+-- statement_timeout would have canceled the call) and handed the job back
+-- (pgjobs.release, under the claim's identity: queued with its cursor, due
+-- at once, no attempt counted), a WARNING says so, why, and what to set.
+-- Locks nothing.
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_job.id;
+    IF p_deadline IS NOT NULL AND clock_timestamp() >= p_deadline
+       AND v_job.worker = p_job.worker AND v_job.status = 'queued' THEN
+        RAISE WARNING 'pgjobs.run_job: job % handed back with its cursor, not done: this '
+                      'session''s statement_timeout (%) would cancel the call, and the page in '
+                      'flight with it, which fails the job''s attempt', v_job.id,
+                      current_setting('statement_timeout')
+            USING HINT = format('CALL pgjobs.run_job(%s) again to go on (pgjobs.run takes it '
+                                'too); run jobs in a session without statement_timeout: SET '
+                                'statement_timeout = 0, or ALTER ROLE %I SET statement_timeout '
+                                '= 0.', v_job.id, session_user);
+    END IF;
+    RETURN v_job;
+END
+$$;
+
+ALTER FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) OWNER TO SUPERUSER;
 
 --
 -- Name: _run_next(text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10191,7 +10352,6 @@ DECLARE
     v_holders text;
     v_key_type text;
     v_matching bigint;
-    v_advances boolean;
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
@@ -10321,7 +10481,7 @@ BEGIN
         BEGIN
             SELECT u.message, u.hint INTO v_unjudged
               FROM pgjobs._unchecked_fields_problem(v_job) u;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
@@ -10659,21 +10819,15 @@ BEGIN
                                                         v_after, v_key_type) END,
                                        v_size - 1);
             v_last := v_upper IS NULL;
-            IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
-                -- The cursor must move: a key whose text does not read back
-                -- as the same value would repeat this page forever.
-                -- (Under the key column's own collation, as the walk orders.)
-                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
-                               pgjobs._column_collate(v_job.target, v_reg.key_column))
-                   INTO v_advances;
-                IF NOT coalesce(v_advances, false) THEN
-                    PERFORM pgjobs.fail(p_id, p_worker, format(
-                        'the cursor does not advance: key column %I (%s) printed %L after %L; '
-                        'its text does not read back as the same value',
-                        v_reg.key_column, v_key_type, v_upper, v_after), false);
-                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
-                    RETURN 'failed';
-                END IF;
+            -- The cursor must move: a key whose text does not read back as
+            -- the same value would repeat this page forever (the one check
+            -- of every keyset walk, pgjobs._cursor_stuck).
+            v_detail := pgjobs._cursor_stuck(v_job.target, v_reg.key_column, v_key_type,
+                                             v_after, v_upper);
+            IF v_detail IS NOT NULL THEN
+                PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
+                DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                RETURN 'failed';
             END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),
@@ -13493,6 +13647,41 @@ $$;
 ALTER FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) OWNER TO SUPERUSER;
 
 --
+-- Name: _timeout_deadline(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._timeout_deadline() RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- When a runner procedure (pgjobs.run, pgjobs.run_job) must hand its job
+-- back because the session's statement_timeout, which times the whole
+-- CALL (COMMITs and all: a page's own SET of it does not re-arm the
+-- timer), would otherwise cancel the page in flight: a fifth of the
+-- timeout (at most 5 s: pages take page_ms, 50 ms) before the timer,
+-- counted from the CALL's start (statement_timestamp()). NULL when the
+-- session has no statement_timeout. The one reading of the setting for
+-- both (pgjobs._run_deadline cuts a run's budget to it). Locks nothing.
+DECLARE
+    v_timeout_ms bigint;
+BEGIN
+    SELECT s.setting::bigint INTO v_timeout_ms
+      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
+    IF coalesce(v_timeout_ms, 0) <= 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN statement_timestamp()
+           + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000)) / 1000.0);
+END
+$$;
+
+ALTER FUNCTION pgjobs._timeout_deadline() OWNER TO SUPERUSER;
+
+--
 -- Name: _trust_problem(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13650,9 +13839,9 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it; at a page, a
--- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
--- retry the job. It reads the target
+-- fails rather than wedging every claim that picks it; a transient one
+-- (pgjobs.retryable_sqlstate) is raised, for the page or the claim to fail
+-- the attempt only (the job retried). It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -13700,13 +13889,18 @@ BEGIN
         hint := format('Its table %s is locked by another transaction; a later claim judges '
                        'the job once it ends.', p_job.target::regclass);
         RETURN;
-    WHEN OTHERS THEN
+    WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
-        -- deadlock, an I/O error) says nothing about the job: a page's walk
-        -- raises it, and pgjobs._run_page retries the job as it retries a
-        -- page's own error of that SQLSTATE. It failed the job for good.
-        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+        -- deadlock, a statement canceled, an I/O error) says nothing about
+        -- the job: raised, for the caller to fail the attempt only, the job
+        -- retried with backoff as a page's own error of that SQLSTATE is
+        -- (pgjobs._run_page at a delete's or backfill's page,
+        -- pgjobs._may_start_attempt at an export's claim). It failed the job
+        -- for good (an export's still did). (query_canceled is not one of
+        -- OTHERS: it used to leave the whole claim or page, and an export's
+        -- claim that met one failed every claim that picked the job.)
+        IF pgjobs.retryable_sqlstate(v_state) THEN
             RAISE;
         END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '
@@ -13899,6 +14093,8 @@ CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, p_scop
 -- read, as text (the function's fixed DateStyle and float digits).
 -- Rows inserted behind the walk after a call are not read by the next: a
 -- path only they have counts as unknown, never the other way round.
+-- A bound that does not read back past the cursor (pgjobs._cursor_stuck)
+-- raises 22000 naming the key column and type.
 -- Sets jit off (and enable_indexscan off around the chunk aggregates) and
 -- restores them. Locks nothing.
 DECLARE
@@ -13916,6 +14112,7 @@ DECLARE
     v_path text;
     v_ref text;
     v_seg text;
+    v_stuck text;
     v_jit text := current_setting('jit');
     v_indexscan text := current_setting('enable_indexscan');
 BEGIN
@@ -13947,6 +14144,20 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     p_last, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck, as a page's): a key
+        -- whose text does not read back as itself printed a bound the next
+        -- chunk started from again, and a chunk of no row after it repeated
+        -- forever, inside a submit, a claim or a page.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, p_last,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid); or pass the option '
+                       '{"allow_unknown_fields": true}, which skips the walk.';
+        END IF;
         v_range := concat_ws(' AND ',
             format('t.%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN p_last IS NOT NULL THEN
@@ -15768,7 +15979,8 @@ CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integ
 --          worker's Parquet writer (pgjobs._parquet_column: epoch
 --          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
--- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- cannot reach NULL keys); so does a scope with rows while the job's typo
+-- guard is still pending (payload unchecked_fields: below). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
@@ -15828,6 +16040,33 @@ BEGIN
     PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    -- The typo guard of an export submitted on a scope with no rows is its
+    -- claim's (pgjobs._may_start_attempt), which leaves the paths pending
+    -- while the scope is still empty there. Rows that reach the scope
+    -- between that claim and a chunk (a restore, an import carrying
+    -- created_at) were exported unjudged: a misspelt {"stauts": {"$ne":
+    -- "keep"}} took the whole scope. So while the paths are pending, a chunk
+    -- that would read a row (in its own snapshot, the one its COPY reads)
+    -- ends the attempt instead (55000, retried: the job's next claim judges
+    -- them against the rows). A scope still empty reads nothing. One probe
+    -- of (scope, key), only while the list is pending.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       v_job.target, v_reg.scope_column, v_scope)
+           INTO v_advances;
+        IF v_advances THEN
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
+                            'document fields % were to be judged, and has rows now', p_id,
+                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
+                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+                USING ERRCODE = '55000',
+                HINT = format('The attempt ends and the job is retried; its next claim judges '
+                              'the fields against the rows (a parallel export''s part fails the '
+                              'job instead: pgjobs.retry(%s) then). Submit with the option '
+                              '{"allow_unknown_fields": true} if they are meant to be absent.',
+                              p_id);
+        END IF;
+    END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
     -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
     -- as the predicate and the mask it carries are, whatever path runs it.
@@ -17982,15 +18221,25 @@ CREATE PROCEDURE pgjobs.run_job(IN p_id bigint)
 -- Raises P0002 for an unknown id, 22023 for a kind pgjobs does not run
 -- in the database, 55006 when another worker holds it or a writing job of
 -- the same (target, scope) must go first.
+-- The session's statement_timeout, which times the whole CALL, is its
+-- budget (pgjobs._timeout_deadline): the call hands the job back with its
+-- cursor before the timer (pgjobs.release: queued, due at once, no
+-- attempt counted) and returns with a WARNING saying so
+-- (pgjobs._run_job_end); the timer used to cancel the page in flight,
+-- which failed the job's attempt (retried after a backoff, failed for
+-- good after max_attempts calls). No statement_timeout: no deadline.
 -- A thin shell, like pgjobs.run (no `SET search_path`: it would forbid
 -- COMMIT): only pgjobs.* calls of pinned functions, qualified types,
 -- COMMIT and IS NULL tests.
 DECLARE
     v_job pgjobs.jobs;
+    v_deadline pg_catalog.timestamptz;
 BEGIN
+    v_deadline := pgjobs._timeout_deadline();
     v_job := pgjobs._run_job_claim(p_id);
     COMMIT;
-    CALL pgjobs._run_claimed(v_job.id, v_job.worker, NULL);
+    CALL pgjobs._run_claimed(v_job.id, v_job.worker, v_deadline);
+    v_job := pgjobs._run_job_end(v_job, v_deadline);
 END
 $$;
 
@@ -18000,7 +18249,7 @@ ALTER PROCEDURE pgjobs.run_job(IN p_id bigint) OWNER TO SUPERUSER;
 -- Name: PROCEDURE run_job(IN p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page. P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
+COMMENT ON PROCEDURE pgjobs.run_job(IN p_id bigint) IS 'Runs one delete or backfill job to completion now, one COMMIT per page; under a session statement_timeout, hands it back with its cursor before the timer (a WARNING says so). P0002 for an unknown id; 55006 if another worker holds it or an earlier writing job of its scope is pending.';
 
 --
 -- Name: schedule(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19599,6 +19848,13 @@ REVOKE ALL ON FUNCTION pgjobs._cron_version() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._cron_version() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name, p_key_type text, p_after text, p_upper text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _cutoff_clause(p_reg pgjobs.target_registry, p_cutoff timestamp with time zone, OUT clause text, OUT horizon timestamp with time zone, OUT without_zone boolean, OUT time_zone text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20390,6 +20646,13 @@ REVOKE ALL ON FUNCTION pgjobs._run_job_claim(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._run_job_claim(p_id bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._run_job_end(p_job pgjobs.jobs, p_deadline timestamp with time zone) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _run_next(p_worker text, p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20647,6 +20910,13 @@ GRANT ALL ON FUNCTION pgjobs._throttle_options(p_options jsonb) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._time_literal(p_at timestamp with time zone, p_without_zone boolean, p_time_zone text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _timeout_deadline(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._timeout_deadline() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._timeout_deadline() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _trust_problem(p_target regclass, OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -25,7 +25,7 @@ from tests.support import make_rows_target, scalar, seed, submit_delete
 Conn = psycopg.Connection[Any]
 
 
-def slow_delete(conn: Conn) -> int:
+def slow_delete(conn: Conn, page_size: int = 50) -> int:
     """A delete of 3000 rows' scope whose pages take a while each (a
     trigger sleeps 2 ms a row, pages of 50 keys)."""
     target = make_rows_target(conn)
@@ -34,7 +34,7 @@ def slow_delete(conn: Conn) -> int:
                  " $$ BEGIN PERFORM pg_sleep(0.002); RETURN OLD; END $$")
     conn.execute("CREATE TRIGGER slow BEFORE DELETE ON user_table_rows"
                  " FOR EACH ROW EXECUTE FUNCTION slow()")
-    return submit_delete(conn, target, "1", options={"page_size": 50})
+    return submit_delete(conn, target, "1", options={"page_size": page_size})
 
 
 def run_with(make_conn: Callable[..., Conn], timeout: str | None,
@@ -100,11 +100,14 @@ def test_a_run_within_its_statement_timeout_is_not_cut(
 
 def test_a_page_a_statement_timeout_ends_says_which_setting(
         conn: Conn, make_conn: Callable[..., Conn]) -> None:
-    """run_job has no budget to cut: a session statement_timeout still ends
-    its page, which fails the attempt (retryably), and the job's error now
-    says which settings end a page and what to set; it said only
-    'canceling statement due to statement timeout'."""
-    job_id = slow_delete(conn)
+    """A page longer than the call's whole statement_timeout (here the first
+    page, 1000 keys at 2 ms, under 1 s) is still canceled by it, which fails
+    the attempt (retryably), and the job's error says which settings end a
+    page and what to set; it said only 'canceling statement due to
+    statement timeout'. (run_job's pages were 50 keys here: run_job now
+    hands its job back before the timer, below, so the page is made longer
+    than the timeout to reach the message.)"""
+    job_id = slow_delete(conn, page_size=1000)
     runner = make_conn()
     runner.execute("SET statement_timeout = '1s'")
     runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
@@ -113,3 +116,55 @@ def test_a_page_a_statement_timeout_ends_says_which_setting(
     assert status == "queued", status  # retried with backoff
     assert error.startswith("canceling statement due to statement timeout: "), error
     assert "ALTER ROLE ... SET statement_timeout = 0" in error and "(SQLSTATE 57014)" in error
+
+
+def run_job_with(make_conn: Callable[..., Conn], job_id: int,
+                 timeout: str) -> list[tuple[str, str]]:
+    """CALL pgjobs.run_job(job_id) in a new session under statement_timeout;
+    the WARNINGs it raised."""
+    runner = make_conn()
+    seen: list[tuple[str, str]] = []
+
+    def keep(diag: psycopg.errors.Diagnostic) -> None:
+        if diag.severity_nonlocalized == "WARNING":
+            seen.append((diag.message_primary or "", diag.message_hint or ""))
+
+    runner.add_notice_handler(keep)
+    runner.execute(f"SET statement_timeout = '{timeout}'")
+    runner.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    return seen
+
+
+def test_run_job_hands_its_job_back_before_the_statement_timeout(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """run_job has no budget of its own; the session's statement_timeout,
+    which times the whole CALL, is its budget: the call hands the job back
+    with its cursor before the timer (no attempt counted, no error, due at
+    once) and returns, a WARNING saying so and what to set. The timer
+    canceled the page in flight instead, which failed the attempt: retried
+    after a backoff, and failed for good after max_attempts such calls."""
+    job_id = slow_delete(conn)
+    seen = run_job_with(make_conn, job_id, "2s")
+    status, attempts, done, error, due = conn.execute(
+        "SELECT status, attempts, done, error, run_at <= now() FROM pgjobs.jobs WHERE id = %s",
+        (job_id,)).fetchone() or (None, None, None, None, None)
+    assert error is None, error
+    assert (status, attempts, due) == ("queued", 0, True)
+    assert done > 0
+    assert len(seen) == 1, seen
+    message, hint = seen[0]
+    assert f"job {job_id} handed back" in message and "statement_timeout (2s)" in message
+    assert f"pgjobs.run_job({job_id})" in hint and "statement_timeout = 0" in hint, hint
+    # The next call goes on from the cursor, and one without a timeout ends it.
+    assert run_job_with(make_conn, job_id, "0") == []
+    status, total, done_now = conn.execute(
+        "SELECT status, total, done FROM pgjobs.jobs WHERE id = %s", (job_id,)).fetchone() \
+        or (None, None, None)
+    assert status == "succeeded" and done_now == total and done_now > done
+
+
+def test_run_job_within_its_statement_timeout_runs_to_the_end(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    job_id = slow_delete(conn, page_size=1000)
+    assert run_job_with(make_conn, job_id, "1h") == []
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"

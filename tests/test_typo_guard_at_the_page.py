@@ -442,7 +442,7 @@ def _hook_raising(conn: Conn, sqlstate: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["delete", "backfill"])
-@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "58030", "55006"])
+@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "57014", "58030", "55006"])
 def test_a_transient_error_in_the_walk_retries_the_job(rows: Conn, kind: str,
                                                         sqlstate: str) -> None:
     # The walk's errors all failed the job for good (its EXCEPTION WHEN OTHERS,

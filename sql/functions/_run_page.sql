@@ -92,7 +92,6 @@ DECLARE
     v_holders text;
     v_key_type text;
     v_matching bigint;
-    v_advances boolean;
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
@@ -222,7 +221,7 @@ BEGIN
         BEGIN
             SELECT u.message, u.hint INTO v_unjudged
               FROM pgjobs._unchecked_fields_problem(v_job) u;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
@@ -560,21 +559,15 @@ BEGIN
                                                         v_after, v_key_type) END,
                                        v_size - 1);
             v_last := v_upper IS NULL;
-            IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
-                -- The cursor must move: a key whose text does not read back
-                -- as the same value would repeat this page forever.
-                -- (Under the key column's own collation, as the walk orders.)
-                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
-                               pgjobs._column_collate(v_job.target, v_reg.key_column))
-                   INTO v_advances;
-                IF NOT coalesce(v_advances, false) THEN
-                    PERFORM pgjobs.fail(p_id, p_worker, format(
-                        'the cursor does not advance: key column %I (%s) printed %L after %L; '
-                        'its text does not read back as the same value',
-                        v_reg.key_column, v_key_type, v_upper, v_after), false);
-                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
-                    RETURN 'failed';
-                END IF;
+            -- The cursor must move: a key whose text does not read back as
+            -- the same value would repeat this page forever (the one check
+            -- of every keyset walk, pgjobs._cursor_stuck).
+            v_detail := pgjobs._cursor_stuck(v_job.target, v_reg.key_column, v_key_type,
+                                             v_after, v_upper);
+            IF v_detail IS NOT NULL THEN
+                PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
+                DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                RETURN 'failed';
             END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),

@@ -62,7 +62,8 @@ AS $$
 --          worker's Parquet writer (pgjobs._parquet_column: epoch
 --          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
--- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- cannot reach NULL keys); so does a scope with rows while the job's typo
+-- guard is still pending (payload unchecked_fields: below). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
@@ -122,6 +123,33 @@ BEGIN
     PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    -- The typo guard of an export submitted on a scope with no rows is its
+    -- claim's (pgjobs._may_start_attempt), which leaves the paths pending
+    -- while the scope is still empty there. Rows that reach the scope
+    -- between that claim and a chunk (a restore, an import carrying
+    -- created_at) were exported unjudged: a misspelt {"stauts": {"$ne":
+    -- "keep"}} took the whole scope. So while the paths are pending, a chunk
+    -- that would read a row (in its own snapshot, the one its COPY reads)
+    -- ends the attempt instead (55000, retried: the job's next claim judges
+    -- them against the rows). A scope still empty reads nothing. One probe
+    -- of (scope, key), only while the list is pending.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       v_job.target, v_reg.scope_column, v_scope)
+           INTO v_advances;
+        IF v_advances THEN
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
+                            'document fields % were to be judged, and has rows now', p_id,
+                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
+                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+                USING ERRCODE = '55000',
+                HINT = format('The attempt ends and the job is retried; its next claim judges '
+                              'the fields against the rows (a parallel export''s part fails the '
+                              'job instead: pgjobs.retry(%s) then). Submit with the option '
+                              '{"allow_unknown_fields": true} if they are meant to be absent.',
+                              p_id);
+        END IF;
+    END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
     -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
     -- as the predicate and the mask it carries are, whatever path runs it.
