@@ -59,14 +59,7 @@ def rows(conn: Conn) -> Iterator[Conn]:
     seed(conn, target, 30)
     # The walk, hooked: counts its calls in the session (test.walks) and,
     # while test.gate is on, first waits for advisory lock GATE.
-    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
-                 "RENAME TO _unknown_fields_walk")
-    conn.execute(f"""
-        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
-            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
-            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
-        LANGUAGE plpgsql AS $$
-        BEGIN
+    _hook_walk(conn, "_unknown_fields_walk", f"""
             PERFORM set_config('test.walks', (coalesce(nullif(current_setting('test.walks',
                 true), ''), '0')::int + 1)::text, false);
             IF current_setting('test.gate', true) = 'on' THEN
@@ -74,9 +67,23 @@ def rows(conn: Conn) -> Iterator[Conn]:
             END IF;
             SELECT * INTO p_missing, p_rows_read, p_last, p_state
               FROM pgjobs._unknown_fields_walk(p_reg, p_scope, p_paths, p_after, p_read,
-                                               p_budget);
-        END $$""")
+                                               p_budget);""")
     yield conn
+
+
+def _hook_walk(conn: Conn, rename_to: str, body: str) -> None:
+    """Renames the walk (pgjobs._unknown_fields_from) to `rename_to` and puts
+    in its place a function of its signature that runs the PL/pgSQL `body`."""
+    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
+                 f"RENAME TO {rename_to}")
+    conn.execute(f"""
+        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
+            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
+            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            {body}
+        END $$""")
 
 
 def walks(conn: Conn) -> int:
@@ -429,16 +436,8 @@ def test_every_page_of_a_walk_extends_the_lease(rows: Conn, kind: str) -> None:
 
 def _hook_raising(conn: Conn, sqlstate: str) -> None:
     """The hooked walk raises `sqlstate` (a hook over the fixture's hook)."""
-    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
-                 "RENAME TO _unknown_fields_hooked")
-    conn.execute(f"""
-        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
-            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
-            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            RAISE EXCEPTION 'the walk met a transient error' USING ERRCODE = '{sqlstate}';
-        END $$""")
+    _hook_walk(conn, "_unknown_fields_hooked",
+               f"RAISE EXCEPTION 'the walk met a transient error' USING ERRCODE = '{sqlstate}';")
 
 
 @pytest.mark.parametrize("kind", ["delete", "backfill"])
