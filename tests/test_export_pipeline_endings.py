@@ -24,13 +24,13 @@ from tests.support import (
     BIG_TENANT_1,
     LONG_LEASE,
     NATIVE_S3,
-    expire_leases,
     job,
     leftovers,
     make_items,
     object_bytes,
     open_uploads,
     plain_copy,
+    resume_after_kill,
     run_export,
     start_worker,
     submit_export,
@@ -303,19 +303,9 @@ def test_kill_between_a_parts_upload_and_its_checkpoint_resumes_byte_identical(
 
     try:
         wait_for(stored_ahead, timeout=60, what="a part stored and not yet checkpointed")
-    finally:
+    except BaseException:
         first.kill()
         first.communicate(timeout=10)
-    before = job(conn, job_id)["checkpoint"]
-    expire_leases(conn, job_id)
-    second = start_worker(dsn, bucket, "--once")
-    _, err = second.communicate(timeout=120)
-    assert second.returncode == 0, err
-    row = job(conn, job_id)
-    assert row["status"] == "succeeded", row["error"]
-    assert row["checkpoint"]["upload"]["upload_id"] == before["upload"]["upload_id"]
-    assert row["checkpoint"]["digests"][:before["parts"]] == before["digests"]
-    assert row["result"]["sha256"] == (reference.result or {})["sha256"]
-    assert object_bytes(row["result"]) == object_bytes(reference.result or {})
+        raise
+    row = resume_after_kill(conn, dsn, bucket, job_id, first, reference)
     assert object_bytes(row["result"]) == plain_copy(conn, BIG_TENANT_1)
-    assert open_uploads(bucket) == []

@@ -28,12 +28,12 @@ from tests.support import (
     LONG_LEASE,
     NATIVE_S3,
     checkpoint_parts,
-    expire_leases,
     job,
     new_bucket,
     object_bytes,
     open_uploads,
     plain_copy,
+    resume_after_kill,
     run_export,
     start_worker,
     submit_export,
@@ -368,22 +368,12 @@ def test_kill_between_parts_resumes_byte_identical(
     first = start_worker(dsn, bucket, "--once", "--lease", LONG_LEASE, delays="part=1")
     try:
         wait_for(lambda: checkpoint_parts(conn, job_id) >= 2, timeout=60, what="two parts")
-    finally:
+    except BaseException:
         first.kill()
         first.communicate(timeout=10)
-    before = job(conn, job_id)["checkpoint"]
-    expire_leases(conn, job_id)
-    second = start_worker(dsn, bucket, "--once")
-    _, err = second.communicate(timeout=120)
-    assert second.returncode == 0, err
-    row = job(conn, job_id)
-    assert row["status"] == "succeeded", row["error"]
-    assert row["checkpoint"]["upload"]["upload_id"] == before["upload"]["upload_id"]
-    assert row["checkpoint"]["digests"][:before["parts"]] == before["digests"]
+        raise
     # Byte-identical to an export that was never interrupted.
-    assert row["result"]["sha256"] == (reference.result or {})["sha256"]
-    assert object_bytes(row["result"]) == object_bytes(reference.result or {})
-    assert open_uploads(bucket) == []
+    resume_after_kill(conn, dsn, bucket, job_id, first, reference)
 
 
 # --- memory: parts held at once ----------------------------------------------------

@@ -53,6 +53,7 @@ from tests.support.exports import (
     part_rows,
     plain_copy,
     reader_statements,
+    resume_after_kill,
     run_export,
     start_worker,
     submit_export,
@@ -107,4 +108,5 @@ __all__ = [
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
     "BIG_TENANT_1", "LONG_LEASE", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
+    "resume_after_kill",
 ]

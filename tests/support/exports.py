@@ -20,7 +20,7 @@ import pytest
 from pgjobs import db
 from pgjobs.poller import s3client, storage
 from pgjobs.poller.export import DEFAULT_STORAGE_RETRY, Exporter, Outcome
-from tests.support.jobs import expire_lease, scalar
+from tests.support.jobs import expire_lease, job, scalar
 from tests.support.targets import build_target
 from tests.support.waiting import wait_for
 
@@ -188,6 +188,30 @@ def expire_leases(conn: Conn, job_id: int) -> None:
     expire_lease(conn, job_id)
     conn.execute("UPDATE pgjobs.export_parts SET lease_expires_at = now() - interval '1 second' "
                  "WHERE job_id = %s AND lease_expires_at IS NOT NULL", (job_id,))
+
+
+def resume_after_kill(conn: Conn, dsn: str, storage_uri: str, job_id: int,
+                      first: subprocess.Popen[str], reference: Outcome) -> dict[str, Any]:
+    """Kills worker `first`, lapses its leases, and finishes job_id with a
+    worker of another process; asserts the job succeeded on the S3 upload it
+    had begun, kept the digests of the parts recorded before the kill, and
+    wrote the bytes of `reference` (an export that was never interrupted),
+    leaving no upload open. Returns the job's row."""
+    first.kill()
+    first.communicate(timeout=10)
+    before = job(conn, job_id)["checkpoint"]
+    expire_leases(conn, job_id)
+    second = start_worker(dsn, storage_uri, "--once")
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["checkpoint"]["upload"]["upload_id"] == before["upload"]["upload_id"]
+    assert row["checkpoint"]["digests"][:before["parts"]] == before["digests"]
+    assert row["result"]["sha256"] == (reference.result or {})["sha256"]
+    assert object_bytes(row["result"]) == object_bytes(reference.result or {})
+    assert open_uploads(storage_uri) == []
+    return row
 
 
 def checkpoint_parts(conn: Conn, job_id: int) -> int:
