@@ -154,6 +154,35 @@ def parse(uri: str) -> Location:
     return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
 
 
+WRITABLE_SCHEMES = ("file", "s3", "gs", "az", "memory")
+"""The schemes a worker writes to (https:// is an import source only)."""
+
+
+def writable(uri: str, option: str, *, open_store: bool = False) -> Location:
+    """The place ``option`` (``--storage``, ``--to``) names, checked before a command
+    submits anything: InvalidInput (22023, exit 2) for a URI that is malformed or
+    of a scheme no worker writes to; with ``open_store``, the store is built as the
+    worker would build it (no request sent), so that a store missing its
+    configuration (an az:// URI without an account) is refused now, not by a
+    failed job."""
+    try:
+        loc = parse(uri)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{option}: {exc.message}", hint=exc.hint) from None
+    if loc.scheme not in WRITABLE_SCHEMES:
+        raise InvalidInput(
+            f"{option} {uri}: a worker cannot write to {loc.scheme}:// (an import source "
+            "only)",
+            hint=f"give {option} a file://, s3://, gs://, az:// or memory:// prefix")
+    if open_store and loc.scheme not in ("file", "gs"):
+        try:
+            store_for(loc)
+        except StorageError as exc:
+            raise StorageError(f"{option} {uri}: {exc.message}",
+                               retryable=False, hint=exc.hint, sqlstate=exc.sqlstate) from None
+    return loc
+
+
 def within(uri: str, prefix_uri: str) -> bool:
     """Whether ``uri`` is ``prefix_uri`` or lies below it on a path-segment boundary
     (``s3://b/exp`` holds ``s3://b/exp/x``, never ``s3://b/exports`` nor
