@@ -112,3 +112,12 @@ def test_worker_refuses_an_unwritable_storage_before_claiming(
     result = _cli(dsn, bad, "worker", "--once", "--poll", "0.1")
     _refused(result, "--storage")
     assert _jobs(conn) == [(job_id, "export", "queued")]
+
+
+@pytest.mark.parametrize("bad", ["https://example.com/exports", "az://container/exports"])
+def test_demo_refuses_an_unwritable_storage_before_building_anything(
+        conn: Conn, dsn: str, bad: str) -> None:
+    """The demo's export goes to --storage: refused before its table is built."""
+    result = _cli(dsn, bad, "demo", "--rows", "1000")
+    _refused(result, "--storage")
+    assert conn.execute("SELECT to_regclass('demo.user_table_rows')").fetchone() == (None,)
