@@ -96,7 +96,12 @@ class StorageError(PgjobsError):
 
     def __init__(self, message: str, *, retryable: bool, hint: str | None = None,
                  sqlstate: str | None = None):
-        if hint is None and "(hint: " not in message:
+        tail = _ERROR_TAIL.search(message)
+        if tail is not None and sqlstate is None and hint is None:
+            # Another error's one line (a part's, recorded): its SQLSTATE and hint
+            # are this one's, said once.
+            message, sqlstate, hint = message[:tail.start()], tail["state"], tail["hint"]
+        if hint is None:
             hint = (_RETRY_HINT if retryable else
                     "check the worker's --storage (or the export's destination) and its "
                     "storage credentials")
@@ -104,6 +109,7 @@ class StorageError(PgjobsError):
         self.retryable = retryable
 
 
+_ERROR_TAIL = re.compile(r" \[(?P<state>[0-9A-Z]{5})\](?: \(hint: (?P<hint>.*)\))?$")
 _RETRY_HINT = ("the worker retries it for --storage-retry; if it keeps failing, check the "
                "storage and the worker's network")
 

@@ -111,3 +111,14 @@ def test_a_job_that_storage_fails_records_the_sqlstate_and_the_hint(
     assert error is not None
     assert "az://container" in error[0] and "[28000]" in error[0], error
     assert "(hint: give the worker an Azure storage account" in error[0], error
+
+
+def test_an_error_that_carries_another_says_its_sqlstate_and_hint_once() -> None:
+    """A parallel export's failure quotes a part's recorded error (message
+    [SQLSTATE] (hint: ...)): the job's error names them once, the part's."""
+    part = storage.storage_error(PermissionError(errno.EACCES, "Permission denied"),
+                                 "cannot write file:///srv/x/1.csv")
+    err = storage.StorageError(f"part 1 of 4 failed: part 1: {part}", retryable=False)
+    assert str(err) == f"part 1 of 4 failed: part 1: {part}"
+    assert err.sqlstate == "42501" and err.hint == part.hint
+    assert len(SQLSTATE.findall(str(err))) == 1 and str(err).count("(hint: ") == 1
