@@ -163,10 +163,12 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         options["priority"] = priority
     if parallel is not None:
         options["parallel"] = parallel
+    # Where it goes, checked before anything is submitted (usage error, exit 2): a
+    # place no worker writes to (https://) failed the job it had submitted.
     if to:
-        options["destination"] = storage.parse(to).uri  # usage error (2) when malformed
+        options["destination"] = storage.writable(to, "--to", open_store=not detach).uri
     if not detach:
-        storage.parse(obj.storage)
+        storage.writable(obj.storage, "--storage", open_store=not to)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
     reads = read_config(read_dsn, read_max_wait, read_max_lag, read_fallback)
     if detach:
@@ -430,7 +432,8 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     """
     from pgjobs.poller.worker import Worker
 
-    storage.parse(obj.storage)
+    # Refused at start (a worker of https:// storage failed every export it claimed).
+    storage.writable(obj.storage, "--storage", open_store=True)
     storage.warm_up(obj.storage)
     lease_s = duration_seconds(lease, "--lease", minimum=1, maximum=86400)
     click.get_current_context().with_resource(observe.logs_to_stderr(log_format))

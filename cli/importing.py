@@ -19,6 +19,7 @@ from pgjobs.cli.common import Context, parse_options, progress_options, require_
 from pgjobs.cli.export import FINAL, _setup_logging, hand_back, print_submitted
 from pgjobs.cli.output import human_bytes, to_json
 from pgjobs.errors import NotFound
+from pgjobs.poller import storage
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
 
@@ -76,6 +77,10 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
         options["max_rejects"] = max_rejects
     if gzip is not None:
         options["gzip"] = gzip
+    storage.parse(source_uri(source))  # a malformed source or unknown scheme: exit 2
+    if not detach:
+        # Where its rejects go, checked before anything is submitted (exit 2).
+        storage.writable(obj.storage, "--storage")
     with obj.connect() as conn:
         if not detach:
             require_in_process(conn, "pgjobs.claim_import(bigint,text,interval)", "import")

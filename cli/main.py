@@ -312,6 +312,10 @@ def demo(obj: Context, rows: int) -> None:
             "there, schedules pg_cron and drops and refills demo.user_table_rows",
             hint=f"pass --dsn on the command line to run it on that database, or unset "
                  f"{source} to run it on the embedded cluster (`pgjobs dev up`'s)")
+    from pgjobs.poller import storage
+
+    # Before the demo builds anything: its export is written there.
+    storage.writable(obj.storage, "--storage", open_store=True)
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 

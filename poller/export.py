@@ -57,7 +57,6 @@ import hashlib
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -172,14 +171,47 @@ class Settings:
 
 
 def object_key(target: str, scope: str, job_id: int, fmt: str, gzip: bool) -> str:
-    """``{target}/{scope}/{job id}.{csv|jsonl}[.gz]``, each part made path-safe."""
-    return (f"{_safe(target)}/{_safe(scope)}/{job_id}.{fmt}"
+    """``{target}/{scope}/{job id}.{csv|jsonl}[.gz]``, each name made a path
+    segment by :func:`path_segment` (one-to-one: two tenants never share a
+    folder). The key is decided once, at an export's first attempt, and kept
+    in its checkpoint (``uri``): a resumed attempt writes where it started,
+    whichever release computed it."""
+    return (f"{path_segment(target)}/{path_segment(scope)}/{job_id}.{fmt}"
             + (".gz" if gzip else ""))
 
 
-def _safe(text: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._=-]+", "_", text)[:120] or "_"
-    return "_" + cleaned[1:] if cleaned.startswith(".") else cleaned
+SEGMENT_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+"""The bytes a name keeps as they are in a storage path; every other byte,
+``=`` included, is written ``=XX`` (two upper-case hex digits)."""
+SEGMENT_MAX = 120
+"""The longest segment :func:`path_segment` returns (escapes triple a byte, and
+file systems hold 255 bytes a name)."""
+_SEGMENT_HEAD = SEGMENT_MAX - len("==") - 64
+
+
+def path_segment(name: str) -> str:
+    """``name`` as one path segment, one-to-one, so that distinct names never
+    share a folder: bytes of SEGMENT_SAFE kept, every other byte (UTF-8) and
+    ``=`` itself escaped as ``=XX``, a leading ``.`` as ``=2E`` (no ``.``,
+    ``..`` or hidden name), the empty name as ``=`` (every other ``=`` is
+    followed by two hex digits). A segment longer than SEGMENT_MAX is cut
+    (never inside an escape) and ends with ``==`` and the SHA-256 of the whole
+    name: ``==`` appears in no other segment. Never ``%``: storage URIs with
+    %-escapes are refused (storage.within)."""
+    if name == "":
+        return "="
+    raw = name.encode("utf-8", "surrogatepass")
+    pieces = [chr(b) if b in SEGMENT_SAFE and not (i == 0 and b == 0x2E) else f"={b:02X}"
+              for i, b in enumerate(raw)]
+    segment = "".join(pieces)
+    if len(segment) <= SEGMENT_MAX:
+        return segment
+    head = ""
+    for piece in pieces:
+        if len(head) + len(piece) > _SEGMENT_HEAD:
+            break
+        head += piece
+    return f"{head}=={hashlib.sha256(raw).hexdigest()}"
 
 
 def _delays() -> dict[str, float]:

@@ -86,11 +86,32 @@ NOT_FOUND = (FileNotFoundError, NotFoundError)
 
 class StorageError(PgjobsError):
     """Object storage refused or failed. ``retryable`` is False for mistakes that
-    another attempt cannot fix (no such bucket, bad credentials, not writable)."""
+    another attempt cannot fix (no such bucket, bad credentials, not writable).
+    Its SQLSTATE says which (:func:`storage_error`): 28000 no usable credentials
+    or account, 42501 refused, 58P01 no such bucket, container or file, 22023 a
+    URI or setting the worker cannot use, 58030 any other storage failure. The
+    worker decides its retry from ``retryable``, never from the SQLSTATE."""
 
-    def __init__(self, message: str, *, retryable: bool, hint: str | None = None):
-        super().__init__(message, hint=hint)
+    default_sqlstate: str | None = "58030"
+
+    def __init__(self, message: str, *, retryable: bool, hint: str | None = None,
+                 sqlstate: str | None = None):
+        tail = _ERROR_TAIL.search(message)
+        if tail is not None and sqlstate is None and hint is None:
+            # Another error's one line (a part's, recorded): its SQLSTATE and hint
+            # are this one's, said once.
+            message, sqlstate, hint = message[:tail.start()], tail["state"], tail["hint"]
+        if hint is None:
+            hint = (_RETRY_HINT if retryable else
+                    "check the worker's --storage (or the export's destination) and its "
+                    "storage credentials")
+        super().__init__(message, sqlstate=sqlstate, hint=hint)
         self.retryable = retryable
+
+
+_ERROR_TAIL = re.compile(r" \[(?P<state>[0-9A-Z]{5})\](?: \(hint: (?P<hint>.*)\))?$")
+_RETRY_HINT = ("the worker retries it for --storage-retry; if it keeps failing, check the "
+               "storage and the worker's network")
 
 
 # --- locations -----------------------------------------------------------------
@@ -137,6 +158,35 @@ def parse(uri: str) -> Location:
     if not parts.netloc:
         raise InvalidInput(f"invalid storage URI {uri!r}: no bucket", hint=hint)
     return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
+
+
+WRITABLE_SCHEMES = ("file", "s3", "gs", "az", "memory")
+"""The schemes a worker writes to (https:// is an import source only)."""
+
+
+def writable(uri: str, option: str, *, open_store: bool = False) -> Location:
+    """The place ``option`` (``--storage``, ``--to``) names, checked before a command
+    submits anything: InvalidInput (22023, exit 2) for a URI that is malformed or
+    of a scheme no worker writes to; with ``open_store``, the store is built as the
+    worker would build it (no request sent), so that a store missing its
+    configuration (an az:// URI without an account) is refused now, not by a
+    failed job."""
+    try:
+        loc = parse(uri)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{option}: {exc.message}", hint=exc.hint) from None
+    if loc.scheme not in WRITABLE_SCHEMES:
+        raise InvalidInput(
+            f"{option} {uri}: a worker cannot write to {loc.scheme}:// (an import source "
+            "only)",
+            hint=f"give {option} a file://, s3://, gs://, az:// or memory:// prefix")
+    if open_store and loc.scheme not in ("file", "gs"):
+        try:
+            store_for(loc)
+        except StorageError as exc:
+            raise StorageError(f"{option} {uri}: {exc.message}",
+                               retryable=False, hint=exc.hint, sqlstate=exc.sqlstate) from None
+    return loc
 
 
 def within(uri: str, prefix_uri: str) -> bool:
@@ -201,7 +251,7 @@ def store_for(loc: Location) -> Any:
         # pgjobs.poller.https only, and nothing is written there.
         raise StorageError(f"{loc.uri}: an https:// URI is an import source only, read "
                            "through pgjobs.poller.https", retryable=False,
-                           hint="export to file://, s3://, gs:// or az://")
+                           hint="export to file://, s3://, gs:// or az://", sqlstate="22023")
     if loc.scheme == "memory":
         return _memory
     if loc.scheme == "gs":
@@ -226,8 +276,7 @@ def store_for(loc: Location) -> Any:
             try:
                 store = from_url(loc.base, **kwargs)
             except Exception as exc:  # obstore raises its own types for bad config
-                raise StorageError(f"cannot open {loc.base}: {_one_line(exc)}",
-                                   retryable=False) from exc
+                raise _config_error(loc, exc) from exc
             _stores[loc.base] = store
         return store
 
@@ -278,6 +327,90 @@ CHANGED_WHILE_READ_HINT = ("write the object whole before it is read (a file els
                            "the rows of the batches it committed")
 
 
+_AZURE_HINT = ("give the worker an Azure storage account: AZURE_STORAGE_ACCOUNT_NAME with "
+               "AZURE_STORAGE_ACCOUNT_KEY or a SAS in AZURE_STORAGE_SAS_KEY "
+               "(AZURE_STORAGE_ENDPOINT for another endpoint), with access to the container")
+_CONFIG_HINTS = {
+    "s3": "check AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) and AWS_REGION in the worker's "
+          "environment, and the bucket's name",
+    "gs": _GCS_HINT,
+    "az": _AZURE_HINT,
+}
+_NETWORK_HINTS = {
+    "s3": "the worker retries for --storage-retry; if it persists, check the network and "
+          "AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3)",
+    "gs": "the worker retries for --storage-retry; if it persists, check the network and "
+          "STORAGE_EMULATOR_HOST if set",
+    "az": "the worker retries for --storage-retry; if it persists, check the network and "
+          "AZURE_STORAGE_ENDPOINT if set",
+}
+_MISSING_HINT = ("check the {store} name in --storage or the export's destination (--to); "
+                 "create it first: the worker never does")
+_DENIED_HINT = ("grant the worker's credentials the right to {verb} {where} (for S3 "
+                "s3:{action}), or choose another --storage or --to")
+
+
+def _store_name(what: str) -> tuple[str, str]:
+    """(scheme, "the bucket s3://b") of the URI ``what`` names."""
+    match = re.search(r"\b([a-z0-9]+)://([^/\s]*)", what)
+    if match is None:
+        return "", "the storage"
+    scheme, bucket = match.group(1), match.group(2)
+    kind = {"s3": "bucket", "gs": "bucket", "az": "container"}.get(scheme)
+    return scheme, f"the {kind} {scheme}://{bucket}" if kind else f"{scheme}://"
+
+
+def _classified(what: str, text: str, *, retryable: bool, hint: str | None,
+                sqlstate: str | None = None, exc: BaseException | None = None) -> StorageError:
+    """The StorageError of ``what`` failing with ``text``: a SQLSTATE (28000 no
+    usable credentials, 42501 refused, 58P01 no such bucket or object, 58030 a
+    failure another attempt may not meet, 22023 a setting the store refuses) and
+    a hint saying what to do, whichever store said it."""
+    scheme, where = _store_name(what)
+    reading = what.startswith("cannot read")
+    credentials = bool(re.search(
+        r"credential|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|InvalidToken|"
+        r"AuthenticationFailed|Unauthenticated|must be specified|Authorization", text,
+        re.IGNORECASE))
+    denied = (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM,
+                                                          errno.EROFS)) or bool(re.search(
+        r"AccessDenied|AuthorizationPermissionMismatch|Forbidden|PermissionDenied|"
+        r"permission denied|HTTP 403|\b403\b", text, re.IGNORECASE))
+    missing = (isinstance(exc, OSError) and exc.errno == errno.ENOENT) or bool(re.search(
+        r"NoSuchBucket|ContainerNotFound|Missing bucket|bucket does not exist|"
+        r"not found|NotFound|HTTP 404|\b404\b", text, re.IGNORECASE))
+    if sqlstate is None:
+        sqlstate = ("28000" if credentials and not denied else "42501" if denied else
+                    "58P01" if missing else "58030" if retryable else "22023")
+    if hint is None:
+        if sqlstate == "28000":
+            hint = {"s3": _CREDENTIALS_HINT, "gs": _GCS_HINT, "az": _AZURE_HINT}.get(
+                scheme, "give the worker credentials for the store")
+        elif sqlstate == "42501":
+            hint = _DENIED_HINT.format(verb="read" if reading else "write", where=where,
+                                       action="GetObject" if reading else "PutObject")
+        elif sqlstate == "58P01":
+            hint = (_MISSING_HINT.format(store=where.split(" ")[1] if " " in where else "store")
+                    if not reading or scheme in ("s3", "gs", "az") else
+                    "check the path: the object must exist")
+        elif retryable:
+            hint = _NETWORK_HINTS.get(scheme, "the worker retries for --storage-retry; if it "
+                                              "persists, check the storage")
+        else:
+            hint = _CONFIG_HINTS.get(scheme, "check --storage and the export's destination")
+    return StorageError(f"{what}: {text}", retryable=retryable, hint=hint, sqlstate=sqlstate)
+
+
+def _config_error(loc: Location, exc: BaseException) -> StorageError:
+    """A store that cannot even be opened (obstore's configuration errors: an
+    az:// URI without an account, a bad endpoint): nothing another attempt fixes."""
+    text = _one_line(exc)
+    sqlstate = "28000" if loc.scheme == "az" and re.search(
+        r"account|credential", text, re.IGNORECASE) else "22023"
+    return StorageError(f"cannot open {loc.base}: {text}", retryable=False,
+                        hint=_CONFIG_HINTS.get(loc.scheme, "check --storage"), sqlstate=sqlstate)
+
+
 def storage_error(exc: BaseException, what: str) -> StorageError:
     """Classify an obstore/OS error: configuration mistakes are not retryable.
     ``what`` names the operation and the object ("cannot read URI", "cannot write
@@ -289,26 +422,30 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     if isinstance(exc, StorageError):
         return exc
     if isinstance(exc, https.HttpsError):  # its TLS failures worded already
-        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=exc.hint)
+        return _classified(what, str(exc), retryable=exc.retryable, hint=exc.hint, exc=exc)
     tls_problem = permanent_tls_error(exc)
     if tls_problem is not None:
-        return StorageError(f"{what}: {tls_problem}", retryable=False, hint=TLS_HINT)
+        return _classified(what, tls_problem, retryable=False, hint=TLS_HINT, sqlstate="58030")
     if isinstance(exc, s3.S3Error):
-        return StorageError(f"{what}: {exc}", retryable=exc.retryable,
-                            hint=_CREDENTIALS_HINT if exc.credentials else
-                            TLS_HINT if exc.tls else
-                            CHANGED_WHILE_READ_HINT if exc.status == 412 else None)
+        denied = exc.code == "AccessDenied" or (exc.status == 403 and not exc.credentials)
+        return _classified(what, str(exc), retryable=exc.retryable,
+                           hint=TLS_HINT if exc.tls else
+                           CHANGED_WHILE_READ_HINT if exc.status == 412 else
+                           None if denied else _CREDENTIALS_HINT if exc.credentials else None,
+                           sqlstate="42501" if denied else "28000" if exc.credentials else
+                           None, exc=exc)
     if isinstance(exc, azblob.AzureError):
-        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=None if
-                            exc.retryable else "check the container name and the AZURE_* "
-                            "credentials")
+        return _classified(what, str(exc), retryable=exc.retryable, hint=None if
+                           exc.retryable or exc.code not in (None, "") else
+                           "check the container name and the AZURE_* credentials", exc=exc)
     if isinstance(exc, gcs.GcsError):
         hint = _GCS_HINT if exc.credentials else None if exc.retryable else \
             f"check the bucket name and that the worker may {'read' if reading else 'write'} it"
-        return StorageError(f"{what}: {exc}", retryable=exc.retryable, hint=hint)
+        return _classified(what, str(exc), retryable=exc.retryable, hint=hint,
+                           sqlstate="28000" if exc.credentials else None, exc=exc)
     if isinstance(exc.__cause__, s3.S3Error) and exc.__cause__.credentials:
-        return StorageError(f"{what}: {exc.__cause__}", retryable=False,
-                            hint=_CREDENTIALS_HINT)
+        return _classified(what, str(exc.__cause__), retryable=False,
+                           hint=_CREDENTIALS_HINT, sqlstate="28000")
     local = isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
     permanent = local or isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError,
                                           oe.InvalidPathError, oe.UnknownConfigurationKeyError,
@@ -318,16 +455,14 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         # obstore fell back to the instance metadata service: no credentials anywhere.
         return StorageError(f"{what}: no credentials found ({text[:200]})", retryable=False,
                             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where "
-                                 "instance or container credentials exist)")
+                                 "instance or container credentials exist)", sqlstate="28000")
     if local and reading:
         # An import's source or an export's object read back: nothing to write.
         hint = ("check the path: the file must exist on the machine that runs the job, "
                 "readable by the user it runs as")
     elif local:
         hint = "choose a writable directory with --to or --storage"
-    elif permanent:
-        hint = "check the bucket name and the credentials (AWS_*, GOOGLE_*, AZURE_* variables)"
-    return StorageError(f"{what}: {text}", retryable=not permanent, hint=hint)
+    return _classified(what, text, retryable=not permanent, hint=hint, exc=exc)
 
 
 # --- uploads -------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_text_and_uuid_keys(conn: Conn, dsn: str, local_dir: str) -> None:
     job_id = submit_export(conn, "a b", {}, {"chunk_rows": 4, "part_size": 1024}, target="t")
     outcome = run_export(dsn, job_id, local_dir)
     assert outcome.result is not None
-    assert outcome.result["uri"].endswith(f"/t/a_b/{job_id}.csv")
+    assert outcome.result["uri"].endswith(f"/t/a=20b/{job_id}.csv")  # one-to-one: not a_b
     # (A key column must be NOT NULL: tests/test_trust_keys.py.)
     assert content(outcome.result) == plain_copy(
         conn, "SELECT * FROM t WHERE s = 'a b' ORDER BY k")
