@@ -40,7 +40,8 @@ AS $$
 -- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked): an
 -- export only. And false when that guard's walk met a transient error
--- (pgjobs.retryable_sqlstate): the attempt is counted as failed, the job
+-- (pgjobs.retryable_sqlstate; pgjobs._export_fields_at_claim, a function of
+-- its own so that only such claims pay its exception block): the attempt is counted as failed, the job
 -- queued again after a backoff (event retrying), or failed once its
 -- attempts are spent.
 -- Locks: none to say true. To fail a job: its row, which the caller of
@@ -54,9 +55,7 @@ DECLARE
     v_message text;
     v_hint text;
     v_import bigint;
-    v_state text;
-    v_error text;
-    v_event text;
+    v_requeued boolean;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
@@ -96,53 +95,11 @@ BEGIN
         -- writes the list (and whose target's trust was just judged): a
         -- custom kind's payload is its client's, and judging paths on its
         -- target would run that target's code for whoever claims it.
-        BEGIN
-            SELECT u.message, u.hint INTO v_message, v_hint
-              FROM pgjobs._unchecked_fields_problem(p_job) u;
-        EXCEPTION WHEN query_canceled OR OTHERS THEN
-            -- A transient error of the walk (the only kind the walk raises:
-            -- out of memory, a deadlock, a statement canceled, an I/O error)
-            -- fails this attempt only, as it does at a delete's page: the
-            -- attempt is counted and the job queued again after a backoff
-            -- (event retrying), its list kept; failed once its attempts are
-            -- spent. It failed the export for good. Any other error raised
-            -- after the walk (naming the likely field reads the scope again)
-            -- fails the job, as the walk's own do, rather than every claim.
-            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
-            IF NOT pgjobs.retryable_sqlstate(v_state) THEN
-                v_message := format('job %s (%s) cannot be started: the document fields its '
-                                    'submit could not judge could not be judged at its start '
-                                    'either: %s (SQLSTATE %s)', p_job.id, p_job.kind, v_error,
-                                    v_state);
-                v_hint := 'Fix the cause, then pgjobs.retry(' || p_job.id || '); or submit it '
-                          'again with the option {"allow_unknown_fields": true} if its fields '
-                          'are right.';
-            ELSE
-                UPDATE pgjobs.jobs j
-                   SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'canceled'
-                                     WHEN j.attempts + 1 < j.max_attempts THEN 'queued'
-                                     ELSE 'failed' END,
-                       attempts = j.attempts + 1,
-                       error = left(format('export job %s: the typo guard''s walk of the scope at '
-                                           'its claim: %s (SQLSTATE %s)', j.id, v_error, v_state),
-                                    10000),
-                       run_at = CASE WHEN j.cancel_requested_at IS NULL
-                                          AND j.attempts + 1 < j.max_attempts
-                                     THEN now() + pgjobs._backoff(j.attempts + 1) ELSE j.run_at END,
-                       queued_at = now(),
-                       finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
-                                               OR j.attempts + 1 >= j.max_attempts
-                                          THEN now() END,
-                       updated_at = now()
-                 WHERE j.id = p_job.id AND j.status = 'queued'
-                RETURNING j.* INTO v_job;
-                IF FOUND THEN
-                    v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
-                    PERFORM pgjobs._notify(v_job, v_event);
-                END IF;
-                RETURN false;
-            END IF;
-        END;
+        SELECT c.message, c.hint, c.requeued INTO v_message, v_hint, v_requeued
+          FROM pgjobs._export_fields_at_claim(p_job) c;
+        IF v_requeued THEN
+            RETURN false;
+        END IF;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
             -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,
