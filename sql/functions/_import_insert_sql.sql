@@ -139,9 +139,12 @@ BEGIN
             END IF;
             v_expr := CASE
                 WHEN v_csv THEN format('%s::%s', v_src, v_type)
-                WHEN v_type = 'jsonb' THEN format('nullif(%s, ''null''::jsonb)', v_src)
-                WHEN v_type = 'json' THEN format(
-                    'CASE WHEN json_typeof(%1$s) <> ''null'' THEN %1$s END', v_src)
+                -- The value itself, also for a domain over json or jsonb
+                -- (its text, #>>, would unquote a JSON string).
+                WHEN pgjobs._base_type(v_att.atttypid) = 'jsonb'::regtype THEN format(
+                    'nullif(%s, ''null''::jsonb)::%s', v_src, v_type)
+                WHEN pgjobs._base_type(v_att.atttypid) = 'json'::regtype THEN format(
+                    '(CASE WHEN json_typeof(%1$s) <> ''null'' THEN %1$s END)::%2$s', v_src, v_type)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
