@@ -237,6 +237,14 @@ def _json_lists(pa: Any, array: Any, target: Any) -> Any:
 
 def _convert(pa: Any, array: Any, name: str) -> Any:
     target = arrow_type(pa, name)
+    if name in ("list<float32>", "list<float64>"):
+        # Floats travel as their texts (NaN and infinities, which JSON numbers
+        # cannot be); a database of the previous release sends JSON numbers.
+        try:
+            texts = _json_lists(pa, array, pa.list_(pa.string()))
+        except pa.ArrowInvalid:
+            return _json_lists(pa, array, target)
+        return texts.cast(target)
     if name.startswith("list<"):
         return _json_lists(pa, array, target)
     if name == "uuid":
