@@ -344,6 +344,13 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
             if eof:
                 return
     finally:
+        if writer is not None:
+            # Stopped mid-file: close the writer before its file, or it
+            # writes its footer into the closed file when it is collected
+            # ("Exception ignored in ParquetWriter.__del__"). The footer of
+            # a file thrown away may fail to write: nothing to keep.
+            with contextlib.suppress(Exception):
+                writer.close()
         if sink is not None:
             sink.close()  # stopped mid-file: its temporary file goes too
 
