@@ -494,3 +494,25 @@ def test_an_empty_scope_comes_back_empty(conn: Conn, dsn: str, tables: str) -> N
     # An empty export (csv: the header alone; jsonl: no bytes) imports as
     # nothing, and succeeds.
     assert mismatches(conn, dsn, tables, []) == []
+
+
+@pytest.mark.parametrize("mode", ["update", "skip"])
+def test_an_import_over_its_own_rows_keeps_every_value(
+        conn: Conn, dsn: str, tables: str, mode: str) -> None:
+    # The same object imported again with on_duplicate update (every column
+    # overwritten from the record: ON CONFLICT ... EXCLUDED) or skip leaves
+    # every value as the first import wrote it, in both formats.
+    records = [row(f4="-0", f8="NaN", fa=["-0", "Infinity"], j='{"a":1,"a":2}',
+                   dj='"123"', djb='"[1]"', jb='{"k": [1, 2.50]}', t="x\r\ny"),
+               row(i8="9223372036854775807", d="4712-01-01 BC", ta=[None, ""])]
+    conn.execute("TRUNCATE rt_source")
+    insert(conn, "rt_source", records)
+    source = values(conn, "rt_source")
+    for fmt, gz in FORMATS:
+        result, imported = round_trip(conn, dsn, tables, fmt, gz)
+        assert imported["status"] == "succeeded", imported["error"]
+        again = submit_import(conn, result["uri"], "1", {"on_duplicate": mode},
+                              target="rt_copy")
+        run_import(dsn, again, tables)
+        assert job(conn, again)["status"] == "succeeded", job(conn, again)["error"]
+        assert values(conn, "rt_copy") == documented(fmt, source), (fmt, gz)
