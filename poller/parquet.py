@@ -237,6 +237,14 @@ def _json_lists(pa: Any, array: Any, target: Any) -> Any:
 
 def _convert(pa: Any, array: Any, name: str) -> Any:
     target = arrow_type(pa, name)
+    if name in ("list<float32>", "list<float64>"):
+        # Floats travel as their texts (NaN and infinities, which JSON numbers
+        # cannot be); a database of the previous release sends JSON numbers.
+        try:
+            texts = _json_lists(pa, array, pa.list_(pa.string()))
+        except pa.ArrowInvalid:
+            return _json_lists(pa, array, target)
+        return texts.cast(target)
     if name.startswith("list<"):
         return _json_lists(pa, array, target)
     if name == "uuid":
@@ -336,6 +344,13 @@ def write_files(schema: Schema, chunks: Iterator[tuple[bytes | bytearray, str | 
             if eof:
                 return
     finally:
+        if writer is not None:
+            # Stopped mid-file: close the writer before its file, or it
+            # writes its footer into the closed file when it is collected
+            # ("Exception ignored in ParquetWriter.__del__"). The footer of
+            # a file thrown away may fail to write: nothing to keep.
+            with contextlib.suppress(Exception):
+                writer.close()
         if sink is not None:
             sink.close()  # stopped mid-file: its temporary file goes too
 

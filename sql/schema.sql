@@ -5149,6 +5149,8 @@ DECLARE
     v_doc_type text;
     v_field text;
     v_src text;
+    v_exact boolean;
+    v_json text;
     v_type text;
     v_expr text;
     v_scope_lit text := pgjobs._scope_literal(p_reg, p_job.scope);
@@ -5205,7 +5207,7 @@ BEGIN
         END IF;
         v_src := CASE WHEN v_csv THEN format('s.%I', 'f' || v_i)
                       ELSE format('(x.j -> %L)', v_field) END;
-        SELECT a.attname, a.attidentity, a.attgenerated,
+        SELECT a.attname, a.attidentity, a.attgenerated, a.atttypid,
                coalesce((SELECT t.typcategory = 'A' FROM pg_catalog.pg_type t
                           WHERE t.oid = a.atttypid), false) AS is_array
           INTO v_att
@@ -5220,16 +5222,35 @@ BEGIN
             END IF;
             v_identity := v_identity OR v_att.attidentity = 'a';
             v_type := pgjobs._column_type(p_reg.target, v_field);
+            -- A value jsonb would change is read from the line's json text
+            -- instead (x.t): jsonb keeps a number as numeric, which has no
+            -- -0 (a float's -0 came back 0), and a json column's text
+            -- (duplicate keys, key order, number spellings) is not jsonb's.
+            -- Only for such columns: json's -> parses the line again for
+            -- each one (tests/test_roundtrip.py).
+            v_exact := NOT v_csv AND pgjobs._base_type(coalesce(
+                (SELECT nullif(t.typelem, 0) FROM pg_catalog.pg_type t
+                  WHERE t.oid = pgjobs._base_type(v_att.atttypid) AND t.typcategory = 'A'),
+                pgjobs._base_type(v_att.atttypid))::regtype)
+                IN ('real'::regtype, 'double precision'::regtype, 'json'::regtype);
+            v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
+            IF v_exact THEN
+                v_src := format('(x.t -> %L)', v_field);
+            END IF;
             v_expr := CASE
                 WHEN v_csv THEN format('%s::%s', v_src, v_type)
-                WHEN v_type = 'jsonb' THEN format('nullif(%s, ''null''::jsonb)', v_src)
-                WHEN v_type = 'json' THEN format('nullif(%s, ''null''::jsonb)::json', v_src)
+                -- The value itself, also for a domain over json or jsonb
+                -- (its text, #>>, would unquote a JSON string).
+                WHEN pgjobs._base_type(v_att.atttypid) = 'jsonb'::regtype THEN format(
+                    'nullif(%s, ''null''::jsonb)::%s', v_src, v_type)
+                WHEN pgjobs._base_type(v_att.atttypid) = 'json'::regtype THEN format(
+                    '(CASE WHEN json_typeof(%1$s) <> ''null'' THEN %1$s END)::%2$s', v_src, v_type)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
-                    'CASE WHEN jsonb_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
-                    'jsonb_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
-                    v_src, v_type)
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
+                    '%3$s_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type, v_json)
                 ELSE format('(%s #>> ''{}'')::%s', v_src, v_type) END;
             IF v_field = p_reg.scope_column THEN
                 v_expr := format(
@@ -5473,7 +5494,7 @@ BEGIN
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
-            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
+            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
             v_action, v_moved);
     END IF;
     RETURN format(
@@ -5485,7 +5506,7 @@ BEGIN
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
-        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j) x' END,
+        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $_$;
@@ -8101,8 +8122,14 @@ BEGIN
     IF v_elem IS NOT NULL THEN
         v_inner := pgjobs._parquet_column(v_elem, v_typmod, 'x');
         -- A list travels as its JSON text (an array of numbers, booleans or,
-        -- for every other element type, the elements' exact text).
-        IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
+        -- for every other element type, the elements' exact text). Floats
+        -- travel as their text too: JSON has no NaN or infinity (to_json
+        -- writes them as strings, which the worker's JSON reader refused in
+        -- a list of numbers); the worker casts the texts to floats.
+        IF v_inner.arrow IN ('float32', 'float64') THEN
+            arrow := format('list<%s>', v_inner.arrow);
+            wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
+        ELSIF v_inner.arrow IN ('int16', 'int32', 'int64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
             wire := format('pg_catalog.to_json(%s)::pg_catalog.text', p_expr);
         ELSE
@@ -8131,14 +8158,21 @@ BEGIN
                            p_expr, p_expr, arrow);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) THEN '
+            -- Past 2^63-1 microseconds since 1970 (294247-01-10 04:00:54.775807
+            -- UTC; PostgreSQL's own timestamps reach 294276) it is refused
+            -- alike, not left to "bigint out of range" with no column named.
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) '
+                           'OR %1$s::pg_catalog.timestamptz OPERATOR(pg_catalog.>) '
+                           '''294247-01-10 04:00:54.775807+00''::pg_catalog.timestamptz THEN '
                            'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
                            'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamptz) '
                            'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
                            p_expr, p_expr, 'timestamp');
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
-            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) THEN '
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) '
+                           'OR %1$s::pg_catalog.timestamp OPERATOR(pg_catalog.>) '
+                           '''294247-01-10 04:00:54.775807''::pg_catalog.timestamp THEN '
                            'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
                            'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamp) '
                            'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
@@ -8198,7 +8232,8 @@ CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text
     SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
--- infinite date or timestamp (22008), NaN in a decimal column (22003). A
+-- infinite date or timestamp, or one past 64 bits of microseconds since
+-- 1970 (22008), NaN in a decimal column (22003). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words
