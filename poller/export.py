@@ -1005,6 +1005,12 @@ class Exporter:
                     self.control.lock_waited(exc, "reading the chunk again")
                     self.stop.wait(LOCK_RETRY_SECONDS)
                     continue
+                if self._reader().behind_the_claim(exc):
+                    # A standby that has not replayed the claim's judgment of
+                    # the typo guard: read again once it has (or elsewhere).
+                    log.info("job %s: the standby is behind the claim; reading the chunk "
+                             "again once it has replayed it", self.job_id)
+                    continue
                 if not (connection_lost(exc) or self._reader().recovery_conflict(exc)):
                     raise
                 self._reader().lost()

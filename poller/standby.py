@@ -171,6 +171,7 @@ class Reads:
         self._next_probe = 0.0
         self._primary_identity: tuple[str | None, str] | None = None
         self._refused: str | None = None
+        self._past_the_claim = False  # behind_the_claim() asked for once
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         if config is not None:
             submitted = control.call(lambda c: db.scalar(c, queries.READ_SUBMIT_LSN,
@@ -221,6 +222,22 @@ class Reads:
         state = getattr(exc, "sqlstate", None)
         return (self._using is not None and self._using is self._standby
                 and str(state) in RECOVERY_CONFLICTS)
+
+    def behind_the_claim(self, exc: BaseException) -> bool:
+        """A standby's chunk refused to read (55000) while the job row it sees
+        still has its typo guard pending (export_chunk_sql): the standby had
+        replayed the submit and the scope's rows but not the claim that judged
+        them on the primary. Once an attempt, the next read needs the
+        primary's position now (waited for, or --read-fallback): True, read
+        the chunk again. Otherwise (the primary's own refusal, a second one)
+        False: the attempt fails and the next claim judges."""
+        if (str(getattr(exc, "sqlstate", None)) != "55000" or self._using is None
+                or self._using is not self._standby or self._past_the_claim):
+            return False
+        self._past_the_claim = True
+        at = self.control.call(lambda c: db.scalar(c, queries.READ_PRIMARY_POSITION))
+        self.need = max(self.need, lsn(at))
+        return True
 
     def lost(self) -> None:
         """The chunk's connection failed: the next chunk connects (and checks) anew."""

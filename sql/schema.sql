@@ -4254,7 +4254,13 @@ CREATE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p
 -- typo guard's walk's (pgjobs._run_page), which used to be written out in
 -- both. Fenced as pgjobs.fail is (a caller that lost the lease changes
 -- nothing). Locks: the job row. Returns 'failed', what the page returns.
+-- A cancel a user asked for (57014, not a statement_timeout) is noted for
+-- the runner procedure to raise once this is committed
+-- (pgjobs._run_canceled): caught here, it used to be swallowed.
 BEGIN
+    IF p_state = '57014' AND p_error NOT LIKE '%statement timeout%' THEN
+        PERFORM set_config('pgjobs.canceled', p_id::text, false);
+    END IF;
     PERFORM pgjobs.fail(p_id, p_worker, p_error, pgjobs.retryable_sqlstate(p_state));
     DELETE FROM pgjobs.job_batches b
      WHERE b.job_id = p_id
@@ -10136,6 +10142,52 @@ $_$;
 ALTER FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _run_canceled(boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._run_canceled(p_raise boolean) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The runner procedures' end of a cancel a page caught. A page's handlers
+-- (pgjobs._run_page: the page's own statements, the typo guard's walk) catch
+-- query_canceled to count the job's attempt (pgjobs._fail_attempt), which
+-- then notes a cancel asked for by a user (pg_cancel_backend, a client's
+-- cancel request; not a statement_timeout, whose deadline the runners
+-- already keep) in the session setting pgjobs.canceled. Caught, the cancel
+-- was swallowed: CALL pgjobs.run went on to its next job and returned
+-- normally. pgjobs._run_claimed calls this with p_raise false before its
+-- first page (a note left by a direct call of _run_page is dropped) and
+-- with p_raise true after its last COMMIT: the attempt is then recorded,
+-- and the CALL ends with 57014 as the user asked. Returns NULL (a value, for
+-- the thin shell to assign: it may not PERFORM). Locks nothing.
+DECLARE
+    v_note text := current_setting('pgjobs.canceled', true);
+BEGIN
+    IF coalesce(v_note, '') = '' THEN
+        RETURN NULL;
+    END IF;
+    -- Cleared either way (an error below reverts this: the next
+    -- pgjobs._run_claimed clears it again before its first page).
+    PERFORM set_config('pgjobs.canceled', '', false);
+    IF p_raise THEN
+        RAISE EXCEPTION 'canceling statement due to user request (during a page of job %: its '
+                        'attempt was counted and the job queued again)', v_note
+            USING ERRCODE = '57014',
+            HINT = 'The job goes on at the next pgjobs.run or run_job; pgjobs.pause or '
+                   'pgjobs.cancel stops it instead.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._run_canceled(p_raise boolean) OWNER TO SUPERUSER;
+
+--
 -- Name: _run_claimed(bigint, text, timestamp with time zone); Type: PROCEDURE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10155,12 +10207,16 @@ CREATE PROCEDURE pgjobs._run_claimed(IN p_id bigint, IN p_worker text, IN p_dead
 DECLARE
     v_state pg_catalog.text;
 BEGIN
+    -- A user's cancel a page caught (pgjobs._fail_attempt notes it): raised
+    -- once the attempt it counted is committed (pgjobs._run_canceled).
+    v_state := pgjobs._run_canceled(false);  -- NULL: the first step's
     LOOP
         EXIT WHEN p_id IS NULL;  -- nothing claimed (pgjobs.run_job of a finished job)
         v_state := pgjobs._run_step(p_id, p_worker, p_deadline, v_state);
         COMMIT;
         EXIT WHEN v_state IS NULL;
     END LOOP;
+    v_state := pgjobs._run_canceled(true);
 END
 $$;
 
@@ -20704,6 +20760,13 @@ GRANT ALL ON FUNCTION pgjobs._row_security_confines(p_target regclass, p_role na
 
 REVOKE ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _run_canceled(p_raise boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._run_canceled(p_raise boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._run_canceled(p_raise boolean) TO pgjobs_admin;
 
 --
 -- Name: PROCEDURE _run_claimed(IN p_id bigint, IN p_worker text, IN p_deadline timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

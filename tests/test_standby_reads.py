@@ -388,3 +388,51 @@ def test_which_read_servers_count_as_this_database_and_lsn_arithmetic() -> None:
     for text in ("0/0", "0/16B3748", "16/B374D848", "FFFFFFFF/FFFFFFFF"):
         assert lsn_text(lsn(text)) == text
     assert lsn("1/0") > lsn("0/FFFFFFFF") and lsn(None) == 0
+
+
+def _pending_guard_export(conn: Conn) -> int:
+    """An export submitted on an empty scope (its typo guard pending: the
+    claim judges it), then rows of that scope."""
+    job_id = submit_export(conn, "7", {"kind": {"$ne": "b"}}, SMALL)
+    assert job(conn, job_id)["payload"]["unchecked_fields"] == ["kind"]
+    conn.execute("INSERT INTO items (id, tenant, doc) SELECT g, 7, '{\"kind\": \"a\"}' "
+                 "FROM generate_series(1001, 1010) g")
+    return job_id
+
+
+def test_a_standby_behind_the_claims_judgment_is_not_read_as_pending(
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
+        replica: Conn) -> None:
+    # The standby has replayed the submit and the scope's rows, not the claim
+    # that judged the typo guard on the primary: its chunk saw the guard
+    # pending and refused (55000), the attempt failed, and with replay still
+    # behind every attempt did, until the job failed. Now the chunk is read
+    # again once the standby has replayed the claim (or, by --read-fallback,
+    # on the primary).
+    job_id = _pending_guard_export(conn)
+    caught_up(conn, replica)
+    replica.execute("SELECT pg_wal_replay_pause()")
+    outcome = _export(dsn, job_id, local_dir, ReadConfig(read_dsn, 0.3, "primary"))
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    assert outcome.result["rows"] == 10
+    row = job(conn, job_id)
+    assert row["attempts"] == 1 and "unchecked_fields" not in row["payload"], row
+    assert _reads(conn, job_id)["primary"] >= 1
+
+
+def test_a_guard_still_pending_on_the_primary_still_ends_the_attempt(
+        conn: Conn, dsn: str, items: None, local_dir: str, read_dsn: str,
+        replica: Conn) -> None:
+    # Rows that reached the scope after the claim (which found it empty):
+    # the guard is pending on the primary too. The standby's refusal is read
+    # again once on the primary's position, then ends the attempt (55000,
+    # retried: the next claim judges), as on the primary; no loop.
+    job_id = submit_export(conn, "7", {"kind": {"$ne": "b"}}, SMALL)
+    worker = _claim(dsn, job_id)
+    conn.execute("INSERT INTO items (id, tenant, doc) SELECT g, 7, '{\"kind\": \"a\"}' "
+                 "FROM generate_series(1001, 1010) g")
+    caught_up(conn, replica)
+    outcome = Exporter(dsn, job_id, worker, local_dir,
+                       reads=ReadConfig(read_dsn, 0.3, "primary")).run()
+    assert outcome.status == "retrying" and "cannot read rows yet" in str(outcome.error), outcome
+    assert job(conn, job_id)["status"] == "queued"

@@ -476,3 +476,61 @@ def test_a_walk_the_claimer_may_not_run_still_fails_for_good(rows: Conn, kind: s
 def unchanged_rows(conn: Conn) -> int:
     return int(scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = %s::int "
                             "AND label = 'keep'", (EMPTY,)))
+
+
+@pytest.mark.parametrize("where", ["walk", "page"])
+@pytest.mark.parametrize("call", ["CALL pgjobs.run_job(%s)", "CALL pgjobs.run('1 minute')"])
+def test_an_operator_cancel_of_a_runner_ends_the_call(rows: Conn, make_conn: Any,
+                                                      call: str, where: str) -> None:
+    """pg_cancel_backend of a runner while a page runs (the typo guard's walk,
+    or the page's own DELETE, held here in a trigger) ends the CALL with
+    57014, once the job's failed attempt is committed (queued again). Both
+    of the page's handlers catch query_canceled to count the attempt, and the
+    CALL went on to its next page or job and returned normally: the
+    operator's cancel was swallowed."""
+    if where == "walk":
+        typo = submit(rows, "delete", {"stauts": {"$ne": "keep"}})
+        arrive(rows)
+    else:
+        arrive(rows)
+        typo = submit(rows, "delete", {"status": "keep"})
+        rows.execute(f"""
+            CREATE FUNCTION public.hold_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF current_setting('test.gate', true) = 'on' THEN
+                    PERFORM pg_advisory_xact_lock({GATE});
+                END IF;
+                RETURN OLD;
+            END $$""")
+        rows.execute("CREATE TRIGGER hold BEFORE DELETE ON user_table_rows "
+                      "FOR EACH ROW EXECUTE FUNCTION public.hold_delete()")
+    gate = make_conn(autocommit=False)
+    gate.execute("SELECT pg_advisory_xact_lock(%s)", (GATE,))
+    runner = make_conn()
+    runner.execute("SET test.gate = 'on'")
+    pid = int(scalar(runner, "SELECT pg_backend_pid()"))
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            runner.execute(call % (typo,) if "%s" in call else call)
+            outcome["returned"] = True
+        except BaseException as error:  # reported below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: waiting_on_gate(rows, pid) or outcome,
+                 what="the runner to wait in the walk")
+        assert not outcome, outcome
+        assert scalar(rows, "SELECT pg_cancel_backend(%s)", (pid,)) is True
+        wait_for(lambda: outcome or waiting_on_gate(rows, pid), what="the CALL to end")
+    finally:
+        gate.rollback()
+        thread.join()
+    assert isinstance(outcome.get("error"), psycopg.errors.QueryCanceled), outcome
+    row = job(rows, typo)
+    assert row["status"] == "queued" and "57014" in row["error"], row
+    assert row["attempts"] == 1, row
+    assert unchanged_rows(rows) == 5

@@ -19,7 +19,13 @@ AS $$
 -- typo guard's walk's (pgjobs._run_page), which used to be written out in
 -- both. Fenced as pgjobs.fail is (a caller that lost the lease changes
 -- nothing). Locks: the job row. Returns 'failed', what the page returns.
+-- A cancel a user asked for (57014, not a statement_timeout) is noted for
+-- the runner procedure to raise once this is committed
+-- (pgjobs._run_canceled): caught here, it used to be swallowed.
 BEGIN
+    IF p_state = '57014' AND p_error NOT LIKE '%statement timeout%' THEN
+        PERFORM set_config('pgjobs.canceled', p_id::text, false);
+    END IF;
     PERFORM pgjobs.fail(p_id, p_worker, p_error, pgjobs.retryable_sqlstate(p_state));
     DELETE FROM pgjobs.job_batches b
      WHERE b.job_id = p_id
