@@ -447,7 +447,11 @@ def test_a_caller_decision_wins_over_the_sqlstate(dsn: str, conn: Conn, target: 
 
 
 def test_the_engine_pages_follow_the_policy() -> None:
-    """pgjobs._run_page asks the same function instead of listing classes."""
-    text = (FUNCTIONS / "_run_page.sql").read_text()
-    assert "pgjobs.retryable_sqlstate(v_state)" in text
-    assert not re.search(r"IN \('40'", text)
+    """pgjobs._run_page ends every caught error through pgjobs._fail_attempt,
+    which asks the same function instead of listing classes."""
+    page = (FUNCTIONS / "_run_page.sql").read_text()
+    ending = (FUNCTIONS / "_fail_attempt.sql").read_text()
+    assert "pgjobs._fail_attempt(" in page
+    assert "pgjobs.retryable_sqlstate(p_state)" in ending
+    for text in (page, ending):
+        assert not re.search(r"IN \('40'", text)
