@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import job, scalar
+from tests.support import job, scalar, unpin_everywhere
 
 Conn = psycopg.Connection[Any]
 MakeConn = Callable[..., Conn]
@@ -42,18 +42,6 @@ SELECT pgjobs.register_target('f', 'k', 's', 'created_at', 'd');
 ROWS = ("INSERT INTO f (k, s, d) SELECT 1 + 1e-12 * g, %s, '{\"status\": \"keep\"}' "
         "FROM generate_series(1, %s) g")
 TYPO = {"stauts": {"$ne": "keep"}}
-
-
-def unpin_everywhere(conn: Conn, setting: str) -> None:
-    """What pinning prevents, in every routine of schema pgjobs that pins it."""
-    routines = [r[0] for r in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p "
-        " WHERE p.pronamespace = 'pgjobs'::regnamespace "
-        "   AND EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE %s)",
-        (setting + "=%",))]
-    assert routines, setting
-    for routine in routines:
-        conn.execute(f"ALTER FUNCTION {routine} RESET {setting}")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import run_pages, scalar
+from tests.support import run_pages, scalar, unpin_everywhere
 
 Conn = psycopg.Connection[Any]
 
@@ -158,21 +158,6 @@ def test_timestamp_and_interval_keys_under_hostile_runner_settings(
     run_pages(hostile, job_id)
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
     assert scalar(conn, "SELECT count(*) FROM e") == 0
-
-
-def unpin_everywhere(conn: Conn, setting: str) -> None:
-    """Force what pinning prevents in every routine of schema pgjobs that
-    pins `setting`, not only in the ones known to print a cursor today: a
-    test that named them had to learn that the bound moved into
-    pgjobs._nth_key, and would miss the next routine that prints one."""
-    routines = [r[0] for r in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_proc p "
-        " WHERE p.pronamespace = 'pgjobs'::regnamespace "
-        "   AND EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE %s)",
-        (setting + "=%",))]
-    assert routines, setting
-    for routine in routines:
-        conn.execute(f"ALTER FUNCTION {routine} RESET {setting}")
 
 
 def test_a_cursor_that_does_not_advance_fails_the_job(conn: Conn, make_conn: Any) -> None:

@@ -70,7 +70,16 @@ from tests.support.imports import (
     run_import,
     submit_import,
 )
-from tests.support.jobs import claim, drain_notifies, expire_lease, job, scalar, submit, who
+from tests.support.jobs import (
+    claim,
+    drain_notifies,
+    expire_lease,
+    job,
+    scalar,
+    submit,
+    unpin_everywhere,
+    who,
+)
 from tests.support.targets import (
     KEY_DEFS,
     SCOPE_DEFS,
@@ -108,5 +117,5 @@ __all__ = [
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
     "BIG_TENANT_1", "LONG_LEASE", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
-    "resume_after_kill",
+    "resume_after_kill", "unpin_everywhere",
 ]

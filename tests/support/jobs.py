@@ -95,3 +95,18 @@ def who(conn: psycopg.Connection[Any], job_id: int, name: str) -> str:
     if worker is not None and str(worker).rsplit("#", 1)[0] == name:
         return str(worker)
     return name
+
+
+def unpin_everywhere(conn: psycopg.Connection[Any], setting: str) -> None:
+    """Force what pinning prevents in every routine of schema pgjobs that
+    pins `setting`, not only in the ones known to print a cursor today: a
+    test that named them had to learn that the bound moved into
+    pgjobs._nth_key, and would miss the next routine that prints one."""
+    routines = [r[0] for r in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        " WHERE p.pronamespace = 'pgjobs'::regnamespace "
+        "   AND EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE %s)",
+        (setting + "=%",))]
+    assert routines, setting
+    for routine in routines:
+        conn.execute(f"ALTER FUNCTION {routine} RESET {setting}")
