@@ -40,7 +40,8 @@ AS $$
 -- the horizon, committed before the submit and updated after it, reads as
 -- new, and is spared. The horizon falls back to -infinity (only (c)
 -- decides) when some session's transaction start is hidden from this role
--- (pg_stat_activity: grant pg_read_all_stats to the role owning pgjobs),
+-- (pg_stat_activity: a session, client or background worker, of a role it
+-- may not read; grant pg_read_all_stats to the role owning pgjobs),
 -- track_activities is off (here, or in another session of this database:
 -- its state 'disabled'), a prepared transaction exists here, or the
 -- submit is REPEATABLE READ or SERIALIZABLE (its snapshot precedes the read).
@@ -107,9 +108,21 @@ BEGIN
     -- and no xact_start however old its transaction: as hidden as one of a
     -- role this one may not see (its rows written before the submit were
     -- older than a horizon that did not count it, and the job's).
+    -- Hidden by role: PostgreSQL shows such a row with its query
+    -- '<insufficient privilege>' and every column but pid, the database and
+    -- the role NULL, backend_type too: the test that was here (state NULL
+    -- and backend_type 'client backend') never matched one, and a client of
+    -- another role, or a background worker writing as one (pg_cron's
+    -- workers, a logical replication apply worker, any extension's), was
+    -- left out of the horizon. Any session with a role counts: client
+    -- backends, walsenders and background workers have one; autovacuum
+    -- workers, which write no row of a table, have none. (A client
+    -- backend still starting up, state NULL, counts as before.)
     SELECT min(a.xact_start),
            bool_or((a.state IS NULL AND a.backend_type = 'client backend')
-                   OR a.state = 'disabled')
+                   OR a.state = 'disabled'
+                   OR (a.state IS NULL AND a.usesysid IS NOT NULL
+                       AND a.query = '<insufficient privilege>'))
       INTO v_horizon, v_hidden
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid();

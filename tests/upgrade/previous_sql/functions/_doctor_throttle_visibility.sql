@@ -28,7 +28,10 @@ BEGIN
         status := 'warn';
         detail := format('%s, which owns pgjobs._health, is not a member of pg_monitor: the '
                          'replica lag of standbys without a slot, autovacuum and old '
-                         'transactions of other roles are invisible to throttling', v_name);
+                         'transactions of other roles are invisible to throttling, and a '
+                         'submit''s cutoff horizon is -infinity while a session of another '
+                         'role is open in the database (rows updated after the submit are '
+                         'then spared)', v_name);
         fix := format('GRANT pg_monitor TO %s;  -- as a superuser', v_name);
     END IF;
     RETURN NEXT;

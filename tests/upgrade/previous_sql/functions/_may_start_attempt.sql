@@ -39,7 +39,11 @@ AS $$
 -- hands nothing of the job out. Returns false too, changing nothing, when
 -- the deferred typo guard could not get its target within 200 ms: the job
 -- stays queued (a caller that picks again leaves out what it picked): an
--- export only.
+-- export only. And false when that guard's walk met a transient error
+-- (pgjobs.retryable_sqlstate; pgjobs._export_fields_at_claim, a function of
+-- its own so that only such claims pay its exception block): the attempt is counted as failed, the job
+-- queued again after a backoff (event retrying), or failed once its
+-- attempts are spent.
 -- Locks: none to say true. To fail a job: its row, which the caller of
 -- pgjobs._start_attempts holds already; a fan-out job's row is taken SKIP
 -- LOCKED (claimers never wait: when another transaction holds it, nothing
@@ -51,6 +55,7 @@ DECLARE
     v_message text;
     v_hint text;
     v_import bigint;
+    v_requeued boolean;
 BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
@@ -90,8 +95,11 @@ BEGIN
         -- writes the list (and whose target's trust was just judged): a
         -- custom kind's payload is its client's, and judging paths on its
         -- target would run that target's code for whoever claims it.
-        SELECT u.message, u.hint INTO v_message, v_hint
-          FROM pgjobs._unchecked_fields_problem(p_job) u;
+        SELECT c.message, c.hint, c.requeued INTO v_message, v_hint, v_requeued
+          FROM pgjobs._export_fields_at_claim(p_job) c;
+        IF v_requeued THEN
+            RETURN false;
+        END IF;
         IF v_message IS NULL AND v_hint IS NOT NULL THEN
             -- Its target held past the check's 200 ms wait: not now, and not
             -- the job's fault. It stays queued, its place in the gate kept,

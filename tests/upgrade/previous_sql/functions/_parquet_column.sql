@@ -49,8 +49,14 @@ BEGIN
     IF v_elem IS NOT NULL THEN
         v_inner := pgjobs._parquet_column(v_elem, v_typmod, 'x');
         -- A list travels as its JSON text (an array of numbers, booleans or,
-        -- for every other element type, the elements' exact text).
-        IF v_inner.arrow IN ('int16', 'int32', 'int64', 'float32', 'float64', 'bool') THEN
+        -- for every other element type, the elements' exact text). Floats
+        -- travel as their text too: JSON has no NaN or infinity (to_json
+        -- writes them as strings, which the worker's JSON reader refused in
+        -- a list of numbers); the worker casts the texts to floats.
+        IF v_inner.arrow IN ('float32', 'float64') THEN
+            arrow := format('list<%s>', v_inner.arrow);
+            wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
+        ELSIF v_inner.arrow IN ('int16', 'int32', 'int64', 'bool') THEN
             arrow := format('list<%s>', v_inner.arrow);
             wire := format('pg_catalog.to_json(%s)::pg_catalog.text', p_expr);
         ELSE
@@ -79,14 +85,21 @@ BEGIN
                            p_expr, p_expr, arrow);
         WHEN 'timestamptz'::regtype THEN
             arrow := 'timestamp_utc';
-            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) THEN '
+            -- Past 2^63-1 microseconds since 1970 (294247-01-10 04:00:54.775807
+            -- UTC; PostgreSQL's own timestamps reach 294276) it is refused
+            -- alike, not left to "bigint out of range" with no column named.
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamptz) '
+                           'OR %1$s::pg_catalog.timestamptz OPERATOR(pg_catalog.>) '
+                           '''294247-01-10 04:00:54.775807+00''::pg_catalog.timestamptz THEN '
                            'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
                            'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamptz) '
                            'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',
                            p_expr, p_expr, 'timestamp');
         WHEN 'timestamp'::regtype THEN
             arrow := 'timestamp';
-            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) THEN '
+            wire := format('CASE WHEN NOT pg_catalog.isfinite(%1$s::pg_catalog.timestamp) '
+                           'OR %1$s::pg_catalog.timestamp OPERATOR(pg_catalog.>) '
+                           '''294247-01-10 04:00:54.775807''::pg_catalog.timestamp THEN '
                            'pgjobs._parquet_refuse(%2$L, %1$s::pg_catalog.text, %3$L)::pg_catalog.int8 '
                            'ELSE (pg_catalog.extract(''epoch'', %1$s::pg_catalog.timestamp) '
                            'OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8 END',

@@ -9,7 +9,8 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
--- infinite date or timestamp (22008), NaN in a decimal column (22003). A
+-- infinite date or timestamp, or one past 64 bits of microseconds since
+-- 1970 (22008), NaN in a decimal column (22003). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words

@@ -59,6 +59,7 @@ DECLARE
     v_blocks numeric;
     v_pct numeric;
     v_plan json;  -- what EXPLAIN (FORMAT JSON) returns
+    v_stuck text;
 BEGIN
     PERFORM set_config('jit', 'off', true);
     -- A scope the planner expects to count within the limit (at a
@@ -98,6 +99,17 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     v_after, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck): a bound that reads
+        -- back as the cursor counted the same rows again until the deadline.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, v_after,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the preview''s count of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid).';
+        END IF;
         v_range := concat_ws(' AND ',
             format('%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN v_after IS NOT NULL THEN

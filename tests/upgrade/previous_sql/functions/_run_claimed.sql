@@ -15,11 +15,15 @@ AS $$
 DECLARE
     v_state pg_catalog.text;
 BEGIN
+    -- A user's cancel a page caught (pgjobs._fail_attempt notes it): raised
+    -- once the attempt it counted is committed (pgjobs._run_canceled).
+    v_state := pgjobs._run_canceled(false);  -- NULL: the first step's
     LOOP
         EXIT WHEN p_id IS NULL;  -- nothing claimed (pgjobs.run_job of a finished job)
         v_state := pgjobs._run_step(p_id, p_worker, p_deadline, v_state);
         COMMIT;
         EXIT WHEN v_state IS NULL;
     END LOOP;
+    v_state := pgjobs._run_canceled(true);
 END
 $$;

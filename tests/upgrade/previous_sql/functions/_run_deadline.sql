@@ -22,11 +22,11 @@ AS $$
 -- job's attempt (57014, retried with backoff): a job longer than 30 s of
 -- pages failed for good after max_attempts runs, half done. The deadline
 -- now falls before the timer (by a fifth of it, at most 5 s: pages take
--- page_ms, 50 ms), so the run releases its job with the cursor, counting
--- no attempt, and a WARNING says why and what to set.
+-- page_ms, 50 ms; pgjobs._timeout_deadline, which pgjobs.run_job uses too),
+-- so the run releases its job with the cursor, counting no attempt, and a
+-- WARNING says why and what to set.
 DECLARE
     v_deadline timestamptz;
-    v_timeout_ms bigint;
     v_limit timestamptz;
 BEGIN
     IF p_budget IS NULL OR p_budget <= interval '0' OR p_budget > interval '1 day' THEN
@@ -34,12 +34,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = 'The default is 50 seconds, under pg_cron''s minute.';
     END IF;
     v_deadline := clock_timestamp() + p_budget;
-    SELECT s.setting::bigint INTO v_timeout_ms
-      FROM pg_catalog.pg_settings s WHERE s.name = 'statement_timeout';
-    IF v_timeout_ms > 0 THEN
-        v_limit := statement_timestamp()
-                   + make_interval(secs => (v_timeout_ms - least(v_timeout_ms / 5, 5000))
-                                           / 1000.0);
+    v_limit := pgjobs._timeout_deadline();  -- NULL: no statement_timeout
+    IF v_limit IS NOT NULL THEN
         IF v_limit < v_deadline THEN
             RAISE WARNING 'pgjobs.run: budget % cut to % s: this session''s statement_timeout '
                           '(%) would cancel the call, and the page in flight with it, which '

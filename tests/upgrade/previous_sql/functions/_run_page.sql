@@ -92,7 +92,6 @@ DECLARE
     v_holders text;
     v_key_type text;
     v_matching bigint;
-    v_advances boolean;
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
@@ -222,19 +221,14 @@ BEGIN
         BEGIN
             SELECT u.message, u.hint INTO v_unjudged
               FROM pgjobs._unchecked_fields_problem(v_job) u;
-        EXCEPTION WHEN OTHERS THEN
+        EXCEPTION WHEN query_canceled OR OTHERS THEN
             -- A transient error of the walk (the only kind it raises): the
             -- attempt fails and the job is retried with backoff, as a page's.
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
-            PERFORM pgjobs.fail(p_id, p_worker,
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                pgjobs.retryable_sqlstate(v_state));
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+                v_state);
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -565,21 +559,15 @@ BEGIN
                                                         v_after, v_key_type) END,
                                        v_size - 1);
             v_last := v_upper IS NULL;
-            IF v_upper IS NOT NULL AND v_after IS NOT NULL THEN
-                -- The cursor must move: a key whose text does not read back
-                -- as the same value would repeat this page forever.
-                -- (Under the key column's own collation, as the walk orders.)
-                EXECUTE format('SELECT %1$L::%2$s%4$s > %3$L::%2$s', v_upper, v_key_type, v_after,
-                               pgjobs._column_collate(v_job.target, v_reg.key_column))
-                   INTO v_advances;
-                IF NOT coalesce(v_advances, false) THEN
-                    PERFORM pgjobs.fail(p_id, p_worker, format(
-                        'the cursor does not advance: key column %I (%s) printed %L after %L; '
-                        'its text does not read back as the same value',
-                        v_reg.key_column, v_key_type, v_upper, v_after), false);
-                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
-                    RETURN 'failed';
-                END IF;
+            -- The cursor must move: a key whose text does not read back as
+            -- the same value would repeat this page forever (the one check
+            -- of every keyset walk, pgjobs._cursor_stuck).
+            v_detail := pgjobs._cursor_stuck(v_job.target, v_reg.key_column, v_key_type,
+                                             v_after, v_upper);
+            IF v_detail IS NOT NULL THEN
+                PERFORM pgjobs.fail(p_id, p_worker, v_detail, false);
+                DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
+                RETURN 'failed';
             END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),
@@ -938,14 +926,9 @@ BEGIN
                             '= 0)';
             END IF;
             -- Transient classes retry with backoff; data errors do not.
-            PERFORM pgjobs.fail(p_id, p_worker, format('%s (SQLSTATE %s)', v_detail, v_state),
-                                pgjobs.retryable_sqlstate(v_state));
             -- Collected addresses serve a retry; a job that ended needs none.
-            DELETE FROM pgjobs.job_batches b
-             WHERE b.job_id = p_id
-               AND NOT EXISTS (SELECT FROM pgjobs.jobs j
-                                WHERE j.id = p_id AND j.status IN ('queued', 'running', 'paused'));
-            RETURN 'failed';
+            RETURN pgjobs._fail_attempt(p_id, p_worker,
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;

@@ -61,6 +61,10 @@ BEGIN
     -- (pgjobs._judge_fields: judged or deferred on one walk).
     v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
+    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
+    -- holds at the path excludes no row (pgjobs._require_value_types).
+    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                        p_filter, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN

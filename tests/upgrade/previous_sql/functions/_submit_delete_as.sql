@@ -63,6 +63,10 @@ BEGIN
     -- (pgjobs._judge_fields: judged or deferred on one walk).
     v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
         v_selection.paths, p_options);
+    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
+    -- holds at the path excludes no row (pgjobs._require_value_types).
+    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                        p_filter, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100

@@ -27,9 +27,9 @@ AS $$
 -- not judge), which have checked that the job's target is
 -- still registered and trusted. An error while judging (the claimer may
 -- not read the target) is the problem, not the claim's: the job
--- fails rather than wedging every claim that picks it; at a page, a
--- transient one (pgjobs.retryable_sqlstate) is raised, for the page to
--- retry the job. It reads the target
+-- fails rather than wedging every claim that picks it; a transient one
+-- (pgjobs.retryable_sqlstate) is raised, for the page or the claim to fail
+-- the attempt only (the job retried). It reads the target
 -- inside a claim or a page, so it waits at most 200 ms (lock_timeout, this
 -- function's own, as a page's) for the table: a client allowed to delete may LOCK it in a
 -- transaction it leaves open, which held the claim, the runner and every
@@ -77,13 +77,18 @@ BEGIN
         hint := format('Its table %s is locked by another transaction; a later claim judges '
                        'the job once it ends.', p_job.target::regclass);
         RETURN;
-    WHEN OTHERS THEN
+    WHEN query_canceled OR OTHERS THEN
         GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
         -- A transient error (pgjobs.retryable_sqlstate: out of memory, a
-        -- deadlock, an I/O error) says nothing about the job: a page's walk
-        -- raises it, and pgjobs._run_page retries the job as it retries a
-        -- page's own error of that SQLSTATE. It failed the job for good.
-        IF p_job.kind IN ('delete', 'backfill') AND pgjobs.retryable_sqlstate(v_state) THEN
+        -- deadlock, a statement canceled, an I/O error) says nothing about
+        -- the job: raised, for the caller to fail the attempt only, the job
+        -- retried with backoff as a page's own error of that SQLSTATE is
+        -- (pgjobs._run_page at a delete's or backfill's page,
+        -- pgjobs._may_start_attempt at an export's claim). It failed the job
+        -- for good (an export's still did). (query_canceled is not one of
+        -- OTHERS: it used to leave the whole claim or page, and an export's
+        -- claim that met one failed every claim that picked the job.)
+        IF pgjobs.retryable_sqlstate(v_state) THEN
             RAISE;
         END IF;
         message := format('job %s (%s) cannot be started: the document fields its submit could '

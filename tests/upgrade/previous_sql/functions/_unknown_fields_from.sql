@@ -39,6 +39,8 @@ AS $$
 -- read, as text (the function's fixed DateStyle and float digits).
 -- Rows inserted behind the walk after a call are not read by the next: a
 -- path only they have counts as unknown, never the other way round.
+-- A bound that does not read back past the cursor (pgjobs._cursor_stuck)
+-- raises 22000 naming the key column and type.
 -- Sets jit off (and enable_indexscan off around the chunk aggregates) and
 -- restores them. Locks nothing.
 DECLARE
@@ -56,6 +58,7 @@ DECLARE
     v_path text;
     v_ref text;
     v_seg text;
+    v_stuck text;
     v_jit text := current_setting('jit');
     v_indexscan text := current_setting('enable_indexscan');
 BEGIN
@@ -87,6 +90,20 @@ BEGIN
                                         ELSE format(' AND t.%I > %L::%s', p_reg.key_column,
                                                     p_last, v_key_type) END,
                                    v_chunk - 1);
+        -- The cursor must move (pgjobs._cursor_stuck, as a page's): a key
+        -- whose text does not read back as itself printed a bound the next
+        -- chunk started from again, and a chunk of no row after it repeated
+        -- forever, inside a submit, a claim or a page.
+        v_stuck := pgjobs._cursor_stuck(p_reg.target, p_reg.key_column, v_key_type, p_last,
+                                        v_upper);
+        IF v_stuck IS NOT NULL THEN
+            RAISE EXCEPTION 'the typo guard''s walk of scope % of %: %', quote_literal(p_scope),
+                p_reg.target, v_stuck
+                USING ERRCODE = '22000',
+                HINT = 'Register the table with a key of a type whose text reads back as the '
+                       'same value (bigint, text, uuid); or pass the option '
+                       '{"allow_unknown_fields": true}, which skips the walk.';
+        END IF;
         v_range := concat_ws(' AND ',
             format('t.%I = %s', p_reg.scope_column, v_scope),
             CASE WHEN p_last IS NOT NULL THEN

@@ -62,7 +62,8 @@ AS $$
 --          worker's Parquet writer (pgjobs._parquet_column: epoch
 --          microseconds, days, exact text for numeric, JSON for lists, ...).
 -- A key column that is no longer NOT NULL raises 55000 (a keyset walk
--- cannot reach NULL keys). Raises P0002 for an unknown job, 22023 for a job that is not an
+-- cannot reach NULL keys); so does a scope with rows while the job's typo
+-- guard is still pending (payload unchecked_fields: below). Raises P0002 for an unknown job, 22023 for a job that is not an
 -- export, a bad cursor or limit. Locks nothing.
 DECLARE
     v_job pgjobs.jobs;
@@ -122,6 +123,33 @@ BEGIN
     PERFORM pgjobs._require_same_columns(v_job);
     v_format := coalesce(v_job.payload ->> 'format', 'csv');
     v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
+    -- The typo guard of an export submitted on a scope with no rows is its
+    -- claim's (pgjobs._may_start_attempt), which leaves the paths pending
+    -- while the scope is still empty there. Rows that reach the scope
+    -- between that claim and a chunk (a restore, an import carrying
+    -- created_at) were exported unjudged: a misspelt {"stauts": {"$ne":
+    -- "keep"}} took the whole scope. So while the paths are pending, a chunk
+    -- that would read a row (in its own snapshot, the one its COPY reads)
+    -- ends the attempt instead (55000, retried: the job's next claim judges
+    -- them against the rows). A scope still empty reads nothing. One probe
+    -- of (scope, key), only while the list is pending.
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array' THEN
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s)',
+                       v_job.target, v_reg.scope_column, v_scope)
+           INTO v_advances;
+        IF v_advances THEN
+            RAISE EXCEPTION 'export job % cannot read rows yet: its scope had no rows when the '
+                            'document fields % were to be judged, and has rows now', p_id,
+                array_to_string(ARRAY(SELECT format('"%s"', f) FROM
+                    jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
+                USING ERRCODE = '55000',
+                HINT = format('The attempt ends and the job is retried; its next claim judges '
+                              'the fields against the rows (a parallel export''s part fails the '
+                              'job instead: pgjobs.retry(%s) then). Submit with the option '
+                              '{"allow_unknown_fields": true} if they are meant to be absent.',
+                              p_id);
+        END IF;
+    END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);
     -- The bounds' casts in the COPY text: named on any path (pgjobs._type_sql),
     -- as the predicate and the mask it carries are, whatever path runs it.
@@ -255,18 +283,17 @@ BEGIN
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = v_job.target AND a.attname = v_name
                AND a.attnum > 0 AND NOT a.attisdropped;
-            -- json keeps its input text (raw newlines included): normalise it
-            -- through jsonb. A value jsonb refuses (a \u0000 escape, a lone
-            -- surrogate: json takes any \uXXXX) failed the chunk and the job;
-            -- a value with a \u escape keeps its text instead, its line ends
-            -- made spaces (json text holds CR and LF only between tokens: its
-            -- strings escape them).
+            -- json keeps its input text, raw line ends included, which would
+            -- split the JSONL line: they are made spaces (json text holds CR
+            -- and LF only between tokens: its strings escape them), and the
+            -- text is otherwise kept as stored, as csv and parquet keep it.
+            -- Through jsonb (what this did before) a value lost the members a
+            -- later duplicate key replaces ({"a":1,"a":2} came out {"a": 2}),
+            -- its key order and number spellings, and one jsonb refuses (a
+            -- \u0000 escape, a lone surrogate) failed the chunk.
             v_expr := CASE WHEN v_format = 'jsonl' AND v_type = 'json'::regtype
-                           THEN format('CASE WHEN pg_catalog.strpos(%1$I::pg_catalog.text, E''\\u'') '
-                                       'OPERATOR(pg_catalog.>) 0 '
-                                       'THEN pg_catalog.translate(%1$I::pg_catalog.text, '
-                                       'E''\r\n'', ''  '')::pg_catalog.json '
-                                       'ELSE %1$I::pg_catalog.jsonb::pg_catalog.json END', v_name)
+                           THEN format('pg_catalog.translate(%1$I::pg_catalog.text, '
+                                       'E''\r\n'', ''  '')::pg_catalog.json', v_name)
                            ELSE format('%I', v_name) END;
             -- Any other type that may hold json (a domain over json, an
             -- array or a composite of it, a type with a cast to json) puts
