@@ -1007,7 +1007,7 @@ COMMENT ON TABLE pgjobs.jobs IS 'One row per pgjobs job. Written only through pg
 -- Name: COLUMN jobs.queued_at; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON COLUMN pgjobs.jobs.queued_at IS 'The job''s place in the queue: when it last joined it (submitted, or handed back at the end of a runner''s budget), or, for an export submitted while exports of its scope were pending, an hour after the latest of them (turns between tenants). Claims take jobs by priority, then this, then id.';
+COMMENT ON COLUMN pgjobs.jobs.queued_at IS 'The job''s place in the queue: when it last joined it (submitted, or handed back at the end of a runner''s budget, a retry, a resume), or, for an export or import submitted while exports or imports of its scope were pending, an hour after the latest of them (turns between tenants). Claims take jobs by priority, then this, then id.';
 
 --
 -- Name: COLUMN jobs.writes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
@@ -5641,7 +5641,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
--- caller), applies the gate for writing kinds and inserts; it sends no
+-- caller), applies the gate for writing kinds, gives an export or import
+-- its turn between tenants (queued_at) and inserts; it sends no
 -- event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
@@ -5668,6 +5669,7 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
+    v_queued_at timestamptz;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -5864,13 +5866,35 @@ BEGIN
                              'are now.';
         END IF;
     END IF;
+    -- Turns between tenants for the worker's kinds. An export or an import
+    -- runs to its end once claimed (no budget hands it back), and claims
+    -- go by priority, then queued_at: a tenant that queued fifty exports
+    -- held every worker slot until the fifty were done (fifty imports, one
+    -- at a time by the gate, a worker's one slot), and another tenant's job
+    -- waited behind them all. One
+    -- submitted while exports or imports of its (target, scope) are due
+    -- and pending queues an hour after the latest of them: a tenant's k-th
+    -- pending job comes after the first ones of every tenant that queued
+    -- within those hours, and alone in the queue it still goes at once.
+    -- Not for the runner's kinds or custom ones: a job handed back at the
+    -- end of each budget queues again at now(), always ahead of a turn an
+    -- hour away, so a tenant's second delete would wait up to an hour
+    -- behind another tenant's multi-million-row delete (the budget's
+    -- round-robin serves them; tests/test_tenant_turns.py).
+    IF p_kind IN ('export', 'import') THEN
+        v_queued_at := greatest(now(), (
+            SELECT max(p.queued_at) + interval '1 hour'
+              FROM pgjobs.jobs p
+             WHERE p.status IN ('queued', 'running') AND p.kind IN ('export', 'import')
+               AND p.target = p_target AND p.scope = p_scope AND p.run_at <= now()));
+    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid, target_columns)
+                             submitted_by_oid, target_columns, queued_at)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
-           v_columns
+           v_columns, coalesce(v_queued_at, now())
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -12610,22 +12634,6 @@ BEGIN
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
-    -- Turns between tenants. An export runs to its end once claimed (no
-    -- budget hands it back), and claims go by priority, then queued_at: a
-    -- tenant that queued fifty exports held every worker slot until the
-    -- fifty were done, and another tenant's export waited behind them all.
-    -- An export submitted while exports of its (target, scope) are due and
-    -- pending queues an hour after the latest of them: a tenant's k-th
-    -- pending export comes after the first ones of every tenant that queued
-    -- within those hours, and alone in the queue it still goes at once.
-    UPDATE pgjobs.jobs j
-       SET queued_at = t.turn
-      FROM (SELECT max(p.queued_at) + interval '1 hour' AS turn
-              FROM pgjobs.jobs p
-             WHERE p.status IN ('queued', 'running') AND p.kind = 'export'
-               AND p.target = v_job.target AND p.scope = v_job.scope
-               AND p.run_at <= now() AND p.id <> v_job.id) t
-     WHERE j.id = v_job.id AND t.turn > j.queued_at;
     RETURN v_job.id;
 END
 $_$;

@@ -282,22 +282,6 @@ BEGIN
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
-    -- Turns between tenants. An export runs to its end once claimed (no
-    -- budget hands it back), and claims go by priority, then queued_at: a
-    -- tenant that queued fifty exports held every worker slot until the
-    -- fifty were done, and another tenant's export waited behind them all.
-    -- An export submitted while exports of its (target, scope) are due and
-    -- pending queues an hour after the latest of them: a tenant's k-th
-    -- pending export comes after the first ones of every tenant that queued
-    -- within those hours, and alone in the queue it still goes at once.
-    UPDATE pgjobs.jobs j
-       SET queued_at = t.turn
-      FROM (SELECT max(p.queued_at) + interval '1 hour' AS turn
-              FROM pgjobs.jobs p
-             WHERE p.status IN ('queued', 'running') AND p.kind = 'export'
-               AND p.target = v_job.target AND p.scope = v_job.scope
-               AND p.run_at <= now() AND p.id <> v_job.id) t
-     WHERE j.id = v_job.id AND t.turn > j.queued_at;
     RETURN v_job.id;
 END
 $$;
