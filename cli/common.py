@@ -189,8 +189,22 @@ def require_in_process(conn: db.Connection, claim: str, kind: str) -> None:
                  'docs/operations.md, "Roles")')
 
 
-def parse_json(value: str | None, what: str) -> Any:
-    """A JSON command-line argument, or a usage error naming it."""
+def a_job(kind: str) -> str:
+    """"a delete job", "an export job": the article messages put before a kind
+    (pgjobs._a_job's rule, for the messages the command line words itself)."""
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind} job"
+
+
+# What each JSON argument's "not valid JSON" hint shows: an example of that
+# argument, not a filter for every one (--options '{"status": "done"}' was
+# no option at all).
+_JSON_EXAMPLES = {"filter": '{"status": "done"}', "set": '{"status": "archived"}',
+                  "options": '{"max_attempts": 3}'}
+
+
+def parse_json(value: str | None, what: str, example: str | None = None) -> Any:
+    """A JSON command-line argument, or a usage error naming it (its hint shows
+    `example`, else the usual example of --`what`)."""
     if value is None:
         return None
     try:
@@ -200,8 +214,8 @@ def parse_json(value: str | None, what: str) -> Any:
                            hint="filters nest at most 16 levels (docs/filters.md)") from None
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at position {exc.pos}",
-                           hint=f"quote it for the shell, e.g. --{what} '{{\"status\": \"done\"}}'"
-                           ) from None
+                           hint=f"quote it for the shell, e.g. --{what} "
+                                f"'{example or _JSON_EXAMPLES.get(what, '{}')}'") from None
 
 
 def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> dict[str, Any]:
@@ -210,7 +224,7 @@ def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> di
     The one parser of every command's --options."""
     if value is None:
         return {}
-    parsed = parse_json(value, "options")
+    parsed = parse_json(value, "options", example)
     if not isinstance(parsed, dict):  # null, true, 1, "x", [...] alike
         raise InvalidInput(f"--options must be a JSON object, not {type(parsed).__name__}",
                            hint=f"e.g. --options '{example}'")

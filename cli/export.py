@@ -20,6 +20,7 @@ import click
 from pgjobs import db, queries
 from pgjobs.cli.common import (
     Context,
+    a_job,
     duration_seconds,
     parse_json,
     parse_options,
@@ -92,11 +93,14 @@ def read_options(func: Any) -> Any:
 def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
                 read_fallback: str) -> ReadConfig | None:
     """The poller's standby settings from :func:`read_options`' values (None without
-    --read-dsn); a malformed duration is a usage error (exit 2)."""
+    --read-dsn); a malformed duration is a usage error (exit 2), with --read-dsn
+    or without: a typo in PGJOBS_READ_MAX_WAIT went unseen until the day a
+    standby was configured."""
+    max_wait = duration_seconds(read_max_wait, "--read-max-wait")
+    max_lag = duration_seconds(read_max_lag, "--read-max-lag", minimum=1)
     if not read_dsn:
         return None
-    return ReadConfig(read_dsn, duration_seconds(read_max_wait, "--read-max-wait"),
-                      read_fallback, duration_seconds(read_max_lag, "--read-max-lag", minimum=1))
+    return ReadConfig(read_dsn, max_wait, read_fallback, max_lag)
 
 
 # --- pgjobs export ----------------------------------------------------------------
@@ -478,7 +482,7 @@ def url(obj: Context, job_id: int, expires: str) -> None:
         raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
                        hint="`pgjobs list` shows the jobs; finished ones are pruned")
     if job["kind"] != "export":
-        raise InvalidInput(f"job {job_id} is a {job['kind']} job, not an export",
+        raise InvalidInput(f"job {job_id} is {a_job(job['kind'])}, not an export",
                            hint="`pgjobs list` shows each job's kind; only an export has "
                                 "objects to download")
     if job["status"] != "succeeded" or not (job["result"] or {}).get("uri"):

@@ -18,16 +18,28 @@ from pgjobs import db, queries
 from pgjobs.cli.common import Context, parse_options, progress_options, require_in_process
 from pgjobs.cli.export import FINAL, _setup_logging, hand_back, print_submitted
 from pgjobs.cli.output import human_bytes, to_json
-from pgjobs.errors import NotFound
+from pgjobs.errors import InvalidInput, NotFound
 from pgjobs.poller import storage
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
 
 
 def source_uri(source: str) -> str:
-    """A URI as given; a local path as the file:// URI of its absolute path."""
+    """A URI as given; a local path as the file:// URI of its absolute path.
+
+    An empty SOURCE (an unset shell variable) and a local directory name no
+    file: usage errors. ``''`` used to become the working directory's URI,
+    refused as not allowed, or queued for a worker that could only fail."""
+    if not source.strip():
+        raise InvalidInput("SOURCE is empty",
+                           hint="name the file to import: a local path or a URI such as "
+                                "s3://bucket/imports/rows.csv")
     if "://" in source:
         return source
+    if os.path.isdir(source):
+        raise InvalidInput(f"SOURCE {source!r} is a directory",
+                           hint="name one file of it: an import reads one CSV or JSONL "
+                                "file (gzipped or not)")
     return "file://" + os.path.abspath(source)
 
 

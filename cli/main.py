@@ -12,6 +12,7 @@ another runtime error), 2 usage error.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
@@ -255,7 +256,29 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
         raise InvalidInput(f"invalid --budget {budget!r}: a run needs more than 0s (at most "
                            "1 day)", hint="use e.g. --budget 50s (the default), 5m or 1h")
     idle_seconds = duration_seconds(idle, "--idle", minimum=0)
-    run_runners(obj.connect, interval, loop, idle_seconds, runners)
+    # SIGTERM (systemd's or Kubernetes' stop) stops the runners as Ctrl-C does:
+    # their CALLs are canceled, the page in flight rolls back, and a job they
+    # held is handed back at its last committed page. Python's default for
+    # SIGTERM ended the process at once and left each CALL running on the
+    # server, orphaned, until its budget ran out.
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        run_runners(obj.connect, interval, loop, idle_seconds, runners)
+    except KeyboardInterrupt:
+        if not terminated:
+            raise
+        click.echo("SIGTERM: stopped; the call in flight was canceled (its page rolled "
+                   "back); a job it held resumes from its last committed page, at once or "
+                   "once its lease lapses", err=True)
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if not loop:
         # "Works until nothing is left" must not read as "nothing is left" when
         # a job is held by another session (perhaps a dead one, until its lease

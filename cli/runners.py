@@ -50,13 +50,14 @@ the last one, again and again)."""
 
 
 def run_loop(connect: Any, budget: str, loop: bool, idle: float,
-             stop: threading.Event | None = None) -> None:
+             stop: threading.Event | None = None, live: set[Any] | None = None) -> None:
     """One runner: CALL pgjobs.run(budget) (interval text) once, or (loop)
     until stop is set. With loop, a lost session (server restart, failover,
     pg_terminate_backend) is not the end: the runner says so on stderr and
     connects again, as a worker does; its job resumes from its last committed
     page once the lease lapses. A first connection that fails still fails (a
-    wrong DSN must not loop quietly)."""
+    wrong DSN must not loop quietly). Its connection is in `live` while open,
+    for run_runners to cancel its CALL on a stop."""
     connected = False
     attempt = 0
     while True:
@@ -64,7 +65,13 @@ def run_loop(connect: Any, budget: str, loop: bool, idle: float,
             with connect(app="pgjobs run") as conn:
                 connected = True
                 attempt = 0
-                _run_on(conn, budget, loop, idle, stop)
+                if live is not None:
+                    live.add(conn)
+                try:
+                    _run_on(conn, budget, loop, idle, stop)
+                finally:
+                    if live is not None:
+                        live.discard(conn)
                 return
         except PgjobsError as exc:
             if not (loop and connected and db.connection_lost(exc)):
@@ -95,18 +102,28 @@ def _run_on(conn: Any, budget: str, loop: bool, idle: float,
             _submitted(conn, idle)
 
 
+STOP_SECONDS = 30.0
+"""On Ctrl-C or SIGTERM, how long the runners' canceled CALLs get to end."""
+
+
 def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int) -> None:
     """`runners` runner threads side by side; the first error stops them all
-    (each finishes its current CALL) and is raised here."""
+    (each finishes its current CALL) and is raised here. A KeyboardInterrupt
+    (Ctrl-C, or SIGTERM as `pgjobs run` maps it) cancels every runner's CALL
+    on the server before it is raised: the runner threads die with the
+    process, and their CALLs went on in orphaned sessions until the budget
+    ran out, deleting with nobody left to stop them. (One runner runs in this
+    thread, where psycopg cancels the CALL on the interrupt itself.)"""
     if runners == 1:
         run_loop(connect, budget, loop, idle)
         return
     stop = threading.Event()
     errors: list[BaseException] = []
+    live: set[Any] = set()
 
     def runner() -> None:
         try:
-            run_loop(connect, budget, loop, idle, stop)
+            run_loop(connect, budget, loop, idle, stop, live)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             errors.append(exc)
             stop.set()
@@ -121,6 +138,11 @@ def run_runners(connect: Any, budget: str, loop: bool, idle: float, runners: int
                 thread.join(timeout=0.2)
     except KeyboardInterrupt:
         stop.set()
+        for conn in list(live):
+            db.cancel_statement(conn)
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         raise
     if errors:
         raise errors[0]

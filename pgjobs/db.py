@@ -390,6 +390,13 @@ def _error(result: Any, pg: Any, encoding: str) -> psycopg.Error:
     return psycopg.OperationalError(pg.get_error_message(encoding) or "COPY failed")
 
 
+def cancel_statement(conn: psycopg.Connection[Row]) -> None:
+    """Ask the server to cancel what `conn` runs now (from any thread; nothing
+    when it runs nothing, or is gone)."""
+    with contextlib.suppress(psycopg.Error):
+        conn.cancel_safe(timeout=5)
+
+
 def connection_lost(exc: BaseException) -> bool:
     """The session is gone (server restart, network): reconnect, the job goes on."""
     if isinstance(exc, ConnectionFailed):

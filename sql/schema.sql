@@ -16,6 +16,22 @@ CREATE SCHEMA pgjobs;
 ALTER SCHEMA pgjobs OWNER TO SUPERUSER;
 
 --
+-- Name: _a_job(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._a_job(p_kind text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+-- "a delete job", "an export job", "an import job": the one place messages
+-- put an article before a kind ("a export job" read as a typo of the
+-- engine's). Locks nothing.
+SELECT CASE WHEN p_kind ~ '^[aeiou]' THEN 'an ' ELSE 'a ' END || p_kind || ' job';
+$$;
+
+ALTER FUNCTION pgjobs._a_job(p_kind text) OWNER TO SUPERUSER;
+
+--
 -- Name: _add_items_as(name, bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -369,7 +385,8 @@ CREATE FUNCTION pgjobs._batch_arrays(p_noun text, p_ids bigint[], p_workers text
 -- The argument check of a batched completion (pgjobs.complete_many: p_noun
 -- 'ids'; pgjobs.complete_items: 'items'): p_ids[i] goes with p_workers[i]
 -- and p_results[i], so the arrays have one length (p_results may be NULL:
--- '{}' each), and every result is a JSON object. Raises 22023 naming the
+-- '{}' each), no id or worker name is NULL or empty, and every result is
+-- a JSON object. Raises 22023 naming the
 -- caller's parameter (p_<p_noun>). Locks nothing.
 BEGIN
     IF p_ids IS NULL OR p_workers IS NULL
@@ -379,6 +396,17 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = format('Pass p_%s[i] with the worker its claim returned in p_workers[i] '
                           '(and p_results[i], or NULL for ''{}'' each).', p_noun);
+    END IF;
+    -- A NULL id or worker, or an empty name, names no attempt
+    -- (pgjobs._check_holder): 22023, not a silent "not mine".
+    IF array_position(p_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION '% must not hold null', p_noun USING ERRCODE = '22023',
+            HINT = format('Pass the ids the claim returned in p_%s.', p_noun);
+    END IF;
+    IF array_position(p_workers, NULL) IS NOT NULL OR '' = ANY (p_workers) THEN
+        RAISE EXCEPTION 'every worker name must be non-empty' USING ERRCODE = '22023',
+            HINT = 'Pass in p_workers[i] the worker column the claim of p_' || p_noun
+                   || '[i] returned.';
     END IF;
     IF p_results IS NOT NULL AND EXISTS (
            SELECT FROM unnest(p_results) r(result)
@@ -906,6 +934,87 @@ $_$;
 ALTER FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) OWNER TO SUPERUSER;
 
 --
+-- Name: _check_holder(text, bigint, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._check_holder(p_noun text, p_id bigint, p_worker text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The arguments of every fenced verb (heartbeat, complete, fail, release,
+-- their item and export-part forms, an import's batches): the id a claim
+-- returned (p_noun: 'job' or 'item') and the worker identity it returned.
+-- A NULL id, or a NULL or empty name (pgjobs._check_claim_args refuses it
+-- at the claim, so no lease carries it), is the caller's bug: 22023 with a
+-- hint. Answered false, as a lost lease is, it sent a worker away from a
+-- job it held, or let a client's unset variable pass for "not mine".
+-- Callers ask only once their fence found nothing: the path of a held
+-- lease pays nothing for it. Locks nothing.
+BEGIN
+    IF p_id IS NULL THEN
+        RAISE EXCEPTION '% id must not be null', p_noun USING ERRCODE = '22023',
+            HINT = format('Pass the %s id the claim returned.', p_noun);
+    END IF;
+    IF p_worker IS NULL OR p_worker = '' THEN
+        RAISE EXCEPTION 'worker name must not be empty' USING ERRCODE = '22023',
+            HINT = 'Pass the worker column of the row the claim returned (p_worker#token).';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._check_holder(p_noun text, p_id bigint, p_worker text) OWNER TO SUPERUSER;
+
+--
+-- Name: _check_kinds(text[], text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._check_kinds(p_kinds text[], p_example text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The kinds a claim asks for (pgjobs.claim, pgjobs.claim_items): at least
+-- one, each a kind a submit accepts (lower-case letters, digits and
+-- underscores, starting with a letter: pgjobs.submit's rule). A NULL, an
+-- empty string or 'Export' can name no job, so a worker asking for it
+-- waited for good on a claim that always came back empty. Raises 22023
+-- naming the bad entry, with p_example in the hint. Locks nothing.
+DECLARE
+    v_kind text;
+BEGIN
+    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
+        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
+            HINT = format('For example ARRAY[%L].', p_example);
+    END IF;
+    -- One match over the list (NULL printed as '*', which no kind is): a
+    -- claim pays for it on every poll. The loop only names the bad entry.
+    IF array_to_string(p_kinds, ',', '*')
+       ~ '^[a-z][a-z0-9_]{0,62}(,[a-z][a-z0-9_]{0,62})*$' THEN
+        RETURN;
+    END IF;
+    FOREACH v_kind IN ARRAY p_kinds LOOP
+        IF v_kind IS NULL OR v_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+            RAISE EXCEPTION 'kinds holds %, which is no job kind',
+                coalesce(quote_literal(v_kind), 'NULL')
+                USING ERRCODE = '22023',
+                HINT = format('A kind is lower-case letters, digits and underscores, starting '
+                              'with a letter, as it was submitted; for example ARRAY[%L].',
+                              p_example);
+        END IF;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._check_kinds(p_kinds text[], p_example text) OWNER TO SUPERUSER;
+
+--
 -- Name: _check_progress(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -1072,8 +1181,8 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
     IF v_job.kind NOT IN ('delete', 'backfill') THEN
-        RAISE EXCEPTION 'job % is a % job; the database runs delete and backfill jobs',
-            p_id, v_job.kind USING ERRCODE = '22023',
+        RAISE EXCEPTION 'job % is %; the database runs delete and backfill jobs',
+            p_id, pgjobs._a_job(v_job.kind) USING ERRCODE = '22023',
             HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '
                    'own worker via pgjobs.claim().';
     END IF;
@@ -3761,7 +3870,7 @@ BEGIN
                           'functions), lacks %s on %s: %s', v_role,
                           array_to_string(v_missing, ' and '), p_target,
                           CASE WHEN p_kind IS NULL THEN 'no job or read of it could run'
-                               ELSE format('a %s job of it would fail', p_kind) END);
+                               ELSE pgjobs._a_job(p_kind) || ' of it would fail' END);
         hint := format('As the owner of %s: GRANT %s ON %s TO %I;', p_target,
                        array_to_string(v_missing, ', '), p_target, v_role);
     END IF;
@@ -5693,8 +5802,8 @@ BEGIN
     -- pass unseen. So a job that comes with a compiled predicate must come
     -- with its registration: 22023 otherwise.)
     IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
-        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
-                        'against', p_kind
+        RAISE EXCEPTION '% with a predicate needs the registration it was compiled '
+                        'against', pgjobs._a_job(p_kind)
             USING ERRCODE = '22023',
                   HINT = 'Pass the registration the predicate was compiled from as p_reg '
                          '(pgjobs._target(target), read before compiling).';
@@ -5737,7 +5846,7 @@ BEGIN
 
     FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP
         IF NOT v_key = ANY (v_allowed) THEN
-            RAISE EXCEPTION 'unknown option "%" for a % job', v_key, p_kind
+            RAISE EXCEPTION 'unknown option "%" for %', v_key, pgjobs._a_job(p_kind)
                 USING ERRCODE = '22023',
                 HINT = format('Valid options: %s.', array_to_string(v_allowed, ', '));
         END IF;
@@ -12143,10 +12252,12 @@ BEGIN
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
     IF pgjobs._builtin_kind(p_kind) THEN
-        RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
+        RAISE EXCEPTION 'submit % with pgjobs.submit_%()', pgjobs._a_job(p_kind), p_kind
             USING ERRCODE = '22023',
-            HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
-                          p_kind, p_kind);
+            HINT = format('pgjobs.submit_%s validates the %s and the %s options.',
+                          p_kind, CASE p_kind WHEN 'import' THEN 'source'
+                                              WHEN 'backfill' THEN 'filter, the set'
+                                              ELSE 'filter' END, p_kind);
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
@@ -12843,7 +12954,7 @@ BEGIN
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
     IF pgjobs._builtin_kind(p_kind) OR pgjobs._writes(p_kind) THEN  -- no gate for items
-        RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
+        RAISE EXCEPTION '% cannot be a fan-out job', pgjobs._a_job(p_kind)
             USING ERRCODE = '22023',
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
                           'your own, e.g. ''thumbnail''.', p_kind);
@@ -15143,13 +15254,11 @@ DECLARE
     v_started integer;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
-    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
-        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
-            HINT = 'For example ARRAY[''export''].';
-    END IF;
+    PERFORM pgjobs._check_kinds(p_kinds, 'export');  -- 22023
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+            USING ERRCODE = '22023',
+            HINT = 'Claim from 1 to 1000 at a time: as many as the worker has free slots.';
     END IF;
 
     -- Expired leases first (a probe; the sweep only when one expired).
@@ -15228,7 +15337,7 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
     IF v_job.kind <> 'export' THEN
-        RAISE EXCEPTION 'job % is a % job, not an export', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an export', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
     END IF;
 
@@ -15377,7 +15486,7 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
     IF v_job.kind <> 'import' THEN
-        RAISE EXCEPTION 'job % is a % job, not an import', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an import', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
     END IF;
 
@@ -15494,13 +15603,11 @@ DECLARE
     v_lease interval;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
-    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
-        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
-            HINT = 'For example ARRAY[''thumbnail''].';
-    END IF;
+    PERFORM pgjobs._check_kinds(p_kinds, 'thumbnail');  -- 22023
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+            USING ERRCODE = '22023',
+            HINT = 'Claim from 1 to 1000 at a time: as many as the worker has free slots.';
     END IF;
 
     PERFORM pgjobs._items_rescue();
@@ -15640,7 +15747,7 @@ CREATE FUNCTION pgjobs.claim_storage_deletions(p_limit integer DEFAULT 10, p_hol
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+            USING ERRCODE = '22023', HINT = 'Claim from 1 to 1000 at a time.';
     END IF;
     IF p_hold IS NULL OR p_hold < interval '1 second' THEN
         RAISE EXCEPTION 'hold must be at least 1 second, not %', p_hold
@@ -15726,6 +15833,7 @@ BEGIN
         RAISE EXCEPTION 'result must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no result.';
     END IF;
+    PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023, named as this call's
     -- One completion for one job or a batch: the fence, the row and the
     -- event are pgjobs.complete_many's.
     RETURN EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
@@ -15768,6 +15876,7 @@ BEGIN
     END IF;
     v_job_id := pgjobs._items_lock_job(p_item, p_worker);
     IF v_job_id IS NULL THEN
+        PERFORM pgjobs._check_holder('item', p_item, p_worker);  -- 22023
         RETURN false;
     END IF;
     UPDATE pgjobs.job_items i
@@ -16147,7 +16256,7 @@ BEGIN
             HINT = 'Finished jobs are pruned after the retention period.';
     END IF;
     IF v_job.kind <> 'export' OR v_job.predicate IS NULL THEN
-        RAISE EXCEPTION 'job % is a % job, not an export', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an export', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Submit exports with pgjobs.submit_export().';
     END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000000 THEN
@@ -16534,6 +16643,8 @@ BEGIN
     RETURNING p.status INTO v_status;
     IF FOUND THEN
         PERFORM pgjobs._export_parts_done(p_id);
+    ELSE
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
     END IF;
     RETURN v_status;
 END
@@ -16587,6 +16698,9 @@ BEGIN
        AND j.id = p.job_id AND j.status = 'running'
        AND j.cancel_requested_at IS NULL AND j.pause_requested_at IS NULL;
     v_found := FOUND;
+    IF NOT v_found THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+    END IF;
     IF v_found AND p_done IS NOT NULL THEN
         PERFORM pgjobs._export_parts_done(p_id);
     END IF;
@@ -16631,6 +16745,7 @@ BEGIN
        AND j.status = 'running' AND j.lease_expires_at > now()
        FOR UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RAISE EXCEPTION 'job % is not an export running under %', p_id, p_worker
             USING ERRCODE = '55000',
             HINT = 'Only the worker holding the job''s lease re-queues its parts; a worker '
@@ -16694,6 +16809,7 @@ BEGIN
        AND j.lease_expires_at > now()
        FOR UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RAISE EXCEPTION 'job % is not an export running under %', p_id, p_worker
             USING ERRCODE = '55000',
             HINT = 'Claim the job first (pgjobs.claim or pgjobs.claim_export); a worker whose '
@@ -16809,6 +16925,7 @@ BEGIN
        AND j.lease_expires_at > now()
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
@@ -16851,6 +16968,7 @@ DECLARE
 BEGIN
     v_job_id := pgjobs._items_lock_job(p_item, p_worker);
     IF v_job_id IS NULL THEN
+        PERFORM pgjobs._check_holder('item', p_item, p_worker);  -- 22023
         RETURN false;
     END IF;
     UPDATE pgjobs.job_items i
@@ -16994,6 +17112,7 @@ BEGIN
         END IF;
         RETURN true;
     END IF;
+    PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023: not a lost lease
 
     -- A cancel or pause was requested: the owner learns it here. A cancel
     -- ends the job; a pause (when no cancel is pending) parks it `paused`
@@ -17069,6 +17188,7 @@ BEGIN
        AND i.lease_expires_at > now()
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('item', p_item, p_worker);  -- 22023
         RETURN false;
     END IF;
     SELECT j.status = 'paused' INTO v_paused FROM pgjobs.jobs j WHERE j.id = v_item.job_id;
@@ -17193,6 +17313,7 @@ BEGIN
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
        OR v_job.worker IS DISTINCT FROM p_worker OR v_job.lease_expires_at <= now()
        OR v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN jsonb_build_object('status', 'lost');
     END IF;
     v_reg := pgjobs._target(v_job.target);
@@ -17556,6 +17677,7 @@ BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
        OR v_job.worker IS DISTINCT FROM p_worker THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RAISE EXCEPTION 'job % is not an import running as %', p_id, p_worker
             USING ERRCODE = '55000', HINT = 'Claim the job first (pgjobs.claim).';
     END IF;
@@ -17625,6 +17747,7 @@ BEGIN
        AND j.worker = p_worker AND j.lease_expires_at > now()
        FOR UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     UPDATE pgjobs.jobs j
@@ -18171,6 +18294,7 @@ BEGIN
        AND j.lease_expires_at > now()
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     IF v_job.status IN ('canceled', 'paused') THEN
@@ -19700,6 +19824,13 @@ GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client;
 GRANT USAGE ON SCHEMA pgjobs TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _a_job(p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._a_job(p_kind text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._a_job(p_kind text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _add_items_as(p_caller name, p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -19843,6 +19974,20 @@ GRANT ALL ON FUNCTION pgjobs._check_claim_args(p_worker text, p_lease interval) 
 
 REVOKE ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._check_filter_operand(p_field text, p_op text, p_value jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _check_holder(p_noun text, p_id bigint, p_worker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._check_holder(p_noun text, p_id bigint, p_worker text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._check_holder(p_noun text, p_id bigint, p_worker text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _check_kinds(p_kinds text[], p_example text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._check_kinds(p_kinds text[], p_example text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._check_kinds(p_kinds text[], p_example text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _check_progress(p_done bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -74,8 +74,8 @@ BEGIN
     -- pass unseen. So a job that comes with a compiled predicate must come
     -- with its registration: 22023 otherwise.)
     IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
-        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
-                        'against', p_kind
+        RAISE EXCEPTION '% with a predicate needs the registration it was compiled '
+                        'against', pgjobs._a_job(p_kind)
             USING ERRCODE = '22023',
                   HINT = 'Pass the registration the predicate was compiled from as p_reg '
                          '(pgjobs._target(target), read before compiling).';
@@ -118,7 +118,7 @@ BEGIN
 
     FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP
         IF NOT v_key = ANY (v_allowed) THEN
-            RAISE EXCEPTION 'unknown option "%" for a % job', v_key, p_kind
+            RAISE EXCEPTION 'unknown option "%" for %', v_key, pgjobs._a_job(p_kind)
                 USING ERRCODE = '22023',
                 HINT = format('Valid options: %s.', array_to_string(v_allowed, ', '));
         END IF;

@@ -92,7 +92,7 @@ BEGIN
             HINT = 'Finished jobs are pruned after the retention period.';
     END IF;
     IF v_job.kind <> 'export' OR v_job.predicate IS NULL THEN
-        RAISE EXCEPTION 'job % is a % job, not an export', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an export', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Submit exports with pgjobs.submit_export().';
     END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000000 THEN
