@@ -185,6 +185,9 @@ BEGIN
 
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
+        -- A client's writers of one scope are capped (55006): each waits in
+        -- the claims' queue, which every tenant's claim walks.
+        PERFORM pgjobs._require_queue_room(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
