@@ -5733,6 +5733,8 @@ BEGIN
     -- Writing kinds take the throttling options, defaults merged in.
     IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
+        -- ... never less strict than the defaults for a client (22023).
+        PERFORM pgjobs._require_throttle_within(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 
@@ -9495,6 +9497,79 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_throttle_within(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_throttle_within(p_options jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A client's writing job may throttle itself more than the defaults in
+-- force (pgjobs._defaults: the built-in ones and what an administrator
+-- stored with pgjobs.set_defaults), never less. p_options are the job's
+-- options as pgjobs._throttle_options validated them (integers in integer
+-- form). For a submitter who is not an administrator (pgjobs_admin member,
+-- superuser), each throttling option the defaults limit must be
+--   max_rows_per_second, max_replica_lag_bytes, max_wal_rate: from 1 to the
+--     default (0 would turn the limit off),
+--   max_xact_age: above 0 and at most the default,
+--   page_delay: at least the default,
+--   pause_on_autovacuum: true when the default is true,
+-- else 22023 naming the option and the default, with a hint. Why: these
+-- limits protect every tenant (a standby's lag, the WAL volume, vacuum);
+-- a client's {"max_replica_lag_bytes": 0} turned off the 256 MB limit for
+-- its own job, and any client could outrun the limits an administrator set.
+-- Called by pgjobs._insert_job_row, which every writing submit passes.
+-- Locks nothing.
+DECLARE
+    v_defaults jsonb := pgjobs._defaults();
+    v_key text;
+    v_given jsonb;
+    v_default jsonb;
+    v_looser boolean;
+BEGIN
+    IF pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    FOREACH v_key IN ARRAY pgjobs._throttle_keys() LOOP
+        v_given := p_options -> v_key;
+        v_default := v_defaults -> v_key;
+        CONTINUE WHEN v_given IS NULL OR v_default IS NULL
+                      OR jsonb_typeof(v_default) = 'null';
+        v_looser := CASE v_key
+            WHEN 'pause_on_autovacuum' THEN
+                v_default = 'true'::jsonb AND v_given <> 'true'::jsonb
+            WHEN 'page_delay' THEN
+                (v_given #>> '{}')::interval < (v_default #>> '{}')::interval
+            WHEN 'max_xact_age' THEN
+                (v_default #>> '{}')::interval > interval '0'
+                AND ((v_given #>> '{}')::interval = interval '0'
+                     OR (v_given #>> '{}')::interval > (v_default #>> '{}')::interval)
+            ELSE
+                (v_default #>> '{}')::numeric > 0
+                AND ((v_given #>> '{}')::numeric = 0
+                     OR (v_given #>> '{}')::numeric > (v_default #>> '{}')::numeric)
+            END;
+        IF v_looser THEN
+            RAISE EXCEPTION 'option "%" is %, less strict than the default % in force',
+                            v_key, v_given, v_default
+                USING ERRCODE = '22023',
+                HINT = format('Leave "%s" out to run with the default, or ask for a stricter '
+                              'value; only an administrator may loosen it, for every job with '
+                              'pgjobs.set_defaults(''{"%s": ...}'') or for one job by '
+                              'submitting it.', v_key, v_key);
+        END IF;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_throttle_within(p_options jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_trusted(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -18621,7 +18696,8 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
 --   each writing job submitted later (a job shows what it runs with; jobs
---   already submitted keep theirs).
+--   already submitted keep theirs); a client's job may only be stricter
+--   than them (pgjobs._require_throttle_within).
 -- Anything else raises 22023 and stores nothing. For administrators only
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
@@ -20791,6 +20867,13 @@ GRANT ALL ON FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) TO 
 
 REVOKE ALL ON FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_throttle_within(p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_throttle_within(p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_throttle_within(p_options jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_trusted(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -111,6 +111,8 @@ BEGIN
     -- Writing kinds take the throttling options, defaults merged in.
     IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
+        -- ... never less strict than the defaults for a client (22023).
+        PERFORM pgjobs._require_throttle_within(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 

@@ -34,7 +34,8 @@ AS $$
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
 --   each writing job submitted later (a job shows what it runs with; jobs
---   already submitted keep theirs).
+--   already submitted keep theirs); a client's job may only be stricter
+--   than them (pgjobs._require_throttle_within).
 -- Anything else raises 22023 and stores nothing. For administrators only
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
