@@ -2905,6 +2905,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   max_client_priority (integer, only when stored; else no ceiling): the
 --   highest option "priority" a submitter that is not an administrator may
 --   give a job (pgjobs._insert_job_row);
+--   max_pending_writers (integer, only when stored; else 1000): the most
+--   writing jobs a client may have one (target, scope) hold
+--   (pgjobs._max_pending_writers);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -5841,6 +5844,8 @@ BEGIN
     -- Writing kinds take the throttling options, defaults merged in.
     IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
+        -- ... never less strict than the defaults for a client (22023).
+        PERFORM pgjobs._require_throttle_within(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 
@@ -5915,6 +5920,9 @@ BEGIN
 
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
+        -- A client's writers of one scope are capped (55006): each waits in
+        -- the claims' queue, which every tenant's claim walks.
+        PERFORM pgjobs._require_queue_room(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
@@ -7427,6 +7435,29 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._max_parallel() OWNER TO SUPERUSER;
+
+--
+-- Name: _max_pending_writers(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._max_pending_writers() RETURNS integer
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The most writing jobs (queued, running or paused) a client may have one
+-- (target, scope) hold: what an administrator stored with
+-- pgjobs.set_defaults('{"max_pending_writers": N}'), else 1000. The one
+-- place that decides it (pgjobs._require_queue_room). Locks nothing.
+BEGIN
+    RETURN coalesce((pgjobs._defaults() ->> 'max_pending_writers')::integer, 1000);
+END
+$$;
+
+ALTER FUNCTION pgjobs._max_pending_writers() OWNER TO SUPERUSER;
 
 --
 -- Name: _may_start_attempt(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9338,6 +9369,61 @@ $$;
 ALTER FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_queue_room(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_queue_room(p_target regclass, p_scope text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The most writing jobs (queued, running or paused) one (p_target, p_scope)
+-- may hold when a submitter who is not an administrator queues another:
+-- pgjobs._max_pending_writers (set_defaults' max_pending_writers, else
+-- 1000). Raises 55006 with a hint at the ceiling. Called by every path that
+-- queues a writer, right after the scope's gate lock (pgjobs._lock_scope:
+-- pgjobs._insert_job_row for a writing submit, pgjobs._retry_as for a
+-- retry), so two submits of one scope cannot both take the last place.
+-- Why a ceiling: a writer waiting behind its scope's gate stays in the
+-- claim's queue, and every claim of every tenant (the runner's, a
+-- worker's) asks the gate about each one ahead of the job it hands out; a
+-- client that queued 20,000 deletes of one scope made each claim take
+-- about 3 s, the runners' budgets going to the walk instead of other
+-- tenants' pages. Administrators (pgjobs_admin members, superusers) are
+-- not held to it. The count stops at the ceiling (jobs_pending_writers_idx).
+-- Locks nothing (the caller holds the scope's lock).
+DECLARE
+    v_max integer;
+    v_pending integer;
+BEGIN
+    IF pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    v_max := pgjobs._max_pending_writers();
+    SELECT count(*) INTO v_pending
+      FROM (SELECT 1 FROM pgjobs.jobs w
+             WHERE w.target = p_target AND w.scope = p_scope
+               AND w.writes
+               AND w.status IN ('queued', 'running', 'paused')
+             LIMIT v_max) s;
+    IF v_pending >= v_max THEN
+        RAISE EXCEPTION '% scope % already has % writing jobs queued, running or paused, '
+                        'the most an administrator allows a client', p_target, p_scope, v_max
+            USING ERRCODE = '55006',
+            HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer needed '
+                          'with pgjobs.cancel(id), or ask an administrator to raise the '
+                          'ceiling with pgjobs.set_defaults(''{"max_pending_writers": N}'') '
+                          '(now %s).', v_max);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_queue_room(p_target regclass, p_scope text) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_requeue(pgjobs.jobs, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9544,6 +9630,79 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_throttle_within(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_throttle_within(p_options jsonb) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A client's writing job may throttle itself more than the defaults in
+-- force (pgjobs._defaults: the built-in ones and what an administrator
+-- stored with pgjobs.set_defaults), never less. p_options are the job's
+-- options as pgjobs._throttle_options validated them (integers in integer
+-- form). For a submitter who is not an administrator (pgjobs_admin member,
+-- superuser), each throttling option the defaults limit must be
+--   max_rows_per_second, max_replica_lag_bytes, max_wal_rate: from 1 to the
+--     default (0 would turn the limit off),
+--   max_xact_age: above 0 and at most the default,
+--   page_delay: at least the default,
+--   pause_on_autovacuum: true when the default is true,
+-- else 22023 naming the option and the default, with a hint. Why: these
+-- limits protect every tenant (a standby's lag, the WAL volume, vacuum);
+-- a client's {"max_replica_lag_bytes": 0} turned off the 256 MB limit for
+-- its own job, and any client could outrun the limits an administrator set.
+-- Called by pgjobs._insert_job_row, which every writing submit passes.
+-- Locks nothing.
+DECLARE
+    v_defaults jsonb := pgjobs._defaults();
+    v_key text;
+    v_given jsonb;
+    v_default jsonb;
+    v_looser boolean;
+BEGIN
+    IF pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    FOREACH v_key IN ARRAY pgjobs._throttle_keys() LOOP
+        v_given := p_options -> v_key;
+        v_default := v_defaults -> v_key;
+        CONTINUE WHEN v_given IS NULL OR v_default IS NULL
+                      OR jsonb_typeof(v_default) = 'null';
+        v_looser := CASE v_key
+            WHEN 'pause_on_autovacuum' THEN
+                v_default = 'true'::jsonb AND v_given <> 'true'::jsonb
+            WHEN 'page_delay' THEN
+                (v_given #>> '{}')::interval < (v_default #>> '{}')::interval
+            WHEN 'max_xact_age' THEN
+                (v_default #>> '{}')::interval > interval '0'
+                AND ((v_given #>> '{}')::interval = interval '0'
+                     OR (v_given #>> '{}')::interval > (v_default #>> '{}')::interval)
+            ELSE
+                (v_default #>> '{}')::numeric > 0
+                AND ((v_given #>> '{}')::numeric = 0
+                     OR (v_given #>> '{}')::numeric > (v_default #>> '{}')::numeric)
+            END;
+        IF v_looser THEN
+            RAISE EXCEPTION 'option "%" is %, less strict than the default % in force',
+                            v_key, v_given, v_default
+                USING ERRCODE = '22023',
+                HINT = format('Leave "%s" out to run with the default, or ask for a stricter '
+                              'value; only an administrator may loosen it, for every job with '
+                              'pgjobs.set_defaults(''{"%s": ...}'') or for one job by '
+                              'submitting it.', v_key, v_key);
+        END IF;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_throttle_within(p_options jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _require_trusted(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9910,6 +10069,8 @@ BEGIN
     END IF;
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
+        -- It queues a writer again: the submit's ceiling (55006).
+        PERFORM pgjobs._require_queue_room(v_job.target, v_job.scope);
         -- A delete or backfill retried behind an import of its scope placed
         -- after its submit (a later import, or an earlier one retried
         -- since) would judge the imported rows by its old cutoff: those
@@ -18658,11 +18819,17 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   It holds on the priority a job gets: under a negative ceiling a
 --   client's submit without option "priority" (0) is refused too.
 --   Jobs submitted before it was set keep their priority.
+--   max_pending_writers (integer 1..1000000, default 1000): the most
+--   writing jobs (queued, running or paused) one (target, scope) may hold
+--   when a submitter who is not an administrator submits or retries
+--   another: 55006 beyond it (pgjobs._require_queue_room), since every
+--   claim walks the writers waiting behind their scope's gate.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
 --   each writing job submitted later (a job shows what it runs with; jobs
---   already submitted keep theirs).
+--   already submitted keep theirs); a client's job may only be stricter
+--   than them (pgjobs._require_throttle_within).
 -- Anything else raises 22023 and stores nothing. For administrators only
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
@@ -18671,6 +18838,8 @@ DECLARE
         || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
         || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
         || 'non-administrator may give a job), '
+        || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
+        || 'have one target and scope hold), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -18679,7 +18848,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority')
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
+                             'max_pending_writers')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -18695,6 +18865,9 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
+        END IF;
+        IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -18713,7 +18886,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: stats(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20616,6 +20789,13 @@ REVOKE ALL ON FUNCTION pgjobs._max_parallel() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._max_parallel() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _max_pending_writers(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._max_pending_writers() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._max_pending_writers() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _may_start_attempt(p_job pgjobs.jobs); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20800,6 +20980,13 @@ REVOKE ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry
 GRANT ALL ON FUNCTION pgjobs._require_known_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _require_queue_room(p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_queue_room(p_target regclass, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_queue_room(p_target regclass, p_scope text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _require_requeue(p_job pgjobs.jobs, p_verb text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20833,6 +21020,13 @@ GRANT ALL ON FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) TO 
 
 REVOKE ALL ON FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_throttle_within(p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_throttle_within(p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_throttle_within(p_options jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_trusted(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -113,6 +113,8 @@ BEGIN
     -- Writing kinds take the throttling options, defaults merged in.
     IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
+        -- ... never less strict than the defaults for a client (22023).
+        PERFORM pgjobs._require_throttle_within(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 
@@ -187,6 +189,9 @@ BEGIN
 
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
+        -- A client's writers of one scope are capped (55006): each waits in
+        -- the claims' queue, which every tenant's claim walks.
+        PERFORM pgjobs._require_queue_room(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)

@@ -77,6 +77,8 @@ BEGIN
     END IF;
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
+        -- It queues a writer again: the submit's ceiling (55006).
+        PERFORM pgjobs._require_queue_room(v_job.target, v_job.scope);
         -- A delete or backfill retried behind an import of its scope placed
         -- after its submit (a later import, or an earlier one retried
         -- since) would judge the imported rows by its old cutoff: those
