@@ -7,6 +7,11 @@ SQLSTATE to an exception class. This module turns them into
 
 from __future__ import annotations
 
+import functools
+import re
+from importlib import resources
+from pathlib import Path
+
 import psycopg
 
 
@@ -193,15 +198,18 @@ def _privilege_hint(sqlstate: str, message: str) -> str | None:
     claim``), which name no role to grant."""
     if sqlstate != "42501":
         return None
-    if message == "permission denied for schema pgjobs":
+    # Told by the names the message carries, never by its words, which follow
+    # the server's lc_messages ("keine Berechtigung für Schema pgjobs"): read
+    # in English, a translated server's refusal got the generic hint.
+    names = _identifiers(message)
+    if "pgjobs" in names:
         return ("the role this command connects as is in neither pgjobs_client nor "
                 "pgjobs_admin: an administrator runs GRANT pgjobs_client TO <role>; (submit, "
                 "follow and control jobs) or GRANT pgjobs_admin TO <role>; (also run the "
                 f"engine and workers), see {_ROLES_DOC}")
-    for kind in ("function", "procedure"):
-        prefix = f"permission denied for {kind} "
-        if message.startswith(prefix):
-            name = message[len(prefix):]
+    routines = _pgjobs_routines()
+    for name in reversed(names):
+        if name in routines:
             return (f"{name} is for administrators (pgjobs_admin), which the role this "
                     "command connects as is not: connect as a member of pgjobs_admin, or have "
                     f"one run it (GRANT pgjobs_admin TO <role>;), see {_ROLES_DOC}")
@@ -218,7 +226,30 @@ def _missing_pgjobs_hint(sqlstate: str, message: str) -> str | None:
     """A missing pgjobs schema, table or function (3F000, 42P01, 42883) means
     the database has no pgjobs, or an older one, rather than a typo of the
     user's: PostgreSQL's own hint (none, or "add explicit type casts") does not
-    say what to do."""
-    missing = {"3F000": 'schema "pgjobs" does not exist', "42883": "function pgjobs.",
-               "42P01": 'relation "pgjobs.'}.get(sqlstate)
-    return _NOT_INSTALLED if missing is not None and message.startswith(missing) else None
+    say what to do. Told by the name the message carries (the schema pgjobs,
+    or a name qualified by it), whatever language the server writes in."""
+    if sqlstate == "3F000":
+        return _NOT_INSTALLED if "pgjobs" in _identifiers(message) else None
+    if sqlstate in ("42883", "42P01"):
+        return _NOT_INSTALLED if _PGJOBS_QUALIFIED.search(message) else None
+    return None
+
+
+_IDENTIFIER = re.compile(r"(?<![A-Za-z0-9_$.])[A-Za-z_][A-Za-z0-9_$]*(?![A-Za-z0-9_$])")
+_PGJOBS_QUALIFIED = re.compile(r"(?<![A-Za-z0-9_$.])pgjobs\.[A-Za-z_]")
+
+
+def _identifiers(message: str) -> list[str]:
+    """The unqualified ASCII names in a server's message, in order: a schema or
+    routine it names keeps its spelling in every translation, its words do not.
+    (A name qualified by another, ``pgjobs.claim``, is not one.)"""
+    return [m.group(0) for m in _IDENTIFIER.finditer(message)
+            if not message.startswith(".", m.end())]
+
+
+@functools.cache
+def _pgjobs_routines() -> frozenset[str]:
+    """The names of pgjobs' functions and procedures: one file each in the
+    shipped sql/functions (the grants file aside)."""
+    folder = Path(str(resources.files("pgjobs.sql"))) / "functions"
+    return frozenset(p.stem for p in folder.glob("*.sql") if not p.stem.startswith("zz_"))

@@ -79,23 +79,32 @@ FIRST_BATCH = 1024 * 1024
 MAX_RECORD = 64 * 1024 * 1024
 """A record longer than this (an unterminated quote, most likely) fails the job."""
 _BOM = b"\xef\xbb\xbf"
-_COPY_LINE = re.compile(r"\bline (\d+)")
-_STAGE_COLUMN = re.compile(r'\bcolumn "f(\d+)"')
+_COPY_LINE = re.compile(r"^COPY [^\s,\uff0c]+[,\uff0c][^\d\n]*(\d+)", re.MULTILINE)
+"""The line number in COPY's CONTEXT, ``COPY pgjobs_import_stage, line 5[, column
+f2: ...]``: the first number after the staging table's name, never the word
+``line``, which follows the server's lc_messages (``Zeile 5``): read in English,
+a translated server's bad record failed the whole import instead of being
+rejected."""
+_STAGE_COLUMN = re.compile(r'(?<!: )(["\u00bb\u201c\u201e\u00ab\u2018\u300c])f(\d+)'
+                           r'(["\u00ab\u201d\u201c\u00bb\u2019\u300d])')
 """COPY names the staging table's columns (f1, f2, ...: import_prepare) in its
-messages; a reject names the header's field instead."""
+messages, quoted (``"f3"``; ``\u00bbf3\u00ab`` in German: the quotes follow the
+server's lc_messages, as the word ``column`` does), never after a colon, where a
+message quotes a value (``invalid input syntax for type integer: "f3"``); a
+reject names the header's field instead."""
 
 
 def _field_names(message: str, fields: list[str] | None) -> str:
     """COPY's message with each staging column ``"fN"`` named as the source
-    names it: ``column "age" (field 2)``."""
+    names it, in the message's own quotes: ``column "age" (field 2)``."""
     if not fields:
         return message
 
     def name(match: re.Match[str]) -> str:
-        n = int(match.group(1))
+        n = int(match.group(2))
         if not 1 <= n <= len(fields):
             return match.group(0)
-        return f'column "{fields[n - 1]}" (field {n})'
+        return f"{match.group(1)}{fields[n - 1]}{match.group(3)} (field {n})"
 
     return _STAGE_COLUMN.sub(name, message)
 

@@ -4345,10 +4345,10 @@ $$;
 ALTER FUNCTION pgjobs._export_parts_done(p_id bigint) OWNER TO SUPERUSER;
 
 --
--- Name: _fail_attempt(bigint, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _fail_attempt(bigint, text, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) RETURNS text
+CREATE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -4366,11 +4366,13 @@ CREATE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p
 -- typo guard's walk's (pgjobs._run_page), which used to be written out in
 -- both. Fenced as pgjobs.fail is (a caller that lost the lease changes
 -- nothing). Locks: the job row. Returns 'failed', what the page returns.
--- A cancel a user asked for (57014, not a statement_timeout) is noted for
--- the runner procedure to raise once this is committed
--- (pgjobs._run_canceled): caught here, it used to be swallowed.
+-- A cancel a user asked for (57014, p_timed_out false: not a
+-- statement_timeout, which the caller tells by time,
+-- pgjobs._statement_timed_out, never by the message, which follows
+-- lc_messages) is noted for the runner procedure to raise once this is
+-- committed (pgjobs._run_canceled): caught here, it used to be swallowed.
 BEGIN
-    IF p_state = '57014' AND p_error NOT LIKE '%statement timeout%' THEN
+    IF p_state = '57014' AND NOT coalesce(p_timed_out, false) THEN
         PERFORM set_config('pgjobs.canceled', p_id::text, false);
     END IF;
     PERFORM pgjobs.fail(p_id, p_worker, p_error, pgjobs.retryable_sqlstate(p_state));
@@ -4382,7 +4384,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _field_fold(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -6667,6 +6669,45 @@ $_$;
 ALTER FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) OWNER TO SUPERUSER;
 
 --
+-- Name: _judge_filter(pgjobs.target_registry, text, jsonb, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) RETURNS text[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The judgment of a job's filter p_filter (document paths p_paths, from the
+-- compiler) at its submit, the one call of submit_delete, submit_backfill
+-- and submit_export: the typo guard (pgjobs._judge_fields: a path no row of
+-- scope p_scope, canonical, has is refused with 22023, or deferred when the
+-- scope has no row), then, once judged against rows, its twin for values
+-- (pgjobs._require_value_types: a $ne, $nin or negated comparison whose
+-- operand's JSON type no row holds at the path is refused with 22023).
+-- Returns the deferred paths (NULL: judged). A deferred filter is judged
+-- whole, both checks, when the job starts (pgjobs._unchecked_fields_problem,
+-- at a delete's or backfill's page and an export's claim); pgjobs.preview
+-- asks the value check as well. The value check ran at the submits of a
+-- delete and a backfill only: an export's filter, a job submitted on an
+-- empty scope and a preview went unchecked. {"allow_unknown_fields": true}
+-- lets both through. Locks nothing.
+DECLARE
+    v_unchecked text[];
+BEGIN
+    v_unchecked := pgjobs._judge_fields(p_reg, p_scope, p_paths, p_options);
+    IF v_unchecked IS NULL THEN
+        PERFORM pgjobs._require_value_types(p_reg, p_scope, p_filter, p_options);
+    END IF;
+    RETURN v_unchecked;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _key_index(regclass, name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8509,7 +8550,10 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
 -- empty scope has none: its paths are listed in "unchecked_fields", which
--- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), a
+-- comparison whose operand's JSON type no row holds refused as the submits
+-- refuse it (pgjobs._require_value_types: 22023, unless
+-- allow_unknown_fields), and
 -- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
@@ -8520,7 +8564,8 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), and
 -- allow_unknown_fields (accepted and validated so a client can pass the
--- job's options; the preview lists unknown fields either way).
+-- job's options; the preview lists unknown fields either way, and lets a
+-- comparison of a type no row holds through, as the submit would).
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
@@ -8599,6 +8644,11 @@ BEGIN
     PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
+    -- A comparison whose operand's JSON type no row holds at its path is
+    -- refused (22023) as the submit refuses it (pgjobs._judge_filter), unless
+    -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
+    -- count the submit would then refuse.
+    PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
@@ -10772,6 +10822,11 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    -- The statement_timeout whose timer runs (armed when the CALL or SELECT
+    -- began, from the setting then), before this page sets its own, which
+    -- arms none: a 57014 it catches is told by it (pgjobs._statement_timed_out).
+    v_armed text := current_setting('statement_timeout');
+    v_timed_out boolean;
     v_waits integer;
     v_holders text;
     v_key_type text;
@@ -10912,7 +10967,7 @@ BEGIN
             RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                v_state);
+                v_state, v_state = '57014' AND pgjobs._statement_timed_out(v_armed));
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -11598,21 +11653,26 @@ BEGIN
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- A statement_timeout or a user's cancel: told by time, never by
+            -- the message, which follows lc_messages (a timeout on a server
+            -- with translated messages counted as a user's cancel).
+            v_timed_out := v_state = '57014' AND pgjobs._statement_timed_out(v_armed);
             -- Which statement_timeout: the job's error said only 'canceling
             -- statement due to statement timeout', and operators looked at
             -- the page's 30 s when their role's or database's setting, which
-            -- times the whole CALL, had ended it (pgjobs._run_deadline).
-            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
-                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
-                            'for a first call) or, if shorter, the one of the session running '
-                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
-                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
-                            '= 0)';
+            -- times the whole CALL, had ended it (pgjobs._run_deadline). That
+            -- one is the only timer running: the page's own SET arms none.
+            IF v_timed_out THEN
+                v_detail := v_detail || format(': the statement_timeout (%s) of the session '
+                            'running the page, which times a whole CALL pgjobs.run or run_job '
+                            'from its start: set none for the role the engine runs as (ALTER '
+                            'ROLE ... SET statement_timeout = 0)', v_armed);
             END IF;
             -- Transient classes retry with backoff; data errors do not.
             -- Collected addresses serve a retry; a job that ended needs none.
             RETURN pgjobs._fail_attempt(p_id, p_worker,
-                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state,
+                                        v_timed_out);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
@@ -12142,6 +12202,43 @@ $$;
 ALTER FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) OWNER TO SUPERUSER;
 
 --
+-- Name: _statement_timed_out(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._statement_timed_out(p_timeout text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a query_canceled (57014) caught now is statement_timeout's, told
+-- by time: true when the running top-level statement (a CALL pgjobs.run or
+-- run_job, a SELECT) has run for at least p_timeout, the statement_timeout
+-- in force when it began, as current_setting prints it ('2s', '0': none),
+-- read by the caller before it set any of its own. PostgreSQL arms the
+-- timer once, at the statement's start, from the setting then; a SET inside
+-- the statement (a page's SET LOCAL, a function's SET clause) arms none.
+-- A cancel before that time is a user's (pg_cancel_backend, a client's
+-- cancel request, Ctrl-C). The message cannot tell them: it follows
+-- lc_messages, and was read in English ('%statement timeout%'), so on a
+-- server with translated messages a timeout counted as a user's cancel
+-- (the CALL ended with 57014) and the hint naming the setting was lost.
+-- 10 ms of margin: the timer starts a moment before or after
+-- statement_timestamp() is taken. Locks nothing.
+DECLARE
+    v_timeout interval;
+BEGIN
+    v_timeout := nullif(btrim(coalesce(p_timeout, '')), '')::interval;
+    RETURN v_timeout > interval '0'
+           AND clock_timestamp() - statement_timestamp() >= v_timeout - interval '10 ms';
+END
+$$;
+
+ALTER FUNCTION pgjobs._statement_timed_out(p_timeout text) OWNER TO SUPERUSER;
+
+--
 -- Name: _storage_admitting(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -12482,15 +12579,12 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set: below, for its likely slips only);
-    -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._judge_fields: judged or deferred on one walk).
-    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
-    -- holds at the path excludes no row (pgjobs._require_value_types).
-    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                        p_filter, p_options);
+    -- The typo guard on the filter (set: below, for its likely slips only)
+    -- and its twin for values (a $ne / $nin whose operand's JSON type no
+    -- row holds at the path excludes no row); on a scope without rows yet,
+    -- judged at the job's first attempt (pgjobs._judge_filter).
+    v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        p_filter, v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -12582,15 +12676,12 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
-    -- The typo guard: every document path of the filter is in some row;
-    -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._judge_fields: judged or deferred on one walk).
-    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
-    -- holds at the path excludes no row (pgjobs._require_value_types).
-    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                        p_filter, p_options);
+    -- The typo guard (every document path of the filter is in some row)
+    -- and its twin for values (a $ne / $nin whose operand's JSON type no
+    -- row holds at the path excludes no row); on a scope without rows yet,
+    -- judged at the job's first attempt (pgjobs._judge_filter).
+    v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        p_filter, v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100
@@ -12873,12 +12964,13 @@ BEGIN
     -- The cutoff is this transaction's now(), which is also what
     -- pgjobs.jobs.cutoff defaults to for the row inserted below.
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
-    -- The typo guard: the filter's document fields, then the document
-    -- fields asked for as columns, each in some row of the scope.
-    -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    -- The typo guard: the filter's document fields (and their value types:
+    -- pgjobs._judge_filter), then the document fields asked for as columns,
+    -- each in some row of the scope. On a scope without rows yet they are
+    -- judged at the job's first attempt (pgjobs._judge_fields: judged or
+    -- deferred on one walk).
     v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
-        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        coalesce(pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
                      (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
         || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
                         v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
@@ -14232,7 +14324,7 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     SET lock_timeout TO '200ms'
-    AS $$
+    AS $_$
 -- The typo guard of a job whose submit could not apply it, at its first
 -- attempt: the document paths in p_job.payload -> 'unchecked_fields'
 -- (pgjobs._fields_unchecked: its scope had no row at the submit) that no
@@ -14243,7 +14335,10 @@ CREATE FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message 
 -- judges it again, so neither a crash after this transaction nor rows that
 -- arrive later skip it); only a hint when the target
 -- could not be read in time (below: judge it later). The rule and the bound are
--- pgjobs._unknown_fields', as at a submit. Asked by
+-- pgjobs._unknown_fields', as at a submit. Once every path is in some row,
+-- the filter's value types are judged too (pgjobs._require_value_types, as
+-- pgjobs._judge_filter at a submit): refused, the message says why (SQLSTATE
+-- 22023) and the hint is the submit's. Asked by
 -- pgjobs._may_start_attempt (at the claim of an export) and
 -- pgjobs._run_page (at a page of a delete or backfill: their claim does
 -- not judge), which have checked that the job's target is
@@ -14336,6 +14431,26 @@ BEGIN
     END IF;
     IF v_check.p_state = 'seen' OR v_check.p_rows_read = 0 THEN
         IF v_check.p_rows_read > 0 THEN
+            -- Every path in some row: now the filter's value types, which
+            -- the submit could not judge either (pgjobs._judge_filter): a
+            -- $ne, $nin or negated comparison whose operand's JSON type no
+            -- row holds at its path would take every row that has the
+            -- field. Refused as the submit refuses it, its hint kept.
+            BEGIN
+                PERFORM pgjobs._require_value_types(v_reg, p_job.scope,
+                                                    p_job.payload -> 'filter', p_job.options);
+            EXCEPTION WHEN invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                IF p_job.payload ? 'unchecked_walk' THEN
+                    UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_walk'
+                     WHERE j.id = p_job.id;
+                END IF;
+                message := format('job %s (%s) cannot be started: its %s (SQLSTATE 22023); the '
+                                  'scope had no rows when the job was submitted, so its filter '
+                                  'is judged at its start, before it reads a row', p_job.id,
+                                  p_job.kind, v_error);
+                RETURN;
+            END;
             -- Judged against rows, every path in one: the job is cleared, in
             -- the transaction that judged it. A scope still empty leaves the
             -- list in place, for the next claim or page to judge.
@@ -14376,7 +14491,7 @@ BEGIN
                    'to be absent, submit it with the option {"allow_unknown_fields": true}.',
                    v_reg.document_column, p_job.kind);
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._unchecked_fields_problem(p_job pgjobs.jobs, OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
@@ -20459,11 +20574,11 @@ REVOKE ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _fail_attempt(p_id bigint, p_worker text, p_error text, p_state text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _field_fold(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -20695,6 +20810,13 @@ GRANT ALL ON FUNCTION pgjobs._jsonb_nest(p_path text[], p_value jsonb) TO pgjobs
 
 REVOKE ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._judge_fields(p_reg pgjobs.target_registry, p_scope text, p_paths text[], p_options jsonb, p_what text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._judge_filter(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_paths text[], p_options jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _key_index(p_target regclass, p_scope name, p_key name, OUT key_index regclass, OUT usable boolean, OUT fix text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -21213,6 +21335,13 @@ GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scop
 
 REVOKE ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._start_attempts(p_ids bigint[], p_worker text, p_lease interval) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _statement_timed_out(p_timeout text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._statement_timed_out(p_timeout text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _storage_admitting(p_uri text, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

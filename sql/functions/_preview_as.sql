@@ -22,7 +22,10 @@ AS $$
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
 -- empty scope has none: its paths are listed in "unchecked_fields", which
--- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), a
+-- comparison whose operand's JSON type no row holds refused as the submits
+-- refuse it (pgjobs._require_value_types: 22023, unless
+-- allow_unknown_fields), and
 -- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
@@ -33,7 +36,8 @@ AS $$
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
 -- the first chunk boundary past it and the rest is estimated), and
 -- allow_unknown_fields (accepted and validated so a client can pass the
--- job's options; the preview lists unknown fields either way).
+-- job's options; the preview lists unknown fields either way, and lets a
+-- comparison of a type no row holds through, as the submit would).
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
@@ -112,6 +116,11 @@ BEGIN
     PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
+    -- A comparison whose operand's JSON type no row holds at its path is
+    -- refused (22023) as the submit refuses it (pgjobs._judge_filter), unless
+    -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
+    -- count the submit would then refuse.
+    PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
     RETURN jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,

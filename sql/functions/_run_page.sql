@@ -88,6 +88,11 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    -- The statement_timeout whose timer runs (armed when the CALL or SELECT
+    -- began, from the setting then), before this page sets its own, which
+    -- arms none: a 57014 it catches is told by it (pgjobs._statement_timed_out).
+    v_armed text := current_setting('statement_timeout');
+    v_timed_out boolean;
     v_waits integer;
     v_holders text;
     v_key_type text;
@@ -228,7 +233,7 @@ BEGIN
             RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                v_state);
+                v_state, v_state = '57014' AND pgjobs._statement_timed_out(v_armed));
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -914,21 +919,26 @@ BEGIN
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- A statement_timeout or a user's cancel: told by time, never by
+            -- the message, which follows lc_messages (a timeout on a server
+            -- with translated messages counted as a user's cancel).
+            v_timed_out := v_state = '57014' AND pgjobs._statement_timed_out(v_armed);
             -- Which statement_timeout: the job's error said only 'canceling
             -- statement due to statement timeout', and operators looked at
             -- the page's 30 s when their role's or database's setting, which
-            -- times the whole CALL, had ended it (pgjobs._run_deadline).
-            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
-                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
-                            'for a first call) or, if shorter, the one of the session running '
-                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
-                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
-                            '= 0)';
+            -- times the whole CALL, had ended it (pgjobs._run_deadline). That
+            -- one is the only timer running: the page's own SET arms none.
+            IF v_timed_out THEN
+                v_detail := v_detail || format(': the statement_timeout (%s) of the session '
+                            'running the page, which times a whole CALL pgjobs.run or run_job '
+                            'from its start: set none for the role the engine runs as (ALTER '
+                            'ROLE ... SET statement_timeout = 0)', v_armed);
             END IF;
             -- Transient classes retry with backoff; data errors do not.
             -- Collected addresses serve a retry; a job that ended needs none.
             RETURN pgjobs._fail_attempt(p_id, p_worker,
-                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state,
+                                        v_timed_out);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;

@@ -56,15 +56,12 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set: below, for its likely slips only);
-    -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._judge_fields: judged or deferred on one walk).
-    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
-    -- holds at the path excludes no row (pgjobs._require_value_types).
-    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                        p_filter, p_options);
+    -- The typo guard on the filter (set: below, for its likely slips only)
+    -- and its twin for values (a $ne / $nin whose operand's JSON type no
+    -- row holds at the path excludes no row); on a scope without rows yet,
+    -- judged at the job's first attempt (pgjobs._judge_filter).
+    v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        p_filter, v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN

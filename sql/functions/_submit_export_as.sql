@@ -249,12 +249,13 @@ BEGIN
     -- The cutoff is this transaction's now(), which is also what
     -- pgjobs.jobs.cutoff defaults to for the row inserted below.
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
-    -- The typo guard: the filter's document fields, then the document
-    -- fields asked for as columns, each in some row of the scope.
-    -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    -- The typo guard: the filter's document fields (and their value types:
+    -- pgjobs._judge_filter), then the document fields asked for as columns,
+    -- each in some row of the scope. On a scope without rows yet they are
+    -- judged at the job's first attempt (pgjobs._judge_fields: judged or
+    -- deferred on one walk).
     v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
-        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        coalesce(pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
                      (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
         || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
                         v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
