@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 from pgjobs import db, queries
-from pgjobs.errors import PgjobsError
+from pgjobs.errors import PgjobsError, job_error, words
 from pgjobs.poller import join, parquet, storage
 from pgjobs.poller.export import (
     CHECKPOINT_VERSION,
@@ -193,7 +193,7 @@ class PartExporter(Exporter):
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return self._release()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = job_error(exc)  # one line, one SQLSTATE (pgjobs/errors.py)
         decision = _retryable(exc)
         if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s part %s: unexpected error", self.job_id, self.part)
@@ -292,7 +292,7 @@ def run(ex: Exporter) -> Outcome:
                 return _join(ex, rows)
             except join.PartsChanged as exc:
                 if redo == MAX_REDO:
-                    raise StorageError(str(exc), retryable=True) from exc
+                    raise StorageError(words(exc), retryable=True) from exc
                 _redo(ex, exc.parts, exc.why)
     except LeaseLost:
         _forget_parts_if_canceled(ex, parts)
