@@ -359,7 +359,8 @@ SELECT pgjobs.export_parts_redo(%(id)s, %(worker)s, %(parts)s::integer[], %(why)
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
        coalesce((checkpoint OPERATOR(pg_catalog.->>) 'bytes')::bigint, 0) AS bytes,
-       checkpoint OPERATOR(pg_catalog.->) 'files' AS files
+       checkpoint OPERATOR(pg_catalog.->) 'files' AS files,
+       checkpoint OPERATOR(pg_catalog.->) 'upload' AS upload
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"

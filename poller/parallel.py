@@ -435,8 +435,12 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
 
 
 def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
-    """A canceled job leaves nothing: remove its parts' objects (best effort; an
-    upload in flight elsewhere is swept as stale)."""
+    """A canceled job leaves nothing: remove its parts' objects, and the upload
+    every part's checkpoint still holds (best effort; an upload in flight
+    elsewhere is swept as stale). A part that ended its attempt keeping its
+    upload for the next claim (failed retryably, handed back) before the
+    cancel came has no claim left to remove it: the cancel wins here, whatever
+    each part had decided."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
@@ -451,9 +455,14 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
                 with contextlib.suppress(Exception):
                     storage.delete(str(f["uri"]))
         return
+    rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+    uploads = {int(r["part"]): r["upload"] for r in rows if isinstance(r["upload"], dict)}
     for part in range(1, parts + 1):
+        where = _part_uri(ex.prefix, ex.location.uri, part)
         with contextlib.suppress(Exception):
-            storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
+            storage.discard_upload(storage.parse(where), uploads.get(part))
+        with contextlib.suppress(Exception):
+            storage.delete(where)
     with contextlib.suppress(Exception):  # a join that had made it: not completed
         storage.delete(ex.location.uri)
 
