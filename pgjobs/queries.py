@@ -397,6 +397,23 @@ EXPORT_ACTIVE_JOBS = """
 SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s)
    AND status IN ('queued', 'running', 'paused', 'failed')
 """
+# The destinations, other than a worker's own --storage, that exports which
+# ended (neither active nor failed: EXPORT_ACTIVE_JOBS) wrote under, as their
+# checkpoints record them (`prefix`: a part's is its job's), with the trusted
+# root of each: only those the storage allow-list still admits for the job's
+# scope (pgjobs._storage_root_for, the check a worker makes before it writes).
+# The stale-upload sweep looks under each one too (staged parts, open S3
+# multipart uploads, temporary files), not only under --storage.
+EXPORT_SWEEP_PREFIXES = """
+SELECT u.prefix, pgjobs._storage_root_for(u.prefix, u.scope) AS root
+  FROM (SELECT DISTINCT j.checkpoint ->> 'prefix' AS prefix, j.scope
+          FROM pgjobs.jobs j
+         WHERE j.finished_at IS NOT NULL AND j.kind = 'export'
+           AND j.status IN ('succeeded', 'canceled')
+           AND jsonb_typeof(j.checkpoint -> 'prefix') = 'string'
+           AND j.checkpoint ->> 'prefix' <> %(own)s) u
+ WHERE pgjobs._storage_root_for(u.prefix, u.scope) IS NOT NULL
+"""
 STORAGE_DELETIONS_CLAIM = (
     "SELECT id, uri, job_id FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval)"
 )
