@@ -376,13 +376,17 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
     done = threading.Event()
     part_stop = threading.Event()
     outcomes: list[Outcome] = []
+    claim_errors: list[BaseException] = []
     options = {**_part_options(ex), "stop": part_stop}
 
     def work() -> None:
         while not done.is_set() and not ex.stop.is_set():
             try:
                 row = _claim(ex.control, ex.job_id, name, lease)
-            except (LeaseLost, PgjobsError, db.Error):
+            except LeaseLost:
+                return  # the job's row or table held: a later thread claims again
+            except (PgjobsError, db.Error) as exc:
+                claim_errors.append(exc)  # judged by the coordinator (_claim_failed)
                 return
             if row is None:
                 return
@@ -400,6 +404,8 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
             if ex.on_progress is not None:  # the rows of every part so far
                 ex.on_progress(sum(int(r["done"]) for r in rows),
                                sum(int(r["bytes"]) for r in rows))
+            while claim_errors:
+                _claim_failed(ex, claim_errors.pop(0))
             failed = [r for r in rows if r["status"] == "failed"]
             if failed:
                 raise StorageError(f"part {failed[0]['part']} of {len(rows)} failed: "
@@ -432,6 +438,23 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
     log.info("job %s: %s parts written; joining them into %s", ex.job_id, len(rows),
              ex.location.uri)
     return [dict(r) for r in rows]
+
+
+def _claim_failed(ex: Exporter, exc: BaseException) -> None:
+    """A part's claim raised: a transient error (pgjobs.retryable_sqlstate: a
+    deadlock with a heartbeat, a canceled statement, a lost connection) is
+    said and the claim tried again by the next thread; any other error (a
+    privilege revoked, a function gone) ends the attempt with it (the job's
+    _fail records it, its SQLSTATE deciding), rather than claims failing
+    unseen while the job's lease is renewed for ever."""
+    decision = _retryable(exc)
+    if decision is None:
+        decision = bool(ex.control.call(lambda c: db.scalar(
+            c, queries.RETRYABLE_SQLSTATE, {"sqlstate": _sqlstate(exc)})))
+    if not decision:
+        raise exc
+    log.warning("job %s: claiming a part failed (%s); claiming it again", ex.job_id,
+                job_error(exc))
 
 
 def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
