@@ -403,12 +403,19 @@ SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s)
 # root of each: only those the storage allow-list still admits for the job's
 # scope (pgjobs._storage_root_for, the check a worker makes before it writes).
 # The stale-upload sweep looks under each one too (staged parts, open S3
-# multipart uploads, temporary files), not only under --storage.
+# multipart uploads, temporary files), not only under --storage. Only jobs
+# that ended between --stale-after and an hour more ago: their leftovers are
+# stale by then (written before the job ended), and the sweep, every 30 s,
+# has had 120 turns at them after; so a worker lists the destinations of one
+# hour's ended exports, not of every one still kept (per-tenant prefixes:
+# one listing each).
 EXPORT_SWEEP_PREFIXES = """
 SELECT u.prefix, pgjobs._storage_root_for(u.prefix, u.scope) AS root
   FROM (SELECT DISTINCT j.checkpoint ->> 'prefix' AS prefix, j.scope
           FROM pgjobs.jobs j
-         WHERE j.finished_at IS NOT NULL AND j.kind = 'export'
+         WHERE j.finished_at <= now() - %(stale)s::interval
+           AND j.finished_at > now() - %(stale)s::interval - interval '1 hour'
+           AND j.kind = 'export'
            AND j.status IN ('succeeded', 'canceled')
            AND jsonb_typeof(j.checkpoint -> 'prefix') = 'string'
            AND j.checkpoint ->> 'prefix' <> %(own)s) u

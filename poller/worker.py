@@ -268,12 +268,15 @@ class Worker:
         still admits: a job's staged parts, open multipart uploads and temporary
         files sit under its destination, which is not always under this
         worker's --storage (queries.EXPORT_SWEEP_PREFIXES). A file:// one is
-        walked below its trusted root only (links there are not followed)."""
+        walked below its trusted root only (links there are not followed). Only
+        the destinations of exports that ended between --stale-after and an
+        hour more ago: one listing each per turn."""
         assert self._control is not None
         swept = 0
         seen: set[str] = set()
         for row in db.rows(self._control, queries.EXPORT_SWEEP_PREFIXES,
-                           {"own": storage.parse(self.storage_uri).uri}):
+                           {"own": storage.parse(self.storage_uri).uri,
+                            "stale": self.stale_after}):
             prefix = str(row["prefix"])
             if prefix in seen or storage.parse(prefix).uri == storage.parse(
                     self.storage_uri).uri:

@@ -124,3 +124,22 @@ def test_a_destination_disallowed_since_is_not_swept(
     conn.execute("SELECT pgjobs.disallow_storage(%s)", (allowed,))
     assert sweep(dsn, own) == 0
     assert staged(dest) == before
+
+
+def test_only_the_destinations_of_a_recent_hour_are_listed(
+        conn: Conn, dsn: str, own: str, tmp_path: Path) -> None:
+    # Ended between --stale-after and an hour more ago: listed; later or
+    # earlier: not (the sweep had its turns at those), so a worker does not
+    # list every kept export's destination every 30 s.
+    allowed, dest = destinations(tmp_path)["memory"]
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (allowed,))
+    make_items(conn, rows=300)
+    ended = submit_export(conn, "1", {}, {**MANY_PARTS, "destination": dest})
+    handed_back(conn, dsn, ended, own)
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (ended,))
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '3 hours' "
+                 "WHERE id = %s", (ended,))
+    assert sweep(dsn, own) == 0 and of(ended, staged(dest))
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '30 minutes' "
+                 "WHERE id = %s", (ended,))
+    assert sweep(dsn, own) > 0 and of(ended, staged(dest)) == []
