@@ -111,14 +111,22 @@ def test_the_sweep_removes_leftovers_under_another_destination(
     assert of(queued, left) == of(queued, ours), left
 
 
-def test_a_destination_disallowed_since_is_not_swept(
-        conn: Conn, dsn: str, own: str, tmp_path: Path) -> None:
+def canceled_with_leftovers(conn: Conn, dsn: str, own: str,
+                            tmp_path: Path) -> tuple[str, str, int]:
+    """An export to an allowed memory:// destination, handed back, then canceled
+    while queued: (the allowed prefix, the destination, the job)."""
     allowed, dest = destinations(tmp_path)["memory"]
     conn.execute("SELECT pgjobs.allow_storage(%s)", (allowed,))
     make_items(conn, rows=300)
     ended = submit_export(conn, "1", {}, {**MANY_PARTS, "destination": dest})
     handed_back(conn, dsn, ended, own)
     assert scalar(conn, "SELECT pgjobs.cancel(%s)", (ended,))
+    return allowed, dest, ended
+
+
+def test_a_destination_disallowed_since_is_not_swept(
+        conn: Conn, dsn: str, own: str, tmp_path: Path) -> None:
+    allowed, dest, ended = canceled_with_leftovers(conn, dsn, own, tmp_path)
     before = staged(dest)
     assert before
     conn.execute("SELECT pgjobs.disallow_storage(%s)", (allowed,))
@@ -131,12 +139,7 @@ def test_only_the_destinations_of_a_recent_hour_are_listed(
     # Ended between --stale-after and an hour more ago: listed; later or
     # earlier: not (the sweep had its turns at those), so a worker does not
     # list every kept export's destination every 30 s.
-    allowed, dest = destinations(tmp_path)["memory"]
-    conn.execute("SELECT pgjobs.allow_storage(%s)", (allowed,))
-    make_items(conn, rows=300)
-    ended = submit_export(conn, "1", {}, {**MANY_PARTS, "destination": dest})
-    handed_back(conn, dsn, ended, own)
-    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (ended,))
+    allowed, dest, ended = canceled_with_leftovers(conn, dsn, own, tmp_path)
     conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '3 hours' "
                  "WHERE id = %s", (ended,))
     assert sweep(dsn, own) == 0 and of(ended, staged(dest))
