@@ -253,3 +253,94 @@ def _pgjobs_routines() -> frozenset[str]:
     shipped sql/functions (the grants file aside)."""
     folder = Path(str(resources.files("pgjobs.sql"))) / "functions"
     return frozenset(p.stem for p in folder.glob("*.sql") if not p.stem.startswith("zz_"))
+
+
+# --- the error a job records ---------------------------------------------------------
+
+_TAG = re.compile(r" ?\[(?P<state>[0-9A-Z]{5})\]")
+_NAMED = re.compile(r"SQLSTATE [0-9A-Z]{5}")
+
+
+def _hint_end(text: str, at: int) -> int:
+    """Where the ``(hint: ...)`` that starts at ``at`` (after a tag) ends: its
+    end is found by its parentheses (a hint may hold some: ``pgjobs.retry(5)``),
+    the text's end when they never close; ``at`` when no hint starts there."""
+    if not text.startswith(" (hint: ", at):
+        return at
+    depth, i = 0, at + 1
+    while i < len(text):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+        if depth == 0:
+            return i
+    return len(text)
+
+
+def _without_tags(text: str) -> str:
+    """``text`` with every ``[XXXXX]`` SQLSTATE tag, and the ``(hint: ...)`` that
+    follows one, taken out: what is left of other errors' one-line forms
+    (:meth:`PgjobsError.__str__`) quoted inside it."""
+    out: list[str] = []
+    at = 0
+    for tag in _TAG.finditer(text):
+        if tag.start() < at:
+            continue
+        out.append(text[at:tag.start()])
+        at = _hint_end(text, tag.end())
+    out.append(text[at:])
+    return "".join(out)
+
+
+def split_tail(text: str) -> tuple[str, str, str | None] | None:
+    """``(message, sqlstate, hint)`` of an error's one line (``message [XXXXX]
+    (hint: ...)``, :meth:`PgjobsError.__str__`) recorded as text (a part's
+    error, read back by its job's worker); None when ``text`` does not end so.
+    Only a tag the text ends with, or whose hint's parentheses close at its
+    end, is the tail: a tag quoted mid-message (``... [58030] (hint: a) (3
+    times in one attempt)``) is not, whatever follows it."""
+    for tag in reversed(list(_TAG.finditer(text))):
+        end = _hint_end(text, tag.end())
+        if end == len(text):
+            hint = text[tag.end() + len(" (hint: "):end - 1] if end > tag.end() else None
+            return text[:tag.start()], tag["state"], hint
+    return None
+
+
+def words(exc: BaseException) -> str:
+    """What an error says, on one line, without a SQLSTATE or a hint: the text
+    another error's message quotes of it (``cannot write x: {words(exc)}``),
+    so that the wrapping error names one SQLSTATE, its own, carried apart
+    (``sqlstate=``, ``hint=``), never a second one mid-message."""
+    if isinstance(exc, PgjobsError):
+        text = exc.message
+    else:
+        diag = getattr(exc, "diag", None)
+        text = (getattr(diag, "message_primary", None) if diag is not None else None) or str(exc)
+    text = _without_tags(text.strip().splitlines()[0] if text.strip() else "")
+    return text.strip() or type(exc).__name__
+
+
+def job_error(exc: BaseException) -> str:
+    """The one line a worker records as a job's (or a part's) error for ``exc``:
+    its words, then its own SQLSTATE and hint (``... [58030] (hint: ...)``),
+    naming at most one SQLSTATE whatever the message quoted: other errors'
+    tags inside it are taken out (:func:`words`), and a message whose text
+    names one already (``... (SQLSTATE 53200)``, the database's wording) gets
+    no second. The one place every poller's ``_fail`` builds it
+    (tests/test_job_errors.py holds them to it)."""
+    if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+        exc = from_psycopg(exc)
+    text = words(exc)
+    sqlstate = getattr(exc, "sqlstate", None)
+    hint = getattr(exc, "hint", None) if isinstance(exc, PgjobsError) else None
+    if sqlstate and not _NAMED.search(text):
+        text = f"{text} [{sqlstate}]"
+    if hint:
+        text = f"{text} (hint: {' '.join(_without_tags(str(hint)).split())})"
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def sqlstates(text: str) -> list[str]:
+    """Every SQLSTATE a recorded error names: ``[XXXXX]`` tags and ``SQLSTATE
+    XXXXX`` words (for the policy test: at most one)."""
+    return [m["state"] for m in _TAG.finditer(text)] + [m[0][-5:] for m in _NAMED.finditer(text)]

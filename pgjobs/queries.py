@@ -359,7 +359,8 @@ SELECT pgjobs.export_parts_redo(%(id)s, %(worker)s, %(parts)s::integer[], %(why)
 EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
        coalesce((checkpoint OPERATOR(pg_catalog.->>) 'bytes')::bigint, 0) AS bytes,
-       checkpoint OPERATOR(pg_catalog.->) 'files' AS files
+       checkpoint OPERATOR(pg_catalog.->) 'files' AS files,
+       checkpoint OPERATOR(pg_catalog.->) 'upload' AS upload
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
@@ -395,6 +396,30 @@ EXPORT_COUNT = (
 EXPORT_ACTIVE_JOBS = """
 SELECT id FROM pgjobs.jobs WHERE id = ANY(%(ids)s)
    AND status IN ('queued', 'running', 'paused', 'failed')
+"""
+# The destinations, other than a worker's own --storage, that exports which
+# ended (neither active nor failed: EXPORT_ACTIVE_JOBS) wrote under, as their
+# checkpoints record them (`prefix`: a part's is its job's), with the trusted
+# root of each: only those the storage allow-list still admits for the job's
+# scope (pgjobs._storage_root_for, the check a worker makes before it writes).
+# The stale-upload sweep looks under each one too (staged parts, open S3
+# multipart uploads, temporary files), not only under --storage. Only jobs
+# that ended between --stale-after and an hour more ago: their leftovers are
+# stale by then (written before the job ended), and the sweep, every 30 s,
+# has had 120 turns at them after; so a worker lists the destinations of one
+# hour's ended exports, not of every one still kept (per-tenant prefixes:
+# one listing each).
+EXPORT_SWEEP_PREFIXES = """
+SELECT u.prefix, pgjobs._storage_root_for(u.prefix, u.scope) AS root
+  FROM (SELECT DISTINCT j.checkpoint ->> 'prefix' AS prefix, j.scope
+          FROM pgjobs.jobs j
+         WHERE j.finished_at <= now() - %(stale)s::interval
+           AND j.finished_at > now() - %(stale)s::interval - interval '1 hour'
+           AND j.kind = 'export'
+           AND j.status IN ('succeeded', 'canceled')
+           AND jsonb_typeof(j.checkpoint -> 'prefix') = 'string'
+           AND j.checkpoint ->> 'prefix' <> %(own)s) u
+ WHERE pgjobs._storage_root_for(u.prefix, u.scope) IS NOT NULL
 """
 STORAGE_DELETIONS_CLAIM = (
     "SELECT id, uri, job_id FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval)"

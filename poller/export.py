@@ -71,7 +71,7 @@ from pgjobs import db, queries
 # named here too for the poller modules and benchmarks that import them from here.
 from pgjobs.db import connection_lost as connection_lost
 from pgjobs.db import copy_out as copy_out
-from pgjobs.errors import MissingExtra, PgjobsError
+from pgjobs.errors import MissingExtra, PgjobsError, job_error, words
 from pgjobs.poller import observe, standby, storage
 from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
 
@@ -166,7 +166,7 @@ class Settings:
                        str(payload["compression"]) if parquet else None,
                        int(payload["row_group_bytes"]) if parquet else None)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"the export's payload lacks its settings ({exc}): it was not "
+            raise ValueError(f"the export's payload lacks its settings ({words(exc)}): it was not "
                              "written by pgjobs.submit_export") from exc
 
 
@@ -776,7 +776,9 @@ class Exporter:
                 # but this attempt can write it again at once.
                 restarts += 1
                 if restarts > MAX_UPLOAD_RESTARTS:
-                    raise StorageError(f"cannot write {self.location.uri}: {exc} "
+                    # Its words quoted (a storage error's one line inside it
+                    # loses its SQLSTATE and hint): this error names one.
+                    raise StorageError(f"cannot write {self.location.uri}: {words(exc)} "
                                        f"({MAX_UPLOAD_RESTARTS} times in one attempt)",
                                        retryable=True) from exc
                 log.warning("job %s: %s while writing %s; starting the upload over "
@@ -1056,13 +1058,13 @@ class Exporter:
             self.read_back = upload.checked
         except Mismatch as exc:
             # Staged parts (or a resumed S3 upload) are not what was streamed.
-            self._corrupt(str(exc))
+            self._corrupt(words(exc))
         except CannotResume as exc:
             done = self._already_visible()
             if done is None and isinstance(exc, UploadLost):
                 raise
             if done is None:
-                raise StorageError(f"cannot finish {self.location.uri}: {exc}",
+                raise StorageError(f"cannot finish {self.location.uri}: {words(exc)}",
                                    retryable=True) from exc
             size, sha256 = done
             self.read_back = self.state["digests"]  # read back against them just now
@@ -1092,9 +1094,9 @@ class Exporter:
         try:
             stored_size = storage.check_object(self.location, self.state["digests"])
         except Mismatch as exc:
-            self._corrupt(f"the object is not what was streamed ({exc})")
+            self._corrupt(f"the object is not what was streamed ({words(exc)})")
         except CannotResume as exc:
-            self._corrupt(f"the object is gone after it was written ({exc})")
+            self._corrupt(f"the object is gone after it was written ({words(exc)})")
         if stored_size != size:
             self._corrupt(f"it holds {stored_size} bytes, {size} (sha256 {sha256}) were written")
 
@@ -1191,9 +1193,7 @@ class Exporter:
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return self._release()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, db.Error) and not isinstance(exc, PgjobsError):
-            message = str(db_error(exc))
+        message = job_error(exc)  # one line, one SQLSTATE (pgjobs/errors.py)
         decision = _retryable(exc)
         if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s: unexpected error", self.job_id)

@@ -33,6 +33,7 @@ from typing import Any
 
 import obstore
 
+from pgjobs.errors import words
 from pgjobs.poller.upload import (
     CannotResume,
     Upload,
@@ -74,7 +75,7 @@ def client() -> Any:
             try:
                 _client = google_storage.Client()
             except Exception as exc:  # DefaultCredentialsError and friends
-                raise GcsError(f"no Google credentials: {exc}", retryable=False,
+                raise GcsError(f"no Google credentials: {words(exc)}", retryable=False,
                                credentials=True) from exc
         return _client
 
@@ -225,7 +226,8 @@ class _Calls:
                                                         method=method)
         except AttributeError as exc:  # credentials that hold no key cannot sign
             raise GcsError(f"gs://{store.bucket_name}/{path}: cannot sign a URL with these "
-                           f"credentials ({exc})", retryable=False, credentials=True) from exc
+                           f"credentials ({words(exc)})", retryable=False,
+                           credentials=True) from exc
         except Exception as exc:
             raise _error(exc, f"gs://{store.bucket_name}/{path}",
                          missing_is_absent=False) from exc

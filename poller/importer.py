@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pgjobs import db, queries
-from pgjobs.errors import PgjobsError
+from pgjobs.errors import PgjobsError, job_error, words
 from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
     LOCK_RETRY_SECONDS,
@@ -65,7 +65,6 @@ from pgjobs.poller.export import (
     _retryable,
     _sqlstate,
     connection_lost,
-    db_error,
     object_key,
 )
 from pgjobs.poller.storage import StorageError
@@ -200,7 +199,7 @@ class _Source:
                 try:
                     out = inflate.decompress(data, 16 * 1024 * 1024)
                 except zlib.error as exc:
-                    raise BadSource(f"the source is not valid gzip: {exc}",
+                    raise BadSource(f"the source is not valid gzip: {words(exc)}",
                                     hint="set {\"gzip\": false} if it is not compressed") from exc
                 data = inflate.unconsumed_tail
                 if inflate.eof:  # concatenated members: a new one may follow
@@ -947,9 +946,7 @@ class Importer:
             return self._release()
         if isinstance(exc, _Lost):
             return self._after_lost("fenced off")
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, db.Error) and not isinstance(exc, PgjobsError):
-            message = str(db_error(exc))
+        message = job_error(exc)  # one line, one SQLSTATE (pgjobs/errors.py)
         decision = False if isinstance(exc, (BadSource, SourceChanged)) else _retryable(exc)
         if _sqlstate(exc) == "55000":
             # The database refused the batch because the import cannot go on as
@@ -1059,7 +1056,7 @@ def _fields(header: bytes) -> list[str]:
     try:
         rows = list(itertools.islice(csv.reader(io.StringIO(text, newline="")), 2))
     except csv.Error as exc:  # a field past csv.field_size_limit(): not a ValueError
-        raise BadSource(f"the CSV header row cannot be read: {exc}",
+        raise BadSource(f"the CSV header row cannot be read: {words(exc)}",
                         hint="a CSV source starts with a row of field names (columns or "
                              "document fields), not data") from None
     if len(rows) > 1:

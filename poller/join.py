@@ -56,6 +56,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from pgjobs.errors import words
 from pgjobs.poller import azblob, gcs, storage
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.storage import CannotResume, StorageError
@@ -208,7 +209,7 @@ class Join:
         except CannotResume as exc:
             bad = changed_parts(self.results, read=True)
             self._start_over()
-            why = f"{self.ex.location.uri}: the parts are not what they wrote ({exc})"
+            why = f"{self.ex.location.uri}: the parts are not what they wrote ({words(exc)})"
             if bad:
                 raise PartsChanged(bad, why) from exc
             raise StorageError(why, retryable=True) from exc
@@ -297,7 +298,7 @@ class Join:
         except FileNotFoundError as exc:
             missing = changed_parts(self.results, read=False)
             if missing:
-                raise PartsChanged(missing, f"part objects are gone ({exc})") from exc
+                raise PartsChanged(missing, f"part objects are gone ({words(exc)})") from exc
             raise storage.storage_error(exc, f"cannot write {path}") from exc
         except OSError as exc:
             raise storage.storage_error(exc, f"cannot write {path}") from exc
@@ -349,7 +350,8 @@ class Join:
                 # Aborted by a lifecycle rule or by hand: write the join again now.
                 restarts += 1
                 if restarts > 2:
-                    raise StorageError(f"cannot write {loc.uri}: {exc}", retryable=True) from exc
+                    raise StorageError(f"cannot write {loc.uri}: {words(exc)}",
+                                       retryable=True) from exc
                 log.warning("job %s: %s; starting the join over", self.ex.job_id, exc)
                 resumed = False
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
@@ -379,11 +381,11 @@ class Join:
             return call()
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
-                raise storage.UploadLost(f"the join's upload is gone ({exc})") from exc
+                raise storage.UploadLost(f"the join's upload is gone ({words(exc)})") from exc
             if exc.code in ("NoSuchKey", "404"):
                 missing = changed_parts(self.results, read=False)
                 if missing:
-                    raise PartsChanged(missing, f"part objects are gone ({exc})") from exc
+                    raise PartsChanged(missing, f"part objects are gone ({words(exc)})") from exc
             raise storage.storage_error(exc, f"cannot write {self.ex.location.uri}") from exc
 
     def _s3_step(self, client: s3.Client, upload_id: str, number: int, step: Step) -> str:
@@ -419,10 +421,10 @@ class Join:
         except (StorageError, CannotResume) as exc:
             missing = changed_parts(self.results, read=False)
             if missing:
-                raise PartsChanged(missing, f"part objects are gone or shorter ({exc})") \
+                raise PartsChanged(missing, f"part objects are gone or shorter ({words(exc)})") \
                     from exc
             if isinstance(exc, CannotResume):
-                raise StorageError(str(exc), retryable=True) from exc
+                raise StorageError(words(exc), retryable=True) from exc
             raise
         return data
 
@@ -432,8 +434,9 @@ class Join:
         error: the next attempt makes that object again."""
         missing = changed_parts(self.results, read=False)
         if missing:
-            return PartsChanged(missing, f"part objects are gone ({exc})")
-        return StorageError(f"cannot write {self.ex.location.uri}: {exc}", retryable=True)
+            return PartsChanged(missing, f"part objects are gone ({words(exc)})")
+        return StorageError(f"cannot write {self.ex.location.uri}: {words(exc)}",
+                            retryable=True)
 
     # --- gs:// -------------------------------------------------------------------
 
@@ -584,7 +587,7 @@ class Join:
                     raise
                 with contextlib.suppress(Exception):
                     upload.cleanup()
-                raise PartsChanged([number], f"{r['uri']} is gone ({exc})") from exc
+                raise PartsChanged([number], f"{r['uri']} is gone ({words(exc)})") from exc
             if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
                 with contextlib.suppress(Exception):
                     upload.cleanup()

@@ -42,7 +42,7 @@ import time
 from typing import Any
 
 from pgjobs import db, queries
-from pgjobs.errors import PgjobsError
+from pgjobs.errors import PgjobsError, job_error, words
 from pgjobs.poller import join, parquet, storage
 from pgjobs.poller.export import (
     CHECKPOINT_VERSION,
@@ -193,7 +193,7 @@ class PartExporter(Exporter):
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return self._release()
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = job_error(exc)  # one line, one SQLSTATE (pgjobs/errors.py)
         decision = _retryable(exc)
         if not isinstance(exc, (StorageError, db.Error, PgjobsError)):
             log.exception("job %s part %s: unexpected error", self.job_id, self.part)
@@ -292,7 +292,7 @@ def run(ex: Exporter) -> Outcome:
                 return _join(ex, rows)
             except join.PartsChanged as exc:
                 if redo == MAX_REDO:
-                    raise StorageError(str(exc), retryable=True) from exc
+                    raise StorageError(words(exc), retryable=True) from exc
                 _redo(ex, exc.parts, exc.why)
     except LeaseLost:
         _forget_parts_if_canceled(ex, parts)
@@ -376,13 +376,17 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
     done = threading.Event()
     part_stop = threading.Event()
     outcomes: list[Outcome] = []
+    claim_errors: list[BaseException] = []
     options = {**_part_options(ex), "stop": part_stop}
 
     def work() -> None:
         while not done.is_set() and not ex.stop.is_set():
             try:
                 row = _claim(ex.control, ex.job_id, name, lease)
-            except (LeaseLost, PgjobsError, db.Error):
+            except LeaseLost:
+                return  # the job's row or table held: a later thread claims again
+            except (PgjobsError, db.Error) as exc:
+                claim_errors.append(exc)  # judged by the coordinator (_claim_failed)
                 return
             if row is None:
                 return
@@ -400,6 +404,8 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
             if ex.on_progress is not None:  # the rows of every part so far
                 ex.on_progress(sum(int(r["done"]) for r in rows),
                                sum(int(r["bytes"]) for r in rows))
+            while claim_errors:
+                _claim_failed(ex, claim_errors.pop(0))
             failed = [r for r in rows if r["status"] == "failed"]
             if failed:
                 raise StorageError(f"part {failed[0]['part']} of {len(rows)} failed: "
@@ -434,9 +440,30 @@ def _coordinate(ex: Exporter, parts: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def _claim_failed(ex: Exporter, exc: BaseException) -> None:
+    """A part's claim raised: a transient error (pgjobs.retryable_sqlstate: a
+    deadlock with a heartbeat, a canceled statement, a lost connection) is
+    said and the claim tried again by the next thread; any other error (a
+    privilege revoked, a function gone) ends the attempt with it (the job's
+    _fail records it, its SQLSTATE deciding), rather than claims failing
+    unseen while the job's lease is renewed for ever."""
+    decision = _retryable(exc)
+    if decision is None:
+        decision = bool(ex.control.call(lambda c: db.scalar(
+            c, queries.RETRYABLE_SQLSTATE, {"sqlstate": _sqlstate(exc)})))
+    if not decision:
+        raise exc
+    log.warning("job %s: claiming a part failed (%s); claiming it again", ex.job_id,
+                job_error(exc))
+
+
 def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
-    """A canceled job leaves nothing: remove its parts' objects (best effort; an
-    upload in flight elsewhere is swept as stale)."""
+    """A canceled job leaves nothing: remove its parts' objects, and the upload
+    every part's checkpoint still holds (best effort; an upload in flight
+    elsewhere is swept as stale). A part that ended its attempt keeping its
+    upload for the next claim (failed retryably, handed back) before the
+    cancel came has no claim left to remove it: the cancel wins here, whatever
+    each part had decided."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
@@ -451,9 +478,14 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
                 with contextlib.suppress(Exception):
                     storage.delete(str(f["uri"]))
         return
+    rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+    uploads = {int(r["part"]): r["upload"] for r in rows if isinstance(r["upload"], dict)}
     for part in range(1, parts + 1):
+        where = _part_uri(ex.prefix, ex.location.uri, part)
         with contextlib.suppress(Exception):
-            storage.delete(_part_uri(ex.prefix, ex.location.uri, part))
+            storage.discard_upload(storage.parse(where), uploads.get(part))
+        with contextlib.suppress(Exception):
+            storage.delete(where)
     with contextlib.suppress(Exception):  # a join that had made it: not completed
         storage.delete(ex.location.uri)
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pgjobs import db, queries
-from pgjobs.errors import MissingExtra
+from pgjobs.errors import MissingExtra, words
 from pgjobs.poller import observe, storage
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def load_pyarrow() -> Any:
         import pyarrow.parquet
     except ImportError as exc:
         raise MissingExtra(
-            f"Parquet exports need pyarrow, which this worker cannot import ({exc})",
+            f"Parquet exports need pyarrow, which this worker cannot import ({words(exc)})",
             hint=f"{EXTRA} on the worker's machine, then pgjobs retry the job") from exc
     return pyarrow
 

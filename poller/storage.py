@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 from obstore.exceptions import NotFoundError
 from obstore.store import MemoryStore, from_url
 
-from pgjobs.errors import InvalidInput, PgjobsError
+from pgjobs.errors import InvalidInput, PgjobsError, split_tail
 from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
@@ -96,11 +96,11 @@ class StorageError(PgjobsError):
 
     def __init__(self, message: str, *, retryable: bool, hint: str | None = None,
                  sqlstate: str | None = None):
-        tail = _ERROR_TAIL.search(message)
-        if tail is not None and sqlstate is None and hint is None:
+        tail = split_tail(message) if sqlstate is None and hint is None else None
+        if tail is not None:
             # Another error's one line (a part's, recorded): its SQLSTATE and hint
             # are this one's, said once.
-            message, sqlstate, hint = message[:tail.start()], tail["state"], tail["hint"]
+            message, sqlstate, hint = tail
         if hint is None:
             hint = (_RETRY_HINT if retryable else
                     "check the worker's --storage (or the export's destination) and its "
@@ -109,7 +109,6 @@ class StorageError(PgjobsError):
         self.retryable = retryable
 
 
-_ERROR_TAIL = re.compile(r" \[(?P<state>[0-9A-Z]{5})\](?: \(hint: (?P<hint>.*)\))?$")
 _RETRY_HINT = ("the worker retries it for --storage-retry; if it keeps failing, check the "
                "storage and the worker's network")
 

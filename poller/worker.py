@@ -256,10 +256,40 @@ class Worker:
             swept = storage.sweep_stale(self.storage_uri, self._active_jobs, self.stale_after)
         except PgjobsError as exc:
             self.on_event(f"stale upload sweep failed: {exc}")
+        swept += self._sweep_destinations()
         if deleted or swept:
             self.on_event(f"housekeeping: {deleted} pruned object(s) deleted, "
                           f"{swept} stale upload file(s) removed")
         return {"deleted": deleted, "swept": swept}
+
+    def _sweep_destinations(self) -> int:
+        """The stale-upload sweep under every other destination an ended export
+        wrote under (its checkpoint's ``prefix``) that the storage allow-list
+        still admits: a job's staged parts, open multipart uploads and temporary
+        files sit under its destination, which is not always under this
+        worker's --storage (queries.EXPORT_SWEEP_PREFIXES). A file:// one is
+        walked below its trusted root only (links there are not followed). Only
+        the destinations of exports that ended between --stale-after and an
+        hour more ago: one listing each per turn."""
+        assert self._control is not None
+        swept = 0
+        seen: set[str] = set()
+        for row in db.rows(self._control, queries.EXPORT_SWEEP_PREFIXES,
+                           {"own": storage.parse(self.storage_uri).uri,
+                            "stale": self.stale_after}):
+            prefix = str(row["prefix"])
+            if prefix in seen or storage.parse(prefix).uri == storage.parse(
+                    self.storage_uri).uri:
+                continue
+            seen.add(prefix)
+            root = storage.trust_root(str(row["root"]))
+            try:
+                swept += storage.sweep_stale(prefix, self._active_jobs, self.stale_after)
+            except PgjobsError as exc:
+                self.on_event(f"stale upload sweep of {prefix} failed: {exc}")
+            finally:
+                storage.release_root(root)
+        return swept
 
     def _active_jobs(self, ids: list[int]) -> set[int]:
         assert self._control is not None

@@ -29,9 +29,11 @@ raises the error.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import psycopg
+import psycopg.rows
 import pytest
 
 from pgjobs.poller.export import Exporter
@@ -226,21 +228,146 @@ def test_an_error_after_the_walk_is_judged_by_its_sqlstate(
     assert rows.execute(CLAIMS["claim"], (typo,)).fetchall() == []  # claims go on
 
 
-def test_a_parallel_export_reads_no_row_unjudged_either(
-        rows: Conn, dsn: str, local_dir: str) -> None:
-    # Its parts are split after the claim, and each part reads its own chunks:
-    # a part that cannot read fails (after its own retries, which do not
-    # judge) and fails the job, having read nothing; pgjobs.retry and the
-    # claim after it judge the fields. (Not retried as a whole export: a
-    # known limit, docs/exports.md.)
-    typo = submit(rows, {"stauts": {"$ne": "keep"}}, {"parallel": 2})
+PARTS = {"parallel": 2, "chunk_rows": 5}
+
+
+def parts_of(conn: Conn, job_id: int) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute("SELECT part, status, attempts, done, error FROM pgjobs.export_parts "
+                           "WHERE job_id = %s ORDER BY part", (job_id,)).fetchall()
+
+
+def split(conn: Conn, job_id: int, worker: str) -> int:
+    return int(scalar(conn, "SELECT pgjobs.export_parts_split(%s, %s)", (job_id, worker)))
+
+
+def claim_part(conn: Conn, job_id: int) -> list[Any]:
+    return conn.execute("SELECT part, worker FROM pgjobs.claim_export_part(%s, 'h')",
+                        (job_id,)).fetchall()
+
+
+@pytest.mark.parametrize(("filter_", "options"), TYPOS, ids=json.dumps)
+def test_a_parallel_export_judges_its_fields_at_a_parts_claim(
+        rows: Conn, dsn: str, local_dir: str, filter_: dict[str, Any],
+        options: dict[str, Any]) -> None:
+    # The scope empty at the job's claim, its rows there when the parts are
+    # split: the parts' claims judge the fields, and the job fails for good
+    # naming the unknown one, with the guard's hint, having read nothing.
+    typo = submit(rows, filter_, {**options, **PARTS})
     [(_, worker)] = rows.execute(CLAIMS["claim_export"], (typo,)).fetchall()
     arrive(rows, 40)
     outcome = Exporter(dsn, typo, worker, local_dir).run()
     assert outcome.status == "failed", outcome
-    row = job(rows, typo)
-    assert row["done"] == 0 and "cannot read rows yet" in row["error"], row
-    assert f"pgjobs.retry({typo})" in row["error"] or "stauts" in row["error"], row
-    assert scalar(rows, "SELECT pgjobs.retry(%s)", (typo,))
-    assert rows.execute(CLAIMS["claim_export"], (typo,)).fetchall() == []
     failed_on(rows, typo, "stauts")
+    row = job(rows, typo)
+    assert row["done"] == 0 and row["error"].count("[22023]") == 1, row
+    assert all(p["done"] == 0 for p in parts_of(rows, typo))
+    assert [f for _, _, fs in os.walk(local_dir) for f in fs] == []
+
+
+@pytest.mark.parametrize("columns", [None, ["id", "status"]])
+def test_a_parallel_export_whose_fields_are_right_reads_the_rows_that_came(
+        rows: Conn, dsn: str, local_dir: str, columns: list[str] | None) -> None:
+    right = submit(rows, {"status": {"$ne": "gone"}},
+                   {**PARTS, **({"columns": columns} if columns else {})})
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (right,)).fetchall()
+    assert job(rows, right)["payload"]["unchecked_fields"]  # still empty at the claim
+    arrive(rows, 40)
+    outcome = Exporter(dsn, right, worker, local_dir).run()
+    assert outcome.status == "succeeded", outcome
+    assert job(rows, right)["done"] == 40
+    assert "unchecked_fields" not in job(rows, right)["payload"]
+    assert len(parts_of(rows, right)) == 2
+
+
+@pytest.mark.parametrize("right", [False, True], ids=["typo", "right"])
+def test_a_part_whose_chunk_meets_rows_unjudged_is_retried_alone(
+        rows: Conn, dsn: str, local_dir: str, right: bool) -> None:
+    # Parts split on rows, the rows gone at a part's claim (the list stays
+    # pending) and back before its chunk: the chunk refuses (55000), the
+    # part is retried alone (the job and the other part untouched), and its
+    # next claim judges the fields.
+    job_id = submit(rows, {"status" if right else "stauts": {"$ne": "keep"}}, PARTS)
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (job_id,)).fetchall()
+    arrive(rows, 40)
+    assert split(rows, job_id, worker) == 2
+    rows.execute("CREATE TABLE held AS SELECT * FROM user_table_rows WHERE table_id = %s::int",
+                 (EMPTY,))
+    rows.execute("DELETE FROM user_table_rows WHERE table_id = %s::int", (EMPTY,))
+    [(part, part_worker)] = claim_part(rows, job_id)
+    assert job(rows, job_id)["payload"]["unchecked_fields"]  # the scope empty: pending
+    rows.execute("INSERT INTO user_table_rows SELECT * FROM held")
+    with psycopg.connect(dsn, autocommit=True) as chunk:
+        chunk.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as exc:
+            chunk.execute("SELECT copy_sql FROM pgjobs.export_chunk_sql(%s, NULL, 5)", (job_id,))
+        hint = exc.value.diag.message_hint or ""
+        assert "a parallel export's part" in hint and "retried" in hint, hint
+    # What the part's worker does with a retryable SQLSTATE (PartExporter._fail).
+    assert scalar(rows, "SELECT pgjobs.export_part_finish(%s, %s, %s, 'retry', NULL, %s)",
+                  (job_id, part, part_worker, "cannot read rows yet [55000]")) == "queued"
+    assert job(rows, job_id)["status"] == "running"
+    claimed = claim_part(rows, job_id)
+    if right:
+        assert [p for p, _ in claimed] == [part]
+        assert "unchecked_fields" not in job(rows, job_id)["payload"]
+        return
+    assert claimed == []
+    first = parts_of(rows, job_id)[part - 1]
+    assert (first["status"], first["attempts"]) == ("failed", 2), first
+    assert '"stauts"' in first["error"] and "allow_unknown_fields" in first["error"]
+    assert first["error"].count("[22023]") == 1
+
+
+def test_the_whole_flow_of_a_part_that_meets_rows_at_its_chunk(
+        rows: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the worker: the scope empty at the split (one part) and at the
+    # part's claim; rows arrive right after it. The part's chunk refuses, the
+    # part is retried, its claim judges, and the job fails naming the field
+    # (not the 55000 of the chunk, and no retry of the whole job needed).
+    from pgjobs.poller import parallel
+
+    typo = submit(rows, {"stauts": {"$ne": "keep"}}, PARTS)
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (typo,)).fetchall()
+    claim = parallel._claim
+    claims: list[Any] = []
+
+    def claim_then_rows(*args: Any) -> Any:
+        row = claim(*args)
+        claims.append(row)
+        if len(claims) == 1:
+            arrive(rows, 40)
+        return row
+
+    monkeypatch.setattr(parallel, "_claim", claim_then_rows)
+    outcome = Exporter(dsn, typo, worker, local_dir).run()
+    assert outcome.status == "failed", outcome
+    failed_on(rows, typo, "stauts")
+    assert job(rows, typo)["attempts"] == 1  # the part was retried, not the job
+    [first] = parts_of(rows, typo)
+    assert first["attempts"] == 2 and first["done"] == 0, first
+
+
+@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "57014"])
+def test_a_transient_error_in_a_parts_walk_retries_that_part_only(
+        rows: Conn, sqlstate: str) -> None:
+    typo = submit(rows, {"stauts": {"$ne": "keep"}}, {**PARTS, "max_attempts": 2})
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (typo,)).fetchall()
+    arrive(rows, 40)
+    assert split(rows, typo, worker) == 2
+    hook_raising(rows, sqlstate)
+    assert claim_part(rows, typo) == []
+    first, second = parts_of(rows, typo)
+    assert (first["status"], first["attempts"]) == ("queued", 1), first
+    assert first["error"].count(f"[{sqlstate}]") == 1 and "walk" in first["error"], first
+    assert (second["status"], second["attempts"]) == ("queued", 0), second
+    assert job(rows, typo)["status"] == "running"
+    assert job(rows, typo)["payload"]["unchecked_fields"] == ["stauts"]
+    # Its attempts spent, the part fails (and through the worker, the job).
+    assert claim_part(rows, typo) == []
+    assert parts_of(rows, typo)[0]["status"] == "failed"
+    # The error gone, the other part's claim judges the fields.
+    unhook(rows)
+    assert claim_part(rows, typo) == []
+    second = parts_of(rows, typo)[1]
+    assert second["status"] == "failed" and '"stauts"' in second["error"], second
