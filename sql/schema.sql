@@ -10647,7 +10647,9 @@ DECLARE
     v_unjudged record;
     v_guard_ok text;
     v_guard_blocker text;
-    v_skipped record;
+    v_skip_rows bigint;
+    v_skip_key text;
+    v_skip_blocker jsonb;
     v_skip jsonb;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
@@ -11354,18 +11356,18 @@ BEGIN
                                    'AND NOT %6$s ORDER BY %1$I LIMIT 1',
                                    v_reg.key_column, v_guard_blocker, v_job.target, v_range,
                                    v_job.predicate, v_guard_ok)
-                       INTO v_skipped;
-                    IF v_skipped.n > 0 THEN
+                       INTO v_skip_rows, v_skip_key, v_skip_blocker;
+                    IF v_skip_rows > 0 THEN
                         v_skip := coalesce(v_job.checkpoint -> 'skipped',
                                            jsonb_build_object(
                                                'rows', 0, 'reason', 'not_an_object',
-                                               'key', v_skipped.k,
-                                               'path', v_skipped.b ->> 0,
-                                               'type', v_skipped.b ->> 1))
+                                               'key', v_skip_key,
+                                               'path', v_skip_blocker ->> 0,
+                                               'type', v_skip_blocker ->> 1))
                                   || jsonb_build_object(
                                          'rows', coalesce((v_job.checkpoint -> 'skipped'
                                                            ->> 'rows')::bigint, 0)
-                                                 + v_skipped.n);
+                                                 + v_skip_rows);
                     END IF;
                 END IF;
                 IF v_rows < v_matching THEN
@@ -12008,6 +12010,8 @@ CREATE FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Where a backfill's p_set may write the document. Its document fields are
 -- merged in (pgjobs._compile_set): every object of the patch they make (the

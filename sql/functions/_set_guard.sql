@@ -8,6 +8,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Where a backfill's p_set may write the document. Its document fields are
 -- merged in (pgjobs._compile_set): every object of the patch they make (the
