@@ -11352,10 +11352,9 @@ BEGIN
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
                 -- A page that set every key of its range (v_size of them,
                 -- bounded by v_upper) left none out: no count then, which
-                -- spares an unfiltered backfill's pages the second read of
-                -- their keys (a flat set's job took 1.13x as long with it,
-                -- bench/backfill.py). The last page and any page that set
-                -- fewer count.
+                -- spares an unfiltered backfill's pages a second read of
+                -- their keys. The last page and any page that set fewer
+                -- count.
                 IF v_guard_ok IS NOT NULL AND (v_upper IS NULL OR v_rows < v_size) THEN
                     EXECUTE format('SELECT count(*) OVER () AS n, %1$I::pg_catalog.text AS k, %2$s AS b '
                                    'FROM %3$s WHERE %4$s AND coalesce((%5$s), false) '
