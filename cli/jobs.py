@@ -151,10 +151,14 @@ def _interactive() -> bool:
 
 
 def _preview(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
-             exclude: list[str], options: dict[str, Any]) -> dict[str, Any]:
+             exclude: list[str], options: dict[str, Any],
+             set_value: dict[str, Any] | None = None) -> dict[str, Any]:
     preview_options: dict[str, Any] = {"kind": kind}
-    if "allow_unknown_fields" in options:
-        preview_options["allow_unknown_fields"] = options["allow_unknown_fields"]
+    for name in ("allow_unknown_fields", "replace_non_objects"):
+        if name in options:
+            preview_options[name] = options[name]
+    if set_value is not None:
+        preview_options["set"] = set_value
     shown: dict[str, Any] = db.scalar(conn, queries.PREVIEW, {
         "target": target, "scope": scope, "filter": db.jsonb(filter_value),
         "exclude": exclude, "options": db.jsonb(preview_options)})
@@ -182,11 +186,20 @@ def _print_preview(shown: dict[str, Any], as_json: bool) -> None:
                                               f" (estimated past {shown['time_limit_ms']} ms)"))
     table.add_row("sample", ", ".join(shown["sample"]) or "-")
     table.add_row("unknown fields", ", ".join(shown["unknown_fields"]) or "-")
+    if shown.get("non_object_rows"):
+        table.add_row("no object to merge into", _non_objects(shown))
     if shown.get("unchecked_fields"):
         table.add_row("judged at start", ", ".join(shown["unchecked_fields"])
                       + " (the scope has no rows yet)")
     table.add_row("predicate", shown["predicate"])
     Console().print(table)
+
+
+def _non_objects(shown: dict[str, Any]) -> str:
+    first = shown["non_object_first"]
+    where = f'"{first["path"]}"' if first["path"] else "the document"
+    return (f"{shown['non_object_rows']:,} rows hold no object where set merges fields in "
+            f"(first: key {first['key']}, {where} is a {first['type']})")
 
 
 def _confirm(shown: dict[str, Any]) -> None:
@@ -207,16 +220,18 @@ def _confirm(shown: dict[str, Any]) -> None:
 
 def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
            exclude: list[str], options: dict[str, Any], dry_run: bool, as_json: bool,
-           yes: bool) -> None:
+           yes: bool, set_value: dict[str, Any] | None = None) -> None:
     """--dry-run: print the preview and exit 0. On a terminal without --yes: ask."""
     if dry_run:
-        _print_preview(_preview(conn, kind, target, scope, filter_value, exclude, options),
-                       as_json)
+        _print_preview(_preview(conn, kind, target, scope, filter_value, exclude, options,
+                                set_value), as_json)
         sys.exit(0)
     if not yes and _interactive():
-        shown = _preview(conn, kind, target, scope, filter_value, exclude, options)
+        shown = _preview(conn, kind, target, scope, filter_value, exclude, options, set_value)
         if shown["unknown_fields"] and options.get("allow_unknown_fields") is not True:
             return  # the submit refuses them (22023, naming each): nothing to ask
+        if shown.get("non_object_rows"):
+            return  # the submit refuses them too (22023, naming the place and the rows)
         _confirm(shown)
 
 
@@ -271,7 +286,7 @@ def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
     options = _options(priority, on_conflict, page_size, extra)
     with obj.connect() as conn:
         _guard(conn, "backfill", target, scope, filter_value, [], options, dry_run,
-               as_json, yes)
+               as_json, yes, set_value)
         job_id = int(db.scalar(conn, queries.SUBMIT_BACKFILL, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "set": db.jsonb(set_value), "options": db.jsonb(options)}))

@@ -1513,10 +1513,10 @@ $$;
 ALTER FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) OWNER TO SUPERUSER;
 
 --
--- Name: _compile_filter(regclass, jsonb, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _compile_filter(regclass, jsonb, pgjobs.target_registry, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry DEFAULT NULL::pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) RETURNS record
+CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry DEFAULT NULL::pgjobs.target_registry, p_scope text DEFAULT NULL::text, OUT p_sql text, OUT p_paths text[]) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -1530,6 +1530,11 @@ CREATE FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg 
 -- the paths the predicate reads. p_reg: the target's registration when
 -- the caller has just looked it up and checked it (pgjobs._target, as a
 -- submit does once for all its steps); otherwise it is looked up here.
+-- p_scope: the scope (canonical text) when the filter selects rows of one
+-- scope (a job's row set, a preview: pgjobs._row_selection). A condition on
+-- the scope column is then decided by the scope alone, and is refused
+-- unless it restates it (pgjobs._compile_filter_field); without a scope
+-- (pgjobs.compile_filter, over the whole table) it compares as any column.
 -- Locks nothing.
 DECLARE
     v_reg     pgjobs.target_registry;
@@ -1537,6 +1542,7 @@ DECLARE
     v_values  bigint;
     v_contains bigint;
     v_contains_bytes bigint;
+    v_scope_literal text;
 BEGIN
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
@@ -1601,13 +1607,18 @@ BEGIN
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
 
+    IF p_scope IS NOT NULL THEN
+        v_scope_literal := pgjobs._scope_literal(v_reg, p_scope);
+    END IF;
+
     SELECT n.p_sql, n.p_paths INTO p_sql, p_paths
-      FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column, 1, 0,
-                                       '{}'::text[]) n;
+      FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column,
+                                       CASE WHEN p_scope IS NOT NULL THEN v_reg.scope_column END,
+                                       v_scope_literal, 1, 0, '{}'::text[]) n;
 END
 $_$;
 
-ALTER FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _compile_filter_column_op(text, text, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -1852,10 +1863,10 @@ $_$;
 ALTER FUNCTION pgjobs._compile_filter_document_op(p_document name, p_path text[], p_field text, p_op text, p_value jsonb) OWNER TO SUPERUSER;
 
 --
--- Name: _compile_filter_field(text, jsonb, jsonb, name, integer, integer, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _compile_filter_field(text, jsonb, jsonb, name, name, text, integer, integer, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) RETURNS record
+CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -1866,7 +1877,23 @@ CREATE FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_colum
 -- exact name, else a dotted path into the document column. Column clauses are
 -- test-evaluated once on a typed NULL so a bad value or a type without the
 -- operator fails here with 22023, not later inside a job. A document path
--- is appended to p_paths (once). Locks nothing.
+-- is appended to p_paths (once).
+-- Two columns take only the conditions that mean something on them:
+-- * The document column itself compared as a whole ({"data": {"$ne":
+--   {...}}}, {"data": {"$gt": 1}}, {"data": {"status": "x"}}) holds for
+--   almost every row or for almost none: jsonb orders every object above
+--   every number, a document rarely equals a given one, and a $ne, $nin or
+--   $not of that takes the whole scope, as a misspelt field would. Only its
+--   presence is tested: null, {"$ne": null}, {"$exists": ...}, and $in /
+--   $nin lists of null; anything else raises 22023, the hint naming the
+--   field path to write instead.
+-- * The scope column, when the filter selects rows of one scope
+--   (p_scope_literal: that scope as a typed literal): every row of the
+--   scope holds the same value, so the condition is true for all of them
+--   or for none. Only a restatement of the scope is taken (a literal, $eq,
+--   or $in that holds for it); anything else ({"table_id": {"$ne": 8}},
+--   another scope's value) raises 22023.
+-- Locks nothing.
 DECLARE
     v_type      text;
     v_column    text;
@@ -1880,6 +1907,9 @@ DECLARE
     v_entry     record;
     v_sub       text;
     v_parts     text[] := '{}'::text[];
+    v_scope_ref text;
+    v_holds     boolean;
+    v_example   text;
     v_ops constant text[] := ARRAY['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin',
                                    '$contains', '$exists', '$not'];
     v_ops_hint constant text :=
@@ -1912,6 +1942,7 @@ BEGIN
             -- json has no equality or ordering; compare it as jsonb.
             v_ref := format('(%I)::pg_catalog.jsonb', p_field);
             v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
+            v_scope_ref := format('((%s)::pg_catalog.jsonb)', p_scope_literal);
             v_type := 'jsonb';
         ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
             -- An array of a domain: PostgreSQL compares it with an array of
@@ -1919,12 +1950,17 @@ BEGIN
             -- the column is read as the array of the base type too.
             v_ref := format('(%I)::%s', p_field, pgjobs._type_sql(v_type));
             v_test := format('((NULL::%s)::%s)', v_column, pgjobs._type_sql(v_type));
+            v_scope_ref := format('((%s)::%s)', p_scope_literal, pgjobs._type_sql(v_type));
         ELSE
             v_ref := format('%I', p_field);
             -- The test below evaluates the clause on a NULL of the column's
             -- own type: an operator that type lacks (a domain over an enum
             -- has none) fails then, not inside a job.
             v_test := format('(NULL::%s)', v_column);
+            v_scope_ref := format('(%s)', p_scope_literal);
+        END IF;
+        IF p_scope_literal IS NULL OR p_field IS DISTINCT FROM p_scope_column::text THEN
+            v_scope_ref := NULL;  -- not the scope column of a scoped filter
         END IF;
     ELSIF p_document IS NULL THEN
         RAISE EXCEPTION 'unknown field "%": the target has no such column and no document column',
@@ -1984,9 +2020,36 @@ BEGIN
             PERFORM pgjobs._check_filter_operand(p_field, v_entry.key, v_entry.value);
         END IF;
 
+        -- The document column as a whole: its presence only (see above).
+        IF v_type IS NOT NULL AND p_field = p_document::text AND v_entry.key <> '$not'
+           AND NOT ((v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null')
+                    OR v_entry.key = '$exists'
+                    OR (v_entry.key IN ('$in', '$nin')
+                        AND NOT jsonb_path_exists(v_entry.value, 'strict $[*] ? (@ != null)')))
+        THEN
+            -- A literal object ({"data": {"status": "x"}}) is most often
+            -- meant as its fields: the hint spells its first one as a path.
+            SELECT format('{%s: %s}', to_jsonb(e.key), left(e.value::text, 60)) INTO v_example
+              FROM jsonb_each(CASE WHEN jsonb_typeof(v_entry.value) = 'object'
+                                   THEN v_entry.value ELSE '{}' END) e
+             ORDER BY e.key LIMIT 1;
+            RAISE EXCEPTION 'filter compares the document column "%" as a whole (operator "%" '
+                            'with %): that matches almost every row or almost none',
+                            p_field, v_entry.key, left(v_entry.value::text, 200)
+                USING ERRCODE = '22023',
+                HINT = format('A filter key names a field inside the document: write %s '
+                              '(a.b.c for a nested field), not {%s: ...}. On the document '
+                              'column itself only its presence is tested: {%2$s: null} for '
+                              'rows without a document, {%2$s: {"$exists": true}} for rows '
+                              'with one.',
+                              coalesce(v_example, '{"status": {"$ne": "done"}}'),
+                              to_jsonb(p_field));
+        END IF;
+
         IF v_entry.key = '$not' THEN
             SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(p_field, v_entry.value, p_columns, p_document,
+                                                p_scope_column, p_scope_literal,
                                                 p_depth + 1, p_clauses, p_paths) f;
             v_sub := '(NOT coalesce(' || v_sub || ', false))';
         ELSIF v_type IS NOT NULL THEN
@@ -2009,6 +2072,33 @@ BEGIN
                                                              v_column)
                                             END);
             END;
+            IF v_scope_ref IS NOT NULL AND v_entry.key <> '$not' THEN
+                -- The scope column of a scoped filter: only a restatement
+                -- of the scope (see above). The clause is evaluated on the
+                -- scope itself.
+                v_holds := false;
+                IF v_entry.key IN ('$eq', '$in') THEN
+                    EXECUTE 'SELECT coalesce(' || pgjobs._compile_filter_column_op(
+                        v_scope_ref, v_type, p_field, v_entry.key, v_entry.value) || ', false)'
+                       INTO v_holds;
+                END IF;
+                IF NOT v_holds THEN
+                    EXECUTE format('SELECT (%s)::pg_catalog.text', p_scope_literal)
+                       INTO v_example;
+                    RAISE EXCEPTION 'filter condition on the scope column "%" (operator "%" '
+                                    'with %) is decided by the scope %: every row of it holds '
+                                    '"%" = %', p_field, v_entry.key,
+                                    left(v_entry.value::text, 200), v_example, p_field,
+                                    v_example
+                        USING ERRCODE = '22023',
+                        HINT = format('The condition is true for every row of the scope or for '
+                                      'none (so a $ne, $nin or $not of it would take the whole '
+                                      'scope). Leave %s out of the filter, or state the scope '
+                                      'itself ({%s: %s}); to work on another scope, submit the '
+                                      'job for that scope.', to_jsonb(p_field),
+                                      to_jsonb(p_field), to_jsonb(v_example));
+                END IF;
+            END IF;
             v_sub := pgjobs._compile_filter_column_op(v_ref, v_type, p_field, v_entry.key,
                                                      v_entry.value);
         ELSE
@@ -2025,13 +2115,13 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) OWNER TO SUPERUSER;
 
 --
--- Name: _compile_filter_node(jsonb, jsonb, name, integer, integer, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _compile_filter_node(jsonb, jsonb, name, name, text, integer, integer, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) RETURNS record
+CREATE FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) RETURNS record
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -2048,7 +2138,9 @@ CREATE FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_doc
 -- that does not grow with the branches. Clauses count as written.
 -- p_paths gathers every document path the filter resolves (dotted, as
 -- written), at any depth: pgjobs._unknown_fields checks them against the
--- scope's rows. Locks nothing.
+-- scope's rows. p_scope_column and p_scope_literal: the scope column and the
+-- scope (a typed literal) when the filter selects rows of one scope (NULL
+-- otherwise), for pgjobs._compile_filter_field. Locks nothing.
 DECLARE
     v_entry  record;
     v_elem   jsonb;
@@ -2107,7 +2199,8 @@ BEGIN
                     SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
                       FROM pgjobs._compile_filter_field(
                                v_fold.field, jsonb_build_object('$in', v_fold.vals), p_columns,
-                               p_document, p_depth + 1, p_clauses, p_paths) f;
+                               p_document, p_scope_column, p_scope_literal, p_depth + 1,
+                               p_clauses, p_paths) f;
                     p_clauses := p_clauses + cardinality(v_fold.ords) - 1;
                     v_subs := v_subs || ('(' || v_sub || ')');
                     v_folded := v_folded || v_fold.ords;
@@ -2127,6 +2220,7 @@ BEGIN
                 END IF;
                 SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
                   FROM pgjobs._compile_filter_node(v_elem, p_columns, p_document,
+                                                   p_scope_column, p_scope_literal,
                                                    p_depth + 1, p_clauses, p_paths) n;
                 v_subs := v_subs || ('(' || v_sub || ')');
             END LOOP;
@@ -2147,6 +2241,7 @@ BEGIN
             END IF;
             SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_node(v_entry.value, p_columns, p_document,
+                                               p_scope_column, p_scope_literal,
                                                p_depth + 1, p_clauses, p_paths) n;
             -- NULL (unknown) counts as "not matched" before negation, so
             -- negating never turns a missing field into NULL.
@@ -2162,7 +2257,8 @@ BEGIN
         ELSE
             SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(v_entry.key, v_entry.value, p_columns,
-                                                p_document, p_depth, p_clauses, p_paths) f;
+                                                p_document, p_scope_column, p_scope_literal,
+                                                p_depth, p_clauses, p_paths) f;
             v_parts := v_parts || v_sub;
         END IF;
 
@@ -2181,7 +2277,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) OWNER TO SUPERUSER;
 
 --
 -- Name: _compile_set(pgjobs.target_registry, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -2199,9 +2295,11 @@ CREATE FUNCTION pgjobs._compile_set(p_reg pgjobs.target_registry, p_set jsonb) R
 -- itself; a JSON array of scalars suits an array column). Any other key is
 -- a field of the document column (dotted path for nesting), merged in: a
 -- patch object is built from all such keys and merged recursively into
--- each row's document (missing or non-object parents become objects, other
+-- each row's document (missing or null parents become objects, other
 -- fields are kept; an object value is merged into an existing object, any
--- other value replaces). The key, scope and created_at columns, generated
+-- other value replaces; a row whose document, or a parent, holds a scalar
+-- or an array is left out by the job's pages and refused at its submit,
+-- pgjobs._set_guard, unless the job says replace_non_objects). The key, scope and created_at columns, generated
 -- columns and identity-always columns cannot be set, nor a column (or a
 -- document field, when it is the document column) that the key, scope or
 -- created_at column is generated from (pgjobs._generated_from: the row
@@ -2372,11 +2470,20 @@ BEGIN
     END LOOP;
     IF v_patch <> '{}' THEN
         -- Flat patches use the native `||`; nested ones merge recursively.
+        -- A document that is no object (SQL NULL, JSON null; or, with the
+        -- job's replace_non_objects, a scalar or an array) starts as {}:
+        -- `||` appended the patch to an array, and made one of a scalar
+        -- (a JSON null document became [null, {...}]). Rows whose document
+        -- or parent fields hold a scalar or an array are otherwise left
+        -- out by the pages (pgjobs._set_guard).
         v_columns := v_columns || format(
             CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(v_patch) e
                                WHERE jsonb_typeof(e.value) = 'object')
-                 THEN '%1$I = pgjobs._jsonb_merge(coalesce(%1$I, ''{}''::jsonb), %2$L::jsonb)'
-                 ELSE '%1$I = coalesce(%1$I, ''{}''::jsonb) || %2$L::jsonb' END,
+                 THEN '%1$I = pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
+                      'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
+                      '%2$L::jsonb)'
+                 ELSE '%1$I = CASE WHEN pg_catalog.jsonb_typeof(%1$I) OPERATOR(pg_catalog.=) '
+                      '''object'' THEN %1$I ELSE ''{}''::jsonb END || %2$L::jsonb' END,
             p_reg.document_column, v_patch::text);
     END IF;
     RETURN array_to_string(v_columns, ', ');
@@ -8018,7 +8125,8 @@ CREATE FUNCTION pgjobs._notify_many(p_jobs pgjobs.jobs[], p_event text) RETURNS 
     AS $$
 -- Sends event p_event about each job of p_jobs, in order: on the shared
 -- channel `pgjobs` (every role that can connect may LISTEN) only {"id",
--- "kind", "event", "status", "done", "total"}, plus target and scope when an
+-- "kind", "event", "status", "done", "total"} (and "skipped" for a backfill
+-- that left rows unchanged), plus target and scope when an
 -- administrator allowed it (pgjobs.set_defaults notify_target_scope); on the
 -- job's own channel (pgjobs._channel_name of its target and scope, obtained
 -- through pgjobs.channel by callers allowed to read them) the full event
@@ -8068,7 +8176,13 @@ BEGIN
             'done', v_job.done,
             'total', v_job.total,
             'target', v_job.target::text,
-            'scope', left(v_job.scope, 200));
+            'scope', left(v_job.scope, 200))
+            -- A backfill's rows left unchanged so far (pgjobs._run_page):
+            -- in its progress events and its last one, so a listener learns
+            -- of them without reading the job.
+            || CASE WHEN jsonb_typeof(v_job.checkpoint -> 'skipped' -> 'rows') = 'number'
+                    THEN jsonb_build_object('skipped', v_job.checkpoint -> 'skipped' -> 'rows')
+                    ELSE '{}'::jsonb END;
         PERFORM pg_notify('pgjobs', (CASE WHEN v_shared_full THEN v_full
                                           ELSE v_full - 'target' - 'scope' END)::text);
         IF v_channels[v_i] IS NOT NULL THEN
@@ -8659,7 +8773,12 @@ CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope tex
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
 -- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
--- the first chunk boundary past it and the rest is estimated), and
+-- the first chunk boundary past it and the rest is estimated), set (a
+-- backfill's: compiled as its submit compiles it, 22023 alike, and the
+-- result adds "non_object_rows" and "non_object_first": the rows the
+-- submit would refuse, whose document holds a scalar or an array where
+-- set merges fields in, pgjobs._set_blocked_rows; replace_non_objects
+-- true, as the job's option, counts none), replace_non_objects, and
 -- allow_unknown_fields (accepted and validated so a client can pass the
 -- job's options; the preview lists unknown fields either way, and lets a
 -- comparison of a type no row holds through, as the submit would).
@@ -8687,6 +8806,9 @@ DECLARE
     v_timeout text := current_setting('lock_timeout');
     v_wait text;
     v_holders text;
+    v_replace boolean;
+    v_blocked_rows bigint := 0;
+    v_blocked_first jsonb;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -8695,10 +8817,12 @@ BEGIN
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
     FOR v_key IN SELECT k FROM jsonb_object_keys(v_options) k LOOP
-        IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields']) THEN
+        IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields', 'set',
+                                  'replace_non_objects']) THEN
             RAISE EXCEPTION 'unknown option "%" for a preview', v_key
                 USING ERRCODE = '22023',
-                HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields.';
+                HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields, set, '
+                       'replace_non_objects.';
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
@@ -8714,6 +8838,15 @@ BEGIN
                                          0, 600000);
     END IF;
     PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
+    IF (v_options ? 'set' OR v_options ? 'replace_non_objects') AND v_kind <> 'backfill' THEN
+        RAISE EXCEPTION 'options "set" and "replace_non_objects" are a backfill''s'
+            USING ERRCODE = '22023', HINT = 'Pass {"kind": "backfill", "set": {...}}.';
+    END IF;
+    v_replace := coalesce(pgjobs._option_bool('replace_non_objects',
+                                              v_options -> 'replace_non_objects'), false);
+    IF v_options ? 'set' THEN
+        PERFORM pgjobs._compile_set(v_reg, v_options -> 'set');  -- 22023 as the submit
+    END IF;
     PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN
@@ -8746,7 +8879,16 @@ BEGIN
     -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
     -- count the submit would then refuse.
     PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
-    RETURN jsonb_build_object(
+    IF v_options ? 'set' AND NOT v_replace THEN
+        SELECT b.rows, CASE WHEN b.rows > 0 THEN jsonb_build_object(
+                   'key', b.key, 'path', b.path, 'type', b.json_type) END
+          INTO v_blocked_rows, v_blocked_first
+          FROM pgjobs._set_blocked_rows(v_reg, v_scope, v_predicate, v_options -> 'set') b;
+    END IF;
+    RETURN CASE WHEN v_options ? 'set' THEN jsonb_build_object(
+               'non_object_rows', v_blocked_rows, 'non_object_first', v_blocked_first)
+                ELSE '{}'::jsonb END
+           || jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
                'scope', v_scope,
@@ -10554,7 +10696,7 @@ BEGIN
     -- A NULL filter is refused there (22023), never read as {}: a client
     -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg, p_scope) f;
 
     head := format('%I OPERATOR(pg_catalog.=) %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),
@@ -10949,6 +11091,12 @@ DECLARE
     v_columns text;
     v_before name;
     v_unjudged record;
+    v_guard_ok text;
+    v_guard_blocker text;
+    v_skip_rows bigint;
+    v_skip_key text;
+    v_skip_blocker jsonb;
+    v_skip jsonb;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -11611,6 +11759,17 @@ BEGIN
                 -- that sets fewer raises 27000 (the page is undone, the job
                 -- fails for good, as a delete does). A table without one
                 -- pays one catalog look per page.
+                -- Rows whose document holds a scalar or an array where the
+                -- set merges fields in (pgjobs._set_guard) are left out of
+                -- the UPDATE, unless the job says replace_non_objects: the
+                -- set would replace a value it does not name. They are
+                -- counted after it (the page's keys again, read only) and
+                -- reported in the checkpoint, the result and the events
+                -- (skipped), so nothing is left unset without a word.
+                IF NOT coalesce((v_job.options ->> 'replace_non_objects')::boolean, false) THEN
+                    SELECT g.p_ok, g.p_blocker INTO v_guard_ok, v_guard_blocker
+                      FROM pgjobs._set_guard(v_reg, v_job.payload -> 'set') g;
+                END IF;
                 v_matching := NULL;
                 IF EXISTS (WITH RECURSIVE tree(rel) AS (
                                SELECT v_job.target::oid
@@ -11622,17 +11781,46 @@ BEGIN
                               AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
                     EXECUTE format('SELECT count(*), array_agg(s.tableoid), array_agg(s.ctid) '
                                    'FROM (SELECT tableoid::oid, ctid FROM %s WHERE %s '
-                                   'AND coalesce((%s), false) FOR UPDATE) s',
-                                   v_job.target, v_range, v_job.predicate)
+                                   'AND coalesce((%s), false)%s FOR UPDATE) s',
+                                   v_job.target, v_range, v_job.predicate,
+                                   CASE WHEN v_guard_ok IS NOT NULL
+                                        THEN ' AND ' || v_guard_ok ELSE '' END)
                        INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
-                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
+                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)%s '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
                                v_job.target, v_job.assignments, v_range, v_job.predicate,
+                               CASE WHEN v_guard_ok IS NOT NULL
+                                    THEN ' AND ' || v_guard_ok ELSE '' END,
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
+                -- A page that set every key of its range (v_size of them,
+                -- bounded by v_upper) left none out: no count then, which
+                -- spares an unfiltered backfill's pages a second read of
+                -- their keys. The last page and any page that set fewer
+                -- count.
+                IF v_guard_ok IS NOT NULL AND (v_upper IS NULL OR v_rows < v_size) THEN
+                    EXECUTE format('SELECT count(*) OVER () AS n, %1$I::pg_catalog.text AS k, %2$s AS b '
+                                   'FROM %3$s WHERE %4$s AND coalesce((%5$s), false) '
+                                   'AND NOT %6$s ORDER BY %1$I LIMIT 1',
+                                   v_reg.key_column, v_guard_blocker, v_job.target, v_range,
+                                   v_job.predicate, v_guard_ok)
+                       INTO v_skip_rows, v_skip_key, v_skip_blocker;
+                    IF v_skip_rows > 0 THEN
+                        v_skip := coalesce(v_job.checkpoint -> 'skipped',
+                                           jsonb_build_object(
+                                               'rows', 0, 'reason', 'not_an_object',
+                                               'key', v_skip_key,
+                                               'path', v_skip_blocker ->> 0,
+                                               'type', v_skip_blocker ->> 1))
+                                  || jsonb_build_object(
+                                         'rows', coalesce((v_job.checkpoint -> 'skipped'
+                                                           ->> 'rows')::bigint, 0)
+                                                 + v_skip_rows);
+                    END IF;
+                END IF;
                 IF v_rows < v_matching THEN
                     -- The rows the UPDATE passed over are those still where
                     -- they were locked (an updated row is a new version, the
@@ -11815,7 +12003,12 @@ BEGIN
                 THEN jsonb_build_object('collected', v_collected) ELSE '{}'::jsonb END
         || CASE WHEN v_job.checkpoint ? 'total_estimated'
                 THEN jsonb_build_object('total_estimated', true) ELSE '{}'::jsonb END
-        || CASE WHEN v_collect THEN '{}'::jsonb ELSE v_check END;
+        || CASE WHEN v_collect THEN '{}'::jsonb ELSE v_check END
+        -- A backfill's rows left unchanged (see its UPDATE), carried over.
+        || CASE WHEN coalesce(v_skip, v_job.checkpoint -> 'skipped') IS NOT NULL
+                THEN jsonb_build_object('skipped',
+                                        coalesce(v_skip, v_job.checkpoint -> 'skipped'))
+                ELSE '{}'::jsonb END;
     IF ((v_job.checkpoint ? 'total_estimated' OR v_collect OR v_checking) AND v_last)
        OR v_job.done + v_rows > v_job.total THEN
         -- No total trails done (rows the end-of-scope check found behind the
@@ -11844,7 +12037,13 @@ BEGIN
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
             CASE v_job.kind WHEN 'delete' THEN 'deleted' ELSE 'updated' END, v_job.done + v_rows,
-            'pages', v_checkpoint -> 'pages'));
+            'pages', v_checkpoint -> 'pages')
+            || CASE WHEN v_checkpoint ? 'skipped'
+                    THEN jsonb_build_object('skipped', v_checkpoint -> 'skipped' -> 'rows',
+                                            'skipped_reason', v_checkpoint -> 'skipped' -> 'reason',
+                                            'skipped_first', (v_checkpoint -> 'skipped')
+                                                             - 'rows' - 'reason')
+                    ELSE '{}'::jsonb END);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'done';
     END IF;
@@ -12198,6 +12397,152 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) OWNER TO SUPERUSER;
+
+--
+-- Name: _set_blocked_rows(pgjobs.target_registry, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The rows of a backfill's row set (p_predicate, of scope p_scope,
+-- canonical) whose document holds a string, number, boolean or array where
+-- p_set would merge fields in (pgjobs._set_guard): how many (rows), the
+-- first by key (key, as text), and where that one is blocked (path, ""
+-- for the document itself, and the JSON type there). Reads at most
+-- pgjobs.field_check_rows rows of the scope (as the typo guard; default
+-- 1,000,000) and says how many it read (rows_read). rows is 0 when p_set
+-- writes no document field or no row read is blocked. The submit refuses
+-- such rows; pgjobs.preview shows them. Locks nothing.
+DECLARE
+    v_setting text := current_setting('pgjobs.field_check_rows', true);
+    v_limit bigint := 1000000;
+    v_guard record;
+    v_blocker jsonb;
+BEGIN
+    rows := 0;
+    rows_read := 0;
+    SELECT g.p_ok, g.p_blocker INTO v_guard FROM pgjobs._set_guard(p_reg, p_set) g;
+    IF v_guard.p_ok IS NULL THEN
+        RETURN;
+    END IF;
+    IF v_setting ~ '^\s*\d{1,10}\s*$' THEN
+        v_limit := least(greatest(v_setting::bigint, 1000), 1000000);
+    END IF;
+    -- The scope's first rows in key order on the (scope, key) index, with
+    -- xmin, which the predicate's cutoff reads (pgjobs._cutoff_clause).
+    EXECUTE format('SELECT count(*) FILTER (WHERE s.blocked), '
+                   '(array_agg(s.k ORDER BY s.ord) FILTER (WHERE s.blocked))[1], '
+                   '(array_agg(s.b ORDER BY s.ord) FILTER (WHERE s.blocked))[1], count(*) '
+                   'FROM (SELECT t.%3$I::pg_catalog.text AS k, '
+                   '             row_number() OVER () AS ord, '
+                   '             coalesce((%5$s), false) AND NOT %6$s AS blocked, '
+                   '             CASE WHEN NOT %6$s THEN %7$s END AS b '
+                   '        FROM (SELECT t0.*, t0.xmin FROM %1$s t0 '
+                   '               WHERE t0.%2$I OPERATOR(pg_catalog.=) %4$s '
+                   '               ORDER BY t0.%2$I, t0.%3$I LIMIT %8$s) t) s',
+                   p_reg.target, p_reg.scope_column, p_reg.key_column,
+                   pgjobs._scope_literal(p_reg, p_scope), p_predicate, v_guard.p_ok,
+                   v_guard.p_blocker, v_limit)
+       INTO rows, key, v_blocker, rows_read;
+    path := v_blocker ->> 0;
+    json_type := v_blocker ->> 1;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _set_guard(pgjobs.target_registry, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Where a backfill's p_set may write the document. Its document fields are
+-- merged in (pgjobs._compile_set): every object of the patch they make (the
+-- document itself, each parent of a dotted key, each object inside a value:
+-- {"a.b": 1} and {"a": {"b": 1}} are one patch) is merged into what the row
+-- holds there. A row holding something else there (a string, number,
+-- boolean or array; a path never indexes into an array) would have that
+-- value replaced by an object, a value the set does not name: MongoDB
+-- refuses the same ("Cannot create field 'x' in element"). A missing
+-- field, JSON null or a SQL NULL document becomes an object, as before.
+-- p_ok: a boolean SQL expression over the target's unqualified columns,
+-- true for a row whose every such place holds an object, JSON null or
+-- nothing; NULL when p_set writes no document field (nothing to guard).
+-- p_blocker: for a row where p_ok is false, the first such place (shallow
+-- first) as a JSON array [path, JSON type] ("" for the document itself).
+-- The submit refuses rows it finds (pgjobs._set_blocked_rows), and each
+-- page leaves such rows unchanged and counts them (pgjobs._run_page)
+-- unless the job says replace_non_objects. Locks nothing.
+DECLARE
+    v_patch jsonb := '{}'::jsonb;
+    v_key text;
+    v_value jsonb;
+    v_path text[];
+    v_ref text;
+    v_seg text;
+    v_clause text;
+    v_oks text[] := '{}'::text[];
+    v_whens text[] := '{}'::text[];
+BEGIN
+    IF p_reg.document_column IS NULL OR jsonb_typeof(p_set) IS DISTINCT FROM 'object' THEN
+        RETURN;
+    END IF;
+    FOR v_key, v_value IN
+        SELECT s.key, s.value FROM jsonb_each(p_set) s
+         WHERE s.key IS DISTINCT FROM p_reg.document_column::text
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = p_reg.target AND a.attname = s.key
+                              AND a.attnum > 0 AND NOT a.attisdropped)
+         ORDER BY s.key
+    LOOP
+        v_patch := pgjobs._jsonb_merge(v_patch,
+                                       pgjobs._jsonb_nest(string_to_array(v_key, '.'), v_value));
+    END LOOP;
+    IF v_patch = '{}'::jsonb THEN
+        RETURN;  -- columns only
+    END IF;
+    FOR v_path IN
+        WITH RECURSIVE node(path, value) AS (
+            SELECT '{}'::text[], v_patch
+            UNION ALL
+            SELECT n.path || e.key, e.value
+              FROM node n
+             CROSS JOIN LATERAL jsonb_each(CASE WHEN jsonb_typeof(n.value) = 'object'
+                                                THEN n.value ELSE '{}'::jsonb END) e)
+        SELECT n.path FROM node n
+         WHERE jsonb_typeof(n.value) = 'object'
+         ORDER BY cardinality(n.path), n.path
+    LOOP
+        v_ref := format('%I', p_reg.document_column);
+        FOREACH v_seg IN ARRAY v_path LOOP
+            v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
+        END LOOP;
+        v_clause := format('coalesce(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) '
+                           'ANY (''{object,"null"}''::pg_catalog.text[]), true)', v_ref);
+        v_oks := v_oks || v_clause;
+        v_whens := v_whens || format('WHEN NOT %s THEN pg_catalog.jsonb_build_array(%L::pg_catalog.text, '
+                                     'pg_catalog.jsonb_typeof(%s))', v_clause,
+                                     array_to_string(v_path, '.'), v_ref);
+    END LOOP;
+    p_ok := '(' || array_to_string(v_oks, ' AND ') || ')';
+    p_blocker := 'CASE ' || array_to_string(v_whens, ' ') || ' END';
+END
+$$;
+
+ALTER FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) OWNER TO SUPERUSER;
 
 --
 -- Name: _start_attempts(bigint[], text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -12644,7 +12989,11 @@ CREATE FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_s
 -- (pgjobs._require_known_fields: the filter's document fields must exist in
 -- the scope unless it is true; set's are created, except a key that looks
 -- like a slip: a column in another case, or the document column's name as
--- a path prefix, must exist in some row). Everything is validated
+-- a path prefix, must exist in some row); replace_non_objects (boolean,
+-- default false: a row whose document holds a string, number, boolean or
+-- array where set merges fields in is refused here, and skipped by the
+-- pages, pgjobs._set_guard; true replaces such values with objects).
+-- Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
 -- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
@@ -12656,6 +13005,8 @@ DECLARE
     v_unchecked text[];
     v_slips text[];
     v_job pgjobs.jobs;
+    v_blocked record;
+    v_replace boolean;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
     -- The target looked up and checked once, and handed down (as in
@@ -12670,6 +13021,9 @@ BEGIN
     -- itself, and the job's count would be an oracle on unreadable data.
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._page_options(p_options);
+    v_replace := coalesce(pgjobs._option_bool('replace_non_objects',
+                              CASE WHEN jsonb_typeof(p_options) = 'object'
+                                   THEN p_options -> 'replace_non_objects' END), false);
     IF p_filter IS NULL THEN
         RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' to backfill every row of the scope.';
@@ -12702,6 +13056,34 @@ BEGIN
                           ORDER BY k.key);
         v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
             v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
+        -- A field merged into a value that is no object (a string, number,
+        -- boolean or array) would replace that value, which set does not
+        -- name: rows of the row set holding one are refused now (the
+        -- pages skip and count those they meet later: pgjobs._set_guard).
+        IF NOT v_replace THEN
+            SELECT b.* INTO v_blocked
+              FROM pgjobs._set_blocked_rows(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                            v_selection.predicate, p_set) b;
+            IF v_blocked.rows > 0 THEN
+                RAISE EXCEPTION 'set merges fields into %, which % of the rows it selects in '
+                                'scope % hold as no object (the first, key %, holds % %; % rows '
+                                'of the scope read)',
+                    CASE WHEN v_blocked.path = '' THEN 'the document itself'
+                         ELSE format('"%s"', v_blocked.path) END,
+                    v_blocked.rows, pgjobs._canonical_scope(v_reg, p_scope), v_blocked.key,
+                    CASE WHEN v_blocked.json_type = 'array' THEN 'an' ELSE 'a' END,
+                    v_blocked.json_type, v_blocked.rows_read
+                    USING ERRCODE = '22023',
+                    HINT = format('set never replaces a value to make room for a field inside '
+                                  'it (a path never indexes into an array). Leave those rows '
+                                  'out with the filter, set %s to null on them first, or pass '
+                                  '{"replace_non_objects": true} to replace such values with '
+                                  'objects. Rows like these that the job meets later are left '
+                                  'unchanged and counted in its result (skipped).',
+                                  CASE WHEN v_blocked.path = '' THEN 'the document'
+                                       ELSE format('"%s"', v_blocked.path) END);
+            END IF;
+        END IF;
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
@@ -12709,7 +13091,8 @@ BEGIN
         || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',
+                       'replace_non_objects'],
         v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
 END
@@ -18268,7 +18651,7 @@ ALTER FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p
 -- Name: FUNCTION preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. Needs the job''s privilege and SELECT on the target.';
+COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then "non_object_rows" and "non_object_first" name the rows whose document holds no object where set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s privilege and SELECT on the target.';
 
 --
 -- Name: prune(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19331,7 +19714,7 @@ ALTER FUNCTION pgjobs.submit_backfill(p_target regclass, p_scope text, p_filter 
 -- Name: FUNCTION submit_backfill(p_target regclass, p_scope text, p_filter jsonb, p_set jsonb, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit_backfill(p_target regclass, p_scope text, p_filter jsonb, p_set jsonb, p_options jsonb) IS 'Submits a backfill of the rows of the scope matching the filter and created at or before now: p_set maps columns (value cast to the column type) and document fields (merged in) to JSON values. Options: priority, max_attempts, run_at, on_conflict, lease, page_size, page_ms, and for admins handler (a function (regclass, text[]) RETURNS bigint run on each page''s keys); allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true). Returns the job id.';
+COMMENT ON FUNCTION pgjobs.submit_backfill(p_target regclass, p_scope text, p_filter jsonb, p_set jsonb, p_options jsonb) IS 'Submits a backfill of the rows of the scope matching the filter and created at or before now: p_set maps columns (value cast to the column type) and document fields (merged in) to JSON values. Options: priority, max_attempts, run_at, on_conflict, lease, page_size, page_ms, and for admins handler (a function (regclass, text[]) RETURNS bigint run on each page''s keys); allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true); replace_non_objects (a row whose document holds a string, number, boolean or array where set merges fields in raises 22023, and is left unchanged and counted in result.skipped when a page meets it, unless true). Returns the job id.';
 
 --
 -- Name: submit_delete(regclass, text, jsonb, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20451,11 +20834,11 @@ REVOKE ALL ON FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb)
 GRANT ALL ON FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, OUT p_sql text, OUT p_paths text[]) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _compile_filter_column_op(p_ref text, p_type text, p_field text, p_op text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -20472,18 +20855,18 @@ REVOKE ALL ON FUNCTION pgjobs._compile_filter_document_op(p_document name, p_pat
 GRANT ALL ON FUNCTION pgjobs._compile_filter_document_op(p_document name, p_path text[], p_field text, p_op text, p_value jsonb) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compile_filter_field(p_field text, p_cond jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compile_filter_node(p_node jsonb, p_columns jsonb, p_document name, p_scope_column name, p_scope_literal text, p_depth integer, INOUT p_clauses integer, INOUT p_paths text[], OUT p_sql text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _compile_set(p_reg pgjobs.target_registry, p_set jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -21445,6 +21828,20 @@ GRANT ALL ON FUNCTION pgjobs._scope_entry_fixed(p_reg pgjobs.target_registry, p_
 
 REVOKE ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _start_attempts(p_ids bigint[], p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

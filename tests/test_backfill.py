@@ -181,8 +181,14 @@ def test_null_values(conn: Conn, typed: Target) -> None:
 
 
 def test_nested_fields_merge_into_documents_of_any_shape(conn: Conn, typed: Target) -> None:
+    """With replace_non_objects, as before that option: a parent holding a
+    scalar becomes an object. Without it the submit refuses those rows
+    (tests/test_trust_documents.py has the classes)."""
     before = {r[0]: r[1] for r in conn.execute("SELECT id, data FROM typed WHERE table_id = 1")}
-    job_id = submit_backfill(conn, typed, "1", {}, {"nest.deep.x": 1, "nest.y": "s", "top": 0})
+    set_ = {"nest.deep.x": 1, "nest.y": "s", "top": 0}
+    with pytest.raises(errors.InvalidParameterValue, match='fields into "nest".*a number'):
+        submit_backfill(conn, typed, "1", {}, set_)
+    job_id = submit_backfill(conn, typed, "1", {}, set_, {"replace_non_objects": True})
     run_job(conn, job_id)
     patch = {"nest": {"deep": {"x": 1}, "y": "s"}, "top": 0}
     for key, data in conn.execute("SELECT id, data FROM typed WHERE table_id = 1"):

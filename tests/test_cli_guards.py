@@ -156,6 +156,28 @@ def test_dry_run_names_unknown_fields(rows: Conn, dsn: str) -> None:
     assert jobs(rows) == []
 
 
+@pytest.mark.parametrize("held", ['"text"', "[1, 2]", "7"])
+def test_dry_run_names_rows_a_set_cannot_merge_into(rows: Conn, dsn: str, held: str) -> None:
+    key = scalar(rows, "SELECT min(id) FROM user_table_rows WHERE table_id = 1"
+                       " AND created_at <= now()")
+    rows.execute("UPDATE user_table_rows SET data = jsonb_set(data, '{nest}', %s::jsonb)"
+                 " WHERE id = %s", (held, key))
+    args = ["--dsn", dsn, "backfill", "user_table_rows", "--scope", "1", "--filter", "{}",
+            "--set", '{"nest.z": 1}']
+    result = CliRunner().invoke(main, [*args, "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["non_object_rows"] == 1
+    assert shown["non_object_first"] == {
+        "key": str(key), "path": "nest",
+        "type": scalar(rows, "SELECT jsonb_typeof(%s::jsonb)", (held,))}
+    # ... which the submit itself refuses: one line, exit 2.
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and '"nest"' in result.output
+    assert "replace_non_objects" in result.output
+    assert jobs(rows) == []
+
+
 def test_off_a_terminal_a_delete_submits_as_before(rows: Conn, dsn: str) -> None:
     # CliRunner's stdin and stdout are not terminals: scripts keep working.
     result = CliRunner().invoke(main, ["--dsn", dsn, "delete", "user_table_rows",
