@@ -439,10 +439,10 @@ class _Ahead:
     ``after``), so the chunks, parts and bytes do not change; a bound that does not
     come (an error, another limit) only means the chunk walks its own."""
 
-    def __init__(self, walk: Callable[[str | None, int], str | None], stop: threading.Event):
+    def __init__(self, walk: Callable[[str, int], str | None], stop: threading.Event):
         self._walk = walk
         self._stop = stop
-        self._key: tuple[str | None, int] | None = None
+        self._key: tuple[str, int] | None = None
         self._done: threading.Event | None = None
         self._box: list[str | None] = []
         # One thread walks every bound of the export, handed each walk through a
@@ -450,13 +450,11 @@ class _Ahead:
         # (Thread.start hands the GIL over and back) before its COPY, 5-10 ms a
         # chunk, 2-4% of an export of 1M rows in 24 chunks.
         self._walks: queue.SimpleQueue[
-            tuple[str | None, int, list[str | None], threading.Event] | None] = \
-            queue.SimpleQueue()
+            tuple[str, int, list[str | None], threading.Event] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def start(self, after: str | None, limit: int) -> None:
-        """Walk ``limit`` keys after ``after`` (None: from the scope's first key) in
-        the background."""
+    def start(self, after: str, limit: int) -> None:
+        """Walk ``limit`` keys after ``after`` in the background."""
         box: list[str | None] = []
         done = threading.Event()
         self._key, self._box, self._done = (after, limit), box, done
@@ -468,7 +466,7 @@ class _Ahead:
         self._walks.put((after, limit, box, done))
 
     def _serve(self, walks: queue.SimpleQueue[
-            tuple[str | None, int, list[str | None], threading.Event] | None]) -> None:
+            tuple[str, int, list[str | None], threading.Event] | None]) -> None:
         """The walking thread: each walk handed to it, until wait() ends it."""
         while (walk := walks.get()) is not None:
             after, limit, box, done = walk
@@ -484,7 +482,7 @@ class _Ahead:
         continued from where it stopped: only the difference is walked now."""
         key, done, box, thread = self._key, self._done, self._box, self._thread
         self._key, self._done = None, None
-        if key is None or done is None or key[0] != after:
+        if key is None or done is None or after is None or key[0] != after:
             return None
         while not done.wait(timeout=0.2):  # a few ms: it ran beside the previous chunk
             if self._stop.is_set() or thread is None or not thread.is_alive():
@@ -887,10 +885,6 @@ class Exporter:
             # A standby's chunks wait for its replay; their bounds are walked
             # there, in the chunk (poller/standby.py).
             self.ahead = _Ahead(self._walk_bound, self.stop)
-            # The first chunk's bound too, on the control connection while the
-            # data connection opens (_read_chunk takes it once it has): a new
-            # backend's connect and the walk side by side, not one after the other.
-            self.ahead.start(cursor, self.limit)
         try:
             while True:
                 if self.stop.is_set():
@@ -927,7 +921,7 @@ class Exporter:
                 self.ahead.wait()
                 self.ahead = None
 
-    def _walk_bound(self, after: str | None, limit: int) -> str | None:
+    def _walk_bound(self, after: str, limit: int) -> str | None:
         """The ``limit``-th key of the scope after ``after`` (None: fewer are left),
         walked on the control connection, by the function that walks it in a chunk."""
         bound = self.control.call(lambda c: db.scalar(c, queries.EXPORT_CHUNK_BOUND, {
@@ -947,8 +941,7 @@ class Exporter:
         still hold)."""
         delay = 0.2
         start = part.mark()
-        ahead: str | None = None
-        taking = self.ahead is not None  # the bound walked ahead: taken once connected
+        ahead = self.ahead.take(cursor, self.limit) if self.ahead is not None else None
         while True:
             taken = 0
             # Past this many raw bytes in the part, the chunk is too large (never
@@ -973,9 +966,6 @@ class Exporter:
 
             try:
                 conn = self._reader().connection()
-                if taking and self.ahead is not None:
-                    taking = False
-                    ahead = self.ahead.take(cursor, self.limit)
                 try:
                     # Two round trips a chunk: the BEGIN travels with the chunk's
                     # statement, the COMMIT with its COPY (pgjobs/queries.py,
