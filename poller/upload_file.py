@@ -1,10 +1,10 @@
 """``file://`` uploads: one hidden temporary file per owner, renamed into place.
 
-Parts are appended to ``.{name}.pgjobs-{token}.tmp`` next to the object and
-fsynced; a new owner copies the checkpointed prefix (checked against the part
-digests) into its own temporary file, while a stale writer keeps scribbling
-into the old one, which nobody reads. :meth:`LocalUpload.finish` renames the
-file into place atomically.
+Parts are written, each at its own offset, to ``.{name}.pgjobs-{token}.tmp``
+next to the object and fsynced; a new owner copies the checkpointed prefix
+(checked against the part digests) into its own temporary file, while a stale
+writer keeps scribbling into the old one, which nobody reads.
+:meth:`LocalUpload.finish` renames the file into place atomically.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from typing import Any
 
 from pgjobs.poller.storage import (
@@ -84,17 +85,41 @@ class LocalUpload(Upload):
             with contextlib.suppress(OSError):
                 unlink_file(previous, f"cannot delete {previous}")
 
-    def write_part(self, data: bytes | bytearray) -> None:
+    def write_part(self, data: bytes | bytearray) -> str:
+        """Write ``data`` at the end of the parts written so far and make it
+        durable; its SHA-256 (the part's digest: the exporter does not hash it
+        again). The part goes at its own offset and the file is cut there, so a
+        part retried after a failed write or ``fdatasync`` replaces what the
+        failed try left instead of following it. Both hashes (the part's and the
+        object's running one) are computed while the kernel writes the part to
+        disk: ``fdatasync`` runs on a thread of its own (it and hashlib release
+        the GIL), so a part costs its write and the longer of the two, not their
+        sum. It returns only once the part is durable; the running hash and the
+        size take the part only then."""
+        whole = self._hash.copy()
         try:
-            with open(open_file(self._tmp, os.O_WRONLY | os.O_APPEND,
-                                f"cannot write {self._tmp}"), "ab") as out:
-                out.write(data)
-                out.flush()
-                os.fdatasync(out.fileno())
+            fd = open_file(self._tmp, os.O_WRONLY, f"cannot write {self._tmp}")
+            try:
+                _write_at(fd, data, self._size)
+                os.ftruncate(fd, self._size + len(data))
+                failed: list[OSError] = []
+                syncing = threading.Thread(target=_fdatasync, args=(fd, failed),
+                                           name="pgjobs-fdatasync", daemon=True)
+                syncing.start()
+                try:
+                    digest = hashlib.sha256(data).hexdigest()
+                    whole.update(data)
+                finally:
+                    syncing.join()
+                if failed:
+                    raise failed[0]
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot write {self._tmp}") from exc
-        self._hash.update(data)
+        self._hash = whole
         self._size += len(data)
+        return digest
 
     def state(self) -> dict[str, Any]:
         return {"tmp": self._tmp, "size": self._size}
@@ -111,3 +136,18 @@ class LocalUpload(Upload):
         with contextlib.suppress(OSError, StorageError):
             unlink_file(self._tmp, f"cannot delete {self._tmp}")
 
+
+def _write_at(fd: int, data: bytes | bytearray, offset: int) -> None:
+    """All of ``data`` at ``offset`` of ``fd`` (``pwrite`` may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _fdatasync(fd: int, failed: list[OSError]) -> None:
+    """``os.fdatasync(fd)``, its error kept in ``failed`` (a thread's target)."""
+    try:
+        os.fdatasync(fd)
+    except OSError as exc:
+        failed.append(exc)
