@@ -172,6 +172,12 @@ def test_a_part_that_used_its_attempts_resumes_on_retry(
 
     def part_2_flaky(self: parallel.PartExporter) -> Outcome:
         if self.part == 2:  # storage fails making the part's object, once finalizing
+            # Not before part 1 has ended: the job fails with part 2's last
+            # attempt, and on a loaded machine part 1 was then still running,
+            # so the retry ran it again (a race, not the resume under test).
+            with psycopg.connect(dsn, autocommit=True) as other:
+                wait_for(lambda: part_rows(other, job_id)[0]["status"] == "succeeded",
+                         what="part 1 to succeed")
             self.state["phase"] = "finalizing"
             assert self.control.heartbeat(done=self.state["rows"], checkpoint=self.checkpoint())
             raise StorageError("injected: storage hiccup", retryable=True)
