@@ -5960,8 +5960,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, gives an export or import
--- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts; it sends no
--- event. Every check runs before the INSERT: a bad argument writes
+-- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
@@ -10223,9 +10223,11 @@ CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
 -- rule of pgjobs.cancel.
 -- Paused: queued again (event `resumed`) with its checkpoint, done and
 -- run_at, and with its place in its scope's writer queue (it never left
--- it). Running with a pause pending: the request is withdrawn and the job
--- runs on. Raises 55000 for any other state, and 42501 when its submitter
--- no longer holds what the submit needed (pgjobs._require_requeue).
+-- it); an export or import takes its turn between tenants, as its submit
+-- did (pgjobs._tenant_turn). Running with a pause pending: the request is
+-- withdrawn and the job runs on. Raises 55000 for any other state, and
+-- 42501 when its submitter no longer holds what the submit needed
+-- (pgjobs._require_requeue).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
@@ -10238,7 +10240,10 @@ BEGIN
         PERFORM pgjobs._require_requeue(v_job, 'resumed');
     END IF;
     IF v_job.status = 'paused' THEN
-        UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
+        -- An export's or import's turn between tenants, as at its submit.
+        UPDATE pgjobs.jobs
+           SET status = 'queued', updated_at = now(),
+               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope)
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');
@@ -14139,8 +14144,8 @@ CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 -- The queued_at an export or import joins the queue with, at its submit
--- (pgjobs._insert_job_row) and its retry (pgjobs._retry_as): its turn
--- between tenants. An export or an import runs to its end once claimed (no
+-- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume
+-- (pgjobs._resume_as): its turn between tenants. An export or an import runs to its end once claimed (no
 -- budget hands it back), and claims go by priority, then queued_at: a
 -- tenant that queued fifty exports held every worker slot until the fifty
 -- were done (fifty imports, one at a time by the gate, a worker's one
@@ -14148,9 +14153,10 @@ CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text
 -- exports or imports of its (target, scope) are due and pending comes an
 -- hour after the latest of them: a tenant's k-th pending job comes after
 -- the first ones of every tenant that queued within those hours, and alone
--- in the queue it still goes at once. A retry takes its turn as a submit
--- does: a tenant retrying a burst of failed exports queued them all at
--- now(), ahead of every other tenant's turn. Not for the runner's kinds
+-- in the queue it still goes at once. A retry or resume takes its turn as
+-- a submit does: a tenant retrying a burst of failed exports, or pausing
+-- and resuming a queued burst, queued them all at now(), ahead of every
+-- other tenant's turn. Not for the runner's kinds
 -- or custom ones (now()): a job handed back at the end of each budget
 -- queues again at now(), always ahead of a turn an hour away, so a
 -- tenant's second delete would wait up to an hour behind another tenant's

@@ -108,3 +108,17 @@ def test_a_retried_burst_takes_turns_as_its_submit_did(conn: Conn) -> None:
         assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
     other = submit_export(conn, "2")
     assert _claim_all(conn) == [burst[0], other, *burst[1:]]
+
+
+def test_a_paused_and_resumed_burst_takes_turns_as_its_submit_did(conn: Conn) -> None:
+    """Pausing a tenant's queued burst and resuming it does not queue it all
+    at now(), ahead of the other tenant's export submitted after the resumes."""
+    burst = [submit_export(conn, "1") for _ in range(3)]
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = ANY (%s) "
+                        "AND status = 'paused'", (burst,)) == 3
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
+    other = submit_export(conn, "2")
+    assert _claim_all(conn) == [burst[0], other, *burst[1:]]

@@ -23,8 +23,8 @@ AS $$
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, gives an export or import
--- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts; it sends no
--- event. Every check runs before the INSERT: a bad argument writes
+-- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --

@@ -5,8 +5,8 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The queued_at an export or import joins the queue with, at its submit
--- (pgjobs._insert_job_row) and its retry (pgjobs._retry_as): its turn
--- between tenants. An export or an import runs to its end once claimed (no
+-- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume
+-- (pgjobs._resume_as): its turn between tenants. An export or an import runs to its end once claimed (no
 -- budget hands it back), and claims go by priority, then queued_at: a
 -- tenant that queued fifty exports held every worker slot until the fifty
 -- were done (fifty imports, one at a time by the gate, a worker's one
@@ -14,9 +14,10 @@ AS $$
 -- exports or imports of its (target, scope) are due and pending comes an
 -- hour after the latest of them: a tenant's k-th pending job comes after
 -- the first ones of every tenant that queued within those hours, and alone
--- in the queue it still goes at once. A retry takes its turn as a submit
--- does: a tenant retrying a burst of failed exports queued them all at
--- now(), ahead of every other tenant's turn. Not for the runner's kinds
+-- in the queue it still goes at once. A retry or resume takes its turn as
+-- a submit does: a tenant retrying a burst of failed exports, or pausing
+-- and resuming a queued burst, queued them all at now(), ahead of every
+-- other tenant's turn. Not for the runner's kinds
 -- or custom ones (now()): a job handed back at the end of each budget
 -- queues again at now(), always ahead of a turn an hour away, so a
 -- tenant's second delete would wait up to an hour behind another tenant's
