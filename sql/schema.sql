@@ -5960,8 +5960,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, gives an export or import
--- its turn between tenants (queued_at) and inserts; it sends no
--- event. Every check runs before the INSERT: a bad argument writes
+-- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
@@ -5987,7 +5987,6 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
-    v_queued_at timestamptz;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -6189,35 +6188,15 @@ BEGIN
                              'are now.';
         END IF;
     END IF;
-    -- Turns between tenants for the worker's kinds. An export or an import
-    -- runs to its end once claimed (no budget hands it back), and claims
-    -- go by priority, then queued_at: a tenant that queued fifty exports
-    -- held every worker slot until the fifty were done (fifty imports, one
-    -- at a time by the gate, a worker's one slot), and another tenant's job
-    -- waited behind them all. One
-    -- submitted while exports or imports of its (target, scope) are due
-    -- and pending queues an hour after the latest of them: a tenant's k-th
-    -- pending job comes after the first ones of every tenant that queued
-    -- within those hours, and alone in the queue it still goes at once.
-    -- Not for the runner's kinds or custom ones: a job handed back at the
-    -- end of each budget queues again at now(), always ahead of a turn an
-    -- hour away, so a tenant's second delete would wait up to an hour
-    -- behind another tenant's multi-million-row delete (the budget's
-    -- round-robin serves them; tests/test_tenant_turns.py).
-    IF p_kind IN ('export', 'import') THEN
-        v_queued_at := greatest(now(), (
-            SELECT max(p.queued_at) + interval '1 hour'
-              FROM pgjobs.jobs p
-             WHERE p.status IN ('queued', 'running') AND p.kind IN ('export', 'import')
-               AND p.target = p_target AND p.scope = p_scope AND p.run_at <= now()));
-    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
                              submitted_by_oid, target_columns, queued_at)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
-           v_columns, coalesce(v_queued_at, now())
+           v_columns,
+           -- An export's or import's turn between tenants.
+           pgjobs._tenant_turn(p_kind, p_target, p_scope)
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -10244,9 +10223,11 @@ CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
 -- rule of pgjobs.cancel.
 -- Paused: queued again (event `resumed`) with its checkpoint, done and
 -- run_at, and with its place in its scope's writer queue (it never left
--- it). Running with a pause pending: the request is withdrawn and the job
--- runs on. Raises 55000 for any other state, and 42501 when its submitter
--- no longer holds what the submit needed (pgjobs._require_requeue).
+-- it); an export or import takes its turn between tenants, as its submit
+-- did (pgjobs._tenant_turn). Running with a pause pending: the request is
+-- withdrawn and the job runs on. Raises 55000 for any other state, and
+-- 42501 when its submitter no longer holds what the submit needed
+-- (pgjobs._require_requeue).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
@@ -10259,7 +10240,10 @@ BEGIN
         PERFORM pgjobs._require_requeue(v_job, 'resumed');
     END IF;
     IF v_job.status = 'paused' THEN
-        UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
+        -- An export's or import's turn between tenants, as at its submit.
+        UPDATE pgjobs.jobs
+           SET status = 'queued', updated_at = now(),
+               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope)
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');
@@ -10311,6 +10295,8 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 --   index again.
 -- * A delete or backfill whose deferred typo guard was walking its scope
 --   (payload unchecked_walk) walks it again from its start.
+-- * An export or import takes its turn between tenants, as its submit
+--   did (pgjobs._tenant_turn).
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
 -- * An import keeps its checkpoint (offset, header, size) but forgets the
@@ -10401,7 +10387,10 @@ BEGIN
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
-           run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
+           run_at = now(),
+           -- An export's or import's turn between tenants, as at its submit.
+           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope),
+           checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
            updated_at = now()
      WHERE id = p_id
@@ -14145,6 +14134,43 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: _tenant_turn(text, regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+-- The queued_at an export or import joins the queue with, at its submit
+-- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume
+-- (pgjobs._resume_as): its turn between tenants. An export or an import runs to its end once claimed (no
+-- budget hands it back), and claims go by priority, then queued_at: a
+-- tenant that queued fifty exports held every worker slot until the fifty
+-- were done (fifty imports, one at a time by the gate, a worker's one
+-- slot), and another tenant's job waited behind them all. One queued while
+-- exports or imports of its (target, scope) are due and pending comes an
+-- hour after the latest of them: a tenant's k-th pending job comes after
+-- the first ones of every tenant that queued within those hours, and alone
+-- in the queue it still goes at once. A retry or resume takes its turn as
+-- a submit does: a tenant retrying a burst of failed exports, or pausing
+-- and resuming a queued burst, queued them all at now(), ahead of every
+-- other tenant's turn. Not for the runner's kinds
+-- or custom ones (now()): a job handed back at the end of each budget
+-- queues again at now(), always ahead of a turn an hour away, so a
+-- tenant's second delete would wait up to an hour behind another tenant's
+-- multi-million-row delete (the budget's round-robin serves them;
+-- tests/test_tenant_turns.py). Locks nothing.
+SELECT CASE WHEN p_kind IN ('export', 'import') THEN greatest(now(), (
+           SELECT max(p.queued_at) + interval '1 hour'
+             FROM pgjobs.jobs p
+            WHERE p.status IN ('queued', 'running') AND p.kind IN ('export', 'import')
+              AND p.target = p_target AND p.scope = p_scope AND p.run_at <= now()))
+            ELSE now() END
+$$;
+
+ALTER FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
 -- Name: _text_is_fixed(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22002,6 +22028,13 @@ GRANT ALL ON FUNCTION pgjobs._target_columns(p_target regclass) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _tenant_turn(p_kind text, p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _text_is_fixed(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

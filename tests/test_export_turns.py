@@ -93,3 +93,32 @@ def test_a_worker_with_one_slot_serves_the_tenants_by_turns(
         "SELECT id FROM pgjobs.jobs WHERE id = ANY (%s) AND status = 'succeeded' "
         "ORDER BY finished_at, id", ([*burst, other],))]
     assert ended == [burst[0], other, *burst[1:]]
+
+
+def test_a_retried_burst_takes_turns_as_its_submit_did(conn: Conn) -> None:
+    """A tenant's burst of exports that failed (here canceled) and is
+    retried all at once queues by turns again, not all at now() ahead of the
+    other tenant's export submitted after the retries (pgjobs._tenant_turn)."""
+    burst = [submit_export(conn, "1") for _ in range(3)]
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is True
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = ANY (%s) "
+                        "AND status = 'canceled'", (burst,)) == 3
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
+    other = submit_export(conn, "2")
+    assert _claim_all(conn) == [burst[0], other, *burst[1:]]
+
+
+def test_a_paused_and_resumed_burst_takes_turns_as_its_submit_did(conn: Conn) -> None:
+    """Pausing a tenant's queued burst and resuming it does not queue it all
+    at now(), ahead of the other tenant's export submitted after the resumes."""
+    burst = [submit_export(conn, "1") for _ in range(3)]
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE id = ANY (%s) "
+                        "AND status = 'paused'", (burst,)) == 3
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
+    other = submit_export(conn, "2")
+    assert _claim_all(conn) == [burst[0], other, *burst[1:]]

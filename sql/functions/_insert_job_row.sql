@@ -23,8 +23,8 @@ AS $$
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
 -- caller), applies the gate for writing kinds, gives an export or import
--- its turn between tenants (queued_at) and inserts; it sends no
--- event. Every check runs before the INSERT: a bad argument writes
+-- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
@@ -50,7 +50,6 @@ DECLARE
     v_grant_hint text;
     v_columns jsonb;
     v_compiled text;
-    v_queued_at timestamptz;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be null' USING ERRCODE = '22023',
@@ -252,35 +251,15 @@ BEGIN
                              'are now.';
         END IF;
     END IF;
-    -- Turns between tenants for the worker's kinds. An export or an import
-    -- runs to its end once claimed (no budget hands it back), and claims
-    -- go by priority, then queued_at: a tenant that queued fifty exports
-    -- held every worker slot until the fifty were done (fifty imports, one
-    -- at a time by the gate, a worker's one slot), and another tenant's job
-    -- waited behind them all. One
-    -- submitted while exports or imports of its (target, scope) are due
-    -- and pending queues an hour after the latest of them: a tenant's k-th
-    -- pending job comes after the first ones of every tenant that queued
-    -- within those hours, and alone in the queue it still goes at once.
-    -- Not for the runner's kinds or custom ones: a job handed back at the
-    -- end of each budget queues again at now(), always ahead of a turn an
-    -- hour away, so a tenant's second delete would wait up to an hour
-    -- behind another tenant's multi-million-row delete (the budget's
-    -- round-robin serves them; tests/test_tenant_turns.py).
-    IF p_kind IN ('export', 'import') THEN
-        v_queued_at := greatest(now(), (
-            SELECT max(p.queued_at) + interval '1 hour'
-              FROM pgjobs.jobs p
-             WHERE p.status IN ('queued', 'running') AND p.kind IN ('export', 'import')
-               AND p.target = p_target AND p.scope = p_scope AND p.run_at <= now()));
-    END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
                              submitted_by_oid, target_columns, queued_at)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
-           v_columns, coalesce(v_queued_at, now())
+           v_columns,
+           -- An export's or import's turn between tenants.
+           pgjobs._tenant_turn(p_kind, p_target, p_scope)
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
