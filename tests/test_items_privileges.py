@@ -7,7 +7,6 @@ only); a client reads the items of exactly the jobs it may read."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,32 +14,24 @@ import psycopg
 import pytest
 
 from tests.support import make_target, scalar
+from tests.support.roles import make_role
 
 Conn = psycopg.Connection[Any]
 
 SUBMIT = "SELECT pgjobs.submit_items('doc', 'items'::regclass, %s, %s::jsonb)"
 
 
-def _role(conn: Conn, name: str, *grants: str) -> str:
-    role = f"pgjobs_test_{name}_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-    for grant in grants:
-        conn.execute(grant.format(role=role))
-    return role
-
-
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
     make_target(conn)
     made = {
-        "writer": _role(conn, "iwriter", "GRANT pgjobs_client TO {role}",
+        "writer": make_role(conn, "iwriter", "GRANT pgjobs_client TO {role}",
                         "GRANT SELECT, UPDATE ON items TO {role}"),
-        "other": _role(conn, "iother", "GRANT pgjobs_client TO {role}",
+        "other": make_role(conn, "iother", "GRANT pgjobs_client TO {role}",
                        "GRANT UPDATE ON items TO {role}"),
-        "reader": _role(conn, "ireader", "GRANT pgjobs_client TO {role}",
+        "reader": make_role(conn, "ireader", "GRANT pgjobs_client TO {role}",
                         "GRANT SELECT ON items TO {role}"),
-        "nobody": _role(conn, "inobody", "GRANT pgjobs_client TO {role}"),
+        "nobody": make_role(conn, "inobody", "GRANT pgjobs_client TO {role}"),
     }
     yield made
     conn.execute("RESET ROLE")
@@ -115,7 +106,7 @@ def test_admin_worker_serves_a_clients_job(conn: Conn, roles: dict[str, str]) ->
     conn.execute(f"SET ROLE {roles['writer']}")
     job_id = scalar(conn, SUBMIT, ("1", "[1]"))
     conn.execute("RESET ROLE")
-    worker = _role(conn, "iworker", "GRANT pgjobs_admin TO {role}")
+    worker = make_role(conn, "iworker", "GRANT pgjobs_admin TO {role}")
     try:
         conn.execute(f"SET ROLE {worker}")
         [(item, identity)] = conn.execute(

@@ -11,7 +11,6 @@ check is in pgjobs._insert_job_row, which every submit passes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -33,32 +33,16 @@ SUBMITS = [
 ]
 
 
-def _role(conn: Conn, label: str, *grants: str) -> str:
-    role = f"pgjobs_test_{label}_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-    for grant in grants:
-        conn.execute(grant.format(role=role))
-    return role
-
-
-def _drop(conn: Conn, role: str) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-    conn.execute(f"DROP OWNED BY {role}")
-    conn.execute(f"DROP ROLE {role}")
-
-
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
     seed(conn, make_rows_target(conn), 30)
-    client = _role(conn, "pclient", "GRANT pgjobs_client TO {role}",
+    client = make_role(conn, "pclient", "GRANT pgjobs_client TO {role}",
                    "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}")
-    admin = _role(conn, "padmin", "GRANT pgjobs_admin TO {role}",
+    admin = make_role(conn, "padmin", "GRANT pgjobs_admin TO {role}",
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}")
     yield {"client": client, "admin": admin}
-    _drop(conn, client)
-    _drop(conn, admin)
+    drop_role(conn, client)
+    drop_role(conn, admin)
 
 
 def _submit(conn: Conn, call: str, priority: int) -> int:

@@ -5,7 +5,6 @@ job (migration 0004, pgjobs._require_scope, docs/operations.md "Tenancy")."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import Target, make_rows_target, scalar, seed, who
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -28,22 +28,6 @@ CLIENT_CALLS = [
 ]
 
 
-def _role(conn: Conn, name: str, *grants: str) -> str:
-    role = f"pgjobs_test_{name}_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-    for grant in grants:
-        conn.execute(grant.format(role=role))
-    return role
-
-
-def _drop(conn: Conn, role: str) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-    conn.execute(f"DROP OWNED BY {role}")
-    conn.execute(f"DROP ROLE {role}")
-
-
 @pytest.fixture
 def rows(conn: Conn) -> Target:
     target = make_rows_target(conn)
@@ -54,19 +38,19 @@ def rows(conn: Conn) -> Target:
 @pytest.fixture
 def client(conn: Conn, rows: Target) -> Iterator[str]:
     """A pgjobs_client with every privilege on the target."""
-    role = _role(conn, "tclient", "GRANT pgjobs_client TO {role}",
+    role = make_role(conn, "tclient", "GRANT pgjobs_client TO {role}",
                  "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON user_table_rows TO {role}")
     yield role
-    _drop(conn, role)
+    drop_role(conn, role)
 
 
 @pytest.fixture
 def admin(conn: Conn, rows: Target) -> Iterator[str]:
     """A pgjobs_admin that may run delete and backfill pages on the target."""
-    role = _role(conn, "tadmin", "GRANT pgjobs_admin TO {role}",
+    role = make_role(conn, "tadmin", "GRANT pgjobs_admin TO {role}",
                  "GRANT SELECT, UPDATE, DELETE ON user_table_rows TO {role}")
     yield role
-    _drop(conn, role)
+    drop_role(conn, role)
 
 
 def _jobs_by_scope(conn: Conn) -> dict[str, int]:
@@ -203,7 +187,7 @@ def test_a_non_superuser_owner_keeps_working_under_force(conn: Conn, client: str
     """FORCE applies the policies to the table owner: the owner policy keeps
     the SECURITY DEFINER functions working when pgjobs is owned by an
     ordinary role, and without it they would fail."""
-    owner = _role(conn, "towner", "GRANT USAGE, CREATE ON SCHEMA pgjobs TO {role}",
+    owner = make_role(conn, "towner", "GRANT USAGE, CREATE ON SCHEMA pgjobs TO {role}",
                   "GRANT EXECUTE ON ALL ROUTINES IN SCHEMA pgjobs TO {role}",
                   "GRANT SELECT ON ALL TABLES IN SCHEMA pgjobs TO {role}",
                   # The rows a submit locks, as pgjobs' owner may (an advisory
@@ -237,7 +221,7 @@ def test_a_non_superuser_owner_keeps_working_under_force(conn: Conn, client: str
     finally:
         conn.execute("RESET ROLE")
         conn.execute("ALTER TABLE pgjobs.jobs OWNER TO CURRENT_USER")
-        _drop(conn, owner)
+        drop_role(conn, owner)
 
 
 @pytest.mark.parametrize("setting", [None, "", "  ", "1", "1,2", " 2 ,3", "tenant-1", "1,,2",

@@ -16,7 +16,6 @@ the last place.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,6 +25,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed, wait_for
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -41,32 +41,16 @@ WRITERS = {
 }
 
 
-def _role(conn: Conn, label: str, *grants: str) -> str:
-    role = f"pgjobs_test_{label}_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-    for grant in grants:
-        conn.execute(grant.format(role=role))
-    return role
-
-
-def _drop(conn: Conn, role: str) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-    conn.execute(f"DROP OWNED BY {role}")
-    conn.execute(f"DROP ROLE {role}")
-
-
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
     seed(conn, make_rows_target(conn), 30)
     conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE_PREFIX,))
     grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
-    client = _role(conn, "rclient", "GRANT pgjobs_client TO {role}", grant)
-    admin = _role(conn, "radmin", "GRANT pgjobs_admin TO {role}", grant)
+    client = make_role(conn, "rclient", "GRANT pgjobs_client TO {role}", grant)
+    admin = make_role(conn, "radmin", "GRANT pgjobs_admin TO {role}", grant)
     yield {"client": client, "admin": admin}
-    _drop(conn, client)
-    _drop(conn, admin)
+    drop_role(conn, client)
+    drop_role(conn, admin)
 
 
 def _as(conn: Conn, role: str, call: str, scope: str = "1") -> int:

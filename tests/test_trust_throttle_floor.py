@@ -14,7 +14,6 @@ option no default limits is accepted; administrators are not held to it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ import pytest
 from psycopg import errors
 
 from tests.support import make_rows_target, scalar, seed
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -56,32 +56,16 @@ UNLIMITED = [("max_rows_per_second", 0), ("max_wal_rate", 0), ("max_xact_age", "
              ("page_delay", "0"), ("max_rows_per_second", 1000000000)]
 
 
-def _role(conn: Conn, label: str, *grants: str) -> str:
-    role = f"pgjobs_test_{label}_{os.getpid()}"
-    conn.execute(f"DROP ROLE IF EXISTS {role}")
-    conn.execute(f"CREATE ROLE {role} NOLOGIN")
-    for grant in grants:
-        conn.execute(grant.format(role=role))
-    return role
-
-
-def _drop(conn: Conn, role: str) -> None:
-    conn.execute("RESET ROLE")
-    conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
-    conn.execute(f"DROP OWNED BY {role}")
-    conn.execute(f"DROP ROLE {role}")
-
-
 @pytest.fixture
 def roles(conn: Conn) -> Iterator[dict[str, str]]:
     seed(conn, make_rows_target(conn), 30)
     conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE_PREFIX,))
     grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
-    client = _role(conn, "tclient", "GRANT pgjobs_client TO {role}", grant)
-    admin = _role(conn, "tadmin", "GRANT pgjobs_admin TO {role}", grant)
+    client = make_role(conn, "tclient", "GRANT pgjobs_client TO {role}", grant)
+    admin = make_role(conn, "tadmin", "GRANT pgjobs_admin TO {role}", grant)
     yield {"client": client, "admin": admin}
-    _drop(conn, client)
-    _drop(conn, admin)
+    drop_role(conn, client)
+    drop_role(conn, admin)
 
 
 def _submit(conn: Conn, role: str, kind: str, options: dict[str, Any]) -> int:
