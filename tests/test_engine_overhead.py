@@ -46,7 +46,7 @@ def probes(conn: Conn) -> int:
 
 
 def _claim(tx: Conn, ids: dict[str, int]) -> None:
-    claim(tx, "w", kinds=["nothing-of-this-kind"])
+    claim(tx, "w", kinds=["nothing_of_this_kind"])
 
 
 def _claim_export(tx: Conn, ids: dict[str, int]) -> None:
