@@ -261,10 +261,14 @@ def test_an_item_is_counted_once_whatever_the_worker_sends(conn: Conn) -> None:
     assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'x', false)", (one, w1)) is False
     assert conn.execute("SELECT * FROM pgjobs.complete_items(%s, %s)",
                         ([one], [w1])).fetchall() == []
-    # The name without the claim's token, another claim's token, NULL.
-    for worker in ("w", w3, None):
+    # The name without the claim's token, another claim's token: not the holder.
+    for worker in ("w", w3):
         assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (two, worker)) is False
         assert scalar(conn, "SELECT pgjobs.heartbeat_item(%s, %s)", (two, worker)) is False
+    # NULL names no attempt at all: refused (22023), nothing counted.
+    for call in ("complete_item", "heartbeat_item"):
+        with pytest.raises(errors.InvalidParameterValue):
+            conn.execute(f"SELECT pgjobs.{call}(%s, NULL)", (two,))
     # Failed for good, then completed: the failure stands.
     assert scalar(conn, "SELECT pgjobs.fail_item(%s, %s, 'x', false)", (three, w3)) is True
     assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s)", (three, w3)) is False
