@@ -47,8 +47,11 @@ def _cli(dsn: str, *args: str) -> subprocess.Popen[bytes]:
 
 
 def _sessions(conn: Conn) -> int:
+    """Sessions of `pgjobs run` on this test's database (the cluster is shared:
+    another test's runners, in their own databases, are not this one's)."""
     return int(scalar(conn, "SELECT count(*) FROM pg_stat_activity "
-                            "WHERE application_name = 'pgjobs run'"))
+                            "WHERE application_name = 'pgjobs run' "
+                            "AND datname = current_database()"))
 
 
 @pytest.mark.parametrize("runners", [1, 2])
