@@ -22,6 +22,10 @@ ALTER SCHEMA pgjobs OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._a_job(p_kind text) RETURNS text
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- "a delete job", "an export job", "an import job": the one place messages
 -- put an article before a kind ("a export job" read as a typo of the
@@ -14142,6 +14146,10 @@ ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO
 CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The queued_at an export or import joins the queue with, at its submit
 -- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume

@@ -3,6 +3,10 @@ RETURNS timestamptz
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The queued_at an export or import joins the queue with, at its submit
 -- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume
