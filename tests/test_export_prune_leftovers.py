@@ -53,7 +53,13 @@ def _recorded(conn: Conn, job_id: int) -> int:
 
 
 def _kill_after(conn: Conn, dsn: str, local_dir: str, job_id: int, recorded: int) -> None:
-    worker = start_worker(dsn, local_dir, delays="part=0.3")
+    """SIGKILL the worker once `recorded` objects are recorded. The parts of a
+    parallel export run side by side and end within moments of each other, so
+    a loaded machine's late poll could find the job already ended (CI once saw
+    it succeeded): the join of the parts waits 60 s at its first checkpoint,
+    and the kill always lands before the worker can end the job. (A part's own
+    finalize must not wait: its success is what is recorded.)"""
+    worker = start_worker(dsn, local_dir, delays="part=0.3,join=60")
     try:
         wait_for(lambda: _recorded(conn, job_id) >= recorded, timeout=90,
                  what=f"{recorded} objects recorded")
