@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 import click
+import psycopg
 
 from pgjobs import db, queries
 from pgjobs.cli.common import (
@@ -296,14 +297,22 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
 @main.command()
 @click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default="24h",
               show_default=True, help="Delete finished jobs older than this (e.g. 24h, 7d).")
+@click.option("--yes", "-y", is_flag=True,
+              help="Prune without asking (on a terminal, a retention under an hour "
+                   "asks first).")
 @click.pass_obj
-def prune(obj: Context, retention: str) -> None:
+def prune(obj: Context, retention: str, yes: bool) -> None:
     """Rescue expired leases, delete old finished jobs, trim pg_cron history.
 
     Deletes in transactions of at most 10,000 jobs (pgjobs.prune's batch), one
-    after the other until none is left; the counts are the sums."""
+    after the other until none is left; the counts are the sums. A retention
+    under an hour (`--retention 0` takes every finished job, and queues the
+    objects of exports just handed to their users for deletion) asks first on
+    a terminal, saying what it would take; --yes, or no terminal, does not ask."""
     interval = parse_duration(retention, "--retention")  # a usage error before connecting
     with obj.connect() as conn:
+        if not yes and sys.stdin.isatty() and sys.stdout.isatty():
+            _confirm_short_retention(conn, retention, interval)
         summary = db.scalar(conn, queries.PRUNE, {"retention": interval})
         while summary.get("more"):
             more = db.scalar(conn, queries.PRUNE, {"retention": interval})
@@ -311,6 +320,30 @@ def prune(obj: Context, retention: str) -> None:
                 summary[key] = int(summary.get(key) or 0) + int(more.get(key) or 0)
             summary["more"] = more.get("more")
     click.echo(json.dumps(iso(summary), sort_keys=True))
+
+
+def _confirm_short_retention(conn: Any, retention: str, interval: str) -> None:
+    """On a terminal, a retention under an hour says what it takes and asks;
+    'no' (the default) prunes nothing, exit 1."""
+    if not db.one(conn, queries.PRUNE_SHORT, {"retention": interval})["short"]:
+        return
+    try:
+        doomed = conn.execute(queries.PRUNE_DOOMED, {"retention": interval}).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        doomed = None  # the question without the counts: pgjobs.prune decides
+    if doomed is not None:
+        if not doomed["jobs"]:
+            return  # nothing finished that long ago: nothing to ask about
+        click.echo(f"--retention {retention} deletes {doomed['jobs']:,} finished job(s), the "
+                   f"newest finished {text(doomed['newest'])}; the objects of "
+                   f"{doomed['exports']:,} succeeded export(s) are queued for deletion",
+                   err=True)
+    else:
+        click.echo(f"--retention {retention} deletes every job finished more than "
+                   f"{retention} ago, and queues its export's objects for deletion", err=True)
+    if not click.confirm("Prune them?", default=False, err=True):
+        click.echo("nothing pruned", err=True)
+        sys.exit(1)
 
 
 @main.command()

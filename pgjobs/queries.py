@@ -127,6 +127,13 @@ PINNED_SEARCH_PATH = RUN_SEARCH_PATH
 RUN = "CALL pgjobs.run(%(budget)s::interval)"
 RUN_JOB = "CALL pgjobs.run_job(%(id)s)"
 PRUNE = "SELECT pgjobs.prune(%(retention)s::interval)"
+# What a short retention would take now (`pgjobs prune` asks on a terminal).
+PRUNE_SHORT = "SELECT %(retention)s::interval < interval '1 hour' AS short"
+PRUNE_DOOMED = """
+    SELECT count(*) AS jobs,
+           count(*) FILTER (WHERE kind = 'export' AND status = 'succeeded') AS exports,
+           max(finished_at) AS newest
+      FROM pgjobs.jobs WHERE finished_at < now() - %(retention)s::interval"""
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
 HELD_ELSEWHERE = """

@@ -263,3 +263,86 @@ def test_on_a_terminal_dry_run_draws_a_table(rows: Conn, dsn: str) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0 and jobs(rows) == []
+
+
+# --- prune with a short retention ---------------------------------------------------
+
+
+def _finished(conn: Conn, age: str = "1 second") -> list[int]:
+    """A delete and an export, succeeded `age` ago (by default a moment ago: an
+    export's object just handed to its user)."""
+    ids = []
+    for kind in ("delete", "export"):
+        if kind == "delete":
+            job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', "
+                                  "'{\"k\": 3}')")
+        else:
+            job_id = scalar(conn, "SELECT pgjobs.submit_export('user_table_rows', '1', '{}')")
+        conn.execute("UPDATE pgjobs.jobs SET status = 'succeeded', finished_at = now() "
+                     "- %s::interval WHERE id = %s", (age, job_id))
+        ids.append(int(job_id))
+    return ids
+
+
+def _job_ids(conn: Conn) -> list[int]:
+    return [r[0] for r in jobs(conn)]
+
+
+@pytest.mark.parametrize("answer", ["n", ""])
+def test_on_a_terminal_a_short_retention_asks_and_no_prunes_nothing(
+        rows: Conn, dsn: str, answer: str) -> None:
+    ids = _finished(rows)
+    child = spawn(dsn, "prune", "--retention", "0")
+    child.expect(r"--retention 0 deletes 2 finished job\(s\), the newest finished .*"
+                 r"the objects of 1 succeeded export\(s\) are queued for deletion")
+    child.expect(r"Prune them\? \[y/N\]")
+    child.sendline(answer)
+    child.expect("nothing pruned")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
+    assert _job_ids(rows) == ids
+    assert scalar(rows, "SELECT count(*) FROM pgjobs.storage_deletions") == 0
+
+
+@pytest.mark.parametrize("how", ["answer", "flag"])
+def test_on_a_terminal_a_short_retention_prunes_when_told(rows: Conn, dsn: str,
+                                                          how: str) -> None:
+    _finished(rows, "40 minutes")
+    if how == "answer":
+        child = spawn(dsn, "prune", "--retention", "30m")
+        child.expect(r"Prune them\? \[y/N\]")
+        child.sendline("y")
+    else:
+        child = spawn(dsn, "prune", "--retention", "0", "--yes")
+    child.expect(r'"deleted": 2')
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert _job_ids(rows) == []
+
+
+@pytest.mark.parametrize("retention", ["1h", "24h", "0"])
+def test_on_a_terminal_prune_asks_only_what_is_worth_asking(rows: Conn, dsn: str,
+                                                           retention: str) -> None:
+    """An hour and more does not ask (the jobs are older than it, and go); nor
+    does a short one that takes no job."""
+    if retention != "0":
+        _finished(rows, "2 days")
+    child = spawn(dsn, "prune", "--retention", retention)
+    index = child.expect([r"Prune them\?", r'"deleted": 2' if retention != "0"
+                          else r'"deleted": 0'])
+    assert index == 1
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_off_a_terminal_a_short_retention_prunes_without_asking(rows: Conn,
+                                                                dsn: str) -> None:
+    """A script (or pg_cron's caller) is not asked: it prunes as before."""
+    _finished(rows)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "prune", "--retention", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deleted"] == 2
+    assert _job_ids(rows) == []
