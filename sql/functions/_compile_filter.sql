@@ -1,3 +1,10 @@
+-- The signature of releases before the scope was passed down: gone in
+-- the transaction that creates this one (pgjobs migrate applies every
+-- function file in one). A migration dropping it left the previous
+-- release's functions, which serve every read and submit until that
+-- transaction commits, calling a function that no longer existed (42883).
+DROP FUNCTION IF EXISTS pgjobs._compile_filter(regclass, jsonb, pgjobs.target_registry);
+
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter(
     p_target regclass,
     p_filter jsonb,

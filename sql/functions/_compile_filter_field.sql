@@ -1,3 +1,11 @@
+-- The signature of releases before the scope was passed down: gone in
+-- the transaction that creates this one (pgjobs migrate applies every
+-- function file in one). A migration dropping it left the previous
+-- release's functions, which serve every read and submit until that
+-- transaction commits, calling a function that no longer existed (42883).
+DROP FUNCTION IF EXISTS pgjobs._compile_filter_field(text, jsonb, jsonb, name, integer, integer,
+                                                     text[]);
+
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
     p_field    text,
     p_cond     jsonb,
