@@ -17,7 +17,6 @@ import sys
 from typing import Any
 
 import click
-import psycopg
 
 from pgjobs import db, queries
 from pgjobs.cli.common import (
@@ -36,7 +35,7 @@ from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
-from pgjobs.errors import InvalidInput, NotFound, NotReady
+from pgjobs.errors import InvalidInput, NotFound, NotReady, PermissionDenied
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -328,8 +327,8 @@ def _confirm_short_retention(conn: Any, retention: str, interval: str) -> None:
     if not db.one(conn, queries.PRUNE_SHORT, {"retention": interval})["short"]:
         return
     try:
-        doomed = conn.execute(queries.PRUNE_DOOMED, {"retention": interval}).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
+        doomed = db.one(conn, queries.PRUNE_DOOMED, {"retention": interval})
+    except PermissionDenied:
         doomed = None  # the question without the counts: pgjobs.prune decides
     if doomed is not None:
         if not doomed["jobs"]:

@@ -50,6 +50,29 @@ def note(job: dict[str, Any]) -> str | None:
     return str(waiting) if waiting else None
 
 
+def left_unchanged(job: dict[str, Any]) -> str | None:
+    """A succeeded backfill that left rows unchanged (result.skipped: set could
+    not merge a field into a value that is no object, pgjobs._set_guard): the
+    line that says so. The end line alone ("succeeded") hid them."""
+    result = job.get("result")
+    if job["status"] != "succeeded" or not isinstance(result, dict):
+        return None
+    skipped = result.get("skipped")
+    if job["kind"] != "backfill" or not isinstance(skipped, int) or skipped <= 0:
+        return None
+    first = result.get("skipped_first")
+    where = ""
+    if isinstance(first, dict):
+        place = f'"{first.get("path")}"' if first.get("path") else "the document"
+        kind = str(first.get("type"))
+        article = "an" if kind[:1] in ("a", "o") else "a"
+        where = f" (first: key {first.get('key')}, {place} holds {article} {kind})"
+    return (f"job {job['id']} succeeded but left {skipped:,} row(s) unchanged: set merges "
+            f"fields into a value that is no object there{where}; set those values to "
+            f"null or to objects and backfill them again, or submit with "
+            f"{{\"replace_non_objects\": true}}")
+
+
 def _as_event(job: dict[str, Any], event: str) -> dict[str, Any]:
     return {"id": job["id"], "kind": job["kind"], "event": event, "status": job["status"],
             "done": job["done"], "total": job["total"], "target": job["target"],
@@ -197,6 +220,9 @@ def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int
                     out.emit(out.line(job, job["status"]))
                 if job["status"] != "succeeded" and job.get("error"):
                     click.echo(f"job {job_id} {job['status']}: {job['error']}", err=True)
+                left = left_unchanged(job)
+                if left:
+                    click.echo(left, err=True)
                 return FINAL[job["status"]]
             if deadline is not None and time.monotonic() >= deadline:
                 # Exit 3 alone would leave a piped `watch` of a job that sent no

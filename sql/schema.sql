@@ -6200,7 +6200,7 @@ BEGIN
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
            v_columns,
            -- An export's or import's turn between tenants.
-           pgjobs._tenant_turn(p_kind, p_target, p_scope)
+           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at)
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -10247,7 +10247,8 @@ BEGIN
         -- An export's or import's turn between tenants, as at its submit.
         UPDATE pgjobs.jobs
            SET status = 'queued', updated_at = now(),
-               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope)
+               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope,
+                                               v_job.run_at)
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');
@@ -10393,7 +10394,7 @@ BEGIN
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
            -- An export's or import's turn between tenants, as at its submit.
-           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope),
+           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope, now()),
            checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
            updated_at = now()
@@ -14140,10 +14141,10 @@ $$;
 ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO SUPERUSER;
 
 --
--- Name: _tenant_turn(text, regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _tenant_turn(text, regclass, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) RETURNS timestamp with time zone
+CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) RETURNS timestamp with time zone
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -14153,32 +14154,41 @@ CREATE FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text
     AS $$
 -- The queued_at an export or import joins the queue with, at its submit
 -- (pgjobs._insert_job_row), retry (pgjobs._retry_as) and resume
--- (pgjobs._resume_as): its turn between tenants. An export or an import runs to its end once claimed (no
--- budget hands it back), and claims go by priority, then queued_at: a
--- tenant that queued fifty exports held every worker slot until the fifty
--- were done (fifty imports, one at a time by the gate, a worker's one
--- slot), and another tenant's job waited behind them all. One queued while
--- exports or imports of its (target, scope) are due and pending comes an
--- hour after the latest of them: a tenant's k-th pending job comes after
--- the first ones of every tenant that queued within those hours, and alone
--- in the queue it still goes at once. A retry or resume takes its turn as
--- a submit does: a tenant retrying a burst of failed exports, or pausing
--- and resuming a queued burst, queued them all at now(), ahead of every
--- other tenant's turn. Not for the runner's kinds
--- or custom ones (now()): a job handed back at the end of each budget
--- queues again at now(), always ahead of a turn an hour away, so a
--- tenant's second delete would wait up to an hour behind another tenant's
--- multi-million-row delete (the budget's round-robin serves them;
--- tests/test_tenant_turns.py). Locks nothing.
-SELECT CASE WHEN p_kind IN ('export', 'import') THEN greatest(now(), (
-           SELECT max(p.queued_at) + interval '1 hour'
+-- (pgjobs._resume_as): its turn between tenants. p_run_at: the job's
+-- run_at (when it becomes due). An export or an import runs to its end
+-- once claimed (no budget hands it back), and claims go by priority, then
+-- queued_at: a tenant that queued fifty exports held every worker slot
+-- until the fifty were done (fifty imports, one at a time by the gate, a
+-- worker's one slot), and another tenant's job waited behind them all. One
+-- queued while exports or imports of its (target, scope) are pending and
+-- due before it is, or within the hour after, comes an hour after the
+-- latest of them: a tenant's k-th pending job comes after the first ones
+-- of every tenant that queued within those hours, and alone in the queue
+-- it still goes at once (queued_at only orders jobs that are due). Its
+-- turn is never before its own run_at, and a pending job's time is its
+-- queued_at or run_at, whichever is later: a job scheduled a moment ahead
+-- (option run_at) counted for nothing, neither as pending nor as waiting,
+-- so a burst of exports submitted with run_at one second ahead took every
+-- slot before another tenant's export submitted after them, as if no turn
+-- existed. A job scheduled more than an hour after this one's run_at
+-- pushes nothing. A retry or resume takes its turn as a submit does: a
+-- tenant retrying a burst of failed exports, or pausing and resuming a
+-- queued burst, queued them all at now(), ahead of every other tenant's
+-- turn. Not for the runner's kinds or custom ones (now()): a job handed
+-- back at the end of each budget queues again at now(), always ahead of a
+-- turn an hour away, so a tenant's second delete would wait up to an hour
+-- behind another tenant's multi-million-row delete (the budget's
+-- round-robin serves them; tests/test_tenant_turns.py). Locks nothing.
+SELECT CASE WHEN p_kind IN ('export', 'import') THEN greatest(now(), p_run_at, (
+           SELECT max(greatest(p.queued_at, p.run_at)) + interval '1 hour'
              FROM pgjobs.jobs p
             WHERE p.status IN ('queued', 'running') AND p.kind IN ('export', 'import')
-              AND p.target = p_target AND p.scope = p_scope AND p.run_at <= now()))
+              AND p.target = p_target AND p.scope = p_scope
+              AND p.run_at < greatest(now(), p_run_at) + interval '1 hour'))
             ELSE now() END
 $$;
 
-ALTER FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) OWNER TO SUPERUSER;
 
 --
 -- Name: _text_is_fixed(regtype); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22038,11 +22048,11 @@ REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) 
 GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _tenant_turn(p_kind text, p_target regclass, p_scope text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _text_is_fixed(p_type regtype); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -9,12 +9,13 @@ take turns. No timings: the claim order alone is asserted."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support import make_items, scalar, submit_export
+from tests.support import allow, make_items, make_people, scalar, submit_export, submit_import
 
 Conn = psycopg.Connection[Any]
 
@@ -122,3 +123,73 @@ def test_a_paused_and_resumed_burst_takes_turns_as_its_submit_did(conn: Conn) ->
         assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
     other = submit_export(conn, "2")
     assert _claim_all(conn) == [burst[0], other, *burst[1:]]
+
+
+def _pass_time(conn: Conn, minutes: int) -> None:
+    """As if `minutes` went by for every job: their times move back (the
+    claim compares run_at with now() and orders by queued_at)."""
+    conn.execute("UPDATE pgjobs.jobs SET run_at = run_at - make_interval(mins => %s), "
+                 "queued_at = queued_at - make_interval(mins => %s)", (minutes, minutes))
+
+
+def _at(conn: Conn, minutes: float) -> str:
+    return str(scalar(conn, "SELECT (now() + make_interval(secs => %s))::text", (minutes * 60,)))
+
+
+@pytest.mark.parametrize("ahead", [[1, 1, 1, 1], [1, 2, 3, 4], [4, 3, 2, 1], [7, 1, 9, 3]],
+                         ids=["same", "rising", "falling", "mixed"])
+def test_a_burst_scheduled_a_moment_ahead_takes_turns(conn: Conn, ahead: list[int]) -> None:
+    """A tenant's burst submitted with run_at minutes ahead (in any order)
+    counted as no pending export when submitted, and each kept its submit's
+    queued_at: once due, the whole burst went before another tenant's export
+    submitted after it, as if no turn existed. Each takes its turn from the
+    later of its run_at and the turns of those due before it or within the
+    hour after (pgjobs._tenant_turn)."""
+    burst = [submit_export(conn, "1", options={"run_at": _at(conn, m)}) for m in ahead]
+    _pass_time(conn, 10)  # every one of them due, within the hour
+    other = submit_export(conn, "2")
+    order = _claim_all(conn)
+    assert order[1] == other, order
+    assert sorted(order) == sorted([*burst, other])
+
+
+def test_an_export_scheduled_long_ago_takes_its_turn_from_its_run_at(conn: Conn) -> None:
+    """A scheduled export joins the queue when it becomes due: its submit's
+    time, hours before, put it ahead of every other tenant's export that
+    waited while it was not due."""
+    scheduled = submit_export(conn, "1", options={"run_at": _at(conn, 120)})
+    _pass_time(conn, 60)
+    waiting = submit_export(conn, "2")
+    _pass_time(conn, 61)  # both due
+    assert _claim_all(conn) == [waiting, scheduled]
+
+
+def test_an_import_burst_scheduled_a_moment_ahead_takes_turns(
+        conn: Conn, tmp_path: Path) -> None:
+    """Imports share the turns, and the run_at rule, with exports."""
+    make_people(conn)
+    allow(conn, f"file://{tmp_path}")
+    (tmp_path / "a.csv").write_text("name,age\nx,1\n")
+    burst = [submit_import(conn, f"file://{tmp_path}/a.csv", "1",
+                           options={"run_at": _at(conn, 1)}) for _ in range(3)]
+    _pass_time(conn, 2)
+    other = submit_import(conn, f"file://{tmp_path}/a.csv", "2")
+    order = []
+    while row := conn.execute("SELECT id, worker FROM pgjobs.claim(ARRAY['import'], "
+                              "'w', '30 seconds', 1)").fetchone():
+        order.append(int(row[0]))  # ended before the next claim: one slot
+        assert scalar(conn, "SELECT pgjobs.complete(%s, %s, '{}')", (row[0], row[1])) is True
+    assert order == [burst[0], other, *burst[1:]]
+
+
+def test_a_paused_burst_resumed_with_run_at_ahead_takes_turns(conn: Conn) -> None:
+    """Resume keeps the job's run_at: a paused burst scheduled a moment
+    ahead, resumed, takes turns too."""
+    burst = [submit_export(conn, "1", options={"run_at": _at(conn, 1)}) for _ in range(3)]
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,)) is True
+    for job_id in burst:
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,)) is True
+    _pass_time(conn, 2)
+    other = submit_export(conn, "2")
+    assert _claim_all(conn)[:2] == [burst[0], other]

@@ -444,3 +444,38 @@ def test_skipped_rows_survive_a_crash_mid_job_without_double_counting(
     assert done["status"] == "succeeded"
     assert done["result"]["skipped"] == len(BLOCKED_AT_STATUS)
     assert done["result"]["updated"] == len(SHAPES) - len(BLOCKED_AT_STATUS)
+
+
+
+@pytest.mark.parametrize(("set_", "doc", "first"), [
+    ({"k.x": 1}, {"k": 5}, 'first: key 2, "k" holds a number'),
+    ({"k.x.y": 1}, {"k": {"x": [1]}}, 'first: key 2, "k.x" holds an array'),
+    ({"flag": 1}, "text", "first: key 2, the document holds a string"),
+], ids=["field", "nested", "document"])
+def test_the_command_line_says_when_a_backfill_left_rows_unchanged(
+        conn: Conn, docs: str, dsn: str, set_: dict[str, Any], doc: Any, first: str) -> None:
+    """`pgjobs watch` (and `--wait`, which follows the same way) ended on
+    "succeeded" alone, exit 0, while the job left rows unchanged
+    (result.skipped): a line on stderr now says how many, where the first
+    is, and what to do. A backfill that left none says nothing more."""
+    from click.testing import CliRunner
+
+    from pgjobs.cli.main import main
+
+    conn.execute("UPDATE docs SET data = '{}' WHERE table_id = 1 AND data IS NOT NULL")
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_backfill('docs', '1', '{}', %s::jsonb)",
+                        (json.dumps(set_),)))
+    # Rows 2 and 4 hold no object where set merges, once submitted.
+    conn.execute("UPDATE docs SET data = %s::jsonb WHERE id IN (2, 4)", (json.dumps(doc),))
+    run_job(conn, job_id)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "watch", str(job_id)])
+    assert result.exit_code == 0, result.output
+    assert job(conn, job_id)["result"]["skipped"] == 2
+    assert f"job {job_id} succeeded but left 2 row(s) unchanged" in result.stderr, result.stderr
+    assert first in result.stderr
+    assert "replace_non_objects" in result.stderr
+    # One that left none: nothing more.
+    clean = int(scalar(conn, "SELECT pgjobs.submit_backfill('docs', '2', '{}', '{\"y\": 1}')"))
+    run_job(conn, clean)
+    quiet = CliRunner().invoke(main, ["--dsn", dsn, "watch", str(clean)])
+    assert quiet.exit_code == 0 and "unchanged" not in quiet.stderr, quiet.stderr

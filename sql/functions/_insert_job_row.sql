@@ -259,7 +259,7 @@ BEGIN
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
            v_columns,
            -- An export's or import's turn between tenants.
-           pgjobs._tenant_turn(p_kind, p_target, p_scope)
+           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at)
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

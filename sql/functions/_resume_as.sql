@@ -36,7 +36,8 @@ BEGIN
         -- An export's or import's turn between tenants, as at its submit.
         UPDATE pgjobs.jobs
            SET status = 'queued', updated_at = now(),
-               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope)
+               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope,
+                                               v_job.run_at)
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');

@@ -124,7 +124,7 @@ BEGIN
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
            -- An export's or import's turn between tenants, as at its submit.
-           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope),
+           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope, now()),
            checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
            updated_at = now()
