@@ -15,7 +15,8 @@ AS $$
 -- The argument check of a batched completion (pgjobs.complete_many: p_noun
 -- 'ids'; pgjobs.complete_items: 'items'): p_ids[i] goes with p_workers[i]
 -- and p_results[i], so the arrays have one length (p_results may be NULL:
--- '{}' each), and every result is a JSON object. Raises 22023 naming the
+-- '{}' each), no id or worker name is NULL or empty, and every result is
+-- a JSON object. Raises 22023 naming the
 -- caller's parameter (p_<p_noun>). Locks nothing.
 BEGIN
     IF p_ids IS NULL OR p_workers IS NULL
@@ -25,6 +26,17 @@ BEGIN
             USING ERRCODE = '22023',
             HINT = format('Pass p_%s[i] with the worker its claim returned in p_workers[i] '
                           '(and p_results[i], or NULL for ''{}'' each).', p_noun);
+    END IF;
+    -- A NULL id or worker, or an empty name, names no attempt
+    -- (pgjobs._check_holder): 22023, not a silent "not mine".
+    IF array_position(p_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION '% must not hold null', p_noun USING ERRCODE = '22023',
+            HINT = format('Pass the ids the claim returned in p_%s.', p_noun);
+    END IF;
+    IF array_position(p_workers, NULL) IS NOT NULL OR '' = ANY (p_workers) THEN
+        RAISE EXCEPTION 'every worker name must be non-empty' USING ERRCODE = '22023',
+            HINT = 'Pass in p_workers[i] the worker column the claim of p_' || p_noun
+                   || '[i] returned.';
     END IF;
     IF p_results IS NOT NULL AND EXISTS (
            SELECT FROM unnest(p_results) r(result)

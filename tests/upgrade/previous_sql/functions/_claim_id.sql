@@ -29,8 +29,8 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
     IF v_job.kind NOT IN ('delete', 'backfill') THEN
-        RAISE EXCEPTION 'job % is a % job; the database runs delete and backfill jobs',
-            p_id, v_job.kind USING ERRCODE = '22023',
+        RAISE EXCEPTION 'job % is %; the database runs delete and backfill jobs',
+            p_id, pgjobs._a_job(v_job.kind) USING ERRCODE = '22023',
             HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '
                    'own worker via pgjobs.claim().';
     END IF;

@@ -1,7 +1,15 @@
+-- The signature of releases before the scope was passed down: gone in
+-- the transaction that creates this one (pgjobs migrate applies every
+-- function file in one). A migration dropping it left the previous
+-- release's functions, which serve every read and submit until that
+-- transaction commits, calling a function that no longer existed (42883).
+DROP FUNCTION IF EXISTS pgjobs._compile_filter(regclass, jsonb, pgjobs.target_registry);
+
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter(
     p_target regclass,
     p_filter jsonb,
     p_reg pgjobs.target_registry DEFAULT NULL,
+    p_scope text DEFAULT NULL,
     OUT p_sql text,
     OUT p_paths text[])
 LANGUAGE plpgsql
@@ -18,6 +26,11 @@ AS $function$
 -- the paths the predicate reads. p_reg: the target's registration when
 -- the caller has just looked it up and checked it (pgjobs._target, as a
 -- submit does once for all its steps); otherwise it is looked up here.
+-- p_scope: the scope (canonical text) when the filter selects rows of one
+-- scope (a job's row set, a preview: pgjobs._row_selection). A condition on
+-- the scope column is then decided by the scope alone, and is refused
+-- unless it restates it (pgjobs._compile_filter_field); without a scope
+-- (pgjobs.compile_filter, over the whole table) it compares as any column.
 -- Locks nothing.
 DECLARE
     v_reg     pgjobs.target_registry;
@@ -25,6 +38,7 @@ DECLARE
     v_values  bigint;
     v_contains bigint;
     v_contains_bytes bigint;
+    v_scope_literal text;
 BEGIN
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
@@ -89,8 +103,13 @@ BEGIN
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped;
 
+    IF p_scope IS NOT NULL THEN
+        v_scope_literal := pgjobs._scope_literal(v_reg, p_scope);
+    END IF;
+
     SELECT n.p_sql, n.p_paths INTO p_sql, p_paths
-      FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column, 1, 0,
-                                       '{}'::text[]) n;
+      FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column,
+                                       CASE WHEN p_scope IS NOT NULL THEN v_reg.scope_column END,
+                                       v_scope_literal, 1, 0, '{}'::text[]) n;
 END
 $function$;

@@ -1,8 +1,18 @@
+-- The signature of releases before the scope was passed down: gone in
+-- the transaction that creates this one (pgjobs migrate applies every
+-- function file in one). A migration dropping it left the previous
+-- release's functions, which serve every read and submit until that
+-- transaction commits, calling a function that no longer existed (42883).
+DROP FUNCTION IF EXISTS pgjobs._compile_filter_field(text, jsonb, jsonb, name, integer, integer,
+                                                     text[]);
+
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter_field(
     p_field    text,
     p_cond     jsonb,
     p_columns  jsonb,
     p_document name,
+    p_scope_column name,
+    p_scope_literal text,
     p_depth    integer,
     INOUT p_clauses integer,
     INOUT p_paths text[],
@@ -18,7 +28,23 @@ AS $function$
 -- exact name, else a dotted path into the document column. Column clauses are
 -- test-evaluated once on a typed NULL so a bad value or a type without the
 -- operator fails here with 22023, not later inside a job. A document path
--- is appended to p_paths (once). Locks nothing.
+-- is appended to p_paths (once).
+-- Two columns take only the conditions that mean something on them:
+-- * The document column itself compared as a whole ({"data": {"$ne":
+--   {...}}}, {"data": {"$gt": 1}}, {"data": {"status": "x"}}) holds for
+--   almost every row or for almost none: jsonb orders every object above
+--   every number, a document rarely equals a given one, and a $ne, $nin or
+--   $not of that takes the whole scope, as a misspelt field would. Only its
+--   presence is tested: null, {"$ne": null}, {"$exists": ...}, and $in /
+--   $nin lists of null; anything else raises 22023, the hint naming the
+--   field path to write instead.
+-- * The scope column, when the filter selects rows of one scope
+--   (p_scope_literal: that scope as a typed literal): every row of the
+--   scope holds the same value, so the condition is true for all of them
+--   or for none. Only a restatement of the scope is taken (a literal, $eq,
+--   or $in that holds for it); anything else ({"table_id": {"$ne": 8}},
+--   another scope's value) raises 22023.
+-- Locks nothing.
 DECLARE
     v_type      text;
     v_column    text;
@@ -32,6 +58,9 @@ DECLARE
     v_entry     record;
     v_sub       text;
     v_parts     text[] := '{}'::text[];
+    v_scope_ref text;
+    v_holds     boolean;
+    v_example   text;
     v_ops constant text[] := ARRAY['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin',
                                    '$contains', '$exists', '$not'];
     v_ops_hint constant text :=
@@ -64,6 +93,7 @@ BEGIN
             -- json has no equality or ordering; compare it as jsonb.
             v_ref := format('(%I)::pg_catalog.jsonb', p_field);
             v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
+            v_scope_ref := format('((%s)::pg_catalog.jsonb)', p_scope_literal);
             v_type := 'jsonb';
         ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
             -- An array of a domain: PostgreSQL compares it with an array of
@@ -71,12 +101,17 @@ BEGIN
             -- the column is read as the array of the base type too.
             v_ref := format('(%I)::%s', p_field, pgjobs._type_sql(v_type));
             v_test := format('((NULL::%s)::%s)', v_column, pgjobs._type_sql(v_type));
+            v_scope_ref := format('((%s)::%s)', p_scope_literal, pgjobs._type_sql(v_type));
         ELSE
             v_ref := format('%I', p_field);
             -- The test below evaluates the clause on a NULL of the column's
             -- own type: an operator that type lacks (a domain over an enum
             -- has none) fails then, not inside a job.
             v_test := format('(NULL::%s)', v_column);
+            v_scope_ref := format('(%s)', p_scope_literal);
+        END IF;
+        IF p_scope_literal IS NULL OR p_field IS DISTINCT FROM p_scope_column::text THEN
+            v_scope_ref := NULL;  -- not the scope column of a scoped filter
         END IF;
     ELSIF p_document IS NULL THEN
         RAISE EXCEPTION 'unknown field "%": the target has no such column and no document column',
@@ -136,9 +171,36 @@ BEGIN
             PERFORM pgjobs._check_filter_operand(p_field, v_entry.key, v_entry.value);
         END IF;
 
+        -- The document column as a whole: its presence only (see above).
+        IF v_type IS NOT NULL AND p_field = p_document::text AND v_entry.key <> '$not'
+           AND NOT ((v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null')
+                    OR v_entry.key = '$exists'
+                    OR (v_entry.key IN ('$in', '$nin')
+                        AND NOT jsonb_path_exists(v_entry.value, 'strict $[*] ? (@ != null)')))
+        THEN
+            -- A literal object ({"data": {"status": "x"}}) is most often
+            -- meant as its fields: the hint spells its first one as a path.
+            SELECT format('{%s: %s}', to_jsonb(e.key), left(e.value::text, 60)) INTO v_example
+              FROM jsonb_each(CASE WHEN jsonb_typeof(v_entry.value) = 'object'
+                                   THEN v_entry.value ELSE '{}' END) e
+             ORDER BY e.key LIMIT 1;
+            RAISE EXCEPTION 'filter compares the document column "%" as a whole (operator "%" '
+                            'with %): that matches almost every row or almost none',
+                            p_field, v_entry.key, left(v_entry.value::text, 200)
+                USING ERRCODE = '22023',
+                HINT = format('A filter key names a field inside the document: write %s '
+                              '(a.b.c for a nested field), not {%s: ...}. On the document '
+                              'column itself only its presence is tested: {%2$s: null} for '
+                              'rows without a document, {%2$s: {"$exists": true}} for rows '
+                              'with one.',
+                              coalesce(v_example, '{"status": {"$ne": "done"}}'),
+                              to_jsonb(p_field));
+        END IF;
+
         IF v_entry.key = '$not' THEN
             SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(p_field, v_entry.value, p_columns, p_document,
+                                                p_scope_column, p_scope_literal,
                                                 p_depth + 1, p_clauses, p_paths) f;
             v_sub := '(NOT coalesce(' || v_sub || ', false))';
         ELSIF v_type IS NOT NULL THEN
@@ -161,6 +223,33 @@ BEGIN
                                                              v_column)
                                             END);
             END;
+            IF v_scope_ref IS NOT NULL AND v_entry.key <> '$not' THEN
+                -- The scope column of a scoped filter: only a restatement
+                -- of the scope (see above). The clause is evaluated on the
+                -- scope itself.
+                v_holds := false;
+                IF v_entry.key IN ('$eq', '$in') THEN
+                    EXECUTE 'SELECT coalesce(' || pgjobs._compile_filter_column_op(
+                        v_scope_ref, v_type, p_field, v_entry.key, v_entry.value) || ', false)'
+                       INTO v_holds;
+                END IF;
+                IF NOT v_holds THEN
+                    EXECUTE format('SELECT (%s)::pg_catalog.text', p_scope_literal)
+                       INTO v_example;
+                    RAISE EXCEPTION 'filter condition on the scope column "%" (operator "%" '
+                                    'with %) is decided by the scope %: every row of it holds '
+                                    '"%" = %', p_field, v_entry.key,
+                                    left(v_entry.value::text, 200), v_example, p_field,
+                                    v_example
+                        USING ERRCODE = '22023',
+                        HINT = format('The condition is true for every row of the scope or for '
+                                      'none (so a $ne, $nin or $not of it would take the whole '
+                                      'scope). Leave %s out of the filter, or state the scope '
+                                      'itself ({%s: %s}); to work on another scope, submit the '
+                                      'job for that scope.', to_jsonb(p_field),
+                                      to_jsonb(p_field), to_jsonb(v_example));
+                END IF;
+            END IF;
             v_sub := pgjobs._compile_filter_column_op(v_ref, v_type, p_field, v_entry.key,
                                                      v_entry.value);
         ELSE

@@ -1,7 +1,16 @@
+-- The signature of releases before the scope was passed down: gone in
+-- the transaction that creates this one (pgjobs migrate applies every
+-- function file in one). A migration dropping it left the previous
+-- release's functions, which serve every read and submit until that
+-- transaction commits, calling a function that no longer existed (42883).
+DROP FUNCTION IF EXISTS pgjobs._compile_filter_node(jsonb, jsonb, name, integer, integer, text[]);
+
 CREATE OR REPLACE FUNCTION pgjobs._compile_filter_node(
     p_node     jsonb,
     p_columns  jsonb,
     p_document name,
+    p_scope_column name,
+    p_scope_literal text,
     p_depth    integer,
     INOUT p_clauses integer,
     INOUT p_paths text[],
@@ -23,7 +32,9 @@ AS $function$
 -- that does not grow with the branches. Clauses count as written.
 -- p_paths gathers every document path the filter resolves (dotted, as
 -- written), at any depth: pgjobs._unknown_fields checks them against the
--- scope's rows. Locks nothing.
+-- scope's rows. p_scope_column and p_scope_literal: the scope column and the
+-- scope (a typed literal) when the filter selects rows of one scope (NULL
+-- otherwise), for pgjobs._compile_filter_field. Locks nothing.
 DECLARE
     v_entry  record;
     v_elem   jsonb;
@@ -82,7 +93,8 @@ BEGIN
                     SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
                       FROM pgjobs._compile_filter_field(
                                v_fold.field, jsonb_build_object('$in', v_fold.vals), p_columns,
-                               p_document, p_depth + 1, p_clauses, p_paths) f;
+                               p_document, p_scope_column, p_scope_literal, p_depth + 1,
+                               p_clauses, p_paths) f;
                     p_clauses := p_clauses + cardinality(v_fold.ords) - 1;
                     v_subs := v_subs || ('(' || v_sub || ')');
                     v_folded := v_folded || v_fold.ords;
@@ -102,6 +114,7 @@ BEGIN
                 END IF;
                 SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
                   FROM pgjobs._compile_filter_node(v_elem, p_columns, p_document,
+                                                   p_scope_column, p_scope_literal,
                                                    p_depth + 1, p_clauses, p_paths) n;
                 v_subs := v_subs || ('(' || v_sub || ')');
             END LOOP;
@@ -122,6 +135,7 @@ BEGIN
             END IF;
             SELECT n.p_clauses, n.p_paths, n.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_node(v_entry.value, p_columns, p_document,
+                                               p_scope_column, p_scope_literal,
                                                p_depth + 1, p_clauses, p_paths) n;
             -- NULL (unknown) counts as "not matched" before negation, so
             -- negating never turns a missing field into NULL.
@@ -137,7 +151,8 @@ BEGIN
         ELSE
             SELECT f.p_clauses, f.p_paths, f.p_sql INTO p_clauses, p_paths, v_sub
               FROM pgjobs._compile_filter_field(v_entry.key, v_entry.value, p_columns,
-                                                p_document, p_depth, p_clauses, p_paths) f;
+                                                p_document, p_scope_column, p_scope_literal,
+                                                p_depth, p_clauses, p_paths) f;
             v_parts := v_parts || v_sub;
         END IF;
 

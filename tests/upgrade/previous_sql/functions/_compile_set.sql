@@ -12,9 +12,11 @@ AS $$
 -- itself; a JSON array of scalars suits an array column). Any other key is
 -- a field of the document column (dotted path for nesting), merged in: a
 -- patch object is built from all such keys and merged recursively into
--- each row's document (missing or non-object parents become objects, other
+-- each row's document (missing or null parents become objects, other
 -- fields are kept; an object value is merged into an existing object, any
--- other value replaces). The key, scope and created_at columns, generated
+-- other value replaces; a row whose document, or a parent, holds a scalar
+-- or an array is left out by the job's pages and refused at its submit,
+-- pgjobs._set_guard, unless the job says replace_non_objects). The key, scope and created_at columns, generated
 -- columns and identity-always columns cannot be set, nor a column (or a
 -- document field, when it is the document column) that the key, scope or
 -- created_at column is generated from (pgjobs._generated_from: the row
@@ -185,11 +187,20 @@ BEGIN
     END LOOP;
     IF v_patch <> '{}' THEN
         -- Flat patches use the native `||`; nested ones merge recursively.
+        -- A document that is no object (SQL NULL, JSON null; or, with the
+        -- job's replace_non_objects, a scalar or an array) starts as {}:
+        -- `||` appended the patch to an array, and made one of a scalar
+        -- (a JSON null document became [null, {...}]). Rows whose document
+        -- or parent fields hold a scalar or an array are otherwise left
+        -- out by the pages (pgjobs._set_guard).
         v_columns := v_columns || format(
             CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(v_patch) e
                                WHERE jsonb_typeof(e.value) = 'object')
-                 THEN '%1$I = pgjobs._jsonb_merge(coalesce(%1$I, ''{}''::jsonb), %2$L::jsonb)'
-                 ELSE '%1$I = coalesce(%1$I, ''{}''::jsonb) || %2$L::jsonb' END,
+                 THEN '%1$I = pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
+                      'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
+                      '%2$L::jsonb)'
+                 ELSE '%1$I = CASE WHEN pg_catalog.jsonb_typeof(%1$I) OPERATOR(pg_catalog.=) '
+                      '''object'' THEN %1$I ELSE ''{}''::jsonb END || %2$L::jsonb' END,
             p_reg.document_column, v_patch::text);
     END IF;
     RETURN array_to_string(v_columns, ', ');

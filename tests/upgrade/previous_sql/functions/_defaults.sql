@@ -17,6 +17,9 @@ AS $$
 --   max_client_priority (integer, only when stored; else no ceiling): the
 --   highest option "priority" a submitter that is not an administrator may
 --   give a job (pgjobs._insert_job_row);
+--   max_pending_writers (integer, only when stored; else 1000): the most
+--   writing jobs a client may have one (target, scope) hold
+--   (pgjobs._max_pending_writers);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

@@ -67,7 +67,7 @@ BEGIN
                           'functions), lacks %s on %s: %s', v_role,
                           array_to_string(v_missing, ' and '), p_target,
                           CASE WHEN p_kind IS NULL THEN 'no job or read of it could run'
-                               ELSE format('a %s job of it would fail', p_kind) END);
+                               ELSE pgjobs._a_job(p_kind) || ' of it would fail' END);
         hint := format('As the owner of %s: GRANT %s ON %s TO %I;', p_target,
                        array_to_string(v_missing, ', '), p_target, v_role);
     END IF;

@@ -1,5 +1,13 @@
+-- The four-argument version of releases before p_timed_out: gone in the
+-- same transaction that creates this one (pgjobs migrate applies every
+-- function file in one), so a page never finds neither. A caller of the
+-- previous release that passes four arguments (a page in flight across
+-- the upgrade) gets this one with p_timed_out false: a cancel is a user's
+-- unless told otherwise.
+DROP FUNCTION IF EXISTS pgjobs._fail_attempt(bigint, text, text, text);
+
 CREATE OR REPLACE FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text,
-                                                p_state text)
+                                                p_state text, p_timed_out boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
 VOLATILE
@@ -19,11 +27,13 @@ AS $$
 -- typo guard's walk's (pgjobs._run_page), which used to be written out in
 -- both. Fenced as pgjobs.fail is (a caller that lost the lease changes
 -- nothing). Locks: the job row. Returns 'failed', what the page returns.
--- A cancel a user asked for (57014, not a statement_timeout) is noted for
--- the runner procedure to raise once this is committed
--- (pgjobs._run_canceled): caught here, it used to be swallowed.
+-- A cancel a user asked for (57014, p_timed_out false: not a
+-- statement_timeout, which the caller tells by time,
+-- pgjobs._statement_timed_out, never by the message, which follows
+-- lc_messages) is noted for the runner procedure to raise once this is
+-- committed (pgjobs._run_canceled): caught here, it used to be swallowed.
 BEGIN
-    IF p_state = '57014' AND p_error NOT LIKE '%statement timeout%' THEN
+    IF p_state = '57014' AND NOT coalesce(p_timed_out, false) THEN
         PERFORM set_config('pgjobs.canceled', p_id::text, false);
     END IF;
     PERFORM pgjobs.fail(p_id, p_worker, p_error, pgjobs.retryable_sqlstate(p_state));

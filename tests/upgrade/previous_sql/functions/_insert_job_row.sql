@@ -22,8 +22,9 @@ AS $$
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
--- caller), applies the gate for writing kinds and inserts; it sends no
--- event. Every check runs before the INSERT: a bad argument writes
+-- caller), applies the gate for writing kinds, gives an export or import
+-- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
+-- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
@@ -72,8 +73,8 @@ BEGIN
     -- pass unseen. So a job that comes with a compiled predicate must come
     -- with its registration: 22023 otherwise.)
     IF p_predicate IS NOT NULL AND p_reg.target IS DISTINCT FROM p_target THEN
-        RAISE EXCEPTION 'a % job with a predicate needs the registration it was compiled '
-                        'against', p_kind
+        RAISE EXCEPTION '% with a predicate needs the registration it was compiled '
+                        'against', pgjobs._a_job(p_kind)
             USING ERRCODE = '22023',
                   HINT = 'Pass the registration the predicate was compiled from as p_reg '
                          '(pgjobs._target(target), read before compiling).';
@@ -111,12 +112,14 @@ BEGIN
     -- Writing kinds take the throttling options, defaults merged in.
     IF v_writes THEN
         p_options := pgjobs._throttle_options(p_options);
+        -- ... never less strict than the defaults for a client (22023).
+        PERFORM pgjobs._require_throttle_within(p_options);
         v_allowed := v_allowed || pgjobs._throttle_keys();
     END IF;
 
     FOR v_key, v_value IN SELECT o.key, o.value FROM jsonb_each(p_options) AS o LOOP
         IF NOT v_key = ANY (v_allowed) THEN
-            RAISE EXCEPTION 'unknown option "%" for a % job', v_key, p_kind
+            RAISE EXCEPTION 'unknown option "%" for %', v_key, pgjobs._a_job(p_kind)
                 USING ERRCODE = '22023',
                 HINT = format('Valid options: %s.', array_to_string(v_allowed, ', '));
         END IF;
@@ -185,6 +188,9 @@ BEGIN
 
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
+        -- A client's writers of one scope are capped (55006): each waits in
+        -- the claims' queue, which every tenant's claim walks.
+        PERFORM pgjobs._require_queue_room(p_target, p_scope);
         -- Would a writer queued last wait? (The place after every other is
         -- the largest bigint: then any writer of the scope that holds the
         -- gate, by the gate's own rule, is ahead of it.)
@@ -247,11 +253,13 @@ BEGIN
     END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid, target_columns)
+                             submitted_by_oid, target_columns, queued_at)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
-           v_columns
+           v_columns,
+           -- An export's or import's turn between tenants.
+           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at)
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

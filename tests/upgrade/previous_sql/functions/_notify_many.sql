@@ -9,7 +9,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Sends event p_event about each job of p_jobs, in order: on the shared
 -- channel `pgjobs` (every role that can connect may LISTEN) only {"id",
--- "kind", "event", "status", "done", "total"}, plus target and scope when an
+-- "kind", "event", "status", "done", "total"} (and "skipped" for a backfill
+-- that left rows unchanged), plus target and scope when an
 -- administrator allowed it (pgjobs.set_defaults notify_target_scope); on the
 -- job's own channel (pgjobs._channel_name of its target and scope, obtained
 -- through pgjobs.channel by callers allowed to read them) the full event
@@ -59,7 +60,13 @@ BEGIN
             'done', v_job.done,
             'total', v_job.total,
             'target', v_job.target::text,
-            'scope', left(v_job.scope, 200));
+            'scope', left(v_job.scope, 200))
+            -- A backfill's rows left unchanged so far (pgjobs._run_page):
+            -- in its progress events and its last one, so a listener learns
+            -- of them without reading the job.
+            || CASE WHEN jsonb_typeof(v_job.checkpoint -> 'skipped' -> 'rows') = 'number'
+                    THEN jsonb_build_object('skipped', v_job.checkpoint -> 'skipped' -> 'rows')
+                    ELSE '{}'::jsonb END;
         PERFORM pg_notify('pgjobs', (CASE WHEN v_shared_full THEN v_full
                                           ELSE v_full - 'target' - 'scope' END)::text);
         IF v_channels[v_i] IS NOT NULL THEN

@@ -22,7 +22,10 @@ AS $$
 -- the unknown fields found as the submits find them
 -- (pgjobs._unknown_fields, so the list is what a submit would refuse; an
 -- empty scope has none: its paths are listed in "unchecked_fields", which
--- the job would judge at its first attempt, pgjobs._fields_unchecked), and
+-- the job would judge at its first attempt, pgjobs._fields_unchecked), a
+-- comparison whose operand's JSON type no row holds refused as the submits
+-- refuse it (pgjobs._require_value_types: 22023, unless
+-- allow_unknown_fields), and
 -- the rows counted by pgjobs._preview_count
 -- (rows a pending delete will remove first are not counted as matches;
 -- the mask's count form, pgjobs._mask: a pending delete's long exclude
@@ -31,9 +34,15 @@ AS $$
 -- "exact", "scope_rows", "sample", "unknown_fields", "unknown_fields_exact",
 -- "unchecked_fields", "counted_rows", "elapsed_ms", "time_limit_ms"}.
 -- Options: kind, time_limit_ms (0..600000, default 2000: counting stops at
--- the first chunk boundary past it and the rest is estimated), and
+-- the first chunk boundary past it and the rest is estimated), set (a
+-- backfill's: compiled as its submit compiles it, 22023 alike, and the
+-- result adds "non_object_rows" and "non_object_first": the rows the
+-- submit would refuse, whose document holds a scalar or an array where
+-- set merges fields in, pgjobs._set_blocked_rows; replace_non_objects
+-- true, as the job's option, counts none), replace_non_objects, and
 -- allow_unknown_fields (accepted and validated so a client can pass the
--- job's options; the preview lists unknown fields either way).
+-- job's options; the preview lists unknown fields either way, and lets a
+-- comparison of a type no row holds through, as the submit would).
 -- Raises 22023 as the submit would for a bad scope, filter, exclusion or
 -- option. SECURITY DEFINER for pgjobs_client: the caller needs DELETE (a
 -- backfill: UPDATE) and SELECT on the target, and the scope in
@@ -58,6 +67,9 @@ DECLARE
     v_timeout text := current_setting('lock_timeout');
     v_wait text;
     v_holders text;
+    v_replace boolean;
+    v_blocked_rows bigint := 0;
+    v_blocked_first jsonb;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
     v_reg := pgjobs._target_recent(p_target);
@@ -66,10 +78,12 @@ BEGIN
             HINT = 'Pass ''{}'' for the defaults.';
     END IF;
     FOR v_key IN SELECT k FROM jsonb_object_keys(v_options) k LOOP
-        IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields']) THEN
+        IF NOT v_key = ANY (ARRAY['kind', 'time_limit_ms', 'allow_unknown_fields', 'set',
+                                  'replace_non_objects']) THEN
             RAISE EXCEPTION 'unknown option "%" for a preview', v_key
                 USING ERRCODE = '22023',
-                HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields.';
+                HINT = 'Valid options: kind, time_limit_ms, allow_unknown_fields, set, '
+                       'replace_non_objects.';
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
@@ -85,6 +99,15 @@ BEGIN
                                          0, 600000);
     END IF;
     PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
+    IF (v_options ? 'set' OR v_options ? 'replace_non_objects') AND v_kind <> 'backfill' THEN
+        RAISE EXCEPTION 'options "set" and "replace_non_objects" are a backfill''s'
+            USING ERRCODE = '22023', HINT = 'Pass {"kind": "backfill", "set": {...}}.';
+    END IF;
+    v_replace := coalesce(pgjobs._option_bool('replace_non_objects',
+                                              v_options -> 'replace_non_objects'), false);
+    IF v_options ? 'set' THEN
+        PERFORM pgjobs._compile_set(v_reg, v_options -> 'set');  -- 22023 as the submit
+    END IF;
     PERFORM pgjobs._require(p_target, CASE v_kind WHEN 'delete' THEN 'DELETE' ELSE 'UPDATE' END);
     PERFORM pgjobs._require(p_target, 'SELECT');
     IF v_kind = 'backfill' AND cardinality(coalesce(p_exclude, '{}')) > 0 THEN
@@ -112,7 +135,21 @@ BEGIN
     PERFORM set_config('lock_timeout', v_timeout, true);
     v_paths := (pgjobs._compile_filter(p_target, p_filter)).p_paths;
     SELECT * INTO v_check FROM pgjobs._unknown_fields(v_reg, v_scope, v_paths);
-    RETURN jsonb_build_object(
+    -- A comparison whose operand's JSON type no row holds at its path is
+    -- refused (22023) as the submit refuses it (pgjobs._judge_filter), unless
+    -- allow_unknown_fields: the preview of `pgjobs delete` must not show a
+    -- count the submit would then refuse.
+    PERFORM pgjobs._require_value_types(v_reg, v_scope, p_filter, v_options);
+    IF v_options ? 'set' AND NOT v_replace THEN
+        SELECT b.rows, CASE WHEN b.rows > 0 THEN jsonb_build_object(
+                   'key', b.key, 'path', b.path, 'type', b.json_type) END
+          INTO v_blocked_rows, v_blocked_first
+          FROM pgjobs._set_blocked_rows(v_reg, v_scope, v_predicate, v_options -> 'set') b;
+    END IF;
+    RETURN CASE WHEN v_options ? 'set' THEN jsonb_build_object(
+               'non_object_rows', v_blocked_rows, 'non_object_first', v_blocked_first)
+                ELSE '{}'::jsonb END
+           || jsonb_build_object(
                'kind', v_kind,
                'target', p_target::text,
                'scope', v_scope,

@@ -16,9 +16,11 @@ AS $$
 -- rule of pgjobs.cancel.
 -- Paused: queued again (event `resumed`) with its checkpoint, done and
 -- run_at, and with its place in its scope's writer queue (it never left
--- it). Running with a pause pending: the request is withdrawn and the job
--- runs on. Raises 55000 for any other state, and 42501 when its submitter
--- no longer holds what the submit needed (pgjobs._require_requeue).
+-- it); an export or import takes its turn between tenants, as its submit
+-- did (pgjobs._tenant_turn). Running with a pause pending: the request is
+-- withdrawn and the job runs on. Raises 55000 for any other state, and
+-- 42501 when its submitter no longer holds what the submit needed
+-- (pgjobs._require_requeue).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
@@ -31,7 +33,11 @@ BEGIN
         PERFORM pgjobs._require_requeue(v_job, 'resumed');
     END IF;
     IF v_job.status = 'paused' THEN
-        UPDATE pgjobs.jobs SET status = 'queued', queued_at = now(), updated_at = now()
+        -- An export's or import's turn between tenants, as at its submit.
+        UPDATE pgjobs.jobs
+           SET status = 'queued', updated_at = now(),
+               queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope,
+                                               v_job.run_at)
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');

@@ -30,6 +30,8 @@ AS $$
 --   index again.
 -- * A delete or backfill whose deferred typo guard was walking its scope
 --   (payload unchecked_walk) walks it again from its start.
+-- * An export or import takes its turn between tenants, as its submit
+--   did (pgjobs._tenant_turn).
 -- * An export keeps its checkpoint: the worker resumes its upload when the
 --   staged parts are still there and starts over cleanly otherwise.
 -- * An import keeps its checkpoint (offset, header, size) but forgets the
@@ -77,6 +79,8 @@ BEGIN
     END IF;
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
+        -- It queues a writer again: the submit's ceiling (55006).
+        PERFORM pgjobs._require_queue_room(v_job.target, v_job.scope);
         -- A delete or backfill retried behind an import of its scope placed
         -- after its submit (a later import, or an earlier one retried
         -- since) would judge the imported rows by its old cutoff: those
@@ -118,7 +122,10 @@ BEGIN
        SET status = 'queued', attempts = 0, error = NULL, result = NULL,
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
-           run_at = now(), queued_at = now(), checkpoint = v_checkpoint,
+           run_at = now(),
+           -- An export's or import's turn between tenants, as at its submit.
+           queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope, now()),
+           checkpoint = v_checkpoint,
            gate_order = nextval(pg_get_serial_sequence('pgjobs.jobs', 'id')),
            updated_at = now()
      WHERE id = p_id

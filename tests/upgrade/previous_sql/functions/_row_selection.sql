@@ -110,7 +110,7 @@ BEGIN
     -- A NULL filter is refused there (22023), never read as {}: a client
     -- that passed an unset value would otherwise delete the whole scope.
     SELECT f.p_sql, f.p_paths INTO v_filter, paths
-      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg) f;
+      FROM pgjobs._compile_filter(p_reg.target, p_filter, p_reg, p_scope) f;
 
     head := format('%I OPERATOR(pg_catalog.=) %s AND %s AND (%s)',
         p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope),

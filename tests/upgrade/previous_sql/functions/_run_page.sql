@@ -88,6 +88,11 @@ DECLARE
     v_checkpoint jsonb;
     v_state text;
     v_detail text;
+    -- The statement_timeout whose timer runs (armed when the CALL or SELECT
+    -- began, from the setting then), before this page sets its own, which
+    -- arms none: a 57014 it catches is told by it (pgjobs._statement_timed_out).
+    v_armed text := current_setting('statement_timeout');
+    v_timed_out boolean;
     v_waits integer;
     v_holders text;
     v_key_type text;
@@ -113,6 +118,12 @@ DECLARE
     v_columns text;
     v_before name;
     v_unjudged record;
+    v_guard_ok text;
+    v_guard_blocker text;
+    v_skip_rows bigint;
+    v_skip_key text;
+    v_skip_blocker jsonb;
+    v_skip jsonb;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
 BEGIN
@@ -228,7 +239,7 @@ BEGIN
             RETURN pgjobs._fail_attempt(p_id, p_worker,
                 format('the typo guard''s walk of the scope: %s (SQLSTATE %s)', v_detail,
                        v_state),
-                v_state);
+                v_state, v_state = '57014' AND pgjobs._statement_timed_out(v_armed));
         END;
         IF v_unjudged.message IS NOT NULL THEN
             PERFORM pgjobs.fail(p_id, p_worker,
@@ -775,6 +786,17 @@ BEGIN
                 -- that sets fewer raises 27000 (the page is undone, the job
                 -- fails for good, as a delete does). A table without one
                 -- pays one catalog look per page.
+                -- Rows whose document holds a scalar or an array where the
+                -- set merges fields in (pgjobs._set_guard) are left out of
+                -- the UPDATE, unless the job says replace_non_objects: the
+                -- set would replace a value it does not name. They are
+                -- counted after it (the page's keys again, read only) and
+                -- reported in the checkpoint, the result and the events
+                -- (skipped), so nothing is left unset without a word.
+                IF NOT coalesce((v_job.options ->> 'replace_non_objects')::boolean, false) THEN
+                    SELECT g.p_ok, g.p_blocker INTO v_guard_ok, v_guard_blocker
+                      FROM pgjobs._set_guard(v_reg, v_job.payload -> 'set') g;
+                END IF;
                 v_matching := NULL;
                 IF EXISTS (WITH RECURSIVE tree(rel) AS (
                                SELECT v_job.target::oid
@@ -786,17 +808,46 @@ BEGIN
                               AND g.tgenabled <> 'D' AND NOT g.tgisinternal) THEN
                     EXECUTE format('SELECT count(*), array_agg(s.tableoid), array_agg(s.ctid) '
                                    'FROM (SELECT tableoid::oid, ctid FROM %s WHERE %s '
-                                   'AND coalesce((%s), false) FOR UPDATE) s',
-                                   v_job.target, v_range, v_job.predicate)
+                                   'AND coalesce((%s), false)%s FOR UPDATE) s',
+                                   v_job.target, v_range, v_job.predicate,
+                                   CASE WHEN v_guard_ok IS NOT NULL
+                                        THEN ' AND ' || v_guard_ok ELSE '' END)
                        INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
-                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false) '
+                EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)%s '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
                                v_job.target, v_job.assignments, v_range, v_job.predicate,
+                               CASE WHEN v_guard_ok IS NOT NULL
+                                    THEN ' AND ' || v_guard_ok ELSE '' END,
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
+                -- A page that set every key of its range (v_size of them,
+                -- bounded by v_upper) left none out: no count then, which
+                -- spares an unfiltered backfill's pages a second read of
+                -- their keys. The last page and any page that set fewer
+                -- count.
+                IF v_guard_ok IS NOT NULL AND (v_upper IS NULL OR v_rows < v_size) THEN
+                    EXECUTE format('SELECT count(*) OVER () AS n, %1$I::pg_catalog.text AS k, %2$s AS b '
+                                   'FROM %3$s WHERE %4$s AND coalesce((%5$s), false) '
+                                   'AND NOT %6$s ORDER BY %1$I LIMIT 1',
+                                   v_reg.key_column, v_guard_blocker, v_job.target, v_range,
+                                   v_job.predicate, v_guard_ok)
+                       INTO v_skip_rows, v_skip_key, v_skip_blocker;
+                    IF v_skip_rows > 0 THEN
+                        v_skip := coalesce(v_job.checkpoint -> 'skipped',
+                                           jsonb_build_object(
+                                               'rows', 0, 'reason', 'not_an_object',
+                                               'key', v_skip_key,
+                                               'path', v_skip_blocker ->> 0,
+                                               'type', v_skip_blocker ->> 1))
+                                  || jsonb_build_object(
+                                         'rows', coalesce((v_job.checkpoint -> 'skipped'
+                                                           ->> 'rows')::bigint, 0)
+                                                 + v_skip_rows);
+                    END IF;
+                END IF;
                 IF v_rows < v_matching THEN
                     -- The rows the UPDATE passed over are those still where
                     -- they were locked (an updated row is a new version, the
@@ -914,21 +965,26 @@ BEGIN
             RETURN 'retry';
         WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_detail = MESSAGE_TEXT;
+            -- A statement_timeout or a user's cancel: told by time, never by
+            -- the message, which follows lc_messages (a timeout on a server
+            -- with translated messages counted as a user's cancel).
+            v_timed_out := v_state = '57014' AND pgjobs._statement_timed_out(v_armed);
             -- Which statement_timeout: the job's error said only 'canceling
             -- statement due to statement timeout', and operators looked at
             -- the page's 30 s when their role's or database's setting, which
-            -- times the whole CALL, had ended it (pgjobs._run_deadline).
-            IF v_state = '57014' AND v_detail LIKE '%statement timeout%' THEN
-                v_detail := v_detail || ': the page''s own statement_timeout (30 s; 10 min '
-                            'for a first call) or, if shorter, the one of the session running '
-                            'it, which times a whole CALL pgjobs.run or run_job: set none for '
-                            'the role the engine runs as (ALTER ROLE ... SET statement_timeout '
-                            '= 0)';
+            -- times the whole CALL, had ended it (pgjobs._run_deadline). That
+            -- one is the only timer running: the page's own SET arms none.
+            IF v_timed_out THEN
+                v_detail := v_detail || format(': the statement_timeout (%s) of the session '
+                            'running the page, which times a whole CALL pgjobs.run or run_job '
+                            'from its start: set none for the role the engine runs as (ALTER '
+                            'ROLE ... SET statement_timeout = 0)', v_armed);
             END IF;
             -- Transient classes retry with backoff; data errors do not.
             -- Collected addresses serve a retry; a job that ended needs none.
             RETURN pgjobs._fail_attempt(p_id, p_worker,
-                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state);
+                                        format('%s (SQLSTATE %s)', v_detail, v_state), v_state,
+                                        v_timed_out);
     END;
 
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
@@ -974,7 +1030,12 @@ BEGIN
                 THEN jsonb_build_object('collected', v_collected) ELSE '{}'::jsonb END
         || CASE WHEN v_job.checkpoint ? 'total_estimated'
                 THEN jsonb_build_object('total_estimated', true) ELSE '{}'::jsonb END
-        || CASE WHEN v_collect THEN '{}'::jsonb ELSE v_check END;
+        || CASE WHEN v_collect THEN '{}'::jsonb ELSE v_check END
+        -- A backfill's rows left unchanged (see its UPDATE), carried over.
+        || CASE WHEN coalesce(v_skip, v_job.checkpoint -> 'skipped') IS NOT NULL
+                THEN jsonb_build_object('skipped',
+                                        coalesce(v_skip, v_job.checkpoint -> 'skipped'))
+                ELSE '{}'::jsonb END;
     IF ((v_job.checkpoint ? 'total_estimated' OR v_collect OR v_checking) AND v_last)
        OR v_job.done + v_rows > v_job.total THEN
         -- No total trails done (rows the end-of-scope check found behind the
@@ -1003,7 +1064,13 @@ BEGIN
     IF v_last THEN
         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
             CASE v_job.kind WHEN 'delete' THEN 'deleted' ELSE 'updated' END, v_job.done + v_rows,
-            'pages', v_checkpoint -> 'pages'));
+            'pages', v_checkpoint -> 'pages')
+            || CASE WHEN v_checkpoint ? 'skipped'
+                    THEN jsonb_build_object('skipped', v_checkpoint -> 'skipped' -> 'rows',
+                                            'skipped_reason', v_checkpoint -> 'skipped' -> 'reason',
+                                            'skipped_first', (v_checkpoint -> 'skipped')
+                                                             - 'rows' - 'reason')
+                    ELSE '{}'::jsonb END);
         DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
         RETURN 'done';
     END IF;

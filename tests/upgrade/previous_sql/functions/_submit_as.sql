@@ -32,10 +32,12 @@ BEGIN
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
     IF pgjobs._builtin_kind(p_kind) THEN
-        RAISE EXCEPTION 'submit a % job with pgjobs.submit_%()', p_kind, p_kind
+        RAISE EXCEPTION 'submit % with pgjobs.submit_%()', pgjobs._a_job(p_kind), p_kind
             USING ERRCODE = '22023',
-            HINT = format('pgjobs.submit_%s validates the filter and the %s options.',
-                          p_kind, p_kind);
+            HINT = format('pgjobs.submit_%s validates the %s and the %s options.',
+                          p_kind, CASE p_kind WHEN 'import' THEN 'source'
+                                              WHEN 'backfill' THEN 'filter, the set'
+                                              ELSE 'filter' END, p_kind);
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);

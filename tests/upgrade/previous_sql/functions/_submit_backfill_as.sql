@@ -24,7 +24,11 @@ AS $$
 -- (pgjobs._require_known_fields: the filter's document fields must exist in
 -- the scope unless it is true; set's are created, except a key that looks
 -- like a slip: a column in another case, or the document column's name as
--- a path prefix, must exist in some row). Everything is validated
+-- a path prefix, must exist in some row); replace_non_objects (boolean,
+-- default false: a row whose document holds a string, number, boolean or
+-- array where set merges fields in is refused here, and skipped by the
+-- pages, pgjobs._set_guard; true replaces such values with objects).
+-- Everything is validated
 -- before anything is written (22023; 42501 for a non-admin handler).
 -- SECURITY DEFINER for pgjobs_client: the caller needs UPDATE on the target.
 -- Returns the job id.
@@ -36,6 +40,8 @@ DECLARE
     v_unchecked text[];
     v_slips text[];
     v_job pgjobs.jobs;
+    v_blocked record;
+    v_replace boolean;
 BEGIN
     p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
     -- The target looked up and checked once, and handed down (as in
@@ -50,21 +56,21 @@ BEGIN
     -- itself, and the job's count would be an oracle on unreadable data.
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._page_options(p_options);
+    v_replace := coalesce(pgjobs._option_bool('replace_non_objects',
+                              CASE WHEN jsonb_typeof(p_options) = 'object'
+                                   THEN p_options -> 'replace_non_objects' END), false);
     IF p_filter IS NULL THEN
         RAISE EXCEPTION 'filter must not be null' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' to backfill every row of the scope.';
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, '{}', now()) s;
-    -- The typo guard on the filter (set: below, for its likely slips only);
-    -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._judge_fields: judged or deferred on one walk).
-    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
-    -- holds at the path excludes no row (pgjobs._require_value_types).
-    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                        p_filter, p_options);
+    -- The typo guard on the filter (set: below, for its likely slips only)
+    -- and its twin for values (a $ne / $nin whose operand's JSON type no
+    -- row holds at the path excludes no row); on a scope without rows yet,
+    -- judged at the job's first attempt (pgjobs._judge_filter).
+    v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        p_filter, v_selection.paths, p_options);
     IF jsonb_typeof(p_options) = 'object' AND p_options ? 'handler' THEN
         v_handler := pgjobs._handler(p_options -> 'handler');
         IF p_set IS NOT NULL AND p_set <> '{}' THEN
@@ -85,6 +91,34 @@ BEGIN
                           ORDER BY k.key);
         v_unchecked := coalesce(v_unchecked, '{}') || coalesce(pgjobs._judge_fields(
             v_reg, pgjobs._canonical_scope(v_reg, p_scope), v_slips, p_options, 'set'), '{}');
+        -- A field merged into a value that is no object (a string, number,
+        -- boolean or array) would replace that value, which set does not
+        -- name: rows of the row set holding one are refused now (the
+        -- pages skip and count those they meet later: pgjobs._set_guard).
+        IF NOT v_replace THEN
+            SELECT b.* INTO v_blocked
+              FROM pgjobs._set_blocked_rows(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+                                            v_selection.predicate, p_set) b;
+            IF v_blocked.rows > 0 THEN
+                RAISE EXCEPTION 'set merges fields into %, which % of the rows it selects in '
+                                'scope % hold as no object (the first, key %, holds % %; % rows '
+                                'of the scope read)',
+                    CASE WHEN v_blocked.path = '' THEN 'the document itself'
+                         ELSE format('"%s"', v_blocked.path) END,
+                    v_blocked.rows, pgjobs._canonical_scope(v_reg, p_scope), v_blocked.key,
+                    CASE WHEN v_blocked.json_type = 'array' THEN 'an' ELSE 'a' END,
+                    v_blocked.json_type, v_blocked.rows_read
+                    USING ERRCODE = '22023',
+                    HINT = format('set never replaces a value to make room for a field inside '
+                                  'it (a path never indexes into an array). Leave those rows '
+                                  'out with the filter, set %s to null on them first, or pass '
+                                  '{"replace_non_objects": true} to replace such values with '
+                                  'objects. Rows like these that the job meets later are left '
+                                  'unchanged and counted in its result (skipped).',
+                                  CASE WHEN v_blocked.path = '' THEN 'the document'
+                                       ELSE format('"%s"', v_blocked.path) END);
+            END IF;
+        END IF;
     END IF;
     v_job := pgjobs._insert_job('backfill', p_target, p_scope,
         jsonb_build_object('filter', p_filter, 'set', coalesce(p_set, '{}'),
@@ -92,7 +126,8 @@ BEGIN
         || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
-        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields'],
+        p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',
+                       'replace_non_objects'],
         v_selection.predicate, v_assignments, v_reg);
     RETURN v_job.id;
 END

@@ -58,15 +58,12 @@ BEGIN
     END IF;
     SELECT s.* INTO v_selection
       FROM pgjobs._row_selection(v_reg, p_scope, p_filter, p_exclude, now()) s;
-    -- The typo guard: every document path of the filter is in some row;
-    -- on a scope without rows yet, judged at the job's first attempt
-    -- (pgjobs._judge_fields: judged or deferred on one walk).
-    v_unchecked := pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-        v_selection.paths, p_options);
-    -- Its twin for values: a $ne / $nin whose operand's JSON type no row
-    -- holds at the path excludes no row (pgjobs._require_value_types).
-    PERFORM pgjobs._require_value_types(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
-                                        p_filter, p_options);
+    -- The typo guard (every document path of the filter is in some row)
+    -- and its twin for values (a $ne / $nin whose operand's JSON type no
+    -- row holds at the path excludes no row); on a scope without rows yet,
+    -- judged at the job's first attempt (pgjobs._judge_filter).
+    v_unchecked := pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        p_filter, v_selection.paths, p_options);
     v_job := pgjobs._insert_job('delete', p_target, p_scope,
         jsonb_build_object('filter', p_filter)
         -- The list, or when it goes to pgjobs.job_exclusions (more than 100

@@ -249,12 +249,13 @@ BEGIN
     -- The cutoff is this transaction's now(), which is also what
     -- pgjobs.jobs.cutoff defaults to for the row inserted below.
     v_predicate := pgjobs._row_predicate(v_reg, p_scope, p_filter, '{}', now());
-    -- The typo guard: the filter's document fields, then the document
-    -- fields asked for as columns, each in some row of the scope.
-    -- On a scope without rows yet they are judged at the job's first
-    -- attempt (pgjobs._judge_fields: judged or deferred on one walk).
+    -- The typo guard: the filter's document fields (and their value types:
+    -- pgjobs._judge_filter), then the document fields asked for as columns,
+    -- each in some row of the scope. On a scope without rows yet they are
+    -- judged at the job's first attempt (pgjobs._judge_fields: judged or
+    -- deferred on one walk).
     v_unchecked := ARRAY(SELECT DISTINCT p FROM unnest(
-        coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
+        coalesce(pgjobs._judge_filter(v_reg, pgjobs._canonical_scope(v_reg, p_scope), p_filter,
                      (pgjobs._compile_filter(p_target, p_filter)).p_paths, v_options), '{}')
         || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
                         v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
@@ -282,22 +283,6 @@ BEGIN
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
-    -- Turns between tenants. An export runs to its end once claimed (no
-    -- budget hands it back), and claims go by priority, then queued_at: a
-    -- tenant that queued fifty exports held every worker slot until the
-    -- fifty were done, and another tenant's export waited behind them all.
-    -- An export submitted while exports of its (target, scope) are due and
-    -- pending queues an hour after the latest of them: a tenant's k-th
-    -- pending export comes after the first ones of every tenant that queued
-    -- within those hours, and alone in the queue it still goes at once.
-    UPDATE pgjobs.jobs j
-       SET queued_at = t.turn
-      FROM (SELECT max(p.queued_at) + interval '1 hour' AS turn
-              FROM pgjobs.jobs p
-             WHERE p.status IN ('queued', 'running') AND p.kind = 'export'
-               AND p.target = v_job.target AND p.scope = v_job.scope
-               AND p.run_at <= now() AND p.id <> v_job.id) t
-     WHERE j.id = v_job.id AND t.turn > j.queued_at;
     RETURN v_job.id;
 END
 $$;

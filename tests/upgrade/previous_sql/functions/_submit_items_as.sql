@@ -34,7 +34,7 @@ BEGIN
             HINT = 'A kind is lower-case letters, digits and underscores, starting with a letter.';
     END IF;
     IF pgjobs._builtin_kind(p_kind) OR pgjobs._writes(p_kind) THEN  -- no gate for items
-        RAISE EXCEPTION 'a % job cannot be a fan-out job', p_kind
+        RAISE EXCEPTION '% cannot be a fan-out job', pgjobs._a_job(p_kind)
             USING ERRCODE = '22023',
             HINT = format('Submit it with pgjobs.submit_%s(); fan-out jobs have a kind of '
                           'your own, e.g. ''thumbnail''.', p_kind);

@@ -21,7 +21,10 @@ AS $$
 -- judges it again, so neither a crash after this transaction nor rows that
 -- arrive later skip it); only a hint when the target
 -- could not be read in time (below: judge it later). The rule and the bound are
--- pgjobs._unknown_fields', as at a submit. Asked by
+-- pgjobs._unknown_fields', as at a submit. Once every path is in some row,
+-- the filter's value types are judged too (pgjobs._require_value_types, as
+-- pgjobs._judge_filter at a submit): refused, the message says why (SQLSTATE
+-- 22023) and the hint is the submit's. Asked by
 -- pgjobs._may_start_attempt (at the claim of an export) and
 -- pgjobs._run_page (at a page of a delete or backfill: their claim does
 -- not judge), which have checked that the job's target is
@@ -114,6 +117,26 @@ BEGIN
     END IF;
     IF v_check.p_state = 'seen' OR v_check.p_rows_read = 0 THEN
         IF v_check.p_rows_read > 0 THEN
+            -- Every path in some row: now the filter's value types, which
+            -- the submit could not judge either (pgjobs._judge_filter): a
+            -- $ne, $nin or negated comparison whose operand's JSON type no
+            -- row holds at its path would take every row that has the
+            -- field. Refused as the submit refuses it, its hint kept.
+            BEGIN
+                PERFORM pgjobs._require_value_types(v_reg, p_job.scope,
+                                                    p_job.payload -> 'filter', p_job.options);
+            EXCEPTION WHEN invalid_parameter_value THEN
+                GET STACKED DIAGNOSTICS v_error = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
+                IF p_job.payload ? 'unchecked_walk' THEN
+                    UPDATE pgjobs.jobs j SET payload = j.payload - 'unchecked_walk'
+                     WHERE j.id = p_job.id;
+                END IF;
+                message := format('job %s (%s) cannot be started: its %s (SQLSTATE 22023); the '
+                                  'scope had no rows when the job was submitted, so its filter '
+                                  'is judged at its start, before it reads a row', p_job.id,
+                                  p_job.kind, v_error);
+                RETURN;
+            END;
             -- Judged against rows, every path in one: the job is cleared, in
             -- the transaction that judged it. A scope still empty leaves the
             -- list in place, for the next claim or page to judge.

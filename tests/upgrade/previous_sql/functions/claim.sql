@@ -56,13 +56,11 @@ DECLARE
     v_started integer;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
-    IF p_kinds IS NULL OR cardinality(p_kinds) = 0 THEN
-        RAISE EXCEPTION 'kinds must list at least one job kind' USING ERRCODE = '22023',
-            HINT = 'For example ARRAY[''export''].';
-    END IF;
+    PERFORM pgjobs._check_kinds(p_kinds, 'export');  -- 22023
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+            USING ERRCODE = '22023',
+            HINT = 'Claim from 1 to 1000 at a time: as many as the worker has free slots.';
     END IF;
 
     -- Expired leases first (a probe; the sweep only when one expired).

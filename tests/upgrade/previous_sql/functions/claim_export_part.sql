@@ -19,9 +19,18 @@ AS $$
 -- the job. The returned row's worker is the claim's own identity
 -- (name#token): every later call for the part passes it back and is fenced
 -- on it. Nothing is claimed from a job with a cancel or pause pending.
--- Locks: the claimed part (SKIP LOCKED: never waits for another claim).
+-- While the job's deferred typo guard is pending (payload unchecked_fields:
+-- its scope had no row at the submit nor at the job's claim), the part's
+-- claim judges it first (pgjobs._export_part_judge), as the claim of a
+-- whole export does: a part whose chunk met rows while it was pending
+-- (55000) is retried alone, and this judgment clears the fields, or fails
+-- the part (and through the job's worker the job) naming the unknown one.
+-- Nothing is handed out when it does not clear them.
+-- Locks: the claimed part (SKIP LOCKED: never waits for another claim);
+-- the job's row when the judgment clears its list.
 DECLARE
     v_part pgjobs.export_parts;
+    v_job pgjobs.jobs;
 BEGIN
     PERFORM pgjobs._check_claim_args(p_worker, p_lease);
     -- Expired leases on their last attempt fail (they are not handed out).
@@ -44,6 +53,11 @@ BEGIN
      LIMIT 1
        FOR UPDATE OF p SKIP LOCKED;
     IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = v_part.job_id;
+    IF jsonb_typeof(v_job.payload -> 'unchecked_fields') = 'array'
+       AND NOT pgjobs._export_part_judge(v_job, v_part.part) THEN
         RETURN;
     END IF;
     RETURN QUERY

@@ -29,7 +29,7 @@ BEGIN
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
     IF v_job.kind <> 'import' THEN
-        RAISE EXCEPTION 'job % is a % job, not an import', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an import', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
     END IF;
 

@@ -20,7 +20,7 @@ AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
-            USING ERRCODE = '22023', HINT = 'Claim in batches of 1 to 100.';
+            USING ERRCODE = '22023', HINT = 'Claim from 1 to 1000 at a time.';
     END IF;
     IF p_hold IS NULL OR p_hold < interval '1 second' THEN
         RAISE EXCEPTION 'hold must be at least 1 second, not %', p_hold

@@ -18,6 +18,7 @@ BEGIN
         RAISE EXCEPTION 'result must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for no result.';
     END IF;
+    PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023, named as this call's
     -- One completion for one job or a batch: the fence, the row and the
     -- event are pgjobs.complete_many's.
     RETURN EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],

@@ -25,6 +25,7 @@ BEGIN
     END IF;
     v_job_id := pgjobs._items_lock_job(p_item, p_worker);
     IF v_job_id IS NULL THEN
+        PERFORM pgjobs._check_holder('item', p_item, p_worker);  -- 22023
         RETURN false;
     END IF;
     UPDATE pgjobs.job_items i

@@ -92,7 +92,7 @@ BEGIN
             HINT = 'Finished jobs are pruned after the retention period.';
     END IF;
     IF v_job.kind <> 'export' OR v_job.predicate IS NULL THEN
-        RAISE EXCEPTION 'job % is a % job, not an export', p_id, v_job.kind
+        RAISE EXCEPTION 'job % is %, not an export', p_id, pgjobs._a_job(v_job.kind)
             USING ERRCODE = '22023', HINT = 'Submit exports with pgjobs.submit_export().';
     END IF;
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000000 THEN
@@ -143,11 +143,10 @@ BEGIN
                 array_to_string(ARRAY(SELECT format('"%s"', f) FROM
                     jsonb_array_elements_text(v_job.payload -> 'unchecked_fields') f), ', ')
                 USING ERRCODE = '55000',
-                HINT = format('The attempt ends and the job is retried; its next claim judges '
-                              'the fields against the rows (a parallel export''s part fails the '
-                              'job instead: pgjobs.retry(%s) then). Submit with the option '
-                              '{"allow_unknown_fields": true} if they are meant to be absent.',
-                              p_id);
+                HINT = 'The attempt ends and the job is retried (a parallel export''s part '
+                       'alone); its next claim (the part''s) judges the fields against the rows. '
+                       'Submit with the option {"allow_unknown_fields": true} if they are meant '
+                       'to be absent.';
         END IF;
     END IF;
     v_key := pgjobs._column_type(v_job.target, v_reg.key_column);

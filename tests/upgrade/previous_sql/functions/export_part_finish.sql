@@ -54,6 +54,8 @@ BEGIN
     RETURNING p.status INTO v_status;
     IF FOUND THEN
         PERFORM pgjobs._export_parts_done(p_id);
+    ELSE
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
     END IF;
     RETURN v_status;
 END

@@ -41,6 +41,9 @@ BEGIN
        AND j.id = p.job_id AND j.status = 'running'
        AND j.cancel_requested_at IS NULL AND j.pause_requested_at IS NULL;
     v_found := FOUND;
+    IF NOT v_found THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+    END IF;
     IF v_found AND p_done IS NOT NULL THEN
         PERFORM pgjobs._export_parts_done(p_id);
     END IF;

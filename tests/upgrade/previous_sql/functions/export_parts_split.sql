@@ -37,6 +37,7 @@ BEGIN
        AND j.lease_expires_at > now()
        FOR UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RAISE EXCEPTION 'job % is not an export running under %', p_id, p_worker
             USING ERRCODE = '55000',
             HINT = 'Claim the job first (pgjobs.claim or pgjobs.claim_export); a worker whose '

@@ -55,6 +55,7 @@ BEGIN
        AND j.lease_expires_at > now()
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;

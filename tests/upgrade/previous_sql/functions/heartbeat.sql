@@ -59,6 +59,7 @@ BEGIN
         END IF;
         RETURN true;
     END IF;
+    PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023: not a lost lease
 
     -- A cancel or pause was requested: the owner learns it here. A cancel
     -- ends the job; a pause (when no cancel is pending) parks it `paused`

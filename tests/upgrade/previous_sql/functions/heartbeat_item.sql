@@ -33,6 +33,7 @@ BEGIN
        AND i.lease_expires_at > now()
        FOR NO KEY UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('item', p_item, p_worker);  -- 22023
         RETURN false;
     END IF;
     SELECT j.status = 'paused' INTO v_paused FROM pgjobs.jobs j WHERE j.id = v_item.job_id;

@@ -103,6 +103,7 @@ BEGIN
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
        OR v_job.worker IS DISTINCT FROM p_worker OR v_job.lease_expires_at <= now()
        OR v_job.cancel_requested_at IS NOT NULL THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN jsonb_build_object('status', 'lost');
     END IF;
     v_reg := pgjobs._target(v_job.target);

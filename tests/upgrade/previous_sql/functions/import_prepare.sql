@@ -24,6 +24,7 @@ BEGIN
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
     IF NOT FOUND OR v_job.kind <> 'import' OR v_job.status <> 'running'
        OR v_job.worker IS DISTINCT FROM p_worker THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RAISE EXCEPTION 'job % is not an import running as %', p_id, p_worker
             USING ERRCODE = '55000', HINT = 'Claim the job first (pgjobs.claim).';
     END IF;

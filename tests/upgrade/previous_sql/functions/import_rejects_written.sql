@@ -26,6 +26,7 @@ BEGIN
        AND j.worker = p_worker AND j.lease_expires_at > now()
        FOR UPDATE;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     UPDATE pgjobs.jobs j

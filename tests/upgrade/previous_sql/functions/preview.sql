@@ -33,4 +33,7 @@ COMMENT ON FUNCTION pgjobs.preview(regclass, text, jsonb, text[], jsonb) IS
 'past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), '
 '"exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), '
 '"unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses '
-'them unless allow_unknown_fields)}. Needs the job''s privilege and SELECT on the target.';
+'them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then '
+'"non_object_rows" and "non_object_first" name the rows whose document holds no object where '
+'set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s '
+'privilege and SELECT on the target.';

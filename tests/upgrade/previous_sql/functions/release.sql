@@ -37,6 +37,7 @@ BEGIN
        AND j.lease_expires_at > now()
     RETURNING j.* INTO v_job;
     IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
     IF v_job.status IN ('canceled', 'paused') THEN

@@ -25,11 +25,17 @@ AS $$
 --   It holds on the priority a job gets: under a negative ceiling a
 --   client's submit without option "priority" (0) is refused too.
 --   Jobs submitted before it was set keep their priority.
+--   max_pending_writers (integer 1..1000000, default 1000): the most
+--   writing jobs (queued, running or paused) one (target, scope) may hold
+--   when a submitter who is not an administrator submits or retries
+--   another: 55006 beyond it (pgjobs._require_queue_room), since every
+--   claim walks the writers waiting behind their scope's gate.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
 --   each writing job submitted later (a job shows what it runs with; jobs
---   already submitted keep theirs).
+--   already submitted keep theirs); a client's job may only be stricter
+--   than them (pgjobs._require_throttle_within).
 -- Anything else raises 22023 and stores nothing. For administrators only
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
@@ -38,6 +44,8 @@ DECLARE
         || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
         || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
         || 'non-administrator may give a job), '
+        || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
+        || 'have one target and scope hold), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -46,7 +54,8 @@ BEGIN
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority')
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
+                             'max_pending_writers')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -62,6 +71,9 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
+        END IF;
+        IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -81,6 +93,9 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); '
 'max_client_priority (the highest option priority a submitter who is not an administrator may '
 'give a job, -1000000 to 1000000, default none: above it the submit raises 22023); '
+'max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not '
+'an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or '
+'retry beyond it raises 55006); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '

@@ -34,4 +34,6 @@ COMMENT ON FUNCTION pgjobs.submit_backfill(regclass, text, jsonb, jsonb, jsonb) 
 'values. Options: priority, max_attempts, run_at, on_conflict, lease, page_size, page_ms, and '
 'for admins handler (a function (regclass, text[]) RETURNS bigint run on each page''s keys); '
 'allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 '
-'unless true). Returns the job id.';
+'unless true); replace_non_objects (a row whose document holds a string, number, boolean or '
+'array where set merges fields in raises 22023, and is left unchanged and counted in '
+'result.skipped when a page meets it, unless true). Returns the job id.';
