@@ -4305,8 +4305,16 @@ CREATE FUNCTION pgjobs._export_fields_at_claim(p_job pgjobs.jobs, OUT message te
 -- retrying, or failed once its attempts are spent). A function of its own
 -- so that the exception block, and the subtransaction each entry into it
 -- opens, is paid only by the claims of such exports, not by every claim.
+-- A user's cancel during the walk (pg_cancel_backend, a client's cancel
+-- request: a 57014 that pgjobs._statement_timed_out does not call the
+-- statement_timeout's) is raised, and the claim ends with it as asked, its
+-- transaction rolled back: the job is left queued as it was, no attempt
+-- counted. It was caught as a transient error: the attempt counted, the job
+-- requeued with an error, and the claim went on as if nothing was asked.
 -- Locks: the job's row, which the claim holds already.
 DECLARE
+    -- The statement_timeout whose timer runs: the claim sets none.
+    v_armed text := current_setting('statement_timeout');
     v_job pgjobs.jobs;
     v_state text;
     v_error text;
@@ -4326,6 +4334,9 @@ BEGIN
         -- after the walk (naming the likely field reads the scope again)
         -- fails the job, as the walk's own do, rather than every claim.
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        IF v_state = '57014' AND NOT pgjobs._statement_timed_out(v_armed) THEN
+            RAISE;
+        END IF;
         IF NOT pgjobs.retryable_sqlstate(v_state) THEN
             message := format('job %s (%s) cannot be started: the document fields its '
                               'submit could not judge could not be judged at its start '
@@ -4463,10 +4474,16 @@ CREATE FUNCTION pgjobs._export_part_judge(p_job pgjobs.jobs, p_part integer) RET
 --   max_attempts are spent), the others untouched;
 --   its table held past the walk's 200 ms wait: nothing changes, a later
 --   claim judges.
+-- A user's cancel during the walk (a 57014 that pgjobs._statement_timed_out
+-- does not call the statement_timeout's) is raised: the claim ends with it,
+-- as asked, the part left queued as it was. It was caught as a transient
+-- error, an attempt of the part counted.
 -- A function of its own so that only such claims pay its exception block.
 -- Locks: the part's row (the claim holds it), the job's row to clear the
 -- list (pgjobs._unchecked_fields_problem).
 DECLARE
+    -- The statement_timeout whose timer runs: the claim sets none.
+    v_armed text := current_setting('statement_timeout');
     v_problem record;
     v_message text;
     v_hint text;
@@ -4485,6 +4502,9 @@ BEGIN
               FROM pgjobs._unchecked_fields_problem(p_job) u;
         EXCEPTION WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            IF v_state = '57014' AND NOT pgjobs._statement_timed_out(v_armed) THEN
+                RAISE;
+            END IF;
             IF pgjobs.retryable_sqlstate(v_state) THEN
                 UPDATE pgjobs.export_parts p
                    SET status = CASE WHEN p.attempts + 1 < j.max_attempts THEN 'queued'

@@ -240,6 +240,46 @@ def test_no_sql_function_decides_by_an_errors_message() -> None:
     assert not any("statement timeout" in code for code in _sql_bodies().values())
 
 
+def _cancel_handlers(code: str) -> list[str]:
+    """The bodies of the exception handlers that catch query_canceled (by
+    name or SQLSTATE 57014): from the WHEN to the next WHEN or END of its
+    block (a line indented no deeper than the WHEN)."""
+    lines = code.splitlines()
+    bodies = []
+    for i, line in enumerate(lines):
+        if not re.search(r"\bWHEN\b[^\n]*(\bquery_canceled\b|SQLSTATE\s+'57014')", line, re.I):
+            continue
+        depth = len(line) - len(line.lstrip())
+        body = [line]
+        for later in lines[i + 1:]:
+            stripped = later.lstrip()
+            if stripped and len(later) - len(stripped) <= depth and re.match(
+                    r"(WHEN|END)\b", stripped, re.I):
+                break
+            body.append(later)
+        bodies.append("\n".join(body))
+    return bodies
+
+
+def test_every_handler_that_catches_a_cancel_lets_a_users_cancel_through() -> None:
+    """A handler that catches query_canceled (57014, which PL/pgSQL's OTHERS
+    does not) must tell a user's cancel (pg_cancel_backend, a client's cancel
+    request, Ctrl-C) from the statement_timeout, by time
+    (pgjobs._statement_timed_out), or raise it again. The export claims'
+    handlers did neither: an operator's cancel of a claim was counted as a
+    transient error, the job requeued with an error, and the claim went on
+    as if nothing had been asked (tests/test_typo_guard_exports.py)."""
+    found = []
+    seen = 0
+    for name, code in _sql_bodies().items():
+        for body in _cancel_handlers(code):
+            seen += 1
+            if "_statement_timed_out" not in body and not re.search(r"\bRAISE\s*;", body):
+                found.append(f"{name}: {body.splitlines()[0].strip()}")
+    assert seen >= 5  # the pages' two, the typo guard's walk, the export claims' two
+    assert found == [], found
+
+
 # Fragments of PostgreSQL's own messages (lc_messages translates them) that
 # code once matched to decide: a timeout, a privilege, a missing pgjobs, a
 # COPY's line. Said by pgjobs itself (an f-string's text) they are no match.

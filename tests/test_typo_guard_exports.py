@@ -13,7 +13,11 @@ between). Two gaps the delete's page-side guard had closed:
   OTHERS) left the whole claim: the claim failed, and every claim that picked
   the job after it. Now it fails the attempt only: counted, queued again
   after a backoff (event `retrying`), the error naming the walk and the
-  SQLSTATE; failed once the attempts are spent.
+  SQLSTATE; failed once the attempts are spent. A 57014 counts so only when
+  it is the statement_timeout's (pgjobs._statement_timed_out, by time): a
+  user's cancel (pg_cancel_backend, a client's cancel request) ends the
+  claim with it, the job or part left as it was, no attempt counted. It was
+  swallowed, counted as a transient error and the claim went on.
 * A claim on a scope still empty leaves the paths pending, and the worker's
   chunks read whatever the scope holds when they run: rows that arrived
   between the claim and the first chunk (a restore, an import carrying
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 
 import psycopg
@@ -37,14 +42,16 @@ import psycopg.rows
 import pytest
 
 from pgjobs.poller.export import Exporter
-from tests.support import drain_notifies, job, make_rows_target, scalar, seed
+from tests.support import drain_notifies, job, make_rows_target, scalar, seed, wait_for
 
 Conn = psycopg.Connection[Any]
 
 EMPTY = "99"
 OLD = "2001-01-01T00:00:00Z"
 SIGNATURE = "pgjobs.target_registry, text, text[], text, bigint, bigint"
-TRANSIENT = ["53200", "40P01", "57014", "58030", "55006", "08006"]
+# Raised at once by the walk; a 57014 raised so is a user's cancel, and a
+# statement_timeout's is a real one (test_a_statement_timeout_in_...).
+TRANSIENT = ["53200", "40P01", "58030", "55006", "08006"]
 # Every way an export can be claimed: the one-job claim of `pgjobs export` and
 # a worker's claim of its kinds.
 CLAIMS = {
@@ -93,6 +100,57 @@ def hook_raising(conn: Conn, sqlstate: str) -> None:
         END $$""")
 
 
+def hook_sleeping(conn: Conn) -> None:
+    """The walk sleeps (until a timeout or a cancel ends it)."""
+    conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_from({SIGNATURE}) "
+                 "RENAME TO _unknown_fields_walk")
+    conn.execute("""
+        CREATE FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry,
+            p_scope text, p_paths text[], p_after text, p_read bigint, p_budget bigint,
+            OUT p_missing text[], OUT p_rows_read bigint, OUT p_last text, OUT p_state text)
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_sleep(60);
+        END $$""")
+
+
+def cancel_when_sleeping(make_conn: Any, pid: int) -> threading.Thread:
+    """A thread that cancels backend `pid` once it sleeps in the walk
+    (pg_cancel_backend, as an operator would): synchronised on its state."""
+    def run() -> None:
+        other = make_conn()
+        wait_for(lambda: bool(scalar(other, "SELECT wait_event = 'PgSleep' "
+                                     "FROM pg_stat_activity WHERE pid = %s", (pid,))),
+                 timeout=30)
+        other.execute("SELECT pg_cancel_backend(%s)", (pid,))
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def users_cancel(conn: Conn, make_conn: Any, how: str, statement: str,
+                 args: tuple[Any, ...]) -> None:
+    """Runs `statement` while the walk meets a user's cancel, `how`: a real
+    pg_cancel_backend, or a 57014 raised at once with statement_timeout off
+    or far ahead; it must end with QueryCanceled."""
+    if how == "pg_cancel_backend":
+        hook_sleeping(conn)
+        thread = cancel_when_sleeping(make_conn, conn.info.backend_pid)
+    else:
+        hook_raising(conn, "57014")
+        conn.execute(f"SET statement_timeout = '{how.removeprefix('timeout ')}'")
+        thread = None
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        conn.execute(statement, args)
+    if thread is not None:
+        thread.join(30)
+    conn.execute("RESET statement_timeout")
+    unhook(conn)
+
+
+CANCELS = ["pg_cancel_backend", "timeout 0", "timeout 1h"]
+
+
 def unhook(conn: Conn) -> None:
     conn.execute(f"DROP FUNCTION pgjobs._unknown_fields_from({SIGNATURE})")
     conn.execute(f"ALTER FUNCTION pgjobs._unknown_fields_walk({SIGNATURE}) "
@@ -130,6 +188,45 @@ def test_a_transient_error_in_the_claims_walk_fails_the_attempt_only(
     # The error gone, the next claim judges the paths against the rows.
     unhook(rows)
     due_now(rows, typo)
+    assert rows.execute(CLAIMS[claim], (typo,)).fetchall() == []
+    failed_on(rows, typo, "stauts")
+
+
+@pytest.mark.parametrize("claim", list(CLAIMS))
+def test_a_statement_timeout_in_the_claims_walk_fails_the_attempt_only(
+        rows: Conn, claim: str) -> None:
+    typo = submit(rows, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    hook_sleeping(rows)
+    rows.execute("SET statement_timeout = '300ms'")  # the real timer, fired in the walk
+    assert rows.execute(CLAIMS[claim], (typo,)).fetchall() == []
+    rows.execute("RESET statement_timeout")
+    row = job(rows, typo)
+    assert (row["status"], row["attempts"]) == ("queued", 1), row
+    assert "walk" in row["error"] and "SQLSTATE 57014" in row["error"], row["error"]
+    unhook(rows)
+    due_now(rows, typo)
+    assert rows.execute(CLAIMS[claim], (typo,)).fetchall() == []
+    failed_on(rows, typo, "stauts")
+
+
+@pytest.mark.parametrize("claim", list(CLAIMS))
+@pytest.mark.parametrize("how", CANCELS)
+def test_a_users_cancel_of_the_claims_walk_ends_the_claim_and_leaves_the_job(
+        rows: Conn, make_conn: Any, claim: str, how: str) -> None:
+    typo = submit(rows, {"stauts": {"$ne": "keep"}})
+    arrive(rows)
+    before = job(rows, typo)
+    listener = make_conn()
+    listener.execute("LISTEN pgjobs")
+    users_cancel(rows, make_conn, how, CLAIMS[claim], (typo,))
+    row = job(rows, typo)
+    # Rolled back with the claim: no attempt, no error, no event, no backoff.
+    assert (row["status"], row["attempts"], row["error"]) == ("queued", 0, None), row
+    assert row["run_at"] == before["run_at"] and row["worker"] is None, row
+    assert row["payload"]["unchecked_fields"] == ["stauts"], row
+    assert [e for e in drain_notifies(listener, 0.0) if e["id"] == typo] == []
+    # The next claim judges the paths against the rows.
     assert rows.execute(CLAIMS[claim], (typo,)).fetchall() == []
     failed_on(rows, typo, "stauts")
 
@@ -348,7 +445,7 @@ def test_the_whole_flow_of_a_part_that_meets_rows_at_its_chunk(
     assert first["attempts"] == 2 and first["done"] == 0, first
 
 
-@pytest.mark.parametrize("sqlstate", ["53200", "40P01", "57014"])
+@pytest.mark.parametrize("sqlstate", ["53200", "40P01"])
 def test_a_transient_error_in_a_parts_walk_retries_that_part_only(
         rows: Conn, sqlstate: str) -> None:
     typo = submit(rows, {"stauts": {"$ne": "keep"}}, {**PARTS, "max_attempts": 2})
@@ -371,3 +468,38 @@ def test_a_transient_error_in_a_parts_walk_retries_that_part_only(
     assert claim_part(rows, typo) == []
     second = parts_of(rows, typo)[1]
     assert second["status"] == "failed" and '"stauts"' in second["error"], second
+
+
+def test_a_statement_timeout_in_a_parts_walk_retries_that_part_only(rows: Conn) -> None:
+    typo = submit(rows, {"stauts": {"$ne": "keep"}}, PARTS)
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (typo,)).fetchall()
+    arrive(rows, 40)
+    assert split(rows, typo, worker) == 2
+    hook_sleeping(rows)
+    rows.execute("SET statement_timeout = '300ms'")
+    assert claim_part(rows, typo) == []
+    rows.execute("RESET statement_timeout")
+    first, second = parts_of(rows, typo)
+    assert (first["status"], first["attempts"]) == ("queued", 1), first
+    assert "[57014]" in first["error"] and "walk" in first["error"], first
+    assert (second["status"], second["attempts"]) == ("queued", 0), second
+    unhook(rows)
+
+
+@pytest.mark.parametrize("how", CANCELS)
+def test_a_users_cancel_of_a_parts_walk_ends_the_claim_and_leaves_the_part(
+        rows: Conn, make_conn: Any, how: str) -> None:
+    typo = submit(rows, {"stauts": {"$ne": "keep"}}, PARTS)
+    [(_, worker)] = rows.execute(CLAIMS["claim_export"], (typo,)).fetchall()
+    arrive(rows, 40)
+    assert split(rows, typo, worker) == 2
+    before = parts_of(rows, typo)
+    users_cancel(rows, make_conn, how,
+                 "SELECT part, worker FROM pgjobs.claim_export_part(%s, 'h')", (typo,))
+    assert parts_of(rows, typo) == before  # no attempt, no error: rolled back
+    assert job(rows, typo)["status"] == "running"
+    assert job(rows, typo)["payload"]["unchecked_fields"] == ["stauts"]
+    # The next part's claim judges the fields: the part fails naming the path.
+    assert claim_part(rows, typo) == []
+    assert parts_of(rows, typo)[0]["status"] == "failed"
+    assert '"stauts"' in parts_of(rows, typo)[0]["error"]
