@@ -110,3 +110,49 @@ def test_a_stopped_runner_leaves_no_call_running_and_its_jobs_resume_exactly(
                         (jobs,)).fetchall() == [("succeeded", ROWS)] * runners
     assert conn.execute("SELECT table_id, count(*) FROM rows GROUP BY 1 ORDER BY 1"
                         ).fetchall() == [(scope, ROWS) for scope in range(runners + 1, 4)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_runner_stopped_between_pages_hands_its_job_back_at_once(
+        dsn: str, conn: Conn, sig: signal.Signals) -> None:
+    """Stopped while its job waits between pages (page_delay: the runner
+    sleeps in the throttle), the runner's cancelled CALL hands the job back
+    before it ends: queued, no lease, no attempt counted, due at once. It
+    stayed `running` under the stopped runner's lease until that lapsed
+    (an hour's lease here), and no other runner could take it meanwhile."""
+    _table(conn)
+    options = json.dumps({"page_size": 50, "page_delay": "1 hour", "lease": "1 hour"})
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('rows', '1', '{}', '{}', %s)",
+                        (options,)))
+    proc = _cli(dsn, "run", "--loop", "--budget", "1h", "--idle", "0.2")
+    try:
+        wait_for(lambda: scalar(conn, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s",
+                                (job_id,)), 60, "the first page to commit")
+        wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                      "application_name = 'pgjobs run' AND datname = "
+                                      "current_database() AND wait_event = 'PgSleep'"),
+                 30, "the runner to wait between pages")
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stderr = err.decode(errors="replace")
+    assert "Traceback" not in stderr
+    assert proc.returncode == (0 if sig == signal.SIGTERM else 130), stderr
+    status, attempts, lease, due, done = conn.execute(
+        "SELECT status, attempts, lease_expires_at, run_at <= now(), done FROM pgjobs.jobs "
+        "WHERE id = %s", (job_id,)).fetchone()
+    assert (status, attempts, lease, due) == ("queued", 0, None, True), (status, attempts, lease)
+    assert scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 1") == ROWS - done
+    # Another runner takes it at once and ends it exactly (the delay lifted).
+    conn.execute("UPDATE pgjobs.jobs SET options = options - 'page_delay' WHERE id = %s",
+                 (job_id,))
+    rerun = _cli(dsn, "run", "--budget", "5m")
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode(errors="replace")
+    assert conn.execute("SELECT status, done FROM pgjobs.jobs WHERE id = %s",
+                        (job_id,)).fetchone() == ("succeeded", ROWS)
+    assert conn.execute("SELECT table_id, count(*) FROM rows GROUP BY 1 ORDER BY 1"
+                        ).fetchall() == [(2, ROWS), (3, ROWS)]

@@ -361,3 +361,74 @@ def test_a_refusal_gets_its_hint_in_any_language(conn: Conn, messages: str) -> N
         session.close()
         conn.execute(f"DROP OWNED BY {role}")
         conn.execute(f"DROP ROLE {role}")
+
+
+# --- a cancel between pages ----------------------------------------------------------
+
+THROTTLED = [{"page_delay": "1 hour"}, {"max_rows_per_second": 10}]
+
+
+def sleeping(conn: Conn, pid: int) -> bool:
+    return bool(scalar(conn, "SELECT wait_event = 'PgSleep' FROM pg_stat_activity "
+                             "WHERE pid = %s", (pid,)))
+
+
+@pytest.mark.parametrize("throttle", THROTTLED, ids=lambda t: next(iter(t)))
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_an_operators_cancel_between_pages_hands_the_job_back(
+        conn: Conn, make_conn: Callable[..., Conn], runner: str,
+        throttle: dict[str, Any]) -> None:
+    """pg_cancel_backend of a runner waiting between pages (its throttle's
+    sleep): the job is handed back at once (queued, no lease, no attempt
+    counted, its cursor kept) and the CALL ends with 57014 saying so. The
+    cancel ended the CALL with the job left `running` under the runner's
+    lease until it lapsed. The next run finishes the job exactly."""
+    target = make_rows_target(conn)
+    seed(conn, target, 3000)
+    before = dict(conn.execute("SELECT table_id, count(*) FROM user_table_rows GROUP BY 1"
+                               ).fetchall())
+    # The rows the delete takes (those created after its submit stay).
+    doomed = int(scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 "
+                              "AND created_at <= now()"))
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', "
+                              "%s::jsonb)", (json.dumps({"page_size": 100, **throttle}),)))
+    session = make_conn()
+    session.execute("SET statement_timeout = '1h'")
+    pid = int(scalar(session, "SELECT pg_backend_pid()"))
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            session.execute(runner % (job_id,) if "%s" in runner else runner)
+            outcome["returned"] = True
+        except BaseException as exc:  # reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: outcome or (job(conn, job_id)["done"] > 0 and sleeping(conn, pid)),
+                 what="a page committed and the throttle's wait")
+        assert not outcome, outcome
+        assert scalar(conn, "SELECT pg_cancel_backend(%s)", (pid,)) is True
+    finally:
+        thread.join(60)
+    raised = outcome.get("error")
+    assert isinstance(raised, psycopg.errors.QueryCanceled), outcome
+    assert f"between pages of job {job_id}" in str(raised), raised
+    row = job(conn, job_id)
+    assert (row["status"], row["attempts"], row["error"]) == ("queued", 0, None), row
+    assert row["lease_expires_at"] is None, row
+    assert scalar(conn, "SELECT run_at <= now() FROM pgjobs.jobs WHERE id = %s", (job_id,))
+    done = int(row["done"])
+    left = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1")
+    assert 0 < done < doomed and left == before[1] - done, (done, left)
+    # The next run (the throttle lifted) goes on from the cursor and ends exactly.
+    conn.execute("UPDATE pgjobs.jobs SET options = options - 'page_delay' "
+                 "- 'max_rows_per_second' WHERE id = %s", (job_id,))
+    conn.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    row = job(conn, job_id)
+    assert (row["status"], row["done"]) == ("succeeded", doomed), row
+    after = dict(conn.execute("SELECT table_id, count(*) FROM user_table_rows GROUP BY 1"
+                              ).fetchall())
+    assert after == {**before, 1: before[1] - doomed}, after
