@@ -432,3 +432,21 @@ def test_an_operators_cancel_between_pages_hands_the_job_back(
     after = dict(conn.execute("SELECT table_id, count(*) FROM user_table_rows GROUP BY 1"
                               ).fetchall())
     assert after == {**before, 1: before[1] - doomed}, after
+
+
+@pytest.mark.parametrize("session_timeout", ["0", "1h"])
+def test_a_page_sets_no_statement_timeout_it_could_not_arm(
+        conn: Conn, make_conn: Callable[..., Conn], session_timeout: str) -> None:
+    """A page sees the statement_timeout the CALL began with: a SET inside the
+    CALL arms no timer (PostgreSQL arms it once per top-level statement), so
+    the page's own 30 s (10 min on a first call) never applied while
+    docs/engine.md said it did."""
+    conn.execute("CREATE TABLE public.seen (setting text)")
+    job_id = slow_job(conn, "delete", "INSERT INTO public.seen "
+                                      "VALUES (current_setting('statement_timeout'));")
+    session = make_conn()
+    session.execute(f"SET statement_timeout = '{session_timeout}'")
+    session.execute("CALL pgjobs.run_job(%s)", (job_id,))
+    assert job(conn, job_id)["status"] == "succeeded"
+    shown = {r[0] for r in conn.execute("SELECT setting FROM public.seen").fetchall()}
+    assert shown == {session.execute("SHOW statement_timeout").fetchone()[0]}, shown
