@@ -5385,6 +5385,66 @@ $$;
 ALTER FUNCTION pgjobs._import_conflict_columns(p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_doc_merge(jsonb, jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text DEFAULT NULL::text) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The document an import with on_duplicate "update" leaves in an existing
+-- row: the record's document fields p_patch merged into the row's document
+-- p_base (p_path: the place, NULL for the document itself), as
+-- pgjobs._jsonb_merge merges, except where the row holds a string, number,
+-- boolean or array at a place where the record's fields make an object
+-- (the document itself, each parent of a dotted field "a.b", an object
+-- value of a JSONL field): that value, which the record does not name,
+-- would be replaced by an object. Raises 22023 there, a data exception, so
+-- the record is rejected with its line (pgjobs.import_batch), the row left
+-- as it was; the rule of backfill's set (pgjobs._set_guard) and MongoDB's
+-- ("Cannot create field 'x' in element"). A missing place, JSON null or a
+-- NULL document becomes the object. A value the record names that is no
+-- object replaces what the row holds, as any given column does. The job's
+-- option replace_non_objects merges with pgjobs._jsonb_merge instead
+-- (pgjobs._import_insert_sql). Locks nothing.
+DECLARE
+    v_key text;
+    v_value jsonb;
+BEGIN
+    IF jsonb_typeof(p_patch) IS DISTINCT FROM 'object' THEN
+        RETURN p_patch;
+    END IF;
+    IF p_base IS NULL OR jsonb_typeof(p_base) = 'null' THEN
+        RETURN p_patch;
+    END IF;
+    IF jsonb_typeof(p_base) <> 'object' THEN
+        RAISE EXCEPTION 'the row''s document holds % % where the record''s fields merge in an '
+                        'object: updating it would replace that value (pass the option '
+                        '{"replace_non_objects": true} to replace it)',
+                        CASE jsonb_typeof(p_base) WHEN 'array' THEN 'an array'
+                                                  ELSE 'a ' || jsonb_typeof(p_base) END,
+                        CASE WHEN p_path IS NULL THEN 'as the document itself'
+                             ELSE format('at "%s"', p_path) END
+            USING ERRCODE = '22023',
+            HINT = 'Fix the row or the record; or import with {"replace_non_objects": true} '
+                   'to replace such values with the record''s object.';
+    END IF;
+    FOR v_key, v_value IN SELECT e.key, e.value FROM jsonb_each(p_patch) e LOOP
+        p_base := p_base || jsonb_build_object(v_key, pgjobs._import_doc_merge(
+            p_base -> v_key, v_value,
+            CASE WHEN p_path IS NULL THEN v_key ELSE p_path || '.' || v_key END));
+    END LOOP;
+    RETURN p_base;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) OWNER TO SUPERUSER;
+
+--
 -- Name: _import_document_expr(text[], text[], integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5479,7 +5539,8 @@ CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
--- existing document; a key-only index never touches another scope's row;
+-- existing document, a record rejected where the row holds no object
+-- where they merge in, unless the job's replace_non_objects; a key-only index never touches another scope's row;
 -- a column the scope or key is generated from is never overwritten:
 -- 22023, pgjobs._generated_from).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
@@ -5761,10 +5822,21 @@ BEGIN
                                '"skip" or "error".';
                 END IF;
                 v_updated := v_updated || v_col;
-                IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
-                    -- Only document fields given: merged into the row's document.
+                IF v_col = p_reg.document_column AND v_doc_base IS NULL
+                   AND coalesce((p_job.options ->> 'replace_non_objects')::boolean, false) THEN
+                    -- Only document fields given: merged into the row's
+                    -- document, a string, number, boolean or array where
+                    -- they make an object replaced (the job asked for it).
                     v_updates := v_updates || format(
                         '%1$I = (pgjobs._jsonb_merge(coalesce(t.%1$I::jsonb, ''{}''::jsonb), '
+                        'EXCLUDED.%1$I::jsonb))::%2$s', v_col, v_doc_type);
+                ELSIF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
+                    -- Only document fields given: merged into the row's
+                    -- document; a row holding a string, number, boolean or
+                    -- array where they make an object rejects the record
+                    -- (pgjobs._import_doc_merge): that value would be lost.
+                    v_updates := v_updates || format(
+                        '%1$I = (pgjobs._import_doc_merge(t.%1$I::jsonb, '
                         'EXCLUDED.%1$I::jsonb))::%2$s', v_col, v_doc_type);
                 ELSE
                     v_updates := v_updates || format('%1$I = EXCLUDED.%1$I', v_col);
@@ -13570,6 +13642,11 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 --                 with the document column ("data.x") as a document field
 --                 (refused otherwise when the first batch maps the source:
 --                 pgjobs._import_insert_sql)
+--   replace_non_objects  boolean, default false: with on_duplicate "update",
+--                 a record whose document fields merge an object where the
+--                 existing row's document holds a string, number, boolean
+--                 or array replaces that value; rejected otherwise
+--                 (pgjobs._import_doc_merge)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
@@ -13672,6 +13749,7 @@ BEGIN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
     PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
+    PERFORM pgjobs._option_bool('replace_non_objects', v_options -> 'replace_non_objects');
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -13698,7 +13776,7 @@ BEGIN
                            'batch_ms', v_batch_ms),
         v_options,
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields'],
+              'allow_unknown_fields', 'replace_non_objects'],
         NULL, NULL, v_reg);
     RETURN v_job.id;
 END
@@ -19938,7 +20016,7 @@ ALTER FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source te
 -- Name: FUNCTION submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) IS 'Submits an import of p_source (file://, s3://, gs://, az://, https:// under a prefix allowed by pgjobs.allow_storage, else 42501) into the scope. Options: format (csv with a header | jsonl; default from the name), gzip (default: the name ends in .gz), on_duplicate (error | skip | update, on (scope, key)), max_rejects (default 0), plus priority, max_attempts, run_at, on_conflict, lease. The caller needs INSERT (and UPDATE for update) on the target. Returns the job id; the result holds rows, inserted, updated, bytes, skipped, rejected (and rejects_uri).';
+COMMENT ON FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source text, p_options jsonb) IS 'Submits an import of p_source (file://, s3://, gs://, az://, https:// under a prefix allowed by pgjobs.allow_storage, else 42501) into the scope. Options: format (csv with a header | jsonl; default from the name), gzip (default: the name ends in .gz), on_duplicate (error | skip | update, on (scope, key)), max_rejects (default 0), batch_ms, allow_unknown_fields, replace_non_objects (update: replace a string, number, boolean or array where the record''s document fields merge in an object; the record is rejected otherwise), plus priority, max_attempts, run_at, on_conflict, lease. The caller needs INSERT (and UPDATE for update) on the target. Returns the job id; the result holds rows, inserted, updated, bytes, skipped, rejected (and rejects_uri).';
 
 --
 -- Name: submit_items(text, regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -21271,6 +21349,13 @@ GRANT ALL ON FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean)
 
 REVOKE ALL ON FUNCTION pgjobs._import_conflict_columns(p_reg pgjobs.target_registry) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_conflict_columns(p_reg pgjobs.target_registry) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_doc_merge(p_base jsonb, p_patch jsonb, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_document_expr(p_paths text[], p_exprs text[], p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
