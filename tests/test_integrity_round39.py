@@ -7,11 +7,16 @@
    of two different files (an object store's ranged reads are pinned to the
    ETag the import began with; a local file now is to its modification time,
    as the checkpoint's version between attempts already was).
+2. A JSONL batch whose records name several sets of keys, one key spelt two
+   ways (a timestamptz in two zones, a date, numeric or interval in two
+   spellings): the two were taken for two keys and the later line's set could
+   go in first (see below; bigint and uuid spellings held, and stay checked).
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,14 @@ import pytest
 
 from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
-from tests.support import allowed_folder, claim_import, job, make_people, submit_import
+from tests.support import (
+    allowed_folder,
+    build_target,
+    claim_import,
+    job,
+    make_people,
+    submit_import,
+)
 
 Conn = psycopg.Connection[Any]
 
@@ -90,3 +102,57 @@ def test_a_local_source_rewritten_in_place_at_the_same_size_fails_the_job(
                                        sum(n.startswith("new") for n in names))
     assert "changed while it was read" in row["error"], row["error"]
     assert not any(n.startswith("new") for n in names)
+
+
+# --- 2. a JSONL key spelt two ways, in two sets of keys ----------------------------
+#
+# A JSONL batch goes in one INSERT per set of keys; records of one key that
+# name different sets go in alone, in line order. "One key" was judged on the
+# key's text made loose (numbers by value, other text without case, spaces,
+# braces or hyphens): two spellings of one timestamptz, date, numeric or
+# interval value were two keys, their sets went in in the order each set was
+# first met, and the row ended as an earlier line said (update), kept a later
+# record (skip) or rejected the wrong line (error), the job `succeeded`.
+
+KEY_SPELLINGS = [
+    ("timestamptz", "2024-01-01 01:00:00+01", "2024-01-01T00:00:00Z", "2023-06-01 00:00:00Z"),
+    ("date", "2024-01-01", "2024-1-1", "2023-06-01"),
+    ("numeric", "1000", "1e3", "7"),
+    ("interval", "1 day", "24:00:00", "2 days"),  # equal as intervals (one day = 24 h)
+    ("uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "{A0EEBC999C0B4EF8BB6D6BB9BD380A11}",
+     "00000000-0000-0000-0000-000000000001"),
+    ("bigint", "1000", " +1000", "7"),
+]
+
+
+@pytest.mark.parametrize("mode", ["update", "skip", "error"])
+@pytest.mark.parametrize(("key_type", "first", "second", "other"), KEY_SPELLINGS,
+                         ids=[k[0] for k in KEY_SPELLINGS])
+def test_one_key_spelt_two_ways_in_two_sets_goes_in_line_order(
+        conn: Conn, dsn: str, tmp_path: Path, mode: str, key_type: str, first: str,
+        second: str, other: str) -> None:
+    build_target(conn, "keyed", f"id {key_type} NOT NULL, scope integer NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now(), name text, age integer",
+                 index="unique")
+    folder = allowed_folder(conn, tmp_path)
+    records = [{"id": other, "name": "x", "age": 1},    # set {age, id, name} first met
+               {"id": first, "name": "b"},              # set {id, name}
+               {"id": second, "name": "c", "age": 3}]   # the same key: line 3 is last
+    path = folder / "keys.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job_id = submit_import(conn, f"file://{path}", "1",
+                           {"format": "jsonl", "on_duplicate": mode, "max_rejects": 5},
+                           target="keyed")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    got = conn.execute("SELECT name, age FROM keyed WHERE id = %s::" + key_type,
+                       (first,)).fetchall()
+    want = {"update": [("c", 3)], "skip": [("b", None)], "error": [("b", None)]}[mode]
+    assert got == want, (mode, got)
+    result = row["result"]
+    assert (result["inserted"], result["updated"], result["skipped"], result["rejected"]) == {
+        "update": (2, 1, 0, 0), "skip": (2, 0, 1, 0), "error": (2, 0, 0, 1)}[mode], result
+    lines = [r[0] for r in conn.execute(
+        "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
+    assert lines == ([3] if mode == "error" else [])
