@@ -156,3 +156,53 @@ def test_one_key_spelt_two_ways_in_two_sets_goes_in_line_order(
     lines = [r[0] for r in conn.execute(
         "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
     assert lines == ([3] if mode == "error" else [])
+
+
+# --- 3. a text key equal under its nondeterministic collation ------------------------
+#
+# A text key is compared without case, spaces, braces or hyphens (lower()):
+# under a case- or accent-insensitive collation other spellings are one key
+# too (a fullwidth 'ＡＢＣ' and 'abc', halfwidth kana and full ones at level 2,
+# 'Élan' and 'elan' at level 1), which lower() keeps apart.
+
+COLLATED_SPELLINGS = [
+    ("und-u-ks-level2", "カタカナ", "ｶﾀｶﾅ"),  # halfwidth kana: a tertiary difference
+    ("und-u-ks-level2", "abc", "ＡＢＣ"),  # fullwidth: a tertiary difference
+    ("und-u-ks-level1", "elan", "Élan"),
+]
+
+
+@pytest.mark.parametrize("mode", ["update", "skip", "error"])
+@pytest.mark.parametrize(("locale", "first", "second"), COLLATED_SPELLINGS,
+                         ids=["halfwidth", "fullwidth", "accent"])
+def test_one_text_key_equal_under_its_collation_goes_in_line_order(
+        conn: Conn, dsn: str, tmp_path: Path, mode: str, locale: str, first: str,
+        second: str) -> None:
+    if not conn.execute("SELECT count(*) FROM pg_collation WHERE collname = 'und-x-icu'"
+                        ).fetchone()[0]:  # type: ignore[index]
+        pytest.skip("no ICU collations in this PostgreSQL")
+    conn.execute(f"CREATE COLLATION loose (provider = icu, locale = '{locale}', "
+                 "deterministic = false)")
+    build_target(conn, "keyed", "id text COLLATE loose NOT NULL, scope integer NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now(), name text, age integer",
+                 index="unique")
+    assert conn.execute("SELECT %s::text COLLATE loose = %s::text", (first, second)
+                        ).fetchone() == (True,)
+    folder = allowed_folder(conn, tmp_path)
+    records = [{"id": "zzz", "name": "x", "age": 1},
+               {"id": first, "name": "b"},
+               {"id": second, "name": "c", "age": 3}]
+    path = folder / "keys.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    job_id = submit_import(conn, f"file://{path}", "1",
+                           {"format": "jsonl", "on_duplicate": mode, "max_rejects": 5},
+                           target="keyed")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    got = conn.execute("SELECT name, age FROM keyed WHERE id = %s", (first,)).fetchall()
+    want = {"update": [("c", 3)], "skip": [("b", None)], "error": [("b", None)]}[mode]
+    assert got == want, (mode, got)
+    lines = [r[0] for r in conn.execute(
+        "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
+    assert lines == ([3] if mode == "error" else [])

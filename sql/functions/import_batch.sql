@@ -202,8 +202,13 @@ BEGIN
                                                                ''g'')))
                                       ELSE lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
                                                                 ''g''))
-                                    END AS k
-                               FROM %s s,
+                                    -- Compared under the collation of the
+                                    -- key column: under a case- or accent-
+                                    -- insensitive one, ''ＡＢＣ'' and
+                                    -- ''abc'' are one key, which
+                                    -- lower() keeps apart.
+                                    END%2$s AS k
+                               FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
                          -- The keys that records of different sets share.
                          shared AS (
@@ -216,7 +221,7 @@ BEGIN
                                    FROM g LEFT JOIN shared ON shared.k = g.k
                                   GROUP BY g.keys,
                                            CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
-                               v_stage)
+                               v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_groups
                   USING v_reg.key_column::text,
                         pgjobs._column_type(v_job.target, v_reg.key_column),
