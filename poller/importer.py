@@ -171,16 +171,16 @@ class _Source:
 
     def __init__(self, uri: str, offset: int, gzip: bool, block: int | None = None,
                  total: int | None = None, etag: str | None = None,
-                 inode: tuple[int, int] | None = None):
+                 inode: tuple[int, int] | None = None, mtime_ns: int | None = None):
         """``total``: the source's size as the importer read it (one HEAD of an
         https:// source per attempt: the reader checks each range against it);
-        ``etag``, ``inode``: the version checkpointed, which an s3:// or obstore
-        read pins, a file:// read's file must be."""
+        ``etag``, ``inode``, ``mtime_ns``: the version checkpointed, which an
+        s3:// or obstore read pins, a file:// read's file must be and keep."""
         self.consumed = 0
         self._gzip = gzip
         self._skip = offset if gzip else 0
         self._blocks = storage.open_range(uri, 0 if gzip else offset, block, total, etag,
-                                          inode)
+                                          inode, mtime_ns)
         self.consumed = 0 if gzip else offset
 
     def blocks(self) -> Iterator[bytes]:
@@ -522,8 +522,10 @@ class Importer:
         # attempt), not whichever a second HEAD in the reader would find.
         inode = (int(self.version["dev"]), int(self.version["ino"])) \
             if "dev" in self.version and "ino" in self.version else None
+        mtime = self.version.get("mtime_ns")
         source = _Source(self.source, offset, self.gzip, total=self.total,
-                         etag=self.version.get("etag"), inode=inode)
+                         etag=self.version.get("etag"), inode=inode,
+                         mtime_ns=None if inode is None or mtime is None else int(mtime))
         blocks = source.blocks()
         buf = bytearray()
         eof = False

@@ -1150,9 +1150,23 @@ def _open_regular_file(path: str, uri: str) -> Any:
         raise
 
 
+def _check_unmodified(fd: int, mtime_ns: int | None, uri: str) -> None:
+    """StorageError (not retryable) when the open file's modification time is no
+    longer ``mtime_ns`` (None: not checked)."""
+    if mtime_ns is None:
+        return
+    now = os.fstat(fd).st_mtime_ns
+    if now != int(mtime_ns):
+        raise StorageError(f"{uri} changed while it was read: written at "
+                           f"{now / 1e9:.6f}, after the read began (the version read, "
+                           f"{int(mtime_ns) / 1e9:.6f})", retryable=False,
+                           hint=CHANGED_WHILE_READ_HINT)
+
+
 def open_range(uri: str, offset: int = 0, block: int | None = None,
                total: int | None = None, etag: str | None = None,
-               inode: tuple[int, int] | None = None) -> Iterator[bytes]:
+               inode: tuple[int, int] | None = None,
+               mtime_ns: int | None = None) -> Iterator[bytes]:
     """The bytes of an object from ``offset`` to its end, in blocks of at most
     ``block`` bytes: a local file is read from that position, an object store with
     one ranged GET per block (no request stays open while the caller works, and
@@ -1163,7 +1177,11 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
     (:func:`version`), which an ``s3://`` or obstore read then pins (If-Match;
     ``gs://`` and ``https://``: every answer must be of it) instead of the one its
     own HEAD finds; ``inode``: a local file's (device,
-    inode) as :func:`version` found it, which the file opened must be."""
+    inode) as :func:`version` found it, which the file opened must be;
+    ``mtime_ns``: its modification time then, which it must keep to the last
+    block (a local file's pin, as the ETag is an object's: a file rewritten in
+    place at the same size keeps its inode and size, and the read went on in
+    the new bytes, a mix of two files read as one)."""
     block = block or READ_BLOCK
     loc = parse(uri)
     if loc.scheme == "file":
@@ -1177,6 +1195,9 @@ def open_range(uri: str, offset: int = 0, block: int | None = None,
                 f.seek(offset)
                 while total is None or offset < total:
                     data = f.read(block if total is None else min(block, total - offset))
+                    # After the read: a write of the bytes just read has moved
+                    # the time on before them (the kernel stamps it first).
+                    _check_unmodified(f.fileno(), mtime_ns, uri)
                     if not data:
                         if total is None:
                             return

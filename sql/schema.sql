@@ -5934,6 +5934,46 @@ $_$;
 ALTER FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_key_text(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_key_text(p_value text, p_type text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one text (pgjobs._canonical_text) of the value p_value spells in
+-- type p_type (a key column's type, pgjobs._column_type), so that two
+-- spellings of one key ('2024-01-01T00:00:00Z' and '2024-01-01 01:00:00+01'
+-- for a timestamptz, '1e3' and '1000' for a numeric, '24:00:00' and '1 day'
+-- for an interval) read as one key; NULL when p_value is not a value of
+-- p_type (the record is refused when it goes in). pgjobs.import_batch tells
+-- by it which records of a JSONL batch name the same key. Locks nothing.
+DECLARE
+    v_text text;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_value, p_type) INTO v_text;
+    RETURN v_text;
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;  -- not a value of the type: its own key, refused as it goes in
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_key_text(p_value text, p_type text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_key_text(p_value text, p_type text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_key_text(p_value text, p_type text) IS 'The canonical text of the key value p_value spells in type p_type (NULL: not a value of it); tells records of one key apart from others in a JSONL import batch.';
+
+--
 -- Name: _import_mapping(pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18314,8 +18354,12 @@ BEGIN
         -- "c"} with on_duplicate update ended as line 2 said, not as
         -- the last line did, skip kept a record other than the first,
         -- and error rejected the wrong line (hX pass). A key is
-        -- compared as its text, numbers by value and other text
-        -- without case, spaces, braces or hyphens (uuids): a spelling
+        -- compared as its text, numbers by value, a key of a type
+        -- other than a string type by its value's one text
+        -- (pgjobs._import_key_text: '2024-01-01T00:00:00Z' and
+        -- '2024-01-01 01:00:00+01' are one timestamptz key; they were
+        -- two, and the later line's set could go in first), and other
+        -- text without case, spaces, braces or hyphens (uuids): a spelling
         -- that compares equal when it is not only sends a record
         -- alone. Records without the key get new keys: none meets
         -- another.
@@ -18346,10 +18390,23 @@ BEGIN
                                       WHEN length(j.r ->> $1) <= 1000
                                            AND j.r ->> $1 ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
                                         THEN trim_scale(btrim(j.r ->> $1)::numeric)::text
+                                      -- A key of a type other than a string
+                                      -- type: its value''s one text, so two
+                                      -- spellings of one timestamp, date,
+                                      -- numeric or interval are one key.
+                                      WHEN $3 THEN coalesce(
+                                          pgjobs._import_key_text(j.r ->> $1, $2),
+                                          lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
+                                                               ''g'')))
                                       ELSE lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
                                                                 ''g''))
-                                    END AS k
-                               FROM %s s,
+                                    -- Compared under the collation of the
+                                    -- key column: under a case- or accent-
+                                    -- insensitive one, ''ＡＢＣ'' and
+                                    -- ''abc'' are one key, which
+                                    -- lower() keeps apart.
+                                    END%2$s AS k
+                               FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
                          -- The keys that records of different sets share.
                          shared AS (
@@ -18362,8 +18419,15 @@ BEGIN
                                    FROM g LEFT JOIN shared ON shared.k = g.k
                                   GROUP BY g.keys,
                                            CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
-                               v_stage)
-                   INTO v_groups USING v_reg.key_column::text;
+                               v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
+                   INTO v_groups
+                  USING v_reg.key_column::text,
+                        pgjobs._column_type(v_job.target, v_reg.key_column),
+                        coalesce((SELECT t.typcategory <> 'S' FROM pg_catalog.pg_type t
+                                   WHERE t.oid = pgjobs._base_type(
+                                             (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                               WHERE a.attrelid = v_job.target
+                                                 AND a.attname = v_reg.key_column))), false);
             END IF;
         END IF;
         <<groups>>
@@ -21370,6 +21434,13 @@ GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[
 
 REVOKE ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_key_text(p_value text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_key_text(p_value text, p_type text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_key_text(p_value text, p_type text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_mapping(p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -156,8 +156,12 @@ BEGIN
         -- "c"} with on_duplicate update ended as line 2 said, not as
         -- the last line did, skip kept a record other than the first,
         -- and error rejected the wrong line (hX pass). A key is
-        -- compared as its text, numbers by value and other text
-        -- without case, spaces, braces or hyphens (uuids): a spelling
+        -- compared as its text, numbers by value, a key of a type
+        -- other than a string type by its value's one text
+        -- (pgjobs._import_key_text: '2024-01-01T00:00:00Z' and
+        -- '2024-01-01 01:00:00+01' are one timestamptz key; they were
+        -- two, and the later line's set could go in first), and other
+        -- text without case, spaces, braces or hyphens (uuids): a spelling
         -- that compares equal when it is not only sends a record
         -- alone. Records without the key get new keys: none meets
         -- another.
@@ -188,10 +192,23 @@ BEGIN
                                       WHEN length(j.r ->> $1) <= 1000
                                            AND j.r ->> $1 ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
                                         THEN trim_scale(btrim(j.r ->> $1)::numeric)::text
+                                      -- A key of a type other than a string
+                                      -- type: its value''s one text, so two
+                                      -- spellings of one timestamp, date,
+                                      -- numeric or interval are one key.
+                                      WHEN $3 THEN coalesce(
+                                          pgjobs._import_key_text(j.r ->> $1, $2),
+                                          lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
+                                                               ''g'')))
                                       ELSE lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
                                                                 ''g''))
-                                    END AS k
-                               FROM %s s,
+                                    -- Compared under the collation of the
+                                    -- key column: under a case- or accent-
+                                    -- insensitive one, ''ＡＢＣ'' and
+                                    -- ''abc'' are one key, which
+                                    -- lower() keeps apart.
+                                    END%2$s AS k
+                               FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
                          -- The keys that records of different sets share.
                          shared AS (
@@ -204,8 +221,15 @@ BEGIN
                                    FROM g LEFT JOIN shared ON shared.k = g.k
                                   GROUP BY g.keys,
                                            CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
-                               v_stage)
-                   INTO v_groups USING v_reg.key_column::text;
+                               v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
+                   INTO v_groups
+                  USING v_reg.key_column::text,
+                        pgjobs._column_type(v_job.target, v_reg.key_column),
+                        coalesce((SELECT t.typcategory <> 'S' FROM pg_catalog.pg_type t
+                                   WHERE t.oid = pgjobs._base_type(
+                                             (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                               WHERE a.attrelid = v_job.target
+                                                 AND a.attname = v_reg.key_column))), false);
             END IF;
         END IF;
         <<groups>>
