@@ -18246,8 +18246,11 @@ BEGIN
         -- two, and the later line's set could go in first), and other
         -- text without case, spaces, braces or hyphens (uuids): a spelling
         -- that compares equal when it is not only sends a record
-        -- alone. Records without the key get new keys: none meets
-        -- another.
+        -- alone. Records without the key get new keys, none meeting
+        -- another, when an identity or a sequence gives them; a key
+        -- generated from other columns, a constant default or a BEFORE
+        -- INSERT trigger's may meet: such records of several sets go in
+        -- alone too (they went in by set, the later line's set first).
         -- Records of one key can name different sets only when the batch
         -- holds several: a batch of one set (a file whose records all
         -- name the same fields, the common case) is grouped without the
@@ -18303,7 +18306,14 @@ BEGIN
                                         min(g.n) AS first
                                    FROM g LEFT JOIN shared ON shared.k = g.k
                                   GROUP BY g.keys,
-                                           CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
+                                           CASE WHEN shared.k IS NOT NULL
+                                                     -- Records naming no key, of
+                                                     -- several sets, when the table
+                                                     -- computes their key ($4).
+                                                     OR (g.k IS NULL AND $4
+                                                         AND (SELECT count(DISTINCT d.keys)
+                                                                FROM g d WHERE d.k IS NULL) > 1)
+                                                THEN g.n END) x',
                                v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_groups
                   USING v_reg.key_column::text,
@@ -18312,7 +18322,30 @@ BEGIN
                                    WHERE t.oid = pgjobs._base_type(
                                              (SELECT a.atttypid FROM pg_catalog.pg_attribute a
                                                WHERE a.attrelid = v_job.target
-                                                 AND a.attname = v_reg.key_column))), false);
+                                                 AND a.attname = v_reg.key_column))), false),
+                        -- Whether records naming no key may still meet: a key
+                        -- an identity or a sequence gives is new for each, one
+                        -- generated from other columns, a constant default or
+                        -- one a BEFORE INSERT row trigger of the target (or a
+                        -- table under it) sets may be any record's.
+                        NOT EXISTS (
+                            SELECT FROM pg_catalog.pg_attribute a
+                              LEFT JOIN pg_catalog.pg_attrdef d
+                                ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                             WHERE a.attrelid = v_job.target AND a.attname = v_reg.key_column
+                               AND (a.attidentity <> ''
+                                    OR (a.attgenerated = ''
+                                        AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                                            LIKE 'nextval(%')))
+                        OR EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_trigger t JOIN tree ON t.tgrelid = tree.rel
+                             WHERE t.tgtype::integer & 7 = 7  -- ROW, BEFORE, INSERT
+                               AND t.tgenabled <> 'D' AND NOT t.tgisinternal);
             END IF;
         END IF;
         <<groups>>
