@@ -18268,7 +18268,7 @@ BEGIN
                                        FROM %s s) t
                               GROUP BY t.keys) g', v_stage) INTO v_groups;
             IF jsonb_array_length(v_groups) > 1 THEN
-                EXECUTE format('WITH g AS (
+                EXECUTE format('WITH g0 AS (
                              SELECT s.n,
                                     ARRAY(SELECT k FROM jsonb_object_keys(j.r) k ORDER BY k)
                                         AS keys,
@@ -18296,6 +18296,18 @@ BEGIN
                                     END%2$s AS k
                                FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
+                         -- Where records of different keys may meet all the
+                         -- same ($5: another unique index or exclusion
+                         -- constraint), each run of consecutive records of one
+                         -- set goes in apart, runs in line order (island:
+                         -- the same number along a run of one set).
+                         g AS (
+                             SELECT g0.*,
+                                    CASE WHEN $5 THEN row_number() OVER (ORDER BY g0.n)
+                                                      - row_number() OVER (PARTITION BY g0.keys
+                                                                           ORDER BY g0.n)
+                                    END AS island
+                               FROM g0),
                          -- The keys that records of different sets share.
                          shared AS (
                              SELECT d.k FROM g d WHERE d.k IS NOT NULL GROUP BY d.k
@@ -18305,7 +18317,7 @@ BEGIN
                            FROM (SELECT g.keys, array_agg(g.n ORDER BY g.n) AS ns,
                                         min(g.n) AS first
                                    FROM g LEFT JOIN shared ON shared.k = g.k
-                                  GROUP BY g.keys,
+                                  GROUP BY g.keys, g.island,
                                            CASE WHEN shared.k IS NOT NULL
                                                      -- Records naming no key, of
                                                      -- several sets, when the table
@@ -18345,7 +18357,29 @@ BEGIN
                                   JOIN tree ON i.inhparent = tree.rel)
                             SELECT FROM pg_catalog.pg_trigger t JOIN tree ON t.tgrelid = tree.rel
                              WHERE t.tgtype::integer & 7 = 7  -- ROW, BEFORE, INSERT
-                               AND t.tgenabled <> 'D' AND NOT t.tgisinternal);
+                               AND t.tgenabled <> 'D' AND NOT t.tgisinternal),
+                        -- Whether records of different keys may meet: a unique
+                        -- index or exclusion constraint of the target (or a
+                        -- table under it) on anything but its scope and key
+                        -- (an email unique per tenant, an expression, a
+                        -- partial index). Their sets went in in the order each
+                        -- was first met: a later line landed, an earlier one
+                        -- was rejected.
+                        EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_index x JOIN tree ON x.indrelid = tree.rel
+                             WHERE (x.indisunique OR x.indisexclusion)
+                               AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+                                    OR EXISTS (
+                                        SELECT FROM unnest(x.indkey::int2[]) c(n)
+                                          JOIN pg_catalog.pg_attribute a
+                                            ON a.attrelid = x.indrelid AND a.attnum = c.n
+                                         WHERE a.attname NOT IN (v_reg.scope_column,
+                                                                 v_reg.key_column))));
             END IF;
         END IF;
         <<groups>>
