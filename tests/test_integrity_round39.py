@@ -11,6 +11,12 @@
    ways (a timestamptz in two zones, a date, numeric or interval in two
    spellings): the two were taken for two keys and the later line's set could
    go in first (see below; bigint and uuid spellings held, and stay checked).
+3. The same under a case- or accent-insensitive collation of a text key.
+4. Records naming no key, whose key the table computes (a generated key, a
+   BEFORE INSERT trigger, a constant default): taken for new keys each.
+5. Records of different keys that meet on another unique index or exclusion
+   constraint (an email unique per tenant): their sets went in by first
+   appearance, the later line landed and the earlier was rejected.
 """
 
 from __future__ import annotations
@@ -206,3 +212,101 @@ def test_one_text_key_equal_under_its_collation_goes_in_line_order(
     lines = [r[0] for r in conn.execute(
         "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
     assert lines == ([3] if mode == "error" else [])
+
+
+# --- 4. records that name no key, whose key the table computes ------------------------
+#
+# Records without the key were taken to get new keys, none meeting another:
+# true of an identity or a sequence, not of a key generated from other
+# columns (the hint of register_target suggests lower(name)), nor of one a
+# BEFORE INSERT trigger computes. Two such records of one key in two sets of
+# keys went in in the order each set was first met.
+
+KEY_MAKERS = {
+    "generated": ("id text NOT NULL GENERATED ALWAYS AS (lower(email)) STORED", None),
+    "trigger": ("id text NOT NULL", """
+        CREATE FUNCTION keyed_id() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.id := lower(NEW.email); RETURN NEW; END $$;
+        CREATE TRIGGER keyed_id BEFORE INSERT ON keyed FOR EACH ROW EXECUTE FUNCTION keyed_id();
+        """),
+    "default": ("id text NOT NULL DEFAULT 'one'", None),
+}
+
+
+# (on_duplicate update refuses a source naming what the key is generated from:
+# every record is rejected, as documented.)
+@pytest.mark.parametrize(("maker", "mode"), [
+    (maker, mode) for maker in KEY_MAKERS for mode in ("update", "skip", "error")
+    if (maker, mode) != ("generated", "update")])
+def test_records_whose_key_the_table_computes_go_in_line_order(
+        conn: Conn, dsn: str, tmp_path: Path, mode: str, maker: str) -> None:
+    column, extra = KEY_MAKERS[maker]
+    build_target(conn, "keyed", f"{column}, email text, scope integer NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now(), name text, age integer",
+                 index="unique")
+    if extra:
+        conn.execute(extra)
+    folder = allowed_folder(conn, tmp_path)
+    # (A constant default: all three records are one key.)
+    records = [{"email": "zz@x", "name": "x", "age": 1},
+               {"email": "A@x", "name": "b"},
+               {"email": "a@x", "name": "c", "age": 3}]
+    path = folder / "keys.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job_id = submit_import(conn, f"file://{path}", "1",
+                           {"format": "jsonl", "on_duplicate": mode, "max_rejects": 5},
+                           target="keyed")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    key = "one" if maker == "default" else "a@x"
+    got = conn.execute("SELECT name, age FROM keyed WHERE id = %s", (key,)).fetchall()
+    first = ("x", 1) if maker == "default" else ("b", None)
+    want = {"update": [("c", 3)], "skip": [first], "error": [first]}[mode]
+    assert got == want, (mode, got)
+    lines = [r[0] for r in conn.execute(
+        "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
+    assert lines == (([2, 3] if maker == "default" else [3]) if mode == "error" else [])
+
+
+# --- 5. records of other keys that meet on another unique index -----------------------
+#
+# Records of two keys may still meet: on another unique index or exclusion
+# constraint of the target (an email unique per tenant). Their sets went in
+# in the order each was first met: the later line landed and the earlier one
+# was rejected (or, with update and skip, the wrong record kept).
+
+MEETINGS = {
+    "unique-index": "CREATE UNIQUE INDEX keyed_email ON keyed (scope, email)",
+    "unique-constraint": "ALTER TABLE keyed ADD CONSTRAINT keyed_email UNIQUE (email)",
+    "expression-index": "CREATE UNIQUE INDEX keyed_email ON keyed (lower(email))",
+    "partial-index": "CREATE UNIQUE INDEX keyed_email ON keyed (email) WHERE email <> ''",
+}
+
+
+@pytest.mark.parametrize("mode", ["update", "skip", "error"])
+@pytest.mark.parametrize("meeting", list(MEETINGS))
+def test_records_that_meet_on_another_unique_index_go_in_line_order(
+        conn: Conn, dsn: str, tmp_path: Path, mode: str, meeting: str) -> None:
+    build_target(conn, "keyed", "id bigint NOT NULL, email text, scope integer NOT NULL, "
+                 "created_at timestamptz NOT NULL DEFAULT now(), name text, age integer",
+                 index="unique")
+    conn.execute(MEETINGS[meeting])
+    folder = allowed_folder(conn, tmp_path)
+    records = [{"id": 1, "email": "x@x", "name": "x", "age": 1},
+               {"id": 2, "email": "e@x"},
+               {"id": 3, "email": "e@x", "name": "c", "age": 3}]
+    path = folder / "keys.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    job_id = submit_import(conn, f"file://{path}", "1",
+                           {"format": "jsonl", "on_duplicate": mode, "max_rejects": 5},
+                           target="keyed")
+    Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{folder}/store").run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    got = conn.execute("SELECT id FROM keyed WHERE email = 'e@x'").fetchall()
+    assert got == [(2,)], (mode, got)  # line 2 landed first; line 3 meets it
+    lines = [r[0] for r in conn.execute(
+        "SELECT line FROM pgjobs.import_rejects WHERE job_id = %s ORDER BY line", (job_id,))]
+    assert lines == [3], (mode, lines)
+    assert row["result"]["inserted"] == 2 and row["result"]["rejected"] == 1, row["result"]

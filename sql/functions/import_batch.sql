@@ -163,8 +163,11 @@ BEGIN
         -- two, and the later line's set could go in first), and other
         -- text without case, spaces, braces or hyphens (uuids): a spelling
         -- that compares equal when it is not only sends a record
-        -- alone. Records without the key get new keys: none meets
-        -- another.
+        -- alone. Records without the key get new keys, none meeting
+        -- another, when an identity or a sequence gives them; a key
+        -- generated from other columns, a constant default or a BEFORE
+        -- INSERT trigger's may meet: such records of several sets go in
+        -- alone too (they went in by set, the later line's set first).
         -- Records of one key can name different sets only when the batch
         -- holds several: a batch of one set (a file whose records all
         -- name the same fields, the common case) is grouped without the
@@ -182,7 +185,7 @@ BEGIN
                                        FROM %s s) t
                               GROUP BY t.keys) g', v_stage) INTO v_groups;
             IF jsonb_array_length(v_groups) > 1 THEN
-                EXECUTE format('WITH g AS (
+                EXECUTE format('WITH g0 AS (
                              SELECT s.n,
                                     ARRAY(SELECT k FROM jsonb_object_keys(j.r) k ORDER BY k)
                                         AS keys,
@@ -210,6 +213,18 @@ BEGIN
                                     END%2$s AS k
                                FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
+                         -- Where records of different keys may meet all the
+                         -- same ($5: another unique index or exclusion
+                         -- constraint), each run of consecutive records of one
+                         -- set goes in apart, runs in line order (island:
+                         -- the same number along a run of one set).
+                         g AS (
+                             SELECT g0.*,
+                                    CASE WHEN $5 THEN row_number() OVER (ORDER BY g0.n)
+                                                      - row_number() OVER (PARTITION BY g0.keys
+                                                                           ORDER BY g0.n)
+                                    END AS island
+                               FROM g0),
                          -- The keys that records of different sets share.
                          shared AS (
                              SELECT d.k FROM g d WHERE d.k IS NOT NULL GROUP BY d.k
@@ -219,8 +234,15 @@ BEGIN
                            FROM (SELECT g.keys, array_agg(g.n ORDER BY g.n) AS ns,
                                         min(g.n) AS first
                                    FROM g LEFT JOIN shared ON shared.k = g.k
-                                  GROUP BY g.keys,
-                                           CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
+                                  GROUP BY g.keys, g.island,
+                                           CASE WHEN shared.k IS NOT NULL
+                                                     -- Records naming no key, of
+                                                     -- several sets, when the table
+                                                     -- computes their key ($4).
+                                                     OR (g.k IS NULL AND $4
+                                                         AND (SELECT count(DISTINCT d.keys)
+                                                                FROM g d WHERE d.k IS NULL) > 1)
+                                                THEN g.n END) x',
                                v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
                    INTO v_groups
                   USING v_reg.key_column::text,
@@ -229,7 +251,52 @@ BEGIN
                                    WHERE t.oid = pgjobs._base_type(
                                              (SELECT a.atttypid FROM pg_catalog.pg_attribute a
                                                WHERE a.attrelid = v_job.target
-                                                 AND a.attname = v_reg.key_column))), false);
+                                                 AND a.attname = v_reg.key_column))), false),
+                        -- Whether records naming no key may still meet: a key
+                        -- an identity or a sequence gives is new for each, one
+                        -- generated from other columns, a constant default or
+                        -- one a BEFORE INSERT row trigger of the target (or a
+                        -- table under it) sets may be any record's.
+                        NOT EXISTS (
+                            SELECT FROM pg_catalog.pg_attribute a
+                              LEFT JOIN pg_catalog.pg_attrdef d
+                                ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                             WHERE a.attrelid = v_job.target AND a.attname = v_reg.key_column
+                               AND (a.attidentity <> ''
+                                    OR (a.attgenerated = ''
+                                        AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                                            LIKE 'nextval(%')))
+                        OR EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_trigger t JOIN tree ON t.tgrelid = tree.rel
+                             WHERE t.tgtype::integer & 7 = 7  -- ROW, BEFORE, INSERT
+                               AND t.tgenabled <> 'D' AND NOT t.tgisinternal),
+                        -- Whether records of different keys may meet: a unique
+                        -- index or exclusion constraint of the target (or a
+                        -- table under it) on anything but its scope and key
+                        -- (an email unique per tenant, an expression, a
+                        -- partial index). Their sets went in in the order each
+                        -- was first met: a later line landed, an earlier one
+                        -- was rejected.
+                        EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_index x JOIN tree ON x.indrelid = tree.rel
+                             WHERE (x.indisunique OR x.indisexclusion)
+                               AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+                                    OR EXISTS (
+                                        SELECT FROM unnest(x.indkey::int2[]) c(n)
+                                          JOIN pg_catalog.pg_attribute a
+                                            ON a.attrelid = x.indrelid AND a.attnum = c.n
+                                         WHERE a.attname NOT IN (v_reg.scope_column,
+                                                                 v_reg.key_column))));
             END IF;
         END IF;
         <<groups>>
