@@ -1952,9 +1952,12 @@ BEGIN
         -- plain SQL's code = 'acme0001x' does not.
         v_type := format_type(pgjobs._loose_type(v_column::regtype), -1);
         IF v_type = 'json' THEN
-            -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
-            v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
+            -- json has no equality or ordering; compare it as jsonb, through
+            -- pgjobs._json_as_jsonb: a plain cast raised on a value jsonb
+            -- cannot hold (a \u0000 escape), for the job's pages and every
+            -- read of its scope, though the typed NULL below passed.
+            v_ref := format('pgjobs._json_as_jsonb(%I)', p_field);
+            v_test := format('pgjobs._json_as_jsonb(NULL::%s)', v_column);
             v_scope_ref := format('((%s)::pg_catalog.jsonb)', p_scope_literal);
             v_type := 'jsonb';
         ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
@@ -6708,6 +6711,42 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_stop(p_id bigint, p_status text) OWNER TO SUPERUSER;
+
+--
+-- Name: _json_as_jsonb(json); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._json_as_jsonb(p_value json) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE STRICT
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- A json column's value as a filter compares it (pgjobs._compile_filter_field:
+-- json has no equality nor ordering, so it compares as jsonb). json keeps
+-- any text JSON's grammar allows, and jsonb refuses some of it: a \u0000
+-- escape, a lone surrogate, a number past numeric's range. A plain cast
+-- raised 22P05 / 22P02 / 22003 on such a row, for the job's pages and for
+-- every read of its scope while the job was pending (pgjobs.visible,
+-- visible_count, a client's query around pgjobs.mask), although the
+-- submit had tried the clause on a NULL and passed it. Such a value comes
+-- back as a JSON string of its text, never NULL: it is still there for
+-- null and $exists, equals no object, array, number or boolean, and
+-- $contains reads its text. NULL for NULL (STRICT). Called in the mask's
+-- text, on a client's path: granted to pgjobs_client. PARALLEL UNSAFE (the
+-- default) on purpose: its exception block starts a subtransaction, which
+-- a parallel plan refuses, so a query holding it never plans one. Locks
+-- nothing.
+BEGIN
+    RETURN p_value::jsonb;
+EXCEPTION WHEN data_exception THEN
+    RETURN to_jsonb(p_value::text);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._json_as_jsonb(p_value json) OWNER TO SUPERUSER;
 
 --
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -21362,6 +21401,14 @@ GRANT ALL ON FUNCTION pgjobs._items_start(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _json_as_jsonb(p_value json); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
