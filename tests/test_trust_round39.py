@@ -33,6 +33,7 @@ import psycopg
 import pytest
 
 from tests.support import run_pages, scalar
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -191,3 +192,21 @@ def test_a_filter_on_a_json_column_reads_every_value_the_column_holds(
     assert run_pages(conn, job_id)[-1] == "done"
     assert [r[0] for r in conn.execute("SELECT id FROM j WHERE s = 1 ORDER BY id")] == kept
     assert scalar(conn, "SELECT count(*) FROM j WHERE s = 2") == 6
+
+
+def test_a_client_reads_around_a_mask_on_a_json_column(conn: Conn) -> None:
+    """The mask's text calls pgjobs._json_as_jsonb in the client's own query:
+    a pgjobs_client may run it."""
+    _make_json(conn, "json")
+    role = make_role(conn, "json_reader", "GRANT pgjobs_client TO {role}",
+                     "GRANT SELECT, DELETE ON j TO {role}")
+    try:
+        conn.execute(f"SET ROLE {role}")
+        scalar(conn, "SELECT pgjobs.submit_delete('j', '1', %s::jsonb)",
+               (json.dumps({"p": {"a": 1}}),))
+        mask = scalar(conn, "SELECT pgjobs.mask('j', '1')").replace("%", "%%")
+        assert "pgjobs._json_as_jsonb(" in mask
+        assert scalar(conn, f"SELECT count(*) FROM j WHERE s = 1 AND ({mask})") == 5
+        assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == 5
+    finally:
+        drop_role(conn, role)
