@@ -171,16 +171,19 @@ def test_a_filter_on_a_json_column_reads_every_value_the_column_holds(
     text = json.dumps(filter_)
     assert scalar(conn, "SELECT pgjobs.preview('j', '1', %s::jsonb)", (text,))["matches"] == \
         len(expected)
-    # (Counted: pgjobs.visible returns rows as to_jsonb(row), which such a
-    # value cannot be.)
     assert scalar(conn, "SELECT pgjobs.visible_count('j', '1', %s::jsonb)", (text,)) == \
         len(expected)
+    assert sorted(int(r[0]) for r in conn.execute(
+        "SELECT v ->> 'id' FROM pgjobs.visible('j', '1', %s::jsonb) v", (text,))) == \
+        [100 + i for i in expected]
     job_id = scalar(conn, "SELECT pgjobs.submit_delete('j', '1', %s::jsonb)", (text,))
     kept = sorted(100 + i for i in range(1, 7) if i not in expected)
     mask = scalar(conn, "SELECT pgjobs.mask('j', '1')").replace("%", "%%")
     assert scalar(conn, f"SELECT count(*) FROM j WHERE s = 1 AND ({mask})") == len(kept)
     assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == len(kept)
     assert scalar(conn, "SELECT pgjobs.visible_count('j', '2')") == 6
+    assert sorted(int(r[0]) for r in conn.execute(
+        "SELECT v ->> 'id' FROM pgjobs.visible('j', '1') v")) == kept
     # A reader's session that plans parallel scans: the clause's exception
     # block (a subtransaction) must keep the plan serial, not fail it.
     with conn.transaction():
@@ -210,3 +213,21 @@ def test_a_client_reads_around_a_mask_on_a_json_column(conn: Conn) -> None:
         assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == 5
     finally:
         drop_role(conn, role)
+
+
+def test_visible_returns_every_row_of_a_scope_with_json_values_jsonb_refuses(
+        conn: Conn) -> None:
+    """pgjobs.visible returned to_jsonb(row), which raised on such a value:
+    one row failed every page of its scope. It comes back as a JSON string
+    of its text; every other value as to_jsonb gives it."""
+    _make_json(conn, "json_doc")
+    conn.execute("ALTER TABLE j ADD COLUMN q json DEFAULT '[1, {\"b\": null}]'")
+    rows = {int(r["id"]): r for (r,) in conn.execute("SELECT v FROM pgjobs.visible('j', '1') v")}
+    assert sorted(rows) == list(range(101, 107))
+    for i, text in ODD_JSON.items():
+        assert rows[100 + i]["p"] == text
+    assert rows[101]["p"] == {"a": 1} and rows[105]["p"] is None
+    assert all(r["q"] == [1, {"b": None}] for r in rows.values())
+    plain = {int(r["id"]): r for (r,) in conn.execute(
+        "SELECT to_jsonb(j) FROM j WHERE s = 1 AND id IN (101, 105, 106)")}
+    assert all(rows[k] == plain[k] for k in plain)
