@@ -22,6 +22,9 @@ not only on the typed NULL the compiler tries it on.
    $exists, passed its submit, failed its job, and while pending failed
    every read of the scope. pgjobs._json_as_jsonb reads such a value as a
    JSON string of its text.
+3. pgjobs.visible returned to_jsonb(row), the same cast: one such row
+   failed every page of its scope, filter or not. It reads json columns
+   through pgjobs._json_as_jsonb too.
 """
 
 from __future__ import annotations
