@@ -1952,9 +1952,12 @@ BEGIN
         -- plain SQL's code = 'acme0001x' does not.
         v_type := format_type(pgjobs._loose_type(v_column::regtype), -1);
         IF v_type = 'json' THEN
-            -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
-            v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
+            -- json has no equality or ordering; compare it as jsonb, through
+            -- pgjobs._json_as_jsonb: a plain cast raised on a value jsonb
+            -- cannot hold (a \u0000 escape), for the job's pages and every
+            -- read of its scope, though the typed NULL below passed.
+            v_ref := format('pgjobs._json_as_jsonb(%I)', p_field);
+            v_test := format('pgjobs._json_as_jsonb(NULL::%s)', v_column);
             v_scope_ref := format('((%s)::pg_catalog.jsonb)', p_scope_literal);
             v_type := 'jsonb';
         ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN
@@ -6820,6 +6823,42 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._items_stop(p_id bigint, p_status text) OWNER TO SUPERUSER;
+
+--
+-- Name: _json_as_jsonb(json); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._json_as_jsonb(p_value json) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE STRICT
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- A json column's value as a filter compares it (pgjobs._compile_filter_field:
+-- json has no equality nor ordering, so it compares as jsonb). json keeps
+-- any text JSON's grammar allows, and jsonb refuses some of it: a \u0000
+-- escape, a lone surrogate, a number past numeric's range. A plain cast
+-- raised 22P05 / 22P02 / 22003 on such a row, for the job's pages and for
+-- every read of its scope while the job was pending (pgjobs.visible,
+-- visible_count, a client's query around pgjobs.mask), although the
+-- submit had tried the clause on a NULL and passed it. Such a value comes
+-- back as a JSON string of its text, never NULL: it is still there for
+-- null and $exists, equals no object, array, number or boolean, and
+-- $contains reads its text. NULL for NULL (STRICT). Called in the mask's
+-- text, on a client's path: granted to pgjobs_client. PARALLEL UNSAFE (the
+-- default) on purpose: its exception block starts a subtransaction, which
+-- a parallel plan refuses, so a query holding it never plans one. Locks
+-- nothing.
+BEGIN
+    RETURN p_value::jsonb;
+EXCEPTION WHEN data_exception THEN
+    RETURN to_jsonb(p_value::text);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._json_as_jsonb(p_value json) OWNER TO SUPERUSER;
 
 --
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15747,7 +15786,7 @@ CREATE FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope tex
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
-    AS $$
+    AS $_$
 -- The body of pgjobs.visible, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.visible, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
@@ -15771,6 +15810,7 @@ DECLARE
     v_query text;
     v_rows jsonb[];
     v_scope_type text;
+    v_row text := 'to_jsonb(t)';
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -15780,12 +15820,32 @@ BEGIN
     -- Both columns' full types in one catalog read (pgjobs._column_type's
     -- format_type(atttypid, atttypmod)); a column that is gone is left to
     -- pgjobs._column_type, which raises its 42703 where it did before.
+    -- And, for a target with json columns (a domain over json too), the
+    -- row as to_jsonb(t) would give it with each of them read through
+    -- pgjobs._json_as_jsonb: to_jsonb casts json to jsonb, which raises on
+    -- a value json holds and jsonb refuses (a \u0000 escape), and one such
+    -- row failed every page of its scope. Such a value comes back as a
+    -- JSON string of its text, every other as before. (NULL: no json
+    -- column, to_jsonb(t) as it is.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
-      INTO v_key_type, v_scope_type
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
+           CASE WHEN bool_or(j.is_json) THEN
+               format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+                      string_agg(CASE WHEN j.is_json
+                                      THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
+                                                  a.attname)
+                                      ELSE format('t.%I', a.attname) END,
+                                 ', ' ORDER BY a.attnum)) END
+      INTO v_key_type, v_scope_type, v_row
       FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
+      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+      -- (A domain only is followed down, by a call: the common row costs none.)
+      CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
+                                      THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
+                                      ELSE a.atttypid = 'json'::regtype END AS is_json) j
+     WHERE a.attrelid = p_target
        AND a.attnum > 0 AND NOT a.attisdropped;
+    v_row := coalesce(v_row, 'to_jsonb(t)');
     IF v_key_type IS NULL THEN
         v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
     END IF;
@@ -15812,9 +15872,9 @@ BEGIN
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
     v_query := format(
-        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'SELECT %s FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
-        p_target, v_reg.scope_column, v_scope,
+        v_row, p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
         -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
@@ -15841,7 +15901,7 @@ BEGIN
         RAISE;
     END;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer) OWNER TO SUPERUSER;
 
@@ -21622,6 +21682,14 @@ GRANT ALL ON FUNCTION pgjobs._items_start(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _json_as_jsonb(p_value json); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -15,6 +15,16 @@ not only on the typed NULL the compiler tries it on.
    database's default collation, which is deterministic and the same in
    every session (pgjobs._compile_filter_column_op): the job, its preview,
    the mask and the reads all run, and agree.
+2. The same class on a json column: a filter compares it as jsonb, and the
+   clause cast the column (col::jsonb), which raises on a value json holds
+   and jsonb refuses (a \u0000 escape, a lone surrogate, a number past
+   numeric's range: 22P05, 22P02, 22003). Any filter on the column, even
+   $exists, passed its submit, failed its job, and while pending failed
+   every read of the scope. pgjobs._json_as_jsonb reads such a value as a
+   JSON string of its text.
+3. pgjobs.visible returned to_jsonb(row), the same cast: one such row
+   failed every page of its scope, filter or not. It reads json columns
+   through pgjobs._json_as_jsonb too.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import psycopg
 import pytest
 
 from tests.support import run_pages, scalar
+from tests.support.roles import drop_role, make_role
 
 Conn = psycopg.Connection[Any]
 
@@ -121,3 +132,105 @@ def test_a_backfill_and_an_export_with_contains_on_such_a_column(
     with conn.cursor().copy(sql) as copy:
         lines = b"".join(bytes(chunk) for chunk in copy).decode().splitlines()
     assert len(lines) == 1 + 8  # the header and rows 101..108
+
+
+# --- 2. a json column's values jsonb cannot hold ----------------------------------------
+
+# json keeps what JSON's grammar allows; jsonb refuses a \u0000 escape, a
+# lone surrogate and a number past numeric's range.
+ODD_JSON = {2: '{"a": "\\u0000"}', 3: '{"a": 1e200000}', 4: '"\\ud800"'}
+JSON_CASES = [
+    ({"p": {"a": 1}}, [1]),
+    ({"p": {"$ne": {"a": 1}}}, [2, 3, 4, 5, 6]),
+    ({"p": {"$in": [{"a": 2}, {"a": 1}]}}, [1, 6]),
+    ({"p": {"$nin": [{"a": 2}]}}, [1, 2, 3, 4, 5]),
+    ({"p": None}, [5]),
+    ({"p": {"$exists": True}}, [1, 2, 3, 4, 6]),
+    ({"p": {"$gt": 1}}, [1, 6]),
+    ({"p": {"$contains": "a"}}, [1, 2, 3, 6]),
+    ({"$not": {"p": {"a": 2}}}, [1, 2, 3, 4, 5]),
+]
+
+
+def _make_json(conn: Conn, column_type: str) -> None:
+    conn.execute("CREATE DOMAIN json_doc AS json")
+    conn.execute(f"""CREATE TABLE j (id bigint NOT NULL, s integer NOT NULL, p {column_type},
+                                     created_at timestamptz NOT NULL
+                                         DEFAULT now() - interval '1 hour')""")
+    conn.execute("CREATE INDEX ON j (s, id)")
+    for scope in (1, 2):
+        for i, text in {1: '{"a": 1}', 5: None, 6: '{"a": 2}', **ODD_JSON}.items():
+            conn.execute("INSERT INTO j (id, s, p) VALUES (%s, %s, %s::json)",
+                         (i + 100 * scope, scope, text))
+    conn.execute("SELECT pgjobs.register_target('j', 'id', 's', 'created_at')")
+
+
+@pytest.mark.parametrize("column_type", ["json", "json_doc"])
+@pytest.mark.parametrize("filter_, expected", JSON_CASES,
+                         ids=[json.dumps(f) for f, _ in JSON_CASES])
+def test_a_filter_on_a_json_column_reads_every_value_the_column_holds(
+        conn: Conn, column_type: str, filter_: dict[str, Any], expected: list[int]) -> None:
+    _make_json(conn, column_type)
+    text = json.dumps(filter_)
+    assert scalar(conn, "SELECT pgjobs.preview('j', '1', %s::jsonb)", (text,))["matches"] == \
+        len(expected)
+    assert scalar(conn, "SELECT pgjobs.visible_count('j', '1', %s::jsonb)", (text,)) == \
+        len(expected)
+    assert sorted(int(r[0]) for r in conn.execute(
+        "SELECT v ->> 'id' FROM pgjobs.visible('j', '1', %s::jsonb) v", (text,))) == \
+        [100 + i for i in expected]
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('j', '1', %s::jsonb)", (text,))
+    kept = sorted(100 + i for i in range(1, 7) if i not in expected)
+    mask = scalar(conn, "SELECT pgjobs.mask('j', '1')").replace("%", "%%")
+    assert scalar(conn, f"SELECT count(*) FROM j WHERE s = 1 AND ({mask})") == len(kept)
+    assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == len(kept)
+    assert scalar(conn, "SELECT pgjobs.visible_count('j', '2')") == 6
+    assert sorted(int(r[0]) for r in conn.execute(
+        "SELECT v ->> 'id' FROM pgjobs.visible('j', '1') v")) == kept
+    # A reader's session that plans parallel scans: the clause's exception
+    # block (a subtransaction) must keep the plan serial, not fail it.
+    with conn.transaction():
+        force = "debug_parallel_query" if conn.info.server_version >= 160000 \
+            else "force_parallel_mode"  # the same setting, renamed in 16
+        conn.execute(f"SET LOCAL {force} = on")
+        assert scalar(conn, f"SELECT count(*) FROM j WHERE s = 1 AND ({mask})") == len(kept)
+        assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == len(kept)
+    assert run_pages(conn, job_id)[-1] == "done"
+    assert [r[0] for r in conn.execute("SELECT id FROM j WHERE s = 1 ORDER BY id")] == kept
+    assert scalar(conn, "SELECT count(*) FROM j WHERE s = 2") == 6
+
+
+def test_a_client_reads_around_a_mask_on_a_json_column(conn: Conn) -> None:
+    """The mask's text calls pgjobs._json_as_jsonb in the client's own query:
+    a pgjobs_client may run it."""
+    _make_json(conn, "json")
+    role = make_role(conn, "json_reader", "GRANT pgjobs_client TO {role}",
+                     "GRANT SELECT, DELETE ON j TO {role}")
+    try:
+        conn.execute(f"SET ROLE {role}")
+        scalar(conn, "SELECT pgjobs.submit_delete('j', '1', %s::jsonb)",
+               (json.dumps({"p": {"a": 1}}),))
+        mask = scalar(conn, "SELECT pgjobs.mask('j', '1')").replace("%", "%%")
+        assert "pgjobs._json_as_jsonb(" in mask
+        assert scalar(conn, f"SELECT count(*) FROM j WHERE s = 1 AND ({mask})") == 5
+        assert scalar(conn, "SELECT pgjobs.visible_count('j', '1')") == 5
+    finally:
+        drop_role(conn, role)
+
+
+def test_visible_returns_every_row_of_a_scope_with_json_values_jsonb_refuses(
+        conn: Conn) -> None:
+    """pgjobs.visible returned to_jsonb(row), which raised on such a value:
+    one row failed every page of its scope. It comes back as a JSON string
+    of its text; every other value as to_jsonb gives it."""
+    _make_json(conn, "json_doc")
+    conn.execute("ALTER TABLE j ADD COLUMN q json DEFAULT '[1, {\"b\": null}]'")
+    rows = {int(r["id"]): r for (r,) in conn.execute("SELECT v FROM pgjobs.visible('j', '1') v")}
+    assert sorted(rows) == list(range(101, 107))
+    for i, text in ODD_JSON.items():
+        assert rows[100 + i]["p"] == text
+    assert rows[101]["p"] == {"a": 1} and rows[105]["p"] is None
+    assert all(r["q"] == [1, {"b": None}] for r in rows.values())
+    plain = {int(r["id"]): r for (r,) in conn.execute(
+        "SELECT to_jsonb(j) FROM j WHERE s = 1 AND id IN (101, 105, 106)")}
+    assert all(rows[k] == plain[k] for k in plain)
