@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -54,6 +55,25 @@ def _sessions(conn: Conn) -> int:
                             "AND datname = current_database()"))
 
 
+def _stop_when(proc: subprocess.Popen[bytes], sig: signal.Signals,
+               ready: Callable[[], object]) -> str:
+    """Once ready() returns, stop `pgjobs run` with sig; it must exit as
+    docs/command-line.md says (0 after SIGTERM, 130 after Ctrl-C) without a
+    traceback. Returns its stderr."""
+    try:
+        ready()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stderr = err.decode(errors="replace")
+    assert "Traceback" not in stderr
+    assert proc.returncode == (0 if sig == signal.SIGTERM else 130), stderr
+    return stderr
+
+
 @pytest.mark.parametrize("runners", [1, 2])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_runner_leaves_no_call_running_and_its_jobs_resume_exactly(
@@ -65,23 +85,12 @@ def test_a_stopped_runner_leaves_no_call_running_and_its_jobs_resume_exactly(
     # A budget far longer than the test: an orphaned CALL would still be running.
     proc = _cli(dsn, "run", "--loop", "--runners", str(runners), "--budget", "1h",
                 "--idle", "0.2")
-    try:
-        wait_for(lambda: scalar(conn, "SELECT bool_and(done > 0) FROM pgjobs.jobs "
-                                      "WHERE id = ANY (%s)", (jobs,)),
-                 60, "every job to commit a page")
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    stderr = err.decode(errors="replace")
-    assert "Traceback" not in stderr
+    stderr = _stop_when(proc, sig, lambda: wait_for(
+        lambda: scalar(conn, "SELECT bool_and(done > 0) FROM pgjobs.jobs "
+                             "WHERE id = ANY (%s)", (jobs,)),
+        60, "every job to commit a page"))
     if sig == signal.SIGTERM:
-        assert proc.returncode == 0, stderr
         assert "SIGTERM: stopped" in stderr
-    else:
-        assert proc.returncode == 130, stderr
     wait_for(lambda: _sessions(conn) == 0, 20, "no session of pgjobs run to be left")
 
     # Nothing half-done: each job's progress is the rows its committed pages removed.
@@ -125,22 +134,16 @@ def test_a_runner_stopped_between_pages_hands_its_job_back_at_once(
     job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('rows', '1', '{}', '{}', %s)",
                         (options,)))
     proc = _cli(dsn, "run", "--loop", "--budget", "1h", "--idle", "0.2")
-    try:
+
+    def between_pages() -> None:
         wait_for(lambda: scalar(conn, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s",
                                 (job_id,)), 60, "the first page to commit")
         wait_for(lambda: scalar(conn, "SELECT count(*) FROM pg_stat_activity WHERE "
                                       "application_name = 'pgjobs run' AND datname = "
                                       "current_database() AND wait_event = 'PgSleep'"),
                  30, "the runner to wait between pages")
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    stderr = err.decode(errors="replace")
-    assert "Traceback" not in stderr
-    assert proc.returncode == (0 if sig == signal.SIGTERM else 130), stderr
+
+    _stop_when(proc, sig, between_pages)
     status, attempts, lease, due, done = conn.execute(
         "SELECT status, attempts, lease_expires_at, run_at <= now(), done FROM pgjobs.jobs "
         "WHERE id = %s", (job_id,)).fetchone()

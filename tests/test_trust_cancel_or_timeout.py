@@ -171,6 +171,28 @@ def test_a_cancel_worded_as_a_timeout_is_a_users_cancel(
     assert_canceled(conn, job_id, call(make_conn, runner, job_id, timeout))
 
 
+def start_runner(make_conn: Callable[..., Conn], runner: str,
+                 job_id: int) -> tuple[int, threading.Thread, dict[str, Any]]:
+    """The runner CALL on a thread, in a new session under a statement_timeout
+    far off: its backend's pid, the thread, and what it did ("returned", or
+    the "error" it raised) once it ends."""
+    session = make_conn()
+    session.execute("SET statement_timeout = '1h'")
+    pid = int(scalar(session, "SELECT pg_backend_pid()"))
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            session.execute(runner % (job_id,) if "%s" in runner else runner)
+            outcome["returned"] = True
+        except BaseException as exc:  # reported by the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return pid, thread, outcome
+
+
 def waiting_on_gate(conn: Conn, pid: int) -> bool:
     return bool(scalar(conn, "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND "
                              "locktype = 'advisory' AND objid = %s AND NOT granted)",
@@ -186,20 +208,7 @@ def test_an_operators_cancel_ends_the_call(conn: Conn, make_conn: Callable[..., 
     job_id = slow_job(conn, "delete", f"PERFORM pg_advisory_xact_lock({GATE});")
     gate = make_conn(autocommit=False)
     gate.execute("SELECT pg_advisory_xact_lock(%s)", (GATE,))
-    session = make_conn()
-    session.execute("SET statement_timeout = '1h'")
-    pid = int(scalar(session, "SELECT pg_backend_pid()"))
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            session.execute(runner % (job_id,) if "%s" in runner else runner)
-            outcome["returned"] = True
-        except BaseException as exc:  # reported below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    pid, thread, outcome = start_runner(make_conn, runner, job_id)
     try:
         wait_for(lambda: waiting_on_gate(conn, pid) or outcome, what="the page to wait")
         assert not outcome, outcome
@@ -392,20 +401,7 @@ def test_an_operators_cancel_between_pages_hands_the_job_back(
                               "AND created_at <= now()"))
     job_id = int(scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', "
                               "%s::jsonb)", (json.dumps({"page_size": 100, **throttle}),)))
-    session = make_conn()
-    session.execute("SET statement_timeout = '1h'")
-    pid = int(scalar(session, "SELECT pg_backend_pid()"))
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            session.execute(runner % (job_id,) if "%s" in runner else runner)
-            outcome["returned"] = True
-        except BaseException as exc:  # reported below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    pid, thread, outcome = start_runner(make_conn, runner, job_id)
     try:
         wait_for(lambda: outcome or (job(conn, job_id)["done"] > 0 and sleeping(conn, pid)),
                  what="a page committed and the throttle's wait")
