@@ -15811,8 +15811,10 @@ BEGIN
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
+    -- The row is t.*, never a bare t: a column named t would be taken for it
+    -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
-        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
         p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
@@ -17485,12 +17487,15 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
+        -- The row is o.*, never a bare o: PostgreSQL takes a bare name for a
+        -- column before a table's whole row, so a column (or document field)
+        -- named o made each line that column's value, or failed the chunk.
         copy_sql := format('COPY (SELECT %s FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
                            CASE WHEN v_raw_json
-                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o)::pg_catalog.text, '
+                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o.*)::pg_catalog.text, '
                                      'E''\r\n'', ''  '')'
-                                ELSE 'pg_catalog.row_to_json(o)::pg_catalog.text' END,
+                                ELSE 'pg_catalog.row_to_json(o.*)::pg_catalog.text' END,
                            v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,

@@ -76,8 +76,10 @@ BEGIN
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
+    -- The row is t.*, never a bare t: a column named t would be taken for it
+    -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
-        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'SELECT to_jsonb(t.*) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
         p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
