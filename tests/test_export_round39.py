@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import run_export, submit_export
+from tests.support import jsonl_reference, plain_copy, run_export, submit_export
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -32,8 +32,9 @@ def _make(conn: Conn, column: str, column_type: str) -> None:
                  f"created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour', "
                  f"{column} {column_type}, note json")
     value = "(5,z)" if column_type == "pair" else "v"
-    conn.cursor().executemany(f"INSERT INTO things (id, scope, {column}, note) VALUES (%s, 1, %s, %s)",
-                     [(i, value, '{"k":\n1}') for i in range(1, 8)])
+    conn.cursor().executemany(
+        f"INSERT INTO things (id, scope, {column}, note) VALUES (%s, 1, %s, %s)",
+        [(i, value, '{"k":\n1}') for i in range(1, 8)])
 
 
 def _expected(column: str, column_type: str) -> Any:
@@ -77,3 +78,26 @@ def test_visible_row_is_the_row_whatever_its_columns_are_named(
         "SELECT * FROM pgjobs.visible('things', '1', '{}', NULL, 3)").fetchall()]
     assert [r["id"] for r in rows] == [1, 2, 3]
     assert all(r[column] == _expected(column, column_type) and r["scope"] == 1 for r in rows)
+
+
+@pytest.mark.parametrize("column", ALIASES + ["r"])
+def test_csv_and_parquet_of_columns_named_like_aliases(conn: Conn, dsn: str, local_dir: str,
+                                                      column: str) -> None:
+    """The other formats name no row, and stay so (a guard): csv is the plain
+    COPY's bytes, parquet has every column and row."""
+    _make(conn, column, "pair")
+    job = submit_export(conn, "1", {}, {"format": "csv", "chunk_rows": 3}, target="things")
+    outcome = run_export(dsn, job, local_dir)
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    with open(outcome.result["uri"].removeprefix("file://"), "rb") as f:
+        assert f.read() == plain_copy(conn, "SELECT * FROM things WHERE scope = 1 ORDER BY id")
+    assert jsonl_reference(conn, "SELECT * FROM things ORDER BY id")[0][column] == {"a": 5,
+                                                                                   "b": "z"}
+    pq = pytest.importorskip("pyarrow.parquet")
+    job = submit_export(conn, "1", {}, {"format": "parquet"}, target="things")
+    outcome = run_export(dsn, job, local_dir)
+    assert outcome.status == "succeeded" and outcome.result is not None, outcome
+    tables = [pq.read_table(u.removeprefix("file://")) for u in outcome.result["uris"]]
+    assert sum(t.num_rows for t in tables) == 7
+    assert tables[0].column_names == ["id", "scope", "created_at", column, "note"]
+    assert tables[0].column("id").to_pylist()[:1] == [1]
