@@ -8,17 +8,23 @@ table's whole row, so a column named ``o`` (``t``) of a composite type made
 every line that column's value (the job succeeded, ``rows`` right, every
 other column lost), and of another type failed the export or the read
 (``function row_to_json(text) does not exist``). The row is now named
-``o.*`` / ``t.*``, which is only ever the whole row."""
+``o.*`` / ``t.*``, which is only ever the whole row.
+
+An export's first attempt wrote over an object already at its key (another
+pgjobs database's job of the same id, writing to the same storage) and
+succeeded: the other job's result no longer described storage. Such a key is
+now refused (42710) before anything is written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.support import jsonl_reference, plain_copy, run_export, submit_export
+from tests.support import jsonl_reference, make_items, plain_copy, run_export, submit_export
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -101,3 +107,85 @@ def test_csv_and_parquet_of_columns_named_like_aliases(conn: Conn, dsn: str, loc
     assert sum(t.num_rows for t in tables) == 7
     assert tables[0].column_names == ["id", "scope", "created_at", column, "note"]
     assert tables[0].column("id").to_pylist()[:1] == [1]
+
+
+
+@pytest.mark.parametrize("options", [
+    {"format": "csv"}, {"format": "jsonl", "gzip": True}, {"format": "parquet"},
+    {"format": "csv", "parallel": 2, "chunk_rows": 10},
+    {"format": "parquet", "parallel": 2, "chunk_rows": 10}],
+    ids=["csv", "jsonl-gz", "parquet", "parallel-csv", "parallel-parquet"])
+def test_two_databases_sharing_storage_keep_each_export_s_objects(
+        fresh_database: Any, local_dir: str, options: dict[str, Any]) -> None:
+    """Two pgjobs databases (staging and production, or a database restored
+    from a backup beside the one it came from) whose workers write to one
+    storage: each numbers its jobs from 1, so job 1 of each names the same
+    object ({target}/{scope}/1.csv) or Parquet folder. The second export
+    replaced the first's object and succeeded, and the first job's result
+    (sha256, bytes) no longer described what storage held. The second now
+    fails for good (42710, with a hint) before writing anything."""
+    if options["format"] == "parquet":
+        pytest.importorskip("pyarrow")
+    outcomes = []
+    for rows in (300, 30):
+        dsn = fresh_database()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            make_items(conn, rows=rows)
+            job = submit_export(conn, "1", {}, options)
+        outcomes.append(run_export(dsn, job, local_dir))
+    first, second = outcomes
+    assert first.job_id == second.job_id  # the same key: the case at hand
+    assert first.status == "succeeded" and first.result is not None, first
+    assert second.status == "failed", second
+    assert second.error is not None and "[42710]" in second.error
+    assert "a folder of their own" in second.error and "pgjobs.retry(" in second.error
+    for uri in first.result["uris"]:
+        with open(uri.removeprefix("file://"), "rb") as f:
+            data = f.read()
+        if len(first.result["uris"]) == 1:
+            assert hashlib.sha256(data).hexdigest() == first.result["sha256"]
+            assert len(data) == first.result["bytes"]
+    if options["format"] == "parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+        assert sum(pq.read_table(u.removeprefix("file://")).num_rows
+                   for u in first.result["uris"]) == first.result["rows"] == 100
+
+
+def test_an_export_that_wrote_its_object_finishes_again_after_a_retry(
+        conn: Conn, dsn: str, local_dir: str) -> None:
+    """The refusal is of objects this job did not write: a job whose
+    checkpoint names its key (here: succeeded, reset to run again from its
+    checkpoint as a retry would) writes over its own object."""
+    make_items(conn)
+    job = submit_export(conn, "1", {}, {"format": "csv"})
+    first = run_export(dsn, job, local_dir)
+    assert first.status == "succeeded", first
+    conn.execute("UPDATE pgjobs.jobs SET status = 'queued', result = NULL, finished_at = NULL, "
+                 "checkpoint = jsonb_build_object('v', checkpoint -> 'v', 'uri', %s::text) "
+                 "WHERE id = %s", [first.result["uri"] if first.result else None, job])
+    again = run_export(dsn, job, local_dir)
+    assert again.status == "succeeded", again
+    assert again.result is not None and first.result is not None
+    assert again.result["sha256"] == first.result["sha256"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_two_databases_sharing_a_bucket_keep_each_export_s_objects(
+        fresh_database: Any, bucket: str, fmt: str) -> None:
+    """The same on S3 (moto): the second job's HEAD (a listing, for a Parquet
+    folder) finds the first's object, and the second fails, writing nothing."""
+    from tests.support import object_bytes
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    outcomes = []
+    for rows in (300, 30):
+        dsn = fresh_database()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            make_items(conn, rows=rows)
+            job = submit_export(conn, "1", {}, {"format": fmt})
+        outcomes.append(run_export(dsn, job, bucket))
+    first, second = outcomes
+    assert first.status == "succeeded" and first.result is not None, first
+    assert second.status == "failed" and "[42710]" in (second.error or ""), second
+    if fmt == "csv":
+        assert len(object_bytes(first.result)) == first.result["bytes"]  # and its sha256
