@@ -729,6 +729,7 @@ class Exporter:
                              self.gzip)
             uri = storage.object_location(prefix, key).uri
         self._check_allowed(prefix, uri)
+        self.check_unclaimed(uri)
         self.prefix = storage.parse(prefix).uri
         self.location = storage.parse(uri)
         self.staging = self._staging_path(prefix)
@@ -832,6 +833,30 @@ class Exporter:
                 or sum(int(d[0]) for d in digests) != self.state["bytes"]):
             raise CannotResume(f"the checkpoint has {len(digests)} part digests for "
                                f"{self.state['parts']} parts")
+
+    def check_unclaimed(self, uri: str) -> None:
+        """The key a job chooses the first time (its checkpoint names none yet)
+        must hold nothing: every object there was written by an earlier attempt
+        of this job only once the checkpoint named the key. An object there
+        already (a Parquet export's first file: ``uri`` names it) is another's:
+        a second pgjobs database writing to the same storage (staging beside
+        production, a database restored from a backup beside the one it came
+        from) numbers its jobs alike, and its job of this id names this key.
+        Written over, it no longer is what that job's result (sha256, bytes)
+        promises, and pruning either job deletes the other's. The job fails
+        for good before anything is written."""
+        if (self.job["checkpoint"] or {}).get("uri"):
+            return
+        # (memory:// objects live in this worker's process, which serves one
+        # database: whatever is there, its jobs of earlier runs wrote.)
+        if storage.parse(uri).scheme != "memory" and storage.exists(uri):
+            raise StorageError(
+                f"refusing to write {uri}: an object is there that no attempt of job "
+                f"{self.job_id} wrote (another pgjobs database writing to the same "
+                "storage numbers its jobs alike)", retryable=False, sqlstate="42710",
+                hint="give each database's exports a folder of their own (the worker's "
+                     "--storage, or the export's \"destination\"); or move the object away "
+                     f"and run the job again (pgjobs.retry({self.job_id}))")
 
     def _check_allowed(self, prefix: str, uri: str) -> None:
         """Write only under this worker's own storage or a prefix of the allow-list

@@ -350,6 +350,9 @@ def place(ex: Exporter) -> int:
         key = object_key(job["target"], job["scope"], ex.job_id, ex.format, ex.gzip)
         uri = storage.object_location(prefix, key).uri
     ex._check_allowed(prefix, uri)
+    # (A Parquet folder: part 1's first file, _PartFiles.file_uri's name.)
+    ex.check_unclaimed(uri if ex.format != "parquet"
+                       else f"{uri.rstrip('/')}/part-{1:05d}-{0:05d}.parquet")
     ex.prefix = storage.parse(prefix).uri
     ex.location = storage.parse(uri)
     ex.staging = storage.staging_path(prefix, ex.job_id)

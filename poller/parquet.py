@@ -439,6 +439,7 @@ class ParquetExport:
         folder = ck.get("uri") or folder_uri(prefix, job["target"], job["scope"], ex.job_id)
         self.folder = folder.rstrip("/") + "/"
         ex._check_allowed(prefix, self.file_uri(0))
+        ex.check_unclaimed(self.file_uri(0))
         ex.prefix = storage.parse(prefix).uri
         ex.location = storage.parse(self.folder)
         self.compression = str(ex.settings.compression)

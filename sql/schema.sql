@@ -15810,7 +15810,7 @@ DECLARE
     v_query text;
     v_rows jsonb[];
     v_scope_type text;
-    v_row text := 'to_jsonb(t)';
+    v_row text := 'to_jsonb(t.*)';
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -15826,11 +15826,11 @@ BEGIN
     -- a value json holds and jsonb refuses (a \u0000 escape), and one such
     -- row failed every page of its scope. Such a value comes back as a
     -- JSON string of its text, every other as before. (NULL: no json
-    -- column, to_jsonb(t) as it is.)
+    -- column, to_jsonb(t.*) as it is.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
            max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
            CASE WHEN bool_or(j.is_json) THEN
-               format('(SELECT to_jsonb(x) FROM (SELECT %s) x)',
+               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
                       string_agg(CASE WHEN j.is_json
                                       THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
                                                   a.attname)
@@ -15845,7 +15845,7 @@ BEGIN
                                       ELSE a.atttypid = 'json'::regtype END AS is_json) j
      WHERE a.attrelid = p_target
        AND a.attnum > 0 AND NOT a.attisdropped;
-    v_row := coalesce(v_row, 'to_jsonb(t)');
+    v_row := coalesce(v_row, 'to_jsonb(t.*)');
     IF v_key_type IS NULL THEN
         v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
     END IF;
@@ -15871,6 +15871,8 @@ BEGIN
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
+    -- The row is t.*, never a bare t: a column named t would be taken for it
+    -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
         'SELECT %s FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
@@ -17545,12 +17547,15 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
+        -- The row is o.*, never a bare o: PostgreSQL takes a bare name for a
+        -- column before a table's whole row, so a column (or document field)
+        -- named o made each line that column's value, or failed the chunk.
         copy_sql := format('COPY (SELECT %s FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
                            CASE WHEN v_raw_json
-                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o)::pg_catalog.text, '
+                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o.*)::pg_catalog.text, '
                                      'E''\r\n'', ''  '')'
-                                ELSE 'pg_catalog.row_to_json(o)::pg_catalog.text' END,
+                                ELSE 'pg_catalog.row_to_json(o.*)::pg_catalog.text' END,
                            v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,

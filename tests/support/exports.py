@@ -98,8 +98,9 @@ def plain_copy(conn: Conn, select: str, header: bool = True) -> bytes:
 
 
 def jsonl_reference(conn: Conn, select: str) -> list[dict[str, Any]]:
-    """The reference for jsonl: each row as to_jsonb (parsed), in order."""
-    return [r[0] for r in conn.execute(f"SELECT to_jsonb(r) FROM ({select}) r")]
+    """The reference for jsonl: each row as to_jsonb (parsed), in order (r.*: a
+    column named r is not the row)."""
+    return [r[0] for r in conn.execute(f"SELECT to_jsonb(r.*) FROM ({select}) r")]
 
 
 def submit_export(conn: Conn, scope: str = "1", filter_: dict[str, Any] | None = None,
