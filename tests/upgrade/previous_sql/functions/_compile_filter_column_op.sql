@@ -96,7 +96,16 @@ BEGIN
                        '"$lt": "2024-02-01"}}, or use $contains on a text column or a document '
                        'field.';
         END IF;
-        v_sql := format('((%s)::pg_catalog.text OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
+        -- Under the database's default collation, not the column's: ILIKE
+        -- refuses a nondeterministic collation (a case-insensitive ICU
+        -- column) on the first row it reads, never on the typed NULL the
+        -- compiler test-evaluates, so such a clause passed every submit
+        -- and then failed the job's pages and, while the job was pending,
+        -- every read of its scope (pgjobs.visible, visible_count, a
+        -- client's query around pgjobs.mask) with 0A000. The default
+        -- collation is deterministic, and the same in every session.
+        v_sql := format('((%s)::pg_catalog.text COLLATE pg_catalog."default" '
+                        'OPERATOR(pg_catalog.~~*) %L::pg_catalog.text)', p_ref,
                         '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
                                                '%', '\%'), '_', '\_') || '%');
 

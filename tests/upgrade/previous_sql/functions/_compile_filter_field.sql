@@ -90,9 +90,12 @@ BEGIN
         -- plain SQL's code = 'acme0001x' does not.
         v_type := format_type(pgjobs._loose_type(v_column::regtype), -1);
         IF v_type = 'json' THEN
-            -- json has no equality or ordering; compare it as jsonb.
-            v_ref := format('(%I)::pg_catalog.jsonb', p_field);
-            v_test := format('((NULL::%s)::pg_catalog.jsonb)', v_column);
+            -- json has no equality or ordering; compare it as jsonb, through
+            -- pgjobs._json_as_jsonb: a plain cast raised on a value jsonb
+            -- cannot hold (a \u0000 escape), for the job's pages and every
+            -- read of its scope, though the typed NULL below passed.
+            v_ref := format('pgjobs._json_as_jsonb(%I)', p_field);
+            v_test := format('pgjobs._json_as_jsonb(NULL::%s)', v_column);
             v_scope_ref := format('((%s)::pg_catalog.jsonb)', p_scope_literal);
             v_type := 'jsonb';
         ELSIF v_type <> v_column AND right(v_type, 2) = '[]' THEN

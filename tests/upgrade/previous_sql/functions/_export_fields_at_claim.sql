@@ -20,8 +20,16 @@ AS $$
 -- retrying, or failed once its attempts are spent). A function of its own
 -- so that the exception block, and the subtransaction each entry into it
 -- opens, is paid only by the claims of such exports, not by every claim.
+-- A user's cancel during the walk (pg_cancel_backend, a client's cancel
+-- request: a 57014 that pgjobs._statement_timed_out does not call the
+-- statement_timeout's) is raised, and the claim ends with it as asked, its
+-- transaction rolled back: the job is left queued as it was, no attempt
+-- counted. It was caught as a transient error: the attempt counted, the job
+-- requeued with an error, and the claim went on as if nothing was asked.
 -- Locks: the job's row, which the claim holds already.
 DECLARE
+    -- The statement_timeout whose timer runs: the claim sets none.
+    v_armed text := current_setting('statement_timeout');
     v_job pgjobs.jobs;
     v_state text;
     v_error text;
@@ -41,6 +49,9 @@ BEGIN
         -- after the walk (naming the likely field reads the scope again)
         -- fails the job, as the walk's own do, rather than every claim.
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+        IF v_state = '57014' AND NOT pgjobs._statement_timed_out(v_armed) THEN
+            RAISE;
+        END IF;
         IF NOT pgjobs.retryable_sqlstate(v_state) THEN
             message := format('job %s (%s) cannot be started: the document fields its '
                               'submit could not judge could not be judged at its start '

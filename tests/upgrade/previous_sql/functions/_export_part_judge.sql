@@ -28,10 +28,16 @@ AS $$
 --   max_attempts are spent), the others untouched;
 --   its table held past the walk's 200 ms wait: nothing changes, a later
 --   claim judges.
+-- A user's cancel during the walk (a 57014 that pgjobs._statement_timed_out
+-- does not call the statement_timeout's) is raised: the claim ends with it,
+-- as asked, the part left queued as it was. It was caught as a transient
+-- error, an attempt of the part counted.
 -- A function of its own so that only such claims pay its exception block.
 -- Locks: the part's row (the claim holds it), the job's row to clear the
 -- list (pgjobs._unchecked_fields_problem).
 DECLARE
+    -- The statement_timeout whose timer runs: the claim sets none.
+    v_armed text := current_setting('statement_timeout');
     v_problem record;
     v_message text;
     v_hint text;
@@ -50,6 +56,9 @@ BEGIN
               FROM pgjobs._unchecked_fields_problem(p_job) u;
         EXCEPTION WHEN query_canceled OR OTHERS THEN
             GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_error = MESSAGE_TEXT;
+            IF v_state = '57014' AND NOT pgjobs._statement_timed_out(v_armed) THEN
+                RAISE;
+            END IF;
             IF pgjobs.retryable_sqlstate(v_state) THEN
                 UPDATE pgjobs.export_parts p
                    SET status = CASE WHEN p.attempts + 1 < j.max_attempts THEN 'queued'

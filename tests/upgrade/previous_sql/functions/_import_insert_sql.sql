@@ -31,7 +31,8 @@ AS $$
 -- or created_at) take their defaults. on_duplicate skip / update add ON
 -- CONFLICT on the columns pgjobs._import_conflict_columns names (update:
 -- the given columns are overwritten; document fields merged into the
--- existing document; a key-only index never touches another scope's row;
+-- existing document, a record rejected where the row holds no object
+-- where they merge in, unless the job's replace_non_objects; a key-only index never touches another scope's row;
 -- a column the scope or key is generated from is never overwritten:
 -- 22023, pgjobs._generated_from).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
@@ -313,10 +314,21 @@ BEGIN
                                '"skip" or "error".';
                 END IF;
                 v_updated := v_updated || v_col;
-                IF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
-                    -- Only document fields given: merged into the row's document.
+                IF v_col = p_reg.document_column AND v_doc_base IS NULL
+                   AND coalesce((p_job.options ->> 'replace_non_objects')::boolean, false) THEN
+                    -- Only document fields given: merged into the row's
+                    -- document, a string, number, boolean or array where
+                    -- they make an object replaced (the job asked for it).
                     v_updates := v_updates || format(
                         '%1$I = (pgjobs._jsonb_merge(coalesce(t.%1$I::jsonb, ''{}''::jsonb), '
+                        'EXCLUDED.%1$I::jsonb))::%2$s', v_col, v_doc_type);
+                ELSIF v_col = p_reg.document_column AND v_doc_base IS NULL THEN
+                    -- Only document fields given: merged into the row's
+                    -- document; a row holding a string, number, boolean or
+                    -- array where they make an object rejects the record
+                    -- (pgjobs._import_doc_merge): that value would be lost.
+                    v_updates := v_updates || format(
+                        '%1$I = (pgjobs._import_doc_merge(t.%1$I::jsonb, '
                         'EXCLUDED.%1$I::jsonb))::%2$s', v_col, v_doc_type);
                 ELSE
                     v_updates := v_updates || format('%1$I = EXCLUDED.%1$I', v_col);

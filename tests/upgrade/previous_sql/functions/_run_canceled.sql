@@ -18,7 +18,9 @@ AS $$
 -- normally. pgjobs._run_claimed calls this with p_raise false before its
 -- first page (a note left by a direct call of _run_page is dropped) and
 -- with p_raise true after its last COMMIT: the attempt is then recorded,
--- and the CALL ends with 57014 as the user asked. Returns NULL (a value, for
+-- and the CALL ends with 57014 as the user asked. A cancel that
+-- pgjobs._run_step caught outside a page (note 'between:<id>') handed the
+-- job back and counted nothing: its message says so. Returns NULL (a value, for
 -- the thin shell to assign: it may not PERFORM). Locks nothing.
 DECLARE
     v_note text := current_setting('pgjobs.canceled', true);
@@ -29,7 +31,14 @@ BEGIN
     -- Cleared either way (an error below reverts this: the next
     -- pgjobs._run_claimed clears it again before its first page).
     PERFORM set_config('pgjobs.canceled', '', false);
-    IF p_raise THEN
+    IF p_raise AND v_note LIKE 'between:%' THEN
+        -- pgjobs._run_step caught it outside a page.
+        RAISE EXCEPTION 'canceling statement due to user request (between pages of job %: the '
+                        'job was handed back, no attempt counted)', substr(v_note, 9)
+            USING ERRCODE = '57014',
+            HINT = 'The job goes on at the next pgjobs.run or run_job; pgjobs.pause or '
+                   'pgjobs.cancel stops it instead.';
+    ELSIF p_raise THEN
         RAISE EXCEPTION 'canceling statement due to user request (during a page of job %: its '
                         'attempt was counted and the job queued again)', v_note
             USING ERRCODE = '57014',

@@ -284,7 +284,6 @@ BEGIN
     -- the page size can adapt to.
     IF v_job.kind = 'delete' AND v_job.checkpoint IS NOT NULL THEN
         PERFORM set_config('lock_timeout', '200ms', true);
-        PERFORM set_config('statement_timeout', '30s', true);
         v_checkpoint := pgjobs._maybe_analyze(v_job, v_reg.scope_column, v_job.done);
         IF v_checkpoint ->> 'analyzes' IS DISTINCT FROM v_job.checkpoint ->> 'analyzes' THEN
             PERFORM pgjobs.heartbeat(p_id, p_worker, v_job.done,
@@ -299,7 +298,6 @@ BEGIN
 
     BEGIN
         IF v_job.checkpoint IS NULL THEN
-            PERFORM set_config('statement_timeout', '10min', true);
             PERFORM set_config('jit', 'off', true);
             IF pgjobs._page_strategy(v_job, v_reg) = 'collect' THEN
                 -- The matching rows, found once through the index; total is
@@ -370,7 +368,11 @@ BEGIN
         -- it saves (the planner costs them on the whole scope's statistics).
         PERFORM set_config('jit', 'off', true);
         PERFORM set_config('lock_timeout', '200ms', true);
-        PERFORM set_config('statement_timeout', '30s', true);
+        -- No statement_timeout of its own: PostgreSQL arms that timer once,
+        -- when the top-level statement (the CALL) starts, so a SET here
+        -- arms none (the page's SET LOCAL statement_timeout = 30s, and 10
+        -- min for a first call, never fired; docs/engine.md said they did).
+        -- A page is bounded by its size (page_ms) and the runner's budget.
         v_t0 := clock_timestamp();
 
         IF v_collect THEN

@@ -22,15 +22,15 @@ AS $$
 -- row held by another transaction for 1 s: then a WARNING says so).
 -- Locks: what pgjobs._run_page locks.
 DECLARE
+    -- The statement_timeout whose timer runs (armed when the CALL began: a
+    -- page's SET LOCAL ended with the previous step's COMMIT).
+    v_armed text := current_setting('statement_timeout');
     v_state text;
     v_problem record;
     v_target regclass;
     v_holders text;
     v_waited text;
 BEGIN
-    IF p_previous = 'retry' THEN
-        PERFORM pg_sleep(0.05);
-    END IF;
     -- The job's row is the engine's to lock, but a client's open
     -- transaction may hold it: pgjobs.pause, cancel, resume and retry of
     -- one's own job update it, and a client that leaves that transaction
@@ -59,6 +59,9 @@ BEGIN
     -- handed back; 0.08 s a round after).
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
+        IF p_previous = 'retry' THEN
+            PERFORM pg_sleep(0.05);
+        END IF;
         IF p_previous IS NULL THEN
             SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
             v_holders := pgjobs._table_holders(v_target, false);
@@ -81,6 +84,29 @@ BEGIN
         END IF;
     EXCEPTION WHEN lock_not_available THEN
         v_waited := '1 s';
+    WHEN query_canceled THEN
+        -- A cancel outside a page (a page's handlers catch their own): in a
+        -- throttle's wait between pages (page_delay, max_rows_per_second, a
+        -- health signal), the pause after a lock wait, or the wait for the
+        -- job's row or table. A user's (pg_cancel_backend, a client's cancel
+        -- request, `pgjobs run --loop` stopped by SIGTERM or Ctrl-C): the job
+        -- is handed back (pgjobs.release: no attempt counted, its cursor
+        -- kept, due at once), and the CALL ends with 57014 once that is
+        -- committed (pgjobs._run_canceled). It ended at once, the job left
+        -- `running` under this runner's lease until the lease lapsed. The
+        -- statement_timeout's (by time, never by the message) is raised as
+        -- before: the runners keep their own deadline inside it.
+        IF pgjobs._statement_timed_out(v_armed) THEN
+            RAISE;
+        END IF;
+        PERFORM set_config('lock_timeout', '1s', true);
+        BEGIN
+            PERFORM pgjobs.release(p_id, p_worker);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- its row held by a client's transaction: its lease lapses
+        END;
+        PERFORM set_config('pgjobs.canceled', 'between:' || p_id, false);
+        RETURN NULL;
     END;
     IF v_holders IS NULL THEN
         -- After a wait: a partition held counts too (pgjobs._table_holders).

@@ -36,6 +36,11 @@ AS $$
 --                 with the document column ("data.x") as a document field
 --                 (refused otherwise when the first batch maps the source:
 --                 pgjobs._import_insert_sql)
+--   replace_non_objects  boolean, default false: with on_duplicate "update",
+--                 a record whose document fields merge an object where the
+--                 existing row's document holds a string, number, boolean
+--                 or array replaces that value; rejected otherwise
+--                 (pgjobs._import_doc_merge)
 -- Locks nothing beyond the inserted row (and the gate's advisory lock).
 DECLARE
     v_reg pgjobs.target_registry;
@@ -138,6 +143,7 @@ BEGIN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
     END IF;
     PERFORM pgjobs._option_bool('allow_unknown_fields', v_options -> 'allow_unknown_fields');
+    PERFORM pgjobs._option_bool('replace_non_objects', v_options -> 'replace_non_objects');
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
@@ -164,7 +170,7 @@ BEGIN
                            'batch_ms', v_batch_ms),
         v_options,
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields'],
+              'allow_unknown_fields', 'replace_non_objects'],
         NULL, NULL, v_reg);
     RETURN v_job.id;
 END

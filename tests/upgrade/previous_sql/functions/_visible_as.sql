@@ -36,6 +36,7 @@ DECLARE
     v_query text;
     v_rows jsonb[];
     v_scope_type text;
+    v_row text := 'to_jsonb(t.*)';
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -45,12 +46,32 @@ BEGIN
     -- Both columns' full types in one catalog read (pgjobs._column_type's
     -- format_type(atttypid, atttypmod)); a column that is gone is left to
     -- pgjobs._column_type, which raises its 42703 where it did before.
+    -- And, for a target with json columns (a domain over json too), the
+    -- row as to_jsonb(t) would give it with each of them read through
+    -- pgjobs._json_as_jsonb: to_jsonb casts json to jsonb, which raises on
+    -- a value json holds and jsonb refuses (a \u0000 escape), and one such
+    -- row failed every page of its scope. Such a value comes back as a
+    -- JSON string of its text, every other as before. (NULL: no json
+    -- column, to_jsonb(t.*) as it is.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
-      INTO v_key_type, v_scope_type
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
+           CASE WHEN bool_or(j.is_json) THEN
+               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
+                      string_agg(CASE WHEN j.is_json
+                                      THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
+                                                  a.attname)
+                                      ELSE format('t.%I', a.attname) END,
+                                 ', ' ORDER BY a.attnum)) END
+      INTO v_key_type, v_scope_type, v_row
       FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
+      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+      -- (A domain only is followed down, by a call: the common row costs none.)
+      CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
+                                      THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
+                                      ELSE a.atttypid = 'json'::regtype END AS is_json) j
+     WHERE a.attrelid = p_target
        AND a.attnum > 0 AND NOT a.attisdropped;
+    v_row := coalesce(v_row, 'to_jsonb(t.*)');
     IF v_key_type IS NULL THEN
         v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
     END IF;
@@ -76,10 +97,12 @@ BEGIN
     -- The cursor goes in as a literal of the key's full type, unchecked: a
     -- value that is not of that type fails the page's planning with a data
     -- exception, and only then is it checked for a 22023 that names it.
+    -- The row is t.*, never a bare t: a column named t would be taken for it
+    -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
-        'SELECT to_jsonb(t) FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'SELECT %s FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
-        p_target, v_reg.scope_column, v_scope,
+        v_row, p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
         -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)

@@ -323,12 +323,15 @@ BEGIN
     IF v_format = 'parquet' THEN
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv)', v_select);
     ELSIF v_format = 'jsonl' THEN
+        -- The row is o.*, never a bare o: PostgreSQL takes a bare name for a
+        -- column before a table's whole row, so a column (or document field)
+        -- named o made each line that column's value, or failed the chunk.
         copy_sql := format('COPY (SELECT %s FROM (%s) o) TO STDOUT '
                            'WITH (FORMAT csv, QUOTE E''\x01'', DELIMITER E''\x02'')',
                            CASE WHEN v_raw_json
-                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o)::pg_catalog.text, '
+                                THEN 'pg_catalog.translate(pg_catalog.row_to_json(o.*)::pg_catalog.text, '
                                      'E''\r\n'', ''  '')'
-                                ELSE 'pg_catalog.row_to_json(o)::pg_catalog.text' END,
+                                ELSE 'pg_catalog.row_to_json(o.*)::pg_catalog.text' END,
                            v_select);
     ELSE
         copy_sql := format('COPY (%s) TO STDOUT WITH (FORMAT csv, HEADER %s)', v_select,

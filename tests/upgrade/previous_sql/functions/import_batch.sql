@@ -156,11 +156,18 @@ BEGIN
         -- "c"} with on_duplicate update ended as line 2 said, not as
         -- the last line did, skip kept a record other than the first,
         -- and error rejected the wrong line (hX pass). A key is
-        -- compared as its text, numbers by value and other text
-        -- without case, spaces, braces or hyphens (uuids): a spelling
+        -- compared as its text, numbers by value, a key of a type
+        -- other than a string type by its value's one text
+        -- (pgjobs._import_key_text: '2024-01-01T00:00:00Z' and
+        -- '2024-01-01 01:00:00+01' are one timestamptz key; they were
+        -- two, and the later line's set could go in first), and other
+        -- text without case, spaces, braces or hyphens (uuids): a spelling
         -- that compares equal when it is not only sends a record
-        -- alone. Records without the key get new keys: none meets
-        -- another.
+        -- alone. Records without the key get new keys, none meeting
+        -- another, when an identity or a sequence gives them; a key
+        -- generated from other columns, a constant default or a BEFORE
+        -- INSERT trigger's may meet: such records of several sets go in
+        -- alone too (they went in by set, the later line's set first).
         -- Records of one key can name different sets only when the batch
         -- holds several: a batch of one set (a file whose records all
         -- name the same fields, the common case) is grouped without the
@@ -178,7 +185,7 @@ BEGIN
                                        FROM %s s) t
                               GROUP BY t.keys) g', v_stage) INTO v_groups;
             IF jsonb_array_length(v_groups) > 1 THEN
-                EXECUTE format('WITH g AS (
+                EXECUTE format('WITH g0 AS (
                              SELECT s.n,
                                     ARRAY(SELECT k FROM jsonb_object_keys(j.r) k ORDER BY k)
                                         AS keys,
@@ -188,11 +195,36 @@ BEGIN
                                       WHEN length(j.r ->> $1) <= 1000
                                            AND j.r ->> $1 ~ ''^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$''
                                         THEN trim_scale(btrim(j.r ->> $1)::numeric)::text
+                                      -- A key of a type other than a string
+                                      -- type: its value''s one text, so two
+                                      -- spellings of one timestamp, date,
+                                      -- numeric or interval are one key.
+                                      WHEN $3 THEN coalesce(
+                                          pgjobs._import_key_text(j.r ->> $1, $2),
+                                          lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
+                                                               ''g'')))
                                       ELSE lower(regexp_replace(j.r ->> $1, ''[\s{}-]'', '''',
                                                                 ''g''))
-                                    END AS k
-                               FROM %s s,
+                                    -- Compared under the collation of the
+                                    -- key column: under a case- or accent-
+                                    -- insensitive one, ''ＡＢＣ'' and
+                                    -- ''abc'' are one key, which
+                                    -- lower() keeps apart.
+                                    END%2$s AS k
+                               FROM %1$s s,
                                     LATERAL (SELECT s.r::jsonb AS r) j),
+                         -- Where records of different keys may meet all the
+                         -- same ($5: another unique index or exclusion
+                         -- constraint), each run of consecutive records of one
+                         -- set goes in apart, runs in line order (island:
+                         -- the same number along a run of one set).
+                         g AS (
+                             SELECT g0.*,
+                                    CASE WHEN $5 THEN row_number() OVER (ORDER BY g0.n)
+                                                      - row_number() OVER (PARTITION BY g0.keys
+                                                                           ORDER BY g0.n)
+                                    END AS island
+                               FROM g0),
                          -- The keys that records of different sets share.
                          shared AS (
                              SELECT d.k FROM g d WHERE d.k IS NOT NULL GROUP BY d.k
@@ -202,10 +234,69 @@ BEGIN
                            FROM (SELECT g.keys, array_agg(g.n ORDER BY g.n) AS ns,
                                         min(g.n) AS first
                                    FROM g LEFT JOIN shared ON shared.k = g.k
-                                  GROUP BY g.keys,
-                                           CASE WHEN shared.k IS NOT NULL THEN g.n END) x',
-                               v_stage)
-                   INTO v_groups USING v_reg.key_column::text;
+                                  GROUP BY g.keys, g.island,
+                                           CASE WHEN shared.k IS NOT NULL
+                                                     -- Records naming no key, of
+                                                     -- several sets, when the table
+                                                     -- computes their key ($4).
+                                                     OR (g.k IS NULL AND $4
+                                                         AND (SELECT count(DISTINCT d.keys)
+                                                                FROM g d WHERE d.k IS NULL) > 1)
+                                                THEN g.n END) x',
+                               v_stage, pgjobs._column_collate(v_job.target, v_reg.key_column))
+                   INTO v_groups
+                  USING v_reg.key_column::text,
+                        pgjobs._column_type(v_job.target, v_reg.key_column),
+                        coalesce((SELECT t.typcategory <> 'S' FROM pg_catalog.pg_type t
+                                   WHERE t.oid = pgjobs._base_type(
+                                             (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                               WHERE a.attrelid = v_job.target
+                                                 AND a.attname = v_reg.key_column))), false),
+                        -- Whether records naming no key may still meet: a key
+                        -- an identity or a sequence gives is new for each, one
+                        -- generated from other columns, a constant default or
+                        -- one a BEFORE INSERT row trigger of the target (or a
+                        -- table under it) sets may be any record's.
+                        NOT EXISTS (
+                            SELECT FROM pg_catalog.pg_attribute a
+                              LEFT JOIN pg_catalog.pg_attrdef d
+                                ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                             WHERE a.attrelid = v_job.target AND a.attname = v_reg.key_column
+                               AND (a.attidentity <> ''
+                                    OR (a.attgenerated = ''
+                                        AND pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+                                            LIKE 'nextval(%')))
+                        OR EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_trigger t JOIN tree ON t.tgrelid = tree.rel
+                             WHERE t.tgtype::integer & 7 = 7  -- ROW, BEFORE, INSERT
+                               AND t.tgenabled <> 'D' AND NOT t.tgisinternal),
+                        -- Whether records of different keys may meet: a unique
+                        -- index or exclusion constraint of the target (or a
+                        -- table under it) on anything but its scope and key
+                        -- (an email unique per tenant, an expression, a
+                        -- partial index). Their sets went in in the order each
+                        -- was first met: a later line landed, an earlier one
+                        -- was rejected.
+                        EXISTS (
+                            WITH RECURSIVE tree(rel) AS (
+                                SELECT v_job.target::oid
+                                UNION
+                                SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+                                  JOIN tree ON i.inhparent = tree.rel)
+                            SELECT FROM pg_catalog.pg_index x JOIN tree ON x.indrelid = tree.rel
+                             WHERE (x.indisunique OR x.indisexclusion)
+                               AND (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+                                    OR EXISTS (
+                                        SELECT FROM unnest(x.indkey::int2[]) c(n)
+                                          JOIN pg_catalog.pg_attribute a
+                                            ON a.attrelid = x.indrelid AND a.attnum = c.n
+                                         WHERE a.attname NOT IN (v_reg.scope_column,
+                                                                 v_reg.key_column))));
             END IF;
         END IF;
         <<groups>>

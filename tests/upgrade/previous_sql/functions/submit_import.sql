@@ -29,6 +29,8 @@ COMMENT ON FUNCTION pgjobs.submit_import(regclass, text, text, jsonb) IS
 'Submits an import of p_source (file://, s3://, gs://, az://, https:// under a prefix allowed '
 'by pgjobs.allow_storage, else 42501) into the scope. Options: format (csv with a header | '
 'jsonl; default from the name), gzip (default: the name ends in .gz), on_duplicate (error | '
-'skip | update, on (scope, key)), max_rejects (default 0), plus priority, max_attempts, run_at, '
+'skip | update, on (scope, key)), max_rejects (default 0), batch_ms, allow_unknown_fields, '
+'replace_non_objects (update: replace a string, number, boolean or array where the record''s '
+'document fields merge in an object; the record is rejected otherwise), plus priority, max_attempts, run_at, '
 'on_conflict, lease. The caller needs INSERT (and UPDATE for update) on the target. Returns the '
 'job id; the result holds rows, inserted, updated, bytes, skipped, rejected (and rejects_uri).';

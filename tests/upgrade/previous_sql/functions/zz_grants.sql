@@ -40,7 +40,7 @@ BEGIN
                              '_scope_allowed', '_row_security_confines', '_confined_targets',
                              '_allowed_scope_keys', '_allowed_scope_entries', '_allowed_scopes_parse',
                              -- builds a pgjobs.allowed_scopes value
-                             'allowed_scopes_literal',
+                             'allowed_scopes_literal', '_json_as_jsonb',
                              -- `pgjobs watch`/`status` read it beside a queued job
                              '_engine_wait')
     LOOP
