@@ -11,12 +11,15 @@ sql/ trees in turn (A B A B ...) against one server:
     python bench/backfill.py setup --dsn URL --db new                  # this checkout's sql/
     python bench/backfill.py run --dsn URL --db old --set '{"meta.flag": 1}'
     python bench/backfill.py run --dsn URL --db new --set '{"meta.flag": 1}'
+    python bench/backfill.py run --dsn URL --db new --filter '{"n": {"$lt": 200}}'
 
 `setup` builds `user_table_rows(id, table_id, data, created_at)`, tenant 1
 interleaved with tenants 2..20 in chunks of 100 rows (--rows in all,
 --scope-rows of tenant 1), the (table_id, id) btree, and registers it.
 `run` submits a backfill of tenant 1 with --set (a new value each run, so
-every row is written) and runs it to the end with CALL pgjobs.run_job,
+every row is written) and --filter (default: the whole scope; `n` is
+0..999, so `{"n": {"$lt": 200}}` is 20% of the scope, on each of the job's pages)
+and runs it to the end with CALL pgjobs.run_job,
 printing the submit's and the job's seconds and the result. Nothing here is a pass/fail test.
 """
 
@@ -92,8 +95,8 @@ def run(args: argparse.Namespace) -> int:
     set_ = {k: (stamp if v == 1 else v) for k, v in set_.items()}  # every row changes
     with psycopg.connect(with_database(args.dsn, args.db), autocommit=True) as conn:
         submitted = time.perf_counter()
-        row = conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '1', '{}', "
-                           "%s::jsonb)", (json.dumps(set_),)).fetchone()
+        row = conn.execute("SELECT pgjobs.submit_backfill('user_table_rows', '1', %s::jsonb, "
+                           "%s::jsonb)", (args.filter, json.dumps(set_))).fetchone()
         assert row is not None
         started = time.perf_counter()
         submit_seconds = started - submitted
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope-rows", type=int, default=100_000)
     parser.add_argument("--set", default='{"meta.flag": 1}',
                         help="the backfill's set (a value 1 becomes a new number each run)")
+    parser.add_argument("--filter", default="{}", help="the backfill's filter (run)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve()

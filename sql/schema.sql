@@ -11972,21 +11972,37 @@ BEGIN
                                         THEN ' AND ' || v_guard_ok ELSE '' END)
                        INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
+                -- A row of the predicate that the guard keeps out is
+                -- noted as the UPDATE passes it (pgjobs.guard_missed, set
+                -- only then: an OR and an AND evaluate their arms in order,
+                -- and the planner may test the guard before the predicate,
+                -- so the note tests the predicate again), so the
+                -- count below runs only for a page that left some out.
+                -- Counted every time a page set fewer rows than its range
+                -- holds keys, it read a filtered backfill's every page
+                -- twice (2.2x a plain UPDATE where 20% of the scope
+                -- matched; 1.5-1.7x the job of the release before the
+                -- guard).
+                IF v_guard_ok IS NOT NULL THEN
+                    PERFORM set_config('pgjobs.guard_missed', '', true);
+                END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)%s '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
                                v_job.target, v_job.assignments, v_range, v_job.predicate,
                                CASE WHEN v_guard_ok IS NOT NULL
-                                    THEN ' AND ' || v_guard_ok ELSE '' END,
+                                    THEN format(' AND (%s OR (coalesce((%s), false) AND '
+                                                'pg_catalog.set_config(''pgjobs.guard_missed'', '
+                                                '''yes'', true) IS NULL))',
+                                                v_guard_ok, v_job.predicate)
+                                    ELSE '' END,
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-                -- A page that set every key of its range (v_size of them,
-                -- bounded by v_upper) left none out: no count then, which
-                -- spares an unfiltered backfill's pages a second read of
-                -- their keys. The last page and any page that set fewer
-                -- count.
-                IF v_guard_ok IS NOT NULL AND (v_upper IS NULL OR v_rows < v_size) THEN
+                -- The page's rows the guard kept out, counted (and the
+                -- first of them named) only when the UPDATE noted one.
+                IF v_guard_ok IS NOT NULL
+                   AND current_setting('pgjobs.guard_missed', true) = 'yes' THEN
                     EXECUTE format('SELECT count(*) OVER () AS n, %1$I::pg_catalog.text AS k, %2$s AS b '
                                    'FROM %3$s WHERE %4$s AND coalesce((%5$s), false) '
                                    'AND NOT %6$s ORDER BY %1$I LIMIT 1',
@@ -12635,6 +12651,7 @@ DECLARE
     v_limit bigint := 1000000;
     v_guard record;
     v_blocker jsonb;
+    v_scope text;
 BEGIN
     rows := 0;
     rows_read := 0;
@@ -12645,22 +12662,53 @@ BEGIN
     IF v_setting ~ '^\s*\d{1,10}\s*$' THEN
         v_limit := least(greatest(v_setting::bigint, 1000), 1000000);
     END IF;
-    -- The scope's first rows in key order on the (scope, key) index, with
-    -- xmin, which the predicate's cutoff reads (pgjobs._cutoff_clause).
-    EXECUTE format('SELECT count(*) FILTER (WHERE s.blocked), '
-                   '(array_agg(s.k ORDER BY s.ord) FILTER (WHERE s.blocked))[1], '
-                   '(array_agg(s.b ORDER BY s.ord) FILTER (WHERE s.blocked))[1], count(*) '
-                   'FROM (SELECT t.%3$I::pg_catalog.text AS k, '
-                   '             row_number() OVER () AS ord, '
-                   '             coalesce((%5$s), false) AND NOT %6$s AS blocked, '
-                   '             CASE WHEN NOT %6$s THEN %7$s END AS b '
-                   '        FROM (SELECT t0.*, t0.xmin FROM %1$s t0 '
-                   '               WHERE t0.%2$I OPERATOR(pg_catalog.=) %4$s '
-                   '               ORDER BY t0.%2$I, t0.%3$I LIMIT %8$s) t) s',
-                   p_reg.target, p_reg.scope_column, p_reg.key_column,
-                   pgjobs._scope_literal(p_reg, p_scope), p_predicate, v_guard.p_ok,
-                   v_guard.p_blocker, v_limit)
-       INTO rows, key, v_blocker, rows_read;
+    -- A scope of at most v_limit rows (the v_limit-th key of the (scope,
+    -- key) index, an index-only walk, is past its end) is read whole, in
+    -- whatever order the planner reads it fastest (a sequential or bitmap
+    -- scan, in parallel where it can). Read
+    -- in key order through the index, as a larger scope's first v_limit
+    -- rows still are, it took 0.54 s of a 500k-row scope interleaved in a
+    -- 2M-row table (against 0.07 s for the walk and 0.2 s for the read):
+    -- a filtered backfill of 20% of it then took 2.2x a plain UPDATE, half
+    -- of it in its submit. xmin comes along: the predicate's cutoff reads
+    -- it (pgjobs._cutoff_clause).
+    v_scope := pgjobs._scope_literal(p_reg, p_scope);
+    IF pgjobs._nth_key(p_reg.target, p_reg.scope_column, v_scope, p_reg.key_column, '',
+                       v_limit - 1) IS NULL THEN
+        -- Counted first (an aggregate that a parallel plan can split),
+        -- the guard before the predicate: almost every row passes the
+        -- guard, which reads one value of the document, so the predicate
+        -- is tested only on the few that fail it. The first blocked row
+        -- is looked up only when there is one.
+        EXECUTE format('SELECT count(*) FILTER (WHERE NOT %4$s AND coalesce((%3$s), false)), '
+                       'count(*) FROM (SELECT t0.*, t0.xmin FROM %1$s t0 '
+                       'WHERE t0.%2$I OPERATOR(pg_catalog.=) %5$s) t',
+                       p_reg.target, p_reg.scope_column, p_predicate, v_guard.p_ok, v_scope)
+           INTO rows, rows_read;
+        IF rows > 0 THEN
+            EXECUTE format('SELECT t.%3$I::pg_catalog.text, %7$s '
+                           'FROM (SELECT t0.*, t0.xmin FROM %1$s t0 '
+                           'WHERE t0.%2$I OPERATOR(pg_catalog.=) %4$s) t '
+                           'WHERE NOT %6$s AND coalesce((%5$s), false) ORDER BY t.%3$I LIMIT 1',
+                           p_reg.target, p_reg.scope_column, p_reg.key_column, v_scope,
+                           p_predicate, v_guard.p_ok, v_guard.p_blocker)
+               INTO key, v_blocker;
+        END IF;
+    ELSE
+        EXECUTE format('SELECT count(*) FILTER (WHERE s.blocked), '
+                       '(array_agg(s.k ORDER BY s.ord) FILTER (WHERE s.blocked))[1], '
+                       '(array_agg(s.b ORDER BY s.ord) FILTER (WHERE s.blocked))[1], count(*) '
+                       'FROM (SELECT t.%3$I::pg_catalog.text AS k, '
+                       '             row_number() OVER () AS ord, '
+                       '             NOT %6$s AND coalesce((%5$s), false) AS blocked, '
+                       '             CASE WHEN NOT %6$s THEN %7$s END AS b '
+                       '        FROM (SELECT t0.*, t0.xmin FROM %1$s t0 '
+                       '               WHERE t0.%2$I OPERATOR(pg_catalog.=) %4$s '
+                       '               ORDER BY t0.%2$I, t0.%3$I LIMIT %8$s) t) s',
+                       p_reg.target, p_reg.scope_column, p_reg.key_column, v_scope,
+                       p_predicate, v_guard.p_ok, v_guard.p_blocker, v_limit)
+           INTO rows, key, v_blocker, rows_read;
+    END IF;
     path := v_blocker ->> 0;
     json_type := v_blocker ->> 1;
 END
