@@ -163,7 +163,7 @@ leaf_node = st.lists(field_entry, max_size=2).map(dict)
 def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(
         st.tuples(leaf_node, st.sampled_from(["$and", "$or"]),
-                  st.lists(children, max_size=3)).map(lambda t: {**t[0], t[1]: t[2]}),
+                  st.lists(children, min_size=1, max_size=3)).map(lambda t: {**t[0], t[1]: t[2]}),
         st.tuples(leaf_node, children).map(lambda t: {**t[0], "$not": t[1]}),
     )
 

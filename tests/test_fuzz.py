@@ -255,7 +255,8 @@ leaf = st.lists(field_entry, max_size=2).map(dict)
 valid_filters = st.recursive(
     leaf,
     lambda children: st.one_of(
-        st.tuples(leaf, st.sampled_from(["$and", "$or"]), st.lists(children, max_size=3))
+        st.tuples(leaf, st.sampled_from(["$and", "$or"]),
+                  st.lists(children, min_size=1, max_size=3))
         .map(lambda t: {**t[0], t[1]: t[2]}),
         st.tuples(leaf, children).map(lambda t: {**t[0], "$not": t[1]})),
     max_leaves=6)
