@@ -281,6 +281,9 @@ MEETINGS = {
     "unique-constraint": "ALTER TABLE keyed ADD CONSTRAINT keyed_email UNIQUE (email)",
     "expression-index": "CREATE UNIQUE INDEX keyed_email ON keyed (lower(email))",
     "partial-index": "CREATE UNIQUE INDEX keyed_email ON keyed (email) WHERE email <> ''",
+    # An exclusion constraint (a hash one needs no btree_gist): 23P01, not 23505.
+    "exclusion-constraint": "ALTER TABLE keyed ADD CONSTRAINT keyed_email "
+                            "EXCLUDE USING hash (email WITH =)",
 }
 
 
