@@ -882,6 +882,8 @@ class Importer:
             "gzip": self.gzip}
         if result["rejected"]:
             result["rejects_uri"] = self._write_rejects()
+        else:
+            self._clear_rejects()
         ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))
         if not ok:
             return self._after_lost("lease lost before completing")
@@ -940,6 +942,23 @@ class Importer:
         self.rejects_uri = uri
         return uri
 
+    def _clear_rejects(self) -> None:
+        """The job ends with no rejects, but an earlier attempt created its rejects
+        object (the checkpoint names it) with rejects since forgotten (a retry
+        reads their records again: pgjobs.import_prepare): emptied, so that it
+        holds exactly the job's rejects, none. Kept, not deleted: a key set free
+        is one another database's job may take, and a later attempt of this job
+        would write over it. Best effort; pruning the job deletes it."""
+        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
+        if not isinstance(named, str) or not named or not storage.within(named,
+                                                                         self.storage_uri):
+            return
+        try:
+            storage.write(named, b"")
+        except (StorageError, OSError) as exc:
+            log.warning("job %s: could not empty its rejects object %s: %s", self.job_id,
+                        named, exc)
+
     def _keep_rejects(self) -> None:
         """As the job fails: when records were rejected, write the rejects object
         and name it in the job's result (pgjobs.import_rejects_written), as a
@@ -947,7 +966,10 @@ class Importer:
         try:
             kept = self.control.call(lambda c: db.scalar(
                 c, queries.IMPORT_REJECTS_KEPT, {"id": self.job_id}))
-            if not kept or not hasattr(self, "job"):
+            if not hasattr(self, "job"):
+                return
+            if not kept:
+                self._clear_rejects()
                 return
             uri = self._write_rejects()
             self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_WRITTEN, {

@@ -1322,16 +1322,25 @@ def create(uri: str, data: bytes) -> bool:
     object is linked into place from a temporary file of its own (``linkat``
     fails on any name there), an object store is sent a conditional PUT (S3
     and Azure ``If-None-Match: *``, GCS generation 0), so of two workers
-    creating one key at once, one succeeds. ``memory://`` is written as
-    :func:`write` does: its objects live in this worker's process, which serves
-    one database (:func:`taken`)."""
+    creating one key at once, one succeeds. An object store is asked first
+    (:func:`taken`) as well: one that ignores the condition (an S3-compatible
+    server without conditional writes, a GCS emulator) still keeps an object
+    written before. ``memory://`` is written as :func:`write` does: its objects
+    live in this worker's process, which serves one database (:func:`taken`)."""
     loc = parse(uri)
     if _one_database(loc):
         write(uri, data)
         return True
-    try:
-        if loc.scheme == "file":
+    if loc.scheme == "file":
+        try:
             return _create_file(loc.path, data, f"cannot write {uri}")
+        except FileExistsError:
+            return False
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {uri}") from exc
+    if taken(uri):
+        return False
+    try:
         obstore.put(store_for(loc), loc.path, data, mode="create")
     except (AlreadyExistsError, FileExistsError):
         return False

@@ -218,8 +218,49 @@ def test_a_pruned_import_whose_result_a_retry_cleared_deletes_its_rejects(
     assert not storage.exists(uri)
 
 
-def test_create_writes_only_where_no_object_is(store: str) -> None:
+def test_a_retry_that_ends_with_no_rejects_empties_its_object(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """The first attempt fails on too many rejects and writes them; the source
+    is fixed in place and the retry (which reads those records again) rejects
+    none. The object the job created held the forgotten rejects, named by
+    nothing, until pruning: it now holds exactly the job's rejects, none, and
+    stays the job's (its checkpoint names it, pruning deletes it)."""
+    make_people(conn)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    store = f"file://{tmp_path}/store"
+    path = source(folder, "a")
+    job_id = submit_import(conn, f"file://{path}", "1", {"max_rejects": 1})
+    Importer(dsn, job_id, claim_import(dsn, job_id), store).run()
+    uri = job(conn, job_id)["result"]["rejects_uri"]
+    assert records(uri) == ["a-bad,x", "a-worse,y"]
+    path.write_bytes(path.read_bytes().replace(b"a-bad,x", b"a-bad,3")
+                     .replace(b"a-worse,y", b"a-worse,4"))
+    conn.execute("SELECT pgjobs.retry(%s)", (job_id,))
+    Importer(dsn, job_id, claim_import(dsn, job_id), store).run()
+    row = job(conn, job_id)
+    assert row["status"] == "succeeded", row["error"]
+    assert row["result"]["rejected"] == 0 and "rejects_uri" not in row["result"]
+    assert storage.read(uri) == b""
+    assert row["checkpoint"]["rejects_uri"] == uri
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    Worker(dsn, store, once=True, poll=0.1, stale_after=timedelta(hours=1)).run()
+    assert not storage.exists(uri)
+
+
+@pytest.fixture(params=["file", "s3", "gs", "az"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"file://{tmp_path}/shared"
+    fixture = {"s3": "bucket", "gs": "gcs_bucket", "az": "az_container"}[request.param]
+    return str(request.getfixturevalue(fixture))
+
+
+def test_create_writes_only_where_no_object_is(any_store: str) -> None:
     """storage.create, the shared mechanism: a key that holds an object keeps it."""
+    store = any_store
     uri = storage.object_location(store, "people/1/1.rejects.jsonl").uri
     assert storage.create(uri, b"first\n")
     assert not storage.create(uri, b"second\n")
@@ -237,3 +278,17 @@ def test_memory_storage_is_one_process_s_and_never_taken() -> None:
     assert storage.create(uri, b"second\n")
     assert storage.read(uri) == b"second\n"
     assert not storage.taken(uri)
+
+
+def test_create_is_conditional_even_when_the_check_passed(
+        any_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers creating one key at once both find it free (storage.taken):
+    the write itself is conditional (a hard link, If-None-Match: *), so the
+    second keeps the first's object."""
+    if any_store.startswith("gs://"):
+        pytest.skip("gcp-storage-emulator ignores ifGenerationMatch (GCS itself honours it)")
+    monkeypatch.setattr(storage, "taken", lambda uri: False)
+    uri = storage.object_location(any_store, "people/1/1.rejects.jsonl").uri
+    assert storage.create(uri, b"first\n")
+    assert not storage.create(uri, b"second\n")
+    assert storage.read(uri) == b"first\n"
