@@ -492,6 +492,11 @@ IMPORT_REJECTS = """
 SELECT line, reason, record FROM pgjobs.import_rejects WHERE job_id = %(id)s ORDER BY line
 """
 IMPORT_REJECTS_KEPT = "SELECT EXISTS (SELECT FROM pgjobs.import_rejects WHERE job_id = %(id)s)"
+# Its rejects object just created where nothing was: the checkpoint names it
+# (rejects_uri) for every later attempt and for pruning.
+IMPORT_REJECTS_PLACED = (
+    "SELECT pgjobs.import_rejects_placed(%(id)s, %(worker)s, %(uri)s) AS r"
+)
 # As an import fails with rejects kept: its result names the rejects object.
 IMPORT_REJECTS_WRITTEN = (
     "SELECT pgjobs.import_rejects_written(%(id)s, %(worker)s, %(uri)s) AS r"

@@ -847,9 +847,7 @@ class Exporter:
         for good before anything is written."""
         if (self.job["checkpoint"] or {}).get("uri"):
             return
-        # (memory:// objects live in this worker's process, which serves one
-        # database: whatever is there, its jobs of earlier runs wrote.)
-        if storage.parse(uri).scheme != "memory" and storage.exists(uri):
+        if storage.taken(uri):  # (never memory://: storage.taken)
             raise StorageError(
                 f"refusing to write {uri}: an object is there that no attempt of job "
                 f"{self.job_id} wrote (another pgjobs database writing to the same "

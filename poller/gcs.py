@@ -195,9 +195,17 @@ class _Calls:
             return obstore.put(store, path, data, **options)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("gs:// objects are written whole (exports compose their parts)")
+        create = options.get("mode") == "create"
         try:
-            store.blob(path).upload_from_string(bytes(data))
+            # mode "create" (as obstore's): only where no object is
+            # (generation 0), FileExistsError otherwise.
+            store.blob(path).upload_from_string(bytes(data),
+                                                if_generation_match=0 if create else None)
         except Exception as exc:
+            from google.api_core import exceptions as ge
+
+            if create and isinstance(exc, ge.PreconditionFailed):
+                raise FileExistsError(f"gs://{store.bucket_name}/{path} exists") from exc
             raise _error(exc, f"gs://{store.bucket_name}/{path}",
                          missing_is_absent=False) from exc
         return None

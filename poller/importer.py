@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 import threading
 import time
@@ -377,6 +378,7 @@ class Importer:
         self.control = _Control(dsn, job_id, worker, lease=30.0)
         self._data: db.Connection | None = None
         self.totals: dict[str, Any] = {}
+        self.rejects_uri: str | None = None  # this job's, once named (_write_rejects)
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
         self.batch_bytes = max(1, fixed) if fixed else None
@@ -880,24 +882,82 @@ class Importer:
             "gzip": self.gzip}
         if result["rejected"]:
             result["rejects_uri"] = self._write_rejects()
+        else:
+            self._clear_rejects()
         ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))
         if not ok:
             return self._after_lost("lease lost before completing")
         return Outcome(self.job_id, "succeeded", result=result)
 
     def _write_rejects(self) -> str:
-        """The rejected records, one JSON object per line (line, reason, record), under
-        this worker's storage: {target}/{scope}/{job}.rejects.jsonl."""
+        """The rejected records, one JSON object per line (line, reason, record), in
+        the job's own rejects object. The one its checkpoint names (``rejects_uri``:
+        an earlier attempt created it) is written again, so that it ends holding
+        exactly the job's rejects. Otherwise one is created under this worker's
+        storage, {target}/{scope}/{job}.rejects.jsonl, only where no object is:
+        another pgjobs database whose workers share this storage numbers its jobs
+        alike and names the same key, and its object is neither written over nor
+        named here. On a taken key the name gets a random part,
+        {job}.{8 hex digits}.rejects.jsonl. The created object is named in the
+        checkpoint at once (pgjobs.import_rejects_placed), for the next attempts
+        and for pruning."""
         rows = self.control.call(lambda c: db.rows(c, queries.IMPORT_REJECTS,
                                                    {"id": self.job_id}))
         data = "".join(json.dumps({"line": r["line"], "reason": r["reason"],
                                    "record": r["record"]}, ensure_ascii=False) + "\n"
                        for r in rows).encode()
-        key = object_key(self.job["target"], self.job["scope"], self.job_id, "rejects.jsonl",
-                         False)
-        uri = storage.object_location(self.storage_uri, key).uri
-        storage.write(uri, data)
+        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
+        if isinstance(named, str) and named and storage.within(named, self.storage_uri):
+            storage.write(named, data)
+            self.rejects_uri = named
+            return named
+        ext = "rejects.jsonl"
+        for _ in range(4):
+            key = object_key(self.job["target"], self.job["scope"], self.job_id, ext, False)
+            uri = storage.object_location(self.storage_uri, key).uri
+            if storage.create(uri, data):
+                break
+            log.warning("job %s: %s holds an object that no attempt of this job wrote "
+                        "(another pgjobs database writing to the same storage?): the "
+                        "rejects go to another name", self.job_id, uri)
+            ext = f"{secrets.token_hex(4)}.rejects.jsonl"
+        else:
+            raise StorageError(f"cannot create the rejects object of job {self.job_id}: "
+                               f"every name tried under {self.storage_uri} was taken",
+                               retryable=True)
+        placed = self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_PLACED, {
+            "id": self.job_id, "worker": self.worker, "uri": uri}))
+        if not placed:
+            # The job is no longer ours: its next owner creates its own.
+            with contextlib.suppress(StorageError, OSError):
+                storage.delete(uri)
+            raise LeaseLost("lost the lease before naming the rejects object")
+        if isinstance(named, str) and named:
+            # This job's own object under another worker's storage, no longer named.
+            try:
+                storage.delete(named)
+            except (StorageError, OSError) as exc:
+                log.warning("job %s: could not delete its earlier rejects object %s: %s",
+                            self.job_id, named, exc)
+        self.rejects_uri = uri
         return uri
+
+    def _clear_rejects(self) -> None:
+        """The job ends with no rejects, but an earlier attempt created its rejects
+        object (the checkpoint names it) with rejects since forgotten (a retry
+        reads their records again: pgjobs.import_prepare): emptied, so that it
+        holds exactly the job's rejects, none. Kept, not deleted: a key set free
+        is one another database's job may take, and a later attempt of this job
+        would write over it. Best effort; pruning the job deletes it."""
+        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
+        if not isinstance(named, str) or not named or not storage.within(named,
+                                                                         self.storage_uri):
+            return
+        try:
+            storage.write(named, b"")
+        except (StorageError, OSError) as exc:
+            log.warning("job %s: could not empty its rejects object %s: %s", self.job_id,
+                        named, exc)
 
     def _keep_rejects(self) -> None:
         """As the job fails: when records were rejected, write the rejects object
@@ -906,7 +966,10 @@ class Importer:
         try:
             kept = self.control.call(lambda c: db.scalar(
                 c, queries.IMPORT_REJECTS_KEPT, {"id": self.job_id}))
-            if not kept or not hasattr(self, "job"):
+            if not hasattr(self, "job"):
+                return
+            if not kept:
+                self._clear_rejects()
                 return
             uri = self._write_rejects()
             self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_WRITTEN, {

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from obstore.exceptions import NotFoundError
+from obstore.exceptions import AlreadyExistsError, NotFoundError
 from obstore.store import MemoryStore, from_url
 
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
@@ -1314,6 +1314,87 @@ def write(uri: str, data: bytes) -> None:
         obstore.put(store_for(loc), loc.path, data)
     except Exception as exc:
         raise storage_error(exc, f"cannot write {uri}") from exc
+
+
+def create(uri: str, data: bytes) -> bool:
+    """Write one small object whole only where no object is: False (nothing
+    written) when the key holds one. Atomic where the store is: a ``file://``
+    object is linked into place from a temporary file of its own (``linkat``
+    fails on any name there), an object store is sent a conditional PUT (S3
+    and Azure ``If-None-Match: *``, GCS generation 0), so of two workers
+    creating one key at once, one succeeds. An object store is asked first
+    (:func:`taken`) as well: one that ignores the condition (an S3-compatible
+    server without conditional writes, a GCS emulator) still keeps an object
+    written before. ``memory://`` is written as :func:`write` does: its objects
+    live in this worker's process, which serves one database (:func:`taken`)."""
+    loc = parse(uri)
+    if _one_database(loc):
+        write(uri, data)
+        return True
+    if loc.scheme == "file":
+        try:
+            return _create_file(loc.path, data, f"cannot write {uri}")
+        except FileExistsError:
+            return False
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {uri}") from exc
+    if taken(uri):
+        return False
+    try:
+        obstore.put(store_for(loc), loc.path, data, mode="create")
+    except (AlreadyExistsError, FileExistsError):
+        return False
+    except Exception as exc:
+        raise storage_error(exc, f"cannot write {uri}") from exc
+    return True
+
+
+def _create_file(path: str, data: bytes, what: str) -> bool:
+    """:func:`create` on disk: the bytes go to a temporary file of this call
+    (a name the stale sweep knows), fsynced, then hard-linked at ``path``
+    relative to the folder's descriptor, never through a link; the temporary
+    name is removed either way."""
+    directory, name = _split(path)
+    tmp = os.path.join(directory, f".{name}.pgjobs-{os.urandom(6).hex()}.tmp")
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what, create_folders=True)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError, StorageError):
+            unlink_file(tmp, what)
+        raise
+    folder = open_folder(directory, what)
+    try:
+        try:
+            os.link(os.path.basename(tmp), name, src_dir_fd=folder, dst_dir_fd=folder,
+                    follow_symlinks=False)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(os.path.basename(tmp), dir_fd=folder)
+        os.fsync(folder)
+        return True
+    finally:
+        os.close(folder)
+
+
+def taken(uri: str) -> bool:
+    """Whether a key a job is about to choose (its first attempt: no record of
+    the job names it yet) already holds an object, which is then another's:
+    a second pgjobs database whose workers write to the same storage numbers
+    its jobs alike, and its job of this id names the same key. ``memory://``
+    is never taken: its objects live in this worker's process, which serves
+    one database (tests of several databases in one process share it)."""
+    return not _one_database(parse(uri)) and exists(uri)
+
+
+def _one_database(loc: Location) -> bool:
+    """Whether every object at ``loc`` was written by jobs of one database: a
+    ``memory://`` store lives in this worker's process, which serves one."""
+    return loc.scheme == "memory"
 
 
 def exists(uri: str) -> bool:

@@ -18832,7 +18832,13 @@ BEGIN
                     + jsonb_array_length(v_worker_rejects),
         'records', coalesce((v_ck ->> 'records')::bigint, 0) + v_staged
                    + jsonb_array_length(v_worker_rejects),
-        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping);
+        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping)
+        -- The rejects object an earlier attempt created
+        -- (pgjobs.import_rejects_placed): the worker's checkpoint does not
+        -- name it, and forgotten, the next attempt's rejects went to a new
+        -- object, the old one named and deleted by nothing.
+        || jsonb_strip_nulls(jsonb_build_object('rejects_uri',
+                                                v_job.checkpoint -> 'rejects_uri'));
     IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
@@ -18844,13 +18850,15 @@ BEGIN
         IF v_job.pause_requested_at IS NOT NULL
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
-                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
+                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
+                         'rejects_uri']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
-        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
+        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
+                         'rejects_uri']);
 END
 $_$;
 
@@ -18932,6 +18940,52 @@ ALTER FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]
 --
 
 COMMENT ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) IS 'For the worker of import job p_id: checks the source''s fields, creates the session''s staging table and returns the COPY FROM STDIN statement of one batch.';
+
+--
+-- Name: import_rejects_placed(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- For the worker of import p_id: it has just created its rejects object at
+-- p_uri, a key that held nothing (another pgjobs database sharing the
+-- storage numbers its jobs alike and names the same keys). The job's
+-- checkpoint names it from now on (`rejects_uri`, carried through every
+-- later batch by pgjobs.import_batch and kept by pgjobs.retry): every
+-- later attempt writes its rejects there again, over its own object, and
+-- pgjobs.prune deletes it with the job. Fenced on the claim like
+-- pgjobs.heartbeat: false (nothing changed) unless p_worker holds the
+-- running job. Locks: the job row.
+BEGIN
+    IF p_uri IS NULL OR p_uri = '' THEN
+        RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
+            HINT = 'Pass the URI of the object the worker created.';
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+     WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
+       AND j.worker = p_worker AND j.lease_expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION import_rejects_placed(p_id bigint, p_worker text, p_uri text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id: names in the job''s checkpoint (rejects_uri) the rejects object it created at p_uri, which every later attempt writes again and pruning deletes; fenced on the claim.';
 
 --
 -- Name: import_rejects_written(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19176,12 +19230,21 @@ BEGIN
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
         UNION ALL
-        -- An import's rejects object (result.rejects_uri, succeeded or
-        -- failed): the rejected lines' text, kept until the job is pruned.
-        SELECT g.result ->> 'rejects_uri', g.id
+        -- An import's rejects object (succeeded or failed): the rejected
+        -- lines' text, kept until the job is pruned. The one its checkpoint
+        -- names (pgjobs.import_rejects_placed): an object the job itself
+        -- created where nothing was, never another pgjobs database's of the
+        -- same job id in a shared storage, and named even when a retry
+        -- cleared the result or a rescue failed the job before its result
+        -- named it. A job of an earlier release has only result.rejects_uri.
+        SELECT r.uri, g.id
           FROM gone g
-         WHERE g.kind = 'import' AND jsonb_typeof(g.result -> 'rejects_uri') = 'string'
-           AND g.result ->> 'rejects_uri' <> ''
+         CROSS JOIN LATERAL (SELECT coalesce(
+                 CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
+                      THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
+                 CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+                      THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
+         WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
@@ -22872,6 +22935,13 @@ GRANT ALL ON FUNCTION pgjobs.import_batch(p_id bigint, p_worker text, p_fields t
 
 REVOKE ALL ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION import_rejects_placed(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION import_rejects_written(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

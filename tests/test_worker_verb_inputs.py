@@ -67,6 +67,8 @@ FENCED = {
                      "'{{}}')", "job"),
     "import_rejects_written": ("SELECT pgjobs.import_rejects_written({id}, {worker}, "
                                "'file:///x')", "job"),
+    "import_rejects_placed": ("SELECT pgjobs.import_rejects_placed({id}, {worker}, "
+                              "'file:///x')", "job"),
 }
 
 
@@ -103,7 +105,8 @@ def test_a_fenced_verb_refuses_arguments_that_name_no_attempt(
 
 @pytest.mark.parametrize("name", ["heartbeat", "complete", "fail", "release",
                                   "heartbeat_item", "complete_item", "fail_item",
-                                  "import_rejects_written", "export_part_heartbeat"])
+                                  "import_rejects_written", "import_rejects_placed",
+                                  "export_part_heartbeat"])
 @pytest.mark.parametrize("who", ["unknown id", "other worker", "claim's p_worker"])
 def test_a_lost_lease_is_still_false_not_an_error(
         conn: Conn, held: dict[str, Any], name: str, who: str) -> None:
