@@ -147,3 +147,36 @@ def test_the_rejected_record_does_not_hold_back_the_others(
     assert document_of(conn) == {"a": "keep me"}
     assert document_of(conn, 4) == {"a": {"b": "fine"}}
     assert document_of(conn, 3) == {"a": {"b": "new"}}
+
+
+# (the row's document, the record's JSONL fields): every shape of patch value
+# against objects the row holds, both sides of the merge's shortcut (a record
+# whose fields hold no object merges as `||`, pgjobs._import_insert_sql).
+SHAPES = [
+    ({"a": 1, "t": {"k": 1}}, {"t": [1, 2], "n": None, "s": "x"}),
+    ({"a": 1, "t": {"k": 1}}, {"t": [1, {"k": 2}]}),      # an array holding an object
+    ({"a": 1, "t": {"k": 1}}, {"t": {"j": 2}}),            # an object: merged into t
+    ({"a": 1, "t": {"k": 1}}, {"t": {}}),
+    ({"a": {"b": {"c": 1}}}, {"a": {"b": {"d": 2}}, "e": [[{}]]}),
+    ({}, {"x": True, "y": 1.5}),
+    ({"a": [1]}, {"a": {"b": 1}}),                         # rejected: an array at "a"
+    ({"a": "s"}, {"b": 1}),
+]
+
+
+@pytest.mark.parametrize(("document", "fields"), SHAPES, ids=[json.dumps(s[1]) for s in SHAPES])
+def test_every_patch_shape_merges_as_the_merge_function_says(
+        conn: Conn, dsn: str, src: Path, document: Any, fields: dict[str, Any]) -> None:
+    row_with(conn, document)
+    try:
+        want = conn.execute("SELECT pgjobs._import_doc_merge(%s::jsonb, %s::jsonb)",
+                            (json.dumps(document), json.dumps(fields))).fetchone()[0]
+    except psycopg.errors.InvalidParameterValue:
+        want = None  # the record is rejected, the row left as it was
+    done = do_import(conn, dsn, src, "u.jsonl", (json.dumps({"id": 1, **fields}) + "\n").encode(),
+                     options={"on_duplicate": "update", "max_rejects": 1})
+    assert done["status"] == "succeeded", done["error"]
+    if want is None:
+        assert done["result"]["rejected"] == 1 and document_of(conn) == document
+    else:
+        assert done["result"]["updated"] == 1 and document_of(conn) == want
