@@ -67,6 +67,23 @@ BEGIN
                     USING ERRCODE = '22023',
                           HINT = format('e.g. {"%s": [{"a": 1}, {"b": {"$gt": 2}}]}', v_entry.key);
             END IF;
+            -- An empty list was the neutral element: {"$and": []} selected
+            -- every row of the scope, so a client that built its $and from
+            -- a list of conditions that came out empty deleted a whole scope
+            -- ({"$or": []} selected none). MongoDB refuses both.
+            IF jsonb_array_length(v_entry.value) = 0 THEN
+                RAISE EXCEPTION 'operator "%" needs at least one filter object, got []',
+                                v_entry.key
+                    USING ERRCODE = '22023',
+                          HINT = CASE v_entry.key
+                              WHEN '$and' THEN 'An empty $and would select every row of the '
+                                   'scope (MongoDB refuses it too). To select the whole scope '
+                                   'on purpose, pass the filter {}; else give the conditions, '
+                                   'e.g. {"$and": [{"a": 1}, {"b": {"$gt": 2}}]}.'
+                              ELSE 'An empty $or would select no row (MongoDB refuses it '
+                                   'too): leave it out, or give the alternatives, e.g. '
+                                   '{"$or": [{"a": 1}, {"b": {"$gt": 2}}]}.' END;
+            END IF;
             v_subs := '{}'::text[];
             v_folded := '{}'::bigint[];
             IF v_entry.key = '$or' THEN
@@ -118,13 +135,8 @@ BEGIN
                                                    p_depth + 1, p_clauses, p_paths) n;
                 v_subs := v_subs || ('(' || v_sub || ')');
             END LOOP;
-            IF cardinality(v_subs) = 0 THEN
-                -- The neutral element: all of nothing holds, any of nothing does not.
-                v_parts := v_parts || CASE v_entry.key WHEN '$and' THEN 'true' ELSE 'false' END;
-            ELSE
-                v_parts := v_parts || ('(' || array_to_string(v_subs,
-                    CASE v_entry.key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
-            END IF;
+            v_parts := v_parts || ('(' || array_to_string(v_subs,
+                CASE v_entry.key WHEN '$and' THEN ' AND ' ELSE ' OR ' END) || ')');
 
         ELSIF v_entry.key = '$not' THEN
             p_clauses := p_clauses + 1;

@@ -34,6 +34,7 @@ DECLARE
     v_rows text;
     v_has_path boolean;
     v_has_type boolean;
+    v_article text;
     v_held text[];
 BEGIN
     IF p_reg.document_column IS NULL
@@ -68,14 +69,17 @@ BEGIN
                            v_rows, v_ref, v_check.types[i])
                INTO v_has_type;
             IF NOT v_has_type THEN
+                v_article := CASE WHEN v_check.types[i] IN ('object', 'array') THEN 'an'
+                                  ELSE 'a' END;
                 EXECUTE format('SELECT array_agg(DISTINCT pg_catalog.jsonb_typeof(%1$s) '
                                'ORDER BY pg_catalog.jsonb_typeof(%1$s)) FROM %2$s '
                                'WHERE (%1$s) IS NOT NULL', v_ref, v_rows)
                    INTO v_held;
-                RAISE EXCEPTION 'filter compares document field "%" with a % value, and no row '
-                                'of scope % holds a % there (they hold: %)', v_check.path,
-                                v_check.types[i], p_scope, v_check.types[i],
-                                array_to_string(v_held, ', ')
+                -- "an object", "an array": the article goes with the type.
+                RAISE EXCEPTION 'filter compares document field "%" with % % value, and no row '
+                                'of scope % holds % % there (they hold: %)', v_check.path,
+                                v_article, v_check.types[i], p_scope, v_article,
+                                v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
                     HINT = format('As written ($ne, $nin, or under $not) the comparison excludes '
                                   'no row that has the field, so the job would take all of '

@@ -816,21 +816,37 @@ BEGIN
                                         THEN ' AND ' || v_guard_ok ELSE '' END)
                        INTO v_matching, v_locked_oids, v_locked_tids;
                 END IF;
+                -- A row of the predicate that the guard keeps out is
+                -- noted as the UPDATE passes it (pgjobs.guard_missed, set
+                -- only then: an OR and an AND evaluate their arms in order,
+                -- and the planner may test the guard before the predicate,
+                -- so the note tests the predicate again), so the
+                -- count below runs only for a page that left some out.
+                -- Counted every time a page set fewer rows than its range
+                -- holds keys, it read a filtered backfill's every page
+                -- twice (2.2x a plain UPDATE where 20% of the scope
+                -- matched; 1.5-1.7x the job of the release before the
+                -- guard).
+                IF v_guard_ok IS NOT NULL THEN
+                    PERFORM set_config('pgjobs.guard_missed', '', true);
+                END IF;
                 EXECUTE format('UPDATE %s SET %s WHERE %s AND coalesce((%s), false)%s '
                                'RETURNING CASE WHEN %I IS DISTINCT FROM %s THEN '
                                'pgjobs._refuse_scope_move(%L::regclass, %L, %I::text) END',
                                v_job.target, v_job.assignments, v_range, v_job.predicate,
                                CASE WHEN v_guard_ok IS NOT NULL
-                                    THEN ' AND ' || v_guard_ok ELSE '' END,
+                                    THEN format(' AND (%s OR (coalesce((%s), false) AND '
+                                                'pg_catalog.set_config(''pgjobs.guard_missed'', '
+                                                '''yes'', true) IS NULL))',
+                                                v_guard_ok, v_job.predicate)
+                                    ELSE '' END,
                                v_reg.scope_column, v_scope, v_job.target::text, v_job.scope,
                                v_reg.scope_column);
                 GET DIAGNOSTICS v_rows = ROW_COUNT;
-                -- A page that set every key of its range (v_size of them,
-                -- bounded by v_upper) left none out: no count then, which
-                -- spares an unfiltered backfill's pages a second read of
-                -- their keys. The last page and any page that set fewer
-                -- count.
-                IF v_guard_ok IS NOT NULL AND (v_upper IS NULL OR v_rows < v_size) THEN
+                -- The page's rows the guard kept out, counted (and the
+                -- first of them named) only when the UPDATE noted one.
+                IF v_guard_ok IS NOT NULL
+                   AND current_setting('pgjobs.guard_missed', true) = 'yes' THEN
                     EXECUTE format('SELECT count(*) OVER () AS n, %1$I::pg_catalog.text AS k, %2$s AS b '
                                    'FROM %3$s WHERE %4$s AND coalesce((%5$s), false) '
                                    'AND NOT %6$s ORDER BY %1$I LIMIT 1',

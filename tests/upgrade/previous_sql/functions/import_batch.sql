@@ -499,7 +499,13 @@ BEGIN
                     + jsonb_array_length(v_worker_rejects),
         'records', coalesce((v_ck ->> 'records')::bigint, 0) + v_staged
                    + jsonb_array_length(v_worker_rejects),
-        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping);
+        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping)
+        -- The rejects object an earlier attempt created
+        -- (pgjobs.import_rejects_placed): the worker's checkpoint does not
+        -- name it, and forgotten, the next attempt's rejects went to a new
+        -- object, the old one named and deleted by nothing.
+        || jsonb_strip_nulls(jsonb_build_object('rejects_uri',
+                                                v_job.checkpoint -> 'rejects_uri'));
     IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
@@ -511,13 +517,15 @@ BEGIN
         IF v_job.pause_requested_at IS NOT NULL
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
-                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
+                || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
+                         'rejects_uri']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
-        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size']);
+        || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
+                         'rejects_uri']);
 END
 $$;
 

@@ -73,12 +73,21 @@ BEGIN
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
         UNION ALL
-        -- An import's rejects object (result.rejects_uri, succeeded or
-        -- failed): the rejected lines' text, kept until the job is pruned.
-        SELECT g.result ->> 'rejects_uri', g.id
+        -- An import's rejects object (succeeded or failed): the rejected
+        -- lines' text, kept until the job is pruned. The one its checkpoint
+        -- names (pgjobs.import_rejects_placed): an object the job itself
+        -- created where nothing was, never another pgjobs database's of the
+        -- same job id in a shared storage, and named even when a retry
+        -- cleared the result or a rescue failed the job before its result
+        -- named it. A job of an earlier release has only result.rejects_uri.
+        SELECT r.uri, g.id
           FROM gone g
-         WHERE g.kind = 'import' AND jsonb_typeof(g.result -> 'rejects_uri') = 'string'
-           AND g.result ->> 'rejects_uri' <> ''
+         CROSS JOIN LATERAL (SELECT coalesce(
+                 CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
+                      THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
+                 CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+                      THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
+         WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
