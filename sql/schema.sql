@@ -2354,6 +2354,7 @@ DECLARE
     v_fixed text;
     v_sources text[];
     v_fixeds text[];
+    v_merge text;
 BEGIN
     IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
         RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
@@ -2497,22 +2498,20 @@ BEGIN
         END IF;
     END LOOP;
     IF v_patch <> '{}' THEN
-        -- Flat patches use the native `||`; nested ones merge recursively.
-        -- A document that is no object (SQL NULL, JSON null; or, with the
-        -- job's replace_non_objects, a scalar or an array) starts as {}:
-        -- `||` appended the patch to an array, and made one of a scalar
-        -- (a JSON null document became [null, {...}]). Rows whose document
-        -- or parent fields hold a scalar or an array are otherwise left
-        -- out by the pages (pgjobs._set_guard).
-        v_columns := v_columns || format(
-            CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(v_patch) e
-                               WHERE jsonb_typeof(e.value) = 'object')
-                 THEN '%1$I = pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
-                      'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
-                      '%2$L::jsonb)'
-                 ELSE '%1$I = CASE WHEN pg_catalog.jsonb_typeof(%1$I) OPERATOR(pg_catalog.=) '
-                      '''object'' THEN %1$I ELSE ''{}''::jsonb END || %2$L::jsonb' END,
-            p_reg.document_column, v_patch::text);
+        -- The patch merged into each row's document by the native
+        -- operators (pgjobs._jsonb_merge_sql); one too large to write out
+        -- by pgjobs._jsonb_merge, a call per object of it per row. A
+        -- document that is no object (SQL NULL, JSON null; or, with the
+        -- job's replace_non_objects, a scalar or an array) gives the patch,
+        -- as if it were {}: `||` appended the patch to an array, and made
+        -- one of a scalar (a JSON null document became [null, {...}]). Rows
+        -- whose document or parent fields hold a scalar or an array are
+        -- otherwise left out by the pages (pgjobs._set_guard).
+        v_merge := pgjobs._jsonb_merge_sql(quote_ident(p_reg.document_column), v_patch);
+        v_columns := v_columns || format('%I = %s', p_reg.document_column, coalesce(v_merge,
+            format('pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
+                   'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
+                   '%2$L::jsonb)', p_reg.document_column, v_patch::text)));
     END IF;
     RETURN array_to_string(v_columns, ', ');
 END
@@ -6913,6 +6912,103 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._jsonb_merge(p_base jsonb, p_patch jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _jsonb_merge_sql(text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- An SQL expression, of the jsonb expression p_base (SQL text, written by
+-- the caller), with the value of pgjobs._jsonb_merge(p_base, p_patch): the
+-- patch merged in with the native operators, nothing called per row. Where
+-- the base holds an object, its fields are kept and the patch's are added
+-- by `||`; a field whose patch value is an object is merged the same way
+-- into the base's value of that field; a base that holds no object (SQL
+-- NULL, JSON null, a scalar, an array) gives the patch. So a backfill
+-- setting {"meta.flag": 1} writes
+--   CASE WHEN jsonb_typeof(doc) = 'object' THEN doc || jsonb_build_object('meta',
+--       CASE WHEN jsonb_typeof(doc -> 'meta') = 'object'
+--            THEN (doc -> 'meta') || '{"flag": 1}' ELSE '{"flag": 1}' END)
+--   ELSE '{"meta": {"flag": 1}}' END
+-- where the function's recursion cost three PL/pgSQL calls per row (2.6 s
+-- of a 4.9 s backfill of 100,000 rows; a plain jsonb_set UPDATE of them
+-- took 0.8 s). NULL for a patch that holds more than 64 objects or nests
+-- them deeper than 16 levels: the expression would grow with it (a 64 kB
+-- set can nest thousands of levels), and the caller calls
+-- pgjobs._jsonb_merge instead. Every operator and function is written
+-- schema-qualified: the expression runs in the caller's statement.
+DECLARE
+    v_objects integer;
+    v_depth integer;
+BEGIN
+    IF jsonb_typeof(p_patch) IS DISTINCT FROM 'object' THEN
+        RETURN format('%L::jsonb', p_patch::text);
+    END IF;
+    WITH RECURSIVE node(value, depth) AS (
+        SELECT p_patch, 1
+        UNION ALL
+        SELECT e.value, n.depth + 1
+          FROM node n, jsonb_each(n.value) e
+         WHERE jsonb_typeof(e.value) = 'object' AND n.depth <= 16)
+    SELECT count(*), max(depth) INTO v_objects, v_depth FROM node;
+    IF v_objects > 64 OR v_depth > 16 THEN
+        RETURN NULL;
+    END IF;
+    RETURN pgjobs._jsonb_merge_sql_node(p_base, p_patch);
+END
+$$;
+
+ALTER FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _jsonb_merge_sql_node(text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- One object of pgjobs._jsonb_merge_sql's patch (its sizes already
+-- bounded): the fields whose values are no object in one `||` of a
+-- literal, each object-valued field merged into the base's value of it.
+DECLARE
+    v_flat jsonb;
+    v_pairs text[];
+    v_merged text := p_base;
+BEGIN
+    SELECT jsonb_object_agg(e.key, e.value) FILTER (WHERE jsonb_typeof(e.value) <> 'object'),
+           array_agg(format('%L, %s', e.key,
+                            pgjobs._jsonb_merge_sql_node(
+                                format('(%s OPERATOR(pg_catalog.->) %L)', p_base, e.key),
+                                e.value))
+                     ORDER BY e.key) FILTER (WHERE jsonb_typeof(e.value) = 'object')
+      INTO v_flat, v_pairs
+      FROM jsonb_each(p_patch) e;
+    IF v_flat IS NOT NULL THEN
+        v_merged := format('%s OPERATOR(pg_catalog.||) %L::jsonb', v_merged, v_flat::text);
+    END IF;
+    -- jsonb_build_object takes at most 100 arguments: 50 fields a call.
+    FOR v_i IN 1 .. coalesce(cardinality(v_pairs), 0) BY 50 LOOP
+        v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
+                           v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
+    END LOOP;
+    RETURN format('CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
+                  'THEN %2$s ELSE %3$L::jsonb END', p_base, v_merged, p_patch::text);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _jsonb_nest(text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -21836,6 +21932,20 @@ GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._jsonb_merge(p_base jsonb, p_patch jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_merge(p_base jsonb, p_patch jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _jsonb_merge_sql(p_base text, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _jsonb_merge_sql_node(p_base text, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_nest(p_path text[], p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
