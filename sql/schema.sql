@@ -6065,7 +6065,8 @@ CREATE FUNCTION pgjobs._import_merge_sql(p_base text, p_record text, p_paths tex
 -- and "meta.score" costs no PL/pgSQL call on rows whose document holds
 -- objects there: the function's recursion called itself per record and
 -- per field (8.7 s for 100,000 such records, 3.7x a COPY and INSERT ...
--- ON CONFLICT DO UPDATE written for them).
+-- ON CONFLICT DO UPDATE written for them). Fields nested deeper than 16
+-- levels: the call alone, as before.
 DECLARE
     v_parents text[];
     v_pairs text[] := '{}'::text[];
@@ -6073,6 +6074,15 @@ DECLARE
     v_merged text;
     v_others text := p_record;
 BEGIN
+    IF p_depth = 1 AND (SELECT max(cardinality(string_to_array(p, '.')))
+                          FROM unnest(p_paths) p) > 16 THEN
+        -- Each level's text holds its place's path: a field nested
+        -- hundreds of levels (a CSV header's "a.a.a...") would make the
+        -- statement grow with the square of its depth. The call instead.
+        RETURN CASE WHEN p_refuse
+                    THEN format('pgjobs._import_doc_merge(%s, %s)', p_base, p_record)
+                    ELSE format('pgjobs._jsonb_merge(%s, %s)', p_base, p_record) END;
+    END IF;
     SELECT coalesce(array_agg(DISTINCT s.segs[p_depth] ORDER BY s.segs[p_depth]), '{}')
       INTO v_parents
       FROM (SELECT string_to_array(p, '.') AS segs FROM unnest(p_paths) p) s

@@ -191,3 +191,36 @@ def test_an_import_merges_every_row_as_the_function_says(
     assert (rejected > 0) != replace
     got = dict(conn.execute("SELECT id, data FROM people WHERE tenant = 1").fetchall())
     assert got == want
+
+
+@pytest.mark.parametrize("depth, written", [(16, True), (17, False), (300, False)])
+def test_a_field_nested_too_deep_to_write_out_calls_the_function(
+        conn: Conn, depth: int, written: bool) -> None:
+    """The expression would grow with the square of a field's depth (a CSV
+    header's "a.a.a..."): past 16 levels the merge is the function's call."""
+    path = ".".join(["a"] * depth)
+    record: Any = "x"
+    for _ in range(depth):
+        record = {"a": record}
+    expr = conn.execute("SELECT pgjobs._import_merge_sql('b', 'r', %s::text[], true)",
+                        ([path, "z"],)).fetchone()[0]
+    assert len(expr) < 100_000
+    assert expr.startswith("CASE") == written, expr[:80]
+    compare(conn, {"a": {"a": {"k": 1}}, "z": 0}, {**record, "z": 1}, [path, "z"], True)
+    compare(conn, {"a": {"a": "s"}}, record, [path], True)
+
+
+def test_an_import_of_a_field_nested_hundreds_of_levels_updates_the_row(
+        conn: Conn, dsn: str, src: Path) -> None:
+    path = ".".join(["a"] * 300)
+    conn.execute("""INSERT INTO people (id, tenant, name, data)
+                    VALUES (1, 1, 'p', '{"a": {"k": 1}, "z": 0}')""")
+    job = do_import(conn, dsn, src, "deep.csv", f"id,{path}\n1,x\n".encode(),
+                    options={"on_duplicate": "update"})
+    assert job["status"] == "succeeded", job["error"]
+    got = conn.execute("SELECT data FROM people WHERE id = 1").fetchone()[0]
+    assert got["z"] == 0 and got["a"]["k"] == 1
+    node = got
+    for _ in range(300):
+        node = node["a"]
+    assert node == "x"
