@@ -26,6 +26,14 @@ same run:
   <= 1.5x the same baseline;
 - peak RSS of a process running the import (``--rss``; goal <= 150 MB, flat).
 
+``--update flat`` or ``--update nested`` measures ``on_duplicate: update``
+instead: the scope already holds a row for every record (a document with
+objects ``address`` and ``meta``), the CSV names each row's key and the
+fields ``name, city, score`` (flat) or ``name, address.city, meta.score``
+(nested), and the baseline is ``COPY`` plus ``INSERT ... ON CONFLICT (table_id,
+id) DO UPDATE`` merging the same fields by hand (``||`` per level). Each
+pair starts from the same rows.
+
 ``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
 relation size: both scopes deleted and vacuumed after it) and prints the median
 ratio: the machine may be shared and noisy.
@@ -97,6 +105,93 @@ def write_source(path: Path, rows: int) -> int:
     return path.stat().st_size
 
 
+UPDATE_FIELDS = {"flat": ["name", "city", "score"],
+                 "nested": ["name", "address.city", "meta.score"]}
+UPDATE_MERGE = {
+    "flat": "t.data || EXCLUDED.data",
+    "nested": "t.data || jsonb_build_object('name', EXCLUDED.data -> 'name', "
+              "'address', (t.data -> 'address') || (EXCLUDED.data -> 'address'), "
+              "'meta', (t.data -> 'meta') || (EXCLUDED.data -> 'meta'))"}
+UPDATE_BASELINE = f"""
+CREATE TEMP TABLE stage (id bigint, f1 text, f2 text, f3 text) ON COMMIT DROP;
+COPY stage FROM '{{path}}' (FORMAT csv, HEADER true);
+INSERT INTO {TABLE} AS t (id, data, table_id)
+SELECT id, {{document}}, {{scope}} FROM stage
+    ON CONFLICT (table_id, id) DO UPDATE SET data = {{merge}};
+"""
+
+
+def fill_scope(conn: psycopg.Connection[object], scope: int, rows: int) -> None:
+    """The rows an update import meets: one per record, objects to merge into."""
+    conn.execute(f"DELETE FROM {TABLE} WHERE table_id = %s", (scope,))
+    conn.execute(f"""INSERT INTO {TABLE} (id, table_id, data)
+                     SELECT g + %s * 10000000000, %s,
+                            jsonb_build_object('name', 'old', 'x', g,
+                                'address', jsonb_build_object('street', 's', 'city', 'c'),
+                                'meta', jsonb_build_object('k', 1))
+                       FROM generate_series(0, %s - 1) g""", (scope, scope, rows))
+    conn.execute(f"VACUUM ANALYZE {TABLE}")
+
+
+def bench_update(conn: psycopg.Connection[object], dsn: str, folder: Path, rows: int,
+                 shape: str, repeat: int) -> None:
+    """on_duplicate: update against COPY and a hand-written upsert, pair by pair.
+    Keys: record i of scope s is row i + s * 10^10 (identity keys given)."""
+    conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_scope_key ON {TABLE} (table_id, id)")
+    ratios: list[float] = []
+    fields = UPDATE_FIELDS[shape]
+    document = ("jsonb_build_object('name', to_jsonb(f1), 'city', to_jsonb(f2), "
+                "'score', to_jsonb(f3))" if shape == "flat" else
+                "jsonb_build_object('name', to_jsonb(f1), 'address', jsonb_build_object("
+                "'city', to_jsonb(f2)), 'meta', jsonb_build_object('score', to_jsonb(f3)))")
+    for rep in range(repeat):
+        base_scope, scope = 1000 + rep, 2000 + rep
+        sources = {}
+        for s in (base_scope, scope):
+            sources[s] = folder / f"update-{s}.csv"
+            with open(sources[s], "w", encoding="utf-8") as f:
+                f.write(",".join(["id", *fields]) + "\n")
+                for i in range(rows):
+                    f.write(f"{i + s * 10_000_000_000},customer {i},City{i % 50},{i % 1000}\n")
+            os.chmod(sources[s], 0o644)
+            fill_scope(conn, s, rows)
+        started = time.perf_counter()
+        with conn.transaction():
+            for statement in UPDATE_BASELINE.format(path=sources[base_scope], scope=base_scope,
+                                                    document=document,
+                                                    merge=UPDATE_MERGE[shape]).split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)  # type: ignore[arg-type]
+        baseline = time.perf_counter() - started
+        job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s, "
+                           "'{\"on_duplicate\": \"update\"}')",
+                           (TABLE, str(scope), f"file://{sources[scope]}")).fetchone()
+        assert job is not None
+        started = time.perf_counter()
+        worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
+                              (job[0],)).fetchone()
+        assert worker is not None
+        outcome = Importer(dsn, int(job[0]), str(worker[0]), f"file://{folder}").run()
+        took = time.perf_counter() - started
+        assert outcome.status == "succeeded", outcome
+        for s in (base_scope, scope):
+            assert count(conn, s) == rows
+        probe = conn.execute(f"SELECT data FROM {TABLE} WHERE table_id = %s ORDER BY id LIMIT 1",
+                             (scope,)).fetchone()
+        want = conn.execute(f"SELECT data FROM {TABLE} WHERE table_id = %s ORDER BY id LIMIT 1",
+                            (base_scope,)).fetchone()
+        assert probe == want, (probe, want)  # the same merge
+        ratios.append(took / baseline)
+        print(f"[{rep + 1}/{repeat}] {'baseline COPY + INSERT ... ON CONFLICT':40} "
+              f"{baseline:8.2f} s   1.00x")
+        print(f"[{rep + 1}/{repeat}] {f'pgjobs import, update ({shape})':40} {took:8.2f} s"
+              f"   {took / baseline:.2f}x   ({rows / took:,.0f} records/s)")
+        conn.execute(f"DELETE FROM {TABLE} WHERE table_id IN (%s, %s)", (base_scope, scope))
+        conn.execute(f"VACUUM {TABLE}")
+    print(f"median update ({shape}) ratio of {repeat} interleaved pairs: "
+          f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+
+
 def count(conn: psycopg.Connection[object], scope: int) -> int:
     row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE table_id = %s", (scope,)).fetchone()
     return int(row[0]) if row else 0
@@ -148,6 +243,8 @@ def main() -> None:
     parser.add_argument("--s3", action="store_true",
                         help="also import from s3:// (a moto server started here)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--update", choices=sorted(UPDATE_FIELDS),
+                        help="measure on_duplicate: update of existing rows instead")
     parser.add_argument("--repeat", type=int, default=1,
                         help="baseline/import pairs, interleaved; the median ratio is printed "
                              "(0 with --rss: only the peak RSS)")
@@ -168,6 +265,9 @@ def main() -> None:
             conn.execute(SETUP)
             conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
 
+            if args.update:
+                bench_update(conn, dsn, folder, args.rows, args.update, max(1, args.repeat))
+                return
             if s3_source is not None:
                 conn.execute("SELECT pgjobs.allow_storage(%s)", (s3_source.rsplit("/", 1)[0],))
             ratios: list[float] = []
