@@ -343,3 +343,44 @@ def test_a_name_that_holds_another_s_object_is_never_named_nor_written(
     Worker(dsn, store, once=True, poll=0.1, stale_after=timedelta(hours=1)).run()
     assert not storage.exists(mine)
     assert storage.read(theirs) == b"theirs\n"
+
+
+def test_naming_queues_the_name_it_replaces_and_un_naming_queues_none(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """pgjobs.import_rejects_placed and pgjobs.import_rejects_taken, the shared
+    mechanism: a name the checkpoint stops naming by a new name is the job's
+    (queued for deletion, once); one un-named as taken is another's (never
+    queued); naming the same name again, or un-naming a name the checkpoint
+    does not hold, changes nothing."""
+    make_people(conn)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    job_id = submit_import(conn, f"file://{source(folder, 'a')}", "1", {"max_rejects": 5})
+    worker = claim_import(dsn, job_id)
+
+    def call(verb: str, uri: str) -> tuple[Any, list[str]]:
+        done = conn.execute(f"SELECT pgjobs.import_rejects_{verb}(%s, %s, %s)",
+                            (job_id, worker, uri)).fetchone()
+        queued = [r[0] for r in conn.execute(
+            "SELECT uri FROM pgjobs.storage_deletions WHERE job_id = %s ORDER BY id",
+            (job_id,))]
+        assert done == (True,)
+        return (job(conn, job_id)["checkpoint"] or {}).get("rejects_uri"), queued
+
+    assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    assert call("placed", "file:///b/1.bbbbbbbb.rejects.jsonl") == (
+        "file:///b/1.bbbbbbbb.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("taken", "file:///b/1.cccccccc.rejects.jsonl") == (
+        "file:///b/1.bbbbbbbb.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("taken", "file:///b/1.bbbbbbbb.rejects.jsonl") == (
+        None, ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("placed", "file:///b/1.dddddddd.rejects.jsonl") == (
+        "file:///b/1.dddddddd.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    for verb in ("placed", "taken"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+            conn.execute(f"SELECT pgjobs.import_rejects_{verb}(%s, %s, '')", (job_id, worker))
+        assert refused.value.diag.message_hint
