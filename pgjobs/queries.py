@@ -492,10 +492,14 @@ IMPORT_REJECTS = """
 SELECT line, reason, record FROM pgjobs.import_rejects WHERE job_id = %(id)s ORDER BY line
 """
 IMPORT_REJECTS_KEPT = "SELECT EXISTS (SELECT FROM pgjobs.import_rejects WHERE job_id = %(id)s)"
-# Its rejects object just created where nothing was: the checkpoint names it
-# (rejects_uri) for every later attempt and for pruning.
+# Its rejects object about to be created where nothing is: the checkpoint names
+# it (rejects_uri) for every later attempt and for pruning, first.
 IMPORT_REJECTS_PLACED = (
     "SELECT pgjobs.import_rejects_placed(%(id)s, %(worker)s, %(uri)s) AS r"
+)
+# The name turned out to hold another's object: the checkpoint stops naming it.
+IMPORT_REJECTS_TAKEN = (
+    "SELECT pgjobs.import_rejects_taken(%(id)s, %(worker)s, %(uri)s) AS r"
 )
 # As an import fails with rejects kept: its result names the rejects object.
 IMPORT_REJECTS_WRITTEN = (

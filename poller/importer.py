@@ -891,70 +891,91 @@ class Importer:
 
     def _write_rejects(self) -> str:
         """The rejected records, one JSON object per line (line, reason, record), in
-        the job's own rejects object. The one its checkpoint names (``rejects_uri``:
-        an earlier attempt created it) is written again, so that it ends holding
-        exactly the job's rejects. Otherwise one is created under this worker's
-        storage, {target}/{scope}/{job}.rejects.jsonl, only where no object is:
-        another pgjobs database whose workers share this storage numbers its jobs
-        alike and names the same key, and its object is neither written over nor
-        named here. On a taken key the name gets a random part,
-        {job}.{8 hex digits}.rejects.jsonl. The created object is named in the
-        checkpoint at once (pgjobs.import_rejects_placed), for the next attempts
-        and for pruning."""
+        the job's own rejects object. The one its checkpoint names (``rejects_uri``)
+        is written again, so that it ends holding exactly the job's rejects; it may
+        be missing (an earlier attempt named it and was killed before creating it),
+        and is then written now. Otherwise one is created under this worker's
+        storage, {target}/{scope}/{job}.{8 hex digits}.rejects.jsonl: a name of its
+        own, since another pgjobs database whose workers share this storage numbers
+        its jobs alike. It is named in the checkpoint (pgjobs.import_rejects_placed)
+        BEFORE it is created, so that a worker killed in between leaves a name
+        pointing at nothing rather than an object that nothing names; a name that
+        holds an object when looked at is never chosen, and one created by another
+        between the look and the (conditional) create is un-named
+        (pgjobs.import_rejects_taken) and never written over."""
         rows = self.control.call(lambda c: db.rows(c, queries.IMPORT_REJECTS,
                                                    {"id": self.job_id}))
         data = "".join(json.dumps({"line": r["line"], "reason": r["reason"],
                                    "record": r["record"]}, ensure_ascii=False) + "\n"
                        for r in rows).encode()
-        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
-        if isinstance(named, str) and named and storage.within(named, self.storage_uri):
+        named = self._named_rejects()
+        if named is not None and storage.within(named, self.storage_uri):
             storage.write(named, data)
             self.rejects_uri = named
             return named
-        ext = "rejects.jsonl"
         for _ in range(4):
-            key = object_key(self.job["target"], self.job["scope"], self.job_id, ext, False)
+            key = object_key(self.job["target"], self.job["scope"], self.job_id,
+                             f"{secrets.token_hex(4)}.rejects.jsonl", False)
             uri = storage.object_location(self.storage_uri, key).uri
+            if storage.taken(uri):
+                self._taken_warning(uri)
+                continue
+            # Named first (the name it replaces is queued for deletion with it),
+            # and this attempt's from now on (its failure path writes it again).
+            self._name_rejects(queries.IMPORT_REJECTS_PLACED, uri)
+            self.rejects_uri = uri
             if storage.create(uri, data):
                 break
-            log.warning("job %s: %s holds an object that no attempt of this job wrote "
-                        "(another pgjobs database writing to the same storage?): the "
-                        "rejects go to another name", self.job_id, uri)
-            ext = f"{secrets.token_hex(4)}.rejects.jsonl"
+            self._taken_warning(uri)
+            self._name_rejects(queries.IMPORT_REJECTS_TAKEN, uri)
+            self.rejects_uri = None
         else:
             raise StorageError(f"cannot create the rejects object of job {self.job_id}: "
                                f"every name tried under {self.storage_uri} was taken",
                                retryable=True)
-        placed = self.control.call(lambda c: db.scalar(c, queries.IMPORT_REJECTS_PLACED, {
-            "id": self.job_id, "worker": self.worker, "uri": uri}))
-        if not placed:
-            # The job is no longer ours: its next owner creates its own.
-            with contextlib.suppress(StorageError, OSError):
-                storage.delete(uri)
-            raise LeaseLost("lost the lease before naming the rejects object")
-        if isinstance(named, str) and named:
-            # This job's own object under another worker's storage, no longer named.
+        if named is not None:
+            # This job's own object under another worker's storage, no longer
+            # named: deleted now; pgjobs.import_rejects_placed queued it too,
+            # for a worker's housekeeping should this fail.
             try:
                 storage.delete(named)
             except (StorageError, OSError) as exc:
-                log.warning("job %s: could not delete its earlier rejects object %s: %s",
-                            self.job_id, named, exc)
-        self.rejects_uri = uri
+                log.warning("job %s: could not delete its earlier rejects object %s (queued "
+                            "for a worker's housekeeping): %s", self.job_id, named, exc)
         return uri
+
+    def _named_rejects(self) -> str | None:
+        """The rejects object the job's checkpoint names, if any."""
+        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
+        return named if isinstance(named, str) and named else None
+
+    def _name_rejects(self, query: str, uri: str) -> None:
+        """Name (IMPORT_REJECTS_PLACED) or un-name (IMPORT_REJECTS_TAKEN) ``uri`` in
+        the job's checkpoint, fenced on the claim."""
+        done = self.control.call(lambda c: db.scalar(c, query, {
+            "id": self.job_id, "worker": self.worker, "uri": uri}))
+        if not done:
+            # The job is no longer ours: its next owner names its own.
+            raise LeaseLost("lost the lease while naming the rejects object")
+
+    def _taken_warning(self, uri: str) -> None:
+        log.warning("job %s: %s holds an object that no attempt of this job wrote "
+                    "(another pgjobs database writing to the same storage?): the "
+                    "rejects go to another name", self.job_id, uri)
 
     def _clear_rejects(self) -> None:
         """The job ends with no rejects, but an earlier attempt created its rejects
         object (the checkpoint names it) with rejects since forgotten (a retry
         reads their records again: pgjobs.import_prepare): emptied, so that it
-        holds exactly the job's rejects, none. Kept, not deleted: a key set free
-        is one another database's job may take, and a later attempt of this job
-        would write over it. Best effort; pruning the job deletes it."""
-        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
-        if not isinstance(named, str) or not named or not storage.within(named,
-                                                                         self.storage_uri):
+        holds exactly the job's rejects, none. Kept, not deleted: pruning the job
+        deletes it. One named by an attempt killed before it created it is
+        missing, and left so. Best effort."""
+        named = self._named_rejects()
+        if named is None or not storage.within(named, self.storage_uri):
             return
         try:
-            storage.write(named, b"")
+            if storage.exists(named):
+                storage.write(named, b"")
         except (StorageError, OSError) as exc:
             log.warning("job %s: could not empty its rejects object %s: %s", self.job_id,
                         named, exc)

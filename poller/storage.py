@@ -1325,8 +1325,12 @@ def create(uri: str, data: bytes) -> bool:
     creating one key at once, one succeeds. An object store is asked first
     (:func:`taken`) as well: one that ignores the condition (an S3-compatible
     server without conditional writes, a GCS emulator) still keeps an object
-    written before. ``memory://`` is written as :func:`write` does: its objects
-    live in this worker's process, which serves one database (:func:`taken`)."""
+    written before. One that refuses it (``501 NotImplemented``, a ``400``:
+    :func:`_condition_refused`) is sent a plain PUT after that check, with a
+    warning: the object is written, never over one that was there when
+    asked; only one created at that very moment is not seen. ``memory://`` is
+    written as :func:`write` does: its objects live in this worker's process,
+    which serves one database (:func:`taken`)."""
     loc = parse(uri)
     if _one_database(loc):
         write(uri, data)
@@ -1345,8 +1349,33 @@ def create(uri: str, data: bytes) -> bool:
     except (AlreadyExistsError, FileExistsError):
         return False
     except Exception as exc:
-        raise storage_error(exc, f"cannot write {uri}") from exc
+        if not _condition_refused(exc):
+            raise storage_error(exc, f"cannot write {uri}") from exc
+        log.warning("%s refused a conditional write (If-None-Match: *): %s; %s is written "
+                    "after checking that no object is there (a store without conditional "
+                    "writes: an object created there at the same moment is not seen)",
+                    loc.base, _one_line(exc), uri)
+        try:
+            obstore.put(store_for(loc), loc.path, data)
+        except Exception as again:
+            raise storage_error(again, f"cannot write {uri}") from again
     return True
+
+
+_CONDITION_REFUSED = re.compile(r"\b(?:400|501)\b|NotImplemented|Not Implemented|"
+                                r"If-None-Match", re.IGNORECASE)
+
+
+def _condition_refused(exc: BaseException) -> bool:
+    """Whether a conditional PUT failed because the store does not do conditional
+    writes: ``501 NotImplemented`` (MinIO before conditional writes, other
+    S3-compatible servers), a ``400`` naming the header, obstore's
+    NotSupportedError. Matched broadly: a PUT refused for another reason fails
+    again, unconditional, with that reason."""
+    from obstore import exceptions as oe
+
+    return isinstance(exc, oe.NotSupportedError) or bool(
+        _CONDITION_REFUSED.search(_one_line(exc)))
 
 
 def _create_file(path: str, data: bytes, what: str) -> bool:

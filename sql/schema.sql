@@ -19146,27 +19146,44 @@ CREATE FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri t
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- For the worker of import p_id: it has just created its rejects object at
--- p_uri, a key that held nothing (another pgjobs database sharing the
--- storage numbers its jobs alike and names the same keys). The job's
--- checkpoint names it from now on (`rejects_uri`, carried through every
--- later batch by pgjobs.import_batch and kept by pgjobs.retry): every
--- later attempt writes its rejects there again, over its own object, and
--- pgjobs.prune deletes it with the job. Fenced on the claim like
--- pgjobs.heartbeat: false (nothing changed) unless p_worker holds the
--- running job. Locks: the job row.
+-- For the worker of import p_id: it is about to create its rejects object
+-- at p_uri, a name of its own ({job}.{random}.rejects.jsonl) that it found
+-- holding nothing (another pgjobs database sharing the storage numbers its
+-- jobs alike). Named before it is created, so that a worker killed in
+-- between leaves a name pointing at a missing object (which later attempts
+-- write and pruning takes for deleted), never an object nobody names. The
+-- job's checkpoint names it from now on (`rejects_uri`, carried through
+-- every later batch by pgjobs.import_batch and kept by pgjobs.retry):
+-- every later attempt writes its rejects there, and pgjobs.prune deletes it
+-- with the job. The name it replaces (the job's object under another
+-- worker's storage) is queued in pgjobs.storage_deletions at once: a
+-- worker deletes it even if this one dies before it does. A name found
+-- taken after all is un-named by pgjobs.import_rejects_taken, never
+-- replaced here. Fenced on the claim like pgjobs.heartbeat: false (nothing
+-- changed) unless p_worker holds the running job. Locks: the job row.
+DECLARE
+    v_earlier text;
 BEGIN
     IF p_uri IS NULL OR p_uri = '' THEN
         RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
-            HINT = 'Pass the URI of the object the worker created.';
+            HINT = 'Pass the URI of the object the worker is about to create.';
     END IF;
-    UPDATE pgjobs.jobs j
-       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+    SELECT CASE WHEN jsonb_typeof(j.checkpoint -> 'rejects_uri') = 'string'
+                THEN nullif(j.checkpoint ->> 'rejects_uri', '') END
+      INTO v_earlier
+      FROM pgjobs.jobs j
      WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
-       AND j.worker = p_worker AND j.lease_expires_at > now();
+       AND j.worker = p_worker AND j.lease_expires_at > now()
+       FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+     WHERE j.id = p_id;
+    IF v_earlier IS NOT NULL AND v_earlier <> p_uri THEN
+        INSERT INTO pgjobs.storage_deletions (uri, job_id) VALUES (v_earlier, p_id);
     END IF;
     RETURN true;
 END
@@ -19178,7 +19195,52 @@ ALTER FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri te
 -- Name: FUNCTION import_rejects_placed(p_id bigint, p_worker text, p_uri text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id: names in the job''s checkpoint (rejects_uri) the rejects object it created at p_uri, which every later attempt writes again and pruning deletes; fenced on the claim.';
+COMMENT ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id, before it creates its rejects object at p_uri: names it in the job''s checkpoint (rejects_uri), which every later attempt writes and pruning deletes, and queues the object it replaces for deletion; fenced on the claim.';
+
+--
+-- Name: import_rejects_taken(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.import_rejects_taken(p_id bigint, p_worker text, p_uri text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- For the worker of import p_id: the name it gave its rejects object
+-- (pgjobs.import_rejects_placed) held nothing when it looked, but its
+-- conditional create found an object there (another's, created in
+-- between). The checkpoint stops naming p_uri, and the object is not queued
+-- for deletion: it is not the job's. A checkpoint that names another URI
+-- is left alone. Fenced on the claim like pgjobs.heartbeat: false (nothing
+-- changed) unless p_worker holds the running job. Locks: the job row.
+BEGIN
+    IF p_uri IS NULL OR p_uri = '' THEN
+        RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
+            HINT = 'Pass the URI the worker found taken.';
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = CASE WHEN j.checkpoint ->> 'rejects_uri' = p_uri
+                             THEN j.checkpoint - 'rejects_uri' ELSE j.checkpoint END
+     WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
+       AND j.worker = p_worker AND j.lease_expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.import_rejects_taken(p_id bigint, p_worker text, p_uri text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION import_rejects_taken(p_id bigint, p_worker text, p_uri text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.import_rejects_taken(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id: its rejects object''s name p_uri turned out to hold another''s object; the checkpoint stops naming it (nothing is queued for deletion); fenced on the claim.';
 
 --
 -- Name: import_rejects_written(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19425,11 +19487,13 @@ BEGIN
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. The one its checkpoint
-        -- names (pgjobs.import_rejects_placed): an object the job itself
-        -- created where nothing was, never another pgjobs database's of the
-        -- same job id in a shared storage, and named even when a retry
-        -- cleared the result or a rescue failed the job before its result
-        -- named it. A job of an earlier release has only result.rejects_uri.
+        -- names (pgjobs.import_rejects_placed): a name of the job's own,
+        -- named before the worker created it where nothing was, never
+        -- another pgjobs database's of the same job id in a shared storage
+        -- (missing if the worker was killed in between: the worker's delete
+        -- takes that for done), and named even when a retry cleared the
+        -- result or a rescue failed the job before its result named it. A
+        -- job of an earlier release has only result.rejects_uri.
         SELECT r.uri, g.id
           FROM gone g
          CROSS JOIN LATERAL (SELECT coalesce(
@@ -23156,6 +23220,13 @@ GRANT ALL ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields
 
 REVOKE ALL ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION import_rejects_taken(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.import_rejects_taken(p_id bigint, p_worker text, p_uri text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.import_rejects_taken(p_id bigint, p_worker text, p_uri text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION import_rejects_written(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -1,7 +1,7 @@
 """An import's rejects object is its own.
 
-Its name, ``{target}/{scope}/{job id}.rejects.jsonl`` under the worker's
-storage, depends only on the target, scope and job id, and job ids are per
+Its name was ``{target}/{scope}/{job id}.rejects.jsonl`` under the worker's
+storage, depending only on the target, scope and job id, and job ids are per
 database: two pgjobs databases whose workers write to one storage (staging
 beside production, a database restored beside the one it came from) each run
 their import job 1 into scope 1 of ``people``. The second import's rejects
@@ -9,16 +9,18 @@ were written over the first's, the first job's ``result.rejects_uri`` then
 named the other database's rejected records (another tenant's data), and
 pruning either job deleted the other's object.
 
-An import now creates its rejects object only where no object is (a
-conditional create: linkat on disk, ``If-None-Match: *`` on S3), under another
-name (``{job id}.{8 hex digits}.rejects.jsonl``) when the key is taken, and
-names it in its checkpoint (``pgjobs.import_rejects_placed``): every later
-attempt writes its rejects there again, and pruning deletes that object and
-no other."""
+An import now gives its rejects object a name of its own
+(``{job id}.{8 hex digits}.rejects.jsonl``, one that held nothing when looked
+at), names it in its checkpoint (``pgjobs.import_rejects_placed``) and then
+creates it only where no object is (a conditional create: linkat on disk,
+``If-None-Match: *`` on S3): every later attempt writes its rejects there
+again, and pruning deletes that object and no other."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,7 +30,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import storage
+from pgjobs.poller import importer, storage
 from pgjobs.poller.importer import Importer
 from pgjobs.poller.worker import Worker
 from tests.support import allow, claim_import, job, make_people, submit_import
@@ -96,9 +98,10 @@ def test_two_databases_sharing_storage_keep_each_import_s_rejects(
     assert first["status"] == second["status"] == status, (first["error"], second["error"])
     mine, theirs = first["result"]["rejects_uri"], second["result"]["rejects_uri"]
     assert mine != theirs
-    # The first keeps the documented name; the second a name of its own beside it.
-    assert mine.endswith(f"/people/1/{first_id}.rejects.jsonl"), mine
-    assert re.search(rf"/people/1/{second_id}\.[0-9a-f]{{8}}\.rejects\.jsonl$", theirs), theirs
+    # Each a name of its own (a random part, chosen before the object is
+    # created and named in the checkpoint first: pgjobs.import_rejects_placed).
+    for uri in (mine, theirs):
+        assert re.search(rf"/people/1/{first_id}\.[0-9a-f]{{8}}\.rejects\.jsonl$", uri), uri
     expected = ["a-bad,x", "a-worse,y"], ["b-bad,x", "b-worse,y"]
     assert (records(mine), records(theirs)) == expected
     # Each job's checkpoint names the object it created, and only that one.
@@ -292,3 +295,92 @@ def test_create_is_conditional_even_when_the_check_passed(
     assert storage.create(uri, b"first\n")
     assert not storage.create(uri, b"second\n")
     assert storage.read(uri) == b"first\n"
+
+
+@pytest.mark.parametrize("when", ["at_the_look", "after_the_look"])
+@pytest.mark.parametrize("free", [True, False], ids=["another_name_free", "every_name_taken"])
+def test_a_name_that_holds_another_s_object_is_never_named_nor_written(
+        conn: Conn, dsn: str, tmp_path: Path, store: str, when: str, free: bool,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The random name the worker draws holds another database's object,
+    found so when the worker looks (storage.taken) or created just after
+    (the conditional create refuses, and the name the checkpoint got first is
+    un-named: pgjobs.import_rejects_taken). Either way that object is neither
+    written over, nor named by the job, nor queued for deletion; the rejects
+    go to the next name drawn, or, when every name drawn is taken, the attempt
+    fails (retried) naming none."""
+    make_people(conn)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    job_id = submit_import(conn, f"file://{source(folder, 'a')}", "1", {"max_rejects": 5})
+    theirs = storage.object_location(store, f"people/1/{job_id}.0badc0de.rejects.jsonl").uri
+    assert storage.create(theirs, b"theirs\n")
+    drawn = iter(["0badc0de", "feedf00d"] if free else itertools.repeat("0badc0de"))
+    monkeypatch.setattr(importer.secrets, "token_hex", lambda n: next(drawn))
+    if when == "after_the_look":
+        real_taken: Callable[[str], bool] = storage.taken
+        monkeypatch.setattr(storage, "taken", lambda uri: uri != theirs and real_taken(uri))
+    with caplog.at_level(logging.WARNING, logger="pgjobs"):
+        Importer(dsn, job_id, claim_import(dsn, job_id), store).run()
+    row = job(conn, job_id)
+    assert storage.read(theirs) == b"theirs\n"
+    assert any(theirs in r.getMessage() for r in caplog.records)
+    assert conn.execute("SELECT count(*) FROM pgjobs.storage_deletions").fetchone() == (0,)
+    if not free:
+        assert row["status"] != "succeeded"
+        assert "every name tried" in row["error"], row["error"]
+        assert "rejects_uri" not in (row["checkpoint"] or {})
+        assert rejects_objects(store) == [storage.parse(theirs).path]
+        return
+    assert row["status"] == "succeeded", row["error"]
+    mine = row["result"]["rejects_uri"]
+    assert mine.endswith(f"/people/1/{job_id}.feedf00d.rejects.jsonl")
+    assert row["checkpoint"]["rejects_uri"] == mine
+    assert records(mine) == ["a-bad,x", "a-worse,y"]
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days'")
+    conn.execute("SELECT pgjobs.prune('1 day')")
+    Worker(dsn, store, once=True, poll=0.1, stale_after=timedelta(hours=1)).run()
+    assert not storage.exists(mine)
+    assert storage.read(theirs) == b"theirs\n"
+
+
+def test_naming_queues_the_name_it_replaces_and_un_naming_queues_none(
+        conn: Conn, dsn: str, tmp_path: Path) -> None:
+    """pgjobs.import_rejects_placed and pgjobs.import_rejects_taken, the shared
+    mechanism: a name the checkpoint stops naming by a new name is the job's
+    (queued for deletion, once); one un-named as taken is another's (never
+    queued); naming the same name again, or un-naming a name the checkpoint
+    does not hold, changes nothing."""
+    make_people(conn)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(conn, f"file://{folder}")
+    job_id = submit_import(conn, f"file://{source(folder, 'a')}", "1", {"max_rejects": 5})
+    worker = claim_import(dsn, job_id)
+
+    def call(verb: str, uri: str) -> tuple[Any, list[str]]:
+        done = conn.execute(f"SELECT pgjobs.import_rejects_{verb}(%s, %s, %s)",
+                            (job_id, worker, uri)).fetchone()
+        queued = [r[0] for r in conn.execute(
+            "SELECT uri FROM pgjobs.storage_deletions WHERE job_id = %s ORDER BY id",
+            (job_id,))]
+        assert done == (True,)
+        return (job(conn, job_id)["checkpoint"] or {}).get("rejects_uri"), queued
+
+    assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    assert call("placed", "file:///b/1.bbbbbbbb.rejects.jsonl") == (
+        "file:///b/1.bbbbbbbb.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("taken", "file:///b/1.cccccccc.rejects.jsonl") == (
+        "file:///b/1.bbbbbbbb.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("taken", "file:///b/1.bbbbbbbb.rejects.jsonl") == (
+        None, ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    assert call("placed", "file:///b/1.dddddddd.rejects.jsonl") == (
+        "file:///b/1.dddddddd.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
+    for verb in ("placed", "taken"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+            conn.execute(f"SELECT pgjobs.import_rejects_{verb}(%s, %s, '')", (job_id, worker))
+        assert refused.value.diag.message_hint

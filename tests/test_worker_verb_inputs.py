@@ -69,6 +69,8 @@ FENCED = {
                                "'file:///x')", "job"),
     "import_rejects_placed": ("SELECT pgjobs.import_rejects_placed({id}, {worker}, "
                               "'file:///x')", "job"),
+    "import_rejects_taken": ("SELECT pgjobs.import_rejects_taken({id}, {worker}, "
+                             "'file:///x')", "job"),
 }
 
 
@@ -106,6 +108,7 @@ def test_a_fenced_verb_refuses_arguments_that_name_no_attempt(
 @pytest.mark.parametrize("name", ["heartbeat", "complete", "fail", "release",
                                   "heartbeat_item", "complete_item", "fail_item",
                                   "import_rejects_written", "import_rejects_placed",
+                                  "import_rejects_taken",
                                   "export_part_heartbeat"])
 @pytest.mark.parametrize("who", ["unknown id", "other worker", "claim's p_worker"])
 def test_a_lost_lease_is_still_false_not_an_error(

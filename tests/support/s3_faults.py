@@ -9,7 +9,12 @@ every request (not only the first of a kept-alive connection) can be faulted:
   upload upstream and answers as S3 does, ``404 NoSuchUpload`` (moto answers an
   unknown upload with a 500);
 * ``silent_on_part``: the first UploadPart with that part number is read and
-  never answered (the connection stays open, no reset).
+  never answered (the connection stays open, no reset);
+* ``conditional_put``: a PUT with ``If-None-Match`` is answered as a store
+  without conditional writes does: ``"501"`` (NotImplemented, as MinIO before
+  conditional writes), ``"400"`` (a bad request naming the header), or
+  ``"ignore"`` (the header dropped, the PUT forwarded); ``conditional_refused``
+  counts those answered so.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ from urllib.parse import parse_qs, urlsplit
 _HOP = {"connection", "keep-alive", "expect", "transfer-encoding", "proxy-connection"}
 NO_SUCH_UPLOAD = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code>'
                   b"<Message>The specified upload does not exist.</Message></Error>")
+CONDITION_REFUSED = {
+    "501": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+           b"<Message>A header you provided implies functionality that is not implemented"
+           b"</Message><Header>If-None-Match</Header></Error>",
+    "400": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
+           b"<Message>Unsupported header If-None-Match received for this API call."
+           b"</Message></Error>",
+}
 
 
 class Faults:
@@ -30,6 +43,8 @@ class Faults:
         self.down = False
         self.lose_upload_on_part: int | None = None
         self.silent_on_part: int | None = None
+        self.conditional_put: str | None = None
+        self.conditional_refused = 0
         self.release = threading.Event()  # ends silent connections at shutdown
         self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
         self.lock = threading.Lock()
@@ -98,6 +113,16 @@ class FaultProxy:
             self._answer(req, 404, {"Content-Type": "application/xml"}, NO_SUCH_UPLOAD)
             return
         headers = {k: v for k, v in req.headers.items() if k.lower() not in _HOP}
+        conditional = req.command == "PUT" and any(k.lower() == "if-none-match" for k in headers)
+        if conditional and f.conditional_put is not None:
+            with f.lock:
+                f.conditional_refused += 1
+            if f.conditional_put == "ignore":
+                headers = {k: v for k, v in headers.items() if k.lower() != "if-none-match"}
+            else:
+                self._answer(req, int(f.conditional_put), {"Content-Type": "application/xml"},
+                             CONDITION_REFUSED[f.conditional_put])
+                return
         status, reply_headers, data = self._forward(req.command, req.path, headers, body)
         self._answer(req, status, reply_headers, data, head=req.command == "HEAD")
 
