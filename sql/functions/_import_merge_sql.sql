@@ -54,10 +54,16 @@ BEGIN
                     THEN format('pgjobs._import_doc_merge(%s, %s)', p_base, p_record)
                     ELSE format('pgjobs._jsonb_merge(%s, %s)', p_base, p_record) END;
     END IF;
-    SELECT coalesce(array_agg(DISTINCT s.segs[p_depth] ORDER BY s.segs[p_depth]), '{}')
+    -- In the order jsonb keeps an object's keys (shorter first, then byte
+    -- by byte), the order the function merges them in: where two parents
+    -- each hold a value the record would replace, the record is rejected
+    -- naming the first of them, as before (by the text's order, "aa" came
+    -- before "b" and the reason named another place).
+    SELECT coalesce(array_agg(d.seg ORDER BY octet_length(d.seg), d.seg COLLATE "C"), '{}')
       INTO v_parents
-      FROM (SELECT string_to_array(p, '.') AS segs FROM unnest(p_paths) p) s
-     WHERE cardinality(s.segs) > p_depth;
+      FROM (SELECT DISTINCT s.segs[p_depth] AS seg
+              FROM (SELECT string_to_array(p, '.') AS segs FROM unnest(p_paths) p) s
+             WHERE cardinality(s.segs) > p_depth) d;
     FOREACH v_parent IN ARRAY v_parents LOOP
         v_pairs := v_pairs || format('%L, %s', v_parent, pgjobs._import_merge_sql(
             format('(%s OPERATOR(pg_catalog.->) %L)', p_base, v_parent),
