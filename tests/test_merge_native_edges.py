@@ -7,6 +7,13 @@ could part from the functions they replaced, held to them.
   replace; the expression merged the parents of a level in the text's order
   ("aa" before "b", "p100" before "p99", "abc" before "é"), so a record whose
   row holds such values at two places was rejected naming the other one.
+* Statement size. Each parent's text holds its place's path about ten times,
+  written out from the document down: fields nested under long names made a
+  statement of hundreds of megabytes from a header of a few (20 fields 16
+  levels deep under 8,000-character names: 180 MB, 16 s to write), where the
+  record's own document writes each name once; a backfill's 32 kB set under
+  long keys compiled to 3.9 MB, stored with the job and parsed by each page.
+  Past about 1 MB the merge is the function's call, as before.
 * Keys that need quoting, JSONL values of every shape, a document column of
   a domain type in a partitioned target with triggers that change the
   document: end to end, each row as the function says.
@@ -25,14 +32,17 @@ from pgjobs.poller import storage
 from pgjobs.poller.importer import Importer
 from tests.support import (
     allowed_folder,
+    build_target,
     claim_import,
     make_people,
+    run_pages,
     scalar,
     submit_import,
 )
 from tests.support import job as job_of
 from tests.test_import import do_import
 from tests.test_import_merge_native import compare
+from tests.test_set_native_merge import merged, native
 
 Conn = psycopg.Connection[Any]
 
@@ -98,6 +108,69 @@ def test_keys_that_need_quoting_merge_as_the_function_does(conn: Conn, refuse: b
                  {q: ({"keep": 1} if n % 2 else n) for n, q in enumerate(QUOTED)},
                  {QUOTED[0]: {QUOTED[1]: "s"}}, None, {}):
         compare(conn, base, record, paths, refuse)
+
+
+def test_fields_under_long_names_merge_by_the_call(conn: Conn) -> None:
+    """The statement stays of the header's order of size, and merges as the
+    function does."""
+    deep = [".".join(chr(97 + j) * 4000 + str(i) for j in range(16)) for i in range(4)]
+    shared = [f"{'K' * 10_000}.p{i}.v" for i in range(100)]
+    for paths in (deep, shared):
+        expr = scalar(conn, "SELECT pgjobs._import_merge_sql('b', 'r', %s::text[], true)",
+                      (paths,))
+        assert len(expr) < 1_048_576, len(expr)
+    record = {"K" * 10_000: {f"p{i}": {"v": i} for i in range(100)}}
+    compare(conn, {"K" * 10_000: {"p1": {"w": 0}, "p2": 5}}, record, shared, True)
+    compare(conn, {"K" * 10_000: {"p1": {"w": 0}}}, record, shared, False)
+
+
+def test_hundreds_of_parents_under_short_names_are_still_written_out(conn: Conn) -> None:
+    paths = [f"address.p{i}.v" for i in range(500)]
+    expr = scalar(conn, "SELECT pgjobs._import_merge_sql('b', 'r', %s::text[], true)", (paths,))
+    assert expr.startswith("CASE") and len(expr) < 1_048_576
+    record = {"address": {f"p{i}": {"v": i} for i in range(500)}}
+    compare(conn, {"address": {f"p{i}": {"w": i} for i in range(0, 500, 3)}}, record, paths,
+            True)
+
+
+def test_a_set_under_long_keys_is_merged_by_the_call(conn: Conn) -> None:
+    patch: dict[str, Any] = {f"c{i}": {"v": i} for i in range(54)}
+    for level in range(8):
+        patch = {chr(97 + level) * 3900: patch}
+    assert len(json.dumps(patch)) < 65_536
+    assert native(conn, {}, patch) is None  # declined: the caller calls the function
+    # A value 16 levels down is written once per level: bounded all the same.
+    deep: dict[str, Any] = {"big": "x" * 60_000}
+    for level in range(15):
+        deep = {chr(97 + level): deep}
+    expr = scalar(conn, "SELECT pgjobs._jsonb_merge_sql('d', %s::jsonb)", (json.dumps(deep),))
+    assert expr is None or len(expr) <= 1_048_576
+    base = {"a": {"b": {"keep": 1}}}
+    assert native(conn, base, deep) in (None, merged(base, deep))
+
+
+def test_a_backfill_under_long_keys_sets_what_the_function_does(conn: Conn) -> None:
+    build_target(conn, "lk", """id bigint PRIMARY KEY, table_id integer NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 day',
+                 data jsonb""", scope="table_id", document="data")
+    long_key = "k" * 3900
+    patch: dict[str, Any] = {f"c{i}": {"v": i} for i in range(54)}
+    for level in range(8):
+        patch = {f"{level}{long_key}": patch}
+    documents = [{}, {f"0{long_key}": {"keep": 1}}, {"other": 1}, None]
+    for key, document in enumerate(documents, 1):
+        conn.execute("INSERT INTO lk (id, table_id, data) VALUES (%s, 1, %s::jsonb)",
+                     (key, None if document is None else json.dumps(document)))
+    compiled = scalar(conn, "SELECT pgjobs._compile_set(r, %s::jsonb) FROM "
+                      "pgjobs.target_registry r WHERE r.target = 'lk'::regclass",
+                      (json.dumps(patch),))
+    assert "_jsonb_merge(" in compiled and len(compiled) < 100_000
+    job_id = int(scalar(conn, "SELECT pgjobs.submit_backfill('lk', '1', '{}'::jsonb, %s::jsonb)",
+                        (json.dumps(patch),)))
+    run_pages(conn, job_id)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    got = dict(conn.execute("SELECT id, data FROM lk").fetchall())
+    assert got == {k: merged(d, patch) for k, d in enumerate(documents, 1)}
 
 
 @pytest.mark.parametrize("replace", [False, True], ids=["refuse", "replace_non_objects"])
