@@ -79,7 +79,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert 0 < job(conn, half_delete)["done"] < len(doomed_2)
     # Scope 3: a backfill, one page done, its runner still holding the lease.
     backfill = submit("SELECT pgjobs.submit_backfill('rows', '3', '{\"k\": 1}', "
-                      "'{\"label\": \"filled\", \"stage\": 2}', '{\"page_size\": 30}')")
+                      "'{\"label\": \"filled\", \"stage\": 2, \"meta.stage\": 2}', "
+                      "'{\"page_size\": 30}')")
     filled_3 = _keys(conn, "table_id = 3 AND data @> '{\"k\": 1}'")
     runner_2 = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old-runner-2')",
                       (backfill,))
@@ -237,6 +238,11 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert job(conn, long_delete)["done"] == len(doomed_11)
     assert _keys(conn, "label = 'filled'") == filled_3
     assert _keys(conn, "data @> '{\"stage\": 2}'") == filled_3
+    # Its nested field, compiled by the previous release to a call of
+    # pgjobs._jsonb_merge (stored with the job), still merges after migrate.
+    assert _keys(conn, "data @> '{\"meta\": {\"stage\": 2}}'") == filled_3
+    assert "pgjobs._jsonb_merge(" in scalar(conn, "SELECT assignments FROM pgjobs.jobs "
+                                            "WHERE id = %s", (backfill,))
     assert job(conn, backfill)["done"] == len(filled_3)
     for job_id, rows in ((export_queued, exported_4), (export_claimed, exported_5),
                          (parallel, exported_8)):
