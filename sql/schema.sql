@@ -7066,9 +7066,10 @@ BEGIN
     -- Each object's text holds its place's path about three times, written
     -- out from the document down, and the patch's value there once (what
     -- a base that holds no object gets): keys thousands of characters long
-    -- made a 32 kB set of 62 objects an expression of 3.9 MB, and a 60 kB
-    -- value 16 levels down one of 1 MB, stored with the job and parsed by
-    -- each page. Past about 1 MB (estimated, then measured): NULL.
+    -- made a 32 kB set of 62 objects an expression of 3.9 MB, stored with
+    -- the job and parsed by each page (a 60 kB value 16 levels down, written
+    -- once per level, makes 1 MB). Past about 1 MB (estimated, then
+    -- measured): NULL.
     WITH RECURSIVE node(value, depth, place) AS (
         SELECT p_patch, 1, 0
         UNION ALL
