@@ -6074,27 +6074,50 @@ CREATE FUNCTION pgjobs._import_merge_sql(p_base text, p_record text, p_paths tex
 -- objects there: the function's recursion called itself per record and
 -- per field (8.7 s for 100,000 such records, 3.7x a COPY and INSERT ...
 -- ON CONFLICT DO UPDATE written for them). Fields nested deeper than 16
--- levels: the call alone, as before.
+-- levels, or a text past about 1 MB: the call alone, as before.
 DECLARE
     v_parents text[];
     v_pairs text[] := '{}'::text[];
     v_parent text;
     v_merged text;
     v_others text := p_record;
+    v_call text := CASE WHEN p_refuse
+                        THEN format('pgjobs._import_doc_merge(%s, %s, %L)', p_base, p_record,
+                                    p_place)
+                        ELSE format('pgjobs._jsonb_merge(%s, %s)', p_base, p_record) END;
+    v_written text;
 BEGIN
-    IF p_depth = 1 AND (SELECT max(cardinality(string_to_array(p, '.')))
-                          FROM unnest(p_paths) p) > 16 THEN
-        -- Each level's text holds its place's path: a field nested
-        -- hundreds of levels (a CSV header's "a.a.a...") would make the
-        -- statement grow with the square of its depth. The call instead.
-        RETURN CASE WHEN p_refuse
-                    THEN format('pgjobs._import_doc_merge(%s, %s)', p_base, p_record)
-                    ELSE format('pgjobs._jsonb_merge(%s, %s)', p_base, p_record) END;
+    -- Each parent's text holds its place's path about ten times (the
+    -- row's value, the record's, the place named), each written out from
+    -- the document down: a field nested hundreds of levels (a CSV header's
+    -- "a.a.a...") would make the statement grow with the square of its
+    -- depth, and fields under long names or very many parents one of
+    -- hundreds of megabytes (20 fields of 16 levels of 8,000-character
+    -- names, a 2.5 MB header: 180 MB, 16 s to write, where the record's
+    -- document is written with each name once). Past 16 levels, or past
+    -- about 1 MB of such text (estimated before it is written, measured
+    -- after): the call instead.
+    IF p_depth = 1 AND ((SELECT max(cardinality(string_to_array(p, '.')))
+                           FROM unnest(p_paths) p) > 16
+                        OR (SELECT sum(10 * (32 * d.depth + octet_length(d.place)) + 700)
+                              FROM (SELECT DISTINCT k AS depth,
+                                           array_to_string(s.segs[1 : k], '.') AS place
+                                      FROM (SELECT string_to_array(p, '.') AS segs
+                                              FROM unnest(p_paths) p) s,
+                                           generate_series(1, cardinality(s.segs) - 1) k) d)
+                           > 1048576) THEN
+        RETURN v_call;
     END IF;
-    SELECT coalesce(array_agg(DISTINCT s.segs[p_depth] ORDER BY s.segs[p_depth]), '{}')
+    -- In the order jsonb keeps an object's keys (shorter first, then byte
+    -- by byte), the order the function merges them in: where two parents
+    -- each hold a value the record would replace, the record is rejected
+    -- naming the first of them, as before (by the text's order, "aa" came
+    -- before "b" and the reason named another place).
+    SELECT coalesce(array_agg(d.seg ORDER BY octet_length(d.seg), d.seg COLLATE "C"), '{}')
       INTO v_parents
-      FROM (SELECT string_to_array(p, '.') AS segs FROM unnest(p_paths) p) s
-     WHERE cardinality(s.segs) > p_depth;
+      FROM (SELECT DISTINCT s.segs[p_depth] AS seg
+              FROM (SELECT string_to_array(p, '.') AS segs FROM unnest(p_paths) p) s
+             WHERE cardinality(s.segs) > p_depth) d;
     FOREACH v_parent IN ARRAY v_parents LOOP
         v_pairs := v_pairs || format('%L, %s', v_parent, pgjobs._import_merge_sql(
             format('(%s OPERATOR(pg_catalog.->) %L)', p_base, v_parent),
@@ -6114,7 +6137,7 @@ BEGIN
         v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
                            v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
     END LOOP;
-    RETURN format(
+    v_written := format(
         'CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
         'AND pg_catalog.jsonb_typeof(%2$s) OPERATOR(pg_catalog.=) ''object''%3$s '
         'AND NOT pg_catalog.jsonb_path_exists(%4$s, '
@@ -6124,10 +6147,9 @@ BEGIN
         CASE WHEN cardinality(v_parents) > 0
              THEN format(' AND %s OPERATOR(pg_catalog.?&) %L::pg_catalog.text[]',
                          p_record, v_parents) END,
-        v_others, v_merged,
-        CASE WHEN p_refuse
-             THEN format('pgjobs._import_doc_merge(%s, %s, %L)', p_base, p_record, p_place)
-             ELSE format('pgjobs._jsonb_merge(%s, %s)', p_base, p_record) END);
+        v_others, v_merged, v_call);
+    RETURN CASE WHEN p_depth = 1 AND octet_length(v_written) > 1048576 THEN v_call
+                ELSE v_written END;
 END
 $_$;
 
@@ -7034,29 +7056,43 @@ CREATE FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) RETURNS text
 --   ELSE '{"meta": {"flag": 1}}' END
 -- where the function's recursion cost three PL/pgSQL calls per row (2.6 s
 -- of a 4.9 s backfill of 100,000 rows; a plain jsonb_set UPDATE of them
--- took 0.8 s). NULL for a patch that holds more than 64 objects or nests
--- them deeper than 16 levels: the expression would grow with it (a 64 kB
--- set can nest thousands of levels), and the caller calls
--- pgjobs._jsonb_merge instead. Every operator and function is written
+-- took 0.8 s). NULL for a patch that holds more than 64 objects, nests
+-- them deeper than 16 levels or would be written in more than about 1 MB:
+-- the expression would grow with it (a 64 kB set can nest thousands of
+-- levels, or name its objects with keys of thousands of characters), and
+-- the caller calls pgjobs._jsonb_merge instead. Every operator and function is written
 -- schema-qualified: the expression runs in the caller's statement.
 DECLARE
     v_objects integer;
     v_depth integer;
+    v_size bigint;
+    v_written text;
 BEGIN
     IF jsonb_typeof(p_patch) IS DISTINCT FROM 'object' THEN
         RETURN format('%L::jsonb', p_patch::text);
     END IF;
-    WITH RECURSIVE node(value, depth) AS (
-        SELECT p_patch, 1
+    -- Each object's text holds its place's path about three times, written
+    -- out from the document down, and the patch's value there once (what
+    -- a base that holds no object gets): keys thousands of characters long
+    -- made a 32 kB set of 62 objects an expression of 3.9 MB, stored with
+    -- the job and parsed by each page (a 60 kB value 16 levels down, written
+    -- once per level, makes 1 MB). Past about 1 MB (estimated, then
+    -- measured): NULL.
+    WITH RECURSIVE node(value, depth, place) AS (
+        SELECT p_patch, 1, 0
         UNION ALL
-        SELECT e.value, n.depth + 1
+        SELECT e.value, n.depth + 1, n.place + octet_length(e.key)
           FROM node n, jsonb_each(n.value) e
          WHERE jsonb_typeof(e.value) = 'object' AND n.depth <= 16)
-    SELECT count(*), max(depth) INTO v_objects, v_depth FROM node;
-    IF v_objects > 64 OR v_depth > 16 THEN
+    SELECT count(*), max(depth),
+           sum(3 * (32 * depth + place) + octet_length(value::text) + 300)
+      INTO v_objects, v_depth, v_size
+      FROM node;
+    IF v_objects > 64 OR v_depth > 16 OR v_size > 1048576 THEN
         RETURN NULL;
     END IF;
-    RETURN pgjobs._jsonb_merge_sql_node(p_base, p_patch);
+    v_written := pgjobs._jsonb_merge_sql_node(p_base, p_patch);
+    RETURN CASE WHEN octet_length(v_written) <= 1048576 THEN v_written END;
 END
 $$;
 
