@@ -5492,15 +5492,14 @@ CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_d
 -- expressions, in the same order. Paths sharing a prefix nest into one
 -- object ({"a": {"b": .., "c": ..}}); the caller has refused a path that
 -- is both a value and a prefix of another. Built once per import as text
--- (jsonb_build_object calls, 50 pairs each, joined by ||), so a row costs
--- no PL/pgSQL call. Locks nothing.
+-- (pgjobs._jsonb_build_sql: jsonb_build_object calls, 50 pairs each,
+-- joined by ||), so a row costs no PL/pgSQL call. Locks nothing.
 DECLARE
     v_heads text[] := '{}'::text[];
     v_head text;
     v_pairs text[] := '{}'::text[];
     v_sub_paths text[];
     v_sub_exprs text[];
-    v_parts text[] := '{}'::text[];
     v_segs text[];
 BEGIN
     FOR v_i IN 1 .. cardinality(p_paths) LOOP
@@ -5528,11 +5527,7 @@ BEGIN
                 pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1));
         END IF;
     END LOOP;
-    FOR v_i IN 0 .. (cardinality(v_pairs) - 1) / 50 LOOP
-        v_parts := v_parts || format('jsonb_build_object(%s)',
-            array_to_string(v_pairs[v_i * 50 + 1 : v_i * 50 + 50], ', '));
-    END LOOP;
-    RETURN '(' || array_to_string(v_parts, ' || ') || ')';
+    RETURN pgjobs._jsonb_build_sql(v_pairs);
 END
 $$;
 
@@ -6131,12 +6126,8 @@ BEGIN
         v_others := format('(%s OPERATOR(pg_catalog.-) %L::pg_catalog.text[])', p_record,
                            v_parents);
     END IF;
-    v_merged := format('%s OPERATOR(pg_catalog.||) %s', p_base, v_others);
-    -- jsonb_build_object takes at most 100 arguments: 50 fields a call.
-    FOR v_i IN 1 .. cardinality(v_pairs) BY 50 LOOP
-        v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
-                           v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
-    END LOOP;
+    v_merged := concat_ws(' OPERATOR(pg_catalog.||) ', p_base, v_others,
+                          pgjobs._jsonb_build_sql(v_pairs));
     v_written := format(
         'CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
         'AND pg_catalog.jsonb_typeof(%2$s) OPERATOR(pg_catalog.=) ''object''%3$s '
@@ -6999,6 +6990,41 @@ $_$;
 ALTER FUNCTION pgjobs._json_as_jsonb(p_value json) OWNER TO SUPERUSER;
 
 --
+-- Name: _jsonb_build_sql(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The SQL expression of the jsonb object of p_pairs, each 'key literal,
+-- value expression' (SQL text the caller wrote): jsonb_build_object calls
+-- of at most 50 pairs, as the function takes at most 100 arguments, joined
+-- by ||; NULL for no pairs. The one way the generated statements build an
+-- object of many fields (an import's record document,
+-- pgjobs._import_document_expr; the written-out merges,
+-- pgjobs._jsonb_merge_sql_node and pgjobs._import_merge_sql).
+DECLARE
+    v_parts text[] := '{}'::text[];
+BEGIN
+    FOR v_i IN 1 .. coalesce(cardinality(p_pairs), 0) BY 50 LOOP
+        v_parts := v_parts || format('pg_catalog.jsonb_build_object(%s)',
+                                     array_to_string(p_pairs[v_i : v_i + 49], ', '));
+    END LOOP;
+    IF cardinality(v_parts) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN '(' || array_to_string(v_parts, ' OPERATOR(pg_catalog.||) ') || ')';
+END
+$$;
+
+ALTER FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) OWNER TO SUPERUSER;
+
+--
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7130,10 +7156,8 @@ BEGIN
         v_merged := format('%s OPERATOR(pg_catalog.||) %L::jsonb', v_merged, v_flat::text);
     END IF;
     -- jsonb_build_object takes at most 100 arguments: 50 fields a call.
-    FOR v_i IN 1 .. coalesce(cardinality(v_pairs), 0) BY 50 LOOP
-        v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
-                           v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
-    END LOOP;
+    v_merged := concat_ws(' OPERATOR(pg_catalog.||) ', v_merged,
+                          pgjobs._jsonb_build_sql(v_pairs));
     RETURN format('CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
                   'THEN %2$s ELSE %3$L::jsonb END', p_base, v_merged, p_patch::text);
 END
@@ -22127,6 +22151,13 @@ GRANT ALL ON FUNCTION pgjobs._items_stop(p_id bigint, p_status text) TO pgjobs_a
 REVOKE ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _jsonb_build_sql(p_pairs text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -94,12 +94,8 @@ BEGIN
         v_others := format('(%s OPERATOR(pg_catalog.-) %L::pg_catalog.text[])', p_record,
                            v_parents);
     END IF;
-    v_merged := format('%s OPERATOR(pg_catalog.||) %s', p_base, v_others);
-    -- jsonb_build_object takes at most 100 arguments: 50 fields a call.
-    FOR v_i IN 1 .. cardinality(v_pairs) BY 50 LOOP
-        v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
-                           v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
-    END LOOP;
+    v_merged := concat_ws(' OPERATOR(pg_catalog.||) ', p_base, v_others,
+                          pgjobs._jsonb_build_sql(v_pairs));
     v_written := format(
         'CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
         'AND pg_catalog.jsonb_typeof(%2$s) OPERATOR(pg_catalog.=) ''object''%3$s '

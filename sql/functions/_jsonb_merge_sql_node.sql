@@ -28,10 +28,8 @@ BEGIN
         v_merged := format('%s OPERATOR(pg_catalog.||) %L::jsonb', v_merged, v_flat::text);
     END IF;
     -- jsonb_build_object takes at most 100 arguments: 50 fields a call.
-    FOR v_i IN 1 .. coalesce(cardinality(v_pairs), 0) BY 50 LOOP
-        v_merged := format('%s OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(%s)',
-                           v_merged, array_to_string(v_pairs[v_i : v_i + 49], ', '));
-    END LOOP;
+    v_merged := concat_ws(' OPERATOR(pg_catalog.||) ', v_merged,
+                          pgjobs._jsonb_build_sql(v_pairs));
     RETURN format('CASE WHEN pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' '
                   'THEN %2$s ELSE %3$L::jsonb END', p_base, v_merged, p_patch::text);
 END
