@@ -38,21 +38,9 @@ from tests.support import (
     wait_for,
 )
 from tests.support.s3_faults import FaultProxy
+from tests.support.storage import clean_aws_env
 
 Conn = psycopg.Connection[Any]
-
-
-def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "PGJOBS_S3_")):
-            monkeypatch.delenv(name)
-    # Never the developer's own ~/.aws, nor an instance metadata lookup.
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
 
 
 
@@ -62,7 +50,7 @@ def profile_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
                    tmp_path: Path) -> Iterator[str]:
     """Credentials only in a profile of a shared credentials file: no
     AWS_ACCESS_KEY_ID anywhere in the environment."""
-    _clean_aws_env(monkeypatch, tmp_path)
+    clean_aws_env(monkeypatch, tmp_path)
     creds = tmp_path / "credentials"
     creds.write_text("[pgjobs-test]\naws_access_key_id = profilekey\n"
                      "aws_secret_access_key = profilesecret\n")
@@ -79,7 +67,7 @@ def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
           tmp_path: Path) -> Iterator[FaultProxy]:
     """The worker talks to moto through the fault proxy; botocore retries once
     per call and waits 2 s on a silent connection, so faults show quickly."""
-    _clean_aws_env(monkeypatch, tmp_path)
+    clean_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     faulty = FaultProxy(s3_endpoint).start()
@@ -147,7 +135,7 @@ def test_profile_credentials_resume_across_processes(
 def test_no_credentials_fails_for_good_with_a_hint(
         conn: Conn, dsn: str, big: None, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    _clean_aws_env(monkeypatch, tmp_path)
+    clean_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     storage.forget_stores()
     try:

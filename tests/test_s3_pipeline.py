@@ -40,6 +40,7 @@ from tests.support import (
     wait_for,
 )
 from tests.support.s3_faults import FaultProxy
+from tests.support.storage import clean_aws_env
 
 Conn = psycopg.Connection[Any]
 
@@ -145,15 +146,7 @@ class _PartOutage(FaultProxy):
 @pytest.fixture
 def outage(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
            tmp_path: Path) -> Iterator[_PartOutage]:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "PGJOBS_S3_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    clean_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     faulty = _PartOutage(s3_endpoint, part=3).start()

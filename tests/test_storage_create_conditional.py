@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from pgjobs.poller.importer import Importer
 from pgjobs.poller.storage import StorageError
 from tests.support import allow, claim_import, job, make_people, submit_import
 from tests.support.s3_faults import FaultProxy
+from tests.support.storage import clean_aws_env
 
 Conn = psycopg.Connection[Any]
 STORES = ["501", "400", "ignore"]
@@ -38,13 +38,7 @@ STORES = ["501", "400", "ignore"]
 def proxy(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch,
           tmp_path: Path) -> Iterator[FaultProxy]:
     """obstore talks to moto through the fault proxy."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "PGJOBS_S3_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    clean_aws_env(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     faulty = FaultProxy(s3_endpoint).start()

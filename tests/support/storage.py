@@ -280,6 +280,19 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
+def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No AWS_* or PGJOBS_S3_* variable of the caller's; never the developer's
+    own ~/.aws, nor an instance metadata lookup; region us-east-1. Credentials
+    and the endpoint are the caller's to set."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "PGJOBS_S3_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
 @pytest.fixture
 def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """AWS_* variables pointing at the moto server (also seen by worker processes)."""
