@@ -163,17 +163,8 @@ def bench_update(conn: psycopg.Connection[object], dsn: str, folder: Path, rows:
                 if statement.strip():
                     conn.execute(statement)  # type: ignore[arg-type]
         baseline = time.perf_counter() - started
-        job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s, "
-                           "'{\"on_duplicate\": \"update\"}')",
-                           (TABLE, str(scope), f"file://{sources[scope]}")).fetchone()
-        assert job is not None
-        started = time.perf_counter()
-        worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
-                              (job[0],)).fetchone()
-        assert worker is not None
-        outcome = Importer(dsn, int(job[0]), str(worker[0]), f"file://{folder}").run()
-        took = time.perf_counter() - started
-        assert outcome.status == "succeeded", outcome
+        took = run_import(conn, dsn, f"file://{sources[scope]}", scope, f"file://{folder}",
+                          '{"on_duplicate": "update"}')
         for s in (base_scope, scope):
             assert count(conn, s) == rows
         probe = conn.execute(f"SELECT data FROM {TABLE} WHERE table_id = %s ORDER BY id LIMIT 1",
@@ -221,10 +212,11 @@ def start_s3(source: Path) -> str:
 
 
 def run_import(conn: psycopg.Connection[object], dsn: str, source: str, scope: int,
-               storage_uri: str) -> float:
-    """Submit, claim and run one import in this process; its seconds."""
-    job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s)",
-                       (TABLE, str(scope), source)).fetchone()
+               storage_uri: str, options: str = "{}") -> float:
+    """Submit (with the job options ``options``, JSON), claim and run one import
+    in this process; its seconds from the claim."""
+    job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s, %s::jsonb)",
+                       (TABLE, str(scope), source, options)).fetchone()
     assert job is not None
     started = time.perf_counter()
     worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
@@ -282,16 +274,7 @@ def main() -> None:
                 baseline = time.perf_counter() - started
                 assert count(conn, base_scope) == args.rows
 
-                job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s)",
-                                   (TABLE, str(scope), f"file://{source}")).fetchone()
-                assert job is not None
-                started = time.perf_counter()
-                worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
-                                      (job[0],)).fetchone()
-                assert worker is not None
-                outcome = Importer(dsn, int(job[0]), str(worker[0]), f"file://{folder}").run()
-                took = time.perf_counter() - started
-                assert outcome.status == "succeeded", outcome
+                took = run_import(conn, dsn, f"file://{source}", scope, f"file://{folder}")
                 assert count(conn, scope) == args.rows
                 ratios.append(took / baseline)
 
