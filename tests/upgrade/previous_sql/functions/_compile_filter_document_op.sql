@@ -96,12 +96,20 @@ BEGIN
     ELSIF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
         -- Only values of the operand's JSON type compare (numbers with numbers,
         -- strings with strings in the database collation, false < true).
-        v_sql := format('(pg_catalog.jsonb_typeof(%s) OPERATOR(pg_catalog.=) %L::pg_catalog.text '
-                        'AND %s OPERATOR(pg_catalog.%s) %L::pg_catalog.jsonb)',
-                        v_ref, jsonb_typeof(p_value), v_ref,
-                        CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
-                                  WHEN '$lt' THEN '<' ELSE '<=' END,
-                        p_value);
+        -- The comparison comes first: jsonb orders the types apart, so it
+        -- is false for most values of another type, and for most rows of a
+        -- selective filter, and the type test (a second extraction of the
+        -- field) runs only where it holds. Neither can raise, so the order
+        -- changes no result; inside the coalesce(...) every page statement
+        -- wraps a predicate in, the planner keeps it as written. Type test
+        -- first, a page's filter cost twice as much on rows it does not
+        -- match (316 against 169 ms for 400,000 rows; 62 ms without it).
+        v_sql := format('(%1$s OPERATOR(pg_catalog.%2$s) %3$L::pg_catalog.jsonb '
+                        'AND pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) '
+                        '%4$L::pg_catalog.text)',
+                        v_ref, CASE p_op WHEN '$gt' THEN '>' WHEN '$gte' THEN '>='
+                                         WHEN '$lt' THEN '<' ELSE '<=' END,
+                        p_value, jsonb_typeof(p_value));
 
     ELSIF p_op = '$contains' THEN
         -- Only string values match.

@@ -43,6 +43,7 @@ DECLARE
     v_fixed text;
     v_sources text[];
     v_fixeds text[];
+    v_merge text;
 BEGIN
     IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
         RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
@@ -186,22 +187,20 @@ BEGIN
         END IF;
     END LOOP;
     IF v_patch <> '{}' THEN
-        -- Flat patches use the native `||`; nested ones merge recursively.
-        -- A document that is no object (SQL NULL, JSON null; or, with the
-        -- job's replace_non_objects, a scalar or an array) starts as {}:
-        -- `||` appended the patch to an array, and made one of a scalar
-        -- (a JSON null document became [null, {...}]). Rows whose document
-        -- or parent fields hold a scalar or an array are otherwise left
-        -- out by the pages (pgjobs._set_guard).
-        v_columns := v_columns || format(
-            CASE WHEN EXISTS (SELECT 1 FROM jsonb_each(v_patch) e
-                               WHERE jsonb_typeof(e.value) = 'object')
-                 THEN '%1$I = pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
-                      'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
-                      '%2$L::jsonb)'
-                 ELSE '%1$I = CASE WHEN pg_catalog.jsonb_typeof(%1$I) OPERATOR(pg_catalog.=) '
-                      '''object'' THEN %1$I ELSE ''{}''::jsonb END || %2$L::jsonb' END,
-            p_reg.document_column, v_patch::text);
+        -- The patch merged into each row's document by the native
+        -- operators (pgjobs._jsonb_merge_sql); one too large to write out
+        -- by pgjobs._jsonb_merge, a call per object of it per row. A
+        -- document that is no object (SQL NULL, JSON null; or, with the
+        -- job's replace_non_objects, a scalar or an array) gives the patch,
+        -- as if it were {}: `||` appended the patch to an array, and made
+        -- one of a scalar (a JSON null document became [null, {...}]). Rows
+        -- whose document or parent fields hold a scalar or an array are
+        -- otherwise left out by the pages (pgjobs._set_guard).
+        v_merge := pgjobs._jsonb_merge_sql(quote_ident(p_reg.document_column), v_patch);
+        v_columns := v_columns || format('%I = %s', p_reg.document_column, coalesce(v_merge,
+            format('pgjobs._jsonb_merge(CASE WHEN pg_catalog.jsonb_typeof(%1$I) '
+                   'OPERATOR(pg_catalog.=) ''object'' THEN %1$I ELSE ''{}''::jsonb END, '
+                   '%2$L::jsonb)', p_reg.document_column, v_patch::text)));
     END IF;
     RETURN array_to_string(v_columns, ', ');
 END

@@ -14,15 +14,14 @@ AS $$
 -- expressions, in the same order. Paths sharing a prefix nest into one
 -- object ({"a": {"b": .., "c": ..}}); the caller has refused a path that
 -- is both a value and a prefix of another. Built once per import as text
--- (jsonb_build_object calls, 50 pairs each, joined by ||), so a row costs
--- no PL/pgSQL call. Locks nothing.
+-- (pgjobs._jsonb_build_sql: jsonb_build_object calls, 50 pairs each,
+-- joined by ||), so a row costs no PL/pgSQL call. Locks nothing.
 DECLARE
     v_heads text[] := '{}'::text[];
     v_head text;
     v_pairs text[] := '{}'::text[];
     v_sub_paths text[];
     v_sub_exprs text[];
-    v_parts text[] := '{}'::text[];
     v_segs text[];
 BEGIN
     FOR v_i IN 1 .. cardinality(p_paths) LOOP
@@ -50,10 +49,6 @@ BEGIN
                 pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1));
         END IF;
     END LOOP;
-    FOR v_i IN 0 .. (cardinality(v_pairs) - 1) / 50 LOOP
-        v_parts := v_parts || format('jsonb_build_object(%s)',
-            array_to_string(v_pairs[v_i * 50 + 1 : v_i * 50 + 50], ', '));
-    END LOOP;
-    RETURN '(' || array_to_string(v_parts, ' || ') || ')';
+    RETURN pgjobs._jsonb_build_sql(v_pairs);
 END
 $$;

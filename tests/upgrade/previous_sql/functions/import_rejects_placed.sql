@@ -10,33 +10,50 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- For the worker of import p_id: it has just created its rejects object at
--- p_uri, a key that held nothing (another pgjobs database sharing the
--- storage numbers its jobs alike and names the same keys). The job's
--- checkpoint names it from now on (`rejects_uri`, carried through every
--- later batch by pgjobs.import_batch and kept by pgjobs.retry): every
--- later attempt writes its rejects there again, over its own object, and
--- pgjobs.prune deletes it with the job. Fenced on the claim like
--- pgjobs.heartbeat: false (nothing changed) unless p_worker holds the
--- running job. Locks: the job row.
+-- For the worker of import p_id: it is about to create its rejects object
+-- at p_uri, a name of its own ({job}.{random}.rejects.jsonl) that it found
+-- holding nothing (another pgjobs database sharing the storage numbers its
+-- jobs alike). Named before it is created, so that a worker killed in
+-- between leaves a name pointing at a missing object (which later attempts
+-- write and pruning takes for deleted), never an object nobody names. The
+-- job's checkpoint names it from now on (`rejects_uri`, carried through
+-- every later batch by pgjobs.import_batch and kept by pgjobs.retry):
+-- every later attempt writes its rejects there, and pgjobs.prune deletes it
+-- with the job. The name it replaces (the job's object under another
+-- worker's storage) is queued in pgjobs.storage_deletions at once: a
+-- worker deletes it even if this one dies before it does. A name found
+-- taken after all is un-named by pgjobs.import_rejects_taken, never
+-- replaced here. Fenced on the claim like pgjobs.heartbeat: false (nothing
+-- changed) unless p_worker holds the running job. Locks: the job row.
+DECLARE
+    v_earlier text;
 BEGIN
     IF p_uri IS NULL OR p_uri = '' THEN
         RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
-            HINT = 'Pass the URI of the object the worker created.';
+            HINT = 'Pass the URI of the object the worker is about to create.';
     END IF;
-    UPDATE pgjobs.jobs j
-       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+    SELECT CASE WHEN jsonb_typeof(j.checkpoint -> 'rejects_uri') = 'string'
+                THEN nullif(j.checkpoint ->> 'rejects_uri', '') END
+      INTO v_earlier
+      FROM pgjobs.jobs j
      WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
-       AND j.worker = p_worker AND j.lease_expires_at > now();
+       AND j.worker = p_worker AND j.lease_expires_at > now()
+       FOR UPDATE;
     IF NOT FOUND THEN
         PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+     WHERE j.id = p_id;
+    IF v_earlier IS NOT NULL AND v_earlier <> p_uri THEN
+        INSERT INTO pgjobs.storage_deletions (uri, job_id) VALUES (v_earlier, p_id);
     END IF;
     RETURN true;
 END
 $$;
 
 COMMENT ON FUNCTION pgjobs.import_rejects_placed(bigint, text, text) IS
-'For the worker of import job p_id: names in the job''s checkpoint (rejects_uri) the rejects '
-'object it created at p_uri, which every later attempt writes again and pruning deletes; '
-'fenced on the claim.';
+'For the worker of import job p_id, before it creates its rejects object at p_uri: names it in '
+'the job''s checkpoint (rejects_uri), which every later attempt writes and pruning deletes, and '
+'queues the object it replaces for deletion; fenced on the claim.';

@@ -75,11 +75,13 @@ BEGIN
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. The one its checkpoint
-        -- names (pgjobs.import_rejects_placed): an object the job itself
-        -- created where nothing was, never another pgjobs database's of the
-        -- same job id in a shared storage, and named even when a retry
-        -- cleared the result or a rescue failed the job before its result
-        -- named it. A job of an earlier release has only result.rejects_uri.
+        -- names (pgjobs.import_rejects_placed): a name of the job's own,
+        -- named before the worker created it where nothing was, never
+        -- another pgjobs database's of the same job id in a shared storage
+        -- (missing if the worker was killed in between: the worker's delete
+        -- takes that for done), and named even when a retry cleared the
+        -- result or a rescue failed the job before its result named it. A
+        -- job of an earlier release has only result.rejects_uri.
         SELECT r.uri, g.id
           FROM gone g
          CROSS JOIN LATERAL (SELECT coalesce(
