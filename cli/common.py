@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -115,6 +117,10 @@ def check_utf8(args: Sequence[str], environ: dict[str, str]) -> str | None:
     return None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 class Group(click.Group):
     """Turns PgjobsError into one line on stderr and its exit code; refuses input that
     is not valid UTF-8 before any command sees it."""
@@ -125,7 +131,19 @@ class Group(click.Group):
         if problem is not None:
             click.echo(f"error: {problem}", err=True)
             sys.exit(2)
-        return super().main(argv, *extra, **kwargs)
+        if threading.current_thread() is not threading.main_thread():
+            return super().main(argv, *extra, **kwargs)
+        # SIGTERM (kill, timeout, systemd's or Kubernetes' stop) as Ctrl-C, in
+        # every command: Python's default ended the process at once, so `delete
+        # --run` left its CALL pgjobs.run_job running on the server, orphaned, the
+        # job going on though its user had stopped it, and an in-process export
+        # kept its claim until its lease ran out. Ctrl-C's path hands the job
+        # back and says so. `run` and `worker` install their own handler.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return super().main(argv, *extra, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
