@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -115,6 +117,10 @@ def check_utf8(args: Sequence[str], environ: dict[str, str]) -> str | None:
     return None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 class Group(click.Group):
     """Turns PgjobsError into one line on stderr and its exit code; refuses input that
     is not valid UTF-8 before any command sees it."""
@@ -125,7 +131,19 @@ class Group(click.Group):
         if problem is not None:
             click.echo(f"error: {problem}", err=True)
             sys.exit(2)
-        return super().main(argv, *extra, **kwargs)
+        if threading.current_thread() is not threading.main_thread():
+            return super().main(argv, *extra, **kwargs)
+        # SIGTERM (kill, timeout, systemd's or Kubernetes' stop) as Ctrl-C, in
+        # every command: Python's default ended the process at once, so `delete
+        # --run` left its CALL pgjobs.run_job running on the server, orphaned, the
+        # job going on though its user had stopped it, and an in-process export
+        # kept its claim until its lease ran out. Ctrl-C's path hands the job
+        # back and says so. `run` and `worker` install their own handler.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return super().main(argv, *extra, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     def make_context(self, info_name: str | None, args: list[str],
                      parent: click.Context | None = None, **extra: Any) -> click.Context:
@@ -153,6 +171,32 @@ class Group(click.Group):
             sys.exit(130)
 
 
+BIGINT_MAX = 2**63 - 1
+
+
+class JobId(click.ParamType):  # type: ignore[type-arg]  # generic since click 8.5
+    """A job's id: ASCII digits, 1 to 2^63-1 (bigint, as pgjobs.jobs.id). Python's
+    int() took far more: Arabic-Indic digits and 1_000 named job 3 and job 1000,
+    and an id past bigint reached pgjobs.cancel as numeric, refused as
+    "function pgjobs.retry(numeric) does not exist" with the hint of a database
+    without pgjobs. The one type of every JOB argument."""
+
+    name = "job_id"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]+", text, re.ASCII) or not 1 <= int(text) <= BIGINT_MAX:
+            self.fail(f"{value!r} is not a job id: a whole number from 1 to {BIGINT_MAX} "
+                      "(`pgjobs list` shows them)", param, ctx)
+        return int(text)
+
+
+JOB_ID = JobId()
+
+
 def usage_error(exc: click.ClickException) -> NoReturn:
     """Click's own errors (an unknown option, a missing --scope, a bad choice) in
     the documented form: one line ``error: MESSAGE (hint: ...)`` on stderr, exit 2
@@ -167,6 +211,13 @@ def usage_error(exc: click.ClickException) -> NoReturn:
         ctx = ctx.parent
     where = " ".join(["pgjobs", *names])
     message = " ".join(exc.format_message().split())  # one line, whatever it quotes
+    command = getattr(getattr(exc, "ctx", None), "command", None)
+    option = getattr(exc, "option_name", None) or ""
+    if (isinstance(exc, click.NoSuchOption) and re.fullmatch(r"-[0-9]+", option)
+            and any(p.name == "job_id" for p in getattr(command, "params", []))):
+        # `pgjobs cancel -1`: click reads a negative number as an option.
+        message = (f"{option!r} is not a job id: a whole number from 1 to {BIGINT_MAX} "
+                   "(`pgjobs list` shows them)")
     # 22023 as every bad argument: a script reads the same bracket whichever
     # side refused the input.
     click.echo(f"error: {message} [22023] (hint: see `{where} --help`)", err=True)
@@ -266,10 +317,8 @@ def _invalid_duration(text: str, what: str) -> InvalidInput:
                         hint="use e.g. 30s, 5m, 24h, 7d or '1 hour 30 minutes'")
 
 
-def parse_duration(text: str, what: str = "duration") -> str:
-    """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
-    ('1 hour 30 minutes', '1 day 02:00'), as interval text. Anything else is a usage
-    error here, before any connection is made."""
+def _interval_text(text: str, what: str) -> str:
+    """The interval text of a duration's spelling, or a usage error; any length."""
     value = text.strip()
     if re.fullmatch(_NUMBER, value):
         return f"{value} seconds"
@@ -277,9 +326,26 @@ def parse_duration(text: str, what: str = "duration") -> str:
         number = value[: -len(suffix)]
         if value.endswith(suffix) and re.fullmatch(_NUMBER, number):
             return f"{number} {_UNITS[suffix]}"
-    if _PG_INTERVAL.fullmatch(value):
-        return value
-    raise _invalid_duration(text, what)
+    if not _PG_INTERVAL.fullmatch(value):
+        raise _invalid_duration(text, what)
+    return value
+
+
+_LONGEST = 1000 * 31557600.0
+"""The longest duration any option takes (pgjobs.prune's retention, 1000 years).
+Anything longer is refused here: 99999999999999d overflowed PostgreSQL's interval
+on its way in (22015, no hint of pgjobs') before any function could judge it."""
+
+
+def parse_duration(text: str, what: str = "duration") -> str:
+    """'50s', '5m', '24h', '7d', '250ms', a number of seconds, or a PostgreSQL interval
+    ('1 hour 30 minutes', '1 day 02:00'), as interval text, at most 1000 years.
+    Anything else is a usage error here, before any connection is made."""
+    value = _interval_text(text, what)
+    if _seconds(value) > _LONGEST:
+        raise InvalidInput(f"invalid {what} {text!r}: at most 1000 years",
+                           hint="use e.g. 30s, 5m, 24h, 7d or '1 hour 30 minutes'")
+    return value
 
 
 def duration_seconds(text: str, what: str = "duration", *, minimum: float | None = None,
@@ -287,23 +353,28 @@ def duration_seconds(text: str, what: str = "duration", *, minimum: float | None
     """The same spellings as :func:`parse_duration`, as seconds (a month counts 30
     days, a year 365.25, as PostgreSQL's epoch of an interval does); outside
     [minimum, maximum] is a usage error naming the option."""
-    value = parse_duration(text, what)
-    if re.fullmatch(rf"{_NUMBER} seconds", value):
-        seconds = float(value.split()[0])
-    else:
-        seconds = 0.0
-        for part in _PART.finditer(value):
-            if part.group("clock"):
-                fields = [float(f) for f in part.group("clock").split(":")]
-                seconds += fields[0] * 3600 + fields[1] * 60 + (fields[2] if len(fields) > 2
-                                                                 else 0.0)
-            else:
-                seconds += float(part.group("number")) * _unit_seconds(part.group("unit"))
+    seconds = _seconds(_interval_text(text, what))  # its own range first, then 1000 years
     low = minimum is not None and seconds < minimum
     high = maximum is not None and seconds > maximum
     if low or high:
         raise InvalidInput(f"invalid {what} {text!r}: {_range(minimum, maximum)}",
                            hint="use e.g. 30s, 5m, 24h, 7d or '1 hour 30 minutes'")
+    parse_duration(text, what)  # at most 1000 years, as every duration
+    return seconds
+
+
+def _seconds(value: str) -> float:
+    """The seconds of interval text :func:`_interval_text` accepted."""
+    if re.fullmatch(rf"{_NUMBER} seconds", value):
+        return float(value.split()[0])
+    seconds = 0.0
+    for part in _PART.finditer(value):
+        if part.group("clock"):
+            fields = [float(f) for f in part.group("clock").split(":")]
+            seconds += fields[0] * 3600 + fields[1] * 60 + (fields[2] if len(fields) > 2
+                                                             else 0.0)
+        else:
+            seconds += float(part.group("number")) * _unit_seconds(part.group("unit"))
     return seconds
 
 

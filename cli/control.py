@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from pgjobs import db
-from pgjobs.cli.common import Context
+from pgjobs.cli.common import JOB_ID, Context
 
 
 def _control(obj: Context, job_id: int, verb: Callable[[Any, int], bool]) -> tuple[bool, str]:
@@ -27,7 +27,7 @@ def _control(obj: Context, job_id: int, verb: Callable[[Any, int], bool]) -> tup
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.pass_obj
 def pause(obj: Context, job_id: int) -> None:
     """Pause a job: queued at once, running after its page in flight (keeps its cursor)."""
@@ -36,7 +36,7 @@ def pause(obj: Context, job_id: int) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.pass_obj
 def resume(obj: Context, job_id: int) -> None:
     """Resume a paused job: queued again with its cursor and its place in line."""
@@ -45,7 +45,7 @@ def resume(obj: Context, job_id: int) -> None:
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.pass_obj
 def retry(obj: Context, job_id: int) -> None:
     """Requeue a failed or canceled job from its checkpoint, attempts reset."""

@@ -19,6 +19,7 @@ import click
 
 from pgjobs import db, queries
 from pgjobs.cli.common import (
+    JOB_ID,
     Context,
     a_job,
     duration_seconds,
@@ -468,7 +469,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
 
 
 @click.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--expires", default="1h", show_default=True, envvar="PGJOBS_URL_EXPIRES",
               show_envvar=True, help="How long a presigned URL stays valid.")
 @click.pass_obj

@@ -2,7 +2,8 @@
 the job (``--wait``) and run it in this process (``--run``) where neither
 pg_cron nor ``pgjobs run --loop`` drives the engine.
 
-Guards: ``--dry-run`` prints ``pgjobs.preview`` and submits nothing; on a
+Guards: ``--dry-run`` prints ``pgjobs.preview`` and submits nothing (the submit
+runs in a transaction rolled back, so what it would refuse fails the dry run); on a
 terminal (stdin and stdout both) the command shows the preview's count and
 sample and asks before it submits, default no (``--yes`` skips the
 question); off a terminal it submits as it always did, so scripts keep
@@ -61,7 +62,9 @@ def _common(func: Any) -> Any:
         click.option("--run", "run_here", is_flag=True, envvar="PGJOBS_RUN_HERE",
                      show_envvar=True, help="Run the job in this process now (implies --wait)."),
         click.option("--dry-run", is_flag=True,
-                     help="Print what the job would do (pgjobs.preview) and submit nothing."),
+                     help="Print what the job would do (pgjobs.preview) and submit nothing; "
+                          "the submit's own checks of the options run too (rolled back), so "
+                          "what it would refuse fails here."),
         click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
                      help="Print the job (after --wait: as it ended) as one JSON object "
                           "instead of its id; with --dry-run, the preview."),
@@ -218,13 +221,35 @@ def _confirm(shown: dict[str, Any]) -> None:
         sys.exit(1)
 
 
+def _rehearse(conn: Any, kind: str, submit: str, params: dict[str, Any],
+              options: dict[str, Any]) -> None:
+    """--dry-run's proof that the submit itself would take the job: it runs in a
+    transaction that is rolled back, so nothing is written and no event is sent
+    (a job id of the sequence is used up). pgjobs.preview takes none of the
+    job's own options, so `--dry-run --priority 99999999`, a bad run_at or
+    page_delay, or on_conflict reject behind a running writer printed the preview
+    and exit 0, and the submit then refused. The fields no row has and the rows
+    with no object to merge into are the preview's to show: not refused here."""
+    relaxed = {**options, "allow_unknown_fields": True}
+    if kind == "backfill":
+        relaxed["replace_non_objects"] = True
+    with conn.transaction(force_rollback=True):
+        db.scalar(conn, submit, {**params, "options": db.jsonb(relaxed)})
+
+
 def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
            exclude: list[str], options: dict[str, Any], dry_run: bool, as_json: bool,
-           yes: bool, set_value: dict[str, Any] | None = None) -> None:
-    """--dry-run: print the preview and exit 0. On a terminal without --yes: ask."""
+           yes: bool, set_value: dict[str, Any] | None = None,
+           submit: tuple[str, dict[str, Any]] | None = None) -> None:
+    """--dry-run: print the preview and exit 0, once the submit (``submit``: its
+    SQL and parameters) is shown to take the job. On a terminal without --yes:
+    ask."""
     if dry_run:
-        _print_preview(_preview(conn, kind, target, scope, filter_value, exclude, options,
-                                set_value), as_json)
+        shown = _preview(conn, kind, target, scope, filter_value, exclude, options,
+                         set_value)
+        if submit is not None:
+            _rehearse(conn, kind, *submit, options)
+        _print_preview(shown, as_json)
         sys.exit(0)
     if not yes and _interactive():
         shown = _preview(conn, kind, target, scope, filter_value, exclude, options, set_value)
@@ -254,12 +279,12 @@ def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: 
     """
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
     options = _options(priority, on_conflict, page_size, extra)
+    params = {"target": target, "scope": scope, "filter": db.jsonb(filter_value),
+              "exclude": list(exclude), "options": db.jsonb(options)}
     with obj.connect() as conn:
         _guard(conn, "delete", target, scope, filter_value, list(exclude), options,
-               dry_run, as_json, yes)
-        job_id = int(db.scalar(conn, queries.SUBMIT_DELETE, {
-            "target": target, "scope": scope, "filter": db.jsonb(filter_value),
-            "exclude": list(exclude), "options": db.jsonb(options)}))
+               dry_run, as_json, yes, submit=(queries.SUBMIT_DELETE, params))
+        job_id = int(db.scalar(conn, queries.SUBMIT_DELETE, params))
     _finish(obj, job_id, wait, run_here, as_json, quiet, no_progress)
 
 
@@ -284,10 +309,10 @@ def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
         raise InvalidInput("--set must be a JSON object", hint='e.g. --set \'{"status": "done"}\'')
     filter_value = parse_json(filter_, "filter")
     options = _options(priority, on_conflict, page_size, extra)
+    params = {"target": target, "scope": scope, "filter": db.jsonb(filter_value),
+              "set": db.jsonb(set_value), "options": db.jsonb(options)}
     with obj.connect() as conn:
         _guard(conn, "backfill", target, scope, filter_value, [], options, dry_run,
-               as_json, yes, set_value)
-        job_id = int(db.scalar(conn, queries.SUBMIT_BACKFILL, {
-            "target": target, "scope": scope, "filter": db.jsonb(filter_value),
-            "set": db.jsonb(set_value), "options": db.jsonb(options)}))
+               as_json, yes, set_value, submit=(queries.SUBMIT_BACKFILL, params))
+        job_id = int(db.scalar(conn, queries.SUBMIT_BACKFILL, params))
     _finish(obj, job_id, wait, run_here, as_json, quiet, no_progress)

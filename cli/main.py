@@ -21,6 +21,7 @@ import click
 from pgjobs import db, queries
 from pgjobs.cli.common import (
     DEFAULT_STORAGE,
+    JOB_ID,
     Context,
     Group,
     duration_seconds,
@@ -129,7 +130,7 @@ def _list_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 @main.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
               help="Print the job as one JSON object.")
 @click.pass_obj
@@ -182,7 +183,7 @@ def list_(obj: Context, status_: str | None, limit: int, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.pass_obj
 def cancel(obj: Context, job_id: int) -> None:
     """Cancel a job: queued at once, running at its next page.
@@ -206,7 +207,7 @@ def cancel(obj: Context, job_id: int) -> None:
 
 
 @main.command()
-@click.argument("job_id", type=int, required=False)
+@click.argument("job_id", type=JOB_ID, required=False)
 @click.option("--timeout", envvar="PGJOBS_WATCH_TIMEOUT", show_envvar=True, default=None,
               help="Stop watching after this long (e.g. 30s, 5m) [default: never].")
 @click.option("--json", "as_json", is_flag=True, envvar="PGJOBS_JSON", show_envvar=True,
@@ -250,11 +251,11 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
     """CALL pgjobs.run(budget): work delete/backfill pages, one COMMIT per page."""
     from pgjobs.cli.runners import run_runners
 
-    interval = parse_duration(budget, "--budget")
     if duration_seconds(budget, "--budget", maximum=86400) <= 0:
         # A run of no time claims nothing: exit 0 would read as "no work left".
         raise InvalidInput(f"invalid --budget {budget!r}: a run needs more than 0s (at most "
                            "1 day)", hint="use e.g. --budget 50s (the default), 5m or 1h")
+    interval = parse_duration(budget, "--budget")
     idle_seconds = duration_seconds(idle, "--idle", minimum=0)
     # SIGTERM (systemd's or Kubernetes' stop) stops the runners as Ctrl-C does:
     # their CALLs are canceled, the page in flight rolls back, and a job they

@@ -45,7 +45,8 @@ EXIT_STATUS = [
           "the database rejects as invalid (`22023`, `42P01`)."),
     ("3", "`status` and `watch JOB --timeout`: the job is still queued or running; "
           "`dev status`: the embedded cluster is not running."),
-    ("130", "`watch` interrupted (Ctrl-C)."),
+    ("130", "Interrupted (Ctrl-C, or SIGTERM): `watch`, `delete`/`backfill` `--wait` or "
+            "`--run`, `export` and `import` detach, or hand the job back."),
 ]
 
 

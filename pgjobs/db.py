@@ -75,6 +75,16 @@ def lock_wait_timed_out(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "55P03"
 
 
+def dsn_problem(dsn: str) -> str | None:
+    """Why libpq cannot parse ``dsn`` (the first line of its complaint), else None:
+    a DSN that never connects, whatever the network does."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
+    return None
+
+
 def connect_reader(dsn: str, app: str = "pgjobs export",
                    connect_timeout: int | None = None) -> psycopg.Connection[Row]:
     """An export's data connection (to the primary or, with ``--read-dsn``, a

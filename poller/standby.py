@@ -118,9 +118,18 @@ def same_server(primary: tuple[str | None, str], other: tuple[str | None, str]) 
 
 def check_read_dsn(primary_dsn: str, config: ReadConfig) -> None:
     """At worker start: refuse (InvalidInput, exit 2) a read DSN that reaches
-    another cluster or database; warn when it cannot be reached now (each chunk
-    tries again, and the fallback applies meanwhile)."""
-    from pgjobs.errors import InvalidInput
+    another cluster or database, or one that does not parse (no retry can reach
+    it: it was warned about as unreachable, and every export then waited
+    --read-max-wait for it or read from the primary); warn when it cannot be
+    reached now (each chunk tries again, and the fallback applies meanwhile)."""
+    from pgjobs.errors import InvalidDsn, InvalidInput
+
+    problem = db.dsn_problem(config.dsn)
+    if problem is not None:
+        raise InvalidDsn(f"--read-dsn: invalid DSN: {problem}",
+                         hint="fix --read-dsn (PGJOBS_READ_DSN): a URL such as "
+                              "postgresql://USER@STANDBY:5432/DBNAME, or key=value pairs such "
+                              "as 'host=STANDBY port=5432 dbname=DBNAME'")
 
     try:
         with db.connect_reader(config.dsn, app="pgjobs worker (standby)",

@@ -2756,7 +2756,7 @@ CREATE FUNCTION pgjobs._cron_version() RETURNS integer[]
 -- used here; `pgjobs run --loop` is the alternative.
 DECLARE
     v_version text;
-    v_db text := current_setting('cron.database_name', true);
+    v_db text;
 BEGIN
     SELECT extversion INTO v_version FROM pg_extension WHERE extname = 'pg_cron';
     IF v_version IS NULL THEN
@@ -2765,6 +2765,18 @@ BEGIN
                 HINT = 'Install it (Debian: apt-get install postgresql-15-cron), or drive the '
                        'engine without it: pgjobs run --loop';
         END IF;
+        -- Read only here: once pg_cron is created in this database, a
+        -- pgjobs_admin member without pg_read_all_settings schedules too.
+        IF pgjobs._setting_hidden('cron.database_name') THEN
+            RAISE EXCEPTION '% may not read cron.database_name: cannot tell whether pg_cron '
+                            'serves database %', current_user, current_database()
+                USING ERRCODE = '42501',
+                HINT = format('A superuser runs SELECT pgjobs.schedule(); here once (later '
+                              'calls find pg_cron created), or GRANT pg_read_all_settings TO '
+                              '%I; or drive the engine without pg_cron: pgjobs run --loop',
+                              current_user);
+        END IF;
+        v_db := current_setting('cron.database_name', true);
         IF v_db IS NULL THEN
             RAISE EXCEPTION 'pg_cron is installed but not loaded' USING ERRCODE = '55000',
                 HINT = 'Add pg_cron to shared_preload_libraries and restart, or drive the '
@@ -3400,14 +3412,27 @@ CREATE FUNCTION pgjobs._doctor_pg_cron(p_jobs jsonb, p_loop_fix text) RETURNS TA
 -- command doctor suggests. Read-only.
 DECLARE
     v_runners     integer;
-    v_preload     text := current_setting('shared_preload_libraries');
-    v_cron_db     text := current_setting('cron.database_name', true);
+    v_preload     text;
+    v_cron_db     text;
+    v_hidden      text;  -- the first setting this role may not read
     v_cron_ver    text;
     v_jobs        jsonb;
     v_seen        jsonb;
     v_cron_run    boolean;
     v_cron_prune  boolean;
 BEGIN
+    -- A pgjobs_admin member that is no superuser may not read these (42501
+    -- from current_setting): doctor then says so instead of failing whole.
+    IF pgjobs._setting_hidden('shared_preload_libraries') THEN
+        v_hidden := 'shared_preload_libraries';
+    ELSE
+        v_preload := current_setting('shared_preload_libraries');
+    END IF;
+    IF pgjobs._setting_hidden('cron.database_name') THEN
+        v_hidden := coalesce(v_hidden, 'cron.database_name');
+    ELSE
+        v_cron_db := current_setting('cron.database_name', true);
+    END IF;
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
@@ -3428,7 +3453,14 @@ BEGIN
     ELSE
         RETURN QUERY SELECT 'pg_cron.installed'::text, 'ok'::text, NULL::text,
             format('pg_cron %s is installed on this server', v_cron_ver), NULL::text;
-        IF v_preload !~ '(^|,)\s*"?(\$libdir/)?pg_cron"?\s*(,|$)' THEN
+        IF v_hidden IS NOT NULL THEN
+            check_name := 'pg_cron.preloaded';
+            detail := format('%s may not read %s (a superuser-only setting): cannot tell '
+                             'whether pg_cron is loaded and serves this database',
+                             current_user, v_hidden);
+            fix := format('GRANT pg_read_all_settings TO %I;  -- as a superuser (or run '
+                          'pgjobs doctor as a superuser)', current_user);
+        ELSIF v_preload !~ '(^|,)\s*"?(\$libdir/)?pg_cron"?\s*(,|$)' THEN
             check_name := 'pg_cron.preloaded';
             detail := format('pg_cron is not in shared_preload_libraries (%L)', v_preload);
             fix := format('ALTER SYSTEM SET shared_preload_libraries = %L; '
@@ -13122,6 +13154,35 @@ $$;
 ALTER FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) OWNER TO SUPERUSER;
 
 --
+-- Name: _setting_hidden(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._setting_hidden(p_name text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether the caller may not read setting p_name: a superuser-only setting
+-- (shared_preload_libraries, cron.database_name) is hidden from a role
+-- without pg_read_all_settings, and current_setting raises 42501 for it
+-- even with missing_ok. A pgjobs_admin member need not be a superuser, so
+-- `pgjobs doctor` and `pgjobs schedule` ask here first and say what they
+-- could not read instead of failing whole. An unknown setting is not hidden.
+-- Locks nothing.
+BEGIN
+    PERFORM current_setting(p_name, true);
+    RETURN false;
+EXCEPTION WHEN insufficient_privilege THEN
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._setting_hidden(p_name text) OWNER TO SUPERUSER;
+
+--
 -- Name: _start_attempts(bigint[], text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22769,6 +22830,13 @@ GRANT ALL ON FUNCTION pgjobs._set_blocked_rows(p_reg pgjobs.target_registry, p_s
 
 REVOKE ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set jsonb, OUT p_ok text, OUT p_blocker text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _setting_hidden(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._setting_hidden(p_name text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._setting_hidden(p_name text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _start_attempts(p_ids bigint[], p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

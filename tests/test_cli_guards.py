@@ -346,3 +346,49 @@ def test_off_a_terminal_a_short_retention_prunes_without_asking(rows: Conn,
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["deleted"] == 2
     assert _job_ids(rows) == []
+
+
+_DRY_RUN_COMMANDS = {
+    "delete": ["delete", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}'],
+    "backfill": ["backfill", "user_table_rows", "--scope", "1", "--filter", '{"k": 1}',
+                 "--set", '{"n": 0}'],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_DRY_RUN_COMMANDS))
+@pytest.mark.parametrize("extra", [
+    ["--priority", "99999999"], ["--options", '{"run_at": "infinity"}'],
+    ["--options", '{"page_delay": "99999999999999 days"}'],
+    ["--options", '{"max_attempts": 0}'], ["--options", '{"lease": "0s"}'],
+    ["--options", '{"no_such_option": 1}'],
+], ids=lambda e: e[-1])
+def test_dry_run_refuses_what_the_submit_refuses(rows: Conn, dsn: str, kind: str,
+                                                 extra: list[str]) -> None:
+    """pgjobs.preview takes none of the job's own options: `--dry-run
+    --priority 99999999` (or a bad run_at, page_delay, lease...) printed the
+    preview, exit 0, and the submit then refused. The dry run now says what
+    the submit would, word for word, and still writes nothing."""
+    args = ["--dsn", dsn, *_DRY_RUN_COMMANDS[kind], *extra]
+    dry = CliRunner().invoke(main, [*args, "--dry-run", "--json"])
+    real = CliRunner().invoke(main, [*args, "--yes"])
+    assert real.exit_code == 2, real.output
+    assert (dry.exit_code, dry.stderr) == (real.exit_code, real.stderr)
+    assert dry.stdout == "" and "Traceback" not in dry.output
+    assert jobs(rows) == []
+
+
+@pytest.mark.parametrize("kind", sorted(_DRY_RUN_COMMANDS))
+def test_dry_run_with_on_conflict_reject_behind_a_writer_says_55006(
+        rows: Conn, dsn: str, kind: str) -> None:
+    rows.execute("SELECT pgjobs.submit_delete('user_table_rows', '1', '{\"k\": 2}')")
+    queued = jobs(rows)
+    args = ["--dsn", dsn, *_DRY_RUN_COMMANDS[kind], "--on-conflict", "reject", "--dry-run"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "[55006]" in result.stderr and "(hint: " in result.stderr
+    assert jobs(rows) == queued  # nothing more
+    # Without the conflict the dry run passes, and still writes nothing.
+    result = CliRunner().invoke(main, [*args[:-3], "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == kind
+    assert jobs(rows) == queued

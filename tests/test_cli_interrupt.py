@@ -5,11 +5,16 @@ character): `delete`/`backfill --wait`, `--run`, `watch JOB`, `export` and
 `import` (run in process) all detach instead of canceling: the job goes on
 (or, when this process ran it, is handed back at its last checkpoint), three
 lines on stderr say so and how to follow it and cancel it, exit 130.
+
+SIGTERM (kill, timeout, a service manager's stop) does the same: Python's
+default ended the process at once, and `delete --run` left its CALL
+pgjobs.run_job running on the server, orphaned, the job going on to its end.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -53,8 +58,20 @@ def listening(conn: Conn, job_id: int) -> None:
     del job_id
 
 
-def interrupt(child: pexpect.spawn, job_id: int, *, ran_here: bool) -> None:
-    child.sendintr()
+STOPS = ["ctrl-c", "sigterm"]
+
+
+def stop(child: pexpect.spawn, how: str) -> None:
+    """Ctrl-C through the terminal, or SIGTERM to the process."""
+    if how == "ctrl-c":
+        child.sendintr()
+    else:
+        child.kill(signal.SIGTERM)
+
+
+def interrupt(child: pexpect.spawn, job_id: int, *, ran_here: bool,
+              how: str = "ctrl-c") -> None:
+    stop(child, how)
     if ran_here:
         child.expect(rf"interrupted: job {job_id} was handed back and continues where it "
                      "stopped")
@@ -73,29 +90,32 @@ def submitted(child: pexpect.spawn) -> int:
     return int(child.match.group(1))
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("delete", ()), ("backfill", ("--set", '{"n": 9}'))])
+@pytest.mark.parametrize("kind, extra, how", [
+    ("delete", (), "ctrl-c"), ("backfill", ("--set", '{"n": 9}'), "ctrl-c"),
+    ("delete", (), "sigterm")])
 def test_wait_detaches_and_the_job_goes_on(rows: Conn, dsn: str, kind: str,
-                                           extra: tuple[str, ...]) -> None:
+                                           extra: tuple[str, ...], how: str) -> None:
     child = spawn(dsn, kind, "user_table_rows", "--scope", "1", "--filter", "{}", *extra,
                   "--yes", "--wait")
     job_id = submitted(child)
     listening(rows, job_id)
-    interrupt(child, job_id, ran_here=False)
+    interrupt(child, job_id, ran_here=False, how=how)
     row = job(rows, job_id)
     assert row["status"] == "queued" and row["cancel_requested_at"] is None
 
 
-def test_watch_detaches_and_the_job_goes_on(rows: Conn, dsn: str) -> None:
+@pytest.mark.parametrize("how", STOPS)
+def test_watch_detaches_and_the_job_goes_on(rows: Conn, dsn: str, how: str) -> None:
     job_id = int(scalar(rows, "SELECT pgjobs.submit_delete('user_table_rows', '1')"))
     child = spawn(dsn, "watch", str(job_id))
     listening(rows, job_id)
-    interrupt(child, job_id, ran_here=False)
+    interrupt(child, job_id, ran_here=False, how=how)
     row = job(rows, job_id)
     assert row["status"] == "queued" and row["cancel_requested_at"] is None
 
 
-def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> None:
+@pytest.mark.parametrize("how", STOPS)
+def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str, how: str) -> None:
     # 10 rows a page, at most 5 rows a second: about 20 s for the scope's ~100
     # rows, which the Ctrl-C ends after the first page or two. At 20 rows a
     # second a machine that took 5 s to deliver the Ctrl-C saw the job end.
@@ -103,16 +123,21 @@ def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str) -> N
                   "--page-size", "10", "--options", '{"max_rows_per_second": 5}')
     job_id = submitted(child)
     until(rows, "SELECT done > 0 FROM pgjobs.jobs WHERE id = %s", (job_id,))
-    interrupt(child, job_id, ran_here=True)
+    interrupt(child, job_id, ran_here=True, how=how)
     row = job(rows, job_id)
     assert row["cancel_requested_at"] is None and row["status"] == "queued", row
     assert 0 < row["done"] < row["total"]
     assert scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1") > 0
+    # Its CALL ended with it: no session of this test's database still runs the job.
+    until(rows, "SELECT count(*) = 0 FROM pg_catalog.pg_stat_activity"
+                " WHERE query LIKE 'CALL pgjobs.run_job%%' AND state = 'active'"
+                "   AND datname = current_database()")
 
 
-@pytest.mark.parametrize("kind", ["export", "import"])
+@pytest.mark.parametrize("kind, how", [("export", "ctrl-c"), ("import", "ctrl-c"),
+                                       ("export", "sigterm")])
 def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: Any,
-                                             tmp_path: Path, kind: str) -> None:
+                                             tmp_path: Path, kind: str, how: str) -> None:
     """The job runs here and is stuck on a lock when Ctrl-C comes: it is handed
     back (queued, not canceled) once its statement returns."""
     rows.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{tmp_path}/",))
@@ -133,7 +158,7 @@ def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: An
         until(rows, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_activity"
                     " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
                     "   AND datname = current_database()")
-        child.sendintr()
+        stop(child, how)
         time.sleep(0.5)
     finally:
         locker.execute("ROLLBACK")

@@ -117,3 +117,22 @@ def test_standby_durations_are_checked_without_read_dsn(command: list[str], opti
 ])
 def test_a_job_puts_the_article_sql_puts(kind: str, words: str) -> None:
     assert a_job(kind) == words
+
+
+@pytest.mark.parametrize("command", [["worker", "--once"], ["export", "t", "--scope", "1"]])
+@pytest.mark.parametrize("read_dsn", ["garbage", "host=standby port", "host='unterminated",
+                                      "postgresql://u@standby/db?no_such_parameter=1",
+                                      "postgresql://u@[::1/db", "postgres://%zz@h/db"])
+def test_a_read_dsn_that_does_not_parse_is_a_usage_error(command: list[str],
+                                                          read_dsn: str) -> None:
+    """It was warned about as a standby that "cannot be reached now", the worker
+    ran on (exit 0) and every export then waited --read-max-wait for it or read
+    from the primary: no retry reaches a DSN libpq cannot parse."""
+    for result in (invoke(*command, "--read-dsn", read_dsn),
+                   invoke(*command, env={"PGJOBS_READ_DSN": read_dsn})):
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.splitlines()
+        assert lines == [line for line in lines if line.startswith("error: --read-dsn: ")]
+        assert len(lines) == 1 and "invalid DSN" in lines[0], result.stderr
+        assert "(hint: fix --read-dsn (PGJOBS_READ_DSN)" in lines[0]
+        assert "connection failed" not in result.output  # refused before connecting

@@ -304,3 +304,75 @@ def test_python_seconds_equal_postgresql_seconds(conn: Conn) -> None:
                           (interval,)).fetchone()
         assert pg is not None
         assert duration_seconds(text) == pytest.approx(pg[0]), (text, interval)
+
+
+TOO_LONG = ["99999999999999d", "99999999999999999s", "99999999999:00", "1001 years",
+            "13000 months", "52200 weeks"]
+
+
+@pytest.mark.parametrize("option", sorted(DURATION_OPTIONS))
+@pytest.mark.parametrize("value", TOO_LONG)
+def test_every_duration_option_refuses_a_length_postgresql_cannot_hold(
+        option: str, value: str) -> None:
+    """`prune --retention 99999999999999d` reached the server and overflowed its
+    interval (22015, no hint); `--budget` named its 1 day only because it was
+    checked before. Every duration is at most 1000 years (the longest any
+    option takes), refused here with the option's own bound where it has one."""
+    result = invoke(*DURATION_OPTIONS[option], value)
+    name = DURATION_OPTIONS[option][-1]
+    assert_usage_line_of(result, f"error: invalid {name} {value!r}: ", "[22023]")
+    bound = result.stderr.split(": ", 2)[2]
+    assert bound.startswith(("at most", "from ")), result.stderr
+
+
+def assert_usage_line_of(result: Result, *fragments: str) -> None:
+    """Exit 2, one error line on stderr holding every fragment and a hint."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "(hint: " in lines[0], result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result.stderr
+
+
+def test_the_longest_duration_is_one_postgresql_holds(conn: Conn) -> None:
+    for text in ("1000 years", "365250d", "12000 months"):
+        interval = parse_duration(text)
+        assert conn.execute("SELECT %s::interval IS NOT NULL", (interval,)).fetchone() == (True,)
+    assert conn.execute("SELECT pgjobs.prune(%s::interval) ? 'deleted'",
+                        (parse_duration("1000 years"),)).fetchone() == (True,)
+
+
+# --- job ids ---------------------------------------------------------------------------
+
+
+JOB_COMMANDS = sorted(path for path, command in walk(main)
+                      if any(p.name == "job_id" for p in command.params))
+NOT_JOB_IDS = ["-1", "0", "-0", "9223372036854775808", "99999999999999999999999", "1.5",
+               "", "abc", "1_000", "\u0663", "\uff17", "0x10", "1e3"]
+
+
+def test_the_job_commands_are_the_documented_ones() -> None:
+    assert [p[0] for p in JOB_COMMANDS] == sorted(
+        ["cancel", "pause", "resume", "retry", "status", "url", "watch"])
+
+
+@pytest.mark.parametrize("path", JOB_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("value", NOT_JOB_IDS)
+def test_a_job_id_is_a_positive_bigint_in_ascii_digits(path: tuple[str, ...],
+                                                       value: str) -> None:
+    """Python's int() named job 3 for an Arabic-Indic three and job 1000 for
+    1_000; past bigint `pgjobs retry` was refused as "function
+    pgjobs.retry(numeric) does not exist" with the not-installed hint; `-1`
+    was click's "No such option '-1'"."""
+    result = invoke(*path, value)
+    assert_usage_line(result, "is not a job id: a whole number from 1 to "
+                      "9223372036854775807", "[22023]")
+
+
+@pytest.mark.parametrize("path", JOB_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("value", ["1", " 7 ", "9223372036854775807"])
+def test_a_job_id_in_range_is_taken(path: tuple[str, ...], value: str) -> None:
+    result = invoke(*path, value)
+    assert result.exit_code == 1, result.output  # then: cannot connect
+    assert "is not a job id" not in result.stderr
