@@ -818,6 +818,88 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
         delete_prefix(location, staging)
 
 
+def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
+    """Remove what a checkpointed upload of export ``job_id`` to ``uri`` left
+    (``upload``: its :meth:`Upload.state`, or ``{"join": state, "prefix": ...}``
+    for the join of a parallel export), as :func:`discard_upload` does, for the
+    storage deletion queue (pgjobs._queue_export_leftovers): an export that ended
+    without its worker. Never the object at ``uri``. Gone already is done; a
+    failure raises :class:`StorageError` (the queue retries it). Only what an
+    upload of that job can name is removed: a temporary file of ``uri`` beside
+    it, an S3 multipart upload of ``uri``'s key, the job's staging folder;
+    anything else is refused (22023)."""
+    loc = parse(uri)
+    join = upload.get("join")
+    if isinstance(join, dict):
+        kind = join.get("kind")
+        if kind == "file":
+            directory, name = os.path.split(loc.path)
+            _remove_temporary(loc, os.path.join(directory, f".{name}.pgjobs-join.tmp"))
+        elif kind == "s3" and join.get("upload_id"):
+            _abort_upload(loc, str(join["upload_id"]))
+        elif kind == "gs" and upload.get("prefix"):
+            _remove_staged(loc, staging_path(str(upload["prefix"]), job_id) + "join/", job_id)
+        # az: uncommitted blocks are discarded by Azure after 7 days.
+        return
+    if loc.scheme == "file":
+        if upload.get("tmp"):
+            _remove_temporary(loc, str(upload["tmp"]))
+    elif upload.get("upload_id"):
+        _abort_upload(loc, str(upload["upload_id"]))
+    elif upload.get("staging"):
+        _remove_staged(loc, str(upload["staging"]), job_id)
+
+
+def _refused_leftover(loc: Location, what: str) -> StorageError:
+    return StorageError(f"refusing to remove {what}: not an upload leftover of {loc.uri}",
+                        retryable=False, sqlstate="22023",
+                        hint="the job's checkpoint names it; remove it by hand if it is one, "
+                             "then delete the row of pgjobs.storage_deletions")
+
+
+def _remove_temporary(loc: Location, tmp: str) -> None:
+    """Unlink an upload's temporary file of ``loc`` (next to it, a name of
+    ``_TMP_RE`` for its object), below the trusted root."""
+    directory, name = os.path.split(loc.path)
+    match = _TMP_RE.match(os.path.basename(tmp))
+    if os.path.dirname(tmp) != directory or match is None or match.group("name") != name:
+        raise _refused_leftover(loc, tmp)
+    try:
+        unlink_file(tmp, f"cannot delete {tmp}")
+    except FileNotFoundError:
+        return
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, f"cannot delete {tmp}") from exc
+
+
+def _abort_upload(loc: Location, upload_id: str) -> None:
+    """Abort the S3 multipart upload ``upload_id`` of ``loc``'s key (one gone
+    already, completed or aborted, is fine: a completed one's object stays)."""
+    if loc.scheme != "s3":
+        raise _refused_leftover(loc, f"multipart upload {upload_id}")
+    try:
+        s3.Client(loc.base.split("://", 1)[1]).abort(loc.path, upload_id)
+    except s3.S3Error as exc:
+        raise storage_error(exc, f"cannot abort upload {upload_id} of {loc.uri}") from exc
+
+
+def _remove_staged(loc: Location, staging: str, job_id: int) -> None:
+    """Delete every object under ``staging``, a folder of job ``job_id`` in the
+    hidden staging folder (:func:`staging_path`) of ``loc``'s store."""
+    if not staging.endswith("/") or f"/{STAGING}/{job_id}/" not in f"/{staging}":
+        raise _refused_leftover(loc, staging)
+    store = store_for(loc)
+    try:
+        for batch in obstore.list(store, staging, chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(store, paths)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot delete {loc.base}/{staging}") from exc
+
+
 def delete_prefix(location: Location, prefix: str) -> int:
     """Delete every object under ``prefix`` in ``location``'s store (best effort)."""
     store = store_for(location)
