@@ -221,6 +221,10 @@ def test_a_cancel_racing_the_final_complete_never_loses_the_object(
     assert again.status == "succeeded", again
     assert again.result is not None and again.result["uri"] == uri
     assert object_bytes(again.result) == plain_copy(conn, BIG_TENANT_1)
+    # Pruned, a succeeded export queues its object, and no leftover: its upload
+    # became the object.
+    summary = scalar(conn, "SELECT pgjobs.prune('0 seconds')")
+    assert (summary["objects_queued"], summary["leftovers_queued"]) == (1, 0), summary
 
 
 def test_a_cancel_racing_the_final_complete_before_it_leaves_no_upload(

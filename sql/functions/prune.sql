@@ -60,7 +60,7 @@ BEGIN
         DELETE FROM pgjobs.jobs j
          USING doomed
          WHERE j.id = doomed.id
-        RETURNING j.id, j.kind, j.result, j.checkpoint
+        RETURNING j.id, j.kind, j.status, j.result, j.checkpoint
     ), objects AS (
         -- Every object the export wrote, whatever way it ended: result.uris
         -- (or its one result.uri), and every object its checkpoint and its
@@ -100,12 +100,13 @@ BEGIN
         -- pgjobs._export_leftovers): a job that failed out of attempts
         -- kept them for pgjobs.retry, and a sweep of a destination other
         -- than a worker's --storage reads the jobs table, where a pruned
-        -- export no longer is.
+        -- export no longer is. Not a succeeded one's: its uploads became
+        -- its objects, and its worker removed the rest.
         INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
         SELECT l.uri, g.id, l.upload
           FROM gone g
          CROSS JOIN LATERAL pgjobs._export_leftovers(g.id, g.checkpoint) l
-         WHERE g.kind = 'export'
+         WHERE g.kind = 'export' AND g.status <> 'succeeded'
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects),
