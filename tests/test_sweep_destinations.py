@@ -36,10 +36,13 @@ from pgjobs.poller.export import Exporter
 from pgjobs.poller.worker import Worker
 from tests.support import (
     ITEMS_TENANT_1,
+    drop_client,
     expire_lease,
     job,
+    lose_right,
     make_items,
     object_bytes,
+    people_client,
     plain_copy,
     run_export,
     scalar,
@@ -350,3 +353,45 @@ def test_a_leftover_names_only_what_an_upload_of_its_job_can(
     assert len(errors) == len(bad)
     assert all("refusing to remove" in e and "22023" in e for e in errors), errors
     assert victim.read_bytes() == b"precious\n"
+
+
+@pytest.mark.parametrize("loss", ["revoke", "rls"])
+def test_an_export_failed_for_good_at_its_claim_queues_its_leftovers(
+        conn: Conn, loss: str) -> None:
+    """A handed-back export whose submitter lost its right on the target fails
+    for good at its next claim, run by no worker: what its checkpoint names is
+    queued (a job failing out of attempts keeps it for pgjobs.retry instead)."""
+    role = people_client(conn, "leftover")
+    try:
+        conn.execute(f"SET ROLE {role}")
+        job_id = int(scalar(conn, "SELECT pgjobs.submit_export('people', '1')"))
+        conn.execute("RESET ROLE")
+        upload = {"staging": f"x/.pgjobs-staging/{job_id}/", "runs": []}
+        conn.execute("UPDATE pgjobs.jobs SET checkpoint = %s WHERE id = %s",
+                     (Jsonb({"v": 1, "uri": "memory:///x/1.csv", "upload": upload}), job_id))
+        lose_right(conn, role, "SELECT", loss)
+        assert conn.execute("SELECT * FROM pgjobs.claim(ARRAY['export'], 'w')").fetchall() == []
+        assert job(conn, job_id)["status"] == "failed"
+        assert queued_leftovers(conn, job_id) == [("memory:///x/1.csv", upload)]
+    finally:
+        drop_client(conn, role)
+
+
+def test_a_worker_of_the_previous_release_is_never_handed_a_leftover(
+        conn: Conn, dsn: str, own: str) -> None:
+    """Claimed with two arguments (a worker before 0041, which deletes the
+    object at every row's uri), the queue hands out objects only; with
+    p_uploads, both."""
+    make_items(conn, rows=300)
+    ended = submit_export(conn, "1", {}, MANY_PARTS)
+    handed_back(conn, dsn, ended, own)
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (ended,))
+    conn.execute("INSERT INTO pgjobs.storage_deletions (uri, job_id) VALUES ('memory:///o', 1)")
+    old = conn.execute("SELECT uri, upload FROM pgjobs.claim_storage_deletions(100, '1 second')")
+    assert old.fetchall() == [("memory:///o", None)]
+    new = conn.execute("SELECT upload IS NOT NULL FROM pgjobs.claim_storage_deletions("
+                       "100, '1 second', true)").fetchall()
+    assert new == [(True,)] * len(queued_leftovers(conn, ended)) and new
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
+        conn.execute("SELECT * FROM pgjobs.claim_storage_deletions(1, '1 second', NULL)")
+    assert refused.value.diag.message_hint
