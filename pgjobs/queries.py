@@ -429,7 +429,8 @@ SELECT u.prefix, pgjobs._storage_root_for(u.prefix, u.scope) AS root
  WHERE pgjobs._storage_root_for(u.prefix, u.scope) IS NOT NULL
 """
 STORAGE_DELETIONS_CLAIM = (
-    "SELECT id, uri, job_id FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval)"
+    "SELECT id, uri, job_id, upload"
+    "  FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval, true)"
 )
 STORAGE_DELETION_FINISH = "SELECT pgjobs.finish_storage_deletion(%(id)s, %(error)s)"
 

@@ -236,13 +236,19 @@ def object_location(prefix_uri: str, key: str) -> Location:
 
 # --- stores --------------------------------------------------------------------
 
-_stores: dict[str, Any] = {}
+_stores: dict[tuple[str, bool], Any] = {}
 _stores_lock = threading.Lock()
 _memory = MemoryStore()
+_NO_RETRIES: dict[str, Any] = {"max_retries": 0}
 
 
-def store_for(loc: Location) -> Any:
-    """The obstore store of ``loc`` (cached per bucket). ``file://`` has none."""
+def store_for(loc: Location, *, retries: bool = True) -> Any:
+    """The obstore store of ``loc`` (cached per bucket). ``file://`` has none.
+
+    ``retries=False``: one whose requests obstore never retries (a request that
+    failed is that failure, at once), for a caller that tells a refusal from a
+    transient failure itself (:func:`create`); gs:// (Google's client) and
+    memory:// have one store either way."""
     if loc.scheme == "file":
         raise ValueError("file:// locations are handled on the local filesystem")
     if loc.scheme == "https":
@@ -256,9 +262,9 @@ def store_for(loc: Location) -> Any:
     if loc.scheme == "gs":
         return gcs.Store(loc.base.split("://", 1)[1])
     with _stores_lock:
-        store = _stores.get(loc.base)
+        store = _stores.get((loc.base, retries))
         if store is None:
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = {} if retries else {"retry_config": _NO_RETRIES}
             if loc.scheme == "s3":
                 # botocore's credential chain (profiles, SSO, web identity...), the
                 # same as the multipart calls', not obstore's environment-only one.
@@ -276,7 +282,7 @@ def store_for(loc: Location) -> Any:
                 store = from_url(loc.base, **kwargs)
             except Exception as exc:  # obstore raises its own types for bad config
                 raise _config_error(loc, exc) from exc
-            _stores[loc.base] = store
+            _stores[(loc.base, retries)] = store
         return store
 
 
@@ -295,6 +301,7 @@ def forget_stores() -> None:
     """Drop cached stores (their configuration was read from the environment)."""
     with _stores_lock:
         _stores.clear()
+        _unconditional.clear()
     s3.forget_clients()
     gcs.forget_client()
     azblob.forget_service()
@@ -809,6 +816,88 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
     staging = state.get("staging")
     if staging:
         delete_prefix(location, staging)
+
+
+def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
+    """Remove what a checkpointed upload of export ``job_id`` to ``uri`` left
+    (``upload``: its :meth:`Upload.state`, or ``{"join": state, "prefix": ...}``
+    for the join of a parallel export), as :func:`discard_upload` does, for the
+    storage deletion queue (pgjobs._queue_export_leftovers): an export that ended
+    without its worker. Never the object at ``uri``. Gone already is done; a
+    failure raises :class:`StorageError` (the queue retries it). Only what an
+    upload of that job can name is removed: a temporary file of ``uri`` beside
+    it, an S3 multipart upload of ``uri``'s key, the job's staging folder;
+    anything else is refused (22023)."""
+    loc = parse(uri)
+    join = upload.get("join")
+    if isinstance(join, dict):
+        kind = join.get("kind")
+        if kind == "file":
+            directory, name = os.path.split(loc.path)
+            _remove_temporary(loc, os.path.join(directory, f".{name}.pgjobs-join.tmp"))
+        elif kind == "s3" and join.get("upload_id"):
+            _abort_upload(loc, str(join["upload_id"]))
+        elif kind == "gs" and upload.get("prefix"):
+            _remove_staged(loc, staging_path(str(upload["prefix"]), job_id) + "join/", job_id)
+        # az: uncommitted blocks are discarded by Azure after 7 days.
+        return
+    if loc.scheme == "file":
+        if upload.get("tmp"):
+            _remove_temporary(loc, str(upload["tmp"]))
+    elif upload.get("upload_id"):
+        _abort_upload(loc, str(upload["upload_id"]))
+    elif upload.get("staging"):
+        _remove_staged(loc, str(upload["staging"]), job_id)
+
+
+def _refused_leftover(loc: Location, what: str) -> StorageError:
+    return StorageError(f"refusing to remove {what}: not an upload leftover of {loc.uri}",
+                        retryable=False, sqlstate="22023",
+                        hint="the job's checkpoint names it; remove it by hand if it is one, "
+                             "then delete the row of pgjobs.storage_deletions")
+
+
+def _remove_temporary(loc: Location, tmp: str) -> None:
+    """Unlink an upload's temporary file of ``loc`` (next to it, a name of
+    ``_TMP_RE`` for its object), below the trusted root."""
+    directory, name = os.path.split(loc.path)
+    match = _TMP_RE.match(os.path.basename(tmp))
+    if os.path.dirname(tmp) != directory or match is None or match.group("name") != name:
+        raise _refused_leftover(loc, tmp)
+    try:
+        unlink_file(tmp, f"cannot delete {tmp}")
+    except FileNotFoundError:
+        return
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, f"cannot delete {tmp}") from exc
+
+
+def _abort_upload(loc: Location, upload_id: str) -> None:
+    """Abort the S3 multipart upload ``upload_id`` of ``loc``'s key (one gone
+    already, completed or aborted, is fine: a completed one's object stays)."""
+    if loc.scheme != "s3":
+        raise _refused_leftover(loc, f"multipart upload {upload_id}")
+    try:
+        s3.Client(loc.base.split("://", 1)[1]).abort(loc.path, upload_id)
+    except s3.S3Error as exc:
+        raise storage_error(exc, f"cannot abort upload {upload_id} of {loc.uri}") from exc
+
+
+def _remove_staged(loc: Location, staging: str, job_id: int) -> None:
+    """Delete every object under ``staging``, a folder of job ``job_id`` in the
+    hidden staging folder (:func:`staging_path`) of ``loc``'s store."""
+    if not staging.endswith("/") or f"/{STAGING}/{job_id}/" not in f"/{staging}":
+        raise _refused_leftover(loc, staging)
+    store = store_for(loc)
+    try:
+        for batch in obstore.list(store, staging, chunk_size=1000):
+            paths = [meta["path"] for meta in batch]
+            if paths:
+                obstore.delete(store, paths)
+    except Exception as exc:
+        raise storage_error(exc, f"cannot delete {loc.base}/{staging}") from exc
 
 
 def delete_prefix(location: Location, prefix: str) -> int:
@@ -1344,22 +1433,59 @@ def create(uri: str, data: bytes) -> bool:
             raise storage_error(exc, f"cannot write {uri}") from exc
     if taken(uri):
         return False
+    with _stores_lock:
+        refused_before = loc.base in _unconditional
+    if not refused_before:
+        try:
+            return _put_if_absent(loc, data)
+        except Exception as exc:
+            if not _condition_refused(exc):
+                raise storage_error(exc, f"cannot write {uri}") from exc
+            log.warning("%s refused a conditional write (If-None-Match: *): %s; %s is "
+                        "written after checking that no object is there (a store without "
+                        "conditional writes: an object created there at the same moment is "
+                        "not seen); so are this worker's later writes there",
+                        loc.base, _one_line(exc), uri)
     try:
-        obstore.put(store_for(loc), loc.path, data, mode="create")
+        obstore.put(store_for(loc), loc.path, data)
+    except Exception as again:
+        raise storage_error(again, f"cannot write {uri}") from again
+    if not refused_before:
+        # The plain PUT went through where the conditional one was refused: the
+        # condition was what the store refused. Later creates there go straight
+        # to the checked plain PUT (for this process: a store upgraded meanwhile
+        # is asked again after a restart).
+        with _stores_lock:
+            _unconditional.add(loc.base)
+    return True
+
+
+_unconditional: set[str] = set()
+"""Stores (``Location.base``) that refused a conditional write and took the plain
+PUT that followed: :func:`create` sends them no condition again."""
+
+
+def _put_if_absent(loc: Location, data: bytes) -> bool:
+    """The conditional PUT of :func:`create`: True written, False a key that
+    holds an object. Sent once without obstore's retries first: a store
+    refusing the condition answers ``501``, a server error that obstore
+    retries ten times with backoff (about 2.4 s a write) before this sees it.
+    Anything else that a retry may fix (500, 503, a dropped connection:
+    :func:`storage_error`'s ``retryable``) is sent again with them. Raises
+    the failure that ended it."""
+    try:
+        obstore.put(store_for(loc, retries=False), loc.path, data, mode="create")
+        return True
     except (AlreadyExistsError, FileExistsError):
         return False
     except Exception as exc:
-        if not _condition_refused(exc):
-            raise storage_error(exc, f"cannot write {uri}") from exc
-        log.warning("%s refused a conditional write (If-None-Match: *): %s; %s is written "
-                    "after checking that no object is there (a store without conditional "
-                    "writes: an object created there at the same moment is not seen)",
-                    loc.base, _one_line(exc), uri)
-        try:
-            obstore.put(store_for(loc), loc.path, data)
-        except Exception as again:
-            raise storage_error(again, f"cannot write {uri}") from again
-    return True
+        if _condition_refused(exc) or not storage_error(exc, loc.uri).retryable:
+            raise
+    try:
+        obstore.put(store_for(loc), loc.path, data, mode="create")
+        return True
+    except (AlreadyExistsError, FileExistsError):
+        return False
 
 
 _CONDITION_REFUSED = re.compile(r"\b(?:400|501)\b|NotImplemented|Not Implemented|"

@@ -7,8 +7,10 @@ again. Each claimed job runs in its own thread (:class:`~pgjobs.poller.export.Ex
 :class:`~pgjobs.poller.importer.Importer`).
 
 Between jobs it keeps storage tidy: it deletes the objects that ``pgjobs.prune``
-queued in ``pgjobs.storage_deletions`` and sweeps upload leftovers (staged parts,
-temporary files) of jobs that are no longer queued or running.
+queued in ``pgjobs.storage_deletions``, removes the upload leftovers queued there
+when an export ended without its worker (open multipart uploads, staged parts,
+temporary files: canceled while queued, say), and sweeps upload leftovers of jobs
+that are no longer queued or running, as a backstop.
 
 SIGTERM or SIGINT: stop claiming; every running export finishes the part in
 flight, checkpoints it and hands its job back (``pgjobs.release``), so another
@@ -249,7 +251,8 @@ class Worker:
     # --- housekeeping -----------------------------------------------------------
 
     def housekeeping(self) -> dict[str, int]:
-        """Delete objects of pruned exports, sweep stale upload leftovers."""
+        """Delete objects of pruned exports, remove queued upload leftovers, sweep
+        stale upload leftovers."""
         deleted = self._storage_deletions()
         swept = 0
         try:
@@ -307,14 +310,32 @@ class Worker:
             for row in rows:
                 error: str | None = None
                 root: str | None = None
+                leftover = row["upload"] if isinstance(row["upload"], dict) else None
                 try:
-                    if storage.parse(row["uri"]).scheme == "file" and not storage.within(
-                            row["uri"], self.storage_uri):
+                    outside = not storage.within(row["uri"], self.storage_uri)
+                    found = None
+                    if outside and (leftover is not None
+                                    or storage.parse(row["uri"]).scheme == "file"):
                         # The allow-list prefix it was written under: its trusted root.
                         found = db.scalar(self._control, queries.STORAGE_DELETION_ROOT,
                                           {"uri": row["uri"], "job": row["job_id"]})
                         root = storage.trust_root(str(found)) if found is not None else None
-                    storage.delete(row["uri"])
+                    if leftover is not None:
+                        if outside and found is None:
+                            # As the stale sweep: a destination disallowed since is
+                            # not touched (the row waits, its error kept).
+                            raise storage.StorageError(
+                                f"refusing to remove an upload leftover under {row['uri']}: "
+                                f"outside this worker's storage ({self.storage_uri}) and the "
+                                "storage allow-list", retryable=False, sqlstate="42501",
+                                hint="allow its prefix again (pgjobs.allow_storage) for a "
+                                     "worker to remove it, or remove it by hand and delete "
+                                     "the row of pgjobs.storage_deletions")
+                        # An export's upload leftover (pgjobs._queue_export_leftovers):
+                        # what it names goes, never the object at uri.
+                        storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
+                    else:
+                        storage.delete(row["uri"])
                 except PgjobsError as exc:
                     error = str(exc)
                 finally:

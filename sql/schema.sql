@@ -536,7 +536,9 @@ CREATE FUNCTION pgjobs._cancel_as(p_caller name, p_id bigint) RETURNS boolean
 -- The body of pgjobs.cancel, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.cancel, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
--- Cancels job p_id. Queued or paused: canceled at once. Running: a cancel is
+-- Cancels job p_id. Queued or paused: canceled at once (an export's upload
+-- leftovers queued for a worker to remove: pgjobs._queue_export_leftovers).
+-- Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.
@@ -559,6 +561,12 @@ BEGIN
                updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
+        IF v_job.kind = 'export' THEN
+            -- No worker runs it to remove what its checkpoint names (a
+            -- handed-back attempt's open multipart upload, temporary file,
+            -- staged parts): a worker's housekeeping does, at once.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, 'canceled');
         RETURN true;
     ELSIF v_job.status = 'running' THEN
@@ -4460,6 +4468,11 @@ BEGIN
              WHERE j.id = p_job.id AND j.status = 'queued'
             RETURNING j.* INTO v_job;
             IF FOUND THEN
+                IF v_job.status = 'canceled' THEN
+                    -- No worker ran it: what an earlier attempt's checkpoint
+                    -- names is removed by a worker's housekeeping.
+                    PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+                END IF;
                 v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
                 PERFORM pgjobs._notify(v_job, v_event);
             END IF;
@@ -4470,6 +4483,53 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._export_fields_at_claim(p_job pgjobs.jobs, OUT message text, OUT hint text, OUT requeued boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: _export_leftovers(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) RETURNS TABLE(uri text, upload jsonb)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The upload leftovers export p_id's checkpoint and its parts' name: each
+-- checkpointed upload (its state: an S3 multipart upload id and part
+-- ETags, a temporary file, a staged-parts folder) with the URI of the
+-- object it writes, the job's own (a CSV or JSON Lines export) and each
+-- part's of a parallel export (pgjobs.export_parts), and the join of a
+-- parallel export under way ({"join": its state, "prefix": the
+-- destination}: its temporary file, its open upload, its scratch objects).
+-- Never an object: those are pgjobs._export_objects'. p_checkpoint is the
+-- job's (passed: pgjobs.prune has deleted the row by then); the parts are
+-- read from the caller's snapshot. Locks nothing.
+    SELECT l.uri, l.upload
+      FROM (SELECT p_checkpoint ->> 'uri', p_checkpoint -> 'upload'
+             WHERE jsonb_typeof(p_checkpoint -> 'upload') = 'object'
+            UNION ALL
+            SELECT p_checkpoint ->> 'uri',
+                   jsonb_build_object('join', p_checkpoint -> 'join',
+                                      'prefix', p_checkpoint -> 'prefix')
+             WHERE jsonb_typeof(p_checkpoint -> 'join') = 'object'
+               AND p_checkpoint -> 'join' <> '{}'::jsonb
+            UNION ALL
+            SELECT p.checkpoint ->> 'uri', p.checkpoint -> 'upload'
+              FROM pgjobs.export_parts p
+             WHERE p.job_id = p_id AND jsonb_typeof(p.checkpoint -> 'upload') = 'object'
+           ) l(uri, upload)
+     WHERE l.uri IS NOT NULL AND l.uri <> '' AND l.upload <> '{}'::jsonb;
+$$;
+
+ALTER FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _export_leftovers(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) IS 'The checkpointed uploads of an export and of its parts (multipart uploads, temporary files, staged parts, a join under way), each with its object''s URI: what pgjobs._queue_export_leftovers queues for removal when the export ends without its worker.';
 
 --
 -- Name: _export_objects(bigint, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8354,6 +8414,12 @@ BEGIN
      WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
     RETURNING j.* INTO v_job;
     IF FOUND THEN
+        IF v_job.kind = 'export' THEN
+            -- Failed for good before a worker ran it: an earlier attempt's
+            -- upload (handed back, its lease expired) serves no retry, which
+            -- starts it over; a worker's housekeeping removes it.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, 'failed');
     END IF;
     RETURN false;
@@ -9597,6 +9663,53 @@ $_$;
 ALTER FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) OWNER TO SUPERUSER;
 
 --
+-- Name: _queue_export_leftovers(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Queues the upload leftovers of export p_id (pgjobs._export_leftovers of
+-- p_checkpoint, its checkpoint, and of its parts) in pgjobs.storage_deletions
+-- for a worker to remove (pgjobs.claim_storage_deletions, p_uploads), once
+-- each. Called where an export ends without a worker of its own to remove
+-- them: canceled while queued or paused (pgjobs._cancel_as), canceled by a
+-- lease rescue or at a claim (pgjobs._rescue_sweep,
+-- pgjobs._export_fields_at_claim), failed for good at a claim
+-- (pgjobs._may_start_attempt); pgjobs.prune queues those of every export
+-- it prunes. Without it they waited for the stale-upload sweep (an hour
+-- later, only while the destination stays allowed and a worker ran that
+-- hour). A worker that still holds an old lease is fenced off already; a
+-- job taken back meanwhile (pgjobs.retry) keeps them: the claim drops its
+-- rows. Returns how many were queued. Locks: nothing beyond the rows it
+-- inserts.
+DECLARE
+    v_queued integer;
+BEGIN
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT l.uri, p_id, l.upload
+      FROM pgjobs._export_leftovers(p_id, p_checkpoint) l
+     WHERE NOT EXISTS (SELECT FROM pgjobs.storage_deletions d
+                        WHERE d.job_id = p_id AND d.uri = l.uri AND d.upload = l.upload);
+    GET DIAGNOSTICS v_queued = ROW_COUNT;
+    RETURN v_queued;
+END
+$$;
+
+ALTER FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _queue_export_leftovers(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) IS 'Queues the upload leftovers an export''s checkpoint and its parts name (multipart uploads, temporary files, staged parts) for removal by a worker, where the export ended without its own.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10732,6 +10845,11 @@ BEGIN
             PERFORM pgjobs._notify(v_job, 'paused');
         ELSE
             v_canceled := v_canceled + 1;
+            IF v_job.kind = 'export' THEN
+                -- Its worker is gone: nothing else removes its upload (a
+                -- job failed here keeps it for pgjobs.retry until pruned).
+                PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+            END IF;
             PERFORM pgjobs._notify(v_job, 'canceled');
         END CASE;
     END LOOP;
@@ -17200,7 +17318,8 @@ CREATE TABLE pgjobs.storage_deletions (
     queued_at timestamp with time zone DEFAULT now() NOT NULL,
     attempts integer DEFAULT 0 NOT NULL,
     last_error text,
-    retry_at timestamp with time zone DEFAULT now() NOT NULL
+    retry_at timestamp with time zone DEFAULT now() NOT NULL,
+    upload jsonb
 );
 
 ALTER TABLE pgjobs.storage_deletions OWNER TO SUPERUSER;
@@ -17209,13 +17328,19 @@ ALTER TABLE pgjobs.storage_deletions OWNER TO SUPERUSER;
 -- Name: TABLE storage_deletions; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON TABLE pgjobs.storage_deletions IS 'Objects of pruned export jobs, waiting for a worker to delete them from storage. Claimed with pgjobs.claim_storage_deletions, settled with pgjobs.finish_storage_deletion.';
+COMMENT ON TABLE pgjobs.storage_deletions IS 'Objects of pruned jobs, and upload leftovers of exports that ended without their worker, waiting for a worker to delete them from storage. Claimed with pgjobs.claim_storage_deletions, settled with pgjobs.finish_storage_deletion.';
 
 --
--- Name: claim_storage_deletions(integer, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: COLUMN storage_deletions.upload; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs.claim_storage_deletions(p_limit integer DEFAULT 10, p_hold interval DEFAULT '00:05:00'::interval) RETURNS SETOF pgjobs.storage_deletions
+COMMENT ON COLUMN pgjobs.storage_deletions.upload IS 'NULL: the object at uri is deleted. Otherwise the checkpointed state of an upload to uri that an export left when it ended without its worker (an S3 multipart upload id, a temporary file, staged parts; {"join": ...}: the join of a parallel export): the worker removes what it names, never the object at uri.';
+
+--
+-- Name: claim_storage_deletions(integer, interval, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.claim_storage_deletions(p_limit integer DEFAULT 10, p_hold interval DEFAULT '00:05:00'::interval, p_uploads boolean DEFAULT false) RETURNS SETOF pgjobs.storage_deletions
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -17223,14 +17348,23 @@ CREATE FUNCTION pgjobs.claim_storage_deletions(p_limit integer DEFAULT 10, p_hol
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- Hands up to p_limit queued storage deletions (objects of pruned export
--- jobs) to the calling worker, oldest first. Each is hidden from other
--- workers for p_hold (its retry_at moves forward) and its attempts counted;
--- the worker deletes the object and settles it with
+-- Hands up to p_limit queued storage deletions (objects of pruned jobs;
+-- with p_uploads, upload leftovers of exports too: rows whose `upload` is
+-- set, pgjobs._queue_export_leftovers) to the calling worker, oldest
+-- first. Each is hidden from other workers for p_hold (its retry_at moves
+-- forward) and its attempts counted; the worker deletes the object (or
+-- removes what `upload` names, never the object) and settles it with
 -- pgjobs.finish_storage_deletion. A worker that dies leaves the row to be
 -- claimed again after p_hold. Rows that failed 10 times are left for an
--- operator (last_error says why).
--- Locks: FOR UPDATE SKIP LOCKED on the rows it takes.
+-- operator (last_error says why). Without p_uploads (a worker of a release
+-- before them, which would delete the object at `uri`) no leftover is
+-- handed out.
+-- Fencing of leftovers: a job queued, running or paused again (taken
+-- back by pgjobs.retry) resumes its upload and its own worker removes it
+-- at its end, so its leftover rows are dropped here, never handed out; a
+-- leftover of a parallel export waits while one of its parts still holds
+-- a live lease (the part stops at its next heartbeat).
+-- Locks: FOR UPDATE SKIP LOCKED on the rows it takes; the dropped rows.
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
         RAISE EXCEPTION 'limit must be from 1 to 1000, not %', p_limit
@@ -17240,10 +17374,26 @@ BEGIN
         RAISE EXCEPTION 'hold must be at least 1 second, not %', p_hold
             USING ERRCODE = '22023', HINT = 'The default is 5 minutes.';
     END IF;
+    IF p_uploads IS NULL THEN
+        RAISE EXCEPTION 'uploads must be true or false, not NULL'
+            USING ERRCODE = '22023',
+                  HINT = 'true: the caller removes upload leftovers too (the default is false).';
+    END IF;
+    IF p_uploads THEN
+        DELETE FROM pgjobs.storage_deletions d
+         USING pgjobs.jobs j
+         WHERE d.upload IS NOT NULL AND j.id = d.job_id
+           AND j.status IN ('queued', 'running', 'paused');
+    END IF;
     RETURN QUERY
         WITH picked AS (
             SELECT d.id FROM pgjobs.storage_deletions d
              WHERE d.retry_at <= now() AND d.attempts < 10
+               AND (d.upload IS NULL
+                    OR (p_uploads
+                        AND NOT EXISTS (SELECT FROM pgjobs.export_parts p
+                                         WHERE p.job_id = d.job_id AND p.status = 'running'
+                                           AND p.lease_expires_at > now())))
              ORDER BY d.id
              LIMIT p_limit
                FOR UPDATE SKIP LOCKED)
@@ -17256,13 +17406,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION claim_storage_deletions(p_limit integer, p_hold interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval) IS 'Claims up to p_limit queued storage deletions (objects of pruned exports) for a worker, hiding them from other workers for p_hold (FOR UPDATE SKIP LOCKED). Settle each with pgjobs.finish_storage_deletion.';
+COMMENT ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) IS 'Claims up to p_limit queued storage deletions (objects of pruned jobs; with p_uploads, upload leftovers of exports that ended without their worker too) for a worker, hiding them from other workers for p_hold (FOR UPDATE SKIP LOCKED). Settle each with pgjobs.finish_storage_deletion.';
 
 --
 -- Name: compile_filter(regclass, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19603,11 +19753,13 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      next call, which `pgjobs prune` makes at once), queueing the
 --      storage objects of pruned exports (every one they wrote: succeeded,
 --      failed or canceled, pgjobs._export_objects) and the rejects object
---      of pruned imports in pgjobs.storage_deletions for a worker to delete;
+--      of pruned imports in pgjobs.storage_deletions for a worker to delete,
+--      and the upload leftovers of pruned exports (pgjobs._export_leftovers:
+--      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -19616,6 +19768,7 @@ DECLARE
     v_deleted bigint;
     v_batch constant integer := 10000;
     v_objects bigint;
+    v_leftovers bigint;
     v_trimmed bigint := 0;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
@@ -19642,7 +19795,7 @@ BEGIN
         DELETE FROM pgjobs.jobs j
          USING doomed
          WHERE j.id = doomed.id
-        RETURNING j.id, j.kind, j.result, j.checkpoint
+        RETURNING j.id, j.kind, j.status, j.result, j.checkpoint
     ), objects AS (
         -- Every object the export wrote, whatever way it ended: result.uris
         -- (or its one result.uri), and every object its checkpoint and its
@@ -19676,9 +19829,24 @@ BEGIN
                       THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
          WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
+    ), leftovers AS (
+        -- The upload leftovers its checkpoint and its parts' name (an open
+        -- multipart upload, a temporary file, staged parts:
+        -- pgjobs._export_leftovers): a job that failed out of attempts
+        -- kept them for pgjobs.retry, and a sweep of a destination other
+        -- than a worker's --storage reads the jobs table, where a pruned
+        -- export no longer is. Not a succeeded one's: its uploads became
+        -- its objects, and its worker removed the rest.
+        INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+        SELECT l.uri, g.id, l.upload
+          FROM gone g
+         CROSS JOIN LATERAL pgjobs._export_leftovers(g.id, g.checkpoint) l
+         WHERE g.kind = 'export' AND g.status <> 'succeeded'
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
-      INTO v_deleted, v_objects;
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects),
+           (SELECT count(*) FROM leftovers)
+      INTO v_deleted, v_objects, v_leftovers;
 
     IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
        AND has_table_privilege(v_runs, 'DELETE') THEN
@@ -19697,7 +19865,8 @@ BEGIN
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
-                              'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
+                              'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
+                              'cron_runs_trimmed', v_trimmed);
 END
 $_$;
 
@@ -21991,6 +22160,13 @@ REVOKE ALL ON FUNCTION pgjobs._export_fields_at_claim(p_job pgjobs.jobs, OUT mes
 GRANT ALL ON FUNCTION pgjobs._export_fields_at_claim(p_job pgjobs.jobs, OUT message text, OUT hint text, OUT requeued boolean) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _export_leftovers(p_id bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22525,6 +22701,13 @@ GRANT ALL ON FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_sco
 
 REVOKE ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_mask text, p_limit_ms integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _queue_export_leftovers(p_id bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -23255,11 +23438,11 @@ GRANT ALL ON FUNCTION pgjobs.claim_items(p_kinds text[], p_worker text, p_lease 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.storage_deletions TO pgjobs_admin;
 
 --
--- Name: FUNCTION claim_storage_deletions(p_limit integer, p_hold interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.claim_storage_deletions(p_limit integer, p_hold interval, p_uploads boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION compile_filter(p_target regclass, p_filter jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -67,13 +67,69 @@ def test_create_without_conditional_writes_never_writes_over_an_object(
     with caplog.at_level(logging.WARNING, logger="pgjobs"):
         assert storage.create(uri, b"first\n")
     assert storage.read(uri) == b"first\n"
-    assert proxy.faults.conditional_refused >= 1  # met (obstore retries a 5xx)
+    # Sent once: a 501 is a server error that obstore retried ten times (about
+    # 2.4 s a write) before the refusal was seen.
+    assert proxy.faults.conditional_refused == 1
     warned = [r.getMessage() for r in caplog.records if "conditional write" in r.getMessage()]
     assert len(warned) == (0 if answer == "ignore" else 1), warned
     # A key that holds an object keeps it, whatever the store does with the header.
     assert not storage.create(uri, b"second\n")
     assert storage.read(uri) == b"first\n"
     assert len(storage.list_paths(prefix)) == 1
+
+
+@pytest.mark.parametrize("answer", ["501", "400"])
+def test_a_store_that_refused_the_condition_is_not_sent_it_again(
+        proxy: FaultProxy, prefix: str, answer: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Once a store refused the condition and took the plain PUT after it, later
+    creates there (other keys, other folders of the bucket) go straight to the
+    checked plain PUT: no refused request each, one warning in all. A key that
+    holds an object is still kept."""
+    proxy.faults.conditional_put = answer
+    uris = [storage.object_location(prefix, f"people/{n}/{n}.0badc0de.rejects.jsonl").uri
+            for n in range(4)]
+    with caplog.at_level(logging.WARNING, logger="pgjobs"):
+        for n, uri in enumerate(uris):
+            assert storage.create(uri, f"{n}\n".encode())
+    assert [storage.read(u) for u in uris] == [b"0\n", b"1\n", b"2\n", b"3\n"]
+    assert proxy.faults.conditional_seen == 1
+    assert proxy.faults.conditional_refused == 1
+    warned = [r.getMessage() for r in caplog.records if "conditional write" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert not storage.create(uris[2], b"again\n")
+    assert storage.read(uris[2]) == b"2\n"
+
+
+def test_a_store_with_conditional_writes_is_sent_the_condition_every_time(
+        proxy: FaultProxy, prefix: str) -> None:
+    """A store that does conditional writes gets If-None-Match on every create,
+    once each (nothing refused, nothing remembered)."""
+    for n in range(3):
+        uri = storage.object_location(prefix, f"people/{n}/{n}.0badc0de.rejects.jsonl").uri
+        assert storage.create(uri, b"x\n")
+    assert proxy.faults.conditional_seen == 3
+    assert proxy.faults.conditional_refused == 0
+
+
+@pytest.mark.parametrize("busy", [1, 3])
+def test_a_busy_store_is_still_retried_with_the_condition(
+        proxy: FaultProxy, prefix: str, busy: int, caplog: pytest.LogCaptureFixture) -> None:
+    """A 503 (a transient server error, unlike the 501 of a refused condition)
+    is retried, still conditional, until the store takes it; nothing is
+    remembered: the next create sends the condition again."""
+    proxy.faults.conditional_unavailable = busy
+    uri = storage.object_location(prefix, "people/1/1.0badc0de.rejects.jsonl").uri
+    with caplog.at_level(logging.WARNING, logger="pgjobs"):
+        assert storage.create(uri, b"first\n")
+    assert storage.read(uri) == b"first\n"
+    assert proxy.faults.conditional_unavailable == 0
+    assert proxy.faults.conditional_seen == busy + 1  # each 503, then the one taken
+    assert not [r for r in caplog.records if "conditional write" in r.getMessage()]
+    other = storage.object_location(prefix, "people/2/2.0badc0de.rejects.jsonl").uri
+    assert storage.create(other, b"second\n")
+    assert proxy.faults.conditional_seen == busy + 2
+    assert not storage.create(uri, b"again\n")
+    assert storage.read(uri) == b"first\n"
 
 
 @pytest.mark.parametrize("answer", ["501", "400"])
@@ -136,4 +192,4 @@ def test_an_import_with_rejects_succeeds_on_such_a_store(
     uri = row["result"]["rejects_uri"]
     assert row["checkpoint"]["rejects_uri"] == uri
     assert [json.loads(x)["record"].strip() for x in storage.read(uri).splitlines()] == ["bad,x"]
-    assert proxy.faults.conditional_refused >= 1
+    assert proxy.faults.conditional_refused == 1  # one rejects object, sent once

@@ -14,7 +14,11 @@ every request (not only the first of a kept-alive connection) can be faulted:
   without conditional writes does: ``"501"`` (NotImplemented, as MinIO before
   conditional writes), ``"400"`` (a bad request naming the header), or
   ``"ignore"`` (the header dropped, the PUT forwarded); ``conditional_refused``
-  counts those answered so.
+  counts those answered so;
+* ``conditional_unavailable``: that many PUTs with ``If-None-Match`` (the
+  next ones) are answered ``503 SlowDown``, as a busy store does, before
+  the next is forwarded; ``conditional_seen`` counts every PUT with
+  ``If-None-Match`` that reached the proxy, however answered.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ CONDITION_REFUSED = {
     "400": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
            b"<Message>Unsupported header If-None-Match received for this API call."
            b"</Message></Error>",
+    "503": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+           b"<Message>Please reduce your request rate.</Message></Error>",
 }
 
 
@@ -45,6 +51,8 @@ class Faults:
         self.silent_on_part: int | None = None
         self.conditional_put: str | None = None
         self.conditional_refused = 0
+        self.conditional_unavailable = 0
+        self.conditional_seen = 0
         self.release = threading.Event()  # ends silent connections at shutdown
         self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
         self.lock = threading.Lock()
@@ -114,6 +122,16 @@ class FaultProxy:
             return
         headers = {k: v for k, v in req.headers.items() if k.lower() not in _HOP}
         conditional = req.command == "PUT" and any(k.lower() == "if-none-match" for k in headers)
+        if conditional:
+            with f.lock:
+                f.conditional_seen += 1
+                busy = f.conditional_unavailable > 0
+                if busy:
+                    f.conditional_unavailable -= 1
+            if busy:
+                self._answer(req, 503, {"Content-Type": "application/xml"},
+                             CONDITION_REFUSED["503"])
+                return
         if conditional and f.conditional_put is not None:
             with f.lock:
                 f.conditional_refused += 1
