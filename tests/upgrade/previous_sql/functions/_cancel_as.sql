@@ -13,7 +13,9 @@ AS $$
 -- The body of pgjobs.cancel, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.cancel, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
--- Cancels job p_id. Queued or paused: canceled at once. Running: a cancel is
+-- Cancels job p_id. Queued or paused: canceled at once (an export's upload
+-- leftovers queued for a worker to remove: pgjobs._queue_export_leftovers).
+-- Running: a cancel is
 -- requested and the owner stops at its next page or heartbeat (a dead
 -- owner's job is canceled when its lease is rescued). Returns false when
 -- the job had already finished; raises P0002 for an unknown id.
@@ -36,6 +38,12 @@ BEGIN
                updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
+        IF v_job.kind = 'export' THEN
+            -- No worker runs it to remove what its checkpoint names (a
+            -- handed-back attempt's open multipart upload, temporary file,
+            -- staged parts): a worker's housekeeping does, at once.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, 'canceled');
         RETURN true;
     ELSIF v_job.status = 'running' THEN

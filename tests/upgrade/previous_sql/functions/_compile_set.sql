@@ -21,7 +21,8 @@ AS $$
 -- document field, when it is the document column) that the key, scope or
 -- created_at column is generated from (pgjobs._generated_from: the row
 -- would move to another scope), nor a field whose name (or a segment of
--- whose path) starts with $: that is an operator's name. Values are inlined as
+-- whose path) starts with $: that is an operator's name, nor objects nesting
+-- more than 32 levels below the document (22023, see below). Values are inlined as
 -- quoted literals; every cast is tried now, so a bad value raises 22023 at
 -- submit, naming the key. Locks nothing.
 DECLARE
@@ -44,6 +45,8 @@ DECLARE
     v_sources text[];
     v_fixeds text[];
     v_merge text;
+    v_depth integer;
+    v_guard_size bigint;
 BEGIN
     IF p_set IS NULL OR jsonb_typeof(p_set) <> 'object' OR p_set = '{}' THEN
         RAISE EXCEPTION 'set must be a non-empty JSON object of column or field -> value'
@@ -186,6 +189,35 @@ BEGIN
             v_patch := pgjobs._jsonb_merge(v_patch, pgjobs._jsonb_nest(v_path, v_value));
         END IF;
     END LOOP;
+    -- Each object of the patch is a place every page tests, written out
+    -- from the document down (pgjobs._set_guard: the row must hold an
+    -- object, null or nothing there), so the guard grows with the square
+    -- of the patch's depth: a 6 kB set nesting a value 1,000 levels deep
+    -- ({"x": {"a": {"a": ...}}}) wrote about 23 MB of guard (3.6 MB at 400
+    -- levels), took 26 s to submit, and its test of four rows did not end
+    -- in 15 minutes. Refused, as the limit on a path's
+    -- segments is: deeper than 32 levels, or a guard past about 16 MB
+    -- (very many objects, or objects under keys thousands of characters
+    -- long; estimated, the walk stopping at the first level too deep).
+    WITH RECURSIVE node(value, depth, place) AS (
+        SELECT v_patch, 0, 0
+        UNION ALL
+        SELECT e.value, n.depth + 1, n.place + octet_length(e.key)
+          FROM node n, jsonb_each(n.value) e
+         WHERE jsonb_typeof(e.value) = 'object' AND n.depth <= 32)
+    SELECT max(depth), sum(4 * (48 * depth + place) + 200)
+      INTO v_depth, v_guard_size
+      FROM node;
+    IF v_depth > 32 OR v_guard_size > 16777216 THEN
+        RAISE EXCEPTION 'set: %', CASE WHEN v_depth > 32
+            THEN 'its objects nest more than 32 levels deep into the document'
+            ELSE format('its objects are too many, or under too long keys, for the check of '
+                        'each place every page makes (about %s bytes; the limit is 16777216)',
+                        v_guard_size) END
+            USING ERRCODE = '22023',
+            HINT = 'Set at most 32 levels of nested objects, with fewer objects or shorter '
+                   'keys; store a deep value in a json or jsonb column, or as a JSON string.';
+    END IF;
     IF v_patch <> '{}' THEN
         -- The patch merged into each row's document by the native
         -- operators (pgjobs._jsonb_merge_sql); one too large to write out

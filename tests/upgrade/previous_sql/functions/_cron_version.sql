@@ -13,7 +13,7 @@ AS $$
 -- used here; `pgjobs run --loop` is the alternative.
 DECLARE
     v_version text;
-    v_db text := current_setting('cron.database_name', true);
+    v_db text;
 BEGIN
     SELECT extversion INTO v_version FROM pg_extension WHERE extname = 'pg_cron';
     IF v_version IS NULL THEN
@@ -22,6 +22,18 @@ BEGIN
                 HINT = 'Install it (Debian: apt-get install postgresql-15-cron), or drive the '
                        'engine without it: pgjobs run --loop';
         END IF;
+        -- Read only here: once pg_cron is created in this database, a
+        -- pgjobs_admin member without pg_read_all_settings schedules too.
+        IF pgjobs._setting_hidden('cron.database_name') THEN
+            RAISE EXCEPTION '% may not read cron.database_name: cannot tell whether pg_cron '
+                            'serves database %', current_user, current_database()
+                USING ERRCODE = '42501',
+                HINT = format('A superuser runs SELECT pgjobs.schedule(); here once (later '
+                              'calls find pg_cron created), or GRANT pg_read_all_settings TO '
+                              '%I; or drive the engine without pg_cron: pgjobs run --loop',
+                              current_user);
+        END IF;
+        v_db := current_setting('cron.database_name', true);
         IF v_db IS NULL THEN
             RAISE EXCEPTION 'pg_cron is installed but not loaded' USING ERRCODE = '55000',
                 HINT = 'Add pg_cron to shared_preload_libraries and restart, or drive the '

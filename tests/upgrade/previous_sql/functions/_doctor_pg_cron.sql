@@ -21,14 +21,27 @@ AS $function$
 -- command doctor suggests. Read-only.
 DECLARE
     v_runners     integer;
-    v_preload     text := current_setting('shared_preload_libraries');
-    v_cron_db     text := current_setting('cron.database_name', true);
+    v_preload     text;
+    v_cron_db     text;
+    v_hidden      text;  -- the first setting this role may not read
     v_cron_ver    text;
     v_jobs        jsonb;
     v_seen        jsonb;
     v_cron_run    boolean;
     v_cron_prune  boolean;
 BEGIN
+    -- A pgjobs_admin member that is no superuser may not read these (42501
+    -- from current_setting): doctor then says so instead of failing whole.
+    IF pgjobs._setting_hidden('shared_preload_libraries') THEN
+        v_hidden := 'shared_preload_libraries';
+    ELSE
+        v_preload := current_setting('shared_preload_libraries');
+    END IF;
+    IF pgjobs._setting_hidden('cron.database_name') THEN
+        v_hidden := coalesce(v_hidden, 'cron.database_name');
+    ELSE
+        v_cron_db := current_setting('cron.database_name', true);
+    END IF;
     SELECT count(*)::integer INTO v_runners
       FROM pg_catalog.pg_stat_activity a
      WHERE a.datname = current_database() AND a.application_name = 'pgjobs run'
@@ -49,7 +62,14 @@ BEGIN
     ELSE
         RETURN QUERY SELECT 'pg_cron.installed'::text, 'ok'::text, NULL::text,
             format('pg_cron %s is installed on this server', v_cron_ver), NULL::text;
-        IF v_preload !~ '(^|,)\s*"?(\$libdir/)?pg_cron"?\s*(,|$)' THEN
+        IF v_hidden IS NOT NULL THEN
+            check_name := 'pg_cron.preloaded';
+            detail := format('%s may not read %s (a superuser-only setting): cannot tell '
+                             'whether pg_cron is loaded and serves this database',
+                             current_user, v_hidden);
+            fix := format('GRANT pg_read_all_settings TO %I;  -- as a superuser (or run '
+                          'pgjobs doctor as a superuser)', current_user);
+        ELSIF v_preload !~ '(^|,)\s*"?(\$libdir/)?pg_cron"?\s*(,|$)' THEN
             check_name := 'pg_cron.preloaded';
             detail := format('pg_cron is not in shared_preload_libraries (%L)', v_preload);
             fix := format('ALTER SYSTEM SET shared_preload_libraries = %L; '

@@ -80,6 +80,11 @@ BEGIN
              WHERE j.id = p_job.id AND j.status = 'queued'
             RETURNING j.* INTO v_job;
             IF FOUND THEN
+                IF v_job.status = 'canceled' THEN
+                    -- No worker ran it: what an earlier attempt's checkpoint
+                    -- names is removed by a worker's housekeeping.
+                    PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+                END IF;
                 v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
                 PERFORM pgjobs._notify(v_job, v_event);
             END IF;

@@ -133,6 +133,12 @@ BEGIN
      WHERE j.id = p_job.id AND j.status IN ('queued', 'running')
     RETURNING j.* INTO v_job;
     IF FOUND THEN
+        IF v_job.kind = 'export' THEN
+            -- Failed for good before a worker ran it: an earlier attempt's
+            -- upload (handed back, its lease expired) serves no retry, which
+            -- starts it over; a worker's housekeeping removes it.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, 'failed');
     END IF;
     RETURN false;

@@ -64,6 +64,11 @@ BEGIN
             PERFORM pgjobs._notify(v_job, 'paused');
         ELSE
             v_canceled := v_canceled + 1;
+            IF v_job.kind = 'export' THEN
+                -- Its worker is gone: nothing else removes its upload (a
+                -- job failed here keeps it for pgjobs.retry until pruned).
+                PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+            END IF;
             PERFORM pgjobs._notify(v_job, 'canceled');
         END CASE;
     END LOOP;

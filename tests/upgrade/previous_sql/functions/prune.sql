@@ -18,11 +18,13 @@ AS $$
 --      next call, which `pgjobs prune` makes at once), queueing the
 --      storage objects of pruned exports (every one they wrote: succeeded,
 --      failed or canceled, pgjobs._export_objects) and the rejects object
---      of pruned imports in pgjobs.storage_deletions for a worker to delete;
+--      of pruned imports in pgjobs.storage_deletions for a worker to delete,
+--      and the upload leftovers of pruned exports (pgjobs._export_leftovers:
+--      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -31,6 +33,7 @@ DECLARE
     v_deleted bigint;
     v_batch constant integer := 10000;
     v_objects bigint;
+    v_leftovers bigint;
     v_trimmed bigint := 0;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
@@ -57,7 +60,7 @@ BEGIN
         DELETE FROM pgjobs.jobs j
          USING doomed
          WHERE j.id = doomed.id
-        RETURNING j.id, j.kind, j.result, j.checkpoint
+        RETURNING j.id, j.kind, j.status, j.result, j.checkpoint
     ), objects AS (
         -- Every object the export wrote, whatever way it ended: result.uris
         -- (or its one result.uri), and every object its checkpoint and its
@@ -91,9 +94,24 @@ BEGIN
                       THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
          WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
+    ), leftovers AS (
+        -- The upload leftovers its checkpoint and its parts' name (an open
+        -- multipart upload, a temporary file, staged parts:
+        -- pgjobs._export_leftovers): a job that failed out of attempts
+        -- kept them for pgjobs.retry, and a sweep of a destination other
+        -- than a worker's --storage reads the jobs table, where a pruned
+        -- export no longer is. Not a succeeded one's: its uploads became
+        -- its objects, and its worker removed the rest.
+        INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+        SELECT l.uri, g.id, l.upload
+          FROM gone g
+         CROSS JOIN LATERAL pgjobs._export_leftovers(g.id, g.checkpoint) l
+         WHERE g.kind = 'export' AND g.status <> 'succeeded'
+        RETURNING 1
     )
-    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects)
-      INTO v_deleted, v_objects;
+    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM objects),
+           (SELECT count(*) FROM leftovers)
+      INTO v_deleted, v_objects, v_leftovers;
 
     IF v_runs IS NOT NULL AND v_jobs IS NOT NULL
        AND has_table_privilege(v_runs, 'DELETE') THEN
@@ -112,7 +130,8 @@ BEGIN
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
-                              'objects_queued', v_objects, 'cron_runs_trimmed', v_trimmed);
+                              'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
+                              'cron_runs_trimmed', v_trimmed);
 END
 $$;
 
