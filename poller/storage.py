@@ -1538,12 +1538,19 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
     retries ten times with backoff (about 2.4 s a write) before this sees it.
     Anything else that a retry may fix (500, 503, a dropped connection:
     :func:`storage_error`'s ``retryable``) is sent again with them. Raises
-    the failure that ended it."""
+    the failure that ended it.
+
+    A PUT sent again may meet the object the one before wrote (its answer
+    lost with the connection: a ``412``): the key holding these very bytes
+    is this create done, not another's object (taken for one, an import
+    named another object and left this one, named by nothing, for good)."""
     try:
         obstore.put(store_for(loc, retries=False), loc.path, data, mode="create")
         return True
     except (AlreadyExistsError, FileExistsError):
-        return False
+        # Google's client retries a conditional upload itself (gs:// has one
+        # store): it too may meet what it wrote.
+        return loc.scheme == "gs" and _holds(loc, data)
     except Exception as exc:
         if _condition_refused(exc) or not storage_error(exc, loc.uri).retryable:
             raise
@@ -1551,7 +1558,16 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
         obstore.put(store_for(loc), loc.path, data, mode="create")
         return True
     except (AlreadyExistsError, FileExistsError):
-        return False
+        return _holds(loc, data)
+
+
+def _holds(loc: Location, data: bytes) -> bool:
+    """Whether the object at ``loc`` is ``data`` (its size asked first)."""
+    try:
+        return (int(obstore.head(store_for(loc), loc.path)["size"]) == len(data)
+                and read(loc.uri) == bytes(data))
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {loc.uri}") from exc
 
 
 def _condition_refused(exc: BaseException) -> bool:

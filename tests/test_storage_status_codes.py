@@ -334,3 +334,49 @@ def test_a_gcs_error_keeps_googles_status() -> None:
     refused = gcs._error(ge.BadRequest("ifGenerationMatch unsupported"), "gs://b/1",
                          missing_is_absent=False)
     assert storage._condition_refused(refused)
+
+
+@pytest.mark.parametrize("lost", [1, 2])
+def test_a_create_whose_answer_was_lost_is_its_own_object(
+        proxy: FaultProxy, s3_endpoint: str, lost: int) -> None:
+    """The conditional PUT wrote the object and the answer was lost (the
+    connection closed): sent again, it meets its own object (412). That is
+    the create done, not a key another took: taken for one, the import
+    named another object and left this one, named by nothing, for good."""
+    bucket = _bucket(s3_endpoint)
+    proxy.faults.conditional_answer_lost = lost
+    uri = _uri(bucket, "400/", "people/1/1.0badc0de.rejects.jsonl")
+    assert storage.create(uri, b"first\n")
+    assert storage.read(uri) == b"first\n"
+    assert f"s3://{bucket}" not in storage._unconditional
+    # Other bytes there are another's: the key is taken.
+    other = _uri(bucket, "400/", "people/2/2.0badc0de.rejects.jsonl")
+    assert storage.create(other, b"theirs\n")
+    proxy.faults.conditional_answer_lost = 1
+    assert not storage.create(other, b"ours\n")
+    assert storage.read(other) == b"theirs\n"
+
+
+def test_a_gcs_create_that_met_its_own_write_is_done(
+        gcs_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Google's client retries a conditional upload itself: a retry that meets
+    the object the lost attempt wrote (412) is the create done; an object of
+    other bytes there is another's."""
+    from pgjobs.poller import gcs
+
+    real_put = gcs._Calls.put
+
+    def answer_lost(self: Any, store: Any, path: str, data: Any, **options: Any) -> Any:
+        real_put(self, store, path, data, **options)  # written; then the retry meets it
+        raise FileExistsError(f"gs://{store.bucket_name}/{path} exists")
+
+    uri = storage.object_location(gcs_bucket, "400/people/1/1.0badc0de.rejects.jsonl").uri
+    other = storage.object_location(gcs_bucket, "501/people/2/2.0badc0de.rejects.jsonl").uri
+    assert storage.create(other, b"theirs\n")
+    monkeypatch.setattr(gcs._Calls, "put", answer_lost)
+    assert storage.create(uri, b"first\n")
+    assert storage.read(uri) == b"first\n"
+    monkeypatch.setattr(gcs._Calls, "put", lambda *a, **k: (_ for _ in ()).throw(
+        FileExistsError("exists")))
+    assert not storage.create(other, b"ours\n")
+    assert storage.read(other) == b"theirs\n"

@@ -23,7 +23,10 @@ every request (not only the first of a kept-alive connection) can be faulted:
   the proxy, however answered;
 * ``conditional_dropped``: that many PUTs with ``If-None-Match`` (the next
   ones) are read and their connection closed without an answer (a network
-  failure), before the next is forwarded.
+  failure), before the next is forwarded;
+* ``conditional_answer_lost``: that many PUTs with ``If-None-Match`` (the
+  next ones) are forwarded, and the connection closed without passing the
+  store's answer on (the object was written; the client never heard so).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Faults:
         self.conditional_unavailable = 0
         self.conditional_status = 503
         self.conditional_dropped = 0
+        self.conditional_answer_lost = 0
         self.conditional_seen = 0
         self.release = threading.Event()  # ends silent connections at shutdown
         self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
@@ -147,6 +151,15 @@ class FaultProxy:
             if busy:
                 self._answer(req, f.conditional_status, {"Content-Type": "application/xml"},
                              CONDITION_REFUSED[str(f.conditional_status)])
+                return
+        if conditional:
+            with f.lock:
+                lost = f.conditional_answer_lost > 0
+                if lost:
+                    f.conditional_answer_lost -= 1
+            if lost:
+                self._forward(req.command, req.path, headers, body)
+                req.close_connection = True
                 return
         if conditional and f.conditional_put is not None:
             with f.lock:
