@@ -62,7 +62,7 @@ from obstore.store import MemoryStore, from_url
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
 from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
-from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
+from pgjobs.poller.tls import TLS_HINT, URL, permanent_tls_error
 from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
@@ -349,7 +349,6 @@ def http_status(exc: BaseException) -> int | None:
     return int(statuses.pop()) if len(statuses) == 1 else None
 
 
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]*", re.IGNORECASE)
 _METADATA = re.compile(r"://(?:169\.254\.169\.254|169\.254\.170\.2|\[fd00:ec2::254\])(?![\w.])")
 """The instance and container credential endpoints: a URL there in an error is
 obstore looking for credentials where the environment had none."""
@@ -364,7 +363,7 @@ def _said(text: str, what: str) -> str:
     path of the URI in ``what`` wherever they stand as words. What is left is
     what the store said, which the classification reads: a prefix named
     ``credentials/`` or a key under ``403/`` says nothing about the failure."""
-    text = _URL.sub(" ", text)
+    text = URL.sub(" ", text)
     named = _NAMED.search(what)
     if named is None:
         return text
@@ -494,7 +493,9 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         return exc
     if isinstance(exc, https.HttpsError):  # its TLS failures worded already
         return _classified(what, str(exc), retryable=exc.retryable, hint=exc.hint, exc=exc)
-    tls_problem = permanent_tls_error(exc)
+    # A store that answered with a status has shaken hands: no TLS failure,
+    # whatever its reply or the object's path says.
+    tls_problem = permanent_tls_error(exc) if http_status(exc) is None else None
     if tls_problem is not None:
         return _classified(what, tls_problem, retryable=False, hint=TLS_HINT, sqlstate="58030")
     if isinstance(exc, s3.S3Error):

@@ -380,3 +380,42 @@ def test_a_gcs_create_that_met_its_own_write_is_done(
         FileExistsError("exists")))
     assert not storage.create(other, b"ours\n")
     assert storage.read(other) == b"theirs\n"
+
+
+TLS_WORDS = ["CERTIFICATE_VERIFY_FAILED/1.csv", "x/WRONG_VERSION_NUMBER/1.csv",
+             "InvalidCertificate(UnknownIssuer)/1.csv", "a/TLSV1_ALERT_UNKNOWN_CA.csv"]
+
+
+@pytest.mark.parametrize("path", TLS_WORDS)
+@pytest.mark.parametrize("status", [0, 503])
+def test_a_key_named_after_a_tls_failure_is_none(
+        answer: _OneAnswer, path: str, status: int) -> None:
+    """A dropped connection or a 503 on a key named after a TLS failure stays a
+    transient failure: the store answered (a handshake was made), or the name
+    is only in the request's URL."""
+    exc = _failure(answer, status, path)
+    err = storage.storage_error(exc, f"cannot write s3://bkt/{path}")
+    assert err.retryable and err.sqlstate == "58030", str(err)
+    assert "certificate" not in (err.hint or ""), str(err)
+
+
+@pytest.mark.parametrize("body", [b"certificate verify failed: unable to get issuer",
+                                  b"hostname mismatch; CERTIFICATE_VERIFY_FAILED"])
+def test_a_reply_that_speaks_of_tls_is_no_tls_failure(answer: _OneAnswer, body: bytes) -> None:
+    """The store answered 503 with words of a TLS failure: it did answer."""
+    exc = _failure(answer, 503, "k/1.csv", body=body)
+    err = storage.storage_error(exc, "cannot write s3://bkt/k/1.csv")
+    assert err.retryable and err.sqlstate == "58030", str(err)
+
+
+def test_a_botocore_network_error_naming_a_tls_word_in_its_url_is_transient() -> None:
+    """botocore's connection errors quote the URL (the key in it)."""
+    from botocore import exceptions as be
+
+    from pgjobs.poller import s3client as s3
+
+    exc = be.EndpointConnectionError(
+        endpoint_url="http://127.0.0.1:9/bkt/CERTIFICATE_VERIFY_FAILED/hostname-mismatch.csv")
+    err = storage.storage_error(s3._translate(exc),
+                                "cannot write s3://bkt/CERTIFICATE_VERIFY_FAILED/x.csv")
+    assert err.retryable and err.sqlstate == "58030", str(err)
