@@ -432,6 +432,7 @@ STORAGE_DELETIONS_CLAIM = (
     "SELECT id, uri, job_id, upload"
     "  FROM pgjobs.claim_storage_deletions(%(limit)s, %(hold)s::interval, true)"
 )
+STORAGE_DELETION_START = "SELECT pgjobs.start_storage_deletion(%(id)s)"
 STORAGE_DELETION_FINISH = "SELECT pgjobs.finish_storage_deletion(%(id)s, %(error)s)"
 
 # --- SQL reference (pgjobs/reference.py) ----------------------------------------

@@ -38,12 +38,15 @@ _EMULATOR_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq
 
 class AzureError(Exception):
     """Azure refused or failed; ``retryable`` False for what another attempt cannot
-    fix (no such container, authentication, permission)."""
+    fix (no such container, authentication, permission). ``status``: the HTTP
+    status Azure answered with (None when no answer came)."""
 
-    def __init__(self, message: str, *, retryable: bool, code: str | None = None):
+    def __init__(self, message: str, *, retryable: bool, code: str | None = None,
+                 status: int | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.code = code
+        self.status = status
 
 
 _service: Any = None
@@ -115,15 +118,16 @@ def _error(exc: BaseException) -> AzureError:
         return exc
 
     code = getattr(exc, "error_code", None)
-    status = getattr(exc, "status_code", None)
+    answered = getattr(exc, "status_code", None)
+    status = answered if isinstance(answered, int) else None
     if isinstance(exc, ae.ClientAuthenticationError) or status in (401, 403):
-        return AzureError(f"{code or exc}", retryable=False, code=code)
+        return AzureError(f"{code or exc}", retryable=False, code=code, status=status)
     if isinstance(exc, ae.ResourceNotFoundError) or status == 404:
-        return AzureError(f"{code or 'not found'}", retryable=False, code=code)
+        return AzureError(f"{code or 'not found'}", retryable=False, code=code, status=status)
     if isinstance(exc, ae.HttpResponseError) and status is not None and status < 500 \
             and status != 429 and status != 408:
-        return AzureError(f"{code or exc}", retryable=False, code=code)
-    return AzureError(f"{code or exc}", retryable=True, code=code)
+        return AzureError(f"{code or exc}", retryable=False, code=code, status=status)
+    return AzureError(f"{code or exc}", retryable=True, code=code, status=status)
 
 
 def block_id(token: str, number: int) -> str:

@@ -50,12 +50,15 @@ _READ_CHUNK = 8 * 1024 * 1024
 
 class GcsError(Exception):
     """GCS refused or failed. ``retryable`` is False for what another attempt
-    cannot fix (no such bucket, no credentials, no permission)."""
+    cannot fix (no such bucket, no credentials, no permission). ``status``: the
+    HTTP status Google answered with (None when no answer came)."""
 
-    def __init__(self, message: str, *, retryable: bool, credentials: bool = False):
+    def __init__(self, message: str, *, retryable: bool, credentials: bool = False,
+                 status: int | None = None):
         super().__init__(message)
         self.retryable = retryable
         self.credentials = credentials
+        self.status = status
 
 
 _client: Any = None
@@ -96,21 +99,23 @@ def _error(exc: BaseException, what: str, *, missing_is_absent: bool) -> BaseExc
 
     if isinstance(exc, GcsError):
         return exc
+    code = getattr(exc, "code", None) if isinstance(exc, ge.GoogleAPICallError) else None
+    status = code if isinstance(code, int) and 100 <= code <= 599 else None
     if isinstance(exc, ge.NotFound) and missing_is_absent:
         return FileNotFoundError(f"{what}: not found")
     if isinstance(exc, auth.DefaultCredentialsError):
         return GcsError(f"no Google credentials ({exc})", retryable=False,
                         credentials=True)
     if isinstance(exc, (ge.Unauthorized, ge.Forbidden)):
-        return GcsError(str(exc), retryable=False, credentials=True)
+        return GcsError(str(exc), retryable=False, credentials=True, status=status)
     if isinstance(exc, (ge.ServerError, ge.TooManyRequests, ConnectionError, TimeoutError,
                         auth.TransportError)):
-        return GcsError(str(exc), retryable=True)
+        return GcsError(str(exc), retryable=True, status=status)
     import requests
 
     if isinstance(exc, requests.RequestException):
         return GcsError(str(exc), retryable=True)
-    return GcsError(str(exc), retryable=False)
+    return GcsError(str(exc), retryable=False, status=status)
 
 
 class Store:

@@ -62,7 +62,7 @@ from obstore.store import MemoryStore, from_url
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
 from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
-from pgjobs.poller.tls import TLS_HINT, permanent_tls_error
+from pgjobs.poller.tls import TLS_HINT, URL, permanent_tls_error
 from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
@@ -309,9 +309,69 @@ def forget_stores() -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    # obstore errors carry a multi-line "Debug source:" dump: keep the first line.
-    text = str(exc).split("Debug source:", 1)[0].strip() or type(exc).__name__
+    # obstore errors carry a multi-line "Debug source:" dump: keep the message.
+    text = _obstore_parts(exc)[0].strip() or type(exc).__name__
     return " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
+
+
+_DEBUG_SOURCE = "\n\nDebug source:\n"
+"""What obstore puts between an error's message and the ``{:#?}`` dump of the
+Rust error it wraps."""
+_ANSWERED = re.compile(r"^ *inner: Status \{\n *status: ([1-5][0-9][0-9]),$", re.MULTILINE)
+"""The answer of a store in that dump (object_store's ``RetryError``): a field on
+lines of its own. A string in the dump (the object's path, the store's reply) is
+printed escaped, on one line, and a URL holds no newline: neither can forge it."""
+
+
+def _obstore_parts(exc: BaseException) -> tuple[str, str]:
+    """(message, dump) of an obstore error; (its text, "") of any other. The
+    dump is after the last separator: a reply quoted raw in the message may hold
+    one, never the escaped dump."""
+    text = str(exc)
+    message, separator, dump = text.rpartition(_DEBUG_SOURCE)
+    return (message, dump) if separator else (text, "")
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a store answered the failed request with, read from the
+    error's structure, never from its words (which name the object: job 400's
+    key, a scope named 501): the ``status`` of this package's clients' errors
+    (S3, https://, Azure, GCS); for obstore's, the status field of the Rust
+    error it dumps. None when no answer came (a network failure) or none is
+    known."""
+    from obstore import exceptions as oe
+
+    if isinstance(exc, (s3.S3Error, https.HttpsError, azblob.AzureError, gcs.GcsError)):
+        return exc.status or None
+    if not isinstance(exc, (oe.BaseError, FileNotFoundError)):
+        return None
+    statuses = set(_ANSWERED.findall(_obstore_parts(exc)[1]))
+    return int(statuses.pop()) if len(statuses) == 1 else None
+
+
+_METADATA = re.compile(r"://(?:169\.254\.169\.254|169\.254\.170\.2|\[fd00:ec2::254\])(?![\w.])")
+"""The instance and container credential endpoints: a URL there in an error is
+obstore looking for credentials where the environment had none."""
+
+
+_NAMED = re.compile(r"\b[a-z][a-z0-9+.-]*://(.+)$", re.IGNORECASE | re.DOTALL)
+"""The URI that ends ``what`` ("cannot write URI"), spaces and all."""
+
+
+def _said(text: str, what: str) -> str:
+    """``text`` without the locations it names: every URL, and the bucket and
+    path of the URI in ``what`` wherever they stand as words. What is left is
+    what the store said, which the classification reads: a prefix named
+    ``credentials/`` or a key under ``403/`` says nothing about the failure."""
+    text = URL.sub(" ", text)
+    named = _NAMED.search(what)
+    if named is None:
+        return text
+    bucket, _, path = named.group(1).partition("/")
+    for name in sorted({path, f"{bucket}/{path}", bucket} - {"", f"{bucket}/"},
+                       key=len, reverse=True):
+        text = re.sub(r"(?<![^\s:/\"'(,])" + re.escape(name) + r"(?![^\s:/\"'),])", " ", text)
+    return text
 
 
 _CREDENTIALS_HINT = ("give the worker AWS credentials: the AWS_* variables, AWS_PROFILE with "
@@ -371,20 +431,24 @@ def _classified(what: str, text: str, *, retryable: bool, hint: str | None,
     """The StorageError of ``what`` failing with ``text``: a SQLSTATE (28000 no
     usable credentials, 42501 refused, 58P01 no such bucket or object, 58030 a
     failure another attempt may not meet, 22023 a setting the store refuses) and
-    a hint saying what to do, whichever store said it."""
+    a hint saying what to do, whichever store said it. Read from the status the
+    store answered (:func:`http_status`) and the words it said (:func:`_said`),
+    never from the object's name."""
     scheme, where = _store_name(what)
     reading = what.startswith("cannot read")
+    status = None if exc is None else http_status(exc)
+    said = _said(text, what)
     credentials = bool(re.search(
         r"credential|InvalidAccessKeyId|SignatureDoesNotMatch|ExpiredToken|InvalidToken|"
-        r"AuthenticationFailed|Unauthenticated|must be specified|Authorization", text,
+        r"AuthenticationFailed|Unauthenticated|must be specified|Authorization", said,
         re.IGNORECASE))
-    denied = (isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM,
-                                                          errno.EROFS)) or bool(re.search(
-        r"AccessDenied|AuthorizationPermissionMismatch|Forbidden|PermissionDenied|"
-        r"permission denied|HTTP 403|\b403\b", text, re.IGNORECASE))
-    missing = (isinstance(exc, OSError) and exc.errno == errno.ENOENT) or bool(re.search(
-        r"NoSuchBucket|ContainerNotFound|Missing bucket|bucket does not exist|"
-        r"not found|NotFound|HTTP 404|\b404\b", text, re.IGNORECASE))
+    denied = status == 403 or (isinstance(exc, OSError) and exc.errno in (
+        errno.EACCES, errno.EPERM, errno.EROFS)) or bool(re.search(
+            r"AccessDenied|AuthorizationPermissionMismatch|Forbidden|PermissionDenied|"
+            r"permission denied", said, re.IGNORECASE))
+    missing = status == 404 or (isinstance(exc, OSError) and exc.errno == errno.ENOENT) or \
+        bool(re.search(r"NoSuchBucket|ContainerNotFound|Missing bucket|bucket does not exist|"
+                       r"not found|NotFound", said, re.IGNORECASE))
     if sqlstate is None:
         sqlstate = ("28000" if credentials and not denied else "42501" if denied else
                     "58P01" if missing else "58030" if retryable else "22023")
@@ -412,7 +476,7 @@ def _config_error(loc: Location, exc: BaseException) -> StorageError:
     az:// URI without an account, a bad endpoint): nothing another attempt fixes."""
     text = _one_line(exc)
     sqlstate = "28000" if loc.scheme == "az" and re.search(
-        r"account|credential", text, re.IGNORECASE) else "22023"
+        r"account|credential", _said(text, loc.base), re.IGNORECASE) else "22023"
     return StorageError(f"cannot open {loc.base}: {text}", retryable=False,
                         hint=_CONFIG_HINTS.get(loc.scheme, "check --storage"), sqlstate=sqlstate)
 
@@ -429,7 +493,9 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
         return exc
     if isinstance(exc, https.HttpsError):  # its TLS failures worded already
         return _classified(what, str(exc), retryable=exc.retryable, hint=exc.hint, exc=exc)
-    tls_problem = permanent_tls_error(exc)
+    # A store that answered with a status has shaken hands: no TLS failure,
+    # whatever its reply or the object's path says.
+    tls_problem = permanent_tls_error(exc) if http_status(exc) is None else None
     if tls_problem is not None:
         return _classified(what, tls_problem, retryable=False, hint=TLS_HINT, sqlstate="58030")
     if isinstance(exc, s3.S3Error):
@@ -455,9 +521,10 @@ def storage_error(exc: BaseException, what: str) -> StorageError:
     local = isinstance(exc, OSError) and exc.errno in _PERMANENT_ERRNOS
     permanent = local or isinstance(exc, (oe.PermissionDeniedError, oe.UnauthenticatedError,
                                           oe.InvalidPathError, oe.UnknownConfigurationKeyError,
-                                          oe.NotSupportedError)) or bool(_PERMANENT.search(text))
+                                          oe.NotSupportedError)) or bool(
+        _PERMANENT.search(_said(text, what)))
     hint = None
-    if "/latest/api/token" in text or "/latest/meta-data" in text or "169.254.170.2" in text:
+    if _METADATA.search(text):
         # obstore fell back to the instance metadata service: no credentials anywhere.
         return StorageError(f"{what}: no credentials found ({text[:200]})", retryable=False,
                             hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where "
@@ -1472,12 +1539,19 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
     retries ten times with backoff (about 2.4 s a write) before this sees it.
     Anything else that a retry may fix (500, 503, a dropped connection:
     :func:`storage_error`'s ``retryable``) is sent again with them. Raises
-    the failure that ended it."""
+    the failure that ended it.
+
+    A PUT sent again may meet the object the one before wrote (its answer
+    lost with the connection: a ``412``): the key holding these very bytes
+    is this create done, not another's object (taken for one, an import
+    named another object and left this one, named by nothing, for good)."""
     try:
         obstore.put(store_for(loc, retries=False), loc.path, data, mode="create")
         return True
     except (AlreadyExistsError, FileExistsError):
-        return False
+        # Google's client retries a conditional upload itself (gs:// has one
+        # store): it too may meet what it wrote.
+        return loc.scheme == "gs" and _holds(loc, data)
     except Exception as exc:
         if _condition_refused(exc) or not storage_error(exc, loc.uri).retryable:
             raise
@@ -1485,23 +1559,30 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
         obstore.put(store_for(loc), loc.path, data, mode="create")
         return True
     except (AlreadyExistsError, FileExistsError):
-        return False
+        return _holds(loc, data)
 
 
-_CONDITION_REFUSED = re.compile(r"\b(?:400|501)\b|NotImplemented|Not Implemented|"
-                                r"If-None-Match", re.IGNORECASE)
+def _holds(loc: Location, data: bytes) -> bool:
+    """Whether the object at ``loc`` is ``data`` (its size asked first)."""
+    try:
+        return (int(obstore.head(store_for(loc), loc.path)["size"]) == len(data)
+                and read(loc.uri) == bytes(data))
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {loc.uri}") from exc
 
 
 def _condition_refused(exc: BaseException) -> bool:
     """Whether a conditional PUT failed because the store does not do conditional
-    writes: ``501 NotImplemented`` (MinIO before conditional writes, other
-    S3-compatible servers), a ``400`` naming the header, obstore's
-    NotSupportedError. Matched broadly: a PUT refused for another reason fails
-    again, unconditional, with that reason."""
+    writes: it answered ``501 NotImplemented`` (MinIO before conditional writes,
+    other S3-compatible servers) or ``400`` (a bad request naming the header), or
+    obstore's NotSupportedError. Read from the status the store answered
+    (:func:`http_status`), never from the error's words: they name the object
+    (job 400's rejects, a scope named 501), and a busy store, a dropped
+    connection or a 412 there is no refusal. Broad otherwise: a PUT refused
+    with a 400 for another reason fails again, unconditional, with that reason."""
     from obstore import exceptions as oe
 
-    return isinstance(exc, oe.NotSupportedError) or bool(
-        _CONDITION_REFUSED.search(_one_line(exc)))
+    return isinstance(exc, oe.NotSupportedError) or http_status(exc) in (400, 501)
 
 
 def _create_file(path: str, data: bytes, what: str) -> bool:

@@ -40,6 +40,11 @@ _OPENSSL = re.compile(
     re.IGNORECASE)
 
 
+URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]*", re.IGNORECASE)
+"""A URL in an error's text (it names the object: taken out before the text
+is read for what failed)."""
+
+
 def permanent_tls_error(exc: BaseException) -> str | None:
     """A short description of the permanent TLS failure behind ``exc`` (its chain
     of causes included), or None when there is none."""
@@ -60,7 +65,9 @@ def permanent_tls_error(exc: BaseException) -> str | None:
                  if isinstance(getattr(current, "kwargs", None), dict) else None,
                  *getattr(current, "args", ())]
         stack.extend(x for x in inner if isinstance(x, BaseException))
-    text = "\n".join(texts)
+    # Without the URLs it names: an object's path (a key under
+    # `CERTIFICATE_VERIFY_FAILED/`) is no TLS failure.
+    text = URL.sub(" ", "\n".join(texts))
     match = _RUSTLS_CERT.search(text)
     if match:
         return f"invalid certificate ({match.group(1)})"

@@ -307,46 +307,66 @@ class Worker:
                            {"limit": 100, "hold": "5 minutes"})
             if not rows:
                 return done
-            for row in rows:
-                error: str | None = None
-                root: str | None = None
-                leftover = row["upload"] if isinstance(row["upload"], dict) else None
-                try:
-                    outside = not storage.within(row["uri"], self.storage_uri)
-                    found = None
-                    if outside and (leftover is not None
-                                    or storage.parse(row["uri"]).scheme == "file"):
-                        # The allow-list prefix it was written under: its trusted root.
-                        found = db.scalar(self._control, queries.STORAGE_DELETION_ROOT,
-                                          {"uri": row["uri"], "job": row["job_id"]})
-                        root = storage.trust_root(str(found)) if found is not None else None
-                    if leftover is not None:
-                        if outside and found is None:
-                            # As the stale sweep: a destination disallowed since is
-                            # not touched (the row waits, its error kept).
-                            raise storage.StorageError(
-                                f"refusing to remove an upload leftover under {row['uri']}: "
-                                f"outside this worker's storage ({self.storage_uri}) and the "
-                                "storage allow-list", retryable=False, sqlstate="42501",
-                                hint="allow its prefix again (pgjobs.allow_storage) for a "
-                                     "worker to remove it, or remove it by hand and delete "
-                                     "the row of pgjobs.storage_deletions")
-                        # An export's upload leftover (pgjobs._queue_export_leftovers):
-                        # what it names goes, never the object at uri.
-                        storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
-                    else:
-                        storage.delete(row["uri"])
-                except PgjobsError as exc:
-                    error = str(exc)
-                finally:
-                    storage.release_root(root)
-                db.scalar(self._control, queries.STORAGE_DELETION_FINISH,
-                          {"id": row["id"], "error": error})
-                if error is None:
-                    done += 1
-                else:
-                    self.on_event(f"cannot delete {row['uri']} (job {row['job_id']}): {error}")
+            done += self._remove_claimed(rows)
         return done
+
+    def _remove_claimed(self, rows: list[dict[str, Any]]) -> int:
+        """Remove the storage deletions this worker claimed: how many went."""
+        assert self._control is not None
+        done = 0
+        for row in rows:
+            # One transaction a row: pgjobs.start_storage_deletion locks it until
+            # it is settled, so a pgjobs.retry of its export (which drops the
+            # rows of its upload under that lock) never lets a resumed attempt
+            # take up an upload this removes.
+            with self._control.transaction():
+                if not db.scalar(self._control, queries.STORAGE_DELETION_START,
+                                 {"id": row["id"]}):
+                    continue
+                done += self._storage_deletion(row)
+        return done
+
+    def _storage_deletion(self, row: dict[str, Any]) -> int:
+        """Remove one claimed storage deletion and settle it: 1 done, 0 failed."""
+        assert self._control is not None
+        error: str | None = None
+        root: str | None = None
+        leftover = row["upload"] if isinstance(row["upload"], dict) else None
+        try:
+            outside = not storage.within(row["uri"], self.storage_uri)
+            found = None
+            if outside and (leftover is not None
+                            or storage.parse(row["uri"]).scheme == "file"):
+                # The allow-list prefix it was written under: its trusted root.
+                found = db.scalar(self._control, queries.STORAGE_DELETION_ROOT,
+                                  {"uri": row["uri"], "job": row["job_id"]})
+                root = storage.trust_root(str(found)) if found is not None else None
+            if leftover is not None:
+                if outside and found is None:
+                    # As the stale sweep: a destination disallowed since is
+                    # not touched (the row waits, its error kept).
+                    raise storage.StorageError(
+                        f"refusing to remove an upload leftover under {row['uri']}: "
+                        f"outside this worker's storage ({self.storage_uri}) and the "
+                        "storage allow-list", retryable=False, sqlstate="42501",
+                        hint="allow its prefix again (pgjobs.allow_storage) for a "
+                             "worker to remove it, or remove it by hand and delete "
+                             "the row of pgjobs.storage_deletions")
+                # An export's upload leftover (pgjobs._queue_export_leftovers):
+                # what it names goes, never the object at uri.
+                storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
+            else:
+                storage.delete(row["uri"])
+        except PgjobsError as exc:
+            error = str(exc)
+        finally:
+            storage.release_root(root)
+        db.scalar(self._control, queries.STORAGE_DELETION_FINISH,
+                  {"id": row["id"], "error": error})
+        if error is None:
+            return 1
+        self.on_event(f"cannot delete {row['uri']} (job {row['job_id']}): {error}")
+        return 0
 
     # --- signals ----------------------------------------------------------------
 

@@ -10965,9 +10965,12 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 --   submission would be.
 -- * A delete or backfill is refused (55000) while an import of its scope
 --   placed after it is pending or has written rows: see below.
+-- * An export's queued upload leftovers are dropped (it resumes that
+--   upload); 55006 while a worker is removing one (see below).
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
--- row; for a writing job the scope's gate lock (pgjobs._insert_job's).
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's); for
+-- an export its rows of pgjobs.storage_deletions.
 DECLARE
     v_job pgjobs.jobs;
     v_checkpoint jsonb;
@@ -11033,6 +11036,28 @@ BEGIN
                 HINT = format('Retry job %s once that job has ended, or cancel it with '
                               'pgjobs.cancel(id).', p_id);
         END IF;
+    END IF;
+    -- An export's upload leftovers, queued when it ended without its worker
+    -- (pgjobs._queue_export_leftovers), are its upload again: the retried
+    -- attempt resumes it and its own worker removes it at its end. Their
+    -- rows go now, under the row lock a worker's removal holds from
+    -- pgjobs.start_storage_deletion to its settling: a removal under way
+    -- refuses the retry (55006) rather than let it resume an upload being
+    -- removed, and one not begun yet finds its row gone and removes nothing.
+    IF v_job.kind = 'export' THEN
+        BEGIN
+            PERFORM FROM pgjobs.storage_deletions d
+             WHERE d.job_id = p_id AND d.upload IS NOT NULL
+               FOR UPDATE NOWAIT;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE EXCEPTION 'job % (export) cannot be retried now: a worker is removing the '
+                            'upload it left', p_id
+                USING ERRCODE = '55006',
+                      HINT = 'Retry it in a few seconds, once the removal has ended; the export '
+                             'then starts its upload over.';
+        END;
+        DELETE FROM pgjobs.storage_deletions d
+         WHERE d.job_id = p_id AND d.upload IS NOT NULL;
     END IF;
     -- The deferred typo guard's walk (payload unchecked_walk) starts again
     -- from the scope's start: its place was reached before the job ended
@@ -20244,7 +20269,8 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- as a new submission would, and a delete masks its rows again. Returns
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
 -- or canceled, 42501 when its submitter no longer holds what the submit
--- needed (pgjobs._require_requeue).
+-- needed (pgjobs._require_requeue), 55006 for an export while a worker is
+-- removing the upload it left (pgjobs.start_storage_deletion).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -20260,7 +20286,7 @@ ALTER FUNCTION pgjobs.retry(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION retry(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows.';
+COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows; 55006 for an export while a worker is removing the upload it left (retry it in a few seconds).';
 
 --
 -- Name: retryable_sqlstate(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20602,6 +20628,54 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 --
 
 COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+
+--
+-- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.start_storage_deletion(p_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether the worker may now remove the storage deletion p_id it claimed
+-- (pgjobs.claim_storage_deletions): called in the transaction in which it
+-- removes it and settles it (pgjobs.finish_storage_deletion), it locks the
+-- row until that transaction ends. An upload leftover's job may have been
+-- taken back by pgjobs.retry since the claim (queued, running or paused
+-- again: it resumes that upload, and its own worker removes it at its
+-- end): false, and the row is dropped. pgjobs.retry drops the rows of its
+-- job under the same lock, and is refused (55006) while a removal holds
+-- one: an upload a retried attempt resumes is never removed under it.
+-- False also when the row is gone (the retry dropped it first). Locks:
+-- the row, FOR UPDATE, until the caller's transaction ends.
+DECLARE
+    v_row pgjobs.storage_deletions;
+BEGIN
+    SELECT * INTO v_row FROM pgjobs.storage_deletions d WHERE d.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF v_row.upload IS NOT NULL
+       AND EXISTS (SELECT FROM pgjobs.jobs j
+                    WHERE j.id = v_row.job_id AND j.status IN ('queued', 'running', 'paused')) THEN
+        DELETE FROM pgjobs.storage_deletions d WHERE d.id = p_id;
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.start_storage_deletion(p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION start_storage_deletion(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.start_storage_deletion(p_id bigint) IS 'Workers: lock a storage deletion claimed with pgjobs.claim_storage_deletions for the transaction that removes it and settles it (pgjobs.finish_storage_deletion). False (nothing to remove) when the row is gone or its job was retried since the claim (the row is dropped): pgjobs.retry is refused (55006) while a removal of its job''s upload holds a row.';
 
 --
 -- Name: stats(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23700,6 +23774,13 @@ GRANT ALL ON FUNCTION pgjobs.schedule(p_options jsonb) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs.set_defaults(p_options jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.set_defaults(p_options jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION start_storage_deletion(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.start_storage_deletion(p_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.start_storage_deletion(p_id bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION stats(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -16,9 +16,17 @@ every request (not only the first of a kept-alive connection) can be faulted:
   ``"ignore"`` (the header dropped, the PUT forwarded); ``conditional_refused``
   counts those answered so;
 * ``conditional_unavailable``: that many PUTs with ``If-None-Match`` (the
-  next ones) are answered ``503 SlowDown``, as a busy store does, before
-  the next is forwarded; ``conditional_seen`` counts every PUT with
-  ``If-None-Match`` that reached the proxy, however answered.
+  next ones) are answered ``conditional_status`` (default ``503 SlowDown``,
+  as a busy store does; ``412`` PreconditionFailed, as a store does when
+  another writer created the key), before the next is forwarded;
+  ``conditional_seen`` counts every PUT with ``If-None-Match`` that reached
+  the proxy, however answered;
+* ``conditional_dropped``: that many PUTs with ``If-None-Match`` (the next
+  ones) are read and their connection closed without an answer (a network
+  failure), before the next is forwarded;
+* ``conditional_answer_lost``: that many PUTs with ``If-None-Match`` (the
+  next ones) are forwarded, and the connection closed without passing the
+  store's answer on (the object was written; the client never heard so).
 """
 
 from __future__ import annotations
@@ -41,6 +49,9 @@ CONDITION_REFUSED = {
            b"</Message></Error>",
     "503": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
            b"<Message>Please reduce your request rate.</Message></Error>",
+    "412": b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+           b"<Message>At least one of the pre-conditions you specified did not hold"
+           b"</Message><Condition>If-None-Match</Condition></Error>",
 }
 
 
@@ -52,6 +63,9 @@ class Faults:
         self.conditional_put: str | None = None
         self.conditional_refused = 0
         self.conditional_unavailable = 0
+        self.conditional_status = 503
+        self.conditional_dropped = 0
+        self.conditional_answer_lost = 0
         self.conditional_seen = 0
         self.release = threading.Event()  # ends silent connections at shutdown
         self.seen: list[tuple[str, str, bool]] = []  # (method, query, while down)
@@ -125,12 +139,27 @@ class FaultProxy:
         if conditional:
             with f.lock:
                 f.conditional_seen += 1
-                busy = f.conditional_unavailable > 0
+                dropped = f.conditional_dropped > 0
+                if dropped:
+                    f.conditional_dropped -= 1
+                busy = not dropped and f.conditional_unavailable > 0
                 if busy:
                     f.conditional_unavailable -= 1
+            if dropped:
+                req.close_connection = True
+                return
             if busy:
-                self._answer(req, 503, {"Content-Type": "application/xml"},
-                             CONDITION_REFUSED["503"])
+                self._answer(req, f.conditional_status, {"Content-Type": "application/xml"},
+                             CONDITION_REFUSED[str(f.conditional_status)])
+                return
+        if conditional:
+            with f.lock:
+                lost = f.conditional_answer_lost > 0
+                if lost:
+                    f.conditional_answer_lost -= 1
+            if lost:
+                self._forward(req.command, req.path, headers, body)
+                req.close_connection = True
                 return
         if conditional and f.conditional_put is not None:
             with f.lock:
