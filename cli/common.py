@@ -5,6 +5,7 @@ modules import from here, never from :mod:`pgjobs.cli.main`, so running
 
 from __future__ import annotations
 
+import decimal
 import json
 import os
 import re
@@ -253,13 +254,63 @@ _JSON_EXAMPLES = {"filter": '{"status": "done"}', "set": '{"status": "archived"}
                   "options": '{"max_attempts": 3}'}
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class _NotANumber(Exception):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: JSON keeps only the last of
+    a repeated key, so `{"status": "archived", "status": {"$ne": "keep"}}`
+    silently lost its first condition and matched more than it said."""
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _DuplicateKey(key)
+        value[key] = item
+    return value
+
+
+def _integer(text: str) -> int | decimal.Decimal:
+    # Past Python's int conversion limit (4300 digits) an integer stays exact
+    # as a Decimal rather than raising ValueError out of json.loads.
+    return int(text) if len(text) <= 4000 else decimal.Decimal(text)
+
+
+def _constant(text: str) -> NoReturn:
+    raise _NotANumber(text)
+
+
+_DUPLICATE_HINTS = {
+    "filter": 'join both conditions with $and, e.g. '
+              '{"$and": [{"n": {"$gt": 1}}, {"n": {"$lt": 9}}]}',
+}
+
+
 def parse_json(value: str | None, what: str, example: str | None = None) -> Any:
     """A JSON command-line argument, or a usage error naming it (its hint shows
-    `example`, else the usual example of --`what`)."""
+    `example`, else the usual example of --`what`). What the text says is what
+    is sent: a key given twice in one object is refused (JSON keeps only the
+    last), a number keeps every digit (a non-integer is a ``decimal.Decimal``,
+    sent as written by :func:`pgjobs.db.jsonb`, never rounded through a
+    float), and NaN or Infinity, which are not JSON, are refused."""
     if value is None:
         return None
     try:
-        return json.loads(value)
+        return json.loads(value, object_pairs_hook=_object, parse_float=decimal.Decimal,
+                          parse_int=_integer, parse_constant=_constant)
+    except _DuplicateKey as exc:
+        raise InvalidInput(f"{what} names key {json.dumps(exc.key)} twice in one object; "
+                           f"JSON keeps only the last, so the first would be ignored",
+                           hint=_DUPLICATE_HINTS.get(what, "give each key once")) from None
+    except _NotANumber as exc:
+        raise InvalidInput(f"{what} holds {exc}, which is not a JSON number",
+                           hint="write a number, or quote it as a string") from None
     except RecursionError:
         raise InvalidInput(f"{what} nests too deeply to parse",
                            hint="filters nest at most 16 levels (docs/filters.md)") from None

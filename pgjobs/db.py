@@ -8,6 +8,8 @@ here, with statements from :mod:`pgjobs.queries`; database errors leave as
 from __future__ import annotations
 
 import contextlib
+import decimal
+import json
 import os
 import select
 import socket
@@ -148,7 +150,33 @@ def worker_name(role: str = "worker") -> str:
 
 
 def jsonb(value: Any) -> Jsonb:
-    return Jsonb(value)
+    """``value`` as a jsonb parameter, its numbers exact (:func:`json_text`)."""
+    return Jsonb(value, dumps=json_text)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text. A ``decimal.Decimal`` (a JSON argument's
+    non-integer number, parsed exactly: cli.common.parse_json) is written as
+    its own digits, never through a float: ``0.30000000000000001`` sent as
+    ``0.3`` moved a filter's bound and a backfill's value. Anything else is
+    ``json.dumps``'s."""
+    try:
+        return json.dumps(value)
+    except TypeError:  # a Decimal inside: the exact form below
+        return _exact_json(value)
+
+
+def _exact_json(value: Any) -> str:
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return str(value)  # "1.0", "1E+400", "-0.5": JSON number text
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_exact_json(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_exact_json(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def one(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> Row:
