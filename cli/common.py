@@ -254,36 +254,48 @@ _JSON_EXAMPLES = {"filter": '{"status": "done"}', "set": '{"status": "archived"}
                   "options": '{"max_attempts": 3}'}
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+class _Refused(Exception):
+    """What a JSON argument says that its parsed value would not: raised from
+    json.loads' hooks, turned into a usage error by parse_json."""
 
-
-class _NotANumber(Exception):
-    pass
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are all different: JSON keeps only the last of
-    a repeated key, so `{"status": "archived", "status": {"$ne": "keep"}}`
+    a repeated key, so `{"status": "archived", "status": {"$exists": true}}`
     silently lost its first condition and matched more than it said."""
     value: dict[str, Any] = {}
     for key, item in pairs:
         if key in value:
-            raise _DuplicateKey(key)
+            raise _Refused(f"names key {json.dumps(key)} twice in one object; JSON keeps only "
+                           "the last, so the first would be ignored", "")
         value[key] = item
     return value
 
 
+def _number(text: str) -> decimal.Decimal:
+    """A non-integer exactly as written (PostgreSQL's numeric reads it so),
+    never a float, which rounded 1.00000000000000001 to 1.0 and 1e-400 to
+    0.0; refused past numeric's range (pgjobs.db.jsonb_number)."""
+    try:
+        return db.jsonb_number(text)
+    except ValueError as exc:
+        raise _Refused(f"holds a number PostgreSQL cannot read: {exc}",
+                       "write a smaller number, or quote it as a string") from None
+
+
 def _integer(text: str) -> int | decimal.Decimal:
     # Past Python's int conversion limit (4300 digits) an integer stays exact
-    # as a Decimal rather than raising ValueError out of json.loads.
-    return int(text) if len(text) <= 4000 else decimal.Decimal(text)
+    # as a Decimal, rather than raising ValueError out of json.loads.
+    return int(text) if len(text) <= 4000 else _number(text)
 
 
 def _constant(text: str) -> NoReturn:
-    raise _NotANumber(text)
+    raise _Refused(f"holds {text}, which is not a JSON number",
+                   "write a number, or quote it as a string")
 
 
 _DUPLICATE_HINTS = {
@@ -298,19 +310,16 @@ def parse_json(value: str | None, what: str, example: str | None = None) -> Any:
     is sent: a key given twice in one object is refused (JSON keeps only the
     last), a number keeps every digit (a non-integer is a ``decimal.Decimal``,
     sent as written by :func:`pgjobs.db.jsonb`, never rounded through a
-    float), and NaN or Infinity, which are not JSON, are refused."""
+    float), and NaN, Infinity and numbers past PostgreSQL's numeric, which
+    jsonb does not take, are refused."""
     if value is None:
         return None
     try:
-        return json.loads(value, object_pairs_hook=_object, parse_float=decimal.Decimal,
+        return json.loads(value, object_pairs_hook=_object, parse_float=_number,
                           parse_int=_integer, parse_constant=_constant)
-    except _DuplicateKey as exc:
-        raise InvalidInput(f"{what} names key {json.dumps(exc.key)} twice in one object; "
-                           f"JSON keeps only the last, so the first would be ignored",
-                           hint=_DUPLICATE_HINTS.get(what, "give each key once")) from None
-    except _NotANumber as exc:
-        raise InvalidInput(f"{what} holds {exc}, which is not a JSON number",
-                           hint="write a number, or quote it as a string") from None
+    except _Refused as exc:
+        raise InvalidInput(f"{what} {exc}", hint=exc.hint or _DUPLICATE_HINTS.get(
+            what, "give each key once")) from None
     except RecursionError:
         raise InvalidInput(f"{what} nests too deeply to parse",
                            hint="filters nest at most 16 levels (docs/filters.md)") from None

@@ -9,12 +9,13 @@ json.loads changed the meaning of some texts without a word:
   condition and deleted every row with a status;
 - a non-integer number went through a float, so `{"n": {"$gt":
   1.00000000000000001}}` was sent as `$gt 1.0` (a delete took rows the text
-  keeps) and `--set '{"price": 12345678901234567.89}'` wrote
-  12345678901234568;
-- NaN and Infinity (not JSON) were accepted, then refused by the database
-  without a hint; an integer of more than 4300 digits raised a traceback.
+  keeps), `1e-200000` as 0.0, and `--set '{"price": 12345678901234567.89}'`
+  wrote 12345678901234568;
+- NaN and Infinity (not JSON) and numbers past PostgreSQL's numeric were
+  accepted, then refused by the database without a hint; an integer of more
+  than 4300 digits raised a traceback.
 
-Now a repeated key and a non-number are usage errors (exit 2, a hint), and
+Now a repeated key, a non-number and a number past numeric are usage errors (exit 2, a hint), and
 numbers keep every digit. Each checked on every command that takes JSON.
 """
 
@@ -57,6 +58,10 @@ REPEATED = [
     '{"n": {"$gt": 1, "$gt": 5}}',                                # an operator twice
 ]
 NOT_NUMBERS = ['{"n": NaN}', '{"n": {"$lt": Infinity}}', '{"n": [-Infinity]}']
+# Past PostgreSQL's numeric: a float made them inf (refused without a hint) or
+# 0.0 (1e-200000: a filter's bound moved to 0 without a word).
+OUT_OF_RANGE = ['{"n": 1e200000}', '{"n": {"$gt": 1e-200000}}', '{"n": [0e1073741823]}',
+                '{"n": 1.' + "1" * 16384 + '}', '{"n": ' + "9" * 131073 + '}']
 
 
 def _usage_error(result: Result) -> tuple[str, str]:
@@ -84,6 +89,14 @@ def test_a_key_given_twice_is_refused(args: list[str], what: str, text: str) -> 
 def test_nan_and_infinity_are_refused(args: list[str], what: str, text: str) -> None:
     message, hint = _usage_error(_invoke(*args, text))
     assert "is not a JSON number" in message and hint
+
+
+@pytest.mark.parametrize("text", OUT_OF_RANGE, ids=range(len(OUT_OF_RANGE)))
+@pytest.mark.parametrize(("args", "what"), JSON_ARGUMENTS, ids=IDS)
+def test_numbers_past_numeric_are_refused(args: list[str], what: str, text: str) -> None:
+    message, hint = _usage_error(_invoke(*args, text))
+    assert "a number PostgreSQL cannot read" in message and "out of the range" in message
+    assert "smaller number" in hint
 
 
 @pytest.mark.parametrize("number", [
