@@ -153,6 +153,18 @@ class Group(click.Group):
         except click.ClickException as exc:
             usage_error(exc)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):
+            given_twice = repeated_operand(command, rest)
+            if given_twice is not None:
+                raise InvalidInput(f"{given_twice} is given twice; only the last would "
+                                   "count, without a word",
+                                   hint=f"give {given_twice} once")
+        return name, command, rest
+
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -170,6 +182,35 @@ class Group(click.Group):
             # 130, as a waiting command's detach, never click's "Aborted!" (1).
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
+    """The first operand option (OPERANDS: what a command acts on, its options and
+    destination) that ``args`` give more than once, or None. Click keeps the last
+    of a repeated option without a word, so `delete t --filter '{"status":
+    "archived"}' ... --filter '{}'` (a script's extra arguments appended) deleted
+    the whole scope, and a second --scope moved the command to another tenant.
+    Flags (--yes) and options that take many values (--exclude) may repeat."""
+    takes_value: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            for opt in (*param.opts, *param.secondary_opts):
+                takes_value[opt] = param
+    seen: set[str] = set()
+    at = 0
+    while at < len(args):
+        token = args[at]
+        if token == "--":
+            break
+        opt = token.split("=", 1)[0] if token.startswith("--") else token
+        option = takes_value.get(opt)
+        at += 1 if "=" in token or option is None else 2  # an option's value is not an option
+        if option is None or option.multiple or option.name not in OPERANDS:
+            continue
+        if option.name in seen:
+            return option.opts[-1]
+        seen.add(option.name)
+    return None
 
 
 BIGINT_MAX = 2**63 - 1

@@ -15,8 +15,12 @@ json.loads changed the meaning of some texts without a word:
   accepted, then refused by the database without a hint; an integer of more
   than 4300 digits raised a traceback.
 
-Now a repeated key, a non-number and a number past numeric are usage errors (exit 2, a hint), and
-numbers keep every digit. Each checked on every command that takes JSON.
+An operand option given twice (`--filter A ... --filter B`) was the same
+trap one level up: click kept the last.
+
+Now a repeated key or operand, a non-number and a number past numeric are
+usage errors (exit 2, a hint), and numbers keep every digit. Each checked
+on every command that takes JSON, or every operand option.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import click
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
 from pgjobs import db
-from pgjobs.cli.common import parse_json
+from pgjobs.cli.common import OPERANDS, parse_json
 from pgjobs.cli.main import main
 from tests.support import build_target, scalar
 
@@ -167,3 +172,60 @@ def test_a_filter_with_a_repeated_key_deletes_nothing(cli: Callable[..., Result]
     assert result.exit_code == 2 and "twice" in result.output
     assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == 0
     assert scalar(conn, "SELECT count(*) FROM t") == 4
+
+
+# --- an operand given twice ----------------------------------------------------------
+# Click keeps the last of a repeated option without a word: `delete t --filter
+# '{"status": "archived"}' ... --filter '{}'` (a script's extra arguments
+# appended) deleted the whole scope, and a second --scope moved the command to
+# another tenant. Every operand option of every command (OPERANDS) that takes
+# one value is refused when given twice, before anything connects.
+
+
+def _operand_options() -> list[tuple[list[str], str]]:
+    found: list[tuple[list[str], str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+            return
+        for param in command.params:
+            if (isinstance(param, click.Option) and param.name in OPERANDS
+                    and not param.is_flag and not param.multiple):
+                found.append((path, param.opts[-1]))
+
+    walk(main, [])
+    return found
+
+
+OPERAND_OPTIONS = _operand_options()
+
+
+def test_the_walk_finds_the_operands_of_the_writing_commands() -> None:
+    names = {(path[0], opt) for path, opt in OPERAND_OPTIONS}
+    assert {("delete", "--scope"), ("delete", "--filter"), ("backfill", "--set"),
+            ("export", "--to"), ("import", "--on-duplicate"), ("import", "--options")} <= names
+
+
+@pytest.mark.parametrize("spelled", ["apart", "equals"])
+@pytest.mark.parametrize(("path", "opt"), OPERAND_OPTIONS,
+                         ids=[f"{' '.join(p)} {o}" for p, o in OPERAND_OPTIONS])
+def test_an_operand_given_twice_is_refused(path: list[str], opt: str, spelled: str) -> None:
+    twice = [opt, "1", opt, "2"] if spelled == "apart" else [f"{opt}=1", opt, "2"]
+    message, hint = _usage_error(_invoke(*path, "t", *twice))
+    assert message.startswith(f"error: {opt} is given twice; only the last would count")
+    assert hint.startswith(f"give {opt} once")
+
+
+@pytest.mark.parametrize("args", [
+    ["delete", "t", "--scope", "1", "--exclude", "1", "--exclude", "2", "--yes", "--yes"],
+    ["delete", "t", "--scope", "1", "--filter", "{}", "--priority", "1", "--priority", "2"],
+    ["export", "t", "--scope", "1", "--detach", "--filter", '{"a": "--filter"}'],
+    ["delete", "t", "--scope", "--filter", "--filter", "{}"],  # a value that looks like one
+])
+def test_what_may_repeat_still_passes(args: list[str]) -> None:
+    """Options that take many values, flags, options that are not operands, and
+    an option's value that reads like an option name: on to connecting."""
+    result = _invoke(*args)
+    assert result.exit_code == 1 and "connection failed" in result.output, result.output
