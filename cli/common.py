@@ -5,6 +5,7 @@ modules import from here, never from :mod:`pgjobs.cli.main`, so running
 
 from __future__ import annotations
 
+import decimal
 import json
 import os
 import re
@@ -152,6 +153,18 @@ class Group(click.Group):
         except click.ClickException as exc:
             usage_error(exc)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]
+                        ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None and not isinstance(command, click.Group):
+            given_twice = repeated_operand(command, rest)
+            if given_twice is not None:
+                raise InvalidInput(f"{given_twice} is given twice; only the last would "
+                                   "count, without a word",
+                                   hint=f"give {given_twice} once")
+        return name, command, rest
+
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -169,6 +182,35 @@ class Group(click.Group):
             # 130, as a waiting command's detach, never click's "Aborted!" (1).
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
+    """The first operand option (OPERANDS: what a command acts on, its options and
+    destination) that ``args`` give more than once, or None. Click keeps the last
+    of a repeated option without a word, so `delete t --filter '{"status":
+    "archived"}' ... --filter '{}'` (a script's extra arguments appended) deleted
+    the whole scope, and a second --scope moved the command to another tenant.
+    Flags (--yes) and options that take many values (--exclude) may repeat."""
+    takes_value: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            for opt in (*param.opts, *param.secondary_opts):
+                takes_value[opt] = param
+    seen: set[str] = set()
+    at = 0
+    while at < len(args):
+        token = args[at]
+        if token == "--":
+            break
+        opt = token.split("=", 1)[0] if token.startswith("--") else token
+        option = takes_value.get(opt)
+        at += 1 if "=" in token or option is None else 2  # an option's value is not an option
+        if option is None or option.multiple or option.name not in OPERANDS:
+            continue
+        if option.name in seen:
+            return option.opts[-1]
+        seen.add(option.name)
+    return None
 
 
 BIGINT_MAX = 2**63 - 1
@@ -253,13 +295,72 @@ _JSON_EXAMPLES = {"filter": '{"status": "done"}', "set": '{"status": "archived"}
                   "options": '{"max_attempts": 3}'}
 
 
+class _Refused(Exception):
+    """What a JSON argument says that its parsed value would not: raised from
+    json.loads' hooks, turned into a usage error by parse_json."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: JSON keeps only the last of
+    a repeated key, so `{"status": "archived", "status": {"$exists": true}}`
+    silently lost its first condition and matched more than it said."""
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _Refused(f"names key {json.dumps(key)} twice in one object; JSON keeps only "
+                           "the last, so the first would be ignored", "")
+        value[key] = item
+    return value
+
+
+def _number(text: str) -> decimal.Decimal:
+    """A non-integer exactly as written (PostgreSQL's numeric reads it so),
+    never a float, which rounded 1.00000000000000001 to 1.0 and 1e-400 to
+    0.0; refused past numeric's range (pgjobs.db.jsonb_number)."""
+    try:
+        return db.jsonb_number(text)
+    except ValueError as exc:
+        raise _Refused(f"holds a number PostgreSQL cannot read: {exc}",
+                       "write a smaller number, or quote it as a string") from None
+
+
+def _integer(text: str) -> int | decimal.Decimal:
+    # Past Python's int conversion limit (4300 digits) an integer stays exact
+    # as a Decimal, rather than raising ValueError out of json.loads.
+    return int(text) if len(text) <= 4000 else _number(text)
+
+
+def _constant(text: str) -> NoReturn:
+    raise _Refused(f"holds {text}, which is not a JSON number",
+                   "write a number, or quote it as a string")
+
+
+_DUPLICATE_HINTS = {
+    "filter": 'join both conditions with $and, e.g. '
+              '{"$and": [{"n": {"$gt": 1}}, {"n": {"$lt": 9}}]}',
+}
+
+
 def parse_json(value: str | None, what: str, example: str | None = None) -> Any:
     """A JSON command-line argument, or a usage error naming it (its hint shows
-    `example`, else the usual example of --`what`)."""
+    `example`, else the usual example of --`what`). What the text says is what
+    is sent: a key given twice in one object is refused (JSON keeps only the
+    last), a number keeps every digit (a non-integer is a ``decimal.Decimal``,
+    sent as written by :func:`pgjobs.db.jsonb`, never rounded through a
+    float), and NaN, Infinity and numbers past PostgreSQL's numeric, which
+    jsonb does not take, are refused."""
     if value is None:
         return None
     try:
-        return json.loads(value)
+        return json.loads(value, object_pairs_hook=_object, parse_float=_number,
+                          parse_int=_integer, parse_constant=_constant)
+    except _Refused as exc:
+        raise InvalidInput(f"{what} {exc}", hint=exc.hint or _DUPLICATE_HINTS.get(
+            what, "give each key once")) from None
     except RecursionError:
         raise InvalidInput(f"{what} nests too deeply to parse",
                            hint="filters nest at most 16 levels (docs/filters.md)") from None

@@ -8,6 +8,8 @@ here, with statements from :mod:`pgjobs.queries`; database errors leave as
 from __future__ import annotations
 
 import contextlib
+import decimal
+import json
 import os
 import select
 import socket
@@ -147,8 +149,65 @@ def worker_name(role: str = "worker") -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
+NUMERIC_DIGITS = 131072
+"""Digits before the decimal point that PostgreSQL's numeric (a jsonb number) holds."""
+NUMERIC_SCALE = 16383
+"""Digits after the decimal point that it holds."""
+NUMERIC_EXPONENT = 1073741823
+"""The bound (INT_MAX / 2) of the exponent numeric reads, whatever the digits: a
+zero's exponent is refused at it too (``0e1073741823``), which Python reads as 0.0."""
+
+
+def jsonb_number(text: str) -> decimal.Decimal:
+    """A JSON number's text as PostgreSQL's jsonb reads it (numeric, exact), or
+    ValueError when out of numeric's range, where Python reads it as a float
+    (inf, 0.0) or refuses an integer of more than 4300 digits that jsonb takes.
+    The one rule of the importer's JSONL records and the command line's JSON
+    arguments."""
+    _, e, exponent = text.lower().partition("e")
+    if e:
+        digits = exponent.lstrip("+-").lstrip("0")
+        # Read as numeric reads it (strtol): the written exponent, not the value's.
+        if len(digits) > 10 or int(digits or "0") >= NUMERIC_EXPONENT:
+            raise ValueError(f"the exponent of {text[:40]}{'...' if len(text) > 40 else ''} "
+                             "is out of the range of PostgreSQL's numeric (jsonb refuses it)")
+    number = decimal.Decimal(text)
+    scale = -int(number.as_tuple().exponent)
+    if scale > NUMERIC_SCALE or (not number.is_zero()
+                                 and number.adjusted() + 1 > NUMERIC_DIGITS):
+        raise ValueError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is out "
+                         "of the range of PostgreSQL's numeric (jsonb refuses it)")
+    return number
+
+
 def jsonb(value: Any) -> Jsonb:
-    return Jsonb(value)
+    """``value`` as a jsonb parameter, its numbers exact (:func:`json_text`)."""
+    return Jsonb(value, dumps=json_text)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON text. A ``decimal.Decimal`` (a JSON argument's
+    non-integer number, parsed exactly: cli.common.parse_json) is written as
+    its own digits, never through a float: ``0.30000000000000001`` sent as
+    ``0.3`` moved a filter's bound and a backfill's value. Anything else is
+    ``json.dumps``'s."""
+    try:
+        return json.dumps(value)
+    except TypeError:  # a Decimal inside: the exact form below
+        return _exact_json(value)
+
+
+def _exact_json(value: Any) -> str:
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a JSON number")
+        return str(value)  # "1.0", "1E+400", "-0.5": JSON number text
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_exact_json(v)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_exact_json(v) for v in value) + "]"
+    return json.dumps(value)
 
 
 def one(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> Row:

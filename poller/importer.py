@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import decimal
 import io
 import itertools
 import json
@@ -1162,13 +1161,6 @@ class _Paused(Exception):
     """import_batch committed the batch and paused the job (pgjobs.pause)."""
 
 
-_NUMERIC_DIGITS = 131072
-"""Digits before the decimal point that PostgreSQL's numeric (a jsonb number) holds."""
-_NUMERIC_SCALE = 16383
-"""Digits after the decimal point that it holds."""
-_NUMERIC_EXPONENT = 1073741823
-"""The bound (INT_MAX / 2) of the exponent numeric reads, whatever the digits: a
-zero's exponent is refused at it too (``0e1073741823``), which Python reads as 0.0."""
 _ESCAPE_REFUSED = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 """A JSON escape of NUL or of a UTF-16 surrogate in the text (or a false alarm: an
 escaped backslash before ``u0000``): the parsed strings are then checked."""
@@ -1183,22 +1175,9 @@ def _jsonb_constant(name: str) -> Any:
 
 
 def _jsonb_number(text: str) -> None:
-    """A JSON number as PostgreSQL's jsonb reads it (numeric, exact): refused when
-    out of numeric's range, where Python reads it as a float (inf, 0.0) or
-    refuses an integer of more than 4300 digits that jsonb takes."""
-    _, e, exponent = text.lower().partition("e")
-    if e:
-        digits = exponent.lstrip("+-").lstrip("0")
-        # Read as numeric reads it (strtol): the written exponent, not the value's.
-        if len(digits) > 10 or int(digits or "0") >= _NUMERIC_EXPONENT:
-            raise ValueError(f"the exponent of {text[:40]}{'...' if len(text) > 40 else ''} "
-                             "is out of the range of PostgreSQL's numeric (jsonb refuses it)")
-    number = decimal.Decimal(text)
-    scale = -int(number.as_tuple().exponent)
-    if scale > _NUMERIC_SCALE or (not number.is_zero()
-                                  and number.adjusted() + 1 > _NUMERIC_DIGITS):
-        raise ValueError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is out "
-                         "of the range of PostgreSQL's numeric (jsonb refuses it)")
+    """A JSON number as PostgreSQL's jsonb reads it: ValueError when out of
+    numeric's range (pgjobs.db.jsonb_number, the command line's rule too)."""
+    db.jsonb_number(text)
 
 
 def _jsonb_strings(value: Any) -> str | None:

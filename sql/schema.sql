@@ -868,15 +868,20 @@ CREATE FUNCTION pgjobs._check_claim_args(p_worker text, p_lease interval) RETURN
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The arguments every claim takes: a non-empty worker name and a lease from
--- one second to one day. Raises 22023. Locks nothing.
+-- one second to one day, without a month or year part (pgjobs._interval_fixed:
+-- '1 mon -29 days' compares as 1 day and lasts 1 to 3 on the calendar).
+-- Raises 22023. Locks nothing.
 BEGIN
     IF p_worker IS NULL OR p_worker = '' THEN
         RAISE EXCEPTION 'worker name must not be empty' USING ERRCODE = '22023',
             HINT = 'Use a name unique to the process, e.g. host:pid:random.';
     END IF;
-    IF p_lease IS NULL OR p_lease < interval '1 second' OR p_lease > interval '1 day' THEN
+    IF p_lease IS NULL OR p_lease < interval '1 second' OR p_lease > interval '1 day'
+       OR NOT pgjobs._interval_fixed(p_lease) THEN
         RAISE EXCEPTION 'lease must be from 1 second to 1 day, not %', p_lease
-            USING ERRCODE = '22023', HINT = 'The default is 30 seconds; heartbeat well within it.';
+            USING ERRCODE = '22023',
+            HINT = 'The default is 30 seconds; heartbeat well within it. No months or years: '
+                   'their length depends on the date.';
     END IF;
 END
 $$;
@@ -6508,9 +6513,12 @@ BEGIN
                 v_lease := NULL;
             END;
             IF jsonb_typeof(v_value) <> 'string' OR v_lease IS NULL
-               OR v_lease < interval '1 second' OR v_lease > interval '1 day' THEN
+               OR v_lease < interval '1 second' OR v_lease > interval '1 day'
+               OR NOT pgjobs._interval_fixed(v_lease) THEN
                 RAISE EXCEPTION 'option "lease" must be an interval from 1 second to 1 day, not %',
-                    v_value USING ERRCODE = '22023', HINT = 'For example "30 seconds".';
+                    v_value USING ERRCODE = '22023',
+                    HINT = 'For example "30 seconds"; in days, hours, minutes and seconds, '
+                           'no months or years (their length depends on the date).';
             END IF;
         ELSE
             NULL;  -- a kind-specific option, checked by the caller
@@ -6648,6 +6656,45 @@ SELECT coalesce(sum(pg_catalog.pg_stat_get_xact_tuples_inserted(b.rel)), 0)::big
 $$;
 
 ALTER FUNCTION pgjobs._inserts_below(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: _interval_fixed(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._interval_fixed(p_interval interval) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_interval is one fixed length of time: no month or year part.
+-- The one rule of every interval a job's options or a claim give (lease,
+-- page_delay, max_xact_age; pgjobs._insert_job_row, _throttle_options,
+-- _check_claim_args). Each is checked against its bounds by an interval
+-- comparison, which counts a month as 30 days and a year as 360, then used
+-- as now() + it (a calendar month of 28 to 31 days) or as extract(epoch ...)
+-- (a year of 365.25 days). A month part offset by days made the three
+-- disagree: {"lease": "1000 mon -29999 days"} compared as 1 day and held a
+-- job 437 days; {"page_delay": "-100 years 36000 days 1 hour"} compared as
+-- 1 hour (at least an administrator's default) and ran with no delay;
+-- {"max_xact_age": "100 years -35999 days -23 hours -50 min"} compared as
+-- 10 minutes and waited for no transaction younger than 525 days. Days and
+-- time read the same in the comparison and the epoch. NULL for NULL. No
+-- exception block: a claim calls it. Locks nothing.
+BEGIN
+    RETURN extract(year FROM p_interval) = 0 AND extract(month FROM p_interval) = 0;
+END
+$$;
+
+ALTER FUNCTION pgjobs._interval_fixed(p_interval interval) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _interval_fixed(p_interval interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._interval_fixed(p_interval interval) IS 'Whether an interval has no month or year part (a fixed length of time: its comparisons, its epoch and now() plus it agree); the rule of the lease, page_delay and max_xact_age options and of a claim''s lease.';
 
 --
 -- Name: _items_add(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15393,11 +15440,14 @@ BEGIN
                 v_interval := NULL;
             END;
             IF jsonb_typeof(v_value) <> 'string' OR v_interval IS NULL
-               OR v_interval < interval '0' OR v_interval > v_max THEN
+               OR v_interval < interval '0' OR v_interval > v_max
+               OR NOT pgjobs._interval_fixed(v_interval) THEN
                 RAISE EXCEPTION 'option "%" must be an interval from 0 to %, not %',
                     v_key, v_max, v_value
                     USING ERRCODE = '22023',
-                    HINT = format('For example {"%s": "%s"}; "0" turns it off.', v_key,
+                    HINT = format('For example {"%s": "%s"}; "0" turns it off. In days, hours, '
+                                  'minutes and seconds, no months or years (their length '
+                                  'depends on the date).', v_key,
                                   CASE v_key WHEN 'page_delay' THEN '200 ms' ELSE '10 min' END);
             END IF;
         ELSE
@@ -22435,6 +22485,13 @@ GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_s
 
 REVOKE ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _interval_fixed(p_interval interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._interval_fixed(p_interval interval) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _items_add(p_id bigint, p_items jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
