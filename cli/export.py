@@ -27,6 +27,7 @@ from pgjobs.cli.common import (
     parse_options,
     progress_options,
     require_in_process,
+    require_job,
 )
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, human_bytes, to_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
@@ -478,10 +479,7 @@ def url(obj: Context, job_id: int, expires: str) -> None:
     file's path for file://; one line per file of a Parquet export."""
     seconds = duration_seconds(expires, "--expires", minimum=1, maximum=7 * 86400)
     with obj.connect() as conn:
-        job = db.get_job(conn, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
-                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+        job = require_job(conn, job_id)
     if job["kind"] != "export":
         raise InvalidInput(f"job {job_id} is {a_job(job['kind'])}, not an export",
                            hint="`pgjobs list` shows each job's kind; only an export has "

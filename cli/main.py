@@ -25,8 +25,10 @@ from pgjobs.cli.common import (
     Context,
     Group,
     duration_seconds,
+    job_verb,
     parse_duration,
     progress_options,
+    require_job,
 )
 from pgjobs.cli.control import pause, resume, retry
 from pgjobs.cli.dev import dev
@@ -36,7 +38,7 @@ from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
-from pgjobs.errors import InvalidInput, NotFound, NotReady, PermissionDenied
+from pgjobs.errors import InvalidInput, NotReady, PermissionDenied
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,10 +142,7 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     Timestamps are ISO 8601 (2026-11-30T11:52:57.026401+00:00), in text and JSON.
     """
     with obj.connect() as conn:
-        job = db.get_job(conn, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
-                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+        job = require_job(conn, job_id)
     if as_json:
         click.echo(to_json(job))
     else:
@@ -192,9 +191,7 @@ def cancel(obj: Context, job_id: int) -> None:
     succeeded or failed (nothing to cancel: 55000) or does not exist (P0002).
     """
     with obj.connect() as conn:
-        changed = db.cancel(conn, job_id)
-        job = db.get_job(conn, job_id)
-    assert job is not None
+        changed, job = job_verb(conn, job_id, db.cancel)
     if changed:
         state = "canceled" if job["status"] == "canceled" else "cancel requested"
         click.echo(f"job {job_id}: {state}")
