@@ -197,6 +197,12 @@ class JobId(click.ParamType):  # type: ignore[type-arg]  # generic since click 8
 
 JOB_ID = JobId()
 
+PRIORITY = click.IntRange(-1_000_000, 1_000_000)
+"""--priority: the range pgjobs._insert_job_row takes for option "priority" (the SQL
+decides; this only keeps a typo such as 99999999999999999999 from reaching it
+as numeric and being judged as an option of --options' JSON).
+tests/test_cli_numeric_options.py checks both ends against the database."""
+
 UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
                     "deleted once older than the retention (`pgjobs prune`, 24 hours by "
                     "default)")

@@ -238,7 +238,8 @@ def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, 
               help="Run again and again (drives the engine where pg_cron is absent).")
 @click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, default="1s",
               show_default=True, help="With --loop: how long to wait when there is no work "
-                                      "(a submitted job wakes the loop at once).")
+                                      "(a submitted job wakes the loop at once; 100ms to "
+                                      "1 day).")
 @click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
               type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runners side by side, each with its own connection (jobs of different "
@@ -253,7 +254,8 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
         raise InvalidInput(f"invalid --budget {budget!r}: a run needs more than 0s (at most "
                            "1 day)", hint="use e.g. --budget 50s (the default), 5m or 1h")
     interval = parse_duration(budget, "--budget")
-    idle_seconds = duration_seconds(idle, "--idle", minimum=0)
+    # --idle 0 ran CALL pgjobs.run back to back on an idle queue: a busy loop.
+    idle_seconds = duration_seconds(idle, "--idle", minimum=0.1, maximum=86400)
     # SIGTERM (systemd's or Kubernetes' stop) stops the runners as Ctrl-C does:
     # their CALLs are canceled, the page in flight rolls back, and a job they
     # held is handed back at its last committed page. Python's default for
@@ -345,8 +347,9 @@ def _confirm_short_retention(conn: Any, retention: str, interval: str) -> None:
 
 @main.command()
 @click.option("--rows", envvar=["PGJOBS_DEMO_ROWS", "DEMO_ROWS"], show_envvar=True,
-              type=click.IntRange(1000),
-              default=1_000_000, show_default=True, help="Rows in the demo table.")
+              type=click.IntRange(1000, 100_000_000),
+              default=1_000_000, show_default=True,
+              help="Rows in the demo table (1000 to 100000000).")
 @click.pass_obj
 def demo(obj: Context, rows: int) -> None:
     """Build a demo shared relation, then delete, backfill and export with live progress.
