@@ -217,6 +217,15 @@ def _privilege_hint(sqlstate: str, message: str) -> str | None:
             f"it, or connect as a role that has it (see {_ROLES_DOC})")
 
 
+def has_generic_privilege_hint(exc: PgjobsError) -> bool:
+    """A 42501 that PostgreSQL raised without a hint of its own, so it carries
+    :func:`_privilege_hint`'s guess: a command that knows better what its role
+    lacks (``pgjobs migrate``) words its own. That guess reads membership of
+    pgjobs' roles into any message naming ``pgjobs``, the database's name too
+    (``permission denied for database pgjobs``)."""
+    return exc.sqlstate == "42501" and exc.hint == _privilege_hint("42501", exc.message)
+
+
 _NOT_INSTALLED = ("pgjobs is not installed in this database, or is older than this "
                   "pgjobs: run `pgjobs migrate` here, or point --dsn (PGJOBS_DSN) at "
                   "the database where it is installed")
