@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -25,6 +25,7 @@ from pgjobs.errors import (
     InvalidDsn,
     InvalidInput,
     NoDatabase,
+    NotFound,
     PermissionDenied,
     PgjobsError,
 )
@@ -237,6 +238,48 @@ class JobId(click.ParamType):  # type: ignore[type-arg]  # generic since click 8
 
 
 JOB_ID = JobId()
+
+PRIORITY = click.IntRange(-1_000_000, 1_000_000)
+"""--priority: the range pgjobs._insert_job_row takes for option "priority" (the SQL
+decides; this only keeps a typo such as 99999999999999999999 from reaching it
+as numeric and being judged as an option of --options' JSON).
+tests/test_cli_numeric_options.py checks both ends against the database."""
+
+UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
+                    "deleted once older than the retention (`pgjobs prune`, 24 hours by "
+                    "default)")
+
+
+def unknown_job(job_id: int) -> NotFound:
+    """The one error of every command given a JOB that names no job (or one this role
+    may not see): the same line and hint whether the command looked the job up
+    itself (status, watch, url) or a SQL verb said P0002 (cancel, pause, resume,
+    retry, whose SQL hint is worded for SQL callers). tests/test_cli_job_ids.py
+    runs every command that takes a JOB."""
+    return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
+
+
+def require_job(conn: db.Connection, job_id: int) -> dict[str, Any]:
+    """The job's row, or :func:`unknown_job`."""
+    job = db.get_job(conn, job_id)
+    if job is None:
+        raise unknown_job(job_id)
+    return dict(job)
+
+
+def job_verb(conn: db.Connection, job_id: int,
+             verb: Callable[[db.Connection, int], bool]) -> tuple[bool, dict[str, Any]]:
+    """Run a job verb (db.cancel, db.pause, db.resume, db.retry) and read the job
+    back: what it changed and the row as it is now. An unknown id, said by the
+    verb (P0002) or found gone when read back (pruned in between: an assert
+    failed there before), is :func:`unknown_job`."""
+    try:
+        changed = verb(conn, job_id)
+    except NotFound as exc:
+        if exc.sqlstate != "P0002":
+            raise
+        raise unknown_job(job_id) from None
+    return changed, require_job(conn, job_id)
 
 
 def usage_error(exc: click.ClickException) -> NoReturn:

@@ -12,14 +12,12 @@ from typing import Any
 import click
 
 from pgjobs import db
-from pgjobs.cli.common import JOB_ID, Context
+from pgjobs.cli.common import JOB_ID, Context, job_verb
 
 
 def _control(obj: Context, job_id: int, verb: Callable[[Any, int], bool]) -> tuple[bool, str]:
     with obj.connect() as conn:
-        changed = verb(conn, job_id)
-        job = db.get_job(conn, job_id)
-    assert job is not None
+        changed, job = job_verb(conn, job_id, verb)
     status = str(job["status"])
     if status == "running" and job.get("pause_requested_at") is not None:
         status = "running (pause requested: pauses after its page in flight)"

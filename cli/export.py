@@ -20,6 +20,7 @@ import click
 from pgjobs import db, queries
 from pgjobs.cli.common import (
     JOB_ID,
+    PRIORITY,
     Context,
     a_job,
     duration_seconds,
@@ -27,6 +28,7 @@ from pgjobs.cli.common import (
     parse_options,
     progress_options,
     require_in_process,
+    require_job,
 )
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, human_bytes, to_json
 from pgjobs.errors import InvalidInput, NotFound, PgjobsError
@@ -129,8 +131,8 @@ def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
                    "pgjobs.allow_storage [default: --storage].")
 @click.option("--detach", is_flag=True, envvar="PGJOBS_DETACH", show_envvar=True,
               help="Only submit: print the job id and leave the export to `pgjobs worker`.")
-@click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
-              help="Higher runs first [default: 0].")
+@click.option("--priority", type=PRIORITY, envvar="PGJOBS_PRIORITY", show_envvar=True,
+              help="Higher runs first, -1000000 to 1000000 [default: 0].")
 @click.option("--parallel", type=click.IntRange(1, 64), envvar="PGJOBS_PARALLEL",
               show_envvar=True,
               help="Split the scope's keys into up to N parts exported side by side (by this "
@@ -394,7 +396,7 @@ class _Display:
 @click.option("--lease", default="30s", show_default=True, envvar="PGJOBS_LEASE",
               show_envvar=True, help="Lease of a claimed job; heartbeats renew it.")
 @click.option("--poll", default="2s", show_default=True, envvar="PGJOBS_POLL", show_envvar=True,
-              help="Poll for jobs this often besides LISTEN.")
+              help="Poll for jobs this often besides LISTEN (100ms to 1h).")
 @click.option("--stale-after", default="1h", show_default=True, envvar="PGJOBS_STALE_AFTER",
               show_envvar=True,
               help="Remove upload leftovers of finished jobs once this old.")
@@ -447,7 +449,7 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     if reads is not None:
         check_read_dsn(dsn, reads)
     w = Worker(dsn, obj.storage, concurrency=concurrency, once=once, lease=lease_s,
-               poll=duration_seconds(poll, "--poll"),
+               poll=duration_seconds(poll, "--poll", minimum=0.1, maximum=3600),
                stale_after=timedelta(seconds=duration_seconds(stale_after, "--stale-after")),
                max_chunk_rows=max_chunk_rows, max_part_size=max_part_size,
                storage_retry=duration_seconds(storage_retry, "--storage-retry"), reads=reads)
@@ -478,10 +480,7 @@ def url(obj: Context, job_id: int, expires: str) -> None:
     file's path for file://; one line per file of a Parquet export."""
     seconds = duration_seconds(expires, "--expires", minimum=1, maximum=7 * 86400)
     with obj.connect() as conn:
-        job = db.get_job(conn, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
-                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+        job = require_job(conn, job_id)
     if job["kind"] != "export":
         raise InvalidInput(f"job {job_id} is {a_job(job['kind'])}, not an export",
                            hint="`pgjobs list` shows each job's kind; only an export has "

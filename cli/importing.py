@@ -119,6 +119,7 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
     stop = threading.Event()
     identity: str | None = None  # this process's claim while it holds one
     paused_said = False
+    queued_said = False
     try:
         with db.connect(dsn, app="pgjobs import") as conn:
             while True:
@@ -145,6 +146,16 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
                     display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
                                  "continues it here (Ctrl-C detaches)")
                 paused_said = job["status"] == "paused"
+                if job["status"] == "queued" and not queued_said:
+                    # The claim took nothing: "0 records" lines alone read as a
+                    # hang. The gate (pgjobs._writer_may_start) decides; say why.
+                    display.note(
+                        f"job {job_id} waits its turn: another writing job of "
+                        f"{job['target']} scope {job['scope']} is running or queued ahead "
+                        "of it (one at a time, in submission order), or its run_at is "
+                        "later; it starts here then (`pgjobs list` shows the scope's jobs; "
+                        "Ctrl-C detaches)")
+                queued_said = job["status"] == "queued"
                 display.progress(0, int(job["done"]), job["total"])
                 display.tick()
                 time.sleep(0.5)

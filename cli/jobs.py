@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_json, parse_options, progress_options
+from pgjobs.cli.common import PRIORITY, Context, parse_json, parse_options, progress_options
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, to_json
 from pgjobs.errors import InvalidInput, PgjobsError
 
@@ -47,8 +47,8 @@ def _common(func: Any) -> Any:
         click.argument("target"),
         click.option("--scope", required=True,
                      help="The scope (tenant / logical table) value, as text."),
-        click.option("--priority", type=int, envvar="PGJOBS_PRIORITY", show_envvar=True,
-                     help="Higher runs first [default: 0]."),
+        click.option("--priority", type=PRIORITY, envvar="PGJOBS_PRIORITY", show_envvar=True,
+                     help="Higher runs first, -1000000 to 1000000 [default: 0]."),
         click.option("--on-conflict", type=click.Choice(["queue", "reject"]),
                      envvar="PGJOBS_ON_CONFLICT", show_envvar=True,
                      help="When a writing job of the scope is pending [default: queue]."),

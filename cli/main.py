@@ -25,8 +25,10 @@ from pgjobs.cli.common import (
     Context,
     Group,
     duration_seconds,
+    job_verb,
     parse_duration,
     progress_options,
+    require_job,
 )
 from pgjobs.cli.control import pause, resume, retry
 from pgjobs.cli.dev import dev
@@ -36,7 +38,7 @@ from pgjobs.cli.importing import import_
 from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
 from pgjobs.cli.ui import ui
-from pgjobs.errors import InvalidInput, NotFound, NotReady, PermissionDenied
+from pgjobs.errors import InvalidInput, NotReady, PermissionDenied
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,10 +142,7 @@ def status(obj: Context, job_id: int, as_json: bool) -> None:
     Timestamps are ISO 8601 (2026-11-30T11:52:57.026401+00:00), in text and JSON.
     """
     with obj.connect() as conn:
-        job = db.get_job(conn, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
-                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+        job = require_job(conn, job_id)
     if as_json:
         click.echo(to_json(job))
     else:
@@ -192,9 +191,7 @@ def cancel(obj: Context, job_id: int) -> None:
     succeeded or failed (nothing to cancel: 55000) or does not exist (P0002).
     """
     with obj.connect() as conn:
-        changed = db.cancel(conn, job_id)
-        job = db.get_job(conn, job_id)
-    assert job is not None
+        changed, job = job_verb(conn, job_id, db.cancel)
     if changed:
         state = "canceled" if job["status"] == "canceled" else "cancel requested"
         click.echo(f"job {job_id}: {state}")
@@ -241,7 +238,8 @@ def watch(obj: Context, job_id: int | None, timeout: str | None, as_json: bool, 
               help="Run again and again (drives the engine where pg_cron is absent).")
 @click.option("--idle", envvar="PGJOBS_IDLE", show_envvar=True, default="1s",
               show_default=True, help="With --loop: how long to wait when there is no work "
-                                      "(a submitted job wakes the loop at once).")
+                                      "(a submitted job wakes the loop at once; 100ms to "
+                                      "1 day).")
 @click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
               type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runners side by side, each with its own connection (jobs of different "
@@ -256,7 +254,8 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
         raise InvalidInput(f"invalid --budget {budget!r}: a run needs more than 0s (at most "
                            "1 day)", hint="use e.g. --budget 50s (the default), 5m or 1h")
     interval = parse_duration(budget, "--budget")
-    idle_seconds = duration_seconds(idle, "--idle", minimum=0)
+    # --idle 0 ran CALL pgjobs.run back to back on an idle queue: a busy loop.
+    idle_seconds = duration_seconds(idle, "--idle", minimum=0.1, maximum=86400)
     # SIGTERM (systemd's or Kubernetes' stop) stops the runners as Ctrl-C does:
     # their CALLs are canceled, the page in flight rolls back, and a job they
     # held is handed back at its last committed page. Python's default for
@@ -348,8 +347,9 @@ def _confirm_short_retention(conn: Any, retention: str, interval: str) -> None:
 
 @main.command()
 @click.option("--rows", envvar=["PGJOBS_DEMO_ROWS", "DEMO_ROWS"], show_envvar=True,
-              type=click.IntRange(1000),
-              default=1_000_000, show_default=True, help="Rows in the demo table.")
+              type=click.IntRange(1000, 100_000_000),
+              default=1_000_000, show_default=True,
+              help="Rows in the demo table (1000 to 100000000).")
 @click.pass_obj
 def demo(obj: Context, rows: int) -> None:
     """Build a demo shared relation, then delete, backfill and export with live progress.

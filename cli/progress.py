@@ -192,12 +192,9 @@ def _follow_all(conn: Any, timeout: float | None, as_json: bool = False) -> int:
 
 
 def _follow_one(conn: Any, job_id: int, timeout: float | None, out: _Out) -> int:
-    from pgjobs.errors import NotFound
+    from pgjobs.cli.common import require_job
 
-    job = db.get_job(conn, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", sqlstate="P0002",
-                       hint="`pgjobs list` shows the jobs; finished ones are pruned")
+    job = require_job(conn, job_id)
     # The shared channel carries id, status and progress only; the job's own
     # channel (for a role allowed to read its target and scope) carries the
     # full events. Either wakes the loop; the row is re-read each time.

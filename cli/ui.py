@@ -28,7 +28,7 @@ def resolve_token(token: str | None, token_file: str | None) -> str | None:
 @click.command()
 @click.option("--host", envvar="PGJOBS_UI_HOST", show_envvar=True, default="127.0.0.1",
               show_default=True, help="Address to bind; any non-loopback one needs a token.")
-@click.option("--port", envvar="PGJOBS_UI_PORT", show_envvar=True, type=click.IntRange(0, 65535),
+@click.option("--port", envvar="PGJOBS_UI_PORT", show_envvar=True, type=click.IntRange(1, 65535),
               default=8765, show_default=True, help="Port to bind.")
 @click.option("--read-only", is_flag=True, envvar="PGJOBS_UI_READ_ONLY", show_envvar=True,
               help="Offer no action (cancel, pause, resume, retry) and refuse them.")

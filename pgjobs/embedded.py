@@ -49,7 +49,32 @@ _INCLUDE_LINE = f"include_if_exists = '{_CONF_FILE}'"
 
 
 class EmbeddedError(PgjobsError):
-    """The embedded cluster cannot be set up, started or stopped."""
+    """The embedded cluster cannot be set up, started or stopped: a prerequisite of
+    this machine (55000), as every error a user sees names a SQLSTATE."""
+
+    default_sqlstate: str | None = "55000"
+
+
+@contextlib.contextmanager
+def _home_errors() -> Iterator[None]:
+    """What the filesystem refuses while up/down/status work (a --home under /proc,
+    on a read-only disk, a file where the directory should be, no permission) as
+    one EmbeddedError line with a hint; it was a traceback. An error about
+    another path (a binary, the log) keeps its own words."""
+    try:
+        yield
+    except OSError as exc:
+        base = home()
+        what = exc.strerror or str(exc)
+        where = str(exc.filename) if exc.filename is not None else None
+        if where is not None and (where == str(base) or where.startswith(f"{base}/")
+                                  or str(base).startswith(f"{where}/")):
+            raise EmbeddedError(
+                f"cannot use {base} as the embedded cluster's home: {what} ({where})",
+                hint="pass --home (or set PGJOBS_HOME) to a directory this user may create "
+                     "and write, e.g. /tmp/pgjobs-dev") from None
+        raise EmbeddedError(f"{what}" + (f": {where}" if where else ""),
+                            hint="see docs/embedded.md") from None
 
 
 # --- where things live ----------------------------------------------------------
@@ -404,6 +429,11 @@ def ensure_dsn() -> str:
 
 def up() -> str:
     """Create the cluster if missing, start it if stopped; return its DSN. Idempotent."""
+    with _home_errors():
+        return _up()
+
+
+def _up() -> str:
     base = home()
     _prepare_home(base)
     with _locked(base):
@@ -476,7 +506,14 @@ def _create_database(port: int, cron: bool) -> None:
 
 def down() -> bool:
     """Stop the cluster (fast shutdown). Returns False if it was not running."""
+    with _home_errors():
+        return _down()
+
+
+def _down() -> bool:
     base = home()
+    if not base.is_dir():
+        return False  # nothing was ever set up there: not running, nothing created
     with _locked(base):
         if _postmaster(base) is None:
             return False
@@ -503,6 +540,11 @@ def down() -> bool:
 def status() -> dict[str, Any]:
     """What ``pgjobs dev status`` shows: running, dsn, home, data_dir, port, pid, pg_cron
     (available / preloaded), log."""
+    with _home_errors():
+        return _status()
+
+
+def _status() -> dict[str, Any]:
     base = home()
     state = _read_state(base)
     running = _postmaster(base)

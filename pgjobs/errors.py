@@ -49,9 +49,8 @@ class InvalidInput(PgjobsError):
 
 class InvalidDsn(InvalidInput):
     """The DSN itself cannot be parsed (``missing "="``, an unknown URI parameter):
-    a usage error, exit 2, raised before any connection is tried."""
-
-    default_sqlstate = None  # libpq's own complaint, before any server says anything
+    a usage error, exit 2, raised before any connection is tried; 22023 as every
+    bad argument (it carried no SQLSTATE, alone among the CLI's errors)."""
 
 
 class UndefinedTable(InvalidInput):
@@ -86,24 +85,36 @@ class PermissionDenied(PgjobsError):
 
 class MissingExtra(PgjobsError):
     """An optional dependency is not installed (``pgjobs-engine[parquet]``): no retry on
-    this machine can succeed, the message names the extra to install."""
+    this machine can succeed, the message names the extra to install. 0A000
+    (feature_not_supported, by this installation), which no policy retries."""
+
+    default_sqlstate: str | None = "0A000"
 
 
 class ConnectionFailed(PgjobsError):
-    """The database cannot be reached."""
+    """The database cannot be reached (08001, sqlclient_unable_to_establish_sqlconnection,
+    as libpq's clients name it: psycopg gives no SQLSTATE for a failed connection)."""
+
+    default_sqlstate: str | None = "08001"
 
 
 class ConnectionLost(ConnectionFailed):
     """An established session ended under a command (server restart or crash,
     failover, an administrator's pg_terminate_backend, the network): not a wrong
-    DSN. Its jobs keep their place; the hint says to run the command again."""
+    DSN. Its jobs keep their place; the hint says to run the command again. 08006
+    (connection_failure) when the server sent no SQLSTATE of its own."""
+
+    default_sqlstate: str | None = "08006"
 
 
 class NotInstalled(PgjobsError):
     """The database has no pgjobs schema, or an older one (a missing schema, table
     or function of pgjobs: 3F000, 42P01, 42883): the same runtime error, exit 1,
     whichever object the command happened to reach first (a database that does
-    not exist exits 1 too), never the usage error of a misspelt table."""
+    not exist exits 1 too), never the usage error of a misspelt table. The
+    database's SQLSTATE, else 3F000 (no schema pgjobs)."""
+
+    default_sqlstate: str | None = "3F000"
 
 
 class NoDatabase(ConnectionFailed):
@@ -215,6 +226,15 @@ def _privilege_hint(sqlstate: str, message: str) -> str | None:
                     f"one run it (GRANT pgjobs_admin TO <role>;), see {_ROLES_DOC}")
     return ("the role this command connects as lacks that privilege: an administrator grants "
             f"it, or connect as a role that has it (see {_ROLES_DOC})")
+
+
+def has_generic_privilege_hint(exc: PgjobsError) -> bool:
+    """A 42501 that PostgreSQL raised without a hint of its own, so it carries
+    :func:`_privilege_hint`'s guess: a command that knows better what its role
+    lacks (``pgjobs migrate``) words its own. That guess reads membership of
+    pgjobs' roles into any message naming ``pgjobs``, the database's name too
+    (``permission denied for database pgjobs``)."""
+    return exc.sqlstate == "42501" and exc.hint == _privilege_hint("42501", exc.message)
 
 
 _NOT_INSTALLED = ("pgjobs is not installed in this database, or is older than this "

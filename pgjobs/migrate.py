@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 from psycopg.conninfo import conninfo_to_dict
 
 from pgjobs import db, queries
+from pgjobs.errors import PgjobsError, has_generic_privilege_hint
 
 
 def sql_dir() -> Path:
@@ -65,10 +66,28 @@ def apply_migrations(dsn: str, root: Path | None = None) -> list[str]:
     return [m.id for m in pending]
 
 
+MIGRATE_PRIVILEGES_HINT = (
+    "pgjobs migrate needs, as the role it connects as, CREATE on the database (its owner "
+    "has it) and CREATEROLE or ADMIN OPTION on pgjobs_client; no superuser, and no "
+    "membership of pgjobs_client or pgjobs_admin helps (docs/operations.md, \"Privileges "
+    "migrate needs\")")
+
+
 def migrate(dsn: str, root: Path | None = None) -> dict[str, object]:
     """Bring the database to this version of pgjobs (or to the ``sql/`` tree at
     ``root``: the upgrade test installs the previous release so). Idempotent;
-    safe concurrently."""
+    safe concurrently. A privilege PostgreSQL refuses (42501 without a hint of
+    its own) gets :data:`MIGRATE_PRIVILEGES_HINT`: the generic one told a role
+    without CREATE on the database to be granted pgjobs_client."""
+    try:
+        return _migrate(dsn, root)
+    except PgjobsError as exc:
+        if has_generic_privilege_hint(exc):
+            exc.hint = MIGRATE_PRIVILEGES_HINT
+        raise
+
+
+def _migrate(dsn: str, root: Path | None) -> dict[str, object]:
     conn = db.connect(dsn, app="pgjobs migrate")
     try:
         # The function files' DO blocks run here, as pgjobs' owner: nothing they

@@ -136,3 +136,55 @@ def test_an_error_raised_in_python_carries_its_class_sqlstate() -> None:
     assert len(seen) >= 6
 
 
+
+
+def _subclasses(cls: type[errors.PgjobsError]) -> list[type[errors.PgjobsError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def test_every_error_class_names_a_sqlstate() -> None:
+    """The class, not the cases: an error pgjobs raises itself without a code
+    (InvalidDsn, ConnectionFailed, ConnectionLost and the embedded cluster's
+    EmbeddedError had none) still prints one."""
+    import pgjobs.embedded  # noqa: F401  (EmbeddedError subclasses PgjobsError there)
+    import pgjobs.poller.storage  # noqa: F401  (StorageError)
+
+    classes = _subclasses(errors.PgjobsError)
+    assert {errors.InvalidDsn, errors.ConnectionFailed, errors.ConnectionLost,
+            errors.NoDatabase} <= set(classes)
+    for cls in classes:
+        try:
+            made = cls("message")
+        except TypeError:  # StorageError: retryable is required
+            made = cls("message", retryable=False)  # type: ignore[call-arg]
+        assert made.sqlstate is not None and re.fullmatch(r"[0-9A-Z]{5}", made.sqlstate), cls
+
+
+@pytest.mark.parametrize("dsn, code, sqlstate", [
+    ("notadsn", 2, "22023"),
+    ("postgresql://x@127.0.0.1:5432/db?no_such_parameter=1", 2, "22023"),
+    (UNREACHABLE, 1, "08001"),
+    ("postgresql://nobody@no-such-host.invalid/none?connect_timeout=2", 1, "08001"),
+])
+def test_a_dsn_that_fails_names_a_sqlstate(dsn: str, code: int, sqlstate: str) -> None:
+    coded_line(CliRunner().invoke(main, ["--dsn", dsn, "list"]), code, sqlstate, "--dsn")
+
+
+@pytest.mark.parametrize("which", ["database", "role"])
+def test_a_database_or_role_that_does_not_exist_names_08001(dsn: str, which: str) -> None:
+    key = "dbname" if which == "database" else "user"
+    if "://" in dsn:
+        sep = "&" if "?" in dsn else "?"
+        wrong = f"{dsn}{sep}{key}=no_such_{which}_h20"
+    else:
+        wrong = f"{dsn} {key}=no_such_{which}_h20"  # the later key wins
+    coded_line(CliRunner().invoke(main, ["--dsn", wrong, "list"]), 1, "08001",
+               "do that database and role exist")
+
+
+def test_no_database_at_all_names_08001(tmp_path: Any) -> None:
+    result = CliRunner().invoke(main, ["list"], env={"PGJOBS_HOME": str(tmp_path)})
+    coded_line(result, 2, "08001", "pgjobs dev up")

@@ -201,7 +201,8 @@ DURATION_OPTIONS = {
 GOOD = ["1 minute", "90s", "5m", "1h", "1.5", "2 minutes 30 seconds", "1 hour 30 minutes",
         "01:30", "250ms", "1d", "1 day"]
 BAD = ["banana", "", "-5s", "5x", "1 fortnight", "1 minute ago", "5 m s"]
-LIMITED = {"url --expires": 7 * 86400, "worker --lease": 86400}
+LIMITED = {"url --expires": 7 * 86400, "worker --lease": 86400, "worker --poll": 3600,
+           "run --idle": 86400}
 
 
 def test_every_duration_option_is_covered() -> None:
@@ -284,6 +285,8 @@ def test_every_duration_option_refuses_the_same_spellings(option: str, value: st
                                            ("worker --lease", "2 days"),
                                            ("worker --lease", "500ms"),
                                            ("worker --read-max-lag", "0.5"),
+                                           ("worker --poll", "0"), ("worker --poll", "2h"),
+                                           ("run --idle", "0s"), ("run --idle", "2d"),
                                            ("export --read-max-lag", "0.5")])
 def test_bounded_duration_options_name_their_bounds(option: str, value: str) -> None:
     result = invoke(*DURATION_OPTIONS[option], value)

@@ -118,3 +118,37 @@ def test_without_createrole_granting_the_roles_is_refused(database_for: Make,
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT to_regclass('pgjobs.jobs')::text").fetchone() == (
             "pgjobs.jobs",)
+
+
+@pytest.mark.parametrize("attributes, grant", [("NOSUPERUSER CREATEROLE", "none"),
+                                               ("NOSUPERUSER NOCREATEROLE", "owner"),
+                                               ("NOSUPERUSER NOCREATEROLE", "none")])
+def test_the_cli_says_what_migrate_needs(database_for: Make, attributes: str,
+                                         grant: str) -> None:
+    """`pgjobs migrate` refused for a privilege says what migrate needs, not the
+    generic 42501 hint, which told a role without CREATE on a database named
+    pgjobs to be granted pgjobs_client (it read the database's name as the
+    schema's)."""
+    from click.testing import CliRunner
+
+    from pgjobs.cli.main import main
+    from pgjobs.migrate import MIGRATE_PRIVILEGES_HINT
+
+    dsn = database_for(attributes, grant)
+    result = CliRunner().invoke(main, ["--dsn", dsn, "migrate"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert lines[0].endswith(f"[42501] (hint: {MIGRATE_PRIVILEGES_HINT})"), lines[0]
+
+
+def test_the_generic_hint_is_recognised_and_nothing_else() -> None:
+    """Only the guess replaces: a 42501 with the server's or pgjobs' own hint keeps it."""
+    from pgjobs.errors import PermissionDenied, _privilege_hint, has_generic_privilege_hint
+
+    for message in ("permission denied for database pgjobs",
+                    "permission denied for schema pgjobs",
+                    "permission denied to grant role \"pgjobs_client\""):
+        generic = PermissionDenied(message, hint=_privilege_hint("42501", message))
+        assert has_generic_privilege_hint(generic)
+        assert not has_generic_privilege_hint(PermissionDenied(message, hint="do this"))

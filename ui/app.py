@@ -53,7 +53,8 @@ PAGE_SIZE = 50
 MAX_PAGE = 500
 COOKIE = "pgjobs_ui_token"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-STATUS_BY_SQLSTATE = {"P0002": 404, "42501": 403, "55000": 409, "55006": 409}
+STATUS_BY_SQLSTATE = {"P0002": 404, "42501": 403, "55000": 409, "55006": 409,
+                      "08001": 503, "08006": 503}  # the database is unreachable
 ACTION_SQL = {"cancel": queries.CANCEL, "pause": queries.PAUSE, "resume": queries.RESUME,
               "retry": queries.RETRY}
 PING_SECONDS = 15.0
