@@ -158,9 +158,12 @@ BEGIN
                 v_lease := NULL;
             END;
             IF jsonb_typeof(v_value) <> 'string' OR v_lease IS NULL
-               OR v_lease < interval '1 second' OR v_lease > interval '1 day' THEN
+               OR v_lease < interval '1 second' OR v_lease > interval '1 day'
+               OR NOT pgjobs._interval_fixed(v_lease) THEN
                 RAISE EXCEPTION 'option "lease" must be an interval from 1 second to 1 day, not %',
-                    v_value USING ERRCODE = '22023', HINT = 'For example "30 seconds".';
+                    v_value USING ERRCODE = '22023',
+                    HINT = 'For example "30 seconds"; in days, hours, minutes and seconds, '
+                           'no months or years (their length depends on the date).';
             END IF;
         ELSE
             NULL;  -- a kind-specific option, checked by the caller

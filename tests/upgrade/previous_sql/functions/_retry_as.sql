@@ -44,9 +44,12 @@ AS $$
 --   submission would be.
 -- * A delete or backfill is refused (55000) while an import of its scope
 --   placed after it is pending or has written rows: see below.
+-- * An export's queued upload leftovers are dropped (it resumes that
+--   upload); 55006 while a worker is removing one (see below).
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
--- row; for a writing job the scope's gate lock (pgjobs._insert_job's).
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's); for
+-- an export its rows of pgjobs.storage_deletions.
 DECLARE
     v_job pgjobs.jobs;
     v_checkpoint jsonb;
@@ -112,6 +115,28 @@ BEGIN
                 HINT = format('Retry job %s once that job has ended, or cancel it with '
                               'pgjobs.cancel(id).', p_id);
         END IF;
+    END IF;
+    -- An export's upload leftovers, queued when it ended without its worker
+    -- (pgjobs._queue_export_leftovers), are its upload again: the retried
+    -- attempt resumes it and its own worker removes it at its end. Their
+    -- rows go now, under the row lock a worker's removal holds from
+    -- pgjobs.start_storage_deletion to its settling: a removal under way
+    -- refuses the retry (55006) rather than let it resume an upload being
+    -- removed, and one not begun yet finds its row gone and removes nothing.
+    IF v_job.kind = 'export' THEN
+        BEGIN
+            PERFORM FROM pgjobs.storage_deletions d
+             WHERE d.job_id = p_id AND d.upload IS NOT NULL
+               FOR UPDATE NOWAIT;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE EXCEPTION 'job % (export) cannot be retried now: a worker is removing the '
+                            'upload it left', p_id
+                USING ERRCODE = '55006',
+                      HINT = 'Retry it in a few seconds, once the removal has ended; the export '
+                             'then starts its upload over.';
+        END;
+        DELETE FROM pgjobs.storage_deletions d
+         WHERE d.job_id = p_id AND d.upload IS NOT NULL;
     END IF;
     -- The deferred typo guard's walk (payload unchecked_walk) starts again
     -- from the scope's start: its place was reached before the job ended

@@ -165,11 +165,9 @@ BEGIN
             RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
                             quote_literal(v_destination)
                 USING ERRCODE = '42501',
-                -- the destination itself, not an unrelated example prefix
-                HINT = format('An administrator allows it, for every scope, with '
-                              'pgjobs.allow_storage(%s); or leave "destination" out to use the '
-                              'worker''s storage.',
-                              quote_literal(v_destination))
+                -- the destination itself, in a call allow_storage accepts
+                HINT = pgjobs._storage_allow_hint(v_destination, false)
+                       || ' Or leave "destination" out to use the worker''s storage.'
                        || pgjobs._storage_scope_hint(v_scope);
         END IF;
     END IF;

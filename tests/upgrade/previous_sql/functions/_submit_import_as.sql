@@ -109,11 +109,8 @@ BEGIN
         RAISE EXCEPTION 'source % is not under an allowed storage prefix',
                         quote_literal(v_source)
             USING ERRCODE = '42501',
-            -- the source's own folder, not an unrelated example prefix
-            HINT = format('An administrator allows it, for every scope, with '
-                          'pgjobs.allow_storage(%s).',
-                          quote_literal(coalesce(substring(v_source FROM '^([a-z0-9]+://[^/]*/.+)/[^/]*$'),
-                                                 v_source)))
+            -- the source's own folder, in a call allow_storage accepts
+            HINT = pgjobs._storage_allow_hint(v_source, true)
                    || pgjobs._storage_scope_hint(v_scope);
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));

@@ -50,11 +50,14 @@ BEGIN
                 v_interval := NULL;
             END;
             IF jsonb_typeof(v_value) <> 'string' OR v_interval IS NULL
-               OR v_interval < interval '0' OR v_interval > v_max THEN
+               OR v_interval < interval '0' OR v_interval > v_max
+               OR NOT pgjobs._interval_fixed(v_interval) THEN
                 RAISE EXCEPTION 'option "%" must be an interval from 0 to %, not %',
                     v_key, v_max, v_value
                     USING ERRCODE = '22023',
-                    HINT = format('For example {"%s": "%s"}; "0" turns it off.', v_key,
+                    HINT = format('For example {"%s": "%s"}; "0" turns it off. In days, hours, '
+                                  'minutes and seconds, no months or years (their length '
+                                  'depends on the date).', v_key,
                                   CASE v_key WHEN 'page_delay' THEN '200 ms' ELSE '10 min' END);
             END IF;
         ELSE
