@@ -5605,10 +5605,10 @@ $$;
 ALTER FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) OWNER TO SUPERUSER;
 
 --
--- Name: _import_document_expr(text[], text[], integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _import_document_expr(text[], text[], integer, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer DEFAULT 1) RETURNS text
+CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer DEFAULT 1, p_drop_empty boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -5622,7 +5622,12 @@ CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_d
 -- object ({"a": {"b": .., "c": ..}}); the caller has refused a path that
 -- is both a value and a prefix of another. Built once per import as text
 -- (pgjobs._jsonb_build_sql: jsonb_build_object calls, 50 pairs each,
--- joined by ||), so a row costs no PL/pgSQL call. Locks nothing.
+-- joined by ||), so a row costs no PL/pgSQL call. p_drop_empty (a CSV
+-- source, whose empty unquoted fields are NULL and left out): a nested
+-- object whose fields are all left out is left out too (NULL, for the
+-- caller's jsonb_strip_nulls), so that a record with "a.b" empty names no
+-- "a" rather than {"a": {}}, which an update merged in as an object where
+-- the row held a value. Locks nothing.
 DECLARE
     v_heads text[] := '{}'::text[];
     v_head text;
@@ -5652,15 +5657,20 @@ BEGIN
             END IF;
         END LOOP;
         IF cardinality(v_sub_paths) > 0 THEN
-            v_pairs := v_pairs || format('%L, %s', v_head,
-                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1));
+            v_pairs := v_pairs || format(
+                CASE WHEN p_drop_empty
+                     THEN '%L, NULLIF(pg_catalog.jsonb_strip_nulls(%s), ''{}''::jsonb)'
+                     ELSE '%L, %s' END,
+                v_head,
+                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1,
+                                             p_drop_empty));
         END IF;
     END LOOP;
     RETURN pgjobs._jsonb_build_sql(v_pairs);
 END
 $$;
 
-ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5939,9 +5949,10 @@ BEGIN
         IF cardinality(v_doc_paths) = 0 THEN
             v_expr := v_doc_base;
         ELSE
-            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs);
+            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs, 1, v_csv);
             IF v_csv THEN
-                -- An empty unquoted CSV field is NULL: the field is left out.
+                -- An empty unquoted CSV field is NULL: the field is left out,
+                -- and so is an object all of whose fields are.
                 v_expr := format('jsonb_strip_nulls(%s)', v_expr);
             END IF;
             IF v_doc_base IS NOT NULL THEN
@@ -22634,11 +22645,11 @@ REVOKE ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_p
 GRANT ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _import_document_expr(p_paths text[], p_exprs text[], p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
