@@ -503,6 +503,15 @@ IMPORT_REJECTS_PLACED = (
 IMPORT_REJECTS_TAKEN = (
     "SELECT pgjobs.import_rejects_taken(%(id)s, %(worker)s, %(uri)s) AS r"
 )
+# About to create the named rejects object conditionally with bytes of this
+# SHA-256: recorded, so that a later attempt recognises the object after a kill.
+IMPORT_REJECTS_CREATING = (
+    "SELECT pgjobs.import_rejects_creating(%(id)s, %(worker)s, %(uri)s, %(sha256)s) AS r"
+)
+# The conditional create succeeded: the checkpoint records the object as the job's.
+IMPORT_REJECTS_CREATED = (
+    "SELECT pgjobs.import_rejects_created(%(id)s, %(worker)s, %(uri)s) AS r"
+)
 # As an import fails with rejects kept: its result names the rejects object.
 IMPORT_REJECTS_WRITTEN = (
     "SELECT pgjobs.import_rejects_written(%(id)s, %(worker)s, %(uri)s) AS r"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -378,6 +379,10 @@ class Importer:
         self._data: db.Connection | None = None
         self.totals: dict[str, Any] = {}
         self.rejects_uri: str | None = None  # this job's, once named (_write_rejects)
+        # rejects_uri once this attempt created it or found it created.
+        self.rejects_created: str | None = None
+        self.rejects_renamed = False  # this attempt changed the name: the above say
+
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
         self.batch_bytes = max(1, fixed) if fixed else None
@@ -890,28 +895,57 @@ class Importer:
 
     def _write_rejects(self) -> str:
         """The rejected records, one JSON object per line (line, reason, record), in
-        the job's own rejects object. The one its checkpoint names (``rejects_uri``)
-        is written again, so that it ends holding exactly the job's rejects; it may
-        be missing (an earlier attempt named it and was killed before creating it),
-        and is then written now. Otherwise one is created under this worker's
-        storage, {target}/{scope}/{job}.{8 hex digits}.rejects.jsonl: a name of its
-        own, since another pgjobs database whose workers share this storage numbers
-        its jobs alike. It is named in the checkpoint (pgjobs.import_rejects_placed)
-        BEFORE it is created, so that a worker killed in between leaves a name
-        pointing at nothing rather than an object that nothing names; a name that
-        holds an object when looked at is never chosen, and one created by another
-        between the look and the (conditional) create is un-named
-        (pgjobs.import_rejects_taken) and never written over."""
+        the job's own rejects object, {target}/{scope}/{job}.{8 hex digits}.rejects.jsonl
+        under this worker's storage: a name of its own, since another pgjobs
+        database whose workers share this storage numbers its jobs alike.
+
+        Only an object the job provably created is ever written over (or
+        deleted): the checkpoint says so (``rejects_created``, recorded by
+        pgjobs.import_rejects_created once a conditional create succeeded). A
+        name is put in the checkpoint (pgjobs.import_rejects_placed) BEFORE the
+        object is created, so that a worker killed in between leaves a name
+        pointing at nothing rather than an object nothing names, then the digest
+        of the bytes about to be created (pgjobs.import_rejects_creating), then
+        the object is created conditionally (:func:`storage.create`: linkat,
+        ``If-None-Match: *``). A name the checkpoint holds without that record
+        (the previous attempt was killed somewhere in between) is created
+        conditionally again: if an object is there, it is the job's only if it
+        holds exactly the bytes whose digest was recorded (killed after the
+        create); otherwise it is another's (killed after a create that found it
+        there), un-named (pgjobs.import_rejects_taken) and never written over."""
         rows = self.control.call(lambda c: db.rows(c, queries.IMPORT_REJECTS,
                                                    {"id": self.job_id}))
         data = "".join(json.dumps({"line": r["line"], "reason": r["reason"],
                                    "record": r["record"]}, ensure_ascii=False) + "\n"
                        for r in rows).encode()
         named = self._named_rejects()
+        created = named is not None and self._created(named)
         if named is not None and storage.within(named, self.storage_uri):
-            storage.write(named, data)
-            self.rejects_uri = named
-            return named
+            if created or self._create_named(named, data):
+                if created:
+                    storage.write(named, data)
+                self.rejects_uri, self.rejects_created = named, named
+                self.rejects_renamed = True
+                return named
+            named = None  # another's: un-named, never written nor deleted
+        try:
+            return self._create_new(data)
+        finally:
+            if named is not None and created and self.rejects_created not in (None, named):
+                # This job's own object under another worker's storage, no
+                # longer named now that the new one is created (even if the
+                # lease was lost just after): deleted now;
+                # pgjobs.import_rejects_placed queued it too, for a worker's
+                # housekeeping should this fail.
+                try:
+                    storage.delete(named)
+                except (StorageError, OSError) as exc:
+                    log.warning("job %s: could not delete its earlier rejects object %s "
+                                "(queued for a worker's housekeeping): %s", self.job_id,
+                                named, exc)
+
+    def _create_new(self, data: bytes) -> str:
+        """Create the rejects object under a new name of its own: its URI."""
         for _ in range(4):
             key = object_key(self.job["target"], self.job["scope"], self.job_id,
                              f"{secrets.token_hex(4)}.rejects.jsonl", False)
@@ -919,40 +953,81 @@ class Importer:
             if storage.taken(uri):
                 self._taken_warning(uri)
                 continue
-            # Named first (the name it replaces is queued for deletion with it),
-            # and this attempt's from now on (its failure path writes it again).
+            # Named first (the name it replaces is queued for deletion with it
+            # if the job created that one), and this attempt's from now on (its
+            # failure path writes it again).
             self._name_rejects(queries.IMPORT_REJECTS_PLACED, uri)
-            self.rejects_uri = uri
-            if storage.create(uri, data):
+            self.rejects_uri, self.rejects_created = uri, None
+            self.rejects_renamed = True
+            if self._create_named(uri, data):
                 break
-            self._taken_warning(uri)
-            self._name_rejects(queries.IMPORT_REJECTS_TAKEN, uri)
-            self.rejects_uri = None
         else:
             raise StorageError(f"cannot create the rejects object of job {self.job_id}: "
                                f"every name tried under {self.storage_uri} was taken",
                                retryable=True)
-        if named is not None:
-            # This job's own object under another worker's storage, no longer
-            # named: deleted now; pgjobs.import_rejects_placed queued it too,
-            # for a worker's housekeeping should this fail.
-            try:
-                storage.delete(named)
-            except (StorageError, OSError) as exc:
-                log.warning("job %s: could not delete its earlier rejects object %s (queued "
-                            "for a worker's housekeeping): %s", self.job_id, named, exc)
         return uri
 
+    def _create_named(self, uri: str, data: bytes) -> bool:
+        """Create the rejects object the checkpoint names (``uri``) where no object
+        is, and record it as the job's: True. An object there already is the
+        job's only if an earlier attempt created it (:meth:`_recognised`): then
+        written, True. Otherwise it is another's: un-named, with a warning,
+        False."""
+        if self._recognised(uri):
+            storage.write(uri, data)
+            return True
+        self._name_rejects(queries.IMPORT_REJECTS_CREATING, uri,
+                           sha256=hashlib.sha256(data).hexdigest())
+        if storage.create(uri, data):
+            self.rejects_uri, self.rejects_created = uri, uri  # (before the call may fail)
+            self.rejects_renamed = True
+            self._name_rejects(queries.IMPORT_REJECTS_CREATED, uri)
+            return True
+        self._taken_warning(uri)
+        self._name_rejects(queries.IMPORT_REJECTS_TAKEN, uri)
+        self.rejects_uri, self.rejects_created = None, None
+        self.rejects_renamed = True
+        return False
+
+    def _recognised(self, uri: str) -> bool:
+        """Whether the object at ``uri``, which the checkpoint names without
+        recording it as created, is the job's all the same: an earlier attempt
+        recorded the digest of the bytes it was creating there
+        (pgjobs.import_rejects_creating) and was killed after the create,
+        before recording it (pgjobs.import_rejects_created), and the object
+        holds exactly those bytes. Then it is recorded as the job's now."""
+        checkpoint = self.job.get("checkpoint") or {}
+        earlier = checkpoint.get("rejects_sha256")
+        if (self.rejects_renamed or checkpoint.get("rejects_uri") != uri
+                or not isinstance(earlier, str) or not storage.holds(uri, earlier)):
+            return False
+        self._name_rejects(queries.IMPORT_REJECTS_CREATED, uri)
+        self.rejects_uri, self.rejects_created = uri, uri
+        self.rejects_renamed = True
+        return True
+
     def _named_rejects(self) -> str | None:
-        """The rejects object the job's checkpoint names, if any."""
-        named = self.rejects_uri or (self.job.get("checkpoint") or {}).get("rejects_uri")
+        """The rejects object the checkpoint names, if any."""
+        if self.rejects_renamed:
+            return self.rejects_uri
+        named = (self.job.get("checkpoint") or {}).get("rejects_uri")
         return named if isinstance(named, str) and named else None
 
-    def _name_rejects(self, query: str, uri: str) -> None:
-        """Name (IMPORT_REJECTS_PLACED) or un-name (IMPORT_REJECTS_TAKEN) ``uri`` in
-        the job's checkpoint, fenced on the claim."""
+    def _created(self, uri: str) -> bool:
+        """Whether the job provably created the rejects object ``uri`` (the
+        checkpoint records it: pgjobs.import_rejects_created). A checkpoint of
+        an earlier release never says so: its name is created conditionally."""
+        if self.rejects_renamed:
+            return self.rejects_created == uri
+        return (self.job.get("checkpoint") or {}).get("rejects_created") == uri
+
+    def _name_rejects(self, query: str, uri: str, **more: Any) -> None:
+        """Name (IMPORT_REJECTS_PLACED), record the digest being created
+        (IMPORT_REJECTS_CREATING), record as created (IMPORT_REJECTS_CREATED) or
+        un-name (IMPORT_REJECTS_TAKEN) ``uri`` in the job's checkpoint, fenced
+        on the claim."""
         done = self.control.call(lambda c: db.scalar(c, query, {
-            "id": self.job_id, "worker": self.worker, "uri": uri}))
+            "id": self.job_id, "worker": self.worker, "uri": uri, **more}))
         if not done:
             # The job is no longer ours: its next owner names its own.
             raise LeaseLost("lost the lease while naming the rejects object")
@@ -968,12 +1043,16 @@ class Importer:
         reads their records again: pgjobs.import_prepare): emptied, so that it
         holds exactly the job's rejects, none. Kept, not deleted: pruning the job
         deletes it. One named by an attempt killed before it created it is
-        missing, and left so. Best effort."""
+        missing, and left so; one the job never provably created (its checkpoint
+        does not record it, nor holds the digest of its bytes) may be another
+        pgjobs database's, and is left alone. Best effort."""
         named = self._named_rejects()
         if named is None or not storage.within(named, self.storage_uri):
             return
         try:
-            if storage.exists(named):
+            # One the job never provably created may be another's: left alone.
+            if ((self._created(named) and storage.exists(named))
+                    or self._recognised(named)):
                 storage.write(named, b"")
         except (StorageError, OSError) as exc:
             log.warning("job %s: could not empty its rejects object %s: %s", self.job_id,

@@ -1010,6 +1010,37 @@ def delete(uri: str) -> bool:
     return True
 
 
+def holds(uri: str, sha256: str) -> bool:
+    """Whether the object at ``uri`` is there and holds exactly the bytes whose
+    SHA-256 (hex) is ``sha256``: how a job recognises a small object it created
+    itself (an import's rejects object) when the worker that created it was
+    killed before recording so, from another's found at the same name."""
+    loc = parse(uri)
+    digest = hashlib.sha256()
+    try:
+        if loc.scheme == "file":
+            with open(loc.path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            digest.update(obstore.get(store_for(loc), loc.path).bytes())
+    except FileNotFoundError:
+        return False
+    except NOT_FOUND:
+        return False
+    except Exception as exc:
+        raise storage_error(exc, f"cannot read {uri}") from exc
+    return digest.hexdigest() == sha256
+
+
+def delete_holding(uri: str, sha256: str) -> bool:
+    """Delete the object at ``uri`` only if it holds exactly the bytes whose
+    SHA-256 is ``sha256`` (:func:`holds`): one a job may have created but never
+    recorded as created, which is the job's only then. False when missing or
+    holding anything else (another's: left alone)."""
+    return holds(uri, sha256) and delete(uri)
+
+
 def read(uri: str) -> bytes:
     """The whole object (tests and small files only)."""
     loc = parse(uri)

@@ -332,6 +332,12 @@ class Worker:
         error: str | None = None
         root: str | None = None
         leftover = row["upload"] if isinstance(row["upload"], dict) else None
+        # An import's rejects object its job may have created but never
+        # recorded as created (pgjobs.prune): deleted only if it holds the bytes
+        # whose digest the job recorded; anything else there is another's.
+        digest = leftover.get("rejects_sha256") if leftover is not None else None
+        if isinstance(digest, str):
+            leftover = None
         try:
             outside = not storage.within(row["uri"], self.storage_uri)
             found = None
@@ -355,6 +361,8 @@ class Worker:
                 # An export's upload leftover (pgjobs._queue_export_leftovers):
                 # what it names goes, never the object at uri.
                 storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
+            elif isinstance(digest, str):
+                storage.delete_holding(row["uri"], digest)
             else:
                 storage.delete(row["uri"])
         except PgjobsError as exc:

@@ -5605,10 +5605,10 @@ $$;
 ALTER FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) OWNER TO SUPERUSER;
 
 --
--- Name: _import_document_expr(text[], text[], integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _import_document_expr(text[], text[], integer, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer DEFAULT 1) RETURNS text
+CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer DEFAULT 1, p_drop_empty boolean DEFAULT false) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -5622,7 +5622,12 @@ CREATE FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_d
 -- object ({"a": {"b": .., "c": ..}}); the caller has refused a path that
 -- is both a value and a prefix of another. Built once per import as text
 -- (pgjobs._jsonb_build_sql: jsonb_build_object calls, 50 pairs each,
--- joined by ||), so a row costs no PL/pgSQL call. Locks nothing.
+-- joined by ||), so a row costs no PL/pgSQL call. p_drop_empty (a CSV
+-- source, whose empty unquoted fields are NULL and left out): a nested
+-- object whose fields are all left out is left out too (NULL, for the
+-- caller's jsonb_strip_nulls), so that a record with "a.b" empty names no
+-- "a" rather than {"a": {}}, which an update merged in as an object where
+-- the row held a value. Locks nothing.
 DECLARE
     v_heads text[] := '{}'::text[];
     v_head text;
@@ -5652,15 +5657,20 @@ BEGIN
             END IF;
         END LOOP;
         IF cardinality(v_sub_paths) > 0 THEN
-            v_pairs := v_pairs || format('%L, %s', v_head,
-                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1));
+            v_pairs := v_pairs || format(
+                CASE WHEN p_drop_empty
+                     THEN '%L, NULLIF(pg_catalog.jsonb_strip_nulls(%s), ''{}''::jsonb)'
+                     ELSE '%L, %s' END,
+                v_head,
+                pgjobs._import_document_expr(v_sub_paths, v_sub_exprs, p_depth + 1,
+                                             p_drop_empty));
         END IF;
     END LOOP;
     RETURN pgjobs._jsonb_build_sql(v_pairs);
 END
 $$;
 
-ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5939,9 +5949,10 @@ BEGIN
         IF cardinality(v_doc_paths) = 0 THEN
             v_expr := v_doc_base;
         ELSE
-            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs);
+            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs, 1, v_csv);
             IF v_csv THEN
-                -- An empty unquoted CSV field is NULL: the field is left out.
+                -- An empty unquoted CSV field is NULL: the field is left out,
+                -- and so is an object all of whose fields are.
                 v_expr := format('jsonb_strip_nulls(%s)', v_expr);
             END IF;
             IF v_doc_base IS NOT NULL THEN
@@ -17482,7 +17493,7 @@ COMMENT ON TABLE pgjobs.storage_deletions IS 'Objects of pruned jobs, and upload
 -- Name: COLUMN storage_deletions.upload; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON COLUMN pgjobs.storage_deletions.upload IS 'NULL: the object at uri is deleted. Otherwise the checkpointed state of an upload to uri that an export left when it ended without its worker (an S3 multipart upload id, a temporary file, staged parts; {"join": ...}: the join of a parallel export): the worker removes what it names, never the object at uri.';
+COMMENT ON COLUMN pgjobs.storage_deletions.upload IS 'NULL: the object at uri is deleted. {"rejects_sha256": ...}: an import''s rejects object its job may have created without recording so (pgjobs.prune): deleted only if it holds exactly the bytes of that SHA-256, else left (another''s). Otherwise the checkpointed state of an upload to uri that an export left when it ended without its worker (an S3 multipart upload id, a temporary file, staged parts; {"join": ...}: the join of a parallel export): the worker removes what it names, never the object at uri.';
 
 --
 -- Name: claim_storage_deletions(integer, interval, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19501,8 +19512,13 @@ BEGIN
         -- (pgjobs.import_rejects_placed): the worker's checkpoint does not
         -- name it, and forgotten, the next attempt's rejects went to a new
         -- object, the old one named and deleted by nothing.
-        || jsonb_strip_nulls(jsonb_build_object('rejects_uri',
-                                                v_job.checkpoint -> 'rejects_uri'));
+        -- Nor whether the job created it (pgjobs.import_rejects_created)
+        -- or the digest of what it was creating there
+        -- (pgjobs.import_rejects_creating).
+        || jsonb_strip_nulls(jsonb_build_object(
+               'rejects_uri', v_job.checkpoint -> 'rejects_uri',
+               'rejects_created', v_job.checkpoint -> 'rejects_created',
+               'rejects_sha256', v_job.checkpoint -> 'rejects_sha256'));
     IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
@@ -19515,14 +19531,14 @@ BEGIN
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
                 || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
         || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
 END
 $_$;
 
@@ -19606,6 +19622,115 @@ ALTER FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]
 COMMENT ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) IS 'For the worker of import job p_id: checks the source''s fields, creates the session''s staging table and returns the COPY FROM STDIN statement of one batch.';
 
 --
+-- Name: import_rejects_created(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.import_rejects_created(p_id bigint, p_worker text, p_uri text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- For the worker of import p_id: its conditional create of the rejects
+-- object at p_uri (the name pgjobs.import_rejects_placed put in the
+-- checkpoint) succeeded, so the object is provably the job's. The
+-- checkpoint records it (`rejects_created`: the URI created), and only
+-- then may a later attempt write it again with a plain PUT, pgjobs.prune
+-- delete it with the job, or a new name replace it with the old one
+-- queued for deletion. A name without it (a worker killed after naming,
+-- before or after a create that found another's object there, or a
+-- checkpoint of a release before this flag) is never written over nor
+-- deleted: the next attempt creates it conditionally again, and un-names
+-- it when that finds an object there. A checkpoint naming another URI is
+-- left alone. Fenced on the claim like pgjobs.heartbeat: false (nothing
+-- changed) unless p_worker holds the running job. Locks: the job row.
+BEGIN
+    IF p_uri IS NULL OR p_uri = '' THEN
+        RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
+            HINT = 'Pass the URI of the object the worker created.';
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = CASE WHEN j.checkpoint ->> 'rejects_uri' = p_uri
+                             THEN (j.checkpoint - 'rejects_sha256')
+                                  || jsonb_build_object('rejects_created', p_uri)
+                             ELSE j.checkpoint END
+     WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
+       AND j.worker = p_worker AND j.lease_expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs.import_rejects_created(p_id bigint, p_worker text, p_uri text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION import_rejects_created(p_id bigint, p_worker text, p_uri text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.import_rejects_created(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id: its conditional create of the rejects object p_uri (the name its checkpoint holds) succeeded; the checkpoint records it as the job''s (rejects_created), the only rejects object a later attempt writes over and pruning deletes; fenced on the claim.';
+
+--
+-- Name: import_rejects_creating(bigint, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- For the worker of import p_id: it is about to create its rejects object
+-- at p_uri (the name its checkpoint holds: pgjobs.import_rejects_placed)
+-- conditionally, with bytes whose SHA-256 is p_sha256 (hex). The
+-- checkpoint records the digest (`rejects_sha256`), so that an attempt
+-- after a worker killed between that create and
+-- pgjobs.import_rejects_created can tell the object this job created
+-- (holding exactly those bytes) from another pgjobs database's found
+-- there: the first it takes for the job's, the second it un-names
+-- (pgjobs.import_rejects_taken) and never writes over. A checkpoint naming
+-- another URI is left alone. Fenced on the claim like pgjobs.heartbeat:
+-- false (nothing changed) unless p_worker holds the running job. Locks:
+-- the job row.
+BEGIN
+    IF p_uri IS NULL OR p_uri = '' THEN
+        RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
+            HINT = 'Pass the URI of the object the worker is about to create.';
+    END IF;
+    IF p_sha256 IS NULL OR p_sha256 !~ '^[0-9a-f]{64}$' THEN
+        RAISE EXCEPTION 'the rejects object''s digest must be 64 lowercase hex digits'
+            USING ERRCODE = '22023',
+            HINT = 'Pass hashlib.sha256(data).hexdigest() of the bytes about to be created.';
+    END IF;
+    UPDATE pgjobs.jobs j
+       SET checkpoint = CASE WHEN j.checkpoint ->> 'rejects_uri' = p_uri
+                             THEN j.checkpoint || jsonb_build_object('rejects_sha256', p_sha256)
+                             ELSE j.checkpoint END
+     WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
+       AND j.worker = p_worker AND j.lease_expires_at > now();
+    IF NOT FOUND THEN
+        PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
+        RETURN false;
+    END IF;
+    RETURN true;
+END
+$_$;
+
+ALTER FUNCTION pgjobs.import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text) IS 'For the worker of import job p_id, just before it conditionally creates its rejects object p_uri: records the SHA-256 of the bytes it creates (rejects_sha256), by which a later attempt recognises that object as the job''s after a kill; fenced on the claim.';
+
+--
 -- Name: import_rejects_placed(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -19625,23 +19750,30 @@ CREATE FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri t
 -- write and pruning takes for deleted), never an object nobody names. The
 -- job's checkpoint names it from now on (`rejects_uri`, carried through
 -- every later batch by pgjobs.import_batch and kept by pgjobs.retry):
--- every later attempt writes its rejects there, and pgjobs.prune deletes it
--- with the job. The name it replaces (the job's object under another
--- worker's storage) is queued in pgjobs.storage_deletions at once: a
--- worker deletes it even if this one dies before it does. A name found
--- taken after all is un-named by pgjobs.import_rejects_taken, never
--- replaced here. Fenced on the claim like pgjobs.heartbeat: false (nothing
+-- every later attempt creates it (conditionally) or, once
+-- pgjobs.import_rejects_created recorded that this job created it
+-- (`rejects_created`), writes its rejects there, and pgjobs.prune deletes
+-- it with the job. A new name drops that record: the new object is not
+-- created yet. The name it replaces is queued in pgjobs.storage_deletions
+-- at once only when the job provably created it (the job's object under
+-- another worker's storage): a worker deletes it even if this one dies
+-- before it does; one never created by the job may be another's, and is
+-- left alone. A name found taken after all is un-named by
+-- pgjobs.import_rejects_taken, never replaced here. Fenced on the claim like pgjobs.heartbeat: false (nothing
 -- changed) unless p_worker holds the running job. Locks: the job row.
 DECLARE
     v_earlier text;
+    v_created text;
 BEGIN
     IF p_uri IS NULL OR p_uri = '' THEN
         RAISE EXCEPTION 'the rejects object''s URI must not be empty' USING ERRCODE = '22023',
             HINT = 'Pass the URI of the object the worker is about to create.';
     END IF;
     SELECT CASE WHEN jsonb_typeof(j.checkpoint -> 'rejects_uri') = 'string'
-                THEN nullif(j.checkpoint ->> 'rejects_uri', '') END
-      INTO v_earlier
+                THEN nullif(j.checkpoint ->> 'rejects_uri', '') END,
+           CASE WHEN jsonb_typeof(j.checkpoint -> 'rejects_created') = 'string'
+                THEN j.checkpoint ->> 'rejects_created' END
+      INTO v_earlier, v_created
       FROM pgjobs.jobs j
      WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
        AND j.worker = p_worker AND j.lease_expires_at > now()
@@ -19651,9 +19783,12 @@ BEGIN
         RETURN false;
     END IF;
     UPDATE pgjobs.jobs j
-       SET checkpoint = coalesce(j.checkpoint, '{}') || jsonb_build_object('rejects_uri', p_uri)
+       SET checkpoint = CASE WHEN v_earlier = p_uri THEN j.checkpoint
+                             ELSE (coalesce(j.checkpoint, '{}') - 'rejects_created'
+                                   - 'rejects_sha256')
+                                  || jsonb_build_object('rejects_uri', p_uri) END
      WHERE j.id = p_id;
-    IF v_earlier IS NOT NULL AND v_earlier <> p_uri THEN
+    IF v_earlier IS NOT NULL AND v_earlier <> p_uri AND v_created = v_earlier THEN
         INSERT INTO pgjobs.storage_deletions (uri, job_id) VALUES (v_earlier, p_id);
     END IF;
     RETURN true;
@@ -19666,7 +19801,7 @@ ALTER FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri te
 -- Name: FUNCTION import_rejects_placed(p_id bigint, p_worker text, p_uri text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id, before it creates its rejects object at p_uri: names it in the job''s checkpoint (rejects_uri), which every later attempt writes and pruning deletes, and queues the object it replaces for deletion; fenced on the claim.';
+COMMENT ON FUNCTION pgjobs.import_rejects_placed(p_id bigint, p_worker text, p_uri text) IS 'For the worker of import job p_id, before it creates its rejects object at p_uri: names it in the job''s checkpoint (rejects_uri; not yet created: pgjobs.import_rejects_created), and queues the object it replaces for deletion if the job created that one; fenced on the claim.';
 
 --
 -- Name: import_rejects_taken(bigint, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19694,7 +19829,9 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET checkpoint = CASE WHEN j.checkpoint ->> 'rejects_uri' = p_uri
-                             THEN j.checkpoint - 'rejects_uri' ELSE j.checkpoint END
+                             THEN j.checkpoint - 'rejects_uri' - 'rejects_created'
+                                  - 'rejects_sha256'
+                             ELSE j.checkpoint END
      WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
        AND j.worker = p_worker AND j.lease_expires_at > now();
     IF NOT FOUND THEN
@@ -19953,28 +20090,46 @@ BEGIN
         -- files and part objects are there: nothing else ever removes them.
         -- Read from the statement's snapshot: the parts' rows, which the
         -- DELETE above cascades to, are still seen.
-        INSERT INTO pgjobs.storage_deletions (uri, job_id)
-        SELECT o.uri, g.id
+        INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+        SELECT o.uri, g.id, NULL::jsonb
           FROM gone g
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
-        -- lines' text, kept until the job is pruned. The one its checkpoint
-        -- names (pgjobs.import_rejects_placed): a name of the job's own,
-        -- named before the worker created it where nothing was, never
-        -- another pgjobs database's of the same job id in a shared storage
-        -- (missing if the worker was killed in between: the worker's delete
-        -- takes that for done), and named even when a retry cleared the
-        -- result or a rescue failed the job before its result named it. A
-        -- job of an earlier release has only result.rejects_uri.
-        SELECT r.uri, g.id
+        -- lines' text, kept until the job is pruned. Only one the job
+        -- provably wrote: the one its checkpoint records as created
+        -- (`rejects_created`, pgjobs.import_rejects_created: its
+        -- conditional create succeeded; recorded even when a retry cleared
+        -- the result or a rescue failed the job before its result named
+        -- it), and the one its result names (written before the result
+        -- named it). A name the checkpoint holds without that record
+        -- (`rejects_uri` alone: a worker killed after naming it, before
+        -- its create or after a create that found another pgjobs
+        -- database's object there) is never queued as it is: it may be
+        -- another's. When the checkpoint holds the digest of the bytes the
+        -- job was creating there (`rejects_sha256`,
+        -- pgjobs.import_rejects_creating: killed after its create, before
+        -- recording it), it is queued with that digest, and the worker
+        -- deletes it only if it holds exactly those bytes.
+        SELECT DISTINCT r.uri, g.id, r.upload
           FROM gone g
-         CROSS JOIN LATERAL (SELECT coalesce(
-                 CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
-                      THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
-                 CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
-                      THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
+         CROSS JOIN LATERAL (VALUES
+                 (CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_created') = 'string'
+                            AND g.checkpoint ->> 'rejects_created'
+                                = g.checkpoint ->> 'rejects_uri'
+                       THEN nullif(g.checkpoint ->> 'rejects_created', '') END, NULL::jsonb),
+                 (CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+                       THEN nullif(g.result ->> 'rejects_uri', '') END, NULL::jsonb),
+                 (CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
+                            AND jsonb_typeof(g.checkpoint -> 'rejects_sha256') = 'string'
+                            AND g.checkpoint ->> 'rejects_created'
+                                IS DISTINCT FROM g.checkpoint ->> 'rejects_uri'
+                            AND g.result ->> 'rejects_uri'
+                                IS DISTINCT FROM g.checkpoint ->> 'rejects_uri'
+                       THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
+                  jsonb_build_object('rejects_sha256', g.checkpoint -> 'rejects_sha256'))
+                 ) r(uri, upload)
          WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
     ), leftovers AS (
@@ -22490,11 +22645,11 @@ REVOKE ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_p
 GRANT ALL ON FUNCTION pgjobs._import_doc_merge(p_base jsonb, p_patch jsonb, p_path text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _import_document_expr(p_paths text[], p_exprs text[], p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -23794,6 +23949,20 @@ GRANT ALL ON FUNCTION pgjobs.import_batch(p_id bigint, p_worker text, p_fields t
 
 REVOKE ALL ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.import_prepare(p_id bigint, p_worker text, p_fields text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION import_rejects_created(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.import_rejects_created(p_id bigint, p_worker text, p_uri text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.import_rejects_created(p_id bigint, p_worker text, p_uri text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.import_rejects_creating(p_id bigint, p_worker text, p_uri text, p_sha256 text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION import_rejects_placed(p_id bigint, p_worker text, p_uri text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

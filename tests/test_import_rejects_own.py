@@ -372,6 +372,14 @@ def test_naming_queues_the_name_it_replaces_and_un_naming_queues_none(
         "file:///a/1.aaaaaaaa.rejects.jsonl", [])
     assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
         "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    # Replaced before the job created it (recorded: pgjobs.import_rejects_created),
+    # a name is never queued: it may hold another's object.
+    assert call("placed", "file:///a/1.eeeeeeee.rejects.jsonl") == (
+        "file:///a/1.eeeeeeee.rejects.jsonl", [])
+    assert call("placed", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
+    assert call("created", "file:///a/1.aaaaaaaa.rejects.jsonl") == (
+        "file:///a/1.aaaaaaaa.rejects.jsonl", [])
     assert call("placed", "file:///b/1.bbbbbbbb.rejects.jsonl") == (
         "file:///b/1.bbbbbbbb.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
     assert call("taken", "file:///b/1.cccccccc.rejects.jsonl") == (
@@ -380,7 +388,7 @@ def test_naming_queues_the_name_it_replaces_and_un_naming_queues_none(
         None, ["file:///a/1.aaaaaaaa.rejects.jsonl"])
     assert call("placed", "file:///b/1.dddddddd.rejects.jsonl") == (
         "file:///b/1.dddddddd.rejects.jsonl", ["file:///a/1.aaaaaaaa.rejects.jsonl"])
-    for verb in ("placed", "taken"):
+    for verb in ("placed", "taken", "created"):
         with pytest.raises(psycopg.errors.InvalidParameterValue) as refused:
             conn.execute(f"SELECT pgjobs.import_rejects_{verb}(%s, %s, '')", (job_id, worker))
         assert refused.value.diag.message_hint

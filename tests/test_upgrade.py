@@ -148,6 +148,33 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     for _ in range(3):  # the first call counts, then two pages
         assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (long_delete, runner_3)) == "more"
     assert 0 < job(conn, long_delete)["done"] < len(doomed_11)
+    # Scopes 12 and 13: imports whose rejects object the previous release named
+    # (pgjobs.import_rejects_placed). 12 failed with its rejects written (its
+    # result names the object); it is retried after the upgrade and writes them
+    # there again. 13's worker was killed after its conditional create found
+    # another database's object at the name, before un-naming it: no attempt
+    # under this release may write over it.
+    theirs_bytes = b'{"line": 9, "reason": "theirs", "record": "other database"}\n'
+    rejected: dict[int, str] = {}
+    for scope in (12, 13):
+        bad = tmp_path / "imports" / f"bad{scope}.csv"
+        bad.write_text("n,label,k\n1,ok,1\nx,bad,2\n")
+        job_id = submit("SELECT pgjobs.submit_import('rows', %s, %s, "
+                        "'{\"max_rejects\": 5}')", str(scope), f"file://{bad}")
+        holder = scalar(conn, "SELECT worker FROM pgjobs.claim_import(%s, 'old-importer', "
+                              "'1 hour')", (job_id,))
+        uri = f"{destination}/rows/{scope}/{job_id}.0badc0de.rejects.jsonl"
+        assert scalar(conn, "SELECT pgjobs.import_rejects_placed(%s, %s, %s)",
+                      (job_id, holder, uri))
+        if scope == 12:
+            assert storage.create(uri, b'{"line": 3, "reason": "old", "record": "x,bad,2"}\n')
+            assert scalar(conn, "SELECT pgjobs.import_rejects_written(%s, %s, %s)",
+                          (job_id, holder, uri))
+            assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'too many rejects', false)",
+                          (job_id, holder))
+        else:
+            assert storage.create(uri, theirs_bytes)  # the other database's
+        rejected[scope] = job_id
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
@@ -197,6 +224,12 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert scalar(conn, "SELECT pgjobs.complete(%s, (SELECT worker FROM pgjobs.jobs "
                         "WHERE id = %s), '{\"ok\": true}')", (custom, custom))
 
+    # The migration recorded 12's object, which its result names, as created.
+    assert job(conn, rejected[12])["checkpoint"]["rejects_created"] \
+        == job(conn, rejected[12])["checkpoint"]["rejects_uri"]
+    assert "rejects_created" not in job(conn, rejected[13])["checkpoint"]
+    conn.execute("SELECT pgjobs.retry(%s)", (rejected[12],))
+
     # The old runners and worker are gone: their leases lapse.
     conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
                  "WHERE status = 'running'")
@@ -226,6 +259,18 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
             assert scalar(conn, "SELECT pgjobs.complete_item(%s, %s, %s::jsonb)",
                           (item, token, json.dumps(payload)))
 
+    for scope, job_id in rejected.items():
+        finished = job(conn, job_id)
+        assert finished["status"] == "succeeded", (job_id, finished["error"])
+        mine = finished["result"]["rejects_uri"]
+        assert finished["checkpoint"]["rejects_created"] == mine
+        assert [json.loads(x)["record"].strip() for x in storage.read(mine).splitlines()] \
+            == ["x,bad,2"]
+        named = f"{destination}/rows/{scope}/{job_id}.0badc0de.rejects.jsonl"
+        if scope == 12:
+            assert mine == named  # the previous release's object, written again
+        else:
+            assert mine != named and storage.read(named) == theirs_bytes
     for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
                    imported, parallel, parquet, fanout, long_delete):
         finished = job(conn, job_id)

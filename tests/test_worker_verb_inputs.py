@@ -71,6 +71,10 @@ FENCED = {
                               "'file:///x')", "job"),
     "import_rejects_taken": ("SELECT pgjobs.import_rejects_taken({id}, {worker}, "
                              "'file:///x')", "job"),
+    "import_rejects_creating": ("SELECT pgjobs.import_rejects_creating({id}, {worker}, "
+                                "'file:///x', repeat('0', 64))", "job"),
+    "import_rejects_created": ("SELECT pgjobs.import_rejects_created({id}, {worker}, "
+                               "'file:///x')", "job"),
 }
 
 
