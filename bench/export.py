@@ -107,7 +107,7 @@ SELECT %(base)s + g,
                           'status', (ARRAY['open', 'paused', 'closed'])[1 + g %% 3],
                           'score', g %% 1000, 'city', 'Springfield'),
        now() - interval '1 day'
-  FROM generate_series(%(first)s, %(last)s) g
+  FROM generate_series(%(first)s::integer, %(last)s::integer) g
 """
 
 CHILD = """
