@@ -37,6 +37,18 @@ Measured in the same run, best of ``--repeat``:
   rows (goal <= 150 MB, flat in the row count), and of one exporting the
   ``--rows`` scope to S3 (its read-back holds buffers of its own).
 
+With ``--alternate N`` the timed part is N rounds instead, each a plain COPY
+then the exports (``file://``, then S3 unless ``--no-s3``; their order swapped
+every other round), every ratio against its own round's COPY, and the rounds'
+median, smallest and largest ratio printed: on a machine shared with other
+work, a best-of-N of each kind, taken minutes apart, compares a quiet minute
+with a busy one. Beside each wall ratio is a CPU ratio: this process's CPU
+plus that of the database cluster's processes (the postmaster and its
+children, ended ones included; read from ``/proc``, so only for a cluster on
+this machine that this user may read, else ``-``). ``--phases`` adds, under
+each round, where each export's time went (submit, claim, up to the first
+COPY, the COPYs, the gaps between them, the tail after the last COPY).
+
 Every export's SHA-256 is checked against the baseline file: same bytes.
 The figures print as a table with ratios; nothing here is a pass/fail test.
 """
@@ -44,6 +56,7 @@ The figures print as a table with ratios; nothing here is a pass/fail test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -94,7 +107,7 @@ SELECT %(base)s + g,
                           'status', (ARRAY['open', 'paused', 'closed'])[1 + g %% 3],
                           'score', g %% 1000, 'city', 'Springfield'),
        now() - interval '1 day'
-  FROM generate_series(%(first)s, %(last)s) g
+  FROM generate_series(%(first)s::integer, %(last)s::integer) g
 """
 
 CHILD = """
@@ -153,6 +166,57 @@ def moto() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def cluster_cpu(postmaster: int | None) -> float | None:
+    """CPU seconds spent so far by the postmaster ``postmaster`` and its children
+    (backends, the walwriter, ...), those it has reaped included (their time is
+    in its ``cutime``/``cstime``); None when its processes cannot be read."""
+    if postmaster is None:
+        return None
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        if int(name) == postmaster or int(fields[1]) == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_of(dsn: str) -> int | None:
+    """The pid of the server's postmaster when it runs on this machine and its
+    processes can be read (the parent of this connection's backend), else None."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        backend = int(row[0])
+        try:
+            with open(f"/proc/{backend}/cmdline", "rb") as handle:
+                if b"postgres" not in handle.read():
+                    return None  # a remote server: some other local process
+            with open(f"/proc/{backend}/stat") as handle:
+                text = handle.read()
+        except OSError:
+            return None
+    return int(text[text.rindex(")") + 2:].split()[1])
+
+
+@contextmanager
+def timed(postmaster: int | None) -> Iterator[list[float | None]]:
+    """Yields a list that holds, once the block ends, (wall seconds, CPU seconds
+    of this process and of the cluster, or None when the cluster's are unknown)."""
+    out: list[float | None] = []
+    server0, cpu0, started = cluster_cpu(postmaster), time.process_time(), time.perf_counter()
+    yield out
+    elapsed, cpu, server1 = time.perf_counter() - started, time.process_time() - cpu0, \
+        cluster_cpu(postmaster)
+    out += [elapsed, None if server0 is None or server1 is None else cpu + server1 - server0]
 
 
 def sha256_file(path: str) -> str:
@@ -309,6 +373,75 @@ def profile_export(dsn: str, scope: int, destination: str, out: str) -> float:
     return elapsed
 
 
+@contextmanager
+def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
+    """Within the block, the (start, end) perf_counter of each chunk's COPY
+    (``copy``), each chunk's BEGIN and statement (``begin``), the wait for the
+    last parts to be written (``last part``), the finalize (``finalize``) and
+    its read-back (``read-back``) of the exports run in this process, by
+    wrapping the exporter's own functions."""
+    from pgjobs import db
+    from pgjobs.poller import export
+
+    spans: dict[str, list[tuple[float, float]]] = {}
+    wrapped = [(export, "copy_out", "copy"), (db, "begin_chunk", "begin"),
+               (export._Uploader, "close", "last part"),
+               (export.Exporter, "_finalize", "finalize"),
+               (export.Exporter, "_verify_stored", "read-back")]
+    originals = [getattr(owner, attr) for owner, attr, _ in wrapped]
+
+    def timing(func: Any, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spans.setdefault(name, []).append((started, time.perf_counter()))
+        return call
+
+    for (owner, attr, name), func in zip(wrapped, originals, strict=True):
+        setattr(owner, attr, timing(func, name))
+    try:
+        yield spans
+    finally:
+        for (owner, attr, _), func in zip(wrapped, originals, strict=True):
+            setattr(owner, attr, func)
+
+
+def phased_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[str, Any], str]:
+    """Like pgjobs_export, with where its time went, as one line: the submit and
+    the claim (each on a connection of its own, as `pgjobs export` does), the
+    exporter up to its first COPY (connections, job, upload, the first chunk's
+    statement), the chunks' COPYs, the gaps between them (each chunk's BEGIN and
+    statement, the part handed over), and the tail after the last COPY (the
+    last part written, the finalize with its read-back, the complete)."""
+    started = time.perf_counter()
+    job = submit(dsn, scope, destination)
+    submitted = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')",
+                           (job,)).fetchone()
+    assert row is not None
+    claimed = time.perf_counter()
+    with phases() as spans:
+        outcome = Exporter(dsn, job, row[0], destination).run()
+    ended = time.perf_counter()
+    assert outcome.status == "succeeded" and outcome.result, outcome
+    copies = spans["copy"]
+
+    def total(name: str) -> float:
+        return sum(end - start for start, end in spans.get(name, []))
+
+    between = sum(b[0] - a[1] for a, b in zip(copies, copies[1:], strict=False))
+    line = (f"submit {submitted - started:.2f} claim {claimed - submitted:.2f} "
+            f"to 1st COPY {copies[0][0] - claimed:.2f} COPYs {len(copies)}x "
+            f"{total('copy'):.2f} between {between:.2f} (statements "
+            f"{total('begin') - (spans['begin'][0][1] - spans['begin'][0][0]):.2f}) "
+            f"tail {ended - copies[-1][1]:.2f} (last part {total('last part'):.2f}, "
+            f"finalize {total('finalize'):.2f}, read-back {total('read-back'):.2f})")
+    return ended - started, outcome.result, line
+
+
 def peak_rss(dsn: str, scope: int, destination: str,
              options: dict[str, Any] | None = None) -> tuple[float, int]:
     """(MB, rows): peak resident set of a fresh process running one export."""
@@ -336,6 +469,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--profile", metavar="FILE",
                         help="also run the S3 export under cProfile (all threads), stats to FILE")
+    parser.add_argument("--alternate", type=int, metavar="N", default=0,
+                        help="time N rounds of COPY and exports alternated, each ratio "
+                             "against its own round's COPY (instead of best of --repeat)")
+    parser.add_argument("--phases", action="store_true",
+                        help="with --alternate: also print where each export's time went")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="pgjobs-bench-export-")
@@ -359,6 +497,9 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
     started = time.perf_counter()
     total = prepare(dsn, args.rows, args.rss_rows)
     print(f"setup: {total:,} rows in {time.perf_counter() - started:.1f}s")
+    if args.alternate:
+        alternate(dsn, args, workdir)
+        return
 
     base_file = os.path.join(workdir, "baseline.csv")
     base = min(baseline(dsn, 1, base_file) for _ in range(args.repeat))
@@ -431,6 +572,66 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
     for megabytes, rows in rss:
         print(f"  peak RSS exporting {rows:>11,} rows: {megabytes:6.0f} MB"
               "  (goal <= 150 MB, flat in row count)")
+
+
+def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
+    """N rounds of a plain COPY then the exports, each ratio against its round's COPY."""
+    postmaster = postmaster_of(dsn)
+    base_file = os.path.join(workdir, "baseline.csv")
+    file_dest = f"file://{workdir}/exports"
+    kinds = {"file://": file_dest}
+    ratios: dict[str, list[tuple[float, float | None]]] = {kind: [] for kind in kinds}
+    loads: list[float] = []
+    with contextlib.ExitStack() as stack:
+        if not args.no_s3:
+            import boto3
+
+            endpoint = stack.enter_context(moto())
+            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                              AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="pgjobs-bench")
+            kinds["s3"] = "s3://pgjobs-bench/exports/"
+            ratios["s3"] = []
+        for n in range(args.alternate):
+            loads.append(os.getloadavg()[0])
+            with timed(postmaster) as copy:
+                base = baseline(dsn, 1, base_file)  # its connect not timed, as before
+            base_sha = sha256_file(base_file)
+            base_cpu = copy[1]
+            line = f"round {n + 1}: COPY {base:.2f}s"
+            splits: list[str] = []
+            order = list(kinds) if n % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                with timed(postmaster) as export:
+                    if args.phases:
+                        _, result, split = phased_export(dsn, 1, kinds[kind])
+                        splits.append(f"    {kind:<8} {split}")
+                    else:
+                        _, result = pgjobs_export(dsn, 1, kinds[kind])
+                assert result["sha256"] == base_sha, f"{kind} export differs from the COPY"
+                if kind == "file://":
+                    os.unlink(result["uri"][len("file://"):])
+                seconds, cpu = export[0], export[1]
+                assert seconds is not None
+                cpu_ratio = None if cpu is None or not base_cpu else cpu / base_cpu
+                ratios[kind].append((seconds / base, cpu_ratio))
+                line += (f" | {kind} {seconds:.2f}s {seconds / base:.2f}x"
+                         f" (CPU {'-' if cpu_ratio is None else f'{cpu_ratio:.2f}x'})")
+            print(f"{line} | load {loads[-1]:.1f}", flush=True)
+            for split in splits:
+                print(split, flush=True)
+    os.unlink(base_file)
+    print(f"\nexport of {args.rows:,} rows, {args.alternate} alternated rounds, load "
+          f"{min(loads):.1f} to {max(loads):.1f}; ratios against each round's COPY "
+          "(wall; CPU of this process and the cluster):")
+    for kind, values in ratios.items():
+        wall = [w for w, _ in values]
+        cpus = [c for _, c in values if c is not None]
+        cpu_text = (f"CPU median {statistics.median(cpus):.2f}x ({min(cpus):.2f}-"
+                    f"{max(cpus):.2f})" if cpus else "CPU -")
+        print(f"  {kind:<8} median {statistics.median(wall):.2f}x "
+              f"({min(wall):.2f}-{max(wall):.2f}); {cpu_text}")
+    print("  every export's sha256 equals its round's COPY")
 
 
 if __name__ == "__main__":
