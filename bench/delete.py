@@ -233,13 +233,19 @@ def job_via_call(conn: Conn, filter_: dict[str, Any],
     return elapsed, finished(conn, job_id)
 
 
-def job_via_pages(conn: Conn, filter_: dict[str, Any]) -> tuple[float, list[float],
-                                                                 dict[str, Any]]:
+def job_via_pages(conn: Conn, filter_: dict[str, Any],
+                  phases: dict[str, float] | None = None) -> tuple[float, list[float],
+                                                                   dict[str, Any]]:
     """The same loop as run_job, driven from here: claim, then one _run_page
-    call per transaction (autocommit), each timed. (seconds, page ms, job)."""
+    call per transaction (autocommit), each timed. (seconds, page ms, job).
+    ``phases`` receives the submit's and the claim's ms."""
     started = time.perf_counter()
     job_id = submit(conn, filter_)
+    claimed = time.perf_counter()
     identity = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'bench')).worker", (job_id,))
+    if phases is not None:
+        phases["submit"] = (claimed - started) * 1000
+        phases["claim"] = (time.perf_counter() - claimed) * 1000
     pages: list[float] = []
     while True:
         t0 = time.perf_counter()
@@ -590,15 +596,24 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
     where = f"table_id = {SCOPE} AND created_at <= now()" + (
         f" AND data @> '{json.dumps(filter_)}'" if filter_ else "")
     runs: dict[str, dict[str, list[float]]] = {
-        side: {"pages": [], "job": [], "bulk": [], "check": [], "last": []} for side in conns}
+        side: {"pages": [], "job": [], "bulk": [], "check": [], "last": [], "submit": [],
+               "claim": [], "first": [], "middle": []} for side in conns}
     chosen: dict[str, str] = {}
     for round_ in range(args.repeat):
         order = list(conns.items())
         for side, conn in (order if round_ % 2 == 0 else order[::-1]):
             seconds, deleted = bulk_delete(conn, where)
             restore(conn)
-            job_seconds, pages, job = job_via_pages(conn, filter_)
+            phases: dict[str, float] = {}
+            job_seconds, pages, job = job_via_pages(conn, filter_, phases)
             assert job["done"] == deleted, (job["done"], deleted)
+            # Where the job's time goes: submit, claim, the first call
+            # (count or estimate; a collect job's collection), the calls
+            # between it and the last, the last call (a sweep, a check).
+            runs[side]["submit"].append(phases["submit"])
+            runs[side]["claim"].append(phases["claim"])
+            runs[side]["first"].append(pages[0])
+            runs[side]["middle"].append(sum(pages[1:-1]))
             chosen[side] = job["checkpoint"]["strategy"]
             restore(conn)
             runs[side]["bulk"].append(seconds)
@@ -629,6 +644,13 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
               f"{med(v['check']):>8.0f} {med(v['last']):>7.0f} "
               f"{med(v['job']):>6.3f} {med(v['bulk']):>6.3f} "
               f"{ratio:>5.2f}x" + (f" ({chosen[side]})" if filter_ else ""), flush=True)
+    print(f"  {'medians, ms (/ bulk)':<34} {'submit':>12} {'claim':>12} {'1st call':>12} "
+          f"{'calls 2..n-1':>13} {'last call':>12}")
+    for side, v in runs.items():
+        bulk_ms = med(v["bulk"]) * 1000
+        cells = [med(v[k]) for k in ("submit", "claim", "first", "middle")] + [med(v["last"])]
+        print(f"  {side[:34]:<34} " + " ".join(
+            f"{ms:>6.1f} {ms / bulk_ms:>4.2f}x" for ms in cells), flush=True)
 
 
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
