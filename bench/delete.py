@@ -90,6 +90,7 @@ FILTERS = {
     "20% on every page": FILTER,
     "10% clustered": {"batch": 3},
 }
+SHAPE_NAMES = {"20% on every page": "spread", "10% clustered": "clustered"}  # for --shapes
 
 SETUP = f"""
 CREATE EXTENSION IF NOT EXISTS btree_gin;
@@ -585,7 +586,9 @@ def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
                              "(table_id, data jsonb_path_ops)")
                 conn.execute(f"VACUUM (ANALYZE) {TABLE}")
             conns[side] = conn
-        shapes = FILTERS if args.filtered_only else {"whole-scope delete": {}}
+        shapes = ({name: f for name, f in FILTERS.items()
+                   if args.shapes is None or SHAPE_NAMES[name] in args.shapes}
+                  if args.filtered_only else {"whole-scope delete": {}})
         for shape, filter_ in shapes.items():
             compare_sql_shape(conns, args, layout, shape, filter_)
 
@@ -618,7 +621,10 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
             restore(conn)
             runs[side]["bulk"].append(seconds)
             runs[side]["job"].append(job_seconds)
-            runs[side]["pages"] += pages[1:]  # the first call counts (no page)
+            # The first call counts (no page), or (a collect job whose
+            # matches fit one page) deletes them and ends the job: then it
+            # is the job's one page.
+            runs[side]["pages"] += pages[1:] or pages
             # The end-of-scope check's calls are the job's last ones.
             checks = pages[len(pages) - job["checkpoint"].get("check_steps", 0):]
             runs[side]["check"].append(sum(checks))
@@ -627,7 +633,8 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
             runs[side]["last"].append(pages[-1])
             log(f"{layout} {shape} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
                 f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x, {chosen[side]}), "
-                f"{len(pages) - 1} calls, max {max(pages[1:]):.1f} ms; the end-of-scope check "
+                f"{len(pages) - 1} calls, max {max(pages[1:], default=0):.1f} ms; "
+                f"the end-of-scope check "
                 f"{sum(checks):.0f} ms in {len(checks)} calls "
                 f"({', '.join(f'{ms:.0f}' for ms in checks)})")
     med = statistics.median
@@ -704,8 +711,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the whole-scope delete (with --filtered-only: the filtered "
                              "ones), DIR's sql/ tree against this checkout's, alternating "
                              "rounds (--repeat of them)")
+    parser.add_argument("--shapes", type=lambda v: {x.strip() for x in v.split(",")},
+                        help="with --compare-sql --filtered-only: comma-separated subset of "
+                             "spread (20%% on every page), clustered (10%% clustered) "
+                             "[default: both]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
+    if args.shapes is not None and not args.shapes <= set(SHAPE_NAMES.values()):
+        parser.error("--shapes: spread and/or clustered")
     if args.full:
         args.rows, args.scope_rows, args.tenant_bounded = 5_000_000, 1_000_000, True
     if not 0 < args.scope_rows <= args.rows:

@@ -9108,11 +9108,6 @@ BEGIN
         v_pct := least(100, 100.0 * 10000 / v_rel_pages,
                        v_pct * greatest(3.0, 45.0 / greatest(v_scope_pages, 1)));
     END LOOP;
-    -- The sample's estimate of the job's matching rows, noted for the
-    -- caller's first call (pgjobs._run_page: a job whose matches fit one
-    -- page deletes them at once, without collecting them first), in this
-    -- transaction only.
-    PERFORM set_config('pgjobs.collect_estimate', (v_matches * 100 / v_pct)::text, true);
     RETURN CASE WHEN v_scope_pages >= 30
                      AND v_matches <= 0.3 * v_scope_rows_sampled
                      AND (v_match_pages <= 0.6 * v_scope_pages
@@ -12010,49 +12005,57 @@ BEGIN
     BEGIN
         IF v_job.checkpoint IS NULL THEN
             PERFORM set_config('jit', 'off', true);
-            PERFORM set_config('pgjobs.collect_estimate', '', true);
             IF pgjobs._page_strategy(v_job, v_reg) = 'collect' THEN
                 v_t0 := clock_timestamp();
-                -- A job whose matches fit one page (at most page_size, else
-                -- 50,000, the largest page) deletes them here, at once,
-                -- when auto's sample put them at most a quarter above that
-                -- (the sample is rough: +-30% on clustered rows): collected
-                -- first, they were read three times in three calls (the
-                -- collection, the page, the sweep), the job 2.5-2.8x a bulk
-                -- DELETE of 50,000 rows. One statement, so one snapshot:
-                -- c finds the matches through the index (bitmap scans, as
-                -- the collection does), at most one more than a page; d
-                -- deletes them by address (a TID scan) only when c found
-                -- them all, each only if it still matches (a row updated
-                -- since is judged by its new version, as a page judges it).
-                -- When d deleted every row c found, nothing of the
-                -- predicate is left in that snapshot: what the sweep
-                -- proves, in the statement that deleted them; the job ends
-                -- here. Otherwise (more matches than a page; a row d did
-                -- not delete: updated out of the filter, deleted by another
-                -- writer, kept by a trigger) the rows d deleted count as
-                -- done and the job collects the rest and goes on as any
-                -- collect job, its sweep included. An address names a row
-                -- of any partition: d re-checks the predicate, so a row at
-                -- the same address in another partition is deleted only if
-                -- it is a match c found too (c holds them all).
                 v_size := coalesce((v_job.options ->> 'page_size')::integer, 50000);
                 v_rows := 0;
-                IF nullif(current_setting('pgjobs.collect_estimate', true), '')::double precision
-                   <= 1.25 * v_size THEN
+                v_total := NULL;
+                IF coalesce(v_job.options ->> 'strategy', 'auto') = 'auto' THEN
+                    -- The collection, and a job whose matches fit one page
+                    -- (at most page_size, else 50,000, the largest page)
+                    -- deletes them here instead: collected, they were read
+                    -- three times in three calls (the collection, the page,
+                    -- the sweep), the job 2.5-2.8x a bulk DELETE of 50,000
+                    -- rows. One statement, so one snapshot: m finds the
+                    -- matches through the index (bitmap scans, as
+                    -- pgjobs._collect_matches does); d deletes them by
+                    -- address (a TID scan) when they are at most a page,
+                    -- each only if it still matches (a row updated since is
+                    -- judged by its new version, as a page judges it); b
+                    -- stores them as the collection when they are more.
+                    -- When d deleted every row m found, no row of the
+                    -- predicate is left in that snapshot, which is what the
+                    -- sweep proves: the job ends here. A row d did not
+                    -- delete (updated out of the filter or deleted by
+                    -- another writer since, kept by a trigger): the rows d
+                    -- deleted count as done, and the job collects the rest
+                    -- and goes on as any collect job, sweep included. An
+                    -- address names a row of any partition: d re-checks the
+                    -- predicate, so a row at the same address in another
+                    -- partition is deleted only if it is a match, which m
+                    -- then holds too. A job that asked for the collect
+                    -- strategy collects.
                     PERFORM set_config('lock_timeout', '200ms', true);
                     PERFORM set_config('enable_seqscan', 'off', true);
                     PERFORM set_config('enable_indexscan', 'off', true);
                     PERFORM set_config('enable_bitmapscan', 'on', true);
+                    DELETE FROM pgjobs.job_batches b WHERE b.job_id = p_id;
                     EXECUTE format($q$
-                        WITH c AS MATERIALIZED (SELECT t.ctid FROM %1$s t WHERE %2$s LIMIT %3$s),
-                             d AS (DELETE FROM %1$s WHERE %4$I = %5$s
-                                      AND ctid = ANY ((SELECT array_agg(c.ctid) FROM c)::tid[])
-                                      AND (SELECT count(*) FROM c) <= %6$s
-                                      AND coalesce((%2$s), false) RETURNING 1)
-                        SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM d)$q$,
-                        v_job.target, v_job.predicate, v_size + 1, v_reg.scope_column,
-                        pgjobs._scope_literal(v_reg, v_job.scope), v_size)
+                        WITH m AS MATERIALIZED (
+                                 SELECT coalesce(array_agg(t.ctid), '{}') AS tids
+                                   FROM %1$s t WHERE %2$s),
+                             d AS (DELETE FROM %1$s WHERE %3$I = %4$s
+                                      AND ctid = ANY ((SELECT m.tids FROM m)::tid[])
+                                      AND (SELECT cardinality(m.tids) FROM m) <= %5$s
+                                      AND coalesce((%2$s), false) RETURNING 1),
+                             b AS (INSERT INTO pgjobs.job_batches (job_id, batch, tids)
+                                   SELECT %6$s, n, m.tids[cardinality(m.tids) - n * 1000 - 999
+                                                          : cardinality(m.tids) - n * 1000]
+                                     FROM m, generate_series(0, (cardinality(m.tids) - 1) / 1000) n
+                                    WHERE cardinality(m.tids) > %5$s)
+                        SELECT cardinality(m.tids), (SELECT count(*) FROM d) FROM m$q$,
+                        v_job.target, v_job.predicate, v_reg.scope_column,
+                        pgjobs._scope_literal(v_reg, v_job.scope), v_size, p_id)
                        INTO v_found, v_rows;
                     PERFORM set_config('enable_seqscan', v_seqscan, true);
                     PERFORM set_config('enable_indexscan', v_indexscan, true);
@@ -12071,13 +12074,17 @@ BEGIN
                         PERFORM pgjobs.complete(p_id, p_worker, jsonb_build_object(
                             'deleted', v_rows, 'pages', 1));
                         RETURN 'done';
+                    ELSIF v_found > v_size THEN
+                        v_total := v_found;  -- collected (b): nothing deleted
                     END IF;
                 END IF;
                 -- The matching rows, found once through the index; total is
                 -- exact. The first page gets as many rows as the collection
                 -- read in page_ms (deleting a row at a known address costs
                 -- about what finding it did).
-                v_total := pgjobs._collect_matches(v_job);
+                IF v_total IS NULL THEN
+                    v_total := pgjobs._collect_matches(v_job);
+                END IF;
                 v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
                 v_size := coalesce((v_job.options ->> 'page_size')::integer,
                                    least(50000, greatest(100,

@@ -1,8 +1,9 @@
 """A collect delete whose matches fit one page deletes them in its first
 call, in one statement, without collecting them first (docs/engine.md,
-"Selective filters", step 1). The statement finds the matches through the
-index and deletes them by address only when it found them all, each only if
-it still matches; the job then ends in that call. These tests pin what it
+"Selective filters", step 1). The collection's statement finds the matches
+through the index and deletes them by address when they are at most a page,
+each only if it still matches (more: it stores them, deleting nothing); when
+it deleted all it found, the job ends in that call. These tests pin what it
 deletes: exactly the rows of the job's predicate (its scope, filter and
 cutoff) as they stand when it runs, whatever was written since the submit,
 on a plain target and on one partitioned so that a scope's rows share
@@ -113,6 +114,31 @@ def test_auto_deletes_one_page_of_matches_in_the_first_call(conn: Conn) -> None:
     assert finished["result"]["deleted"] == 400
     assert before - keys(conn) == expected
     assert scalar(conn, "SELECT count(*) FROM pgjobs.job_batches") == 0
+
+
+def test_more_matches_than_a_page_are_collected_and_none_deleted_at_once(conn: Conn) -> None:
+    """Pages of 100 rows, 400 matches: the first call's statement stores
+    them as the collection and deletes none; the pages and the sweep then
+    delete them, exactly."""
+    t = build(conn, "plain")
+    job_id = submit_delete(conn, t, "1", {"k": 7}, options={"page_size": 100})
+    expected = matches(conn, job_id)
+    before = keys(conn)
+    assert first_call(conn, job_id) == "more"
+    started = job(conn, job_id)
+    assert keys(conn) == before
+    assert started["done"] == 0 and started["total"] == 400
+    assert started["checkpoint"]["collected"] == 400
+    assert "first_call_delete" not in started["checkpoint"]
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.job_batches WHERE job_id = %s",
+                  (job_id,)) == 1
+    worker = who(conn, job_id, "w")
+    while scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, worker)) in ("more", "retry"):
+        pass
+    finished = job(conn, job_id)
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["done"] == 400 and finished["checkpoint"]["pages"] >= 4
+    assert before - keys(conn) == expected
 
 
 @pytest.mark.parametrize("layout", ["plain", "partitioned"])

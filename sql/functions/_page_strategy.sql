@@ -113,11 +113,6 @@ BEGIN
         v_pct := least(100, 100.0 * 10000 / v_rel_pages,
                        v_pct * greatest(3.0, 45.0 / greatest(v_scope_pages, 1)));
     END LOOP;
-    -- The sample's estimate of the job's matching rows, noted for the
-    -- caller's first call (pgjobs._run_page: a job whose matches fit one
-    -- page deletes them at once, without collecting them first), in this
-    -- transaction only.
-    PERFORM set_config('pgjobs.collect_estimate', (v_matches * 100 / v_pct)::text, true);
     RETURN CASE WHEN v_scope_pages >= 30
                      AND v_matches <= 0.3 * v_scope_rows_sampled
                      AND (v_match_pages <= 0.6 * v_scope_pages
