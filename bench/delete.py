@@ -90,6 +90,7 @@ FILTERS = {
     "20% on every page": FILTER,
     "10% clustered": {"batch": 3},
 }
+SHAPE_NAMES = {"20% on every page": "spread", "10% clustered": "clustered"}  # for --shapes
 
 SETUP = f"""
 CREATE EXTENSION IF NOT EXISTS btree_gin;
@@ -233,13 +234,19 @@ def job_via_call(conn: Conn, filter_: dict[str, Any],
     return elapsed, finished(conn, job_id)
 
 
-def job_via_pages(conn: Conn, filter_: dict[str, Any]) -> tuple[float, list[float],
-                                                                 dict[str, Any]]:
+def job_via_pages(conn: Conn, filter_: dict[str, Any],
+                  phases: dict[str, float] | None = None) -> tuple[float, list[float],
+                                                                   dict[str, Any]]:
     """The same loop as run_job, driven from here: claim, then one _run_page
-    call per transaction (autocommit), each timed. (seconds, page ms, job)."""
+    call per transaction (autocommit), each timed. (seconds, page ms, job).
+    ``phases`` receives the submit's and the claim's ms."""
     started = time.perf_counter()
     job_id = submit(conn, filter_)
+    claimed = time.perf_counter()
     identity = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'bench')).worker", (job_id,))
+    if phases is not None:
+        phases["submit"] = (claimed - started) * 1000
+        phases["claim"] = (time.perf_counter() - claimed) * 1000
     pages: list[float] = []
     while True:
         t0 = time.perf_counter()
@@ -579,7 +586,9 @@ def compare_sql(server_url: str, args: argparse.Namespace, layout: str) -> None:
                              "(table_id, data jsonb_path_ops)")
                 conn.execute(f"VACUUM (ANALYZE) {TABLE}")
             conns[side] = conn
-        shapes = FILTERS if args.filtered_only else {"whole-scope delete": {}}
+        shapes = ({name: f for name, f in FILTERS.items()
+                   if args.shapes is None or SHAPE_NAMES[name] in args.shapes}
+                  if args.filtered_only else {"whole-scope delete": {}})
         for shape, filter_ in shapes.items():
             compare_sql_shape(conns, args, layout, shape, filter_)
 
@@ -590,20 +599,32 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
     where = f"table_id = {SCOPE} AND created_at <= now()" + (
         f" AND data @> '{json.dumps(filter_)}'" if filter_ else "")
     runs: dict[str, dict[str, list[float]]] = {
-        side: {"pages": [], "job": [], "bulk": [], "check": [], "last": []} for side in conns}
+        side: {"pages": [], "job": [], "bulk": [], "check": [], "last": [], "submit": [],
+               "claim": [], "first": [], "middle": []} for side in conns}
     chosen: dict[str, str] = {}
     for round_ in range(args.repeat):
         order = list(conns.items())
         for side, conn in (order if round_ % 2 == 0 else order[::-1]):
             seconds, deleted = bulk_delete(conn, where)
             restore(conn)
-            job_seconds, pages, job = job_via_pages(conn, filter_)
+            phases: dict[str, float] = {}
+            job_seconds, pages, job = job_via_pages(conn, filter_, phases)
             assert job["done"] == deleted, (job["done"], deleted)
+            # Where the job's time goes: submit, claim, the first call
+            # (count or estimate; a collect job's collection), the calls
+            # between it and the last, the last call (a sweep, a check).
+            runs[side]["submit"].append(phases["submit"])
+            runs[side]["claim"].append(phases["claim"])
+            runs[side]["first"].append(pages[0])
+            runs[side]["middle"].append(sum(pages[1:-1]))
             chosen[side] = job["checkpoint"]["strategy"]
             restore(conn)
             runs[side]["bulk"].append(seconds)
             runs[side]["job"].append(job_seconds)
-            runs[side]["pages"] += pages[1:]  # the first call counts (no page)
+            # The first call counts (no page), or (a collect job whose
+            # matches fit one page) deletes them and ends the job: then it
+            # is the job's one page.
+            runs[side]["pages"] += pages[1:] or pages
             # The end-of-scope check's calls are the job's last ones.
             checks = pages[len(pages) - job["checkpoint"].get("check_steps", 0):]
             runs[side]["check"].append(sum(checks))
@@ -612,7 +633,8 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
             runs[side]["last"].append(pages[-1])
             log(f"{layout} {shape} round {round_} {side[0]}: bulk {seconds:.3f} s, job "
                 f"{job_seconds:.3f} s ({job_seconds / seconds:.2f}x, {chosen[side]}), "
-                f"{len(pages) - 1} calls, max {max(pages[1:]):.1f} ms; the end-of-scope check "
+                f"{len(pages) - 1} calls, max {max(pages[1:], default=0):.1f} ms; "
+                f"the end-of-scope check "
                 f"{sum(checks):.0f} ms in {len(checks)} calls "
                 f"({', '.join(f'{ms:.0f}' for ms in checks)})")
     med = statistics.median
@@ -629,6 +651,13 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
               f"{med(v['check']):>8.0f} {med(v['last']):>7.0f} "
               f"{med(v['job']):>6.3f} {med(v['bulk']):>6.3f} "
               f"{ratio:>5.2f}x" + (f" ({chosen[side]})" if filter_ else ""), flush=True)
+    print(f"  {'medians, ms (/ bulk)':<34} {'submit':>12} {'claim':>12} {'1st call':>12} "
+          f"{'calls 2..n-1':>13} {'last call':>12}")
+    for side, v in runs.items():
+        bulk_ms = med(v["bulk"]) * 1000
+        cells = [med(v[k]) for k in ("submit", "claim", "first", "middle")] + [med(v["last"])]
+        print(f"  {side[:34]:<34} " + " ".join(
+            f"{ms:>6.1f} {ms / bulk_ms:>4.2f}x" for ms in cells), flush=True)
 
 
 def report_cliff(args: argparse.Namespace, c: dict[str, Any]) -> None:
@@ -682,8 +711,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the whole-scope delete (with --filtered-only: the filtered "
                              "ones), DIR's sql/ tree against this checkout's, alternating "
                              "rounds (--repeat of them)")
+    parser.add_argument("--shapes", type=lambda v: {x.strip() for x in v.split(",")},
+                        help="with --compare-sql --filtered-only: comma-separated subset of "
+                             "spread (20%% on every page), clustered (10%% clustered) "
+                             "[default: both]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
+    if args.shapes is not None and not args.shapes <= set(SHAPE_NAMES.values()):
+        parser.error("--shapes: spread and/or clustered")
     if args.full:
         args.rows, args.scope_rows, args.tenant_bounded = 5_000_000, 1_000_000, True
     if not 0 < args.scope_rows <= args.rows:

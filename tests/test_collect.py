@@ -90,7 +90,10 @@ def seed_clustered(conn: Conn, target: Target) -> None:
 def test_auto_collects_when_an_index_narrows_the_filter_to_few_pages(conn: Conn) -> None:
     t = make_rows_target(conn)
     seed_clustered(conn, t)
-    job_id = submit_delete(conn, t, "1", {"k": 7})
+    # Pages of fewer rows than match: a job whose matches fit one page
+    # deletes them in its first call instead of collecting them
+    # (tests/test_collect_first_call.py).
+    job_id = submit_delete(conn, t, "1", {"k": 7}, options={"page_size": 100})
     checkpoint = first_call(conn, job_id)
     assert checkpoint["strategy"] == "collect"
     expected = scalar(conn, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 "

@@ -77,7 +77,11 @@ def test_spread_matches_collect_while_their_pages_stay_cached(
     t = build(conn)
     if cache is not None:
         conn.execute(f"SET effective_cache_size = '{cache}'")
-    job_id = submit_delete(conn, t, "1", filter_)
+    # Pages of fewer rows than match, so that a collect job collects: one
+    # whose matches fit one page deletes them in its first call instead
+    # (tests/test_collect_first_call.py).
+    job_id = submit_delete(conn, t, "1", filter_,
+                           options={"page_size": 100 if filter_ == CLUSTERED else 1000})
     before = matching(conn, job_id, filter_)
     assert before > 0
     assert first_call(conn, job_id) == expected
