@@ -10967,6 +10967,26 @@ $$;
 ALTER FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _retention_floor(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._retention_floor() RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+-- The shortest retention pgjobs.schedule installs for its pg_cron prune:
+-- an hour. pg_cron runs that prune every minute, unattended; under a
+-- retention of 0 every finished job went within the minute, and with it
+-- (queued for deletion) the files of an export just handed to its user. A
+-- one-off `pgjobs prune` may go shorter (on a terminal it asks first).
+-- pgjobs.doctor warns of a schedule installed below it before the floor
+-- existed. Locks nothing.
+SELECT interval '1 hour'
+$$;
+
+ALTER FUNCTION pgjobs._retention_floor() OWNER TO SUPERUSER;
+
+--
 -- Name: _retry_as(name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -17886,6 +17906,8 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --                      cannot be judged). When pg_cron cannot drive the
 --                      engine but a `pgjobs run` session is connected to this
 --                      database, the row is ok: that session drives it.
+--   pg_cron.retention  a scheduled prune whose retention is under the floor
+--                      pgjobs.schedule takes (installed before it had one).
 --   target.*           per registered target (only p_target when given):
 --                      table exists, columns exist, (scope, key) btree,
 --                      btree_gin (scope, document) index, autovacuum scale
@@ -17936,6 +17958,18 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT * FROM pgjobs._doctor_pg_cron(v_jobs, v_loop_fix);
+    -- A prune scheduled before pgjobs.schedule had its floor (an upgrade
+    -- keeps it running as installed): pg_cron takes every job finished
+    -- longer ago than it, each minute, with the files of their exports.
+    IF v_jobs ? 'pgjobs.prune' AND v_retention < pgjobs._retention_floor() THEN
+        RETURN QUERY SELECT 'pg_cron.retention'::text, 'warn'::text, NULL::text,
+            format('pg_cron prunes every minute with a retention of %s, under the %s '
+                   'pgjobs.schedule now takes: finished jobs, and the files of exports '
+                   'handed to their users, are deleted that soon', v_retention,
+                   pgjobs._retention_floor()),
+            'SELECT pgjobs.schedule(''{"retention": "24 hours"}'');  -- with your '
+            'runners and run_every options, if any (pgjobs schedule --retention 24h)'::text;
+    END IF;
     RETURN QUERY SELECT * FROM pgjobs._doctor_engine_owner();
     FOR v_reg IN
         SELECT r.* FROM pgjobs.target_registry r
@@ -17958,7 +17992,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_sql(bigint, text, integer, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20563,7 +20597,8 @@ CREATE FUNCTION pgjobs.schedule(p_options jsonb DEFAULT '{}'::jsonb) RETURNS jso
 -- up or down.
 -- Without pg_cron: 55000 with a hint naming `pgjobs run --loop`.
 -- Options: run_every (int seconds, 1..59, pg_cron 1.5+), runners (int,
--- 1..16, default 1), retention (interval, default '24 hours'). Returns what
+-- 1..16, default 1), retention (interval, 1 hour .. 1000 years, default
+-- '24 hours'). Returns what
 -- was scheduled.
 DECLARE
     v_version integer[];
@@ -20585,8 +20620,9 @@ BEGIN
     FOR v_key IN SELECT jsonb_object_keys(p_options) LOOP
         IF v_key NOT IN ('run_every', 'runners', 'retention') THEN
             RAISE EXCEPTION 'unknown schedule option "%"', v_key USING ERRCODE = '22023',
-                HINT = 'Valid options: run_every (seconds), runners (1 to 16), retention '
-                       '(interval).';
+                HINT = 'Valid options: run_every (seconds, 1 to 59), runners (1 to 16), '
+                       'retention (interval, 1 hour to 1000 years), e.g. '
+                       '{"runners": 2, "retention": "24 hours"}.';
         END IF;
     END LOOP;
     IF p_options ? 'run_every' THEN
@@ -20602,11 +20638,20 @@ BEGIN
             v_retention := NULL;
         END;
         -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
-        -- longer one would fail at every run.
+        -- longer one would fail at every run. At least an hour
+        -- (pgjobs._retention_floor): pg_cron prunes every minute, and a
+        -- shorter retention takes an export's files from its user before
+        -- they are fetched.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
-                p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
+           OR v_retention < pgjobs._retention_floor() OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 1 hour to 1000 years, '
+                            'not %', p_options -> 'retention'
+                USING ERRCODE = '22023',
+                HINT = 'For example {"retention": "24 hours"} (the default). pg_cron prunes '
+                       'every minute: a retention under an hour would delete finished jobs, '
+                       'and the files of exports just handed to their users, before anyone '
+                       'fetched them. To prune sooner once: pgjobs prune --retention 10m '
+                       '(SELECT pgjobs.prune(''10 minutes'');).';
         END IF;
     END IF;
 
@@ -20651,7 +20696,7 @@ ALTER FUNCTION pgjobs.schedule(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION schedule(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.schedule(p_options jsonb) IS 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every (seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';
+COMMENT ON FUNCTION pgjobs.schedule(p_options jsonb) IS 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every (seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), retention (interval, at least 1 hour, default 24 hours: pg_cron prunes every minute). Without pg_cron raises 55000; use `pgjobs run --loop`.';
 
 --
 -- Name: set_defaults(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23060,6 +23105,13 @@ GRANT ALL ON FUNCTION pgjobs._rescue_sweep() TO pgjobs_admin;
 REVOKE ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _retention_floor(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._retention_floor() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._retention_floor() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _retry_as(p_caller name, p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
