@@ -135,6 +135,15 @@ PRUNE_DOOMED = """
            max(finished_at) AS newest
       FROM pgjobs.jobs WHERE finished_at < now() - %(retention)s::interval"""
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
+# What a role lacks, asked after PostgreSQL refused it a privilege without a
+# hint (pgjobs.db._refusal_hint): USAGE on schema pgjobs, EXECUTE on every
+# pgjobs routine named %(name)s. Catalog reads only; any role may run them.
+REFUSED = """
+SELECT NOT pg_catalog.has_schema_privilege('pgjobs', 'USAGE') AS outside,
+       EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgjobs'::pg_catalog.regnamespace
+                  AND p.proname OPERATOR(pg_catalog.=) %(name)s
+                  AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS admin_only"""
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
 HELD_ELSEWHERE = """
 SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,
