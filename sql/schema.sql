@@ -5119,6 +5119,42 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+-- Which job a writing job of (p_target, p_scope) whose place in the scope's
+-- queue is p_place (its coalesce(gate_order, id)) waits behind: the running
+-- writer of the scope, else the first writer queued or paused ahead of it
+-- that holds the gate; NULL when none does. The same rule as the gate
+-- itself (pgjobs._writer_may_start: whenever that says no, this names the
+-- job), for `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
+-- SECURITY INVOKER on purpose: it reads pgjobs.jobs as its caller, so the
+-- row-level policy jobs_client_read applies and a client is told only the
+-- id of a job it may see itself (another role's job on a target it may not
+-- read, or of a scope outside its pgjobs.allowed_scopes, stays NULL).
+-- Locks nothing.
+SELECT w.id
+  FROM pgjobs.jobs w
+ WHERE w.target = p_target AND w.scope = p_scope
+   AND w.writes
+   AND w.status IN ('queued', 'running', 'paused')
+   AND coalesce(w.gate_order, w.id) <> p_place
+   AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+   AND (w.status = 'running' OR w.started_at IS NOT NULL
+        OR (w.run_at <= now()
+            AND (w.kind IN ('delete', 'backfill')
+                 OR w.run_at > now() - interval '10 minutes')))
+ ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
+ LIMIT 1
+$$;
+
+ALTER FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _generated_from(regclass, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16710,7 +16746,9 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- is a parameter; its plan is generic now, see pgjobs.claim, but
 -- pgjobs._claim_id and _insert_job ask too), and planning the correlated
 -- subquery against the jobs table's partial indexes cost about 0.2 ms a
--- claim; this query is planned once per session. Locks nothing.
+-- claim; this query is planned once per session. pgjobs._gate_holder
+-- names the job that holds the gate by the same rule (for status and
+-- watch): change both together. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -22477,6 +22515,14 @@ GRANT ALL ON FUNCTION pgjobs._foreign_comparisons(p_type regtype) TO pgjobs_admi
 
 REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _gate_holder(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _generated_from(p_target regclass, p_columns text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
