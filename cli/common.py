@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 
 import click
 
-from pgjobs import db, queries
+from pgjobs import db, errors, queries
 from pgjobs.cli.dsn import configured_dsn, resolve_dsn
+from pgjobs.errors import UNKNOWN_JOB_HINT as UNKNOWN_JOB_HINT
 from pgjobs.errors import (
     ConnectionFailed,
     InvalidDsn,
@@ -245,18 +246,14 @@ decides; this only keeps a typo such as 99999999999999999999 from reaching it
 as numeric and being judged as an option of --options' JSON).
 tests/test_cli_numeric_options.py checks both ends against the database."""
 
-UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
-                    "deleted once older than the retention (`pgjobs prune`, 24 hours by "
-                    "default)")
-
-
 def unknown_job(job_id: int) -> NotFound:
     """The one error of every command given a JOB that names no job (or one this role
     may not see): the same line and hint whether the command looked the job up
     itself (status, watch, url) or a SQL verb said P0002 (cancel, pause, resume,
-    retry, whose SQL hint is worded for SQL callers). tests/test_cli_job_ids.py
-    runs every command that takes a JOB."""
-    return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
+    retry, whose SQL hint is worded for SQL callers), and the dashboard's
+    (pgjobs.errors.unknown_job, the one wording). tests/test_cli_job_ids.py runs
+    every command that takes a JOB."""
+    return errors.unknown_job(job_id)
 
 
 def require_job(conn: db.Connection, job_id: int) -> dict[str, Any]:

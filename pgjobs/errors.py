@@ -127,6 +127,19 @@ class NoDatabase(ConnectionFailed):
     exit_code = 2
 
 
+UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
+                    "deleted once older than the retention (`pgjobs prune`, 24 hours by "
+                    "default)")
+
+
+def unknown_job(job_id: int | str) -> NotFound:
+    """The one error of every surface given a job id that names no job (or one this
+    role may not see): the same line and hint from each command of the command
+    line (pgjobs.cli.common) and each page and API route of the dashboard
+    (pgjobs.ui.app), whether it looked the job up itself or a SQL verb said P0002."""
+    return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
+
+
 _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22023": InvalidInput,
     "22P02": InvalidInput,
