@@ -164,6 +164,14 @@ class Group(click.Group):
                 raise InvalidInput(f"{given_twice} is given twice; only the last would "
                                    "count, without a word",
                                    hint=f"give {given_twice} once")
+            after = operand_after_end(command, rest)
+            if after is not None:
+                # `delete t --scope 1 -- --scope 2`: after `--` it is no option;
+                # click said "Got unexpected extra arguments (--scope 2)".
+                raise InvalidInput(f"{after} after `--` is an argument, not the option "
+                                   f"{after}: `--` ends the options",
+                                   hint=f"give {after} once, before `--` (see `pgjobs "
+                                        f"{name} --help`)")
         return name, command, rest
 
 
@@ -212,6 +220,23 @@ def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
         if option.name in seen:
             return option.opts[-1]
         seen.add(option.name)
+    return None
+
+
+def operand_after_end(command: click.Command, args: Sequence[str]) -> str | None:
+    """An operand option of ``command`` (OPERANDS) named after ``--``, where
+    click reads it as a positional argument, or None: ``delete t --scope 1 --
+    --scope 2`` meant a second scope, which the project refuses as it refuses
+    one given twice (:func:`repeated_operand`), in its own words."""
+    if "--" not in args:
+        return None
+    names = {opt for param in command.params
+             if isinstance(param, click.Option) and param.name in OPERANDS
+             for opt in (*param.opts, *param.secondary_opts)}
+    for token in args[list(args).index("--") + 1:]:
+        opt = token.split("=", 1)[0]
+        if opt in names:
+            return opt
     return None
 
 
