@@ -4,6 +4,10 @@ RETURNS bigint
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Which job a writing job of (p_target, p_scope) whose place in the scope's
 -- queue is p_place (its coalesce(gate_order, id)) waits behind: the running

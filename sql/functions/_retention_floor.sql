@@ -3,6 +3,10 @@ RETURNS interval
 LANGUAGE sql
 IMMUTABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The shortest retention pgjobs.schedule installs for its pg_cron prune:
 -- an hour. pg_cron runs that prune every minute, unattended; under a
