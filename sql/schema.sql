@@ -5125,6 +5125,10 @@ ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNE
 CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) RETURNS bigint
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Which job a writing job of (p_target, p_scope) whose place in the scope's
 -- queue is p_place (its coalesce(gate_order, id)) waits behind: the running
@@ -11009,6 +11013,10 @@ ALTER FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._retention_floor() RETURNS interval
     LANGUAGE sql IMMUTABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- The shortest retention pgjobs.schedule installs for its pg_cron prune:
 -- an hour. pg_cron runs that prune every minute, unattended; under a
