@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 
 import click
 
-from pgjobs import db, queries
+from pgjobs import db, errors, queries
 from pgjobs.cli.dsn import configured_dsn, resolve_dsn
+from pgjobs.errors import UNKNOWN_JOB_HINT as UNKNOWN_JOB_HINT
 from pgjobs.errors import (
     ConnectionFailed,
     InvalidDsn,
@@ -163,6 +164,14 @@ class Group(click.Group):
                 raise InvalidInput(f"{given_twice} is given twice; only the last would "
                                    "count, without a word",
                                    hint=f"give {given_twice} once")
+            after = operand_after_end(command, rest)
+            if after is not None:
+                # `delete t --scope 1 -- --scope 2`: after `--` it is no option;
+                # click said "Got unexpected extra arguments (--scope 2)".
+                raise InvalidInput(f"{after} after `--` is an argument, not the option "
+                                   f"{after}: `--` ends the options",
+                                   hint=f"give {after} once, before `--` (see `pgjobs "
+                                        f"{name} --help`)")
         return name, command, rest
 
 
@@ -214,6 +223,23 @@ def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
     return None
 
 
+def operand_after_end(command: click.Command, args: Sequence[str]) -> str | None:
+    """An operand option of ``command`` (OPERANDS) named after ``--``, where
+    click reads it as a positional argument, or None: ``delete t --scope 1 --
+    --scope 2`` meant a second scope, which the project refuses as it refuses
+    one given twice (:func:`repeated_operand`), in its own words."""
+    if "--" not in args:
+        return None
+    names = {opt for param in command.params
+             if isinstance(param, click.Option) and param.name in OPERANDS
+             for opt in (*param.opts, *param.secondary_opts)}
+    for token in args[list(args).index("--") + 1:]:
+        opt = token.split("=", 1)[0]
+        if opt in names:
+            return opt
+    return None
+
+
 BIGINT_MAX = 2**63 - 1
 
 
@@ -245,18 +271,14 @@ decides; this only keeps a typo such as 99999999999999999999 from reaching it
 as numeric and being judged as an option of --options' JSON).
 tests/test_cli_numeric_options.py checks both ends against the database."""
 
-UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
-                    "deleted once older than the retention (`pgjobs prune`, 24 hours by "
-                    "default)")
-
-
 def unknown_job(job_id: int) -> NotFound:
     """The one error of every command given a JOB that names no job (or one this role
     may not see): the same line and hint whether the command looked the job up
     itself (status, watch, url) or a SQL verb said P0002 (cancel, pause, resume,
-    retry, whose SQL hint is worded for SQL callers). tests/test_cli_job_ids.py
-    runs every command that takes a JOB."""
-    return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
+    retry, whose SQL hint is worded for SQL callers), and the dashboard's
+    (pgjobs.errors.unknown_job, the one wording). tests/test_cli_job_ids.py runs
+    every command that takes a JOB."""
+    return errors.unknown_job(job_id)
 
 
 def require_job(conn: db.Connection, job_id: int) -> dict[str, Any]:

@@ -149,12 +149,17 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
                 if job["status"] == "queued" and not queued_said:
                     # The claim took nothing: "0 records" lines alone read as a
                     # hang. The gate (pgjobs._writer_may_start) decides; say why.
+                    # The writer it waits behind, when this role may see it
+                    # (pgjobs._gate_holder, as `pgjobs status` says it).
+                    ahead = (f"job {job['waits_behind']}, the writer of {job['target']} "
+                             f"scope {job['scope']}, is running or queued ahead of it"
+                             if job.get("waits_behind") is not None else
+                             f"another writing job of {job['target']} scope {job['scope']} "
+                             "is running or queued ahead of it")
                     display.note(
-                        f"job {job_id} waits its turn: another writing job of "
-                        f"{job['target']} scope {job['scope']} is running or queued ahead "
-                        "of it (one at a time, in submission order), or its run_at is "
-                        "later; it starts here then (`pgjobs list` shows the scope's jobs; "
-                        "Ctrl-C detaches)")
+                        f"job {job_id} waits its turn: {ahead} (one at a time, in "
+                        "submission order), or its run_at is later; it starts here then "
+                        "(`pgjobs list` shows the scope's jobs; Ctrl-C detaches)")
                 queued_said = job["status"] == "queued"
                 display.progress(0, int(job["done"]), job["total"])
                 display.tick()

@@ -77,7 +77,8 @@ def migrate(obj: Context) -> None:
               type=click.IntRange(1, 59), default=None,
               help="Seconds between runs, 1 to 59 (pg_cron 1.5+; 1.4 runs each minute).")
 @click.option("--retention", envvar="PGJOBS_RETENTION", show_envvar=True, default=None,
-              help="How long finished jobs are kept [default: 24 hours].")
+              help="How long finished jobs are kept, at least 1h (pg_cron prunes every "
+                   "minute; `pgjobs prune --retention` goes shorter once) [default: 24 hours].")
 @click.option("--runners", envvar="PGJOBS_RUNNERS", show_envvar=True,
               type=click.IntRange(1, 16), default=None,
               help="pg_cron runner entries side by side (1 to 16) [default: 1].")

@@ -25,7 +25,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pgjobs import queries
-from pgjobs.errors import ConnectionFailed, from_connect, from_psycopg
+from pgjobs.errors import (
+    ConnectionFailed,
+    from_connect,
+    from_psycopg,
+    privilege_hint,
+    refused_name,
+)
 
 Row = dict[str, Any]
 # A connection as the connector opens it (dict rows): the poller's annotations.
@@ -37,12 +43,39 @@ Error = psycopg.Error
 
 
 @contextmanager
-def translated() -> Iterator[None]:
-    """Re-raise psycopg errors as PgjobsError (one line, SQLSTATE and hint)."""
+def translated(conn: psycopg.Connection[Any] | None = None) -> Iterator[None]:
+    """Re-raise psycopg errors as PgjobsError (one line, SQLSTATE and hint). Given
+    the session that was refused, a privilege PostgreSQL refused without a hint
+    gets the one that fits what this role lacks (:func:`_refusal_hint`)."""
     try:
         yield
     except psycopg.Error as exc:
-        raise from_psycopg(exc) from exc
+        error = from_psycopg(exc)
+        if conn is not None and error.guessed_hint:
+            error.hint = _refusal_hint(conn, error.message, error.hint)
+        raise error from exc
+
+
+def _refusal_hint(conn: psycopg.Connection[Any], message: str, guess: str | None
+                  ) -> str | None:
+    """The hint of a 42501 PostgreSQL raised without one, by what the role lacks
+    (queries.REFUSED): the object its message names is pgjobs' schema only when
+    the role may not use that schema, one of pgjobs' routines only when it may
+    not execute it; else the object is the user's (a table named ``pgjobs`` or
+    ``stats``). ``guess`` when the session cannot ask (a transaction the error
+    aborted, a session gone)."""
+    name = refused_name(message)
+    if name is None or conn.closed or (
+            conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+        return guess
+    try:
+        row = conn.execute(queries.REFUSED, {"name": name}).fetchone()
+    except psycopg.Error:
+        return guess
+    if row is None:
+        return guess
+    outside, admin_only = (row["outside"], row["admin_only"]) if isinstance(row, dict) else row
+    return privilege_hint("42501", message, outside=bool(outside), admin_only=bool(admin_only))
 
 
 def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycopg.Connection[Row]:
@@ -211,7 +244,7 @@ def _exact_json(value: Any) -> str:
 
 
 def one(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> Row:
-    with translated():
+    with translated(conn):
         row = conn.execute(sql, params or {}).fetchone()
     assert row is not None, sql
     return row
@@ -224,12 +257,12 @@ def scalar(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | Non
 def rows(
     conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None
 ) -> list[Row]:
-    with translated():
+    with translated(conn):
         return conn.execute(sql, params or {}).fetchall()
 
 
 def execute(conn: psycopg.Connection[Row], sql: str, params: dict[str, Any] | None = None) -> None:
-    with translated():
+    with translated(conn):
         conn.execute(sql, params or {})
 
 
@@ -484,7 +517,7 @@ def connection_lost(exc: BaseException) -> bool:
 
 
 def get_job(conn: psycopg.Connection[Row], job_id: int) -> Row | None:
-    with translated():
+    with translated(conn):
         return conn.execute(queries.GET_JOB, {"id": job_id}).fetchone()
 
 

@@ -28,6 +28,9 @@ class PgjobsError(Exception):
         self.message = message
         self.sqlstate = sqlstate if sqlstate is not None else self.default_sqlstate
         self.hint = hint
+        self.guessed_hint = False
+        """The hint is :func:`_privilege_hint`'s, for a 42501 PostgreSQL raised
+        without one (:func:`has_generic_privilege_hint`)."""
 
     def __str__(self) -> str:
         text = self.message
@@ -124,6 +127,19 @@ class NoDatabase(ConnectionFailed):
     exit_code = 2
 
 
+UNKNOWN_JOB_HINT = ("`pgjobs list` shows the jobs this role may see; a finished job is "
+                    "deleted once older than the retention (`pgjobs prune`, 24 hours by "
+                    "default)")
+
+
+def unknown_job(job_id: int | str) -> NotFound:
+    """The one error of every surface given a job id that names no job (or one this
+    role may not see): the same line and hint from each command of the command
+    line (pgjobs.cli.common) and each page and API route of the dashboard
+    (pgjobs.ui.app), whether it looked the job up itself or a SQL verb said P0002."""
+    return NotFound(f"job {job_id} does not exist", sqlstate="P0002", hint=UNKNOWN_JOB_HINT)
+
+
 _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22023": InvalidInput,
     "22P02": InvalidInput,
@@ -191,50 +207,86 @@ def from_psycopg(exc: psycopg.Error) -> PgjobsError:
     if missing is not None:
         return NotInstalled(message, sqlstate=exc.sqlstate, hint=missing)
     cls = _BY_SQLSTATE.get(exc.sqlstate or "", PgjobsError)
-    hint = (diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
-            or _privilege_hint(exc.sqlstate or "", message))
-    return cls(message, sqlstate=exc.sqlstate, hint=hint)
+    hint = diag.message_hint or _DEFAULT_HINTS.get(exc.sqlstate or "")
+    guessed = hint is None and exc.sqlstate == "42501"
+    if guessed:
+        hint = privilege_hint("42501", message)
+    error = cls(message, sqlstate=exc.sqlstate, hint=hint)
+    error.guessed_hint = guessed
+    return error
 
 
 _ROLES_DOC = 'docs/operations.md, "Roles"'
 
 
-def _privilege_hint(sqlstate: str, message: str) -> str | None:
-    """The hint of a privilege PostgreSQL itself refused (42501 without a hint):
-    the role a command connects as is not a member of pgjobs' roles, or only of
-    pgjobs_client where an administrator's function is called (the engine, a
-    worker, prune, schedule, doctor, an export or import run in this process).
-    pgjobs' own refusals carry their hint; these are the ACL checks of
-    PostgreSQL (``permission denied for schema pgjobs``, ``... for function
-    claim``), which name no role to grant."""
+def privilege_hint(sqlstate: str, message: str, *, outside: bool | None = None,
+                    admin_only: bool | None = None) -> str | None:
+    """The hint of a privilege PostgreSQL itself refused (42501 without a hint),
+    chosen by the object refused (:func:`refused_name`, the name the message
+    ends with), never by other words or names of the message:
+
+    - ``pgjobs`` (its schema): the role a command connects as is in neither of
+      pgjobs' roles;
+    - one of pgjobs' routines (``permission denied for function claim``): it
+      is an administrator's (pgjobs_admin), called by a client;
+    - anything else (the user's own table, a schema or database of theirs, a
+      tenant's ``pgjobs-acme``): the grant on that object, named.
+
+    ``outside`` and ``admin_only``, when known (:func:`pgjobs.db.translated`
+    asks the server on the session that was refused), say whether the role
+    indeed lacks USAGE on schema pgjobs and EXECUTE on the routine of that
+    name: a table of the user's named ``pgjobs`` or ``stats`` is then no
+    longer read as pgjobs' schema or routine. pgjobs' own refusals carry their
+    hint."""
     if sqlstate != "42501":
         return None
-    # Told by the names the message carries, never by its words, which follow
-    # the server's lc_messages ("keine Berechtigung für Schema pgjobs"): read
-    # in English, a translated server's refusal got the generic hint.
-    names = _identifiers(message)
-    if "pgjobs" in names:
+    name = refused_name(message)
+    if name == "pgjobs" and outside is not False:
         return ("the role this command connects as is in neither pgjobs_client nor "
                 "pgjobs_admin: an administrator runs GRANT pgjobs_client TO <role>; (submit, "
                 "follow and control jobs) or GRANT pgjobs_admin TO <role>; (also run the "
                 f"engine and workers), see {_ROLES_DOC}")
-    routines = _pgjobs_routines()
-    for name in reversed(names):
-        if name in routines:
-            return (f"{name} is for administrators (pgjobs_admin), which the role this "
-                    "command connects as is not: connect as a member of pgjobs_admin, or have "
-                    f"one run it (GRANT pgjobs_admin TO <role>;), see {_ROLES_DOC}")
+    if name in _pgjobs_routines() and admin_only is not False:
+        return (f"{name} is for administrators (pgjobs_admin), which the role this "
+                "command connects as is not: connect as a member of pgjobs_admin, or have "
+                f"one run it (GRANT pgjobs_admin TO <role>;), see {_ROLES_DOC}")
+    if name:
+        return (f"the role this command connects as lacks a privilege on {_quoted(name)} "
+                "(the object refused, not one of pgjobs'): its owner or a superuser grants "
+                f"it (GRANT ... ON ... {_quoted(name)} TO <role>;), or connect as a role that "
+                f"has it (see {_ROLES_DOC})")
     return ("the role this command connects as lacks that privilege: an administrator grants "
             f"it, or connect as a role that has it (see {_ROLES_DOC})")
 
 
+_privilege_hint = privilege_hint  # the name it had (tests, older callers)
+
+_QUOTES = "\"'»«„“”‘’「」()."
+
+
+def refused_name(message: str) -> str | None:
+    """The name of the object a 42501 of PostgreSQL's refused: the whole last
+    word of its message, unquoted, in every language (``permission denied for
+    schema pgjobs-acme`` names ``pgjobs-acme``, never ``pgjobs``; ``keine
+    Berechtigung für Schema pgjobs``, ``pgjobs``); None when there is none."""
+    names = [w.strip(_QUOTES) for w in message.split()]
+    names = [n for n in names if n]  # a closing » of its own is no name
+    return names[-1] if names else None
+
+
+def _quoted(name: str) -> str:
+    """``name`` as an identifier an administrator can paste into a GRANT."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
 def has_generic_privilege_hint(exc: PgjobsError) -> bool:
     """A 42501 that PostgreSQL raised without a hint of its own, so it carries
-    :func:`_privilege_hint`'s guess: a command that knows better what its role
-    lacks (``pgjobs migrate``) words its own. That guess reads membership of
-    pgjobs' roles into any message naming ``pgjobs``, the database's name too
-    (``permission denied for database pgjobs``)."""
-    return exc.sqlstate == "42501" and exc.hint == _privilege_hint("42501", exc.message)
+    :func:`_privilege_hint`'s: a command that knows better what its role lacks
+    (``pgjobs migrate``: CREATE on the database, roles) words its own."""
+    return exc.sqlstate == "42501" and (
+        exc.guessed_hint or exc.hint == privilege_hint("42501", exc.message))
 
 
 _NOT_INSTALLED = ("pgjobs is not installed in this database, or is older than this "

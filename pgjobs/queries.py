@@ -73,12 +73,25 @@ CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS pgjobs"
 # neither, and psycopg raised DataError for the whole row (pgjobs status,
 # the dashboard's lists).
 GET_JOB = """
+WITH j AS (
+    SELECT *,
+           -- The writer it waits behind, if this role may see that job
+           -- (pgjobs._gate_holder reads as the caller: the row policy holds).
+           CASE WHEN status = 'queued' AND writes
+                THEN pgjobs._gate_holder(target, scope, coalesce(gate_order, id))
+           END AS waits_behind
+      FROM pgjobs.jobs WHERE id = %(id)s)
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts, max_attempts,
        error, result, priority, created_at, started_at, finished_at,
        CASE WHEN pg_catalog.isfinite(run_at) THEN run_at END AS run_at, worker,
        lease_expires_at, cancel_requested_at, pause_requested_at,
-       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled,
-       CASE WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
+       checkpoint OPERATOR(pg_catalog.->) 'throttled' AS throttled, waits_behind,
+       CASE WHEN waits_behind IS NOT NULL
+            THEN 'waits its turn behind job ' || waits_behind::text || ', the writer of '
+                 || target::text || ' scope ' || scope || ' ahead of it (one writing job '
+                 || 'per scope at a time, in submission order): `pgjobs status '
+                 || waits_behind::text || '` shows it'
+            WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
             THEN pgjobs._engine_wait()
             -- "running" alone hides a dead runner or worker (killed, its server
             -- restarted): say so, and what takes the job back.
@@ -86,7 +99,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
             THEN 'its lease expired at ' || lease_expires_at::text
                  || ': the session running it is gone; the next runner or worker takes it'
                  || ' back from its checkpoint (`pgjobs prune` does at once)' END AS waiting
-  FROM pgjobs.jobs WHERE id = %(id)s
+  FROM j
 """
 LIST_JOBS = """
 SELECT id, kind, target::text AS target, scope, status, done, total, attempts,
@@ -135,6 +148,15 @@ PRUNE_DOOMED = """
            max(finished_at) AS newest
       FROM pgjobs.jobs WHERE finished_at < now() - %(retention)s::interval"""
 SCHEDULE = "SELECT pgjobs.schedule(%(options)s)"
+# What a role lacks, asked after PostgreSQL refused it a privilege without a
+# hint (pgjobs.db._refusal_hint): USAGE on schema pgjobs, EXECUTE on every
+# pgjobs routine named %(name)s. Catalog reads only; any role may run them.
+REFUSED = """
+SELECT NOT pg_catalog.has_schema_privilege('pgjobs', 'USAGE') AS outside,
+       EXISTS (SELECT FROM pg_catalog.pg_proc p
+                WHERE p.pronamespace OPERATOR(pg_catalog.=) 'pgjobs'::pg_catalog.regnamespace
+                  AND p.proname OPERATOR(pg_catalog.=) %(name)s
+                  AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS admin_only"""
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
 HELD_ELSEWHERE = """
 SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,

@@ -5119,6 +5119,46 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) RETURNS bigint
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Which job a writing job of (p_target, p_scope) whose place in the scope's
+-- queue is p_place (its coalesce(gate_order, id)) waits behind: the running
+-- writer of the scope, else the first writer queued or paused ahead of it
+-- that holds the gate; NULL when none does. The same rule as the gate
+-- itself (pgjobs._writer_may_start: whenever that says no, this names the
+-- job), for `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
+-- SECURITY INVOKER on purpose: it reads pgjobs.jobs as its caller, so the
+-- row-level policy jobs_client_read applies and a client is told only the
+-- id of a job it may see itself (another role's job on a target it may not
+-- read, or of a scope outside its pgjobs.allowed_scopes, stays NULL).
+-- Locks nothing.
+SELECT w.id
+  FROM pgjobs.jobs w
+ WHERE w.target = p_target AND w.scope = p_scope
+   AND w.writes
+   AND w.status IN ('queued', 'running', 'paused')
+   AND coalesce(w.gate_order, w.id) <> p_place
+   AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+   AND (w.status = 'running' OR w.started_at IS NOT NULL
+        OR (w.run_at <= now()
+            AND (w.kind IN ('delete', 'backfill')
+                 OR w.run_at > now() - interval '10 minutes')))
+ ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
+ LIMIT 1
+$$;
+
+ALTER FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) OWNER TO SUPERUSER;
+
+--
 -- Name: _generated_from(regclass, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10978,6 +11018,30 @@ $$;
 ALTER FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _retention_floor(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._retention_floor() RETURNS interval
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The shortest retention pgjobs.schedule installs for its pg_cron prune:
+-- an hour. pg_cron runs that prune every minute, unattended; under a
+-- retention of 0 every finished job went within the minute, and with it
+-- (queued for deletion) the files of an export just handed to its user. A
+-- one-off `pgjobs prune` may go shorter (on a terminal it asks first).
+-- pgjobs.doctor warns of a schedule installed below it before the floor
+-- existed. Locks nothing.
+SELECT interval '1 hour'
+$$;
+
+ALTER FUNCTION pgjobs._retention_floor() OWNER TO SUPERUSER;
+
+--
 -- Name: _retry_as(name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16783,7 +16847,9 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- is a parameter; its plan is generic now, see pgjobs.claim, but
 -- pgjobs._claim_id and _insert_job ask too), and planning the correlated
 -- subquery against the jobs table's partial indexes cost about 0.2 ms a
--- claim; this query is planned once per session. Locks nothing.
+-- claim; this query is planned once per session. pgjobs._gate_holder
+-- names the job that holds the gate by the same rule (for status and
+-- watch): change both together. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -17979,6 +18045,8 @@ CREATE FUNCTION pgjobs.doctor(p_target regclass DEFAULT NULL::regclass) RETURNS 
 --                      cannot be judged). When pg_cron cannot drive the
 --                      engine but a `pgjobs run` session is connected to this
 --                      database, the row is ok: that session drives it.
+--   pg_cron.retention  a scheduled prune whose retention is under the floor
+--                      pgjobs.schedule takes (installed before it had one).
 --   target.*           per registered target (only p_target when given):
 --                      table exists, columns exist, (scope, key) btree,
 --                      btree_gin (scope, document) index, autovacuum scale
@@ -18029,6 +18097,18 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT * FROM pgjobs._doctor_pg_cron(v_jobs, v_loop_fix);
+    -- A prune scheduled before pgjobs.schedule had its floor (an upgrade
+    -- keeps it running as installed): pg_cron takes every job finished
+    -- longer ago than it, each minute, with the files of their exports.
+    IF v_jobs ? 'pgjobs.prune' AND v_retention < pgjobs._retention_floor() THEN
+        RETURN QUERY SELECT 'pg_cron.retention'::text, 'warn'::text, NULL::text,
+            format('pg_cron prunes every minute with a retention of %s, under the %s '
+                   'pgjobs.schedule now takes: finished jobs, and the files of exports '
+                   'handed to their users, are deleted that soon', v_retention,
+                   pgjobs._retention_floor()),
+            'SELECT pgjobs.schedule(''{"retention": "24 hours"}'');  -- with your '
+            'runners and run_every options, if any (pgjobs schedule --retention 24h)'::text;
+    END IF;
     RETURN QUERY SELECT * FROM pgjobs._doctor_engine_owner();
     FOR v_reg IN
         SELECT r.* FROM pgjobs.target_registry r
@@ -18051,7 +18131,7 @@ ALTER FUNCTION pgjobs.doctor(p_target regclass) OWNER TO SUPERUSER;
 -- Name: FUNCTION doctor(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
+COMMENT ON FUNCTION pgjobs.doctor(p_target regclass) IS 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; a scheduled prune retention under the hour pgjobs.schedule takes), each registered target (or only p_target): table and columns exist, the (scope, key) btree index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half their lease (and a minute); jobs held by throttling and why; jobs due for over 15 minutes still queued; queued exports or imports with no `pgjobs worker` connected; whether pgjobs'' owner sees the throttling signals (pg_monitor); storage deletions pending over a day. Every finding that is not ok carries in fix the exact SQL (or command) that fixes it. Read-only. For admins (`pgjobs doctor`).';
 
 --
 -- Name: export_chunk_sql(bigint, text, integer, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20800,7 +20880,8 @@ CREATE FUNCTION pgjobs.schedule(p_options jsonb DEFAULT '{}'::jsonb) RETURNS jso
 -- up or down.
 -- Without pg_cron: 55000 with a hint naming `pgjobs run --loop`.
 -- Options: run_every (int seconds, 1..59, pg_cron 1.5+), runners (int,
--- 1..16, default 1), retention (interval, default '24 hours'). Returns what
+-- 1..16, default 1), retention (interval, 1 hour .. 1000 years, default
+-- '24 hours'). Returns what
 -- was scheduled.
 DECLARE
     v_version integer[];
@@ -20822,8 +20903,9 @@ BEGIN
     FOR v_key IN SELECT jsonb_object_keys(p_options) LOOP
         IF v_key NOT IN ('run_every', 'runners', 'retention') THEN
             RAISE EXCEPTION 'unknown schedule option "%"', v_key USING ERRCODE = '22023',
-                HINT = 'Valid options: run_every (seconds), runners (1 to 16), retention '
-                       '(interval).';
+                HINT = 'Valid options: run_every (seconds, 1 to 59), runners (1 to 16), '
+                       'retention (interval, 1 hour to 1000 years), e.g. '
+                       '{"runners": 2, "retention": "24 hours"}.';
         END IF;
     END LOOP;
     IF p_options ? 'run_every' THEN
@@ -20839,11 +20921,20 @@ BEGIN
             v_retention := NULL;
         END;
         -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
-        -- longer one would fail at every run.
+        -- longer one would fail at every run. At least an hour
+        -- (pgjobs._retention_floor): pg_cron prunes every minute, and a
+        -- shorter retention takes an export's files from its user before
+        -- they are fetched.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
-                p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
+           OR v_retention < pgjobs._retention_floor() OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 1 hour to 1000 years, '
+                            'not %', p_options -> 'retention'
+                USING ERRCODE = '22023',
+                HINT = 'For example {"retention": "24 hours"} (the default). pg_cron prunes '
+                       'every minute: a retention under an hour would delete finished jobs, '
+                       'and the files of exports just handed to their users, before anyone '
+                       'fetched them. To prune sooner once: pgjobs prune --retention 10m '
+                       '(SELECT pgjobs.prune(''10 minutes'');).';
         END IF;
     END IF;
 
@@ -20888,7 +20979,7 @@ ALTER FUNCTION pgjobs.schedule(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION schedule(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.schedule(p_options jsonb) IS 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every (seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';
+COMMENT ON FUNCTION pgjobs.schedule(p_options jsonb) IS 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every (seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), retention (interval, at least 1 hour, default 24 hours: pg_cron prunes every minute). Without pg_cron raises 55000; use `pgjobs run --loop`.';
 
 --
 -- Name: set_defaults(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22671,6 +22762,14 @@ REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _gate_holder(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place bigint) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _generated_from(p_target regclass, p_columns text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23297,6 +23396,13 @@ GRANT ALL ON FUNCTION pgjobs._rescue_sweep() TO pgjobs_admin;
 REVOKE ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _retention_floor(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._retention_floor() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._retention_floor() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _retry_as(p_caller name, p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -46,8 +46,9 @@ def test_an_import_behind_a_queued_writer_says_it_waits(conn: Conn, dsn: str,
             if "waits its turn" in line:
                 break
         # Piped, the progress lines keep coming: readline never blocks for good.
-        assert any("waits its turn: another writing job of people scope 1 is running or "
-                   "queued ahead of it" in line for line in lines), lines
+        # Naming the writer it waits behind (pgjobs._gate_holder), as status does.
+        assert any(f"waits its turn: job {blocker[0]}, the writer of people scope 1, is "
+                   "running or queued ahead of it" in line for line in lines), lines
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import os
 from collections.abc import AsyncIterator
@@ -45,7 +46,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgjobs import queries
-from pgjobs.errors import PgjobsError
+from pgjobs.errors import PgjobsError, unknown_job
 from pgjobs.ui import metrics, page
 from pgjobs.ui.hub import Hub
 
@@ -237,7 +238,9 @@ def create_app(settings: Settings) -> Starlette:
     async def job_page(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            return HTMLResponse("<p>No such job (or not yours to see).</p>", 404)
+            missing = unknown_job(request.path_params["id"])
+            return HTMLResponse(f"<p>{html.escape(missing.message)}.</p>"
+                                f"<p>{html.escape(missing.hint or '')}</p>", 404)
         return HTMLResponse(page.detail(job, hub.timeline(job["id"]), settings.read_only))
 
     async def job_row(request: Request) -> Response:
@@ -254,8 +257,7 @@ def create_app(settings: Settings) -> Starlette:
     async def api_job(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            return error(f"job {request.path_params['id']} does not exist", 404,
-                         sqlstate="P0002")
+            raise unknown_job(request.path_params["id"])
         return as_json(job | {"events": hub.timeline(job["id"])})
 
     async def api_stats(request: Request) -> Response:
@@ -266,14 +268,19 @@ def create_app(settings: Settings) -> Starlette:
         if name not in ACTION_SQL:
             return error(f"unknown action {name!r}", 404,
                          hint="one of: " + ", ".join(ACTION_SQL))
-        [row] = await hub.rows(ACTION_SQL[name], {"id": request.path_params["id"]})
+        try:
+            [row] = await hub.rows(ACTION_SQL[name], {"id": request.path_params["id"]})
+        except PgjobsError as exc:
+            if exc.sqlstate == "P0002":  # no such job, or not one this role may see
+                raise unknown_job(request.path_params["id"]) from exc
+            raise
         return as_json({"id": request.path_params["id"], "action": name,
                         "changed": bool(next(iter(row.values())))})
 
     async def download(request: Request) -> Response:
         job = await job_or_none(request.path_params["id"])
         if job is None:
-            return error("no such job", 404, sqlstate="P0002")
+            raise unknown_job(request.path_params["id"])
         result = job.get("result") or {}
         uris = result.get("uris") or ([result["uri"]] if result.get("uri") else [])
         if job["kind"] != "export" or job["status"] != "succeeded" or not uris:
