@@ -1636,16 +1636,23 @@ BEGIN
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
 
     -- An operand that came out empty and then holds for every row ($nin: [],
-    -- $contains: "", a negated $in: []) is refused as an empty $and is
-    -- (pgjobs._empty_operands): built from a selection that came out empty,
-    -- it made a delete of the whole scope. Walked only when the filter's
-    -- text holds an empty list or string at all (jsonb prints them so):
-    -- the walk costs a tenth of a large filter's compile.
-    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0 THEN
-        SELECT e.field, e.op INTO v_empty_field, v_empty_op FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
+    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- as an empty $and is (pgjobs._empty_operands): built from a selection
+    -- that came out empty, it made a delete of the whole scope. Walked only
+    -- when the filter's text holds an empty list, string or object at all
+    -- (jsonb prints them so): the walk costs a tenth of a large filter's
+    -- compile.
+    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0
+       OR strpos(p_filter::text, '{}') > 0 THEN
+        SELECT e.field, e.op INTO v_empty_field, v_empty_op
+          FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
     END IF;
-    IF v_empty_field IS NOT NULL THEN
+    IF v_empty_op IS NOT NULL THEN
         RAISE EXCEPTION '%', CASE v_empty_op
+                WHEN '$or' THEN 'operator "$or" has an empty filter object {} among its '
+                                'alternatives, which holds for every row'
+                WHEN '$not' THEN 'a "$not" of an empty filter object {} is negated again, '
+                                 'so it holds for every row'
                 WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
                                             'which every text contains', v_empty_field)
                 WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
@@ -4072,14 +4079,22 @@ CREATE FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean DEFAULT
 -- its search text from a selection that came out empty (no status picked,
 -- an empty search box) submitted a delete of the whole scope, as an empty
 -- $and did (refused by pgjobs._compile_filter_node). Columns and document
--- fields alike. One row per clause, in the order met: the field as written
--- and the operator ('$in' for a negated $in). The same clauses where they
+-- fields alike. The same for a filter object that came out empty ({}, or
+-- $and lists of {} only): a branch of an $or (which then holds for every
+-- row) and a $not of one negated again ({"$not": {"$not": {}}}); {} as the
+-- whole filter, or beside other conditions of an $and, is the whole scope
+-- asked for. One row per clause, in the order met: the field as written
+-- (NULL for an $or or a $not) and the operator ('$in' for a negated $in). The same clauses where they
 -- select no row ($in: [] as written, a negated $nin: [] or $contains: "")
 -- are not returned: they take nothing. Locks nothing.
 DECLARE
     v_entry record;
     v_elem jsonb;
     v_is_ops boolean;
+    -- A filter object with no condition at any depth: {} itself, or $and
+    -- lists of such objects only ({"$and": [{}]}); it holds for every row.
+    v_no_condition constant jsonpath :=
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")';
 BEGIN
     IF p_field IS NULL THEN
         IF jsonb_typeof(p_filter) IS DISTINCT FROM 'object' THEN
@@ -4087,10 +4102,27 @@ BEGIN
         END IF;
         FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_filter) e LOOP
             IF v_entry.key IN ('$and', '$or') AND jsonb_typeof(v_entry.value) = 'array' THEN
+                -- A branch {} (a list of conditions that came out empty)
+                -- holds for every row, and so does its $or.
+                IF v_entry.key = '$or' AND NOT p_negated
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_entry.value) x
+                                WHERE jsonb_typeof(x.value) = 'object'
+                                  AND NOT jsonb_path_exists(x.value, v_no_condition)) THEN
+                    field := NULL;
+                    op := '$or';
+                    RETURN NEXT;
+                END IF;
                 FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
                     RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_elem, p_negated);
                 END LOOP;
             ELSIF v_entry.key = '$not' THEN
+                -- {"$not": {}} holds for no row; negated again, for every row.
+                IF p_negated AND jsonb_typeof(v_entry.value) = 'object'
+                   AND NOT jsonb_path_exists(v_entry.value, v_no_condition) THEN
+                    field := NULL;
+                    op := '$not';
+                    RETURN NEXT;
+                END IF;
                 RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_entry.value, NOT p_negated);
             ELSIF left(v_entry.key, 1) <> '$' THEN
                 RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_entry.value, p_negated,

@@ -254,8 +254,10 @@ field_entry = st.one_of(
     st.tuples(st.just("label"), _cond(st.sampled_from(STRINGS), st.sampled_from(STRINGS))),
 )
 leaf = st.lists(field_entry, max_size=2).map(dict)
+# Nested nodes always hold a condition: a branch {} of an $or is refused
+# (tests/test_trust_empty_operands.py).
 valid_filters = st.recursive(
-    leaf,
+    st.lists(field_entry, min_size=1, max_size=2).map(dict),
     lambda children: st.one_of(
         st.tuples(leaf, st.sampled_from(["$and", "$or"]),
                   st.lists(children, min_size=1, max_size=3))

@@ -8,15 +8,19 @@ box) writes a clause that holds for every row:
 - `{"status": {"$nin": []}}`: not in nothing, every row (missing fields too);
 - `{"name": {"$contains": ""}}`: every text contains "", every row with a value;
 - `{"$not": {"status": {"$in": []}}}` and `{"status": {"$not": {"$in": []}}}`:
-  the negation of "in nothing".
+  the negation of "in nothing";
+- `{"$or": [{"status": "x"}, {}]}`: a branch whose conditions came out empty
+  (`{}`, or `{"$and": [{}]}`) holds for every row, and so does its `$or`;
+  `{"$not": {"$not": {}}}` too.
 
 Each was a delete of the whole scope, columns and document fields alike, at
 any depth (inside an `$or` it makes the `$or` hold for every row). The filter
 compiler (pgjobs._compile_filter, through pgjobs._empty_operands) now refuses
 them with 22023 and a hint at every entry point: each submit, the preview,
 the read path and compile_filter. The same operands where they select no row
-(`$in: []` as written, a negated `$nin: []` or `$contains: ""`) still compile,
-and match what the reference evaluator says.
+(`$in: []` as written, a negated `$nin: []` or `$contains: ""`, `{}` beside
+other conditions of an `$and`, `{"$not": {}}`) still compile, and match what
+the reference evaluator says.
 """
 
 from __future__ import annotations
@@ -52,6 +56,19 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"$or": [{"n": i} for i in range(9)] + [{"k": {"$nin": []}}]}, "k", "$nin"),
 ]
 
+# A filter object that came out empty ({}, or $and lists of {} only) where it
+# makes its $or, or a doubly negated $not, hold for every row.
+REFUSED_OBJECTS: list[tuple[dict[str, Any], str]] = [
+    ({"$or": [{"k": 1}, {}]}, 'operator "$or" has an empty filter object'),
+    ({"$or": [{}]}, 'operator "$or" has an empty filter object'),
+    ({"$or": [{"k": 1}, {"$and": [{}]}]}, 'operator "$or" has an empty filter object'),
+    ({"$or": [{"k": 1}, {"$and": [{}, {"$and": [{}]}]}]},
+     'operator "$or" has an empty filter object'),
+    ({"n": 1, "$and": [{"$or": [{"label": "x"}, {}]}]}, 'operator "$or" has an empty filter'),
+    ({"$not": {"$not": {}}}, 'a "$not" of an empty filter object {} is negated again'),
+    ({"k": 1, "$not": {"$not": {"$and": [{}]}}}, '"$not" of an empty filter object'),
+]
+
 # The same operands where they take no row, and non-empty neighbours.
 ALLOWED: list[dict[str, Any]] = [
     {"k": {"$in": []}},
@@ -65,6 +82,11 @@ ALLOWED: list[dict[str, Any]] = [
     {"$not": {"k": {"$in": [1]}}},
     {"name": ""},
     {"label": {"$in": [""]}},
+    {"$and": [{"k": 1}, {}]},
+    {"$not": {}},
+    {"$not": {"$or": [{"k": 1}, {}]}},
+    {"$or": [{"k": 1}, {"nest": {}}]},
+    {"$or": [{"k": 1}, {"$and": [{"k": 2}, {}]}]},
 ]
 
 
@@ -113,6 +135,21 @@ def test_an_empty_operand_that_holds_for_every_row_is_refused_everywhere(
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
+@pytest.mark.parametrize(("filter_", "says"), REFUSED_OBJECTS,
+                         ids=[json.dumps(f)[:70] for f, _ in REFUSED_OBJECTS])
+def test_an_empty_filter_object_that_makes_its_or_hold_is_refused_everywhere(
+        rows: Conn, entry: str, filter_: dict[str, Any], says: str) -> None:
+    jobs = scalar(rows, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        ENTRIES[entry](rows, json.dumps(filter_))
+    message = caught.value.diag.message_primary or ""
+    assert says in message and "holds for every row" in message, message
+    hint = caught.value.diag.message_hint or ""
+    assert "pass the filter {}" in hint, hint
+    assert scalar(rows, "SELECT count(*) FROM pgjobs.jobs") == jobs
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
 def test_empty_operands_that_take_no_row_still_compile(rows: Conn, entry: str) -> None:
     for filter_ in ALLOWED:
         assert ENTRIES[entry](rows, json.dumps(filter_)) is not None, filter_
@@ -143,7 +180,8 @@ def test_the_delete_it_stops_would_have_taken_the_whole_scope(rows: Conn) -> Non
     columns = {"id", "table_id", "n", "label", "data", "created_at"}
     whole = [{"k": {"$nin": []}}, {"n": {"$nin": []}}, {"name": {"$contains": ""}},
              {"label": {"$contains": ""}}, {"$not": {"k": {"$in": []}}},
-             {"label": {"$not": {"$in": []}}}]
+             {"label": {"$not": {"$in": []}}}, {"$or": [{"k": 1}, {}]},
+             {"$or": [{"n": 99}, {"$and": [{}]}]}, {"$not": {"$not": {}}}]
     assert scope
     for filter_ in whole:
         assert all(matches(r, filter_, columns, "data") for r in scope), filter_

@@ -115,16 +115,23 @@ BEGIN
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
 
     -- An operand that came out empty and then holds for every row ($nin: [],
-    -- $contains: "", a negated $in: []) is refused as an empty $and is
-    -- (pgjobs._empty_operands): built from a selection that came out empty,
-    -- it made a delete of the whole scope. Walked only when the filter's
-    -- text holds an empty list or string at all (jsonb prints them so):
-    -- the walk costs a tenth of a large filter's compile.
-    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0 THEN
-        SELECT e.field, e.op INTO v_empty_field, v_empty_op FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
+    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- as an empty $and is (pgjobs._empty_operands): built from a selection
+    -- that came out empty, it made a delete of the whole scope. Walked only
+    -- when the filter's text holds an empty list, string or object at all
+    -- (jsonb prints them so): the walk costs a tenth of a large filter's
+    -- compile.
+    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0
+       OR strpos(p_filter::text, '{}') > 0 THEN
+        SELECT e.field, e.op INTO v_empty_field, v_empty_op
+          FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
     END IF;
-    IF v_empty_field IS NOT NULL THEN
+    IF v_empty_op IS NOT NULL THEN
         RAISE EXCEPTION '%', CASE v_empty_op
+                WHEN '$or' THEN 'operator "$or" has an empty filter object {} among its '
+                                'alternatives, which holds for every row'
+                WHEN '$not' THEN 'a "$not" of an empty filter object {} is negated again, '
+                                 'so it holds for every row'
                 WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
                                             'which every text contains', v_empty_field)
                 WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
