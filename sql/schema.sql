@@ -1660,10 +1660,15 @@ BEGIN
                 ELSE format('operator "$in" at "%s" has an empty list under a $not, so the '
                             '$not holds for every row', v_empty_field) END
             USING ERRCODE = '22023',
-                  HINT = 'An operand that came out empty (no value picked, an empty search) '
-                         'would select every row of the scope: leave the condition out of the '
-                         'filter when its list or text is empty, or pass the filter {} to '
-                         'select the whole scope on purpose.';
+                  HINT = CASE WHEN v_empty_op IN ('$or', '$not')
+                             THEN 'A branch whose conditions came out empty would select every '
+                                  'row of the scope: leave the empty branch out, or pass the '
+                                  'filter {} to select the whole scope on purpose.'
+                             ELSE 'An operand that came out empty (no value picked, an empty '
+                                  'search) would select every row of the scope: leave the '
+                                  'condition out of the filter when its list or text is empty, '
+                                  'or pass the filter {} to select the whole scope on purpose.'
+                             END;
     END IF;
 END
 $_$;
@@ -4094,7 +4099,7 @@ DECLARE
     -- A filter object with no condition at any depth: {} itself, or $and
     -- lists of such objects only ({"$and": [{}]}); it holds for every row.
     v_no_condition constant jsonpath :=
-        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")';
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")'::jsonpath;
 BEGIN
     IF p_field IS NULL THEN
         IF jsonb_typeof(p_filter) IS DISTINCT FROM 'object' THEN

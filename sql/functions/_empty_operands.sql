@@ -34,7 +34,7 @@ DECLARE
     -- A filter object with no condition at any depth: {} itself, or $and
     -- lists of such objects only ({"$and": [{}]}); it holds for every row.
     v_no_condition constant jsonpath :=
-        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")';
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")'::jsonpath;
 BEGIN
     IF p_field IS NULL THEN
         IF jsonb_typeof(p_filter) IS DISTINCT FROM 'object' THEN
