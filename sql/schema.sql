@@ -1560,6 +1560,8 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
     v_scope_literal text;
+    v_empty_field text;
+    v_empty_op text;
 BEGIN
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
@@ -1632,6 +1634,42 @@ BEGIN
       FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column,
                                        CASE WHEN p_scope IS NOT NULL THEN v_reg.scope_column END,
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
+
+    -- An operand that came out empty and then holds for every row ($nin: [],
+    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- as an empty $and is (pgjobs._empty_operands): built from a selection
+    -- that came out empty, it made a delete of the whole scope. Walked only
+    -- when the filter's text holds an empty list, string or object at all
+    -- (jsonb prints them so): the walk costs a tenth of a large filter's
+    -- compile.
+    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0
+       OR strpos(p_filter::text, '{}') > 0 THEN
+        SELECT e.field, e.op INTO v_empty_field, v_empty_op
+          FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
+    END IF;
+    IF v_empty_op IS NOT NULL THEN
+        RAISE EXCEPTION '%', CASE v_empty_op
+                WHEN '$or' THEN 'operator "$or" has an empty filter object {} among its '
+                                'alternatives, which holds for every row'
+                WHEN '$not' THEN 'a "$not" of an empty filter object {} is negated again, '
+                                 'so it holds for every row'
+                WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
+                                            'which every text contains', v_empty_field)
+                WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
+                                       'for every row', v_empty_field)
+                ELSE format('operator "$in" at "%s" has an empty list under a $not, so the '
+                            '$not holds for every row', v_empty_field) END
+            USING ERRCODE = '22023',
+                  HINT = CASE WHEN v_empty_op IN ('$or', '$not')
+                             THEN 'A branch whose conditions came out empty would select every '
+                                  'row of the scope: leave the empty branch out, or pass the '
+                                  'filter {} to select the whole scope on purpose.'
+                             ELSE 'An operand that came out empty (no value picked, an empty '
+                                  'search) would select every row of the scope: leave the '
+                                  'condition out of the filter when its list or text is empty, '
+                                  'or pass the filter {} to select the whole scope on purpose.'
+                             END;
+    END IF;
 END
 $_$;
 
@@ -4025,6 +4063,106 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._doctor_throttle_visibility() OWNER TO SUPERUSER;
+
+--
+-- Name: _empty_operands(jsonb, boolean, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean DEFAULT false, p_field text DEFAULT NULL::text) RETURNS TABLE(field text, op text)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The clauses of a filter (already compiled: pgjobs._compile_filter has
+-- checked its shape) whose operand came out empty and which then hold for
+-- every row: {"f": {"$nin": []}} (not in nothing), {"f": {"$contains":
+-- ""}} (every text contains ""), and {"$not": {"f": {"$in": []}}} (a
+-- field's or a filter's $not; two cancel). A client that built its list or
+-- its search text from a selection that came out empty (no status picked,
+-- an empty search box) submitted a delete of the whole scope, as an empty
+-- $and did (refused by pgjobs._compile_filter_node). Columns and document
+-- fields alike. The same for a filter object that came out empty ({}, or
+-- $and lists of {} only): a branch of an $or (which then holds for every
+-- row) and a $not of one negated again ({"$not": {"$not": {}}}); {} as the
+-- whole filter, or beside other conditions of an $and, is the whole scope
+-- asked for. One row per clause, in the order met: the field as written
+-- (NULL for an $or or a $not) and the operator ('$in' for a negated $in). The same clauses where they
+-- select no row ($in: [] as written, a negated $nin: [] or $contains: "")
+-- are not returned: they take nothing. Locks nothing.
+DECLARE
+    v_entry record;
+    v_elem jsonb;
+    v_is_ops boolean;
+    -- A filter object with no condition at any depth: {} itself, or $and
+    -- lists of such objects only ({"$and": [{}]}); it holds for every row.
+    v_no_condition constant jsonpath :=
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key != "$and")'::jsonpath;
+BEGIN
+    IF p_field IS NULL THEN
+        IF jsonb_typeof(p_filter) IS DISTINCT FROM 'object' THEN
+            RETURN;
+        END IF;
+        FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_filter) e LOOP
+            IF v_entry.key IN ('$and', '$or') AND jsonb_typeof(v_entry.value) = 'array' THEN
+                -- A branch {} (a list of conditions that came out empty)
+                -- holds for every row, and so does its $or.
+                IF v_entry.key = '$or' AND NOT p_negated
+                   AND EXISTS (SELECT 1 FROM jsonb_array_elements(v_entry.value) x
+                                WHERE jsonb_typeof(x.value) = 'object'
+                                  AND NOT jsonb_path_exists(x.value, v_no_condition)) THEN
+                    field := NULL;
+                    op := '$or';
+                    RETURN NEXT;
+                END IF;
+                FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
+                    RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_elem, p_negated);
+                END LOOP;
+            ELSIF v_entry.key = '$not' THEN
+                -- {"$not": {}} holds for no row; negated again, for every row.
+                IF p_negated AND jsonb_typeof(v_entry.value) = 'object'
+                   AND NOT jsonb_path_exists(v_entry.value, v_no_condition) THEN
+                    field := NULL;
+                    op := '$not';
+                    RETURN NEXT;
+                END IF;
+                RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_entry.value, NOT p_negated);
+            ELSIF left(v_entry.key, 1) <> '$' THEN
+                RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_entry.value, p_negated,
+                                                                  v_entry.key);
+            END IF;
+        END LOOP;
+        RETURN;
+    END IF;
+    -- A field's condition: an operator object (every key starts with $), else
+    -- a literal compared for equality (never empty in this sense).
+    v_is_ops := jsonb_typeof(p_filter) = 'object'
+                AND EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k)
+                AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k
+                                 WHERE left(k, 1) <> '$');
+    FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_filter) e WHERE v_is_ops LOOP
+        IF v_entry.key = '$not' THEN
+            RETURN QUERY SELECT * FROM pgjobs._empty_operands(v_entry.value, NOT p_negated,
+                                                              p_field);
+        ELSIF ((v_entry.key = '$nin' AND NOT p_negated) OR (v_entry.key = '$in' AND p_negated))
+              AND jsonb_typeof(v_entry.value) = 'array'
+              AND jsonb_array_length(v_entry.value) = 0 THEN
+            field := p_field;
+            op := v_entry.key;
+            RETURN NEXT;
+        ELSIF v_entry.key = '$contains' AND NOT p_negated
+              AND v_entry.value = '""'::jsonb THEN
+            field := p_field;
+            op := v_entry.key;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean, p_field text) OWNER TO SUPERUSER;
 
 --
 -- Name: _engine_grant_problem(regclass, text, jsonb, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22626,6 +22764,13 @@ GRANT ALL ON FUNCTION pgjobs._doctor_target(p_reg pgjobs.target_registry) TO pgj
 
 REVOKE ALL ON FUNCTION pgjobs._doctor_throttle_visibility() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._doctor_throttle_visibility() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _empty_operands(p_filter jsonb, p_negated boolean, p_field text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean, p_field text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

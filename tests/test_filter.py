@@ -117,14 +117,18 @@ json_scalar = st.one_of(_pool, _pool, _pool, st.text(ALPHABET, max_size=6), st.i
 json_any = st.one_of(json_scalar, st.sampled_from(COMPOUNDS))
 ordered_scalar = st.one_of(st.sampled_from(STRINGS), st.sampled_from(NUMBERS),
                            st.booleans())
-needle = st.one_of(st.sampled_from(STRINGS), st.text(ALPHABET, max_size=4))
+# Lists and needles are never empty: an empty $nin or $contains (or a negated
+# empty $in) is refused (tests/test_trust_empty_operands.py, which checks the
+# empty operands still taken against the reference).
+needle = st.one_of(st.sampled_from([s for s in STRINGS if s]),
+                   st.text(ALPHABET, min_size=1, max_size=4))
 
 
 def doc_ops() -> st.SearchStrategy[dict[str, Any]]:
     op = st.one_of(
         st.tuples(st.sampled_from(["$eq", "$ne"]), json_any),
         st.tuples(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), ordered_scalar),
-        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(json_any, max_size=4)),
+        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(json_any, min_size=1, max_size=4)),
         st.tuples(st.just("$contains"), needle),
         st.tuples(st.just("$exists"), st.booleans()),
     )
@@ -145,7 +149,7 @@ def col_cond(column: str) -> st.SearchStrategy[Any]:
     op = st.one_of(
         st.tuples(st.sampled_from(["$eq", "$ne"]), nullable),
         st.tuples(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), values),
-        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(nullable, max_size=4)),
+        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(nullable, min_size=1, max_size=4)),
         st.tuples(st.just("$contains"), needle),
         st.tuples(st.just("$exists"), st.booleans()),
     )
@@ -158,6 +162,10 @@ field_entry = st.one_of(
     st.sampled_from(sorted(COLUMN_VALUES)).flatmap(lambda f: col_cond(f).map(lambda c: (f, c))),
 )
 leaf_node = st.lists(field_entry, max_size=2).map(dict)
+# A node nested under $and / $or / $not always holds a condition: a branch {}
+# makes its $or hold for every row, which is refused
+# (tests/test_trust_empty_operands.py).
+branch_leaf = st.lists(field_entry, min_size=1, max_size=2).map(dict)
 
 
 def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -168,7 +176,7 @@ def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[di
     )
 
 
-filters = st.recursive(leaf_node, _extend, max_leaves=8)
+filters = st.recursive(branch_leaf, _extend, max_leaves=8)
 
 
 # --- the property --------------------------------------------------------------

@@ -232,7 +232,9 @@ def _ops(value: st.SearchStrategy[Any], order: st.SearchStrategy[Any],
     op = st.one_of(
         st.tuples(st.sampled_from(["$eq", "$ne"]), eq_value),
         st.tuples(st.sampled_from(["$gt", "$gte", "$lt", "$lte"]), order),
-        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(eq_value, max_size=4)),
+        # never empty: an empty $nin (or a negated empty $in) is refused
+        # (tests/test_trust_empty_operands.py)
+        st.tuples(st.sampled_from(["$in", "$nin"]), st.lists(eq_value, min_size=1, max_size=4)),
         st.tuples(st.just("$contains"), st.sampled_from(["1", "n", "L", "'", "%", "_", "é"])),
         st.tuples(st.just("$exists"), st.booleans()),
     )
@@ -252,8 +254,10 @@ field_entry = st.one_of(
     st.tuples(st.just("label"), _cond(st.sampled_from(STRINGS), st.sampled_from(STRINGS))),
 )
 leaf = st.lists(field_entry, max_size=2).map(dict)
+# Nested nodes always hold a condition: a branch {} of an $or is refused
+# (tests/test_trust_empty_operands.py).
 valid_filters = st.recursive(
-    leaf,
+    st.lists(field_entry, min_size=1, max_size=2).map(dict),
     lambda children: st.one_of(
         st.tuples(leaf, st.sampled_from(["$and", "$or"]),
                   st.lists(children, min_size=1, max_size=3))
