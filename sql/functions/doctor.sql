@@ -72,13 +72,16 @@ BEGIN
     -- keeps it running as installed): pg_cron takes every job finished
     -- longer ago than it, each minute, with the files of their exports.
     IF v_jobs ? 'pgjobs.prune' AND v_retention < pgjobs._retention_floor() THEN
-        RETURN QUERY SELECT 'pg_cron.retention'::text, 'warn'::text, NULL::text,
-            format('pg_cron prunes every minute with a retention of %s, under the %s '
-                   'pgjobs.schedule now takes: finished jobs, and the files of exports '
-                   'handed to their users, are deleted that soon', v_retention,
-                   pgjobs._retention_floor()),
-            'SELECT pgjobs.schedule(''{"retention": "24 hours"}'');  -- with your '
-            'runners and run_every options, if any (pgjobs schedule --retention 24h)'::text;
+        check_name := 'pg_cron.retention';
+        status := 'warn';
+        target := NULL;
+        detail := format('pg_cron prunes every minute with a retention of %s, under the %s '
+                         'pgjobs.schedule now takes: finished jobs, and the files of exports '
+                         'handed to their users, are deleted that soon', v_retention,
+                         pgjobs._retention_floor());
+        fix := 'SELECT pgjobs.schedule(''{"retention": "24 hours"}'');  -- with your '
+               'runners and run_every options, if any (pgjobs schedule --retention 24h)';
+        RETURN NEXT;
     END IF;
     RETURN QUERY SELECT * FROM pgjobs._doctor_engine_owner();
     FOR v_reg IN
