@@ -149,7 +149,9 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (long_delete, runner_3)) == "more"
     assert 0 < job(conn, long_delete)["done"] < len(doomed_11)
     # Scopes 12 and 13: imports whose rejects object the previous release named
-    # (pgjobs.import_rejects_placed). 12 failed with its rejects written (its
+    # (pgjobs.import_rejects_placed), then recorded the digest of the bytes it
+    # was about to create there (pgjobs.import_rejects_creating). 12 created it
+    # (pgjobs.import_rejects_created) and failed with its rejects written (its
     # result names the object); it is retried after the upgrade and writes them
     # there again. 13's worker was killed after its conditional create found
     # another database's object at the name, before un-naming it: no attempt
@@ -166,8 +168,13 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         uri = f"{destination}/rows/{scope}/{job_id}.0badc0de.rejects.jsonl"
         assert scalar(conn, "SELECT pgjobs.import_rejects_placed(%s, %s, %s)",
                       (job_id, holder, uri))
+        ours = b'{"line": 3, "reason": "old", "record": "x,bad,2"}\n'
+        assert scalar(conn, "SELECT pgjobs.import_rejects_creating(%s, %s, %s, %s)",
+                      (job_id, holder, uri, hashlib.sha256(ours).hexdigest()))
         if scope == 12:
-            assert storage.create(uri, b'{"line": 3, "reason": "old", "record": "x,bad,2"}\n')
+            assert storage.create(uri, ours)
+            assert scalar(conn, "SELECT pgjobs.import_rejects_created(%s, %s, %s)",
+                          (job_id, holder, uri))
             assert scalar(conn, "SELECT pgjobs.import_rejects_written(%s, %s, %s)",
                           (job_id, holder, uri))
             assert scalar(conn, "SELECT pgjobs.fail(%s, %s, 'too many rejects', false)",
@@ -224,7 +231,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert scalar(conn, "SELECT pgjobs.complete(%s, (SELECT worker FROM pgjobs.jobs "
                         "WHERE id = %s), '{\"ok\": true}')", (custom, custom))
 
-    # The migration recorded 12's object, which its result names, as created.
+    # The previous release recorded 12's object as created, and only 12's.
     assert job(conn, rejected[12])["checkpoint"]["rejects_created"] \
         == job(conn, rejected[12])["checkpoint"]["rejects_uri"]
     assert "rejects_created" not in job(conn, rejected[13])["checkpoint"]

@@ -39,6 +39,8 @@ DECLARE
     v_contains bigint;
     v_contains_bytes bigint;
     v_scope_literal text;
+    v_empty_field text;
+    v_empty_op text;
 BEGIN
     IF p_reg.target IS NOT NULL AND p_reg.target = p_target THEN
         v_reg := p_reg;  -- looked up and checked by the caller (pgjobs._target)
@@ -111,5 +113,41 @@ BEGIN
       FROM pgjobs._compile_filter_node(p_filter, v_columns, v_reg.document_column,
                                        CASE WHEN p_scope IS NOT NULL THEN v_reg.scope_column END,
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
+
+    -- An operand that came out empty and then holds for every row ($nin: [],
+    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- as an empty $and is (pgjobs._empty_operands): built from a selection
+    -- that came out empty, it made a delete of the whole scope. Walked only
+    -- when the filter's text holds an empty list, string or object at all
+    -- (jsonb prints them so): the walk costs a tenth of a large filter's
+    -- compile.
+    IF strpos(p_filter::text, ': []') > 0 OR strpos(p_filter::text, ': ""') > 0
+       OR strpos(p_filter::text, '{}') > 0 THEN
+        SELECT e.field, e.op INTO v_empty_field, v_empty_op
+          FROM pgjobs._empty_operands(p_filter) e LIMIT 1;
+    END IF;
+    IF v_empty_op IS NOT NULL THEN
+        RAISE EXCEPTION '%', CASE v_empty_op
+                WHEN '$or' THEN 'operator "$or" has an empty filter object {} among its '
+                                'alternatives, which holds for every row'
+                WHEN '$not' THEN 'a "$not" of an empty filter object {} is negated again, '
+                                 'so it holds for every row'
+                WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
+                                            'which every text contains', v_empty_field)
+                WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
+                                       'for every row', v_empty_field)
+                ELSE format('operator "$in" at "%s" has an empty list under a $not, so the '
+                            '$not holds for every row', v_empty_field) END
+            USING ERRCODE = '22023',
+                  HINT = CASE WHEN v_empty_op IN ('$or', '$not')
+                             THEN 'A branch whose conditions came out empty would select every '
+                                  'row of the scope: leave the empty branch out, or pass the '
+                                  'filter {} to select the whole scope on purpose.'
+                             ELSE 'An operand that came out empty (no value picked, an empty '
+                                  'search) would select every row of the scope: leave the '
+                                  'condition out of the filter when its list or text is empty, '
+                                  'or pass the filter {} to select the whole scope on purpose.'
+                             END;
+    END IF;
 END
 $function$;

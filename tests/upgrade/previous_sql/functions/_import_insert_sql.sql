@@ -276,9 +276,10 @@ BEGIN
         IF cardinality(v_doc_paths) = 0 THEN
             v_expr := v_doc_base;
         ELSE
-            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs);
+            v_expr := pgjobs._import_document_expr(v_doc_paths, v_doc_exprs, 1, v_csv);
             IF v_csv THEN
-                -- An empty unquoted CSV field is NULL: the field is left out.
+                -- An empty unquoted CSV field is NULL: the field is left out,
+                -- and so is an object all of whose fields are.
                 v_expr := format('jsonb_strip_nulls(%s)', v_expr);
             END IF;
             IF v_doc_base IS NOT NULL THEN

@@ -78,7 +78,8 @@ BEGIN
     -- not started, as pgjobs._run_page reads it. Taken for a started job,
     -- a rate limit's page_size went into it here, and the first page then
     -- took {"page_size"} for a cursor: no count (total NULL), no strategy.
-    IF v_job.checkpoint - 'throttled' = '{}'::jsonb THEN
+    -- So is one whose first call waited on row locks (its lock_waits only).
+    IF v_job.checkpoint - 'throttled' - 'lock_waits' = '{}'::jsonb THEN
         v_job.checkpoint := NULL;
     END IF;
     IF NOT FOUND OR v_job.status <> 'running' OR v_job.worker IS DISTINCT FROM p_worker

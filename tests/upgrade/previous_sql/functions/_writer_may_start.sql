@@ -25,7 +25,9 @@ AS $$
 -- is a parameter; its plan is generic now, see pgjobs.claim, but
 -- pgjobs._claim_id and _insert_job ask too), and planning the correlated
 -- subquery against the jobs table's partial indexes cost about 0.2 ms a
--- claim; this query is planned once per session. Locks nothing.
+-- claim; this query is planned once per session. pgjobs._gate_holder
+-- names the job that holds the gate by the same rule (for status and
+-- watch): change both together. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w

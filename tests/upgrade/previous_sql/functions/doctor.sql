@@ -16,6 +16,8 @@ AS $function$
 --                      cannot be judged). When pg_cron cannot drive the
 --                      engine but a `pgjobs run` session is connected to this
 --                      database, the row is ok: that session drives it.
+--   pg_cron.retention  a scheduled prune whose retention is under the floor
+--                      pgjobs.schedule takes (installed before it had one).
 --   target.*           per registered target (only p_target when given):
 --                      table exists, columns exist, (scope, key) btree,
 --                      btree_gin (scope, document) index, autovacuum scale
@@ -66,6 +68,21 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT * FROM pgjobs._doctor_pg_cron(v_jobs, v_loop_fix);
+    -- A prune scheduled before pgjobs.schedule had its floor (an upgrade
+    -- keeps it running as installed): pg_cron takes every job finished
+    -- longer ago than it, each minute, with the files of their exports.
+    IF v_jobs ? 'pgjobs.prune' AND v_retention < pgjobs._retention_floor() THEN
+        check_name := 'pg_cron.retention';
+        status := 'warn';
+        target := NULL;
+        detail := format('pg_cron prunes every minute with a retention of %s, under the %s '
+                         'pgjobs.schedule now takes: finished jobs, and the files of exports '
+                         'handed to their users, are deleted that soon', v_retention,
+                         pgjobs._retention_floor());
+        fix := 'SELECT pgjobs.schedule(''{"retention": "24 hours"}'');  -- with your '
+               'runners and run_every options, if any (pgjobs schedule --retention 24h)';
+        RETURN NEXT;
+    END IF;
     RETURN QUERY SELECT * FROM pgjobs._doctor_engine_owner();
     FOR v_reg IN
         SELECT r.* FROM pgjobs.target_registry r
@@ -85,7 +102,8 @@ $function$;
 COMMENT ON FUNCTION pgjobs.doctor(regclass) IS
 'Health checks, one row per finding (check_name, status ok | warn | fail, target, detail, fix): '
 'pg_cron (installed, preloaded, serving this database, pgjobs scheduled, run history size; '
-'ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database), '
+'ok when pg_cron runs pgjobs here from its own database with cron.schedule_in_database; '
+'a scheduled prune retention under the hour pgjobs.schedule takes), '
 'each registered target (or only p_target): table and columns exist, the (scope, key) btree '
 'index, a btree_gin (scope, document jsonb_path_ops) index for document targets, autovacuum '
 'scale factor, dead tuples; running jobs with expired leases or no heartbeat for over half '

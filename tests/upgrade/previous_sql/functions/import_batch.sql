@@ -504,8 +504,13 @@ BEGIN
         -- (pgjobs.import_rejects_placed): the worker's checkpoint does not
         -- name it, and forgotten, the next attempt's rejects went to a new
         -- object, the old one named and deleted by nothing.
-        || jsonb_strip_nulls(jsonb_build_object('rejects_uri',
-                                                v_job.checkpoint -> 'rejects_uri'));
+        -- Nor whether the job created it (pgjobs.import_rejects_created)
+        -- or the digest of what it was creating there
+        -- (pgjobs.import_rejects_creating).
+        || jsonb_strip_nulls(jsonb_build_object(
+               'rejects_uri', v_job.checkpoint -> 'rejects_uri',
+               'rejects_created', v_job.checkpoint -> 'rejects_created',
+               'rejects_sha256', v_job.checkpoint -> 'rejects_sha256'));
     IF p_total IS NOT NULL AND v_job.total IS DISTINCT FROM p_total THEN
         UPDATE pgjobs.jobs j SET total = p_total WHERE j.id = p_id;
     END IF;
@@ -518,14 +523,14 @@ BEGIN
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
                 || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
         || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
 END
 $$;
 

@@ -24,7 +24,9 @@ BEGIN
     END IF;
     UPDATE pgjobs.jobs j
        SET checkpoint = CASE WHEN j.checkpoint ->> 'rejects_uri' = p_uri
-                             THEN j.checkpoint - 'rejects_uri' ELSE j.checkpoint END
+                             THEN j.checkpoint - 'rejects_uri' - 'rejects_created'
+                                  - 'rejects_sha256'
+                             ELSE j.checkpoint END
      WHERE j.id = p_id AND j.kind = 'import' AND j.status = 'running'
        AND j.worker = p_worker AND j.lease_expires_at > now();
     IF NOT FOUND THEN

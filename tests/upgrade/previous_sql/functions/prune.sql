@@ -70,28 +70,46 @@ BEGIN
         -- files and part objects are there: nothing else ever removes them.
         -- Read from the statement's snapshot: the parts' rows, which the
         -- DELETE above cascades to, are still seen.
-        INSERT INTO pgjobs.storage_deletions (uri, job_id)
-        SELECT o.uri, g.id
+        INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+        SELECT o.uri, g.id, NULL::jsonb
           FROM gone g
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
-        -- lines' text, kept until the job is pruned. The one its checkpoint
-        -- names (pgjobs.import_rejects_placed): a name of the job's own,
-        -- named before the worker created it where nothing was, never
-        -- another pgjobs database's of the same job id in a shared storage
-        -- (missing if the worker was killed in between: the worker's delete
-        -- takes that for done), and named even when a retry cleared the
-        -- result or a rescue failed the job before its result named it. A
-        -- job of an earlier release has only result.rejects_uri.
-        SELECT r.uri, g.id
+        -- lines' text, kept until the job is pruned. Only one the job
+        -- provably wrote: the one its checkpoint records as created
+        -- (`rejects_created`, pgjobs.import_rejects_created: its
+        -- conditional create succeeded; recorded even when a retry cleared
+        -- the result or a rescue failed the job before its result named
+        -- it), and the one its result names (written before the result
+        -- named it). A name the checkpoint holds without that record
+        -- (`rejects_uri` alone: a worker killed after naming it, before
+        -- its create or after a create that found another pgjobs
+        -- database's object there) is never queued as it is: it may be
+        -- another's. When the checkpoint holds the digest of the bytes the
+        -- job was creating there (`rejects_sha256`,
+        -- pgjobs.import_rejects_creating: killed after its create, before
+        -- recording it), it is queued with that digest, and the worker
+        -- deletes it only if it holds exactly those bytes.
+        SELECT DISTINCT r.uri, g.id, r.upload
           FROM gone g
-         CROSS JOIN LATERAL (SELECT coalesce(
-                 CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
-                      THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
-                 CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
-                      THEN nullif(g.result ->> 'rejects_uri', '') END) AS uri) r
+         CROSS JOIN LATERAL (VALUES
+                 (CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_created') = 'string'
+                            AND g.checkpoint ->> 'rejects_created'
+                                = g.checkpoint ->> 'rejects_uri'
+                       THEN nullif(g.checkpoint ->> 'rejects_created', '') END, NULL::jsonb),
+                 (CASE WHEN jsonb_typeof(g.result -> 'rejects_uri') = 'string'
+                       THEN nullif(g.result ->> 'rejects_uri', '') END, NULL::jsonb),
+                 (CASE WHEN jsonb_typeof(g.checkpoint -> 'rejects_uri') = 'string'
+                            AND jsonb_typeof(g.checkpoint -> 'rejects_sha256') = 'string'
+                            AND g.checkpoint ->> 'rejects_created'
+                                IS DISTINCT FROM g.checkpoint ->> 'rejects_uri'
+                            AND g.result ->> 'rejects_uri'
+                                IS DISTINCT FROM g.checkpoint ->> 'rejects_uri'
+                       THEN nullif(g.checkpoint ->> 'rejects_uri', '') END,
+                  jsonb_build_object('rejects_sha256', g.checkpoint -> 'rejects_sha256'))
+                 ) r(uri, upload)
          WHERE g.kind = 'import' AND r.uri IS NOT NULL
         RETURNING 1
     ), leftovers AS (

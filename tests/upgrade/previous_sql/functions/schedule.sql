@@ -20,7 +20,8 @@ AS $$
 -- up or down.
 -- Without pg_cron: 55000 with a hint naming `pgjobs run --loop`.
 -- Options: run_every (int seconds, 1..59, pg_cron 1.5+), runners (int,
--- 1..16, default 1), retention (interval, default '24 hours'). Returns what
+-- 1..16, default 1), retention (interval, 1 hour .. 1000 years, default
+-- '24 hours'). Returns what
 -- was scheduled.
 DECLARE
     v_version integer[];
@@ -42,8 +43,9 @@ BEGIN
     FOR v_key IN SELECT jsonb_object_keys(p_options) LOOP
         IF v_key NOT IN ('run_every', 'runners', 'retention') THEN
             RAISE EXCEPTION 'unknown schedule option "%"', v_key USING ERRCODE = '22023',
-                HINT = 'Valid options: run_every (seconds), runners (1 to 16), retention '
-                       '(interval).';
+                HINT = 'Valid options: run_every (seconds, 1 to 59), runners (1 to 16), '
+                       'retention (interval, 1 hour to 1000 years), e.g. '
+                       '{"runners": 2, "retention": "24 hours"}.';
         END IF;
     END LOOP;
     IF p_options ? 'run_every' THEN
@@ -59,11 +61,20 @@ BEGIN
             v_retention := NULL;
         END;
         -- At most 1000 years, as pgjobs.prune takes: a cron entry with a
-        -- longer one would fail at every run.
+        -- longer one would fail at every run. At least an hour
+        -- (pgjobs._retention_floor): pg_cron prunes every minute, and a
+        -- shorter retention takes an export's files from its user before
+        -- they are fetched.
         IF jsonb_typeof(p_options -> 'retention') <> 'string' OR v_retention IS NULL
-           OR v_retention < interval '0' OR v_retention > interval '1000 years' THEN
-            RAISE EXCEPTION 'option "retention" must be an interval from 0 to 1000 years, not %',
-                p_options -> 'retention' USING ERRCODE = '22023', HINT = 'For example "24 hours".';
+           OR v_retention < pgjobs._retention_floor() OR v_retention > interval '1000 years' THEN
+            RAISE EXCEPTION 'option "retention" must be an interval from 1 hour to 1000 years, '
+                            'not %', p_options -> 'retention'
+                USING ERRCODE = '22023',
+                HINT = 'For example {"retention": "24 hours"} (the default). pg_cron prunes '
+                       'every minute: a retention under an hour would delete finished jobs, '
+                       'and the files of exports just handed to their users, before anyone '
+                       'fetched them. To prune sooner once: pgjobs prune --retention 10m '
+                       '(SELECT pgjobs.prune(''10 minutes'');).';
         END IF;
     END IF;
 
@@ -106,4 +117,4 @@ COMMENT ON FUNCTION pgjobs.schedule(jsonb) IS
 'Installs pg_cron jobs pgjobs.run (CALL pgjobs.run) and pgjobs.prune in the current database; '
 'second schedules on pg_cron 1.5+, minute schedules on 1.4. Idempotent. Options: run_every '
 '(seconds), runners (N runner entries pgjobs.run, pgjobs.run.2 .. side by side; default 1), '
-'retention (interval). Without pg_cron raises 55000; use `pgjobs run --loop`.';
+'retention (interval, at least 1 hour, default 24 hours: pg_cron prunes every minute). Without pg_cron raises 55000; use `pgjobs run --loop`.';

@@ -41,8 +41,8 @@ BEGIN
                              '_allowed_scope_keys', '_allowed_scope_entries', '_allowed_scopes_parse',
                              -- builds a pgjobs.allowed_scopes value
                              'allowed_scopes_literal', '_json_as_jsonb',
-                             -- `pgjobs watch`/`status` read it beside a queued job
-                             '_engine_wait')
+                             -- `pgjobs watch`/`status` read them beside a queued job
+                             '_engine_wait', '_gate_holder')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
