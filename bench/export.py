@@ -48,6 +48,10 @@ children, ended ones included; read from ``/proc``, so only for a cluster on
 this machine that this user may read, else ``-``). ``--phases`` adds, under
 each round, where each export's time went (submit, claim, up to the first
 COPY, the COPYs, the gaps between them, the tail after the last COPY).
+Each export runs as `pgjobs export` does: one connection submits, claims and
+is the exporter's control connection; ``--separate`` adds, in the same rounds,
+each export run as before (a connection each for the submit, the claim and the
+control; labelled ``sep``).
 
 Every export's SHA-256 is checked against the baseline file: same bytes.
 The figures print as a table with ratios; nothing here is a pass/fail test.
@@ -72,6 +76,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row, tuple_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
@@ -277,27 +282,49 @@ def prepare(dsn: str, rows: int, rss_rows: int) -> int:
 
 
 def submit(dsn: str, scope: int, destination: str,
-           options: dict[str, Any] | None = None) -> int:
+           options: dict[str, Any] | None = None,
+           conn: psycopg.Connection[Any] | None = None) -> int:
+    """Allow the destination and submit the export (on ``conn`` when given, else
+    on a connection of its own); the job's id."""
     import json
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
-        row = conn.execute("SELECT pgjobs.submit_export(%s::regclass, %s, '{}', %s::jsonb)",
+    with contextlib.ExitStack() as stack:
+        if conn is None:
+            conn = stack.enter_context(psycopg.connect(dsn, autocommit=True))
+        cur = conn.cursor(row_factory=tuple_row)
+        cur.execute("SELECT pgjobs.allow_storage(%s)", (destination,))
+        row = cur.execute("SELECT pgjobs.submit_export(%s::regclass, %s, '{}', %s::jsonb)",
                            (TABLE, str(scope), json.dumps({"destination": destination,
                                                            **(options or {})}))).fetchone()
     assert row is not None
     return int(row[0])
 
 
-def pgjobs_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[str, Any]]:
-    """Submit, claim and run one export in this process; (seconds, result)."""
-    started, cpu = time.perf_counter(), time.process_time()
-    job = submit(dsn, scope, destination)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')",
-                           (job,)).fetchone()
+def claim(conn: psycopg.Connection[Any], job: int) -> str:
+    row = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')", (job,)).fetchone()
     assert row is not None
-    outcome = Exporter(dsn, job, row[0], destination).run()
+    return str(row[0])
+
+
+def pgjobs_export(dsn: str, scope: int, destination: str,
+                  separate: bool = False) -> tuple[float, dict[str, Any]]:
+    """Submit, claim and run one export in this process as `pgjobs export` does:
+    one connection submits, claims and is the exporter's control connection, the
+    exporter reads on one of its own; (seconds, result). ``separate``: as it did
+    before, the submit and the claim on a new connection each and the exporter's
+    control connection a third."""
+    started, cpu = time.perf_counter(), time.process_time()
+    # A session as `pgjobs export` opens it (pgjobs.db.connect: dict rows).
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        job = submit(dsn, scope, destination, conn=None if separate else conn)
+        if separate:
+            with psycopg.connect(dsn, autocommit=True) as other:
+                worker = claim(other, job)
+        else:
+            worker = claim(conn, job)
+        outcome = Exporter(dsn, job, worker, destination,
+                           control=None if separate else conn).run()
     elapsed = time.perf_counter() - started
     CPU.setdefault(destination.split(":", 1)[0], []).append(time.process_time() - cpu)
     assert outcome.status == "succeeded" and outcome.result, outcome
@@ -408,24 +435,30 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
             setattr(owner, attr, func)
 
 
-def phased_export(dsn: str, scope: int, destination: str) -> tuple[float, dict[str, Any], str]:
-    """Like pgjobs_export, with where its time went, as one line: the submit and
-    the claim (each on a connection of its own, as `pgjobs export` does), the
+def phased_export(dsn: str, scope: int, destination: str,
+                  separate: bool = False) -> tuple[float, dict[str, Any], str]:
+    """Like pgjobs_export, with where its time went, as one line: the submit (its
+    connect included) and the claim (on the same connection, as `pgjobs export`
+    does; ``separate``: each on a connection of its own, as it did before), the
     exporter up to its first COPY (connections, job, upload, the first chunk's
     statement), the chunks' COPYs, the gaps between them (each chunk's BEGIN and
     statement, the part handed over), and the tail after the last COPY (the
     last part written, the finalize with its read-back, the complete)."""
     started = time.perf_counter()
-    job = submit(dsn, scope, destination)
-    submitted = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT worker FROM pgjobs.claim_export(%s, 'bench', '60 seconds')",
-                           (job,)).fetchone()
-    assert row is not None
-    claimed = time.perf_counter()
-    with phases() as spans:
-        outcome = Exporter(dsn, job, row[0], destination).run()
-    ended = time.perf_counter()
+    # A session as `pgjobs export` opens it (pgjobs.db.connect: dict rows).
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn:
+        job = submit(dsn, scope, destination, conn=None if separate else conn)
+        submitted = time.perf_counter()
+        if separate:
+            with psycopg.connect(dsn, autocommit=True) as other:
+                worker = claim(other, job)
+        else:
+            worker = claim(conn, job)
+        claimed = time.perf_counter()
+        with phases() as spans:
+            outcome = Exporter(dsn, job, worker, destination,
+                               control=None if separate else conn).run()
+        ended = time.perf_counter()
     assert outcome.status == "succeeded" and outcome.result, outcome
     copies = spans["copy"]
 
@@ -474,6 +507,10 @@ def main() -> None:
                              "against its own round's COPY (instead of best of --repeat)")
     parser.add_argument("--phases", action="store_true",
                         help="with --alternate: also print where each export's time went")
+    parser.add_argument("--separate", action="store_true",
+                        help="with --alternate: also run each export with the submit, the "
+                             "claim and the control on a connection each (as before), "
+                             "labelled 'sep'")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="pgjobs-bench-export-")
@@ -579,7 +616,11 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
     postmaster = postmaster_of(dsn)
     base_file = os.path.join(workdir, "baseline.csv")
     file_dest = f"file://{workdir}/exports"
-    kinds = {"file://": file_dest}
+    # label: (destination, separate connections as before); with --separate each
+    # export is also run the previous way ("sep"), in the same rounds.
+    kinds = {"file://": (file_dest, False)}
+    if args.separate:
+        kinds["file sep"] = (file_dest, True)
     ratios: dict[str, list[tuple[float, float | None]]] = {kind: [] for kind in kinds}
     loads: list[float] = []
     with contextlib.ExitStack() as stack:
@@ -590,8 +631,11 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                               AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
             boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="pgjobs-bench")
-            kinds["s3"] = "s3://pgjobs-bench/exports/"
+            kinds["s3"] = ("s3://pgjobs-bench/exports/", False)
             ratios["s3"] = []
+            if args.separate:
+                kinds["s3 sep"] = ("s3://pgjobs-bench/exports/", True)
+                ratios["s3 sep"] = []
         for n in range(args.alternate):
             loads.append(os.getloadavg()[0])
             with timed(postmaster) as copy:
@@ -604,12 +648,12 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             for kind in order:
                 with timed(postmaster) as export:
                     if args.phases:
-                        _, result, split = phased_export(dsn, 1, kinds[kind])
+                        _, result, split = phased_export(dsn, 1, *kinds[kind])
                         splits.append(f"    {kind:<8} {split}")
                     else:
-                        _, result = pgjobs_export(dsn, 1, kinds[kind])
+                        _, result = pgjobs_export(dsn, 1, *kinds[kind])
                 assert result["sha256"] == base_sha, f"{kind} export differs from the COPY"
-                if kind == "file://":
+                if kinds[kind][0] == file_dest:
                     os.unlink(result["uri"][len("file://"):])
                 seconds, cpu = export[0], export[1]
                 assert seconds is not None

@@ -183,29 +183,38 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if reads is not None:
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
-    with obj.connect() as conn:
+    # One session submits, claims, and is the exporter's control connection
+    # (_run_here): a backend that has compiled the submit's functions serves the
+    # heartbeats and bound walks too, instead of two more cold ones.
+    with obj.connect(app="pgjobs export") as conn:
         if not detach:
             require_in_process(conn, "pgjobs.claim_export(bigint,text,interval)", "export")
         job_id = int(db.scalar(conn, queries.EXPORT_SUBMIT, {
             "target": target, "scope": scope, "filter": db.jsonb(filter_value),
             "options": db.jsonb(options)}))
-    if not quiet:
-        click.echo(f"job {job_id} submitted", err=True)
-    if detach:
-        print_submitted(obj, job_id, as_json)
-        return
-    _setup_logging()
-    display = _Display(job_id, quiet=quiet, no_progress=no_progress)
-    sys.exit(_run_here(obj, job_id, target, scope, filter_value, display, as_json, reads))
+        if not quiet:
+            click.echo(f"job {job_id} submitted", err=True)
+        if detach:
+            print_submitted(obj, job_id, as_json, conn)
+            return
+        _setup_logging()
+        display = _Display(job_id, quiet=quiet, no_progress=no_progress)
+        status = _run_here(obj, job_id, target, scope, filter_value, display, as_json, reads,
+                           conn)
+    sys.exit(status)
 
 
-def print_submitted(obj: Context, job_id: int, as_json: bool) -> None:
-    """A submit command's stdout: the job id, or (--json) the job as JSON."""
+def print_submitted(obj: Context, job_id: int, as_json: bool, conn: Any = None) -> None:
+    """A submit command's stdout: the job id, or (--json) the job as JSON (read on
+    ``conn`` when given, the session that submitted it)."""
     if not as_json:
         click.echo(job_id)
         return
-    with obj.connect() as conn:
+    if conn is not None:
         click.echo(to_json(db.get_job(conn, job_id)))
+        return
+    with obj.connect() as own:
+        click.echo(to_json(db.get_job(own, job_id)))
 
 
 def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
@@ -229,9 +238,12 @@ def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
 
 def _run_here(obj: Context, job_id: int, target: str, scope: str,
               filter_value: Any, display: _Display, as_json: bool,
-              reads: ReadConfig | None = None) -> int:
+              reads: ReadConfig | None = None, session: Any = None) -> int:
     """Run (and re-run after a retryable failure) the job in this process until it
-    ends; if a worker holds it, follow it instead. Returns the exit status."""
+    ends; if a worker holds it, follow it instead. Returns the exit status.
+    ``session``: the connection the job was submitted on; it claims, and the
+    exporter uses it as its control connection while it runs (the data is read
+    on a connection of the exporter's own). Lost meanwhile, a new one takes over."""
     dsn = obj.dsn()
     threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
                      daemon=True).start()
@@ -241,22 +253,31 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     identity: str | None = None  # this process's claim while it holds one
     paused_said = False
     try:
-        with db.connect(dsn, app="pgjobs export") as conn:
+        with contextlib.ExitStack() as owned:
+            conn = session
+
+            def usable() -> Any:
+                nonlocal conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = owned.enter_context(db.connect(dsn, app="pgjobs export"))
+                return conn
+
             while True:
-                claimed = db.rows(conn, queries.EXPORT_CLAIM_ONE,
+                claimed = db.rows(usable(), queries.EXPORT_CLAIM_ONE,
                                   {"id": job_id, "worker": worker, "lease": "30 seconds"})
                 if claimed:
                     # Each claim has its own identity (name#token): the fence.
                     identity = str(claimed[0]["worker"])
                     outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
-                                                   on_progress=display.progress, reads=reads),
+                                                   on_progress=display.progress, reads=reads,
+                                                   control=conn),
                                           display)
                     identity = None  # the exporter released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
                         continue
-                job = db.get_job(conn, job_id)
+                job = db.get_job(usable(), job_id)
                 if job is None:
                     raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
                 if job["status"] in FINAL:
@@ -269,7 +290,7 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
                 display.progress(int(job["done"]), None)
                 display.tick()
                 time.sleep(0.5)
-            job = db.get_job(conn, job_id)
+            job = db.get_job(usable(), job_id)
     except KeyboardInterrupt:
         return hand_back(dsn, job_id, display, stop, identity)
     display.close()

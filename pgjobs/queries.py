@@ -404,6 +404,8 @@ EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"
 # path (`"$user", public`); pgjobs' functions and `pgjobs run` pin the same path.
 # A worker's control connection waits this long for a lock (db.wait_for_job_rows_at_most).
 SET_LOCK_TIMEOUT = "SELECT pg_catalog.set_config('lock_timeout', %(timeout)s, false)"
+# A session's own lock timeout, restored when a worker hands a borrowed connection back.
+SHOW_LOCK_TIMEOUT = "SELECT pg_catalog.current_setting('lock_timeout')"
 
 EXPORT_SESSION_SETTINGS = """
 SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),

@@ -251,9 +251,17 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 class _Control:
     """The job's control connection (heartbeat, complete, fail, release), shared by
-    the reading and uploading threads, reconnecting while our lease may still hold."""
+    the reading and uploading threads, reconnecting while our lease may still hold.
 
-    def __init__(self, dsn: str, job_id: int, worker: str, lease: float):
+    ``borrowed``: a connection of the caller's to use first (`pgjobs export`
+    hands over the one it submitted and claimed on, whose backend has compiled
+    the functions the exporter calls, instead of opening a cold one). It stays
+    the caller's: :meth:`close` leaves it open (its lock timeout restored), and
+    once it is lost this opens connections of its own, as always. The data
+    connection is never this one, so a chunk's COPY never holds up a heartbeat."""
+
+    def __init__(self, dsn: str, job_id: int, worker: str, lease: float,
+                 borrowed: db.Connection | None = None):
         self.dsn = dsn
         self.job_id = job_id
         self.worker = worker
@@ -261,11 +269,19 @@ class _Control:
         self.lock = threading.Lock()
         self.last_ok = time.monotonic()
         self.conn: db.Connection | None = None
+        self.borrowed = borrowed
+        self._borrowed_lock_timeout: str | None = None
 
     def _connection(self) -> db.Connection:
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.close()
-            self.conn = db.connect(self.dsn, app="pgjobs export")
+            borrowed, self.borrowed = self.borrowed, None  # used once, never after a loss
+            if borrowed is not None and not (borrowed.closed or borrowed.broken):
+                self._borrowed_lock_timeout = str(db.scalar(borrowed, queries.SHOW_LOCK_TIMEOUT))
+                self.conn = borrowed
+                self.borrowed = borrowed  # close() hands it back instead of closing it
+            else:
+                self.conn = db.connect(self.dsn, app="pgjobs export")
             db.wait_for_job_rows_at_most(self.conn)
         return self.conn
 
@@ -334,10 +350,19 @@ class _Control:
             raise LeaseLost("heartbeat refused")
 
     def close(self) -> None:
-        if self.conn is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
-                self.conn.close()
-            self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if conn is self.borrowed:
+            self.borrowed = None
+            if not (conn.closed or conn.broken):
+                # The caller's: left open, its own lock timeout back.
+                with contextlib.suppress(Exception):
+                    conn.execute(queries.SET_LOCK_TIMEOUT,
+                                 {"timeout": self._borrowed_lock_timeout or "0"})
+                return
+        with contextlib.suppress(Exception):  # closing a broken connection
+            conn.close()
 
 
 class _Part:
@@ -620,12 +645,16 @@ class Exporter:
                  max_chunk_rows: int = DEFAULT_MAX_CHUNK_ROWS,
                  max_part_size: int = DEFAULT_MAX_PART_SIZE,
                  storage_retry: float = DEFAULT_STORAGE_RETRY,
-                 reads: standby.ReadConfig | None = None):
+                 reads: standby.ReadConfig | None = None,
+                 control: db.Connection | None = None):
         """``worker`` is the claim's identity, the ``worker`` column of the row the
         claim returned (name#token): every heartbeat, complete, fail and release is
         fenced on it. ``after``: a thread of this process still running an earlier,
         fenced-off attempt of the job; this one starts when it has ended.
-        ``reads``: read the rows from a standby (``--read-dsn``, poller/standby.py)."""
+        ``reads``: read the rows from a standby (``--read-dsn``, poller/standby.py).
+        ``control``: an idle connection of the caller's (the one it submitted and
+        claimed on) to use as the control connection until it is lost; it is
+        left open, and the caller must not use it until :meth:`run` returns."""
         self.dsn = dsn
         self.after = after
         self.max_chunk_rows = max(1, max_chunk_rows)
@@ -644,7 +673,7 @@ class Exporter:
         # not read back): _verify_stored does not read it a second time.
         self.read_back: list[Any] | None = None
         self.state: dict[str, Any] = {}
-        self.control = _Control(dsn, job_id, worker, lease=30.0)
+        self.control = _Control(dsn, job_id, worker, lease=30.0, borrowed=control)
         self.read_config = reads
         self.reads: standby.Reads | None = None
         self.until: str | None = None  # the last key of a part (parallel exports)
