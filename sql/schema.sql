@@ -211,9 +211,9 @@ CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
 -- verbatim test), as in pgjobs._scope_allowed, the per-scope form of the
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
--- the read path's window. The submitted-jobs test reads pgjobs.jobs only
--- for a registered target the caller may not SELECT (rare: a privilege
--- revoked after a submit), and only in a session with allowed_scopes set.
+-- the read path's window. The submitted-jobs test is one probe of index
+-- jobs_submitter_idx (migration 0045) per registered target the caller may
+-- not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE
     v_entries text[] := pgjobs._allowed_scope_entries();
@@ -22435,6 +22435,12 @@ CREATE INDEX jobs_queued_idx ON pgjobs.jobs USING btree (priority DESC, queued_a
 --
 
 CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHERE (status = 'queued'::text);
+
+--
+-- Name: jobs_submitter_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
 
 --
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER

@@ -23,9 +23,9 @@ AS $$
 -- verbatim test), as in pgjobs._scope_allowed, the per-scope form of the
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
--- the read path's window. The submitted-jobs test reads pgjobs.jobs only
--- for a registered target the caller may not SELECT (rare: a privilege
--- revoked after a submit), and only in a session with allowed_scopes set.
+-- the read path's window. The submitted-jobs test is one probe of index
+-- jobs_submitter_idx (migration 0045) per registered target the caller may
+-- not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE
     v_entries text[] := pgjobs._allowed_scope_entries();
