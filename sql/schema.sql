@@ -4490,9 +4490,9 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
--- Then pgjobs._caller() returns p_caller
--- for the rest of the internal's call (a transaction-local setting, which
--- the internal's own SET clauses undo when it returns).
+-- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -4524,11 +4524,45 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     PERFORM set_config('pgjobs.caller', p_caller, true);
+    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
     RETURN p_caller;
 END
 $$;
 
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
+
+--
+-- Name: _entry_privilege(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._entry_privilege(p_entry text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The privilege on the target that a call of client entry point p_entry
+-- (pgjobs._enter keeps it in setting pgjobs.entry) needs whatever its
+-- arguments: a read (visible, visible_count, mask, channel) SELECT, a
+-- submit of a built-in kind that kind's (pgjobs._kind_privilege, the one
+-- map). NULL where the arguments decide (submit and submit_items: the
+-- kind; preview: its options). pgjobs._target names it to a caller with no
+-- privilege on the table, registered or not, as the privilege check after
+-- it names it on a registered table. Locks nothing.
+BEGIN
+    RETURN CASE
+        WHEN p_entry IN ('visible', 'visible_count', 'mask', 'channel') THEN 'SELECT'
+        WHEN p_entry = 'submit_delete' THEN pgjobs._kind_privilege('delete')
+        WHEN p_entry = 'submit_backfill' THEN pgjobs._kind_privilege('backfill')
+        WHEN p_entry = 'submit_export' THEN pgjobs._kind_privilege('export')
+        WHEN p_entry = 'submit_import' THEN pgjobs._kind_privilege('import')
+        END;
+END
+$$;
+
+ALTER FUNCTION pgjobs._entry_privilege(p_entry text) OWNER TO SUPERUSER;
 
 --
 -- Name: _exclusion_clause(name, text, text[], bigint, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15404,6 +15438,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
     v_caller name;
+    v_privilege text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -15417,8 +15452,18 @@ BEGIN
     -- "not registered" for one and a privilege error for the other told any
     -- client which tables are registered). An administrator may read the
     -- registry anyway; the engine's own paths (no client call) are as before.
+    -- It is told the privilege its call needs where the entry point alone
+    -- decides it (pgjobs._entry_privilege), as the check after this one
+    -- would have.
     v_caller := nullif(current_setting('pgjobs.caller', true), '');
     IF v_caller IS NOT NULL AND NOT pgjobs._may_use_table(v_caller, p_target) THEN
+        v_privilege := pgjobs._entry_privilege(current_setting('pgjobs.entry', true));
+        IF v_privilege IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
+                                                                    p_target
+                USING ERRCODE = '42501',
+                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
+        END IF;
         RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
             USING ERRCODE = '42501',
                   HINT = 'Ask the owner of the table for the privilege the job or read '
@@ -23054,6 +23099,13 @@ GRANT ALL ON FUNCTION pgjobs._engine_wait() TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _entry_privilege(p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._entry_privilege(p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._entry_privilege(p_entry text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -18,9 +18,9 @@ AS $$
 -- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
--- Then pgjobs._caller() returns p_caller
--- for the rest of the internal's call (a transaction-local setting, which
--- the internal's own SET clauses undo when it returns).
+-- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -52,6 +52,7 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     PERFORM set_config('pgjobs.caller', p_caller, true);
+    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
     RETURN p_caller;
 END
 $$;

@@ -29,6 +29,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
     v_caller name;
+    v_privilege text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -42,8 +43,18 @@ BEGIN
     -- "not registered" for one and a privilege error for the other told any
     -- client which tables are registered). An administrator may read the
     -- registry anyway; the engine's own paths (no client call) are as before.
+    -- It is told the privilege its call needs where the entry point alone
+    -- decides it (pgjobs._entry_privilege), as the check after this one
+    -- would have.
     v_caller := nullif(current_setting('pgjobs.caller', true), '');
     IF v_caller IS NOT NULL AND NOT pgjobs._may_use_table(v_caller, p_target) THEN
+        v_privilege := pgjobs._entry_privilege(current_setting('pgjobs.entry', true));
+        IF v_privilege IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
+                                                                    p_target
+                USING ERRCODE = '42501',
+                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
+        END IF;
         RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
             USING ERRCODE = '42501',
                   HINT = 'Ask the owner of the table for the privilege the job or read '
