@@ -212,8 +212,8 @@ CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
 -- the read path's window. The submitted-jobs test is one probe of index
--- jobs_submitter_idx (migration 0045) per registered target the caller may
--- not SELECT, only in a session with allowed_scopes set.
+-- jobs_submitter_idx (pgjobs._has_jobs_on) per registered target the
+-- caller may not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE
     v_entries text[] := pgjobs._allowed_scope_entries();
@@ -230,9 +230,7 @@ BEGIN
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
-                           OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                                       WHERE j.target = v_reg.target
-                                         AND j.submitted_by = p_caller));
+                           OR pgjobs._has_jobs_on(p_caller, v_reg.target));
         -- Its own slot: this verdict is _untrusted_roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
@@ -5571,6 +5569,33 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._handler(p_name jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _has_jobs_on(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET enable_seqscan TO 'off'
+    AS $$
+-- Whether p_role submitted a job (any status) on p_target: one probe of
+-- index jobs_submitter_idx (migration 0045), for pgjobs._allowed_scope_keys_as.
+-- enable_seqscan off: the cached generic plan of an EXISTS expects one of
+-- thousands of rows early in a sequential scan, and reads the whole jobs
+-- table when the role has none there (the answer this is mostly asked for).
+-- Locks nothing.
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.submitted_by = p_role AND j.target = p_target);
+END
+$$;
+
+ALTER FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _health(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23226,6 +23251,13 @@ GRANT ALL ON FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_pr
 
 REVOKE ALL ON FUNCTION pgjobs._handler(p_name jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._handler(p_name jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _has_jobs_on(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _health(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

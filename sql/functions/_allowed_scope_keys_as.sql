@@ -24,8 +24,8 @@ AS $$
 -- same rule. Empty when the setting is unset or empty. The trust verdict
 -- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
 -- the read path's window. The submitted-jobs test is one probe of index
--- jobs_submitter_idx (migration 0045) per registered target the caller may
--- not SELECT, only in a session with allowed_scopes set.
+-- jobs_submitter_idx (pgjobs._has_jobs_on) per registered target the
+-- caller may not SELECT, only in a session with allowed_scopes set.
 -- Locks nothing.
 DECLARE
     v_entries text[] := pgjobs._allowed_scope_entries();
@@ -42,9 +42,7 @@ BEGIN
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
-                           OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                                       WHERE j.target = v_reg.target
-                                         AND j.submitted_by = p_caller));
+                           OR pgjobs._has_jobs_on(p_caller, v_reg.target));
         -- Its own slot: this verdict is _untrusted_roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
