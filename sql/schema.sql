@@ -163,27 +163,58 @@ ALTER FUNCTION pgjobs._allowed_scope_entries() OWNER TO SUPERUSER;
 --
 
 CREATE FUNCTION pgjobs._allowed_scope_keys() RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $$
+-- The keys '<target oid>:<scope>' of the jobs a session with
+-- pgjobs.allowed_scopes set may see on registered targets
+-- (pgjobs._allowed_scope_keys_as), for policy jobs_client_read (migration
+-- 0024), which calls it once per statement (an InitPlan) instead of
+-- pgjobs._scope_allowed per row: 7 s for a tenant's count(*) over 100k
+-- jobs before. Only targets the caller may SELECT or has submitted jobs on
+-- get keys. SECURITY INVOKER on purpose: current_user here is the role the
+-- policy is evaluated for, and the SECURITY DEFINER
+-- pgjobs._allowed_scope_keys_as (which may read pgjobs.target_registry)
+-- refuses any caller but this function (pgjobs._enter). Locks nothing.
+BEGIN
+    RETURN pgjobs._allowed_scope_keys_as(current_user);
+END
+$$;
+
+ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
+
+--
+-- Name: _allowed_scope_keys_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $$
+-- The body of pgjobs._allowed_scope_keys, run as pgjobs' owner for
+-- p_caller (its only permitted caller: pgjobs._enter, 42501 otherwise).
 -- The jobs a session with pgjobs.allowed_scopes set may see, as keys
 -- '<target oid>:<scope>' to compare with each job row's: for every
--- registered target and every entry of the setting that is a value of its
--- scope column, the entry's canonical text (pgjobs._canonical_scope, the
--- form in which every submit stores a registered target's scope). Entries
--- that are not values of a target's scope column allow nothing there; an
--- untrusted target (pgjobs._untrusted_roles: casting would run its types'
--- code as pgjobs) gets no keys, its jobs compare as text only (policy
--- jobs_client_read's verbatim test), as in pgjobs._scope_allowed, the
--- per-scope form of the same rule. Empty when the setting is unset or
--- empty. Policy jobs_client_read (migration 0024) calls it once per
--- statement (an InitPlan) instead of pgjobs._scope_allowed per row: 7 s for
--- a tenant's count(*) over 100k jobs before. The trust verdict is taken
--- from this session when under 1 s old (pgjobs._verdict_fresh), the read
--- path's window. SECURITY DEFINER: the policy calls it as the client, which may
--- not read pgjobs.target_registry. Locks nothing.
+-- registered target that p_caller may SELECT or has submitted jobs on (the
+-- only targets whose jobs policy jobs_client_read can show it: a key for
+-- any other target would only tell it that pgjobs knows that table), and
+-- every entry of the setting that is a value of its scope column, the
+-- entry's canonical text (pgjobs._canonical_scope, the form in which every
+-- submit stores a registered target's scope). Entries that are not values
+-- of a target's scope column allow nothing there; an untrusted target
+-- (pgjobs._untrusted_roles: casting would run its types' code as pgjobs)
+-- gets no keys, its jobs compare as text only (policy jobs_client_read's
+-- verbatim test), as in pgjobs._scope_allowed, the per-scope form of the
+-- same rule. Empty when the setting is unset or empty. The trust verdict
+-- is taken from this session when under 1 s old (pgjobs._verdict_fresh),
+-- the read path's window. The submitted-jobs test is one probe of index
+-- jobs_submitter_idx (pgjobs._has_jobs_on) per registered target the
+-- caller may not SELECT, only in a session with allowed_scopes set.
+-- Locks nothing.
 DECLARE
     v_entries text[] := pgjobs._allowed_scope_entries();
     v_entry text;
@@ -193,10 +224,13 @@ DECLARE
     v_at double precision;
     v_slot text;
 BEGIN
+    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller);  -- 42501 for any other caller
     IF v_entries IS NULL THEN
         RETURN v_keys;
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
+        CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
+                           OR pgjobs._has_jobs_on(p_caller, v_reg.target));
         -- Its own slot: this verdict is _untrusted_roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
@@ -216,7 +250,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) OWNER TO SUPERUSER;
 
 --
 -- Name: _allowed_scopes_parse(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -2647,6 +2681,36 @@ ALTER FUNCTION pgjobs._compiling_against(p_target regclass) OWNER TO SUPERUSER;
 --
 
 CREATE FUNCTION pgjobs._confined_targets(p_role name) RETURNS regclass[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The tables on which row-level security confines p_role, as one array.
+-- Policy jobs_client_read on pgjobs.jobs (migration 0024) calls it once per
+-- statement, as an InitPlan, with CURRENT_USER, and compares each job's
+-- target with it, instead of asking pgjobs._row_security_confines once per
+-- job row (12 s for a client's count(*) over 100k jobs). SECURITY INVOKER
+-- on purpose: current_user here is the role asking, and the SECURITY
+-- DEFINER pgjobs._confined_targets_as refuses any caller but this function
+-- (pgjobs._enter). Only about the caller or a role whose privileges it has
+-- (else 42501); a table that role may not SELECT is listed whenever row
+-- security would confine it, registered or not (the policy shows no other
+-- role's job on such a table anyway). Locks nothing.
+BEGIN
+    RETURN pgjobs._confined_targets_as(current_user, p_role);
+END
+$$;
+
+ALTER FUNCTION pgjobs._confined_targets(p_role name) OWNER TO SUPERUSER;
+
+--
+-- Name: _confined_targets_as(name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS regclass[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -2654,27 +2718,28 @@ CREATE FUNCTION pgjobs._confined_targets(p_role name) RETURNS regclass[]
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The tables on which row-level security confines p_role
--- (pgjobs._row_security_confines, the one place that rule lives, asked of
--- each table with row security enabled: only those can confine anyone), as
--- one array. Policy jobs_client_read on pgjobs.jobs (migration 0024) calls
--- it once per statement, as an InitPlan, and compares each job's target
--- with it, instead of calling pgjobs._row_security_confines once per job
--- row (12 s for a client's count(*) over 100k jobs). Costs one pass over
--- pg_class's rows (no index on relrowsecurity), a fraction of a
--- millisecond in a database of a few thousand relations. SECURITY DEFINER:
--- the policy calls it as the client, which may not read
--- pgjobs.target_registry (ignore_row_security). Locks nothing.
+-- The body of pgjobs._confined_targets, run as pgjobs' owner for p_caller
+-- (its only permitted caller: pgjobs._enter, 42501 otherwise): the tables
+-- with row security enabled (only those can confine anyone) on which
+-- pgjobs._row_security_rule confines p_role, the registration read only
+-- for those p_role may SELECT. Answers only about p_caller or a role whose
+-- privileges it has (pgjobs._require_self). Costs one pass over pg_class's
+-- rows (no index on relrowsecurity), a fraction of a millisecond in a
+-- database of a few thousand relations. Locks nothing.
 BEGIN
+    p_caller := pgjobs._enter('_confined_targets', p_caller);  -- 42501 for any other caller
+    PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c
                   WHERE c.relrowsecurity
-                    AND pgjobs._row_security_confines(c.oid::regclass, p_role)
+                    AND pgjobs._row_security_rule(
+                            c.oid::regclass, p_role,
+                            coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false))
                   ORDER BY c.oid);
 END
 $$;
 
-ALTER FUNCTION pgjobs._confined_targets(p_role name) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) OWNER TO SUPERUSER;
 
 --
 -- Name: _controlled_job(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -2724,8 +2789,8 @@ BEGIN
                         OR ((v_submitter
                              OR (coalesce(has_table_privilege(v_caller, v_job.target,
                                                               'SELECT'), false)
-                                 AND NOT pgjobs._row_security_confines(v_job.target,
-                                                                       v_caller)))
+                                 AND NOT pgjobs._row_security_rule(v_job.target,
+                                                                   v_caller)))
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN
@@ -4419,9 +4484,13 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- itself says the code runs as: the owner of a SECURITY DEFINER function,
 -- the table owner in a maintenance command, the SET ROLE role). Anything
 -- else (a client naming another role, code of any schema calling the
--- internal) is refused with 42501. Then pgjobs._caller() returns p_caller
--- for the rest of the internal's call (a transaction-local setting, which
--- the internal's own SET clauses undo when it returns).
+-- internal) is refused with 42501. An entry point whose own name starts
+-- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
+-- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
+-- has its body named with one leading '_' (pgjobs._confined_targets_as).
+-- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -4435,6 +4504,7 @@ DECLARE
     v_ctx text;
     v_lines text[];
     v_prefix text;
+    v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
     v_lines := string_to_array(v_ctx, E'\n');
@@ -4443,20 +4513,54 @@ BEGIN
     END IF;
     IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
        OR cardinality(v_lines) < 3
-       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs._' || p_entry || '_as(')
+       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs.' || v_internal)
        OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
-        RAISE EXCEPTION 'permission denied: pgjobs._%_as may only be called by pgjobs.%',
-            p_entry, p_entry
+        RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
+            '_' || ltrim(p_entry, '_'), p_entry
             USING ERRCODE = '42501',
-            HINT = format('Call pgjobs.%s, not pgjobs._%s_as: it acts for the role that calls it.',
-                          p_entry, p_entry);
+            HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
+                          p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     PERFORM set_config('pgjobs.caller', p_caller, true);
+    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
     RETURN p_caller;
 END
 $$;
 
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
+
+--
+-- Name: _entry_privilege(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._entry_privilege(p_entry text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The privilege on the target that a call of client entry point p_entry
+-- (pgjobs._enter keeps it in setting pgjobs.entry) needs whatever its
+-- arguments: a read (visible, visible_count, mask, channel) SELECT, a
+-- submit of a built-in kind that kind's (pgjobs._kind_privilege, the one
+-- map). NULL where the arguments decide (submit and submit_items: the
+-- kind; preview: its options). pgjobs._target names it to a caller with no
+-- privilege on the table, registered or not, as the privilege check after
+-- it names it on a registered table. Locks nothing.
+BEGIN
+    RETURN CASE
+        WHEN p_entry IN ('visible', 'visible_count', 'mask', 'channel') THEN 'SELECT'
+        WHEN p_entry = 'submit_delete' THEN pgjobs._kind_privilege('delete')
+        WHEN p_entry = 'submit_backfill' THEN pgjobs._kind_privilege('backfill')
+        WHEN p_entry = 'submit_export' THEN pgjobs._kind_privilege('export')
+        WHEN p_entry = 'submit_import' THEN pgjobs._kind_privilege('import')
+        END;
+END
+$$;
+
+ALTER FUNCTION pgjobs._entry_privilege(p_entry text) OWNER TO SUPERUSER;
 
 --
 -- Name: _exclusion_clause(name, text, text[], bigint, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5370,7 +5474,7 @@ CREATE FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_privileg
 -- array: p_privilege on at least one column (what a caller needs before it
 -- is known which columns a job writes). A missing privilege and a
 -- row-level security policy that would confine the role
--- (pgjobs._row_security_confines) are problems. Locks nothing.
+-- (pgjobs._row_security_rule) are problems. Locks nothing.
 DECLARE
     v_col text;
     v_privilege text;
@@ -5404,7 +5508,7 @@ BEGIN
             END LOOP;
         END IF;
     END LOOP;
-    IF pgjobs._row_security_confines(p_target, p_role) THEN
+    IF pgjobs._row_security_rule(p_target, p_role) THEN
         message := format('permission denied: row-level security on %s applies to role %s, '
                           'and pgjobs cannot act under its policies', p_target, p_role);
         hint := 'Query the table directly (its policies apply), use a role with BYPASSRLS, '
@@ -5465,6 +5569,33 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._handler(p_name jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: _has_jobs_on(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET enable_seqscan TO 'off'
+    AS $$
+-- Whether p_role submitted a job (any status) on p_target: one probe of
+-- index jobs_submitter_idx (migration 0045), for pgjobs._allowed_scope_keys_as.
+-- enable_seqscan off: the cached generic plan of an EXISTS expects one of
+-- thousands of rows early in a sequential scan, and reads the whole jobs
+-- table when the role has none there (the answer this is mostly asked for).
+-- Locks nothing.
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.submitted_by = p_role AND j.target = p_target);
+END
+$$;
+
+ALTER FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _health(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8665,6 +8796,34 @@ $$;
 ALTER FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) OWNER TO SUPERUSER;
 
 --
+-- Name: _may_use_table(name, regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether p_role may learn what pgjobs knows of table p_target (that it is
+-- registered, its columns, its problems): a member of pgjobs_admin (who
+-- may read pgjobs.target_registry), or a role with some privilege on the
+-- table (on any of its columns, or DELETE or TRUNCATE). Any other role is
+-- told the same about a registered table as about any other table
+-- (pgjobs._target). A table dropped meanwhile (NULL): no. Locks nothing.
+BEGIN
+    RETURN pg_catalog.pg_has_role(p_role, 'pgjobs_admin', 'MEMBER')
+        OR coalesce(has_any_column_privilege(p_role, p_target,
+                                             'SELECT, INSERT, UPDATE, REFERENCES'), false)
+        OR coalesce(has_table_privilege(p_role, p_target, 'DELETE, TRUNCATE'), false);
+END
+$$;
+
+ALTER FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) OWNER TO SUPERUSER;
+
+--
 -- Name: _maybe_analyze(pgjobs.jobs, name, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10747,6 +10906,41 @@ $$;
 ALTER FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_self(name, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_self(p_caller name, p_role name) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A SECURITY DEFINER helper that takes a role (pgjobs._confined_targets_as,
+-- pgjobs._row_security_confines_as) answers only about its caller p_caller
+-- (the current_user of its entry point, pgjobs._enter) or a role whose
+-- privileges p_caller has (a member with INHERIT; a superuser has every
+-- role's): what it says about such a role, p_caller could learn by reading
+-- as it. Any other role is refused with 42501, before anything is read,
+-- whether or not that role exists: a client learns nothing about another
+-- role's standing with pgjobs. Locks nothing.
+BEGIN
+    IF p_role IS NULL
+       OR (p_role <> p_caller
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                            WHERE r.rolname = p_role
+                              AND pg_catalog.pg_has_role(p_caller, r.oid, 'USAGE'))) THEN
+        RAISE EXCEPTION 'permission denied: role % may only ask pgjobs about itself', p_caller
+            USING ERRCODE = '42501',
+                  HINT = 'Pass CURRENT_USER as the role (or SET ROLE to the role first).';
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_self(p_caller name, p_role name) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_submitter(pgjobs.jobs, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11488,7 +11682,64 @@ ALTER FUNCTION pgjobs._row_predicate(p_reg pgjobs.target_registry, p_scope text,
 --
 
 CREATE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether row-level security on p_target confines p_role
+-- (pgjobs._row_security_rule, the one place that rule lives), for view
+-- pgjobs.targets, which calls it as the client with CURRENT_USER. Only about
+-- the caller or a role whose privileges it has (else 42501,
+-- pgjobs._require_self); on a table that role may not SELECT the
+-- registration is not read, so the answer never says whether pgjobs knows
+-- the table (the view only asks about tables the caller may SELECT).
+-- SECURITY INVOKER on purpose: current_user here is the role asking, and
+-- the SECURITY DEFINER pgjobs._row_security_confines_as (which may read
+-- pgjobs.target_registry) refuses any caller but this function
+-- (pgjobs._enter). Locks nothing.
+BEGIN
+    RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role);
+END
+$$;
+
+ALTER FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) OWNER TO SUPERUSER;
+
+--
+-- Name: _row_security_confines_as(name, regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs._row_security_confines, run as pgjobs' owner for
+-- p_caller (its only permitted caller: pgjobs._enter, 42501 otherwise).
+-- Answers only about p_caller or a role whose privileges it has
+-- (pgjobs._require_self), and reads the registration (ignore_row_security)
+-- only of a table that role may SELECT. Locks nothing.
+BEGIN
+    p_caller := pgjobs._enter('_row_security_confines', p_caller);  -- 42501 for any other caller
+    PERFORM pgjobs._require_self(p_caller, p_role);
+    RETURN pgjobs._row_security_rule(
+        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false));
+END
+$$;
+
+ALTER FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) OWNER TO SUPERUSER;
+
+--
+-- Name: _row_security_rule(regclass, name, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._row_security_rule(p_target regclass, p_role name, p_registered boolean DEFAULT true) RETURNS boolean
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -11502,10 +11753,15 @@ CREATE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) RE
 -- nowhere on the target (pgjobs._require refuses; policy jobs_client_read
 -- hides its jobs; pgjobs.targets hides it): its functions run as the engine
 -- and could not apply the role's policies. The one place this rule lives.
--- SECURITY DEFINER: the policy and the view call it as the client, which
--- may not read pgjobs.target_registry. Locks nothing.
+-- p_registered false: the registration is not read (the answer is the
+-- catalog's alone, as for a table registered without ignore_row_security):
+-- what pgjobs._row_security_confines and pgjobs._confined_targets tell a
+-- client about a table that the role asked about may not SELECT, so that
+-- they never say whether pgjobs knows it. Not executable by clients: the
+-- engine's own checks call it (pgjobs._grant_problem, pgjobs._controlled_job)
+-- as pgjobs' owner. Locks nothing.
 -- PL/pgSQL rather than SQL so that its plan is cached for the session: a
--- SECURITY DEFINER SQL function is planned again on every call, a third
+-- SQL function with SET clauses is planned again on every call, a third
 -- of a millisecond on every read (pgjobs.visible) and every page.
 BEGIN
     RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_class c
@@ -11514,12 +11770,14 @@ BEGIN
                            OR NOT pg_catalog.pg_has_role(p_role, c.relowner, 'USAGE')))
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
                         WHERE r.rolname = p_role AND (r.rolsuper OR r.rolbypassrls))
-       AND NOT coalesce((SELECT (g.options ->> 'ignore_row_security')::boolean
-                           FROM pgjobs.target_registry g WHERE g.target = p_target), false);
+       AND NOT (p_registered
+                AND coalesce((SELECT (g.options ->> 'ignore_row_security')::boolean
+                                FROM pgjobs.target_registry g WHERE g.target = p_target),
+                             false));
 END
 $$;
 
-ALTER FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._row_security_rule(p_target regclass, p_role name, p_registered boolean) OWNER TO SUPERUSER;
 
 --
 -- Name: _row_selection(pgjobs.target_registry, text, jsonb, text[], timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15187,7 +15445,8 @@ CREATE FUNCTION pgjobs._target(p_target regclass) RETURNS pgjobs.target_registry
 -- The registration of p_target, for every function that takes a target or
 -- touches its rows or types: compile_filter, the submits, mask, visible,
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
--- the table is not registered, and 42501 when code of a role without the
+-- the table is not registered (42501 first, registered or not, for a
+-- client call whose caller has no privilege on the table), and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
 -- (pgjobs._require_trusted): the one place every path checks it. The
 -- registered columns are judged again as the table is now
@@ -15204,6 +15463,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
     v_caller name;
+    v_privilege text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -15211,6 +15471,29 @@ BEGIN
                   HINT = 'Pass a registered table, e.g. ''public.user_table_rows''.';
     END IF;
 
+    -- In a client call (pgjobs._enter set pgjobs.caller): a caller with no
+    -- privilege at all on the table is refused before the registration is
+    -- read, with the same error whether pgjobs knows the table or not (a
+    -- "not registered" for one and a privilege error for the other told any
+    -- client which tables are registered). An administrator may read the
+    -- registry anyway; the engine's own paths (no client call) are as before.
+    -- It is told the privilege its call needs where the entry point alone
+    -- decides it (pgjobs._entry_privilege), as the check after this one
+    -- would have.
+    v_caller := nullif(current_setting('pgjobs.caller', true), '');
+    IF v_caller IS NOT NULL AND NOT pgjobs._may_use_table(v_caller, p_target) THEN
+        v_privilege := pgjobs._entry_privilege(current_setting('pgjobs.entry', true));
+        IF v_privilege IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
+                                                                    p_target
+                USING ERRCODE = '42501',
+                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
+        END IF;
+        RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
+            USING ERRCODE = '42501',
+                  HINT = 'Ask the owner of the table for the privilege the job or read '
+                         'needs (SELECT, DELETE, UPDATE or INSERT).';
+    END IF;
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not registered with pgjobs', p_target
@@ -15235,8 +15518,7 @@ BEGIN
         -- privilege check that comes after this one on a sound table, so the
         -- checks keep their order: no privilege, nothing about the columns.
         v_caller := pgjobs._caller();
-        IF NOT has_any_column_privilege(v_caller, p_target, 'SELECT, INSERT, UPDATE, REFERENCES')
-           AND NOT has_table_privilege(v_caller, p_target, 'DELETE, TRUNCATE') THEN
+        IF NOT pgjobs._may_use_table(v_caller, p_target) THEN
             RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
                 USING ERRCODE = '42501',
                       HINT = 'Ask the owner of the table for the privilege the job or read '
@@ -15333,7 +15615,10 @@ BEGIN
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-        IF FOUND THEN
+        -- A client caller without any privilege on the table gets
+        -- pgjobs._target's error, the same as for a table never registered.
+        IF FOUND AND (nullif(current_setting('pgjobs.caller', true), '') IS NULL
+                      OR pgjobs._may_use_table(current_setting('pgjobs.caller'), p_target)) THEN
             RETURN v_reg;
         END IF;
     END IF;
@@ -22222,6 +22507,12 @@ CREATE INDEX jobs_queued_idx ON pgjobs.jobs USING btree (priority DESC, queued_a
 CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHERE (status = 'queued'::text);
 
 --
+-- Name: jobs_submitter_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
+
+--
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22414,6 +22705,14 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scope_entries() TO pgjobs_client;
 REVOKE ALL ON FUNCTION pgjobs._allowed_scope_keys() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys() TO pgjobs_client;
+
+--
+-- Name: FUNCTION _allowed_scope_keys_as(p_caller name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -22664,6 +22963,14 @@ GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._confined_targets(p_role name) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _confined_targets_as(p_caller name, p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _controlled_job(p_id bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22819,6 +23126,13 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _entry_privilege(p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._entry_privilege(p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._entry_privilege(p_entry text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22937,6 +23251,13 @@ GRANT ALL ON FUNCTION pgjobs._grant_problem(p_role name, p_target regclass, p_pr
 
 REVOKE ALL ON FUNCTION pgjobs._handler(p_name jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._handler(p_name jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _has_jobs_on(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _health(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -23277,6 +23598,13 @@ REVOKE ALL ON FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._may_start_attempt(p_job pgjobs.jobs) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _may_use_table(p_role name, p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23496,6 +23824,13 @@ REVOKE ALL ON FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) FR
 GRANT ALL ON FUNCTION pgjobs._require_scope(p_target regclass, p_scope text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _require_self(p_caller name, p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_self(p_caller name, p_role name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_self(p_caller name, p_role name) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _require_submitter(p_job pgjobs.jobs, p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23590,6 +23925,21 @@ GRANT ALL ON FUNCTION pgjobs._row_security_confines(p_target regclass, p_role na
 GRANT ALL ON FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _row_security_confines_as(p_caller name, p_target regclass, p_role name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _row_security_rule(p_target regclass, p_role name, p_registered boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._row_security_rule(p_target regclass, p_role name, p_registered boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._row_security_rule(p_target regclass, p_role name, p_registered boolean) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _row_selection(p_reg pgjobs.target_registry, p_scope text, p_filter jsonb, p_exclude text[], p_cutoff timestamp with time zone, OUT predicate text, OUT survivors jsonb, OUT head text, OUT keys text[], OUT paths text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23672,7 +24022,6 @@ GRANT ALL ON FUNCTION pgjobs._runner_name(p_role text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO pgjobs_admin;
-GRANT ALL ON FUNCTION pgjobs._scope_allowed(p_target regclass, p_scope text) TO pgjobs_client;
 
 --
 -- Name: FUNCTION _scope_entry(p_reg pgjobs.target_registry, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

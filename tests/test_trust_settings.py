@@ -27,7 +27,7 @@ OUTPUT = ["DateStyle=ISO, YMD", "IntervalStyle=postgres"]
 # ('03/04/2030' under DMY), then print them in fixed settings.
 PARSE_IN_CALLERS_SESSION = {
     "_typed_literal", "_canonical_scope", "_scope_literal", "_scope_allowed", "_require_scope",
-    "_allowed_scope_keys", "_scope_entry",
+    "_allowed_scope_keys", "_allowed_scope_keys_as", "_scope_entry",
     "compile_filter", "_compile_filter_node", "_compile_filter_field",
     "_compile_filter_column_op", "_compile_set", "_row_predicate", "_row_selection",
     "submit_delete",
