@@ -5257,6 +5257,59 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _gate_clause(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._gate_clause() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The gate, its one definition: the condition under which job w (a row of
+-- pgjobs.jobs) holds the gate in front of the writing job of (p_target,
+-- p_scope) whose place in the scope's queue is p_place (its
+-- coalesce(gate_order, id)). Writes to a scope apply one at a time, in
+-- submission order: a writer may start only when no other writer of its
+-- scope holds the gate (a retried job's place is its retry: pgjobs.retry
+-- sets gate_order).
+-- Not called at run time: sql/functions/_gate_holder.sql and
+-- _writer_may_start.sql compile this text into those two functions on every
+-- migrate (this file sorts before both), so the gate (claim's question,
+-- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
+-- cannot drift apart, at no cost on the claim's path: calling one from the
+-- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Locks nothing.
+SELECT $rule$w.target = p_target AND w.scope = p_scope
+           AND w.writes
+           AND w.status IN ('queued', 'running', 'paused')
+           -- Places are unique (gate_order comes from the id sequence), so this
+           -- leaves out the job itself. The caller passes the place rather than
+           -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
+           AND coalesce(w.gate_order, w.id) <> p_place
+           AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes')))$rule$
+$_$;
+
+ALTER FUNCTION pgjobs._gate_clause() OWNER TO SUPERUSER;
+
+--
 -- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5271,9 +5324,10 @@ CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place big
 -- Which job a writing job of (p_target, p_scope) whose place in the scope's
 -- queue is p_place (its coalesce(gate_order, id)) waits behind: the running
 -- writer of the scope, else the first writer queued or paused ahead of it
--- that holds the gate; NULL when none does. The same rule as the gate
--- itself (pgjobs._writer_may_start: whenever that says no, this names the
--- job), for `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
+-- that holds the gate; NULL when none does. The rule is pgjobs._gate_clause()'s
+-- (compiled in below by sql/functions/_gate_holder.sql), the very text of
+-- the gate, pgjobs._writer_may_start: whenever that says no, this names the
+-- job. For `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
 -- SECURITY INVOKER on purpose: it reads pgjobs.jobs as its caller, so the
 -- row-level policy jobs_client_read applies and a client is told only the
 -- id of a job it may see itself (another role's job on a target it may not
@@ -5282,14 +5336,28 @@ CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place big
 SELECT w.id
   FROM pgjobs.jobs w
  WHERE w.target = p_target AND w.scope = p_scope
-   AND w.writes
-   AND w.status IN ('queued', 'running', 'paused')
-   AND coalesce(w.gate_order, w.id) <> p_place
-   AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
-   AND (w.status = 'running' OR w.started_at IS NOT NULL
-        OR (w.run_at <= now()
-            AND (w.kind IN ('delete', 'backfill')
-                 OR w.run_at > now() - interval '10 minutes')))
+           AND w.writes
+           AND w.status IN ('queued', 'running', 'paused')
+           -- Places are unique (gate_order comes from the id sequence), so this
+           -- leaves out the job itself. The caller passes the place rather than
+           -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
+           AND coalesce(w.gate_order, w.id) <> p_place
+           AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes')))
  ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
  LIMIT 1
 $$;
@@ -16971,13 +17039,9 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
     AS $$
 -- The gate: may the writing job of (p_target, p_scope) whose place in the
 -- scope's queue is p_place (its coalesce(gate_order, id)) start now? Only
--- when no other writing job of the scope is running, or queued or paused
--- ahead of it, so writes to a scope apply one at a time, in submission
--- order (a retried job's place is its retry: pgjobs.retry sets gate_order).
--- A queued writer that is not due yet (run_at in the future) and never started
--- holds nothing: anyone who may submit an import could otherwise hold a
--- scope's gate until its run_at (say 2100). One that started and waits for
--- a retry's backoff still holds it, so its successors keep their order.
+-- when no job holds the gate in front of it, by the rule of
+-- pgjobs._gate_clause() (compiled in below by sql/functions/_writer_may_start.sql;
+-- pgjobs._gate_holder names the job that holds it, by the same text).
 -- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
 -- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
@@ -16985,9 +17049,7 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- is a parameter; its plan is generic now, see pgjobs.claim, but
 -- pgjobs._claim_id and _insert_job ask too), and planning the correlated
 -- subquery against the jobs table's partial indexes cost about 0.2 ms a
--- claim; this query is planned once per session. pgjobs._gate_holder
--- names the job that holds the gate by the same rule (for status and
--- watch): change both together. Locks nothing.
+-- claim; this query is planned once per session. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -16999,14 +17061,17 @@ BEGIN
            -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
            AND coalesce(w.gate_order, w.id) <> p_place
            AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
-           -- Who holds the gate: a running writer; a queued one that already
-           -- started (waiting for a retry, or handed back); a due, queued
-           -- delete or backfill, which the engine itself will run; and any
-           -- other due writer (an import) for its first 10 minutes due: it
-           -- may be being claimed right now (an uncommitted claim still
-           -- reads as queued), but a job that no worker claims in that time
-           -- stops holding the scope, so no role that may only INSERT can
-           -- stall a scope's deletes with a job nobody runs.
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
                     AND (w.kind IN ('delete', 'backfill')
@@ -22908,6 +22973,13 @@ GRANT ALL ON FUNCTION pgjobs._foreign_comparisons(p_type regtype) TO pgjobs_admi
 
 REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _gate_clause(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._gate_clause() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._gate_clause() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _gate_holder(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
