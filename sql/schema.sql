@@ -5310,6 +5310,12 @@ $_$;
 ALTER FUNCTION pgjobs._gate_clause() OWNER TO SUPERUSER;
 
 --
+-- Name: FUNCTION _gate_clause(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
+
+--
 -- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10060,6 +10066,7 @@ CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_sc
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Whether p_target's columns, as they are now, fit the roles a registration
 -- gives them (key, scope, created_at, document): the first misfit as the
@@ -10072,7 +10079,9 @@ CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_sc
 -- column given a nondeterministic collation (or citext, or money) would
 -- make one tenant's scope match another tenant's rows. p_in_use (the
 -- registered target, from pgjobs._target) leaves out the key's NOT NULL,
--- which pages and export chunks check on their own. Locks nothing.
+-- which pages and export chunks check on their own. Generic plans
+-- (plan_cache_mode), as pgjobs._untrusted_roles says why: its catalog
+-- lookups were re-planned on every call. Locks nothing.
 DECLARE
     v_all_cols   text;
     v_role       text;
@@ -15997,6 +16006,7 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Why pgjobs, running as current_user, must not act on p_target, in a form
 -- that does not raise: the message and hint of the 42501 that
@@ -16008,7 +16018,9 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
 -- on it), and when its row-level security policies would confine
 -- current_user itself (a job would silently miss rows). The claim
 -- (pgjobs._requeue_problem) fails a job on it without an exception block.
--- Locks nothing.
+-- Generic plans (plan_cache_mode), as
+-- pgjobs._untrusted_roles says why: its catalog lookups were re-planned on
+-- every call. Locks nothing.
 DECLARE
     v_role text;
     v_reason text;
@@ -16541,6 +16553,7 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
@@ -16569,6 +16582,11 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- the bootstrap superuser and are not followed. Every step is an index
 -- lookup on a few OIDs: it runs on every call of a client function and
 -- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
 -- Locks nothing.
 DECLARE
     v_rels oid[];

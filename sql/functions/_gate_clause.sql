@@ -46,3 +46,5 @@ SELECT $rule$w.target = p_target AND w.scope = p_scope
                     AND (w.kind IN ('delete', 'backfill')
                          OR w.run_at > now() - interval '10 minutes')))$rule$
 $body$;
+COMMENT ON FUNCTION pgjobs._gate_clause() IS
+'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
