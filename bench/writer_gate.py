@@ -1,7 +1,8 @@
-"""The writers' gate: what pgjobs._writer_may_start costs now that it asks
-the one definition of the rule (pgjobs._gate_holder), against the gate of
-the previous release (d9c3e0a: its own copy of the rule; same settings
-pinned), measured in the same run on the same jobs.
+"""The writers' gate: what pgjobs._writer_may_start costs now that it is
+compiled from the one definition of the rule (pgjobs._gate_clause), against
+the gate of the previous release (d9c3e0a: its own copy of the rule; same
+settings pinned), and what asking pgjobs._gate_holder (`IS NULL`) instead
+would cost, measured in the same run on the same jobs.
 
 Every claim of a writing job calls the gate once per candidate; the figure is
 the cost of one gate call, over queued writers of many scopes with a few
@@ -28,8 +29,7 @@ from _common import ROOT, scratch_database, server  # noqa: E402
 from pgjobs.migrate import migrate  # noqa: E402
 
 # The gate as the previous release (d9c3e0a) defined it: its own copy of the rule,
-# beside pgjobs._gate_holder's (now the one definition, which
-# pgjobs._writer_may_start asks).
+# beside pgjobs._gate_holder's.
 PREVIOUS = (ROOT / "tests" / "upgrade" / "previous_sql" / "functions" / "_writer_may_start.sql")
 
 
