@@ -1,8 +1,8 @@
-"""The writers' gate with pause and retry: what pgjobs._writer_may_start costs
-now that it compares queue places (coalesce(gate_order, id); pgjobs.retry sets
-gate_order) and counts paused writers, against the gate as it was before
-(ids only, queued and running; same settings pinned), measured in the same
-run on the same jobs.
+"""The writers' gate: what pgjobs._writer_may_start costs now that it is
+compiled from the one definition of the rule (pgjobs._gate_clause), against
+the gate of the previous release (d9c3e0a: its own copy of the rule; same
+settings pinned), and what asking pgjobs._gate_holder (`IS NULL`) instead
+would cost, measured in the same run on the same jobs.
 
 Every claim of a writing job calls the gate once per candidate; the figure is
 the cost of one gate call, over queued writers of many scopes with a few
@@ -24,33 +24,21 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
 
-from _common import scratch_database, server  # noqa: E402
+from _common import ROOT, scratch_database, server  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
-BEFORE = """
-CREATE FUNCTION public.gate_before(p_target regclass, p_scope text, p_id bigint)
-RETURNS boolean LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 3
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
-AS $$
-BEGIN
-    RETURN NOT EXISTS (
-        SELECT 1 FROM pgjobs.jobs w
-         WHERE w.target = p_target AND w.scope = p_scope
-           AND w.kind IN ('delete', 'backfill', 'import')
-           AND w.status IN ('queued', 'running')
-           AND w.id <> p_id
-           AND (w.status = 'running' OR w.id < p_id)
-           AND (w.status = 'running' OR w.started_at IS NOT NULL
-                OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
-                         OR w.run_at > now() - interval '10 minutes'))));
-END $$;
-"""
+# The gate as the previous release (d9c3e0a) defined it: its own copy of the rule,
+# beside pgjobs._gate_holder's.
+PREVIOUS = (ROOT / "tests" / "upgrade" / "previous_sql" / "functions" / "_writer_may_start.sql")
+
+
+def previous_gate() -> str:
+    text = PREVIOUS.read_text(encoding="utf-8")
+    head = "CREATE OR REPLACE FUNCTION pgjobs._writer_may_start("
+    assert head in text
+    return text.replace(head, "CREATE OR REPLACE FUNCTION public.gate_previous(")
+
 
 SETUP = """
 CREATE TABLE t (id bigint PRIMARY KEY, scope int NOT NULL,
@@ -60,10 +48,12 @@ SELECT pgjobs.register_target('t', 'id', 'scope', 'created_at');
 """
 
 GATES = {
-    "before": "SELECT count(*) FILTER (WHERE public.gate_before(target, scope, id)) "
-              "FROM pgjobs.jobs WHERE status = 'queued'",
+    "previous": "SELECT count(*) FILTER (WHERE public.gate_previous(target, scope, "
+                "coalesce(gate_order, id))) FROM pgjobs.jobs WHERE status = 'queued'",
     "now": "SELECT count(*) FILTER (WHERE pgjobs._writer_may_start(target, scope, "
            "coalesce(gate_order, id))) FROM pgjobs.jobs WHERE status = 'queued'",
+    "holder": "SELECT count(*) FILTER (WHERE pgjobs._gate_holder(target, scope, "
+           "coalesce(gate_order, id)) IS NULL) FROM pgjobs.jobs WHERE status = 'queued'",
 }
 
 
@@ -78,7 +68,7 @@ def main() -> int:
         migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SETUP)
-            conn.execute(BEFORE)
+            conn.execute(previous_gate())
             for _ in range(args.per_scope):
                 conn.execute("SELECT pgjobs.submit_delete('t', s::text) "
                              "FROM generate_series(1, %s) s", (args.scopes,))
@@ -93,13 +83,16 @@ def main() -> int:
                     started = time.perf_counter()
                     conn.execute(query)
                     timings[name].append((time.perf_counter() - started) / calls * 1e6)
-        before = statistics.median(timings["before"])
+        before = statistics.median(timings["previous"])
         now = statistics.median(timings["now"])
         print(f"writer gate on {where}: {calls} queued writers over {args.scopes} scopes, "
               f"median of {args.repeat}")
-        print(f"  before (ids, queued/running): {before:8.2f} us per gate call")
-        print(f"  now (gate_order, paused):     {now:8.2f} us per gate call")
-        print(f"  now/before: {now / before:.2f}x")
+        print(f"  previous (d9c3e0a, its own copy of the rule): {before:8.2f} us per gate call")
+        print(f"  now (pgjobs._writer_may_start):               {now:8.2f} us per gate call")
+        print(f"  now/previous: {now / before:.2f}x")
+        h = statistics.median(timings["holder"])
+        print(f"  pgjobs._gate_holder(...) IS NULL (the shape not taken): {h:8.2f} us per call, "
+              f"{h / before:.2f}x previous")
     return 0
 
 

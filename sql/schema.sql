@@ -5361,6 +5361,65 @@ $$;
 ALTER FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _gate_clause(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._gate_clause() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The gate, its one definition: the condition under which job w (a row of
+-- pgjobs.jobs) holds the gate in front of the writing job of (p_target,
+-- p_scope) whose place in the scope's queue is p_place (its
+-- coalesce(gate_order, id)). Writes to a scope apply one at a time, in
+-- submission order: a writer may start only when no other writer of its
+-- scope holds the gate (a retried job's place is its retry: pgjobs.retry
+-- sets gate_order).
+-- Not called at run time: sql/functions/_gate_holder.sql and
+-- _writer_may_start.sql compile this text into those two functions on every
+-- migrate (this file sorts before both), so the gate (claim's question,
+-- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
+-- cannot drift apart, at no cost on the claim's path: calling one from the
+-- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Locks nothing.
+SELECT $rule$w.target = p_target AND w.scope = p_scope
+           AND w.writes
+           AND w.status IN ('queued', 'running', 'paused')
+           -- Places are unique (gate_order comes from the id sequence), so this
+           -- leaves out the job itself. The caller passes the place rather than
+           -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
+           AND coalesce(w.gate_order, w.id) <> p_place
+           AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes')))$rule$
+$_$;
+
+ALTER FUNCTION pgjobs._gate_clause() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _gate_clause(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
+
+--
 -- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5375,9 +5434,10 @@ CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place big
 -- Which job a writing job of (p_target, p_scope) whose place in the scope's
 -- queue is p_place (its coalesce(gate_order, id)) waits behind: the running
 -- writer of the scope, else the first writer queued or paused ahead of it
--- that holds the gate; NULL when none does. The same rule as the gate
--- itself (pgjobs._writer_may_start: whenever that says no, this names the
--- job), for `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
+-- that holds the gate; NULL when none does. The rule is pgjobs._gate_clause()'s
+-- (compiled in below by sql/functions/_gate_holder.sql), the very text of
+-- the gate, pgjobs._writer_may_start: whenever that says no, this names the
+-- job. For `pgjobs status` and `pgjobs watch` (pgjobs.queries.GET_JOB).
 -- SECURITY INVOKER on purpose: it reads pgjobs.jobs as its caller, so the
 -- row-level policy jobs_client_read applies and a client is told only the
 -- id of a job it may see itself (another role's job on a target it may not
@@ -5386,14 +5446,28 @@ CREATE FUNCTION pgjobs._gate_holder(p_target regclass, p_scope text, p_place big
 SELECT w.id
   FROM pgjobs.jobs w
  WHERE w.target = p_target AND w.scope = p_scope
-   AND w.writes
-   AND w.status IN ('queued', 'running', 'paused')
-   AND coalesce(w.gate_order, w.id) <> p_place
-   AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
-   AND (w.status = 'running' OR w.started_at IS NOT NULL
-        OR (w.run_at <= now()
-            AND (w.kind IN ('delete', 'backfill')
-                 OR w.run_at > now() - interval '10 minutes')))
+           AND w.writes
+           AND w.status IN ('queued', 'running', 'paused')
+           -- Places are unique (gate_order comes from the id sequence), so this
+           -- leaves out the job itself. The caller passes the place rather than
+           -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
+           AND coalesce(w.gate_order, w.id) <> p_place
+           AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
+           AND (w.status = 'running' OR w.started_at IS NOT NULL
+                OR (w.run_at <= now()
+                    AND (w.kind IN ('delete', 'backfill')
+                         OR w.run_at > now() - interval '10 minutes')))
  ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
  LIMIT 1
 $$;
@@ -10151,6 +10225,7 @@ CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_sc
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Whether p_target's columns, as they are now, fit the roles a registration
 -- gives them (key, scope, created_at, document): the first misfit as the
@@ -10163,7 +10238,9 @@ CREATE FUNCTION pgjobs._registration_problem(p_target regclass, p_key name, p_sc
 -- column given a nondeterministic collation (or citext, or money) would
 -- make one tenant's scope match another tenant's rows. p_in_use (the
 -- registered target, from pgjobs._target) leaves out the key's NOT NULL,
--- which pages and export chunks check on their own. Locks nothing.
+-- which pages and export chunks check on their own. Generic plans
+-- (plan_cache_mode), as pgjobs._untrusted_roles says why: its catalog
+-- lookups were re-planned on every call. Locks nothing.
 DECLARE
     v_all_cols   text;
     v_role       text;
@@ -16214,6 +16291,7 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Why pgjobs, running as current_user, must not act on p_target, in a form
 -- that does not raise: the message and hint of the 42501 that
@@ -16225,7 +16303,9 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
 -- on it), and when its row-level security policies would confine
 -- current_user itself (a job would silently miss rows). The claim
 -- (pgjobs._requeue_problem) fails a job on it without an exception block.
--- Locks nothing.
+-- Generic plans (plan_cache_mode), as
+-- pgjobs._untrusted_roles says why: its catalog lookups were re-planned on
+-- every call. Locks nothing.
 DECLARE
     v_role text;
     v_reason text;
@@ -16758,6 +16838,7 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
@@ -16786,6 +16867,11 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- the bootstrap superuser and are not followed. Every step is an index
 -- lookup on a few OIDs: it runs on every call of a client function and
 -- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
 -- Locks nothing.
 DECLARE
     v_rels oid[];
@@ -17256,13 +17342,9 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
     AS $$
 -- The gate: may the writing job of (p_target, p_scope) whose place in the
 -- scope's queue is p_place (its coalesce(gate_order, id)) start now? Only
--- when no other writing job of the scope is running, or queued or paused
--- ahead of it, so writes to a scope apply one at a time, in submission
--- order (a retried job's place is its retry: pgjobs.retry sets gate_order).
--- A queued writer that is not due yet (run_at in the future) and never started
--- holds nothing: anyone who may submit an import could otherwise hold a
--- scope's gate until its run_at (say 2100). One that started and waits for
--- a retry's backoff still holds it, so its successors keep their order.
+-- when no job holds the gate in front of it, by the rule of
+-- pgjobs._gate_clause() (compiled in below by sql/functions/_writer_may_start.sql;
+-- pgjobs._gate_holder names the job that holds it, by the same text).
 -- Used by pgjobs.claim and pgjobs._claim_id, and by pgjobs._insert_job's
 -- on_conflict: reject (with the place after every other). STABLE: it reads with the caller's
 -- snapshot, like the subquery it replaces. A function rather than an
@@ -17270,9 +17352,7 @@ CREATE FUNCTION pgjobs._writer_may_start(p_target regclass, p_scope text, p_plac
 -- is a parameter; its plan is generic now, see pgjobs.claim, but
 -- pgjobs._claim_id and _insert_job ask too), and planning the correlated
 -- subquery against the jobs table's partial indexes cost about 0.2 ms a
--- claim; this query is planned once per session. pgjobs._gate_holder
--- names the job that holds the gate by the same rule (for status and
--- watch): change both together. Locks nothing.
+-- claim; this query is planned once per session. Locks nothing.
 BEGIN
     RETURN NOT EXISTS (
         SELECT 1 FROM pgjobs.jobs w
@@ -17284,14 +17364,17 @@ BEGIN
            -- the id: looking it up here cost 60% more per call (bench/writer_gate.py).
            AND coalesce(w.gate_order, w.id) <> p_place
            AND (w.status = 'running' OR coalesce(w.gate_order, w.id) < p_place)
-           -- Who holds the gate: a running writer; a queued one that already
-           -- started (waiting for a retry, or handed back); a due, queued
-           -- delete or backfill, which the engine itself will run; and any
-           -- other due writer (an import) for its first 10 minutes due: it
-           -- may be being claimed right now (an uncommitted claim still
-           -- reads as queued), but a job that no worker claims in that time
-           -- stops holding the scope, so no role that may only INSERT can
-           -- stall a scope's deletes with a job nobody runs.
+           -- Who holds the gate: a running writer; a queued or paused one that
+           -- already started (waiting for a retry, or handed back: its
+           -- successors keep their order); a due delete or backfill, which
+           -- the engine itself will run; and any other due writer (an import)
+           -- for its first 10 minutes due: it may be being claimed right now
+           -- (an uncommitted claim still reads as queued), but a job that no
+           -- worker claims in that time stops holding the scope, so no role
+           -- that may only INSERT can stall a scope's deletes with a job nobody
+           -- runs. A writer that is not due yet (run_at in the future) and
+           -- never started holds nothing: anyone who may submit an import
+           -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
                     AND (w.kind IN ('delete', 'backfill')
@@ -23222,6 +23305,13 @@ GRANT ALL ON FUNCTION pgjobs._foreign_comparisons(p_type regtype) TO pgjobs_admi
 
 REVOKE ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._free_index_name(p_target regclass, p_columns name[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _gate_clause(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._gate_clause() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._gate_clause() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _gate_holder(p_target regclass, p_scope text, p_place bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -160,3 +161,32 @@ def test_the_job_named_is_the_gates_own_answer(conn: Conn, ahead: str) -> None:
     assert row is not None
     may_start, holder = row
     assert holder == (None if may_start else first), (may_start, holder)
+
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "sql" / "functions"
+
+
+@pytest.mark.parametrize("function", ["_writer_may_start", "_gate_holder"])
+def test_the_gate_and_the_job_named_are_compiled_from_one_rule(conn: Conn,
+                                                                function: str) -> None:
+    """The rule is written once (pgjobs._gate_clause) and compiled verbatim into
+    both functions on every migrate: a copy edited in one of them alone (the
+    two were kept in step by a "change both together" comment) fails here."""
+    rule = conn.execute("SELECT pgjobs._gate_clause()").fetchone()
+    assert rule is not None and "w.writes" in rule[0]
+    body = conn.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regproc",
+                        (f"pgjobs.{function}",)).fetchone()
+    assert body is not None and rule[0] in body[0], function
+
+
+@pytest.mark.parametrize("piece", [
+    "now() - interval '10 minutes'",              # an import holds for 10 minutes due
+    "w.started_at IS NOT NULL",                   # a started writer keeps its place
+    "coalesce(w.gate_order, w.id) < p_place",     # the queue order
+])
+def test_no_other_function_restates_the_gate(piece: str) -> None:
+    """The pieces of the gate's rule appear in sql/functions only in its one
+    definition (sql/functions/_gate_clause.sql)."""
+    holders = sorted(path.name for path in FUNCTIONS.glob("*.sql")
+                     if piece in path.read_text(encoding="utf-8"))
+    assert holders == ["_gate_clause.sql"], holders
