@@ -48,7 +48,8 @@ AS $$
 --   upload); 55006 while a worker is removing one (see below).
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
--- row; for a writing job the scope's gate lock (pgjobs._insert_job's); for
+-- row; its submitter's row of pgjobs.client_locks (pgjobs._require_client_room);
+-- for a writing job the scope's gate lock (pgjobs._insert_job's); for
 -- an export its rows of pgjobs.storage_deletions.
 DECLARE
     v_job pgjobs.jobs;
@@ -80,6 +81,8 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
+    -- It makes a job pending again: its submitter's ceilings (55006).
+    PERFORM pgjobs._require_client_room(v_job.submitted_by_oid, v_job.kind);
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
         -- It queues a writer again: the submit's ceiling (55006).
