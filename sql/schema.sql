@@ -6608,8 +6608,7 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
--- Locks: for a client (not an administrator) its row of pgjobs.client_locks;
--- for writing kinds the row of (target, scope) in
+-- Locks: for writing kinds the row of (target, scope) in
 -- pgjobs.scope_locks (pgjobs._lock_scope), so that two `on_conflict: reject` submits cannot both
 -- pass the check; for a registered target its registration's row FOR KEY
 -- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
@@ -6772,7 +6771,6 @@ BEGIN
 
     -- A client's pending jobs and custom kinds are capped, every kind alike
     -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
-    -- Its lock is taken before the scope's.
     PERFORM pgjobs._require_client_room(
         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
     IF v_writes THEN
@@ -10470,7 +10468,7 @@ ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUP
 --
 
 CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -10493,10 +10491,14 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks: the client's row of pgjobs.client_locks, made on first use, to
--- the end of the transaction (a row no client can lock, as
--- pgjobs._lock_scope's): two sessions of one client cannot both take its
--- last place. Taken before the scope's gate lock, never after it.
+-- Locks nothing, on purpose: a lock of the client held to the end of each
+-- submit's transaction would make a client's open transaction hold back
+-- its submits to every other scope (tests/test_trust_advisory_locks.py).
+-- So a count sees the client's committed jobs and its own transaction's:
+-- sessions of one client submitting at once, each in a transaction not
+-- yet committed, can together pass a ceiling by what each adds before it
+-- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
+-- how many such sessions it has).
 DECLARE
     v_defaults jsonb;
     v_max integer;
@@ -10507,11 +10509,6 @@ BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
-    LOOP
-        PERFORM FROM pgjobs.client_locks l WHERE l.submitter = p_submitter FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO pgjobs.client_locks (submitter) VALUES (p_submitter) ON CONFLICT DO NOTHING;
-    END LOOP;
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
@@ -11378,8 +11375,7 @@ CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
 --   upload); 55006 while a worker is removing one (see below).
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
--- row; its submitter's row of pgjobs.client_locks (pgjobs._require_client_room);
--- for a writing job the scope's gate lock (pgjobs._insert_job's); for
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's); for
 -- an export its rows of pgjobs.storage_deletions.
 DECLARE
     v_job pgjobs.jobs;
@@ -22035,22 +22031,6 @@ CREATE TABLE pgjobs._yoyo_version (
 ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 
 --
--- Name: client_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE TABLE pgjobs.client_locks (
-    submitter oid NOT NULL
-);
-
-ALTER TABLE pgjobs.client_locks OWNER TO SUPERUSER;
-
---
--- Name: TABLE client_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON TABLE pgjobs.client_locks IS 'One row per client role (by oid) that submitted or retried a job: its row lock serialises that client''s submits and retries while they count its pending jobs and kinds (pgjobs._require_client_room). Written only through pgjobs functions.';
-
---
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22254,13 +22234,6 @@ ALTER TABLE ONLY pgjobs._yoyo_migration
 
 ALTER TABLE ONLY pgjobs._yoyo_version
     ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
-
---
--- Name: client_locks client_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
---
-
-ALTER TABLE ONLY pgjobs.client_locks
-    ADD CONSTRAINT client_locks_pkey PRIMARY KEY (submitter);
 
 --
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -24731,12 +24704,6 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_migration TO pgjobs_admi
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
-
---
--- Name: TABLE client_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

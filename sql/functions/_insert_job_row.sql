@@ -29,8 +29,7 @@ AS $$
 -- nothing. Every submit passes here, so this is where the session's
 -- pgjobs.allowed_scopes is enforced for submits (42501).
 --
--- Locks: for a client (not an administrator) its row of pgjobs.client_locks;
--- for writing kinds the row of (target, scope) in
+-- Locks: for writing kinds the row of (target, scope) in
 -- pgjobs.scope_locks (pgjobs._lock_scope), so that two `on_conflict: reject` submits cannot both
 -- pass the check; for a registered target its registration's row FOR KEY
 -- SHARE (pgjobs.register_target takes it FOR UPDATE when the columns
@@ -193,7 +192,6 @@ BEGIN
 
     -- A client's pending jobs and custom kinds are capped, every kind alike
     -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
-    -- Its lock is taken before the scope's.
     PERFORM pgjobs._require_client_room(
         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
     IF v_writes THEN

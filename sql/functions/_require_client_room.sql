@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text)
 RETURNS void
 LANGUAGE plpgsql
+STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -23,10 +24,14 @@ AS $$
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks: the client's row of pgjobs.client_locks, made on first use, to
--- the end of the transaction (a row no client can lock, as
--- pgjobs._lock_scope's): two sessions of one client cannot both take its
--- last place. Taken before the scope's gate lock, never after it.
+-- Locks nothing, on purpose: a lock of the client held to the end of each
+-- submit's transaction would make a client's open transaction hold back
+-- its submits to every other scope (tests/test_trust_advisory_locks.py).
+-- So a count sees the client's committed jobs and its own transaction's:
+-- sessions of one client submitting at once, each in a transaction not
+-- yet committed, can together pass a ceiling by what each adds before it
+-- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
+-- how many such sessions it has).
 DECLARE
     v_defaults jsonb;
     v_max integer;
@@ -37,11 +42,6 @@ BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
-    LOOP
-        PERFORM FROM pgjobs.client_locks l WHERE l.submitter = p_submitter FOR UPDATE;
-        EXIT WHEN FOUND;
-        INSERT INTO pgjobs.client_locks (submitter) VALUES (p_submitter) ON CONFLICT DO NOTHING;
-    END LOOP;
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);

@@ -48,8 +48,7 @@ AS $$
 --   upload); 55006 while a worker is removing one (see below).
 -- Raises 55000 for any other state, and 42501 when its submitter no longer
 -- holds what the submit needed (pgjobs._require_requeue). Locks: the job
--- row; its submitter's row of pgjobs.client_locks (pgjobs._require_client_room);
--- for a writing job the scope's gate lock (pgjobs._insert_job's); for
+-- row; for a writing job the scope's gate lock (pgjobs._insert_job's); for
 -- an export its rows of pgjobs.storage_deletions.
 DECLARE
     v_job pgjobs.jobs;
