@@ -264,12 +264,46 @@ _privilege_hint = privilege_hint  # the name it had (tests, older callers)
 _QUOTES = "\"'»«„“”‘’「」()."
 
 
+# The kinds of object PostgreSQL's "permission denied for <kind> <name>" names
+# (aclchk.c), longest first: the rest of the message is the name, spaces and
+# all (PostgreSQL prints it unquoted: ``permission denied for table my table``).
+_OBJECT_KINDS = sorted((
+    "aggregate", "collation", "conversion", "database", "domain", "event trigger",
+    "extension", "foreign-data wrapper", "foreign server", "foreign table", "function",
+    "index", "language", "large object", "materialized view", "operator", "operator class",
+    "operator family", "parameter", "policy", "procedure", "publication", "relation",
+    "routine", "schema", "sequence", "statistics object", "subscription", "table",
+    "tablespace", "text search configuration", "text search dictionary", "type", "view",
+), key=len, reverse=True)
+_KIND_WORDS = "|".join(map(re.escape, _OBJECT_KINDS))
+_ENGLISH_REFUSAL = re.compile(rf"permission denied for (?:{_KIND_WORDS}) (?P<name>.+)", re.DOTALL)
+# A name the message quotes ("x", « x », „x“, 「x」): the last such span
+# (``permission denied for column "c" of relation "t"``: the table).
+_QUOTED_SPAN = re.compile(r'"(?P<a>[^"]+)"|«\s*(?P<b>[^»]+?)\s*»|„(?P<c>[^“”]+)[“”]'
+                          r"|「(?P<d>[^」]+)」")
+
+
 def refused_name(message: str) -> str | None:
-    """The name of the object a 42501 of PostgreSQL's refused: the whole last
-    word of its message, unquoted, in every language (``permission denied for
-    schema pgjobs-acme`` names ``pgjobs-acme``, never ``pgjobs``; ``keine
-    Berechtigung für Schema pgjobs``, ``pgjobs``); None when there is none."""
-    names = [w.strip(_QUOTES) for w in message.split()]
+    """The name of the object a 42501 of PostgreSQL's refused, in every
+    language: the rest of an English ``permission denied for <kind> <name>``
+    whole (``permission denied for schema pgjobs acme`` names ``pgjobs
+    acme``, a quoted identifier with a space; ``pgjobs-acme`` names
+    ``pgjobs-acme``, never ``pgjobs``); else the last name the message quotes
+    (``droit refusé pour le schéma « pgjobs acme »``, ``... for table
+    "pgjobs"``); else the whole last word, unquoted (``keine Berechtigung für
+    Schema pgjobs``: ``pgjobs``; an unquoted name with a space in a language
+    other than English reads as its last word). None when there is none."""
+    text = message.strip()
+    english = _ENGLISH_REFUSAL.fullmatch(text)
+    if english:
+        name = english.group("name").strip().rstrip(".").strip()
+        if name:
+            return name
+    quoted = [next(g for g in m.groups() if g is not None)
+              for m in _QUOTED_SPAN.finditer(text)]
+    if quoted and quoted[-1].strip():
+        return quoted[-1].strip()
+    names = [w.strip(_QUOTES) for w in text.split()]
     names = [n for n in names if n]  # a closing » of its own is no name
     return names[-1] if names else None
 

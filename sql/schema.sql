@@ -3210,6 +3210,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   max_pending_writers (integer, only when stored; else 1000): the most
 --   writing jobs a client may have one (target, scope) hold
 --   (pgjobs._max_pending_writers);
+--   max_pending_per_client, max_kinds_per_client (integers, only when
+--   stored; else 10000 and 100): a client's pending jobs and custom kinds
+--   (pgjobs._require_client_room);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -6771,7 +6774,8 @@ CREATE FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_scope t
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
--- caller), applies the gate for writing kinds, gives an export or import
+-- caller), holds a client to its pending jobs and kinds
+-- (pgjobs._require_client_room), applies the gate for writing kinds, gives an export or import
 -- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
 -- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
@@ -6938,6 +6942,10 @@ BEGIN
                           v_max_priority);
     END IF;
 
+    -- A client's pending jobs and custom kinds are capped, every kind alike
+    -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
+    PERFORM pgjobs._require_client_room(
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- A client's writers of one scope are capped (55006): each waits in
@@ -10660,6 +10668,112 @@ $$;
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_client_room(oid, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A client's room for one more pending job (queued, running or paused) of
+-- kind p_kind, submitted by the role of oid p_submitter: at most
+-- set_defaults' max_pending_per_client jobs of every kind together (else
+-- 10000), and jobs of at most max_kinds_per_client distinct custom kinds
+-- (any kind but delete, backfill, export and import; else 100). Raises
+-- 55006, as max_pending_writers does, with a hint naming the setting.
+-- Called by every path that makes a job pending: pgjobs._insert_job_row
+-- (every submit of every kind) and pgjobs._retry_as (the retried job's
+-- submitter). Why: one client could otherwise fill pgjobs.jobs, every
+-- claim's queue and the dashboard with jobs no worker takes, and make
+-- distinct kinds without end, each a label value of /metrics and a group
+-- of pgjobs.stats(). Per client, so one client at its ceiling never holds
+-- another back. Administrators (pgjobs_admin members, superusers: the
+-- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
+-- no longer exists (p_submitter NULL). The counts use
+-- jobs_pending_submitter_idx and stop at the ceiling.
+-- Locks nothing, on purpose: a lock of the client held to the end of each
+-- submit's transaction would make a client's open transaction hold back
+-- its submits to every other scope (tests/test_trust_advisory_locks.py).
+-- So a count sees the client's committed jobs and its own transaction's:
+-- sessions of one client submitting at once, each in a transaction not
+-- yet committed, can together pass a ceiling by what each adds before it
+-- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
+-- how many such sessions it has).
+DECLARE
+    v_defaults jsonb;
+    v_max integer;
+    v_max_kinds integer;
+    v_pending integer;
+    v_kinds integer;
+BEGIN
+    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    v_defaults := pgjobs._defaults();
+    v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
+    v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
+    SELECT count(*) INTO v_pending
+      FROM (SELECT 1 FROM pgjobs.jobs j
+             WHERE j.submitted_by_oid = p_submitter
+               AND j.status IN ('queued', 'running', 'paused')
+             LIMIT v_max) s;
+    IF v_pending >= v_max THEN
+        RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
+                        'administrator allows a client',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
+            USING ERRCODE = '55006',
+            HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer needed '
+                          'with pgjobs.cancel(id), or ask an administrator to raise the '
+                          'ceiling with pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
+                          '(now %s).', v_max);
+    END IF;
+    IF pgjobs._builtin_kind(p_kind)
+       OR EXISTS (SELECT 1 FROM pgjobs.jobs j
+                   WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
+                     AND j.status IN ('queued', 'running', 'paused')) THEN
+        RETURN;  -- no new kind
+    END IF;
+    -- The client's distinct pending kinds, one index probe each (a loose
+    -- index scan of jobs_pending_submitter_idx), up to the ceiling.
+    WITH RECURSIVE k(kind) AS (
+        (SELECT j.kind FROM pgjobs.jobs j
+          WHERE j.submitted_by_oid = p_submitter
+            AND j.status IN ('queued', 'running', 'paused')
+          ORDER BY j.kind LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.kind FROM pgjobs.jobs j
+                 WHERE j.submitted_by_oid = p_submitter
+                   AND j.status IN ('queued', 'running', 'paused')
+                   AND j.kind > k.kind
+                 ORDER BY j.kind LIMIT 1)
+          FROM k WHERE k.kind IS NOT NULL)
+    SELECT count(*) INTO v_kinds
+      FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
+             LIMIT v_max_kinds) s;
+    IF v_kinds >= v_max_kinds THEN
+        RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or paused, '
+                        'the most an administrator allows a client; % would be one more',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = p_submitter)::text, p_submitter::text),
+                        v_max_kinds, quote_literal(p_kind)
+            USING ERRCODE = '55006',
+            HINT = format('Submit it under one of the kinds already pending (a kind names what '
+                          'a worker does; put what varies in the payload), wait for the jobs of '
+                          'a kind to end, or ask an administrator to raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_kinds_per_client": N}'') (now %s).',
+                          v_max_kinds);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) OWNER TO SUPERUSER;
+
+--
 -- Name: _require_handler_trusted(regprocedure); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11532,6 +11646,8 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
+    -- It makes a job pending again: its submitter's ceilings (55006).
+    PERFORM pgjobs._require_client_room(v_job.submitted_by_oid, v_job.kind);
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
         -- It queues a writer again: the submit's ceiling (55006).
@@ -21525,6 +21641,12 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   when a submitter who is not an administrator submits or retries
 --   another: 55006 beyond it (pgjobs._require_queue_room), since every
 --   claim walks the writers waiting behind their scope's gate.
+--   max_pending_per_client (integer 1..10000000, default 10000): the most
+--   jobs of every kind together (queued, running or paused) a submitter
+--   who is not an administrator may have; max_kinds_per_client (integer
+--   1..100000, default 100): the most distinct custom kinds (not delete,
+--   backfill, export, import) it may have such jobs of. 55006 beyond
+--   either, at a submit or a retry (pgjobs._require_client_room).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -21541,6 +21663,9 @@ DECLARE
         || 'non-administrator may give a job), '
         || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
         || 'have one target and scope hold), '
+        || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
+        || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
+        || 'custom kinds a client may have such jobs of), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -21550,7 +21675,8 @@ BEGIN
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
-                             'max_pending_writers')
+                             'max_pending_writers', 'max_pending_per_client',
+                             'max_kinds_per_client')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -21570,6 +21696,12 @@ BEGIN
         IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
         END IF;
+        IF v_opt.key = 'max_pending_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_pending_per_client', v_opt.value, 1, 10000000);
+        END IF;
+        IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
+        END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
     PERFORM pgjobs._throttle_options(jsonb_strip_nulls(p_options));
@@ -21587,7 +21719,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22570,6 +22702,12 @@ CREATE INDEX jobs_leases_idx ON pgjobs.jobs USING btree (lease_expires_at) WHERE
 --
 
 CREATE UNIQUE INDEX jobs_one_writer_idx ON pgjobs.jobs USING btree (target, scope) WHERE ((status = 'running'::text) AND writes);
+
+--
+-- Name: jobs_pending_submitter_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_pending_submitter_idx ON pgjobs.jobs USING btree (submitted_by_oid, kind) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text, 'paused'::text]));
 
 --
 -- Name: jobs_pending_writers_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
@@ -23856,6 +23994,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_client_room(p_submitter oid, p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_handler_trusted(p_handler regprocedure); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -49,6 +49,34 @@ def test_the_guess_follows_the_object_refused(message: str, wanted: str, unwante
     assert unwanted not in hint, hint
 
 
+# A refused object whose name holds a space (a quoted identifier such as
+# "my table"): PostgreSQL prints it unquoted in English, quoted in other
+# languages; the hint names it whole (it read as its last word, "table").
+@pytest.mark.parametrize("message, name", [
+    ("permission denied for table my table", "my table"),
+    ("permission denied for schema pgjobs acme", "pgjobs acme"),
+    ("permission denied for schema acme pgjobs", "acme pgjobs"),
+    ("permission denied for sequence my seq", "my seq"),
+    ("permission denied for materialized view sales by day", "sales by day"),
+    ("permission denied for view a  b", "a  b"),
+    ("permission denied for function do it", "do it"),
+    ("permission denied for database my db", "my db"),
+    ("permission denied for foreign table remote rows", "remote rows"),
+    ('permission denied for column "c" of relation "my table"', "my table"),
+    ('new row violates row-level security policy for table "my table"', "my table"),
+    ("droit refusé pour la table « my table »", "my table"),
+    ("keine Berechtigung für Tabelle „my table“", "my table"),
+    ("テーブル「my table」へのアクセス権限がありません", "my table"),
+])
+def test_a_refused_name_with_a_space_is_named_whole(message: str, name: str) -> None:
+    assert errors.refused_name(message) == name
+    hint = errors._privilege_hint("42501", message)
+    assert hint is not None
+    quoted = '"' + name + '"'
+    assert f"on {quoted}" in hint and f"ON ... {quoted} TO" in hint, hint
+    assert ROLES not in hint and ADMIN not in hint, hint
+
+
 @pytest.mark.parametrize("message", ["permission denied for table pgjobs",
                                      "permission denied for database pgjobs",
                                      "keine Berechtigung für Tabelle pgjobs",
@@ -99,7 +127,8 @@ def stranger(conn: Conn) -> Any:
         conn.execute(f"DROP ROLE {role}")
 
 
-@pytest.mark.parametrize("table", ["pgjobs", "stats", '"pgjobs-acme"', "user_rows"])
+@pytest.mark.parametrize("table", ["pgjobs", "stats", '"pgjobs-acme"', "user_rows",
+                                   '"my table"', '"pgjobs acme"'])
 def test_a_users_own_table_gets_its_grant_live(conn: Conn, stranger: Any, table: str) -> None:
     role, refused = stranger
     conn.execute(f"CREATE TABLE public.{table} (id int)")
@@ -118,8 +147,11 @@ def test_a_tenants_schema_named_like_pgjobs_gets_its_grant_live(conn: Conn, stra
     conn.execute(f"CREATE TABLE {schema}.t (id int)")
     conn.execute(f"GRANT pgjobs_client TO {role}")
     error = refused(f"SELECT * FROM {schema}.t")
-    # (A name with a space reads as its last word: the message does not quote it.)
+    # The schema named whole, a name with a space too (it read as its last word).
     assert error.hint is not None and "lacks a privilege on" in error.hint, error.hint
+    name = schema.strip('"')
+    assert f"on {name if name.isidentifier() else chr(34) + name + chr(34)} " in error.hint, \
+        error.hint
     assert ROLES not in error.hint, error.hint
 
 

@@ -32,6 +32,36 @@ METRICS = {
 }
 
 
+# The kinds pgjobs runs itself, always a label value of their own.
+BUILTIN_KINDS = ("backfill", "delete", "export", "import")
+# The custom kinds (for external workers) shown by name: the ones with the
+# most jobs (unfinished, then finished in the last hour), then by name; the
+# others are summed under OTHER_KINDS, so a client that makes many kinds
+# cannot make a scrape's series grow with them (set_defaults'
+# max_kinds_per_client bounds them per client in the database).
+KINDS_SHOWN = 20
+# No job kind starts with "_" (a kind starts with a letter): it never meets one.
+OTHER_KINDS = "_other"
+
+
+def kinds_shown(stats: dict[str, Any], shown: int = KINDS_SHOWN) -> set[str]:
+    """The kinds of ``stats`` that keep their own label value."""
+    weight: dict[str, tuple[int, int]] = {}
+    for q in stats.get("queue", []):
+        pending, finished = weight.get(q["kind"], (0, 0))
+        weight[q["kind"]] = (pending + int(q["jobs"]), finished)
+    for f in stats.get("finished_last_hour", []):
+        pending, finished = weight.get(f["kind"], (0, 0))
+        weight[f["kind"]] = (pending, finished + int(f["jobs"]))
+    for r in stats.get("running", []):
+        weight.setdefault(r["kind"], (0, 0))
+    for kind in stats.get("rows", {}):
+        weight.setdefault(kind, (0, 0))
+    custom = sorted((k for k in weight if k not in BUILTIN_KINDS),
+                    key=lambda k: (-weight[k][0], -weight[k][1], k))
+    return set(BUILTIN_KINDS) | set(custom[:shown])
+
+
 class _Snapshot:
     """A collector (anything with collect()) over one stats() snapshot."""
 
@@ -41,16 +71,29 @@ class _Snapshot:
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.stats
+        shown = kinds_shown(s)
+
+        def kind_of(kind: str) -> str:
+            return kind if kind in shown else OTHER_KINDS
+
         jobs = GaugeMetricFamily("pgjobs_jobs", METRICS["pgjobs_jobs"],
                                  labels=["kind", "status", "target"])
+        queue: dict[tuple[str, str, str], float] = {}
         for q in s.get("queue", []):
-            jobs.add_metric([q["kind"], q["status"], q["target"]], q["jobs"])
+            labels = (kind_of(q["kind"]), q["status"], q["target"])
+            queue[labels] = queue.get(labels, 0) + q["jobs"]
+        for labels, n in queue.items():
+            jobs.add_metric(list(labels), n)
         yield jobs
         finished = GaugeMetricFamily("pgjobs_jobs_finished_last_hour",
                                      METRICS["pgjobs_jobs_finished_last_hour"],
                                      labels=["kind", "status"])
+        ended: dict[tuple[str, str], float] = {}
         for f in s.get("finished_last_hour", []):
-            finished.add_metric([f["kind"], f["status"]], f["jobs"])
+            labels2 = (kind_of(f["kind"]), f["status"])
+            ended[labels2] = ended.get(labels2, 0) + f["jobs"]
+        for labels2, n in ended.items():
+            finished.add_metric(list(labels2), n)
         yield finished
         oldest = s.get("oldest_queued") or {}
         yield GaugeMetricFamily("pgjobs_oldest_queued_age_seconds",
@@ -60,15 +103,19 @@ class _Snapshot:
                                  METRICS["pgjobs_running_rows_per_second"], labels=["kind"])
         by_kind: dict[str, float] = {}
         for r in s.get("running", []):
-            by_kind[r["kind"]] = by_kind.get(r["kind"], 0.0) + float(r["rows_per_second"] or 0)
+            kind = kind_of(r["kind"])
+            by_kind[kind] = by_kind.get(kind, 0.0) + float(r["rows_per_second"] or 0)
         for kind, value in sorted(by_kind.items()):
             rate.add_metric([kind], value)
         yield rate
         for window in ("last_minute", "last_hour"):
             rows = GaugeMetricFamily(f"pgjobs_rows_{window}", METRICS[f"pgjobs_rows_{window}"],
                                      labels=["kind"])
-            for kind, value in sorted(s.get("rows", {}).items()):
-                rows.add_metric([kind], value[window] or 0)
+            done: dict[str, float] = {}
+            for kind, value in s.get("rows", {}).items():
+                done[kind_of(kind)] = done.get(kind_of(kind), 0) + (value[window] or 0)
+            for kind, n in sorted(done.items()):
+                rows.add_metric([kind], n)
             yield rows
         throttled = GaugeMetricFamily("pgjobs_throttled_jobs", METRICS["pgjobs_throttled_jobs"],
                                       labels=["reason"])
