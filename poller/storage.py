@@ -1042,6 +1042,25 @@ def delete_holding(uri: str, sha256: str) -> bool:
     return holds(uri, sha256) and delete(uri)
 
 
+def delete_streamed(uri: str, digests: list[Any]) -> bool:
+    """Delete the object at ``uri`` only if it reads back, part by part, as the
+    parts ``digests`` (``[[bytes, sha256], ...]``) an export streamed: its own
+    object, made visible by a worker killed before recording so. False when
+    missing or holding anything else (another's: left alone)."""
+    loc = parse(uri)
+    try:
+        if size(uri) != sum(int(d[0]) for d in digests):
+            return False
+        check_object(loc, digests)
+    except (CannotResume, FileNotFoundError):
+        return False
+    except StorageError:
+        if not exists(uri):
+            return False
+        raise
+    return delete(uri)
+
+
 def read(uri: str) -> bytes:
     """The whole object (tests and small files only)."""
     loc = parse(uri)

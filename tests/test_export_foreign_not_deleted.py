@@ -138,3 +138,32 @@ def test_a_join_that_reads_back_wrong_keeps_an_object_it_did_not_place(
     assert spoiled, "the join never copied"
     assert storage.read(key[0]) == THEIRS, "the join deleted or replaced an object it never made"
     assert outcome.status != "succeeded", outcome
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_prune_of_an_export_killed_finishing_deletes_only_its_own_bytes(
+        request: pytest.FixtureRequest, conn: Conn, dsn: str, monkeypatch: pytest.MonkeyPatch,
+        store: str) -> None:
+    """Killed in its final write (phase finalizing, nothing recorded made): prune
+    queues the key with the part digests, and the worker deletes the object only
+    if it reads back as them. Another's object there stays."""
+    from pgjobs.poller import upload_file, upload_obstore, upload_s3
+
+    prefix = request.getfixturevalue("local_dir" if store == "file" else "bucket")
+    make_items(conn)
+    job_id = submit_export(conn, "1", {}, {"format": "csv"})
+    key = _first_look(monkeypatch, appear=False)
+
+    def killed_finish(self: Any) -> tuple[int, str]:
+        raise Killed()
+
+    for kind in (upload_file.LocalUpload, upload_s3.NativeS3Upload, upload_obstore.StagedUpload):
+        monkeypatch.setattr(kind, "finish", killed_finish)
+    first = run_export(dsn, job_id, prefix)
+    assert first.status != "succeeded", first
+    assert scalar(conn, "SELECT checkpoint ->> 'phase' FROM pgjobs.jobs WHERE id = %s",
+                  (job_id,)) == "finalizing"
+    assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,))
+    storage.write(key[0], THEIRS)
+    _housekeeping(dsn, prefix)
+    assert storage.read(key[0]) == THEIRS, "prune deleted an object the job never created"
