@@ -389,7 +389,8 @@ EXPORT_PARTS = """
 SELECT part, status, attempts, done, result, error,
        coalesce((checkpoint OPERATOR(pg_catalog.->>) 'bytes')::bigint, 0) AS bytes,
        checkpoint OPERATOR(pg_catalog.->) 'files' AS files,
-       checkpoint OPERATOR(pg_catalog.->) 'upload' AS upload
+       checkpoint OPERATOR(pg_catalog.->) 'upload' AS upload,
+       checkpoint OPERATOR(pg_catalog.->) 'created' AS created
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"

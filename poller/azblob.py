@@ -195,6 +195,7 @@ class BlockUpload(Upload):
             self._blob.commit_block_list([BlobBlock(block_id=i) for i in self._ids()])
         except Exception as exc:
             raise _fail(exc, f"cannot write {self.location.uri}") from exc
+        self.created = True
         if self._hash is None:
             from pgjobs.poller import storage  # read back: the hash did not survive
 

@@ -73,7 +73,7 @@ from pgjobs.db import connection_lost as connection_lost
 from pgjobs.db import copy_out as copy_out
 from pgjobs.errors import MissingExtra, PgjobsError, job_error, words
 from pgjobs.poller import observe, standby, storage
-from pgjobs.poller.storage import CannotResume, Mismatch, StorageError, UploadLost
+from pgjobs.poller.storage import CannotResume, KeyTaken, Mismatch, StorageError, UploadLost
 
 T = TypeVar("T")
 
@@ -672,6 +672,10 @@ class Exporter:
         # The part digests this attempt read the finished object back against (None:
         # not read back): _verify_stored does not read it a second time.
         self.read_back: list[Any] | None = None
+        # The object at the key is the job's: this attempt's own write made it
+        # visible, or it reads back as exactly what the job streamed (an earlier
+        # attempt's). Only then may a failed verification remove it.
+        self.owned = False
         self.state: dict[str, Any] = {}
         self.control = _Control(dsn, job_id, worker, lease=30.0, borrowed=control)
         self.read_config = reads
@@ -773,6 +777,9 @@ class Exporter:
         if ck.get("sha256"):
             # Checkpointed once the object was written: what it must read back as.
             self.state["sha256"] = str(ck["sha256"])
+        if isinstance(ck.get("created"), dict):
+            # The object at the key is the job's (its own conditional write made it).
+            self.state["created"] = dict(ck["created"])
         try:
             self._check_digests()
             self.upload = storage.resume_upload(self.location, self.staging, self.token,
@@ -877,13 +884,19 @@ class Exporter:
         if (self.job["checkpoint"] or {}).get("uri"):
             return
         if storage.taken(uri):  # (never memory://: storage.taken)
-            raise StorageError(
-                f"refusing to write {uri}: an object is there that no attempt of job "
-                f"{self.job_id} wrote (another pgjobs database writing to the same "
-                "storage numbers its jobs alike)", retryable=False, sqlstate="42710",
-                hint="give each database's exports a folder of their own (the worker's "
-                     "--storage, or the export's \"destination\"); or move the object away "
-                     f"and run the job again (pgjobs.retry({self.job_id}))")
+            raise self._taken(uri)
+
+    def _taken(self, uri: str) -> StorageError:
+        """The job fails for good, 42710: ``uri`` holds an object no attempt of
+        this job wrote (found by the first look, or by the conditional final
+        write: created there after that look)."""
+        return StorageError(
+            f"refusing to write {uri}: an object is there that no attempt of job "
+            f"{self.job_id} wrote (another pgjobs database writing to the same "
+            "storage numbers its jobs alike)", retryable=False, sqlstate="42710",
+            hint="give each database's exports a folder of their own (the worker's "
+                 "--storage, or the export's \"destination\"); or move the object away "
+                 f"and run the job again (pgjobs.retry({self.job_id}))")
 
     def _check_allowed(self, prefix: str, uri: str) -> None:
         """Write only under this worker's own storage or a prefix of the allow-list
@@ -1106,8 +1119,22 @@ class Exporter:
         upload = self.upload
         self.read_back = None
         try:
+            if storage.taken(self.location.uri):
+                # Every kind asks first (one that cannot write conditionally,
+                # staged parts, GCS compose, Azure blocks, is then written only
+                # where no object was when asked); file:// and S3 also refuse
+                # atomically (KeyTaken from finish).
+                raise KeyTaken(f"{self.location.uri} exists")
             size, sha256 = self.storage_retry(upload.finish, "the object")
             self.read_back = upload.checked
+        except KeyTaken:
+            # Never written over: accepted only as exactly what was streamed
+            # (an earlier attempt of this job made it visible), else another's.
+            done = self._holds_streamed()
+            if done is None:
+                raise self._taken(self.location.uri) from None
+            size, sha256 = done
+            self.read_back = self.state["digests"]
         except Mismatch as exc:
             # Staged parts (or a resumed S3 upload) are not what was streamed.
             self._corrupt(words(exc))
@@ -1120,11 +1147,17 @@ class Exporter:
                                    retryable=True) from exc
             size, sha256 = done
             self.read_back = self.state["digests"]  # read back against them just now
+        # Made visible by this upload's own write, or holding exactly the streamed
+        # bytes (accepted above): the job's object.
+        self.owned = True
         if size != self.state["bytes"] or sha256 != self.state.get("sha256", sha256):
             self._corrupt(f"the upload wrote {size} bytes (sha256 {sha256}), the checkpoint "
                           f"says {self.state['bytes']} (sha256 {self.state.get('sha256')})")
-        # What was streamed, fenced: a stale attempt stops here.
+        # What was streamed, fenced: a stale attempt stops here. ``created``:
+        # the object at the key is the job's (pgjobs.prune removes it only
+        # then, and only while it holds these bytes).
         self.state["sha256"] = sha256
+        self.state["created"] = {"bytes": size, "sha256": sha256}
         if not self.control.heartbeat(done=self.state["rows"], checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
         self._verify_stored(size, sha256)
@@ -1160,13 +1193,20 @@ class Exporter:
         message = f"{self.location.uri}: verification failed: {why}"
         log.warning("job %s: %s; the retry rewrites it from scratch", self.job_id, message)
         upload_state = self.state.get("upload")
+        # Removed only when it is the job's: its own write made it visible (this
+        # attempt's, or one the checkpoint records). Anything else at the key
+        # (staged parts that did not match abort their put: nothing was written)
+        # is another's, never deleted.
+        mine = (self.owned or bool(self.upload is not None and self.upload.created)
+                or isinstance(self.state.get("created"), dict))
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
                       "phase": "streaming", "eof": False, "digests": [],
                       "history": self.state.get("history", [])}
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
-        with contextlib.suppress(Exception):  # best effort: the retry overwrites it
-            storage.delete(self.location.uri)
+        if mine:
+            with contextlib.suppress(Exception):  # best effort
+                storage.delete(self.location.uri)
         with contextlib.suppress(Exception):  # staged parts of the upload: not resumed
             storage.discard_upload(self.location, upload_state)
         raise StorageError(message, retryable=True)
@@ -1179,9 +1219,18 @@ class Exporter:
         if self.state["phase"] != "finalizing" or not self.state["digests"]:
             return None
         try:
-            self._check_digests()
             if not storage.exists(self.location.uri):
                 return None
+        except StorageError:
+            return None
+        return self._holds_streamed()
+
+    def _holds_streamed(self) -> tuple[int, str] | None:
+        """(bytes, sha256) of the object at the key when it reads back, part by
+        part, as the digests checkpointed as the parts were streamed (and as
+        the checkpointed sha256, if any); else None."""
+        try:
+            self._check_digests()
             size, digest = storage.hash_object(self.location, self.state["digests"])
         except (CannotResume, StorageError):
             return None

@@ -387,6 +387,7 @@ class ComposeUpload(Upload):
                 from exc
         except GcsError as exc:
             raise _storage_error(exc, f"cannot write {self.location.uri}") from exc
+        self.created = True
         if self._hash is None:
             from pgjobs.poller import storage  # read back: the hash state did not survive
 

@@ -157,8 +157,40 @@ class Join:
         state = ex.state.get("join")
         self.state: dict[str, Any] = dict(state) if isinstance(state, dict) else {}
         self.delay = ex.delays.get("join", 0.0)
+        # The object at the key is the join's: its own write made it visible
+        # (this attempt's, or phase "visible" checkpointed). Only then does a
+        # join that reads back wrong remove it.
+        self.placed = self.state.get("phase") == "visible" or bool(self.state.get("placed"))
 
     def run(self) -> tuple[int, str, int]:
+        """Join, verify, and record in the job's checkpoint that the object at
+        the key is the job's (``created``: bytes and SHA-256), which a cancel
+        and pgjobs.prune remove only then."""
+        size, sha256, pieces = self._run()
+        self.ex.state["created"] = {"bytes": size, "sha256": sha256}
+        from pgjobs.poller.export import LeaseLost
+
+        if not self.ex.control.heartbeat(checkpoint=self.ex.state):
+            raise LeaseLost("heartbeat refused")
+        return size, sha256, pieces
+
+    def _run(self) -> tuple[int, str, int]:
+        if not self.state.get("kind") and storage.taken(self.ex.location.uri):
+            # A join not begun asks first; file:// and S3 also refuse atomically
+            # as they make the object visible, GCS and Azure ask again right
+            # before the write that makes it (a join under way knows what it
+            # made: its kind's resume reads that from the checkpoint).
+            if not isinstance(self.ex.state.get("created"), dict):
+                return self._existing()
+            found = self._holds_parts()
+            if found is not None:
+                self.discard()
+                return found
+            # The job's own object (its checkpoint records it created), joined
+            # from parts since queued again: removed, and joined anew.
+            storage.delete(self.ex.location.uri)
+            self.ex.state.pop("created", None)
+            self._save()
         scheme = self.ex.location.scheme
         if scheme == "file":
             return self._file()
@@ -215,12 +247,46 @@ class Join:
             raise StorageError(why, retryable=True) from exc
         return size, sha256
 
+    def _existing(self) -> tuple[int, str, int]:
+        """An object at the key that the join did not make visible: never
+        written over. Accepted only as exactly the parts' bytes (an earlier
+        attempt of this job joined it and ended before checkpointing that);
+        any other object is another's, and the job fails for good (42710)."""
+        found = self._holds_parts()
+        if found is None:
+            raise self.ex._taken(self.ex.location.uri)
+        self.discard()
+        return found
+
+    def _holds_parts(self) -> tuple[int, str, int] | None:
+        """(bytes, sha256, pieces) of the object at the key when it reads back
+        as exactly the parts' bytes, part by part; else None."""
+        try:
+            size, sha256 = storage.hash_object(self.ex.location, self.digests)
+        except (CannotResume, StorageError):
+            return None
+        if size != self.total:
+            return None
+        return size, sha256, len(self.results)
+
+    def _placed(self) -> None:
+        """The join's own write made the object visible: recorded with the
+        join's next checkpoint (``placed``), so that a cancel meanwhile removes
+        it (poller/parallel.py) and nothing else."""
+        self.placed = True
+        self.state["placed"] = True
+
     def _start_over(self) -> None:
         """A join that read back wrong is never resumed nor left visible: remove it
-        and checkpoint that there is none."""
+        (only when its own write made it visible: a ``file://`` join reads its
+        temporary file back before placing it, and whatever is at the key then
+        is another's) and checkpoint that there is none."""
+        placed = self.placed
         self.discard()
-        with contextlib.suppress(Exception):
-            storage.delete(self.ex.location.uri)
+        self.placed = False
+        if placed:
+            with contextlib.suppress(Exception):
+                storage.delete(self.ex.location.uri)
         from pgjobs.poller.export import LeaseLost
 
         if not self.ex.control.heartbeat(checkpoint=self.ex.state):
@@ -306,9 +372,13 @@ class Join:
         size, sha256 = self._verify(lambda: storage.hash_object(storage.parse(
             "file://" + tmp), self.digests))
         try:
-            storage.replace_file(tmp, path, what)  # renameat in that folder, fsynced
+            # Only where no name is (linkat in that folder, fsynced): never over a file.
+            storage.place_file(tmp, path, what)
+        except FileExistsError:
+            return self._existing()
         except OSError as exc:
             raise storage.storage_error(exc, f"cannot write {path}") from exc
+        self._placed()
         self.state["phase"] = "visible"
         self._save()
         return size, sha256, len(self.results)
@@ -320,7 +390,9 @@ class Join:
         client = s3.Client(loc.base.split("://", 1)[1])
         steps = plan([d[0] for d in self.digests])
         if self.total == 0:  # S3 refuses an empty multipart object
-            self.ex.storage_retry(lambda: storage.write(loc.uri, b""), "the object")
+            if not self.ex.storage_retry(lambda: storage.create(loc.uri, b""), "the object"):
+                return self._existing()
+            self._placed()
             return self._verify(lambda: storage.hash_object(loc, self.digests)) + (1,)
         resumed = self._resumed("s3")
         if resumed and self.state.get("phase") != "visible":
@@ -346,6 +418,8 @@ class Join:
                     self.state.update(upload_id=upload_id, etags=[], done=0)
                     self._save()
                 self._s3_steps(client, steps)
+            except storage.KeyTaken:
+                return self._existing()
             except storage.UploadLost as exc:
                 # Aborted by a lifecycle rule or by hand: write the join again now.
                 restarts += 1
@@ -371,8 +445,12 @@ class Join:
             etags.append(self.ex.storage_retry(one, f"part {number} of the join"))
             self.state.update(etags=etags, done=number)
             self._save()
+        from pgjobs.poller import upload_s3  # it imports storage
+
+        # Only where no object is (KeyTaken): never over an object there.
         self.ex.storage_retry(lambda: self._s3_call(
-            lambda: client.complete(loc.path, upload_id, etags)), "the object")
+            lambda: upload_s3.complete_new(client, loc, upload_id, etags)), "the object")
+        self._placed()
         self.state["phase"] = "visible"
         self._save()
 
@@ -472,7 +550,11 @@ class Join:
                 except gcs.GcsError as exc:
                     raise storage.storage_error(exc, f"cannot write {loc.uri}") from exc
 
+            if k == len(steps) - 1 and storage.taken(loc.uri):
+                return self._existing()  # the object's compose: never over another's
             made[k] = self.ex.storage_retry(one, f"compose {k + 1} of the join")
+            if k == len(steps) - 1:  # the last makes the object
+                self._placed()
             self._wrote()
             self.state.update(generations=made, done=int(self.state["done"]) + 1)
             self._save()
@@ -547,7 +629,11 @@ class Join:
                 self._wrote()
                 self.state["done"] = number
                 self._save()
+            if not (committed and set(committed) <= set(ids)) and storage.taken(loc.uri):
+                # A blob there that is not of the join's blocks: another's.
+                return self._existing()
             self.ex.storage_retry(lambda: azblob.commit(blob, ids, loc.uri), "the object")
+            self._placed()
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
         self.state.update(done=len(blocks), phase="visible")
         self._save()
@@ -595,7 +681,12 @@ class Join:
                                    f"({size} bytes, expected {r['bytes']})")
         if buffer or not digests:
             put(buffer)
-        size, sha256 = ex.storage_retry(upload.finish, "the object")
+        try:
+            size, sha256 = ex.storage_retry(upload.finish, "the object")
+        except storage.KeyTaken:
+            return self._existing()  # never written over
+        if upload.created:
+            self._placed()
         if (size, sha256) != (self.total, whole.hexdigest()):
             raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 "
                                f"{sha256}), the parts hold {self.total}", retryable=True)

@@ -330,6 +330,13 @@ def _redo(ex: Exporter, parts: list[int], why: str) -> None:
     log.warning("job %s: part(s) %s: %s; exporting them again", ex.job_id,
                 ", ".join(map(str, parts)), why)
     join.Join(ex, []).discard()
+    if ex.format in ONE_OBJECT_FORMATS:
+        # Each part's object is the job's (the part's result records it made):
+        # removed, so the part's new conditional write finds its key free.
+        rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+        for row in rows:
+            if int(row["part"]) in parts and isinstance(row["result"], dict):
+                storage.delete(str(row["result"]["uri"]))  # storage down: retried
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
     ex.control.call(lambda c: db.scalar(c, queries.EXPORT_PARTS_REDO, {
@@ -363,6 +370,8 @@ def place(ex: Exporter) -> int:
                 "format": ex.format, "gzip": ex.gzip, "parallel": True}
     if isinstance(ck.get("join"), dict) and ck.get("uri"):
         ex.state["join"] = ck["join"]  # a join under way: poller/join.py continues it
+    if isinstance(ck.get("created"), dict) and ck.get("uri"):
+        ex.state["created"] = ck["created"]  # the object at the key is the job's
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
     parts = int(ex.control.call(lambda c: db.scalar(
@@ -461,18 +470,24 @@ def _claim_failed(ex: Exporter, exc: BaseException) -> None:
 
 
 def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
-    """A canceled job leaves nothing: remove its parts' objects, and the upload
-    every part's checkpoint still holds (best effort; an upload in flight
-    elsewhere is swept as stale). A part that ended its attempt keeping its
-    upload for the next claim (failed retryably, handed back) before the
+    """A canceled job leaves nothing of its own: remove its parts' objects, and
+    the upload every part's checkpoint still holds (best effort; an upload in
+    flight elsewhere is swept as stale). A part that ended its attempt keeping
+    its upload for the next claim (failed retryably, handed back) before the
     cancel came has no claim left to remove it: the cancel wins here, whatever
-    each part had decided."""
+    each part had decided. Only objects the job created are removed: a part's
+    that finished (its result) or recorded its object as created, and the
+    join's once its checkpoint records it made it (``placed``, ``created``);
+    whatever else is at those keys is another's."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
         return
     if job is None or job["status"] != "canceled":
         return
+    joined = ex.state.get("join") or {}
+    made = isinstance(ex.state.get("created"), dict) or bool(
+        joined.get("placed") or joined.get("phase") == "visible")
     join.Join(ex, []).discard()  # the join's temporary file or open upload
     if ex.format == "parquet":
         rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
@@ -483,14 +498,18 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
         return
     rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
     uploads = {int(r["part"]): r["upload"] for r in rows if isinstance(r["upload"], dict)}
+    created = {int(r["part"]) for r in rows
+               if isinstance(r["result"], dict) or isinstance(r["created"], dict)}
     for part in range(1, parts + 1):
         where = _part_uri(ex.prefix, ex.location.uri, part)
         with contextlib.suppress(Exception):
             storage.discard_upload(storage.parse(where), uploads.get(part))
-        with contextlib.suppress(Exception):
-            storage.delete(where)
-    with contextlib.suppress(Exception):  # a join that had made it: not completed
-        storage.delete(ex.location.uri)
+        if part in created:
+            with contextlib.suppress(Exception):
+                storage.delete(where)
+    if made:
+        with contextlib.suppress(Exception):  # a join that had made it: not completed
+            storage.delete(ex.location.uri)
 
 
 def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,

@@ -285,11 +285,19 @@ class Client:
             raise S3Error(0, "", "no ETag in the UploadPartCopy response")
         return etag
 
-    def complete(self, key: str, upload_id: str, etags: list[str]) -> None:
+    def complete(self, key: str, upload_id: str, etags: list[str], *,
+                 overwrite: bool = False) -> None:
+        """Complete an upload only where no object is (``If-None-Match: *``): a
+        ``412 PreconditionFailed`` when one is, nothing written over it (never
+        over another's object: every caller makes an object of its own).
+        ``overwrite``: the plain request, for a store that refuses the condition
+        (``400``/``501``), sent only after the caller has looked."""
         # botocore turns S3's "200 with an error document" into an error.
+        condition = {} if overwrite else {"IfNoneMatch": "*"}
         self._call("complete_multipart_upload", Key=key, UploadId=upload_id,
                    MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
-                                              for n, etag in enumerate(etags, start=1)]})
+                                              for n, etag in enumerate(etags, start=1)]},
+                   **condition)
 
     def abort(self, key: str, upload_id: str) -> None:
         """Abort an upload; one already gone is fine."""

@@ -64,6 +64,7 @@ from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, URL, permanent_tls_error
 from pgjobs.poller.upload import CannotResume as CannotResume
+from pgjobs.poller.upload import KeyTaken as KeyTaken
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
 from pgjobs.poller.upload import Upload as Upload
@@ -1041,6 +1042,25 @@ def delete_holding(uri: str, sha256: str) -> bool:
     return holds(uri, sha256) and delete(uri)
 
 
+def delete_streamed(uri: str, digests: list[Any]) -> bool:
+    """Delete the object at ``uri`` only if it reads back, part by part, as the
+    parts ``digests`` (``[[bytes, sha256], ...]``) an export streamed: its own
+    object, made visible by a worker killed before recording so. False when
+    missing or holding anything else (another's: left alone)."""
+    loc = parse(uri)
+    try:
+        if size(uri) != sum(int(d[0]) for d in digests):
+            return False
+        check_object(loc, digests)
+    except (CannotResume, FileNotFoundError):
+        return False
+    except StorageError:
+        if not exists(uri):
+            return False
+        raise
+    return delete(uri)
+
+
 def read(uri: str) -> bytes:
     """The whole object (tests and small files only)."""
     loc = parse(uri)
@@ -1303,6 +1323,87 @@ def replace_file(src: str, dst: str, what: str) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def place_file(src: str, dst: str, what: str) -> None:
+    """Give the file ``src`` the name ``dst`` (same folder) only where no name
+    is, relative to the folder's descriptor (never through a link), and remove
+    the name ``src``; fsync the folder. FileExistsError, nothing changed, when
+    ``dst`` names anything (unlike :func:`replace_file`, which replaces it).
+
+    ``linkat`` first: it fails on any name there, atomically. A file system
+    that refuses hard links (``EPERM``, ``ENOTSUP``: some FUSE and network
+    mounts, FAT) is asked for ``renameat2(RENAME_NOREPLACE)``, atomic too; one
+    that has neither (``EINVAL``, or no ``renameat2`` in the C library) gets a
+    look at ``dst`` then a plain rename, with a warning: only a file created
+    there at that very moment is not seen. A worker killed after the link and
+    before ``src`` is unlinked leaves both names on one file: the next attempt
+    finds ``dst`` holding exactly the job's bytes (the exporter reads it back
+    against its part digests) and the temporary name goes with its upload."""
+    directory, src_name = _split(src)
+    dst_directory, dst_name = _split(dst)
+    if directory != dst_directory:
+        raise ValueError(f"{src} and {dst} are in different folders")
+    folder = open_folder(directory, what)
+    try:
+        try:
+            os.link(src_name, dst_name, src_dir_fd=folder, dst_dir_fd=folder,
+                    follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+            _rename_no_replace(folder, src_name, dst_name, f"{directory}/{dst_name}")
+        else:
+            os.unlink(src_name, dir_fd=folder)
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+"""What ``linkat`` answers on a file system without hard links (EPERM is also
+what a protected_hardlinks refusal says: the rename that follows is no less
+safe)."""
+
+RENAME_NOREPLACE = 1
+
+
+def _renameat2() -> Callable[..., int] | None:
+    """glibc's ``renameat2`` (2.28 and later; Linux 3.15), or None."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                     ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
+
+
+def _rename_no_replace(folder: int, src: str, dst: str, shown: str) -> None:
+    """Rename ``src`` to ``dst`` in ``folder`` only where ``dst`` names nothing
+    (:func:`place_file` on a file system without hard links)."""
+    import ctypes
+
+    call = _renameat2()
+    if call is not None:
+        if call(folder, os.fsencode(src), folder, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), shown)
+    log.warning("%s: the file system has neither hard links nor an exclusive rename; "
+                "it is renamed into place after checking that no file is there (a file "
+                "created there at that very moment is not seen)", shown)
+    try:
+        os.lstat(dst, dir_fd=folder)
+    except FileNotFoundError:
+        os.rename(src, dst, src_dir_fd=folder, dst_dir_fd=folder)
+        return
+    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), shown)
 
 
 def unlink_file(path: str, what: str) -> None:
@@ -1618,9 +1719,9 @@ def _condition_refused(exc: BaseException) -> bool:
 
 def _create_file(path: str, data: bytes, what: str) -> bool:
     """:func:`create` on disk: the bytes go to a temporary file of this call
-    (a name the stale sweep knows), fsynced, then hard-linked at ``path``
-    relative to the folder's descriptor, never through a link; the temporary
-    name is removed either way."""
+    (a name the stale sweep knows), fsynced, then put at ``path`` only where
+    no name is (:func:`place_file`: a hard link, never through a link); the
+    temporary name is removed either way."""
     directory, name = _split(path)
     tmp = os.path.join(directory, f".{name}.pgjobs-{os.urandom(6).hex()}.tmp")
     fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, what, create_folders=True)
@@ -1629,23 +1730,13 @@ def _create_file(path: str, data: bytes, what: str) -> bool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+        place_file(tmp, path, what)
+        return True
+    except FileExistsError:
+        return False
+    finally:
         with contextlib.suppress(OSError, StorageError):
             unlink_file(tmp, what)
-        raise
-    folder = open_folder(directory, what)
-    try:
-        try:
-            os.link(os.path.basename(tmp), name, src_dir_fd=folder, dst_dir_fd=folder,
-                    follow_symlinks=False)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(os.path.basename(tmp), dir_fd=folder)
-        os.fsync(folder)
-        return True
-    finally:
-        os.close(folder)
 
 
 def taken(uri: str) -> bool:

@@ -36,6 +36,14 @@ class Mismatch(CannotResume):
     differ from the part digests the checkpoint recorded as they were streamed."""
 
 
+class KeyTaken(Exception):
+    """The final write of an upload was conditional (``file://``: a hard link,
+    which refuses any name there; S3: ``If-None-Match: *``) and found an object
+    at the key: nothing was written over it. The exporter accepts it only when
+    it reads back as exactly what the job streamed (an earlier attempt of the
+    job made it visible); any other object is another's."""
+
+
 class PartDigests:
     """Checks a stream of bytes against the checkpointed digests of the parts that
     were streamed, ``[[bytes, sha256 hex], ...]`` in order, and (``whole``) hashes
@@ -104,6 +112,13 @@ class Upload:
     one read hashes it and checks every part); None when it did not read it. The
     exporter then does not read the object back a second time."""
 
+    created = False
+    """True once ``finish`` made the object visible by this upload's own write
+    (even when the read-back that follows it fails): the object at the key is
+    then the job's, which the exporter may remove when it is not what was
+    streamed. False when ``finish`` did not get that far, or found an object
+    there (:class:`KeyTaken`): never the job's to remove."""
+
     def write_part(self, data: bytes | bytearray) -> str | None:
         """Make ``data`` durable as the next part. Returns its SHA-256 (hex) when the
         kind hashed it on the way (S3: the hash the part was signed with), else None
@@ -115,7 +130,9 @@ class Upload:
         raise NotImplementedError
 
     def finish(self) -> tuple[int, str]:
-        """Make the object visible at its key; return (bytes, sha256 hex)."""
+        """Make the object visible at its key, never over an object there
+        (:class:`KeyTaken`, where the store can refuse atomically); return
+        (bytes, sha256 hex)."""
         raise NotImplementedError
 
     def cleanup(self) -> None:

@@ -1,10 +1,11 @@
-"""``file://`` uploads: one hidden temporary file per owner, renamed into place.
+"""``file://`` uploads: one hidden temporary file per owner, linked into place.
 
 Parts are written, each at its own offset, to ``.{name}.pgjobs-{token}.tmp``
 next to the object and fsynced; a new owner copies the checkpointed prefix
 (checked against the part digests) into its own temporary file, while a stale
 writer keeps scribbling into the old one, which nobody reads.
-:meth:`LocalUpload.finish` renames the file into place atomically.
+:meth:`LocalUpload.finish` links the file into place atomically, never over a
+file there.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from pgjobs.poller.storage import (
     Location,
     StorageError,
     open_file,
-    replace_file,
+    place_file,
     storage_error,
     unlink_file,
 )
-from pgjobs.poller.upload import CannotResume, PartDigests, Upload
+from pgjobs.poller.upload import CannotResume, KeyTaken, PartDigests, Upload
 
 
 class LocalUpload(Upload):
-    """``file://``: one hidden temporary file per owner, fsynced per part, renamed
+    """``file://``: one hidden temporary file per owner, fsynced per part, linked
     into place at the end. The SHA-256 is computed as bytes go by (and over the
     inherited prefix on resume)."""
 
@@ -125,11 +126,18 @@ class LocalUpload(Upload):
         return {"tmp": self._tmp, "size": self._size}
 
     def finish(self) -> tuple[int, str]:
+        """Put the temporary file at the object's name only where no name is
+        (:func:`~pgjobs.poller.storage.place_file`: ``linkat`` in the folder
+        opened without a link below the root, then the temporary name
+        unlinked; fsynced): :class:`KeyTaken` when a file is there, which is
+        never replaced."""
         try:
-            # renameat in the folder opened without a link below the root; fsynced.
-            replace_file(self._tmp, self.location.path, f"cannot create {self.location.path}")
+            place_file(self._tmp, self.location.path, f"cannot create {self.location.path}")
+        except FileExistsError:
+            raise KeyTaken(f"{self.location.uri} exists") from None
         except OSError as exc:
             raise storage_error(exc, f"cannot create {self.location.path}") from exc
+        self.created = True
         return self._size, self._hash.hexdigest()
 
     def cleanup(self) -> None:

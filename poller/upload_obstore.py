@@ -136,6 +136,7 @@ class StagedUpload(Upload):
         finally:
             abandon.set()
             reader.join(timeout=5)
+        self.created = True
         return size, digest.hexdigest()
 
     def cleanup(self) -> None:

@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from pgjobs.poller import s3client as s3
-from pgjobs.poller.gcs import calls as obstore  # as storage uses it: gs:// via Google
-from pgjobs.poller.storage import Location, StorageError, hash_object, storage_error, store_for
-from pgjobs.poller.upload import CannotResume, Upload, UploadLost
+from pgjobs.poller import storage
+from pgjobs.poller.storage import Location, StorageError, hash_object, storage_error
+from pgjobs.poller.upload import CannotResume, KeyTaken, Upload, UploadLost
 
 log = logging.getLogger("pgjobs.storage")
 
@@ -86,18 +86,21 @@ class NativeS3Upload(Upload):
         return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}
 
     def finish(self) -> tuple[int, str]:
+        """Complete the upload only where no object is (:func:`complete_new`;
+        :class:`KeyTaken` when one is); an empty object is created the same
+        way (:func:`storage.create`). Only storage's errors are storage
+        errors: anything else (a programming error) is not retried."""
         try:
             if self._empty and not self._etags:
+                if not storage.create(self.location.uri, b""):
+                    raise KeyTaken(f"{self.location.uri} exists")
                 self._client.abort(self._key, self._id)
-                obstore.put(store_for(self.location), self._key, b"")
             else:
-                self._client.complete(self._key, self._id, self._etags)
-            self._completed = True
+                complete_new(self._client, self.location, self._id, self._etags)
+            self._completed = self.created = True
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
                 raise UploadLost(f"upload {self._id} is gone") from None
-            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
-        except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         if self._hash is None:
             # Resumed: read back once, hashed and each part checked against the
@@ -114,6 +117,38 @@ class NativeS3Upload(Upload):
         successful export waits for none."""
         if not self._completed:
             abort_later(self.location, self._id)
+
+
+def complete_new(client: s3.Client, location: Location, upload_id: str,
+                 etags: list[str]) -> None:
+    """CompleteMultipartUpload of ``location``'s key only where no object is
+    (``If-None-Match: *``): :class:`KeyTaken` when one is (a ``412``), nothing
+    written over it. A complete sent again after its answer was lost meets its
+    own object the same way: the caller recognises it by its bytes. A store
+    that refuses the condition (``501``/``400``, as :func:`storage.create`
+    handles) is asked whether the key holds an object, then sent the plain
+    request, with a warning: only an object created at that very moment is
+    not seen."""
+    try:
+        client.complete(location.path, upload_id, etags)
+        return
+    except s3.S3Error as exc:
+        if exc.status == 412 or exc.code == "PreconditionFailed":
+            raise KeyTaken(f"{location.uri} exists") from None
+        if exc.status not in (400, 501) or exc.code in _NOT_A_REFUSAL:
+            raise
+        log.warning("%s refused a conditional CompleteMultipartUpload (If-None-Match: *): "
+                    "%s; %s is completed after checking that no object is there",
+                    location.base, exc, location.uri)
+    if storage.exists(location.uri):
+        raise KeyTaken(f"{location.uri} exists")
+    client.complete(location.path, upload_id, etags, overwrite=True)
+
+
+_NOT_A_REFUSAL = ("NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall",
+                  "MalformedXML")
+"""Errors a CompleteMultipartUpload answers with a 400 for its parts, not for
+its condition."""
 
 
 class _Aborts(threading.Thread):

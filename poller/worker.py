@@ -336,7 +336,10 @@ class Worker:
         # recorded as created (pgjobs.prune): deleted only if it holds the bytes
         # whose digest the job recorded; anything else there is another's.
         digest = leftover.get("rejects_sha256") if leftover is not None else None
-        if isinstance(digest, str):
+        # An export's object its job may have made but never recorded as made
+        # (pgjobs.prune): deleted only if it reads back as the parts it streamed.
+        parts = leftover.get("export_digests") if leftover is not None else None
+        if isinstance(digest, str) or isinstance(parts, list):
             leftover = None
         try:
             outside = not storage.within(row["uri"], self.storage_uri)
@@ -363,6 +366,8 @@ class Worker:
                 storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
             elif isinstance(digest, str):
                 storage.delete_holding(row["uri"], digest)
+            elif isinstance(parts, list):
+                storage.delete_streamed(row["uri"], parts)
             else:
                 storage.delete(row["uri"])
         except PgjobsError as exc:
