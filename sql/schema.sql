@@ -1714,6 +1714,11 @@ BEGIN
                                   'leave the condition out of the filter when its list, text or '
                                   'object is empty, or pass the filter {} to select the whole '
                                   'scope on purpose.'
+                                  || CASE WHEN v_empty_op IN ('{}', '$ne', '$eq')
+                                     THEN format(' To take the rows whose field is not '
+                                                 'exactly {} on purpose, write {%s: '
+                                                 '{"$nin": [{}]}}.', to_jsonb(v_empty_field))
+                                     ELSE '' END
                              END;
     END IF;
 END

@@ -106,6 +106,7 @@ ALLOWED: list[dict[str, Any]] = [
     {"$not": {"nest": {"$ne": {}}}},
     {"$not": {"$not": {"nest": {}}}},
     {"$not": {"nest": {"a": 0}}},
+    {"nest": {"$nin": [{}]}},  # "not exactly {}" on purpose: what the refusal's hint says
 ]
 
 
@@ -180,6 +181,9 @@ def test_a_negated_empty_object_of_a_field_is_refused_everywhere(
     assert f'{says} "{field}"' in message and "holds for every row" in message, message
     hint = caught.value.diag.message_hint or ""
     assert "leave the condition out" in hint and "pass the filter {}" in hint, hint
+    # What to write when "not exactly {}" is meant: a $nin whose list is not
+    # empty (taken: ALLOWED below).
+    assert f'write {{"{field}": {{"$nin": [{{}}]}}}}' in hint, hint
     assert scalar(rows, "SELECT count(*) FROM pgjobs.jobs") == jobs
 
 
