@@ -1670,7 +1670,8 @@ BEGIN
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
 
     -- An operand that came out empty and then holds for every row ($nin: [],
-    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- $contains: "", a negated $in: [], a branch {} of an $or, a field's
+    -- negated {}) is refused
     -- as an empty $and is (pgjobs._empty_operands): built from a selection
     -- that came out empty, it made a delete of the whole scope. Walked only
     -- when the filter's text holds an empty list, string or object at all
@@ -1689,6 +1690,16 @@ BEGIN
                                  'so it holds for every row'
                 WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
                                             'which every text contains', v_empty_field)
+                WHEN '{}' THEN format('the value {} at "%s" (an empty operator object, or '
+                                     'equality with an empty object) is negated, so it holds '
+                                     'for every row that does not hold exactly {}',
+                                     v_empty_field)
+                WHEN '$ne' THEN format('operator "$ne" at "%s" has an empty object {}, so it '
+                                      'holds for every row that does not hold exactly {}',
+                                      v_empty_field)
+                WHEN '$eq' THEN format('operator "$eq" at "%s" has an empty object {} under a '
+                                      '$not, so the $not holds for every row that does not '
+                                      'hold exactly {}', v_empty_field)
                 WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
                                        'for every row', v_empty_field)
                 ELSE format('operator "$in" at "%s" has an empty list under a $not, so the '
@@ -1699,9 +1710,15 @@ BEGIN
                                   'row of the scope: leave the empty branch out, or pass the '
                                   'filter {} to select the whole scope on purpose.'
                              ELSE 'An operand that came out empty (no value picked, an empty '
-                                  'search) would select every row of the scope: leave the '
-                                  'condition out of the filter when its list or text is empty, '
-                                  'or pass the filter {} to select the whole scope on purpose.'
+                                  'search, no operator) would select every row of the scope: '
+                                  'leave the condition out of the filter when its list, text or '
+                                  'object is empty, or pass the filter {} to select the whole '
+                                  'scope on purpose.'
+                                  || CASE WHEN v_empty_op IN ('{}', '$ne', '$eq')
+                                     THEN format(' To take the rows whose field is not '
+                                                 'exactly {} on purpose, write {%s: '
+                                                 '{"$nin": [{}]}}.', to_jsonb(v_empty_field))
+                                     ELSE '' END
                              END;
     END IF;
 END
@@ -4147,8 +4164,10 @@ CREATE FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean DEFAULT
 -- The clauses of a filter (already compiled: pgjobs._compile_filter has
 -- checked its shape) whose operand came out empty and which then hold for
 -- every row: {"f": {"$nin": []}} (not in nothing), {"f": {"$contains":
--- ""}} (every text contains ""), and {"$not": {"f": {"$in": []}}} (a
--- field's or a filter's $not; two cancel). A client that built its list or
+-- ""}} (every text contains ""), {"$not": {"f": {"$in": []}}} (a
+-- field's or a filter's $not; two cancel), and a field's empty object
+-- negated ({"$not": {"f": {}}}, {"f": {"$not": {"$eq": {}}}}, {"f":
+-- {"$ne": {}}}: every row not holding exactly {}). A client that built its list or
 -- its search text from a selection that came out empty (no status picked,
 -- an empty search box) submitted a delete of the whole scope, as an empty
 -- $and did (refused by pgjobs._compile_filter_node). Columns and document
@@ -4157,7 +4176,8 @@ CREATE FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean DEFAULT
 -- row) and a $not of one negated again ({"$not": {"$not": {}}}); {} as the
 -- whole filter, or beside other conditions of an $and, is the whole scope
 -- asked for. One row per clause, in the order met: the field as written
--- (NULL for an $or or a $not) and the operator ('$in' for a negated $in). The same clauses where they
+-- (NULL for an $or or a $not) and the operator ('$in' for a negated $in,
+-- '{}' for a field's negated empty object). The same clauses where they
 -- select no row ($in: [] as written, a negated $nin: [] or $contains: "")
 -- are not returned: they take nothing. Locks nothing.
 DECLARE
@@ -4204,8 +4224,20 @@ BEGIN
         END LOOP;
         RETURN;
     END IF;
+    -- A field's condition that is the empty object {}: equality with {}
+    -- (which takes only the rows holding exactly {}), negated it holds for
+    -- every other row. An operator object that came out empty ({"f": {}}
+    -- under a $not, the field's or a filter's) was a delete of the whole
+    -- scope; so is {"$eq": {}} negated and {"$ne": {}} as written. Reported
+    -- with op '{}' (the field's value itself) or the operator.
+    IF p_negated AND p_filter = '{}'::jsonb THEN
+        field := p_field;
+        op := '{}';
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- A field's condition: an operator object (every key starts with $), else
-    -- a literal compared for equality (never empty in this sense).
+    -- a literal compared for equality (never empty in the other senses).
     v_is_ops := jsonb_typeof(p_filter) = 'object'
                 AND EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k)
                 AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k
@@ -4217,6 +4249,11 @@ BEGIN
         ELSIF ((v_entry.key = '$nin' AND NOT p_negated) OR (v_entry.key = '$in' AND p_negated))
               AND jsonb_typeof(v_entry.value) = 'array'
               AND jsonb_array_length(v_entry.value) = 0 THEN
+            field := p_field;
+            op := v_entry.key;
+            RETURN NEXT;
+        ELSIF ((v_entry.key = '$ne' AND NOT p_negated) OR (v_entry.key = '$eq' AND p_negated))
+              AND v_entry.value = '{}'::jsonb THEN
             field := p_field;
             op := v_entry.key;
             RETURN NEXT;

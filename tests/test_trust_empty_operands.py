@@ -69,6 +69,21 @@ REFUSED_OBJECTS: list[tuple[dict[str, Any], str]] = [
     ({"k": 1, "$not": {"$not": {"$and": [{}]}}}, '"$not" of an empty filter object'),
 ]
 
+# A document field's empty object where it holds for every row not holding
+# exactly {} (every row of the seed: "nest" holds {"a": ...}). Found on an
+# export (h31) but taken by every entry point: the walk looked only at an
+# operator object's keys, and {} has none. (filter, the field, what the
+# message says.)
+REFUSED_EMPTY_OBJECTS: list[tuple[dict[str, Any], str, str]] = [
+    ({"$not": {"nest": {}}}, "nest", "the value {} at"),
+    ({"nest": {"$not": {}}}, "nest", "the value {} at"),
+    ({"$not": {"nest": {"$eq": {}}}}, "nest", 'operator "$eq" at'),
+    ({"nest": {"$ne": {}}}, "nest", 'operator "$ne" at'),
+    ({"$not": {"$not": {"nest": {"$ne": {}}}}}, "nest", 'operator "$ne" at'),
+    ({"$or": [{"n": 1}, {"$not": {"nest.b": {}}}]}, "nest.b", "the value {} at"),
+    ({"$and": [{"n": {"$gte": 0}}, {"$not": {"nest": {}}}]}, "nest", "the value {} at"),
+]
+
 # The same operands where they take no row, and non-empty neighbours.
 ALLOWED: list[dict[str, Any]] = [
     {"k": {"$in": []}},
@@ -87,6 +102,11 @@ ALLOWED: list[dict[str, Any]] = [
     {"$not": {"$or": [{"k": 1}, {}]}},
     {"$or": [{"k": 1}, {"nest": {}}]},
     {"$or": [{"k": 1}, {"$and": [{"k": 2}, {}]}]},
+    {"nest": {"$eq": {}}},
+    {"$not": {"nest": {"$ne": {}}}},
+    {"$not": {"$not": {"nest": {}}}},
+    {"$not": {"nest": {"a": 0}}},
+    {"nest": {"$nin": [{}]}},  # "not exactly {}" on purpose: what the refusal's hint says
 ]
 
 
@@ -150,6 +170,24 @@ def test_an_empty_filter_object_that_makes_its_or_hold_is_refused_everywhere(
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
+@pytest.mark.parametrize(("filter_", "field", "says"), REFUSED_EMPTY_OBJECTS,
+                         ids=[json.dumps(f)[:70] for f, _, _ in REFUSED_EMPTY_OBJECTS])
+def test_a_negated_empty_object_of_a_field_is_refused_everywhere(
+        rows: Conn, entry: str, filter_: dict[str, Any], field: str, says: str) -> None:
+    jobs = scalar(rows, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        ENTRIES[entry](rows, json.dumps(filter_))
+    message = caught.value.diag.message_primary or ""
+    assert f'{says} "{field}"' in message and "holds for every row" in message, message
+    hint = caught.value.diag.message_hint or ""
+    assert "leave the condition out" in hint and "pass the filter {}" in hint, hint
+    # What to write when "not exactly {}" is meant: a $nin whose list is not
+    # empty (taken: ALLOWED below).
+    assert f'write {{"{field}": {{"$nin": [{{}}]}}}}' in hint, hint
+    assert scalar(rows, "SELECT count(*) FROM pgjobs.jobs") == jobs
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES))
 def test_empty_operands_that_take_no_row_still_compile(rows: Conn, entry: str) -> None:
     for filter_ in ALLOWED:
         assert ENTRIES[entry](rows, json.dumps(filter_)) is not None, filter_
@@ -181,7 +219,8 @@ def test_the_delete_it_stops_would_have_taken_the_whole_scope(rows: Conn) -> Non
     whole = [{"k": {"$nin": []}}, {"n": {"$nin": []}}, {"name": {"$contains": ""}},
              {"label": {"$contains": ""}}, {"$not": {"k": {"$in": []}}},
              {"label": {"$not": {"$in": []}}}, {"$or": [{"k": 1}, {}]},
-             {"$or": [{"n": 99}, {"$and": [{}]}]}, {"$not": {"$not": {}}}]
+             {"$or": [{"n": 99}, {"$and": [{}]}]}, {"$not": {"$not": {}}},
+             {"$not": {"nest": {}}}, {"nest": {"$ne": {}}}]
     assert scope
     for filter_ in whole:
         assert all(matches(r, filter_, columns, "data") for r in scope), filter_
