@@ -26,13 +26,13 @@ the reference evaluator says.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from tests.support import make_rows_target, scalar, seed
+from tests.support.filter_entries import FILTER_ENTRIES
 from tests.support.filter_reference import matches
 
 Conn = psycopg.Connection[Any]
@@ -116,27 +116,7 @@ def rows(conn: Conn) -> Conn:
     return conn
 
 
-def _submit(kind: str) -> Callable[[Conn, str], object]:
-    if kind == "backfill":
-        return lambda c, f: scalar(c, "SELECT pgjobs.submit_backfill('user_table_rows', '1', "
-                                      "%s::jsonb, '{\"label\": \"x\"}')", (f,))
-    return lambda c, f: scalar(c, f"SELECT pgjobs.submit_{kind}('user_table_rows', '1', "
-                                  "%s::jsonb)", (f,))
-
-
-ENTRIES: dict[str, Callable[[Conn, str], object]] = {
-    "submit_delete": _submit("delete"),
-    "submit_backfill": _submit("backfill"),
-    "submit_export": _submit("export"),
-    "preview": lambda c, f: scalar(c, "SELECT pgjobs.preview('user_table_rows', '1', "
-                                      "%s::jsonb)", (f,)),
-    "visible": lambda c, f: c.execute("SELECT * FROM pgjobs.visible('user_table_rows', '1', "
-                                      "%s::jsonb)", (f,)).fetchall(),
-    "visible_count": lambda c, f: scalar(c, "SELECT pgjobs.visible_count('user_table_rows', "
-                                            "'1', %s::jsonb)", (f,)),
-    "compile_filter": lambda c, f: scalar(c, "SELECT pgjobs.compile_filter('user_table_rows', "
-                                             "%s::jsonb)", (f,)),
-}
+ENTRIES = FILTER_ENTRIES
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
