@@ -790,6 +790,7 @@ class Exporter:
                 done = self._already_visible()
                 if done is not None:
                     return self._complete(*done)
+                self._remove_if_created()
             log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
             self._start_over()
         assert self.upload is not None  # resumed above, or begun again by _start_over
@@ -1210,6 +1211,19 @@ class Exporter:
         with contextlib.suppress(Exception):  # staged parts of the upload: not resumed
             storage.discard_upload(self.location, upload_state)
         raise StorageError(message, retryable=True)
+
+    def _remove_if_created(self) -> None:
+        """The object at the key, which no longer reads back as what was streamed,
+        is removed when the checkpoint proves this job made it (``created``, or
+        the ``sha256`` an earlier release checkpointed once its own write made the
+        object visible): changed since, it is the job's all the same, and the
+        attempt that starts over creates it again. Anything else at the key is
+        never touched: the new attempt's conditional write finds it and the job
+        fails for good (42710)."""
+        if not (isinstance(self.state.get("created"), dict) or self.state.get("sha256")):
+            return
+        with contextlib.suppress(Exception):  # best effort, as _corrupt's
+            storage.delete(self.location.uri)
 
     def _already_visible(self) -> tuple[int, str] | None:
         """After a crash between making the object visible and completing the job:
