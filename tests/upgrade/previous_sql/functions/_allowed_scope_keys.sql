@@ -2,55 +2,21 @@ CREATE OR REPLACE FUNCTION pgjobs._allowed_scope_keys()
 RETURNS text[]
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$
--- The jobs a session with pgjobs.allowed_scopes set may see, as keys
--- '<target oid>:<scope>' to compare with each job row's: for every
--- registered target and every entry of the setting that is a value of its
--- scope column, the entry's canonical text (pgjobs._canonical_scope, the
--- form in which every submit stores a registered target's scope). Entries
--- that are not values of a target's scope column allow nothing there; an
--- untrusted target (pgjobs._untrusted_roles: casting would run its types'
--- code as pgjobs) gets no keys, its jobs compare as text only (policy
--- jobs_client_read's verbatim test), as in pgjobs._scope_allowed, the
--- per-scope form of the same rule. Empty when the setting is unset or
--- empty. Policy jobs_client_read (migration 0024) calls it once per
--- statement (an InitPlan) instead of pgjobs._scope_allowed per row: 7 s for
--- a tenant's count(*) over 100k jobs before. The trust verdict is taken
--- from this session when under 1 s old (pgjobs._verdict_fresh), the read
--- path's window. SECURITY DEFINER: the policy calls it as the client, which may
--- not read pgjobs.target_registry. Locks nothing.
-DECLARE
-    v_entries text[] := pgjobs._allowed_scope_entries();
-    v_entry text;
-    v_scope text;
-    v_reg pgjobs.target_registry;
-    v_keys text[] := '{}'::text[];
-    v_at double precision;
-    v_slot text;
+-- The keys '<target oid>:<scope>' of the jobs a session with
+-- pgjobs.allowed_scopes set may see on registered targets
+-- (pgjobs._allowed_scope_keys_as), for policy jobs_client_read (migration
+-- 0024), which calls it once per statement (an InitPlan) instead of
+-- pgjobs._scope_allowed per row: 7 s for a tenant's count(*) over 100k
+-- jobs before. Only targets the caller may SELECT or has submitted jobs on
+-- get keys. SECURITY INVOKER on purpose: current_user here is the role the
+-- policy is evaluated for, and the SECURITY DEFINER
+-- pgjobs._allowed_scope_keys_as (which may read pgjobs.target_registry)
+-- refuses any caller but this function (pgjobs._enter). Locks nothing.
 BEGIN
-    IF v_entries IS NULL THEN
-        RETURN v_keys;
-    END IF;
-    FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
-        -- Its own slot: this verdict is _untrusted_roles' alone (the read
-        -- path's, 'trusted_', also covers row security on pgjobs' role).
-        v_slot := 'roles_' || v_reg.target::oid::text;
-        IF NOT pgjobs._verdict_fresh(v_slot, v_reg.target::oid::text) THEN
-            v_at := extract(epoch FROM clock_timestamp());
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(v_reg.target));
-            PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
-        END IF;
-        FOREACH v_entry IN ARRAY v_entries LOOP
-            v_scope := pgjobs._scope_entry(v_reg, v_entry);
-            IF v_scope IS NOT NULL THEN  -- else not a value of the column: allows nothing
-                v_keys := v_keys || (v_reg.target::oid::text || ':' || v_scope);
-            END IF;
-        END LOOP;
-    END LOOP;
-    RETURN v_keys;
+    RETURN pgjobs._allowed_scope_keys_as(current_user);
 END
 $$;

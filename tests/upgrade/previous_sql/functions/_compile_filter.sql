@@ -115,7 +115,8 @@ BEGIN
                                        v_scope_literal, 1, 0, '{}'::text[]) n;
 
     -- An operand that came out empty and then holds for every row ($nin: [],
-    -- $contains: "", a negated $in: [], a branch {} of an $or) is refused
+    -- $contains: "", a negated $in: [], a branch {} of an $or, a field's
+    -- negated {}) is refused
     -- as an empty $and is (pgjobs._empty_operands): built from a selection
     -- that came out empty, it made a delete of the whole scope. Walked only
     -- when the filter's text holds an empty list, string or object at all
@@ -134,6 +135,16 @@ BEGIN
                                  'so it holds for every row'
                 WHEN '$contains' THEN format('operator "$contains" at "%s" has an empty string, '
                                             'which every text contains', v_empty_field)
+                WHEN '{}' THEN format('the value {} at "%s" (an empty operator object, or '
+                                     'equality with an empty object) is negated, so it holds '
+                                     'for every row that does not hold exactly {}',
+                                     v_empty_field)
+                WHEN '$ne' THEN format('operator "$ne" at "%s" has an empty object {}, so it '
+                                      'holds for every row that does not hold exactly {}',
+                                      v_empty_field)
+                WHEN '$eq' THEN format('operator "$eq" at "%s" has an empty object {} under a '
+                                      '$not, so the $not holds for every row that does not '
+                                      'hold exactly {}', v_empty_field)
                 WHEN '$nin' THEN format('operator "$nin" at "%s" has an empty list, so it holds '
                                        'for every row', v_empty_field)
                 ELSE format('operator "$in" at "%s" has an empty list under a $not, so the '
@@ -144,9 +155,15 @@ BEGIN
                                   'row of the scope: leave the empty branch out, or pass the '
                                   'filter {} to select the whole scope on purpose.'
                              ELSE 'An operand that came out empty (no value picked, an empty '
-                                  'search) would select every row of the scope: leave the '
-                                  'condition out of the filter when its list or text is empty, '
-                                  'or pass the filter {} to select the whole scope on purpose.'
+                                  'search, no operator) would select every row of the scope: '
+                                  'leave the condition out of the filter when its list, text or '
+                                  'object is empty, or pass the filter {} to select the whole '
+                                  'scope on purpose.'
+                                  || CASE WHEN v_empty_op IN ('{}', '$ne', '$eq')
+                                     THEN format(' To take the rows whose field is not '
+                                                 'exactly {} on purpose, write {%s: '
+                                                 '{"$nin": [{}]}}.', to_jsonb(v_empty_field))
+                                     ELSE '' END
                              END;
     END IF;
 END

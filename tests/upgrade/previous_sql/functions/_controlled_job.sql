@@ -43,8 +43,8 @@ BEGIN
                         OR ((v_submitter
                              OR (coalesce(has_table_privilege(v_caller, v_job.target,
                                                               'SELECT'), false)
-                                 AND NOT pgjobs._row_security_confines(v_job.target,
-                                                                       v_caller)))
+                                 AND NOT pgjobs._row_security_rule(v_job.target,
+                                                                   v_caller)))
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN

@@ -14,8 +14,10 @@ AS $$
 -- The clauses of a filter (already compiled: pgjobs._compile_filter has
 -- checked its shape) whose operand came out empty and which then hold for
 -- every row: {"f": {"$nin": []}} (not in nothing), {"f": {"$contains":
--- ""}} (every text contains ""), and {"$not": {"f": {"$in": []}}} (a
--- field's or a filter's $not; two cancel). A client that built its list or
+-- ""}} (every text contains ""), {"$not": {"f": {"$in": []}}} (a
+-- field's or a filter's $not; two cancel), and a field's empty object
+-- negated ({"$not": {"f": {}}}, {"f": {"$not": {"$eq": {}}}}, {"f":
+-- {"$ne": {}}}: every row not holding exactly {}). A client that built its list or
 -- its search text from a selection that came out empty (no status picked,
 -- an empty search box) submitted a delete of the whole scope, as an empty
 -- $and did (refused by pgjobs._compile_filter_node). Columns and document
@@ -24,7 +26,8 @@ AS $$
 -- row) and a $not of one negated again ({"$not": {"$not": {}}}); {} as the
 -- whole filter, or beside other conditions of an $and, is the whole scope
 -- asked for. One row per clause, in the order met: the field as written
--- (NULL for an $or or a $not) and the operator ('$in' for a negated $in). The same clauses where they
+-- (NULL for an $or or a $not) and the operator ('$in' for a negated $in,
+-- '{}' for a field's negated empty object). The same clauses where they
 -- select no row ($in: [] as written, a negated $nin: [] or $contains: "")
 -- are not returned: they take nothing. Locks nothing.
 DECLARE
@@ -71,8 +74,20 @@ BEGIN
         END LOOP;
         RETURN;
     END IF;
+    -- A field's condition that is the empty object {}: equality with {}
+    -- (which takes only the rows holding exactly {}), negated it holds for
+    -- every other row. An operator object that came out empty ({"f": {}}
+    -- under a $not, the field's or a filter's) was a delete of the whole
+    -- scope; so is {"$eq": {}} negated and {"$ne": {}} as written. Reported
+    -- with op '{}' (the field's value itself) or the operator.
+    IF p_negated AND p_filter = '{}'::jsonb THEN
+        field := p_field;
+        op := '{}';
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- A field's condition: an operator object (every key starts with $), else
-    -- a literal compared for equality (never empty in this sense).
+    -- a literal compared for equality (never empty in the other senses).
     v_is_ops := jsonb_typeof(p_filter) = 'object'
                 AND EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k)
                 AND NOT EXISTS (SELECT 1 FROM jsonb_object_keys(p_filter) k
@@ -84,6 +99,11 @@ BEGIN
         ELSIF ((v_entry.key = '$nin' AND NOT p_negated) OR (v_entry.key = '$in' AND p_negated))
               AND jsonb_typeof(v_entry.value) = 'array'
               AND jsonb_array_length(v_entry.value) = 0 THEN
+            field := p_field;
+            op := v_entry.key;
+            RETURN NEXT;
+        ELSIF ((v_entry.key = '$ne' AND NOT p_negated) OR (v_entry.key = '$eq' AND p_negated))
+              AND v_entry.value = '{}'::jsonb THEN
             field := p_field;
             op := v_entry.key;
             RETURN NEXT;

@@ -14,9 +14,13 @@ AS $$
 -- itself says the code runs as: the owner of a SECURITY DEFINER function,
 -- the table owner in a maintenance command, the SET ROLE role). Anything
 -- else (a client naming another role, code of any schema calling the
--- internal) is refused with 42501. Then pgjobs._caller() returns p_caller
--- for the rest of the internal's call (a transaction-local setting, which
--- the internal's own SET clauses undo when it returns).
+-- internal) is refused with 42501. An entry point whose own name starts
+-- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
+-- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
+-- has its body named with one leading '_' (pgjobs._confined_targets_as).
+-- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -30,6 +34,7 @@ DECLARE
     v_ctx text;
     v_lines text[];
     v_prefix text;
+    v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
     v_lines := string_to_array(v_ctx, E'\n');
@@ -38,15 +43,16 @@ BEGIN
     END IF;
     IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
        OR cardinality(v_lines) < 3
-       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs._' || p_entry || '_as(')
+       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs.' || v_internal)
        OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
-        RAISE EXCEPTION 'permission denied: pgjobs._%_as may only be called by pgjobs.%',
-            p_entry, p_entry
+        RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
+            '_' || ltrim(p_entry, '_'), p_entry
             USING ERRCODE = '42501',
-            HINT = format('Call pgjobs.%s, not pgjobs._%s_as: it acts for the role that calls it.',
-                          p_entry, p_entry);
+            HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
+                          p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     PERFORM set_config('pgjobs.caller', p_caller, true);
+    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
     RETURN p_caller;
 END
 $$;

@@ -14,12 +14,17 @@ AS $$
 -- The storage objects export p_id wrote, for pgjobs.prune to queue for
 -- deletion, each once: its result's (result.uris, else result.uri: a
 -- succeeded export), and those its checkpoint records (a Parquet export's
--- files; a whole CSV or JSON Lines export's object, visible once its upload
--- finished even if the job never completed; a Parquet file named as being
--- written, which a worker killed before recording it left) and each of its
--- parts records (pgjobs.export_parts: a part's object, or its Parquet
--- files), whatever
--- the job's status. A failed or canceled export has no result, yet its
+-- files; a whole CSV or JSON Lines export's object once the checkpoint
+-- records it created, `created` (or `sha256`, as a release before that
+-- recorded it): visible even if the job never completed; a Parquet file
+-- named as being written, which a worker killed before recording it left)
+-- and each of its parts records (pgjobs.export_parts: a part's object,
+-- its result's or one its checkpoint records created, or its Parquet
+-- files), whatever the job's status. A checkpoint's `uri` without that
+-- record is only where the object was to go: an upload that never
+-- finished made nothing there, and whatever is at that key is another's
+-- (the export's final write is conditional: it never replaces an object),
+-- so it is never returned. A failed or canceled export has no result, yet its
 -- files are there when no worker cleaned up after it (one SIGKILLed, then
 -- canceled or out of attempts by pgjobs._rescue_expired); nothing else
 -- removes them (the worker's sweep takes temporary files and staged parts
@@ -35,12 +40,18 @@ AS $$
                             ELSE jsonb_build_array(p_result -> 'uri') END) r
             UNION ALL
             SELECT x.uri
-              FROM (SELECT p_checkpoint
+              FROM (SELECT p_checkpoint, false
                     UNION ALL
-                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    SELECT p.checkpoint, false FROM pgjobs.export_parts p WHERE p.job_id = p_id
                     UNION ALL
-                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
-             CROSS JOIN LATERAL (VALUES (c.ck ->> 'uri'), (c.ck ->> 'writing')) x(uri)
+                    SELECT p.result, true FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                   ) c(ck, made)
+             CROSS JOIN LATERAL (VALUES
+                     (CASE WHEN c.made
+                                OR jsonb_typeof(c.ck -> 'created') = 'object'
+                                OR jsonb_typeof(c.ck -> 'sha256') = 'string'
+                           THEN c.ck ->> 'uri' END),
+                     (c.ck ->> 'writing')) x(uri)
              WHERE jsonb_typeof(c.ck) = 'object'
             UNION ALL
             SELECT f.value ->> 'uri'

@@ -29,7 +29,7 @@ AS $$
 -- array: p_privilege on at least one column (what a caller needs before it
 -- is known which columns a job writes). A missing privilege and a
 -- row-level security policy that would confine the role
--- (pgjobs._row_security_confines) are problems. Locks nothing.
+-- (pgjobs._row_security_rule) are problems. Locks nothing.
 DECLARE
     v_col text;
     v_privilege text;
@@ -63,7 +63,7 @@ BEGIN
             END LOOP;
         END IF;
     END LOOP;
-    IF pgjobs._row_security_confines(p_target, p_role) THEN
+    IF pgjobs._row_security_rule(p_target, p_role) THEN
         message := format('permission denied: row-level security on %s applies to role %s, '
                           'and pgjobs cannot act under its policies', p_target, p_role);
         hint := 'Query the table directly (its policies apply), use a role with BYPASSRLS, '

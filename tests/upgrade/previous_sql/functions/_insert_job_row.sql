@@ -22,7 +22,8 @@ AS $$
 -- the throttling ones too, with the administrator's defaults merged in:
 -- pgjobs._throttle_options) and rejects unknown ones (kind-specific keys
 -- are listed in p_extra_options and checked by the
--- caller), applies the gate for writing kinds, gives an export or import
+-- caller), holds a client to its pending jobs and kinds
+-- (pgjobs._require_client_room), applies the gate for writing kinds, gives an export or import
 -- its turn between tenants (queued_at, pgjobs._tenant_turn) and inserts;
 -- it sends no event. Every check runs before the INSERT: a bad argument writes
 -- nothing. Every submit passes here, so this is where the session's
@@ -189,6 +190,10 @@ BEGIN
                           v_max_priority);
     END IF;
 
+    -- A client's pending jobs and custom kinds are capped, every kind alike
+    -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
+    PERFORM pgjobs._require_client_room(
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- A client's writers of one scope are capped (55006): each waits in

@@ -17,6 +17,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan
 AS $function$
 -- Whether p_target's columns, as they are now, fit the roles a registration
 -- gives them (key, scope, created_at, document): the first misfit as the
@@ -29,7 +30,9 @@ AS $function$
 -- column given a nondeterministic collation (or citext, or money) would
 -- make one tenant's scope match another tenant's rows. p_in_use (the
 -- registered target, from pgjobs._target) leaves out the key's NOT NULL,
--- which pages and export chunks check on their own. Locks nothing.
+-- which pages and export chunks check on their own. Generic plans
+-- (plan_cache_mode), as pgjobs._untrusted_roles says why: its catalog
+-- lookups were re-planned on every call. Locks nothing.
 DECLARE
     v_all_cols   text;
     v_role       text;

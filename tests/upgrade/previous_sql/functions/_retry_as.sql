@@ -80,6 +80,8 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pgjobs.job_batches b WHERE b.job_id = p_id) THEN
         v_checkpoint := v_checkpoint || jsonb_build_object('after', v_checkpoint -> 'collected');
     END IF;
+    -- It makes a job pending again: its submitter's ceilings (55006).
+    PERFORM pgjobs._require_client_room(v_job.submitted_by_oid, v_job.kind);
     IF v_job.writes THEN
         PERFORM pgjobs._lock_scope(v_job.target, v_job.scope);
         -- It queues a writer again: the submit's ceiling (55006).

@@ -29,7 +29,10 @@ BEGIN
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-        IF FOUND THEN
+        -- A client caller without any privilege on the table gets
+        -- pgjobs._target's error, the same as for a table never registered.
+        IF FOUND AND (nullif(current_setting('pgjobs.caller', true), '') IS NULL
+                      OR pgjobs._may_use_table(current_setting('pgjobs.caller'), p_target)) THEN
             RETURN v_reg;
         END IF;
     END IF;

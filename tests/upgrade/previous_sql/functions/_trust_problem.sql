@@ -8,6 +8,7 @@ SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- Why pgjobs, running as current_user, must not act on p_target, in a form
 -- that does not raise: the message and hint of the 42501 that
@@ -19,7 +20,9 @@ AS $$
 -- on it), and when its row-level security policies would confine
 -- current_user itself (a job would silently miss rows). The claim
 -- (pgjobs._requeue_problem) fails a job on it without an exception block.
--- Locks nothing.
+-- Generic plans (plan_cache_mode), as
+-- pgjobs._untrusted_roles says why: its catalog lookups were re-planned on
+-- every call. Locks nothing.
 DECLARE
     v_role text;
     v_reason text;

@@ -9,6 +9,7 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
@@ -37,6 +38,11 @@ AS $$
 -- the bootstrap superuser and are not followed. Every step is an index
 -- lookup on a few OIDs: it runs on every call of a client function and
 -- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
 -- Locks nothing.
 DECLARE
     v_rels oid[];

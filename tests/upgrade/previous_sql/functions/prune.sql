@@ -76,6 +76,29 @@ BEGIN
          CROSS JOIN LATERAL pgjobs._export_objects(g.id, g.result, g.checkpoint) o(uri)
          WHERE g.kind = 'export'
         UNION ALL
+        -- The key of an object an export (or a part of one) was finishing
+        -- (phase `finalizing`) without a record that its write made it
+        -- (`created`, `sha256`: pgjobs._export_objects takes those): a
+        -- worker killed between its conditional write and that record. It
+        -- is queued with the part digests checkpointed as the parts were
+        -- streamed, and the worker deletes the object only if it reads back
+        -- as exactly those bytes; anything else there is another's.
+        SELECT DISTINCT c.ck ->> 'uri', g.id,
+               jsonb_build_object('export_digests', c.ck -> 'digests')
+          FROM gone g
+         CROSS JOIN LATERAL (SELECT g.checkpoint
+                             UNION ALL
+                             SELECT p.checkpoint FROM pgjobs.export_parts p
+                              WHERE p.job_id = g.id) c(ck)
+         WHERE g.kind = 'export'
+           AND jsonb_typeof(c.ck) = 'object'
+           AND c.ck ->> 'phase' = 'finalizing'
+           AND jsonb_typeof(c.ck -> 'digests') = 'array'
+           AND jsonb_array_length(c.ck -> 'digests') > 0
+           AND jsonb_typeof(c.ck -> 'created') IS DISTINCT FROM 'object'
+           AND jsonb_typeof(c.ck -> 'sha256') IS DISTINCT FROM 'string'
+           AND coalesce(c.ck ->> 'uri', '') <> '' AND right(c.ck ->> 'uri', 1) <> '/'
+        UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. Only one the job
         -- provably wrote: the one its checkpoint records as created

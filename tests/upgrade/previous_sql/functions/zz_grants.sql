@@ -5,6 +5,10 @@
 -- engine. Client functions are listed by name so new overloads follow.
 
 REVOKE ALL ON ALL ROUTINES IN SCHEMA pgjobs FROM PUBLIC;
+-- The list below is the whole of what clients may execute: an install that
+-- granted a function once (pgjobs._scope_allowed before stop 45) loses it
+-- here when the function leaves the list.
+REVOKE ALL ON ALL ROUTINES IN SCHEMA pgjobs FROM pgjobs_client;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgjobs FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgjobs TO pgjobs_client, pgjobs_admin;
 
@@ -36,9 +40,16 @@ BEGIN
                              '_visible_count_as', '_channel_as',
                              '_pause_as', '_resume_as', '_retry_as',
                              'preview', '_preview_as',
-                             -- policy jobs_client_read (migrations 0006, 0024, 0034) calls them as the client
-                             '_scope_allowed', '_row_security_confines', '_confined_targets',
-                             '_allowed_scope_keys', '_allowed_scope_entries', '_allowed_scopes_parse',
+                             -- policy jobs_client_read (migrations 0024, 0034) and view
+                             -- pgjobs.targets (0006) call them as the client; each
+                             -- SECURITY DEFINER _*_as body answers only about its caller
+                             -- (pgjobs._enter, pgjobs._require_self). Never the rules they
+                             -- ask (_row_security_rule, _scope_allowed): those take any
+                             -- role and any table (tests/test_trust_definer_surface.py).
+                             '_row_security_confines', '_row_security_confines_as',
+                             '_confined_targets', '_confined_targets_as',
+                             '_allowed_scope_keys', '_allowed_scope_keys_as',
+                             '_allowed_scope_entries', '_allowed_scopes_parse',
                              -- builds a pgjobs.allowed_scopes value
                              'allowed_scopes_literal', '_json_as_jsonb',
                              -- `pgjobs watch`/`status` read them beside a queued job

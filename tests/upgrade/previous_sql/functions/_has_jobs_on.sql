@@ -1,0 +1,22 @@
+CREATE OR REPLACE FUNCTION pgjobs._has_jobs_on(p_role name, p_target regclass)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+SET enable_seqscan = off
+AS $$
+-- Whether p_role submitted a job (any status) on p_target: one probe of
+-- index jobs_submitter_idx (migration 0045), for pgjobs._allowed_scope_keys_as.
+-- enable_seqscan off: the cached generic plan of an EXISTS expects one of
+-- thousands of rows early in a sequential scan, and reads the whole jobs
+-- table when the role has none there (the answer this is mostly asked for).
+-- Locks nothing.
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.submitted_by = p_role AND j.target = p_target);
+END
+$$;
