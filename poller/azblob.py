@@ -28,7 +28,14 @@ import os
 import threading
 from typing import Any
 
-from pgjobs.poller.upload import CannotResume, Upload, add_to_runs, load_runs, run_parts
+from pgjobs.poller.upload import (
+    CannotResume,
+    KeyTaken,
+    Upload,
+    add_to_runs,
+    load_runs,
+    run_parts,
+)
 
 log = logging.getLogger("pgjobs.storage")
 MAX_BLOCKS = 50_000
@@ -189,12 +196,12 @@ class BlockUpload(Upload):
         return {"blocks": True, "runs": self._runs}
 
     def finish(self) -> tuple[int, str]:
-        from azure.storage.blob import BlobBlock
 
         try:
-            self._blob.commit_block_list([BlobBlock(block_id=i) for i in self._ids()])
-        except Exception as exc:
-            raise _fail(exc, f"cannot write {self.location.uri}") from exc
+            commit(self._blob, self._ids(), self.location.uri, new=True)
+        except FileExistsError as exc:
+            # Conditional (If-None-Match: *): never over a blob at the key.
+            raise KeyTaken(f"{self.location.uri} exists") from exc
         self.created = True
         if self._hash is None:
             from pgjobs.poller import storage  # read back: the hash did not survive
@@ -250,12 +257,22 @@ def stage(blob: Any, block: str, data: bytes | bytearray, what: str) -> None:
         raise _fail(exc, f"cannot write {what}") from exc
 
 
-def commit(blob: Any, blocks: list[str], what: str) -> None:
+def commit(blob: Any, blocks: list[str], what: str, *, new: bool = False) -> None:
+    """Put Block List. ``new``: only where no blob is (``If-None-Match: *``, the
+    export's object itself): FileExistsError, nothing written, when the key
+    holds a committed blob (a commit sent again after its answer was lost
+    meets its own blob so: the caller tells it by its bytes)."""
+    from azure.core import MatchConditions
+    from azure.core import exceptions as ae
     from azure.storage.blob import BlobBlock
 
+    condition = {"match_condition": MatchConditions.IfMissing} if new else {}
     try:
-        blob.commit_block_list([BlobBlock(block_id=i) for i in blocks])
+        blob.commit_block_list([BlobBlock(block_id=i) for i in blocks], **condition)
     except Exception as exc:
+        if new and (isinstance(exc, (ae.ResourceExistsError, ae.ResourceModifiedError))
+                    or getattr(exc, "status_code", None) in (409, 412)):
+            raise FileExistsError(f"{what} exists") from exc
         raise _fail(exc, f"cannot write {what}") from exc
 
 

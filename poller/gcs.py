@@ -36,6 +36,7 @@ import obstore
 from pgjobs.errors import words
 from pgjobs.poller.upload import (
     CannotResume,
+    KeyTaken,
     Upload,
     add_to_runs,
     load_runs,
@@ -295,13 +296,21 @@ def compose_plan(sources: list[str], target: str, scratch: str,
     return steps
 
 
-def compose_one(store: Store, sources: list[str], target: str) -> int:
-    """One compose call; the generation of the object it made."""
+def compose_one(store: Store, sources: list[str], target: str, *, new: bool = False) -> int:
+    """One compose call; the generation of the object it made. ``new``: only
+    where no object is (``ifGenerationMatch=0``, the export's object itself):
+    FileExistsError, nothing written, when the key holds one (a compose sent
+    again by Google's client after its answer was lost meets its own object
+    so: the caller tells it by its bytes)."""
     bucket = client().bucket(store.bucket_name)
     blob = bucket.blob(target)
     try:
-        blob.compose([bucket.blob(n) for n in sources])
+        blob.compose([bucket.blob(n) for n in sources], if_generation_match=0 if new else None)
     except Exception as exc:
+        from google.api_core import exceptions as ge
+
+        if new and isinstance(exc, ge.PreconditionFailed):
+            raise FileExistsError(f"gs://{store.bucket_name}/{target} exists") from exc
         raise _error(exc, f"gs://{store.bucket_name}/{target}", missing_is_absent=True) \
             from exc
     return int(blob.generation or 0)
@@ -321,7 +330,9 @@ def compose(store: Store, sources: list[str], target: str, scratch: str) -> None
     """Make ``target`` the concatenation of ``sources`` (in order), server-side,
     through :func:`compose_plan`."""
     for made, group in compose_plan(sources, target, scratch):
-        compose_one(store, group, made)
+        # The tree's intermediate objects are the job's own scratch; the last
+        # call makes the object, only where none is.
+        compose_one(store, group, made, new=made == target)
 
 
 def _storage_error(exc: GcsError, what: str) -> Exception:
@@ -378,10 +389,13 @@ class ComposeUpload(Upload):
         parts = self._parts()
         try:
             if not parts:
-                calls.put(self._store, self.location.path, b"")
+                calls.put(self._store, self.location.path, b"", mode="create")
             else:
                 compose(self._store, parts, self.location.path,
                         f"{self._staging}{self._token}/")
+        except FileExistsError as exc:
+            # Conditional (generation 0): never over an object at the key.
+            raise KeyTaken(f"{self.location.uri} exists") from exc
         except FileNotFoundError as exc:
             raise CannotResume(f"a staged part of {self.location.uri} is gone") \
                 from exc

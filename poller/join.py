@@ -537,22 +537,28 @@ class Join:
             kept = list(self.state.get("generations") or [])
             if len(kept) == len(steps):
                 made = [None if g is None else int(g) for g in kept]
+        last_step = len(steps) - 1
         todo = self._gs_todo(store, steps, made)
         self.state.update(generations=made, done=len(steps) - len(todo))
         for k in todo:
             out, sources = steps[k]
 
-            def one(out: str = out, sources: list[str] = sources) -> int:
+            def one(out: str = out, sources: list[str] = sources, last: bool = k == last_step,
+                    ) -> int:
                 try:
-                    return gcs.compose_one(store, sources, out)
+                    # The last call makes the object: only where none is.
+                    return gcs.compose_one(store, sources, out, new=last)
                 except FileNotFoundError as exc:
                     raise self._gone(exc) from exc
                 except gcs.GcsError as exc:
                     raise storage.storage_error(exc, f"cannot write {loc.uri}") from exc
 
-            if k == len(steps) - 1 and storage.taken(loc.uri):
+            if k == last_step and storage.taken(loc.uri):
                 return self._existing()  # the object's compose: never over another's
-            made[k] = self.ex.storage_retry(one, f"compose {k + 1} of the join")
+            try:
+                made[k] = self.ex.storage_retry(one, f"compose {k + 1} of the join")
+            except FileExistsError:
+                return self._existing()  # created there after the look: refused
             if k == len(steps) - 1:  # the last makes the object
                 self._placed()
             self._wrote()
@@ -632,7 +638,14 @@ class Join:
             if not (committed and set(committed) <= set(ids)) and storage.taken(loc.uri):
                 # A blob there that is not of the join's blocks: another's.
                 return self._existing()
-            self.ex.storage_retry(lambda: azblob.commit(blob, ids, loc.uri), "the object")
+            try:
+                # Only where no blob is (If-None-Match: *), unless the blob
+                # there is the join's own (its blocks: a commit killed before
+                # its checkpoint), which the look above let through.
+                self.ex.storage_retry(
+                    lambda: azblob.commit(blob, ids, loc.uri, new=not committed), "the object")
+            except FileExistsError:
+                return self._existing()  # created there after the look: refused
             self._placed()
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
         self.state.update(done=len(blocks), phase="visible")

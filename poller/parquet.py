@@ -385,19 +385,40 @@ _FILE_NUMBER = re.compile(r"([0-9]{5,})\.parquet")
 
 class _Files(storage.Upload):
     """The files of the export, as the exporter's upload: on cancel or a permanent
-    failure the exporter's cleanup removes them, and the files past them that a
-    dead worker wrote without recording (``unrecorded``)."""
+    failure the exporter's cleanup removes the files the job provably made: those
+    it recorded (its conditional write created each) and those it may have made
+    without recording them (``unrecorded``: each only while it holds the bytes
+    whose digest the checkpoint kept).
+    Anything else in the folder is never touched."""
 
-    def __init__(self, uris: Callable[[], list[str]], unrecorded: Callable[[], int]):
-        self._uris = uris
+    def __init__(self, files: Callable[[], list[dict[str, Any]]],
+                 unrecorded: Callable[[], Any]):
+        self._files = files
         self._unrecorded = unrecorded
 
     def cleanup(self) -> None:
-        for uri in self._uris():
+        for f in self._files():
             with contextlib.suppress(Exception):
-                storage.delete(uri)
+                storage.delete(str(f["uri"]))
         with contextlib.suppress(Exception):
             self._unrecorded()
+
+
+def _unrecorded(ck: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files a checkpoint says the job may have made without recording them:
+    its ``unrecorded`` ones, and the one it was ``writing`` when its worker died
+    (with the digest of the bytes written there: ``writing_sha256``; a release
+    before this one recorded the name alone, which proves nothing, and that
+    file is then left to the conditional write, which accepts it only when it
+    holds the very bytes the job writes there)."""
+    found = [dict(f) for f in ck.get("unrecorded") or [] if isinstance(f, dict)]
+    recorded = {f.get("uri") for f in ck.get("files") or [] if isinstance(f, dict)}
+    writing = ck.get("writing")
+    if (isinstance(writing, str) and isinstance(ck.get("writing_sha256"), str)
+            and writing not in recorded and writing not in {f.get("uri") for f in found}):
+        found.append({"uri": writing, "bytes": int(ck.get("writing_bytes") or 0),
+                      "sha256": ck["writing_sha256"]})
+    return found
 
 
 class ParquetExport:
@@ -449,9 +470,14 @@ class ParquetExport:
         ex.state = {"cursor": ck.get("cursor"), "rows": int(ck.get("rows", 0)),
                     "bytes": int(ck.get("bytes", 0)), "files": list(ck.get("files") or []),
                     "phase": ck.get("phase", "streaming"), "eof": bool(ck.get("eof")),
-                    "limit": ex.limit}
-        ex.upload = _Files(lambda: [f["uri"] for f in ex.state["files"]],
-                           self._remove_unrecorded)
+                    "limit": ex.limit, "unrecorded": _unrecorded(ck)}
+        ex.upload = _Files(lambda: ex.state["files"], self._remove_unrecorded)
+        if ex.state["unrecorded"]:
+            # A dead worker's file (or files the read-back dropped): removed
+            # before anything is written, while they hold what this job wrote.
+            self._remove_unrecorded()
+            if not ex.control.heartbeat(done=ex.state["rows"], checkpoint=self.checkpoint()):
+                raise LeaseLost("heartbeat refused")
         columns = ex.control.call(lambda c: db.scalar(c, queries.EXPORT_PARQUET_COLUMNS,
                                                        {"id": ex.job_id}))
         schema = Schema(list(columns), pa)
@@ -495,19 +521,30 @@ class ParquetExport:
             # the file's rows and here) would write over the file its successor
             # wrote and recorded, after that one's read-back, in a succeeded
             # export. The file is written only under a lease just renewed. And
-            # named in the checkpoint before it is written ("writing"): a
-            # worker killed between the write and the record below left a file
-            # no checkpoint named, which pgjobs.prune (pgjobs._export_objects)
-            # could not find once the export was canceled or failed.
-            if not ex.control.heartbeat(checkpoint={**self.checkpoint(), "writing": uri}):
+            # named in the checkpoint before it is written ("writing", with the
+            # digest of its bytes): a worker killed between the write and the
+            # record below left a file no record named; the digest is what
+            # proves, later, that the file there is the job's (the next attempt
+            # and pgjobs.prune remove it only while it holds those bytes).
+            sha256 = hashlib.sha256(done.data).hexdigest()
+            if not ex.control.heartbeat(checkpoint={
+                    **self.checkpoint(), "writing": uri, "writing_bytes": len(done.data),
+                    "writing_sha256": sha256}):
                 raise LeaseLost("heartbeat refused before writing a file")
-            ex.storage_retry(lambda: storage.write(uri, done.data), f"file {number}")
+            # Conditional (storage.create): an object at the name is never
+            # written over. One holding exactly these bytes is this write done
+            # (an answer lost with its connection); anything else is another's,
+            # and the job fails for good (42710), leaving it as it is.
+            created = ex.storage_retry(functools.partial(storage.create, uri, done.data),
+                                       f"file {number}")
+            if not created and not ex.storage_retry(
+                    functools.partial(storage.holds, uri, sha256), f"file {number}"):
+                raise ex._taken(uri)
             if ex.delays.get("written"):  # a test kills the worker here
                 time.sleep(ex.delays["written"])
             observe.uploaded(len(done.data))
             ex.state["files"].append({"uri": uri, "rows": done.rows, "bytes": len(done.data),
-                                      "sha256": hashlib.sha256(done.data).hexdigest(),
-                                      "cursor": done.cursor})
+                                      "sha256": sha256, "cursor": done.cursor})
             ex.state["rows"] += done.rows
             ex.state["bytes"] += len(done.data)
         ex.state["cursor"] = done.cursor
@@ -519,40 +556,74 @@ class ParquetExport:
             time.sleep(ex.delays["part"])
 
     def _remove_unrecorded(self) -> int:
-        """Remove the files named after the last recorded one: written by a worker
-        that died before recording them (a successor writes such a file again
-        under its name only when it writes as many files from there: not when
-        the rows after its cursor were deleted or shrank since), or dropped by
-        the read-back with the files after it. The folder must hold the files
-        the result lists and no other: a reader takes it whole (``result.uri``),
-        and pgjobs.prune removes the files recorded. The folder is listed: such
-        names need not follow the recorded ones without a gap (a file the
-        read-back found missing, a removal that failed half way), so probing
-        names until the first one not there left the files past a gap. Only
-        this writer's names (``file_uri``: a part's own) numbered past its
-        recorded files go. Returns how many went."""
+        """Remove the files this job wrote and no longer records
+        (``state["unrecorded"]``: the one a worker that died before recording
+        it was writing, or those the read-back dropped), each only while it
+        holds the bytes whose digest the checkpoint kept: anything else at the
+        name is another's and stays. Forgets each one removed or gone. The
+        folder is not searched by name: a file at this writer's names that no
+        record proves the job's is never removed (:meth:`_foreign`). Returns
+        how many went."""
+        ex = self.ex
+        kept: list[dict[str, Any]] = []
+        removed = 0
+        for f in ex.state.get("unrecorded") or []:
+            uri = str(f["uri"])
+            try:
+                if ex.storage_retry(functools.partial(storage.delete_holding, uri,
+                                                      str(f["sha256"])), f"file {uri}"):
+                    log.warning("job %s: removed %s, written by an earlier attempt and not "
+                                "part of the export", ex.job_id, uri)
+                    removed += 1
+                    continue
+                if ex.storage_retry(functools.partial(storage.exists, uri), f"file {uri}"):
+                    log.warning("job %s: left %s alone: it does not hold what an attempt of "
+                                "the job wrote there (another's object)", ex.job_id, uri)
+            except storage.StorageError:
+                kept.append(f)  # tried again by the next attempt, or by prune
+        ex.state["unrecorded"] = kept
+        return removed
+
+    def _foreign(self) -> list[str]:
+        """The files at this writer's names (``file_uri``: a part's own) numbered
+        past its recorded files that are still in the folder once the job's own
+        went (:meth:`_remove_unrecorded`): no record proves them the job's, so
+        they are another's, never removed. The folder is listed: such names
+        need not follow the recorded ones without a gap."""
         ex = self.ex
         first = len(ex.state["files"])
         stem = self.file_uri(0)[:-len("00000.parquet")]
         folder = storage.parse(self.folder)
         paths = ex.storage_retry(functools.partial(storage.list_paths, self.folder),
                                  "the listing of the export's folder")
-        removed = 0
+        found = []
         for path in paths:
             uri = storage.Location(folder.scheme, folder.base, path).uri
             match = _FILE_NUMBER.fullmatch(uri[len(stem):]) if uri.startswith(stem) else None
-            if match is None or int(match.group(1)) < first:
-                continue
-            if ex.storage_retry(functools.partial(storage.delete, uri), f"file {match.group(1)}"):
-                log.warning("job %s: removed %s, written by an earlier attempt and not part of "
-                            "the export", ex.job_id, uri)
-                removed += 1
-        return removed
+            if match is not None and int(match.group(1)) >= first:
+                found.append(uri)
+        return sorted(found)
 
     def _finish(self) -> Outcome:
         ex = self.ex
         files = ex.state["files"]
         self._remove_unrecorded()
+        # The folder must hold the files the result lists and no other: a
+        # reader takes it whole (result.uri). A file there that the job cannot
+        # prove it made is another's: it stays, and the job fails for good
+        # naming it (never completes with it in the export's folder).
+        foreign = self._foreign()
+        if foreign:
+            raise storage.StorageError(
+                f"refusing to complete: {', '.join(foreign[:5])}"
+                f"{' and more' if len(foreign) > 5 else ''} in the export's folder "
+                f"{self.folder} {'is' if len(foreign) == 1 else 'are'} not files job "
+                f"{ex.job_id} wrote (another pgjobs database writing to the same storage "
+                "numbers its jobs alike, or someone put them there); they were left as they are",
+                retryable=False, sqlstate="42710",
+                hint="give each database's exports a folder of their own (the worker's "
+                     "--storage, or the export's \"destination\"); or move those files away "
+                     f"and run the job again (pgjobs.retry({ex.job_id}))")
         sha256, bad = read_back(files)
         if bad is not None:
             self._drop_from(*bad)
@@ -585,12 +656,29 @@ class ParquetExport:
         files = ex.state["files"]
         uri = files[index]["uri"]
         kept = files[:index]
+        # The file that failed the read-back is the job's all the same: its
+        # record proves the job's conditional write created it (or an earlier
+        # release's write put it there), as a single object's `created` does
+        # (Exporter._remove_if_created); changed since, it is removed so that
+        # the retry creates it again. The files after it, which still read
+        # back, are kept as unrecorded with their digests and removed on that
+        # proof (by the retry before it writes, or by pgjobs.prune).
+        with contextlib.suppress(Exception):  # best effort: the retry's create finds it
+            ex.storage_retry(functools.partial(storage.delete, uri), f"file {index}")
+        unrecorded = list(ex.state.get("unrecorded") or []) + [
+            {"uri": f["uri"], "bytes": f["bytes"], "sha256": f["sha256"]}
+            for f in files[index + 1:]]
         ex.state.update({"files": kept, "rows": sum(int(f["rows"]) for f in kept),
                          "bytes": sum(int(f["bytes"]) for f in kept),
                          "cursor": kept[-1]["cursor"] if kept else self.start, "eof": False,
-                         "phase": "streaming", "limit": ex.chunk_rows})
+                         "phase": "streaming", "limit": ex.chunk_rows,
+                         "unrecorded": unrecorded})
         if not ex.control.heartbeat(done=ex.state["rows"], checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
+        with contextlib.suppress(storage.StorageError):
+            self._remove_unrecorded()
+            if not ex.control.heartbeat(done=ex.state["rows"], checkpoint=self.checkpoint()):
+                raise LeaseLost("heartbeat refused")
         message = f"{uri}: verification failed: {why}"
         log.warning("job %s: %s; the retry writes it again", ex.job_id, message)
         raise storage.StorageError(message, retryable=True)

@@ -335,7 +335,10 @@ class Worker:
         # An import's rejects object its job may have created but never
         # recorded as created (pgjobs.prune): deleted only if it holds the bytes
         # whose digest the job recorded; anything else there is another's.
-        digest = leftover.get("rejects_sha256") if leftover is not None else None
+        # A Parquet file its export may have made without recording it
+        # (`object_sha256`: the digest of the bytes it wrote there), likewise.
+        digest = (leftover.get("rejects_sha256", leftover.get("object_sha256"))
+                  if leftover is not None else None)
         # An export's object its job may have made but never recorded as made
         # (pgjobs.prune): deleted only if it reads back as the parts it streamed.
         parts = leftover.get("export_digests") if leftover is not None else None

@@ -4835,15 +4835,17 @@ CREATE FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint
 -- succeeded export), and those its checkpoint records (a Parquet export's
 -- files; a whole CSV or JSON Lines export's object once the checkpoint
 -- records it created, `created` (or `sha256`, as a release before that
--- recorded it): visible even if the job never completed; a Parquet file
--- named as being written, which a worker killed before recording it left)
--- and each of its parts records (pgjobs.export_parts: a part's object,
+-- recorded it): visible even if the job never completed) and each of its
+-- parts records (pgjobs.export_parts: a part's object,
 -- its result's or one its checkpoint records created, or its Parquet
 -- files), whatever the job's status. A checkpoint's `uri` without that
 -- record is only where the object was to go: an upload that never
 -- finished made nothing there, and whatever is at that key is another's
 -- (the export's final write is conditional: it never replaces an object),
--- so it is never returned. A failed or canceled export has no result, yet its
+-- so it is never returned; nor is a Parquet file named as being written
+-- (`writing`) or dropped (`unrecorded`) without a record that it was made:
+-- pgjobs.prune queues those with the digest of the bytes the job wrote there,
+-- and a worker deletes one only while it holds them. A failed or canceled export has no result, yet its
 -- files are there when no worker cleaned up after it (one SIGKILLed, then
 -- canceled or out of attempts by pgjobs._rescue_expired); nothing else
 -- removes them (the worker's sweep takes temporary files and staged parts
@@ -4869,8 +4871,7 @@ CREATE FUNCTION pgjobs._export_objects(p_id bigint, p_result jsonb, p_checkpoint
                      (CASE WHEN c.made
                                 OR jsonb_typeof(c.ck -> 'created') = 'object'
                                 OR jsonb_typeof(c.ck -> 'sha256') = 'string'
-                           THEN c.ck ->> 'uri' END),
-                     (c.ck ->> 'writing')) x(uri)
+                           THEN c.ck ->> 'uri' END)) x(uri)
              WHERE jsonb_typeof(c.ck) = 'object'
             UNION ALL
             SELECT f.value ->> 'uri'
@@ -20953,6 +20954,35 @@ BEGIN
            AND jsonb_typeof(c.ck -> 'created') IS DISTINCT FROM 'object'
            AND jsonb_typeof(c.ck -> 'sha256') IS DISTINCT FROM 'string'
            AND coalesce(c.ck ->> 'uri', '') <> '' AND right(c.ck ->> 'uri', 1) <> '/'
+        UNION ALL
+        -- A Parquet file the export (or a part of one) may have made without
+        -- recording it: the one it was writing (`writing`, with the digest of
+        -- its bytes: a worker killed between the conditional write and the
+        -- record), and those the read-back dropped (`unrecorded`). Queued
+        -- with that digest: the worker deletes the file only if it holds
+        -- exactly those bytes; anything else at the name is another's. A
+        -- name without a digest (a release before this one recorded it so)
+        -- proves nothing and is not queued.
+        SELECT DISTINCT u.uri, g.id, jsonb_build_object('object_sha256', u.sha256)
+          FROM gone g
+         CROSS JOIN LATERAL (SELECT g.checkpoint
+                             UNION ALL
+                             SELECT p.checkpoint FROM pgjobs.export_parts p
+                              WHERE p.job_id = g.id) c(ck)
+         CROSS JOIN LATERAL (SELECT c.ck ->> 'writing', c.ck ->> 'writing_sha256'
+                              WHERE jsonb_typeof(c.ck -> 'writing') = 'string'
+                                AND jsonb_typeof(c.ck -> 'writing_sha256') = 'string'
+                             UNION ALL
+                             SELECT f.value ->> 'uri', f.value ->> 'sha256'
+                               FROM jsonb_array_elements(
+                                        CASE WHEN jsonb_typeof(c.ck -> 'unrecorded') = 'array'
+                                             THEN c.ck -> 'unrecorded'
+                                             ELSE '[]'::jsonb END) f
+                              WHERE jsonb_typeof(f.value) = 'object'
+                                AND jsonb_typeof(f.value -> 'sha256') = 'string') u(uri, sha256)
+         WHERE g.kind = 'export'
+           AND jsonb_typeof(c.ck) = 'object'
+           AND coalesce(u.uri, '') <> '' AND right(u.uri, 1) <> '/'
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. Only one the job

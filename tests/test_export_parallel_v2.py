@@ -409,11 +409,12 @@ def test_an_interrupted_join_goes_on_from_its_checkpoint(
         monkeypatch.setattr(gcs, "COMPOSE_MAX", 2)  # 5 parts: 4 calls, the last the object
         compose_one = gcs.compose_one
 
-        def spy_compose(bucket: gcs.Store, sources: list[str], target: str) -> int:
+        def spy_compose(bucket: gcs.Store, sources: list[str], target: str,
+                        **options: Any) -> int:
             name = target.rsplit("/", 1)[-1]
             if "/join/" in target or (".part" not in name and "compose-" not in name):
                 note(target)  # the join's, not a part's own upload
-            return compose_one(bucket, sources, target)
+            return compose_one(bucket, sources, target, **options)
 
         monkeypatch.setattr(gcs, "compose_one", spy_compose)
     else:

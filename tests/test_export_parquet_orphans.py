@@ -3,7 +3,10 @@ that dies between writing a file and recording it leaves that file behind;
 the successor writes it again under the same name, unless it writes fewer
 files from there (the rows after its cursor deleted, or changed in size, since):
 then the file of the dead worker, with rows the export does not hold, stayed
-in the folder (`result.uri`) that a reader takes whole, and no prune removed it."""
+in the folder (`result.uri`) that a reader takes whole, and no prune removed it.
+Such a file is removed only on proof that the job made it (the digest of its
+bytes, checkpointed before the write): files at the export's names that no
+record proves the job's are another's, left as they are, and fail the job."""
 
 from __future__ import annotations
 
@@ -29,19 +32,20 @@ class Crash(KeyboardInterrupt):
 
 
 def _crash_before_recording(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The third file is written, then the worker dies before the checkpoint
-    records it."""
-    original = parquet.ParquetExport._file_done
+    """The third file is written (the exporter's own conditional write, after
+    the checkpoint named it with the digest of its bytes), then the worker
+    dies before the checkpoint records it."""
+    original = storage.create
     seen = {"n": 0}
 
-    def file_done(self: parquet.ParquetExport, done: parquet.FileDone) -> None:
+    def create(uri: str, data: bytes) -> bool:
+        created = original(uri, data)
         seen["n"] += 1
-        if done.data and seen["n"] == 3:
-            storage.write(self.file_uri(len(self.ex.state["files"])), done.data)
+        if seen["n"] == 3:
             raise Crash()
-        original(self, done)
+        return created
 
-    monkeypatch.setattr(parquet.ParquetExport, "_file_done", file_done)
+    monkeypatch.setattr(storage, "create", create)
 
 
 def _folder_files(uri: str) -> list[str]:
@@ -94,11 +98,15 @@ def test_a_file_written_but_not_recorded_never_stays_in_the_folder(
 
 
 @pytest.mark.parametrize("parallel_n", [1, 3])
-def test_files_past_the_last_recorded_one_are_removed_before_completing(
+def test_files_past_the_last_recorded_one_that_no_record_proves_stay(
         conn: Conn, dsn: str, local_dir: str, parallel_n: int) -> None:
-    """Whatever left them (a dead worker of this job, a file dropped by the
-    read-back with those after it): every part's next file names after its
-    last recorded one are not the export's."""
+    """Files at every part's next names after its last recorded one, which no
+    checkpoint of the job says it wrote (put there by someone else: another
+    pgjobs database's export of the same id): they were removed by name, so
+    an export deleted objects it never made. They stay now, byte for byte,
+    and the job, whose folder a reader takes whole, fails for good (42710)
+    naming them. (The job's own such files, which its checkpoint proves,
+    go: test_a_file_written_but_not_recorded_never_stays_in_the_folder.)"""
     make_items(conn, rows=900)
     options = {**OPTIONS, "parallel": parallel_n}
     reference = run_export(dsn, submit_export(conn, "1", {}, options), local_dir)
@@ -114,13 +122,17 @@ def test_files_past_the_last_recorded_one_are_removed_before_completing(
         head = mine[-1].rsplit("-", 1)[0]
         for extra in range(len(mine), len(mine) + 2):
             stale.append(os.path.join(ours, f"{head}-{extra:05d}.parquet"))
-    for path, data in zip(stale, [storage.read(reference.result["uris"][0])] * len(stale),
-                          strict=True):
+    data = storage.read(reference.result["uris"][0])
+    for path in stale:
         with open(path, "wb") as f:
             f.write(data)
-    assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    _check_folder(conn, job_id)
-    assert not any(os.path.exists(p) for p in stale)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "failed", outcome
+    assert outcome.error is not None and "[42710]" in outcome.error, outcome.error
+    assert "pgjobs.retry" in outcome.error and stale[0].rsplit("/", 1)[1] in outcome.error
+    for path in stale:
+        with open(path, "rb") as f:
+            assert f.read() == data, f"{path} was written over or removed"
 
 
 def test_a_stale_worker_never_writes_a_file_over_its_successors(
@@ -219,11 +231,12 @@ def test_files_dropped_by_the_read_back_after_a_missing_one_never_stay(
 
 
 @pytest.mark.parametrize("parallel_n", [1, 3])
-def test_unrecorded_files_past_a_gap_in_their_names_are_removed(
+def test_files_past_a_gap_in_their_names_that_no_record_proves_stay(
         conn: Conn, dsn: str, local_dir: str, parallel_n: int) -> None:
-    """Files left past the last recorded one need not follow it without a gap
-    (a removal that failed half way, a file missing since): each writer's files
-    numbered past its last recorded one go, whatever their numbers."""
+    """Files at this export's names past its last recorded one, with gaps in
+    their numbers, none of which the job's checkpoint says it wrote: never
+    removed (they were, by name); the job fails for good (42710), and every
+    other file of the folder is left alone too."""
     make_items(conn, rows=900)
     options = {**OPTIONS, "parallel": parallel_n}
     reference = run_export(dsn, submit_export(conn, "1", {}, options), local_dir)
@@ -239,15 +252,13 @@ def test_unrecorded_files_past_a_gap_in_their_names_are_removed(
         head = mine[-1].rsplit("-", 1)[0]
         for extra in (len(mine) + 1, len(mine) + 7, 100000 + len(mine)):
             stale.append(os.path.join(ours, f"{head}-{extra:05d}.parquet"))
-    # Not this export's files: left alone.
     others = [os.path.join(ours, n) for n in ("notes.txt", "part-x.parquet")]
     data = storage.read(reference.result["uris"][0])
     for path in stale + others:
         with open(path, "wb") as f:
             f.write(data)
-    assert run_export(dsn, job_id, local_dir).status == "succeeded"
-    assert not any(os.path.exists(p) for p in stale)
-    assert all(os.path.exists(p) for p in others)
-    for path in others:
-        os.remove(path)
-    _check_folder(conn, job_id)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "failed" and "[42710]" in (outcome.error or ""), outcome
+    for path in stale + others:
+        with open(path, "rb") as f:
+            assert f.read() == data, f"{path} was written over or removed"

@@ -99,6 +99,35 @@ BEGIN
            AND jsonb_typeof(c.ck -> 'sha256') IS DISTINCT FROM 'string'
            AND coalesce(c.ck ->> 'uri', '') <> '' AND right(c.ck ->> 'uri', 1) <> '/'
         UNION ALL
+        -- A Parquet file the export (or a part of one) may have made without
+        -- recording it: the one it was writing (`writing`, with the digest of
+        -- its bytes: a worker killed between the conditional write and the
+        -- record), and those the read-back dropped (`unrecorded`). Queued
+        -- with that digest: the worker deletes the file only if it holds
+        -- exactly those bytes; anything else at the name is another's. A
+        -- name without a digest (a release before this one recorded it so)
+        -- proves nothing and is not queued.
+        SELECT DISTINCT u.uri, g.id, jsonb_build_object('object_sha256', u.sha256)
+          FROM gone g
+         CROSS JOIN LATERAL (SELECT g.checkpoint
+                             UNION ALL
+                             SELECT p.checkpoint FROM pgjobs.export_parts p
+                              WHERE p.job_id = g.id) c(ck)
+         CROSS JOIN LATERAL (SELECT c.ck ->> 'writing', c.ck ->> 'writing_sha256'
+                              WHERE jsonb_typeof(c.ck -> 'writing') = 'string'
+                                AND jsonb_typeof(c.ck -> 'writing_sha256') = 'string'
+                             UNION ALL
+                             SELECT f.value ->> 'uri', f.value ->> 'sha256'
+                               FROM jsonb_array_elements(
+                                        CASE WHEN jsonb_typeof(c.ck -> 'unrecorded') = 'array'
+                                             THEN c.ck -> 'unrecorded'
+                                             ELSE '[]'::jsonb END) f
+                              WHERE jsonb_typeof(f.value) = 'object'
+                                AND jsonb_typeof(f.value -> 'sha256') = 'string') u(uri, sha256)
+         WHERE g.kind = 'export'
+           AND jsonb_typeof(c.ck) = 'object'
+           AND coalesce(u.uri, '') <> '' AND right(u.uri, 1) <> '/'
+        UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. Only one the job
         -- provably wrote: the one its checkpoint records as created
