@@ -520,7 +520,7 @@ CREATE FUNCTION pgjobs._builtin_kind(p_kind text) RETURNS boolean
 -- Locks nothing.
 BEGIN
     RETURN p_kind IN ('export', 'import')        -- the worker's (pgjobs worker)
-           OR p_kind IN ('delete', 'backfill');  -- the engine's (pgjobs.run)
+           OR p_kind = ANY (pgjobs._engine_kinds());  -- the engine's (pgjobs.run)
 END
 $$;
 
@@ -1231,7 +1231,7 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
-    IF v_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT v_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RAISE EXCEPTION 'job % is %; the database runs delete and backfill jobs',
             p_id, pgjobs._a_job(v_job.kind) USING ERRCODE = '22023',
             HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '
@@ -4345,6 +4345,37 @@ $$;
 ALTER FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) OWNER TO SUPERUSER;
 
 --
+-- Name: _engine_kinds(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_kinds() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The kinds the engine runs itself (pgjobs.run, pgjobs.run_job), written
+-- once: every other routine asks `kind = ANY (pgjobs._engine_kinds())`
+-- (tests/test_engine_kinds.py refuses another copy of the list). IMMUTABLE
+-- without arguments, so the planner evaluates it once when it plans the
+-- statement and the plan holds the constant array: a cached PL/pgSQL plan
+-- costs what `kind IN ('delete', 'backfill')` cost, and index conditions on
+-- kind still match. The kinds that write rows of a target are pgjobs.jobs.writes
+-- (migration 0018), which adds import. Locks nothing.
+SELECT ARRAY['delete', 'backfill']
+$$;
+
+ALTER FUNCTION pgjobs._engine_kinds() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _engine_kinds(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._engine_kinds() IS 'The kinds of job the engine runs itself (pgjobs.run, pgjobs.run_job): delete and backfill. The one list every routine asks; folded to a constant when a statement is planned.';
+
+--
 -- Name: _engine_role(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -5436,6 +5467,8 @@ CREATE FUNCTION pgjobs._gate_clause() RETURNS text
 -- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
 -- cannot drift apart, at no cost on the claim's path: calling one from the
 -- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Which kinds the engine runs itself is pgjobs._engine_kinds(), folded to
+-- a constant when the query is planned.
 -- Locks nothing.
 SELECT $rule$w.target = p_target AND w.scope = p_scope
            AND w.writes
@@ -5458,7 +5491,7 @@ SELECT $rule$w.target = p_target AND w.scope = p_scope
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))$rule$
 $_$;
 
@@ -5517,7 +5550,7 @@ SELECT w.id
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))
  ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
  LIMIT 1
@@ -5916,7 +5949,7 @@ CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETUR
 -- (an empty source, every record skipped or rejected) failed the job all
 -- the same, its error saying it wrote rows (hV review). Locks nothing.
 BEGIN
-    IF p_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT p_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RETURN NULL;
     END IF;
     RETURN (SELECT i.id
@@ -8838,7 +8871,7 @@ BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
     v_hint := v_problem.hint;
-    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+    IF v_message IS NULL AND p_job.kind = ANY (pgjobs._engine_kinds()) AND p_job.started_at IS NULL THEN
         -- A delete or backfill that was not due yet (run_at ahead, or
         -- paused before it was due) held no place in its scope's gate, so
         -- an import submitted after it may have written rows first: with
@@ -9433,7 +9466,7 @@ CREATE FUNCTION pgjobs._other_writer_due(p_id bigint) RETURNS boolean
 BEGIN
     RETURN EXISTS (
         SELECT 1 FROM pgjobs.jobs o
-         WHERE o.status = 'queued' AND o.kind IN ('delete', 'backfill')
+         WHERE o.status = 'queued' AND o.kind = ANY (pgjobs._engine_kinds())
            AND o.run_at <= now() AND o.id <> p_id
            AND pgjobs._writer_may_start(o.target, o.scope, coalesce(o.gate_order, o.id)));
 END
@@ -9929,7 +9962,7 @@ BEGIN
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
-        IF v_options -> 'kind' NOT IN ('"delete"'::jsonb, '"backfill"'::jsonb) THEN
+        IF (v_options ->> 'kind' = ANY (pgjobs._engine_kinds())) IS NOT TRUE THEN
             RAISE EXCEPTION 'option "kind" must be "delete" or "backfill", not %',
                 v_options -> 'kind'
                 USING ERRCODE = '22023', HINT = 'Leave it out to preview a delete.';
@@ -12396,7 +12429,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT c.* INTO v_job
-      FROM pgjobs.claim(ARRAY['delete', 'backfill'], p_worker, interval '30 seconds', 1) c;
+      FROM pgjobs.claim(pgjobs._engine_kinds(), p_worker, interval '30 seconds', 1) c;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -14230,7 +14263,7 @@ BEGIN
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
-                                              AND v_job.kind IN ('delete', 'backfill'))
+                                              AND v_job.kind = ANY (pgjobs._engine_kinds()))
                                              OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
@@ -15505,7 +15538,7 @@ BEGIN
             -- before pages.
             v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
                 pgjobs._kind_privilege(p_job.kind)
-                || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+                || CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN ',SELECT' ELSE '' END,
                 NULL);
         END IF;
     END IF;
@@ -16651,7 +16684,7 @@ BEGIN
                    CASE WHEN jsonb_typeof(v_walk) = 'object' THEN v_walk ->> 'after' END,
                    CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
                         THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
-                   CASE WHEN p_job.kind IN ('delete', 'backfill') THEN 100000 END);
+                   CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN 100000 END);
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
@@ -17541,7 +17574,7 @@ BEGIN
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes'))));
 END
 $$;
@@ -23380,6 +23413,14 @@ GRANT ALL ON FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean, 
 
 REVOKE ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_kinds(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_kinds() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _engine_role(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -21,6 +21,8 @@ AS $body$
 -- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
 -- cannot drift apart, at no cost on the claim's path: calling one from the
 -- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Which kinds the engine runs itself is pgjobs._engine_kinds(), folded to
+-- a constant when the query is planned.
 -- Locks nothing.
 SELECT $rule$w.target = p_target AND w.scope = p_scope
            AND w.writes
@@ -43,7 +45,7 @@ SELECT $rule$w.target = p_target AND w.scope = p_scope
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))$rule$
 $body$;
 COMMENT ON FUNCTION pgjobs._gate_clause() IS
