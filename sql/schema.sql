@@ -3399,7 +3399,7 @@ CREATE FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) RETURNS
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- pgjobs.doctor's checks of running and held jobs (only p_target's when
 -- given): expired leases, overdue heartbeats under a lease still valid
 -- (no heartbeat for over half the lease, and at least a minute: with the
@@ -3467,18 +3467,28 @@ BEGIN
     RETURN NEXT;
 
     -- A paused writer keeps its place in its scope's queue: later writers of
-    -- the scope wait until it is resumed or canceled.
+    -- the scope wait until it is resumed or canceled. Whether it holds one is
+    -- the gate's own rule, pgjobs._gate_clause() (its w is the paused job, its
+    -- p_target, p_scope, p_place the writer queued behind): a copy of the rule
+    -- here warned of a paused writer that never started and was not due (or
+    -- an import unclaimed for 10 minutes), which holds nothing. Dynamic SQL
+    -- because the rule is SQL text; doctor is not on any hot path.
     check_name := 'jobs.paused';
     fix := NULL;
-    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+    EXECUTE format($paused$
+        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at)
+          FROM pgjobs.jobs w
+         WHERE w.status = 'paused' AND w.writes
+           AND ($1 IS NULL OR w.target = $1)
+           AND EXISTS (
+               SELECT FROM pgjobs.jobs q
+                CROSS JOIN LATERAL (SELECT q.target AS p_target, q.scope AS p_scope,
+                                           coalesce(q.gate_order, q.id) AS p_place) gate
+                WHERE q.target = w.target AND q.scope = w.scope
+                  AND q.status = 'queued' AND q.writes
+                  AND %s)$paused$, pgjobs._gate_clause())
       INTO v_ids, v_oldest
-      FROM pgjobs.jobs p
-     WHERE p.status = 'paused' AND p.writes
-       AND (p_target IS NULL OR p.target = p_target)
-       AND EXISTS (SELECT FROM pgjobs.jobs w
-                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
-                      AND w.writes
-                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+      USING p_target;
     IF v_ids IS NULL THEN
         status := 'ok';
         detail := 'no paused writing job keeps later writers of its scope waiting';
@@ -3518,7 +3528,7 @@ BEGIN
     END IF;
     RETURN NEXT;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) OWNER TO SUPERUSER;
 
@@ -5461,14 +5471,15 @@ CREATE FUNCTION pgjobs._gate_clause() RETURNS text
 -- submission order: a writer may start only when no other writer of its
 -- scope holds the gate (a retried job's place is its retry: pgjobs.retry
 -- sets gate_order).
--- Not called at run time: sql/functions/_gate_holder.sql and
+-- Not called on the claim's path: sql/functions/_gate_holder.sql and
 -- _writer_may_start.sql compile this text into those two functions on every
 -- migrate (this file sorts before both), so the gate (claim's question,
 -- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
 -- cannot drift apart, at no cost on the claim's path: calling one from the
 -- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
--- Which kinds the engine runs itself is pgjobs._engine_kinds(), folded to
--- a constant when the query is planned.
+-- Doctor's jobs.paused check (pgjobs._doctor_jobs) runs the same text in
+-- dynamic SQL, with the paused job as w. Which kinds the engine runs itself
+-- is pgjobs._engine_kinds(), folded to a constant when the query is planned.
 -- Locks nothing.
 SELECT $rule$w.target = p_target AND w.scope = p_scope
            AND w.writes
@@ -5501,7 +5512,7 @@ ALTER FUNCTION pgjobs._gate_clause() OWNER TO SUPERUSER;
 -- Name: FUNCTION _gate_clause(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
+COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; run by pgjobs.doctor''s jobs.paused check (dynamic SQL), on no hot path.';
 
 --
 -- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
