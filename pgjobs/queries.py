@@ -91,7 +91,7 @@ SELECT id, kind, target::text AS target, scope, status, done, total, attempts, m
                  || target::text || ' scope ' || scope || ' ahead of it (one writing job '
                  || 'per scope at a time, in submission order): `pgjobs status '
                  || waits_behind::text || '` shows it'
-            WHEN status = 'queued' AND kind IN ('delete', 'backfill') AND run_at <= now()
+            WHEN status = 'queued' AND kind = ANY (pgjobs._engine_kinds()) AND run_at <= now()
             THEN pgjobs._engine_wait()
             -- "running" alone hides a dead runner or worker (killed, its server
             -- restarted): say so, and what takes the job back.
@@ -162,7 +162,7 @@ HELD_ELSEWHERE = """
 SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,
        pg_catalog.max(lease_expires_at) AS until
   FROM pgjobs.jobs
- WHERE status = 'running' AND kind IN ('delete', 'backfill')
+ WHERE status = 'running' AND kind = ANY (pgjobs._engine_kinds())
    AND lease_expires_at >= pg_catalog.now()
 """
 """Delete and backfill jobs another session holds under a live lease: what a one-shot

@@ -520,7 +520,7 @@ CREATE FUNCTION pgjobs._builtin_kind(p_kind text) RETURNS boolean
 -- Locks nothing.
 BEGIN
     RETURN p_kind IN ('export', 'import')        -- the worker's (pgjobs worker)
-           OR p_kind IN ('delete', 'backfill');  -- the engine's (pgjobs.run)
+           OR p_kind = ANY (pgjobs._engine_kinds());  -- the engine's (pgjobs.run)
 END
 $$;
 
@@ -1231,7 +1231,7 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
-    IF v_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT v_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RAISE EXCEPTION 'job % is %; the database runs delete and backfill jobs',
             p_id, pgjobs._a_job(v_job.kind) USING ERRCODE = '22023',
             HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '
@@ -3399,7 +3399,7 @@ CREATE FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) RETURNS
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- pgjobs.doctor's checks of running and held jobs (only p_target's when
 -- given): expired leases, overdue heartbeats under a lease still valid
 -- (no heartbeat for over half the lease, and at least a minute: with the
@@ -3467,18 +3467,28 @@ BEGIN
     RETURN NEXT;
 
     -- A paused writer keeps its place in its scope's queue: later writers of
-    -- the scope wait until it is resumed or canceled.
+    -- the scope wait until it is resumed or canceled. Whether it holds one is
+    -- the gate's own rule, pgjobs._gate_clause() (its w is the paused job, its
+    -- p_target, p_scope, p_place the writer queued behind): a copy of the rule
+    -- here warned of a paused writer that never started and was not due (or
+    -- an import unclaimed for 10 minutes), which holds nothing. Dynamic SQL
+    -- because the rule is SQL text; doctor is not on any hot path.
     check_name := 'jobs.paused';
     fix := NULL;
-    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+    EXECUTE format($paused$
+        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at)
+          FROM pgjobs.jobs w
+         WHERE w.status = 'paused' AND w.writes
+           AND ($1 IS NULL OR w.target = $1)
+           AND EXISTS (
+               SELECT FROM pgjobs.jobs q
+                CROSS JOIN LATERAL (SELECT q.target AS p_target, q.scope AS p_scope,
+                                           coalesce(q.gate_order, q.id) AS p_place) gate
+                WHERE q.target = w.target AND q.scope = w.scope
+                  AND q.status = 'queued' AND q.writes
+                  AND %s)$paused$, pgjobs._gate_clause())
       INTO v_ids, v_oldest
-      FROM pgjobs.jobs p
-     WHERE p.status = 'paused' AND p.writes
-       AND (p_target IS NULL OR p.target = p_target)
-       AND EXISTS (SELECT FROM pgjobs.jobs w
-                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
-                      AND w.writes
-                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+      USING p_target;
     IF v_ids IS NULL THEN
         status := 'ok';
         detail := 'no paused writing job keeps later writers of its scope waiting';
@@ -3518,7 +3528,7 @@ BEGIN
     END IF;
     RETURN NEXT;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._doctor_jobs(p_target regclass, p_prune_sql text) OWNER TO SUPERUSER;
 
@@ -4343,6 +4353,37 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_kinds(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_kinds() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The kinds the engine runs itself (pgjobs.run, pgjobs.run_job), written
+-- once: every other routine asks `kind = ANY (pgjobs._engine_kinds())`
+-- (tests/test_engine_kinds.py refuses another copy of the list). IMMUTABLE
+-- without arguments, so the planner evaluates it once when it plans the
+-- statement and the plan holds the constant array: a cached PL/pgSQL plan
+-- costs what `kind IN ('delete', 'backfill')` cost, and index conditions on
+-- kind still match. The kinds that write rows of a target are pgjobs.jobs.writes
+-- (migration 0018), which adds import. Locks nothing.
+SELECT ARRAY['delete', 'backfill']
+$$;
+
+ALTER FUNCTION pgjobs._engine_kinds() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _engine_kinds(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._engine_kinds() IS 'The kinds of job the engine runs itself (pgjobs.run, pgjobs.run_job): delete and backfill. The one list every routine asks; folded to a constant when a statement is planned.';
 
 --
 -- Name: _engine_role(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5431,12 +5472,15 @@ CREATE FUNCTION pgjobs._gate_clause() RETURNS text
 -- submission order: a writer may start only when no other writer of its
 -- scope holds the gate (a retried job's place is its retry: pgjobs.retry
 -- sets gate_order).
--- Not called at run time: sql/functions/_gate_holder.sql and
+-- Not called on the claim's path: sql/functions/_gate_holder.sql and
 -- _writer_may_start.sql compile this text into those two functions on every
 -- migrate (this file sorts before both), so the gate (claim's question,
 -- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
 -- cannot drift apart, at no cost on the claim's path: calling one from the
 -- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Doctor's jobs.paused check (pgjobs._doctor_jobs) runs the same text in
+-- dynamic SQL, with the paused job as w. Which kinds the engine runs itself
+-- is pgjobs._engine_kinds(), folded to a constant when the query is planned.
 -- Locks nothing.
 SELECT $rule$w.target = p_target AND w.scope = p_scope
            AND w.writes
@@ -5459,7 +5503,7 @@ SELECT $rule$w.target = p_target AND w.scope = p_scope
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))$rule$
 $_$;
 
@@ -5469,7 +5513,7 @@ ALTER FUNCTION pgjobs._gate_clause() OWNER TO SUPERUSER;
 -- Name: FUNCTION _gate_clause(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
+COMMENT ON FUNCTION pgjobs._gate_clause() IS 'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; run by pgjobs.doctor''s jobs.paused check (dynamic SQL), on no hot path.';
 
 --
 -- Name: _gate_holder(regclass, text, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -5518,7 +5562,7 @@ SELECT w.id
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))
  ORDER BY w.status = 'running' DESC, coalesce(w.gate_order, w.id)
  LIMIT 1
@@ -5917,7 +5961,7 @@ CREATE FUNCTION pgjobs._import_after(p_job pgjobs.jobs, p_pending boolean) RETUR
 -- (an empty source, every record skipped or rejected) failed the job all
 -- the same, its error saying it wrote rows (hV review). Locks nothing.
 BEGIN
-    IF p_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT p_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RETURN NULL;
     END IF;
     RETURN (SELECT i.id
@@ -8839,7 +8883,7 @@ BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
     v_hint := v_problem.hint;
-    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+    IF v_message IS NULL AND p_job.kind = ANY (pgjobs._engine_kinds()) AND p_job.started_at IS NULL THEN
         -- A delete or backfill that was not due yet (run_at ahead, or
         -- paused before it was due) held no place in its scope's gate, so
         -- an import submitted after it may have written rows first: with
@@ -9434,7 +9478,7 @@ CREATE FUNCTION pgjobs._other_writer_due(p_id bigint) RETURNS boolean
 BEGIN
     RETURN EXISTS (
         SELECT 1 FROM pgjobs.jobs o
-         WHERE o.status = 'queued' AND o.kind IN ('delete', 'backfill')
+         WHERE o.status = 'queued' AND o.kind = ANY (pgjobs._engine_kinds())
            AND o.run_at <= now() AND o.id <> p_id
            AND pgjobs._writer_may_start(o.target, o.scope, coalesce(o.gate_order, o.id)));
 END
@@ -9930,7 +9974,7 @@ BEGIN
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
-        IF v_options -> 'kind' NOT IN ('"delete"'::jsonb, '"backfill"'::jsonb) THEN
+        IF (v_options ->> 'kind' = ANY (pgjobs._engine_kinds())) IS NOT TRUE THEN
             RAISE EXCEPTION 'option "kind" must be "delete" or "backfill", not %',
                 v_options -> 'kind'
                 USING ERRCODE = '22023', HINT = 'Leave it out to preview a delete.';
@@ -12397,7 +12441,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT c.* INTO v_job
-      FROM pgjobs.claim(ARRAY['delete', 'backfill'], p_worker, interval '30 seconds', 1) c;
+      FROM pgjobs.claim(pgjobs._engine_kinds(), p_worker, interval '30 seconds', 1) c;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
@@ -14231,7 +14275,7 @@ BEGIN
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
-                                              AND v_job.kind IN ('delete', 'backfill'))
+                                              AND v_job.kind = ANY (pgjobs._engine_kinds()))
                                              OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;
@@ -15506,7 +15550,7 @@ BEGIN
             -- before pages.
             v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
                 pgjobs._kind_privilege(p_job.kind)
-                || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+                || CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN ',SELECT' ELSE '' END,
                 NULL);
         END IF;
     END IF;
@@ -16652,7 +16696,7 @@ BEGIN
                    CASE WHEN jsonb_typeof(v_walk) = 'object' THEN v_walk ->> 'after' END,
                    CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
                         THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
-                   CASE WHEN p_job.kind IN ('delete', 'backfill') THEN 100000 END);
+                   CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN 100000 END);
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.
@@ -17542,7 +17586,7 @@ BEGIN
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes'))));
 END
 $$;
@@ -23410,6 +23454,14 @@ GRANT ALL ON FUNCTION pgjobs._empty_operands(p_filter jsonb, p_negated boolean, 
 
 REVOKE ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._engine_grant_problem(p_target regclass, p_kind text, p_payload jsonb, p_columns text[], OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _engine_kinds(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_kinds() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._engine_kinds() TO pgjobs_client;
 
 --
 -- Name: FUNCTION _engine_role(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -87,7 +87,7 @@ BEGIN
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
-        IF v_options -> 'kind' NOT IN ('"delete"'::jsonb, '"backfill"'::jsonb) THEN
+        IF (v_options ->> 'kind' = ANY (pgjobs._engine_kinds())) IS NOT TRUE THEN
             RAISE EXCEPTION 'option "kind" must be "delete" or "backfill", not %',
                 v_options -> 'kind'
                 USING ERRCODE = '22023', HINT = 'Leave it out to preview a delete.';
