@@ -245,8 +245,12 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     exporter uses it as its control connection while it runs (the data is read
     on a connection of the exporter's own). Lost meanwhile, a new one takes over."""
     dsn = obj.dsn()
-    threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
-                     daemon=True).start()
+    if display.show:
+        # The total only the bar and the plain lines show: with --no-progress
+        # or --quiet no count runs (a scan of the scope on a session of its own,
+        # beside the export's, competing for the same cores).
+        threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
+                         daemon=True).start()
     worker = db.worker_name("export")
     stop = threading.Event()
     outcome: Outcome | None = None
