@@ -183,6 +183,10 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if reads is not None:
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
+    if not detach:
+        # S3's client is built while the job is submitted and claimed, not in
+        # line before the first part (nothing is loaded for other storage).
+        storage.warm_up_behind(options.get("destination") or obj.storage)
     # One session submits, claims, and is the exporter's control connection
     # (_run_here): a backend that has compiled the submit's functions serves the
     # heartbeats and bound walks too, instead of two more cold ones.

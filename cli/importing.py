@@ -94,6 +94,9 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     if not detach:
         # Where its rejects go, checked before anything is submitted (exit 2).
         storage.writable(obj.storage, "--storage")
+        # S3's client (the source's reads, the rejects) is built while the job
+        # is submitted and claimed, not in line before the first read.
+        storage.warm_up_behind(source_uri(source), obj.storage)
     # One session submits, claims, and is the importer's control connection
     # (_run_here), as `pgjobs export`'s: a backend that has compiled the
     # submit's functions serves the heartbeats too, instead of two more cold ones.
