@@ -54,6 +54,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import dict_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -214,15 +215,19 @@ def start_s3(source: Path) -> str:
 def run_import(conn: psycopg.Connection[object], dsn: str, source: str, scope: int,
                storage_uri: str, options: str = "{}") -> float:
     """Submit (with the job options ``options``, JSON), claim and run one import
-    in this process; its seconds from the claim."""
-    job = conn.execute("SELECT pgjobs.submit_import(%s, %s, %s, %s::jsonb)",
-                       (TABLE, str(scope), source, options)).fetchone()
-    assert job is not None
-    started = time.perf_counter()
-    worker = conn.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
-                          (job[0],)).fetchone()
-    assert worker is not None
-    outcome = Importer(dsn, int(job[0]), str(worker[0]), storage_uri).run()
+    in this process as `pgjobs import` does: one session submits, claims and is
+    lent to the importer as its control connection (``conn`` is not used for
+    it); its seconds from the claim."""
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as session:
+        job = session.execute("SELECT pgjobs.submit_import(%s, %s, %s, %s::jsonb) AS id",
+                              (TABLE, str(scope), source, options)).fetchone()
+        assert job is not None
+        started = time.perf_counter()
+        worker = session.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
+                                 (job["id"],)).fetchone()
+        assert worker is not None
+        outcome = Importer(dsn, int(job["id"]), str(worker["worker"]), storage_uri,
+                           control=session).run()
     assert outcome.status == "succeeded", outcome
     return time.perf_counter() - started
 

@@ -183,6 +183,10 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     if reads is not None:
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
+    if not detach:
+        # S3's client is built while the job is submitted and claimed, not in
+        # line before the first part (nothing is loaded for other storage).
+        storage.warm_up_behind(options.get("destination") or obj.storage)
     # One session submits, claims, and is the exporter's control connection
     # (_run_here): a backend that has compiled the submit's functions serves the
     # heartbeats and bound walks too, instead of two more cold ones.
@@ -245,8 +249,12 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     exporter uses it as its control connection while it runs (the data is read
     on a connection of the exporter's own). Lost meanwhile, a new one takes over."""
     dsn = obj.dsn()
-    threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
-                     daemon=True).start()
+    if display.show:
+        # The total only the bar and the plain lines show: with --no-progress
+        # or --quiet no count runs (a scan of the scope on a session of its own,
+        # beside the export's, competing for the same cores).
+        threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
+                         daemon=True).start()
     worker = db.worker_name("export")
     stop = threading.Event()
     outcome: Outcome | None = None

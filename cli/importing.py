@@ -6,6 +6,7 @@ Only delegates: ``pgjobs.submit_import`` validates and queues the job,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -93,25 +94,37 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     if not detach:
         # Where its rejects go, checked before anything is submitted (exit 2).
         storage.writable(obj.storage, "--storage")
-    with obj.connect() as conn:
+        # S3's client (the source's reads, the rejects) is built while the job
+        # is submitted and claimed, not in line before the first read.
+        storage.warm_up_behind(source_uri(source), obj.storage)
+    # One session submits, claims, and is the importer's control connection
+    # (_run_here), as `pgjobs export`'s: a backend that has compiled the
+    # submit's functions serves the heartbeats too, instead of two more cold ones.
+    with obj.connect(app="pgjobs import") as conn:
         if not detach:
             require_in_process(conn, "pgjobs.claim_import(bigint,text,interval)", "import")
         job_id = int(db.scalar(conn, queries.IMPORT_SUBMIT, {
             "target": target, "scope": scope, "source": source_uri(source),
             "options": db.jsonb(options)}))
-    if not quiet:
-        click.echo(f"job {job_id} submitted", err=True)
-    if detach:
-        print_submitted(obj, job_id, as_json)
-        return
-    _setup_logging()
-    sys.exit(_run_here(obj, job_id, _Display(job_id, quiet=quiet, no_progress=no_progress),
-                       as_json))
+        if not quiet:
+            click.echo(f"job {job_id} submitted", err=True)
+        if detach:
+            print_submitted(obj, job_id, as_json, conn)
+            return
+        _setup_logging()
+        status = _run_here(obj, job_id, _Display(job_id, quiet=quiet, no_progress=no_progress),
+                           as_json, conn)
+    sys.exit(status)
 
 
-def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> int:
+def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
+              session: Any = None) -> int:
     """Run (and re-run after a retryable failure) the job here until it ends; when a
-    worker holds it, or the gate holds it back, follow it instead."""
+    worker holds it, or the gate holds it back, follow it instead.
+    ``session``: the connection the job was submitted on; it claims, and the
+    importer uses it as its control connection while it runs (the batches are
+    copied on a connection of the importer's own). Lost meanwhile, a new one
+    takes over."""
     import json
 
     dsn = obj.dsn()
@@ -121,21 +134,30 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool) -> in
     paused_said = False
     queued_said = False
     try:
-        with db.connect(dsn, app="pgjobs import") as conn:
+        with contextlib.ExitStack() as owned:
+            conn = session
+
+            def usable() -> Any:
+                nonlocal conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = owned.enter_context(db.connect(dsn, app="pgjobs import"))
+                return conn
+
             while True:
-                claimed = db.rows(conn, queries.IMPORT_CLAIM_ONE,
+                claimed = db.rows(usable(), queries.IMPORT_CLAIM_ONE,
                                   {"id": job_id, "worker": worker, "lease": "30 seconds"})
                 if claimed:
                     identity = str(claimed[0]["worker"])  # this claim's fence
                     importer = Importer(dsn, job_id, identity, obj.storage,
-                                        stop=stop, on_progress=display.progress)
+                                        stop=stop, on_progress=display.progress,
+                                        control=conn)
                     outcome = _run_thread(importer, display)
                     identity = None  # the importer released, completed or lost it
                     if outcome.status in ("retrying", "lost", "released"):
                         if outcome.error:
                             display.note(f"job {job_id} {outcome.status}: {outcome.error}")
                         continue
-                job = db.get_job(conn, job_id)
+                job = db.get_job(usable(), job_id)
                 if job is None:
                     raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
                 if job["status"] in FINAL:

@@ -254,15 +254,16 @@ class _Control:
     the reading and uploading threads, reconnecting while our lease may still hold.
 
     ``borrowed``: a connection of the caller's to use first (`pgjobs export`
-    hands over the one it submitted and claimed on, whose backend has compiled
+    and `pgjobs import` hand over the one they submitted and claimed on, whose backend has compiled
     the functions the exporter calls, instead of opening a cold one). It stays
     the caller's: :meth:`close` leaves it open (its lock timeout restored), and
     once it is lost this opens connections of its own, as always. The data
     connection is never this one, so a chunk's COPY never holds up a heartbeat."""
 
     def __init__(self, dsn: str, job_id: int, worker: str, lease: float,
-                 borrowed: db.Connection | None = None):
+                 borrowed: db.Connection | None = None, app: str = "pgjobs export"):
         self.dsn = dsn
+        self.app = app  # the application_name of the connections it opens
         self.job_id = job_id
         self.worker = worker
         self.lease = lease
@@ -281,7 +282,7 @@ class _Control:
                 self.conn = borrowed
                 self.borrowed = borrowed  # close() hands it back instead of closing it
             else:
-                self.conn = db.connect(self.dsn, app="pgjobs export")
+                self.conn = db.connect(self.dsn, app=self.app)
             db.wait_for_job_rows_at_most(self.conn)
         return self.conn
 

@@ -361,10 +361,17 @@ class Importer:
     def __init__(self, dsn: str, job_id: int, worker: str, storage_uri: str, *,
                  stop: threading.Event | None = None,
                  on_progress: Callable[[int, int, int | None], None] | None = None,
-                 after: threading.Thread | None = None, batch_bytes: int | None = None):
+                 after: threading.Thread | None = None, batch_bytes: int | None = None,
+                 control: db.Connection | None = None):
         """``worker`` is the claim's identity (name#token): every call is fenced on it.
         ``on_progress(records, bytes, total bytes)`` after each batch. ``batch_bytes``
-        fixes the size of a batch (tests); by default it adapts to batch_ms."""
+        fixes the size of a batch (tests); by default it adapts to batch_ms.
+        ``control``: an idle connection of the caller's (`pgjobs import`: the one
+        it submitted and claimed on) to use as the control connection until it is
+        lost (as the exporter's, poller/export.py _Control); it is left open, and
+        the caller must not use it until :meth:`run` returns. The batches are
+        copied on a connection of the importer's own, so a batch never holds up
+        a heartbeat."""
         self.dsn = dsn
         self.job_id = job_id
         self.worker = worker
@@ -375,7 +382,8 @@ class Importer:
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.after = after
-        self.control = _Control(dsn, job_id, worker, lease=30.0)
+        self.control = _Control(dsn, job_id, worker, lease=30.0, borrowed=control,
+                                app="pgjobs import")
         self._data: db.Connection | None = None
         self.totals: dict[str, Any] = {}
         self.rejects_uri: str | None = None  # this job's, once named (_write_rejects)

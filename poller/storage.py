@@ -298,6 +298,30 @@ def warm_up(uri: str) -> None:
             s3.session().get_credentials()
 
 
+def warm_up_behind(*uris: str | None) -> threading.Thread | None:
+    """:func:`warm_up` in a thread of its own, for a command that is about to
+    run a job of S3 storage here (`pgjobs export`, `pgjobs import`): botocore's
+    import and its client (0.4-1.5 s, more on a busy machine) are built while
+    the job is submitted and claimed and its first statements run, instead of
+    in line before the first part. The first S3 call waits for the client under
+    :mod:`~pgjobs.poller.s3client`'s lock. None (no thread, nothing imported)
+    when no URI is of S3: `pgjobs --help` and file:// work never load botocore."""
+    wanted = [uri for uri in uris if uri and _scheme(uri) == "s3"]
+    if not wanted:
+        return None
+    thread = threading.Thread(target=warm_up, args=(wanted[0],), name="pgjobs s3 warm-up",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _scheme(uri: str) -> str | None:
+    try:
+        return parse(uri).scheme
+    except InvalidInput:
+        return None  # refused where it is checked, with its message
+
+
 def forget_stores() -> None:
     """Drop cached stores (their configuration was read from the environment)."""
     with _stores_lock:

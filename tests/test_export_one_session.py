@@ -191,3 +191,22 @@ def test_a_session_lost_mid_export_is_replaced(rows: Conn, dsn: str, tmp_path: P
     copied = scalar(rows, "SELECT count(*) FROM user_table_rows WHERE table_id = 1 "
                           "AND created_at <= now()")
     assert row["result"]["rows"] == copied
+
+
+@pytest.mark.parametrize("display", [["--no-progress"], ["--quiet"], []],
+                         ids=["no-progress", "quiet", "plain-lines"])
+def test_the_row_count_runs_only_for_a_display_that_shows_it(
+        rows: Conn, dsn: str, tmp_path: Path, sessions: dict[str, list[Any]],
+        display: list[str]) -> None:
+    """The progress display's row count (a scan of the scope on a session of
+    its own, beside the export's, on the same cores) runs only when a bar or
+    plain lines show it: with --no-progress or --quiet nothing reads it."""
+    result = CliRunner().invoke(main, [
+        "--dsn", dsn, "--storage", f"file://{tmp_path}/out", "export", "user_table_rows",
+        "--scope", "1", "--options", '{"chunk_rows": 200, "part_size": 1024}', *display])
+    assert result.exit_code == 0, result.output
+    if display:
+        assert sessions["opened"] == ["pgjobs export", "pgjobs export"], sessions["opened"]
+    else:
+        # Piped stderr: plain lines, which show the total.
+        wait_for(lambda: "pgjobs export count" in sessions["opened"], 30, "the row count")
