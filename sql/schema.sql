@@ -3230,6 +3230,8 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   max_pending_per_client, max_kinds_per_client (integers, only when
 --   stored; else 10000 and 100): a client's pending jobs and custom kinds
 --   (pgjobs._require_client_room);
+--   max_items_per_job (integer, only when stored; else 100000): the items
+--   of one fan-out job a client may make (pgjobs._items_add);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7162,13 +7164,36 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
 -- the job and the array and holds the job row. Raises 22023 for an
--- element over 1 MiB (nothing added). Returns the number added.
--- Locks: the job row (already the caller's).
+-- element over 1 MiB, and 55006 when a caller who is not an administrator
+-- (pgjobs._caller not a pgjobs_admin member nor a superuser) would bring
+-- the job past set_defaults' max_items_per_job items (else 100000):
+-- pgjobs.submit_items and pgjobs.add_items both pass here, so neither one
+-- call nor many calls grow a job without end (each item a row of
+-- pgjobs.job_items that every claim of the kind may walk). Nothing is
+-- added when either is raised. Returns the number added.
+-- Locks: the job row (already the caller's, so two calls adding to one job
+-- count one after the other).
 DECLARE
     v_count integer;
     v_index bigint;
     v_size integer;
+    v_max bigint;
+    v_total bigint;
 BEGIN
+    IF NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
+        SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
+        IF v_total + jsonb_array_length(p_items) > v_max THEN
+            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+                            'at most % items, the most an administrator allows a client',
+                            p_id, v_total, jsonb_array_length(p_items), v_max
+                USING ERRCODE = '55006',
+                HINT = format('Split the work into several jobs of at most %s items '
+                              '(pgjobs.submit_items), or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_items_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     -- Every payload's limit (pgjobs._insert_job's), per item: the array as
     -- a whole may be larger. Its text is measured once; the elements only
     -- when it is over the limit.
@@ -10720,7 +10745,7 @@ ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUP
 --
 
 CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -10743,14 +10768,22 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing, on purpose: a lock of the client held to the end of each
--- submit's transaction would make a client's open transaction hold back
--- its submits to every other scope (tests/test_trust_advisory_locks.py).
--- So a count sees the client's committed jobs and its own transaction's:
--- sessions of one client submitting at once, each in a transaction not
--- yet committed, can together pass a ceiling by what each adds before it
--- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
--- how many such sessions it has).
+-- Exact under concurrency: before counting it writes the client's row
+-- of pgjobs.client_locks (made on first use; migration 0050), held to the
+-- end of the transaction, so the submitting transactions of one client
+-- count one after the other, and each count (a fresh snapshot: VOLATILE,
+-- under READ COMMITTED) sees the jobs of those that committed before it.
+-- Under REPEATABLE READ or SERIALIZABLE a submit whose snapshot misses
+-- such a transaction's jobs raises 40001 at that write (run it again).
+-- The cost: a client's transaction that submitted holds back the client's
+-- other submits and retries (of every scope, not other clients', not
+-- administrators') until it ends, as one row lock does. A row, never an
+-- advisory lock, which any role could take and hold, hanging the client
+-- (tests/test_trust_advisory_locks.py). Deadlocks: it is taken before
+-- the scope's gate (pgjobs._lock_scope) in both callers; a transaction
+-- that submits as two client roles in turn may meet another doing the
+-- reverse, which PostgreSQL breaks with 40P01.
+-- Locks: the client's row of pgjobs.client_locks.
 DECLARE
     v_defaults jsonb;
     v_max integer;
@@ -10761,6 +10794,8 @@ BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    INSERT INTO pgjobs.client_locks AS l (submitter_oid) VALUES (p_submitter)
+        ON CONFLICT (submitter_oid) DO UPDATE SET submitter_oid = excluded.submitter_oid;
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
@@ -21718,6 +21753,10 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   1..100000, default 100): the most distinct custom kinds (not delete,
 --   backfill, export, import) it may have such jobs of. 55006 beyond
 --   either, at a submit or a retry (pgjobs._require_client_room).
+--   max_items_per_job (integer 1..100000000, default 100000): the most items
+--   a fan-out job may have when a submitter who is not an administrator
+--   submits it (submit_items) or adds to it (add_items): 55006 beyond it
+--   (pgjobs._items_add).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -21737,6 +21776,8 @@ DECLARE
         || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
         || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
         || 'custom kinds a client may have such jobs of), '
+        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
+        || 'one fan-out job), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -21747,7 +21788,7 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
                              'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client')
+                             'max_kinds_per_client', 'max_items_per_job')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -21773,6 +21814,9 @@ BEGIN
         IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
         END IF;
+        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
+        END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
     PERFORM pgjobs._throttle_options(jsonb_strip_nulls(p_options));
@@ -21790,7 +21834,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22438,6 +22482,22 @@ CREATE TABLE pgjobs._yoyo_version (
 ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 
 --
+-- Name: client_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.client_locks (
+    submitter_oid oid NOT NULL
+);
+
+ALTER TABLE pgjobs.client_locks OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE client_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.client_locks IS 'One row per client role (by oid) that submitted or retried a job: writing it serialises that client''s submits and retries, so its ceilings (max_pending_per_client, max_kinds_per_client) are counted exactly (pgjobs._require_client_room). Written only through pgjobs functions.';
+
+--
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22641,6 +22701,13 @@ ALTER TABLE ONLY pgjobs._yoyo_migration
 
 ALTER TABLE ONLY pgjobs._yoyo_version
     ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
+
+--
+-- Name: client_locks client_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.client_locks
+    ADD CONSTRAINT client_locks_pkey PRIMARY KEY (submitter_oid);
 
 --
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -25182,6 +25249,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_migration TO pgjobs_admi
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
+
+--
+-- Name: TABLE client_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
