@@ -236,3 +236,36 @@ def test_no_client_can_lock_a_clients_row(conn: Conn, roles: dict[str, str]) -> 
                  "UPDATE pgjobs.client_locks SET submitter_oid = submitter_oid"):
         with pytest.raises(errors.InsufficientPrivilege):
             _as(conn, roles["client"], call)
+
+
+# -- the gate's lock rows ----------------------------------------------------
+
+WRITERS = {
+    "delete": "SELECT pgjobs.submit_delete('user_table_rows', %(scope)s)",
+    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', %(scope)s, '{}', "
+                "'{\"n\": 1}')",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_prune_deletes_the_lock_rows_of_scopes_no_writer_holds(
+        conn: Conn, roles: dict[str, str], kind: str) -> None:
+    """A writing submit made a row of pgjobs.scope_locks per (target, scope)
+    and kept it: a client writing to ever new scopes, under its ceilings at
+    any one time (submit, cancel, next scope), grew the table without end.
+    prune deletes the rows of scopes with no writer pending; the gate works
+    as before when a submit makes the row again."""
+    client = roles["client"]
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 1}')")
+    scopes = [str(s) for s in range(500, 530)]
+    for scope in scopes:
+        job = int(_as(conn, client, WRITERS[kind], scope=scope))
+        _as(conn, client, f"SELECT pgjobs.cancel({job})")
+    kept = int(_as(conn, client, WRITERS[kind], scope="531"))  # still pending
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks") >= 31
+    summary = scalar(conn, "SELECT pgjobs.prune('1 day')")
+    assert summary["scope_locks_deleted"] >= 30
+    assert scalar(conn, "SELECT array_agg(scope) FROM pgjobs.scope_locks") == ["531"]
+    _as(conn, client, f"SELECT pgjobs.cancel({kept})")
+    _as(conn, client, WRITERS[kind], scope="500")  # the row is made again
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks WHERE scope = '500'") == 1
