@@ -10745,7 +10745,7 @@ ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUP
 --
 
 CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -10768,22 +10768,14 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Exact under concurrency: before counting it writes the client's row
--- of pgjobs.client_locks (made on first use; migration 0050), held to the
--- end of the transaction, so the submitting transactions of one client
--- count one after the other, and each count (a fresh snapshot: VOLATILE,
--- under READ COMMITTED) sees the jobs of those that committed before it.
--- Under REPEATABLE READ or SERIALIZABLE a submit whose snapshot misses
--- such a transaction's jobs raises 40001 at that write (run it again).
--- The cost: a client's transaction that submitted holds back the client's
--- other submits and retries (of every scope, not other clients', not
--- administrators') until it ends, as one row lock does. A row, never an
--- advisory lock, which any role could take and hold, hanging the client
--- (tests/test_trust_advisory_locks.py). Deadlocks: it is taken before
--- the scope's gate (pgjobs._lock_scope) in both callers; a transaction
--- that submits as two client roles in turn may meet another doing the
--- reverse, which PostgreSQL breaks with 40P01.
--- Locks: the client's row of pgjobs.client_locks.
+-- Locks nothing, on purpose: a lock of the client held to the end of each
+-- submit's transaction would make a client's open transaction hold back
+-- its submits to every other scope (tests/test_trust_advisory_locks.py).
+-- So a count sees the client's committed jobs and its own transaction's:
+-- sessions of one client submitting at once, each in a transaction not
+-- yet committed, can together pass a ceiling by what each adds before it
+-- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
+-- how many such sessions it has).
 DECLARE
     v_defaults jsonb;
     v_max integer;
@@ -10794,8 +10786,6 @@ BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
-    INSERT INTO pgjobs.client_locks AS l (submitter_oid) VALUES (p_submitter)
-        ON CONFLICT (submitter_oid) DO UPDATE SET submitter_oid = excluded.submitter_oid;
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
@@ -22502,22 +22492,6 @@ CREATE TABLE pgjobs._yoyo_version (
 ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 
 --
--- Name: client_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE TABLE pgjobs.client_locks (
-    submitter_oid oid NOT NULL
-);
-
-ALTER TABLE pgjobs.client_locks OWNER TO SUPERUSER;
-
---
--- Name: TABLE client_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON TABLE pgjobs.client_locks IS 'One row per client role (by oid) that submitted or retried a job: writing it serialises that client''s submits and retries, so its ceilings (max_pending_per_client, max_kinds_per_client) are counted exactly (pgjobs._require_client_room). Written only through pgjobs functions.';
-
---
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22721,13 +22695,6 @@ ALTER TABLE ONLY pgjobs._yoyo_migration
 
 ALTER TABLE ONLY pgjobs._yoyo_version
     ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
-
---
--- Name: client_locks client_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
---
-
-ALTER TABLE ONLY pgjobs.client_locks
-    ADD CONSTRAINT client_locks_pkey PRIMARY KEY (submitter_oid);
 
 --
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -25269,12 +25236,6 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_migration TO pgjobs_admi
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
-
---
--- Name: TABLE client_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

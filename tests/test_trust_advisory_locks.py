@@ -216,14 +216,12 @@ def test_writing_submits_of_one_scope_still_queue_one_at_a_time(
         conn: Conn, make_conn: Callable[..., Conn], client: str) -> None:
     """The row lock keeps what the advisory lock gave: a second `reject`
     submit of the scope waits for the first's transaction and then refuses
-    (55006); another scope's does not wait. The second submitter is another
-    role (the test's superuser): a second session of the same client would
-    wait for the client's own lock first (pgjobs.client_locks, migration
-    0050), whatever the scope, and so say nothing of the gate's."""
+    (55006); another scope's does not wait."""
     first = make_conn(autocommit=False)
     first.execute(f"SET ROLE {client}")
     scalar(first, GATED["delete_reject"])
     second = make_conn()
+    second.execute(f"SET ROLE {client}")
     second.execute("SET lock_timeout = '500ms'")
     with pytest.raises(psycopg.errors.LockNotAvailable):
         second.execute(GATED["delete_reject"])

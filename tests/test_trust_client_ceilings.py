@@ -1,26 +1,20 @@
-"""A client's ceilings hold as a class: each is exact under concurrency, and
-fan-out jobs have a ceiling on their items (h36).
+"""Fan-out jobs have a ceiling on their items, and the gate's lock rows do
+not grow without end (h36).
 
 * max_items_per_job (pgjobs.set_defaults): pgjobs.submit_items and
   pgjobs.add_items took any number of items, one call or many, each a row of
   pgjobs.job_items; a client made a job of a million items with one call.
   Both pass pgjobs._items_add, which now refuses a client past the ceiling
   with 55006 and a hint naming the setting, nothing written.
-* max_pending_per_client, max_kinds_per_client: pgjobs._require_client_room
-  counted without a lock, so two sessions of one client, each in a
-  transaction not yet committed, did not see each other's jobs and together
-  passed the ceiling. It now writes the client's row of pgjobs.client_locks
-  first (migration 0050): the client's submitting transactions count one
-  after the other. The tests below use real sessions (threads with their own
-  connections) and order events by what the server reports (the second
-  session waiting on a lock, or done), never by time.
+* A writing submit kept one pgjobs.scope_locks row per (target, scope)
+  forever: a client submitting to ever new scopes grew the table without
+  end. pgjobs.prune now deletes the rows of scopes no writer holds.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -130,112 +124,6 @@ def test_a_bad_item_ceiling_is_refused(conn: Conn, value: str) -> None:
     assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_items_per_job'") == "5"
     _set(conn, max_items_per_job=None)
     assert "max_items_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
-
-
-# -- exact under concurrency ------------------------------------------------
-
-# The ceiling, what the first session submits and leaves uncommitted, and
-# what a second session of the same client then does.
-RACES = {
-    "max_pending_per_client": ("SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)",
-                               "SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)"),
-    "max_kinds_per_client": ("SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)",
-                             "SELECT pgjobs.submit('k2', 'user_table_rows', %(scope)s)"),
-}
-
-
-def _race(conn: Conn, make_conn: Callable[..., Conn], role: str, first: str, second: str,
-          end: str) -> BaseException | None:
-    """The first session submits and holds its transaction open; a second
-    session of `role` submits meanwhile (a thread with its own connection).
-    Once the server shows the second waiting on a lock, or it is done, the
-    first ends (`end`: commit or rollback). Returns the second's error."""
-    holder = make_conn(autocommit=False)
-    holder.execute(f"SET ROLE {role}")
-    holder.execute(first, {"scope": str(next(_scopes))})
-    second_conn = make_conn()
-    pid = second_conn.info.backend_pid
-    outcome: dict[str, BaseException | None] = {}
-    started = threading.Barrier(2)
-
-    def run() -> None:
-        started.wait()
-        try:
-            _as(second_conn, role, second)
-            outcome["error"] = None
-        except psycopg.Error as error:
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    started.wait()
-    # Wait for an event, not a time: the second is done, or blocked on a lock.
-    while "error" not in outcome and not scalar(
-            conn, "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity "
-                  "WHERE pid = %s", (pid,)):
-        thread.join(0.01)
-    getattr(holder, end)()
-    thread.join()
-    return outcome["error"]
-
-
-@pytest.mark.parametrize("ceiling", sorted(RACES))
-def test_two_open_transactions_of_a_client_cannot_pass_its_ceiling_together(
-        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str],
-        ceiling: str) -> None:
-    _set(conn, **{ceiling: 1})
-    client = roles["client"]
-    error = _race(conn, make_conn, client, *RACES[ceiling], end="commit")
-    assert isinstance(error, errors.ObjectInUse), error
-    assert f'"{ceiling}": N' in (error.diag.message_hint or "")
-    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE submitted_by = %s",
-                  (client,)) == 1
-
-
-@pytest.mark.parametrize("ceiling", sorted(RACES))
-def test_a_rolled_back_submit_leaves_its_place_to_the_one_waiting(
-        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str],
-        ceiling: str) -> None:
-    _set(conn, **{ceiling: 1})
-    client = roles["client"]
-    assert _race(conn, make_conn, client, *RACES[ceiling], end="rollback") is None
-    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE submitted_by = %s",
-                  (client,)) == 1
-
-
-def test_a_retry_racing_a_submit_cannot_pass_the_ceiling(
-        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str]) -> None:
-    client = roles["client"]
-    job = int(_as(conn, client, "SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)"))
-    _as(conn, client, f"SELECT pgjobs.cancel({job})")
-    _set(conn, max_pending_per_client=1)
-    error = _race(conn, make_conn, client, RACES["max_pending_per_client"][0],
-                  f"SELECT pgjobs.retry({job})", end="commit")
-    assert isinstance(error, errors.ObjectInUse), error
-    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job,)) == "canceled"
-
-
-@pytest.mark.parametrize("who", ["other", "admin"])
-def test_a_clients_open_transaction_holds_no_other_role_back(
-        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str], who: str) -> None:
-    """The lock is the client's own: another client, or an administrator,
-    submits while it sits in an open transaction."""
-    holder = make_conn(autocommit=False)
-    holder.execute(f"SET ROLE {roles['client']}")
-    holder.execute(RACES["max_pending_per_client"][0], {"scope": "1"})
-    other = make_conn()
-    other.execute("SET lock_timeout = '5s'")  # a failure, not a hang, if it waited
-    _as(other, roles[who], "SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)")
-    holder.rollback()
-
-
-def test_no_client_can_lock_a_clients_row(conn: Conn, roles: dict[str, str]) -> None:
-    """Any role may take any advisory lock; these rows only pgjobs writes."""
-    _as(conn, roles["client"], "SELECT pgjobs.submit('k1', 'user_table_rows', %(scope)s)")
-    for call in ("SELECT 1 FROM pgjobs.client_locks FOR UPDATE",
-                 "UPDATE pgjobs.client_locks SET submitter_oid = submitter_oid"):
-        with pytest.raises(errors.InsufficientPrivilege):
-            _as(conn, roles["client"], call)
 
 
 # -- the gate's lock rows ----------------------------------------------------

@@ -1,7 +1,7 @@
 CREATE OR REPLACE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text)
 RETURNS void
 LANGUAGE plpgsql
-VOLATILE
+STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -24,22 +24,14 @@ AS $$
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Exact under concurrency: before counting it writes the client's row
--- of pgjobs.client_locks (made on first use; migration 0050), held to the
--- end of the transaction, so the submitting transactions of one client
--- count one after the other, and each count (a fresh snapshot: VOLATILE,
--- under READ COMMITTED) sees the jobs of those that committed before it.
--- Under REPEATABLE READ or SERIALIZABLE a submit whose snapshot misses
--- such a transaction's jobs raises 40001 at that write (run it again).
--- The cost: a client's transaction that submitted holds back the client's
--- other submits and retries (of every scope, not other clients', not
--- administrators') until it ends, as one row lock does. A row, never an
--- advisory lock, which any role could take and hold, hanging the client
--- (tests/test_trust_advisory_locks.py). Deadlocks: it is taken before
--- the scope's gate (pgjobs._lock_scope) in both callers; a transaction
--- that submits as two client roles in turn may meet another doing the
--- reverse, which PostgreSQL breaks with 40P01.
--- Locks: the client's row of pgjobs.client_locks.
+-- Locks nothing, on purpose: a lock of the client held to the end of each
+-- submit's transaction would make a client's open transaction hold back
+-- its submits to every other scope (tests/test_trust_advisory_locks.py).
+-- So a count sees the client's committed jobs and its own transaction's:
+-- sessions of one client submitting at once, each in a transaction not
+-- yet committed, can together pass a ceiling by what each adds before it
+-- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
+-- how many such sessions it has).
 DECLARE
     v_defaults jsonb;
     v_max integer;
@@ -50,8 +42,6 @@ BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
-    INSERT INTO pgjobs.client_locks AS l (submitter_oid) VALUES (p_submitter)
-        ON CONFLICT (submitter_oid) DO UPDATE SET submitter_oid = excluded.submitter_oid;
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
