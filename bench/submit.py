@@ -9,9 +9,12 @@ them all: they fit one page), then the rows are put back and a bulk `DELETE`
 of the same rows is timed as the baseline. Submits are also timed alone
 (submit + cancel), on a warm session and on a fresh connection each (as the
 CLI and pg_cron's runner connect). Rounds alternate A and B, so the
-machine's drift hits both alike. Prints medians and ratios.
+machine's drift hits both alike. Prints medians and ratios. With --as-client
+the submits (and their cancels) are made as a role granted pgjobs_client
+(SET ROLE before the clock starts), so the checks that hold clients and
+not administrators (pgjobs._require_client_room, ...) are in the figures.
 
-    python bench/submit.py --compare-sql /path/to/main/sql [--dsn URL] [--rounds 7]
+    python bench/submit.py --compare-sql /path/to/main/sql [--dsn URL] [--rounds 7] [--as-client]
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ ROLES = ("DO $$BEGIN FOR i IN 1..300 LOOP EXECUTE format('CREATE ROLE %I', "
          "'bench_submit_' || pg_backend_pid() || '_' || i); END LOOP; END $$")
 
 
+CLIENT = "bench_client_submit"  # not bench_submit_%: those are dropped by pattern
+AS_CLIENT: list[bool] = [False]
+
+
+def as_client(conn: Conn) -> None:
+    if AS_CLIENT[0]:
+        conn.execute(f"SET ROLE {CLIENT}")
+
+
 def submit(conn: Conn) -> int:
     row = conn.execute("SELECT pgjobs.submit_delete(%s, %s, %s::jsonb)",
                        (TABLE, SCOPE, json.dumps(FILTER))).fetchone()
@@ -69,6 +81,7 @@ def since(started: float) -> float:
 def round_of(dsn: str, conn: Conn, submits: int) -> dict[str, float]:
     out: dict[str, float] = {}
     warm = []
+    as_client(conn)
     for _ in range(submits):
         started = time.perf_counter()
         job = submit(conn)
@@ -78,6 +91,7 @@ def round_of(dsn: str, conn: Conn, submits: int) -> dict[str, float]:
     cold = []
     for _ in range(max(3, submits // 3)):
         with psycopg.connect(dsn, autocommit=True) as fresh:
+            as_client(fresh)
             started = time.perf_counter()
             job = submit(fresh)
             cold.append(since(started))
@@ -86,6 +100,7 @@ def round_of(dsn: str, conn: Conn, submits: int) -> dict[str, float]:
     started = time.perf_counter()
     job = submit(conn)
     out["submit of the job"] = since(started)
+    conn.execute("RESET ROLE")
     started = time.perf_counter()
     conn.execute("CALL pgjobs.run_job(%s)", (job,))
     out["first call (run_job)"] = since(started)
@@ -109,7 +124,10 @@ def main() -> int:
     parser.add_argument("--scope-rows", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--submits", type=int, default=15)
+    parser.add_argument("--as-client", action="store_true",
+                        help="submit as a role granted pgjobs_client, not as the superuser")
     args = parser.parse_args()
+    AS_CLIENT[0] = args.as_client
     roots = {"A": args.compare_sql, "B": ROOT / "sql"}
     with (server(args.dsn) as (url, where), scratch_database(url, "submit_a") as dsn_a,
           scratch_database(url, "submit_b") as dsn_b):
@@ -120,6 +138,11 @@ def main() -> int:
             conns[side] = psycopg.connect(dsn, autocommit=True)
             conns[side].execute(SETUP % {"rows": int(args.rows), "per": int(args.scope_rows)})
         conns["A"].execute(ROLES)  # roles are the cluster's: both sides see them
+        if args.as_client:
+            conns["A"].execute(f"DROP ROLE IF EXISTS {CLIENT}")
+            conns["A"].execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
+            for c in conns.values():
+                c.execute(f"GRANT SELECT, DELETE ON {TABLE} TO {CLIENT}")
         results: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
         for _ in range(args.rounds):
             for side in ("A", "B"):
@@ -127,10 +150,15 @@ def main() -> int:
         conns["A"].execute("DO $$DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles "
                            "WHERE rolname LIKE 'bench\\_submit\\_%' LOOP "
                            "EXECUTE format('DROP ROLE %I', r); END LOOP; END $$")
+        if args.as_client:
+            for c in conns.values():
+                c.execute(f"DROP OWNED BY {CLIENT}")
+            conns["A"].execute(f"DROP ROLE {CLIENT}")
         for c in conns.values():
             c.close()
     print(f"submit and first call on {where}: {args.rows} rows, a {args.scope_rows}-row scope, "
-          f"10% clustered; medians of {args.rounds} alternating rounds (ms)")
+          f"10% clustered; medians of {args.rounds} alternating rounds (ms)"
+          f"{', submits as a pgjobs_client role' if args.as_client else ''}")
     print(f"  A = {args.compare_sql}\n  B = {roots['B']}")
     print(f"  {'':28s} {'A':>9s} {'B':>9s} {'B/A':>6s}")
     for name in results["A"][0]:

@@ -3230,6 +3230,8 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   max_pending_per_client, max_kinds_per_client (integers, only when
 --   stored; else 10000 and 100): a client's pending jobs and custom kinds
 --   (pgjobs._require_client_room);
+--   max_items_per_job (integer, only when stored; else 100000): the items
+--   of one fan-out job a client may make (pgjobs._items_add);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7207,13 +7209,36 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
 -- the job and the array and holds the job row. Raises 22023 for an
--- element over 1 MiB (nothing added). Returns the number added.
--- Locks: the job row (already the caller's).
+-- element over 1 MiB, and 55006 when a caller who is not an administrator
+-- (pgjobs._caller not a pgjobs_admin member nor a superuser) would bring
+-- the job past set_defaults' max_items_per_job items (else 100000):
+-- pgjobs.submit_items and pgjobs.add_items both pass here, so neither one
+-- call nor many calls grow a job without end (each item a row of
+-- pgjobs.job_items that every claim of the kind may walk). Nothing is
+-- added when either is raised. Returns the number added.
+-- Locks: the job row (already the caller's, so two calls adding to one job
+-- count one after the other).
 DECLARE
     v_count integer;
     v_index bigint;
     v_size integer;
+    v_max bigint;
+    v_total bigint;
 BEGIN
+    IF NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
+        SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
+        IF v_total + jsonb_array_length(p_items) > v_max THEN
+            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+                            'at most % items, the most an administrator allows a client',
+                            p_id, v_total, jsonb_array_length(p_items), v_max
+                USING ERRCODE = '55006',
+                HINT = format('Split the work into several jobs of at most %s items '
+                              '(pgjobs.submit_items), or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_items_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     -- Every payload's limit (pgjobs._insert_job's), per item: the array as
     -- a whole may be larger. Its text is measured once; the elements only
     -- when it is over the limit.
@@ -20922,9 +20947,15 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      and the upload leftovers of pruned exports (pgjobs._export_leftovers:
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
---      cron jobs older than p_retention: it grows without bound otherwise.
+--      cron jobs older than p_retention: it grows without bound otherwise;
+--   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
+--      of scopes with no writing job queued, running or paused, 10,000 a
+--      call, skipping those a submit holds: a submit makes one per (target,
+--      scope) it ever wrote and kept it, so a client writing to ever new
+--      scopes (each under its ceilings at any one time) grew the table
+--      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -20935,6 +20966,7 @@ DECLARE
     v_objects bigint;
     v_leftovers bigint;
     v_trimmed bigint := 0;
+    v_scope_locks bigint;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -21098,10 +21130,23 @@ BEGIN
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
+    -- A row is only a mutex: deleting one no submit holds loses nothing (a
+    -- submit waiting for it finds it gone and makes it again).
+    DELETE FROM pgjobs.scope_locks l
+     WHERE l.ctid IN (SELECT s.ctid FROM pgjobs.scope_locks s
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.target = s.target AND j.scope = s.scope
+                                            AND j.writes
+                                            AND j.status IN ('queued', 'running', 'paused'))
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
-                              'cron_runs_trimmed', v_trimmed);
+                              'cron_runs_trimmed', v_trimmed,
+                              'scope_locks_deleted', v_scope_locks);
 END
 $_$;
 
@@ -21111,7 +21156,7 @@ ALTER FUNCTION pgjobs.prune(p_retention interval) OWNER TO SUPERUSER;
 -- Name: FUNCTION prune(p_retention interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
+COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes with no writing job pending (scope_locks_deleted). Returns a jsonb summary.';
 
 --
 -- Name: register_target(regclass, name, name, name, name, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -21792,6 +21837,10 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   1..100000, default 100): the most distinct custom kinds (not delete,
 --   backfill, export, import) it may have such jobs of. 55006 beyond
 --   either, at a submit or a retry (pgjobs._require_client_room).
+--   max_items_per_job (integer 1..100000000, default 100000): the most items
+--   a fan-out job may have when a submitter who is not an administrator
+--   submits it (submit_items) or adds to it (add_items): 55006 beyond it
+--   (pgjobs._items_add).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -21811,6 +21860,8 @@ DECLARE
         || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
         || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
         || 'custom kinds a client may have such jobs of), '
+        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
+        || 'one fan-out job), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -21821,7 +21872,7 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
                              'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client')
+                             'max_kinds_per_client', 'max_items_per_job')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -21847,6 +21898,9 @@ BEGIN
         IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
         END IF;
+        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
+        END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
     PERFORM pgjobs._throttle_options(jsonb_strip_nulls(p_options));
@@ -21864,7 +21918,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

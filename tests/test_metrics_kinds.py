@@ -82,3 +82,65 @@ def test_finished_and_running_kinds_fold_the_same_way() -> None:
         assert len(kinds) <= 21 and OTHER_KINDS in kinds, (name, sorted(kinds))
     assert sum(_kinds(text, "pgjobs_rows_last_hour").values()) == 60
     assert sum(_kinds(text, "pgjobs_running_rows_per_second").values()) == 30
+
+
+# Every label whose values a client makes: how a stats() row of each is
+# spelled (value i of n), the series it lands in, and the label's name.
+def _queue_target(i: int) -> dict[str, Any]:
+    return {"queue": [{"kind": "export", "status": "queued", "target": f"t{i:03d}",
+                       "jobs": i + 1}]}
+
+
+def _queue_kind(i: int) -> dict[str, Any]:
+    return {"queue": [{"kind": f"k{i:03d}", "status": "queued", "target": "t",
+                       "jobs": i + 1}]}
+
+
+def _running_worker(i: int) -> dict[str, Any]:
+    return {"running": [{"kind": "export", "rows_per_second": 0, "worker": f"w{i:03d}#tok{j}",
+                         "heartbeat_age_seconds": i} for j in range(i + 1)]}
+
+
+LABELS = {
+    "kind": (_queue_kind, "pgjobs_jobs"),
+    "target": (_queue_target, "pgjobs_jobs"),
+    "worker": (_running_worker, "pgjobs_worker_heartbeat_age_seconds"),
+}
+
+
+def _values(text: str, name: str, label: str) -> dict[str, float]:
+    found: dict[str, list[float]] = {}
+    for m in re.finditer(rf'^{name}\{{(.*)\}} (\S+)$', text, re.M):
+        value = re.search(rf'{label}="([^"]*)"', m.group(1))
+        assert value is not None
+        found.setdefault(value.group(1), []).append(float(m.group(2)))
+    return {k: sum(v) if name == "pgjobs_jobs" else max(v) for k, v in found.items()}
+
+
+@pytest.mark.parametrize("many", [5, 20, 21, 300])
+@pytest.mark.parametrize("label", sorted(LABELS))
+def test_every_label_a_client_makes_is_bounded(label: str, many: int) -> None:
+    """Value i has i + 1 jobs: the 20 with the most keep their names, the
+    others are folded into _other (summed; the largest age for a worker)."""
+    # The names of the kind label's rule, which every bounded label shares.
+    from pgjobs.ui.metrics import KINDS_SHOWN as LABEL_VALUES_SHOWN
+    from pgjobs.ui.metrics import OTHER_KINDS as OTHER
+    from pgjobs.ui.metrics import render
+
+    row, name = LABELS[label]
+    stats: dict[str, list[Any]] = {"queue": [], "running": []}
+    for i in range(many):
+        for key, rows in row(i).items():
+            stats[key] += rows
+    text = render(stats, {"browsers": 0, "events": 0, "reconnects": 0}).decode()
+    values = _values(text, name, label)
+    named = {v for v in values if v != OTHER}
+    first = max(0, many - LABEL_VALUES_SHOWN)
+    assert named == {row(i)[next(iter(row(i)))][0][label].split("#")[0]
+                     for i in range(first, many)}, sorted(values)
+    if many > LABEL_VALUES_SHOWN:
+        expected = (first - 1 if label == "worker"
+                    else first * (first + 1) // 2)
+        assert values[OTHER] == expected
+    else:
+        assert OTHER not in values

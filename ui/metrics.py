@@ -4,7 +4,7 @@ dashboard's own counters. Every name starts with ``pgjobs_``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -34,19 +34,34 @@ METRICS = {
 
 # The kinds pgjobs runs itself, always a label value of their own.
 BUILTIN_KINDS = ("backfill", "delete", "export", "import")
-# The custom kinds (for external workers) shown by name: the ones with the
-# most jobs (unfinished, then finished in the last hour), then by name; the
-# others are summed under OTHER_KINDS, so a client that makes many kinds
-# cannot make a scrape's series grow with them (set_defaults'
-# max_kinds_per_client bounds them per client in the database).
-KINDS_SHOWN = 20
+# Every label whose values come from what clients submit or run (a job's
+# kind, its target, a worker's name) shows at most this many values by name:
+# the ones with the most jobs (unfinished, then finished in the last hour),
+# then by name; the others are summed (or, for an age, the largest taken)
+# under OTHER, so a client that makes many kinds, submits against many
+# tables, or claims under many worker names cannot make a scrape's series
+# grow with them (set_defaults' max_kinds_per_client bounds kinds per client
+# in the database as well). One helper, shown_values, decides for all.
+LABEL_VALUES_SHOWN = 20
+KINDS_SHOWN = LABEL_VALUES_SHOWN
 # No job kind starts with "_" (a kind starts with a letter): it never meets one.
-OTHER_KINDS = "_other"
+OTHER = "_other"
+OTHER_KINDS = OTHER
+
+
+def shown_values(weights: dict[str, tuple[float, ...]], shown: int = LABEL_VALUES_SHOWN,
+                 always: tuple[str, ...] = ()) -> set[str]:
+    """The values of one bounded label that keep their own name: those in
+    ``always``, and the ``shown`` others with the largest weights (tuples
+    compared in order), ties by name."""
+    ranked = sorted((v for v in weights if v not in always),
+                    key=lambda v: (tuple(-w for w in weights[v]), v))
+    return set(always) | set(ranked[:shown])
 
 
 def kinds_shown(stats: dict[str, Any], shown: int = KINDS_SHOWN) -> set[str]:
     """The kinds of ``stats`` that keep their own label value."""
-    weight: dict[str, tuple[int, int]] = {}
+    weight: dict[str, tuple[float, ...]] = {}
     for q in stats.get("queue", []):
         pending, finished = weight.get(q["kind"], (0, 0))
         weight[q["kind"]] = (pending + int(q["jobs"]), finished)
@@ -57,9 +72,36 @@ def kinds_shown(stats: dict[str, Any], shown: int = KINDS_SHOWN) -> set[str]:
         weight.setdefault(r["kind"], (0, 0))
     for kind in stats.get("rows", {}):
         weight.setdefault(kind, (0, 0))
-    custom = sorted((k for k in weight if k not in BUILTIN_KINDS),
-                    key=lambda k: (-weight[k][0], -weight[k][1], k))
-    return set(BUILTIN_KINDS) | set(custom[:shown])
+    return shown_values(weight, shown, BUILTIN_KINDS)
+
+
+def targets_shown(stats: dict[str, Any], shown: int = LABEL_VALUES_SHOWN) -> set[str]:
+    """The targets of ``stats`` that keep their own label value: those with
+    the most unfinished jobs."""
+    weight: dict[str, tuple[float, ...]] = {}
+    for q in stats.get("queue", []):
+        weight[q["target"]] = (weight.get(q["target"], (0,))[0] + int(q["jobs"]),)
+    return shown_values(weight, shown)
+
+
+def worker_name(row: dict[str, Any]) -> str:
+    """A running job's worker, without its claim token."""
+    return str(row.get("worker") or "").split("#", 1)[0]
+
+
+def workers_shown(stats: dict[str, Any], shown: int = LABEL_VALUES_SHOWN) -> set[str]:
+    """The workers of ``stats`` that keep their own label value: those running
+    the most jobs."""
+    weight: dict[str, tuple[float, ...]] = {}
+    for r in stats.get("running", []):
+        name = worker_name(r)
+        weight[name] = (weight.get(name, (0,))[0] + 1,)
+    return shown_values(weight, shown)
+
+
+def _fold(shown: set[str]) -> Callable[[str], str]:
+    """A label's value as shown: its own, or OTHER."""
+    return lambda value: value if value in shown else OTHER
 
 
 class _Snapshot:
@@ -71,16 +113,15 @@ class _Snapshot:
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self.stats
-        shown = kinds_shown(s)
-
-        def kind_of(kind: str) -> str:
-            return kind if kind in shown else OTHER_KINDS
+        kind_of = _fold(kinds_shown(s))
+        target_of = _fold(targets_shown(s))
+        worker_of = _fold(workers_shown(s))
 
         jobs = GaugeMetricFamily("pgjobs_jobs", METRICS["pgjobs_jobs"],
                                  labels=["kind", "status", "target"])
         queue: dict[tuple[str, str, str], float] = {}
         for q in s.get("queue", []):
-            labels = (kind_of(q["kind"]), q["status"], q["target"])
+            labels = (kind_of(q["kind"]), q["status"], target_of(q["target"]))
             queue[labels] = queue.get(labels, 0) + q["jobs"]
         for labels, n in queue.items():
             jobs.add_metric(list(labels), n)
@@ -134,7 +175,7 @@ class _Snapshot:
                                       labels=["worker"])
         ages: dict[str, float] = {}
         for r in s.get("running", []):
-            name = str(r.get("worker") or "").split("#", 1)[0]
+            name = worker_of(worker_name(r))
             age = float(r.get("heartbeat_age_seconds") or 0)
             ages[name] = max(ages.get(name, 0.0), age)
         for worker, age in sorted(ages.items()):

@@ -23,6 +23,8 @@ AS $$
 --   max_pending_per_client, max_kinds_per_client (integers, only when
 --   stored; else 10000 and 100): a client's pending jobs and custom kinds
 --   (pgjobs._require_client_room);
+--   max_items_per_job (integer, only when stored; else 100000): the items
+--   of one fan-out job a client may make (pgjobs._items_add);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

@@ -11,13 +11,36 @@ AS $$
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
 -- the job and the array and holds the job row. Raises 22023 for an
--- element over 1 MiB (nothing added). Returns the number added.
--- Locks: the job row (already the caller's).
+-- element over 1 MiB, and 55006 when a caller who is not an administrator
+-- (pgjobs._caller not a pgjobs_admin member nor a superuser) would bring
+-- the job past set_defaults' max_items_per_job items (else 100000):
+-- pgjobs.submit_items and pgjobs.add_items both pass here, so neither one
+-- call nor many calls grow a job without end (each item a row of
+-- pgjobs.job_items that every claim of the kind may walk). Nothing is
+-- added when either is raised. Returns the number added.
+-- Locks: the job row (already the caller's, so two calls adding to one job
+-- count one after the other).
 DECLARE
     v_count integer;
     v_index bigint;
     v_size integer;
+    v_max bigint;
+    v_total bigint;
 BEGIN
+    IF NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
+        SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
+        IF v_total + jsonb_array_length(p_items) > v_max THEN
+            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+                            'at most % items, the most an administrator allows a client',
+                            p_id, v_total, jsonb_array_length(p_items), v_max
+                USING ERRCODE = '55006',
+                HINT = format('Split the work into several jobs of at most %s items '
+                              '(pgjobs.submit_items), or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_items_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     -- Every payload's limit (pgjobs._insert_job's), per item: the array as
     -- a whole may be larger. Its text is measured once; the elements only
     -- when it is over the limit.

@@ -22,9 +22,15 @@ AS $$
 --      and the upload leftovers of pruned exports (pgjobs._export_leftovers:
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
---      cron jobs older than p_retention: it grows without bound otherwise.
+--      cron jobs older than p_retention: it grows without bound otherwise;
+--   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
+--      of scopes with no writing job queued, running or paused, 10,000 a
+--      call, skipping those a submit holds: a submit makes one per (target,
+--      scope) it ever wrote and kept it, so a client writing to ever new
+--      scopes (each under its ceilings at any one time) grew the table
+--      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -35,6 +41,7 @@ DECLARE
     v_objects bigint;
     v_leftovers bigint;
     v_trimmed bigint := 0;
+    v_scope_locks bigint;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -198,10 +205,23 @@ BEGIN
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
+    -- A row is only a mutex: deleting one no submit holds loses nothing (a
+    -- submit waiting for it finds it gone and makes it again).
+    DELETE FROM pgjobs.scope_locks l
+     WHERE l.ctid IN (SELECT s.ctid FROM pgjobs.scope_locks s
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.target = s.target AND j.scope = s.scope
+                                            AND j.writes
+                                            AND j.status IN ('queued', 'running', 'paused'))
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
-                              'cron_runs_trimmed', v_trimmed);
+                              'cron_runs_trimmed', v_trimmed,
+                              'scope_locks_deleted', v_scope_locks);
 END
 $$;
 
@@ -209,4 +229,5 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, '
 '10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
 'objects and imports'' rejects objects for deletion by a worker), '
-'and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
+'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
+'with no writing job pending (scope_locks_deleted). Returns a jsonb summary.';

@@ -1,0 +1,159 @@
+"""Fan-out jobs have a ceiling on their items, and the gate's lock rows do
+not grow without end (h36).
+
+* max_items_per_job (pgjobs.set_defaults): pgjobs.submit_items and
+  pgjobs.add_items took any number of items, one call or many, each a row of
+  pgjobs.job_items; a client made a job of a million items with one call.
+  Both pass pgjobs._items_add, which now refuses a client past the ceiling
+  with 55006 and a hint naming the setting, nothing written.
+* A writing submit kept one pgjobs.scope_locks row per (target, scope)
+  forever: a client submitting to ever new scopes grew the table without
+  end. pgjobs.prune now deletes the rows of scopes no writer holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.support import make_rows_target, scalar, seed
+from tests.support.roles import drop_role, make_role
+
+Conn = psycopg.Connection[Any]
+
+SUBMIT_ITEMS = ("SELECT pgjobs.submit_items('resize', 'user_table_rows', %(scope)s, "
+                "%(items)s::jsonb)")
+ADD_ITEMS = "SELECT pgjobs.add_items(%(job)s, %(items)s::jsonb)"
+
+
+@pytest.fixture
+def roles(conn: Conn) -> Iterator[dict[str, str]]:
+    seed(conn, make_rows_target(conn), 30)
+    grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
+    client = make_role(conn, "hclient", "GRANT pgjobs_client TO {role}", grant)
+    other = make_role(conn, "hother", "GRANT pgjobs_client TO {role}", grant)
+    admin = make_role(conn, "hadmin", "GRANT pgjobs_admin TO {role}", grant)
+    yield {"client": client, "other": other, "admin": admin}
+    for role in (client, other, admin):
+        drop_role(conn, role)
+
+
+_scopes = iter(range(1000, 10**6))
+
+
+def _as(conn: Conn, role: str, call: str, **params: Any) -> Any:
+    params.setdefault("scope", str(next(_scopes)))
+    with conn.transaction():
+        conn.execute(f"SET LOCAL ROLE {role}")
+        return scalar(conn, call, params)
+
+
+def _set(conn: Conn, **settings: int | None) -> None:
+    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)", (json.dumps(settings),))
+
+
+def _items(n: int) -> str:
+    return json.dumps([{"n": i} for i in range(n)])
+
+
+def _item_rows(conn: Conn) -> int:
+    return int(scalar(conn, "SELECT count(*) FROM pgjobs.job_items"))
+
+
+# How a client may bring one fan-out job to n items: (submit with, then add
+# these batches). Each way reaches 3 items, the ceiling below.
+WAYS = {
+    "one_submit": (3, []),
+    "submit_then_add": (1, [2]),
+    "many_adds": (1, [1, 1]),
+}
+
+
+@pytest.mark.parametrize("way", sorted(WAYS))
+@pytest.mark.parametrize("over", ["submit_items", "add_items"])
+def test_a_fan_out_jobs_items_have_a_ceiling(conn: Conn, roles: dict[str, str],
+                                            way: str, over: str) -> None:
+    _set(conn, max_items_per_job=3)
+    client = roles["client"]
+    first, adds = WAYS[way]
+    job = int(_as(conn, client, SUBMIT_ITEMS, items=_items(first)))
+    for n in adds:
+        assert _as(conn, client, ADD_ITEMS, job=job, items=_items(n)) == n
+    assert scalar(conn, "SELECT total FROM pgjobs.jobs WHERE id = %s", (job,)) == 3  # at it
+    before = _item_rows(conn), scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    call, params = ((SUBMIT_ITEMS, {"items": _items(4)}) if over == "submit_items"
+                    else (ADD_ITEMS, {"job": job, "items": _items(1)}))
+    with pytest.raises(errors.ObjectInUse) as info:     # one over
+        _as(conn, client, call, **params)
+    assert "at most 3 items" in (info.value.diag.message_primary or "")
+    assert 'pgjobs.set_defaults(\'{"max_items_per_job": N}\')' in (
+        info.value.diag.message_hint or "")
+    assert (_item_rows(conn), scalar(conn, "SELECT count(*) FROM pgjobs.jobs")) == before
+    _as(conn, roles["admin"], call, **params)            # administrators are not held
+    _set(conn, max_items_per_job=4)                      # the operator raises it
+    if over == "submit_items":
+        _as(conn, client, call, **params)
+    else:
+        job = int(_as(conn, client, SUBMIT_ITEMS, items=_items(3)))
+        _as(conn, client, ADD_ITEMS, job=job, items=_items(1))
+    _set(conn, max_items_per_job=None)                   # back to the built-in 100,000
+    assert "max_items_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+def test_the_built_in_item_ceiling_is_a_hundred_thousand(conn: Conn,
+                                                         roles: dict[str, str]) -> None:
+    client = roles["client"]
+    many = json.dumps([1] * 100000)
+    job = int(_as(conn, client, SUBMIT_ITEMS, items=many))
+    with pytest.raises(errors.ObjectInUse, match="at most 100000 items"):
+        _as(conn, client, ADD_ITEMS, job=job, items="[1]")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "\"10\"", "true", "[]", "100000001"])
+def test_a_bad_item_ceiling_is_refused(conn: Conn, value: str) -> None:
+    with pytest.raises(errors.InvalidParameterValue, match="max_items_per_job"):
+        conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                     (f'{{"max_items_per_job": {value}}}',))
+    assert "max_items_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+    _set(conn, max_items_per_job=5)  # a good one is stored, and null resets it
+    assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_items_per_job'") == "5"
+    _set(conn, max_items_per_job=None)
+    assert "max_items_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+# -- the gate's lock rows ----------------------------------------------------
+
+WRITERS = {
+    "delete": "SELECT pgjobs.submit_delete('user_table_rows', %(scope)s)",
+    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', %(scope)s, '{}', "
+                "'{\"n\": 1}')",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_prune_deletes_the_lock_rows_of_scopes_no_writer_holds(
+        conn: Conn, roles: dict[str, str], kind: str) -> None:
+    """A writing submit made a row of pgjobs.scope_locks per (target, scope)
+    and kept it: a client writing to ever new scopes, under its ceilings at
+    any one time (submit, cancel, next scope), grew the table without end.
+    prune deletes the rows of scopes with no writer pending; the gate works
+    as before when a submit makes the row again."""
+    client = roles["client"]
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 1}')")
+    scopes = [str(s) for s in range(500, 530)]
+    for scope in scopes:
+        job = int(_as(conn, client, WRITERS[kind], scope=scope))
+        _as(conn, client, f"SELECT pgjobs.cancel({job})")
+    kept = int(_as(conn, client, WRITERS[kind], scope="531"))  # still pending
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks") >= 31
+    summary = scalar(conn, "SELECT pgjobs.prune('1 day')")
+    assert summary["scope_locks_deleted"] >= 30
+    assert scalar(conn, "SELECT array_agg(scope) FROM pgjobs.scope_locks") == ["531"]
+    _as(conn, client, f"SELECT pgjobs.cancel({kept})")
+    _as(conn, client, WRITERS[kind], scope="500")  # the row is made again
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks WHERE scope = '500'") == 1
