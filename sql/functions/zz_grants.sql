@@ -53,7 +53,7 @@ BEGIN
                              -- builds a pgjobs.allowed_scopes value
                              'allowed_scopes_literal', '_json_as_jsonb',
                              -- `pgjobs watch`/`status` read them beside a queued job
-                             '_engine_wait', '_gate_holder')
+                             '_engine_wait', '_engine_wait_as', '_gate_holder')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
