@@ -4513,7 +4513,7 @@ ALTER FUNCTION pgjobs._engine_seen_notes() OWNER TO SUPERUSER;
 --
 
 CREATE FUNCTION pgjobs._engine_wait() RETURNS text
-    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -4521,15 +4521,55 @@ CREATE FUNCTION pgjobs._engine_wait() RETURNS text
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Why a due delete or backfill job may sit queued for a while, for
--- `pgjobs watch` and `pgjobs status`: 'waiting for the engine: next tick
--- within 60 s' when pg_cron runs pgjobs.run on a minute schedule (pg_cron
--- 1.4 has no second schedules) and no `pgjobs run` session is connected to
--- this database; else NULL. SECURITY DEFINER (granted to pgjobs_client):
--- it reads cron.job, and says nothing but this sentence. Locks nothing.
+-- `pgjobs watch` and `pgjobs status` beside such a job:
+-- 'waiting for the engine: next tick within 60 s' when pg_cron runs
+-- pgjobs.run on a minute schedule and no `pgjobs run` session is connected
+-- (pgjobs._engine_wait_as); else NULL. What a client needs of the runner's
+-- schedule is that sentence about a job of its own, so it is told only
+-- while it sees (policy jobs_client_read: this reads pgjobs.jobs as the
+-- caller) a due delete or backfill job still queued, and NULL otherwise,
+-- whatever the schedule: a client with no such job learnt from it whether
+-- and how pg_cron runs the engine. SECURITY INVOKER on purpose: current_user
+-- here is the role asking, and the SECURITY DEFINER pgjobs._engine_wait_as
+-- (which reads cron.job) refuses any caller but this function
+-- (pgjobs._enter). Locks nothing.
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.status = 'queued' AND j.kind IN ('delete', 'backfill')
+                      AND j.run_at <= now()) THEN
+        RETURN NULL;
+    END IF;
+    RETURN pgjobs._engine_wait_as(current_user);
+END
+$$;
+
+ALTER FUNCTION pgjobs._engine_wait() OWNER TO SUPERUSER;
+
+--
+-- Name: _engine_wait_as(name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._engine_wait_as(p_caller name) RETURNS text
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs._engine_wait, run as pgjobs' owner for p_caller (its
+-- only permitted caller: pgjobs._enter, 42501 otherwise), which calls it
+-- only for a caller that sees a due delete or backfill job still queued:
+-- 'waiting for the engine: next tick within 60 s' when pg_cron runs
+-- pgjobs.run on a minute schedule (pg_cron 1.4 has no second schedules)
+-- and no `pgjobs run` session is connected to this database; else NULL.
+-- SECURITY DEFINER: it reads cron.job, which a client may not, and says
+-- nothing but this sentence. Locks nothing.
 DECLARE
     v_schedule text;
     v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
 BEGIN
+    p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
     IF v_job IS NULL THEN
         RETURN NULL;
     END IF;
@@ -4546,7 +4586,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._engine_wait() OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._engine_wait_as(p_caller name) OWNER TO SUPERUSER;
 
 --
 -- Name: _enter(text, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4624,19 +4664,22 @@ CREATE FUNCTION pgjobs._entry_privilege(p_entry text) RETURNS text
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The privilege on the target that a call of client entry point p_entry
--- (pgjobs._enter keeps it in setting pgjobs.entry) needs whatever its
--- arguments: a read (visible, visible_count, mask, channel) SELECT, a
+-- The privileges on the target (comma-separated, each required) that a
+-- call of client entry point p_entry (pgjobs._enter keeps it in setting
+-- pgjobs.entry) needs whatever its arguments and whatever pgjobs knows of
+-- the table: a read (visible, visible_count, mask, channel) SELECT; a
 -- submit of a built-in kind that kind's (pgjobs._kind_privilege, the one
--- map). NULL where the arguments decide (submit and submit_items: the
--- kind; preview: its options). pgjobs._target names it to a caller with no
--- privilege on the table, registered or not, as the privilege check after
--- it names it on a registered table. Locks nothing.
+-- map), and SELECT for a delete and a backfill, which read the rows they
+-- select. NULL where the arguments decide (submit and submit_items: the
+-- kind; preview: its options), or for an entry that takes no target.
+-- pgjobs._require_entry asks them before the registry is read, so a
+-- caller lacking one is told the same of a registered table as of any
+-- other. Locks nothing.
 BEGIN
     RETURN CASE
         WHEN p_entry IN ('visible', 'visible_count', 'mask', 'channel') THEN 'SELECT'
-        WHEN p_entry = 'submit_delete' THEN pgjobs._kind_privilege('delete')
-        WHEN p_entry = 'submit_backfill' THEN pgjobs._kind_privilege('backfill')
+        WHEN p_entry = 'submit_delete' THEN pgjobs._kind_privilege('delete') || ', SELECT'
+        WHEN p_entry = 'submit_backfill' THEN pgjobs._kind_privilege('backfill') || ', SELECT'
         WHEN p_entry = 'submit_export' THEN pgjobs._kind_privilege('export')
         WHEN p_entry = 'submit_import' THEN pgjobs._kind_privilege('import')
         END;
@@ -9984,6 +10027,12 @@ DECLARE
     v_blocked_first jsonb;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
+    -- The privileges of the kind previewed, from the options alone, before
+    -- the registry is read (pgjobs._require_entry): a bad kind is refused
+    -- below, after them, alike for every table.
+    PERFORM pgjobs._require_entry(p_target, pgjobs._kind_privilege(
+        CASE WHEN jsonb_typeof(p_options) = 'object' AND p_options ->> 'kind' = 'backfill'
+             THEN 'backfill' ELSE 'delete' END) || ', SELECT');
     v_reg := pgjobs._target_recent(p_target);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
@@ -10890,6 +10939,89 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_entry(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAULT NULL::text) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The first check of a client call (pgjobs._enter set pgjobs.caller) on
+-- p_target, made before anything reads the registry: the caller holds
+-- every privilege the call needs, decided from the call alone, never from
+-- the registration. p_privilege (comma-separated, each required) where the
+-- arguments decide it (pgjobs.submit and submit_items: the kind's,
+-- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
+-- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
+-- the entry's own (pgjobs._entry_privilege of setting pgjobs.entry).
+-- Table-level privileges, as the checks after it ask them, except for
+-- submit_import, whose columns are known only from the registration and
+-- the source: there the privilege on any one column. An entry that names
+-- none (a job's target: add_items) needs some privilege on the table
+-- (pgjobs._may_use_table). Raises 42501 naming the first one missing, the
+-- same for a registered table as for any other: "not registered" (22023)
+-- for one and "lacks DELETE" for the other told a client with SELECT
+-- alone which tables pgjobs knows. Permission before existence, as in
+-- PostgreSQL. Not a client call, or an administrator (who may read
+-- pgjobs.target_registry): nothing to check. pgjobs._target and
+-- pgjobs._target_recent, the registry's doors, call it first; an entry
+-- whose arguments decide calls it before them. Locks nothing.
+DECLARE
+    v_caller name := nullif(current_setting('pgjobs.caller', true), '');
+    v_entry text := current_setting('pgjobs.entry', true);
+    v_needs text;
+    v_any_column boolean;
+    v_privilege text;
+BEGIN
+    IF v_caller IS NULL OR p_target IS NULL
+       OR pg_catalog.pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    v_needs := coalesce(p_privilege, pgjobs._entry_privilege(v_entry));
+    IF v_needs IS NULL THEN
+        IF NOT pgjobs._may_use_table(v_caller, p_target) THEN
+            RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
+                USING ERRCODE = '42501',
+                      HINT = 'Ask the owner of the table for the privilege the job or read '
+                             'needs (SELECT, DELETE, UPDATE or INSERT).';
+        END IF;
+        RETURN;
+    END IF;
+    v_any_column := v_entry IS NOT DISTINCT FROM 'submit_import';
+    FOREACH v_privilege IN ARRAY string_to_array(replace(v_needs, ' ', ''), ',') LOOP
+        IF v_any_column
+           AND NOT coalesce(has_any_column_privilege(v_caller, p_target, v_privilege), false) THEN
+            RAISE EXCEPTION 'permission denied: role % lacks % on % (on any of its columns)',
+                            v_caller, v_privilege, p_target
+                USING ERRCODE = '42501',
+                      HINT = format('GRANT %s ON %s TO %I; or grant %s on the columns it may '
+                                    'write, e.g. GRANT %s (col) ON %s TO %I;', v_privilege,
+                                    p_target, v_caller, v_privilege, v_privilege, p_target,
+                                    v_caller);
+        ELSIF NOT v_any_column
+              AND NOT coalesce(has_table_privilege(v_caller, p_target, v_privilege), false) THEN
+            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
+                            p_target
+                USING ERRCODE = '42501',
+                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
+        END IF;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _require_entry(p_target regclass, p_privilege text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) IS 'Internal: the first check of a client call on a target, before the registry is read: the privileges the call needs (p_privilege, or the entry''s own, pgjobs._entry_privilege), 42501 alike for a registered table and any other.';
 
 --
 -- Name: _require_handler_trusted(regprocedure); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -15307,6 +15439,11 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    -- What the call needs on some column, from the options alone, before the
+    -- registry is read (pgjobs._require_entry); the columns are checked below.
+    PERFORM pgjobs._require_entry(p_target,
+        CASE WHEN jsonb_typeof(p_options) = 'object' AND p_options ->> 'on_duplicate' = 'update'
+             THEN 'INSERT, UPDATE, SELECT' ELSE 'INSERT' END);
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).
@@ -15757,7 +15894,8 @@ CREATE FUNCTION pgjobs._target(p_target regclass) RETURNS pgjobs.target_registry
 -- touches its rows or types: compile_filter, the submits, mask, visible,
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
 -- the table is not registered (42501 first, registered or not, for a
--- client call whose caller has no privilege on the table), and 42501 when code of a role without the
+-- client call whose caller lacks a privilege the call needs:
+-- pgjobs._require_entry), and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
 -- (pgjobs._require_trusted): the one place every path checks it. The
 -- registered columns are judged again as the table is now
@@ -15774,7 +15912,6 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
     v_caller name;
-    v_privilege text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -15782,29 +15919,15 @@ BEGIN
                   HINT = 'Pass a registered table, e.g. ''public.user_table_rows''.';
     END IF;
 
-    -- In a client call (pgjobs._enter set pgjobs.caller): a caller with no
-    -- privilege at all on the table is refused before the registration is
-    -- read, with the same error whether pgjobs knows the table or not (a
-    -- "not registered" for one and a privilege error for the other told any
-    -- client which tables are registered). An administrator may read the
-    -- registry anyway; the engine's own paths (no client call) are as before.
-    -- It is told the privilege its call needs where the entry point alone
-    -- decides it (pgjobs._entry_privilege), as the check after this one
-    -- would have.
-    v_caller := nullif(current_setting('pgjobs.caller', true), '');
-    IF v_caller IS NOT NULL AND NOT pgjobs._may_use_table(v_caller, p_target) THEN
-        v_privilege := pgjobs._entry_privilege(current_setting('pgjobs.entry', true));
-        IF v_privilege IS NOT NULL THEN
-            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
-                                                                    p_target
-                USING ERRCODE = '42501',
-                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
-        END IF;
-        RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
-            USING ERRCODE = '42501',
-                  HINT = 'Ask the owner of the table for the privilege the job or read '
-                         'needs (SELECT, DELETE, UPDATE or INSERT).';
-    END IF;
+    -- In a client call (pgjobs._enter set pgjobs.caller): a caller that
+    -- lacks a privilege its call needs (pgjobs._require_entry: decided from
+    -- the call, not from the registration) is refused before the
+    -- registration is read, with the same error whether pgjobs knows the
+    -- table or not (a "not registered" for one and a privilege error for
+    -- the other told any client which tables are registered). An
+    -- administrator may read the registry anyway; the engine's own paths
+    -- (no client call) are as before.
+    PERFORM pgjobs._require_entry(p_target);
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not registered with pgjobs', p_target
@@ -15923,13 +16046,14 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_at double precision := extract(epoch FROM clock_timestamp());
 BEGIN
+    -- A client caller lacking a privilege its call needs gets pgjobs._target's
+    -- error before the registry is read, the same as for a table never
+    -- registered (pgjobs._require_entry; nothing to check outside a client call).
+    PERFORM pgjobs._require_entry(p_target);
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-        -- A client caller without any privilege on the table gets
-        -- pgjobs._target's error, the same as for a table never registered.
-        IF FOUND AND (nullif(current_setting('pgjobs.caller', true), '') IS NULL
-                      OR pgjobs._may_use_table(current_setting('pgjobs.caller'), p_target)) THEN
+        IF FOUND THEN
             RETURN v_reg;
         END IF;
     END IF;
@@ -23547,6 +23671,14 @@ GRANT ALL ON FUNCTION pgjobs._engine_wait() TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._engine_wait() TO pgjobs_client;
 
 --
+-- Name: FUNCTION _engine_wait_as(p_caller name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._engine_wait_as(p_caller name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._engine_wait_as(p_caller name) TO pgjobs_admin;
+GRANT ALL ON FUNCTION pgjobs._engine_wait_as(p_caller name) TO pgjobs_client;
+
+--
 -- Name: FUNCTION _enter(p_entry text, p_caller name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24208,6 +24340,13 @@ GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pg
 
 REVOKE ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_entry(p_target regclass, p_privilege text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_handler_trusted(p_handler regprocedure); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -238,7 +238,7 @@ def test_pg_cron_tables_are_read_only_as_cron_relation_found_them() -> None:
         assert not BY_NAME.search(code), path.name
         if "_cron_relation(" in code and path.stem != "_cron_relation":
             readers.append(path.stem)
-    assert {"_engine_wait", "prune", "unschedule", "_doctor_cron_jobs",
+    assert {"_engine_wait_as", "prune", "unschedule", "_doctor_cron_jobs",
             "_doctor_cron_history"} <= set(readers)
     for sample in ("FROM %1$I.job_run_details d", "has_table_privilege('cron.job', 'SELECT')",
                    "FROM %I.job c", "JOIN cron.job c"):

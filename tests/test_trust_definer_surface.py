@@ -64,8 +64,8 @@ ALLOWED_DEFINERS = {
                                  "only about the caller",
     "_allowed_scope_keys_as": "policy jobs_client_read's tenancy keys; pgjobs._enter, only "
                               "targets the caller may read or has jobs on",
-    "_engine_wait": "one fixed sentence (is pg_cron's pgjobs.run on a minute schedule), "
-                    "no argument",
+    "_engine_wait_as": "body of pgjobs._engine_wait; pgjobs._enter, which calls it only for a "
+                       "caller that sees a due queued delete or backfill: one fixed sentence",
 }
 
 # Each client function that takes a target ({t}), called as CLIENT.

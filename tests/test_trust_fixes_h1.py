@@ -105,16 +105,20 @@ def test_a_role_without_privilege_learns_nothing_of_an_altered_target(
     """The registration re-check names the table's columns and types (its hint
     lists them). A client role with no privilege on the table must be refused
     as on a sound table (42501), and learn none of that: the checks keep their
-    order. A role with a privilege is told what changed."""
+    order. So must a role with some privilege but not the call's (SELECT on
+    one column: pgjobs._require_entry asks the call's privileges before the
+    registration is read). A role with the call's privileges is told what
+    changed."""
     _reg(conn, "tenant")
     conn.execute("ALTER TABLE reg ALTER COLUMN tenant TYPE text COLLATE ci")
-    stranger, reader = f"h1_stranger_{PID}", f"h1_reader_{PID}"
+    stranger, column, reader = f"h1_stranger_{PID}", f"h1_column_{PID}", f"h1_reader_{PID}"
     try:
-        for role in (stranger, reader):
+        for role in (stranger, column, reader):
             conn.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE pgjobs_client")
-        conn.execute(f"GRANT SELECT (id) ON reg TO {reader}")
+        conn.execute(f"GRANT SELECT (id) ON reg TO {column}")
+        conn.execute(f"GRANT SELECT, UPDATE, DELETE ON reg TO {reader}")
         conn.commit()
-        for role, refused in ((stranger, True), (reader, False)):
+        for role, refused in ((stranger, True), (column, True), (reader, False)):
             conn.execute(f"SET ROLE {role}")
             with pytest.raises(psycopg.errors.Error) as err:
                 conn.execute(call)
@@ -130,7 +134,7 @@ def test_a_role_without_privilege_learns_nothing_of_an_altered_target(
         conn.execute("RESET ROLE")
         conn.execute("DROP TABLE reg")
         conn.execute("DROP COLLATION ci")
-        for role in (stranger, reader):
+        for role in (stranger, column, reader):
             conn.execute(f"DROP ROLE IF EXISTS {role}")
         conn.commit()
 
@@ -182,6 +186,18 @@ def test_pgjobs_never_runs_a_look_alike_cron_schema_s_code(conn: Conn, creator: 
         GRANT SELECT ON cron.job TO PUBLIC;
         GRANT SELECT, DELETE ON cron.job_run_details TO PUBLIC;
         GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA cron TO PUBLIC""")
+    conn.execute("RESET ROLE")
+    # pgjobs._engine_wait reads cron.job only for a role that sees a due
+    # delete queued (pgjobs._engine_wait_as): give the creator one.
+    conn.execute("""
+        CREATE TABLE public.h1_rows (id bigint NOT NULL, s int NOT NULL, data jsonb,
+                                     created_at timestamptz NOT NULL DEFAULT now());
+        CREATE INDEX ON public.h1_rows (s, id);
+        INSERT INTO public.h1_rows (id, s) VALUES (1, 1);
+        SELECT pgjobs.register_target('public.h1_rows', 'id', 's', 'created_at', 'data');""")
+    conn.execute(f"GRANT SELECT, DELETE ON public.h1_rows TO {creator}")
+    conn.execute(f"SET ROLE {creator}")
+    conn.execute("SELECT pgjobs.submit_delete('public.h1_rows', '1')")
     assert scalar(conn, "SELECT pgjobs._engine_wait()") is None
     conn.execute("RESET ROLE")
     conn.execute("SELECT pgjobs.prune()")

@@ -57,6 +57,11 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    -- What the call needs on some column, from the options alone, before the
+    -- registry is read (pgjobs._require_entry); the columns are checked below.
+    PERFORM pgjobs._require_entry(p_target,
+        CASE WHEN jsonb_typeof(p_options) = 'object' AND p_options ->> 'on_duplicate' = 'update'
+             THEN 'INSERT, UPDATE, SELECT' ELSE 'INSERT' END);
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).

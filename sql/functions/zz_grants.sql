@@ -55,7 +55,8 @@ BEGIN
                              -- `pgjobs watch`/`status` read them beside a queued job
                              -- (the gate's rule, compiled into _gate_holder, and
                              -- pgjobs.queries.GET_JOB ask _engine_kinds: a constant)
-                             '_engine_wait', '_gate_holder', '_engine_kinds')
+                             '_engine_wait', '_engine_wait_as', '_gate_holder',
+                             '_engine_kinds')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;
