@@ -539,6 +539,7 @@ class ParquetExport:
                                        f"file {number}")
             if not created and not ex.storage_retry(
                     functools.partial(storage.holds, uri, sha256), f"file {number}"):
+                self._raise_if_own_leftover(uri)
                 raise ex._taken(uri)
             if ex.delays.get("written"):  # a test kills the worker here
                 time.sleep(ex.delays["written"])
@@ -583,6 +584,24 @@ class ParquetExport:
                 kept.append(f)  # tried again by the next attempt, or by prune
         ex.state["unrecorded"] = kept
         return removed
+
+    def _raise_if_own_leftover(self, uri: str) -> None:
+        """The object at ``uri`` is not these bytes, but may still be a file an
+        earlier attempt of this job wrote and :meth:`_remove_unrecorded` could
+        not remove (storage failing, or credentials that may write and not
+        delete): the checkpoint keeps its digest under ``unrecorded``. Then it
+        is the job's own, not another's: a retryable storage error (the next
+        attempt removes it first), never the 42710 of another's object."""
+        ex = self.ex
+        for f in ex.state.get("unrecorded") or []:
+            if str(f.get("uri")) == uri and ex.storage_retry(
+                    functools.partial(storage.holds, uri, str(f["sha256"])), f"file {uri}"):
+                raise storage.StorageError(
+                    f"{uri} still holds the file an earlier attempt of job {ex.job_id} "
+                    "wrote there and could not remove; the next attempt removes it first",
+                    retryable=True,
+                    hint="Check that the worker's storage credentials may delete objects "
+                         "as well as write them.")
 
     def _foreign(self) -> list[str]:
         """The files at this writer's names (``file_uri``: a part's own) numbered

@@ -164,3 +164,52 @@ def test_the_next_attempt_removes_only_the_job_s_own_unrecorded_file(
     assert made
     assert storage.read(made[0]) == THEIRS, "another's file was removed or written over"
     assert outcome.status == "failed" and "[42710]" in (outcome.error or ""), outcome
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_the_job_s_own_leftover_it_could_not_remove_is_not_taken_for_another_s(
+        request: pytest.FixtureRequest, conn: Conn, dsn: str, monkeypatch: pytest.MonkeyPatch,
+        store: str) -> None:
+    """Killed after writing a file, before recording it; the rows change; the
+    next attempt cannot delete the file (storage refusing deletes) and streams
+    on, finds its own old file at the name with other bytes than it now
+    writes. The checkpoint's digest proves that file the job's: the attempt
+    ends retryable, never the 42710 of another's object (h40's reproduction:
+    the job failed for good, blaming another), and once deletes work the
+    export finishes with the rows as they are."""
+    prefix = request.getfixturevalue("local_dir" if store == "file" else "bucket")
+    make_items(conn, rows=600)
+    job_id = submit_export(conn, "1", {}, FORMATS["parquet"])
+    real_create = storage.create
+    made: list[str] = []
+
+    def create(uri: str, data: bytes) -> bool:
+        created = real_create(uri, data)
+        if uri.endswith("00001.parquet") and not made:
+            made.append(uri)
+            raise Killed()
+        return created
+
+    monkeypatch.setattr(storage, "create", create)
+    run_export(dsn, job_id, prefix)
+    monkeypatch.setattr(storage, "create", real_create)
+    conn.execute("UPDATE items SET note = 'changed ' || id WHERE tenant = 1")
+
+    def no_delete(uri: str, sha256: str) -> bool:
+        raise storage.StorageError("AccessDenied: DeleteObject not allowed", retryable=True)
+
+    real_delete_holding = storage.delete_holding
+    monkeypatch.setattr(storage, "delete_holding", no_delete)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    outcome = run_export(dsn, job_id, prefix, storage_retry=1.0)
+    assert "[42710]" not in (outcome.error or ""), outcome
+    assert outcome.status != "failed", outcome
+    monkeypatch.setattr(storage, "delete_holding", real_delete_holding)
+    for _ in range(3):
+        if outcome.status in ("succeeded", "failed"):
+            break
+        conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+        outcome = run_export(dsn, job_id, prefix)
+    assert outcome.status == "succeeded", outcome
+    assert job(conn, job_id)["done"] == scalar(
+        conn, "SELECT count(*) FROM items WHERE tenant = 1")

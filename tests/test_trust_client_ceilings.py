@@ -141,8 +141,9 @@ def test_prune_deletes_the_lock_rows_of_scopes_no_writer_holds(
     """A writing submit made a row of pgjobs.scope_locks per (target, scope)
     and kept it: a client writing to ever new scopes, under its ceilings at
     any one time (submit, cancel, next scope), grew the table without end.
-    prune deletes the rows of scopes with no writer pending; the gate works
-    as before when a submit makes the row again."""
+    prune deletes the rows of scopes no writer is left of once it pruned the
+    finished ones (within the retention they stay); the gate works as before
+    when a submit makes the row again."""
     client = roles["client"]
     conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 1}')")
     scopes = [str(s) for s in range(500, 530)]
@@ -151,9 +152,31 @@ def test_prune_deletes_the_lock_rows_of_scopes_no_writer_holds(
         _as(conn, client, f"SELECT pgjobs.cancel({job})")
     kept = int(_as(conn, client, WRITERS[kind], scope="531"))  # still pending
     assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks") >= 31
-    summary = scalar(conn, "SELECT pgjobs.prune('1 day')")
+    summary = scalar(conn, "SELECT pgjobs.prune('1 day')")  # the canceled stay
+    assert summary["scope_locks_deleted"] == 0
+    summary = scalar(conn, "SELECT pgjobs.prune('0 seconds')")
     assert summary["scope_locks_deleted"] >= 30
     assert scalar(conn, "SELECT array_agg(scope) FROM pgjobs.scope_locks") == ["531"]
     _as(conn, client, f"SELECT pgjobs.cancel({kept})")
     _as(conn, client, WRITERS[kind], scope="500")  # the row is made again
     assert scalar(conn, "SELECT count(*) FROM pgjobs.scope_locks WHERE scope = '500'") == 1
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_a_repeatable_read_submit_is_not_failed_by_a_prune_within_the_retention(
+        conn: Conn, make_conn: Any, roles: dict[str, str], kind: str) -> None:
+    """A submit in a REPEATABLE READ transaction whose snapshot was taken
+    before a prune deleted its scope's lock row failed with 40001 at
+    pgjobs._lock_scope (h40's reproduction): prune deleted the row as soon as
+    the scope's writer had finished. A scope written to within the retention
+    keeps its row."""
+    client = roles["client"]
+    job = int(_as(conn, client, WRITERS[kind], scope="700"))
+    _as(conn, client, f"SELECT pgjobs.cancel({job})")
+    other = make_conn()
+    other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    other.execute(f"SET LOCAL ROLE {client}")
+    other.execute("SELECT count(*) FROM pgjobs.jobs")  # the snapshot
+    scalar(conn, "SELECT pgjobs.prune('1 day')")
+    assert scalar(other, WRITERS[kind], {"scope": "700"}) is not None
+    other.execute("ROLLBACK")

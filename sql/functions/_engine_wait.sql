@@ -23,7 +23,7 @@ AS $$
 -- (pgjobs._enter). Locks nothing.
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
-                    WHERE j.status = 'queued' AND j.kind IN ('delete', 'backfill')
+                    WHERE j.status = 'queued' AND j.kind = ANY (pgjobs._engine_kinds())
                       AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;

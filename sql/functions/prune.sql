@@ -24,8 +24,8 @@ AS $$
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise;
 --   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
---      of scopes with no writing job queued, running or paused, 10,000 a
---      call, skipping those a submit holds: a submit makes one per (target,
+--      of scopes no writing job row is left of (the last pruned in step 1,
+--      past p_retention), 10,000 a call, skipping those a submit holds: a submit makes one per (target,
 --      scope) it ever wrote and kept it, so a client writing to ever new
 --      scopes (each under its ceilings at any one time) grew the table
 --      without end. A later submit of the scope makes its row again.
@@ -206,13 +206,17 @@ BEGIN
     END IF;
 
     -- A row is only a mutex: deleting one no submit holds loses nothing (a
-    -- submit waiting for it finds it gone and makes it again).
+    -- submit waiting for it finds it gone and makes it again). Only the rows
+    -- of scopes no writing job row is left of (all pruned above, past the
+    -- retention): a submit in a REPEATABLE READ or SERIALIZABLE transaction
+    -- whose snapshot still shows a row deleted since fails with 40001 at
+    -- pgjobs._lock_scope, so a scope written to within the retention keeps
+    -- its row, finished writers or not.
     DELETE FROM pgjobs.scope_locks l
      WHERE l.ctid IN (SELECT s.ctid FROM pgjobs.scope_locks s
                        WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
                                           WHERE j.target = s.target AND j.scope = s.scope
-                                            AND j.writes
-                                            AND j.status IN ('queued', 'running', 'paused'))
+                                            AND j.writes)
                        LIMIT v_batch
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
@@ -230,4 +234,4 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 '10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
 'objects and imports'' rejects objects for deletion by a worker), '
 'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
-'with no writing job pending (scope_locks_deleted). Returns a jsonb summary.';
+'no writing job is left of, once pruned (scope_locks_deleted). Returns a jsonb summary.';
