@@ -1143,6 +1143,7 @@ CREATE TABLE pgjobs.jobs (
     fanout boolean DEFAULT false NOT NULL,
     submitted_by_oid oid,
     target_columns jsonb,
+    item_bytes bigint,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -1198,6 +1199,12 @@ COMMENT ON COLUMN pgjobs.jobs.submitted_by_oid IS 'The oid of the role that subm
 --
 
 COMMENT ON COLUMN pgjobs.jobs.target_columns IS 'The target''s columns when the job was submitted (number, name, type, type modifier, collation; NULL for jobs submitted before migration 0036 and for unregistered targets): a job whose columns were renamed, dropped or retyped since fails for good.';
+
+--
+-- Name: COLUMN jobs.item_bytes; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'A fan-out job''s items given so far, in bytes of the JSON text of the arrays passed to submit_items and add_items (pgjobs._items_add; NULL before its first add since 0054).';
 
 --
 -- Name: _claim_id(bigint, text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3232,6 +3239,10 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   (pgjobs._require_client_room);
 --   max_items_per_job (integer, only when stored; else 100000): the items
 --   of one fan-out job a client may make (pgjobs._items_add);
+--   max_item_bytes_per_job (integer, only when stored; else 67108864): the
+--   bytes of items of one fan-out job a client may give (pgjobs._items_add);
+--   max_rejects_per_job (integer, only when stored; else 1000): the highest
+--   max_rejects a client may give an import (pgjobs._submit_import_as);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7257,8 +7268,13 @@ CREATE FUNCTION pgjobs._items_add(p_id bigint, p_items jsonb) RETURNS integer
 -- the job past set_defaults' max_items_per_job items (else 100000):
 -- pgjobs.submit_items and pgjobs.add_items both pass here, so neither one
 -- call nor many calls grow a job without end (each item a row of
--- pgjobs.job_items that every claim of the kind may walk). Nothing is
--- added when either is raised. Returns the number added.
+-- pgjobs.job_items that every claim of the kind may walk), and 55006 when
+-- such a caller would bring the job's items past set_defaults'
+-- max_item_bytes_per_job bytes (else 67108864, 64 MiB), counted as the
+-- JSON text of the arrays given (octet_length(p_items::text), kept in the
+-- job's item_bytes; a job from before migration 0054 has its items counted
+-- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
+-- Nothing is added when any of them is raised. Returns the number added.
 -- Locks: the job row (already the caller's, so two calls adding to one job
 -- count one after the other).
 DECLARE
@@ -7267,8 +7283,11 @@ DECLARE
     v_size integer;
     v_max bigint;
     v_total bigint;
+    v_bytes bigint;
+    v_add_bytes bigint := octet_length(p_items::text);
+    v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
 BEGIN
-    IF NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    IF NOT v_admin THEN
         v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
         SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
         IF v_total + jsonb_array_length(p_items) > v_max THEN
@@ -7285,7 +7304,7 @@ BEGIN
     -- Every payload's limit (pgjobs._insert_job's), per item: the array as
     -- a whole may be larger. Its text is measured once; the elements only
     -- when it is over the limit.
-    IF octet_length(p_items::text) > 1048576 THEN
+    IF v_add_bytes > 1048576 THEN
         SELECT e.n, octet_length(e.value::text) INTO v_index, v_size
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
          WHERE octet_length(e.value::text) > 1048576
@@ -7299,12 +7318,35 @@ BEGIN
                              'reference in the item.';
         END IF;
     END IF;
+    -- The bytes the job was given so far: kept on the job row (held by the
+    -- caller), counted from its items once for a job made before 0054.
+    SELECT j.item_bytes INTO v_bytes FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF v_bytes IS NULL THEN
+        SELECT coalesce(sum(octet_length(i.payload::text)), 0) INTO v_bytes
+          FROM pgjobs.job_items i WHERE i.job_id = p_id;
+    END IF;
+    IF NOT v_admin THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_job')::bigint, 67108864);
+        IF v_bytes + v_add_bytes > v_max THEN
+            RAISE EXCEPTION 'job % has % bytes of items and this call adds %: a fan-out job''s '
+                            'items may have at most % bytes, the most an administrator allows '
+                            'a client', p_id, v_bytes, v_add_bytes, v_max
+                USING ERRCODE = '55006',
+                HINT = format('Keep large inputs in a table or object storage and pass a '
+                              'reference in each item, split the work into several jobs of '
+                              'at most %s bytes of items, or ask an administrator to raise '
+                              'the ceiling with '
+                              'pgjobs.set_defaults(''{"max_item_bytes_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
      ORDER BY e.n;
     GET DIAGNOSTICS v_count = ROW_COUNT;
-    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count, updated_at = now()
+    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count,
+                           item_bytes = v_bytes + v_add_bytes, updated_at = now()
      WHERE id = p_id;
     RETURN v_count;
 END
@@ -15410,7 +15452,9 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 --                 name ends in .jsonl or .ndjson (before any .gz), else "csv"
 --   gzip          boolean; default true when the name ends in .gz
 --   on_duplicate  "error" (default) | "skip" | "update", on (scope, key)
---   max_rejects   integer 0..1000000, default 0
+--   max_rejects   integer 0..1000000, default 0; for a caller who is not
+--                 an administrator at most set_defaults' max_rejects_per_job
+--                 (else 1000; 22023 above it)
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
 --   allow_unknown_fields  boolean, default false: import a source field
@@ -15522,6 +15566,22 @@ BEGIN
     IF v_options ? 'max_rejects' THEN
         v_max_rejects := pgjobs._option_int('max_rejects', v_options -> 'max_rejects',
                                             0, 1000000);
+    END IF;
+    -- Each reject is a row of pgjobs.import_rejects (its record up to 65,536
+    -- characters) kept until the job is pruned: the administrator's ceiling
+    -- (set_defaults' max_rejects_per_job, else 1000) bounds a client's job
+    -- to about 64 MiB of them, as max_item_bytes_per_job bounds its items.
+    IF v_max_rejects > coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer, 1000)
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'option "max_rejects" is %, above the ceiling of % an administrator '
+                        'set for clients', v_max_rejects,
+                        coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer, 1000)
+            USING ERRCODE = '22023',
+            HINT = format('Submit with {"max_rejects": %s} or lower; an administrator may '
+                          'submit above it, or raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_rejects_per_job": N}'').',
+                          coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer,
+                                   1000));
     END IF;
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);
@@ -21969,6 +22029,14 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   a fan-out job may have when a submitter who is not an administrator
 --   submits it (submit_items) or adds to it (add_items): 55006 beyond it
 --   (pgjobs._items_add).
+--   max_item_bytes_per_job (integer 1..2147483647, default 67108864, 64
+--   MiB): the most bytes of items (the JSON text of the arrays given) such
+--   a fan-out job may have, over the same calls: 55006 beyond it
+--   (pgjobs._items_add).
+--   max_rejects_per_job (integer 0..1000000, default 1000): the highest
+--   option "max_rejects" a submitter who is not an administrator may give
+--   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
+--   characters): 22023 above it (pgjobs._submit_import_as).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -21990,6 +22058,10 @@ DECLARE
         || 'custom kinds a client may have such jobs of), '
         || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
         || 'one fan-out job), '
+        || 'max_item_bytes_per_job (integer 1 to 2147483647: the most bytes of items a client '
+        || 'may give one fan-out job), '
+        || 'max_rejects_per_job (integer 0 to 1000000: the highest max_rejects a client may '
+        || 'give an import), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -22000,7 +22072,8 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
                              'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client', 'max_items_per_job')
+                             'max_kinds_per_client', 'max_items_per_job',
+                             'max_item_bytes_per_job', 'max_rejects_per_job')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -22029,6 +22102,12 @@ BEGIN
         IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
         END IF;
+        IF v_opt.key = 'max_item_bytes_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_item_bytes_per_job', v_opt.value, 1, 2147483647);
+        END IF;
+        IF v_opt.key = 'max_rejects_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_rejects_per_job', v_opt.value, 0, 1000000);
+        END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
     PERFORM pgjobs._throttle_options(jsonb_strip_nulls(p_options));
@@ -22046,7 +22125,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

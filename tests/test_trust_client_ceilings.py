@@ -6,6 +6,12 @@ not grow without end (h36).
   pgjobs.job_items; a client made a job of a million items with one call.
   Both pass pgjobs._items_add, which now refuses a client past the ceiling
   with 55006 and a hint naming the setting, nothing written.
+* max_item_bytes_per_job (h41): items of up to 1 MiB each times 100,000
+  made a job of about 100 GB; _items_add now also holds a client to a
+  ceiling on the bytes of a job's items (64 MiB unless set).
+* max_rejects_per_job (h41): an import's rejects are rows of
+  pgjobs.import_rejects; a client may ask at most this max_rejects (1000
+  unless set), so one job keeps at most about 64 MiB of them.
 * A writing submit kept one pgjobs.scope_locks row per (target, scope)
   forever: a client submitting to ever new scopes grew the table without
   end. pgjobs.prune now deletes the rows of scopes no writer holds.
@@ -124,6 +130,137 @@ def test_a_bad_item_ceiling_is_refused(conn: Conn, value: str) -> None:
     assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_items_per_job'") == "5"
     _set(conn, max_items_per_job=None)
     assert "max_items_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+# -- the bytes of a fan-out job's items -----------------------------------
+
+def _sized(n: int, width: int) -> str:
+    """An array of n items whose JSON text is exactly n * width bytes
+    (each item ", "-separated, the brackets counted in the first)."""
+    body = [json.dumps("x" * (width - 4)) for _ in range(n)]   # '"..."' + ', '
+    text = "[" + ", ".join(body) + "]"
+    assert len(text) == n * width
+    return text
+
+
+@pytest.mark.parametrize("way", sorted(WAYS))
+@pytest.mark.parametrize("over", ["submit_items", "add_items"])
+def test_a_fan_out_jobs_item_bytes_have_a_ceiling(conn: Conn, roles: dict[str, str],
+                                                 way: str, over: str) -> None:
+    """Items of up to 1 MiB each times max_items_per_job made a job of about
+    100 GB; max_item_bytes_per_job bounds the bytes given to one job over
+    its submit and every add_items together."""
+    _set(conn, max_item_bytes_per_job=300)
+    client = roles["client"]
+    first, adds = WAYS[way]
+    job = int(_as(conn, client, SUBMIT_ITEMS, items=_sized(first, 100)))
+    for n in adds:
+        assert _as(conn, client, ADD_ITEMS, job=job, items=_sized(n, 100)) == n
+    assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s", (job,)) == 300
+    before = _item_rows(conn), scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    call, params = ((SUBMIT_ITEMS, {"items": _sized(1, 301)}) if over == "submit_items"
+                    else (ADD_ITEMS, {"job": job, "items": _sized(1, 10)}))
+    with pytest.raises(errors.ObjectInUse) as info:     # one over
+        _as(conn, client, call, **params)
+    assert "at most 300 bytes" in (info.value.diag.message_primary or "")
+    assert 'pgjobs.set_defaults(\'{"max_item_bytes_per_job": N}\')' in (
+        info.value.diag.message_hint or "")
+    assert (_item_rows(conn), scalar(conn, "SELECT count(*) FROM pgjobs.jobs")) == before
+    _as(conn, roles["admin"], call, **params)            # administrators are not held
+    _set(conn, max_item_bytes_per_job=310)               # the operator raises it
+    if over == "submit_items":
+        _as(conn, client, call, **params)
+    else:
+        job = int(_as(conn, client, SUBMIT_ITEMS, items=_sized(3, 100)))
+        _as(conn, client, ADD_ITEMS, job=job, items=_sized(1, 10))
+    _set(conn, max_item_bytes_per_job=None)              # back to the built-in 64 MiB
+    assert "max_item_bytes_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+def test_the_built_in_item_bytes_ceiling_is_64_mib(conn: Conn, roles: dict[str, str]) -> None:
+    client = roles["client"]
+    mib = _sized(1, 1024 * 1024)                         # one item of 1 MiB - 2 bytes
+    job = int(_as(conn, client, SUBMIT_ITEMS, items=mib))
+    for _ in range(63):
+        _as(conn, client, ADD_ITEMS, job=job, items=mib)
+    assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s", (job,)) == 64 * 2**20
+    with pytest.raises(errors.ObjectInUse, match="at most 67108864 bytes"):
+        _as(conn, client, ADD_ITEMS, job=job, items="[1]")
+
+
+def test_a_job_from_before_the_byte_count_has_its_items_counted(
+        conn: Conn, roles: dict[str, str]) -> None:
+    """A fan-out job made before migration 0054 has no item_bytes: its
+    items are counted at its next add, not taken as none."""
+    client = roles["client"]
+    job = int(_as(conn, client, SUBMIT_ITEMS, items=_sized(3, 100)))
+    conn.execute("UPDATE pgjobs.jobs SET item_bytes = NULL WHERE id = %s", (job,))
+    _set(conn, max_item_bytes_per_job=296)   # its items' texts: 3 * 98 bytes, + 3 is over
+    with pytest.raises(errors.ObjectInUse, match="job .* has 294 bytes of items"):
+        _as(conn, client, ADD_ITEMS, job=job, items="[1]")
+    _set(conn, max_item_bytes_per_job=None)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "\"10\"", "true", "[]", "2147483648"])
+def test_a_bad_item_bytes_ceiling_is_refused(conn: Conn, value: str) -> None:
+    with pytest.raises(errors.InvalidParameterValue, match="max_item_bytes_per_job"):
+        conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                     (f'{{"max_item_bytes_per_job": {value}}}',))
+    assert "max_item_bytes_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+    _set(conn, max_item_bytes_per_job=5)  # a good one is stored, and null resets it
+    assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_item_bytes_per_job'") == "5"
+    _set(conn, max_item_bytes_per_job=None)
+    assert "max_item_bytes_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+# -- an import's rejects ----------------------------------------------------
+
+SOURCE_PREFIX = "file:///srv/pgjobs-client-ceilings"
+SUBMIT_IMPORT = ("SELECT pgjobs.submit_import('user_table_rows', %(scope)s, "
+                 f"'{SOURCE_PREFIX}/a.csv', %(options)s::jsonb)")
+
+
+def _import(conn: Conn, role: str, max_rejects: int) -> Any:
+    return _as(conn, role, SUBMIT_IMPORT, options=json.dumps({"max_rejects": max_rejects}))
+
+
+@pytest.mark.parametrize("ceiling", [None, 0, 5])
+def test_an_imports_max_rejects_has_a_ceiling(conn: Conn, roles: dict[str, str],
+                                              ceiling: int | None) -> None:
+    """Each reject is a row of pgjobs.import_rejects (its record up to 64 KiB
+    characters) kept until the job is pruned, and max_rejects went to
+    1,000,000: one client's import could keep about 64 GB in the database.
+    max_rejects_per_job (1000 unless set) bounds what a client may ask."""
+    conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE_PREFIX,))
+    if ceiling is not None:
+        _set(conn, max_rejects_per_job=ceiling)
+    limit = 1000 if ceiling is None else ceiling
+    client = roles["client"]
+    _import(conn, client, limit)                          # at the ceiling
+    before = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
+    with pytest.raises(errors.InvalidParameterValue) as info:   # one over
+        _import(conn, client, limit + 1)
+    assert f"above the ceiling of {limit}" in (info.value.diag.message_primary or "")
+    assert 'pgjobs.set_defaults(\'{"max_rejects_per_job": N}\')' in (
+        info.value.diag.message_hint or "")
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.jobs") == before
+    _import(conn, roles["admin"], limit + 1)              # administrators are not held
+    _set(conn, max_rejects_per_job=limit + 1)             # the operator raises it
+    _import(conn, client, limit + 1)
+    _set(conn, max_rejects_per_job=None)
+    assert "max_rejects_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "\"10\"", "true", "[]", "1000001"])
+def test_a_bad_rejects_ceiling_is_refused(conn: Conn, value: str) -> None:
+    with pytest.raises(errors.InvalidParameterValue, match="max_rejects_per_job"):
+        conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                     (f'{{"max_rejects_per_job": {value}}}',))
+    assert "max_rejects_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
+    _set(conn, max_rejects_per_job=0)  # a good one is stored, and null resets it
+    assert scalar(conn, "SELECT pgjobs._defaults() ->> 'max_rejects_per_job'") == "0"
+    _set(conn, max_rejects_per_job=None)
+    assert "max_rejects_per_job" not in scalar(conn, "SELECT pgjobs._defaults()")
 
 
 # -- the gate's lock rows ----------------------------------------------------
