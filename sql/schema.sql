@@ -42,8 +42,6 @@ ALTER FUNCTION pgjobs._a_job(p_kind text) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -194,8 +192,6 @@ ALTER FUNCTION pgjobs._allowed_scope_keys() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) RETURNS text[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $$
@@ -550,16 +546,10 @@ CREATE FUNCTION pgjobs._caller() RETURNS name
 -- its index expression during a superuser's ANALYZE) runs with that
 -- role's rights and must ask pgjobs with them. Outside a client call (an
 -- administrator calling an engine function directly) it is current_user.
--- The setting counts only inside that call (pgjobs._entered): a client's
--- own SET pgjobs.caller, or a value left by an earlier call of the
--- transaction, is ignored.
 -- PL/pgSQL rather than SQL: a SQL function with SET clauses is not
 -- inlined and is planned again on every call (every client call makes one).
 BEGIN
-    IF pgjobs._entered() IS NOT NULL THEN
-        RETURN current_setting('pgjobs.caller', true)::name;
-    END IF;
-    RETURN current_user;
+    RETURN coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
 END
 $$;
 
@@ -572,8 +562,6 @@ ALTER FUNCTION pgjobs._caller() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._cancel_as(p_caller name, p_id bigint) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -806,8 +794,6 @@ ALTER FUNCTION pgjobs._canonical_text(p_value anyelement) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._channel_as(p_caller name, p_target regclass, p_scope text) RETURNS text
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $$
@@ -2703,8 +2689,8 @@ CREATE FUNCTION pgjobs._compiling_against(p_target regclass) RETURNS void
 -- than recording columns the job was not compiled against. (Not a lock on
 -- the table: a submit without a filter reads no row of it, and so never
 -- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
--- caller's own SET pgjobs.compiled_columns = '' clause scopes it: the
--- setting reverts when the submit returns. Locks nothing.
+-- caller's function-level settings scope it: the setting reverts when the
+-- submit returns. Locks nothing.
 BEGIN
     PERFORM set_config('pgjobs.compiled_columns',
                        p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),
@@ -2751,8 +2737,6 @@ ALTER FUNCTION pgjobs._confined_targets(p_role name) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS regclass[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -4579,8 +4563,6 @@ ALTER FUNCTION pgjobs._engine_wait() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._engine_wait_as(p_caller name) RETURNS text
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -4641,12 +4623,8 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
--- p_entry, for the rest of the internal's call (transaction-local settings;
--- every internal names both in its own SET clauses, SET pgjobs.caller = ''
--- SET pgjobs.entry = '', which restore them when it returns: a function's
--- SET clauses restore only the settings they name). Readers go through
--- pgjobs._entered, which honours the settings only while this call is on
--- the stack, never as a client set them itself.
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -4684,65 +4662,6 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
-
---
--- Name: _entered(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._entered() RETURNS text
-    LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    AS $$
--- The entry point of the client call now running (setting pgjobs.entry,
--- which pgjobs._enter set), or NULL when no client call is running. Any
--- role may SET pgjobs.caller and pgjobs.entry itself, so the settings
--- alone prove nothing: they are honoured only while the call stack holds
--- the internal pgjobs._<entry>_as called by its entry point
--- pgjobs.<entry>, the two frames pgjobs._enter checked before it set them.
--- A value a client set (SET pgjobs.caller = 'postgres') outside such a
--- call, or one left from an earlier call of the transaction (each _as
--- internal's SET clauses restore both settings on return), is ignored.
--- The frame text is read as pgjobs._enter reads it (the text before the
--- name off line 1, translated by lc_messages). pgjobs._caller and
--- pgjobs._require_entry read the settings through it. Locks nothing.
-DECLARE
-    v_entry text := nullif(current_setting('pgjobs.entry', true), '');
-    v_ctx text;
-    v_lines text[];
-    v_prefix text;
-    v_internal text;
-BEGIN
-    IF v_entry IS NULL OR nullif(current_setting('pgjobs.caller', true), '') IS NULL THEN
-        RETURN NULL;
-    END IF;
-    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
-    v_lines := string_to_array(v_ctx, E'\n');
-    IF strpos(v_lines[1], 'pgjobs._entered(') = 0 THEN
-        RETURN NULL;
-    END IF;
-    v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._entered(') - 1);
-    v_internal := v_prefix || 'pgjobs._' || ltrim(v_entry, '_') || '_as(';
-    FOR i IN 2 .. cardinality(v_lines) - 1 LOOP
-        IF starts_with(v_lines[i], v_internal)
-           AND starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_entry || '(') THEN
-            RETURN v_entry;
-        END IF;
-    END LOOP;
-    RETURN NULL;
-END
-$$;
-
-ALTER FUNCTION pgjobs._entered() OWNER TO SUPERUSER;
-
---
--- Name: FUNCTION _entered(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON FUNCTION pgjobs._entered() IS 'Internal: the entry point of the client call now running (setting pgjobs.entry), or NULL: the settings pgjobs._enter set are honoured only while the call stack holds that entry and its _as internal, never as a client or an earlier call left them.';
 
 --
 -- Name: _entry_privilege(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8738,8 +8657,6 @@ ALTER FUNCTION pgjobs._mask(p_target regclass, p_scope text, p_count boolean) OW
 CREATE FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope text) RETURNS text
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $$
@@ -10027,8 +9944,6 @@ ALTER FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text)
 CREATE FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -10091,8 +10006,6 @@ ALTER FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._preview_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -11081,9 +10994,7 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The first check of a client call (pgjobs._enter set pgjobs.caller, and
--- pgjobs._entered says the call is running: a client's own SET of either
--- setting counts for nothing) on
+-- The first check of a client call (pgjobs._enter set pgjobs.caller) on
 -- p_target, made before anything reads the registry: the caller holds
 -- every privilege the call needs, decided from the call alone, never from
 -- the registration. p_privilege (comma-separated, each required) where the
@@ -11104,9 +11015,8 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
 -- whose arguments decide calls it before them. Locks nothing.
 DECLARE
-    v_entry text := pgjobs._entered();
-    v_caller name := CASE WHEN v_entry IS NOT NULL
-                          THEN nullif(current_setting('pgjobs.caller', true), '') END;
+    v_caller name := nullif(current_setting('pgjobs.caller', true), '');
+    v_entry text := current_setting('pgjobs.entry', true);
     v_needs text;
     v_any_column boolean;
     v_privilege text;
@@ -11870,8 +11780,6 @@ ALTER FUNCTION pgjobs._rescue_sweep() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -11955,8 +11863,6 @@ ALTER FUNCTION pgjobs._retention_floor() OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -12293,8 +12199,6 @@ ALTER FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) OWN
 CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclass, p_role name) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -14968,8 +14872,6 @@ ALTER FUNCTION pgjobs._storage_scope_segment(p_scope text) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -15015,9 +14917,6 @@ ALTER FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass, 
 CREATE FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_set jsonb, p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
-    SET "pgjobs.compiled_columns" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -15151,9 +15050,6 @@ ALTER FUNCTION pgjobs._submit_backfill_as(p_caller name, p_target regclass, p_sc
 CREATE FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
-    SET "pgjobs.compiled_columns" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -15250,9 +15146,6 @@ ALTER FUNCTION pgjobs._submit_delete_as(p_caller name, p_target regclass, p_scop
 CREATE FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
-    SET "pgjobs.compiled_columns" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -15539,9 +15432,6 @@ ALTER FUNCTION pgjobs._submit_export_as(p_caller name, p_target regclass, p_scop
 CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_scope text, p_source text, p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
-    SET "pgjobs.compiled_columns" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -15739,8 +15629,6 @@ ALTER FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_scop
 CREATE FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target regclass, p_scope text, p_items jsonb, p_options jsonb) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
@@ -17673,8 +17561,6 @@ ALTER FUNCTION pgjobs._verdict_mac(p_key text, p_at text) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer) RETURNS jsonb[]
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     AS $_$
@@ -17805,8 +17691,6 @@ ALTER FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope text
 CREATE FUNCTION pgjobs._visible_count_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb) RETURNS bigint
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "pgjobs.caller" TO ''
-    SET "pgjobs.entry" TO ''
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
     SET jit TO 'off'
@@ -23883,13 +23767,6 @@ GRANT ALL ON FUNCTION pgjobs._engine_wait_as(p_caller name) TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
-
---
--- Name: FUNCTION _entered(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._entered() FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._entered() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _entry_privilege(p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -16,15 +16,9 @@ AS $$
 -- its index expression during a superuser's ANALYZE) runs with that
 -- role's rights and must ask pgjobs with them. Outside a client call (an
 -- administrator calling an engine function directly) it is current_user.
--- The setting counts only inside that call (pgjobs._entered): a client's
--- own SET pgjobs.caller, or a value left by an earlier call of the
--- transaction, is ignored.
 -- PL/pgSQL rather than SQL: a SQL function with SET clauses is not
 -- inlined and is planned again on every call (every client call makes one).
 BEGIN
-    IF pgjobs._entered() IS NOT NULL THEN
-        RETURN current_setting('pgjobs.caller', true)::name;
-    END IF;
-    RETURN current_user;
+    RETURN coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
 END
 $$;

@@ -16,8 +16,8 @@ AS $$
 -- than recording columns the job was not compiled against. (Not a lock on
 -- the table: a submit without a filter reads no row of it, and so never
 -- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
--- caller's own SET pgjobs.compiled_columns = '' clause scopes it: the
--- setting reverts when the submit returns. Locks nothing.
+-- caller's function-level settings scope it: the setting reverts when the
+-- submit returns. Locks nothing.
 BEGIN
     PERFORM set_config('pgjobs.compiled_columns',
                        p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),

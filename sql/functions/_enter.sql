@@ -19,12 +19,8 @@ AS $$
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
--- p_entry, for the rest of the internal's call (transaction-local settings;
--- every internal names both in its own SET clauses, SET pgjobs.caller = ''
--- SET pgjobs.entry = '', which restore them when it returns: a function's
--- SET clauses restore only the settings they name). Readers go through
--- pgjobs._entered, which honours the settings only while this call is on
--- the stack, never as a client set them itself.
+-- p_entry, for the rest of the internal's call (transaction-local settings,
+-- which the internal's own SET clauses undo when it returns).
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3

@@ -9,8 +9,6 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET pgjobs.caller = ''
-SET pgjobs.entry = ''
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$

@@ -8,9 +8,7 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- The first check of a client call (pgjobs._enter set pgjobs.caller, and
--- pgjobs._entered says the call is running: a client's own SET of either
--- setting counts for nothing) on
+-- The first check of a client call (pgjobs._enter set pgjobs.caller) on
 -- p_target, made before anything reads the registry: the caller holds
 -- every privilege the call needs, decided from the call alone, never from
 -- the registration. p_privilege (comma-separated, each required) where the
@@ -31,9 +29,8 @@ AS $$
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
 -- whose arguments decide calls it before them. Locks nothing.
 DECLARE
-    v_entry text := pgjobs._entered();
-    v_caller name := CASE WHEN v_entry IS NOT NULL
-                          THEN nullif(current_setting('pgjobs.caller', true), '') END;
+    v_caller name := nullif(current_setting('pgjobs.caller', true), '');
+    v_entry text := current_setting('pgjobs.entry', true);
     v_needs text;
     v_any_column boolean;
     v_privilege text;

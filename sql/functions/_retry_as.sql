@@ -5,8 +5,6 @@ RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET pgjobs.caller = ''
-SET pgjobs.entry = ''
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'

@@ -8,9 +8,6 @@ RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET pgjobs.caller = ''
-SET pgjobs.entry = ''
-SET pgjobs.compiled_columns = ''
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 AS $$

@@ -8,8 +8,6 @@ CREATE OR REPLACE FUNCTION pgjobs._submit_items_as(
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET pgjobs.caller = ''
-SET pgjobs.entry = ''
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
