@@ -326,10 +326,12 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                  "WHERE status = 'running'")
     conn.execute("UPDATE pgjobs.job_items SET run_at = now() WHERE status = 'queued'")
     assert scalar(conn, "SELECT pgjobs.add_items(%s, '[{\"doc\": 6}]')", (fanout,)) == 1
-    # The old release kept no item_bytes (0054): its six items are counted at
-    # this first add (six '{"doc": i}' of 10 bytes), then the array given.
+    # The previous release counted the array it was given as the job's
+    # item_bytes (0054); the migrate keeps that count and the add adds the
+    # array given now, exactly.
     assert scalar(conn, "SELECT item_bytes FROM pgjobs.jobs WHERE id = %s",
-                  (fanout,)) == 6 * 10 + len('[{"doc": 6}]')
+                  (fanout,)) == len(json.dumps([{"doc": i} for i in range(6)])) \
+        + len('[{"doc": 6}]')
     for _ in range(10):
         batch = conn.execute("SELECT id, worker, payload FROM pgjobs.claim_items("
                              "ARRAY['extract'], 'new-item-worker', '1 hour', 4)").fetchall()

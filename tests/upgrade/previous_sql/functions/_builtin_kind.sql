@@ -19,6 +19,6 @@ AS $$
 -- Locks nothing.
 BEGIN
     RETURN p_kind IN ('export', 'import')        -- the worker's (pgjobs worker)
-           OR p_kind IN ('delete', 'backfill');  -- the engine's (pgjobs.run)
+           OR p_kind = ANY (pgjobs._engine_kinds());  -- the engine's (pgjobs.run)
 END
 $$;

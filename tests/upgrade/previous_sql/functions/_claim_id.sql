@@ -28,7 +28,7 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
-    IF v_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT v_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RAISE EXCEPTION 'job % is %; the database runs delete and backfill jobs',
             p_id, pgjobs._a_job(v_job.kind) USING ERRCODE = '22023',
             HINT = 'Exports run in `pgjobs export` or `pgjobs worker`; custom kinds in your '

@@ -23,6 +23,12 @@ AS $$
 --   max_pending_per_client, max_kinds_per_client (integers, only when
 --   stored; else 10000 and 100): a client's pending jobs and custom kinds
 --   (pgjobs._require_client_room);
+--   max_items_per_job (integer, only when stored; else 100000): the items
+--   of one fan-out job a client may make (pgjobs._items_add);
+--   max_item_bytes_per_job (integer, only when stored; else 67108864): the
+--   bytes of items of one fan-out job a client may give (pgjobs._items_add);
+--   max_rejects_per_job (integer, only when stored; else 1000): the highest
+--   max_rejects a client may give an import (pgjobs._submit_import_as);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

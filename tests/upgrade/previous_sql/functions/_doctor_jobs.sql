@@ -74,18 +74,28 @@ BEGIN
     RETURN NEXT;
 
     -- A paused writer keeps its place in its scope's queue: later writers of
-    -- the scope wait until it is resumed or canceled.
+    -- the scope wait until it is resumed or canceled. Whether it holds one is
+    -- the gate's own rule, pgjobs._gate_clause() (its w is the paused job, its
+    -- p_target, p_scope, p_place the writer queued behind): a copy of the rule
+    -- here warned of a paused writer that never started and was not due (or
+    -- an import unclaimed for 10 minutes), which holds nothing. Dynamic SQL
+    -- because the rule is SQL text; doctor is not on any hot path.
     check_name := 'jobs.paused';
     fix := NULL;
-    SELECT array_agg(p.id ORDER BY p.id), max(now() - p.updated_at)
+    EXECUTE format($paused$
+        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at)
+          FROM pgjobs.jobs w
+         WHERE w.status = 'paused' AND w.writes
+           AND ($1 IS NULL OR w.target = $1)
+           AND EXISTS (
+               SELECT FROM pgjobs.jobs q
+                CROSS JOIN LATERAL (SELECT q.target AS p_target, q.scope AS p_scope,
+                                           coalesce(q.gate_order, q.id) AS p_place) gate
+                WHERE q.target = w.target AND q.scope = w.scope
+                  AND q.status = 'queued' AND q.writes
+                  AND %s)$paused$, pgjobs._gate_clause())
       INTO v_ids, v_oldest
-      FROM pgjobs.jobs p
-     WHERE p.status = 'paused' AND p.writes
-       AND (p_target IS NULL OR p.target = p_target)
-       AND EXISTS (SELECT FROM pgjobs.jobs w
-                    WHERE w.target = p.target AND w.scope = p.scope AND w.status = 'queued'
-                      AND w.writes
-                      AND coalesce(w.gate_order, w.id) > coalesce(p.gate_order, p.id));
+      USING p_target;
     IF v_ids IS NULL THEN
         status := 'ok';
         detail := 'no paused writing job keeps later writers of its scope waiting';

@@ -2,7 +2,6 @@ CREATE OR REPLACE FUNCTION pgjobs._engine_wait()
 RETURNS text
 LANGUAGE plpgsql
 STABLE
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -10,27 +9,24 @@ SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
 -- Why a due delete or backfill job may sit queued for a while, for
--- `pgjobs watch` and `pgjobs status`: 'waiting for the engine: next tick
--- within 60 s' when pg_cron runs pgjobs.run on a minute schedule (pg_cron
--- 1.4 has no second schedules) and no `pgjobs run` session is connected to
--- this database; else NULL. SECURITY DEFINER (granted to pgjobs_client):
--- it reads cron.job, and says nothing but this sentence. Locks nothing.
-DECLARE
-    v_schedule text;
-    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
+-- `pgjobs watch` and `pgjobs status` beside such a job:
+-- 'waiting for the engine: next tick within 60 s' when pg_cron runs
+-- pgjobs.run on a minute schedule and no `pgjobs run` session is connected
+-- (pgjobs._engine_wait_as); else NULL. What a client needs of the runner's
+-- schedule is that sentence about a job of its own, so it is told only
+-- while it sees (policy jobs_client_read: this reads pgjobs.jobs as the
+-- caller) a due delete or backfill job still queued, and NULL otherwise,
+-- whatever the schedule: a client with no such job learnt from it whether
+-- and how pg_cron runs the engine. SECURITY INVOKER on purpose: current_user
+-- here is the role asking, and the SECURITY DEFINER pgjobs._engine_wait_as
+-- (which reads cron.job) refuses any caller but this function
+-- (pgjobs._enter). Locks nothing.
 BEGIN
-    IF v_job IS NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
+                    WHERE j.status = 'queued' AND j.kind = ANY (pgjobs._engine_kinds())
+                      AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;
-    -- The very relation just found (by oid), not whatever the name reads as.
-    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
-                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
-       INTO v_schedule;
-    IF v_schedule IS NULL OR v_schedule ~ 'second'
-       OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
-        RETURN NULL;
-    END IF;
-    RETURN 'waiting for the engine: next tick within 60 s';
+    RETURN pgjobs._engine_wait_as(current_user);
 END
 $$;

@@ -16,15 +16,17 @@ AS $$
 -- succeeded export), and those its checkpoint records (a Parquet export's
 -- files; a whole CSV or JSON Lines export's object once the checkpoint
 -- records it created, `created` (or `sha256`, as a release before that
--- recorded it): visible even if the job never completed; a Parquet file
--- named as being written, which a worker killed before recording it left)
--- and each of its parts records (pgjobs.export_parts: a part's object,
+-- recorded it): visible even if the job never completed) and each of its
+-- parts records (pgjobs.export_parts: a part's object,
 -- its result's or one its checkpoint records created, or its Parquet
 -- files), whatever the job's status. A checkpoint's `uri` without that
 -- record is only where the object was to go: an upload that never
 -- finished made nothing there, and whatever is at that key is another's
 -- (the export's final write is conditional: it never replaces an object),
--- so it is never returned. A failed or canceled export has no result, yet its
+-- so it is never returned; nor is a Parquet file named as being written
+-- (`writing`) or dropped (`unrecorded`) without a record that it was made:
+-- pgjobs.prune queues those with the digest of the bytes the job wrote there,
+-- and a worker deletes one only while it holds them. A failed or canceled export has no result, yet its
 -- files are there when no worker cleaned up after it (one SIGKILLed, then
 -- canceled or out of attempts by pgjobs._rescue_expired); nothing else
 -- removes them (the worker's sweep takes temporary files and staged parts
@@ -50,8 +52,7 @@ AS $$
                      (CASE WHEN c.made
                                 OR jsonb_typeof(c.ck -> 'created') = 'object'
                                 OR jsonb_typeof(c.ck -> 'sha256') = 'string'
-                           THEN c.ck ->> 'uri' END),
-                     (c.ck ->> 'writing')) x(uri)
+                           THEN c.ck ->> 'uri' END)) x(uri)
              WHERE jsonb_typeof(c.ck) = 'object'
             UNION ALL
             SELECT f.value ->> 'uri'

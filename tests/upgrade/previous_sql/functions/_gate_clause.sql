@@ -15,12 +15,15 @@ AS $body$
 -- submission order: a writer may start only when no other writer of its
 -- scope holds the gate (a retried job's place is its retry: pgjobs.retry
 -- sets gate_order).
--- Not called at run time: sql/functions/_gate_holder.sql and
+-- Not called on the claim's path: sql/functions/_gate_holder.sql and
 -- _writer_may_start.sql compile this text into those two functions on every
 -- migrate (this file sorts before both), so the gate (claim's question,
 -- NOT EXISTS) and the job it names (`pgjobs status`, ORDER BY ... LIMIT 1)
 -- cannot drift apart, at no cost on the claim's path: calling one from the
 -- other cost 1.2 to 1.7 times as much per gate call (bench/writer_gate.py).
+-- Doctor's jobs.paused check (pgjobs._doctor_jobs) runs the same text in
+-- dynamic SQL, with the paused job as w. Which kinds the engine runs itself
+-- is pgjobs._engine_kinds(), folded to a constant when the query is planned.
 -- Locks nothing.
 SELECT $rule$w.target = p_target AND w.scope = p_scope
            AND w.writes
@@ -43,8 +46,8 @@ SELECT $rule$w.target = p_target AND w.scope = p_scope
            -- could otherwise hold a scope's gate until its run_at (say 2100).
            AND (w.status = 'running' OR w.started_at IS NOT NULL
                 OR (w.run_at <= now()
-                    AND (w.kind IN ('delete', 'backfill')
+                    AND (w.kind = ANY (pgjobs._engine_kinds())
                          OR w.run_at > now() - interval '10 minutes')))$rule$
 $body$;
 COMMENT ON FUNCTION pgjobs._gate_clause() IS
-'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; not called at run time.';
+'The writers'' gate''s rule, written once: the condition under which job w holds the gate in front of the writer of (p_target, p_scope) at place p_place. Compiled by pgjobs migrate into pgjobs._writer_may_start and pgjobs._gate_holder; run by pgjobs.doctor''s jobs.paused check (dynamic SQL), on no hot path.';

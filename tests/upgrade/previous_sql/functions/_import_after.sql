@@ -25,7 +25,7 @@ AS $$
 -- (an empty source, every record skipped or rejected) failed the job all
 -- the same, its error saying it wrote rows (hV review). Locks nothing.
 BEGIN
-    IF p_job.kind NOT IN ('delete', 'backfill') THEN
+    IF NOT p_job.kind = ANY (pgjobs._engine_kinds()) THEN
         RETURN NULL;
     END IF;
     RETURN (SELECT i.id

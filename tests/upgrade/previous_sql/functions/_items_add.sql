@@ -11,17 +11,48 @@ AS $$
 -- array p_items, in array order (item ids ascend with it: the claim
 -- order), and adds their number to the job's total. The caller has checked
 -- the job and the array and holds the job row. Raises 22023 for an
--- element over 1 MiB (nothing added). Returns the number added.
--- Locks: the job row (already the caller's).
+-- element over 1 MiB, and 55006 when a caller who is not an administrator
+-- (pgjobs._caller not a pgjobs_admin member nor a superuser) would bring
+-- the job past set_defaults' max_items_per_job items (else 100000):
+-- pgjobs.submit_items and pgjobs.add_items both pass here, so neither one
+-- call nor many calls grow a job without end (each item a row of
+-- pgjobs.job_items that every claim of the kind may walk), and 55006 when
+-- such a caller would bring the job's items past set_defaults'
+-- max_item_bytes_per_job bytes (else 67108864, 64 MiB), counted as the
+-- JSON text of the arrays given (octet_length(p_items::text), kept in the
+-- job's item_bytes; a job from before migration 0054 has its items counted
+-- once here): 1 MiB items times max_items_per_job would be 100 GB a job.
+-- Nothing is added when any of them is raised. Returns the number added.
+-- Locks: the job row (already the caller's, so two calls adding to one job
+-- count one after the other).
 DECLARE
     v_count integer;
     v_index bigint;
     v_size integer;
+    v_max bigint;
+    v_total bigint;
+    v_bytes bigint;
+    v_add_bytes bigint := octet_length(p_items::text);
+    v_admin boolean := pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER');
 BEGIN
+    IF NOT v_admin THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_items_per_job')::bigint, 100000);
+        SELECT coalesce(j.total, 0) INTO v_total FROM pgjobs.jobs j WHERE j.id = p_id;
+        IF v_total + jsonb_array_length(p_items) > v_max THEN
+            RAISE EXCEPTION 'job % has % items and this call adds %: a fan-out job may have '
+                            'at most % items, the most an administrator allows a client',
+                            p_id, v_total, jsonb_array_length(p_items), v_max
+                USING ERRCODE = '55006',
+                HINT = format('Split the work into several jobs of at most %s items '
+                              '(pgjobs.submit_items), or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_items_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     -- Every payload's limit (pgjobs._insert_job's), per item: the array as
     -- a whole may be larger. Its text is measured once; the elements only
     -- when it is over the limit.
-    IF octet_length(p_items::text) > 1048576 THEN
+    IF v_add_bytes > 1048576 THEN
         SELECT e.n, octet_length(e.value::text) INTO v_index, v_size
           FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
          WHERE octet_length(e.value::text) > 1048576
@@ -35,12 +66,35 @@ BEGIN
                              'reference in the item.';
         END IF;
     END IF;
+    -- The bytes the job was given so far: kept on the job row (held by the
+    -- caller), counted from its items once for a job made before 0054.
+    SELECT j.item_bytes INTO v_bytes FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF v_bytes IS NULL THEN
+        SELECT coalesce(sum(octet_length(i.payload::text)), 0) INTO v_bytes
+          FROM pgjobs.job_items i WHERE i.job_id = p_id;
+    END IF;
+    IF NOT v_admin THEN
+        v_max := coalesce((pgjobs._defaults() ->> 'max_item_bytes_per_job')::bigint, 67108864);
+        IF v_bytes + v_add_bytes > v_max THEN
+            RAISE EXCEPTION 'job % has % bytes of items and this call adds %: a fan-out job''s '
+                            'items may have at most % bytes, the most an administrator allows '
+                            'a client', p_id, v_bytes, v_add_bytes, v_max
+                USING ERRCODE = '55006',
+                HINT = format('Keep large inputs in a table or object storage and pass a '
+                              'reference in each item, split the work into several jobs of '
+                              'at most %s bytes of items, or ask an administrator to raise '
+                              'the ceiling with '
+                              'pgjobs.set_defaults(''{"max_item_bytes_per_job": N}'').',
+                              v_max);
+        END IF;
+    END IF;
     INSERT INTO pgjobs.job_items (job_id, payload)
     SELECT p_id, e.value
       FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e(value, n)
      ORDER BY e.n;
     GET DIAGNOSTICS v_count = ROW_COUNT;
-    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count, updated_at = now()
+    UPDATE pgjobs.jobs SET total = coalesce(total, 0) + v_count,
+                           item_bytes = v_bytes + v_add_bytes, updated_at = now()
      WHERE id = p_id;
     RETURN v_count;
 END

@@ -60,7 +60,7 @@ BEGIN
     v_problem := pgjobs._requeue_problem(p_job, 'started');
     v_message := v_problem.message;
     v_hint := v_problem.hint;
-    IF v_message IS NULL AND p_job.kind IN ('delete', 'backfill') AND p_job.started_at IS NULL THEN
+    IF v_message IS NULL AND p_job.kind = ANY (pgjobs._engine_kinds()) AND p_job.started_at IS NULL THEN
         -- A delete or backfill that was not due yet (run_at ahead, or
         -- paused before it was due) held no place in its scope's gate, so
         -- an import submitted after it may have written rows first: with

@@ -15,7 +15,7 @@ AS $$
 BEGIN
     RETURN EXISTS (
         SELECT 1 FROM pgjobs.jobs o
-         WHERE o.status = 'queued' AND o.kind IN ('delete', 'backfill')
+         WHERE o.status = 'queued' AND o.kind = ANY (pgjobs._engine_kinds())
            AND o.run_at <= now() AND o.id <> p_id
            AND pgjobs._writer_may_start(o.target, o.scope, coalesce(o.gate_order, o.id)));
 END

@@ -72,6 +72,12 @@ DECLARE
     v_blocked_first jsonb;
 BEGIN
     p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
+    -- The privileges of the kind previewed, from the options alone, before
+    -- the registry is read (pgjobs._require_entry): a bad kind is refused
+    -- below, after them, alike for every table.
+    PERFORM pgjobs._require_entry(p_target, pgjobs._kind_privilege(
+        CASE WHEN jsonb_typeof(p_options) = 'object' AND p_options ->> 'kind' = 'backfill'
+             THEN 'backfill' ELSE 'delete' END) || ', SELECT');
     v_reg := pgjobs._target_recent(p_target);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
@@ -87,7 +93,7 @@ BEGIN
         END IF;
     END LOOP;
     IF v_options ? 'kind' THEN
-        IF v_options -> 'kind' NOT IN ('"delete"'::jsonb, '"backfill"'::jsonb) THEN
+        IF (v_options ->> 'kind' = ANY (pgjobs._engine_kinds())) IS NOT TRUE THEN
             RAISE EXCEPTION 'option "kind" must be "delete" or "backfill", not %',
                 v_options -> 'kind'
                 USING ERRCODE = '22023', HINT = 'Leave it out to preview a delete.';

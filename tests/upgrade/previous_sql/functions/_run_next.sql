@@ -20,7 +20,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT c.* INTO v_job
-      FROM pgjobs.claim(ARRAY['delete', 'backfill'], p_worker, interval '30 seconds', 1) c;
+      FROM pgjobs.claim(pgjobs._engine_kinds(), p_worker, interval '30 seconds', 1) c;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;

@@ -61,7 +61,7 @@ BEGIN
                                    v_job.target::oid, v_job.kind,
                                    v_job.payload ->> 'on_duplicate',
                                    CASE WHEN (v_job.started_at IS NULL
-                                              AND v_job.kind IN ('delete', 'backfill'))
+                                              AND v_job.kind = ANY (pgjobs._engine_kinds()))
                                              OR (v_job.kind = 'export'
                                                  AND v_job.payload ? 'unchecked_fields')
                                         THEN v_job.id END)::text;

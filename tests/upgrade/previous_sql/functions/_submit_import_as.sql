@@ -28,7 +28,9 @@ AS $$
 --                 name ends in .jsonl or .ndjson (before any .gz), else "csv"
 --   gzip          boolean; default true when the name ends in .gz
 --   on_duplicate  "error" (default) | "skip" | "update", on (scope, key)
---   max_rejects   integer 0..1000000, default 0
+--   max_rejects   integer 0..1000000, default 0; for a caller who is not
+--                 an administrator at most set_defaults' max_rejects_per_job
+--                 (else 1000; 22023 above it)
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
 --   allow_unknown_fields  boolean, default false: import a source field
@@ -57,6 +59,11 @@ DECLARE
     v_job pgjobs.jobs;
 BEGIN
     p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    -- What the call needs on some column, from the options alone, before the
+    -- registry is read (pgjobs._require_entry); the columns are checked below.
+    PERFORM pgjobs._require_entry(p_target,
+        CASE WHEN jsonb_typeof(p_options) = 'object' AND p_options ->> 'on_duplicate' = 'update'
+             THEN 'INSERT, UPDATE, SELECT' ELSE 'INSERT' END);
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).
@@ -135,6 +142,22 @@ BEGIN
     IF v_options ? 'max_rejects' THEN
         v_max_rejects := pgjobs._option_int('max_rejects', v_options -> 'max_rejects',
                                             0, 1000000);
+    END IF;
+    -- Each reject is a row of pgjobs.import_rejects (its record up to 65,536
+    -- characters) kept until the job is pruned: the administrator's ceiling
+    -- (set_defaults' max_rejects_per_job, else 1000) bounds a client's job
+    -- to about 64 MiB of them, as max_item_bytes_per_job bounds its items.
+    IF v_max_rejects > coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer, 1000)
+       AND NOT pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'option "max_rejects" is %, above the ceiling of % an administrator '
+                        'set for clients', v_max_rejects,
+                        coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer, 1000)
+            USING ERRCODE = '22023',
+            HINT = format('Submit with {"max_rejects": %s} or lower; an administrator may '
+                          'submit above it, or raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_rejects_per_job": N}'').',
+                          coalesce((pgjobs._defaults() ->> 'max_rejects_per_job')::integer,
+                                   1000));
     END IF;
     IF v_options ? 'batch_ms' THEN
         v_batch_ms := pgjobs._option_int('batch_ms', v_options -> 'batch_ms', 50, 60000);

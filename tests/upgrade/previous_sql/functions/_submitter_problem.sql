@@ -49,7 +49,7 @@ BEGIN
             -- before pages.
             v_problem := pgjobs._grant_problem(p_job.submitted_by, p_job.target,
                 pgjobs._kind_privilege(p_job.kind)
-                || CASE WHEN p_job.kind IN ('delete', 'backfill') THEN ',SELECT' ELSE '' END,
+                || CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN ',SELECT' ELSE '' END,
                 NULL);
         END IF;
     END IF;

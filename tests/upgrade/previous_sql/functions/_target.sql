@@ -12,7 +12,8 @@ AS $function$
 -- touches its rows or types: compile_filter, the submits, mask, visible,
 -- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
 -- the table is not registered (42501 first, registered or not, for a
--- client call whose caller has no privilege on the table), and 42501 when code of a role without the
+-- client call whose caller lacks a privilege the call needs:
+-- pgjobs._require_entry), and 42501 when code of a role without the
 -- rights pgjobs runs with here could run inside pgjobs
 -- (pgjobs._require_trusted): the one place every path checks it. The
 -- registered columns are judged again as the table is now
@@ -29,7 +30,6 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_problem record;
     v_caller name;
-    v_privilege text;
 BEGIN
     IF p_target IS NULL THEN
         RAISE EXCEPTION 'target must not be NULL'
@@ -37,29 +37,15 @@ BEGIN
                   HINT = 'Pass a registered table, e.g. ''public.user_table_rows''.';
     END IF;
 
-    -- In a client call (pgjobs._enter set pgjobs.caller): a caller with no
-    -- privilege at all on the table is refused before the registration is
-    -- read, with the same error whether pgjobs knows the table or not (a
-    -- "not registered" for one and a privilege error for the other told any
-    -- client which tables are registered). An administrator may read the
-    -- registry anyway; the engine's own paths (no client call) are as before.
-    -- It is told the privilege its call needs where the entry point alone
-    -- decides it (pgjobs._entry_privilege), as the check after this one
-    -- would have.
-    v_caller := nullif(current_setting('pgjobs.caller', true), '');
-    IF v_caller IS NOT NULL AND NOT pgjobs._may_use_table(v_caller, p_target) THEN
-        v_privilege := pgjobs._entry_privilege(current_setting('pgjobs.entry', true));
-        IF v_privilege IS NOT NULL THEN
-            RAISE EXCEPTION 'permission denied: role % lacks % on %', v_caller, v_privilege,
-                                                                    p_target
-                USING ERRCODE = '42501',
-                      HINT = format('GRANT %s ON %s TO %I;', v_privilege, p_target, v_caller);
-        END IF;
-        RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
-            USING ERRCODE = '42501',
-                  HINT = 'Ask the owner of the table for the privilege the job or read '
-                         'needs (SELECT, DELETE, UPDATE or INSERT).';
-    END IF;
+    -- In a client call (pgjobs._enter set pgjobs.caller): a caller that
+    -- lacks a privilege its call needs (pgjobs._require_entry: decided from
+    -- the call, not from the registration) is refused before the
+    -- registration is read, with the same error whether pgjobs knows the
+    -- table or not (a "not registered" for one and a privilege error for
+    -- the other told any client which tables are registered). An
+    -- administrator may read the registry anyway; the engine's own paths
+    -- (no client call) are as before.
+    PERFORM pgjobs._require_entry(p_target);
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table % is not registered with pgjobs', p_target

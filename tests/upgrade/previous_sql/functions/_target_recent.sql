@@ -26,13 +26,14 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_at double precision := extract(epoch FROM clock_timestamp());
 BEGIN
+    -- A client caller lacking a privilege its call needs gets pgjobs._target's
+    -- error before the registry is read, the same as for a table never
+    -- registered (pgjobs._require_entry; nothing to check outside a client call).
+    PERFORM pgjobs._require_entry(p_target);
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-        -- A client caller without any privilege on the table gets
-        -- pgjobs._target's error, the same as for a table never registered.
-        IF FOUND AND (nullif(current_setting('pgjobs.caller', true), '') IS NULL
-                      OR pgjobs._may_use_table(current_setting('pgjobs.caller'), p_target)) THEN
+        IF FOUND THEN
             RETURN v_reg;
         END IF;
     END IF;

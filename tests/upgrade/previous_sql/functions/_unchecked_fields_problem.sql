@@ -73,7 +73,7 @@ BEGIN
                    CASE WHEN jsonb_typeof(v_walk) = 'object' THEN v_walk ->> 'after' END,
                    CASE WHEN jsonb_typeof(v_walk -> 'rows') = 'number'
                         THEN (v_walk ->> 'rows')::bigint ELSE 0 END,
-                   CASE WHEN p_job.kind IN ('delete', 'backfill') THEN 100000 END);
+                   CASE WHEN p_job.kind = ANY (pgjobs._engine_kinds()) THEN 100000 END);
     EXCEPTION WHEN lock_not_available THEN
         -- The table held past 200 ms (an ALTER TABLE, a client's LOCK TABLE):
         -- nothing is wrong with the job; its caller leaves it queued.

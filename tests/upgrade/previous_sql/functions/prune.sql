@@ -22,9 +22,15 @@ AS $$
 --      and the upload leftovers of pruned exports (pgjobs._export_leftovers:
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
---      cron jobs older than p_retention: it grows without bound otherwise.
+--      cron jobs older than p_retention: it grows without bound otherwise;
+--   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
+--      of scopes no writing job row is left of (the last pruned in step 1,
+--      past p_retention), 10,000 a call, skipping those a submit holds: a submit makes one per (target,
+--      scope) it ever wrote and kept it, so a client writing to ever new
+--      scopes (each under its ceilings at any one time) grew the table
+--      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -35,6 +41,7 @@ DECLARE
     v_objects bigint;
     v_leftovers bigint;
     v_trimmed bigint := 0;
+    v_scope_locks bigint;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -98,6 +105,35 @@ BEGIN
            AND jsonb_typeof(c.ck -> 'created') IS DISTINCT FROM 'object'
            AND jsonb_typeof(c.ck -> 'sha256') IS DISTINCT FROM 'string'
            AND coalesce(c.ck ->> 'uri', '') <> '' AND right(c.ck ->> 'uri', 1) <> '/'
+        UNION ALL
+        -- A Parquet file the export (or a part of one) may have made without
+        -- recording it: the one it was writing (`writing`, with the digest of
+        -- its bytes: a worker killed between the conditional write and the
+        -- record), and those the read-back dropped (`unrecorded`). Queued
+        -- with that digest: the worker deletes the file only if it holds
+        -- exactly those bytes; anything else at the name is another's. A
+        -- name without a digest (a release before this one recorded it so)
+        -- proves nothing and is not queued.
+        SELECT DISTINCT u.uri, g.id, jsonb_build_object('object_sha256', u.sha256)
+          FROM gone g
+         CROSS JOIN LATERAL (SELECT g.checkpoint
+                             UNION ALL
+                             SELECT p.checkpoint FROM pgjobs.export_parts p
+                              WHERE p.job_id = g.id) c(ck)
+         CROSS JOIN LATERAL (SELECT c.ck ->> 'writing', c.ck ->> 'writing_sha256'
+                              WHERE jsonb_typeof(c.ck -> 'writing') = 'string'
+                                AND jsonb_typeof(c.ck -> 'writing_sha256') = 'string'
+                             UNION ALL
+                             SELECT f.value ->> 'uri', f.value ->> 'sha256'
+                               FROM jsonb_array_elements(
+                                        CASE WHEN jsonb_typeof(c.ck -> 'unrecorded') = 'array'
+                                             THEN c.ck -> 'unrecorded'
+                                             ELSE '[]'::jsonb END) f
+                              WHERE jsonb_typeof(f.value) = 'object'
+                                AND jsonb_typeof(f.value -> 'sha256') = 'string') u(uri, sha256)
+         WHERE g.kind = 'export'
+           AND jsonb_typeof(c.ck) = 'object'
+           AND coalesce(u.uri, '') <> '' AND right(u.uri, 1) <> '/'
         UNION ALL
         -- An import's rejects object (succeeded or failed): the rejected
         -- lines' text, kept until the job is pruned. Only one the job
@@ -169,10 +205,27 @@ BEGIN
         GET DIAGNOSTICS v_trimmed = ROW_COUNT;
     END IF;
 
+    -- A row is only a mutex: deleting one no submit holds loses nothing (a
+    -- submit waiting for it finds it gone and makes it again). Only the rows
+    -- of scopes no writing job row is left of (all pruned above, past the
+    -- retention): a submit in a REPEATABLE READ or SERIALIZABLE transaction
+    -- whose snapshot still shows a row deleted since fails with 40001 at
+    -- pgjobs._lock_scope, so a scope written to within the retention keeps
+    -- its row, finished writers or not.
+    DELETE FROM pgjobs.scope_locks l
+     WHERE l.ctid IN (SELECT s.ctid FROM pgjobs.scope_locks s
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.target = s.target AND j.scope = s.scope
+                                            AND j.writes)
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
-                              'cron_runs_trimmed', v_trimmed);
+                              'cron_runs_trimmed', v_trimmed,
+                              'scope_locks_deleted', v_scope_locks);
 END
 $$;
 
@@ -180,4 +233,5 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, '
 '10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
 'objects and imports'' rejects objects for deletion by a worker), '
-'and trims pg_cron''s run history of pgjobs'' entries. Returns a jsonb summary.';
+'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
+'no writing job is left of, once pruned (scope_locks_deleted). Returns a jsonb summary.';

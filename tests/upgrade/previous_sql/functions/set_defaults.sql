@@ -36,6 +36,18 @@ AS $$
 --   1..100000, default 100): the most distinct custom kinds (not delete,
 --   backfill, export, import) it may have such jobs of. 55006 beyond
 --   either, at a submit or a retry (pgjobs._require_client_room).
+--   max_items_per_job (integer 1..100000000, default 100000): the most items
+--   a fan-out job may have when a submitter who is not an administrator
+--   submits it (submit_items) or adds to it (add_items): 55006 beyond it
+--   (pgjobs._items_add).
+--   max_item_bytes_per_job (integer 1..2147483647, default 67108864, 64
+--   MiB): the most bytes of items (the JSON text of the arrays given) such
+--   a fan-out job may have, over the same calls: 55006 beyond it
+--   (pgjobs._items_add).
+--   max_rejects_per_job (integer 0..1000000, default 1000): the highest
+--   option "max_rejects" a submitter who is not an administrator may give
+--   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
+--   characters): 22023 above it (pgjobs._submit_import_as).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -55,6 +67,12 @@ DECLARE
         || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
         || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
         || 'custom kinds a client may have such jobs of), '
+        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
+        || 'one fan-out job), '
+        || 'max_item_bytes_per_job (integer 1 to 2147483647: the most bytes of items a client '
+        || 'may give one fan-out job), '
+        || 'max_rejects_per_job (integer 0 to 1000000: the highest max_rejects a client may '
+        || 'give an import), '
         || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
         || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
 BEGIN
@@ -65,7 +83,8 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
                              'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client')
+                             'max_kinds_per_client', 'max_items_per_job',
+                             'max_item_bytes_per_job', 'max_rejects_per_job')
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -90,6 +109,15 @@ BEGIN
         END IF;
         IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
+        END IF;
+        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
+        END IF;
+        IF v_opt.key = 'max_item_bytes_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_item_bytes_per_job', v_opt.value, 1, 2147483647);
+        END IF;
+        IF v_opt.key = 'max_rejects_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int('max_rejects_per_job', v_opt.value, 0, 1000000);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -116,6 +144,13 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the '
 'most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 '
 'to 100000, default 100): a submit or retry beyond either raises 55006; '
+'max_items_per_job (the most items a submitter who is not an administrator may give one fan-out '
+'job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); '
+'max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a '
+'submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 '
+'(64 MiB): beyond it 55006); '
+'max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to '
+'1000000, default 1000: above it the submit raises 22023); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '

@@ -53,7 +53,10 @@ BEGIN
                              -- builds a pgjobs.allowed_scopes value
                              'allowed_scopes_literal', '_json_as_jsonb',
                              -- `pgjobs watch`/`status` read them beside a queued job
-                             '_engine_wait', '_gate_holder')
+                             -- (the gate's rule, compiled into _gate_holder, and
+                             -- pgjobs.queries.GET_JOB ask _engine_kinds: a constant)
+                             '_engine_wait', '_engine_wait_as', '_gate_holder',
+                             '_engine_kinds')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO pgjobs_client', v_proc);
     END LOOP;

@@ -1,0 +1,39 @@
+CREATE OR REPLACE FUNCTION pgjobs._engine_wait_as(p_caller name)
+RETURNS text
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The body of pgjobs._engine_wait, run as pgjobs' owner for p_caller (its
+-- only permitted caller: pgjobs._enter, 42501 otherwise), which calls it
+-- only for a caller that sees a due delete or backfill job still queued:
+-- 'waiting for the engine: next tick within 60 s' when pg_cron runs
+-- pgjobs.run on a minute schedule (pg_cron 1.4 has no second schedules)
+-- and no `pgjobs run` session is connected to this database; else NULL.
+-- SECURITY DEFINER: it reads cron.job, which a client may not, and says
+-- nothing but this sentence. Locks nothing.
+DECLARE
+    v_schedule text;
+    v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
+BEGIN
+    p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
+    IF v_job IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- The very relation just found (by oid), not whatever the name reads as.
+    EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
+                   'AND c.database = current_database() LIMIT 1', v_job, 'pgjobs.run')
+       INTO v_schedule;
+    IF v_schedule IS NULL OR v_schedule ~ 'second'
+       OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
+                   WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
+        RETURN NULL;
+    END IF;
+    RETURN 'waiting for the engine: next tick within 60 s';
+END
+$$;
