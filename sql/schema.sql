@@ -7209,6 +7209,50 @@ $$;
 ALTER FUNCTION pgjobs._inserts_below(p_target regclass) OWNER TO SUPERUSER;
 
 --
+-- Name: _integer_defaults(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._integer_defaults() RETURNS TABLE(name text, low bigint, high bigint, description text)
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The integer settings pgjobs.set_defaults takes, one row each in the order
+-- its hint lists them: the name, the lowest and highest value it accepts
+-- (pgjobs._option_int checks them), and what the hint says of it. One table,
+-- so a new setting is one row, not another copy of the check. Locks nothing.
+SELECT d.name, d.low, d.high, d.description
+  FROM (VALUES
+    (1, 'max_parallel', 1, 64, 'the most parts an export may ask for'),
+    (2, 'max_client_priority', -1000000, 1000000,
+     'the highest priority a non-administrator may give a job'),
+    (3, 'max_pending_writers', 1, 1000000,
+     'the most writing jobs a client may have one target and scope hold'),
+    (4, 'max_pending_per_client', 1, 10000000,
+     'the most jobs a client may have queued, running or paused'),
+    (5, 'max_kinds_per_client', 1, 100000,
+     'the most custom kinds a client may have such jobs of'),
+    (6, 'max_items_per_job', 1, 100000000, 'the most items a client may give one fan-out job'),
+    (7, 'max_item_bytes_per_job', 1, 2147483647,
+     'the most bytes of items a client may give one fan-out job'),
+    (8, 'max_rejects_per_job', 0, 1000000,
+     'the highest max_rejects a client may give an import')
+  ) AS d(ord, name, low, high, description)
+ ORDER BY d.ord;
+$$;
+
+ALTER FUNCTION pgjobs._integer_defaults() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _integer_defaults(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._integer_defaults() IS 'The integer settings of pgjobs.set_defaults (name, lowest and highest value, what it bounds), in the order its hint lists them: one table that set_defaults checks every integer setting by.';
+
+--
 -- Name: _interval_fixed(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22047,33 +22091,27 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
     v_opt record;
-    v_known constant text := 'known defaults: notify_target_scope (boolean), '
-        || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
-        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
-        || 'non-administrator may give a job), '
-        || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
-        || 'have one target and scope hold), '
-        || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
-        || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
-        || 'custom kinds a client may have such jobs of), '
-        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
-        || 'one fan-out job), '
-        || 'max_item_bytes_per_job (integer 1 to 2147483647: the most bytes of items a client '
-        || 'may give one fan-out job), '
-        || 'max_rejects_per_job (integer 0 to 1000000: the highest max_rejects a client may '
-        || 'give an import), '
-        || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
-        || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
+    v_int record;
+    v_known text;
 BEGIN
+    -- Every integer setting is a row of pgjobs._integer_defaults: the hint
+    -- lists them from it and one check below holds each to its range.
+    SELECT 'known defaults: notify_target_scope (boolean), '
+           || string_agg(format('%s (integer %s to %s: %s)', d.name, d.low, d.high,
+                                d.description), ', ' ORDER BY d.ord)
+           || ', max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no '
+           || 'limit), page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum '
+           || '(boolean)'
+      INTO v_known
+      FROM pgjobs._integer_defaults() WITH ORDINALITY d(name, low, high, description, ord);
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
         RAISE EXCEPTION 'defaults must be a JSON object, not %', coalesce(p_options::text, 'NULL')
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
-                             'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client', 'max_items_per_job',
-                             'max_item_bytes_per_job', 'max_rejects_per_job')
+        SELECT d.name, d.low, d.high INTO v_int
+          FROM pgjobs._integer_defaults() d WHERE d.name = v_opt.key;
+        IF v_opt.key <> 'notify_target_scope' AND v_int.name IS NULL
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -22084,29 +22122,8 @@ BEGIN
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
-        IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
-        END IF;
-        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_per_client', v_opt.value, 1, 10000000);
-        END IF;
-        IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
-        END IF;
-        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
-        END IF;
-        IF v_opt.key = 'max_item_bytes_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_item_bytes_per_job', v_opt.value, 1, 2147483647);
-        END IF;
-        IF v_opt.key = 'max_rejects_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_rejects_per_job', v_opt.value, 0, 1000000);
+        IF v_int.name IS NOT NULL AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int(v_int.name, v_opt.value, v_int.low, v_int.high);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -24013,6 +24030,13 @@ GRANT ALL ON FUNCTION pgjobs._insert_job_row(p_kind text, p_target regclass, p_s
 
 REVOKE ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _integer_defaults(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._integer_defaults() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._integer_defaults() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _interval_fixed(p_interval interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
