@@ -3243,6 +3243,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   bytes of items of one fan-out job a client may give (pgjobs._items_add);
 --   max_rejects_per_job (integer, only when stored; else 1000): the highest
 --   max_rejects a client may give an import (pgjobs._submit_import_as);
+--   max_jobs_kept_per_client (integer, only when stored; else 100000): the
+--   jobs of every status a client may have kept
+--   (pgjobs._require_client_kept_room);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7095,6 +7098,10 @@ BEGIN
     -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
     PERFORM pgjobs._require_client_room(
         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
+    -- And so are the jobs it keeps, finished ones too until pgjobs.prune
+    -- (55006; set_defaults' max_jobs_kept_per_client): a new row each submit.
+    PERFORM pgjobs._require_client_kept_room(
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()));
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- A client's writers of one scope are capped (55006): each waits in
@@ -7239,7 +7246,9 @@ SELECT d.name, d.low, d.high, d.description
     (7, 'max_item_bytes_per_job', 1, 2147483647,
      'the most bytes of items a client may give one fan-out job'),
     (8, 'max_rejects_per_job', 0, 1000000,
-     'the highest max_rejects a client may give an import')
+     'the highest max_rejects a client may give an import'),
+    (9, 'max_jobs_kept_per_client', 1, 100000000,
+     'the most jobs a client may have kept, finished ones too until pgjobs.prune')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;
@@ -10919,6 +10928,65 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
+
+--
+-- Name: _require_client_kept_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A client's room for one more job kept in pgjobs.jobs, of any status: at
+-- most set_defaults' max_jobs_kept_per_client (else 100000) jobs submitted
+-- by the role of oid p_submitter, queued, running, paused and finished but
+-- not yet pruned. Raises 55006 with a hint naming the setting and
+-- pgjobs.prune. Why: a finished job keeps its row, payload, items and
+-- import rejects until pgjobs.prune's retention, and max_pending_per_client
+-- counts unfinished jobs only, so a client that submitted, canceled (or
+-- failed) and submitted again in a loop was bounded by the retention alone.
+-- Called by pgjobs._insert_job_row, the one path every submit of every kind
+-- takes; not by a retry, which makes no new row. Administrators
+-- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
+-- held to it, nor are jobs of a role that no longer exists (p_submitter
+-- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
+-- Locks nothing (as pgjobs._require_client_room, and for the same reason).
+DECLARE
+    v_max integer;
+    v_kept integer;
+BEGIN
+    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
+    SELECT count(*) INTO v_kept
+      FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    IF v_kept >= v_max THEN
+        RAISE EXCEPTION 'role % already has % jobs kept (queued, running, paused, or finished '
+                        'and not yet pruned), the most an administrator allows a client',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
+            USING ERRCODE = '55006',
+            HINT = format('Ask an administrator to prune finished jobs sooner with '
+                          'SELECT pgjobs.prune(''1 hour'') (or pgjobs prune --retention), or '
+                          'to raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_jobs_kept_per_client": N}'') (now %s).',
+                          v_max);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_client_kept_room(p_submitter oid) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) IS 'Raises 55006 when the role of the given oid, not an administrator, already has set_defaults'' max_jobs_kept_per_client jobs (default 100000) in pgjobs.jobs, finished or not: finished jobs keep their data until pgjobs.prune. Called by every submit of every kind.';
 
 --
 -- Name: _require_client_room(oid, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22081,6 +22149,11 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   option "max_rejects" a submitter who is not an administrator may give
 --   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
 --   characters): 22023 above it (pgjobs._submit_import_as).
+--   max_jobs_kept_per_client (integer 1..100000000, default 100000): the
+--   most jobs of every kind and status a submitter who is not an
+--   administrator may have in pgjobs.jobs, finished ones too until
+--   pgjobs.prune deletes them: 55006 beyond it at a submit
+--   (pgjobs._require_client_kept_room).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -22142,7 +22215,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23155,6 +23228,12 @@ CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHER
 --
 
 CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
+
+--
+-- Name: jobs_submitter_oid_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_submitter_oid_idx ON pgjobs.jobs USING btree (submitted_by_oid);
 
 --
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
@@ -24440,6 +24519,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_client_room(p_submitter oid, p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -48,6 +48,11 @@ AS $$
 --   option "max_rejects" a submitter who is not an administrator may give
 --   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
 --   characters): 22023 above it (pgjobs._submit_import_as).
+--   max_jobs_kept_per_client (integer 1..100000000, default 100000): the
+--   most jobs of every kind and status a submitter who is not an
+--   administrator may have in pgjobs.jobs, finished ones too until
+--   pgjobs.prune deletes them: 55006 beyond it at a submit
+--   (pgjobs._require_client_kept_room).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -124,6 +129,9 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 '(64 MiB): beyond it 55006); '
 'max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to '
 '1000000, default 1000: above it the submit raises 22023); '
+'max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until '
+'pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit '
+'beyond it raises 55006); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '
