@@ -8369,6 +8369,49 @@ $$;
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_client_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The lock of one client's ceilings, to the end of the transaction: the
+-- client's row of pgjobs.client_room_locks (made on first use, migration
+-- 0057) locked FOR UPDATE, which no client can lock (it needs UPDATE on
+-- the table). pgjobs._require_client_room and
+-- pgjobs._require_client_kept_room take it only when a count they made
+-- without it is near its ceiling (pgjobs._near_ceiling), then count again:
+-- near a ceiling a client's submitting transactions count one after the
+-- other, each seeing the jobs of those that committed before it; far from
+-- it they take no lock and never wait for each other. A row, never an
+-- advisory lock, which any role could take and hold, hanging the client
+-- (tests/test_trust_advisory_locks.py). Locks: that row.
+BEGIN
+    LOOP
+        PERFORM FROM pgjobs.client_room_locks l
+         WHERE l.submitter_oid = p_submitter
+           FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO pgjobs.client_room_locks (submitter_oid) VALUES (p_submitter)
+            ON CONFLICT DO NOTHING;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _lock_client_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction: the client''s ceilings are counted under it when near them.';
+
+--
 -- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9263,6 +9306,36 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _near_ceiling(bigint, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a client's count made without a lock is near enough its ceiling
+-- that it is made again under the client's lock (pgjobs._lock_client_room):
+-- within a tenth of the ceiling, and at least 1, of it. Other sessions of
+-- the client may have added jobs not yet committed, which the count does
+-- not see: the margin is how many such jobs the ceiling stays exact for
+-- (more than that, submitted at once each by its own session, can pass the
+-- ceiling by what exceeds the margin). Locks nothing.
+SELECT p_count >= p_ceiling - greatest(p_ceiling / 10, 1);
+$$;
+
+ALTER FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _near_ceiling(p_count bigint, p_ceiling bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) IS 'Whether a count is within a tenth (at least 1) of its ceiling: a client''s ceilings are counted again under its lock (pgjobs._lock_client_room) from there.';
 
 --
 -- Name: _normalize_uri(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10934,7 +11007,7 @@ ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUP
 --
 
 CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -10954,7 +11027,10 @@ CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
 -- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
 -- held to it, nor are jobs of a role that no longer exists (p_submitter
 -- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
--- Locks nothing (as pgjobs._require_client_room, and for the same reason).
+-- Locks nothing far from the ceiling; near it (pgjobs._near_ceiling) the
+-- client's row of pgjobs.client_room_locks (pgjobs._lock_client_room), and
+-- counts again under it, as pgjobs._require_client_room does and for the
+-- same reasons.
 DECLARE
     v_max integer;
     v_kept integer;
@@ -10965,6 +11041,12 @@ BEGIN
     v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
     SELECT count(*) INTO v_kept
       FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    IF pgjobs._near_ceiling(v_kept, v_max) THEN
+        PERFORM pgjobs._lock_client_room(p_submitter);
+        SELECT count(*) INTO v_kept  -- again, under the lock
+          FROM (SELECT 1 FROM pgjobs.jobs j
+                 WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    END IF;
     IF v_kept >= v_max THEN
         RAISE EXCEPTION 'role % already has % jobs kept (queued, running, paused, or finished '
                         'and not yet pruned), the most an administrator allows a client',
@@ -10993,7 +11075,7 @@ COMMENT ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) IS 'Raises
 --
 
 CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -11016,20 +11098,34 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing, on purpose: a lock of the client held to the end of each
--- submit's transaction would make a client's open transaction hold back
--- its submits to every other scope (tests/test_trust_advisory_locks.py).
--- So a count sees the client's committed jobs and its own transaction's:
--- sessions of one client submitting at once, each in a transaction not
--- yet committed, can together pass a ceiling by what each adds before it
--- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
--- how many such sessions it has).
+-- Locks nothing while the client is far from its ceilings: a lock of the
+-- client held to the end of every submit's transaction made a client's
+-- open transaction hold back its submits to every other scope, and one
+-- role often submits for every tenant of an application (the client lock
+-- of migration 0050, backed out). Near a ceiling (a count without the lock
+-- within a tenth of it, at least 1: pgjobs._near_ceiling) it takes the
+-- client's lock (pgjobs._lock_client_room, a row of
+-- pgjobs.client_room_locks, to the end of the transaction) and counts
+-- again, with a fresh snapshot (VOLATILE, under READ COMMITTED): there the
+-- client's submitting transactions count one after the other, so two
+-- sessions that each saw N-1 jobs no longer both pass a ceiling of N. A
+-- count without the lock misses the jobs other sessions of the client
+-- added and have not committed: sessions submitting at once can still pass
+-- a ceiling by however many of them, each adding one, exceed the margin
+-- (at most the ceiling each; a role's CONNECTION LIMIT bounds how many
+-- such sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
+-- keeps the transaction's snapshot and is no more exact than the first.
+-- A transaction that holds the lock (its client near a ceiling) holds back
+-- the client's other submits and retries near it until it ends, not other
+-- clients' nor administrators'. Locks: the client's row of
+-- pgjobs.client_room_locks, near a ceiling only.
 DECLARE
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
     v_pending integer;
     v_kinds integer;
+    v_locked boolean := false;
 BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
@@ -11037,58 +11133,74 @@ BEGIN
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
-    SELECT count(*) INTO v_pending
-      FROM (SELECT 1 FROM pgjobs.jobs j
-             WHERE j.submitted_by_oid = p_submitter
-               AND j.status IN ('queued', 'running', 'paused')
-             LIMIT v_max) s;
-    IF v_pending >= v_max THEN
-        RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
-                        'administrator allows a client',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
-            USING ERRCODE = '55006',
-            HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer needed '
-                          'with pgjobs.cancel(id), or ask an administrator to raise the '
-                          'ceiling with pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
-                          '(now %s).', v_max);
-    END IF;
-    IF pgjobs._builtin_kind(p_kind)
-       OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                   WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
-                     AND j.status IN ('queued', 'running', 'paused')) THEN
-        RETURN;  -- no new kind
-    END IF;
-    -- The client's distinct pending kinds, one index probe each (a loose
-    -- index scan of jobs_pending_submitter_idx), up to the ceiling.
-    WITH RECURSIVE k(kind) AS (
-        (SELECT j.kind FROM pgjobs.jobs j
-          WHERE j.submitted_by_oid = p_submitter
-            AND j.status IN ('queued', 'running', 'paused')
-          ORDER BY j.kind LIMIT 1)
-        UNION ALL
-        SELECT (SELECT j.kind FROM pgjobs.jobs j
+    LOOP
+        SELECT count(*) INTO v_pending
+          FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter
                    AND j.status IN ('queued', 'running', 'paused')
-                   AND j.kind > k.kind
-                 ORDER BY j.kind LIMIT 1)
-          FROM k WHERE k.kind IS NOT NULL)
-    SELECT count(*) INTO v_kinds
-      FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
-             LIMIT v_max_kinds) s;
-    IF v_kinds >= v_max_kinds THEN
-        RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or paused, '
-                        'the most an administrator allows a client; % would be one more',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text),
-                        v_max_kinds, quote_literal(p_kind)
-            USING ERRCODE = '55006',
-            HINT = format('Submit it under one of the kinds already pending (a kind names what '
-                          'a worker does; put what varies in the payload), wait for the jobs of '
-                          'a kind to end, or ask an administrator to raise the ceiling with '
-                          'pgjobs.set_defaults(''{"max_kinds_per_client": N}'') (now %s).',
-                          v_max_kinds);
-    END IF;
+                 LIMIT v_max) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_pending >= v_max THEN
+            RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
+                            'administrator allows a client',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max
+                USING ERRCODE = '55006',
+                HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer '
+                              'needed with pgjobs.cancel(id), or ask an administrator to raise '
+                              'the ceiling with '
+                              'pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
+                              '(now %s).', v_max);
+        END IF;
+        IF pgjobs._builtin_kind(p_kind)
+           OR EXISTS (SELECT 1 FROM pgjobs.jobs j
+                       WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
+                         AND j.status IN ('queued', 'running', 'paused')) THEN
+            RETURN;  -- no new kind
+        END IF;
+        -- The client's distinct pending kinds, one index probe each (a loose
+        -- index scan of jobs_pending_submitter_idx), up to the ceiling.
+        WITH RECURSIVE k(kind) AS (
+            (SELECT j.kind FROM pgjobs.jobs j
+              WHERE j.submitted_by_oid = p_submitter
+                AND j.status IN ('queued', 'running', 'paused')
+              ORDER BY j.kind LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.kind FROM pgjobs.jobs j
+                     WHERE j.submitted_by_oid = p_submitter
+                       AND j.status IN ('queued', 'running', 'paused')
+                       AND j.kind > k.kind
+                     ORDER BY j.kind LIMIT 1)
+              FROM k WHERE k.kind IS NOT NULL)
+        SELECT count(*) INTO v_kinds
+          FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
+                 LIMIT v_max_kinds) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_kinds >= v_max_kinds THEN
+            RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or '
+                            'paused, the most an administrator allows a client; % would be '
+                            'one more',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max_kinds, quote_literal(p_kind)
+                USING ERRCODE = '55006',
+                HINT = format('Submit it under one of the kinds already pending (a kind names '
+                              'what a worker does; put what varies in the payload), wait for '
+                              'the jobs of a kind to end, or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_kinds_per_client": N}'') '
+                              '(now %s).', v_max_kinds);
+        END IF;
+        RETURN;
+    END LOOP;
 END
 $$;
 
@@ -22863,6 +22975,22 @@ CREATE TABLE pgjobs._yoyo_version (
 ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 
 --
+-- Name: client_room_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.client_room_locks (
+    submitter_oid oid NOT NULL
+);
+
+ALTER TABLE pgjobs.client_room_locks OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE client_room_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.client_room_locks IS 'One row per client role (by oid) that came near one of its ceilings: its row lock serialises that client''s submits and retries while near them, so the ceilings are counted exactly (pgjobs._lock_client_room). Written only through pgjobs functions.';
+
+--
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23066,6 +23194,13 @@ ALTER TABLE ONLY pgjobs._yoyo_migration
 
 ALTER TABLE ONLY pgjobs._yoyo_version
     ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
+
+--
+-- Name: client_room_locks client_room_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.client_room_locks
+    ADD CONSTRAINT client_room_locks_pkey PRIMARY KEY (submitter_oid);
 
 --
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -24266,6 +24401,13 @@ REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _lock_client_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24363,6 +24505,13 @@ GRANT ALL ON FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) TO p
 
 REVOKE ALL ON FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _near_ceiling(p_count bigint, p_ceiling bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _normalize_uri(p_uri text, p_errcode text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -25650,6 +25799,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_migration TO pgjobs_admi
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
+
+--
+-- Name: TABLE client_room_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_room_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

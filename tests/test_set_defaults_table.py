@@ -38,7 +38,7 @@ def _set(conn: Conn, name: str, value: Any) -> Any:
 def test_every_integer_setting_is_held_to_its_range(conn: Conn) -> None:
     rows = _rows(conn)
     assert len(rows) >= 8
-    for name, low, high, description in rows:
+    for name, low, high, _description in rows:
         assert _set(conn, name, low)[name] == low
         assert _set(conn, name, high)[name] == high
         for bad in (low - 1, high + 1, float(low), str(low)):

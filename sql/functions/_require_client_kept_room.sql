@@ -1,7 +1,7 @@
 CREATE OR REPLACE FUNCTION pgjobs._require_client_kept_room(p_submitter oid)
 RETURNS void
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -21,7 +21,10 @@ AS $$
 -- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
 -- held to it, nor are jobs of a role that no longer exists (p_submitter
 -- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
--- Locks nothing (as pgjobs._require_client_room, and for the same reason).
+-- Locks nothing far from the ceiling; near it (pgjobs._near_ceiling) the
+-- client's row of pgjobs.client_room_locks (pgjobs._lock_client_room), and
+-- counts again under it, as pgjobs._require_client_room does and for the
+-- same reasons.
 DECLARE
     v_max integer;
     v_kept integer;
@@ -32,6 +35,12 @@ BEGIN
     v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
     SELECT count(*) INTO v_kept
       FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    IF pgjobs._near_ceiling(v_kept, v_max) THEN
+        PERFORM pgjobs._lock_client_room(p_submitter);
+        SELECT count(*) INTO v_kept  -- again, under the lock
+          FROM (SELECT 1 FROM pgjobs.jobs j
+                 WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    END IF;
     IF v_kept >= v_max THEN
         RAISE EXCEPTION 'role % already has % jobs kept (queued, running, paused, or finished '
                         'and not yet pruned), the most an administrator allows a client',
