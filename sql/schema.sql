@@ -3243,6 +3243,9 @@ CREATE FUNCTION pgjobs._defaults() RETURNS jsonb
 --   bytes of items of one fan-out job a client may give (pgjobs._items_add);
 --   max_rejects_per_job (integer, only when stored; else 1000): the highest
 --   max_rejects a client may give an import (pgjobs._submit_import_as);
+--   max_jobs_kept_per_client (integer, only when stored; else 100000): the
+--   jobs of every status a client may have kept
+--   (pgjobs._require_client_kept_room);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).
@@ -7095,6 +7098,10 @@ BEGIN
     -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
     PERFORM pgjobs._require_client_room(
         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
+    -- And so are the jobs it keeps, finished ones too until pgjobs.prune
+    -- (55006; set_defaults' max_jobs_kept_per_client): a new row each submit.
+    PERFORM pgjobs._require_client_kept_room(
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()));
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- A client's writers of one scope are capped (55006): each waits in
@@ -7207,6 +7214,52 @@ SELECT coalesce(sum(pg_catalog.pg_stat_get_xact_tuples_inserted(b.rel)), 0)::big
 $$;
 
 ALTER FUNCTION pgjobs._inserts_below(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: _integer_defaults(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._integer_defaults() RETURNS TABLE(name text, low bigint, high bigint, description text)
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The integer settings pgjobs.set_defaults takes, one row each in the order
+-- its hint lists them: the name, the lowest and highest value it accepts
+-- (pgjobs._option_int checks them), and what the hint says of it. One table,
+-- so a new setting is one row, not another copy of the check. Locks nothing.
+SELECT d.name, d.low, d.high, d.description
+  FROM (VALUES
+    (1, 'max_parallel', 1, 64, 'the most parts an export may ask for'),
+    (2, 'max_client_priority', -1000000, 1000000,
+     'the highest priority a non-administrator may give a job'),
+    (3, 'max_pending_writers', 1, 1000000,
+     'the most writing jobs a client may have one target and scope hold'),
+    (4, 'max_pending_per_client', 1, 10000000,
+     'the most jobs a client may have queued, running or paused'),
+    (5, 'max_kinds_per_client', 1, 100000,
+     'the most custom kinds a client may have such jobs of'),
+    (6, 'max_items_per_job', 1, 100000000, 'the most items a client may give one fan-out job'),
+    (7, 'max_item_bytes_per_job', 1, 2147483647,
+     'the most bytes of items a client may give one fan-out job'),
+    (8, 'max_rejects_per_job', 0, 1000000,
+     'the highest max_rejects a client may give an import'),
+    (9, 'max_jobs_kept_per_client', 1, 100000000,
+     'the most jobs a client may have kept, finished ones too until pgjobs.prune')
+  ) AS d(ord, name, low, high, description)
+ ORDER BY d.ord;
+$$;
+
+ALTER FUNCTION pgjobs._integer_defaults() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _integer_defaults(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._integer_defaults() IS 'The integer settings of pgjobs.set_defaults (name, lowest and highest value, what it bounds), in the order its hint lists them: one table that set_defaults checks every integer setting by.';
 
 --
 -- Name: _interval_fixed(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8316,6 +8369,49 @@ $$;
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
 --
+-- Name: _lock_client_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The lock of one client's ceilings, to the end of the transaction: the
+-- client's row of pgjobs.client_room_locks (made on first use, migration
+-- 0057) locked FOR UPDATE, which no client can lock (it needs UPDATE on
+-- the table). pgjobs._require_client_room and
+-- pgjobs._require_client_kept_room take it only when a count they made
+-- without it is near its ceiling (pgjobs._near_ceiling), then count again:
+-- near a ceiling a client's submitting transactions count one after the
+-- other, each seeing the jobs of those that committed before it; far from
+-- it they take no lock and never wait for each other. A row, never an
+-- advisory lock, which any role could take and hold, hanging the client
+-- (tests/test_trust_advisory_locks.py). Locks: that row.
+BEGIN
+    LOOP
+        PERFORM FROM pgjobs.client_room_locks l
+         WHERE l.submitter_oid = p_submitter
+           FOR UPDATE;
+        EXIT WHEN FOUND;
+        INSERT INTO pgjobs.client_room_locks (submitter_oid) VALUES (p_submitter)
+            ON CONFLICT DO NOTHING;
+    END LOOP;
+END
+$$;
+
+ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _lock_client_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction: the client''s ceilings are counted under it when near them.';
+
+--
 -- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -9210,6 +9306,36 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _near_ceiling(bigint, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a client's count made without a lock is near enough its ceiling
+-- that it is made again under the client's lock (pgjobs._lock_client_room):
+-- within a tenth of the ceiling, and at least 1, of it. Other sessions of
+-- the client may have added jobs not yet committed, which the count does
+-- not see: the margin is how many such jobs the ceiling stays exact for
+-- (more than that, submitted at once each by its own session, can pass the
+-- ceiling by what exceeds the margin). Locks nothing.
+SELECT p_count >= p_ceiling - greatest(p_ceiling / 10, 1);
+$$;
+
+ALTER FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _near_ceiling(p_count bigint, p_ceiling bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) IS 'Whether a count is within a tenth (at least 1) of its ceiling: a client''s ceilings are counted again under its lock (pgjobs._lock_client_room) from there.';
 
 --
 -- Name: _normalize_uri(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10877,11 +11003,79 @@ $$;
 ALTER FUNCTION pgjobs._require(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
 
 --
+-- Name: _require_client_kept_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- A client's room for one more job kept in pgjobs.jobs, of any status: at
+-- most set_defaults' max_jobs_kept_per_client (else 100000) jobs submitted
+-- by the role of oid p_submitter, queued, running, paused and finished but
+-- not yet pruned. Raises 55006 with a hint naming the setting and
+-- pgjobs.prune. Why: a finished job keeps its row, payload, items and
+-- import rejects until pgjobs.prune's retention, and max_pending_per_client
+-- counts unfinished jobs only, so a client that submitted, canceled (or
+-- failed) and submitted again in a loop was bounded by the retention alone.
+-- Called by pgjobs._insert_job_row, the one path every submit of every kind
+-- takes; not by a retry, which makes no new row. Administrators
+-- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
+-- held to it, nor are jobs of a role that no longer exists (p_submitter
+-- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
+-- Locks nothing far from the ceiling; near it (pgjobs._near_ceiling) the
+-- client's row of pgjobs.client_room_locks (pgjobs._lock_client_room), and
+-- counts again under it, as pgjobs._require_client_room does and for the
+-- same reasons.
+DECLARE
+    v_max integer;
+    v_kept integer;
+BEGIN
+    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
+    SELECT count(*) INTO v_kept
+      FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    IF pgjobs._near_ceiling(v_kept, v_max) THEN
+        PERFORM pgjobs._lock_client_room(p_submitter);
+        SELECT count(*) INTO v_kept  -- again, under the lock
+          FROM (SELECT 1 FROM pgjobs.jobs j
+                 WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
+    END IF;
+    IF v_kept >= v_max THEN
+        RAISE EXCEPTION 'role % already has % jobs kept (queued, running, paused, or finished '
+                        'and not yet pruned), the most an administrator allows a client',
+                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
+            USING ERRCODE = '55006',
+            HINT = format('Ask an administrator to prune finished jobs sooner with '
+                          'SELECT pgjobs.prune(''1 hour'') (or pgjobs prune --retention), or '
+                          'to raise the ceiling with '
+                          'pgjobs.set_defaults(''{"max_jobs_kept_per_client": N}'') (now %s).',
+                          v_max);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._require_client_kept_room(p_submitter oid) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) IS 'Raises 55006 when the role of the given oid, not an administrator, already has set_defaults'' max_jobs_kept_per_client jobs (default 100000) in pgjobs.jobs, finished or not: finished jobs keep their data until pgjobs.prune. Called by every submit of every kind.';
+
+--
 -- Name: _require_client_room(oid, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
 CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURNS void
-    LANGUAGE plpgsql STABLE
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -10904,20 +11098,34 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing, on purpose: a lock of the client held to the end of each
--- submit's transaction would make a client's open transaction hold back
--- its submits to every other scope (tests/test_trust_advisory_locks.py).
--- So a count sees the client's committed jobs and its own transaction's:
--- sessions of one client submitting at once, each in a transaction not
--- yet committed, can together pass a ceiling by what each adds before it
--- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
--- how many such sessions it has).
+-- Locks nothing while the client is far from its ceilings: a lock of the
+-- client held to the end of every submit's transaction made a client's
+-- open transaction hold back its submits to every other scope, and one
+-- role often submits for every tenant of an application (the client lock
+-- of migration 0050, backed out). Near a ceiling (a count without the lock
+-- within a tenth of it, at least 1: pgjobs._near_ceiling) it takes the
+-- client's lock (pgjobs._lock_client_room, a row of
+-- pgjobs.client_room_locks, to the end of the transaction) and counts
+-- again, with a fresh snapshot (VOLATILE, under READ COMMITTED): there the
+-- client's submitting transactions count one after the other, so two
+-- sessions that each saw N-1 jobs no longer both pass a ceiling of N. A
+-- count without the lock misses the jobs other sessions of the client
+-- added and have not committed: sessions submitting at once can still pass
+-- a ceiling by however many of them, each adding one, exceed the margin
+-- (at most the ceiling each; a role's CONNECTION LIMIT bounds how many
+-- such sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
+-- keeps the transaction's snapshot and is no more exact than the first.
+-- A transaction that holds the lock (its client near a ceiling) holds back
+-- the client's other submits and retries near it until it ends, not other
+-- clients' nor administrators'. Locks: the client's row of
+-- pgjobs.client_room_locks, near a ceiling only.
 DECLARE
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
     v_pending integer;
     v_kinds integer;
+    v_locked boolean := false;
 BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
@@ -10925,58 +11133,74 @@ BEGIN
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
-    SELECT count(*) INTO v_pending
-      FROM (SELECT 1 FROM pgjobs.jobs j
-             WHERE j.submitted_by_oid = p_submitter
-               AND j.status IN ('queued', 'running', 'paused')
-             LIMIT v_max) s;
-    IF v_pending >= v_max THEN
-        RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
-                        'administrator allows a client',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
-            USING ERRCODE = '55006',
-            HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer needed '
-                          'with pgjobs.cancel(id), or ask an administrator to raise the '
-                          'ceiling with pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
-                          '(now %s).', v_max);
-    END IF;
-    IF pgjobs._builtin_kind(p_kind)
-       OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                   WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
-                     AND j.status IN ('queued', 'running', 'paused')) THEN
-        RETURN;  -- no new kind
-    END IF;
-    -- The client's distinct pending kinds, one index probe each (a loose
-    -- index scan of jobs_pending_submitter_idx), up to the ceiling.
-    WITH RECURSIVE k(kind) AS (
-        (SELECT j.kind FROM pgjobs.jobs j
-          WHERE j.submitted_by_oid = p_submitter
-            AND j.status IN ('queued', 'running', 'paused')
-          ORDER BY j.kind LIMIT 1)
-        UNION ALL
-        SELECT (SELECT j.kind FROM pgjobs.jobs j
+    LOOP
+        SELECT count(*) INTO v_pending
+          FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter
                    AND j.status IN ('queued', 'running', 'paused')
-                   AND j.kind > k.kind
-                 ORDER BY j.kind LIMIT 1)
-          FROM k WHERE k.kind IS NOT NULL)
-    SELECT count(*) INTO v_kinds
-      FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
-             LIMIT v_max_kinds) s;
-    IF v_kinds >= v_max_kinds THEN
-        RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or paused, '
-                        'the most an administrator allows a client; % would be one more',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text),
-                        v_max_kinds, quote_literal(p_kind)
-            USING ERRCODE = '55006',
-            HINT = format('Submit it under one of the kinds already pending (a kind names what '
-                          'a worker does; put what varies in the payload), wait for the jobs of '
-                          'a kind to end, or ask an administrator to raise the ceiling with '
-                          'pgjobs.set_defaults(''{"max_kinds_per_client": N}'') (now %s).',
-                          v_max_kinds);
-    END IF;
+                 LIMIT v_max) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_pending >= v_max THEN
+            RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
+                            'administrator allows a client',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max
+                USING ERRCODE = '55006',
+                HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer '
+                              'needed with pgjobs.cancel(id), or ask an administrator to raise '
+                              'the ceiling with '
+                              'pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
+                              '(now %s).', v_max);
+        END IF;
+        IF pgjobs._builtin_kind(p_kind)
+           OR EXISTS (SELECT 1 FROM pgjobs.jobs j
+                       WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
+                         AND j.status IN ('queued', 'running', 'paused')) THEN
+            RETURN;  -- no new kind
+        END IF;
+        -- The client's distinct pending kinds, one index probe each (a loose
+        -- index scan of jobs_pending_submitter_idx), up to the ceiling.
+        WITH RECURSIVE k(kind) AS (
+            (SELECT j.kind FROM pgjobs.jobs j
+              WHERE j.submitted_by_oid = p_submitter
+                AND j.status IN ('queued', 'running', 'paused')
+              ORDER BY j.kind LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.kind FROM pgjobs.jobs j
+                     WHERE j.submitted_by_oid = p_submitter
+                       AND j.status IN ('queued', 'running', 'paused')
+                       AND j.kind > k.kind
+                     ORDER BY j.kind LIMIT 1)
+              FROM k WHERE k.kind IS NOT NULL)
+        SELECT count(*) INTO v_kinds
+          FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
+                 LIMIT v_max_kinds) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_kinds >= v_max_kinds THEN
+            RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or '
+                            'paused, the most an administrator allows a client; % would be '
+                            'one more',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max_kinds, quote_literal(p_kind)
+                USING ERRCODE = '55006',
+                HINT = format('Submit it under one of the kinds already pending (a kind names '
+                              'what a worker does; put what varies in the payload), wait for '
+                              'the jobs of a kind to end, or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_kinds_per_client": N}'') '
+                              '(now %s).', v_max_kinds);
+        END IF;
+        RETURN;
+    END LOOP;
 END
 $$;
 
@@ -22037,6 +22261,11 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   option "max_rejects" a submitter who is not an administrator may give
 --   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
 --   characters): 22023 above it (pgjobs._submit_import_as).
+--   max_jobs_kept_per_client (integer 1..100000000, default 100000): the
+--   most jobs of every kind and status a submitter who is not an
+--   administrator may have in pgjobs.jobs, finished ones too until
+--   pgjobs.prune deletes them: 55006 beyond it at a submit
+--   (pgjobs._require_client_kept_room).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -22047,33 +22276,27 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
     v_opt record;
-    v_known constant text := 'known defaults: notify_target_scope (boolean), '
-        || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
-        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
-        || 'non-administrator may give a job), '
-        || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
-        || 'have one target and scope hold), '
-        || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
-        || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
-        || 'custom kinds a client may have such jobs of), '
-        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
-        || 'one fan-out job), '
-        || 'max_item_bytes_per_job (integer 1 to 2147483647: the most bytes of items a client '
-        || 'may give one fan-out job), '
-        || 'max_rejects_per_job (integer 0 to 1000000: the highest max_rejects a client may '
-        || 'give an import), '
-        || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
-        || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
+    v_int record;
+    v_known text;
 BEGIN
+    -- Every integer setting is a row of pgjobs._integer_defaults: the hint
+    -- lists them from it and one check below holds each to its range.
+    SELECT 'known defaults: notify_target_scope (boolean), '
+           || string_agg(format('%s (integer %s to %s: %s)', d.name, d.low, d.high,
+                                d.description), ', ' ORDER BY d.ord)
+           || ', max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no '
+           || 'limit), page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum '
+           || '(boolean)'
+      INTO v_known
+      FROM pgjobs._integer_defaults() WITH ORDINALITY d(name, low, high, description, ord);
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
         RAISE EXCEPTION 'defaults must be a JSON object, not %', coalesce(p_options::text, 'NULL')
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
-                             'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client', 'max_items_per_job',
-                             'max_item_bytes_per_job', 'max_rejects_per_job')
+        SELECT d.name, d.low, d.high INTO v_int
+          FROM pgjobs._integer_defaults() d WHERE d.name = v_opt.key;
+        IF v_opt.key <> 'notify_target_scope' AND v_int.name IS NULL
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -22084,29 +22307,8 @@ BEGIN
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
-        IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
-        END IF;
-        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_per_client', v_opt.value, 1, 10000000);
-        END IF;
-        IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
-        END IF;
-        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
-        END IF;
-        IF v_opt.key = 'max_item_bytes_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_item_bytes_per_job', v_opt.value, 1, 2147483647);
-        END IF;
-        IF v_opt.key = 'max_rejects_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_rejects_per_job', v_opt.value, 0, 1000000);
+        IF v_int.name IS NOT NULL AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int(v_int.name, v_opt.value, v_int.low, v_int.high);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -22125,7 +22327,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -22773,6 +22975,22 @@ CREATE TABLE pgjobs._yoyo_version (
 ALTER TABLE pgjobs._yoyo_version OWNER TO SUPERUSER;
 
 --
+-- Name: client_room_locks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.client_room_locks (
+    submitter_oid oid NOT NULL
+);
+
+ALTER TABLE pgjobs.client_room_locks OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE client_room_locks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.client_room_locks IS 'One row per client role (by oid) that came near one of its ceilings: its row lock serialises that client''s submits and retries while near them, so the ceilings are counted exactly (pgjobs._lock_client_room). Written only through pgjobs functions.';
+
+--
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -22978,6 +23196,13 @@ ALTER TABLE ONLY pgjobs._yoyo_version
     ADD CONSTRAINT _yoyo_version_pkey PRIMARY KEY (version);
 
 --
+-- Name: client_room_locks client_room_locks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.client_room_locks
+    ADD CONSTRAINT client_room_locks_pkey PRIMARY KEY (submitter_oid);
+
+--
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23138,6 +23363,12 @@ CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHER
 --
 
 CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
+
+--
+-- Name: jobs_submitter_oid_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_submitter_oid_idx ON pgjobs.jobs USING btree (submitted_by_oid);
 
 --
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
@@ -24015,6 +24246,13 @@ REVOKE ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._inserts_below(p_target regclass) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _integer_defaults(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._integer_defaults() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._integer_defaults() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _interval_fixed(p_interval interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24163,6 +24401,13 @@ REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _lock_client_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24260,6 +24505,13 @@ GRANT ALL ON FUNCTION pgjobs._may_use_table(p_role name, p_target regclass) TO p
 
 REVOKE ALL ON FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._maybe_analyze(p_job pgjobs.jobs, p_scope_column name, p_done bigint) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _near_ceiling(p_count bigint, p_ceiling bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._near_ceiling(p_count bigint, p_ceiling bigint) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _normalize_uri(p_uri text, p_errcode text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -24416,6 +24668,13 @@ GRANT ALL ON FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OU
 
 REVOKE ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._require(p_target regclass, p_privilege text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _require_client_kept_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_client_kept_room(p_submitter oid) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_client_room(p_submitter oid, p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -25540,6 +25799,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_migration TO pgjobs_admi
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
+
+--
+-- Name: TABLE client_room_locks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_room_locks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

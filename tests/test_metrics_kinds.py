@@ -111,9 +111,12 @@ LABELS = {
 def _values(text: str, name: str, label: str) -> dict[str, float]:
     found: dict[str, list[float]] = {}
     for m in re.finditer(rf'^{name}\{{(.*)\}} (\S+)$', text, re.M):
-        value = re.search(rf'{label}="([^"]*)"', m.group(1))
+        # A label value escapes \\, " and newline (the exposition format).
+        value = re.search(rf'(?:^|,){label}="((?:[^"\\]|\\.)*)"', m.group(1))
         assert value is not None
-        found.setdefault(value.group(1), []).append(float(m.group(2)))
+        text_value = re.sub(r'\\(.)', lambda e: {"n": "\n"}.get(e.group(1), e.group(1)),
+                            value.group(1))
+        found.setdefault(text_value, []).append(float(m.group(2)))
     return {k: sum(v) if name == "pgjobs_jobs" else max(v) for k, v in found.items()}
 
 
@@ -144,3 +147,58 @@ def test_every_label_a_client_makes_is_bounded(label: str, many: int) -> None:
         assert values[OTHER] == expected
     else:
         assert OTHER not in values
+
+
+# Real names that look like the overflow value: a table or a worker named
+# _other (what the overflow was called until h44), and names close to
+# whatever it is called now. None of them may share a series with it.
+COLLIDERS = {
+    "target": ["_other", '"#other"', "public._other", '"_other"'],
+    "worker": ["_other", "other", "_other_"],
+}
+
+
+@pytest.mark.parametrize(("label", "name"),
+                         [(label, name) for label, names in sorted(COLLIDERS.items())
+                          for name in names])
+def test_a_real_name_never_shares_the_overflow_series(label: str, name: str) -> None:
+    """A table or worker actually named like the overflow value keeps a
+    series of its own: 25 other values (value i has i + 1 jobs) overflow,
+    the collider (100 jobs, the most) keeps its name and its count alone."""
+    from pgjobs.ui.metrics import LABEL_VALUES_SHOWN, OTHER, render
+
+    row, metric = LABELS[label]
+    stats: dict[str, list[Any]] = {"queue": [], "running": []}
+    for i in range(25):
+        for key, rows in row(i).items():
+            stats[key] += rows
+    if label == "target":
+        stats["queue"].append({"kind": "export", "status": "queued", "target": name,
+                               "jobs": 100})
+    else:
+        stats["running"] += [{"kind": "export", "rows_per_second": 0,
+                              "worker": f"{name}#tok{j}", "heartbeat_age_seconds": 1000}
+                             for j in range(100)]
+    text = render(stats, {"browsers": 0, "events": 0, "reconnects": 0}).decode()
+    values = _values(text, metric, label)
+    folded = 25 - (LABEL_VALUES_SHOWN - 1)   # values 0..folded-1 overflow
+    assert OTHER in values and name in values, sorted(values)
+    assert name != OTHER
+    if label == "target":
+        assert values[name] == 100
+        assert values[OTHER] == folded * (folded + 1) // 2
+    else:
+        assert values[name] == 1000
+        assert values[OTHER] == folded - 1
+
+
+def test_no_real_name_can_take_the_overflow_value() -> None:
+    """The overflow value is one no kind (a letter first), no target (a
+    regclass's text: an identifier with # is double-quoted) and no worker
+    name as shown (cut at its first #) can take."""
+    from pgjobs.ui.metrics import OTHER, worker_name
+
+    assert not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", OTHER)
+    assert not re.fullmatch(r'([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*', OTHER)
+    assert '"' not in OTHER
+    assert worker_name({"worker": OTHER + "#tok"}) != OTHER

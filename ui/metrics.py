@@ -44,8 +44,12 @@ BUILTIN_KINDS = ("backfill", "delete", "export", "import")
 # in the database as well). One helper, shown_values, decides for all.
 LABEL_VALUES_SHOWN = 20
 KINDS_SHOWN = LABEL_VALUES_SHOWN
-# No job kind starts with "_" (a kind starts with a letter): it never meets one.
-OTHER = "_other"
+# A value no real one can take, so the overflow never shares a series with
+# a real table, kind or worker: a kind starts with a letter, a target is a
+# regclass's text (a name with "#" in it is double-quoted), and a worker is
+# shown cut at its first "#" (worker_name). Until h44 it was "_other", the
+# name a table or a worker may really have.
+OTHER = "#other"
 OTHER_KINDS = OTHER
 
 
