@@ -78,7 +78,7 @@ BEGIN
             HINT = 'Submit the items as a new job with pgjobs.submit_items().';
     END IF;
     PERFORM pgjobs._items_array(p_items, false);  -- 22023: not an array
-    RETURN pgjobs._items_add(p_id, p_items);
+    RETURN pgjobs._leave(pgjobs._items_add(p_id, p_items));
 END
 $$;
 
@@ -226,7 +226,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('_allowed_scope_keys', p_caller);  -- 42501 for any other caller
     IF v_entries IS NULL THEN
-        RETURN v_keys;
+        RETURN pgjobs._leave(v_keys);
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
@@ -246,7 +246,7 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    RETURN v_keys;
+    RETURN pgjobs._leave(v_keys);
 END
 $$;
 
@@ -540,8 +540,9 @@ CREATE FUNCTION pgjobs._caller() RETURNS name
     AS $$
 -- The role a client call acts for: the current_user of its SECURITY
 -- INVOKER entry point (pgjobs.submit_delete, ...), which pgjobs._enter
--- keeps in pgjobs.caller for the duration of the SECURITY DEFINER internal
--- (pgjobs._submit_delete_as, ...). Not session_user nor the `role`
+-- keeps for the duration of the SECURITY DEFINER internal
+-- (pgjobs._submit_delete_as, ...), read through pgjobs._entered: a
+-- client's own setting, or one left by an earlier call, counts for nothing. Not session_user nor the `role`
 -- setting: code of a less privileged role (its SECURITY DEFINER function,
 -- its index expression during a superuser's ANALYZE) runs with that
 -- role's rights and must ask pgjobs with them. Outside a client call (an
@@ -549,7 +550,7 @@ CREATE FUNCTION pgjobs._caller() RETURNS name
 -- PL/pgSQL rather than SQL: a SQL function with SET clauses is not
 -- inlined and is planned again on every call (every client call makes one).
 BEGIN
-    RETURN coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
+    RETURN coalesce((pgjobs._entered())[2]::name, current_user);
 END
 $$;
 
@@ -586,7 +587,7 @@ BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
-        RETURN pgjobs._items_stop(p_id, 'canceled');  -- the job and its items, at once
+        RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'canceled'));  -- the job and its items, at once
     END IF;
     -- A queued or paused job has no owner to tell: it ends here.
     IF v_job.status IN ('queued', 'paused') THEN
@@ -602,14 +603,14 @@ BEGIN
             PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
         END IF;
         PERFORM pgjobs._notify(v_job, 'canceled');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' THEN
         UPDATE pgjobs.jobs
            SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     END IF;
-    RETURN false;
+    RETURN pgjobs._leave(false);
 END
 $$;
 
@@ -818,7 +819,7 @@ BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);  -- as pgjobs.jobs stores it; 22023
-    RETURN pgjobs._channel_name(p_target, v_scope);
+    RETURN pgjobs._leave(pgjobs._channel_name(p_target, v_scope));
 END
 $$;
 
@@ -2689,8 +2690,8 @@ CREATE FUNCTION pgjobs._compiling_against(p_target regclass) RETURNS void
 -- than recording columns the job was not compiled against. (Not a lock on
 -- the table: a submit without a filter reads no row of it, and so never
 -- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
--- caller's function-level settings scope it: the setting reverts when the
--- submit returns. Locks nothing.
+-- submit clears it as it returns (pgjobs._leave); a submit that fails
+-- instead is undone with its (sub)transaction. Locks nothing.
 BEGIN
     PERFORM set_config('pgjobs.compiled_columns',
                        p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),
@@ -2753,13 +2754,13 @@ CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS 
 BEGIN
     p_caller := pgjobs._enter('_confined_targets', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._require_self(p_caller, p_role);
-    RETURN ARRAY(SELECT c.oid::regclass
+    RETURN pgjobs._leave(ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c
                   WHERE c.relrowsecurity
                     AND pgjobs._row_security_rule(
                             c.oid::regclass, p_role,
                             coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false))
-                  ORDER BY c.oid);
+                  ORDER BY c.oid));
 END
 $$;
 
@@ -4585,7 +4586,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
     IF v_job IS NULL THEN
-        RETURN NULL;
+        RETURN pgjobs._leave(NULL::text);
     END IF;
     -- The very relation just found (by oid), not whatever the name reads as.
     EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
@@ -4594,9 +4595,9 @@ BEGIN
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                    WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
-        RETURN NULL;
+        RETURN pgjobs._leave(NULL::text);
     END IF;
-    RETURN 'waiting for the engine: next tick within 60 s';
+    RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);
 END
 $$;
 
@@ -4625,9 +4626,15 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
--- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
--- p_entry, for the rest of the internal's call (transaction-local settings,
--- which the internal's own SET clauses undo when it returns).
+-- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
+-- p_entry, for the rest of the internal's call: the transaction-local
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
+-- keeps them, counted only while the internal is on the stack at that
+-- depth (pgjobs._entered), and cleared when it returns (every internal
+-- returns through pgjobs._leave). Not a function SET clause: SET clauses on
+-- a placeholder setting need the SET privilege on it, which PostgreSQL 15
+-- grants only to superusers, so pgjobs migrate by a database owner failed.
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -4658,13 +4665,95 @@ BEGIN
             HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
-    PERFORM set_config('pgjobs.caller', p_caller, true);
-    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
+    -- line 2 is the internal: cardinality - 1 lines from the bottom
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_lines) - 1),
+                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;
 
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
+
+--
+-- Name: _entered(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._entered() RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The client call now running, as ARRAY[entry, caller, depth], or NULL
+-- when no client call is running. pgjobs._enter keeps each call in a
+-- setting named by its depth on the call stack (pgjobs.call_<depth>:
+-- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
+-- frame pair on the stack that is an internal pgjobs._<x>_as called by its
+-- entry point pgjobs.<x> decides: honoured only when the setting at that
+-- frame's depth names that entry, which _enter set when the frame began
+-- (a nested client call keeps its own depth, so the outer call's setting
+-- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- so a setting alone proves nothing: a value a client set, or one left by
+-- an earlier call of the transaction or session, counts only while a live
+-- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- Such a frame pair with no matching setting (code that ran inside the
+-- call changed it) is refused (42501) rather than read as "no call",
+-- which would let the internal's SECURITY DEFINER rights pass for the
+-- caller's. The frame text is read as pgjobs._enter reads it (the text
+-- before the name off line 1, translated by lc_messages).
+-- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
+-- Locks nothing.
+DECLARE
+    v_ctx text;
+    v_lines text[];
+    v_n integer;
+    v_prefix text;
+    v_rest text;
+    v_body text;
+    v_slot text;
+    v_entry text;
+BEGIN
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_n := cardinality(v_lines);
+    IF strpos(v_lines[1], 'pgjobs._entered(') = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._entered(') - 1);
+    FOR i IN 2 .. v_n - 1 LOOP
+        CONTINUE WHEN NOT starts_with(v_lines[i], v_prefix || 'pgjobs._');
+        v_rest := substr(v_lines[i], length(v_prefix) + 1);
+        v_body := substring(v_rest FROM '^pgjobs\._([a-z_]+)_as\(');
+        CONTINUE WHEN v_body IS NULL
+            OR NOT (starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_body || '(')
+                    OR starts_with(v_lines[i + 1], v_prefix || 'pgjobs._' || v_body || '('));
+        v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_entry := nullif(split_part(v_slot, '/', 1), '');
+        IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
+           OR NOT starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_entry || '(')
+           OR length(v_slot) <= length(v_entry) + 1 THEN
+            RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
+                            coalesce(v_entry, v_body)
+                USING ERRCODE = '42501',
+                      HINT = 'pgjobs.call_* settings belong to the engine: do not set them, '
+                             'and call the pgjobs entry point again.';
+        END IF;
+        RETURN ARRAY[v_entry, substr(v_slot, length(v_entry) + 2), (v_n - i + 1)::text];
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._entered() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _entered(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._entered() IS 'Internal: the client call now running as ARRAY[entry, caller, depth], or NULL: the setting pgjobs._enter keeps for a call counts only while that call''s _as frame is on the stack at its depth, never as a client or an earlier call left it.';
 
 --
 -- Name: _entry_privilege(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8339,6 +8428,50 @@ $$;
 ALTER FUNCTION pgjobs._kind_privilege(p_kind text) OWNER TO SUPERUSER;
 
 --
+-- Name: _leave(anyelement); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._leave(p_value anyelement) RETURNS anyelement
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The last call of every SECURITY DEFINER internal pgjobs._<entry>_as:
+-- RETURN pgjobs._leave(<its result>). Clears the setting pgjobs._enter
+-- set for the call (pgjobs.call_<depth>, found by pgjobs._entered: the
+-- innermost running call, which is the internal returning, since its
+-- result was computed before this runs) and, after a submit, the setting
+-- pgjobs.compiled_columns (pgjobs._compiling_against), so that neither
+-- outlives the call: no later code of the transaction, or of the session
+-- when the call ran outside a transaction block, sees the role the call
+-- acted for. The settings are transaction-local: a call that fails
+-- instead is undone with its (sub)transaction. Returns p_value.
+-- Locks nothing.
+DECLARE
+    v_call text[] := pgjobs._entered();
+BEGIN
+    IF v_call IS NOT NULL THEN
+        PERFORM set_config('pgjobs.call_' || v_call[3], '', true);
+        IF starts_with(v_call[1], 'submit') THEN
+            PERFORM set_config('pgjobs.compiled_columns', '', true);
+        END IF;
+    END IF;
+    RETURN p_value;
+END
+$$;
+
+ALTER FUNCTION pgjobs._leave(p_value anyelement) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _leave(p_value anyelement); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._leave(p_value anyelement) IS 'Internal: returns its argument after clearing the settings pgjobs._enter (and pgjobs._compiling_against) set for the client call now returning.';
+
+--
 -- Name: _literal_text(anyelement); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8781,7 +8914,7 @@ BEGIN
     IF FOUND THEN
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
-    RETURN pgjobs._mask(p_target, p_scope);
+    RETURN pgjobs._leave(pgjobs._mask(p_target, p_scope));
 END
 $$;
 
@@ -10092,27 +10225,27 @@ BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout AND v_job.status = 'running' THEN
-        RETURN pgjobs._items_stop(p_id, 'paused');  -- no owner to tell: paused at once
+        RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'paused'));  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'paused');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' AND v_job.cancel_requested_at IS NOT NULL THEN
         RAISE EXCEPTION 'job % is being canceled', p_id USING ERRCODE = '55000',
             HINT = 'A canceled job stops at its next page; requeue it afterwards with '
                    'pgjobs.retry(id).';
     ELSIF v_job.status = 'running' THEN
         IF v_job.pause_requested_at IS NOT NULL THEN
-            RETURN false;
+            RETURN pgjobs._leave(false);
         END IF;
         UPDATE pgjobs.jobs SET pause_requested_at = now(), updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'paused' THEN
-        RETURN false;
+        RETURN pgjobs._leave(false);
     END IF;
     RAISE EXCEPTION 'job % (%) cannot be paused', p_id, v_job.status
         USING ERRCODE = '55000',
@@ -10275,7 +10408,7 @@ BEGIN
           INTO v_blocked_rows, v_blocked_first
           FROM pgjobs._set_blocked_rows(v_reg, v_scope, v_predicate, v_options -> 'set') b;
     END IF;
-    RETURN CASE WHEN v_options ? 'set' THEN jsonb_build_object(
+    RETURN pgjobs._leave(CASE WHEN v_options ? 'set' THEN jsonb_build_object(
                'non_object_rows', v_blocked_rows, 'non_object_first', v_blocked_first)
                 ELSE '{}'::jsonb END
            || jsonb_build_object(
@@ -10290,7 +10423,7 @@ BEGIN
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
-                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms);
+                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms));
 END
 $_$;
 
@@ -11218,14 +11351,15 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- The first check of a client call (pgjobs._enter set pgjobs.caller) on
+-- The first check of a client call (pgjobs._enter; read through
+-- pgjobs._entered, so a client's own setting counts for nothing) on
 -- p_target, made before anything reads the registry: the caller holds
 -- every privilege the call needs, decided from the call alone, never from
 -- the registration. p_privilege (comma-separated, each required) where the
 -- arguments decide it (pgjobs.submit and submit_items: the kind's,
 -- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
 -- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
--- the entry's own (pgjobs._entry_privilege of setting pgjobs.entry).
+-- the entry's own (pgjobs._entry_privilege of the entry).
 -- Table-level privileges, as the checks after it ask them, except for
 -- submit_import, whose columns are known only from the registration and
 -- the source: there the privilege on any one column. An entry that names
@@ -11239,8 +11373,9 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
 -- whose arguments decide calls it before them. Locks nothing.
 DECLARE
-    v_caller name := nullif(current_setting('pgjobs.caller', true), '');
-    v_entry text := current_setting('pgjobs.entry', true);
+    v_call text[] := pgjobs._entered();
+    v_caller name := v_call[2];
+    v_entry text := v_call[1];
     v_needs text;
     v_any_column boolean;
     v_privilege text;
@@ -12040,11 +12175,11 @@ BEGIN
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL THEN
         UPDATE pgjobs.jobs SET pause_requested_at = NULL, updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     END IF;
     RAISE EXCEPTION 'job % (%) is not paused', p_id, v_job.status
         USING ERRCODE = '55000',
@@ -12240,7 +12375,7 @@ BEGIN
      WHERE id = p_id
     RETURNING * INTO v_job;
     PERFORM pgjobs._notify(v_job, 'submitted');
-    RETURN true;
+    RETURN pgjobs._leave(true);
 END
 $$;
 
@@ -12436,8 +12571,8 @@ CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclas
 BEGIN
     p_caller := pgjobs._enter('_row_security_confines', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._require_self(p_caller, p_role);
-    RETURN pgjobs._row_security_rule(
-        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false));
+    RETURN pgjobs._leave(pgjobs._row_security_rule(
+        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));
 END
 $$;
 
@@ -15128,7 +15263,7 @@ BEGIN
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -15261,7 +15396,7 @@ BEGIN
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',
                        'replace_non_objects'],
         v_selection.predicate, v_assignments, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -15357,7 +15492,7 @@ BEGIN
     -- parsed back out of the predicate's text.
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
      WHERE j.id = v_job.id;
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -15643,7 +15778,7 @@ BEGIN
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -15840,7 +15975,7 @@ BEGIN
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
               'allow_unknown_fields', 'replace_non_objects'],
         NULL, NULL, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -15895,7 +16030,7 @@ BEGIN
     PERFORM pgjobs._items_add(v_job.id, p_items);
     SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
     PERFORM pgjobs._notify(v_job, 'submitted');
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $_$;
 
@@ -17889,7 +18024,7 @@ BEGIN
         p_limit);
     BEGIN
         EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;
-        RETURN v_rows;
+        RETURN pgjobs._leave(v_rows);
     EXCEPTION WHEN data_exception THEN
         IF p_after IS NOT NULL THEN
             BEGIN
@@ -17964,7 +18099,7 @@ BEGIN
              ELSE pgjobs._mask_candidates(p_target, v_canonical, true) END,
         v_mask);
     EXECUTE v_query INTO v_count;
-    RETURN v_count;
+    RETURN pgjobs._leave(v_count);
 END
 $$;
 
@@ -24000,6 +24135,13 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _entered(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._entered() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._entered() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _entry_privilege(p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24392,6 +24534,13 @@ GRANT ALL ON FUNCTION pgjobs._key_index(p_target regclass, p_scope name, p_key n
 
 REVOKE ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._kind_privilege(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _leave(p_value anyelement); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._leave(p_value anyelement) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._leave(p_value anyelement) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _literal_text(p_value anyelement); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

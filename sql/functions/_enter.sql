@@ -18,9 +18,15 @@ AS $$
 -- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
--- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
--- p_entry, for the rest of the internal's call (transaction-local settings,
--- which the internal's own SET clauses undo when it returns).
+-- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
+-- p_entry, for the rest of the internal's call: the transaction-local
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
+-- keeps them, counted only while the internal is on the stack at that
+-- depth (pgjobs._entered), and cleared when it returns (every internal
+-- returns through pgjobs._leave). Not a function SET clause: SET clauses on
+-- a placeholder setting need the SET privilege on it, which PostgreSQL 15
+-- grants only to superusers, so pgjobs migrate by a database owner failed.
 --
 -- The check reads the call stack: line 1 is this function, line 2 the
 -- internal (it calls this in an assignment: no SQL statement line), line 3
@@ -51,8 +57,9 @@ BEGIN
             HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
-    PERFORM set_config('pgjobs.caller', p_caller, true);
-    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
+    -- line 2 is the internal: cardinality - 1 lines from the bottom
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_lines) - 1),
+                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;

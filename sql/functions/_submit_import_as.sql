@@ -192,6 +192,6 @@ BEGIN
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
               'allow_unknown_fields', 'replace_non_objects'],
         NULL, NULL, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

@@ -1,0 +1,75 @@
+CREATE OR REPLACE FUNCTION pgjobs._entered()
+RETURNS text[]
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The client call now running, as ARRAY[entry, caller, depth], or NULL
+-- when no client call is running. pgjobs._enter keeps each call in a
+-- setting named by its depth on the call stack (pgjobs.call_<depth>:
+-- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
+-- frame pair on the stack that is an internal pgjobs._<x>_as called by its
+-- entry point pgjobs.<x> decides: honoured only when the setting at that
+-- frame's depth names that entry, which _enter set when the frame began
+-- (a nested client call keeps its own depth, so the outer call's setting
+-- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- so a setting alone proves nothing: a value a client set, or one left by
+-- an earlier call of the transaction or session, counts only while a live
+-- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- Such a frame pair with no matching setting (code that ran inside the
+-- call changed it) is refused (42501) rather than read as "no call",
+-- which would let the internal's SECURITY DEFINER rights pass for the
+-- caller's. The frame text is read as pgjobs._enter reads it (the text
+-- before the name off line 1, translated by lc_messages).
+-- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
+-- Locks nothing.
+DECLARE
+    v_ctx text;
+    v_lines text[];
+    v_n integer;
+    v_prefix text;
+    v_rest text;
+    v_body text;
+    v_slot text;
+    v_entry text;
+BEGIN
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_n := cardinality(v_lines);
+    IF strpos(v_lines[1], 'pgjobs._entered(') = 0 THEN
+        RETURN NULL;
+    END IF;
+    v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._entered(') - 1);
+    FOR i IN 2 .. v_n - 1 LOOP
+        CONTINUE WHEN NOT starts_with(v_lines[i], v_prefix || 'pgjobs._');
+        v_rest := substr(v_lines[i], length(v_prefix) + 1);
+        v_body := substring(v_rest FROM '^pgjobs\._([a-z_]+)_as\(');
+        CONTINUE WHEN v_body IS NULL
+            OR NOT (starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_body || '(')
+                    OR starts_with(v_lines[i + 1], v_prefix || 'pgjobs._' || v_body || '('));
+        v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_entry := nullif(split_part(v_slot, '/', 1), '');
+        IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
+           OR NOT starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_entry || '(')
+           OR length(v_slot) <= length(v_entry) + 1 THEN
+            RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
+                            coalesce(v_entry, v_body)
+                USING ERRCODE = '42501',
+                      HINT = 'pgjobs.call_* settings belong to the engine: do not set them, '
+                             'and call the pgjobs entry point again.';
+        END IF;
+        RETURN ARRAY[v_entry, substr(v_slot, length(v_entry) + 2), (v_n - i + 1)::text];
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs._entered() IS
+'Internal: the client call now running as ARRAY[entry, caller, depth], or NULL: the setting '
+'pgjobs._enter keeps for a call counts only while that call''s _as frame is on the stack at '
+'its depth, never as a client or an earlier call left it.';
