@@ -16,9 +16,9 @@ included.
 
 Each case makes the look miss the object (it is created just after every
 look answers; ``memory://``'s look answers no anyway), so only the final
-write's condition stands between it and the export. Azure runs on Azurite (skipped when not installed) with the
-account key hidden from the block-list kind (``azblob.service``), so the
-parts are staged.
+write's condition stands between it and the export. Azure runs on Azurite
+(skipped when not installed) with the account key hidden from the
+block-list kind (``azblob.service``), so the parts are staged.
 """
 
 from __future__ import annotations
