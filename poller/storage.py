@@ -1641,18 +1641,11 @@ def create(uri: str, data: bytes) -> bool:
     :func:`_condition_refused`) is sent a plain PUT after that check, with a
     warning: the object is written, never over one that was there when
     asked; only one created at that very moment is not seen. ``memory://`` is
-    not looked at (:func:`taken`: its objects live in this worker's process,
-    which serves one database) but written in obstore's create mode, atomic
-    in the process: an object there (another job's, anyone's) is never
-    replaced."""
+    written as :func:`write` does: its objects live in this worker's process,
+    which serves one database (:func:`taken`)."""
     loc = parse(uri)
     if _one_database(loc):
-        try:
-            obstore.put(store_for(loc), loc.path, data, mode="create")
-        except AlreadyExistsError:
-            return False
-        except Exception as exc:
-            raise storage_error(exc, f"cannot write {uri}") from exc
+        write(uri, data)
         return True
     if loc.scheme == "file":
         try:

@@ -6,8 +6,9 @@ credentials only obstore handles, ``s3://`` with parts under 5 MiB): parts go to
 of part numbers per owner; :meth:`StagedUpload.finish` streams them, in order,
 into one atomic write of the object, so nothing is visible at its key before
 that, and never over an object there (:class:`KeyTaken`): on S3 a native
-multipart upload completed with ``If-None-Match: *``, on ``memory://`` and
-``az://`` (up to :data:`CREATE_MAX` bytes) one put in obstore's create mode.
+multipart upload completed with ``If-None-Match: *``, on ``az://`` (up to
+:data:`CREATE_MAX` bytes) one put in obstore's create mode; ``memory://``
+and larger ``az://`` objects: one plain put after the exporter's look.
 """
 
 from __future__ import annotations
@@ -97,17 +98,20 @@ class StagedUpload(Upload):
     def finish(self) -> tuple[int, str]:
         """Join the parts into the object, never over one at its key
         (:class:`KeyTaken`): ``s3://`` re-chunks them into a native multipart
-        upload completed with ``If-None-Match: *``; ``memory://``, and ``az://``
-        objects up to :data:`CREATE_MAX` bytes, one put in obstore's create mode
-        (Azure ``If-None-Match: *``). A larger ``az://`` object (the put would
-        hold it all in memory) is one plain multipart put, after the exporter's
+        upload completed with ``If-None-Match: *``; ``az://`` objects up to
+        :data:`CREATE_MAX` bytes, one put in obstore's create mode (Azure
+        ``If-None-Match: *``). A larger ``az://`` object (the put would hold it
+        all in memory), and ``memory://`` (one process, one database: see
+        docs/exports.md), are one plain multipart put, after the exporter's
         look. With part digests, each part's bytes are checked on the way and a
         mismatch aborts the write (nothing visible)."""
         if self.location.scheme == "s3":
             return self._finish_s3()
         total = (sum(int(size) for size, _ in self._digests)
                  if self._digests is not None else None)
-        create = self.location.scheme == "memory" or (total is not None and total <= CREATE_MAX)
+        # memory:// stays a plain put: see docs/exports.md (its objects live in
+        # the worker's process, which serves one database; never "taken").
+        create = self.location.scheme == "az" and total is not None and total <= CREATE_MAX
         if create:
             try:
                 return self._put(conditional=True)
