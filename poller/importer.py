@@ -390,6 +390,8 @@ class Importer:
         # rejects_uri once this attempt created it or found it created.
         self.rejects_created: str | None = None
         self.rejects_renamed = False  # this attempt changed the name: the above say
+        # (bytes, sha256) the rejects object was read back as (_check_rejects).
+        self.rejects_written: tuple[int, str] = (0, "")
 
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
@@ -894,6 +896,7 @@ class Importer:
             "gzip": self.gzip}
         if result["rejected"]:
             result["rejects_uri"] = self._write_rejects()
+            result["rejects_bytes"], result["rejects_sha256"] = self.rejects_written
         else:
             self._clear_rejects()
         ok = self.control.call(lambda c: db.complete(c, self.job_id, self.worker, result))
@@ -926,6 +929,28 @@ class Importer:
         data = "".join(json.dumps({"line": r["line"], "reason": r["reason"],
                                    "record": r["record"]}, ensure_ascii=False) + "\n"
                        for r in rows).encode()
+        uri = self._place_rejects(data)
+        self._check_rejects(uri, data)
+        return uri
+
+    def _check_rejects(self, uri: str, data: bytes) -> None:
+        """Read the rejects object back: it must hold exactly ``data`` (size and
+        SHA-256, recorded in the result as ``rejects_bytes``/``rejects_sha256``)
+        before the job may end on it. A store that acknowledged a write it did
+        not keep whole fails the attempt (retryably: the object is recorded as
+        the job's, so the retry writes it again), never a success naming wrong
+        bytes."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        if not storage.holds(uri, sha256):
+            raise StorageError(
+                f"the rejects object {uri} of job {self.job_id} does not hold the "
+                f"{len(data)} bytes (sha256 {sha256}) just written", retryable=True,
+                hint=f"check the storage behind {self.storage_uri}; the job retries "
+                     f"(pgjobs.retry({self.job_id}) once it has failed for good)")
+        self.rejects_written = (len(data), sha256)
+
+    def _place_rejects(self, data: bytes) -> str:
+        """:meth:`_write_rejects`'s object: written, its URI."""
         named = self._named_rejects()
         created = named is not None and self._created(named)
         if named is not None and storage.within(named, self.storage_uri):

@@ -4,29 +4,41 @@ For stores whose own resumable mechanism pgjobs cannot use (``az://`` with
 credentials only obstore handles, ``s3://`` with parts under 5 MiB): parts go to
 ``{destination prefix}.pgjobs-staging/{job}/{token}/{n}``, checkpointed as runs
 of part numbers per owner; :meth:`StagedUpload.finish` streams them, in order,
-into one (internally multipart, atomic) put of the object, so nothing is
-visible at its key before that.
+into one atomic write of the object, so nothing is visible at its key before
+that, and never over an object there (:class:`KeyTaken`): on S3 a native
+multipart upload completed with ``If-None-Match: *``, on ``az://`` (up to
+:data:`CREATE_MAX` bytes) one put in obstore's create mode; ``memory://``
+and larger ``az://`` objects: one plain put after the exporter's look.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from obstore.exceptions import AlreadyExistsError
+
+from pgjobs.poller import s3client as s3
+from pgjobs.poller import upload_s3
 from pgjobs.poller.gcs import calls as obstore  # as storage uses it: gs:// via Google
 from pgjobs.poller.storage import (
     COMPOSE_CHUNK,
     NOT_FOUND,
     Location,
+    StorageError,
+    _condition_refused,
+    create,
     delete_prefix,
     storage_error,
     store_for,
 )
 from pgjobs.poller.upload import (
     CannotResume,
+    KeyTaken,
     PartDigests,
     Upload,
     add_to_runs,
@@ -34,6 +46,13 @@ from pgjobs.poller.upload import (
     require_staged,
     run_parts,
 )
+
+log = logging.getLogger("pgjobs.storage")
+
+CREATE_MAX = 64 * 1024 * 1024
+"""The largest ``az://`` object a staged upload joins by one conditional put
+(obstore's create mode holds the whole object in memory); a larger one is one
+plain multipart put after the exporter's look (see docs/exports.md)."""
 
 
 class StagedUpload(Upload):
@@ -77,8 +96,97 @@ class StagedUpload(Upload):
         return {"staging": self._staging, "runs": self._runs}
 
     def finish(self) -> tuple[int, str]:
-        """Compose the parts into the object; with part digests, each part's bytes
-        are checked on the way and a mismatch aborts the put (nothing visible)."""
+        """Join the parts into the object, never over one at its key
+        (:class:`KeyTaken`): ``s3://`` re-chunks them into a native multipart
+        upload completed with ``If-None-Match: *``; ``az://`` objects up to
+        :data:`CREATE_MAX` bytes, one put in obstore's create mode (Azure
+        ``If-None-Match: *``). A larger ``az://`` object (the put would hold it
+        all in memory), and ``memory://`` (one process, one database: see
+        docs/exports.md), are one plain multipart put, after the exporter's
+        look. With part digests, each part's bytes are checked on the way and a
+        mismatch aborts the write (nothing visible)."""
+        if self.location.scheme == "s3":
+            return self._finish_s3()
+        total = (sum(int(size) for size, _ in self._digests)
+                 if self._digests is not None else None)
+        # memory:// stays a plain put: see docs/exports.md (its objects live in
+        # the worker's process, which serves one database; never "taken").
+        create = self.location.scheme == "az" and total is not None and total <= CREATE_MAX
+        if create:
+            try:
+                return self._put(conditional=True)
+            except KeyTaken:
+                raise
+            except StorageError as exc:
+                if not (exc.__cause__ is not None and _condition_refused(exc.__cause__)):
+                    raise
+                log.warning("%s refused a conditional write (If-None-Match: *): %s; %s is "
+                            "written after the export's look at the key", self.location.base,
+                            exc, self.location.uri)
+        return self._put(conditional=False)
+
+    def _checked_blocks(self, check: PartDigests | None, digest: Any) -> Iterator[bytes]:
+        """The staged parts' bytes in order, each checked against its digest (a
+        mismatch raises before the block that shows it is handed on)."""
+        for path in self._parts():
+            try:
+                result = obstore.get(self._store, path)
+            except NOT_FOUND:
+                raise CannotResume(f"staged part {path} is gone") from None
+            except Exception as exc:
+                raise storage_error(exc, f"cannot read {self.location.base}/{path}") from exc
+            for block in result.stream(min_chunk_size=COMPOSE_CHUNK):
+                item = bytes(block)
+                if check is not None:
+                    check.update(item)
+                digest.update(item)
+                yield item
+        if check is not None:
+            check.finish()
+
+    def _finish_s3(self) -> tuple[int, str]:
+        """The parts (below S3's 5 MiB minimum) re-chunked into parts of
+        COMPOSE_CHUNK bytes of a native multipart upload, completed only where
+        no object is (:func:`upload_s3.complete_new`); an empty object through
+        :func:`storage.create`. The upload is aborted unless it completed."""
+        digest = hashlib.sha256()
+        check = PartDigests(self._digests, whole=False) if self._digests is not None else None
+        client = s3.Client(self.location.base.split("://", 1)[1])
+        key = self.location.path
+        try:
+            upload_id = client.create(key)
+        except s3.S3Error as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        completed = False
+        try:
+            etags: list[str] = []
+            size = 0
+            buffer = bytearray()
+            for block in self._checked_blocks(check, digest):
+                buffer += block
+                size += len(block)
+                if len(buffer) >= COMPOSE_CHUNK:
+                    etags.append(client.upload_part(key, upload_id, len(etags) + 1, buffer)[0])
+                    buffer = bytearray()
+            if size == 0:
+                if not create(self.location.uri, b""):
+                    raise KeyTaken(f"{self.location.uri} exists")
+            else:
+                if buffer:
+                    etags.append(client.upload_part(key, upload_id, len(etags) + 1, buffer)[0])
+                upload_s3.complete_new(client, self.location, upload_id, etags)
+                completed = True
+            self.created = True
+        except s3.S3Error as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        finally:
+            if not completed:
+                upload_s3.abort_later(self.location, upload_id)
+        return size, digest.hexdigest()
+
+    def _put(self, *, conditional: bool) -> tuple[int, str]:
+        """One streaming put of the parts (``conditional``: in obstore's create
+        mode, :class:`KeyTaken` when an object is at the key)."""
         digest = hashlib.sha256()
         check = PartDigests(self._digests, whole=False) if self._digests is not None else None
         size = 0
@@ -89,20 +197,15 @@ class StagedUpload(Upload):
 
         def read_parts() -> None:
             try:
-                for path in self._parts():
-                    try:
-                        result = obstore.get(self._store, path)
-                    except NOT_FOUND:
-                        raise CannotResume(f"staged part {path} is gone") from None
-                    for block in result.stream(min_chunk_size=COMPOSE_CHUNK):
-                        while not abandon.is_set():
-                            try:
-                                blocks.put(bytes(block), timeout=0.5)
-                                break
-                            except queue.Full:
-                                continue
-                        if abandon.is_set():
-                            return
+                for block in self._checked_blocks(check, digest):
+                    while not abandon.is_set():
+                        try:
+                            blocks.put(block, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if abandon.is_set():
+                        return
                 blocks.put(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 blocks.put(exc)
@@ -112,25 +215,25 @@ class StagedUpload(Upload):
             while True:
                 item = blocks.get()
                 if item is None:
-                    if check is not None:
-                        check.finish()
                     return
                 if isinstance(item, BaseException):
                     raise item
-                if check is not None:
-                    check.update(item)
-                digest.update(item)
                 size += len(item)
                 yield item
 
         reader = threading.Thread(target=read_parts, name="pgjobs-compose", daemon=True)
         reader.start()
         try:
-            # A failing iterator aborts the multipart upload: nothing becomes visible.
-            obstore.put(self._store, self.location.path, stream(), chunk_size=COMPOSE_CHUNK,
-                        max_concurrency=4)
+            # A failing iterator aborts the put: nothing becomes visible.
+            if conditional:
+                obstore.put(self._store, self.location.path, stream(), mode="create")
+            else:
+                obstore.put(self._store, self.location.path, stream(),
+                            chunk_size=COMPOSE_CHUNK, max_concurrency=4)
         except CannotResume:
             raise
+        except AlreadyExistsError:
+            raise KeyTaken(f"{self.location.uri} exists") from None
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         finally:
