@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -192,6 +192,75 @@ class Group(click.Group):
             # 130, as a waiting command's detach, never click's "Aborted!" (1).
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's subcommands by name, where a lazy one is imported the first time
+    it is looked up: ``lazy`` maps its name to ``(module, attribute, summary)``.
+    `pgjobs --help`, `pgjobs status` and `pgjobs export` imported every
+    subcommand's module (the poller, the storage clients, the importer, the
+    dashboard), ~0.25 s before anything ran. ``summary`` is the first paragraph
+    of its help, what `pgjobs --help` lists without importing it
+    (:meth:`shown`); tests/test_cli_lazy.py checks it is the command's own."""
+
+    def __init__(self, loaded: dict[str, click.Command],
+                 lazy: dict[str, tuple[str, str, str]]) -> None:
+        self._loaded = dict(loaded)
+        self._lazy = {name: spec for name, spec in lazy.items() if name not in loaded}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            import importlib
+
+            module, attribute, _ = self._lazy[name]
+            self._loaded[name] = getattr(importlib.import_module(module), attribute)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._lazy.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._lazy:
+            del self._lazy[name]
+            self._loaded.pop(name, None)
+        else:
+            del self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._lazy if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(set(self._loaded) | set(self._lazy))
+
+    def shown(self, name: str) -> click.Command:
+        """The command as a group's help lists it: itself once imported, else a
+        stand-in with its name and summary."""
+        if name in self._loaded:
+            return self._loaded[name]
+        return click.Command(name, help=self._lazy[name][2])
+
+
+class LazyGroup(Group):
+    """:class:`Group` whose subcommands are :class:`LazyCommands`: its help lists
+    them without importing them; running one imports its module alone."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = self.commands
+        if not isinstance(commands, LazyCommands):
+            super().format_commands(ctx, formatter)
+            return
+        shown = [(name, commands.shown(name)) for name in self.list_commands(ctx)]
+        shown = [(name, command) for name, command in shown if not command.hidden]
+        if shown:
+            # As click's own: three times the default spacing.
+            limit = formatter.width - 6 - max(len(name) for name, _ in shown)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit))
+                                    for name, command in shown])
 
 
 def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
