@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -203,7 +203,7 @@ class LazyCommands(MutableMapping[str, click.Command]):
     of its help, what `pgjobs --help` lists without importing it
     (:meth:`shown`); tests/test_cli_lazy.py checks it is the command's own."""
 
-    def __init__(self, loaded: dict[str, click.Command],
+    def __init__(self, loaded: Mapping[str, click.Command],
                  lazy: dict[str, tuple[str, str, str]]) -> None:
         self._loaded = dict(loaded)
         self._lazy = {name: spec for name, spec in lazy.items() if name not in loaded}
