@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -192,6 +192,75 @@ class Group(click.Group):
             # 130, as a waiting command's detach, never click's "Aborted!" (1).
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's subcommands by name, where a lazy one is imported the first time
+    it is looked up: ``lazy`` maps its name to ``(module, attribute, summary)``.
+    `pgjobs --help`, `pgjobs status` and `pgjobs export` imported every
+    subcommand's module (the poller, the storage clients, the importer, the
+    dashboard), ~0.25 s before anything ran. ``summary`` is the first paragraph
+    of its help, what `pgjobs --help` lists without importing it
+    (:meth:`shown`); tests/test_cli_lazy.py checks it is the command's own."""
+
+    def __init__(self, loaded: Mapping[str, click.Command],
+                 lazy: dict[str, tuple[str, str, str]]) -> None:
+        self._loaded = dict(loaded)
+        self._lazy = {name: spec for name, spec in lazy.items() if name not in loaded}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            import importlib
+
+            module, attribute, _ = self._lazy[name]
+            self._loaded[name] = getattr(importlib.import_module(module), attribute)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._lazy.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._lazy:
+            del self._lazy[name]
+            self._loaded.pop(name, None)
+        else:
+            del self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *(n for n in self._lazy if n not in self._loaded)])
+
+    def __len__(self) -> int:
+        return len(set(self._loaded) | set(self._lazy))
+
+    def shown(self, name: str) -> click.Command:
+        """The command as a group's help lists it: itself once imported, else a
+        stand-in with its name and summary."""
+        if name in self._loaded:
+            return self._loaded[name]
+        return click.Command(name, help=self._lazy[name][2])
+
+
+class LazyGroup(Group):
+    """:class:`Group` whose subcommands are :class:`LazyCommands`: its help lists
+    them without importing them; running one imports its module alone."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = self.commands
+        if not isinstance(commands, LazyCommands):
+            super().format_commands(ctx, formatter)
+            return
+        shown = [(name, commands.shown(name)) for name in self.list_commands(ctx)]
+        shown = [(name, command) for name, command in shown if not command.hidden]
+        if shown:
+            # As click's own: three times the default spacing.
+            limit = formatter.width - 6 - max(len(name) for name, _ in shown)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit))
+                                    for name, command in shown])
 
 
 def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
@@ -563,3 +632,87 @@ def progress_options(func: Any) -> Any:
                         help="Print only the result (stdout) and errors: no progress, no "
                              "notes on stderr.")(func)
     return func
+
+
+# --- one-shot `pgjobs export` and `pgjobs import`: run the job here -------------
+
+FINAL = ("succeeded", "failed", "canceled")
+
+
+def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
+              identity: str | None) -> int:
+    """Ctrl-C in `pgjobs export` or `pgjobs import`: the job is not canceled.
+    If this process was running it, its thread has stopped (``stop``): the
+    part or batch in flight is checkpointed and the job handed back
+    (pgjobs.release) for `pgjobs worker` to resume. The release is made here
+    too, fenced on this process's claim (``identity``), for an interrupt that
+    came before the thread ran (a no-op when the thread released it). If a
+    worker was running it, it goes on. Says how to follow or cancel it; exit
+    130, as every waiting command."""
+    import contextlib
+
+    from pgjobs.cli.output import EXIT_INTERRUPTED, detached
+
+    stop.set()
+    display.close()
+    if identity is not None:
+        with contextlib.suppress(PgjobsError), db.connect(dsn, app="pgjobs release") as conn:
+            db.scalar(conn, queries.EXPORT_RELEASE, {"id": job_id, "worker": identity})
+    detached(job_id, ran_here=identity is not None)
+    return EXIT_INTERRUPTED
+
+
+def run_claimed(dsn: str, job_id: int, session: Any, *, kind: str, claim: str,
+                run: Callable[[Any, str], Any], display: Any, stop: threading.Event,
+                follow: Callable[[dict[str, Any]], None],
+                notes: dict[str, Callable[[dict[str, Any]], str]]) -> dict[str, Any] | int:
+    """The claim loop of one-shot `pgjobs export` and `pgjobs import`: claim the
+    job (``claim``, on ``session``, the connection it was submitted on) and
+    ``run(conn, identity)`` it here, again after a retryable failure; while a
+    worker holds it, or it waits (paused, queued behind the gate), follow it:
+    ``follow(job)`` each half second, and ``notes[status](job)`` once each
+    time the job comes to that status. Returns the job once it has ended, or
+    the exit status after Ctrl-C handed it back (:func:`hand_back`). A lost
+    ``session`` is replaced by one of this loop's own (named `pgjobs KIND`)."""
+    import contextlib
+    import time
+
+    worker = db.worker_name(kind)
+    identity: str | None = None  # this process's claim while it holds one
+    said: str | None = None  # the status whose note was said last
+    try:
+        with contextlib.ExitStack() as owned:
+            conn = session
+
+            def usable() -> Any:
+                nonlocal conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = owned.enter_context(db.connect(dsn, app=f"pgjobs {kind}"))
+                return conn
+
+            while True:
+                claimed = db.rows(usable(), claim,
+                                  {"id": job_id, "worker": worker, "lease": "30 seconds"})
+                if claimed:
+                    # Each claim has its own identity (name#token): the fence.
+                    identity = str(claimed[0]["worker"])
+                    outcome = run(conn, identity)
+                    identity = None  # the runner released, completed or lost it
+                    if outcome.status in ("retrying", "lost", "released"):
+                        if outcome.error:
+                            display.note(f"job {job_id} {outcome.status}: {outcome.error}")
+                        continue
+                job = db.get_job(usable(), job_id)
+                if job is None:
+                    raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
+                if job["status"] in FINAL:
+                    return job
+                if job["status"] in notes and said != job["status"]:
+                    # Not an end: this command goes on when the job does.
+                    display.note(notes[job["status"]](job))
+                said = job["status"]
+                follow(job)
+                display.tick()
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return hand_back(dsn, job_id, display, stop, identity)

@@ -7,7 +7,6 @@ streams it. See docs/exports.md.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
@@ -29,9 +28,10 @@ from pgjobs.cli.common import (
     progress_options,
     require_in_process,
     require_job,
+    run_claimed,
 )
-from pgjobs.cli.output import EXIT_INTERRUPTED, detached, human_bytes, to_json
-from pgjobs.errors import InvalidInput, NotFound, PgjobsError
+from pgjobs.cli.output import human_bytes, to_json
+from pgjobs.errors import InvalidInput, PgjobsError
 from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
     DEFAULT_MAX_CHUNK_ROWS,
@@ -47,8 +47,6 @@ from pgjobs.poller.standby import (
     ReadConfig,
     check_read_dsn,
 )
-
-FINAL = ("succeeded", "failed", "canceled")
 
 
 def _setup_logging() -> None:
@@ -221,25 +219,6 @@ def print_submitted(obj: Context, job_id: int, as_json: bool, conn: Any = None) 
         click.echo(to_json(db.get_job(own, job_id)))
 
 
-def hand_back(dsn: str, job_id: int, display: Any, stop: threading.Event,
-              identity: str | None) -> int:
-    """Ctrl-C in `pgjobs export` or `pgjobs import`: the job is not canceled.
-    If this process was running it, its thread has stopped (``stop``): the
-    part or batch in flight is checkpointed and the job handed back
-    (pgjobs.release) for `pgjobs worker` to resume. The release is made here
-    too, fenced on this process's claim (``identity``), for an interrupt that
-    came before the thread ran (a no-op when the thread released it). If a
-    worker was running it, it goes on. Says how to follow or cancel it; exit
-    130, as every waiting command."""
-    stop.set()
-    display.close()
-    if identity is not None:
-        with contextlib.suppress(PgjobsError), db.connect(dsn, app="pgjobs release") as conn:
-            db.scalar(conn, queries.EXPORT_RELEASE, {"id": job_id, "worker": identity})
-    detached(job_id, ran_here=identity is not None)
-    return EXIT_INTERRUPTED
-
-
 def _run_here(obj: Context, job_id: int, target: str, scope: str,
               filter_value: Any, display: _Display, as_json: bool,
               reads: ReadConfig | None = None, session: Any = None) -> int:
@@ -255,54 +234,24 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
         # beside the export's, competing for the same cores).
         threading.Thread(target=display.count_total, args=(dsn, target, scope, filter_value),
                          daemon=True).start()
-    worker = db.worker_name("export")
     stop = threading.Event()
-    outcome: Outcome | None = None
-    identity: str | None = None  # this process's claim while it holds one
-    paused_said = False
-    try:
-        with contextlib.ExitStack() as owned:
-            conn = session
 
-            def usable() -> Any:
-                nonlocal conn
-                if conn is None or conn.closed or conn.broken:
-                    conn = owned.enter_context(db.connect(dsn, app="pgjobs export"))
-                return conn
+    def run(conn: Any, identity: str) -> Outcome:
+        return _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
+                                    on_progress=display.progress, reads=reads,
+                                    control=conn),
+                           display)
 
-            while True:
-                claimed = db.rows(usable(), queries.EXPORT_CLAIM_ONE,
-                                  {"id": job_id, "worker": worker, "lease": "30 seconds"})
-                if claimed:
-                    # Each claim has its own identity (name#token): the fence.
-                    identity = str(claimed[0]["worker"])
-                    outcome = _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
-                                                   on_progress=display.progress, reads=reads,
-                                                   control=conn),
-                                          display)
-                    identity = None  # the exporter released, completed or lost it
-                    if outcome.status in ("retrying", "lost", "released"):
-                        if outcome.error:
-                            display.note(f"job {job_id} {outcome.status}: {outcome.error}")
-                        continue
-                job = db.get_job(usable(), job_id)
-                if job is None:
-                    raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
-                if job["status"] in FINAL:
-                    break
-                if job["status"] == "paused" and not paused_said:
-                    # Not an end: this command goes on when the job is resumed.
-                    display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
-                                 "continues it here")
-                paused_said = job["status"] == "paused"
-                display.progress(int(job["done"]), None)
-                display.tick()
-                time.sleep(0.5)
-            job = db.get_job(usable(), job_id)
-    except KeyboardInterrupt:
-        return hand_back(dsn, job_id, display, stop, identity)
+    ended = run_claimed(
+        dsn, job_id, session, kind="export", claim=queries.EXPORT_CLAIM_ONE, run=run,
+        display=display, stop=stop,
+        follow=lambda job: display.progress(int(job["done"]), None),
+        notes={"paused": lambda job: f"job {job_id} is paused: `pgjobs resume {job_id}` "
+                                     "continues it here"})
+    if isinstance(ended, int):
+        return ended  # Ctrl-C handed it back
+    job = ended
     display.close()
-    assert job is not None
     if as_json:
         click.echo(to_json(job))
     if job["status"] == "succeeded":

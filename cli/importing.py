@@ -6,7 +6,6 @@ Only delegates: ``pgjobs.submit_import`` validates and queues the job,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -16,10 +15,16 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context, parse_options, progress_options, require_in_process
-from pgjobs.cli.export import FINAL, _setup_logging, hand_back, print_submitted
+from pgjobs.cli.common import (
+    Context,
+    parse_options,
+    progress_options,
+    require_in_process,
+    run_claimed,
+)
+from pgjobs.cli.export import _setup_logging, print_submitted
 from pgjobs.cli.output import human_bytes, to_json
-from pgjobs.errors import InvalidInput, NotFound
+from pgjobs.errors import InvalidInput
 from pgjobs.poller import storage
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
@@ -128,66 +133,39 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
     import json
 
     dsn = obj.dsn()
-    worker = db.worker_name("import")
     stop = threading.Event()
-    identity: str | None = None  # this process's claim while it holds one
-    paused_said = False
-    queued_said = False
-    try:
-        with contextlib.ExitStack() as owned:
-            conn = session
 
-            def usable() -> Any:
-                nonlocal conn
-                if conn is None or conn.closed or conn.broken:
-                    conn = owned.enter_context(db.connect(dsn, app="pgjobs import"))
-                return conn
+    def run(conn: Any, identity: str) -> Outcome:
+        return _run_thread(Importer(dsn, job_id, identity, obj.storage, stop=stop,
+                                    on_progress=display.progress, control=conn),
+                           display)
 
-            while True:
-                claimed = db.rows(usable(), queries.IMPORT_CLAIM_ONE,
-                                  {"id": job_id, "worker": worker, "lease": "30 seconds"})
-                if claimed:
-                    identity = str(claimed[0]["worker"])  # this claim's fence
-                    importer = Importer(dsn, job_id, identity, obj.storage,
-                                        stop=stop, on_progress=display.progress,
-                                        control=conn)
-                    outcome = _run_thread(importer, display)
-                    identity = None  # the importer released, completed or lost it
-                    if outcome.status in ("retrying", "lost", "released"):
-                        if outcome.error:
-                            display.note(f"job {job_id} {outcome.status}: {outcome.error}")
-                        continue
-                job = db.get_job(usable(), job_id)
-                if job is None:
-                    raise NotFound(f"job {job_id} disappeared", sqlstate="P0002")
-                if job["status"] in FINAL:
-                    break
-                if job["status"] == "paused" and not paused_said:
-                    # Not an end (as `pgjobs export`): this command goes on
-                    # when the job is resumed, from the committed offset.
-                    display.note(f"job {job_id} is paused: `pgjobs resume {job_id}` "
-                                 "continues it here (Ctrl-C detaches)")
-                paused_said = job["status"] == "paused"
-                if job["status"] == "queued" and not queued_said:
-                    # The claim took nothing: "0 records" lines alone read as a
-                    # hang. The gate (pgjobs._writer_may_start) decides; say why.
-                    # The writer it waits behind, when this role may see it
-                    # (pgjobs._gate_holder, as `pgjobs status` says it).
-                    ahead = (f"job {job['waits_behind']}, the writer of {job['target']} "
-                             f"scope {job['scope']}, is running or queued ahead of it"
-                             if job.get("waits_behind") is not None else
-                             f"another writing job of {job['target']} scope {job['scope']} "
-                             "is running or queued ahead of it")
-                    display.note(
-                        f"job {job_id} waits its turn: {ahead} (one at a time, in "
-                        "submission order), or its run_at is later; it starts here then "
-                        "(`pgjobs list` shows the scope's jobs; Ctrl-C detaches)")
-                queued_said = job["status"] == "queued"
-                display.progress(0, int(job["done"]), job["total"])
-                display.tick()
-                time.sleep(0.5)
-    except KeyboardInterrupt:
-        return hand_back(dsn, job_id, display, stop, identity)
+    def queued(job: dict[str, Any]) -> str:
+        # The claim took nothing: "0 records" lines alone read as a hang. The
+        # gate (pgjobs._writer_may_start) decides; say why. The writer it waits
+        # behind, when this role may see it (pgjobs._gate_holder, as `pgjobs
+        # status` says it).
+        ahead = (f"job {job['waits_behind']}, the writer of {job['target']} "
+                 f"scope {job['scope']}, is running or queued ahead of it"
+                 if job.get("waits_behind") is not None else
+                 f"another writing job of {job['target']} scope {job['scope']} "
+                 "is running or queued ahead of it")
+        return (f"job {job_id} waits its turn: {ahead} (one at a time, in submission "
+                "order), or its run_at is later; it starts here then (`pgjobs list` shows "
+                "the scope's jobs; Ctrl-C detaches)")
+
+    ended = run_claimed(
+        dsn, job_id, session, kind="import", claim=queries.IMPORT_CLAIM_ONE, run=run,
+        display=display, stop=stop,
+        follow=lambda job: display.progress(0, int(job["done"]), job["total"]),
+        # Not an end (as `pgjobs export`): this command goes on when the job
+        # is resumed, from the committed offset.
+        notes={"paused": lambda job: f"job {job_id} is paused: `pgjobs resume {job_id}` "
+                                     "continues it here (Ctrl-C detaches)",
+               "queued": queued})
+    if isinstance(ended, int):
+        return ended  # Ctrl-C handed it back
+    job = ended
     display.close()
     if as_json:
         click.echo(to_json(job))

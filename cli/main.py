@@ -23,25 +23,19 @@ from pgjobs.cli.common import (
     DEFAULT_STORAGE,
     JOB_ID,
     Context,
-    Group,
+    LazyCommands,
+    LazyGroup,
     duration_seconds,
     job_verb,
     parse_duration,
     progress_options,
     require_job,
 )
-from pgjobs.cli.control import pause, resume, retry
-from pgjobs.cli.dev import dev
-from pgjobs.cli.doctor import doctor
-from pgjobs.cli.export import export, url, worker
-from pgjobs.cli.importing import import_
-from pgjobs.cli.jobs import backfill, delete
 from pgjobs.cli.output import age, iso, text, to_json
-from pgjobs.cli.ui import ui
 from pgjobs.errors import InvalidInput, NotReady, PermissionDenied
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dsn", envvar="PGJOBS_DSN", show_envvar=True, default=None,
               help="PostgreSQL DSN or URL [default: $DATABASE_URL, else the embedded cluster "
                    "if it is running: `pgjobs dev up`].")
@@ -376,18 +370,40 @@ def demo(obj: Context, rows: int) -> None:
     run_demo(obj.dsn(start_embedded=True), rows, obj.storage)
 
 
-main.add_command(dev)
-main.add_command(doctor)
-main.add_command(delete)
-main.add_command(backfill)
-main.add_command(export)
-main.add_command(import_)
-main.add_command(worker)
-main.add_command(url)
-main.add_command(pause)
-main.add_command(resume)
-main.add_command(retry)
-main.add_command(ui)
+# The other commands: imported only when run (or looked up), listed by `pgjobs
+# --help` with their help's first paragraph (tests/test_cli_lazy.py keeps it so).
+main.commands = LazyCommands(main.commands, {
+    "dev": ("pgjobs.cli.dev", "dev",
+            "Embedded local PostgreSQL (+pg_cron when installed) for development."),
+    "doctor": ("pgjobs.cli.doctor", "doctor",
+               "Check pg_cron, every registered target (or only TARGET) and the jobs, and "
+               "print\nthe exact SQL or command that fixes each finding."),
+    "delete": ("pgjobs.cli.jobs", "delete",
+               "Delete the rows of TARGET's scope that match the filter, in keyset pages."),
+    "backfill": ("pgjobs.cli.jobs", "backfill",
+                 "Set columns or document fields on the rows of TARGET's scope matching "
+                 "the filter."),
+    "export": ("pgjobs.cli.export", "export",
+               "Export the rows of TARGET's scope that match the filter, in key order."),
+    "import": ("pgjobs.cli.importing", "import_",
+               "Import SOURCE (a URI, or a local path) into TARGET's scope."),
+    "worker": ("pgjobs.cli.export", "worker",
+               "Run export and import jobs (and delete the objects of pruned exports) "
+               "until SIGTERM."),
+    "url": ("pgjobs.cli.export", "url",
+            "Print a download URL for a finished export: presigned for object stores, "
+            "the\nfile's path for file://; one line per file of a Parquet export."),
+    "pause": ("pgjobs.cli.control", "pause",
+              "Pause a job: queued at once, running after its page in flight (keeps its "
+              "cursor)."),
+    "resume": ("pgjobs.cli.control", "resume",
+               "Resume a paused job: queued again with its cursor and its place in line."),
+    "retry": ("pgjobs.cli.control", "retry",
+              "Requeue a failed or canceled job from its checkpoint, attempts reset."),
+    "ui": ("pgjobs.cli.ui", "ui",
+           "Serve the web dashboard: jobs with live progress and actions, /events (SSE),"
+           "\n/metrics (Prometheus), /api/jobs (JSON). It acts as the DSN's role."),
+})
 
 
 if __name__ == "__main__":  # pragma: no cover

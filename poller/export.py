@@ -560,6 +560,8 @@ class _Uploader(threading.Thread):
                 if item is None or self.abandoned.is_set():
                     return
                 data, mark = item
+                if ex.recording is not None:
+                    ex.recording.wait()  # the upload is checkpointed before its parts
                 assert ex.upload is not None
                 sha256 = ex.storage_retry(functools.partial(ex.upload.write_part, data),
                                           f"part {ex.state['parts'] + 1}",
@@ -636,6 +638,39 @@ class _Uploader(threading.Thread):
             self.join()
 
 
+class _Recording(threading.Thread):
+    """A new upload's first checkpoint, taken as soon as the store has made it
+    (native S3: its CreateMultipartUpload answered) while the reader reads the
+    first chunk: the upload is in the checkpoint before any part is written, as
+    when it was made and checkpointed before the first chunk (a worker killed
+    after that leaves an upload a cancel aborts at once). :meth:`wait` raises
+    what failed (the create's storage error, a refused heartbeat)."""
+
+    def __init__(self, exporter: Exporter):
+        super().__init__(name=f"pgjobs-record-{exporter.job_id}", daemon=True)
+        self.exporter = exporter
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        ex = self.exporter
+        try:
+            assert ex.upload is not None
+            ex.state["upload"] = ex.upload.state()  # waits for the create
+            if not ex.control.heartbeat(checkpoint=ex.checkpoint()):
+                raise LeaseLost("heartbeat refused")
+        except BaseException as exc:  # noqa: BLE001 - raised by wait() and check()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.join()
+        self.check()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 class Exporter:
     """Runs one claimed export job to its end (or until stopped or fenced off)."""
 
@@ -670,6 +705,7 @@ class Exporter:
         self.on_progress = on_progress
         self.delays = _delays()
         self.upload: storage.Upload | None = None
+        self.recording: _Recording | None = None  # a new upload's first checkpoint
         # The part digests this attempt read the finished object back against (None:
         # not read back): _verify_stored does not read it a second time.
         self.read_back: list[Any] | None = None
@@ -690,7 +726,13 @@ class Exporter:
         """Run the claimed job (a part, in PartExporter) to its end. Every way it
         can end goes through here: fenced off, stopped, or failed."""
         try:
-            return self._start()
+            try:
+                return self._start()
+            finally:
+                # Before the attempt records its outcome: no checkpoint of the
+                # upload lands after it.
+                if self.recording is not None:
+                    self.recording.join()
         except LeaseLost as exc:
             return self._after_lost(str(exc))
         except Stopped:
@@ -698,11 +740,22 @@ class Exporter:
         except BaseException as exc:
             return self._fail(exc)
         finally:
+            self._abort_unrecorded()
             self.control.close()
             if self.reads is not None:
                 self.reads.close()
             while self.roots:
                 storage.release_root(self.roots.pop())
+
+    def _abort_unrecorded(self) -> None:
+        """An upload still fresh when the attempt ends (native S3: created beside
+        the first chunk, the attempt over before :class:`_Recording` awaited
+        it) is in no checkpoint: no later owner can continue it, and the stale
+        sweep spares it while the job lives. Aborted now (its create awaited)."""
+        upload = self.upload
+        if upload is not None and upload.fresh():
+            with contextlib.suppress(Exception):
+                upload.cleanup()
 
     def _start(self) -> Outcome:
         self._wait_for_previous_attempt()
@@ -795,7 +848,12 @@ class Exporter:
             log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
             self._start_over()
         assert self.upload is not None  # resumed above, or begun again by _start_over
-        if self.state["upload"] != self.upload.state():
+        if self.upload.fresh():
+            # Native S3: its CreateMultipartUpload is in flight; the first chunk
+            # is read meanwhile, and the upload is checkpointed as soon as it is
+            # made, before any part is written (_Uploader waits for it).
+            self.recording = _Recording(self)
+        elif self.state["upload"] != self.upload.state():
             # The upload moved (file://: the prefix is now in this owner's temporary
             # file, the previous one removed): checkpoint where it is before anything
             # else can fail, or the next owner finds nothing to continue.
@@ -959,6 +1017,8 @@ class Exporter:
                 if self.stop.is_set():
                     raise Stopped()
                 uploader.check()
+                if self.recording is not None:
+                    self.recording.check()
                 self.control.keepalive()
                 before = part.raw
                 count, cursor = self._read_chunk(cursor, part)

@@ -129,6 +129,13 @@ class Upload:
         """JSON-able state to checkpoint after ``write_part`` returned."""
         raise NotImplementedError
 
+    def fresh(self) -> bool:
+        """True while a new upload is still being made on the store (native S3:
+        its CreateMultipartUpload in flight beside the first chunk's read), so
+        nothing of it is worth a checkpoint yet: :meth:`state` would wait for
+        it. Its state is checkpointed with its first part."""
+        return False
+
     def finish(self) -> tuple[int, str]:
         """Make the object visible at its key, never over an object there
         (:class:`KeyTaken`, where the store can refuse atomically); return

@@ -30,7 +30,19 @@ class NativeS3Upload(Upload):
     so S3 itself refuses a part that a stale worker overwrote. The SHA-256 is
     computed as parts go by; after a resume (the hash state does not survive a
     crash) the finished object is read back once to hash it, every part checked
-    against its digest on the way (:attr:`Upload.checked`)."""
+    against its digest on the way (:attr:`Upload.checked`).
+
+    A new upload's CreateMultipartUpload is sent in a thread of its own while
+    the exporter reads the first chunk (one round trip off every export's
+    start); the upload id is awaited where it is first needed (the first part,
+    :meth:`state`, :meth:`finish`, :meth:`cleanup`). A create that failed is
+    raised there, as a storage error, and sent again on the next use (a retried
+    part). Until the first part's checkpoint the id is not recorded, as it was
+    not between the create and the checkpoint that followed it: an upload a
+    process leaves then is aborted by the stale-upload sweep."""
+
+    _id: str | None = None
+    _creating: _Creating | None = None
 
     def __init__(self, location: Location, state: dict[str, Any] | None,
                  digests: list[Any] | None = None):
@@ -52,7 +64,7 @@ class NativeS3Upload(Upload):
                 if self._etags or self._empty:
                     self._hash = None  # re-read at finish
             else:
-                self._id = self._client.create(self._key)
+                self._creating = _Creating(self._client, self._key)
                 self._etags = []
                 self._empty = False
         except s3.S3Error as exc:
@@ -60,9 +72,25 @@ class NativeS3Upload(Upload):
                 raise CannotResume(f"upload {state and state.get('upload_id')} is gone") from None
             raise storage_error(exc, f"cannot write {location.uri}") from exc
 
+    def _upload_id(self) -> str:
+        """The upload's id, once its create has answered (sent again when the
+        one in flight failed: that failure is raised once, as a storage error)."""
+        if self._id is None:
+            creating, self._creating = self._creating, None
+            try:
+                self._id = (creating.result() if creating is not None
+                            else self._client.create(self._key))
+            except s3.S3Error as exc:
+                raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        return self._id
+
+    def fresh(self) -> bool:
+        return self._id is None
+
     def write_part(self, data: bytes | bytearray) -> str | None:
         """Upload ``data`` as the next part, as it is; its SHA-256, the one its
         signature carried (see :mod:`pgjobs.poller.s3client`)."""
+        upload_id = self._upload_id()
         if not data and not self._etags:
             self._empty = True  # S3 refuses an empty multipart object: put it at finish
             return None
@@ -70,11 +98,11 @@ class NativeS3Upload(Upload):
             raise StorageError(f"{self.location.uri}: more than {s3.MAX_PARTS} parts",
                                retryable=False, hint="export with a larger part_size option")
         try:
-            etag, sha256 = self._client.upload_part(self._key, self._id, len(self._etags) + 1,
+            etag, sha256 = self._client.upload_part(self._key, upload_id, len(self._etags) + 1,
                                                     data)
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
-                raise UploadLost(f"upload {self._id} is gone") from None
+                raise UploadLost(f"upload {upload_id} is gone") from None
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         self._etags.append(etag)
         if self._hash is not None:
@@ -83,20 +111,22 @@ class NativeS3Upload(Upload):
         return sha256
 
     def state(self) -> dict[str, Any]:
-        return {"upload_id": self._id, "etags": list(self._etags), "empty": self._empty}
+        return {"upload_id": self._upload_id(), "etags": list(self._etags),
+                "empty": self._empty}
 
     def finish(self) -> tuple[int, str]:
         """Complete the upload only where no object is (:func:`complete_new`;
         :class:`KeyTaken` when one is); an empty object is created the same
         way (:func:`storage.create`). Only storage's errors are storage
         errors: anything else (a programming error) is not retried."""
+        upload_id = self._upload_id()
         try:
             if self._empty and not self._etags:
                 if not storage.create(self.location.uri, b""):
                     raise KeyTaken(f"{self.location.uri} exists")
-                self._client.abort(self._key, self._id)
+                self._client.abort(self._key, upload_id)
             else:
-                complete_new(self._client, self.location, self._id, self._etags)
+                complete_new(self._client, self.location, upload_id, self._etags)
             self._completed = self.created = True
         except s3.S3Error as exc:
             if exc.code == "NoSuchUpload":
@@ -115,8 +145,42 @@ class NativeS3Upload(Upload):
         queued and retried (:func:`abort_later`). One that ``finish`` completed (or
         aborted, to put an empty object) is gone already: no request, the tail of a
         successful export waits for none."""
-        if not self._completed:
+        if self._completed:
+            return
+        if self._id is None:
+            creating, self._creating = self._creating, None
+            try:
+                # The create in flight is awaited: the upload it makes is aborted too.
+                self._id = creating.result() if creating is not None else None
+            except s3.S3Error:
+                return  # none was made
+        if self._id is not None:
             abort_later(self.location, self._id)
+
+
+class _Creating(threading.Thread):
+    """One CreateMultipartUpload in a thread of its own; :meth:`result` waits for
+    its upload id (or raises its error)."""
+
+    def __init__(self, client: s3.Client, key: str):
+        super().__init__(name="pgjobs-s3-create", daemon=True)
+        self._client, self._key = client, key
+        self._id: str | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._id = self._client.create(self._key)
+        except BaseException as exc:  # noqa: BLE001 - raised to whoever waits
+            self._error = exc
+
+    def result(self) -> str:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        assert self._id is not None
+        return self._id
 
 
 def complete_new(client: s3.Client, location: Location, upload_id: str,
