@@ -1,10 +1,8 @@
 """A filtered range delete's page starts at the first key past its cursor
-that matches the predicate, looked for among the next 4 pages' keys
-(pgjobs._run_page): a stretch of the scope with no match, and the tail past
-the last match, cost a call per 4 pages' keys that deletes nothing, instead
-of a page per page's keys. The job deletes exactly the rows a plain DELETE
-of the predicate would, whatever the layout of the matches, and each page
-starts at a match.
+that matches the predicate (pgjobs._run_page): stretches of the scope with
+no match, and the tail past the last match, cost no pages of their own.
+The job deletes exactly the rows a plain DELETE of the predicate would,
+whatever the layout of the matches, and each page starts at a match.
 
 (Issue 11: a 5,000-row filtered delete of the first tenth of a 50,000-row
 scope walked the other 45,000 keys a page at a time, each page reading
@@ -80,10 +78,9 @@ def test_a_filtered_range_delete_skips_keys_without_a_match(
     assert finished["result"]["deleted"] == len(expected)
     left = {int(r[0]) for r in conn.execute("SELECT id FROM user_table_rows")}
     assert left == others  # exactly the matching rows went, nothing else
-    # Each page starts at the next match and holds PAGE keys; a call whose
-    # look finds no match in 4 * PAGE keys moves past them. (Without the
-    # look, a job walked every key of the scope a page at a time,
-    # SCOPE_ROWS / PAGE + 1 pages (61), whatever matched.)
+    # Each page starts at the next match and holds PAGE keys; a look that
+    # finds no match ends the job. (Without the skip, a job walked every key
+    # of the scope, SCOPE_ROWS / PAGE + 1 pages (61), whatever matched.)
     keys = [g * step for g in range(1, SCOPE_ROWS + 1)]
     pages = filtered_range_pages(keys, expected, PAGE)
     assert pages < SCOPE_ROWS // PAGE + 1

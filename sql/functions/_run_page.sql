@@ -128,8 +128,6 @@ DECLARE
     v_skip jsonb;
     v_found bigint;
     v_first_key text;
-    v_look_upper text;
-    v_looked_past boolean := false;
     v_first_note jsonb;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
@@ -650,45 +648,31 @@ BEGIN
             v_first_key := NULL;
             IF v_job.kind = 'delete' AND v_filtered THEN
                 -- A filtered delete's page starts at the first key past the
-                -- cursor that matches the predicate, looked for among the
-                -- next v_budget keys (those of up to 4 pages, as a call of
-                -- the end-of-scope check walks): a plain index scan of the
-                -- (scope, key) index in key order that stops at the first
-                -- match. A stretch of keys with no match (a filter's rows
-                -- clustered in part of the scope, the tail past its last
-                -- match) was walked a page at a time, each page reading
-                -- every row of it in its own transaction; now a call
-                -- looks at up to 4 pages' keys, and the cursor moves past
-                -- them when none matches (nothing deleted; the scope's
-                -- end: the last page). Bounded, so a call over a long
-                -- stretch stays about as short as a page. The look and the
+                -- cursor that matches the predicate (a plain index scan of
+                -- the (scope, key) index in key order, stopping at the first
+                -- match, as the end-of-scope check's look): a stretch of
+                -- keys with no match (a filter's rows clustered in part of
+                -- the scope, the tail past its last match) was walked a
+                -- page at a time, each page reading every row of it, in
+                -- its own transaction. None left: this is the last page,
+                -- and it ends the job without reading more. The look and the
                 -- page are two statements, so a row coming to match between
                 -- them, behind the page's start, is missed as one coming to
                 -- match behind the cursor just after a page is: a filtered
                 -- range delete deletes the rows that match when its page
                 -- reaches them (a job without a filter has the end-of-scope
                 -- check below, and does not look).
-                v_look_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
-                                                v_reg.key_column,
-                                                CASE WHEN v_after IS NULL THEN ''
-                                                     ELSE format(' AND t.%I > %L::%s',
-                                                                 v_reg.key_column, v_after,
-                                                                 v_key_type) END,
-                                                v_budget - 1);
                 PERFORM set_config('enable_seqscan', 'off', true);
                 PERFORM set_config('enable_bitmapscan', 'off', true);
                 PERFORM set_config('enable_indexscan', 'on', true);
                 PERFORM set_config('enable_sort', 'off', true);
                 PERFORM set_config('enable_incremental_sort', 'off', true);
                 EXECUTE format('SELECT (SELECT t.%4$I::text FROM %1$s t WHERE t.%3$I = ANY (ARRAY[%5$s]) '
-                               '%6$s %7$s AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1)',
+                               '%6$s AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1)',
                                v_job.target, v_job.predicate, v_reg.scope_column,
                                v_reg.key_column, v_scope,
                                CASE WHEN v_after IS NOT NULL THEN
                                    format('AND t.%I > %L::%s', v_reg.key_column, v_after,
-                                          v_key_type) END,
-                               CASE WHEN v_look_upper IS NOT NULL THEN
-                                   format('AND t.%I <= %L::%s', v_reg.key_column, v_look_upper,
                                           v_key_type) END)
                    INTO v_first_key;
                 PERFORM set_config('enable_sort', v_sort, true);
@@ -696,10 +680,9 @@ BEGIN
                 PERFORM set_config('enable_seqscan', v_seqscan, true);
                 PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
                 PERFORM set_config('enable_indexscan', v_indexscan, true);
-                v_looked_past := v_first_key IS NULL;
             END IF;
-            IF v_looked_past THEN
-                v_upper := v_look_upper;  -- no match up to it; NULL: none to the scope's end
+            IF v_job.kind = 'delete' AND v_filtered AND v_first_key IS NULL THEN
+                v_upper := NULL;
             ELSE
                 v_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
                                            v_reg.key_column,
@@ -743,8 +726,8 @@ BEGIN
             PERFORM set_config('enable_indexscan', 'off', true);
 
             IF v_job.kind = 'delete' THEN
-                IF v_looked_past THEN
-                    v_rows := 0;  -- no key up to v_upper matches (the look above)
+                IF v_filtered AND v_first_key IS NULL THEN
+                    v_rows := 0;  -- nothing past the cursor matches (the look above)
                 ELSE
                     EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
                                    v_job.target, v_range, v_job.predicate);
@@ -1156,8 +1139,7 @@ BEGIN
     v_ms := extract(epoch FROM clock_timestamp() - v_t0) * 1000;
     -- The next page's size: this one's, times page_ms / this page's time.
     -- A sweep costs an index lookup whatever its size: it says nothing
-    -- about the page size; nor does a filtered delete's call whose look
-    -- found no match (it read up to 4 pages' keys and deleted nothing). A page's time is a fixed part (planning its
+    -- about the page size. A page's time is a fixed part (planning its
     -- statements, the bound's index walk) plus a part per key, so the
     -- proportional step lands on page_ms or short of it, never past it,
     -- as long as the keys ahead cost what these did. They may not (a
@@ -1178,8 +1160,7 @@ BEGIN
     -- is not made larger from the first call's count: a count reads rows,
     -- and a delete costs a read plus what no count sees (indexes,
     -- triggers, WAL), so a rate taken from the count would bound nothing.
-    IF NOT v_job.options ? 'page_size' AND NOT v_sweep AND NOT v_checking
-       AND NOT v_looked_past THEN
+    IF NOT v_job.options ? 'page_size' AND NOT v_sweep AND NOT v_checking THEN
         v_size := least(50000, greatest(100,
             (v_size * least(CASE WHEN (v_job.checkpoint ->> 'pages')::bigint = 0
                                       AND NOT v_collect THEN 16.0 ELSE 4.0 END,

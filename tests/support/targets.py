@@ -266,24 +266,16 @@ def crash_runner_mid_job(conn: Conn, make_conn: Callable[..., Conn], job_id: int
 
 
 def filtered_range_pages(scope_keys: Iterable[int], matches: Iterable[int], page_size: int) -> int:
-    """The pages (calls that move the cursor) a filtered range delete with a
-    fixed page_size takes (pgjobs._run_page): each looks for the first match
-    among the next 4 pages' keys past the cursor (at least one page's, at
-    most 100,000); none there: the cursor moves past them (the scope's end:
-    the job ends); else the page holds the page_size keys of the scope from
-    that match, and one with fewer left is the last."""
+    """The pages a filtered range delete takes (pgjobs._run_page): each page
+    starts at the first key past the cursor that matches and holds the
+    page_size keys of the scope from there; a page with fewer left is the
+    last, and so is a look that finds no match past the cursor."""
     keys = sorted(scope_keys)
     doomed = set(matches)
-    look = max(page_size, min(100_000, 4 * page_size))
     pages, at = 0, 0  # at: index in keys of the first key past the cursor
     while True:
         pages += 1
-        first = next((i for i in range(at, min(at + look, len(keys))) if keys[i] in doomed), None)
-        if first is None:
-            if at + look > len(keys):
-                return pages
-            at += look
-        elif first + page_size > len(keys):
+        first = next((i for i in range(at, len(keys)) if keys[i] in doomed), None)
+        if first is None or first + page_size > len(keys):
             return pages
-        else:
-            at = first + page_size
+        at = first + page_size
