@@ -12782,7 +12782,6 @@ DECLARE
     v_skip_blocker jsonb;
     v_skip jsonb;
     v_found bigint;
-    v_first_key text;
     v_first_note jsonb;
     v_sort text := current_setting('enable_sort');
     v_incremental_sort text := current_setting('enable_incremental_sort');
@@ -13300,55 +13299,12 @@ BEGIN
             -- from the (scope, key) index alone; NULL: this is the last page.
             v_after := v_job.checkpoint ->> 'after';
             v_scope := pgjobs._scope_literal(v_reg, v_job.scope);
-            v_first_key := NULL;
-            IF v_job.kind = 'delete' AND v_filtered THEN
-                -- A filtered delete's page starts at the first key past the
-                -- cursor that matches the predicate (a plain index scan of
-                -- the (scope, key) index in key order, stopping at the first
-                -- match, as the end-of-scope check's look): a stretch of
-                -- keys with no match (a filter's rows clustered in part of
-                -- the scope, the tail past its last match) was walked a
-                -- page at a time, each page reading every row of it, in
-                -- its own transaction. None left: this is the last page,
-                -- and it ends the job without reading more. The look and the
-                -- page are two statements, so a row coming to match between
-                -- them, behind the page's start, is missed as one coming to
-                -- match behind the cursor just after a page is: a filtered
-                -- range delete deletes the rows that match when its page
-                -- reaches them (a job without a filter has the end-of-scope
-                -- check below, and does not look).
-                PERFORM set_config('enable_seqscan', 'off', true);
-                PERFORM set_config('enable_bitmapscan', 'off', true);
-                PERFORM set_config('enable_indexscan', 'on', true);
-                PERFORM set_config('enable_sort', 'off', true);
-                PERFORM set_config('enable_incremental_sort', 'off', true);
-                EXECUTE format('SELECT (SELECT t.%4$I::text FROM %1$s t WHERE t.%3$I = ANY (ARRAY[%5$s]) '
-                               '%6$s AND coalesce((%2$s), false) ORDER BY t.%3$I, t.%4$I LIMIT 1)',
-                               v_job.target, v_job.predicate, v_reg.scope_column,
-                               v_reg.key_column, v_scope,
-                               CASE WHEN v_after IS NOT NULL THEN
-                                   format('AND t.%I > %L::%s', v_reg.key_column, v_after,
-                                          v_key_type) END)
-                   INTO v_first_key;
-                PERFORM set_config('enable_sort', v_sort, true);
-                PERFORM set_config('enable_incremental_sort', v_incremental_sort, true);
-                PERFORM set_config('enable_seqscan', v_seqscan, true);
-                PERFORM set_config('enable_bitmapscan', v_bitmapscan, true);
-                PERFORM set_config('enable_indexscan', v_indexscan, true);
-            END IF;
-            IF v_job.kind = 'delete' AND v_filtered AND v_first_key IS NULL THEN
-                v_upper := NULL;
-            ELSE
-                v_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
-                                           v_reg.key_column,
-                                           CASE WHEN v_first_key IS NOT NULL THEN
-                                                    format(' AND t.%I >= %L::%s', v_reg.key_column,
-                                                           v_first_key, v_key_type)
-                                                WHEN v_after IS NULL THEN ''
-                                                ELSE format(' AND t.%I > %L::%s', v_reg.key_column,
-                                                            v_after, v_key_type) END,
-                                           v_size - 1);
-            END IF;
+            v_upper := pgjobs._nth_key(v_job.target, v_reg.scope_column, v_scope,
+                                       v_reg.key_column,
+                                       CASE WHEN v_after IS NULL THEN ''
+                                            ELSE format(' AND t.%I > %L::%s', v_reg.key_column,
+                                                        v_after, v_key_type) END,
+                                       v_size - 1);
             v_last := v_upper IS NULL;
             -- The cursor must move: a key whose text does not read back as
             -- the same value would repeat this page forever (the one check
@@ -13362,10 +13318,8 @@ BEGIN
             END IF;
             v_range := concat_ws(' AND ',
                 format('%I = %s', v_reg.scope_column, v_scope),
-                CASE WHEN v_first_key IS NOT NULL THEN
-                         format('%I >= %L::%s', v_reg.key_column, v_first_key, v_key_type)
-                     WHEN v_after IS NOT NULL THEN
-                         format('%I > %L::%s', v_reg.key_column, v_after, v_key_type) END,
+                CASE WHEN v_after IS NOT NULL THEN
+                    format('%I > %L::%s', v_reg.key_column, v_after, v_key_type) END,
                 CASE WHEN v_upper IS NOT NULL THEN
                     format('%I <= %L::%s', v_reg.key_column, v_upper, v_key_type) END);
             -- The page statement reads the range through a bitmap scan of the
@@ -13381,13 +13335,9 @@ BEGIN
             PERFORM set_config('enable_indexscan', 'off', true);
 
             IF v_job.kind = 'delete' THEN
-                IF v_filtered AND v_first_key IS NULL THEN
-                    v_rows := 0;  -- nothing past the cursor matches (the look above)
-                ELSE
-                    EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
-                                   v_job.target, v_range, v_job.predicate);
-                    GET DIAGNOSTICS v_rows = ROW_COUNT;
-                END IF;
+                EXECUTE format('DELETE FROM %s WHERE %s AND coalesce((%s), false)',
+                               v_job.target, v_range, v_job.predicate);
+                GET DIAGNOSTICS v_rows = ROW_COUNT;
                 v_trailing := NOT v_filtered
                     AND (v_job.checkpoint ? 'checked_to'
                          OR (v_after IS NULL AND NOT v_job.checkpoint ? 'check_bounds'));

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -263,19 +263,3 @@ def crash_runner_mid_job(conn: Conn, make_conn: Callable[..., Conn], job_id: int
     thread.join(timeout=30)
     assert crashed, "the runner's backend was terminated"
     return job(conn, job_id)
-
-
-def filtered_range_pages(scope_keys: Iterable[int], matches: Iterable[int], page_size: int) -> int:
-    """The pages a filtered range delete takes (pgjobs._run_page): each page
-    starts at the first key past the cursor that matches and holds the
-    page_size keys of the scope from there; a page with fewer left is the
-    last, and so is a look that finds no match past the cursor."""
-    keys = sorted(scope_keys)
-    doomed = set(matches)
-    pages, at = 0, 0  # at: index in keys of the first key past the cursor
-    while True:
-        pages += 1
-        first = next((i for i in range(at, len(keys)) if keys[i] in doomed), None)
-        if first is None or first + page_size > len(keys):
-            return pages
-        at = first + page_size
