@@ -38,7 +38,8 @@ Measured, each side on the same data in the same run:
   ``--full`` runs it at issue 11's size (a 1M-row scope, 5M rows grown to 20M).
 
 ``--compare-sql DIR`` measures only the whole-scope delete (with
-``--filtered-only``: each filtered delete instead), of DIR's ``sql/``
+``--filtered-only``: each filtered delete instead, with ``--strategy``
+range or collect to make it take that strategy), of DIR's ``sql/``
 tree (A: another checkout's, say main's) against this checkout's (B): each
 in its own database on the one server, the same relation built in both,
 rounds alternating A B, B A, ... so that drift on a busy machine hits both
@@ -235,13 +236,14 @@ def job_via_call(conn: Conn, filter_: dict[str, Any],
 
 
 def job_via_pages(conn: Conn, filter_: dict[str, Any],
-                  phases: dict[str, float] | None = None) -> tuple[float, list[float],
+                  phases: dict[str, float] | None = None,
+                  options: dict[str, Any] | None = None) -> tuple[float, list[float],
                                                                    dict[str, Any]]:
     """The same loop as run_job, driven from here: claim, then one _run_page
     call per transaction (autocommit), each timed. (seconds, page ms, job).
     ``phases`` receives the submit's and the claim's ms."""
     started = time.perf_counter()
-    job_id = submit(conn, filter_)
+    job_id = submit(conn, filter_, options)
     claimed = time.perf_counter()
     identity = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'bench')).worker", (job_id,))
     if phases is not None:
@@ -608,7 +610,9 @@ def compare_sql_shape(conns: dict[str, Conn], args: argparse.Namespace, layout: 
             seconds, deleted = bulk_delete(conn, where)
             restore(conn)
             phases: dict[str, float] = {}
-            job_seconds, pages, job = job_via_pages(conn, filter_, phases)
+            job_seconds, pages, job = job_via_pages(
+                conn, filter_, phases,
+                {"strategy": args.strategy} if args.strategy and filter_ else None)
             assert job["done"] == deleted, (job["done"], deleted)
             # Where the job's time goes: submit, claim, the first call
             # (count or estimate; a collect job's collection), the calls
@@ -715,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --compare-sql --filtered-only: comma-separated subset of "
                              "spread (20%% on every page), clustered (10%% clustered) "
                              "[default: both]")
+    parser.add_argument("--strategy", choices=["auto", "range", "collect"],
+                        help="with --compare-sql --filtered-only: the filtered jobs' strategy "
+                             "option [default: none given, i.e. auto]")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args(argv)
     if args.shapes is not None and not args.shapes <= set(SHAPE_NAMES.values()):
