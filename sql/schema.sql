@@ -8523,8 +8523,17 @@ CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid) RETURNS void
 -- other, each seeing the jobs of those that committed before it; far from
 -- it they take no lock and never wait for each other. A row, never an
 -- advisory lock, which any role could take and hold, hanging the client
--- (tests/test_trust_advisory_locks.py). Locks: that row.
+-- (tests/test_trust_advisory_locks.py). Only the client's own calls take
+-- it: a call acting for another role (a retry of the client's job by a role
+-- with the kind's privilege on its target, or by an administrator) counts
+-- without it, else that role could hold the row in an open transaction and
+-- make the client's submits near a ceiling wait (review of h44). Locks:
+-- that row, in the client's own calls.
 BEGIN
+    IF p_submitter IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = pgjobs._caller()) THEN
+        RETURN;
+    END IF;
     LOOP
         PERFORM FROM pgjobs.client_room_locks l
          WHERE l.submitter_oid = p_submitter
@@ -8542,7 +8551,7 @@ ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid) OWNER TO SUPERUSER;
 -- Name: FUNCTION _lock_client_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction: the client''s ceilings are counted under it when near them.';
+COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction, in that role''s own calls only: the client''s ceilings are counted under it when near them.';
 
 --
 -- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11250,7 +11259,13 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- keeps the transaction's snapshot and is no more exact than the first.
 -- A transaction that holds the lock (its client near a ceiling) holds back
 -- the client's other submits and retries near it until it ends, not other
--- clients' nor administrators'. Locks: the client's row of
+-- clients' nor administrators'; a call acting for another role (a retry of
+-- the client's job by a role with the kind's privilege, or an
+-- administrator) never takes the client's lock (pgjobs._lock_client_room).
+-- A transaction that submits many jobs is seen by other sessions' counts
+-- only when it commits: sessions that each submit many jobs in one
+-- transaction can together pass a ceiling by up to the ceiling less the
+-- margin (docs/operations.md). Locks: the client's row of
 -- pgjobs.client_room_locks, near a ceiling only.
 DECLARE
     v_defaults jsonb;

@@ -129,3 +129,43 @@ def test_far_from_a_ceiling_an_open_transaction_holds_no_submit_back(
     _submit(second, "k2", "2")
     first.commit()
     assert scalar(conn, "SELECT count(*) FROM pgjobs.client_room_locks") == 0
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["retried", "retry-refused"])
+def test_another_role_s_retry_near_a_ceiling_never_holds_the_client_back(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, refused: bool) -> None:
+    """Found by the review of h44: a role with the kind's privilege on the
+    target may retry a client's job, and near the client's ceiling that
+    retry took the client's lock and kept it to the end of its transaction:
+    left open, it made the client's own submits wait. Only the client's own
+    calls take its lock now; the retrying role counts without it. (A
+    refused retry held nothing already: its error aborts the transaction,
+    which releases its locks; that case guards the new rule.)"""
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 3}')")
+    other = make_role(conn, "rother", "GRANT pgjobs_client TO {role}",
+                      "GRANT SELECT, DELETE ON user_table_rows TO {role}")
+    conn.execute(f"GRANT DELETE ON user_table_rows TO {client}")
+    try:
+        setup = _session(make_conn, client)
+        jobs = [int(scalar(setup, "SELECT pgjobs.submit_delete('user_table_rows', %s, "
+                                  "'{\"id\": 1}')", (str(scope),))) for scope in (1, 2, 3)]
+        setup.execute("SELECT pgjobs.cancel(%s)", (jobs[0],))  # 2 pending: near 3
+        if refused:
+            conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 2}')")
+        retrier = _session(make_conn, other, autocommit=False)
+        try:
+            retrier.execute("SELECT pgjobs.retry(%s)", (jobs[0],))
+            assert not refused
+        except errors.ObjectInUse:
+            assert refused  # an aborted transaction holds no lock: a guard
+        probe = make_conn(autocommit=False)  # the retrier holds no lock row
+        probe.execute("SELECT FROM pgjobs.client_room_locks FOR UPDATE NOWAIT")
+        probe.rollback()
+        if refused:
+            conn.execute("SELECT pgjobs.set_defaults('{\"max_pending_per_client\": 4}')")
+        submitter = _session(make_conn, client)
+        submitter.execute("SET lock_timeout = '5s'")
+        assert _submit(submitter, "k1", "9")  # does not wait for the retrier
+        retrier.rollback()
+    finally:
+        drop_role(conn, other)

@@ -17,8 +17,17 @@ AS $$
 -- other, each seeing the jobs of those that committed before it; far from
 -- it they take no lock and never wait for each other. A row, never an
 -- advisory lock, which any role could take and hold, hanging the client
--- (tests/test_trust_advisory_locks.py). Locks: that row.
+-- (tests/test_trust_advisory_locks.py). Only the client's own calls take
+-- it: a call acting for another role (a retry of the client's job by a role
+-- with the kind's privilege on its target, or by an administrator) counts
+-- without it, else that role could hold the row in an open transaction and
+-- make the client's submits near a ceiling wait (review of h44). Locks:
+-- that row, in the client's own calls.
 BEGIN
+    IF p_submitter IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = pgjobs._caller()) THEN
+        RETURN;
+    END IF;
     LOOP
         PERFORM FROM pgjobs.client_room_locks l
          WHERE l.submitter_oid = p_submitter
@@ -32,4 +41,5 @@ $$;
 
 COMMENT ON FUNCTION pgjobs._lock_client_room(oid) IS
 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to '
-'the end of the transaction: the client''s ceilings are counted under it when near them.';
+'the end of the transaction, in that role''s own calls only: the client''s ceilings are counted '
+'under it when near them.';

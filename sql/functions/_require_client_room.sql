@@ -43,7 +43,13 @@ AS $$
 -- keeps the transaction's snapshot and is no more exact than the first.
 -- A transaction that holds the lock (its client near a ceiling) holds back
 -- the client's other submits and retries near it until it ends, not other
--- clients' nor administrators'. Locks: the client's row of
+-- clients' nor administrators'; a call acting for another role (a retry of
+-- the client's job by a role with the kind's privilege, or an
+-- administrator) never takes the client's lock (pgjobs._lock_client_room).
+-- A transaction that submits many jobs is seen by other sessions' counts
+-- only when it commits: sessions that each submit many jobs in one
+-- transaction can together pass a ceiling by up to the ceiling less the
+-- margin (docs/operations.md). Locks: the client's row of
 -- pgjobs.client_room_locks, near a ceiling only.
 DECLARE
     v_defaults jsonb;
