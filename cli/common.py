@@ -213,7 +213,16 @@ class LazyCommands(MutableMapping[str, click.Command]):
             import importlib
 
             module, attribute, _ = self._lazy[name]
-            self._loaded[name] = getattr(importlib.import_module(module), attribute)
+            try:
+                self._loaded[name] = getattr(importlib.import_module(module), attribute)
+            except Exception as exc:
+                # Not a KeyError, which Mapping.get reads as "no such command"
+                # (`pgjobs ui` said "No such command 'ui'. Did you mean 'ui'?").
+                raise errors.PgjobsError(
+                    f"cannot load `pgjobs {name}`: {type(exc).__name__}: {exc}",
+                    sqlstate="58000",
+                    hint="the installation is incomplete or broken: reinstall pgjobs "
+                         "(with the extra the command needs, e.g. pgjobs[ui])") from exc
         return self._loaded[name]
 
     def __setitem__(self, name: str, command: click.Command) -> None:

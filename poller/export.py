@@ -644,21 +644,28 @@ class _Recording(threading.Thread):
     first chunk: the upload is in the checkpoint before any part is written, as
     when it was made and checkpointed before the first chunk (a worker killed
     after that leaves an upload a cancel aborts at once). :meth:`wait` raises
-    what failed (the create's storage error, a refused heartbeat)."""
+    what failed (the create's storage error, a refused heartbeat).
+    :attr:`recorded` is whether the checkpoint now names the upload: a
+    heartbeat refused (the job paused or canceled, or the lease lost, while
+    the create was in flight) leaves an upload no record names, which the
+    attempt aborts as it ends (:meth:`Exporter._abort_unrecorded`)."""
 
     def __init__(self, exporter: Exporter):
         super().__init__(name=f"pgjobs-record-{exporter.job_id}", daemon=True)
         self.exporter = exporter
+        self.upload = exporter.upload
+        self.recorded = False
         self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
         ex = self.exporter
         try:
-            assert ex.upload is not None
-            ex.state["upload"] = ex.upload.state()  # waits for the create
+            assert self.upload is not None
+            ex.state["upload"] = self.upload.state()  # waits for the create
             if not ex.control.heartbeat(checkpoint=ex.checkpoint()):
                 raise LeaseLost("heartbeat refused")
+            self.recorded = True
         except BaseException as exc:  # noqa: BLE001 - raised by wait() and check()
             self.error = exc
 
@@ -748,12 +755,18 @@ class Exporter:
                 storage.release_root(self.roots.pop())
 
     def _abort_unrecorded(self) -> None:
-        """An upload still fresh when the attempt ends (native S3: created beside
-        the first chunk, the attempt over before :class:`_Recording` awaited
-        it) is in no checkpoint: no later owner can continue it, and the stale
-        sweep spares it while the job lives. Aborted now (its create awaited)."""
+        """An upload no checkpoint names when the attempt ends is aborted now (its
+        create awaited): no later owner can continue it, and the stale sweep
+        spares it while the job lives. Native S3: one still fresh (created
+        beside the first chunk, the attempt over before :class:`_Recording`
+        awaited it), or one whose recording heartbeat was refused (the job
+        paused by a heartbeat of the reader's while the create was in flight:
+        it was parked with the checkpoint of before the upload)."""
         upload = self.upload
-        if upload is not None and upload.fresh():
+        recording = self.recording
+        unrecorded = recording is not None and recording.upload is upload \
+            and not recording.recorded
+        if upload is not None and (upload.fresh() or unrecorded):
             with contextlib.suppress(Exception):
                 upload.cleanup()
 
@@ -848,7 +861,8 @@ class Exporter:
             log.warning("job %s: cannot resume (%s); starting over", self.job_id, exc)
             self._start_over()
         assert self.upload is not None  # resumed above, or begun again by _start_over
-        if self.upload.fresh():
+        if self.upload.fresh() and (self.recording is None
+                                    or self.recording.upload is not self.upload):
             # Native S3: its CreateMultipartUpload is in flight; the first chunk
             # is read meanwhile, and the upload is checkpointed as soon as it is
             # made, before any part is written (_Uploader waits for it).
@@ -988,11 +1002,16 @@ class Exporter:
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
                       "phase": "streaming", "eof": False, "limit": self.limit, "digests": [],
                       "history": self.state.get("history", [])}
+        if self.recording is not None:
+            self.recording.join()  # the upload it recorded is discarded above
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size,
                                             digests=self.state["digests"])
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
+        if self.upload.fresh():
+            # Native S3, the create in flight: recorded before any part, as in _start.
+            self.recording = _Recording(self)
 
     def checkpoint(self) -> dict[str, Any]:
         return {"v": CHECKPOINT_VERSION, "uri": self.location.uri, "prefix": self.prefix,

@@ -102,3 +102,44 @@ def test_the_help_lists_the_same_lines_as_the_imported_commands(width: int) -> N
     eager = click.Group(name=main.name, commands=loaded, params=main.params,
                         help=main.help, context_settings=main.context_settings)
     assert lazily == CliRunner().invoke(eager, ["--help"], terminal_width=width).output
+
+
+BROKEN = """
+import importlib.abc
+import sys
+
+failure = {"key": KeyError("PGJOBS_SOME_SETTING"),
+           "import": ImportError("No module named 'uvicorn'")}[sys.argv.pop(1)]
+
+
+class Broken(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "pgjobs.cli.ui":
+            raise failure
+        return None
+
+
+sys.meta_path.insert(0, Broken())
+from pgjobs.cli.main import main
+main(sys.argv[1:], prog_name="pgjobs")
+"""
+
+
+@pytest.mark.parametrize("failure", ["key", "import"])
+def test_a_command_whose_module_cannot_load_says_so(failure: str) -> None:
+    """Found by the review of h46: a KeyError raised while a lazy command's
+    module was imported read as an unknown command (`error: No such command
+    'ui'. Did you mean 'ui'?`, exit 2: Mapping.get swallows KeyError), and an
+    ImportError printed a traceback. Both are one line naming the command,
+    with a hint; the other commands still work."""
+    done = subprocess.run([sys.executable, "-c", BROKEN, failure, "ui", "--help"],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=tempfile.gettempdir())
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: cannot load `pgjobs ui`: "), done.stderr
+    assert "No such command" not in done.stderr and "Traceback" not in done.stderr
+    assert "(hint: " in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    other = subprocess.run([sys.executable, "-c", BROKEN, failure, "status", "--help"],
+                           capture_output=True, text=True, timeout=60,
+                           cwd=tempfile.gettempdir())
+    assert other.returncode == 0 and other.stdout.startswith("Usage: pgjobs status")

@@ -11,6 +11,7 @@ conditional complete and the read-back are unchanged
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.support import (
     open_uploads,
     plain_copy,
     run_export,
+    scalar,
     submit_export,
 )
 
@@ -140,3 +142,39 @@ def test_an_attempt_that_ends_while_the_upload_is_created_leaves_none_open(
     assert {upload[1] for upload in open_uploads(bucket)} <= {recorded}, (open_uploads(bucket),
                                                                         row["checkpoint"])
     assert not (row["result"] or {}).get("uri"), row
+
+
+@pytest.mark.parametrize("then", ["left", "resumed"])
+def test_a_pause_while_the_create_is_in_flight_leaves_no_upload_open(
+        conn: Any, dsn: str, big: None, bucket: str, monkeypatch: Any, then: str) -> None:
+    """Found by the review of h46: a pause requested while the create is in
+    flight parks the job at the reader's next heartbeat (a keepalive, no
+    checkpoint), with the checkpoint of before the upload; the recording's
+    heartbeat is then refused, and the upload, no longer fresh, was left
+    open while the job lived (a resumed job made a new one). An upload whose
+    recording was refused is aborted as the attempt ends."""
+    job_id = submit_export(conn, "1", {}, NATIVE_S3, target="big")
+    create = s3client.Client.create
+    calls = {"n": 0}
+
+    def creating(client: Any, key: str) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            with psycopg.connect(dsn, autocommit=True) as own:
+                own.execute("SELECT pgjobs.pause(%s)", (job_id,))
+                for _ in range(400):  # until the reader's heartbeat parked it
+                    if scalar(own, "SELECT status FROM pgjobs.jobs WHERE id = %s",
+                              (job_id,)) == "paused":
+                        break
+                    time.sleep(0.02)
+        return create(client, key)
+
+    monkeypatch.setattr(s3client.Client, "create", creating)
+    run_export(dsn, job_id, bucket, lease="3 seconds")
+    assert job(conn, job_id)["status"] == "paused"
+    recorded = ((job(conn, job_id)["checkpoint"] or {}).get("upload") or {}).get("upload_id")
+    assert {u[1] for u in open_uploads(bucket)} <= {recorded}
+    if then == "resumed":
+        assert scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+        assert run_export(dsn, job_id, bucket).status == "succeeded"
+        assert open_uploads(bucket) == []
