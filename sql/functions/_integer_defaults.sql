@@ -29,7 +29,9 @@ SELECT d.name, d.low, d.high, d.description
     (8, 'max_rejects_per_job', 0, 1000000,
      'the highest max_rejects a client may give an import'),
     (9, 'max_jobs_kept_per_client', 1, 100000000,
-     'the most jobs a client may have kept, finished ones too until pgjobs.prune')
+     'the most jobs a client may have kept, finished ones too until pgjobs.prune'),
+    (10, 'max_reject_bytes_per_job', 1, 2147483647,
+     'the most bytes of rejects a client''s import may keep')
   ) AS d(ord, name, low, high, description)
  ORDER BY d.ord;
 $$;

@@ -53,6 +53,12 @@ AS $$
 --   administrator may have in pgjobs.jobs, finished ones too until
 --   pgjobs.prune deletes them: 55006 beyond it at a submit
 --   (pgjobs._require_client_kept_room).
+--   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
+--   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
+--   each reject's reason plus of its record as kept) an import submitted by
+--   a submitter who is not an administrator may keep: the batch whose
+--   rejects would pass it fails the job as too many rejects do, 22000, its
+--   rejects before the one that would pass it kept (pgjobs.import_batch).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -132,6 +138,9 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until '
 'pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit '
 'beyond it raises 55006); '
+'max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and '
+'record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default '
+'16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '
