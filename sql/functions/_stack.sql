@@ -31,7 +31,6 @@ DECLARE
     v_lines text[];
     v_at integer;
     v_template text;
-    v_stack text[] := '{}';
 BEGIN
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
     v_lines := string_to_array(v_ctx, E'\n');
@@ -48,10 +47,9 @@ BEGIN
       FROM unnest(ARRAY[left(v_lines[1], v_at - 1),
                         substr(v_lines[1], v_at + length('pgjobs._stack()'))])
            WITH ORDINALITY AS t(part, n);
-    FOR i IN 2 .. cardinality(v_lines) LOOP
-        v_stack := v_stack || substring(v_lines[i] FROM v_template);
-    END LOOP;
-    RETURN v_stack;
+    RETURN ARRAY(SELECT substring(line FROM v_template)
+                   FROM unnest(v_lines[2:]) WITH ORDINALITY AS t(line, n)
+                  ORDER BY n);
 END
 $$;
 
