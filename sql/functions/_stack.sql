@@ -3,10 +3,6 @@ RETURNS text[]
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 3
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
 AS $$
 -- The call stack as pgjobs._enter and pgjobs._entered read it: one element
 -- per PG_CONTEXT line below this function's own, element 1 the line of the
@@ -25,12 +21,17 @@ AS $$
 -- a schema's name) is printed inside double quotes, which the statement's
 -- part of the template cannot cross. Depth of element i, counted from the
 -- bottom of the stack as pgjobs.call_<depth> is: cardinality - i + 1.
--- Locks nothing.
+-- Only search_path is pinned: the other settings its neighbours pin touch
+-- nothing here (backslashes are written in E'' literals, read alike
+-- whatever standard_conforming_strings says), and a SET clause costs every
+-- call (this runs a few times in every client call); the escaping is plain
+-- replace, so the template is the one regex to compile. Locks nothing.
 DECLARE
     v_ctx text;
     v_lines text[];
     v_at integer;
     v_template text;
+    v_stack text[] := ARRAY[]::text[];
 BEGIN
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
     v_lines := string_to_array(v_ctx, E'\n');
@@ -38,18 +39,30 @@ BEGIN
     IF v_at = 0 THEN
         RETURN NULL;
     END IF;
-    SELECT '^' || string_agg(
-               replace(regexp_replace(regexp_replace(part, '([.^$*+?()[\]{}|\\])', '\\\1', 'g'),
-                                      '[0-9]+', '[0-9]+', 'g'),
-                       'GET DIAGNOSTICS', '[^"]+'),
-               '(.+?)' ORDER BY n) || '$'
-      INTO v_template
-      FROM unnest(ARRAY[left(v_lines[1], v_at - 1),
-                        substr(v_lines[1], v_at + length('pgjobs._stack()'))])
-           WITH ORDINALITY AS t(part, n);
-    RETURN ARRAY(SELECT substring(line FROM v_template)
-                   FROM unnest(v_lines[2:]) WITH ORDINALITY AS t(line, n)
-                  ORDER BY n);
+    -- line 1 with every character a regex gives a meaning escaped (plain
+    -- replace: no regex to compile besides the template), then its parts
+    v_template := v_lines[1];
+    v_template := replace(v_template, E'\\', E'\\\\');
+    v_template := replace(v_template, '.', E'\\.');
+    v_template := replace(v_template, '^', E'\\^');
+    v_template := replace(v_template, '$', E'\\$');
+    v_template := replace(v_template, '*', E'\\*');
+    v_template := replace(v_template, '+', E'\\+');
+    v_template := replace(v_template, '?', E'\\?');
+    v_template := replace(v_template, '(', E'\\(');
+    v_template := replace(v_template, ')', E'\\)');
+    v_template := replace(v_template, '[', E'\\[');
+    v_template := replace(v_template, ']', E'\\]');
+    v_template := replace(v_template, '{', E'\\{');
+    v_template := replace(v_template, '}', E'\\}');
+    v_template := replace(v_template, '|', E'\\|');
+    v_template := '^' || replace(replace(regexp_replace(v_template, '[0-9]+', '[0-9]+', 'g'),
+                                         'GET DIAGNOSTICS', '[^"]+'),
+                                 E'pgjobs\\._stack\\(\\)', '(.+?)') || '$';
+    FOR i IN 2 .. cardinality(v_lines) LOOP
+        v_stack[i - 1] := substring(v_lines[i] FROM v_template);
+    END LOOP;
+    RETURN v_stack;
 END
 $$;
 
