@@ -14763,6 +14763,10 @@ ALTER FUNCTION pgjobs._setting_hidden(p_name text) OWNER TO SUPERUSER;
 CREATE FUNCTION pgjobs._stack() RETURNS text[]
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- The call stack as pgjobs._enter and pgjobs._entered read it: one element
 -- per PG_CONTEXT line below this function's own, element 1 the line of the
@@ -14781,11 +14785,8 @@ CREATE FUNCTION pgjobs._stack() RETURNS text[]
 -- a schema's name) is printed inside double quotes, which the statement's
 -- part of the template cannot cross. Depth of element i, counted from the
 -- bottom of the stack as pgjobs.call_<depth> is: cardinality - i + 1.
--- Only search_path is pinned: the other settings its neighbours pin touch
--- nothing here (backslashes are written in E'' literals, read alike
--- whatever standard_conforming_strings says), and a SET clause costs every
--- call (this runs a few times in every client call); the escaping is plain
--- replace, so the template is the one regex to compile. Locks nothing.
+-- The escaping is plain replace, so the template is the one regex to
+-- compile (this runs a few times in every client call). Locks nothing.
 DECLARE
     v_ctx text;
     v_lines text[];

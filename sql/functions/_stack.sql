@@ -3,6 +3,10 @@ RETURNS text[]
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- The call stack as pgjobs._enter and pgjobs._entered read it: one element
 -- per PG_CONTEXT line below this function's own, element 1 the line of the
@@ -21,11 +25,8 @@ AS $$
 -- a schema's name) is printed inside double quotes, which the statement's
 -- part of the template cannot cross. Depth of element i, counted from the
 -- bottom of the stack as pgjobs.call_<depth> is: cardinality - i + 1.
--- Only search_path is pinned: the other settings its neighbours pin touch
--- nothing here (backslashes are written in E'' literals, read alike
--- whatever standard_conforming_strings says), and a SET clause costs every
--- call (this runs a few times in every client call); the escaping is plain
--- replace, so the template is the one regex to compile. Locks nothing.
+-- The escaping is plain replace, so the template is the one regex to
+-- compile (this runs a few times in every client call). Locks nothing.
 DECLARE
     v_ctx text;
     v_lines text[];
