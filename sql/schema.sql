@@ -4638,37 +4638,32 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- a placeholder setting need the SET privilege on it, which PostgreSQL 15
 -- grants only to superusers, so pgjobs migrate by a database owner failed.
 --
--- The check reads the call stack: line 1 is this function, line 2 the
--- internal (it calls this in an assignment: no SQL statement line), line 3
--- must be the entry point's own PL/pgSQL frame (it calls the internal in a
--- plain expression). PL/pgSQL prints a function's name as compiled under
--- the pinned search_path, so schema-qualified; a role cannot create
--- functions in schema pgjobs, and no other frame's line starts with the
--- text of a pgjobs frame. The text before the name (translated by
--- lc_messages) is read off line 1. Locks nothing.
+-- The check reads the call stack (pgjobs._stack, in any language of
+-- lc_messages): element 1 is this function, element 2 the internal (it
+-- calls this in an assignment: no SQL statement line), element 3 must be
+-- the entry point's own PL/pgSQL frame (it calls the internal in a plain
+-- expression). PL/pgSQL prints a function's name as compiled under the
+-- pinned search_path, so schema-qualified; a role cannot create functions
+-- in schema pgjobs, and no other frame's signature starts with
+-- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
+-- nothing.
 DECLARE
-    v_ctx text;
-    v_lines text[];
-    v_prefix text;
+    v_stack text[];
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
-    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
-    v_lines := string_to_array(v_ctx, E'\n');
-    IF strpos(v_lines[1], 'pgjobs._enter(') > 0 THEN
-        v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._enter(') - 1);
-    END IF;
-    IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
-       OR cardinality(v_lines) < 3
-       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs.' || v_internal)
-       OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
+    v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    IF p_caller IS NULL OR p_entry IS NULL OR coalesce(cardinality(v_stack), 0) < 3
+       OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
+       OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
+       OR NOT coalesce(starts_with(v_stack[3], 'pgjobs.' || p_entry || '('), false) THEN
         RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
             '_' || ltrim(p_entry, '_'), p_entry
             USING ERRCODE = '42501',
             HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
-    -- line 2 is the internal: cardinality - 1 lines from the bottom
-    PERFORM set_config('pgjobs.call_' || (cardinality(v_lines) - 1),
+    -- element 2 is the internal: cardinality - 1 lines from the bottom
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
                        p_entry || '/' || p_caller, true);  -- pgjobs._entered
     RETURN p_caller;
 END
@@ -4704,38 +4699,31 @@ CREATE FUNCTION pgjobs._entered() RETURNS text[]
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
--- caller's. The frame text is read as pgjobs._enter reads it (the text
--- before the name off line 1, translated by lc_messages).
+-- caller's. The frames are read as pgjobs._enter reads them
+-- (pgjobs._stack, in any language of lc_messages).
 -- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
 -- Locks nothing.
 DECLARE
-    v_ctx text;
-    v_lines text[];
+    v_stack text[];
     v_n integer;
-    v_prefix text;
-    v_rest text;
     v_body text;
     v_slot text;
     v_entry text;
 BEGIN
-    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
-    v_lines := string_to_array(v_ctx, E'\n');
-    v_n := cardinality(v_lines);
-    IF strpos(v_lines[1], 'pgjobs._entered(') = 0 THEN
+    v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    v_n := coalesce(cardinality(v_stack), 0);
+    IF NOT coalesce(starts_with(v_stack[1], 'pgjobs._entered('), false) THEN
         RETURN NULL;
     END IF;
-    v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._entered(') - 1);
     FOR i IN 2 .. v_n - 1 LOOP
-        CONTINUE WHEN NOT starts_with(v_lines[i], v_prefix || 'pgjobs._');
-        v_rest := substr(v_lines[i], length(v_prefix) + 1);
-        v_body := substring(v_rest FROM '^pgjobs\._([a-z_]+)_as\(');
+        v_body := substring(v_stack[i] FROM '^pgjobs\._([a-z_]+)_as\(');
         CONTINUE WHEN v_body IS NULL
-            OR NOT (starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_body || '(')
-                    OR starts_with(v_lines[i + 1], v_prefix || 'pgjobs._' || v_body || '('));
+            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
+                            OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
-           OR NOT starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_entry || '(')
+           OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
@@ -14786,6 +14774,85 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._setting_hidden(p_name text) OWNER TO SUPERUSER;
+
+--
+-- Name: _stack(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._stack() RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The call stack as pgjobs._enter and pgjobs._entered read it: one element
+-- per PG_CONTEXT line below this function's own, element 1 the line of the
+-- function that called this one. An element is the signature of the
+-- function (as PL/pgSQL prints it: compiled under a pinned search_path, a
+-- pgjobs function is schema-qualified) when its line is a PL/pgSQL frame
+-- "PL/pgSQL function <signature> line <n> at <statement>" in the language
+-- of lc_messages, else NULL (an SQL statement's text, an SQL function's
+-- line, a frame during a function's entry or exit). The translation can put
+-- the statement and line number before the name (zh_CN), the name first
+-- (tr) or in quotes (ko), so the line is not cut at a prefix: a template is
+-- read off line 1, this function's own frame, split at its own signature:
+-- its statement (GET DIAGNOSTICS, which no catalog translates) matches any
+-- text but a double quote, its line number any digits, the rest itself.
+-- The signature's start is then fixed: text a role chooses (a function's or
+-- a schema's name) is printed inside double quotes, which the statement's
+-- part of the template cannot cross. Depth of element i, counted from the
+-- bottom of the stack as pgjobs.call_<depth> is: cardinality - i + 1.
+-- The escaping is plain replace, so the template is the one regex to
+-- compile (this runs a few times in every client call). Locks nothing.
+DECLARE
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_template text;
+    v_stack text[] := ARRAY[]::text[];
+BEGIN
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._stack()');
+    IF v_at = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- line 1 with every character a regex gives a meaning escaped (plain
+    -- replace: no regex to compile besides the template), then its parts
+    v_template := v_lines[1];
+    v_template := replace(v_template, E'\\', E'\\\\');
+    v_template := replace(v_template, '.', E'\\.');
+    v_template := replace(v_template, '^', E'\\^');
+    v_template := replace(v_template, '$', E'\\$');
+    v_template := replace(v_template, '*', E'\\*');
+    v_template := replace(v_template, '+', E'\\+');
+    v_template := replace(v_template, '?', E'\\?');
+    v_template := replace(v_template, '(', E'\\(');
+    v_template := replace(v_template, ')', E'\\)');
+    v_template := replace(v_template, '[', E'\\[');
+    v_template := replace(v_template, ']', E'\\]');
+    v_template := replace(v_template, '{', E'\\{');
+    v_template := replace(v_template, '}', E'\\}');
+    v_template := replace(v_template, '|', E'\\|');
+    v_template := '^' || replace(replace(regexp_replace(v_template, '[0-9]+', '[0-9]+', 'g'),
+                                         'GET DIAGNOSTICS', '[^"]+'),
+                                 E'pgjobs\\._stack\\(\\)', '(.+?)') || '$';
+    FOR i IN 2 .. cardinality(v_lines) LOOP
+        v_stack[i - 1] := substring(v_lines[i] FROM v_template);
+    END LOOP;
+    RETURN v_stack;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._stack() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _stack(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._stack() IS 'Internal: the call stack below its caller, one element a PG_CONTEXT line: the function''s signature when the line is a PL/pgSQL frame in the language of lc_messages, else NULL.';
 
 --
 -- Name: _start_attempts(bigint[], text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -25268,6 +25335,13 @@ GRANT ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set json
 
 REVOKE ALL ON FUNCTION pgjobs._setting_hidden(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._setting_hidden(p_name text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _stack(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._stack() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._stack() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _start_attempts(p_ids bigint[], p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -28,37 +28,32 @@ AS $$
 -- a placeholder setting need the SET privilege on it, which PostgreSQL 15
 -- grants only to superusers, so pgjobs migrate by a database owner failed.
 --
--- The check reads the call stack: line 1 is this function, line 2 the
--- internal (it calls this in an assignment: no SQL statement line), line 3
--- must be the entry point's own PL/pgSQL frame (it calls the internal in a
--- plain expression). PL/pgSQL prints a function's name as compiled under
--- the pinned search_path, so schema-qualified; a role cannot create
--- functions in schema pgjobs, and no other frame's line starts with the
--- text of a pgjobs frame. The text before the name (translated by
--- lc_messages) is read off line 1. Locks nothing.
+-- The check reads the call stack (pgjobs._stack, in any language of
+-- lc_messages): element 1 is this function, element 2 the internal (it
+-- calls this in an assignment: no SQL statement line), element 3 must be
+-- the entry point's own PL/pgSQL frame (it calls the internal in a plain
+-- expression). PL/pgSQL prints a function's name as compiled under the
+-- pinned search_path, so schema-qualified; a role cannot create functions
+-- in schema pgjobs, and no other frame's signature starts with
+-- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
+-- nothing.
 DECLARE
-    v_ctx text;
-    v_lines text[];
-    v_prefix text;
+    v_stack text[];
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
-    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
-    v_lines := string_to_array(v_ctx, E'\n');
-    IF strpos(v_lines[1], 'pgjobs._enter(') > 0 THEN
-        v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._enter(') - 1);
-    END IF;
-    IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
-       OR cardinality(v_lines) < 3
-       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs.' || v_internal)
-       OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
+    v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    IF p_caller IS NULL OR p_entry IS NULL OR coalesce(cardinality(v_stack), 0) < 3
+       OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
+       OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
+       OR NOT coalesce(starts_with(v_stack[3], 'pgjobs.' || p_entry || '('), false) THEN
         RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
             '_' || ltrim(p_entry, '_'), p_entry
             USING ERRCODE = '42501',
             HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
-    -- line 2 is the internal: cardinality - 1 lines from the bottom
-    PERFORM set_config('pgjobs.call_' || (cardinality(v_lines) - 1),
+    -- element 2 is the internal: cardinality - 1 lines from the bottom
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
                        p_entry || '/' || p_caller, true);  -- pgjobs._entered
     RETURN p_caller;
 END

@@ -24,38 +24,31 @@ AS $$
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
--- caller's. The frame text is read as pgjobs._enter reads it (the text
--- before the name off line 1, translated by lc_messages).
+-- caller's. The frames are read as pgjobs._enter reads them
+-- (pgjobs._stack, in any language of lc_messages).
 -- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
 -- Locks nothing.
 DECLARE
-    v_ctx text;
-    v_lines text[];
+    v_stack text[];
     v_n integer;
-    v_prefix text;
-    v_rest text;
     v_body text;
     v_slot text;
     v_entry text;
 BEGIN
-    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
-    v_lines := string_to_array(v_ctx, E'\n');
-    v_n := cardinality(v_lines);
-    IF strpos(v_lines[1], 'pgjobs._entered(') = 0 THEN
+    v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    v_n := coalesce(cardinality(v_stack), 0);
+    IF NOT coalesce(starts_with(v_stack[1], 'pgjobs._entered('), false) THEN
         RETURN NULL;
     END IF;
-    v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._entered(') - 1);
     FOR i IN 2 .. v_n - 1 LOOP
-        CONTINUE WHEN NOT starts_with(v_lines[i], v_prefix || 'pgjobs._');
-        v_rest := substr(v_lines[i], length(v_prefix) + 1);
-        v_body := substring(v_rest FROM '^pgjobs\._([a-z_]+)_as\(');
+        v_body := substring(v_stack[i] FROM '^pgjobs\._([a-z_]+)_as\(');
         CONTINUE WHEN v_body IS NULL
-            OR NOT (starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_body || '(')
-                    OR starts_with(v_lines[i + 1], v_prefix || 'pgjobs._' || v_body || '('));
+            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
+                            OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
-           OR NOT starts_with(v_lines[i + 1], v_prefix || 'pgjobs.' || v_entry || '(')
+           OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
