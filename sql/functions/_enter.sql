@@ -39,9 +39,33 @@ AS $$
 -- nothing.
 DECLARE
     v_stack text[];
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
-    v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    -- The frames, as pgjobs._stack reads them (its signature first, the
+    -- rest of the line after it). Most languages print the same text before
+    -- every frame's name: there the frames are the lines that start with
+    -- line 1's text before this function's name, read here at a fraction of
+    -- a call of pgjobs._stack (this runs a few times in every client call:
+    -- with its five SET clauses, each call of _stack cost ~50 us, and client
+    -- reads 2x). A language whose frame line puts the statement and the
+    -- line number before the name (zh_CN) needs _stack's template.
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._enter(');
+    v_prefix := left(v_lines[1], v_at - 1);
+    IF v_at = 0 OR v_prefix ~ '[0-9]' THEN
+        v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    ELSE
+        v_stack := ARRAY[]::text[];
+        FOR i IN 1 .. cardinality(v_lines) LOOP
+            v_stack[i] := CASE WHEN starts_with(v_lines[i], v_prefix)
+                               THEN substr(v_lines[i], length(v_prefix) + 1) END;
+        END LOOP;
+    END IF;
     IF p_caller IS NULL OR p_entry IS NULL OR coalesce(cardinality(v_stack), 0) < 3
        OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
        OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
