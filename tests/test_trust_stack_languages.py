@@ -31,6 +31,7 @@ import pytest
 from psycopg import errors, sql
 
 from pgjobs.migrate import migrate
+from tests.support.databases import database_name
 
 Conn = psycopg.Connection[Any]
 LANGUAGES = ["C", "zh_CN", "tr_TR", "ko_KR", "ja_JP", "ru_RU", "de_DE", "fr_FR"]
@@ -102,8 +103,9 @@ def server(locales: str) -> Iterator[str]:
             os.environ["LOCPATH"] = before
     try:
         with psycopg.connect(cluster.url(), autocommit=True) as admin:
-            admin.execute("CREATE DATABASE pgjobs_lang")
-        dsn = cluster.url(database="pgjobs_lang")
+            name = database_name("lang")
+            admin.execute(f"CREATE DATABASE {name}")
+        dsn = cluster.url(database=name)
         migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("""
