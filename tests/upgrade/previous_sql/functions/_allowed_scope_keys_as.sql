@@ -38,7 +38,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('_allowed_scope_keys', p_caller);  -- 42501 for any other caller
     IF v_entries IS NULL THEN
-        RETURN v_keys;
+        RETURN pgjobs._leave(v_keys);
     END IF;
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
@@ -58,6 +58,6 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
-    RETURN v_keys;
+    RETURN pgjobs._leave(v_keys);
 END
 $$;

@@ -10,8 +10,9 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The role a client call acts for: the current_user of its SECURITY
 -- INVOKER entry point (pgjobs.submit_delete, ...), which pgjobs._enter
--- keeps in pgjobs.caller for the duration of the SECURITY DEFINER internal
--- (pgjobs._submit_delete_as, ...). Not session_user nor the `role`
+-- keeps for the duration of the SECURITY DEFINER internal
+-- (pgjobs._submit_delete_as, ...), read through pgjobs._entered: a
+-- client's own setting, or one left by an earlier call, counts for nothing. Not session_user nor the `role`
 -- setting: code of a less privileged role (its SECURITY DEFINER function,
 -- its index expression during a superuser's ANALYZE) runs with that
 -- role's rights and must ask pgjobs with them. Outside a client call (an
@@ -19,6 +20,6 @@ AS $$
 -- PL/pgSQL rather than SQL: a SQL function with SET clauses is not
 -- inlined and is planned again on every call (every client call makes one).
 BEGIN
-    RETURN coalesce(nullif(current_setting('pgjobs.caller', true), '')::name, current_user);
+    RETURN coalesce((pgjobs._entered())[2]::name, current_user);
 END
 $$;

@@ -29,7 +29,7 @@ BEGIN
     p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
-        RETURN pgjobs._items_stop(p_id, 'canceled');  -- the job and its items, at once
+        RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'canceled'));  -- the job and its items, at once
     END IF;
     -- A queued or paused job has no owner to tell: it ends here.
     IF v_job.status IN ('queued', 'paused') THEN
@@ -45,13 +45,13 @@ BEGIN
             PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
         END IF;
         PERFORM pgjobs._notify(v_job, 'canceled');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' THEN
         UPDATE pgjobs.jobs
            SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     END IF;
-    RETURN false;
+    RETURN pgjobs._leave(false);
 END
 $$;

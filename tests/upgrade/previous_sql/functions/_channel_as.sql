@@ -31,6 +31,6 @@ BEGIN
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
     v_scope := pgjobs._canonical_scope(v_reg, p_scope);  -- as pgjobs.jobs stores it; 22023
-    RETURN pgjobs._channel_name(p_target, v_scope);
+    RETURN pgjobs._leave(pgjobs._channel_name(p_target, v_scope));
 END
 $$;

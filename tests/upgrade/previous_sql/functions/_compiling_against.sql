@@ -16,8 +16,8 @@ AS $$
 -- than recording columns the job was not compiled against. (Not a lock on
 -- the table: a submit without a filter reads no row of it, and so never
 -- waited for an ALTER TABLE, a VACUUM FULL or a CLUSTER to end.) The
--- caller's function-level settings scope it: the setting reverts when the
--- submit returns. Locks nothing.
+-- submit clears it as it returns (pgjobs._leave); a submit that fails
+-- instead is undone with its (sub)transaction. Locks nothing.
 BEGIN
     PERFORM set_config('pgjobs.compiled_columns',
                        p_target::oid::text || ':' || md5(pgjobs._target_columns(p_target)::text),

@@ -20,12 +20,12 @@ AS $$
 BEGIN
     p_caller := pgjobs._enter('_confined_targets', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._require_self(p_caller, p_role);
-    RETURN ARRAY(SELECT c.oid::regclass
+    RETURN pgjobs._leave(ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c
                   WHERE c.relrowsecurity
                     AND pgjobs._row_security_rule(
                             c.oid::regclass, p_role,
                             coalesce(has_table_privilege(p_role, c.oid, 'SELECT'), false))
-                  ORDER BY c.oid);
+                  ORDER BY c.oid));
 END
 $$;

@@ -29,6 +29,11 @@ AS $$
 --   bytes of items of one fan-out job a client may give (pgjobs._items_add);
 --   max_rejects_per_job (integer, only when stored; else 1000): the highest
 --   max_rejects a client may give an import (pgjobs._submit_import_as);
+--   max_jobs_kept_per_client (integer, only when stored; else 100000): the
+--   jobs of every status a client may have kept
+--   (pgjobs._require_client_kept_room);
+--   max_reject_bytes_per_job (integer, only when stored; else 16777216): the
+--   bytes of rejects a client's import may keep (pgjobs.import_batch);
 -- and the throttling options of writing jobs (pgjobs._throttle_options):
 --   max_replica_lag_bytes 268435456 (256 MB), pause_on_autovacuum true,
 --   max_rows_per_second, page_delay, max_wal_rate, max_xact_age: null (none).

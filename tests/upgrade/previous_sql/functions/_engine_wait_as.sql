@@ -23,7 +23,7 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
     IF v_job IS NULL THEN
-        RETURN NULL;
+        RETURN pgjobs._leave(NULL::text);
     END IF;
     -- The very relation just found (by oid), not whatever the name reads as.
     EXECUTE format('SELECT c.schedule FROM %s c WHERE c.jobname = %L AND c.active '
@@ -32,8 +32,8 @@ BEGIN
     IF v_schedule IS NULL OR v_schedule ~ 'second'
        OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
                    WHERE a.datname = current_database() AND a.application_name = 'pgjobs run') THEN
-        RETURN NULL;
+        RETURN pgjobs._leave(NULL::text);
     END IF;
-    RETURN 'waiting for the engine: next tick within 60 s';
+    RETURN pgjobs._leave('waiting for the engine: next tick within 60 s'::text);
 END
 $$;

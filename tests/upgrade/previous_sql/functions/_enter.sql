@@ -18,41 +18,67 @@ AS $$
 -- with '_' (the SECURITY INVOKER helpers that policy jobs_client_read and
 -- view pgjobs.targets call as the client: pgjobs._confined_targets, ...)
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
--- Then pgjobs._caller() returns p_caller, and setting pgjobs.entry names
--- p_entry, for the rest of the internal's call (transaction-local settings,
--- which the internal's own SET clauses undo when it returns).
+-- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
+-- p_entry, for the rest of the internal's call: the transaction-local
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
+-- keeps them, counted only while the internal is on the stack at that
+-- depth (pgjobs._entered), and cleared when it returns (every internal
+-- returns through pgjobs._leave). Not a function SET clause: SET clauses on
+-- a placeholder setting need the SET privilege on it, which PostgreSQL 15
+-- grants only to superusers, so pgjobs migrate by a database owner failed.
 --
--- The check reads the call stack: line 1 is this function, line 2 the
--- internal (it calls this in an assignment: no SQL statement line), line 3
--- must be the entry point's own PL/pgSQL frame (it calls the internal in a
--- plain expression). PL/pgSQL prints a function's name as compiled under
--- the pinned search_path, so schema-qualified; a role cannot create
--- functions in schema pgjobs, and no other frame's line starts with the
--- text of a pgjobs frame. The text before the name (translated by
--- lc_messages) is read off line 1. Locks nothing.
+-- The check reads the call stack (pgjobs._stack, in any language of
+-- lc_messages): element 1 is this function, element 2 the internal (it
+-- calls this in an assignment: no SQL statement line), element 3 must be
+-- the entry point's own PL/pgSQL frame (it calls the internal in a plain
+-- expression). PL/pgSQL prints a function's name as compiled under the
+-- pinned search_path, so schema-qualified; a role cannot create functions
+-- in schema pgjobs, and no other frame's signature starts with
+-- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
+-- nothing.
 DECLARE
+    v_stack text[];
     v_ctx text;
     v_lines text[];
+    v_at integer;
     v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
 BEGIN
+    -- The frames, as pgjobs._stack reads them (its signature first, the
+    -- rest of the line after it). Most languages print the same text before
+    -- every frame's name: there the frames are the lines that start with
+    -- line 1's text before this function's name, read here at a fraction of
+    -- a call of pgjobs._stack (this runs a few times in every client call:
+    -- with its five SET clauses, each call of _stack cost ~50 us, and client
+    -- reads 2x). A language whose frame line puts the statement and the
+    -- line number before the name (zh_CN) needs _stack's template.
     GET DIAGNOSTICS v_ctx = PG_CONTEXT;
     v_lines := string_to_array(v_ctx, E'\n');
-    IF strpos(v_lines[1], 'pgjobs._enter(') > 0 THEN
-        v_prefix := left(v_lines[1], strpos(v_lines[1], 'pgjobs._enter(') - 1);
+    v_at := strpos(v_lines[1], 'pgjobs._enter(');
+    v_prefix := left(v_lines[1], v_at - 1);
+    IF v_at = 0 OR v_prefix ~ '[0-9]' THEN
+        v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    ELSE
+        v_stack := ARRAY[]::text[];
+        FOR i IN 1 .. cardinality(v_lines) LOOP
+            v_stack[i] := CASE WHEN starts_with(v_lines[i], v_prefix)
+                               THEN substr(v_lines[i], length(v_prefix) + 1) END;
+        END LOOP;
     END IF;
-    IF p_caller IS NULL OR p_entry IS NULL OR v_prefix IS NULL
-       OR cardinality(v_lines) < 3
-       OR NOT starts_with(v_lines[2], v_prefix || 'pgjobs.' || v_internal)
-       OR NOT starts_with(v_lines[3], v_prefix || 'pgjobs.' || p_entry || '(') THEN
+    IF p_caller IS NULL OR p_entry IS NULL OR coalesce(cardinality(v_stack), 0) < 3
+       OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
+       OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
+       OR NOT coalesce(starts_with(v_stack[3], 'pgjobs.' || p_entry || '('), false) THEN
         RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
             '_' || ltrim(p_entry, '_'), p_entry
             USING ERRCODE = '42501',
             HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
-    PERFORM set_config('pgjobs.caller', p_caller, true);
-    PERFORM set_config('pgjobs.entry', p_entry, true);  -- pgjobs._entry_privilege
+    -- element 2 is the internal: cardinality - 1 lines from the bottom
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
+                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;

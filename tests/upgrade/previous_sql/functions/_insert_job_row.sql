@@ -194,6 +194,10 @@ BEGIN
     -- (55006; set_defaults' max_pending_per_client, max_kinds_per_client).
     PERFORM pgjobs._require_client_room(
         (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()), p_kind);
+    -- And so are the jobs it keeps, finished ones too until pgjobs.prune
+    -- (55006; set_defaults' max_jobs_kept_per_client): a new row each submit.
+    PERFORM pgjobs._require_client_kept_room(
+        (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = pgjobs._caller()));
     IF v_writes THEN
         PERFORM pgjobs._lock_scope(p_target, p_scope);
         -- A client's writers of one scope are capped (55006): each waits in

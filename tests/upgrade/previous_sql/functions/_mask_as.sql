@@ -35,6 +35,6 @@ BEGIN
     IF FOUND THEN
         p_scope := pgjobs._canonical_scope(v_reg, p_scope);
     END IF;
-    RETURN pgjobs._mask(p_target, p_scope);
+    RETURN pgjobs._leave(pgjobs._mask(p_target, p_scope));
 END
 $$;

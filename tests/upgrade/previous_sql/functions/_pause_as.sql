@@ -27,27 +27,27 @@ BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout AND v_job.status = 'running' THEN
-        RETURN pgjobs._items_stop(p_id, 'paused');  -- no owner to tell: paused at once
+        RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'paused'));  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'paused');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' AND v_job.cancel_requested_at IS NOT NULL THEN
         RAISE EXCEPTION 'job % is being canceled', p_id USING ERRCODE = '55000',
             HINT = 'A canceled job stops at its next page; requeue it afterwards with '
                    'pgjobs.retry(id).';
     ELSIF v_job.status = 'running' THEN
         IF v_job.pause_requested_at IS NOT NULL THEN
-            RETURN false;
+            RETURN pgjobs._leave(false);
         END IF;
         UPDATE pgjobs.jobs SET pause_requested_at = now(), updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'paused' THEN
-        RETURN false;
+        RETURN pgjobs._leave(false);
     END IF;
     RAISE EXCEPTION 'job % (%) cannot be paused', p_id, v_job.status
         USING ERRCODE = '55000',

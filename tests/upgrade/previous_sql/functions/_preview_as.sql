@@ -152,7 +152,7 @@ BEGIN
           INTO v_blocked_rows, v_blocked_first
           FROM pgjobs._set_blocked_rows(v_reg, v_scope, v_predicate, v_options -> 'set') b;
     END IF;
-    RETURN CASE WHEN v_options ? 'set' THEN jsonb_build_object(
+    RETURN pgjobs._leave(CASE WHEN v_options ? 'set' THEN jsonb_build_object(
                'non_object_rows', v_blocked_rows, 'non_object_first', v_blocked_first)
                 ELSE '{}'::jsonb END
            || jsonb_build_object(
@@ -167,6 +167,6 @@ BEGIN
                'unknown_fields_exact', v_check.p_complete,
                'time_limit_ms', v_limit_ms)
            || pgjobs._preview_count(v_reg, v_scope, v_predicate,
-                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms);
+                                    pgjobs._mask(p_target, v_scope, true), v_limit_ms));
 END
 $$;

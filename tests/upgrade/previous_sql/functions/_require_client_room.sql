@@ -1,7 +1,7 @@
 CREATE OR REPLACE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text)
 RETURNS void
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
 SET extra_float_digits = 3
@@ -24,20 +24,40 @@ AS $$
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing, on purpose: a lock of the client held to the end of each
--- submit's transaction would make a client's open transaction hold back
--- its submits to every other scope (tests/test_trust_advisory_locks.py).
--- So a count sees the client's committed jobs and its own transaction's:
--- sessions of one client submitting at once, each in a transaction not
--- yet committed, can together pass a ceiling by what each adds before it
--- commits (at most the ceiling each; a role's CONNECTION LIMIT bounds
--- how many such sessions it has).
+-- Locks nothing while the client is far from its ceilings: a lock of the
+-- client held to the end of every submit's transaction made a client's
+-- open transaction hold back its submits to every other scope, and one
+-- role often submits for every tenant of an application (the client lock
+-- of migration 0050, backed out). Near a ceiling (a count without the lock
+-- within a tenth of it, at least 1: pgjobs._near_ceiling) it takes the
+-- client's lock (pgjobs._lock_client_room, a row of
+-- pgjobs.client_room_locks, to the end of the transaction) and counts
+-- again, with a fresh snapshot (VOLATILE, under READ COMMITTED): there the
+-- client's submitting transactions count one after the other, so two
+-- sessions that each saw N-1 jobs no longer both pass a ceiling of N. A
+-- count without the lock misses the jobs other sessions of the client
+-- added and have not committed: sessions submitting at once can still pass
+-- a ceiling by however many of them, each adding one, exceed the margin
+-- (at most the ceiling each; a role's CONNECTION LIMIT bounds how many
+-- such sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
+-- keeps the transaction's snapshot and is no more exact than the first.
+-- A transaction that holds the lock (its client near a ceiling) holds back
+-- the client's other submits and retries near it until it ends, not other
+-- clients' nor administrators'; a call acting for another role (a retry of
+-- the client's job by a role with the kind's privilege, or an
+-- administrator) never takes the client's lock (pgjobs._lock_client_room).
+-- A transaction that submits many jobs is seen by other sessions' counts
+-- only when it commits: sessions that each submit many jobs in one
+-- transaction can together pass a ceiling by up to the ceiling less the
+-- margin (docs/operations.md). Locks: the client's row of
+-- pgjobs.client_room_locks, near a ceiling only.
 DECLARE
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
     v_pending integer;
     v_kinds integer;
+    v_locked boolean := false;
 BEGIN
     IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
@@ -45,57 +65,73 @@ BEGIN
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
-    SELECT count(*) INTO v_pending
-      FROM (SELECT 1 FROM pgjobs.jobs j
-             WHERE j.submitted_by_oid = p_submitter
-               AND j.status IN ('queued', 'running', 'paused')
-             LIMIT v_max) s;
-    IF v_pending >= v_max THEN
-        RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
-                        'administrator allows a client',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text), v_max
-            USING ERRCODE = '55006',
-            HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer needed '
-                          'with pgjobs.cancel(id), or ask an administrator to raise the '
-                          'ceiling with pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
-                          '(now %s).', v_max);
-    END IF;
-    IF pgjobs._builtin_kind(p_kind)
-       OR EXISTS (SELECT 1 FROM pgjobs.jobs j
-                   WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
-                     AND j.status IN ('queued', 'running', 'paused')) THEN
-        RETURN;  -- no new kind
-    END IF;
-    -- The client's distinct pending kinds, one index probe each (a loose
-    -- index scan of jobs_pending_submitter_idx), up to the ceiling.
-    WITH RECURSIVE k(kind) AS (
-        (SELECT j.kind FROM pgjobs.jobs j
-          WHERE j.submitted_by_oid = p_submitter
-            AND j.status IN ('queued', 'running', 'paused')
-          ORDER BY j.kind LIMIT 1)
-        UNION ALL
-        SELECT (SELECT j.kind FROM pgjobs.jobs j
+    LOOP
+        SELECT count(*) INTO v_pending
+          FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter
                    AND j.status IN ('queued', 'running', 'paused')
-                   AND j.kind > k.kind
-                 ORDER BY j.kind LIMIT 1)
-          FROM k WHERE k.kind IS NOT NULL)
-    SELECT count(*) INTO v_kinds
-      FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
-             LIMIT v_max_kinds) s;
-    IF v_kinds >= v_max_kinds THEN
-        RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or paused, '
-                        'the most an administrator allows a client; % would be one more',
-                        coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
-                                   WHERE r.oid = p_submitter)::text, p_submitter::text),
-                        v_max_kinds, quote_literal(p_kind)
-            USING ERRCODE = '55006',
-            HINT = format('Submit it under one of the kinds already pending (a kind names what '
-                          'a worker does; put what varies in the payload), wait for the jobs of '
-                          'a kind to end, or ask an administrator to raise the ceiling with '
-                          'pgjobs.set_defaults(''{"max_kinds_per_client": N}'') (now %s).',
-                          v_max_kinds);
-    END IF;
+                 LIMIT v_max) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_pending >= v_max THEN
+            RAISE EXCEPTION 'role % already has % jobs queued, running or paused, the most an '
+                            'administrator allows a client',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max
+                USING ERRCODE = '55006',
+                HINT = format('Wait for some to end (pgjobs.jobs), cancel those no longer '
+                              'needed with pgjobs.cancel(id), or ask an administrator to raise '
+                              'the ceiling with '
+                              'pgjobs.set_defaults(''{"max_pending_per_client": N}'') '
+                              '(now %s).', v_max);
+        END IF;
+        IF pgjobs._builtin_kind(p_kind)
+           OR EXISTS (SELECT 1 FROM pgjobs.jobs j
+                       WHERE j.submitted_by_oid = p_submitter AND j.kind = p_kind
+                         AND j.status IN ('queued', 'running', 'paused')) THEN
+            RETURN;  -- no new kind
+        END IF;
+        -- The client's distinct pending kinds, one index probe each (a loose
+        -- index scan of jobs_pending_submitter_idx), up to the ceiling.
+        WITH RECURSIVE k(kind) AS (
+            (SELECT j.kind FROM pgjobs.jobs j
+              WHERE j.submitted_by_oid = p_submitter
+                AND j.status IN ('queued', 'running', 'paused')
+              ORDER BY j.kind LIMIT 1)
+            UNION ALL
+            SELECT (SELECT j.kind FROM pgjobs.jobs j
+                     WHERE j.submitted_by_oid = p_submitter
+                       AND j.status IN ('queued', 'running', 'paused')
+                       AND j.kind > k.kind
+                     ORDER BY j.kind LIMIT 1)
+              FROM k WHERE k.kind IS NOT NULL)
+        SELECT count(*) INTO v_kinds
+          FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
+                 LIMIT v_max_kinds) s;
+        IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
+            PERFORM pgjobs._lock_client_room(p_submitter);
+            v_locked := true;
+            CONTINUE;  -- count again under the lock
+        END IF;
+        IF v_kinds >= v_max_kinds THEN
+            RAISE EXCEPTION 'role % already has jobs of % custom kinds queued, running or '
+                            'paused, the most an administrator allows a client; % would be '
+                            'one more',
+                            coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                       WHERE r.oid = p_submitter)::text, p_submitter::text),
+                            v_max_kinds, quote_literal(p_kind)
+                USING ERRCODE = '55006',
+                HINT = format('Submit it under one of the kinds already pending (a kind names '
+                              'what a worker does; put what varies in the payload), wait for '
+                              'the jobs of a kind to end, or ask an administrator to raise the '
+                              'ceiling with pgjobs.set_defaults(''{"max_kinds_per_client": N}'') '
+                              '(now %s).', v_max_kinds);
+        END IF;
+        RETURN;
+    END LOOP;
 END
 $$;

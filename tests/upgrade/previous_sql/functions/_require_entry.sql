@@ -8,14 +8,15 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- The first check of a client call (pgjobs._enter set pgjobs.caller) on
+-- The first check of a client call (pgjobs._enter; read through
+-- pgjobs._entered, so a client's own setting counts for nothing) on
 -- p_target, made before anything reads the registry: the caller holds
 -- every privilege the call needs, decided from the call alone, never from
 -- the registration. p_privilege (comma-separated, each required) where the
 -- arguments decide it (pgjobs.submit and submit_items: the kind's,
 -- pgjobs._kind_privilege; preview: its kind's and SELECT; submit_import:
 -- INSERT, and with on_duplicate "update" also UPDATE and SELECT); NULL:
--- the entry's own (pgjobs._entry_privilege of setting pgjobs.entry).
+-- the entry's own (pgjobs._entry_privilege of the entry).
 -- Table-level privileges, as the checks after it ask them, except for
 -- submit_import, whose columns are known only from the registration and
 -- the source: there the privilege on any one column. An entry that names
@@ -29,8 +30,9 @@ AS $$
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
 -- whose arguments decide calls it before them. Locks nothing.
 DECLARE
-    v_caller name := nullif(current_setting('pgjobs.caller', true), '');
-    v_entry text := current_setting('pgjobs.entry', true);
+    v_call text[] := pgjobs._entered();
+    v_caller name := v_call[2];
+    v_entry text := v_call[1];
     v_needs text;
     v_any_column boolean;
     v_privilege text;

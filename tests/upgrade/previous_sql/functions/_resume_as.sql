@@ -41,11 +41,11 @@ BEGIN
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'resumed');
-        RETURN true;
+        RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL THEN
         UPDATE pgjobs.jobs SET pause_requested_at = NULL, updated_at = now()
          WHERE id = p_id;
-        RETURN true;
+        RETURN pgjobs._leave(true);
     END IF;
     RAISE EXCEPTION 'job % (%) is not paused', p_id, v_job.status
         USING ERRCODE = '55000',

@@ -158,6 +158,6 @@ BEGIN
      WHERE id = p_id
     RETURNING * INTO v_job;
     PERFORM pgjobs._notify(v_job, 'submitted');
-    RETURN true;
+    RETURN pgjobs._leave(true);
 END
 $$;

@@ -18,7 +18,7 @@ AS $$
 BEGIN
     p_caller := pgjobs._enter('_row_security_confines', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._require_self(p_caller, p_role);
-    RETURN pgjobs._row_security_rule(
-        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false));
+    RETURN pgjobs._leave(pgjobs._row_security_rule(
+        p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));
 END
 $$;

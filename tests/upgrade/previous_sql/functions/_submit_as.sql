@@ -41,6 +41,6 @@ BEGIN
     END IF;
     PERFORM pgjobs._require(p_target, pgjobs._kind_privilege(p_kind));
     v_job := pgjobs._insert_job(p_kind, p_target, p_scope, p_payload, p_options);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

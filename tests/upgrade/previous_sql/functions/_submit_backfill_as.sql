@@ -129,6 +129,6 @@ BEGIN
         p_options, ARRAY['page_size', 'page_ms', 'handler', 'allow_unknown_fields',
                        'replace_non_objects'],
         v_selection.predicate, v_assignments, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

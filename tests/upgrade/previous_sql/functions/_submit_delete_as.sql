@@ -92,6 +92,6 @@ BEGIN
     -- parsed back out of the predicate's text.
     UPDATE pgjobs.jobs j SET survivors = v_selection.survivors, predicate = v_selection.predicate
      WHERE j.id = v_job.id;
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

@@ -281,6 +281,6 @@ BEGIN
         ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
               'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
         v_predicate, NULL, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

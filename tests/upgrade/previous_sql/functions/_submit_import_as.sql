@@ -30,7 +30,9 @@ AS $$
 --   on_duplicate  "error" (default) | "skip" | "update", on (scope, key)
 --   max_rejects   integer 0..1000000, default 0; for a caller who is not
 --                 an administrator at most set_defaults' max_rejects_per_job
---                 (else 1000; 22023 above it)
+--                 (else 1000; 22023 above it); the bytes its rejects keep are
+--                 held to max_reject_bytes_per_job as it runs
+--                 (pgjobs.import_batch)
 --   batch_ms      target time of one batch in milliseconds, 50..60000,
 --                 default 1000
 --   allow_unknown_fields  boolean, default false: import a source field
@@ -192,6 +194,6 @@ BEGIN
         ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
               'allow_unknown_fields', 'replace_non_objects'],
         NULL, NULL, v_reg);
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

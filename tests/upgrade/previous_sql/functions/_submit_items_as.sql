@@ -51,6 +51,6 @@ BEGIN
     PERFORM pgjobs._items_add(v_job.id, p_items);
     SELECT * INTO STRICT v_job FROM pgjobs.jobs WHERE id = v_job.id;
     PERFORM pgjobs._notify(v_job, 'submitted');
-    RETURN v_job.id;
+    RETURN pgjobs._leave(v_job.id);
 END
 $$;

@@ -114,7 +114,7 @@ BEGIN
         p_limit);
     BEGIN
         EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;
-        RETURN v_rows;
+        RETURN pgjobs._leave(v_rows);
     EXCEPTION WHEN data_exception THEN
         IF p_after IS NOT NULL THEN
             BEGIN

@@ -57,6 +57,6 @@ BEGIN
              ELSE pgjobs._mask_candidates(p_target, v_canonical, true) END,
         v_mask);
     EXECUTE v_query INTO v_count;
-    RETURN v_count;
+    RETURN pgjobs._leave(v_count);
 END
 $$;

@@ -54,7 +54,17 @@ AS $$
 -- does not move, and the result is {"status": "rejected", "error": that
 -- record's line and reason, "state": its SQLSTATE, "hint"}: the caller
 -- commits, writes the rejects object and fails the job (a retry resumes at
--- the checkpoint). Returns {"status": "ok", "inserted", "updated",
+-- the checkpoint). Rejects whose bytes would take the job's kept rejects
+-- past set_defaults' max_reject_bytes_per_job (else 16777216, 16 MiB;
+-- not when the submitter is an administrator) fail it alike, with state
+-- 22000 and an error naming the bytes and the ceiling: the batch's rejects
+-- before the first that would pass it are kept, so a client's import never
+-- keeps more than the ceiling. A reject's bytes are those it is kept as:
+-- octet_length of its reason plus of its record (cut to 65,536
+-- characters); the job's running sum is the checkpoint's "reject_bytes"
+-- (moving with it, so rejects a retry forgets past the checkpoint were
+-- never counted), counted once from its rows when missing (an import
+-- checkpointed before it was kept). Returns {"status": "ok", "inserted", "updated",
 -- "skipped", "rejected", "records"}: the job's running totals.
 DECLARE
     v_job pgjobs.jobs;
@@ -63,6 +73,12 @@ DECLARE
     v_max integer;
     v_rejected bigint;
     v_allowed bigint;
+    v_max_bytes bigint;
+    v_bytes bigint;
+    v_batch_bytes bigint := 0;
+    v_first_bytes jsonb;
+    v_bytes_over boolean := false;
+    v_bytes_at bigint;
     v_inserted bigint := 0;
     v_updated bigint := 0;
     v_ins bigint;
@@ -133,6 +149,29 @@ BEGIN
     v_rejected := coalesce((v_ck ->> 'rejected')::bigint, 0);
     -- Rejects this batch may still take before the job fails.
     v_allowed := greatest(v_max - v_rejected, 0);
+    -- The bytes of the rejects the job keeps (pgjobs.import_rejects): the
+    -- checkpoint's running sum, which moves with the checkpoint only, so it
+    -- counts just the rejects of committed batches (pgjobs.import_prepare
+    -- forgets the others). A checkpoint from before it was kept: counted
+    -- once from the rows, which are then those of committed batches.
+    v_bytes := (v_ck ->> 'reject_bytes')::bigint;
+    IF v_bytes IS NULL THEN
+        SELECT coalesce(sum(octet_length(r.reason) + coalesce(octet_length(r.record), 0)), 0)
+          INTO v_bytes
+          FROM pgjobs.import_rejects r WHERE r.job_id = p_id;
+    END IF;
+    -- Their ceiling for a submitter who is not an administrator (max_rejects
+    -- bounds their number, each up to 64 Ki characters of record plus its
+    -- reason: 1000 of them could keep 256 MiB and more). Read when the
+    -- batch runs, so it holds imports submitted before it was set too.
+    IF NOT coalesce((SELECT pg_has_role(a.oid, 'pgjobs_admin', 'MEMBER')
+                       FROM pg_catalog.pg_roles a
+                      WHERE a.oid = v_job.submitted_by_oid
+                         OR (v_job.submitted_by_oid IS NULL
+                             AND a.rolname = v_job.submitted_by)), false) THEN
+        v_max_bytes := coalesce((pgjobs._defaults() ->> 'max_reject_bytes_per_job')::bigint,
+                                16777216);
+    END IF;
 
     -- (The staging table is the session's, made by pgjobs.import_prepare:
     -- dynamic SQL, as it does not exist when this function is created.)
@@ -398,12 +437,20 @@ BEGIN
                 v_sql_rejects := v_sql_rejects || jsonb_build_object(
                     'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
                     'record', v_record);
+                v_batch_bytes := v_batch_bytes + octet_length(v_msg)
+                                 + coalesce(octet_length(left(v_record, 65536)), 0);
                 -- Records are tried in line order (CSV; JSONL per set of keys), so
-                -- once the rejects up to this line pass the allowance, the one
-                -- that passed it is known: stop here.
-                IF jsonb_array_length(v_sql_rejects) + (
+                -- once the rejects up to this line pass the allowance (or their
+                -- bytes the ceiling), the one that passed it is known: stop here.
+                IF (jsonb_array_length(v_sql_rejects) + (
                        SELECT count(*) FROM jsonb_array_elements(v_worker_rejects) w
                         WHERE (w.value ->> 'line')::bigint < v_line) > v_allowed
+                    OR v_bytes + v_batch_bytes + (
+                       SELECT coalesce(sum(octet_length(w.value ->> 'reason')
+                                           + coalesce(octet_length(left(w.value ->> 'record',
+                                                                        65536)), 0)), 0)
+                         FROM jsonb_array_elements(v_worker_rejects) w
+                        WHERE (w.value ->> 'line')::bigint < v_line) > v_max_bytes)
                    AND v_job.payload ->> 'format' = 'csv' THEN
                     v_over := true;
                     EXIT groups;
@@ -418,6 +465,38 @@ BEGIN
               FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
              ORDER BY (r.value ->> 'line')::bigint
             OFFSET v_allowed LIMIT 1;
+        END IF;
+        IF v_max_bytes IS NOT NULL THEN
+            -- The first reject, in line order, whose bytes take the job's
+            -- kept rejects past max_reject_bytes_per_job (v_bytes_at: the
+            -- bytes they would then be).
+            SELECT x.value, v_bytes + x.upto INTO v_first_bytes, v_bytes_at
+              FROM (SELECT r.value, r.line,
+                           sum(r.size) OVER (ORDER BY r.line, r.ord
+                                             ROWS UNBOUNDED PRECEDING) AS upto
+                      FROM (SELECT e.value, e.ord, (e.value ->> 'line')::bigint AS line,
+                                   octet_length(e.value ->> 'reason')
+                                   + coalesce(octet_length(left(e.value ->> 'record', 65536)),
+                                              0) AS size
+                              FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects)
+                                   WITH ORDINALITY e(value, ord)) r) x
+             WHERE v_bytes + x.upto > v_max_bytes
+             ORDER BY x.line
+             LIMIT 1;
+            -- It fails the job when no reject passed max_rejects before it;
+            -- at the same line, max_rejects is named, but that reject is
+            -- not kept either (below).
+            IF v_first_bytes IS NOT NULL
+               AND (v_first IS NULL OR (v_first_bytes ->> 'line')::bigint
+                                       <= (v_first ->> 'line')::bigint) THEN
+                v_bytes_over := true;
+                IF v_first IS NULL OR (v_first_bytes ->> 'line')::bigint
+                                      < (v_first ->> 'line')::bigint THEN
+                    v_first := NULL;
+                END IF;
+            END IF;
+        END IF;
+        IF v_first IS NOT NULL OR v_bytes_over THEN
             v_refused := true;
             RAISE EXCEPTION 'too many rejects' USING ERRCODE = '22000',
                 HINT = 'Rolls the batch''s rows back; handled just below.';
@@ -435,15 +514,36 @@ BEGIN
         -- its rejects up to the one that failed the job are kept (max_rejects
         -- above 0), so that
         -- the rejects object the worker writes as the job fails lists every
-        -- bad record met. The checkpoint does not move: a retry redoes the
+        -- bad record met; up to the one before it when that one's bytes
+        -- pass max_reject_bytes_per_job, so the kept rejects stay within it.
+        -- The checkpoint does not move: a retry redoes the
         -- batch (pgjobs.import_prepare forgets rejects past the checkpoint).
         INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
         SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
                left(r.value ->> 'record', 65536)
           FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
-         WHERE (r.value ->> 'line')::bigint <= (v_first ->> 'line')::bigint
+         WHERE CASE WHEN v_bytes_over
+                    THEN (r.value ->> 'line')::bigint < (v_first_bytes ->> 'line')::bigint
+                    ELSE (r.value ->> 'line')::bigint <= (v_first ->> 'line')::bigint END
            AND v_max > 0  -- max_rejects 0: the error names the one bad record
         ON CONFLICT DO NOTHING;
+        IF v_first IS NULL THEN
+            RETURN jsonb_build_object('status', 'rejected',
+                'error', format('line %s: its rejected record would bring the rejects import %s '
+                                'keeps to %s bytes, past the ceiling of %s bytes an '
+                                'administrator set for clients (max_reject_bytes_per_job); '
+                                'it was rejected for: %s',
+                                v_first_bytes ->> 'line', p_id, v_bytes_at, v_max_bytes,
+                                v_first_bytes ->> 'reason'),
+                'state', '22000',
+                'hint', format('Fix the records listed in pgjobs.import_rejects and the '
+                               'rejects object (or leave them out of the source: bytes before '
+                               'the last committed batch must stay as they are), then '
+                               'pgjobs.retry(id) resumes after the last committed batch; or '
+                               'ask an administrator to raise the ceiling with '
+                               'pgjobs.set_defaults(''{"max_reject_bytes_per_job": N}'') '
+                               '(now %s) or to submit the import.', v_max_bytes));
+        END IF;
         RETURN jsonb_build_object('status', 'rejected',
             'error', format('line %s: %s', v_first ->> 'line', v_first ->> 'reason'),
             'state', coalesce(v_first ->> 'state', '22000'),
@@ -484,11 +584,15 @@ BEGIN
                    '(updates the row already there and returns NULL) needs on_duplicate update '
                    'or skip, where such records count as skipped.';
     END IF;
-    INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
-    SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
-           left(r.value ->> 'record', 65536)
-      FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
-    ON CONFLICT DO NOTHING;
+    -- (The bytes of the rows written, as kept: the checkpoint's running sum.)
+    WITH kept AS (
+        INSERT INTO pgjobs.import_rejects (job_id, line, reason, record)
+        SELECT p_id, (r.value ->> 'line')::bigint, r.value ->> 'reason',
+               left(r.value ->> 'record', 65536)
+          FROM jsonb_array_elements(v_sql_rejects || v_worker_rejects) r
+        ON CONFLICT DO NOTHING
+        RETURNING octet_length(reason) + coalesce(octet_length(record), 0) AS size)
+    SELECT v_bytes + coalesce(sum(k.size), 0) INTO v_bytes FROM kept k;
 
     v_ck := coalesce(p_checkpoint, '{}') || jsonb_build_object(
         'inserted', coalesce((v_ck ->> 'inserted')::bigint, 0) + v_inserted,
@@ -499,7 +603,8 @@ BEGIN
                     + jsonb_array_length(v_worker_rejects),
         'records', coalesce((v_ck ->> 'records')::bigint, 0) + v_staged
                    + jsonb_array_length(v_worker_rejects),
-        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping)
+        'mapping', coalesce(v_job.checkpoint -> 'mapping', '{}'::jsonb) || v_mapping,
+        'reject_bytes', v_bytes)
         -- The rejects object an earlier attempt created
         -- (pgjobs.import_rejects_placed): the worker's checkpoint does not
         -- name it, and forgotten, the next attempt's rejects went to a new
@@ -523,14 +628,14 @@ BEGIN
            AND (SELECT j.status FROM pgjobs.jobs j WHERE j.id = p_id) = 'paused' THEN
             RETURN jsonb_build_object('status', 'paused')
                 || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256', 'reject_bytes']);
         END IF;
         RAISE EXCEPTION 'job % lost its lease during the batch', p_id
             USING ERRCODE = '40001', HINT = 'The batch rolled back; the job''s owner redoes it.';
     END IF;
     RETURN jsonb_build_object('status', 'ok')
         || (v_ck - ARRAY['offset', 'line', 'fields', 'v', 'history', 'mapping', 'size',
-                         'rejects_uri', 'rejects_created', 'rejects_sha256']);
+                         'rejects_uri', 'rejects_created', 'rejects_sha256', 'reject_bytes']);
 END
 $$;
 

@@ -48,6 +48,17 @@ AS $$
 --   option "max_rejects" a submitter who is not an administrator may give
 --   an import (each reject a row of pgjobs.import_rejects of up to 64 KiB
 --   characters): 22023 above it (pgjobs._submit_import_as).
+--   max_jobs_kept_per_client (integer 1..100000000, default 100000): the
+--   most jobs of every kind and status a submitter who is not an
+--   administrator may have in pgjobs.jobs, finished ones too until
+--   pgjobs.prune deletes them: 55006 beyond it at a submit
+--   (pgjobs._require_client_kept_room).
+--   max_reject_bytes_per_job (integer 1..2147483647, default 16777216, 16
+--   MiB): the most bytes of rejects (pgjobs.import_rejects: octet_length of
+--   each reject's reason plus of its record as kept) an import submitted by
+--   a submitter who is not an administrator may keep: the batch whose
+--   rejects would pass it fails the job as too many rejects do, 22000, its
+--   rejects before the one that would pass it kept (pgjobs.import_batch).
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -58,33 +69,27 @@ AS $$
 -- (no grant to pgjobs_client). Locks: the settings row.
 DECLARE
     v_opt record;
-    v_known constant text := 'known defaults: notify_target_scope (boolean), '
-        || 'max_parallel (integer 1 to 64: the most parts an export may ask for), '
-        || 'max_client_priority (integer -1000000 to 1000000: the highest priority a '
-        || 'non-administrator may give a job), '
-        || 'max_pending_writers (integer 1 to 1000000: the most writing jobs a client may '
-        || 'have one target and scope hold), '
-        || 'max_pending_per_client (integer 1 to 10000000: the most jobs a client may have '
-        || 'queued, running or paused), max_kinds_per_client (integer 1 to 100000: the most '
-        || 'custom kinds a client may have such jobs of), '
-        || 'max_items_per_job (integer 1 to 100000000: the most items a client may give '
-        || 'one fan-out job), '
-        || 'max_item_bytes_per_job (integer 1 to 2147483647: the most bytes of items a client '
-        || 'may give one fan-out job), '
-        || 'max_rejects_per_job (integer 0 to 1000000: the highest max_rejects a client may '
-        || 'give an import), '
-        || 'max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no limit), '
-        || 'page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum (boolean)';
+    v_int record;
+    v_known text;
 BEGIN
+    -- Every integer setting is a row of pgjobs._integer_defaults: the hint
+    -- lists them from it and one check below holds each to its range.
+    SELECT 'known defaults: notify_target_scope (boolean), '
+           || string_agg(format('%s (integer %s to %s: %s)', d.name, d.low, d.high,
+                                d.description), ', ' ORDER BY d.ord)
+           || ', max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no '
+           || 'limit), page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum '
+           || '(boolean)'
+      INTO v_known
+      FROM pgjobs._integer_defaults() WITH ORDINALITY d(name, low, high, description, ord);
     IF p_options IS NULL OR jsonb_typeof(p_options) <> 'object' THEN
         RAISE EXCEPTION 'defaults must be a JSON object, not %', coalesce(p_options::text, 'NULL')
             USING ERRCODE = '22023', HINT = v_known;
     END IF;
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
-        IF v_opt.key NOT IN ('notify_target_scope', 'max_parallel', 'max_client_priority',
-                             'max_pending_writers', 'max_pending_per_client',
-                             'max_kinds_per_client', 'max_items_per_job',
-                             'max_item_bytes_per_job', 'max_rejects_per_job')
+        SELECT d.name, d.low, d.high INTO v_int
+          FROM pgjobs._integer_defaults() d WHERE d.name = v_opt.key;
+        IF v_opt.key <> 'notify_target_scope' AND v_int.name IS NULL
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -95,29 +100,8 @@ BEGIN
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
         END IF;
-        IF v_opt.key = 'max_parallel' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_parallel', v_opt.value, 1, 64);
-        END IF;
-        IF v_opt.key = 'max_client_priority' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_client_priority', v_opt.value, -1000000, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_writers' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_writers', v_opt.value, 1, 1000000);
-        END IF;
-        IF v_opt.key = 'max_pending_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_pending_per_client', v_opt.value, 1, 10000000);
-        END IF;
-        IF v_opt.key = 'max_kinds_per_client' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_kinds_per_client', v_opt.value, 1, 100000);
-        END IF;
-        IF v_opt.key = 'max_items_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_items_per_job', v_opt.value, 1, 100000000);
-        END IF;
-        IF v_opt.key = 'max_item_bytes_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_item_bytes_per_job', v_opt.value, 1, 2147483647);
-        END IF;
-        IF v_opt.key = 'max_rejects_per_job' AND jsonb_typeof(v_opt.value) <> 'null' THEN
-            PERFORM pgjobs._option_int('max_rejects_per_job', v_opt.value, 0, 1000000);
+        IF v_int.name IS NOT NULL AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            PERFORM pgjobs._option_int(v_int.name, v_opt.value, v_int.low, v_int.high);
         END IF;
     END LOOP;
     -- The throttling options are checked as a job's are (null resets).
@@ -151,6 +135,12 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 '(64 MiB): beyond it 55006); '
 'max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to '
 '1000000, default 1000: above it the submit raises 22023); '
+'max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until '
+'pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit '
+'beyond it raises 55006); '
+'max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and '
+'record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default '
+'16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '

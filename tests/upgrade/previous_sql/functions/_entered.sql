@@ -1,0 +1,92 @@
+CREATE OR REPLACE FUNCTION pgjobs._entered()
+RETURNS text[]
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The client call now running, as ARRAY[entry, caller, depth], or NULL
+-- when no client call is running. pgjobs._enter keeps each call in a
+-- setting named by its depth on the call stack (pgjobs.call_<depth>:
+-- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
+-- frame pair on the stack that is an internal pgjobs._<x>_as called by its
+-- entry point pgjobs.<x> decides: honoured only when the setting at that
+-- frame's depth names that entry, which _enter set when the frame began
+-- (a nested client call keeps its own depth, so the outer call's setting
+-- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- so a setting alone proves nothing: a value a client set, or one left by
+-- an earlier call of the transaction or session, counts only while a live
+-- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- Such a frame pair with no matching setting (code that ran inside the
+-- call changed it) is refused (42501) rather than read as "no call",
+-- which would let the internal's SECURITY DEFINER rights pass for the
+-- caller's. The frames are read as pgjobs._enter reads them
+-- (pgjobs._stack, in any language of lc_messages).
+-- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
+-- Locks nothing.
+DECLARE
+    v_stack text[];
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_prefix text;
+    v_n integer;
+    v_body text;
+    v_slot text;
+    v_entry text;
+BEGIN
+    -- The frames, as pgjobs._stack reads them (its signature first, the
+    -- rest of the line after it). Most languages print the same text before
+    -- every frame's name: there the frames are the lines that start with
+    -- line 1's text before this function's name, read here at a fraction of
+    -- a call of pgjobs._stack (this runs a few times in every client call:
+    -- with its five SET clauses, each call of _stack cost ~50 us, and client
+    -- reads 2x). A language whose frame line puts the statement and the
+    -- line number before the name (zh_CN) needs _stack's template.
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._entered(');
+    v_prefix := left(v_lines[1], v_at - 1);
+    IF v_at = 0 OR v_prefix ~ '[0-9]' THEN
+        v_stack := pgjobs._stack();  -- an assignment: a frame "at" a statement
+    ELSE
+        v_stack := ARRAY[]::text[];
+        FOR i IN 1 .. cardinality(v_lines) LOOP
+            v_stack[i] := CASE WHEN starts_with(v_lines[i], v_prefix)
+                               THEN substr(v_lines[i], length(v_prefix) + 1) END;
+        END LOOP;
+    END IF;
+    v_n := coalesce(cardinality(v_stack), 0);
+    IF NOT coalesce(starts_with(v_stack[1], 'pgjobs._entered('), false) THEN
+        RETURN NULL;
+    END IF;
+    FOR i IN 2 .. v_n - 1 LOOP
+        v_body := substring(v_stack[i] FROM '^pgjobs\._([a-z_]+)_as\(');
+        CONTINUE WHEN v_body IS NULL
+            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
+                            OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_entry := nullif(split_part(v_slot, '/', 1), '');
+        IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
+           OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
+           OR length(v_slot) <= length(v_entry) + 1 THEN
+            RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
+                            coalesce(v_entry, v_body)
+                USING ERRCODE = '42501',
+                      HINT = 'pgjobs.call_* settings belong to the engine: do not set them, '
+                             'and call the pgjobs entry point again.';
+        END IF;
+        RETURN ARRAY[v_entry, substr(v_slot, length(v_entry) + 2), (v_n - i + 1)::text];
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION pgjobs._entered() IS
+'Internal: the client call now running as ARRAY[entry, caller, depth], or NULL: the setting '
+'pgjobs._enter keeps for a call counts only while that call''s _as frame is on the stack at '
+'its depth, never as a client or an earlier call left it.';
