@@ -47,7 +47,12 @@ plus that of the database cluster's processes (the postmaster and its
 children, ended ones included; read from ``/proc``, so only for a cluster on
 this machine that this user may read, else ``-``). ``--phases`` adds, under
 each round, where each export's time went (submit, claim, up to the first
-COPY, the COPYs, the gaps between them, the tail after the last COPY).
+COPY, the COPYs, the gaps between them, the tail after the last COPY), and for
+``file://`` what the uploader thread spent beside them (its parts' pwrite and
+fdatasync, the hashing, the checkpoints). ``--durable-copy`` adds, in each
+round, the plain COPY followed by one ``fdatasync`` of its file, and each
+export's ratio against that as well (an export makes every part durable; the
+goal's baseline does not sync).
 Each export runs as `pgjobs export` does: one connection submits, claims and
 is the exporter's control connection; ``--separate`` adds, in the same rounds,
 each export run as before (a connection each for the submit, the claim and the
@@ -232,8 +237,11 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def baseline(dsn: str, scope: int, path: str) -> float:
-    """Plain COPY of the scope in key order to a local file."""
+def baseline(dsn: str, scope: int, path: str, durable: bool = False) -> float:
+    """Plain COPY of the scope in key order to a local file; ``durable``: then one
+    ``fdatasync`` of the file, timed too (an export to ``file://`` makes every
+    part durable before it checkpoints it; the plain COPY, the goal's baseline,
+    leaves its bytes in the page cache)."""
     with psycopg.connect(dsn, autocommit=True) as conn, open(path, "wb") as out:
         buffer = bytearray()
 
@@ -248,7 +256,10 @@ def baseline(dsn: str, scope: int, path: str) -> float:
                        "TO STDOUT WITH (FORMAT csv, HEADER true)", sink)
         out.write(buffer)
         out.flush()
-        CPU.setdefault("copy", []).append(time.process_time() - cpu)
+        if durable:
+            os.fdatasync(out.fileno())
+        CPU.setdefault("copy+sync" if durable else "copy", []).append(
+            time.process_time() - cpu)
         return time.perf_counter() - started
 
 
@@ -408,13 +419,20 @@ def phases() -> Iterator[dict[str, list[tuple[float, float]]]]:
     its read-back (``read-back``) of the exports run in this process, by
     wrapping the exporter's own functions."""
     from pgjobs import db
-    from pgjobs.poller import export
+    from pgjobs.poller import export, upload_file
 
     spans: dict[str, list[tuple[float, float]]] = {}
     wrapped = [(export, "copy_out", "copy"), (db, "begin_chunk", "begin"),
                (export._Uploader, "close", "last part"),
                (export.Exporter, "_finalize", "finalize"),
-               (export.Exporter, "_verify_stored", "read-back")]
+               (export.Exporter, "_verify_stored", "read-back"),
+               # file://'s part writes (on the uploader thread, beside the COPYs):
+               # the whole write_part, its pwrite, its fdatasync (on a thread of
+               # its own, while the part and the object are hashed), and each
+               # part's checkpoint (the heartbeat).
+               (upload_file.LocalUpload, "write_part", "part"),
+               (upload_file, "_write_at", "pwrite"), (upload_file, "_fdatasync", "fsync"),
+               (export._Control, "heartbeat", "heartbeat")]
     originals = [getattr(owner, attr) for owner, attr, _ in wrapped]
 
     def timing(func: Any, name: str) -> Any:
@@ -472,6 +490,13 @@ def phased_export(dsn: str, scope: int, destination: str,
             f"{total('begin') - (spans['begin'][0][1] - spans['begin'][0][0]):.2f}) "
             f"tail {ended - copies[-1][1]:.2f} (last part {total('last part'):.2f}, "
             f"finalize {total('finalize'):.2f}, read-back {total('read-back'):.2f})")
+    if spans.get("part"):
+        # The uploader thread, beside the COPYs: what each part costs it.
+        line += (f"\n{'':13}uploader: {len(spans['part'])} parts {total('part'):.2f} "
+                 f"(pwrite {total('pwrite'):.2f}, fdatasync {total('fsync'):.2f}, "
+                 "the rest the longer of the fdatasync and hashing the part and the "
+                 "object), "
+                 f"{len(spans.get('heartbeat', []))} heartbeats {total('heartbeat'):.2f}")
     return ended - started, outcome.result, line
 
 
@@ -507,6 +532,11 @@ def main() -> None:
                              "against its own round's COPY (instead of best of --repeat)")
     parser.add_argument("--phases", action="store_true",
                         help="with --alternate: also print where each export's time went")
+    parser.add_argument("--durable-copy", action="store_true",
+                        help="with --alternate: also time, in each round, the plain COPY "
+                             "followed by one fdatasync of its file, and each export's "
+                             "ratio against that (the goal's ratio stays against the "
+                             "plain COPY)")
     parser.add_argument("--separate", action="store_true",
                         help="with --alternate: also run each export with the submit, the "
                              "claim and the control on a connection each (as before), "
@@ -623,6 +653,7 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
         kinds["file sep"] = (file_dest, True)
     ratios: dict[str, list[tuple[float, float | None]]] = {kind: [] for kind in kinds}
     loads: list[float] = []
+    against_durable: dict[str, list[float]] = {}  # --durable-copy
     with contextlib.ExitStack() as stack:
         if not args.no_s3:
             import boto3
@@ -643,6 +674,10 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             base_sha = sha256_file(base_file)
             base_cpu = copy[1]
             line = f"round {n + 1}: COPY {base:.2f}s"
+            durable: float | None = None
+            if args.durable_copy:
+                durable = baseline(dsn, 1, base_file, durable=True)
+                line += f" (COPY+fdatasync {durable:.2f}s)"
             splits: list[str] = []
             order = list(kinds) if n % 2 == 0 else list(reversed(kinds))
             for kind in order:
@@ -661,6 +696,9 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
                 ratios[kind].append((seconds / base, cpu_ratio))
                 line += (f" | {kind} {seconds:.2f}s {seconds / base:.2f}x"
                          f" (CPU {'-' if cpu_ratio is None else f'{cpu_ratio:.2f}x'})")
+                if durable:
+                    against_durable.setdefault(kind, []).append(seconds / durable)
+                    line += f" {seconds / durable:.2f}x of COPY+fdatasync"
             print(f"{line} | load {loads[-1]:.1f}", flush=True)
             for split in splits:
                 print(split, flush=True)
@@ -675,6 +713,10 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
                     f"{max(cpus):.2f})" if cpus else "CPU -")
         print(f"  {kind:<8} median {statistics.median(wall):.2f}x "
               f"({min(wall):.2f}-{max(wall):.2f}); {cpu_text}")
+        if kind in against_durable:
+            durables = against_durable[kind]
+            print(f"  {'':<8} against COPY+fdatasync: median "
+                  f"{statistics.median(durables):.2f}x ({min(durables):.2f}-{max(durables):.2f})")
     print("  every export's sha256 equals its round's COPY")
 
 
