@@ -31,6 +31,7 @@ from pgjobs.cli.common import (
     run_claimed,
 )
 from pgjobs.cli.output import human_bytes, to_json
+from pgjobs.cli.progress import TransferDisplay, run_in_thread
 from pgjobs.errors import InvalidInput, PgjobsError
 from pgjobs.poller import observe, storage
 from pgjobs.poller.export import (
@@ -237,10 +238,10 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     stop = threading.Event()
 
     def run(conn: Any, identity: str) -> Outcome:
-        return _run_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
-                                    on_progress=display.progress, reads=reads,
-                                    control=conn),
-                           display)
+        return run_in_thread(Exporter(dsn, job_id, identity, obj.storage, stop=stop,
+                                      on_progress=display.progress, reads=reads,
+                                      control=conn),
+                             display)
 
     ended = run_claimed(
         dsn, job_id, session, kind="export", claim=queries.EXPORT_CLAIM_ONE, run=run,
@@ -266,55 +267,28 @@ def _run_here(obj: Context, job_id: int, target: str, scope: str,
     return 1
 
 
-def _run_thread(exporter: Exporter, display: _Display) -> Outcome:
-    """Run the exporter in a thread, keeping the main thread for the display and for
-    Ctrl-C."""
-    box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(exporter.run()), daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(timeout=0.1)
-            display.tick()
-    except KeyboardInterrupt:
-        exporter.stop.set()
-        thread.join()
-        raise
-    return box[0]
+class _Display(TransferDisplay):
+    """The export's progress: rows (of the scope's estimated count once known),
+    bytes written and MB/s."""
 
+    kind = "export"
 
-class _Display:
-    """Progress on stderr: a rich bar on a terminal (rows, size, MB/s, ETA), else a
-    plain line every few seconds; nothing with --no-progress (notes stay) or
-    --quiet (notes go too)."""
+    def _columns(self) -> list[Any]:
+        from rich.progress import MofNCompleteColumn, TextColumn
 
-    def __init__(self, job_id: int, *, quiet: bool = False, no_progress: bool = False):
-        self.job_id = job_id
-        self.quiet = quiet
-        self.show = not (quiet or no_progress)
-        self.rows = 0
-        self.bytes = 0
-        self.total: int | None = None
-        self.started = time.monotonic()
-        self.last_line = 0.0
-        self.bar: Any = None
-        self.task: Any = None
-        if self.show and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
+        return [MofNCompleteColumn(), TextColumn("rows"), TextColumn("{task.fields[rate]}")]
 
-            self.bar = Progress(TextColumn(f"[bold]job {job_id}[/] export"), BarColumn(),
-                                MofNCompleteColumn(), TextColumn("rows"),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("export", total=None, rate="")
+    def _fields(self) -> dict[str, Any]:
+        # This process started the job (or resumed it): the rate is since then.
+        return {"completed": self.rows, "total": self.total,
+                "rate": self._written(time.monotonic() - self.started)}
+
+    def _written(self, elapsed: float) -> str:
+        return f"{human_bytes(self.bytes)}, {self._rate(elapsed)}"
+
+    def _line(self, elapsed: float) -> str:
+        total = f"/{self.total:,}" if self.total is not None else ""
+        return f"job {self.job_id}: {self.rows:,}{total} rows, {self._written(elapsed)}"
 
     def count_total(self, dsn: str, target: str, scope: str, filter_value: Any) -> None:
         """The row count for the ETA, computed alongside (an estimate: it ignores the
@@ -330,36 +304,6 @@ class _Display:
         self.rows = rows
         if out_bytes is not None:
             self.bytes = out_bytes
-
-    def _rate(self) -> str:
-        # This process started the job (or resumed it): time since then.
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        return f"{human_bytes(self.bytes)}, {self.bytes / elapsed / 1e6:.1f} MB/s"
-
-    def tick(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.rows, total=self.total, rate=self._rate())
-            return
-        now = time.monotonic()
-        if self.show and now - self.last_line >= 2.0:
-            self.last_line = now
-            total = f"/{self.total:,}" if self.total is not None else ""
-            click.echo(f"job {self.job_id}: {self.rows:,}{total} rows, {self._rate()}", err=True)
-
-    def note(self, line: str) -> None:
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.console.print(line)
-        else:
-            click.echo(line, err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.rows,
-                            total=self.total if self.total is not None else self.rows)
-            self.bar.stop()
-            self.bar = None
 
 
 # --- pgjobs worker ----------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Any
 
 import click
@@ -24,6 +23,7 @@ from pgjobs.cli.common import (
 )
 from pgjobs.cli.export import _setup_logging, print_submitted
 from pgjobs.cli.output import human_bytes, to_json
+from pgjobs.cli.progress import TransferDisplay, run_in_thread
 from pgjobs.errors import InvalidInput
 from pgjobs.poller import storage
 from pgjobs.poller.export import Outcome
@@ -136,9 +136,9 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
     stop = threading.Event()
 
     def run(conn: Any, identity: str) -> Outcome:
-        return _run_thread(Importer(dsn, job_id, identity, obj.storage, stop=stop,
-                                    on_progress=display.progress, control=conn),
-                           display)
+        return run_in_thread(Importer(dsn, job_id, identity, obj.storage, stop=stop,
+                                      on_progress=display.progress, control=conn),
+                             display)
 
     def queued(job: dict[str, Any]) -> str:
         # The claim took nothing: "0 records" lines alone read as a hang. The
@@ -181,54 +181,24 @@ def _run_here(obj: Context, job_id: int, display: _Display, as_json: bool,
     return 1
 
 
-def _run_thread(importer: Importer, display: _Display) -> Outcome:
-    box: list[Outcome] = []
-    thread = threading.Thread(target=lambda: box.append(importer.run()), daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(timeout=0.1)
-            display.tick()
-    except KeyboardInterrupt:
-        importer.stop.set()
-        thread.join()
-        raise
-    return box[0]
+class _Display(TransferDisplay):
+    """The import's progress: bytes of the source read (of its size once known),
+    MB/s, and records."""
 
+    kind = "import"
 
-class _Display:
-    """Progress on stderr: a rich bar on a terminal (bytes of the source, rows, rate,
-    ETA), else a plain line every few seconds; nothing with --no-progress (notes
-    stay) or --quiet (notes go too)."""
+    def _columns(self) -> list[Any]:
+        from rich.progress import DownloadColumn, TextColumn, TransferSpeedColumn
 
-    def __init__(self, job_id: int, *, quiet: bool = False, no_progress: bool = False):
-        self.job_id = job_id
-        self.quiet = quiet
-        self.show = not (quiet or no_progress)
-        self.rows = 0
-        self.bytes = 0
-        self.total: int | None = None
-        self.started = time.monotonic()
-        self.last_line = 0.0
-        self.bar: Any = None
-        self.task: Any = None
-        if self.show and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+        return [DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[rows]} rows")]
 
-            self.bar = Progress(TextColumn(f"[bold]job {job_id}[/] import"), BarColumn(),
-                                DownloadColumn(), TransferSpeedColumn(),
-                                TextColumn("{task.fields[rows]} rows"), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("import", total=None, rows=0)
+    def _fields(self) -> dict[str, Any]:
+        return {"completed": self.bytes, "total": self.total or None, "rows": self.rows}
+
+    def _line(self, elapsed: float) -> str:
+        total = f" of {human_bytes(self.total)}" if self.total else ""
+        return (f"job {self.job_id}: {self.rows:,} records, {human_bytes(self.bytes)}"
+                f"{total}, {self._rate(elapsed)}")
 
     def progress(self, rows: int, read: int, total: int | None) -> None:
         if rows:
@@ -236,30 +206,3 @@ class _Display:
         self.bytes = read
         if total is not None:
             self.total = int(total)
-
-    def tick(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.bytes, total=self.total, rows=self.rows)
-            return
-        now = time.monotonic()
-        if self.show and now - self.last_line >= 2.0:
-            self.last_line = now
-            elapsed = max(now - self.started, 1e-6)
-            total = f" of {human_bytes(self.total)}" if self.total else ""
-            click.echo(f"job {self.job_id}: {self.rows:,} records, {human_bytes(self.bytes)}"
-                       f"{total}, {self.bytes / elapsed / 1e6:.1f} MB/s", err=True)
-
-    def note(self, line: str) -> None:
-        if self.quiet:
-            return
-        if self.bar is not None:
-            self.bar.console.print(line)
-        else:
-            click.echo(line, err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.bytes, total=self.total or self.bytes)
-            self.bar.stop()
-            self.bar = None
-

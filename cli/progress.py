@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -15,6 +16,8 @@ from pgjobs.cli.output import EXIT_INTERRUPTED, detached, rows_per_second, to_js
 
 if TYPE_CHECKING:
     from rich.progress import ProgressColumn
+
+T = TypeVar("T", covariant=True)
 
 FINAL = {"succeeded": 0, "failed": 1, "canceled": 1}
 POLL_SECONDS = 2.0
@@ -299,3 +302,104 @@ class _Bar:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+class TransferDisplay:
+    """Progress of a job this process runs (one-shot `pgjobs export` and
+    `pgjobs import`), on stderr: a rich bar on a terminal, else a plain line
+    every few seconds; nothing with --no-progress (notes stay) or --quiet (notes
+    go too). A kind says what its bar shows (:meth:`_columns`, :meth:`_fields`)
+    and what its plain line says (:meth:`_line`)."""
+
+    kind = ""
+
+    def __init__(self, job_id: int, *, quiet: bool = False, no_progress: bool = False):
+        self.job_id = job_id
+        self.quiet = quiet
+        self.show = not (quiet or no_progress)
+        self.rows = 0
+        self.bytes = 0
+        self.total: int | None = None
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.bar: Any = None
+        self.task: Any = None
+        if self.show and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn(f"[bold]job {job_id}[/] {self.kind}"), BarColumn(),
+                                *self._columns(), TimeRemainingColumn(),
+                                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task(self.kind, **{**self._fields(), "total": None})
+
+    def _columns(self) -> list[ProgressColumn]:
+        """The bar's columns between the bar and the time left."""
+        raise NotImplementedError
+
+    def _fields(self) -> dict[str, Any]:
+        """The bar's ``completed``, ``total`` and named fields, now."""
+        raise NotImplementedError
+
+    def _line(self, elapsed: float) -> str:
+        """The plain line, ``elapsed`` seconds since this process took the job."""
+        raise NotImplementedError
+
+    def _rate(self, elapsed: float) -> str:
+        return f"{self.bytes / max(elapsed, 1e-6) / 1e6:.1f} MB/s"
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, **self._fields())
+            return
+        now = time.monotonic()
+        if self.show and now - self.last_line >= 2.0:
+            self.last_line = now
+            click.echo(self._line(now - self.started), err=True)
+
+    def note(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.console.print(line)
+        else:
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        """Stop the bar, drawn complete: its total is what was done if none was
+        known."""
+        if self.bar is not None:
+            fields = self._fields()
+            if fields.get("total") is None:
+                fields["total"] = fields["completed"]
+            self.bar.update(self.task, **fields)
+            self.bar.stop()
+            self.bar = None
+
+
+class Runs(Protocol[T]):
+    """An exporter or importer: ``run()`` does the job; setting ``stop`` asks it
+    to stop."""
+
+    stop: threading.Event
+
+    def run(self) -> T: ...
+
+
+def run_in_thread(runner: Runs[T], display: TransferDisplay) -> T:
+    """``runner.run()`` in a thread, keeping the main thread for the display and
+    for Ctrl-C, which sets ``runner.stop`` and waits for the thread to end before
+    it is raised again."""
+    box: list[T] = []
+    thread = threading.Thread(target=lambda: box.append(runner.run()), daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.1)
+            display.tick()
+    except KeyboardInterrupt:
+        runner.stop.set()
+        thread.join()
+        raise
+    return box[0]
