@@ -1208,6 +1208,64 @@ COMMENT ON COLUMN pgjobs.jobs.target_columns IS 'The target''s columns when the 
 COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'A fan-out job''s items given so far, in bytes of the JSON text of the arrays passed to submit_items and add_items (pgjobs._items_add; NULL before its first add since 0054).';
 
 --
+-- Name: _claim_given(bigint, text, interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text) RETURNS SETOF pgjobs.jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The body of pgjobs.claim_export and pgjobs.claim_import (p_kind 'export'
+-- or 'import'): claims the one job p_id of p_kind for p_worker when it is
+-- queued and its run_at has come, exactly as pgjobs.claim would (lease,
+-- attempts, event `started`, the claim's own identity in `worker`), and,
+-- for a writing kind, when the writer gate lets it start. Returns no row
+-- when the job is not claimable right now (a worker took it first, it is
+-- waiting for a retry or its turn at the gate, or it finished): the caller
+-- then follows it instead. Raises P0002 for an unknown id, 22023 when it is
+-- not of p_kind. Locks: the job row (SKIP LOCKED: never waits for a
+-- concurrent claim).
+DECLARE
+    v_job pgjobs.jobs;
+BEGIN
+    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
+    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
+    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
+            HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
+    END IF;
+    IF v_job.kind <> p_kind THEN
+        RAISE EXCEPTION 'job % is %, not %', p_id, pgjobs._a_job(v_job.kind),
+                        left(pgjobs._a_job(p_kind), -length(' job'))  -- "not an export"
+            USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
+    END IF;
+
+    PERFORM pgjobs._rescue_expired();
+
+    RETURN QUERY SELECT * FROM pgjobs._start_attempts(ARRAY(
+        SELECT q.id FROM pgjobs.jobs q
+               WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
+                 AND (NOT q.writes
+                      OR pgjobs._writer_may_start(q.target, q.scope,
+                                                  coalesce(q.gate_order, q.id)))
+                 FOR UPDATE SKIP LOCKED), p_worker, p_lease);
+END
+$$;
+
+ALTER FUNCTION pgjobs._claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text) IS 'The body of claim_export and claim_import: claims the job p_id of kind p_kind for p_worker if it is queued, due and (a writing kind) let through by the writer gate; no row when it is not claimable now.';
+
+--
 -- Name: _claim_id(bigint, text, interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -18628,7 +18686,7 @@ COMMENT ON FUNCTION pgjobs.claim(p_kinds text[], p_worker text, p_lease interval
 --
 
 CREATE FUNCTION pgjobs.claim_export(p_id bigint, p_worker text, p_lease interval DEFAULT '00:00:30'::interval) RETURNS SETOF pgjobs.jobs
-    LANGUAGE plpgsql
+    LANGUAGE sql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -18637,34 +18695,14 @@ CREATE FUNCTION pgjobs.claim_export(p_id bigint, p_worker text, p_lease interval
     AS $$
 -- Claims the one export job p_id for p_worker when it is queued and its
 -- run_at has come, exactly as pgjobs.claim would (lease, attempts, event
--- `started`, the claim's own identity in `worker`): `pgjobs export` runs the job it just submitted in-process this
--- way. Returns no row when the job is not claimable right now (a worker
--- took it first, it is waiting for a retry, or it finished): the caller
--- then follows it instead. Raises P0002 for an unknown id, 22023 when it is
--- not an export. Locks: the job row (SKIP LOCKED: never waits for a
--- concurrent claim).
-DECLARE
-    v_job pgjobs.jobs;
-BEGIN
-    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
-    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
-    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
-            HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
-    END IF;
-    IF v_job.kind <> 'export' THEN
-        RAISE EXCEPTION 'job % is %, not an export', p_id, pgjobs._a_job(v_job.kind)
-            USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
-    END IF;
-
-    PERFORM pgjobs._rescue_expired();
-
-    RETURN QUERY SELECT * FROM pgjobs._start_attempts(ARRAY(
-        SELECT q.id FROM pgjobs.jobs q
-               WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
-                 FOR UPDATE SKIP LOCKED), p_worker, p_lease);
-END
+-- `started`, the claim's own identity in `worker`): `pgjobs export` runs the
+-- job it just submitted in-process this way. Returns no row when the job is
+-- not claimable right now (a worker took it first, it is waiting for a retry,
+-- it finished): the caller then follows it instead. Raises
+-- P0002 for an unknown id, 22023 when it is not an export. Locks: the job row
+-- (SKIP LOCKED: never waits for a concurrent claim). One body with
+-- claim_import: pgjobs._claim_given.
+SELECT * FROM pgjobs._claim_given(p_id, p_worker, p_lease, 'export');
 $$;
 
 ALTER FUNCTION pgjobs.claim_export(p_id bigint, p_worker text, p_lease interval) OWNER TO SUPERUSER;
@@ -18791,7 +18829,7 @@ COMMENT ON FUNCTION pgjobs.claim_export_part(p_id bigint, p_worker text, p_lease
 --
 
 CREATE FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval DEFAULT '00:00:30'::interval) RETURNS SETOF pgjobs.jobs
-    LANGUAGE plpgsql
+    LANGUAGE sql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
@@ -18800,35 +18838,14 @@ CREATE FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval
     AS $$
 -- Claims the one import job p_id for p_worker when it is queued and its
 -- run_at has come, exactly as pgjobs.claim would (lease, attempts, event
--- `started`, the claim's own identity in `worker`): `pgjobs import` runs the job it just submitted in-process this
--- way. Returns no row when the job is not claimable right now (a worker
--- took it first, it is waiting for a retry, or it finished): the caller
--- then follows it instead. Raises P0002 for an unknown id, 22023 when it is
--- not an import. Locks: the job row (SKIP LOCKED: never waits for a
--- concurrent claim).
-DECLARE
-    v_job pgjobs.jobs;
-BEGIN
-    PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
-    PERFORM pgjobs._check_claim_args(p_worker, p_lease);
-    SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
-            HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
-    END IF;
-    IF v_job.kind <> 'import' THEN
-        RAISE EXCEPTION 'job % is %, not an import', p_id, pgjobs._a_job(v_job.kind)
-            USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
-    END IF;
-
-    PERFORM pgjobs._rescue_expired();
-
-    RETURN QUERY SELECT * FROM pgjobs._start_attempts(ARRAY(
-        SELECT q.id FROM pgjobs.jobs q
-               WHERE q.id = p_id AND q.status = 'queued' AND q.run_at <= now()
-                 AND pgjobs._writer_may_start(q.target, q.scope, coalesce(q.gate_order, q.id))
-                 FOR UPDATE SKIP LOCKED), p_worker, p_lease);
-END
+-- `started`, the claim's own identity in `worker`): `pgjobs import` runs the
+-- job it just submitted in-process this way. Returns no row when the job is
+-- not claimable right now (a worker took it first, it is waiting for a retry,
+-- it finished, or the writer gate holds it): the caller then follows it
+-- instead. Raises P0002 for an unknown id, 22023 when it is not an import.
+-- Locks: the job row (SKIP LOCKED: never waits for a concurrent claim). One
+-- body with claim_export: pgjobs._claim_given.
+SELECT * FROM pgjobs._claim_given(p_id, p_worker, p_lease, 'import');
 $$;
 
 ALTER FUNCTION pgjobs.claim_import(p_id bigint, p_worker text, p_lease interval) OWNER TO SUPERUSER;
@@ -24095,6 +24112,13 @@ GRANT ALL ON FUNCTION pgjobs._check_progress(p_done bigint, p_checkpoint jsonb) 
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.jobs TO pgjobs_admin;
 GRANT SELECT ON TABLE pgjobs.jobs TO pgjobs_client;
+
+--
+-- Name: FUNCTION _claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._claim_given(p_id bigint, p_worker text, p_lease interval, p_kind text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _claim_id(p_id bigint, p_worker text, p_lease interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -81,8 +81,11 @@ def test_only_start_attempts_makes_a_job_running() -> None:
         assert not re.search(r"UPDATE\s+pgjobs\.jobs\b", part_claim, re.IGNORECASE), name
     start = re.sub(r"--[^\n]*", "", (FUNCTIONS / "_items_start.sql").read_text())
     assert re.search(r"q\.fanout AND q\.status = 'queued'", start)
-    for name in ("claim.sql", "claim_export.sql", "claim_import.sql", "_claim_id.sql"):
+    for name in ("claim.sql", "_claim_given.sql", "_claim_id.sql"):
         assert "pgjobs._start_attempts(" in (FUNCTIONS / name).read_text(), name
+    # claim_export and claim_import are one body, pgjobs._claim_given.
+    for name in ("claim_export.sql", "claim_import.sql"):
+        assert "pgjobs._claim_given(" in (FUNCTIONS / name).read_text(), name
 
 
 def started_fields(row: dict[str, Any]) -> dict[str, Any]:
