@@ -4703,10 +4703,10 @@ $$;
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
 
 --
--- Name: _enter_client_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _enter_client_room(oid, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._enter_client_room(p_submitter oid) RETURNS boolean
+CREATE FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -4732,7 +4732,7 @@ CREATE FUNCTION pgjobs._enter_client_room(p_submitter oid) RETURNS boolean
 -- transaction that holds it exclusively, whose jobs they then count. Does
 -- nothing for an administrator's call or a role that no longer exists
 -- (they are not held to the ceilings), and locks nothing in a call acting
--- for another role than the client (pgjobs._lock_client_room).
+-- for another role than the client (p_own false: pgjobs._lock_client_room).
 -- Locks: that row.
 DECLARE
     v_exclusive boolean;
@@ -4741,18 +4741,18 @@ BEGIN
                             WHERE j.submitted_by_oid = p_submitter
                               AND j.room_xact = pg_current_xact_id_if_assigned());
     PERFORM pgjobs._lock_client_room(
-        p_submitter, CASE WHEN v_exclusive THEN 'exclusive' ELSE 'share' END);
+        p_submitter, CASE WHEN v_exclusive THEN 'exclusive' ELSE 'share' END, p_own);
     RETURN v_exclusive;
 END
 $$;
 
-ALTER FUNCTION pgjobs._enter_client_room(p_submitter oid) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _enter_client_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _enter_client_room(p_submitter oid, p_own boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._enter_client_room(p_submitter oid) IS 'Locks the client''s row of pgjobs.client_room_locks before its ceilings are counted: exclusively when this transaction already submitted or retried a job of the client (returns true), else shared.';
+COMMENT ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) IS 'Locks the client''s row of pgjobs.client_room_locks before its ceilings are counted: exclusively when this transaction already submitted or retried a job of the client (returns true), else shared.';
 
 --
 -- Name: _entered(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8605,10 +8605,10 @@ $$;
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
 --
--- Name: _lock_client_room(oid, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _lock_client_room(oid, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) RETURNS void
+CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -8647,8 +8647,7 @@ CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) RETUR
 -- 'exclusive'): PostgreSQL ends one of them (40P01), here with a message
 -- that says so. Locks: that row, in the client's own calls.
 BEGIN
-    IF p_submitter IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r
-                                      WHERE r.rolname = pgjobs._caller()) THEN
+    IF p_own IS NOT TRUE THEN
         RETURN;
     END IF;
     LOOP
@@ -8702,13 +8701,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text, p_own boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction, in that role''s own calls only, at strength ''share'' (a transaction''s first submit), ''near'' (near a ceiling) or ''exclusive'' (a transaction that already submitted for the client): the client''s ceilings are counted under it.';
+COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction, in that role''s own calls only (the last argument), at strength ''share'' (a transaction''s first submit), ''near'' (near a ceiling) or ''exclusive'' (a transaction that already submitted for the client): the client''s ceilings are counted under it.';
 
 --
 -- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11333,19 +11332,24 @@ CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
 -- and for the same reasons. Locks: the client's row of
 -- pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_max integer;
     v_kept integer;
     v_locked boolean;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
-    v_locked := pgjobs._enter_client_room(p_submitter);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     SELECT count(*) INTO v_kept
       FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
     IF NOT v_locked AND pgjobs._near_ceiling(v_kept, v_max) THEN
-        PERFORM pgjobs._lock_client_room(p_submitter, 'near');
+        PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
         SELECT count(*) INTO v_kept  -- again, under the lock
           FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
@@ -11432,6 +11436,8 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- administrator) never takes the client's lock (pgjobs._lock_client_room).
 -- Locks: the client's row of pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
@@ -11439,13 +11445,16 @@ DECLARE
     v_kinds integer;
     v_locked boolean := false;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
-    v_locked := pgjobs._enter_client_room(p_submitter);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     LOOP
         SELECT count(*) INTO v_pending
           FROM (SELECT 1 FROM pgjobs.jobs j
@@ -11453,7 +11462,7 @@ BEGIN
                    AND j.status IN ('queued', 'running', 'paused')
                  LIMIT v_max) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter, 'near');
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -11494,7 +11503,7 @@ BEGIN
           FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
                  LIMIT v_max_kinds) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter, 'near');
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -24531,11 +24540,11 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _enter_client_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _enter_client_room(p_submitter oid, p_own boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _entered(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -24953,11 +24962,11 @@ REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text, p_own boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

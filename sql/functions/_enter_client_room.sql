@@ -1,4 +1,6 @@
-CREATE OR REPLACE FUNCTION pgjobs._enter_client_room(p_submitter oid)
+DROP FUNCTION IF EXISTS pgjobs._enter_client_room(oid);
+
+CREATE OR REPLACE FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean)
 RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
@@ -26,7 +28,7 @@ AS $$
 -- transaction that holds it exclusively, whose jobs they then count. Does
 -- nothing for an administrator's call or a role that no longer exists
 -- (they are not held to the ceilings), and locks nothing in a call acting
--- for another role than the client (pgjobs._lock_client_room).
+-- for another role than the client (p_own false: pgjobs._lock_client_room).
 -- Locks: that row.
 DECLARE
     v_exclusive boolean;
@@ -35,12 +37,12 @@ BEGIN
                             WHERE j.submitted_by_oid = p_submitter
                               AND j.room_xact = pg_current_xact_id_if_assigned());
     PERFORM pgjobs._lock_client_room(
-        p_submitter, CASE WHEN v_exclusive THEN 'exclusive' ELSE 'share' END);
+        p_submitter, CASE WHEN v_exclusive THEN 'exclusive' ELSE 'share' END, p_own);
     RETURN v_exclusive;
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs._enter_client_room(oid) IS
+COMMENT ON FUNCTION pgjobs._enter_client_room(oid, boolean) IS
 'Locks the client''s row of pgjobs.client_room_locks before its ceilings are counted: '
 'exclusively when this transaction already submitted or retried a job of the client (returns '
 'true), else shared.';

@@ -1,6 +1,8 @@
 DROP FUNCTION IF EXISTS pgjobs._lock_client_room(oid);
+DROP FUNCTION IF EXISTS pgjobs._lock_client_room(oid, text);
 
-CREATE OR REPLACE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text)
+CREATE OR REPLACE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text,
+                                                    p_own boolean)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -40,8 +42,7 @@ AS $$
 -- 'exclusive'): PostgreSQL ends one of them (40P01), here with a message
 -- that says so. Locks: that row, in the client's own calls.
 BEGIN
-    IF p_submitter IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r
-                                      WHERE r.rolname = pgjobs._caller()) THEN
+    IF p_own IS NOT TRUE THEN
         RETURN;
     END IF;
     LOOP
@@ -95,8 +96,8 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs._lock_client_room(oid, text) IS
+COMMENT ON FUNCTION pgjobs._lock_client_room(oid, text, boolean) IS
 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to '
-'the end of the transaction, in that role''s own calls only, at strength ''share'' (a '
+'the end of the transaction, in that role''s own calls only (the last argument), at strength ''share'' (a '
 'transaction''s first submit), ''near'' (near a ceiling) or ''exclusive'' (a transaction that '
 'already submitted for the client): the client''s ceilings are counted under it.';

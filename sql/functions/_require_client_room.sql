@@ -55,6 +55,8 @@ AS $$
 -- administrator) never takes the client's lock (pgjobs._lock_client_room).
 -- Locks: the client's row of pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
@@ -62,13 +64,16 @@ DECLARE
     v_kinds integer;
     v_locked boolean := false;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
-    v_locked := pgjobs._enter_client_room(p_submitter);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     LOOP
         SELECT count(*) INTO v_pending
           FROM (SELECT 1 FROM pgjobs.jobs j
@@ -76,7 +81,7 @@ BEGIN
                    AND j.status IN ('queued', 'running', 'paused')
                  LIMIT v_max) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter, 'near');
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -117,7 +122,7 @@ BEGIN
           FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
                  LIMIT v_max_kinds) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter, 'near');
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
