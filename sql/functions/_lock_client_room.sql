@@ -59,7 +59,8 @@ BEGIN
             BEGIN
                 INSERT INTO pgjobs.client_room_locks (submitter_oid) VALUES (p_submitter)
                     ON CONFLICT DO NOTHING;
-                RAISE EXCEPTION 'undo' USING ERRCODE = 'P0002';
+                RAISE EXCEPTION 'undo the probe' USING ERRCODE = 'P0002',
+                    HINT = 'None needed: caught at once, below (never seen by a caller).';
             EXCEPTION WHEN no_data_found THEN
                 NULL;
             END;
