@@ -265,3 +265,46 @@ def test_prune_deletes_the_lock_rows_of_clients_that_keep_no_job(
         _submit(session, "plain", "k1", str(n))  # the second makes the row again
     session.commit()
     assert _lock_rows(conn) == 1
+
+
+def test_transactions_that_retry_many_jobs_cannot_pass_the_pending_ceiling_together(
+        conn: Conn, make_conn: Callable[..., Conn], client: str) -> None:
+    """A retry makes a job pending again and counts as a submit does: two
+    sessions each retrying 15 of the client's canceled jobs in one
+    transaction, under max_pending_per_client 20, kept 30 pending before."""
+    setup = _session(make_conn, client, autocommit=True)
+    jobs = [int(scalar(setup, WAYS["plain"], {"kind": "k1", "scope": str(n)}))
+            for n in range(2 * EACH)]
+    for job in jobs:
+        setup.execute("SELECT pgjobs.cancel(%s)", (job,))
+    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                 (json.dumps({"max_pending_per_client": CEILING}),))
+    first = _session(make_conn, client, autocommit=False)
+    other = _session(make_conn, client, autocommit=False)
+    pid = int(scalar(other, "SELECT pg_backend_pid()"))
+    for job in jobs[:EACH]:
+        first.execute("SELECT pgjobs.retry(%s)", (job,))  # its transaction stays open
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            for job in jobs[EACH:]:
+                other.execute("SELECT pgjobs.retry(%s)", (job,))
+            other.commit()
+        except psycopg.Error as e:
+            outcome["error"] = e
+            other.rollback()
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        waited = waits_or_ends(conn, pid, done)
+    finally:
+        first.commit()
+        thread.join()
+    pending = scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'queued'")
+    assert pending <= CEILING, outcome
+    assert waited and isinstance(outcome.get("error"), errors.ObjectInUse), outcome
