@@ -1145,6 +1145,7 @@ CREATE TABLE pgjobs.jobs (
     submitted_by_oid oid,
     target_columns jsonb,
     item_bytes bigint,
+    room_xact xid8,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -1206,6 +1207,12 @@ COMMENT ON COLUMN pgjobs.jobs.target_columns IS 'The target''s columns when the 
 --
 
 COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'A fan-out job''s items given so far, in bytes of the JSON text of the arrays passed to submit_items and add_items (pgjobs._items_add; NULL before its first add since 0054).';
+
+--
+-- Name: COLUMN jobs.room_xact; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.room_xact IS 'The transaction (top level) whose submit or retry last made this job count toward its client''s ceilings (pgjobs._require_client_room); NULL before 0062.';
 
 --
 -- Name: _claim_given(bigint, text, interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4754,6 +4761,58 @@ $$;
 ALTER FUNCTION pgjobs._enter(p_entry text, p_caller name) OWNER TO SUPERUSER;
 
 --
+-- Name: _enter_client_room(oid, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Locks the client's row of pgjobs.client_room_locks before its ceilings
+-- are counted (pgjobs._require_client_room,
+-- pgjobs._require_client_kept_room) and returns whether the lock is
+-- exclusive. A count sees the transaction's own uncommitted jobs and not
+-- another session's: without a lock, two sessions that each submitted 85
+-- jobs in one transaction under a ceiling of 100 each counted 85 and both
+-- passed (170 kept). So a transaction that already counts a job of the
+-- client, submitted or retried in it (a job of the client whose room_xact
+-- is this transaction, by jobs_submitter_xact_idx: a row only a submit or
+-- a retry writes, which no client can forge; a job of a subtransaction
+-- rolled back is gone with it), takes the row exclusively
+-- (pgjobs._lock_client_room 'exclusive'): it waits for the client's other
+-- transactions that submitted to end, and holds its submits and retries
+-- back until it ends. Any other takes it shared ('share'): single submits
+-- of a client far from its ceilings never wait for each other, only for a
+-- transaction that holds it exclusively, whose jobs they then count. Does
+-- nothing for an administrator's call or a role that no longer exists
+-- (they are not held to the ceilings), and locks nothing in a call acting
+-- for another role than the client (p_own false: pgjobs._lock_client_room).
+-- Locks: that row.
+DECLARE
+    v_exclusive boolean;
+BEGIN
+    v_exclusive := EXISTS (SELECT FROM pgjobs.jobs j
+                            WHERE j.submitted_by_oid = p_submitter
+                              AND j.room_xact = pg_current_xact_id_if_assigned());
+    PERFORM pgjobs._lock_client_room(
+        p_submitter, CASE WHEN v_exclusive THEN 'exclusive' ELSE 'share' END, p_own);
+    RETURN v_exclusive;
+END
+$$;
+
+ALTER FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _enter_client_room(p_submitter oid, p_own boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) IS 'Locks the client''s row of pgjobs.client_room_locks before its ceilings are counted: exclusively when this transaction already submitted or retried a job of the client (returns true), else shared.';
+
+--
 -- Name: _entered(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7354,13 +7413,17 @@ BEGIN
     END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid, target_columns, queued_at)
+                             submitted_by_oid, target_columns, queued_at, room_xact)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
            v_columns,
            -- An export's or import's turn between tenants.
-           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at)
+           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at),
+           -- This transaction counts it toward the client's ceilings: its
+           -- next submit for the client locks it exclusively
+           -- (pgjobs._enter_client_room).
+           pg_current_xact_id()
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;
@@ -8600,10 +8663,10 @@ $$;
 ALTER FUNCTION pgjobs._literal_text(p_value anyelement) OWNER TO SUPERUSER;
 
 --
--- Name: _lock_client_room(oid); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _lock_client_room(oid, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid) RETURNS void
+CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -8613,29 +8676,83 @@ CREATE FUNCTION pgjobs._lock_client_room(p_submitter oid) RETURNS void
     AS $$
 -- The lock of one client's ceilings, to the end of the transaction: the
 -- client's row of pgjobs.client_room_locks (made on first use, migration
--- 0057) locked FOR UPDATE, which no client can lock (it needs UPDATE on
--- the table). pgjobs._require_client_room and
--- pgjobs._require_client_kept_room take it only when a count they made
--- without it is near its ceiling (pgjobs._near_ceiling), then count again:
--- near a ceiling a client's submitting transactions count one after the
--- other, each seeing the jobs of those that committed before it; far from
--- it they take no lock and never wait for each other. A row, never an
--- advisory lock, which any role could take and hold, hanging the client
--- (tests/test_trust_advisory_locks.py). Only the client's own calls take
--- it: a call acting for another role (a retry of the client's job by a role
--- with the kind's privilege on its target, or by an administrator) counts
--- without it, else that role could hold the row in an open transaction and
--- make the client's submits near a ceiling wait (review of h44). Locks:
--- that row, in the client's own calls.
+-- 0057), which no client can lock (it needs UPDATE on the table), at one
+-- of three strengths (pgjobs._enter_client_room says which):
+--   'share'     FOR KEY SHARE: a transaction's first submit (or retry) of
+--               the client, far from its ceilings. Such transactions never
+--               wait for each other; they wait for an 'exclusive' holder.
+--   'near'      FOR NO KEY UPDATE: a count within a tenth of a ceiling
+--               (pgjobs._near_ceiling), counted again under it. Near a
+--               ceiling the client's transactions count one after the
+--               other; taken over 'share' without waiting for other
+--               'share' holders (the two do not conflict), so two sessions
+--               near a ceiling cannot deadlock.
+--   'exclusive' FOR UPDATE: a transaction that already counts a job of the
+--               client (its second submit on): it waits for every other
+--               transaction of the client that submitted and holds the
+--               others back until it ends, so a count sees every job of
+--               the client but those of transactions that hold no lock.
+-- 'share' makes no row: with none, nothing holds the client exclusively
+-- (it would have made one; an uncommitted one is waited for).
+-- A row, never an advisory lock, which any role could take and hold,
+-- hanging the client (tests/test_trust_advisory_locks.py). Only the
+-- client's own calls take it: a call acting for another role (a retry of
+-- the client's job by a role with the kind's privilege on its target, or
+-- by an administrator) counts without it, else that role could hold the
+-- row in an open transaction and make the client's submits wait (review
+-- of h44). Two transactions of one client that each submitted a job and
+-- then each submit another wait for each other ('share' then
+-- 'exclusive'): PostgreSQL ends one of them (40P01), here with a message
+-- that says so. Locks: that row, in the client's own calls.
 BEGIN
-    IF p_submitter IS DISTINCT FROM (SELECT r.oid FROM pg_catalog.pg_roles r
-                                      WHERE r.rolname = pgjobs._caller()) THEN
+    IF p_own IS NOT TRUE THEN
         RETURN;
     END IF;
     LOOP
-        PERFORM FROM pgjobs.client_room_locks l
-         WHERE l.submitter_oid = p_submitter
-           FOR UPDATE;
+        IF p_strength = 'share' THEN
+            PERFORM FROM pgjobs.client_room_locks l
+             WHERE l.submitter_oid = p_submitter FOR KEY SHARE;
+            EXIT WHEN FOUND;
+            -- No row: a 'share' never makes one (made here, uncommitted, it
+            -- would make the client's other first submits wait for this
+            -- transaction). But one may be being made, uncommitted, by a
+            -- transaction that holds it exclusively: the insert waits for
+            -- that one to end (then conflicts, and the row is locked
+            -- below); else it is undone at once.
+            BEGIN
+                INSERT INTO pgjobs.client_room_locks (submitter_oid) VALUES (p_submitter)
+                    ON CONFLICT DO NOTHING;
+                RAISE EXCEPTION 'undo the probe' USING ERRCODE = 'P0002',
+                    HINT = 'None needed: caught at once, below (never seen by a caller).';
+            EXCEPTION WHEN no_data_found THEN
+                NULL;
+            END;
+            PERFORM FROM pgjobs.client_room_locks l
+             WHERE l.submitter_oid = p_submitter FOR KEY SHARE;
+            RETURN;  -- no row (none locked, none being made): nothing to wait for
+        ELSIF p_strength = 'near' THEN
+            PERFORM FROM pgjobs.client_room_locks l
+             WHERE l.submitter_oid = p_submitter FOR NO KEY UPDATE;
+        ELSE
+            BEGIN
+                PERFORM FROM pgjobs.client_room_locks l
+                 WHERE l.submitter_oid = p_submitter FOR UPDATE;
+            EXCEPTION WHEN deadlock_detected THEN
+                RAISE EXCEPTION 'two transactions of role % that each submit several jobs '
+                                'ran at once; this one was ended so the other could go on',
+                                coalesce((SELECT r.rolname FROM pg_catalog.pg_roles r
+                                           WHERE r.oid = p_submitter)::text,
+                                         p_submitter::text)
+                    USING ERRCODE = '40P01',
+                    DETAIL = 'A transaction that submits (or retries) a second job of a '
+                             'client waits for the client''s other transactions that '
+                             'submitted, so that its ceilings count every job; two such '
+                             'transactions waited for each other.',
+                    HINT = 'Roll back and run the transaction again; submit a client''s '
+                           'jobs in bulk from one session at a time (or one job per '
+                           'transaction) to avoid it.';
+            END;
+        END IF;
         EXIT WHEN FOUND;
         INSERT INTO pgjobs.client_room_locks (submitter_oid) VALUES (p_submitter)
             ON CONFLICT DO NOTHING;
@@ -8643,13 +8760,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _lock_client_room(p_submitter oid); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text, p_own boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction, in that role''s own calls only: the client''s ceilings are counted under it when near them.';
+COMMENT ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) IS 'Locks the row of pgjobs.client_room_locks of the role of the given oid (made on first use) to the end of the transaction, in that role''s own calls only (the last argument), at strength ''share'' (a transaction''s first submit), ''near'' (near a ceiling) or ''exclusive'' (a transaction that already submitted for the client): the client''s ceilings are counted under it.';
 
 --
 -- Name: _lock_holders(regclass, bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -11266,23 +11383,32 @@ CREATE FUNCTION pgjobs._require_client_kept_room(p_submitter oid) RETURNS void
 -- takes; not by a retry, which makes no new row. Administrators
 -- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
 -- held to it, nor are jobs of a role that no longer exists (p_submitter
--- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
--- Locks nothing far from the ceiling; near it (pgjobs._near_ceiling) the
--- client's row of pgjobs.client_room_locks (pgjobs._lock_client_room), and
--- counts again under it, as pgjobs._require_client_room does and for the
--- same reasons.
+-- NULL). The count uses jobs_submitter_xact_idx and stops at the ceiling.
+-- Counts under the client's lock (pgjobs._enter_client_room: shared for a
+-- transaction's first submit, exclusive once it submitted a job of the
+-- client), and near the ceiling (pgjobs._near_ceiling) takes it at
+-- strength 'near' and counts again, as pgjobs._require_client_room does
+-- and for the same reasons. Locks: the client's row of
+-- pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_max integer;
     v_kept integer;
+    v_locked boolean;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     SELECT count(*) INTO v_kept
       FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
-    IF pgjobs._near_ceiling(v_kept, v_max) THEN
-        PERFORM pgjobs._lock_client_room(p_submitter);
+    IF NOT v_locked AND pgjobs._near_ceiling(v_kept, v_max) THEN
+        PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
         SELECT count(*) INTO v_kept  -- again, under the lock
           FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
@@ -11338,34 +11464,39 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing while the client is far from its ceilings: a lock of the
--- client held to the end of every submit's transaction made a client's
--- open transaction hold back its submits to every other scope, and one
--- role often submits for every tenant of an application (the client lock
--- of migration 0050, backed out). Near a ceiling (a count without the lock
--- within a tenth of it, at least 1: pgjobs._near_ceiling) it takes the
--- client's lock (pgjobs._lock_client_room, a row of
--- pgjobs.client_room_locks, to the end of the transaction) and counts
--- again, with a fresh snapshot (VOLATILE, under READ COMMITTED): there the
--- client's submitting transactions count one after the other, so two
--- sessions that each saw N-1 jobs no longer both pass a ceiling of N. A
--- count without the lock misses the jobs other sessions of the client
--- added and have not committed: sessions submitting at once can still pass
--- a ceiling by however many of them, each adding one, exceed the margin
--- (at most the ceiling each; a role's CONNECTION LIMIT bounds how many
--- such sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
+-- The counts are made under the client's lock (pgjobs._enter_client_room,
+-- a row of pgjobs.client_room_locks, to the end of the transaction): shared
+-- for a transaction's first submit or retry of the client, so a client's
+-- single submits far from its ceilings never wait for each other (a lock
+-- of the client held exclusively to the end of every submit's transaction
+-- made a client's open transaction hold back its submits to every other
+-- scope, and one role often submits for every tenant of an application:
+-- the client lock of migration 0050, backed out); exclusive once the
+-- transaction already submitted or retried a job of the client, so
+-- transactions that submit many jobs count one after the other, each
+-- seeing every job of the others (a count sees no other session's
+-- uncommitted jobs: two sessions that each submitted 85 jobs in one
+-- transaction under a ceiling of 100 both passed, before 0062). Near a
+-- ceiling (a count within a tenth of it, at least 1: pgjobs._near_ceiling)
+-- it takes the lock at strength 'near' too and counts again, with a fresh
+-- snapshot (VOLATILE, under READ COMMITTED): there the client's submitting
+-- transactions count one after the other, so two sessions that each saw
+-- N-1 jobs no longer both pass a ceiling of N. What a count still misses
+-- is the one job each of the client's other single-submit transactions
+-- added far from the ceiling and has not committed: sessions submitting
+-- at once can pass a ceiling by however many of them, each adding one,
+-- exceed the margin (a role's CONNECTION LIMIT bounds how many such
+-- sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
 -- keeps the transaction's snapshot and is no more exact than the first.
--- A transaction that holds the lock (its client near a ceiling) holds back
--- the client's other submits and retries near it until it ends, not other
+-- A transaction that holds the lock exclusively or near a ceiling holds
+-- back the client's other submits and retries until it ends, not other
 -- clients' nor administrators'; a call acting for another role (a retry of
 -- the client's job by a role with the kind's privilege, or an
 -- administrator) never takes the client's lock (pgjobs._lock_client_room).
--- A transaction that submits many jobs is seen by other sessions' counts
--- only when it commits: sessions that each submit many jobs in one
--- transaction can together pass a ceiling by up to the ceiling less the
--- margin (docs/operations.md). Locks: the client's row of
--- pgjobs.client_room_locks, near a ceiling only.
+-- Locks: the client's row of pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
@@ -11373,12 +11504,16 @@ DECLARE
     v_kinds integer;
     v_locked boolean := false;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     LOOP
         SELECT count(*) INTO v_pending
           FROM (SELECT 1 FROM pgjobs.jobs j
@@ -11386,7 +11521,7 @@ BEGIN
                    AND j.status IN ('queued', 'running', 'paused')
                  LIMIT v_max) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter);
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -11427,7 +11562,7 @@ BEGIN
           FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
                  LIMIT v_max_kinds) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter);
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -12480,6 +12615,9 @@ BEGIN
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
+           -- This transaction counts it again toward its client's ceilings
+           -- (pgjobs._enter_client_room).
+           room_xact = pg_current_xact_id(),
            -- An export's or import's turn between tenants, as at its submit.
            queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope, now()),
            checkpoint = v_checkpoint,
@@ -21756,7 +21894,8 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      scopes (each under its ceilings at any one time) grew the table
 --      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted",
+-- "client_room_locks_deleted"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -21768,6 +21907,7 @@ DECLARE
     v_leftovers bigint;
     v_trimmed bigint := 0;
     v_scope_locks bigint;
+    v_client_room_locks bigint;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -21947,11 +22087,30 @@ BEGIN
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
 
+    -- Likewise a client's row of pgjobs.client_room_locks (its ceilings'
+    -- lock, pgjobs._lock_client_room: made the first time the client came
+    -- near a ceiling or submitted two jobs in one transaction, and kept):
+    -- deleted once the client keeps no job (all pruned above) or its role
+    -- is gone, skipping any a transaction holds. A transaction of the
+    -- client that has jobs not yet committed holds its row (at least
+    -- shared), so none is deleted under it; one that comes after makes it
+    -- again when it needs it.
+    DELETE FROM pgjobs.client_room_locks l
+     WHERE l.ctid IN (SELECT c.ctid FROM pgjobs.client_room_locks c
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.submitted_by_oid = c.submitter_oid)
+                          OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                          WHERE r.oid = c.submitter_oid)
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
                               'cron_runs_trimmed', v_trimmed,
-                              'scope_locks_deleted', v_scope_locks);
+                              'scope_locks_deleted', v_scope_locks,
+                              'client_room_locks_deleted', v_client_room_locks);
 END
 $_$;
 
@@ -21961,7 +22120,7 @@ ALTER FUNCTION pgjobs.prune(p_retention interval) OWNER TO SUPERUSER;
 -- Name: FUNCTION prune(p_retention interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes no writing job is left of, once pruned (scope_locks_deleted). Returns a jsonb summary.';
+COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of clients that keep no job (client_room_locks_deleted). Returns a jsonb summary.';
 
 --
 -- Name: register_target(regclass, name, name, name, name, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23764,10 +23923,10 @@ CREATE INDEX jobs_queued_run_at_idx ON pgjobs.jobs USING btree (run_at, id) WHER
 CREATE INDEX jobs_submitter_idx ON pgjobs.jobs USING btree (submitted_by, target);
 
 --
--- Name: jobs_submitter_oid_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+-- Name: jobs_submitter_xact_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE INDEX jobs_submitter_oid_idx ON pgjobs.jobs USING btree (submitted_by_oid);
+CREATE INDEX jobs_submitter_xact_idx ON pgjobs.jobs USING btree (submitted_by_oid, room_xact);
 
 --
 -- Name: jobs_unfinished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
@@ -24406,6 +24565,13 @@ REVOKE ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._enter(p_entry text, p_caller name) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _enter_client_room(p_submitter oid, p_own boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._enter_client_room(p_submitter oid, p_own boolean) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _entered(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24821,11 +24987,11 @@ REVOKE ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._literal_text(p_value anyelement) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _lock_client_room(p_submitter oid); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _lock_client_room(p_submitter oid, p_strength text, p_own boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._lock_client_room(p_submitter oid, p_strength text, p_own boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _lock_holders(p_relation regclass, p_key bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -26,7 +26,7 @@ from tests.support.databases import admin_execute, database_name, empty_database
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
-pytest_plugins = ("tests.support.storage", "tests.support.standby")
+pytest_plugins = ("tests.support.storage", "tests.support.standby", "tests.support.roles")
 
 # No deadline for any property test: hypothesis fails an example that took over
 # its default 200 ms once and not when run again ("Unreliable test timings"),

@@ -16,47 +16,18 @@ administrators exempt; a retry makes no new row and is not held to it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support import scalar
+from tests.support.roles import CLIENT_SUBMITS as SUBMITS
 
 Conn = psycopg.Connection[Any]
 
-SOURCE_PREFIX = "file:///srv/pgjobs-client-kept"
-
-# One submit of each kind, as a client may make it, each to its own scope.
-SUBMITS = {
-    "delete": "SELECT pgjobs.submit_delete('user_table_rows', %(scope)s, '{\"n\": 1}', "
-              "'{}', '{\"allow_unknown_fields\": true}')",
-    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', %(scope)s, '{\"n\": 1}', "
-                "'{\"label\": \"x\"}', '{\"allow_unknown_fields\": true}')",
-    "export": "SELECT pgjobs.submit_export('user_table_rows', %(scope)s)",
-    "import": "SELECT pgjobs.submit_import('user_table_rows', %(scope)s, "
-              f"'{SOURCE_PREFIX}/a.csv')",
-    "custom": "SELECT pgjobs.submit('resize', 'user_table_rows', %(scope)s)",
-    "items": "SELECT pgjobs.submit_items('resize', 'user_table_rows', %(scope)s, "
-             "'[{\"a\": 1}]')",
-}
 HOW_FINISHED = ("canceled", "failed", "succeeded")
-
-
-@pytest.fixture
-def roles(conn: Conn) -> Iterator[dict[str, str]]:
-    seed(conn, make_rows_target(conn), 30)
-    conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE_PREFIX,))
-    grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
-    client = make_role(conn, "kclient", "GRANT pgjobs_client TO {role}", grant)
-    other = make_role(conn, "kother", "GRANT pgjobs_client TO {role}", grant)
-    admin = make_role(conn, "kadmin", "GRANT pgjobs_admin TO {role}", grant)
-    yield {"client": client, "other": other, "admin": admin}
-    for role in (client, other, admin):
-        drop_role(conn, role)
 
 
 _scopes = iter(range(1000, 10**6))
@@ -96,11 +67,11 @@ def _refused(conn: Conn, role: str, call: str) -> psycopg.Error:
 
 @pytest.mark.parametrize("how", HOW_FINISHED)
 @pytest.mark.parametrize("kind", sorted(SUBMITS))
-def test_finished_jobs_count_toward_the_kept_ceiling(conn: Conn, roles: dict[str, str],
+def test_finished_jobs_count_toward_the_kept_ceiling(conn: Conn, client_roles: dict[str, str],
                                                      kind: str, how: str) -> None:
     """Submit, finish, submit again: the pending ceiling never answers (its
     jobs are finished), the kept one does, for every kind."""
-    client = roles["client"]
+    client = client_roles["client"]
     _set(conn, max_pending_per_client=2, max_jobs_kept_per_client=3)
     for _ in range(3):
         _as(conn, client, SUBMITS[kind])
@@ -108,17 +79,17 @@ def test_finished_jobs_count_toward_the_kept_ceiling(conn: Conn, roles: dict[str
     error = _refused(conn, client, SUBMITS[kind])
     assert "already has 3 jobs kept" in str(error)
     # Another client is not held back, nor is an administrator.
-    _as(conn, roles["other"], SUBMITS[kind])
-    _as(conn, roles["admin"], SUBMITS[kind])
+    _as(conn, client_roles["other"], SUBMITS[kind])
+    _as(conn, client_roles["admin"], SUBMITS[kind])
     # What the hint says works: a prune of the finished jobs makes room.
     conn.execute("SELECT pgjobs.prune('0')")
     _as(conn, client, SUBMITS[kind])
 
 
 @pytest.mark.parametrize("last", sorted(SUBMITS))
-def test_every_kind_counts_toward_every_other(conn: Conn, roles: dict[str, str],
+def test_every_kind_counts_toward_every_other(conn: Conn, client_roles: dict[str, str],
                                               last: str) -> None:
-    client = roles["client"]
+    client = client_roles["client"]
     _set(conn, max_jobs_kept_per_client=len(SUBMITS))
     for kind in sorted(SUBMITS):
         _as(conn, client, SUBMITS[kind])
@@ -126,8 +97,8 @@ def test_every_kind_counts_toward_every_other(conn: Conn, roles: dict[str, str],
     _refused(conn, client, SUBMITS[last])
 
 
-def test_a_retry_makes_no_new_job_and_is_not_held(conn: Conn, roles: dict[str, str]) -> None:
-    client = roles["client"]
+def test_a_retry_makes_no_new_job_and_is_not_held(conn: Conn, client_roles: dict[str, str]) -> None:
+    client = client_roles["client"]
     _set(conn, max_jobs_kept_per_client=1)
     job = _as(conn, client, SUBMITS["custom"])
     _finish(conn, client, "failed")
@@ -136,8 +107,9 @@ def test_a_retry_makes_no_new_job_and_is_not_held(conn: Conn, roles: dict[str, s
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job,)) == "queued"
 
 
-def test_the_built_in_ceiling_is_a_hundred_thousand(conn: Conn, roles: dict[str, str]) -> None:
-    client = roles["client"]
+def test_the_built_in_ceiling_is_a_hundred_thousand(
+        conn: Conn, client_roles: dict[str, str]) -> None:
+    client = client_roles["client"]
     conn.execute("INSERT INTO pgjobs.jobs (kind, target, scope, submitted_by, submitted_by_oid, "
                  "status, finished_at) "
                  "SELECT 'resize', 'user_table_rows', g::text, r.rolname, r.oid, 'canceled', "

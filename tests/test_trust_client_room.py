@@ -20,49 +20,17 @@ of its other submits back.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import make_rows_target, scalar, seed
-from tests.support.roles import drop_role, make_role
+from tests.support import scalar
+from tests.support.roles import CLIENT_SUBMITS as SUBMITS
 
 Conn = psycopg.Connection[Any]
-
-SOURCE_PREFIX = "file:///srv/pgjobs-client-room"
-
-# One submit of each kind, as a client may make it; {scope} is filled in, and
-# each submit goes to its own scope so the per-scope writers' ceiling never
-# answers for the per-client one.
-SUBMITS = {
-    "delete": "SELECT pgjobs.submit_delete('user_table_rows', %(scope)s, '{\"n\": 1}', "
-              "'{}', '{\"allow_unknown_fields\": true}')",
-    "backfill": "SELECT pgjobs.submit_backfill('user_table_rows', %(scope)s, '{\"n\": 1}', "
-                "'{\"label\": \"x\"}', '{\"allow_unknown_fields\": true}')",
-    "export": "SELECT pgjobs.submit_export('user_table_rows', %(scope)s)",
-    "import": "SELECT pgjobs.submit_import('user_table_rows', %(scope)s, "
-              f"'{SOURCE_PREFIX}/a.csv')",
-    "custom": "SELECT pgjobs.submit('resize', 'user_table_rows', %(scope)s)",
-    "items": "SELECT pgjobs.submit_items('resize', 'user_table_rows', %(scope)s, "
-             "'[{\"a\": 1}]')",
-}
-
-
-@pytest.fixture
-def roles(conn: Conn) -> Iterator[dict[str, str]]:
-    seed(conn, make_rows_target(conn), 30)
-    conn.execute("SELECT pgjobs.allow_storage(%s)", (SOURCE_PREFIX,))
-    grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON user_table_rows TO {role}"
-    client = make_role(conn, "cclient", "GRANT pgjobs_client TO {role}", grant)
-    other = make_role(conn, "cother", "GRANT pgjobs_client TO {role}", grant)
-    admin = make_role(conn, "cadmin", "GRANT pgjobs_admin TO {role}", grant)
-    yield {"client": client, "other": other, "admin": admin}
-    for role in (client, other, admin):
-        drop_role(conn, role)
-
 
 _scopes = iter(range(1000, 10**6))
 
@@ -90,8 +58,8 @@ def _refused(conn: Conn, role: str, call: str, setting: str) -> psycopg.Error:
 
 
 def test_the_built_in_ceilings_are_ten_thousand_jobs_and_a_hundred_kinds(
-        conn: Conn, roles: dict[str, str]) -> None:
-    client = roles["client"]
+        conn: Conn, client_roles: dict[str, str]) -> None:
+    client = client_roles["client"]
     conn.execute("INSERT INTO pgjobs.jobs (kind, target, scope, submitted_by, submitted_by_oid) "
                  "SELECT 'k' || (g %% 99), 'user_table_rows', g::text, r.rolname, r.oid "
                  "FROM generate_series(1, 9999) g, pg_roles r WHERE r.rolname = %s", (client,))
@@ -106,49 +74,50 @@ def test_the_built_in_ceilings_are_ten_thousand_jobs_and_a_hundred_kinds(
 
 @pytest.mark.parametrize("last", sorted(SUBMITS))
 @pytest.mark.parametrize("first", sorted(SUBMITS))
-def test_every_kind_counts_and_is_refused(conn: Conn, roles: dict[str, str],
+def test_every_kind_counts_and_is_refused(conn: Conn, client_roles: dict[str, str],
                                           first: str, last: str) -> None:
     _set(conn, max_pending_per_client=2)
-    _as(conn, roles["client"], SUBMITS[first])
-    _as(conn, roles["client"], SUBMITS[first])
-    error = _refused(conn, roles["client"], SUBMITS[last], "max_pending_per_client")
+    _as(conn, client_roles["client"], SUBMITS[first])
+    _as(conn, client_roles["client"], SUBMITS[first])
+    error = _refused(conn, client_roles["client"], SUBMITS[last], "max_pending_per_client")
     assert "already has 2 jobs queued, running or paused" in str(error)
 
 
 @pytest.mark.parametrize("kind", sorted(SUBMITS))
-def test_one_clients_ceiling_holds_no_other_back(conn: Conn, roles: dict[str, str],
+def test_one_clients_ceiling_holds_no_other_back(conn: Conn, client_roles: dict[str, str],
                                                  kind: str) -> None:
     _set(conn, max_pending_per_client=1)
-    _as(conn, roles["client"], SUBMITS[kind])
-    _refused(conn, roles["client"], SUBMITS[kind], "max_pending_per_client")
-    _as(conn, roles["other"], SUBMITS[kind])   # its own ceiling
-    _refused(conn, roles["other"], SUBMITS[kind], "max_pending_per_client")
-    _as(conn, roles["admin"], SUBMITS[kind])   # administrators are not held
-    _as(conn, roles["admin"], SUBMITS[kind])
+    _as(conn, client_roles["client"], SUBMITS[kind])
+    _refused(conn, client_roles["client"], SUBMITS[kind], "max_pending_per_client")
+    _as(conn, client_roles["other"], SUBMITS[kind])   # its own ceiling
+    _refused(conn, client_roles["other"], SUBMITS[kind], "max_pending_per_client")
+    _as(conn, client_roles["admin"], SUBMITS[kind])   # administrators are not held
+    _as(conn, client_roles["admin"], SUBMITS[kind])
 
 
 def test_finished_jobs_give_their_place_back_and_paused_ones_keep_it(
-        conn: Conn, roles: dict[str, str]) -> None:
+        conn: Conn, client_roles: dict[str, str]) -> None:
     _set(conn, max_pending_per_client=2)
-    first = _as(conn, roles["client"], SUBMITS["export"])
-    _as(conn, roles["client"], f"SELECT pgjobs.pause({first})")
-    _as(conn, roles["client"], SUBMITS["custom"])
-    _refused(conn, roles["client"], SUBMITS["delete"], "max_pending_per_client")
-    _as(conn, roles["client"], f"SELECT pgjobs.cancel({first})")
-    _as(conn, roles["client"], SUBMITS["delete"])  # a canceled job holds no place
+    first = _as(conn, client_roles["client"], SUBMITS["export"])
+    _as(conn, client_roles["client"], f"SELECT pgjobs.pause({first})")
+    _as(conn, client_roles["client"], SUBMITS["custom"])
+    _refused(conn, client_roles["client"], SUBMITS["delete"], "max_pending_per_client")
+    _as(conn, client_roles["client"], f"SELECT pgjobs.cancel({first})")
+    _as(conn, client_roles["client"], SUBMITS["delete"])  # a canceled job holds no place
 
 
 @pytest.mark.parametrize("kind", sorted(SUBMITS))
-def test_a_retry_is_refused_when_the_client_is_full(conn: Conn, roles: dict[str, str],
+def test_a_retry_is_refused_when_the_client_is_full(conn: Conn, client_roles: dict[str, str],
                                                     kind: str) -> None:
     _set(conn, max_pending_per_client=2)
-    first = _as(conn, roles["client"], SUBMITS[kind])
-    _as(conn, roles["client"], f"SELECT pgjobs.cancel({first})")
-    _as(conn, roles["client"], SUBMITS["export"])
-    _as(conn, roles["client"], SUBMITS["custom"])
-    _refused(conn, roles["client"], f"SELECT pgjobs.retry({first})", "max_pending_per_client")
+    first = _as(conn, client_roles["client"], SUBMITS[kind])
+    _as(conn, client_roles["client"], f"SELECT pgjobs.cancel({first})")
+    _as(conn, client_roles["client"], SUBMITS["export"])
+    _as(conn, client_roles["client"], SUBMITS["custom"])
+    _refused(conn, client_roles["client"], f"SELECT pgjobs.retry({first})",
+             "max_pending_per_client")
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (first,)) == "canceled"
-    _as(conn, roles["admin"], f"SELECT pgjobs.retry({first})")  # an administrator may
+    _as(conn, client_roles["admin"], f"SELECT pgjobs.retry({first})")  # an administrator may
     assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (first,)) == "queued"
 
 
@@ -166,10 +135,10 @@ def _kind(conn: Conn, role: str, via: str, kind: str) -> int:
 
 
 @pytest.mark.parametrize("via", sorted(CUSTOM))
-def test_a_client_cannot_make_kinds_without_end(conn: Conn, roles: dict[str, str],
+def test_a_client_cannot_make_kinds_without_end(conn: Conn, client_roles: dict[str, str],
                                                 via: str) -> None:
     _set(conn, max_kinds_per_client=2)
-    client = roles["client"]
+    client = client_roles["client"]
     _kind(conn, client, via, "k1")
     _kind(conn, client, via, "k2")
     before = scalar(conn, "SELECT count(*) FROM pgjobs.jobs")
@@ -181,16 +150,16 @@ def test_a_client_cannot_make_kinds_without_end(conn: Conn, roles: dict[str, str
     _kind(conn, client, via, "k1")             # more of a kind it has: fine
     _as(conn, client, SUBMITS["export"])       # pgjobs' own kinds do not count
     _as(conn, client, SUBMITS["delete"])
-    _kind(conn, roles["other"], via, "k3")     # another client's kinds are its own
-    _kind(conn, roles["admin"], via, "k4")     # administrators are not held
+    _kind(conn, client_roles["other"], via, "k3")     # another client's kinds are its own
+    _kind(conn, client_roles["admin"], via, "k4")     # administrators are not held
     for job in conn.execute("SELECT id FROM pgjobs.jobs WHERE kind = 'k2'").fetchall():
         _as(conn, client, f"SELECT pgjobs.cancel({job[0]})")
     _kind(conn, client, via, "k3")             # k2 ended: its place is free
 
 
-def test_a_retry_of_a_new_kind_counts(conn: Conn, roles: dict[str, str]) -> None:
+def test_a_retry_of_a_new_kind_counts(conn: Conn, client_roles: dict[str, str]) -> None:
     _set(conn, max_kinds_per_client=1)
-    client = roles["client"]
+    client = client_roles["client"]
     first = _kind(conn, client, "submit", "k1")
     _as(conn, client, f"SELECT pgjobs.cancel({first})")
     _kind(conn, client, "submit", "k2")
@@ -200,14 +169,14 @@ def test_a_retry_of_a_new_kind_counts(conn: Conn, roles: dict[str, str]) -> None
 
 @pytest.mark.parametrize("ceiling", ["max_pending_per_client", "max_kinds_per_client"])
 def test_a_clients_open_transaction_holds_none_of_its_other_submits_back(
-        conn: Conn, roles: dict[str, str], make_conn: Callable[..., Conn],
+        conn: Conn, client_roles: dict[str, str], make_conn: Callable[..., Conn],
         ceiling: str) -> None:
     """The check takes no lock of the client: a transaction of the client left
     open after a submit does not make its next submit, in another session,
     wait (tests/test_trust_advisory_locks.py asks the same of other scopes).
     Committed, the first job counts."""
     _set(conn, **{ceiling: 2})
-    client = roles["client"]
+    client = client_roles["client"]
     holder, other = make_conn(autocommit=False), make_conn()
     holder.execute(f"SET ROLE {client}")
     holder.execute(CUSTOM["submit"], {"kind": "k1", "scope": "1"})  # left uncommitted

@@ -30,7 +30,8 @@ AS $$
 --      scopes (each under its ceilings at any one time) grew the table
 --      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted",
+-- "client_room_locks_deleted"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -42,6 +43,7 @@ DECLARE
     v_leftovers bigint;
     v_trimmed bigint := 0;
     v_scope_locks bigint;
+    v_client_room_locks bigint;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -221,11 +223,30 @@ BEGIN
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
 
+    -- Likewise a client's row of pgjobs.client_room_locks (its ceilings'
+    -- lock, pgjobs._lock_client_room: made the first time the client came
+    -- near a ceiling or submitted two jobs in one transaction, and kept):
+    -- deleted once the client keeps no job (all pruned above) or its role
+    -- is gone, skipping any a transaction holds. A transaction of the
+    -- client that has jobs not yet committed holds its row (at least
+    -- shared), so none is deleted under it; one that comes after makes it
+    -- again when it needs it.
+    DELETE FROM pgjobs.client_room_locks l
+     WHERE l.ctid IN (SELECT c.ctid FROM pgjobs.client_room_locks c
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.submitted_by_oid = c.submitter_oid)
+                          OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                          WHERE r.oid = c.submitter_oid)
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
                               'cron_runs_trimmed', v_trimmed,
-                              'scope_locks_deleted', v_scope_locks);
+                              'scope_locks_deleted', v_scope_locks,
+                              'client_room_locks_deleted', v_client_room_locks);
 END
 $$;
 
@@ -234,4 +255,5 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 '10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
 'objects and imports'' rejects objects for deletion by a worker), '
 'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
-'no writing job is left of, once pruned (scope_locks_deleted). Returns a jsonb summary.';
+'no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of '
+'clients that keep no job (client_room_locks_deleted). Returns a jsonb summary.';

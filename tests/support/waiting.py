@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -27,3 +28,19 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def waits_on_lock_or_ends(conn: Any, pid: int, done: threading.Event) -> bool:
+    """Whether the backend ``pid`` comes to wait on a lock (pg_stat_activity,
+    read through ``conn``); False once ``done`` is set (its thread ended
+    without waiting). Polls: the order of events is what a test asserts, not
+    a time (tests/test_trust_client_race.py, tests/test_trust_client_bulk.py)."""
+    for _ in range(6000):  # a safety net, not a time the test asserts
+        if done.is_set():
+            return False
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s "
+                           "AND wait_event_type = 'Lock'", (pid,)).fetchone()
+        if row and row[0]:
+            return True
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} neither waited on a lock nor ended")
