@@ -527,6 +527,56 @@ $$;
 ALTER FUNCTION pgjobs._builtin_kind(p_kind text) OWNER TO SUPERUSER;
 
 --
+-- Name: _call_seal(integer, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The seal of a client call's setting pgjobs.call_<p_depth>
+-- ('<entry>/<caller>/<seal>', pgjobs._enter writes it, pgjobs._entered
+-- honours it only when the seal matches): 64 hex digits of a nested sha256
+-- over the engine's secret (migration 0006's channel_secret, which no
+-- client can read), the depth, the entry point, the role the call acts
+-- for, the role the check runs as (current_user: the owner of pgjobs inside
+-- a body) and this backend's pid. Any role may set a pgjobs.* setting, and
+-- the call-stack check reads PG_CONTEXT, where text a role wrote (an SQL
+-- statement, a function's quoted name) may hold whole lines that imitate a
+-- body and its entry point; without the secret nobody can make the seal of
+-- a slot, so imitated frames over a self-set slot name no one, and code
+-- running inside a call cannot make the call act for another role. Nested
+-- (an outer hash over the secret and the inner one), so the inner input
+-- cannot be extended; a JSON array, so no field borrows another's
+-- characters. NULL when current_user may not read pgjobs.settings (nothing
+-- is honoured then). Locks nothing.
+DECLARE
+    v_secret text;
+BEGIN
+    IF NOT has_table_privilege('pgjobs.settings', 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.value #>> '{}' INTO v_secret FROM pgjobs.settings s WHERE s.key = 'channel_secret';
+    RETURN encode(sha256(convert_to('pgjobs call:' || v_secret || ':' || encode(sha256(
+               convert_to(jsonb_build_array('pgjobs call', v_secret, p_depth, p_entry, p_caller,
+                                            current_user, pg_backend_pid())::text, 'UTF8')),
+               'hex'), 'UTF8')), 'hex');
+END
+$$;
+
+ALTER FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _call_seal(p_depth integer, p_entry text, p_caller text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) IS 'Internal: the seal (64 hex digits, keyed with the engine''s secret) of the setting pgjobs.call_<depth> that pgjobs._enter writes for a client call and pgjobs._entered checks: a value a role set itself, or imitated call-stack lines over it, names no one.';
+
+--
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4630,7 +4680,8 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
 -- p_entry, for the rest of the internal's call: the transaction-local
--- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>/<seal>', the seal
+-- pgjobs._call_seal's, which needs the engine's secret; depth = the number
 -- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
 -- keeps them, counted only while the internal is on the stack at that
 -- depth (pgjobs._entered), and cleared when it returns (every internal
@@ -4687,8 +4738,12 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- sealed (pgjobs._call_seal): only this function can write a slot that
+    -- pgjobs._entered honours
     PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
-                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
+                       p_entry || '/' || p_caller || '/'
+                       || pgjobs._call_seal(cardinality(v_stack) - 1, p_entry, p_caller),
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;
@@ -4710,16 +4765,19 @@ CREATE FUNCTION pgjobs._entered() RETURNS text[]
 -- The client call now running, as ARRAY[entry, caller, depth], or NULL
 -- when no client call is running. pgjobs._enter keeps each call in a
 -- setting named by its depth on the call stack (pgjobs.call_<depth>:
--- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- '<entry>/<caller>/<seal>', depth = the number of PG_CONTEXT lines from the
 -- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
 -- frame pair on the stack that is an internal pgjobs._<x>_as called by its
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
 -- is intact when it returns). Any role may set pgjobs.* settings itself,
--- so a setting alone proves nothing: a value a client set, or one left by
--- an earlier call of the transaction or session, counts only while a live
--- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- so a setting alone proves nothing: it counts only with the seal _enter
+-- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
+-- entry and caller, and only while a live _as frame stands at its depth: a
+-- value a role set itself names no one, even under PG_CONTEXT lines its
+-- own text imitates frames with; one left by an earlier call of the
+-- transaction or session was cleared (pgjobs._leave) or overwritten.
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
@@ -4737,6 +4795,7 @@ DECLARE
     v_body text;
     v_slot text;
     v_entry text;
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -4768,11 +4827,21 @@ BEGIN
         CONTINUE WHEN v_body IS NULL
             OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
                             OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
+        -- made for this depth, entry and caller (pgjobs._call_seal). The frames
+        -- are text, and text a role wrote (an SQL statement, a quoted name) can
+        -- hold lines that imitate a body and its entry point; the seal cannot
+        -- be made without the engine's secret, so such lines over a slot a
+        -- role set itself are refused as a changed setting is.
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_seal := right(v_slot, 64);
+        v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
-           OR length(v_slot) <= length(v_entry) + 1 THEN
+           OR length(v_slot) <= length(v_entry) + 1
+           OR v_seal IS DISTINCT FROM pgjobs._call_seal(v_n - i + 1, v_entry,
+                                                        substr(v_slot, length(v_entry) + 2)) THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
                 USING ERRCODE = '42501',
@@ -23996,6 +24065,13 @@ GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _call_seal(p_depth integer, p_entry text, p_caller text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

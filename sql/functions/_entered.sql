@@ -11,16 +11,19 @@ AS $$
 -- The client call now running, as ARRAY[entry, caller, depth], or NULL
 -- when no client call is running. pgjobs._enter keeps each call in a
 -- setting named by its depth on the call stack (pgjobs.call_<depth>:
--- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- '<entry>/<caller>/<seal>', depth = the number of PG_CONTEXT lines from the
 -- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
 -- frame pair on the stack that is an internal pgjobs._<x>_as called by its
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
 -- is intact when it returns). Any role may set pgjobs.* settings itself,
--- so a setting alone proves nothing: a value a client set, or one left by
--- an earlier call of the transaction or session, counts only while a live
--- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- so a setting alone proves nothing: it counts only with the seal _enter
+-- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
+-- entry and caller, and only while a live _as frame stands at its depth: a
+-- value a role set itself names no one, even under PG_CONTEXT lines its
+-- own text imitates frames with; one left by an earlier call of the
+-- transaction or session was cleared (pgjobs._leave) or overwritten.
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
@@ -38,6 +41,7 @@ DECLARE
     v_body text;
     v_slot text;
     v_entry text;
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -69,11 +73,21 @@ BEGIN
         CONTINUE WHEN v_body IS NULL
             OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
                             OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
+        -- made for this depth, entry and caller (pgjobs._call_seal). The frames
+        -- are text, and text a role wrote (an SQL statement, a quoted name) can
+        -- hold lines that imitate a body and its entry point; the seal cannot
+        -- be made without the engine's secret, so such lines over a slot a
+        -- role set itself are refused as a changed setting is.
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_seal := right(v_slot, 64);
+        v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
-           OR length(v_slot) <= length(v_entry) + 1 THEN
+           OR length(v_slot) <= length(v_entry) + 1
+           OR v_seal IS DISTINCT FROM pgjobs._call_seal(v_n - i + 1, v_entry,
+                                                        substr(v_slot, length(v_entry) + 2)) THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
                 USING ERRCODE = '42501',
