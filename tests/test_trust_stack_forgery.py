@@ -24,8 +24,11 @@ and a client calling a body directly under imitated lines is refused (a
 guard: _enter reads only lines 1-3, whose starts are always real; it passes
 on the old code too).
 
-On the code before h52 every case fails except the guards
-(test_a_client_calling_a_body_directly_under_imitated_lines_is_refused).
+On the code before h52 the 8 other cases fail (the 6 carriers answered the
+victim; the 2 rewrites inside a call made it act for the victim or another
+name); the 4 guards pass there by design
+(test_an_administrators_call_without_imitation_acts_for_the_administrator,
+test_a_client_calling_a_body_directly_under_imitated_lines_is_refused).
 """
 
 from __future__ import annotations
@@ -253,8 +256,8 @@ def probe(conn: Conn, world: None) -> Iterator[None]:
 
 
 # How code inside the call may rewrite the call's slot: name the victim in
-# the old form, keep the live value's seal with another caller, or copy
-# the live value to the depth of a victim's (a seal is bound to its depth).
+# the old form, or keep the live value's seal with the victim as caller (a
+# seal is bound to its depth, entry and caller).
 REWRITES = {
     "plain": "probe/{victim}",
     "kept_seal": "probe/{victim}/{seal}",
