@@ -527,6 +527,56 @@ $$;
 ALTER FUNCTION pgjobs._builtin_kind(p_kind text) OWNER TO SUPERUSER;
 
 --
+-- Name: _call_seal(integer, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The seal of a client call's setting pgjobs.call_<p_depth>
+-- ('<entry>/<caller>/<seal>', pgjobs._enter writes it, pgjobs._entered
+-- honours it only when the seal matches): 64 hex digits of a nested sha256
+-- over the engine's secret (migration 0006's channel_secret, which no
+-- client can read), the depth, the entry point, the role the call acts
+-- for, the role the check runs as (current_user: the owner of pgjobs inside
+-- a body) and this backend's pid. Any role may set a pgjobs.* setting, and
+-- the call-stack check reads PG_CONTEXT, where text a role wrote (an SQL
+-- statement, a function's quoted name) may hold whole lines that imitate a
+-- body and its entry point; without the secret nobody can make the seal of
+-- a slot, so imitated frames over a self-set slot name no one, and code
+-- running inside a call cannot make the call act for another role. Nested
+-- (an outer hash over the secret and the inner one), so the inner input
+-- cannot be extended; a JSON array, so no field borrows another's
+-- characters. NULL when current_user may not read pgjobs.settings (nothing
+-- is honoured then). Locks nothing.
+DECLARE
+    v_secret text;
+BEGIN
+    IF NOT has_table_privilege('pgjobs.settings', 'SELECT') THEN
+        RETURN NULL;
+    END IF;
+    SELECT s.value #>> '{}' INTO v_secret FROM pgjobs.settings s WHERE s.key = 'channel_secret';
+    RETURN encode(sha256(convert_to('pgjobs call:' || v_secret || ':' || encode(sha256(
+               convert_to(jsonb_build_array('pgjobs call', v_secret, p_depth, p_entry, p_caller,
+                                            current_user, pg_backend_pid())::text, 'UTF8')),
+               'hex'), 'UTF8')), 'hex');
+END
+$$;
+
+ALTER FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _call_seal(p_depth integer, p_entry text, p_caller text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) IS 'Internal: the seal (64 hex digits, keyed with the engine''s secret) of the setting pgjobs.call_<depth> that pgjobs._enter writes for a client call and pgjobs._entered checks: a value a role set itself, or imitated call-stack lines over it, names no one.';
+
+--
 -- Name: _caller(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4695,7 +4745,8 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
 -- p_entry, for the rest of the internal's call: the transaction-local
--- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>/<seal>', the seal
+-- pgjobs._call_seal's, which needs the engine's secret; depth = the number
 -- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
 -- keeps them, counted only while the internal is on the stack at that
 -- depth (pgjobs._entered), and cleared when it returns (every internal
@@ -4752,8 +4803,12 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- sealed (pgjobs._call_seal): only this function can write a slot that
+    -- pgjobs._entered honours
     PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
-                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
+                       p_entry || '/' || p_caller || '/'
+                       || pgjobs._call_seal(cardinality(v_stack) - 1, p_entry, p_caller),
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;
@@ -4827,22 +4882,26 @@ CREATE FUNCTION pgjobs._entered() RETURNS text[]
 -- The client call now running, as ARRAY[entry, caller, depth], or NULL
 -- when no client call is running. pgjobs._enter keeps each call in a
 -- setting named by its depth on the call stack (pgjobs.call_<depth>:
--- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- '<entry>/<caller>/<seal>', depth = the number of PG_CONTEXT lines from the
 -- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
 -- frame pair on the stack that is an internal pgjobs._<x>_as called by its
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
 -- is intact when it returns). Any role may set pgjobs.* settings itself,
--- so a setting alone proves nothing: a value a client set, or one left by
--- an earlier call of the transaction or session, counts only while a live
--- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- so a setting alone proves nothing: it counts only with the seal _enter
+-- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
+-- entry and caller, and only while a live _as frame stands at its depth: a
+-- value a role set itself names no one, even under PG_CONTEXT lines its
+-- own text imitates frames with; one left by an earlier call of the
+-- transaction or session was cleared (pgjobs._leave) or overwritten.
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
 -- caller's. The frames are read as pgjobs._enter reads them
 -- (pgjobs._stack, in any language of lc_messages).
--- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
+-- pgjobs._caller and pgjobs._require_entry read it (pgjobs._leave where it
+-- cannot read its body on line 2 itself).
 -- Locks nothing.
 DECLARE
     v_stack text[];
@@ -4854,6 +4913,7 @@ DECLARE
     v_body text;
     v_slot text;
     v_entry text;
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -4885,11 +4945,36 @@ BEGIN
         CONTINUE WHEN v_body IS NULL
             OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
                             OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
+        -- made for this depth, entry and caller (pgjobs._call_seal). The frames
+        -- are text, and text a role wrote (an SQL statement, a quoted name) can
+        -- hold lines that imitate a body and its entry point; the seal cannot
+        -- be made without the engine's secret, so such lines over a slot a
+        -- role set itself are refused as a changed setting is.
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_seal := right(v_slot, 64);
+        v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
+            v_seal := NULL;
+        ELSIF has_table_privilege('pgjobs.settings', 'SELECT') THEN
+            -- pgjobs._call_seal's formula, written out: a call of it costs
+            -- ~15 us more (its SET clauses), and this runs a few times in
+            -- every client call. Every client call fails if the two differ.
+            SELECT CASE WHEN encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
+                       || encode(sha256(convert_to(jsonb_build_array(
+                              'pgjobs call', st.value #>> '{}', v_n - i + 1, v_entry,
+                              substr(v_slot, length(v_entry) + 2), current_user,
+                              pg_backend_pid())::text, 'UTF8')), 'hex'), 'UTF8')), 'hex')
+                       = v_seal THEN v_seal END
+              INTO v_seal
+              FROM pgjobs.settings st WHERE st.key = 'channel_secret';
+        ELSE
+            v_seal := NULL;
+        END IF;
+        IF v_seal IS NULL THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
                 USING ERRCODE = '42501',
@@ -8602,21 +8687,46 @@ CREATE FUNCTION pgjobs._leave(p_value anyelement) RETURNS anyelement
     AS $$
 -- The last call of every SECURITY DEFINER internal pgjobs._<entry>_as:
 -- RETURN pgjobs._leave(<its result>). Clears the setting pgjobs._enter
--- set for the call (pgjobs.call_<depth>, found by pgjobs._entered: the
--- innermost running call, which is the internal returning, since its
--- result was computed before this runs) and, after a submit, the setting
+-- set for the call (pgjobs.call_<depth>) and, after a submit, the setting
 -- pgjobs.compiled_columns (pgjobs._compiling_against), so that neither
 -- outlives the call: no later code of the transaction, or of the session
 -- when the call ran outside a transaction block, sees the role the call
 -- acted for. The settings are transaction-local: a call that fails
 -- instead is undone with its (sub)transaction. Returns p_value.
--- Locks nothing.
+-- The call returning is the frame right below this one when the body
+-- calls this in a plain expression (PG_CONTEXT line 2, in the language of
+-- lc_messages: its line starts as line 1 does, up to the name): its depth
+-- is the number of lines below this one, as pgjobs._enter counted it. No
+-- seal to check: clearing a slot acts for no one, and the frame on line 2
+-- is real (line 1 is this function's own, all fixed text). Otherwise (a
+-- result computed in an SQL statement, a language that prints the line
+-- number first) pgjobs._entered finds it. One call-stack read fewer in
+-- every client call (issue 11). Locks nothing.
 DECLARE
-    v_call text[] := pgjobs._entered();
+    v_ctx text;
+    v_lines text[];
+    v_at integer;
+    v_body text;
+    v_depth integer;
+    v_call text[];
 BEGIN
-    IF v_call IS NOT NULL THEN
-        PERFORM set_config('pgjobs.call_' || v_call[3], '', true);
-        IF starts_with(v_call[1], 'submit') THEN
+    GET DIAGNOSTICS v_ctx = PG_CONTEXT;
+    v_lines := string_to_array(v_ctx, E'\n');
+    v_at := strpos(v_lines[1], 'pgjobs._leave(');
+    IF v_at > 1 AND left(v_lines[1], v_at - 1) !~ '[0-9]'
+       AND starts_with(v_lines[2], left(v_lines[1], v_at - 1)) THEN
+        v_body := substring(substr(v_lines[2], v_at) FROM '^pgjobs\._([a-z_]+)_as\(');
+    END IF;
+    IF v_body IS NOT NULL THEN
+        v_depth := cardinality(v_lines) - 1;
+    ELSE
+        v_call := pgjobs._entered();
+        v_depth := v_call[3]::integer;
+        v_body := ltrim(v_call[1], '_');
+    END IF;
+    IF v_depth IS NOT NULL THEN
+        PERFORM set_config('pgjobs.call_' || v_depth, '', true);
+        IF starts_with(v_body, 'submit') THEN
             PERFORM set_config('pgjobs.compiled_columns', '', true);
         END IF;
     END IF;
@@ -9131,7 +9241,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._target_recent(p_target);
-    PERFORM pgjobs._require(p_target, 'SELECT');
+    -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
+    -- the same one check, without a second read of the call stack.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
@@ -24172,6 +24284,13 @@ GRANT ALL ON FUNCTION pgjobs._btree_opclasses(p_base regtype) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._builtin_kind(p_kind text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _call_seal(p_depth integer, p_entry text, p_caller text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._call_seal(p_depth integer, p_entry text, p_caller text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _caller(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

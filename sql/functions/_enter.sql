@@ -20,7 +20,8 @@ AS $$
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
 -- p_entry, for the rest of the internal's call: the transaction-local
--- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>/<seal>', the seal
+-- pgjobs._call_seal's, which needs the engine's secret; depth = the number
 -- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
 -- keeps them, counted only while the internal is on the stack at that
 -- depth (pgjobs._entered), and cleared when it returns (every internal
@@ -77,8 +78,12 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- sealed (pgjobs._call_seal): only this function can write a slot that
+    -- pgjobs._entered honours
     PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
-                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
+                       p_entry || '/' || p_caller || '/'
+                       || pgjobs._call_seal(cardinality(v_stack) - 1, p_entry, p_caller),
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;
