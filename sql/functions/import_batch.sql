@@ -47,8 +47,9 @@ AS $$
 -- goes in with one INSERT ... SELECT (pgjobs._import_insert_sql; JSONL:
 -- one per set of keys, and one per record for records of one key that
 -- name different sets, in line order); when that fails on a bad value or a constraint,
--- record by record, each in a subtransaction, and the failing ones are
--- rejected (pgjobs.import_rejects). More rejects than max_rejects: the
+-- narrowed down around the records it fails at (runs of records, each one
+-- INSERT in a subtransaction, in line order; below), and the records that
+-- fail alone are rejected (pgjobs.import_rejects). More rejects than max_rejects: the
 -- batch's rows roll back (rows of earlier batches stay), its rejects up to
 -- the first beyond max_rejects (in line order) are kept, the checkpoint
 -- does not move, and the result is {"status": "rejected", "error": that
@@ -437,7 +438,8 @@ BEGIN
             IF NOT v_indexed THEN
                 EXECUTE format('CREATE INDEX IF NOT EXISTS pgjobs_import_stage_n ON %s (n)',
                                v_stage);
-                CREATE SEQUENCE IF NOT EXISTS pg_temp.pgjobs_import_at MINVALUE 0;
+                -- (Dynamic: the session's own, which need not exist yet.)
+                EXECUTE 'CREATE SEQUENCE IF NOT EXISTS pg_temp.pgjobs_import_at MINVALUE 0';
                 v_indexed := true;
             END IF;
             v_list := coalesce(v_group_ns, v_ns);
@@ -494,7 +496,8 @@ BEGIN
                 IF v_lo < v_hi THEN
                     v_pos := NULL;
                     IF v_guess AND v_sql IS NOT NULL THEN
-                        EXECUTE 'SELECT last_value FROM pg_temp.pgjobs_import_at' INTO v_n;
+                        v_n := pg_catalog.pg_sequence_last_value(
+                            pg_catalog.to_regclass('pg_temp.pgjobs_import_at'));
                         v_pos := array_position(v_list, v_n, v_lo);
                     END IF;
                     IF v_pos IS NULL OR v_pos > v_hi THEN
