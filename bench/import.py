@@ -34,6 +34,16 @@ fields ``name, city, score`` (flat) or ``name, address.city, meta.score``
 id) DO UPDATE`` merging the same fields by hand (``||`` per level). Each
 pair starts from the same rows.
 
+``--reject-rate R`` (a fraction: 0.01 is 1%) measures an import whose source
+has bad records: every (1/R)-th record's score is ``bad``, which a CHECK
+constraint on the target refuses (a reject made by the database, not the
+worker's parse), the import taking them as rejects (``max_rejects`` high
+enough). Printed against the same run's baseline (COPY + INSERT ... SELECT of
+the good records) and the same run's import of the source without bad records
+(goal: 1% rejects within 2x of it); the baseline COPYs the source
+without bad records. ``--reject-kind fields`` makes the bad
+records carry an extra field instead (refused by the worker's COPY).
+
 ``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
 relation size: both scopes deleted and vacuumed after it) and prints the median
 ratio: the machine may be shared and noisy.
@@ -97,13 +107,21 @@ print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]
 """
 
 
-def write_source(path: Path, rows: int) -> int:
+def write_source(path: Path, rows: int, every: int = 0, kind: str = "value") -> int:
+    """``every``: every every-th record is bad (0: none), as ``kind`` says."""
     with open(path, "w", encoding="utf-8") as f:
         f.write("name,email,status,score,city\n")
         for i in range(rows):
+            bad = every and i % every == every - 1
+            score = "bad" if bad and kind == "value" else str(i % 1000)
+            extra = ",extra" if bad and kind == "fields" else ""
             f.write(f'"customer {i}, ""vip""",user{i}@example.com,'
-                    f'{("open", "paused", "closed")[i % 3]},{i % 1000},Springfield\n')
+                    f'{("open", "paused", "closed")[i % 3]},{score},Springfield{extra}\n')
     return path.stat().st_size
+
+
+def bad_records(rows: int, every: int) -> int:
+    return rows // every if every else 0
 
 
 UPDATE_FIELDS = {"flat": ["name", "city", "score"],
@@ -184,6 +202,45 @@ def bench_update(conn: psycopg.Connection[object], dsn: str, folder: Path, rows:
           f"{statistics.median(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
 
+def bench_rejects(conn: psycopg.Connection[object], dsn: str, folder: Path, source: Path,
+                  bad_source: Path, rows: int, every: int, repeat: int) -> None:
+    """Baseline, the clean import and the import with rejects, in turn, repeat
+    times; the ratios of the last against the first two."""
+    bad = bad_records(rows, every)
+    vs_clean: list[float] = []
+    vs_copy: list[float] = []
+    for rep in range(repeat):
+        base_scope, clean_scope, scope = 1000 + rep, 2000 + rep, 3000 + rep
+        started = time.perf_counter()
+        with conn.transaction():
+            for statement in BASELINE.format(path=source, scope=base_scope).split(";\n"):
+                if statement.strip():  # (the source without bad records)
+                    conn.execute(statement)
+        baseline = time.perf_counter() - started
+        clean = run_import(conn, dsn, f"file://{source}", clean_scope, f"file://{folder}")
+        assert count(conn, clean_scope) == rows
+        took = run_import(conn, dsn, f"file://{bad_source}", scope, f"file://{folder}",
+                          f'{{"max_rejects": {bad}}}')
+        assert count(conn, scope) == rows - bad
+        kept = conn.execute("SELECT count(*) FROM pgjobs.import_rejects r JOIN pgjobs.jobs j "
+                            "ON j.id = r.job_id WHERE j.scope = %s", (str(scope),)).fetchone()
+        assert kept is not None and kept[0] == bad, (kept, bad)
+        vs_clean.append(took / clean)
+        vs_copy.append(took / baseline)
+        print(f"[{rep + 1}/{repeat}] {'baseline COPY + INSERT ... SELECT':36} {baseline:8.2f} s")
+        print(f"[{rep + 1}/{repeat}] {'pgjobs import, no rejects':36} {clean:8.2f} s"
+              f"   {clean / baseline:.2f}x COPY")
+        print(f"[{rep + 1}/{repeat}] {f'pgjobs import, {bad} rejects':36} {took:8.2f} s"
+              f"   {took / baseline:.2f}x COPY   {took / clean:.2f}x no rejects")
+        conn.execute(f"DELETE FROM {TABLE} WHERE table_id IN (%s, %s, %s)",
+                     (base_scope, clean_scope, scope))
+        conn.execute(f"VACUUM {TABLE}")
+    print(f"median of {repeat}, {bad} rejects in {rows} records ({100 / every:g}%): "
+          f"{statistics.median(vs_clean):.2f}x the import without rejects "
+          f"(min {min(vs_clean):.2f}x, max {max(vs_clean):.2f}x), "
+          f"{statistics.median(vs_copy):.2f}x COPY")
+
+
 def count(conn: psycopg.Connection[object], scope: int) -> int:
     row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE table_id = %s", (scope,)).fetchone()
     return int(row[0]) if row else 0
@@ -242,6 +299,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--update", choices=sorted(UPDATE_FIELDS),
                         help="measure on_duplicate: update of existing rows instead")
+    parser.add_argument("--reject-rate", type=float, default=0.0,
+                        help="also import a source with this fraction of bad records "
+                             "(0.01: 1%%), against the clean import and the baseline")
+    parser.add_argument("--reject-kind", choices=["value", "fields"], default="value",
+                        help="how a bad record is bad: a value the target's CHECK refuses "
+                             "(default) or an extra field the worker's COPY refuses")
     parser.add_argument("--repeat", type=int, default=1,
                         help="baseline/import pairs, interleaved; the median ratio is printed "
                              "(0 with --rss: only the peak RSS)")
@@ -262,6 +325,16 @@ def main() -> None:
             conn.execute(SETUP)
             conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
 
+            every = round(1 / args.reject_rate) if args.reject_rate else 0
+            if every:
+                bad_source = folder / "bad.csv"
+                write_source(bad_source, args.rows, every, args.reject_kind)
+                os.chmod(bad_source, 0o644)
+                conn.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_score_check "
+                             "CHECK (data ->> 'score' IS DISTINCT FROM 'bad')")
+                bench_rejects(conn, dsn, folder, source, bad_source, args.rows, every,
+                              max(1, args.repeat))
+                return
             if args.update:
                 bench_update(conn, dsn, folder, args.rows, args.update, max(1, args.repeat))
                 return
