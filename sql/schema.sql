@@ -21297,8 +21297,12 @@ BEGIN
             IF NOT v_indexed THEN
                 EXECUTE format('CREATE INDEX IF NOT EXISTS pgjobs_import_stage_n ON %s (n)',
                                v_stage);
-                -- (Dynamic: the session's own, which need not exist yet.)
-                EXECUTE 'CREATE SEQUENCE IF NOT EXISTS pg_temp.pgjobs_import_at MINVALUE 0';
+                -- (Dynamic: the session's own, which need not exist yet. Made
+                -- only when missing: IF NOT EXISTS would send the worker a
+                -- NOTICE on every later batch that falls back.)
+                IF pg_catalog.to_regclass('pg_temp.pgjobs_import_at') IS NULL THEN
+                    EXECUTE 'CREATE SEQUENCE pg_temp.pgjobs_import_at MINVALUE 0';
+                END IF;
                 v_indexed := true;
             END IF;
             v_list := coalesce(v_group_ns, v_ns);
