@@ -1641,12 +1641,8 @@ def create(uri: str, data: bytes) -> bool:
     :func:`_condition_refused`) is sent a plain PUT after that check, with a
     warning: the object is written, never over one that was there when
     asked; only one created at that very moment is not seen. ``memory://`` is
-    written as :func:`write` does: its objects live in this worker's process,
-    which serves one database (:func:`taken`)."""
+    an object store here too (obstore's create mode, atomic in its process)."""
     loc = parse(uri)
-    if _one_database(loc):
-        write(uri, data)
-        return True
     if loc.scheme == "file":
         try:
             return _create_file(loc.path, data, f"cannot write {uri}")
@@ -1767,16 +1763,9 @@ def taken(uri: str) -> bool:
     """Whether a key a job is about to choose (its first attempt: no record of
     the job names it yet) already holds an object, which is then another's:
     a second pgjobs database whose workers write to the same storage numbers
-    its jobs alike, and its job of this id names the same key. ``memory://``
-    is never taken: its objects live in this worker's process, which serves
-    one database (tests of several databases in one process share it)."""
-    return not _one_database(parse(uri)) and exists(uri)
-
-
-def _one_database(loc: Location) -> bool:
-    """Whether every object at ``loc`` was written by jobs of one database: a
-    ``memory://`` store lives in this worker's process, which serves one."""
-    return loc.scheme == "memory"
+    its jobs alike, and its job of this id names the same key (a
+    ``memory://`` store is shared by every database one process serves)."""
+    return exists(uri)
 
 
 def exists(uri: str) -> bool:

@@ -109,9 +109,11 @@ class StagedUpload(Upload):
             return self._finish_s3()
         total = (sum(int(size) for size, _ in self._digests)
                  if self._digests is not None else None)
-        # memory:// stays a plain put: see docs/exports.md (its objects live in
-        # the worker's process, which serves one database; never "taken").
-        create = self.location.scheme == "az" and total is not None and total <= CREATE_MAX
+        # memory:// holds the object in memory anyway: one put in create mode.
+        create = self.location.scheme == "memory" or (
+            self.location.scheme == "az" and total is not None and total <= CREATE_MAX)
+        if self.location.scheme == "az" and not create:
+            return self._join_az_by_copy()
         if create:
             try:
                 return self._put(conditional=True)
@@ -184,9 +186,36 @@ class StagedUpload(Upload):
                 upload_s3.abort_later(self.location, upload_id)
         return size, digest.hexdigest()
 
-    def _put(self, *, conditional: bool) -> tuple[int, str]:
-        """One streaming put of the parts (``conditional``: in obstore's create
-        mode, :class:`KeyTaken` when an object is at the key)."""
+    def _join_az_by_copy(self) -> tuple[int, str]:
+        """An ``az://`` object above :data:`CREATE_MAX` bytes (or of unknown
+        size): the parts are streamed by one plain multipart put (blocks: flat
+        memory) into a hidden object in the staging prefix, which Azure's Copy
+        Blob then copies to the key with ``If-None-Match: *`` (obstore's copy
+        without overwrite): :class:`KeyTaken` when an object is there. The
+        exporter reads the object back against its digests after this, so a
+        copy the store left unfinished is never a success."""
+        joined = f"{self._staging}joined-{self._token}"
+        size, sha256 = self._put(conditional=False, path=joined)
+        self.created = False
+        try:
+            obstore.copy(self._store, joined, self.location.path, overwrite=False)
+        except AlreadyExistsError:
+            raise KeyTaken(f"{self.location.uri} exists") from None
+        except Exception as exc:
+            raise storage_error(exc, f"cannot write {self.location.uri}") from exc
+        finally:
+            try:
+                obstore.delete(self._store, joined)
+            except Exception as exc:  # noqa: BLE001 - the staging prefix is swept later
+                log.warning("cannot delete %s/%s: %s", self.location.base, joined, exc)
+        self.created = True
+        return size, sha256
+
+    def _put(self, *, conditional: bool, path: str | None = None) -> tuple[int, str]:
+        """One streaming put of the parts to ``path`` (default: the object's
+        key; ``conditional``: in obstore's create mode, :class:`KeyTaken`
+        when an object is at the key)."""
+        path = self.location.path if path is None else path
         digest = hashlib.sha256()
         check = PartDigests(self._digests, whole=False) if self._digests is not None else None
         size = 0
@@ -226,9 +255,9 @@ class StagedUpload(Upload):
         try:
             # A failing iterator aborts the put: nothing becomes visible.
             if conditional:
-                obstore.put(self._store, self.location.path, stream(), mode="create")
+                obstore.put(self._store, path, stream(), mode="create")
             else:
-                obstore.put(self._store, self.location.path, stream(),
+                obstore.put(self._store, path, stream(),
                             chunk_size=COMPOSE_CHUNK, max_concurrency=4)
         except CannotResume:
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,7 +100,9 @@ def where(request: pytest.FixtureRequest) -> str:
     """Every kind of join: file://, S3, GCS and Azure (checkpointed), memory://
     (streamed)."""
     if request.param == "memory":
-        return "memory:///exports/"
+        # One process serves every test's database: memory:// creates
+        # conditionally, so each test has its own prefix (job ids repeat).
+        return f"memory:///exports-{uuid.uuid4().hex[:12]}/"
     return str(request.getfixturevalue(STORES[request.param]))
 
 
@@ -560,7 +563,7 @@ def test_a_ceiling_lowered_after_the_submit_holds_at_the_split(
 def test_memory_joins_by_streaming(conn: Conn, dsn: str) -> None:
     """memory:// is process-local (nothing outlives the worker to resume): the parts
     are streamed into the object, the same bytes as parallel: 1."""
-    where = "memory:///exports/"
+    where = f"memory:///exports-{uuid.uuid4().hex[:12]}/"
     make_items(conn, rows=300)
     one = run_export(dsn, submit_export(conn, "1", {}, dict(MANY_PARTS)), where)
     many = run_export(dsn, submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2}), where)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import re
 from collections.abc import Callable
 from datetime import timedelta
@@ -273,14 +274,14 @@ def test_create_writes_only_where_no_object_is(any_store: str) -> None:
     assert len(storage.list_paths(store)) == 1
 
 
-def test_memory_storage_is_one_process_s_and_never_taken() -> None:
-    """memory:// objects live in the worker's process (one database's): as the
-    export's check (storage.taken), a rejects object there is written as before."""
-    uri = "memory://h12-own/people/1/1.rejects.jsonl"
+def test_memory_storage_creates_conditionally() -> None:
+    """memory:// is shared by every database one process serves (tests run
+    several): a key there that holds an object keeps it, as on other stores."""
+    uri = f"memory://h12-own-{os.urandom(6).hex()}/people/1/1.rejects.jsonl"
     assert storage.create(uri, b"first\n")
-    assert storage.create(uri, b"second\n")
-    assert storage.read(uri) == b"second\n"
-    assert not storage.taken(uri)
+    assert not storage.create(uri, b"second\n")
+    assert storage.read(uri) == b"first\n"
+    assert storage.taken(uri)
 
 
 def test_create_is_conditional_even_when_the_check_passed(
