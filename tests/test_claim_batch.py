@@ -458,3 +458,16 @@ def test_the_engine_pages_follow_the_policy() -> None:
     assert "pgjobs.retryable_sqlstate(p_state)" in ending
     for text in (page, ending):
         assert not re.search(r"IN \('40'", text)
+
+
+@pytest.mark.parametrize("kind", ["custom", "import"])
+def test_the_claim_of_a_given_job_refuses_a_missing_kind(conn: Conn, kind: str) -> None:
+    """pgjobs._claim_given checks the job's kind against the one asked
+    for; a NULL kind compared unknown and claimed a job of any kind (h59):
+    now 22023, and the job stays queued."""
+    make_target(conn)
+    job_id = submit(conn, kind)
+    with pytest.raises(errors.InvalidParameterValue):
+        conn.execute("SELECT * FROM pgjobs._claim_given(%s, 'w1', '30 seconds', NULL)",
+                     (job_id,))
+    assert job(conn, job_id)["status"] == "queued"

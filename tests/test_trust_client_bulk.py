@@ -308,3 +308,64 @@ def test_transactions_that_retry_many_jobs_cannot_pass_the_pending_ceiling_toget
     pending = scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'queued'")
     assert pending <= CEILING, outcome
     assert waited and isinstance(outcome.get("error"), errors.ObjectInUse), outcome
+
+
+# The strength a transaction's first submit waits at when it closes a cycle
+# with a transaction that holds the client's row: 'share' (FOR KEY SHARE,
+# behind a bulk transaction's FOR UPDATE) and 'near' (FOR NO KEY UPDATE,
+# behind another near a ceiling). Before h59 only the exclusive wait turned
+# PostgreSQL's 40P01 into pgjobs' message: these two raised the bare
+# "deadlock detected ... relation client_room_locks", no hint.
+@pytest.mark.parametrize("strength", ["share", "near"])
+def test_a_first_submit_ended_by_a_deadlock_on_the_clients_lock_gets_a_clear_error(
+        conn: Conn, make_conn: Callable[..., Conn], client: str, strength: str) -> None:
+    """The holder (first) waits for an application row the waiter (other)
+    locked; the waiter's submit then waits for the client's row the holder
+    holds. The waiter alone checks for the deadlock soon (its
+    deadlock_timeout, set before SET ROLE), so it is the one ended."""
+    conn.execute("SELECT pgjobs.set_defaults(%s::jsonb)",
+                 (json.dumps({"max_jobs_kept_per_client": CEILING}),))
+    setup = _session(make_conn, client, autocommit=False)
+    # Near: the client keeps 18 of 20 (pgjobs._near_ceiling), so each first
+    # submit locks the row 'near'; else 2, far from it.
+    for i in range(CEILING - 2 if strength == "near" else 2):
+        _submit(setup, "plain", "k1", str(200 + i))
+    setup.commit()
+    first = make_conn(autocommit=False)
+    first.execute("SET deadlock_timeout = '10min'")
+    first.execute(f"SET ROLE {client}")
+    other = make_conn(autocommit=False)
+    other.execute("SET deadlock_timeout = '20ms'")
+    other.execute(f"SET ROLE {client}")
+    other.execute("SELECT 1 FROM user_table_rows WHERE id = 1 FOR UPDATE")
+    _submit(first, "plain", "k1", "1")
+    if strength == "share":
+        _submit(first, "plain", "k1", "2")  # now it holds the row FOR UPDATE
+    pid = int(scalar(first, "SELECT pg_backend_pid()"))
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def hold() -> None:
+        try:
+            first.execute("UPDATE user_table_rows SET id = id WHERE id = 1")
+            first.commit()
+            outcome["first"] = "committed"
+        except psycopg.Error as e:
+            outcome["first"] = e
+            first.rollback()
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert waits_or_ends(conn, pid, done), "the holder waits for the waiter's row"
+        with pytest.raises(errors.DeadlockDetected) as caught:
+            _submit(other, "plain", "k1", "3")
+    finally:
+        other.rollback()
+        thread.join()
+    assert outcome["first"] == "committed", outcome
+    error = caught.value
+    assert "run the transaction again" in (error.diag.message_hint or ""), str(error)
+    assert client in str(error), str(error)

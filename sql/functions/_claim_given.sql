@@ -31,9 +31,12 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
             HINT = 'List jobs with SELECT * FROM pgjobs.jobs.';
     END IF;
-    IF v_job.kind <> p_kind THEN
+    -- IS DISTINCT FROM: a NULL p_kind compared unknown and claimed a job of
+    -- any kind (the wrappers pass a constant; an administrator may call
+    -- this body too).
+    IF v_job.kind IS DISTINCT FROM p_kind THEN
         RAISE EXCEPTION 'job % is %, not %', p_id, pgjobs._a_job(v_job.kind),
-                        left(pgjobs._a_job(p_kind), -length(' job'))  -- "not an export"
+                        coalesce(left(pgjobs._a_job(p_kind), -length(' job')), 'a job of a NULL kind')
             USING ERRCODE = '22023', HINT = 'Use pgjobs.claim() for other kinds.';
     END IF;
 
