@@ -11631,8 +11631,10 @@ CREATE FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) RETURN
 -- added far from the ceiling and has not committed: sessions submitting
 -- at once can pass a ceiling by however many of them, each adding one,
 -- exceed the margin (a role's CONNECTION LIMIT bounds how many such
--- sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
--- keeps the transaction's snapshot and is no more exact than the first.
+-- sessions it has). Under REPEATABLE READ or SERIALIZABLE both counts use
+-- the transaction's first snapshot: jobs the client's other transactions
+-- committed after it are not seen, so such a transaction can pass a
+-- ceiling by up to a whole ceiling (docs/operations.md says so).
 -- A transaction that holds the lock exclusively or near a ceiling holds
 -- back the client's other submits and retries until it ends, not other
 -- clients' nor administrators'; a call acting for another role (a retry of
