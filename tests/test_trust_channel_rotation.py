@@ -17,7 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 from psycopg import errors
+
+from pgjobs.cli.main import main
 
 from tests.support import drain_notifies, make_rows_target, run_job, scalar, seed
 
@@ -77,9 +80,22 @@ def _lose(conn: Conn, session: Conn, loss: str, role: str) -> None:
         _channel(session)
 
 
+def _rotate(conn: Conn, dsn: str, how: str, told: int) -> None:
+    """The administrator's rotation: the SQL call or `pgjobs rotate-channel-secret`."""
+    if how == "call":
+        assert scalar(conn, "SELECT pgjobs.rotate_channel_secret()") == told
+        return
+    result = CliRunner().invoke(main, ["--dsn", dsn, "rotate-channel-secret"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        f"rotated the channel secret; told {told} old channel name(s)")
+
+
 @pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("rotation", ["call", "cli"])
 def test_a_role_that_lost_access_hears_nothing_after_a_rotation(
-        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str], loss: str) -> None:
+        conn: Conn, make_conn: Callable[..., Conn], dsn: str, roles: dict[str, str],
+        loss: str, rotation: str) -> None:
     asker = _ask(make_conn, roles["hsel"])
     old = _channel(asker)
     assert _channel(_ask(make_conn, roles["other"])) == old  # one name per (target, scope)
@@ -87,7 +103,7 @@ def test_a_role_that_lost_access_hears_nothing_after_a_rotation(
     before = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
     _lose(conn, asker, loss, roles["hsel"])
 
-    assert scalar(conn, "SELECT pgjobs.rotate_channel_secret()") == 1  # one (target, scope) has jobs
+    _rotate(conn, dsn, rotation, told=1)  # one (target, scope) has jobs
     new = _channel(_ask(make_conn, roles["other"]))  # a role still allowed re-asks
     assert new != old
     allowed = _listen(make_conn, roles["other"], new)
