@@ -21,7 +21,6 @@ from click.testing import CliRunner
 from psycopg import errors
 
 from pgjobs.cli.main import main
-
 from tests.support import drain_notifies, make_rows_target, run_job, scalar, seed
 
 Conn = psycopg.Connection[Any]
@@ -161,7 +160,8 @@ def test_a_rotation_leaves_sealed_verdicts_verified(conn: Conn) -> None:
     seal = scalar(conn, mac)
     name = scalar(conn, "SELECT pgjobs._channel_name('pgjobs.jobs', '1')")
     with conn.transaction():
-        conn.execute("SELECT pgjobs._verdict_keep('rot', 'k', extract(epoch FROM clock_timestamp())::float8)")
+        conn.execute("SELECT pgjobs._verdict_keep('rot', 'k', "
+                     "extract(epoch FROM clock_timestamp())::float8)")
         conn.execute("SELECT pgjobs.rotate_channel_secret()")
         assert scalar(conn, "SELECT pgjobs._verdict_fresh('rot', 'k')") is True
     assert scalar(conn, mac) == seal
