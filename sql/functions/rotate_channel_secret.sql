@@ -25,7 +25,6 @@ DECLARE
     v_targets regclass[];
     v_scopes text[];
     v_old text[];
-    v_i integer;
 BEGIN
     PERFORM 1 FROM pgjobs.settings s WHERE s.key = 'channel_name_secret' FOR UPDATE;
     SELECT coalesce(array_agg(p.target ORDER BY p.target, p.scope), '{}'),
@@ -39,11 +38,11 @@ BEGIN
                 gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text,
                 'UTF8')), 'hex')))
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
-    FOR v_i IN 1 .. cardinality(v_old) LOOP
-        PERFORM pg_notify(v_old[v_i], jsonb_build_object(
+    FOR i IN 1 .. cardinality(v_old) LOOP
+        PERFORM pg_notify(v_old[i], jsonb_build_object(
             'event', 'channel_rotated',
-            'target', v_targets[v_i]::text,
-            'scope', left(v_scopes[v_i], 200))::text);
+            'target', v_targets[i]::text,
+            'scope', left(v_scopes[i], 200))::text);
     END LOOP;
     RETURN cardinality(v_old);
 END
