@@ -22406,8 +22406,9 @@ CREATE FUNCTION pgjobs.rotate_channel_secret() RETURNS bigint
 -- itself needs no privilege) hears nothing more. Listeners allowed still
 -- re-ask pgjobs.channel: on each (target, scope) that pgjobs.jobs has a job
 -- of, the old name gets one last event {"event": "channel_rotated",
--- "target", "scope"} (no id: not about a job), sent at the commit. Returns
--- how many old names were told. The secret that seals verdicts
+-- "target", "scope"} (no id: not about a job), sent at the commit, unless
+-- the notification queue is over half full. Returns how many old names
+-- were told. The secret that seals verdicts
 -- ('channel_secret', pgjobs._verdict_mac) is not touched. For
 -- administrators. Locks the secret's settings row, so rotations run one at
 -- a time; events never wait for it (they read the committed secret: an
@@ -22423,6 +22424,13 @@ BEGIN
       INTO v_targets, v_scopes
       FROM (SELECT DISTINCT j.target, j.scope FROM pgjobs.jobs j
              WHERE j.target IS NOT NULL AND j.scope IS NOT NULL) p;
+    -- A full notification queue fails the COMMIT of a NOTIFY, and a stuck
+    -- listener (the revoked role's, say) can fill it: then the secret is
+    -- rotated and nobody is told (pgjobs._notify_many's rule for events).
+    IF pgjobs._notification_queue_usage() > 0.5 THEN
+        v_targets := '{}';
+        v_scopes := '{}';
+    END IF;
     v_old := pgjobs._channel_names(v_targets, v_scopes);
     INSERT INTO pgjobs.settings (key, value)
     VALUES ('channel_name_secret', to_jsonb(encode(sha256(convert_to(

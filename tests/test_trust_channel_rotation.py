@@ -148,6 +148,24 @@ def test_every_old_name_of_a_scope_with_jobs_is_told_once(
     assert len(set(again.values())) == 3
 
 
+def test_a_full_queue_rotates_and_tells_nobody(
+        conn: Conn, make_conn: Callable[..., Conn], roles: dict[str, str]) -> None:
+    """A listener stuck in a transaction (the revoked role's own, say) fills
+    the notification queue, and a full queue fails a NOTIFY's commit: the
+    rotation still happens, telling nobody, so no listener can block it."""
+    old = _channel(_ask(make_conn, roles["other"]))
+    listener = _listen(make_conn, roles["other"], old)
+    scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1')")
+    drain_notifies(listener)
+    conn.execute(
+        "CREATE OR REPLACE FUNCTION pgjobs._notification_queue_usage()"
+        " RETURNS double precision LANGUAGE sql VOLATILE"
+        " SET search_path = pg_catalog, pg_temp AS $$ SELECT 0.6::double precision $$")
+    assert scalar(conn, "SELECT pgjobs.rotate_channel_secret()") == 0
+    assert _channel(_ask(make_conn, roles["other"])) != old
+    assert drain_notifies(listener, timeout=0.5) == []
+
+
 def test_a_rotation_leaves_sealed_verdicts_verified(conn: Conn) -> None:
     """Channel names and verdict seals have separate secrets: rotating the
     first leaves every seal as it was, and a verdict kept just before the
