@@ -103,6 +103,22 @@ def unschedule(obj: Context) -> None:
     click.echo(f"unscheduled {result['unscheduled']} pg_cron job(s)")
 
 
+@main.command("rotate-channel-secret")
+@click.pass_obj
+def rotate_channel_secret(obj: Context) -> None:
+    """Give every job channel (pgjobs.channel) a new name.
+
+    Run it after taking a role's access to a target or scope away (REVOKE
+    SELECT, a scope removed from its pgjobs.allowed_scopes, REVOKE
+    pgjobs_client): LISTEN needs no privilege, so a name the role learned
+    before keeps its events until the names change. Each old name of a
+    (target, scope) with jobs gets a last `channel_rotated` event; listeners
+    still allowed ask pgjobs.channel again. Sealed verdicts are unaffected."""
+    with obj.connect() as conn:
+        told = db.scalar(conn, queries.ROTATE_CHANNEL_SECRET)
+    click.echo(f"rotated the channel secret; told {told} old channel name(s)")
+
+
 # --- observing and controlling ---------------------------------------------
 
 

@@ -158,6 +158,7 @@ SELECT NOT pg_catalog.has_schema_privilege('pgjobs', 'USAGE') AS outside,
                   AND p.proname OPERATOR(pg_catalog.=) %(name)s
                   AND NOT pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) AS admin_only"""
 UNSCHEDULE = "SELECT pgjobs.unschedule()"
+ROTATE_CHANNEL_SECRET = "SELECT pgjobs.rotate_channel_secret()"
 HELD_ELSEWHERE = """
 SELECT pg_catalog.string_agg(id::text, ', ' ORDER BY id) AS ids,
        pg_catalog.max(lease_expires_at) AS until

@@ -914,9 +914,11 @@ CREATE FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) RET
     AS $$
 -- The NOTIFY channels carrying the full events of the jobs of (p_targets[i],
 -- p_scopes[i]), in that order: 'pgjobs_' and 40 hex digits of
--- sha256(secret, target OID, scope), the secret being 256 random bits made
--- by migration 0006 that no client can read. Unguessable without the
--- secret, so only a caller that pgjobs.channel let through learns one. The
+-- sha256(secret, target OID, scope), the secret being 256 random bits
+-- (settings key 'channel_name_secret', made by migration 0069, replaced by
+-- pgjobs.rotate_channel_secret) that no client can read. Unguessable
+-- without the secret, so only a caller that pgjobs.channel let through
+-- learns one, and a rotation ends every name learned before it. The
 -- scopes must be canonical (as pgjobs.jobs stores them); a NULL target or
 -- scope, or no secret, gives NULL. The one place the name is made:
 -- pgjobs._channel_name is this for one pair, and pgjobs._notify_many names
@@ -926,7 +928,7 @@ CREATE FUNCTION pgjobs._channel_names(p_targets regclass[], p_scopes text[]) RET
 -- per pair (no statement to start per job). Locks nothing.
 DECLARE
     v_secret text := (SELECT s.value #>> '{}' FROM pgjobs.settings s
-                       WHERE s.key = 'channel_secret');
+                       WHERE s.key = 'channel_name_secret');
     v_names text[] := '{}'::text[];
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_targets), 0) LOOP
@@ -18360,8 +18362,9 @@ CREATE FUNCTION pgjobs._verdict_mac(p_key text, p_at text) RETURNS text
     AS $$
 -- The seal of a verdict kept in a session setting (pgjobs._verdict_fresh):
 -- 64 hex digits of a nested sha256 over the engine's secret (migration
--- 0006's channel_secret, which no client can read), the verdict's key
--- (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
+-- 0006's channel_secret, which no client can read; channel names have
+-- their own since 0069, so rotating theirs leaves verdicts sealed), the
+-- verdict's key (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
 -- the verdict is about, so a seal is good in its own slot only), the role
 -- it was reached as (current_user), this backend's pid and the time p_at.
 -- Anyone can SET a pgjobs.* setting; without the secret nobody can make a
@@ -22788,6 +22791,75 @@ ALTER FUNCTION pgjobs.retryable_sqlstate(p_sqlstate text) OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs.retryable_sqlstate(p_sqlstate text) IS 'The retry policy for database errors: true when an attempt that failed with this SQLSTATE may be retried (classes 08, 40, 53, 55, 57, 58); false otherwise, class XX included.';
 
 --
+-- Name: rotate_channel_secret(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs.rotate_channel_secret() RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Replaces the secret that channel names are made of (settings key
+-- 'channel_name_secret', pgjobs._channel_names) with 256 fresh random bits:
+-- from its commit on, every event goes to new names, and a role that
+-- learned a name once but may no longer ask pgjobs.channel (SELECT revoked,
+-- its scope gone from pgjobs.allowed_scopes, pgjobs_client revoked; LISTEN
+-- itself needs no privilege) hears nothing more. Listeners allowed still
+-- re-ask pgjobs.channel: on each (target, scope) that pgjobs.jobs has a job
+-- of, the old name gets one last event {"event": "channel_rotated",
+-- "target", "scope"} (no id: not about a job), sent at the commit, unless
+-- the notification queue is over half full. Returns how many old names
+-- were told. The secret that seals verdicts
+-- ('channel_secret', pgjobs._verdict_mac) is not touched. For
+-- administrators. Locks the secret's settings row, so rotations run one at
+-- a time; events never wait for it (they read the committed secret: an
+-- event named before the rotation committed still goes to its old name).
+DECLARE
+    v_targets regclass[];
+    v_scopes text[];
+    v_old text[];
+BEGIN
+    PERFORM 1 FROM pgjobs.settings s WHERE s.key = 'channel_name_secret' FOR UPDATE;
+    SELECT coalesce(array_agg(p.target ORDER BY p.target, p.scope), '{}'),
+           coalesce(array_agg(p.scope ORDER BY p.target, p.scope), '{}')
+      INTO v_targets, v_scopes
+      FROM (SELECT DISTINCT j.target, j.scope FROM pgjobs.jobs j
+             WHERE j.target IS NOT NULL AND j.scope IS NOT NULL) p;
+    -- A full notification queue fails the COMMIT of a NOTIFY, and a stuck
+    -- listener (the revoked role's, say) can fill it: then the secret is
+    -- rotated and nobody is told (pgjobs._notify_many's rule for events).
+    IF pgjobs._notification_queue_usage() > 0.5 THEN
+        v_targets := '{}';
+        v_scopes := '{}';
+    END IF;
+    v_old := pgjobs._channel_names(v_targets, v_scopes);
+    INSERT INTO pgjobs.settings (key, value)
+    VALUES ('channel_name_secret', to_jsonb(encode(sha256(convert_to(
+                gen_random_uuid()::text || gen_random_uuid()::text || gen_random_uuid()::text,
+                'UTF8')), 'hex')))
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    FOR i IN 1 .. cardinality(v_old) LOOP
+        PERFORM pg_notify(v_old[i], jsonb_build_object(
+            'event', 'channel_rotated',
+            'target', v_targets[i]::text,
+            'scope', left(v_scopes[i], 200))::text);
+    END LOOP;
+    RETURN cardinality(v_old);
+END
+$$;
+
+ALTER FUNCTION pgjobs.rotate_channel_secret() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION rotate_channel_secret(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs.rotate_channel_secret() IS 'Replaces the secret that pgjobs.channel names are made of: events sent after the commit go to new names, so a role that lost SELECT on a target, a scope of its pgjobs.allowed_scopes or pgjobs_client stops hearing the channels it learned. Each old name of a (target, scope) with jobs gets a last event "channel_rotated" (re-ask pgjobs.channel); returns how many. Sealed verdicts are unaffected. For administrators.';
+
+--
 -- Name: run(interval); Type: PROCEDURE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -23910,7 +23982,7 @@ ALTER TABLE pgjobs.settings OWNER TO SUPERUSER;
 -- Name: TABLE settings; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON TABLE pgjobs.settings IS 'Administrator defaults (key ''defaults'', set with pgjobs.set_defaults) and the engine''s secret for channel names (key ''channel_secret''). Not readable by clients.';
+COMMENT ON TABLE pgjobs.settings IS 'Administrator defaults (key ''defaults'', set with pgjobs.set_defaults), the secret for channel names (key ''channel_name_secret'', replaced by pgjobs.rotate_channel_secret) and the secret that seals verdicts (key ''channel_secret''). Not readable by clients.';
 
 --
 -- Name: storage_allow; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
@@ -26505,6 +26577,13 @@ GRANT ALL ON FUNCTION pgjobs.retry(p_id bigint) TO pgjobs_client;
 
 REVOKE ALL ON FUNCTION pgjobs.retryable_sqlstate(p_sqlstate text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs.retryable_sqlstate(p_sqlstate text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION rotate_channel_secret(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs.rotate_channel_secret() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs.rotate_channel_secret() TO pgjobs_admin;
 
 --
 -- Name: PROCEDURE run(IN p_budget interval); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -83,7 +83,7 @@ def error_line(result: Result, code: int, *fragments: str) -> str:
 
 @pytest.mark.parametrize("command", [
     ["run", "--budget", "1s"], ["prune"], ["worker", "--once"], ["schedule"],
-    ["unschedule"], ["doctor"]], ids=lambda c: c[0])
+    ["unschedule"], ["doctor"], ["rotate-channel-secret"]], ids=lambda c: c[0])
 def test_an_administrators_command_run_by_a_client_says_which_role_it_needs(
         conn: Conn, as_role: Callable[[str], Callable[..., Result]],
         command: list[str]) -> None:

@@ -268,7 +268,8 @@ def test_a_batch_names_each_pair_as_one_pair_alone(conn: Conn) -> None:
     or scope (NULL), one pair, none. The contract a faster naming must keep."""
     make_target(conn)
     conn.execute("CREATE TABLE rows (id bigint)")  # a second target; naming needs no more
-    secret = scalar(conn, "SELECT value #>> '{}' FROM pgjobs.settings WHERE key = 'channel_secret'")
+    secret = scalar(conn, "SELECT value #>> '{}' FROM pgjobs.settings "
+                          "WHERE key = 'channel_name_secret'")
     oids = {t: int(scalar(conn, "SELECT %s::regclass::oid", (t,))) for t in ("items", "rows")}
 
     def name(target: str | None, scope: str | None) -> str | None:

@@ -259,11 +259,19 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     untouched = {k: v for k, v in conn.execute(
         "SELECT id, (label, data)::text FROM rows WHERE table_id IN (4, 5, 6)")}
 
+    # A channel name learned before the upgrade, and a verdict's seal.
+    learned = scalar(conn, "SELECT pgjobs._channel_name('rows', '4')")
+    seal = scalar(conn, "SELECT pgjobs._verdict_mac('k', '1700000000.000000')")
+
     # The upgrade, while all of that is in flight.
     result = migrate(dsn)
     assert result["migrations_applied"] == [  # those newer than the previous release
         p.stem for p in migration_files() if not (PREVIOUS / "migrations" / p.name).exists()]
     assert migrate(dsn)["migrations_applied"] == []  # idempotent afterwards
+    # 0069: channel names have a fresh secret of their own (every name
+    # learned before ends here), and the verdicts' secret is unchanged.
+    assert scalar(conn, "SELECT pgjobs._channel_name('rows', '4')") not in (learned, None)
+    assert scalar(conn, "SELECT pgjobs._verdict_mac('k', '1700000000.000000')") == seal
     assert {p.stem for p in function_files()} >= {
         r[0] for r in conn.execute("SELECT p.proname FROM pg_proc p "
                                    "WHERE p.pronamespace = 'pgjobs'::regnamespace")}, \
