@@ -259,9 +259,12 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     untouched = {k: v for k, v in conn.execute(
         "SELECT id, (label, data)::text FROM rows WHERE table_id IN (4, 5, 6)")}
 
-    # A channel name learned before the upgrade, and a verdict's seal.
+    # A channel name learned before the upgrade (a listener on it), and a
+    # verdict's seal.
     learned = scalar(conn, "SELECT pgjobs._channel_name('rows', '4')")
     seal = scalar(conn, "SELECT pgjobs._verdict_mac('k', '1700000000.000000')")
+    listener = psycopg.connect(dsn, autocommit=True)
+    listener.execute(f'LISTEN "{learned}"')
 
     # The upgrade, while all of that is in flight.
     result = migrate(dsn)
@@ -272,6 +275,10 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     # learned before ends here), and the verdicts' secret is unchanged.
     assert scalar(conn, "SELECT pgjobs._channel_name('rows', '4')") not in (learned, None)
     assert scalar(conn, "SELECT pgjobs._verdict_mac('k', '1700000000.000000')") == seal
+    # ... and the listener on the old name was told, once, to ask again.
+    told = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
+    listener.close()
+    assert told == [{"event": "channel_rotated", "target": "public.rows", "scope": "4"}]
     assert {p.stem for p in function_files()} >= {
         r[0] for r in conn.execute("SELECT p.proname FROM pg_proc p "
                                    "WHERE p.pronamespace = 'pgjobs'::regnamespace")}, \
