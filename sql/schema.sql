@@ -1198,6 +1198,8 @@ CREATE TABLE pgjobs.jobs (
     target_columns jsonb,
     item_bytes bigint,
     room_xact xid8,
+    paused_at timestamp with time zone,
+    paused_by_admin boolean DEFAULT false NOT NULL,
     CONSTRAINT jobs_check CHECK (((status = 'running'::text) = (lease_expires_at IS NOT NULL))),
     CONSTRAINT jobs_check1 CHECK (((status <> 'running'::text) OR (worker IS NOT NULL))),
     CONSTRAINT jobs_check2 CHECK (((status = ANY (ARRAY['succeeded'::text, 'failed'::text, 'canceled'::text])) = (finished_at IS NOT NULL))),
@@ -1265,6 +1267,18 @@ COMMENT ON COLUMN pgjobs.jobs.item_bytes IS 'A fan-out job''s items given so far
 --
 
 COMMENT ON COLUMN pgjobs.jobs.room_xact IS 'The transaction (top level) whose submit or retry last made this job count toward its client''s ceilings (pgjobs._require_client_room); NULL before 0062.';
+
+--
+-- Name: COLUMN jobs.paused_at; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.paused_at IS 'When the job was last paused (or its pause requested), by pgjobs.pause; since 0068 (jobs paused before it: the migrate''s time). A writing job a client paused is canceled by the engine once paused for set_defaults'' max_client_pause (pgjobs._expire_client_pauses).';
+
+--
+-- Name: COLUMN jobs.paused_by_admin; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON COLUMN pgjobs.jobs.paused_by_admin IS 'Whether an administrator (a pgjobs_admin member) paused the job last: such a pause is not bounded by max_client_pause (pgjobs._expire_client_pauses).';
 
 --
 -- Name: _claim_given(bigint, text, interval, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -3611,11 +3625,17 @@ BEGIN
     -- p_target, p_scope, p_place the writer queued behind): a copy of the rule
     -- here warned of a paused writer that never started and was not due (or
     -- an import unclaimed for 10 minutes), which holds nothing. Dynamic SQL
-    -- because the rule is SQL text; doctor is not on any hot path.
+    -- because the rule is SQL text; doctor is not on any hot path. Of those a
+    -- client paused, it says when the engine cancels each
+    -- (pgjobs._expire_client_pauses, after max_client_pause).
     check_name := 'jobs.paused';
     fix := NULL;
     EXECUTE format($paused$
-        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at)
+        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at),
+               string_agg(format('job %%s in %%s', w.id,
+                                 date_trunc('second', greatest(w.paused_at + $2 - now(),
+                                                               interval '0'))),
+                          ', ' ORDER BY w.paused_at, w.id) FILTER (WHERE NOT w.paused_by_admin)
           FROM pgjobs.jobs w
          WHERE w.status = 'paused' AND w.writes
            AND ($1 IS NULL OR w.target = $1)
@@ -3626,8 +3646,8 @@ BEGIN
                 WHERE q.target = w.target AND q.scope = w.scope
                   AND q.status = 'queued' AND q.writes
                   AND %s)$paused$, pgjobs._gate_clause())
-      INTO v_ids, v_oldest
-      USING p_target;
+      INTO v_ids, v_oldest, v_error
+      USING p_target, pgjobs._max_client_pause();
     IF v_ids IS NULL THEN
         status := 'ok';
         detail := 'no paused writing job keeps later writers of its scope waiting';
@@ -3635,7 +3655,12 @@ BEGIN
         status := 'warn';
         detail := format('%s paused writing job(s), paused up to %s ago, keep later writers of '
                          'their scope waiting (ids %s)', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '))
+                  || CASE WHEN v_error IS NOT NULL
+                          THEN format('; paused by a client, so the engine cancels them once '
+                                      'paused for max_client_pause (%s): %s',
+                                      pgjobs._max_client_pause(), left(v_error, 1000))
+                          ELSE '' END;
         fix := format('SELECT pgjobs.resume(id) FROM pgjobs.jobs WHERE id = ANY (%L::bigint[]);  '
                       '-- or pgjobs.cancel(id) to let the scope move on', v_ids);
     END IF;
@@ -5106,6 +5131,93 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: _expire_client_pauses(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._expire_client_pauses() RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Cancels the writing jobs that a role that is not an administrator paused
+-- (paused_by_admin false) longer than pgjobs._max_client_pause() ago
+-- (paused_at). A paused writer that started keeps its place in its scope's
+-- queue and holds the scope's gate (pgjobs._gate_clause): every later
+-- writer waits behind it, as API.md says, and without this a client (one
+-- that may only INSERT, say) could pause its started import and stall the
+-- scope's deletes for good, since a paused job is never pruned and the
+-- roles it stalls may not cancel it. Canceled as pgjobs.cancel would
+-- (event `canceled`), with an error that says why; pgjobs.retry queues it
+-- again, behind the scope's later writers. Jobs an administrator paused
+-- are left alone; so are paused jobs that do not write (they hold nobody).
+-- Called by pgjobs.prune and at the start of every pgjobs.run (the
+-- engine's maintenance path, about once a minute under pg_cron), never by
+-- a claim: a probe on jobs_client_paused_idx comes first, so a call that
+-- finds nothing writes nothing. Returns how many it canceled.
+-- Locks: the rows it cancels, SKIP LOCKED (a pause, resume or cancel in
+-- flight on one is left for the next call); never waits.
+DECLARE
+    v_max interval := pgjobs._max_client_pause();
+    v_job pgjobs.jobs;
+    v_count integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pgjobs.jobs p
+                    WHERE p.status = 'paused' AND p.writes AND NOT p.paused_by_admin
+                      AND p.paused_at < now() - v_max) THEN
+        RETURN 0;
+    END IF;
+    FOR v_job IN
+        WITH expired AS (
+            SELECT p.id FROM pgjobs.jobs p
+             WHERE p.status = 'paused' AND p.writes AND NOT p.paused_by_admin
+               AND p.paused_at < now() - v_max
+             ORDER BY p.paused_at
+             LIMIT 1000
+               FOR UPDATE SKIP LOCKED)
+        UPDATE pgjobs.jobs j
+           SET status = 'canceled', cancel_requested_at = now(), finished_at = now(),
+               updated_at = now(),
+               error = format('canceled by the engine: paused by a client (%s) since %s, longer '
+                              'than max_client_pause (%s), while later writers of scope %s of %s '
+                              'waited behind it; pgjobs.retry(%s) queues it again, behind '
+                              'them, or ask an administrator to raise max_client_pause '
+                              '(pgjobs.set_defaults) or to pause it themselves',
+                              j.submitted_by, date_trunc('second', j.paused_at), v_max,
+                              j.scope, j.target, j.id)
+          FROM expired
+         WHERE j.id = expired.id
+        RETURNING j.*
+    LOOP
+        IF v_job.fanout THEN
+            -- Its items end with it, as pgjobs.cancel ends them
+            -- (pgjobs._items_stop, which asks a job not yet canceled).
+            UPDATE pgjobs.job_items i
+               SET status = 'canceled', lease_expires_at = NULL, finished_at = now(),
+                   updated_at = now()
+             WHERE i.job_id = v_job.id AND i.status IN ('queued', 'running');
+            UPDATE pgjobs.jobs j SET result = pgjobs._items_result(v_job.id)
+             WHERE j.id = v_job.id
+            RETURNING j.* INTO v_job;
+        END IF;
+        PERFORM pgjobs._notify(v_job, 'canceled');
+        v_count := v_count + 1;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+
+ALTER FUNCTION pgjobs._expire_client_pauses() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _expire_client_pauses(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._expire_client_pauses() IS 'Cancels writing jobs a client (not an administrator) paused longer than max_client_pause ago (set_defaults, default 1 hour), event canceled, with an error naming pgjobs.retry: a paused writer holds its scope''s later writers. Run by pgjobs.prune and pgjobs.run. Returns how many.';
 
 --
 -- Name: _export_fields_at_claim(pgjobs.jobs); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -9482,6 +9594,37 @@ $_$;
 ALTER FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _max_client_pause(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._max_client_pause() RETURNS interval
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- How long a writing job paused by a role that is not an administrator may
+-- stay paused before the engine cancels it (pgjobs._expire_client_pauses):
+-- what an administrator stored with
+-- pgjobs.set_defaults('{"max_client_pause": "2 hours"}'), else 1 hour. The
+-- one place that decides it (the sweep and doctor's jobs.paused check).
+-- Locks nothing.
+BEGIN
+    RETURN coalesce((pgjobs._defaults() ->> 'max_client_pause')::interval, interval '1 hour');
+END
+$$;
+
+ALTER FUNCTION pgjobs._max_client_pause() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _max_client_pause(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._max_client_pause() IS 'set_defaults'' max_client_pause (else 1 hour): how long a writing job a client paused may stay paused before the engine cancels it (pgjobs._expire_client_pauses).';
+
+--
 -- Name: _max_parallel(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -10589,17 +10732,28 @@ CREATE FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) RETURNS boolean
 -- lease lapses, and the job becomes paused there (event `paused`).
 -- Returns false when it is paused or a pause is pending already. Raises
 -- 55000 for a finished job or one whose cancel is pending.
+-- Records when (paused_at) and whether an administrator (a pgjobs_admin
+-- member) paused it (paused_by_admin): a writing job a client paused is
+-- canceled by the engine after set_defaults' max_client_pause
+-- (pgjobs._expire_client_pauses), since it holds its scope's later
+-- writers. An administrator's pause of a job a client paused makes the
+-- pause theirs (still false: it was paused already).
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
+    v_admin boolean;
 BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
+    v_admin := pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     IF v_job.fanout AND v_job.status = 'running' THEN
+        UPDATE pgjobs.jobs SET paused_at = now(), paused_by_admin = v_admin WHERE id = p_id;
         RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'paused'));  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
-        UPDATE pgjobs.jobs SET status = 'paused', updated_at = now()
+        UPDATE pgjobs.jobs
+           SET status = 'paused', paused_at = now(), paused_by_admin = v_admin,
+               updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
         PERFORM pgjobs._notify(v_job, 'paused');
@@ -10610,12 +10764,21 @@ BEGIN
                    'pgjobs.retry(id).';
     ELSIF v_job.status = 'running' THEN
         IF v_job.pause_requested_at IS NOT NULL THEN
+            IF v_admin AND NOT v_job.paused_by_admin THEN
+                UPDATE pgjobs.jobs SET paused_by_admin = true WHERE id = p_id;
+            END IF;
             RETURN pgjobs._leave(false);
         END IF;
-        UPDATE pgjobs.jobs SET pause_requested_at = now(), updated_at = now()
+        -- The clock starts at the request: the job pauses at its next page.
+        UPDATE pgjobs.jobs
+           SET pause_requested_at = now(), paused_at = now(), paused_by_admin = v_admin,
+               updated_at = now()
          WHERE id = p_id;
         RETURN pgjobs._leave(true);
     ELSIF v_job.status = 'paused' THEN
+        IF v_admin AND NOT v_job.paused_by_admin THEN
+            UPDATE pgjobs.jobs SET paused_by_admin = true WHERE id = p_id;
+        END IF;
         RETURN pgjobs._leave(false);
     END IF;
     RAISE EXCEPTION 'job % (%) cannot be paused', p_id, v_job.status
@@ -14610,9 +14773,13 @@ CREATE FUNCTION pgjobs._run_start(p_budget interval) RETURNS timestamp with time
 -- pgjobs from another database) and returns the call's deadline
 -- (pgjobs._run_deadline: 22023 for a bad budget). pgjobs.run is a thin
 -- shell that may only assign results of pinned functions, hence one
--- function for both. Locks: the note's settings row, briefly (never waits).
+-- function for both. Also cancels the writing jobs a client paused longer
+-- than max_client_pause ago (pgjobs._expire_client_pauses: a probe, then
+-- SKIP LOCKED), once a call, so that the bound holds where pgjobs.prune is
+-- not scheduled. Locks: the note's settings row, briefly (never waits).
 BEGIN
     PERFORM pgjobs._engine_seen('run');
+    PERFORM pgjobs._expire_client_pauses();
     RETURN pgjobs._run_deadline(p_budget);
 END
 $$;
@@ -22135,6 +22302,9 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise;
+--   1b. cancels the writing jobs a client (not an administrator) paused
+--      longer than set_defaults' max_client_pause ago
+--      (pgjobs._expire_client_pauses): they hold their scope's later writers;
 --   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
 --      of scopes no writing job row is left of (the last pruned in step 1,
 --      past p_retention), 10,000 a call, skipping those a submit holds: a submit makes one per (target,
@@ -22143,7 +22313,7 @@ CREATE FUNCTION pgjobs.prune(p_retention interval DEFAULT '24:00:00'::interval) 
 --      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
 -- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted",
--- "client_room_locks_deleted"}. Locks: the rows it changes or
+-- "client_room_locks_deleted", "pauses_expired"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -22156,6 +22326,7 @@ DECLARE
     v_trimmed bigint := 0;
     v_scope_locks bigint;
     v_client_room_locks bigint;
+    v_pauses integer;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -22170,6 +22341,8 @@ BEGIN
     PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
+    -- Writing jobs a client paused longer than max_client_pause: canceled.
+    v_pauses := pgjobs._expire_client_pauses();
 
     WITH doomed AS (
         SELECT d.id FROM pgjobs.jobs d
@@ -22354,6 +22527,7 @@ BEGIN
     GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
+                              'pauses_expired', v_pauses,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
                               'cron_runs_trimmed', v_trimmed,
@@ -22368,7 +22542,7 @@ ALTER FUNCTION pgjobs.prune(p_retention interval) OWNER TO SUPERUSER;
 -- Name: FUNCTION prune(p_retention interval); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of clients that keep no job (client_room_locks_deleted). Returns a jsonb summary.';
+COMMENT ON FUNCTION pgjobs.prune(p_retention interval) IS 'Rescues expired leases (retry or fail), deletes jobs finished more than p_retention ago, 10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' objects and imports'' rejects objects for deletion by a worker), trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of clients that keep no job (client_room_locks_deleted); cancels writing jobs a client paused longer than max_client_pause ago (pauses_expired). Returns a jsonb summary.';
 
 --
 -- Name: register_target(regclass, name, name, name, name, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -23141,6 +23315,12 @@ CREATE FUNCTION pgjobs.set_defaults(p_options jsonb) RETURNS jsonb
 --   a submitter who is not an administrator may keep: the batch whose
 --   rejects would pass it fails the job as too many rejects do, 22000, its
 --   rejects before the one that would pass it kept (pgjobs.import_batch).
+--   max_client_pause (interval string, 1 second .. 100 years, default 1
+--   hour): how long a writing job paused by a role that is not an
+--   administrator may stay paused; then the engine cancels it
+--   (pgjobs._expire_client_pauses, run by pgjobs.prune and pgjobs.run),
+--   since it holds its scope's later writers. Administrators' pauses are
+--   not bounded.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -23153,12 +23333,15 @@ DECLARE
     v_opt record;
     v_int record;
     v_known text;
+    v_pause interval;
 BEGIN
     -- Every integer setting is a row of pgjobs._integer_defaults: the hint
     -- lists them from it and one check below holds each to its range.
     SELECT 'known defaults: notify_target_scope (boolean), '
            || string_agg(format('%s (integer %s to %s: %s)', d.name, d.low, d.high,
                                 d.description), ', ' ORDER BY d.ord)
+           || ', max_client_pause (interval, 1 second to 100 years, default 1 hour: then a '
+           || 'writing job a client paused is canceled)'
            || ', max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no '
            || 'limit), page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum '
            || '(boolean)'
@@ -23171,7 +23354,7 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         SELECT d.name, d.low, d.high INTO v_int
           FROM pgjobs._integer_defaults() d WHERE d.name = v_opt.key;
-        IF v_opt.key <> 'notify_target_scope' AND v_int.name IS NULL
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_client_pause') AND v_int.name IS NULL
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -23181,6 +23364,23 @@ BEGIN
             RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+        IF v_opt.key = 'max_client_pause' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            BEGIN
+                v_pause := CASE WHEN jsonb_typeof(v_opt.value) = 'string'
+                                THEN (v_opt.value #>> '{}')::interval END;
+            EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+                           OR interval_field_overflow THEN
+                v_pause := NULL;
+            END;
+        END IF;
+        IF v_opt.key = 'max_client_pause' AND jsonb_typeof(v_opt.value) <> 'null'
+           AND (v_pause IS NULL OR v_pause < interval '1 second'
+                OR v_pause > interval '100 years') THEN
+            RAISE EXCEPTION 'default "max_client_pause" must be an interval from 1 second to '
+                            '100 years, not %', v_opt.value
+                USING ERRCODE = '22023',
+                HINT = 'For example pgjobs.set_defaults(''{"max_client_pause": "4 hours"}'').';
         END IF;
         IF v_int.name IS NOT NULL AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int(v_int.name, v_opt.value, v_int.low, v_int.high);
@@ -23202,7 +23402,7 @@ ALTER FUNCTION pgjobs.set_defaults(p_options jsonb) OWNER TO SUPERUSER;
 -- Name: FUNCTION set_defaults(p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
+COMMENT ON FUNCTION pgjobs.set_defaults(p_options jsonb) IS 'Stores defaults for every later job and event (an administrator''s call) and returns the defaults now in force. Keys: notify_target_scope (boolean, default false: events on the shared channel pgjobs carry target and scope only when true); max_parallel (the most parts an export may ask for with option parallel, 1 to 64, default 64: a ceiling every submitter is held to); max_client_priority (the highest option priority a submitter who is not an administrator may give a job, -1000000 to 1000000, default none: above it the submit raises 22023); max_pending_writers (the most writing jobs, queued, running or paused, a submitter who is not an administrator may have one target and scope hold, 1 to 1000000, default 1000: a submit or retry beyond it raises 55006); max_pending_per_client (the most jobs of every kind, queued, running or paused, a submitter who is not an administrator may have, 1 to 10000000, default 10000) and max_kinds_per_client (the most distinct custom kinds, not delete, backfill, export or import, it may have such jobs of, 1 to 100000, default 100): a submit or retry beyond either raises 55006; max_items_per_job (the most items a submitter who is not an administrator may give one fan-out job, by submit_items and add_items together, 1 to 100000000, default 100000: beyond it 55006); max_item_bytes_per_job (the most bytes of items, as the JSON text of the arrays given, such a submitter may give one fan-out job over the same calls, 1 to 2147483647, default 67108864 (64 MiB): beyond it 55006); max_rejects_per_job (the highest option max_rejects such a submitter may give an import, 0 to 1000000, default 1000: above it the submit raises 22023); max_jobs_kept_per_client (the most jobs of every kind and status, finished ones too until pgjobs.prune deletes them, such a submitter may have, 1 to 100000000, default 100000: a submit beyond it raises 55006); max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default 16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by a role that is not an administrator is canceled by the engine, event canceled, once paused that long, since it holds its scope''s later writers; pgjobs.retry queues it again); the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown key or a bad value raises 22023 and stores nothing.';
 
 --
 -- Name: start_storage_deletion(bigint); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -24186,6 +24386,12 @@ CREATE INDEX job_items_queued_idx ON pgjobs.job_items USING btree (job_id, run_a
 CREATE INDEX job_items_running_idx ON pgjobs.job_items USING btree (job_id) WHERE (status = 'running'::text);
 
 --
+-- Name: jobs_client_paused_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE INDEX jobs_client_paused_idx ON pgjobs.jobs USING btree (paused_at) WHERE ((status = 'paused'::text) AND writes AND (NOT paused_by_admin));
+
+--
 -- Name: jobs_finished_idx; Type: INDEX; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -24917,6 +25123,13 @@ REVOKE ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type te
 GRANT ALL ON FUNCTION pgjobs._exclusion_clause(p_key_column name, p_key_type text, p_keys text[], p_job bigint, p_count boolean) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _expire_client_pauses(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._expire_client_pauses() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._expire_client_pauses() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _export_fields_at_claim(p_job pgjobs.jobs, OUT message text, OUT hint text, OUT requeued boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -25380,6 +25593,13 @@ GRANT ALL ON FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope 
 
 REVOKE ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._mask_candidates(p_target regclass, p_scope text, p_count boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _max_client_pause(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._max_client_pause() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._max_client_pause() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _max_parallel(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -251,6 +251,21 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
                          "- 'writing_bytes', status = 'running', worker = 'old-worker-3', "
                          "lease_expires_at = now() + interval '1 hour' WHERE id = %s",
                          (mid[scope],))
+    # Scope 16: a delete a client's session paused under the previous release
+    # after two pages (it keeps its place: the delete submitted after it
+    # waits), and that later delete. The previous release kept no record of
+    # when or by whom: the migrate starts its max_client_pause clock.
+    conn.execute("INSERT INTO rows (table_id, n, label) "
+                 "SELECT 16, g, 'sixteen ' || g FROM generate_series(1, 200) g")
+    paused_16 = submit("SELECT pgjobs.submit_delete('rows', '16', '{}', '{}', "
+                       "'{\"page_size\": 20, \"lease\": \"1 hour\"}')")
+    runner_4 = scalar(conn, "SELECT worker FROM pgjobs._claim_id(%s, 'old-runner-4')",
+                      (paused_16,))
+    for _ in range(3):  # the first call counts, then two pages
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (paused_16, runner_4)) == "more"
+    assert scalar(conn, "SELECT pgjobs.pause(%s)", (paused_16,))
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (paused_16, runner_4)) == "paused"
+    after_16 = submit("SELECT pgjobs.submit_delete('rows', '16', '{}', '{}', '{}')")
     exported_4 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 4")
     exported_5 = scalar(conn, "SELECT count(*) FROM rows WHERE table_id = 5 "
                               "AND data @> '{\"k\": 3}'")
@@ -321,12 +336,30 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert "rejects_created" not in job(conn, rejected[13])["checkpoint"]
     conn.execute("SELECT pgjobs.retry(%s)", (rejected[12],))
 
+    # The job paused before the upgrade: its clock started at the migrate, as
+    # a client's pause; it holds the later delete of its scope until then.
+    assert conn.execute("SELECT status, paused_by_admin, paused_at >= now() - interval "
+                        "'1 hour' FROM pgjobs.jobs WHERE id = %s", (paused_16,)).fetchone() \
+        == ("paused", False, True)
+    assert scalar(conn, "SELECT pgjobs._gate_holder(target, scope, coalesce(gate_order, id)) "
+                        "FROM pgjobs.jobs WHERE id = %s", (after_16,)) == paused_16
+    conn.execute("SELECT pgjobs.set_defaults('{\"max_client_pause\": \"1 minute\"}')")
+    conn.execute("UPDATE pgjobs.jobs SET paused_at = paused_at - interval '2 minutes' "
+                 "WHERE id = %s", (paused_16,))
+
     # The old runners and worker are gone: their leases lapse.
     conn.execute("UPDATE pgjobs.jobs SET lease_expires_at = now() - interval '1 second' "
                  "WHERE status = 'running'")
     conn.execute("UPDATE pgjobs.export_parts SET lease_expires_at = now() - interval '1 second' "
                  "WHERE status = 'running'")
     conn.execute("SELECT pgjobs.prune()")
+    # The prune canceled it (paused longer than max_client_pause); retried, it
+    # runs after the later delete, which may start now.
+    assert "max_client_pause" in job(conn, paused_16)["error"]
+    assert job(conn, paused_16)["status"] == "canceled"
+    assert scalar(conn, "SELECT pgjobs._gate_holder(target, scope, coalesce(gate_order, id)) "
+                        "FROM pgjobs.jobs WHERE id = %s", (after_16,)) is None
+    assert scalar(conn, "SELECT pgjobs.retry(%s)", (paused_16,))
     for _ in range(20):
         conn.execute("CALL pgjobs.run('10 seconds')")
         if not scalar(conn, "SELECT count(*) FROM pgjobs.jobs WHERE kind IN ('delete', "
@@ -369,7 +402,8 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         else:
             assert mine != named and storage.read(named) == theirs_bytes
     for job_id in (queued_delete, half_delete, backfill, export_queued, export_claimed, custom,
-                   imported, parallel, parquet, fanout, long_delete, *mid.values()):
+                   imported, parallel, parquet, fanout, long_delete, after_16, paused_16,
+                   *mid.values()):
         finished = job(conn, job_id)
         assert finished["status"] == "succeeded", (job_id, finished["error"])
     assert not _keys(conn, "table_id IN (1, 2)") & (doomed_1 | doomed_2)
@@ -377,6 +411,9 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert job(conn, queued_delete)["done"] == len(doomed_1)
     assert job(conn, half_delete)["done"] == len(doomed_2)
     assert _keys(conn, "table_id = 11") == spared_11
+    assert _keys(conn, "table_id = 16") == set()
+    assert scalar(conn, "SELECT finished_at FROM pgjobs.jobs WHERE id = %s", (after_16,)) \
+        < scalar(conn, "SELECT started_at FROM pgjobs.jobs WHERE id = %s", (paused_16,))
     assert job(conn, long_delete)["done"] == len(doomed_11)
     assert _keys(conn, "label = 'filled'") == filled_3
     assert _keys(conn, "data @> '{\"stage\": 2}'") == filled_3

@@ -23,6 +23,9 @@ AS $$
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise;
+--   1b. cancels the writing jobs a client (not an administrator) paused
+--      longer than set_defaults' max_client_pause ago
+--      (pgjobs._expire_client_pauses): they hold their scope's later writers;
 --   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
 --      of scopes no writing job row is left of (the last pruned in step 1,
 --      past p_retention), 10,000 a call, skipping those a submit holds: a submit makes one per (target,
@@ -31,7 +34,7 @@ AS $$
 --      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
 -- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted",
--- "client_room_locks_deleted"}. Locks: the rows it changes or
+-- "client_room_locks_deleted", "pauses_expired"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -44,6 +47,7 @@ DECLARE
     v_trimmed bigint := 0;
     v_scope_locks bigint;
     v_client_room_locks bigint;
+    v_pauses integer;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -58,6 +62,8 @@ BEGIN
     PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
+    -- Writing jobs a client paused longer than max_client_pause: canceled.
+    v_pauses := pgjobs._expire_client_pauses();
 
     WITH doomed AS (
         SELECT d.id FROM pgjobs.jobs d
@@ -242,6 +248,7 @@ BEGIN
     GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
 
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
+                              'pauses_expired', v_pauses,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
                               'cron_runs_trimmed', v_trimmed,
@@ -256,4 +263,5 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 'objects and imports'' rejects objects for deletion by a worker), '
 'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
 'no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of '
-'clients that keep no job (client_room_locks_deleted). Returns a jsonb summary.';
+'clients that keep no job (client_room_locks_deleted); cancels writing jobs a client '
+'paused longer than max_client_pause ago (pauses_expired). Returns a jsonb summary.';
