@@ -4800,6 +4800,7 @@ DECLARE
     v_at integer;
     v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -4833,11 +4834,23 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     -- element 2 is the internal: cardinality - 1 lines from the bottom
-    -- sealed (pgjobs._call_seal): only this function can write a slot that
-    -- pgjobs._entered honours
+    -- sealed: only this function can write a slot that pgjobs._entered
+    -- honours. pgjobs._call_seal's formula, written out as _entered writes
+    -- it: a call of it cost ~20-40 us of every client call (its SET
+    -- clauses). Every client call fails if this and _entered's differ;
+    -- tests/test_trust_stack_forgery.py checks this one against
+    -- pgjobs._call_seal itself.
+    IF has_table_privilege('pgjobs.settings', 'SELECT') THEN
+        SELECT encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
+                   || encode(sha256(convert_to(jsonb_build_array(
+                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - 1, p_entry,
+                          p_caller, current_user, pg_backend_pid())::text, 'UTF8')), 'hex'),
+                   'UTF8')), 'hex')
+          INTO v_seal
+          FROM pgjobs.settings st WHERE st.key = 'channel_secret';
+    END IF;
     PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
-                       p_entry || '/' || p_caller || '/'
-                       || pgjobs._call_seal(cardinality(v_stack) - 1, p_entry, p_caller),
+                       p_entry || '/' || p_caller || '/' || v_seal,
                        true);  -- pgjobs._entered
     RETURN p_caller;
 END

@@ -295,3 +295,35 @@ def test_code_inside_a_call_cannot_make_it_act_for_another_role(
     except errors.InsufficientPrivilege:
         answer = "42501"
     assert answer == "42501"
+
+
+@pytest.mark.parametrize("as_client", [True, False], ids=["client", "administrator"])
+def test_the_seal_enter_writes_is_call_seals(conn: Conn, probe: None, as_client: bool) -> None:
+    """pgjobs._enter writes the seal with pgjobs._call_seal's formula
+    written out (a call of it cost ~20-40 us of every client call), as
+    pgjobs._entered checks it: the live slot's seal is exactly what
+    pgjobs._call_seal makes for its depth, entry and caller, as the body's
+    owner in the same backend. A guard for the copy (it passes on the code
+    that called _call_seal too); every client call fails if _enter's and
+    _entered's differ."""
+    conn.execute("""
+        CREATE OR REPLACE FUNCTION public.inside() RETURNS void LANGUAGE plpgsql AS $f$
+        DECLARE v_depth integer; BEGIN
+            SELECT d INTO v_depth FROM generate_series(1, 40) d
+             WHERE current_setting('pgjobs.call_' || d, true) LIKE 'probe/%'
+             ORDER BY d DESC LIMIT 1;
+            PERFORM set_config('forge.depth', v_depth::text, false);
+            PERFORM set_config('forge.live', current_setting('pgjobs.call_' || v_depth), false);
+        END $f$""")
+    caller = CLIENT if as_client else conn.execute("SELECT current_user").fetchone()[0]
+    with conn.transaction():
+        if as_client:
+            conn.execute(f"SET LOCAL ROLE {CLIENT}")
+        assert conn.execute("SELECT pgjobs.probe()").fetchone()[0] == caller
+    depth, live = conn.execute("SELECT current_setting('forge.depth')::integer,"
+                               " current_setting('forge.live')").fetchone()
+    assert live.startswith(f"probe/{caller}/")
+    # as the body's owner (the tests' superuser made pgjobs._probe_as)
+    seal = conn.execute("SELECT pgjobs._call_seal(%s, 'probe', %s)", (depth, caller)).fetchone()
+    assert seal[0] is not None and len(seal[0]) == 64
+    assert live == f"probe/{caller}/{seal[0]}"
