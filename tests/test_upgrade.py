@@ -30,7 +30,7 @@ from pgjobs.migrate import function_files, migrate, migration_files
 from pgjobs.poller import storage
 from pgjobs.poller.parquet import read_back
 from pgjobs.poller.worker import Worker
-from tests.support import empty_database, job, run_export, scalar
+from tests.support import drain_notifies, empty_database, job, run_export, scalar
 
 Conn = psycopg.Connection[Any]
 PREVIOUS = Path(__file__).parent / "upgrade" / "previous_sql"
@@ -291,7 +291,7 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
     assert scalar(conn, "SELECT pgjobs._channel_name('rows', '4')") not in (learned, None)
     assert scalar(conn, "SELECT pgjobs._verdict_mac('k', '1700000000.000000')") == seal
     # ... and the listener on the old name was told, once, to ask again.
-    told = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
+    told = drain_notifies(listener, timeout=0)
     listener.close()
     assert told == [{"event": "channel_rotated", "target": "public.rows", "scope": "4"}]
     assert {p.stem for p in function_files()} >= {
