@@ -27,11 +27,11 @@ import psycopg
 import pytest
 
 from pgjobs import db
-from tests.support import job, submit_import
-from tests.test_import_reject_patterns import (  # noqa: F401  (the fixture)
+from tests.support import allow, job, make_people, submit_import
+from tests.test_import_reject_patterns import (
     LINES,
     PER_BATCH,
-    folder,
+    dsn_folder,
     import_with_crash,
     outcome,
     reference,
@@ -49,6 +49,18 @@ PATTERNS: dict[str, set[int]] = {
 }
 KINDS = ["extra", "missing", "mixed", "crlf", "undecodable"]
 CRASHES = ["none", "after_batch", "in_batch"]
+
+
+@pytest.fixture
+def folder(conn: Conn, dsn: str, tmp_path: Path) -> Path:
+    """test_import_reject_patterns' folder: the sources' (allowed), and the
+    workers' storage its run() uses."""
+    make_people(conn)
+    path = tmp_path / "in"
+    path.mkdir()
+    allow(conn, f"file://{path}")
+    dsn_folder[dsn] = tmp_path / "store"
+    return path
 
 
 def record(kind: str, n: int, bad: bool) -> bytes:
@@ -81,7 +93,7 @@ def batch_bytes(kind: str) -> int:
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 @pytest.mark.parametrize("kind", KINDS)
 def test_worker_refused_records_end_as_one_record_at_a_time(
-        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,
         kind: str, pattern: str) -> None:
     bad = PATTERNS[pattern]
     path = folder / "people.csv"
@@ -98,7 +110,7 @@ def test_worker_refused_records_end_as_one_record_at_a_time(
         assert len(got["rows"]) == LINES - len(bad)
 
 
-def test_the_reasons_are_copys_own(conn: Conn, dsn: str, folder: Path) -> None:  # noqa: F811
+def test_the_reasons_are_copys_own(conn: Conn, dsn: str, folder: Path) -> None:
     """The messages COPY gives (the staging column named as the header does),
     whatever the batch: too many fields, too few."""
     path = folder / "people.csv"
@@ -116,7 +128,7 @@ def test_the_reasons_are_copys_own(conn: Conn, dsn: str, folder: Path) -> None: 
 @pytest.mark.parametrize("pattern", ["adjacent", "boundaries", "every"])
 @pytest.mark.parametrize("kind", ["extra", "mixed"])
 def test_max_rejects_fails_at_the_same_line_with_the_same_rejects(
-        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,
         kind: str, pattern: str) -> None:
     bad = sorted(PATTERNS[pattern])
     path = folder / "people.csv"
@@ -138,7 +150,7 @@ def test_max_rejects_fails_at_the_same_line_with_the_same_rejects(
 
 @pytest.mark.parametrize("k", [1, 10, 40])
 def test_a_batch_with_k_refused_records_is_sent_about_twice_not_k_times(
-        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        conn: Conn, dsn: str, folder: Path, monkeypatch: pytest.MonkeyPatch,
         k: int) -> None:
     """400 records in one batch, k of them with a field too many: the bytes
     COPYed are the batch's whole COPY that failed, COPY's message asked once
