@@ -392,6 +392,9 @@ class Importer:
         self.rejects_renamed = False  # this attempt changed the name: the above say
         # (bytes, sha256) the rejects object was read back as (_check_rejects).
         self.rejects_written: tuple[int, str] = (0, "")
+        # COPY's message for a CSV record of too few / too many fields, by the
+        # count (the expected count + 1: too many), asked once (_count_message).
+        self.count_messages: dict[int, str] = {}
 
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
@@ -843,6 +846,18 @@ class Importer:
             db.copy_in(conn, copy_sql, payload(ranges))
 
         marker = _maybe_marker(data)
+        judged = self._judge_fields(conn, copy_sql, data, good, fields, payload)
+        if judged is not None:
+            kept, refused = judged
+            try:
+                if kept:
+                    copy(kept)
+            except db.Error as exc:
+                if not str(getattr(exc, "sqlstate", None) or "").startswith(("22", "23")):
+                    raise
+            else:
+                rejects.extend(refused)
+                return kept
         remaining = good
         staged: list[tuple[int, int, int]] = []
         while remaining:
@@ -881,6 +896,92 @@ class Importer:
                             "record": data[start:end].decode("utf-8", "replace")[:65536]})
             remaining = after
         return staged
+
+    def _judge_fields(self, conn: db.Connection, copy_sql: str, data: bytes,
+                      good: list[tuple[int, int, int]], fields: list[str] | None,
+                      payload: Callable[[list[tuple[int, int, int]]], bytes],
+                      ) -> tuple[list[tuple[int, int, int]],
+                                 list[dict[str, Any]]] | None:
+        """The CSV records COPY would refuse for their field count, found here
+        before sending: (the records to COPY, the rejects in line order), or None
+        when this batch is not one whose outcome is sure (then COPY judges, as
+        :meth:`_copy`'s loop does). Sure: every record is valid UTF-8 (the
+        session's encodings both UTF8) without NUL, ends in the first record's
+        line end (a last record may have none) with no other carriage return,
+        and has whole quotes; COPY then refuses a record for its field count
+        alone, whatever its neighbours. COPY's message for each count is asked
+        of COPY itself (one record, rolled back; kept for the session), so it is
+        COPY's own, in the server's language. Without this, each refused record
+        re-sent the rest of the batch: bytes grew with the batch times the bad
+        records."""
+        if not fields or not good or not self._utf8(conn):
+            return None
+        want = len(fields)
+        ending = b"\r\n" if data[good[0][0]:good[0][1]].endswith(b"\r\n") else b"\n"
+        last = len(good) - 1
+        kept: list[tuple[int, int, int]] = []
+        refused: list[tuple[tuple[int, int, int], int]] = []
+        for i, (start, end, first) in enumerate(good):
+            record = data[start:end]
+            body = record[:-len(ending)] if record.endswith(ending) else None
+            if body is None:
+                if i != last or record.endswith(b"\n"):
+                    return None
+                body = record
+            if b"\r" in body or b"\x00" in body:
+                return None
+            if body.count(b'"') & 1:
+                return None
+            if not body.isascii():
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+            if b'"' in body:
+                count = 1 + sum(piece.count(b",") for piece in body.split(b'"')[::2])
+            else:
+                count = 1 + body.count(b",")
+            if count == want:
+                kept.append((start, end, first))
+            else:
+                refused.append(((start, end, first), count))
+        rejects = []
+        for (start, end, first), count in refused:
+            message = self._count_message(conn, copy_sql, payload([(start, end, first)]),
+                                          count, want, fields)
+            if message is None:
+                return None
+            rejects.append({"line": first, "reason": message,
+                            "record": data[start:end].decode("utf-8", "replace")[:65536]})
+        return kept, rejects
+
+    def _utf8(self, conn: db.Connection) -> bool:
+        status = conn.info.parameter_status
+        return status("server_encoding") == "UTF8" and status("client_encoding") == "UTF8"
+
+    def _count_message(self, conn: db.Connection, copy_sql: str, record: bytes, count: int,
+                       want: int, fields: list[str]) -> str | None:
+        """COPY's message for a record of ``count`` fields where ``want`` are
+        expected (``extra data after last expected column``, ``missing data for
+        column "fN"``), COPY's own: ``record`` COPYed alone and rolled back, the
+        message kept for the session. None: COPY did not refuse it so."""
+        key = min(count, want + 1)
+        if key in self.count_messages:
+            return self.count_messages[key]
+        try:
+            with conn.transaction(force_rollback=True):
+                db.copy_in(conn, copy_sql, record)
+        except db.Error as exc:
+            state = str(getattr(exc, "sqlstate", None) or "")
+            diag = getattr(exc, "diag", None)
+            match = _COPY_LINE.search((diag.context if diag is not None else None) or "")
+            if state != "22P04" or match is None or match.group(1) != "1":
+                return None
+            message = _field_names(
+                (diag.message_primary if diag is not None else None) or str(exc), fields)
+            self.count_messages[key] = message
+            return message
+        return None
 
     # --- endings ----------------------------------------------------------------
 
