@@ -10750,22 +10750,29 @@ CREATE FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) RETURNS boolean
 -- canceled by the engine after set_defaults' max_client_pause
 -- (pgjobs._expire_client_pauses), since it holds its scope's later
 -- writers. An administrator's pause of a job a client paused makes the
--- pause theirs (still false: it was paused already).
+-- pause theirs (still false: it was paused already). A client's pause of
+-- a job that has not run since a client last paused it (no heartbeat or
+-- claim after paused_at: resumed and paused again, even in one
+-- transaction) keeps that pause's paused_at (pgjobs._pause_since):
+-- otherwise pause, resume, pause reset the clock and held the gate for
+-- good.
 -- Locks: the job row (waits for a claim or page in flight on it).
 DECLARE
     v_job pgjobs.jobs;
     v_admin boolean;
+    v_since timestamptz;
 BEGIN
     p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     v_admin := pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
+    v_since := pgjobs._pause_since(v_job, v_admin);
     IF v_job.fanout AND v_job.status = 'running' THEN
-        UPDATE pgjobs.jobs SET paused_at = now(), paused_by_admin = v_admin WHERE id = p_id;
+        UPDATE pgjobs.jobs SET paused_at = v_since, paused_by_admin = v_admin WHERE id = p_id;
         RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'paused'));  -- no owner to tell: paused at once
     END IF;
     IF v_job.status = 'queued' THEN
         UPDATE pgjobs.jobs
-           SET status = 'paused', paused_at = now(), paused_by_admin = v_admin,
+           SET status = 'paused', paused_at = v_since, paused_by_admin = v_admin,
                updated_at = now()
          WHERE id = p_id
         RETURNING * INTO v_job;
@@ -10784,7 +10791,7 @@ BEGIN
         END IF;
         -- The clock starts at the request: the job pauses at its next page.
         UPDATE pgjobs.jobs
-           SET pause_requested_at = now(), paused_at = now(), paused_by_admin = v_admin,
+           SET pause_requested_at = now(), paused_at = v_since, paused_by_admin = v_admin,
                updated_at = now()
          WHERE id = p_id;
         RETURN pgjobs._leave(true);
@@ -10804,6 +10811,40 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) OWNER TO SUPERUSER;
+
+--
+-- Name: _pause_since(pgjobs.jobs, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._pause_since(p_job pgjobs.jobs, p_admin boolean) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The paused_at that pgjobs.pause records for p_job (its row before the
+-- pause), paused by an administrator (p_admin) or not: now(), except for a
+-- client's pause of a job a client paused before (paused_at set, not by an
+-- administrator) that has not run since (no claim or heartbeat after that
+-- paused_at): that pause's clock runs on. Otherwise a client could resume
+-- its paused writer and pause it again (in one transaction, so no worker
+-- claims it between) just before max_client_pause and hold its scope's
+-- later writers for good (pgjobs._expire_client_pauses). Locks nothing.
+SELECT CASE WHEN NOT p_admin AND p_job.paused_at IS NOT NULL AND NOT p_job.paused_by_admin
+                 AND coalesce(p_job.heartbeat_at, '-infinity') <= p_job.paused_at
+            THEN p_job.paused_at
+            ELSE now() END
+$$;
+
+ALTER FUNCTION pgjobs._pause_since(p_job pgjobs.jobs, p_admin boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _pause_since(p_job pgjobs.jobs, p_admin boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._pause_since(p_job pgjobs.jobs, p_admin boolean) IS 'When a pause by pgjobs.pause counts from: now(), or, for a client''s pause of a job a client paused before and that has not run since, that earlier pause''s paused_at (max_client_pause cannot be reset by resume and pause).';
 
 --
 -- Name: _preview_as(name, regclass, text, jsonb, text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -12940,6 +12981,9 @@ BEGIN
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
+           -- A client's pause after the retry starts a clock of its own
+           -- (pgjobs._pause_since keeps an earlier pause's).
+           paused_at = NULL,
            -- This transaction counts it again toward its client's ceilings
            -- (pgjobs._enter_client_room).
            room_xact = pg_current_xact_id(),
@@ -25747,6 +25791,13 @@ GRANT ALL ON FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arro
 REVOKE ALL ON FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._pause_as(p_caller name, p_id bigint) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _pause_since(p_job pgjobs.jobs, p_admin boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._pause_since(p_job pgjobs.jobs, p_admin boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._pause_since(p_job pgjobs.jobs, p_admin boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _preview_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -187,3 +187,57 @@ def test_max_client_pause_is_an_interval_of_one_second_to_100_years(
     conn.execute("""SELECT pgjobs.set_defaults('{"max_client_pause": null}')""")
     assert scalar(conn, "SELECT pgjobs._max_client_pause()").total_seconds() == 3600
     assert json.dumps(scalar(conn, "SELECT pgjobs._defaults()")).count("max_client_pause") == 0
+
+
+REPAUSES = ["resume and pause in one transaction", "resume, then pause"]
+
+
+@pytest.mark.parametrize("repause", REPAUSES)
+@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_and_pause_again_do_not_reset_a_clients_pause_clock(
+        conn: Conn, setup: Callable[[str, str, str], tuple[int, int, str]],
+        kind: str, state: str, repause: str) -> None:
+    """A client resumed its paused writer and paused it again just before
+    max_client_pause ran out (in one transaction no worker can claim it
+    between): the pause's clock started again, so the client held the
+    scope's later writers for good, one resume and pause an hour."""
+    paused, later, client = setup(kind, "client", state)
+    conn.execute("""SELECT pgjobs.set_defaults('{"max_client_pause": "1 minute"}')""")
+    # Paused (and, running, last heard from its worker) 2 minutes ago.
+    conn.execute("UPDATE pgjobs.jobs SET paused_at = paused_at - interval '2 minutes', "
+                 "heartbeat_at = heartbeat_at - interval '2 minutes' WHERE id = %s", (paused,))
+    conn.execute(f"SET ROLE {client}")
+    try:
+        if repause == "resume and pause in one transaction":
+            with conn.transaction():
+                conn.execute("SELECT pgjobs.resume(%s)", (paused,))
+                conn.execute("SELECT pgjobs.pause(%s)", (paused,))
+        else:
+            conn.execute("SELECT pgjobs.resume(%s)", (paused,))
+            conn.execute("SELECT pgjobs.pause(%s)", (paused,))
+    finally:
+        conn.execute("RESET ROLE")
+    assert job(conn, paused)["status"] == "paused"
+    assert scalar(conn, "SELECT pgjobs.prune() -> 'pauses_expired'") == 1
+    assert job(conn, paused)["status"] == "canceled"
+    assert _held_by(conn, later) is None
+
+
+@pytest.mark.parametrize("between", ["a worker ran it", "it was canceled and retried"])
+def test_a_pause_after_the_job_ran_or_was_retried_starts_a_new_clock(
+        conn: Conn, setup: Callable[[str, str, str], tuple[int, int, str]],
+        between: str) -> None:
+    paused, _, client = setup("delete", "client", "queued after start")
+    conn.execute("""SELECT pgjobs.set_defaults('{"max_client_pause": "1 minute"}')""")
+    conn.execute("UPDATE pgjobs.jobs SET paused_at = paused_at - interval '2 minutes' "
+                 "WHERE id = %s", (paused,))
+    if between == "a worker ran it":
+        assert _as(conn, client, "SELECT pgjobs.resume(%s)", paused) is True
+        conn.execute("UPDATE pgjobs.jobs SET heartbeat_at = now() WHERE id = %s", (paused,))
+    else:
+        assert scalar(conn, "SELECT pgjobs.prune() -> 'pauses_expired'") == 1
+        assert _as(conn, client, "SELECT pgjobs.retry(%s)", paused) is True
+    assert _as(conn, client, "SELECT pgjobs.pause(%s)", paused) is True
+    assert scalar(conn, "SELECT pgjobs.prune() -> 'pauses_expired'") == 0
+    assert job(conn, paused)["status"] == "paused"

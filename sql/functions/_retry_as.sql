@@ -150,6 +150,9 @@ BEGIN
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
+           -- A client's pause after the retry starts a clock of its own
+           -- (pgjobs._pause_since keeps an earlier pause's).
+           paused_at = NULL,
            -- This transaction counts it again toward its client's ceilings
            -- (pgjobs._enter_client_room).
            room_xact = pg_current_xact_id(),
