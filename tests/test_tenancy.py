@@ -192,9 +192,10 @@ def test_a_non_superuser_owner_keeps_working_under_force(conn: Conn, client: str
                   "GRANT SELECT ON ALL TABLES IN SCHEMA pgjobs TO {role}",
                   # The rows a submit locks, as pgjobs' owner may (an advisory
                   # lock, which any role may take, before round 31):
-                  # the scope's gate and the registration.
-                  "GRANT INSERT, UPDATE ON pgjobs.scope_locks, pgjobs.target_registry"
-                  " TO {role}",
+                  # the scope's gate, the registration, and (since 0062) the
+                  # client's ceilings' row, which every client submit locks.
+                  "GRANT INSERT, UPDATE ON pgjobs.scope_locks, pgjobs.target_registry,"
+                  " pgjobs.client_room_locks TO {role}",
                   "GRANT SELECT, DELETE ON user_table_rows TO {role}")
     try:
         conn.execute(f"ALTER TABLE pgjobs.jobs OWNER TO {owner}")

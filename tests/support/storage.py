@@ -27,6 +27,7 @@ by a test see the same configuration.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import importlib.util
@@ -79,10 +80,20 @@ def _listens(pid: int, port: int) -> bool | None:
     """Whether process ``pid`` holds a socket listening on TCP ``port`` (Linux's
     /proc); None where /proc cannot tell."""
     try:
-        fds = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
         table = Path("/proc/net/tcp").read_text().splitlines()[1:]
     except OSError:
         return None
+    # A process that is exiting (it could not bind the port, say) loses its
+    # fds while they are read: it listens on nothing. Taking that for "cannot
+    # tell" let a connection to another program on the port pass for it.
+    fds: set[str] = set()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in names:
+        with contextlib.suppress(OSError):
+            fds.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
     for line in table:
         fields = line.split()
         if (fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port
