@@ -10,9 +10,11 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The NOTIFY channels carrying the full events of the jobs of (p_targets[i],
 -- p_scopes[i]), in that order: 'pgjobs_' and 40 hex digits of
--- sha256(secret, target OID, scope), the secret being 256 random bits made
--- by migration 0006 that no client can read. Unguessable without the
--- secret, so only a caller that pgjobs.channel let through learns one. The
+-- sha256(secret, target OID, scope), the secret being 256 random bits
+-- (settings key 'channel_name_secret', made by migration 0069, replaced by
+-- pgjobs.rotate_channel_secret) that no client can read. Unguessable
+-- without the secret, so only a caller that pgjobs.channel let through
+-- learns one, and a rotation ends every name learned before it. The
 -- scopes must be canonical (as pgjobs.jobs stores them); a NULL target or
 -- scope, or no secret, gives NULL. The one place the name is made:
 -- pgjobs._channel_name is this for one pair, and pgjobs._notify_many names
@@ -22,7 +24,7 @@ AS $$
 -- per pair (no statement to start per job). Locks nothing.
 DECLARE
     v_secret text := (SELECT s.value #>> '{}' FROM pgjobs.settings s
-                       WHERE s.key = 'channel_secret');
+                       WHERE s.key = 'channel_name_secret');
     v_names text[] := '{}'::text[];
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(p_targets), 0) LOOP

@@ -79,11 +79,17 @@ BEGIN
     -- p_target, p_scope, p_place the writer queued behind): a copy of the rule
     -- here warned of a paused writer that never started and was not due (or
     -- an import unclaimed for 10 minutes), which holds nothing. Dynamic SQL
-    -- because the rule is SQL text; doctor is not on any hot path.
+    -- because the rule is SQL text; doctor is not on any hot path. Of those a
+    -- client paused, it says when the engine cancels each
+    -- (pgjobs._expire_client_pauses, after max_client_pause).
     check_name := 'jobs.paused';
     fix := NULL;
     EXECUTE format($paused$
-        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at)
+        SELECT array_agg(w.id ORDER BY w.id), max(now() - w.updated_at),
+               string_agg(format('job %%s in %%s', w.id,
+                                 date_trunc('second', greatest(w.paused_at + $2 - now(),
+                                                               interval '0'))),
+                          ', ' ORDER BY w.paused_at, w.id) FILTER (WHERE NOT w.paused_by_admin)
           FROM pgjobs.jobs w
          WHERE w.status = 'paused' AND w.writes
            AND ($1 IS NULL OR w.target = $1)
@@ -94,8 +100,8 @@ BEGIN
                 WHERE q.target = w.target AND q.scope = w.scope
                   AND q.status = 'queued' AND q.writes
                   AND %s)$paused$, pgjobs._gate_clause())
-      INTO v_ids, v_oldest
-      USING p_target;
+      INTO v_ids, v_oldest, v_error
+      USING p_target, pgjobs._max_client_pause();
     IF v_ids IS NULL THEN
         status := 'ok';
         detail := 'no paused writing job keeps later writers of its scope waiting';
@@ -103,7 +109,12 @@ BEGIN
         status := 'warn';
         detail := format('%s paused writing job(s), paused up to %s ago, keep later writers of '
                          'their scope waiting (ids %s)', cardinality(v_ids),
-                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '));
+                         date_trunc('second', v_oldest), array_to_string(v_ids[1:20], ', '))
+                  || CASE WHEN v_error IS NOT NULL
+                          THEN format('; paused by a client, so the engine cancels them once '
+                                      'paused for max_client_pause (%s): %s',
+                                      pgjobs._max_client_pause(), left(v_error, 1000))
+                          ELSE '' END;
         fix := format('SELECT pgjobs.resume(id) FROM pgjobs.jobs WHERE id = ANY (%L::bigint[]);  '
                       '-- or pgjobs.cancel(id) to let the scope move on', v_ids);
     END IF;

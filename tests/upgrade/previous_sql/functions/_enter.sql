@@ -20,7 +20,8 @@ AS $$
 -- has its body named with one leading '_' (pgjobs._confined_targets_as).
 -- Then pgjobs._caller() returns p_caller, and pgjobs._entered() names
 -- p_entry, for the rest of the internal's call: the transaction-local
--- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>', depth = the number
+-- setting pgjobs.call_<depth> ('<p_entry>/<p_caller>/<seal>', the seal
+-- pgjobs._call_seal's, which needs the engine's secret; depth = the number
 -- of PG_CONTEXT lines from the bottom of the stack up to the internal's)
 -- keeps them, counted only while the internal is on the stack at that
 -- depth (pgjobs._entered), and cleared when it returns (every internal
@@ -44,6 +45,7 @@ DECLARE
     v_at integer;
     v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -77,8 +79,24 @@ BEGIN
                           p_entry, '_' || ltrim(p_entry, '_'));
     END IF;
     -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- sealed: only this function can write a slot that pgjobs._entered
+    -- honours. pgjobs._call_seal's formula, written out as _entered writes
+    -- it: a call of it cost ~20-40 us of every client call (its SET
+    -- clauses). Every client call fails if this and _entered's differ;
+    -- tests/test_trust_stack_forgery.py checks this one against
+    -- pgjobs._call_seal itself.
+    IF has_table_privilege('pgjobs.settings', 'SELECT') THEN
+        SELECT encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
+                   || encode(sha256(convert_to(jsonb_build_array(
+                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - 1, p_entry,
+                          p_caller, current_user, pg_backend_pid())::text, 'UTF8')), 'hex'),
+                   'UTF8')), 'hex')
+          INTO v_seal
+          FROM pgjobs.settings st WHERE st.key = 'channel_secret';
+    END IF;
     PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
-                       p_entry || '/' || p_caller, true);  -- pgjobs._entered
+                       p_entry || '/' || p_caller || '/' || v_seal,
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;

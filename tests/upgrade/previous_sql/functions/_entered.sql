@@ -11,22 +11,26 @@ AS $$
 -- The client call now running, as ARRAY[entry, caller, depth], or NULL
 -- when no client call is running. pgjobs._enter keeps each call in a
 -- setting named by its depth on the call stack (pgjobs.call_<depth>:
--- '<entry>/<caller>', depth = the number of PG_CONTEXT lines from the
+-- '<entry>/<caller>/<seal>', depth = the number of PG_CONTEXT lines from the
 -- bottom of the stack up to the internal pgjobs._<entry>_as). The innermost
 -- frame pair on the stack that is an internal pgjobs._<x>_as called by its
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
 -- is intact when it returns). Any role may set pgjobs.* settings itself,
--- so a setting alone proves nothing: a value a client set, or one left by
--- an earlier call of the transaction or session, counts only while a live
--- _as frame stands at its depth, and that frame's _enter overwrote it.
+-- so a setting alone proves nothing: it counts only with the seal _enter
+-- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
+-- entry and caller, and only while a live _as frame stands at its depth: a
+-- value a role set itself names no one, even under PG_CONTEXT lines its
+-- own text imitates frames with; one left by an earlier call of the
+-- transaction or session was cleared (pgjobs._leave) or overwritten.
 -- Such a frame pair with no matching setting (code that ran inside the
 -- call changed it) is refused (42501) rather than read as "no call",
 -- which would let the internal's SECURITY DEFINER rights pass for the
 -- caller's. The frames are read as pgjobs._enter reads them
 -- (pgjobs._stack, in any language of lc_messages).
--- pgjobs._caller, pgjobs._require_entry and pgjobs._leave read it.
+-- pgjobs._caller and pgjobs._require_entry read it (pgjobs._leave where it
+-- cannot read its body on line 2 itself).
 -- Locks nothing.
 DECLARE
     v_stack text[];
@@ -38,6 +42,7 @@ DECLARE
     v_body text;
     v_slot text;
     v_entry text;
+    v_seal text;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -69,11 +74,36 @@ BEGIN
         CONTINUE WHEN v_body IS NULL
             OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
                             OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
+        -- made for this depth, entry and caller (pgjobs._call_seal). The frames
+        -- are text, and text a role wrote (an SQL statement, a quoted name) can
+        -- hold lines that imitate a body and its entry point; the seal cannot
+        -- be made without the engine's secret, so such lines over a slot a
+        -- role set itself are refused as a changed setting is.
         v_slot := current_setting('pgjobs.call_' || (v_n - i + 1), true);
+        v_seal := right(v_slot, 64);
+        v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
+            v_seal := NULL;
+        ELSIF has_table_privilege('pgjobs.settings', 'SELECT') THEN
+            -- pgjobs._call_seal's formula, written out: a call of it costs
+            -- ~15 us more (its SET clauses), and this runs a few times in
+            -- every client call. Every client call fails if the two differ.
+            SELECT CASE WHEN encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
+                       || encode(sha256(convert_to(jsonb_build_array(
+                              'pgjobs call', st.value #>> '{}', v_n - i + 1, v_entry,
+                              substr(v_slot, length(v_entry) + 2), current_user,
+                              pg_backend_pid())::text, 'UTF8')), 'hex'), 'UTF8')), 'hex')
+                       = v_seal THEN v_seal END
+              INTO v_seal
+              FROM pgjobs.settings st WHERE st.key = 'channel_secret';
+        ELSE
+            v_seal := NULL;
+        END IF;
+        IF v_seal IS NULL THEN
             RAISE EXCEPTION 'permission denied: the setting of the running call to pgjobs.% was changed',
                             coalesce(v_entry, v_body)
                 USING ERRCODE = '42501',

@@ -265,13 +265,17 @@ BEGIN
     END IF;
     INSERT INTO pgjobs.jobs (kind, target, scope, priority, payload, options, max_attempts,
                              run_at, lease, predicate, assignments, submitted_by,
-                             submitted_by_oid, target_columns, queued_at)
+                             submitted_by_oid, target_columns, queued_at, room_xact)
     SELECT p_kind, p_target, p_scope, v_priority, p_payload, p_options, v_max_attempts,
            v_run_at, v_lease, p_predicate, p_assignments, c.caller,
            (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = c.caller),
            v_columns,
            -- An export's or import's turn between tenants.
-           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at)
+           pgjobs._tenant_turn(p_kind, p_target, p_scope, v_run_at),
+           -- This transaction counts it toward the client's ceilings: its
+           -- next submit for the client locks it exclusively
+           -- (pgjobs._enter_client_room).
+           pg_current_xact_id()
       FROM (SELECT pgjobs._caller() AS caller) c
     RETURNING * INTO v_job;
     RETURN v_job;

@@ -28,7 +28,9 @@ DECLARE
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
     PERFORM pgjobs._target_recent(p_target);
-    PERFORM pgjobs._require(p_target, 'SELECT');
+    -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
+    -- the same one check, without a second read of the call stack.
+    PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
     PERFORM pgjobs._require_scope(p_target, p_scope);
     -- Jobs store canonical scopes: '01' masks what a delete on '1' deletes.
     SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;

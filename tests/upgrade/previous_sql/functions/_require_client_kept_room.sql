@@ -20,23 +20,32 @@ AS $$
 -- takes; not by a retry, which makes no new row. Administrators
 -- (pgjobs_admin members, superusers: the caller, pgjobs._caller) are not
 -- held to it, nor are jobs of a role that no longer exists (p_submitter
--- NULL). The count uses jobs_submitter_oid_idx and stops at the ceiling.
--- Locks nothing far from the ceiling; near it (pgjobs._near_ceiling) the
--- client's row of pgjobs.client_room_locks (pgjobs._lock_client_room), and
--- counts again under it, as pgjobs._require_client_room does and for the
--- same reasons.
+-- NULL). The count uses jobs_submitter_xact_idx and stops at the ceiling.
+-- Counts under the client's lock (pgjobs._enter_client_room: shared for a
+-- transaction's first submit, exclusive once it submitted a job of the
+-- client), and near the ceiling (pgjobs._near_ceiling) takes it at
+-- strength 'near' and counts again, as pgjobs._require_client_room does
+-- and for the same reasons. Locks: the client's row of
+-- pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_max integer;
     v_kept integer;
+    v_locked boolean;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_max := coalesce((pgjobs._defaults() ->> 'max_jobs_kept_per_client')::integer, 100000);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     SELECT count(*) INTO v_kept
       FROM (SELECT 1 FROM pgjobs.jobs j WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;
-    IF pgjobs._near_ceiling(v_kept, v_max) THEN
-        PERFORM pgjobs._lock_client_room(p_submitter);
+    IF NOT v_locked AND pgjobs._near_ceiling(v_kept, v_max) THEN
+        PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
         SELECT count(*) INTO v_kept  -- again, under the lock
           FROM (SELECT 1 FROM pgjobs.jobs j
                  WHERE j.submitted_by_oid = p_submitter LIMIT v_max) s;

@@ -24,34 +24,41 @@ AS $$
 -- caller, pgjobs._caller) are not held to it, nor are jobs of a role that
 -- no longer exists (p_submitter NULL). The counts use
 -- jobs_pending_submitter_idx and stop at the ceiling.
--- Locks nothing while the client is far from its ceilings: a lock of the
--- client held to the end of every submit's transaction made a client's
--- open transaction hold back its submits to every other scope, and one
--- role often submits for every tenant of an application (the client lock
--- of migration 0050, backed out). Near a ceiling (a count without the lock
--- within a tenth of it, at least 1: pgjobs._near_ceiling) it takes the
--- client's lock (pgjobs._lock_client_room, a row of
--- pgjobs.client_room_locks, to the end of the transaction) and counts
--- again, with a fresh snapshot (VOLATILE, under READ COMMITTED): there the
--- client's submitting transactions count one after the other, so two
--- sessions that each saw N-1 jobs no longer both pass a ceiling of N. A
--- count without the lock misses the jobs other sessions of the client
--- added and have not committed: sessions submitting at once can still pass
--- a ceiling by however many of them, each adding one, exceed the margin
--- (at most the ceiling each; a role's CONNECTION LIMIT bounds how many
--- such sessions it has). Under REPEATABLE READ or SERIALIZABLE the recount
--- keeps the transaction's snapshot and is no more exact than the first.
--- A transaction that holds the lock (its client near a ceiling) holds back
--- the client's other submits and retries near it until it ends, not other
+-- The counts are made under the client's lock (pgjobs._enter_client_room,
+-- a row of pgjobs.client_room_locks, to the end of the transaction): shared
+-- for a transaction's first submit or retry of the client, so a client's
+-- single submits far from its ceilings never wait for each other (a lock
+-- of the client held exclusively to the end of every submit's transaction
+-- made a client's open transaction hold back its submits to every other
+-- scope, and one role often submits for every tenant of an application:
+-- the client lock of migration 0050, backed out); exclusive once the
+-- transaction already submitted or retried a job of the client, so
+-- transactions that submit many jobs count one after the other, each
+-- seeing every job of the others (a count sees no other session's
+-- uncommitted jobs: two sessions that each submitted 85 jobs in one
+-- transaction under a ceiling of 100 both passed, before 0062). Near a
+-- ceiling (a count within a tenth of it, at least 1: pgjobs._near_ceiling)
+-- it takes the lock at strength 'near' too and counts again, with a fresh
+-- snapshot (VOLATILE, under READ COMMITTED): there the client's submitting
+-- transactions count one after the other, so two sessions that each saw
+-- N-1 jobs no longer both pass a ceiling of N. What a count still misses
+-- is the one job each of the client's other single-submit transactions
+-- added far from the ceiling and has not committed: sessions submitting
+-- at once can pass a ceiling by however many of them, each adding one,
+-- exceed the margin (a role's CONNECTION LIMIT bounds how many such
+-- sessions it has). Under REPEATABLE READ or SERIALIZABLE both counts use
+-- the transaction's first snapshot: jobs the client's other transactions
+-- committed after it are not seen, so such a transaction can pass a
+-- ceiling by up to a whole ceiling (docs/operations.md says so).
+-- A transaction that holds the lock exclusively or near a ceiling holds
+-- back the client's other submits and retries until it ends, not other
 -- clients' nor administrators'; a call acting for another role (a retry of
 -- the client's job by a role with the kind's privilege, or an
 -- administrator) never takes the client's lock (pgjobs._lock_client_room).
--- A transaction that submits many jobs is seen by other sessions' counts
--- only when it commits: sessions that each submit many jobs in one
--- transaction can together pass a ceiling by up to the ceiling less the
--- margin (docs/operations.md). Locks: the client's row of
--- pgjobs.client_room_locks, near a ceiling only.
+-- Locks: the client's row of pgjobs.client_room_locks.
 DECLARE
+    v_caller text;
+    v_own boolean;
     v_defaults jsonb;
     v_max integer;
     v_max_kinds integer;
@@ -59,12 +66,16 @@ DECLARE
     v_kinds integer;
     v_locked boolean := false;
 BEGIN
-    IF p_submitter IS NULL OR pg_has_role(pgjobs._caller(), 'pgjobs_admin', 'MEMBER') THEN
+    v_caller := pgjobs._caller();  -- once: it reads the call stack
+    IF p_submitter IS NULL OR pg_has_role(v_caller, 'pgjobs_admin', 'MEMBER') THEN
         RETURN;
     END IF;
+    v_own := coalesce(p_submitter = (SELECT r.oid FROM pg_catalog.pg_roles r
+                                      WHERE r.rolname = v_caller), false);
     v_defaults := pgjobs._defaults();
     v_max := coalesce((v_defaults ->> 'max_pending_per_client')::integer, 10000);
     v_max_kinds := coalesce((v_defaults ->> 'max_kinds_per_client')::integer, 100);
+    v_locked := pgjobs._enter_client_room(p_submitter, v_own);
     LOOP
         SELECT count(*) INTO v_pending
           FROM (SELECT 1 FROM pgjobs.jobs j
@@ -72,7 +83,7 @@ BEGIN
                    AND j.status IN ('queued', 'running', 'paused')
                  LIMIT v_max) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_pending, v_max) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter);
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;
@@ -113,7 +124,7 @@ BEGIN
           FROM (SELECT 1 FROM k WHERE k.kind IS NOT NULL AND NOT pgjobs._builtin_kind(k.kind)
                  LIMIT v_max_kinds) s;
         IF NOT v_locked AND pgjobs._near_ceiling(v_kinds, v_max_kinds) THEN
-            PERFORM pgjobs._lock_client_room(p_submitter);
+            PERFORM pgjobs._lock_client_room(p_submitter, 'near', v_own);
             v_locked := true;
             CONTINUE;  -- count again under the lock
         END IF;

@@ -150,6 +150,12 @@ BEGIN
            payload = payload - 'unchecked_walk',
            finished_at = NULL, started_at = NULL, cancel_requested_at = NULL,
            run_at = now(),
+           -- A client's pause after the retry starts a clock of its own
+           -- (pgjobs._pause_since keeps an earlier pause's).
+           paused_at = NULL,
+           -- This transaction counts it again toward its client's ceilings
+           -- (pgjobs._enter_client_room).
+           room_xact = pg_current_xact_id(),
            -- An export's or import's turn between tenants, as at its submit.
            queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope, now()),
            checkpoint = v_checkpoint,

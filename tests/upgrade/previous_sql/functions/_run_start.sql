@@ -13,9 +13,13 @@ AS $$
 -- pgjobs from another database) and returns the call's deadline
 -- (pgjobs._run_deadline: 22023 for a bad budget). pgjobs.run is a thin
 -- shell that may only assign results of pinned functions, hence one
--- function for both. Locks: the note's settings row, briefly (never waits).
+-- function for both. Also cancels the writing jobs a client paused longer
+-- than max_client_pause ago (pgjobs._expire_client_pauses: a probe, then
+-- SKIP LOCKED), once a call, so that the bound holds where pgjobs.prune is
+-- not scheduled. Locks: the note's settings row, briefly (never waits).
 BEGIN
     PERFORM pgjobs._engine_seen('run');
+    PERFORM pgjobs._expire_client_pauses();
     RETURN pgjobs._run_deadline(p_budget);
 END
 $$;

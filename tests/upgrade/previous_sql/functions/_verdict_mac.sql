@@ -10,8 +10,9 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- The seal of a verdict kept in a session setting (pgjobs._verdict_fresh):
 -- 64 hex digits of a nested sha256 over the engine's secret (migration
--- 0006's channel_secret, which no client can read), the verdict's key
--- (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
+-- 0006's channel_secret, which no client can read; channel names have
+-- their own since 0069, so rotating theirs leaves verdicts sealed), the
+-- verdict's key (which pgjobs._verdict_keep and _verdict_fresh make of the slot and what
 -- the verdict is about, so a seal is good in its own slot only), the role
 -- it was reached as (current_user), this backend's pid and the time p_at.
 -- Anyone can SET a pgjobs.* setting; without the secret nobody can make a

@@ -23,6 +23,9 @@ AS $$
 --      open multipart uploads, temporary files, staged parts);
 --   3. trims pg_cron's run history (cron.job_run_details) of pgjobs' own
 --      cron jobs older than p_retention: it grows without bound otherwise;
+--   1b. cancels the writing jobs a client (not an administrator) paused
+--      longer than set_defaults' max_client_pause ago
+--      (pgjobs._expire_client_pauses): they hold their scope's later writers;
 --   4. deletes the gate lock rows (pgjobs.scope_locks, pgjobs._lock_scope)
 --      of scopes no writing job row is left of (the last pruned in step 1,
 --      past p_retention), 10,000 a call, skipping those a submit holds: a submit makes one per (target,
@@ -30,7 +33,8 @@ AS $$
 --      scopes (each under its ceilings at any one time) grew the table
 --      without end. A later submit of the scope makes its row again.
 -- Returns a summary: {"rescued": {...}, "items_rescued": {...}, "deleted", "more",
--- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted"}. Locks: the rows it changes or
+-- "objects_queued", "leftovers_queued", "cron_runs_trimmed", "scope_locks_deleted",
+-- "client_room_locks_deleted", "pauses_expired"}. Locks: the rows it changes or
 -- deletes; a finished job's row another transaction holds (a retry in
 -- flight) is skipped, so concurrent prunes never wait for each other.
 DECLARE
@@ -42,6 +46,8 @@ DECLARE
     v_leftovers bigint;
     v_trimmed bigint := 0;
     v_scope_locks bigint;
+    v_client_room_locks bigint;
+    v_pauses integer;
     -- pg_cron's own relations, read as found (by oid), never by name.
     v_runs regclass := pgjobs._cron_relation('job_run_details');
     v_jobs regclass := pgjobs._cron_relation('job');
@@ -56,6 +62,8 @@ BEGIN
     PERFORM pgjobs._engine_seen('prune');  -- what doctor sees of a pg_cron elsewhere
     v_rescued := pgjobs._rescue_expired();
     v_items := pgjobs._items_rescue();  -- fan-out items whose lease expired
+    -- Writing jobs a client paused longer than max_client_pause: canceled.
+    v_pauses := pgjobs._expire_client_pauses();
 
     WITH doomed AS (
         SELECT d.id FROM pgjobs.jobs d
@@ -221,11 +229,31 @@ BEGIN
                          FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_scope_locks = ROW_COUNT;
 
+    -- Likewise a client's row of pgjobs.client_room_locks (its ceilings'
+    -- lock, pgjobs._lock_client_room: made the first time the client came
+    -- near a ceiling or submitted two jobs in one transaction, and kept):
+    -- deleted once the client keeps no job (all pruned above) or its role
+    -- is gone, skipping any a transaction holds. A transaction of the
+    -- client that has jobs not yet committed holds its row (at least
+    -- shared), so none is deleted under it; one that comes after makes it
+    -- again when it needs it.
+    DELETE FROM pgjobs.client_room_locks l
+     WHERE l.ctid IN (SELECT c.ctid FROM pgjobs.client_room_locks c
+                       WHERE NOT EXISTS (SELECT FROM pgjobs.jobs j
+                                          WHERE j.submitted_by_oid = c.submitter_oid)
+                          OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r
+                                          WHERE r.oid = c.submitter_oid)
+                       LIMIT v_batch
+                         FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_client_room_locks = ROW_COUNT;
+
     RETURN jsonb_build_object('rescued', v_rescued, 'items_rescued', v_items,
+                              'pauses_expired', v_pauses,
                               'deleted', v_deleted, 'more', v_deleted >= v_batch,
                               'objects_queued', v_objects, 'leftovers_queued', v_leftovers,
                               'cron_runs_trimmed', v_trimmed,
-                              'scope_locks_deleted', v_scope_locks);
+                              'scope_locks_deleted', v_scope_locks,
+                              'client_room_locks_deleted', v_client_room_locks);
 END
 $$;
 
@@ -234,4 +262,6 @@ COMMENT ON FUNCTION pgjobs.prune(interval) IS
 '10,000 a call ("more": true when some are left for the next call; queueing pruned exports'' '
 'objects and imports'' rejects objects for deletion by a worker), '
 'trims pg_cron''s run history of pgjobs'' entries, and deletes the gate lock rows of scopes '
-'no writing job is left of, once pruned (scope_locks_deleted). Returns a jsonb summary.';
+'no writing job is left of, once pruned (scope_locks_deleted), and the ceiling lock rows of '
+'clients that keep no job (client_room_locks_deleted); cancels writing jobs a client '
+'paused longer than max_client_pause ago (pauses_expired). Returns a jsonb summary.';

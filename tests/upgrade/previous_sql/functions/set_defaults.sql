@@ -59,6 +59,12 @@ AS $$
 --   a submitter who is not an administrator may keep: the batch whose
 --   rejects would pass it fails the job as too many rejects do, 22000, its
 --   rejects before the one that would pass it kept (pgjobs.import_batch).
+--   max_client_pause (interval string, 1 second .. 100 years, default 1
+--   hour): how long a writing job paused by a role that is not an
+--   administrator may stay paused; then the engine cancels it
+--   (pgjobs._expire_client_pauses, run by pgjobs.prune and pgjobs.run),
+--   since it holds its scope's later writers. Administrators' pauses are
+--   not bounded.
 --   max_rows_per_second, page_delay, max_replica_lag_bytes, max_wal_rate,
 --   pause_on_autovacuum, max_xact_age: the throttling options of writing
 --   jobs (pgjobs._throttle_options). They are merged into the options of
@@ -71,12 +77,15 @@ DECLARE
     v_opt record;
     v_int record;
     v_known text;
+    v_pause interval;
 BEGIN
     -- Every integer setting is a row of pgjobs._integer_defaults: the hint
     -- lists them from it and one check below holds each to its range.
     SELECT 'known defaults: notify_target_scope (boolean), '
            || string_agg(format('%s (integer %s to %s: %s)', d.name, d.low, d.high,
                                 d.description), ', ' ORDER BY d.ord)
+           || ', max_client_pause (interval, 1 second to 100 years, default 1 hour: then a '
+           || 'writing job a client paused is canceled)'
            || ', max_rows_per_second, max_replica_lag_bytes, max_wal_rate (integers, 0: no '
            || 'limit), page_delay, max_xact_age (intervals, "0": none), pause_on_autovacuum '
            || '(boolean)'
@@ -89,7 +98,7 @@ BEGIN
     FOR v_opt IN SELECT e.key, e.value FROM jsonb_each(p_options) e LOOP
         SELECT d.name, d.low, d.high INTO v_int
           FROM pgjobs._integer_defaults() d WHERE d.name = v_opt.key;
-        IF v_opt.key <> 'notify_target_scope' AND v_int.name IS NULL
+        IF v_opt.key NOT IN ('notify_target_scope', 'max_client_pause') AND v_int.name IS NULL
            AND NOT v_opt.key = ANY (pgjobs._throttle_keys()) THEN
             RAISE EXCEPTION 'unknown default "%"', v_opt.key
                 USING ERRCODE = '22023', HINT = v_known;
@@ -99,6 +108,23 @@ BEGIN
             RAISE EXCEPTION 'default "%" must be a boolean (or null to reset it), not %',
                 v_opt.key, v_opt.value
                 USING ERRCODE = '22023', HINT = v_known;
+        END IF;
+        IF v_opt.key = 'max_client_pause' AND jsonb_typeof(v_opt.value) <> 'null' THEN
+            BEGIN
+                v_pause := CASE WHEN jsonb_typeof(v_opt.value) = 'string'
+                                THEN (v_opt.value #>> '{}')::interval END;
+            EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow
+                           OR interval_field_overflow THEN
+                v_pause := NULL;
+            END;
+        END IF;
+        IF v_opt.key = 'max_client_pause' AND jsonb_typeof(v_opt.value) <> 'null'
+           AND (v_pause IS NULL OR v_pause < interval '1 second'
+                OR v_pause > interval '100 years') THEN
+            RAISE EXCEPTION 'default "max_client_pause" must be an interval from 1 second to '
+                            '100 years, not %', v_opt.value
+                USING ERRCODE = '22023',
+                HINT = 'For example pgjobs.set_defaults(''{"max_client_pause": "4 hours"}'').';
         END IF;
         IF v_int.name IS NOT NULL AND jsonb_typeof(v_opt.value) <> 'null' THEN
             PERFORM pgjobs._option_int(v_int.name, v_opt.value, v_int.low, v_int.high);
@@ -141,6 +167,9 @@ COMMENT ON FUNCTION pgjobs.set_defaults(jsonb) IS
 'max_reject_bytes_per_job (the most bytes of rejects, octet_length of each reject''s reason and '
 'record as kept, an import such a submitter submitted may keep, 1 to 2147483647, default '
 '16777216 (16 MiB): the batch whose rejects would pass it fails the job with 22000); '
+'max_client_pause (an interval, 1 second to 100 years, default 1 hour: a writing job paused by '
+'a role that is not an administrator is canceled by the engine, event canceled, once paused '
+'that long, since it holds its scope''s later writers; pgjobs.retry queues it again); '
 'the throttling options of writing jobs max_rows_per_second, page_delay, max_replica_lag_bytes (default 256 MB), max_wal_rate, '
 'pause_on_autovacuum (default true), max_xact_age, merged into the options of every writing job '
 'submitted later (0 turns a limit off). A key set to null goes back to its default; an unknown '
