@@ -18330,9 +18330,11 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition or inheritance child of it
--- (and, for the partition keys, every partitioned table the target is a
--- partition of):
+-- Covered, for the target and every partition or inheritance child of it,
+-- every table or view its rules' actions (or a view's query) name, and
+-- every table whose foreign key references it with an ON DELETE or ON
+-- UPDATE action, at any depth (and, for the partition keys, every
+-- partitioned table the target is a partition of):
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
@@ -18364,10 +18366,36 @@ DECLARE
 BEGIN
     -- The target and every table its statements reach without ONLY:
     -- partitions and inheritance children, at any depth.
+    -- And every table a statement on them writes or reads besides, at any
+    -- depth: the tables and views their rules name (a DO ALSO or DO
+    -- INSTEAD action, a view's query), whose triggers, rules and policies
+    -- (a view's functions) run as pgjobs too; and the tables whose foreign
+    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
+    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
+    -- owner but its AFTER triggers later, as pgjobs.
     WITH RECURSIVE tree (relid) AS (
         SELECT p_target::oid
         UNION
-        SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
+        SELECT n.relid
+          FROM tree t
+          CROSS JOIN LATERAL (
+              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT con.conrelid
+                FROM pg_depend d
+                JOIN pg_constraint con ON con.oid = d.objid
+               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                 AND d.classid = 'pg_constraint'::regclass
+                 AND con.contype = 'f' AND con.confrelid = t.relid
+                 AND (con.confdeltype IN ('c', 'n', 'd')
+                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
     SELECT array_agg(t.relid) INTO v_rels FROM tree t;
     -- The objects that hold the tables' code: defaults and generated
     -- columns, constraints, triggers, policies, rules, indexes; and the
