@@ -108,6 +108,34 @@ def test_the_top_level_imports_no_client(args: tuple[str, ...]) -> None:
     assert sorted(imported & set(CLIENTS)) == []
 
 
+VERSION_WITHOUT_SCAN = """
+import importlib.metadata
+
+
+def scan():
+    raise AssertionError("packages_distributions(): read every installed distribution")
+
+
+importlib.metadata.packages_distributions = scan
+from pgjobs.cli.main import main
+
+main(["--version"], prog_name="pgjobs")
+"""
+
+
+def test_the_version_is_read_from_its_own_distribution() -> None:
+    """`pgjobs --version` named the import package (pgjobs), not the
+    distribution (pgjobs-engine): click then mapped it through
+    importlib.metadata.packages_distributions(), which reads the file list
+    of every installed distribution (~0.09 s in the dev virtualenv)."""
+    done = subprocess.run([sys.executable, "-c", VERSION_WITHOUT_SCAN], capture_output=True,
+                          text=True, timeout=60, cwd=tempfile.gettempdir())
+    from importlib.metadata import version
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"pgjobs, version {version('pgjobs-engine')}\n"
+
+
 @pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
 def test_a_commands_help_imports_no_client(path: tuple[str, ...]) -> None:
     code, imported = run(*path, "--help")
