@@ -14,15 +14,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from pgjobs import db, queries
 from pgjobs.cli.progress import bar_columns
 from pgjobs.errors import Conflict, NotReady, PgjobsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 TARGET = "demo.user_table_rows"
 
@@ -71,6 +70,8 @@ def _run_job_in_background(dsn: str, job_id: int) -> threading.Thread:
 def _follow(console: Console, conn: Any, job_id: int, label: str,
             midway: Any = None, total: int | None = None) -> Outcome:
     """Draw a progress bar from the job row until the job ends."""
+    from rich.progress import Progress
+
     started = time.monotonic()
     midway_done = midway is None
     with Progress(*bar_columns(f"[bold]{label}[/]"), console=console, transient=False) as progress:
@@ -93,6 +94,9 @@ def _follow(console: Console, conn: Any, job_id: int, label: str,
 
 
 def run_demo(dsn: str, rows: int, storage: str, console: Console | None = None) -> list[Outcome]:
+    from rich.console import Console
+    from rich.table import Table
+
     from pgjobs.migrate import migrate
 
     console = console or Console()

@@ -42,7 +42,7 @@ from pgjobs.errors import InvalidInput, NotReady, PermissionDenied
 @click.option("--storage", envvar="PGJOBS_STORAGE", show_envvar=True, default=DEFAULT_STORAGE,
               show_default=True, help="Where exports go: file://DIR, s3://bucket/prefix, "
               "gs://..., az://..., memory://.")
-@click.version_option(package_name="pgjobs")
+@click.version_option(package_name="pgjobs-engine")
 @click.pass_context
 def main(ctx: click.Context, dsn: str | None, storage: str) -> None:
     """pgjobs: bulk background jobs (delete, backfill, export) inside PostgreSQL."""

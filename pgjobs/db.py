@@ -16,13 +16,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import psycopg
-from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from pgjobs import queries
 from pgjobs.errors import (
@@ -32,14 +26,41 @@ from pgjobs.errors import (
     privilege_hint,
     refused_name,
 )
+from pgjobs.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg.conninfo
+    import psycopg.rows
+    import psycopg.types.json
+    from psycopg import pq
+    from psycopg.types.json import Jsonb
+else:
+    # Imported when first used, not with this module: the CLI imports the
+    # connector, and `pgjobs --help` must not pay for psycopg (pgjobs/lazy.py).
+    psycopg = lazy_module("psycopg")
+    pq = lazy_module("psycopg.pq")
 
 Row = dict[str, Any]
-# A connection as the connector opens it (dict rows): the poller's annotations.
-Connection = psycopg.Connection[Row]
-# What psycopg raises, untranslated: PEP 249's Error, the base of every class it
-# raises. The poller catches it where it sorts errors itself (connection_lost,
-# recovery conflicts, the record a COPY refused) rather than as one line.
-Error = psycopg.Error
+if TYPE_CHECKING:
+    # A connection as the connector opens it (dict rows): the poller's annotations.
+    Connection = psycopg.Connection[Row]
+    # What psycopg raises, untranslated: PEP 249's Error, the base of every class it
+    # raises. The poller catches it where it sorts errors itself (connection_lost,
+    # recovery conflicts, the record a COPY refused) rather than as one line.
+    Error = psycopg.Error
+    AsyncConn = psycopg.AsyncConnection[Row]
+else:
+    def __getattr__(name: str) -> Any:
+        """``Connection``, ``Error`` and ``AsyncConn``, psycopg's, read when first
+        used (``except db.Error`` reads it only when something was raised)."""
+        if name == "Connection":
+            return psycopg.Connection[Row]
+        if name == "Error":
+            return psycopg.Error
+        if name == "AsyncConn":
+            return psycopg.AsyncConnection[Row]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @contextmanager
@@ -83,7 +104,7 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycop
     own transaction)."""
     try:
         return psycopg.connect(
-            dsn, autocommit=autocommit, row_factory=dict_row, application_name=app
+            dsn, autocommit=autocommit, row_factory=psycopg.rows.dict_row, application_name=app
         )
     except psycopg.Error as exc:
         raise from_connect(exc) from exc
@@ -114,7 +135,7 @@ def dsn_problem(dsn: str) -> str | None:
     """Why libpq cannot parse ``dsn`` (the first line of its complaint), else None:
     a DSN that never connects, whatever the network does."""
     try:
-        conninfo_to_dict(dsn)
+        psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "unparsable"
     return None
@@ -129,9 +150,10 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
     psycopg errors are not translated: the exporter tells a lost connection
     (read the chunk again) from others."""
     extra: dict[str, Any] = {}
-    if connect_timeout is not None and "connect_timeout" not in conninfo_to_dict(dsn):
+    if (connect_timeout is not None
+            and "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(dsn)):
         extra["connect_timeout"] = connect_timeout
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
                            application_name=app, client_encoding="utf8", **extra)
     try:
         conn.execute(queries.EXPORT_SESSION_SETTINGS)
@@ -151,7 +173,7 @@ def connect_writer(dsn: str, app: str = "pgjobs import") -> Connection:
     (the importer resumes from the checkpoint, saying who held it). psycopg
     errors are not translated: the importer tells a lost connection (read on
     from the checkpoint) from others."""
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row,
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
                            application_name=app, client_encoding="utf8")
     try:
         conn.execute(queries.EXPORT_SESSION_SETTINGS)
@@ -215,7 +237,7 @@ def jsonb_number(text: str) -> decimal.Decimal:
 
 def jsonb(value: Any) -> Jsonb:
     """``value`` as a jsonb parameter, its numbers exact (:func:`json_text`)."""
-    return Jsonb(value, dumps=json_text)
+    return psycopg.types.json.Jsonb(value, dumps=json_text)
 
 
 def json_text(value: Any) -> str:
@@ -543,14 +565,14 @@ def heartbeat(
 ) -> bool:
     return bool(scalar(conn, queries.HEARTBEAT, {
         "id": job_id, "worker": worker, "done": done,
-        "checkpoint": None if checkpoint is None else Jsonb(checkpoint)}))
+        "checkpoint": None if checkpoint is None else psycopg.types.json.Jsonb(checkpoint)}))
 
 
 def complete(
     conn: psycopg.Connection[Row], job_id: int, worker: str, result: dict[str, Any] | None = None
 ) -> bool:
     return bool(scalar(conn, queries.COMPLETE, {"id": job_id, "worker": worker,
-                                                "result": Jsonb(result or {})}))
+                                                "result": psycopg.types.json.Jsonb(result or {})}))
 
 
 def fail(
@@ -578,20 +600,19 @@ def complete_many(
     """Complete a batch of (id, worker) in one statement; returns the ids completed
     (a job fenced off is left out)."""
     params = {"ids": [job_id for job_id, _ in jobs], "workers": [w for _, w in jobs],
-              "results": None if results is None else [Jsonb(r) for r in results]}
+              "results": None if results is None
+              else [psycopg.types.json.Jsonb(r) for r in results]}
     return {int(r["complete_many"]) for r in rows(conn, queries.COMPLETE_MANY, params)}
 
 
 # --- asyncio (the dashboard, ui/) ---------------------------------------------------
-
-AsyncConn = psycopg.AsyncConnection[Row]
 
 
 async def connect_async(dsn: str, *, app: str = "pgjobs ui") -> AsyncConn:
     """An autocommit dict-row asyncio connection."""
     try:
         return await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, row_factory=dict_row, application_name=app)
+            dsn, autocommit=True, row_factory=psycopg.rows.dict_row, application_name=app)
     except psycopg.Error as exc:
         raise from_connect(exc) from exc
 

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeGuard
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
+else:
+    from pgjobs.lazy import lazy_module
+
+    # Read only to sort an error psycopg raised (so psycopg is imported by then):
+    # importing this module must not import it (`pgjobs --help`, pgjobs/lazy.py).
+    psycopg = lazy_module("psycopg")
 
 
 class PgjobsError(Exception):
@@ -434,7 +443,7 @@ def job_error(exc: BaseException) -> str:
     names one already (``... (SQLSTATE 53200)``, the database's wording) gets
     no second. The one place every poller's ``_fail`` builds it
     (tests/test_job_errors.py holds them to it)."""
-    if isinstance(exc, psycopg.Error) and not isinstance(exc, PgjobsError):
+    if _raised_by_psycopg(exc) and not isinstance(exc, PgjobsError):
         exc = from_psycopg(exc)
     text = words(exc)
     sqlstate = getattr(exc, "sqlstate", None)
@@ -444,6 +453,12 @@ def job_error(exc: BaseException) -> str:
     if hint:
         text = f"{text} (hint: {' '.join(_without_tags(str(hint)).split())})"
     return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _raised_by_psycopg(exc: BaseException) -> TypeGuard[psycopg.Error]:
+    """Whether ``exc`` is a psycopg error, without importing psycopg: a process
+    that has not imported it cannot have one."""
+    return "psycopg" in sys.modules and isinstance(exc, sys.modules["psycopg"].Error)
 
 
 def sqlstates(text: str) -> list[str]:

@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from psycopg.conninfo import conninfo_to_dict
-
 from pgjobs import db, queries
 from pgjobs.errors import PgjobsError, has_generic_privilege_hint
 
@@ -37,6 +35,8 @@ def migration_files(root: Path | None = None) -> list[Path]:
 
 def yoyo_uri(dsn: str) -> str:
     """A yoyo URI for the psycopg 3 backend, from any libpq DSN or URL."""
+    from psycopg.conninfo import conninfo_to_dict  # here: importing this module is cheap
+
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
     dbname = params.pop("dbname", "") or params.get("user", "")
     params["schema"] = "pgjobs"

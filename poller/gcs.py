@@ -29,11 +29,10 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import obstore
+from typing import TYPE_CHECKING, Any
 
 from pgjobs.errors import words
+from pgjobs.lazy import lazy_module
 from pgjobs.poller.upload import (
     CannotResume,
     KeyTaken,
@@ -43,6 +42,11 @@ from pgjobs.poller.upload import (
     require_staged,
     run_parts,
 )
+
+if TYPE_CHECKING:
+    import obstore
+else:
+    obstore = lazy_module("obstore")  # imported when a store is first used (pgjobs/lazy.py)
 
 COMPOSE_MAX = 32
 """Sources per GCS compose request (the service's limit)."""

@@ -53,13 +53,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from obstore.exceptions import AlreadyExistsError, NotFoundError
-from obstore.store import MemoryStore, from_url
-
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
+from pgjobs.lazy import lazy_module
 from pgjobs.poller import azblob, gcs, https
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, URL, permanent_tls_error
@@ -71,6 +69,14 @@ from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
+if TYPE_CHECKING:
+    import obstore.exceptions as obstore_errors
+    import obstore.store as obstore_stores
+else:
+    # Imported when a store is first used: `pgjobs export --help` imports this
+    # module and must not import obstore (pgjobs/lazy.py).
+    obstore_errors = lazy_module("obstore.exceptions")
+    obstore_stores = lazy_module("obstore.store")
 
 log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
@@ -82,7 +88,12 @@ _TMP_RE = re.compile(r"^\.(?P<name>.+)\.pgjobs-(?P<token>[A-Za-z0-9_-]+)\.tmp$"
                      r"|^(?P<old>[^.].*)\.pgjobs-tmp$")
 _REFUSED_CHARS = re.compile(r"[\x00-\x1f\x7f\\%?#]")
 COMPOSE_CHUNK = 8 * 1024 * 1024
-NOT_FOUND = (FileNotFoundError, NotFoundError)
+
+
+def not_found() -> tuple[type[BaseException], ...]:
+    """What a read of a missing object raises: ``except not_found():`` (obstore's
+    class, read only once something was raised)."""
+    return (FileNotFoundError, obstore_errors.NotFoundError)
 
 
 class StorageError(PgjobsError):
@@ -239,7 +250,7 @@ def object_location(prefix_uri: str, key: str) -> Location:
 
 _stores: dict[tuple[str, bool], Any] = {}
 _stores_lock = threading.Lock()
-_memory = MemoryStore()
+_memory: list[Any] = []  # memory://'s one store, made when first used
 _NO_RETRIES: dict[str, Any] = {"max_retries": 0}
 
 
@@ -259,7 +270,10 @@ def store_for(loc: Location, *, retries: bool = True) -> Any:
                            "through pgjobs.poller.https", retryable=False,
                            hint="export to file://, s3://, gs:// or az://", sqlstate="22023")
     if loc.scheme == "memory":
-        return _memory
+        with _stores_lock:
+            if not _memory:
+                _memory.append(obstore_stores.MemoryStore())
+        return _memory[0]
     if loc.scheme == "gs":
         return gcs.Store(loc.base.split("://", 1)[1])
     with _stores_lock:
@@ -280,7 +294,7 @@ def store_for(loc: Location, *, retries: bool = True) -> Any:
                 if region:
                     kwargs["region"] = region
             try:
-                store = from_url(loc.base, **kwargs)
+                store = obstore_stores.from_url(loc.base, **kwargs)
             except Exception as exc:  # obstore raises its own types for bad config
                 raise _config_error(loc, exc) from exc
             _stores[(loc.base, retries)] = store
@@ -828,7 +842,7 @@ def _read_object(location: Location, update: Callable[[Any], Any]) -> int:
         for block in result.stream(min_chunk_size=COMPOSE_CHUNK):
             update(block)
             size += len(block)
-    except NOT_FOUND:
+    except not_found():
         raise CannotResume(f"{location.uri} is gone") from None
     except CannotResume:
         raise
@@ -1024,7 +1038,7 @@ def delete(uri: str) -> bool:
     store = store_for(loc)
     try:
         obstore.head(store, loc.path)
-    except NOT_FOUND:
+    except not_found():
         return False
     except Exception as exc:
         raise storage_error(exc, f"cannot delete {uri}") from exc
@@ -1051,7 +1065,7 @@ def holds(uri: str, sha256: str) -> bool:
             digest.update(obstore.get(store_for(loc), loc.path).bytes())
     except FileNotFoundError:
         return False
-    except NOT_FOUND:
+    except not_found():
         return False
     except Exception as exc:
         raise storage_error(exc, f"cannot read {uri}") from exc
@@ -1700,7 +1714,7 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
     try:
         obstore.put(store_for(loc, retries=False), loc.path, data, mode="create")
         return True
-    except (AlreadyExistsError, FileExistsError):
+    except (obstore_errors.AlreadyExistsError, FileExistsError):
         # Google's client retries a conditional upload itself (gs:// has one
         # store): it too may meet what it wrote.
         return loc.scheme == "gs" and _holds(loc, data)
@@ -1710,7 +1724,7 @@ def _put_if_absent(loc: Location, data: bytes) -> bool:
     try:
         obstore.put(store_for(loc), loc.path, data, mode="create")
         return True
-    except (AlreadyExistsError, FileExistsError):
+    except (obstore_errors.AlreadyExistsError, FileExistsError):
         return _holds(loc, data)
 
 
@@ -1777,7 +1791,7 @@ def exists(uri: str) -> bool:
             https.size(uri)
             return True
         obstore.head(store_for(loc), loc.path)
-    except NOT_FOUND:
+    except not_found():
         return False
     except https.HttpsError as exc:
         if exc.status in (404, 410):

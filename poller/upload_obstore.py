@@ -18,21 +18,20 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from obstore.exceptions import AlreadyExistsError
-
+from pgjobs.lazy import lazy_module
 from pgjobs.poller import s3client as s3
 from pgjobs.poller import upload_s3
 from pgjobs.poller.gcs import calls as obstore  # as storage uses it: gs:// via Google
 from pgjobs.poller.storage import (
     COMPOSE_CHUNK,
-    NOT_FOUND,
     Location,
     StorageError,
     _condition_refused,
     create,
     delete_prefix,
+    not_found,
     storage_error,
     store_for,
 )
@@ -46,6 +45,11 @@ from pgjobs.poller.upload import (
     require_staged,
     run_parts,
 )
+
+if TYPE_CHECKING:
+    import obstore.exceptions as obstore_errors
+else:
+    obstore_errors = lazy_module("obstore.exceptions")  # as storage's (pgjobs/lazy.py)
 
 log = logging.getLogger("pgjobs.storage")
 
@@ -133,7 +137,7 @@ class StagedUpload(Upload):
         for path in self._parts():
             try:
                 result = obstore.get(self._store, path)
-            except NOT_FOUND:
+            except not_found():
                 raise CannotResume(f"staged part {path} is gone") from None
             except Exception as exc:
                 raise storage_error(exc, f"cannot read {self.location.base}/{path}") from exc
@@ -199,7 +203,7 @@ class StagedUpload(Upload):
         self.created = False
         try:
             obstore.copy(self._store, joined, self.location.path, overwrite=False)
-        except AlreadyExistsError:
+        except obstore_errors.AlreadyExistsError:
             raise KeyTaken(f"{self.location.uri} exists") from None
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
@@ -261,7 +265,7 @@ class StagedUpload(Upload):
                             chunk_size=COMPOSE_CHUNK, max_concurrency=4)
         except CannotResume:
             raise
-        except AlreadyExistsError:
+        except obstore_errors.AlreadyExistsError:
             raise KeyTaken(f"{self.location.uri} exists") from None
         except Exception as exc:
             raise storage_error(exc, f"cannot write {self.location.uri}") from exc
