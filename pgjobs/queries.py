@@ -394,6 +394,12 @@ SELECT part, status, attempts, done, result, error,
        checkpoint OPERATOR(pg_catalog.->) 'created' AS created
   FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
 """
+# What each part of a canceled parallel export may have written (the coordinator's
+# cleanup, poller/parallel.py): its result and checkpoint (object recorded or
+# being finished, files recorded or being written, upload).
+EXPORT_PARTS_WRITTEN = """
+SELECT part, result, checkpoint FROM pgjobs.export_parts WHERE job_id = %(id)s ORDER BY part
+"""
 RETRYABLE_SQLSTATE = "SELECT pgjobs.retryable_sqlstate(%(sqlstate)s)"
 # The Parquet columns of an export and their types, as the database decides them.
 EXPORT_PARQUET_COLUMNS = "SELECT pgjobs.export_parquet_columns(%(id)s)"

@@ -1411,7 +1411,14 @@ class Exporter:
         return Outcome(self.job_id, "retrying", error=message)
 
     def _discard(self) -> None:
-        """The job ended for good: remove the upload's leftovers (never the object)."""
+        """The job ended for good: remove the upload's leftovers (never the object).
+        A parallel export's coordinator also removes its parts' writes when the
+        job is canceled, however its attempt ended (poller/parallel.py)."""
+        if self.state.get("parallel"):
+            from pgjobs.poller import parallel
+
+            with contextlib.suppress(Exception):
+                parallel._forget_parts_if_canceled(self)
         if self.upload is not None:
             with contextlib.suppress(Exception):
                 self.upload.cleanup()

@@ -188,7 +188,27 @@ class PartExporter(Exporter):
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if job is not None and (job["status"] == "canceled" or job["cancel_requested_at"]):
             self._discard()  # a canceled export leaves nothing
+            self._forget_object()
         return Outcome(self.job_id, "released" if status else "lost")
+
+    def _forget_object(self) -> None:
+        """A canceled part removes its object too, when this attempt may have
+        written it: the cancel can land between the upload's finish (the object
+        visible) and the heartbeat that records it (``created``), which is then
+        refused, so no checkpoint names it and the coordinator's cleanup
+        (:func:`_forget_parts_if_canceled`) cannot know it is the job's. Called
+        after the attempt's last write (Exporter.run has ended the stream and the
+        finish before it records the outcome). Only the job's object goes: one
+        this attempt made visible or accepted (``owned``, ``created``), or one
+        that reads back as exactly the parts this part streamed (a finish whose
+        answer was lost); anything else at the key is another's."""
+        if getattr(self, "location", None) is None or self.format == "parquet":
+            return  # Parquet: its files are the upload's (_Files.cleanup)
+        with contextlib.suppress(Exception):  # best effort, as the rest of the cleanup
+            if self.owned or isinstance(self.state.get("created"), dict):
+                storage.delete(self.location.uri)
+            elif self.state.get("phase") == "finalizing" and self.state.get("digests"):
+                storage.delete_streamed(self.location.uri, self.state["digests"])
 
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -284,19 +304,15 @@ def run(ex: Exporter) -> Outcome:
     while its object is what it recorded; one whose object is gone or changed
     (a cancel removed it, someone deleted or altered it) is queued again, alone."""
     parts = place(ex)
-    try:
-        _redo(ex, *_missing(ex))
-        for redo in range(MAX_REDO + 1):
-            rows = _coordinate(ex, parts)
-            try:
-                return _join(ex, rows)
-            except join.PartsChanged as exc:
-                if redo == MAX_REDO:
-                    raise StorageError(words(exc), retryable=True) from exc
-                _redo(ex, exc.parts, exc.why)
-    except LeaseLost:
-        _forget_parts_if_canceled(ex, parts)
-        raise
+    _redo(ex, *_missing(ex))
+    for redo in range(MAX_REDO + 1):
+        rows = _coordinate(ex, parts)
+        try:
+            return _join(ex, rows)
+        except join.PartsChanged as exc:
+            if redo == MAX_REDO:
+                raise StorageError(words(exc), retryable=True) from exc
+            _redo(ex, exc.parts, exc.why)
     raise AssertionError("unreachable")
 
 
@@ -469,16 +485,28 @@ def _claim_failed(ex: Exporter, exc: BaseException) -> None:
                 job_error(exc))
 
 
-def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
+def _forget_parts_if_canceled(ex: Exporter) -> None:
     """A canceled job leaves nothing of its own: remove its parts' objects, and
-    the upload every part's checkpoint still holds (best effort; an upload in
-    flight elsewhere is swept as stale). A part that ended its attempt keeping
-    its upload for the next claim (failed retryably, handed back) before the
-    cancel came has no claim left to remove it: the cancel wins here, whatever
-    each part had decided. Only objects the job created are removed: a part's
-    that finished (its result) or recorded its object as created, and the
+    the upload every part's checkpoint still holds (best effort). A part that
+    ended its attempt keeping its upload for the next claim (failed retryably,
+    handed back) before the cancel came has no claim left to remove it: the
+    cancel wins here, whatever each part had decided. Only objects the job
+    created are removed: a part's that finished (its result) or recorded its
+    object as created, one a part was finishing that reads back as exactly the
+    parts it streamed (the cancel refused the heartbeat recording it), and the
     join's once its checkpoint records it made it (``placed``, ``created``);
-    whatever else is at those keys is another's."""
+    whatever else is at those keys is another's.
+
+    Called by the coordinator's Exporter._discard however its attempt ends
+    canceled (lease refused, handed back, failed), once every part thread of
+    this process has ended (_coordinate joins them before it raises): no part
+    of this process writes after it. A part running in another process is
+    fenced by its lease (its heartbeat refuses once the job is canceled) and
+    removes what it wrote itself as it ends (PartExporter._release); one killed
+    between a write and its record leaves staged parts and temporary files for
+    the stale-upload sweep, and an unrecorded part object
+    (``{job}.partNNNNN.ext``) that only this cleanup removes, when it runs after
+    that part's last write."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
@@ -490,23 +518,33 @@ def _forget_parts_if_canceled(ex: Exporter, parts: int) -> None:
         joined.get("placed") or joined.get("phase") == "visible")
     join.Join(ex, []).discard()  # the join's temporary file or open upload
     if ex.format == "parquet":
-        rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
+        rows = ex.control.call(lambda c: db.rows(
+            c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
         for row in rows:
-            for f in row["files"] or []:
+            ck = row["checkpoint"] if isinstance(row["checkpoint"], dict) else {}
+            for f in ck.get("files") or []:
                 with contextlib.suppress(Exception):
                     storage.delete(str(f["uri"]))
+            # Written and not recorded (the cancel refused the heartbeat after
+            # the write): removed only while it holds the bytes named before it.
+            for f in parquet._unrecorded(ck):
+                with contextlib.suppress(Exception):
+                    storage.delete_holding(str(f["uri"]), str(f["sha256"]))
         return
-    rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
-    uploads = {int(r["part"]): r["upload"] for r in rows if isinstance(r["upload"], dict)}
-    created = {int(r["part"]) for r in rows
-               if isinstance(r["result"], dict) or isinstance(r["created"], dict)}
-    for part in range(1, parts + 1):
-        where = _part_uri(ex.prefix, ex.location.uri, part)
-        with contextlib.suppress(Exception):
-            storage.discard_upload(storage.parse(where), uploads.get(part))
-        if part in created:
+    rows = ex.control.call(lambda c: db.rows(
+        c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
+    for row in rows:
+        where = _part_uri(ex.prefix, ex.location.uri, int(row["part"]))
+        ck = row["checkpoint"] if isinstance(row["checkpoint"], dict) else {}
+        if isinstance(ck.get("upload"), dict):
             with contextlib.suppress(Exception):
+                storage.discard_upload(storage.parse(where), ck["upload"])
+        with contextlib.suppress(Exception):
+            if isinstance(row["result"], dict) or isinstance(ck.get("created"), dict):
                 storage.delete(where)
+            elif ck.get("phase") == "finalizing" and isinstance(ck.get("digests"), list) \
+                    and ck["digests"]:
+                storage.delete_streamed(where, ck["digests"])
     if made:
         with contextlib.suppress(Exception):  # a join that had made it: not completed
             storage.delete(ex.location.uri)
