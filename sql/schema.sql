@@ -9400,7 +9400,8 @@ DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
-    PERFORM pgjobs._target_recent(p_target);
+    -- The call just entered, passed on (as pgjobs._visible_as).
+    PERFORM pgjobs._target_recent(p_target, true, ARRAY['mask', p_caller]);
     -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
     -- the same one check, without a second read of the call stack.
     PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
@@ -11954,10 +11955,10 @@ $$;
 ALTER FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) OWNER TO SUPERUSER;
 
 --
--- Name: _require_entry(regclass, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _require_entry(regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAULT NULL::text) RETURNS void
+CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAULT NULL::text, p_call text[] DEFAULT NULL::text[]) RETURNS void
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -11985,9 +11986,14 @@ CREATE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAUL
 -- PostgreSQL. Not a client call, or an administrator (who may read
 -- pgjobs.target_registry): nothing to check. pgjobs._target and
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
--- whose arguments decide calls it before them. Locks nothing.
+-- whose arguments decide calls it before them. p_call: the running call
+-- as ARRAY[entry, caller], passed by an internal that has just had it from
+-- pgjobs._enter (the hot read path: a read of pgjobs._entered, the call
+-- stack and a seal, is ~80 us of every read; issue 11); NULL: read
+-- through pgjobs._entered. Never a client's value: no client may call
+-- this. Locks nothing.
 DECLARE
-    v_call text[] := pgjobs._entered();
+    v_call text[] := coalesce(p_call, pgjobs._entered());
     v_caller name := v_call[2];
     v_entry text := v_call[1];
     v_needs text;
@@ -12030,13 +12036,13 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text, p_call text[]) OWNER TO SUPERUSER;
 
 --
--- Name: FUNCTION _require_entry(p_target regclass, p_privilege text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _require_entry(p_target regclass, p_privilege text, p_call text[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) IS 'Internal: the first check of a client call on a target, before the registry is read: the privileges the call needs (p_privilege, or the entry''s own, pgjobs._entry_privilege), 42501 alike for a registered table and any other.';
+COMMENT ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text, p_call text[]) IS 'Internal: the first check of a client call on a target, before the registry is read: the privileges the call needs (p_privilege, or the entry''s own, pgjobs._entry_privilege), 42501 alike for a registered table and any other.';
 
 --
 -- Name: _require_handler_trusted(regprocedure); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -17142,10 +17148,10 @@ $$;
 ALTER FUNCTION pgjobs._target_columns(p_target regclass) OWNER TO SUPERUSER;
 
 --
--- Name: _target_recent(regclass, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+-- Name: _target_recent(regclass, boolean, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
-CREATE FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean DEFAULT true) RETURNS pgjobs.target_registry
+CREATE FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean DEFAULT true, p_call text[] DEFAULT NULL::text[]) RETURNS pgjobs.target_registry
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
@@ -17173,7 +17179,9 @@ BEGIN
     -- A client caller lacking a privilege its call needs gets pgjobs._target's
     -- error before the registry is read, the same as for a table never
     -- registered (pgjobs._require_entry; nothing to check outside a client call).
-    PERFORM pgjobs._require_entry(p_target);
+    -- p_call: the running call, ARRAY[entry, caller], from the internal that
+    -- has just had it from pgjobs._enter (pgjobs._require_entry); NULL: read it.
+    PERFORM pgjobs._require_entry(p_target, NULL, p_call);
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
@@ -17189,7 +17197,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, p_call text[]) OWNER TO SUPERUSER;
 
 --
 -- Name: _tenant_turn(text, regclass, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -18681,41 +18689,26 @@ DECLARE
     v_rows jsonb[];
     v_scope_type text;
     v_row text := 'to_jsonb(t.*)';
+    v_json_row text;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target_recent(p_target);
-    -- Both columns' full types in one catalog read (pgjobs._column_type's
+    -- The call just entered, passed on: pgjobs._require_entry would read it
+    -- back from the call stack through pgjobs._entered (~80 us a read).
+    v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
+    -- Both columns' full types in one catalog read by name (pgjobs._column_type's
     -- format_type(atttypid, atttypmod)); a column that is gone is left to
     -- pgjobs._column_type, which raises its 42703 where it did before.
-    -- And, for a target with json columns (a domain over json too), the
-    -- row as to_jsonb(t) would give it with each of them read through
-    -- pgjobs._json_as_jsonb: to_jsonb casts json to jsonb, which raises on
-    -- a value json holds and jsonb refuses (a \u0000 escape), and one such
-    -- row failed every page of its scope. Such a value comes back as a
-    -- JSON string of its text, every other as before. (NULL: no json
-    -- column, to_jsonb(t.*) as it is.)
+    -- (By name: a read of every column, as the json test below makes, is
+    -- planned again on every call, ~40-90 us; issue 11.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
-           CASE WHEN bool_or(j.is_json) THEN
-               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
-                      string_agg(CASE WHEN j.is_json
-                                      THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
-                                                  a.attname)
-                                      ELSE format('t.%I', a.attname) END,
-                                 ', ' ORDER BY a.attnum)) END
-      INTO v_key_type, v_scope_type, v_row
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
+      INTO v_key_type, v_scope_type
       FROM pg_catalog.pg_attribute a
-      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-      -- (A domain only is followed down, by a call: the common row costs none.)
-      CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
-                                      THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
-                                      ELSE a.atttypid = 'json'::regtype END AS is_json) j
-     WHERE a.attrelid = p_target
+     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
        AND a.attnum > 0 AND NOT a.attisdropped;
-    v_row := coalesce(v_row, 'to_jsonb(t.*)');
     IF v_key_type IS NULL THEN
         v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
     END IF;
@@ -18733,7 +18726,16 @@ BEGIN
     END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
-    v_mask := pgjobs._mask(p_target, v_canonical);
+    -- pgjobs._mask only when a delete of the scope is pending: one probe of
+    -- jobs_pending_writers_idx, its own query's condition and a superset of
+    -- the jobs it reads, instead of a pinned call in every read (issue 11).
+    v_mask := 'true';
+    IF EXISTS (SELECT FROM pgjobs.jobs j
+                WHERE j.target = p_target AND j.scope = v_canonical
+                  AND j.writes AND j.kind = 'delete'
+                  AND j.status IN ('queued', 'running', 'paused')) THEN
+        v_mask := pgjobs._mask(p_target, v_canonical);
+    END IF;
     IF v_scope_type IS NULL THEN
         v_scope_type := pgjobs._column_type(p_target, v_reg.scope_column);  -- 42703
     END IF;
@@ -18744,9 +18746,9 @@ BEGIN
     -- The row is t.*, never a bare t: a column named t would be taken for it
     -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
-        'SELECT %s FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
-        v_row, p_target, v_reg.scope_column, v_scope,
+        p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
         -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
@@ -18756,22 +18758,57 @@ BEGIN
         CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
         v_mask, v_reg.key_column,
         p_limit);
-    BEGIN
-        EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;
-        RETURN pgjobs._leave(v_rows);
-    EXCEPTION WHEN data_exception THEN
-        IF p_after IS NOT NULL THEN
-            BEGIN
-                EXECUTE format('SELECT %L::%s', p_after, v_key_type);
-            EXCEPTION WHEN data_exception THEN
-                RAISE EXCEPTION 'after % is not a valid % (key column %)', quote_literal(p_after),
-                    v_key_type, v_reg.key_column
-                    USING ERRCODE = '22023',
-                    HINT = 'Pass the key of the last row of the previous page.';
-            END;
-        END IF;
-        RAISE;
-    END;
+    -- The page as to_jsonb(t.*) first. For a target with json columns (a
+    -- domain over json too) to_jsonb casts each to jsonb, which raises on
+    -- a value json holds and jsonb refuses (a \u0000 escape, a lone
+    -- surrogate, a number past numeric's range: a data exception), and one
+    -- such row failed every page of its scope. So a page that fails so is
+    -- read again with the row as to_jsonb(t) would give it with each json
+    -- column read through pgjobs._json_as_jsonb: such a value comes back as
+    -- a JSON string of its text, every other as to_jsonb gives it. Only
+    -- then are the columns read: that read (every column, its type's kind)
+    -- cost more than a page's planning in every call (issue 11).
+    LOOP
+        BEGIN
+            EXECUTE format('SELECT ARRAY(SELECT %s %s)', v_row, v_query) INTO v_rows;
+            EXIT;
+        EXCEPTION WHEN data_exception THEN
+            IF v_row = 'to_jsonb(t.*)' THEN
+                -- NULL: no json column, the error stands.
+                SELECT CASE WHEN bool_or(j.is_json) THEN
+                           format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
+                                  string_agg(CASE WHEN j.is_json
+                                                  THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
+                                                              a.attname)
+                                                  ELSE format('t.%I', a.attname) END,
+                                             ', ' ORDER BY a.attnum)) END
+                  INTO v_json_row
+                  FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+                  -- (A domain only is followed down, by a call.)
+                  CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
+                                                  THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
+                                                  ELSE a.atttypid = 'json'::regtype END AS is_json) j
+                 WHERE a.attrelid = p_target
+                   AND a.attnum > 0 AND NOT a.attisdropped;
+            END IF;
+            IF v_json_row IS NULL OR v_row = v_json_row THEN
+                IF p_after IS NOT NULL THEN
+                    BEGIN
+                        EXECUTE format('SELECT %L::%s', p_after, v_key_type);
+                    EXCEPTION WHEN data_exception THEN
+                        RAISE EXCEPTION 'after % is not a valid % (key column %)',
+                            quote_literal(p_after), v_key_type, v_reg.key_column
+                            USING ERRCODE = '22023',
+                            HINT = 'Pass the key of the last row of the previous page.';
+                    END;
+                END IF;
+                RAISE;
+            END IF;
+            v_row := v_json_row;  -- and read the page again
+        END;
+    END LOOP;
+    RETURN pgjobs._leave(v_rows);
 END
 $_$;
 
@@ -18809,7 +18846,8 @@ DECLARE
     v_count bigint;
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target_recent(p_target);
+    -- The call just entered, passed on (as pgjobs._visible_as).
+    v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible_count', p_caller]);
     -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
     -- returned, and the allowed_scopes check only when the list is set.
     PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
@@ -18820,7 +18858,14 @@ BEGIN
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     -- The count forms (p_count): a long exclude list is read once into a
     -- hash table rather than probed once per row of the scope.
-    v_mask := pgjobs._mask(p_target, v_canonical, true);
+    -- pgjobs._mask only when a delete of the scope is pending (as pgjobs._visible_as).
+    v_mask := 'true';
+    IF EXISTS (SELECT FROM pgjobs.jobs j
+                WHERE j.target = p_target AND j.scope = v_canonical
+                  AND j.writes AND j.kind = 'delete'
+                  AND j.status IN ('queued', 'running', 'paused')) THEN
+        v_mask := pgjobs._mask(p_target, v_canonical, true);
+    END IF;
     -- pgjobs._mask_candidates: implied by the mask, indexable (see _visible_as).
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,
@@ -25906,11 +25951,11 @@ REVOKE ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text)
 GRANT ALL ON FUNCTION pgjobs._require_client_room(p_submitter oid, p_kind text) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _require_entry(p_target regclass, p_privilege text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _require_entry(p_target regclass, p_privilege text, p_call text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text, p_call text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text, p_call text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _require_handler_trusted(p_handler regprocedure); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -26378,11 +26423,11 @@ REVOKE ALL ON FUNCTION pgjobs._target_columns(p_target regclass) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._target_columns(p_target regclass) TO pgjobs_admin;
 
 --
--- Name: FUNCTION _target_recent(p_target regclass, p_keep boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+-- Name: FUNCTION _target_recent(p_target regclass, p_keep boolean, p_call text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
-REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean) TO pgjobs_admin;
+REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, p_call text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, p_call text[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
