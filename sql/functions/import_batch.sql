@@ -457,7 +457,36 @@ BEGIN
                              CASE WHEN v_range THEN 'WHERE s.n BETWEEN $1[1] AND $1[2] '
                                   ELSE 'WHERE s.n = ANY ($1) ' END
                              || 'AND pg_catalog.setval(''pg_temp.pgjobs_import_at'', s.n) >= 0');
-            v_stack := ARRAY[1, cardinality(v_list), 1];
+            -- The records the database is likely to refuse, found in one
+            -- read of the run without writing (pgjobs._import_suspects: a
+            -- value that does not cast, a CHECK or NOT NULL of the columns
+            -- written): each is tried alone, the records between them as
+            -- runs expected to go in, in line order. A suspect the database
+            -- accepts goes in alone; a run that fails all the same (a
+            -- refusal the read cannot see: a duplicate key, a foreign key,
+            -- a trigger) is narrowed down as below. Without them each bad
+            -- record cost a failed run up to it, written and rolled back,
+            -- and the same records written again (1% rejects: 4.4-5.1x the
+            -- import without; h66).
+            v_stack := '{}';
+            v_hi := cardinality(v_list);
+            FOR v_pos IN
+                SELECT u.o FROM unnest(v_list) WITH ORDINALITY u(n, o)
+                  JOIN unnest(CASE WHEN v_sql IS NOT NULL
+                                   THEN pgjobs._import_suspects(v_sql, v_job.target, v_list,
+                                                                v_range)
+                              END) x(n) ON x.n = u.n
+                 ORDER BY u.o DESC
+            LOOP
+                IF v_pos < v_hi THEN
+                    v_stack := v_stack || ARRAY[v_pos + 1, v_hi, 1];
+                END IF;
+                v_stack := v_stack || ARRAY[v_pos, v_pos, 0];
+                v_hi := v_pos - 1;
+            END LOOP;
+            IF v_hi >= 1 THEN
+                v_stack := v_stack || ARRAY[1, v_hi, 1];
+            END IF;
             WHILE cardinality(v_stack) > 0 LOOP
                 v_lo := v_stack[cardinality(v_stack) - 2];
                 v_hi := v_stack[cardinality(v_stack) - 1];
