@@ -7381,7 +7381,7 @@ DECLARE
     v_cond text;
     v_probe text;
     v_found bigint[];
-    v_out bigint[] := '{}';
+    v_out bigint[] := '{}'::bigint[];
     v_lo bigint;
     v_hi bigint;
     v_last bigint;
@@ -7438,7 +7438,7 @@ BEGIN
     LOOP
         BEGIN
             EXECUTE v_probe INTO v_found USING v_lo, v_hi, p_list;
-            v_out := v_out || coalesce(v_found, '{}');
+            v_out := v_out || coalesce(v_found, '{}'::bigint[]);
             EXIT WHEN v_next IS NULL;
             -- (The records before a failed one were read again for their
             -- checks: now those after it.)
@@ -7466,7 +7466,7 @@ BEGIN
     RETURN ARRAY(SELECT DISTINCT o.n FROM unnest(v_out) o(n) ORDER BY o.n);
 EXCEPTION WHEN syntax_error_or_access_rule_violation THEN
     -- (A statement of another shape than expected: no suspects.)
-    RETURN '{}';
+    RETURN '{}'::bigint[];
 END
 $_$;
 
@@ -21729,13 +21729,13 @@ BEGIN
             -- and the same records written again (1% rejects: 4.4-5.1x the
             -- import without; h66).
             v_spos := ARRAY(
-                SELECT u.o FROM unnest(v_list) WITH ORDINALITY u(n, o)
+                SELECT u.o::integer FROM unnest(v_list) WITH ORDINALITY u(n, o)
                   JOIN unnest(CASE WHEN v_sql IS NOT NULL
                                    THEN pgjobs._import_suspects(v_sql, v_job.target, v_list,
                                                                 v_range)
                               END) x(n) ON x.n = u.n
                  ORDER BY u.o);
-            v_stack := '{}';
+            v_stack := '{}'::integer[];
             -- Where a record's refusal cannot depend on the records before it
             -- (a plain table without triggers or rules, no ON CONFLICT): each
             -- suspect is tried alone and undone, the ones refused are the
@@ -21758,7 +21758,7 @@ BEGIN
             IF v_fast THEN
                 v_kept_rejects := v_sql_rejects;
                 v_kept_bytes := v_batch_bytes;
-                v_out_ns := '{}';
+                v_out_ns := '{}'::bigint[];
                 FOREACH v_lo IN ARRAY v_spos LOOP
                     v_state := NULL;
                     BEGIN

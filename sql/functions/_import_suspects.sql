@@ -42,7 +42,7 @@ DECLARE
     v_cond text;
     v_probe text;
     v_found bigint[];
-    v_out bigint[] := '{}';
+    v_out bigint[] := '{}'::bigint[];
     v_lo bigint;
     v_hi bigint;
     v_last bigint;
@@ -99,7 +99,7 @@ BEGIN
     LOOP
         BEGIN
             EXECUTE v_probe INTO v_found USING v_lo, v_hi, p_list;
-            v_out := v_out || coalesce(v_found, '{}');
+            v_out := v_out || coalesce(v_found, '{}'::bigint[]);
             EXIT WHEN v_next IS NULL;
             -- (The records before a failed one were read again for their
             -- checks: now those after it.)
@@ -127,6 +127,6 @@ BEGIN
     RETURN ARRAY(SELECT DISTINCT o.n FROM unnest(v_out) o(n) ORDER BY o.n);
 EXCEPTION WHEN syntax_error_or_access_rule_violation THEN
     -- (A statement of another shape than expected: no suspects.)
-    RETURN '{}';
+    RETURN '{}'::bigint[];
 END
 $$;

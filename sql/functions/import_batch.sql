@@ -475,13 +475,13 @@ BEGIN
             -- and the same records written again (1% rejects: 4.4-5.1x the
             -- import without; h66).
             v_spos := ARRAY(
-                SELECT u.o FROM unnest(v_list) WITH ORDINALITY u(n, o)
+                SELECT u.o::integer FROM unnest(v_list) WITH ORDINALITY u(n, o)
                   JOIN unnest(CASE WHEN v_sql IS NOT NULL
                                    THEN pgjobs._import_suspects(v_sql, v_job.target, v_list,
                                                                 v_range)
                               END) x(n) ON x.n = u.n
                  ORDER BY u.o);
-            v_stack := '{}';
+            v_stack := '{}'::integer[];
             -- Where a record's refusal cannot depend on the records before it
             -- (a plain table without triggers or rules, no ON CONFLICT): each
             -- suspect is tried alone and undone, the ones refused are the
@@ -504,7 +504,7 @@ BEGIN
             IF v_fast THEN
                 v_kept_rejects := v_sql_rejects;
                 v_kept_bytes := v_batch_bytes;
-                v_out_ns := '{}';
+                v_out_ns := '{}'::bigint[];
                 FOREACH v_lo IN ARRAY v_spos LOOP
                     v_state := NULL;
                     BEGIN
