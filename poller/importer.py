@@ -395,6 +395,9 @@ class Importer:
         # COPY's message for a CSV record of too few / too many fields, by the
         # count (the expected count + 1: too many), asked once (_count_message).
         self.count_messages: dict[int, str] = {}
+        # Whether the next batch sends its records' lines and texts with its
+        # first import_batch (see _import_batch).
+        self.records_wanted = False
 
         self.testing = _testing()
         fixed = batch_bytes or int(self.testing.get("bytes", 0))
@@ -685,7 +688,13 @@ class Importer:
                         and self._copy_whole(conn, copy_sql, chunk)):
                     if self.testing.get("staged"):
                         time.sleep(self.testing["staged"])
-                    result = self._import_batch(conn, fields, None, None, [], done, checkpoint)
+                    if self.records_wanted:
+                        records, _ = csv_records(chunk, eof)
+                        result = self._import_batch(conn, fields, self._lines(records, line),
+                                                    chunk, [], done, checkpoint)
+                    else:
+                        result = self._import_batch(conn, fields, None, None, [], done,
+                                                    checkpoint)
                     if result.get("status") == "records":
                         records, _ = csv_records(chunk, eof)
                         staged = self._lines(records, line)
@@ -747,12 +756,16 @@ class Importer:
             staged = self._copy(conn, copy_sql, data, good, jsonl_rejects)
             if self.testing.get("staged"):
                 time.sleep(self.testing["staged"])
-            result = self._import_batch(conn, fields, staged, None, jsonl_rejects, done,
-                                        checkpoint)
+            # A line refused there needs its text as read (the staged copy
+            # has its line end and carriage returns rewritten).
+            originals = [(*where[n], n) for _, _, n in staged]
+            if self.records_wanted:
+                result = self._import_batch(conn, fields, originals, view, jsonl_rejects,
+                                            done, checkpoint)
+            else:
+                result = self._import_batch(conn, fields, staged, None, jsonl_rejects, done,
+                                            checkpoint)
             if result.get("status") == "records":
-                # A line refused there: its text as read (the staged copy has
-                # its line end and carriage returns rewritten).
-                originals = [(*where[n], n) for _, _, n in staged]
                 result = self._import_batch(conn, fields, originals, view, jsonl_rejects,
                                             done, checkpoint)
         self._settle(result)
@@ -808,6 +821,15 @@ class Importer:
         if result.get("status") == "records" and records is not None:
             raise PgjobsError("import_batch asked again for the records it was given",
                               sqlstate="XX000")
+        # Records refused in the database: the next batches send their records
+        # at once (a source with bad records spread through it had each batch
+        # go in, fail and be undone, then go in again with them), until a
+        # batch that was sent them has none refused there.
+        if result.get("status") == "records":
+            self.records_wanted = True
+        elif records is not None and result.get("status") == "ok":
+            self.records_wanted = (int(result.get("rejected", 0)) - len(rejects)
+                                   > int(self.totals.get("rejected", 0)))
         return result
 
     def _settle(self, result: dict[str, Any]) -> None:

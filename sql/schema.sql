@@ -7340,6 +7340,139 @@ $$;
 ALTER FUNCTION pgjobs._import_reject_hint(p_max integer) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_suspects(text, regclass, bigint[], boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean) RETURNS bigint[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The staged records (their n, in order) among p_list that the database is
+-- likely to refuse, found in one read of them without writing a row: for
+-- pgjobs.import_batch, once the INSERT of a batch (p_sql, made by
+-- pgjobs._import_insert_sql) failed. The statement's SELECT (the values,
+-- cast as the INSERT casts them) is evaluated for the records in order,
+-- with pg_temp.pgjobs_import_at set to each record's n as it is read: a
+-- value that does not cast (or a domain's check, a numeric overflow) fails
+-- the read at that record, which is taken, and the read goes on after it.
+-- The target's CHECK constraints on the columns written (and NOT NULL of
+-- those columns) are evaluated on the values read, without failing: a
+-- record whose check is false (or whose value is NULL) is taken too.
+-- p_range: p_list is every staged record, in order (read as a range of n);
+-- else only the records in p_list are read. A guess only: the caller
+-- tries each record returned alone and the records between them as runs,
+-- so the database still decides every record (a suspect it accepts goes
+-- in; a refusal missed here, such as a duplicate key, a foreign key or a
+-- trigger, fails its run, which is then narrowed down as before). A
+-- statement this cannot read (another shape than expected) returns what
+-- was found so far. Locks nothing; writes nothing but the sequence.
+DECLARE
+    v_head integer := strpos(p_sql, ' AS t (');
+    v_from integer := strpos(p_sql, ' FROM pg_temp.pgjobs_import_stage s');
+    v_where integer := strpos(p_sql, ' WHERE ($1 IS NULL OR s.n = ANY ($1))');
+    v_cols text;
+    v_values text;
+    v_split integer;
+    v_names text[];
+    v_cond text;
+    v_probe text;
+    v_found bigint[];
+    v_out bigint[] := '{}'::bigint[];
+    v_lo bigint;
+    v_hi bigint;
+    v_last bigint;
+    v_next bigint;
+    v_at bigint;
+BEGIN
+    IF v_head = 0 OR v_from <= v_head OR v_where <= v_from OR cardinality(p_list) = 0
+       OR pg_catalog.to_regclass('pg_temp.pgjobs_import_at') IS NULL THEN
+        RETURN v_out;
+    END IF;
+    -- 'INSERT INTO target AS t (cols)[ OVERRIDING SYSTEM VALUE] SELECT values
+    -- FROM pg_temp.pgjobs_import_stage s[ CROSS JOIN LATERAL ...] WHERE ...'
+    v_cols := substr(p_sql, v_head + 7, v_from - v_head - 7);
+    v_split := strpos(v_cols, ') SELECT ');
+    IF v_split = 0 THEN
+        v_split := strpos(v_cols, ') OVERRIDING SYSTEM VALUE SELECT ');
+        IF v_split = 0 THEN
+            RETURN v_out;
+        END IF;
+        v_values := substr(v_cols, v_split + length(') OVERRIDING SYSTEM VALUE SELECT '));
+    ELSE
+        v_values := substr(v_cols, v_split + length(') SELECT '));
+    END IF;
+    v_cols := left(v_cols, v_split - 1);
+    v_names := string_to_array(v_cols, ', ');
+    -- False for a record the target's checks refuse (only checks whose
+    -- columns are all written: the others read defaults this cannot see).
+    SELECT string_agg(q.c, ' OR ') INTO v_cond
+      FROM (SELECT format('(%s) IS FALSE', pg_catalog.pg_get_expr(c.conbin, c.conrelid)) AS c
+              FROM pg_catalog.pg_constraint c
+             WHERE c.conrelid = p_target AND c.contype = 'c'
+               AND NOT EXISTS (
+                   SELECT FROM unnest(c.conkey) k(attnum)
+                     JOIN pg_catalog.pg_attribute a
+                       ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+                    WHERE format('%I', a.attname) <> ALL (v_names))
+            UNION ALL
+            SELECT format('p.%I IS NULL', a.attname)
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attnotnull AND format('%I', a.attname) = ANY (v_names)) q;
+    -- (OFFSET 0 and the volatile setval keep the values a subquery of their
+    -- own, evaluated in order for each record as it is read; count(p.*)
+    -- keeps every value evaluated.)
+    v_probe := format(
+        'SELECT array_agg(p.pgjobs_n) FILTER (WHERE %s), count(p.*) FROM ('
+        'SELECT s.n, pg_catalog.setval(''pg_temp.pgjobs_import_at'', s.n), %s%s '
+        'WHERE s.n > $1 AND s.n <= $2%s OFFSET 0) p (pgjobs_n, pgjobs_at, %s)',
+        coalesce(v_cond, 'false'), v_values, substr(p_sql, v_from, v_where - v_from),
+        CASE WHEN p_range THEN '' ELSE ' AND s.n = ANY ($3)' END, v_cols);
+    v_lo := p_list[1] - 1;
+    v_last := p_list[cardinality(p_list)];
+    v_hi := v_last;
+    LOOP
+        BEGIN
+            EXECUTE v_probe INTO v_found USING v_lo, v_hi, p_list;
+            v_out := v_out || coalesce(v_found, '{}'::bigint[]);
+            EXIT WHEN v_next IS NULL;
+            -- (The records before a failed one were read again for their
+            -- checks: now those after it.)
+            v_lo := v_next;
+            v_hi := v_last;
+            v_next := NULL;
+        EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                       OR cardinality_violation OR SQLSTATE '428C9' THEN
+            v_at := pg_catalog.pg_sequence_last_value(
+                pg_catalog.to_regclass('pg_temp.pgjobs_import_at'));
+            -- Not at a record of this read: the statement is not what was
+            -- expected; stop with what was found.
+            EXIT WHEN v_at IS NULL OR v_at <= v_lo OR v_at > v_hi OR v_next IS NOT NULL;
+            v_out := v_out || v_at;
+            IF v_cond IS NOT NULL AND v_at - 1 > v_lo THEN
+                -- The checks of the records before it were lost with the
+                -- failed statement: those records once more, then on.
+                v_next := v_at;
+                v_hi := v_at - 1;
+            ELSE
+                v_lo := v_at;
+            END IF;
+        END;
+    END LOOP;
+    RETURN ARRAY(SELECT DISTINCT o.n FROM unnest(v_out) o(n) ORDER BY o.n);
+EXCEPTION WHEN syntax_error_or_access_rule_violation THEN
+    -- (A statement of another shape than expected: no suspects.)
+    RETURN '{}'::bigint[];
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean) OWNER TO SUPERUSER;
+
+--
 -- Name: _insert_job(text, regclass, text, jsonb, jsonb, text[], text, text, pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -21312,6 +21445,12 @@ DECLARE
     v_range boolean;
     v_guess boolean;
     v_enable_sort text := current_setting('enable_sort');
+    v_spos integer[];
+    v_fast boolean;
+    v_kept_rejects jsonb;
+    v_kept_bytes bigint;
+    v_out_ns bigint[];
+    v_bulk text;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -21651,7 +21790,121 @@ BEGIN
                              CASE WHEN v_range THEN 'WHERE s.n BETWEEN $1[1] AND $1[2] '
                                   ELSE 'WHERE s.n = ANY ($1) ' END
                              || 'AND pg_catalog.setval(''pg_temp.pgjobs_import_at'', s.n) >= 0');
-            v_stack := ARRAY[1, cardinality(v_list), 1];
+            -- The records the database is likely to refuse, found in one
+            -- read of the run without writing (pgjobs._import_suspects: a
+            -- value that does not cast, a CHECK or NOT NULL of the columns
+            -- written): each is tried alone, the records between them as
+            -- runs expected to go in, in line order. A suspect the database
+            -- accepts goes in alone; a run that fails all the same (a
+            -- refusal the read cannot see: a duplicate key, a foreign key,
+            -- a trigger) is narrowed down as below. Without them each bad
+            -- record cost a failed run up to it, written and rolled back,
+            -- and the same records written again (1% rejects: 4.4-5.1x the
+            -- import without; h66).
+            v_spos := ARRAY(
+                SELECT u.o::integer FROM unnest(v_list) WITH ORDINALITY u(n, o)
+                  JOIN unnest(CASE WHEN v_sql IS NOT NULL
+                                   THEN pgjobs._import_suspects(v_sql, v_job.target, v_list,
+                                                                v_range)
+                              END) x(n) ON x.n = u.n
+                 ORDER BY u.o);
+            v_stack := '{}'::integer[];
+            -- Where a record's refusal cannot depend on the records before it
+            -- (a plain table without triggers or rules, no ON CONFLICT): each
+            -- suspect is tried alone and undone, the ones refused are the
+            -- rejects (the database's reason, as alone below), and the others
+            -- go in with the rest of the run as one statement, in line order.
+            -- A statement per bad record instead of two: 10% rejects took a
+            -- statement per 5 records. When that statement fails all the same
+            -- (a refusal the read cannot see: a duplicate key, a foreign key),
+            -- or the rejects pass the job's ceilings (whose first record
+            -- beyond them must be found in line order), its rejects are
+            -- dropped and the run goes in as below.
+            v_fast := v_sql IS NOT NULL AND cardinality(v_spos) > 0 AND NOT v_routed
+                      AND coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error'
+                      AND (SELECT c.relkind FROM pg_catalog.pg_class c
+                            WHERE c.oid = v_job.target) = 'r'
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                       WHERE t.tgrelid = v_job.target AND NOT t.tgisinternal)
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite r
+                                       WHERE r.ev_class = v_job.target);
+            IF v_fast THEN
+                v_kept_rejects := v_sql_rejects;
+                v_kept_bytes := v_batch_bytes;
+                v_out_ns := '{}'::bigint[];
+                FOREACH v_lo IN ARRAY v_spos LOOP
+                    v_state := NULL;
+                    BEGIN
+                        EXECUTE v_try USING CASE WHEN v_range
+                                                 THEN ARRAY[v_list[v_lo], v_list[v_lo]]
+                                                 ELSE v_list[v_lo:v_lo] END;
+                        -- Accepted: undone here, it goes in with its run.
+                        RAISE EXCEPTION 'undo' USING ERRCODE = 'PJ066',
+                            HINT = 'Undoes the record tried alone; handled just below.';
+                    EXCEPTION WHEN SQLSTATE 'PJ066' THEN
+                        NULL;
+                    WHEN data_exception OR integrity_constraint_violation
+                         OR cardinality_violation OR SQLSTATE '428C9' THEN
+                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                    END;
+                    CONTINUE WHEN v_state IS NULL;
+                    v_n := v_list[v_lo];
+                    v_out_ns := v_out_ns || v_n;
+                    v_pos := CASE WHEN v_group_ns IS NULL THEN v_lo
+                                  ELSE array_position(v_ns, v_n) END;
+                    v_line := p_lines[v_pos];
+                    v_record := p_records[v_pos];
+                    v_sql_rejects := v_sql_rejects || jsonb_build_object(
+                        'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
+                        'record', v_record);
+                    v_batch_bytes := v_batch_bytes + octet_length(v_msg)
+                                     + coalesce(octet_length(left(v_record, 65536)), 0);
+                    IF jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
+                       > v_allowed
+                       OR v_bytes + v_batch_bytes + (
+                          SELECT coalesce(sum(octet_length(w.value ->> 'reason')
+                                              + coalesce(octet_length(left(w.value ->> 'record',
+                                                                           65536)), 0)), 0)
+                            FROM jsonb_array_elements(v_worker_rejects) w) > v_max_bytes THEN
+                        v_fast := false;
+                        EXIT;
+                    END IF;
+                END LOOP;
+                IF v_fast THEN
+                    BEGIN
+                        PERFORM set_config('enable_sort', 'off', true);
+                        v_bulk := replace(v_try, 'AND pg_catalog.setval(',
+                                          'AND NOT EXISTS (SELECT FROM unnest($2) o(n) '
+                                          'WHERE o.n = s.n) AND pg_catalog.setval(');
+                        EXECUTE v_bulk
+                            USING CASE WHEN v_range THEN ARRAY[v_list[1], v_list[cardinality(v_list)]]
+                                       ELSE v_list END, v_out_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        PERFORM set_config('enable_sort', v_enable_sort, true);
+                        v_inserted := v_inserted + v_ins;
+                    EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                                   OR cardinality_violation OR SQLSTATE '428C9' THEN
+                        v_fast := false;
+                    END;
+                END IF;
+                IF NOT v_fast THEN
+                    v_sql_rejects := v_kept_rejects;
+                    v_batch_bytes := v_kept_bytes;
+                END IF;
+            END IF;
+            v_hi := CASE WHEN v_fast THEN 0 ELSE cardinality(v_list) END;
+            FOR v_i IN REVERSE cardinality(v_spos) .. 1 LOOP
+                EXIT WHEN v_fast;
+                v_pos := v_spos[v_i];
+                IF v_pos < v_hi THEN
+                    v_stack := v_stack || ARRAY[v_pos + 1, v_hi, 1];
+                END IF;
+                v_stack := v_stack || ARRAY[v_pos, v_pos, 0];
+                v_hi := v_pos - 1;
+            END LOOP;
+            IF v_hi >= 1 THEN
+                v_stack := v_stack || ARRAY[1, v_hi, 1];
+            END IF;
             WHILE cardinality(v_stack) > 0 LOOP
                 v_lo := v_stack[cardinality(v_stack) - 2];
                 v_hi := v_stack[cardinality(v_stack) - 1];
@@ -25469,6 +25722,13 @@ GRANT ALL ON FUNCTION pgjobs._import_refuse(p_message text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _insert_job(p_kind text, p_target regclass, p_scope text, p_payload jsonb, p_options jsonb, p_extra_options text[], p_predicate text, p_assignments text, p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
