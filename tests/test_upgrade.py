@@ -81,6 +81,19 @@ def _keys(conn: Conn, where: str) -> set[int]:
     return {r[0] for r in conn.execute(f"SELECT id FROM rows WHERE {where}")}  # type: ignore[arg-type]
 
 
+# Every pgjobs routine with who may execute it (client, admin, PUBLIC: the
+# roles that exist in both databases), whether it runs as its owner, and its
+# pinned settings.
+ACCESS = """
+    SELECT array_agg(concat_ws(' ', p.oid::regprocedure::text, p.prosecdef, p.proconfig::text,
+                               has_function_privilege('pgjobs_client', p.oid, 'EXECUTE'),
+                               has_function_privilege('pgjobs_admin', p.oid, 'EXECUTE'),
+                               has_function_privilege('public', p.oid, 'EXECUTE'))
+                     ORDER BY p.oid::regprocedure::text)
+      FROM pg_proc p
+     WHERE p.pronamespace = 'pgjobs'::regnamespace"""
+
+
 def test_a_live_install_of_the_previous_release_upgrades_and_finishes_every_job(
         cluster_url: str, tmp_path: Path) -> None:
     with empty_database(cluster_url, "upgrade") as dsn:
@@ -312,6 +325,10 @@ def _upgrade_and_finish(dsn: str, tmp_path: Path) -> None:
         migrate(fresh_dsn)
         with psycopg.connect(fresh_dsn) as fresh:
             assert scalar(conn, signatures) == scalar(fresh, signatures)
+            # ... and each with the grants, definer rights and settings of a
+            # fresh install: a signature replaced in place must not keep (nor
+            # lose) an EXECUTE grant the fresh one has not.
+            assert scalar(conn, ACCESS) == scalar(fresh, ACCESS)
     assert result["functions_applied"] == len(function_files())
 
     # The jobs the previous release queued hold the registration's columns
