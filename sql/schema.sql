@@ -18331,7 +18331,8 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- pgjobs refuses such targets instead of running their code.
 --
 -- Covered, for the target and every partition or inheritance child of it,
--- every table or view its rules' actions (or a view's query) name, and
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
 -- every table whose foreign key references it with an ON DELETE or ON
 -- UPDATE action, at any depth (and, for the partition keys, every
 -- partitioned table the target is a partition of):
@@ -18375,7 +18376,9 @@ BEGIN
     -- And every table a statement on them writes or reads besides, at any
     -- depth: the tables and views their rules name (a DO ALSO or DO
     -- INSTEAD action, a view's query), whose triggers, rules and policies
-    -- (a view's functions) run as pgjobs too; and the tables whose foreign
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
     -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
     -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
     -- owner but its AFTER triggers later, as pgjobs.
@@ -18393,6 +18396,13 @@ BEGIN
                                 AND d.refclassid = 'pg_class'::regclass
                 JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
                WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
               UNION ALL
               SELECT con.conrelid
                 FROM pg_depend d

@@ -199,3 +199,34 @@ def test_the_recursion_follows_every_shape_and_ends(
     untrusted = conn.execute("SELECT role_name, reason FROM pgjobs._untrusted_roles("
                              "'tenant.rows')").fetchall()
     assert untrusted == [(CLIENT, f"owns table {table}")]
+
+
+# A policy's subquery reads a client's view (whose function runs as the role
+# the policy confines) or a client's table (whose own policies do): on the
+# target, or on a trusted table a rule on the target writes into.
+POLICIES = {
+    "target_policy_reads_clients_view": (
+        "ALTER TABLE tenant.rows ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY p ON tenant.rows USING (id > (SELECT min(id) - 1000 FROM tenant.peek))",
+        "tenant.peek"),
+    "reached_tables_policy_reads_clients_table": (
+        "CREATE TABLE tenant.mine (id bigint);"
+        " ALTER TABLE tenant.mine ENABLE ROW LEVEL SECURITY;"
+        " CREATE POLICY p ON tenant.mine WITH CHECK"
+        " (id IN (SELECT id FROM tenant.audit) OR true);"
+        " CREATE RULE reach AS ON DELETE TO tenant.rows"
+        " DO ALSO INSERT INTO tenant.mine (id) VALUES (old.id)",
+        "tenant.audit"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(POLICIES))
+def test_a_policy_reading_a_clients_relation_is_refused(
+        conn: Conn, world: dict[str, int], how: str) -> None:
+    statements, table = POLICIES[how]
+    for statement in filter(str.strip, statements.split(";")):
+        conn.execute(statement)
+    untrusted = conn.execute("SELECT role_name, reason FROM pgjobs._untrusted_roles("
+                             "'tenant.rows')").fetchall()
+    assert [r[0] for r in untrusted] == [CLIENT], untrusted
+    assert table in untrusted[0][1] or "tenant.grab_read" in untrusted[0][1], untrusted
