@@ -17,6 +17,12 @@ created a role; the job succeeded. Now REFERENCES on any table reached (or
 on any of its columns), held by a role without the engine's rights or by
 PUBLIC, refuses the target like TRIGGER does.
 
+Also (the last tests): the tables and views a row-level security policy's
+subquery reads are followed like a rule's (main returned no role for
+either case), and the recursion ends on rule and foreign key cycles and
+follows depth-2 cascades, partitioned referencing tables and inheritance
+children (these pass on main too: regression tests).
+
 The engine is the test's superuser, the embedded default and worst case.
 """
 
