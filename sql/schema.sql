@@ -4113,7 +4113,7 @@ BEGIN
         detail := v_error || ': pgjobs refuses this target (42501)';
         fix := 'Run pgjobs as a role with no more rights than the owners of this table, its '
                'triggers, column types and functions (docs/operations.md), or revoke the '
-               'TRIGGER grant / change the owner named here.';
+               'TRIGGER or REFERENCES grant / change the owner named here.';
     END IF;
     RETURN NEXT;
 
@@ -17923,7 +17923,7 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
 -- authors do not have (pgjobs._untrusted_roles: owners of the table, its
 -- partitions, triggers, defaults, constraints, policies, index
 -- expressions, column types and domain checks, and roles holding TRIGGER
--- on it), and when its row-level security policies would confine
+-- or REFERENCES on it), and when its row-level security policies would confine
 -- current_user itself (a job would silently miss rows). The claim
 -- (pgjobs._requeue_problem) fails a job on it without an exception block.
 -- Generic plans (plan_cache_mode), as
@@ -18472,13 +18472,20 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- pgjobs refuses such targets instead of running their code.
 --
 -- Covered, for the target and every partition or inheritance child of it,
--- every table or view its rules' actions (or a view's query) name, and
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
 -- every table whose foreign key references it with an ON DELETE or ON
 -- UPDATE action, at any depth (and, for the partition keys, every
 -- partitioned table the target is a partition of):
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
+--   such a role may at any time create a table of its own whose foreign
+--   key references it ON DELETE or ON UPDATE CASCADE (which this check
+--   would then follow), between two checks or while a page waits for its
+--   lock after the check, and its AFTER triggers there ran as pgjobs on
+--   the next pages;
 -- * owners of the functions and operators (and the operators' functions)
 --   that its triggers (and their WHEN), rules, defaults and generated
 --   columns, CHECK constraints, index expressions and predicates,
@@ -18510,7 +18517,9 @@ BEGIN
     -- And every table a statement on them writes or reads besides, at any
     -- depth: the tables and views their rules name (a DO ALSO or DO
     -- INSTEAD action, a view's query), whose triggers, rules and policies
-    -- (a view's functions) run as pgjobs too; and the tables whose foreign
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
     -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
     -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
     -- owner but its AFTER triggers later, as pgjobs.
@@ -18528,6 +18537,13 @@ BEGIN
                                 AND d.refclassid = 'pg_class'::regclass
                 JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
                WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
               UNION ALL
               SELECT con.conrelid
                 FROM pg_depend d
@@ -18616,9 +18632,15 @@ BEGIN
         SELECT c.relowner, format('owns table %s', c.oid::regclass)
           FROM pg_class c WHERE c.oid = ANY (v_rels)
         UNION ALL
-        SELECT acl.grantee, format('holds TRIGGER on %s', c.oid::regclass)
+        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
           FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
-         WHERE c.oid = ANY (v_rels) AND acl.privilege_type = 'TRIGGER'
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
+        UNION ALL
+        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
+                                   a.attrelid::regclass)
+          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
+         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
+           AND acl.privilege_type = 'REFERENCES'
         UNION ALL
         SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
           FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
@@ -18642,7 +18664,9 @@ BEGIN
            r.why
       FROM roles r
      WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
-     ORDER BY 1, 2;
+     -- A role's first reason names code it has (a table, a function) before
+     -- a REFERENCES it could add some with.
+     ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;
 END
 $$;
 
