@@ -6690,7 +6690,7 @@ CREATE FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target
 -- the leading WITH). p_fields names what each staged
 -- value is (a CSV header; a JSONL record's keys): a column of the target,
 -- else (when the target has a document column) a document field, a dotted
--- path nesting. CSV values are text (cast to the column's full type; a
+-- path nesting. CSV values are text (cast to the column's type, pgjobs._value_type; a
 -- document field gets a JSON string); JSONL values are JSON (a column gets
 -- the scalar's text, a json/jsonb column the value, a document field the
 -- value; a JSON array for an array column: an array of its elements'
@@ -6792,7 +6792,11 @@ BEGIN
                     USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
             END IF;
             v_identity := v_identity OR v_att.attidentity = 'a';
-            v_type := pgjobs._column_type(p_reg.target, v_field);
+            -- Cast as COPY would take it: to the column's full type, but a
+            -- string or bit string of a length to the type without it, the
+            -- INSERT's assignment refusing a value too long rather than
+            -- the cast cutting it (pgjobs._value_type).
+            v_type := pgjobs._value_type(p_reg.target, v_field);
             -- A value jsonb would change is read from the line's json text
             -- instead (x.t): jsonb keeps a number as numeric, which has no
             -- -0 (a float's -0 came back 0), and a json column's text
@@ -7422,7 +7426,19 @@ BEGIN
             SELECT format('p.%I IS NULL', a.attname)
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attnotnull AND format('%I', a.attname) = ANY (v_names)) q;
+               AND a.attnotnull AND format('%I', a.attname) = ANY (v_names)
+            UNION ALL
+            -- A value cast without the column's length (pgjobs._value_type)
+            -- that the length would change: too long a string, a bit
+            -- string of another length (the assignment refuses it), or a
+            -- domain's check that fails (raises here, at the record).
+            SELECT format('p.%1$I IS DISTINCT FROM (p.%1$I)::%2$s', a.attname,
+                          pgjobs._column_type(p_target, a.attname))
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+               AND format('%I', a.attname) = ANY (v_names)
+               AND pgjobs._value_type(p_target, a.attname)
+                   <> pgjobs._column_type(p_target, a.attname)) q;
     -- (OFFSET 0 and the volatile setval keep the values a subquery of their
     -- own, evaluated in order for each record as it is read; count(p.*)
     -- keeps every value evaluated.)
@@ -18673,6 +18689,55 @@ $$;
 ALTER FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
 
 --
+-- Name: _value_type(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._value_type(p_target regclass, p_column name) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The type a value the client wrote for column p_column of p_target is cast
+-- to before the INSERT assigns it to the column (an import's records): the
+-- value must come out as COPY or an INSERT of it would store it, or be
+-- refused as they refuse it. An explicit cast to a string or bit string
+-- type with a length (varchar(n), char(n), bit(n), varbit(n); a domain
+-- over one; an array of them) cuts or pads silently, where the
+-- assignment refuses the value (22001 "value too long for type character
+-- varying(5)", 22026 "bit string length 3 does not match type bit(5)"):
+-- an import of 'abcdefgh' into a varchar(5) stored 'abcde' and reported no
+-- reject. For such a column: the type without modifiers
+-- (pgjobs._column_type(.., false), a domain resolved to its base type),
+-- and the column's assignment applies the length and the domain's checks.
+-- Any other type: the column's full type (pgjobs._column_type), whose
+-- explicit cast does what the assignment does (a numeric(p,s), a
+-- timestamp(p) rounds either way) and checks a domain while the values
+-- are read (pgjobs._import_suspects). Raises 42703 when the column is
+-- gone. Locks nothing.
+DECLARE
+    v_type text := pgjobs._column_type(p_target, p_column);
+    v_loose text := pgjobs._column_type(p_target, p_column, false);
+BEGIN
+    IF v_type <> v_loose AND EXISTS (
+           SELECT FROM pg_catalog.pg_attribute a
+             JOIN pg_catalog.pg_type bt ON bt.oid = pgjobs._base_type(a.atttypid)
+             JOIN pg_catalog.pg_type et
+               ON et.oid = CASE WHEN bt.typcategory = 'A' AND bt.typelem <> 0
+                                THEN pgjobs._base_type(bt.typelem) ELSE bt.oid END
+            WHERE a.attrelid = p_target AND a.attname = p_column
+              AND et.typcategory IN ('S', 'V')) THEN
+        RETURN v_loose;
+    END IF;
+    RETURN v_type;
+END
+$$;
+
+ALTER FUNCTION pgjobs._value_type(p_target regclass, p_column name) OWNER TO SUPERUSER;
+
+--
 -- Name: _verdict_fresh(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -26824,6 +26889,13 @@ GRANT ALL ON FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, 
 
 REVOKE ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _value_type(p_target regclass, p_column name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._value_type(p_target regclass, p_column name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._value_type(p_target regclass, p_column name) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _verdict_fresh(p_slot text, p_key text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

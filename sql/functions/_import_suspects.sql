@@ -83,7 +83,19 @@ BEGIN
             SELECT format('p.%I IS NULL', a.attname)
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
-               AND a.attnotnull AND format('%I', a.attname) = ANY (v_names)) q;
+               AND a.attnotnull AND format('%I', a.attname) = ANY (v_names)
+            UNION ALL
+            -- A value cast without the column's length (pgjobs._value_type)
+            -- that the length would change: too long a string, a bit
+            -- string of another length (the assignment refuses it), or a
+            -- domain's check that fails (raises here, at the record).
+            SELECT format('p.%1$I IS DISTINCT FROM (p.%1$I)::%2$s', a.attname,
+                          pgjobs._column_type(p_target, a.attname))
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
+               AND format('%I', a.attname) = ANY (v_names)
+               AND pgjobs._value_type(p_target, a.attname)
+                   <> pgjobs._column_type(p_target, a.attname)) q;
     -- (OFFSET 0 and the volatile setval keep the values a subquery of their
     -- own, evaluated in order for each record as it is read; count(p.*)
     -- keeps every value evaluated.)
