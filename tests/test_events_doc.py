@@ -3,7 +3,8 @@
 Statuses come from the jobs table's CHECK constraint in a migrated database;
 events from every call of pgjobs._notify / pgjobs._notify_many in
 sql/functions (a literal event, or a job status passed on as the event,
-which the routines do for paused / canceled / failed). A routine that starts
+which the routines do for paused / canceled / failed), and the 'event' of a
+payload a routine sends with pg_notify itself (channel_rotated). A routine that starts
 sending a new event, or a migration that allows a new status, fails this
 until the page says what it means.
 """
@@ -43,6 +44,10 @@ def events_in(text: str, name: str) -> tuple[set[str], bool]:
             raise AssertionError(f"{name}: an event this test cannot read: {argument}")
     for assigned in re.finditer(r"v_event\s*:=\s*CASE(.*?)END", text, re.S):
         events.update(re.findall(r"(?:THEN|ELSE)\s+'([a-z_]+)'", assigned.group(1)))
+    # A payload a routine sends itself with pg_notify, about no job (the
+    # rotation's channel_rotated): its 'event' key, wherever it is built.
+    if re.search(r"\bpg_notify\(", text) and not name.startswith("_notify"):
+        events.update(re.findall(r"'event',\s*'([a-z_]+)'", text))
     return events, status_passed
 
 
