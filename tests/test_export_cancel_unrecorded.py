@@ -1,21 +1,26 @@
-"""A cancel that lands between an export's write and the checkpoint (or the
-complete) that records it leaves nothing of that write: the whole export's
-object (CSV, gzip), a Parquet file, a parallel export's joined object.
+"""A cancel that lands between an export's write and the checkpoint that
+records it leaves nothing of that write: the whole export's object (CSV, JSON
+lines, gzip), a Parquet file, a parallel export's joined object.
 
 tests/test_export_cancel_race.py puts the cancel inside a parallel export's
 parts; here it lands at the writes of the job's own attempt: right after the
 last heartbeat accepted before the write (``object``: the heartbeat entering
 finalize, then the upload's finish makes the object visible and the heartbeat
 recording it as ``created`` is refused; ``file``: a Parquet file named as
-``writing``, then written, then its record refused), after the join's write
-(``joined``: the joined object visible, its record refused), and after the
-record but before the complete (``recorded``: the complete is refused). A
-succeeded export keeps its object: a cancel after the complete is refused.
+``writing``, then written, then its record refused), and after the join's
+write (``joined``: the joined object visible, its record refused). Only the
+``object`` cases failed before (the object stayed on every storage); the
+others guard what already held. A cancel asked after the record (``recorded``)
+does not stop the complete: the export succeeds and keeps its object, as one
+canceled after it succeeded does. A part object that no cleanup reached (its
+worker killed after the write, the coordinator's cleanup run before it) goes
+when pgjobs.prune deletes the job.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -65,6 +70,7 @@ def _before_write(moment: str, ck: dict[str, Any]) -> bool:
 EXPORTS = {
     "csv": {**MANY_PARTS},
     "gzip": {**MANY_PARTS, "gzip": True},
+    "jsonl": {**MANY_PARTS, "format": "jsonl"},
     "parquet": {"format": "parquet", "chunk_rows": 5, "part_size": 1024},
     "parallel": {**MANY_PARTS, "parallel": 2},
     "parallel-gzip": {**MANY_PARTS, "parallel": 2, "gzip": True},
@@ -101,7 +107,7 @@ def _cancel_at(dsn: str, job_id: int, moment: str, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("kind,moment", [
-    ("csv", "object"), ("gzip", "object"), ("parquet", "file"),
+    ("csv", "object"), ("gzip", "object"), ("jsonl", "object"), ("parquet", "file"),
     ("parallel", "joined"), ("parallel-gzip", "joined"),
 ])
 def test_a_write_the_cancel_kept_from_its_record_is_removed(
@@ -147,3 +153,49 @@ def test_a_succeeded_export_keeps_its_object_when_a_cancel_comes_after(
     uris = set(outcome.result["uris"])
     assert uris and leftovers(local_dir, uris) == []
     assert uris <= set(leftovers(local_dir, set()))
+
+
+@pytest.mark.parametrize("kind", ["parallel", "parallel-gzip"])
+def test_a_part_object_no_cleanup_reached_goes_when_the_job_is_pruned(
+        conn: Conn, dsn: str, local_dir: str, kind: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Part 1 makes its object visible after the cancel, and neither it (a part
+    worker killed right after the write) nor the coordinator (whose cleanup ran
+    before that write, in another process) removes it: the part's checkpoint
+    (phase ``finalizing``, its digests, no ``created``) is what pgjobs.prune
+    queues it from, deleted only while it reads back as those digests."""
+    from pgjobs.poller.worker import Worker
+
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, EXPORTS[kind])
+    events: list[str] = []
+    part_beat = parallel._PartControl.heartbeat
+
+    def heartbeat(self: parallel._PartControl, done: int | None = None,
+                  checkpoint: dict[str, Any] | None = None) -> bool:
+        ok = part_beat(self, done, checkpoint)
+        ck = checkpoint or {}
+        if ok and self.part == 1 and not events and ck.get("phase") == "finalizing" \
+                and "created" not in ck:
+            _cancel(dsn, job_id)
+            events.append("canceled")
+        return ok
+
+    def skipped(*_args: Any) -> None:
+        pass  # a worker killed, or a cleanup that ran before the write
+
+    monkeypatch.setattr(parallel._PartControl, "heartbeat", heartbeat)
+    for name in ("_discard", "_forget_object"):  # the part's own cleanup
+        monkeypatch.setattr(parallel.PartExporter, name, skipped, raising=False)
+    monkeypatch.setattr(parallel, "_forget_parts_if_canceled", skipped)
+    outcome = run_export(dsn, job_id, local_dir)
+    assert events == ["canceled"], "part 1 never reached its finish"
+    assert outcome.status == "canceled", outcome
+    left = leftovers(local_dir, set())
+    assert [u for u in left if ".part00001." in u], left  # the write no cleanup reached
+    conn.execute("UPDATE pgjobs.jobs SET finished_at = now() - interval '2 days' "
+                 "WHERE id = %s", (job_id,))
+    summary = conn.execute("SELECT pgjobs.prune('1 day')").fetchone()
+    assert summary is not None and summary[0]["deleted"] == 1
+    Worker(dsn, local_dir, once=True, poll=0.1, stale_after=timedelta(0)).run()
+    assert leftovers(local_dir, set()) == []
