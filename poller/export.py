@@ -1361,7 +1361,7 @@ class Exporter:
     def _after_lost(self, why: str) -> Outcome:
         status = self._status()
         if status == "canceled":
-            self._discard()
+            self._canceled_end()
             return Outcome(self.job_id, "canceled", error="canceled")
         if status == "paused":
             # The heartbeat that refused parked the job with the checkpoint of the
@@ -1381,7 +1381,7 @@ class Exporter:
             return self._after_lost("release refused")
         status = self._status()
         if status == "canceled":
-            self._discard()
+            self._canceled_end()
             return Outcome(self.job_id, "canceled")
         return Outcome(self.job_id, "paused" if status == "paused" else "released")
 
@@ -1400,7 +1400,9 @@ class Exporter:
         if not ok:
             return self._after_lost(message)
         status = self._status()
-        if status == "canceled" or (status == "failed" and not retryable):
+        if status == "canceled":
+            self._canceled_end()
+        elif status == "failed" and not retryable:
             self._discard()
         if status in ("failed", "canceled", "paused"):
             # A job that ran out of attempts on transient errors keeps its upload
@@ -1409,6 +1411,40 @@ class Exporter:
             # leaves nothing; a retry of those starts over.
             return Outcome(self.job_id, status, error=message)
         return Outcome(self.job_id, "retrying", error=message)
+
+    def _canceled_end(self) -> None:
+        """The job was canceled: it leaves nothing, neither the upload's
+        leftovers (:meth:`_discard`) nor what this attempt wrote and could not
+        record (:meth:`_forget_object`). Every canceled end of an attempt, a
+        whole export's or a part's, comes here."""
+        self._discard()
+        self._forget_object()
+
+    def _forget_object(self) -> None:
+        """A canceled export removes its object too, when this attempt may have
+        written it: the cancel can land between the upload's finish (the object
+        visible) and the heartbeat that records it (``created``), which is then
+        refused, so no checkpoint names it (the next claim never comes, and
+        pgjobs.prune removes only recorded objects). Called after the
+        attempt's last write (:meth:`run` has ended the stream and the finish
+        before it records the outcome), and only when the job is canceled: a
+        succeeded job's object is never touched (a cancel requested after the
+        record and before the complete does not stop it: the job succeeds), a
+        paused one keeps everything to resume.
+        Only the job's object goes: one this attempt made visible or accepted
+        (``owned``, ``created``), or one that reads back as exactly the parts
+        this attempt streamed (a finish whose answer was lost); anything else
+        at the key is another's. Parquet files are the upload's
+        (_Files.cleanup); a parallel export's joined object and its parts'
+        objects are its coordinator's (parallel._forget_parts_if_canceled)."""
+        if getattr(self, "location", None) is None or self.format == "parquet" \
+                or self.state.get("parallel"):
+            return
+        with contextlib.suppress(Exception):  # best effort, as the rest of the cleanup
+            if self.owned or isinstance(self.state.get("created"), dict):
+                storage.delete(self.location.uri)
+            elif self.state.get("phase") == "finalizing" and self.state.get("digests"):
+                storage.delete_streamed(self.location.uri, self.state["digests"])
 
     def _discard(self) -> None:
         """The job ended for good: remove the upload's leftovers (never the object).

@@ -187,28 +187,8 @@ class PartExporter(Exporter):
         except (LeaseLost, PgjobsError, db.Error) as exc:
             return Outcome(self.job_id, "lost", error=f"could not release: {exc}")
         if job is not None and (job["status"] == "canceled" or job["cancel_requested_at"]):
-            self._discard()  # a canceled export leaves nothing
-            self._forget_object()
+            self._canceled_end()  # a canceled export leaves nothing
         return Outcome(self.job_id, "released" if status else "lost")
-
-    def _forget_object(self) -> None:
-        """A canceled part removes its object too, when this attempt may have
-        written it: the cancel can land between the upload's finish (the object
-        visible) and the heartbeat that records it (``created``), which is then
-        refused, so no checkpoint names it and the coordinator's cleanup
-        (:func:`_forget_parts_if_canceled`) cannot know it is the job's. Called
-        after the attempt's last write (Exporter.run has ended the stream and the
-        finish before it records the outcome). Only the job's object goes: one
-        this attempt made visible or accepted (``owned``, ``created``), or one
-        that reads back as exactly the parts this part streamed (a finish whose
-        answer was lost); anything else at the key is another's."""
-        if getattr(self, "location", None) is None or self.format == "parquet":
-            return  # Parquet: its files are the upload's (_Files.cleanup)
-        with contextlib.suppress(Exception):  # best effort, as the rest of the cleanup
-            if self.owned or isinstance(self.state.get("created"), dict):
-                storage.delete(self.location.uri)
-            elif self.state.get("phase") == "finalizing" and self.state.get("digests"):
-                storage.delete_streamed(self.location.uri, self.state["digests"])
 
     def _fail(self, exc: BaseException) -> Outcome:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
