@@ -103,7 +103,7 @@ BEGIN
         detail := v_error || ': pgjobs refuses this target (42501)';
         fix := 'Run pgjobs as a role with no more rights than the owners of this table, its '
                'triggers, column types and functions (docs/operations.md), or revoke the '
-               'TRIGGER grant / change the owner named here.';
+               'TRIGGER or REFERENCES grant / change the owner named here.';
     END IF;
     RETURN NEXT;
 

@@ -20,7 +20,7 @@ AS $$
 -- the leading WITH). p_fields names what each staged
 -- value is (a CSV header; a JSONL record's keys): a column of the target,
 -- else (when the target has a document column) a document field, a dotted
--- path nesting. CSV values are text (cast to the column's full type; a
+-- path nesting. CSV values are text (cast to the column's type, pgjobs._value_type; a
 -- document field gets a JSON string); JSONL values are JSON (a column gets
 -- the scalar's text, a json/jsonb column the value, a document field the
 -- value; a JSON array for an array column: an array of its elements'
@@ -122,7 +122,11 @@ BEGIN
                     USING ERRCODE = '22023', HINT = 'Leave it out of the source.';
             END IF;
             v_identity := v_identity OR v_att.attidentity = 'a';
-            v_type := pgjobs._column_type(p_reg.target, v_field);
+            -- Cast as COPY would take it: to the column's full type, but a
+            -- string or bit string of a length to the type without it, the
+            -- INSERT's assignment refusing a value too long rather than
+            -- the cast cutting it (pgjobs._value_type).
+            v_type := pgjobs._value_type(p_reg.target, v_field);
             -- A value jsonb would change is read from the line's json text
             -- instead (x.t): jsonb keeps a number as numeric, which has no
             -- -0 (a float's -0 came back 0), and a json column's text

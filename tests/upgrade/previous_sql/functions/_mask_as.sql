@@ -27,7 +27,8 @@ DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
     p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
-    PERFORM pgjobs._target_recent(p_target);
+    -- The call just entered, passed on (as pgjobs._visible_as).
+    PERFORM pgjobs._target_recent(p_target, true, ARRAY['mask', p_caller]);
     -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
     -- the same one check, without a second read of the call stack.
     PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);

@@ -1,4 +1,9 @@
-CREATE OR REPLACE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAULT NULL)
+-- The signature before the running call could be passed in (the stop-48
+-- release's): dropped so that no install keeps both.
+DROP FUNCTION IF EXISTS pgjobs._require_entry(regclass, text);
+
+CREATE OR REPLACE FUNCTION pgjobs._require_entry(p_target regclass, p_privilege text DEFAULT NULL,
+                                                 p_call text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 STABLE
@@ -28,9 +33,14 @@ AS $$
 -- PostgreSQL. Not a client call, or an administrator (who may read
 -- pgjobs.target_registry): nothing to check. pgjobs._target and
 -- pgjobs._target_recent, the registry's doors, call it first; an entry
--- whose arguments decide calls it before them. Locks nothing.
+-- whose arguments decide calls it before them. p_call: the running call
+-- as ARRAY[entry, caller], passed by an internal that has just had it from
+-- pgjobs._enter (the hot read path: a read of pgjobs._entered, the call
+-- stack and a seal, is ~80 us of every read; issue 11); NULL: read
+-- through pgjobs._entered. Never a client's value: no client may call
+-- this. Locks nothing.
 DECLARE
-    v_call text[] := pgjobs._entered();
+    v_call text[] := coalesce(p_call, pgjobs._entered());
     v_caller name := v_call[2];
     v_entry text := v_call[1];
     v_needs text;
@@ -73,7 +83,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION pgjobs._require_entry(regclass, text) IS
+COMMENT ON FUNCTION pgjobs._require_entry(regclass, text, text[]) IS
 'Internal: the first check of a client call on a target, before the registry is read: the '
 'privileges the call needs (p_privilege, or the entry''s own, pgjobs._entry_privilege), 42501 '
 'alike for a registered table and any other.';

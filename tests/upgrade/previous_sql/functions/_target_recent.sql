@@ -1,5 +1,10 @@
+-- The signature before the running call could be passed in (the stop-48
+-- release's): dropped so that no install keeps both.
+DROP FUNCTION IF EXISTS pgjobs._target_recent(regclass, boolean);
+
 CREATE OR REPLACE FUNCTION pgjobs._target_recent(p_target regclass,
-                                                 p_keep boolean DEFAULT true)
+                                                 p_keep boolean DEFAULT true,
+                                                 p_call text[] DEFAULT NULL)
 RETURNS pgjobs.target_registry
 LANGUAGE plpgsql
 STABLE
@@ -29,7 +34,9 @@ BEGIN
     -- A client caller lacking a privilege its call needs gets pgjobs._target's
     -- error before the registry is read, the same as for a table never
     -- registered (pgjobs._require_entry; nothing to check outside a client call).
-    PERFORM pgjobs._require_entry(p_target);
+    -- p_call: the running call, ARRAY[entry, caller], from the internal that
+    -- has just had it from pgjobs._enter (pgjobs._require_entry); NULL: read it.
+    PERFORM pgjobs._require_entry(p_target, NULL, p_call);
     IF p_target IS NOT NULL
        AND pgjobs._verdict_fresh('trusted_' || p_target::oid::text, p_target::oid::text) THEN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;

@@ -17,7 +17,7 @@ AS $$
 -- authors do not have (pgjobs._untrusted_roles: owners of the table, its
 -- partitions, triggers, defaults, constraints, policies, index
 -- expressions, column types and domain checks, and roles holding TRIGGER
--- on it), and when its row-level security policies would confine
+-- or REFERENCES on it), and when its row-level security policies would confine
 -- current_user itself (a job would silently miss rows). The claim
 -- (pgjobs._requeue_problem) fails a job on it without an exception block.
 -- Generic plans (plan_cache_mode), as

@@ -19,12 +19,21 @@ AS $$
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition or inheritance child of it
--- (and, for the partition keys, every partitioned table the target is a
--- partition of):
+-- Covered, for the target and every partition or inheritance child of it,
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
+-- every table whose foreign key references it with an ON DELETE or ON
+-- UPDATE action, at any depth (and, for the partition keys, every
+-- partitioned table the target is a partition of):
 -- * the table's owner (it may add triggers, rules, defaults, constraints,
 --   policies, indexes at any time);
 -- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
+--   such a role may at any time create a table of its own whose foreign
+--   key references it ON DELETE or ON UPDATE CASCADE (which this check
+--   would then follow), between two checks or while a page waits for its
+--   lock after the check, and its AFTER triggers there ran as pgjobs on
+--   the next pages;
 -- * owners of the functions and operators (and the operators' functions)
 --   that its triggers (and their WHEN), rules, defaults and generated
 --   columns, CHECK constraints, index expressions and predicates,
@@ -53,10 +62,45 @@ DECLARE
 BEGIN
     -- The target and every table its statements reach without ONLY:
     -- partitions and inheritance children, at any depth.
+    -- And every table a statement on them writes or reads besides, at any
+    -- depth: the tables and views their rules name (a DO ALSO or DO
+    -- INSTEAD action, a view's query), whose triggers, rules and policies
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
+    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
+    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
+    -- owner but its AFTER triggers later, as pgjobs.
     WITH RECURSIVE tree (relid) AS (
         SELECT p_target::oid
         UNION
-        SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
+        SELECT n.relid
+          FROM tree t
+          CROSS JOIN LATERAL (
+              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT con.conrelid
+                FROM pg_depend d
+                JOIN pg_constraint con ON con.oid = d.objid
+               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                 AND d.classid = 'pg_constraint'::regclass
+                 AND con.contype = 'f' AND con.confrelid = t.relid
+                 AND (con.confdeltype IN ('c', 'n', 'd')
+                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
     SELECT array_agg(t.relid) INTO v_rels FROM tree t;
     -- The objects that hold the tables' code: defaults and generated
     -- columns, constraints, triggers, policies, rules, indexes; and the
@@ -136,9 +180,15 @@ BEGIN
         SELECT c.relowner, format('owns table %s', c.oid::regclass)
           FROM pg_class c WHERE c.oid = ANY (v_rels)
         UNION ALL
-        SELECT acl.grantee, format('holds TRIGGER on %s', c.oid::regclass)
+        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
           FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
-         WHERE c.oid = ANY (v_rels) AND acl.privilege_type = 'TRIGGER'
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
+        UNION ALL
+        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
+                                   a.attrelid::regclass)
+          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
+         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
+           AND acl.privilege_type = 'REFERENCES'
         UNION ALL
         SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
           FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
@@ -162,6 +212,8 @@ BEGIN
            r.why
       FROM roles r
      WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
-     ORDER BY 1, 2;
+     -- A role's first reason names code it has (a table, a function) before
+     -- a REFERENCES it could add some with.
+     ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;
 END
 $$;

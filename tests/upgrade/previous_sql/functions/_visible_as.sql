@@ -37,41 +37,26 @@ DECLARE
     v_rows jsonb[];
     v_scope_type text;
     v_row text := 'to_jsonb(t.*)';
+    v_json_row text;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
     p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target_recent(p_target);
-    -- Both columns' full types in one catalog read (pgjobs._column_type's
+    -- The call just entered, passed on: pgjobs._require_entry would read it
+    -- back from the call stack through pgjobs._entered (~80 us a read).
+    v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
+    -- Both columns' full types in one catalog read by name (pgjobs._column_type's
     -- format_type(atttypid, atttypmod)); a column that is gone is left to
     -- pgjobs._column_type, which raises its 42703 where it did before.
-    -- And, for a target with json columns (a domain over json too), the
-    -- row as to_jsonb(t) would give it with each of them read through
-    -- pgjobs._json_as_jsonb: to_jsonb casts json to jsonb, which raises on
-    -- a value json holds and jsonb refuses (a \u0000 escape), and one such
-    -- row failed every page of its scope. Such a value comes back as a
-    -- JSON string of its text, every other as before. (NULL: no json
-    -- column, to_jsonb(t.*) as it is.)
+    -- (By name: a read of every column, as the json test below makes, is
+    -- planned again on every call, ~40-90 us; issue 11.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
-           CASE WHEN bool_or(j.is_json) THEN
-               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
-                      string_agg(CASE WHEN j.is_json
-                                      THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
-                                                  a.attname)
-                                      ELSE format('t.%I', a.attname) END,
-                                 ', ' ORDER BY a.attnum)) END
-      INTO v_key_type, v_scope_type, v_row
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
+      INTO v_key_type, v_scope_type
       FROM pg_catalog.pg_attribute a
-      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-      -- (A domain only is followed down, by a call: the common row costs none.)
-      CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
-                                      THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
-                                      ELSE a.atttypid = 'json'::regtype END AS is_json) j
-     WHERE a.attrelid = p_target
+     WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
        AND a.attnum > 0 AND NOT a.attisdropped;
-    v_row := coalesce(v_row, 'to_jsonb(t.*)');
     IF v_key_type IS NULL THEN
         v_key_type := pgjobs._column_type(p_target, v_reg.key_column);  -- 42703
     END IF;
@@ -89,7 +74,16 @@ BEGIN
     END IF;
     -- The canonical scope (22023 for a bad one): the mask's jobs store it.
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
-    v_mask := pgjobs._mask(p_target, v_canonical);
+    -- pgjobs._mask only when a delete of the scope is pending: one probe of
+    -- jobs_pending_writers_idx, its own query's condition and a superset of
+    -- the jobs it reads, instead of a pinned call in every read (issue 11).
+    v_mask := 'true';
+    IF EXISTS (SELECT FROM pgjobs.jobs j
+                WHERE j.target = p_target AND j.scope = v_canonical
+                  AND j.writes AND j.kind = 'delete'
+                  AND j.status IN ('queued', 'running', 'paused')) THEN
+        v_mask := pgjobs._mask(p_target, v_canonical);
+    END IF;
     IF v_scope_type IS NULL THEN
         v_scope_type := pgjobs._column_type(p_target, v_reg.scope_column);  -- 42703
     END IF;
@@ -100,9 +94,9 @@ BEGIN
     -- The row is t.*, never a bare t: a column named t would be taken for it
     -- (PostgreSQL resolves a bare name to a column first).
     v_query := format(
-        'SELECT %s FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
+        'FROM %s t WHERE t.%I = %s%s AND (%s) AND (%s) AND (%s) '
         'ORDER BY t.%I LIMIT %s',
-        v_row, p_target, v_reg.scope_column, v_scope,
+        p_target, v_reg.scope_column, v_scope,
         CASE WHEN p_after IS NULL THEN ''
              ELSE format(' AND t.%I > %L::%s', v_reg.key_column, p_after, v_key_type) END,
         -- (NULL is not {}: pgjobs.compile_filter refuses it, 22023.)
@@ -112,21 +106,56 @@ BEGIN
         CASE WHEN v_mask = 'true' THEN 'true' ELSE pgjobs._mask_candidates(p_target, v_canonical) END,
         v_mask, v_reg.key_column,
         p_limit);
-    BEGIN
-        EXECUTE format('SELECT ARRAY(%s)', v_query) INTO v_rows;
-        RETURN pgjobs._leave(v_rows);
-    EXCEPTION WHEN data_exception THEN
-        IF p_after IS NOT NULL THEN
-            BEGIN
-                EXECUTE format('SELECT %L::%s', p_after, v_key_type);
-            EXCEPTION WHEN data_exception THEN
-                RAISE EXCEPTION 'after % is not a valid % (key column %)', quote_literal(p_after),
-                    v_key_type, v_reg.key_column
-                    USING ERRCODE = '22023',
-                    HINT = 'Pass the key of the last row of the previous page.';
-            END;
-        END IF;
-        RAISE;
-    END;
+    -- The page as to_jsonb(t.*) first. For a target with json columns (a
+    -- domain over json too) to_jsonb casts each to jsonb, which raises on
+    -- a value json holds and jsonb refuses (a \u0000 escape, a lone
+    -- surrogate, a number past numeric's range: a data exception), and one
+    -- such row failed every page of its scope. So a page that fails so is
+    -- read again with the row as to_jsonb(t) would give it with each json
+    -- column read through pgjobs._json_as_jsonb: such a value comes back as
+    -- a JSON string of its text, every other as to_jsonb gives it. Only
+    -- then are the columns read: that read (every column, its type's kind)
+    -- cost more than a page's planning in every call (issue 11).
+    LOOP
+        BEGIN
+            EXECUTE format('SELECT ARRAY(SELECT %s %s)', v_row, v_query) INTO v_rows;
+            EXIT;
+        EXCEPTION WHEN data_exception THEN
+            IF v_row = 'to_jsonb(t.*)' THEN
+                -- NULL: no json column, the error stands.
+                SELECT CASE WHEN bool_or(j.is_json) THEN
+                           format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
+                                  string_agg(CASE WHEN j.is_json
+                                                  THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
+                                                              a.attname)
+                                                  ELSE format('t.%I', a.attname) END,
+                                             ', ' ORDER BY a.attnum)) END
+                  INTO v_json_row
+                  FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+                  -- (A domain only is followed down, by a call.)
+                  CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
+                                                  THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
+                                                  ELSE a.atttypid = 'json'::regtype END AS is_json) j
+                 WHERE a.attrelid = p_target
+                   AND a.attnum > 0 AND NOT a.attisdropped;
+            END IF;
+            IF v_json_row IS NULL OR v_row = v_json_row THEN
+                IF p_after IS NOT NULL THEN
+                    BEGIN
+                        EXECUTE format('SELECT %L::%s', p_after, v_key_type);
+                    EXCEPTION WHEN data_exception THEN
+                        RAISE EXCEPTION 'after % is not a valid % (key column %)',
+                            quote_literal(p_after), v_key_type, v_reg.key_column
+                            USING ERRCODE = '22023',
+                            HINT = 'Pass the key of the last row of the previous page.';
+                    END;
+                END IF;
+                RAISE;
+            END IF;
+            v_row := v_json_row;  -- and read the page again
+        END;
+    END LOOP;
+    RETURN pgjobs._leave(v_rows);
 END
 $$;

@@ -33,7 +33,8 @@ DECLARE
     v_count bigint;
 BEGIN
     p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
-    v_reg := pgjobs._target_recent(p_target);
+    -- The call just entered, passed on (as pgjobs._visible_as).
+    v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible_count', p_caller]);
     -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
     -- returned, and the allowed_scopes check only when the list is set.
     PERFORM pgjobs._require_role(p_caller, p_target, 'SELECT', NULL);
@@ -44,7 +45,14 @@ BEGIN
     v_canonical := pgjobs._canonical_scope(v_reg, p_scope);
     -- The count forms (p_count): a long exclude list is read once into a
     -- hash table rather than probed once per row of the scope.
-    v_mask := pgjobs._mask(p_target, v_canonical, true);
+    -- pgjobs._mask only when a delete of the scope is pending (as pgjobs._visible_as).
+    v_mask := 'true';
+    IF EXISTS (SELECT FROM pgjobs.jobs j
+                WHERE j.target = p_target AND j.scope = v_canonical
+                  AND j.writes AND j.kind = 'delete'
+                  AND j.status IN ('queued', 'running', 'paused')) THEN
+        v_mask := pgjobs._mask(p_target, v_canonical, true);
+    END IF;
     -- pgjobs._mask_candidates: implied by the mask, indexable (see _visible_as).
     v_query := format('SELECT count(*) FROM %s t WHERE t.%I = %s AND (%s) AND (%s) AND (%s)',
         p_target, v_reg.scope_column,

@@ -118,6 +118,12 @@ DECLARE
     v_range boolean;
     v_guess boolean;
     v_enable_sort text := current_setting('enable_sort');
+    v_spos integer[];
+    v_fast boolean;
+    v_kept_rejects jsonb;
+    v_kept_bytes bigint;
+    v_out_ns bigint[];
+    v_bulk text;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -457,7 +463,121 @@ BEGIN
                              CASE WHEN v_range THEN 'WHERE s.n BETWEEN $1[1] AND $1[2] '
                                   ELSE 'WHERE s.n = ANY ($1) ' END
                              || 'AND pg_catalog.setval(''pg_temp.pgjobs_import_at'', s.n) >= 0');
-            v_stack := ARRAY[1, cardinality(v_list), 1];
+            -- The records the database is likely to refuse, found in one
+            -- read of the run without writing (pgjobs._import_suspects: a
+            -- value that does not cast, a CHECK or NOT NULL of the columns
+            -- written): each is tried alone, the records between them as
+            -- runs expected to go in, in line order. A suspect the database
+            -- accepts goes in alone; a run that fails all the same (a
+            -- refusal the read cannot see: a duplicate key, a foreign key,
+            -- a trigger) is narrowed down as below. Without them each bad
+            -- record cost a failed run up to it, written and rolled back,
+            -- and the same records written again (1% rejects: 4.4-5.1x the
+            -- import without; h66).
+            v_spos := ARRAY(
+                SELECT u.o::integer FROM unnest(v_list) WITH ORDINALITY u(n, o)
+                  JOIN unnest(CASE WHEN v_sql IS NOT NULL
+                                   THEN pgjobs._import_suspects(v_sql, v_job.target, v_list,
+                                                                v_range)
+                              END) x(n) ON x.n = u.n
+                 ORDER BY u.o);
+            v_stack := '{}'::integer[];
+            -- Where a record's refusal cannot depend on the records before it
+            -- (a plain table without triggers or rules, no ON CONFLICT): each
+            -- suspect is tried alone and undone, the ones refused are the
+            -- rejects (the database's reason, as alone below), and the others
+            -- go in with the rest of the run as one statement, in line order.
+            -- A statement per bad record instead of two: 10% rejects took a
+            -- statement per 5 records. When that statement fails all the same
+            -- (a refusal the read cannot see: a duplicate key, a foreign key),
+            -- or the rejects pass the job's ceilings (whose first record
+            -- beyond them must be found in line order), its rejects are
+            -- dropped and the run goes in as below.
+            v_fast := v_sql IS NOT NULL AND cardinality(v_spos) > 0 AND NOT v_routed
+                      AND coalesce(v_job.payload ->> 'on_duplicate', 'error') = 'error'
+                      AND (SELECT c.relkind FROM pg_catalog.pg_class c
+                            WHERE c.oid = v_job.target) = 'r'
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                                       WHERE t.tgrelid = v_job.target AND NOT t.tgisinternal)
+                      AND NOT EXISTS (SELECT FROM pg_catalog.pg_rewrite r
+                                       WHERE r.ev_class = v_job.target);
+            IF v_fast THEN
+                v_kept_rejects := v_sql_rejects;
+                v_kept_bytes := v_batch_bytes;
+                v_out_ns := '{}'::bigint[];
+                FOREACH v_lo IN ARRAY v_spos LOOP
+                    v_state := NULL;
+                    BEGIN
+                        EXECUTE v_try USING CASE WHEN v_range
+                                                 THEN ARRAY[v_list[v_lo], v_list[v_lo]]
+                                                 ELSE v_list[v_lo:v_lo] END;
+                        -- Accepted: undone here, it goes in with its run.
+                        RAISE EXCEPTION 'undo' USING ERRCODE = 'PJ066',
+                            HINT = 'Undoes the record tried alone; handled just below.';
+                    EXCEPTION WHEN SQLSTATE 'PJ066' THEN
+                        NULL;
+                    WHEN data_exception OR integrity_constraint_violation
+                         OR cardinality_violation OR SQLSTATE '428C9' THEN
+                        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
+                    END;
+                    CONTINUE WHEN v_state IS NULL;
+                    v_n := v_list[v_lo];
+                    v_out_ns := v_out_ns || v_n;
+                    v_pos := CASE WHEN v_group_ns IS NULL THEN v_lo
+                                  ELSE array_position(v_ns, v_n) END;
+                    v_line := p_lines[v_pos];
+                    v_record := p_records[v_pos];
+                    v_sql_rejects := v_sql_rejects || jsonb_build_object(
+                        'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
+                        'record', v_record);
+                    v_batch_bytes := v_batch_bytes + octet_length(v_msg)
+                                     + coalesce(octet_length(left(v_record, 65536)), 0);
+                    IF jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
+                       > v_allowed
+                       OR v_bytes + v_batch_bytes + (
+                          SELECT coalesce(sum(octet_length(w.value ->> 'reason')
+                                              + coalesce(octet_length(left(w.value ->> 'record',
+                                                                           65536)), 0)), 0)
+                            FROM jsonb_array_elements(v_worker_rejects) w) > v_max_bytes THEN
+                        v_fast := false;
+                        EXIT;
+                    END IF;
+                END LOOP;
+                IF v_fast THEN
+                    BEGIN
+                        PERFORM set_config('enable_sort', 'off', true);
+                        v_bulk := replace(v_try, 'AND pg_catalog.setval(',
+                                          'AND NOT EXISTS (SELECT FROM unnest($2) o(n) '
+                                          'WHERE o.n = s.n) AND pg_catalog.setval(');
+                        EXECUTE v_bulk
+                            USING CASE WHEN v_range THEN ARRAY[v_list[1], v_list[cardinality(v_list)]]
+                                       ELSE v_list END, v_out_ns;
+                        GET DIAGNOSTICS v_ins = ROW_COUNT;
+                        PERFORM set_config('enable_sort', v_enable_sort, true);
+                        v_inserted := v_inserted + v_ins;
+                    EXCEPTION WHEN data_exception OR integrity_constraint_violation
+                                   OR cardinality_violation OR SQLSTATE '428C9' THEN
+                        v_fast := false;
+                    END;
+                END IF;
+                IF NOT v_fast THEN
+                    v_sql_rejects := v_kept_rejects;
+                    v_batch_bytes := v_kept_bytes;
+                END IF;
+            END IF;
+            v_hi := CASE WHEN v_fast THEN 0 ELSE cardinality(v_list) END;
+            FOR v_i IN REVERSE cardinality(v_spos) .. 1 LOOP
+                EXIT WHEN v_fast;
+                v_pos := v_spos[v_i];
+                IF v_pos < v_hi THEN
+                    v_stack := v_stack || ARRAY[v_pos + 1, v_hi, 1];
+                END IF;
+                v_stack := v_stack || ARRAY[v_pos, v_pos, 0];
+                v_hi := v_pos - 1;
+            END LOOP;
+            IF v_hi >= 1 THEN
+                v_stack := v_stack || ARRAY[1, v_hi, 1];
+            END IF;
             WHILE cardinality(v_stack) > 0 LOOP
                 v_lo := v_stack[cardinality(v_stack) - 2];
                 v_hi := v_stack[cardinality(v_stack) - 1];
