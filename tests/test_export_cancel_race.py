@@ -18,7 +18,6 @@ the coordinator's cleanup must find the write from the part's checkpoint.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import psycopg
@@ -38,15 +37,6 @@ from tests.support import (
 Conn = psycopg.Connection[Any]
 
 
-@pytest.fixture(params=["file", "memory", "s3"])
-def where(request: pytest.FixtureRequest, local_dir: str) -> str:
-    if request.param == "file":
-        return local_dir
-    if request.param == "memory":
-        return f"memory:///{uuid.uuid4().hex[:8]}/"
-    return str(request.getfixturevalue("bucket"))
-
-
 def _before_write(moment: str, checkpoint: dict[str, Any] | None) -> bool:
     """Whether part 1's heartbeat with ``checkpoint`` is the last one before the
     write ``moment`` names (the write then lands after the cancel)."""
@@ -62,7 +52,7 @@ def _before_write(moment: str, checkpoint: dict[str, Any] | None) -> bool:
 @pytest.mark.parametrize("fmt,moment", [("csv", "object"), ("csv", "staged"),
                                         ("parquet", "file")])
 def test_a_write_that_lands_after_the_cancel_leaves_nothing(
-        conn: Conn, dsn: str, where: str, fmt: str, moment: str, first: str,
+        conn: Conn, dsn: str, export_where: str, fmt: str, moment: str, first: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=60)
     options: dict[str, Any] = {**MANY_PARTS, "parallel": 2}
@@ -117,11 +107,11 @@ def test_a_write_that_lands_after_the_cancel_leaves_nothing(
         unclean("_forget_object")
     monkeypatch.setattr(parallel._PartControl, "heartbeat", heartbeat)
     monkeypatch.setattr(_Control, "heartbeat", coordinator_heartbeat)
-    outcome = run_export(dsn, job_id, where)
+    outcome = run_export(dsn, job_id, export_where)
     assert canceled.is_set(), "part 1 never reached the write"
     assert events.index("canceled") < events.index("part 1 writes")
     if first != "part":
         assert events.index("coordinator refused") < events.index("part 1 writes")
     assert outcome.status == "canceled", outcome
     assert job(conn, job_id)["status"] == "canceled"
-    assert leftovers(where, set()) == []
+    assert leftovers(export_where, set()) == []

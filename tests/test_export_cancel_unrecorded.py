@@ -19,7 +19,6 @@ when pgjobs.prune deletes the job.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -38,15 +37,6 @@ from tests.support import (
 )
 
 Conn = psycopg.Connection[Any]
-
-
-@pytest.fixture(params=["file", "memory", "s3"])
-def where(request: pytest.FixtureRequest, local_dir: str) -> str:
-    if request.param == "file":
-        return local_dir
-    if request.param == "memory":
-        return f"memory:///{uuid.uuid4().hex[:8]}/"
-    return str(request.getfixturevalue("bucket"))
 
 
 def _cancel(dsn: str, job_id: int) -> None:
@@ -111,34 +101,35 @@ def _cancel_at(dsn: str, job_id: int, moment: str, monkeypatch: pytest.MonkeyPat
     ("parallel", "joined"), ("parallel-gzip", "joined"),
 ])
 def test_a_write_the_cancel_kept_from_its_record_is_removed(
-        conn: Conn, dsn: str, where: str, kind: str, moment: str,
+        conn: Conn, dsn: str, export_where: str, kind: str, moment: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=60)
     job_id = submit_export(conn, "1", {}, EXPORTS[kind])
     events = _cancel_at(dsn, job_id, moment, monkeypatch)
-    outcome = run_export(dsn, job_id, where)
+    outcome = run_export(dsn, job_id, export_where)
     assert events == ["canceled"], f"the export never reached the {moment} write"
     assert outcome.status == "canceled", outcome
     assert job(conn, job_id)["status"] == "canceled"
-    assert leftovers(where, set()) == []
+    assert leftovers(export_where, set()) == []
 
 
 @pytest.mark.parametrize("kind", ["csv", "gzip", "parquet", "parallel"])
 def test_a_cancel_after_the_record_lets_the_export_succeed_with_its_object(
-        conn: Conn, dsn: str, where: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: Conn, dsn: str, export_where: str, kind: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """Requested after the heartbeat that records the object (a Parquet export:
     the one entering finalize), the cancel does not stop the complete: the job
     succeeds, and nothing of this change removes its object."""
     make_items(conn, rows=60)
     job_id = submit_export(conn, "1", {}, EXPORTS[kind])
     events = _cancel_at(dsn, job_id, "recorded", monkeypatch)
-    outcome = run_export(dsn, job_id, where)
+    outcome = run_export(dsn, job_id, export_where)
     assert events == ["canceled"], "the export never recorded its object"
     assert outcome.status == "succeeded", outcome
     assert job(conn, job_id)["status"] == "succeeded"
     uris = set(outcome.result["uris"])
-    assert uris and leftovers(where, uris) == []
-    assert uris <= set(leftovers(where, set()))
+    assert uris and leftovers(export_where, uris) == []
+    assert uris <= set(leftovers(export_where, set()))
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "parallel"])

@@ -2,6 +2,8 @@
 (`pytest_plugins`): request them by name, never import them.
 
 * `local_dir`: a file:// export prefix in the test's tmp_path.
+* `export_where`: an export prefix on each of file://, memory:// and S3 (moto), a
+  test run once per store.
 * `s3_endpoint` / `s3_env` / `bucket`: a real S3 wire protocol (moto's
   ThreadedMotoServer on 127.0.0.1, once per session), AWS_* variables pointing at
   it, a new bucket per test; `big`: a target large enough for multipart parts.
@@ -334,3 +336,13 @@ def bucket(s3_env: str) -> str:
 @pytest.fixture
 def local_dir(tmp_path: Any) -> str:
     return f"file://{tmp_path}/exports"
+
+
+@pytest.fixture(params=["file", "memory", "s3"])
+def export_where(request: pytest.FixtureRequest, local_dir: str) -> str:
+    """An export prefix on file://, memory:// or S3: the test runs on each."""
+    if request.param == "file":
+        return local_dir
+    if request.param == "memory":
+        return f"memory:///{uuid.uuid4().hex[:8]}/"
+    return str(request.getfixturevalue("bucket"))
