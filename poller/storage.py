@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
 from pgjobs.lazy import lazy_module
-from pgjobs.poller import azblob, gcs, https
+from pgjobs.poller import azblob, gcs
 from pgjobs.poller import s3client as s3
 from pgjobs.poller.tls import TLS_HINT, URL, permanent_tls_error
 from pgjobs.poller.upload import CannotResume as CannotResume
@@ -72,11 +72,15 @@ obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's cl
 if TYPE_CHECKING:
     import obstore.exceptions as obstore_errors
     import obstore.store as obstore_stores
+
+    from pgjobs.poller import https
 else:
     # Imported when a store is first used: `pgjobs export --help` imports this
-    # module and must not import obstore (pgjobs/lazy.py).
+    # module and must not import obstore (pgjobs/lazy.py), nor the standard
+    # library's HTTP client that https:// sources use (http.client, email).
     obstore_errors = lazy_module("obstore.exceptions")
     obstore_stores = lazy_module("obstore.store")
+    https = lazy_module("pgjobs.poller.https")
 
 log = logging.getLogger("pgjobs.storage")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only

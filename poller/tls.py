@@ -16,7 +16,14 @@ words a refused certificate as rustls did). A TLS failure that is not in this li
 from __future__ import annotations
 
 import re
-import ssl
+from typing import TYPE_CHECKING
+
+from pgjobs.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import ssl
+else:
+    ssl = lazy_module("ssl")  # read on a failure only: `--help` does not load TLS
 
 TLS_HINT = ("the server's TLS certificate is not trusted by the worker: give the worker "
             "the certificate of the authority that signed it (SSL_CERT_FILE=/path/ca.pem, "

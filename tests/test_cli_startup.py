@@ -35,6 +35,11 @@ CLIENTS = ("psycopg", "psycopg_pool", "botocore", "boto3", "obstore", "pyarrow",
            "yoyo", "rich", "azure", "google")
 """Top-level packages a command that only prints its help must not import."""
 
+NETWORK = ("http", "ssl", "_ssl", "email")
+"""The standard library's HTTP client and TLS (~15 ms): only an https:// import
+source and a TLS failure's wording use them, so no command's help imports them
+(`--version` reads package metadata, which parses with ``email``)."""
+
 FOREIGN_TO_FILE = tuple(c for c in CLIENTS if c not in ("psycopg", "obstore", "opentelemetry"))
 """What a file:// CSV or JSON-lines export has no use for: the other stores'
 clients, Parquet's writer and reader, the dashboard's, metrics' and the
@@ -141,6 +146,7 @@ def test_a_commands_help_imports_no_client(path: tuple[str, ...]) -> None:
     code, imported = run(*path, "--help")
     assert code == 0
     assert sorted(imported & set(CLIENTS)) == []
+    assert sorted(imported & set(NETWORK)) == []
 
 
 PACKAGES = ("pgjobs", "pgjobs.poller", "pgjobs.cli")
