@@ -14,7 +14,10 @@ others guard what already held. A cancel asked after the record (``recorded``)
 does not stop the complete: the export succeeds and keeps its object, as one
 canceled after it succeeded does. A part object that no cleanup reached (its
 worker killed after the write, the coordinator's cleanup run before it) goes
-when pgjobs.prune deletes the job.
+when pgjobs.prune deletes the job. A finish whose answer was lost (the object
+visible, the call failed) leaves an object the attempt never owned: removed
+only while it reads back as the streamed parts, never once another writer
+replaced it.
 """
 
 from __future__ import annotations
@@ -190,3 +193,63 @@ def test_a_part_object_no_cleanup_reached_goes_when_the_job_is_pruned(
     assert summary is not None and summary[0]["deleted"] == 1
     Worker(dsn, local_dir, once=True, poll=0.1, stale_after=timedelta(0)).run()
     assert leftovers(local_dir, set()) == []
+
+
+UPLOADS = ("pgjobs.poller.upload_file.LocalUpload", "pgjobs.poller.upload_obstore.StagedUpload",
+           "pgjobs.poller.upload_s3.NativeS3Upload")
+
+
+def _replace(uri: str, data: bytes) -> None:
+    """Put ``data`` at ``uri`` over what is there: another writer's object."""
+    import obstore
+
+    from pgjobs.poller import storage
+
+    loc = storage.parse(uri)
+    if loc.scheme == "file":
+        with open(loc.path, "wb") as f:
+            f.write(data)
+        return
+    obstore.put(storage.store_for(loc), loc.path, data)
+
+
+@pytest.mark.parametrize("after", ["as-written", "replaced"])
+@pytest.mark.parametrize("kind", ["csv", "gzip"])
+def test_a_finish_whose_answer_was_lost_is_judged_by_its_bytes(
+        conn: Conn, dsn: str, export_where: str, kind: str, after: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upload's finish made the object visible and its answer was lost (the
+    call failed for good after the write), then the cancel landed: nothing
+    records the object and the attempt never owned it (``owned`` false, no
+    ``created``), so the canceled end removes it only while it reads back as
+    exactly the parts this attempt streamed. An object another writer put at
+    the key after the write (same size, other bytes) is never deleted."""
+    import importlib
+
+    from pgjobs.poller.storage import StorageError
+
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, EXPORTS[kind])
+    written: list[str] = []
+
+    def lost(original: Any) -> Any:
+        def finish(self: Any) -> tuple[int, str]:
+            size, _sha256 = original(self)  # the object is visible now
+            uri = self.location.uri
+            written.append(uri)
+            if after == "replaced":
+                _replace(uri, b"x" * size)
+            _cancel(dsn, job_id)
+            raise StorageError(f"finishing {uri}: the answer was lost", retryable=False)
+        return finish
+
+    for path in UPLOADS:
+        module, name = path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        monkeypatch.setattr(cls, "finish", lost(cls.finish))
+    outcome = run_export(dsn, job_id, export_where)
+    assert len(written) == 1, f"the export never finished its upload: {written}"
+    assert outcome.status == "canceled", outcome
+    assert job(conn, job_id)["status"] == "canceled"
+    expected = written if after == "replaced" else []
+    assert leftovers(export_where, set()) == expected
