@@ -75,15 +75,18 @@ KINDS: dict[str, tuple[str, str, Any]] = {
     "json_nul_array_bounds": ("v_jarr", r"""'[0:1]={1,"{\"a\":\"x\\u0000y\"}"}'::json[]""",
                               [1, NUL]),
     "json_lone_surrogate": ("v_json", r"""'"\ud800"'::json""", r'"\ud800"'),
-    "json_lone_surrogate_in_array": ("v_jarr", r"""ARRAY['["\udc00"]'::json]::json[]""", [r'["\udc00"]']),
+    "json_lone_surrogate_in_array": ("v_jarr", r"""ARRAY['["\udc00"]'::json]::json[]""",
+                                     [r'["\udc00"]']),
     "json_huge_number": ("v_json", "('1e' || 200000)::json", "1e200000"),
     "json_duplicate_keys": ("v_json", """'{"b":1,"a":2,"b":3}'::json""", None),
-    "json_duplicate_keys_in_composite": ("v_comp", """ROW(1, '{"b":1,"a":2,"b":3}')::kv_comp""", None),
+    "json_duplicate_keys_in_composite": ("v_comp", """ROW(1, '{"b":1,"a":2,"b":3}')::kv_comp""",
+                                         None),
     "json_plain_in_array": ("v_jarr", """ARRAY['{"z":1,"a":[true]}'::json]""", None),
     "jsonb_value": ("v_jsonb", """'{"a":"x","n":1.50}'::jsonb""", None),
     "numeric_nan": ("v_num", "'NaN'::numeric", None),
     "numeric_infinity": ("v_num", "'-Infinity'::numeric", None),
-    "numeric_1000_digits": ("v_num", "(repeat('9', 1000) || '.' || repeat('1', 300))::numeric", None),
+    "numeric_1000_digits": ("v_num", "(repeat('9', 1000) || '.' || repeat('1', 300))::numeric",
+                            None),
     "float8_nan": ("v_f8", "'NaN'::float8", None),
     "float8_minus_zero": ("v_f8", "'-0'::float8", None),
     "float8_infinity": ("v_f8", "'Infinity'::float8", None),
@@ -165,12 +168,14 @@ def plain_rows(conn: Conn, n: int) -> list[dict[str, Any]]:
             # has it, the column as the rule says.
             others = ", ".join(c.strip().split()[0] for c in COLUMNS.split(",")
                                if c.strip() and c.strip().split()[0] != column)
-            row = conn.execute(f"SELECT to_jsonb(r.*) FROM (SELECT {others} FROM kv WHERE id = {key}) r"
-                               ).fetchone()
+            row = conn.execute(f"SELECT to_jsonb(r.*) FROM (SELECT {others} FROM kv"
+                               f" WHERE id = {key}) r").fetchone()
             assert row is not None
             rows.append({**row[0], column: refused})
         else:
-            rows.append(conn.execute(f"SELECT to_jsonb(r.*) FROM kv r WHERE id = {key}").fetchone()[0])  # type: ignore[index]
+            row = conn.execute(f"SELECT to_jsonb(r.*) FROM kv r WHERE id = {key}").fetchone()
+            assert row is not None
+            rows.append(row[0])
     return rows
 
 
@@ -197,7 +202,8 @@ def test_preview_reads_every_value(kconn: Conn, kind: str) -> None:
     n = SCOPES[kind]
     row = kconn.execute("SELECT pgjobs.preview('kv', %s, '{}')", (str(n),)).fetchone()
     assert row is not None
-    assert row[0]["matches"] == 2 and sorted(row[0]["sample"]) == sorted([str(2 * n - 1), str(2 * n)])
+    assert row[0]["matches"] == 2
+    assert sorted(row[0]["sample"]) == sorted([str(2 * n - 1), str(2 * n)])
 
 
 def json_text(text: str) -> Any:
