@@ -8503,7 +8503,7 @@ BEGIN
             RETURN NULL;
         END IF;
         RETURN format(
-            '(SELECT pgjobs._jsonb_nest(ARRAY(SELECT %1$s FROM '
+            '(SELECT pgjobs._jsonb_dims_nest(ARRAY(SELECT %1$s FROM '
             '(SELECT pg_catalog.unnest(%2$I.a) AS e) %3$I), '
             'ARRAY(SELECT pg_catalog.array_length(%2$I.a, d) '
             'FROM pg_catalog.generate_series(1, pg_catalog.array_ndims(%2$I.a)) d ORDER BY d)) '
@@ -8579,6 +8579,50 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _jsonb_dims_nest(jsonb[], integer[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The elements p_flat of an array (storage order, NULL for an SQL NULL
+-- element) nested into the lengths p_dims of its dimensions, as to_jsonb
+-- nests an array: [] for no dimension (an empty array), a JSON null for a
+-- NULL element. For pgjobs._json_value_jsonb. Locks nothing.
+DECLARE
+    v_step integer;
+    v_out jsonb := '[]'::jsonb;
+BEGIN
+    IF coalesce(cardinality(p_dims), 0) = 0 THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    IF cardinality(p_dims) = 1 THEN
+        RETURN (SELECT coalesce(jsonb_agg(coalesce(e, 'null'::jsonb) ORDER BY o), '[]'::jsonb)
+                  FROM unnest(p_flat) WITH ORDINALITY u(e, o));
+    END IF;
+    v_step := cardinality(p_flat) / p_dims[1];
+    FOR i IN 0 .. p_dims[1] - 1 LOOP
+        v_out := v_out || jsonb_build_array(
+            pgjobs._jsonb_dims_nest(p_flat[i * v_step + 1 : (i + 1) * v_step], p_dims[2:]));
+    END LOOP;
+    RETURN v_out;
+END
+$$;
+
+ALTER FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _jsonb_dims_nest(p_flat jsonb[], p_dims integer[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) IS 'An array''s elements (storage order) nested into its dimensions as to_jsonb nests them.';
 
 --
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8720,46 +8764,6 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) OWNER TO SUPERUSER;
-
---
--- Name: _jsonb_nest(jsonb[], integer[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._jsonb_nest(p_flat jsonb[], p_dims integer[]) RETURNS jsonb
-    LANGUAGE plpgsql IMMUTABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
--- The elements p_flat of an array (storage order, NULL for an SQL NULL
--- element) nested into the lengths p_dims of its dimensions, as to_jsonb
--- nests an array: [] for no dimension (an empty array), a JSON null for a
--- NULL element. For pgjobs._json_value_jsonb. Locks nothing.
-DECLARE
-    v_step integer;
-    v_out jsonb := '[]';
-BEGIN
-    IF coalesce(cardinality(p_dims), 0) = 0 THEN
-        RETURN '[]';
-    END IF;
-    IF cardinality(p_dims) = 1 THEN
-        RETURN (SELECT coalesce(jsonb_agg(coalesce(e, 'null'::jsonb) ORDER BY o), '[]')
-                  FROM unnest(p_flat) WITH ORDINALITY u(e, o));
-    END IF;
-    v_step := cardinality(p_flat) / p_dims[1];
-    FOR i IN 0 .. p_dims[1] - 1 LOOP
-        v_out := v_out || jsonb_build_array(
-            pgjobs._jsonb_nest(p_flat[i * v_step + 1 : (i + 1) * v_step], p_dims[2:]));
-    END LOOP;
-    RETURN v_out;
-END
-$$;
-
-ALTER FUNCTION pgjobs._jsonb_nest(p_flat jsonb[], p_dims integer[]) OWNER TO SUPERUSER;
-
---
--- Name: FUNCTION _jsonb_nest(p_flat jsonb[], p_dims integer[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON FUNCTION pgjobs._jsonb_nest(p_flat jsonb[], p_dims integer[]) IS 'An array''s elements (storage order) nested into its dimensions as to_jsonb nests them.';
 
 --
 -- Name: _jsonb_nest(text[], jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -26099,6 +26103,13 @@ REVOKE ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _jsonb_dims_nest(p_flat jsonb[], p_dims integer[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -26118,13 +26129,6 @@ GRANT ALL ON FUNCTION pgjobs._jsonb_merge_sql(p_base text, p_patch jsonb) TO pgj
 
 REVOKE ALL ON FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_merge_sql_node(p_base text, p_patch jsonb) TO pgjobs_admin;
-
---
--- Name: FUNCTION _jsonb_nest(p_flat jsonb[], p_dims integer[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._jsonb_nest(p_flat jsonb[], p_dims integer[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._jsonb_nest(p_flat jsonb[], p_dims integer[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_nest(p_path text[], p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
