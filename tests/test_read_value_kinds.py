@@ -5,8 +5,9 @@ composites and domains; numerics, floats, infinite dates, bytea, control
 characters, enums, ranges, arrays with NULLs and odd bounds, xml, money, ...)
 and one scope per value kind: the kind's row beside an ordinary row. Each read
 path reads each kind's scope: pgjobs.visible (a page, with and without a delete
-pending on the scope, the mask path), pgjobs.visible_count, pgjobs.preview and
-an export in csv, jsonl and parquet. The rule checked:
+pending on the scope, the mask path), pgjobs.visible_count, pgjobs.preview (and
+`pgjobs delete --dry-run`, which prints it: no CLI command prints a target's
+rows) and an export in csv, jsonl and parquet. The rule checked:
 
 - visible returns to_jsonb of the plain row, except that a json value jsonb
   refuses (a \\u0000 escape, a lone surrogate, a number past numeric's range),
@@ -32,7 +33,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from pgjobs.cli.main import main
 from tests.support.databases import admin_execute, database_name, with_database
 from tests.support.exports import content, plain_copy, run_export, submit_export
 
@@ -204,6 +207,20 @@ def test_preview_reads_every_value(kconn: Conn, kind: str) -> None:
     assert row is not None
     assert row[0]["matches"] == 2
     assert sorted(row[0]["sample"]) == sorted([str(2 * n - 1), str(2 * n)])
+
+
+@pytest.mark.parametrize("kind", [k for k, v in KINDS.items() if v[2] is not None])
+def test_cli_dry_run_reads_every_value(kconn: Conn, kinds_dsn: str, kind: str) -> None:
+    # The CLI prints no target row itself: `pgjobs delete --dry-run` prints
+    # the preview (its sample is of keys) and writes nothing. The kinds whose
+    # json jsonb refuses (a CLI run costs a second: the preview test has all).
+    n = SCOPES[kind]
+    result = CliRunner().invoke(main, ["--dsn", kinds_dsn, "delete", "kv", "--scope", str(n),
+                                       "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["matches"] == 2
+    assert sorted(shown["sample"]) == sorted([str(2 * n - 1), str(2 * n)])
 
 
 def json_text(text: str) -> Any:
