@@ -8445,6 +8445,107 @@ $_$;
 ALTER FUNCTION pgjobs._json_as_jsonb(p_value json) OWNER TO SUPERUSER;
 
 --
+-- Name: _json_value_jsonb(text, regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer DEFAULT 1) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one place that reads a value of a type that may hold json as jsonb
+-- without failing on a json value jsonb refuses (a \u0000 escape, a lone
+-- surrogate, a number past numeric's range: 22P05 / 22P02 / 22003, raised
+-- by to_jsonb for the whole row). Returns the text of an SQL expression of
+-- jsonb over the SQL expression p_expr (of type p_type): what
+-- to_jsonb(p_expr) gives, except that each json value jsonb refuses, wherever
+-- it sits (the value itself, a domain over json, an element of an array of
+-- any dimensions, a field of a composite, any nesting of these), comes back
+-- as pgjobs._json_as_jsonb gives it: a JSON string of its text. NULL when
+-- p_type holds no json anywhere (to_jsonb(p_expr) never meets json then).
+-- p_depth names the aliases of the nested subqueries (1 at the top).
+-- Called only after to_jsonb failed (pgjobs._visible_as): a read of the
+-- catalog. Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(p_type);
+    v_kind "char";
+    v_elem regtype;
+    v_rel oid;
+    v_inner text;
+    v_fields text;
+    v_any boolean := false;
+    v_s text := 's' || p_depth;
+    v_u text := 'u' || p_depth;
+    v_att record;
+BEGIN
+    IF p_depth > 32 THEN
+        RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    IF v_type = 'json'::regtype THEN
+        RETURN format('pgjobs._json_as_jsonb((%s)::pg_catalog.json)', p_expr);
+    END IF;
+    SELECT t.typtype, nullif(t.typelem, 0)::regtype, nullif(t.typrelid, 0)
+      INTO v_kind, v_elem, v_rel
+      FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    IF v_elem IS NOT NULL AND v_kind = 'b'
+       AND EXISTS (SELECT FROM pg_catalog.pg_type t
+                    WHERE t.oid = v_type AND t.typsubscript = 'array_subscript_handler'::regproc) THEN
+        -- An array: its elements in storage order (unnest in the select
+        -- list: in FROM it would spread a composite element into its
+        -- fields), nested back into its
+        -- dimensions as to_jsonb nests them (lower bounds dropped, as to_jsonb
+        -- drops them).
+        v_inner := pgjobs._json_value_jsonb(format('%I.e', v_u), v_elem, p_depth + 1);
+        IF v_inner IS NULL THEN
+            RETURN NULL;
+        END IF;
+        RETURN format(
+            '(SELECT pgjobs._jsonb_dims_nest(ARRAY(SELECT %1$s FROM '
+            '(SELECT pg_catalog.unnest(%2$I.a) AS e) %3$I), '
+            'ARRAY(SELECT pg_catalog.array_length(%2$I.a, d) '
+            'FROM pg_catalog.generate_series(1, pg_catalog.array_ndims(%2$I.a)) d ORDER BY d)) '
+            'FROM (SELECT (%4$s) AS a) %2$I WHERE %2$I.a IS NOT NULL)',
+            v_inner, v_s, v_u, p_expr);
+    END IF;
+    IF v_kind = 'c' THEN
+        -- A composite: each field by name, in the object to_jsonb builds
+        -- (jsonb orders the keys); a NULL composite is NULL, one whose fields
+        -- are all NULL an object of nulls, as to_jsonb has them.
+        FOR v_att IN
+            SELECT a.attname, a.atttypid::regtype AS typ
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum
+        LOOP
+            v_inner := pgjobs._json_value_jsonb(format('(%I.c).%I', v_s, v_att.attname),
+                                                v_att.typ, p_depth + 1);
+            v_any := v_any OR v_inner IS NOT NULL;
+            v_fields := concat_ws(' || ', v_fields,
+                format('pg_catalog.jsonb_build_object(%L, %s)', v_att.attname,
+                       coalesce(v_inner, format('pg_catalog.to_jsonb((%I.c).%I)', v_s, v_att.attname))));
+        END LOOP;
+        IF NOT v_any THEN
+            RETURN NULL;
+        END IF;
+        RETURN format('(SELECT %s FROM (SELECT (%s) AS c) %I WHERE (%I.c)::pg_catalog.text IS NOT NULL)',
+                      v_fields, p_expr, v_s, v_s);
+    END IF;
+    RETURN NULL;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _json_value_jsonb(p_expr text, p_type regtype, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) IS 'SQL text reading expression p_expr of type p_type as to_jsonb does, except that a json value jsonb refuses (anywhere in arrays, composites, domains) comes back as a JSON string of its text; NULL when the type holds no json.';
+
+--
 -- Name: _jsonb_build_sql(text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8478,6 +8579,50 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _jsonb_dims_nest(jsonb[], integer[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The elements p_flat of an array (storage order, NULL for an SQL NULL
+-- element) nested into the lengths p_dims of its dimensions, as to_jsonb
+-- nests an array: [] for no dimension (an empty array), a JSON null for a
+-- NULL element. For pgjobs._json_value_jsonb. Locks nothing.
+DECLARE
+    v_step integer;
+    v_out jsonb := '[]'::jsonb;
+BEGIN
+    IF coalesce(cardinality(p_dims), 0) = 0 THEN
+        RETURN '[]'::jsonb;
+    END IF;
+    IF cardinality(p_dims) = 1 THEN
+        RETURN (SELECT coalesce(jsonb_agg(coalesce(e, 'null'::jsonb) ORDER BY o), '[]'::jsonb)
+                  FROM unnest(p_flat) WITH ORDINALITY u(e, o));
+    END IF;
+    v_step := cardinality(p_flat) / p_dims[1];
+    FOR i IN 0 .. p_dims[1] - 1 LOOP
+        v_out := v_out || jsonb_build_array(
+            pgjobs._jsonb_dims_nest(p_flat[i * v_step + 1 : (i + 1) * v_step], p_dims[2:]));
+    END LOOP;
+    RETURN v_out;
+END
+$$;
+
+ALTER FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _jsonb_dims_nest(p_flat jsonb[], p_dims integer[]); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) IS 'An array''s elements (storage order) nested into its dimensions as to_jsonb nests them.';
 
 --
 -- Name: _jsonb_merge(jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -10719,7 +10864,8 @@ CREATE FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text
 -- numeric without a declared precision has no fixed decimal type: it is
 -- exported as its exact text (arrow string); declare numeric(p,s) for a
 -- decimal column. Arrays of types outside the scalar ones above are lists
--- of their elements' text. Locks nothing.
+-- of their elements' text; an array of more than one dimension is
+-- refused (pgjobs._parquet_refuse). Locks nothing.
 DECLARE
     v_type oid := p_type;
     v_typmod integer := p_typmod;
@@ -10752,6 +10898,15 @@ BEGIN
             arrow := 'list<string>';
             wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
         END IF;
+        -- A list holds one dimension: an array of more (to_json nests them)
+        -- fails the export naming its column (pgjobs._parquet_refuse), not
+        -- with pyarrow's "changed from number to array" and no column named.
+        -- Lower bounds are dropped, as to_json drops them.
+        wire := format('CASE WHEN pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 THEN '
+                       'pgjobs._parquet_refuse(%2$L, ''a '' OPERATOR(pg_catalog.||) '
+                       'pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.||) '
+                       '''-dimensional array'', %3$L) ELSE %4$s END',
+                       p_expr, p_expr, arrow, wire);
         RETURN;
     END IF;
     CASE v_type
@@ -10849,7 +11004,8 @@ CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text
     AS $_$
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
 -- infinite date or timestamp, or one past 64 bits of microseconds since
--- 1970 (22008), NaN in a decimal column (22003). A
+-- 1970 (22008), NaN in a decimal column (22003), an array of more than
+-- one dimension in a list column (0A000). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words
@@ -10860,14 +11016,20 @@ CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text
 BEGIN
     RAISE EXCEPTION 'column % holds %, which a Parquet % column cannot store', p_column,
                     p_value, p_arrow
-        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003' ELSE '22008' END,
-        HINT = format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
+        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003'
+                             WHEN p_arrow LIKE 'list<%' THEN '0A000' ELSE '22008' END,
+        HINT = CASE WHEN p_arrow LIKE 'list<%' THEN
+                   format('Export this scope as csv or jsonl (csv prints the array as PostgreSQL '
+                          'does, jsonl as nested JSON arrays), or export a column of one '
+                          'dimension instead of %s.', p_column)
+               ELSE
+                   format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
                       'leave those rows out with a filter such as {"%s": {"$ne": "%s"}}%s.',
                       p_value, p_column, p_value,
                       CASE WHEN p_arrow LIKE 'decimal%'
                            THEN ', or make the column numeric without a precision (a Parquet '
                                 'string)'
-                           ELSE '' END);
+                           ELSE '' END) END;
 END
 $_$;
 
@@ -18886,7 +19048,7 @@ CREATE FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope tex
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
-    AS $_$
+    AS $$
 -- The body of pgjobs.visible, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.visible, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
@@ -18985,9 +19147,12 @@ BEGIN
     -- a value json holds and jsonb refuses (a \u0000 escape, a lone
     -- surrogate, a number past numeric's range: a data exception), and one
     -- such row failed every page of its scope. So a page that fails so is
-    -- read again with the row as to_jsonb(t) would give it with each json
-    -- column read through pgjobs._json_as_jsonb: such a value comes back as
-    -- a JSON string of its text, every other as to_jsonb gives it. Only
+    -- read again with the row as to_jsonb(t) would give it with each column
+    -- whose type holds json (itself, a domain over it, an array or a
+    -- composite of it, nested) read through pgjobs._json_value_jsonb: each
+    -- json value jsonb refuses, wherever it sits, comes back as a JSON
+    -- string of its text (pgjobs._json_as_jsonb), every other value as
+    -- to_jsonb gives it. Only
     -- then are the columns read: that read (every column, its type's kind)
     -- cost more than a page's planning in every call (issue 11).
     LOOP
@@ -18996,21 +19161,19 @@ BEGIN
             EXIT;
         EXCEPTION WHEN data_exception THEN
             IF v_row = 'to_jsonb(t.*)' THEN
-                -- NULL: no json column, the error stands.
-                SELECT CASE WHEN bool_or(j.is_json) THEN
+                -- NULL: no column holds json, the error stands.
+                SELECT CASE WHEN bool_or(j.expr IS NOT NULL) THEN
                            format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
-                                  string_agg(CASE WHEN j.is_json
-                                                  THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
-                                                              a.attname)
+                                  string_agg(CASE WHEN j.expr IS NOT NULL
+                                                  THEN format('%s AS %I', j.expr, a.attname)
                                                   ELSE format('t.%I', a.attname) END,
                                              ', ' ORDER BY a.attnum)) END
                   INTO v_json_row
                   FROM pg_catalog.pg_attribute a
-                  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-                  -- (A domain only is followed down, by a call.)
-                  CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
-                                                  THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
-                                                  ELSE a.atttypid = 'json'::regtype END AS is_json) j
+                  -- (json anywhere in the column's type: itself, a domain,
+                  -- an array's elements, a composite's fields, nested)
+                  CROSS JOIN LATERAL (SELECT pgjobs._json_value_jsonb(
+                                          format('t.%I', a.attname), a.atttypid::regtype) AS expr) j
                  WHERE a.attrelid = p_target
                    AND a.attnum > 0 AND NOT a.attisdropped;
             END IF;
@@ -19032,7 +19195,7 @@ BEGIN
     END LOOP;
     RETURN pgjobs._leave(v_rows);
 END
-$_$;
+$$;
 
 ALTER FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer) OWNER TO SUPERUSER;
 
@@ -25926,11 +26089,25 @@ GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._json_as_jsonb(p_value json) TO pgjobs_client;
 
 --
+-- Name: FUNCTION _json_value_jsonb(p_expr text, p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth integer) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _jsonb_build_sql(p_pairs text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
 REVOKE ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._jsonb_build_sql(p_pairs text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _jsonb_dims_nest(p_flat jsonb[], p_dims integer[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._jsonb_dims_nest(p_flat jsonb[], p_dims integer[]) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _jsonb_merge(p_base jsonb, p_patch jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
