@@ -193,7 +193,7 @@ BEGIN
         END IF;
         FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
             IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN
-                RAISE EXCEPTION 'option "columns" holds % : each entry must be a non-empty string',
+                RAISE EXCEPTION 'option "columns" holds %: each entry must be a non-empty string',
                                 v_column
                     USING ERRCODE = '22023',
                     HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
