@@ -146,8 +146,10 @@ BEGIN
             RAISE EXCEPTION 'option "destination" must be a URI prefix with scheme file, s3, gs, '
                             'az or memory, not %', v_options -> 'destination'
                 USING ERRCODE = '22023',
-                HINT = 'For example "s3://bucket/exports/", "file:///var/exports/" or '
-                       '"file://./pgjobs-exports".';
+                -- Only examples a destination may be: file://./dir (the
+                -- command line's --storage) is refused below, as relative.
+                HINT = 'For example "s3://bucket/exports/" or "file:///var/exports/"; leave '
+                       '"destination" out to use the worker''s own storage.';
         END IF;
         -- Clients choose where the worker writes only within what an
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
