@@ -28,7 +28,6 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
-from pgjobs.cli.common import target_name_parts
 from pgjobs.cli.main import main
 from tests.support import admin_execute, allow, make_rows_target, seed, with_database
 from tests.support.databases import database_name
@@ -231,6 +230,8 @@ def test_every_spelling_regclass_takes_still_works(database: tuple[str, str],
 def test_names_split_as_postgresql_splits_them(database: tuple[str, str], text: str) -> None:
     # target_name_parts against PostgreSQL's own reading (parse_ident is the
     # same splitter, strict: it refuses what regclass refuses).
+    from pgjobs.cli.common import target_name_parts
+
     dsn, _ = database
     with psycopg.connect(dsn) as conn:
         try:
