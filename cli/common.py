@@ -343,6 +343,83 @@ class JobId(click.ParamType):  # type: ignore[type-arg]  # generic since click 8
 
 JOB_ID = JobId()
 
+
+TARGET_HINT = ("name the table as in SQL: items, public.items or \"My Items\" (quoted, "
+               "case kept); SELECT target FROM pgjobs.targets lists the registered ones")
+
+
+_SQL_BLANKS = " \t\n\r\f\v"
+"""What PostgreSQL's scanner takes for a blank (scanner_isspace): a no-break
+space is part of a name, as any other character."""
+
+
+def target_name_parts(text: str) -> list[str] | None:
+    """The names of a table name as PostgreSQL's regclass reads it
+    (SplitIdentifierString: dot-separated, each unquoted name folded to lower
+    case, a quoted one kept with "" for a quote, blanks around each ignored);
+    None when it is no name at all: empty, an empty part (``a..b``), an
+    unterminated quote, or something after a name that is not a dot."""
+    parts: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in _SQL_BLANKS:
+            i += 1
+        if i < n and text[i] == '"':
+            name, i = [], i + 1
+            while True:
+                end = text.find('"', i)
+                if end < 0:
+                    return None
+                name.append(text[i:end])
+                i = end + 1
+                if i < n and text[i] == '"':
+                    name.append('"')
+                    i += 1
+                    continue
+                break
+            part = "".join(name)
+        else:
+            start = i
+            while i < n and text[i] != "." and text[i] not in _SQL_BLANKS:
+                i += 1
+            part = text[start:i].lower()
+        if not part:
+            return None
+        parts.append(part)
+        while i < n and text[i] in _SQL_BLANKS:
+            i += 1
+        if i == n:
+            return parts
+        if text[i] != ".":
+            return None
+        i += 1
+
+
+class TargetName(click.ParamType):  # type: ignore[type-arg]  # generic since click 8.5
+    """A TARGET: a table name as SQL writes one (``items``, ``public.items``,
+    ``"My Items"``), at most database.schema.table. PostgreSQL refused the
+    others itself, with no hint and as a runtime error (exit 1): ``''`` and
+    ``'"x'`` as "invalid name syntax [42602]", ``a.b.c.d`` as "improper
+    relation name [42601]". The one type of every TARGET argument: a usage
+    error (exit 2, 22023) naming it, before any connection."""
+
+    name = "target"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        text = str(value)
+        parts = target_name_parts(text)
+        if parts is None:
+            raise InvalidInput(f"TARGET {text!r} is not a table name", hint=TARGET_HINT)
+        if len(parts) > 3:
+            raise InvalidInput(f"TARGET {text!r} is not a table name: at most "
+                               "database.schema.table, not "
+                               f"{len(parts)} dotted names", hint=TARGET_HINT)
+        return text
+
+
+TARGET = TargetName()
+
 PRIORITY = click.IntRange(-1_000_000, 1_000_000)
 """--priority: the range pgjobs._insert_job_row takes for option "priority" (the SQL
 decides; this only keeps a typo such as 99999999999999999999 from reaching it
@@ -524,6 +601,45 @@ def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> di
         raise InvalidInput(f"--options must be a JSON object, not {type(parsed).__name__}",
                            hint=f"e.g. --options '{example}'")
     return dict(parsed)
+
+
+def flag_option(options: dict[str, Any], key: str, value: Any, flag: str, *,
+                given: bool = True) -> None:
+    """Put what the flag ``flag`` says (``--format jsonl``) into ``options``,
+    the job's options that --options began: the one place every command
+    merges a flag with --options. A flag and --options that say the same is
+    fine; that disagree (``--format csv --options '{"format": "jsonl"}'``)
+    are a usage error naming both, never one silently kept (the flag used to
+    win, and a flag's default, ``export --format csv``, even over an
+    --options that alone named the format). ``given``: the flag was given
+    (on the command line or by its variable), not only its default, which
+    fills a key --options leaves out and never overrides one it gives."""
+    if key not in options:
+        options[key] = value
+        return
+    if not given or _same_option(options[key], value):
+        return
+    shown = json.dumps({key: options[key]}, default=str)
+    wanted = json.dumps(value, default=str)
+    raise InvalidInput(
+        f"{flag} and --options disagree: {flag} says {wanted}, --options {shown}",
+        hint=f"give {key} once: either {flag} or \"{key}\" in --options")
+
+
+def _same_option(given: Any, value: Any) -> bool:
+    """Whether --options' ``given`` says what a flag's ``value`` does: 3 and
+    3.0 alike, but never true and 1 (Python's True == 1)."""
+    if isinstance(given, bool) or isinstance(value, bool):
+        return given is value
+    return bool(given == value)
+
+
+def flag_given(name: str) -> bool:
+    """Whether the current command's parameter ``name`` was set on the command
+    line or by its environment variable, not left at its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT,
+                          click.core.ParameterSource.DEFAULT_MAP)
 
 
 # One grammar for every duration option (--budget, --lease, --expires, --retention,

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import Context
+from pgjobs.cli.common import TARGET, Context
 
 STATUSES = ("ok", "warn", "fail")
 _STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -69,7 +69,7 @@ def _print_rich(findings: list[dict[str, Any]]) -> None:
 
 
 @click.command()
-@click.argument("target", required=False)
+@click.argument("target", type=TARGET, required=False)
 @click.option("--fail-on", type=click.Choice(["warn", "fail"]), default="warn",
               show_default=True, envvar="PGJOBS_DOCTOR_FAIL_ON", show_envvar=True,
               help="Exit 1 when a finding is at least this bad (warn: anything that needs "

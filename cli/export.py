@@ -20,9 +20,12 @@ from pgjobs import db, queries
 from pgjobs.cli.common import (
     JOB_ID,
     PRIORITY,
+    TARGET,
     Context,
     a_job,
     duration_seconds,
+    flag_given,
+    flag_option,
     parse_json,
     parse_options,
     progress_options,
@@ -109,7 +112,7 @@ def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", type=TARGET)
 @click.option("--scope", required=True,
               help="The scope (tenant / logical table) value, as text.")
 @click.option("--filter", "filter_",
@@ -158,20 +161,22 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     last line of stdout. Exit 0 done, 1 failed or canceled, 2 usage error.
     """
     options = parse_options(extra, '{"lease": "1 minute"}')
-    options["format"] = fmt
+    flag_option(options, "format", fmt, "--format", given=flag_given("fmt"))
     if gzip:
-        options["gzip"] = True
+        flag_option(options, "gzip", True, "--gzip")
     if columns is not None:
         # Every entry as given (stripped): an empty one ('id,,data', '') is a
         # mistake that the submit refuses with its hint, not one to drop.
-        options["columns"] = [c.strip() for c in columns.split(",")]
+        flag_option(options, "columns", [c.strip() for c in columns.split(",")], "--columns")
     if priority is not None:
-        options["priority"] = priority
+        flag_option(options, "priority", priority, "--priority")
     if parallel is not None:
-        options["parallel"] = parallel
+        flag_option(options, "parallel", parallel, "--parallel")
     # Where it goes, checked before anything is submitted (usage error, exit 2): a
     # place no worker writes to (https://) failed the job it had submitted.
     if to:
+        if "destination" in options and options["destination"] != to:
+            flag_option(options, "destination", to, "--to")
         options["destination"] = storage.writable(to, "--to", open_store=not detach).uri
     if not detach:
         storage.writable(obj.storage, "--storage", open_store=not to)

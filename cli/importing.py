@@ -15,7 +15,9 @@ import click
 
 from pgjobs import db, queries
 from pgjobs.cli.common import (
+    TARGET,
     Context,
+    flag_option,
     parse_options,
     progress_options,
     require_in_process,
@@ -53,7 +55,7 @@ def source_uri(source: str) -> str:
 # left in a shell must not steer an import (docs/STYLE: options have PGJOBS_*
 # variables, operands none).
 @click.command("import")
-@click.argument("target")
+@click.argument("target", type=TARGET)
 @click.argument("source")
 @click.option("--scope", required=True, help="The scope (tenant / logical table) value, as text.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), envvar="PGJOBS_FORMAT",
@@ -88,13 +90,13 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     """
     options: dict[str, Any] = parse_options(extra, '{"batch_ms": 500}')
     if fmt:
-        options["format"] = fmt
+        flag_option(options, "format", fmt, "--format")
     if on_duplicate:
-        options["on_duplicate"] = on_duplicate
+        flag_option(options, "on_duplicate", on_duplicate, "--on-duplicate")
     if max_rejects is not None:
-        options["max_rejects"] = max_rejects
+        flag_option(options, "max_rejects", max_rejects, "--max-rejects")
     if gzip is not None:
-        options["gzip"] = gzip
+        flag_option(options, "gzip", gzip, "--gzip" if gzip else "--no-gzip")
     storage.parse(source_uri(source))  # a malformed source or unknown scheme: exit 2
     if not detach:
         # Where its rejects go, checked before anything is submitted (exit 2).

@@ -24,7 +24,15 @@ from typing import Any
 import click
 
 from pgjobs import db, queries
-from pgjobs.cli.common import PRIORITY, Context, parse_json, parse_options, progress_options
+from pgjobs.cli.common import (
+    PRIORITY,
+    TARGET,
+    Context,
+    flag_option,
+    parse_json,
+    parse_options,
+    progress_options,
+)
 from pgjobs.cli.output import EXIT_INTERRUPTED, detached, to_json
 from pgjobs.errors import InvalidInput, PgjobsError
 
@@ -33,18 +41,18 @@ def _options(priority: int | None, on_conflict: str | None, page_size: int | Non
              extra: str | None) -> dict[str, Any]:
     options = parse_options(extra)
     if priority is not None:
-        options["priority"] = priority
+        flag_option(options, "priority", priority, "--priority")
     if on_conflict is not None:
-        options["on_conflict"] = on_conflict
+        flag_option(options, "on_conflict", on_conflict, "--on-conflict")
     if page_size is not None:
-        options["page_size"] = page_size
+        flag_option(options, "page_size", page_size, "--page-size")
     return options
 
 
 def _common(func: Any) -> Any:
     func = progress_options(func)
     for decorator in reversed([
-        click.argument("target"),
+        click.argument("target", type=TARGET),
         click.option("--scope", required=True,
                      help="The scope (tenant / logical table) value, as text."),
         click.option("--priority", type=PRIORITY, envvar="PGJOBS_PRIORITY", show_envvar=True,

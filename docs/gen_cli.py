@@ -41,8 +41,10 @@ EXIT_STATUS = [
           "does not apply to the job's status (`55000`), `cancel` of a job that had "
           "already succeeded or failed (`55000`)."),
     ("2", "Usage error (`22023`): unknown option, bad argument or duration (`run "
-          "--budget 0s` included), invalid JSON, a DSN that does not parse, or arguments "
-          "the database rejects as invalid (`22023`, `42P01`)."),
+          "--budget 0s` included), invalid JSON, a DSN that does not parse, a TARGET that "
+          "is no table name, a flag and `--options` that disagree, or arguments "
+          "the database rejects as invalid (`22023`, `42P01`, `3F000` for a schema that "
+          "does not exist)."),
     ("3", "`status` and `watch JOB --timeout`: the job is still queued or running; "
           "`dev status`: the embedded cluster is not running."),
     ("130", "Interrupted (Ctrl-C, or SIGTERM): `watch`, `delete`/`backfill` `--wait` or "

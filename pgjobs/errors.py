@@ -154,6 +154,9 @@ _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
     "22P02": InvalidInput,
     "22P05": InvalidInput,  # a NUL (\u0000) in JSON text: jsonb cannot store it
     "42P01": UndefinedTable,
+    # A TARGET in a schema that does not exist (pgjobs' own is NotInstalled,
+    # sorted first): the same misspelt table name as 42P01, its own SQLSTATE.
+    "3F000": UndefinedTable,
     "P0002": NotFound,
     "55006": Conflict,
     "55000": NotReady,
@@ -164,6 +167,8 @@ _BY_SQLSTATE: dict[str, type[PgjobsError]] = {
 _DEFAULT_HINTS: dict[str, str] = {
     # PostgreSQL gives none when a name does not resolve to a table (regclass).
     "42P01": "check the table's name and schema (e.g. public.items) in this database; "
+             "SELECT * FROM pgjobs.targets lists the registered ones",
+    "3F000": "check the table's name and schema (e.g. public.items) in this database; "
              "SELECT * FROM pgjobs.targets lists the registered ones",
 }
 """The hint of an error PostgreSQL raises without one: every error a user sees

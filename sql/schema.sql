@@ -10394,8 +10394,24 @@ BEGIN
                         quote_literal(left(regexp_replace(p_uri, '[[:cntrl:]]', '?', 'g'), 300)),
                         v_why
             USING ERRCODE = p_errcode,
-                  HINT = 'Name an absolute location without dot segments or escapes, e.g. '
-                         '"s3://bucket/exports" or "file:///var/exports".';
+                  -- What to write instead, for the reason found: a missing
+                  -- bucket has no dot segment nor escape to take out.
+                  HINT = CASE
+                      WHEN v_why = 'an empty or malformed bucket name' AND v_scheme = 'https'
+                      THEN 'Name the host right after https://, e.g. '
+                           '"https://example.com/imports/rows.csv".'
+                      WHEN v_why = 'an empty or malformed bucket name'
+                      THEN format('Name the %s right after %s:// (lower-case letters, digits, '
+                                  'dots, dashes and underscores), e.g. "%s://%s/exports".',
+                                  CASE v_scheme WHEN 'az' THEN 'container' ELSE 'bucket' END,
+                                  v_scheme, v_scheme,
+                                  CASE v_scheme WHEN 'az' THEN 'container' ELSE 'bucket' END)
+                      WHEN v_why = 'a relative or remote file path'
+                      THEN 'A file URI names an absolute path on the worker''s host, with '
+                           'three slashes, e.g. "file:///var/exports".'
+                      ELSE 'Name an absolute location without dot segments or escapes, e.g. '
+                           '"s3://bucket/exports" or "file:///var/exports".'
+                  END;
     END IF;
     RETURN v_scheme || '://' || v_host || CASE WHEN v_path = '' THEN '' ELSE '/' || v_path END;
 END
@@ -16663,8 +16679,10 @@ BEGIN
             RAISE EXCEPTION 'option "destination" must be a URI prefix with scheme file, s3, gs, '
                             'az or memory, not %', v_options -> 'destination'
                 USING ERRCODE = '22023',
-                HINT = 'For example "s3://bucket/exports/", "file:///var/exports/" or '
-                       '"file://./pgjobs-exports".';
+                -- Only examples a destination may be: file://./dir (the
+                -- command line's --storage) is refused below, as relative.
+                HINT = 'For example "s3://bucket/exports/" or "file:///var/exports/"; leave '
+                       '"destination" out to use the worker''s own storage.';
         END IF;
         -- Clients choose where the worker writes only within what an
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
@@ -16710,7 +16728,7 @@ BEGIN
         END IF;
         FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
             IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN
-                RAISE EXCEPTION 'option "columns" holds % : each entry must be a non-empty string',
+                RAISE EXCEPTION 'option "columns" holds %: each entry must be a non-empty string',
                                 v_column
                     USING ERRCODE = '22023',
                     HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
@@ -16924,6 +16942,20 @@ BEGIN
             -- the source's own folder, in a call allow_storage accepts
             HINT = pgjobs._storage_allow_hint(v_source, true)
                    || pgjobs._storage_scope_hint(v_scope);
+    END IF;
+    -- One object, never a folder: a source that ends with a slash, or names a
+    -- bucket (a container) and no object in it, was accepted and failed at its
+    -- worker's first read ("not a regular file"), known here. An https URL may
+    -- serve a file at any path, one ending with a slash too. After the
+    -- allow-list: a folder outside it is refused as any source there (42501).
+    IF p_source !~* '^https://'
+       AND (right(p_source, 1) = '/' OR p_source ~* '^(s3|gs|az)://[^/]*$') THEN
+        RAISE EXCEPTION 'source % names a folder, not a file',
+                        quote_literal(left(p_source, 200))
+            USING ERRCODE = '22023',
+            HINT = 'An import reads one CSV or JSONL file (gzipped or not): name it, e.g. '
+                   '''s3://bucket/imports/rows.csv''; import each file of a folder as a '
+                   'job of its own.';
     END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
