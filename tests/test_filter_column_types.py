@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from tests.support import run_pages, scalar
+from tests.support.exports import content, run_export
 from tests.support.databases import admin_execute, database_name, with_database
 
 Conn = psycopg.Connection[Any]
@@ -239,7 +240,7 @@ def matrix(cluster_url: str, template_dsn: str) -> Iterator[Conn]:
                 CREATE EXTENSION IF NOT EXISTS citext""")
             columns = ", ".join(f"{c.name} {c.ddl}" for c in COLUMNS)
             conn.execute(f"""
-                CREATE TABLE t (id bigint NOT NULL, s int NOT NULL, {columns},
+                CREATE TABLE t (id bigint NOT NULL, s int NOT NULL, {columns}, doc jsonb,
                                 created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
                                 PRIMARY KEY (s, id))""")
             for i in range(4):
@@ -247,7 +248,9 @@ def matrix(cluster_url: str, template_dsn: str) -> Iterator[Conn]:
                 names = ", ".join(c.name for c in COLUMNS)
                 conn.execute(f"INSERT INTO t (id, s, {names}) VALUES ({i + 1}, 1, {values})")
             conn.execute("INSERT INTO t (id, s) VALUES (5, 1)")
-            conn.execute("SELECT pgjobs.register_target('t', 'id', 's', 'created_at')")
+            for i, doc in enumerate(DOCUMENTS):
+                conn.execute("UPDATE t SET doc = %s WHERE id = %s", (json.dumps(doc), i + 1))
+            conn.execute("SELECT pgjobs.register_target('t', 'id', 's', 'created_at', 'doc')")
             yield conn
     finally:
         admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -278,6 +281,85 @@ def outcome(conn: Conn, sql: str, params: Any) -> Any:
         return scalar(conn, sql, params)
     except psycopg.Error as error:
         return error
+
+
+# Document fields (dotted paths) under the same operators: they compare as
+# jsonb, a value only with values of its own JSON type (docs/filters.md).
+DOCUMENTS: list[dict[str, Any]] = [
+    {"d": {"n": 1, "s": "alpha", "b": True, "arr": ["a", "b"], "o": {"k": 1}}},
+    {"d": {"n": 2, "s": "Beta", "b": False, "arr": ["b"], "o": {"k": 2}}},
+    {"d": {"n": 2.0, "s": "gamma", "arr": [], "o": {"k": None}}},
+    {"d": {"n": "2", "s": 5, "b": None, "arr": "a", "o": [1]}},
+]
+PATHS: list[Column] = [
+    Column("d.n", "doc", [], 2, 1, 1, "2"),
+    Column("d.s", "doc", [], "Beta", "gamma", "b", "TA"),
+    Column("d.b", "doc", [], True, False, False, "ru"),
+    Column("d.arr", "doc", [], ["a", "b"], [], "a", "a"),
+    Column("d.o", "doc", [], {"k": 1}, {"k": 2}, 1, "k"),
+]
+
+
+def doc_case(path: Column, op: str) -> tuple[dict[str, Any], str]:
+    """(filter, plain SQL) on a document path: jsonb equality, ranges within
+    the operand's JSON type, $contains on strings, null for missing or null."""
+    v = "(doc #> '{" + path.name.replace(".", ",") + "}')"
+
+    def lit(value: Any) -> str:
+        return "'" + json.dumps(value).replace("'", "''") + "'::jsonb"
+
+    def typed(sql_op: str, value: Any) -> str:
+        return f"{v} {sql_op} {lit(value)} AND jsonb_typeof({v}) = jsonb_typeof({lit(value)})"
+
+    eq, eq2 = f"{v} = {lit(path.v1)}", f"{v} = {lit(path.v2)}"
+    is_null = f"({v} IS NULL OR {v} = 'null')"
+    f, name = path.name, path.name
+    table: dict[str, tuple[dict[str, Any], str]] = {
+        "eq": ({f: {"$eq": path.v1}}, eq),
+        "literal": ({f: path.v1}, eq),
+        "ne": ({f: {"$ne": path.v1}}, f"NOT coalesce({eq}, false)"),
+        "gt": ({f: {"$gt": path.bound}}, typed(">", path.bound)),
+        "gte": ({f: {"$gte": path.bound}}, typed(">=", path.bound)),
+        "lt": ({f: {"$lt": path.bound}}, typed("<", path.bound)),
+        "lte": ({f: {"$lte": path.bound}}, typed("<=", path.bound)),
+        "in": ({f: {"$in": [path.v1, path.v2]}}, f"{eq} OR {eq2}"),
+        "in_null": ({f: {"$in": [path.v1, None]}}, f"{eq} OR {is_null}"),
+        "nin": ({f: {"$nin": [path.v1, path.v2]}}, f"NOT coalesce({eq} OR {eq2}, false)"),
+        "contains": ({f: {"$contains": path.sub}},
+                     f"jsonb_typeof({v}) = 'string' AND {v} #>> '{{}}' ILIKE '%{path.sub}%'"),
+        "exists": ({f: {"$exists": True}}, f"{v} IS NOT NULL"),
+        "not_exists": ({f: {"$exists": False}}, f"{v} IS NULL"),
+        "null": ({f: None}, is_null),
+        "not": ({f: {"$not": {"$eq": path.v1}}}, f"NOT coalesce({eq}, false)"),
+        "or": ({"$or": [{name: path.v1}, {name: path.v2}]},
+               f"coalesce({eq}, false) OR coalesce({eq2}, false)"),
+        "and": ({"$and": [{name: {"$exists": True}}, {"$not": {name: path.v1}}]},
+                f"{v} IS NOT NULL AND NOT coalesce({eq}, false)"),
+    }
+    return table[op]
+
+
+@pytest.mark.parametrize("path", [p.name for p in PATHS])
+def test_every_operator_on_a_document_field(matrix: Conn, path: str) -> None:
+    column = next(p for p in PATHS if p.name == path)
+    failures = []
+    for op in OPS:
+        filter_, condition = doc_case(column, op)
+        doc = json.dumps(filter_)
+        try:
+            preview = scalar(matrix, "SELECT pgjobs.preview('t', '1', %s)", (doc,))
+            compiled = scalar(matrix, "SELECT pgjobs.compile_filter('t', %s)", (doc,))
+            with matrix.transaction(force_rollback=True):
+                scalar(matrix, "SELECT pgjobs.submit_delete('t', '1', %s)", (doc,))
+            expected = plain_ids(matrix, condition)
+            assert preview["matches"] == len(expected), (preview, condition)
+            assert preview["sample"] == [str(i) for i in expected], (preview, condition)
+            assert [r[0] for r in matrix.execute(
+                f"SELECT id FROM t WHERE s = 1 AND coalesce(({compiled}), false) ORDER BY id"
+            )] == expected, (compiled, condition)
+        except (AssertionError, psycopg.Error) as error:
+            failures.append(f"{doc}: {str(error)[:400]}")
+    assert not failures, "\n".join(failures)
 
 
 # Every submit path (delete, export, backfill) is run on these columns'
@@ -332,3 +414,59 @@ def test_every_operator_on_a_column_type(matrix: Conn, name: str) -> None:
         except AssertionError as error:
             failures.append(f"{name} {op}: {str(error)[:400]}")
     assert not failures, "\n".join(failures)
+
+
+# Jobs run to completion on array and json columns: an export writes exactly
+# the rows of the plain SQL, a delete removes exactly them.
+JOB_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"tags": {"$in": ["a", "c"]}}, "tags && '{a,c}'::varchar[]"),
+    ({"tags": ["a", "b"]}, "tags = '{a,b}'::varchar[]"),
+    ({"tags": {"$nin": [["a", "b"], []]}}, "tags IS NULL OR tags NOT IN ('{a,b}', '{}')"),
+    ({"tags": {"$contains": "B"}}, "EXISTS (SELECT FROM unnest(tags) e WHERE e ILIKE '%B%')"),
+    ({"nums": 2}, "2 = ANY (nums)"),
+    ({"nums": {"$ne": 2}}, "NOT coalesce(2 = ANY (nums), false)"),
+    ({"js": {"$in": [{"a": 1}, [1, 2]]}}, "js::jsonb IN ('{\"a\": 1}', '[1, 2]')"),
+    ({"jb": {"$gt": 1}}, "jb > '1'::jsonb"),
+]
+
+
+@pytest.mark.parametrize(("filter_", "condition"), JOB_CASES,
+                         ids=[json.dumps(f) for f, _ in JOB_CASES])
+def test_jobs_on_array_and_json_columns(conn: Conn, dsn: str, local_dir: str,
+                                        filter_: dict[str, Any], condition: str) -> None:
+    conn.execute("""
+        CREATE TABLE a (id bigint NOT NULL, s int NOT NULL, tags varchar(10)[], nums int[],
+                        js json, jb jsonb,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                        PRIMARY KEY (s, id))""")
+    conn.execute("""
+        INSERT INTO a (id, s, tags, nums, js, jb) VALUES
+            (1, 1, '{a,b}', '{1,2}', '{"a": 1}', '1'),
+            (2, 1, '{b,c}', '{2,3}', '[1, 2]', '2'),
+            (3, 1, '{}', '{}', '"x"', '"x"'),
+            (4, 1, '{A,"b c",NULL}', '{4,NULL}', '{"a": 2}', '{"a": 1}'),
+            (5, 1, NULL, NULL, NULL, NULL),
+            (1, 2, '{a,b}', '{2}', '{"a": 1}', '5')""")
+    conn.execute("SELECT pgjobs.register_target('a', 'id', 's', 'created_at')")
+    expected = plain_ids_of(conn, condition)
+    assert expected, condition  # the case selects some rows, and not all of them
+    assert len(expected) < 5, condition
+
+    job_id = scalar(conn, "SELECT pgjobs.submit_export('a', '1', %s, %s)",
+                    (json.dumps(filter_), json.dumps({"format": "jsonl", "columns": ["id"]})))
+    outcome = run_export(dsn, job_id, local_dir)
+    assert outcome.status == "succeeded", outcome
+    assert outcome.result is not None
+    assert [json.loads(line)["id"] for line in content(outcome.result).splitlines()] == expected
+
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('a', '1', %s)", (json.dumps(filter_),))
+    run_pages(conn, job_id)
+    assert scalar(conn, "SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)) == "succeeded"
+    assert [r[0] for r in conn.execute("SELECT id FROM a WHERE s = 1 ORDER BY id")] == [
+        i for i in range(1, 6) if i not in expected]
+    assert scalar(conn, "SELECT count(*) FROM a WHERE s = 2") == 1
+
+
+def plain_ids_of(conn: Conn, condition: str) -> list[int]:
+    return [r[0] for r in conn.execute(
+        f"SELECT id FROM a WHERE s = 1 AND coalesce(({condition}), false) ORDER BY id")]
