@@ -26,10 +26,12 @@ from typing import Any, NamedTuple
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
+from pgjobs.cli.main import main
 from tests.support import run_pages, scalar
-from tests.support.exports import content, run_export
 from tests.support.databases import admin_execute, database_name, with_database
+from tests.support.exports import content, run_export
 
 Conn = psycopg.Connection[Any]
 
@@ -336,6 +338,8 @@ def doc_case(path: Column, op: str) -> tuple[dict[str, Any], str]:
         "and": ({"$and": [{name: {"$exists": True}}, {"$not": {name: path.v1}}]},
                 f"{v} IS NOT NULL AND NOT coalesce({eq}, false)"),
     }
+    if op == "elem":  # an element of an array field: not equal (jsonb equality)
+        return {f: "a"}, f"{v} = '\"a\"'"
     return table[op]
 
 
@@ -343,7 +347,7 @@ def doc_case(path: Column, op: str) -> tuple[dict[str, Any], str]:
 def test_every_operator_on_a_document_field(matrix: Conn, path: str) -> None:
     column = next(p for p in PATHS if p.name == path)
     failures = []
-    for op in OPS:
+    for op in OPS + ["elem"]:
         filter_, condition = doc_case(column, op)
         doc = json.dumps(filter_)
         try:
@@ -434,20 +438,7 @@ JOB_CASES: list[tuple[dict[str, Any], str]] = [
                          ids=[json.dumps(f) for f, _ in JOB_CASES])
 def test_jobs_on_array_and_json_columns(conn: Conn, dsn: str, local_dir: str,
                                         filter_: dict[str, Any], condition: str) -> None:
-    conn.execute("""
-        CREATE TABLE a (id bigint NOT NULL, s int NOT NULL, tags varchar(10)[], nums int[],
-                        js json, jb jsonb,
-                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
-                        PRIMARY KEY (s, id))""")
-    conn.execute("""
-        INSERT INTO a (id, s, tags, nums, js, jb) VALUES
-            (1, 1, '{a,b}', '{1,2}', '{"a": 1}', '1'),
-            (2, 1, '{b,c}', '{2,3}', '[1, 2]', '2'),
-            (3, 1, '{}', '{}', '"x"', '"x"'),
-            (4, 1, '{A,"b c",NULL}', '{4,NULL}', '{"a": 2}', '{"a": 1}'),
-            (5, 1, NULL, NULL, NULL, NULL),
-            (1, 2, '{a,b}', '{2}', '{"a": 1}', '5')""")
-    conn.execute("SELECT pgjobs.register_target('a', 'id', 's', 'created_at')")
+    array_table(conn)
     expected = plain_ids_of(conn, condition)
     assert expected, condition  # the case selects some rows, and not all of them
     assert len(expected) < 5, condition
@@ -467,6 +458,46 @@ def test_jobs_on_array_and_json_columns(conn: Conn, dsn: str, local_dir: str,
     assert scalar(conn, "SELECT count(*) FROM a WHERE s = 2") == 1
 
 
+def array_table(conn: Conn) -> None:
+    """Table a: arrays and json columns, five rows of scope 1 and one of 2."""
+    conn.execute("""
+        CREATE TABLE a (id bigint NOT NULL, s int NOT NULL, tags varchar(10)[], nums int[],
+                        js json, jb jsonb,
+                        created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour',
+                        PRIMARY KEY (s, id))""")
+    conn.execute("""
+        INSERT INTO a (id, s, tags, nums, js, jb) VALUES
+            (1, 1, '{a,b}', '{1,2}', '{"a": 1}', '1'),
+            (2, 1, '{b,c}', '{2,3}', '[1, 2]', '2'),
+            (3, 1, '{}', '{}', '"x"', '"x"'),
+            (4, 1, '{A,"b c",NULL}', '{4,NULL}', '{"a": 2}', '{"a": 1}'),
+            (5, 1, NULL, NULL, NULL, NULL),
+            (1, 2, '{a,b}', '{2}', '{"a": 1}', '5')""")
+    conn.execute("SELECT pgjobs.register_target('a', 'id', 's', 'created_at')")
+
+
 def plain_ids_of(conn: Conn, condition: str) -> list[int]:
     return [r[0] for r in conn.execute(
         f"SELECT id FROM a WHERE s = 1 AND coalesce(({condition}), false) ORDER BY id")]
+
+
+def test_the_command_line_filter_on_an_array_column(conn: Conn, dsn: str) -> None:
+    """`--filter` goes through the same compile: the reported `$in` on a
+    varchar[] column works, and a refused operator is one line, 22023, with
+    its hint."""
+    array_table(conn)
+    runner = CliRunner()
+    result = runner.invoke(main, ["--dsn", dsn, "delete", "a", "--scope", "1", "--filter",
+                                  '{"tags": {"$in": ["a", "c"]}}', "--yes"])
+    assert result.exit_code == 0, result.output
+    job_id = int(result.stdout.strip().splitlines()[-1])
+    run_pages(conn, job_id)
+    assert [r[0] for r in conn.execute("SELECT id FROM a WHERE s = 1 ORDER BY id")] == [3, 4, 5]
+
+    result = runner.invoke(main, ["--dsn", dsn, "delete", "a", "--scope", "1", "--filter",
+                                  '{"tags": {"$gt": "a"}}', "--yes"])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert '"$gt"' in lines[0] and '"tags"' in lines[0] and "[22023]" in lines[0], lines
+    assert "(hint: " in lines[0], lines
