@@ -1890,9 +1890,9 @@ CREATE FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem 
 --   array holds the element ('a' = ANY (tags)), $in of scalars when it
 --   holds one of them (tags && ARRAY[...]);
 -- * $ne / $nin / $not are the negations (a NULL column is not equal);
--- * $contains: an element holds the substring (case-insensitive), where
---   the element's text is fixed (pgjobs._text_is_fixed);
--- * $exists, null: the column's presence (pgjobs._compile_filter_column_op);
+-- * $contains, $exists, null: as on any column, compiled by
+--   pgjobs._compile_filter_column_op ($contains reads the array's text,
+--   '{a,"b c"}', where it is the same in every session);
 -- * $gt $gte $lt $lte: refused (22023): an array's order (element by
 --   element) is no order a filter means.
 -- Before the SQL is returned, an equality is evaluated once on the literal
@@ -1913,31 +1913,13 @@ DECLARE
         'On an array column, a value that is an array compares the whole array '
         '({"tags": ["a", "b"]}, {"tags": {"$in": [["a"], ["a", "b"]]}}); a single value is an '
         'element the array holds ({"tags": "a"}, {"tags": {"$in": ["a", "b"]}} for any of them); '
-        '$contains finds a substring of an element; {"tags": null} and $exists test the column '
-        'itself. See docs/filters.md, "Column types".';
+        '$contains finds a substring of the array''s text; {"tags": null} and $exists test the '
+        'column itself. See docs/filters.md, "Column types".';
 BEGIN
     IF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
         RAISE EXCEPTION 'operator "%" at "%" does not apply to a column of type % (an array): '
                         'arrays have no order a filter can mean', p_op, p_field, p_type
             USING ERRCODE = '22023', HINT = v_hint;
-    END IF;
-
-    IF p_op = '$contains' THEN
-        IF NOT pgjobs._text_is_fixed(p_elem::regtype) THEN
-            RAISE EXCEPTION 'operator "$contains" at "%": the elements of a column of type % '
-                            'print differently in different sessions', p_field, p_type
-                USING ERRCODE = '22023',
-                HINT = 'Their text depends on session settings (TimeZone, DateStyle, '
-                       'IntervalStyle, extra_float_digits, bytea_output...), so the job, its '
-                       'preview and the reads would each match other rows. ' || v_hint;
-        END IF;
-        -- Under the database's default collation, as for a text column
-        -- (pgjobs._compile_filter_column_op says why).
-        RETURN format('(EXISTS (SELECT FROM pg_catalog.unnest(%s) pgjobs_e(v) '
-                      'WHERE (pgjobs_e.v)::pg_catalog.text COLLATE pg_catalog."default" '
-                      'OPERATOR(pg_catalog.~~*) %L::pg_catalog.text))', p_ref,
-                      '%' || replace(replace(replace(p_value #>> '{}', '\', '\\'),
-                                             '%', '\%'), '_', '\_') || '%');
     END IF;
 
     -- $eq $ne $in $nin: sort the values into elements and whole arrays.
@@ -2043,9 +2025,10 @@ DECLARE
     v_elem_type text;
 BEGIN
     -- An array column (one level: the base type's array for an array of a
-    -- domain, pgjobs._loose_type): its own meanings of every operator but
-    -- $exists (pgjobs._compile_filter_array_op).
-    IF right(p_type, 2) = '[]' AND p_op <> '$exists' THEN
+    -- domain, pgjobs._loose_type): its own meanings of the comparisons
+    -- (pgjobs._compile_filter_array_op); $contains (the array's text, below)
+    -- and $exists are any column's.
+    IF right(p_type, 2) = '[]' AND p_op NOT IN ('$exists', '$contains') THEN
         SELECT format_type(t.typelem, -1) INTO v_elem_type
           FROM pg_catalog.pg_type t
          WHERE t.oid = p_type::regtype AND t.typcategory = 'A' AND t.typelem <> 0
@@ -2518,8 +2501,8 @@ BEGIN
                     -- The type has no such operator ("operator does not
                     -- exist", "could not identify an equality operator"):
                     -- not the value's fault, and not the engine's text to show.
-                    RAISE EXCEPTION 'operator "%" at "%" does not apply to a column of type %: '
-                                    'its values have no %', v_entry.key, p_field, v_column,
+                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
+                                    'values have no %', v_entry.key, p_field, v_column,
                                     CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
                                          THEN 'equality' ELSE 'order' END
                         USING ERRCODE = '22023',

@@ -33,9 +33,10 @@ DECLARE
     v_elem_type text;
 BEGIN
     -- An array column (one level: the base type's array for an array of a
-    -- domain, pgjobs._loose_type): its own meanings of every operator but
-    -- $exists (pgjobs._compile_filter_array_op).
-    IF right(p_type, 2) = '[]' AND p_op <> '$exists' THEN
+    -- domain, pgjobs._loose_type): its own meanings of the comparisons
+    -- (pgjobs._compile_filter_array_op); $contains (the array's text, below)
+    -- and $exists are any column's.
+    IF right(p_type, 2) = '[]' AND p_op NOT IN ('$exists', '$contains') THEN
         SELECT format_type(t.typelem, -1) INTO v_elem_type
           FROM pg_catalog.pg_type t
          WHERE t.oid = p_type::regtype AND t.typcategory = 'A' AND t.typelem <> 0

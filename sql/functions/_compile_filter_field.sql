@@ -247,8 +247,8 @@ BEGIN
                     -- The type has no such operator ("operator does not
                     -- exist", "could not identify an equality operator"):
                     -- not the value's fault, and not the engine's text to show.
-                    RAISE EXCEPTION 'operator "%" at "%" does not apply to a column of type %: '
-                                    'its values have no %', v_entry.key, p_field, v_column,
+                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
+                                    'values have no %', v_entry.key, p_field, v_column,
                                     CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
                                          THEN 'equality' ELSE 'order' END
                         USING ERRCODE = '22023',
