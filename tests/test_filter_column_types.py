@@ -204,8 +204,8 @@ def case(column: Column, op: str) -> tuple[dict[str, Any], str]:
 
 
 # The pairs refused, by design (docs/filters.md, "Column types"):
-# * $contains where the column's text depends on session settings or has no fixed form (floats, times, bytea,
-#   composites, points);
+# * $contains where the column's text depends on session settings or has
+#   no fixed form (floats, times, bytea, composites, points);
 # * the range operators on arrays: an array's order is no order a filter
 #   means;
 # * every comparison on a type without equality (point, a composite or an
