@@ -1869,6 +1869,131 @@ $_$;
 ALTER FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) OWNER TO SUPERUSER;
 
 --
+-- Name: _compile_filter_array_op(text, text, text, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem text, p_field text, p_op text, p_value jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    AS $_$
+-- One operator on an array column (pgjobs._compile_filter_column_op hands
+-- it over): p_ref the SQL for the column, p_type its array type and p_elem
+-- its element type, as format_type() spells them (an array of a domain
+-- comes as the array of the domain's base type). What each operator means
+-- (docs/filters.md, "Column types"), as MongoDB reads a list:
+-- * a JSON array value is the whole array: {"tags": ["a", "b"]} and $eq
+--   are array equality (order and repeats count), $in of arrays is "equal
+--   to one of them";
+-- * a scalar value is an element: {"tags": "a"} and $eq hold when the
+--   array holds the element ('a' = ANY (tags)), $in of scalars when it
+--   holds one of them (tags && ARRAY[...]);
+-- * $ne / $nin / $not are the negations (a NULL column is not equal);
+-- * $contains, $exists, null: as on any column, compiled by
+--   pgjobs._compile_filter_column_op ($contains reads the array's text,
+--   '{a,"b c"}', where it is the same in every session);
+-- * $gt $gte $lt $lte: refused (22023): an array's order (element by
+--   element) is no order a filter means.
+-- Before the SQL is returned, an equality is evaluated once on the literal
+-- itself: an element type without one (point[]) fails there, at submit,
+-- not at the job's first page, where only a non-NULL row reaches it.
+-- Returns a parenthesised boolean expression; NULL means "not matched".
+-- Locks nothing.
+DECLARE
+    v_elem    jsonb;
+    v_scalars text[] := '{}'::text[];
+    v_arrays  text[] := '{}'::text[];
+    v_has_null boolean := false;
+    v_parts   text[] := '{}'::text[];
+    v_text    text;
+    v_lit     text;
+    v_sql     text;
+    v_hint constant text :=
+        'On an array column, a value that is an array compares the whole array '
+        '({"tags": ["a", "b"]}, {"tags": {"$in": [["a"], ["a", "b"]]}}); a single value is an '
+        'element the array holds ({"tags": "a"}, {"tags": {"$in": ["a", "b"]}} for any of them); '
+        '$contains finds a substring of the array''s text; {"tags": null} and $exists test the '
+        'column itself. See docs/filters.md, "Column types".';
+BEGIN
+    IF p_op IN ('$gt', '$gte', '$lt', '$lte') THEN
+        RAISE EXCEPTION 'operator "%" at "%" does not apply to a column of type % (an array): '
+                        'arrays have no order a filter can mean', p_op, p_field, p_type
+            USING ERRCODE = '22023', HINT = v_hint;
+    END IF;
+
+    -- $eq $ne $in $nin: sort the values into elements and whole arrays.
+    FOR v_elem IN
+        SELECT x.value FROM jsonb_array_elements(
+            CASE WHEN p_op IN ('$in', '$nin') THEN p_value ELSE jsonb_build_array(p_value) END) x
+    LOOP
+        IF jsonb_typeof(v_elem) = 'null' THEN
+            v_has_null := true;
+        ELSIF jsonb_typeof(v_elem) = 'object'
+              OR (jsonb_typeof(v_elem) = 'array'
+                  AND jsonb_path_exists(v_elem, 'strict $[*] ? (@.type() == "array" || '
+                                                '@.type() == "object")')) THEN
+            RAISE EXCEPTION 'operator "%" at "%" (a column of type %) takes elements and '
+                            'one-level arrays of them, got %', p_op, p_field, p_type,
+                            left(v_elem::text, 200)
+                USING ERRCODE = '22023', HINT = v_hint;
+        ELSIF jsonb_typeof(v_elem) = 'array' THEN
+            -- The array's text as PostgreSQL writes a text[] (quoting each
+            -- element), then cast to the column's array type and written
+            -- canonically, as any other value (pgjobs._typed_literal).
+            SELECT ARRAY(SELECT x.value #>> '{}'
+                           FROM jsonb_array_elements(v_elem) WITH ORDINALITY x(value, n)
+                          ORDER BY x.n)::text
+              INTO v_text;
+            v_arrays := v_arrays || pgjobs._typed_literal(v_text, p_type);
+        ELSE
+            v_scalars := v_scalars || pgjobs._typed_literal(v_elem #>> '{}', p_elem);
+        END IF;
+    END LOOP;
+
+    IF p_op IN ('$eq', '$ne') AND v_has_null THEN
+        RETURN format('(%s IS %sNULL)', p_ref, CASE p_op WHEN '$ne' THEN 'NOT ' ELSE '' END);
+    END IF;
+
+    -- The element type's equality, evaluated now on non-NULL values: array
+    -- equality looks it up only then.
+    BEGIN
+        IF cardinality(v_arrays) > 0 THEN
+            EXECUTE format('SELECT %1$s OPERATOR(pg_catalog.=) %1$s', v_arrays[1]);
+        END IF;
+        IF cardinality(v_scalars) > 0 THEN
+            EXECUTE format('SELECT %1$s OPERATOR(pg_catalog.=) ANY (ARRAY[%1$s])', v_scalars[1]);
+        END IF;
+    EXCEPTION WHEN undefined_function OR undefined_object OR feature_not_supported THEN
+        RAISE EXCEPTION 'operator "%" at "%": the elements of a column of type % have no '
+                        'equality to compare', p_op, p_field, p_type
+            USING ERRCODE = '22023',
+                  HINT = 'Only the column''s presence can be tested: {"' || p_field
+                         || '": null} or {"' || p_field || '": {"$exists": true}}.';
+    END;
+
+    IF cardinality(v_scalars) > 0 THEN
+        v_parts := v_parts || CASE WHEN cardinality(v_scalars) = 1
+            THEN format('%s OPERATOR(pg_catalog.=) ANY (%s)', v_scalars[1], p_ref)
+            ELSE format('%s OPERATOR(pg_catalog.&&) ARRAY[%s]', p_ref,
+                        array_to_string(v_scalars, ', ')) END;
+    END IF;
+    FOREACH v_lit IN ARRAY v_arrays LOOP
+        v_parts := v_parts || format('%s OPERATOR(pg_catalog.=) %s', p_ref, v_lit);
+    END LOOP;
+    IF v_has_null THEN
+        v_parts := v_parts || format('%s IS NULL', p_ref);
+    END IF;
+    v_sql := CASE cardinality(v_parts) WHEN 0 THEN 'false'
+                 ELSE array_to_string(v_parts, ' OR ') END;
+    RETURN CASE WHEN p_op IN ('$eq', '$in') THEN '(' || v_sql || ')'
+                ELSE '(NOT coalesce((' || v_sql || '), false))' END;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem text, p_field text, p_op text, p_value jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _compile_filter_column_op(text, text, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -1897,7 +2022,22 @@ DECLARE
     v_lits    text[] := '{}'::text[];
     v_has_null boolean := false;
     v_sql     text;
+    v_elem_type text;
 BEGIN
+    -- An array column (one level: the base type's array for an array of a
+    -- domain, pgjobs._loose_type): its own meanings of the comparisons
+    -- (pgjobs._compile_filter_array_op); $contains (the array's text, below)
+    -- and $exists are any column's.
+    IF right(p_type, 2) = '[]' AND p_op NOT IN ('$exists', '$contains') THEN
+        SELECT format_type(t.typelem, -1) INTO v_elem_type
+          FROM pg_catalog.pg_type t
+         WHERE t.oid = p_type::regtype AND t.typcategory = 'A' AND t.typelem <> 0
+           AND t.typlen = -1;
+        IF v_elem_type IS NOT NULL THEN
+            RETURN pgjobs._compile_filter_array_op(p_ref, p_type, v_elem_type, p_field, p_op,
+                                                   p_value);
+        END IF;
+    END IF;
     IF p_op IN ('$eq', '$ne') THEN
         IF jsonb_typeof(p_value) = 'null' THEN
             v_sql := format('(%s IS %sNULL)', p_ref, CASE p_op WHEN '$ne' THEN 'NOT ' ELSE '' END);
@@ -2175,6 +2315,8 @@ DECLARE
     v_scope_ref text;
     v_holds     boolean;
     v_example   text;
+    v_probe     jsonb;
+    v_foreign   boolean := false;
     v_ops constant text[] := ARRAY['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin',
                                    '$contains', '$exists', '$not'];
     v_ops_hint constant text :=
@@ -2189,14 +2331,8 @@ BEGIN
     -- Resolve the field: a column first, else a path in the document.
     IF p_columns ? p_field THEN
         v_column := p_columns ->> p_field;  -- the column's type (a domain: the domain)
-        IF pgjobs._foreign_comparisons(v_column::regtype) THEN
-            RAISE EXCEPTION 'field "%" is a column of type %, whose comparison operators are not '
-                            'in pg_catalog', p_field, v_column
-                USING ERRCODE = '22023',
-                      HINT = 'pgjobs compares with pg_catalog''s operators only (citext would '
-                             'compare as text, unlike your own queries): filter on a column of '
-                             'a built-in type or a document field instead.';
-        END IF;
+        -- Refused below, per operator, but for its presence.
+        v_foreign := pgjobs._foreign_comparisons(v_column::regtype);
         -- Values are cast to the type without modifiers, a domain's base
         -- type (pgjobs._loose_type): a cast to a domain over varchar(8)
         -- truncates 'acme0001x' to 'acme0001', one over numeric(6,2)
@@ -2288,6 +2424,19 @@ BEGIN
             PERFORM pgjobs._check_filter_operand(p_field, v_entry.key, v_entry.value);
         END IF;
 
+        -- A type compared by operators outside pg_catalog: its presence only.
+        IF v_foreign AND v_entry.key <> '$not' AND v_entry.key <> '$exists'
+           AND NOT (v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null') THEN
+            RAISE EXCEPTION 'operator "%" at "%": a column of type %, whose comparison operators '
+                            'are not in pg_catalog', v_entry.key, p_field, v_column
+                USING ERRCODE = '22023',
+                      HINT = format('pgjobs compares with pg_catalog''s operators only (citext '
+                                    'would compare as text, unlike your own queries): filter on '
+                                    'a column of a built-in type or a document field instead; '
+                                    'on this column only its presence is tested ({%s: null}, '
+                                    '{%1$s: {"$exists": true}}).', to_jsonb(p_field));
+        END IF;
+
         -- The document column as a whole: its presence only (see above).
         IF v_type IS NOT NULL AND p_field = p_document::text AND v_entry.key <> '$not'
            AND NOT ((v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null')
@@ -2326,8 +2475,42 @@ BEGIN
             BEGIN
                 EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
                     v_test, v_type, p_field, v_entry.key, v_entry.value);
+                -- A composite compares field by field, looking each
+                -- field's operator up only on two non-NULL values (a
+                -- point field has no equality): so once more on the
+                -- operand itself, or the job's first page would fail.
+                IF v_entry.key IN ('$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin')
+                   AND EXISTS (SELECT FROM pg_catalog.pg_type t
+                                WHERE t.oid = v_type::regtype AND t.typtype = 'c') THEN
+                    SELECT x.value INTO v_probe
+                      FROM jsonb_array_elements(CASE jsonb_typeof(v_entry.value)
+                                                    WHEN 'array' THEN v_entry.value
+                                                    ELSE jsonb_build_array(v_entry.value)
+                                                END) x
+                     WHERE jsonb_typeof(x.value) <> 'null' LIMIT 1;
+                    IF v_probe IS NOT NULL THEN
+                        EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
+                            pgjobs._typed_literal(v_probe #>> '{}', v_type), v_type, p_field,
+                            v_entry.key, v_entry.value);
+                    END IF;
+                END IF;
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
+                WHEN undefined_function OR undefined_object OR feature_not_supported
+                     OR datatype_mismatch OR ambiguous_function OR indeterminate_datatype THEN
+                    -- The type has no such operator ("operator does not
+                    -- exist", "could not identify an equality operator"):
+                    -- not the value's fault, and not the engine's text to show.
+                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
+                                    'values have no %', v_entry.key, p_field, v_column,
+                                    CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
+                                         THEN 'equality' ELSE 'order' END
+                        USING ERRCODE = '22023',
+                              HINT = format('Test the column''s presence instead ({%s: null}, '
+                                            '{%1$s: {"$exists": true}}), or filter on a column '
+                                            'of a comparable type or a document field. See '
+                                            'docs/filters.md, "Column types".',
+                                            to_jsonb(p_field));
                 WHEN OTHERS THEN
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
                                     p_field, v_column, v_entry.key, SQLERRM
@@ -25531,6 +25714,13 @@ GRANT ALL ON FUNCTION pgjobs._columns_same(p_target regclass, p_recorded jsonb) 
 
 REVOKE ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._compile_filter(p_target regclass, p_filter jsonb, p_reg pgjobs.target_registry, p_scope text, OUT p_sql text, OUT p_paths text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _compile_filter_array_op(p_ref text, p_type text, p_elem text, p_field text, p_op text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem text, p_field text, p_op text, p_value jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem text, p_field text, p_op text, p_value jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _compile_filter_column_op(p_ref text, p_type text, p_field text, p_op text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
