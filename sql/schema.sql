@@ -1888,7 +1888,9 @@ CREATE FUNCTION pgjobs._compile_filter_array_op(p_ref text, p_type text, p_elem 
 --   to one of them";
 -- * a scalar value is an element: {"tags": "a"} and $eq hold when the
 --   array holds the element ('a' = ANY (tags)), $in of scalars when it
---   holds one of them (tags && ARRAY[...]);
+--   holds one of them (tags && ARRAY[...]); a string written as an array
+--   literal ("{a,b}", "[0:1]={a,b}") is the whole array, as it was before
+--   (as an element, a filter written then would change meaning);
 -- * $ne / $nin / $not are the negations (a NULL column is not equal);
 -- * $contains, $exists, null: as on any column, compiled by
 --   pgjobs._compile_filter_column_op ($contains reads the array's text,
@@ -1946,6 +1948,13 @@ BEGIN
                           ORDER BY x.n)::text
               INTO v_text;
             v_arrays := v_arrays || pgjobs._typed_literal(v_text, p_type);
+        ELSIF jsonb_typeof(v_elem) = 'string'
+              AND (v_elem #>> '{}') ~ '^\s*((\[[-+0-9: ]*\])+\s*=\s*)?\{.*\}\s*$' THEN
+            -- An array literal written as a string ("{a,b}") is the whole
+            -- array, as it was before arrays had their own meanings: read as
+            -- one element, a filter written then would change meaning (its
+            -- $ne / $nin taking nearly the whole scope).
+            v_arrays := v_arrays || pgjobs._typed_literal(v_elem #>> '{}', p_type);
         ELSE
             v_scalars := v_scalars || pgjobs._typed_literal(v_elem #>> '{}', p_elem);
         END IF;

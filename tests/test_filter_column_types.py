@@ -499,3 +499,47 @@ def test_the_command_line_filter_on_an_array_column(conn: Conn, dsn: str) -> Non
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     assert '"$gt"' in lines[0] and '"tags"' in lines[0] and "[22023]" in lines[0], lines
     assert "(hint: " in lines[0], lines
+
+
+@pytest.mark.parametrize("value", ["{a,b}", " {b,c}", "{}", "[0:1]={a,b}", "[1:2] = {a,b}"])
+@pytest.mark.parametrize("op", ["$eq", "$ne", "$in", "$nin"])
+def test_an_array_literal_written_as_a_string_is_the_whole_array(
+        conn: Conn, op: str, value: str) -> None:
+    """A string spelling a whole array compared the whole array before arrays
+    had their own meanings, and still does: read as one element, a filter
+    written then would change meaning, its $ne / $nin selecting nearly the
+    whole scope (no element is "{a,b}"), a typo's blast radius. Checked
+    against plain SQL through a preview and a delete run to its end."""
+    array_table(conn)
+    operand: Any = [value] if op in ("$in", "$nin") else value
+    filter_ = json.dumps({"tags": {op: operand}})
+    literal = value.replace("'", "''")
+    condition = f"tags = '{literal}'::varchar(10)[]"
+    if op in ("$ne", "$nin"):
+        condition = f"NOT coalesce(({condition}), false)"
+    expected = plain_ids_of(conn, condition)
+    got = conn.execute("SELECT pgjobs.preview('a', '1', %s)", (filter_,)).fetchone()
+    assert got is not None and got[0]["matches"] == len(expected), (got, expected)
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('a', '1', %s)", (filter_,))
+    run_pages(conn, job_id)
+    kept = [r[0] for r in conn.execute("SELECT id FROM a WHERE s = 1 ORDER BY id")]
+    assert kept == [i for i in range(1, 6) if i not in expected], (expected, kept)
+    if op in ("$ne", "$nin"):
+        assert len(expected) >= 3  # the whole array: the rows of other arrays go
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [("[draft]", [2]), ("a=1", [3]), ("{", [4]), ("x}", [])])
+def test_an_element_that_only_starts_like_an_array_is_an_element(
+        conn: Conn, value: str, expected: list[int]) -> None:
+    """Brackets that are no array literal's dimensions (a tag "[draft]"), a
+    lone brace and other strings stay elements."""
+    array_table(conn)
+    conn.execute("UPDATE a SET tags = '{x,\"[draft]\"}' WHERE s = 1 AND id = 2")
+    conn.execute("UPDATE a SET tags = '{\"a=1\"}' WHERE s = 1 AND id = 3")
+    conn.execute("UPDATE a SET tags = '{\"{\"}' WHERE s = 1 AND id = 4")
+    got = conn.execute("SELECT pgjobs.preview('a', '1', %s)",
+                       (json.dumps({"tags": value}),)).fetchone()
+    assert got is not None
+    assert got[0]["matches"] == len(expected), got
+    assert plain_ids_of(conn, f"'{value}' = ANY (tags)") == expected
