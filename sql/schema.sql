@@ -21542,6 +21542,9 @@ DECLARE
     v_bulk text;
     v_plain boolean;
     v_early boolean;
+    v_found jsonb[];
+    v_worker_n integer;
+    v_worker_bytes bigint;
 BEGIN
     -- The job's row, waited for at most 5 s: a client's pause or cancel of
     -- its own import left open holds it, and an importer waiting for good
@@ -21950,6 +21953,17 @@ BEGIN
                 v_kept_rejects := v_sql_rejects;
                 v_kept_bytes := v_batch_bytes;
                 v_out_ns := '{}'::bigint[];
+                -- The rejects found, gathered in an array (appended in
+                -- place) and added to v_sql_rejects once: appending each to
+                -- the jsonb copied all before it, 0.3 s for a batch of 1,100
+                -- rejects (h75). The worker's rejects are counted once.
+                v_found := '{}'::jsonb[];
+                v_worker_n := jsonb_array_length(v_worker_rejects);
+                v_worker_bytes := (SELECT coalesce(sum(octet_length(w.value ->> 'reason')
+                                                       + coalesce(octet_length(
+                                                             left(w.value ->> 'record', 65536)),
+                                                                  0)), 0)
+                                     FROM jsonb_array_elements(v_worker_rejects) w);
                 FOREACH v_lo IN ARRAY v_spos LOOP
                     v_state := NULL;
                     BEGIN
@@ -21972,22 +21986,19 @@ BEGIN
                                   ELSE array_position(v_ns, v_n) END;
                     v_line := p_lines[v_pos];
                     v_record := p_records[v_pos];
-                    v_sql_rejects := v_sql_rejects || jsonb_build_object(
+                    v_found := v_found || jsonb_build_object(
                         'line', coalesce(v_line, -v_n), 'reason', v_msg, 'state', v_state,
                         'record', v_record);
                     v_batch_bytes := v_batch_bytes + octet_length(v_msg)
                                      + coalesce(octet_length(left(v_record, 65536)), 0);
-                    IF jsonb_array_length(v_sql_rejects) + jsonb_array_length(v_worker_rejects)
+                    IF jsonb_array_length(v_sql_rejects) + cardinality(v_found) + v_worker_n
                        > v_allowed
-                       OR v_bytes + v_batch_bytes + (
-                          SELECT coalesce(sum(octet_length(w.value ->> 'reason')
-                                              + coalesce(octet_length(left(w.value ->> 'record',
-                                                                           65536)), 0)), 0)
-                            FROM jsonb_array_elements(v_worker_rejects) w) > v_max_bytes THEN
+                       OR v_bytes + v_batch_bytes + v_worker_bytes > v_max_bytes THEN
                         v_fast := false;
                         EXIT;
                     END IF;
                 END LOOP;
+                v_sql_rejects := v_sql_rejects || to_jsonb(v_found);
                 IF v_fast THEN
                     BEGIN
                         -- The batch's statement as it first ran, without the
