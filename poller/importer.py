@@ -804,8 +804,12 @@ class Importer:
         the records' source text; None: not sent)."""
         records = None
         if texts is not None and staged is not None:
-            records = [_storable(texts[a:b].decode("utf-8", "replace")[:65536])
-                       for a, b, _ in staged]
+            # Sent as one JSON array (json.dumps, C), read back into text[] by the
+            # query: psycopg's text[] dumper quoted each element with a regular
+            # expression, 1.3 s of a 4.2 s import of 100,000 records with 1%
+            # rejects (h75), each batch sending all its records.
+            records = json.dumps([_storable(texts[a:b].decode("utf-8", "replace")[:65536])
+                                  for a, b, _ in staged], ensure_ascii=False)
         # A rejected record's text as read may hold NUL, which no jsonb or text
         # value does: storing it failed the batch and the job (22P05) however
         # many rejects max_rejects allowed.
