@@ -348,9 +348,10 @@ TARGET_HINT = ("name the table as in SQL: items, public.items or \"My Items\" (q
                "case kept); SELECT target FROM pgjobs.targets lists the registered ones")
 
 
-_SQL_BLANKS = " \t\n\r\f\v"
+_SQL_BLANKS = " \t\n\r\f"
 """What PostgreSQL's scanner takes for a blank (scanner_isspace): a no-break
-space is part of a name, as any other character."""
+space and a vertical tab (not Python's whitespace here) are part of a name,
+as any other character."""
 
 
 def target_name_parts(text: str) -> list[str] | None:

@@ -8659,6 +8659,10 @@ CREATE FUNCTION pgjobs._json_value_jsonb(p_expr text, p_type regtype, p_depth in
 -- as pgjobs._json_as_jsonb gives it: a JSON string of its text. NULL when
 -- p_type holds no json anywhere (to_jsonb(p_expr) never meets json then).
 -- p_depth names the aliases of the nested subqueries (1 at the top).
+-- Raises 54000 when the text would pass 256 kB (a type that holds json in
+-- thousands of places, through a composite of composites ...: the text
+-- doubled with each level): pgjobs._visible_as lets the page's own error
+-- stand then, as for a type it cannot read apart.
 -- Called only after to_jsonb failed (pgjobs._visible_as): a read of the
 -- catalog. Locks nothing.
 DECLARE
@@ -8675,6 +8679,30 @@ DECLARE
 BEGIN
     IF p_depth > 32 THEN
         RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    -- A type that holds no json anywhere is NULL at once, judged by one walk
+    -- of its type graph with each type once (UNION): following it field by
+    -- field cost a call per path, and a composite of two fields of a
+    -- composite of two fields ... has 2^depth paths (14 levels, 16384
+    -- calls: 8 s on any data exception of its table's page, a bad cursor
+    -- too).
+    IF NOT EXISTS (
+        WITH RECURSIVE r (t) AS (
+            SELECT v_type::oid
+            UNION
+            SELECT n.t
+              FROM r
+              JOIN pg_catalog.pg_type ty ON ty.oid = r.t
+             CROSS JOIN LATERAL (
+                 SELECT ty.typbasetype WHERE ty.typtype = 'd'
+                 UNION ALL
+                 SELECT ty.typelem WHERE ty.typelem <> 0
+                 UNION ALL
+                 SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                  WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid
+                    AND a.attnum > 0 AND NOT a.attisdropped) n (t))
+        SELECT FROM r WHERE r.t = 'json'::regtype::oid) THEN
+        RETURN NULL;
     END IF;
     IF v_type = 'json'::regtype THEN
         RETURN format('pgjobs._json_as_jsonb((%s)::pg_catalog.json)', p_expr);
@@ -8693,6 +8721,13 @@ BEGIN
         v_inner := pgjobs._json_value_jsonb(format('%I.e', v_u), v_elem, p_depth + 1);
         IF v_inner IS NULL THEN
             RETURN NULL;
+        END IF;
+        IF length(v_inner) > 262144 THEN
+            -- (the one limit on the text built: pgjobs._visible_as takes
+            -- 54000 for "no such read", and the page's own error stands)
+            RAISE EXCEPTION 'type % holds json in too many places to read each apart', p_type
+                USING ERRCODE = '54000',
+                HINT = 'Read the column with a query of your own, e.g. its text (column::text).';
         END IF;
         RETURN format(
             '(SELECT pgjobs._jsonb_dims_nest(ARRAY(SELECT %1$s FROM '
@@ -8718,6 +8753,13 @@ BEGIN
             v_fields := concat_ws(' || ', v_fields,
                 format('pg_catalog.jsonb_build_object(%L, %s)', v_att.attname,
                        coalesce(v_inner, format('pg_catalog.to_jsonb((%I.c).%I)', v_s, v_att.attname))));
+            IF length(v_fields) > 262144 THEN
+                -- (the one limit on the text built: pgjobs._visible_as takes
+                -- 54000 for "no such read", and the page's own error stands)
+                RAISE EXCEPTION 'type % holds json in too many places to read each apart', p_type
+                    USING ERRCODE = '54000',
+                    HINT = 'Read the column with a query of your own, e.g. its text (column::text).';
+            END IF;
         END LOOP;
         IF NOT v_any THEN
             RETURN NULL;
@@ -19386,20 +19428,26 @@ BEGIN
         EXCEPTION WHEN data_exception THEN
             IF v_row = 'to_jsonb(t.*)' THEN
                 -- NULL: no column holds json, the error stands.
-                SELECT CASE WHEN bool_or(j.expr IS NOT NULL) THEN
-                           format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
-                                  string_agg(CASE WHEN j.expr IS NOT NULL
-                                                  THEN format('%s AS %I', j.expr, a.attname)
-                                                  ELSE format('t.%I', a.attname) END,
-                                             ', ' ORDER BY a.attnum)) END
-                  INTO v_json_row
-                  FROM pg_catalog.pg_attribute a
-                  -- (json anywhere in the column's type: itself, a domain,
-                  -- an array's elements, a composite's fields, nested)
-                  CROSS JOIN LATERAL (SELECT pgjobs._json_value_jsonb(
-                                          format('t.%I', a.attname), a.atttypid::regtype) AS expr) j
-                 WHERE a.attrelid = p_target
-                   AND a.attnum > 0 AND NOT a.attisdropped;
+                BEGIN
+                    SELECT CASE WHEN bool_or(j.expr IS NOT NULL) THEN
+                               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
+                                      string_agg(CASE WHEN j.expr IS NOT NULL
+                                                      THEN format('%s AS %I', j.expr, a.attname)
+                                                      ELSE format('t.%I', a.attname) END,
+                                                 ', ' ORDER BY a.attnum)) END
+                      INTO v_json_row
+                      FROM pg_catalog.pg_attribute a
+                      -- (json anywhere in the column's type: itself, a domain,
+                      -- an array's elements, a composite's fields, nested)
+                      CROSS JOIN LATERAL (SELECT pgjobs._json_value_jsonb(
+                                              format('t.%I', a.attname), a.atttypid::regtype) AS expr) j
+                     WHERE a.attrelid = p_target
+                       AND a.attnum > 0 AND NOT a.attisdropped;
+                    -- (A read too large to build, 54000: none, the page's own
+                    -- error stands, as before there was one.)
+                EXCEPTION WHEN program_limit_exceeded THEN
+                    v_json_row := NULL;
+                END;
             END IF;
             IF v_json_row IS NULL OR v_row = v_json_row THEN
                 IF p_after IS NOT NULL THEN

@@ -102,6 +102,32 @@ def test_an_import_source_that_names_a_file_is_taken(mconn: Conn, source: str) -
         mconn.rollback()
 
 
+# Lock-in (h77's review found nothing here): a folder spelt another way never
+# reaches a worker (a dot segment, an empty segment, an escaped slash: the
+# URI's own refusal, 42501), and an object the folder check must not take
+# for one is taken: a key without an extension, a key of a blank, a file
+# named without a slash (whether it is a folder only the worker's host
+# knows, and it says so at its first read).
+@pytest.mark.parametrize("source", ["file:///data/.", "file:///data/in/..", "s3://bucket/.",
+                                    "s3://bucket/in//", "s3://bucket/in%2F",
+                                    "file:///data/in%2F"])
+def test_a_folder_spelt_otherwise_is_refused_as_a_uri(mconn: Conn, source: str) -> None:
+    diag = refused(mconn, f"SELECT pgjobs.submit_import('user_table_rows', '1', '{source}')",
+                   "42501")
+    assert "is refused: it contains" in (diag.message_primary or "")
+
+
+@pytest.mark.parametrize("source", ["s3://bucket/rows", "s3://bucket/in/rows", "s3://bucket/ ",
+                                    "file:///data/rows", "file:///data", "gs://bucket/x"])
+def test_an_object_named_without_an_extension_is_taken(mconn: Conn, source: str) -> None:
+    try:
+        row = mconn.execute("SELECT pgjobs.submit_import('user_table_rows', '1', %s)",
+                            (source,)).fetchone()
+        assert row is not None and row[0] > 0
+    finally:
+        mconn.rollback()
+
+
 # --- a storage URI refused: the hint for the reason ----------------------------------
 
 # (URI, entry, SQLSTATE, what the hint says instead)

@@ -19,6 +19,10 @@ AS $$
 -- as pgjobs._json_as_jsonb gives it: a JSON string of its text. NULL when
 -- p_type holds no json anywhere (to_jsonb(p_expr) never meets json then).
 -- p_depth names the aliases of the nested subqueries (1 at the top).
+-- Raises 54000 when the text would pass 256 kB (a type that holds json in
+-- thousands of places, through a composite of composites ...: the text
+-- doubled with each level): pgjobs._visible_as lets the page's own error
+-- stand then, as for a type it cannot read apart.
 -- Called only after to_jsonb failed (pgjobs._visible_as): a read of the
 -- catalog. Locks nothing.
 DECLARE
@@ -35,6 +39,30 @@ DECLARE
 BEGIN
     IF p_depth > 32 THEN
         RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    -- A type that holds no json anywhere is NULL at once, judged by one walk
+    -- of its type graph with each type once (UNION): following it field by
+    -- field cost a call per path, and a composite of two fields of a
+    -- composite of two fields ... has 2^depth paths (14 levels, 16384
+    -- calls: 8 s on any data exception of its table's page, a bad cursor
+    -- too).
+    IF NOT EXISTS (
+        WITH RECURSIVE r (t) AS (
+            SELECT v_type::oid
+            UNION
+            SELECT n.t
+              FROM r
+              JOIN pg_catalog.pg_type ty ON ty.oid = r.t
+             CROSS JOIN LATERAL (
+                 SELECT ty.typbasetype WHERE ty.typtype = 'd'
+                 UNION ALL
+                 SELECT ty.typelem WHERE ty.typelem <> 0
+                 UNION ALL
+                 SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                  WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid
+                    AND a.attnum > 0 AND NOT a.attisdropped) n (t))
+        SELECT FROM r WHERE r.t = 'json'::regtype::oid) THEN
+        RETURN NULL;
     END IF;
     IF v_type = 'json'::regtype THEN
         RETURN format('pgjobs._json_as_jsonb((%s)::pg_catalog.json)', p_expr);
@@ -53,6 +81,13 @@ BEGIN
         v_inner := pgjobs._json_value_jsonb(format('%I.e', v_u), v_elem, p_depth + 1);
         IF v_inner IS NULL THEN
             RETURN NULL;
+        END IF;
+        IF length(v_inner) > 262144 THEN
+            -- (the one limit on the text built: pgjobs._visible_as takes
+            -- 54000 for "no such read", and the page's own error stands)
+            RAISE EXCEPTION 'type % holds json in too many places to read each apart', p_type
+                USING ERRCODE = '54000',
+                HINT = 'Read the column with a query of your own, e.g. its text (column::text).';
         END IF;
         RETURN format(
             '(SELECT pgjobs._jsonb_dims_nest(ARRAY(SELECT %1$s FROM '
@@ -78,6 +113,13 @@ BEGIN
             v_fields := concat_ws(' || ', v_fields,
                 format('pg_catalog.jsonb_build_object(%L, %s)', v_att.attname,
                        coalesce(v_inner, format('pg_catalog.to_jsonb((%I.c).%I)', v_s, v_att.attname))));
+            IF length(v_fields) > 262144 THEN
+                -- (the one limit on the text built: pgjobs._visible_as takes
+                -- 54000 for "no such read", and the page's own error stands)
+                RAISE EXCEPTION 'type % holds json in too many places to read each apart', p_type
+                    USING ERRCODE = '54000',
+                    HINT = 'Read the column with a query of your own, e.g. its text (column::text).';
+            END IF;
         END LOOP;
         IF NOT v_any THEN
             RETURN NULL;
