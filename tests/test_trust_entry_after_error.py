@@ -31,7 +31,7 @@ to do meanwhile. Each case also checks that a direct call of the body is
 still refused in that same state.
 
 On this code (and on the stop-49 release, cfb6bdb: the same pgjobs._enter)
-the 18 xfail cases fail with that 42501, the 12 others pass: the
+the 36 xfail cases fail with that 42501, the 24 others pass: the
 whole-rollback lock-ins and the direct calls refused after a failed call.
 """
 
@@ -69,6 +69,26 @@ CALLS = {
                       "SELECT pgjobs.submit_delete({t}, '2')",
                       "SELECT pgjobs._submit_delete_as('postgres', {t}, '2', '{{}}', NULL, "
                       "'{{}}')"),
+    "preview": ("SELECT pgjobs.preview({t}, 'zz')",
+                "SELECT pgjobs.preview({t}, '1')",
+                "SELECT pgjobs._preview_as('postgres', {t}, '1', '{{}}', '{{}}', '{{}}')"),
+    "submit_backfill": ("""SELECT pgjobs.submit_backfill({t}, 'zz', '{{}}', '{{"v": 1}}')""",
+                        """SELECT pgjobs.submit_backfill({t}, '2', '{{}}', '{{"v": 1}}')""",
+                        "SELECT pgjobs._submit_backfill_as('postgres', {t}, '2', '{{}}', "
+                        """'{{"v": 1}}', '{{}}')"""),
+    "submit_export": ("SELECT pgjobs.submit_export({t}, 'zz')",
+                      "SELECT pgjobs.submit_export({t}, '1')",
+                      "SELECT pgjobs._submit_export_as('postgres', {t}, '1', '{{}}', '{{}}')"),
+    "submit_items": ("""SELECT pgjobs.submit_items('custom', {t}, 'zz', '[{{"n": 1}}]')""",
+                     """SELECT pgjobs.submit_items('custom', {t}, '1', '[{{"n": 1}}]')""",
+                     "SELECT pgjobs._submit_items_as('postgres', 'custom', {t}, '1', "
+                     """'[{{"n": 1}}]', '{{}}')"""),
+    "add_items": ("""SELECT pgjobs.add_items(-1, '[{{"n": 2}}]')""",
+                  """SELECT pgjobs.add_items({j}, '[{{"n": 2}}]')""",
+                  """SELECT pgjobs._add_items_as('postgres', {j}, '[{{"n": 2}}]')"""),
+    "pause": ("SELECT pgjobs.pause(-1)",
+              "SELECT pgjobs.pause({j})",
+              "SELECT pgjobs._pause_as('postgres', {j})"),
     "cancel": ("SELECT pgjobs.cancel(-1)",
                "SELECT pgjobs.cancel({j})",
                "SELECT pgjobs._cancel_as('postgres', {j})"),
@@ -87,7 +107,7 @@ def world(conn: Conn) -> Iterator[int]:
     conn.execute(f"DROP ROLE IF EXISTS {CLIENT}")
     conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
     conn.execute(f"""
-        CREATE TABLE {TABLE} (id bigint NOT NULL, s int NOT NULL, data jsonb,
+        CREATE TABLE {TABLE} (id bigint NOT NULL, s int NOT NULL, v int, data jsonb,
                               created_at timestamptz NOT NULL DEFAULT now());
         CREATE INDEX ON {TABLE} (s, id);
         INSERT INTO {TABLE} (id, s, data) SELECT g, 1 + g % 2, '{{}}'
