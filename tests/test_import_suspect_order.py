@@ -5,9 +5,10 @@ alone, before the records ahead of them are written. The read also takes
 records the database accepts: a string with trailing spaces past the
 column's length (varchar(3), a domain over varchar(3), varchar(3)[] given
 'ab' and three spaces), which the assignment cuts and the read, casting
-string types without their length, compares as changed. Such a record tried alone was refused for a reason that depends on
-the rows before it: a foreign key to a record earlier in the same batch (a
-parent and its child in one file). It was rejected with 23503, which one
+string types without their length, compares as changed. Such a record
+tried alone was refused for a reason that depends on the rows before it:
+a foreign key to a record earlier in the same batch (a parent and its
+child in one file). It was rejected with 23503, which one
 record a batch (and COPY) accepts. Since h75 every batch sent with its
 records goes to that read first, so a batch after one with a refused record
 lost such a child with no bad record of its own; before h75 only a batch with
@@ -93,8 +94,9 @@ def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
     return {
         "status": row["status"],
         "error": row["error"],
-        "rows": conn.execute("SELECT id, name, code, label, tag, tags, amount, at, parent FROM tree "
-                             "WHERE scope = %s ORDER BY id", (int(row["scope"]),)).fetchall(),
+        "rows": conn.execute("SELECT id, name, code, label, tag, tags, amount, at, parent "
+                             "FROM tree WHERE scope = %s ORDER BY id",
+                             (int(row["scope"]),)).fetchall(),
         "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
                                 "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
         "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
