@@ -7553,8 +7553,9 @@ CREATE FUNCTION pgjobs._import_suspects(p_sql text, p_target regclass, p_list bi
 -- pgjobs._import_insert_sql) failed. The statement's SELECT (the values,
 -- cast as the INSERT casts them) is evaluated for the records in order,
 -- with pg_temp.pgjobs_import_at set to each record's n as it is read: a
--- value that does not cast (or a domain's check, a numeric overflow) fails
--- the read at that record, which is taken, and the read goes on after it.
+-- value that does not cast (or a domain's check, a numeric overflow; any
+-- error at a record, such as a CHECK's function raising) fails the read at
+-- that record, which is taken, and the read goes on after it.
 -- The target's CHECK constraints on the columns written (and NOT NULL of
 -- those columns) are evaluated on the values read, without failing: a
 -- record whose check is false (or whose value is NULL) is taken too.
@@ -7583,6 +7584,7 @@ DECLARE
     v_last bigint;
     v_next bigint;
     v_at bigint;
+    v_state text;
 BEGIN
     IF v_head = 0 OR v_from <= v_head OR v_where <= v_from OR cardinality(p_list) = 0
        OR pg_catalog.to_regclass('pg_temp.pgjobs_import_at') IS NULL THEN
@@ -7653,8 +7655,18 @@ BEGIN
             v_lo := v_next;
             v_hi := v_last;
             v_next := NULL;
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation
-                       OR cardinality_violation OR SQLSTATE '428C9' THEN
+        -- Any error at a record, not only a refusal: a CHECK whose function
+        -- raises (P0001) on a record the database refuses for an earlier
+        -- reason (NOT NULL comes before the CHECKs, which this evaluates all
+        -- of) failed the read and the job, where the database rejects that
+        -- record (h78). The record is a suspect: the database decides it
+        -- alone, raising there what it raises. (A statement of another
+        -- shape, 42: below, no suspects.)
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+            IF left(v_state, 2) = '42' THEN
+                RAISE;
+            END IF;
             v_at := pg_catalog.pg_sequence_last_value(
                 pg_catalog.to_regclass('pg_temp.pgjobs_import_at'));
             -- Not at a record of this read: the statement is not what was
@@ -22415,6 +22427,20 @@ BEGIN
                         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
                     END;
                     CONTINUE WHEN v_state IS NULL;
+                    -- Tried alone, it was tried before the records ahead of
+                    -- it: only a refusal of its own values (a value that
+                    -- does not cast, NOT NULL, a CHECK, a generated column)
+                    -- is its verdict. A foreign key, a duplicate key or an
+                    -- exclusion may be met by a record before it in the
+                    -- batch (a parent and its child: the child a suspect the
+                    -- database accepts, such as 'ab  ' for a varchar(2),
+                    -- was rejected with 23503; h78): the run goes in in line
+                    -- order below.
+                    IF NOT (left(v_state, 2) = '22'
+                            OR v_state IN ('23502', '23514', '428C9')) THEN
+                        v_fast := false;
+                        EXIT;
+                    END IF;
                     v_n := v_list[v_lo];
                     v_out_ns := v_out_ns || v_n;
                     v_pos := CASE WHEN v_group_ns IS NULL THEN v_lo

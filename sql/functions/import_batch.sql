@@ -564,6 +564,20 @@ BEGIN
                         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_msg = MESSAGE_TEXT;
                     END;
                     CONTINUE WHEN v_state IS NULL;
+                    -- Tried alone, it was tried before the records ahead of
+                    -- it: only a refusal of its own values (a value that
+                    -- does not cast, NOT NULL, a CHECK, a generated column)
+                    -- is its verdict. A foreign key, a duplicate key or an
+                    -- exclusion may be met by a record before it in the
+                    -- batch (a parent and its child: the child a suspect the
+                    -- database accepts, such as 'ab  ' for a varchar(2),
+                    -- was rejected with 23503; h78): the run goes in in line
+                    -- order below.
+                    IF NOT (left(v_state, 2) = '22'
+                            OR v_state IN ('23502', '23514', '428C9')) THEN
+                        v_fast := false;
+                        EXIT;
+                    END IF;
                     v_n := v_list[v_lo];
                     v_out_ns := v_out_ns || v_n;
                     v_pos := CASE WHEN v_group_ns IS NULL THEN v_lo
