@@ -20,8 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, submit_import
+from tests.support import allow, import_outcome, job, run_in_batches, submit_import
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -74,25 +73,11 @@ def folder(conn: Conn, tmp_path: Path) -> Path:
     return path
 
 
-def run(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
-    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}",
-                    batch_bytes=batch_bytes).run().status
-
-
 def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
-    row = job(conn, job_id)
-    scope = int(row["scope"])
-    found = {
-        "status": row["status"],
-        "error": row["error"],
-        "rows": conn.execute("SELECT id, name, qty, lo, parent FROM shaped WHERE scope = %s "
-                             "AND name <> 'old' ORDER BY id", (scope,)).fetchall(),
-        "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
-                                "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
-        "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
-                                                             "records", "skipped")},
-    }
-    conn.execute("DELETE FROM shaped WHERE scope = %s AND name <> 'old'", (scope,))
+    found = import_outcome(conn, job_id, "SELECT id, name, qty, lo, parent FROM shaped "
+                                         "WHERE scope = %s AND name <> 'old' ORDER BY id")
+    conn.execute("DELETE FROM shaped WHERE scope = %s AND name <> 'old'",
+                 (int(job(conn, job_id)["scope"]),))
     return found
 
 
@@ -110,14 +95,14 @@ def test_a_plain_table_refuses_as_one_record_a_batch(
     refused = len({2, *SHAPES[shape]})
     options = {"max_rejects": refused - below}
     ref = submit_import(conn, uri, "9", options, target="shaped")
-    run(dsn, ref, tmp_path / "store", 1)
+    run_in_batches(dsn, ref, tmp_path / "store", 1)
     want = outcome(conn, ref)
     assert want["status"] == ("succeeded" if not below else "failed"), want["error"]
     assert len(want["rejects"]) >= refused - below
     record = len(body.splitlines(keepends=True)[1])
     for scope, batch in enumerate([len(body), len(HEADER) + 4 * record], 1):
         job_id = submit_import(conn, uri, str(scope), options, target="shaped")
-        run(dsn, job_id, tmp_path / "store", batch)
+        run_in_batches(dsn, job_id, tmp_path / "store", batch)
         got = outcome(conn, job_id)
         if below:  # (the rows of the batches before the failing one stay)
             got["rows"] = want["rows"] = None

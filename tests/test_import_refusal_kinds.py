@@ -26,8 +26,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, scalar, submit_import
+from tests.support import (
+    allow,
+    import_outcome,
+    run_in_batches,
+    scalar,
+    submit_import,
+)
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -106,29 +111,15 @@ def with_trigger(conn: Conn) -> None:
                  "FOR EACH ROW EXECUTE FUNCTION kinds_fix()")
 
 
-def run(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
-    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}",
-                    batch_bytes=batch_bytes).run().status
-
-
 def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
-    row = job(conn, job_id)
-    return {
-        "status": row["status"],
-        "error": row["error"],
-        "rows": conn.execute("SELECT name, qty, due, checked, pos, amount FROM kinds "
-                             "WHERE scope = %s ORDER BY name", (int(row["scope"]),)).fetchall(),
-        "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
-                                "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
-        "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
-                                                             "records", "skipped")},
-    }
+    return import_outcome(conn, job_id, "SELECT name, qty, due, checked, pos, amount FROM kinds "
+                                        "WHERE scope = %s ORDER BY name")
 
 
 def reference(conn: Conn, dsn: str, uri: str, store: Path, max_rejects: int) -> dict[str, Any]:
     """The outcome of importing uri one record a batch, in scope 9."""
     ref = submit_import(conn, uri, "9", {"max_rejects": max_rejects}, target="kinds")
-    run(dsn, ref, store, 1)
+    run_in_batches(dsn, ref, store, 1)
     found = outcome(conn, ref)
     conn.execute("DELETE FROM kinds WHERE scope = 9")
     return found
@@ -154,7 +145,7 @@ def test_each_kind_of_refusal_ends_as_one_record_at_a_time(
         assert all(BAD[kind][1] in r[1] for r in want["rejects"]), want["rejects"]
     for scope, batch in enumerate([len(body), 8 * len(record(1))], 1):
         job_id = submit_import(conn, uri, str(scope), {"max_rejects": 1000}, target="kinds")
-        assert run(dsn, job_id, tmp_path / "store", batch) == "succeeded"
+        assert run_in_batches(dsn, job_id, tmp_path / "store", batch) == "succeeded"
         assert outcome(conn, job_id) == want, batch
 
 
@@ -171,7 +162,7 @@ def test_max_rejects_fails_at_the_same_line_for_each_kind(
     uri = f"file://{path}"
     want = reference(conn, dsn, uri, tmp_path / "store", 3)
     job_id = submit_import(conn, uri, "1", {"max_rejects": 3}, target="kinds")
-    run(dsn, job_id, tmp_path / "store", len(body))
+    run_in_batches(dsn, job_id, tmp_path / "store", len(body))
     got = outcome(conn, job_id)
     assert {k: got[k] for k in ("status", "error", "rejects")} \
         == {k: want[k] for k in ("status", "error", "rejects")}
@@ -193,7 +184,7 @@ def test_a_batch_writes_each_good_record_once(
     path = folder / "big.csv"
     path.write_text(body)
     job_id = submit_import(conn, f"file://{path}", "1", {"max_rejects": 1000}, target="kinds")
-    assert run(dsn, job_id, tmp_path / "store", len(body)) == "succeeded"
+    assert run_in_batches(dsn, job_id, tmp_path / "store", len(body)) == "succeeded"
     assert scalar(conn, "SELECT count(*) FROM kinds") == lines - len(bad_lines)
     assert [r[0] for r in conn.execute("SELECT line FROM pgjobs.import_rejects "
                                        "WHERE job_id = %s ORDER BY line", (job_id,))] \
@@ -237,7 +228,7 @@ def test_a_batch_sent_with_its_records_is_read_before_it_is_written(
     conn.execute("ALTER TABLE kinds ALTER COLUMN id RESTART WITH 1")
     batch = len(HEADER) + sum(len(r) for r in body[1:21])
     job_id = submit_import(conn, uri, "9", {"max_rejects": 1000}, target="kinds")
-    assert run(dsn, job_id, tmp_path / "store", batch) == "succeeded"
+    assert run_in_batches(dsn, job_id, tmp_path / "store", batch) == "succeeded"
     got = outcome(conn, job_id)
     assert got == {**want, "error": got["error"]} and got["error"] is None
     taken = scalar(conn, "SELECT pg_catalog.pg_sequence_last_value("

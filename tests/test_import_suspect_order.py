@@ -28,8 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, submit_import
+from tests.support import allow, import_outcome, run_in_batches, submit_import
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -84,24 +83,9 @@ def folder(conn: Conn, tmp_path: Path) -> Path:
     return path
 
 
-def run(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
-    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}",
-                    batch_bytes=batch_bytes).run().status
-
-
 def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
-    row = job(conn, job_id)
-    return {
-        "status": row["status"],
-        "error": row["error"],
-        "rows": conn.execute("SELECT id, name, code, label, tag, tags, amount, at, parent "
-                             "FROM tree WHERE scope = %s ORDER BY id",
-                             (int(row["scope"]),)).fetchall(),
-        "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
-                                "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
-        "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
-                                                             "records", "skipped")},
-    }
+    return import_outcome(conn, job_id, "SELECT id, name, code, label, tag, tags, amount, at, "
+                                        "parent FROM tree WHERE scope = %s ORDER BY id")
 
 
 @pytest.mark.parametrize("child_at", [CHILD_AT, LINES])
@@ -114,7 +98,7 @@ def test_a_suspect_the_database_accepts_lands_after_the_records_before_it(
     path.write_text(body)
     uri = f"file://{path}"
     ref = submit_import(conn, uri, "9", {"max_rejects": 100}, target="tree")
-    assert run(dsn, ref, tmp_path / "store", 1) == "succeeded"
+    assert run_in_batches(dsn, ref, tmp_path / "store", 1) == "succeeded"
     want = outcome(conn, ref)
     conn.execute("DELETE FROM tree WHERE scope = 9")
     assert [r[0] for r in want["rejects"]] == [BAD_AT + 1]
@@ -122,5 +106,5 @@ def test_a_suspect_the_database_accepts_lands_after_the_records_before_it(
     record = len(body.splitlines(keepends=True)[1])
     for scope, batch in enumerate([len(body), len(HEADER) + 5 * record], 1):
         job_id = submit_import(conn, uri, str(scope), {"max_rejects": 100}, target="tree")
-        assert run(dsn, job_id, tmp_path / "store", batch) == "succeeded"
+        assert run_in_batches(dsn, job_id, tmp_path / "store", batch) == "succeeded"
         assert outcome(conn, job_id) == want, batch

@@ -18,8 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller.importer import Importer
-from tests.support import allow, claim_import, job, submit_import
+from tests.support import allow, import_outcome, run_in_batches, submit_import
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -71,23 +70,9 @@ def folder(conn: Conn, tmp_path: Path) -> Path:
     return path
 
 
-def run(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
-    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}",
-                    batch_bytes=batch_bytes).run().status
-
-
 def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
-    row = job(conn, job_id)
-    return {
-        "status": row["status"],
-        "error": row["error"],
-        "rows": conn.execute("SELECT id, name, qty, code FROM coded WHERE scope = %s "
-                             "ORDER BY id", (int(row["scope"]),)).fetchall(),
-        "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
-                                "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
-        "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
-                                                             "records", "skipped")},
-    }
+    return import_outcome(conn, job_id, "SELECT id, name, qty, code FROM coded "
+                                        "WHERE scope = %s ORDER BY id")
 
 
 @pytest.mark.parametrize("at", [9, LINES])
@@ -99,7 +84,7 @@ def test_a_check_that_raises_in_the_read_leaves_the_verdict_to_the_database(
     path.write_text(body)
     uri = f"file://{path}"
     ref = submit_import(conn, uri, "9", {"max_rejects": 100}, target="coded")
-    run(dsn, ref, tmp_path / "store", 1)
+    run_in_batches(dsn, ref, tmp_path / "store", 1)
     want = outcome(conn, ref)
     conn.execute("DELETE FROM coded WHERE scope = 9")
     # (One record a batch read its record for suspects too, failing alike
@@ -111,5 +96,5 @@ def test_a_check_that_raises_in_the_read_leaves_the_verdict_to_the_database(
     record = len(body.splitlines(keepends=True)[1])
     for scope, batch in enumerate([len(body), len(HEADER) + 5 * record], 1):
         job_id = submit_import(conn, uri, str(scope), {"max_rejects": 100}, target="coded")
-        run(dsn, job_id, tmp_path / "store", batch)
+        run_in_batches(dsn, job_id, tmp_path / "store", batch)
         assert outcome(conn, job_id) == want, batch

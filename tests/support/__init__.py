@@ -64,10 +64,12 @@ from tests.support.imports import (
     allowed_folder,
     claim_import,
     drop_client,
+    import_outcome,
     lose_right,
     make_people,
     people_client,
     run_import,
+    run_in_batches,
     submit_import,
 )
 from tests.support.jobs import (
@@ -117,5 +119,5 @@ __all__ = [
     "LOSSES", "allowed_folder", "drop_client", "lose_right", "people_client",
     "ITEMS_TENANT_1", "MANY_PARTS", "part_rows",
     "BIG_TENANT_1", "LONG_LEASE", "NATIVE_S3", "new_bucket", "open_uploads", "reader_statements",
-    "resume_after_kill", "unpin_everywhere",
+    "resume_after_kill", "unpin_everywhere", "import_outcome", "run_in_batches",
 ]

@@ -13,6 +13,7 @@ import psycopg
 
 from pgjobs.poller.export import Outcome
 from pgjobs.poller.importer import Importer
+from tests.support.jobs import job
 from tests.support.targets import build_target
 
 Conn = psycopg.Connection[Any]
@@ -115,3 +116,27 @@ def claim_import(dsn: str, job_id: int, worker: str | None = None,
 def run_import(dsn: str, job_id: int, storage_uri: str, worker: str | None = None) -> Outcome:
     """Claim job_id and run it in this process."""
     return Importer(dsn, job_id, claim_import(dsn, job_id, worker), storage_uri).run()
+
+
+def run_in_batches(dsn: str, job_id: int, store: Path, batch_bytes: int) -> str:
+    """Claim import job_id and run it in this process from the folder ``store``,
+    in batches of about ``batch_bytes`` (one record a batch when small); its
+    status."""
+    return Importer(dsn, job_id, claim_import(dsn, job_id), f"file://{store}",
+                    batch_bytes=batch_bytes).run().status
+
+
+def import_outcome(conn: Conn, job_id: int, rows: str) -> dict[str, Any]:
+    """What import job_id ended with, to compare two runs of one file: its
+    status and error, the target's rows in its scope (``rows``: a SELECT taking
+    the scope as its one parameter), its rejects and its counters."""
+    row = job(conn, job_id)
+    return {
+        "status": row["status"],
+        "error": row["error"],
+        "rows": conn.execute(rows, (int(row["scope"]),)).fetchall(),
+        "rejects": conn.execute("SELECT line, reason, record FROM pgjobs.import_rejects "
+                                "WHERE job_id = %s ORDER BY line", (job_id,)).fetchall(),
+        "counts": {k: (row["result"] or {}).get(k) for k in ("inserted", "rejected",
+                                                             "records", "skipped")},
+    }
