@@ -30,7 +30,22 @@ DECLARE
     v_lits    text[] := '{}'::text[];
     v_has_null boolean := false;
     v_sql     text;
+    v_elem_type text;
 BEGIN
+    -- An array column (one level: the base type's array for an array of a
+    -- domain, pgjobs._loose_type): its own meanings of the comparisons
+    -- (pgjobs._compile_filter_array_op); $contains (the array's text, below)
+    -- and $exists are any column's.
+    IF right(p_type, 2) = '[]' AND p_op NOT IN ('$exists', '$contains') THEN
+        SELECT format_type(t.typelem, -1) INTO v_elem_type
+          FROM pg_catalog.pg_type t
+         WHERE t.oid = p_type::regtype AND t.typcategory = 'A' AND t.typelem <> 0
+           AND t.typlen = -1;
+        IF v_elem_type IS NOT NULL THEN
+            RETURN pgjobs._compile_filter_array_op(p_ref, p_type, v_elem_type, p_field, p_op,
+                                                   p_value);
+        END IF;
+    END IF;
     IF p_op IN ('$eq', '$ne') THEN
         IF jsonb_typeof(p_value) = 'null' THEN
             v_sql := format('(%s IS %sNULL)', p_ref, CASE p_op WHEN '$ne' THEN 'NOT ' ELSE '' END);

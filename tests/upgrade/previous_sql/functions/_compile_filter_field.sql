@@ -61,6 +61,8 @@ DECLARE
     v_scope_ref text;
     v_holds     boolean;
     v_example   text;
+    v_probe     jsonb;
+    v_foreign   boolean := false;
     v_ops constant text[] := ARRAY['$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin',
                                    '$contains', '$exists', '$not'];
     v_ops_hint constant text :=
@@ -75,14 +77,8 @@ BEGIN
     -- Resolve the field: a column first, else a path in the document.
     IF p_columns ? p_field THEN
         v_column := p_columns ->> p_field;  -- the column's type (a domain: the domain)
-        IF pgjobs._foreign_comparisons(v_column::regtype) THEN
-            RAISE EXCEPTION 'field "%" is a column of type %, whose comparison operators are not '
-                            'in pg_catalog', p_field, v_column
-                USING ERRCODE = '22023',
-                      HINT = 'pgjobs compares with pg_catalog''s operators only (citext would '
-                             'compare as text, unlike your own queries): filter on a column of '
-                             'a built-in type or a document field instead.';
-        END IF;
+        -- Refused below, per operator, but for its presence.
+        v_foreign := pgjobs._foreign_comparisons(v_column::regtype);
         -- Values are cast to the type without modifiers, a domain's base
         -- type (pgjobs._loose_type): a cast to a domain over varchar(8)
         -- truncates 'acme0001x' to 'acme0001', one over numeric(6,2)
@@ -174,6 +170,19 @@ BEGIN
             PERFORM pgjobs._check_filter_operand(p_field, v_entry.key, v_entry.value);
         END IF;
 
+        -- A type compared by operators outside pg_catalog: its presence only.
+        IF v_foreign AND v_entry.key <> '$not' AND v_entry.key <> '$exists'
+           AND NOT (v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null') THEN
+            RAISE EXCEPTION 'operator "%" at "%": a column of type %, whose comparison operators '
+                            'are not in pg_catalog', v_entry.key, p_field, v_column
+                USING ERRCODE = '22023',
+                      HINT = format('pgjobs compares with pg_catalog''s operators only (citext '
+                                    'would compare as text, unlike your own queries): filter on '
+                                    'a column of a built-in type or a document field instead; '
+                                    'on this column only its presence is tested ({%s: null}, '
+                                    '{%1$s: {"$exists": true}}).', to_jsonb(p_field));
+        END IF;
+
         -- The document column as a whole: its presence only (see above).
         IF v_type IS NOT NULL AND p_field = p_document::text AND v_entry.key <> '$not'
            AND NOT ((v_entry.key IN ('$eq', '$ne') AND jsonb_typeof(v_entry.value) = 'null')
@@ -212,8 +221,42 @@ BEGIN
             BEGIN
                 EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
                     v_test, v_type, p_field, v_entry.key, v_entry.value);
+                -- A composite compares field by field, looking each
+                -- field's operator up only on two non-NULL values (a
+                -- point field has no equality): so once more on the
+                -- operand itself, or the job's first page would fail.
+                IF v_entry.key IN ('$eq', '$ne', '$gt', '$gte', '$lt', '$lte', '$in', '$nin')
+                   AND EXISTS (SELECT FROM pg_catalog.pg_type t
+                                WHERE t.oid = v_type::regtype AND t.typtype = 'c') THEN
+                    SELECT x.value INTO v_probe
+                      FROM jsonb_array_elements(CASE jsonb_typeof(v_entry.value)
+                                                    WHEN 'array' THEN v_entry.value
+                                                    ELSE jsonb_build_array(v_entry.value)
+                                                END) x
+                     WHERE jsonb_typeof(x.value) <> 'null' LIMIT 1;
+                    IF v_probe IS NOT NULL THEN
+                        EXECUTE 'SELECT ' || pgjobs._compile_filter_column_op(
+                            pgjobs._typed_literal(v_probe #>> '{}', v_type), v_type, p_field,
+                            v_entry.key, v_entry.value);
+                    END IF;
+                END IF;
             EXCEPTION
                 WHEN invalid_parameter_value THEN RAISE;
+                WHEN undefined_function OR undefined_object OR feature_not_supported
+                     OR datatype_mismatch OR ambiguous_function OR indeterminate_datatype THEN
+                    -- The type has no such operator ("operator does not
+                    -- exist", "could not identify an equality operator"):
+                    -- not the value's fault, and not the engine's text to show.
+                    RAISE EXCEPTION 'operator "%" does not apply to column "%" (type %): its '
+                                    'values have no %', v_entry.key, p_field, v_column,
+                                    CASE WHEN v_entry.key IN ('$eq', '$ne', '$in', '$nin')
+                                         THEN 'equality' ELSE 'order' END
+                        USING ERRCODE = '22023',
+                              HINT = format('Test the column''s presence instead ({%s: null}, '
+                                            '{%1$s: {"$exists": true}}), or filter on a column '
+                                            'of a comparable type or a document field. See '
+                                            'docs/filters.md, "Column types".',
+                                            to_jsonb(p_field));
                 WHEN OTHERS THEN
                     RAISE EXCEPTION 'invalid value for column "%" (type %) with operator "%": %',
                                     p_field, v_column, v_entry.key, SQLERRM

@@ -18,8 +18,9 @@ AS $$
 -- pgjobs._import_insert_sql) failed. The statement's SELECT (the values,
 -- cast as the INSERT casts them) is evaluated for the records in order,
 -- with pg_temp.pgjobs_import_at set to each record's n as it is read: a
--- value that does not cast (or a domain's check, a numeric overflow) fails
--- the read at that record, which is taken, and the read goes on after it.
+-- value that does not cast (or a domain's check, a numeric overflow; any
+-- error at a record, such as a CHECK's function raising) fails the read at
+-- that record, which is taken, and the read goes on after it.
 -- The target's CHECK constraints on the columns written (and NOT NULL of
 -- those columns) are evaluated on the values read, without failing: a
 -- record whose check is false (or whose value is NULL) is taken too.
@@ -48,6 +49,7 @@ DECLARE
     v_last bigint;
     v_next bigint;
     v_at bigint;
+    v_state text;
 BEGIN
     IF v_head = 0 OR v_from <= v_head OR v_where <= v_from OR cardinality(p_list) = 0
        OR pg_catalog.to_regclass('pg_temp.pgjobs_import_at') IS NULL THEN
@@ -118,8 +120,18 @@ BEGIN
             v_lo := v_next;
             v_hi := v_last;
             v_next := NULL;
-        EXCEPTION WHEN data_exception OR integrity_constraint_violation
-                       OR cardinality_violation OR SQLSTATE '428C9' THEN
+        -- Any error at a record, not only a refusal: a CHECK whose function
+        -- raises (P0001) on a record the database refuses for an earlier
+        -- reason (NOT NULL comes before the CHECKs, which this evaluates all
+        -- of) failed the read and the job, where the database rejects that
+        -- record (h78). The record is a suspect: the database decides it
+        -- alone, raising there what it raises. (A statement of another
+        -- shape, 42: below, no suspects.)
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+            IF left(v_state, 2) = '42' THEN
+                RAISE;
+            END IF;
             v_at := pg_catalog.pg_sequence_last_value(
                 pg_catalog.to_regclass('pg_temp.pgjobs_import_at'));
             -- Not at a record of this read: the statement is not what was

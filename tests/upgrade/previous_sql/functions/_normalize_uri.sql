@@ -98,8 +98,24 @@ BEGIN
                         quote_literal(left(regexp_replace(p_uri, '[[:cntrl:]]', '?', 'g'), 300)),
                         v_why
             USING ERRCODE = p_errcode,
-                  HINT = 'Name an absolute location without dot segments or escapes, e.g. '
-                         '"s3://bucket/exports" or "file:///var/exports".';
+                  -- What to write instead, for the reason found: a missing
+                  -- bucket has no dot segment nor escape to take out.
+                  HINT = CASE
+                      WHEN v_why = 'an empty or malformed bucket name' AND v_scheme = 'https'
+                      THEN 'Name the host right after https://, e.g. '
+                           '"https://example.com/imports/rows.csv".'
+                      WHEN v_why = 'an empty or malformed bucket name'
+                      THEN format('Name the %s right after %s:// (lower-case letters, digits, '
+                                  'dots, dashes and underscores), e.g. "%s://%s/exports".',
+                                  CASE v_scheme WHEN 'az' THEN 'container' ELSE 'bucket' END,
+                                  v_scheme, v_scheme,
+                                  CASE v_scheme WHEN 'az' THEN 'container' ELSE 'bucket' END)
+                      WHEN v_why = 'a relative or remote file path'
+                      THEN 'A file URI names an absolute path on the worker''s host, with '
+                           'three slashes, e.g. "file:///var/exports".'
+                      ELSE 'Name an absolute location without dot segments or escapes, e.g. '
+                           '"s3://bucket/exports" or "file:///var/exports".'
+                  END;
     END IF;
     RETURN v_scheme || '://' || v_host || CASE WHEN v_path = '' THEN '' ELSE '/' || v_path END;
 END

@@ -30,7 +30,8 @@ AS $$
 -- numeric without a declared precision has no fixed decimal type: it is
 -- exported as its exact text (arrow string); declare numeric(p,s) for a
 -- decimal column. Arrays of types outside the scalar ones above are lists
--- of their elements' text. Locks nothing.
+-- of their elements' text; an array of more than one dimension is
+-- refused (pgjobs._parquet_refuse). Locks nothing.
 DECLARE
     v_type oid := p_type;
     v_typmod integer := p_typmod;
@@ -63,6 +64,15 @@ BEGIN
             arrow := 'list<string>';
             wire := format('pg_catalog.to_json(%s::pg_catalog.text[])::pg_catalog.text', p_expr);
         END IF;
+        -- A list holds one dimension: an array of more (to_json nests them)
+        -- fails the export naming its column (pgjobs._parquet_refuse), not
+        -- with pyarrow's "changed from number to array" and no column named.
+        -- Lower bounds are dropped, as to_json drops them.
+        wire := format('CASE WHEN pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 THEN '
+                       'pgjobs._parquet_refuse(%2$L, ''a '' OPERATOR(pg_catalog.||) '
+                       'pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.||) '
+                       '''-dimensional array'', %3$L) ELSE %4$s END',
+                       p_expr, p_expr, arrow, wire);
         RETURN;
     END IF;
     CASE v_type

@@ -10,7 +10,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
 -- infinite date or timestamp, or one past 64 bits of microseconds since
--- 1970 (22008), NaN in a decimal column (22003). A
+-- 1970 (22008), NaN in a decimal column (22003), an array of more than
+-- one dimension in a list column (0A000). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words
@@ -21,13 +22,19 @@ AS $$
 BEGIN
     RAISE EXCEPTION 'column % holds %, which a Parquet % column cannot store', p_column,
                     p_value, p_arrow
-        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003' ELSE '22008' END,
-        HINT = format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
+        USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003'
+                             WHEN p_arrow LIKE 'list<%' THEN '0A000' ELSE '22008' END,
+        HINT = CASE WHEN p_arrow LIKE 'list<%' THEN
+                   format('Export this scope as csv or jsonl (csv prints the array as PostgreSQL '
+                          'does, jsonl as nested JSON arrays), or export a column of one '
+                          'dimension instead of %s.', p_column)
+               ELSE
+                   format('Export this scope as csv or jsonl (they print %s as PostgreSQL does), or '
                       'leave those rows out with a filter such as {"%s": {"$ne": "%s"}}%s.',
                       p_value, p_column, p_value,
                       CASE WHEN p_arrow LIKE 'decimal%'
                            THEN ', or make the column numeric without a precision (a Parquet '
                                 'string)'
-                           ELSE '' END);
+                           ELSE '' END) END;
 END
 $$;

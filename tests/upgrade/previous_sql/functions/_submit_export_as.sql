@@ -146,8 +146,10 @@ BEGIN
             RAISE EXCEPTION 'option "destination" must be a URI prefix with scheme file, s3, gs, '
                             'az or memory, not %', v_options -> 'destination'
                 USING ERRCODE = '22023',
-                HINT = 'For example "s3://bucket/exports/", "file:///var/exports/" or '
-                       '"file://./pgjobs-exports".';
+                -- Only examples a destination may be: file://./dir (the
+                -- command line's --storage) is refused below, as relative.
+                HINT = 'For example "s3://bucket/exports/" or "file:///var/exports/"; leave '
+                       '"destination" out to use the worker''s own storage.';
         END IF;
         -- Clients choose where the worker writes only within what an
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
@@ -193,7 +195,7 @@ BEGIN
         END IF;
         FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
             IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN
-                RAISE EXCEPTION 'option "columns" holds % : each entry must be a non-empty string',
+                RAISE EXCEPTION 'option "columns" holds %: each entry must be a non-empty string',
                                 v_column
                     USING ERRCODE = '22023',
                     HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';

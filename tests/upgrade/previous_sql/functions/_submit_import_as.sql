@@ -122,6 +122,20 @@ BEGIN
             HINT = pgjobs._storage_allow_hint(v_source, true)
                    || pgjobs._storage_scope_hint(v_scope);
     END IF;
+    -- One object, never a folder: a source that ends with a slash, or names a
+    -- bucket (a container) and no object in it, was accepted and failed at its
+    -- worker's first read ("not a regular file"), known here. An https URL may
+    -- serve a file at any path, one ending with a slash too. After the
+    -- allow-list: a folder outside it is refused as any source there (42501).
+    IF p_source !~* '^https://'
+       AND (right(p_source, 1) = '/' OR p_source ~* '^(s3|gs|az)://[^/]*$') THEN
+        RAISE EXCEPTION 'source % names a folder, not a file',
+                        quote_literal(left(p_source, 200))
+            USING ERRCODE = '22023',
+            HINT = 'An import reads one CSV or JSONL file (gzipped or not): name it, e.g. '
+                   '''s3://bucket/imports/rows.csv''; import each file of a folder as a '
+                   'job of its own.';
+    END IF;
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
     v_gzip := v_name ~ '\.gz$';

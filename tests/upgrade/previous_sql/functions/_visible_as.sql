@@ -111,9 +111,12 @@ BEGIN
     -- a value json holds and jsonb refuses (a \u0000 escape, a lone
     -- surrogate, a number past numeric's range: a data exception), and one
     -- such row failed every page of its scope. So a page that fails so is
-    -- read again with the row as to_jsonb(t) would give it with each json
-    -- column read through pgjobs._json_as_jsonb: such a value comes back as
-    -- a JSON string of its text, every other as to_jsonb gives it. Only
+    -- read again with the row as to_jsonb(t) would give it with each column
+    -- whose type holds json (itself, a domain over it, an array or a
+    -- composite of it, nested) read through pgjobs._json_value_jsonb: each
+    -- json value jsonb refuses, wherever it sits, comes back as a JSON
+    -- string of its text (pgjobs._json_as_jsonb), every other value as
+    -- to_jsonb gives it. Only
     -- then are the columns read: that read (every column, its type's kind)
     -- cost more than a page's planning in every call (issue 11).
     LOOP
@@ -122,23 +125,27 @@ BEGIN
             EXIT;
         EXCEPTION WHEN data_exception THEN
             IF v_row = 'to_jsonb(t.*)' THEN
-                -- NULL: no json column, the error stands.
-                SELECT CASE WHEN bool_or(j.is_json) THEN
-                           format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
-                                  string_agg(CASE WHEN j.is_json
-                                                  THEN format('pgjobs._json_as_jsonb(t.%1$I) AS %1$I',
-                                                              a.attname)
-                                                  ELSE format('t.%I', a.attname) END,
-                                             ', ' ORDER BY a.attnum)) END
-                  INTO v_json_row
-                  FROM pg_catalog.pg_attribute a
-                  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-                  -- (A domain only is followed down, by a call.)
-                  CROSS JOIN LATERAL (SELECT CASE WHEN ty.typtype = 'd'
-                                                  THEN pgjobs._base_type(a.atttypid) = 'json'::regtype
-                                                  ELSE a.atttypid = 'json'::regtype END AS is_json) j
-                 WHERE a.attrelid = p_target
-                   AND a.attnum > 0 AND NOT a.attisdropped;
+                -- NULL: no column holds json, the error stands.
+                BEGIN
+                    SELECT CASE WHEN bool_or(j.expr IS NOT NULL) THEN
+                               format('(SELECT to_jsonb(x.*) FROM (SELECT %s) x)',
+                                      string_agg(CASE WHEN j.expr IS NOT NULL
+                                                      THEN format('%s AS %I', j.expr, a.attname)
+                                                      ELSE format('t.%I', a.attname) END,
+                                                 ', ' ORDER BY a.attnum)) END
+                      INTO v_json_row
+                      FROM pg_catalog.pg_attribute a
+                      -- (json anywhere in the column's type: itself, a domain,
+                      -- an array's elements, a composite's fields, nested)
+                      CROSS JOIN LATERAL (SELECT pgjobs._json_value_jsonb(
+                                              format('t.%I', a.attname), a.atttypid::regtype) AS expr) j
+                     WHERE a.attrelid = p_target
+                       AND a.attnum > 0 AND NOT a.attisdropped;
+                    -- (A read too large to build, 54000: none, the page's own
+                    -- error stands, as before there was one.)
+                EXCEPTION WHEN program_limit_exceeded THEN
+                    v_json_row := NULL;
+                END;
             END IF;
             IF v_json_row IS NULL OR v_row = v_json_row THEN
                 IF p_after IS NOT NULL THEN
