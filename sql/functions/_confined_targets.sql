@@ -20,6 +20,6 @@ AS $$
 -- security would confine it, registered or not (the policy shows no other
 -- role's job on such a table anyway). Locks nothing.
 BEGIN
-    RETURN pgjobs._confined_targets_as(current_user, p_role);
+    RETURN pgjobs._confined_targets_as(current_user, p_role) AS sealed_call;
 END
 $$;

@@ -27,6 +27,6 @@ BEGIN
                       AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;
-    RETURN pgjobs._engine_wait_as(current_user);
+    RETURN pgjobs._engine_wait_as(current_user) AS sealed_call;
 END
 $$;

@@ -20,7 +20,7 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._cancel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._cancel_as(current_user, p_id);
+    RETURN pgjobs._cancel_as(current_user, p_id) AS sealed_call;
 END
 $$;
 

@@ -20,7 +20,7 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._channel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._channel_as(current_user, p_target, p_scope);
+    RETURN pgjobs._channel_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
 

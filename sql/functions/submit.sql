@@ -21,7 +21,7 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options);
+    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options) AS sealed_call;
 END
 $$;
 

@@ -25,8 +25,7 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_delete_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_delete_as(current_user,
-        p_target, p_scope, p_filter, p_exclude, p_options);
+    RETURN pgjobs._submit_delete_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
 

@@ -25,8 +25,7 @@ AS $$
 DECLARE
     v_row jsonb;
 BEGIN
-    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user,
-        p_target, p_scope, p_filter, p_after, p_limit) LOOP
+    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user, p_target, p_scope, p_filter, p_after, p_limit) AS sealed_call LOOP
         RETURN NEXT v_row;
     END LOOP;
 END
