@@ -22,11 +22,14 @@ inside the SECURITY DEFINER body would name the body's owner), the
 sealed-frame check line by line, and every entry point and body written in
 the sealed shape.
 
-On the code before h83 the 6 cases of
-test_the_call_after_an_error_acts_for_its_client fail (42501: the frame is
-refused) and so do the 2 sealed-shape cases (no alias); the forgeries and
-the line checks are guards that pass there too (the frame was refused
-whole), except the line checks, which need pgjobs._sealed_frame.
+On the code before h83 (no pgjobs._sealed_frame, no alias) 27 of the 42
+cases fail: the 6 calls after an error (42501: the frame is refused), the
+17 line checks and the sealed-shape check (neither exists there), the two
+exact-text forgeries (refused there too, but they also ask
+pgjobs._sealed_frame whether the line they printed is the sealed one) and
+the direct body call (it leaves the body's call of _enter busy, and the
+next pgjobs.mask was refused). The 15 other forgeries are guards: the old
+code refused every extra frame.
 """
 
 from __future__ import annotations
