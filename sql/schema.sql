@@ -57,7 +57,7 @@ CREATE FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) 
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('add_items', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('add_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF NOT v_job.fanout THEN
         RAISE EXCEPTION 'job % is not a fan-out job', p_id USING ERRCODE = '22023',
@@ -179,6 +179,7 @@ CREATE FUNCTION pgjobs._allowed_scope_keys() RETURNS text[]
 -- pgjobs._allowed_scope_keys_as (which may read pgjobs.target_registry)
 -- refuses any caller but this function (pgjobs._enter). Locks nothing.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._allowed_scope_keys_as(current_user) AS sealed_call;
 END
 $$;
@@ -224,7 +225,7 @@ DECLARE
     v_at double precision;
     v_slot text;
 BEGIN
-    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_entries IS NULL THEN
         RETURN pgjobs._leave(v_keys);
     END IF;
@@ -634,7 +635,7 @@ CREATE FUNCTION pgjobs._cancel_as(p_caller name, p_id bigint) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('cancel', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('cancel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
         RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'canceled'));  -- the job and its items, at once
@@ -864,7 +865,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
 BEGIN
-    p_caller := pgjobs._enter('channel', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('channel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
@@ -3051,6 +3052,7 @@ CREATE FUNCTION pgjobs._confined_targets(p_role name) RETURNS regclass[]
 -- security would confine it, registered or not (the policy shows no other
 -- role's job on such a table anyway). Locks nothing.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._confined_targets_as(current_user, p_role) AS sealed_call;
 END
 $$;
@@ -3078,7 +3080,7 @@ CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS 
 -- rows (no index on relrowsecurity), a fraction of a millisecond in a
 -- database of a few thousand relations. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_confined_targets', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_confined_targets', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c
@@ -4893,6 +4895,7 @@ BEGIN
                       AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._engine_wait_as(current_user) AS sealed_call;
 END
 $$;
@@ -4923,7 +4926,7 @@ DECLARE
     v_schedule text;
     v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
 BEGIN
-    p_caller := pgjobs._enter('_engine_wait', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_engine_wait', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_job IS NULL THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
@@ -4980,7 +4983,12 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- lc_messages): element 1 is this function, element 2 the internal (it
 -- calls this in an assignment: no SQL statement line), element 3 must be
 -- the entry point's own PL/pgSQL frame (it calls the internal in a plain
--- expression). PL/pgSQL prints a function's name as compiled under the
+-- expression). After an error escaped either call earlier in the
+-- transaction, PL/pgSQL makes that call through SPI from then on, and the
+-- one line SPI prints for it stands before element 2 or 3: let in only
+-- when the whole line is that call's (pgjobs._sealed_frame; both calls end
+-- in the alias sealed_call for it). PL/pgSQL prints a function's name as
+-- compiled under the
 -- pinned search_path, so schema-qualified; a role cannot create functions
 -- in schema pgjobs, and no other frame's signature starts with
 -- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
@@ -5149,7 +5157,9 @@ CREATE FUNCTION pgjobs._entered() RETURNS text[]
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
--- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- is intact when it returns; between the two may stand the one SPI line
+-- pgjobs._enter lets in there, pgjobs._sealed_frame). Any role may set
+-- pgjobs.* settings itself,
 -- so a setting alone proves nothing: it counts only with the seal _enter
 -- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
 -- entry and caller, and only while a live _as frame stands at its depth: a
@@ -9977,7 +9987,7 @@ CREATE FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope text) 
 DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
-    p_caller := pgjobs._enter('mask', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('mask', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     PERFORM pgjobs._target_recent(p_target, true, ARRAY['mask', p_caller]);
     -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
@@ -11374,7 +11384,7 @@ DECLARE
     v_admin boolean;
     v_since timestamptz;
 BEGIN
-    p_caller := pgjobs._enter('pause', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('pause', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     v_admin := pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     v_since := pgjobs._pause_since(v_job, v_admin);
@@ -11527,7 +11537,7 @@ DECLARE
     v_blocked_rows bigint := 0;
     v_blocked_first jsonb;
 BEGIN
-    p_caller := pgjobs._enter('preview', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('preview', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The privileges of the kind previewed, from the options alone, before
     -- the registry is read (pgjobs._require_entry): a bad kind is refused
     -- below, after them, alike for every table.
@@ -13390,7 +13400,7 @@ CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('resume', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('resume', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status = 'paused'
        OR (v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL) THEN
@@ -13503,7 +13513,7 @@ DECLARE
     v_checkpoint jsonb;
     v_import bigint;
 BEGIN
-    p_caller := pgjobs._enter('retry', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('retry', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status NOT IN ('failed', 'canceled') THEN
         RAISE EXCEPTION 'job % (%) cannot be retried', p_id, v_job.status
@@ -13782,6 +13792,7 @@ CREATE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) RE
 -- pgjobs.target_registry) refuses any caller but this function
 -- (pgjobs._enter). Locks nothing.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role) AS sealed_call;
 END
 $$;
@@ -13806,7 +13817,7 @@ CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclas
 -- (pgjobs._require_self), and reads the registration (ignore_row_security)
 -- only of a table that role may SELECT. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_row_security_confines', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_row_security_confines', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(pgjobs._row_security_rule(
         p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));
@@ -15813,6 +15824,9 @@ CREATE FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) RET
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- Whether PG_CONTEXT line p_line is the frame PL/pgSQL prints when it
 -- evaluates one of the engine's two sealed calls of client call p_entry
@@ -16085,6 +16099,9 @@ CREATE FUNCTION pgjobs._spi_frame(p_mode text) RETURNS text[]
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
     SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- How the server prints, in PG_CONTEXT and in the language of lc_messages,
 -- the frame of an expression PL/pgSQL evaluates through SPI instead of its
@@ -16689,7 +16706,7 @@ CREATE FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass,
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',
@@ -16752,7 +16769,7 @@ DECLARE
     v_blocked record;
     v_replace boolean;
 BEGIN
-    p_caller := pgjobs._enter('submit_backfill', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_backfill', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
@@ -16875,7 +16892,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).
@@ -17011,7 +17028,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_export', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_export', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).
@@ -17287,7 +17304,7 @@ DECLARE
     v_scope text;
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_import', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_import', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- What the call needs on some column, from the options alone, before the
     -- registry is read (pgjobs._require_entry); the columns are checked below.
     PERFORM pgjobs._require_entry(p_target,
@@ -17466,7 +17483,7 @@ CREATE FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target reg
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_items', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',
@@ -19516,7 +19533,7 @@ BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
-    p_caller := pgjobs._enter('visible', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on: pgjobs._require_entry would read it
     -- back from the call stack through pgjobs._entered (~80 us a read).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
@@ -19674,7 +19691,7 @@ DECLARE
     v_query text;
     v_count bigint;
 BEGIN
-    p_caller := pgjobs._enter('visible_count', p_caller) AS sealed_call;  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible_count', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible_count', p_caller]);
     -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
@@ -19813,6 +19830,7 @@ CREATE FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) RETURNS integer
 -- rights (the rule of pgjobs.cancel: pgjobs._controlled_job, and the
 -- privilege pgjobs.submit_items needs, held now).
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._add_items_as(current_user, p_id, p_items) AS sealed_call;
 END
 $$;
@@ -19938,6 +19956,7 @@ CREATE FUNCTION pgjobs.cancel(p_id bigint) RETURNS boolean
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._cancel_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._cancel_as(current_user, p_id) AS sealed_call;
 END
 $$;
@@ -19974,6 +19993,7 @@ CREATE FUNCTION pgjobs.channel(p_target regclass, p_scope text) RETURNS text
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._channel_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._channel_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
@@ -23325,6 +23345,7 @@ CREATE FUNCTION pgjobs.mask(p_target regclass, p_scope text) RETURNS text
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._mask_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._mask_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
@@ -23363,6 +23384,7 @@ CREATE FUNCTION pgjobs.pause(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._pause_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._pause_as(current_user, p_id) AS sealed_call;
 END
 $$;
@@ -23398,6 +23420,7 @@ CREATE FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb D
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._preview_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._preview_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
@@ -24013,6 +24036,7 @@ CREATE FUNCTION pgjobs.resume(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._resume_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._resume_as(current_user, p_id) AS sealed_call;
 END
 $$;
@@ -24053,6 +24077,7 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._retry_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._retry_as(current_user, p_id) AS sealed_call;
 END
 $$;
@@ -24760,6 +24785,7 @@ CREATE FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pa
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options) AS sealed_call;
 END
 $$;
@@ -24796,6 +24822,7 @@ CREATE FUNCTION pgjobs.submit_backfill(p_target regclass, p_scope text, p_filter
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_backfill_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_backfill_as(current_user, p_target, p_scope, p_filter, p_set, p_options) AS sealed_call;
 END
 $$;
@@ -24833,6 +24860,7 @@ CREATE FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_delete_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_delete_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
@@ -24884,6 +24912,7 @@ CREATE FUNCTION pgjobs.submit_export(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_export_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_export_as(current_user, p_target, p_scope, p_filter, p_options) AS sealed_call;
 END
 $$;
@@ -24918,6 +24947,7 @@ CREATE FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source t
 -- for, and the SECURITY DEFINER pgjobs._submit_import_as checks that
 -- role's rights (INSERT on the target; UPDATE too for on_duplicate update).
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_import_as(current_user, p_target, p_scope, p_source, p_options) AS sealed_call;
 END
 $$;
@@ -24950,6 +24980,7 @@ CREATE FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text
 -- for, and the SECURITY DEFINER pgjobs._submit_items_as checks that role's
 -- rights (the privilege a custom kind needs on the target, allowed_scopes).
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options) AS sealed_call;
 END
 $$;
@@ -25097,6 +25128,7 @@ CREATE FUNCTION pgjobs.visible(p_target regclass, p_scope text, p_filter jsonb D
 DECLARE
     v_row jsonb;
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     FOREACH v_row IN ARRAY pgjobs._visible_as(current_user, p_target, p_scope, p_filter, p_after, p_limit) AS sealed_call LOOP
         RETURN NEXT v_row;
     END LOOP;
@@ -25131,6 +25163,7 @@ CREATE FUNCTION pgjobs.visible_count(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._visible_count_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter) AS sealed_call;
 END
 $$;

@@ -33,7 +33,12 @@ AS $$
 -- lc_messages): element 1 is this function, element 2 the internal (it
 -- calls this in an assignment: no SQL statement line), element 3 must be
 -- the entry point's own PL/pgSQL frame (it calls the internal in a plain
--- expression). PL/pgSQL prints a function's name as compiled under the
+-- expression). After an error escaped either call earlier in the
+-- transaction, PL/pgSQL makes that call through SPI from then on, and the
+-- one line SPI prints for it stands before element 2 or 3: let in only
+-- when the whole line is that call's (pgjobs._sealed_frame; both calls end
+-- in the alias sealed_call for it). PL/pgSQL prints a function's name as
+-- compiled under the
 -- pinned search_path, so schema-qualified; a role cannot create functions
 -- in schema pgjobs, and no other frame's signature starts with
 -- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks

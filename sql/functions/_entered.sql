@@ -17,7 +17,9 @@ AS $$
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
--- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- is intact when it returns; between the two may stand the one SPI line
+-- pgjobs._enter lets in there, pgjobs._sealed_frame). Any role may set
+-- pgjobs.* settings itself,
 -- so a setting alone proves nothing: it counts only with the seal _enter
 -- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
 -- entry and caller, and only while a live _as frame stands at its depth: a

@@ -4,6 +4,9 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- Whether PG_CONTEXT line p_line is the frame PL/pgSQL prints when it
 -- evaluates one of the engine's two sealed calls of client call p_entry

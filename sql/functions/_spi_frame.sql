@@ -4,6 +4,9 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- How the server prints, in PG_CONTEXT and in the language of lc_messages,
 -- the frame of an expression PL/pgSQL evaluates through SPI instead of its

@@ -21,6 +21,7 @@ AS $$
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._pause_as checks that role's rights.
 BEGIN
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
     RETURN pgjobs._pause_as(current_user, p_id) AS sealed_call;
 END
 $$;
