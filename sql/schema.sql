@@ -57,7 +57,7 @@ CREATE FUNCTION pgjobs._add_items_as(p_caller name, p_id bigint, p_items jsonb) 
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('add_items', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('add_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF NOT v_job.fanout THEN
         RAISE EXCEPTION 'job % is not a fan-out job', p_id USING ERRCODE = '22023',
@@ -179,7 +179,8 @@ CREATE FUNCTION pgjobs._allowed_scope_keys() RETURNS text[]
 -- pgjobs._allowed_scope_keys_as (which may read pgjobs.target_registry)
 -- refuses any caller but this function (pgjobs._enter). Locks nothing.
 BEGIN
-    RETURN pgjobs._allowed_scope_keys_as(current_user);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._allowed_scope_keys_as(current_user) AS sealed_call;
 END
 $$;
 
@@ -224,7 +225,7 @@ DECLARE
     v_at double precision;
     v_slot text;
 BEGIN
-    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_entries IS NULL THEN
         RETURN pgjobs._leave(v_keys);
     END IF;
@@ -634,7 +635,7 @@ CREATE FUNCTION pgjobs._cancel_as(p_caller name, p_id bigint) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('cancel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
         RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'canceled'));  -- the job and its items, at once
@@ -864,7 +865,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
 BEGIN
-    p_caller := pgjobs._enter('channel', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('channel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);
@@ -3051,7 +3052,8 @@ CREATE FUNCTION pgjobs._confined_targets(p_role name) RETURNS regclass[]
 -- security would confine it, registered or not (the policy shows no other
 -- role's job on such a table anyway). Locks nothing.
 BEGIN
-    RETURN pgjobs._confined_targets_as(current_user, p_role);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._confined_targets_as(current_user, p_role) AS sealed_call;
 END
 $$;
 
@@ -3078,7 +3080,7 @@ CREATE FUNCTION pgjobs._confined_targets_as(p_caller name, p_role name) RETURNS 
 -- rows (no index on relrowsecurity), a fraction of a millisecond in a
 -- database of a few thousand relations. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_confined_targets', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_confined_targets', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c
@@ -4893,7 +4895,8 @@ BEGIN
                       AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;
-    RETURN pgjobs._engine_wait_as(current_user);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._engine_wait_as(current_user) AS sealed_call;
 END
 $$;
 
@@ -4923,7 +4926,7 @@ DECLARE
     v_schedule text;
     v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
 BEGIN
-    p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_engine_wait', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_job IS NULL THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;
@@ -4980,7 +4983,12 @@ CREATE FUNCTION pgjobs._enter(p_entry text, p_caller name) RETURNS name
 -- lc_messages): element 1 is this function, element 2 the internal (it
 -- calls this in an assignment: no SQL statement line), element 3 must be
 -- the entry point's own PL/pgSQL frame (it calls the internal in a plain
--- expression). PL/pgSQL prints a function's name as compiled under the
+-- expression). After an error escaped either call earlier in the
+-- transaction, PL/pgSQL makes that call through SPI from then on, and the
+-- one line SPI prints for it stands before element 2 or 3: let in only
+-- when the whole line is that call's (pgjobs._sealed_frame; both calls end
+-- in the alias sealed_call for it). PL/pgSQL prints a function's name as
+-- compiled under the
 -- pinned search_path, so schema-qualified; a role cannot create functions
 -- in schema pgjobs, and no other frame's signature starts with
 -- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
@@ -4993,6 +5001,8 @@ DECLARE
     v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
     v_seal text;
+    v_body_at integer := 2;
+    v_entry_at integer := 3;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -5019,13 +5029,37 @@ BEGIN
        OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
        OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
        OR NOT coalesce(starts_with(v_stack[3], 'pgjobs.' || p_entry || '('), false) THEN
-        RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
-            '_' || ltrim(p_entry, '_'), p_entry
-            USING ERRCODE = '42501',
-            HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
-                          p_entry, '_' || ltrim(p_entry, '_'));
+        -- Not the plain stack. After an error escaped one of the two calls
+        -- earlier in the transaction (a savepoint rolled back, an EXCEPTION
+        -- block), PL/pgSQL evaluates it through SPI, whose frame then stands
+        -- before the body's (the body's call of this function) or before the
+        -- entry point's (the entry point's call of the body): that exact
+        -- frame, and nothing else, is let in there, where the frames were
+        -- read at the prefix (pgjobs._sealed_frame says why a role cannot
+        -- write it). The plain path above costs what it did.
+        IF v_at > 0 AND v_prefix !~ '[0-9]' THEN
+            IF pgjobs._sealed_frame(v_lines[2], 'assignment', p_entry) THEN
+                v_body_at := 3;
+            END IF;
+            v_entry_at := v_body_at + 1;
+            IF NOT coalesce(starts_with(v_stack[v_entry_at], 'pgjobs.' || p_entry || '('), false)
+               AND pgjobs._sealed_frame(v_lines[v_entry_at], 'expression', p_entry) THEN
+                v_entry_at := v_entry_at + 1;
+            END IF;
+        END IF;
+        IF v_entry_at = 3 OR p_caller IS NULL OR p_entry IS NULL
+           OR coalesce(cardinality(v_stack), 0) < v_entry_at
+           OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
+           OR NOT coalesce(starts_with(v_stack[v_body_at], 'pgjobs.' || v_internal), false)
+           OR NOT coalesce(starts_with(v_stack[v_entry_at], 'pgjobs.' || p_entry || '('), false) THEN
+            RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
+                '_' || ltrim(p_entry, '_'), p_entry
+                USING ERRCODE = '42501',
+                HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
+                              p_entry, '_' || ltrim(p_entry, '_'));
+        END IF;
     END IF;
-    -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- element v_body_at is the internal: its depth counts from the bottom
     -- sealed: only this function can write a slot that pgjobs._entered
     -- honours. pgjobs._call_seal's formula, written out as _entered writes
     -- it: a call of it cost ~20-40 us of every client call (its SET
@@ -5035,13 +5069,13 @@ BEGIN
     IF has_table_privilege('pgjobs.settings', 'SELECT') THEN
         SELECT encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
                    || encode(sha256(convert_to(jsonb_build_array(
-                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - 1, p_entry,
+                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - v_body_at + 1, p_entry,
                           p_caller, current_user, pg_backend_pid())::text, 'UTF8')), 'hex'),
                    'UTF8')), 'hex')
           INTO v_seal
           FROM pgjobs.settings st WHERE st.key = 'channel_secret';
     END IF;
-    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
                        p_entry || '/' || p_caller || '/' || v_seal,
                        true);  -- pgjobs._entered
     RETURN p_caller;
@@ -5123,7 +5157,9 @@ CREATE FUNCTION pgjobs._entered() RETURNS text[]
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
--- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- is intact when it returns; between the two may stand the one SPI line
+-- pgjobs._enter lets in there, pgjobs._sealed_frame). Any role may set
+-- pgjobs.* settings itself,
 -- so a setting alone proves nothing: it counts only with the seal _enter
 -- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
 -- entry and caller, and only while a live _as frame stands at its depth: a
@@ -5149,6 +5185,7 @@ DECLARE
     v_slot text;
     v_entry text;
     v_seal text;
+    v_next integer;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -5177,9 +5214,20 @@ BEGIN
     END IF;
     FOR i IN 2 .. v_n - 1 LOOP
         v_body := substring(v_stack[i] FROM '^pgjobs\._([a-z_]+)_as\(');
-        CONTINUE WHEN v_body IS NULL
-            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
-                            OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        CONTINUE WHEN v_body IS NULL;
+        v_next := i + 1;  -- the entry point's frame
+        IF NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_body || '(')
+                        OR starts_with(v_stack[v_next], 'pgjobs._' || v_body || '('), false) THEN
+            -- the entry point's call of the body evaluated through SPI after
+            -- an earlier error of the transaction: its exact frame, as
+            -- pgjobs._enter lets it in (frames read at the prefix only)
+            CONTINUE WHEN v_at = 0 OR v_prefix ~ '[0-9]'
+                OR NOT pgjobs._sealed_frame(v_lines[v_next], 'expression', v_body);
+            v_next := i + 2;
+            CONTINUE WHEN NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_body || '(')
+                                       OR starts_with(v_stack[v_next], 'pgjobs._' || v_body || '('),
+                                       false);
+        END IF;
         -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
         -- made for this depth, entry and caller (pgjobs._call_seal). The frames
         -- are text, and text a role wrote (an SQL statement, a quoted name) can
@@ -5191,7 +5239,7 @@ BEGIN
         v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
-           OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
+           OR NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
             v_seal := NULL;
         ELSIF has_table_privilege('pgjobs.settings', 'SELECT') THEN
@@ -9939,7 +9987,7 @@ CREATE FUNCTION pgjobs._mask_as(p_caller name, p_target regclass, p_scope text) 
 DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
-    p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('mask', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     PERFORM pgjobs._target_recent(p_target, true, ARRAY['mask', p_caller]);
     -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):
@@ -11336,7 +11384,7 @@ DECLARE
     v_admin boolean;
     v_since timestamptz;
 BEGIN
-    p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('pause', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     v_admin := pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     v_since := pgjobs._pause_since(v_job, v_admin);
@@ -11489,7 +11537,7 @@ DECLARE
     v_blocked_rows bigint := 0;
     v_blocked_first jsonb;
 BEGIN
-    p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('preview', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The privileges of the kind previewed, from the options alone, before
     -- the registry is read (pgjobs._require_entry): a bad kind is refused
     -- below, after them, alike for every table.
@@ -13352,7 +13400,7 @@ CREATE FUNCTION pgjobs._resume_as(p_caller name, p_id bigint) RETURNS boolean
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('resume', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status = 'paused'
        OR (v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL) THEN
@@ -13465,7 +13513,7 @@ DECLARE
     v_checkpoint jsonb;
     v_import bigint;
 BEGIN
-    p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('retry', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status NOT IN ('failed', 'canceled') THEN
         RAISE EXCEPTION 'job % (%) cannot be retried', p_id, v_job.status
@@ -13744,7 +13792,8 @@ CREATE FUNCTION pgjobs._row_security_confines(p_target regclass, p_role name) RE
 -- pgjobs.target_registry) refuses any caller but this function
 -- (pgjobs._enter). Locks nothing.
 BEGIN
-    RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role) AS sealed_call;
 END
 $$;
 
@@ -13768,7 +13817,7 @@ CREATE FUNCTION pgjobs._row_security_confines_as(p_caller name, p_target regclas
 -- (pgjobs._require_self), and reads the registration (ignore_row_security)
 -- only of a table that role may SELECT. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_row_security_confines', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_row_security_confines', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(pgjobs._row_security_rule(
         p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));
@@ -15768,6 +15817,77 @@ $$;
 ALTER FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) OWNER TO SUPERUSER;
 
 --
+-- Name: _sealed_frame(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Whether PG_CONTEXT line p_line is the frame PL/pgSQL prints when it
+-- evaluates one of the engine's two sealed calls of client call p_entry
+-- through SPI instead of its simple fast path: p_mode 'expression', the
+-- entry point's call of its body
+-- ('SQL expression "pgjobs._<entry>_as(current_user, p_...) AS sealed_call"'),
+-- or 'assignment', the body's call of pgjobs._enter
+-- ('PL/pgSQL assignment "p_caller := pgjobs._enter(''<entry>'', p_caller) AS sealed_call"'),
+-- each in the language of lc_messages (pgjobs._spi_frame). PL/pgSQL takes
+-- that path for the rest of the transaction once an error escaped the
+-- expression (a failed call rolled back to a savepoint or caught by an
+-- EXCEPTION block), and the frame then stands between two frames
+-- pgjobs._enter and pgjobs._entered read.
+--
+-- Why a role cannot forge it: the line must be the whole of it. The text
+-- is a statement's, and a role's own statement may begin with the same
+-- text; but the line is cut at its first newline, so such a statement
+-- either is that text (the next line is then the real frame of the code
+-- that ran it, which pgjobs._enter and _entered still require to be the
+-- entry point, resp. the body) or goes on, after the closing quote the
+-- server prints, on a new line that must imitate that frame. The alias
+-- sealed_call ends the text, so what follows it is read as SQL right after
+-- a column alias: a quote opens an identifier or a literal there, and
+-- letters a word; both are syntax errors (an imitated frame starts with a
+-- word, 'PL/pgSQL function ...' in English). So the text after the
+-- expression (the closing quote) may hold no letter, digit, comma, '_',
+-- '-', '/', '*' or newline (a keyword, another column or a comment would go
+-- on); a language whose quotes do is refused. Locks nothing.
+DECLARE
+    v_frame text[];
+    v_text text;
+BEGIN
+    IF p_line IS NULL OR p_entry IS NULL OR p_entry !~ '^[a-z_]+$' THEN
+        RETURN false;
+    END IF;
+    v_frame := pgjobs._spi_frame(p_mode);
+    IF v_frame IS NULL OR v_frame[2] ~ '[[:alnum:],_/*\n-]'
+       OR NOT starts_with(p_line, v_frame[1])
+       OR length(p_line) <= length(v_frame[1]) + length(v_frame[2])
+       OR right(p_line, length(v_frame[2])) <> v_frame[2] THEN
+        RETURN false;
+    END IF;
+    v_text := substr(p_line, length(v_frame[1]) + 1,
+                     length(p_line) - length(v_frame[1]) - length(v_frame[2]));
+    IF p_mode = 'expression' THEN
+        RETURN v_text ~ ('^pgjobs\._' || ltrim(p_entry, '_')
+                         || '_as\(current_user(, p_[a-z_]+)*\) AS sealed_call$');
+    END IF;
+    RETURN v_text = format('p_caller := pgjobs._enter(%L, p_caller) AS sealed_call', p_entry);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _sealed_frame(p_line text, p_mode text, p_entry text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) IS 'Internal: whether a PG_CONTEXT line is the frame of the entry point''s call of its body (p_mode expression) or of the body''s call of pgjobs._enter (assignment) for client call p_entry, evaluated through SPI after an earlier error of the transaction.';
+
+--
 -- Name: _set_blocked_rows(pgjobs.target_registry, text, text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15970,6 +16090,63 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._setting_hidden(p_name text) OWNER TO SUPERUSER;
+
+--
+-- Name: _spi_frame(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._spi_frame(p_mode text) RETURNS text[]
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- How the server prints, in PG_CONTEXT and in the language of lc_messages,
+-- the frame of an expression PL/pgSQL evaluates through SPI instead of its
+-- simple fast path: ARRAY[the text before the expression's text, the text
+-- after it] (in English 'SQL expression "' and '"' for p_mode 'expression',
+-- the expression of a RETURN, IF or FOREACH; 'PL/pgSQL assignment "' and '"'
+-- for 'assignment'). Read off a probe of each kind made here, kept off the
+-- fast path by its subquery, whose frame p_mode 'line' returns (line 2 of
+-- its own PG_CONTEXT). NULL for another p_mode. Only
+-- pgjobs._sealed_frame reads it, when a client call's stack is not the
+-- plain one. Locks nothing.
+DECLARE
+    v_line text;
+    v_lines text[];
+    v_text text;
+BEGIN
+    IF p_mode = 'line' THEN
+        GET DIAGNOSTICS v_line = PG_CONTEXT;
+        RETURN ARRAY[split_part(v_line, E'\n', 2)];
+    ELSIF p_mode = 'assignment' THEN
+        v_lines := (SELECT pgjobs._spi_frame('line'));
+        v_text := 'v_lines := (SELECT pgjobs._spi_frame(''line''))';
+    ELSIF p_mode = 'expression' THEN
+        FOREACH v_line IN ARRAY (SELECT pgjobs._spi_frame('line')) LOOP
+            v_lines := ARRAY[v_line];
+        END LOOP;
+        v_text := '(SELECT pgjobs._spi_frame(''line''))';
+    ELSE
+        RETURN NULL;
+    END IF;
+    IF strpos(v_lines[1], v_text) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN ARRAY[left(v_lines[1], strpos(v_lines[1], v_text) - 1),
+                 substr(v_lines[1], strpos(v_lines[1], v_text) + length(v_text))];
+END
+$$;
+
+ALTER FUNCTION pgjobs._spi_frame(p_mode text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _spi_frame(p_mode text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._spi_frame(p_mode text) IS 'Internal: ARRAY[before, after]: the text the server prints around an expression''s text in the PG_CONTEXT frame of an expression (p_mode expression) or assignment (assignment) PL/pgSQL evaluates through SPI, in the language of lc_messages.';
 
 --
 -- Name: _stack(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -16529,7 +16706,7 @@ CREATE FUNCTION pgjobs._submit_as(p_caller name, p_kind text, p_target regclass,
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',
@@ -16592,7 +16769,7 @@ DECLARE
     v_blocked record;
     v_replace boolean;
 BEGIN
-    p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_backfill', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);
@@ -16715,7 +16892,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).
@@ -16851,7 +17028,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_export', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).
@@ -17127,7 +17304,7 @@ DECLARE
     v_scope text;
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_import', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- What the call needs on some column, from the options alone, before the
     -- registry is read (pgjobs._require_entry); the columns are checked below.
     PERFORM pgjobs._require_entry(p_target,
@@ -17306,7 +17483,7 @@ CREATE FUNCTION pgjobs._submit_items_as(p_caller name, p_kind text, p_target reg
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_items', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',
@@ -19356,7 +19533,7 @@ BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
-    p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on: pgjobs._require_entry would read it
     -- back from the call stack through pgjobs._entered (~80 us a read).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
@@ -19514,7 +19691,7 @@ DECLARE
     v_query text;
     v_count bigint;
 BEGIN
-    p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible_count', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible_count', p_caller]);
     -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter
@@ -19653,7 +19830,8 @@ CREATE FUNCTION pgjobs.add_items(p_id bigint, p_items jsonb) RETURNS integer
 -- rights (the rule of pgjobs.cancel: pgjobs._controlled_job, and the
 -- privilege pgjobs.submit_items needs, held now).
 BEGIN
-    RETURN pgjobs._add_items_as(current_user, p_id, p_items);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._add_items_as(current_user, p_id, p_items) AS sealed_call;
 END
 $$;
 
@@ -19778,7 +19956,8 @@ CREATE FUNCTION pgjobs.cancel(p_id bigint) RETURNS boolean
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._cancel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._cancel_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._cancel_as(current_user, p_id) AS sealed_call;
 END
 $$;
 
@@ -19814,7 +19993,8 @@ CREATE FUNCTION pgjobs.channel(p_target regclass, p_scope text) RETURNS text
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._channel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._channel_as(current_user, p_target, p_scope);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._channel_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
 
@@ -23165,7 +23345,8 @@ CREATE FUNCTION pgjobs.mask(p_target regclass, p_scope text) RETURNS text
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._mask_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._mask_as(current_user, p_target, p_scope);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._mask_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
 
@@ -23203,7 +23384,8 @@ CREATE FUNCTION pgjobs.pause(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._pause_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._pause_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._pause_as(current_user, p_id) AS sealed_call;
 END
 $$;
 
@@ -23238,7 +23420,8 @@ CREATE FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb D
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._preview_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._preview_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._preview_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
 
@@ -23853,7 +24036,8 @@ CREATE FUNCTION pgjobs.resume(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._resume_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._resume_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._resume_as(current_user, p_id) AS sealed_call;
 END
 $$;
 
@@ -23893,7 +24077,8 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._retry_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._retry_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._retry_as(current_user, p_id) AS sealed_call;
 END
 $$;
 
@@ -24600,7 +24785,8 @@ CREATE FUNCTION pgjobs.submit(p_kind text, p_target regclass, p_scope text, p_pa
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options) AS sealed_call;
 END
 $$;
 
@@ -24636,7 +24822,8 @@ CREATE FUNCTION pgjobs.submit_backfill(p_target regclass, p_scope text, p_filter
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_backfill_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_backfill_as(current_user, p_target, p_scope, p_filter, p_set, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_backfill_as(current_user, p_target, p_scope, p_filter, p_set, p_options) AS sealed_call;
 END
 $$;
 
@@ -24673,8 +24860,8 @@ CREATE FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_delete_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_delete_as(current_user,
-        p_target, p_scope, p_filter, p_exclude, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_delete_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
 
@@ -24725,7 +24912,8 @@ CREATE FUNCTION pgjobs.submit_export(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_export_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_export_as(current_user, p_target, p_scope, p_filter, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_export_as(current_user, p_target, p_scope, p_filter, p_options) AS sealed_call;
 END
 $$;
 
@@ -24759,7 +24947,8 @@ CREATE FUNCTION pgjobs.submit_import(p_target regclass, p_scope text, p_source t
 -- for, and the SECURITY DEFINER pgjobs._submit_import_as checks that
 -- role's rights (INSERT on the target; UPDATE too for on_duplicate update).
 BEGIN
-    RETURN pgjobs._submit_import_as(current_user, p_target, p_scope, p_source, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_import_as(current_user, p_target, p_scope, p_source, p_options) AS sealed_call;
 END
 $$;
 
@@ -24791,7 +24980,8 @@ CREATE FUNCTION pgjobs.submit_items(p_kind text, p_target regclass, p_scope text
 -- for, and the SECURITY DEFINER pgjobs._submit_items_as checks that role's
 -- rights (the privilege a custom kind needs on the target, allowed_scopes).
 BEGIN
-    RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options) AS sealed_call;
 END
 $$;
 
@@ -24938,8 +25128,8 @@ CREATE FUNCTION pgjobs.visible(p_target regclass, p_scope text, p_filter jsonb D
 DECLARE
     v_row jsonb;
 BEGIN
-    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user,
-        p_target, p_scope, p_filter, p_after, p_limit) LOOP
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user, p_target, p_scope, p_filter, p_after, p_limit) AS sealed_call LOOP
         RETURN NEXT v_row;
     END LOOP;
 END
@@ -24973,7 +25163,8 @@ CREATE FUNCTION pgjobs.visible_count(p_target regclass, p_scope text, p_filter j
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._visible_count_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter) AS sealed_call;
 END
 $$;
 
@@ -27109,6 +27300,13 @@ REVOKE ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_sco
 GRANT ALL ON FUNCTION pgjobs._scope_literal(p_reg pgjobs.target_registry, p_scope text) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _sealed_frame(p_line text, p_mode text, p_entry text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._sealed_frame(p_line text, p_mode text, p_entry text) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _set_blocked_rows(p_reg pgjobs.target_registry, p_scope text, p_predicate text, p_set jsonb, OUT rows bigint, OUT key text, OUT path text, OUT json_type text, OUT rows_read bigint); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -27128,6 +27326,13 @@ GRANT ALL ON FUNCTION pgjobs._set_guard(p_reg pgjobs.target_registry, p_set json
 
 REVOKE ALL ON FUNCTION pgjobs._setting_hidden(p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._setting_hidden(p_name text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _spi_frame(p_mode text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._spi_frame(p_mode text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._spi_frame(p_mode text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _stack(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -22,17 +22,18 @@ frame, refuses it. A forged call of a body leaves the body's own call of
 pgjobs._enter busy the same way. A whole ROLLBACK starts a new local
 transaction id: nothing is left then (locked in below).
 
-Not fixed yet: accepting the SPI frame is not safe as such, because that
-frame's text is a statement's and may hold lines a role wrote (a quoted
-alias after the call can carry a whole imitation of the entry point's
-frame, see tests/test_trust_stack_forgery.py). Until it is, the savepoint
-and exception-block cases are xfail(strict=True); docs/clients.md says what
-to do meanwhile. Each case also checks that a direct call of the body is
-still refused in that same state.
+Fixed (h83): each of those two calls is written with a closing alias
+(`... AS sealed_call`), and pgjobs._enter and pgjobs._entered let in that
+call's SPI frame when the whole line is exactly it (pgjobs._sealed_frame):
+text a role writes may begin with the same words, but cannot go on after
+the alias into an imitation of the next frame without a syntax error
+(tests/test_trust_sealed_frame.py tries). Each case also checks that a
+direct call of the body is still refused in that same state.
 
-On this code (and on the stop-49 release, cfb6bdb: the same pgjobs._enter)
-the 36 xfail cases fail with that 42501, the 24 others pass: the
-whole-rollback lock-ins and the direct calls refused after a failed call.
+On the code before h83 (and on the stop-49 release, cfb6bdb: the same
+pgjobs._enter) the 36 savepoint, exception-block and refused-direct-call
+cases fail with that 42501, the 24 others pass: the whole-rollback
+lock-ins and the direct calls refused after a failed call.
 """
 
 from __future__ import annotations
@@ -165,14 +166,9 @@ def _after_rollback(conn: Conn, bad: str, good: str) -> None:
     conn.execute(good).fetchall()
 
 
-REASON = ("h79: an expression that raised stays busy for the transaction "
-          "(PL/pgSQL expr_simple_in_use), so the entry point calls its body through SPI and "
-          "pgjobs._enter refuses the extra 'SQL expression' frame; see the module docstring")
 SHAPES = {
-    "savepoint_rollback": pytest.param(_after_savepoint_rollback, id="savepoint_rollback",
-                                       marks=pytest.mark.xfail(strict=True, reason=REASON)),
-    "exception_block": pytest.param(_after_exception_block, id="exception_block",
-                                    marks=pytest.mark.xfail(strict=True, reason=REASON)),
+    "savepoint_rollback": pytest.param(_after_savepoint_rollback, id="savepoint_rollback"),
+    "exception_block": pytest.param(_after_exception_block, id="exception_block"),
     "rollback": pytest.param(_after_rollback, id="rollback"),
 }
 
@@ -210,11 +206,6 @@ def test_a_direct_call_of_the_body_is_refused_after_a_failed_call(
         conn.execute("RESET ROLE")
 
 
-@pytest.mark.xfail(strict=True, reason=REASON.replace(
-    "the entry point calls its body through SPI and pgjobs._enter refuses the extra "
-    "'SQL expression' frame",
-    "the body calls pgjobs._enter through SPI and pgjobs._enter refuses the extra "
-    "'PL/pgSQL assignment' frame"))
 @pytest.mark.parametrize("entry", sorted(CALLS))
 def test_a_refused_direct_call_leaves_the_next_good_call_working(
         conn: Conn, world: int, entry: str) -> None:

@@ -72,7 +72,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_export', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).

@@ -60,7 +60,7 @@ DECLARE
     v_scope text;
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_import', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- What the call needs on some column, from the options alone, before the
     -- registry is read (pgjobs._require_entry); the columns are checked below.
     PERFORM pgjobs._require_entry(p_target,

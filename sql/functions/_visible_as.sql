@@ -42,7 +42,7 @@ BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
-    p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on: pgjobs._require_entry would read it
     -- back from the call stack through pgjobs._entered (~80 us a read).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
