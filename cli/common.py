@@ -640,7 +640,7 @@ def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> di
 
 
 def flag_option(options: dict[str, Any], key: str, value: Any, flag: str, *,
-                given: bool = True) -> None:
+                given: bool = True, same: Callable[[Any, Any], bool] | None = None) -> None:
     """Put what the flag ``flag`` says (``--format jsonl``) into ``options``,
     the job's options that --options began: the one place every command
     merges a flag with --options. A flag and --options that say the same is
@@ -649,11 +649,15 @@ def flag_option(options: dict[str, Any], key: str, value: Any, flag: str, *,
     win, and a flag's default, ``export --format csv``, even over an
     --options that alone named the format). ``given``: the flag was given
     (on the command line or by its variable), not only its default, which
-    fills a key --options leaves out and never overrides one it gives."""
+    fills a key --options leaves out and never overrides one it gives.
+    ``same``: how the two are compared when the value has more than one
+    spelling, the normal form the server would store (a destination URI:
+    pgjobs.poller.storage.same_place), so two spellings of one value agree and
+    two values never do."""
     if key not in options:
         options[key] = value
         return
-    if not given or _same_option(options[key], value):
+    if not given or (same or _same_option)(options[key], value):
         return
     shown = json.dumps({key: options[key]}, default=str)
     wanted = json.dumps(value, default=str)
