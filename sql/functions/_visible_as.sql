@@ -128,18 +128,21 @@ BEGIN
     -- started at 1, and the value read back was another one. Only columns
     -- whose type may hold an array are looked at (the test of each value is
     -- in the page's query); a value whose arrays start at 1 reads as ever.
+    -- (CASE: the pinned call, a GUC save and restore, only for such a
+    -- column, never for the scalars of most targets.)
     SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
                              'pg_catalog.jsonb_build_object(%L, t.%I::pg_catalog.text) '
                              'ELSE ''{}''::pg_catalog.jsonb END',
-                             b.test, a.attname, a.attname), '' ORDER BY a.attnum)
+                             c.test, c.attname, c.attname), '' ORDER BY c.attnum)
       INTO v_bounds
-      FROM pg_catalog.pg_attribute a
-      JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-     CROSS JOIN LATERAL (SELECT pgjobs._array_bounds_test(format('t.%I', a.attname),
-                                                          a.atttypid::regtype) AS test) b
-     WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped
-       AND (ty.typcategory = 'A' OR ty.typtype IN ('c', 'd'))
-       AND b.test IS NOT NULL;
+      FROM (SELECT a.attname, a.attnum,
+                   CASE WHEN ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')
+                        THEN pgjobs._array_bounds_test(format('t.%I', a.attname),
+                                                       a.atttypid::regtype) END AS test
+              FROM pg_catalog.pg_attribute a
+              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped) c
+     WHERE c.test IS NOT NULL;
     LOOP
         BEGIN
             EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)
