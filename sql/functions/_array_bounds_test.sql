@@ -43,12 +43,18 @@ BEGIN
     IF v_elem IS NOT NULL AND v_kind = 'b'
        AND EXISTS (SELECT FROM pg_catalog.pg_type t
                     WHERE t.oid = v_type AND t.typsubscript = 'array_subscript_handler'::regproc) THEN
-        -- array_dims prints every dimension's bounds ('[0:1][1:2]'); none
-        -- that starts other than at 1 leaves no '[' once each '[1:' is gone.
-        -- An empty array has no dimension (NULL: no bound to keep).
+        -- The first dimension's lower bound, then, for an array of more
+        -- dimensions only, array_dims, which prints every one's bounds
+        -- ('[1:2][0:1]'): none that starts other than at 1 leaves no '['
+        -- once each '[1:' is gone. (array_dims alone, a text a row, made a
+        -- jsonl export of a table of small arrays 1.4-1.6x as long as
+        -- without the test; this, 1.26x.) An empty array has no dimension
+        -- (NULL: no bound to keep).
         v_inner := pgjobs._array_bounds_test(format('%I.e', v_s), v_elem, p_depth + 1);
-        RETURN format('(pg_catalog.replace(pg_catalog.array_dims(%1$s), ''[1:'', '''') '
-                      'OPERATOR(pg_catalog.~~) ''%%[%%''%2$s)',
+        RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
+                      'OR (pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 '
+                      'AND pg_catalog.replace(pg_catalog.array_dims(%1$s), ''[1:'', '''') '
+                      'OPERATOR(pg_catalog.~~) ''%%[%%'')%2$s)',
                       p_expr,
                       CASE WHEN v_inner IS NULL THEN ''
                            -- (unnest in the select list: in FROM it would
