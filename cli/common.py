@@ -12,6 +12,7 @@ import re
 import signal
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -416,7 +417,41 @@ class TargetName(click.ParamType):  # type: ignore[type-arg]  # generic since cl
             raise InvalidInput(f"TARGET {text!r} is not a table name: at most "
                                "database.schema.table, not "
                                f"{len(parts)} dotted names", hint=TARGET_HINT)
+        if len(parts) == 3 and ctx is not None:
+            require_this_database(ctx, text, parts)
         return text
+
+
+def require_this_database(ctx: click.Context, text: str, parts: list[str]) -> None:
+    """A TARGET database.schema.table whose database is not the one the command
+    connects to: a usage error (exit 2, 0A000) with a hint, before the command
+    does anything. PostgreSQL refused it itself, as "cross-database references
+    are not implemented" and exit 1 with no hint. PostgreSQL decides which
+    name is this database (the server is asked: its folding, quoting and
+    truncation, compared exactly), so a name it accepts passes here too.
+    Only a three-part name connects for this."""
+    obj = ctx.find_object(Context)
+    if obj is None:
+        return
+    with obj.connect(app="pgjobs") as conn:
+        current = db.other_database(conn, text)
+    if current is None:
+        return
+    raise InvalidInput(
+        f"TARGET {text!r} names database {parts[0]!r}, and this command is connected to "
+        f"database {current!r}: PostgreSQL reads no table of another database",
+        sqlstate="0A000",
+        hint=f"connect to that database with --dsn (e.g. --dsn "
+             f"postgresql://USER@HOST:5432/{urllib.parse.quote(parts[0], safe='')}) and name "
+             f"the table {'.'.join(_sql_name(p) for p in parts[1:])}, or leave the database "
+             f"part out if {current!r} is meant")
+
+
+def _sql_name(name: str) -> str:
+    """A name as SQL writes it: bare when it reads back as itself, else quoted."""
+    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 TARGET = TargetName()
@@ -605,7 +640,7 @@ def parse_options(value: str | None, example: str = '{"max_attempts": 3}') -> di
 
 
 def flag_option(options: dict[str, Any], key: str, value: Any, flag: str, *,
-                given: bool = True) -> None:
+                given: bool = True, same: Callable[[Any, Any], bool] | None = None) -> None:
     """Put what the flag ``flag`` says (``--format jsonl``) into ``options``,
     the job's options that --options began: the one place every command
     merges a flag with --options. A flag and --options that say the same is
@@ -614,11 +649,15 @@ def flag_option(options: dict[str, Any], key: str, value: Any, flag: str, *,
     win, and a flag's default, ``export --format csv``, even over an
     --options that alone named the format). ``given``: the flag was given
     (on the command line or by its variable), not only its default, which
-    fills a key --options leaves out and never overrides one it gives."""
+    fills a key --options leaves out and never overrides one it gives.
+    ``same``: how the two are compared when the value has more than one
+    spelling, the normal form the server would store (a destination URI:
+    pgjobs.poller.storage.same_place), so two spellings of one value agree and
+    two values never do."""
     if key not in options:
         options[key] = value
         return
-    if not given or _same_option(options[key], value):
+    if not given or (same or _same_option)(options[key], value):
         return
     shown = json.dumps({key: options[key]}, default=str)
     wanted = json.dumps(value, default=str)

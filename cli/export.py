@@ -175,8 +175,10 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     # Where it goes, checked before anything is submitted (usage error, exit 2): a
     # place no worker writes to (https://) failed the job it had submitted.
     if to:
-        if "destination" in options and options["destination"] != to:
-            flag_option(options, "destination", to, "--to")
+        # Compared as the places they name (file:///tmp/x and FILE:///tmp//x/
+        # are one), not as written: two spellings of one destination were
+        # refused as disagreeing.
+        flag_option(options, "destination", to, "--to", same=storage.same_place)
         options["destination"] = storage.writable(to, "--to", open_store=not detach).uri
     if not detach:
         storage.writable(obj.storage, "--storage", open_store=not to)

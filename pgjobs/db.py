@@ -99,6 +99,22 @@ def _refusal_hint(conn: psycopg.Connection[Any], message: str, guess: str | None
     return privilege_hint("42501", message, outside=bool(outside), admin_only=bool(admin_only))
 
 
+def other_database(conn: psycopg.Connection[Row], name: str) -> str | None:
+    """The database this connection is to when the table name ``name``
+    (database.schema.table) names another, as PostgreSQL decides it (its
+    0A000, the comparison it makes: the name folded or quoted, truncated to 63
+    bytes, compared exactly); None when PostgreSQL reads it in this database."""
+    try:
+        conn.execute(queries.READ_TARGET_NAME, {"name": name})
+    except psycopg.Error as exc:
+        if exc.sqlstate != "0A000":
+            return None  # any other answer is the command's to give
+        with translated(conn):
+            row = conn.execute(queries.READ_CURRENT_DATABASE).fetchone()
+        return str(row["database"]) if row is not None else ""
+    return None
+
+
 def connect(dsn: str, *, autocommit: bool = True, app: str = "pgjobs") -> psycopg.Connection[Row]:
     """A dict-row connection, autocommit by default (every pgjobs function is its
     own transaction)."""

@@ -566,6 +566,11 @@ SELECT (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) 
 """
 # The same without the identifier, where pg_control_system() is not granted.
 READ_CURRENT_DATABASE = "SELECT pg_catalog.current_database()::text AS database"
+# A table name as PostgreSQL's regclass reads it, only to learn whether it
+# names another database (0A000, "cross-database references are not
+# implemented"): to_regclass is NULL for a table that is not there and raises
+# that for a database name PostgreSQL does not take for the current one.
+READ_TARGET_NAME = "SELECT pg_catalog.to_regclass(%(name)s::pg_catalog.text) IS NOT NULL AS found"
 # Before a chunk's transaction, on the read connection: how far the server has
 # replayed (a primary: how far it has written), whether replay is paused, and
 # whether the job row is visible there yet (it is once the submit's commit is

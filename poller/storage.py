@@ -175,6 +175,30 @@ def parse(uri: str) -> Location:
     return Location(scheme, f"{scheme}://{parts.netloc}", parts.path.lstrip("/"))
 
 
+def same_place(a: Any, b: Any) -> bool:
+    """Whether two spellings of a storage URI name one place as a job is given
+    it: each read as ``--to`` is read (:func:`parse`: the scheme lower-cased, a
+    file path made absolute against this directory, its empty and dot
+    segments resolved; the leading slashes of a memory path or a bucket's key
+    dropped), then in the normal form the server stores
+    (``pgjobs._normalize_uri``: one trailing slash names the same folder).
+    ``--to file:///tmp/x`` and a destination ``FILE:///tmp//x/`` are one
+    place; ``s3://b/x`` and ``s3://b/y`` are two. A value that is no URI (not
+    a string, no scheme) is the same only as itself."""
+    def place(uri: Any) -> tuple[str, str, str] | None:
+        try:
+            loc = parse(uri)
+        except InvalidInput:
+            return None
+        path = loc.path[:-1] if loc.path.endswith("/") else loc.path
+        return loc.scheme, loc.base, path
+
+    first, second = place(a), place(b)
+    if first is None or second is None:
+        return bool(a == b) and type(a) is type(b)
+    return first == second
+
+
 WRITABLE_SCHEMES = ("file", "s3", "gs", "az", "memory")
 """The schemes a worker writes to (https:// is an import source only)."""
 

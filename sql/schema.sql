@@ -355,6 +355,99 @@ $_$;
 ALTER FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) OWNER TO SUPERUSER;
 
 --
+-- Name: _array_bounds_test(text, regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer DEFAULT 1) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The one rule for an array whose lower bounds are not all 1 on the JSON
+-- read paths (pgjobs.visible, the jsonl export): to_jsonb and row_to_json
+-- write '[0:1]={a,b}' as ["a", "b"], the bounds lost, so a value read back
+-- (pgjobs import, COPY) was another value. Such a value, wherever the array
+-- sits (the column, a domain over an array, an element of an array, a field
+-- of a composite, any nesting of these), makes the whole column's value
+-- travel as its PostgreSQL text, a JSON string, which every import reads
+-- back exactly; a value whose arrays all start at 1 keeps the JSON it
+-- always had. Parquet, whose list column holds no bounds, refuses it
+-- (pgjobs._parquet_column).
+-- Returns the text of an SQL boolean expression over the SQL expression
+-- p_expr (of type p_type): true when the value holds such an array; NULL
+-- when p_type holds no array anywhere (the caller writes the value as it
+-- did). Only pg_catalog in the text: it runs on any role's path. p_depth
+-- names the aliases of the nested subqueries (1 at the top). A read of
+-- the catalog. Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(p_type);
+    v_kind "char";
+    v_elem regtype;
+    v_rel oid;
+    v_inner text;
+    v_fields text;
+    v_s text := 'b' || p_depth;
+    v_att record;
+BEGIN
+    IF p_depth > 32 THEN
+        RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    SELECT t.typtype, nullif(t.typelem, 0)::regtype, nullif(t.typrelid, 0)
+      INTO v_kind, v_elem, v_rel
+      FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    IF v_elem IS NOT NULL AND v_kind = 'b'
+       AND EXISTS (SELECT FROM pg_catalog.pg_type t
+                    WHERE t.oid = v_type AND t.typsubscript = 'array_subscript_handler'::regproc) THEN
+        -- The first dimension's lower bound, then, for an array of more
+        -- dimensions only, array_dims, which prints every one's bounds
+        -- ('[1:2][0:1]'): none that starts other than at 1 leaves no '['
+        -- once each '[1:' is gone. (array_dims alone, a text a row, made a
+        -- jsonl export of a table of small arrays 1.4-1.6x as long as
+        -- without the test; this, 1.26x.) An empty array has no dimension
+        -- (NULL: no bound to keep).
+        v_inner := pgjobs._array_bounds_test(format('%I.e', v_s), v_elem, p_depth + 1);
+        RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
+                      'OR (pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 '
+                      'AND pg_catalog.replace(pg_catalog.array_dims(%1$s), ''[1:'', '''') '
+                      'OPERATOR(pg_catalog.~~) ''%%[%%'')%2$s)',
+                      p_expr,
+                      CASE WHEN v_inner IS NULL THEN ''
+                           -- (unnest in the select list: in FROM it would
+                           -- spread a composite element into its fields)
+                           ELSE format(' OR EXISTS (SELECT FROM (SELECT pg_catalog.unnest(%s) AS e) %I '
+                                       'WHERE %s)', p_expr, v_s, v_inner) END);
+    END IF;
+    IF v_kind = 'c' THEN
+        FOR v_att IN
+            SELECT a.attname, a.atttypid::regtype AS typ
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum
+        LOOP
+            v_inner := pgjobs._array_bounds_test(format('(%s).%I', p_expr, v_att.attname),
+                                                 v_att.typ, p_depth + 1);
+            IF v_inner IS NOT NULL THEN
+                v_fields := concat_ws(' OR ', v_fields, v_inner);
+            END IF;
+        END LOOP;
+        RETURN '(' || v_fields || ')';  -- NULL when no field holds an array
+    END IF;
+    RETURN NULL;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _array_bounds_test(p_expr text, p_type regtype, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) IS 'SQL text of a test that expression p_expr of type p_type holds an array whose lower bounds are not all 1 (anywhere in domains, arrays, composites); NULL when the type holds no array. Such a value is read and exported as JSON in its PostgreSQL text.';
+
+--
 -- Name: _backoff(integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11174,8 +11267,8 @@ CREATE FUNCTION pgjobs._parquet_column(p_type oid, p_typmod integer, p_expr text
 -- numeric without a declared precision has no fixed decimal type: it is
 -- exported as its exact text (arrow string); declare numeric(p,s) for a
 -- decimal column. Arrays of types outside the scalar ones above are lists
--- of their elements' text; an array of more than one dimension is
--- refused (pgjobs._parquet_refuse). Locks nothing.
+-- of their elements' text; an array of more than one dimension, or one
+-- whose lower bound is not 1, is refused (pgjobs._parquet_refuse). Locks nothing.
 DECLARE
     v_type oid := p_type;
     v_typmod integer := p_typmod;
@@ -11211,11 +11304,20 @@ BEGIN
         -- A list holds one dimension: an array of more (to_json nests them)
         -- fails the export naming its column (pgjobs._parquet_refuse), not
         -- with pyarrow's "changed from number to array" and no column named.
-        -- Lower bounds are dropped, as to_json drops them.
+        -- A list holds no lower bound either: an array that does not start
+        -- at 1 ('[0:1]={a,b}') is refused alike, never written as if it did
+        -- (the value read back would be another one). The jsonl export and
+        -- pgjobs.visible write such a value as its PostgreSQL text
+        -- (pgjobs._array_bounds_test); an element's own arrays travel in its
+        -- text, bounds and all.
         wire := format('CASE WHEN pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 THEN '
                        'pgjobs._parquet_refuse(%2$L, ''a '' OPERATOR(pg_catalog.||) '
                        'pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.||) '
-                       '''-dimensional array'', %3$L) ELSE %4$s END',
+                       '''-dimensional array'', %3$L) '
+                       'WHEN pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 THEN '
+                       'pgjobs._parquet_refuse(%2$L, ''an array starting at index '' '
+                       'OPERATOR(pg_catalog.||) pg_catalog.array_lower(%1$s, 1), %3$L) '
+                       'ELSE %4$s END',
                        p_expr, p_expr, arrow, wire);
         RETURN;
     END IF;
@@ -11315,7 +11417,7 @@ CREATE FUNCTION pgjobs._parquet_refuse(p_column text, p_value text, p_arrow text
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
 -- infinite date or timestamp, or one past 64 bits of microseconds since
 -- 1970 (22008), NaN in a decimal column (22003), an array of more than
--- one dimension in a list column (0A000). A
+-- one dimension or whose lower bound is not 1 in a list column (0A000). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words
@@ -11328,7 +11430,12 @@ BEGIN
                     p_value, p_arrow
         USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003'
                              WHEN p_arrow LIKE 'list<%' THEN '0A000' ELSE '22008' END,
-        HINT = CASE WHEN p_arrow LIKE 'list<%' THEN
+        HINT = CASE WHEN p_arrow LIKE 'list<%' AND p_value LIKE 'an array starting at%' THEN
+                   format('Export this scope as csv or jsonl (both keep the bounds: csv prints '
+                          'the array as PostgreSQL does, jsonl writes such a value as its '
+                          'PostgreSQL text, a JSON string), or export a text column holding '
+                          '%s::text, which keeps them.', p_column)
+               WHEN p_arrow LIKE 'list<%' THEN
                    format('Export this scope as csv or jsonl (csv prints the array as PostgreSQL '
                           'does, jsonl as nested JSON arrays), or export a column of one '
                           'dimension instead of %s.', p_column)
@@ -19510,7 +19617,8 @@ CREATE FUNCTION pgjobs._visible_as(p_caller name, p_target regclass, p_scope tex
 -- One keyset page of the rows of (p_target, p_scope) that match p_filter
 -- and are not masked by a pending delete, ordered by key, starting after
 -- key p_after, as an array of to_jsonb(row) (pgjobs.visible returns its
--- elements). Walks the (scope, key) index: the cost of
+-- elements; a column holding an array whose lower bounds are not all 1 as
+-- its PostgreSQL text, pgjobs._array_bounds_test). Walks the (scope, key) index: the cost of
 -- a page does not grow with its position. While a whole-scope delete is
 -- pending, the condition of pgjobs._mask_candidates (implied by the mask)
 -- lets an index on (scope, created_at) find the few rows that can still
@@ -19529,6 +19637,7 @@ DECLARE
     v_scope_type text;
     v_row text := 'to_jsonb(t.*)';
     v_json_row text;
+    v_bounds text;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -19610,9 +19719,32 @@ BEGIN
     -- to_jsonb gives it. Only
     -- then are the columns read: that read (every column, its type's kind)
     -- cost more than a page's planning in every call (issue 11).
+    -- An array whose lower bounds are not all 1 ('[0:1]={a,b}'), wherever
+    -- it sits in a column's value, makes that column read as its
+    -- PostgreSQL text, a JSON string (pgjobs._array_bounds_test, the one
+    -- rule it shares with the jsonl export): to_jsonb writes it as if it
+    -- started at 1, and the value read back was another one. Only columns
+    -- whose type may hold an array are looked at (the test of each value is
+    -- in the page's query); a value whose arrays start at 1 reads as ever.
+    -- (CASE: the pinned call, a GUC save and restore, only for such a
+    -- column, never for the scalars of most targets.)
+    SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
+                             'pg_catalog.jsonb_build_object(%L, t.%I::pg_catalog.text) '
+                             'ELSE ''{}''::pg_catalog.jsonb END',
+                             c.test, c.attname, c.attname), '' ORDER BY c.attnum)
+      INTO v_bounds
+      FROM (SELECT a.attname, a.attnum,
+                   CASE WHEN ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')
+                        THEN pgjobs._array_bounds_test(format('t.%I', a.attname),
+                                                       a.atttypid::regtype) END AS test
+              FROM pg_catalog.pg_attribute a
+              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped) c
+     WHERE c.test IS NOT NULL;
     LOOP
         BEGIN
-            EXECUTE format('SELECT ARRAY(SELECT %s %s)', v_row, v_query) INTO v_rows;
+            EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)
+               INTO v_rows;
             EXIT;
         EXCEPTION WHEN data_exception THEN
             IF v_row = 'to_jsonb(t.*)' THEN
@@ -21050,7 +21182,9 @@ CREATE FUNCTION pgjobs.export_chunk_sql(p_id bigint, p_after text, p_limit integ
 --   csv    a header (first chunk only) and one CSV column per requested
 --          column or document field (fields as text: strings bare, objects
 --          and arrays as JSON), jsonb as JSON text;
---   jsonl  one JSON object per line, keys in the requested order. It is sent
+--   jsonl  one JSON object per line, keys in the requested order (a column
+--          holding an array whose lower bounds are not all 1 as its
+--          PostgreSQL text, a JSON string: pgjobs._array_bounds_test). It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
 --   parquet  CSV without a header, each column in its wire form for the
@@ -21079,6 +21213,7 @@ DECLARE
     v_advances boolean;
     v_at double precision;
     v_verdict text;
+    v_bounds text;
 BEGIN
     PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
@@ -21295,6 +21430,19 @@ BEGIN
             -- record spread over two lines. Such a line has its CR and LF
             -- made spaces (row_to_json escapes them in every string, so
             -- they are only ever json's whitespace).
+            -- An array whose lower bounds are not all 1 ('[0:1]={a,b}'),
+            -- wherever it sits in the value, makes the value travel as its
+            -- PostgreSQL text, a JSON string (pgjobs._array_bounds_test, the
+            -- rule pgjobs.visible keeps too): row_to_json wrote it as if it
+            -- started at 1, and the import read back another value. A value
+            -- whose arrays start at 1 is written as it always was.
+            IF v_format = 'jsonl' THEN
+                v_bounds := pgjobs._array_bounds_test(format('%I', v_name), v_type);
+                IF v_bounds IS NOT NULL THEN
+                    v_expr := format('CASE WHEN %s THEN pg_catalog.to_json(%I::pg_catalog.text) '
+                                     'ELSE pg_catalog.to_json(%s) END', v_bounds, v_name, v_expr);
+                END IF;
+            END IF;
             IF v_format = 'jsonl' AND v_type IS DISTINCT FROM 'json'::regtype THEN
                 v_raw_json := v_raw_json OR EXISTS (
                     SELECT FROM pg_catalog.pg_type ty
@@ -25827,6 +25975,13 @@ GRANT ALL ON FUNCTION pgjobs._allowed_scope_keys_as(p_caller name) TO pgjobs_cli
 REVOKE ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_admin;
 GRANT ALL ON FUNCTION pgjobs._allowed_scopes_parse(p_list text, OUT entries text[], OUT problem text) TO pgjobs_client;
+
+--
+-- Name: FUNCTION _array_bounds_test(p_expr text, p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _backoff(p_attempts integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -10,6 +10,8 @@ to connect, exit 1, instead).
 from __future__ import annotations
 
 import json
+import os
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -57,3 +59,62 @@ def test_export_format_default_never_disagrees() -> None:
         env={"PGJOBS_FORMAT": None})
     assert "disagree" not in result.output
     assert result.exit_code != 2, result.output
+
+
+# --to and --options' "destination" are compared as the places they name
+# (pgjobs.poller.storage.same_place: read as --to is read, then in the normal
+# form the server stores), never as written: two spellings of one place
+# agree, two places never do. Found: `--to file:///tmp/x` with a destination
+# "file:///tmp//x", "file:///tmp/x/" or "FILE:///tmp/x" was refused as
+# disagreeing.
+HERE = os.getcwd()
+SAME_PLACE = [
+    ("file:///tmp/x", "file:///tmp//x"),
+    ("file:///tmp/x", "file:///tmp/x/"),
+    ("file:///tmp/x/", "file:///tmp/x"),
+    ("file:///tmp/x", "FILE:///tmp/x"),
+    ("File:///tmp/x", "file://localhost/tmp/x"),
+    ("file:///tmp/x", "file:///tmp/./x"),
+    ("file:///tmp/x", "file:///tmp/y/../x"),
+    ("file://rel/x", f"file://{HERE}/rel/x"),
+    (f"file://{HERE}/rel/x/", "file://rel/x"),
+    ("s3://bucket/x", "S3://bucket/x/"),
+    ("s3://bucket/x", "s3://bucket//x"),
+    ("gs://bucket/p", "GS://bucket/p/"),
+    ("memory:///x", "memory://x"),
+]
+OTHER_PLACE: list[tuple[str, object]] = [
+    ("file:///tmp/x", "file:///tmp/y"),
+    ("file:///tmp/x", "file:///tmp/X"),
+    ("file:///tmp/x", "file:///tmp/x/y"),
+    ("file://rel/x", "file:///rel/x"),
+    ("s3://bucket/x", "s3://other/x"),
+    ("s3://bucket/x", "gs://bucket/x"),
+    ("s3://bucket/x", "s3://bucket/x//"),
+    ("memory:///x", "file:///x"),
+    ("file:///tmp/x", "tmp/x"),
+    ("file:///tmp/x", 5),
+    ("file:///tmp/x", None),
+]
+
+
+def export_to(to: str, destination: object) -> Any:
+    return CliRunner().invoke(
+        main, ["--dsn", NOWHERE, "export", "t", "--scope", "1", "--detach", "--to", to,
+               "--options", json.dumps({"destination": destination})])
+
+
+@pytest.mark.parametrize("to, destination", SAME_PLACE, ids=[f"{a}={b}" for a, b in SAME_PLACE])
+def test_to_and_a_destination_naming_one_place_agree(to: str, destination: str) -> None:
+    result = export_to(to, destination)
+    assert "disagree" not in result.output, result.output
+    assert result.exit_code != 2, result.output  # (it got as far as connecting)
+
+
+@pytest.mark.parametrize("to, destination", OTHER_PLACE,
+                         ids=[f"{a}!={b}" for a, b in OTHER_PLACE])
+def test_to_and_a_destination_naming_two_places_disagree(to: str, destination: object) -> None:
+    result = export_to(to, destination)
+    assert result.exit_code == 2, result.output
+    assert "--to and --options disagree" in result.output
+    assert "[22023]" in result.output
