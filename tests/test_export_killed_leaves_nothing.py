@@ -6,6 +6,8 @@ The worker dies (in process: the attempt stops dead where a SIGKILL would,
 no cleanup, no outcome recorded, its lease left to expire) at each write an
 export makes before the checkpoint records it, and after that record:
 
+* ``finalizing``: every part written, the upload open (S3: a multipart
+  upload the checkpoint names), not finished;
 * ``finished``: the whole object visible (the upload's finish), the
   heartbeat recording it as ``created`` never sent;
 * ``created``: that heartbeat accepted, the complete never sent;
@@ -66,9 +68,11 @@ EXPORTS = {
     "parallel": {**MANY_PARTS, "parallel": 2},
     "parallel-parquet": {"format": "parquet", "parallel": 2, "chunk_rows": 5,
                          "part_size": 1024},
+    # S3: a native multipart upload (parts of at least 5 MiB; the last smaller).
+    "multipart": {"chunk_rows": 5, "part_size": 5 << 20},
 }
 
-CASES = [("csv", "finished"), ("gzip", "finished"), ("jsonl", "finished"),
+CASES = [("multipart", "finalizing"), ("csv", "finished"), ("gzip", "finished"), ("jsonl", "finished"),
          ("csv", "created"), ("parquet", "file"), ("parallel", "joined"),
          ("parallel", "joining"), ("parallel", "created"), ("parallel-parquet", "joining")]
 
@@ -89,6 +93,10 @@ def _kill_at(moment: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
             events.append("killed")
             raise Killed()  # the first file is written; its record is never sent
         ok = beat(self, done, checkpoint)
+        if ok and mine and moment == "finalizing" and ck.get("phase") == "finalizing" \
+                and not isinstance(ck.get("created"), dict):
+            events.append("killed")  # its upload open (S3: a multipart upload)
+            raise Killed()
         if ok and mine and moment == "created" and isinstance(ck.get("created"), dict):
             events.append("killed")
             raise Killed()
@@ -164,7 +172,7 @@ def open_uploads(where: str) -> list[str]:
 # case of each writer: the suite's time.
 MATRIX = [(kind, moment, "canceled") for kind, moment in CASES] + [
     (kind, moment, then)
-    for then, cases in (("retried", [("csv", "finished"), ("csv", "created"),
+    for then, cases in (("retried", [("multipart", "finalizing"), ("csv", "finished"), ("csv", "created"),
                                      ("parquet", "file"), ("parallel", "joined"),
                                      ("parallel-parquet", "joining")]),
                         ("canceled-retried", [("csv", "created"), ("parquet", "file"),
@@ -183,6 +191,8 @@ def test_a_killed_export_leaves_nothing_once_it_ends(
     assert events == ["killed"], f"the export never reached {moment}"
     assert outcome.status == "lost", outcome
     assert job(conn, job_id)["status"] == "running"
+    if kind == "multipart" and export_where.startswith("s3://"):
+        assert open_uploads(export_where), "the killed attempt left no multipart upload"
     if then.startswith("canceled"):
         assert conn.execute("SELECT pgjobs.cancel(%s)", (job_id,)).fetchone() == (True,)
     _lease_expired(conn, job_id)
