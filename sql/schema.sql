@@ -11968,6 +11968,68 @@ ALTER FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) OWN
 COMMENT ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) IS 'Queues the objects a canceled export and its parts made or may have made for a worker to delete, each only while it reads back as what the job wrote there.';
 
 --
+-- Name: _queue_export_parts_joined(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Export p_id, a parallel CSV or JSON Lines one, has just succeeded with
+-- p_result (pgjobs.complete, in its transaction): its parts' objects, now
+-- joined into result.uri, and what its parts' and its join's uploads left
+-- (pgjobs._export_leftovers) are queued in pgjobs.storage_deletions. Its
+-- coordinator removes them right after the complete; one killed before
+-- that left them until pgjobs.prune. A part object is queued with the part
+-- digests its checkpoint holds (deleted only while it reads back as those
+-- bytes: anything else at its key is another's); an object the result
+-- names is never queued. Any other export, or a job of another kind: nothing.
+-- Returns how many were queued. Locks: nothing beyond the rows it inserts.
+DECLARE
+    v_queued integer;
+    v_more integer;
+BEGIN
+    IF NOT (jsonb_typeof(p_result -> 'parallel_parts') = 'number'
+            AND jsonb_typeof(p_result -> 'uris') = 'array'
+            AND p_result ->> 'format' IS DISTINCT FROM 'parquet'
+            AND EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id AND j.kind = 'export')) THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT DISTINCT p.checkpoint ->> 'uri', p_id,
+           jsonb_build_object('export_digests', p.checkpoint -> 'digests')
+      FROM pgjobs.export_parts p
+     WHERE p.job_id = p_id
+       AND jsonb_typeof(p.checkpoint) = 'object'
+       AND p.checkpoint ->> 'phase' = 'finalizing'
+       AND jsonb_typeof(p.checkpoint -> 'digests') = 'array'
+       AND jsonb_array_length(p.checkpoint -> 'digests') > 0
+       AND coalesce(p.checkpoint ->> 'uri', '') <> ''
+       AND right(p.checkpoint ->> 'uri', 1) <> '/'
+       AND NOT (p_result -> 'uris') ? (p.checkpoint ->> 'uri');
+    GET DIAGNOSTICS v_queued = ROW_COUNT;
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT l.uri, p_id, l.upload
+      FROM pgjobs._export_leftovers(p_id, (SELECT j.checkpoint FROM pgjobs.jobs j
+                                            WHERE j.id = p_id)) l;
+    GET DIAGNOSTICS v_more = ROW_COUNT;
+    RETURN v_queued + v_more;
+END
+$$;
+
+ALTER FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _queue_export_parts_joined(p_id bigint, p_result jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) IS 'Queues the part objects (and upload leftovers) of a parallel CSV or JSON Lines export that has just succeeded, for a worker to delete while each reads back as its part''s digests.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20612,6 +20674,8 @@ CREATE FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb DEFAU
     AS $$
 -- Marks job p_id succeeded with p_result. Fenced: false, and nothing
 -- changed, unless p_worker holds an unexpired lease of the running attempt.
+-- A parallel CSV or JSON Lines export's part objects are queued for
+-- deletion in the same transaction (pgjobs._queue_export_parts_joined).
 -- Locks: the job row.
 BEGIN
     IF p_result IS NULL OR jsonb_typeof(p_result) <> 'object' THEN
@@ -20621,8 +20685,16 @@ BEGIN
     PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023, named as this call's
     -- One completion for one job or a batch: the fence, the row and the
     -- event are pgjobs.complete_many's.
-    RETURN EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
-                                                    ARRAY[p_result]));
+    IF NOT EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
+                                                    ARRAY[p_result])) THEN
+        RETURN false;
+    END IF;
+    IF p_result ? 'parallel_parts' THEN
+        -- A parallel export's part objects, joined: gone even if its
+        -- coordinator dies before removing them (pgjobs._queue_export_parts_joined).
+        PERFORM pgjobs._queue_export_parts_joined(p_id, p_result);
+    END IF;
+    RETURN true;
 END
 $$;
 
@@ -26947,6 +27019,13 @@ GRANT ALL ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint j
 
 REVOKE ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _queue_export_parts_joined(p_id bigint, p_result jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -287,3 +287,43 @@ def test_another_writers_object_at_the_key_survives(
     for uri in objects:
         with open(storage.parse(uri).path, "rb") as f:
             assert set(f.read()) == {ord("x")}
+
+
+@pytest.mark.parametrize("kind", ["parallel", "parallel-gzip"])
+def test_a_succeeded_parallel_export_loses_its_parts_if_its_coordinator_dies(
+        conn: Conn, dsn: str, export_where: str, kind: str) -> None:
+    """The coordinator completes the job and is killed before it deletes the
+    part objects the join consumed: the complete queued them (each with its
+    part's digests), and a worker's housekeeping removes them; the joined
+    object stays."""
+    from pgjobs.poller import storage
+
+    make_items(conn, rows=60)
+    options = {**EXPORTS["parallel"], "gzip": kind.endswith("gzip")}
+    job_id = submit_export(conn, "1", {}, options)
+    events: list[str] = []
+    completed = parallel._completed
+
+    def killed_after(ex: Exporter, *args: Any, **kwargs: Any) -> Outcome:
+        def delete(uri: str) -> bool:
+            events.append("killed")
+            raise Killed()  # the job succeeded; its part objects are still there
+
+        with pytest.MonkeyPatch.context() as inner:
+            inner.setattr(storage, "delete", delete)
+            return completed(ex, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        _kill_at("never", mp)
+        mp.setattr(parallel, "_completed", killed_after)
+        outcome = run_export(dsn, job_id, export_where)
+    assert events == ["killed"], "the coordinator never removed a part"
+    assert outcome.status == "lost", outcome
+    ended = job(conn, job_id)
+    assert ended["status"] == "succeeded"
+    uris = set(ended["result"]["uris"])
+    assert [u for u in leftovers(export_where, uris) if ".part0" in u]  # the kill left them
+    _engine(dsn, export_where)
+    assert uris and leftovers(export_where, uris) == []
+    assert uris <= set(leftovers(export_where, set()))
+    assert open_uploads(export_where) == []
