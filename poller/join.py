@@ -34,7 +34,9 @@ the next owner continues rather than starts over:
   implement it, so it is not used.
 * ``memory://`` (process-local: nothing outlives the worker to resume) and
   ``az://`` through obstore's other credentials: the parts are streamed into a new
-  upload of the object, as a whole export's parts are (not checkpointed).
+  upload of the object, as a whole export's parts are (not resumed: its staging
+  folder is checkpointed before its first part, ``kind: restream``, so that a
+  cancel or the next owner removes what a killed attempt staged).
 
 Each owner counts the writes it makes to the store (compose calls, staged blocks)
 in its ``history`` entry of the checkpoint (``writes``): what a resumed join did
@@ -307,6 +309,8 @@ class Join:
                 storage.delete_prefix(self.ex.location, self._scratch())
             elif kind == "az" and azblob.service() is not None:
                 azblob.purge_uncommitted(azblob.blob_client(self.ex.location))
+            elif kind == "restream" and isinstance(self.state.get("upload"), dict):
+                storage.discard_upload(self.ex.location, self.state["upload"])
         self.state = {}
         self.ex.state.pop("join", None)
 
@@ -658,8 +662,16 @@ class Join:
         """The parts streamed into a new upload of the object (not checkpointed)."""
         ex = self.ex
         digests: list[Any] = []
+        if self.state.get("kind") == "restream":
+            self.discard()  # an earlier attempt's, never resumed: its staged parts go
         upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
                                        part_size=ex.part_size, digests=digests)
+        if upload.state().get("staging"):
+            # Its staged parts (this attempt's folder) named in the checkpoint
+            # before the first is written: a cancel, or the next owner, removes
+            # what an attempt killed meanwhile left (storage.remove_leftover).
+            self.state = {"kind": "restream", "upload": upload.state()}
+            self._save()
         buffer = bytearray()
         whole = hashlib.sha256()
 

@@ -973,6 +973,10 @@ def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
             _abort_upload(loc, str(join["upload_id"]))
         elif kind == "gs" and upload.get("prefix"):
             _remove_staged(loc, staging_path(str(upload["prefix"]), job_id) + "join/", job_id)
+        elif kind == "restream" and isinstance(join.get("upload"), dict) \
+                and join["upload"].get("staging"):
+            # The parts a join streamed into a new upload staged (poller/join.py).
+            _remove_staged(loc, str(join["upload"]["staging"]), job_id)
         # az: uncommitted blocks are discarded by Azure after 7 days.
         return
     if loc.scheme == "file":

@@ -5711,6 +5711,97 @@ ALTER FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) OWNER T
 COMMENT ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) IS 'The checkpointed uploads of an export and of its parts (multipart uploads, temporary files, staged parts, a join under way), each with its object''s URI: what pgjobs._queue_export_leftovers queues for removal when the export ends without its worker.';
 
 --
+-- Name: _export_made(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._export_made(p_id bigint, p_checkpoint jsonb) RETURNS TABLE(uri text, upload jsonb)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The storage objects export p_id made or may have made, recorded or not,
+-- each with what proves it the job's, in the forms a worker's storage
+-- deletion reads (pgjobs.claim_storage_deletions): `export_digests`, the
+-- part digests checkpointed as its parts were streamed (the object is
+-- deleted only while it reads back as exactly those bytes), or
+-- `object_sha256`, the digest of a Parquet file's bytes (deleted only while
+-- it holds them). Anything else at one of these keys is another's and
+-- stays. From p_checkpoint (the job's) and its parts' rows
+-- (pgjobs.export_parts, read from the caller's snapshot):
+-- * a CSV or JSON Lines object (the whole export's, or a part's) once its
+--   checkpoint entered finalizing with its digests, whether or not it
+--   records the write (`created`): a worker killed between its conditional
+--   write and that record, or after it;
+-- * a parallel export's joined object once every part succeeded: the
+--   parts' digests in order (a coordinator killed during its join, before
+--   or after it recorded the joined object);
+-- * a Parquet file recorded (`files`, a checkpoint's or a part result's),
+--   being written (`writing`) or dropped by a read-back (`unrecorded`).
+-- What pgjobs._queue_export_objects queues when an export is canceled; never
+-- a folder. Locks nothing.
+    SELECT DISTINCT m.uri, m.upload
+      FROM (SELECT c.ck ->> 'uri', jsonb_build_object('export_digests', c.ck -> 'digests')
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             WHERE jsonb_typeof(c.ck) = 'object'
+               AND c.ck ->> 'phase' = 'finalizing'
+               AND jsonb_typeof(c.ck -> 'digests') = 'array'
+               AND jsonb_array_length(c.ck -> 'digests') > 0
+            UNION ALL
+            SELECT p_checkpoint ->> 'uri',
+                   jsonb_build_object('export_digests',
+                       jsonb_agg(jsonb_build_array(p.result -> 'bytes', p.result -> 'sha256')
+                                 ORDER BY p.part))
+              FROM pgjobs.export_parts p
+             WHERE p.job_id = p_id AND jsonb_typeof(p_checkpoint) = 'object'
+               AND p_checkpoint -> 'parallel' = 'true'::jsonb
+            HAVING count(*) > 0
+               AND bool_and(p.status = 'succeeded'
+                            AND jsonb_typeof(p.result -> 'bytes') = 'number'
+                            AND jsonb_typeof(p.result -> 'sha256') = 'string')
+            UNION ALL
+            SELECT f.value ->> 'uri', jsonb_build_object('object_sha256', f.value -> 'sha256')
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id
+                    UNION ALL
+                    SELECT p.result FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             CROSS JOIN LATERAL jsonb_array_elements(
+                       CASE WHEN jsonb_typeof(c.ck) <> 'object' THEN '[]'::jsonb
+                            WHEN jsonb_typeof(c.ck -> 'files') = 'array'
+                                 AND jsonb_typeof(c.ck -> 'unrecorded') = 'array'
+                            THEN (c.ck -> 'files') || (c.ck -> 'unrecorded')
+                            WHEN jsonb_typeof(c.ck -> 'files') = 'array' THEN c.ck -> 'files'
+                            WHEN jsonb_typeof(c.ck -> 'unrecorded') = 'array'
+                            THEN c.ck -> 'unrecorded'
+                            ELSE '[]'::jsonb END) f
+             WHERE jsonb_typeof(f.value) = 'object'
+               AND jsonb_typeof(f.value -> 'sha256') = 'string'
+            UNION ALL
+            SELECT c.ck ->> 'writing', jsonb_build_object('object_sha256', c.ck -> 'writing_sha256')
+              FROM (SELECT p_checkpoint
+                    UNION ALL
+                    SELECT p.checkpoint FROM pgjobs.export_parts p WHERE p.job_id = p_id) c(ck)
+             WHERE jsonb_typeof(c.ck) = 'object'
+               AND jsonb_typeof(c.ck -> 'writing') = 'string'
+               AND jsonb_typeof(c.ck -> 'writing_sha256') = 'string'
+           ) m(uri, upload)
+     WHERE coalesce(m.uri, '') <> '' AND right(m.uri, 1) <> '/';
+$$;
+
+ALTER FUNCTION pgjobs._export_made(p_id bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _export_made(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._export_made(p_id bigint, p_checkpoint jsonb) IS 'The objects an export and its parts made or may have made (recorded or not), each with the digests that prove it the job''s: what pgjobs._queue_export_objects queues when the export is canceled.';
+
+--
 -- Name: _export_objects(bigint, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -11943,13 +12034,19 @@ CREATE FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) 
 -- them: canceled while queued or paused (pgjobs._cancel_as), canceled by a
 -- lease rescue or at a claim (pgjobs._rescue_sweep,
 -- pgjobs._export_fields_at_claim), failed for good at a claim
--- (pgjobs._may_start_attempt); pgjobs.prune queues those of every export
+-- (pgjobs._may_start_attempt); and canceled by its own worker
+-- (pgjobs.heartbeat, pgjobs.fail, pgjobs.release), which removes them
+-- itself unless it (or a part's worker) dies before its cleanup: removing
+-- what is gone already is done. pgjobs.prune queues those of every export
 -- it prunes. Without it they waited for the stale-upload sweep (an hour
 -- later, only while the destination stays allowed and a worker ran that
 -- hour). A worker that still holds an old lease is fenced off already; a
 -- job taken back meanwhile (pgjobs.retry) keeps them: the claim drops its
--- rows. Returns how many were queued. Locks: nothing beyond the rows it
--- inserts.
+-- rows. A canceled one's objects are queued too
+-- (pgjobs._queue_export_objects: each deleted only while it reads back as
+-- what the job wrote there); one failed for good keeps them until pruned,
+-- as when its worker failed it. Returns how many were queued. Locks:
+-- nothing beyond the rows it inserts.
 DECLARE
     v_queued integer;
 BEGIN
@@ -11959,6 +12056,9 @@ BEGIN
      WHERE NOT EXISTS (SELECT FROM pgjobs.storage_deletions d
                         WHERE d.job_id = p_id AND d.uri = l.uri AND d.upload = l.upload);
     GET DIAGNOSTICS v_queued = ROW_COUNT;
+    IF EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id AND j.status = 'canceled') THEN
+        v_queued := v_queued + pgjobs._queue_export_objects(p_id, p_checkpoint);
+    END IF;
     RETURN v_queued;
 END
 $$;
@@ -11969,7 +12069,120 @@ ALTER FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) O
 -- Name: FUNCTION _queue_export_leftovers(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) IS 'Queues the upload leftovers an export''s checkpoint and its parts name (multipart uploads, temporary files, staged parts) for removal by a worker, where the export ended without its own.';
+COMMENT ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) IS 'Queues the upload leftovers an export''s checkpoint and its parts name (multipart uploads, temporary files, staged parts) for removal by a worker, where the export ended without its own; a canceled one''s objects too (pgjobs._queue_export_objects).';
+
+--
+-- Name: _queue_export_objects(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Queues the objects canceled export p_id made or may have made
+-- (pgjobs._export_made of p_checkpoint, its checkpoint, and of its parts)
+-- in pgjobs.storage_deletions, once each, for a worker's housekeeping to
+-- delete while each reads back as what the job wrote there (anything else
+-- at the key is another's and stays). Called by
+-- pgjobs._queue_export_leftovers wherever an export becomes canceled:
+-- without a worker of its own, and by its own worker (pgjobs.heartbeat,
+-- pgjobs.fail, pgjobs.release: that worker removes them too, but a part
+-- worker killed after its write, past the coordinator's cleanup, or the
+-- worker itself killed right after, left them behind). Before, they waited
+-- for pgjobs.prune
+-- (24 hours by default). A part's checkpoint no longer changes once the
+-- cancel is requested (pgjobs.export_part_heartbeat), and a row is claimed
+-- only once no part of the job holds a lease
+-- (pgjobs.claim_storage_deletions). A job taken back by pgjobs.retry keeps
+-- them: the retry drops its rows (their upload is set), and
+-- pgjobs.start_storage_deletion refuses a row whose job runs again.
+-- Returns how many were queued. Locks: nothing beyond the rows it inserts.
+DECLARE
+    v_queued integer;
+BEGIN
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT m.uri, p_id, m.upload
+      FROM pgjobs._export_made(p_id, p_checkpoint) m
+     WHERE NOT EXISTS (SELECT FROM pgjobs.storage_deletions d
+                        WHERE d.job_id = p_id AND d.uri = m.uri AND d.upload = m.upload);
+    GET DIAGNOSTICS v_queued = ROW_COUNT;
+    RETURN v_queued;
+END
+$$;
+
+ALTER FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _queue_export_objects(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) IS 'Queues the objects a canceled export and its parts made or may have made for a worker to delete, each only while it reads back as what the job wrote there.';
+
+--
+-- Name: _queue_export_parts_joined(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Export p_id, a parallel CSV or JSON Lines one, has just succeeded with
+-- p_result (pgjobs.complete, in its transaction): its parts' objects, now
+-- joined into result.uri, and what its parts' and its join's uploads left
+-- (pgjobs._export_leftovers) are queued in pgjobs.storage_deletions. Its
+-- coordinator removes them right after the complete; one killed before
+-- that left them until pgjobs.prune. A part object is queued with the part
+-- digests its checkpoint holds (deleted only while it reads back as those
+-- bytes: anything else at its key is another's); an object the result
+-- names is never queued. Any other export, or a job of another kind: nothing.
+-- Returns how many were queued. Locks: nothing beyond the rows it inserts.
+DECLARE
+    v_queued integer;
+    v_more integer;
+BEGIN
+    IF NOT (jsonb_typeof(p_result -> 'parallel_parts') = 'number'
+            AND jsonb_typeof(p_result -> 'uris') = 'array'
+            AND p_result ->> 'format' IS DISTINCT FROM 'parquet'
+            AND EXISTS (SELECT FROM pgjobs.jobs j WHERE j.id = p_id AND j.kind = 'export')) THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT DISTINCT p.checkpoint ->> 'uri', p_id,
+           jsonb_build_object('export_digests', p.checkpoint -> 'digests')
+      FROM pgjobs.export_parts p
+     WHERE p.job_id = p_id
+       AND jsonb_typeof(p.checkpoint) = 'object'
+       AND p.checkpoint ->> 'phase' = 'finalizing'
+       AND jsonb_typeof(p.checkpoint -> 'digests') = 'array'
+       AND jsonb_array_length(p.checkpoint -> 'digests') > 0
+       AND coalesce(p.checkpoint ->> 'uri', '') <> ''
+       AND right(p.checkpoint ->> 'uri', 1) <> '/'
+       AND NOT (p_result -> 'uris') ? (p.checkpoint ->> 'uri');
+    GET DIAGNOSTICS v_queued = ROW_COUNT;
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT l.uri, p_id, l.upload
+      FROM pgjobs._export_leftovers(p_id, (SELECT j.checkpoint FROM pgjobs.jobs j
+                                            WHERE j.id = p_id)) l;
+    GET DIAGNOSTICS v_more = ROW_COUNT;
+    RETURN v_queued + v_more;
+END
+$$;
+
+ALTER FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _queue_export_parts_joined(p_id bigint, p_result jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) IS 'Queues the part objects (and upload leftovers) of a parallel CSV or JSON Lines export that has just succeeded, for a worker to delete while each reads back as its part''s digests.';
 
 --
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20773,6 +20986,8 @@ CREATE FUNCTION pgjobs.complete(p_id bigint, p_worker text, p_result jsonb DEFAU
     AS $$
 -- Marks job p_id succeeded with p_result. Fenced: false, and nothing
 -- changed, unless p_worker holds an unexpired lease of the running attempt.
+-- A parallel CSV or JSON Lines export's part objects are queued for
+-- deletion in the same transaction (pgjobs._queue_export_parts_joined).
 -- Locks: the job row.
 BEGIN
     IF p_result IS NULL OR jsonb_typeof(p_result) <> 'object' THEN
@@ -20782,8 +20997,16 @@ BEGIN
     PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023, named as this call's
     -- One completion for one job or a batch: the fence, the row and the
     -- event are pgjobs.complete_many's.
-    RETURN EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
-                                                    ARRAY[p_result]));
+    IF NOT EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
+                                                    ARRAY[p_result])) THEN
+        RETURN false;
+    END IF;
+    IF p_result ? 'parallel_parts' THEN
+        -- A parallel export's part objects, joined: gone even if its
+        -- coordinator dies before removing them (pgjobs._queue_export_parts_joined).
+        PERFORM pgjobs._queue_export_parts_joined(p_id, p_result);
+    END IF;
+    RETURN true;
 END
 $$;
 
@@ -21909,6 +22132,11 @@ BEGIN
         PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
+    IF v_job.status = 'canceled' AND v_job.kind = 'export' THEN
+        -- What it wrote and left, should its worker (or a part's) die
+        -- before its own cleanup: pgjobs._queue_export_leftovers.
+        PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+    END IF;
     v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
     PERFORM pgjobs._notify(v_job, v_event);
     RETURN true;
@@ -22117,6 +22345,11 @@ BEGIN
        AND (j.cancel_requested_at IS NOT NULL OR j.pause_requested_at IS NOT NULL)
     RETURNING j.* INTO v_job;
     IF FOUND THEN
+        IF v_job.status = 'canceled' AND v_job.kind = 'export' THEN
+            -- What it wrote and left, should its worker (or a part's) die
+            -- before its own cleanup: pgjobs._queue_export_leftovers.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN false;
@@ -24145,6 +24378,11 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
+    END IF;
+    IF v_job.status = 'canceled' AND v_job.kind = 'export' THEN
+        -- What it wrote and left, should its worker (or a part's) die
+        -- before its own cleanup: pgjobs._queue_export_leftovers.
+        PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
     END IF;
     IF v_job.status IN ('canceled', 'paused') THEN
         PERFORM pgjobs._notify(v_job, v_job.status);
@@ -26473,6 +26711,13 @@ REVOKE ALL ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb)
 GRANT ALL ON FUNCTION pgjobs._export_leftovers(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _export_made(p_id bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._export_made(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._export_made(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _export_objects(p_id bigint, p_result jsonb, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -27113,6 +27358,20 @@ GRANT ALL ON FUNCTION pgjobs._preview_count(p_reg pgjobs.target_registry, p_scop
 
 REVOKE ALL ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._queue_export_leftovers(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _queue_export_objects(p_id bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _queue_export_parts_joined(p_id bigint, p_result jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
