@@ -6708,11 +6708,14 @@ CREATE FUNCTION pgjobs._import_conflict_columns(p_reg pgjobs.target_registry) RE
 -- unique index (or primary key) of plain columns that is on (scope, key),
 -- in either order, else on key alone (unique across scopes: a record whose
 -- key another scope holds then counts as a duplicate that is never
--- touched). NULL when there is none. Locks nothing.
+-- touched). NULL when there is none. Not a DEFERRABLE one: PostgreSQL
+-- refuses it as ON CONFLICT's arbiter (55000 at the first batch, after
+-- the submit accepted the job; h81). Locks nothing.
 SELECT array_agg(a.attname ORDER BY k.ord)
   FROM (SELECT i.indexrelid, i.indkey
           FROM pg_catalog.pg_index i
          WHERE i.indrelid = p_reg.target AND i.indisunique AND i.indisvalid
+           AND i.indimmediate
            AND i.indpred IS NULL AND i.indexprs IS NULL
            AND NOT EXISTS (
                SELECT 1 FROM unnest(i.indkey::int2[]) c(n)
@@ -17250,8 +17253,15 @@ BEGIN
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
-        RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
-                        v_reg.scope_column, v_reg.key_column, p_target
+        RAISE EXCEPTION '%', format('on_duplicate "%s" needs a unique index on (%s, %s) of %s%s',
+                        v_on_duplicate, v_reg.scope_column, v_reg.key_column, p_target,
+                        -- (One that is DEFERRABLE cannot be ON CONFLICT's arbiter.)
+                        CASE WHEN EXISTS (
+                                SELECT FROM pg_catalog.pg_index i
+                                 WHERE i.indrelid = p_target AND i.indisunique
+                                   AND NOT i.indimmediate)
+                             THEN ' that is not DEFERRABLE (ON CONFLICT cannot use a deferrable '
+                                  'unique constraint)' ELSE '' END)
             USING ERRCODE = '55000',
             HINT = pgjobs._unique_key_hint(v_reg);
     END IF;
@@ -22013,6 +22023,16 @@ BEGIN
     -- columns (42703/42804: the job fails for good). Held to the batch's
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
+    -- Deferrable constraints (a foreign key, unique or exclusion constraint,
+    -- a constraint trigger; INITIALLY DEFERRED or set so) are checked at the
+    -- end of each statement of the batch, as the others are, not at its
+    -- COMMIT: there, after this returned, a record they refuse failed the
+    -- COMMIT, the whole batch with it, and the job for good, where one
+    -- record a batch rejects that record and keeps the rest (h81). A record
+    -- is thus checked against the rows before it, as every refusal is
+    -- (docs/imports.md, "Deferrable constraints"). For the rest of the
+    -- worker's transaction, which commits the batch right after.
+    SET CONSTRAINTS ALL IMMEDIATE;
     v_ck := coalesce(v_job.checkpoint, '{}');
     -- A plain table with inheritance children may route its rows to them
     -- with a BEFORE INSERT trigger that inserts the row there and returns

@@ -183,8 +183,15 @@ BEGIN
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
-        RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
-                        v_reg.scope_column, v_reg.key_column, p_target
+        RAISE EXCEPTION '%', format('on_duplicate "%s" needs a unique index on (%s, %s) of %s%s',
+                        v_on_duplicate, v_reg.scope_column, v_reg.key_column, p_target,
+                        -- (One that is DEFERRABLE cannot be ON CONFLICT's arbiter.)
+                        CASE WHEN EXISTS (
+                                SELECT FROM pg_catalog.pg_index i
+                                 WHERE i.indrelid = p_target AND i.indisunique
+                                   AND NOT i.indimmediate)
+                             THEN ' that is not DEFERRABLE (ON CONFLICT cannot use a deferrable '
+                                  'unique constraint)' ELSE '' END)
             USING ERRCODE = '55000',
             HINT = pgjobs._unique_key_hint(v_reg);
     END IF;

@@ -150,6 +150,16 @@ BEGIN
     -- columns (42703/42804: the job fails for good). Held to the batch's
     -- commit, so none changes after this check.
     PERFORM pgjobs._require_same_columns(v_job);
+    -- Deferrable constraints (a foreign key, unique or exclusion constraint,
+    -- a constraint trigger; INITIALLY DEFERRED or set so) are checked at the
+    -- end of each statement of the batch, as the others are, not at its
+    -- COMMIT: there, after this returned, a record they refuse failed the
+    -- COMMIT, the whole batch with it, and the job for good, where one
+    -- record a batch rejects that record and keeps the rest (h81). A record
+    -- is thus checked against the rows before it, as every refusal is
+    -- (docs/imports.md, "Deferrable constraints"). For the rest of the
+    -- worker's transaction, which commits the batch right after.
+    SET CONSTRAINTS ALL IMMEDIATE;
     v_ck := coalesce(v_job.checkpoint, '{}');
     -- A plain table with inheritance children may route its rows to them
     -- with a BEFORE INSERT trigger that inserts the row there and returns
