@@ -275,3 +275,46 @@ def test_a_call_after_an_error_in_the_transaction(conn: Conn, before: str) -> No
                             ).fetchone() == (CLIENT,)
     finally:
         conn.execute("ROLLBACK")
+
+
+def test_a_forged_frame_after_the_sealed_line_is_refused(conn: Conn) -> None:
+    """(h85) The sealed line of pgjobs.mask's call of its body, written by a
+    client in its own code, then the closing text this language prints
+    after an expression (pgjobs._spi_frame: a quote, '«', ' »', ...), and
+    on the next line pgjobs.mask's frame in this language's words: where
+    the closing text is an identifier's character ('«' and '»' are, to the
+    SQL scanner) the alias takes it in, and the imitated frame starts with
+    a word right after the alias; elsewhere the quote opens an identifier.
+    Neither parses (42601), or the call is refused (42501): never an
+    answer, in any language."""
+    line = conn.execute("SELECT public.context()").fetchone()[0].split("\n")[0]
+    assert "context()" in line
+    fake = line.replace("context()", "pgjobs.mask(regclass,text)")
+    closing = conn.execute("SELECT (pgjobs._spi_frame('expression'))[2]").fetchone()[0]
+    sealed = "pgjobs._mask_as(current_user, p_target, p_scope) AS sealed_call"
+    for tail in ("", " FROM (SELECT 1) x", '" FROM (SELECT 1) x'):
+        body = (f"DECLARE p_target regclass := 'public.tt'; p_scope text := '1'; "
+                f"BEGIN RETURN {sealed}{closing or ''}\n{fake}\n{tail}; END")
+        outcomes = []
+        try:
+            conn.execute("BEGIN")
+            conn.execute("SAVEPOINT a")
+            try:
+                conn.execute(sql.SQL("CREATE FUNCTION public.forge_lang() RETURNS text "
+                                     "LANGUAGE plpgsql AS {}").format(sql.Literal(body)))
+                conn.execute(f"GRANT EXECUTE ON FUNCTION public.forge_lang() TO {CLIENT}")
+                conn.execute(f"SET LOCAL ROLE {CLIENT}")
+                for _ in range(2):  # the second through SPI: the sealed line printed
+                    conn.execute("SAVEPOINT b")
+                    try:
+                        row = conn.execute("SELECT public.forge_lang()").fetchone()
+                        outcomes.append(f"answered {row}")
+                    except psycopg.Error as e:
+                        conn.execute("ROLLBACK TO SAVEPOINT b")
+                        outcomes.append(str(e.sqlstate))
+            except psycopg.Error as e:
+                conn.execute("ROLLBACK TO SAVEPOINT a")
+                outcomes.append(str(e.sqlstate))
+        finally:
+            conn.execute("ROLLBACK")
+        assert outcomes and set(outcomes) <= {"42501", "42601"}, (tail, outcomes)
