@@ -390,3 +390,29 @@ def test_every_committed_ddl_bumps_once_and_nothing_else_does(
     conn.execute("DELETE FROM tenant.log")
     assert _epoch(conn) == epoch + 2
     assert scalar(conn, "SELECT count(*) FROM pgjobs.ddl_fence_marks") == 0
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_repeatable_read_page_whose_snapshot_predates_a_ddl_is_tried_again(
+        conn: Conn, world: None, make_conn: Callable[..., Conn], kind: str) -> None:
+    """A page in REPEATABLE READ (a default_transaction_isolation) whose
+    snapshot was taken before a DDL committed reads the old epoch, while the
+    catalogs, read afresh, show the DDL: it runs nothing ('blocked', 40001
+    inside) and the page in a new transaction checks in full and fails."""
+    job, worker = _start(conn, kind)
+    runner = make_conn(autocommit=False)
+    states: list[str] = []
+    try:
+        runner.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        runner.execute("SELECT count(*) FROM pgjobs.jobs")  # the snapshot
+        _change(conn, "rule_into_clients_table")
+        states.append(scalar(runner, "SELECT pgjobs._run_page(%s, %s)", (job, worker)))
+        runner.commit()
+        runner.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        states.append(scalar(runner, "SELECT pgjobs._run_page(%s, %s)", (job, worker)))
+        runner.commit()
+    finally:
+        runner.rollback()
+    _nothing_of_the_clients_ran(conn)
+    assert states == ["blocked", "failed"], states
+    _untouched_after_first_page(conn, kind)
