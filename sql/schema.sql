@@ -3570,7 +3570,22 @@ CREATE FUNCTION pgjobs._ddl_fence_commit() RETURNS trigger
 BEGIN
     LOCK TABLE pgjobs.ddl_fence IN EXCLUSIVE MODE;
     UPDATE pgjobs.ddl_fence SET epoch = epoch + 1;
-    DELETE FROM pgjobs.ddl_fence_marks m WHERE m.xid = NEW.xid;
+    -- Its own mark, and any a commit left behind while this function could
+    -- not write (below): every transaction older than the snapshot's xmin
+    -- has ended.
+    DELETE FROM pgjobs.ddl_fence_marks m
+     WHERE m.xid = NEW.xid OR m.xid < pg_snapshot_xmin(pg_current_snapshot());
+    RETURN NULL;
+EXCEPTION WHEN insufficient_privilege OR undefined_table THEN
+    -- This function's owner may not lock or write the fence's tables (an
+    -- owner changed one object at a time): the DDL commits unfenced, with
+    -- a warning, rather than every DDL of the database failing at its
+    -- commit; the pages keep the 1 s window, and pgjobs.doctor warns
+    -- (engine.ddl_fence). Any other error (a deadlock, a cancel) fails the
+    -- commit: a DDL that committed unbumped while a page waited for it
+    -- would run under that page's old verdict.
+    RAISE WARNING 'pgjobs: the DDL fence did not record this commit: %', SQLERRM
+        USING HINT = 'SELECT * FROM pgjobs.doctor() WHERE check_name = ''engine.ddl_fence''';
     RETURN NULL;
 END
 $$;
@@ -3650,7 +3665,8 @@ CREATE FUNCTION pgjobs._ddl_fence_installed() RETURNS boolean
 -- exist, call pgjobs._ddl_fence_mark and are enabled (the migration
 -- enables them ALWAYS, so a session_replication_role = replica fires them
 -- too; enabled for origin sessions only they still count), the commit trigger of pgjobs.ddl_fence_marks is enabled, and the
--- epoch row is there. pgjobs.doctor's engine.ddl_fence reports it. Without
+-- epoch row is there, and the functions' owners may write the tables.
+-- pgjobs.doctor's engine.ddl_fence reports it. Without
 -- it the pages keep the 1 s window. Locks nothing.
 SELECT (SELECT count(*)
           FROM pg_catalog.pg_event_trigger e
@@ -3664,6 +3680,15 @@ SELECT (SELECT count(*)
                   AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
                   AND t.tgenabled IN ('O', 'A') AND t.tgdeferrable AND t.tginitdeferred)
    AND EXISTS (SELECT FROM pgjobs.ddl_fence)
+   -- and the owners of the two functions (they run as them) may do their
+   -- part: they warn and go on without it otherwise.
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'INSERT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_mark()'::regprocedure)
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'UPDATE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'SELECT')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'DELETE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'SELECT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_commit()'::regprocedure)
 $$;
 
 ALTER FUNCTION pgjobs._ddl_fence_installed() OWNER TO SUPERUSER;
@@ -3729,6 +3754,12 @@ BEGIN
     END IF;
     INSERT INTO pgjobs.ddl_fence_marks (xid) VALUES (pg_current_xact_id())
         ON CONFLICT DO NOTHING;
+EXCEPTION WHEN insufficient_privilege THEN
+    -- This function's owner may not write the marks (an owner changed one
+    -- object at a time): the DDL goes on unfenced, with a warning, rather
+    -- than every DDL of the database failing here (pgjobs.doctor warns).
+    RAISE WARNING 'pgjobs: the DDL fence did not mark this transaction: %', SQLERRM
+        USING HINT = 'SELECT * FROM pgjobs.doctor() WHERE check_name = ''engine.ddl_fence''';
 END
 $_$;
 

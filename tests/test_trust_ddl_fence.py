@@ -346,6 +346,23 @@ def test_without_the_fence_the_runner_keeps_the_one_second_window(
         conn.execute("ALTER TABLE pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER"
                      " ddl_fence_marks_commit")
     assert [r[0] for r in doctor()] == ["ok"]
+    # Its functions owned by a role that may not write its tables (owners
+    # changed one object at a time): a DDL commits all the same, with a
+    # warning, unfenced, and doctor says so; never every DDL failing.
+    for function in ("_ddl_fence_mark()", "_ddl_fence_commit()"):
+        conn.execute(f"ALTER FUNCTION pgjobs.{function} OWNER TO {CLIENT}")
+        try:
+            epoch = scalar(conn, "SELECT epoch FROM pgjobs.ddl_fence")
+            conn.execute("CREATE TABLE tenant.unfenced (id bigint)")
+            conn.execute("DROP TABLE tenant.unfenced")
+            assert scalar(conn, "SELECT epoch FROM pgjobs.ddl_fence") == epoch
+            assert doctor()[0][0] == "warn"
+        finally:
+            conn.execute(f"ALTER FUNCTION pgjobs.{function} OWNER TO CURRENT_USER")
+        assert [r[0] for r in doctor()] == ["ok"]
+        # A mark left behind meanwhile is swept by the next fenced commit.
+        conn.execute("CREATE TABLE tenant.unfenced (id bigint); DROP TABLE tenant.unfenced")
+        assert scalar(conn, "SELECT count(*) FROM pgjobs.ddl_fence_marks") == 0
 
 
 WHO = {

@@ -12,7 +12,8 @@ AS $$
 -- exist, call pgjobs._ddl_fence_mark and are enabled (the migration
 -- enables them ALWAYS, so a session_replication_role = replica fires them
 -- too; enabled for origin sessions only they still count), the commit trigger of pgjobs.ddl_fence_marks is enabled, and the
--- epoch row is there. pgjobs.doctor's engine.ddl_fence reports it. Without
+-- epoch row is there, and the functions' owners may write the tables.
+-- pgjobs.doctor's engine.ddl_fence reports it. Without
 -- it the pages keep the 1 s window. Locks nothing.
 SELECT (SELECT count(*)
           FROM pg_catalog.pg_event_trigger e
@@ -26,6 +27,15 @@ SELECT (SELECT count(*)
                   AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
                   AND t.tgenabled IN ('O', 'A') AND t.tgdeferrable AND t.tginitdeferred)
    AND EXISTS (SELECT FROM pgjobs.ddl_fence)
+   -- and the owners of the two functions (they run as them) may do their
+   -- part: they warn and go on without it otherwise.
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'INSERT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_mark()'::regprocedure)
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'UPDATE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'SELECT')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'DELETE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'SELECT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_commit()'::regprocedure)
 $$;
 
 COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS
