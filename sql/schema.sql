@@ -3633,6 +3633,240 @@ $_$;
 ALTER FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry, p_cutoff timestamp with time zone, OUT clause text, OUT horizon timestamp with time zone, OUT without_zone boolean, OUT time_zone text) OWNER TO SUPERUSER;
 
 --
+-- Name: _ddl_fence_commit(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_commit() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET lock_timeout TO '0'
+    AS $$
+-- The deferred constraint trigger ddl_fence_marks_commit of
+-- pgjobs.ddl_fence_marks (migration 0091): fires at the commit of a
+-- transaction that pgjobs._ddl_fence_mark marked, after its statements.
+-- Locks pgjobs.ddl_fence IN EXCLUSIVE MODE (it waits for the delete and
+-- backfill pages in flight, which hold ROW SHARE to their commit:
+-- pgjobs._ddl_fence_epoch; a page that asks meanwhile queues behind it),
+-- bumps the epoch and deletes the mark, so the table keeps no committed
+-- row. The lock is held from here to the end of the commit: a page waits
+-- that long (microseconds; the commit's WAL flush, a synchronous standby's
+-- answer) and then reads the new epoch and checks in full. So no DDL
+-- commits between a page's trust verdict and its last statement.
+-- lock_timeout 0: a DDL whose session set a short lock_timeout must not
+-- fail at its commit for a page in flight (a page gives up its own waits
+-- after 200 ms, so a page waiting for a lock this transaction holds ends,
+-- before the deadlock check at deadlock_timeout). A SET CONSTRAINTS ALL
+-- IMMEDIATE in that transaction fires this at once instead, and the lock
+-- is then held to the commit (pages wait for it: the fence h74 dropped).
+BEGIN
+    LOCK TABLE pgjobs.ddl_fence IN EXCLUSIVE MODE;
+    UPDATE pgjobs.ddl_fence SET epoch = epoch + 1;
+    -- Its own mark, and any a commit left behind while this function could
+    -- not write (below): every transaction older than the snapshot's xmin
+    -- has ended.
+    DELETE FROM pgjobs.ddl_fence_marks m
+     WHERE m.xid = NEW.xid OR m.xid < pg_snapshot_xmin(pg_current_snapshot());
+    RETURN NULL;
+EXCEPTION WHEN insufficient_privilege OR undefined_table THEN
+    -- This function's owner may not lock or write the fence's tables (an
+    -- owner changed one object at a time): the DDL commits unfenced, with
+    -- a warning, rather than every DDL of the database failing at its
+    -- commit; the pages keep the 1 s window, and pgjobs.doctor warns
+    -- (engine.ddl_fence). Any other error (a deadlock, a cancel) fails the
+    -- commit: a DDL that committed unbumped while a page waited for it
+    -- would run under that page's old verdict.
+    RAISE WARNING 'pgjobs: the DDL fence did not record this commit: %', SQLERRM
+        USING HINT = 'SELECT * FROM pgjobs.doctor() WHERE check_name = ''engine.ddl_fence''';
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._ddl_fence_commit() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_commit(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_commit() IS 'Constraint trigger function (ddl_fence_marks_commit, deferred to the commit): bumps pgjobs.ddl_fence.epoch under an EXCLUSIVE lock of that table, waiting for the pages in flight, and deletes the transaction''s mark.';
+
+--
+-- Name: _ddl_fence_epoch(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_epoch() RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The DDL epoch (pgjobs.ddl_fence, migration 0091), that table locked IN
+-- ROW SHARE MODE to the end of the caller's transaction. A delete or
+-- backfill page (pgjobs._run_page) calls it before its trust verdict and
+-- checks in full when the epoch is not the one its verdict saw. Held, the
+-- lock makes a DDL transaction's commit wait for the page
+-- (pgjobs._ddl_fence_commit takes EXCLUSIVE), and a page that asks while a
+-- commit holds it waits for that commit and then, in a statement of its
+-- own (a snapshot taken after the wait: READ COMMITTED), reads the new
+-- epoch: no DDL commits between the page's verdict and its statements.
+-- A table lock and not the row's FOR SHARE: a waiting EXCLUSIVE request
+-- queues the later ROW SHARE ones behind it (row share locks let new
+-- lockers pass a waiting UPDATE, so overlapping pages of several runners
+-- could starve a DDL's commit), and it writes no WAL, no multixact.
+-- REPEATABLE READ or SERIALIZABLE (a default_transaction_isolation): the
+-- transaction's snapshot may predate a commit that the catalogs, read
+-- afresh, show; FOR SHARE then raises 40001 when the epoch row changed
+-- since (the caller tries again in a new transaction). NULL: no row.
+-- Waits under the caller's lock_timeout (55P03).
+DECLARE
+    v_epoch bigint;
+BEGIN
+    LOCK TABLE pgjobs.ddl_fence IN ROW SHARE MODE;
+    IF current_setting('transaction_isolation') = 'read committed' THEN
+        SELECT f.epoch INTO v_epoch FROM pgjobs.ddl_fence f;
+    ELSE
+        SELECT f.epoch INTO v_epoch FROM pgjobs.ddl_fence f FOR SHARE;
+    END IF;
+    RETURN v_epoch;
+END
+$$;
+
+ALTER FUNCTION pgjobs._ddl_fence_epoch() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_epoch(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_epoch() IS 'The DDL epoch (pgjobs.ddl_fence), that table locked IN ROW SHARE MODE to the end of the transaction, so no DDL commits before the caller does. Delete and backfill pages run the full trust check when it moved since their last.';
+
+--
+-- Name: _ddl_fence_installed(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_installed() RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether the DDL fence (migration 0091) works: its two event triggers
+-- exist, call pgjobs._ddl_fence_mark and are enabled (the migration
+-- enables them ALWAYS, so a session_replication_role = replica fires them
+-- too; enabled for origin sessions only they still count), the commit trigger of pgjobs.ddl_fence_marks is enabled, and the
+-- epoch row is there, and the functions' owners may write the tables.
+-- pgjobs.doctor's engine.ddl_fence reports it. Without
+-- it the pages keep the 1 s window. Locks nothing.
+SELECT (SELECT count(*)
+          FROM pg_catalog.pg_event_trigger e
+         WHERE e.evtfoid = 'pgjobs._ddl_fence_mark()'::regprocedure
+           AND e.evtenabled IN ('O', 'A')
+           AND (e.evtname, e.evtevent) IN (('pgjobs_ddl_fence', 'ddl_command_end'),
+                                           ('pgjobs_ddl_fence_drop', 'sql_drop'))) = 2
+   AND EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = 'pgjobs.ddl_fence_marks'::regclass
+                  AND t.tgname = 'ddl_fence_marks_commit'
+                  AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
+                  AND t.tgenabled IN ('O', 'A') AND t.tgdeferrable AND t.tginitdeferred)
+   AND EXISTS (SELECT FROM pgjobs.ddl_fence)
+   -- and the owners of the two functions (they run as them) may do their
+   -- part: they warn and go on without it otherwise.
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'INSERT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_mark()'::regprocedure)
+   AND (SELECT has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'UPDATE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence', 'SELECT')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'DELETE')
+               AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'SELECT')
+          FROM pg_catalog.pg_proc p WHERE p.oid = 'pgjobs._ddl_fence_commit()'::regprocedure)
+$$;
+
+ALTER FUNCTION pgjobs._ddl_fence_installed() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_installed(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS 'Whether the DDL fence''s event triggers (pgjobs_ddl_fence, pgjobs_ddl_fence_drop) and its commit trigger are installed and enabled; without them delete and backfill pages re-check trust at most once a second.';
+
+--
+-- Name: _ddl_fence_mark(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_mark() RETURNS event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The event triggers pgjobs_ddl_fence (ddl_command_end) and
+-- pgjobs_ddl_fence_drop (sql_drop), which migration 0091 creates when run
+-- by a superuser: marks the DDL's transaction (one row of
+-- pgjobs.ddl_fence_marks, its xid; the second command of a transaction
+-- inserts nothing), and the mark's deferred constraint trigger bumps
+-- pgjobs.ddl_fence.epoch at that transaction's commit
+-- (pgjobs._ddl_fence_commit). Nothing here locks a row or a table that a
+-- page or another session needs: an open migration transaction holds up no
+-- page (the lock an UPDATE of the epoch here would hold to the commit did,
+-- h74). A DDL in a subtransaction rolled back leaves no mark (nor its
+-- trigger event); a transaction rolled back bumps nothing.
+--
+-- Every role's DDL is marked, a client's too: a client that gained
+-- TRIGGER or REFERENCES on a reached table, or a table of it, brings its
+-- code in by DDL of its own, and the trusted role's GRANT or REASSIGN that
+-- made that possible may be one no event trigger sees (REASSIGN OWNED,
+-- GRANT role). Skipped: commands on temporary objects only (a backfill
+-- page's own temporary tables), and DROP commands at ddl_command_end
+-- (sql_drop sees what they dropped).
+-- SECURITY DEFINER: it runs as pgjobs' owner, never as the DDL's role (a
+-- superuser's, too): the owner may replace this body, and an event
+-- trigger's function that ran as the DDL's role would run the owner's code
+-- as every superuser doing DDL. No table of pgjobs (a DROP SCHEMA pgjobs
+-- CASCADE under way): nothing, so no DDL of the database fails here.
+BEGIN
+    IF to_regclass('pgjobs.ddl_fence_marks') IS NULL THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        IF NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() o
+                        WHERE NOT o.is_temporary) THEN
+            RETURN;
+        END IF;
+    ELSIF TG_TAG LIKE 'DROP %' THEN
+        RETURN;
+    ELSIF EXISTS (SELECT FROM pg_event_trigger_ddl_commands())
+          AND NOT EXISTS (SELECT FROM pg_event_trigger_ddl_commands() d
+                           WHERE d.schema_name IS NULL
+                              OR d.schema_name !~ '^pg_temp(_[0-9]+)?$') THEN
+        RETURN;
+    END IF;
+    INSERT INTO pgjobs.ddl_fence_marks (xid) VALUES (pg_current_xact_id())
+        ON CONFLICT DO NOTHING;
+EXCEPTION WHEN insufficient_privilege THEN
+    -- This function's owner may not write the marks (an owner changed one
+    -- object at a time): the DDL goes on unfenced, with a warning, rather
+    -- than every DDL of the database failing here (pgjobs.doctor warns).
+    RAISE WARNING 'pgjobs: the DDL fence did not mark this transaction: %', SQLERRM
+        USING HINT = 'SELECT * FROM pgjobs.doctor() WHERE check_name = ''engine.ddl_fence''';
+END
+$_$;
+
+ALTER FUNCTION pgjobs._ddl_fence_mark() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_mark(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_mark() IS 'Event trigger function (pgjobs_ddl_fence, pgjobs_ddl_fence_drop): marks a transaction that ran DDL on anything but temporary objects (pgjobs.ddl_fence_marks), so that its commit bumps pgjobs.ddl_fence.epoch (pgjobs._ddl_fence_commit) and delete and backfill pages check trust in full after it.';
+
+--
 -- Name: _defaults(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -3789,7 +4023,7 @@ CREATE FUNCTION pgjobs._doctor_engine_owner() RETURNS TABLE(check_name text, sta
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- pgjobs.doctor's engine.owner check. Read-only.
+-- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -3821,6 +4055,35 @@ BEGIN
                '... OWNER TO pgjobs_owner for every object of schema pgjobs; run `pgjobs run` '
                '(or pg_cron) as a role with no more rights than the owners of the targets '
                '(docs/operations.md)';
+    END IF;
+    RETURN NEXT;
+    -- The DDL fence (migration 0091, pgjobs._ddl_fence_installed): without
+    -- it a running delete or backfill re-checks trust at most once a
+    -- second, and a DDL that lets a client's code into the target's reach
+    -- (a rule, a GRANT of TRIGGER or REFERENCES, a policy, a table given
+    -- away) can run that code as the runner on the pages of that second.
+    check_name := 'engine.ddl_fence';
+    IF pgjobs._ddl_fence_installed() THEN
+        status := 'ok';
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+                  'delete or backfill page checks trust in full after any DDL committed since '
+                  'its last check';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
+                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
+                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+                  'most once a second, so a client''s code that a DDL lets into its target''s '
+                  'reach can run as the runner''s role for up to a second of pages';
+        fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '
+               'TRIGGER IF EXISTS pgjobs_ddl_fence_drop; CREATE EVENT TRIGGER pgjobs_ddl_fence '
+               'ON ddl_command_end EXECUTE FUNCTION pgjobs._ddl_fence_mark(); CREATE EVENT '
+               'TRIGGER pgjobs_ddl_fence_drop ON sql_drop EXECUTE FUNCTION '
+               'pgjobs._ddl_fence_mark(); ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS; '
+               'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
+               'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
+               '(docs/engine.md, The 1 s window and DDL)';
     END IF;
     RETURN NEXT;
 END
@@ -14735,6 +14998,7 @@ DECLARE
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
+    v_epoch bigint;
     v_filtered boolean;
     v_budget integer;
     v_check jsonb := '{}'::jsonb;
@@ -14802,12 +15066,43 @@ BEGIN
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
     -- attempt, retry and resume starts with a full check.
+    -- And at the first page after any DDL committed since the verdict (the
+    -- DDL fence, migration 0091): the verdict holds the DDL epoch its check
+    -- saw (pgjobs.ddl_fence), and a page that reads another checks in
+    -- full. The 1 s window alone let a trusted role's DDL committed between
+    -- two pages (a rule into a client's table, TRIGGER or REFERENCES granted
+    -- to a client, a reached table given away, a policy reading a client's
+    -- view) run a client's trigger as the runner on the pages of that
+    -- second. pgjobs._ddl_fence_epoch holds pgjobs.ddl_fence IN ROW SHARE
+    -- MODE from here to the page's commit, and a DDL's commit bumps the
+    -- epoch under EXCLUSIVE (pgjobs._ddl_fence_commit): no DDL commits
+    -- between this verdict and the page's statements (a page's statement
+    -- takes a change committed meanwhile when it first locks a table it
+    -- reaches). The target is locked first (ACCESS SHARE, pgjobs._hold_target;
+    -- that wait, for an ALTER TABLE not yet committed, is the step's 1 s
+    -- and a hand-back, as before), so a DDL transaction holding the target
+    -- never waits at its commit for a page that waits for it. A commit
+    -- holding the fence (microseconds) that this page could not wait out
+    -- within lock_timeout: 'blocked', the step tries again. Without the
+    -- fence's event triggers (migration 0091 run by a role that may not
+    -- create them; pgjobs.doctor's engine.ddl_fence) the epoch never moves
+    -- and the pages keep the 1 s window.
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = v_job.target) THEN
+        PERFORM pgjobs._hold_target(v_job.target);
+    END IF;
+    BEGIN
+        v_epoch := pgjobs._ddl_fence_epoch();
+    EXCEPTION WHEN lock_not_available OR serialization_failure THEN
+        RETURN 'blocked';
+    END;
     v_verified := v_job.checkpoint -> 'verified';
     BEGIN
         IF coalesce(v_verified ->> 'worker' = p_worker
                     AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
                              THEN (v_verified ->> 'at')::double precision END
-                        BETWEEN v_now - 1.0 AND v_now,
+                        BETWEEN v_now - 1.0 AND v_now
+                    AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
+                        = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
                     false) THEN
             SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
             IF NOT FOUND THEN
@@ -14816,7 +15111,7 @@ BEGIN
         ELSE
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
-            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now);
+            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch);
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -14841,8 +15136,8 @@ BEGIN
     -- name them): renamed, dropped or retyped since its submit, this page
     -- would act on other columns, so the job fails for good. The table is
     -- held from here to the page's commit (pgjobs._hold_target), so no such
-    -- change lands between this check and the page's statements.
-    PERFORM pgjobs._hold_target(v_job.target);
+    -- change lands between this check and the page's statements (taken
+    -- above, before the DDL fence).
     v_detail := (pgjobs._columns_changed(v_job.target, v_job.target_columns)).message;
     IF v_detail IS NOT NULL THEN
         PERFORM pgjobs.fail(p_id, p_worker,
@@ -25723,6 +26018,40 @@ ALTER TABLE pgjobs.client_room_locks OWNER TO SUPERUSER;
 COMMENT ON TABLE pgjobs.client_room_locks IS 'One row per client role (by oid) that came near one of its ceilings: its row lock serialises that client''s submits and retries while near them, so the ceilings are counted exactly (pgjobs._lock_client_room). Written only through pgjobs functions.';
 
 --
+-- Name: ddl_fence; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.ddl_fence (
+    id boolean DEFAULT true NOT NULL,
+    epoch bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT ddl_fence_id_check CHECK (id)
+);
+
+ALTER TABLE pgjobs.ddl_fence OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE ddl_fence; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.ddl_fence IS 'One row: epoch counts the committed DDL transactions of this database (event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop, pgjobs._ddl_fence_mark and pgjobs._ddl_fence_commit); a delete or backfill page locks the table IN ROW SHARE MODE and runs the full trust check when the epoch moved since its verdict (pgjobs._ddl_fence_epoch).';
+
+--
+-- Name: ddl_fence_marks; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE TABLE pgjobs.ddl_fence_marks (
+    xid xid8 NOT NULL
+);
+
+ALTER TABLE pgjobs.ddl_fence_marks OWNER TO SUPERUSER;
+
+--
+-- Name: TABLE ddl_fence_marks; Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON TABLE pgjobs.ddl_fence_marks IS 'A DDL transaction''s mark (its xid), inserted by pgjobs._ddl_fence_mark and deleted at that transaction''s commit by pgjobs._ddl_fence_commit (constraint trigger ddl_fence_marks_commit): no committed row stays.';
+
+--
 -- Name: import_rejects; Type: TABLE; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -25935,6 +26264,20 @@ ALTER TABLE ONLY pgjobs.client_room_locks
     ADD CONSTRAINT client_room_locks_pkey PRIMARY KEY (submitter_oid);
 
 --
+-- Name: ddl_fence_marks ddl_fence_marks_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.ddl_fence_marks
+    ADD CONSTRAINT ddl_fence_marks_pkey PRIMARY KEY (xid);
+
+--
+-- Name: ddl_fence ddl_fence_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+ALTER TABLE ONLY pgjobs.ddl_fence
+    ADD CONSTRAINT ddl_fence_pkey PRIMARY KEY (id);
+
+--
 -- Name: export_parts export_parts_pkey; Type: CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -26113,6 +26456,14 @@ CREATE INDEX jobs_submitter_xact_idx ON pgjobs.jobs USING btree (submitted_by_oi
 --
 
 CREATE INDEX jobs_unfinished_idx ON pgjobs.jobs USING btree (status, kind, target, run_at) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text, 'paused'::text]));
+
+--
+-- Name: ddl_fence_marks ddl_fence_marks_commit; Type: TRIGGER; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE CONSTRAINT TRIGGER ddl_fence_marks_commit AFTER INSERT ON pgjobs.ddl_fence_marks DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pgjobs._ddl_fence_commit();
+
+ALTER TABLE pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;
 
 --
 -- Name: export_parts export_parts_job_id_fkey; Type: FK CONSTRAINT; Schema: pgjobs; Owner: SUPERUSER
@@ -26628,6 +26979,34 @@ GRANT ALL ON FUNCTION pgjobs._cursor_stuck(p_target regclass, p_key_column name,
 
 REVOKE ALL ON FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry, p_cutoff timestamp with time zone, OUT clause text, OUT horizon timestamp with time zone, OUT without_zone boolean, OUT time_zone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._cutoff_clause(p_reg pgjobs.target_registry, p_cutoff timestamp with time zone, OUT clause text, OUT horizon timestamp with time zone, OUT without_zone boolean, OUT time_zone text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _ddl_fence_commit(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_commit() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_commit() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _ddl_fence_epoch(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_epoch() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_epoch() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _ddl_fence_installed(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_installed() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_installed() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _ddl_fence_mark(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_mark() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_mark() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _defaults(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -28697,6 +29076,18 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs._yoyo_version TO pgjobs_admin;
 --
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.client_room_locks TO pgjobs_admin;
+
+--
+-- Name: TABLE ddl_fence; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.ddl_fence TO pgjobs_admin;
+
+--
+-- Name: TABLE ddl_fence_marks; Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE pgjobs.ddl_fence_marks TO pgjobs_admin;
 
 --
 -- Name: TABLE import_rejects; Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -1,0 +1,90 @@
+"""The DDL fence's cost per page (h80, migration 0091): a whole-scope delete
+driven page by page at a fixed page size, under another sql/ tree (A: main's,
+say) and this checkout's (B), in alternating rounds on one server, against a
+plain DELETE of the same rows (the baseline, restored and timed each round).
+
+    python bench/page_fence.py --compare-sql /path/to/main/sql
+    python bench/page_fence.py --compare-sql ... --rows 200000 --scope-rows 50000 \\
+        --page-sizes 100,1000 --repeat 4
+
+Each round and side: the scope restored, a plain DELETE of it timed, the scope
+restored again, then the job with page_size fixed, every _run_page call timed
+(the first call, which counts the scope, left out). Prints per page size the
+median page time per side and the ratio B/A, each side's job over its plain
+DELETE, and the load average; nothing here is a pass/fail test. The fixed
+part of a page (its checks, the fence's lock and epoch read) shows best at
+small page sizes. No DDL runs during the jobs: this is the price of the lock
+and the read on every page, not of the full checks a DDL commit causes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import scratch_database, server  # noqa: E402
+from delete import build, bulk_delete, job_via_pages, restore  # noqa: E402
+
+from pgjobs.migrate import migrate  # noqa: E402
+
+Conn = psycopg.Connection[Any]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", default=os.environ.get("PGJOBS_BENCH_DSN"))
+    parser.add_argument("--compare-sql", type=Path, metavar="DIR", required=True)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--scope-rows", type=int, default=50_000)
+    parser.add_argument("--page-sizes", default="100,1000")
+    parser.add_argument("--repeat", type=int, default=4)
+    args = parser.parse_args(argv)
+    here = Path(__file__).resolve().parent.parent / "sql"
+    roots = {"A " + str(args.compare_sql): args.compare_sql, "B this checkout": here}
+    with server(args.dsn) as (url, what), ExitStack() as stack:
+        print(f"{what}; {args.rows} rows, scope {args.scope_rows}, "
+              f"load {os.getloadavg()[0]:.2f}")
+        conns: dict[str, Conn] = {}
+        for side, root in roots.items():
+            dsn = stack.enter_context(scratch_database(url, "pgjobs_bench_fence_" + side[0]))
+            migrate(dsn, root)
+            conn = stack.enter_context(psycopg.connect(dsn, autocommit=True))
+            build(conn, args.rows, args.scope_rows)
+            conns[side] = conn
+        for size in (int(s) for s in args.page_sizes.split(",")):
+            pages: dict[str, list[float]] = {side: [] for side in conns}
+            jobs: dict[str, list[float]] = {side: [] for side in conns}
+            bulks: dict[str, list[float]] = {side: [] for side in conns}
+            for round_ in range(args.repeat):
+                order = list(conns) if round_ % 2 == 0 else list(reversed(conns))
+                for side in order:
+                    conn = conns[side]
+                    restore(conn)
+                    bulks[side].append(bulk_delete(conn, "table_id = 1")[0])
+                    restore(conn)
+                    seconds, ms, job = job_via_pages(conn, {}, options={"page_size": size})
+                    assert job["status"] == "succeeded", job
+                    pages[side].extend(ms[1:])
+                    jobs[side].append(seconds)
+            medians = {side: statistics.median(v) for side, v in pages.items()}
+            a, b = medians.values()
+            print(f"page_size {size}: " + "; ".join(
+                f"{side}: page median {medians[side]:.2f} ms over {len(pages[side])} pages, "
+                f"job {statistics.median(jobs[side]):.3f} s = "
+                f"{statistics.median(jobs[side]) / statistics.median(bulks[side]):.2f}x "
+                f"its plain DELETE ({statistics.median(bulks[side]):.3f} s)"
+                for side in conns) + f"; pages B/A {b / a:.3f}; load {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
