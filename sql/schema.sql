@@ -19419,9 +19419,10 @@ ALTER FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) OWNER TO SU
 CREATE FUNCTION pgjobs._value_text(p_value anyelement) RETURNS text
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
-    SET "DateStyle" TO 'ISO'
-    SET "IntervalStyle" TO 'postgres'
+    SET standard_conforming_strings TO 'on'
     SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     SET bytea_output TO 'hex'
     AS $$
 -- The PostgreSQL text of a value in the styles the worker's sessions print
@@ -19433,8 +19434,9 @@ CREATE FUNCTION pgjobs._value_text(p_value anyelement) RETURNS text
 -- under DateStyle 'SQL, DMY' was '[0:0]={02/01/2020}', which a session in
 -- MDY order reads as 1 February; an interval '-1 day -2 hours' under
 -- IntervalStyle sql_standard was '-1 2:00:00', which the SUPERUSER style
--- reads as -1 day +2 hours. DateStyle sets only the output: the caller's
--- field order stays. Called per row only for such a value (a CASE): its
+-- reads as -1 day +2 hours. It parses nothing (the pins are output
+-- only; pgjobs._visible_as, which parses the caller's filter and cursor,
+-- cannot pin them). Called per row only for such a value (a CASE): its
 -- settings cost a GUC save and restore each. Locks nothing.
 SELECT p_value::pg_catalog.text
 $$;

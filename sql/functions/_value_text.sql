@@ -3,9 +3,10 @@ RETURNS text
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
-SET DateStyle = 'ISO'
-SET IntervalStyle = 'postgres'
+SET standard_conforming_strings = on
 SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 SET bytea_output = 'hex'
 AS $$
 -- The PostgreSQL text of a value in the styles the worker's sessions print
@@ -17,8 +18,9 @@ AS $$
 -- under DateStyle 'SQL, DMY' was '[0:0]={02/01/2020}', which a session in
 -- MDY order reads as 1 February; an interval '-1 day -2 hours' under
 -- IntervalStyle sql_standard was '-1 2:00:00', which the postgres style
--- reads as -1 day +2 hours. DateStyle sets only the output: the caller's
--- field order stays. Called per row only for such a value (a CASE): its
+-- reads as -1 day +2 hours. It parses nothing (the pins are output
+-- only; pgjobs._visible_as, which parses the caller's filter and cursor,
+-- cannot pin them). Called per row only for such a value (a CASE): its
 -- settings cost a GUC save and restore each. Locks nothing.
 SELECT p_value::pg_catalog.text
 $$;
