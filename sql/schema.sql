@@ -19995,6 +19995,43 @@ $$;
 ALTER FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
 
 --
+-- Name: _value_text(anyelement); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._value_text(p_value anyelement) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET bytea_output TO 'hex'
+    AS $$
+-- The PostgreSQL text of a value in the styles the worker's sessions print
+-- in (pgjobs.poller: DateStyle ISO, IntervalStyle postgres, all of a float's
+-- digits, bytea as hex), whatever the calling session's: the text
+-- pgjobs.visible writes for a value holding an array whose lower bounds are
+-- not all 1 (pgjobs._array_bounds_test). The caller's own styles made it
+-- another value read back in another session: '[0:0]={2020-01-02}'::date[]
+-- under DateStyle 'SQL, DMY' was '[0:0]={02/01/2020}', which a session in
+-- MDY order reads as 1 February; an interval '-1 day -2 hours' under
+-- IntervalStyle sql_standard was '-1 2:00:00', which the SUPERUSER style
+-- reads as -1 day +2 hours. It parses nothing (the pins are output
+-- only; pgjobs._visible_as, which parses the caller's filter and cursor,
+-- cannot pin them). Called per row only for such a value (a CASE): its
+-- settings cost a GUC save and restore each. Locks nothing.
+SELECT p_value::pg_catalog.text
+$$;
+
+ALTER FUNCTION pgjobs._value_text(p_value anyelement) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _value_text(p_value anyelement); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._value_text(p_value anyelement) IS 'PostgreSQL text of a value in fixed styles (DateStyle ISO, IntervalStyle postgres, extra_float_digits 3, bytea hex), whatever the session''s: what pgjobs.visible writes for a value holding an array whose lower bounds are not all 1.';
+
+--
 -- Name: _value_type(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -20310,8 +20347,10 @@ BEGIN
     -- in the page's query); a value whose arrays start at 1 reads as ever.
     -- (CASE: the pinned call, a GUC save and restore, only for such a
     -- column, never for the scalars of most targets.)
+    -- The text is printed in fixed styles (pgjobs._value_text): in the
+    -- caller's DateStyle or IntervalStyle it read back as another value.
     SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
-                             'pg_catalog.jsonb_build_object(%L, t.%I::pg_catalog.text) '
+                             'pg_catalog.jsonb_build_object(%L, pgjobs._value_text(t.%I)) '
                              'ELSE ''{}''::pg_catalog.jsonb END',
                              c.test, c.attname, c.attname), '' ORDER BY c.attnum)
       INTO v_bounds
@@ -28523,6 +28562,13 @@ GRANT ALL ON FUNCTION pgjobs._unknown_fields_from(p_reg pgjobs.target_registry, 
 
 REVOKE ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _value_text(p_value anyelement); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._value_text(p_value anyelement) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._value_text(p_value anyelement) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _value_type(p_target regclass, p_column name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -130,8 +130,10 @@ BEGIN
     -- in the page's query); a value whose arrays start at 1 reads as ever.
     -- (CASE: the pinned call, a GUC save and restore, only for such a
     -- column, never for the scalars of most targets.)
+    -- The text is printed in fixed styles (pgjobs._value_text): in the
+    -- caller's DateStyle or IntervalStyle it read back as another value.
     SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
-                             'pg_catalog.jsonb_build_object(%L, t.%I::pg_catalog.text) '
+                             'pg_catalog.jsonb_build_object(%L, pgjobs._value_text(t.%I)) '
                              'ELSE ''{}''::pg_catalog.jsonb END',
                              c.test, c.attname, c.attname), '' ORDER BY c.attnum)
       INTO v_bounds
