@@ -383,7 +383,7 @@ CREATE FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth i
 -- names the aliases of the nested subqueries (1 at the top). A read of
 -- the catalog. Locks nothing.
 DECLARE
-    v_type regtype := pgjobs._base_type(p_type);
+    v_type regtype := p_type;
     v_kind "char";
     v_elem regtype;
     v_rel oid;
@@ -394,6 +394,12 @@ DECLARE
 BEGIN
     IF p_depth > 32 THEN
         RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    -- (a domain is followed to its base type, pgjobs._base_type, only
+    -- when it is one: a call of it cost as much as this function's own
+    -- work, on every read of a target with such columns)
+    IF (SELECT t.typtype FROM pg_catalog.pg_type t WHERE t.oid = v_type) = 'd' THEN
+        v_type := pgjobs._base_type(p_type);
     END IF;
     SELECT t.typtype, nullif(t.typelem, 0)::regtype, nullif(t.typrelid, 0)
       INTO v_kind, v_elem, v_rel
@@ -408,7 +414,14 @@ BEGIN
         -- jsonl export of a table of small arrays 1.4-1.6x as long as
         -- without the test; this, 1.26x.) An empty array has no dimension
         -- (NULL: no bound to keep).
-        v_inner := pgjobs._array_bounds_test(format('%I.e', v_s), v_elem, p_depth + 1);
+        -- (an element of a plain scalar type holds no array: no call, each
+        -- one a GUC save and restore; most arrays are of scalars)
+        IF EXISTS (SELECT FROM pg_catalog.pg_type t
+                    WHERE t.oid = v_elem
+                      AND (t.typtype IN ('c', 'd')
+                           OR t.typsubscript = 'array_subscript_handler'::regproc)) THEN
+            v_inner := pgjobs._array_bounds_test(format('%I.e', v_s), v_elem, p_depth + 1);
+        END IF;
         RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
                       'OR (pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 '
                       'AND pg_catalog.replace(pg_catalog.array_dims(%1$s), ''[1:'', '''') '
@@ -422,9 +435,14 @@ BEGIN
     END IF;
     IF v_kind = 'c' THEN
         FOR v_att IN
+            -- (only the fields whose type may hold an array: a field of a
+            -- plain scalar type needs no call)
             SELECT a.attname, a.atttypid::regtype AS typ
               FROM pg_catalog.pg_attribute a
+              JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped
+               AND (t.typtype IN ('c', 'd')
+                    OR t.typsubscript = 'array_subscript_handler'::regproc)
              ORDER BY a.attnum
         LOOP
             v_inner := pgjobs._array_bounds_test(format('(%s).%I', p_expr, v_att.attname),
