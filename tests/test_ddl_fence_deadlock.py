@@ -172,3 +172,40 @@ def test_a_page_never_holds_the_target_while_waiting_for_the_fence(
     assert int(scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job,))) == done
     # The next page runs, after a full check (the epoch moved).
     assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+
+
+def test_pages_that_start_while_a_ddl_commit_waits_do_not_pass_it(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """Several runners: a DDL commit waits for the page in flight; a page of
+    another job that starts meanwhile is refused (the fence's queued
+    EXCLUSIVE request conflicts), so overlapping pages cannot starve a
+    commit. (A guard: the old code queued that page instead, also without
+    starving the commit.)"""
+    jobs = []
+    for scope in (1, 2):
+        job = int(scalar(conn, "SELECT pgjobs.submit_delete('tenant.rows', %s, '{}', '{}',"
+                               " '{\"page_size\": 1}')", (str(scope),)))
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job,))
+        worker = who(conn, job, "w")
+        while not scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job,)):
+            assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+        jobs.append((job, worker))
+    first = make_conn(autocommit=False)
+    assert scalar(first, "SELECT pgjobs._run_page(%s, %s)", jobs[0]) == "more"
+    ddl = make_conn()
+    ddl_pid = scalar(ddl, "SELECT pg_backend_pid()")
+    events: list[str] = []
+    thread = threading.Thread(target=lambda: (
+        ddl.execute("CREATE TABLE tenant.elsewhere (id bigint)"), events.append("ddl committed")))
+    thread.start()
+    try:
+        wait_for(lambda: _waiting(conn, ddl_pid) or events, what="the DDL's commit waits",
+                 timeout=20)
+        second = make_conn()
+        events.append(scalar(second, "SELECT pgjobs._run_page(%s, %s)", jobs[1]))
+        events.append("first page committed")
+        first.commit()
+    finally:
+        first.rollback()
+        thread.join()
+    assert events == ["blocked", "first page committed", "ddl committed"], events
