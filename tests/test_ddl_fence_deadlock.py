@@ -209,3 +209,51 @@ def test_pages_that_start_while_a_ddl_commit_waits_do_not_pass_it(
         first.rollback()
         thread.join()
     assert events == ["blocked", "first page committed", "ddl committed"], events
+
+
+def test_two_pages_whose_triggers_run_ddl_do_not_wait_out_the_long_deadlock_check(
+        conn: Conn, make_conn: Callable[..., Conn]) -> None:
+    """A page whose target's trigger runs DDL (a table made on the fly) is a
+    DDL transaction: at its commit it wants the fence EXCLUSIVE while holding
+    its ROW SHARE. Two such pages wait for each other; the 10 min
+    deadlock_timeout the commit trigger waits with (for a migration's sake)
+    must not apply to a page, or both hang that long: one of them fails at
+    the session's deadlock check, and the other commits."""
+    conn.execute("CREATE FUNCTION tenant.make() RETURNS trigger LANGUAGE plpgsql AS $$"
+                 " BEGIN EXECUTE format('CREATE TABLE IF NOT EXISTS tenant.made_%s (id bigint)',"
+                 " pg_backend_pid()); RETURN old; END $$;"
+                 " CREATE TRIGGER make BEFORE DELETE ON tenant.rows"
+                 " FOR EACH ROW EXECUTE FUNCTION tenant.make()")
+    jobs = []
+    for scope in (1, 2):
+        job = int(scalar(conn, "SELECT pgjobs.submit_delete('tenant.rows', %s, '{}', '{}',"
+                               " '{\"page_size\": 1}')", (str(scope),)))
+        conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job,))
+        worker = who(conn, job, "w")
+        while not scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job,)):
+            assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+        jobs.append((job, worker))
+    runners = [make_conn(autocommit=False) for _ in jobs]
+    for runner, job in zip(runners, jobs, strict=True):
+        assert scalar(runner, "SELECT pgjobs._run_page(%s, %s)", job) == "more"
+    outcome: list[object] = []
+
+    def commit(runner: Conn) -> None:
+        try:
+            runner.commit()
+            outcome.append("committed")
+        except psycopg.Error as exc:  # reported below
+            outcome.append(exc.sqlstate)
+
+    threads = [threading.Thread(target=commit, args=(runner,)) for runner in runners]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(outcome) == 2, what="both pages' commits end", timeout=60)
+    finally:
+        if len(outcome) < 2:
+            for runner in runners:
+                scalar(conn, "SELECT pg_cancel_backend(%s)", (runner.info.backend_pid,))
+        for thread in threads:
+            thread.join()
+    assert sorted(map(str, outcome)) == ["40P01", "committed"], outcome
