@@ -126,10 +126,11 @@ def test_a_page_never_holds_the_target_while_waiting_for_the_fence(
     """The page holds its target (ACCESS SHARE, pgjobs._hold_target) when it
     asks for the fence: waiting there, behind a migration that took the
     fence early, it held the target for the migration's whole remainder,
-    and the migration's next ALTER TABLE of the target closed a lock cycle
-    that failed the migration ("deadlock detected", at its own
-    deadlock_timeout, before a page's lock_timeout). Now the page does not
-    wait for the fence: 'blocked', the step tries it again later."""
+    and the migration's next ALTER TABLE of the target closed a lock cycle:
+    on the old code the page failed with 40P01 at its deadlock check (it
+    waited first; the migration, held up meanwhile, would have been the one
+    failed with a shorter deadlock_timeout of its own). Now the page does
+    not wait for the fence: 'blocked', the step tries it again later."""
     job = int(scalar(conn, "SELECT pgjobs.submit_delete('tenant.rows', '1', '{}', '{}',"
                            " '{\"page_size\": 1}')"))
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job,))
