@@ -3676,12 +3676,31 @@ CREATE FUNCTION pgjobs._ddl_fence_commit() RETURNS trigger
 -- commits between a page's trust verdict and its last statement.
 -- lock_timeout 0: a DDL whose session set a short lock_timeout must not
 -- fail at its commit for a page in flight (a page gives up its own waits
--- after 200 ms, so a page waiting for a lock this transaction holds ends,
--- before the deadlock check at deadlock_timeout). A SET CONSTRAINTS ALL
+-- after 200 ms, so a page waiting for a lock this transaction holds ends;
+-- and the wait runs with a deadlock_timeout of 10 min, so the cycle is the
+-- page's to find, below). A SET CONSTRAINTS ALL
 -- IMMEDIATE in that transaction fires this at once instead, and the lock
 -- is then held to the commit (pages wait for it: the fence h74 dropped).
+DECLARE
+    v_deadlock_timeout text := current_setting('deadlock_timeout');
 BEGIN
+    -- The wait for the fence may close a lock cycle with a page: the page
+    -- holds ROW SHARE here and waits for a table this transaction holds
+    -- (ALTER TABLE or CREATE INDEX on the target or a table it reaches).
+    -- The deadlock check runs in whichever session waited its
+    -- deadlock_timeout first, and fails that one: with a deadlock_timeout
+    -- under a page's 200 ms lock_timeout that was this COMMIT (h87). Waiting
+    -- here with a deadlock_timeout above any page's leaves the cycle to the
+    -- page (its lock_timeout, or its own deadlock check), and the DDL
+    -- commits. A superuser's setting: an owner that may not set it waits
+    -- with the session's.
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '10min', true);
+    EXCEPTION WHEN insufficient_privilege OR cant_change_runtime_param THEN
+        NULL;
+    END;
     LOCK TABLE pgjobs.ddl_fence IN EXCLUSIVE MODE;
+    PERFORM set_config('deadlock_timeout', v_deadlock_timeout, true);
     UPDATE pgjobs.ddl_fence SET epoch = epoch + 1;
     -- Its own mark, and any a commit left behind while this function could
     -- not write (below): every transaction older than the snapshot's xmin
@@ -3729,22 +3748,30 @@ CREATE FUNCTION pgjobs._ddl_fence_epoch() RETURNS bigint
 -- checks in full when the epoch is not the one its verdict saw. Held, the
 -- lock makes a DDL transaction's commit wait for the page
 -- (pgjobs._ddl_fence_commit takes EXCLUSIVE), and a page that asks while a
--- commit holds it waits for that commit and then, in a statement of its
--- own (a snapshot taken after the wait: READ COMMITTED), reads the new
--- epoch: no DDL commits between the page's verdict and its statements.
+-- commit holds it gives up (below); one that got it reads, in a statement
+-- of its own (a snapshot taken after the lock: READ COMMITTED), the epoch
+-- of every commit before: no DDL commits between the page's verdict and
+-- its statements.
 -- A table lock and not the row's FOR SHARE: a waiting EXCLUSIVE request
 -- queues the later ROW SHARE ones behind it (row share locks let new
 -- lockers pass a waiting UPDATE, so overlapping pages of several runners
 -- could starve a DDL's commit), and it writes no WAL, no multixact.
+-- It does not wait for the lock (NOWAIT, 55P03): the caller holds its
+-- target (ACCESS SHARE, pgjobs._hold_target) by then, and a page waiting
+-- here behind a migration that fired the commit trigger early (SET
+-- CONSTRAINTS ALL IMMEDIATE: EXCLUSIVE held to its end) held the target
+-- for the migration's remainder, and closed a lock cycle with the
+-- migration's next ALTER TABLE of it (a "deadlock detected", the page's or
+-- the migration's, h87). A commit under way holds it for microseconds: the
+-- page is tried again ('blocked').
 -- REPEATABLE READ or SERIALIZABLE (a default_transaction_isolation): the
 -- transaction's snapshot may predate a commit that the catalogs, read
 -- afresh, show; FOR SHARE then raises 40001 when the epoch row changed
 -- since (the caller tries again in a new transaction). NULL: no row.
--- Waits under the caller's lock_timeout (55P03).
 DECLARE
     v_epoch bigint;
 BEGIN
-    LOCK TABLE pgjobs.ddl_fence IN ROW SHARE MODE;
+    LOCK TABLE pgjobs.ddl_fence IN ROW SHARE MODE NOWAIT;
     IF current_setting('transaction_isolation') = 'read committed' THEN
         SELECT f.epoch INTO v_epoch FROM pgjobs.ddl_fence f;
     ELSE
@@ -15100,8 +15127,10 @@ BEGIN
     -- that wait, for an ALTER TABLE not yet committed, is the step's 1 s
     -- and a hand-back, as before), so a DDL transaction holding the target
     -- never waits at its commit for a page that waits for it. A commit
-    -- holding the fence (microseconds) that this page could not wait out
-    -- within lock_timeout: 'blocked', the step tries again. Without the
+    -- holding the fence (microseconds; a migration's whole remainder after
+    -- SET CONSTRAINTS ALL IMMEDIATE): the page does not wait for it, as it
+    -- holds the target by then (pgjobs._ddl_fence_epoch says why):
+    -- 'blocked', the step tries again. Without the
     -- fence's event triggers (migration 0091 run by a role that may not
     -- create them; pgjobs.doctor's engine.ddl_fence) the epoch never moves
     -- and the pages keep the 1 s window.

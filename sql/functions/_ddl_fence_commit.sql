@@ -22,12 +22,31 @@ AS $$
 -- commits between a page's trust verdict and its last statement.
 -- lock_timeout 0: a DDL whose session set a short lock_timeout must not
 -- fail at its commit for a page in flight (a page gives up its own waits
--- after 200 ms, so a page waiting for a lock this transaction holds ends,
--- before the deadlock check at deadlock_timeout). A SET CONSTRAINTS ALL
+-- after 200 ms, so a page waiting for a lock this transaction holds ends;
+-- and the wait runs with a deadlock_timeout of 10 min, so the cycle is the
+-- page's to find, below). A SET CONSTRAINTS ALL
 -- IMMEDIATE in that transaction fires this at once instead, and the lock
 -- is then held to the commit (pages wait for it: the fence h74 dropped).
+DECLARE
+    v_deadlock_timeout text := current_setting('deadlock_timeout');
 BEGIN
+    -- The wait for the fence may close a lock cycle with a page: the page
+    -- holds ROW SHARE here and waits for a table this transaction holds
+    -- (ALTER TABLE or CREATE INDEX on the target or a table it reaches).
+    -- The deadlock check runs in whichever session waited its
+    -- deadlock_timeout first, and fails that one: with a deadlock_timeout
+    -- under a page's 200 ms lock_timeout that was this COMMIT (h87). Waiting
+    -- here with a deadlock_timeout above any page's leaves the cycle to the
+    -- page (its lock_timeout, or its own deadlock check), and the DDL
+    -- commits. A superuser's setting: an owner that may not set it waits
+    -- with the session's.
+    BEGIN
+        PERFORM set_config('deadlock_timeout', '10min', true);
+    EXCEPTION WHEN insufficient_privilege OR cant_change_runtime_param THEN
+        NULL;
+    END;
     LOCK TABLE pgjobs.ddl_fence IN EXCLUSIVE MODE;
+    PERFORM set_config('deadlock_timeout', v_deadlock_timeout, true);
     UPDATE pgjobs.ddl_fence SET epoch = epoch + 1;
     -- Its own mark, and any a commit left behind while this function could
     -- not write (below): every transaction older than the snapshot's xmin

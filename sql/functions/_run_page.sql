@@ -186,8 +186,10 @@ BEGIN
     -- that wait, for an ALTER TABLE not yet committed, is the step's 1 s
     -- and a hand-back, as before), so a DDL transaction holding the target
     -- never waits at its commit for a page that waits for it. A commit
-    -- holding the fence (microseconds) that this page could not wait out
-    -- within lock_timeout: 'blocked', the step tries again. Without the
+    -- holding the fence (microseconds; a migration's whole remainder after
+    -- SET CONSTRAINTS ALL IMMEDIATE): the page does not wait for it, as it
+    -- holds the target by then (pgjobs._ddl_fence_epoch says why):
+    -- 'blocked', the step tries again. Without the
     -- fence's event triggers (migration 0091 run by a role that may not
     -- create them; pgjobs.doctor's engine.ddl_fence) the epoch never moves
     -- and the pages keep the 1 s window.
