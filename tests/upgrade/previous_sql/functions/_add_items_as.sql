@@ -21,7 +21,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('add_items', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('add_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF NOT v_job.fanout THEN
         RAISE EXCEPTION 'job % is not a fan-out job', p_id USING ERRCODE = '22023',

@@ -17,6 +17,7 @@ AS $$
 -- pgjobs._allowed_scope_keys_as (which may read pgjobs.target_registry)
 -- refuses any caller but this function (pgjobs._enter). Locks nothing.
 BEGIN
-    RETURN pgjobs._allowed_scope_keys_as(current_user);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._allowed_scope_keys_as(current_user) AS sealed_call;
 END
 $$;

@@ -36,7 +36,7 @@ DECLARE
     v_at double precision;
     v_slot text;
 BEGIN
-    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_allowed_scope_keys', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_entries IS NULL THEN
         RETURN pgjobs._leave(v_keys);
     END IF;

@@ -26,7 +26,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('cancel', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('cancel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.fanout THEN
         RETURN pgjobs._leave(pgjobs._items_stop(p_id, 'canceled'));  -- the job and its items, at once

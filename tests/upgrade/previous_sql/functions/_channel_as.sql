@@ -26,7 +26,7 @@ DECLARE
     v_reg pgjobs.target_registry;
     v_scope text;
 BEGIN
-    p_caller := pgjobs._enter('channel', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('channel', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     PERFORM pgjobs._require(p_target, 'SELECT');
     PERFORM pgjobs._require_scope(p_target, p_scope);

@@ -20,6 +20,7 @@ AS $$
 -- security would confine it, registered or not (the policy shows no other
 -- role's job on such a table anyway). Locks nothing.
 BEGIN
-    RETURN pgjobs._confined_targets_as(current_user, p_role);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._confined_targets_as(current_user, p_role) AS sealed_call;
 END
 $$;

@@ -18,7 +18,7 @@ AS $$
 -- rows (no index on relrowsecurity), a fraction of a millisecond in a
 -- database of a few thousand relations. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_confined_targets', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_confined_targets', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(ARRAY(SELECT c.oid::regclass
                    FROM pg_catalog.pg_class c

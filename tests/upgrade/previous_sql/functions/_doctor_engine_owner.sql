@@ -7,7 +7,7 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
--- pgjobs.doctor's engine.owner check. Read-only.
+-- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -39,6 +39,35 @@ BEGIN
                '... OWNER TO pgjobs_owner for every object of schema pgjobs; run `pgjobs run` '
                '(or pg_cron) as a role with no more rights than the owners of the targets '
                '(docs/operations.md)';
+    END IF;
+    RETURN NEXT;
+    -- The DDL fence (migration 0091, pgjobs._ddl_fence_installed): without
+    -- it a running delete or backfill re-checks trust at most once a
+    -- second, and a DDL that lets a client's code into the target's reach
+    -- (a rule, a GRANT of TRIGGER or REFERENCES, a policy, a table given
+    -- away) can run that code as the runner on the pages of that second.
+    check_name := 'engine.ddl_fence';
+    IF pgjobs._ddl_fence_installed() THEN
+        status := 'ok';
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+                  'delete or backfill page checks trust in full after any DDL committed since '
+                  'its last check';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
+                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
+                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+                  'most once a second, so a client''s code that a DDL lets into its target''s '
+                  'reach can run as the runner''s role for up to a second of pages';
+        fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '
+               'TRIGGER IF EXISTS pgjobs_ddl_fence_drop; CREATE EVENT TRIGGER pgjobs_ddl_fence '
+               'ON ddl_command_end EXECUTE FUNCTION pgjobs._ddl_fence_mark(); CREATE EVENT '
+               'TRIGGER pgjobs_ddl_fence_drop ON sql_drop EXECUTE FUNCTION '
+               'pgjobs._ddl_fence_mark(); ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS; '
+               'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
+               'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
+               '(docs/engine.md, The 1 s window and DDL)';
     END IF;
     RETURN NEXT;
 END

@@ -27,6 +27,7 @@ BEGIN
                       AND j.run_at <= now()) THEN
         RETURN NULL;
     END IF;
-    RETURN pgjobs._engine_wait_as(current_user);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._engine_wait_as(current_user) AS sealed_call;
 END
 $$;

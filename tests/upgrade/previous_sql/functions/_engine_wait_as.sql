@@ -21,7 +21,7 @@ DECLARE
     v_schedule text;
     v_job regclass := pgjobs._cron_relation('job');  -- pg_cron's own, not a look-alike
 BEGIN
-    p_caller := pgjobs._enter('_engine_wait', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_engine_wait', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF v_job IS NULL THEN
         RETURN pgjobs._leave(NULL::text);
     END IF;

@@ -33,7 +33,12 @@ AS $$
 -- lc_messages): element 1 is this function, element 2 the internal (it
 -- calls this in an assignment: no SQL statement line), element 3 must be
 -- the entry point's own PL/pgSQL frame (it calls the internal in a plain
--- expression). PL/pgSQL prints a function's name as compiled under the
+-- expression). After an error escaped either call earlier in the
+-- transaction, PL/pgSQL makes that call through SPI from then on, and the
+-- one line SPI prints for it stands before element 2 or 3: let in only
+-- when the whole line is that call's (pgjobs._sealed_frame; both calls end
+-- in the alias sealed_call for it). PL/pgSQL prints a function's name as
+-- compiled under the
 -- pinned search_path, so schema-qualified; a role cannot create functions
 -- in schema pgjobs, and no other frame's signature starts with
 -- 'pgjobs.' (a name a role chooses is printed in double quotes). Locks
@@ -46,6 +51,8 @@ DECLARE
     v_prefix text;
     v_internal text := '_' || ltrim(p_entry, '_') || '_as(';
     v_seal text;
+    v_body_at integer := 2;
+    v_entry_at integer := 3;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -72,13 +79,37 @@ BEGIN
        OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
        OR NOT coalesce(starts_with(v_stack[2], 'pgjobs.' || v_internal), false)
        OR NOT coalesce(starts_with(v_stack[3], 'pgjobs.' || p_entry || '('), false) THEN
-        RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
-            '_' || ltrim(p_entry, '_'), p_entry
-            USING ERRCODE = '42501',
-            HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
-                          p_entry, '_' || ltrim(p_entry, '_'));
+        -- Not the plain stack. After an error escaped one of the two calls
+        -- earlier in the transaction (a savepoint rolled back, an EXCEPTION
+        -- block), PL/pgSQL evaluates it through SPI, whose frame then stands
+        -- before the body's (the body's call of this function) or before the
+        -- entry point's (the entry point's call of the body): that exact
+        -- frame, and nothing else, is let in there, where the frames were
+        -- read at the prefix (pgjobs._sealed_frame says why a role cannot
+        -- write it). The plain path above costs what it did.
+        IF v_at > 0 AND v_prefix !~ '[0-9]' THEN
+            IF pgjobs._sealed_frame(v_lines[2], 'assignment', p_entry) THEN
+                v_body_at := 3;
+            END IF;
+            v_entry_at := v_body_at + 1;
+            IF NOT coalesce(starts_with(v_stack[v_entry_at], 'pgjobs.' || p_entry || '('), false)
+               AND pgjobs._sealed_frame(v_lines[v_entry_at], 'expression', p_entry) THEN
+                v_entry_at := v_entry_at + 1;
+            END IF;
+        END IF;
+        IF v_entry_at = 3 OR p_caller IS NULL OR p_entry IS NULL
+           OR coalesce(cardinality(v_stack), 0) < v_entry_at
+           OR NOT coalesce(starts_with(v_stack[1], 'pgjobs._enter('), false)
+           OR NOT coalesce(starts_with(v_stack[v_body_at], 'pgjobs.' || v_internal), false)
+           OR NOT coalesce(starts_with(v_stack[v_entry_at], 'pgjobs.' || p_entry || '('), false) THEN
+            RAISE EXCEPTION 'permission denied: pgjobs.%_as may only be called by pgjobs.%',
+                '_' || ltrim(p_entry, '_'), p_entry
+                USING ERRCODE = '42501',
+                HINT = format('Call pgjobs.%s, not pgjobs.%s_as: it acts for the role that calls it.',
+                              p_entry, '_' || ltrim(p_entry, '_'));
+        END IF;
     END IF;
-    -- element 2 is the internal: cardinality - 1 lines from the bottom
+    -- element v_body_at is the internal: its depth counts from the bottom
     -- sealed: only this function can write a slot that pgjobs._entered
     -- honours. pgjobs._call_seal's formula, written out as _entered writes
     -- it: a call of it cost ~20-40 us of every client call (its SET
@@ -88,13 +119,13 @@ BEGIN
     IF has_table_privilege('pgjobs.settings', 'SELECT') THEN
         SELECT encode(sha256(convert_to('pgjobs call:' || (st.value #>> '{}') || ':'
                    || encode(sha256(convert_to(jsonb_build_array(
-                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - 1, p_entry,
+                          'pgjobs call', st.value #>> '{}', cardinality(v_stack) - v_body_at + 1, p_entry,
                           p_caller, current_user, pg_backend_pid())::text, 'UTF8')), 'hex'),
                    'UTF8')), 'hex')
           INTO v_seal
           FROM pgjobs.settings st WHERE st.key = 'channel_secret';
     END IF;
-    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - 1),
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
                        p_entry || '/' || p_caller || '/' || v_seal,
                        true);  -- pgjobs._entered
     RETURN p_caller;

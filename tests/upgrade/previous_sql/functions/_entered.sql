@@ -17,7 +17,9 @@ AS $$
 -- entry point pgjobs.<x> decides: honoured only when the setting at that
 -- frame's depth names that entry, which _enter set when the frame began
 -- (a nested client call keeps its own depth, so the outer call's setting
--- is intact when it returns). Any role may set pgjobs.* settings itself,
+-- is intact when it returns; between the two may stand the one SPI line
+-- pgjobs._enter lets in there, pgjobs._sealed_frame). Any role may set
+-- pgjobs.* settings itself,
 -- so a setting alone proves nothing: it counts only with the seal _enter
 -- made (pgjobs._call_seal, keyed with the engine's secret) for that depth,
 -- entry and caller, and only while a live _as frame stands at its depth: a
@@ -43,6 +45,7 @@ DECLARE
     v_slot text;
     v_entry text;
     v_seal text;
+    v_next integer;
 BEGIN
     -- The frames, as pgjobs._stack reads them (its signature first, the
     -- rest of the line after it). Most languages print the same text before
@@ -71,9 +74,20 @@ BEGIN
     END IF;
     FOR i IN 2 .. v_n - 1 LOOP
         v_body := substring(v_stack[i] FROM '^pgjobs\._([a-z_]+)_as\(');
-        CONTINUE WHEN v_body IS NULL
-            OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_body || '(')
-                            OR starts_with(v_stack[i + 1], 'pgjobs._' || v_body || '('), false);
+        CONTINUE WHEN v_body IS NULL;
+        v_next := i + 1;  -- the entry point's frame
+        IF NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_body || '(')
+                        OR starts_with(v_stack[v_next], 'pgjobs._' || v_body || '('), false) THEN
+            -- the entry point's call of the body evaluated through SPI after
+            -- an earlier error of the transaction: its exact frame, as
+            -- pgjobs._enter lets it in (frames read at the prefix only)
+            CONTINUE WHEN v_at = 0 OR v_prefix ~ '[0-9]'
+                OR NOT pgjobs._sealed_frame(v_lines[v_next], 'expression', v_body);
+            v_next := i + 2;
+            CONTINUE WHEN NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_body || '(')
+                                       OR starts_with(v_stack[v_next], 'pgjobs._' || v_body || '('),
+                                       false);
+        END IF;
         -- '<entry>/<caller>/<seal>': honoured only with the seal pgjobs._enter
         -- made for this depth, entry and caller (pgjobs._call_seal). The frames
         -- are text, and text a role wrote (an SQL statement, a quoted name) can
@@ -85,7 +99,7 @@ BEGIN
         v_slot := left(v_slot, -65);
         v_entry := nullif(split_part(v_slot, '/', 1), '');
         IF v_entry IS NULL OR ltrim(v_entry, '_') <> v_body
-           OR NOT coalesce(starts_with(v_stack[i + 1], 'pgjobs.' || v_entry || '('), false)
+           OR NOT coalesce(starts_with(v_stack[v_next], 'pgjobs.' || v_entry || '('), false)
            OR length(v_slot) <= length(v_entry) + 1 THEN
             v_seal := NULL;
         ELSIF has_table_privilege('pgjobs.settings', 'SELECT') THEN

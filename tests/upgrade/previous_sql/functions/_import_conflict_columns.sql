@@ -12,11 +12,14 @@ AS $$
 -- unique index (or primary key) of plain columns that is on (scope, key),
 -- in either order, else on key alone (unique across scopes: a record whose
 -- key another scope holds then counts as a duplicate that is never
--- touched). NULL when there is none. Locks nothing.
+-- touched). NULL when there is none. Not a DEFERRABLE one: PostgreSQL
+-- refuses it as ON CONFLICT's arbiter (55000 at the first batch, after
+-- the submit accepted the job; h81). Locks nothing.
 SELECT array_agg(a.attname ORDER BY k.ord)
   FROM (SELECT i.indexrelid, i.indkey
           FROM pg_catalog.pg_index i
          WHERE i.indrelid = p_reg.target AND i.indisunique AND i.indisvalid
+           AND i.indimmediate
            AND i.indpred IS NULL AND i.indexprs IS NULL
            AND NOT EXISTS (
                SELECT 1 FROM unnest(i.indkey::int2[]) c(n)

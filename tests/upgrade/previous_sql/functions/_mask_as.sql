@@ -26,7 +26,7 @@ AS $$
 DECLARE
     v_reg pgjobs.target_registry;
 BEGIN
-    p_caller := pgjobs._enter('mask', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('mask', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     PERFORM pgjobs._target_recent(p_target, true, ARRAY['mask', p_caller]);
     -- pgjobs._require for the role pgjobs._enter returned (pgjobs._caller):

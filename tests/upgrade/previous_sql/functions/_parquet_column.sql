@@ -30,8 +30,8 @@ AS $$
 -- numeric without a declared precision has no fixed decimal type: it is
 -- exported as its exact text (arrow string); declare numeric(p,s) for a
 -- decimal column. Arrays of types outside the scalar ones above are lists
--- of their elements' text; an array of more than one dimension is
--- refused (pgjobs._parquet_refuse). Locks nothing.
+-- of their elements' text; an array of more than one dimension, or one
+-- whose lower bound is not 1, is refused (pgjobs._parquet_refuse). Locks nothing.
 DECLARE
     v_type oid := p_type;
     v_typmod integer := p_typmod;
@@ -67,11 +67,20 @@ BEGIN
         -- A list holds one dimension: an array of more (to_json nests them)
         -- fails the export naming its column (pgjobs._parquet_refuse), not
         -- with pyarrow's "changed from number to array" and no column named.
-        -- Lower bounds are dropped, as to_json drops them.
+        -- A list holds no lower bound either: an array that does not start
+        -- at 1 ('[0:1]={a,b}') is refused alike, never written as if it did
+        -- (the value read back would be another one). The jsonl export and
+        -- pgjobs.visible write such a value as its PostgreSQL text
+        -- (pgjobs._array_bounds_test); an element's own arrays travel in its
+        -- text, bounds and all.
         wire := format('CASE WHEN pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 THEN '
                        'pgjobs._parquet_refuse(%2$L, ''a '' OPERATOR(pg_catalog.||) '
                        'pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.||) '
-                       '''-dimensional array'', %3$L) ELSE %4$s END',
+                       '''-dimensional array'', %3$L) '
+                       'WHEN pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 THEN '
+                       'pgjobs._parquet_refuse(%2$L, ''an array starting at index '' '
+                       'OPERATOR(pg_catalog.||) pg_catalog.array_lower(%1$s, 1), %3$L) '
+                       'ELSE %4$s END',
                        p_expr, p_expr, arrow, wire);
         RETURN;
     END IF;

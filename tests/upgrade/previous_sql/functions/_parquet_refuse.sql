@@ -11,7 +11,7 @@ AS $$
 -- Raises for a value a Parquet column of type p_arrow cannot hold: an
 -- infinite date or timestamp, or one past 64 bits of microseconds since
 -- 1970 (22008), NaN in a decimal column (22003), an array of more than
--- one dimension in a list column (0A000). A
+-- one dimension or whose lower bound is not 1 in a list column (0A000). A
 -- Parquet export's chunk query (pgjobs._parquet_column's wire expression)
 -- calls it in place of the value, so the export fails naming the column,
 -- the value and what to do, rather than with the conversion's own words
@@ -24,7 +24,12 @@ BEGIN
                     p_value, p_arrow
         USING ERRCODE = CASE WHEN p_arrow LIKE 'decimal%' THEN '22003'
                              WHEN p_arrow LIKE 'list<%' THEN '0A000' ELSE '22008' END,
-        HINT = CASE WHEN p_arrow LIKE 'list<%' THEN
+        HINT = CASE WHEN p_arrow LIKE 'list<%' AND p_value LIKE 'an array starting at%' THEN
+                   format('Export this scope as csv or jsonl (both keep the bounds: csv prints '
+                          'the array as PostgreSQL does, jsonl writes such a value as its '
+                          'PostgreSQL text, a JSON string), or export a text column holding '
+                          '%s::text, which keeps them.', p_column)
+               WHEN p_arrow LIKE 'list<%' THEN
                    format('Export this scope as csv or jsonl (csv prints the array as PostgreSQL '
                           'does, jsonl as nested JSON arrays), or export a column of one '
                           'dimension instead of %s.', p_column)

@@ -37,7 +37,7 @@ DECLARE
     v_admin boolean;
     v_since timestamptz;
 BEGIN
-    p_caller := pgjobs._enter('pause', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('pause', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     v_admin := pg_has_role(p_caller, 'pgjobs_admin', 'MEMBER');
     v_since := pgjobs._pause_since(v_job, v_admin);

@@ -71,7 +71,7 @@ DECLARE
     v_blocked_rows bigint := 0;
     v_blocked_first jsonb;
 BEGIN
-    p_caller := pgjobs._enter('preview', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('preview', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The privileges of the kind previewed, from the options alone, before
     -- the registry is read (pgjobs._require_entry): a bad kind is refused
     -- below, after them, alike for every table.

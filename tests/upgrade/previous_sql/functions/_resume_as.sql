@@ -25,7 +25,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('resume', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('resume', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status = 'paused'
        OR (v_job.status = 'running' AND v_job.pause_requested_at IS NOT NULL) THEN

@@ -55,7 +55,7 @@ DECLARE
     v_checkpoint jsonb;
     v_import bigint;
 BEGIN
-    p_caller := pgjobs._enter('retry', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('retry', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_job := pgjobs._controlled_job(p_id);  -- P0002, 42501; locks the row
     IF v_job.status NOT IN ('failed', 'canceled') THEN
         RAISE EXCEPTION 'job % (%) cannot be retried', p_id, v_job.status

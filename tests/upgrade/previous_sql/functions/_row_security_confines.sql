@@ -20,6 +20,7 @@ AS $$
 -- pgjobs.target_registry) refuses any caller but this function
 -- (pgjobs._enter). Locks nothing.
 BEGIN
-    RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._row_security_confines_as(current_user, p_target, p_role) AS sealed_call;
 END
 $$;

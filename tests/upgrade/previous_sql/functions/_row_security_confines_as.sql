@@ -16,7 +16,7 @@ AS $$
 -- (pgjobs._require_self), and reads the registration (ignore_row_security)
 -- only of a table that role may SELECT. Locks nothing.
 BEGIN
-    p_caller := pgjobs._enter('_row_security_confines', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('_row_security_confines', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     PERFORM pgjobs._require_self(p_caller, p_role);
     RETURN pgjobs._leave(pgjobs._row_security_rule(
         p_target, p_role, coalesce(has_table_privilege(p_role, p_target, 'SELECT'), false)));

@@ -102,6 +102,7 @@ DECLARE
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
+    v_epoch bigint;
     v_filtered boolean;
     v_budget integer;
     v_check jsonb := '{}'::jsonb;
@@ -169,12 +170,45 @@ BEGIN
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
     -- attempt, retry and resume starts with a full check.
+    -- And at the first page after any DDL committed since the verdict (the
+    -- DDL fence, migration 0091): the verdict holds the DDL epoch its check
+    -- saw (pgjobs.ddl_fence), and a page that reads another checks in
+    -- full. The 1 s window alone let a trusted role's DDL committed between
+    -- two pages (a rule into a client's table, TRIGGER or REFERENCES granted
+    -- to a client, a reached table given away, a policy reading a client's
+    -- view) run a client's trigger as the runner on the pages of that
+    -- second. pgjobs._ddl_fence_epoch holds pgjobs.ddl_fence IN ROW SHARE
+    -- MODE from here to the page's commit, and a DDL's commit bumps the
+    -- epoch under EXCLUSIVE (pgjobs._ddl_fence_commit): no DDL commits
+    -- between this verdict and the page's statements (a page's statement
+    -- takes a change committed meanwhile when it first locks a table it
+    -- reaches). The target is locked first (ACCESS SHARE, pgjobs._hold_target;
+    -- that wait, for an ALTER TABLE not yet committed, is the step's 1 s
+    -- and a hand-back, as before), so a DDL transaction holding the target
+    -- never waits at its commit for a page that waits for it. A commit
+    -- holding the fence (microseconds; a migration's whole remainder after
+    -- SET CONSTRAINTS ALL IMMEDIATE): the page does not wait for it, as it
+    -- holds the target by then (pgjobs._ddl_fence_epoch says why):
+    -- 'blocked', the step tries again. Without the
+    -- fence's event triggers (migration 0091 run by a role that may not
+    -- create them; pgjobs.doctor's engine.ddl_fence) the epoch never moves
+    -- and the pages keep the 1 s window.
+    IF EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = v_job.target) THEN
+        PERFORM pgjobs._hold_target(v_job.target);
+    END IF;
+    BEGIN
+        v_epoch := pgjobs._ddl_fence_epoch();
+    EXCEPTION WHEN lock_not_available OR serialization_failure THEN
+        RETURN 'blocked';
+    END;
     v_verified := v_job.checkpoint -> 'verified';
     BEGIN
         IF coalesce(v_verified ->> 'worker' = p_worker
                     AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
                              THEN (v_verified ->> 'at')::double precision END
-                        BETWEEN v_now - 1.0 AND v_now,
+                        BETWEEN v_now - 1.0 AND v_now
+                    AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
+                        = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
                     false) THEN
             SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
             IF NOT FOUND THEN
@@ -183,7 +217,7 @@ BEGIN
         ELSE
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
-            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now);
+            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch);
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -208,8 +242,8 @@ BEGIN
     -- name them): renamed, dropped or retyped since its submit, this page
     -- would act on other columns, so the job fails for good. The table is
     -- held from here to the page's commit (pgjobs._hold_target), so no such
-    -- change lands between this check and the page's statements.
-    PERFORM pgjobs._hold_target(v_job.target);
+    -- change lands between this check and the page's statements (taken
+    -- above, before the DDL fence).
     v_detail := (pgjobs._columns_changed(v_job.target, v_job.target_columns)).message;
     IF v_detail IS NOT NULL THEN
         PERFORM pgjobs.fail(p_id, p_worker,

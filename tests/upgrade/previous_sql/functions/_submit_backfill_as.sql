@@ -43,7 +43,7 @@ DECLARE
     v_blocked record;
     v_replace boolean;
 BEGIN
-    p_caller := pgjobs._enter('submit_backfill', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_backfill', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target looked up and checked once, and handed down (as in
     -- pgjobs._submit_delete_as).
     v_reg := pgjobs._target(p_target);

@@ -33,7 +33,7 @@ DECLARE
     v_unchecked text[];
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_delete', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_delete', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The target's registration and trust, checked once here and handed to
     -- every step below (each used to look it up and check it again: four
     -- full checks per submit, 40-120 ms under load).

@@ -71,8 +71,12 @@ DECLARE
     v_scope text;
     v_unchecked text[];
     v_job pgjobs.jobs;
+    -- The options of an export beyond those every job takes.
+    v_keys constant text[] := ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows',
+                                    'part_size', 'parallel', 'allow_unknown_fields',
+                                    'compression', 'row_group_bytes'];
 BEGIN
-    p_caller := pgjobs._enter('submit_export', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_export', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     v_reg := pgjobs._target(p_target);
     -- The columns the job is compiled against, which it records
     -- (pgjobs._insert_job_row compares them).
@@ -155,23 +159,6 @@ BEGIN
         -- administrator allowed (docs/exports.md, "Where exports may go"); the
         -- normal form is what is stored, checked and used by the worker.
         v_destination := pgjobs._normalize_uri(v_destination, '42501');
-        -- A per-tenant prefix allows the folder of the job's scope (canonical
-        -- text); a scope that is not a value of the column is refused later,
-        -- with its own 22023, and meanwhile only shared prefixes count.
-        BEGIN
-            v_scope := pgjobs._canonical_scope(v_reg, p_scope);
-        EXCEPTION WHEN invalid_parameter_value THEN
-            v_scope := NULL;
-        END;
-        IF NOT pgjobs._storage_allowed_for(v_destination, v_scope) THEN
-            RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
-                            quote_literal(v_destination)
-                USING ERRCODE = '42501',
-                -- the destination itself, in a call allow_storage accepts
-                HINT = pgjobs._storage_allow_hint(v_destination, false)
-                       || ' Or leave "destination" out to use the worker''s storage.'
-                       || pgjobs._storage_scope_hint(v_scope);
-        END IF;
     END IF;
 
     IF v_options ? 'chunk_rows' THEN
@@ -260,6 +247,27 @@ BEGIN
         || coalesce(pgjobs._judge_fields(v_reg, pgjobs._canonical_scope(v_reg, p_scope),
                         v_fields, v_options, 'option "columns"'), '{}')) p ORDER BY p);
 
+    -- The options every job takes (priority, run_at, ..., any unknown one):
+    -- checked again as the job is written.
+    PERFORM pgjobs._job_options('export', v_options, v_keys);
+    -- The destination's allow-list, once every option, the scope and the
+    -- filter passed: a submit with a bad one named it, not the allow-list,
+    -- as every submit does (pgjobs._submit_import_as's source alike; h81).
+    IF v_destination IS NOT NULL THEN
+        -- A per-tenant prefix allows the folder of the job's scope (canonical
+        -- text).
+        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
+        IF NOT pgjobs._storage_allowed_for(v_destination, v_scope) THEN
+            RAISE EXCEPTION 'destination % is not under an allowed storage prefix',
+                            quote_literal(v_destination)
+                USING ERRCODE = '42501',
+                -- the destination itself, in a call allow_storage accepts
+                HINT = pgjobs._storage_allow_hint(v_destination, false)
+                       || ' Or leave "destination" out to use the worker''s storage.'
+                       || pgjobs._storage_scope_hint(v_scope);
+        END IF;
+    END IF;
+
     v_job := pgjobs._insert_job('export', p_target, p_scope,
         jsonb_build_object('filter', p_filter,
                            'format', v_format,
@@ -280,8 +288,7 @@ BEGIN
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
         v_options,
-        ARRAY['format', 'columns', 'gzip', 'destination', 'chunk_rows', 'part_size',
-              'parallel', 'allow_unknown_fields', 'compression', 'row_group_bytes'],
+        v_keys,
         v_predicate, NULL, v_reg);
     RETURN pgjobs._leave(v_job.id);
 END

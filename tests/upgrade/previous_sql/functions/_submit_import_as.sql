@@ -16,13 +16,15 @@ AS $$
 -- The body of pgjobs.submit_import, run as pgjobs' owner for the role p_caller
 -- (the current_user of pgjobs.submit_import, its only permitted caller: pgjobs._enter,
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
--- Validates, before anything is written: the target (registered, trusted),
--- INSERT on it (UPDATE too for on_duplicate update; 42501), the source URI
--- (a supported scheme, under a prefix of the storage allow-list: 42501),
--- the options (22023), and for on_duplicate skip / update a unique index
--- pgjobs can name in ON CONFLICT (55000 with the CREATE UNIQUE INDEX
--- statement). The scope is canonicalised and checked against
--- pgjobs.allowed_scopes by pgjobs._insert_job, which applies the gate.
+-- Validates, before anything is written, in this order: the target
+-- (registered, trusted), INSERT on it (UPDATE too for on_duplicate update;
+-- 42501), the source URI's scheme, the scope and every option (22023; for
+-- on_duplicate skip / update a unique index pgjobs can name in ON
+-- CONFLICT: 55000 with the CREATE UNIQUE INDEX statement), and only then
+-- the source's place under a prefix of the storage allow-list (42501; a
+-- bad option is named, not the allow-list: h81) and that it names a file.
+-- The scope is checked against pgjobs.allowed_scopes by pgjobs._insert_job,
+-- which applies the gate.
 -- Import options (besides the common ones):
 --   format        "csv" (header row) | "jsonl"; default "jsonl" when the
 --                 name ends in .jsonl or .ndjson (before any .gz), else "csv"
@@ -59,8 +61,11 @@ DECLARE
     v_conflict text[];
     v_scope text;
     v_job pgjobs.jobs;
+    -- The options of an import beyond those every job takes.
+    v_keys constant text[] := ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
+                                    'allow_unknown_fields', 'replace_non_objects'];
 BEGIN
-    p_caller := pgjobs._enter('submit_import', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_import', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- What the call needs on some column, from the options alone, before the
     -- registry is read (pgjobs._require_entry); the columns are checked below.
     PERFORM pgjobs._require_entry(p_target,
@@ -106,36 +111,10 @@ BEGIN
     -- allowed (docs/imports.md): a worker never reads an arbitrary server
     -- file or URL for them. The normal form is stored and used.
     v_source := pgjobs._normalize_uri(p_source, '42501');
-    -- A per-tenant prefix allows the folder of the job's scope (canonical
-    -- text); a scope that is not a value of the column is refused later,
-    -- with its own 22023, and meanwhile only shared prefixes count.
-    BEGIN
-        v_scope := pgjobs._canonical_scope(v_reg, p_scope);
-    EXCEPTION WHEN invalid_parameter_value THEN
-        v_scope := NULL;
-    END;
-    IF NOT pgjobs._storage_allowed_for(v_source, v_scope) THEN
-        RAISE EXCEPTION 'source % is not under an allowed storage prefix',
-                        quote_literal(v_source)
-            USING ERRCODE = '42501',
-            -- the source's own folder, in a call allow_storage accepts
-            HINT = pgjobs._storage_allow_hint(v_source, true)
-                   || pgjobs._storage_scope_hint(v_scope);
-    END IF;
-    -- One object, never a folder: a source that ends with a slash, or names a
-    -- bucket (a container) and no object in it, was accepted and failed at its
-    -- worker's first read ("not a regular file"), known here. An https URL may
-    -- serve a file at any path, one ending with a slash too. After the
-    -- allow-list: a folder outside it is refused as any source there (42501).
-    IF p_source !~* '^https://'
-       AND (right(p_source, 1) = '/' OR p_source ~* '^(s3|gs|az)://[^/]*$') THEN
-        RAISE EXCEPTION 'source % names a folder, not a file',
-                        quote_literal(left(p_source, 200))
-            USING ERRCODE = '22023',
-            HINT = 'An import reads one CSV or JSONL file (gzipped or not): name it, e.g. '
-                   '''s3://bucket/imports/rows.csv''; import each file of a folder as a '
-                   'job of its own.';
-    END IF;
+    -- The scope, canonical (22023 for one that is not a value of the scope
+    -- column): checked before the allow-list below, which a per-tenant
+    -- prefix makes depend on it.
+    v_scope := pgjobs._canonical_scope(v_reg, p_scope);
     v_name := lower(regexp_replace(v_source, '^.*/', ''));
 
     v_gzip := v_name ~ '\.gz$';
@@ -183,8 +162,15 @@ BEGIN
 
     v_conflict := pgjobs._import_conflict_columns(v_reg);
     IF v_on_duplicate <> 'error' AND v_conflict IS NULL THEN
-        RAISE EXCEPTION 'on_duplicate "%" needs a unique index on (%, %) of %', v_on_duplicate,
-                        v_reg.scope_column, v_reg.key_column, p_target
+        RAISE EXCEPTION '%', format('on_duplicate "%s" needs a unique index on (%s, %s) of %s%s',
+                        v_on_duplicate, v_reg.scope_column, v_reg.key_column, p_target,
+                        -- (One that is DEFERRABLE cannot be ON CONFLICT's arbiter.)
+                        CASE WHEN EXISTS (
+                                SELECT FROM pg_catalog.pg_index i
+                                 WHERE i.indrelid = p_target AND i.indisunique
+                                   AND NOT i.indimmediate)
+                             THEN ' that is not DEFERRABLE (ON CONFLICT cannot use a deferrable '
+                                  'unique constraint)' ELSE '' END)
             USING ERRCODE = '55000',
             HINT = pgjobs._unique_key_hint(v_reg);
     END IF;
@@ -197,6 +183,37 @@ BEGIN
                                      v_conflict || v_reg.scope_column::text);
     END IF;
 
+    -- The options every job takes (priority, run_at, ..., the throttling
+    -- ones; any unknown one): checked again as the job is written.
+    PERFORM pgjobs._job_options('import', v_options, v_keys);
+
+    -- The source's allow-list, once every option and the scope passed: a
+    -- submit with a bad option (or scope) named it, not the allow-list, as
+    -- every submit does (pgjobs._submit_export_as's destination alike; h81).
+    -- A per-tenant prefix allows the folder of the job's scope (canonical
+    -- text).
+    IF NOT pgjobs._storage_allowed_for(v_source, v_scope) THEN
+        RAISE EXCEPTION 'source % is not under an allowed storage prefix',
+                        quote_literal(v_source)
+            USING ERRCODE = '42501',
+            -- the source's own folder, in a call allow_storage accepts
+            HINT = pgjobs._storage_allow_hint(v_source, true)
+                   || pgjobs._storage_scope_hint(v_scope);
+    END IF;
+    -- One object, never a folder: a source that ends with a slash, or names a
+    -- bucket (a container) and no object in it, was accepted and failed at its
+    -- worker's first read ("not a regular file"), known here. An https URL may
+    -- serve a file at any path, one ending with a slash too. After the
+    -- allow-list: a folder outside it is refused as any source there (42501).
+    IF p_source !~* '^https://'
+       AND (right(p_source, 1) = '/' OR p_source ~* '^(s3|gs|az)://[^/]*$') THEN
+        RAISE EXCEPTION 'source % names a folder, not a file',
+                        quote_literal(left(p_source, 200))
+            USING ERRCODE = '22023',
+            HINT = 'An import reads one CSV or JSONL file (gzipped or not): name it, e.g. '
+                   '''s3://bucket/imports/rows.csv''; import each file of a folder as a '
+                   'job of its own.';
+    END IF;
     v_job := pgjobs._insert_job('import', p_target, p_scope,
         jsonb_build_object('source', v_source,
                            'format', v_format,
@@ -205,8 +222,7 @@ BEGIN
                            'max_rejects', v_max_rejects,
                            'batch_ms', v_batch_ms),
         v_options,
-        ARRAY['format', 'gzip', 'on_duplicate', 'max_rejects', 'batch_ms',
-              'allow_unknown_fields', 'replace_non_objects'],
+        v_keys,
         NULL, NULL, v_reg);
     RETURN pgjobs._leave(v_job.id);
 END

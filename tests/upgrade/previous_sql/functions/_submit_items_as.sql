@@ -27,7 +27,7 @@ AS $$
 DECLARE
     v_job pgjobs.jobs;
 BEGIN
-    p_caller := pgjobs._enter('submit_items', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('submit_items', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         RAISE EXCEPTION 'invalid job kind %', coalesce(quote_literal(p_kind), 'NULL')
             USING ERRCODE = '22023',

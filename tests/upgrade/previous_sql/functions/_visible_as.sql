@@ -19,7 +19,8 @@ AS $$
 -- One keyset page of the rows of (p_target, p_scope) that match p_filter
 -- and are not masked by a pending delete, ordered by key, starting after
 -- key p_after, as an array of to_jsonb(row) (pgjobs.visible returns its
--- elements). Walks the (scope, key) index: the cost of
+-- elements; a column holding an array whose lower bounds are not all 1 as
+-- its PostgreSQL text, pgjobs._array_bounds_test). Walks the (scope, key) index: the cost of
 -- a page does not grow with its position. While a whole-scope delete is
 -- pending, the condition of pgjobs._mask_candidates (implied by the mask)
 -- lets an index on (scope, created_at) find the few rows that can still
@@ -38,11 +39,12 @@ DECLARE
     v_scope_type text;
     v_row text := 'to_jsonb(t.*)';
     v_json_row text;
+    v_bounds text;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
     -- without leaving the one place each rule lives (issue 11).
-    p_caller := pgjobs._enter('visible', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on: pgjobs._require_entry would read it
     -- back from the call stack through pgjobs._entered (~80 us a read).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible', p_caller]);
@@ -119,9 +121,34 @@ BEGIN
     -- to_jsonb gives it. Only
     -- then are the columns read: that read (every column, its type's kind)
     -- cost more than a page's planning in every call (issue 11).
+    -- An array whose lower bounds are not all 1 ('[0:1]={a,b}'), wherever
+    -- it sits in a column's value, makes that column read as its
+    -- PostgreSQL text, a JSON string (pgjobs._array_bounds_test, the one
+    -- rule it shares with the jsonl export): to_jsonb writes it as if it
+    -- started at 1, and the value read back was another one. Only columns
+    -- whose type may hold an array are looked at (the test of each value is
+    -- in the page's query); a value whose arrays start at 1 reads as ever.
+    -- (CASE: the pinned call, a GUC save and restore, only for such a
+    -- column, never for the scalars of most targets.)
+    -- The text is printed in fixed styles (pgjobs._value_text): in the
+    -- caller's DateStyle or IntervalStyle it read back as another value.
+    SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
+                             'pg_catalog.jsonb_build_object(%L, pgjobs._value_text(t.%I)) '
+                             'ELSE ''{}''::pg_catalog.jsonb END',
+                             c.test, c.attname, c.attname), '' ORDER BY c.attnum)
+      INTO v_bounds
+      FROM (SELECT a.attname, a.attnum,
+                   CASE WHEN ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')
+                        THEN pgjobs._array_bounds_test(format('t.%I', a.attname),
+                                                       a.atttypid::regtype) END AS test
+              FROM pg_catalog.pg_attribute a
+              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
+             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped) c
+     WHERE c.test IS NOT NULL;
     LOOP
         BEGIN
-            EXECUTE format('SELECT ARRAY(SELECT %s %s)', v_row, v_query) INTO v_rows;
+            EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)
+               INTO v_rows;
             EXIT;
         EXCEPTION WHEN data_exception THEN
             IF v_row = 'to_jsonb(t.*)' THEN

@@ -32,7 +32,7 @@ DECLARE
     v_query text;
     v_count bigint;
 BEGIN
-    p_caller := pgjobs._enter('visible_count', p_caller);  -- 42501 for any other caller
+    p_caller := pgjobs._enter('visible_count', p_caller) AS sealed_call;  -- 42501 for any other caller (alias: pgjobs._sealed_frame)
     -- The call just entered, passed on (as pgjobs._visible_as).
     v_reg := pgjobs._target_recent(p_target, true, ARRAY['visible_count', p_caller]);
     -- As pgjobs._visible_as: pgjobs._require for the role pgjobs._enter

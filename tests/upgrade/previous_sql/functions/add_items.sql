@@ -15,7 +15,8 @@ AS $$
 -- rights (the rule of pgjobs.cancel: pgjobs._controlled_job, and the
 -- privilege pgjobs.submit_items needs, held now).
 BEGIN
-    RETURN pgjobs._add_items_as(current_user, p_id, p_items);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._add_items_as(current_user, p_id, p_items) AS sealed_call;
 END
 $$;
 

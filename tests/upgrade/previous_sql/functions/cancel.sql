@@ -20,7 +20,8 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._cancel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._cancel_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._cancel_as(current_user, p_id) AS sealed_call;
 END
 $$;
 

@@ -20,7 +20,8 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._channel_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._channel_as(current_user, p_target, p_scope);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._channel_as(current_user, p_target, p_scope) AS sealed_call;
 END
 $$;
 

@@ -12,6 +12,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Marks job p_id succeeded with p_result. Fenced: false, and nothing
 -- changed, unless p_worker holds an unexpired lease of the running attempt.
+-- A parallel CSV or JSON Lines export's part objects are queued for
+-- deletion in the same transaction (pgjobs._queue_export_parts_joined).
 -- Locks: the job row.
 BEGIN
     IF p_result IS NULL OR jsonb_typeof(p_result) <> 'object' THEN
@@ -21,8 +23,16 @@ BEGIN
     PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023, named as this call's
     -- One completion for one job or a batch: the fence, the row and the
     -- event are pgjobs.complete_many's.
-    RETURN EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
-                                                    ARRAY[p_result]));
+    IF NOT EXISTS (SELECT FROM pgjobs.complete_many(ARRAY[p_id], ARRAY[p_worker],
+                                                    ARRAY[p_result])) THEN
+        RETURN false;
+    END IF;
+    IF p_result ? 'parallel_parts' THEN
+        -- A parallel export's part objects, joined: gone even if its
+        -- coordinator dies before removing them (pgjobs._queue_export_parts_joined).
+        PERFORM pgjobs._queue_export_parts_joined(p_id, p_result);
+    END IF;
+    RETURN true;
 END
 $$;
 

@@ -55,7 +55,9 @@ AS $$
 --   csv    a header (first chunk only) and one CSV column per requested
 --          column or document field (fields as text: strings bare, objects
 --          and arrays as JSON), jsonb as JSON text;
---   jsonl  one JSON object per line, keys in the requested order. It is sent
+--   jsonl  one JSON object per line, keys in the requested order (a column
+--          holding an array whose lower bounds are not all 1 as its
+--          PostgreSQL text, a JSON string: pgjobs._array_bounds_test). It is sent
 --          as a one-column CSV with quote and delimiter bytes (0x01, 0x02)
 --          that JSON text never holds raw, so COPY passes it unescaped.
 --   parquet  CSV without a header, each column in its wire form for the
@@ -84,6 +86,7 @@ DECLARE
     v_advances boolean;
     v_at double precision;
     v_verdict text;
+    v_bounds text;
 BEGIN
     PERFORM pgjobs._require_job_id(p_id);  -- 22023 for NULL, not P0002
     SELECT j.* INTO v_job FROM pgjobs.jobs j WHERE j.id = p_id;
@@ -300,6 +303,19 @@ BEGIN
             -- record spread over two lines. Such a line has its CR and LF
             -- made spaces (row_to_json escapes them in every string, so
             -- they are only ever json's whitespace).
+            -- An array whose lower bounds are not all 1 ('[0:1]={a,b}'),
+            -- wherever it sits in the value, makes the value travel as its
+            -- PostgreSQL text, a JSON string (pgjobs._array_bounds_test, the
+            -- rule pgjobs.visible keeps too): row_to_json wrote it as if it
+            -- started at 1, and the import read back another value. A value
+            -- whose arrays start at 1 is written as it always was.
+            IF v_format = 'jsonl' THEN
+                v_bounds := pgjobs._array_bounds_test(format('%I', v_name), v_type);
+                IF v_bounds IS NOT NULL THEN
+                    v_expr := format('CASE WHEN %s THEN pg_catalog.to_json(%I::pg_catalog.text) '
+                                     'ELSE pg_catalog.to_json(%s) END', v_bounds, v_name, v_expr);
+                END IF;
+            END IF;
             IF v_format = 'jsonl' AND v_type IS DISTINCT FROM 'json'::regtype THEN
                 v_raw_json := v_raw_json OR EXISTS (
                     SELECT FROM pg_catalog.pg_type ty

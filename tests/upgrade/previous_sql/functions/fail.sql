@@ -58,6 +58,11 @@ BEGIN
         PERFORM pgjobs._check_holder('job', p_id, p_worker);  -- 22023
         RETURN false;
     END IF;
+    IF v_job.status = 'canceled' AND v_job.kind = 'export' THEN
+        -- What it wrote and left, should its worker (or a part's) die
+        -- before its own cleanup: pgjobs._queue_export_leftovers.
+        PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+    END IF;
     v_event := CASE v_job.status WHEN 'queued' THEN 'retrying' ELSE v_job.status END;
     PERFORM pgjobs._notify(v_job, v_event);
     RETURN true;

@@ -83,6 +83,11 @@ BEGIN
        AND (j.cancel_requested_at IS NOT NULL OR j.pause_requested_at IS NOT NULL)
     RETURNING j.* INTO v_job;
     IF FOUND THEN
+        IF v_job.status = 'canceled' AND v_job.kind = 'export' THEN
+            -- What it wrote and left, should its worker (or a part's) die
+            -- before its own cleanup: pgjobs._queue_export_leftovers.
+            PERFORM pgjobs._queue_export_leftovers(v_job.id, v_job.checkpoint);
+        END IF;
         PERFORM pgjobs._notify(v_job, v_job.status);
     END IF;
     RETURN false;

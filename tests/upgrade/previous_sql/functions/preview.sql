@@ -23,7 +23,8 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._preview_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._preview_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._preview_as(current_user, p_target, p_scope, p_filter, p_exclude, p_options) AS sealed_call;
 END
 $$;
 

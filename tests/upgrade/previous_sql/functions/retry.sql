@@ -23,7 +23,8 @@ AS $$
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
 -- for, and the SECURITY DEFINER pgjobs._retry_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._retry_as(current_user, p_id);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._retry_as(current_user, p_id) AS sealed_call;
 END
 $$;
 

@@ -21,7 +21,8 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._submit_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_as(current_user, p_kind, p_target, p_scope, p_payload, p_options) AS sealed_call;
 END
 $$;
 

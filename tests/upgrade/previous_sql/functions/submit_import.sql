@@ -21,7 +21,8 @@ AS $$
 -- for, and the SECURITY DEFINER pgjobs._submit_import_as checks that
 -- role's rights (INSERT on the target; UPDATE too for on_duplicate update).
 BEGIN
-    RETURN pgjobs._submit_import_as(current_user, p_target, p_scope, p_source, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_import_as(current_user, p_target, p_scope, p_source, p_options) AS sealed_call;
 END
 $$;
 

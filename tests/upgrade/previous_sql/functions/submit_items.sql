@@ -20,7 +20,8 @@ AS $$
 -- for, and the SECURITY DEFINER pgjobs._submit_items_as checks that role's
 -- rights (the privilege a custom kind needs on the target, allowed_scopes).
 BEGIN
-    RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._submit_items_as(current_user, p_kind, p_target, p_scope, p_items, p_options) AS sealed_call;
 END
 $$;
 

@@ -25,8 +25,8 @@ AS $$
 DECLARE
     v_row jsonb;
 BEGIN
-    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user,
-        p_target, p_scope, p_filter, p_after, p_limit) LOOP
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    FOREACH v_row IN ARRAY pgjobs._visible_as(current_user, p_target, p_scope, p_filter, p_after, p_limit) AS sealed_call LOOP
         RETURN NEXT v_row;
     END LOOP;
 END

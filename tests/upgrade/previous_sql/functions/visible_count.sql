@@ -19,7 +19,8 @@ AS $$
 -- owner in a maintenance command, the SET ROLE role), and the SECURITY
 -- DEFINER pgjobs._visible_count_as checks that role's rights.
 BEGIN
-    RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter);
+    -- the alias lets in this call's frame after an error (pgjobs._sealed_frame)
+    RETURN pgjobs._visible_count_as(current_user, p_target, p_scope, p_filter) AS sealed_call;
 END
 $$;
 
