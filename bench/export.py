@@ -52,7 +52,13 @@ COPY, the COPYs, the gaps between them, the tail after the last COPY), and for
 fdatasync, the hashing, the checkpoints). ``--durable-copy`` adds, in each
 round, the plain COPY followed by one ``fdatasync`` of its file, and each
 export's ratio against that as well (an export makes every part durable; the
-goal's baseline does not sync).
+goal's baseline does not sync). ``--server-copy`` adds, in each round, the
+same COPY written by the server itself (``COPY ... TO 'file'``: no protocol,
+no client; a server on this machine whose user may write server files, as the
+throwaway cluster's is), and each export's ratio against that as well.
+``--phases`` also prints the CPU one SHA-256 pass over the round's bytes costs
+(a ``file://`` export makes three: each part's digest and the object's hash
+while streaming, the read-back at the end).
 Each export runs as `pgjobs export` does: one connection submits, claims and
 is the exporter's control connection; ``--separate`` adds, in the same rounds,
 each export run as before (a connection each for the submit, the claim and the
@@ -81,6 +87,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tests.support.pgcluster`
@@ -537,6 +544,11 @@ def main() -> None:
                              "followed by one fdatasync of its file, and each export's "
                              "ratio against that (the goal's ratio stays against the "
                              "plain COPY)")
+    parser.add_argument("--server-copy", action="store_true",
+                        help="with --alternate: also time, in each round, the same COPY "
+                             "written by the server itself (COPY ... TO 'file', no client; "
+                             "a server on this machine, a user who may write server files) "
+                             "and each export's ratio against that")
     parser.add_argument("--separate", action="store_true",
                         help="with --alternate: also run each export with the submit, the "
                              "claim and the control on a connection each (as before), "
@@ -641,10 +653,38 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
               "  (goal <= 150 MB, flat in row count)")
 
 
+def server_copy(dsn: str, scope: int, path: str) -> float:
+    """The same COPY written to ``path`` by the server itself (``COPY ... TO
+    'file'``: no protocol, no client), timed: what the database alone costs.
+    The server must run on this machine and the user may write server files
+    (a superuser or a member of ``pg_write_server_files``; the throwaway
+    cluster's user is one)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        try:
+            conn.execute(sql.SQL(f"COPY (SELECT * FROM {TABLE} WHERE table_id = {scope} "
+                                 "ORDER BY id) TO {} WITH (FORMAT csv, HEADER true)")
+                         .format(sql.Literal(path)))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SystemExit(f"--server-copy: {exc} (hint: use a superuser or a member of "
+                             "pg_write_server_files in --dsn, or drop --server-copy)") from None
+        return time.perf_counter() - started
+
+
 def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
     """N rounds of a plain COPY then the exports, each ratio against its round's COPY."""
     postmaster = postmaster_of(dsn)
+    if args.server_copy and postmaster is None:
+        raise SystemExit("--server-copy: the server does not run on this machine (hint: "
+                         "drop --dsn to use a throwaway cluster, or drop --server-copy)")
     base_file = os.path.join(workdir, "baseline.csv")
+    server_file = os.path.join(workdir, "server", "server.csv")
+    if args.server_copy:
+        # The server's own user writes it (the throwaway cluster may run as
+        # another user): a folder it may write, in a workdir it may cross.
+        os.mkdir(os.path.dirname(server_file))
+        os.chmod(os.path.dirname(server_file), 0o777)
+        os.chmod(workdir, 0o711)
     file_dest = f"file://{workdir}/exports"
     # label: (destination, separate connections as before); with --separate each
     # export is also run the previous way ("sep"), in the same rounds.
@@ -654,6 +694,8 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
     ratios: dict[str, list[tuple[float, float | None]]] = {kind: [] for kind in kinds}
     loads: list[float] = []
     against_durable: dict[str, list[float]] = {}  # --durable-copy
+    against_server: dict[str, list[float]] = {}  # --server-copy
+    client_over_server: list[float] = []
     with contextlib.ExitStack() as stack:
         if not args.no_s3:
             import boto3
@@ -671,9 +713,18 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             loads.append(os.getloadavg()[0])
             with timed(postmaster) as copy:
                 base = baseline(dsn, 1, base_file)  # its connect not timed, as before
+            hashing = time.process_time()
             base_sha = sha256_file(base_file)
+            hashing = time.process_time() - hashing
             base_cpu = copy[1]
             line = f"round {n + 1}: COPY {base:.2f}s"
+            on_server: float | None = None
+            if args.server_copy:
+                on_server = server_copy(dsn, 1, server_file)
+                assert sha256_file(server_file) == base_sha, "the server's COPY differs"
+                os.unlink(server_file)
+                client_over_server.append(base / on_server)
+                line += f" (server-side COPY {on_server:.2f}s)"
             durable: float | None = None
             if args.durable_copy:
                 durable = baseline(dsn, 1, base_file, durable=True)
@@ -699,9 +750,18 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
                 if durable:
                     against_durable.setdefault(kind, []).append(seconds / durable)
                     line += f" {seconds / durable:.2f}x of COPY+fdatasync"
+                if on_server:
+                    against_server.setdefault(kind, []).append(seconds / on_server)
+                    line += f" {seconds / on_server:.2f}x of the server-side COPY"
             print(f"{line} | load {loads[-1]:.1f}", flush=True)
             for split in splits:
                 print(split, flush=True)
+            if args.phases:
+                # A file:// export hashes its bytes three times: each part's
+                # digest and the object's SHA-256 while streaming, then the
+                # read-back against the digests (docs/exports.md).
+                print(f"    sha256   one pass over the round's bytes (read from the page "
+                      f"cache) {hashing:.2f}s CPU; a file:// export makes three", flush=True)
     os.unlink(base_file)
     print(f"\nexport of {args.rows:,} rows, {args.alternate} alternated rounds, load "
           f"{min(loads):.1f} to {max(loads):.1f}; ratios against each round's COPY "
@@ -713,10 +773,18 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
                     f"{max(cpus):.2f})" if cpus else "CPU -")
         print(f"  {kind:<8} median {statistics.median(wall):.2f}x "
               f"({min(wall):.2f}-{max(wall):.2f}); {cpu_text}")
+        if kind in against_server:
+            servers = against_server[kind]
+            print(f"  {'':<8} against the server-side COPY: median "
+                  f"{statistics.median(servers):.2f}x ({min(servers):.2f}-{max(servers):.2f})")
         if kind in against_durable:
             durables = against_durable[kind]
             print(f"  {'':<8} against COPY+fdatasync: median "
                   f"{statistics.median(durables):.2f}x ({min(durables):.2f}-{max(durables):.2f})")
+    if client_over_server:
+        print(f"  the plain COPY against the server-side COPY: median "
+              f"{statistics.median(client_over_server):.2f}x ({min(client_over_server):.2f}-"
+              f"{max(client_over_server):.2f})")
     print("  every export's sha256 equals its round's COPY")
 
 

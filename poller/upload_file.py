@@ -96,8 +96,12 @@ class LocalUpload(Upload):
         disk: ``fdatasync`` runs on a thread of its own (it and hashlib release
         the GIL), so a part costs its write and the longer of the two, not their
         sum. It returns only once the part is durable; the running hash and the
-        size take the part only then."""
-        whole = self._hash.copy()
+        size take the part only then. While nothing precedes the part in the
+        object (the first part, or parts after empty ones), the object's hash
+        so far is the part's digest: one pass gives both, so a one-part
+        export hashes its bytes twice (here and the read-back), not three
+        times."""
+        whole = self._hash.copy() if self._size else None
         try:
             fd = open_file(self._tmp, os.O_WRONLY, f"cannot write {self._tmp}")
             try:
@@ -108,8 +112,12 @@ class LocalUpload(Upload):
                                            name="pgjobs-fdatasync", daemon=True)
                 syncing.start()
                 try:
-                    digest = hashlib.sha256(data).hexdigest()
-                    whole.update(data)
+                    if whole is None:
+                        whole = hashlib.sha256(data)
+                        digest = whole.hexdigest()
+                    else:
+                        digest = hashlib.sha256(data).hexdigest()
+                        whole.update(data)
                 finally:
                     syncing.join()
                 if failed:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -99,3 +100,75 @@ def test_a_part_is_durable_before_write_part_returns(
     up = upload(tmp_path)
     up.write_part(b"part one\n")
     assert len(synced) == 1 and synced[0] is not threading.current_thread()
+
+
+class _CountingSha256:
+    """hashlib.sha256 that counts the bytes it is given (copies share the count)."""
+
+    def __init__(self, data: bytes | bytearray = b"", *, counted: list[int] | None = None,
+                 inner: Any = None) -> None:
+        self.counted = counted if counted is not None else _COUNTED
+        self._inner = inner if inner is not None else _REAL_SHA256()
+        if data:
+            self.update(data)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.counted[0] += len(data)
+        self._inner.update(data)
+
+    def copy(self) -> _CountingSha256:
+        return _CountingSha256(counted=self.counted, inner=self._inner.copy())
+
+    def hexdigest(self) -> str:
+        return str(self._inner.hexdigest())
+
+
+_REAL_SHA256 = hashlib.sha256
+_COUNTED = [0]
+
+
+@pytest.mark.parametrize("parts", PARTS, ids=["one", "tiny", "large"])
+def test_nothing_before_a_part_hashes_it_once_for_its_digest_and_the_object(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: list[bytes]) -> None:
+    """While nothing precedes a part in the object (the first part, or parts
+    after empty ones), its digest is the object's hash so far: its bytes are
+    hashed once, every later part's twice (its digest, the object's hash). A
+    one-part export then hashes its bytes twice in all (with the read-back),
+    not three times. The digests and the object's SHA-256 stay exact."""
+    _COUNTED[0] = 0
+    monkeypatch.setattr(upload_file, "hashlib", SimpleNamespace(sha256=_CountingSha256))
+    up = upload(tmp_path)
+    digests = [up.write_part(bytearray(p)) for p in parts]
+    assert digests == [_REAL_SHA256(p).hexdigest() for p in parts]
+    size, sha256 = up.finish()
+    whole = b"".join(parts)
+    assert (size, sha256) == (len(whole), _REAL_SHA256(whole).hexdigest())
+    leading = 0  # the bytes of the parts written while the object was empty
+    for part in parts:
+        leading += len(part)
+        if part:
+            break
+    assert _COUNTED[0] == 2 * len(whole) - leading
+
+
+RESUMED = [b"first part\n", b"", b"x" * 70_000, b"y" * 3, b"last\n"]
+
+
+@pytest.mark.parametrize("boundary", range(len(RESUMED) + 1))
+def test_a_resume_at_any_part_boundary_gives_the_objects_sha256(
+        tmp_path: Path, boundary: int) -> None:
+    """An owner writes the parts up to ``boundary`` and dies; the next inherits its
+    file (checked against the digests) and writes the rest: the size and SHA-256
+    finish returns, and the file, are exactly the object's, at every boundary,
+    the first (nothing inherited) and the last (nothing left to write) too."""
+    first = upload(tmp_path)
+    digests = [[len(p), first.write_part(bytearray(p))] for p in RESUMED[:boundary]]
+    location = storage.parse(f"file://{tmp_path}/items/1/7.csv")
+    second = storage.resume_upload(location, "", "b2-y", first.state(), part_size=1024,
+                                   digests=digests)
+    for part in RESUMED[boundary:]:
+        assert second.write_part(bytearray(part)) == _REAL_SHA256(part).hexdigest()
+    size, sha256 = second.finish()
+    whole = b"".join(RESUMED)
+    assert (size, sha256) == (len(whole), _REAL_SHA256(whole).hexdigest())
+    assert (tmp_path / "items" / "1" / "7.csv").read_bytes() == whole
