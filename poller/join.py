@@ -301,10 +301,10 @@ class Join:
         with contextlib.suppress(Exception):
             if kind == "file":
                 storage.unlink_file(self._tmp(), f"cannot delete {self._tmp()}")
-            elif kind == "s3" and self.state.get("upload_id"):
-                from pgjobs.poller import upload_s3
-
-                upload_s3.abort_later(self.ex.location, str(self.state["upload_id"]))
+            elif kind == "s3":
+                # Its upload, and any it opened and never recorded.
+                storage.discard_upload(self.ex.location, {
+                    k: self.state[k] for k in ("opening", "upload_id") if k in self.state})
             elif kind == "gs":
                 storage.delete_prefix(self.ex.location, self._scratch())
             elif kind == "az" and azblob.service() is not None:
@@ -401,6 +401,15 @@ class Join:
         resumed = self._resumed("s3")
         if resumed and self.state.get("phase") != "visible":
             try:
+                if not self.state.get("upload_id"):
+                    raise CannotResume("its upload was opened but never recorded")
+                if self.state.get("opening") is not None:
+                    # Opened by an earlier owner and never recorded: no one can
+                    # continue them (storage.remove_leftover, after the job ends).
+                    from pgjobs.poller import upload_s3
+
+                    upload_s3.abort_unrecorded(client, loc.path,
+                                               keep={str(self.state["upload_id"])})
                 present = client.list_parts(loc.path, str(self.state["upload_id"]))
                 kept = list(self.state.get("etags", []))
                 if any(present.get(n) != e for n, e in enumerate(kept, start=1)):
@@ -415,8 +424,15 @@ class Join:
         while self.state.get("phase") != "visible":
             try:
                 if not resumed:
+                    earlier = self.state.get("opening") if self.state.get("kind") == "s3" \
+                        else None
                     self.discard()
                     self._resumed("s3")
+                    # Recorded before the create is sent: an upload whose create
+                    # is answered and never recorded (the worker killed in
+                    # between) is still found by its key.
+                    self.state["opening"] = earlier if earlier is not None else time.time()
+                    self._save()
                     upload_id = self.ex.storage_retry(lambda: self._s3_call(
                         lambda: client.create(loc.path)), "the join")
                     self.state.update(upload_id=upload_id, etags=[], done=0)
@@ -664,8 +680,13 @@ class Join:
         digests: list[Any] = []
         if self.state.get("kind") == "restream":
             self.discard()  # an earlier attempt's, never resumed: its staged parts go
+        def record(opening: dict[str, Any]) -> None:
+            # A native S3 upload about to be opened (parts in another bucket).
+            self.state = {"kind": "restream", "upload": opening}
+            self._save()
+
         upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
-                                       part_size=ex.part_size, digests=digests)
+                                       part_size=ex.part_size, digests=digests, record=record)
         if upload.state().get("staging"):
             # Its staged parts (this attempt's folder) named in the checkpoint
             # before the first is written: a cancel, or the next owner, removes
