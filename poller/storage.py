@@ -1058,6 +1058,32 @@ def _remove_temporary(loc: Location, tmp: str) -> None:
         raise storage_error(exc, f"cannot delete {tmp}") from exc
 
 
+def remove_temporaries(uri: str) -> int:
+    """Remove the temporary files of ``file://`` object ``uri`` (``.{name}.pgjobs-
+    {token}.tmp`` beside it, :func:`create`'s and an upload's): what a writer of
+    that very name killed mid-write left, under a token no record names. For a
+    name only its job writes (a Parquet file of the job's folder: a stale
+    writer of it is fenced off), once no live writer of it is left. Below the
+    trusted root, no link followed. Nothing elsewhere; how many went."""
+    loc = parse(uri)
+    if loc.scheme != "file":
+        return 0
+    directory, name = os.path.split(loc.path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list {directory}") from exc
+    removed = 0
+    for found in names:
+        match = _TMP_RE.match(found)
+        if match is not None and match.group("name") == name:
+            _remove_temporary(loc, os.path.join(directory, found))
+            removed += 1
+    return removed
+
+
 def _abort_upload(loc: Location, upload_id: str) -> None:
     """Abort the S3 multipart upload ``upload_id`` of ``loc``'s key (one gone
     already, completed or aborted, is fine: a completed one's object stays)."""
