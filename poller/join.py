@@ -434,7 +434,7 @@ class Join:
                     self.state["opening"] = earlier if earlier is not None else time.time()
                     self._save()
                     upload_id = self.ex.storage_retry(lambda: self._s3_call(
-                        lambda: client.create(loc.path)), "the join")
+                        lambda: self._s3_open(client)), "the join")
                     self.state.update(upload_id=upload_id, etags=[], done=0)
                     self._save()
                 self._s3_steps(client, steps)
@@ -450,6 +450,15 @@ class Join:
                 resumed = False
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
         return size, sha256, len(steps)
+
+    def _s3_open(self, client: s3.Client) -> str:
+        """A new upload of the object, the key's unrecorded ones aborted first:
+        an earlier owner's, or one a create sent before made with its answer
+        lost (this call is retried)."""
+        from pgjobs.poller import upload_s3  # it imports storage
+
+        upload_s3.abort_unrecorded(client, self.ex.location.path)
+        return str(client.create(self.ex.location.path))
 
     def _s3_steps(self, client: s3.Client, steps: list[Step]) -> None:
         """The steps not checkpointed yet, each checkpointed, then the complete."""

@@ -137,3 +137,42 @@ def test_an_upload_opened_and_never_recorded_is_aborted(
     if expected == "succeeded":
         assert content(ended["result"]) == plain_copy(conn, ITEMS_TENANT_1)
     assert open_uploads(bucket) == []
+
+
+@pytest.mark.parametrize("kind", ["single", "join"])
+def test_a_create_whose_answer_was_lost_leaves_no_upload(
+        conn: Conn, dsn: str, bucket: str, kind: str) -> None:
+    """S3 made the upload and the answer was lost (the connection dropped):
+    the create is sent again (the join's within the attempt; a single
+    export's by its next attempt: the create's failure fails the attempt
+    retryably), and the first upload, which nothing names, is aborted; the
+    export finishes with a plain COPY's bytes."""
+    make_items(conn, rows=60)
+    job_id = submit_export(conn, "1", {}, KINDS[kind][0])
+    lost: list[str] = []
+    create = s3.Client.create
+    chosen = KINDS[kind][1]
+
+    def created(self: s3.Client, key: str) -> str:
+        upload_id = create(self, key)
+        if not lost and chosen(key):
+            lost.append(upload_id)
+            raise s3.S3Error(0, "", "connection reset by peer (the answer was lost)")
+        return upload_id
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(s3.Client, "create", created)
+        outcome = run_export(dsn, job_id, bucket)
+    assert lost, "no create was sent"
+    if kind == "single":
+        assert outcome.status == "retrying", outcome
+        conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(storage, "sweep_stale", lambda *args, **kwargs: 0)
+            Worker(dsn, bucket, once=True, poll=0.1).run()
+    else:
+        assert outcome.status == "succeeded", outcome
+    ended = job(conn, job_id)
+    assert ended["status"] == "succeeded", ended["error"]
+    assert content(ended["result"]) == plain_copy(conn, ITEMS_TENANT_1)
+    assert open_uploads(bucket) == []
