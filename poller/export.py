@@ -851,7 +851,8 @@ class Exporter:
             self._check_digests()
             self.upload = storage.resume_upload(self.location, self.staging, self.token,
                                                 ck.get("upload"), part_size=self.part_size,
-                                                digests=self.state["digests"])
+                                                digests=self.state["digests"],
+                                                record=self._record_opening)
         except CannotResume as exc:
             if self.state["phase"] == "finalizing":
                 done = self._already_visible()
@@ -1006,12 +1007,22 @@ class Exporter:
             self.recording.join()  # the upload it recorded is discarded above
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size,
-                                            digests=self.state["digests"])
+                                            digests=self.state["digests"],
+                                            record=self._record_opening)
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
         if self.upload.fresh():
             # Native S3, the create in flight: recorded before any part, as in _start.
             self.recording = _Recording(self)
+
+    def _record_opening(self, opening: dict[str, Any]) -> None:
+        """Checkpoint that a native S3 upload is being opened at the key, before
+        its CreateMultipartUpload is sent: a worker killed after the create
+        is answered and before :class:`_Recording` names the upload leaves a
+        record whoever comes next aborts it by (its key, since then)."""
+        self.state["upload"] = opening
+        if not self.control.heartbeat(checkpoint=self.checkpoint()):
+            raise LeaseLost("heartbeat refused")
 
     def checkpoint(self) -> dict[str, Any]:
         return {"v": CHECKPOINT_VERSION, "uri": self.location.uri, "prefix": self.prefix,

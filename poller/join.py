@@ -301,10 +301,10 @@ class Join:
         with contextlib.suppress(Exception):
             if kind == "file":
                 storage.unlink_file(self._tmp(), f"cannot delete {self._tmp()}")
-            elif kind == "s3" and self.state.get("upload_id"):
-                from pgjobs.poller import upload_s3
-
-                upload_s3.abort_later(self.ex.location, str(self.state["upload_id"]))
+            elif kind == "s3":
+                # Its upload, and any it opened and never recorded.
+                storage.discard_upload(self.ex.location, {
+                    k: self.state[k] for k in ("opening", "upload_id") if k in self.state})
             elif kind == "gs":
                 storage.delete_prefix(self.ex.location, self._scratch())
             elif kind == "az" and azblob.service() is not None:
@@ -401,6 +401,15 @@ class Join:
         resumed = self._resumed("s3")
         if resumed and self.state.get("phase") != "visible":
             try:
+                if not self.state.get("upload_id"):
+                    raise CannotResume("its upload was opened but never recorded")
+                if self.state.get("opening") is not None:
+                    # Opened by an earlier owner and never recorded: no one can
+                    # continue them (storage.remove_leftover, after the job ends).
+                    from pgjobs.poller import upload_s3
+
+                    upload_s3.abort_unrecorded(client, loc.path,
+                                               keep={str(self.state["upload_id"])})
                 present = client.list_parts(loc.path, str(self.state["upload_id"]))
                 kept = list(self.state.get("etags", []))
                 if any(present.get(n) != e for n, e in enumerate(kept, start=1)):
@@ -415,10 +424,17 @@ class Join:
         while self.state.get("phase") != "visible":
             try:
                 if not resumed:
+                    earlier = self.state.get("opening") if self.state.get("kind") == "s3" \
+                        else None
                     self.discard()
                     self._resumed("s3")
+                    # Recorded before the create is sent: an upload whose create
+                    # is answered and never recorded (the worker killed in
+                    # between) is still found by its key.
+                    self.state["opening"] = earlier if earlier is not None else time.time()
+                    self._save()
                     upload_id = self.ex.storage_retry(lambda: self._s3_call(
-                        lambda: client.create(loc.path)), "the join")
+                        lambda: self._s3_open(client)), "the join")
                     self.state.update(upload_id=upload_id, etags=[], done=0)
                     self._save()
                 self._s3_steps(client, steps)
@@ -434,6 +450,15 @@ class Join:
                 resumed = False
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
         return size, sha256, len(steps)
+
+    def _s3_open(self, client: s3.Client) -> str:
+        """A new upload of the object, the key's unrecorded ones aborted first:
+        an earlier owner's, or one a create sent before made with its answer
+        lost (this call is retried)."""
+        from pgjobs.poller import upload_s3  # it imports storage
+
+        upload_s3.abort_unrecorded(client, self.ex.location.path)
+        return str(client.create(self.ex.location.path))
 
     def _s3_steps(self, client: s3.Client, steps: list[Step]) -> None:
         """The steps not checkpointed yet, each checkpointed, then the complete."""
@@ -664,8 +689,13 @@ class Join:
         digests: list[Any] = []
         if self.state.get("kind") == "restream":
             self.discard()  # an earlier attempt's, never resumed: its staged parts go
+        def record(opening: dict[str, Any]) -> None:
+            # A native S3 upload about to be opened (parts in another bucket).
+            self.state = {"kind": "restream", "upload": opening}
+            self._save()
+
         upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
-                                       part_size=ex.part_size, digests=digests)
+                                       part_size=ex.part_size, digests=digests, record=record)
         if upload.state().get("staging"):
             # Its staged parts (this attempt's folder) named in the checkpoint
             # before the first is written: a cancel, or the next owner, removes

@@ -571,6 +571,10 @@ class ParquetExport:
         for f in ex.state.get("unrecorded") or []:
             uri = str(f["uri"])
             try:
+                # A worker killed while it wrote the file left its temporary
+                # file, under a token no record names (storage.create).
+                ex.storage_retry(functools.partial(storage.remove_temporaries, uri),
+                                 f"file {uri}")
                 if ex.storage_retry(functools.partial(storage.delete_holding, uri,
                                                       str(f["sha256"])), f"file {uri}"):
                     log.warning("job %s: removed %s, written by an earlier attempt and not "

@@ -896,7 +896,8 @@ def staging_path(prefix_uri: str, job_id: int) -> str:
 
 def resume_upload(location: Location, staging: str, token: str,
                   state: dict[str, Any] | None, *, part_size: int = 8 << 20,
-                  digests: list[Any] | None = None) -> Upload:
+                  digests: list[Any] | None = None,
+                  record: Callable[[dict[str, Any]], None] | None = None) -> Upload:
     """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
     from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
     when that state can no longer be continued.
@@ -912,7 +913,12 @@ def resume_upload(location: Location, staging: str, token: str,
     written (the exporter appends one per part it writes through this upload).
     What a resume inherits is checked against them: a temporary file at once
     (:class:`Mismatch`), staged parts as ``finish`` composes them (the put
-    aborts), a native S3 upload when it is read back after completing."""
+    aborts), a native S3 upload when it is read back after completing.
+
+    ``record``: called with the state of a native S3 upload about to be opened
+    (``{"opening": t}``) before its CreateMultipartUpload is sent; it must
+    checkpoint it (:class:`upload_s3.NativeS3Upload`), so no upload is ever
+    opened that no record leads to."""
     from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
 
     if location.scheme == "file":
@@ -923,10 +929,12 @@ def resume_upload(location: Location, staging: str, token: str,
         if azblob.service() is None:
             raise CannotResume("staged blocks need an account key or SAS to continue")
         return azblob.BlockUpload(location, token, state, digests)
-    if state and state.get("upload_id"):
-        return upload_s3.NativeS3Upload(location, state, digests)
+    if state and (state.get("upload_id")
+                  or (state.get("opening") is not None and not state.get("staging"))):
+        # Recorded, or only its opening recorded (its create never was).
+        return upload_s3.NativeS3Upload(location, state, digests, record)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
-        return upload_s3.NativeS3Upload(location, None, digests)
+        return upload_s3.NativeS3Upload(location, None, digests, record)
     return upload_obstore.StagedUpload(location, staging, token, state, digests=digests)
 
 
@@ -942,6 +950,11 @@ def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
             with contextlib.suppress(OSError, StorageError):
                 unlink_file(str(tmp), f"cannot delete {tmp}")
         return
+    if state.get("opening") is not None and location.scheme == "s3":
+        # Uploads opened at the key and never recorded (best effort: the
+        # queued removal and the stale sweep come after).
+        with contextlib.suppress(Exception):
+            _abort_unrecorded(location, state)
     if state.get("upload_id"):
         from pgjobs.poller import upload_s3  # it imports this module
 
@@ -963,29 +976,62 @@ def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
     it, an S3 multipart upload of ``uri``'s key, the job's staging folder;
     anything else is refused (22023)."""
     loc = parse(uri)
+    unrecorded = upload.get("unrecorded")
+    if isinstance(unrecorded, dict):
+        # Only the uploads opened at the key and never recorded
+        # (pgjobs._queue_export_unrecorded): the recorded one is kept.
+        if unrecorded.get("opening") is not None:
+            _abort_unrecorded(loc, unrecorded)
+        return
     join = upload.get("join")
     if isinstance(join, dict):
         kind = join.get("kind")
         if kind == "file":
             directory, name = os.path.split(loc.path)
             _remove_temporary(loc, os.path.join(directory, f".{name}.pgjobs-join.tmp"))
-        elif kind == "s3" and join.get("upload_id"):
-            _abort_upload(loc, str(join["upload_id"]))
+        elif kind == "s3":
+            if join.get("opening") is not None:
+                _abort_unrecorded(loc, join)
+            if join.get("upload_id"):
+                _abort_upload(loc, str(join["upload_id"]))
         elif kind == "gs" and upload.get("prefix"):
             _remove_staged(loc, staging_path(str(upload["prefix"]), job_id) + "join/", job_id)
         elif kind == "restream" and isinstance(join.get("upload"), dict) \
                 and join["upload"].get("staging"):
             # The parts a join streamed into a new upload staged (poller/join.py).
             _remove_staged(loc, str(join["upload"]["staging"]), job_id)
+        elif kind == "restream" and isinstance(join.get("upload"), dict) \
+                and join["upload"].get("opening") is not None:
+            # A native S3 upload it opened (never recorded past its opening).
+            _abort_unrecorded(loc, join["upload"])
         # az: uncommitted blocks are discarded by Azure after 7 days.
         return
     if loc.scheme == "file":
         if upload.get("tmp"):
             _remove_temporary(loc, str(upload["tmp"]))
-    elif upload.get("upload_id"):
+        return
+    if upload.get("opening") is not None:
+        # What its attempts opened at the key and never recorded (a create
+        # answered, the worker killed before the checkpoint named it).
+        _abort_unrecorded(loc, upload)
+    if upload.get("upload_id"):
         _abort_upload(loc, str(upload["upload_id"]))
     elif upload.get("staging"):
         _remove_staged(loc, str(upload["staging"]), job_id)
+
+
+def _abort_unrecorded(loc: Location, state: dict[str, Any]) -> None:
+    """Abort the multipart uploads of ``loc``'s key that ``state`` (one that
+    recorded ``opening``) does not name (:func:`upload_s3.abort_unrecorded`)."""
+    from pgjobs.poller import upload_s3  # it imports this module
+
+    if loc.scheme != "s3":
+        raise _refused_leftover(loc, "multipart uploads")
+    keep = {str(state["upload_id"])} if state.get("upload_id") else set()
+    try:
+        upload_s3.abort_unrecorded(s3.Client(loc.base.split("://", 1)[1]), loc.path, keep)
+    except s3.S3Error as exc:
+        raise storage_error(exc, f"cannot abort the unrecorded uploads of {loc.uri}") from exc
 
 
 def _refused_leftover(loc: Location, what: str) -> StorageError:
@@ -1010,6 +1056,32 @@ def _remove_temporary(loc: Location, tmp: str) -> None:
         raise
     except OSError as exc:
         raise storage_error(exc, f"cannot delete {tmp}") from exc
+
+
+def remove_temporaries(uri: str) -> int:
+    """Remove the temporary files of ``file://`` object ``uri`` (``.{name}.pgjobs-
+    {token}.tmp`` beside it, :func:`create`'s and an upload's): what a writer of
+    that very name killed mid-write left, under a token no record names. For a
+    name only its job writes (a Parquet file of the job's folder: a stale
+    writer of it is fenced off), once no live writer of it is left. Below the
+    trusted root, no link followed. Nothing elsewhere; how many went."""
+    loc = parse(uri)
+    if loc.scheme != "file":
+        return 0
+    directory, name = os.path.split(loc.path)
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise storage_error(exc, f"cannot list {directory}") from exc
+    removed = 0
+    for found in names:
+        match = _TMP_RE.match(found)
+        if match is not None and match.group("name") == name:
+            _remove_temporary(loc, os.path.join(directory, found))
+            removed += 1
+    return removed
 
 
 def _abort_upload(loc: Location, upload_id: str) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,21 @@ class StagedUpload(Upload):
         self._staging = (state or {}).get("staging") or staging
         self._token = token
         self._runs, self._next = load_runs(state)
+        # S3: finish joins the parts through a multipart upload its own
+        # checkpoint never names (the finalizing one is taken before it), so
+        # the state records that one may be open at the key: a later attempt,
+        # or the removal queued when the job ends, aborts those it left
+        # (upload_s3.abort_unrecorded).
+        self._opening: Any = None
+        if location.scheme == "s3":
+            begun = (state or {}).get("opening")
+            self._opening = begun if begun is not None else time.time()
+            if begun is not None:
+                client = s3.Client(location.base.split("://", 1)[1])
+                try:
+                    upload_s3.abort_unrecorded(client, location.path)
+                except s3.S3Error as exc:
+                    raise storage_error(exc, f"cannot write {location.uri}") from exc
         if state and verify and self._runs:
             self._verify()
 
@@ -97,7 +113,10 @@ class StagedUpload(Upload):
         self._next += 1
 
     def state(self) -> dict[str, Any]:
-        return {"staging": self._staging, "runs": self._runs}
+        state: dict[str, Any] = {"staging": self._staging, "runs": self._runs}
+        if self._opening is not None:
+            state["opening"] = self._opening
+        return state
 
     def finish(self) -> tuple[int, str]:
         """Join the parts into the object, never over one at its key

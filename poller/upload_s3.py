@@ -8,11 +8,13 @@ storage is down are queued and retried in the background (:func:`abort_later`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pgjobs.poller import s3client as s3
@@ -37,15 +39,24 @@ class NativeS3Upload(Upload):
     start); the upload id is awaited where it is first needed (the first part,
     :meth:`state`, :meth:`finish`, :meth:`cleanup`). A create that failed is
     raised there, as a storage error, and sent again on the next use (a retried
-    part). Until the first part's checkpoint the id is not recorded, as it was
-    not between the create and the checkpoint that followed it: an upload a
-    process leaves then is aborted by the stale-upload sweep."""
+    part).
+
+    Until the checkpoint records the id, nothing names the upload but its key:
+    so a new upload first records that it opens one (``record`` is called with
+    ``{"opening": t}``, t the worker's clock, for diagnosis, and must
+    checkpoint it) before its create is sent, and keeps ``opening`` in its
+    state. Whoever later meets that state (the next attempt, a cancel's or a
+    failure's queued removal, prune) aborts every upload of the key that the
+    state does not name (:func:`abort_unrecorded`): one whose create was
+    answered but never recorded (the worker killed in between), or whose
+    answer was lost (the create sent again)."""
 
     _id: str | None = None
     _creating: _Creating | None = None
 
     def __init__(self, location: Location, state: dict[str, Any] | None,
-                 digests: list[Any] | None = None):
+                 digests: list[Any] | None = None,
+                 record: Callable[[dict[str, Any]], None] | None = None):
         self.location = location
         self._digests = digests
         self._client = s3.Client(location.base.split("://", 1)[1])
@@ -53,7 +64,16 @@ class NativeS3Upload(Upload):
         self._hash: Any = hashlib.sha256()
         self._size = 0
         self._completed = False  # finish completed it: nothing is left to abort
+        self._opening: Any = None
         try:
+            if state and state.get("opening") is not None:
+                # An earlier attempt opened uploads here since then: those its
+                # state does not name were never recorded, and nobody else
+                # can continue them.
+                abort_unrecorded(self._client, self._key,
+                                 keep={str(state["upload_id"])} if state.get("upload_id")
+                                 else ())
+                self._opening = state["opening"]  # a marker: kept as it is
             if state and state.get("upload_id"):
                 self._id = str(state["upload_id"])
                 self._etags: list[str] = list(state.get("etags", []))
@@ -64,6 +84,9 @@ class NativeS3Upload(Upload):
                 if self._etags or self._empty:
                     self._hash = None  # re-read at finish
             else:
+                self._opening = time.time()
+                if record is not None:
+                    record({"opening": self._opening})  # before the create is sent
                 self._creating = _Creating(self._client, self._key)
                 self._etags = []
                 self._empty = False
@@ -78,11 +101,20 @@ class NativeS3Upload(Upload):
         if self._id is None:
             creating, self._creating = self._creating, None
             try:
+                if creating is None:
+                    # The create that failed may have made an upload (its answer
+                    # lost): aborted before another is made.
+                    self._abort_unrecorded()
                 self._id = (creating.result() if creating is not None
                             else self._client.create(self._key))
             except s3.S3Error as exc:
                 raise storage_error(exc, f"cannot write {self.location.uri}") from exc
         return self._id
+
+    def _abort_unrecorded(self) -> None:
+        if self._opening is not None:
+            abort_unrecorded(self._client, self._key,
+                             keep={self._id} if self._id is not None else ())
 
     def fresh(self) -> bool:
         return self._id is None
@@ -111,8 +143,11 @@ class NativeS3Upload(Upload):
         return sha256
 
     def state(self) -> dict[str, Any]:
-        return {"upload_id": self._upload_id(), "etags": list(self._etags),
-                "empty": self._empty}
+        state = {"upload_id": self._upload_id(), "etags": list(self._etags),
+                 "empty": self._empty}
+        if self._opening is not None:
+            state["opening"] = self._opening
+        return state
 
     def finish(self) -> tuple[int, str]:
         """Complete the upload only where no object is (:func:`complete_new`;
@@ -153,7 +188,10 @@ class NativeS3Upload(Upload):
                 # The create in flight is awaited: the upload it makes is aborted too.
                 self._id = creating.result() if creating is not None else None
             except s3.S3Error:
-                return  # none was made
+                # Its answer may have been lost after the upload was made.
+                with contextlib.suppress(s3.S3Error):
+                    self._abort_unrecorded()
+                return
         if self._id is not None:
             abort_later(self.location, self._id)
 
@@ -207,6 +245,25 @@ def complete_new(client: s3.Client, location: Location, upload_id: str,
     if storage.exists(location.uri):
         raise KeyTaken(f"{location.uri} exists")
     client.complete(location.path, upload_id, etags, overwrite=True)
+
+
+def abort_unrecorded(client: s3.Client, key: str, keep: Collection[str] = ()) -> int:
+    """Abort the open multipart uploads of exactly ``key`` but those in
+    ``keep`` (the one a checkpoint names): what an export's attempts opened
+    there and never recorded. Called only where a checkpoint recorded that
+    the job opens uploads at the key (``opening``). The key is the job's: it
+    was chosen where nothing was, and the key names the job, so an upload
+    there is one of its attempts'; another pgjobs database's job of the same
+    id writing the same key at the same time meets this one's object there
+    and fails for good (42710) whichever upload is aborted. No time filter:
+    ``Initiated`` is the store's clock (and some S3-compatible stores answer
+    a fixed date). Raises :class:`s3.S3Error`; how many it aborted."""
+    aborted = 0
+    for found, upload_id, _initiated in client.list_uploads(key):
+        if found == key and upload_id not in keep:
+            client.abort(key, upload_id)
+            aborted += 1
+    return aborted
 
 
 _NOT_A_REFUSAL = ("NoSuchUpload", "InvalidPart", "InvalidPartOrder", "EntityTooSmall",

@@ -368,6 +368,9 @@ class Worker:
                 # what it names goes, never the object at uri.
                 storage.remove_leftover(row["uri"], leftover, int(row["job_id"]))
             elif isinstance(digest, str):
+                # A file's temporary file too, when its writer was killed
+                # mid-write (the name is the job's: no writer of it is left).
+                storage.remove_temporaries(row["uri"])
                 storage.delete_holding(row["uri"], digest)
             elif isinstance(parts, list):
                 storage.delete_streamed(row["uri"], parts)

@@ -12544,6 +12544,56 @@ ALTER FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) OW
 COMMENT ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) IS 'Queues the part objects (and upload leftovers) of a parallel CSV or JSON Lines export that has just succeeded, for a worker to delete while each reads back as its part''s digests.';
 
 --
+-- Name: _queue_export_unrecorded(bigint, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Queues in pgjobs.storage_deletions the S3 multipart uploads export p_id
+-- opened and never recorded: each checkpointed upload (the job's, a
+-- part's, a join's; pgjobs._export_leftovers) that records `opening` (its
+-- create was about to be sent) becomes a row {"unrecorded": state}, whose
+-- removal aborts every open upload of that object's key but the one the
+-- state names (storage.remove_leftover). Called where an export fails for
+-- good without a worker (pgjobs._rescue_sweep, out of attempts): the
+-- upload it recorded is kept for pgjobs.retry, which resumes it, but an
+-- upload no record names serves no retry and costs storage until it is
+-- aborted. A retry before the removal drops the rows (the claim), and its
+-- attempt aborts those uploads itself as it resumes. Returns how many were
+-- queued. Locks: nothing beyond the rows it inserts.
+DECLARE
+    v_queued integer;
+BEGIN
+    INSERT INTO pgjobs.storage_deletions (uri, job_id, upload)
+    SELECT u.uri, p_id, jsonb_build_object('unrecorded', u.state)
+      FROM (SELECT l.uri,
+                   CASE WHEN jsonb_typeof(l.upload -> 'join') = 'object'
+                        THEN l.upload -> 'join' ELSE l.upload END AS state
+              FROM pgjobs._export_leftovers(p_id, p_checkpoint) l) u
+     WHERE jsonb_typeof(u.state) = 'object' AND u.state ? 'opening'
+       AND NOT EXISTS (SELECT FROM pgjobs.storage_deletions d
+                        WHERE d.job_id = p_id AND d.uri = u.uri
+                          AND d.upload = jsonb_build_object('unrecorded', u.state));
+    GET DIAGNOSTICS v_queued = ROW_COUNT;
+    RETURN v_queued;
+END
+$$;
+
+ALTER FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _queue_export_unrecorded(p_id bigint, p_checkpoint jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) IS 'Queues for removal the S3 multipart uploads an export opened and never recorded (its checkpoints record `opening`), where it fails for good without a worker; what it recorded is kept for pgjobs.retry.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -14031,6 +14081,11 @@ BEGIN
             PERFORM pgjobs._notify(v_job, 'retrying');
         WHEN 'failed' THEN
             v_failed := v_failed + 1;
+            IF v_job.kind = 'export' THEN
+                -- What it recorded is kept for pgjobs.retry; uploads it
+                -- opened and never recorded serve no retry: removed now.
+                PERFORM pgjobs._queue_export_unrecorded(v_job.id, v_job.checkpoint);
+            END IF;
             PERFORM pgjobs._notify(v_job, 'failed');
         WHEN 'paused' THEN
             v_paused := v_paused + 1;
@@ -27954,6 +28009,13 @@ GRANT ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jso
 
 REVOKE ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _queue_export_unrecorded(p_id bigint, p_checkpoint jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
