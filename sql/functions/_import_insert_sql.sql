@@ -71,6 +71,7 @@ DECLARE
     v_problem record;
     v_fixed text;
     v_moved text;
+    v_shape jsonb;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -138,6 +139,15 @@ BEGIN
                   WHERE t.oid = pgjobs._base_type(v_att.atttypid) AND t.typcategory = 'A'),
                 pgjobs._base_type(v_att.atttypid))::regtype)
                 IN ('real'::regtype, 'double precision'::regtype, 'json'::regtype);
+            -- An array (of any dimensions) or a composite, through domains,
+            -- as a JSONL export writes it: nested JSON arrays, a JSON object
+            -- of fields (pgjobs._import_json_shape; NULL: neither).
+            v_shape := CASE WHEN NOT v_csv THEN pgjobs._import_json_shape(v_att.atttypid) END;
+            IF NOT coalesce(v_shape ?| ARRAY['array', 'fields'], false) THEN
+                v_shape := NULL;
+            END IF;
+            -- (a float or json anywhere inside it: read from the line's json)
+            v_exact := v_exact OR coalesce(v_shape @? '$.** ? (@.exact == true)', false);
             v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
             IF v_exact THEN
                 v_src := format('(x.t -> %L)', v_field);
@@ -150,6 +160,26 @@ BEGIN
                     'nullif(%s, ''null''::jsonb)::%s', v_src, v_type)
                 WHEN pgjobs._base_type(v_att.atttypid) = 'json'::regtype THEN format(
                     '(CASE WHEN json_typeof(%1$s) <> ''null'' THEN %1$s END)::%2$s', v_src, v_type)
+                -- A JSON array or object for an array or composite (also
+                -- nested, in a domain, NULL at any level) is read by
+                -- PostgreSQL's own json(b)_to_record, once checked
+                -- (pgjobs._import_json_check: rectangular, only the type's
+                -- fields; a flat array of scalars needs no call); any other
+                -- value is the type's PostgreSQL text ('{a,b}', '(1,x)',
+                -- '[0:1]={1,2}', as an export writes bounds not at 1).
+                WHEN v_shape IS NOT NULL THEN format(
+                    'CASE WHEN jsonb_typeof(%1$s) IN (''array'', ''object'') THEN CASE WHEN %2$s '
+                    'THEN (SELECT pgjobs_v.%3$I FROM pg_catalog.%4$s_to_record(x.%5$s) '
+                    'AS pgjobs_v (%3$I %6$s)) END ELSE (%7$s #>> ''{}'')::%6$s END',
+                    format('(x.j -> %L)', v_field),
+                    CASE WHEN v_shape @? '$.**.fields'
+                         THEN format('pgjobs._import_json_check((x.j -> %L), %L::jsonb, %L)',
+                                     v_field, v_shape, v_field)
+                         ELSE format('(jsonb_typeof(x.j -> %1$L) = ''array'' AND NOT ((x.j -> %1$L) '
+                                     '@? ''strict $[*] ? (@.type() == "array")'')) OR '
+                                     'pgjobs._import_json_check((x.j -> %1$L), %2$L::jsonb, %1$L)',
+                                     v_field, v_shape) END,
+                    v_field, v_json, CASE WHEN v_exact THEN 't' ELSE 'j' END, v_type, v_src)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
