@@ -282,8 +282,12 @@ BAD: dict[str, tuple[str, Any, list[str]]] = {
     "ragged_long": ("ia", [[1], [2, 3]], ['column "ia"', "not rectangular", "ia[2]"]),
     "ragged_scalar_among_arrays": ("t2", [["a"], "b"],
                                    ['column "t2"', "not rectangular", "t2[2] is a JSON string"]),
-    "ragged_array_among_scalars": ("ia", [1, [2]],
-                                   ['column "ia"', "not rectangular", "ia[2] is an array"]),
+    "ragged_array_after_a_scalar": ("t2", [["a", "b"], ["c", ["d"]]],
+                                    ['column "t2"', "not rectangular", "t2[2][2] is an array",
+                                     "t2[1][1] is not"]),
+    # (a first element that is no array makes one dimension: a later array
+    # is an element, which an integer cannot read)
+    "array_element_of_one_dimension": ("ia", [1, [2]], ["integer", '"[2]"']),
     "ragged_third_level": ("i3", [[[1, 2]], [[3]]],
                            ['column "i3"', "not rectangular", "i3[2][1] has 1 elements"]),
     "ragged_in_composite": ("comp", {"items": [[1, 2], [3]]},

@@ -18,9 +18,11 @@ AS $$
 -- is rejected naming the column and the place (p_path: where p_value sits,
 -- the column's name at the top; [i] an array's element from 1, .f a
 -- field), never read as another value:
---  - an array must be rectangular (every sub-array of a level as long as
---    the first; all elements of a level arrays, or none): a multi-
---    dimensional PostgreSQL array has no ragged form;
+--  - an array whose first element is an array must be rectangular (every
+--    sub-array of a level as long as the first; all elements of a level
+--    arrays, or none): a multi-dimensional PostgreSQL array has no ragged
+--    form (one whose first element is no array is one dimension, a later
+--    array an element, as json(b)_to_record and imports before read it);
 --  - an object for a composite names only the type's fields (a field
 --    missing is NULL; one the type lacks would be dropped without a word);
 --  - an object is no array, an array no composite, a number or boolean
@@ -57,8 +59,7 @@ BEGIN
             EXIT WHEN jsonb_array_length(v_cur) = 0 OR jsonb_typeof(v_cur -> 0) <> 'array';
             v_cur := v_cur -> 0;
         END LOOP;
-        IF cardinality(v_dims) > 1 OR EXISTS (
-               SELECT FROM jsonb_array_elements(p_value) e WHERE jsonb_typeof(e) = 'array') THEN
+        IF cardinality(v_dims) > 1 THEN
             WITH RECURSIVE w (v, lvl, path, ord) AS (
                 SELECT p_value, 1, v_path, '{}'::integer[]
                 UNION ALL
