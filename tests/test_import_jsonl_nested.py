@@ -376,3 +376,72 @@ def test_fields_left_out_and_nulls_at_every_level_are_null(nconn: Conn, nested_d
     assert rows == [("(only,,,,,,,)", '{NULL,"(,,,,,,,)"}', "{{NULL},{NULL}}", '(,"(,)")',
                      None, "{{{NULL}}}"),
                     (None, None, None, None, None, None)]
+
+
+def _import_lines(nconn: Conn, nested_dsn: str, tmp_path: Path, records: list[dict[str, Any]],
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    allow(nconn, f"file://{folder}")
+    source = folder / f"rows{len(list(folder.iterdir()))}.jsonl"
+    source.write_text("".join(_line(r) for r in records))
+    import_id = submit_import(nconn, f"file://{source}", "1", options, target="nj_copy")
+    run_import(nested_dsn, import_id, f"file://{folder}")
+    return job(nconn, import_id)
+
+
+def test_bad_records_of_every_kind_in_one_batch_are_each_rejected(
+        nconn: Conn, nested_dsn: str, tmp_path: Path) -> None:
+    """Several bad records in one batch: each is found (the batch narrowed
+    down around the new reads) and rejected with its own reason; the good
+    ones around them go in."""
+    nconn.execute("TRUNCATE nj_copy")
+    bad = {3: "ragged_short", 6: "unknown_nested_field", 7: "domain_composite_check",
+           11: "number_for_composite"}
+    records = []
+    for n in range(1, 13):
+        record = {**GOOD, "id": n, "ia": None, "i3": None}
+        if n in bad:
+            column, value, _ = BAD[bad[n]]
+            record[column] = value
+        records.append(record)
+    imported = _import_lines(nconn, nested_dsn, tmp_path, records, {"max_rejects": 10})
+    assert imported["status"] == "succeeded", imported
+    rejects = nconn.execute("SELECT line, reason FROM pgjobs.import_rejects WHERE job_id = %s "
+                            "ORDER BY line", (imported["id"],)).fetchall()
+    assert [r[0] for r in rejects] == sorted(bad)
+    for line, reason in rejects:
+        assert all(word in reason for word in BAD[bad[line]][2]), (line, reason)
+    assert [r[0] for r in nconn.execute("SELECT id FROM nj_copy ORDER BY id")] == [
+        n for n in range(1, 13) if n not in bad]
+
+
+def test_on_duplicate_update_replaces_nested_values(nconn: Conn, nested_dsn: str,
+                                                    tmp_path: Path) -> None:
+    nconn.execute("TRUNCATE nj_copy")
+    first = {"id": 1, "t2": [["a"]], "comp": {"label": "old", "items": [[1]]}}
+    assert _import_lines(nconn, nested_dsn, tmp_path, [first])["status"] == "succeeded"
+    second = {"id": 1, "t2": [["b", "c"], ["d", None]], "comp": {"label": "new"}}
+    updated = _import_lines(nconn, nested_dsn, tmp_path, [second], {"on_duplicate": "update"})
+    assert updated["status"] == "succeeded", updated
+    assert updated["result"]["updated"] == 1
+    assert nconn.execute("SELECT t2::text, comp::text FROM nj_copy").fetchall() == [
+        ("{{b,c},{d,NULL}}", "(new,,,,,,,)")]
+
+
+def test_an_array_of_json_or_jsonb_stays_one_dimension(nconn: Conn, nested_dsn: str,
+                                                       tmp_path: Path) -> None:
+    """A JSONL export writes a jsonb[] of one dimension holding arrays and one
+    of two dimensions alike ([[1], [2]]): the import reads one dimension of
+    JSON values, as it always did (docs/imports.md)."""
+    nconn.execute("TRUNCATE nj_copy")
+    nconn.execute("ALTER TABLE nj_copy ADD COLUMN IF NOT EXISTS ja jsonb[]")
+    try:
+        imported = _import_lines(nconn, nested_dsn, tmp_path,
+                                 [{"id": 1, "ja": [[1], {"k": [2]}, None]}])
+        assert imported["status"] == "succeeded", imported
+        assert nconn.execute("SELECT array_ndims(ja), ja[1]::text, ja[2]::text, ja[3] IS NULL "
+                             "FROM nj_copy").fetchall() == [(1, "[1]", '{"k": [2]}', True)]
+    finally:
+        nconn.execute("TRUNCATE nj_copy")
+        nconn.execute("ALTER TABLE nj_copy DROP COLUMN ja")
