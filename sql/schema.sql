@@ -7575,8 +7575,8 @@ BEGIN
                 -- '[0:1]={1,2}', as an export writes bounds not at 1). The
                 -- value is taken from the line once (OFFSET 0: each mention
                 -- of x.j parses the line again; an int[] column of 200,000
-                -- records read 0.8-0.9x the time of the former
-                -- ARRAY(SELECT jsonb_array_elements_text(..)), 4 runs).
+                -- records read in 0.7-1.0x the time of the former
+                -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
                     'CASE WHEN %2$s THEN (SELECT pgjobs_p.%3$I FROM pg_catalog.%1$s_to_record('
