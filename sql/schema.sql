@@ -7476,6 +7476,7 @@ DECLARE
     v_problem record;
     v_fixed text;
     v_moved text;
+    v_shape jsonb;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -7543,6 +7544,15 @@ BEGIN
                   WHERE t.oid = pgjobs._base_type(v_att.atttypid) AND t.typcategory = 'A'),
                 pgjobs._base_type(v_att.atttypid))::regtype)
                 IN ('real'::regtype, 'double precision'::regtype, 'json'::regtype);
+            -- An array (of any dimensions) or a composite, through domains,
+            -- as a JSONL export writes it: nested JSON arrays, a JSON object
+            -- of fields (pgjobs._import_json_shape; NULL: neither).
+            v_shape := CASE WHEN NOT v_csv THEN pgjobs._import_json_shape(v_att.atttypid) END;
+            IF NOT coalesce(v_shape ?| ARRAY['array', 'fields'], false) THEN
+                v_shape := NULL;
+            END IF;
+            -- (a float or json anywhere inside it: read from the line's json)
+            v_exact := v_exact OR coalesce(v_shape @? '$.** ? (@.exact == true)', false);
             v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
             IF v_exact THEN
                 v_src := format('(x.t -> %L)', v_field);
@@ -7555,6 +7565,32 @@ BEGIN
                     'nullif(%s, ''null''::jsonb)::%s', v_src, v_type)
                 WHEN pgjobs._base_type(v_att.atttypid) = 'json'::regtype THEN format(
                     '(CASE WHEN json_typeof(%1$s) <> ''null'' THEN %1$s END)::%2$s', v_src, v_type)
+                -- A JSON array or object for an array or composite (also
+                -- nested, in a domain, NULL at any level) is read by
+                -- PostgreSQL's own json(b)_to_record, once checked
+                -- (pgjobs._import_json_check: rectangular, only the type's
+                -- fields; an array whose first element is no array is one
+                -- dimension and needs no call); any other
+                -- value is the type's PostgreSQL text ('{a,b}', '(1,x)',
+                -- '[0:1]={1,2}', as an export writes bounds not at 1). The
+                -- value is taken from the line once (OFFSET 0: each mention
+                -- of x.j parses the line again; an int[] column of 200,000
+                -- records read in 0.7-1.0x the time of the former
+                -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
+                WHEN v_shape IS NOT NULL THEN format(
+                    '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
+                    'CASE WHEN %2$s THEN (SELECT pgjobs_p.%3$I FROM pg_catalog.%1$s_to_record('
+                    'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
+                    'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
+                    v_json,
+                    CASE WHEN v_shape @? '$.**.fields'
+                         THEN format('pgjobs._import_json_check(pgjobs_v.e::jsonb, %L::jsonb, %L)',
+                                     v_shape, v_field)
+                         ELSE format('(%1$s_typeof(pgjobs_v.e) = ''array'' AND %1$s_typeof(pgjobs_v.e -> 0) '
+                                     'IS DISTINCT FROM ''array'') OR pgjobs._import_json_check('
+                                     'pgjobs_v.e::jsonb, %2$L::jsonb, %3$L)',
+                                     v_json, v_shape, v_field) END,
+                    v_field, v_type, v_src)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
@@ -7849,6 +7885,238 @@ END
 $_$;
 
 ALTER FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _import_json_check(jsonb, jsonb, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text DEFAULT NULL::text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Checks the JSON value p_value a JSONL record gives column p_column
+-- against p_shape (pgjobs._import_json_shape of the column's type) before
+-- json(b)_to_record reads it, so that a record it cannot read faithfully
+-- is rejected naming the column and the place (p_path: where p_value sits,
+-- the column's name at the top; [i] an array's element from 1, .f a
+-- field), never read as another value:
+--  - an array whose first element is an array must be rectangular (every
+--    sub-array of a level as long as the first; all elements of a level
+--    arrays, or none): a multi-dimensional PostgreSQL array has no ragged
+--    form (one whose first element is no array is one dimension, a later
+--    array an element, as json(b)_to_record and imports before read it);
+--  - an object for a composite names only the type's fields (a field
+--    missing is NULL; one the type lacks would be dropped without a word);
+--  - an object is no array, an array no composite, a number or boolean
+--    neither (a string is the type's PostgreSQL text, as a JSONL export
+--    writes an array whose lower bounds are not 1, and is read by it).
+-- Returns true or raises 22P02 (the INSERT calling it rejects the record
+-- with that reason). JSON null is NULL at any level. Locks nothing.
+DECLARE
+    v_path text := coalesce(p_path, p_column);
+    v_kind text := jsonb_typeof(p_value);
+    v_dims integer[] := '{}'::integer[];
+    v_cur jsonb;
+    v_bad record;
+    v_key text;
+    v_leaf record;
+BEGIN
+    IF NOT coalesce(p_shape ?| ARRAY['array', 'fields'], false) OR p_value IS NULL
+       OR v_kind IN ('null', 'string') THEN
+        RETURN true;
+    END IF;
+    IF p_shape ? 'array' THEN
+        IF v_kind <> 'array' THEN
+            RAISE EXCEPTION 'column "%": % is a JSON %, where an array of % is expected',
+                            p_column, v_path, v_kind, p_shape ->> 'type'
+                USING ERRCODE = '22P02',
+                HINT = 'Give the array as a JSON array (nested for more dimensions) or as its '
+                       'PostgreSQL text in a string (''{1,2}'', ''[0:1]={1,2}'').';
+        END IF;
+        -- The dimensions, read along the first elements; then every
+        -- element of every level checked against them.
+        v_cur := p_value;
+        LOOP
+            v_dims := v_dims || jsonb_array_length(v_cur);
+            EXIT WHEN jsonb_array_length(v_cur) = 0 OR jsonb_typeof(v_cur -> 0) <> 'array';
+            v_cur := v_cur -> 0;
+        END LOOP;
+        IF cardinality(v_dims) > 1 THEN
+            WITH RECURSIVE w (v, lvl, path, ord) AS (
+                SELECT p_value, 1, v_path, '{}'::integer[]
+                UNION ALL
+                SELECT e.v, w.lvl + 1, w.path || '[' || e.i || ']', w.ord || e.i::integer
+                  FROM w CROSS JOIN LATERAL jsonb_array_elements(w.v) WITH ORDINALITY e (v, i)
+                 WHERE w.lvl <= cardinality(v_dims) AND jsonb_typeof(w.v) = 'array'
+            )
+            SELECT w.path, w.lvl, jsonb_typeof(w.v) AS kind,
+                   CASE WHEN jsonb_typeof(w.v) = 'array' THEN jsonb_array_length(w.v) END AS len
+              INTO v_bad
+              FROM w
+             WHERE (w.lvl <= cardinality(v_dims)
+                    AND (jsonb_typeof(w.v) <> 'array' OR jsonb_array_length(w.v) <> v_dims[w.lvl]))
+                OR (w.lvl = cardinality(v_dims) + 1 AND jsonb_typeof(w.v) = 'array')
+             ORDER BY w.ord
+             LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION 'column "%": the array is not rectangular: % %, where % %',
+                                p_column, v_bad.path,
+                                CASE WHEN v_bad.lvl > cardinality(v_dims) THEN 'is an array'
+                                     WHEN v_bad.kind <> 'array' THEN 'is a JSON ' || v_bad.kind
+                                     ELSE format('has %s elements', v_bad.len) END,
+                                v_path || repeat('[1]', v_bad.lvl - 1),
+                                CASE WHEN v_bad.lvl > cardinality(v_dims) THEN 'is not'
+                                     ELSE format('has %s elements', v_dims[v_bad.lvl]) END
+                    USING ERRCODE = '22P02',
+                    HINT = 'A multi-dimensional array has sub-arrays of one length at each '
+                           'level: pad the short ones with null.';
+            END IF;
+        END IF;
+        IF (p_shape -> 'array') ?| ARRAY['array', 'fields'] THEN
+            FOR v_leaf IN
+                WITH RECURSIVE w (v, lvl, path, ord) AS (
+                    SELECT p_value, 1, v_path, '{}'::integer[]
+                    UNION ALL
+                    SELECT e.v, w.lvl + 1, w.path || '[' || e.i || ']', w.ord || e.i::integer
+                      FROM w CROSS JOIN LATERAL jsonb_array_elements(w.v) WITH ORDINALITY e (v, i)
+                     WHERE w.lvl <= cardinality(v_dims) AND jsonb_typeof(w.v) = 'array'
+                )
+                SELECT w.v, w.path FROM w
+                 WHERE w.lvl = cardinality(v_dims) + 1
+                   AND jsonb_typeof(w.v) NOT IN ('null', 'string')
+                 ORDER BY w.ord
+            LOOP
+                PERFORM pgjobs._import_json_check(v_leaf.v, p_shape -> 'array', p_column,
+                                                  v_leaf.path);
+            END LOOP;
+        END IF;
+        RETURN true;
+    END IF;
+    IF p_shape ? 'fields' THEN
+        IF v_kind <> 'object' THEN
+            RAISE EXCEPTION 'column "%": % is a JSON %, where an object of type % is expected',
+                            p_column, v_path, v_kind, p_shape ->> 'type'
+                USING ERRCODE = '22P02',
+                HINT = format('Give the value as a JSON object of its fields (%s), or as its '
+                              'PostgreSQL text in a string (''(1,a)'').',
+                              (SELECT string_agg(n, ', ')
+                                 FROM jsonb_array_elements_text(p_shape -> 'names') n));
+        END IF;
+        SELECT k INTO v_key FROM jsonb_object_keys(p_value) k
+         WHERE NOT (p_shape -> 'fields') ? k ORDER BY k LIMIT 1;
+        IF v_key IS NOT NULL THEN
+            RAISE EXCEPTION 'column "%": field "%" (at %.%) is not a field of type % (its fields: %)',
+                            p_column, v_key, v_path, v_key, p_shape ->> 'type',
+                            (SELECT string_agg(n, ', ')
+                               FROM jsonb_array_elements_text(p_shape -> 'names') n)
+                USING ERRCODE = '22P02',
+                HINT = 'Name only the type''s fields (names are compared exactly); a field '
+                       'left out is NULL.';
+        END IF;
+        FOR v_key IN
+            SELECT f.key FROM jsonb_each(p_shape -> 'fields') f
+             WHERE f.value ?| ARRAY['array', 'fields'] AND p_value ? f.key
+             ORDER BY f.key
+        LOOP
+            PERFORM pgjobs._import_json_check(p_value -> v_key, p_shape -> 'fields' -> v_key,
+                                              p_column, v_path || '.' || v_key);
+        END LOOP;
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) IS 'Checks a JSONL value for an array or composite column against pgjobs._import_json_shape: rectangular arrays, only the type''s fields; true, or 22P02 naming the column and the place.';
+
+--
+-- Name: _import_json_shape(regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_shape(p_type regtype, p_depth integer DEFAULT 1) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- What a JSONL import checks of a JSON value given for type p_type before
+-- json(b)_to_record reads it (pgjobs._import_json_check): that PostgreSQL
+-- function ignores an object's unknown fields (a misspelt field would be
+-- NULL with no word) and refuses a ragged array as "malformed JSON array",
+-- naming neither the column nor the place. Returns, through domains:
+--   {"array": <the element's shape>, "type": ...} for an array type;
+--   {"fields": {name: <shape>, ...}, "names": [...], "type": ...} for a
+--   composite type;
+--   {"exact": true} for real, double precision and json, and an array of
+--   json: a value read from the line's json text, not jsonb's (-0, a json
+--   value's own spelling), wherever it sits;
+--   NULL for any other type (a scalar, jsonb: the type's own input judges
+--   the value). An array of json or jsonb is no "array": its JSON array is
+--   read as one dimension of JSON values, as before.
+-- Computed once per statement (pgjobs._import_insert_sql), never per
+-- record: it reads the catalog. Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(p_type);
+    v_t record;
+    v_fields jsonb := '{}'::jsonb;
+    v_names jsonb := '[]'::jsonb;
+    v_att record;
+BEGIN
+    IF p_depth > 32 THEN
+        RETURN NULL;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    SELECT t.typtype, nullif(t.typelem, 0)::regtype AS elem, nullif(t.typrelid, 0) AS rel,
+           t.typsubscript = 'array_subscript_handler'::regproc AS is_array
+      INTO v_t
+      FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    IF v_t.is_array AND v_t.elem IS NOT NULL THEN
+        IF pgjobs._base_type(v_t.elem) = 'json'::regtype THEN
+            RETURN '{"exact": true}'::jsonb;
+        ELSIF pgjobs._base_type(v_t.elem) = 'jsonb'::regtype THEN
+            RETURN NULL;
+        END IF;
+        RETURN jsonb_build_object('array', pgjobs._import_json_shape(v_t.elem, p_depth + 1),
+                                  'type', format_type(v_type, NULL));
+    END IF;
+    IF v_t.typtype = 'c' THEN
+        FOR v_att IN
+            SELECT a.attname, a.atttypid::regtype AS typ
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_t.rel AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum
+        LOOP
+            v_fields := v_fields || jsonb_build_object(
+                v_att.attname, pgjobs._import_json_shape(v_att.typ, p_depth + 1));
+            v_names := v_names || to_jsonb(v_att.attname::text);
+        END LOOP;
+        RETURN jsonb_build_object('fields', v_fields, 'names', v_names,
+                                  'type', format_type(v_type, NULL));
+    END IF;
+    IF v_type IN ('real'::regtype, 'double precision'::regtype, 'json'::regtype) THEN
+        RETURN '{"exact": true}'::jsonb;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_json_shape(p_type regtype, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_shape(p_type regtype, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_shape(p_type regtype, p_depth integer) IS 'What a JSONL import checks of a JSON value for type p_type (arrays: rectangular; composites: known fields), as jsonb for pgjobs._import_json_check; NULL when the type''s input judges it all.';
 
 --
 -- Name: _import_key_text(text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -27508,6 +27776,20 @@ GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[
 
 REVOKE ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_shape(p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_shape(p_type regtype, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_shape(p_type regtype, p_depth integer) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_key_text(p_value text, p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -13,10 +13,13 @@ pgjobs.import_batch had returned: the bad record failed the COMMIT, the
 whole batch with it, and the job failed for good where one record a batch
 rejects that record alone and keeps the rest (docs/imports.md, "Deferrable
 constraints"). A file without a bad record ends as a plain COPY of it.
+The same records as JSON Lines (each record as long as the others) end
+alike.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +115,33 @@ def source(bad: dict[str, str], at: int | None, header: str = HEADER) -> str:
     return "".join(out)
 
 
+JWIDTH = 80  # every JSONL record this long (its name padded)
+
+
+def jsonl_source(bad: dict[str, str], at: int | None) -> str:
+    """source()'s records as JSON Lines, each JWIDTH long: numbers as JSON
+    numbers, an empty field null, any other value a string."""
+    out = []
+    for n in range(1, RECORDS + 1):
+        values = {"id": str(n), "name": f"p{n:02d}", "parent": str(n - 1) if n in (3, 8) else "",
+                  "lo": str(n * 10)}
+        if n == at:
+            values.update(bad)
+        record: dict[str, Any] = {k: None if v == "" else int(v) if v.isdigit() else v
+                                  for k, v in values.items()}
+        record["name"] += "_" * (JWIDTH - 1 - len(json.dumps(record)))
+        out.append(json.dumps(record) + "\n")
+    return "".join(out)
+
+
+def body_of(fmt: str, bad: dict[str, str], at: int | None) -> tuple[str, int, int]:
+    """The file of `fmt` (csv or jsonl) holding record `at` bad; its width of
+    a record; the line of record `at` (a CSV file's header is line 1)."""
+    if fmt == "jsonl":
+        return jsonl_source(bad, at), JWIDTH, at or 0
+    return source(bad, at), WIDTH, (at or 0) + 1
+
+
 def build(conn: Conn, shape: str) -> dict[str, str]:
     """The target `shaped` of `shape`; the bad record's values."""
     if shape == PARTITIONED:
@@ -142,21 +172,25 @@ def outcome(conn: Conn, job_id: int) -> dict[str, Any]:
                                         " WHERE scope = %s ORDER BY id")
 
 
-@pytest.mark.parametrize("at", [4, 5, 6], ids=["first", "middle", "last"])
+# (JSONL with the bad record in the middle only: the file's time stays
+# within reason, and the narrowing down is the one CSV's positions cover)
+@pytest.mark.parametrize(("at", "fmt"), [(4, "csv"), (5, "csv"), (6, "csv"), (5, "jsonl")],
+                         ids=["first", "middle", "last", "middle-jsonl"])
 @pytest.mark.parametrize("shape", [*sorted(SHAPES), PARTITIONED])
 def test_a_shape_imports_as_one_record_a_batch(
-        conn: Conn, dsn: str, folder: Path, tmp_path: Path, shape: str, at: int) -> None:
-    body = source(build(conn, shape), at)
-    path = folder / "shaped.csv"
+        conn: Conn, dsn: str, folder: Path, tmp_path: Path, shape: str, at: int,
+        fmt: str) -> None:
+    body, width, bad_line = body_of(fmt, build(conn, shape), at)
+    path = folder / f"shaped.{fmt}"
     path.write_text(body)
     uri = f"file://{path}"
     ref = submit_import(conn, uri, "9", {"max_rejects": 5}, target="shaped")
     run_in_batches(dsn, ref, tmp_path / "store", 1)
     want = outcome(conn, ref)
     assert want["status"] == "succeeded", want["error"]
-    assert [r[0] for r in want["rejects"]] == [at + 1]
+    assert [r[0] for r in want["rejects"]] == [bad_line]
     assert len(want["rows"]) == RECORDS - 1
-    for scope, batch in enumerate([len(body), 3 * WIDTH], 1):
+    for scope, batch in enumerate([len(body), 3 * width], 1):
         job_id = submit_import(conn, uri, str(scope), {"max_rejects": 5}, target="shaped")
         run_in_batches(dsn, job_id, tmp_path / "store", batch)
         assert outcome(conn, job_id) == want, batch
@@ -174,22 +208,25 @@ def copy_rows(conn: Conn, body: str, scope: int) -> list[tuple[Any, ...]]:
                         (scope,)).fetchall()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 @pytest.mark.parametrize("shape", [*sorted(SHAPES), PARTITIONED])
 def test_a_good_file_imports_as_copy(
-        conn: Conn, dsn: str, folder: Path, tmp_path: Path, shape: str) -> None:
+        conn: Conn, dsn: str, folder: Path, tmp_path: Path, shape: str, fmt: str) -> None:
     """Without a bad record, every batch size ends with what COPY writes (COPY
-    takes a value for a GENERATED ALWAYS identity as the import does)."""
+    takes a value for a GENERATED ALWAYS identity as the import does); a
+    JSONL file of the same records alike (names padded otherwise)."""
     build(conn, shape)
-    body = source({}, None)
-    path = folder / "shaped.csv"
+    body, width, _ = body_of(fmt, {}, None)
+    path = folder / f"shaped.{fmt}"
     path.write_text(body)
-    want = copy_rows(conn, body, 8)
+    want = [(r[0], r[1].rstrip("_"), *r[2:]) for r in copy_rows(conn, source({}, None), 8)]
     assert len(want) == RECORDS
-    for scope, batch in enumerate([WIDTH, len(body), 3 * WIDTH], 1):
+    for scope, batch in enumerate([width, len(body), 3 * width], 1):
         job_id = submit_import(conn, f"file://{path}", str(scope), target="shaped")
         run_in_batches(dsn, job_id, tmp_path / "store", batch)
         got = outcome(conn, job_id)
-        assert (got["status"], got["rows"], got["rejects"]) == ("succeeded", want, []), batch
+        rows = [(r[0], r[1].rstrip("_"), *r[2:]) for r in got["rows"]]
+        assert (got["status"], rows, got["rejects"]) == ("succeeded", want, []), batch
 
 
 FORWARD = {"fk": "", "fk_deferrable": " DEFERRABLE INITIALLY IMMEDIATE",

@@ -1,0 +1,447 @@
+"""JSONL imports read every value a JSONL export writes, as a class: arrays of
+any dimensions as nested JSON arrays, composites as JSON objects (nested,
+in arrays, in domains), arrays whose lower bounds are not 1 as their
+PostgreSQL text, NULL at every level (docs/imports.md, "JSON values").
+
+- The round trip: a table of many column types (scalars, jsonb, 1-, 2- and
+  3-dimensional arrays, a composite holding an array, a float and json, a
+  composite nested in one, an array of composites, domains over an array
+  and a composite, arrays starting at 0) exported as jsonl and csv by the
+  worker and imported into an empty table of the same shape gives the same
+  rows: compared whole (IS NOT DISTINCT FROM) and by each column's text.
+  Before, a JSONL import refused a two-dimensional array and a composite's
+  JSON object (their record rejected), and so failed the round trip.
+- What cannot be read faithfully is a rejected record, the rest of the file
+  imported: a ragged array (at any depth, in a composite, in an array of
+  composites), a field a composite type lacks (naming it), an object for an
+  array, an array or a number for a composite, a domain's CHECK; each
+  reason names the column and the place.
+- A field left out of a composite's object is NULL; JSON null is NULL at
+  every level.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.support import (
+    admin_execute,
+    allow,
+    build_target,
+    database_name,
+    job,
+    run_export,
+    run_import,
+    submit_export,
+    submit_import,
+    with_database,
+)
+
+Conn = psycopg.Connection[Any]
+
+TYPES = """
+  CREATE TYPE nj_inner AS (tag varchar(8), n numeric);
+  CREATE TYPE nj_comp AS (label text, items int[], f float8, j json, jb jsonb,
+                          inner_ nj_inner, grid text[], ok boolean);
+  CREATE DOMAIN nj_posarr AS int[] CHECK (VALUE[1] > 0);
+  CREATE DOMAIN nj_poscomp AS nj_inner CHECK ((VALUE).n > 0);
+  CREATE TYPE nj_wrapped AS (d nj_posarr, p nj_poscomp);
+"""
+# column: type (every column but id, scope and created_at)
+TYPES_OF = {
+    "i": "int", "b8": "bigint", "num": "numeric", "t": "text", "flag": "boolean",
+    "day": "date", "at": "timestamptz", "u": "uuid", "jb": "jsonb", "ia": "int[]",
+    "t2": "text[][]", "i3": "int[][][]", "f2": "float8[][]", "comp": "nj_comp",
+    "carr": "nj_comp[]", "dom": "nj_posarr", "dcomp": "nj_poscomp", "wrap": "nj_wrapped",
+    "warr": "nj_wrapped[]", "zb": "int[]", "tz": "text[][]",
+}
+COLUMNS = list(TYPES_OF)
+JSON_INSIDE = {"comp", "carr"}  # (json has no equality operator)
+TABLE = ("id bigint PRIMARY KEY, scope int NOT NULL, "
+         "created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour', "
+         + ", ".join(f"{c} {t}" for c, t in TYPES_OF.items()))
+COMP = ("ROW('a \"quoted\", {braced}', '{{1,2},{3,NULL}}', '-0', '{\"k\": 1, \"k\": 2}', "
+        "'{\"x\": [1, null]}', ROW('tag', 1.50)::nj_inner, '{{a,b},{NULL,\"\"}}', true)::nj_comp")
+ROWS = [
+    # every column given
+    {"i": "-2147483648", "b8": "9223372036854775807", "num": "123456789.000100",
+     "t": "'é ✓ \"q\", {x}'", "flag": "true", "day": "'2024-02-29'",
+     "at": "'2024-01-01 12:00:00.123456+00'",
+     "u": "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "jb": "'{\"a\": [1, {\"b\": null}]}'",
+     "ia": "'{1,NULL,3}'", "t2": "'{{a,\"b c\"},{NULL,\"{x}\"}}'",
+     "i3": "'{{{1,2},{3,4}},{{5,6},{7,NULL}}}'", "f2": "'{{-0,1.5},{NaN,-Infinity}}'",
+     "comp": COMP, "carr": f"ARRAY[{COMP}, NULL, ROW(NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+                          " NULL)::nj_comp]",
+     "dom": "'{5,6}'", "dcomp": "ROW('d', 2)", "wrap": "ROW('{1}', ROW('w', 3))",
+     "warr": "ARRAY[ROW('{{1,2},{3,4}}', NULL)::nj_wrapped]", "zb": "'[0:2]={7,8,9}'",
+     "tz": "'[0:1][2:3]={{a,b},{c,d}}'"},
+    # NULLs at the top and one level down
+    {"comp": "ROW(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::nj_comp",
+     "carr": "ARRAY[NULL]::nj_comp[]", "t2": "'{{NULL,NULL}}'", "wrap": "ROW(NULL, NULL)"},
+    # empty arrays, a composite of one-element arrays
+    {"ia": "'{}'", "t2": "'{}'", "i3": "'{{{1}}}'", "carr": "'{}'",
+     # (a json field holding JSON null would come back SQL NULL, as a json
+     # column does: docs/imports.md)
+     "comp": "ROW('', '{}', 1e300, '\"s\"', '[]', ROW(NULL, NULL)::nj_inner, '{}', false)::nj_comp",
+     "f2": "'{{1}}'"},
+    # nothing but the key
+    {},
+]
+
+
+@pytest.fixture(scope="module")
+def nested_dsn(cluster_url: str, template_dsn: str) -> Iterator[str]:
+    """One database for the module: nj_src (ROWS in scope 1) and nj_copy, empty."""
+    from tests.conftest import TEMPLATE
+
+    name = database_name("nested")
+    admin_execute(cluster_url, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    dsn = with_database(cluster_url, name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(TYPES)
+        for table in ("nj_src", "nj_copy"):
+            build_target(conn, table, TABLE, index="unique")
+        for n, row in enumerate(ROWS, start=1):
+            columns = ", ".join(["id", "scope", *row])
+            values = ", ".join([str(n), "1", *row.values()])
+            conn.execute(f"INSERT INTO nj_src ({columns}) VALUES ({values})")
+    yield dsn
+    admin_execute(cluster_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def nconn(nested_dsn: str) -> Iterator[Conn]:
+    with psycopg.connect(nested_dsn, autocommit=True) as conn:
+        conn.execute("SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; "
+                     "SET TimeZone = 'UTC'")
+        yield conn
+
+
+def test_the_rows_hold_what_they_say(nconn: Conn) -> None:
+    # (a 2- and a 3-dimensional array, a float -0 in a composite, bounds at 0)
+    row = nconn.execute("SELECT array_ndims(t2), array_ndims(i3), (comp).f::text, "
+                        "array_lower(zb, 1), array_dims(tz) FROM nj_src WHERE id = 1").fetchone()
+    assert row == (2, 3, "-0", 0, "[0:1][2:3]")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_imported_back_gives_the_same_rows(nconn: Conn, nested_dsn: str,
+                                                      tmp_path: Path, fmt: str) -> None:
+    storage = f"file://{tmp_path}/exports"
+    allow(nconn, storage)
+    exported = run_export(nested_dsn, submit_export(nconn, "1", {}, {"format": fmt},
+                                                    target="nj_src"), storage)
+    assert exported.status == "succeeded", exported
+    assert exported.result is not None
+    nconn.execute("TRUNCATE nj_copy")
+    import_id = submit_import(nconn, exported.result["uri"], "1", target="nj_copy")
+    run_import(nested_dsn, import_id, storage)
+    imported = job(nconn, import_id)
+    assert imported["status"] == "succeeded", imported
+    assert imported["result"]["inserted"] == len(ROWS)
+    # The whole row (arrays compare their bounds; json has no equality, so
+    # the composites holding it are compared by text only) and each
+    # column's text, in the fixture's fixed styles (floats exact).
+    equal = ["id", "scope", *(c for c in COLUMNS if c not in JSON_INSIDE)]
+    differ = nconn.execute(
+        f"SELECT s.id, ROW({', '.join(f's.{c}' for c in COLUMNS)})::text, "
+        f"ROW({', '.join(f'c.{c}' for c in COLUMNS)})::text "
+        f"FROM nj_src s FULL JOIN nj_copy c USING (id) "
+        f"WHERE ROW({', '.join(f's.{c}' for c in equal)}) IS DISTINCT FROM "
+        f"ROW({', '.join(f'c.{c}' for c in equal)})"
+        + "".join(f" OR s.{c}::text IS DISTINCT FROM c.{c}::text"
+                  f" OR (s.{c} IS NULL) <> (c.{c} IS NULL)" for c in COLUMNS)).fetchall()
+    assert differ == [], (COLUMNS, differ)
+
+
+# --- the round trip as a property: generated nested values ------------------
+
+EXAMPLES = int(os.environ.get("PGJOBS_NESTED_EXAMPLES", "6"))
+SCOPE = itertools.count(100)
+
+
+def quoted(text: str) -> str:
+    """An element or field of PostgreSQL's array or record text, quoted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def array_text(value: Any, lower: int = 1) -> str:
+    """PostgreSQL's text of a (nested, rectangular) list; None elements NULL;
+    `lower`: the first dimension's lower bound."""
+    def inner(v: Any) -> str:
+        if isinstance(v, list):
+            return "{" + ",".join(inner(e) for e in v) + "}"
+        return "NULL" if v is None else quoted(str(v))
+    bounds = f"[{lower}:{lower + len(value) - 1}]=" if lower != 1 and value else ""
+    return bounds + inner(value)
+
+
+def record_text(fields: list[str | None]) -> str:
+    return "(" + ",".join("" if f is None else quoted(f) for f in fields) + ")"
+
+
+words = st.one_of(st.sampled_from(["", " ", '"', "\\", ",", "{", "}", "(", ")", "NULL", "null",
+                                   "a b", "\u00e9\u2713"]),
+                  st.text(st.characters(blacklist_categories=("Cs",),
+                                        blacklist_characters="\x00"), max_size=6))
+
+
+def grids(elements: st.SearchStrategy[Any], dims: int) -> st.SearchStrategy[Any]:
+    """Rectangular nested lists of `dims` dimensions (1 to 3 long each)."""
+    return st.lists(st.integers(1, 3), min_size=dims, max_size=dims).flatmap(
+        lambda shape: _grid(elements, shape))
+
+
+def _grid(elements: st.SearchStrategy[Any], shape: list[int]) -> st.SearchStrategy[Any]:
+    if not shape:
+        return elements
+    return st.lists(_grid(elements, shape[1:]), min_size=shape[0], max_size=shape[0])
+
+
+maybe_int = st.one_of(st.none(), st.integers(-2 ** 31, 2 ** 31 - 1))
+inner_values = st.one_of(st.none(), st.builds(
+    lambda tag, n: record_text([tag, n]), st.one_of(st.none(), st.text("abc", max_size=8)),
+    st.one_of(st.none(), st.decimals(allow_nan=False, places=3).map(str))))
+comp_values = st.builds(
+    lambda label, items, f, inner, grid, ok: record_text(
+        [label, items, f, None, None, inner, grid, ok]),
+    st.one_of(st.none(), words),
+    st.one_of(st.none(), st.integers(1, 2).flatmap(lambda d: grids(maybe_int, d)).map(array_text)),
+    st.one_of(st.none(), st.sampled_from(["-0", "NaN", "Infinity", "5e-324", "0.1"]),
+              st.floats().map(repr)),
+    inner_values,
+    st.one_of(st.none(), grids(st.one_of(st.none(), words), 2).map(array_text)),
+    st.sampled_from([None, "t", "f"]))
+nested_rows = st.lists(st.fixed_dictionaries({
+    "t2": st.one_of(st.none(), grids(st.one_of(st.none(), words), 2).map(array_text)),
+    "i3": st.one_of(st.none(), grids(maybe_int, 3).map(array_text)),
+    "comp": st.one_of(st.none(), comp_values),
+    "carr": st.one_of(st.none(), st.lists(st.one_of(st.none(), comp_values), max_size=3)
+                      .map(array_text)),
+    "zb": st.one_of(st.none(), st.builds(array_text, st.lists(maybe_int, min_size=1, max_size=3),
+                                         st.integers(-3, 3))),
+}), min_size=1, max_size=4)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.data_too_large])
+@given(rows=nested_rows)
+def test_generated_nested_values_come_back_from_jsonl(nconn: Conn, nested_dsn: str,
+                                                      tmp_path: Path,
+                                                      rows: list[dict[str, str | None]]) -> None:
+    scope = next(SCOPE)
+    storage = f"file://{tmp_path}/exports"
+    allow(nconn, storage)
+    for n, row in enumerate(rows, start=1):
+        nconn.execute("INSERT INTO nj_src (id, scope, t2, i3, comp, carr, zb) "
+                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                      (scope * 10 + n, scope, row["t2"], row["i3"], row["comp"], row["carr"],
+                       row["zb"]))
+    exported = run_export(nested_dsn, submit_export(nconn, str(scope), {}, {"format": "jsonl"},
+                                                    target="nj_src"), storage)
+    assert exported.status == "succeeded", exported
+    assert exported.result is not None
+    import_id = submit_import(nconn, exported.result["uri"], str(scope), target="nj_copy")
+    run_import(nested_dsn, import_id, storage)
+    imported = job(nconn, import_id)
+    assert imported["status"] == "succeeded", (imported, rows)
+    differ = nconn.execute(
+        "SELECT s.id, s.t2::text, c.t2::text, s.i3::text, c.i3::text, s.comp::text, "
+        "c.comp::text, s.carr::text, c.carr::text, s.zb::text, c.zb::text "
+        "FROM nj_src s FULL JOIN nj_copy c USING (id) "
+        "WHERE coalesce(s.scope, c.scope) = %s AND ("
+        "ROW(s.id, s.t2, s.i3, s.zb) IS DISTINCT FROM ROW(c.id, c.t2, c.i3, c.zb) "
+        "OR ROW(s.comp, s.carr)::text IS DISTINCT FROM ROW(c.comp, c.carr)::text "
+        "OR (s.comp IS NULL) <> (c.comp IS NULL) OR (s.carr IS NULL) <> (c.carr IS NULL))",
+        (scope,)).fetchall()
+    assert differ == [], (rows, differ)
+
+
+# --- records the import cannot read faithfully: rejected, naming the place ---
+
+GOOD = {"id": 0, "t2": [["a", "b"], ["c", None]],
+        "comp": {"label": "x", "items": [[1], [2]], "inner_": {"tag": "t", "n": 1}},
+        "carr": [{"label": "y", "grid": [["p"]]}, None], "dom": [1, 2],
+        "dcomp": {"tag": "d", "n": 2}, "wrap": {"d": [3], "p": {"n": 4}}}
+# case: (column, value, words the reason holds)
+BAD: dict[str, tuple[str, Any, list[str]]] = {
+    "ragged_short": ("t2", [["a", "b"], ["c"]],
+                     ['column "t2"', "not rectangular", "t2[2] has 1 elements",
+                      "t2[1] has 2 elements"]),
+    "ragged_long": ("ia", [[1], [2, 3]], ['column "ia"', "not rectangular", "ia[2]"]),
+    "ragged_scalar_among_arrays": ("t2", [["a"], "b"],
+                                   ['column "t2"', "not rectangular", "t2[2] is a JSON string"]),
+    "ragged_array_after_a_scalar": ("t2", [["a", "b"], ["c", ["d"]]],
+                                    ['column "t2"', "not rectangular", "t2[2][2] is an array",
+                                     "t2[1][1] is not"]),
+    # (a first element that is no array makes one dimension: a later array
+    # is an element, which an integer cannot read)
+    "array_element_of_one_dimension": ("ia", [1, [2]], ["integer", '"[2]"']),
+    "ragged_third_level": ("i3", [[[1, 2]], [[3]]],
+                           ['column "i3"', "not rectangular", "i3[2][1] has 1 elements"]),
+    "ragged_in_composite": ("comp", {"items": [[1, 2], [3]]},
+                            ['column "comp"', "not rectangular", "comp.items[2]"]),
+    "ragged_in_array_of_composites": ("carr", [{"grid": [["a"]]}, {"grid": [["a"], []]}],
+                                      ['column "carr"', "not rectangular", "carr[2].grid[2]"]),
+    "ragged_in_domain": ("dom", [[1, 2], [3]], ['column "dom"', "not rectangular"]),
+    "unknown_field": ("comp", {"label": "x", "lable": "y"},
+                      ['column "comp"', 'field "lable"', "not a field of type public.nj_comp",
+                       "label, items"]),
+    "unknown_nested_field": ("comp", {"inner_": {"tag": "t", "count": 1}},
+                             ['field "count"', "comp.inner_.count", "nj_inner"]),
+    "unknown_field_in_array": ("carr", [{"label": "a"}, {"labels": "b"}],
+                               ['field "labels"', "carr[2].labels"]),
+    "unknown_field_in_domain": ("dcomp", {"tag": "d", "n": 1, "x": 2},
+                                ['column "dcomp"', 'field "x"', "nj_inner"]),
+    "object_for_array": ("ia", {"a": 1}, ['column "ia"', "JSON object", "array of"]),
+    "object_for_array_in_composite": ("comp", {"items": {"a": 1}},
+                                      ["comp.items is a JSON object", "array of"]),
+    "array_for_composite": ("comp", [1, 2], ['column "comp"', "JSON array",
+                                             "object of type public.nj_comp"]),
+    "number_for_composite": ("carr", [1], ["carr[1] is a JSON number",
+                                           "object of type public.nj_comp"]),
+    "number_for_nested_composite": ("wrap", {"p": 5}, ["wrap.p is a JSON number"]),
+    "domain_array_check": ("dom", [-1, 2], ["nj_posarr", "check constraint"]),
+    "domain_composite_check": ("dcomp", {"tag": "d", "n": -1}, ["nj_poscomp",
+                                                                "check constraint"]),
+    "domain_in_composite_check": ("wrap", {"d": [0]}, ["nj_posarr", "check constraint"]),
+    "domain_text_check": ("dom", "{-1}", ["nj_posarr", "check constraint"]),
+    "field_too_long": ("comp", {"inner_": {"tag": "123456789"}}, ["character varying(8)"]),
+    "element_not_an_integer": ("i3", [[["x"]]], ["integer", '"x"']),
+}
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record) + "\n"
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_record_not_read_faithfully_is_rejected_with_its_reason(
+        nconn: Conn, nested_dsn: str, tmp_path: Path, case: str) -> None:
+    column, value, words = BAD[case]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(nconn, f"file://{folder}")
+    source = folder / "rows.jsonl"
+    # The bad record between two good ones, all naming the same keys.
+    records = [{**GOOD, "id": n, column: GOOD.get(column)} for n in (1, 2, 3)]
+    records[1][column] = value
+    keys = sorted({k for r in records for k in r})
+    source.write_text("".join(_line({k: r.get(k) for k in keys}) for r in records))
+    nconn.execute("TRUNCATE nj_copy")
+    import_id = submit_import(nconn, f"file://{source}", "1", {"max_rejects": 5},
+                              target="nj_copy")
+    run_import(nested_dsn, import_id, f"file://{folder}")
+    imported = job(nconn, import_id)
+    assert imported["status"] == "succeeded", imported
+    assert (imported["result"]["inserted"], imported["result"]["rejected"]) == (2, 1)
+    rejects = nconn.execute("SELECT line, reason FROM pgjobs.import_rejects WHERE job_id = %s",
+                            (import_id,)).fetchall()
+    assert [r[0] for r in rejects] == [2]
+    reason = rejects[0][1]
+    for word in words:
+        assert word in reason, (case, reason)
+    assert [r[0] for r in nconn.execute("SELECT id FROM nj_copy ORDER BY id")] == [1, 3]
+
+
+def test_fields_left_out_and_nulls_at_every_level_are_null(nconn: Conn, nested_dsn: str,
+                                                          tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    allow(nconn, f"file://{folder}")
+    source = folder / "rows.jsonl"
+    source.write_text("".join(_line(r) for r in [
+        {"id": 1, "comp": {"label": "only"}, "carr": [None, {}], "t2": [[None], [None]],
+         "wrap": {"d": None, "p": {"tag": None}}, "dcomp": None, "i3": [[[None]]]},
+        {"id": 2, "comp": None, "carr": None, "t2": None, "wrap": None, "dcomp": None,
+         "i3": None},
+    ]))
+    nconn.execute("TRUNCATE nj_copy")
+    import_id = submit_import(nconn, f"file://{source}", "1", target="nj_copy")
+    run_import(nested_dsn, import_id, f"file://{folder}")
+    assert job(nconn, import_id)["status"] == "succeeded"
+    rows = nconn.execute("SELECT comp::text, carr::text, t2::text, wrap::text, dcomp::text, "
+                         "i3::text FROM nj_copy ORDER BY id").fetchall()
+    assert rows == [("(only,,,,,,,)", '{NULL,"(,,,,,,,)"}', "{{NULL},{NULL}}", '(,"(,)")',
+                     None, "{{{NULL}}}"),
+                    (None, None, None, None, None, None)]
+
+
+def _import_lines(nconn: Conn, nested_dsn: str, tmp_path: Path, records: list[dict[str, Any]],
+                  options: dict[str, Any] | None = None) -> dict[str, Any]:
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    allow(nconn, f"file://{folder}")
+    source = folder / f"rows{len(list(folder.iterdir()))}.jsonl"
+    source.write_text("".join(_line(r) for r in records))
+    import_id = submit_import(nconn, f"file://{source}", "1", options, target="nj_copy")
+    run_import(nested_dsn, import_id, f"file://{folder}")
+    return job(nconn, import_id)
+
+
+def test_bad_records_of_every_kind_in_one_batch_are_each_rejected(
+        nconn: Conn, nested_dsn: str, tmp_path: Path) -> None:
+    """Several bad records in one batch: each is found (the batch narrowed
+    down around the new reads) and rejected with its own reason; the good
+    ones around them go in."""
+    nconn.execute("TRUNCATE nj_copy")
+    bad = {3: "ragged_short", 6: "unknown_nested_field", 7: "domain_composite_check",
+           11: "number_for_composite"}
+    records = []
+    for n in range(1, 13):
+        record = {**GOOD, "id": n, "ia": None, "i3": None}
+        if n in bad:
+            column, value, _ = BAD[bad[n]]
+            record[column] = value
+        records.append(record)
+    imported = _import_lines(nconn, nested_dsn, tmp_path, records, {"max_rejects": 10})
+    assert imported["status"] == "succeeded", imported
+    rejects = nconn.execute("SELECT line, reason FROM pgjobs.import_rejects WHERE job_id = %s "
+                            "ORDER BY line", (imported["id"],)).fetchall()
+    assert [r[0] for r in rejects] == sorted(bad)
+    for line, reason in rejects:
+        assert all(word in reason for word in BAD[bad[line]][2]), (line, reason)
+    assert [r[0] for r in nconn.execute("SELECT id FROM nj_copy ORDER BY id")] == [
+        n for n in range(1, 13) if n not in bad]
+
+
+def test_on_duplicate_update_replaces_nested_values(nconn: Conn, nested_dsn: str,
+                                                    tmp_path: Path) -> None:
+    nconn.execute("TRUNCATE nj_copy")
+    first = {"id": 1, "t2": [["a"]], "comp": {"label": "old", "items": [[1]]}}
+    assert _import_lines(nconn, nested_dsn, tmp_path, [first])["status"] == "succeeded"
+    second = {"id": 1, "t2": [["b", "c"], ["d", None]], "comp": {"label": "new"}}
+    updated = _import_lines(nconn, nested_dsn, tmp_path, [second], {"on_duplicate": "update"})
+    assert updated["status"] == "succeeded", updated
+    assert updated["result"]["updated"] == 1
+    assert nconn.execute("SELECT t2::text, comp::text FROM nj_copy").fetchall() == [
+        ("{{b,c},{d,NULL}}", "(new,,,,,,,)")]
+
+
+def test_an_array_of_json_or_jsonb_stays_one_dimension(nconn: Conn, nested_dsn: str,
+                                                       tmp_path: Path) -> None:
+    """A JSONL export writes a jsonb[] of one dimension holding arrays and one
+    of two dimensions alike ([[1], [2]]): the import reads one dimension of
+    JSON values, as it always did (docs/imports.md)."""
+    nconn.execute("TRUNCATE nj_copy")
+    nconn.execute("ALTER TABLE nj_copy ADD COLUMN IF NOT EXISTS ja jsonb[]")
+    try:
+        imported = _import_lines(nconn, nested_dsn, tmp_path,
+                                 [{"id": 1, "ja": [[1], {"k": [2]}, None]}])
+        assert imported["status"] == "succeeded", imported
+        assert nconn.execute("SELECT array_ndims(ja), ja[1]::text, ja[2]::text, ja[3] IS NULL "
+                             "FROM nj_copy").fetchall() == [(1, "[1]", '{"k": [2]}', True)]
+    finally:
+        nconn.execute("TRUNCATE nj_copy")
+        nconn.execute("ALTER TABLE nj_copy DROP COLUMN ja")
