@@ -27,9 +27,9 @@ AS $$
 -- epoch (with the engine's secret, the role it runs as and this backend),
 -- so a value a client wrote, edited, or copied from another slot, target,
 -- session or role is rebuilt, never run. Nothing is kept or used when the
--- fence cannot see every DDL: its event triggers or commit trigger
--- missing or disabled (no superuser ran the migrate), a DDL of this very
--- transaction not committed yet (its mark in pgjobs.ddl_fence_marks), a
+-- fence cannot see every DDL: its event triggers missing or disabled (no
+-- superuser ran the migrate), a mark in pgjobs.ddl_fence_marks (a DDL of
+-- this very transaction, or one committed with no commit trigger), a
 -- temporary target or a type in a temporary schema anywhere in its
 -- columns (the fence does not mark DDL on temporary objects). A read
 -- consistent with its own snapshot: the epoch and the catalog are read
@@ -44,27 +44,22 @@ DECLARE
     v_text text;
     v_mac text;
 BEGIN
-    -- The fence's epoch, and whether it sees every DDL (its event triggers
-    -- and commit trigger in place and enabled; a transaction with no xid
-    -- ran no DDL, one with an xid may have marked it, uncommitted).
+    -- The fence's epoch, and whether it sees every DDL: its event triggers
+    -- in place and enabled, and no mark in pgjobs.ddl_fence_marks that this
+    -- snapshot sees. A mark is deleted by the commit trigger in the very
+    -- transaction that made it, so one seen is this transaction's own DDL,
+    -- not committed yet, or one committed without moving the epoch (the
+    -- commit trigger disabled, dropped or failing).
     SELECT f.epoch,
            (SELECT count(*) FROM pg_catalog.pg_event_trigger e
              WHERE (e.evtname, e.evtevent) IN (('pgjobs_ddl_fence', 'ddl_command_end'),
                                                ('pgjobs_ddl_fence_drop', 'sql_drop'))
                AND e.evtenabled IN ('O', 'A')
                AND e.evtfoid = 'pgjobs._ddl_fence_mark()'::regprocedure) = 2
-           AND EXISTS (SELECT FROM pg_catalog.pg_trigger t
-                        WHERE t.tgrelid = 'pgjobs.ddl_fence_marks'::regclass
-                          AND t.tgname = 'ddl_fence_marks_commit'
-                          AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
-                          AND t.tgenabled IN ('O', 'A'))
+           AND NOT EXISTS (SELECT FROM pgjobs.ddl_fence_marks m)
       INTO v_epoch, v_fenced
       FROM pgjobs.ddl_fence f;
     v_fenced := coalesce(v_fenced, false) AND v_epoch IS NOT NULL;
-    IF v_fenced AND pg_current_xact_id_if_assigned() IS NOT NULL THEN
-        v_fenced := NOT EXISTS (SELECT FROM pgjobs.ddl_fence_marks m
-                                 WHERE m.xid = pg_current_xact_id_if_assigned());
-    END IF;
     IF v_fenced AND v_value ~ '^[0-9]{1,19}/[0-9a-f]{64}/' THEN
         v_kept_at := split_part(v_value, '/', 1);
         v_kept_mac := split_part(v_value, '/', 2);
