@@ -27,6 +27,12 @@ and measure the median of the round medians, the p99 over all reads, both
 against the same version's unmasked page of the same rounds, and the median
 CPU per call of the rounds' blocks and its ratio likewise.
 
+With ``--arrays`` the shared table also has columns whose types may hold
+an array (``text[]``, ``int[][]``, a composite with an ``int[]`` field and
+a domain over ``int[]``, every value starting at 1): ``pgjobs.visible``
+then tests each such value for lower bounds that are not 1 (the text of
+those tests is kept per session until a DDL commits).
+
 Nothing here is a pass/fail test.
 """
 
@@ -82,9 +88,19 @@ def used(stat: Path) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def build(dsn: str, rows: int) -> int:
+ARRAYS = ("CREATE TYPE bench_pair AS (label text, items int[]); "
+          "CREATE DOMAIN bench_ints AS int[]; "
+          f"ALTER TABLE {TABLE} ADD COLUMN tags text[] DEFAULT '{{a,b}}', "
+          "ADD COLUMN grid int[] DEFAULT '{{1,2},{3,4}}', "
+          "ADD COLUMN pair bench_pair DEFAULT ROW('x', '{1,2}'), "
+          "ADD COLUMN ints bench_ints DEFAULT '{5}'")
+
+
+def build(dsn: str, rows: int, arrays: bool = False) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         create_rows_table(conn)
+        if arrays:
+            conn.execute(ARRAYS)
         total = fill_interleaved(conn, rows)
         conn.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), {total})")
         conn.execute(f"CREATE INDEX {TABLE}_scope_key ON {TABLE} (table_id, id)")
@@ -109,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
     parser.add_argument("--cpu-calls", type=int, default=200,
                         help="calls per CPU block (visible_count's a 20th; 0: no CPU measure)")
+    parser.add_argument("--arrays", action="store_true",
+                        help="add columns whose types may hold an array to the table")
     args = parser.parse_args(argv)
     refs = args.sql or ["4fe7471", "fd4d4a3", "."]
     random.seed(11)
@@ -129,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not conns:
                     with psycopg.connect(dsn, autocommit=True) as conn:
                         conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
-                total = build(dsn, args.rows)
+                total = build(dsn, args.rows, args.arrays)
                 conns[ref] = psycopg.connect(dsn, autocommit=True)
                 conns[ref].execute(f"SET ROLE {CLIENT}")
             times: dict[str, dict[str, list[float]]] = {
@@ -178,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()
     print(f"{args.rows:,}-row scope of a {total:,}-row relation ({where}); as a client role; "
+          f"{'array columns; ' if args.arrays else ''}"
           f"{args.rounds} alternating rounds x {args.reads} reads per version; "
           f"load {load[0]:.1f}/{load[1]:.1f}")
     print(f"{'sql':<9} {'read':<22} {'p50':>9} {'p99':>9} {'p50 x':>7} {'p99 x':>7}")
