@@ -998,6 +998,12 @@ class Exporter:
                 hint="an administrator allows a prefix with pgjobs.allow_storage")
 
     def _start_over(self) -> None:
+        # The discard aborts the key's uploads its state does not name (it
+        # recorded `opening`): only while the job is still this attempt's. A
+        # stale attempt (its upload aborted by the next owner's resume, so
+        # UploadLost) does not know that owner's upload, which it would abort.
+        if not self.control.heartbeat():
+            raise LeaseLost("heartbeat refused")
         storage.discard_upload(self.location, self.state.get("upload"))
         self.limit = _first_limit(self.chunk_rows, self.chunk_bytes)
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
