@@ -710,7 +710,8 @@ class Join:
             self._save()
 
         upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
-                                       part_size=ex.part_size, digests=digests, record=record)
+                                       part_size=ex.part_size, digests=digests, record=record,
+                                       fence=ex._fence)
         if upload.state().get("staging"):
             # Its staged parts (this attempt's folder) named in the checkpoint
             # before the first is written: a cancel, or the next owner, removes

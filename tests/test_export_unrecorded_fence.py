@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -39,8 +38,9 @@ class _Lease:
 
     def __init__(self) -> None:
         self.held = True
+        self.recorded: list[object] = []  # the checkpoints of `opening` it wrote
 
-    def record(self, state: dict[str, Any]) -> None:
+    def fence(self) -> None:
         if not self.held:
             raise LeaseLost("heartbeat refused")
 
@@ -58,7 +58,8 @@ def _stale_with_lost_create(mp: pytest.MonkeyPatch, loc: storage.Location,
         raise s3.S3Error(0, "", "connection reset by peer (the answer was lost)")
 
     mp.setattr(s3.Client, "create", lost)
-    stale = upload_s3.NativeS3Upload(loc, None, record=lease.record)
+    stale = upload_s3.NativeS3Upload(loc, None, record=lease.recorded.append,
+                                     fence=lease.fence)
     assert answered.wait(30)
     mp.setattr(s3.Client, "create", create)
     return stale
@@ -66,7 +67,8 @@ def _stale_with_lost_create(mp: pytest.MonkeyPatch, loc: storage.Location,
 
 def _next_owner(loc: storage.Location, lease: _Lease) -> str:
     lease.held = False  # the job is claimed again: the stale lease is gone
-    live = upload_s3.NativeS3Upload(loc, {"opening": 1.0}, record=lambda state: None)
+    live = upload_s3.NativeS3Upload(loc, {"opening": 1.0}, record=lambda state: None,
+                                    fence=lambda: None)
     return str(live.state()["upload_id"])
 
 
@@ -92,6 +94,9 @@ def test_a_stale_attempts_create_retry_leaves_the_live_upload(bucket: str) -> No
     with pytest.raises(LeaseLost):
         stale.state()  # a retried part: the create is sent again
     assert _open_ids(loc) == [live_id]
+    # Only before its create: a part's retry (an upload's thread) writes no
+    # checkpoint, whose cursor may be ahead of what the upload holds.
+    assert len(lease.recorded) == 1
 
 
 def test_a_stale_joiners_create_retry_leaves_the_live_upload(bucket: str) -> None:
