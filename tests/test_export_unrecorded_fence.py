@@ -164,3 +164,14 @@ def test_a_stale_attempts_start_over_leaves_the_live_upload(bucket: str) -> None
     with pytest.raises(LeaseLost):
         stale._start_over()
     assert _open_ids(loc) == [live_id]
+
+
+@pytest.mark.parametrize("name", ["my dir/a+b.csv", "pct%20/x=3Dy.csv", "caf\u00e9/~a&b.csv"])
+def test_a_key_with_special_characters_is_matched(bucket: str, name: str) -> None:
+    """A destination's characters (spaces, `+`, `%`, `=`, non-ASCII) reach
+    the listing and come back as the same key: its unrecorded upload goes."""
+    loc = storage.parse(bucket + name)
+    client = _client(loc)
+    client.create(loc.path)
+    assert upload_s3.abort_unrecorded(client, loc.path) == 1
+    assert _open_ids(loc) == []
