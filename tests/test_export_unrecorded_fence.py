@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,26 @@ def test_a_key_with_special_characters_is_matched(bucket: str, name: str) -> Non
     client.create(loc.path)
     assert upload_s3.abort_unrecorded(client, loc.path) == 1
     assert _open_ids(loc) == []
+
+
+@pytest.mark.parametrize("name", ["a*.parquet", "a?.parquet", "a[b].parquet", "a.parquet"])
+def test_remove_temporaries_takes_only_the_names_own(tmp_path: Any, name: str) -> None:
+    """A file's temporary files go, matched by its exact name (never as a
+    pattern: `*`, `?`, `[` are characters), and nothing else of the folder:
+    not another name's, nor one the name is a prefix of."""
+    import os
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    own = [f".{name}.pgjobs-0a1b2c.tmp", f".{name}.pgjobs-ff_ee-1.tmp"]
+    others = [".ab.parquet.pgjobs-0a1b2c.tmp", ".a.parquet.gz.pgjobs-0a1b2c.tmp",
+              f".{name}x.pgjobs-0a1b2c.tmp", f"{name}", ".a].parquet.pgjobs-1.tmp",
+              f".{name}.pgjobs-0a1b2c.tmp.pgjobs-9.tmp"]
+    for f in own + others:
+        (folder / f).write_bytes(b"x")
+    root = storage.trust_root(f"file://{tmp_path}")
+    try:
+        assert storage.remove_temporaries(f"file://{folder}/{name}") == len(own)
+    finally:
+        storage.release_root(root)
+    assert sorted(os.listdir(folder)) == sorted(others)
