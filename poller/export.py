@@ -852,7 +852,8 @@ class Exporter:
             self.upload = storage.resume_upload(self.location, self.staging, self.token,
                                                 ck.get("upload"), part_size=self.part_size,
                                                 digests=self.state["digests"],
-                                                record=self._record_opening)
+                                                record=self._record_opening,
+                                                fence=self._fence)
         except CannotResume as exc:
             if self.state["phase"] == "finalizing":
                 done = self._already_visible()
@@ -998,6 +999,11 @@ class Exporter:
                 hint="an administrator allows a prefix with pgjobs.allow_storage")
 
     def _start_over(self) -> None:
+        # The discard aborts the key's uploads its state does not name (it
+        # recorded `opening`): only while the job is still this attempt's. A
+        # stale attempt (its upload aborted by the next owner's resume, so
+        # UploadLost) does not know that owner's upload, which it would abort.
+        self._fence()
         storage.discard_upload(self.location, self.state.get("upload"))
         self.limit = _first_limit(self.chunk_rows, self.chunk_bytes)
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
@@ -1008,12 +1014,20 @@ class Exporter:
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size,
                                             digests=self.state["digests"],
-                                            record=self._record_opening)
+                                            record=self._record_opening, fence=self._fence)
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
         if self.upload.fresh():
             # Native S3, the create in flight: recorded before any part, as in _start.
             self.recording = _Recording(self)
+
+    def _fence(self) -> None:
+        """Renew the lease, or raise LeaseLost: before this attempt aborts
+        uploads at its key that it did not open itself (a stale attempt does
+        not know its next owner's). No checkpoint: it may run on an upload's
+        thread, while the cursor is ahead of what the upload holds."""
+        if not self.control.heartbeat():
+            raise LeaseLost("heartbeat refused")
 
     def _record_opening(self, opening: dict[str, Any]) -> None:
         """Checkpoint that a native S3 upload is being opened at the key, before

@@ -217,6 +217,13 @@ class Join:
         if self.delay:
             time.sleep(self.delay)
 
+    def _owned(self) -> bool:
+        """Whether the job is still this attempt's (its lease renewed now)."""
+        try:
+            return bool(self.ex.control.heartbeat())
+        except Exception:  # noqa: BLE001 - the database or the lease lost: not ours
+            return False
+
     def _resumed(self, kind: str) -> bool:
         """Whether the checkpoint holds a join of this kind; else a fresh state."""
         if self.state.get("kind") == kind:
@@ -302,9 +309,13 @@ class Join:
             if kind == "file":
                 storage.unlink_file(self._tmp(), f"cannot delete {self._tmp()}")
             elif kind == "s3":
-                # Its upload, and any it opened and never recorded.
+                # Its upload; and any it opened and never recorded, only while
+                # the job is still this attempt's: a stale joiner does not know
+                # its next owner's upload at the key (that owner, or the
+                # removal queued when the job ends, aborts the unrecorded ones).
+                names = ("opening", "upload_id") if self._owned() else ("upload_id",)
                 storage.discard_upload(self.ex.location, {
-                    k: self.state[k] for k in ("opening", "upload_id") if k in self.state})
+                    k: self.state[k] for k in names if k in self.state})
             elif kind == "gs":
                 storage.delete_prefix(self.ex.location, self._scratch())
             elif kind == "az" and azblob.service() is not None:
@@ -454,9 +465,13 @@ class Join:
     def _s3_open(self, client: s3.Client) -> str:
         """A new upload of the object, the key's unrecorded ones aborted first:
         an earlier owner's, or one a create sent before made with its answer
-        lost (this call is retried)."""
+        lost (this call is retried). Only while the job is still this
+        attempt's: the checkpoint is saved first, which renews the lease (or
+        raises LeaseLost): a stale joiner must not abort its next owner's
+        upload, which it does not know."""
         from pgjobs.poller import upload_s3  # it imports storage
 
+        self._save()
         upload_s3.abort_unrecorded(client, self.ex.location.path)
         return str(client.create(self.ex.location.path))
 
@@ -695,7 +710,8 @@ class Join:
             self._save()
 
         upload = storage.resume_upload(ex.location, ex.staging, ex.token, None,
-                                       part_size=ex.part_size, digests=digests, record=record)
+                                       part_size=ex.part_size, digests=digests, record=record,
+                                       fence=ex._fence)
         if upload.state().get("staging"):
             # Its staged parts (this attempt's folder) named in the checkpoint
             # before the first is written: a cancel, or the next owner, removes

@@ -897,7 +897,8 @@ def staging_path(prefix_uri: str, job_id: int) -> str:
 def resume_upload(location: Location, staging: str, token: str,
                   state: dict[str, Any] | None, *, part_size: int = 8 << 20,
                   digests: list[Any] | None = None,
-                  record: Callable[[dict[str, Any]], None] | None = None) -> Upload:
+                  record: Callable[[dict[str, Any]], None] | None = None,
+                  fence: Callable[[], None] | None = None) -> Upload:
     """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
     from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
     when that state can no longer be continued.
@@ -918,7 +919,10 @@ def resume_upload(location: Location, staging: str, token: str,
     ``record``: called with the state of a native S3 upload about to be opened
     (``{"opening": t}``) before its CreateMultipartUpload is sent; it must
     checkpoint it (:class:`upload_s3.NativeS3Upload`), so no upload is ever
-    opened that no record leads to."""
+    opened that no record leads to. ``fence``: called before the upload aborts
+    the key's unrecorded uploads within the attempt (a create sent again, its
+    cleanup); it must renew the attempt's lease or raise: a stale attempt
+    must not abort the next owner's upload."""
     from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
 
     if location.scheme == "file":
@@ -932,9 +936,9 @@ def resume_upload(location: Location, staging: str, token: str,
     if state and (state.get("upload_id")
                   or (state.get("opening") is not None and not state.get("staging"))):
         # Recorded, or only its opening recorded (its create never was).
-        return upload_s3.NativeS3Upload(location, state, digests, record)
+        return upload_s3.NativeS3Upload(location, state, digests, record, fence)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
-        return upload_s3.NativeS3Upload(location, None, digests, record)
+        return upload_s3.NativeS3Upload(location, None, digests, record, fence)
     return upload_obstore.StagedUpload(location, staging, token, state, digests=digests)
 
 

@@ -56,7 +56,8 @@ class NativeS3Upload(Upload):
 
     def __init__(self, location: Location, state: dict[str, Any] | None,
                  digests: list[Any] | None = None,
-                 record: Callable[[dict[str, Any]], None] | None = None):
+                 record: Callable[[dict[str, Any]], None] | None = None,
+                 fence: Callable[[], None] | None = None):
         self.location = location
         self._digests = digests
         self._client = s3.Client(location.base.split("://", 1)[1])
@@ -65,6 +66,7 @@ class NativeS3Upload(Upload):
         self._size = 0
         self._completed = False  # finish completed it: nothing is left to abort
         self._opening: Any = None
+        self._fence = fence
         try:
             if state and state.get("opening") is not None:
                 # An earlier attempt opened uploads here since then: those its
@@ -112,7 +114,14 @@ class NativeS3Upload(Upload):
         return self._id
 
     def _abort_unrecorded(self) -> None:
+        """Abort the key's uploads this one's state does not name, only while
+        the attempt still owns the job: ``fence`` renews the lease first (it
+        raises when the lease is gone). A stale attempt (its lease run out,
+        the job claimed again) does not know the next owner's upload at the
+        key: that one it must never abort."""
         if self._opening is not None:
+            if self._fence is not None:
+                self._fence()
             abort_unrecorded(self._client, self._key,
                              keep={self._id} if self._id is not None else ())
 
@@ -188,8 +197,10 @@ class NativeS3Upload(Upload):
                 # The create in flight is awaited: the upload it makes is aborted too.
                 self._id = creating.result() if creating is not None else None
             except s3.S3Error:
-                # Its answer may have been lost after the upload was made.
-                with contextlib.suppress(s3.S3Error):
+                # Its answer may have been lost after the upload was made: aborted
+                # while the job is still this attempt's (else its next owner
+                # aborts it as it resumes, or its queued removal does).
+                with contextlib.suppress(Exception):
                     self._abort_unrecorded()
                 return
         if self._id is not None:

@@ -51,6 +51,10 @@ def _kill_mid_write(mp: pytest.MonkeyPatch, dsn: str, job_id: int, part: bool,
             written.append(path)
             if len(written) == 2:
                 directory, name = os.path.split(path)
+                # The folder, as storage._create_file makes it when it opens
+                # its temporary file: with parallel parts, the other part's
+                # first file (whose create makes it) may still be on its way.
+                os.makedirs(directory, exist_ok=True)
                 with open(os.path.join(directory, f".{name}.pgjobs-deadbeef0001.tmp"),
                           "wb") as f:
                     f.write(data[: len(data) // 2])
