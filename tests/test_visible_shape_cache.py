@@ -566,3 +566,39 @@ def test_a_ddl_the_mark_could_not_record_is_seen_by_the_next_read(
         conn.execute("RESET ROLE")
         other.execute(f'ALTER FUNCTION pgjobs._ddl_fence_mark() OWNER TO "{owner}"')
         conn.execute(f"DROP ROLE {stranger}")
+
+
+DEEP = {
+    # (the column, the DDL in another schema, the value then written)
+    "composite_in_a_domain_over_an_array_in_a_composite_array": (
+        "CREATE TYPE sc_elsewhere.inner AS (n int); "
+        "CREATE DOMAIN sc_elsewhere.inner_list AS sc_elsewhere.inner[]; "
+        "CREATE TYPE sc_elsewhere.outer AS (list sc_elsewhere.inner_list); "
+        "ALTER TABLE sc_rows ADD COLUMN deep sc_elsewhere.outer[]",
+        "ALTER TYPE sc_elsewhere.inner ADD ATTRIBUTE items int[] CASCADE",
+        "ARRAY[ROW(ARRAY[ROW(1, '[0:1]={1,2}'::int[])::sc_elsewhere.inner]"
+        "::sc_elsewhere.inner_list)::sc_elsewhere.outer]"),
+    "a_tables_row_type": (
+        "CREATE TABLE sc_elsewhere.holder (n int); "
+        "ALTER TABLE sc_rows ADD COLUMN deep sc_elsewhere.holder",
+        "ALTER TABLE sc_elsewhere.holder ADD COLUMN items int[]",
+        "ROW(1, '[0:1]={1,2}'::int[])::sc_elsewhere.holder"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(DEEP))
+def test_a_change_deep_in_a_columns_type_in_another_schema_is_seen(
+        make_conn: Any, conn: Conn, world: None, how: str) -> None:
+    column, ddl, value = DEEP[how]
+    conn.execute("CREATE SCHEMA sc_elsewhere")
+    conn.execute(f"GRANT USAGE ON SCHEMA sc_elsewhere TO {CLIENT}")
+    conn.execute(column)
+    other = make_conn()
+    conn.execute(f"SET ROLE {CLIENT}")
+    _page(conn)
+    assert _kept(conn) is not None
+    other.execute(ddl)
+    other.execute(f"UPDATE sc_rows SET deep = {value} WHERE id = 1")
+    rows = _page(conn)
+    assert rows == _fresh_page(make_conn)
+    assert isinstance(rows[0]["deep"], str) and "[0:1]={1,2}" in rows[0]["deep"]
