@@ -602,3 +602,30 @@ def test_a_change_deep_in_a_columns_type_in_another_schema_is_seen(
     rows = _page(conn)
     assert rows == _fresh_page(make_conn)
     assert isinstance(rows[0]["deep"], str) and "[0:1]={1,2}" in rows[0]["deep"]
+
+
+WALK_CALLS = ("SELECT coalesce(pg_stat_get_xact_function_calls("
+              "'pgjobs._array_bounds_test(text, regtype, integer)'::regprocedure), 0)")
+
+
+def _walks(conn: Conn) -> int:
+    """A read's calls of pgjobs._array_bounds_test (the catalog walk), this
+    session's counts (track_functions) before and after it. (The counts of
+    a transaction not yet sent to the statistics stay in the next one's.)"""
+    with conn.transaction():
+        before = int(scalar(conn, WALK_CALLS))
+        _page(conn)
+        return int(scalar(conn, WALK_CALLS)) - before
+
+
+def test_a_hit_skips_the_walk_and_a_miss_walks_again(
+        make_conn: Any, conn: Conn, world: None) -> None:
+    other = make_conn()
+    conn.execute("SET track_functions = 'pl'")
+    conn.execute(f"SET ROLE {CLIENT}")
+    assert _walks(conn) > 0  # nothing kept yet
+    assert _walks(conn) == 0  # the kept text
+    other.execute("ALTER TABLE sc_rows ALTER COLUMN note TYPE int[] USING note::int[]")
+    assert _walks(conn) > 0  # the epoch moved: walked again ...
+    assert _page(conn) == _fresh_page(make_conn)  # ... to what a new session reads
+    assert _walks(conn) == 0
