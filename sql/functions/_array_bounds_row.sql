@@ -24,11 +24,15 @@ AS $$
 -- it) is the one it was built at. The text runs as pgjobs' owner, and any
 -- role may set a pgjobs.* setting: a kept text counts only with the seal
 -- pgjobs._verdict_mac makes of the slot, the target, the text and the
--- epoch (with the engine's secret, the role it runs as and this backend),
--- so a value a client wrote, edited, or copied from another slot, target,
--- session or role is rebuilt, never run. Nothing is kept or used when the
--- fence cannot see every DDL: its event triggers missing or disabled (no
--- superuser ran the migrate), a mark in pgjobs.ddl_fence_marks (a DDL of
+-- fence's state (the epoch, the fence row's version, the event triggers'
+-- rows' versions; with the engine's secret, the role it runs as, which is
+-- pgjobs' owner whoever calls visible: the text depends on the target
+-- alone, and this backend), so a value a client wrote, edited, or copied
+-- from another slot, target, session or fence state is rebuilt, never
+-- run. Nothing is kept or used when the fence cannot see every DDL: its
+-- event triggers missing, disabled or enabled for origin sessions only, or
+-- pgjobs._ddl_fence_mark's owner unable to write a mark (no superuser ran
+-- the migrate, owners changed), a mark in pgjobs.ddl_fence_marks (a DDL of
 -- this very transaction, or one committed with no commit trigger), a
 -- temporary target or a type in a temporary schema anywhere in its
 -- columns (the fence does not mark DDL on temporary objects). A read
@@ -38,6 +42,7 @@ DECLARE
     v_slot text := 'shape_' || p_target::oid::text;
     v_value text := current_setting('pgjobs.verified_' || v_slot, true);
     v_epoch bigint;
+    v_at text;
     v_fenced boolean;
     v_kept_at text;
     v_kept_mac text;
@@ -58,14 +63,39 @@ BEGIN
     -- transaction that made it, so one seen is this transaction's own DDL,
     -- not committed yet, or one committed without moving the epoch (the
     -- commit trigger disabled, dropped or failing).
+    --
+    -- The seal's time is more than the epoch's number (h94): the fence
+    -- row's version (its xmin) and the event triggers' rows' versions too.
+    -- An epoch seen in this transaction may be its own, not committed (a
+    -- DDL, then SET CONSTRAINTS ALL IMMEDIATE fires the commit trigger at
+    -- once): a value sealed then and copied out, or kept across a
+    -- ROLLBACK PREPARED, met the same number again at the next DDL that
+    -- committed, over another shape; that DDL's version of the row is
+    -- another xmin. And a trigger disabled, a DDL, the trigger enabled
+    -- again moved no epoch; it rewrote the triggers' rows. Enabled ALWAYS
+    -- only (the migration's state): one enabled for origin sessions does
+    -- not fire in a superuser's session_replication_role = replica.
     SELECT f.epoch,
+           pg_catalog.jsonb_build_array(f.epoch::text, f.xmin::text,
+               (SELECT pg_catalog.string_agg(e.xmin::text, ',' ORDER BY e.evtname)
+                  FROM pg_catalog.pg_event_trigger e
+                 WHERE e.evtname IN ('pgjobs_ddl_fence', 'pgjobs_ddl_fence_drop')))::text,
            (SELECT count(*) FROM pg_catalog.pg_event_trigger e
              WHERE (e.evtname, e.evtevent) IN (('pgjobs_ddl_fence', 'ddl_command_end'),
                                                ('pgjobs_ddl_fence_drop', 'sql_drop'))
-               AND e.evtenabled IN ('O', 'A')
+               AND e.evtenabled = 'A' AND e.evttags IS NULL
                AND e.evtfoid = 'pgjobs._ddl_fence_mark()'::regprocedure) = 2
+           -- and the mark is made: pgjobs._ddl_fence_mark runs as its owner,
+           -- and one that may not write the marks warns and lets the DDL go
+           -- unmarked, no epoch moved (an owner changed one object at a time;
+           -- a role's grant revoked, which no event trigger sees)
+           AND (SELECT p.prosecdef
+                       AND has_schema_privilege(p.proowner, 'pgjobs', 'USAGE')
+                       AND has_table_privilege(p.proowner, 'pgjobs.ddl_fence_marks', 'INSERT')
+                  FROM pg_catalog.pg_proc p
+                 WHERE p.oid = 'pgjobs._ddl_fence_mark()'::regprocedure)
            AND NOT EXISTS (SELECT FROM pgjobs.ddl_fence_marks m)
-      INTO v_epoch, v_fenced
+      INTO v_epoch, v_at, v_fenced
       FROM pgjobs.ddl_fence f;
     v_fenced := coalesce(v_fenced, false) AND v_epoch IS NOT NULL;
     IF v_fenced AND v_value ~ '^[0-9]{1,19}/[0-9a-f]{64}/' THEN
@@ -74,7 +104,7 @@ BEGIN
         IF v_kept_at = v_epoch::text THEN
             v_text := substr(v_value, length(v_kept_at) + 67);
             v_mac := pgjobs._verdict_mac(jsonb_build_array(v_slot, p_target::oid::text,
-                                                           v_text)::text, v_kept_at);
+                                                           v_text)::text, v_at);
             -- Compared as hashes: the time a comparison takes says nothing of the seal.
             IF v_mac IS NOT NULL AND sha256(convert_to(v_mac, 'UTF8'))
                                      = sha256(convert_to(v_kept_mac, 'UTF8')) THEN
@@ -121,7 +151,7 @@ BEGIN
             WHERE s.nspname ~ '^pg_temp_[0-9]+$') THEN
         v_mac := pgjobs._verdict_mac(jsonb_build_array(v_slot, p_target::oid::text,
                                                        coalesce(v_text, ''))::text,
-                                     v_epoch::text);
+                                     v_at);
         IF v_mac IS NOT NULL THEN
             -- Session-level, as the trust verdicts: the next transaction's
             -- read uses it; a rollback of this one discards it.
