@@ -12544,6 +12544,228 @@ ALTER FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) OW
 COMMENT ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) IS 'Queues the part objects (and upload leftovers) of a parallel CSV or JSON Lines export that has just succeeded, for a worker to delete while each reads back as its part''s digests.';
 
 --
+-- Name: _reach_roles(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._reach_roles(p_target regclass) RETURNS TABLE(role_oid oid, why text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+-- Every role that could make its own code run while pgjobs reads or writes
+-- p_target's rows or evaluates its types (role_oid 0: PUBLIC), and why
+-- (several rows a role, one a reason). pgjobs._untrusted_roles keeps those
+-- that lack the rights of the role pgjobs acts as (the rule, and its
+-- message order); a delete or backfill page (pgjobs._run_page) keeps them
+-- all with its verdict and asks again on its next pages whether each still
+-- has them (pgjobs._verdict_roles_hold), as role commands fire no event
+-- trigger for the DDL fence.
+--
+-- Covered, for the target and every partition or inheritance child of it,
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
+-- every table whose foreign key references it with an ON DELETE or ON
+-- UPDATE action, at any depth (and, for the partition keys, every
+-- partitioned table the target is a partition of):
+-- * the table's owner (it may add triggers, rules, defaults, constraints,
+--   policies, indexes at any time);
+-- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
+--   such a role may at any time create a table of its own whose foreign
+--   key references it ON DELETE or ON UPDATE CASCADE (which this check
+--   would then follow), between two checks or while a page waits for its
+--   lock after the check, and its AFTER triggers there ran as pgjobs on
+--   the next pages;
+-- * owners of the functions and operators (and the operators' functions)
+--   that its triggers (and their WHEN), rules, defaults and generated
+--   columns, CHECK constraints, index expressions and predicates,
+--   policies and partition key expressions depend on (pg_depend);
+-- * owners of every type its columns (or those objects) use, followed
+--   through domains' base types, array elements, composite attributes and
+--   range subtypes, and of the functions and operators those types and the
+--   domains' CHECK constraints depend on.
+-- Not covered: functions called from inside a trusted function's body
+-- (their author chose them). Built-in objects (OID below 16384) belong to
+-- the bootstrap superuser and are not followed. Every step is an index
+-- lookup on a few OIDs: it runs on every call of a client function and
+-- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
+-- Locks nothing.
+DECLARE
+    v_rels oid[];
+    v_classes oid[];
+    v_objs oid[];
+    v_types oid[];
+    v_new oid[];
+BEGIN
+    -- The target and every table its statements reach without ONLY:
+    -- partitions and inheritance children, at any depth.
+    -- And every table a statement on them writes or reads besides, at any
+    -- depth: the tables and views their rules name (a DO ALSO or DO
+    -- INSTEAD action, a view's query), whose triggers, rules and policies
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
+    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
+    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
+    -- owner but its AFTER triggers later, as pgjobs.
+    WITH RECURSIVE tree (relid) AS (
+        SELECT p_target::oid
+        UNION
+        SELECT n.relid
+          FROM tree t
+          CROSS JOIN LATERAL (
+              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT con.conrelid
+                FROM pg_depend d
+                JOIN pg_constraint con ON con.oid = d.objid
+               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                 AND d.classid = 'pg_constraint'::regclass
+                 AND con.contype = 'f' AND con.confrelid = t.relid
+                 AND (con.confdeltype IN ('c', 'n', 'd')
+                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
+    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
+    -- The objects that hold the tables' code: defaults and generated
+    -- columns, constraints, triggers, policies, rules, indexes; and the
+    -- tables themselves, and the partitioned tables the target is a
+    -- partition of (at any level), whose own dependencies are their
+    -- partition keys' expressions: a row written into a partition is
+    -- routed by, or checked against (its partition constraint), every
+    -- ancestor's key, so registering a partition runs its ancestors' key
+    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
+    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
+      FROM (SELECT d.classid, d.objid
+              FROM pg_depend d
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+               AND d.deptype IN ('a', 'i', 'S')
+               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
+            UNION
+            SELECT 'pg_class'::regclass::oid, r.relid
+              FROM unnest(v_rels) r (relid)
+            UNION
+            SELECT 'pg_class'::regclass::oid, a.relid::oid
+              FROM pg_partition_ancestors(p_target) a) x;
+    v_classes := coalesce(v_classes, '{}');
+    v_objs := coalesce(v_objs, '{}');
+    -- The types of the columns and of those objects, then what they are
+    -- made of (domain bases, array elements, composite attributes, range
+    -- subtypes), until nothing new turns up.
+    SELECT array_agg(DISTINCT x.typid) INTO v_new
+      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
+             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
+     WHERE x.typid >= 16384;
+    v_types := '{}';
+    WHILE cardinality(v_new) > 0 LOOP
+        v_types := v_types || v_new;
+        SELECT array_agg(DISTINCT n.typid) INTO v_new
+          FROM pg_type ty
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
+              UNION ALL
+              SELECT ty.typelem WHERE ty.typelem <> 0
+              UNION ALL
+              SELECT a.atttypid FROM pg_attribute a
+               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
+                 AND NOT a.attisdropped
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
+    END LOOP;
+    -- Their code: the types' own dependencies and their (domain) constraints.
+    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
+      INTO v_classes, v_objs
+      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
+              FROM unnest(v_types) t (typid)
+            UNION ALL
+            SELECT 'pg_constraint'::regclass::oid, c.oid
+              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
+
+    RETURN QUERY
+    WITH refs AS (
+        SELECT d.refclassid, d.refobjid
+          FROM unnest(v_classes, v_objs) o (classid, objid)
+          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    ),
+    roles (role_oid, why) AS (
+        SELECT c.relowner, format('owns table %s', c.oid::regclass)
+          FROM pg_class c WHERE c.oid = ANY (v_rels)
+        UNION ALL
+        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
+        UNION ALL
+        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
+                                   a.attrelid::regclass)
+          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
+         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
+           AND acl.privilege_type = 'REFERENCES'
+        UNION ALL
+        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
+          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
+         WHERE f.refclassid = 'pg_proc'::regclass
+        UNION ALL
+        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
+          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
+          CROSS JOIN LATERAL (
+              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
+              UNION ALL
+              SELECT p.proowner, format('function %s', p.oid::regprocedure)
+                FROM pg_proc p WHERE p.oid = op.oprcode) x
+         WHERE f.refclassid = 'pg_operator'::regclass
+        UNION ALL
+        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
+          FROM pg_type ty WHERE ty.oid = ANY (v_types)
+    )
+    SELECT r.role_oid, r.why FROM roles r;
+END
+$$;
+
+ALTER FUNCTION pgjobs._reach_roles(p_target regclass) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _reach_roles(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._reach_roles(p_target regclass) IS 'Every role whose code could run when pgjobs acts on the target''s rows or types (0: PUBLIC), and why; pgjobs._untrusted_roles keeps those without the acting role''s rights.';
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15044,6 +15266,7 @@ DECLARE
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
     v_epoch bigint;
+    v_fresh boolean;
     v_filtered boolean;
     v_budget integer;
     v_check jsonb := '{}'::jsonb;
@@ -15144,21 +15367,34 @@ BEGIN
     END;
     v_verified := v_job.checkpoint -> 'verified';
     BEGIN
-        IF coalesce(v_verified ->> 'worker' = p_worker
-                    AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
-                             THEN (v_verified ->> 'at')::double precision END
-                        BETWEEN v_now - 1.0 AND v_now
-                    AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
-                        = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
-                    false) THEN
+        v_fresh := coalesce(v_verified ->> 'worker' = p_worker
+                            AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
+                                     THEN (v_verified ->> 'at')::double precision END
+                                BETWEEN v_now - 1.0 AND v_now
+                            AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
+                                = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
+                            false);
+        IF v_fresh THEN
             SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
             IF NOT FOUND THEN
                 v_reg := pgjobs._target(v_job.target);  -- unregistered meanwhile: 22023
             END IF;
-        ELSE
+            -- Role commands (GRANT role, REVOKE role, ALTER ROLE NOSUPERUSER,
+            -- NOINHERIT, NOBYPASSRLS, DROP ROLE) fire no event trigger and
+            -- move no epoch: the roles the full check found in the reach
+            -- (kept in the verdict) are asked again, as are the submitter's
+            -- rights, in this page's transaction, after the fence. One
+            -- committed while the page runs (no lock orders the two) is seen
+            -- by the next page.
+            v_fresh := pgjobs._verdict_roles_hold(v_job, v_reg, v_verified -> 'roles');
+        END IF;
+        IF NOT v_fresh THEN
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
-            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch);
+            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
+                'roles', coalesce((SELECT jsonb_agg(DISTINCT r.role_oid::bigint)
+                                     FROM pgjobs._reach_roles(v_job.target) r
+                                    WHERE r.role_oid <> 0), '[]'::jsonb));
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -19840,198 +20076,14 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Covered, for the target and every partition or inheritance child of it,
--- every table or view its rules' actions (or a view's query) or its
--- policies' subqueries name, and
--- every table whose foreign key references it with an ON DELETE or ON
--- UPDATE action, at any depth (and, for the partition keys, every
--- partitioned table the target is a partition of):
--- * the table's owner (it may add triggers, rules, defaults, constraints,
---   policies, indexes at any time);
--- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
--- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
---   such a role may at any time create a table of its own whose foreign
---   key references it ON DELETE or ON UPDATE CASCADE (which this check
---   would then follow), between two checks or while a page waits for its
---   lock after the check, and its AFTER triggers there ran as pgjobs on
---   the next pages;
--- * owners of the functions and operators (and the operators' functions)
---   that its triggers (and their WHEN), rules, defaults and generated
---   columns, CHECK constraints, index expressions and predicates,
---   policies and partition key expressions depend on (pg_depend);
--- * owners of every type its columns (or those objects) use, followed
---   through domains' base types, array elements, composite attributes and
---   range subtypes, and of the functions and operators those types and the
---   domains' CHECK constraints depend on.
--- Not covered: functions called from inside a trusted function's body
--- (their author chose them). Built-in objects (OID below 16384) belong to
--- the bootstrap superuser and are not followed. Every step is an index
--- lookup on a few OIDs: it runs on every call of a client function and
--- every page. jit off: the catalogs are tiny, compiling costs seconds.
--- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
--- statement on every call (a custom plan for an array of a few OIDs looks
--- cheaper than the generic one, which is the same index scans), and
--- planning was nearly all of the check's time: 1.2-6.7 ms a call against
--- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
--- Locks nothing.
-DECLARE
-    v_rels oid[];
-    v_classes oid[];
-    v_objs oid[];
-    v_types oid[];
-    v_new oid[];
+-- Which roles could: pgjobs._reach_roles (the walk, and what it covers).
 BEGIN
-    -- The target and every table its statements reach without ONLY:
-    -- partitions and inheritance children, at any depth.
-    -- And every table a statement on them writes or reads besides, at any
-    -- depth: the tables and views their rules name (a DO ALSO or DO
-    -- INSTEAD action, a view's query), whose triggers, rules and policies
-    -- (a view's functions) run as pgjobs too, and the tables and views their
-    -- policies' subqueries read (a view's functions, and that table's own
-    -- policies, run as the role the policy confines); and the tables whose foreign
-    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
-    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
-    -- owner but its AFTER triggers later, as pgjobs.
-    WITH RECURSIVE tree (relid) AS (
-        SELECT p_target::oid
-        UNION
-        SELECT n.relid
-          FROM tree t
-          CROSS JOIN LATERAL (
-              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_rewrite rw
-                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_policy pol
-                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT con.conrelid
-                FROM pg_depend d
-                JOIN pg_constraint con ON con.oid = d.objid
-               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
-                 AND d.classid = 'pg_constraint'::regclass
-                 AND con.contype = 'f' AND con.confrelid = t.relid
-                 AND (con.confdeltype IN ('c', 'n', 'd')
-                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
-    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
-    -- The objects that hold the tables' code: defaults and generated
-    -- columns, constraints, triggers, policies, rules, indexes; and the
-    -- tables themselves, and the partitioned tables the target is a
-    -- partition of (at any level), whose own dependencies are their
-    -- partition keys' expressions: a row written into a partition is
-    -- routed by, or checked against (its partition constraint), every
-    -- ancestor's key, so registering a partition runs its ancestors' key
-    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
-    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
-      FROM (SELECT d.classid, d.objid
-              FROM pg_depend d
-             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
-               AND d.deptype IN ('a', 'i', 'S')
-               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
-                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
-                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
-            UNION
-            SELECT 'pg_class'::regclass::oid, r.relid
-              FROM unnest(v_rels) r (relid)
-            UNION
-            SELECT 'pg_class'::regclass::oid, a.relid::oid
-              FROM pg_partition_ancestors(p_target) a) x;
-    v_classes := coalesce(v_classes, '{}');
-    v_objs := coalesce(v_objs, '{}');
-    -- The types of the columns and of those objects, then what they are
-    -- made of (domain bases, array elements, composite attributes, range
-    -- subtypes), until nothing new turns up.
-    SELECT array_agg(DISTINCT x.typid) INTO v_new
-      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
-             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
-            UNION ALL
-            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
-              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass
-               -- A typed table's composite type (CREATE TABLE ... OF) holds
-               -- no code of the table's: its owner cannot alter the table,
-               -- and its attributes' types are the columns' (above).
-               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
-                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
-                                           WHERE c.oid = o.objid))) x
-     WHERE x.typid >= 16384;
-    v_types := '{}';
-    WHILE cardinality(v_new) > 0 LOOP
-        v_types := v_types || v_new;
-        SELECT array_agg(DISTINCT n.typid) INTO v_new
-          FROM pg_type ty
-          CROSS JOIN LATERAL (
-              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
-              UNION ALL
-              SELECT ty.typelem WHERE ty.typelem <> 0
-              UNION ALL
-              SELECT a.atttypid FROM pg_attribute a
-               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
-                 AND NOT a.attisdropped
-              UNION ALL
-              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
-         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
-    END LOOP;
-    -- Their code: the types' own dependencies and their (domain) constraints.
-    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
-      INTO v_classes, v_objs
-      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
-              FROM unnest(v_types) t (typid)
-            UNION ALL
-            SELECT 'pg_constraint'::regclass::oid, c.oid
-              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
-
     RETURN QUERY
-    WITH refs AS (
-        SELECT d.refclassid, d.refobjid
-          FROM unnest(v_classes, v_objs) o (classid, objid)
-          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
-    ),
-    roles (role_oid, why) AS (
-        SELECT c.relowner, format('owns table %s', c.oid::regclass)
-          FROM pg_class c WHERE c.oid = ANY (v_rels)
-        UNION ALL
-        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
-          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
-         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
-        UNION ALL
-        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
-                                   a.attrelid::regclass)
-          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
-         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
-           AND acl.privilege_type = 'REFERENCES'
-        UNION ALL
-        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
-          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
-         WHERE f.refclassid = 'pg_proc'::regclass
-        UNION ALL
-        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
-          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
-          CROSS JOIN LATERAL (
-              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
-              UNION ALL
-              SELECT p.proowner, format('function %s', p.oid::regprocedure)
-                FROM pg_proc p WHERE p.oid = op.oprcode) x
-         WHERE f.refclassid = 'pg_operator'::regclass
-        UNION ALL
-        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
-          FROM pg_type ty WHERE ty.oid = ANY (v_types)
-    )
     SELECT DISTINCT ON (1)
            CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
                 ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
            r.why
-      FROM roles r
+      FROM pgjobs._reach_roles(p_target) r
      WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
      -- A role's first reason names code it has (a table, a function) before
      -- a REFERENCES it could add some with.
@@ -20266,6 +20318,56 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._verdict_mac(p_key text, p_at text) OWNER TO SUPERUSER;
+
+--
+-- Name: _verdict_roles_hold(pgjobs.jobs, pgjobs.target_registry, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a delete or backfill page's verdict (pgjobs._run_page) still
+-- holds as far as roles go: every role of p_roles (the roles whose code its
+-- full check found in the target's reach, pgjobs._reach_roles) still has
+-- the rights of current_user, the role the page runs as; row-level
+-- security on the target does not confine current_user; and the submitter
+-- still may do the job (pgjobs._submitter_problem). Role commands (GRANT
+-- role TO, REVOKE role FROM, ALTER ROLE [NO]SUPERUSER, [NO]INHERIT,
+-- [NO]BYPASSRLS, DROP ROLE) fire no event trigger, so the DDL fence's epoch
+-- does not move for them: asked on every page that runs on a verdict, so a
+-- page after one that took trust away checks in full (and fails the job)
+-- instead of running up to 1 s more. What the reach is (which objects,
+-- whose) changes only by DDL, which moves the epoch, or by REASSIGN OWNED,
+-- which keeps the 1 s window (docs/engine.md). The same rules as the full
+-- check's (pg_has_role USAGE, pgjobs._row_security_rule, the submitter's),
+-- over the roles it found, not the walk: a few lookups in the backend's
+-- role caches. false, not an error, when p_roles is not an array of oids
+-- (a verdict of an older release): the page checks in full. Locks nothing.
+BEGIN
+    IF jsonb_typeof(p_roles) IS DISTINCT FROM 'array'
+       OR EXISTS (SELECT FROM jsonb_array_elements(p_roles) a
+                   WHERE jsonb_typeof(a) <> 'number') THEN
+        RETURN false;
+    END IF;
+    RETURN NOT EXISTS (SELECT FROM jsonb_array_elements_text(p_roles) a (role_oid)
+                        WHERE pg_has_role(a.role_oid::oid, current_user, 'USAGE') IS NOT TRUE)
+       AND NOT pgjobs._row_security_rule(p_job.target, current_user, false)
+       AND (pgjobs._submitter_problem(p_job, p_reg)).message IS NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) IS 'Whether a page''s trust verdict still holds after role commands: the roles in the target''s reach still have the acting role''s rights, row-level security does not confine it, the submitter may still do the job.';
 
 --
 -- Name: _visible_as(name, regclass, text, jsonb, text, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -27950,6 +28052,13 @@ REVOKE ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result j
 GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _reach_roles(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._reach_roles(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._reach_roles(p_target regclass) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -28644,6 +28753,13 @@ GRANT ALL ON FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double 
 
 REVOKE ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
