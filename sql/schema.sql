@@ -3790,6 +3790,72 @@ ALTER FUNCTION pgjobs._ddl_fence_epoch() OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._ddl_fence_epoch() IS 'The DDL epoch (pgjobs.ddl_fence), that table locked IN ROW SHARE MODE to the end of the transaction, so no DDL commits before the caller does. Delete and backfill pages run the full trust check when it moved since their last.';
 
 --
+-- Name: _ddl_fence_holders(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_holders() RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Who holds the DDL fence (pgjobs.ddl_fence IN EXCLUSIVE MODE, granted)
+-- other than a commit under way: a DDL transaction that fired the commit
+-- trigger early (SET CONSTRAINTS ALL IMMEDIATE after its DDL) and goes on,
+-- idle or running, or a prepared DDL transaction (PREPARE TRANSACTION). While
+-- one holds it every delete and backfill page of the database returns
+-- 'blocked' (pgjobs._ddl_fence_epoch: a page never waits for it) and no
+-- running job makes progress. A commit holds it for microseconds: a
+-- session seen active less than 1 s ago is left out. The words name each
+-- holder and how to end it; NULL: nobody. pgjobs.doctor reports it
+-- (engine.ddl_fence_held). A role that may not see other roles' sessions
+-- (pg_read_all_stats) sees their pid and not their state: they are named.
+-- Locks nothing.
+BEGIN
+    RETURN (
+        SELECT string_agg(CASE
+                   WHEN l.pid IS NULL THEN
+                       format('prepared transaction %L (end it: COMMIT PREPARED %L, or '
+                              'ROLLBACK PREPARED %L)', p.gid, p.gid, p.gid)
+                   ELSE
+                       format('pid %s (%s, %s since %s; end it: SELECT '
+                              'pg_terminate_backend(%s))', l.pid,
+                              coalesce(a.usename::text, 'role not visible'),
+                              coalesce(a.state, 'state not visible'),
+                              coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS'), '?'),
+                              l.pid)
+               END, '; ' ORDER BY l.pid NULLS FIRST, p.gid)
+          FROM pg_catalog.pg_locks l
+          LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+          -- A prepared transaction's locks have no pid; its own xid lock
+          -- shares their virtualtransaction.
+          LEFT JOIN (pg_catalog.pg_locks x
+                     JOIN pg_catalog.pg_prepared_xacts p ON p.transaction = x.transactionid)
+                 ON l.pid IS NULL AND x.locktype = 'transactionid' AND x.pid IS NULL
+                    AND x.virtualtransaction = l.virtualtransaction
+         WHERE l.locktype = 'relation'
+           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = current_database())
+           AND l.relation = 'pgjobs.ddl_fence'::regclass
+           AND l.mode = 'ExclusiveLock' AND l.granted
+           AND (l.pid IS NULL
+                OR NOT coalesce(a.state = 'active'
+                                AND a.state_change > clock_timestamp() - interval '1 second',
+                                false)));
+END
+$$;
+
+ALTER FUNCTION pgjobs._ddl_fence_holders() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_holders(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_holders() IS 'Who holds the DDL fence (pgjobs.ddl_fence EXCLUSIVE) past a commit: a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE and went on, or a prepared one; every delete and backfill page is blocked meanwhile. NULL: nobody. How to end each is in the words.';
+
+--
 -- Name: _ddl_fence_installed(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4068,7 +4134,8 @@ CREATE FUNCTION pgjobs._doctor_engine_owner() RETURNS TABLE(check_name text, sta
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
+-- pgjobs.doctor's engine.owner, engine.ddl_fence and engine.ddl_fence_held
+-- checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -4129,6 +4196,27 @@ BEGIN
                'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
                'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
                '(docs/engine.md, The 1 s window and DDL)';
+    END IF;
+    RETURN NEXT;
+    -- The fence held past a commit (pgjobs._ddl_fence_holders): a DDL
+    -- transaction that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a
+    -- prepared one. SET CONSTRAINTS needs no privilege, so any role that may
+    -- run some DDL can do it; every delete and backfill page of the database
+    -- is 'blocked' until that transaction ends, and only this names it.
+    check_name := 'engine.ddl_fence_held';
+    v_name := pgjobs._ddl_fence_holders();
+    IF v_name IS NULL THEN
+        status := 'ok';
+        detail := 'no transaction holds the DDL fence past its commit';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is held by ' || v_name || ': every delete and backfill page '
+                  'of the database is blocked (no running job makes progress) until that '
+                  'transaction ends (a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE '
+                  'and stays open, or a prepared one)';
+        fix := 'end that transaction (commit or roll it back), as the words above say; '
+               '(docs/engine.md, The fence and migrations'' locks)';
     END IF;
     RETURN NEXT;
 END
@@ -27181,6 +27269,13 @@ GRANT ALL ON FUNCTION pgjobs._ddl_fence_commit() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._ddl_fence_epoch() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._ddl_fence_epoch() TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _ddl_fence_holders(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_holders() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_holders() TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _ddl_fence_installed(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
