@@ -12632,228 +12632,6 @@ ALTER FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) OW
 COMMENT ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) IS 'Queues the part objects (and upload leftovers) of a parallel CSV or JSON Lines export that has just succeeded, for a worker to delete while each reads back as its part''s digests.';
 
 --
--- Name: _reach_roles(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
---
-
-CREATE FUNCTION pgjobs._reach_roles(p_target regclass) RETURNS TABLE(role_oid oid, why text)
-    LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    SET standard_conforming_strings TO 'on'
-    SET extra_float_digits TO '3'
-    SET "DateStyle" TO 'ISO, YMD'
-    SET "IntervalStyle" TO 'postgres'
-    SET jit TO 'off'
-    SET plan_cache_mode TO 'force_generic_plan'
-    AS $$
--- Every role that could make its own code run while pgjobs reads or writes
--- p_target's rows or evaluates its types (role_oid 0: PUBLIC), and why
--- (several rows a role, one a reason). pgjobs._untrusted_roles keeps those
--- that lack the rights of the role pgjobs acts as (the rule, and its
--- message order); a delete or backfill page (pgjobs._run_page) keeps them
--- all with its verdict and asks again on its next pages whether each still
--- has them (pgjobs._verdict_roles_hold), as role commands fire no event
--- trigger for the DDL fence.
---
--- Covered, for the target and every partition or inheritance child of it,
--- every table or view its rules' actions (or a view's query) or its
--- policies' subqueries name, and
--- every table whose foreign key references it with an ON DELETE or ON
--- UPDATE action, at any depth (and, for the partition keys, every
--- partitioned table the target is a partition of):
--- * the table's owner (it may add triggers, rules, defaults, constraints,
---   policies, indexes at any time);
--- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
--- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
---   such a role may at any time create a table of its own whose foreign
---   key references it ON DELETE or ON UPDATE CASCADE (which this check
---   would then follow), between two checks or while a page waits for its
---   lock after the check, and its AFTER triggers there ran as pgjobs on
---   the next pages;
--- * owners of the functions and operators (and the operators' functions)
---   that its triggers (and their WHEN), rules, defaults and generated
---   columns, CHECK constraints, index expressions and predicates,
---   policies and partition key expressions depend on (pg_depend);
--- * owners of every type its columns (or those objects) use, followed
---   through domains' base types, array elements, composite attributes and
---   range subtypes, and of the functions and operators those types and the
---   domains' CHECK constraints depend on.
--- Not covered: functions called from inside a trusted function's body
--- (their author chose them). Built-in objects (OID below 16384) belong to
--- the bootstrap superuser and are not followed. Every step is an index
--- lookup on a few OIDs: it runs on every call of a client function and
--- every page. jit off: the catalogs are tiny, compiling costs seconds.
--- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
--- statement on every call (a custom plan for an array of a few OIDs looks
--- cheaper than the generic one, which is the same index scans), and
--- planning was nearly all of the check's time: 1.2-6.7 ms a call against
--- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
--- Locks nothing.
-DECLARE
-    v_rels oid[];
-    v_classes oid[];
-    v_objs oid[];
-    v_types oid[];
-    v_new oid[];
-BEGIN
-    -- The target and every table its statements reach without ONLY:
-    -- partitions and inheritance children, at any depth.
-    -- And every table a statement on them writes or reads besides, at any
-    -- depth: the tables and views their rules name (a DO ALSO or DO
-    -- INSTEAD action, a view's query), whose triggers, rules and policies
-    -- (a view's functions) run as pgjobs too, and the tables and views their
-    -- policies' subqueries read (a view's functions, and that table's own
-    -- policies, run as the role the policy confines); and the tables whose foreign
-    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
-    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
-    -- owner but its AFTER triggers later, as pgjobs.
-    WITH RECURSIVE tree (relid) AS (
-        SELECT p_target::oid
-        UNION
-        SELECT n.relid
-          FROM tree t
-          CROSS JOIN LATERAL (
-              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_rewrite rw
-                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_policy pol
-                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT con.conrelid
-                FROM pg_depend d
-                JOIN pg_constraint con ON con.oid = d.objid
-               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
-                 AND d.classid = 'pg_constraint'::regclass
-                 AND con.contype = 'f' AND con.confrelid = t.relid
-                 AND (con.confdeltype IN ('c', 'n', 'd')
-                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
-    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
-    -- The objects that hold the tables' code: defaults and generated
-    -- columns, constraints, triggers, policies, rules, indexes; and the
-    -- tables themselves, and the partitioned tables the target is a
-    -- partition of (at any level), whose own dependencies are their
-    -- partition keys' expressions: a row written into a partition is
-    -- routed by, or checked against (its partition constraint), every
-    -- ancestor's key, so registering a partition runs its ancestors' key
-    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
-    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
-      FROM (SELECT d.classid, d.objid
-              FROM pg_depend d
-             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
-               AND d.deptype IN ('a', 'i', 'S')
-               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
-                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
-                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
-            UNION
-            SELECT 'pg_class'::regclass::oid, r.relid
-              FROM unnest(v_rels) r (relid)
-            UNION
-            SELECT 'pg_class'::regclass::oid, a.relid::oid
-              FROM pg_partition_ancestors(p_target) a) x;
-    v_classes := coalesce(v_classes, '{}');
-    v_objs := coalesce(v_objs, '{}');
-    -- The types of the columns and of those objects, then what they are
-    -- made of (domain bases, array elements, composite attributes, range
-    -- subtypes), until nothing new turns up.
-    SELECT array_agg(DISTINCT x.typid) INTO v_new
-      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
-             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
-            UNION ALL
-            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
-              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass
-               -- A typed table's composite type (CREATE TABLE ... OF) holds
-               -- no code of the table's: its owner cannot alter the table,
-               -- and its attributes' types are the columns' (above).
-               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
-                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
-                                           WHERE c.oid = o.objid))) x
-     WHERE x.typid >= 16384;
-    v_types := '{}';
-    WHILE cardinality(v_new) > 0 LOOP
-        v_types := v_types || v_new;
-        SELECT array_agg(DISTINCT n.typid) INTO v_new
-          FROM pg_type ty
-          CROSS JOIN LATERAL (
-              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
-              UNION ALL
-              SELECT ty.typelem WHERE ty.typelem <> 0
-              UNION ALL
-              SELECT a.atttypid FROM pg_attribute a
-               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
-                 AND NOT a.attisdropped
-              UNION ALL
-              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
-         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
-    END LOOP;
-    -- Their code: the types' own dependencies and their (domain) constraints.
-    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
-      INTO v_classes, v_objs
-      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
-              FROM unnest(v_types) t (typid)
-            UNION ALL
-            SELECT 'pg_constraint'::regclass::oid, c.oid
-              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
-
-    RETURN QUERY
-    WITH refs AS (
-        SELECT d.refclassid, d.refobjid
-          FROM unnest(v_classes, v_objs) o (classid, objid)
-          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
-    ),
-    roles (role_oid, why) AS (
-        SELECT c.relowner, format('owns table %s', c.oid::regclass)
-          FROM pg_class c WHERE c.oid = ANY (v_rels)
-        UNION ALL
-        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
-          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
-         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
-        UNION ALL
-        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
-                                   a.attrelid::regclass)
-          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
-         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
-           AND acl.privilege_type = 'REFERENCES'
-        UNION ALL
-        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
-          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
-         WHERE f.refclassid = 'pg_proc'::regclass
-        UNION ALL
-        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
-          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
-          CROSS JOIN LATERAL (
-              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
-              UNION ALL
-              SELECT p.proowner, format('function %s', p.oid::regprocedure)
-                FROM pg_proc p WHERE p.oid = op.oprcode) x
-         WHERE f.refclassid = 'pg_operator'::regclass
-        UNION ALL
-        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
-          FROM pg_type ty WHERE ty.oid = ANY (v_types)
-    )
-    SELECT r.role_oid, r.why FROM roles r;
-END
-$$;
-
-ALTER FUNCTION pgjobs._reach_roles(p_target regclass) OWNER TO SUPERUSER;
-
---
--- Name: FUNCTION _reach_roles(p_target regclass); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
---
-
-COMMENT ON FUNCTION pgjobs._reach_roles(p_target regclass) IS 'Every role whose code could run when pgjobs acts on the target''s rows or types (0: PUBLIC), and why; pgjobs._untrusted_roles keeps those without the acting role''s rights.';
-
---
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15417,7 +15195,8 @@ BEGIN
     -- two checks cost 3-5 ms a page (11 ms under load), the largest fixed
     -- cost of a page; so a REVOKE, a DROP ROLE, row-level security turned
     -- on, or a change that makes the target untrusted stops the job within
-    -- 1 s of pages (docs/RELIABILITY.md). The verdict is kept in the
+    -- 1 s of pages (docs/RELIABILITY.md), at the next page for DDL and role
+    -- commands (below; REASSIGN OWNED keeps the 1 s). The verdict is kept in the
     -- checkpoint ('verified': the attempt's identity and when), which only
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
@@ -15480,9 +15259,10 @@ BEGIN
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
             v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
-                'roles', coalesce((SELECT jsonb_agg(DISTINCT r.role_oid::bigint)
-                                     FROM pgjobs._reach_roles(v_job.target) r
-                                    WHERE r.role_oid <> 0), '[]'::jsonb));
+                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
+                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
+                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
+                                  '[]'::jsonb));
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -20159,20 +19939,208 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
 -- types, and lack p_as's rights (pg_has_role(role, p_as, 'USAGE') is
--- false). Empty: the target is trusted (pgjobs._require_trusted).
+-- false). Empty: the target is trusted (pgjobs._require_trusted). p_as
+-- NULL: every such role, whatever its rights (PUBLIC too): the roles a
+-- delete or backfill page's verdict keeps (pgjobs._run_page), whose rights
+-- the next pages ask again (pgjobs._verdict_roles_hold), as role commands
+-- fire no event trigger for the DDL fence.
 -- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
 --
--- Which roles could: pgjobs._reach_roles (the walk, and what it covers).
+-- Covered, for the target and every partition or inheritance child of it,
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
+-- every table whose foreign key references it with an ON DELETE or ON
+-- UPDATE action, at any depth (and, for the partition keys, every
+-- partitioned table the target is a partition of):
+-- * the table's owner (it may add triggers, rules, defaults, constraints,
+--   policies, indexes at any time);
+-- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
+--   such a role may at any time create a table of its own whose foreign
+--   key references it ON DELETE or ON UPDATE CASCADE (which this check
+--   would then follow), between two checks or while a page waits for its
+--   lock after the check, and its AFTER triggers there ran as pgjobs on
+--   the next pages;
+-- * owners of the functions and operators (and the operators' functions)
+--   that its triggers (and their WHEN), rules, defaults and generated
+--   columns, CHECK constraints, index expressions and predicates,
+--   policies and partition key expressions depend on (pg_depend);
+-- * owners of every type its columns (or those objects) use, followed
+--   through domains' base types, array elements, composite attributes and
+--   range subtypes, and of the functions and operators those types and the
+--   domains' CHECK constraints depend on.
+-- Not covered: functions called from inside a trusted function's body
+-- (their author chose them). Built-in objects (OID below 16384) belong to
+-- the bootstrap superuser and are not followed. Every step is an index
+-- lookup on a few OIDs: it runs on every call of a client function and
+-- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
+-- Locks nothing.
+DECLARE
+    v_rels oid[];
+    v_classes oid[];
+    v_objs oid[];
+    v_types oid[];
+    v_new oid[];
 BEGIN
+    -- The target and every table its statements reach without ONLY:
+    -- partitions and inheritance children, at any depth.
+    -- And every table a statement on them writes or reads besides, at any
+    -- depth: the tables and views their rules name (a DO ALSO or DO
+    -- INSTEAD action, a view's query), whose triggers, rules and policies
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
+    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
+    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
+    -- owner but its AFTER triggers later, as pgjobs.
+    WITH RECURSIVE tree (relid) AS (
+        SELECT p_target::oid
+        UNION
+        SELECT n.relid
+          FROM tree t
+          CROSS JOIN LATERAL (
+              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT con.conrelid
+                FROM pg_depend d
+                JOIN pg_constraint con ON con.oid = d.objid
+               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                 AND d.classid = 'pg_constraint'::regclass
+                 AND con.contype = 'f' AND con.confrelid = t.relid
+                 AND (con.confdeltype IN ('c', 'n', 'd')
+                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
+    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
+    -- The objects that hold the tables' code: defaults and generated
+    -- columns, constraints, triggers, policies, rules, indexes; and the
+    -- tables themselves, and the partitioned tables the target is a
+    -- partition of (at any level), whose own dependencies are their
+    -- partition keys' expressions: a row written into a partition is
+    -- routed by, or checked against (its partition constraint), every
+    -- ancestor's key, so registering a partition runs its ancestors' key
+    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
+    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
+      FROM (SELECT d.classid, d.objid
+              FROM pg_depend d
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+               AND d.deptype IN ('a', 'i', 'S')
+               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
+            UNION
+            SELECT 'pg_class'::regclass::oid, r.relid
+              FROM unnest(v_rels) r (relid)
+            UNION
+            SELECT 'pg_class'::regclass::oid, a.relid::oid
+              FROM pg_partition_ancestors(p_target) a) x;
+    v_classes := coalesce(v_classes, '{}');
+    v_objs := coalesce(v_objs, '{}');
+    -- The types of the columns and of those objects, then what they are
+    -- made of (domain bases, array elements, composite attributes, range
+    -- subtypes), until nothing new turns up.
+    SELECT array_agg(DISTINCT x.typid) INTO v_new
+      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
+             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
+     WHERE x.typid >= 16384;
+    v_types := '{}';
+    WHILE cardinality(v_new) > 0 LOOP
+        v_types := v_types || v_new;
+        SELECT array_agg(DISTINCT n.typid) INTO v_new
+          FROM pg_type ty
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
+              UNION ALL
+              SELECT ty.typelem WHERE ty.typelem <> 0
+              UNION ALL
+              SELECT a.atttypid FROM pg_attribute a
+               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
+                 AND NOT a.attisdropped
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
+    END LOOP;
+    -- Their code: the types' own dependencies and their (domain) constraints.
+    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
+      INTO v_classes, v_objs
+      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
+              FROM unnest(v_types) t (typid)
+            UNION ALL
+            SELECT 'pg_constraint'::regclass::oid, c.oid
+              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
+
     RETURN QUERY
+    WITH refs AS (
+        SELECT d.refclassid, d.refobjid
+          FROM unnest(v_classes, v_objs) o (classid, objid)
+          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    ),
+    roles (role_oid, why) AS (
+        SELECT c.relowner, format('owns table %s', c.oid::regclass)
+          FROM pg_class c WHERE c.oid = ANY (v_rels)
+        UNION ALL
+        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
+        UNION ALL
+        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
+                                   a.attrelid::regclass)
+          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
+         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
+           AND acl.privilege_type = 'REFERENCES'
+        UNION ALL
+        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
+          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
+         WHERE f.refclassid = 'pg_proc'::regclass
+        UNION ALL
+        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
+          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
+          CROSS JOIN LATERAL (
+              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
+              UNION ALL
+              SELECT p.proowner, format('function %s', p.oid::regprocedure)
+                FROM pg_proc p WHERE p.oid = op.oprcode) x
+         WHERE f.refclassid = 'pg_operator'::regclass
+        UNION ALL
+        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
+          FROM pg_type ty WHERE ty.oid = ANY (v_types)
+    )
     SELECT DISTINCT ON (1)
            CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
                 ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
            r.why
-      FROM pgjobs._reach_roles(p_target) r
-     WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
+      FROM roles r
+     WHERE r.role_oid = 0 OR p_as IS NULL OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
      -- A role's first reason names code it has (a table, a function) before
      -- a REFERENCES it could add some with.
      ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;
@@ -20421,7 +20389,8 @@ CREATE FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.targe
     AS $$
 -- Whether a delete or backfill page's verdict (pgjobs._run_page) still
 -- holds as far as roles go: every role of p_roles (the roles whose code its
--- full check found in the target's reach, pgjobs._reach_roles) still has
+-- full check found in the target's reach, pgjobs._untrusted_roles with
+-- p_as NULL) still has
 -- the rights of current_user, the role the page runs as; row-level
 -- security on the target does not confine current_user; and the submitter
 -- still may do the job (pgjobs._submitter_problem). Role commands (GRANT
@@ -28145,13 +28114,6 @@ GRANT ALL ON FUNCTION pgjobs._queue_export_objects(p_id bigint, p_checkpoint jso
 
 REVOKE ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._queue_export_parts_joined(p_id bigint, p_result jsonb) TO pgjobs_admin;
-
---
--- Name: FUNCTION _reach_roles(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
---
-
-REVOKE ALL ON FUNCTION pgjobs._reach_roles(p_target regclass) FROM PUBLIC;
-GRANT ALL ON FUNCTION pgjobs._reach_roles(p_target regclass) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

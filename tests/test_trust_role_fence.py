@@ -10,8 +10,8 @@ demoted, the submitter's group revoked), the next pages of that second ran
 as trusted. Found on main: every command of ROLE_COMMANDS but the object
 REVOKE (an event trigger sees it) left the next page 'more'. Now the
 verdict holds the roles its full check found in the reach
-(pgjobs._reach_roles), and every page asks again whether each still has
-the runner's rights, and the submitter its own
+(pgjobs._untrusted_roles with no acting role), and every page asks again
+whether each still has the runner's rights, and the submitter its own
 (pgjobs._verdict_roles_hold): the very next page fails the job.
 
 No timing: each page after a command is called with its verdict dated

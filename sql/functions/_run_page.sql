@@ -166,7 +166,8 @@ BEGIN
     -- two checks cost 3-5 ms a page (11 ms under load), the largest fixed
     -- cost of a page; so a REVOKE, a DROP ROLE, row-level security turned
     -- on, or a change that makes the target untrusted stops the job within
-    -- 1 s of pages (docs/RELIABILITY.md). The verdict is kept in the
+    -- 1 s of pages (docs/RELIABILITY.md), at the next page for DDL and role
+    -- commands (below; REASSIGN OWNED keeps the 1 s). The verdict is kept in the
     -- checkpoint ('verified': the attempt's identity and when), which only
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
@@ -229,9 +230,10 @@ BEGIN
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
             v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
-                'roles', coalesce((SELECT jsonb_agg(DISTINCT r.role_oid::bigint)
-                                     FROM pgjobs._reach_roles(v_job.target) r
-                                    WHERE r.role_oid <> 0), '[]'::jsonb));
+                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
+                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
+                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
+                                  '[]'::jsonb));
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
