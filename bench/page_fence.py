@@ -15,6 +15,11 @@ DELETE, and the load average; nothing here is a pass/fail test. The fixed
 part of a page (its checks, the fence's lock and epoch read) shows best at
 small page sizes. No DDL runs during the jobs: this is the price of the lock
 and the read on every page, not of the full checks a DDL commit causes.
+The roles of the reach are asked again on every page too
+(pgjobs._verdict_roles_hold); --roles N first creates N roles in the
+cluster, each a member of one group of 10 (a tenant's role per client,
+say), to show that their number costs a page nothing (a throwaway cluster
+only: the roles are cluster-wide and not dropped).
 """
 
 from __future__ import annotations
@@ -47,11 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope-rows", type=int, default=50_000)
     parser.add_argument("--page-sizes", default="100,1000")
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--roles", type=int, default=0)
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent.parent / "sql"
     roots = {"A " + str(args.compare_sql): args.compare_sql, "B this checkout": here}
     with server(args.dsn) as (url, what), ExitStack() as stack:
+        if args.roles and args.dsn:
+            parser.error("--roles creates cluster-wide roles: a throwaway cluster only")
+        with psycopg.connect(url, autocommit=True) as admin:
+            for i in range(args.roles):
+                admin.execute(f"CREATE ROLE pgjobs_bench_role_{i} NOLOGIN"
+                              + (f" IN ROLE pgjobs_bench_role_{i - i % 10}" if i % 10 else ""))
+            roles = admin.execute("SELECT count(*) FROM pg_roles").fetchone()
+            members = admin.execute("SELECT count(*) FROM pg_auth_members").fetchone()
         print(f"{what}; {args.rows} rows, scope {args.scope_rows}, "
+              f"{roles[0] if roles else '?'} roles, {members[0] if members else '?'} memberships, "
               f"load {os.getloadavg()[0]:.2f}")
         conns: dict[str, Conn] = {}
         for side, root in roots.items():

@@ -3965,6 +3965,72 @@ ALTER FUNCTION pgjobs._ddl_fence_epoch() OWNER TO SUPERUSER;
 COMMENT ON FUNCTION pgjobs._ddl_fence_epoch() IS 'The DDL epoch (pgjobs.ddl_fence), that table locked IN ROW SHARE MODE to the end of the transaction, so no DDL commits before the caller does. Delete and backfill pages run the full trust check when it moved since their last.';
 
 --
+-- Name: _ddl_fence_holders(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._ddl_fence_holders() RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Who holds the DDL fence (pgjobs.ddl_fence IN EXCLUSIVE MODE, granted)
+-- other than a commit under way: a DDL transaction that fired the commit
+-- trigger early (SET CONSTRAINTS ALL IMMEDIATE after its DDL) and goes on,
+-- idle or running, or a prepared DDL transaction (PREPARE TRANSACTION). While
+-- one holds it every delete and backfill page of the database returns
+-- 'blocked' (pgjobs._ddl_fence_epoch: a page never waits for it) and no
+-- running job makes progress. A commit holds it for microseconds: a
+-- session seen active less than 1 s ago is left out. The words name each
+-- holder and how to end it; NULL: nobody. pgjobs.doctor reports it
+-- (engine.ddl_fence_held). A role that may not see other roles' sessions
+-- (pg_read_all_stats) sees their pid and not their state: they are named.
+-- Locks nothing.
+BEGIN
+    RETURN (
+        SELECT string_agg(CASE
+                   WHEN l.pid IS NULL THEN
+                       format('prepared transaction %L (end it: COMMIT PREPARED %L, or '
+                              'ROLLBACK PREPARED %L)', p.gid, p.gid, p.gid)
+                   ELSE
+                       format('pid %s (%s, %s since %s; end it: SELECT '
+                              'pg_terminate_backend(%s))', l.pid,
+                              coalesce(a.usename::text, 'role not visible'),
+                              coalesce(a.state, 'state not visible'),
+                              coalesce(to_char(a.xact_start, 'YYYY-MM-DD HH24:MI:SS'), '?'),
+                              l.pid)
+               END, '; ' ORDER BY l.pid NULLS FIRST, p.gid)
+          FROM pg_catalog.pg_locks l
+          LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+          -- A prepared transaction's locks have no pid; its own xid lock
+          -- shares their virtualtransaction.
+          LEFT JOIN (pg_catalog.pg_locks x
+                     JOIN pg_catalog.pg_prepared_xacts p ON p.transaction = x.transactionid)
+                 ON l.pid IS NULL AND x.locktype = 'transactionid' AND x.pid IS NULL
+                    AND x.virtualtransaction = l.virtualtransaction
+         WHERE l.locktype = 'relation'
+           AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                              WHERE d.datname = current_database())
+           AND l.relation = 'pgjobs.ddl_fence'::regclass
+           AND l.mode = 'ExclusiveLock' AND l.granted
+           AND (l.pid IS NULL
+                OR NOT coalesce(a.state = 'active'
+                                AND a.state_change > clock_timestamp() - interval '1 second',
+                                false)));
+END
+$$;
+
+ALTER FUNCTION pgjobs._ddl_fence_holders() OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _ddl_fence_holders(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._ddl_fence_holders() IS 'Who holds the DDL fence (pgjobs.ddl_fence EXCLUSIVE) past a commit: a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE and went on, or a prepared one; every delete and backfill page is blocked meanwhile. NULL: nobody. How to end each is in the words.';
+
+--
 -- Name: _ddl_fence_installed(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -4243,7 +4309,8 @@ CREATE FUNCTION pgjobs._doctor_engine_owner() RETURNS TABLE(check_name text, sta
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $$
--- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
+-- pgjobs.doctor's engine.owner, engine.ddl_fence and engine.ddl_fence_held
+-- checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -4304,6 +4371,27 @@ BEGIN
                'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
                'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
                '(docs/engine.md, The 1 s window and DDL)';
+    END IF;
+    RETURN NEXT;
+    -- The fence held past a commit (pgjobs._ddl_fence_holders): a DDL
+    -- transaction that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a
+    -- prepared one. SET CONSTRAINTS needs no privilege, so any role that may
+    -- run some DDL can do it; every delete and backfill page of the database
+    -- is 'blocked' until that transaction ends, and only this names it.
+    check_name := 'engine.ddl_fence_held';
+    v_name := pgjobs._ddl_fence_holders();
+    IF v_name IS NULL THEN
+        status := 'ok';
+        detail := 'no transaction holds the DDL fence past its commit';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is held by ' || v_name || ': every delete and backfill page '
+                  'of the database is blocked (no running job makes progress) until that '
+                  'transaction ends (a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE '
+                  'and stays open, or a prepared one)';
+        fix := 'end that transaction (commit or roll it back), as the words above say; '
+               '(docs/engine.md, The fence and migrations'' locks)';
     END IF;
     RETURN NEXT;
 END
@@ -15542,6 +15630,7 @@ DECLARE
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
     v_epoch bigint;
+    v_fresh boolean;
     v_filtered boolean;
     v_budget integer;
     v_check jsonb := '{}'::jsonb;
@@ -15604,7 +15693,8 @@ BEGIN
     -- two checks cost 3-5 ms a page (11 ms under load), the largest fixed
     -- cost of a page; so a REVOKE, a DROP ROLE, row-level security turned
     -- on, or a change that makes the target untrusted stops the job within
-    -- 1 s of pages (docs/RELIABILITY.md). The verdict is kept in the
+    -- 1 s of pages (docs/RELIABILITY.md), at the next page for DDL and role
+    -- commands (below; REASSIGN OWNED keeps the 1 s). The verdict is kept in the
     -- checkpoint ('verified': the attempt's identity and when), which only
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
@@ -15642,21 +15732,35 @@ BEGIN
     END;
     v_verified := v_job.checkpoint -> 'verified';
     BEGIN
-        IF coalesce(v_verified ->> 'worker' = p_worker
-                    AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
-                             THEN (v_verified ->> 'at')::double precision END
-                        BETWEEN v_now - 1.0 AND v_now
-                    AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
-                        = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
-                    false) THEN
+        v_fresh := coalesce(v_verified ->> 'worker' = p_worker
+                            AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
+                                     THEN (v_verified ->> 'at')::double precision END
+                                BETWEEN v_now - 1.0 AND v_now
+                            AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
+                                = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
+                            false);
+        IF v_fresh THEN
             SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
             IF NOT FOUND THEN
                 v_reg := pgjobs._target(v_job.target);  -- unregistered meanwhile: 22023
             END IF;
-        ELSE
+            -- Role commands (GRANT role, REVOKE role, ALTER ROLE NOSUPERUSER,
+            -- NOINHERIT, NOBYPASSRLS, DROP ROLE) fire no event trigger and
+            -- move no epoch: the roles the full check found in the reach
+            -- (kept in the verdict) are asked again, as are the submitter's
+            -- rights, in this page's transaction, after the fence. One
+            -- committed while the page runs (no lock orders the two) is seen
+            -- by the next page.
+            v_fresh := pgjobs._verdict_roles_hold(v_job, v_reg, v_verified -> 'roles');
+        END IF;
+        IF NOT v_fresh THEN
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
-            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch);
+            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
+                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
+                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
+                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
+                                  '[]'::jsonb));
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -20339,7 +20443,11 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
 -- types, and lack p_as's rights (pg_has_role(role, p_as, 'USAGE') is
--- false). Empty: the target is trusted (pgjobs._require_trusted).
+-- false). Empty: the target is trusted (pgjobs._require_trusted). p_as
+-- NULL: every such role, whatever its rights (PUBLIC too): the roles a
+-- delete or backfill page's verdict keeps (pgjobs._run_page), whose rights
+-- the next pages ask again (pgjobs._verdict_roles_hold), as role commands
+-- fire no event trigger for the DDL fence.
 -- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
@@ -20536,7 +20644,7 @@ BEGIN
                 ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
            r.why
       FROM roles r
-     WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
+     WHERE r.role_oid = 0 OR p_as IS NULL OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
      -- A role's first reason names code it has (a table, a function) before
      -- a REFERENCES it could add some with.
      ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;
@@ -20770,6 +20878,57 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._verdict_mac(p_key text, p_at text) OWNER TO SUPERUSER;
+
+--
+-- Name: _verdict_roles_hold(pgjobs.jobs, pgjobs.target_registry, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether a delete or backfill page's verdict (pgjobs._run_page) still
+-- holds as far as roles go: every role of p_roles (the roles whose code its
+-- full check found in the target's reach, pgjobs._untrusted_roles with
+-- p_as NULL) still has
+-- the rights of current_user, the role the page runs as; row-level
+-- security on the target does not confine current_user; and the submitter
+-- still may do the job (pgjobs._submitter_problem). Role commands (GRANT
+-- role TO, REVOKE role FROM, ALTER ROLE [NO]SUPERUSER, [NO]INHERIT,
+-- [NO]BYPASSRLS, DROP ROLE) fire no event trigger, so the DDL fence's epoch
+-- does not move for them: asked on every page that runs on a verdict, so a
+-- page after one that took trust away checks in full (and fails the job)
+-- instead of running up to 1 s more. What the reach is (which objects,
+-- whose) changes only by DDL, which moves the epoch, or by REASSIGN OWNED,
+-- which keeps the 1 s window (docs/engine.md). The same rules as the full
+-- check's (pg_has_role USAGE, pgjobs._row_security_rule, the submitter's),
+-- over the roles it found, not the walk: a few lookups in the backend's
+-- role caches. false, not an error, when p_roles is not an array of oids
+-- (a verdict of an older release): the page checks in full. Locks nothing.
+BEGIN
+    IF jsonb_typeof(p_roles) IS DISTINCT FROM 'array'
+       OR EXISTS (SELECT FROM jsonb_array_elements(p_roles) a
+                   WHERE jsonb_typeof(a) <> 'number') THEN
+        RETURN false;
+    END IF;
+    RETURN NOT EXISTS (SELECT FROM jsonb_array_elements_text(p_roles) a (role_oid)
+                        WHERE pg_has_role(a.role_oid::oid, current_user, 'USAGE') IS NOT TRUE)
+       AND NOT pgjobs._row_security_rule(p_job.target, current_user, false)
+       AND (pgjobs._submitter_problem(p_job, p_reg)).message IS NULL;
+END
+$$;
+
+ALTER FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) IS 'Whether a page''s trust verdict still holds after role commands: the roles in the target''s reach still have the acting role''s rights, row-level security does not confine it, the submitter may still do the job.';
 
 --
 -- Name: _visible_as(name, regclass, text, jsonb, text, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -27583,6 +27742,13 @@ REVOKE ALL ON FUNCTION pgjobs._ddl_fence_epoch() FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._ddl_fence_epoch() TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _ddl_fence_holders(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._ddl_fence_holders() FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._ddl_fence_holders() TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _ddl_fence_installed(); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29167,6 +29333,13 @@ GRANT ALL ON FUNCTION pgjobs._verdict_keep(p_slot text, p_key text, p_at double 
 
 REVOKE ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._verdict_mac(p_key text, p_at text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _visible_as(p_caller name, p_target regclass, p_scope text, p_filter jsonb, p_after text, p_limit integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -33,6 +33,7 @@ created_at columns it may not).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -433,3 +434,90 @@ def test_a_repeatable_read_page_whose_snapshot_predates_a_ddl_is_tried_again(
     _nothing_of_the_clients_ran(conn)
     assert states == ["blocked", "failed"], states
     _untouched_after_first_page(conn, kind)
+
+
+def _fence_held(conn: Conn) -> list[Any]:
+    return conn.execute("SELECT status, detail, fix FROM pgjobs.doctor()"
+                        " WHERE check_name = 'engine.ddl_fence_held'").fetchall()
+
+
+@pytest.mark.parametrize("who", sorted(WHO))
+def test_a_transaction_that_holds_the_fence_past_its_ddl_is_named_with_how_to_end_it(
+        conn: Conn, world: None, make_conn: Callable[..., Conn], who: str) -> None:
+    """Any role that may run some DDL (a client too) can fire the commit
+    trigger early (SET CONSTRAINTS ALL IMMEDIATE needs no privilege) and keep
+    its transaction open: the fence stays held EXCLUSIVE, and every page of
+    every job returns 'blocked' (a page never waits for the fence). Pages
+    cannot go on without it (the DDL would commit unfenced mid-page), so the
+    operator is told who holds it and how to end it (doctor's
+    engine.ddl_fence_held); ended as told, the next page runs. Found on
+    main: doctor said nothing (no such check), the pages blocked silently."""
+    job, worker = _start(conn, "delete")
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
+    holder = make_conn(autocommit=False)
+    pid = scalar(holder, "SELECT pg_backend_pid()")
+    holder.execute(f"{WHO[who]} CREATE TABLE tenant.held_{who} (id bigint);"
+                   " SET CONSTRAINTS ALL IMMEDIATE")
+    try:
+        for _ in range(2):
+            assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "blocked"
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        status, detail, fix = row[0]
+        assert f"pid {pid} " in detail and "idle in transaction" in detail, detail
+        assert f"pg_terminate_backend({pid})" in detail and "end that transaction" in fix, row
+        # The operator does what the words say.
+        assert scalar(conn, "SELECT pg_terminate_backend(%s, 10000)", (pid,)) is True
+    finally:
+        holder.close()
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+    assert scalar(conn, "SELECT to_regclass(%s)", (f"tenant.held_{who}",)) is None
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_prepared_ddl_transaction_holds_the_fence_until_it_ends(
+        conn: Conn, world: None, make_conn: Callable[..., Conn], kind: str, end: str) -> None:
+    """PREPARE TRANSACTION of a DDL transaction fires the commit trigger at
+    the PREPARE: the fence is held EXCLUSIVE to COMMIT PREPARED or ROLLBACK
+    PREPARED, pages return 'blocked' meanwhile, doctor names the prepared
+    transaction and how to end it. After COMMIT PREPARED the epoch has
+    moved and the next page checks in full and sees the DDL (a TRIGGER grant
+    on a table the target reaches: the job fails, nothing of the client's
+    ran); after ROLLBACK PREPARED the epoch has not moved, the job goes on."""
+    if int(scalar(conn, "SHOW max_prepared_transactions")) == 0:
+        pytest.skip("max_prepared_transactions is 0 on this server (the throwaway test "
+                    "cluster sets 10: tests/support/pgcluster.py)")
+    job, worker = _start(conn, kind)
+    epoch = _epoch(conn)
+    gid = f"pgjobs_fence_{os.getpid()}_{kind}_{end}"
+    preparer = make_conn()
+    preparer.execute(f"BEGIN; GRANT TRIGGER ON tenant.mine TO {CLIENT};"
+                     f" PREPARE TRANSACTION '{gid}'")
+    try:
+        for _ in range(2):
+            assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "blocked"
+        assert _epoch(conn) == epoch
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        assert f"prepared transaction '{gid}'" in row[0][1], row
+        assert f"COMMIT PREPARED '{gid}'" in row[0][1], row
+        conn.execute(f"{end.upper()} PREPARED '{gid}'")
+    finally:
+        if scalar(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = %s", (gid,)):
+            conn.execute(f"ROLLBACK PREPARED '{gid}'")
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
+    assert scalar(conn, "SELECT count(*) FROM pgjobs.ddl_fence_marks") == 0
+    if end == "commit":
+        assert _epoch(conn) == epoch + 1
+        conn.execute(f"SET ROLE {CLIENT}")
+        conn.execute(CHANGES["trigger_after_trigger_granted_on_reached_table"][1])
+        conn.execute("RESET ROLE")
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "failed"
+        _nothing_of_the_clients_ran(conn)
+        _untouched_after_first_page(conn, kind)
+    else:
+        assert _epoch(conn) == epoch
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+        assert _changed(conn, kind) == 2

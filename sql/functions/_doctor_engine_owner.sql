@@ -7,7 +7,8 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
--- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
+-- pgjobs.doctor's engine.owner, engine.ddl_fence and engine.ddl_fence_held
+-- checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -68,6 +69,27 @@ BEGIN
                'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
                'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
                '(docs/engine.md, The 1 s window and DDL)';
+    END IF;
+    RETURN NEXT;
+    -- The fence held past a commit (pgjobs._ddl_fence_holders): a DDL
+    -- transaction that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a
+    -- prepared one. SET CONSTRAINTS needs no privilege, so any role that may
+    -- run some DDL can do it; every delete and backfill page of the database
+    -- is 'blocked' until that transaction ends, and only this names it.
+    check_name := 'engine.ddl_fence_held';
+    v_name := pgjobs._ddl_fence_holders();
+    IF v_name IS NULL THEN
+        status := 'ok';
+        detail := 'no transaction holds the DDL fence past its commit';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is held by ' || v_name || ': every delete and backfill page '
+                  'of the database is blocked (no running job makes progress) until that '
+                  'transaction ends (a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE '
+                  'and stays open, or a prepared one)';
+        fix := 'end that transaction (commit or roll it back), as the words above say; '
+               '(docs/engine.md, The fence and migrations'' locks)';
     END IF;
     RETURN NEXT;
 END
