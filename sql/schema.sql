@@ -4043,23 +4043,26 @@ CREATE FUNCTION pgjobs._ddl_fence_installed() RETURNS boolean
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Whether the DDL fence (migration 0091) works: its two event triggers
--- exist, call pgjobs._ddl_fence_mark and are enabled (the migration
--- enables them ALWAYS, so a session_replication_role = replica fires them
--- too; enabled for origin sessions only they still count), the commit trigger of pgjobs.ddl_fence_marks is enabled, and the
--- epoch row is there, and the functions' owners may write the tables.
+-- exist, call pgjobs._ddl_fence_mark for every command (no WHEN TAG) and
+-- are enabled ALWAYS, as the migration leaves them, and so is the commit
+-- trigger of pgjobs.ddl_fence_marks: one enabled for origin sessions only
+-- (ENABLE, 'O') does not fire in a session_replication_role = replica
+-- session, whose DDL would then move no epoch, so it does not count (as
+-- pgjobs._array_bounds_row judges the fence); the epoch row is there, and
+-- the functions' owners may write the tables.
 -- pgjobs.doctor's engine.ddl_fence reports it. Without
 -- it the pages keep the 1 s window. Locks nothing.
 SELECT (SELECT count(*)
           FROM pg_catalog.pg_event_trigger e
          WHERE e.evtfoid = 'pgjobs._ddl_fence_mark()'::regprocedure
-           AND e.evtenabled IN ('O', 'A')
+           AND e.evtenabled = 'A' AND e.evttags IS NULL
            AND (e.evtname, e.evtevent) IN (('pgjobs_ddl_fence', 'ddl_command_end'),
                                            ('pgjobs_ddl_fence_drop', 'sql_drop'))) = 2
    AND EXISTS (SELECT FROM pg_catalog.pg_trigger t
                 WHERE t.tgrelid = 'pgjobs.ddl_fence_marks'::regclass
                   AND t.tgname = 'ddl_fence_marks_commit'
                   AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
-                  AND t.tgenabled IN ('O', 'A') AND t.tgdeferrable AND t.tginitdeferred)
+                  AND t.tgenabled = 'A' AND t.tgdeferrable AND t.tginitdeferred)
    AND EXISTS (SELECT FROM pgjobs.ddl_fence)
    -- and the owners of the two functions (they run as them) may do their
    -- part: they warn and go on without it otherwise.
@@ -4078,7 +4081,7 @@ ALTER FUNCTION pgjobs._ddl_fence_installed() OWNER TO SUPERUSER;
 -- Name: FUNCTION _ddl_fence_installed(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS 'Whether the DDL fence''s event triggers (pgjobs_ddl_fence, pgjobs_ddl_fence_drop) and its commit trigger are installed and enabled; without them delete and backfill pages re-check trust at most once a second.';
+COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS 'Whether the DDL fence''s event triggers (pgjobs_ddl_fence, pgjobs_ddl_fence_drop) and its commit trigger are installed and enabled ALWAYS (a session_replication_role = replica session fires them too); without them delete and backfill pages re-check trust at most once a second.';
 
 --
 -- Name: _ddl_fence_mark(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4352,15 +4355,17 @@ BEGIN
     check_name := 'engine.ddl_fence';
     IF pgjobs._ddl_fence_installed() THEN
         status := 'ok';
-        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled always: a '
                   'delete or backfill page checks trust in full after any DDL committed since '
                   'its last check';
         fix := NULL;
     ELSE
         status := 'warn';
-        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
-                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
-                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+        detail := 'the DDL fence is missing, disabled or enabled for origin sessions only '
+                  '(event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop, which only a '
+                  'superuser may create, or the trigger ddl_fence_marks_commit, each must be '
+                  'ENABLE ALWAYS: one merely ENABLEd does not fire for DDL in a '
+                  'session_replication_role = replica session): a running delete or backfill re-checks trust at '
                   'most once a second, so a client''s code that a DDL lets into its target''s '
                   'reach can run as the runner''s role for up to a second of pages';
         fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '

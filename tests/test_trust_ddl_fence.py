@@ -521,3 +521,58 @@ def test_a_prepared_ddl_transaction_holds_the_fence_until_it_ends(
         assert _epoch(conn) == epoch
         assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
         assert _changed(conn, kind) == 2
+
+
+@pytest.mark.parametrize("trigger", ["pgjobs_ddl_fence", "pgjobs_ddl_fence_drop",
+                                     "ddl_fence_marks_commit", "pgjobs_ddl_fence_by_tag"])
+def test_a_fence_enabled_for_origin_sessions_only_is_no_fence(
+        conn: Conn, world: None, trigger: str) -> None:
+    """The migration enables the fence's triggers ALWAYS. One merely ENABLEd
+    (origin sessions, 'O') fires in no session_replication_role = replica
+    session, whose DDL then moves no epoch; one limited to some command tags
+    misses the others. pgjobs._ddl_fence_installed and doctor's
+    engine.ddl_fence counted both as a working fence (found on main: 'ok'),
+    while the read path's kept shapes (pgjobs._array_bounds_row) did not."""
+    def doctor() -> list[Any]:
+        return conn.execute("SELECT status, detail, fix FROM pgjobs.doctor()"
+                            " WHERE check_name = 'engine.ddl_fence'").fetchall()
+
+    def replica_ddl_moves_the_epoch() -> bool:
+        epoch = _epoch(conn)
+        conn.execute("SET session_replication_role = replica")
+        try:
+            conn.execute("CREATE TABLE tenant.replicated (id bigint);"
+                         " DROP TABLE tenant.replicated")
+        finally:
+            conn.execute("RESET session_replication_role")
+        return _epoch(conn) != epoch
+
+    assert doctor()[0][0] == "ok" and replica_ddl_moves_the_epoch()
+    if trigger == "ddl_fence_marks_commit":
+        conn.execute(f"ALTER TABLE pgjobs.ddl_fence_marks ENABLE TRIGGER {trigger}")
+        # Marked, never counted: the epoch stands until the marks are seen.
+        assert not replica_ddl_moves_the_epoch()
+        conn.execute("DELETE FROM pgjobs.ddl_fence_marks")
+    elif trigger == "pgjobs_ddl_fence_by_tag":
+        conn.execute("DROP EVENT TRIGGER pgjobs_ddl_fence;"
+                     " CREATE EVENT TRIGGER pgjobs_ddl_fence ON ddl_command_end"
+                     " WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION pgjobs._ddl_fence_mark();"
+                     " ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS")
+    else:
+        conn.execute(f"ALTER EVENT TRIGGER {trigger} ENABLE")
+    try:
+        assert scalar(conn, "SELECT pgjobs._ddl_fence_installed()") is False
+        row = doctor()
+        assert row[0][0] == "warn" and "ENABLE ALWAYS" in row[0][1], row
+        assert "ENABLE ALWAYS" in row[0][2], row
+    finally:
+        if trigger == "ddl_fence_marks_commit":
+            conn.execute(f"ALTER TABLE pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER {trigger}")
+        elif trigger == "pgjobs_ddl_fence_by_tag":
+            conn.execute("DROP EVENT TRIGGER pgjobs_ddl_fence;"
+                         " CREATE EVENT TRIGGER pgjobs_ddl_fence ON ddl_command_end"
+                         " EXECUTE FUNCTION pgjobs._ddl_fence_mark();"
+                         " ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS")
+        else:
+            conn.execute(f"ALTER EVENT TRIGGER {trigger} ENABLE ALWAYS")
+    assert doctor()[0][0] == "ok" and replica_ddl_moves_the_epoch()
