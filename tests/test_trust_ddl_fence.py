@@ -523,6 +523,41 @@ def test_a_prepared_ddl_transaction_holds_the_fence_until_it_ends(
         assert _changed(conn, kind) == 2
 
 
+def test_a_holder_that_keeps_running_statements_is_named_all_the_same(
+        conn: Conn, world: None, make_conn: Callable[..., Conn]) -> None:
+    """A holder past SET CONSTRAINTS ALL IMMEDIATE that keeps a statement
+    running (here one waiting for an advisory lock; a loop of short ones
+    alike) is 'active', begun a moment ago: taken for a commit under way,
+    it was not named while each statement was under 1 s old, so a client
+    running short statements back to back was named almost never. Only a
+    COMMIT (END, PREPARE TRANSACTION) or a transaction's only statement is
+    a commit under way."""
+    job, worker = _start(conn, "delete")
+    holder = make_conn(autocommit=False)
+    pid = scalar(holder, "SELECT pg_backend_pid()")
+    holder.execute(f"SET LOCAL ROLE {CLIENT}; CREATE TABLE tenant.held_busy (id bigint);"
+                   " SET CONSTRAINTS ALL IMMEDIATE")
+    key = 7700000 + os.getpid() % 100000
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    waiter = threading.Thread(target=lambda: holder.execute(
+        "SELECT pg_advisory_xact_lock(%s)", (key,)))
+    waiter.start()
+    try:
+        wait_for(lambda: scalar(conn, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity"
+                                      " WHERE pid = %s", (pid,)) is True)
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "blocked"
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        assert f"pid {pid} " in row[0][1] and "active" in row[0][1], row
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        waiter.join()
+        holder.rollback()
+        holder.close()
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+
+
 @pytest.mark.parametrize("trigger", ["pgjobs_ddl_fence", "pgjobs_ddl_fence_drop",
                                      "ddl_fence_marks_commit", "pgjobs_ddl_fence_by_tag"])
 def test_a_fence_enabled_for_origin_sessions_only_is_no_fence(
