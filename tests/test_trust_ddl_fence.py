@@ -611,3 +611,29 @@ def test_a_fence_enabled_for_origin_sessions_only_is_no_fence(
         else:
             conn.execute(f"ALTER EVENT TRIGGER {trigger} ENABLE ALWAYS")
     assert doctor()[0][0] == "ok" and replica_ddl_moves_the_epoch()
+
+
+def test_a_prepared_holder_with_an_odd_gid_is_named_as_a_statement_that_ends_it(
+        conn: Conn, world: None, make_conn: Callable[..., Conn]) -> None:
+    """A gid is any text up to 200 bytes (quotes, a backslash, a newline):
+    doctor does not fail on it, and the COMMIT PREPARED its words give, run
+    as written, ends that prepared transaction and no other."""
+    if int(scalar(conn, "SHOW max_prepared_transactions")) == 0:
+        pytest.skip("max_prepared_transactions is 0 on this server")
+    gid = f"it's \\ a\nodd; gid {os.getpid()}"
+    preparer = make_conn()
+    preparer.execute("BEGIN")
+    preparer.execute(f"SET LOCAL ROLE {CLIENT}")
+    preparer.execute("CREATE TABLE tenant.odd_gid (id bigint)")
+    preparer.execute(psycopg.sql.SQL("PREPARE TRANSACTION {}").format(psycopg.sql.Literal(gid)))
+    try:
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        statement = row[0][1].split("(end it: ", 1)[1].split(", or ", 1)[0]
+        assert statement.startswith("COMMIT PREPARED "), row
+        conn.execute(statement)
+    finally:
+        if scalar(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = %s", (gid,)):
+            conn.execute(psycopg.sql.SQL("ROLLBACK PREPARED {}").format(psycopg.sql.Literal(gid)))
+    assert scalar(conn, "SELECT to_regclass('tenant.odd_gid') IS NOT NULL") is True
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
