@@ -3983,7 +3983,8 @@ CREATE FUNCTION pgjobs._ddl_fence_holders() RETURNS text
 -- one holds it every delete and backfill page of the database returns
 -- 'blocked' (pgjobs._ddl_fence_epoch: a page never waits for it) and no
 -- running job makes progress. A commit holds it for microseconds: a
--- session seen active less than 1 s ago is left out. The words name each
+-- session seen active less than 1 s ago in its COMMIT (END, PREPARE
+-- TRANSACTION) or in the only statement of its transaction is left out. The words name each
 -- holder and how to end it; NULL: nobody. pgjobs.doctor reports it
 -- (engine.ddl_fence_held). A role that may not see other roles' sessions
 -- (pg_read_all_stats) sees their pid and not their state: they are named.
@@ -4015,9 +4016,17 @@ BEGIN
                               WHERE d.datname = current_database())
            AND l.relation = 'pgjobs.ddl_fence'::regclass
            AND l.mode = 'ExclusiveLock' AND l.granted
+           -- A commit under way: active less than 1 s, and its statement
+           -- is the commit (COMMIT, END, PREPARE TRANSACTION) or the
+           -- transaction's only one (a DDL outside a transaction block).
+           -- Active alone is no commit: a holder that goes on running short
+           -- statements is active, each begun less than 1 s ago, nearly
+           -- all the time, and would never be named.
            AND (l.pid IS NULL
                 OR NOT coalesce(a.state = 'active'
-                                AND a.state_change > clock_timestamp() - interval '1 second',
+                                AND a.state_change > clock_timestamp() - interval '1 second'
+                                AND (a.query_start = a.xact_start
+                                     OR a.query ~* '^\s*(commit|end|prepare\s+transaction)\M'),
                                 false)));
 END
 $$;
@@ -4043,23 +4052,26 @@ CREATE FUNCTION pgjobs._ddl_fence_installed() RETURNS boolean
     SET "IntervalStyle" TO 'postgres'
     AS $$
 -- Whether the DDL fence (migration 0091) works: its two event triggers
--- exist, call pgjobs._ddl_fence_mark and are enabled (the migration
--- enables them ALWAYS, so a session_replication_role = replica fires them
--- too; enabled for origin sessions only they still count), the commit trigger of pgjobs.ddl_fence_marks is enabled, and the
--- epoch row is there, and the functions' owners may write the tables.
+-- exist, call pgjobs._ddl_fence_mark for every command (no WHEN TAG) and
+-- are enabled ALWAYS, as the migration leaves them, and so is the commit
+-- trigger of pgjobs.ddl_fence_marks: one enabled for origin sessions only
+-- (ENABLE, 'O') does not fire in a session_replication_role = replica
+-- session, whose DDL would then move no epoch, so it does not count (as
+-- pgjobs._array_bounds_row judges the fence); the epoch row is there, and
+-- the functions' owners may write the tables.
 -- pgjobs.doctor's engine.ddl_fence reports it. Without
 -- it the pages keep the 1 s window. Locks nothing.
 SELECT (SELECT count(*)
           FROM pg_catalog.pg_event_trigger e
          WHERE e.evtfoid = 'pgjobs._ddl_fence_mark()'::regprocedure
-           AND e.evtenabled IN ('O', 'A')
+           AND e.evtenabled = 'A' AND e.evttags IS NULL
            AND (e.evtname, e.evtevent) IN (('pgjobs_ddl_fence', 'ddl_command_end'),
                                            ('pgjobs_ddl_fence_drop', 'sql_drop'))) = 2
    AND EXISTS (SELECT FROM pg_catalog.pg_trigger t
                 WHERE t.tgrelid = 'pgjobs.ddl_fence_marks'::regclass
                   AND t.tgname = 'ddl_fence_marks_commit'
                   AND t.tgfoid = 'pgjobs._ddl_fence_commit()'::regprocedure
-                  AND t.tgenabled IN ('O', 'A') AND t.tgdeferrable AND t.tginitdeferred)
+                  AND t.tgenabled = 'A' AND t.tgdeferrable AND t.tginitdeferred)
    AND EXISTS (SELECT FROM pgjobs.ddl_fence)
    -- and the owners of the two functions (they run as them) may do their
    -- part: they warn and go on without it otherwise.
@@ -4078,7 +4090,7 @@ ALTER FUNCTION pgjobs._ddl_fence_installed() OWNER TO SUPERUSER;
 -- Name: FUNCTION _ddl_fence_installed(); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS 'Whether the DDL fence''s event triggers (pgjobs_ddl_fence, pgjobs_ddl_fence_drop) and its commit trigger are installed and enabled; without them delete and backfill pages re-check trust at most once a second.';
+COMMENT ON FUNCTION pgjobs._ddl_fence_installed() IS 'Whether the DDL fence''s event triggers (pgjobs_ddl_fence, pgjobs_ddl_fence_drop) and its commit trigger are installed and enabled ALWAYS (a session_replication_role = replica session fires them too); without them delete and backfill pages re-check trust at most once a second.';
 
 --
 -- Name: _ddl_fence_mark(); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -4352,15 +4364,17 @@ BEGIN
     check_name := 'engine.ddl_fence';
     IF pgjobs._ddl_fence_installed() THEN
         status := 'ok';
-        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled always: a '
                   'delete or backfill page checks trust in full after any DDL committed since '
                   'its last check';
         fix := NULL;
     ELSE
         status := 'warn';
-        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
-                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
-                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+        detail := 'the DDL fence is missing, disabled or enabled for origin sessions only '
+                  '(event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop, which only a '
+                  'superuser may create, or the trigger ddl_fence_marks_commit, each must be '
+                  'ENABLE ALWAYS: one merely ENABLEd does not fire for DDL in a '
+                  'session_replication_role = replica session): a running delete or backfill re-checks trust at '
                   'most once a second, so a client''s code that a DDL lets into its target''s '
                   'reach can run as the runner''s role for up to a second of pages';
         fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '
@@ -20890,7 +20904,7 @@ CREATE FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.targe
     SET extra_float_digits TO '3'
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
-    AS $$
+    AS $_$
 -- Whether a delete or backfill page's verdict (pgjobs._run_page) still
 -- holds as far as roles go: every role of p_roles (the roles whose code its
 -- full check found in the target's reach, pgjobs._untrusted_roles with
@@ -20908,11 +20922,16 @@ CREATE FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.targe
 -- check's (pg_has_role USAGE, pgjobs._row_security_rule, the submitter's),
 -- over the roles it found, not the walk: a few lookups in the backend's
 -- role caches. false, not an error, when p_roles is not an array of oids
--- (a verdict of an older release): the page checks in full. Locks nothing.
+-- (whole numbers in oid's range; a verdict of an older release has none):
+-- the page checks in full. Locks nothing.
 BEGIN
+    -- Each an oid: a whole number 0-4294967295 (1.5, -1 or 1e30 would
+    -- raise at the cast below, not send the page to the full check).
     IF jsonb_typeof(p_roles) IS DISTINCT FROM 'array'
        OR EXISTS (SELECT FROM jsonb_array_elements(p_roles) a
-                   WHERE jsonb_typeof(a) <> 'number') THEN
+                   WHERE CASE WHEN jsonb_typeof(a) = 'number'
+                              THEN a::text !~ '^[0-9]{1,10}$' OR a::numeric > 4294967295
+                              ELSE true END) THEN
         RETURN false;
     END IF;
     RETURN NOT EXISTS (SELECT FROM jsonb_array_elements_text(p_roles) a (role_oid)
@@ -20920,7 +20939,7 @@ BEGIN
        AND NOT pgjobs._row_security_rule(p_job.target, current_user, false)
        AND (pgjobs._submitter_problem(p_job, p_reg)).message IS NULL;
 END
-$$;
+$_$;
 
 ALTER FUNCTION pgjobs._verdict_roles_hold(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_roles jsonb) OWNER TO SUPERUSER;
 

@@ -285,22 +285,32 @@ def test_a_verdict_not_this_attempts_and_fresh_is_no_verdict(
 
 def test_within_the_second_the_pages_skip_both_checks(make_conn: Any, conn: Conn,
                                                       roles: None) -> None:
-    """What the window buys: one full check, then pages without
-    pgjobs._untrusted_roles or pgjobs._require_submitter."""
+    """What the window buys: one full check (pgjobs._untrusted_roles twice:
+    judging the reach, then keeping its roles for the verdict, and
+    pgjobs._require_submitter once), then pages without either, each asking
+    only pgjobs._verdict_roles_hold."""
     job_id = _submit(conn, "delete")
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
     identity = who(conn, job_id, "w")
     tx = make_conn(autocommit=False)
-    tx.execute("SET track_functions = 'pl'")
-    assert _page(tx, job_id, identity) == "more"
-    for _ in range(3):
+
+    def calls() -> dict[str, int]:
+        return dict(tx.execute("""
+            SELECT funcname, calls FROM pg_stat_xact_user_functions
+             WHERE schemaname = 'pgjobs'
+               AND funcname IN ('_untrusted_roles', '_require_submitter',
+                                '_verdict_roles_hold')""").fetchall())
+
+    try:
+        tx.execute("SET track_functions = 'pl'")
         assert _page(tx, job_id, identity) == "more"
-    calls = dict(tx.execute("""
-        SELECT funcname, calls FROM pg_stat_xact_user_functions
-         WHERE schemaname = 'pgjobs'
-           AND funcname IN ('_untrusted_roles', '_require_submitter')""").fetchall())
-    assert calls == {"_untrusted_roles": 1, "_require_submitter": 1}
-    tx.rollback()
+        assert calls() == {"_untrusted_roles": 2, "_require_submitter": 1}
+        for _ in range(3):
+            assert _page(tx, job_id, identity) == "more"
+        assert calls() == {"_untrusted_roles": 2, "_require_submitter": 1,
+                           "_verdict_roles_hold": 3}
+    finally:
+        tx.rollback()
 
 
 # --- the final check of a filtered delete: bitmap scans ----------------------------

@@ -521,3 +521,119 @@ def test_a_prepared_ddl_transaction_holds_the_fence_until_it_ends(
         assert _epoch(conn) == epoch
         assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
         assert _changed(conn, kind) == 2
+
+
+def test_a_holder_that_keeps_running_statements_is_named_all_the_same(
+        conn: Conn, world: None, make_conn: Callable[..., Conn]) -> None:
+    """A holder past SET CONSTRAINTS ALL IMMEDIATE that keeps a statement
+    running (here one waiting for an advisory lock; a loop of short ones
+    alike) is 'active', begun a moment ago: taken for a commit under way,
+    it was not named while each statement was under 1 s old, so a client
+    running short statements back to back was named almost never. Only a
+    COMMIT (END, PREPARE TRANSACTION) or a transaction's only statement is
+    a commit under way."""
+    job, worker = _start(conn, "delete")
+    holder = make_conn(autocommit=False)
+    pid = scalar(holder, "SELECT pg_backend_pid()")
+    holder.execute(f"SET LOCAL ROLE {CLIENT}; CREATE TABLE tenant.held_busy (id bigint);"
+                   " SET CONSTRAINTS ALL IMMEDIATE")
+    key = 7700000 + os.getpid() % 100000
+    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+    waiter = threading.Thread(target=lambda: holder.execute(
+        "SELECT pg_advisory_xact_lock(%s)", (key,)))
+    waiter.start()
+    try:
+        wait_for(lambda: scalar(conn, "SELECT wait_event_type = 'Lock' FROM pg_stat_activity"
+                                      " WHERE pid = %s", (pid,)) is True)
+        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "blocked"
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        assert f"pid {pid} " in row[0][1] and "active" in row[0][1], row
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        waiter.join()
+        holder.rollback()
+        holder.close()
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]
+    assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+
+
+@pytest.mark.parametrize("trigger", ["pgjobs_ddl_fence", "pgjobs_ddl_fence_drop",
+                                     "ddl_fence_marks_commit", "pgjobs_ddl_fence_by_tag"])
+def test_a_fence_enabled_for_origin_sessions_only_is_no_fence(
+        conn: Conn, world: None, trigger: str) -> None:
+    """The migration enables the fence's triggers ALWAYS. One merely ENABLEd
+    (origin sessions, 'O') fires in no session_replication_role = replica
+    session, whose DDL then moves no epoch; one limited to some command tags
+    misses the others. pgjobs._ddl_fence_installed and doctor's
+    engine.ddl_fence counted both as a working fence (found on main: 'ok'),
+    while the read path's kept shapes (pgjobs._array_bounds_row) did not."""
+    def doctor() -> list[Any]:
+        return conn.execute("SELECT status, detail, fix FROM pgjobs.doctor()"
+                            " WHERE check_name = 'engine.ddl_fence'").fetchall()
+
+    def replica_ddl_moves_the_epoch() -> bool:
+        epoch = _epoch(conn)
+        conn.execute("SET session_replication_role = replica")
+        try:
+            conn.execute("CREATE TABLE tenant.replicated (id bigint);"
+                         " DROP TABLE tenant.replicated")
+        finally:
+            conn.execute("RESET session_replication_role")
+        return _epoch(conn) != epoch
+
+    assert doctor()[0][0] == "ok" and replica_ddl_moves_the_epoch()
+    if trigger == "ddl_fence_marks_commit":
+        conn.execute(f"ALTER TABLE pgjobs.ddl_fence_marks ENABLE TRIGGER {trigger}")
+        # Marked, never counted: the epoch stands until the marks are seen.
+        assert not replica_ddl_moves_the_epoch()
+        conn.execute("DELETE FROM pgjobs.ddl_fence_marks")
+    elif trigger == "pgjobs_ddl_fence_by_tag":
+        conn.execute("DROP EVENT TRIGGER pgjobs_ddl_fence;"
+                     " CREATE EVENT TRIGGER pgjobs_ddl_fence ON ddl_command_end"
+                     " WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION pgjobs._ddl_fence_mark();"
+                     " ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS")
+    else:
+        conn.execute(f"ALTER EVENT TRIGGER {trigger} ENABLE")
+    try:
+        assert scalar(conn, "SELECT pgjobs._ddl_fence_installed()") is False
+        row = doctor()
+        assert row[0][0] == "warn" and "ENABLE ALWAYS" in row[0][1], row
+        assert "ENABLE ALWAYS" in row[0][2], row
+    finally:
+        if trigger == "ddl_fence_marks_commit":
+            conn.execute(f"ALTER TABLE pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER {trigger}")
+        elif trigger == "pgjobs_ddl_fence_by_tag":
+            conn.execute("DROP EVENT TRIGGER pgjobs_ddl_fence;"
+                         " CREATE EVENT TRIGGER pgjobs_ddl_fence ON ddl_command_end"
+                         " EXECUTE FUNCTION pgjobs._ddl_fence_mark();"
+                         " ALTER EVENT TRIGGER pgjobs_ddl_fence ENABLE ALWAYS")
+        else:
+            conn.execute(f"ALTER EVENT TRIGGER {trigger} ENABLE ALWAYS")
+    assert doctor()[0][0] == "ok" and replica_ddl_moves_the_epoch()
+
+
+def test_a_prepared_holder_with_an_odd_gid_is_named_as_a_statement_that_ends_it(
+        conn: Conn, world: None, make_conn: Callable[..., Conn]) -> None:
+    """A gid is any text up to 200 bytes (quotes, a backslash, a newline):
+    doctor does not fail on it, and the COMMIT PREPARED its words give, run
+    as written, ends that prepared transaction and no other."""
+    if int(scalar(conn, "SHOW max_prepared_transactions")) == 0:
+        pytest.skip("max_prepared_transactions is 0 on this server")
+    gid = f"it's \\ a\nodd; gid {os.getpid()}"
+    preparer = make_conn()
+    preparer.execute("BEGIN")
+    preparer.execute(f"SET LOCAL ROLE {CLIENT}")
+    preparer.execute("CREATE TABLE tenant.odd_gid (id bigint)")
+    preparer.execute(psycopg.sql.SQL("PREPARE TRANSACTION {}").format(psycopg.sql.Literal(gid)))
+    try:
+        row = _fence_held(conn)
+        assert len(row) == 1 and row[0][0] == "warn", row
+        statement = row[0][1].split("(end it: ", 1)[1].split(", or ", 1)[0]
+        assert statement.startswith("COMMIT PREPARED "), row
+        conn.execute(statement)
+    finally:
+        if scalar(conn, "SELECT count(*) FROM pg_prepared_xacts WHERE gid = %s", (gid,)):
+            conn.execute(psycopg.sql.SQL("ROLLBACK PREPARED {}").format(psycopg.sql.Literal(gid)))
+    assert scalar(conn, "SELECT to_regclass('tenant.odd_gid') IS NOT NULL") is True
+    assert [r[0] for r in _fence_held(conn)] == ["ok"]

@@ -33,7 +33,8 @@ Conn = psycopg.Connection[Any]
 
 PID = os.getpid()
 R = {name: f"pgjobs_rf_{name}_{PID}"
-     for name in ("runner", "middle", "author", "boss", "writers", "submitter", "outsider")}
+     for name in ("runner", "middle", "author", "boss", "writers", "submitter", "outsider",
+                  "coder")}
 
 # The runner's role runs the pages; author's table (given to it once the job
 # is submitted) is reached through a rule and trusted through author ->
@@ -47,6 +48,7 @@ ROLES = [
     "CREATE ROLE {writers} NOLOGIN",
     "CREATE ROLE {submitter} NOLOGIN IN ROLE pgjobs_client, {writers}",
     "CREATE ROLE {outsider} NOLOGIN",
+    "CREATE ROLE {coder} NOLOGIN IN ROLE {middle}",
 ]
 
 SETUP = """
@@ -277,3 +279,134 @@ def test_reassign_owned_keeps_the_one_second_window(
     assert _page_dated(runner, job, worker, age=1.5)[0] == "failed"
     error = scalar(conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job,))
     assert R["outsider"] in error, error
+
+
+# Code of coder's reaching the target otherwise than as a table: each shape
+# uses function tenant.coded (owned by coder once the job runs), and coder is
+# trusted through coder -> middle -> runner. Every role whose code the full
+# check judges must be among the verdict's roles, so that its demotion stops
+# the next page whatever way its code is reached.
+CODED = ("CREATE FUNCTION tenant.coded(v bigint) RETURNS bigint LANGUAGE sql IMMUTABLE"
+         " AS 'SELECT v'")
+REACHED_BY = {
+    "trigger_function": (
+        "CREATE FUNCTION tenant.coded_trigger() RETURNS trigger LANGUAGE plpgsql"
+        " AS 'BEGIN RETURN coalesce(new, old); END';"
+        " CREATE TRIGGER coded BEFORE DELETE OR UPDATE ON tenant.rows"
+        " FOR EACH ROW EXECUTE FUNCTION tenant.coded_trigger()",
+        "ALTER FUNCTION tenant.coded_trigger() OWNER TO {coder}"),
+    "index_expression": (
+        "CREATE INDEX coded ON tenant.rows (tenant.coded(id))",
+        "ALTER FUNCTION tenant.coded(bigint) OWNER TO {coder}"),
+    "generated_column": (
+        "ALTER TABLE tenant.rows ADD COLUMN twice bigint"
+        " GENERATED ALWAYS AS (tenant.coded(id)) STORED",
+        "ALTER FUNCTION tenant.coded(bigint) OWNER TO {coder}"),
+    "domain_check": (
+        "CREATE DOMAIN tenant.coded_id AS bigint CHECK (tenant.coded(VALUE) = VALUE);"
+        " ALTER TABLE tenant.rows ADD COLUMN other tenant.coded_id",
+        "ALTER FUNCTION tenant.coded(bigint) OWNER TO {coder}"),
+    "default_of_a_table_a_rule_writes": (
+        "ALTER TABLE tenant.by_boss ADD COLUMN twice bigint DEFAULT tenant.coded(1)",
+        "ALTER FUNCTION tenant.coded(bigint) OWNER TO {coder}"),
+    "view_a_rule_writes": (
+        "CREATE TABLE tenant.under (id bigint); GRANT INSERT ON tenant.under TO {coder};"
+        " CREATE VIEW tenant.seen AS SELECT id FROM tenant.under;"
+        " CREATE RULE c_d AS ON DELETE TO tenant.rows DO ALSO"
+        " INSERT INTO tenant.seen VALUES (old.id);"
+        " CREATE RULE c_u AS ON UPDATE TO tenant.rows DO ALSO"
+        " INSERT INTO tenant.seen VALUES (old.id)",
+        "ALTER VIEW tenant.seen OWNER TO {coder}"),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(REACHED_BY))
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_role_reached_only_through_code_is_kept_and_asked_again(
+        conn: Conn, world: None, make_conn: Callable[..., Conn], kind: str,
+        shape: str) -> None:
+    """coder's code reaches the target (a trigger's function, an index
+    expression, a generated column, a domain's CHECK, a default or a view
+    that a rule writes): the full check after it was given to coder keeps
+    coder among the verdict's roles, and REVOKE of the membership that made
+    coder trusted fails the job at the next page."""
+    setup, give = REACHED_BY[shape]
+    conn.execute(CODED)
+    conn.execute(setup.format(**R))
+    runner = _runner(make_conn)
+    job, worker = _start(conn, runner, kind)
+    conn.execute(give.format(**R))
+    # A DDL: the next page checks in full, as the runner, and goes on.
+    assert _page(runner, job, worker) == "more"
+    roles = scalar(conn, "SELECT checkpoint -> 'verified' -> 'roles' FROM pgjobs.jobs"
+                         " WHERE id = %s", (job,))
+    coder = scalar(conn, "SELECT oid::bigint FROM pg_roles WHERE rolname = %s", (R["coder"],))
+    assert coder in roles, (roles, coder)
+    assert _page_on_a_fresh_verdict(runner, job, worker) == "more"
+    conn.execute("REVOKE {middle} FROM {coder}".format(**R))
+    assert _page_on_a_fresh_verdict(runner, job, worker) == "failed"
+    error = scalar(conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job,))
+    assert R["coder"] in error, error
+
+
+def test_a_kept_role_renamed_is_the_same_role(
+        conn: Conn, world: None, make_conn: Callable[..., Conn]) -> None:
+    """The verdict keeps oids, not names: ALTER ROLE ... RENAME leaves the
+    pages on their verdict, and a demotion of the renamed role is seen at
+    the next page."""
+    runner = _runner(make_conn)
+    job, worker = _start(conn, runner, "delete")
+    renamed = R["author"] + "_renamed"
+    conn.execute(f"ALTER ROLE {R['author']} RENAME TO {renamed}")
+    try:
+        assert _page_on_a_fresh_verdict(runner, job, worker) == "more"
+        conn.execute(f"REVOKE {R['middle']} FROM {renamed}")
+        assert _page_on_a_fresh_verdict(runner, job, worker) == "failed"
+        error = scalar(conn, "SELECT error FROM pgjobs.jobs WHERE id = %s", (job,))
+        assert renamed in error, error
+    finally:
+        conn.execute(f"ALTER ROLE {renamed} RENAME TO {R['author']}")
+
+
+# Roles lists a verdict may carry that are no list of oids: a release
+# before the roles were kept (none), or anything else. Each sends the page to
+# the full check (its verdict rewritten with the reach's roles), never an
+# error of the page's own.
+ODD_ROLES = {
+    "missing": None,
+    "json_null": "null",
+    "an_object": '{"a": 1}',
+    "a_string": '"10"',
+    "a_fraction": "[1.5]",
+    "negative": "[-1]",
+    "beyond_oid": "[4294967296]",
+    "exponent": "[1e30]",
+    "a_string_element": '["10"]',
+    "a_nested_array": "[[10]]",
+    "a_dropped_role": "[4294967295]",
+    "huge": "(SELECT jsonb_agg(4294967295) FROM generate_series(1, 100000))",
+}
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_ROLES))
+def test_a_verdict_whose_roles_are_no_list_of_oids_checks_in_full(
+        conn: Conn, world: None, make_conn: Callable[..., Conn], odd: str) -> None:
+    runner = _runner(make_conn)
+    job, worker = _start(conn, runner, "delete")
+    good = scalar(conn, "SELECT checkpoint -> 'verified' -> 'roles' FROM pgjobs.jobs"
+                        " WHERE id = %s", (job,))
+    value = ODD_ROLES[odd]
+    if value is None:
+        conn.execute("UPDATE pgjobs.jobs SET checkpoint = checkpoint #- '{verified,roles}'"
+                     " WHERE id = %s", (job,))
+    else:
+        expression = value if value.startswith("(") else f"'{value}'::jsonb"
+        conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint,"
+                     f" '{{verified,roles}}', {expression}) WHERE id = %s", (job,))
+    state, at = _page_dated(runner, job, worker)
+    assert state == "more"
+    verified = scalar(conn, "SELECT checkpoint -> 'verified' FROM pgjobs.jobs WHERE id = %s",
+                      (job,))
+    # Checked in full: a verdict of its own, with the reach's roles.
+    assert verified["at"] != at and verified["roles"] == good, (verified, at, good)
+    assert _changed(conn, "delete") == 2

@@ -15,7 +15,8 @@ AS $$
 -- one holds it every delete and backfill page of the database returns
 -- 'blocked' (pgjobs._ddl_fence_epoch: a page never waits for it) and no
 -- running job makes progress. A commit holds it for microseconds: a
--- session seen active less than 1 s ago is left out. The words name each
+-- session seen active less than 1 s ago in its COMMIT (END, PREPARE
+-- TRANSACTION) or in the only statement of its transaction is left out. The words name each
 -- holder and how to end it; NULL: nobody. pgjobs.doctor reports it
 -- (engine.ddl_fence_held). A role that may not see other roles' sessions
 -- (pg_read_all_stats) sees their pid and not their state: they are named.
@@ -47,9 +48,17 @@ BEGIN
                               WHERE d.datname = current_database())
            AND l.relation = 'pgjobs.ddl_fence'::regclass
            AND l.mode = 'ExclusiveLock' AND l.granted
+           -- A commit under way: active less than 1 s, and its statement
+           -- is the commit (COMMIT, END, PREPARE TRANSACTION) or the
+           -- transaction's only one (a DDL outside a transaction block).
+           -- Active alone is no commit: a holder that goes on running short
+           -- statements is active, each begun less than 1 s ago, nearly
+           -- all the time, and would never be named.
            AND (l.pid IS NULL
                 OR NOT coalesce(a.state = 'active'
-                                AND a.state_change > clock_timestamp() - interval '1 second',
+                                AND a.state_change > clock_timestamp() - interval '1 second'
+                                AND (a.query_start = a.xact_start
+                                     OR a.query ~* '^\s*(commit|end|prepare\s+transaction)\M'),
                                 false)));
 END
 $$;

@@ -50,15 +50,17 @@ BEGIN
     check_name := 'engine.ddl_fence';
     IF pgjobs._ddl_fence_installed() THEN
         status := 'ok';
-        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled always: a '
                   'delete or backfill page checks trust in full after any DDL committed since '
                   'its last check';
         fix := NULL;
     ELSE
         status := 'warn';
-        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
-                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
-                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+        detail := 'the DDL fence is missing, disabled or enabled for origin sessions only '
+                  '(event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop, which only a '
+                  'superuser may create, or the trigger ddl_fence_marks_commit, each must be '
+                  'ENABLE ALWAYS: one merely ENABLEd does not fire for DDL in a '
+                  'session_replication_role = replica session): a running delete or backfill re-checks trust at '
                   'most once a second, so a client''s code that a DDL lets into its target''s '
                   'reach can run as the runner''s role for up to a second of pages';
         fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '

@@ -27,11 +27,16 @@ AS $$
 -- check's (pg_has_role USAGE, pgjobs._row_security_rule, the submitter's),
 -- over the roles it found, not the walk: a few lookups in the backend's
 -- role caches. false, not an error, when p_roles is not an array of oids
--- (a verdict of an older release): the page checks in full. Locks nothing.
+-- (whole numbers in oid's range; a verdict of an older release has none):
+-- the page checks in full. Locks nothing.
 BEGIN
+    -- Each an oid: a whole number 0-4294967295 (1.5, -1 or 1e30 would
+    -- raise at the cast below, not send the page to the full check).
     IF jsonb_typeof(p_roles) IS DISTINCT FROM 'array'
        OR EXISTS (SELECT FROM jsonb_array_elements(p_roles) a
-                   WHERE jsonb_typeof(a) <> 'number') THEN
+                   WHERE CASE WHEN jsonb_typeof(a) = 'number'
+                              THEN a::text !~ '^[0-9]{1,10}$' OR a::numeric > 4294967295
+                              ELSE true END) THEN
         RETURN false;
     END IF;
     RETURN NOT EXISTS (SELECT FROM jsonb_array_elements_text(p_roles) a (role_oid)
