@@ -6637,6 +6637,100 @@ $$;
 ALTER FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _fence_hand_back(bigint, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Job p_id (held by p_worker, the claim's identity) cannot run a page: a
+-- transaction holds the DDL fence past its commit (p_holders,
+-- pgjobs._ddl_fence_holders' words: a DDL transaction that ran SET
+-- CONSTRAINTS ALL IMMEDIATE and stays open, or a prepared one), and every
+-- delete and backfill page returns 'blocked' until it ends. The job used to
+-- stay `running`, its runner retrying every 50 ms, with nothing in its row,
+-- its events or `pgjobs status` to say why (pgjobs.run_job retried for
+-- ever). It is handed back as a job behind its table's lock is
+-- (pgjobs._table_hand_back, the same note and back-off): released (the
+-- attempt not counted, cursor and place in the scope's gate kept), due
+-- again after 2, 4, 8, then every 15 s while the fence stays held, and
+-- shown as waiting: checkpoint.throttled = {"reason", "since", "waits_for":
+-- "ddl_fence", "handbacks", "until"}. The reason is the same for everyone:
+-- clients read their jobs' rows, and the holder may be another role's
+-- session whose pid and query they may not see; an administrator finds it
+-- with pgjobs.doctor() (engine.ddl_fence_held). The runner's WARNING (a
+-- spell's first hand-back, every one when p_warn: pgjobs.run_job) names
+-- p_holders: runners are the engine's. A spell's first hand-back sends the
+-- `throttled` event. At the next claim the fence is looked at before the
+-- page (pgjobs._run_step); the first page after the holder ends writes the
+-- checkpoint without the note (pgjobs._throttle, pgjobs._run_page).
+-- Returns false, changing nothing, when p_worker no longer holds the job.
+-- Locks: the job's row (the caller's lock_timeout applies).
+DECLARE
+    v_job pgjobs.jobs;
+    v_before jsonb;
+    v_handbacks integer;
+    v_until timestamptz;
+BEGIN
+    SELECT j.checkpoint -> 'throttled' INTO v_before FROM pgjobs.jobs j WHERE j.id = p_id;
+    IF v_before ->> 'waits_for' IS DISTINCT FROM 'ddl_fence' THEN
+        v_before := NULL;  -- not a wait for the fence: a new spell
+    END IF;
+    IF NOT pgjobs.release(p_id, p_worker) THEN
+        RETURN false;
+    END IF;
+    v_handbacks := coalesce((v_before ->> 'handbacks')::integer, 0) + 1;
+    v_until := now() + make_interval(secs => least(15, 2 ^ least(v_handbacks, 4)));
+    UPDATE pgjobs.jobs j
+       SET run_at = v_until,
+           checkpoint = coalesce(j.checkpoint, '{}'::jsonb) || jsonb_build_object('throttled',
+               jsonb_build_object(
+                   'reason', 'waiting for the DDL fence: a transaction holds it past its '
+                             'commit (doctor: engine.ddl_fence_held); it goes on by itself '
+                             'once that transaction ends, nothing lost; if it does not end, '
+                             'ask an administrator (pgjobs.doctor() names it and how to end '
+                             'it)',
+                   'since', coalesce(v_before -> 'since', to_jsonb(now())),
+                   'waits_for', 'ddl_fence',
+                   'handbacks', v_handbacks,
+                   'until', v_until)),
+           updated_at = now()
+     WHERE j.id = p_id AND j.status = 'queued'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        RETURN true;  -- canceled or paused by the release: its own event was sent
+    END IF;
+    IF v_before IS NULL THEN
+        PERFORM pgjobs._notify(v_job, 'throttled');
+    END IF;
+    IF p_warn OR v_before IS NULL THEN
+        RAISE WARNING 'pgjobs: job % left for now: the DDL fence is held by %', p_id, p_holders
+            USING HINT = format('Every delete and backfill page is blocked until that '
+                                'transaction ends (a DDL transaction that ran SET CONSTRAINTS '
+                                'ALL IMMEDIATE and stays open, or a prepared one). The job is '
+                                'handed back (no attempt counted, its place in its scope kept) '
+                                'and tried again from %s; end that transaction as the words '
+                                'say (SELECT * FROM pgjobs.doctor() WHERE check_name = '
+                                '''engine.ddl_fence_held'').', v_until);
+    END IF;
+    RETURN true;
+END
+$$;
+
+ALTER FUNCTION pgjobs._fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean) IS 'Hands a running delete or backfill back to the queue while a transaction holds the DDL fence past its commit: checkpoint.throttled says so in words any reader of the job may see (the holder is named to the runner and in pgjobs.doctor(), not in the row); due again after a short back-off.';
+
+--
 -- Name: _field_fold(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -16821,8 +16915,9 @@ CREATE FUNCTION pgjobs._run_step(p_id bigint, p_worker text, p_deadline timestam
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released; its table held by another session: handed back, see below; its
--- row held by another transaction for 1 s: then a WARNING says so).
+-- released; its table held by another session, or the DDL fence held past
+-- a commit: handed back, see below; its row held by another transaction
+-- for 1 s: then a WARNING says so).
 -- Locks: what pgjobs._run_page locks.
 DECLARE
     -- The statement_timeout whose timer runs (armed when the CALL began: a
@@ -16833,6 +16928,8 @@ DECLARE
     v_target regclass;
     v_holders text;
     v_waited text;
+    v_fenced boolean := false;
+    v_fence text;
 BEGIN
     -- The job's row is the engine's to lock, but a client's open
     -- transaction may hold it: pgjobs.pause, cancel, resume and retry of
@@ -16860,16 +16957,31 @@ BEGIN
     -- (20 jobs of scopes of one table held by a
     -- migration cost a runner 20 s of 1 s waits before they all were
     -- handed back; 0.08 s a round after).
+    -- A page blocked by the DDL fence held past a commit (a DDL transaction
+    -- that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a prepared
+    -- one: pgjobs._ddl_fence_holders) is handed back the same way
+    -- (pgjobs._fence_hand_back), with a reason that names no session: the
+    -- job stayed `running` without a word, retried every 50 ms, and
+    -- pgjobs.run_job retried it for ever.
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
         IF p_previous = 'retry' THEN
             PERFORM pg_sleep(0.05);
         END IF;
         IF p_previous IS NULL THEN
-            SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+            SELECT j.target,
+                   coalesce(j.checkpoint #>> '{throttled,waits_for}' = 'ddl_fence', false)
+              INTO v_target, v_fenced
+              FROM pgjobs.jobs j WHERE j.id = p_id;
             v_holders := pgjobs._table_holders(v_target, false);
+            IF v_holders IS NULL AND v_fenced THEN
+                -- Handed back for the DDL fence (below): still held, back
+                -- again at once, the note and its spell kept (a page would
+                -- only be blocked, after pgjobs._throttle dropped the note).
+                v_fence := pgjobs._ddl_fence_holders();
+            END IF;
         END IF;
-        IF v_holders IS NULL THEN
+        IF v_holders IS NULL AND v_fence IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
                                 pgjobs._run_page(p_id, p_worker));
             IF v_state = 'blocked' THEN
@@ -16911,10 +17023,17 @@ BEGIN
         PERFORM set_config('pgjobs.canceled', 'between:' || p_id, false);
         RETURN NULL;
     END;
-    IF v_holders IS NULL THEN
+    IF v_holders IS NULL AND v_fence IS NULL THEN
         -- After a wait: a partition held counts too (pgjobs._table_holders).
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
         v_holders := pgjobs._table_holders(v_target, true);
+        IF v_holders IS NULL AND v_state = 'blocked' THEN
+            -- Not its table: the DDL fence held past a commit (a DDL
+            -- transaction after SET CONSTRAINTS ALL IMMEDIATE, or a
+            -- prepared one) blocks every page until it ends; a commit under
+            -- way (microseconds) is not named, and the page is tried again.
+            v_fence := pgjobs._ddl_fence_holders();
+        END IF;
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
@@ -16923,6 +17042,13 @@ BEGIN
             RETURN NULL;
         EXCEPTION WHEN lock_not_available THEN
             NULL;  -- its row held too: as below
+        END;
+    ELSIF v_fence IS NOT NULL THEN
+        BEGIN
+            PERFORM pgjobs._fence_hand_back(p_id, p_worker, v_fence, p_deadline IS NULL);
+            RETURN NULL;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- its row held: as below
         END;
     ELSIF v_state = 'blocked' THEN
         RETURN 'retry';  -- the holder has gone meanwhile: the page again
@@ -28000,6 +28126,13 @@ GRANT ALL ON FUNCTION pgjobs._export_parts_done(p_id bigint) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._fail_attempt(p_id bigint, p_worker text, p_error text, p_state text, p_timed_out boolean) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._fence_hand_back(p_id bigint, p_worker text, p_holders text, p_warn boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _field_fold(p_name text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
