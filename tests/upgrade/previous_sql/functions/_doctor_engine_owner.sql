@@ -7,7 +7,8 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $function$
--- pgjobs.doctor's engine.owner and engine.ddl_fence checks. Read-only.
+-- pgjobs.doctor's engine.owner, engine.ddl_fence and engine.ddl_fence_held
+-- checks. Read-only.
 DECLARE
     v_name text;
 BEGIN
@@ -49,15 +50,17 @@ BEGIN
     check_name := 'engine.ddl_fence';
     IF pgjobs._ddl_fence_installed() THEN
         status := 'ok';
-        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled: a '
+        detail := 'event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop are enabled always: a '
                   'delete or backfill page checks trust in full after any DDL committed since '
                   'its last check';
         fix := NULL;
     ELSE
         status := 'warn';
-        detail := 'the DDL fence is missing or disabled (event triggers pgjobs_ddl_fence and '
-                  'pgjobs_ddl_fence_drop, which only a superuser may create, or the trigger '
-                  'ddl_fence_marks_commit): a running delete or backfill re-checks trust at '
+        detail := 'the DDL fence is missing, disabled or enabled for origin sessions only '
+                  '(event triggers pgjobs_ddl_fence and pgjobs_ddl_fence_drop, which only a '
+                  'superuser may create, or the trigger ddl_fence_marks_commit, each must be '
+                  'ENABLE ALWAYS: one merely ENABLEd does not fire for DDL in a '
+                  'session_replication_role = replica session): a running delete or backfill re-checks trust at '
                   'most once a second, so a client''s code that a DDL lets into its target''s '
                   'reach can run as the runner''s role for up to a second of pages';
         fix := 'as a superuser: DROP EVENT TRIGGER IF EXISTS pgjobs_ddl_fence; DROP EVENT '
@@ -68,6 +71,27 @@ BEGIN
                'ALTER EVENT TRIGGER pgjobs_ddl_fence_drop ENABLE ALWAYS; ALTER TABLE '
                'pgjobs.ddl_fence_marks ENABLE ALWAYS TRIGGER ddl_fence_marks_commit;  -- '
                '(docs/engine.md, The 1 s window and DDL)';
+    END IF;
+    RETURN NEXT;
+    -- The fence held past a commit (pgjobs._ddl_fence_holders): a DDL
+    -- transaction that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a
+    -- prepared one. SET CONSTRAINTS needs no privilege, so any role that may
+    -- run some DDL can do it; every delete and backfill page of the database
+    -- is 'blocked' until that transaction ends, and only this names it.
+    check_name := 'engine.ddl_fence_held';
+    v_name := pgjobs._ddl_fence_holders();
+    IF v_name IS NULL THEN
+        status := 'ok';
+        detail := 'no transaction holds the DDL fence past its commit';
+        fix := NULL;
+    ELSE
+        status := 'warn';
+        detail := 'the DDL fence is held by ' || v_name || ': every delete and backfill page '
+                  'of the database is blocked (no running job makes progress) until that '
+                  'transaction ends (a DDL transaction that ran SET CONSTRAINTS ALL IMMEDIATE '
+                  'and stays open, or a prepared one)';
+        fix := 'end that transaction (commit or roll it back), as the words above say; '
+               '(docs/engine.md, The fence and migrations'' locks)';
     END IF;
     RETURN NEXT;
 END

@@ -58,6 +58,11 @@ BEGIN
             PERFORM pgjobs._notify(v_job, 'retrying');
         WHEN 'failed' THEN
             v_failed := v_failed + 1;
+            IF v_job.kind = 'export' THEN
+                -- What it recorded is kept for pgjobs.retry; uploads it
+                -- opened and never recorded serve no retry: removed now.
+                PERFORM pgjobs._queue_export_unrecorded(v_job.id, v_job.checkpoint);
+            END IF;
             PERFORM pgjobs._notify(v_job, 'failed');
         WHEN 'paused' THEN
             v_paused := v_paused + 1;

@@ -103,6 +103,7 @@ DECLARE
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
     v_epoch bigint;
+    v_fresh boolean;
     v_filtered boolean;
     v_budget integer;
     v_check jsonb := '{}'::jsonb;
@@ -165,7 +166,8 @@ BEGIN
     -- two checks cost 3-5 ms a page (11 ms under load), the largest fixed
     -- cost of a page; so a REVOKE, a DROP ROLE, row-level security turned
     -- on, or a change that makes the target untrusted stops the job within
-    -- 1 s of pages (docs/RELIABILITY.md). The verdict is kept in the
+    -- 1 s of pages (docs/RELIABILITY.md), at the next page for DDL and role
+    -- commands (below; REASSIGN OWNED keeps the 1 s). The verdict is kept in the
     -- checkpoint ('verified': the attempt's identity and when), which only
     -- pgjobs and administrators may write (clients read jobs rows only), and
     -- belongs to the attempt: a new claim gets a new identity, so every
@@ -203,21 +205,35 @@ BEGIN
     END;
     v_verified := v_job.checkpoint -> 'verified';
     BEGIN
-        IF coalesce(v_verified ->> 'worker' = p_worker
-                    AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
-                             THEN (v_verified ->> 'at')::double precision END
-                        BETWEEN v_now - 1.0 AND v_now
-                    AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
-                        = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
-                    false) THEN
+        v_fresh := coalesce(v_verified ->> 'worker' = p_worker
+                            AND CASE WHEN jsonb_typeof(v_verified -> 'at') = 'number'
+                                     THEN (v_verified ->> 'at')::double precision END
+                                BETWEEN v_now - 1.0 AND v_now
+                            AND coalesce(v_verified -> 'epoch', 'null'::jsonb)
+                                = coalesce(to_jsonb(v_epoch), 'null'::jsonb),
+                            false);
+        IF v_fresh THEN
             SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = v_job.target;
             IF NOT FOUND THEN
                 v_reg := pgjobs._target(v_job.target);  -- unregistered meanwhile: 22023
             END IF;
-        ELSE
+            -- Role commands (GRANT role, REVOKE role, ALTER ROLE NOSUPERUSER,
+            -- NOINHERIT, NOBYPASSRLS, DROP ROLE) fire no event trigger and
+            -- move no epoch: the roles the full check found in the reach
+            -- (kept in the verdict) are asked again, as are the submitter's
+            -- rights, in this page's transaction, after the fence. One
+            -- committed while the page runs (no lock orders the two) is seen
+            -- by the next page.
+            v_fresh := pgjobs._verdict_roles_hold(v_job, v_reg, v_verified -> 'roles');
+        END IF;
+        IF NOT v_fresh THEN
             v_reg := pgjobs._target(v_job.target);
             PERFORM pgjobs._require_submitter(v_job, v_reg);
-            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch);
+            v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
+                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
+                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
+                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
+                                  '[]'::jsonb));
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;

@@ -18,8 +18,9 @@ AS $$
 -- the job released to the queue with its cursor (pgjobs.release).
 -- Returns 'more' or 'retry' while the caller should call again, NULL when
 -- this job is over for this runner (done, failed, canceled, lost or
--- released; its table held by another session: handed back, see below; its
--- row held by another transaction for 1 s: then a WARNING says so).
+-- released; its table held by another session, or the DDL fence held past
+-- a commit: handed back, see below; its row held by another transaction
+-- for 1 s: then a WARNING says so).
 -- Locks: what pgjobs._run_page locks.
 DECLARE
     -- The statement_timeout whose timer runs (armed when the CALL began: a
@@ -30,6 +31,8 @@ DECLARE
     v_target regclass;
     v_holders text;
     v_waited text;
+    v_fenced boolean := false;
+    v_fence text;
 BEGIN
     -- The job's row is the engine's to lock, but a client's open
     -- transaction may hold it: pgjobs.pause, cancel, resume and retry of
@@ -57,16 +60,31 @@ BEGIN
     -- (20 jobs of scopes of one table held by a
     -- migration cost a runner 20 s of 1 s waits before they all were
     -- handed back; 0.08 s a round after).
+    -- A page blocked by the DDL fence held past a commit (a DDL transaction
+    -- that ran SET CONSTRAINTS ALL IMMEDIATE and stays open, or a prepared
+    -- one: pgjobs._ddl_fence_holders) is handed back the same way
+    -- (pgjobs._fence_hand_back), with a reason that names no session: the
+    -- job stayed `running` without a word, retried every 50 ms, and
+    -- pgjobs.run_job retried it for ever.
     PERFORM set_config('lock_timeout', '1s', true);
     BEGIN
         IF p_previous = 'retry' THEN
             PERFORM pg_sleep(0.05);
         END IF;
         IF p_previous IS NULL THEN
-            SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
+            SELECT j.target,
+                   coalesce(j.checkpoint #>> '{throttled,waits_for}' = 'ddl_fence', false)
+              INTO v_target, v_fenced
+              FROM pgjobs.jobs j WHERE j.id = p_id;
             v_holders := pgjobs._table_holders(v_target, false);
+            IF v_holders IS NULL AND v_fenced THEN
+                -- Handed back for the DDL fence (below): still held, back
+                -- again at once, the note and its spell kept (a page would
+                -- only be blocked, after pgjobs._throttle dropped the note).
+                v_fence := pgjobs._ddl_fence_holders();
+            END IF;
         END IF;
-        IF v_holders IS NULL THEN
+        IF v_holders IS NULL AND v_fence IS NULL THEN
             v_state := coalesce(pgjobs._throttle(p_id, p_worker, p_deadline),  -- rate, health
                                 pgjobs._run_page(p_id, p_worker));
             IF v_state = 'blocked' THEN
@@ -108,10 +126,17 @@ BEGIN
         PERFORM set_config('pgjobs.canceled', 'between:' || p_id, false);
         RETURN NULL;
     END;
-    IF v_holders IS NULL THEN
+    IF v_holders IS NULL AND v_fence IS NULL THEN
         -- After a wait: a partition held counts too (pgjobs._table_holders).
         SELECT j.target INTO v_target FROM pgjobs.jobs j WHERE j.id = p_id;
         v_holders := pgjobs._table_holders(v_target, true);
+        IF v_holders IS NULL AND v_state = 'blocked' THEN
+            -- Not its table: the DDL fence held past a commit (a DDL
+            -- transaction after SET CONSTRAINTS ALL IMMEDIATE, or a
+            -- prepared one) blocks every page until it ends; a commit under
+            -- way (microseconds) is not named, and the page is tried again.
+            v_fence := pgjobs._ddl_fence_holders();
+        END IF;
     END IF;
     IF v_holders IS NOT NULL THEN
         BEGIN
@@ -120,6 +145,13 @@ BEGIN
             RETURN NULL;
         EXCEPTION WHEN lock_not_available THEN
             NULL;  -- its row held too: as below
+        END;
+    ELSIF v_fence IS NOT NULL THEN
+        BEGIN
+            PERFORM pgjobs._fence_hand_back(p_id, p_worker, v_fence, p_deadline IS NULL);
+            RETURN NULL;
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;  -- its row held: as below
         END;
     ELSIF v_state = 'blocked' THEN
         RETURN 'retry';  -- the holder has gone meanwhile: the page again

@@ -21,6 +21,12 @@ AS $$
 -- EXCEPTION block), and the frame then stands between two frames
 -- pgjobs._enter and pgjobs._entered read.
 --
+-- This check alone refuses no forgery: a role's own statement (a DO block,
+-- a function of its own) may be exactly this text, and the line then
+-- passes. The refusal rests on the frame after it, which pgjobs._enter and
+-- _entered require to be the entry point's own (resp. the body's); what
+-- this check adds is that nothing else fits on the line.
+--
 -- Why a role cannot forge it: the line must be the whole of it. The text
 -- is a statement's, and a role's own statement may begin with the same
 -- text; but the line is cut at its first newline, so such a statement

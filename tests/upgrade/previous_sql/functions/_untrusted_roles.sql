@@ -14,7 +14,11 @@ AS $$
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
 -- types, and lack p_as's rights (pg_has_role(role, p_as, 'USAGE') is
--- false). Empty: the target is trusted (pgjobs._require_trusted).
+-- false). Empty: the target is trusted (pgjobs._require_trusted). p_as
+-- NULL: every such role, whatever its rights (PUBLIC too): the roles a
+-- delete or backfill page's verdict keeps (pgjobs._run_page), whose rights
+-- the next pages ask again (pgjobs._verdict_roles_hold), as role commands
+-- fire no event trigger for the DDL fence.
 -- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
 -- a SET ROLE to the owner could be undone by the owner's own code, so
 -- pgjobs refuses such targets instead of running their code.
@@ -211,7 +215,7 @@ BEGIN
                 ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
            r.why
       FROM roles r
-     WHERE r.role_oid = 0 OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
+     WHERE r.role_oid = 0 OR p_as IS NULL OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
      -- A role's first reason names code it has (a table, a function) before
      -- a REFERENCES it could add some with.
      ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;

@@ -129,22 +129,13 @@ BEGIN
     -- whose type may hold an array are looked at (the test of each value is
     -- in the page's query); a value whose arrays start at 1 reads as ever.
     -- (CASE: the pinned call, a GUC save and restore, only for such a
-    -- column, never for the scalars of most targets.)
+    -- column, never for the scalars of most targets.) The text is built by
+    -- a walk of the catalog that cost more than the page (~0.4 ms for a few
+    -- such columns), so pgjobs._array_bounds_row keeps it, sealed, in the
+    -- session until a DDL commits (the DDL fence's epoch).
     -- The text is printed in fixed styles (pgjobs._value_text): in the
     -- caller's DateStyle or IntervalStyle it read back as another value.
-    SELECT string_agg(format(' OPERATOR(pg_catalog.||) CASE WHEN %s THEN '
-                             'pg_catalog.jsonb_build_object(%L, pgjobs._value_text(t.%I)) '
-                             'ELSE ''{}''::pg_catalog.jsonb END',
-                             c.test, c.attname, c.attname), '' ORDER BY c.attnum)
-      INTO v_bounds
-      FROM (SELECT a.attname, a.attnum,
-                   CASE WHEN ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')
-                        THEN pgjobs._array_bounds_test(format('t.%I', a.attname),
-                                                       a.atttypid::regtype) END AS test
-              FROM pg_catalog.pg_attribute a
-              JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid
-             WHERE a.attrelid = p_target AND a.attnum > 0 AND NOT a.attisdropped) c
-     WHERE c.test IS NOT NULL;
+    v_bounds := pgjobs._array_bounds_row(p_target);
     LOOP
         BEGIN
             EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)
