@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 
 from pgjobs.migrate import migrate
 from tests.support.databases import admin_execute, database_name, empty_database, with_database
-from tests.support.leftovers import TeardownWatch
+from tests.support.teardown_watch import TeardownWatch
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
@@ -89,7 +89,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     """A teardown never waits on a session the test left open in a transaction:
-    the watch ends it and the teardown fails naming it (tests/support/leftovers.py).
+    the watch ends it and the teardown fails naming it (tests/support/teardown_watch.py).
     PGJOBS_TEST_NOISE=threads: fail the test when a thread its body started is
     still alive after its teardown."""
     url = getattr(item, "funcargs", {}).get("cluster_url")
@@ -165,7 +165,7 @@ def make_conn(dsn: str, request: pytest.FixtureRequest
     """Factory for more connections to the test's database (autocommit, tuples by
     default; pass row_factory=dict_row for dicts). Closed after the fixtures built
     on them: one the test leaves in a transaction is ended by the teardown watch
-    (tests/support/leftovers.py), whose report names it by these words."""
+    (tests/support/teardown_watch.py), whose report names it by these words."""
     conns: list[psycopg.Connection[Any]] = []
     names = request.node.stash.setdefault(_CONNECTION_NAMES, {})
 

@@ -6,7 +6,7 @@ failed statement left aborted) kept that transaction's locks until the
 connection closed, which `make_conn` does only after the fixtures built on it
 have torn down: their DROP TABLE or TRUNCATE waited for ever (an 8-minute CI
 hang in tests/test_engine_overhead.py). Now the teardown watch
-(tests/support/leftovers.py, run by tests/conftest.py) ends the leftover and
+(tests/support/teardown_watch.py, run by tests/conftest.py) ends the leftover and
 the teardown fails naming it; a session still at work is left alone.
 
 Each case runs in a pytest of its own (a subprocess, the suite's conftest as
