@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from tests.support.jobs import scalar, who
-from tests.test_trust_reached_tables import CLIENT, CLIENT_CODE, GRABBED, SETUP, _drop_roles
+from tests.test_trust_reached_tables import _drop_roles, client_world
 
 Conn = psycopg.Connection[Any]
 
@@ -46,12 +46,7 @@ backfill of scope 2 setting note."""
 @contextmanager
 def trusted_world(conn: Conn) -> Iterator[None]:
     """The world for the block (a test's `world` fixture); its roles dropped after."""
-    _drop_roles(conn)
-    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
-    conn.execute(SETUP.format(client=CLIENT))
-    conn.execute(f"SET ROLE {CLIENT}")
-    conn.execute(CLIENT_CODE.format(grabbed=GRABBED))
-    conn.execute("RESET ROLE")
+    client_world(conn)
     conn.execute(TRUSTED)
     assert conn.execute("SELECT * FROM pgjobs._untrusted_roles('tenant.rows')").fetchall() == []
     yield
