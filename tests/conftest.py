@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 from pgjobs.migrate import migrate
 from tests.support.databases import admin_execute, database_name, empty_database, with_database
+from tests.support.teardown_watch import TeardownWatch
 
 # The storage fixtures (local_dir, s3_env, bucket, big, az_container, gcs_bucket, ...)
 # are requested by name in any test; never import a fixture.
@@ -41,6 +42,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "pgjobs")
 
 TEMPLATE = database_name("template")
 _BODY_THREADS = pytest.StashKey[set[threading.Thread]]()
+_CONNECTION_NAMES = pytest.StashKey[dict[int, str]]()
 
 
 @pytest.fixture(scope="session")
@@ -86,8 +88,24 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
-    """... and fail it when one is still alive after its teardown."""
-    result = yield
+    """A teardown never waits on a session the test left open in a transaction:
+    the watch ends it and the teardown fails naming it (tests/support/teardown_watch.py).
+    PGJOBS_TEST_NOISE=threads: fail the test when a thread its body started is
+    still alive after its teardown."""
+    url = getattr(item, "funcargs", {}).get("cluster_url")
+    if not isinstance(url, str):
+        result = yield
+    else:
+        with TeardownWatch(url, item.stash.get(_CONNECTION_NAMES, {})) as watch:
+            try:
+                result = yield
+            except BaseException as exc:
+                if watch.ended:
+                    raise pytest.fail.Exception(
+                        f"{watch.report()}\nand the teardown raised: {exc!r}") from exc
+                raise
+        if watch.ended:
+            pytest.fail(watch.report(), pytrace=False)
     from tests.support.noise import kinds, leftover_threads
 
     started = item.stash.get(_BODY_THREADS, set())
@@ -142,15 +160,21 @@ def dsn(fresh_database: Callable[[], str]) -> str:
 
 
 @pytest.fixture
-def make_conn(dsn: str) -> Iterator[Callable[..., psycopg.Connection[Any]]]:
+def make_conn(dsn: str, request: pytest.FixtureRequest
+              ) -> Iterator[Callable[..., psycopg.Connection[Any]]]:
     """Factory for more connections to the test's database (autocommit, tuples by
-    default; pass row_factory=dict_row for dicts)."""
+    default; pass row_factory=dict_row for dicts). Closed after the fixtures built
+    on them: one the test leaves in a transaction is ended by the teardown watch
+    (tests/support/teardown_watch.py), whose report names it by these words."""
     conns: list[psycopg.Connection[Any]] = []
+    names = request.node.stash.setdefault(_CONNECTION_NAMES, {})
 
     def make(**kwargs: Any) -> psycopg.Connection[Any]:
         kwargs.setdefault("autocommit", True)
         conn = psycopg.connect(dsn, **kwargs)
         conns.append(conn)
+        names[conn.info.backend_pid] = (f"make_conn(autocommit={kwargs['autocommit']}) "
+                                        f"#{len(conns)}")
         return conn
 
     yield make

@@ -103,6 +103,15 @@ def test_one_of_each_helper_lives_in_tests_support() -> None:
     assert found == []
 
 
+def test_every_test_has_a_hard_timeout(pytestconfig: pytest.Config) -> None:
+    """A hang fails its test with every thread's stack and the run goes on
+    (pytest-timeout, signal method: the xdist worker survives), long before
+    CI's own limit; `--timeout` on the command line may still change it."""
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert float(pytestconfig.getini("timeout")) == 600
+    assert pytestconfig.getini("timeout_method") == "signal"
+
+
 def test_wait_for_returns_the_value_and_names_what_it_waited_for() -> None:
     calls = iter([0, None, "ready"])
     assert wait_for(lambda: next(calls), timeout=5, interval=0) == "ready"

@@ -41,25 +41,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support import scalar, who
+from tests.support import reach, scalar
 from tests.support.waiting import wait_for
-from tests.test_trust_reached_tables import CLIENT, CLIENT_CODE, GRABBED, SETUP, _drop_roles
+from tests.test_trust_reached_tables import CLIENT, GRABBED
 
 Conn = psycopg.Connection[Any]
-
-# The trusted world the job starts in: keys unique, notes set, a table of
-# the engine's (tenant.mine) that a rule on the target writes into on delete
-# and on update, so it is reached (and trusted: the engine owns it).
-TRUSTED = (
-    "CREATE UNIQUE INDEX ON tenant.rows (id);"
-    " CREATE UNIQUE INDEX ON tenant.rows (id, note);"
-    " UPDATE tenant.rows SET note = 'n' || id;"
-    " CREATE TABLE tenant.mine (id bigint, note text);"
-    " GRANT SELECT ON tenant.mine TO PUBLIC;"
-    " CREATE RULE keep_d AS ON DELETE TO tenant.rows"
-    " DO ALSO INSERT INTO tenant.mine VALUES (old.id, old.note);"
-    " CREATE RULE keep_u AS ON UPDATE TO tenant.rows"
-    " DO ALSO INSERT INTO tenant.mine VALUES (old.id, old.note)")
 
 # Each reach change: (what a trusted role, the test's superuser, commits;
 # what the client does after it). Both land between two pages.
@@ -90,37 +76,20 @@ CHANGES = {
         " (id IN (SELECT id FROM tenant.peek) OR true)", ""),
 }
 
-KINDS = {
-    "delete": "SELECT pgjobs.submit_delete('tenant.rows', '1', '{}', '{}',"
-              " '{\"page_size\": 1}')",
-    "backfill": "SELECT pgjobs.submit_backfill('tenant.rows', '2', '{}',"
-                " '{\"note\": \"x\"}', '{\"page_size\": 1}')",
-}
+KINDS = reach.KINDS
+_changed = reach.changed
 
 
 @pytest.fixture
 def world(conn: Conn) -> Iterator[None]:
-    _drop_roles(conn)
-    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
-    conn.execute(SETUP.format(client=CLIENT))
-    conn.execute(f"SET ROLE {CLIENT}")
-    conn.execute(CLIENT_CODE.format(grabbed=GRABBED))
-    conn.execute("RESET ROLE")
-    conn.execute(TRUSTED)
-    assert conn.execute("SELECT * FROM pgjobs._untrusted_roles('tenant.rows')").fetchall() == []
-    yield
-    conn.execute("RESET ROLE")
-    _drop_roles(conn)
+    with reach.trusted_world(conn):
+        yield
 
 
 def _start(conn: Conn, kind: str) -> tuple[int, str]:
     """A job of one row a page, claimed, run until a page changed a row (its
     first call counts the rows; each page after a full check within 1 s)."""
-    job = int(scalar(conn, KINDS[kind]))
-    conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job,))
-    worker = who(conn, job, "w")
-    while not scalar(conn, "SELECT done FROM pgjobs.jobs WHERE id = %s", (job,)):
-        assert scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job, worker)) == "more"
+    job, worker = reach.start_job(conn, kind)
     assert _changed(conn, kind) == 1
     return job, worker
 
@@ -137,13 +106,6 @@ def _change(conn: Conn, name: str) -> None:
 def _nothing_of_the_clients_ran(conn: Conn) -> None:
     assert conn.execute("SELECT who, su, what FROM tenant.log").fetchall() == []
     assert scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (GRABBED,)) == 0
-
-
-def _changed(conn: Conn, kind: str) -> int:
-    """Rows the job has deleted or set so far."""
-    if kind == "delete":
-        return 20 - int(scalar(conn, "SELECT count(*) FROM tenant.rows WHERE scope = 1"))
-    return int(scalar(conn, "SELECT count(*) FROM tenant.rows WHERE note = 'x'"))
 
 
 def _untouched_after_first_page(conn: Conn, kind: str) -> None:

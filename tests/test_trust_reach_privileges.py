@@ -37,7 +37,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar
-from tests.test_trust_reached_tables import CLIENT, CLIENT_CODE, GRABBED, SETUP, _drop_roles
+from tests.test_trust_reached_tables import CLIENT, GRABBED, _drop_roles, client_world
 
 Conn = psycopg.Connection[Any]
 
@@ -46,12 +46,7 @@ Conn = psycopg.Connection[Any]
 def world(conn: Conn) -> Iterator[dict[str, int]]:
     """tests/test_trust_reached_tables.py's: the trusted target, the
     client's table and code, a delete and a backfill queued."""
-    _drop_roles(conn)
-    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
-    conn.execute(SETUP.format(client=CLIENT))
-    conn.execute(f"SET ROLE {CLIENT}")
-    conn.execute(CLIENT_CODE.format(grabbed=GRABBED))
-    conn.execute("RESET ROLE")
+    client_world(conn)
     yield {
         "delete": scalar(conn, "SELECT pgjobs.submit_delete('tenant.rows', '1')"),
         "backfill": scalar(conn, """SELECT pgjobs.submit_backfill('tenant.rows', '2', '{}',"""

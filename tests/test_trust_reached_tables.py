@@ -136,6 +136,17 @@ PATHS = {
 }
 
 
+def client_world(conn: Conn) -> None:
+    """The client role (its roles dropped first), SETUP's tenant schema and
+    target, and the client's code, created as the client."""
+    _drop_roles(conn)
+    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
+    conn.execute(SETUP.format(client=CLIENT))
+    conn.execute(f"SET ROLE {CLIENT}")
+    conn.execute(CLIENT_CODE.format(grabbed=GRABBED))
+    conn.execute("RESET ROLE")
+
+
 def _drop_roles(conn: Conn) -> None:
     for role in (CLIENT, GRABBED, ENGINE):
         if scalar(conn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)):
@@ -148,12 +159,7 @@ def _drop_roles(conn: Conn) -> None:
 def world(conn: Conn) -> Iterator[dict[str, int]]:
     """The trusted target, the client's table with its code, a delete and a
     backfill queued while the target had no rule."""
-    _drop_roles(conn)
-    conn.execute(f"CREATE ROLE {CLIENT} NOLOGIN IN ROLE pgjobs_client")
-    conn.execute(SETUP.format(client=CLIENT))
-    conn.execute(f"SET ROLE {CLIENT}")
-    conn.execute(CLIENT_CODE.format(grabbed=GRABBED))
-    conn.execute("RESET ROLE")
+    client_world(conn)
     jobs = {
         "delete": scalar(conn, "SELECT pgjobs.submit_delete('tenant.rows', '1')"),
         "backfill": scalar(conn, """SELECT pgjobs.submit_backfill('tenant.rows', '2', '{}',"""

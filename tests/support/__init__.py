@@ -20,7 +20,10 @@ Modules (import a name from the package; the modules only say where it lives):
 * storage    FIXTURES only (local_dir, s3_env, bucket, big, az_container,
              gcs_bucket, ...): registered by tests/conftest.py; request them by
              name, never import them
-* not re-exported here (import the module): pgcluster and standby (servers),
+* not re-exported here (import the module): reach (the trusted world of the
+  reach tests, built on tests/test_trust_reached_tables.py), teardown_watch (the
+  teardown watch that ends a session a test left in a transaction),
+  pgcluster and standby (servers),
   net (free_port), s3_faults (a fault-injecting S3 proxy), filter_reference
   (the Python filter evaluator), ui (skips when the dashboard extra is missing)
 """
