@@ -19,7 +19,13 @@ The roles of the reach are asked again on every page too
 (pgjobs._verdict_roles_hold); --roles N first creates N roles in the
 cluster, each a member of one group of 10 (a tenant's role per client,
 say), to show that their number costs a page nothing (a throwaway cluster
-only: the roles are cluster-wide and not dropped).
+only: the roles are cluster-wide and not dropped). --client submits each
+job as a client role (pgjobs_bench_client: pgjobs_client, SELECT and DELETE
+on the table) rather than as the runner, so that a page asks the
+submitter's rights of a role that holds them by grant. --full-checks dates
+every page's verdict 2 s back before the page (untimed), so every page
+checks in full: the price of the full check (the target's registration,
+the walk of its reach, the submitter) rather than of the verdict's.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -37,11 +44,40 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import scratch_database, server  # noqa: E402
-from delete import build, bulk_delete, job_via_pages, restore  # noqa: E402
+from delete import build, bulk_delete, restore, scalar  # noqa: E402
 
 from pgjobs.migrate import migrate  # noqa: E402
 
 Conn = psycopg.Connection[Any]
+
+
+def job_by_pages(conn: Conn, size: int, client: bool,
+                 full_checks: bool) -> tuple[float, list[float], dict[str, Any]]:
+    """A whole-scope delete of scope 1 at page_size `size`, driven one
+    _run_page call a transaction as run_job does, each call timed:
+    (seconds, page ms, the job's status and error)."""
+    started = time.perf_counter()
+    if client:
+        conn.execute("SET ROLE pgjobs_bench_client")
+    job_id = scalar(conn, "SELECT pgjobs.submit_delete('user_table_rows', '1', '{}', '{}', "
+                          "jsonb_build_object('page_size', %s::int))", (size,))
+    conn.execute("RESET ROLE")
+    identity = scalar(conn, "SELECT (pgjobs._claim_id(%s, 'bench')).worker", (job_id,))
+    pages: list[float] = []
+    while True:
+        if full_checks:
+            conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint, "
+                         "'{verified,at}', to_jsonb(extract(epoch FROM clock_timestamp()) - 2))"
+                         " WHERE id = %s AND checkpoint ? 'verified'", (job_id,))
+        t0 = time.perf_counter()
+        state = scalar(conn, "SELECT pgjobs._run_page(%s, %s)", (job_id, identity))
+        pages.append((time.perf_counter() - t0) * 1000)
+        if state not in ("more", "retry"):
+            break
+    row = conn.execute("SELECT status, error FROM pgjobs.jobs WHERE id = %s",
+                       (job_id,)).fetchone()
+    assert row is not None
+    return time.perf_counter() - started, pages, {"status": row[0], "error": row[1]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-sizes", default="100,1000")
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--roles", type=int, default=0)
+    parser.add_argument("--client", action="store_true",
+                        help="submit as a client role, not as the runner")
+    parser.add_argument("--full-checks", action="store_true",
+                        help="every page checks in full (its verdict dated 2 s back)")
     args = parser.parse_args(argv)
     here = Path(__file__).resolve().parent.parent / "sql"
     roots = {"A " + str(args.compare_sql): args.compare_sql, "B this checkout": here}
     with server(args.dsn) as (url, what), ExitStack() as stack:
-        if args.roles and args.dsn:
-            parser.error("--roles creates cluster-wide roles: a throwaway cluster only")
+        if (args.roles or args.client) and args.dsn:
+            parser.error("--roles and --client create cluster-wide roles: a throwaway "
+                         "cluster only")
         with psycopg.connect(url, autocommit=True) as admin:
             for i in range(args.roles):
                 admin.execute(f"CREATE ROLE pgjobs_bench_role_{i} NOLOGIN"
@@ -67,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             members = admin.execute("SELECT count(*) FROM pg_auth_members").fetchone()
         print(f"{what}; {args.rows} rows, scope {args.scope_rows}, "
               f"{roles[0] if roles else '?'} roles, {members[0] if members else '?'} memberships, "
+              f"submitter {'a client' if args.client else 'the runner'}"
+              f"{', every page a full check' if args.full_checks else ''}, "
               f"load {os.getloadavg()[0]:.2f}")
         conns: dict[str, Conn] = {}
         for side, root in roots.items():
@@ -74,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             migrate(dsn, root)
             conn = stack.enter_context(psycopg.connect(dsn, autocommit=True))
             build(conn, args.rows, args.scope_rows)
+            if args.client:
+                conn.execute("DO $$BEGIN CREATE ROLE pgjobs_bench_client NOLOGIN; "
+                             "EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+                conn.execute("GRANT pgjobs_client TO pgjobs_bench_client")
+                conn.execute("GRANT SELECT, DELETE ON user_table_rows TO pgjobs_bench_client")
             conns[side] = conn
         for size in (int(s) for s in args.page_sizes.split(",")):
             pages: dict[str, list[float]] = {side: [] for side in conns}
@@ -86,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                     restore(conn)
                     bulks[side].append(bulk_delete(conn, "table_id = 1")[0])
                     restore(conn)
-                    seconds, ms, job = job_via_pages(conn, {}, options={"page_size": size})
+                    seconds, ms, job = job_by_pages(conn, size, args.client,
+                                                    args.full_checks)
                     assert job["status"] == "succeeded", job
                     pages[side].extend(ms[1:])
                     jobs[side].append(seconds)

@@ -232,12 +232,13 @@ BEGIN
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
                            OR pgjobs._has_jobs_on(p_caller, v_reg.target));
-        -- Its own slot: this verdict is _untrusted_roles' alone (the read
+        -- Its own slot: this verdict is the reach's roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
         IF NOT pgjobs._verdict_fresh(v_slot, v_reg.target::oid::text) THEN
             v_at := extract(epoch FROM clock_timestamp());
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(v_reg.target));
+            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._reach_roles(v_reg.target) r
+                                   WHERE r.lacks_rights);
             PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
         END IF;
         FOREACH v_entry IN ARRAY v_entries LOOP
@@ -13233,6 +13234,249 @@ ALTER FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) 
 COMMENT ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) IS 'Queues for removal the S3 multipart uploads an export opened and never recorded (its checkpoints record `opening`), where it fails for good without a worker; what it recorded is kept for pgjobs.retry.';
 
 --
+-- Name: _reach_roles(regclass, name); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._reach_roles(p_target regclass, p_as name DEFAULT CURRENT_USER) RETURNS TABLE(role_oid oid, role_name text, reason text, lacks_rights boolean)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+-- The walk of the trust check: every role that could make its own code run
+-- while pgjobs, acting as p_as (default current_user), reads or writes
+-- p_target's rows or evaluates its types, one row a role (role_oid 0 and
+-- role_name 'PUBLIC': PUBLIC) with its first reason, in the order they are
+-- reported (name, then reason; WITH ORDINALITY keeps it), and whether it
+-- lacks p_as's rights (lacks_rights: PUBLIC always, any other role when
+-- pg_has_role(role, p_as, 'USAGE') is false; NULL when p_as is NULL). The
+-- one walk and the one rule behind every trust verdict:
+-- pgjobs._untrusted_roles (the roles that lack the rights, what doctor and
+-- operators read), pgjobs._trust_verdict (the trust check, and for a
+-- delete or backfill page's full check the reach's roles its verdict keeps
+-- and its next pages ask again: pgjobs._verdict_roles_hold, as role
+-- commands fire no event trigger for the DDL fence), and the scope checks
+-- that cast only for a trusted target. The hot callers call this directly,
+-- not through pgjobs._untrusted_roles: one set-returning call under
+-- another was measured 1.16x a trust check.
+-- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
+-- a SET ROLE to the owner could be undone by the owner's own code, so
+-- pgjobs refuses such targets instead of running their code.
+--
+-- Covered, for the target and every partition or inheritance child of it,
+-- every table or view its rules' actions (or a view's query) or its
+-- policies' subqueries name, and
+-- every table whose foreign key references it with an ON DELETE or ON
+-- UPDATE action, at any depth (and, for the partition keys, every
+-- partitioned table the target is a partition of):
+-- * the table's owner (it may add triggers, rules, defaults, constraints,
+--   policies, indexes at any time);
+-- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
+-- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
+--   such a role may at any time create a table of its own whose foreign
+--   key references it ON DELETE or ON UPDATE CASCADE (which this check
+--   would then follow), between two checks or while a page waits for its
+--   lock after the check, and its AFTER triggers there ran as pgjobs on
+--   the next pages;
+-- * owners of the functions and operators (and the operators' functions)
+--   that its triggers (and their WHEN), rules, defaults and generated
+--   columns, CHECK constraints, index expressions and predicates,
+--   policies and partition key expressions depend on (pg_depend);
+-- * owners of every type its columns (or those objects) use, followed
+--   through domains' base types, array elements, composite attributes and
+--   range subtypes, and of the functions and operators those types and the
+--   domains' CHECK constraints depend on.
+-- Not covered: functions called from inside a trusted function's body
+-- (their author chose them). Built-in objects (OID below 16384) belong to
+-- the bootstrap superuser and are not followed. Every step is an index
+-- lookup on a few OIDs: it runs on every call of a client function and
+-- every page. jit off: the catalogs are tiny, compiling costs seconds.
+-- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
+-- statement on every call (a custom plan for an array of a few OIDs looks
+-- cheaper than the generic one, which is the same index scans), and
+-- planning was nearly all of the check's time: 1.2-6.7 ms a call against
+-- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
+-- Locks nothing.
+DECLARE
+    v_rels oid[];
+    v_classes oid[];
+    v_objs oid[];
+    v_types oid[];
+    v_new oid[];
+BEGIN
+    -- The target and every table its statements reach without ONLY:
+    -- partitions and inheritance children, at any depth.
+    -- And every table a statement on them writes or reads besides, at any
+    -- depth: the tables and views their rules name (a DO ALSO or DO
+    -- INSTEAD action, a view's query), whose triggers, rules and policies
+    -- (a view's functions) run as pgjobs too, and the tables and views their
+    -- policies' subqueries read (a view's functions, and that table's own
+    -- policies, run as the role the policy confines); and the tables whose foreign
+    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
+    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
+    -- owner but its AFTER triggers later, as pgjobs.
+    WITH RECURSIVE tree (relid) AS (
+        SELECT p_target::oid
+        UNION
+        SELECT n.relid
+          FROM tree t
+          CROSS JOIN LATERAL (
+              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_rewrite rw
+                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT d.refobjid
+                FROM pg_policy pol
+                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
+                                AND d.refclassid = 'pg_class'::regclass
+                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
+               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
+              UNION ALL
+              SELECT con.conrelid
+                FROM pg_depend d
+                JOIN pg_constraint con ON con.oid = d.objid
+               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                 AND d.classid = 'pg_constraint'::regclass
+                 AND con.contype = 'f' AND con.confrelid = t.relid
+                 AND (con.confdeltype IN ('c', 'n', 'd')
+                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
+    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
+    -- The objects that hold the tables' code: defaults and generated
+    -- columns, constraints, triggers, policies, rules, indexes; and the
+    -- tables themselves, and the partitioned tables the target is a
+    -- partition of (at any level), whose own dependencies are their
+    -- partition keys' expressions: a row written into a partition is
+    -- routed by, or checked against (its partition constraint), every
+    -- ancestor's key, so registering a partition runs its ancestors' key
+    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
+    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
+      FROM (SELECT d.classid, d.objid
+              FROM pg_depend d
+             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
+               AND d.deptype IN ('a', 'i', 'S')
+               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
+                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
+                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
+            UNION
+            SELECT 'pg_class'::regclass::oid, r.relid
+              FROM unnest(v_rels) r (relid)
+            UNION
+            SELECT 'pg_class'::regclass::oid, a.relid::oid
+              FROM pg_partition_ancestors(p_target) a) x;
+    v_classes := coalesce(v_classes, '{}');
+    v_objs := coalesce(v_objs, '{}');
+    -- The types of the columns and of those objects, then what they are
+    -- made of (domain bases, array elements, composite attributes, range
+    -- subtypes), until nothing new turns up.
+    SELECT array_agg(DISTINCT x.typid) INTO v_new
+      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
+             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
+              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+             WHERE d.refclassid = 'pg_type'::regclass
+               -- A typed table's composite type (CREATE TABLE ... OF) holds
+               -- no code of the table's: its owner cannot alter the table,
+               -- and its attributes' types are the columns' (above).
+               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
+                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
+                                           WHERE c.oid = o.objid))) x
+     WHERE x.typid >= 16384;
+    v_types := '{}';
+    WHILE cardinality(v_new) > 0 LOOP
+        v_types := v_types || v_new;
+        SELECT array_agg(DISTINCT n.typid) INTO v_new
+          FROM pg_type ty
+          CROSS JOIN LATERAL (
+              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
+              UNION ALL
+              SELECT ty.typelem WHERE ty.typelem <> 0
+              UNION ALL
+              SELECT a.atttypid FROM pg_attribute a
+               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
+                 AND NOT a.attisdropped
+              UNION ALL
+              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
+         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
+    END LOOP;
+    -- Their code: the types' own dependencies and their (domain) constraints.
+    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
+      INTO v_classes, v_objs
+      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
+              FROM unnest(v_types) t (typid)
+            UNION ALL
+            SELECT 'pg_constraint'::regclass::oid, c.oid
+              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
+
+    RETURN QUERY
+    WITH refs AS (
+        SELECT d.refclassid, d.refobjid
+          FROM unnest(v_classes, v_objs) o (classid, objid)
+          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
+         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
+    ),
+    roles (role_oid, why) AS (
+        SELECT c.relowner, format('owns table %s', c.oid::regclass)
+          FROM pg_class c WHERE c.oid = ANY (v_rels)
+        UNION ALL
+        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
+          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
+         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
+        UNION ALL
+        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
+                                   a.attrelid::regclass)
+          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
+         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
+           AND acl.privilege_type = 'REFERENCES'
+        UNION ALL
+        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
+          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
+         WHERE f.refclassid = 'pg_proc'::regclass
+        UNION ALL
+        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
+          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
+          CROSS JOIN LATERAL (
+              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
+              UNION ALL
+              SELECT p.proowner, format('function %s', p.oid::regprocedure)
+                FROM pg_proc p WHERE p.oid = op.oprcode) x
+         WHERE f.refclassid = 'pg_operator'::regclass
+        UNION ALL
+        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
+          FROM pg_type ty WHERE ty.oid = ANY (v_types)
+    ),
+    -- One row a role, its first reason: code it has (a table, a function)
+    -- before a REFERENCES it could add some with. Rows come in the order
+    -- every caller reports them in: by name, then that reason.
+    first (role_oid, why) AS (
+        SELECT DISTINCT ON (r.role_oid) r.role_oid, r.why
+          FROM roles r
+         ORDER BY r.role_oid, r.why LIKE 'holds REFERENCES %', r.why
+    )
+    SELECT f.role_oid,
+           CASE WHEN f.role_oid = 0 THEN 'PUBLIC'
+                ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = f.role_oid) END,
+           f.why,
+           -- The rule: PUBLIC never has p_as's rights; another role has them
+           -- when it inherits p_as's privileges (a member of it, USAGE).
+           f.role_oid = 0 OR NOT pg_has_role(f.role_oid, p_as, 'USAGE')
+      FROM first f
+     ORDER BY 2, f.why LIKE 'holds REFERENCES %', f.why;
+END
+$$;
+
+ALTER FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) OWNER TO SUPERUSER;
+
+--
 -- Name: _refuse_scope_move(regclass, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -13603,7 +13847,7 @@ CREATE FUNCTION pgjobs._requeue_problem(p_job pgjobs.jobs, p_verb text, OUT mess
 -- value: a claim that passes opens no subtransaction): what its submit
 -- needed, held now by the role that submitted it, whoever asks (an admin
 -- too): the job goes on acting with its submitter's rights. A registered
--- target must still be trusted (pgjobs._trust_problem, the check of
+-- target must still be trusted (pgjobs._trust_verdict, the check of
 -- pgjobs._target; at an attempt's start, only for the jobs pgjobs runs
 -- itself, see below), and the submitter must still hold the privilege of the
 -- job's kind (pgjobs._submitter_problem, the check the engine and the
@@ -13618,7 +13862,7 @@ DECLARE
     v_judge_trust boolean;
     v_problem record;
 BEGIN
-    -- Trust is judged for current_user (pgjobs._trust_problem): here the
+    -- Trust is judged for current_user (pgjobs._trust_verdict): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
     -- start the role that claims. For a job pgjobs runs itself (an export, a
     -- writing kind) that is the role that runs it, which judges it again at
@@ -13637,7 +13881,7 @@ BEGIN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     END IF;
     IF v_judge_trust AND v_reg.target IS NOT NULL THEN
-        v_problem := pgjobs._trust_problem(p_job.target);  -- no longer trusted
+        v_problem := pgjobs._trust_verdict(p_job.target);  -- no longer trusted
         message := v_problem.message;
         hint := v_problem.hint;
     END IF;
@@ -14514,14 +14758,15 @@ CREATE FUNCTION pgjobs._require_trusted(p_target regclass) RETURNS void
 -- Refuses (42501) a target pgjobs, running as current_user, must not act
 -- on: one whose code would run with rights its authors do not have, or
 -- whose row-level security policies would confine current_user itself.
--- The rule, and the message and hint, are pgjobs._trust_problem's (the
--- form that does not raise: the claim's). Called by pgjobs._target, which
+-- The rule, and the message and hint, are pgjobs._trust_verdict's (called
+-- directly, not through pgjobs._trust_problem, its form without the roles:
+-- one call fewer on every check). Called by pgjobs._target, which
 -- every function that touches a target's rows or types goes through, and
 -- by register_target. Locks nothing.
 DECLARE
     v_problem record;
 BEGIN
-    v_problem := pgjobs._trust_problem(p_target);
+    v_problem := pgjobs._trust_verdict(p_target);
     IF v_problem.message IS NOT NULL THEN
         RAISE EXCEPTION '%', v_problem.message
             USING ERRCODE = '42501', HINT = v_problem.hint;
@@ -15737,6 +15982,7 @@ DECLARE
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
+    v_trust record;
     v_epoch bigint;
     v_fresh boolean;
     v_filtered boolean;
@@ -15793,7 +16039,7 @@ BEGIN
         RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
-    -- would run in this page: pgjobs._require_trusted), or its submitter no
+    -- would run in this page: pgjobs._trust_verdict), or its submitter no
     -- longer allowed to do it (pgjobs._require_submitter): the job fails for good.
     -- Checked in full at the first page of every attempt and again before
     -- the first page that starts 1 s or more after the last check; the
@@ -15862,13 +16108,20 @@ BEGIN
             v_fresh := pgjobs._verdict_roles_hold(v_job, v_reg, v_verified -> 'roles');
         END IF;
         IF NOT v_fresh THEN
-            v_reg := pgjobs._target(v_job.target);
+            -- The full check: pgjobs._target's two checks, the second as
+            -- pgjobs._trust_verdict, whose one walk of the target's reach
+            -- gives the trust check and the reach's roles the verdict
+            -- keeps (the roles walked again for them made a full check
+            -- walk twice).
+            v_reg := pgjobs._target_registration(v_job.target);
+            v_trust := pgjobs._trust_verdict(v_job.target);
+            IF v_trust.message IS NOT NULL THEN
+                RAISE EXCEPTION '%', v_trust.message
+                    USING ERRCODE = '42501', HINT = v_trust.hint;
+            END IF;
             PERFORM pgjobs._require_submitter(v_job, v_reg);
             v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
-                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
-                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
-                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
-                                  '[]'::jsonb));
+                                             'roles', v_trust.roles);
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;
@@ -17126,8 +17379,9 @@ BEGIN
         RETURN pgjobs._scope_entry_fixed(v_reg, p_scope);
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as this
-    -- function's owner: only for a trusted target (pgjobs._untrusted_roles).
-    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_target)) THEN
+    -- function's owner: only for a trusted target (pgjobs._reach_roles'
+    -- rule, as pgjobs._untrusted_roles reports it).
+    IF EXISTS (SELECT 1 FROM pgjobs._reach_roles(p_target) r WHERE r.lacks_rights) THEN
         RETURN false;
     END IF;
     v_scope := pgjobs._scope_entry(v_reg, p_scope);
@@ -17226,7 +17480,7 @@ BEGIN
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as the caller,
     -- pgjobs' owner in pgjobs._scope_allowed: only for a trusted target.
-    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_reg.target)) THEN
+    IF EXISTS (SELECT 1 FROM pgjobs._reach_roles(p_reg.target) r WHERE r.lacks_rights) THEN
         RETURN false;
     END IF;
     BEGIN
@@ -19272,76 +19526,18 @@ CREATE FUNCTION pgjobs._target(p_target regclass) RETURNS pgjobs.target_registry
     AS $$
 -- The registration of p_target, for every function that takes a target or
 -- touches its rows or types: compile_filter, the submits, mask, visible,
--- visible_count, export_chunk_sql, the runner's pages. Raises 22023 when
--- the table is not registered (42501 first, registered or not, for a
--- client call whose caller lacks a privilege the call needs:
--- pgjobs._require_entry), and 42501 when code of a role without the
--- rights pgjobs runs with here could run inside pgjobs
--- (pgjobs._require_trusted): the one place every path checks it. The
--- registered columns are judged again as the table is now
--- (pgjobs._registration_problem, register_target's own rule): ALTER TABLE
--- after registration (a scope column given a nondeterministic collation,
--- say, under which one tenant's scope matches another's rows) is refused
--- with register_target's error until the target is registered again.
--- Not cached on the columns' (attnum, atttypid, attcollation): the verdict
--- also reads operators, operator classes, casts and types (an `=` for an
--- enum scope created in another schema refuses the target, and leaves
--- pg_attribute as it was); the hot read path uses pgjobs._target_recent's
--- 1 s window instead. Locks nothing.
+-- visible_count, export_chunk_sql, the runner's pages (whose full check
+-- makes the same two checks, the second as pgjobs._trust_verdict). Raises
+-- what pgjobs._target_registration raises (22023 when the table is not
+-- registered or changed since; 42501 first for a client call whose caller
+-- lacks a privilege the call needs), and 42501 when code of a role without
+-- the rights pgjobs runs with here could run inside pgjobs
+-- (pgjobs._require_trusted): the one place every path checks it. Locks
+-- nothing.
 DECLARE
     v_reg pgjobs.target_registry;
-    v_problem record;
-    v_caller name;
 BEGIN
-    IF p_target IS NULL THEN
-        RAISE EXCEPTION 'target must not be NULL'
-            USING ERRCODE = '22023',
-                  HINT = 'Pass a registered table, e.g. ''public.user_table_rows''.';
-    END IF;
-
-    -- In a client call (pgjobs._enter set pgjobs.caller): a caller that
-    -- lacks a privilege its call needs (pgjobs._require_entry: decided from
-    -- the call, not from the registration) is refused before the
-    -- registration is read, with the same error whether pgjobs knows the
-    -- table or not (a "not registered" for one and a privilege error for
-    -- the other told any client which tables are registered). An
-    -- administrator may read the registry anyway; the engine's own paths
-    -- (no client call) are as before.
-    PERFORM pgjobs._require_entry(p_target);
-    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'table % is not registered with pgjobs', p_target
-            USING ERRCODE = '22023',
-                  HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
-                                'p_created_at => ..., p_document => ...);', p_target::text);
-    END IF;
-    SELECT p.message, p.hint, p.errcode INTO v_problem
-      FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
-                                        v_reg.created_at_column, v_reg.document_column,
-                                        true) p;
-    IF v_problem.message IS NULL THEN
-        -- Another registered table of its partition or inheritance tree
-        -- (attached since: register_target refuses the second one).
-        SELECT p.message, p.hint, p.errcode INTO v_problem
-          FROM pgjobs._relative_problem(p_target) p;
-    END IF;
-    IF v_problem.message IS NOT NULL THEN
-        -- Told only to a role that may use the table: the problem names its
-        -- columns and types, the hint lists them. Any other role (the caller
-        -- of a client call, pgjobs._caller) learns what it learns from the
-        -- privilege check that comes after this one on a sound table, so the
-        -- checks keep their order: no privilege, nothing about the columns.
-        v_caller := pgjobs._caller();
-        IF NOT pgjobs._may_use_table(v_caller, p_target) THEN
-            RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
-                USING ERRCODE = '42501',
-                      HINT = 'Ask the owner of the table for the privilege the job or read '
-                             'needs (SELECT, DELETE, UPDATE or INSERT).';
-        END IF;
-        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
-            USING ERRCODE = v_problem.errcode,
-                  HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
-    END IF;
+    v_reg := pgjobs._target_registration(p_target);
     PERFORM pgjobs._require_trusted(p_target);
     RETURN v_reg;
 END
@@ -19448,6 +19644,95 @@ END
 $$;
 
 ALTER FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, p_call text[]) OWNER TO SUPERUSER;
+
+--
+-- Name: _target_registration(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._target_registration(p_target regclass) RETURNS pgjobs.target_registry
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The registration of p_target, judged against the table as it is now:
+-- every check of pgjobs._target but trust, in the same order. Raises 22023
+-- when the table is not registered (42501 first, registered or not, for a
+-- client call whose caller lacks a privilege the call needs:
+-- pgjobs._require_entry). The registered columns are judged again as the
+-- table is now (pgjobs._registration_problem, register_target's own rule):
+-- ALTER TABLE after registration (a scope column given a nondeterministic
+-- collation, say, under which one tenant's scope matches another's rows)
+-- is refused with register_target's error until the target is registered
+-- again. Not cached on the columns' (attnum, atttypid, attcollation): the
+-- verdict also reads operators, operator classes, casts and types (an `=`
+-- for an enum scope created in another schema refuses the target, and
+-- leaves pg_attribute as it was); the hot read path uses
+-- pgjobs._target_recent's 1 s window instead. pgjobs._target adds the
+-- trust check (pgjobs._require_trusted); a delete or backfill page's full
+-- check adds pgjobs._trust_verdict instead, which walks the target's reach
+-- once for the check and for the roles its verdict keeps. Locks nothing.
+DECLARE
+    v_reg pgjobs.target_registry;
+    v_problem record;
+    v_caller name;
+BEGIN
+    IF p_target IS NULL THEN
+        RAISE EXCEPTION 'target must not be NULL'
+            USING ERRCODE = '22023',
+                  HINT = 'Pass a registered table, e.g. ''public.user_table_rows''.';
+    END IF;
+
+    -- In a client call (pgjobs._enter set pgjobs.caller): a caller that
+    -- lacks a privilege its call needs (pgjobs._require_entry: decided from
+    -- the call, not from the registration) is refused before the
+    -- registration is read, with the same error whether pgjobs knows the
+    -- table or not (a "not registered" for one and a privilege error for
+    -- the other told any client which tables are registered). An
+    -- administrator may read the registry anyway; the engine's own paths
+    -- (no client call) are as before.
+    PERFORM pgjobs._require_entry(p_target);
+    SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not registered with pgjobs', p_target
+            USING ERRCODE = '22023',
+                  HINT = format('SELECT pgjobs.register_target(%L, p_key => ..., p_scope => ..., '
+                                'p_created_at => ..., p_document => ...);', p_target::text);
+    END IF;
+    SELECT p.message, p.hint, p.errcode INTO v_problem
+      FROM pgjobs._registration_problem(p_target, v_reg.key_column, v_reg.scope_column,
+                                        v_reg.created_at_column, v_reg.document_column,
+                                        true) p;
+    IF v_problem.message IS NULL THEN
+        -- Another registered table of its partition or inheritance tree
+        -- (attached since: register_target refuses the second one).
+        SELECT p.message, p.hint, p.errcode INTO v_problem
+          FROM pgjobs._relative_problem(p_target) p;
+    END IF;
+    IF v_problem.message IS NOT NULL THEN
+        -- Told only to a role that may use the table: the problem names its
+        -- columns and types, the hint lists them. Any other role (the caller
+        -- of a client call, pgjobs._caller) learns what it learns from the
+        -- privilege check that comes after this one on a sound table, so the
+        -- checks keep their order: no privilege, nothing about the columns.
+        v_caller := pgjobs._caller();
+        IF NOT pgjobs._may_use_table(v_caller, p_target) THEN
+            RAISE EXCEPTION 'permission denied: role % has no privilege on %', v_caller, p_target
+                USING ERRCODE = '42501',
+                      HINT = 'Ask the owner of the table for the privilege the job or read '
+                             'needs (SELECT, DELETE, UPDATE or INSERT).';
+        END IF;
+        RAISE EXCEPTION '% (the table changed after it was registered)', v_problem.message
+            USING ERRCODE = v_problem.errcode,
+                  HINT = v_problem.hint || ' Then register it again with pgjobs.register_target.';
+    END IF;
+    RETURN v_reg;
+END
+$$;
+
+ALTER FUNCTION pgjobs._target_registration(p_target regclass) OWNER TO SUPERUSER;
 
 --
 -- Name: _tenant_turn(text, regclass, text, timestamp with time zone); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20036,24 +20321,63 @@ CREATE FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT h
 -- Why pgjobs, running as current_user, must not act on p_target, in a form
 -- that does not raise: the message and hint of the 42501 that
 -- pgjobs._require_trusted raises from it, or both NULL when the target is
--- trusted. A target is refused when its code would run with rights its
--- authors do not have (pgjobs._untrusted_roles: owners of the table, its
--- partitions, triggers, defaults, constraints, policies, index
--- expressions, column types and domain checks, and roles holding TRIGGER
--- or REFERENCES on it), and when its row-level security policies would confine
--- current_user itself (a job would silently miss rows). The claim
--- (pgjobs._requeue_problem) fails a job on it without an exception block.
--- Generic plans (plan_cache_mode), as
--- pgjobs._untrusted_roles says why: its catalog lookups were re-planned on
--- every call. Locks nothing.
+-- trusted: pgjobs._trust_verdict without the reach's roles. The engine's
+-- paths (pgjobs._require_trusted, the claim's pgjobs._requeue_problem, a
+-- page's full check) call pgjobs._trust_verdict directly, one call fewer
+-- under every check. Locks nothing.
+BEGIN
+    SELECT v.message, v.hint INTO message, hint FROM pgjobs._trust_verdict(p_target) v;
+END
+$$;
+
+ALTER FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: _trust_verdict(regclass); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._trust_verdict(p_target regclass, OUT message text, OUT hint text, OUT roles jsonb) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+-- The trust check of p_target for pgjobs running as current_user, from one
+-- walk of its reach (pgjobs._reach_roles): message and hint, the 42501
+-- that pgjobs._require_trusted raises (both NULL when the target is
+-- trusted), and roles, the oids of every role in the reach (PUBLIC left
+-- out: it is never trusted), ascending. A target is refused when its code
+-- would run with rights its authors do not have (a role of the reach that
+-- lacks current_user's rights: owners of the table, its partitions,
+-- triggers, defaults, constraints, policies, index expressions, column
+-- types and domain checks, and roles holding TRIGGER or REFERENCES on it;
+-- the first one by name is named), and when its row-level security
+-- policies would confine current_user itself (a job would silently miss
+-- rows). roles is what a delete or backfill page's full check
+-- (pgjobs._run_page) keeps in its verdict, whose next pages ask again
+-- whether each still has the rights (pgjobs._verdict_roles_hold): the
+-- full check walks the reach once for both. Every other check calls it
+-- too (pgjobs._require_trusted, the claim's pgjobs._requeue_problem) and
+-- ignores roles; pgjobs._trust_problem is its form without them. Generic
+-- plans (plan_cache_mode), as pgjobs._reach_roles says why. Locks nothing.
 DECLARE
+    v_untrusted bigint;
     v_role text;
     v_reason text;
 BEGIN
-    SELECT u.role_name, u.reason INTO v_role, v_reason
-      FROM pgjobs._untrusted_roles(p_target) u
-     LIMIT 1;
-    IF FOUND THEN
+    SELECT count(*) FILTER (WHERE r.lacks_rights),
+           (array_agg(r.role_name ORDER BY r.n) FILTER (WHERE r.lacks_rights))[1],
+           (array_agg(r.reason ORDER BY r.n) FILTER (WHERE r.lacks_rights))[1],
+           coalesce(jsonb_agg(r.role_oid::bigint ORDER BY r.role_oid)
+                        FILTER (WHERE r.role_oid <> 0 AND r.role_name IS NOT NULL),
+                    '[]'::jsonb)
+      INTO v_untrusted, v_role, v_reason, roles
+      FROM pgjobs._reach_roles(p_target)
+           WITH ORDINALITY r (role_oid, role_name, reason, lacks_rights, n);
+    IF v_untrusted > 0 THEN
         message := format('pgjobs refuses target %s: role %s (which %s) lacks the rights of '
                           'role %s, which pgjobs runs as here', p_target, v_role, v_reason,
                           current_user);
@@ -20079,7 +20403,7 @@ BEGIN
 END
 $$;
 
-ALTER FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._trust_verdict(p_target regclass, OUT message text, OUT hint text, OUT roles jsonb) OWNER TO SUPERUSER;
 
 --
 -- Name: _type_sql(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -20583,211 +20907,19 @@ CREATE FUNCTION pgjobs._untrusted_roles(p_target regclass, p_as name DEFAULT CUR
 -- Which roles could make their own code run while pgjobs, acting as p_as
 -- (default current_user), reads or writes p_target's rows or evaluates its
 -- types, and lack p_as's rights (pg_has_role(role, p_as, 'USAGE') is
--- false). Empty: the target is trusted (pgjobs._require_trusted). p_as
--- NULL: every such role, whatever its rights (PUBLIC too): the roles a
--- delete or backfill page's verdict keeps (pgjobs._run_page), whose rights
--- the next pages ask again (pgjobs._verdict_roles_hold), as role commands
--- fire no event trigger for the DDL fence.
--- PL/pgSQL cannot enter a security-restricted operation as VACUUM does, and
--- a SET ROLE to the owner could be undone by the owner's own code, so
--- pgjobs refuses such targets instead of running their code.
---
--- Covered, for the target and every partition or inheritance child of it,
--- every table or view its rules' actions (or a view's query) or its
--- policies' subqueries name, and
--- every table whose foreign key references it with an ON DELETE or ON
--- UPDATE action, at any depth (and, for the partition keys, every
--- partitioned table the target is a partition of):
--- * the table's owner (it may add triggers, rules, defaults, constraints,
---   policies, indexes at any time);
--- * roles holding TRIGGER on it (PUBLIC counts as untrusted);
--- * roles holding REFERENCES on it or on any of its columns (PUBLIC too):
---   such a role may at any time create a table of its own whose foreign
---   key references it ON DELETE or ON UPDATE CASCADE (which this check
---   would then follow), between two checks or while a page waits for its
---   lock after the check, and its AFTER triggers there ran as pgjobs on
---   the next pages;
--- * owners of the functions and operators (and the operators' functions)
---   that its triggers (and their WHEN), rules, defaults and generated
---   columns, CHECK constraints, index expressions and predicates,
---   policies and partition key expressions depend on (pg_depend);
--- * owners of every type its columns (or those objects) use, followed
---   through domains' base types, array elements, composite attributes and
---   range subtypes, and of the functions and operators those types and the
---   domains' CHECK constraints depend on.
--- Not covered: functions called from inside a trusted function's body
--- (their author chose them). Built-in objects (OID below 16384) belong to
--- the bootstrap superuser and are not followed. Every step is an index
--- lookup on a few OIDs: it runs on every call of a client function and
--- every page. jit off: the catalogs are tiny, compiling costs seconds.
--- Generic plans (plan_cache_mode): PL/pgSQL otherwise re-planned every
--- statement on every call (a custom plan for an array of a few OIDs looks
--- cheaper than the generic one, which is the same index scans), and
--- planning was nearly all of the check's time: 1.2-6.7 ms a call against
--- 0.5 ms (docs/engine.md, stop 45). What it reads is read on every call.
--- Locks nothing.
-DECLARE
-    v_rels oid[];
-    v_classes oid[];
-    v_objs oid[];
-    v_types oid[];
-    v_new oid[];
+-- false; PUBLIC always), with the first reason of each, by name. Empty:
+-- the target is trusted. p_as NULL: every such role, whatever its rights
+-- (PUBLIC too). What pgjobs.doctor and operators read; the walk and the
+-- rule are pgjobs._reach_roles', which the trust check
+-- (pgjobs._trust_verdict) and the scope checks call directly. Locks
+-- nothing.
 BEGIN
-    -- The target and every table its statements reach without ONLY:
-    -- partitions and inheritance children, at any depth.
-    -- And every table a statement on them writes or reads besides, at any
-    -- depth: the tables and views their rules name (a DO ALSO or DO
-    -- INSTEAD action, a view's query), whose triggers, rules and policies
-    -- (a view's functions) run as pgjobs too, and the tables and views their
-    -- policies' subqueries read (a view's functions, and that table's own
-    -- policies, run as the role the policy confines); and the tables whose foreign
-    -- keys reference them with an action (ON DELETE or ON UPDATE CASCADE,
-    -- SET NULL, SET DEFAULT): PostgreSQL runs the action as that table's
-    -- owner but its AFTER triggers later, as pgjobs.
-    WITH RECURSIVE tree (relid) AS (
-        SELECT p_target::oid
-        UNION
-        SELECT n.relid
-          FROM tree t
-          CROSS JOIN LATERAL (
-              SELECT i.inhrelid AS relid FROM pg_inherits i WHERE i.inhparent = t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_rewrite rw
-                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rw.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE rw.ev_class = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT d.refobjid
-                FROM pg_policy pol
-                JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = pol.oid
-                                AND d.refclassid = 'pg_class'::regclass
-                JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'f')
-               WHERE pol.polrelid = t.relid AND d.refobjid <> t.relid
-              UNION ALL
-              SELECT con.conrelid
-                FROM pg_depend d
-                JOIN pg_constraint con ON con.oid = d.objid
-               WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
-                 AND d.classid = 'pg_constraint'::regclass
-                 AND con.contype = 'f' AND con.confrelid = t.relid
-                 AND (con.confdeltype IN ('c', 'n', 'd')
-                      OR con.confupdtype IN ('c', 'n', 'd'))) n)
-    SELECT array_agg(t.relid) INTO v_rels FROM tree t;
-    -- The objects that hold the tables' code: defaults and generated
-    -- columns, constraints, triggers, policies, rules, indexes; and the
-    -- tables themselves, and the partitioned tables the target is a
-    -- partition of (at any level), whose own dependencies are their
-    -- partition keys' expressions: a row written into a partition is
-    -- routed by, or checked against (its partition constraint), every
-    -- ancestor's key, so registering a partition runs its ancestors' key
-    -- functions as pgjobs. (pg_partition_ancestors lists the target too.)
-    SELECT array_agg(x.classid), array_agg(x.objid) INTO v_classes, v_objs
-      FROM (SELECT d.classid, d.objid
-              FROM pg_depend d
-             WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY (v_rels)
-               AND d.deptype IN ('a', 'i', 'S')
-               AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass,
-                                 'pg_trigger'::regclass, 'pg_policy'::regclass,
-                                 'pg_rewrite'::regclass, 'pg_class'::regclass)
-            UNION
-            SELECT 'pg_class'::regclass::oid, r.relid
-              FROM unnest(v_rels) r (relid)
-            UNION
-            SELECT 'pg_class'::regclass::oid, a.relid::oid
-              FROM pg_partition_ancestors(p_target) a) x;
-    v_classes := coalesce(v_classes, '{}');
-    v_objs := coalesce(v_objs, '{}');
-    -- The types of the columns and of those objects, then what they are
-    -- made of (domain bases, array elements, composite attributes, range
-    -- subtypes), until nothing new turns up.
-    SELECT array_agg(DISTINCT x.typid) INTO v_new
-      FROM (SELECT a.atttypid AS typid FROM pg_attribute a
-             WHERE a.attrelid = ANY (v_rels) AND a.attnum > 0 AND NOT a.attisdropped
-            UNION ALL
-            SELECT d.refobjid FROM unnest(v_classes, v_objs) o (classid, objid)
-              JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-             WHERE d.refclassid = 'pg_type'::regclass
-               -- A typed table's composite type (CREATE TABLE ... OF) holds
-               -- no code of the table's: its owner cannot alter the table,
-               -- and its attributes' types are the columns' (above).
-               AND NOT (o.classid = 'pg_class'::regclass AND d.objsubid = 0
-                        AND d.refobjid = (SELECT c.reloftype FROM pg_class c
-                                           WHERE c.oid = o.objid))) x
-     WHERE x.typid >= 16384;
-    v_types := '{}';
-    WHILE cardinality(v_new) > 0 LOOP
-        v_types := v_types || v_new;
-        SELECT array_agg(DISTINCT n.typid) INTO v_new
-          FROM pg_type ty
-          CROSS JOIN LATERAL (
-              SELECT ty.typbasetype AS typid WHERE ty.typtype = 'd'
-              UNION ALL
-              SELECT ty.typelem WHERE ty.typelem <> 0
-              UNION ALL
-              SELECT a.atttypid FROM pg_attribute a
-               WHERE ty.typrelid <> 0 AND a.attrelid = ty.typrelid AND a.attnum > 0
-                 AND NOT a.attisdropped
-              UNION ALL
-              SELECT rg.rngsubtype FROM pg_range rg WHERE rg.rngtypid = ty.oid) n
-         WHERE ty.oid = ANY (v_new) AND n.typid >= 16384 AND NOT n.typid = ANY (v_types);
-    END LOOP;
-    -- Their code: the types' own dependencies and their (domain) constraints.
-    SELECT v_classes || array_agg(x.classid), v_objs || array_agg(x.objid)
-      INTO v_classes, v_objs
-      FROM (SELECT 'pg_type'::regclass::oid AS classid, t.typid AS objid
-              FROM unnest(v_types) t (typid)
-            UNION ALL
-            SELECT 'pg_constraint'::regclass::oid, c.oid
-              FROM pg_constraint c WHERE c.contypid = ANY (v_types)) x;
-
     RETURN QUERY
-    WITH refs AS (
-        SELECT d.refclassid, d.refobjid
-          FROM unnest(v_classes, v_objs) o (classid, objid)
-          JOIN pg_depend d ON d.classid = o.classid AND d.objid = o.objid
-         WHERE d.refclassid IN ('pg_proc'::regclass, 'pg_operator'::regclass)
-    ),
-    roles (role_oid, why) AS (
-        SELECT c.relowner, format('owns table %s', c.oid::regclass)
-          FROM pg_class c WHERE c.oid = ANY (v_rels)
-        UNION ALL
-        SELECT acl.grantee, format('holds %s on %s', acl.privilege_type, c.oid::regclass)
-          FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) acl
-         WHERE c.oid = ANY (v_rels) AND acl.privilege_type IN ('TRIGGER', 'REFERENCES')
-        UNION ALL
-        SELECT acl.grantee, format('holds REFERENCES on column %I of %s', a.attname,
-                                   a.attrelid::regclass)
-          FROM pg_attribute a CROSS JOIN LATERAL aclexplode(a.attacl) acl
-         WHERE a.attrelid = ANY (v_rels) AND a.attacl IS NOT NULL
-           AND acl.privilege_type = 'REFERENCES'
-        UNION ALL
-        SELECT p.proowner, format('owns function %s, used by %s', p.oid::regprocedure, p_target)
-          FROM refs f JOIN pg_proc p ON p.oid = f.refobjid
-         WHERE f.refclassid = 'pg_proc'::regclass
-        UNION ALL
-        SELECT x.owner, format('owns %s, used by %s', x.what, p_target)
-          FROM refs f JOIN pg_operator op ON op.oid = f.refobjid
-          CROSS JOIN LATERAL (
-              SELECT op.oprowner AS owner, format('operator %s', op.oid::regoperator) AS what
-              UNION ALL
-              SELECT p.proowner, format('function %s', p.oid::regprocedure)
-                FROM pg_proc p WHERE p.oid = op.oprcode) x
-         WHERE f.refclassid = 'pg_operator'::regclass
-        UNION ALL
-        SELECT ty.typowner, format('owns type %s, used by %s', ty.oid::regtype, p_target)
-          FROM pg_type ty WHERE ty.oid = ANY (v_types)
-    )
-    SELECT DISTINCT ON (1)
-           CASE WHEN r.role_oid = 0 THEN 'PUBLIC'
-                ELSE (SELECT a.rolname::text FROM pg_roles a WHERE a.oid = r.role_oid) END,
-           r.why
-      FROM roles r
-     WHERE r.role_oid = 0 OR p_as IS NULL OR NOT pg_has_role(r.role_oid, p_as, 'USAGE')
-     -- A role's first reason names code it has (a table, a function) before
-     -- a REFERENCES it could add some with.
-     ORDER BY 1, r.why LIKE 'holds REFERENCES %', 2;
+    SELECT DISTINCT ON (r.role_name) r.role_name, r.reason
+      FROM pgjobs._reach_roles(p_target, p_as)
+           WITH ORDINALITY r (role_oid, role_name, reason, lacks_rights, n)
+     WHERE p_as IS NULL OR r.lacks_rights
+     ORDER BY r.role_name, r.n;
 END
 $$;
 
@@ -28791,6 +28923,13 @@ REVOKE ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint
 GRANT ALL ON FUNCTION pgjobs._queue_export_unrecorded(p_id bigint, p_checkpoint jsonb) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _reach_roles(p_target regclass, p_as name); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._reach_roles(p_target regclass, p_as name) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _refuse_scope_move(p_target regclass, p_scope text, p_moved_to text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29340,6 +29479,13 @@ REVOKE ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, 
 GRANT ALL ON FUNCTION pgjobs._target_recent(p_target regclass, p_keep boolean, p_call text[]) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _target_registration(p_target regclass); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._target_registration(p_target regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._target_registration(p_target regclass) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _tenant_turn(p_kind text, p_target regclass, p_scope text, p_run_at timestamp with time zone); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29401,6 +29547,13 @@ GRANT ALL ON FUNCTION pgjobs._timeout_deadline() TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._trust_problem(p_target regclass, OUT message text, OUT hint text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _trust_verdict(p_target regclass, OUT message text, OUT hint text, OUT roles jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._trust_verdict(p_target regclass, OUT message text, OUT hint text, OUT roles jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._trust_verdict(p_target regclass, OUT message text, OUT hint text, OUT roles jsonb) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _type_sql(p_type text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

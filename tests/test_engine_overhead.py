@@ -285,10 +285,12 @@ def test_a_verdict_not_this_attempts_and_fresh_is_no_verdict(
 
 def test_within_the_second_the_pages_skip_both_checks(make_conn: Any, conn: Conn,
                                                       roles: None) -> None:
-    """What the window buys: one full check (pgjobs._untrusted_roles twice:
-    judging the reach, then keeping its roles for the verdict, and
-    pgjobs._require_submitter once), then pages without either, each asking
-    only pgjobs._verdict_roles_hold."""
+    """What the window buys: one full check (one walk of the target's reach,
+    pgjobs._reach_roles, for both the trust check and the roles the verdict
+    keeps, and pgjobs._require_submitter once), then pages without either,
+    each asking only pgjobs._verdict_roles_hold. The full check used to walk
+    the reach twice (pgjobs._untrusted_roles for the check, then again with
+    no acting role for the roles); the next full check walks once more."""
     job_id = _submit(conn, "delete")
     conn.execute("SELECT pgjobs._claim_id(%s, 'w')", (job_id,))
     identity = who(conn, job_id, "w")
@@ -298,17 +300,28 @@ def test_within_the_second_the_pages_skip_both_checks(make_conn: Any, conn: Conn
         return dict(tx.execute("""
             SELECT funcname, calls FROM pg_stat_xact_user_functions
              WHERE schemaname = 'pgjobs'
-               AND funcname IN ('_untrusted_roles', '_require_submitter',
+               AND funcname IN ('_reach_roles', '_untrusted_roles', '_require_submitter',
                                 '_verdict_roles_hold')""").fetchall())
 
+    def kept() -> list[int]:
+        return list(scalar(tx, "SELECT checkpoint -> 'verified' -> 'roles' FROM pgjobs.jobs"
+                               " WHERE id = %s", (job_id,)))
+
+    owner = scalar(conn, "SELECT relowner::bigint FROM pg_class WHERE oid = 'rows'::regclass")
     try:
         tx.execute("SET track_functions = 'pl'")
         assert _page(tx, job_id, identity) == "more"
-        assert calls() == {"_untrusted_roles": 2, "_require_submitter": 1}
+        assert calls() == {"_reach_roles": 1, "_require_submitter": 1}
+        assert kept() == [owner]  # the verdict keeps the reach's roles
         for _ in range(3):
             assert _page(tx, job_id, identity) == "more"
-        assert calls() == {"_untrusted_roles": 2, "_require_submitter": 1,
+        assert calls() == {"_reach_roles": 1, "_require_submitter": 1,
                            "_verdict_roles_hold": 3}
+        _age_verdict(tx, job_id, 1.01)
+        assert _page(tx, job_id, identity) == "more"  # the next full check
+        assert calls() == {"_reach_roles": 2, "_require_submitter": 2,
+                           "_verdict_roles_hold": 3}
+        assert kept() == [owner]
     finally:
         tx.rollback()
 

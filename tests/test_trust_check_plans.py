@@ -31,6 +31,11 @@ CHECKS = {
                         "pg_catalog.pg_depend"),
     "trust_problem": ("SELECT (pgjobs._trust_problem(%(t)s::regclass)).message",
                       "pg_catalog.pg_depend"),
+    # The walk itself, and the check a page's full check makes with it.
+    "reach_roles": ("SELECT count(*) FROM pgjobs._reach_roles(%(t)s::regclass)",
+                    "pg_catalog.pg_depend"),
+    "trust_verdict": ("SELECT (pgjobs._trust_verdict(%(t)s::regclass)).roles",
+                      "pg_catalog.pg_depend"),
     "registration_problem": ("SELECT message FROM pgjobs._registration_problem("
                              "%(t)s::regclass, 'id', 'table_id', 'created_at', 'data')",
                              "pg_catalog.pg_attribute"),

@@ -89,12 +89,18 @@ ROLE_COMMANDS = {
     "submitter_noinherit": ("", "ALTER ROLE {submitter} NOINHERIT", "{submitter}"),
     "drop_the_submitter": ("", "DROP ROLE {submitter}", "{submitter}"),
     "submitter_nobypassrls": (RLS, "ALTER ROLE {submitter} NOBYPASSRLS", "row-level security"),
+    # The runner's own role, which the target's policies now confine.
+    "runner_nobypassrls": (RLS, "ALTER ROLE {runner} NOBYPASSRLS", "row-level security"),
     # An object privilege: an event trigger sees it (the DDL fence).
     "revoke_the_submitters_table_privilege": (
         "", "REVOKE DELETE, UPDATE ON tenant.rows FROM {writers}", "{submitter}"),
+    # Row-level security turned on while the job runs (the runner and the
+    # submitter own no policy exemption): DDL, the fence sees it.
+    "row_security_enabled": ("", "ALTER TABLE tenant.rows ENABLE ROW LEVEL SECURITY",
+                             "row-level security"),
 }
 # The ones the DDL fence saw by itself (an event trigger fires: the epoch moves).
-BUMP = {"revoke_the_submitters_table_privilege"}
+BUMP = {"revoke_the_submitters_table_privilege", "row_security_enabled"}
 
 KINDS = {
     "delete": "SELECT pgjobs.submit_delete('tenant.rows', '1', '{}', '{}',"
