@@ -345,8 +345,9 @@ class Join:
                 # removal queued when the job ends, aborts the unrecorded ones).
                 names = ("opening", "upload_id") if fence is not None or self._owned() \
                     else ("upload_id",)
-                storage.discard_upload(self.ex.location, {
-                    k: self.state[k] for k in names if k in self.state}, fence)
+                recorded = {k: self.state[k] for k in names if k in self.state}
+                storage.fenced(fence, lambda: storage.discard_upload(
+                    self.ex.location, recorded, fence))
             elif kind == "gs":
                 storage.fenced(fence, lambda: storage.delete_prefix(self.ex.location,
                                                                     self._scratch()))
@@ -354,7 +355,9 @@ class Join:
                 storage.fenced(fence, lambda: azblob.purge_uncommitted(
                     azblob.blob_client(self.ex.location)))
             elif kind == "restream" and isinstance(self.state.get("upload"), dict):
-                storage.discard_upload(self.ex.location, self.state["upload"], fence)
+                upload = self.state["upload"]
+                storage.fenced(fence, lambda: storage.discard_upload(
+                    self.ex.location, upload, fence))
         except LeaseLost:
             raise
         except Exception:  # noqa: BLE001 - best effort: the queued removal comes after

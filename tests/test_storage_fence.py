@@ -169,6 +169,28 @@ def test_a_stale_joiners_discard_leaves_the_recorded_upload(bucket: str) -> None
     assert _open_ids(loc) == [upload_id]
 
 
+@pytest.mark.parametrize("kind", ["gs", "az", "restream"])
+def test_a_stale_joiners_discard_removes_nothing_of_any_store(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GCS compose objects, Azure staged blocks, a restream's staged parts: the
+    next owner's join reuses them (generations, block ids, its staging
+    folder). A stale joiner's discard removes none of them."""
+    from pgjobs.poller import azblob
+
+    removed: list[Any] = []
+    monkeypatch.setattr(storage, "delete_prefix", lambda *args: removed.append(args))
+    monkeypatch.setattr(storage, "discard_upload", lambda *args: removed.append(args))
+    monkeypatch.setattr(azblob, "service", lambda: object())
+    monkeypatch.setattr(azblob, "blob_client", lambda loc: loc)
+    monkeypatch.setattr(azblob, "purge_uncommitted", lambda blob: removed.append(blob))
+    loc = storage.parse("memory:///joined/out.csv")
+    ex = exporter(loc, Lease(), join={"kind": kind, "upload": {"staging": "x/"}})
+    ex.staging = "x/"
+    with pytest.raises(LeaseLost):
+        Join(ex, []).discard(fenced=True)
+    assert removed == []
+
+
 def test_a_stale_joiners_resume_leaves_the_new_owners_upload(bucket: str) -> None:
     """A resumed join whose checkpoint recorded ``opening`` aborts the key's
     unrecorded uploads: a stale one does not know the next owner's."""
