@@ -1003,8 +1003,8 @@ class Exporter:
         # recorded `opening`): only while the job is still this attempt's. A
         # stale attempt (its upload aborted by the next owner's resume, so
         # UploadLost) does not know that owner's upload, which it would abort.
-        self._fence()
-        storage.discard_upload(self.location, self.state.get("upload"))
+        storage.fenced(self._fence, lambda: storage.discard_upload(
+            self.location, self.state.get("upload"), self._fence))
         self.limit = _first_limit(self.chunk_rows, self.chunk_bytes)
         self.state = {"cursor": None, "rows": 0, "bytes": 0, "parts": 0, "upload": None,
                       "phase": "streaming", "eof": False, "limit": self.limit, "digests": [],
@@ -1022,10 +1022,13 @@ class Exporter:
             self.recording = _Recording(self)
 
     def _fence(self) -> None:
-        """Renew the lease, or raise LeaseLost: before this attempt aborts
-        uploads at its key that it did not open itself (a stale attempt does
-        not know its next owner's). No checkpoint: it may run on an upload's
-        thread, while the cursor is ahead of what the upload holds."""
+        """Renew the lease, or raise LeaseLost: before (and after) every
+        destructive storage action of this attempt (:func:`storage.fenced`):
+        aborts of uploads at its key that it did not open itself (a stale
+        attempt does not know its next owner's), deletes of the object and
+        of what the job's next owner continues (its upload, staged parts,
+        files). No checkpoint: it may run on an upload's thread, while the
+        cursor is ahead of what the upload holds."""
         if not self.control.heartbeat():
             raise LeaseLost("heartbeat refused")
 
@@ -1310,11 +1313,15 @@ class Exporter:
                       "history": self.state.get("history", [])}
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
+        # Each removal fenced (before and after: one that hung past the lease
+        # stops the attempt there), best effort otherwise.
+        uri = self.location.uri
         if mine:
-            with contextlib.suppress(Exception):  # best effort
-                storage.delete(self.location.uri)
-        with contextlib.suppress(Exception):  # staged parts of the upload: not resumed
-            storage.discard_upload(self.location, upload_state)
+            storage.fenced(self._fence, lambda: storage.delete(uri, retries=False),
+                           best_effort=True)
+        # Staged parts of the upload: not resumed.
+        storage.fenced(self._fence, lambda: storage.discard_upload(
+            self.location, upload_state, self._fence), best_effort=True)
         raise StorageError(message, retryable=True)
 
     def _remove_if_created(self) -> None:
@@ -1324,11 +1331,14 @@ class Exporter:
         object visible): changed since, it is the job's all the same, and the
         attempt that starts over creates it again. Anything else at the key is
         never touched: the new attempt's conditional write finds it and the job
-        fails for good (42710)."""
+        fails for good (42710). Only while the job is still this attempt's
+        (fenced before and after): the next owner may have written the object
+        again by now."""
         if not (isinstance(self.state.get("created"), dict) or self.state.get("sha256")):
             return
-        with contextlib.suppress(Exception):  # best effort, as _corrupt's
-            storage.delete(self.location.uri)
+        uri = self.location.uri
+        storage.fenced(self._fence, lambda: storage.delete(uri, retries=False),
+                       best_effort=True)  # best effort, as _corrupt's
 
     def _already_visible(self) -> tuple[int, str] | None:
         """After a crash between making the object visible and completing the job:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -1031,6 +1032,12 @@ class Importer:
             return self._after_lost("lease lost before completing")
         return Outcome(self.job_id, "succeeded", result=result)
 
+    def _fence(self) -> None:
+        """Renew the lease, or raise LeaseLost: before and after a destructive
+        storage action of this attempt (:func:`storage.fenced`)."""
+        if not self.control.heartbeat():
+            raise LeaseLost("heartbeat refused")
+
     def _write_rejects(self) -> str:
         """The rejected records, one JSON object per line (line, reason, record), in
         the job's own rejects object, {target}/{scope}/{job}.{8 hex digits}.rejects.jsonl
@@ -1083,7 +1090,10 @@ class Importer:
         if named is not None and storage.within(named, self.storage_uri):
             if created or self._create_named(named, data):
                 if created:
-                    storage.write(named, data)
+                    # Written over: the job's own object, which its next owner
+                    # writes too (and may have verified and reported by now):
+                    # only while the job is still this attempt's.
+                    storage.fenced(self._fence, functools.partial(storage.write, named, data))
                 self.rejects_uri, self.rejects_created = named, named
                 self.rejects_renamed = True
                 return named

@@ -186,11 +186,15 @@ class Join:
                 return self._existing()
             found = self._holds_parts()
             if found is not None:
-                self.discard()
+                self.discard(fenced=True)
                 return found
             # The job's own object (its checkpoint records it created), joined
-            # from parts since queued again: removed, and joined anew.
-            storage.delete(self.ex.location.uri)
+            # from parts since queued again: removed, and joined anew; only
+            # while the job is still this attempt's (the next owner may have
+            # joined it again already).
+            uri = self.ex.location.uri
+            self.ex.storage_retry(lambda: storage.fenced(
+                self._fence, lambda: storage.delete(uri, retries=False)), "the old object")
             self.ex.state.pop("created", None)
             self._save()
         scheme = self.ex.location.scheme
@@ -216,6 +220,17 @@ class Join:
             raise LeaseLost("heartbeat refused")
         if self.delay:
             time.sleep(self.delay)
+
+    def _fence(self) -> None:
+        """Renew the lease, or raise LeaseLost: before (and after) every
+        destructive storage action of the join (:func:`storage.fenced`): the
+        object, its temporary file, its upload and its compose objects are
+        at names every owner of the job shares, and a stale joiner must not
+        remove what the next owner made or continues."""
+        from pgjobs.poller.export import LeaseLost
+
+        if not self.ex.control.heartbeat():
+            raise LeaseLost("heartbeat refused")
 
     def _owned(self) -> bool:
         """Whether the job is still this attempt's (its lease renewed now)."""
@@ -264,7 +279,7 @@ class Join:
         found = self._holds_parts()
         if found is None:
             raise self.ex._taken(self.ex.location.uri)
-        self.discard()
+        self.discard(fenced=True)
         return found
 
     def _holds_parts(self) -> tuple[int, str, int] | None:
@@ -289,39 +304,64 @@ class Join:
         """A join that read back wrong is never resumed nor left visible: remove it
         (only when its own write made it visible: a ``file://`` join reads its
         temporary file back before placing it, and whatever is at the key then
-        is another's) and checkpoint that there is none."""
+        is another's) and checkpoint that there is none. Each removal only
+        while the job is still this attempt's (fenced before and after): a
+        stale joiner's object at the key may be the next owner's by now."""
         placed = self.placed
-        self.discard()
+        self.discard(fenced=True)
         self.placed = False
         if placed:
-            with contextlib.suppress(Exception):
-                storage.delete(self.ex.location.uri)
+            uri = self.ex.location.uri
+            storage.fenced(self._fence, lambda: storage.delete(uri, retries=False),
+                           best_effort=True)
         from pgjobs.poller.export import LeaseLost
 
         if not self.ex.control.heartbeat(checkpoint=self.ex.state):
             raise LeaseLost("heartbeat refused")
 
-    def discard(self) -> None:
+    def discard(self, *, fenced: bool = False) -> None:
         """Remove what the join left (its temporary file or open upload; never a
-        finished object, which a retry overwrites) and forget it."""
+        finished object, which a retry overwrites) and forget it.
+
+        ``fenced``: the join's own attempt discards it (to start over, or once
+        the object is found whole): every removal only while the job is still
+        this attempt's, renewed before and after it (:func:`storage.fenced`,
+        LeaseLost raised): the next owner continues the same join (the same
+        temporary file, upload, staged blocks and compose objects, named by
+        the checkpoint). Not fenced: a canceled job's cleanup, whose lease is
+        gone by then and whose join no one continues."""
+        from pgjobs.poller.export import LeaseLost
+
+        fence = self._fence if fenced else None
         kind = self.state.get("kind")
-        with contextlib.suppress(Exception):
+        try:
             if kind == "file":
-                storage.unlink_file(self._tmp(), f"cannot delete {self._tmp()}")
+                tmp = self._tmp()
+                storage.fenced(fence, lambda: storage.unlink_file(tmp, f"cannot delete {tmp}"))
             elif kind == "s3":
                 # Its upload; and any it opened and never recorded, only while
                 # the job is still this attempt's: a stale joiner does not know
                 # its next owner's upload at the key (that owner, or the
                 # removal queued when the job ends, aborts the unrecorded ones).
-                names = ("opening", "upload_id") if self._owned() else ("upload_id",)
-                storage.discard_upload(self.ex.location, {
-                    k: self.state[k] for k in names if k in self.state})
+                names = ("opening", "upload_id") if fence is not None or self._owned() \
+                    else ("upload_id",)
+                recorded = {k: self.state[k] for k in names if k in self.state}
+                storage.fenced(fence, lambda: storage.discard_upload(
+                    self.ex.location, recorded, fence))
             elif kind == "gs":
-                storage.delete_prefix(self.ex.location, self._scratch())
+                storage.fenced(fence, lambda: storage.delete_prefix(self.ex.location,
+                                                                    self._scratch()))
             elif kind == "az" and azblob.service() is not None:
-                azblob.purge_uncommitted(azblob.blob_client(self.ex.location))
+                storage.fenced(fence, lambda: azblob.purge_uncommitted(
+                    azblob.blob_client(self.ex.location)))
             elif kind == "restream" and isinstance(self.state.get("upload"), dict):
-                storage.discard_upload(self.ex.location, self.state["upload"])
+                upload = self.state["upload"]
+                storage.fenced(fence, lambda: storage.discard_upload(
+                    self.ex.location, upload, fence))
+        except LeaseLost:
+            raise
+        except Exception:  # noqa: BLE001 - best effort: the queued removal comes after
+            log.debug("job %s: could not discard the join", self.ex.job_id, exc_info=True)
         self.state = {}
         self.ex.state.pop("join", None)
 
@@ -420,7 +460,8 @@ class Join:
                     from pgjobs.poller import upload_s3
 
                     upload_s3.abort_unrecorded(client, loc.path,
-                                               keep={str(self.state["upload_id"])})
+                                               keep={str(self.state["upload_id"])},
+                                               fence=self._fence)
                 present = client.list_parts(loc.path, str(self.state["upload_id"]))
                 kept = list(self.state.get("etags", []))
                 if any(present.get(n) != e for n, e in enumerate(kept, start=1)):
@@ -437,7 +478,7 @@ class Join:
                 if not resumed:
                     earlier = self.state.get("opening") if self.state.get("kind") == "s3" \
                         else None
-                    self.discard()
+                    self.discard(fenced=True)
                     self._resumed("s3")
                     # Recorded before the create is sent: an upload whose create
                     # is answered and never recorded (the worker killed in
@@ -472,7 +513,7 @@ class Join:
         from pgjobs.poller import upload_s3  # it imports storage
 
         self._save()
-        upload_s3.abort_unrecorded(client, self.ex.location.path)
+        upload_s3.abort_unrecorded(client, self.ex.location.path, fence=self._fence)
         return str(client.create(self.ex.location.path))
 
     def _s3_steps(self, client: s3.Client, steps: list[Step]) -> None:
@@ -609,8 +650,9 @@ class Join:
             self.state.update(generations=made, done=int(self.state["done"]) + 1)
             self._save()
         size, sha256 = self._verify(lambda: storage.hash_object(loc, self.digests))
-        with contextlib.suppress(Exception):  # the tree's intermediate objects
-            storage.delete_prefix(loc, self._scratch())
+        # The tree's intermediate objects (best effort: delete_prefix), only
+        # while the job is this attempt's: the next owner's compose reads them.
+        storage.fenced(self._fence, lambda: storage.delete_prefix(loc, self._scratch()))
         self.state["phase"] = "visible"
         self._save()
         return size, sha256, len(steps)
@@ -703,7 +745,7 @@ class Join:
         ex = self.ex
         digests: list[Any] = []
         if self.state.get("kind") == "restream":
-            self.discard()  # an earlier attempt's, never resumed: its staged parts go
+            self.discard(fenced=True)  # an earlier attempt's, never resumed: its parts go
         def record(opening: dict[str, Any]) -> None:
             # A native S3 upload about to be opened (parts in another bucket).
             self.state = {"kind": "restream", "upload": opening}
@@ -742,12 +784,10 @@ class Join:
             except StorageError as exc:
                 if not changed_parts([r], read=False):
                     raise
-                with contextlib.suppress(Exception):
-                    upload.cleanup()
+                self._cleanup(upload)
                 raise PartsChanged([number], f"{r['uri']} is gone ({words(exc)})") from exc
             if (size, check.hexdigest()) != (int(r["bytes"]), r["sha256"]):
-                with contextlib.suppress(Exception):
-                    upload.cleanup()
+                self._cleanup(upload)
                 raise PartsChanged([number], f"{r['uri']} is not what its part wrote "
                                    f"({size} bytes, expected {r['bytes']})")
         if buffer or not digests:
@@ -762,6 +802,11 @@ class Join:
             raise StorageError(f"{ex.location.uri}: the join wrote {size} bytes (sha256 "
                                f"{sha256}), the parts hold {self.total}", retryable=True)
         stored = self._verify(lambda: storage.hash_object(ex.location, self.digests))
-        with contextlib.suppress(Exception):
-            upload.cleanup()
+        self._cleanup(upload)
         return stored[0], stored[1], len(digests)
+
+    def _cleanup(self, upload: storage.Upload) -> None:
+        """The restream's staged parts removed (best effort), only while the job
+        is this attempt's: its staging folder is the job's, where the next
+        owner stages its own."""
+        storage.fenced(self._fence, upload.cleanup, best_effort=True)

@@ -35,6 +35,7 @@ run (by size) or by the join (by content).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -325,14 +326,19 @@ def _redo(ex: Exporter, parts: list[int], why: str) -> None:
         return
     log.warning("job %s: part(s) %s: %s; exporting them again", ex.job_id,
                 ", ".join(map(str, parts)), why)
-    join.Join(ex, []).discard()
+    join.Join(ex, []).discard(fenced=True)
     if ex.format in ONE_OBJECT_FORMATS:
         # Each part's object is the job's (the part's result records it made):
-        # removed, so the part's new conditional write finds its key free.
+        # removed, so the part's new conditional write finds its key free;
+        # only while the job is this attempt's (fenced before and after each):
+        # the next owner's part may have written it again by now.
         rows = ex.control.call(lambda c: db.rows(c, queries.EXPORT_PARTS, {"id": ex.job_id}))
         for row in rows:
             if int(row["part"]) in parts and isinstance(row["result"], dict):
-                storage.delete(str(row["result"]["uri"]))  # storage down: retried
+                uri = str(row["result"]["uri"])
+                ex.storage_retry(functools.partial(  # storage down: retried, fenced again
+                    storage.fenced, ex._fence,
+                    functools.partial(storage.delete, uri, retries=False)), f"removing {uri}")
     if not ex.control.heartbeat(checkpoint=ex.state):
         raise LeaseLost("heartbeat refused")
     ex.control.call(lambda c: db.scalar(c, queries.EXPORT_PARTS_REDO, {

@@ -471,7 +471,10 @@ class ParquetExport:
                     "bytes": int(ck.get("bytes", 0)), "files": list(ck.get("files") or []),
                     "phase": ck.get("phase", "streaming"), "eof": bool(ck.get("eof")),
                     "limit": ex.limit, "unrecorded": _unrecorded(ck)}
-        ex.upload = _Files(lambda: ex.state["files"], self._remove_unrecorded)
+        # Its cleanup runs when the job ended (canceled, failed for good): no
+        # lease is left to fence on, and no owner follows.
+        ex.upload = _Files(lambda: ex.state["files"],
+                           functools.partial(self._remove_unrecorded, fenced=False))
         if ex.state["unrecorded"]:
             # A dead worker's file (or files the read-back dropped): removed
             # before anything is written, while they hold what this job wrote.
@@ -556,7 +559,7 @@ class ParquetExport:
         if ex.delays.get("part"):
             time.sleep(ex.delays["part"])
 
-    def _remove_unrecorded(self) -> int:
+    def _remove_unrecorded(self, *, fenced: bool = True) -> int:
         """Remove the files this job wrote and no longer records
         (``state["unrecorded"]``: the one a worker that died before recording
         it was writing, or those the read-back dropped), each only while it
@@ -564,8 +567,12 @@ class ParquetExport:
         name is another's and stays. Forgets each one removed or gone. The
         folder is not searched by name: a file at this writer's names that no
         record proves the job's is never removed (:meth:`_foreign`). Returns
-        how many went."""
+        how many went. ``fenced``: each removal only while the job is still
+        this attempt's (:func:`storage.fenced`): the next owner writes the
+        same names, often the same bytes, which a stale attempt's
+        ``delete_holding`` would take for its own leftover."""
         ex = self.ex
+        fence = ex._fence if fenced else None
         kept: list[dict[str, Any]] = []
         removed = 0
         for f in ex.state.get("unrecorded") or []:
@@ -573,10 +580,13 @@ class ParquetExport:
             try:
                 # A worker killed while it wrote the file left its temporary
                 # file, under a token no record names (storage.create).
-                ex.storage_retry(functools.partial(storage.remove_temporaries, uri),
-                                 f"file {uri}")
-                if ex.storage_retry(functools.partial(storage.delete_holding, uri,
-                                                      str(f["sha256"])), f"file {uri}"):
+                ex.storage_retry(functools.partial(
+                    storage.fenced, fence, functools.partial(storage.remove_temporaries, uri)),
+                    f"file {uri}")
+                if ex.storage_retry(functools.partial(
+                        storage.fenced, fence, functools.partial(
+                            storage.delete_holding, uri, str(f["sha256"]),
+                            retries=fence is None)), f"file {uri}"):
                     log.warning("job %s: removed %s, written by an earlier attempt and not "
                                 "part of the export", ex.job_id, uri)
                     removed += 1
@@ -686,8 +696,12 @@ class ParquetExport:
         # the retry creates it again. The files after it, which still read
         # back, are kept as unrecorded with their digests and removed on that
         # proof (by the retry before it writes, or by pgjobs.prune).
-        with contextlib.suppress(Exception):  # best effort: the retry's create finds it
-            ex.storage_retry(functools.partial(storage.delete, uri), f"file {index}")
+        # Best effort (the retry's create finds it), and only while the job is
+        # this attempt's: the next owner writes this very name again.
+        with contextlib.suppress(storage.StorageError):
+            ex.storage_retry(functools.partial(
+                storage.fenced, ex._fence,
+                functools.partial(storage.delete, uri, retries=False)), f"file {index}")
         unrecorded = list(ex.state.get("unrecorded") or []) + [
             {"uri": f["uri"], "bytes": f["bytes"], "sha256": f["sha256"]}
             for f in files[index + 1:]]

@@ -76,7 +76,7 @@ class S3Error(Exception):
             if retryable is None else retryable
 
 
-_clients: dict[tuple[str | None, str], Any] = {}
+_clients: dict[tuple[str | None, str, bool], Any] = {}
 _lock = threading.Lock()
 _session: Any = None
 
@@ -145,13 +145,15 @@ def read_streams() -> int:
     return max(1, int(_float_env("PGJOBS_S3_READ_STREAMS", default)))
 
 
-def botocore_client() -> Any:
+def botocore_client(retries: bool = True) -> Any:
     """The process's S3 client for the current settings (botocore clients are
-    thread-safe; credentials refresh themselves)."""
+    thread-safe; credentials refresh themselves). ``retries=False``: one that
+    sends each request once (an attempt's destructive call, fenced by its
+    caller: botocore must not resend it after the lease may have run out)."""
     endpoint, region = _settings()
     boto = session()
     with _lock:
-        client = _clients.get((endpoint, region))
+        client = _clients.get((endpoint, region, retries))
         if client is not None:
             return client
         from botocore.config import Config
@@ -161,7 +163,8 @@ def botocore_client() -> Any:
             connect_timeout=min(timeout, 10.0), read_timeout=timeout,
             retries={"mode": "standard",
                      "max_attempts": max(1, int(_float_env("PGJOBS_S3_ATTEMPTS",
-                                                           DEFAULT_ATTEMPTS)))},
+                                                           DEFAULT_ATTEMPTS)))}
+            if retries else {"mode": "standard", "total_max_attempts": 1},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": "path" if endpoint else "auto"},
@@ -170,7 +173,7 @@ def botocore_client() -> Any:
             "s3", region_name=region or boto.get_config_variable("region") or "us-east-1",
             endpoint_url=endpoint, config=config)
         client.meta.events.register("before-send.s3.UploadPart", _payload_hash)
-        _clients[(endpoint, region)] = client
+        _clients[(endpoint, region, retries)] = client
         return client
 
 
@@ -235,12 +238,13 @@ def _translate(exc: BaseException) -> S3Error:
 class Client:
     """The S3 calls of one bucket. Every failure is an :class:`S3Error`."""
 
-    def __init__(self, bucket: str):
+    def __init__(self, bucket: str, *, retries: bool = True):
         self.bucket = bucket
+        self.retries = retries  # False: each request sent once (botocore_client)
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
-            client = botocore_client()
+            client = botocore_client(self.retries)
             return getattr(client, operation)(Bucket=self.bucket, **kwargs)
         except S3Error:
             raise

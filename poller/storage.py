@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pgjobs.errors import InvalidInput, PgjobsError, split_tail
@@ -83,6 +83,7 @@ else:
     https = lazy_module("pgjobs.poller.https")
 
 log = logging.getLogger("pgjobs.storage")
+T = TypeVar("T")
 SCHEMES = ("file", "s3", "gs", "az", "memory", "https")  # https: import sources only
 STAGING = ".pgjobs-staging"
 """Name of the hidden folder (under the destination prefix) holding staged parts."""
@@ -921,12 +922,14 @@ def resume_upload(location: Location, staging: str, token: str,
     checkpoint it (:class:`upload_s3.NativeS3Upload`), so no upload is ever
     opened that no record leads to. ``fence``: called before the upload aborts
     the key's unrecorded uploads within the attempt (a create sent again, its
-    cleanup); it must renew the attempt's lease or raise: a stale attempt
-    must not abort the next owner's upload."""
+    cleanup, a resume of a state that recorded ``opening``), before each
+    abort and once after the last (:func:`fenced`); it must renew the
+    attempt's lease or raise: a stale attempt must not abort the next
+    owner's upload."""
     from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
 
     if location.scheme == "file":
-        return upload_file.LocalUpload(location, token, state, digests)
+        return upload_file.LocalUpload(location, token, state, digests, fence)
     if location.scheme == "gs":
         return gcs.ComposeUpload(location, staging, token, state, digests)
     if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
@@ -939,34 +942,65 @@ def resume_upload(location: Location, staging: str, token: str,
         return upload_s3.NativeS3Upload(location, state, digests, record, fence)
     if not state and location.scheme == "s3" and part_size >= s3.MIN_PART:
         return upload_s3.NativeS3Upload(location, None, digests, record, fence)
-    return upload_obstore.StagedUpload(location, staging, token, state, digests=digests)
+    return upload_obstore.StagedUpload(location, staging, token, state, digests=digests,
+                                       fence=fence)
 
 
-def discard_upload(location: Location, state: dict[str, Any] | None) -> None:
+def fenced(fence: Callable[[], None] | None, call: Callable[[], T], *,
+           best_effort: bool = False) -> T | None:
+    """A destructive storage action taken inside an attempt (a delete, an
+    abort, an overwrite of the object): only while the attempt still holds
+    the job. ``fence`` renews the lease or raises (the exporter's LeaseLost)
+    before the call, and again after it: a call that hung longer than the
+    lease (the job claimed again meanwhile) ends the attempt there, so a
+    stale worker takes no further action for a lease that is gone. Both
+    fences raise whatever ``best_effort`` says: with it, only the call's own
+    storage failures (StorageError, OSError, S3Error) are logged and
+    swallowed (None returned), never a refused fence. ``fence`` None: no
+    attempt acts (a canceled job's cleanup, the housekeeping queue): the
+    call alone."""
+    if fence is not None:
+        fence()
+    try:
+        result: T | None = call()
+    except (StorageError, OSError, s3.S3Error) as exc:
+        if not best_effort:
+            raise
+        log.warning("storage: %s (left for the job's cleanup)", _one_line(exc))
+        result = None
+    if fence is not None:
+        fence()
+    return result
+
+
+def discard_upload(location: Location, state: dict[str, Any] | None,
+                   fence: Callable[[], None] | None = None) -> None:
     """Remove what a checkpointed upload left (temporary file, staged parts, an open
-    multipart upload)."""
+    multipart upload). ``fence``: an attempt discards its own upload, each
+    removal only while it still holds the job (:func:`fenced`): the next
+    owner resumes the same upload (the checkpoint names it), and a stale
+    attempt must not take it from under that owner."""
     if not state:
         return
     if location.scheme == "file":
         tmp = state.get("tmp")
         if tmp:
             # By the walk below the root: no link followed to a file elsewhere.
-            with contextlib.suppress(OSError, StorageError):
-                unlink_file(str(tmp), f"cannot delete {tmp}")
+            fenced(fence, lambda: unlink_file(str(tmp), f"cannot delete {tmp}"),
+                   best_effort=True)
         return
     if state.get("opening") is not None and location.scheme == "s3":
         # Uploads opened at the key and never recorded (best effort: the
         # queued removal and the stale sweep come after).
-        with contextlib.suppress(Exception):
-            _abort_unrecorded(location, state)
+        fenced(fence, lambda: _abort_unrecorded(location, state, fence), best_effort=True)
     if state.get("upload_id"):
         from pgjobs.poller import upload_s3  # it imports this module
 
-        upload_s3.abort_later(location, str(state["upload_id"]))
+        fenced(fence, lambda: upload_s3.abort_later(location, str(state["upload_id"])))
         return
     staging = state.get("staging")
     if staging:
-        delete_prefix(location, staging)
+        fenced(fence, lambda: delete_prefix(location, staging))
 
 
 def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
@@ -1024,16 +1058,19 @@ def remove_leftover(uri: str, upload: dict[str, Any], job_id: int) -> None:
         _remove_staged(loc, str(upload["staging"]), job_id)
 
 
-def _abort_unrecorded(loc: Location, state: dict[str, Any]) -> None:
+def _abort_unrecorded(loc: Location, state: dict[str, Any],
+                      fence: Callable[[], None] | None = None) -> None:
     """Abort the multipart uploads of ``loc``'s key that ``state`` (one that
-    recorded ``opening``) does not name (:func:`upload_s3.abort_unrecorded`)."""
+    recorded ``opening``) does not name (:func:`upload_s3.abort_unrecorded`,
+    each abort fenced by ``fence``)."""
     from pgjobs.poller import upload_s3  # it imports this module
 
     if loc.scheme != "s3":
         raise _refused_leftover(loc, "multipart uploads")
     keep = {str(state["upload_id"])} if state.get("upload_id") else set()
     try:
-        upload_s3.abort_unrecorded(s3.Client(loc.base.split("://", 1)[1]), loc.path, keep)
+        upload_s3.abort_unrecorded(s3.Client(loc.base.split("://", 1)[1]), loc.path, keep,
+                                   fence=fence)
     except s3.S3Error as exc:
         raise storage_error(exc, f"cannot abort the unrecorded uploads of {loc.uri}") from exc
 
@@ -1132,8 +1169,11 @@ def delete_prefix(location: Location, prefix: str) -> int:
 # --- single objects ------------------------------------------------------------
 
 
-def delete(uri: str) -> bool:
-    """Delete one object. Returns False when it did not exist."""
+def delete(uri: str, *, retries: bool = True) -> bool:
+    """Delete one object. Returns False when it did not exist. ``retries=False``:
+    the store's client never sends the delete again by itself (an attempt's
+    delete, :func:`fenced`: a retry is the caller's, after a new fence, never
+    a request resent by the client after the lease may have run out)."""
     loc = parse(uri)
     if loc.scheme == "file":
         try:
@@ -1143,7 +1183,7 @@ def delete(uri: str) -> bool:
         except OSError as exc:
             raise storage_error(exc, f"cannot delete {uri}") from exc
         return True
-    store = store_for(loc)
+    store = store_for(loc, retries=retries)
     try:
         obstore.head(store, loc.path)
     except not_found():
@@ -1180,12 +1220,12 @@ def holds(uri: str, sha256: str) -> bool:
     return digest.hexdigest() == sha256
 
 
-def delete_holding(uri: str, sha256: str) -> bool:
+def delete_holding(uri: str, sha256: str, *, retries: bool = True) -> bool:
     """Delete the object at ``uri`` only if it holds exactly the bytes whose
     SHA-256 is ``sha256`` (:func:`holds`): one a job may have created but never
     recorded as created, which is the job's only then. False when missing or
     holding anything else (another's: left alone)."""
-    return holds(uri, sha256) and delete(uri)
+    return holds(uri, sha256) and delete(uri, retries=retries)
 
 
 def delete_streamed(uri: str, digests: list[Any]) -> bool:

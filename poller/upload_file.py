@@ -14,12 +14,14 @@ import contextlib
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pgjobs.poller.storage import (
     COMPOSE_CHUNK,
     Location,
     StorageError,
+    fenced,
     open_file,
     place_file,
     storage_error,
@@ -34,8 +36,10 @@ class LocalUpload(Upload):
     inherited prefix on resume)."""
 
     def __init__(self, location: Location, token: str, state: dict[str, Any] | None,
-                 digests: list[Any] | None = None):
+                 digests: list[Any] | None = None,
+                 fence: Callable[[], None] | None = None):
         self.location = location
+        self._fence = fence
         self._digests = digests
         directory, name = os.path.split(location.path)
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
@@ -83,8 +87,10 @@ class LocalUpload(Upload):
         check.finish()
         self._size = size
         if previous != self._tmp:
-            with contextlib.suppress(OSError):
-                unlink_file(previous, f"cannot delete {previous}")
+            # The previous owner's file, which the checkpoint names: only while
+            # the job is this attempt's (the next owner resumes from it too).
+            fenced(self._fence, lambda: unlink_file(previous, f"cannot delete {previous}"),
+                   best_effort=True)
 
     def write_part(self, data: bytes | bytearray) -> str:
         """Write ``data`` at the end of the parts written so far and make it

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pgjobs.lazy import lazy_module
@@ -67,7 +67,8 @@ class StagedUpload(Upload):
 
     def __init__(self, location: Location, staging: str, token: str,
                  state: dict[str, Any] | None, *, verify: bool = True,
-                 digests: list[Any] | None = None):
+                 digests: list[Any] | None = None,
+                 fence: Callable[[], None] | None = None):
         self.location = location
         self._digests = digests
         self._store = store_for(location)
@@ -78,7 +79,8 @@ class StagedUpload(Upload):
         # checkpoint never names (the finalizing one is taken before it), so
         # the state records that one may be open at the key: a later attempt,
         # or the removal queued when the job ends, aborts those it left
-        # (upload_s3.abort_unrecorded).
+        # (upload_s3.abort_unrecorded), each only while the attempt still
+        # holds the job (``fence``: the next owner's is never taken).
         self._opening: Any = None
         if location.scheme == "s3":
             begun = (state or {}).get("opening")
@@ -86,7 +88,7 @@ class StagedUpload(Upload):
             if begun is not None:
                 client = s3.Client(location.base.split("://", 1)[1])
                 try:
-                    upload_s3.abort_unrecorded(client, location.path)
+                    upload_s3.abort_unrecorded(client, location.path, fence=fence)
                 except s3.S3Error as exc:
                     raise storage_error(exc, f"cannot write {location.uri}") from exc
         if state and verify and self._runs:

@@ -74,7 +74,7 @@ class NativeS3Upload(Upload):
                 # can continue them.
                 abort_unrecorded(self._client, self._key,
                                  keep={str(state["upload_id"])} if state.get("upload_id")
-                                 else ())
+                                 else (), fence=fence)
                 self._opening = state["opening"]  # a marker: kept as it is
             if state and state.get("upload_id"):
                 self._id = str(state["upload_id"])
@@ -123,7 +123,7 @@ class NativeS3Upload(Upload):
             if self._fence is not None:
                 self._fence()
             abort_unrecorded(self._client, self._key,
-                             keep={self._id} if self._id is not None else ())
+                             keep={self._id} if self._id is not None else (), fence=self._fence)
 
     def fresh(self) -> bool:
         return self._id is None
@@ -258,7 +258,8 @@ def complete_new(client: s3.Client, location: Location, upload_id: str,
     client.complete(location.path, upload_id, etags, overwrite=True)
 
 
-def abort_unrecorded(client: s3.Client, key: str, keep: Collection[str] = ()) -> int:
+def abort_unrecorded(client: s3.Client, key: str, keep: Collection[str] = (), *,
+                     fence: Callable[[], None] | None = None) -> int:
     """Abort the open multipart uploads of exactly ``key`` but those in
     ``keep`` (the one a checkpoint names): what an export's attempts opened
     there and never recorded. Called only where a checkpoint recorded that
@@ -268,12 +269,24 @@ def abort_unrecorded(client: s3.Client, key: str, keep: Collection[str] = ()) ->
     id writing the same key at the same time meets this one's object there
     and fails for good (42710) whichever upload is aborted. No time filter:
     ``Initiated`` is the store's clock (and some S3-compatible stores answer
-    a fixed date). Raises :class:`s3.S3Error`; how many it aborted."""
+    a fixed date). Raises :class:`s3.S3Error`; how many it aborted.
+
+    ``fence``: an attempt aborts them (not the housekeeping queue): each
+    abort only while it still holds the job, the lease renewed before it and
+    once more after the last (:func:`storage.fenced`): an abort that hung
+    past the lease stops the loop before the next upload, which may be the
+    next owner's. Sent once (``s3.Client(..., retries=False)``): the client
+    never resends an abort by itself after the fence."""
     aborted = 0
+    aborter = client if fence is None else s3.Client(client.bucket, retries=False)
     for found, upload_id, _initiated in client.list_uploads(key):
         if found == key and upload_id not in keep:
-            client.abort(key, upload_id)
+            if fence is not None:
+                fence()
+            aborter.abort(key, upload_id)
             aborted += 1
+    if fence is not None and aborted:
+        fence()
     return aborted
 
 

@@ -19890,7 +19890,9 @@ CREATE FUNCTION pgjobs._throttle(p_id bigint, p_worker text, p_deadline timestam
 -- (fenced, as a heartbeat), and the next call sleeps 0.25 s first, so
 -- paging resumes within about 0.75 s of the signal clearing. The first
 -- page removes checkpoint.throttled (pgjobs._run_page writes the
--- checkpoint afresh; so does this function when a spell ends).
+-- checkpoint afresh; so does this function when a signal's spell ends; a
+-- hand-back's note, pgjobs._table_hand_back's or _fence_hand_back's, is
+-- left for the page: one wait is one spell, one event).
 --
 -- Autovacuum counts on the target, its partitions and their TOAST tables.
 -- A limit that is not valid any more (edited in pgjobs.jobs) fails the job
@@ -20057,7 +20059,15 @@ BEGIN
             'job', p_id, 'held', true, 'valid', v_valid)::text, false);
         RETURN 'more';
     END IF;
-    IF v_job.checkpoint ? 'throttled' THEN
+    -- A signal's spell ends here. A hand-back's note (its table held:
+    -- "holders"; the DDL fence: "waits_for") stays for the page: a page
+    -- that runs writes the checkpoint afresh (pgjobs._run_page), one still
+    -- blocked is handed back again in the same spell (its "since" kept, no
+    -- second `throttled` event). Dropped here, a job whose partition stayed
+    -- held (the claim's look-up reads the parent only) began a new spell,
+    -- and sent another event, at every claim of one wait.
+    IF v_job.checkpoint ? 'throttled'
+       AND NOT (v_job.checkpoint -> 'throttled' ?| ARRAY['holders', 'waits_for']) THEN
         UPDATE pgjobs.jobs j SET checkpoint = j.checkpoint - 'throttled', updated_at = now()
          WHERE j.id = p_id AND j.worker = p_worker;
     END IF;
@@ -26438,8 +26448,11 @@ CREATE FUNCTION pgjobs.stats() RETURNS jsonb
 --                  heartbeat_age_seconds, throttled}]:
 --                  rows/s is done over the time since started_at; eta
 --                  (seconds) needs a total and a rate; at most 100 jobs
---   throttled      [{id, kind, target, scope, reason, since}] running jobs
---                  held by a throttle signal (checkpoint.throttled)
+--   throttled      [{id, kind, target, scope, status, reason, since}] jobs
+--                  held by a throttle signal or waiting (checkpoint.throttled):
+--                  running ones held, and queued ones handed back (their
+--                  table held by another session, the DDL fence held past a
+--                  commit, a throttled job released at its runner's deadline)
 --   paused         [{id, kind, target, scope, since, done, total}]
 --   leases_expiring [{id, kind, worker, lease_expires_at}] running jobs
 --                  whose lease ends within 10 seconds (or has ended: the
@@ -26530,10 +26543,12 @@ SELECT jsonb_build_object(
     'throttled', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', a.id, 'kind', a.kind, 'target', a.target::text, 'scope', a.scope,
+                   'status', a.status,
                    'reason', a.throttled ->> 'reason', 'since', a.throttled -> 'since')
                    ORDER BY a.id)
           FROM active a
-         WHERE a.status = 'running' AND jsonb_typeof(a.throttled) = 'object'), '[]'::jsonb),
+         WHERE a.status IN ('running', 'queued') AND jsonb_typeof(a.throttled) = 'object'),
+        '[]'::jsonb),
     'paused', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', a.id, 'kind', a.kind, 'target', a.target::text, 'scope', a.scope,

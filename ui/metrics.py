@@ -19,7 +19,8 @@ METRICS = {
     "pgjobs_running_rows_per_second": "Sum of the rates of the running jobs, by kind.",
     "pgjobs_rows_last_minute": "Rows done in the last minute, by kind (estimated per job).",
     "pgjobs_rows_last_hour": "Rows done in the last hour, by kind (estimated per job).",
-    "pgjobs_throttled_jobs": "Running jobs held by a throttle signal, by reason.",
+    "pgjobs_throttled_jobs": ("Jobs held by a throttle signal, or handed back to wait for "
+                              "their table or the DDL fence, by reason."),
     "pgjobs_paused_jobs": "Paused jobs.",
     "pgjobs_leases_expiring": "Running jobs whose lease ends within 10 seconds or has "
                               "ended: their worker stopped heartbeating.",
