@@ -186,6 +186,22 @@ BEGIN
                                      'pgjobs_v.e::jsonb, %2$L::jsonb, %3$L)',
                                      v_json, v_shape, v_field) END,
                     v_field, v_type, v_src)
+                -- An array of json or jsonb (through domains): a JSON array
+                -- is one dimension of its elements' JSON values (a string
+                -- stays a string: their text, unquoted, read "1" as the
+                -- number 1 and refused "x"), null an SQL NULL; a string is
+                -- the array's PostgreSQL text ('{null,NULL}', which a JSONL
+                -- export writes for an array a JSON array would not carry:
+                -- pgjobs._array_bounds_test).
+                WHEN v_att.is_array AND pgjobs._base_type(coalesce(
+                    (SELECT nullif(t.typelem, 0) FROM pg_catalog.pg_type t
+                      WHERE t.oid = pgjobs._base_type(v_att.atttypid)),
+                    v_att.atttypid)) IN ('json'::regtype, 'jsonb'::regtype) THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT CASE WHEN '
+                    '%3$s_typeof(pgjobs_a.e) <> ''null'' THEN pgjobs_a.e END FROM '
+                    '%3$s_array_elements(%1$s) WITH ORDINALITY pgjobs_a (e, o) ORDER BY '
+                    'pgjobs_a.o)::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
