@@ -566,3 +566,68 @@ def test_a_json_columns_own_null_is_read_as_documented(nconn: Conn, nested_dsn: 
     read = {n: (None if fmt == "jsonl" and value == "null" else value)
             for n, value in TOP_ROWS.items()}
     assert rows == [(n, value, value, value, value) for n, value in read.items()], fmt
+
+
+# --- the check's fast path never passes what the check refuses ----------------
+
+SHAPED = ["int[]", "text[]", "nj_comp", "nj_comp[]", "nj_wrapped", "nj_wrapped[]", "nj_posarr",
+          "nj_jnest", "nj_jnest[]"]
+# values near the shapes: arrays of 0-3 dimensions, ragged or not, objects
+# naming the types' fields or others, scalars where arrays or objects go
+json_near = st.recursive(
+    st.one_of(st.none(), st.integers(0, 3), st.just("s"), st.booleans()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["label", "items", "inner_", "grid", "d", "p", "n",
+                                         "tag", "ja", "c", "x"]), inner, max_size=3)),
+    max_leaves=8)
+
+
+@settings(max_examples=int(os.environ.get("PGJOBS_NESTED_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(value=json_near, type_=st.sampled_from(SHAPED))
+def test_the_fast_test_passes_only_what_the_check_passes(nconn: Conn, value: Any,
+                                                         type_: str) -> None:
+    """pgjobs._import_json_fast (an expression the INSERT evaluates so that
+    most records need no call of pgjobs._import_json_check) may leave a value
+    to the check, never pass one the check refuses: a ragged array, a field
+    the type lacks, an object for an array would otherwise be read as
+    another value without a word."""
+    shape = nconn.execute("SELECT pgjobs._import_json_shape(%s::regtype)", (type_,)).fetchone()
+    assert shape is not None
+    fast_sql = nconn.execute("SELECT pgjobs._import_json_fast('v.v', %s::jsonb)",
+                             (json.dumps(shape[0]),)).fetchone()
+    assert fast_sql is not None
+    fast = nconn.execute(f"SELECT {fast_sql[0]} FROM (SELECT %s::jsonb AS v) v",
+                         (json.dumps(value),)).fetchone()
+    assert fast is not None
+    try:
+        nconn.execute("SELECT pgjobs._import_json_check(%s::jsonb, %s::jsonb, 'c')",
+                      (json.dumps(value), json.dumps(shape[0])))
+        passed = True
+    except psycopg.errors.InvalidTextRepresentation:
+        passed = False
+    assert passed or fast[0] is not True, (type_, value, fast_sql[0])
+    if isinstance(value, list) and all(not isinstance(e, (list, dict)) for e in value):
+        # (and it does pass the common case: one dimension of scalars)
+        assert fast[0] is True or type_ not in ("int[]", "text[]"), (type_, value)
+
+
+@pytest.mark.parametrize("type_, value, fast", [
+    ("int[]", [[1, 2], [3, 4]], True), ("int[]", [[1, 2], [3]], False),
+    ("int[]", [[1], "x"], False), ("int[]", [[1, [2]], [3, 4]], False),
+    ("int[]", [[[1]]], False), ("int[]", {"a": 1}, False), ("int[]", [], True),
+    ("nj_comp", {"label": "a", "items": [[1], [2]]}, True),
+    ("nj_comp", {"label": "a", "lable": 1}, False),
+    ("nj_comp", {"items": [[1], [2, 3]]}, False),
+    ("nj_comp[]", [{"label": "a"}, None, "(x)"], True), ("nj_comp[]", [{"labels": 1}], False),
+    ("nj_comp[]", [[{"label": 1}]], False), ("nj_wrapped", {"p": {"tag": "t", "x": 1}}, False),
+])
+def test_the_fast_test_on_known_values(nconn: Conn, type_: str, value: Any, fast: bool) -> None:
+    got = nconn.execute(
+        "SELECT pgjobs._import_json_fast('v.v', pgjobs._import_json_shape(%s::regtype))",
+        (type_,)).fetchone()
+    assert got is not None
+    row = nconn.execute(f"SELECT coalesce({got[0]}, false) FROM (SELECT %s::jsonb AS v) v",
+                        (json.dumps(value),)).fetchone()
+    assert row == (fast,), (type_, value)
