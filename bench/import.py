@@ -44,6 +44,17 @@ the good records) and the same run's import of the source without bad records
 without bad records. ``--reject-kind fields`` makes the bad
 records carry an extra field instead (refused by the worker's COPY).
 
+``--shape nested`` measures a table of arrays, composites and domains
+instead (``nested_rows``: ``text[]``, ``int[][]``, a composite holding an
+``int[]``, a float, a json and a jsonb, an array of that composite, a domain
+over ``int[]`` with a CHECK, a ``jsonb[]``; its primary key and (table_id,
+id) index; no document column). The source is ``--rows`` rows generated in
+the database and written as CSV (``COPY ... TO``) and as JSON Lines
+(``row_to_json``, nested arrays and objects); the baseline is a plain
+``COPY nested_rows FROM`` the CSV file (one transaction), and each run
+imports the CSV and the JSONL file into the same scope, each after the
+scope is emptied and vacuumed.
+
 ``--repeat N`` runs N baseline/import pairs in turn (each pair on the same
 relation size: both scopes deleted and vacuumed after it) and prints the median
 ratio: the machine may be shared and noisy.
@@ -93,6 +104,93 @@ SELECT jsonb_strip_nulls(jsonb_build_object('name', to_jsonb(f1), 'email', to_js
                                             'city', to_jsonb(f5))), {{scope}}
   FROM stage;
 """
+NESTED_TABLE = "nested_rows"
+NESTED_SETUP = """
+CREATE TYPE bench_comp AS (label text, items int[], f float8, j json, jb jsonb);
+CREATE DOMAIN bench_posarr AS int[] CHECK (VALUE[1] > 0);
+CREATE TABLE {table} (
+    id         bigint PRIMARY KEY,
+    table_id   integer     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    tags text[], grid int[], comp bench_comp, carr bench_comp[], dom bench_posarr,
+    meta jsonb, ja jsonb[]
+);
+CREATE INDEX {table}_table_id_id_idx ON {table} (table_id, id);
+SELECT pgjobs.register_target('{table}', 'id', 'table_id', 'created_at');
+CREATE TABLE nested_src AS
+SELECT g AS id, {scope} AS table_id,
+       ARRAY['tag ' || g % 7, 'x,"y"', NULL] AS tags,
+       ARRAY[[g % 10, 2], [3, NULL]] AS grid,
+       ROW('label ' || g, ARRAY[g, g + 1], g / 7.0, json_build_object('k', g, 'n', NULL),
+           CASE WHEN g % 3 = 0 THEN NULL ELSE jsonb_build_object('a', g) END)::bench_comp AS comp,
+       ARRAY[ROW('a', '{{1,2}}', -0.0, '[1,2]', '{{"b": null}}')::bench_comp, NULL] AS carr,
+       ARRAY[1 + g % 5, 2]::bench_posarr AS dom,
+       jsonb_build_object('status', 'open', 'score', g % 100) AS meta,
+       ARRAY['{{"a": 1}}'::jsonb, '"s"'] AS ja
+  FROM generate_series(1, {rows}) g;
+"""
+NESTED_COLUMNS = "id, table_id, tags, grid, comp, carr, dom, meta, ja"
+
+
+def write_nested_sources(conn: psycopg.Connection[object], folder: Path, rows: int,
+                         scope: int) -> tuple[Path, Path]:
+    """nested_rows' source rows, as CSV (with its header) and as JSON Lines."""
+    for statement in NESTED_SETUP.format(table=NESTED_TABLE, scope=scope, rows=rows).split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+    csv_path, jsonl_path = folder / "nested.csv", folder / "nested.jsonl"
+    with conn.cursor() as cur:
+        for path, sql in (
+                (csv_path, f"COPY (SELECT {NESTED_COLUMNS} FROM nested_src ORDER BY id) "
+                           "TO STDOUT (FORMAT csv, HEADER)"),
+                # (JSON text holds neither byte raw: COPY passes it as it is)
+                (jsonl_path, f"COPY (SELECT row_to_json(s) FROM (SELECT {NESTED_COLUMNS} "
+                             "FROM nested_src ORDER BY id) s) TO STDOUT "
+                             "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")):
+            with open(path, "wb") as f, cur.copy(sql) as copy:
+                for block in copy:
+                    f.write(block)
+            os.chmod(path, 0o644)
+    return csv_path, jsonl_path
+
+
+def bench_nested(conn: psycopg.Connection[object], dsn: str, folder: Path, rows: int,
+                 repeat: int) -> None:
+    """A plain COPY of the CSV, then pgjobs imports of the CSV and of the JSONL
+    of the same rows, into the same (emptied) scope; ratios to the COPY."""
+    scope = 7
+    csv_path, jsonl_path = write_nested_sources(conn, folder, rows, scope)
+    print(f"nested_rows: {rows} rows, CSV {csv_path.stat().st_size / 1e6:.1f} MB, "
+          f"JSONL {jsonl_path.stat().st_size / 1e6:.1f} MB")
+
+    def empty() -> None:
+        conn.execute(f"DELETE FROM {NESTED_TABLE} WHERE table_id = %s", (scope,))
+        conn.execute(f"VACUUM {NESTED_TABLE}")
+
+    ratios: dict[str, list[float]] = {"csv": [], "jsonl": []}
+    for rep in range(repeat):
+        started = time.perf_counter()
+        with conn.transaction():
+            conn.execute(f"COPY {NESTED_TABLE} ({NESTED_COLUMNS}) FROM '{csv_path}' "
+                         "(FORMAT csv, HEADER true)")
+        baseline = time.perf_counter() - started
+        assert count(conn, scope, NESTED_TABLE) == rows
+        print(f"[{rep + 1}/{repeat}] {'baseline COPY nested_rows FROM csv':36} "
+              f"{baseline:8.2f} s   1.00x")
+        for fmt, path in (("csv", csv_path), ("jsonl", jsonl_path)):
+            empty()
+            took = run_import(conn, dsn, f"file://{path}", scope, f"file://{folder}",
+                              target=NESTED_TABLE)
+            assert count(conn, scope, NESTED_TABLE) == rows
+            ratios[fmt].append(took / baseline)
+            print(f"[{rep + 1}/{repeat}] {'pgjobs import (' + fmt + ')':36} {took:8.2f} s"
+                  f"   {took / baseline:.2f}x   ({rows / took:,.0f} records/s)")
+        empty()
+    for fmt, values in ratios.items():
+        print(f"{fmt}: median ratio of {repeat} runs {statistics.median(values):.2f}x "
+              f"(min {min(values):.2f}x, max {max(values):.2f}x)")
+
+
 CHILD = """
 import sys
 import psycopg
@@ -241,8 +339,8 @@ def bench_rejects(conn: psycopg.Connection[object], dsn: str, folder: Path, sour
           f"{statistics.median(vs_copy):.2f}x COPY")
 
 
-def count(conn: psycopg.Connection[object], scope: int) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE table_id = %s", (scope,)).fetchone()
+def count(conn: psycopg.Connection[object], scope: int, table: str = TABLE) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {table} WHERE table_id = %s", (scope,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -270,14 +368,14 @@ def start_s3(source: Path) -> str:
 
 
 def run_import(conn: psycopg.Connection[object], dsn: str, source: str, scope: int,
-               storage_uri: str, options: str = "{}") -> float:
+               storage_uri: str, options: str = "{}", target: str = TABLE) -> float:
     """Submit (with the job options ``options``, JSON), claim and run one import
     in this process as `pgjobs import` does: one session submits, claims and is
     lent to the importer as its control connection (``conn`` is not used for
     it); its seconds from the claim."""
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as session:
         job = session.execute("SELECT pgjobs.submit_import(%s, %s, %s, %s::jsonb) AS id",
-                              (TABLE, str(scope), source, options)).fetchone()
+                              (target, str(scope), source, options)).fetchone()
         assert job is not None
         started = time.perf_counter()
         worker = session.execute("SELECT worker FROM pgjobs.claim_import(%s, 'bench')",
@@ -305,6 +403,9 @@ def main() -> None:
     parser.add_argument("--reject-kind", choices=["value", "fields"], default="value",
                         help="how a bad record is bad: a value the target's CHECK refuses "
                              "(default) or an extra field the worker's COPY refuses")
+    parser.add_argument("--shape", choices=["flat", "nested"], default="flat",
+                        help="nested: a table of arrays, composites and domains, csv and jsonl "
+                             "imports against a plain COPY of the same rows")
     parser.add_argument("--repeat", type=int, default=1,
                         help="baseline/import pairs, interleaved; the median ratio is printed "
                              "(0 with --rss: only the peak RSS)")
@@ -316,6 +417,12 @@ def main() -> None:
         migrate(dsn)
         folder = Path(tmp)
         os.chmod(folder, 0o755)
+        if args.shape == "nested":
+            print(f"{what}")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{folder}",))
+                bench_nested(conn, dsn, folder, args.rows, max(1, args.repeat))
+            return
         source = folder / "rows.csv"
         size = write_source(source, args.rows)
         os.chmod(source, 0o644)

@@ -542,20 +542,25 @@ CREATE FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth i
     SET "DateStyle" TO 'ISO, YMD'
     SET "IntervalStyle" TO 'postgres'
     AS $_$
--- The one rule for an array whose lower bounds are not all 1 on the JSON
+-- The one rule for a value JSON would carry as another value on the JSON
 -- read paths (pgjobs.visible, the jsonl export): to_jsonb and row_to_json
 -- write '[0:1]={a,b}' as ["a", "b"], the bounds lost, so a value read back
--- (pgjobs import, COPY) was another value. Such a value, wherever the array
--- sits (the column, a domain over an array, an element of an array, a field
--- of a composite, any nesting of these), makes the whole column's value
+-- (pgjobs import, COPY) was another value; and they write a json or jsonb
+-- holding JSON null inside an array or a composite ('{null,NULL}'::jsonb[],
+-- a field '(null,)') as null, the SQL NULL's spelling, and a json or jsonb
+-- array of more dimensions ('{{1},{2}}'::jsonb[]), or of one holding JSON
+-- arrays ('{[1],[2]}'), both as [[1], [2]]. Such a value, wherever it sits
+-- (the column, a domain over an array, an element of an array, a field of
+-- a composite, any nesting of these), makes the whole column's value
 -- travel as its PostgreSQL text, a JSON string, which every import reads
--- back exactly; a value whose arrays all start at 1 keeps the JSON it
--- always had. Parquet, whose list column holds no bounds, refuses it
+-- back exactly; any other value keeps the JSON it always had. (A json or
+-- jsonb column's own JSON null has no other spelling: a JSON string is a
+-- string.) Parquet, whose list column holds no bounds, refuses bounds
 -- (pgjobs._parquet_column).
 -- Returns the text of an SQL boolean expression over the SQL expression
--- p_expr (of type p_type): true when the value holds such an array; NULL
--- when p_type holds no array anywhere (the caller writes the value as it
--- did). Only pg_catalog in the text: it runs on any role's path. p_depth
+-- p_expr (of type p_type): true when the value holds such an array or
+-- JSON null; NULL when p_type holds no array, nor json or jsonb below the
+-- top, anywhere (the caller writes the value as it did). Only pg_catalog in the text: it runs on any role's path. p_depth
 -- names the aliases of the nested subqueries (1 at the top). A read of
 -- the catalog. Locks nothing.
 DECLARE
@@ -580,6 +585,12 @@ BEGIN
     SELECT t.typtype, nullif(t.typelem, 0)::regtype, nullif(t.typrelid, 0)
       INTO v_kind, v_elem, v_rel
       FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    -- A json or jsonb inside an array or a composite (p_depth > 1): its
+    -- JSON null (an element's test is the array's, below).
+    IF v_type IN ('json'::regtype, 'jsonb'::regtype) THEN
+        RETURN CASE WHEN p_depth > 1 THEN format(
+            '(pg_catalog.%s_typeof(%s) OPERATOR(pg_catalog.=) ''null'')', v_type, p_expr) END;
+    END IF;
     IF v_elem IS NOT NULL AND v_kind = 'b'
        AND EXISTS (SELECT FROM pg_catalog.pg_type t
                     WHERE t.oid = v_type AND t.typsubscript = 'array_subscript_handler'::regproc) THEN
@@ -592,7 +603,17 @@ BEGIN
         -- (NULL: no bound to keep).
         -- (an element of a plain scalar type holds no array: no call, each
         -- one a GUC save and restore; most arrays are of scalars)
-        IF EXISTS (SELECT FROM pg_catalog.pg_type t
+        -- (an array of json or jsonb, through domains: more than one
+        -- dimension, or an element that is JSON null or a JSON array, which
+        -- row_to_json writes alike)
+        IF pgjobs._base_type(v_elem) IN ('json'::regtype, 'jsonb'::regtype) THEN
+            v_inner := format('pg_catalog.%1$s_typeof(%2$I.e) IN (''null'', ''array'')',
+                              pgjobs._base_type(v_elem), v_s);
+            RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
+                          'OR pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 '
+                          'OR EXISTS (SELECT FROM (SELECT pg_catalog.unnest(%1$s) AS e) %2$I '
+                          'WHERE %3$s))', p_expr, v_s, v_inner);
+        ELSIF EXISTS (SELECT FROM pg_catalog.pg_type t
                     WHERE t.oid = v_elem
                       AND (t.typtype IN ('c', 'd')
                            OR t.typsubscript = 'array_subscript_handler'::regproc)) THEN
@@ -611,14 +632,15 @@ BEGIN
     END IF;
     IF v_kind = 'c' THEN
         FOR v_att IN
-            -- (only the fields whose type may hold an array: a field of a
-            -- plain scalar type needs no call)
+            -- (only the fields whose type may hold an array, or is json or
+            -- jsonb: a field of another scalar type needs no call)
             SELECT a.attname, a.atttypid::regtype AS typ
               FROM pg_catalog.pg_attribute a
               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped
                AND (t.typtype IN ('c', 'd')
-                    OR t.typsubscript = 'array_subscript_handler'::regproc)
+                    OR t.typsubscript = 'array_subscript_handler'::regproc
+                    OR t.oid IN ('json'::regtype, 'jsonb'::regtype))
              ORDER BY a.attnum
         LOOP
             v_inner := pgjobs._array_bounds_test(format('(%s).%I', p_expr, v_att.attname),
@@ -627,7 +649,7 @@ BEGIN
                 v_fields := concat_ws(' OR ', v_fields, v_inner);
             END IF;
         END LOOP;
-        RETURN '(' || v_fields || ')';  -- NULL when no field holds an array
+        RETURN '(' || v_fields || ')';  -- NULL when no field holds one
     END IF;
     RETURN NULL;
 END
@@ -639,7 +661,7 @@ ALTER FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth in
 -- Name: FUNCTION _array_bounds_test(p_expr text, p_type regtype, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) IS 'SQL text of a test that expression p_expr of type p_type holds an array whose lower bounds are not all 1 (anywhere in domains, arrays, composites); NULL when the type holds no array. Such a value is read and exported as JSON in its PostgreSQL text.';
+COMMENT ON FUNCTION pgjobs._array_bounds_test(p_expr text, p_type regtype, p_depth integer) IS 'SQL text of a test that expression p_expr of type p_type holds an array whose lower bounds are not all 1, or a json or jsonb JSON null or ambiguous array below the top (anywhere in domains, arrays, composites); NULL when the type holds none. Such a value is read and exported as JSON in its PostgreSQL text.';
 
 --
 -- Name: _backoff(integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -7849,6 +7871,8 @@ DECLARE
     v_fixed text;
     v_moved text;
     v_shape jsonb;
+    v_any_exact boolean := false;
+    v_line text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -7928,6 +7952,7 @@ BEGIN
             v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
             IF v_exact THEN
                 v_src := format('(x.t -> %L)', v_field);
+                v_any_exact := true;
             END IF;
             v_expr := CASE
                 WHEN v_csv THEN format('%s::%s', v_src, v_type)
@@ -7941,8 +7966,8 @@ BEGIN
                 -- nested, in a domain, NULL at any level) is read by
                 -- PostgreSQL's own json(b)_to_record, once checked
                 -- (pgjobs._import_json_check: rectangular, only the type's
-                -- fields; an array whose first element is no array is one
-                -- dimension and needs no call); any other
+                -- fields; called only where pgjobs._import_json_fast, an
+                -- expression, does not pass the value); any other
                 -- value is the type's PostgreSQL text ('{a,b}', '(1,x)',
                 -- '[0:1]={1,2}', as an export writes bounds not at 1). The
                 -- value is taken from the line once (OFFSET 0: each mention
@@ -7955,14 +7980,28 @@ BEGIN
                     'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
                     'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
-                    CASE WHEN v_shape @? '$.**.fields'
-                         THEN format('pgjobs._import_json_check(pgjobs_v.e::jsonb, %L::jsonb, %L)',
-                                     v_shape, v_field)
-                         ELSE format('(%1$s_typeof(pgjobs_v.e) = ''array'' AND %1$s_typeof(pgjobs_v.e -> 0) '
-                                     'IS DISTINCT FROM ''array'') OR pgjobs._import_json_check('
-                                     'pgjobs_v.e::jsonb, %2$L::jsonb, %3$L)',
-                                     v_json, v_shape, v_field) END,
+                    -- (a value pgjobs._import_json_fast passes needs no call)
+                    format('coalesce((SELECT %1$s FROM (SELECT pgjobs_v.e::jsonb AS v OFFSET 0) '
+                           'pgjobs_w), false) OR pgjobs._import_json_check(pgjobs_v.e::jsonb, '
+                           '%2$L::jsonb, %3$L)',
+                           pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src)
+                -- An array of json or jsonb (through domains): a JSON array
+                -- is one dimension of its elements' JSON values (a string
+                -- stays a string: their text, unquoted, read "1" as the
+                -- number 1 and refused "x"), null an SQL NULL; a string is
+                -- the array's PostgreSQL text ('{null,NULL}', which a JSONL
+                -- export writes for an array a JSON array would not carry:
+                -- pgjobs._array_bounds_test).
+                WHEN v_att.is_array AND pgjobs._base_type(coalesce(
+                    (SELECT nullif(t.typelem, 0) FROM pg_catalog.pg_type t
+                      WHERE t.oid = pgjobs._base_type(v_att.atttypid)),
+                    v_att.atttypid)) IN ('json'::regtype, 'jsonb'::regtype) THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT CASE WHEN '
+                    '%3$s_typeof(pgjobs_a.e) <> ''null'' THEN pgjobs_a.e END FROM '
+                    '%3$s_array_elements(%1$s) WITH ORDINALITY pgjobs_a (e, o) ORDER BY '
+                    'pgjobs_a.o)::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
@@ -8229,6 +8268,14 @@ BEGIN
                       'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
                       p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
                       p_reg.scope_column);
+    -- A JSONL record's line is parsed once (OFFSET 0 keeps the subquery
+    -- from being flattened into each value, where every mention of x.j
+    -- parsed the whole line again: a table of 9 array and composite
+    -- columns read twice as fast, bench/import.py --shape nested), as json
+    -- too only where a value is read from its text.
+    v_line := CASE WHEN v_csv THEN ''
+                   ELSE format(' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j%s OFFSET 0) x',
+                               CASE WHEN v_any_exact THEN ', s.r::json AS t' ELSE '' END) END;
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
         -- (the caller reads its row count; what it returns is discarded).
@@ -8239,7 +8286,7 @@ BEGIN
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
-            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+            v_line,
             v_action, v_moved);
     END IF;
     RETURN format(
@@ -8251,7 +8298,7 @@ BEGIN
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
-        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+        v_line,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $_$;
@@ -8409,6 +8456,99 @@ ALTER FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column 
 --
 
 COMMENT ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) IS 'Checks a JSONL value for an array or composite column against pgjobs._import_json_shape: rectangular arrays, only the type''s fields; true, or 22P02 naming the column and the place.';
+
+--
+-- Name: _import_json_fast(text, jsonb, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer DEFAULT 1) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The text of an SQL boolean expression over the jsonb expression p_expr
+-- (cheap to name again: a subquery's column) that is true only where
+-- pgjobs._import_json_check(p_expr, p_shape, ...) would return true, for
+-- the common shapes: an array of one dimension (its elements checked
+-- alike) or of two (rectangular, elements of a scalar type), a composite's
+-- object (only the type's fields, each checked alike). Elsewhere (three
+-- dimensions, two of composites, a value the check refuses) it is false or
+-- NULL, and pgjobs._import_insert_sql calls the check, which decides and
+-- names the place. Built once per statement, it costs a record no PL/pgSQL
+-- call: the check's call took about 0.2 ms a value of a composite or a
+-- two-dimensional array, a JSONL import of such a table 37x a plain COPY
+-- of its CSV (bench/import.py --shape nested). p_depth names the aliases
+-- of nested subqueries. Reads nothing; locks nothing.
+DECLARE
+    v_alias text := 'pgjobs_f' || p_depth;
+    v_body text;
+    v_field record;
+BEGIN
+    IF NOT coalesce(p_shape ?| ARRAY['array', 'fields'], false) THEN
+        RETURN 'true';
+    END IF;
+    IF p_depth > 32 THEN
+        RETURN 'false';  -- (the check decides)
+    END IF;
+    IF p_shape ? 'array' THEN
+        IF coalesce((p_shape -> 'array') ?| ARRAY['array', 'fields'], false) THEN
+            -- one dimension (the check reads the dimensions along the
+            -- first elements), each element as its own shape says
+            v_body := format(
+                'pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''array'' AND '
+                'pg_catalog.jsonb_typeof(%1$s OPERATOR(pg_catalog.->) 0) IS DISTINCT FROM ''array'' '
+                'AND NOT EXISTS (SELECT FROM pg_catalog.jsonb_array_elements(%1$s) %2$I (v) '
+                'WHERE NOT COALESCE(%3$s, false))',
+                p_expr, v_alias,
+                pgjobs._import_json_fast(format('%I.v', v_alias), p_shape -> 'array',
+                                         p_depth + 1));
+        ELSE
+            -- one dimension, or two: every element an array as long as the
+            -- first, none of their elements an array (jsonpath's strict mode;
+            -- an error, silenced, is NULL: the check decides)
+            v_body := format(
+                'pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''array'' AND '
+                '(pg_catalog.jsonb_typeof(%1$s OPERATOR(pg_catalog.->) 0) IS DISTINCT FROM ''array'' '
+                'OR (pg_catalog.jsonb_typeof(%1$s OPERATOR(pg_catalog.->) 0 OPERATOR(pg_catalog.->) 0) '
+                'IS DISTINCT FROM ''array'' AND NOT pg_catalog.jsonb_path_exists(%1$s, '
+                '''strict $[*] ? (@.type() != "array" || @.size() != $n)'', '
+                'pg_catalog.jsonb_build_object(''n'', pg_catalog.jsonb_array_length('
+                '%1$s OPERATOR(pg_catalog.->) 0)), true) AND NOT pg_catalog.jsonb_path_exists('
+                '%1$s, ''strict $[*][*] ? (@.type() == "array")'', ''{}'', true)))',
+                p_expr);
+        END IF;
+    ELSE
+        v_body := format(
+            'pg_catalog.jsonb_typeof(%1$s) OPERATOR(pg_catalog.=) ''object'' AND NOT EXISTS '
+            '(SELECT FROM pg_catalog.jsonb_object_keys(%1$s) %2$I (k) '
+            'WHERE %2$I.k OPERATOR(pg_catalog.<>) ALL (%3$L::pg_catalog.text[]))',
+            p_expr, v_alias,
+            ARRAY(SELECT n FROM jsonb_array_elements_text(p_shape -> 'names') n)::text);
+        FOR v_field IN
+            SELECT f.key, f.value FROM jsonb_each(p_shape -> 'fields') f
+             WHERE f.value ?| ARRAY['array', 'fields']
+             ORDER BY f.key
+        LOOP
+            v_body := v_body || ' AND ' || pgjobs._import_json_fast(
+                format('(%s OPERATOR(pg_catalog.->) %L)', p_expr, v_field.key), v_field.value,
+                p_depth + 1);
+        END LOOP;
+    END IF;
+    RETURN format('(%1$s IS NULL OR pg_catalog.jsonb_typeof(%1$s) IN (''null'', ''string'') '
+                  'OR (%2$s))', p_expr, v_body);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_fast(p_expr text, p_shape jsonb, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) IS 'SQL text of a test, true only where pgjobs._import_json_check would pass a JSONL value of shape p_shape (one- or two-dimensional arrays, composites); else the check is called.';
 
 --
 -- Name: _import_json_shape(regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -28421,6 +28561,13 @@ GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.
 
 REVOKE ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_fast(p_expr text, p_shape jsonb, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_json_shape(p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

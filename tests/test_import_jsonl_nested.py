@@ -18,6 +18,16 @@ PostgreSQL text, NULL at every level (docs/imports.md, "JSON values").
   reason names the column and the place.
 - A field left out of a composite's object is NULL; JSON null is NULL at
   every level.
+- JSON null and SQL NULL of a json or jsonb value inside an array or a
+  composite (an element of jsonb[] or json[], a field, a domain over json,
+  at any nesting) come back as they were from jsonl and csv, and so does a
+  jsonb[] holding JSON strings ("1" stays a string) or JSON arrays, or of
+  two dimensions: the export writes such a value as its PostgreSQL text
+  (row_to_json spells JSON null as SQL NULL's null, and [[1],[2]] for a
+  jsonb[] of two dimensions and one of arrays alike). Before, the import
+  read every such null back as SQL NULL, "1" as the number 1 and refused
+  "x". A json or jsonb column's own JSON null has no other spelling in
+  JSONL (SQL NULL, documented); csv carries it.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.support import (
@@ -56,6 +66,9 @@ TYPES = """
   CREATE DOMAIN nj_posarr AS int[] CHECK (VALUE[1] > 0);
   CREATE DOMAIN nj_poscomp AS nj_inner CHECK ((VALUE).n > 0);
   CREATE TYPE nj_wrapped AS (d nj_posarr, p nj_poscomp);
+  CREATE DOMAIN nj_djson AS json;
+  CREATE DOMAIN nj_djsonb AS jsonb;
+  CREATE TYPE nj_jnest AS (dj nj_djson, djb nj_djsonb, ja jsonb[], jj json[], c nj_comp);
 """
 # column: type (every column but id, scope and created_at)
 TYPES_OF = {
@@ -64,9 +77,11 @@ TYPES_OF = {
     "t2": "text[][]", "i3": "int[][][]", "f2": "float8[][]", "comp": "nj_comp",
     "carr": "nj_comp[]", "dom": "nj_posarr", "dcomp": "nj_poscomp", "wrap": "nj_wrapped",
     "warr": "nj_wrapped[]", "zb": "int[]", "tz": "text[][]",
+    "jarr": "jsonb[]", "jsarr": "json[]", "dj": "nj_djson", "djb": "nj_djsonb",
+    "jn": "nj_jnest", "jnarr": "nj_jnest[]",
 }
 COLUMNS = list(TYPES_OF)
-JSON_INSIDE = {"comp", "carr"}  # (json has no equality operator)
+JSON_INSIDE = {"comp", "carr", "jsarr", "dj", "jn", "jnarr"}  # (json has no equality operator)
 TABLE = ("id bigint PRIMARY KEY, scope int NOT NULL, "
          "created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour', "
          + ", ".join(f"{c} {t}" for c, t in TYPES_OF.items()))
@@ -90,12 +105,33 @@ ROWS = [
      "carr": "ARRAY[NULL]::nj_comp[]", "t2": "'{{NULL,NULL}}'", "wrap": "ROW(NULL, NULL)"},
     # empty arrays, a composite of one-element arrays
     {"ia": "'{}'", "t2": "'{}'", "i3": "'{{{1}}}'", "carr": "'{}'",
-     # (a json field holding JSON null would come back SQL NULL, as a json
-     # column does: docs/imports.md)
      "comp": "ROW('', '{}', 1e300, '\"s\"', '[]', ROW(NULL, NULL)::nj_inner, '{}', false)::nj_comp",
      "f2": "'{{1}}'"},
     # nothing but the key
     {},
+    # JSON null beside SQL NULL inside arrays and composites, at every level
+    # (a json or jsonb column's own JSON null is not among them: JSONL has
+    # no spelling of it but null, which reads SQL NULL)
+    {"comp": "ROW('n', NULL, NULL, 'null', 'null', NULL, NULL, NULL)::nj_comp",
+     "carr": "ARRAY[ROW(NULL, NULL, NULL, 'null', NULL, NULL, NULL, NULL)::nj_comp, "
+             "ROW(NULL, NULL, NULL, NULL, 'null', NULL, NULL, NULL)::nj_comp, NULL]",
+     "jarr": "'{\"null\",NULL,\"\\\"1\\\"\",\"[1]\"}'",
+     "jsarr": "ARRAY['null'::json, NULL, '\"x\"', '{\"a\":1,\"a\":2}']",
+     "dj": "'{\"n\":null}'", "djb": "'[null]'",
+     "jn": "ROW('null', 'null', '{\"null\",NULL}', '{\"null\",NULL}', "
+           "ROW(NULL, NULL, NULL, 'null', 'null', NULL, NULL, NULL)::nj_comp)::nj_jnest",
+     "jnarr": "ARRAY[ROW(NULL, 'null', NULL, NULL, NULL)::nj_jnest, "
+              "ROW('null', NULL, '{}', NULL, NULL)::nj_jnest, NULL]"},
+    # the same places holding SQL NULL, JSON strings and JSON arrays (a
+    # jsonb[] of arrays and one of two dimensions), which a JSON array
+    # carries or not
+    {"comp": "ROW('s', NULL, NULL, '\"1\"', '\"1\"', NULL, NULL, NULL)::nj_comp",
+     "jarr": "ARRAY['\"1\"', '\"x\"', '{\"k\": \"2\"}']::jsonb[]",
+     "jsarr": "ARRAY['\"1\"', NULL]::json[]", "dj": "'\"s\"'", "djb": "'{\"a\": null}'",
+     "jn": "ROW(NULL, NULL, '{NULL}', '{NULL}', NULL)::nj_jnest",
+     "jnarr": "ARRAY[ROW('[1]', '[]', ARRAY['[1]', '[2]']::jsonb[], '{}', NULL)::nj_jnest]"},
+    {"jarr": "'{{1,2},{3,NULL}}'", "jsarr": "ARRAY['[1]', '[2]']::json[]",
+     "jn": "ROW('1', '\"1\"', '{{1},{2}}', '{{1},{NULL}}', NULL)::nj_jnest"},
 ]
 
 
@@ -132,6 +168,14 @@ def test_the_rows_hold_what_they_say(nconn: Conn) -> None:
     row = nconn.execute("SELECT array_ndims(t2), array_ndims(i3), (comp).f::text, "
                         "array_lower(zb, 1), array_dims(tz) FROM nj_src WHERE id = 1").fetchone()
     assert row == (2, 3, "-0", 0, "[0:1][2:3]")
+    # (JSON null where the fixture says, beside SQL NULL: an array literal's
+    # unquoted null is SQL NULL)
+    row = nconn.execute(
+        "SELECT jarr[1] = 'null', jarr[2] IS NULL, json_typeof(jsarr[1]), jsarr[2] IS NULL, "
+        "json_typeof((comp).j), jsonb_typeof((comp).jb), (jn).ja[1] = 'null', "
+        "(jn).ja[2] IS NULL, json_typeof((jn).dj), jsonb_typeof((jnarr[1]).djb) "
+        "FROM nj_src WHERE id = 5").fetchone()
+    assert row == (True, True, "null", True, "null", "null", True, True, "null", "null")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
@@ -212,13 +256,28 @@ maybe_int = st.one_of(st.none(), st.integers(-2 ** 31, 2 ** 31 - 1))
 inner_values = st.one_of(st.none(), st.builds(
     lambda tag, n: record_text([tag, n]), st.one_of(st.none(), st.text("abc", max_size=8)),
     st.one_of(st.none(), st.decimals(allow_nan=False, places=3).map(str))))
+# JSON values, null at every level, as text (no \u0000 or lone surrogate,
+# which jsonb refuses)
+json_texts = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.sampled_from(["1", "", "null"]),
+              st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                      max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["a", "b", "null"]), inner,
+                                            max_size=2)),
+    max_leaves=4).map(json.dumps)
+# a json or jsonb slot: JSON null and SQL NULL (None) both likely
+json_slots = st.one_of(st.none(), st.just("null"), json_texts)
+json_arrays = st.one_of(st.none(), st.integers(1, 2).flatmap(lambda d: grids(json_slots, d))
+                        .map(array_text))
 comp_values = st.builds(
-    lambda label, items, f, inner, grid, ok: record_text(
-        [label, items, f, None, None, inner, grid, ok]),
+    lambda label, items, f, j, jb, inner, grid, ok: record_text(
+        [label, items, f, j, jb, inner, grid, ok]),
     st.one_of(st.none(), words),
     st.one_of(st.none(), st.integers(1, 2).flatmap(lambda d: grids(maybe_int, d)).map(array_text)),
     st.one_of(st.none(), st.sampled_from(["-0", "NaN", "Infinity", "5e-324", "0.1"]),
               st.floats().map(repr)),
+    json_slots, json_slots,
     inner_values,
     st.one_of(st.none(), grids(st.one_of(st.none(), words), 2).map(array_text)),
     st.sampled_from([None, "t", "f"]))
@@ -230,6 +289,10 @@ nested_rows = st.lists(st.fixed_dictionaries({
                       .map(array_text)),
     "zb": st.one_of(st.none(), st.builds(array_text, st.lists(maybe_int, min_size=1, max_size=3),
                                          st.integers(-3, 3))),
+    "jarr": json_arrays,
+    "jn": st.one_of(st.none(), st.builds(
+        lambda dj, djb, ja, jj, c: record_text([dj, djb, ja, jj, c]),
+        json_slots, json_slots, json_arrays, json_arrays, st.one_of(st.none(), comp_values))),
 }), min_size=1, max_size=4)
 
 
@@ -237,18 +300,34 @@ nested_rows = st.lists(st.fixed_dictionaries({
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large])
 @given(rows=nested_rows)
+# JSON null beside SQL NULL at every level (a field, an element, a field of
+# an element, a domain, an array in a composite in an array)
+@example(rows=[{"t2": None, "i3": None, "zb": None,
+                "comp": record_text(["x", None, None, "null", "null", None, None, None]),
+                "carr": array_text([record_text([None, None, None, "null", None, None, None,
+                                                 None]), None]),
+                "jarr": array_text([["null", None], ['"1"', "[null]"]]),
+                "jn": record_text(["null", "null", array_text(["null", None]),
+                                   array_text([None, "null"]),
+                                   record_text([None, None, None, None, "null", None, None,
+                                                None])])},
+               {"t2": None, "i3": None, "zb": None, "jarr": array_text([None]),
+                "comp": record_text(["y", None, None, None, None, None, None, None]),
+                "carr": array_text([None]), "jn": record_text([None, None, None, None, None])}])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_generated_nested_values_come_back_from_jsonl(nconn: Conn, nested_dsn: str,
-                                                      tmp_path: Path,
+                                                      tmp_path: Path, fmt: str,
                                                       rows: list[dict[str, str | None]]) -> None:
+    """(and from csv: the same rows, the same comparison)"""
     scope = next(SCOPE)
     storage = f"file://{tmp_path}/exports"
     allow(nconn, storage)
     for n, row in enumerate(rows, start=1):
-        nconn.execute("INSERT INTO nj_src (id, scope, t2, i3, comp, carr, zb) "
-                      "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        nconn.execute("INSERT INTO nj_src (id, scope, t2, i3, comp, carr, zb, jarr, jn) "
+                      "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                       (scope * 10 + n, scope, row["t2"], row["i3"], row["comp"], row["carr"],
-                       row["zb"]))
-    exported = run_export(nested_dsn, submit_export(nconn, str(scope), {}, {"format": "jsonl"},
+                       row["zb"], row["jarr"], row["jn"]))
+    exported = run_export(nested_dsn, submit_export(nconn, str(scope), {}, {"format": fmt},
                                                     target="nj_src"), storage)
     assert exported.status == "succeeded", exported
     assert exported.result is not None
@@ -258,12 +337,14 @@ def test_generated_nested_values_come_back_from_jsonl(nconn: Conn, nested_dsn: s
     assert imported["status"] == "succeeded", (imported, rows)
     differ = nconn.execute(
         "SELECT s.id, s.t2::text, c.t2::text, s.i3::text, c.i3::text, s.comp::text, "
-        "c.comp::text, s.carr::text, c.carr::text, s.zb::text, c.zb::text "
+        "c.comp::text, s.carr::text, c.carr::text, s.zb::text, c.zb::text, s.jarr::text, "
+        "c.jarr::text, s.jn::text, c.jn::text "
         "FROM nj_src s FULL JOIN nj_copy c USING (id) "
         "WHERE coalesce(s.scope, c.scope) = %s AND ("
-        "ROW(s.id, s.t2, s.i3, s.zb) IS DISTINCT FROM ROW(c.id, c.t2, c.i3, c.zb) "
-        "OR ROW(s.comp, s.carr)::text IS DISTINCT FROM ROW(c.comp, c.carr)::text "
-        "OR (s.comp IS NULL) <> (c.comp IS NULL) OR (s.carr IS NULL) <> (c.carr IS NULL))",
+        "ROW(s.id, s.t2, s.i3, s.zb, s.jarr) IS DISTINCT FROM ROW(c.id, c.t2, c.i3, c.zb, c.jarr) "
+        "OR ROW(s.comp, s.carr, s.jn)::text IS DISTINCT FROM ROW(c.comp, c.carr, c.jn)::text "
+        "OR (s.comp IS NULL) <> (c.comp IS NULL) OR (s.carr IS NULL) <> (c.carr IS NULL) "
+        "OR (s.jn IS NULL) <> (c.jn IS NULL))",
         (scope,)).fetchall()
     assert differ == [], (rows, differ)
 
@@ -445,3 +526,108 @@ def test_an_array_of_json_or_jsonb_stays_one_dimension(nconn: Conn, nested_dsn: 
     finally:
         nconn.execute("TRUNCATE nj_copy")
         nconn.execute("ALTER TABLE nj_copy DROP COLUMN ja")
+
+
+# --- a json or jsonb column's own JSON null -----------------------------------
+
+TOP_TABLE = ("id bigint PRIMARY KEY, scope int NOT NULL, "
+             "created_at timestamptz NOT NULL DEFAULT now() - interval '1 hour', "
+             "j json, jb jsonb, dj nj_djson, djb nj_djsonb")
+# id: the row's json values (None: SQL NULL)
+TOP_ROWS: dict[int, str | None] = {1: "null", 2: None, 3: '"null"', 4: "[null]"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_json_columns_own_null_is_read_as_documented(nconn: Conn, nested_dsn: str,
+                                                       tmp_path: Path, fmt: str) -> None:
+    """csv carries a json, jsonb or domain column's JSON null (the text null)
+    apart from SQL NULL (an empty field): every row comes back as it was.
+    JSONL spells both null, which the import reads as SQL NULL
+    (docs/imports.md): there the JSON null row comes back SQL NULL, and
+    every other row as it was."""
+    if nconn.execute("SELECT to_regclass('nj_top') IS NULL").fetchone() == (True,):
+        build_target(nconn, "nj_top", TOP_TABLE, index="unique")
+        build_target(nconn, "nj_top_copy", TOP_TABLE, index="unique")
+        for n, value in TOP_ROWS.items():
+            nconn.execute("INSERT INTO nj_top (id, scope, j, jb, dj, djb) "
+                          "VALUES (%s, 1, %s, %s, %s, %s)", (n, value, value, value, value))
+    nconn.execute("TRUNCATE nj_top_copy")
+    storage = f"file://{tmp_path}/exports"
+    allow(nconn, storage)
+    exported = run_export(nested_dsn, submit_export(nconn, "1", {}, {"format": fmt},
+                                                    target="nj_top"), storage)
+    assert exported.status == "succeeded", exported
+    assert exported.result is not None
+    import_id = submit_import(nconn, exported.result["uri"], "1", target="nj_top_copy")
+    run_import(nested_dsn, import_id, storage)
+    assert job(nconn, import_id)["status"] == "succeeded"
+    rows = nconn.execute(
+        "SELECT id, j::text, jb::text, dj::text, djb::text FROM nj_top_copy ORDER BY id").fetchall()
+    read = {n: (None if fmt == "jsonl" and value == "null" else value)
+            for n, value in TOP_ROWS.items()}
+    assert rows == [(n, value, value, value, value) for n, value in read.items()], fmt
+
+
+# --- the check's fast path never passes what the check refuses ----------------
+
+SHAPED = ["int[]", "text[]", "nj_comp", "nj_comp[]", "nj_wrapped", "nj_wrapped[]", "nj_posarr",
+          "nj_jnest", "nj_jnest[]"]
+# values near the shapes: arrays of 0-3 dimensions, ragged or not, objects
+# naming the types' fields or others, scalars where arrays or objects go
+json_near = st.recursive(
+    st.one_of(st.none(), st.integers(0, 3), st.just("s"), st.booleans()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["label", "items", "inner_", "grid", "d", "p", "n",
+                                         "tag", "ja", "c", "x"]), inner, max_size=3)),
+    max_leaves=8)
+
+
+@settings(max_examples=int(os.environ.get("PGJOBS_NESTED_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(value=json_near, type_=st.sampled_from(SHAPED))
+def test_the_fast_test_passes_only_what_the_check_passes(nconn: Conn, value: Any,
+                                                         type_: str) -> None:
+    """pgjobs._import_json_fast (an expression the INSERT evaluates so that
+    most records need no call of pgjobs._import_json_check) may leave a value
+    to the check, never pass one the check refuses: a ragged array, a field
+    the type lacks, an object for an array would otherwise be read as
+    another value without a word."""
+    shape = nconn.execute("SELECT pgjobs._import_json_shape(%s::regtype)", (type_,)).fetchone()
+    assert shape is not None
+    fast_sql = nconn.execute("SELECT pgjobs._import_json_fast('v.v', %s::jsonb)",
+                             (json.dumps(shape[0]),)).fetchone()
+    assert fast_sql is not None
+    fast = nconn.execute(f"SELECT {fast_sql[0]} FROM (SELECT %s::jsonb AS v) v",
+                         (json.dumps(value),)).fetchone()
+    assert fast is not None
+    try:
+        nconn.execute("SELECT pgjobs._import_json_check(%s::jsonb, %s::jsonb, 'c')",
+                      (json.dumps(value), json.dumps(shape[0])))
+        passed = True
+    except psycopg.errors.InvalidTextRepresentation:
+        passed = False
+    assert passed or fast[0] is not True, (type_, value, fast_sql[0])
+    if isinstance(value, list) and all(not isinstance(e, (list, dict)) for e in value):
+        # (and it does pass the common case: one dimension of scalars)
+        assert fast[0] is True or type_ not in ("int[]", "text[]"), (type_, value)
+
+
+@pytest.mark.parametrize("type_, value, fast", [
+    ("int[]", [[1, 2], [3, 4]], True), ("int[]", [[1, 2], [3]], False),
+    ("int[]", [[1], "x"], False), ("int[]", [[1, [2]], [3, 4]], False),
+    ("int[]", [[[1]]], False), ("int[]", {"a": 1}, False), ("int[]", [], True),
+    ("nj_comp", {"label": "a", "items": [[1], [2]]}, True),
+    ("nj_comp", {"label": "a", "lable": 1}, False),
+    ("nj_comp", {"items": [[1], [2, 3]]}, False),
+    ("nj_comp[]", [{"label": "a"}, None, "(x)"], True), ("nj_comp[]", [{"labels": 1}], False),
+    ("nj_comp[]", [[{"label": 1}]], False), ("nj_wrapped", {"p": {"tag": "t", "x": 1}}, False),
+])
+def test_the_fast_test_on_known_values(nconn: Conn, type_: str, value: Any, fast: bool) -> None:
+    got = nconn.execute(
+        "SELECT pgjobs._import_json_fast('v.v', pgjobs._import_json_shape(%s::regtype))",
+        (type_,)).fetchone()
+    assert got is not None
+    row = nconn.execute(f"SELECT coalesce({got[0]}, false) FROM (SELECT %s::jsonb AS v) v",
+                        (json.dumps(value),)).fetchone()
+    assert row == (fast,), (type_, value)

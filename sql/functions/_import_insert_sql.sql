@@ -72,6 +72,8 @@ DECLARE
     v_fixed text;
     v_moved text;
     v_shape jsonb;
+    v_any_exact boolean := false;
+    v_line text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -151,6 +153,7 @@ BEGIN
             v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
             IF v_exact THEN
                 v_src := format('(x.t -> %L)', v_field);
+                v_any_exact := true;
             END IF;
             v_expr := CASE
                 WHEN v_csv THEN format('%s::%s', v_src, v_type)
@@ -164,8 +167,8 @@ BEGIN
                 -- nested, in a domain, NULL at any level) is read by
                 -- PostgreSQL's own json(b)_to_record, once checked
                 -- (pgjobs._import_json_check: rectangular, only the type's
-                -- fields; an array whose first element is no array is one
-                -- dimension and needs no call); any other
+                -- fields; called only where pgjobs._import_json_fast, an
+                -- expression, does not pass the value); any other
                 -- value is the type's PostgreSQL text ('{a,b}', '(1,x)',
                 -- '[0:1]={1,2}', as an export writes bounds not at 1). The
                 -- value is taken from the line once (OFFSET 0: each mention
@@ -178,14 +181,28 @@ BEGIN
                     'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
                     'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
-                    CASE WHEN v_shape @? '$.**.fields'
-                         THEN format('pgjobs._import_json_check(pgjobs_v.e::jsonb, %L::jsonb, %L)',
-                                     v_shape, v_field)
-                         ELSE format('(%1$s_typeof(pgjobs_v.e) = ''array'' AND %1$s_typeof(pgjobs_v.e -> 0) '
-                                     'IS DISTINCT FROM ''array'') OR pgjobs._import_json_check('
-                                     'pgjobs_v.e::jsonb, %2$L::jsonb, %3$L)',
-                                     v_json, v_shape, v_field) END,
+                    -- (a value pgjobs._import_json_fast passes needs no call)
+                    format('coalesce((SELECT %1$s FROM (SELECT pgjobs_v.e::jsonb AS v OFFSET 0) '
+                           'pgjobs_w), false) OR pgjobs._import_json_check(pgjobs_v.e::jsonb, '
+                           '%2$L::jsonb, %3$L)',
+                           pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src)
+                -- An array of json or jsonb (through domains): a JSON array
+                -- is one dimension of its elements' JSON values (a string
+                -- stays a string: their text, unquoted, read "1" as the
+                -- number 1 and refused "x"), null an SQL NULL; a string is
+                -- the array's PostgreSQL text ('{null,NULL}', which a JSONL
+                -- export writes for an array a JSON array would not carry:
+                -- pgjobs._array_bounds_test).
+                WHEN v_att.is_array AND pgjobs._base_type(coalesce(
+                    (SELECT nullif(t.typelem, 0) FROM pg_catalog.pg_type t
+                      WHERE t.oid = pgjobs._base_type(v_att.atttypid)),
+                    v_att.atttypid)) IN ('json'::regtype, 'jsonb'::regtype) THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT CASE WHEN '
+                    '%3$s_typeof(pgjobs_a.e) <> ''null'' THEN pgjobs_a.e END FROM '
+                    '%3$s_array_elements(%1$s) WITH ORDINALITY pgjobs_a (e, o) ORDER BY '
+                    'pgjobs_a.o)::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
                 WHEN v_att.is_array THEN format(
@@ -452,6 +469,14 @@ BEGIN
                       'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
                       p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
                       p_reg.scope_column);
+    -- A JSONL record's line is parsed once (OFFSET 0 keeps the subquery
+    -- from being flattened into each value, where every mention of x.j
+    -- parsed the whole line again: a table of 9 array and composite
+    -- columns read twice as fast, bench/import.py --shape nested), as json
+    -- too only where a value is read from its text.
+    v_line := CASE WHEN v_csv THEN ''
+                   ELSE format(' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j%s OFFSET 0) x',
+                               CASE WHEN v_any_exact THEN ', s.r::json AS t' ELSE '' END) END;
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
         -- (the caller reads its row count; what it returns is discarded).
@@ -462,7 +487,7 @@ BEGIN
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
-            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+            v_line,
             v_action, v_moved);
     END IF;
     RETURN format(
@@ -474,7 +499,7 @@ BEGIN
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
-        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+        v_line,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $$;
