@@ -11,6 +11,13 @@ to keep came out unset, and `submit_delete` and `preview` took it as "keep
 none". The one NULL with a documented meaning is `visible`'s `p_after`
 (start at the first key).
 
+The same holds one level down, for an option written as JSON `null`
+(`{"columns": null}`, what a request's unset field serialises to): every
+documented option of every submit refuses it rather than take its default.
+Export's `columns` and `destination` took null as "not given": an unset
+column list exported every column, an unset destination wrote to the
+worker's storage.
+
 The calls are enumerated from the catalog: every function of schema pgjobs
 that pgjobs_client may execute and that is not internal must have a valid
 call below, so a new entry point is covered (or this test fails naming it).
@@ -125,4 +132,57 @@ def test_a_null_argument_is_refused_not_read_as_its_default(
             failures.append(f"argument {position + 1} NULL: {refused.sqlstate} {refused}")
         if _written(conn) != before:
             failures.append(f"argument {position + 1} NULL: something was written")
+    assert not failures, "\n".join(failures)
+
+
+# Every documented option of each submit (docs/sql.md, docs/exports.md,
+# docs/imports.md, docs/fanout.md, docs/engine.md), as JSON null.
+OPTIONS: dict[str, tuple[str, list[str]]] = {
+    "submit_delete": (
+        "SELECT pgjobs.submit_delete('user_table_rows', '1', '{\"n\": 1}', '{}', %s)",
+        ["priority", "max_attempts", "run_at", "on_conflict", "lease", "page_size",
+         "page_ms", "strategy", "allow_unknown_fields", "max_rows_per_second", "page_delay",
+         "max_replica_lag_bytes", "max_wal_rate", "pause_on_autovacuum"]),
+    "submit_backfill": (
+        "SELECT pgjobs.submit_backfill('user_table_rows', '1', '{\"n\": 1}', "
+        "'{\"label\": \"x\"}', %s)",
+        ["priority", "max_attempts", "run_at", "on_conflict", "allow_unknown_fields",
+         "replace_non_objects", "page_size", "max_rows_per_second"]),
+    "submit_export": (
+        "SELECT pgjobs.submit_export('user_table_rows', '1', '{}', %s)",
+        ["format", "columns", "gzip", "destination", "parallel", "priority", "max_attempts",
+         "run_at", "allow_unknown_fields"]),
+    "submit_import": (
+        "SELECT pgjobs.submit_import('user_table_rows', '1', "
+        f"'{CLIENT_SOURCE_PREFIX}/a.csv', %s)",
+        ["format", "gzip", "on_duplicate", "max_rejects", "replace_non_objects",
+         "allow_unknown_fields", "priority", "run_at"]),
+    "submit_items": (
+        "SELECT pgjobs.submit_items('resize', 'user_table_rows', '1', '[{\"a\": 1}]', %s)",
+        ["concurrency", "priority", "max_attempts", "run_at"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_an_option_given_as_json_null_is_refused_not_read_as_its_default(
+        conn: Conn, client: tuple[str, dict[str, int]], name: str) -> None:
+    role, _ = client
+    sql, options = OPTIONS[name]
+    failures = []
+    for option in options:
+        before = _written(conn)
+        conn.execute(f"SET ROLE {role}")
+        try:
+            conn.execute(sql, (f'{{"{option}": null}}',))
+            refused = None
+        except psycopg.Error as error:
+            refused = error
+        finally:
+            conn.execute("RESET ROLE")
+        if refused is None:
+            failures.append(f'{{"{option}": null}}: taken')
+        elif refused.sqlstate != "22023" or not (refused.diag.message_hint or "").strip():
+            failures.append(f'{{"{option}": null}}: {refused.sqlstate} {refused}')
+        if _written(conn) != before:
+            failures.append(f'{{"{option}": null}}: something was written')
     assert not failures, "\n".join(failures)
