@@ -15678,8 +15678,14 @@ DECLARE
     v_deterministic boolean;
     v_identity boolean := false;
 BEGIN
+    -- An unset list of keys to keep is refused, never read as '{}' (keep
+    -- none): an application whose "all except these" request lost its
+    -- list passed NULL, and the delete took the rows it was told to keep.
+    -- The same rule as a NULL filter's (pgjobs._compile_filter).
     IF p_exclude IS NULL THEN
-        p_exclude := '{}';
+        RAISE EXCEPTION 'exclude must be an array of keys, not NULL' USING ERRCODE = '22023',
+            HINT = 'List the keys of the rows to keep, or pass ''{}'' (an empty array) to '
+                   'keep none of the rows the filter matches.';
     END IF;
     IF cardinality(p_exclude) > 100000 THEN
         RAISE EXCEPTION 'exclude lists % keys; the limit is 100000', cardinality(p_exclude)
@@ -18785,7 +18791,7 @@ BEGIN
         -- the payload's 1 MiB.
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
-                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
+                ELSE jsonb_build_object('exclude', to_jsonb(p_exclude)) END
         || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,
@@ -18954,7 +18960,10 @@ BEGIN
         v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
-    IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
+    -- A JSON null is refused, as for every other option: an unset value is
+    -- no choice of place (it wrote to the worker's storage), nor of
+    -- columns below (it exported every column).
+    IF v_options ? 'destination' THEN
         v_destination := v_options ->> 'destination';
         IF jsonb_typeof(v_options -> 'destination') <> 'string'
            OR v_destination !~* '^(file://.+|memory://.*|(s3|gs|az)://[^/]+(/.*)?)$' THEN
@@ -18982,14 +18991,15 @@ BEGIN
     -- The output columns, resolved now (document_fields lists the entries
     -- that are document paths): a column added, renamed or dropped later does
     -- not silently turn into a document field; the export fails instead.
-    IF v_options ? 'columns' AND v_options -> 'columns' <> 'null'::jsonb THEN
+    IF v_options ? 'columns' THEN
         IF jsonb_typeof(v_options -> 'columns') <> 'array'
            OR jsonb_array_length(v_options -> 'columns') = 0
            OR jsonb_array_length(v_options -> 'columns') > 1000 THEN
             RAISE EXCEPTION 'option "columns" must be an array of 1 to 1000 names, not %',
                             left((v_options -> 'columns')::text, 200)
                 USING ERRCODE = '22023',
-                HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
+                HINT = 'List columns and/or document fields, e.g. ["id", "data.name"]; leave '
+                       '"columns" out to export every column.';
         END IF;
         FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
             IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN
@@ -25378,7 +25388,7 @@ ALTER FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p
 -- Name: FUNCTION preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then "non_object_rows" and "non_object_first" name the rows whose document holds no object where set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s privilege and SELECT on the target.';
+COMMENT ON FUNCTION pgjobs.preview(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Previews a delete (or with {"kind": "backfill"} a backfill) submitted now, writing nothing: {"predicate" (the row set the job would store), "matches" (rows it would change; exact unless past the time limit, option time_limit_ms, default 2000, then estimated with "exact": false), "exact", "scope_rows", "sample" (up to 10 matching keys in key order, as text), "unknown_fields" (the filter''s document fields no row of the scope has: a submit refuses them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then "non_object_rows" and "non_object_first" name the rows whose document holds no object where set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does.';
 
 --
 -- Name: prune(interval); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -26828,7 +26838,7 @@ ALTER FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter js
 -- Name: FUNCTION submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Submits a delete of the rows of the scope matching the filter, created at or before now, whose key is not in p_exclude; the read mask hides them at once. Options: priority, max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy (auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true). Returns the job id.';
+COMMENT ON FUNCTION pgjobs.submit_delete(p_target regclass, p_scope text, p_filter jsonb, p_exclude text[], p_options jsonb) IS 'Submits a delete of the rows of the scope matching the filter, created at or before now, whose key is not in p_exclude; the read mask hides them at once. Options: priority, max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy (auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the scope has raises 22023 unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): it is never read as an empty list. Returns the job id.';
 
 --
 -- Name: submit_export(regclass, text, jsonb, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

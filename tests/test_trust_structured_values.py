@@ -84,7 +84,7 @@ def test_an_oidvector_key_or_scope_works_exactly(conn: Conn, role: str) -> None:
         (["1", "2", "3"], ["1 2", "3"])
     conn.execute(f"INSERT INTO t (k, s) SELECT k::{key}, s::{scope}"
                  " FROM unnest(%s::text[]) k, unnest(%s::text[]) s", (keys, scopes))
-    job_id = scalar(conn, """SELECT pgjobs.submit_delete('t', %s, %s::jsonb, NULL,
+    job_id = scalar(conn, """SELECT pgjobs.submit_delete('t', %s, %s::jsonb, '{}',
                                                        '{"page_size": 1}')""",
                     (scopes[0], json.dumps({"k": {"$gt": keys[0]}})))
     # What a plain DELETE of the same rows would keep (oidvector orders by
