@@ -853,7 +853,7 @@ class Exporter:
                                                 ck.get("upload"), part_size=self.part_size,
                                                 digests=self.state["digests"],
                                                 record=self._record_opening,
-                                                fence=self._fence)
+                                                fence=self._fence, prefix_digests=True)
         except CannotResume as exc:
             if self.state["phase"] == "finalizing":
                 done = self._already_visible()
@@ -1014,7 +1014,8 @@ class Exporter:
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size,
                                             digests=self.state["digests"],
-                                            record=self._record_opening, fence=self._fence)
+                                            record=self._record_opening, fence=self._fence,
+                                            prefix_digests=True)
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
         if self.upload.fresh():

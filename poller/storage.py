@@ -67,6 +67,7 @@ from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
+from pgjobs.poller.upload import is_prefix as is_prefix
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
 if TYPE_CHECKING:
@@ -680,6 +681,10 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
     starts = [sum(size for size, _ in expected[:i]) for i in range(len(expected))]
     errors: list[BaseException] = []
     failed = threading.Event()
+    if any(is_prefix(sha) for _, sha in expected):
+        # A prefix digest covers the object from its first byte: one run, which
+        # hashes each byte once (the object's running hash gives every digest).
+        return _check_spans_prefixed(expected, read)
 
     def check(parts: range) -> None:
         buffer = memoryview(bytearray(_READ_BACK_BLOCK))
@@ -722,6 +727,18 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
         thread.join()
     if errors:
         raise errors[0]
+
+
+def _check_spans_prefixed(expected: list[tuple[int, str]],
+                          read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+    """:func:`_check_spans` of digests among which some are prefix digests: the
+    object read in one stream from its first byte, through :class:`PartDigests`
+    (each byte hashed once when every digest is a prefix digest)."""
+    check = PartDigests([list(d) for d in expected], whole=False)
+    for block in read(0, sum(size for size, _ in expected),
+                      memoryview(bytearray(_READ_BACK_BLOCK))):
+        check.update(block)
+    check.finish()
 
 
 def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
@@ -898,7 +915,8 @@ def resume_upload(location: Location, staging: str, token: str,
                   state: dict[str, Any] | None, *, part_size: int = 8 << 20,
                   digests: list[Any] | None = None,
                   record: Callable[[dict[str, Any]], None] | None = None,
-                  fence: Callable[[], None] | None = None) -> Upload:
+                  fence: Callable[[], None] | None = None,
+                  prefix_digests: bool = False) -> Upload:
     """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
     from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
     when that state can no longer be continued.
@@ -922,11 +940,15 @@ def resume_upload(location: Location, staging: str, token: str,
     opened that no record leads to. ``fence``: called before the upload aborts
     the key's unrecorded uploads within the attempt (a create sent again, its
     cleanup); it must renew the attempt's lease or raise: a stale attempt
-    must not abort the next owner's upload."""
+    must not abort the next owner's upload. ``prefix_digests``: ``file://``
+    parts return prefix digests (:data:`~pgjobs.poller.upload.PREFIX`), each
+    part hashed once for its digest and the object's SHA-256; other kinds
+    return their parts' own digests either way."""
     from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
 
     if location.scheme == "file":
-        return upload_file.LocalUpload(location, token, state, digests)
+        return upload_file.LocalUpload(location, token, state, digests,
+                                       prefix_digests=prefix_digests)
     if location.scheme == "gs":
         return gcs.ComposeUpload(location, staging, token, state, digests)
     if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):
