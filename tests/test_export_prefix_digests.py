@@ -22,8 +22,7 @@ import psycopg
 import pytest
 
 from pgjobs.poller import storage, upload_file
-from pgjobs.poller.storage import Mismatch
-from pgjobs.poller.upload import PREFIX, CannotResume, PartDigests
+from pgjobs.poller.storage import CannotResume, Mismatch, PartDigests
 from tests.support import (
     expire_lease,
     job,
@@ -40,6 +39,7 @@ Conn = psycopg.Connection[Any]
 PARTS = [b"first part\n", b"", b"x" * 70_000, b"y" * 3, b"z" * 1_500_000, b"last\n"]
 WHOLE = b"".join(PARTS)
 REFERENCE = "SELECT * FROM items WHERE tenant = 1 ORDER BY id"
+PREFIX = "prefix:"  # the checkpoint's form of a prefix digest (upload.PREFIX), spelled out
 
 
 def sha(data: bytes) -> str:
