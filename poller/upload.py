@@ -115,9 +115,8 @@ class PartDigests:
         view = memoryview(block)
         if self._index >= len(self._expected) and view:
             raise Mismatch("more bytes than were streamed")
-        if self._part is None and self._left >= len(view):
-            # No part ends in this block (or only at its end): one call.
-            assert self._running is not None
+        if self._part is None and self._running is not None and self._left >= len(view):
+            # Prefix digests only, and no part ends inside this block: one call.
             self._running.update(view)
             self._left -= len(view)
             self._advance()

@@ -295,3 +295,24 @@ def test_a_whole_export_records_prefix_digests_of_the_copys_bytes(
     assert len(digests) == outcome.result["parts"] >= 4
     ends = [sum(d[0] for d in digests[:i + 1]) for i in range(len(digests))]
     assert [d[1] for d in digests] == [PREFIX + sha(data[:end]) for end in ends]
+
+
+@pytest.mark.parametrize("digests", [[], [[0, PREFIX + sha(b"")]], [[0, sha(b"")]]],
+                         ids=["none", "prefix", "part"])
+def test_an_empty_object_reads_back_against_its_digests(
+        tmp_path: Path, digests: list[list[Any]]) -> None:
+    """An empty object (no part, or one empty part of either kind) reads back
+    as itself, and a byte there is refused."""
+    for whole in (True, False):
+        check = PartDigests(digests, whole=whole)
+        check.update(b"")
+        assert check.finish() == 0
+    loc = location(tmp_path)
+    path = Path(loc.path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert storage.check_object(loc, digests) == 0
+    assert storage.hash_object(loc, digests) == (0, sha(b""))
+    path.write_bytes(b"!")
+    with pytest.raises(Mismatch):
+        storage.check_object(loc, digests)
