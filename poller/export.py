@@ -1284,7 +1284,8 @@ class Exporter:
         if self.read_back is not None and self.read_back == self.state["digests"]:
             return
         try:
-            stored_size = storage.check_object(self.location, self.state["digests"])
+            stored_size = storage.check_object(self.location, self.state["digests"],
+                                               self.upload.hashes if self.upload else None)
         except Mismatch as exc:
             self._corrupt(f"the object is not what was streamed ({words(exc)})")
         except CannotResume as exc:

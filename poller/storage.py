@@ -68,6 +68,7 @@ from pgjobs.poller.upload import PartDigests as PartDigests
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
 from pgjobs.poller.upload import is_prefix as is_prefix
+from pgjobs.poller.upload import prefix_digest as prefix_digest
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
 if TYPE_CHECKING:
@@ -622,7 +623,8 @@ def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[i
     return check.finish(), check.hexdigest()
 
 
-def check_object(location: Location, digests: list[Any]) -> int:
+def check_object(location: Location, digests: list[Any],
+                 hashes: list[Any] | None = None) -> int:
     """The size of an existing object that holds, part by part, the bytes whose
     ``digests`` were checkpointed as they were streamed (:class:`Mismatch`
     otherwise). Each byte is hashed once: an object equal to every streamed part
@@ -630,11 +632,14 @@ def check_object(location: Location, digests: list[Any]) -> int:
     (what :func:`hash_object` would hash a second time).
 
     ``file://`` and ``s3://`` objects are read back in contiguous runs of parts on
-    threads of their own (:func:`_check_spans`); other stores in one stream."""
+    threads of their own (:func:`_check_spans`); other stores in one stream.
+    ``hashes``: the writer's hash of the streamed bytes before each part, which
+    lets runs of prefix digests after the first be checked on threads of their
+    own (:attr:`Upload.hashes`)."""
     expected = [(int(size), str(sha)) for size, sha in digests]
     total = sum(size for size, _ in expected)
     if location.scheme == "file" and len(expected) > 1:
-        return _check_file(location.path, expected, total)
+        return _check_file(location.path, expected, total, hashes)
     if location.scheme == "s3" and total > 0:
         with contextlib.suppress(_NoRanges):
             return _check_s3(location, expected, total)
@@ -672,28 +677,40 @@ class _NoRanges(Exception):
 
 
 def _check_spans(expected: list[tuple[int, str]], runs: list[range],
-                 read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+                 read: Callable[[int, int, memoryview], Iterator[memoryview]],
+                 hashes: list[Any] | None = None) -> None:
     """Check each run of parts on a thread of its own (reads and hashlib release
     the GIL), every part against its digest. ``read(start, end, buffer)`` yields
     the bytes [start, end) of the object in blocks (views of ``buffer``), exactly
     those: it raises :class:`Mismatch` where the object holds fewer. The first
-    error of any run is raised once every thread has stopped."""
+    error of any run is raised once every thread has stopped.
+
+    Prefix digests cover the object from its first byte: a run starting
+    further on needs ``hashes``, the hash of the streamed bytes before each
+    part (:attr:`Upload.hashes`, the writer's own, never read from storage);
+    without them the parts are checked in one run."""
     starts = [sum(size for size, _ in expected[:i]) for i in range(len(expected))]
     errors: list[BaseException] = []
     failed = threading.Event()
-    if any(is_prefix(sha) for _, sha in expected):
-        # A prefix digest covers the object from its first byte: one run, which
-        # hashes each byte once (the object's running hash gives every digest).
+    prefixed = any(is_prefix(sha) for _, sha in expected)
+    if prefixed and (hashes is None or len(hashes) != len(expected)):
+        # A prefix digest covers the object from its first byte: without the
+        # hash of what precedes each part, one run from the first byte.
         return _check_spans_prefixed(expected, read)
 
     def check(parts: range) -> None:
         buffer = memoryview(bytearray(_READ_BACK_BLOCK))
         index, left, digest = parts[0], expected[parts[0]][0], hashlib.sha256()
+        # The streamed bytes' hash up to this run (prefix digests): the run's
+        # bytes must carry it on to each of its parts' prefix digests.
+        running = hashes[parts[0]].copy() if prefixed and hashes is not None else None
 
         def close() -> None:  # every part of the run whose bytes are all in
             nonlocal index, left, digest
             while left == 0 and index <= parts[-1]:
-                if digest.hexdigest() != expected[index][1]:
+                want = expected[index][1]
+                got = prefix_digest(running) if is_prefix(want) else digest.hexdigest()
+                if got != want:
                     raise Mismatch(f"part {index + 1} differs from what was streamed")
                 index += 1
                 digest = hashlib.sha256()
@@ -709,7 +726,12 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
                     if index > parts[-1]:
                         raise Mismatch("more bytes than were streamed")
                     take = min(left, len(block))
-                    digest.update(block[:take])
+                    if running is not None:
+                        running.update(block[:take])
+                        if not is_prefix(expected[index][1]):
+                            digest.update(block[:take])
+                    else:
+                        digest.update(block[:take])
                     block, left = block[take:], left - take
                     close()
             if index <= parts[-1]:
@@ -741,7 +763,8 @@ def _check_spans_prefixed(expected: list[tuple[int, str]],
     check.finish()
 
 
-def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
+def _check_file(path: str, expected: list[tuple[int, str]], total: int,
+                hashes: list[Any] | None = None) -> int:
     """:func:`check_object` of a local file, read back in two halves at once
     (:func:`_check_spans`), and the file holds exactly their bytes, before and
     after. The same check as one stream, done on two cores where there are two: a
@@ -769,7 +792,7 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
 
     try:
         same_size()
-        _check_spans(expected, _spans(expected, 2), read)
+        _check_spans(expected, _spans(expected, 2), read, hashes)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc

@@ -92,6 +92,11 @@ class PartDigests:
         self._running = hashlib.sha256() \
             if whole or any(is_prefix(sha) for _, sha in self._expected) else None
         self.size = 0
+        # The running hash before each part (those begun so far): a resumed
+        # upload keeps them for its read-back (Upload.hashes).
+        self.hashes: list[Any] = []
+        if self._running is not None and self._expected:
+            self.hashes.append(self._running.copy())
         self._advance()
 
     def _advance(self) -> None:
@@ -109,6 +114,8 @@ class PartDigests:
             self._index += 1
             if self._index < len(self._expected):
                 self._left = self._expected[self._index][0]
+                if self._running is not None:
+                    self.hashes.append(self._running.copy())
 
     def update(self, block: bytes | bytearray | memoryview) -> None:
         self.size += len(block)
@@ -157,6 +164,14 @@ class Upload:
     """A resumable upload of one object, written part by part."""
 
     location: Location
+
+    hashes: list[Any] | None = None
+    """``file://``: the running SHA-256 of the streamed bytes before each part,
+    in the order of the digests (hashlib objects, this process's own: nothing a
+    store could change). The read-back starts a run of prefix digests from
+    any part with it, so the object is checked on threads of its own; None
+    where the kind keeps none (the read-back of prefix digests is then one
+    stream)."""
 
     checked: list[Any] | None = None
     """The part digests ``finish`` checked the finished object against, when it

@@ -44,6 +44,7 @@ class LocalUpload(Upload):
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
         self._hash = hashlib.sha256()
         self._size = 0
+        self.hashes: list[Any] = []  # self._hash before each part (Upload.hashes)
         try:
             # Its folders made and opened below the trusted root without following
             # a link (openat/mkdirat), the file itself with O_NOFOLLOW.
@@ -87,6 +88,7 @@ class LocalUpload(Upload):
                 left -= len(block)
         check.finish()
         self._hash = check.running()
+        self.hashes = check.hashes
         self._size = size
         if previous != self._tmp:
             with contextlib.suppress(OSError):
@@ -138,6 +140,7 @@ class LocalUpload(Upload):
                 os.close(fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot write {self._tmp}") from exc
+        self.hashes.append(self._hash)  # never updated again: whole is a copy or new
         self._hash = whole
         self._size += len(data)
         return digest

@@ -316,3 +316,40 @@ def test_an_empty_object_reads_back_against_its_digests(
     path.write_bytes(b"!")
     with pytest.raises(Mismatch):
         storage.check_object(loc, digests)
+
+
+@pytest.mark.parametrize("earlier", ["prefix", "parts", "none"])
+def test_the_writers_hashes_let_the_read_back_check_runs_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, earlier: str) -> None:
+    """The upload keeps its running hash before each part (written or inherited,
+    after prefix or part digests): with them the read-back checks the object
+    in two runs at once, never in one stream, and still refuses a byte
+    changed in any part, one byte more or fewer; hashes that are not the
+    streamed bytes' refuse the object too."""
+    first = new_upload(tmp_path, prefix=earlier == "prefix")
+    boundary = 0 if earlier == "none" else 3
+    digests = [[len(p), first.write_part(bytearray(p))] for p in PARTS[:boundary]]
+    second = new_upload(tmp_path, "b2-y", first.state() if boundary else None, digests)
+    digests += [[len(p), second.write_part(bytearray(p))] for p in PARTS[boundary:]]
+    assert second.finish() == (len(WHOLE), sha(WHOLE))
+    assert len(second.hashes) == len(digests)
+
+    def one_stream(*_: Any) -> None:
+        raise AssertionError("read back in one stream")
+
+    monkeypatch.setattr(storage, "_check_spans_prefixed", one_stream)
+    loc = location(tmp_path)
+    path = Path(loc.path)
+    assert storage.check_object(loc, digests, second.hashes) == len(WHOLE)
+    ends = [sum(len(p) for p in PARTS[:i + 1]) for i in range(len(PARTS))]
+    wrong = [WHOLE[:end - 1] + bytes([WHOLE[end - 1] ^ 1]) + WHOLE[end:]
+             for end in sorted(set(ends)) if end]
+    for data in [*wrong, WHOLE + b"!", WHOLE[:-1]]:
+        path.write_bytes(data)
+        with pytest.raises(Mismatch):
+            storage.check_object(loc, digests, second.hashes)
+    path.write_bytes(WHOLE)
+    other = [hashlib.sha256(b"not what was streamed") for _ in second.hashes]
+    if any(d[1].startswith(PREFIX) for d in digests[1:]):
+        with pytest.raises(Mismatch):
+            storage.check_object(loc, digests, other)
