@@ -65,6 +65,7 @@ from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import KeyTaken as KeyTaken
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
+from pgjobs.poller.upload import Streamed as Streamed
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
 from pgjobs.poller.upload import is_prefix as is_prefix
@@ -623,8 +624,7 @@ def hash_object(location: Location, digests: list[Any] | None = None) -> tuple[i
     return check.finish(), check.hexdigest()
 
 
-def check_object(location: Location, digests: list[Any],
-                 hashes: list[Any] | None = None) -> int:
+def check_object(location: Location, digests: list[Any]) -> int:
     """The size of an existing object that holds, part by part, the bytes whose
     ``digests`` were checkpointed as they were streamed (:class:`Mismatch`
     otherwise). Each byte is hashed once: an object equal to every streamed part
@@ -633,9 +633,10 @@ def check_object(location: Location, digests: list[Any],
 
     ``file://`` and ``s3://`` objects are read back in contiguous runs of parts on
     threads of their own (:func:`_check_spans`); other stores in one stream.
-    ``hashes``: the writer's hash of the streamed bytes before each part, which
-    lets runs of prefix digests after the first be checked on threads of their
-    own (:attr:`Upload.hashes`)."""
+    ``digests`` given as :class:`~pgjobs.poller.upload.Streamed` carry the
+    writer's hash of the streamed bytes before each part, which lets runs of
+    prefix digests after the first be checked on threads of their own."""
+    hashes = digests.hashes if isinstance(digests, Streamed) else None
     expected = [(int(size), str(sha)) for size, sha in digests]
     total = sum(size for size, _ in expected)
     if location.scheme == "file" and len(expected) > 1:

@@ -63,6 +63,17 @@ def is_prefix(digest: str) -> bool:
     return digest.startswith(PREFIX)
 
 
+class Streamed(list[Any]):
+    """Checkpointed digests ``[[bytes, sha256], ...]`` with ``hashes``, the
+    writer's own running hash of the streamed bytes before each part
+    (:attr:`Upload.hashes`): what the read-back of prefix digests needs to
+    check runs of parts apart (:func:`pgjobs.poller.storage.check_object`)."""
+
+    def __init__(self, digests: list[Any], hashes: list[Any]):
+        super().__init__(digests)
+        self.hashes = hashes
+
+
 class PartDigests:
     """Checks a stream of bytes against the checkpointed digests of the parts that
     were streamed, ``[[bytes, sha256 hex], ...]`` in order, and (``whole``) hashes
