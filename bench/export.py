@@ -57,8 +57,8 @@ same COPY written by the server itself (``COPY ... TO 'file'``: no protocol,
 no client; a server on this machine whose user may write server files, as the
 throwaway cluster's is), and each export's ratio against that as well.
 ``--phases`` also prints the CPU one SHA-256 pass over the round's bytes costs
-(a ``file://`` export makes three: each part's digest and the object's hash
-while streaming, the read-back at the end).
+(a ``file://`` export makes two: the object's running hash while streaming,
+which gives each part's prefix digest, and the read-back at the end).
 Each export runs as `pgjobs export` does: one connection submits, claims and
 is the exporter's control connection; ``--separate`` adds, in the same rounds,
 each export run as before (a connection each for the submit, the claim and the
@@ -757,11 +757,11 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
             for split in splits:
                 print(split, flush=True)
             if args.phases:
-                # A file:// export hashes its bytes three times: each part's
-                # digest and the object's SHA-256 while streaming, then the
-                # read-back against the digests (docs/exports.md).
+                # A file:// export hashes its bytes twice: the object's
+                # SHA-256 while streaming (each part's prefix digest read off
+                # it), then the read-back against the digests (docs/exports.md).
                 print(f"    sha256   one pass over the round's bytes (read from the page "
-                      f"cache) {hashing:.2f}s CPU; a file:// export makes three", flush=True)
+                      f"cache) {hashing:.2f}s CPU; a file:// export makes two", flush=True)
     os.unlink(base_file)
     print(f"\nexport of {args.rows:,} rows, {args.alternate} alternated rounds, load "
           f"{min(loads):.1f} to {max(loads):.1f}; ratios against each round's COPY "

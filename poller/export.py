@@ -853,7 +853,7 @@ class Exporter:
                                                 ck.get("upload"), part_size=self.part_size,
                                                 digests=self.state["digests"],
                                                 record=self._record_opening,
-                                                fence=self._fence)
+                                                fence=self._fence, prefix_digests=True)
         except CannotResume as exc:
             if self.state["phase"] == "finalizing":
                 done = self._already_visible()
@@ -1014,7 +1014,8 @@ class Exporter:
         self.upload = storage.resume_upload(self.location, self.staging, self.token, None,
                                             part_size=self.part_size,
                                             digests=self.state["digests"],
-                                            record=self._record_opening, fence=self._fence)
+                                            record=self._record_opening, fence=self._fence,
+                                            prefix_digests=True)
         if not self.control.heartbeat(done=0, checkpoint=self.checkpoint()):
             raise LeaseLost("heartbeat refused")
         if self.upload.fresh():
@@ -1286,7 +1287,13 @@ class Exporter:
         if self.read_back is not None and self.read_back == self.state["digests"]:
             return
         try:
-            stored_size = storage.check_object(self.location, self.state["digests"])
+            digests = self.state["digests"]
+            hashes = self.upload.hashes if self.upload is not None else None
+            if hashes is not None and len(hashes) == len(digests):
+                # The writer's hash before each part: prefix digests read back
+                # in runs at once (storage.check_object).
+                digests = storage.Streamed(digests, hashes)
+            stored_size = storage.check_object(self.location, digests)
         except Mismatch as exc:
             self._corrupt(f"the object is not what was streamed ({words(exc)})")
         except CannotResume as exc:

@@ -65,8 +65,11 @@ from pgjobs.poller.upload import CannotResume as CannotResume
 from pgjobs.poller.upload import KeyTaken as KeyTaken
 from pgjobs.poller.upload import Mismatch as Mismatch
 from pgjobs.poller.upload import PartDigests as PartDigests
+from pgjobs.poller.upload import Streamed as Streamed
 from pgjobs.poller.upload import Upload as Upload
 from pgjobs.poller.upload import UploadLost as UploadLost
+from pgjobs.poller.upload import is_prefix as is_prefix
+from pgjobs.poller.upload import prefix_digest as prefix_digest
 
 obstore = gcs.calls  # obstore's functions; gs:// buckets go through Google's client
 if TYPE_CHECKING:
@@ -630,11 +633,15 @@ def check_object(location: Location, digests: list[Any]) -> int:
     (what :func:`hash_object` would hash a second time).
 
     ``file://`` and ``s3://`` objects are read back in contiguous runs of parts on
-    threads of their own (:func:`_check_spans`); other stores in one stream."""
+    threads of their own (:func:`_check_spans`); other stores in one stream.
+    ``digests`` given as :class:`~pgjobs.poller.upload.Streamed` carry the
+    writer's hash of the streamed bytes before each part, which lets runs of
+    prefix digests after the first be checked on threads of their own."""
+    hashes = digests.hashes if isinstance(digests, Streamed) else None
     expected = [(int(size), str(sha)) for size, sha in digests]
     total = sum(size for size, _ in expected)
     if location.scheme == "file" and len(expected) > 1:
-        return _check_file(location.path, expected, total)
+        return _check_file(location.path, expected, total, hashes)
     if location.scheme == "s3" and total > 0:
         with contextlib.suppress(_NoRanges):
             return _check_s3(location, expected, total)
@@ -672,24 +679,40 @@ class _NoRanges(Exception):
 
 
 def _check_spans(expected: list[tuple[int, str]], runs: list[range],
-                 read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+                 read: Callable[[int, int, memoryview], Iterator[memoryview]],
+                 hashes: list[Any] | None = None) -> None:
     """Check each run of parts on a thread of its own (reads and hashlib release
     the GIL), every part against its digest. ``read(start, end, buffer)`` yields
     the bytes [start, end) of the object in blocks (views of ``buffer``), exactly
     those: it raises :class:`Mismatch` where the object holds fewer. The first
-    error of any run is raised once every thread has stopped."""
+    error of any run is raised once every thread has stopped.
+
+    Prefix digests cover the object from its first byte: a run starting
+    further on needs ``hashes``, the hash of the streamed bytes before each
+    part (:attr:`Upload.hashes`, the writer's own, never read from storage);
+    without them the parts are checked in one run."""
     starts = [sum(size for size, _ in expected[:i]) for i in range(len(expected))]
     errors: list[BaseException] = []
     failed = threading.Event()
+    prefixed = any(is_prefix(sha) for _, sha in expected)
+    if prefixed and (hashes is None or len(hashes) != len(expected)):
+        # A prefix digest covers the object from its first byte: without the
+        # hash of what precedes each part, one run from the first byte.
+        return _check_spans_prefixed(expected, read)
 
     def check(parts: range) -> None:
         buffer = memoryview(bytearray(_READ_BACK_BLOCK))
         index, left, digest = parts[0], expected[parts[0]][0], hashlib.sha256()
+        # The streamed bytes' hash up to this run (prefix digests): the run's
+        # bytes must carry it on to each of its parts' prefix digests.
+        running = hashes[parts[0]].copy() if prefixed and hashes is not None else None
 
         def close() -> None:  # every part of the run whose bytes are all in
             nonlocal index, left, digest
             while left == 0 and index <= parts[-1]:
-                if digest.hexdigest() != expected[index][1]:
+                want = expected[index][1]
+                got = prefix_digest(running) if is_prefix(want) else digest.hexdigest()
+                if got != want:
                     raise Mismatch(f"part {index + 1} differs from what was streamed")
                 index += 1
                 digest = hashlib.sha256()
@@ -705,7 +728,12 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
                     if index > parts[-1]:
                         raise Mismatch("more bytes than were streamed")
                     take = min(left, len(block))
-                    digest.update(block[:take])
+                    if running is not None:
+                        running.update(block[:take])
+                        if not is_prefix(expected[index][1]):
+                            digest.update(block[:take])
+                    else:
+                        digest.update(block[:take])
                     block, left = block[take:], left - take
                     close()
             if index <= parts[-1]:
@@ -725,7 +753,20 @@ def _check_spans(expected: list[tuple[int, str]], runs: list[range],
         raise errors[0]
 
 
-def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
+def _check_spans_prefixed(expected: list[tuple[int, str]],
+                          read: Callable[[int, int, memoryview], Iterator[memoryview]]) -> None:
+    """:func:`_check_spans` of digests among which some are prefix digests: the
+    object read in one stream from its first byte, through :class:`PartDigests`
+    (each byte hashed once when every digest is a prefix digest)."""
+    check = PartDigests([list(d) for d in expected], whole=False)
+    for block in read(0, sum(size for size, _ in expected),
+                      memoryview(bytearray(_READ_BACK_BLOCK))):
+        check.update(block)
+    check.finish()
+
+
+def _check_file(path: str, expected: list[tuple[int, str]], total: int,
+                hashes: list[Any] | None = None) -> int:
     """:func:`check_object` of a local file, read back in two halves at once
     (:func:`_check_spans`), and the file holds exactly their bytes, before and
     after. The same check as one stream, done on two cores where there are two: a
@@ -753,7 +794,7 @@ def _check_file(path: str, expected: list[tuple[int, str]], total: int) -> int:
 
     try:
         same_size()
-        _check_spans(expected, _spans(expected, 2), read)
+        _check_spans(expected, _spans(expected, 2), read, hashes)
         same_size()
     except OSError as exc:
         raise storage_error(exc, f"cannot read {path}") from exc
@@ -899,7 +940,8 @@ def resume_upload(location: Location, staging: str, token: str,
                   state: dict[str, Any] | None, *, part_size: int = 8 << 20,
                   digests: list[Any] | None = None,
                   record: Callable[[dict[str, Any]], None] | None = None,
-                  fence: Callable[[], None] | None = None) -> Upload:
+                  fence: Callable[[], None] | None = None,
+                  prefix_digests: bool = False) -> Upload:
     """An upload of ``location`` owned by ``token`` (unique per attempt), continuing
     from ``state`` (a previous :meth:`Upload.state`) when given. Raises CannotResume
     when that state can no longer be continued.
@@ -925,11 +967,15 @@ def resume_upload(location: Location, staging: str, token: str,
     cleanup, a resume of a state that recorded ``opening``), before each
     abort and once after the last (:func:`fenced`); it must renew the
     attempt's lease or raise: a stale attempt must not abort the next
-    owner's upload."""
+    owner's upload. ``prefix_digests``: ``file://`` parts return prefix
+    digests (:data:`~pgjobs.poller.upload.PREFIX`), each part hashed once for
+    its digest and the object's SHA-256; other kinds return their parts' own
+    digests either way."""
     from pgjobs.poller import upload_file, upload_obstore, upload_s3  # they import this module
 
     if location.scheme == "file":
-        return upload_file.LocalUpload(location, token, state, digests, fence)
+        return upload_file.LocalUpload(location, token, state, digests, fence,
+                                       prefix_digests=prefix_digests)
     if location.scheme == "gs":
         return gcs.ComposeUpload(location, staging, token, state, digests)
     if location.scheme == "az" and (state.get("blocks") if state else azblob.service()):

@@ -44,6 +44,36 @@ class KeyTaken(Exception):
     job made it visible); any other object is another's."""
 
 
+PREFIX = "prefix:"
+"""How a checkpointed digest that covers the object from its first byte is
+written: ``prefix:`` and the SHA-256 (hex) of the object's bytes up to the end
+of its part (:func:`prefix_digest`). Any other digest is the SHA-256 of its
+part's bytes alone. ``file://`` records prefix digests: the object's running
+hash gives each one as the part goes by, so a part is hashed once, not twice
+(its own digest and the object's hash)."""
+
+
+def prefix_digest(running: Any) -> str:
+    """The checkpointed form of ``running``, a hash of the object's bytes so far."""
+    return PREFIX + str(running.hexdigest())
+
+
+def is_prefix(digest: str) -> bool:
+    """Whether a checkpointed digest covers the object from its first byte."""
+    return digest.startswith(PREFIX)
+
+
+class Streamed(list[Any]):
+    """Checkpointed digests ``[[bytes, sha256], ...]`` with ``hashes``, the
+    writer's own running hash of the streamed bytes before each part
+    (:attr:`Upload.hashes`): what the read-back of prefix digests needs to
+    check runs of parts apart (:func:`pgjobs.poller.storage.check_object`)."""
+
+    def __init__(self, digests: list[Any], hashes: list[Any]):
+        super().__init__(digests)
+        self.hashes = hashes
+
+
 class PartDigests:
     """Checks a stream of bytes against the checkpointed digests of the parts that
     were streamed, ``[[bytes, sha256 hex], ...]`` in order, and (``whole``) hashes
@@ -52,39 +82,71 @@ class PartDigests:
     attempts: whatever a later attempt reads back is compared with what was
     streamed, not with what the storage says it holds.
 
+    A digest is either its part's SHA-256 or a prefix digest (:data:`PREFIX`:
+    the SHA-256 of the object's bytes up to the end of its part); one list may
+    hold both (a checkpoint of an earlier release continued by this one). Each
+    byte is hashed once per kind the list holds: once for prefix digests alone.
+
     Bytes that match every part are the streamed bytes, so their SHA-256 is the
     one computed while streaming: a caller that has that digest passes
-    ``whole=False`` and each byte is hashed once, not twice."""
+    ``whole=False`` and, unless the list holds prefix digests, each byte is
+    hashed once, not twice."""
 
     def __init__(self, digests: list[Any], *, whole: bool = True):
         self._expected = [(int(size), str(sha)) for size, sha in digests]
         self._index = 0
         self._left = self._expected[0][0] if self._expected else 0
-        self._part = hashlib.sha256()
-        self._whole = hashlib.sha256() if whole else None
+        self._part = hashlib.sha256() if any(not is_prefix(sha) for _, sha in self._expected) \
+            else None
+        self._whole = whole
+        # The object's hash so far: the whole's, and what prefix digests compare with.
+        self._running = hashlib.sha256() \
+            if whole or any(is_prefix(sha) for _, sha in self._expected) else None
         self.size = 0
+        # The running hash before each part (those begun so far): a resumed
+        # upload keeps them for its read-back (Upload.hashes).
+        self.hashes: list[Any] = []
+        if self._running is not None and self._expected:
+            self.hashes.append(self._running.copy())
         self._advance()
 
     def _advance(self) -> None:
         """Close every part whose bytes are all in (empty parts at once)."""
         while self._index < len(self._expected) and self._left == 0:
-            if self._part.hexdigest() != self._expected[self._index][1]:
+            expected = self._expected[self._index][1]
+            if is_prefix(expected):
+                got = prefix_digest(self._running)
+            else:
+                assert self._part is not None
+                got = self._part.hexdigest()
+                self._part = hashlib.sha256()
+            if got != expected:
                 raise Mismatch(f"part {self._index + 1} differs from what was streamed")
             self._index += 1
-            self._part = hashlib.sha256()
             if self._index < len(self._expected):
                 self._left = self._expected[self._index][0]
+                if self._running is not None:
+                    self.hashes.append(self._running.copy())
 
     def update(self, block: bytes | bytearray | memoryview) -> None:
-        if self._whole is not None:
-            self._whole.update(block)
         self.size += len(block)
         view = memoryview(block)
+        if self._index >= len(self._expected) and view:
+            raise Mismatch("more bytes than were streamed")
+        if self._part is None and self._running is not None and self._left >= len(view):
+            # Prefix digests only, and no part ends inside this block: one call.
+            self._running.update(view)
+            self._left -= len(view)
+            self._advance()
+            return
         while view:
             if self._index >= len(self._expected):
                 raise Mismatch("more bytes than were streamed")
             take = min(self._left, len(view))
-            self._part.update(view[:take])
+            if self._part is not None:
+                self._part.update(view[:take])
+            if self._running is not None:
+                self._running.update(view[:take])
             self._left -= take
             view = view[take:]
             self._advance()
@@ -97,14 +159,30 @@ class PartDigests:
 
     def hexdigest(self) -> str:
         """The SHA-256 of everything (``whole=True`` only)."""
-        assert self._whole is not None, "PartDigests(whole=False) hashes parts only"
-        return self._whole.hexdigest()
+        assert self._whole and self._running is not None, \
+            "PartDigests(whole=False) hashes parts only"
+        return str(self._running.hexdigest())
+
+    def running(self) -> Any:
+        """A copy of the hash of everything so far (``whole=True`` only): a resumed
+        ``file://`` upload goes on from it."""
+        assert self._whole and self._running is not None, \
+            "PartDigests(whole=False) hashes parts only"
+        return self._running.copy()
 
 
 class Upload:
     """A resumable upload of one object, written part by part."""
 
     location: Location
+
+    hashes: list[Any] | None = None
+    """``file://``: the running SHA-256 of the streamed bytes before each part,
+    in the order of the digests (hashlib objects, this process's own: nothing a
+    store could change). The read-back starts a run of prefix digests from
+    any part with it, so the object is checked on threads of its own; None
+    where the kind keeps none (the read-back of prefix digests is then one
+    stream)."""
 
     checked: list[Any] | None = None
     """The part digests ``finish`` checked the finished object against, when it

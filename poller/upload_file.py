@@ -27,7 +27,7 @@ from pgjobs.poller.storage import (
     storage_error,
     unlink_file,
 )
-from pgjobs.poller.upload import CannotResume, KeyTaken, PartDigests, Upload
+from pgjobs.poller.upload import CannotResume, KeyTaken, PartDigests, Upload, prefix_digest
 
 
 class LocalUpload(Upload):
@@ -37,14 +37,18 @@ class LocalUpload(Upload):
 
     def __init__(self, location: Location, token: str, state: dict[str, Any] | None,
                  digests: list[Any] | None = None,
-                 fence: Callable[[], None] | None = None):
+                 fence: Callable[[], None] | None = None, *, prefix_digests: bool = False):
         self.location = location
         self._fence = fence
         self._digests = digests
+        # write_part returns prefix digests (upload.PREFIX): the object's running
+        # hash gives each part's, one pass over its bytes instead of two.
+        self._prefix_digests = prefix_digests
         directory, name = os.path.split(location.path)
         self._tmp = os.path.join(directory, f".{name}.pgjobs-{token}.tmp")
         self._hash = hashlib.sha256()
         self._size = 0
+        self.hashes: list[Any] = []  # self._hash before each part (Upload.hashes)
         try:
             # Its folders made and opened below the trusted root without following
             # a link (openat/mkdirat), the file itself with O_NOFOLLOW.
@@ -68,7 +72,10 @@ class LocalUpload(Upload):
         if self._digests is None:
             raise CannotResume("the checkpoint has no part digests to check "
                                f"{previous} against")
-        check = PartDigests(self._digests, whole=False)  # self._hash is the whole
+        # The whole's hash as well: this upload goes on from it. A checkpoint of
+        # prefix digests is hashed once, one of part digests twice (each part's
+        # and the whole's).
+        check = PartDigests(self._digests)
         try:
             src = open(open_file(previous, os.O_RDONLY,  # noqa: SIM115 - closed below
                                  f"cannot read {previous}"), "rb")
@@ -81,10 +88,11 @@ class LocalUpload(Upload):
                 if not block:
                     raise CannotResume(f"{previous} is shorter than the checkpoint")
                 out.write(block)
-                self._hash.update(block)
                 check.update(block)
                 left -= len(block)
         check.finish()
+        self._hash = check.running()
+        self.hashes = check.hashes
         self._size = size
         if previous != self._tmp:
             # The previous owner's file, which the checkpoint names: only while
@@ -106,8 +114,10 @@ class LocalUpload(Upload):
         object (the first part, or parts after empty ones), the object's hash
         so far is the part's digest: one pass gives both, so a one-part
         export hashes its bytes twice (here and the read-back), not three
-        times."""
-        whole = self._hash.copy() if self._size else None
+        times. With ``prefix_digests`` the digest returned is the object's
+        hash up to the end of this part (:func:`~pgjobs.poller.upload.prefix_digest`):
+        every part is hashed once."""
+        whole = self._hash.copy() if self._size or self._prefix_digests else None
         try:
             fd = open_file(self._tmp, os.O_WRONLY, f"cannot write {self._tmp}")
             try:
@@ -118,7 +128,11 @@ class LocalUpload(Upload):
                                            name="pgjobs-fdatasync", daemon=True)
                 syncing.start()
                 try:
-                    if whole is None:
+                    if self._prefix_digests:
+                        assert whole is not None
+                        whole.update(data)
+                        digest = prefix_digest(whole)
+                    elif whole is None:
                         whole = hashlib.sha256(data)
                         digest = whole.hexdigest()
                     else:
@@ -132,6 +146,7 @@ class LocalUpload(Upload):
                 os.close(fd)
         except OSError as exc:
             raise storage_error(exc, f"cannot write {self._tmp}") from exc
+        self.hashes.append(self._hash)  # never updated again: whole is a copy or new
         self._hash = whole
         self._size += len(data)
         return digest
