@@ -69,6 +69,9 @@ TYPES = """
   CREATE DOMAIN nj_djson AS json;
   CREATE DOMAIN nj_djsonb AS jsonb;
   CREATE TYPE nj_jnest AS (dj nj_djson, djb nj_djsonb, ja jsonb[], jj json[], c nj_comp);
+  CREATE DOMAIN nj_da AS int[];
+  CREATE DOMAIN nj_dja AS jsonb[];
+  CREATE TYPE nj_dawrap AS (das nj_da[], n int);
 """
 # column: type (every column but id, scope and created_at)
 TYPES_OF = {
@@ -79,6 +82,7 @@ TYPES_OF = {
     "warr": "nj_wrapped[]", "zb": "int[]", "tz": "text[][]",
     "jarr": "jsonb[]", "jsarr": "json[]", "dj": "nj_djson", "djb": "nj_djsonb",
     "jn": "nj_jnest", "jnarr": "nj_jnest[]",
+    "dad": "nj_da[]", "djad": "nj_dja[]", "daw": "nj_dawrap[]",
 }
 COLUMNS = list(TYPES_OF)
 JSON_INSIDE = {"comp", "carr", "jsarr", "dj", "jn", "jnarr"}  # (json has no equality operator)
@@ -132,6 +136,14 @@ ROWS = [
      "jnarr": "ARRAY[ROW('[1]', '[]', ARRAY['[1]', '[2]']::jsonb[], '{}', NULL)::nj_jnest]"},
     {"jarr": "'{{1,2},{3,NULL}}'", "jsarr": "ARRAY['[1]', '[2]']::json[]",
      "jn": "ROW('1', '\"1\"', '{{1},{2}}', '{{1},{NULL}}', NULL)::nj_jnest"},
+    # arrays of a domain over an array (at the top, of jsonb, in a
+    # composite in an array): row_to_json nests each element's array as if
+    # it were a dimension, ragged or not
+    {"dad": "'{\"{1,2}\",\"{3}\",NULL}'::nj_da[]",
+     "djad": "'{\"{\\\"\\\\\\\"1\\\\\\\"\\\"}\",\"{NULL}\",\"{}\"}'::nj_dja[]",
+     "daw": "ARRAY[ROW('{\"{{1},{2}}\",\"{4,5}\"}', 1)::nj_dawrap]"},
+    {"dad": "'{\"{1,2}\",\"{3,4}\"}'::nj_da[]", "djad": "'{NULL}'::nj_dja[]",
+     "daw": "ARRAY[ROW('{}', 2)::nj_dawrap, ROW('{NULL}', 3)::nj_dawrap]"},
 ]
 
 

@@ -72,7 +72,15 @@ BEGIN
         -- (an array of json or jsonb, through domains: more than one
         -- dimension, or an element that is JSON null or a JSON array, which
         -- row_to_json writes alike)
-        IF pgjobs._base_type(v_elem) IN ('json'::regtype, 'jsonb'::regtype) THEN
+        -- (an array of a domain over an array, '{"{1,2}","{3}"}'::d[]:
+        -- row_to_json nests each element's array as if it were a dimension,
+        -- [[1, 2], [3]], which an import refuses as ragged or reads as an
+        -- array of more dimensions; JSON has no form of it, so any element
+        -- makes it text)
+        IF (SELECT t.typsubscript = 'array_subscript_handler'::regproc
+              FROM pg_catalog.pg_type t WHERE t.oid = pgjobs._base_type(v_elem)) THEN
+            RETURN format('(pg_catalog.cardinality(%s) OPERATOR(pg_catalog.>) 0)', p_expr);
+        ELSIF pgjobs._base_type(v_elem) IN ('json'::regtype, 'jsonb'::regtype) THEN
             v_inner := format('pg_catalog.%1$s_typeof(%2$I.e) IN (''null'', ''array'')',
                               pgjobs._base_type(v_elem), v_s);
             RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
