@@ -247,6 +247,58 @@ def test_a_delete_that_hangs_past_the_lease_stops_the_attempt_before_the_next_ac
     assert discarded == []
 
 
+class Ended(Lease):
+    """A job whose attempt ended canceled, as its row reads now (``db.get_job``)."""
+
+    def __init__(self, status: str, cancel_requested: bool = False) -> None:
+        super().__init__()
+        self.job = {"id": 1, "status": status,
+                    "cancel_requested_at": "now" if cancel_requested else None}
+
+    def call(self, fn: Any) -> Any:
+        return fn(self)
+
+
+@pytest.fixture
+def job_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgjobs import db
+
+    monkeypatch.setattr(db, "get_job", lambda conn, job_id: conn.job)
+
+
+@pytest.mark.parametrize("retried", ["queued", "running", "paused", "succeeded"])
+def test_a_canceled_attempts_cleanup_leaves_what_the_retried_job_continues(
+        where: str, retried: str, job_row: None) -> None:
+    """The cancel ends the job with its lease, and the attempt then removes
+    its upload and the object it made. pgjobs.retry can queue the job again
+    meanwhile (its checkpoint kept): its next owner resumes that upload, or
+    finds the object whole and succeeds with it. A cleanup that comes after
+    the retry, or a request of it that hung or was resent until then, must
+    remove neither."""
+    loc = storage.parse(placed(where + "canceled.csv"))
+    tmp = placed(where + ".canceled.csv.pgjobs-next.tmp", b"staged")
+    ex = exporter(loc, Ended(retried), created={"bytes": 1, "sha256": "0" * 64},
+                  upload={"tmp": storage.parse(tmp).path, "staging": "x/"})
+    ex._canceled_end()
+    assert still(loc.uri)
+    if where.startswith("file://"):
+        assert still(tmp, b"staged")
+
+
+@pytest.mark.parametrize("row", [Ended("canceled"), Ended("running", cancel_requested=True)])
+def test_a_canceled_attempts_cleanup_removes_what_it_made(
+        where: str, row: Ended, job_row: None) -> None:
+    """Still canceled (or, for a part, its job being canceled): removed."""
+    loc = storage.parse(placed(where + "canceled.csv"))
+    tmp = placed(where + ".canceled.csv.pgjobs-old.tmp", b"staged")
+    ex = exporter(loc, row, created={"bytes": 1, "sha256": "0" * 64},
+                  upload={"tmp": storage.parse(tmp).path})
+    ex._canceled_end()
+    assert not storage.exists(loc.uri)
+    if where.startswith("file://"):
+        assert not storage.exists(tmp)
+
+
 # --- Parquet ------------------------------------------------------------------------
 
 
