@@ -260,7 +260,7 @@ class Ended(Lease):
 
 
 @pytest.fixture
-def job_row(monkeypatch: pytest.MonkeyPatch) -> None:
+def row_as_read(monkeypatch: pytest.MonkeyPatch) -> None:
     from pgjobs import db
 
     monkeypatch.setattr(db, "get_job", lambda conn, job_id: conn.job)
@@ -268,7 +268,7 @@ def job_row(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("retried", ["queued", "running", "paused", "succeeded"])
 def test_a_canceled_attempts_cleanup_leaves_what_the_retried_job_continues(
-        where: str, retried: str, job_row: None) -> None:
+        where: str, retried: str, row_as_read: None) -> None:
     """The cancel ends the job with its lease, and the attempt then removes
     its upload and the object it made. pgjobs.retry can queue the job again
     meanwhile (its checkpoint kept): its next owner resumes that upload, or
@@ -287,7 +287,7 @@ def test_a_canceled_attempts_cleanup_leaves_what_the_retried_job_continues(
 
 @pytest.mark.parametrize("row", [Ended("canceled"), Ended("running", cancel_requested=True)])
 def test_a_canceled_attempts_cleanup_removes_what_it_made(
-        where: str, row: Ended, job_row: None) -> None:
+        where: str, row: Ended, row_as_read: None) -> None:
     """Still canceled (or, for a part, its job being canceled): removed."""
     loc = storage.parse(placed(where + "canceled.csv"))
     tmp = placed(where + ".canceled.csv.pgjobs-old.tmp", b"staged")
