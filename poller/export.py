@@ -1458,8 +1458,9 @@ class Exporter:
         """The job was canceled: it leaves nothing, neither the upload's
         leftovers (:meth:`_discard`) nor what this attempt wrote and could not
         record (:meth:`_forget_object`). Every canceled end of an attempt, a
-        whole export's or a part's, comes here."""
-        self._discard()
+        whole export's or a part's, comes here. Each removal only while the
+        job is still canceled (:meth:`_still_canceled`)."""
+        self._discard(self._still_canceled)
         self._forget_object()
 
     def _forget_object(self) -> None:
@@ -1478,20 +1479,42 @@ class Exporter:
         this attempt streamed (a finish whose answer was lost); anything else
         at the key is another's. Parquet files are the upload's
         (_Files.cleanup); a parallel export's joined object and its parts'
-        objects are its coordinator's (parallel._forget_parts_if_canceled)."""
+        objects are its coordinator's (parallel._forget_parts_if_canceled).
+        Only while the job is still canceled (:meth:`_still_canceled`)."""
         if getattr(self, "location", None) is None or self.format == "parquet" \
                 or self.state.get("parallel"):
             return
+        uri = self.location.uri
         with contextlib.suppress(Exception):  # best effort, as the rest of the cleanup
             if self.owned or isinstance(self.state.get("created"), dict):
-                storage.delete(self.location.uri)
+                storage.fenced(self._still_canceled, lambda: storage.delete(uri))
             elif self.state.get("phase") == "finalizing" and self.state.get("digests"):
-                storage.delete_streamed(self.location.uri, self.state["digests"])
+                digests = self.state["digests"]
+                storage.fenced(self._still_canceled,
+                               lambda: storage.delete_streamed(uri, digests))
 
-    def _discard(self) -> None:
+    def _still_canceled(self) -> None:
+        """The fence of a canceled job's own cleanup, before and after each
+        removal (:func:`storage.fenced`: each request sent once): the lease
+        is gone, but pgjobs.retry may have queued the job again by now (its
+        checkpoint kept), and its next owner resumes the upload this cleanup
+        would remove, or finds the object whole and succeeds with it. Raises
+        LeaseLost once the job is neither canceled nor being canceled (a
+        part's end may come before its coordinator ends the job), or cannot
+        be read: what is left then is the next owner's, or the stale sweep's."""
+        try:
+            job = self.control.call(lambda c: db.get_job(c, self.job_id))
+        except (LeaseLost, PgjobsError, db.Error):
+            job = None
+        if job is None or not (job["status"] == "canceled" or (
+                job["status"] == "running" and job["cancel_requested_at"] is not None)):
+            raise LeaseLost("the job is not canceled any more (retried)")
+
+    def _discard(self, fence: Callable[[], None] | None = None) -> None:
         """The job ended for good: remove the upload's leftovers (never the object).
         A parallel export's coordinator also removes its parts' writes when the
-        job is canceled, however its attempt ended (poller/parallel.py)."""
+        job is canceled, however its attempt ended (poller/parallel.py).
+        ``fence``: each removal only while it passes (:meth:`_still_canceled`)."""
         if self.state.get("parallel"):
             from pgjobs.poller import parallel
 
@@ -1499,10 +1522,11 @@ class Exporter:
                 parallel._forget_parts_if_canceled(self)
         if self.upload is not None:
             with contextlib.suppress(Exception):
-                self.upload.cleanup()
+                storage.fenced(fence, self.upload.cleanup)
         elif getattr(self, "location", None) is not None:
             with contextlib.suppress(Exception):
-                storage.discard_upload(self.location, self.state.get("upload"))
+                storage.fenced(fence, lambda: storage.discard_upload(
+                    self.location, self.state.get("upload"), fence))
 
 
 def db_error(exc: db.Error) -> PgjobsError:

@@ -34,6 +34,8 @@ retries beyond them, see :mod:`pgjobs.poller.export`), ``PGJOBS_S3_READ_STREAMS`
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
 import re
@@ -77,6 +79,27 @@ class S3Error(Exception):
 
 
 _clients: dict[tuple[str | None, str, bool], Any] = {}
+_once: contextvars.ContextVar[bool] = contextvars.ContextVar("pgjobs_s3_once", default=False)
+
+
+@contextlib.contextmanager
+def sent_once() -> Iterator[None]:
+    """Within it, every request of this thread is sent once: no client resends
+    it by itself (:class:`Client`, ``storage.store_for``), and no failed abort
+    is queued to be sent again later (``upload_s3.abort_later``). What an
+    attempt's fenced destructive call reaches (``storage.fenced``): a request
+    resent after the fence may land after the lease ran out, on what the
+    job's next owner continues."""
+    token = _once.set(True)
+    try:
+        yield
+    finally:
+        _once.reset(token)
+
+
+def sending_once() -> bool:
+    """Whether this thread is inside :func:`sent_once`."""
+    return _once.get()
 _lock = threading.Lock()
 _session: Any = None
 
@@ -244,7 +267,7 @@ class Client:
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:
-            client = botocore_client(self.retries)
+            client = botocore_client(self.retries and not sending_once())
             return getattr(client, operation)(Bucket=self.bucket, **kwargs)
         except S3Error:
             raise

@@ -291,8 +291,9 @@ def store_for(loc: Location, *, retries: bool = True) -> Any:
 
     ``retries=False``: one whose requests obstore never retries (a request that
     failed is that failure, at once), for a caller that tells a refusal from a
-    transient failure itself (:func:`create`); gs:// (Google's client) and
-    memory:// have one store either way."""
+    transient failure itself (:func:`create`), and always within a fenced
+    call (:func:`fenced`); gs:// (Google's client) and memory:// have one
+    store either way."""
     if loc.scheme == "file":
         raise ValueError("file:// locations are handled on the local filesystem")
     if loc.scheme == "https":
@@ -308,6 +309,7 @@ def store_for(loc: Location, *, retries: bool = True) -> Any:
         return _memory[0]
     if loc.scheme == "gs":
         return gcs.Store(loc.base.split("://", 1)[1])
+    retries = retries and not s3.sending_once()  # within storage.fenced: sent once
     with _stores_lock:
         store = _stores.get((loc.base, retries))
         if store is None:
@@ -1008,7 +1010,10 @@ def fenced(fence: Callable[[], None] | None, call: Callable[[], T], *,
     if fence is not None:
         fence()
     try:
-        result: T | None = call()
+        # Every client the call reaches sends each request once (no resend
+        # after the fence), whether or not the call asked for it.
+        with s3.sent_once() if fence is not None else contextlib.nullcontext():
+            result: T | None = call()
     except (StorageError, OSError, s3.S3Error) as exc:
         if not best_effort:
             raise

@@ -335,7 +335,8 @@ _aborts_lock = threading.Lock()
 def abort_later(location: Location, upload_id: str) -> None:
     """Abort an S3 multipart upload now if storage answers, else queue the abort:
     it is retried in the background until it succeeds (an open upload costs
-    storage until it is aborted)."""
+    storage until it is aborted). Within an attempt's fenced call
+    (:func:`s3.sent_once`) it is sent once and never queued."""
     global _aborts
     bucket = location.base.split("://", 1)[1]
     try:
@@ -344,6 +345,14 @@ def abort_later(location: Location, upload_id: str) -> None:
     except s3.S3Error as exc:
         if not exc.retryable:
             log.warning("cannot abort upload %s of %s: %s", upload_id, location.uri, exc)
+            return
+        if s3.sending_once():
+            # An attempt's abort (storage.fenced): never sent again from the
+            # queue, out of the fence, maybe after the next owner resumed this
+            # upload (its checkpoint may still name it). Left open for the
+            # job's queued removal and the stale sweep, once the job ended.
+            log.warning("cannot abort upload %s of %s now (%s); left for the job's cleanup",
+                        upload_id, location.uri, exc)
             return
         log.warning("cannot abort upload %s of %s now (%s); retrying in the background",
                     upload_id, location.uri, exc)

@@ -15177,6 +15177,9 @@ BEGIN
         -- An export's or import's turn between tenants, as at its submit.
         UPDATE pgjobs.jobs
            SET status = 'queued', updated_at = now(),
+               -- A hand-back's note is of a wait the pause ended (stats()
+               -- would list the resumed job as still waiting for it).
+               checkpoint = checkpoint - 'throttled',
                queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope,
                                                v_job.run_at)
          WHERE id = p_id
@@ -15295,7 +15298,10 @@ BEGIN
     IF v_job.fanout THEN
         PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
     END IF;
-    v_checkpoint := v_job.checkpoint - 'lock_waits';
+    -- A hand-back's note (checkpoint.throttled, kept for the next page: one
+    -- wait, one spell) is of a wait that ended with the job: pgjobs.stats()
+    -- would list the retried job as waiting for it.
+    v_checkpoint := v_job.checkpoint - 'lock_waits' - 'throttled';
     IF v_job.kind = 'import' THEN
         v_checkpoint := v_checkpoint - 'version';
     END IF;

@@ -93,12 +93,12 @@ def test_a_write_that_lands_after_the_cancel_leaves_nothing(
     def unclean(name: str) -> None:
         original = getattr(parallel.PartExporter, name, None)
 
-        def skipped(self: parallel.PartExporter) -> None:
+        def skipped(self: parallel.PartExporter, *args: Any) -> None:
             if self.part == 1 and canceled.is_set():
                 events.append(f"part 1 skips {name}")
                 return
             if original is not None:
-                original(self)
+                original(self, *args)
 
         monkeypatch.setattr(parallel.PartExporter, name, skipped, raising=False)
 

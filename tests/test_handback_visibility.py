@@ -152,3 +152,31 @@ def test_a_started_job_behind_a_held_partition_sends_one_throttled_event(
     make_conn().execute("CALL pgjobs.run('30 seconds')")
     state = row(conn, job_id)
     assert state["status"] == "succeeded" and state["throttled"] is None, state
+
+
+@pytest.mark.parametrize("how", ["cancel, retry", "pause, resume"])
+def test_a_job_queued_again_is_not_listed_as_waiting_for_its_old_hand_back(
+        conn: Conn, make_conn: Callable[..., Conn], how: str) -> None:
+    """A hand-back's note stays for the job's next page (one wait, one spell).
+    A job canceled or paused while it waited, then retried or resumed, waits
+    for nothing: stats() must not list it as throttled by a holder long gone
+    (with the old `since`) until a page of it runs, behind other jobs maybe
+    for hours."""
+    job_id, _ = started_job(conn, "delete")
+    holder, _pid = hold(make_conn, HOLDS["alter_table"])
+    try:
+        make_conn().execute("CALL pgjobs.run('5 seconds')")
+        assert row(conn, job_id)["status"] == "queued" and listed(conn, job_id) is not None
+    finally:
+        holder.rollback()
+    if how == "cancel, retry":
+        assert scalar(conn, "SELECT pgjobs.cancel(%s)", (job_id,)) is not None
+        assert row(conn, job_id)["status"] == "canceled"
+        assert scalar(conn, "SELECT pgjobs.retry(%s)", (job_id,)) is True
+    else:
+        scalar(conn, "SELECT pgjobs.pause(%s)", (job_id,))
+        assert row(conn, job_id)["status"] == "paused"
+        scalar(conn, "SELECT pgjobs.resume(%s)", (job_id,))
+    state = row(conn, job_id)
+    assert state["status"] == "queued" and state["throttled"] is None, state
+    assert listed(conn, job_id) is None, stats(conn)["throttled"]

@@ -247,6 +247,58 @@ def test_a_delete_that_hangs_past_the_lease_stops_the_attempt_before_the_next_ac
     assert discarded == []
 
 
+class Ended(Lease):
+    """A job whose attempt ended canceled, as its row reads now (``db.get_job``)."""
+
+    def __init__(self, status: str, cancel_requested: bool = False) -> None:
+        super().__init__()
+        self.job = {"id": 1, "status": status,
+                    "cancel_requested_at": "now" if cancel_requested else None}
+
+    def call(self, fn: Any) -> Any:
+        return fn(self)
+
+
+@pytest.fixture
+def row_as_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgjobs import db
+
+    monkeypatch.setattr(db, "get_job", lambda conn, job_id: conn.job)
+
+
+@pytest.mark.parametrize("retried", ["queued", "running", "paused", "succeeded"])
+def test_a_canceled_attempts_cleanup_leaves_what_the_retried_job_continues(
+        where: str, retried: str, row_as_read: None) -> None:
+    """The cancel ends the job with its lease, and the attempt then removes
+    its upload and the object it made. pgjobs.retry can queue the job again
+    meanwhile (its checkpoint kept): its next owner resumes that upload, or
+    finds the object whole and succeeds with it. A cleanup that comes after
+    the retry, or a request of it that hung or was resent until then, must
+    remove neither."""
+    loc = storage.parse(placed(where + "canceled.csv"))
+    tmp = placed(where + ".canceled.csv.pgjobs-next.tmp", b"staged")
+    ex = exporter(loc, Ended(retried), created={"bytes": 1, "sha256": "0" * 64},
+                  upload={"tmp": storage.parse(tmp).path, "staging": "x/"})
+    ex._canceled_end()
+    assert still(loc.uri)
+    if where.startswith("file://"):
+        assert still(tmp, b"staged")
+
+
+@pytest.mark.parametrize("row", [Ended("canceled"), Ended("running", cancel_requested=True)])
+def test_a_canceled_attempts_cleanup_removes_what_it_made(
+        where: str, row: Ended, row_as_read: None) -> None:
+    """Still canceled (or, for a part, its job being canceled): removed."""
+    loc = storage.parse(placed(where + "canceled.csv"))
+    tmp = placed(where + ".canceled.csv.pgjobs-old.tmp", b"staged")
+    ex = exporter(loc, row, created={"bytes": 1, "sha256": "0" * 64},
+                  upload={"tmp": storage.parse(tmp).path})
+    ex._canceled_end()
+    assert not storage.exists(loc.uri)
+    if where.startswith("file://"):
+        assert not storage.exists(tmp)
+
+
 # --- Parquet ------------------------------------------------------------------------
 
 
@@ -436,3 +488,75 @@ def test_a_stale_import_does_not_write_over_its_rejects_object(
     with pytest.raises(LeaseLost):
         imp._place_rejects(b'{"line": 1}\n')
     assert still(uri)
+
+
+# --- sent once: every client a fenced call uses -----------------------------------
+
+
+class Flaky:
+    """``s3.Client.abort`` failing once with a transient error (a 503), then real."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = s3.Client.abort
+
+        def abort(client: s3.Client, key: str, upload_id: str) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                raise s3.S3Error(503, "SlowDown", "please reduce your request rate")
+            return real(client, key, upload_id)
+
+        monkeypatch.setattr(s3.Client, "abort", abort)
+
+
+def test_a_fenced_abort_that_fails_is_never_resent_in_the_background(
+        bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt's discard of the upload its checkpoint names, whose abort
+    fails once: nothing is queued to abort it later, out of the fence (the
+    queue retries until it succeeds, long after the lease may have run out
+    and the next owner resumed that very upload, which the checkpoint still
+    names). The open upload is left for the queued removal and the stale
+    sweep, which run once the job has ended."""
+    loc = storage.parse(bucket + "discarded.csv")
+    upload_id = str(_client(loc).create(loc.path))
+    flaky = Flaky(monkeypatch)
+    lease = Lease(held=True)
+    storage.fenced(lease.fence, lambda: storage.discard_upload(
+        loc, {"upload_id": upload_id}, lease.fence), best_effort=True)
+    assert flaky.calls == 1
+    assert upload_s3.pending_aborts(wait=0) == 0
+    assert _open_ids(loc) == [upload_id]
+    # The job's cleanup once it ended (no fence) aborts it, as before.
+    upload_s3.abort_later(loc, upload_id)
+    assert upload_s3.pending_aborts(wait=30) == 0
+    assert flaky.calls == 2 and _open_ids(loc) == []
+
+
+def test_every_client_a_fenced_call_uses_sends_each_request_once(
+        s3_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only the calls that ask for it (``delete(retries=False)``): the
+    staged parts' removal (``delete_prefix``), a rewrite, an upload's abort
+    through ``s3.Client``, whatever a fenced call reaches, none of it resent
+    by the client after the fence. Outside a fenced call, clients retry."""
+    loc = storage.parse("s3://pgjobs-once/out.csv")
+    asked: list[bool] = []
+
+    class Botocore:
+        def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
+            return {}
+
+    monkeypatch.setattr(s3, "botocore_client",
+                        lambda retries=True: asked.append(retries) or Botocore())
+    lease = Lease(held=True)
+    once = storage.store_for(loc, retries=False)
+    assert storage.fenced(lease.fence, lambda: storage.store_for(loc)) is once
+    storage.fenced(lease.fence, lambda: s3.Client("pgjobs-once").abort("k", "u"))
+    assert asked == [False]
+    assert storage.store_for(loc) is not once
+    s3.Client("pgjobs-once").abort("k", "u")
+    assert asked == [False, True]
+    # Once the call raised, the clients retry again.
+    with pytest.raises(LeaseLost):
+        storage.fenced(lease.fence, lambda: lease.__setattr__("held", False))
+    lease.held = True
+    assert storage.store_for(loc) is not once
