@@ -248,3 +248,26 @@ def test_a_crash_after_the_final_link_accepts_only_the_streamed_bytes(tmp_path: 
             storage.check_object(loc, storage.Streamed(digests, upload.hashes))
         assert storage.delete_streamed(loc.uri, digests) is False
         assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("kinds", ["p" * len(PARTS), "d" * len(PARTS), "ddddpppp"])
+def test_the_read_back_reads_every_byte_from_storage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kinds: str) -> None:
+    """The writer's hashes only say where a run's hash starts: the read-back
+    still reads each byte of the object from the file, once."""
+    loc = location(tmp_path)
+    path = Path(loc.path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(WHOLE)
+    read = [0]
+    real = os.preadv
+
+    def counting(fd: int, buffers: Any, offset: int) -> int:
+        got = real(fd, buffers, offset)
+        read[0] += got
+        return got
+
+    monkeypatch.setattr(storage.os, "preadv", counting)
+    assert storage.check_object(loc, storage.Streamed(digests_of(kinds),
+                                                      writers_hashes())) == len(WHOLE)
+    assert read[0] == len(WHOLE)
