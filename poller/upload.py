@@ -119,6 +119,10 @@ class PartDigests:
             else:
                 assert self._part is not None
                 got = self._part.hexdigest()
+            if self._part is not None:
+                # Every part's own digest starts at its first byte, whatever
+                # kind the parts before it have (a part digest after a prefix
+                # digest hashes its part alone, never the bytes before it).
                 self._part = hashlib.sha256()
             if got != expected:
                 raise Mismatch(f"part {self._index + 1} differs from what was streamed")
@@ -143,7 +147,7 @@ class PartDigests:
             if self._index >= len(self._expected):
                 raise Mismatch("more bytes than were streamed")
             take = min(self._left, len(view))
-            if self._part is not None:
+            if self._part is not None and not is_prefix(self._expected[self._index][1]):
                 self._part.update(view[:take])
             if self._running is not None:
                 self._running.update(view[:take])
