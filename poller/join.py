@@ -296,9 +296,13 @@ class Join:
     def _placed(self) -> None:
         """The join's own write made the object visible: recorded with the
         join's next checkpoint (``placed``), so that a cancel meanwhile removes
-        it (poller/parallel.py) and nothing else."""
+        it (poller/parallel.py) and nothing else. Kept in the export's state
+        at once, not only at that checkpoint: a fenced call before it (the
+        restream's cleanup, the read-back's) raises LeaseLost when the cancel
+        refused the lease, and the cancel's cleanup reads the state it left."""
         self.placed = True
         self.state["placed"] = True
+        self.ex.state["join"] = dict(self.state)
 
     def _start_over(self) -> None:
         """A join that read back wrong is never resumed nor left visible: remove it
