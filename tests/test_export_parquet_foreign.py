@@ -195,7 +195,7 @@ def test_the_job_s_own_leftover_it_could_not_remove_is_not_taken_for_another_s(
     monkeypatch.setattr(storage, "create", real_create)
     conn.execute("UPDATE items SET note = 'changed ' || id WHERE tenant = 1")
 
-    def no_delete(uri: str, sha256: str) -> bool:
+    def no_delete(uri: str, sha256: str, *, retries: bool = True) -> bool:
         raise storage.StorageError("AccessDenied: DeleteObject not allowed", retryable=True)
 
     real_delete_holding = storage.delete_holding
