@@ -392,4 +392,13 @@ def test_download_serves_only_files_under_its_storage(conn: Conn, dsn: str,
         assert request(base, "GET", f"/jobs/{ids['outside']}/download")[0] == 404
         assert request(base, "GET", f"/jobs/{ids['dotdot']}/download")[0] == 404
         assert request(base, "GET", f"/jobs/{queued}/download")[0] == 409
+        # Each refusal names why, with a hint and a SQLSTATE, as `pgjobs url` does.
+        running = submit(conn, "export_like", "items")
+        conn.execute("UPDATE pgjobs.jobs SET kind = 'export' WHERE id = %s", (running,))
+        for job_id, says, sqlstate in [(queued, "is a custom job, not an export", "22023"),
+                                       (running, "is queued: it has no object yet", "55000")]:
+            status, _, body = request(base, "GET", f"/jobs/{job_id}/download")
+            answer = json.loads(body)
+            assert status == 409 and says in answer["error"], answer
+            assert answer["sqlstate"] == sqlstate and answer.get("hint"), answer
         assert f'href="/jobs/{ids["inside"]}/download"' in request(base, "GET", "/")[2].decode()

@@ -306,8 +306,16 @@ def create_app(settings: Settings) -> Starlette:
             raise unknown_job(request.path_params["id"])
         result = job.get("result") or {}
         uris = result.get("uris") or ([result["uri"]] if result.get("uri") else [])
-        if job["kind"] != "export" or job["status"] != "succeeded" or not uris:
-            return error(f"job {job['id']} has no object to download", 409)
+        if job["kind"] != "export":
+            # As `pgjobs url` says it (the 409 said "has no object to download",
+            # no hint nor SQLSTATE, as for an export not finished yet).
+            return error(f"job {job['id']} is a {job['kind']} job, not an export", 409,
+                         hint="only an export has objects to download; /api/jobs lists "
+                              "each job's kind", sqlstate="22023")
+        if job["status"] != "succeeded" or not uris:
+            return error(f"job {job['id']} is {job['status']}: it has no object yet", 409,
+                         hint=f"download it once it succeeded (`pgjobs watch {job['id']}` "
+                              "follows it)", sqlstate="55000")
         part = _int(request.query_params.get("part"), "part", 0, len(uris) - 1) or 0
         uri = str(uris[part])
         if uri.startswith("file://"):
