@@ -506,3 +506,45 @@ def test_an_empty_variable_is_still_no_setting(monkeypatch: pytest.MonkeyPatch) 
     result = invoke("list")
     assert result.exit_code == 1, result.output
     assert "connection failed" in result.stderr, result.stderr
+
+
+# --- --dry-run with --wait or --run ----------------------------------------------------
+# The preview printed and exit 0 said nothing of a job a script then waited for.
+
+DRY_RUN_COMMANDS = {
+    "delete": ("delete", "t", "--scope", "1"),
+    "backfill": ("backfill", "t", "--scope", "1", "--filter", "{}", "--set", '{"a": 1}'),
+}
+FOLLOW_FLAGS = [("--wait", "wait", "PGJOBS_WAIT"), ("--run", "run_here", "PGJOBS_RUN_HERE")]
+
+
+def test_every_command_with_dry_run_and_a_follow_flag_is_covered() -> None:
+    takes = {" ".join(p) for p, c in walk(main)
+             if {"dry_run"} <= {x.name for x in c.params}
+             and {n for _, n, _ in FOLLOW_FLAGS} & {x.name for x in c.params}}
+    assert takes == set(DRY_RUN_COMMANDS)
+    for path, command in walk(main):
+        if " ".join(path) in takes:
+            assert {n for _, n, _ in FOLLOW_FLAGS} <= {x.name for x in command.params}
+
+
+@pytest.mark.parametrize("command", sorted(DRY_RUN_COMMANDS))
+@pytest.mark.parametrize("flag, name, variable", FOLLOW_FLAGS)
+def test_dry_run_with_a_follow_flag_is_a_usage_error(command: str, flag: str, name: str,
+                                                     variable: str) -> None:
+    result = invoke(*DRY_RUN_COMMANDS[command], "--dry-run", flag)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --dry-run submits nothing, so {flag} has no job to follow [22023] (hint: "), lines
+    assert f"see `pgjobs {command} --help`" in lines[0]
+
+
+@pytest.mark.parametrize("command", sorted(DRY_RUN_COMMANDS))
+@pytest.mark.parametrize("flag, name, variable", FOLLOW_FLAGS)
+def test_dry_run_still_wins_over_a_follow_variable(monkeypatch: pytest.MonkeyPatch,
+                                                   command: str, flag: str, name: str,
+                                                   variable: str) -> None:
+    monkeypatch.setenv(variable, "1")
+    result = invoke(*DRY_RUN_COMMANDS[command], "--dry-run")
+    assert result.exit_code == 1 and "connection failed" in result.stderr, result.output
