@@ -158,6 +158,9 @@ class Group(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]
                         ) -> tuple[str | None, click.Command | None, list[str]]:
+        own = blank_own_option(ctx)
+        if own is not None:
+            raise blank_refused(own, command_words(ctx))
         name, command, rest = super().resolve_command(ctx, args)
         if command is not None and not isinstance(command, click.Group):
             given_twice = repeated_operand(command, rest)
@@ -165,6 +168,9 @@ class Group(click.Group):
                 raise InvalidInput(f"{given_twice} is given twice; only the last would "
                                    "count, without a word",
                                    hint=f"give {given_twice} once")
+            blank = blank_option(command, rest)
+            if blank is not None:
+                raise blank_refused(blank, f"{command_words(ctx)} {name}")
             after = operand_after_end(command, rest)
             if after is not None:
                 # `delete t --scope 1 -- --scope 2`: after `--` it is no option;
@@ -299,6 +305,81 @@ def repeated_operand(command: click.Command, args: Sequence[str]) -> str | None:
         if option.name in seen:
             return option.opts[-1]
         seen.add(option.name)
+    return None
+
+
+BLANK_TAKEN = frozenset({"scope", "exclude", "filter_", "set_", "extra", "columns",
+                         "budget", "idle", "retention", "timeout", "expires", "lease", "poll",
+                         "stale_after", "storage_retry", "read_max_wait", "read_max_lag"})
+"""Text options whose empty value is not refused by :func:`blank_option`: a
+scope or a key is a value of the user's column (a text one may be ''), which
+the database judges; the JSON, list and duration ones have parsers of their
+own that refuse it in their own words (`invalid --budget ''`)."""
+
+
+def _blank_checked(param: click.Parameter) -> bool:
+    return (isinstance(param, click.Option) and not param.is_flag and not param.count
+            and isinstance(param.type, (click.types.StringParamType, click.Path))
+            and param.name not in BLANK_TAKEN)
+
+
+def blank_option(command: click.Command, args: Sequence[str]) -> str | None:
+    """The first text option of ``command`` that ``args`` give an empty (or blank)
+    value, or None. Click hands '' over, and every such option read it as not
+    given: `--dsn "$PROD_DSN"` with the variable unset went to DATABASE_URL or
+    the embedded cluster, `dev down --home "$HOME_DIR"` stopped the default
+    cluster, `export --to ""` wrote to --storage, `--read-dsn ""` read the
+    primary. Options in :data:`BLANK_TAKEN` are judged elsewhere."""
+    takes_value: dict[str, click.Option] = {}
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.is_flag and not param.count:
+            for opt in (*param.opts, *param.secondary_opts):
+                takes_value[opt] = param
+    at = 0
+    while at < len(args):
+        token = args[at]
+        if token == "--":
+            return None
+        opt, eq, value = token.partition("=") if token.startswith("--") else (token, "", "")
+        option = takes_value.get(opt)
+        if option is None:
+            at += 1
+            continue
+        if not eq:
+            if at + 1 >= len(args):
+                return None  # click says the value is missing
+            value = args[at + 1]
+        at += 1 if eq else 2
+        if _blank_checked(option) and not value.strip():
+            return option.opts[-1]
+    return None
+
+
+def blank_refused(option: str, where: str) -> InvalidInput:
+    """The usage error of ``option`` given an empty value in command ``where``."""
+    return InvalidInput(f"{option} is empty (an empty value is not the option left out)",
+                        hint=f"give {option} a value, or leave {option} out for its default "
+                             f"(see `{where} --help`)")
+
+
+def command_words(ctx: click.Context) -> str:
+    """``pgjobs`` and the (sub)command names of ``ctx``, however the program was run."""
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.insert(0, ctx.info_name or "")
+        ctx = ctx.parent
+    return " ".join(["pgjobs", *names])
+
+
+def blank_own_option(ctx: click.Context) -> str | None:
+    """The first of a group's own text options (``pgjobs --dsn ''``) given an empty
+    value on the command line, or None (:func:`blank_option`'s rule)."""
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if (_blank_checked(param) and isinstance(value, str) and not value.strip()
+                and ctx.get_parameter_source(param.name or "")
+                == click.core.ParameterSource.COMMANDLINE):
+            return param.opts[-1]
     return None
 
 

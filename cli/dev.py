@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from pgjobs import embedded
+from pgjobs.cli.common import Group
 from pgjobs.cli.output import iso, to_json
 from pgjobs.errors import PgjobsError
 
@@ -50,7 +51,7 @@ def _fail(exc: PgjobsError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-@click.group()
+@click.group(cls=Group)
 def dev() -> None:
     """Embedded local PostgreSQL (+pg_cron when installed) for development.
 

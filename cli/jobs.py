@@ -245,6 +245,22 @@ def _rehearse(conn: Any, kind: str, submit: str, params: dict[str, Any],
         db.scalar(conn, submit, {**params, "options": db.jsonb(relaxed)})
 
 
+def _dry_run_alone(dry_run: bool) -> None:
+    """--dry-run with --wait or --run on the command line is a usage error: it
+    submits nothing, so the preview printed and exit 0 said nothing of the
+    job a script then waited for. (PGJOBS_WAIT / PGJOBS_RUN_HERE left in the
+    environment still give way to --dry-run.)"""
+    if not dry_run:
+        return
+    ctx = click.get_current_context()
+    for name, flag in (("run_here", "--run"), ("wait", "--wait")):
+        if (ctx.params.get(name)
+                and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE):
+            raise InvalidInput(f"--dry-run submits nothing, so {flag} has no job to follow",
+                               hint=f"drop {flag} to preview only, or --dry-run to submit "
+                                    f"(see `pgjobs {ctx.info_name} --help`)")
+
+
 def _guard(conn: Any, kind: str, target: str, scope: str, filter_value: Any,
            exclude: list[str], options: dict[str, Any], dry_run: bool, as_json: bool,
            yes: bool, set_value: dict[str, Any] | None = None,
@@ -285,6 +301,7 @@ def delete(obj: Context, target: str, scope: str, filter_: str | None, exclude: 
     shows how many rows would go and asks first (--yes skips); --dry-run only
     shows. Prints the job id.
     """
+    _dry_run_alone(dry_run)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
     options = _options(priority, on_conflict, page_size, extra)
     params = {"target": target, "scope": scope, "filter": db.jsonb(filter_value),
@@ -312,6 +329,7 @@ def backfill(obj: Context, target: str, scope: str, filter_: str, set_: str,
     On a terminal it shows how many rows would change and asks first (--yes
     skips); --dry-run only shows. Prints the job id.
     """
+    _dry_run_alone(dry_run)
     set_value = parse_json(set_, "set")
     if not isinstance(set_value, dict):
         raise InvalidInput("--set must be a JSON object", hint='e.g. --set \'{"status": "done"}\'')

@@ -132,8 +132,23 @@ def start_metrics(port: int, host: str = "127.0.0.1") -> Any:
         server, _thread = start_http_server(port, addr=host, registry=registry())
     except OSError as exc:
         raise InvalidInput(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
-                           hint="choose a free --metrics-port") from None
+                           hint=_bind_hint(exc, host, port)) from None
     return server
+
+
+def _bind_hint(exc: OSError, host: str, port: int) -> str:
+    """What to change when the metrics endpoint cannot bind: the hint said "choose
+    a free --metrics-port" whatever failed, a --metrics-host that names no
+    address of this machine included."""
+    import errno
+    import socket
+
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return (f"--metrics-host {host!r} is no address of this machine: give one it has, "
+                "e.g. 127.0.0.1 (the default) or 0.0.0.0 for every interface")
+    if exc.errno == errno.EACCES and port < 1024:
+        return f"port {port} needs root: choose a --metrics-port from 1024 up"
+    return f"port {port} is taken: choose a free --metrics-port"
 
 
 # --- logs ------------------------------------------------------------------------------

@@ -157,6 +157,11 @@ def parse(uri: str) -> Location:
     hint = "use file://DIR, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix " \
            "or memory://prefix"
     if not isinstance(uri, str) or "://" not in uri:
+        if isinstance(uri, str) and uri.strip() and ":" not in uri:
+            # A local folder (`--to /data/out`, `--storage ./out`): the one URI to
+            # write, not the list of schemes.
+            folder = os.path.abspath(os.path.expanduser(uri.strip()))
+            hint = f"a local folder is a file:// URI with its absolute path: file://{folder}"
         raise InvalidInput(f"invalid storage URI {uri!r}", hint=hint)
     scheme, rest = uri.split("://", 1)
     scheme = scheme.lower()

@@ -87,6 +87,15 @@ class Worker:
 
     def run(self) -> int:
         """Work until stopped; returns the number of jobs that did not succeed."""
+        # A first connection that fails ends the worker, as it ends `pgjobs run
+        # --loop` and `pgjobs ui`: a wrong DSN (a typo, a refused port, a missing
+        # database) logged "database unavailable ...; retrying" for good, --once
+        # too. Only a session lost after it opened is waited out (_loop).
+        try:
+            self._connect()
+        except BaseException:
+            self._close()
+            raise
         previous = self._install_signals()
         try:
             self._loop()

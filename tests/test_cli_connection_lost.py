@@ -119,6 +119,33 @@ def test_run_without_loop_and_a_wrong_dsn_still_fail(dsn: str) -> None:
     del out
 
 
+LONG_RUNNING = [("run", "--loop"), ("worker",), ("worker", "--once"),
+                ("ui", "--port", "1")]
+"""Every command that keeps running and so waits out a lost session: none may
+wait out a first connection that fails."""
+
+
+@pytest.mark.parametrize("command", LONG_RUNNING, ids=" ".join)
+@pytest.mark.parametrize("wrong", ["database", "port"])
+def test_a_long_running_command_whose_first_connection_fails_exits_1(
+        dsn: str, command: tuple[str, ...], wrong: str) -> None:
+    """`pgjobs worker` (--once too) logged "database unavailable ...; retrying"
+    for good on a wrong DSN, where `run --loop` and `ui` exit 1 with its hint."""
+    bad = (dsn.rsplit("/", 1)[0] + "/no_such_database_h110" if wrong == "database"
+           else "postgresql://nobody@127.0.0.1:1/none?connect_timeout=5")
+    child = start(bad, *command)
+    try:
+        out, err = child.communicate(timeout=45)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        out, err = child.communicate()
+        pytest.fail(f"`pgjobs {' '.join(command)}` is still waiting on a wrong DSN: {err}")
+    assert child.returncode == 1, (child.returncode, err)
+    assert "Traceback" not in err and "retrying" not in err, err
+    assert "do that database and role exist" in err, err
+    del out
+
+
 @pytest.mark.parametrize("message, lost", [
     ("consuming input failed: server closed the connection unexpectedly", True),
     ("the connection is lost", True),

@@ -379,3 +379,172 @@ def test_a_job_id_in_range_is_taken(path: tuple[str, ...], value: str) -> None:
     result = invoke(*path, value)
     assert result.exit_code == 1, result.output  # then: cannot connect
     assert "is not a job id" not in result.stderr
+
+
+# --- an empty value ------------------------------------------------------------------
+# Click hands '' over and every text option read it as not given: `--dsn
+# "$PROD_DSN"` with the variable unset went to DATABASE_URL or the embedded
+# cluster, `dev down --home "$DIR"` stopped the default cluster, `export --to
+# ""` wrote to --storage, `--read-dsn ""` read the primary. Walked, groups'
+# own options (--dsn, --storage) included, so an option added later is covered.
+
+
+def walk_all(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from walk_all(sub, (*path, name))
+
+
+JUDGED_ELSEWHERE = {"--scope", "--exclude", "--filter", "--set", "--options", "--columns"}
+"""Text options that an empty value reaches: a scope or key is a value of the
+user's column (a text one may be ''), the database judges it; the JSON and
+list parsers refuse '' in their own words, and so do the durations
+(DURATION_OPTIONS)."""
+
+
+def text_options(judged_elsewhere: bool) -> list[tuple[tuple[str, ...], str]]:
+    found = []
+    for path, command in walk_all(main):
+        for param in command.params:
+            if not (isinstance(param, click.Option) and not param.is_flag
+                    and isinstance(param.type, (click.types.StringParamType, click.Path))):
+                continue
+            option = param.opts[-1]
+            elsewhere = (option in JUDGED_ELSEWHERE
+                         or f"{' '.join(path)} {param.opts[0]}" in DURATION_OPTIONS)
+            if elsewhere == judged_elsewhere:
+                found.append((path, option))
+    return found
+
+
+TEXT_OPTIONS = text_options(judged_elsewhere=False)
+
+
+def _with_blank(path: tuple[str, ...], option: str, spelling: list[str]) -> list[str]:
+    if path and isinstance(dict(walk_all(main))[path], click.Group):
+        return [*path, *spelling, "list"]
+    if not path:
+        return [*spelling, "list"]
+    return [*path, *spelling]
+
+
+def test_the_walk_finds_the_text_options() -> None:
+    found = {(" ".join(p), o) for p, o in TEXT_OPTIONS}
+    for opt in ("--budget", "--retention", "--lease", "--expires", "--timeout"):
+        assert opt not in {o for _, o in TEXT_OPTIONS}, opt  # durations: parsed alone
+    for item in [("", "--dsn"), ("", "--storage"), ("export", "--to"),
+                 ("export", "--read-dsn"), ("worker", "--read-dsn"), ("dev down", "--home"),
+                 ("ui", "--host"), ("worker", "--metrics-host"), ("ui", "--token-file")]:
+        assert item in found, item
+
+
+@pytest.fixture
+def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should an empty value get through, no cluster is started or stopped (`dev
+    down --home ''` stopped the default one, `dev up --home ' '` made one in the
+    current directory), no dashboard served, no worker run."""
+    import pgjobs.embedded
+    import pgjobs.poller.worker
+    import pgjobs.ui.app
+
+    def reached(*args: Any, **kwargs: Any) -> Any:
+        raise click.UsageError("an empty value got through")
+
+    for module, name in [(pgjobs.embedded, "up"), (pgjobs.embedded, "down"),
+                         (pgjobs.embedded, "status"), (pgjobs.ui.app, "serve"),
+                         (pgjobs.poller.worker, "Worker")]:
+        monkeypatch.setattr(module, name, reached)
+
+
+@pytest.mark.parametrize("path, option", TEXT_OPTIONS, ids=lambda v: " ".join(v)
+                         if isinstance(v, tuple) else v)
+@pytest.mark.parametrize("form", ["separate", "equals", "blank"])
+@pytest.mark.usefixtures("nothing_starts")
+def test_every_text_option_refuses_an_empty_value(path: tuple[str, ...], option: str,
+                                                  form: str) -> None:
+    spelling = {"separate": [option, ""], "equals": [f"{option}="],
+                "blank": [option, "  "]}[form]
+    args = _with_blank(path, option, spelling)
+    if path == ("ui",) or path == ("worker",):
+        args = ["--dsn", UNREACHABLE, *args]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    where = " ".join(["pgjobs", *path])
+    assert lines[0].startswith(f"error: {option} is empty"), lines[0]
+    assert "[22023] (hint: " in lines[0] and f"see `{where} --help`" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("path, option", [
+    (p, o) for p, o in text_options(judged_elsewhere=True)
+    # --scope, --exclude: a value of the user's column, SQL judges it; --columns
+    # too (tests/test_cli_new_user.py); durations: DURATION_OPTIONS above.
+    if o not in ("--scope", "--exclude", "--columns")
+    and f"{' '.join(p)} {o}" not in DURATION_OPTIONS],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_text_options_judged_elsewhere_still_refuse_an_empty_value(path: tuple[str, ...],
+                                                                   option: str) -> None:
+    required = {"delete": ["t", "--scope", "1", "--yes"],
+                "backfill": ["t", "--scope", "1", "--yes",
+                             *([] if option == "--filter" else ["--filter", "{}"]),
+                             *([] if option == "--set" else ["--set", '{"a": 1}'])],
+                "export": ["t", "--scope", "1", "--detach"],
+                "import": ["t", "/tmp/x.csv", "--scope", "1", "--detach"]}[path[0]]
+    result = invoke(*path, *required, option, "")
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert result.stderr.startswith("error: ") and "[22023]" in result.stderr, result.stderr
+
+
+def test_an_empty_variable_is_still_no_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `export PGJOBS_READ_DSN=` is the shell's way to unset: click reads it as
+    # absent, and so does pgjobs (the command goes on to connect).
+    monkeypatch.setenv("PGJOBS_STORAGE", "")
+    result = invoke("list")
+    assert result.exit_code == 1, result.output
+    assert "connection failed" in result.stderr, result.stderr
+
+
+# --- --dry-run with --wait or --run ----------------------------------------------------
+# The preview printed and exit 0 said nothing of a job a script then waited for.
+
+DRY_RUN_COMMANDS = {
+    "delete": ("delete", "t", "--scope", "1"),
+    "backfill": ("backfill", "t", "--scope", "1", "--filter", "{}", "--set", '{"a": 1}'),
+}
+FOLLOW_FLAGS = [("--wait", "wait", "PGJOBS_WAIT"), ("--run", "run_here", "PGJOBS_RUN_HERE")]
+
+
+def test_every_command_with_dry_run_and_a_follow_flag_is_covered() -> None:
+    takes = {" ".join(p) for p, c in walk(main)
+             if {"dry_run"} <= {x.name for x in c.params}
+             and {n for _, n, _ in FOLLOW_FLAGS} & {x.name for x in c.params}}
+    assert takes == set(DRY_RUN_COMMANDS)
+    for path, command in walk(main):
+        if " ".join(path) in takes:
+            assert {n for _, n, _ in FOLLOW_FLAGS} <= {x.name for x in command.params}
+
+
+@pytest.mark.parametrize("command", sorted(DRY_RUN_COMMANDS))
+@pytest.mark.parametrize("flag, name, variable", FOLLOW_FLAGS)
+def test_dry_run_with_a_follow_flag_is_a_usage_error(command: str, flag: str, name: str,
+                                                     variable: str) -> None:
+    result = invoke(*DRY_RUN_COMMANDS[command], "--dry-run", flag)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: --dry-run submits nothing, so {flag} has no job to follow [22023] (hint: "), lines
+    assert f"see `pgjobs {command} --help`" in lines[0]
+
+
+@pytest.mark.parametrize("command", sorted(DRY_RUN_COMMANDS))
+@pytest.mark.parametrize("flag, name, variable", FOLLOW_FLAGS)
+def test_dry_run_still_wins_over_a_follow_variable(monkeypatch: pytest.MonkeyPatch,
+                                                   command: str, flag: str, name: str,
+                                                   variable: str) -> None:
+    monkeypatch.setenv(variable, "1")
+    result = invoke(*DRY_RUN_COMMANDS[command], "--dry-run")
+    assert result.exit_code == 1 and "connection failed" in result.stderr, result.output

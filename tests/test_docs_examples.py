@@ -220,6 +220,53 @@ def test_every_command_and_option_a_message_or_hint_names_exists() -> None:
     assert not problems, "\n".join(problems)
 
 
+def _python_literals() -> list[tuple[str, str]]:
+    """Every string of the package's Python (an f-string with its fields as
+    {}): the command line's, the worker's and the dashboard's messages and
+    hints, and the SQL they send."""
+    import ast
+
+    found = []
+    for folder in ("pgjobs", "cli", "poller", "ui"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.JoinedStr):
+                    found.append((path.name, "".join(
+                        str(v.value) if isinstance(v, ast.Constant) else "{}"
+                        for v in node.values)))
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    found.append((path.name, node.value))
+    return found
+
+
+def test_every_command_option_and_function_python_names_exists(conn: Conn) -> None:
+    """As the two tests above, over the Python side's strings: a hint of the
+    command line, the worker or the dashboard ("see `pgjobs dev down
+    --help`", "choose a free --metrics-port", "pgjobs.retry(id)") names a
+    command, option and function that exist."""
+    commands = _commands(cli_main)
+    global_options = _options(cli_main)
+    functions = _functions(conn)
+    problems, seen = [], 0
+    for f, literal in _python_literals():
+        problems += [f"{f}: pgjobs.{m.group(1)}(" for m in CALL.finditer(literal)
+                     if m.group(1) not in functions]
+        for m in re.finditer(r"(`?)pgjobs ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^`'\n#]*)",
+                             literal):
+            quoted, word, sub, rest = m.group(1), m.group(2), m.group(3).strip(), m.group(4)
+            options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest)
+            if (word,) not in commands:
+                if quoted or options:
+                    problems.append(f"{f}: no command `pgjobs {word}` ({literal[:80]})")
+                continue
+            seen += 1
+            command = commands.get((word, sub), commands[(word,)])
+            problems += [f"{f}: `pgjobs {word}` has no option {o}"
+                         for o in options if o not in _options(command) | global_options]
+    assert seen >= 20, "the scan found the Python hints' commands"
+    assert not problems, "\n".join(problems)
+
+
 # The worker example of docs/clients.md, run as the doc says: a role in
 # pgjobs_admin, psql variables filled in as \gset would.
 

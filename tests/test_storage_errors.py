@@ -122,3 +122,16 @@ def test_an_error_that_carries_another_says_its_sqlstate_and_hint_once() -> None
     assert str(err) == f"part 1 of 4 failed: part 1: {part}"
     assert err.sqlstate == "42501" and err.hint == part.hint
     assert len(SQLSTATE.findall(str(err))) == 1 and str(err).count("(hint: ") == 1
+
+
+@pytest.mark.parametrize("path", ["/data/out", "/data/out/", "./out", "out/sub", "~/out",
+                                  " /data/out "])
+def test_a_local_folder_given_as_storage_names_its_file_uri(path: str) -> None:
+    """`--to /data/out` (an import's SOURCE takes a local path) got the list of
+    schemes; the hint now gives the URI to write, and that URI is taken."""
+    with pytest.raises(storage.InvalidInput) as caught:
+        storage.parse(path)
+    hint = caught.value.hint or ""
+    folder = os.path.abspath(os.path.expanduser(path.strip()))
+    assert hint.endswith(f"file://{folder}"), hint
+    assert storage.parse(f"file://{folder}").path.rstrip("/") == folder.rstrip("/")

@@ -81,6 +81,37 @@ def test_pages_api_and_keyset_pages(conn: Conn, dsn: str) -> None:
         assert sum(q["jobs"] for q in stats["queue"]) == 8
 
 
+def test_a_job_list_filter_that_could_only_mislead_is_refused(conn: Conn, dsn: str) -> None:
+    """A parameter the list does not take (`?stauts=failed` listed every job), a
+    status no job has (`?status=Failed` listed none) or a target without its
+    schema (`?target=items` listed none): 400, 22023, naming it, with a hint,
+    from the JSON list that scripts read (the page shows its filters back in
+    its form). Every status and every parameter still works."""
+    make_target(conn, "items")
+    job_id = submit(conn, "custom", "items", scope="1")
+    taken = ("kind", "status", "target", "scope", "before", "limit")
+    statuses = ("queued", "running", "paused", "succeeded", "failed", "canceled")
+    slips = [name[:-1] for name in taken] + [name.upper() for name in taken] + [
+        "stauts", "offset", "page", "q"]
+    bad = ([(f"{slip}=1", repr(slip)) for slip in slips]
+           + [(f"status={s}", repr(s)) for s in
+              [*(st.capitalize() for st in statuses), "done", "cancelled", "error"]]
+           + [("target=items", "'items'")])
+    with serving(dsn) as base:
+        for route in ("/api/jobs",):
+            for query, named in bad:
+                status, _, body = request(base, "GET", f"{route}?{query}")
+                assert status == 400, (route, query, status, body[:200])
+                answer = json.loads(body)
+                assert answer["sqlstate"] == "22023" and named in answer["error"], answer
+                assert answer.get("hint"), answer
+            for st in statuses:
+                assert request(base, "GET", f"{route}?status={st}")[0] == 200, (route, st)
+            found = get_json(base, "/api/jobs?kind=custom&status=queued&target=public.items"
+                                   "&scope=1&limit=5&before=999999999")["jobs"]
+            assert [j["id"] for j in found] == [job_id]
+
+
 def test_actions_go_through_the_sql_functions(conn: Conn, dsn: str) -> None:
     make_target(conn, "items")
     job_id = submit(conn, "custom", "items")
@@ -361,4 +392,13 @@ def test_download_serves_only_files_under_its_storage(conn: Conn, dsn: str,
         assert request(base, "GET", f"/jobs/{ids['outside']}/download")[0] == 404
         assert request(base, "GET", f"/jobs/{ids['dotdot']}/download")[0] == 404
         assert request(base, "GET", f"/jobs/{queued}/download")[0] == 409
+        # Each refusal names why, with a hint and a SQLSTATE, as `pgjobs url` does.
+        running = submit(conn, "export_like", "items")
+        conn.execute("UPDATE pgjobs.jobs SET kind = 'export' WHERE id = %s", (running,))
+        for job_id, says, sqlstate in [(queued, "is a custom job, not an export", "22023"),
+                                       (running, "is queued: it has no object yet", "55000")]:
+            status, _, body = request(base, "GET", f"/jobs/{job_id}/download")
+            answer = json.loads(body)
+            assert status == 409 and says in answer["error"], answer
+            assert answer["sqlstate"] == sqlstate and answer.get("hint"), answer
         assert f'href="/jobs/{ids["inside"]}/download"' in request(base, "GET", "/")[2].decode()

@@ -131,6 +131,29 @@ def test_metrics_bind_loopback_and_a_taken_port_is_a_usage_error(
         server.server_close()
 
 
+@pytest.mark.parametrize("host, says", [
+    ("no-such-host.invalid", "--metrics-host 'no-such-host.invalid' is no address"),
+    ("192.0.2.1", "--metrics-host '192.0.2.1' is no address"),  # TEST-NET: no local one
+    ("127.0.0.1", "is taken: choose a free --metrics-port"),
+])
+def test_a_metrics_endpoint_that_cannot_bind_names_what_to_change(host: str,
+                                                                  says: str) -> None:
+    """The hint said "choose a free --metrics-port" whatever failed, a host that
+    is no address of this machine too."""
+    from pgjobs.errors import InvalidInput
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidInput) as caught:
+            server = observe.start_metrics(port, host)
+            server.shutdown()
+            server.server_close()
+    assert says in (caught.value.hint or ""), caught.value.hint
+    assert f"cannot serve metrics on {host}:{port}" in caught.value.message
+
+
 def run_worker_cli(dsn: str, storage: str, *args: str) -> list[str]:
     result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", storage, "worker", "--once",
                                        "--poll", "0.1", *args])

@@ -189,8 +189,29 @@ def _with_security_headers(send: Send) -> Send:
     return sending
 
 
-def _filters(request: Request) -> dict[str, str | None]:
-    return {f: (request.query_params.get(f) or None) for f in page.FILTERS}
+def _filters(request: Request, *, strict: bool = False) -> dict[str, str | None]:
+    """The job list's filters; ``strict`` (the JSON list, read by scripts that
+    cannot see the filter form the page shows back) refuses (22023) those that
+    could only mislead: a parameter the list does not take (`?stauts=failed`
+    listed every job), a status no job has (`?status=Failed` listed none), a
+    target without its schema (targets read schema-qualified: `?target=items`
+    listed none)."""
+    filters = {f: (request.query_params.get(f) or None) for f in page.FILTERS}
+    if not strict:
+        return filters
+    taken = (*page.FILTERS, *page.PAGING, "token")
+    for name in request.query_params:
+        if name not in taken:
+            raise PgjobsError(f"unknown parameter {name!r}", sqlstate="22023",
+                              hint="the job list takes " + ", ".join(taken[:-1]))
+    status, target = filters["status"], filters["target"]
+    if status is not None and status not in page.STATUSES:
+        raise PgjobsError(f"status {status!r} is no job status", sqlstate="22023",
+                          hint="one of " + ", ".join(page.STATUSES))
+    if target is not None and "." not in target:
+        raise PgjobsError(f"target {target!r} names no schema", sqlstate="22023",
+                          hint=f"targets are listed schema-qualified, e.g. public.{target}")
+    return filters
 
 
 def _int(value: str | None, name: str, low: int, high: int) -> int | None:
@@ -216,10 +237,12 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await hub.stop()
 
-    async def page_of_jobs(request: Request) -> tuple[list[dict[str, Any]], int | None, bool]:
+    async def page_of_jobs(request: Request, *, strict: bool = False
+                           ) -> tuple[list[dict[str, Any]], int | None, bool]:
         before = _int(request.query_params.get("before"), "before", 1, 2**63 - 1)
         limit = _int(request.query_params.get("limit"), "limit", 1, MAX_PAGE) or PAGE_SIZE
-        params: dict[str, Any] = _filters(request) | {"before": before, "limit": limit + 1}
+        params: dict[str, Any] = (_filters(request, strict=strict)
+                                  | {"before": before, "limit": limit + 1})
         jobs = await hub.rows(queries.UI_JOBS, params)
         more = len(jobs) > limit
         jobs = jobs[:limit]
@@ -250,7 +273,7 @@ def create_app(settings: Settings) -> Starlette:
         return HTMLResponse(page.row(job, settings.read_only))
 
     async def api_jobs(request: Request) -> Response:
-        jobs, next_before, _ = await page_of_jobs(request)
+        jobs, next_before, _ = await page_of_jobs(request, strict=True)
         return as_json({"jobs": jobs, "next_before": next_before,
                         "read_only": settings.read_only})
 
@@ -283,8 +306,16 @@ def create_app(settings: Settings) -> Starlette:
             raise unknown_job(request.path_params["id"])
         result = job.get("result") or {}
         uris = result.get("uris") or ([result["uri"]] if result.get("uri") else [])
-        if job["kind"] != "export" or job["status"] != "succeeded" or not uris:
-            return error(f"job {job['id']} has no object to download", 409)
+        if job["kind"] != "export":
+            # As `pgjobs url` says it (the 409 said "has no object to download",
+            # no hint nor SQLSTATE, as for an export not finished yet).
+            return error(f"job {job['id']} is a {job['kind']} job, not an export", 409,
+                         hint="only an export has objects to download; /api/jobs lists "
+                              "each job's kind", sqlstate="22023")
+        if job["status"] != "succeeded" or not uris:
+            return error(f"job {job['id']} is {job['status']}: it has no object yet", 409,
+                         hint=f"download it once it succeeded (`pgjobs watch {job['id']}` "
+                              "follows it)", sqlstate="55000")
         part = _int(request.query_params.get("part"), "part", 0, len(uris) - 1) or 0
         uri = str(uris[part])
         if uri.startswith("file://"):

@@ -19,6 +19,8 @@ ACTIONS = {  # action: the statuses it applies to (the SQL functions decide; thi
 }
 FINISHED = ("succeeded", "failed", "canceled")
 FILTERS = ("kind", "status", "target", "scope")
+PAGING = ("before", "limit")
+STATUSES = ("queued", "running", "paused", "succeeded", "failed", "canceled")
 
 
 def e(value: Any) -> str:
