@@ -116,8 +116,12 @@ class PartExporter(Exporter):
         """The part's own start; Exporter.run ends it (released, lost or failed)."""
         job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
         where = (job or {}).get("checkpoint") or {}
-        if job is None or job["status"] != "running" or not where.get("uri"):
-            raise Stopped()  # hand the part back
+        if job is None or job["status"] != "running" or not where.get("uri") \
+                or job["cancel_requested_at"] is not None:
+            # Handed back, nothing written: a cancel that came since the claim
+            # finds no upload of this attempt to remove (the part's kept one is
+            # removed as it is handed back, and by the job's cleanup).
+            raise Stopped()
         self.settings = Settings.of(job["payload"])
         self.format = self.settings.format
         self.gzip = self.settings.gzip

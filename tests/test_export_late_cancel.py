@@ -26,6 +26,7 @@ from tests.support import (
     job,
     leftovers,
     make_items,
+    open_uploads,
     part_rows,
     run_export,
     submit_export,
@@ -88,3 +89,82 @@ def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
     second = [p for p in part_rows(conn, job_id) if p["part"] == 2][0]
     assert second["status"] == "queued" and (second["checkpoint"] or {}).get("upload"), second
     assert leftovers(where, set()) == []
+
+
+def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at: int,
+                                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, Outcome, bool]:
+    """Part 2's first attempt fails retryably (as above: ``late`` says where),
+    and the cancel comes just before the ``at``-th call its next attempt (its
+    claim came before the cancel) makes to the database: its look at the job,
+    its fences, its records, its heartbeats, its finish, each a point where the
+    attempt may learn of the cancel. Returns the job, its outcome and whether
+    the cancel came."""
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
+    original = getattr(parallel.PartExporter, f"_{late}")
+    fail = parallel.PartExporter._fail
+    call = parallel._PartControl.call
+    decided: list[bool] = []
+    calls: list[int] = []
+
+    def finalize(self: parallel.PartExporter) -> Any:
+        if self.part == 2 and not decided:
+            raise StorageError("injected: storage hiccup finishing part 2", retryable=True)
+        return original(self)
+
+    def stream(self: parallel.PartExporter) -> Any:
+        if self.part != 2 or decided:
+            return original(self)
+        control_beat = self.control.heartbeat
+
+        def failing(done: int | None = None, checkpoint: Any = None) -> bool:
+            ok = control_beat(done, checkpoint)
+            if self.state["parts"] >= 2:
+                raise StorageError("injected: storage hiccup in part 2", retryable=True)
+            return ok
+
+        self.control.heartbeat = failing  # type: ignore[method-assign]
+        return original(self)
+
+    def decide(self: parallel.PartExporter, exc: BaseException) -> Outcome:
+        outcome = fail(self, exc)
+        if self.part == 2 and outcome.status == "retrying":
+            decided.append(True)  # no cancel yet: the next attempt is claimed first
+        return outcome
+
+    def counted(self: parallel._PartControl, func: Any) -> Any:
+        if self.part == 2 and decided:
+            calls.append(1)
+            if len(calls) == at:
+                with psycopg.connect(dsn, autocommit=True) as other:
+                    other.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+        return call(self, func)
+
+    monkeypatch.setattr(parallel.PartExporter, f"_{late}",
+                        finalize if late == "finalize" else stream)
+    monkeypatch.setattr(parallel.PartExporter, "_fail", decide)
+    monkeypatch.setattr(parallel._PartControl, "call", counted)
+    outcome = run_export(dsn, job_id, where)
+    assert decided, "part 2 never decided to retry"
+    return job_id, outcome, len(calls) >= at
+
+
+@pytest.mark.parametrize("at", [1, 2, 3, 4])
+@pytest.mark.parametrize("late", ["finalize", "stream"])
+def test_a_cancel_at_any_call_of_a_retried_parts_next_attempt_leaves_nothing(
+        conn: Conn, dsn: str, export_where: str, late: str, at: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next attempt of a part claimed before the cancel makes its own
+    upload (a temporary file of its own, staged parts, an upload) before any
+    record names it; wherever the cancel reaches it (its look at the job, its
+    first fence, inside the resume of the kept upload, a later renewal, its
+    finish), what it made is removed: by the attempt itself, or by the job's
+    cleanup after it."""
+    job_id, outcome, canceled = _retried_part_with_cancel_at(
+        conn, dsn, export_where, late, at, monkeypatch)
+    assert canceled, "part 2's next attempt ended before the cancel"
+    assert outcome.status == "canceled", outcome
+    assert job(conn, job_id)["status"] == "canceled"
+    assert leftovers(export_where, set()) == []
+    if export_where.startswith("s3://"):
+        assert open_uploads(export_where) == []
