@@ -8,6 +8,15 @@ the part's own worker had already looked (no cancel then), and the job's
 worker, seeing the cancel, removed the parts' finished objects only, so the
 retried part's upload stayed. Now the job's worker removes the upload every
 part's checkpoint holds (poller/parallel.py, _forget_parts_if_canceled).
+
+The part's next attempt may be claimed between its retry and the cancel (CI,
+now and then): it makes its own upload before any record names it (file://:
+a temporary file of its own, into which it copies the kept one), and the
+cancel reached it inside that resume (the fence of the kept file's removal),
+so its file stayed. Now an upload that fails to begin removes its own file,
+a part does not start once its job has a cancel pending, and the job's
+cleanup removes every attempt's temporary file of each part; the tests below
+put the cancel at each of the next attempt's calls to the database.
 """
 
 from __future__ import annotations
@@ -96,15 +105,18 @@ def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
 
 def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at: int,
                                  monkeypatch: pytest.MonkeyPatch) -> tuple[int, Outcome, bool]:
-    """Part 2's first attempt fails retryably (as above: ``late`` says where),
+    """Part 2's first attempt fails retryably (as above: ``late`` says where;
+    ``parquet``: a Parquet export's part, once it recorded its first file),
     and the cancel comes just before the ``at``-th call its next attempt (its
     claim came before the cancel) makes to the database: its look at the job,
     its fences, its records, its heartbeats, its finish, each a point where the
     attempt may learn of the cancel. Returns the job, its outcome and whether
     the cancel came."""
     make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
-    original = getattr(parallel.PartExporter, f"_{late}")
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2, **(
+        {"format": "parquet"} if late == "parquet" else {})})
+    original = getattr(parallel.PartExporter, f"_{late}", None)
+    file_done = parallel.ParquetPart._file_done
     fail = parallel.PartExporter._fail
     call = parallel._PartControl.call
     decided: list[bool] = []
@@ -129,6 +141,12 @@ def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at
         self.control.heartbeat = failing  # type: ignore[method-assign]
         return original(self)
 
+    def parquet_file(self: parallel.ParquetPart, done: Any) -> None:
+        # Part 2 records its first file, then its storage fails retryably.
+        file_done(self, done)
+        if self.part_ex.part == 2 and not decided and self.ex.state["files"]:
+            raise StorageError("injected: storage hiccup in part 2", retryable=True)
+
     def decide(self: parallel.PartExporter, exc: BaseException) -> Outcome:
         outcome = fail(self, exc)
         if self.part == 2 and outcome.status == "retrying":
@@ -150,8 +168,11 @@ def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at
                     other.execute("SELECT pgjobs.cancel(%s)", (job_id,))
         return call(self, func)
 
-    monkeypatch.setattr(parallel.PartExporter, f"_{late}",
-                        finalize if late == "finalize" else stream)
+    if late == "parquet":
+        monkeypatch.setattr(parallel.ParquetPart, "_file_done", parquet_file)
+    else:
+        monkeypatch.setattr(parallel.PartExporter, f"_{late}",
+                            finalize if late == "finalize" else stream)
     monkeypatch.setattr(parallel.PartExporter, "_fail", decide)
     monkeypatch.setattr(parallel.PartExporter, "__init__", tagged)
     monkeypatch.setattr(parallel._PartControl, "call", counted)
@@ -160,15 +181,14 @@ def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at
     return job_id, outcome, len(calls) >= at
 
 
-# Each of the first four calls on file:// and memory:// (a temporary file of
-# the attempt's own; staged parts in the part's folder); S3 (staged parts and
-# the uploads opened at the key) at two of them, its fixture being slower.
-CALLS = [(store, at) for store in ("file", "memory") for at in (1, 2, 3, 4)] + [
-    ("s3", 2), ("s3", 4)]
+# Each of the first four calls on file:// (a temporary file of the attempt's
+# own); memory:// and S3 (staged parts in the part's folder; S3: the uploads
+# opened at the key) at some of them, for time.
+CALLS = [("file", at) for at in (1, 2, 3, 4)] + [("memory", 1), ("memory", 3), ("s3", 2)]
 
 
 @pytest.mark.parametrize(("store", "at"), CALLS)
-@pytest.mark.parametrize("late", ["finalize", "stream"])
+@pytest.mark.parametrize("late", ["finalize", "stream", "parquet"])
 def test_a_cancel_at_any_call_of_a_retried_parts_next_attempt_leaves_nothing(
         conn: Conn, dsn: str, request: pytest.FixtureRequest, local_dir: str, store: str,
         late: str, at: int, monkeypatch: pytest.MonkeyPatch) -> None:
