@@ -562,8 +562,8 @@ def _forget_parts(ex: Exporter) -> None:
         if isinstance(ck.get("upload"), dict):
             _remove(ex, functools.partial(storage.discard_upload, storage.parse(where),
                                           ck["upload"]))
-        # Every attempt's temporary file of the part (file://; nothing elsewhere).
-        _remove(ex, functools.partial(storage.remove_temporaries, where))
+        if where.startswith("file:"):  # every attempt's temporary file of the part
+            _remove(ex, functools.partial(storage.remove_temporaries, where))
         if isinstance(row["result"], dict) or isinstance(ck.get("created"), dict):
             _remove(ex, functools.partial(storage.delete, where))
         elif ck.get("phase") == "finalizing" and isinstance(ck.get("digests"), list) \

@@ -27,8 +27,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import join, parallel, storage, upload_file
-from pgjobs.poller.export import Outcome
+from pgjobs.poller import export, join, parallel, storage, upload_file
+from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
     ITEMS_TENANT_1,
@@ -279,3 +279,41 @@ def test_a_retry_before_the_canceled_jobs_cleanup_keeps_what_it_resumes(
     assert done.status == "succeeded", done
     assert content(done.result or {}) == plain_copy(conn, ITEMS_TENANT_1)
     assert leftovers(export_where, {(done.result or {})["uri"]}) == []
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_a_cancel_at_any_call_of_a_whole_exports_resume_leaves_nothing(
+        conn: Conn, dsn: str, local_dir: str, at: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same upload, a whole export's: its second attempt resumes the first's
+    temporary file into one of its own, and the cancel comes just before the
+    ``at``-th call it makes to the database (its look at the job, the fences
+    of the kept file's removal inside that resume): nothing is left."""
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, MANY_PARTS)
+    finalize = Exporter._finalize
+    call = export._Control.call
+    second: list[int] = []
+
+    def failing(self: Exporter) -> Any:
+        raise StorageError("injected: storage hiccup finishing", retryable=True)
+
+    def counted(self: export._Control, func: Any) -> Any:
+        if second and type(self) is export._Control:
+            second.append(1)
+            if len(second) == at + 1:
+                with psycopg.connect(dsn, autocommit=True) as other:
+                    other.execute("SELECT pgjobs.cancel(%s)", (job_id,))
+        return call(self, func)
+
+    monkeypatch.setattr(Exporter, "_finalize", failing)
+    assert run_export(dsn, job_id, local_dir).status == "retrying"
+    kept = job(conn, job_id)["checkpoint"]["upload"]
+    assert kept and kept.get("tmp"), kept
+    monkeypatch.setattr(Exporter, "_finalize", finalize)
+    monkeypatch.setattr(export._Control, "call", counted)
+    conn.execute("UPDATE pgjobs.jobs SET run_at = now() WHERE id = %s", (job_id,))
+    second.append(0)  # counting from the second attempt's first call
+    outcome = run_export(dsn, job_id, local_dir)
+    assert len(second) > at, "the second attempt ended before the cancel"
+    assert outcome.status == "canceled", outcome
+    assert leftovers(local_dir, set()) == []
