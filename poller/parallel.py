@@ -116,8 +116,12 @@ class PartExporter(Exporter):
         """The part's own start; Exporter.run ends it (released, lost or failed)."""
         job = self.control.call(lambda c: db.one(c, queries.EXPORT_JOB, {"id": self.job_id}))
         where = (job or {}).get("checkpoint") or {}
-        if job is None or job["status"] != "running" or not where.get("uri"):
-            raise Stopped()  # hand the part back
+        if job is None or job["status"] != "running" or not where.get("uri") \
+                or job["cancel_requested_at"] is not None:
+            # Handed back, nothing written: a cancel that came since the claim
+            # finds no upload of this attempt to remove (the part's kept one is
+            # removed as it is handed back, and by the job's cleanup).
+            raise Stopped()
         self.settings = Settings.of(job["payload"])
         self.format = self.settings.format
         self.gzip = self.settings.gzip
@@ -483,57 +487,90 @@ def _forget_parts_if_canceled(ex: Exporter) -> None:
     join's once its checkpoint records it made it (``placed``, ``created``);
     whatever else is at those keys is another's.
 
+    Every attempt's upload, not only the one a checkpoint names: the staged
+    parts of every attempt of a part are in the part's staging folder, and on
+    ``file://`` the temporary file of every attempt of a part
+    (``.{job}.partNNNNN.ext.pgjobs-{token}.tmp``, a name only this job's part
+    writes) is removed beside the part's object, so an attempt that made its
+    own upload and ended before any record named it (its worker killed, or
+    its own cleanup refused) leaves nothing either.
+
     Called by the coordinator's Exporter._discard however its attempt ends
     canceled (lease refused, handed back, failed), once every part thread of
     this process has ended (_coordinate joins them before it raises): no part
     of this process writes after it. A part running in another process is
     fenced by its lease (its heartbeat refuses once the job is canceled) and
     removes what it wrote itself as it ends (PartExporter._release); one killed
-    between a write and its record leaves staged parts and temporary files for
-    the stale-upload sweep, and an unrecorded part object
-    (``{job}.partNNNNN.ext``) that only this cleanup removes, when it runs after
-    that part's last write."""
+    between a write and its record leaves staged parts and temporary files,
+    which this cleanup removes when it runs after them (else the stale-upload
+    sweep), and an unrecorded part object (``{job}.partNNNNN.ext``) that only
+    this cleanup removes, when it runs after that part's last write.
+
+    Each removal only while the job is still canceled (Exporter._still_canceled,
+    before and after it): once pgjobs.retry has queued the job again, what is
+    left is the next attempt's, which resumes the parts' kept uploads and keeps
+    the parts that succeeded; the cleanup stops there."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
         return
     if job is None or job["status"] != "canceled":
         return
+    try:
+        _forget_parts(ex)
+    except LeaseLost as exc:
+        log.info("job %s: cleanup stopped: %s", ex.job_id, exc)
+
+
+def _remove(ex: Exporter, call: Any) -> None:
+    """One removal of a canceled job's cleanup: only while the job is still
+    canceled (LeaseLost raised once it is not); a storage failure is left for
+    the stale-upload sweep (best effort)."""
+    try:
+        storage.fenced(ex._still_canceled, call, best_effort=True)
+    except LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - best effort, as the rest of the cleanup
+        log.warning("job %s: cleanup: %s (left for the stale-upload sweep)", ex.job_id,
+                    words(exc))
+
+
+def _forget_parts(ex: Exporter) -> None:
+    """_forget_parts_if_canceled's removals, each fenced (:func:`_remove`)."""
     joined = ex.state.get("join") or {}
     made = isinstance(ex.state.get("created"), dict) or bool(
         joined.get("placed") or joined.get("phase") == "visible")
-    join.Join(ex, []).discard()  # the join's temporary file or open upload
+    _remove(ex, join.Join(ex, []).discard)  # the join's temporary file or open upload
+    rows = ex.control.call(lambda c: db.rows(
+        c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
     if ex.format == "parquet":
-        rows = ex.control.call(lambda c: db.rows(
-            c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
         for row in rows:
             ck = row["checkpoint"] if isinstance(row["checkpoint"], dict) else {}
             for f in ck.get("files") or []:
-                with contextlib.suppress(Exception):
-                    storage.delete(str(f["uri"]))
+                _remove(ex, functools.partial(storage.delete, str(f["uri"])))
             # Written and not recorded (the cancel refused the heartbeat after
             # the write): removed only while it holds the bytes named before it.
             for f in parquet._unrecorded(ck):
-                with contextlib.suppress(Exception):
-                    storage.delete_holding(str(f["uri"]), str(f["sha256"]))
+                # (And the temporary file of its conditional write, file://.)
+                _remove(ex, functools.partial(storage.remove_temporaries, str(f["uri"])))
+                _remove(ex, functools.partial(storage.delete_holding, str(f["uri"]),
+                                              str(f["sha256"])))
         return
-    rows = ex.control.call(lambda c: db.rows(
-        c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
     for row in rows:
         where = _part_uri(ex.prefix, ex.location.uri, int(row["part"]))
         ck = row["checkpoint"] if isinstance(row["checkpoint"], dict) else {}
         if isinstance(ck.get("upload"), dict):
-            with contextlib.suppress(Exception):
-                storage.discard_upload(storage.parse(where), ck["upload"])
-        with contextlib.suppress(Exception):
-            if isinstance(row["result"], dict) or isinstance(ck.get("created"), dict):
-                storage.delete(where)
-            elif ck.get("phase") == "finalizing" and isinstance(ck.get("digests"), list) \
-                    and ck["digests"]:
-                storage.delete_streamed(where, ck["digests"])
-    if made:
-        with contextlib.suppress(Exception):  # a join that had made it: not completed
-            storage.delete(ex.location.uri)
+            _remove(ex, functools.partial(storage.discard_upload, storage.parse(where),
+                                          ck["upload"]))
+        if where.startswith("file:"):  # every attempt's temporary file of the part
+            _remove(ex, functools.partial(storage.remove_temporaries, where))
+        if isinstance(row["result"], dict) or isinstance(ck.get("created"), dict):
+            _remove(ex, functools.partial(storage.delete, where))
+        elif ck.get("phase") == "finalizing" and isinstance(ck.get("digests"), list) \
+                and ck["digests"]:
+            _remove(ex, functools.partial(storage.delete_streamed, where, ck["digests"]))
+    if made:  # a join that had made it: not completed
+        _remove(ex, functools.partial(storage.delete, ex.location.uri))
 
 
 def _completed(ex: Exporter, results: list[dict[str, Any]], total_rows: int, size: int,

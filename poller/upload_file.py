@@ -54,17 +54,25 @@ class LocalUpload(Upload):
             # a link (openat/mkdirat), the file itself with O_NOFOLLOW.
             fd = open_file(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                            f"cannot write {directory}", create_folders=True)
+        except OSError as exc:
+            raise storage_error(exc, f"cannot write {directory}") from exc
+        try:
             previous = state.get("tmp") if state else None
             with open(fd, "wb") as out:
                 if previous and state:
                     self._inherit(previous, int(state["size"]), out)
                 out.flush()
                 os.fsync(out.fileno())
-        except CannotResume:
+        except BaseException as exc:
+            # However the upload fails to begin (CannotResume, a copy that
+            # failed, or the fence of the inherited file's removal refused: the
+            # job canceled, paused or taken over meanwhile), its own temporary
+            # file goes with it: no record names it yet, and its owner never
+            # gets the upload that would remove it (a canceled export left it).
             self.cleanup()
+            if isinstance(exc, OSError):
+                raise storage_error(exc, f"cannot write {directory}") from exc
             raise
-        except OSError as exc:
-            raise storage_error(exc, f"cannot write {directory}") from exc
 
     def _inherit(self, previous: str, size: int, out: Any) -> None:
         """Copy the first ``size`` bytes of the previous owner's file, checked
