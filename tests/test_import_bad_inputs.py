@@ -344,3 +344,28 @@ def test_without_max_rejects_a_duplicated_key_fails_the_job_naming_line_and_key(
     row = _run(conn, dsn, folder, submit_import(conn, f"file://{path}", "1"))
     assert row["status"] == "failed", row
     assert row["error"].startswith('line 2: the record names field "name" twice'), row["error"]
+
+
+@pytest.mark.parametrize("bad", ["no_such_relation", "a b c", "pg_catalog."])
+def test_a_bad_key_of_a_guarded_type_is_one_rejected_record_when_key_sets_differ(
+        conn: Conn, dsn: str, tmp_path: Path, bad: str) -> None:
+    """Records of several key sets in one batch are grouped by their key's one
+    text (pgjobs._import_key_text), which read the key through its type's
+    input and let only a data exception through: a regclass key naming no
+    relation (42P01) or of bad syntax (42602, 42601) failed the job there.
+    (Extension types cannot key a target: register_target refuses them.)"""
+    build_target(conn, "rels", """id regclass NOT NULL, tenant integer NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now(), name text, n integer""",
+                 scope="tenant", index="unique")
+    folder = allowed_folder(conn, tmp_path)
+    path = folder / "in.jsonl"
+    path.write_text(f'{{"id": "pg_class", "name": "x"}}\n{{"id": "{bad}", "n": 1}}\n'
+                    '{"id": "pg_type", "name": "y", "n": 2}\n')
+    row = _run(conn, dsn, folder, submit_import(conn, f"file://{path}", "1",
+                                                {"max_rejects": 5, "on_duplicate": "skip"},
+                                                target="rels"))
+    assert row["status"] == "succeeded", row["error"]
+    rejects = _rejects(conn, row["id"])
+    assert list(rejects) == [2] and 'column "id"' in rejects[2], rejects
+    assert conn.execute("SELECT id::text FROM rels ORDER BY 1").fetchall() == [
+        ("pg_class",), ("pg_type",)]
