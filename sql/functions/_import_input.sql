@@ -7,10 +7,6 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
-SET standard_conforming_strings = on
-SET extra_float_digits = 3
-SET DateStyle = 'ISO, YMD'
-SET IntervalStyle = 'postgres'
 AS $$
 -- p_text, once read by the input of type p_type (a type that is no domain
 -- and no array; with p_array, p_text is an array of them: '{"a=>1"}'), for
@@ -23,7 +19,9 @@ AS $$
 -- failed the whole job. The input is reached through array_in, whatever
 -- the type (a composite too): a one-element array's quoted element is the
 -- text exactly. Called only for types pgjobs._import_input_guarded names
--- (a subtransaction per value). Errors of the server rather than of the
+-- (a subtransaction per value; no SET but search_path, each of which
+-- costs every call a save and restore: the caller, pgjobs.import_batch,
+-- pins the styles values are read in). Errors of the server rather than of the
 -- value (out of memory, a cancel, a lost connection) go through as they
 -- are. Locks nothing.
 DECLARE
@@ -33,7 +31,7 @@ BEGIN
     IF p_text IS NOT NULL THEN
         PERFORM pg_catalog.array_in(
             (CASE WHEN p_array THEN p_text
-                  ELSE '{"' || replace(replace(p_text, '\', '\\'), '"', '\"') || '"}'
+                  ELSE '{"' || replace(replace(p_text, E'\\', E'\\\\'), '"', E'\\"') || '"}'
              END)::pg_catalog.cstring, p_type, -1);
     END IF;
     RETURN p_text;
