@@ -7813,6 +7813,10 @@ ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_de
 CREATE FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $$
 -- p_text, once read by the input of type p_type (a type that is no domain
 -- and no array; with p_array, p_text is an array of them: '{"a=>1"}'), for
@@ -7825,9 +7829,8 @@ CREATE FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolea
 -- failed the whole job. The input is reached through array_in, whatever
 -- the type (a composite too): a one-element array's quoted element is the
 -- text exactly. Called only for types pgjobs._import_input_guarded names
--- (a subtransaction per value; no SET but search_path, each of which
--- costs every call a save and restore: the caller, pgjobs.import_batch,
--- pins the styles values are read in). Errors of the server rather than of the
+-- (a subtransaction per value, and the settings every pgjobs function
+-- pins, tests/test_trust_settings.py: a save and restore each). Errors of the server rather than of the
 -- value (out of memory, a cancel, a lost connection) go through as they
 -- are. Locks nothing.
 DECLARE
@@ -8745,6 +8748,10 @@ COMMENT ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth
 CREATE FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- A JSON array or object (p_value, its text; read as json when p_exact,
 -- the line's own spelling, else as jsonb) read as type p_type (the

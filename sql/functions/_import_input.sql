@@ -7,6 +7,10 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- p_text, once read by the input of type p_type (a type that is no domain
 -- and no array; with p_array, p_text is an array of them: '{"a=>1"}'), for
@@ -19,9 +23,8 @@ AS $$
 -- failed the whole job. The input is reached through array_in, whatever
 -- the type (a composite too): a one-element array's quoted element is the
 -- text exactly. Called only for types pgjobs._import_input_guarded names
--- (a subtransaction per value; no SET but search_path, each of which
--- costs every call a save and restore: the caller, pgjobs.import_batch,
--- pins the styles values are read in). Errors of the server rather than of the
+-- (a subtransaction per value, and the settings every pgjobs function
+-- pins, tests/test_trust_settings.py: a save and restore each). Errors of the server rather than of the
 -- value (out of memory, a cancel, a lost connection) go through as they
 -- are. Locks nothing.
 DECLARE

@@ -7,6 +7,10 @@ RETURNS text
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
 AS $$
 -- A JSON array or object (p_value, its text; read as json when p_exact,
 -- the line's own spelling, else as jsonb) read as type p_type (the
