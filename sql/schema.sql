@@ -7887,9 +7887,10 @@ CREATE FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer DEF
 -- tsvector, tsquery and jsonpath (42601), aclitem and the reg* types
 -- (42704, 42P01, 42883, 42602, 3F000), and the types that accept no value
 -- at all (0A000: pg_node_tree, gtsvector, ...). Every other built-in type
--- and every enum refuse a bad value with 22xxx and are read by a plain
--- cast, at no cost (tests/test_import_bad_inputs.py tries a bad value of
--- every type of every extension installable here). Computed once per
+-- and every enum refuse a bad value with 22xxx, and a string type (citext
+-- too) takes any text: they are read by a plain cast, at no cost
+-- (tests/test_import_bad_inputs.py tries bad values for every type of
+-- every extension installable here). Computed once per
 -- statement (pgjobs._import_insert_sql), never per record. Locks nothing.
 DECLARE
     v_type regtype := pgjobs._base_type(p_type);
@@ -7898,7 +7899,7 @@ BEGIN
     IF p_depth > 32 THEN
         RETURN true;  -- (PostgreSQL forbids a type that holds itself)
     END IF;
-    SELECT t.typtype, t.typname, nullif(t.typelem, 0)::regtype AS elem,
+    SELECT t.typtype, t.typname, t.typcategory, nullif(t.typelem, 0)::regtype AS elem,
            nullif(t.typrelid, 0) AS rel,
            t.typsubscript = 'array_subscript_handler'::regproc AS is_array
       INTO v_t
@@ -7927,6 +7928,11 @@ BEGIN
     END IF;
     IF v_t.typtype = 'e' THEN
         RETURN false;  -- (enum_in: 22P02)
+    END IF;
+    -- A string type takes any text (citext, an extension's, is one): a
+    -- column of it keeps its plain cast, at no cost.
+    IF v_t.typcategory = 'S' THEN
+        RETURN false;
     END IF;
     RETURN v_type::oid >= 16384  -- FirstNormalObjectId: not built in
            OR v_t.typname IN ('tsvector', 'tsquery', 'jsonpath', 'aclitem', 'gtsvector')
