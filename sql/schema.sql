@@ -7807,6 +7807,148 @@ $$;
 ALTER FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) OWNER TO SUPERUSER;
 
 --
+-- Name: _import_input(text, regtype, boolean, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- p_text, once read by the input of type p_type (a type that is no domain
+-- and no array; with p_array, p_text is an array of them: '{"a=>1"}'), for
+-- the caller to cast to the column's type (a domain's checks, a length).
+-- A value that input refuses is one bad record, whatever error it raises:
+-- raised again with 'column "c": ' and the input's message, under its own
+-- SQLSTATE when that is a data exception or a constraint's (classes 22, 23),
+-- else 22P02, which pgjobs.import_batch rejects with its line as it rejects
+-- a bad integer. hstore's input raised XX000, ltree's 42601: such a value
+-- failed the whole job. The input is reached through array_in, whatever
+-- the type (a composite too): a one-element array's quoted element is the
+-- text exactly. Called only for types pgjobs._import_input_guarded names
+-- (a subtransaction per value, and the settings every pgjobs function
+-- pins, tests/test_trust_settings.py: a save and restore each). Errors of the server rather than of the
+-- value (out of memory, a cancel, a lost connection) go through as they
+-- are. Locks nothing.
+DECLARE
+    v_state text;
+    v_message text;
+BEGIN
+    IF p_text IS NOT NULL THEN
+        PERFORM pg_catalog.array_in(
+            (CASE WHEN p_array THEN p_text
+                  ELSE '{"' || replace(replace(p_text, E'\\', E'\\\\'), '"', E'\\"') || '"}'
+             END)::pg_catalog.cstring, p_type, -1);
+    END IF;
+    RETURN p_text;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+        RAISE;
+    END IF;
+    RAISE EXCEPTION 'column "%": %', p_column, v_message
+        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
+        HINT = format('The value does not read as type %s%s: write it as that type''s text.',
+                      p_type, CASE WHEN p_array THEN '[]' ELSE '' END);
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_input(p_text text, p_type regtype, p_array boolean, p_column text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) IS 'An import''s text of a value, checked to read as type p_type (an array of it when p_array); refused with any error, it is raised as 22P02 naming the column (one bad record).';
+
+--
+-- Name: _import_input_guarded(regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer DEFAULT 1) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether an import reads a value of type p_type through
+-- pgjobs._import_input (or pgjobs._import_json_input): true when the type,
+-- or a type inside it (through domains, array elements, a composite's
+-- fields, a range's subtype), may refuse a bad value with an error outside
+-- class 22 (data exception), which pgjobs.import_batch takes for a failure
+-- of the whole job, not for one bad record. Those are every type of an
+-- extension (hstore raises XX000, ltree, seg and query_int 42601; none is
+-- known to keep to class 22) and the built-in types measured to leave it:
+-- tsvector, tsquery and jsonpath (42601), aclitem and the reg* types
+-- (42704, 42P01, 42883, 42602, 3F000), and the types that accept no value
+-- at all (0A000: pg_node_tree, gtsvector, ...). Every other built-in type
+-- and every enum refuse a bad value with 22xxx, and a string type (citext
+-- too) takes any text: they are read by a plain cast, at no cost
+-- (tests/test_import_bad_inputs.py tries bad values for every type of
+-- every extension installable here). Computed once per
+-- statement (pgjobs._import_insert_sql), never per record. Locks nothing.
+DECLARE
+    v_type regtype := pgjobs._base_type(p_type);
+    v_t record;
+BEGIN
+    IF p_depth > 32 THEN
+        RETURN true;  -- (PostgreSQL forbids a type that holds itself)
+    END IF;
+    SELECT t.typtype, t.typname, t.typcategory, nullif(t.typelem, 0)::regtype AS elem,
+           nullif(t.typrelid, 0) AS rel,
+           t.typsubscript = 'array_subscript_handler'::regproc AS is_array
+      INTO v_t
+      FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    IF NOT FOUND THEN
+        RETURN true;
+    END IF;
+    IF v_t.is_array AND v_t.elem IS NOT NULL THEN
+        RETURN pgjobs._import_input_guarded(v_t.elem, p_depth + 1);
+    END IF;
+    IF v_t.typtype = 'c' THEN
+        RETURN EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = v_t.rel AND a.attnum > 0 AND NOT a.attisdropped
+               AND pgjobs._import_input_guarded(a.atttypid::regtype, p_depth + 1));
+    END IF;
+    IF v_t.typtype = 'r' THEN
+        RETURN pgjobs._import_input_guarded(
+            (SELECT r.rngsubtype::regtype FROM pg_catalog.pg_range r WHERE r.rngtypid = v_type),
+            p_depth + 1);
+    END IF;
+    IF v_t.typtype = 'm' THEN
+        RETURN pgjobs._import_input_guarded(
+            (SELECT r.rngsubtype::regtype FROM pg_catalog.pg_range r
+              WHERE r.rngmultitypid = v_type), p_depth + 1);
+    END IF;
+    IF v_t.typtype = 'e' THEN
+        RETURN false;  -- (enum_in: 22P02)
+    END IF;
+    -- A string type takes any text (citext, an extension's, is one): a
+    -- column of it keeps its plain cast, at no cost.
+    IF v_t.typcategory = 'S' THEN
+        RETURN false;
+    END IF;
+    RETURN v_type::oid >= 16384  -- FirstNormalObjectId: not built in
+           OR v_t.typname IN ('tsvector', 'tsquery', 'jsonpath', 'aclitem', 'gtsvector')
+           OR v_t.typname ~ '^(reg|pg_)';
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_input_guarded(p_type regtype, p_depth integer); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) IS 'Whether an import reads values of the type through pgjobs._import_input: a type (or one inside it) whose input may refuse a bad value with an error outside class 22.';
+
+--
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -7881,6 +8023,11 @@ DECLARE
     v_shape jsonb;
     v_any_exact boolean := false;
     v_line text;
+    v_guard boolean;
+    v_elem regtype;
+    v_read_json text;
+    v_read_pre text;
+    v_read_post text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -7937,6 +8084,16 @@ BEGIN
             -- INSERT's assignment refusing a value too long rather than
             -- the cast cutting it (pgjobs._value_type).
             v_type := pgjobs._value_type(p_reg.target, v_field);
+            -- A type whose input may refuse a bad value with an error
+            -- outside class 22 (hstore: XX000; ltree, tsvector: 42601),
+            -- which failed the whole job, is read through
+            -- pgjobs._import_input: such a value is one bad record, its
+            -- column named. Other types are a plain cast, at no cost.
+            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            -- (an array's element type: its text is read as an array of it)
+            v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
+                        WHERE t.oid = pgjobs._base_type(v_att.atttypid)
+                          AND t.typsubscript = 'array_subscript_handler'::regproc);
             -- A value jsonb would change is read from the line's json text
             -- instead (x.t): jsonb keeps a number as numeric, which has no
             -- -0 (a float's -0 came back 0), and a json column's text
@@ -7962,8 +8119,21 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- (A value's text x is read as v_read_pre || x || v_read_post.)
+            v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
+            v_read_post := CASE WHEN v_guard
+                THEN format(', %1$L::regtype, %2$L, %3$L)::%4$s',
+                            coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL,
+                            v_field, v_type)
+                ELSE format(')::%s', v_type) END;
+            v_read_json := CASE WHEN v_guard
+                THEN format('pgjobs._import_json_input(pgjobs_v.e::text, %1$L, %2$L, %3$L)::%1$s',
+                            v_type, v_field, v_exact)
+                ELSE format('(SELECT pgjobs_p.%2$I FROM pg_catalog.%1$s_to_record('
+                            'pg_catalog.%1$s_build_object(%2$L, pgjobs_v.e)) AS pgjobs_p (%2$I %3$s))',
+                            v_json, v_field, v_type) END;
             v_expr := CASE
-                WHEN v_csv THEN format('%s::%s', v_src, v_type)
+                WHEN v_csv THEN v_read_pre || v_src || v_read_post
                 -- The value itself, also for a domain over json or jsonb
                 -- (its text, #>>, would unquote a JSON string).
                 WHEN pgjobs._base_type(v_att.atttypid) = 'jsonb'::regtype THEN format(
@@ -7984,16 +8154,16 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN (SELECT pgjobs_p.%3$I FROM pg_catalog.%1$s_to_record('
-                    'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
-                    'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
+                    'CASE WHEN %2$s THEN %6$s END '
+                    'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
                     format('coalesce((SELECT %1$s FROM (SELECT pgjobs_v.e::jsonb AS v OFFSET 0) '
                            'pgjobs_w), false) OR pgjobs._import_json_check(pgjobs_v.e::jsonb, '
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
-                    v_field, v_type, v_src)
+                    v_field, v_type, v_src, v_read_json,
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
@@ -8012,11 +8182,17 @@ BEGIN
                     v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
+                WHEN v_att.is_array AND v_guard THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN %4$s ELSE %5$s END',
+                    v_src, v_type, v_json,
+                    v_read_pre || format('ARRAY(SELECT %s_array_elements_text(%s))::text',
+                                         v_json, v_src) || v_read_post,
+                    v_read_pre || v_src || ' #>> ''{}''' || v_read_post)
                 WHEN v_att.is_array THEN format(
                     'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
                     '%3$s_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
                     v_src, v_type, v_json)
-                ELSE format('(%s #>> ''{}'')::%s', v_src, v_type) END;
+                ELSE v_read_pre || v_src || ' #>> ''{}''' || v_read_post END;
             IF v_field = p_reg.scope_column THEN
                 v_expr := format(
                     'CASE WHEN %1$s IS NULL OR %1$s = %2$s THEN %2$s ELSE '
@@ -8134,6 +8310,19 @@ BEGIN
                                            ELSE v_src END;
     END LOOP;
 
+    -- Document fields write the document column: a generated one refuses
+    -- them (every record was rejected with PostgreSQL's "cannot insert a
+    -- non-DEFAULT value"), as a generated column the source names is.
+    IF cardinality(v_doc_paths) > 0 AND EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attname = p_reg.document_column
+               AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '') THEN
+        RAISE EXCEPTION 'field "%" is a document field, and the document column "%" of % is '
+                        'generated and cannot be imported', v_doc_paths[1],
+                        p_reg.document_column, p_reg.target
+            USING ERRCODE = '22023',
+            HINT = 'Leave document fields out of the source: name only columns of the target.';
+    END IF;
     IF cardinality(v_doc_paths) > 0 OR v_doc_base IS NOT NULL THEN
         v_doc_type := coalesce(v_doc_type,
                                pgjobs._column_type(p_reg.target, p_reg.document_column));
@@ -8559,6 +8748,59 @@ ALTER FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth inte
 COMMENT ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) IS 'SQL text of a test, true only where pgjobs._import_json_check would pass a JSONL value of shape p_shape (one- or two-dimensional arrays, composites); else the check is called.';
 
 --
+-- Name: _import_json_input(text, text, text, boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- A JSON array or object (p_value, its text; read as json when p_exact,
+-- the line's own spelling, else as jsonb) read as type p_type (the
+-- column's full type) by PostgreSQL's json(b)_to_record, as
+-- pgjobs._import_insert_sql reads arrays and composites, for a type that
+-- holds one whose input may raise outside class 22
+-- (pgjobs._import_input_guarded: an hstore[], a composite with an ltree
+-- field). Returns the value's PostgreSQL text, which the caller casts to
+-- p_type; an error of the value, whatever its code, is 22P02 naming
+-- column p_column (as pgjobs._import_input does): one bad record, not a failed
+-- job. The statement is built per call (EXECUTE): only such columns pay
+-- it. Locks nothing.
+DECLARE
+    v_text text;
+    v_state text;
+    v_message text;
+BEGIN
+    EXECUTE format('SELECT p.v::pg_catalog.text FROM pg_catalog.%1$s_to_record('
+                   'pg_catalog.%1$s_build_object(''v'', $1::pg_catalog.%1$s)) AS p (v %2$s)',
+                   CASE WHEN p_exact THEN 'json' ELSE 'jsonb' END, p_type)
+       INTO v_text USING p_value;
+    RETURN v_text;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+        RAISE;
+    END IF;
+    RAISE EXCEPTION 'column "%": %', p_column, v_message
+        USING ERRCODE = CASE WHEN left(v_state, 2) = '22' THEN v_state ELSE '22P02' END,
+        HINT = format('The value does not read as type %s: write it as that type''s JSON, or '
+                      'as its text in a JSON string.', p_type);
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_input(p_value text, p_type text, p_column text, p_exact boolean); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) IS 'An import''s JSON array or object read as the column''s type by json(b)_to_record, returned as its text; a value refused with any error is raised as 22P02 naming the column (one bad record).';
+
+--
 -- Name: _import_json_shape(regtype, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -8659,14 +8901,23 @@ CREATE FUNCTION pgjobs._import_key_text(p_value text, p_type text) RETURNS text
 -- by it which records of a JSONL batch name the same key. Locks nothing.
 DECLARE
     v_text text;
+    v_state text;
 BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_value, p_type) INTO v_text;
     RETURN v_text;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;  -- not a value of the type: its own key, refused as it goes in
+EXCEPTION WHEN OTHERS THEN
+    -- Not a value of the type: its own key, refused as it goes in. Whatever
+    -- the type's input raised: an ltree key's syntax error (42601) failed
+    -- the whole job here (pgjobs._import_input). Errors of the server, not
+    -- of the value, go through.
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+        RAISE;
+    END IF;
+    RETURN NULL;
 END
 $$;
 
@@ -8865,6 +9116,70 @@ SELECT format('Fix the record (bytes before the last committed batch must stay a
 $$;
 
 ALTER FUNCTION pgjobs._import_reject_hint(p_max integer) OWNER TO SUPERUSER;
+
+--
+-- Name: _import_scope_writable(pgjobs.target_registry); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) RETURNS void
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Every row an import writes gets the job's scope in the scope column, so
+-- that column must take a value: a generated column (GENERATED ALWAYS AS
+-- (...) STORED) or a GENERATED ALWAYS identity refuses it, and every record
+-- was rejected, one by one, with PostgreSQL's own "cannot insert a
+-- non-DEFAULT value into column" (the first one failing the job). The
+-- table's shape decides it, so pgjobs._submit_import_as asks at the submit
+-- and pgjobs.import_prepare again at every attempt (the column altered
+-- since). Raises 22023 with the ALTER TABLE that makes it writable. Columns
+-- the source names are judged when a batch maps them
+-- (pgjobs._import_insert_sql). Locks nothing.
+DECLARE
+    v_att record;
+BEGIN
+    SELECT a.attname, a.attgenerated, a.attidentity,
+           pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS expr
+      INTO v_att
+      FROM pg_catalog.pg_attribute a
+      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attrelid = p_reg.target AND a.attname = p_reg.scope_column
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    IF NOT FOUND THEN
+        RETURN;  -- (a scope column gone: pgjobs._target and the job's checks say so)
+    END IF;
+    IF v_att.attgenerated <> '' THEN
+        RAISE EXCEPTION 'the scope column "%" of % is generated (AS (%)): an import cannot '
+                        'write the job''s scope into it', v_att.attname, p_reg.target, v_att.expr
+            USING ERRCODE = '22023',
+            HINT = format('An import sets the scope column of every row it writes. Make it a '
+                          'plain column (ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION), or '
+                          'load such a table with INSERT of your own.',
+                          p_reg.target, v_att.attname);
+    END IF;
+    IF v_att.attidentity = 'a' THEN
+        RAISE EXCEPTION 'the scope column "%" of % is GENERATED ALWAYS AS IDENTITY: an import '
+                        'cannot write the job''s scope into it', v_att.attname, p_reg.target
+            USING ERRCODE = '22023',
+            HINT = format('An import sets the scope column of every row it writes. Let it take '
+                          'a value (ALTER TABLE %s ALTER COLUMN %I SET GENERATED BY DEFAULT), '
+                          'or load such a table with INSERT of your own.',
+                          p_reg.target, v_att.attname);
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_scope_writable(p_reg pgjobs.target_registry); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) IS 'Raises 22023 (with the ALTER TABLE that fixes it) when the scope column of an import''s target is generated or a GENERATED ALWAYS identity: an import writes the job''s scope into it.';
 
 --
 -- Name: _import_suspects(text, regclass, bigint[], boolean); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -19148,7 +19463,8 @@ CREATE FUNCTION pgjobs._submit_import_as(p_caller name, p_target regclass, p_sco
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
 -- Validates, before anything is written, in this order: the target
 -- (registered, trusted), INSERT on it (UPDATE too for on_duplicate update;
--- 42501), the source URI's scheme, the scope and every option (22023; for
+-- 42501), a scope column the import can write (22023:
+-- pgjobs._import_scope_writable), the source URI's scheme, the scope and every option (22023; for
 -- on_duplicate skip / update a unique index pgjobs can name in ON
 -- CONFLICT: 55000 with the CREATE UNIQUE INDEX statement), and only then
 -- the source's place under a prefix of the storage allow-list (42501; a
@@ -19210,6 +19526,10 @@ BEGIN
     -- batch's (pgjobs._import_insert_sql). Column-level grants count.
     PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'INSERT',
                                  ARRAY[v_reg.scope_column::text]);
+    -- ... and a scope column that takes a value (not generated, not a
+    -- GENERATED ALWAYS identity): the table's shape decides it, so here,
+    -- not record by record at run time.
+    PERFORM pgjobs._import_scope_writable(v_reg);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';
@@ -24971,6 +25291,8 @@ BEGIN
     END IF;
     v_reg := pgjobs._target(v_job.target);
     PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+    -- 22023: the scope column made generated (or an identity) since submit.
+    PERFORM pgjobs._import_scope_writable(v_reg);
     v_csv := v_job.payload ->> 'format' = 'csv';
     -- Rejects past the committed position belong to a batch that did not
     -- commit (one that failed the job on too many rejects keeps them for
@@ -28573,6 +28895,20 @@ REVOKE ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text
 GRANT ALL ON FUNCTION pgjobs._import_document_expr(p_paths text[], p_exprs text[], p_depth integer, p_drop_empty boolean) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _import_input(p_text text, p_type regtype, p_array boolean, p_column text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolean, p_column text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_input_guarded(p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -28592,6 +28928,13 @@ GRANT ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_
 
 REVOKE ALL ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_json_fast(p_expr text, p_shape jsonb, p_depth integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_input(p_value text, p_type text, p_column text, p_exact boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column text, p_exact boolean) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_json_shape(p_type regtype, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
@@ -28634,6 +28977,13 @@ GRANT ALL ON FUNCTION pgjobs._import_refuse(p_message text) TO pgjobs_admin;
 
 REVOKE ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_reject_hint(p_max integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_scope_writable(p_reg pgjobs.target_registry); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_scope_writable(p_reg pgjobs.target_registry) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_suspects(p_sql text, p_target regclass, p_list bigint[], p_range boolean); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -74,6 +74,11 @@ DECLARE
     v_shape jsonb;
     v_any_exact boolean := false;
     v_line text;
+    v_guard boolean;
+    v_elem regtype;
+    v_read_json text;
+    v_read_pre text;
+    v_read_post text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -130,6 +135,16 @@ BEGIN
             -- INSERT's assignment refusing a value too long rather than
             -- the cast cutting it (pgjobs._value_type).
             v_type := pgjobs._value_type(p_reg.target, v_field);
+            -- A type whose input may refuse a bad value with an error
+            -- outside class 22 (hstore: XX000; ltree, tsvector: 42601),
+            -- which failed the whole job, is read through
+            -- pgjobs._import_input: such a value is one bad record, its
+            -- column named. Other types are a plain cast, at no cost.
+            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            -- (an array's element type: its text is read as an array of it)
+            v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
+                        WHERE t.oid = pgjobs._base_type(v_att.atttypid)
+                          AND t.typsubscript = 'array_subscript_handler'::regproc);
             -- A value jsonb would change is read from the line's json text
             -- instead (x.t): jsonb keeps a number as numeric, which has no
             -- -0 (a float's -0 came back 0), and a json column's text
@@ -155,8 +170,21 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- (A value's text x is read as v_read_pre || x || v_read_post.)
+            v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
+            v_read_post := CASE WHEN v_guard
+                THEN format(', %1$L::regtype, %2$L, %3$L)::%4$s',
+                            coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL,
+                            v_field, v_type)
+                ELSE format(')::%s', v_type) END;
+            v_read_json := CASE WHEN v_guard
+                THEN format('pgjobs._import_json_input(pgjobs_v.e::text, %1$L, %2$L, %3$L)::%1$s',
+                            v_type, v_field, v_exact)
+                ELSE format('(SELECT pgjobs_p.%2$I FROM pg_catalog.%1$s_to_record('
+                            'pg_catalog.%1$s_build_object(%2$L, pgjobs_v.e)) AS pgjobs_p (%2$I %3$s))',
+                            v_json, v_field, v_type) END;
             v_expr := CASE
-                WHEN v_csv THEN format('%s::%s', v_src, v_type)
+                WHEN v_csv THEN v_read_pre || v_src || v_read_post
                 -- The value itself, also for a domain over json or jsonb
                 -- (its text, #>>, would unquote a JSON string).
                 WHEN pgjobs._base_type(v_att.atttypid) = 'jsonb'::regtype THEN format(
@@ -177,16 +205,16 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN (SELECT pgjobs_p.%3$I FROM pg_catalog.%1$s_to_record('
-                    'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
-                    'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
+                    'CASE WHEN %2$s THEN %6$s END '
+                    'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
                     format('coalesce((SELECT %1$s FROM (SELECT pgjobs_v.e::jsonb AS v OFFSET 0) '
                            'pgjobs_w), false) OR pgjobs._import_json_check(pgjobs_v.e::jsonb, '
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
-                    v_field, v_type, v_src)
+                    v_field, v_type, v_src, v_read_json,
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
@@ -205,11 +233,17 @@ BEGIN
                     v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
+                WHEN v_att.is_array AND v_guard THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN %4$s ELSE %5$s END',
+                    v_src, v_type, v_json,
+                    v_read_pre || format('ARRAY(SELECT %s_array_elements_text(%s))::text',
+                                         v_json, v_src) || v_read_post,
+                    v_read_pre || v_src || ' #>> ''{}''' || v_read_post)
                 WHEN v_att.is_array THEN format(
                     'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
                     '%3$s_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
                     v_src, v_type, v_json)
-                ELSE format('(%s #>> ''{}'')::%s', v_src, v_type) END;
+                ELSE v_read_pre || v_src || ' #>> ''{}''' || v_read_post END;
             IF v_field = p_reg.scope_column THEN
                 v_expr := format(
                     'CASE WHEN %1$s IS NULL OR %1$s = %2$s THEN %2$s ELSE '
@@ -327,6 +361,19 @@ BEGIN
                                            ELSE v_src END;
     END LOOP;
 
+    -- Document fields write the document column: a generated one refuses
+    -- them (every record was rejected with PostgreSQL's "cannot insert a
+    -- non-DEFAULT value"), as a generated column the source names is.
+    IF cardinality(v_doc_paths) > 0 AND EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attname = p_reg.document_column
+               AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '') THEN
+        RAISE EXCEPTION 'field "%" is a document field, and the document column "%" of % is '
+                        'generated and cannot be imported', v_doc_paths[1],
+                        p_reg.document_column, p_reg.target
+            USING ERRCODE = '22023',
+            HINT = 'Leave document fields out of the source: name only columns of the target.';
+    END IF;
     IF cardinality(v_doc_paths) > 0 OR v_doc_base IS NOT NULL THEN
         v_doc_type := coalesce(v_doc_type,
                                pgjobs._column_type(p_reg.target, p_reg.document_column));
