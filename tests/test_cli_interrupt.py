@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,8 @@ def test_run_here_hands_the_job_back_at_its_last_page(rows: Conn, dsn: str, how:
 def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: Any,
                                              tmp_path: Path, kind: str, how: str) -> None:
     """The job runs here and is stuck on a lock when Ctrl-C comes: it is handed
-    back (queued, not canceled) once its statement returns."""
+    back (queued, not canceled) once its statement returns, at its lock_timeout,
+    without waiting for the lock."""
     rows.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{tmp_path}/",))
     source = tmp_path / "in.csv"
     source.write_text("id,n\n" + "".join(f"{100000 + i},{i}\n" for i in range(50)))
@@ -159,11 +159,14 @@ def test_export_and_import_hand_the_job_back(rows: Conn, dsn: str, make_conn: An
                     " WHERE application_name LIKE 'pgjobs%%' AND wait_event_type = 'Lock'"
                     "   AND datname = current_database()")
         stop(child, how)
-        time.sleep(0.5)
+        # Handed back while the lock is still held: the read or write behind it
+        # gives up at its lock_timeout and, asked to stop, does not try again.
+        # (Released half a second after the interrupt instead, a child slower
+        # than that to take the signal could read on and finish the job.)
+        child.expect(rf"interrupted: job {job_id} was handed back")
+        output = child.before
     finally:
         locker.execute("ROLLBACK")
-    child.expect(rf"interrupted: job {job_id} was handed back")
-    output = child.before
     child.expect(rf"cancel it: pgjobs cancel {job_id}")
     child.expect(pexpect.EOF)
     child.close()

@@ -348,7 +348,7 @@ def test_pause_while_a_page_runs_then_resume_on_another_runner(
     thread.start()
     wait_until_blocked(conn, pauser.info.backend_pid)
     runner.execute("COMMIT")
-    thread.join(10)
+    thread.join(60)
     assert result == [True]
     # The next page call parks it, with the cursor of the page that committed.
     during = job(conn, job_id)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -70,6 +71,26 @@ def _overlap(a: tuple[Any, Any, str], b: tuple[Any, Any, str]) -> bool:
     return bool(a[0] < b[1] and b[0] < a[1])
 
 
+@contextmanager
+def _held_until_running(dsn: str, ids: list[int], seconds: float = 60) -> Iterator[None]:
+    """Every row of `rows` locked (FOR UPDATE) until the jobs `ids` all run at
+    once, then released. A page that meets a locked row retries it later and
+    its job stays running (pgjobs._run_page's 'retry'), so neither job can end
+    before the other has been claimed: without it a runner that started late
+    (a thread's connection on a loaded machine) found the first scope's job
+    already done and the two scopes' jobs ran one after the other."""
+    with psycopg.connect(dsn, autocommit=False) as gate:
+        gate.execute("SELECT FROM rows FOR UPDATE")
+        try:
+            yield
+            wait_for(lambda: scalar(gate, "SELECT count(*) = %s FROM pgjobs.jobs"
+                                          " WHERE id = ANY (%s) AND status = 'running'",
+                                    (len(ids), ids)),
+                     seconds, f"jobs {ids} to run at once", interval=0.1)
+        finally:
+            gate.rollback()
+
+
 def test_schedule_installs_n_runners_and_changes_n(cron: Conn) -> None:
     result = scalar(cron, "SELECT pgjobs.schedule('{\"runners\": 3}')")
     assert result["runners"] == 3
@@ -101,7 +122,8 @@ def test_schedule_installs_n_runners_and_changes_n(cron: Conn) -> None:
 
 
 @pytest.mark.slow
-def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(cron: Conn) -> None:
+def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(
+        cron: Conn, cron_dsn: str) -> None:
     _tenants(cron, rows=3000)
     # Queued before the runners are scheduled: a minute tick between the schedule
     # and the submits would start them on a partial queue (a runner that finds
@@ -109,7 +131,10 @@ def test_pg_cron_runners_work_two_scopes_in_parallel_and_one_scope_in_order(cron
     first, other, second = _delete(cron, 1), _delete(cron, 2), _delete(cron, 1, page_size=200)
     wait_for_launcher(cron)
     scheduled = scalar(cron, "SELECT clock_timestamp()")
-    scalar(cron, "SELECT pgjobs.schedule('{\"runners\": 2}')")
+    # pg_cron starts the tick's runners one after the other: held until both
+    # run, one cannot finish its scope's job before the other has claimed.
+    with _held_until_running(cron_dsn, [first, other], CRON_RUN_SECONDS):
+        scalar(cron, "SELECT pgjobs.schedule('{\"runners\": 2}')")
     # pg_cron's events, not a guess at its timing: the jobs' end, or runs of
     # both runners started after the schedule and ended (they claimed them).
     wait_for(lambda: scalar(
@@ -150,11 +175,15 @@ def _wait_done(conn: Conn, ids: list[int], seconds: float = 60) -> None:
 def test_run_loop_with_two_runners(dsn: str, conn: Conn) -> None:
     _tenants(conn, rows=3000)
     first, other, second = _delete(conn, 1), _delete(conn, 2), _delete(conn, 1, page_size=200)
-    proc = _cli(dsn, "run", "--loop", "--runners", "2", "--budget", "30s", "--idle", "0.2")
+    proc: subprocess.Popen[bytes] | None = None
     try:
+        with _held_until_running(dsn, [first, other]):
+            proc = _cli(dsn, "run", "--loop", "--runners", "2", "--budget", "30s",
+                        "--idle", "0.2")
         _wait_done(conn, [first, other, second])
     finally:
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
     spans = _spans(conn, [first, other, second])
     assert _overlap(spans[first], spans[other]), spans
     assert spans[first][2] != spans[other][2]

@@ -231,7 +231,7 @@ def test_worker_never_runs_a_job_twice_after_a_pause_longer_than_the_lease(
         expire_lease(conn, job_id)  # the pause outlived the lease
         # The worker's own loop claims the job back (same name, new identity) while
         # the first attempt still sleeps.
-        wait_for(lambda: identity_of(conn, job_id) != first, timeout=10,
+        wait_for(lambda: identity_of(conn, job_id) != first, timeout=60,
                  what="the loop to claim the job back")
         wait_for(lambda: job(conn, job_id)["status"] == "succeeded", timeout=60,
                  what="the job to succeed")

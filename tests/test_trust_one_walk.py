@@ -30,6 +30,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, who
+from tests.support.verdicts import install_dated_page
 
 Conn = psycopg.Connection[Any]
 
@@ -110,6 +111,7 @@ def world(conn: Conn) -> Iterator[None]:
     for statement in ROLES:
         conn.execute(statement.format(**R))
     conn.execute(SETUP.format(**R))
+    install_dated_page(conn)
     yield
     conn.execute("RESET ROLE")
     _drop_roles(conn)
@@ -141,11 +143,20 @@ def _page(runner: Conn, job: int, worker: str) -> tuple[str, dict[str, int]]:
 
 
 def _on_its_verdict(conn: Conn, runner: Conn, job: int, worker: str) -> tuple[str, dict[str, int]]:
-    """The next page, its verdict dated now first: a page that trusts its
-    verdict runs on it, however long the machine took since the last."""
-    conn.execute("UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint, '{verified,at}',"
-                 " to_jsonb(extract(epoch FROM clock_timestamp()))) WHERE id = %s", (job,))
-    return _page(runner, job, worker)
+    """The next page, its verdict dated now in the page's own statement
+    (tests.support.verdicts): a page that trusts its verdict runs on it,
+    however long the machine took since the last, or between two statements."""
+    before = dict(runner.execute(WALKS).fetchall())
+    runner.execute("RESET ROLE")
+    row = runner.execute("SELECT public.dated_page(%s, %s, 0, %s)",
+                         (job, worker, R["runner"])).fetchone()
+    assert row is not None
+    after = dict(runner.execute(WALKS).fetchall())
+    runner.commit()
+    runner.execute(f"SET ROLE {R['runner']}")
+    runner.commit()
+    return str(row[0][0]), {f: n - before.get(f, 0) for f, n in after.items()
+                            if n != before.get(f, 0)}
 
 
 def _start(conn: Conn, runner: Conn, kind: str, *code: str) -> tuple[int, str]:

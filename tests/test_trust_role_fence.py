@@ -28,6 +28,7 @@ import psycopg
 import pytest
 
 from tests.support import scalar, who
+from tests.support.verdicts import dated_page, install_dated_page
 
 Conn = psycopg.Connection[Any]
 
@@ -124,6 +125,7 @@ def world(conn: Conn) -> Iterator[None]:
     for statement in ROLES:
         conn.execute(statement.format(**R))
     conn.execute(SETUP.format(**R))
+    install_dated_page(conn)
     yield
     conn.execute("RESET ROLE")
     _drop_roles(conn)
@@ -162,20 +164,15 @@ def _page(runner: Conn, job: int, worker: str) -> str:
 
 
 def _page_on_a_fresh_verdict(runner: Conn, job: int, worker: str) -> str:
-    """The next page, its verdict dated now in the page's own transaction: a
+    """The next page, its verdict dated now in the page's own statement: a
     page that trusts its verdict runs on it, whatever the clock did before."""
     return _page_dated(runner, job, worker)[0]
 
 
 def _page_dated(runner: Conn, job: int, worker: str, age: float = 0.0) -> tuple[str, Any]:
     """_page_on_a_fresh_verdict (its verdict dated age seconds ago), and the
-    date it wrote."""
-    runner.execute("RESET ROLE")
-    at = scalar(runner, "UPDATE pgjobs.jobs SET checkpoint = jsonb_set(checkpoint,"
-                        " '{verified,at}', to_jsonb(extract(epoch FROM clock_timestamp()) - %s))"
-                        " WHERE id = %s RETURNING checkpoint -> 'verified' -> 'at'", (age, job))
-    runner.execute(f"SET ROLE {R['runner']}")
-    return _page(runner, job, worker), at
+    date it wrote (tests.support.verdicts: no round trip between the two)."""
+    return dated_page(runner, job, worker, age=age, role=R["runner"])
 
 
 def _epoch(conn: Conn) -> int:

@@ -198,7 +198,10 @@ def test_a_statement_timeout_in_the_claims_walk_fails_the_attempt_only(
     typo = submit(rows, {"stauts": {"$ne": "keep"}})
     arrive(rows)
     hook_sleeping(rows)
-    rows.execute("SET statement_timeout = '300ms'")  # the real timer, fired in the walk
+    # The real timer, fired in the walk (which sleeps): 3 s, not 300 ms, so the
+    # claim's own work before the walk (most of a second under load) cannot
+    # reach it outside the walk's handler, where it ends the claim with 57014.
+    rows.execute("SET statement_timeout = '3s'")
     assert rows.execute(CLAIMS[claim], (typo,)).fetchall() == []
     rows.execute("RESET statement_timeout")
     row = job(rows, typo)
@@ -476,7 +479,7 @@ def test_a_statement_timeout_in_a_parts_walk_retries_that_part_only(rows: Conn) 
     arrive(rows, 40)
     assert split(rows, typo, worker) == 2
     hook_sleeping(rows)
-    rows.execute("SET statement_timeout = '300ms'")
+    rows.execute("SET statement_timeout = '3s'")  # in the walk, as above
     assert claim_part(rows, typo) == []
     rows.execute("RESET statement_timeout")
     first, second = parts_of(rows, typo)
