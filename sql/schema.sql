@@ -7830,12 +7830,14 @@ CREATE FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array boolea
 -- the type (a composite too): a one-element array's quoted element is the
 -- text exactly. Called only for types pgjobs._import_input_guarded names
 -- (a subtransaction per value, and the settings every pgjobs function
--- pins, tests/test_trust_settings.py: a save and restore each). Errors of the server rather than of the
--- value (out of memory, a cancel, a lost connection) go through as they
--- are. Locks nothing.
+-- pins, tests/test_trust_settings.py: a save and restore each). Errors
+-- that are not the value's go through as they are
+-- (pgjobs._import_input_refusal: the server's, and those raised inside a
+-- function a composite field's domain CHECK calls). Locks nothing.
 DECLARE
     v_state text;
     v_message text;
+    v_context text;
 BEGIN
     IF p_text IS NOT NULL THEN
         PERFORM pg_catalog.array_in(
@@ -7845,8 +7847,9 @@ BEGIN
     END IF;
     RETURN p_text;
 EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_context = PG_EXCEPTION_CONTEXT;
+    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_input') THEN
         RAISE;
     END IF;
     RAISE EXCEPTION 'column "%": %', p_column, v_message
@@ -7947,6 +7950,66 @@ ALTER FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) OWN
 --
 
 COMMENT ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) IS 'Whether an import reads values of the type through pgjobs._import_input: a type (or one inside it) whose input may refuse a bad value with an error outside class 22.';
+
+--
+-- Name: _import_input_refusal(text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- Whether an error caught while pgjobs._import_input or
+-- pgjobs._import_json_input (p_function, its name without schema) read one
+-- value (SQLSTATE p_state, PG_EXCEPTION_CONTEXT p_context) is the value's
+-- refusal, one bad record, rather than an error the job must fail with.
+-- The value's: a data exception or a constraint's (classes 22 and 23, as
+-- pgjobs.import_batch rejects them from a plain cast), and whatever else
+-- the type's input itself raised (hstore XX000, ltree 42601, regclass
+-- 42P01). Not the value's, so false: errors of the server (08, 40, 53, 57,
+-- 58, XX001, XX002), a lock not granted or an object in use (55: a lock
+-- timeout), a transaction's state (25), and any error raised inside a
+-- function that reading the value called, such as one a composite field's
+-- domain CHECK calls (its frame stands inside p_function's in the
+-- context): its lack of a privilege, its lock timeout or its own RAISE
+-- says nothing of the value, and a plain cast failed the job with it.
+-- Locks nothing.
+DECLARE
+    v_lines text[] := string_to_array(coalesce(p_context, ''), E'\n');
+    v_line text;
+BEGIN
+    IF left(p_state, 2) IN ('22', '23') THEN
+        RETURN true;
+    END IF;
+    IF left(p_state, 2) IN ('08', '25', '40', '53', '55', '57', '58')
+       OR p_state IN ('XX001', 'XX002') THEN
+        RETURN false;
+    END IF;
+    -- Innermost frame first: a function's frame before p_function's ran
+    -- inside it (the name is qualified unless its schema is on the path).
+    FOREACH v_line IN ARRAY v_lines LOOP
+        IF v_line ~ ('^PL/pgSQL function (pgjobs\.)?' || p_function || '\(') THEN
+            RETURN true;
+        END IF;
+        IF v_line ~ '^(PL/\S+|SQL) function ' THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN false;  -- (p_function's frame not found: not known to be the value's)
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_input_refusal(p_state text, p_context text, p_function text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) IS 'Whether an error caught reading an import''s value (its SQLSTATE and context) is the value''s refusal (one bad record), not the server''s or that of a function a domain CHECK calls.';
 
 --
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8767,13 +8830,17 @@ CREATE FUNCTION pgjobs._import_json_input(p_value text, p_type text, p_column te
 -- (pgjobs._import_input_guarded: an hstore[], a composite with an ltree
 -- field). Returns the value's PostgreSQL text, which the caller casts to
 -- p_type; an error of the value, whatever its code, is 22P02 naming
--- column p_column (as pgjobs._import_input does): one bad record, not a failed
--- job. The statement is built per call (EXECUTE): only such columns pay
+-- column p_column (as pgjobs._import_input does; a class 22 or 23 code
+-- kept, a domain CHECK's 23514): one bad record, not a failed job. Errors
+-- that are not the value's go through as they are
+-- (pgjobs._import_input_refusal: the server's, and those raised inside a
+-- function a domain CHECK calls). The statement is built per call (EXECUTE): only such columns pay
 -- it. Locks nothing.
 DECLARE
     v_text text;
     v_state text;
     v_message text;
+    v_context text;
 BEGIN
     EXECUTE format('SELECT p.v::pg_catalog.text FROM pg_catalog.%1$s_to_record('
                    'pg_catalog.%1$s_build_object(''v'', $1::pg_catalog.%1$s)) AS p (v %2$s)',
@@ -8781,12 +8848,13 @@ BEGIN
        INTO v_text USING p_value;
     RETURN v_text;
 EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_context = PG_EXCEPTION_CONTEXT;
+    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_json_input') THEN
         RAISE;
     END IF;
     RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) = '22' THEN v_state ELSE '22P02' END,
+        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
         HINT = format('The value does not read as type %s: write it as that type''s JSON, or '
                       'as its text in a JSON string.', p_type);
 END
@@ -28907,6 +28975,13 @@ GRANT ALL ON FUNCTION pgjobs._import_input(p_text text, p_type regtype, p_array 
 
 REVOKE ALL ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integer) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_input_refusal(p_state text, p_context text, p_function text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

@@ -379,3 +379,81 @@ def test_a_bad_key_of_a_guarded_type_is_one_rejected_record_when_key_sets_differ
     assert list(rejects) == [2] and 'column "id"' in rejects[2], rejects
     assert conn.execute("SELECT id::text FROM rels ORDER BY 1").fetchall() == [
         ("pg_class",), ("pg_type",)]
+
+
+# --- errors that are not the value's, inside a guarded column's read ---------------
+
+CHECKED_TYPES = """
+    CREATE EXTENSION IF NOT EXISTS hstore;
+    CREATE TABLE bi_failure (state text);
+    CREATE FUNCTION bi_check(v hstore) RETURNS boolean LANGUAGE plpgsql
+        SET search_path = public, pg_catalog AS $f$
+    DECLARE
+        v_state text := (SELECT state FROM bi_failure);
+    BEGIN
+        IF v ? 'boom' AND v_state = 'false' THEN
+            RETURN false;
+        ELSIF v ? 'boom' AND v_state IS NOT NULL THEN
+            RAISE EXCEPTION 'bi_check failed with %', v_state USING ERRCODE = v_state;
+        END IF;
+        RETURN true;
+    END $f$;
+    CREATE DOMAIN bi_checked AS hstore CHECK (bi_check(VALUE));
+    CREATE TYPE bi_holder AS (n integer, tags bi_checked);
+"""
+
+NOT_THE_VALUES = ["42501", "P0001", "42P01", "42883", "XX000", "25006"]
+"""SQLSTATEs a domain CHECK's function may raise that say nothing of the
+value: a privilege it lacks, its own RAISE, a table or function it reads
+dropped, its own bug, a read-only transaction. (A lock timeout, 55P03, is
+one too, but the worker retries the batch on it, so no verdict comes.)"""
+
+
+def _checked_import(conn: Conn, dsn: str, tmp_path: Path, fmt: str, state: str
+                    ) -> dict[str, Any]:
+    conn.execute(CHECKED_TYPES)
+    conn.execute("INSERT INTO bi_failure VALUES (%s)", (state,))
+    build_target(conn, "held", """id bigint NOT NULL, tenant integer NOT NULL,
+                 created_at timestamptz NOT NULL DEFAULT now(), h bi_holder, hs bi_holder[]""",
+                 scope="tenant")
+    folder = allowed_folder(conn, tmp_path)
+    path = folder / f"in.{fmt}"
+    if fmt == "csv":
+        path.write_text('id,h\n1,"(1,""a=>1"")"\n2,"(2,""boom=>1"")"\n3,"(3,""b=>1"")"\n')
+    elif fmt == "jsonl":  # a composite as a JSON object (pgjobs._import_json_input)
+        path.write_text("".join(json.dumps({"id": n, "h": {"n": n, "tags": tags}}) + "\n"
+                                for n, tags in ((1, "a=>1"), (2, "boom=>1"), (3, "b=>1"))))
+    else:  # jsonl_array: an array of composites as a JSON array (_import_input)
+        path.write_text("".join(json.dumps({"id": n, "hs": [f"({n},\"{tags}\")"]}) + "\n"
+                                for n, tags in ((1, "a=>1"), (2, "boom=>1"), (3, "b=>1"))))
+    return _run(conn, dsn, folder, submit_import(conn, f"file://{path}", "1",
+                                                 {"max_rejects": 5, "format": fmt[:5]},
+                                                 target="held"))
+
+
+@pytest.mark.parametrize("state", NOT_THE_VALUES)
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "jsonl_array"])
+def test_an_error_of_code_a_guarded_value_runs_fails_the_job_not_the_record(
+        conn: Conn, dsn: str, tmp_path: Path, fmt: str, state: str) -> None:
+    """A guarded column's value is read in a subtransaction that turns any
+    error of the type's input into one rejected record. A composite's domain
+    field runs its CHECK there too: an error raised inside the CHECK's
+    function (a privilege, a lock timeout, its own RAISE) is not the value's
+    and failed the job before the guard; it must still fail it, not leave the
+    record silently out of a succeeded job."""
+    row = _checked_import(conn, dsn, tmp_path, fmt, state)
+    assert row["status"] == "failed", (row["status"], row["result"], _rejects(conn, row["id"]))
+    assert f"bi_check failed with {state}" in row["error"], row["error"]
+    assert _rejects(conn, row["id"]) == {}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "jsonl_array"])
+def test_a_guarded_value_its_domain_check_refuses_is_one_rejected_record(
+        conn: Conn, dsn: str, tmp_path: Path, fmt: str) -> None:
+    """The other side: a CHECK that says no (23514) is the value's."""
+    row = _checked_import(conn, dsn, tmp_path, fmt, "false")
+    assert row["status"] == "succeeded", row["error"]
+    rejects = _rejects(conn, row["id"])
+    line = 3 if fmt == "csv" else 2
+    assert list(rejects) == [line] and "bi_checked" in rejects[line], rejects
+    assert conn.execute("SELECT id FROM held ORDER BY id").fetchall() == [(1,), (3,)]

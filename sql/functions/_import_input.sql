@@ -24,12 +24,14 @@ AS $$
 -- the type (a composite too): a one-element array's quoted element is the
 -- text exactly. Called only for types pgjobs._import_input_guarded names
 -- (a subtransaction per value, and the settings every pgjobs function
--- pins, tests/test_trust_settings.py: a save and restore each). Errors of the server rather than of the
--- value (out of memory, a cancel, a lost connection) go through as they
--- are. Locks nothing.
+-- pins, tests/test_trust_settings.py: a save and restore each). Errors
+-- that are not the value's go through as they are
+-- (pgjobs._import_input_refusal: the server's, and those raised inside a
+-- function a composite field's domain CHECK calls). Locks nothing.
 DECLARE
     v_state text;
     v_message text;
+    v_context text;
 BEGIN
     IF p_text IS NOT NULL THEN
         PERFORM pg_catalog.array_in(
@@ -39,8 +41,9 @@ BEGIN
     END IF;
     RETURN p_text;
 EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_context = PG_EXCEPTION_CONTEXT;
+    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_input') THEN
         RAISE;
     END IF;
     RAISE EXCEPTION 'column "%": %', p_column, v_message
