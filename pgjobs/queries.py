@@ -306,6 +306,12 @@ SELECT coalesce(pg_catalog.has_function_privilege(
                     pg_catalog.to_regprocedure(%(function)s::pg_catalog.text),
                     'EXECUTE'), true) AS allowed
 """
+# A canceled export's cleanup holds its job's row while it removes (FOR SHARE:
+# pgjobs.retry, which locks it FOR UPDATE, waits): no row when the job is not
+# canceled (a cancel still pending, or retried already).
+HOLD_CANCELED_JOB = """
+SELECT id FROM pgjobs.jobs WHERE id = %(id)s AND status = 'canceled' FOR SHARE
+"""
 EXPORT_JOB = """
 SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, attempts,
        max_attempts, worker, extract(epoch FROM lease)::float8 AS lease_seconds, done, total,

@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -1459,9 +1459,47 @@ class Exporter:
         leftovers (:meth:`_discard`) nor what this attempt wrote and could not
         record (:meth:`_forget_object`). Every canceled end of an attempt, a
         whole export's or a part's, comes here. Each removal only while the
-        job is still canceled (:meth:`_still_canceled`)."""
-        self._discard(self._still_canceled)
-        self._forget_object()
+        job is still canceled (:meth:`_still_canceled`), and, once it is
+        canceled for good, all of them holding its row (:meth:`_canceled_hold`):
+        a pgjobs.retry waits for them."""
+        try:
+            with self._canceled_hold():
+                self._discard(self._still_canceled)
+                self._forget_object()
+        except (LeaseLost, PgjobsError, db.Error) as exc:
+            # The job was retried meanwhile (what is left is its next owner's),
+            # or its row could not be held: left for the stale-upload sweep.
+            log.info("job %s: cleanup left: %s", self.job_id, words(exc))
+
+    @contextlib.contextmanager
+    def _canceled_hold(self) -> Iterator[None]:
+        """The cleanup of a job canceled for good, holding the job's row (FOR
+        SHARE, on a connection of its own, until the cleanup ends): the
+        fence's look at the status (:meth:`_still_canceled`) left a window
+        between it and the removal, in which pgjobs.retry queued the job and
+        its next owner found the object whole and succeeded with it, and the
+        removal then took the succeeded job's object. A retry now waits for
+        the cleanup (its row lock) and its next owner finds what the cleanup
+        left. A job with its cancel still pending (a part's end before its
+        coordinator ended the job) is not held: it cannot be retried before
+        it is canceled, and the fence stops the removals once it is not.
+        Held once however the cleanup nests (a coordinator's parts' cleanup
+        inside its own)."""
+        if getattr(self, "_holding", False):
+            yield
+            return
+        conn = db.connect(self.dsn, app=self.control.app)
+        try:
+            db.wait_for_job_rows_at_most(conn)
+            with conn.transaction():
+                conn.execute(queries.HOLD_CANCELED_JOB, {"id": self.job_id})
+                self._holding = True
+                try:
+                    yield
+                finally:
+                    self._holding = False
+        finally:
+            conn.close()
 
     def _forget_object(self) -> None:
         """A canceled export removes its object too, when this attempt may have

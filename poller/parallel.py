@@ -507,9 +507,10 @@ def _forget_parts_if_canceled(ex: Exporter) -> None:
     this cleanup removes, when it runs after that part's last write.
 
     Each removal only while the job is still canceled (Exporter._still_canceled,
-    before and after it): once pgjobs.retry has queued the job again, what is
-    left is the next attempt's, which resumes the parts' kept uploads and keeps
-    the parts that succeeded; the cleanup stops there."""
+    before and after it), all of them holding the job's row
+    (Exporter._canceled_hold): a pgjobs.retry waits for the cleanup, and one
+    that came before it leaves what is there to the next attempt, which
+    resumes the parts' kept uploads and keeps the parts that succeeded."""
     try:
         job = ex.control.call(lambda c: db.get_job(c, ex.job_id))
     except (LeaseLost, PgjobsError, db.Error):
@@ -517,9 +518,10 @@ def _forget_parts_if_canceled(ex: Exporter) -> None:
     if job is None or job["status"] != "canceled":
         return
     try:
-        _forget_parts(ex)
-    except LeaseLost as exc:
-        log.info("job %s: cleanup stopped: %s", ex.job_id, exc)
+        with ex._canceled_hold():  # a retry waits for it (Exporter._canceled_hold)
+            _forget_parts(ex)
+    except (LeaseLost, PgjobsError, db.Error) as exc:
+        log.info("job %s: cleanup stopped: %s", ex.job_id, words(exc))
 
 
 def _remove(ex: Exporter, call: Any) -> None:

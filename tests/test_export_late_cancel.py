@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgjobs.poller import export, join, parallel, storage, upload_file
+from pgjobs.poller import export, parallel, storage, upload_file
 from pgjobs.poller.export import Exporter, Outcome
 from pgjobs.poller.storage import StorageError
 from tests.support import (
@@ -228,15 +228,15 @@ def test_the_jobs_cleanup_removes_every_attempts_temporary_file_of_a_part(
 
 def test_a_retry_before_the_canceled_jobs_cleanup_keeps_what_it_resumes(
         conn: Conn, dsn: str, export_where: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pgjobs.retry queues a canceled export again while its worker's cleanup
-    runs: the cleanup stops at its next removal (each only while the job is
+    """pgjobs.retry queues a canceled export again as its worker's cleanup
+    begins: the cleanup removes nothing (each removal only while the job is
     still canceled), so the kept upload of the retried part and the objects of
     the parts that succeeded are the next attempt's, which resumes them."""
     make_items(conn, rows=900)
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
     finalize = parallel.PartExporter._finalize
     fail = parallel.PartExporter._fail
-    discard = join.Join.discard
+    hold = Exporter._canceled_hold
     armed = [True]
     retried: list[bool] = []
 
@@ -252,16 +252,19 @@ def test_a_retry_before_the_canceled_jobs_cleanup_keeps_what_it_resumes(
                 other.execute("SELECT pgjobs.cancel(%s)", (job_id,))
         return fail(self, exc)
 
-    def retry_first(self: join.Join, **kwargs: Any) -> None:
-        # The cleanup's first removal: the job is queued again meanwhile.
-        if armed and not retried and job(conn, job_id)["status"] == "canceled":
+    def retry_first(self: Exporter) -> Any:
+        # As the cleanup begins: the job is queued again meanwhile. (A retry
+        # that comes once the cleanup holds the job's row waits for it:
+        # tests/test_export_cleanup_retry_hold.py.)
+        if armed and not retried and not isinstance(self, parallel.PartExporter) \
+                and job(conn, job_id)["status"] == "canceled":  # the coordinator's cleanup
             retried.append(True)
             assert conn.execute("SELECT pgjobs.retry(%s)", (job_id,)).fetchone() == (True,)
-        discard(self, **kwargs)
+        return hold(self)
 
     monkeypatch.setattr(parallel.PartExporter, "_finalize", failing)
     monkeypatch.setattr(parallel.PartExporter, "_fail", cancel_then_retry_part)
-    monkeypatch.setattr(join.Join, "discard", retry_first)
+    monkeypatch.setattr(Exporter, "_canceled_hold", retry_first)
     assert run_export(dsn, job_id, export_where).status == "canceled"
     armed.clear()
     assert retried, "the cleanup never ran"
