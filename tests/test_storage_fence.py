@@ -24,6 +24,7 @@ placed, or a worker whose lease runs out while a call hangs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import uuid
@@ -261,9 +262,16 @@ class Ended(Lease):
 
 @pytest.fixture
 def row_as_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's row is the stand-in's (``Ended``): there is no database here
+    to hold it in, so the cleanup's hold of the row (Exporter._canceled_hold,
+    which a pgjobs.retry waits for) holds nothing, and the fence's look at the
+    status is what these tests check, as it is for a job whose cancel is
+    still pending. The hold itself is tested against PostgreSQL in
+    tests/test_export_cleanup_retry_hold.py."""
     from pgjobs import db
 
     monkeypatch.setattr(db, "get_job", lambda conn, job_id: conn.job)
+    monkeypatch.setattr(Exporter, "_canceled_hold", lambda self: contextlib.nullcontext())
 
 
 @pytest.mark.parametrize("retried", ["queued", "running", "paused", "succeeded"])
