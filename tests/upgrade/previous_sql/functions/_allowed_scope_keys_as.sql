@@ -43,12 +43,13 @@ BEGIN
     FOR v_reg IN SELECT r.* FROM pgjobs.target_registry r ORDER BY r.target LOOP
         CONTINUE WHEN NOT (coalesce(has_table_privilege(p_caller, v_reg.target, 'SELECT'), false)
                            OR pgjobs._has_jobs_on(p_caller, v_reg.target));
-        -- Its own slot: this verdict is _untrusted_roles' alone (the read
+        -- Its own slot: this verdict is the reach's roles' alone (the read
         -- path's, 'trusted_', also covers row security on pgjobs' role).
         v_slot := 'roles_' || v_reg.target::oid::text;
         IF NOT pgjobs._verdict_fresh(v_slot, v_reg.target::oid::text) THEN
             v_at := extract(epoch FROM clock_timestamp());
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(v_reg.target));
+            CONTINUE WHEN EXISTS (SELECT 1 FROM pgjobs._reach_roles(v_reg.target) r
+                                   WHERE r.lacks_rights);
             PERFORM pgjobs._verdict_keep(v_slot, v_reg.target::oid::text, v_at);
         END IF;
         FOREACH v_entry IN ARRAY v_entries LOOP

@@ -8,20 +8,25 @@ SET extra_float_digits = 3
 SET DateStyle = 'ISO, YMD'
 SET IntervalStyle = 'postgres'
 AS $$
--- The one rule for an array whose lower bounds are not all 1 on the JSON
+-- The one rule for a value JSON would carry as another value on the JSON
 -- read paths (pgjobs.visible, the jsonl export): to_jsonb and row_to_json
 -- write '[0:1]={a,b}' as ["a", "b"], the bounds lost, so a value read back
--- (pgjobs import, COPY) was another value. Such a value, wherever the array
--- sits (the column, a domain over an array, an element of an array, a field
--- of a composite, any nesting of these), makes the whole column's value
+-- (pgjobs import, COPY) was another value; and they write a json or jsonb
+-- holding JSON null inside an array or a composite ('{null,NULL}'::jsonb[],
+-- a field '(null,)') as null, the SQL NULL's spelling, and a json or jsonb
+-- array of more dimensions ('{{1},{2}}'::jsonb[]), or of one holding JSON
+-- arrays ('{[1],[2]}'), both as [[1], [2]]. Such a value, wherever it sits
+-- (the column, a domain over an array, an element of an array, a field of
+-- a composite, any nesting of these), makes the whole column's value
 -- travel as its PostgreSQL text, a JSON string, which every import reads
--- back exactly; a value whose arrays all start at 1 keeps the JSON it
--- always had. Parquet, whose list column holds no bounds, refuses it
+-- back exactly; any other value keeps the JSON it always had. (A json or
+-- jsonb column's own JSON null has no other spelling: a JSON string is a
+-- string.) Parquet, whose list column holds no bounds, refuses bounds
 -- (pgjobs._parquet_column).
 -- Returns the text of an SQL boolean expression over the SQL expression
--- p_expr (of type p_type): true when the value holds such an array; NULL
--- when p_type holds no array anywhere (the caller writes the value as it
--- did). Only pg_catalog in the text: it runs on any role's path. p_depth
+-- p_expr (of type p_type): true when the value holds such an array or
+-- JSON null; NULL when p_type holds no array, nor json or jsonb below the
+-- top, anywhere (the caller writes the value as it did). Only pg_catalog in the text: it runs on any role's path. p_depth
 -- names the aliases of the nested subqueries (1 at the top). A read of
 -- the catalog. Locks nothing.
 DECLARE
@@ -46,6 +51,12 @@ BEGIN
     SELECT t.typtype, nullif(t.typelem, 0)::regtype, nullif(t.typrelid, 0)
       INTO v_kind, v_elem, v_rel
       FROM pg_catalog.pg_type t WHERE t.oid = v_type;
+    -- A json or jsonb inside an array or a composite (p_depth > 1): its
+    -- JSON null (an element's test is the array's, below).
+    IF v_type IN ('json'::regtype, 'jsonb'::regtype) THEN
+        RETURN CASE WHEN p_depth > 1 THEN format(
+            '(pg_catalog.%s_typeof(%s) OPERATOR(pg_catalog.=) ''null'')', v_type, p_expr) END;
+    END IF;
     IF v_elem IS NOT NULL AND v_kind = 'b'
        AND EXISTS (SELECT FROM pg_catalog.pg_type t
                     WHERE t.oid = v_type AND t.typsubscript = 'array_subscript_handler'::regproc) THEN
@@ -58,7 +69,25 @@ BEGIN
         -- (NULL: no bound to keep).
         -- (an element of a plain scalar type holds no array: no call, each
         -- one a GUC save and restore; most arrays are of scalars)
-        IF EXISTS (SELECT FROM pg_catalog.pg_type t
+        -- (an array of json or jsonb, through domains: more than one
+        -- dimension, or an element that is JSON null or a JSON array, which
+        -- row_to_json writes alike)
+        -- (an array of a domain over an array, '{"{1,2}","{3}"}'::d[]:
+        -- row_to_json nests each element's array as if it were a dimension,
+        -- [[1, 2], [3]], which an import refuses as ragged or reads as an
+        -- array of more dimensions; JSON has no form of it, so any element
+        -- makes it text)
+        IF (SELECT t.typsubscript = 'array_subscript_handler'::regproc
+              FROM pg_catalog.pg_type t WHERE t.oid = pgjobs._base_type(v_elem)) THEN
+            RETURN format('(pg_catalog.cardinality(%s) OPERATOR(pg_catalog.>) 0)', p_expr);
+        ELSIF pgjobs._base_type(v_elem) IN ('json'::regtype, 'jsonb'::regtype) THEN
+            v_inner := format('pg_catalog.%1$s_typeof(%2$I.e) IN (''null'', ''array'')',
+                              pgjobs._base_type(v_elem), v_s);
+            RETURN format('(pg_catalog.array_lower(%1$s, 1) OPERATOR(pg_catalog.<>) 1 '
+                          'OR pg_catalog.array_ndims(%1$s) OPERATOR(pg_catalog.>) 1 '
+                          'OR EXISTS (SELECT FROM (SELECT pg_catalog.unnest(%1$s) AS e) %2$I '
+                          'WHERE %3$s))', p_expr, v_s, v_inner);
+        ELSIF EXISTS (SELECT FROM pg_catalog.pg_type t
                     WHERE t.oid = v_elem
                       AND (t.typtype IN ('c', 'd')
                            OR t.typsubscript = 'array_subscript_handler'::regproc)) THEN
@@ -77,14 +106,15 @@ BEGIN
     END IF;
     IF v_kind = 'c' THEN
         FOR v_att IN
-            -- (only the fields whose type may hold an array: a field of a
-            -- plain scalar type needs no call)
+            -- (only the fields whose type may hold an array, or is json or
+            -- jsonb: a field of another scalar type needs no call)
             SELECT a.attname, a.atttypid::regtype AS typ
               FROM pg_catalog.pg_attribute a
               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped
                AND (t.typtype IN ('c', 'd')
-                    OR t.typsubscript = 'array_subscript_handler'::regproc)
+                    OR t.typsubscript = 'array_subscript_handler'::regproc
+                    OR t.oid IN ('json'::regtype, 'jsonb'::regtype))
              ORDER BY a.attnum
         LOOP
             v_inner := pgjobs._array_bounds_test(format('(%s).%I', p_expr, v_att.attname),
@@ -93,7 +123,7 @@ BEGIN
                 v_fields := concat_ws(' OR ', v_fields, v_inner);
             END IF;
         END LOOP;
-        RETURN '(' || v_fields || ')';  -- NULL when no field holds an array
+        RETURN '(' || v_fields || ')';  -- NULL when no field holds one
     END IF;
     RETURN NULL;
 END
@@ -101,5 +131,6 @@ $$;
 
 COMMENT ON FUNCTION pgjobs._array_bounds_test(text, regtype, integer) IS
 'SQL text of a test that expression p_expr of type p_type holds an array whose lower bounds are '
-'not all 1 (anywhere in domains, arrays, composites); NULL when the type holds no array. Such a '
-'value is read and exported as JSON in its PostgreSQL text.';
+'not all 1, or a json or jsonb JSON null or ambiguous array below the top (anywhere in domains, '
+'arrays, composites); NULL when the type holds none. Such a value is read and exported as JSON '
+'in its PostgreSQL text.';

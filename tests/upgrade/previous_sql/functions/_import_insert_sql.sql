@@ -72,6 +72,13 @@ DECLARE
     v_fixed text;
     v_moved text;
     v_shape jsonb;
+    v_any_exact boolean := false;
+    v_line text;
+    v_guard boolean;
+    v_elem regtype;
+    v_read_json text;
+    v_read_pre text;
+    v_read_post text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -128,6 +135,16 @@ BEGIN
             -- INSERT's assignment refusing a value too long rather than
             -- the cast cutting it (pgjobs._value_type).
             v_type := pgjobs._value_type(p_reg.target, v_field);
+            -- A type whose input may refuse a bad value with an error
+            -- outside class 22 (hstore: XX000; ltree, tsvector: 42601),
+            -- which failed the whole job, is read through
+            -- pgjobs._import_input: such a value is one bad record, its
+            -- column named. Other types are a plain cast, at no cost.
+            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            -- (an array's element type: its text is read as an array of it)
+            v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
+                        WHERE t.oid = pgjobs._base_type(v_att.atttypid)
+                          AND t.typsubscript = 'array_subscript_handler'::regproc);
             -- A value jsonb would change is read from the line's json text
             -- instead (x.t): jsonb keeps a number as numeric, which has no
             -- -0 (a float's -0 came back 0), and a json column's text
@@ -151,9 +168,23 @@ BEGIN
             v_json := CASE WHEN v_exact THEN 'json' ELSE 'jsonb' END;
             IF v_exact THEN
                 v_src := format('(x.t -> %L)', v_field);
+                v_any_exact := true;
             END IF;
+            -- (A value's text x is read as v_read_pre || x || v_read_post.)
+            v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
+            v_read_post := CASE WHEN v_guard
+                THEN format(', %1$L::regtype, %2$L, %3$L)::%4$s',
+                            coalesce(v_elem, pgjobs._base_type(v_att.atttypid)), v_elem IS NOT NULL,
+                            v_field, v_type)
+                ELSE format(')::%s', v_type) END;
+            v_read_json := CASE WHEN v_guard
+                THEN format('pgjobs._import_json_input(pgjobs_v.e::text, %1$L, %2$L, %3$L)::%1$s',
+                            v_type, v_field, v_exact)
+                ELSE format('(SELECT pgjobs_p.%2$I FROM pg_catalog.%1$s_to_record('
+                            'pg_catalog.%1$s_build_object(%2$L, pgjobs_v.e)) AS pgjobs_p (%2$I %3$s))',
+                            v_json, v_field, v_type) END;
             v_expr := CASE
-                WHEN v_csv THEN format('%s::%s', v_src, v_type)
+                WHEN v_csv THEN v_read_pre || v_src || v_read_post
                 -- The value itself, also for a domain over json or jsonb
                 -- (its text, #>>, would unquote a JSON string).
                 WHEN pgjobs._base_type(v_att.atttypid) = 'jsonb'::regtype THEN format(
@@ -164,8 +195,8 @@ BEGIN
                 -- nested, in a domain, NULL at any level) is read by
                 -- PostgreSQL's own json(b)_to_record, once checked
                 -- (pgjobs._import_json_check: rectangular, only the type's
-                -- fields; an array whose first element is no array is one
-                -- dimension and needs no call); any other
+                -- fields; called only where pgjobs._import_json_fast, an
+                -- expression, does not pass the value); any other
                 -- value is the type's PostgreSQL text ('{a,b}', '(1,x)',
                 -- '[0:1]={1,2}', as an export writes bounds not at 1). The
                 -- value is taken from the line once (OFFSET 0: each mention
@@ -174,25 +205,45 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN (SELECT pgjobs_p.%3$I FROM pg_catalog.%1$s_to_record('
-                    'pg_catalog.%1$s_build_object(%3$L, pgjobs_v.e)) AS pgjobs_p (%3$I %4$s)) END '
-                    'ELSE (pgjobs_v.e #>> ''{}'')::%4$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
+                    'CASE WHEN %2$s THEN %6$s END '
+                    'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
-                    CASE WHEN v_shape @? '$.**.fields'
-                         THEN format('pgjobs._import_json_check(pgjobs_v.e::jsonb, %L::jsonb, %L)',
-                                     v_shape, v_field)
-                         ELSE format('(%1$s_typeof(pgjobs_v.e) = ''array'' AND %1$s_typeof(pgjobs_v.e -> 0) '
-                                     'IS DISTINCT FROM ''array'') OR pgjobs._import_json_check('
-                                     'pgjobs_v.e::jsonb, %2$L::jsonb, %3$L)',
-                                     v_json, v_shape, v_field) END,
-                    v_field, v_type, v_src)
+                    -- (a value pgjobs._import_json_fast passes needs no call)
+                    format('coalesce((SELECT %1$s FROM (SELECT pgjobs_v.e::jsonb AS v OFFSET 0) '
+                           'pgjobs_w), false) OR pgjobs._import_json_check(pgjobs_v.e::jsonb, '
+                           '%2$L::jsonb, %3$L)',
+                           pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
+                    v_field, v_type, v_src, v_read_json,
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
+                -- An array of json or jsonb (through domains): a JSON array
+                -- is one dimension of its elements' JSON values (a string
+                -- stays a string: their text, unquoted, read "1" as the
+                -- number 1 and refused "x"), null an SQL NULL; a string is
+                -- the array's PostgreSQL text ('{null,NULL}', which a JSONL
+                -- export writes for an array a JSON array would not carry:
+                -- pgjobs._array_bounds_test).
+                WHEN v_att.is_array AND pgjobs._base_type(coalesce(
+                    (SELECT nullif(t.typelem, 0) FROM pg_catalog.pg_type t
+                      WHERE t.oid = pgjobs._base_type(v_att.atttypid)),
+                    v_att.atttypid)) IN ('json'::regtype, 'jsonb'::regtype) THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT CASE WHEN '
+                    '%3$s_typeof(pgjobs_a.e) <> ''null'' THEN pgjobs_a.e END FROM '
+                    '%3$s_array_elements(%1$s) WITH ORDINALITY pgjobs_a (e, o) ORDER BY '
+                    'pgjobs_a.o)::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
+                    v_src, v_type, v_json)
                 -- A JSON array (as exports write array columns) becomes an array;
                 -- a string is read as an array literal ('{a,b}').
+                WHEN v_att.is_array AND v_guard THEN format(
+                    'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN %4$s ELSE %5$s END',
+                    v_src, v_type, v_json,
+                    v_read_pre || format('ARRAY(SELECT %s_array_elements_text(%s))::text',
+                                         v_json, v_src) || v_read_post,
+                    v_read_pre || v_src || ' #>> ''{}''' || v_read_post)
                 WHEN v_att.is_array THEN format(
                     'CASE WHEN %3$s_typeof(%1$s) = ''array'' THEN ARRAY(SELECT '
                     '%3$s_array_elements_text(%1$s))::%2$s ELSE (%1$s #>> ''{}'')::%2$s END',
                     v_src, v_type, v_json)
-                ELSE format('(%s #>> ''{}'')::%s', v_src, v_type) END;
+                ELSE v_read_pre || v_src || ' #>> ''{}''' || v_read_post END;
             IF v_field = p_reg.scope_column THEN
                 v_expr := format(
                     'CASE WHEN %1$s IS NULL OR %1$s = %2$s THEN %2$s ELSE '
@@ -310,6 +361,19 @@ BEGIN
                                            ELSE v_src END;
     END LOOP;
 
+    -- Document fields write the document column: a generated one refuses
+    -- them (every record was rejected with PostgreSQL's "cannot insert a
+    -- non-DEFAULT value"), as a generated column the source names is.
+    IF cardinality(v_doc_paths) > 0 AND EXISTS (
+            SELECT FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = p_reg.target AND a.attname = p_reg.document_column
+               AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '') THEN
+        RAISE EXCEPTION 'field "%" is a document field, and the document column "%" of % is '
+                        'generated and cannot be imported', v_doc_paths[1],
+                        p_reg.document_column, p_reg.target
+            USING ERRCODE = '22023',
+            HINT = 'Leave document fields out of the source: name only columns of the target.';
+    END IF;
     IF cardinality(v_doc_paths) > 0 OR v_doc_base IS NOT NULL THEN
         v_doc_type := coalesce(v_doc_type,
                                pgjobs._column_type(p_reg.target, p_reg.document_column));
@@ -452,6 +516,14 @@ BEGIN
                       'pgjobs._refuse_scope_move(%L::regclass, %L, t.%I::text) END',
                       p_reg.scope_column, v_scope_lit, p_reg.target::text, p_job.scope,
                       p_reg.scope_column);
+    -- A JSONL record's line is parsed once (OFFSET 0 keeps the subquery
+    -- from being flattened into each value, where every mention of x.j
+    -- parsed the whole line again: a table of 9 array and composite
+    -- columns read twice as fast, bench/import.py --shape nested), as json
+    -- too only where a value is read from its text.
+    v_line := CASE WHEN v_csv THEN ''
+                   ELSE format(' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j%s OFFSET 0) x',
+                               CASE WHEN v_any_exact THEN ', s.r::json AS t' ELSE '' END) END;
     IF cardinality(v_updates) = 0 THEN
         -- Every row written is a row inserted: a plain INSERT ... SELECT
         -- (the caller reads its row count; what it returns is discarded).
@@ -462,7 +534,7 @@ BEGIN
             (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
             CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
             array_to_string(v_values, ', '),
-            CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+            v_line,
             v_action, v_moved);
     END IF;
     RETURN format(
@@ -474,7 +546,7 @@ BEGIN
         (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_columns) c),
         CASE WHEN v_identity THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END,
         array_to_string(v_values, ', '),
-        CASE WHEN v_csv THEN '' ELSE ' CROSS JOIN LATERAL (SELECT s.r::jsonb AS j, s.r::json AS t) x' END,
+        v_line,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
 $$;

@@ -17,14 +17,23 @@ AS $$
 -- by it which records of a JSONL batch name the same key. Locks nothing.
 DECLARE
     v_text text;
+    v_state text;
 BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
     END IF;
     EXECUTE format('SELECT pgjobs._canonical_text(%L::%s)', p_value, p_type) INTO v_text;
     RETURN v_text;
-EXCEPTION WHEN data_exception THEN
-    RETURN NULL;  -- not a value of the type: its own key, refused as it goes in
+EXCEPTION WHEN OTHERS THEN
+    -- Not a value of the type: its own key, refused as it goes in. Whatever
+    -- the type's input raised: an ltree key's syntax error (42601) failed
+    -- the whole job here (pgjobs._import_input). Errors of the server, not
+    -- of the value, go through.
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE;
+    IF left(v_state, 2) IN ('08', '40', '53', '57', '58') OR v_state IN ('XX001', 'XX002') THEN
+        RAISE;
+    END IF;
+    RETURN NULL;
 END
 $$;
 

@@ -19,7 +19,7 @@ AS $$
 -- value: a claim that passes opens no subtransaction): what its submit
 -- needed, held now by the role that submitted it, whoever asks (an admin
 -- too): the job goes on acting with its submitter's rights. A registered
--- target must still be trusted (pgjobs._trust_problem, the check of
+-- target must still be trusted (pgjobs._trust_verdict, the check of
 -- pgjobs._target; at an attempt's start, only for the jobs pgjobs runs
 -- itself, see below), and the submitter must still hold the privilege of the
 -- job's kind (pgjobs._submitter_problem, the check the engine and the
@@ -34,7 +34,7 @@ DECLARE
     v_judge_trust boolean;
     v_problem record;
 BEGIN
-    -- Trust is judged for current_user (pgjobs._trust_problem): here the
+    -- Trust is judged for current_user (pgjobs._trust_verdict): here the
     -- role pgjobs runs as, retry's and resume's owner, or at an attempt's
     -- start the role that claims. For a job pgjobs runs itself (an export, a
     -- writing kind) that is the role that runs it, which judges it again at
@@ -53,7 +53,7 @@ BEGIN
         SELECT r.* INTO v_reg FROM pgjobs.target_registry r WHERE r.target = p_job.target;
     END IF;
     IF v_judge_trust AND v_reg.target IS NOT NULL THEN
-        v_problem := pgjobs._trust_problem(p_job.target);  -- no longer trusted
+        v_problem := pgjobs._trust_verdict(p_job.target);  -- no longer trusted
         message := v_problem.message;
         hint := v_problem.hint;
     END IF;

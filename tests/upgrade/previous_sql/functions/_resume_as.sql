@@ -36,6 +36,9 @@ BEGIN
         -- An export's or import's turn between tenants, as at its submit.
         UPDATE pgjobs.jobs
            SET status = 'queued', updated_at = now(),
+               -- A hand-back's note is of a wait the pause ended (stats()
+               -- would list the resumed job as still waiting for it).
+               checkpoint = checkpoint - 'throttled',
                queued_at = pgjobs._tenant_turn(v_job.kind, v_job.target, v_job.scope,
                                                v_job.run_at)
          WHERE id = p_id

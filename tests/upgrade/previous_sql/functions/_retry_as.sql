@@ -71,7 +71,10 @@ BEGIN
     IF v_job.fanout THEN
         PERFORM pgjobs._items_retry(p_id);  -- only its failed (or canceled) items
     END IF;
-    v_checkpoint := v_job.checkpoint - 'lock_waits';
+    -- A hand-back's note (checkpoint.throttled, kept for the next page: one
+    -- wait, one spell) is of a wait that ended with the job: pgjobs.stats()
+    -- would list the retried job as waiting for it.
+    v_checkpoint := v_job.checkpoint - 'lock_waits' - 'throttled';
     IF v_job.kind = 'import' THEN
         v_checkpoint := v_checkpoint - 'version';
     END IF;

@@ -54,8 +54,14 @@ DECLARE
     v_deterministic boolean;
     v_identity boolean := false;
 BEGIN
+    -- An unset list of keys to keep is refused, never read as '{}' (keep
+    -- none): an application whose "all except these" request lost its
+    -- list passed NULL, and the delete took the rows it was told to keep.
+    -- The same rule as a NULL filter's (pgjobs._compile_filter).
     IF p_exclude IS NULL THEN
-        p_exclude := '{}';
+        RAISE EXCEPTION 'exclude must be an array of keys, not NULL' USING ERRCODE = '22023',
+            HINT = 'List the keys of the rows to keep, or pass ''{}'' (an empty array) to '
+                   'keep none of the rows the filter matches.';
     END IF;
     IF cardinality(p_exclude) > 100000 THEN
         RAISE EXCEPTION 'exclude lists % keys; the limit is 100000', cardinality(p_exclude)

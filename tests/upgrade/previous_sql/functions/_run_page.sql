@@ -102,6 +102,7 @@ DECLARE
     v_left boolean := false;
     v_now double precision := extract(epoch FROM clock_timestamp());
     v_verified jsonb;
+    v_trust record;
     v_epoch bigint;
     v_fresh boolean;
     v_filtered boolean;
@@ -158,7 +159,7 @@ BEGIN
         RETURN 'paused';
     END IF;
     -- Unregistered, or untrusted (code of a role without the runner's rights
-    -- would run in this page: pgjobs._require_trusted), or its submitter no
+    -- would run in this page: pgjobs._trust_verdict), or its submitter no
     -- longer allowed to do it (pgjobs._require_submitter): the job fails for good.
     -- Checked in full at the first page of every attempt and again before
     -- the first page that starts 1 s or more after the last check; the
@@ -227,13 +228,20 @@ BEGIN
             v_fresh := pgjobs._verdict_roles_hold(v_job, v_reg, v_verified -> 'roles');
         END IF;
         IF NOT v_fresh THEN
-            v_reg := pgjobs._target(v_job.target);
+            -- The full check: pgjobs._target's two checks, the second as
+            -- pgjobs._trust_verdict, whose one walk of the target's reach
+            -- gives the trust check and the reach's roles the verdict
+            -- keeps (the roles walked again for them made a full check
+            -- walk twice).
+            v_reg := pgjobs._target_registration(v_job.target);
+            v_trust := pgjobs._trust_verdict(v_job.target);
+            IF v_trust.message IS NOT NULL THEN
+                RAISE EXCEPTION '%', v_trust.message
+                    USING ERRCODE = '42501', HINT = v_trust.hint;
+            END IF;
             PERFORM pgjobs._require_submitter(v_job, v_reg);
             v_verified := jsonb_build_object('worker', p_worker, 'at', v_now, 'epoch', v_epoch,
-                'roles', coalesce((SELECT jsonb_agg(a.oid::bigint ORDER BY a.oid)
-                                     FROM pgjobs._untrusted_roles(v_job.target, NULL) u
-                                     JOIN pg_catalog.pg_roles a ON a.rolname = u.role_name),
-                                  '[]'::jsonb));
+                                             'roles', v_trust.roles);
         END IF;
     EXCEPTION WHEN invalid_parameter_value OR insufficient_privilege THEN
         GET STACKED DIAGNOSTICS v_detail = MESSAGE_TEXT;

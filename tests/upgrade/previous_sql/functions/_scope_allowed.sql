@@ -40,8 +40,9 @@ BEGIN
         RETURN pgjobs._scope_entry_fixed(v_reg, p_scope);
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as this
-    -- function's owner: only for a trusted target (pgjobs._untrusted_roles).
-    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_target)) THEN
+    -- function's owner: only for a trusted target (pgjobs._reach_roles'
+    -- rule, as pgjobs._untrusted_roles reports it).
+    IF EXISTS (SELECT 1 FROM pgjobs._reach_roles(p_target) r WHERE r.lacks_rights) THEN
         RETURN false;
     END IF;
     v_scope := pgjobs._scope_entry(v_reg, p_scope);

@@ -43,7 +43,7 @@ BEGIN
     END IF;
     -- Casting runs the scope type's code (a domain's CHECK) as the caller,
     -- pgjobs' owner in pgjobs._scope_allowed: only for a trusted target.
-    IF EXISTS (SELECT 1 FROM pgjobs._untrusted_roles(p_reg.target)) THEN
+    IF EXISTS (SELECT 1 FROM pgjobs._reach_roles(p_reg.target) r WHERE r.lacks_rights) THEN
         RETURN false;
     END IF;
     BEGIN

@@ -71,7 +71,7 @@ BEGIN
         -- the payload's 1 MiB.
         || CASE WHEN v_selection.survivors ->> 'exclusions' = 'table'
                 THEN jsonb_build_object('exclude_count', cardinality(p_exclude))
-                ELSE jsonb_build_object('exclude', to_jsonb(coalesce(p_exclude, '{}'))) END
+                ELSE jsonb_build_object('exclude', to_jsonb(p_exclude)) END
         || CASE WHEN cardinality(v_unchecked) > 0
                 THEN jsonb_build_object('unchecked_fields', to_jsonb(v_unchecked))
                 ELSE '{}'::jsonb END,

@@ -143,7 +143,10 @@ BEGIN
         v_gzip := pgjobs._option_bool('gzip', v_options -> 'gzip');
     END IF;
 
-    IF v_options ? 'destination' AND v_options -> 'destination' <> 'null'::jsonb THEN
+    -- A JSON null is refused, as for every other option: an unset value is
+    -- no choice of place (it wrote to the worker's storage), nor of
+    -- columns below (it exported every column).
+    IF v_options ? 'destination' THEN
         v_destination := v_options ->> 'destination';
         IF jsonb_typeof(v_options -> 'destination') <> 'string'
            OR v_destination !~* '^(file://.+|memory://.*|(s3|gs|az)://[^/]+(/.*)?)$' THEN
@@ -171,14 +174,15 @@ BEGIN
     -- The output columns, resolved now (document_fields lists the entries
     -- that are document paths): a column added, renamed or dropped later does
     -- not silently turn into a document field; the export fails instead.
-    IF v_options ? 'columns' AND v_options -> 'columns' <> 'null'::jsonb THEN
+    IF v_options ? 'columns' THEN
         IF jsonb_typeof(v_options -> 'columns') <> 'array'
            OR jsonb_array_length(v_options -> 'columns') = 0
            OR jsonb_array_length(v_options -> 'columns') > 1000 THEN
             RAISE EXCEPTION 'option "columns" must be an array of 1 to 1000 names, not %',
                             left((v_options -> 'columns')::text, 200)
                 USING ERRCODE = '22023',
-                HINT = 'List columns and/or document fields, e.g. ["id", "data.name"].';
+                HINT = 'List columns and/or document fields, e.g. ["id", "data.name"]; leave '
+                       '"columns" out to export every column.';
         END IF;
         FOR v_column IN SELECT c.value FROM jsonb_array_elements(v_options -> 'columns') c LOOP
             IF jsonb_typeof(v_column) <> 'string' OR v_column #>> '{}' = '' THEN

@@ -18,7 +18,8 @@ AS $$
 -- 42501 otherwise); every check below is of p_caller (pgjobs._caller).
 -- Validates, before anything is written, in this order: the target
 -- (registered, trusted), INSERT on it (UPDATE too for on_duplicate update;
--- 42501), the source URI's scheme, the scope and every option (22023; for
+-- 42501), a scope column the import can write (22023:
+-- pgjobs._import_scope_writable), the source URI's scheme, the scope and every option (22023; for
 -- on_duplicate skip / update a unique index pgjobs can name in ON
 -- CONFLICT: 55000 with the CREATE UNIQUE INDEX statement), and only then
 -- the source's place under a prefix of the storage allow-list (42501; a
@@ -80,6 +81,10 @@ BEGIN
     -- batch's (pgjobs._import_insert_sql). Column-level grants count.
     PERFORM pgjobs._require_role(pgjobs._caller(), p_target, 'INSERT',
                                  ARRAY[v_reg.scope_column::text]);
+    -- ... and a scope column that takes a value (not generated, not a
+    -- GENERATED ALWAYS identity): the table's shape decides it, so here,
+    -- not record by record at run time.
+    PERFORM pgjobs._import_scope_writable(v_reg);
     IF jsonb_typeof(v_options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = '22023',
             HINT = 'Pass ''{}'' for the defaults.';

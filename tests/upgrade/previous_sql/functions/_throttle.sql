@@ -38,7 +38,9 @@ AS $$
 -- (fenced, as a heartbeat), and the next call sleeps 0.25 s first, so
 -- paging resumes within about 0.75 s of the signal clearing. The first
 -- page removes checkpoint.throttled (pgjobs._run_page writes the
--- checkpoint afresh; so does this function when a spell ends).
+-- checkpoint afresh; so does this function when a signal's spell ends; a
+-- hand-back's note, pgjobs._table_hand_back's or _fence_hand_back's, is
+-- left for the page: one wait is one spell, one event).
 --
 -- Autovacuum counts on the target, its partitions and their TOAST tables.
 -- A limit that is not valid any more (edited in pgjobs.jobs) fails the job
@@ -205,7 +207,15 @@ BEGIN
             'job', p_id, 'held', true, 'valid', v_valid)::text, false);
         RETURN 'more';
     END IF;
-    IF v_job.checkpoint ? 'throttled' THEN
+    -- A signal's spell ends here. A hand-back's note (its table held:
+    -- "holders"; the DDL fence: "waits_for") stays for the page: a page
+    -- that runs writes the checkpoint afresh (pgjobs._run_page), one still
+    -- blocked is handed back again in the same spell (its "since" kept, no
+    -- second `throttled` event). Dropped here, a job whose partition stayed
+    -- held (the claim's look-up reads the parent only) began a new spell,
+    -- and sent another event, at every claim of one wait.
+    IF v_job.checkpoint ? 'throttled'
+       AND NOT (v_job.checkpoint -> 'throttled' ?| ARRAY['holders', 'waits_for']) THEN
         UPDATE pgjobs.jobs j SET checkpoint = j.checkpoint - 'throttled', updated_at = now()
          WHERE j.id = p_id AND j.worker = p_worker;
     END IF;

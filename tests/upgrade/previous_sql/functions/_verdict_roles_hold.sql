@@ -12,8 +12,8 @@ SET IntervalStyle = 'postgres'
 AS $$
 -- Whether a delete or backfill page's verdict (pgjobs._run_page) still
 -- holds as far as roles go: every role of p_roles (the roles whose code its
--- full check found in the target's reach, pgjobs._untrusted_roles with
--- p_as NULL) still has
+-- full check found in the target's reach, pgjobs._trust_verdict's roles:
+-- the roles pgjobs._untrusted_roles names with p_as NULL) still has
 -- the rights of current_user, the role the page runs as; row-level
 -- security on the target does not confine current_user; and the submitter
 -- still may do the job (pgjobs._submitter_problem). Role commands (GRANT

@@ -30,6 +30,8 @@ BEGIN
     END IF;
     v_reg := pgjobs._target(v_job.target);
     PERFORM pgjobs._require_submitter(v_job, v_reg);  -- 42501: a grant revoked since submit
+    -- 22023: the scope column made generated (or an identity) since submit.
+    PERFORM pgjobs._import_scope_writable(v_reg);
     v_csv := v_job.payload ->> 'format' = 'csv';
     -- Rejects past the committed position belong to a batch that did not
     -- commit (one that failed the job on too many rejects keeps them for

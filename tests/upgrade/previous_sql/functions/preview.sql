@@ -37,4 +37,4 @@ COMMENT ON FUNCTION pgjobs.preview(regclass, text, jsonb, text[], jsonb) IS
 'them unless allow_unknown_fields)}. A backfill''s preview takes its set (option set): then '
 '"non_object_rows" and "non_object_first" name the rows whose document holds no object where '
 'set merges fields in, which the submit refuses unless replace_non_objects. Needs the job''s '
-'privilege and SELECT on the target.';
+'privilege and SELECT on the target. A NULL p_exclude raises 22023, as the submit does.';

@@ -19,8 +19,11 @@ AS $$
 --                  heartbeat_age_seconds, throttled}]:
 --                  rows/s is done over the time since started_at; eta
 --                  (seconds) needs a total and a rate; at most 100 jobs
---   throttled      [{id, kind, target, scope, reason, since}] running jobs
---                  held by a throttle signal (checkpoint.throttled)
+--   throttled      [{id, kind, target, scope, status, reason, since}] jobs
+--                  held by a throttle signal or waiting (checkpoint.throttled):
+--                  running ones held, and queued ones handed back (their
+--                  table held by another session, the DDL fence held past a
+--                  commit, a throttled job released at its runner's deadline)
 --   paused         [{id, kind, target, scope, since, done, total}]
 --   leases_expiring [{id, kind, worker, lease_expires_at}] running jobs
 --                  whose lease ends within 10 seconds (or has ended: the
@@ -111,10 +114,12 @@ SELECT jsonb_build_object(
     'throttled', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', a.id, 'kind', a.kind, 'target', a.target::text, 'scope', a.scope,
+                   'status', a.status,
                    'reason', a.throttled ->> 'reason', 'since', a.throttled -> 'since')
                    ORDER BY a.id)
           FROM active a
-         WHERE a.status = 'running' AND jsonb_typeof(a.throttled) = 'object'), '[]'::jsonb),
+         WHERE a.status IN ('running', 'queued') AND jsonb_typeof(a.throttled) = 'object'),
+        '[]'::jsonb),
     'paused', coalesce((
         SELECT jsonb_agg(jsonb_build_object(
                    'id', a.id, 'kind', a.kind, 'target', a.target::text, 'scope', a.scope,

@@ -35,4 +35,5 @@ COMMENT ON FUNCTION pgjobs.submit_delete(regclass, text, jsonb, text[], jsonb) I
 'whose key is not in p_exclude; the read mask hides them at once. Options: priority, '
 'max_attempts, run_at, on_conflict (queue | reject), lease, page_size, page_ms, strategy '
 '(auto | range | collect), allow_unknown_fields (a filter naming a document field no row of the '
-'scope has raises 22023 unless true). Returns the job id.';
+'scope has raises 22023 unless true). A NULL p_exclude raises 22023 (pass ''{}'' to keep none): '
+'it is never read as an empty list. Returns the job id.';
