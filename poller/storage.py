@@ -254,6 +254,8 @@ def preflight(loc: Location, option: str, *, reading: bool = False,
     if loc.scheme == "file":
         if reading:
             _readable_file(loc.path, where)
+        else:
+            _writable_folder(loc.path, where)
         return
     if loc.scheme in ("memory", "https"):
         return
@@ -272,6 +274,22 @@ def preflight(loc: Location, option: str, *, reading: bool = False,
             "`pgjobs worker`, which needs them where it runs)")
         raise StorageError(f"{where}: {message}", retryable=False, hint=hint,
                            sqlstate=error.sqlstate) from None
+
+
+def _writable_folder(path: str, where: str) -> None:
+    """InvalidInput (exit 2) unless the folder ``path`` is one this process can
+    write in, or create: its nearest existing ancestor must be a folder it may
+    write (a prefix under a regular file, or in a read-only folder, failed the
+    job it had submitted)."""
+    hint = ("give --storage or --to a folder this user may write in (or create), as "
+            "file:///absolute/path")
+    probe = path.rstrip("/") or "/"
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise InvalidInput(f"{where}: {probe} is not a folder", hint=hint)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{where}: {probe} is not writable by this user", hint=hint)
 
 
 def _readable_file(path: str, where: str) -> None:

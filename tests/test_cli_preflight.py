@@ -193,3 +193,28 @@ def test_detached_import_of_a_missing_file_is_the_workers_to_read(tmp_path: Path
     """With --detach a worker reads the file, on its own machine."""
     assert_went_on(cli("import", "items", str(tmp_path / "missing.csv"), "--scope", "1",
                        "--detach"))
+
+
+# --- a local folder written here ----------------------------------------------------
+
+
+@pytest.mark.parametrize("under", ["the file", "below the file"])
+def test_a_local_destination_that_is_no_folder_is_refused(under: str, tmp_path: Path) -> None:
+    """Repro: `--to file:///path/of/a/file` submitted an export that then failed
+    ("Not a directory"); --storage alike, and a worker at start."""
+    (tmp_path / "a-file").write_text("")
+    bad = f"file://{tmp_path}/a-file" + ("" if under == "the file" else "/exports")
+    assert_refused(cli("--storage", bad, "export", "items", "--scope", "1"),
+                   f"--storage {bad}", "22023", "is not a folder")
+    assert_refused(cli("export", "items", "--scope", "1", "--to", bad),
+                   f"--to {bad}", "22023", "is not a folder")
+    assert_refused(cli("--storage", bad, "worker", "--once"), f"--storage {bad}", "22023",
+                   "is not a folder")
+
+
+def test_a_local_destination_yet_to_be_made_goes_on(tmp_path: Path) -> None:
+    """The exporter makes the folders of its prefix: one not there yet is fine."""
+    assert_went_on(cli("--storage", f"file://{tmp_path}/new/exports", "export", "items",
+                       "--scope", "1"))
+    assert_went_on(cli("export", "items", "--scope", "1", "--to",
+                       f"file://{tmp_path}/new/exports/"))
