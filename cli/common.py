@@ -161,7 +161,14 @@ class Group(click.Group):
         own = blank_own_option(ctx)
         if own is not None:
             raise blank_refused(own, command_words(ctx))
+        variable = blank_variable(ctx.command)
+        if variable is not None:
+            raise blank_variable_refused(variable)
         name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            variable = blank_variable(command)
+            if variable is not None:
+                raise blank_variable_refused(variable)
         if command is not None and not isinstance(command, click.Group):
             given_twice = repeated_operand(command, rest)
             if given_twice is not None:
@@ -360,6 +367,38 @@ def blank_refused(option: str, where: str) -> InvalidInput:
     return InvalidInput(f"{option} is empty (an empty value is not the option left out)",
                         hint=f"give {option} a value, or leave {option} out for its default "
                              f"(see `{where} --help`)")
+
+
+def blank_variable(command: click.Command) -> str | None:
+    """The first environment variable one of ``command``'s options reads (its
+    ``envvar``) that holds only blanks, or None. Click takes an empty variable
+    for an unset one (the shell's way to unset it: `export PGJOBS_DSN=`), but
+    '  ' is a value: PGJOBS_DSN='  ' connected to libpq's defaults, PGJOBS_JSON
+    and PGJOBS_DETACH read it as false, PGJOBS_STORAGE as a storage URI. Every
+    option's variable, whatever its type: the check is the variable's, not the
+    parser's (:func:`blank_env` for the ones read outside click)."""
+    for param in command.params:
+        if not isinstance(param, click.Option) or not param.envvar:
+            continue
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
+        for name in names:
+            if blank_env(name):
+                return name
+    return None
+
+
+def blank_env(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to blanks only (not empty)."""
+    value = os.environ.get(name)
+    return bool(value) and not str(value).strip()
+
+
+def blank_variable_refused(name: str) -> InvalidInput:
+    """The usage error of the environment variable ``name`` holding only blanks."""
+    return InvalidInput(f"environment variable {name} is blank (only whitespace), which is "
+                        "neither a value nor unset",
+                        hint=f"give {name} a value, or unset it (`unset {name}`; an empty "
+                             f"{name}= counts as unset)")
 
 
 def command_words(ctx: click.Context) -> str:
@@ -761,6 +800,34 @@ def flag_given(name: str) -> bool:
     source = click.get_current_context().get_parameter_source(name)
     return source not in (None, click.core.ParameterSource.DEFAULT,
                           click.core.ParameterSource.DEFAULT_MAP)
+
+
+def on_command_line(name: str) -> str | None:
+    """The option ``name`` (a parameter of the current command, or of a group above
+    it: ``storage``) as written (``--read-dsn``) when it was given on the command
+    line, else None. An option set by its environment variable gives way where a
+    combination makes it moot: one environment serves several commands."""
+    ctx: click.Context | None = click.get_current_context(silent=True)  # None: no command
+    while ctx is not None:
+        for param in ctx.command.params:
+            if param.name == name and isinstance(param, click.Option):
+                if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+                    return param.opts[-1]
+                return None
+        ctx = ctx.parent
+    return None
+
+
+def refuse_ignored(names: Sequence[str], because: str, hint: str) -> None:
+    """The one usage error (exit 2, 22023) of an option the command would ignore
+    without a word: the first of ``names`` given on the command line (never one
+    from the environment) is refused, ``because`` saying which option or mode
+    makes it moot (`export --detach --read-dsn`: the worker reads with its own
+    --read-dsn; `worker --metrics-host` without --metrics-port serves nothing)."""
+    for name in names:
+        option = on_command_line(name)
+        if option is not None:
+            raise InvalidInput(f"{option} would be ignored {because}", hint=hint)
 
 
 # One grammar for every duration option (--budget, --lease, --expires, --retention,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from pgjobs import embedded
-from pgjobs.errors import NoDatabase
+from pgjobs.errors import InvalidInput, NoDatabase
 
 
 def configured_dsn(explicit: str | None = None) -> str | None:
@@ -20,6 +20,11 @@ def configured_dsn(explicit: str | None = None) -> str | None:
         return explicit
     for var in ("PGJOBS_DSN", "DATABASE_URL"):
         value = os.environ.get(var)
+        if value and not value.strip():
+            # Blanks are no DSN: libpq read them as its defaults (another database).
+            raise InvalidInput(f"environment variable {var} is blank (only whitespace), "
+                               "which is neither a DSN nor unset",
+                               hint=f"give {var} a DSN, or unset it (`unset {var}`)")
         if value:
             return value
     return None

@@ -29,6 +29,7 @@ from pgjobs.cli.common import (
     parse_json,
     parse_options,
     progress_options,
+    refuse_ignored,
     require_in_process,
     require_job,
     run_claimed,
@@ -104,6 +105,10 @@ def read_config(read_dsn: str | None, read_max_wait: str, read_max_lag: str,
     max_wait = duration_seconds(read_max_wait, "--read-max-wait")
     max_lag = duration_seconds(read_max_lag, "--read-max-lag", minimum=1)
     if not read_dsn:
+        refuse_ignored(["read_max_wait", "read_max_lag", "read_fallback"],
+                       "without --read-dsn: the export reads the primary",
+                       hint="add --read-dsn (or PGJOBS_READ_DSN) to read a standby, or drop "
+                            "the option")
         return None
     return ReadConfig(read_dsn, max_wait, read_fallback, max_lag)
 
@@ -160,6 +165,18 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
     --detach), showing progress on stderr, and prints the object's URI as the
     last line of stdout. Exit 0 done, 1 failed or canceled, 2 usage error.
     """
+    if detach:
+        # Options of the run here that a detached export never uses: refused,
+        # not dropped (`--detach --read-dsn` read the primary without a word).
+        refuse_ignored(["read_dsn", "read_max_wait", "read_max_lag", "read_fallback"],
+                       "with --detach: the worker that runs the export reads where its own "
+                       "--read-dsn says",
+                       hint="give it to the worker (`pgjobs worker --read-dsn DSN`), or drop "
+                            "--detach to run the export here")
+        refuse_ignored(["storage"], "with --detach: the export goes to --to or, without "
+                       "it, to the worker's own --storage",
+                       hint="send this export somewhere with --to URI, or drop --detach to "
+                            "run it here")
     options = parse_options(extra, '{"lease": "1 minute"}')
     flag_option(options, "format", fmt, "--format", given=flag_given("fmt"))
     if gzip:
@@ -179,13 +196,15 @@ def export(obj: Context, target: str, scope: str, filter_: str | None, fmt: str,
         # are one), not as written: two spellings of one destination were
         # refused as disagreeing.
         flag_option(options, "destination", to, "--to", same=storage.same_place)
-        options["destination"] = storage.writable(to, "--to", open_store=not detach).uri
+        options["destination"] = storage.writable(to, "--to", open_store=not detach,
+                                                  detachable=True).uri
     if not detach:
-        storage.writable(obj.storage, "--storage", open_store=not to)
+        # Run here: the store it writes to, credentials included, is checked
+        # now (storage.preflight), as a worker checks its --storage at start.
+        storage.writable(obj.storage, "--storage", open_store=not to, detachable=True)
     filter_value = parse_json(filter_, "filter") if filter_ is not None else {}
-    reads = read_config(read_dsn, read_max_wait, read_max_lag, read_fallback)
-    if detach:
-        reads = None  # a worker runs it, with its own --read-dsn
+    reads = None if detach else read_config(read_dsn, read_max_wait, read_max_lag,
+                                            read_fallback)
     if reads is not None:
         check_read_dsn(obj.dsn(), reads)  # exit 2 before anything is submitted
 
@@ -368,6 +387,10 @@ def worker(obj: Context, concurrency: int, once: bool, lease: str, poll: str,
     """
     from pgjobs.poller.worker import Worker
 
+    if metrics_port is None:
+        refuse_ignored(["metrics_host"], "without --metrics-port: no metrics are served",
+                       hint="add --metrics-port PORT (or PGJOBS_METRICS_PORT), or drop "
+                            "--metrics-host")
     # Refused at start (a worker of https:// storage failed every export it claimed).
     storage.writable(obj.storage, "--storage", open_store=True)
     storage.warm_up(obj.storage)

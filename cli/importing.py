@@ -20,6 +20,7 @@ from pgjobs.cli.common import (
     flag_option,
     parse_options,
     progress_options,
+    refuse_ignored,
     require_in_process,
     run_claimed,
 )
@@ -88,6 +89,11 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
     showing progress on stderr, and prints the result as the last line of stdout.
     Exit 0 done, 1 failed or canceled, 2 usage error.
     """
+    if detach:
+        refuse_ignored(["storage"], "with --detach: the worker that runs the import writes "
+                       "its rejects under its own --storage",
+                       hint="give it to the worker (`pgjobs --storage URI worker`), or drop "
+                            "--detach to run the import here")
     options: dict[str, Any] = parse_options(extra, '{"batch_ms": 500}')
     if fmt:
         flag_option(options, "format", fmt, "--format")
@@ -97,8 +103,11 @@ def import_(obj: Context, target: str, source: str, scope: str, fmt: str | None,
         flag_option(options, "max_rejects", max_rejects, "--max-rejects")
     if gzip is not None:
         flag_option(options, "gzip", gzip, "--gzip" if gzip else "--no-gzip")
-    storage.parse(source_uri(source))  # a malformed source or unknown scheme: exit 2
+    where = storage.parse(source_uri(source))  # malformed or an unknown scheme: exit 2
     if not detach:
+        # Read here: a local file must exist and be readable, a store's
+        # credentials resolve (storage.preflight), before anything is submitted.
+        storage.preflight(where, "SOURCE", reading=True, detachable=True)
         # Where its rejects go, checked before anything is submitted (exit 2).
         storage.writable(obj.storage, "--storage")
         # S3's client (the source's reads, the rejects) is built while the job

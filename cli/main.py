@@ -29,6 +29,7 @@ from pgjobs.cli.common import (
     job_verb,
     parse_duration,
     progress_options,
+    refuse_ignored,
     require_job,
 )
 from pgjobs.cli.output import age, iso, text, to_json
@@ -267,6 +268,9 @@ def run(obj: Context, budget: str, loop: bool, idle: str, runners: int) -> None:
     interval = parse_duration(budget, "--budget")
     # --idle 0 ran CALL pgjobs.run back to back on an idle queue: a busy loop.
     idle_seconds = duration_seconds(idle, "--idle", minimum=0.1, maximum=86400)
+    if not loop:
+        refuse_ignored(["idle"], "without --loop: one run never waits for work",
+                       hint="add --loop to run again and again, or drop --idle")
     # SIGTERM (systemd's or Kubernetes' stop) stops the runners as Ctrl-C does:
     # their CALLs are canceled, the page in flight rolls back, and a job they
     # held is handed back at its last committed page. Python's default for

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pgjobs.cli.common import Context
+from pgjobs.cli.common import Context, refuse_ignored
 from pgjobs.errors import InvalidInput
 
 
@@ -46,6 +46,9 @@ def ui(obj: Context, host: str, port: int, read_only: bool, token: str | None,
     require_extra()
     from pgjobs.ui.app import Settings, is_loopback, serve
 
+    if token is not None:
+        refuse_ignored(["token_file"], "with --token (or PGJOBS_UI_TOKEN): the token given "
+                       "is used", hint="give the token one way: --token or --token-file")
     secret = resolve_token(token, token_file)
     if secret is None and not is_loopback(host):
         raise InvalidInput(f"binding {host} needs a token",

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pgjobs import db, queries
-from pgjobs.errors import PgjobsError
+from pgjobs.errors import InvalidInput, PgjobsError
 
 SERVER_USER_AS_ROOT = "postgres"
 """The system user the server runs as when pgjobs is run as root."""
@@ -89,6 +89,11 @@ def home() -> Path:
     the postgres user's reach), else ``$XDG_DATA_HOME/pgjobs`` or
     ``~/.local/share/pgjobs``."""
     explicit = os.environ.get("PGJOBS_HOME")
+    if explicit and not explicit.strip():
+        # Blanks are no folder: they named a directory '  ' under the working one.
+        raise InvalidInput("environment variable PGJOBS_HOME is blank (only whitespace), "
+                           "which is neither a folder nor unset",
+                           hint="give PGJOBS_HOME a folder, or unset it (`unset PGJOBS_HOME`)")
     if explicit:
         return Path(explicit).expanduser().absolute()
     if is_root():

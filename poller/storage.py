@@ -212,13 +212,15 @@ WRITABLE_SCHEMES = ("file", "s3", "gs", "az", "memory")
 """The schemes a worker writes to (https:// is an import source only)."""
 
 
-def writable(uri: str, option: str, *, open_store: bool = False) -> Location:
+def writable(uri: str, option: str, *, open_store: bool = False,
+             detachable: bool = False) -> Location:
     """The place ``option`` (``--storage``, ``--to``) names, checked before a command
     submits anything: InvalidInput (22023, exit 2) for a URI that is malformed or
     of a scheme no worker writes to; with ``open_store``, the store is built as the
     worker would build it (no request sent), so that a store missing its
-    configuration (an az:// URI without an account) is refused now, not by a
-    failed job."""
+    configuration (an az:// URI without an account) or credentials is refused
+    now, not by a failed job (:func:`preflight`; ``detachable``: its hint names
+    --detach)."""
     try:
         loc = parse(uri)
     except InvalidInput as exc:
@@ -228,13 +230,87 @@ def writable(uri: str, option: str, *, open_store: bool = False) -> Location:
             f"{option} {uri}: a worker cannot write to {loc.scheme}:// (an import source "
             "only)",
             hint=f"give {option} a file://, s3://, gs://, az:// or memory:// prefix")
-    if open_store and loc.scheme not in ("file", "gs"):
-        try:
-            store_for(loc)
-        except StorageError as exc:
-            raise StorageError(f"{option} {uri}: {exc.message}",
-                               retryable=False, hint=exc.hint, sqlstate=exc.sqlstate) from None
+    if open_store:
+        preflight(loc, option, detachable=detachable)
     return loc
+
+
+def preflight(loc: Location, option: str, *, reading: bool = False,
+              detachable: bool = False) -> None:
+    """The one check a command makes of a store it is about to use in this process
+    (`pgjobs export` and `pgjobs import` without --detach, `pgjobs worker` at
+    start), before it submits or claims anything: the store is built as the
+    worker builds it and its credentials are resolved from the chain the worker
+    uses (no request is sent). An s3:// or gs:// place without credentials
+    submitted a job that then failed; an az:// one without an account was
+    refused. Raises StorageError (28000 no credentials or account, 22023 a
+    setting the store refuses) naming ``option`` and the credential chain in
+    its hint (``detachable``: and that --detach leaves the job to a worker). A
+    local source being read (``reading``) must be a readable regular file
+    (InvalidInput, exit 2). https:// and memory:// need nothing. A --detach
+    command checks none of this: the worker that runs the job has its own
+    credentials and filesystem."""
+    where = f"{option} {loc.uri}"
+    if loc.scheme == "file":
+        if reading:
+            _readable_file(loc.path, where)
+        else:
+            _writable_folder(loc.path, where)
+        return
+    if loc.scheme in ("memory", "https"):
+        return
+    try:
+        if loc.scheme == "gs":
+            gcs.client()
+        else:
+            store_for(loc)
+        if loc.scheme == "s3":
+            s3.credential_provider()()
+    except Exception as exc:  # noqa: BLE001 - classified below, one line each
+        error = storage_error(exc, f"cannot {'read' if reading else 'write'} {loc.uri}")
+        message = error.message.split(": ", 1)[1] if ": " in error.message else error.message
+        hint = error.hint if error.sqlstate != "28000" or not detachable else (
+            f"{error.hint}; this command runs the job itself (--detach leaves it to "
+            "`pgjobs worker`, which needs them where it runs)")
+        raise StorageError(f"{where}: {message}", retryable=False, hint=hint,
+                           sqlstate=error.sqlstate) from None
+
+
+def _writable_folder(path: str, where: str) -> None:
+    """InvalidInput (exit 2) unless the folder ``path`` is one this process can
+    write in, or create: its nearest existing ancestor must be a folder it may
+    write (a prefix under a regular file, or in a read-only folder, failed the
+    job it had submitted)."""
+    hint = ("give --storage or --to a folder this user may write in (or create), as "
+            "file:///absolute/path")
+    probe = path.rstrip("/") or "/"
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise InvalidInput(f"{where}: {probe} is not a folder", hint=hint)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{where}: {probe} is not writable by this user", hint=hint)
+
+
+def _readable_file(path: str, where: str) -> None:
+    """InvalidInput (exit 2) unless ``path`` is a regular file this process may read
+    (opened without blocking: a FIFO is refused, never waited on)."""
+    hint = ("check the path: the file must exist, readable by the user the command runs "
+            "as (with --detach a worker reads it, on its own machine)")
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise InvalidInput(f"{where} is a directory, not a file",
+                               hint="name one file of it: an import reads one CSV or JSONL "
+                                    "file (gzipped or not)")
+        if not stat.S_ISREG(mode):
+            raise InvalidInput(f"{where} is not a regular file", hint=hint)
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise InvalidInput(f"{where}: {exc.strerror}", hint=hint) from None
+    except OSError as exc:
+        raise InvalidInput(f"{where}: cannot read it ({exc.strerror or exc})",
+                           hint=hint) from None
 
 
 def within(uri: str, prefix_uri: str) -> bool:

@@ -215,8 +215,10 @@ def test_an_import_of_a_missing_file_says_to_check_the_path(cli: Callable[..., R
     make_people(conn)
     folder = allowed_folder(conn, tmp_path)
     result = cli("import", "people", str(folder / "typo.csv"), "--scope", "1", "--quiet")
-    line = one_line_error(result, 1, "typo.csv", "No such file", "check the path")
+    # Refused before the submit (exit 2): the job it used to submit could only fail.
+    line = one_line_error(result, 2, "typo.csv", "No such file", "check the path")
     assert "writable" not in line
+    assert conn.execute("SELECT count(*) FROM pgjobs.jobs").fetchone() == (0,)
 
 
 def test_watch_says_where_the_job_stands_at_its_timeout(cli: Callable[..., Result],

@@ -10,6 +10,7 @@ a renamed function or option cannot leave a stale example behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -197,25 +198,46 @@ def test_every_function_a_message_or_hint_names_exists(conn: Conn) -> None:
     assert not problems, "\n".join(problems)
 
 
+@functools.cache
+def _command_tree() -> tuple[dict[tuple[str, ...], click.Command], set[str]]:
+    """Every command by its words, and the global options, walked once."""
+    return _commands(cli_main), _options(cli_main)
+
+
+COMMAND_NAMED = re.compile(r"(`?)pgjobs ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^`'\n#]*)")
+
+
+def _command_problems(f: str, literal: str) -> tuple[int, list[str]]:
+    """The one scan of a message's `pgjobs <command> --options`, for the SQL's
+    strings and the Python's alike: (how many commands it names, what it names
+    that does not exist). Quoted, or followed by options, it is something to
+    type: the command must exist, and so must its options (its own, or the
+    global ones)."""
+    commands, global_options = _command_tree()
+    seen, problems = 0, []
+    for m in COMMAND_NAMED.finditer(literal):
+        quoted, word, sub, rest = m.group(1), m.group(2), m.group(3).strip(), m.group(4)
+        options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest)
+        if (word,) not in commands:
+            if quoted or options:
+                problems.append(f"{f}: no command `pgjobs {word}` ({literal[:80]})")
+            continue
+        seen += 1
+        command = commands.get((word, sub), commands[(word,)])
+        problems += [f"{f}: `pgjobs {word}` has no option {o}"
+                     for o in options if o not in _options(command) | global_options]
+    return seen, problems
+
+
 def test_every_command_and_option_a_message_or_hint_names_exists() -> None:
     """`pgjobs <command>` in backquotes, or followed by options, is something
     to type: the command must exist, and so must its options."""
-    commands = _commands(cli_main)
-    global_options = _options(cli_main)
     seen = 0
-    problems = []
+    problems: list[str] = []
     for f, literal in _literals():
-        for m in re.finditer(r"(`?)pgjobs ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^`'\n#]*)", literal):
-            quoted, word, sub, rest = m.group(1), m.group(2), m.group(3).strip(), m.group(4)
-            options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest)
-            if (word,) not in commands:
-                if quoted or options:
-                    problems.append(f"{f}: no command `pgjobs {word}` ({literal[:80]})")
-                continue
-            seen += 1
-            command = commands.get((word, sub), commands[(word,)])
-            problems += [f"{f}: `pgjobs {word}` has no option {o}"
-                         for o in options if o not in _options(command) | global_options]
+        found, wrong = _command_problems(f, literal)
+        seen += found
+        problems += wrong
     assert seen >= 5, "the scan found the hints' commands"
     assert not problems, "\n".join(problems)
 
@@ -244,25 +266,15 @@ def test_every_command_option_and_function_python_names_exists(conn: Conn) -> No
     command line, the worker or the dashboard ("see `pgjobs dev down
     --help`", "choose a free --metrics-port", "pgjobs.retry(id)") names a
     command, option and function that exist."""
-    commands = _commands(cli_main)
-    global_options = _options(cli_main)
     functions = _functions(conn)
-    problems, seen = [], 0
+    problems: list[str] = []
+    seen = 0
     for f, literal in _python_literals():
         problems += [f"{f}: pgjobs.{m.group(1)}(" for m in CALL.finditer(literal)
                      if m.group(1) not in functions]
-        for m in re.finditer(r"(`?)pgjobs ([a-z][a-z-]*)((?: [a-z][a-z-]*)?)([^`'\n#]*)",
-                             literal):
-            quoted, word, sub, rest = m.group(1), m.group(2), m.group(3).strip(), m.group(4)
-            options = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest)
-            if (word,) not in commands:
-                if quoted or options:
-                    problems.append(f"{f}: no command `pgjobs {word}` ({literal[:80]})")
-                continue
-            seen += 1
-            command = commands.get((word, sub), commands[(word,)])
-            problems += [f"{f}: `pgjobs {word}` has no option {o}"
-                         for o in options if o not in _options(command) | global_options]
+        found, wrong = _command_problems(f, literal)
+        seen += found
+        problems += wrong
     assert seen >= 20, "the scan found the Python hints' commands"
     assert not problems, "\n".join(problems)
 

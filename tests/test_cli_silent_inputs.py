@@ -1,0 +1,194 @@
+"""Nothing a user sets is dropped without a word.
+
+- An environment variable that holds only blanks (`PGJOBS_DSN="  "`) is a
+  usage error naming it, for every variable the command line reads: every
+  option's ``envvar`` of every command (walked, so a new one is covered), and
+  the ones read outside click (DATABASE_URL, PGJOBS_HOME). PGJOBS_DSN='  '
+  connected to libpq's defaults; PGJOBS_JSON and PGJOBS_DETACH read it as
+  false. An empty variable (`export PGJOBS_DSN=`) still counts as unset.
+- An option given on the command line that the chosen mode ignores is a usage
+  error naming both (`export --detach --read-dsn`: the worker reads with its
+  own --read-dsn), while the same option from the environment gives way.
+
+No database: the DSN points where nothing listens, so a command that got past
+its checks fails to connect (08001).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from pgjobs.cli.main import main
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in list(os.environ):
+        if var.startswith("PGJOBS_") or var in ("DATABASE_URL", "DEMO_ROWS"):
+            monkeypatch.delenv(var, raising=False)
+
+
+def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[
+        tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name, sub in sorted(command.commands.items()):
+            yield from walk(sub, (*path, name))
+
+
+def _variables() -> list[tuple[tuple[str, ...], str]]:
+    """(a command that reads it, variable) for every option's envvar of the tree."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path, command in walk(main):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.envvar:
+                names = [param.envvar] if isinstance(param.envvar, str) else param.envvar
+                for name in names:
+                    # A group's own option: run one of its subcommands.
+                    where = path if not isinstance(command, click.Group) else (
+                        *path, "status")
+                    found.setdefault(name, where)
+    return sorted((where, name) for name, where in found.items())
+
+
+VARIABLES = _variables()
+OUTSIDE_CLICK = ["DATABASE_URL", "PGJOBS_HOME"]  # read by cli/dsn.py, pgjobs/embedded.py
+
+
+def test_the_walk_finds_the_variables_of_every_kind_of_option() -> None:
+    names = {name for _, name in VARIABLES}
+    for name in ("PGJOBS_DSN", "PGJOBS_STORAGE", "PGJOBS_HOME", "PGJOBS_JSON",
+                 "PGJOBS_DETACH", "PGJOBS_READ_DSN", "PGJOBS_LIMIT", "PGJOBS_BUDGET",
+                 "DEMO_ROWS"):
+        assert name in names, name
+
+
+def test_every_variable_read_outside_click_is_tested() -> None:
+    """A new os.environ read of a PGJOBS_* variable (or DATABASE_URL) in cli/ or
+    pgjobs/ must be an option's envvar or listed in OUTSIDE_CLICK, whose blank
+    values are tested below."""
+    options = {name for _, name in VARIABLES}
+    read = set()
+    for path in [*ROOT.glob("cli/*.py"), *ROOT.glob("pgjobs/*.py")]:
+        text = path.read_text()
+        read |= set(re.findall(r"environ(?:\.get)?[\[(]\s*[\"']((?:PGJOBS_\w+)|DATABASE_URL)",
+                               text))
+        for group in re.findall(r"for \w+ in \(([^)]*)\):\s*\n\s*\w+ = os\.environ", text):
+            read |= set(re.findall(r"[\"'](\w+)[\"']", group))
+    assert read, "the scan found no environment read: the pattern is stale"
+    assert read - options <= set(OUTSIDE_CLICK), read - options - set(OUTSIDE_CLICK)
+
+
+def _refused_naming(result: Result, name: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: environment variable {name} is blank"), lines[0]
+    assert "[22023]" in lines[0] and f"(hint: give {name} a" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("blank", ["  ", "\t", " \n "], ids=["spaces", "tab", "newline"])
+@pytest.mark.parametrize(("path", "name"), VARIABLES, ids=[n for _, n in VARIABLES])
+def test_a_blank_variable_is_refused_naming_it(path: tuple[str, ...], name: str, blank: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, blank)
+    _refused_naming(CliRunner().invoke(main, list(path)), name)
+
+
+@pytest.mark.parametrize("name", OUTSIDE_CLICK)
+def test_a_blank_variable_read_outside_click_is_refused(name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """DATABASE_URL (no --dsn, no PGJOBS_DSN) and PGJOBS_HOME (where the embedded
+    cluster would be) are read by every command that looks for its database."""
+    monkeypatch.setenv(name, "   ")
+    _refused_naming(CliRunner().invoke(main, ["list"]), name)
+
+
+@pytest.mark.parametrize("name", ["PGJOBS_DSN", "DATABASE_URL", "PGJOBS_STORAGE", "PGJOBS_JSON"])
+def test_an_empty_variable_still_counts_as_unset(name: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, "")
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "list"])
+    assert result.exit_code == 1 and "[08001]" in result.stderr, result.output
+
+
+# --- options a mode ignores --------------------------------------------------------
+
+IGNORED = [
+    # (the command line, the option refused, the option or mode that makes it moot)
+    (["export", "items", "--scope", "1", "--detach", "--read-dsn", UNREACHABLE],
+     "--read-dsn", "--detach"),
+    (["export", "items", "--scope", "1", "--detach", "--read-max-wait", "5s"],
+     "--read-max-wait", "--detach"),
+    (["export", "items", "--scope", "1", "--detach", "--read-max-lag", "5s"],
+     "--read-max-lag", "--detach"),
+    (["export", "items", "--scope", "1", "--detach", "--read-fallback", "wait"],
+     "--read-fallback", "--detach"),
+    (["--storage", "file:///tmp/x", "export", "items", "--scope", "1", "--detach"],
+     "--storage", "--detach"),
+    (["--storage", "file:///tmp/x", "export", "items", "--scope", "1", "--detach", "--to",
+      "file:///tmp/y"], "--storage", "--detach"),
+    (["--storage", "file:///tmp/x", "import", "items", "/tmp/in.csv", "--scope", "1",
+      "--detach"], "--storage", "--detach"),
+    (["export", "items", "--scope", "1", "--read-fallback", "wait"],
+     "--read-fallback", "--read-dsn"),
+    (["export", "items", "--scope", "1", "--read-max-wait", "5s"],
+     "--read-max-wait", "--read-dsn"),
+    (["worker", "--once", "--read-max-lag", "5s"], "--read-max-lag", "--read-dsn"),
+    (["worker", "--once", "--read-fallback", "primary"], "--read-fallback", "--read-dsn"),
+    (["worker", "--once", "--metrics-host", "0.0.0.0"], "--metrics-host", "--metrics-port"),
+    (["run", "--idle", "5s"], "--idle", "--loop"),
+    (["ui", "--token", "a-token-long-enough-1234", "--token-file", "/etc/hostname"],
+     "--token-file", "--token"),
+]
+
+
+@pytest.mark.parametrize(("args", "option", "because"), IGNORED,
+                         ids=[f"{a[0] if a[0] != '--storage' else a[2]} {o} {b}"
+                              for a, o, b in IGNORED])
+def test_an_option_the_mode_ignores_is_a_usage_error(args: list[str], option: str,
+                                                     because: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"error: {option} would be ignored"), lines[0]
+    assert because in lines[0] and "[22023]" in lines[0] and "(hint: " in lines[0], lines[0]
+    assert "submitted" not in result.output
+
+
+def test_detach_hint_sends_read_dsn_to_the_worker() -> None:
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, "export", "items", "--scope", "1",
+                                       "--detach", "--read-dsn", UNREACHABLE])
+    assert "pgjobs worker --read-dsn" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "args"), [
+    ("PGJOBS_READ_DSN", UNREACHABLE, ["export", "items", "--scope", "1", "--detach"]),
+    ("PGJOBS_READ_FALLBACK", "wait", ["export", "items", "--scope", "1", "--detach"]),
+    ("PGJOBS_STORAGE", "file:///tmp/x", ["export", "items", "--scope", "1", "--detach"]),
+    ("PGJOBS_STORAGE", "file:///tmp/x", ["import", "items", "/tmp/in.csv", "--scope", "1",
+                                         "--detach"]),
+    ("PGJOBS_READ_FALLBACK", "wait", ["export", "items", "--scope", "1", "--to",
+                                      "file:///tmp/y"]),
+    ("PGJOBS_METRICS_HOST", "0.0.0.0", ["worker", "--once"]),
+    ("PGJOBS_IDLE", "5s", ["run"]),
+])
+def test_the_same_option_from_the_environment_gives_way(
+        variable: str, value: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One environment serves the worker and the submitting commands: a setting
+    there for one mode is not refused in the other."""
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(main, ["--dsn", UNREACHABLE, *args])
+    assert result.exit_code == 1 and "[08001]" in result.stderr, result.output
