@@ -270,12 +270,21 @@ def test_prune_queues_the_object_and_a_worker_deletes_it(
     assert conn.execute("SELECT count(*) FROM pgjobs.storage_deletions").fetchone() == (0,)
 
 
-def test_storage_deletion_errors_are_kept_and_retried_later(conn: Conn, dsn: str) -> None:
+def test_storage_deletion_errors_are_kept_and_retried_later(
+        conn: Conn, dsn: str, tmp_path: Any) -> None:
     conn.execute("INSERT INTO pgjobs.storage_deletions (uri, job_id) "
                  "VALUES ('ftp://nowhere/x', 1), ('file:///nonexistent/gone.csv', 2)")
-    Worker(dsn, "file:///tmp", once=True, poll=0.1).run()
-    rows = conn.execute("SELECT job_id, attempts, last_error, retry_at > now() "
-                        "FROM pgjobs.storage_deletions").fetchall()
+    started = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert started is not None
+    # A storage of its own: a worker's turn also sweeps its storage for stale
+    # uploads, and a sweep of all of /tmp on a busy machine outlasted the
+    # backoff the assertion below compares with the clock after the run.
+    Worker(dsn, f"file://{tmp_path}", once=True, poll=0.1).run()
+    # The first retry is due 30 s (plus jitter) after the failed attempt began,
+    # which began after `started`.
+    rows = conn.execute("SELECT job_id, attempts, last_error, "
+                        "retry_at >= %s + interval '30 seconds' "
+                        "FROM pgjobs.storage_deletions", (started[0],)).fetchall()
     # A missing object counts as deleted; a bad URI stays, with its error, for later.
     assert len(rows) == 1 and rows[0][0] == 1 and rows[0][1] == 1
     assert "ftp" in rows[0][2] and rows[0][3] is True
@@ -383,9 +392,19 @@ def test_cli_usage_errors_exit_2_with_one_line(
     assert conn.execute("SELECT count(*) FROM pgjobs.jobs").fetchone() == (0,)
 
 
-def test_cli_failed_export_exits_1(conn: Conn, dsn: str, items: None, tmp_path: Any) -> None:
+def test_cli_failed_export_exits_1(conn: Conn, dsn: str, items: None, tmp_path: Any,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "file"
-    blocker.write_text("x")
+    checked = storage.preflight
+
+    def then_blocked(*args: Any, **kwargs: Any) -> None:
+        # The command checks the destination before it submits (a prefix under a
+        # regular file is refused there, exit 2); a file put in the folder's
+        # place between that check and the worker's write fails the job.
+        checked(*args, **kwargs)
+        blocker.write_text("x")
+
+    monkeypatch.setattr(storage, "preflight", then_blocked)
     conn.execute("SELECT pgjobs.allow_storage(%s)", (f"file://{blocker}",))
     result = CliRunner().invoke(main, ["--dsn", dsn, "--storage", "file:///unused", "export",
                                        "items", "--scope", "1", "--to", f"file://{blocker}/out"])
