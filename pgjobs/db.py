@@ -157,6 +157,13 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+def _data_session(conn: Connection) -> None:
+    """A data connection's settings (EXPORT_SESSION_SETTINGS) and its lock
+    timeout (JOB_ROW_LOCK_TIMEOUT) in one statement: one round trip before its
+    first chunk or batch, on every connect and reconnect, instead of two."""
+    conn.execute(queries.DATA_SESSION_SETTINGS, {"timeout": JOB_ROW_LOCK_TIMEOUT})
+
+
 def connect_reader(dsn: str, app: str = "pgjobs export",
                    connect_timeout: int | None = None) -> psycopg.Connection[Row]:
     """An export's data connection (to the primary or, with ``--read-dsn``, a
@@ -172,8 +179,7 @@ def connect_reader(dsn: str, app: str = "pgjobs export",
     conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
                            application_name=app, client_encoding="utf8", **extra)
     try:
-        conn.execute(queries.EXPORT_SESSION_SETTINGS)
-        wait_for_job_rows_at_most(conn)
+        _data_session(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
     except BaseException:
@@ -192,8 +198,7 @@ def connect_writer(dsn: str, app: str = "pgjobs import") -> Connection:
     conn = psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row,
                            application_name=app, client_encoding="utf8")
     try:
-        conn.execute(queries.EXPORT_SESSION_SETTINGS)
-        wait_for_job_rows_at_most(conn)
+        _data_session(conn)
     except BaseException:
         conn.close()
         raise

@@ -432,6 +432,11 @@ SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false),
        pg_catalog.set_config('lc_monetary', 'C', false),
        pg_catalog.set_config('xmloption', 'content', false)
 """
+# A data connection's whole setup in one round trip (db.connect_reader and
+# db.connect_writer): the settings above and its lock timeout (SET_LOCK_TIMEOUT)
+# in one statement, instead of a round trip each before its first chunk.
+DATA_SESSION_SETTINGS = (EXPORT_SESSION_SETTINGS.rstrip()
+                         + ",\n       pg_catalog.set_config('lock_timeout', %(timeout)s, false)\n")
 EXPORT_COUNT = (
     "SELECT pgjobs.visible_count(%(target)s::regclass, %(scope)s, %(filter)s) AS n"
 )
