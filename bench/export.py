@@ -49,7 +49,9 @@ this machine that this user may read, else ``-``). ``--phases`` adds, under
 each round, where each export's time went (submit, claim, up to the first
 COPY, the COPYs, the gaps between them, the tail after the last COPY), and for
 ``file://`` what the uploader thread spent beside them (its parts' pwrite and
-fdatasync, the hashing, the checkpoints). ``--durable-copy`` adds, in each
+fdatasync, the hashing, the checkpoints), and each export's CPU split into
+this process's and the cluster's, beside the round's COPY's (on busy cores
+wall time follows the CPU: where the gap is). ``--durable-copy`` adds, in each
 round, the plain COPY followed by one ``fdatasync`` of its file, and each
 export's ratio against that as well (an export makes every part durable; the
 goal's baseline does not sync). ``--server-copy`` adds, in each round, the
@@ -227,13 +229,16 @@ def postmaster_of(dsn: str) -> int | None:
 @contextmanager
 def timed(postmaster: int | None) -> Iterator[list[float | None]]:
     """Yields a list that holds, once the block ends, (wall seconds, CPU seconds
-    of this process and of the cluster, or None when the cluster's are unknown)."""
+    of this process and of the cluster, or None when the cluster's are unknown,
+    then this process's CPU seconds and the cluster's apart, the latter None
+    when unknown)."""
     out: list[float | None] = []
     server0, cpu0, started = cluster_cpu(postmaster), time.process_time(), time.perf_counter()
     yield out
     elapsed, cpu, server1 = time.perf_counter() - started, time.process_time() - cpu0, \
         cluster_cpu(postmaster)
-    out += [elapsed, None if server0 is None or server1 is None else cpu + server1 - server0]
+    on_server = None if server0 is None or server1 is None else server1 - server0
+    out += [elapsed, None if on_server is None else cpu + on_server, cpu, on_server]
 
 
 def sha256_file(path: str) -> str:
@@ -653,6 +658,10 @@ def run(dsn: str, description: str, args: argparse.Namespace, workdir: str) -> N
               "  (goal <= 150 MB, flat in row count)")
 
 
+def cpu_seconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}s"
+
+
 def server_copy(dsn: str, scope: int, path: str) -> float:
     """The same COPY written to ``path`` by the server itself (``COPY ... TO
     'file'``: no protocol, no client), timed: what the database alone costs.
@@ -743,6 +752,14 @@ def alternate(dsn: str, args: argparse.Namespace, workdir: str) -> None:
                     os.unlink(result["uri"][len("file://"):])
                 seconds, cpu = export[0], export[1]
                 assert seconds is not None
+                if args.phases:
+                    # Where the CPU went: this process (reader, part writer, bound
+                    # walker) and the cluster (data and control backends), each
+                    # against the round's COPY: on a machine whose cores are busy,
+                    # wall time follows these.
+                    splits.append(f"    {kind:<8} CPU: this process {cpu_seconds(export[2])} "
+                                  f"(COPY {cpu_seconds(copy[2])}), the cluster "
+                                  f"{cpu_seconds(export[3])} (COPY {cpu_seconds(copy[3])})")
                 cpu_ratio = None if cpu is None or not base_cpu else cpu / base_cpu
                 ratios[kind].append((seconds / base, cpu_ratio))
                 line += (f" | {kind} {seconds:.2f}s {seconds / base:.2f}x"
