@@ -5784,10 +5784,9 @@ BEGIN
           INTO v_seal
           FROM pgjobs.settings st WHERE st.key = 'channel_secret';
     END IF;
-    -- (an assignment, not PERFORM: no executor start and end in every call)
-    v_seal := set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
-                         p_entry || '/' || p_caller || '/' || v_seal,
-                         true);  -- pgjobs._entered
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
+                       p_entry || '/' || p_caller || '/' || v_seal,
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;
@@ -11158,10 +11157,9 @@ BEGIN
         v_body := ltrim(v_call[1], '_');
     END IF;
     IF v_depth IS NOT NULL THEN
-        -- (assignments, not PERFORM: no executor start and end in every call)
-        v_body := v_body || set_config('pgjobs.call_' || v_depth, '', true);
+        PERFORM set_config('pgjobs.call_' || v_depth, '', true);
         IF starts_with(v_body, 'submit') THEN
-            v_body := v_body || set_config('pgjobs.compiled_columns', '', true);
+            PERFORM set_config('pgjobs.compiled_columns', '', true);
         END IF;
     END IF;
     RETURN p_value;

@@ -125,10 +125,9 @@ BEGIN
           INTO v_seal
           FROM pgjobs.settings st WHERE st.key = 'channel_secret';
     END IF;
-    -- (an assignment, not PERFORM: no executor start and end in every call)
-    v_seal := set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
-                         p_entry || '/' || p_caller || '/' || v_seal,
-                         true);  -- pgjobs._entered
+    PERFORM set_config('pgjobs.call_' || (cardinality(v_stack) - v_body_at + 1),
+                       p_entry || '/' || p_caller || '/' || v_seal,
+                       true);  -- pgjobs._entered
     RETURN p_caller;
 END
 $$;

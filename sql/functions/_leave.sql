@@ -47,10 +47,9 @@ BEGIN
         v_body := ltrim(v_call[1], '_');
     END IF;
     IF v_depth IS NOT NULL THEN
-        -- (assignments, not PERFORM: no executor start and end in every call)
-        v_body := v_body || set_config('pgjobs.call_' || v_depth, '', true);
+        PERFORM set_config('pgjobs.call_' || v_depth, '', true);
         IF starts_with(v_body, 'submit') THEN
-            v_body := v_body || set_config('pgjobs.compiled_columns', '', true);
+            PERFORM set_config('pgjobs.compiled_columns', '', true);
         END IF;
     END IF;
     RETURN p_value;
