@@ -15886,13 +15886,17 @@ CREATE FUNCTION pgjobs._role_problem(p_role name, p_target regclass, p_privilege
 -- security). The claim and the pages check a job's submitter through
 -- pgjobs._submitter_problem, which looks the role up by oid and name and
 -- asks pgjobs._grant_problem itself. Locks nothing.
+DECLARE
+    v_problem record;
 BEGIN
-    SELECT p.message, p.hint INTO message, hint
-      FROM pgjobs._submitter_identity_problem(p_role, NULL) p;
-    IF message IS NULL THEN
-        SELECT p.message, p.hint INTO message, hint
-          FROM pgjobs._grant_problem(p_role, p_target, p_privilege, p_columns) p;
+    -- Assignments, not SELECT ... FROM: a plain expression skips the
+    -- executor's start and end, and this runs in every read (issue 11).
+    v_problem := pgjobs._submitter_identity_problem(p_role, NULL);
+    IF v_problem.message IS NULL THEN
+        v_problem := pgjobs._grant_problem(p_role, p_target, p_privilege, p_columns);
     END IF;
+    message := v_problem.message;
+    hint := v_problem.hint;
 END
 $$;
 
@@ -21806,6 +21810,7 @@ DECLARE
     v_row text := 'to_jsonb(t.*)';
     v_json_row text;
     v_bounds text;
+    v_arrays boolean;
 BEGIN
     -- Fixed cost: every pinned call costs a GUC save and restore, more than
     -- a row of the page, so the checks below call as few as they can
@@ -21820,8 +21825,15 @@ BEGIN
     -- (By name: a read of every column, as the json test below makes, is
     -- planned again on every call, ~40-90 us; issue 11.)
     SELECT max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.key_column),
-           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column)
-      INTO v_key_type, v_scope_type
+           max(format_type(a.atttypid, a.atttypmod)) FILTER (WHERE a.attname = v_reg.scope_column),
+           -- and whether any column's type may hold an array: the first test
+           -- of pgjobs._array_bounds_row, read here in the same statement
+           -- (its pinned call and its own read skipped for most targets)
+           EXISTS (SELECT FROM pg_catalog.pg_attribute c
+                     JOIN pg_catalog.pg_type ty ON ty.oid = c.atttypid
+                    WHERE c.attrelid = p_target AND c.attnum > 0 AND NOT c.attisdropped
+                      AND (ty.typcategory = 'A' OR ty.typtype IN ('c', 'd')))
+      INTO v_key_type, v_scope_type, v_arrays
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_target AND a.attname IN (v_reg.key_column, v_reg.scope_column)
        AND a.attnum > 0 AND NOT a.attisdropped;
@@ -21901,7 +21913,11 @@ BEGIN
     -- session until a DDL commits (the DDL fence's epoch).
     -- The text is printed in fixed styles (pgjobs._value_text): in the
     -- caller's DateStyle or IntervalStyle it read back as another value.
-    v_bounds := pgjobs._array_bounds_row(p_target);
+    -- (NULL without a column whose type may hold an array, as
+    -- pgjobs._array_bounds_row's own first test returns)
+    IF v_arrays THEN
+        v_bounds := pgjobs._array_bounds_row(p_target);
+    END IF;
     LOOP
         BEGIN
             EXECUTE format('SELECT ARRAY(SELECT %s%s %s)', v_row, coalesce(v_bounds, ''), v_query)
