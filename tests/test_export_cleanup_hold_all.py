@@ -49,6 +49,13 @@ Conn = psycopg.Connection[Any]
 REFUSED = "refused for good by the test"
 
 
+@pytest.fixture(params=["file", "s3"])
+def where(request: pytest.FixtureRequest, local_dir: str) -> str:
+    """file:// and S3 (moto): the hold is the database's, the same for every
+    store; the failed export's cleanup runs on every store (export_where)."""
+    return local_dir if request.param == "file" else str(request.getfixturevalue("bucket"))
+
+
 def _held(dsn: str, sql: str, params: tuple[Any, ...]) -> bool:
     """Whether another session holds the row ``sql`` locks (FOR UPDATE NOWAIT)."""
     with psycopg.connect(dsn, autocommit=True) as other:
@@ -139,7 +146,7 @@ def test_a_failed_exports_cleanup_holds_its_row_and_a_retry_is_told_why(
 
 
 def test_a_failed_exports_cleanup_leaves_the_upload_of_a_retry_that_came_first(
-        conn: Conn, dsn: str, export_where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: Conn, dsn: str, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The failure is recorded, a retry queues the job, then the cleanup comes:
     the upload is the retried job's now, which resumes it (its parts kept)."""
     make_items(conn, rows=60)
@@ -159,12 +166,12 @@ def test_a_failed_exports_cleanup_leaves_the_upload_of_a_retry_that_came_first(
     with monkeypatch.context() as patch:
         _refuse_whole_export(patch)
         patch.setattr(Exporter, "_status", retried_first)
-        assert run_export(dsn, job_id, export_where).status == "failed"
+        assert run_export(dsn, job_id, where).status == "failed"
     assert retried, "the attempt never looked at its failure"
     parts = int(job(conn, job_id)["checkpoint"]["parts"])
     assert parts > 1, job(conn, job_id)["checkpoint"]
     assert job(conn, job_id)["status"] == "queued"
-    outcome = run_export(dsn, job_id, export_where)
+    outcome = run_export(dsn, job_id, where)
     assert outcome.status == "succeeded", outcome
     ck = job(conn, job_id)["checkpoint"]
     assert ck["history"][-1]["part"] == parts, \
@@ -173,7 +180,7 @@ def test_a_failed_exports_cleanup_leaves_the_upload_of_a_retry_that_came_first(
 
 
 def test_a_retry_during_a_canceled_exports_cleanup_is_told_why(
-        conn: Conn, dsn: str, export_where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: Conn, dsn: str, local_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_items(conn, rows=60)
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS})
 
@@ -185,13 +192,13 @@ def test_a_retry_during_a_canceled_exports_cleanup_is_told_why(
     with monkeypatch.context() as patch:
         events = _cancel_at(dsn, job_id, "object", patch)
         seen = _at_cleanup(patch, look)
-        assert run_export(dsn, job_id, export_where).status == "canceled"
+        assert run_export(dsn, job_id, local_dir).status == "canceled"
     assert events == ["canceled"] and len(seen) == 1, (events, seen)
     refused = seen[0]
     assert refused.sqlstate == "55P03"
     assert refused.diag.message_hint == ("The export's worker is removing what the canceled "
                                          "attempt wrote; try again in a moment."), refused.diag
-    _finish_retried(conn, dsn, job_id, export_where)
+    _finish_retried(conn, dsn, job_id, local_dir)
 
 
 def test_a_client_waiting_for_a_claim_is_not_told_of_a_cleanup(
@@ -213,7 +220,7 @@ def test_a_client_waiting_for_a_claim_is_not_told_of_a_cleanup(
 
 @pytest.mark.parametrize("ending", ["failed", "canceled"])
 def test_a_parts_cleanup_holds_the_parts_row(
-        conn: Conn, dsn: str, export_where: str, ending: str,
+        conn: Conn, dsn: str, where: str, ending: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Part 1 ends failed for good, or handed back with its job's cancel
     pending (the job's worker ends the cancel): as it removes what it wrote,
@@ -239,7 +246,7 @@ def test_a_parts_cleanup_holds_the_parts_row(
     with monkeypatch.context() as patch:
         seen = _at_cleanup(patch, look)
         patch.setattr(parallel.PartExporter, "_finalize", ended)
-        outcome = run_export(dsn, job_id, export_where)
+        outcome = run_export(dsn, job_id, where)
     assert outcome.status == ending, outcome
     assert seen == [True], f"part 1's cleanup held nothing a claim of it waits for: {seen}"
-    _finish_retried(conn, dsn, job_id, export_where)
+    _finish_retried(conn, dsn, job_id, where)
