@@ -1459,9 +1459,10 @@ class Exporter:
         leftovers (:meth:`_discard`) nor what this attempt wrote and could not
         record (:meth:`_forget_object`). Every canceled end of an attempt, a
         whole export's or a part's, comes here. Each removal only while the
-        job is still canceled (:meth:`_still_canceled`), and, once it is
-        canceled for good, all of them holding its row (:meth:`_canceled_hold`):
-        a pgjobs.retry waits for them."""
+        job is still canceled (:meth:`_still_canceled`), all of them holding
+        the row its next owner must change to continue what they remove
+        (:meth:`_cleanup_hold`: the job's, a pgjobs.retry waits for it; a
+        part's own, its next claim waits for it)."""
         try:
             with self._canceled_hold():
                 self._discard(self._still_canceled)
