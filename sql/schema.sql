@@ -26457,7 +26457,9 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
 -- or canceled, 42501 when its submitter no longer holds what the submit
 -- needed (pgjobs._require_requeue), 55006 for an export while a worker is
--- removing the upload it left (pgjobs.start_storage_deletion).
+-- removing the upload it left (pgjobs.start_storage_deletion), 55P03 when
+-- the caller's lock_timeout runs out while an ended export's worker holds
+-- the row to remove what the attempt wrote (pgjobs._controlled_job).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -26474,7 +26476,7 @@ ALTER FUNCTION pgjobs.retry(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION retry(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows; 55006 for an export while a worker is removing the upload it left (retry it in a few seconds).';
+COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows; 55006 for an export while a worker is removing the upload it left (retry it in a few seconds); 55P03 when the caller''s lock_timeout runs out while an export''s worker removes what its ended attempt wrote (try again in a moment).';
 
 --
 -- Name: retryable_sqlstate(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
