@@ -309,8 +309,22 @@ SELECT coalesce(pg_catalog.has_function_privilege(
 # A canceled export's cleanup holds its job's row while it removes (FOR SHARE:
 # pgjobs.retry, which locks it FOR UPDATE, waits): no row when the job is not
 # canceled (a cancel still pending, or retried already).
+# The row an ended export's cleanup holds (FOR SHARE) while it removes what
+# its attempt wrote (Exporter._cleanup_hold): the one a next owner must change
+# to continue it. The job's, while it is canceled, or failed for good by this
+# very attempt (its worker); pgjobs.retry waits for it.
 HOLD_CANCELED_JOB = """
 SELECT id FROM pgjobs.jobs WHERE id = %(id)s AND status = 'canceled' FOR SHARE
+"""
+HOLD_FAILED_JOB = """
+SELECT id FROM pgjobs.jobs
+ WHERE id = %(id)s AND status = 'failed' AND worker = %(worker)s FOR SHARE
+"""
+# A part's: its row, while no claim has taken it since this attempt's
+# (pgjobs.claim_export_part skips a held part; its worker is the claim's).
+HOLD_ENDED_PART = """
+SELECT part FROM pgjobs.export_parts
+ WHERE job_id = %(id)s AND part = %(part)s AND worker = %(worker)s FOR SHARE
 """
 EXPORT_JOB = """
 SELECT id, kind, target::text AS target, scope, status, payload, checkpoint, attempts,

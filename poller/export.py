@@ -1445,7 +1445,7 @@ class Exporter:
         if status == "canceled":
             self._canceled_end()
         elif status == "failed" and not retryable:
-            self._discard()
+            self._failed_end()
         if status in ("failed", "canceled", "paused"):
             # A job that ran out of attempts on transient errors keeps its upload
             # until it is pruned (the stale sweep counts it as active):
@@ -1459,9 +1459,10 @@ class Exporter:
         leftovers (:meth:`_discard`) nor what this attempt wrote and could not
         record (:meth:`_forget_object`). Every canceled end of an attempt, a
         whole export's or a part's, comes here. Each removal only while the
-        job is still canceled (:meth:`_still_canceled`), and, once it is
-        canceled for good, all of them holding its row (:meth:`_canceled_hold`):
-        a pgjobs.retry waits for them."""
+        job is still canceled (:meth:`_still_canceled`), all of them holding
+        the row its next owner must change to continue what they remove
+        (:meth:`_cleanup_hold`: the job's, a pgjobs.retry waits for it; a
+        part's own, its next claim waits for it)."""
         try:
             with self._canceled_hold():
                 self._discard(self._still_canceled)
@@ -1471,20 +1472,39 @@ class Exporter:
             # or its row could not be held: left for the stale-upload sweep.
             log.info("job %s: cleanup left: %s", self.job_id, words(exc))
 
+    def _failed_end(self) -> None:
+        """The attempt failed for good (a permanent error): it leaves nothing of
+        its upload (:meth:`_discard`), holding the job's row while it removes
+        (:meth:`_cleanup_hold`): pgjobs.retry may queue the job as soon as the
+        failure is recorded, and its next owner resumes the upload the
+        checkpoint names. A retry that came first leaves the upload to that
+        owner; one that comes after waits for the removal, and its owner
+        starts over. A part's end comes here too (PartExporter._fail)."""
+        try:
+            with self._cleanup_hold("failed"):
+                self._discard()
+        except (LeaseLost, PgjobsError, db.Error) as exc:
+            log.info("job %s: cleanup left: %s", self.job_id, words(exc))
+
+    def _canceled_hold(self) -> contextlib.AbstractContextManager[None]:
+        """:meth:`_cleanup_hold` of a canceled job's cleanup."""
+        return self._cleanup_hold("canceled")
+
     @contextlib.contextmanager
-    def _canceled_hold(self) -> Iterator[None]:
-        """The cleanup of a job canceled for good, holding the job's row (FOR
-        SHARE, on a connection of its own, until the cleanup ends): the
-        fence's look at the status (:meth:`_still_canceled`) left a window
-        between it and the removal, in which pgjobs.retry queued the job and
-        its next owner found the object whole and succeeded with it, and the
-        removal then took the succeeded job's object. A retry now waits for
-        the cleanup (its row lock) and its next owner finds what the cleanup
-        left. A job with its cancel still pending (a part's end before its
-        coordinator ended the job) is not held: it cannot be retried before
-        it is canceled, and the fence stops the removals once it is not.
-        Held once however the cleanup nests (a coordinator's parts' cleanup
-        inside its own)."""
+    def _cleanup_hold(self, ended: str) -> Iterator[None]:
+        """The cleanup of an attempt that ended ``ended`` (canceled, or failed
+        for good), holding, on a connection of its own until the cleanup
+        ends, the row a next owner must change to continue what it removes
+        (:meth:`_hold_rows`): the job's (FOR SHARE), which pgjobs.retry
+        updates. A fence's look at the status alone (:meth:`_still_canceled`)
+        left a window between it and the removal, in which pgjobs.retry
+        queued the job and its next owner found the object whole and
+        succeeded with it, and the removal then took the succeeded job's
+        object. A retry now waits for the cleanup and its next owner finds
+        what the cleanup left. Raises LeaseLost, removing nothing, when the
+        row is no longer as the attempt left it (retried already: what is
+        there is the next owner's). Held once however the cleanup nests (a
+        coordinator's parts' cleanup inside its own)."""
         if getattr(self, "_holding", False):
             yield
             return
@@ -1492,7 +1512,8 @@ class Exporter:
         try:
             db.wait_for_job_rows_at_most(conn)
             with conn.transaction():
-                conn.execute(queries.HOLD_CANCELED_JOB, {"id": self.job_id})
+                if not self._hold_rows(conn, ended):
+                    raise LeaseLost(f"the job is not {ended} any more (retried)")
                 self._holding = True
                 try:
                     yield
@@ -1500,6 +1521,13 @@ class Exporter:
                     self._holding = False
         finally:
             conn.close()
+
+    def _hold_rows(self, conn: db.Connection, ended: str) -> bool:
+        """Lock (FOR SHARE) the job's row while it is ``ended``: canceled, or
+        failed by this attempt (its worker, which the failure keeps). Whether
+        it was (:meth:`_cleanup_hold`)."""
+        query = queries.HOLD_CANCELED_JOB if ended == "canceled" else queries.HOLD_FAILED_JOB
+        return bool(db.rows(conn, query, {"id": self.job_id, "worker": self.worker}))
 
     def _forget_object(self) -> None:
         """A canceled export removes its object too, when this attempt may have

@@ -64,6 +64,8 @@ from pgjobs.poller import s3client as s3
 from pgjobs.poller.storage import CannotResume, StorageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pgjobs.poller.export import Exporter
 
 log = logging.getLogger("pgjobs.export")
@@ -323,7 +325,8 @@ class Join:
         if not self.ex.control.heartbeat(checkpoint=self.ex.state):
             raise LeaseLost("heartbeat refused")
 
-    def discard(self, *, fenced: bool = False) -> None:
+    def discard(self, *, fenced: bool = False,
+                fence: Callable[[], None] | None = None) -> None:
         """Remove what the join left (its temporary file or open upload; never a
         finished object, which a retry overwrites) and forget it.
 
@@ -333,10 +336,14 @@ class Join:
         LeaseLost raised): the next owner continues the same join (the same
         temporary file, upload, staged blocks and compose objects, named by
         the checkpoint). Not fenced: a canceled job's cleanup, whose lease is
-        gone by then and whose join no one continues."""
+        gone by then and whose join no one continues: ``fence`` then, its look
+        at the job (Exporter._still_canceled), before and after each removal
+        (a retry between two of them keeps the rest), all of them under the
+        cleanup's hold of the job's row (Exporter._cleanup_hold)."""
         from pgjobs.poller.export import LeaseLost
 
-        fence = self._fence if fenced else None
+        if fenced:
+            fence = self._fence
         kind = self.state.get("kind")
         try:
             if kind == "file":

@@ -169,6 +169,17 @@ class PartExporter(Exporter):
         self._discard()  # staged parts, temporary files: the part's object is complete
         return Outcome(self.job_id, "succeeded", result=result)
 
+    def _hold_rows(self, conn: db.Connection, ended: str) -> bool:
+        """A part's cleanup (canceled, or failed for good) holds the part's row
+        (FOR SHARE), while no claim has taken the part since this attempt's:
+        whoever continues the part (a retried job's, or a queued part's next
+        claim) claims that row first (pgjobs.claim_export_part skips a held
+        part), and a retried job's split queues a failed part again through
+        it. The job's row is not held: a cancel still pending when the part
+        ends is ended by the job's own worker, which must not wait for it."""
+        return bool(db.rows(conn, queries.HOLD_ENDED_PART, {
+            "id": self.job_id, "part": self.part, "worker": self.worker}))
+
     def _finish(self, status: str, *, result: dict[str, Any] | None = None,
                 error: str | None = None) -> str | None:
         value = self.control.call(lambda c: db.scalar(c, queries.EXPORT_PART_FINISH, {
@@ -214,9 +225,11 @@ class PartExporter(Exporter):
             return self._after_lost(message)
         if status == "failed":
             if not decision:
-                # A permanent error leaves nothing; a part that used its attempts on
-                # transient errors keeps its upload: pgjobs.retry resumes it.
-                self._discard()
+                # A permanent error leaves nothing (holding the part's row: a
+                # retried job's claim of the part waits for it); a part that used
+                # its attempts on transient errors keeps its upload:
+                # pgjobs.retry resumes it.
+                self._failed_end()
             return Outcome(self.job_id, "failed", error=message)
         log.warning("job %s part %s: %s; the part is retried", self.job_id, self.part, message)
         return Outcome(self.job_id, "retrying", error=message)
@@ -542,7 +555,8 @@ def _forget_parts(ex: Exporter) -> None:
     joined = ex.state.get("join") or {}
     made = isinstance(ex.state.get("created"), dict) or bool(
         joined.get("placed") or joined.get("phase") == "visible")
-    _remove(ex, join.Join(ex, []).discard)  # the join's temporary file or open upload
+    # The join's temporary file or open upload: each of its removals fenced too.
+    _remove(ex, functools.partial(join.Join(ex, []).discard, fence=ex._still_canceled))
     rows = ex.control.call(lambda c: db.rows(
         c, queries.EXPORT_PARTS_WRITTEN, {"id": ex.job_id}))
     if ex.format == "parquet":

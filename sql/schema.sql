@@ -3434,7 +3434,9 @@ CREATE FUNCTION pgjobs._controlled_job(p_id bigint) RETURNS pgjobs.jobs
 -- any lock, so neither the error nor a wait tells it which ids exist.
 -- A NULL id is a bad argument (22023), not an unknown job: "job <NULL> does
 -- not exist" sent the caller looking for a job. Returns the job row.
--- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it).
+-- Locks: the job row FOR UPDATE (waits for a claim or a page in flight on it,
+-- or an ended export's cleanup: 55P03 with a hint naming the holder once the
+-- caller's lock_timeout runs out).
 DECLARE
     v_caller name := pgjobs._caller();
     v_job pgjobs.jobs;
@@ -3464,7 +3466,25 @@ BEGIN
                             AND pgjobs._scope_allowed(v_job.target, v_job.scope))) THEN
         v_job := NULL;
     ELSIF v_found THEN
-        SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+        BEGIN
+            SELECT * INTO v_job FROM pgjobs.jobs WHERE id = p_id FOR UPDATE;
+        EXCEPTION WHEN lock_not_available THEN
+            -- The caller's lock_timeout ran out (55P03, kept): say who holds
+            -- the row. An ended export's is its worker's cleanup, which holds
+            -- it while it removes what the attempt wrote (a retry that came
+            -- meanwhile would resume what it removes).
+            RAISE EXCEPTION 'job % is busy: %', p_id,
+                CASE WHEN v_job.kind = 'export' AND v_job.status IN ('canceled', 'failed')
+                     THEN format('the export''s worker is removing what the %s attempt wrote',
+                                 v_job.status)
+                     ELSE 'another transaction holds its row (a claim or a page in flight '
+                          'on it)' END
+                USING ERRCODE = '55P03',
+                HINT = CASE WHEN v_job.kind = 'export' AND v_job.status IN ('canceled', 'failed')
+                            THEN 'The export''s worker is removing what the '
+                                 || v_job.status || ' attempt wrote; try again in a moment.'
+                            ELSE 'Try again in a moment, or with a longer lock_timeout.' END;
+        END;
     END IF;
     IF v_job.id IS NULL THEN
         RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002',
@@ -26466,7 +26486,9 @@ CREATE FUNCTION pgjobs.retry(p_id bigint) RETURNS boolean
 -- true. Raises P0002 for an unknown id, 55000 for a job that is not failed
 -- or canceled, 42501 when its submitter no longer holds what the submit
 -- needed (pgjobs._require_requeue), 55006 for an export while a worker is
--- removing the upload it left (pgjobs.start_storage_deletion).
+-- removing the upload it left (pgjobs.start_storage_deletion), 55P03 when
+-- the caller's lock_timeout runs out while an ended export's worker holds
+-- the row to remove what the attempt wrote (pgjobs._controlled_job).
 -- For pgjobs_client: the same rule as pgjobs.cancel (pgjobs._controlled_job).
 -- Locks: the job row (waits for a claim or page in flight on it).
 -- SECURITY INVOKER on purpose: current_user here is the role the call acts
@@ -26483,7 +26505,7 @@ ALTER FUNCTION pgjobs.retry(p_id bigint) OWNER TO SUPERUSER;
 -- Name: FUNCTION retry(p_id bigint); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
 --
 
-COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows; 55006 for an export while a worker is removing the upload it left (retry it in a few seconds).';
+COMMENT ON FUNCTION pgjobs.retry(p_id bigint) IS 'Requeues a failed or canceled job from its checkpoint with attempts reset (event submitted); a writing job queues behind the writers of its scope submitted before the retry. P0002 unknown id; 55000 not failed or canceled; 42501 its submitter no longer holds what the submit needed; 55000 also when the target''s registration changed its columns (or was removed) since the job was submitted; 55000 also for a delete or backfill while an import of its scope placed after its submit is pending or has written rows; 55006 for an export while a worker is removing the upload it left (retry it in a few seconds); 55P03 when the caller''s lock_timeout runs out while an export''s worker removes what its ended attempt wrote (try again in a moment).';
 
 --
 -- Name: retryable_sqlstate(text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER

@@ -52,14 +52,11 @@ def where(request: pytest.FixtureRequest, local_dir: str) -> str:
     return local_dir if request.param == "file" else f"memory:///{uuid.uuid4().hex[:8]}/"
 
 
-@pytest.mark.parametrize("late", ["finalize", "stream"])
-def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
-        conn: Conn, dsn: str, where: str, late: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    make_items(conn, rows=900)
-    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
+def _part_2_hiccup(monkeypatch: pytest.MonkeyPatch, late: str, decided: list[Any]) -> None:
+    """Part 2's storage fails retryably, while ``decided`` is empty (its first
+    attempt): at ``late``, ``finalize`` (having written every part) or
+    ``stream`` (once it wrote two parts)."""
     original = getattr(parallel.PartExporter, f"_{late}")
-    fail = parallel.PartExporter._fail
-    decided: list[Outcome] = []
 
     def finalize(self: parallel.PartExporter) -> Any:
         # Part 2 has written every part, then its storage fails retryably.
@@ -82,6 +79,19 @@ def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
         self.control.heartbeat = failing  # type: ignore[method-assign]
         return original(self)
 
+    monkeypatch.setattr(parallel.PartExporter, f"_{late}",
+                        finalize if late == "finalize" else stream)
+
+
+@pytest.mark.parametrize("late", ["finalize", "stream"])
+def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
+        conn: Conn, dsn: str, where: str, late: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_items(conn, rows=900)
+    job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2})
+    fail = parallel.PartExporter._fail
+    decided: list[Outcome] = []
+    _part_2_hiccup(monkeypatch, late, decided)
+
     def then_cancel(self: parallel.PartExporter, exc: BaseException) -> Outcome:
         outcome = fail(self, exc)
         if self.part == 2 and outcome.status == "retrying" and not decided:
@@ -91,8 +101,6 @@ def test_a_cancel_after_a_part_kept_its_upload_for_a_retry_leaves_nothing(
                 assert other.execute("SELECT pgjobs.cancel(%s)", (job_id,)).fetchone() == (True,)
         return outcome
 
-    monkeypatch.setattr(parallel.PartExporter, f"_{late}",
-                        finalize if late == "finalize" else stream)
     monkeypatch.setattr(parallel.PartExporter, "_fail", then_cancel)
     outcome = run_export(dsn, job_id, where)
     assert decided, "part 2 never decided to retry"
@@ -115,31 +123,11 @@ def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at
     make_items(conn, rows=900)
     job_id = submit_export(conn, "1", {}, {**MANY_PARTS, "parallel": 2, **(
         {"format": "parquet"} if late == "parquet" else {})})
-    original = getattr(parallel.PartExporter, f"_{late}", None)
     file_done = parallel.ParquetPart._file_done
     fail = parallel.PartExporter._fail
     call = parallel._PartControl.call
     decided: list[bool] = []
     calls: list[int] = []
-
-    def finalize(self: parallel.PartExporter) -> Any:
-        if self.part == 2 and not decided:
-            raise StorageError("injected: storage hiccup finishing part 2", retryable=True)
-        return original(self)
-
-    def stream(self: parallel.PartExporter) -> Any:
-        if self.part != 2 or decided:
-            return original(self)
-        control_beat = self.control.heartbeat
-
-        def failing(done: int | None = None, checkpoint: Any = None) -> bool:
-            ok = control_beat(done, checkpoint)
-            if self.state["parts"] >= 2:
-                raise StorageError("injected: storage hiccup in part 2", retryable=True)
-            return ok
-
-        self.control.heartbeat = failing  # type: ignore[method-assign]
-        return original(self)
 
     def parquet_file(self: parallel.ParquetPart, done: Any) -> None:
         # Part 2 records its first file, then its storage fails retryably.
@@ -171,8 +159,7 @@ def _retried_part_with_cancel_at(conn: Conn, dsn: str, where: str, late: str, at
     if late == "parquet":
         monkeypatch.setattr(parallel.ParquetPart, "_file_done", parquet_file)
     else:
-        monkeypatch.setattr(parallel.PartExporter, f"_{late}",
-                            finalize if late == "finalize" else stream)
+        _part_2_hiccup(monkeypatch, late, decided)
     monkeypatch.setattr(parallel.PartExporter, "_fail", decide)
     monkeypatch.setattr(parallel.PartExporter, "__init__", tagged)
     monkeypatch.setattr(parallel._PartControl, "call", counted)

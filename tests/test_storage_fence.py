@@ -307,6 +307,41 @@ def test_a_canceled_attempts_cleanup_removes_what_it_made(
         assert not storage.exists(tmp)
 
 
+class RetriedAfterOneLook(Ended):
+    """A canceled job that pgjobs.retry queues again right after the cleanup's
+    first look at it (``db.get_job``)."""
+
+    def __init__(self) -> None:
+        super().__init__("canceled")
+
+    def call(self, fn: Any) -> Any:
+        value = fn(self)
+        self.job = {**self.job, "status": "queued"}
+        return value
+
+
+def test_a_retry_between_the_canceled_cleanups_look_and_the_joins_removal_keeps_its_upload(
+        bucket: str, row_as_read: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The canceled coordinator's cleanup removes the join's leftovers (its
+    upload, the key's unrecorded ones), each only while the job is still
+    canceled: a retry that came after the look before them leaves the join's
+    upload, which the retried job's join continues (the hold of the row,
+    Exporter._cleanup_hold, stands in as nothing here)."""
+    from pgjobs import db
+    from pgjobs.poller import parallel
+
+    loc = storage.parse(bucket + "joined.csv")
+    recorded = str(_client(loc).create(loc.path))
+    ex = exporter(loc, RetriedAfterOneLook(),
+                  join={"kind": "s3", "upload_id": recorded, "opening": 1.0})
+    ex.prefix = bucket
+    monkeypatch.setattr(db, "rows", lambda conn, sql, params=None: [])
+    with pytest.raises(LeaseLost):
+        parallel._forget_parts(ex)
+    assert upload_s3.pending_aborts(wait=5) == 0
+    assert _open_ids(loc) == [recorded], "the retried job's join upload was aborted"
+
+
 # --- Parquet ------------------------------------------------------------------------
 
 
