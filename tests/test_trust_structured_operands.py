@@ -224,3 +224,33 @@ def test_an_operand_key_is_a_value_never_path_or_sql_text(rows: Conn, key: str) 
                  "data -> 'nest' || jsonb_build_object(%s::text, 1)) "
                  "WHERE id = (SELECT min(id) FROM user_table_rows WHERE table_id = 1)", (key,))
     assert submit(rows, "delete", FULL, {"nest": {"$ne": {"a": 1, key: 1}}}) > 0
+
+
+def test_a_json_column_is_read_as_the_filter_reads_it(rows: Conn) -> None:
+    """A json column compares as jsonb, a value jsonb refuses (a \\u0000
+    escape) as a string of its text (pgjobs._json_as_jsonb): the check reads
+    it so too, and never fails on it (22P05) instead of judging."""
+    rows.execute("ALTER TABLE user_table_rows ADD COLUMN raw json")
+    rows.execute("UPDATE user_table_rows SET raw = CASE WHEN n = 0 THEN '{\"a\": \"\\u0000\"}' "
+                 "ELSE json_build_object('a', n) END")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        submit(rows, "delete", FULL, {"raw": {"$ne": {"a": True}}})
+    assert_refusal(caught.value, 'column "raw"', "raw.a", "boolean")
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        submit(rows, "delete", FULL, {"$not": {"raw": ["x"]}})
+    assert_refusal(caught.value, 'column "raw"', None, "array")
+    assert submit(rows, "delete", FULL, {"raw": {"$ne": {"a": 1}}}) > 0
+    assert submit(rows, "delete", FULL, {"raw": {"$ne": "x"}}) > 0  # the refused text's
+
+
+def test_a_target_without_a_document_has_its_json_columns_judged(conn: Conn) -> None:
+    target = make_rows_target(conn, document=False)
+    conn.execute("ALTER TABLE user_table_rows ADD COLUMN meta jsonb")
+    seed(conn, target, 30)
+    conn.execute("UPDATE user_table_rows SET meta = jsonb_build_object('a', n)")
+    for filter_, position, json_type in (({"meta": {"$ne": "1"}}, None, "string"),
+                                         ({"$not": {"meta": {"a": "1"}}}, "meta.a", "string")):
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+            submit(conn, "delete", FULL, filter_)
+        assert_refusal(caught.value, 'column "meta"', position, json_type)
+    assert submit(conn, "delete", FULL, {"meta": {"$ne": {"a": 1}}}) > 0

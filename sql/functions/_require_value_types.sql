@@ -47,8 +47,8 @@ DECLARE
     v_article text;
     v_held text[];
 BEGIN
-    IF p_reg.document_column IS NULL
-       OR coalesce(pgjobs._option_bool('allow_unknown_fields',
+    -- (A target without a document column: its json columns are judged.)
+    IF coalesce(pgjobs._option_bool('allow_unknown_fields',
                                        p_options -> 'allow_unknown_fields'), false) THEN
         RETURN;
     END IF;
@@ -72,8 +72,18 @@ BEGIN
         v_ref := 's.d';
         IF v_columns ? v_check.path THEN
             v_what := format('column "%s"', v_check.path);
-            v_rows := format('(SELECT (t.%I)::pg_catalog.jsonb AS d FROM %s t WHERE t.%I '
-                             'OPERATOR(pg_catalog.=) %s LIMIT %s) s', v_check.path,
+            -- As the filter reads it: a json column through
+            -- pgjobs._json_as_jsonb (a value jsonb refuses is a string).
+            v_rows := format('(SELECT %s AS d FROM %s t WHERE t.%I '
+                             'OPERATOR(pg_catalog.=) %s LIMIT %s) s',
+                             CASE WHEN (SELECT pgjobs._base_type(a.atttypid)
+                                          FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = p_reg.target
+                                           AND a.attname = v_check.path)
+                                       = 'json'::regtype
+                                  THEN format('pgjobs._json_as_jsonb((t.%I)::pg_catalog.json)',
+                                              v_check.path)
+                                  ELSE format('(t.%I)::pg_catalog.jsonb', v_check.path) END,
                              p_reg.target, p_reg.scope_column,
                              pgjobs._scope_literal(p_reg, p_scope), v_limit);
         ELSE
