@@ -12633,6 +12633,55 @@ $_$;
 ALTER FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) OWNER TO SUPERUSER;
 
 --
+-- Name: _operand_positions(jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._operand_positions(p_operand jsonb) RETURNS TABLE(steps text, shown text, json_type text)
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- Every position inside an object or array operand of a filter, with the
+-- JSON type of the value there: a field of an object (steps ."key", as a
+-- strict SQL/JSON path continues; shown .key) and an element of an array
+-- (steps [*], shown []), at any depth, once each (a position and type that
+-- recur, in several elements, count once). A value compared for equality
+-- equals only one that has these fields and elements of these types, so
+-- pgjobs._require_value_types asks that some row holds each: an operand
+-- {"a": "1"} on objects whose a holds numbers, or ["1"] on arrays of
+-- numbers, or a misspelt {"A": 1}, equals no row, and negated ($ne, $nin,
+-- $not) takes them all. JSON null inside counts as a type (a field that is
+-- null is no missing field). Empty for a scalar, {} and []. Locks nothing.
+WITH RECURSIVE pos (steps, shown, value) AS (
+    SELECT ''::text, ''::text, p_operand
+    UNION ALL
+    SELECT p.steps || e.steps, p.shown || e.shown, e.value
+      FROM pos p
+     CROSS JOIN LATERAL (
+        SELECT '.' || pg_catalog.to_json(o.key)::text AS steps, '.' || o.key AS shown,
+               o.value
+          FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(p.value)
+                                               OPERATOR(pg_catalog.=) 'object'
+                                          THEN p.value END) o
+        UNION ALL
+        SELECT '[*]', '[]', a.value
+          FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(p.value)
+                                                         OPERATOR(pg_catalog.=) 'array'
+                                                    THEN p.value END) a) e
+)
+SELECT DISTINCT ON (pos.steps, pg_catalog.jsonb_typeof(pos.value))
+       pos.steps, pos.shown, pg_catalog.jsonb_typeof(pos.value)
+  FROM pos
+ WHERE pos.steps OPERATOR(pg_catalog.<>) ''
+ ORDER BY pos.steps, pg_catalog.jsonb_typeof(pos.value)
+$_$;
+
+ALTER FUNCTION pgjobs._operand_positions(p_operand jsonb) OWNER TO SUPERUSER;
+
+--
 -- Name: _option_bool(text, jsonb); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -15340,53 +15389,88 @@ CREATE FUNCTION pgjobs._require_value_types(p_reg pgjobs.target_registry, p_scop
     SET "IntervalStyle" TO 'postgres'
     AS $_$
 -- The typo guard's twin for values (a delete's and a backfill's submit): a
--- comparison that matches every row whose value is of another JSON type
--- (pgjobs._risky_comparisons: {"amount": {"$ne": "3"}}, {"tags": {"$nin":
+-- comparison that matches every row whose value is not like the operand
+-- (pgjobs._risky_operands: {"amount": {"$ne": "3"}}, {"tags": {"$nin":
 -- ["a"]}} on arrays) is refused with 22023 when rows of scope p_scope
 -- (canonical) hold the path but none holds a value of the operand's type
 -- there: written "3" for 3, the filter would take every row that has the
--- field, as a misspelt field takes every row. Reads at most
--- pgjobs.field_check_rows rows (as the typo guard; default 1,000,000) per
--- path and type, and stops at the first row of the type. A path no row
--- has is the typo guard's (pgjobs._judge_fields: refused, or deferred on
--- an empty scope); {"allow_unknown_fields": true} lets both through.
--- Locks nothing.
+-- field, as a misspelt field takes every row. An object or array operand
+-- is judged inside as well (pgjobs._operand_positions): each of its fields
+-- and elements must be one some row holds there, with that type
+-- ({"nest": {"$ne": {"a": "1"}}} on numbers, {"$not": {"nest": {"A": 1}}}
+-- misspelt, ["1"] for arrays of numbers equal no row, so negated they took
+-- them all). A key naming a json or jsonb column is judged the same way for
+-- its equalities ($eq, $ne, $in, $nin: the column's value is the operand's
+-- whole; its ranges and $contains compare as the column's type does).
+-- Reads at most pgjobs.field_check_rows rows (as the typo guard; default
+-- 1,000,000) per path and type or position, and stops at the first row
+-- that has it. A path no row has is the typo guard's
+-- (pgjobs._judge_fields: refused, or deferred on an empty scope);
+-- {"allow_unknown_fields": true} lets both through. Locks nothing.
 DECLARE
     v_setting text := current_setting('pgjobs.field_check_rows', true);
     v_limit bigint := 1000000;
     v_columns jsonb;
     v_check record;
+    v_pos record;
     v_ref text;
     v_seg text;
     v_rows text;
+    v_base text;
+    v_what text;
     v_has_path boolean;
     v_has_type boolean;
     v_article text;
     v_held text[];
 BEGIN
-    IF p_reg.document_column IS NULL
-       OR coalesce(pgjobs._option_bool('allow_unknown_fields',
+    -- (A target without a document column: its json columns are judged.)
+    IF coalesce(pgjobs._option_bool('allow_unknown_fields',
                                        p_options -> 'allow_unknown_fields'), false) THEN
         RETURN;
     END IF;
     IF v_setting ~ '^\s*\d{1,10}\s*$' THEN
         v_limit := least(greatest(v_setting::bigint, 1000), 1000000);
     END IF;
-    SELECT coalesce(jsonb_object_agg(a.attname, true), '{}') INTO v_columns
+    -- The target's columns: 'json' for a json or jsonb one (a domain's base).
+    SELECT coalesce(jsonb_object_agg(a.attname,
+               CASE WHEN pgjobs._base_type(a.atttypid) IN ('json'::regtype, 'jsonb'::regtype)
+                    THEN to_jsonb('json'::text) ELSE to_jsonb(true) END), '{}')
+      INTO v_columns
       FROM pg_catalog.pg_attribute a
      WHERE a.attrelid = p_reg.target AND a.attnum > 0 AND NOT a.attisdropped;
     FOR v_check IN
-        SELECT r.path, array_agg(DISTINCT r.json_type ORDER BY r.json_type) AS types
-          FROM pgjobs._risky_comparisons(p_filter, v_columns) r
+        SELECT r.path, array_agg(DISTINCT jsonb_typeof(r.operand)
+                                 ORDER BY jsonb_typeof(r.operand)) AS types
+          FROM pgjobs._risky_operands(p_filter, v_columns) r
+         WHERE NOT v_columns ? r.path OR r.op IN ('$eq', '$ne', '$in', '$nin')
          GROUP BY r.path ORDER BY r.path
     LOOP
         v_ref := 's.d';
-        FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
-            v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
-        END LOOP;
-        v_rows := format('(SELECT t.%I AS d FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
-                         'LIMIT %s) s', p_reg.document_column, p_reg.target, p_reg.scope_column,
-                         pgjobs._scope_literal(p_reg, p_scope), v_limit);
+        IF v_columns ? v_check.path THEN
+            v_what := format('column "%s"', v_check.path);
+            -- As the filter reads it: a json column through
+            -- pgjobs._json_as_jsonb (a value jsonb refuses is a string).
+            v_rows := format('(SELECT %s AS d FROM %s t WHERE t.%I '
+                             'OPERATOR(pg_catalog.=) %s LIMIT %s) s',
+                             CASE WHEN (SELECT pgjobs._base_type(a.atttypid)
+                                          FROM pg_catalog.pg_attribute a
+                                         WHERE a.attrelid = p_reg.target
+                                           AND a.attname = v_check.path)
+                                       = 'json'::regtype
+                                  THEN format('pgjobs._json_as_jsonb((t.%I)::pg_catalog.json)',
+                                              v_check.path)
+                                  ELSE format('(t.%I)::pg_catalog.jsonb', v_check.path) END,
+                             p_reg.target, p_reg.scope_column,
+                             pgjobs._scope_literal(p_reg, p_scope), v_limit);
+        ELSE
+            FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
+                v_ref := v_ref || format(' OPERATOR(pg_catalog.->) %L::pg_catalog.text', v_seg);
+            END LOOP;
+            v_what := format('document field "%s"', v_check.path);
+            v_rows := format('(SELECT t.%I AS d FROM %s t WHERE t.%I OPERATOR(pg_catalog.=) %s '
+                             'LIMIT %s) s', p_reg.document_column, p_reg.target,
+                             p_reg.scope_column, pgjobs._scope_literal(p_reg, p_scope), v_limit);
+        END IF;
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE (%s) IS NOT NULL)', v_rows, v_ref)
            INTO v_has_path;
         CONTINUE WHEN NOT v_has_path;
@@ -15403,8 +15487,8 @@ BEGIN
                                'WHERE (%1$s) IS NOT NULL', v_ref, v_rows)
                    INTO v_held;
                 -- "an object", "an array": the article goes with the type.
-                RAISE EXCEPTION 'filter compares document field "%" with % % value, and no row '
-                                'of scope % holds % % there (they hold: %)', v_check.path,
+                RAISE EXCEPTION 'filter compares % with % % value, and no row '
+                                'of scope % holds % % there (they hold: %)', v_what,
                                 v_article, v_check.types[i], p_scope, v_article,
                                 v_check.types[i], array_to_string(v_held, ', ')
                     USING ERRCODE = '22023',
@@ -15413,6 +15497,52 @@ BEGIN
                                   'them. Write the value as the field holds it (3, not "3"; an '
                                   'array for an array), or pass {"allow_unknown_fields": true} '
                                   'if rows of type %s are meant.', v_check.types[i]);
+            END IF;
+        END LOOP;
+        -- Inside an object or array operand: every field and element, with
+        -- its type, at a position some row holds. The strict SQL/JSON path
+        -- is passed as a value ($1): the keys never reach SQL text.
+        v_base := 'strict $';
+        IF NOT v_columns ? v_check.path THEN
+            FOREACH v_seg IN ARRAY string_to_array(v_check.path, '.') LOOP
+                v_base := v_base || '.' || to_json(v_seg)::text;
+            END LOOP;
+        END IF;
+        FOR v_pos IN
+            SELECT DISTINCT ON (p.steps, p.json_type) r.operand, p.steps, p.shown, p.json_type
+              FROM pgjobs._risky_operands(p_filter, v_columns) r,
+                   pgjobs._operand_positions(r.operand) p
+             WHERE r.path = v_check.path
+               AND (NOT v_columns ? r.path OR r.op IN ('$eq', '$ne', '$in', '$nin'))
+             ORDER BY p.steps, p.json_type, r.operand
+        LOOP
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE pg_catalog.jsonb_path_exists('
+                           's.d, $1, ''{}''::pg_catalog.jsonb, true))', v_rows)
+               INTO v_has_type
+              USING (v_base || v_pos.steps || format(' ? (@.type() == %s)',
+                                                     to_json(v_pos.json_type)::text))::jsonpath;
+            IF NOT v_has_type THEN
+                EXECUTE format('SELECT array_agg(DISTINCT q.t ORDER BY q.t) FROM %s, '
+                               'LATERAL (SELECT x OPERATOR(pg_catalog.#>>) ''{}''::text[] AS t '
+                               'FROM pg_catalog.jsonb_path_query(s.d, $1, '
+                               '''{}''::pg_catalog.jsonb, true) x) q', v_rows)
+                   INTO v_held
+                  USING (v_base || v_pos.steps || '.type()')::jsonpath;
+                v_article := CASE WHEN v_pos.json_type IN ('object', 'array') THEN 'an'
+                                  ELSE 'a' END;
+                RAISE EXCEPTION 'filter compares % with %, and no row of scope % holds % % at '
+                                '% (%)', v_what, left(v_pos.operand::text, 200), p_scope,
+                                v_article, v_pos.json_type,
+                                regexp_replace(v_check.path || v_pos.shown, '[[:cntrl:]]', '?', 'g'),
+                                CASE WHEN v_held IS NULL THEN 'no row has it there'
+                                     ELSE 'they hold: ' || array_to_string(v_held, ', ') END
+                    USING ERRCODE = '22023',
+                    HINT = 'A value compared whole equals only one with the same fields and '
+                           'elements of the same types, so as written ($ne, $nin, or under '
+                           '$not) the comparison excludes no row that has the field, and the '
+                           'job would take all of them. Write the value as the rows hold it '
+                           '(field names and their case included; 3, not "3"), or pass '
+                           '{"allow_unknown_fields": true} if such values are meant.';
             END IF;
         END LOOP;
     END LOOP;
@@ -15825,7 +15955,41 @@ CREATE FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_neg
 -- operands test presence, not a type). p_columns: the target's columns (a
 -- key naming one is a column, never a path, as the compiler resolves it).
 -- p_field: the field whose condition p_filter is (NULL: p_filter is a
--- filter object). pgjobs._require_value_types judges them. Locks nothing.
+-- filter object). The walk is pgjobs._risky_operands' (this keeps its
+-- earlier signature); pgjobs._require_value_types judges them. Locks nothing.
+BEGIN
+    RETURN QUERY SELECT DISTINCT r.path, jsonb_typeof(r.operand)
+                   FROM pgjobs._risky_operands(p_filter, p_columns, p_negated, p_field) r;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) OWNER TO SUPERUSER;
+
+--
+-- Name: _risky_operands(jsonb, jsonb, boolean, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._risky_operands(p_filter jsonb, p_columns jsonb, p_negated boolean DEFAULT false, p_field text DEFAULT NULL::text) RETURNS TABLE(path text, op text, operand jsonb)
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- The operands of a filter's comparisons (already compiled:
+-- pgjobs._compile_filter has checked its shape) that match every row whose
+-- value is not like the operand: $ne and $nin, and $eq, $in, ranges and
+-- $contains under a $not (a field's or a filter's; two cancel). One row per
+-- operand (an $in's or $nin's: per element), with the operator that holds
+-- it ($in and $nin for their elements) and the path: a document path, or
+-- a key naming a json or jsonb column (p_columns ->> key = 'json'; a key
+-- naming any other column is compared as its type and never returned, as
+-- the compiler resolves it). NULL operands test presence and are left out.
+-- pgjobs._risky_comparisons reads the operands' types, and
+-- pgjobs._require_value_types judges them: their type at the path, and
+-- every field and element inside an object or array operand
+-- (pgjobs._operand_positions). Locks nothing.
 DECLARE
     v_entry record;
     v_elem jsonb;
@@ -15838,15 +16002,16 @@ BEGIN
         FOR v_entry IN SELECT e.key, e.value FROM jsonb_each(p_filter) e LOOP
             IF v_entry.key IN ('$and', '$or') AND jsonb_typeof(v_entry.value) = 'array' THEN
                 FOR v_elem IN SELECT x.value FROM jsonb_array_elements(v_entry.value) x LOOP
-                    RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_elem, p_columns,
-                                                                         p_negated);
+                    RETURN QUERY SELECT * FROM pgjobs._risky_operands(v_elem, p_columns,
+                                                                      p_negated);
                 END LOOP;
             ELSIF v_entry.key = '$not' THEN
-                RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
-                                                                     NOT p_negated);
-            ELSIF left(v_entry.key, 1) <> '$' AND NOT p_columns ? v_entry.key THEN
-                RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
-                                                                     p_negated, v_entry.key);
+                RETURN QUERY SELECT * FROM pgjobs._risky_operands(v_entry.value, p_columns,
+                                                                  NOT p_negated);
+            ELSIF left(v_entry.key, 1) <> '$'
+                  AND (NOT p_columns ? v_entry.key OR p_columns ->> v_entry.key = 'json') THEN
+                RETURN QUERY SELECT * FROM pgjobs._risky_operands(v_entry.value, p_columns,
+                                                                  p_negated, v_entry.key);
             END IF;
         END LOOP;
         RETURN;
@@ -15863,17 +16028,18 @@ BEGIN
         SELECT '$eq', p_filter WHERE NOT v_is_ops
     LOOP
         IF v_entry.key = '$not' THEN
-            RETURN QUERY SELECT * FROM pgjobs._risky_comparisons(v_entry.value, p_columns,
-                                                                 NOT p_negated, p_field);
+            RETURN QUERY SELECT * FROM pgjobs._risky_operands(v_entry.value, p_columns,
+                                                              NOT p_negated, p_field);
         ELSIF (v_entry.key IN ('$eq', '$gt', '$gte', '$lt', '$lte', '$contains') AND p_negated)
               OR (v_entry.key = '$ne' AND NOT p_negated) THEN
             IF jsonb_typeof(v_entry.value) <> 'null' THEN
                 path := p_field;
-                json_type := jsonb_typeof(v_entry.value);
+                op := v_entry.key;
+                operand := v_entry.value;
                 RETURN NEXT;
             END IF;
         ELSIF (v_entry.key = '$in' AND p_negated) OR (v_entry.key = '$nin' AND NOT p_negated) THEN
-            RETURN QUERY SELECT DISTINCT p_field, jsonb_typeof(x.value)
+            RETURN QUERY SELECT p_field, v_entry.key, x.value
                            FROM jsonb_array_elements(v_entry.value) x
                           WHERE jsonb_typeof(x.value) <> 'null';
         END IF;
@@ -15881,7 +16047,7 @@ BEGIN
 END
 $_$;
 
-ALTER FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) OWNER TO SUPERUSER;
+ALTER FUNCTION pgjobs._risky_operands(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) OWNER TO SUPERUSER;
 
 --
 -- Name: _role_problem(name, regclass, text, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -29478,6 +29644,13 @@ REVOKE ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p
 GRANT ALL ON FUNCTION pgjobs._nth_key(p_target regclass, p_scope_column name, p_scope text, p_key_column name, p_bounds text, p_offset bigint) TO pgjobs_admin;
 
 --
+-- Name: FUNCTION _operand_positions(p_operand jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._operand_positions(p_operand jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._operand_positions(p_operand jsonb) TO pgjobs_admin;
+
+--
 -- Name: FUNCTION _option_bool(p_name text, p_value jsonb); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
 --
 
@@ -29788,6 +29961,13 @@ GRANT ALL ON FUNCTION pgjobs._retry_as(p_caller name, p_id bigint) TO pgjobs_cli
 
 REVOKE ALL ON FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._risky_comparisons(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _risky_operands(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._risky_operands(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._risky_operands(p_filter jsonb, p_columns jsonb, p_negated boolean, p_field text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _role_problem(p_role name, p_target regclass, p_privilege text, p_columns text[], OUT message text, OUT hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
