@@ -1,7 +1,8 @@
 CREATE OR REPLACE FUNCTION pgjobs._import_insert_sql(
     p_job pgjobs.jobs,
     p_reg pgjobs.target_registry,
-    p_fields text[])
+    p_fields text[],
+    p_guarded boolean)
 RETURNS text
 LANGUAGE plpgsql
 STABLE
@@ -35,6 +36,14 @@ AS $$
 -- where they merge in, unless the job's replace_non_objects; a key-only index never touches another scope's row;
 -- a column the scope or key is generated from is never overwritten:
 -- 22023, pgjobs._generated_from).
+-- p_guarded: a column of a type whose input may refuse a bad value outside
+-- class 22 (pgjobs._import_input_guarded) is read through
+-- pgjobs._import_input / pgjobs._import_json_input, a subtransaction per
+-- value, so that such a value is one bad record; when false, by the plain
+-- cast every other column takes. Both statements store the same rows from
+-- the same records; they differ only in the error a bad value raises, so
+-- pgjobs.import_batch runs the plain one first and the guarded one only
+-- once the plain one failed (an hstore column read 3x slower guarded).
 -- Raises 22023 for fields that cannot be mapped, 42501 when the job's
 -- submitter may not INSERT (or UPDATE) one of the columns it writes.
 -- Locks nothing.
@@ -140,7 +149,7 @@ BEGIN
             -- which failed the whole job, is read through
             -- pgjobs._import_input: such a value is one bad record, its
             -- column named. Other types are a plain cast, at no cost.
-            v_guard := pgjobs._import_input_guarded(v_att.atttypid);
+            v_guard := p_guarded AND pgjobs._import_input_guarded(v_att.atttypid);
             -- (an array's element type: its text is read as an array of it)
             v_elem := (SELECT nullif(t.typelem, 0)::regtype FROM pg_catalog.pg_type t
                         WHERE t.oid = pgjobs._base_type(v_att.atttypid)
@@ -549,4 +558,23 @@ BEGIN
         v_line,
         v_action, v_returning, v_moved, v_fresh, v_fresh);
 END
+$$;
+
+CREATE OR REPLACE FUNCTION pgjobs._import_insert_sql(
+    p_job pgjobs.jobs,
+    p_reg pgjobs.target_registry,
+    p_fields text[])
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+SET standard_conforming_strings = on
+SET extra_float_digits = 3
+SET DateStyle = 'ISO, YMD'
+SET IntervalStyle = 'postgres'
+AS $$
+-- The statement with guarded columns read through their guard (the one
+-- pgjobs.import_batch narrows a failed batch down with, and
+-- pgjobs.import_prepare checks a CSV header with). Locks nothing.
+SELECT pgjobs._import_insert_sql(p_job, p_reg, p_fields, true)
 $$;
