@@ -8119,6 +8119,7 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    v_dupes text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -8210,6 +8211,16 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- A composite anywhere inside (a JSON object read as its fields):
+            -- an object naming a field twice is a rejected record
+            -- (pgjobs._import_json_dupes, 22030), judged on the line's json
+            -- text, where jsonb kept only the last of them.
+            v_dupes := CASE WHEN coalesce(v_shape @? '$.** ? (exists (@.fields))', false)
+                THEN format('pgjobs._import_json_dupes(%s, %L::jsonb, %L)',
+                            CASE WHEN v_exact THEN 'pgjobs_v.e'
+                                 ELSE format('(x.t -> %L)', v_field) END,
+                            v_shape, v_field) END;
+            v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
             -- (A value's text x is read as v_read_pre || x || v_read_post.)
             v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
             v_read_post := CASE WHEN v_guard
@@ -8245,7 +8256,7 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN %6$s END '
+                    '%8$s CASE WHEN %2$s THEN %6$s END %9$s'
                     'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
@@ -8254,7 +8265,9 @@ BEGIN
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src, v_read_json,
-                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post,
+                    CASE WHEN v_dupes IS NOT NULL THEN format('CASE WHEN %s THEN', v_dupes) END,
+                    CASE WHEN v_dupes IS NOT NULL THEN 'END ' END)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
@@ -8744,6 +8757,72 @@ ALTER FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column 
 --
 
 COMMENT ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) IS 'Checks a JSONL value for an array or composite column against pgjobs._import_json_shape: rectangular arrays, only the type''s fields; true, or 22P02 naming the column and the place.';
+
+--
+-- Name: _import_json_dupes(json, jsonb, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $_$
+-- True when no JSON object that a JSONL import reads as a composite value
+-- (p_value, as the line spells it: json keeps a key named twice, jsonb
+-- only the last; p_shape, pgjobs._import_json_shape of column p_column's
+-- type) names a field twice; else raises 22030 naming the column and the
+-- field: one rejected record. Which of the two values is meant is not
+-- clear (json(b)_to_record took the last without a word), as a record
+-- naming a column twice is refused by the worker (a JSON Lines record
+-- names each column or document field once). Walks the composites and
+-- arrays the shape names, not a json or jsonb field's own value, whose
+-- keys are its own to keep. Called by pgjobs._import_insert_sql's
+-- statement only for a column whose type holds a composite and a value
+-- that is a JSON object or array. Locks nothing.
+DECLARE
+    v_key text;
+    v_item record;
+BEGIN
+    IF p_value IS NULL OR p_shape IS NULL THEN
+        RETURN true;
+    END IF;
+    IF p_shape ? 'fields' AND json_typeof(p_value) = 'object' THEN
+        SELECT k INTO v_key
+          FROM json_object_keys(p_value) k GROUP BY k HAVING count(*) > 1
+         ORDER BY min(k) LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'column "%": the JSON object names field "%" twice', p_column,
+                            left(v_key, 200)
+                USING ERRCODE = '22030',  -- duplicate_json_object_key_value
+                HINT = format('A JSON object read as type %s names each field once: which of '
+                              'the values is meant is not clear.', p_shape ->> 'type');
+        END IF;
+        FOR v_item IN SELECT e.key, e.value FROM json_each(p_value) e LOOP
+            IF coalesce(p_shape -> 'fields' -> v_item.key, 'null') @? '$.** ? (exists (@.fields))' THEN
+                PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'fields' -> v_item.key,
+                                                  p_column);
+            END IF;
+        END LOOP;
+    ELSIF p_shape ? 'array' AND json_typeof(p_value) = 'array'
+          AND coalesce(p_shape -> 'array', 'null') @? '$.** ? (exists (@.fields))' THEN
+        FOR v_item IN SELECT e.value FROM json_array_elements(p_value) e LOOP
+            PERFORM pgjobs._import_json_dupes(v_item.value, p_shape -> 'array', p_column);
+        END LOOP;
+    END IF;
+    RETURN true;
+END
+$_$;
+
+ALTER FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_json_dupes(p_value json, p_shape jsonb, p_column text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) IS 'True unless a JSON object a JSONL import reads as a composite names a field twice: then 22030 naming the column and the field (one rejected record).';
 
 --
 -- Name: _import_json_fast(text, jsonb, integer); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -29119,6 +29198,13 @@ GRANT ALL ON FUNCTION pgjobs._import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.
 
 REVOKE ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_json_check(p_value jsonb, p_shape jsonb, p_column text, p_path text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_json_dupes(p_value json, p_shape jsonb, p_column text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_json_dupes(p_value json, p_shape jsonb, p_column text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_json_fast(p_expr text, p_shape jsonb, p_depth integer); Type: ACL; Schema: pgjobs; Owner: SUPERUSER

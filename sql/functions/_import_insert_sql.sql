@@ -88,6 +88,7 @@ DECLARE
     v_read_json text;
     v_read_pre text;
     v_read_post text;
+    v_dupes text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -179,6 +180,16 @@ BEGIN
                 v_src := format('(x.t -> %L)', v_field);
                 v_any_exact := true;
             END IF;
+            -- A composite anywhere inside (a JSON object read as its fields):
+            -- an object naming a field twice is a rejected record
+            -- (pgjobs._import_json_dupes, 22030), judged on the line's json
+            -- text, where jsonb kept only the last of them.
+            v_dupes := CASE WHEN coalesce(v_shape @? '$.** ? (exists (@.fields))', false)
+                THEN format('pgjobs._import_json_dupes(%s, %L::jsonb, %L)',
+                            CASE WHEN v_exact THEN 'pgjobs_v.e'
+                                 ELSE format('(x.t -> %L)', v_field) END,
+                            v_shape, v_field) END;
+            v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
             -- (A value's text x is read as v_read_pre || x || v_read_post.)
             v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
             v_read_post := CASE WHEN v_guard
@@ -214,7 +225,7 @@ BEGIN
                 -- ARRAY(SELECT jsonb_array_elements_text(..)), 8 alternated runs).
                 WHEN v_shape IS NOT NULL THEN format(
                     '(SELECT CASE WHEN %1$s_typeof(pgjobs_v.e) IN (''array'', ''object'') THEN '
-                    'CASE WHEN %2$s THEN %6$s END '
+                    '%8$s CASE WHEN %2$s THEN %6$s END %9$s'
                     'ELSE %7$s END FROM (SELECT %5$s AS e OFFSET 0) pgjobs_v)',
                     v_json,
                     -- (a value pgjobs._import_json_fast passes needs no call)
@@ -223,7 +234,9 @@ BEGIN
                            '%2$L::jsonb, %3$L)',
                            pgjobs._import_json_fast('pgjobs_w.v', v_shape), v_shape, v_field),
                     v_field, v_type, v_src, v_read_json,
-                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post)
+                    v_read_pre || 'pgjobs_v.e #>> ''{}''' || v_read_post,
+                    CASE WHEN v_dupes IS NOT NULL THEN format('CASE WHEN %s THEN', v_dupes) END,
+                    CASE WHEN v_dupes IS NOT NULL THEN 'END ' END)
                 -- An array of json or jsonb (through domains): a JSON array
                 -- is one dimension of its elements' JSON values (a string
                 -- stays a string: their text, unquoted, read "1" as the
