@@ -7849,13 +7849,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
-    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_input') THEN
-        RAISE;
-    END IF;
-    RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
-        HINT = format('The value does not read as type %s%s: write it as that type''s text.',
-                      p_type, CASE WHEN p_array THEN '[]' ELSE '' END);
+    -- The value's refusal raised as one bad record (the one handler of both
+    -- reads); any other error again, as it was.
+    PERFORM pgjobs._import_input_refused(
+        v_state, v_message, v_context, '_import_input', p_column,
+        format('The value does not read as type %s%s: write it as that type''s text.',
+               p_type, CASE WHEN p_array THEN '[]' ELSE '' END));
+    RAISE;
 END
 $$;
 
@@ -8010,6 +8010,45 @@ ALTER FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_func
 --
 
 COMMENT ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) IS 'Whether an error caught reading an import''s value (its SQLSTATE and context) is the value''s refusal (one bad record), not the server''s or that of a function a domain CHECK calls.';
+
+--
+-- Name: _import_input_refused(text, text, text, text, text, text); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
+--
+
+CREATE FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET standard_conforming_strings TO 'on'
+    SET extra_float_digits TO '3'
+    SET "DateStyle" TO 'ISO, YMD'
+    SET "IntervalStyle" TO 'postgres'
+    AS $$
+-- The one exception handler of pgjobs._import_input and
+-- pgjobs._import_json_input (p_function, its name without schema), called
+-- from theirs with the error caught reading one value of column p_column
+-- (SQLSTATE p_state, MESSAGE_TEXT p_message, PG_EXCEPTION_CONTEXT
+-- p_context): when it is the value's refusal (pgjobs._import_input_refusal)
+-- raises it as one bad record, 'column "c": ' and the input's message,
+-- under its own SQLSTATE when that is a data exception or a constraint's
+-- (classes 22, 23), else 22P02, with hint p_hint; returns otherwise, and
+-- the caller raises the error it caught again, as it was. Locks nothing.
+BEGIN
+    IF pgjobs._import_input_refusal(p_state, p_context, p_function) THEN
+        RAISE EXCEPTION 'column "%": %', p_column, p_message
+            USING ERRCODE = CASE WHEN left(p_state, 2) IN ('22', '23') THEN p_state
+                                 ELSE '22P02' END,
+            HINT = p_hint;
+    END IF;
+END
+$$;
+
+ALTER FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) OWNER TO SUPERUSER;
+
+--
+-- Name: FUNCTION _import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text); Type: COMMENT; Schema: pgjobs; Owner: SUPERUSER
+--
+
+COMMENT ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) IS 'Raises an error caught reading an import''s value as one bad record (column named; 22P02 unless of class 22 or 23) when it is the value''s refusal; returns otherwise, for the caller to re-raise.';
 
 --
 -- Name: _import_insert_sql(pgjobs.jobs, pgjobs.target_registry, text[]); Type: FUNCTION; Schema: pgjobs; Owner: SUPERUSER
@@ -8957,13 +8996,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_context = PG_EXCEPTION_CONTEXT;
-    IF NOT pgjobs._import_input_refusal(v_state, v_context, '_import_json_input') THEN
-        RAISE;
-    END IF;
-    RAISE EXCEPTION 'column "%": %', p_column, v_message
-        USING ERRCODE = CASE WHEN left(v_state, 2) IN ('22', '23') THEN v_state ELSE '22P02' END,
-        HINT = format('The value does not read as type %s: write it as that type''s JSON, or '
-                      'as its text in a JSON string.', p_type);
+    -- The value's refusal raised as one bad record (the one handler of both
+    -- reads); any other error again, as it was.
+    PERFORM pgjobs._import_input_refused(
+        v_state, v_message, v_context, '_import_json_input', p_column,
+        format('The value does not read as type %s: write it as that type''s JSON, or '
+               'as its text in a JSON string.', p_type));
+    RAISE;
 END
 $_$;
 
@@ -29177,6 +29216,13 @@ GRANT ALL ON FUNCTION pgjobs._import_input_guarded(p_type regtype, p_depth integ
 
 REVOKE ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) FROM PUBLIC;
 GRANT ALL ON FUNCTION pgjobs._import_input_refusal(p_state text, p_context text, p_function text) TO pgjobs_admin;
+
+--
+-- Name: FUNCTION _import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
+--
+
+REVOKE ALL ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION pgjobs._import_input_refused(p_state text, p_message text, p_context text, p_function text, p_column text, p_hint text) TO pgjobs_admin;
 
 --
 -- Name: FUNCTION _import_insert_sql(p_job pgjobs.jobs, p_reg pgjobs.target_registry, p_fields text[]); Type: ACL; Schema: pgjobs; Owner: SUPERUSER
