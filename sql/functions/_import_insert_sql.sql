@@ -89,6 +89,7 @@ DECLARE
     v_read_pre text;
     v_read_post text;
     v_dupes text;
+    v_dupes_src text;
 BEGIN
     IF p_fields IS NULL OR cardinality(p_fields) = 0 THEN
         RAISE EXCEPTION 'the source names no fields' USING ERRCODE = '22023',
@@ -184,11 +185,12 @@ BEGIN
             -- an object naming a field twice is a rejected record
             -- (pgjobs._import_json_dupes, 22030), judged on the line's json
             -- text, where jsonb kept only the last of them.
-            v_dupes := CASE WHEN coalesce(v_shape @? '$.** ? (exists (@.fields))', false)
-                THEN format('pgjobs._import_json_dupes(%s, %L::jsonb, %L)',
-                            CASE WHEN v_exact THEN 'pgjobs_v.e'
-                                 ELSE format('(x.t -> %L)', v_field) END,
-                            v_shape, v_field) END;
+            v_dupes_src := CASE WHEN v_exact THEN 'pgjobs_v.e'
+                                ELSE format('(x.t -> %L)', v_field) END;
+            v_dupes := pgjobs._import_json_dupes_sql(v_dupes_src, v_shape);
+            v_dupes := CASE WHEN v_dupes IS NOT NULL THEN format(
+                'CASE WHEN %1$s THEN pgjobs._import_json_dupes(%2$s, %3$L::jsonb, %4$L) '
+                'ELSE true END', v_dupes, v_dupes_src, v_shape, v_field) END;
             v_any_exact := v_any_exact OR v_dupes IS NOT NULL;
             -- (A value's text x is read as v_read_pre || x || v_read_post.)
             v_read_pre := CASE WHEN v_guard THEN 'pgjobs._import_input(' ELSE '(' END;
